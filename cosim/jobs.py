@@ -26,9 +26,10 @@ __all__ = ["TileJob", "BackwardJob", "JobTile", "JobResult", "REGISTER_NAMES", "
 #: The streaming registers :func:`gen.driver.run_tile` uses (``TileProgram.registers``), in
 #: the order of the ``regs_<k>`` array of a job file.
 REGISTER_NAMES = ("status", "in_rows", "res_rows", "out_taken", "in_consumed", "res_consumed",
-                  "out_rows")
+                  "out_rows", "w4_chunks", "w4_consumed", "w2_chunks", "w2_consumed", "w3_chunks",
+                  "w3_consumed")
 #: The rings (``TileProgram.rings``), in the order of the ``rings_<k>`` array.
-RING_NAMES = ("in", "res", "out")
+RING_NAMES = ("in", "res", "out", "w4", "w23")
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,16 @@ class TileJob:
     registers: Mapping[str, int]
     cycle_limit: int
     index: int = 0
+    #: a streamed G4's chunks (``TileProgram.w4_chunks``; ring ``rings["w4"]``)
+    w4_chunks: Sequence[Sequence[tuple[int, int]]] = ()
+    #: streamed G2/G3's chunks (``TileProgram.w2_chunks``/``w3_chunks``; ring ``rings["w23"]``)
+    w2_chunks: Sequence[Sequence[tuple[int, int]]] = ()
+    w3_chunks: Sequence[Sequence[tuple[int, int]]] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "start", tuple(int(v) for v in self.start))
+        for name in ("w4_chunks", "w2_chunks", "w3_chunks"):        # one form, however made
+            object.__setattr__(self, name, [list(c) for c in getattr(self, name)])
 
     @property
     def tile(self) -> JobTile:
@@ -73,7 +81,7 @@ class TileJob:
         """The job of a ``gen.driver.TileProgram``."""
         return cls(prog.setup, prog.start, prog.in_rows, prog.res_rows, prog.out_rows,
                    prog.counter_reads, dict(prog.rings), dict(prog.registers), int(cycle_limit),
-                   prog.tile.index)
+                   prog.tile.index, list(prog.w4_chunks), list(prog.w2_chunks), list(prog.w3_chunks))
 
 
 @dataclass(frozen=True)
@@ -184,8 +192,11 @@ def write_jobs(path: str | os.PathLike, jobs: Sequence[TileJob | BackwardJob], p
         arrays[f"out_{k}"] = np.array([a for r in job.out_rows for a in r], dtype=np.int64)
         arrays[f"out_len_{k}"] = np.array([len(r) for r in job.out_rows], dtype=np.int64)
         arrays[f"cnt_{k}"] = np.array(job.counter_reads, dtype=np.int64)
-        arrays[f"rings_{k}"] = np.array([job.rings[n] for n in RING_NAMES], dtype=np.int64)
-        arrays[f"regs_{k}"] = np.array([job.registers[n] for n in REGISTER_NAMES], dtype=np.int64)
+        arrays[f"rings_{k}"] = np.array([job.rings.get(n, 0) for n in RING_NAMES], dtype=np.int64)
+        arrays[f"w4_{k}"], arrays[f"w4_len_{k}"] = _pairs(job.w4_chunks)
+        arrays[f"w2_{k}"], arrays[f"w2_len_{k}"] = _pairs(job.w2_chunks)
+        arrays[f"w3_{k}"], arrays[f"w3_len_{k}"] = _pairs(job.w3_chunks)
+        arrays[f"regs_{k}"] = np.array([job.registers.get(n, -1) for n in REGISTER_NAMES], dtype=np.int64)
         arrays[f"limit_{k}"] = np.array(int(job.cycle_limit))
         arrays[f"index_{k}"] = np.array(int(job.index))
     atomic_write_npz(path, arrays)
@@ -222,9 +233,12 @@ def read_jobs(path: str | os.PathLike) -> tuple[list[TileJob | BackwardJob], flo
             res_rows=_split(tup(data[f"res_{k}"]), data[f"res_len_{k}"]),
             out_rows=_split(data[f"out_{k}"].tolist(), data[f"out_len_{k}"]),
             counter_reads=data[f"cnt_{k}"].tolist(),
-            rings=dict(zip(RING_NAMES, data[f"rings_{k}"].tolist())),
-            registers=dict(zip(REGISTER_NAMES, data[f"regs_{k}"].tolist())),
-            cycle_limit=int(data[f"limit_{k}"]), index=int(data[f"index_{k}"])))
+            rings={n: v for n, v in zip(RING_NAMES, data[f"rings_{k}"].tolist()) if n not in ("w4", "w23") or v},
+            registers={n: v for n, v in zip(REGISTER_NAMES, data[f"regs_{k}"].tolist()) if v >= 0},
+            cycle_limit=int(data[f"limit_{k}"]), index=int(data[f"index_{k}"]),
+            w4_chunks=_split(tup(data[f"w4_{k}"]), data[f"w4_len_{k}"]) if f"w4_{k}" in data else [],
+            w2_chunks=_split(tup(data[f"w2_{k}"]), data[f"w2_len_{k}"]) if f"w2_{k}" in data else [],
+            w3_chunks=_split(tup(data[f"w3_{k}"]), data[f"w3_len_{k}"]) if f"w3_{k}" in data else []))
     return jobs, float(data["period_ns"]), int(data["latency"])
 
 

@@ -58,13 +58,16 @@ class TileShape:
     zero_halo: tuple[bool, bool, bool, bool] = (False, False, False, False)  # top, bottom, left, right
     pack: int = 0                  # log2 Pk of clusters 2/3
     order: int = 0                 # 0: row outer, 1: timestep outer
+    w4_ring: int = 0               # > 0: G4 streamed through a ring of that many chunks
+    w23_ring: int = 0              # > 0: G2 and G3 streamed through rings of that many chunks
 
     @classmethod
     def of(cls, qlayer, tile) -> "TileShape":
         """From a ``sw.qlayer.QuantTTLayer`` and a ``gen.driver.Tile``."""
         return cls(tile.in_channels, tile.rank, tile.out_channels, tile.height, tile.width,
                    tile.timesteps, qlayer.mode, tuple(qlayer.full_timesteps(tile.timesteps)),
-                   qlayer.pool, qlayer.residual, tuple(tile.zero_halo), tile.pack, tile.order)
+                   qlayer.pool, qlayer.residual, tuple(tile.zero_halo), tile.pack, tile.order,
+                   getattr(tile, "w4_ring", 0), getattr(tile, "w23_ring", 0))
 
     def full(self, t: int) -> bool:
         """Whether timestep ``t`` runs clusters 2/3 (always, except HTT's reduced ones)."""
@@ -218,6 +221,30 @@ class EngineTable:
     lens: list[int]
     ready: Callable[[int], int | None] = None
     starts: list[int] = field(default_factory=list)
+    #: table entries per row (cluster 4 with a streamed G4: one per output group)
+    segments: int = 1
+    #: the row of each entry (None: one entry per row); for clusters 2/3 with streamed G2/G3
+    #: a MAC row is one entry per output rank group, each waiting for its chunk
+    seg_row: list | None = None
+    #: per entry, the index of the weight chunk it waits for (None: none)
+    chunk_of: list | None = None
+
+    def __post_init__(self):
+        n = len(self.rows)
+        rows = self.seg_row if self.seg_row is not None else list(range(n))
+        self.seg_row = rows
+        self.row_first, self.row_last = {}, {}
+        for u, j in enumerate(rows):
+            self.row_first.setdefault(j, u)
+            self.row_last[j] = u
+
+    def row_after(self, j: int, latency: int) -> int | None:
+        """:meth:`after` of row ``j``'s last entry."""
+        return self.after(self.row_last[j], latency)
+
+    def row_len(self, j: int) -> int:
+        """Cycles of row ``j`` (all its entries)."""
+        return sum(self.lens[u] for u in range(self.row_first[j], self.row_last[j] + 1))
 
     def last(self, i: int) -> int:
         """Cycle of row ``i``'s last issue."""
@@ -262,15 +289,23 @@ def _engine_tables(cfg: HardwareConfig, s: TileShape,
     # the zero-skipping cluster 1 steps one cycle after it issues a word (a row's table start
     # is its first issue), so its rows become visible one cycle later
     c1_visible = ROW_VISIBLE + (cfg.arrangement.cluster1 == "zero_skip")
-    c23 = EngineTable("cluster23", rows23, [_mac_row_len(s, g, t, g.nbe2) for _, t in rows23])
-    c3 = EngineTable("stt_cluster3", rows23 if stt else [], [g.ng * g.nb * g.r3] * (T * H) if stt else [])
-    c4 = EngineTable("cluster4", rows4, [g.wo * g.go * g.sub * s.rank] * (T * g.ho))
+    c23 = _mac_table("cluster23", s, rows23, [_mac_row_len(s, g, t, g.nbe2) for _, t in rows23],
+                     [s.full(t) for _, t in rows23], g.ng)
+    c3 = _mac_table("stt_cluster3", s, rows23 if stt else [], [g.ng * g.nb * g.r3] * (T * H) if stt else [],
+                    [True] * (T * H) if stt else [], g.ng)
+    # cluster 4's table: one entry per output row, or with a streamed G4 one per (row, output
+    # group), the segments that wait for their G4 chunk (gen/hosttiming.py); a row's
+    # dependencies hold for its first segment, its progress counts at its last
+    nseg = g.go if s.w4_ring else 1
+    segs4 = [(yo, t, go) for yo, t in rows4 for go in range(nseg)]
+    c4 = EngineTable("cluster4", segs4, [g.wo * (g.go // nseg) * g.sub * s.rank] * len(segs4),
+                     segments=nseg)
     idx1 = {wt: i for i, wt in enumerate(rows1)}
     seq23 = {qt: j for j, qt in enumerate(rows23)}
-    seq4 = {yt: u for u, yt in enumerate(rows4)}
+    seq4 = {yt: u * nseg + nseg - 1 for u, yt in enumerate(rows4)}      # a row's last segment
     back = g.lif_read_back_rows(s.order)
     # a neuron's u(t-1) read would come < E4_WRITE_LATENCY + 1 cycles after its issue
-    short_rows = back * c4.lens[0] < E4_WRITE_LATENCY + 1 if rows4 else False
+    short_rows = back * c4.lens[0] * nseg < E4_WRITE_LATENCY + 1 if rows4 else False
     # a window row waits for the E2 row that last reads the row its line1 slot held: row
     # (w - 3, t) (row outer: slots (w mod 3) * T + t); the row 3T back in E1's order (timestep
     # outer: one ring of 3T rows), last read by E2 row (min(w', H - 1), t')
@@ -288,32 +323,59 @@ def _engine_tables(cfg: HardwareConfig, s: TileShape,
 
     def ready1(i):
         t0 = c1.free(i)
-        return _latest(t0, c23.after(slot_wait[i], RELEASE_VISIBLE)) if i in slot_wait else t0
+        return _latest(t0, c23.row_after(slot_wait[i], RELEASE_VISIBLE)) if i in slot_wait else t0
 
     # STT: cluster 2's row j waits for its row2 half (cluster 3 done with row j - 2); with the
     # paper's sequential chaining for cluster 3 to finish row j - 1 (gen.config.Arrangement)
     stt_back = 1 if cfg.arrangement.stt_chain == "sequential" else 2
 
-    def ready23(j):
+    def ready23(u):
+        j = c23.seg_row[u]
+        if u != c23.row_first[j]:            # a row's later group: no row-level dependency
+            return c23.free(u)
         q, t = rows23[j]
-        out = (c3.after(j - stt_back, RELEASE_VISIBLE) if j >= stt_back else 0) if stt else line4_free(q, t)
-        return _latest(c23.free(j), c1.after(idx1[(q + 2, t)], c1_visible), out)
+        out = (c3.row_after(j - stt_back, RELEASE_VISIBLE) if j >= stt_back else 0) if stt else line4_free(q, t)
+        return _latest(c23.free(u), c1.after(idx1[(q + 2, t)], c1_visible), out)
 
-    def ready3(j):
+    def ready3(u):
+        j = c3.seg_row[u]
+        if u != c3.row_first[j]:
+            return c3.free(u)
         q, t = rows23[j]
-        return _latest(c3.free(j), c23.after(j, ROW_VISIBLE), line4_free(q, t))
+        return _latest(c3.free(u), c23.row_after(j, ROW_VISIBLE), line4_free(q, t))
 
     def ready4(u):
-        yo, t = rows4[u]
+        yo, t, go = segs4[u]
+        if go:                         # the row's later segments: no row-level dependency
+            return c4.free(u)
         writer = c3 if stt else c23
-        deps = [writer.after(seq23[(step * yo + step - 1, t)], ROW_VISIBLE)]
+        deps = [writer.row_after(seq23[(step * yo + step - 1, t)], ROW_VISIBLE)]
         if short_rows and t > 0:       # wait until the row read back is written (+1 visible)
-            deps.append(c4.after(u - back, E4_WRITE_LATENCY + 1))
+            deps.append(c4.after(u - back * nseg + nseg - 1, E4_WRITE_LATENCY + 1))
         return _latest(c4.free(u), *deps)
 
     c1.ready, c23.ready, c3.ready, c4.ready = ready1, ready23, ready3, ready4
     tables = {"cluster1": c1, "cluster23": c23, "stt_cluster3": c3, "cluster4": c4}
     return {k: v for k, v in tables.items() if v.rows}
+
+
+def _mac_table(name: str, s: TileShape, rows, lens, macs, ng: int) -> EngineTable:
+    """The table of a clusters-2/3 engine: one entry per row, or with streamed G2/G3
+    (``s.w23_ring``) one per output rank group of each MAC row (``macs``; HTT's copy rows
+    stay one entry), the ``m``-th such group waiting for chunk ``m``."""
+    if not s.w23_ring:
+        return EngineTable(name, rows, lens)
+    entries, seg_lens, seg_row, chunk_of = [], [], [], []
+    m = 0
+    for j, (row, n, mac) in enumerate(zip(rows, lens, macs)):
+        parts = ng if mac else 1
+        for k in range(parts):
+            entries.append((row, k))
+            seg_lens.append(n // parts)
+            seg_row.append(j)
+            chunk_of.append(m if mac else None)
+            m += bool(mac)
+    return EngineTable(name, entries, seg_lens, seg_row=seg_row, chunk_of=chunk_of)
 
 
 def schedule_ready_rows(tables: Sequence[EngineTable]) -> None:
@@ -352,25 +414,37 @@ def tile_timing(cfg: HardwareConfig, s: TileShape, c1_lens: Sequence[int] | None
 
 
 def timing_counters(s: TileShape, tables: Mapping[str, EngineTable], in_wait: int = 0,
-                    lif_wait: int = 0) -> dict[str, int]:
-    """The timing counters of a scheduled tile; ``in_wait``/``lif_wait``: the cycles cluster 1
-    and cluster 4 waited for the host (gen/hosttiming.py), counted as ``c1_in_wait`` and
-    ``lif_stall`` instead of ``c1_stall`` and ``c4_stall``."""
+                    lif_wait: int = 0, w4_wait: int = 0, base23: Mapping[int, int] | None = None,
+                    base3: Mapping[int, int] | None = None) -> dict[str, int]:
+    """The timing counters of a scheduled tile; ``in_wait``/``lif_wait``/``w4_wait``: the
+    cycles cluster 1 and cluster 4 waited for the host (gen/hosttiming.py), counted as
+    ``c1_in_wait``, ``lif_stall`` and ``c4_w_wait`` (a streamed G4's chunk) instead of
+    ``c1_stall`` and ``c4_stall``. ``base23``/``base3``: per entry of the clusters-2/3
+    tables, the cycle its own conditions held (gen/hosttiming.py; the cycles from there to its
+    start waited for a streamed G2/G3 chunk: ``c2_w_wait``, ``c3_w_wait``)."""
     c1, c23, c4 = tables["cluster1"], tables["cluster23"], tables["cluster4"]
     stt = s.mode == "stt"
-    merging = [j for j, (_, t) in enumerate(c23.rows) if not stt and s.full(t)]
-    stall_before = [c23.starts[j] - c23.free(j) for j in range(len(c23.rows))]
+    rows23 = _rows(s.height, s.timesteps, s.order)
+    merging = [j for j, (_, t) in enumerate(rows23) if not stt and s.full(t)]
+    b23 = base23 if base23 is not None else c23.starts
+    stall_before = [b23[c23.row_first[j]] - c23.free(c23.row_first[j]) for j in range(len(rows23))]
+    w2_wait = sum(c23.starts[u] - b23[u] for u in range(len(c23.rows)))
     out = {"cycles": c4.end - 1 + PIPE_TAIL,
            "c1_busy": c1.busy, "c1_stall": c1.end - c1.busy - in_wait, "c1_in_wait": in_wait,
-           "c2_busy": c23.busy, "c2_stall": c23.end - c23.busy,
-           "c4_busy": c4.busy, "c4_stall": c4.end - c4.busy - lif_wait,
-           "adder_stall": sum(stall_before[j] for j in merging), "lif_stall": lif_wait}
+           "c2_busy": c23.busy, "c2_stall": c23.end - c23.busy - w2_wait, "c2_w_wait": w2_wait,
+           "c3_w_wait": 0,
+           "c4_busy": c4.busy, "c4_stall": c4.end - c4.busy - lif_wait - w4_wait,
+           "adder_stall": sum(stall_before[j] for j in merging), "lif_stall": lif_wait,
+           "c4_w_wait": w4_wait}
     if stt:
         c3 = tables["stt_cluster3"]
+        b3 = base3 if base3 is not None else c3.starts
+        w3_wait = sum(c3.starts[u] - b3[u] for u in range(len(c3.rows)))
         out["c3_busy"] = c3.busy
-        out["c3_stall"] = c3.end - c3.busy
+        out["c3_stall"] = c3.end - c3.busy - w3_wait
+        out["c3_w_wait"] = w3_wait
     else:
-        out["c3_busy"] = sum(c23.lens[j] for j in merging)
+        out["c3_busy"] = sum(c23.row_len(j) for j in merging)
         out["c3_stall"] = out["adder_stall"]
     return out
 

@@ -66,6 +66,12 @@ DESCRIPTOR: tuple[DescriptorField, ...] = tuple(DescriptorField(*f) for f in (
     ("out_ring_rows", 16, "rows of the output ring (membrane and spikes regions)"),
     ("pass", 2, "0 forward tile, 1 one backward stage (the bw_* stage registers; "
                 "gen.descriptor.Pass)"),
+    ("w4_ring", 16, "0: G4 resident in region w4 (loaded while idle); n > 0: G4 streamed, "
+                    "w4 is a ring of n chunks of r words (one output group each) the host "
+                    "refills while the tile runs (w4_chunks / w4_consumed)"),
+    ("w23_ring", 16, "0: G2 and G3 resident in regions w2, w3; n > 0: streamed, w2 and w3 are "
+                     "rings of n chunks of NS words (one output rank group of a MAC row each) "
+                     "the host refills while the tile runs (w2_chunks / w3_chunks)"),
 ))
 
 #: The descriptor as the hardware holds it (field ``f`` is ``unsigned(f.bits)``).

@@ -57,6 +57,10 @@ class Tile:
     output-channel group. ``weights_change`` is True when the tile must (re)load the cores.
     ``pack`` is ``log2 Pk`` of clusters 2/3 (``Pk`` rank channels x ``P/Pk`` columns);
     ``order`` the row order (0: row outer, 1: timestep outer; docs/architecture.md).
+    ``w4_ring``: 0 when G4 is resident in region ``w4``; ``n > 0`` when G4 is streamed through
+    a ring of ``n`` chunks (one output group's ``r`` words each, per output row; the planner
+    streams it only when the tile's whole G4 does not fit the region). ``w23_ring``: likewise
+    for G2 and G3 (chunks of ``NS`` words, one output rank group of a MAC row each).
     """
     index: int
     row0: int
@@ -73,6 +77,8 @@ class Tile:
     zero_halo: tuple[bool, bool, bool, bool] = (False, False, False, False)
     pack: int = 0
     order: int = 0
+    w4_ring: int = 0
+    w23_ring: int = 0
 
     @property
     def zero_halo_bits(self) -> int:
@@ -116,21 +122,42 @@ class TilePlan:
 
 def tile_fit(cfg: HardwareConfig, timesteps: int, in_channels: int, rank: int, out_channels: int,
              height: int, width: int, pool: bool, zero_halo: Sequence[bool], pack: int,
-             mode: str = "ptt", order: int = 0) -> str | None:
+             mode: str = "ptt", order: int = 0, w4_ring: int = 0, w23_ring: int = 0) -> str | None:
     """None when the tile fits ``cfg``'s regions and limits, else the reason it does not
-    (memoised per configuration object: the planner asks about the same shapes many times)."""
+    (memoised per configuration object: the planner asks about the same shapes many times).
+    ``w4_ring > 0``: G4 streamed through a ring of that many chunks of ``rank`` words;
+    ``w23_ring > 0``: G2 and G3 through rings of that many chunks of ``NS`` words (then the
+    rank may exceed ``limits.max_rank``, which sizes the resident G2/G3, up to
+    :func:`streamed_rank_limit`)."""
     key = ("tile_fit", timesteps, in_channels, rank, out_channels, height, width, bool(pool),
-           tuple(bool(z) for z in zero_halo), pack, mode, order)
+           tuple(bool(z) for z in zero_halo), pack, mode, order, w4_ring, w23_ring)
     memo = cfg.memo
     if key not in memo:
         memo[key] = _tile_fit(cfg, timesteps, in_channels, rank, out_channels, height, width,
-                              pool, zero_halo, pack, mode, order)
+                              pool, zero_halo, pack, mode, order, w4_ring, w23_ring)
     return memo[key]
+
+
+def streamed_rank_limit(cfg: HardwareConfig) -> int:
+    """The largest rank a tile with streamed G2/G3 may have: ``3 x max(max_in_channels,
+    max_out_channels)`` (the configuration's own bound on ``limits.max_rank``)."""
+    return 3 * max(cfg.limits.max_in_channels, cfg.limits.max_out_channels)
+
+
+def w23_ring_chunks(cfg: HardwareConfig, ns: int) -> int:
+    """Chunks of streamed G2/G3 rings: as many ``ns``-word chunks as region ``w2`` holds."""
+    return min(cfg.regions["w2"].depth // max(ns, 1), (1 << 16) - 1)
+
+
+def w4_ring_chunks(cfg: HardwareConfig, rank: int) -> int:
+    """Chunks of a streamed G4's ring: as many ``rank``-word chunks as region ``w4`` holds
+    (0 when not even one fits; at most the descriptor field's range)."""
+    return min(cfg.regions["w4"].depth // max(rank, 1), (1 << 16) - 1)
 
 
 def _tile_fit(cfg: HardwareConfig, timesteps: int, in_channels: int, rank: int, out_channels: int,
               height: int, width: int, pool: bool, zero_halo: Sequence[bool], pack: int,
-              mode: str, order: int) -> str | None:
+              mode: str, order: int, w4_ring: int = 0, w23_ring: int = 0) -> str | None:
     lim, reg = cfg.limits, cfg.regions
     if not 0 <= pack <= log2(cfg.lanes):
         return f"pack {pack} outside 0..{log2(cfg.lanes)}"
@@ -143,11 +170,13 @@ def _tile_fit(cfg: HardwareConfig, timesteps: int, in_channels: int, rank: int, 
         ("limits.max_tile_width", width, lim.max_tile_width),
         ("limits.max_timesteps", timesteps, lim.max_timesteps),
         ("limits.max_in_channels", in_channels, lim.max_in_channels),
-        ("limits.max_rank", rank, lim.max_rank),
+        ("limits.max_rank", rank, streamed_rank_limit(cfg) if w23_ring else lim.max_rank),
         ("limits.max_out_channels", out_channels, lim.max_out_channels),
         ("region w1 (G1 core)", w1_depth(cfg, rank, in_channels, pack), reg["w1"].depth),
-        ("region w2/w3 (G2/G3 cores)", g.ng * g.ns, reg["w2"].depth),
-        ("region w4 (G4 core)", g.go * rank, reg["w4"].depth),
+        ("region w2/w3 (G2/G3 rings of streamed chunks)", w23_ring * g.ns, reg["w2"].depth) if w23_ring
+        else ("region w2/w3 (G2/G3 cores)", g.ng * g.ns, reg["w2"].depth),
+        ("region w4 (G4 ring of streamed chunks)", w4_ring * rank, reg["w4"].depth) if w4_ring
+        else ("region w4 (G4 core)", g.go * rank, reg["w4"].depth),
         ("region affine", g.go, reg["affine"].depth),
         ("region line1 (3 q1 rows per timestep)", LINE1_SLOTS_PER_T * timesteps * g.rw1, reg["line1"].depth),
         ("region line4 (2 q23 rows per timestep)", LINE4_SLOTS_PER_T * timesteps * g.rw4, reg["line4"].depth),
@@ -182,7 +211,8 @@ EXACT_CANDIDATES = 8
 
 class CoresDoNotFit(UserError):
     """A layer's TT cores exceed the configuration's weight regions: no tiling can run it,
-    it would need weight streaming (which this accelerator version does not have)."""
+    it would need G1 streaming (G2, G3 and G4 stream when they do not fit; G1 streaming is not
+    built)."""
 
 
 def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_channels: int,
@@ -221,6 +251,8 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
                            ("rank", rank, lim.max_rank)):
         if val < 1:
             raise UserError(f"layer {what} must be >= 1, got {val}")
+        if what == "rank" and top < val <= streamed_rank_limit(cfg):
+            continue                  # its G2/G3 may stream (the tiles' fit check decides)
         if val > top:
             hint = ("; larger ranks need larger weight regions (limits.max_rank) or weight "
                     "streaming, which this accelerator version does not have" if what == "rank" else "")
@@ -273,28 +305,20 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
         for th_, tw_ in sizes:
             for pk_ in packs:
                 for od in orders:
-                    ok = True
-                    shapes: dict = {}
-                    for _, _, _, cout_, h_, w_, halo in _strip_tiles(out_channels, hh, ww, cout_tile, th_, tw_):
-                        why = tile_fit(cfg, t, cin, rank, cout_, h_, w_, pool, halo, pk_, mode, od)
-                        if why:
-                            ok = False
-                            reasons.append(why)
-                            break
-                        shape = TileShape(cin, rank, cout_, h_, w_, t, mode, sched, pool, residual,
-                                          halo, pk_, od)
-                        shapes[shape] = shapes.get(shape, 0) + 1
-                    if not ok:
+                    shapes = _strip_shapes(cfg, in_shape, rank, out_channels, cout_tile, th_, tw_,
+                                           pk_, od, mode, sched, pool, residual, reasons)
+                    if shapes is None:
                         continue
                     est = sum(n * estimate_cycles(cfg, s, c1_lens(s)) for s, n in shapes.items())
-                    feasible.append((est, -th_ * tw_, -cout_tile, pk_, od, th_, tw_, cout_tile, shapes))
+                    w4r = next(iter(shapes)).w4_ring
+                    feasible.append((est, -th_ * tw_, -cout_tile, pk_, od, th_, tw_, cout_tile, shapes, w4r))
         if feasible and tile_hw is not None:
             break
     if not feasible:
         why = max(set(reasons), key=reasons.count) if reasons else "no candidate"
         cores = why.startswith("region w")
-        hint = ("; its TT cores exceed the weight buffer and this accelerator version has no "
-                "weight streaming" if cores else "")
+        hint = ("; its TT cores exceed the weight buffer: G2, G3 and G4 are streamed when they do "
+                "not fit, but this accelerator version has no G1 weight streaming" if cores else "")
         raise (CoresDoNotFit if cores else UserError)(
             f"layer T={t}, Cin={cin}, rank={rank}, Cout={out_channels}, {hh}x{ww} does not fit "
             f"configuration {cfg.name!r} in any tiling: {why}{hint}")
@@ -316,21 +340,51 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
             cyc = sum(n * tile_timing(cfg, s, c1_lens(s))["cycles"] for s, n in cand[8].items())
             if best_cycles is None or cyc < best_cycles:
                 best, best_cycles = cand, cyc
-    _, _, _, pk_, od, th_, tw_, cout_tile, _ = best
+    _, _, _, pk_, od, th_, tw_, cout_tile, shapes_, w4r = best
+    w23r = next(iter(shapes_)).w23_ring
     tiles = []
     for o0, r0, c0, cout_, h_, w_, halo in _strip_tiles(out_channels, hh, ww, cout_tile, th_, tw_):
         first = r0 == 0 and c0 == 0                 # first tile of its output-channel group
         tiles.append(Tile(len(tiles), r0, c0, h_, w_, o0, cout_, cin, rank, t, pool, first, halo,
-                          pk_, od))
+                          pk_, od, w4r, w23r))
     return TilePlan(tuple(tiles), t, cin, out_channels, rank, hh, ww, pool, th_, tw_, cout_tile,
                     pk_, od)
+
+
+def _strip_shapes(cfg: HardwareConfig, in_shape, rank: int, out_channels: int, cout_tile: int,
+                  th: int, tw: int, pack: int, order: int, mode: str, sched, pool: bool,
+                  residual: bool, reasons: list[str]) -> dict | None:
+    """The tile shapes (with their counts) of one candidate tiling, or None when a tile does
+    not fit (its reason appended to ``reasons``). G4 is streamed (``TileShape.w4_ring``) only
+    when the candidate's whole G4 does not fit region ``w4`` and a ring of its chunks does:
+    tilings that fit as before are planned as before."""
+    from .cyclemodel import TileShape
+    t, cin, hh, ww = (int(v) for v in in_shape)
+    geo_go = ceil_div(cout_tile, cfg.lanes)
+    ring = w4_ring_chunks(cfg, rank)
+    w4r = ring if geo_go * rank > cfg.regions["w4"].depth and ring >= 1 else 0
+    # G2/G3: ng groups of NS words each (their lane packing's)
+    pk = 1 << pack if 0 <= pack <= log2(cfg.lanes) else 1        # (tile_fit names a bad pack)
+    ng, ns = ceil_div(rank, pk), ceil_div(3 * rank, cfg.lanes // pk)
+    ring23 = w23_ring_chunks(cfg, ns)
+    w23r = ring23 if (ng * ns > cfg.regions["w2"].depth or rank > cfg.limits.max_rank) and ring23 >= 1 else 0
+    shapes: dict = {}
+    for _, _, _, cout_, h_, w_, halo in _strip_tiles(out_channels, hh, ww, cout_tile, th, tw):
+        why = tile_fit(cfg, t, cin, rank, cout_, h_, w_, pool, halo, pack, mode, order, w4r, w23r)
+        if why:
+            reasons.append(why)
+            return None
+        shape = TileShape(cin, rank, cout_, h_, w_, t, mode, sched, pool, residual, halo, pack,
+                          order, w4r, w23r)
+        shapes[shape] = shapes.get(shape, 0) + 1
+    return shapes
 
 
 def streamed_cores(cfg: HardwareConfig, rank: int, in_channels: int, out_channels: int) -> list[str]:
     """The weight regions (``w1``..``w4``) whose whole core of a layer exceeds the region of
     ``cfg``: what a weight-streaming design would have to stream (G4 too, although
     output-channel groups could split it, because each group recomputes G1-G3;
-    docs/architecture.md, "Weight streaming: what it needs"). Empty when every core fits."""
+    docs/architecture.md, "Weight streaming: the analysis"). Empty when every core fits."""
     cores = {"w1": rank * in_channels, "w2": 3 * rank * rank, "w3": 3 * rank * rank,
              "w4": rank * out_channels}
     regions = cfg.regions
@@ -397,7 +451,8 @@ class TileProgram:
     (:func:`run_tile` does all of it). After ``done``: ``counter_reads``. ``decode`` takes
     the values of every output row read followed by the counter values.
     ``words_in``/``words_out`` count the buffer-region words (the DRAM traffic: the
-    ``host_words_in``/``host_words_out`` counters see the same numbers).
+    ``host_words_in``/``host_words_out`` counters see the same numbers). A tile that streams
+    G4 (``tile.w4_ring``) feeds ``w4_chunks`` into the ``w4`` ring like input rows.
     """
     tile: Tile
     setup: list[tuple[int, int]]
@@ -411,6 +466,11 @@ class TileProgram:
     words_in: int
     words_out: int
     _decode: Any = field(repr=False)
+    #: a streamed G4's chunks (the writes of each, in cluster 4's order), fed like input rows
+    w4_chunks: list[list[tuple[int, int]]] = field(default_factory=list)
+    #: streamed G2/G3's chunks (rings ``rings["w23"]``), in the clusters-2/3 engines' order
+    w2_chunks: list[list[tuple[int, int]]] = field(default_factory=list)
+    w3_chunks: list[list[tuple[int, int]]] = field(default_factory=list)
 
     @property
     def reads(self) -> list[int]:
@@ -453,16 +513,34 @@ async def run_tile(bus: HostBus, prog: TileProgram, max_polls: int = 10_000_000)
             await bus.write(count_reg, n)
         return n, moved
 
+    streams_w4, streams_w23 = bool(prog.w4_chunks), bool(prog.w2_chunks)
     n_in, _ = await feed(prog.in_rows, 0, 0, rings["in"], reg["in_rows"])
     n_res, _ = await feed(prog.res_rows, 0, 0, rings["res"], reg["res_rows"])
+    n_w4 = n_w2 = n_w3 = 0
+    if streams_w23:
+        n_w2, _ = await feed(prog.w2_chunks, 0, 0, rings["w23"], reg["w2_chunks"])
+        n_w3, _ = await feed(prog.w3_chunks, 0, 0, rings["w23"], reg["w3_chunks"])
+    if streams_w4:
+        n_w4, _ = await feed(prog.w4_chunks, 0, 0, rings["w4"], reg["w4_chunks"])
     await bus.write(*prog.start)
     values: list[int] = []
     polls = 0
     while True:
-        status, in_c, res_c, out_r = await bus.read(
-            [reg["status"], reg["in_consumed"], reg["res_consumed"], reg["out_rows"]])
+        polled = [reg["status"], reg["in_consumed"], reg["res_consumed"], reg["out_rows"]]
+        if streams_w23:
+            polled += [reg["w2_consumed"], reg["w3_consumed"]]
+        if streams_w4:
+            polled.append(reg["w4_consumed"])
+        status, in_c, res_c, out_r, *w_c = await bus.read(polled)
         n_in, m1 = await feed(prog.in_rows, n_in, in_c, rings["in"], reg["in_rows"])
         n_res, m2 = await feed(prog.res_rows, n_res, res_c, rings["res"], reg["res_rows"])
+        if streams_w23:
+            n_w2, m5 = await feed(prog.w2_chunks, n_w2, w_c[0], rings["w23"], reg["w2_chunks"])
+            n_w3, m6 = await feed(prog.w3_chunks, n_w3, w_c[1], rings["w23"], reg["w3_chunks"])
+            m2 = m2 or m5 or m6
+        if streams_w4:
+            n_w4, m4 = await feed(prog.w4_chunks, n_w4, w_c[-1], rings["w4"], reg["w4_chunks"])
+            m2 = m2 or m4
         m3 = False
         while n_out < min(out_r, len(prog.out_rows)):
             values += await bus.read(prog.out_rows[n_out])
@@ -666,7 +744,7 @@ class Driver:
             "round": qlayer.round, "pool": int(qlayer.pool), "residual": int(qlayer.residual),
             "zero_halo": tile.zero_halo_bits,
             "in_ring_rows": rings["in"], "res_ring_rows": rings["res"], "out_ring_rows": rings["out"],
-            "pass": int(Pass.FORWARD),
+            "pass": int(Pass.FORWARD), "w4_ring": tile.w4_ring, "w23_ring": tile.w23_ring,
         }
 
     def weight_words(self, qlayer, tile: Tile) -> dict[str, list[int]]:
@@ -750,7 +828,7 @@ class Driver:
                             f"got {window.shape}")
         why = tile_fit(cfg, tile.timesteps, tile.in_channels, tile.rank, tile.out_channels,
                        tile.height, tile.width, tile.pool, tile.zero_halo, tile.pack, qlayer.mode,
-                       tile.order)
+                       tile.order, tile.w4_ring, tile.w23_ring)
         if why:
             raise UserError(f"tile {tile.index} does not fit configuration {cfg.name!r}: {why}")
         ho, wo = tile.out_shape
@@ -763,17 +841,46 @@ class Driver:
                                 f"got {residual.shape}")
         geo = self.geometry(qlayer, tile)
         rings = self.ring_rows(geo, tile.order, ring_limit)
+        if tile.w4_ring:
+            rings["w4"] = tile.w4_ring
+        if tile.w23_ring:
+            rings["w23"] = tile.w23_ring
         reg = {name: m.register(name).address for name in
-               ("status", "in_rows", "res_rows", "out_taken", "in_consumed", "res_consumed", "out_rows")}
+               ("status", "in_rows", "res_rows", "out_taken", "in_consumed", "res_consumed", "out_rows",
+                "w4_chunks", "w4_consumed", "w2_chunks", "w2_consumed", "w3_chunks", "w3_consumed")}
         setup: list[tuple[int, int]] = [(m.register("ctrl").address, 2)]  # clear counters
         for name, value in self.descriptor(qlayer, tile, rings).items():
             setup.append((m.register(name).address, value))
         setup += [(reg["in_rows"], 0), (reg["res_rows"], 0), (reg["out_taken"], 0)]
+        if tile.w4_ring:
+            setup.append((reg["w4_chunks"], 0))
+        if tile.w23_ring:
+            setup += [(reg["w2_chunks"], 0), (reg["w3_chunks"], 0)]
         if load_weights is None:
             load_weights = tile.weights_change
         words_in = 0
+        weights = self.weight_words(qlayer, tile) if load_weights or tile.w4_ring or tile.w23_ring else {}
+        w4_chunks = []
+        if tile.w4_ring:       # streamed G4: chunk (output row, group) into slot n % w4_ring
+            r, w4 = tile.rank, weights.pop("w4")
+            groups = [go for _ in range(tile.timesteps * ho) for go in range(geo.go)]
+            for n, go in enumerate(groups):
+                ws = self._region_words("w4", w4[go * r:(go + 1) * r], (n % tile.w4_ring) * r)
+                words_in += len(ws)
+                w4_chunks.append(ws)
+        w2_chunks, w3_chunks = [], []
+        if tile.w23_ring:      # streamed G2/G3: chunk (MAC row, rank group) into slot n % w23_ring
+            ns, sched = geo.ns, qlayer.full_timesteps(tile.timesteps)
+            w2, w3 = weights.pop("w2"), weights.pop("w3")
+            mac_rows = [t for _, t in output_row_order(tile.height, tile.timesteps, tile.order) if sched[t]]
+            groups = [grp for _ in mac_rows for grp in range(geo.ng)]
+            for n, grp in enumerate(groups):
+                for words, chunks, name in ((w2, w2_chunks, "w2"), (w3, w3_chunks, "w3")):
+                    ws = self._region_words(name, words[grp * ns:(grp + 1) * ns], (n % tile.w23_ring) * ns)
+                    words_in += len(ws)
+                    chunks.append(ws)
         if load_weights:
-            for name, words in self.weight_words(qlayer, tile).items():
+            for name, words in weights.items():
                 ws = self._region_words(name, words)
                 words_in += len(ws)
                 setup += ws
@@ -829,4 +936,5 @@ class Driver:
             return TileResult(spk[:, :tile.out_channels], mem[:, :tile.out_channels], counters)
 
         return TileProgram(tile, setup, (m.register("ctrl").address, 1), in_rows, res_rows,
-                           out_rows, counter_reads, rings, reg, words_in, words_out, decode)
+                           out_rows, counter_reads, rings, reg, words_in, words_out, decode, w4_chunks,
+                           w2_chunks, w3_chunks)

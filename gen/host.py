@@ -63,9 +63,10 @@ class HostInterface(wiring.Component):
     cycle after the engines' last so that ``done`` rises with every counter final.
     """
 
-    #: regions the host may access while a tile runs: it fills the input rings and drains the
-    #: output ring; everything else only while idle
-    STREAM_WRITE = frozenset({"spike_in", "residual"})
+    #: regions the host may access while a tile runs: it fills the input rings (and the G4
+    #: ring of a tile that streams G4) and drains the output ring; everything else only while
+    #: idle
+    STREAM_WRITE = frozenset({"spike_in", "residual", "w4", "w2", "w3"})
     STREAM_READ = frozenset({"membrane", "spikes"})
     #: regions the host reads (while idle, or streaming): the others are write-only
     READABLE = frozenset({"spike_in", "w1", "w2", "w3", "w4", "affine", "gbuf", "membrane", "spikes", "wgrad"})
@@ -237,12 +238,13 @@ class HostInterface(wiring.Component):
         m.d.sync += [self.host_rvalid.eq(rd_valid1), self.host_rdata.eq(out_value)]
 
     def _event(self, m):
-        """``event``: raised when the host has something to do (an input slot freed, an output
-        row complete, the tile done); lowered when the host reads ``status``."""
+        """``event``: raised when the host has something to do (an input slot or a G4 chunk
+        slot freed, an output row complete, the tile done); lowered when the host reads ``status``."""
         attention = Signal()
-        prev = Signal(3 * STREAM_BITS + 1)
         so = self.stream_out
-        now = Cat(so.in_consumed, so.res_consumed, so.out_rows, self.done)
+        now = Cat(so.in_consumed, so.res_consumed, so.out_rows, so.w4_consumed, so.w2_consumed,
+                  so.w3_consumed, self.done)
+        prev = Signal(len(now))
         m.d.sync += prev.eq(now)
         with m.If(now != prev):
             m.d.sync += attention.eq(1)

@@ -38,6 +38,14 @@ STREAM_REGISTERS: tuple[tuple[str, int, str, str], ...] = (
     ("in_consumed", 0x06, "r", "input spike rows cluster 1 has finished with (slot free)"),
     ("res_consumed", 0x07, "r", "residual rows the LIF array has finished with (slot free)"),
     ("out_rows", 0x08, "r", "output rows complete in the output ring"),
+    ("w4_chunks", 0x09, "rw", "G4 chunks the host has written into the w4 ring (streamed G4: "
+                              "descriptor w4_ring > 0)"),
+    ("w4_consumed", 0x0A, "r", "G4 chunks cluster 4 has finished with (slot free)"),
+    ("w2_chunks", 0x0B, "rw", "G2 chunks the host has written into the w2 ring (streamed G2/G3: "
+                              "descriptor w23_ring > 0)"),
+    ("w2_consumed", 0x0C, "r", "G2 chunks cluster 2 has finished with (slot free)"),
+    ("w3_chunks", 0x0D, "rw", "G3 chunks the host has written into the w3 ring"),
+    ("w3_consumed", 0x0E, "r", "G3 chunks cluster 3 has finished with (slot free)"),
 )
 DESCRIPTOR_BASE = 0x10
 #: The backward stage registers (``bw_<field>`` for every field of
@@ -72,6 +80,10 @@ COUNTERS: tuple[tuple[str, str], ...] = (
     ("lif_busy", "cycles the LIF array updated a group of neurons"),
     ("lif_stall", "cycles the LIF array waited for the host (output ring full or residual row "
                   "missing)"),
+    ("c4_w_wait", "cycles cluster 4 waited for the host's next G4 chunk (streamed G4)"),
+    ("c2_w_wait", "cycles clusters 2/3 (cluster 2, and cluster 3 in lock step) waited for the "
+                  "host's next G2 (and G3) chunk (streamed G2/G3)"),
+    ("c3_w_wait", "cycles STT's cluster-3 engine waited for the host's next G3 chunk"),
     ("c1_slots", "cluster-1 accumulate slots: input channels x output values stepped"),
     ("c1_adds", "cluster-1 accumulates performed (slots whose spike is 1)"),
     ("c2_macs", "cluster-2 multiply-accumulates (active PEs x steps)"),

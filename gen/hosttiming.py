@@ -14,6 +14,11 @@ and every other stall counter equal the RTL's (tests/gen/test_host_timing.py, am
 tests/cosim, Verilator), and ``host_span`` is the host's bus cycles for the whole tile
 (set-up, weights, streaming, the reads after ``done``).
 
+A tile that streams G4 (``TileShape.w4_ring``, descriptor ``w4_ring``) runs cluster 4's rows as
+one table entry per output group (:func:`gen.cyclemodel._engine_tables`): each waits for the
+host's chunk (``w4_chunks``) after the row's own host dependencies, and those cycles count as
+``c4_w_wait``; ``w4_consumed`` steps at each group's last issue.
+
 The zero-skipping cluster 1 (``arrangement.cluster1 = "zero_skip"``) has data-dependent rows:
 :func:`host_tile_timing` takes its row lengths (``c1_lens``: exact from the tile's input
 window, :func:`gen.zero_skip.zero_skip_row_lens`; or expected from a spike density,
@@ -70,6 +75,9 @@ class HostTraffic:
     out_rows: tuple[int, ...]
     counter_reads: int
     rings: tuple[tuple[str, int], ...]
+    w4_chunks: tuple[int, ...] = ()     # a streamed G4: the beats of each chunk
+    w2_chunks: tuple[int, ...] = ()     # streamed G2/G3: the beats of each chunk
+    w3_chunks: tuple[int, ...] = ()
 
 
 def traffic_of_program(prog, hmap) -> HostTraffic:
@@ -78,7 +86,9 @@ def traffic_of_program(prog, hmap) -> HostTraffic:
     last = max((i for i, (a, _) in enumerate(prog.setup) if a in desc), default=-1)
     return HostTraffic(len(prog.setup), last, tuple(len(r) for r in prog.in_rows),
                        tuple(len(r) for r in prog.res_rows), tuple(len(r) for r in prog.out_rows),
-                       len(prog.counter_reads), tuple(sorted(prog.rings.items())))
+                       len(prog.counter_reads), tuple(sorted(prog.rings.items())),
+                       tuple(len(c) for c in prog.w4_chunks), tuple(len(c) for c in prog.w2_chunks),
+                       tuple(len(c) for c in prog.w3_chunks))
 
 
 @lru_cache(maxsize=1)
@@ -101,16 +111,26 @@ def shape_traffic(cfg: HardwareConfig, s: TileShape, load_weights: bool = True,
     sub = {r.name: r.subwords for r in drv.map.regions}
     g = TileGeometry.of_shape(cfg, s)
     n_desc = len(DESCRIPTOR_FIELDS)
-    weights = (s.rank * g.ncc * sub["w1"] + g.ng * g.ns * (sub["w2"] + sub["w3"])
-               + g.go * s.rank * sub["w4"] + g.go * sub["affine"]) if load_weights else 0
+    resident_w4 = 0 if s.w4_ring else g.go * s.rank * sub["w4"]
+    resident_w23 = 0 if s.w23_ring else g.ng * g.ns * (sub["w2"] + sub["w3"])
+    weights = (s.rank * g.ncc * sub["w1"] + resident_w23
+               + resident_w4 + g.go * sub["affine"]) if load_weights else 0
     row_in = len(input_pixel_order(s.width, s.zero_halo)) * g.cw * sub["spike_in"]
     n_in = len(input_row_order(s.height, s.timesteps, s.zero_halo, s.order))
     n_out = s.timesteps * g.ho
     rings = drv.ring_rows(g, s.order)
-    return HostTraffic(1 + n_desc + 3 + weights, n_desc, (row_in,) * n_in,
+    if s.w4_ring:
+        rings["w4"] = s.w4_ring
+    n_chunks23 = s.height * sum(1 for t in range(s.timesteps) if s.full(t)) * g.ng if s.w23_ring else 0
+    if s.w23_ring:
+        rings["w23"] = s.w23_ring
+    return HostTraffic(1 + n_desc + 3 + bool(s.w4_ring) + 2 * bool(s.w23_ring) + weights, n_desc,
+                       (row_in,) * n_in,
                        (g.out_row_words * sub["residual"],) * n_out if s.residual else (),
                        (g.out_row_words * (sub["membrane"] + sub["spikes"]),) * n_out,
-                       2 * len(drv.map.counters) if read_counters else 0, tuple(sorted(rings.items())))
+                       2 * len(drv.map.counters) if read_counters else 0, tuple(sorted(rings.items())),
+                       (s.rank * sub["w4"],) * (n_out * g.go) if s.w4_ring else (),
+                       (g.ns * sub["w2"],) * n_chunks23, (g.ns * sub["w3"],) * n_chunks23)
 
 
 _DRIVERS: dict[int, object] = {}
@@ -126,7 +146,8 @@ def _driver(cfg):
 
 class _Registers:
     """Names of the streaming registers as :func:`gen.driver.run_tile` addresses them."""
-    NAMES = ("ctrl", "status", "in_rows", "res_rows", "out_taken", "in_consumed", "res_consumed", "out_rows")
+    NAMES = ("ctrl", "status", "in_rows", "res_rows", "out_taken", "in_consumed", "res_consumed", "out_rows",
+             "w4_chunks", "w4_consumed", "w2_chunks", "w2_consumed", "w3_chunks", "w3_consumed")
 
     def __init__(self):
         self.addr = {n: -10 - i for i, n in enumerate(self.NAMES)}
@@ -148,7 +169,9 @@ class ModelBus:
         self.origin: int | None = None      # bus cycle of the engines' cycle 0
         self.last_desc = -1
         self.latency = geometry_latency()
-        self.visible = {"in_rows": [], "res_rows": [], "out_taken": []}   # bus cycle each count is seen
+        # bus cycle each count is seen
+        self.visible = {"in_rows": [], "res_rows": [], "out_taken": [], "w4_chunks": [], "w2_chunks": [],
+                        "w3_chunks": []}
         self.last_status = None
         self.tables = tables = _engine_tables(cfg, s, c1_lens)
         # the zero-skipping engine counts a row consumed at its last step, one cycle after its
@@ -174,7 +197,9 @@ class ModelBus:
             n += 0 if zero else 1
         self.in_index = idx
         base1, base4 = self.c1.ready, self.c4.ready
-        self.base1, self.base4 = {}, {}
+        self.base1, self.base4, self.host4 = {}, {}, {}
+        nseg = self.c4.segments
+        streamed = bool(s.w4_ring)
 
         def ready1(i):
             t0 = base1(i)
@@ -184,17 +209,48 @@ class ModelBus:
             return t0 if idx[i] is None else _latest(t0, self._seen("in_rows", idx[i]))
 
         def ready4(u):
+            """Segment ``u`` (output row ``u // nseg``): the row's host dependencies (a free
+            output slot, the residual row), then a streamed G4's chunk ``u``; the cycles in
+            between count as ``lif_stall``, then as ``c4_w_wait``."""
             t0 = base4(u)
             if t0 is None:
                 return None
             self.base4[u] = t0
+            row = u // nseg
             ring = dict(self.rings)["out"]
-            deps = [self._seen("out_taken", u - ring) if u >= ring else 0]
+            deps = [self._seen("out_taken", row - ring) if row >= ring else 0]
             if s.residual:
-                deps.append(self._seen("res_rows", u))
-            return _latest(t0, *deps)
+                deps.append(self._seen("res_rows", row))
+            host = _latest(t0, *deps)
+            if host is None:
+                return None
+            self.host4[u] = host
+            return _latest(host, self._seen("w4_chunks", u)) if streamed else host
 
         self.c1.ready, self.c4.ready = ready1, ready4
+        self.base23, self.base3 = {}, {}
+        if s.w23_ring:
+            self._chunk_dependencies()
+
+    def _chunk_dependencies(self) -> None:
+        """Streamed G2/G3: each MAC group of the clusters-2/3 engines waits for its chunk after
+        its own conditions (``c2_w_wait``, ``c3_w_wait``): cluster 2 for G2's, and for G3's
+        while cluster 3 runs in lock step (PTT, HTT); STT's cluster-3 engine for G3's."""
+        stt = self.s.mode == "stt"
+        for name, regs, base in (("cluster23", ("w2_chunks",) if stt else ("w2_chunks", "w3_chunks"), self.base23),
+                                 ("stt_cluster3", ("w3_chunks",), self.base3)):
+            table = self.tables.get(name)
+            if table is None:
+                continue
+
+            def ready(u, table=table, regs=regs, base=base, own=table.ready):
+                t0 = own(u)
+                if t0 is None:
+                    return None
+                base[u] = t0
+                m = table.chunk_of[u]
+                return t0 if m is None else _latest(t0, *(self._seen(r, m) for r in regs))
+            table.ready = ready
 
     # ---- what the host reads -----------------------------------------------------------------
     def _advance(self) -> None:
@@ -210,10 +266,18 @@ class ModelBus:
         n1 = len(c1.starts)
         lag = self.c1_step_lag
         inc = [c1.last(i) + 1 + lag for i in range(n1) if self.in_index[i] is not None]
-        n4 = len(c4.starts)
-        res = [c4.last(u) + 1 for u in range(n4)] if self.s.residual else []
-        out = [c4.last(u) + E4_WRITE_LATENCY + 1 for u in range(n4)]
-        return inc, res, out
+        nseg = c4.segments
+        ends = range(nseg - 1, len(c4.starts), nseg)          # each row's last segment
+        res = [c4.last(u) + 1 for u in ends] if self.s.residual else []
+        out = [c4.last(u) + E4_WRITE_LATENCY + 1 for u in ends]
+        w4c = [c4.last(u) + 1 for u in range(len(c4.starts))] if self.s.w4_ring else []
+        w2c = w3c = []
+        if self.s.w23_ring:
+            c23 = self.tables["cluster23"]
+            w2c = [c23.last(u) + 1 for u in range(len(c23.starts)) if c23.chunk_of[u] is not None]
+            c3 = self.tables.get("stt_cluster3")
+            w3c = w2c if c3 is None else [c3.last(u) + 1 for u in range(len(c3.starts))]
+        return inc, res, out, w4c, w2c, w3c
 
     def _done_cycle(self) -> int | None:
         """Engine cycle from which ``done`` is seen high (None: not known yet)."""
@@ -224,18 +288,19 @@ class ModelBus:
 
     def _value(self, name: str, bus_cycle: int) -> int:
         t = bus_cycle - self.origin
-        inc, res, out = self._progress_times()
+        inc, res, out, w4c, w2c, w3c = self._progress_times()
         if name == "status":
             done = self._done_cycle()
             return (1 if t >= 0 else 0) | (2 if done is not None and t >= done else 0)
         if name in self.visible:
             return self._count(self.visible[name], bus_cycle)
-        return self._count({"in_consumed": inc, "res_consumed": res, "out_rows": out}[name], t)
+        return self._count({"in_consumed": inc, "res_consumed": res, "out_rows": out,
+                            "w4_consumed": w4c, "w2_consumed": w2c, "w3_consumed": w3c}[name], t)
 
     def _changes(self) -> list[int]:
         """Engine cycles at which the ``event`` line sees a change (sorted)."""
-        inc, res, out = self._progress_times()
-        ch = set(inc) | set(res) | set(out)
+        inc, res, out, w4c, w2c, w3c = self._progress_times()
+        ch = set(inc) | set(res) | set(out) | set(w4c) | set(w2c) | set(w3c)
         done = self._done_cycle()
         if done is not None:
             ch.add(done)
@@ -297,6 +362,9 @@ class _Program:
         self.setup = setup
         self.start = (a["ctrl"], 1)
         self.in_rows = [[(_REGION, 0)] * n for n in tr.in_rows]
+        self.w4_chunks = [[(_REGION, 0)] * n for n in tr.w4_chunks]
+        self.w2_chunks = [[(_REGION, 0)] * n for n in tr.w2_chunks]
+        self.w3_chunks = [[(_REGION, 0)] * n for n in tr.w3_chunks]
         self.res_rows = [[(_REGION, 0)] * n for n in tr.res_rows]
         self.out_rows = [[_REGION] * n for n in tr.out_rows]
         self.counter_reads = [_REGION] * tr.counter_reads
@@ -341,12 +409,13 @@ def host_tile_timing(cfg: HardwareConfig, s: TileShape, traffic: HostTraffic,
 
 def _timing_counters(s: TileShape, tables, bus: ModelBus) -> dict[str, int]:
     """The timing counters of a scheduled tile (:func:`gen.cyclemodel.timing_counters`, with
-    the host's waits split off: ``c1_in_wait`` from ``c1_stall``, ``lif_stall`` from
-    ``c4_stall``) and the host's bus cycles."""
+    the host's waits split off: ``c1_in_wait`` from ``c1_stall``, ``lif_stall`` and
+    ``c4_w_wait`` from ``c4_stall``) and the host's bus cycles."""
     c1, c4 = tables["cluster1"], tables["cluster4"]
     in_wait = sum(c1.starts[i] - bus.base1[i] for i in range(len(c1.rows)))
-    lif = sum(c4.starts[u] - bus.base4[u] for u in range(len(c4.rows)))
-    out = timing_counters(s, tables, in_wait, lif)
+    lif = sum(bus.host4[u] - bus.base4[u] for u in range(len(c4.rows)))
+    w4_wait = sum(c4.starts[u] - bus.host4[u] for u in range(len(c4.rows)))
+    out = timing_counters(s, tables, in_wait, lif, w4_wait, bus.base23 or None, bus.base3 or None)
     out["c1_stall"] += bus.c1_step_lag        # the zero-skipping engine's first-word fetch
     out["host_span"] = bus.now
     out["host_setup"] = bus.origin

@@ -36,9 +36,12 @@ Where the cycles above the bound go, per layer (columns of the table; they add u
   pipeline   cycles B does not issue: the pipeline fill and drain, waits for other engines.
 With the zero-skipping cluster 1 as ``B``, its work is its accumulates (``c1_adds``), and its
 padding includes the steps of all-zero spike words and the lanes a step leaves idle.
-Layers whose cores exceed the weight buffer (``fits = NO``) are timed on the same datapath
-with a weight buffer large enough, to show what weight streaming would have to achieve;
-they are left out of the totals.
+Layers whose G2, G3 or G4 exceed their regions run with those cores streamed through rings
+(``fits = S4``, ``S23``, ``S234``: the streamed cores; their chunk waits are the ``w_wait``
+column, ``c2_w_wait + c3_w_wait + c4_w_wait`` with the host). Layers whose G1 exceeds its
+region (``fits = NO``: G1 streaming is not built) are timed on the same datapath with a
+weight buffer large enough, to show what weight streaming would have to achieve; they are
+left out of the totals.
 """
 
 from __future__ import annotations
@@ -121,12 +124,13 @@ def layer_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
                                               residual=residual, mode=mode, schedule=sched,
                                               spike_density=density if skipping else None)
     totals: dict[str, int] = {}
-    host = dict.fromkeys(("cycles", "c1_in_wait", "lif_stall", "host_span"), 0)
+    host = dict.fromkeys(("cycles", "c1_in_wait", "lif_stall", "c4_w_wait", "c2_w_wait", "c3_w_wait",
+                          "host_span"), 0)
     cache: dict[TileShape, dict[str, int]] = {}
     host_cache: dict[tuple[TileShape, bool], dict[str, int]] = {}
     for t in plan:
         shape = TileShape(cin, rank, t.out_channels, t.height, t.width, timesteps, mode, sched, pool,
-                          residual, t.zero_halo, t.pack, t.order)
+                          residual, t.zero_halo, t.pack, t.order, t.w4_ring, t.w23_ring)
         # the zero-skipping cluster 1's rows: expected lengths at ``density`` (floats)
         lens = expected_row_lens(tcfg, shape, density) if skipping else None
         if shape not in cache:
@@ -168,6 +172,8 @@ def layer_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
         "host_ratio": host["host_span"] / ideal["bound"],
         "host_stall": host["cycles"] - cycles, "host_outside": host["host_span"] - host["cycles"],
         "host_c1_in_wait": host["c1_in_wait"], "host_lif_stall": host["lif_stall"],
+        "host_c4_w_wait": host["c4_w_wait"], "host_w_wait": host["c4_w_wait"] + host["c2_w_wait"] + host["c3_w_wait"],
+        "streamed": ("w2", "w3") * any(t.w23_ring for t in plan) + ("w4",) * any(t.w4_ring for t in plan),
         "utilisation": {k.replace("_ops", ""): v / (p * cycles) for k, v in ideal.items() if k.endswith("_ops")},
         **streaming_need(cfg, rank, cin, cout, h, sched, mode, totals),
         **{k: v for k, v in totals.items() if k != "cycles"},
@@ -177,7 +183,7 @@ def layer_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
 def streaming_need(cfg: HardwareConfig, rank: int, cin: int, cout: int, height: int,
                    schedule: Sequence[bool], mode: str, counters: Mapping[str, int]) -> dict[str, Any]:
     """What streaming a layer's cores over the host port would take (docs/architecture.md,
-    "Weight streaming: what it needs"). The cores streamed are those larger than their
+    "Weight streaming: the analysis"). The cores streamed are those larger than their
     regions of ``cfg`` (``stream_cores``, :func:`gen.driver.streamed_cores`). Two rates in bytes per cycle of the layer's
     ``cycles`` (``counters``, from the datapath with a weight buffer large enough):
     ``stream_today_bpc``, every weight-region read of those cores fetched from DRAM, i.e.
@@ -298,6 +304,17 @@ def plot_report(rows: Sequence[Mapping[str, Any]], path: str | Path) -> None:
     plt.close(fig)
 
 
+def _fits_text(row: Mapping[str, Any]) -> str:
+    """The ``fits`` column: ``yes`` (every core resident), ``S`` and the streamed cores'
+    numbers (it fits with those cores streamed through their rings: ``S4`` G4, ``S234``
+    G2, G3 and G4; ``w23_ring``, ``w4_ring``), ``NO`` (timed on a copy with a weight buffer
+    large enough)."""
+    if not row["fits_weight_buffer"]:
+        return "NO"
+    streamed = sorted({n[1] for n in row.get("streamed", ())})
+    return "S" + "".join(streamed) if streamed else "yes"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog=prog_name("python -m gen.perf"), description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="paper", help="hardware configuration (default: paper)")
@@ -333,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     hdr = (f"{'network':<21} {'mode':<4} {'layer':<17} {'Cin':>4} {'r':>4} {'Cout':>4} {'HxW':>6} "
            f"{'tiles':>5} {'Pk':>3} {'order':>8} {'cycles':>9} {'bound':>9} {'ratio':>6} {'busiest':>9} "
            f"{'halo':>7} {'padding':>8} {'pipeline':>8} {'fits':>4} {'host cyc':>9} {'h.ratio':>7} "
-           f"{'in_wait':>8} {'lif_stl':>8} {'outside':>8}")
+           f"{'in_wait':>8} {'lif_stl':>8} {'w_wait':>8} {'outside':>8}")
     print(f"host port: widths.host_data = {cfg.widths.host_data} bits per cycle at {cfg.clock_mhz:g} MHz "
           f"({cfg.widths.host_data // 8 * cfg.clock_mhz / 1000:.1f} GB/s), configuration {cfg.name!r}; "
           f"'cycles' with a host that keeps up, 'host cyc' with the host on that port")
@@ -344,15 +361,16 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{r['out_channels']:>4} {str(r['height']) + 'x' + str(r['width']):>6} {r['tiles']:>5} "
               f"{1 << r['pack']:>3} {r['order']:>8} {r['cycles']:>9.0f} {r['bound']:>9.0f} {r['ratio']:>6.3f} "
               f"{r['busiest_cluster']:>9} {r['halo']:>7.0f} {r['padding']:>8.0f} {r['pipeline']:>8.0f} "
-              f"{'yes' if r['fits_weight_buffer'] else 'NO':>4} {r['host_cycles']:>9.0f} {r['host_ratio']:>7.3f} "
-              f"{r['host_c1_in_wait']:>8.0f} {r['host_lif_stall']:>8.0f} {r['host_outside']:>8.0f}")
+              f"{_fits_text(r):>4} {r['host_cycles']:>9.0f} {r['host_ratio']:>7.3f} "
+              f"{r['host_c1_in_wait']:>8.0f} {r['host_lif_stall']:>8.0f} {r['host_w_wait']:>8.0f} "
+              f"{r['host_outside']:>8.0f}")
     print()
     refused = [r for r in rows if not r["fits_weight_buffer"]]
     if refused:
         print(f"cores larger than the weight regions (fits = NO): cycles above are on a copy with a weight "
               f"buffer large enough; streaming them over the {cfg.widths.host_data}-bit port "
               f"({refused[0]['stream_port_bpc']:g} B/cycle) would need, in bytes per cycle of those cycles "
-              f"(docs/architecture.md, 'Weight streaming: what it needs'):")
+              f"(docs/architecture.md, 'Weight streaming: the analysis'):")
         print(f"{'network':<21} {'mode':<4} {'layer':<17} {'streamed':<12} {'core B':>8} "
               f"{'today B/c':>9} {'per-row B/c':>11}")
         for r in refused:

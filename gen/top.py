@@ -123,9 +123,11 @@ class Accelerator(wiring.Component):
                      e1.released.eq(e23.released), e1.released_e1_order.eq(e23.released_e1_order),
                      e23.e1_rows.eq(e1.rows_done), e23.e4_released.eq(e4.rows_released),
                      e4.rows_written.eq(e23.q23_rows), e4.res_rows.eq(si.res_rows),
-                     e4.out_taken.eq(si.out_taken),
+                     e4.out_taken.eq(si.out_taken), e4.w4_chunks.eq(si.w4_chunks),
                      so.in_consumed.eq(e1.in_consumed), so.res_consumed.eq(e4.res_consumed),
-                     so.out_rows.eq(e4.out_rows)]
+                     so.out_rows.eq(e4.out_rows), so.w4_consumed.eq(e4.w4_consumed),
+                     e23.w2_chunks.eq(si.w2_chunks), e23.w3_chunks.eq(si.w3_chunks),
+                     so.w2_consumed.eq(e23.w2_consumed), so.w3_consumed.eq(e23.w3_consumed)]
 
     def _memories(self, m, host, busy, e1, e23, e4, bw):
         """The buffer memories and every datapath port of them: read ports the host shares

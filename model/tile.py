@@ -66,7 +66,8 @@ def tile_shape(tile, mode: str, schedule: Sequence[bool] | None = None,
     """The cycle model's :class:`~gen.cyclemodel.TileShape` of ``tile`` (a
     :class:`gen.driver.Tile`, a ``TileShape`` or any object with the fields ``height, width,
     in_channels, rank, out_channels, timesteps, pool`` and optionally ``zero_halo, pack,
-    order``; missing ones default to no zero halo, ``pack = 0``, ``order = 0``)."""
+    order, w4_ring``; missing ones default to no zero halo, ``pack = 0``, ``order = 0``, a
+    resident G4)."""
     if isinstance(tile, TileShape):
         if tile.mode != mode:
             raise UserError(f"tile shape has mode {tile.mode!r}, asked for {mode!r}")
@@ -86,7 +87,8 @@ def tile_shape(tile, mode: str, schedule: Sequence[bool] | None = None,
         raise UserError(f"zero_halo: expected 4 flags (top, bottom, left, right), got {zh!r}")
     return TileShape(vals["in_channels"], vals["rank"], vals["out_channels"], vals["height"],
                      vals["width"], t, mode, _schedule(mode, schedule, t), pool, bool(residual), zh,
-                     int(getattr(tile, "pack", 0)), int(getattr(tile, "order", 0)))
+                     int(getattr(tile, "pack", 0)), int(getattr(tile, "order", 0)),
+                     int(getattr(tile, "w4_ring", 0)), int(getattr(tile, "w23_ring", 0)))
 
 
 def computed_pixels(s: TileShape) -> tuple[int, int]:
@@ -123,7 +125,10 @@ def host_regions(cfg: HardwareConfig, s: TileShape, load_weights: bool = True
     when the tile loads them (``w1``: ``r*NC``, ``w2``/``w3``: ``ng*NS``, ``w4``: ``GO*r``,
     ``affine``: ``GO``), the input rows it streams (one per window row inside the layer and
     timestep, ``N1``-pixel rows of ``CW`` words), the residual rows (``T*Ho`` rows of
-    ``Wo*GO`` words) and the output rows it reads (membranes and spikes, ``T*Ho`` rows each)."""
+    ``Wo*GO`` words) and the output rows it reads (membranes and spikes, ``T*Ho`` rows each).
+    A streamed G4 (``s.w4_ring``) moves ``GO*r`` words per output row, streamed G2/G3
+    (``s.w23_ring``) ``ng*NS`` words each per MAC row, whether or not the tile loads its other
+    cores."""
     g = TileGeometry.of_shape(cfg, s)
     sub = _subwords(cfg)
     out: dict[str, tuple[int, int]] = {}
@@ -133,6 +138,12 @@ def host_regions(cfg: HardwareConfig, s: TileShape, load_weights: bool = True
         out["w3"] = (g.ng * g.ns, sub["w3"])
         out["w4"] = (g.go * s.rank, sub["w4"])
         out["affine"] = (g.go, sub["affine"])
+    if s.w4_ring:
+        out["w4"] = (s.timesteps * g.ho * g.go * s.rank, sub["w4"])
+    if s.w23_ring:       # streamed G2/G3: each MAC row's ng chunks of NS words
+        mac_rows = s.height * sum(1 for t in range(s.timesteps) if s.full(t))
+        out["w2"] = (mac_rows * g.ng * g.ns, sub["w2"])
+        out["w3"] = (mac_rows * g.ng * g.ns, sub["w3"])
     rows_in = len(input_row_order(s.height, s.timesteps, s.zero_halo, s.order))
     out["spike_in"] = (rows_in * g.in_row_words, sub["spike_in"])
     rows_out = s.timesteps * g.ho

@@ -12,6 +12,7 @@ from amaranth.lib.wiring import In, Out
 from ..arith import lane
 from ..config import HardwareConfig, log2
 from ..descriptor import DESCRIPTOR_LAYOUT
+from ..hostmap import STREAM_BITS
 from ..tilegeo import geometry_layout
 from ..units import AdderArray, MacCluster, Requantiser
 from .common import ROW_BITS, counts_layout, read_port, times3, write_port
@@ -52,12 +53,17 @@ class ClusterTwoThreeEngine(wiring.Component):
     * ``released`` (out): q23 rows done reading their q1 rows (``q*T + t`` order, row outer);
       ``released_e1_order`` (out): the same in cluster 1's row order (timestep outer);
       ``q23_rows`` (out): q23 rows written into ``line4``.
+    * ``w2_chunks``, ``w3_chunks`` (in): the host's G2/G3 chunks written into the ``w2``/``w3``
+      rings (streamed G2/G3, ``desc.w23_ring > 0``); ``w2_consumed``, ``w3_consumed`` (out):
+      chunks finished with (slots free; G3's from STT's cluster-3 engine in STT; 0 unless
+      streamed).
     * ``busy`` (out): a loop runs or a step is in the pipeline.
     * ``counts`` (out): this cycle's increments of the counters named by its fields.
 
     Timing: issue (addresses, scratchpad reads) -> a (operands arrive, PE update) -> b
     (partial sums into the scratchpads, results re-quantised and written). A row issues when
-    its three q1 rows are written and its output slot (``row2`` or ``line4``) is free.
+    its three q1 rows are written and its output slot (``row2`` or ``line4``) is free; a rank
+    group of a MAC row with streamed G2/G3 when its chunks are written (else ``c2_w_wait``).
     """
 
     def __init__(self, config: HardwareConfig):
@@ -75,9 +81,12 @@ class ClusterTwoThreeEngine(wiring.Component):
             "row2_c": Out(read_port(q_word)), "w2": Out(read_port(w_word)), "w3": Out(read_port(w_word)),
             "row2": Out(write_port(q_word)), "line4": Out(write_port(q_word)),
             "released": Out(RB), "released_e1_order": Out(RB), "q23_rows": Out(RB),
+            "w2_chunks": In(STREAM_BITS), "w3_chunks": In(STREAM_BITS),
+            "w2_consumed": Out(STREAM_BITS), "w3_consumed": Out(STREAM_BITS),
             "busy": Out(1),
             "counts": Out(counts_layout({
                 "c2_busy": 1, "c2_stall": 1, "adder_stall": 1, "c3_busy": 1, "c3_stall": 1,
+                "c2_w_wait": 1, "c3_w_wait": 1,
                 "line1_reads": 2, "w2_reads": 1, "row2_reads": 2, "w3_reads": 1,
                 "c2_macs": 2 * lp + 2, "c3_macs": 2 * lp + 2, "c2_spad_reads": 2, "c2_spad_writes": 2,
                 "c3_spad_reads": 2, "c3_spad_writes": 2, "row2_writes": 1, "line4_writes": 1,
@@ -151,7 +160,16 @@ class ClusterTwoThreeEngine(wiring.Component):
         stt_ok2 = e3_rel >= E2["seq"] if sequential else e3_rel + 1 >= E2["seq"]
         out_ok2 = Mux(is_stt, stt_ok2, line4_free(E2, self.desc, e4_rel))
         ok2 = (e1_done >= need2) & out_ok2
-        m.d.comb += E2["loop"].ok.eq(ok2)
+        # streamed G2/G3 (desc.w23_ring): a MAC row's group waits for its chunk of G2 (and of G3
+        # when cluster 3 runs in lock step), after the row's own conditions (c2_w_wait)
+        stream = d_["w23_ring"] != 0
+        chunk2 = E2["chunk"]
+        w_ok2 = ~stream | E2["copy"] | ((self.w2_chunks > chunk2) & (is_stt | (self.w3_chunks > chunk2)))
+        m.d.comb += E2["loop"].ok.eq(ok2 & w_ok2)
+        m.d.comb += [self.w2_consumed.eq(Mux(stream, chunk2, 0)),
+                     self.w3_consumed.eq(Mux(stream, Mux(is_stt, e3.w3_consumed, chunk2), 0)),
+                     e3.w3_chunks.eq(self.w3_chunks)]
+        count("c2_w_wait", E2["run"] & ok2 & ~w_ok2)
         count("c2_busy", E2["issue"])
         count("c2_stall", E2["run"] & ~ok2)
         count("adder_stall", E2["run"] & ~ok2 & ptt_row2)

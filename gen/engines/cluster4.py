@@ -24,11 +24,17 @@ class ClusterFourEngine(wiring.Component):
     and their loop nest.
 
     Per output row (row outer: output row ``yo``, then the timestep; timestep outer: the
-    timestep, then ``yo``), output pixel, output group of ``P`` channels, pool sub-pixel, rank
+    timestep, then ``yo``), output group of ``P`` channels, output pixel, pool sub-pixel, rank
     channel ``k``: one multiply-accumulate step per cycle on the q23 values of ``line4``.
-    At the end of a group the pooled sums go through the affine (scale of the timestep's
-    class, bias), the residual add and the LIF, whose membrane of the previous timestep is
-    read back from the output ring; spikes and membranes are written into the output ring.
+    At the end of a pixel the pooled sums of its group go through the affine (scale of the
+    timestep's class, bias), the residual add and the LIF, whose membrane of the previous
+    timestep is read back from the output ring; spikes and membranes are written into the
+    output ring. A group's ``r`` G4 words serve every pixel of the row before the next
+    group's are needed: with ``desc.w4_ring = n > 0`` (streamed G4) region ``w4`` is a ring of
+    ``n`` such chunks, one per (output row, group) in this order, that the host refills while
+    the tile runs; a group waits at its first step for its chunk (``w4_chunks``), and frees
+    its slot after its last (``w4_consumed``). With ``w4_ring = 0`` G4 is resident (chunk
+    ``go`` at word ``go * r``).
 
     Ports:
 
@@ -38,12 +44,14 @@ class ClusterFourEngine(wiring.Component):
       :func:`gen.tilegeo.geometry_layout`.
     * ``rows_written`` (in): q23 rows written into ``line4`` by clusters 2/3 (their order).
     * ``res_rows``, ``out_taken`` (in): the host's residual rows written / output rows read.
+    * ``w4_chunks`` (in): the host's G4 chunks written into the ``w4`` ring (streamed G4).
     * ``line4``, ``w4``, ``affine``, ``residual``, ``membrane_in`` (read ports: data one cycle
       after ``en``), ``membrane_out``, ``spikes`` (write ports).
     * ``run`` (out): rows left to issue; ``busy`` (out): ``run`` or a step in the pipeline.
     * ``rows_released`` (out): output rows issued (their q23 rows' ``line4`` slots are free);
       ``res_consumed`` (out): residual rows finished with; ``out_rows`` (out): output rows
-      complete in the output ring.
+      complete in the output ring; ``w4_consumed`` (out): G4 chunks finished with (their
+      ring slots are free; 0 unless G4 is streamed).
     * ``counts`` (out): this cycle's increments of the counters named by its fields.
 
     Timing: issue (addresses) -> a (operands arrive, MAC) -> b (max-pool; affine, residual
@@ -52,7 +60,8 @@ class ClusterFourEngine(wiring.Component):
     (membrane and spike writes, :attr:`TAIL_STAGES` cycles after c,
     :attr:`WRITE_LATENCY` cycles after the issue). Every stage is one clock cycle: no path
     needs more than one. A row issues when its q23 rows are written, its u(t-1) has landed
-    and the host has written its residual row and drained its output slot.
+    and the host has written its residual row and drained its output slot; a group of a
+    streamed G4 when the host has written its chunk (else ``c4_w_wait``).
     """
 
     #: cycles from stage c to the membrane and spike writes (the affine and LIF pipelines)
@@ -76,6 +85,7 @@ class ClusterFourEngine(wiring.Component):
             "rows_written": In(RB),
             "res_rows": In(STREAM_BITS),
             "out_taken": In(STREAM_BITS),
+            "w4_chunks": In(STREAM_BITS),
             "line4": Out(read_port(P * wd.activation)),
             "w4": Out(read_port(P * wd.weight)),
             "affine": Out(read_port(aff)),
@@ -88,8 +98,9 @@ class ClusterFourEngine(wiring.Component):
             "rows_released": Out(RB),
             "res_consumed": Out(STREAM_BITS),
             "out_rows": Out(STREAM_BITS),
+            "w4_consumed": Out(STREAM_BITS),
             "counts": Out(counts_layout({
-                "c4_busy": 1, "c4_stall": 1, "lif_stall": 1, "line4_reads": 1, "w4_reads": 1,
+                "c4_busy": 1, "c4_stall": 1, "lif_stall": 1, "c4_w_wait": 1, "line4_reads": 1, "w4_reads": 1,
                 "affine_reads": 1, "residual_reads": 1, "membrane_reads": 1,
                 "c4_macs": cnt_lanes, "membrane_writes": 1, "spikes_writes": 1, "lif_busy": 1,
                 "lif_updates": cnt_lanes, "spikes_out": cnt_lanes})),
@@ -137,21 +148,31 @@ class ClusterFourEngine(wiring.Component):
         back_ok4 = g.long_rows | (t4 == 0) | (out_seq + dist > m4)
         # the host: residual row written, output slot drained
         host_ok4 = (~use_res | (self.res_rows > m4)) & (self.out_taken + d.out_ring_rows > m4)
+        # streamed G4: the group's chunk (the w4seq-th of the tile) written by the host
+        stream = d.w4_ring != 0
+        w4seq, w4slot = Signal(STREAM_BITS), Signal(16)
+        w_ok4 = ~stream | (self.w4_chunks > w4seq)
         issue4 = Signal()
-        m.d.comb += issue4.eq(run4 & in_ok4 & back_ok4 & host_ok4)
+        m.d.comb += issue4.eq(run4 & in_ok4 & back_ok4 & host_ok4 & w_ok4)
         m.d.comb += [cnt.c4_busy.eq(issue4), cnt.c4_stall.eq(run4 & ~(in_ok4 & back_ok4)),
-                     cnt.lif_stall.eq(run4 & in_ok4 & back_ok4 & ~host_ok4)]
-        e4 = loops(m, [(o4, Mux(order, T, Ho)), (i4, Mux(order, Ho, T)), (xo4, Wo), (go4, GO),
+                     cnt.lif_stall.eq(run4 & in_ok4 & back_ok4 & ~host_ok4),
+                     cnt.c4_w_wait.eq(run4 & in_ok4 & back_ok4 & host_ok4 & ~w_ok4),
+                     self.w4_consumed.eq(Mux(stream, w4seq, 0))]
+        e4 = loops(m, [(o4, Mux(order, T, Ho)), (i4, Mux(order, Ho, T)), (go4, GO), (xo4, Wo),
                        (sub4, Mux(pool, 4, 1)), (k4, R)], issue4)
-        sub_end4, grp_end4, pix_end4, row_end4, all_end4 = e4[5], e4[4], e4[3], e4[2], e4[0]
+        # grp_end4: the last step of one output word (a pixel of a group); seg_end4: of a
+        # group's pixels (the G4 chunk's last use)
+        sub_end4, grp_end4, seg_end4, row_end4, all_end4 = e4[5], e4[4], e4[3], e4[2], e4[0]
         with m.If(issue4):
-            with m.If(grp_end4):
-                m.d.sync += [gobase4.eq(Mux(pix_end4, 0, gobase4 + R)),
-                             outidx.eq(Mux(row_end4, 0, outidx + 1))]
-            with m.If(pix_end4):      # the next column's block (S columns on)
+            with m.If(grp_end4):      # output word x * GO + go; the next column's line4 block
                 x0 = xo4 << pool
                 blocks = ((x0 + S) >> pxl) - (x0 >> pxl)          # 0, 1 or 2
-                m.d.sync += xoff4.eq(Mux(row_end4, 0, xoff4 + times3(blocks[:2], ng)))
+                m.d.sync += [outidx.eq(Mux(seg_end4, Mux(row_end4, 0, go4 + 1), outidx + GO)),
+                             xoff4.eq(Mux(seg_end4, 0, xoff4 + times3(blocks[:2], ng)))]
+            with m.If(seg_end4):      # the next chunk: resident at go * R, or the next ring slot
+                last_slot = w4slot == d.w4_ring - 1
+                m.d.sync += [w4seq.eq(w4seq + 1), w4slot.eq(Mux(last_slot, 0, w4slot + 1)),
+                             gobase4.eq(Mux(Mux(stream, last_slot, row_end4), 0, gobase4 + R))]
             with m.If(row_end4):
                 last_o = out_slot == d.out_ring_rows - 1
                 last_p = prev_slot == d.out_ring_rows - 1
@@ -239,7 +260,7 @@ class ClusterFourEngine(wiring.Component):
         with m.If(self.start):
             m.d.sync += [run4.eq(1), e4_rel.eq(0), res_seq.eq(0), out_seq.eq(0),
                          o4.eq(0), i4.eq(0), xo4.eq(0), go4.eq(0), sub4.eq(0), k4.eq(0), m4.eq(0),
-                         ym3.eq(0), gobase4.eq(0), outidx.eq(0),
+                         ym3.eq(0), gobase4.eq(0), outidx.eq(0), w4seq.eq(0), w4slot.eq(0),
                          out_base.eq(0), out_slot.eq(0), res_base.eq(0), res_slot.eq(0),
                          prev_slot.eq(d.out_ring_rows - dist), prev_base.eq(g.prev_init),
                          n4b.eq(Mux(pool, T, 0)), th4.eq(0), trw4_4.eq(0), xoff4.eq(0)]

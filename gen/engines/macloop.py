@@ -14,6 +14,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import HardwareConfig, log2
 from ..descriptor import DESCRIPTOR_LAYOUT
 from ..geometry import TAP_ORDER
+from ..hostmap import STREAM_BITS
 from ..tilegeo import geometry_layout
 from .common import ROW_BITS, inc3
 
@@ -27,7 +28,7 @@ STEP_LAYOUT = data.StructLayout({
     "q": RB, "t": 8, "i": RB, "seq": RB, "qm3": 2, "r1base": RB, "trw": RB, "tr4": RB, "tho": RB,
     "l4b": RB, "tap": 2, "ti": 2, "e": RB, "eoff": RB, "jb": RB, "g": RB, "gbase": RB, "sl": RB,
     "s": RB, "b": RB, "copy": 1, "new_op": 1, "new_centre": 1, "glb_rd": 1, "spad_rd": 1,
-    "from_psum": 1, "row_end": 1,
+    "from_psum": 1, "row_end": 1, "chunk": STREAM_BITS,
 })
 def spad_bits(config: HardwareConfig) -> tuple[int, int]:
     """Address bits of a PE's weight and partial-sum scratchpad entries (as
@@ -66,7 +67,10 @@ class MacRowLoop(wiring.Component):
     channels, each group of up to ``B`` column blocks, each chunk of up to ``C`` reduction
     steps, each block of the group, each step of the chunk (the step's input channel ``jb``
     block, tap, lane ``jl``). Weights of a chunk come from the weight buffer for the group's
-    first block and from the PE scratchpads for the others. ``cluster23``'s HTT reduced
+    first block and from the PE scratchpads for the others. A group's ``NS`` weight-buffer
+    words (``gbase ..``) are its chunk: resident at ``g * NS``, or with ``desc.w23_ring = n >
+    0`` (streamed G2/G3) in slot ``chunk % n`` of a ring, ``chunk`` (``step.chunk``) counting
+    the groups of MAC rows the loop has begun. ``cluster23``'s HTT reduced
     timesteps copy the ``ng`` q1 words of each block instead.
 
     Ports: ``start`` (in: reset the counters and run a tile; ``stt_cluster3`` runs only for
@@ -115,6 +119,8 @@ class MacRowLoop(wiring.Component):
              ("o", "i", "g", "bg", "ck", "b", "s", "jb", "jl", "sl", "jbs", "jls", "sls", "gbase",
               "seq", "bc")}
         e["q"] = Signal(RB, name=f"{name}_q")
+        e["cseq"], e["cslot"] = Signal(STREAM_BITS, name=f"{name}_cseq"), Signal(16, name=f"{name}_cslot")
+        stream = d.w23_ring != 0
         e["t"] = Signal(8, name=f"{name}_t")
         m.d.comb += [e["q"].eq(Mux(order, e["i"], e["o"])), e["t"].eq(Mux(order, e["o"], e["i"]))]
         e["ti"], e["tis"] = Signal(2, name=f"{name}_ti"), Signal(2, name=f"{name}_tis")
@@ -181,10 +187,17 @@ class MacRowLoop(wiring.Component):
                             m.d.sync += [e["bg"].eq(e["bg"] + 1), e["goff"].eq(e["goff"] + (ng << lB))]
                         with m.Else():
                             m.d.sync += [e["bg"].eq(0), e["goff"].eq(e_lo_ng)]
+                            # the group's chunk is used up: the next group's (resident: the
+                            # next NS words; streamed: the next ring slot)
+                            last_slot = e["cslot"] == d.w23_ring - 1
+                            m.d.sync += [e["cseq"].eq(e["cseq"] + 1),
+                                         e["cslot"].eq(Mux(last_slot, 0, e["cslot"] + 1))]
+                            wrap = Mux(stream, last_slot, e["g"] == ng - 1)
+                            m.d.sync += e["gbase"].eq(Mux(wrap, 0, e["gbase"] + ns))
                             with m.If(e["g"] != ng - 1):
-                                m.d.sync += [e["g"].eq(e["g"] + 1), e["gbase"].eq(e["gbase"] + ns)]
+                                m.d.sync += e["g"].eq(e["g"] + 1)
                             with m.Else():
-                                m.d.sync += [e["g"].eq(0), e["gbase"].eq(0)]
+                                m.d.sync += e["g"].eq(0)
             with m.Else():
                 m.d.sync += e["s"].eq(e["s"] + 1)
                 m.d.sync += [e[k].eq(nxt[k]) for k in steps]
@@ -225,6 +238,7 @@ class MacRowLoop(wiring.Component):
         with m.If(self.start):
             m.d.sync += [e[k].eq(0) for k in ("o", "i", "g", "bg", "ck", "b", "s", "jb", "jl", "sl", "jbs",
                                               "jls", "sls", "gbase", "seq", "bc", "ti", "tis", "qm3",
+                                              "cseq", "cslot",
                                               "boff", "r1base", "trw", "tr4", "tho", "l4b")]
             m.d.sync += [e["goff"].eq(e_lo_ng), e["coff"].eq(ng),
                          self.run.eq(1 if self.variant == "cluster23" else d.mode == 0)]
@@ -241,6 +255,7 @@ class MacRowLoop(wiring.Component):
         m.d.comb += [st[k].eq(e[k]) for k in ("q", "t", "i", "seq", "qm3", "r1base", "trw", "tr4", "tho",
                                               "l4b", "tap", "ti", "e", "eoff", "jb", "g", "gbase",
                                               "sl", "s", "b", "copy", "new_op", "new_centre", "glb_rd")]
+        m.d.comb += st.chunk.eq(e["cseq"])
         m.d.comb += [st.spad_rd.eq(f["spad_rd"]), st.from_psum.eq(f["from_psum"]),
                      st.row_end.eq(f["row_end"])]
 

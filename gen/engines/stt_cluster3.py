@@ -10,6 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import HardwareConfig, log2
 from ..descriptor import DESCRIPTOR_LAYOUT
+from ..hostmap import STREAM_BITS
 from ..tilegeo import geometry_layout
 from .common import ROW_BITS, counts_layout, read_port, times3, write_port
 from .macloop import STEP_LAYOUT, MacRowLoop, spad_bits
@@ -70,6 +71,8 @@ class SttClusterThreeEngine(wiring.Component):
       (combinational on the cluster's ``acc``).
     * ``released`` (out): q2 rows read to the end (their ``row2`` half is free);
       ``q23_rows`` (out): q23 rows written into ``line4``.
+    * ``w3_chunks`` (in): the host's G3 chunks in the ``w3`` ring (streamed G2/G3); its group
+      waits for its chunk (``c3_w_wait``); ``w3_consumed`` (out): the chunks finished with.
     * ``run`` (out): rows left to issue; ``busy`` (out): ``run`` or a step in the pipeline.
     * ``counts`` (out): this cycle's increments of the counters named by its fields.
 
@@ -92,8 +95,9 @@ class SttClusterThreeEngine(wiring.Component):
             "w3": Out(read_port(P * wd.weight)), "line4": Out(write_port(q_word)),
             "cluster": Out(cluster_controls_layout(config)), "result": In(q_word),
             "released": Out(RB), "q23_rows": Out(RB), "run": Out(1), "busy": Out(1),
+            "w3_chunks": In(STREAM_BITS), "w3_consumed": Out(STREAM_BITS),
             "counts": Out(counts_layout({
-                "c3_busy": 1, "c3_stall": 1, "row2_reads": 2, "w3_reads": 1, "c3_macs": 2 * lp + 2,
+                "c3_busy": 1, "c3_stall": 1, "c3_w_wait": 1, "row2_reads": 2, "w3_reads": 1, "c3_macs": 2 * lp + 2,
                 "c3_spad_reads": 2, "c3_spad_writes": 2, "line4_writes": 1})),
         })
 
@@ -107,8 +111,12 @@ class SttClusterThreeEngine(wiring.Component):
         done, rel = self.q23_rows, self.released
 
         ok = (self.q2_rows >= E.seq + 1) & line4_free(E, d, self.e4_released)
-        m.d.comb += [loop.ok.eq(ok), self.run.eq(loop.run)]
-        m.d.comb += [cnt.c3_busy.eq(loop.issue), cnt.c3_stall.eq(loop.run & ~ok)]
+        # streamed G3 (desc.w23_ring): a group waits for its chunk after the row's conditions
+        stream = d.w23_ring != 0
+        w_ok = ~stream | (self.w3_chunks > E.chunk)
+        m.d.comb += [loop.ok.eq(ok & w_ok), self.run.eq(loop.run), self.w3_consumed.eq(E.chunk)]
+        m.d.comb += [cnt.c3_busy.eq(loop.issue), cnt.c3_stall.eq(loop.run & ~ok),
+                     cnt.c3_w_wait.eq(loop.run & ok & ~w_ok)]
         with m.If(loop.issue & E.row_end):
             m.d.sync += rel.eq(rel + 1)
 

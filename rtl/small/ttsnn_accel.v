@@ -84,21 +84,21 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   (* init = 1'h0 *)
   wire \$signal ;
   wire [15:0] affine__addr;
-  wire [19:0] \affine__addr$165 ;
+  wire [19:0] \affine__addr$171 ;
   wire [191:0] affine__data;
-  wire [191:0] \affine__data$166 ;
+  wire [191:0] \affine__data$172 ;
   wire affine__en;
-  wire \affine__en$169 ;
+  wire \affine__en$175 ;
   output busy;
   reg busy = 1'h0;
   (* init = 1'h0 *)
   wire \busy$20 ;
   (* init = 1'h0 *)
-  wire \busy$212 ;
-  wire \busy$349 ;
-  wire \busy$350 ;
-  wire \busy$351 ;
-  wire \busy$352 ;
+  wire \busy$218 ;
+  wire \busy$355 ;
+  wire \busy$356 ;
+  wire \busy$357 ;
+  wire \busy$358 ;
   wire [19:0] bw_affine__addr;
   wire [191:0] bw_affine__data;
   wire bw_affine__en;
@@ -122,7 +122,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire bw_weights__en;
   input clk;
   wire clk;
-  wire [106:0] counts;
+  wire [109:0] counts;
   wire [13:0] \counts$34 ;
   wire [3:0] \counts$34.c1_adds ;
   wire \counts$34.c1_busy ;
@@ -132,7 +132,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \counts$34.line1_writes ;
   wire \counts$34.spike_in_reads ;
   wire \counts$34.w1_reads ;
-  wire [39:0] \counts$35 ;
+  wire [41:0] \counts$35 ;
   wire \counts$35.adder_busy ;
   wire \counts$35.adder_stall ;
   wire [5:0] \counts$35.adds ;
@@ -141,22 +141,25 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [1:0] \counts$35.c2_spad_reads ;
   wire [1:0] \counts$35.c2_spad_writes ;
   wire \counts$35.c2_stall ;
+  wire \counts$35.c2_w_wait ;
   wire \counts$35.c3_busy ;
   wire [5:0] \counts$35.c3_macs ;
   wire [1:0] \counts$35.c3_spad_reads ;
   wire [1:0] \counts$35.c3_spad_writes ;
   wire \counts$35.c3_stall ;
+  wire \counts$35.c3_w_wait ;
   wire [1:0] \counts$35.line1_reads ;
   wire \counts$35.line4_writes ;
   wire [1:0] \counts$35.row2_reads ;
   wire \counts$35.row2_writes ;
   wire \counts$35.w2_reads ;
   wire \counts$35.w3_reads ;
-  wire [22:0] \counts$36 ;
+  wire [23:0] \counts$36 ;
   wire \counts$36.affine_reads ;
   wire \counts$36.c4_busy ;
   wire [3:0] \counts$36.c4_macs ;
   wire \counts$36.c4_stall ;
+  wire \counts$36.c4_w_wait ;
   wire \counts$36.lif_busy ;
   wire \counts$36.lif_stall ;
   wire [3:0] \counts$36.lif_updates ;
@@ -197,14 +200,17 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [1:0] \counts.c2_spad_reads ;
   wire [1:0] \counts.c2_spad_writes ;
   wire \counts.c2_stall ;
+  wire \counts.c2_w_wait ;
   wire \counts.c3_busy ;
   wire [5:0] \counts.c3_macs ;
   wire [1:0] \counts.c3_spad_reads ;
   wire [1:0] \counts.c3_spad_writes ;
   wire \counts.c3_stall ;
+  wire \counts.c3_w_wait ;
   wire \counts.c4_busy ;
   wire [3:0] \counts.c4_macs ;
   wire \counts.c4_stall ;
+  wire \counts.c4_w_wait ;
   wire \counts.cycles ;
   wire \counts.grad_reads ;
   wire [2:0] \counts.grad_saturations ;
@@ -240,8 +246,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \counts.weight_reads ;
   wire [2:0] \counts.wgrad_updates ;
   wire \counts.wgrad_words ;
-  wire [261:0] desc;
-  wire [261:0] \desc$23 ;
+  wire [293:0] desc;
+  wire [293:0] \desc$23 ;
   wire [5:0] \desc$23.affine_shift ;
   wire [15:0] \desc$23.height ;
   wire [15:0] \desc$23.in_channels ;
@@ -265,9 +271,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [5:0] \desc$23.shift3 ;
   wire [31:0] \desc$23.threshold ;
   wire [7:0] \desc$23.timesteps ;
+  wire [15:0] \desc$23.w23_ring ;
+  wire [15:0] \desc$23.w4_ring ;
   wire [15:0] \desc$23.width ;
   wire [3:0] \desc$23.zero_halo ;
-  wire [261:0] \desc$26 ;
+  wire [293:0] \desc$26 ;
   wire [5:0] \desc$26.affine_shift ;
   wire [15:0] \desc$26.height ;
   wire [15:0] \desc$26.in_channels ;
@@ -291,9 +299,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [5:0] \desc$26.shift3 ;
   wire [31:0] \desc$26.threshold ;
   wire [7:0] \desc$26.timesteps ;
+  wire [15:0] \desc$26.w23_ring ;
+  wire [15:0] \desc$26.w4_ring ;
   wire [15:0] \desc$26.width ;
   wire [3:0] \desc$26.zero_halo ;
-  wire [261:0] \desc$29 ;
+  wire [293:0] \desc$29 ;
   wire [5:0] \desc$29.affine_shift ;
   wire [15:0] \desc$29.height ;
   wire [15:0] \desc$29.in_channels ;
@@ -317,9 +327,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [5:0] \desc$29.shift3 ;
   wire [31:0] \desc$29.threshold ;
   wire [7:0] \desc$29.timesteps ;
+  wire [15:0] \desc$29.w23_ring ;
+  wire [15:0] \desc$29.w4_ring ;
   wire [15:0] \desc$29.width ;
   wire [3:0] \desc$29.zero_halo ;
-  wire [261:0] \desc$31 ;
+  wire [293:0] \desc$31 ;
   wire [5:0] \desc$31.affine_shift ;
   wire [15:0] \desc$31.height ;
   wire [15:0] \desc$31.in_channels ;
@@ -343,6 +355,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [5:0] \desc$31.shift3 ;
   wire [31:0] \desc$31.threshold ;
   wire [7:0] \desc$31.timesteps ;
+  wire [15:0] \desc$31.w23_ring ;
+  wire [15:0] \desc$31.w4_ring ;
   wire [15:0] \desc$31.width ;
   wire [3:0] \desc$31.zero_halo ;
   wire [5:0] \desc.affine_shift ;
@@ -368,6 +382,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [5:0] \desc.shift3 ;
   wire [31:0] \desc.threshold ;
   wire [7:0] \desc.timesteps ;
+  wire [15:0] \desc.w23_ring ;
+  wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
   wire [3:0] \desc.zero_halo ;
   wire desc_write;
@@ -701,11 +717,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [31:0] line1_c__data;
   wire line1_c__en;
   wire [15:0] line4__addr;
-  wire [15:0] \line4__addr$183 ;
+  wire [15:0] \line4__addr$189 ;
   wire [31:0] line4__data;
-  wire [31:0] \line4__data$185 ;
+  wire [31:0] \line4__data$191 ;
   wire line4__en;
-  wire \line4__en$187 ;
+  wire \line4__en$193 ;
   wire [15:0] membrane_in__addr;
   wire [63:0] membrane_in__data;
   wire membrane_in__en;
@@ -909,18 +925,24 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [19:0] \stage.w_base ;
   wire stage_write;
   wire start;
-  wire \start$340 ;
-  wire \start$345 ;
   wire \start$346 ;
-  wire \start$347 ;
-  wire [71:0] stream_in;
+  wire \start$351 ;
+  wire \start$352 ;
+  wire \start$353 ;
+  wire [143:0] stream_in;
   wire [23:0] \stream_in.in_rows ;
   wire [23:0] \stream_in.out_taken ;
   wire [23:0] \stream_in.res_rows ;
-  wire [71:0] stream_out;
+  wire [23:0] \stream_in.w2_chunks ;
+  wire [23:0] \stream_in.w3_chunks ;
+  wire [23:0] \stream_in.w4_chunks ;
+  wire [143:0] stream_out;
   wire [23:0] \stream_out.in_consumed ;
   wire [23:0] \stream_out.out_rows ;
   wire [23:0] \stream_out.res_consumed ;
+  wire [23:0] \stream_out.w2_consumed ;
+  wire [23:0] \stream_out.w3_consumed ;
+  wire [23:0] \stream_out.w4_consumed ;
   wire [19:0] trace__addr;
   wire [15:0] trace__data;
   wire trace__en;
@@ -930,12 +952,18 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] w2__addr;
   wire [31:0] w2__data;
   wire w2__en;
+  wire [23:0] w2_chunks;
+  wire [23:0] w2_consumed;
   wire [15:0] w3__addr;
   wire [31:0] w3__data;
   wire w3__en;
+  wire [23:0] w3_chunks;
+  wire [23:0] w3_consumed;
   wire [15:0] w4__addr;
   wire [31:0] w4__data;
   wire w4__en;
+  wire [23:0] w4_chunks;
+  wire [23:0] w4_consumed;
   wire [19:0] weights__addr;
   wire [31:0] weights__data;
   wire weights__en;
@@ -945,15 +973,15 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$20  = \$17  & \$19 ;
   assign \$21  = \$16  & \$20 ;
   assign \$22  = ! desc[261:260];
-  assign \start$346  = \$21  & \$22 ;
-  assign \$23  = \start$340  | pending;
+  assign \start$352  = \$21  & \$22 ;
+  assign \$23  = \start$346  | pending;
   assign \$24  = ! settle;
   assign \$25  = desc_write | stage_write;
   assign \$26  = ~ \$25 ;
   assign \$27  = \$24  & \$26 ;
   assign \$28  = \$23  & \$27 ;
   assign \$29  = desc[261:260] == 1'h1;
-  assign \start$347  = \$28  & \$29 ;
+  assign \start$353  = \$28  & \$29 ;
   assign \$30  = ~ pending;
   assign \$31  = busy & \$30 ;
   assign \$32  = ~ draining;
@@ -968,8 +996,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$41  = ~ \$40 ;
   assign \$42  = \$39  & \$41 ;
   assign \$43  = ~ \$42 ;
-  assign \$44  = \start$340  & \$43 ;
-  assign \$45  = \start$340  | pending;
+  assign \$44  = \start$346  & \$43 ;
+  assign \$45  = \start$346  | pending;
   assign \$46  = ! settle;
   assign \$47  = desc_write | stage_write;
   assign \$48  = ~ \$47 ;
@@ -977,10 +1005,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$50  = \$45  & \$49 ;
   assign \$51  = ~ draining;
   assign \$52  = busy & \$51 ;
-  assign \$53  = pending | \busy$349 ;
-  assign \$54  = \$53  | \busy$350 ;
-  assign \$55  = \$54  | \busy$351 ;
-  assign \$56  = \$55  | \busy$352 ;
+  assign \$53  = pending | \busy$355 ;
+  assign \$54  = \$53  | \busy$356 ;
+  assign \$55  = \$54  | \busy$357 ;
+  assign \$56  = \$55  | \busy$358 ;
   assign \$57  = ~ \$56 ;
   assign \$58  = \$52  & \$57 ;
   always @(posedge clk)
@@ -995,7 +1023,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     draining <= \$63 ;
   assign \$1  = ~ busy;
   assign wgrad_rd_en = regions__wgrad__rd_en & \$1 ;
-  assign \$2  = \start$340  | pending;
+  assign \$2  = \start$346  | pending;
   assign \$3  = ! settle;
   assign \$4  = desc_write | stage_write;
   assign \$5  = ~ \$4 ;
@@ -1003,23 +1031,23 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$7  = \$2  & \$6 ;
   assign \$8  = ! desc[261:260];
   assign start = \$7  & \$8 ;
-  assign \$9  = \start$340  | pending;
+  assign \$9  = \start$346  | pending;
   assign \$10  = ! settle;
   assign \$11  = desc_write | stage_write;
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = \$9  & \$13 ;
   assign \$15  = ! desc[261:260];
-  assign \start$345  = \$14  & \$15 ;
-  assign \$16  = \start$340  | pending;
+  assign \start$351  = \$14  & \$15 ;
+  assign \$16  = \start$346  | pending;
   assign \$17  = ! settle;
   assign \$18  = desc_write | stage_write;
   assign \$19  = ~ \$18 ;
   \ttsnn_accel.backward  backward (
     .acc_rd_en(wgrad_rd_en),
-    .affine__data(\affine__data$166 ),
+    .affine__data(\affine__data$172 ),
     .affine__en(bw_affine__en),
-    .busy(\busy$349 ),
+    .busy(\busy$355 ),
     .clk(clk),
     .counts(\counts$37 ),
     .grad__data(grad_b__data),
@@ -1034,11 +1062,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .grad_w__data(bw_grad_w__data),
     .grad_w__en(bw_grad_w__en),
     .inp__data(grad_a__data),
-    .\port$19164$0 (regions__wgrad__addr),
-    .\port$21165$0 (\$76 ),
+    .\port$19308$0 (regions__wgrad__addr),
+    .\port$21353$0 (\$76 ),
     .rst(rst),
     .stage(stage),
-    .\start$4 (\start$347 ),
+    .\start$4 (\start$353 ),
     .trace__addr(bw_trace__addr),
     .trace__data(trace__data),
     .trace__en(bw_trace__en),
@@ -1048,7 +1076,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .wgrad_rd_data(regions__wgrad__rd_data)
   );
   \ttsnn_accel.e1  e1 (
-    .busy(\busy$350 ),
+    .busy(\busy$356 ),
     .clk(clk),
     .counts(\counts$34 ),
     .desc(desc),
@@ -1074,7 +1102,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .weights(w1__data)
   );
   \ttsnn_accel.e23  e23 (
-    .busy(\busy$351 ),
+    .busy(\busy$357 ),
     .clk(clk),
     .counts(\counts$35 ),
     .desc(desc),
@@ -1093,12 +1121,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .line4__addr(e23_line4__addr),
     .line4__data(e23_line4__data),
     .line4__en(e23_line4__en),
-    .\port$2206$0 (\$68 ),
-    .\port$2246$0 (\$69 ),
-    .\port$2286$0 (\$70 ),
-    .\port$2326$0 (\$71 ),
-    .\q23_rows$121 (rows_written),
-    .\released$129 (released),
+    .\port$22053$96 (stream_in[143:96]),
+    .\port$2297$0 (\$68 ),
+    .\port$2337$0 (\$69 ),
+    .\port$2377$0 (\$70 ),
+    .\port$2417$0 (\$71 ),
+    .\q23_rows$127 (rows_written),
+    .\released$135 (released),
     .released_e1_order(released_e1_order),
     .row2__addr(e23_row2__addr),
     .row2__en(e23_row2__en),
@@ -1109,19 +1138,21 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .row2_c__data(row2_c__data),
     .row2_c__en(e23_row2_c__en),
     .rst(rst),
-    .start(\start$345 ),
+    .start(\start$351 ),
     .w2__addr(e23_w2__addr),
     .w2__en(e23_w2__en),
+    .w2_consumed(w2_consumed),
     .w3__addr(e23_w3__addr),
     .w3__data(w3__data),
     .w3__en(e23_w3__en),
+    .w3_consumed(w3_consumed),
     .weights(w2__data)
   );
   \ttsnn_accel.e4  e4 (
     .affine__addr(e4_affine__addr),
     .affine__data(affine__data),
     .affine__en(e4_affine__en),
-    .busy(\busy$352 ),
+    .busy(\busy$358 ),
     .clk(clk),
     .counts(\counts$36 ),
     .desc(desc),
@@ -1136,11 +1167,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_out__addr(e4_membrane_out__addr),
     .membrane_out__en(e4_membrane_out__en),
     .out_rows(out_rows),
-    .\port$20878$0 (\$72 ),
-    .\port$20888$0 (\$73 ),
-    .\port$20898$0 (\$74 ),
-    .\port$20908$0 (\$75 ),
-    .\port$21865$24 (stream_in[71:24]),
+    .\port$21066$0 (\$72 ),
+    .\port$21076$0 (\$73 ),
+    .\port$21086$0 (\$74 ),
+    .\port$21096$0 (\$75 ),
+    .\port$22053$24 (stream_in[95:24]),
     .res_consumed(res_consumed),
     .residual__addr(e4_residual__addr),
     .residual__data(residual__data),
@@ -1150,8 +1181,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .rst(rst),
     .spikes__addr(e4_spikes__addr),
     .spikes_masked(e4_spikes__data),
-    .start(\start$346 ),
+    .start(\start$352 ),
     .w4__addr(e4_w4__addr),
+    .w4_consumed(w4_consumed),
     .weights(w4__data)
   );
   \ttsnn_accel.geometry  geometry (
@@ -1226,13 +1258,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .stage(stage),
     .stage_write(stage_write),
     .staging(\$77 ),
-    .start(\start$340 ),
+    .start(\start$346 ),
     .stream_in(stream_in),
     .stream_out(stream_out)
   );
   \ttsnn_accel.memories  memories (
     .busy(busy),
-    .bw_affine__data(\affine__data$166 ),
+    .bw_affine__data(\affine__data$172 ),
     .bw_grad_a__addr(bw_grad_a__addr),
     .bw_grad_a__data(grad_a__data),
     .bw_grad_a__en(bw_grad_a__en),
@@ -1312,16 +1344,16 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .host__w3__rd_en(host__w3__rd_en),
     .host__w4__addr(host__w4__addr),
     .host__w4__rd_en(host__w4__rd_en),
-    .\port$20878$0 (\$72 ),
-    .\port$20888$0 (\$73 ),
-    .\port$20898$0 (\$74 ),
-    .\port$20908$0 (\$75 ),
-    .\port$21165$0 (\$76 ),
-    .\port$21867$0 (\$77 ),
-    .\port$2206$0 (\$68 ),
-    .\port$2246$0 (\$69 ),
-    .\port$2286$0 (\$70 ),
-    .\port$2326$0 (\$71 ),
+    .\port$21066$0 (\$72 ),
+    .\port$21076$0 (\$73 ),
+    .\port$21086$0 (\$74 ),
+    .\port$21096$0 (\$75 ),
+    .\port$21353$0 (\$76 ),
+    .\port$22055$0 (\$77 ),
+    .\port$2297$0 (\$68 ),
+    .\port$2337$0 (\$69 ),
+    .\port$2377$0 (\$70 ),
+    .\port$2417$0 (\$71 ),
     .\port$313$0 (\$64 ),
     .\port$317$0 (\$65 ),
     .\port$321$0 (\$66 ),
@@ -1447,6 +1479,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign q23_rows = rows_written;
   assign res_rows = stream_in[47:24];
   assign out_taken = stream_in[71:48];
+  assign w4_chunks = stream_in[95:72];
+  assign w2_chunks = stream_in[119:96];
+  assign w3_chunks = stream_in[143:120];
   assign spike_in__addr = e1_spike_in__addr;
   assign e1_spike_in__data = spike_in__data;
   assign spike_in__en = e1_spike_in__en;
@@ -1502,9 +1537,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign bw_trace__data = trace__data;
   assign trace__en = bw_trace__en;
   assign bw_affine__addr = { 4'h0, \$76  };
-  assign \affine__addr$165  = { 4'h0, \$76  };
-  assign bw_affine__data = \affine__data$166 ;
-  assign \affine__en$169  = bw_affine__en;
+  assign \affine__addr$171  = { 4'h0, \$76  };
+  assign bw_affine__data = \affine__data$172 ;
+  assign \affine__en$175  = bw_affine__en;
   assign line1__addr = e1_line1__addr;
   assign e1_line1__data = { \$67 , \$66 , \$65 , \$64  };
   assign line1__data = { \$67 , \$66 , \$65 , \$64  };
@@ -1513,9 +1548,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign e23_row2__data = { \$71 , \$70 , \$69 , \$68  };
   assign row2__data = { \$71 , \$70 , \$69 , \$68  };
   assign row2__en = e23_row2__en;
-  assign \line4__addr$183  = e23_line4__addr;
-  assign \line4__data$185  = e23_line4__data;
-  assign \line4__en$187  = e23_line4__en;
+  assign \line4__addr$189  = e23_line4__addr;
+  assign \line4__data$191  = e23_line4__data;
+  assign \line4__en$193  = e23_line4__en;
   assign membrane_out__addr = e4_membrane_out__addr;
   assign e4_membrane_out__data = { \$75 , \$74 , \$73 , \$72  };
   assign membrane_out__data = { \$75 , \$74 , \$73 , \$72  };
@@ -1530,7 +1565,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign grad_w2__addr = bw_grad_w2__addr;
   assign grad_w2__data = bw_grad_w2__data;
   assign grad_w2__en = bw_grad_w2__en;
-  assign \busy$212  = busy;
+  assign \busy$218  = busy;
   assign regions__w1__addr = host__w1__addr;
   assign regions__w1__rd_data = w1__data;
   assign host__w1__rd_data = w1__data;
@@ -1639,6 +1674,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \desc.res_ring_rows  = desc[243:228];
   assign \desc.out_ring_rows  = desc[259:244];
   assign \desc.pass  = desc[261:260];
+  assign \desc.w4_ring  = desc[277:262];
+  assign \desc.w23_ring  = desc[293:278];
   assign \desc$23.in_channels  = desc[15:0];
   assign \desc$23.rank  = desc[31:16];
   assign \desc$23.out_channels  = desc[47:32];
@@ -1664,6 +1701,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \desc$23.res_ring_rows  = desc[243:228];
   assign \desc$23.out_ring_rows  = desc[259:244];
   assign \desc$23.pass  = desc[261:260];
+  assign \desc$23.w4_ring  = desc[277:262];
+  assign \desc$23.w23_ring  = desc[293:278];
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -1785,6 +1824,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \desc$26.res_ring_rows  = desc[243:228];
   assign \desc$26.out_ring_rows  = desc[259:244];
   assign \desc$26.pass  = desc[261:260];
+  assign \desc$26.w4_ring  = desc[277:262];
+  assign \desc$26.w23_ring  = desc[293:278];
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -1886,6 +1927,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \desc$29.res_ring_rows  = desc[243:228];
   assign \desc$29.out_ring_rows  = desc[259:244];
   assign \desc$29.pass  = desc[261:260];
+  assign \desc$29.w4_ring  = desc[277:262];
+  assign \desc$29.w23_ring  = desc[293:278];
   assign \geo$30.pack  = geo[3:0];
   assign \geo$30.pxl  = geo[7:4];
   assign \geo$30.pk  = geo[10:8];
@@ -1949,6 +1992,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \desc$31.res_ring_rows  = desc[243:228];
   assign \desc$31.out_ring_rows  = desc[259:244];
   assign \desc$31.pass  = desc[261:260];
+  assign \desc$31.w4_ring  = desc[277:262];
+  assign \desc$31.w23_ring  = desc[293:278];
   assign \geo$32.pack  = geo[3:0];
   assign \geo$32.pxl  = geo[7:4];
   assign \geo$32.pk  = geo[10:8];
@@ -2001,49 +2046,52 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \counts.adder_stall  = counts[17];
   assign \counts.c3_busy  = counts[18];
   assign \counts.c3_stall  = counts[19];
-  assign \counts.line1_reads  = counts[21:20];
-  assign \counts.w2_reads  = counts[22];
-  assign \counts.row2_reads  = counts[24:23];
-  assign \counts.w3_reads  = counts[25];
-  assign \counts.c2_macs  = counts[31:26];
-  assign \counts.c3_macs  = counts[37:32];
-  assign \counts.c2_spad_reads  = counts[39:38];
-  assign \counts.c2_spad_writes  = counts[41:40];
-  assign \counts.c3_spad_reads  = counts[43:42];
-  assign \counts.c3_spad_writes  = counts[45:44];
-  assign \counts.row2_writes  = counts[46];
-  assign \counts.line4_writes  = counts[47];
-  assign \counts.adder_busy  = counts[48];
-  assign \counts.adds  = counts[54:49];
-  assign \counts.c4_busy  = counts[55];
-  assign \counts.c4_stall  = counts[56];
-  assign \counts.lif_stall  = counts[57];
-  assign \counts.line4_reads  = counts[58];
-  assign \counts.w4_reads  = counts[59];
-  assign \counts.affine_reads  = counts[60];
-  assign \counts.residual_reads  = counts[61];
-  assign \counts.membrane_reads  = counts[62];
-  assign \counts.c4_macs  = counts[66:63];
-  assign \counts.membrane_writes  = counts[67];
-  assign \counts.spikes_writes  = counts[68];
-  assign \counts.lif_busy  = counts[69];
-  assign \counts.lif_updates  = counts[73:70];
-  assign \counts.spikes_out  = counts[77:74];
-  assign \counts.stage_busy  = counts[78];
-  assign \counts.stage_macs  = counts[81:79];
-  assign \counts.wgrad_updates  = counts[84:82];
-  assign \counts.in_reads  = counts[85];
-  assign \counts.grad_reads  = counts[86];
-  assign \counts.weight_reads  = counts[87];
-  assign \counts.grad_writes  = counts[88];
-  assign \counts.wgrad_words  = counts[89];
-  assign \counts.grad_saturations  = counts[92:90];
-  assign \counts.lifg_busy  = counts[93];
-  assign \counts.lifg_updates  = counts[96:94];
-  assign \counts.trace_reads  = counts[97];
-  assign \counts.lifg_grad_reads  = counts[99:98];
-  assign \counts.lifg_grad_writes  = counts[101:100];
-  assign \counts.lifg_saturations  = counts[106:102];
+  assign \counts.c2_w_wait  = counts[20];
+  assign \counts.c3_w_wait  = counts[21];
+  assign \counts.line1_reads  = counts[23:22];
+  assign \counts.w2_reads  = counts[24];
+  assign \counts.row2_reads  = counts[26:25];
+  assign \counts.w3_reads  = counts[27];
+  assign \counts.c2_macs  = counts[33:28];
+  assign \counts.c3_macs  = counts[39:34];
+  assign \counts.c2_spad_reads  = counts[41:40];
+  assign \counts.c2_spad_writes  = counts[43:42];
+  assign \counts.c3_spad_reads  = counts[45:44];
+  assign \counts.c3_spad_writes  = counts[47:46];
+  assign \counts.row2_writes  = counts[48];
+  assign \counts.line4_writes  = counts[49];
+  assign \counts.adder_busy  = counts[50];
+  assign \counts.adds  = counts[56:51];
+  assign \counts.c4_busy  = counts[57];
+  assign \counts.c4_stall  = counts[58];
+  assign \counts.lif_stall  = counts[59];
+  assign \counts.c4_w_wait  = counts[60];
+  assign \counts.line4_reads  = counts[61];
+  assign \counts.w4_reads  = counts[62];
+  assign \counts.affine_reads  = counts[63];
+  assign \counts.residual_reads  = counts[64];
+  assign \counts.membrane_reads  = counts[65];
+  assign \counts.c4_macs  = counts[69:66];
+  assign \counts.membrane_writes  = counts[70];
+  assign \counts.spikes_writes  = counts[71];
+  assign \counts.lif_busy  = counts[72];
+  assign \counts.lif_updates  = counts[76:73];
+  assign \counts.spikes_out  = counts[80:77];
+  assign \counts.stage_busy  = counts[81];
+  assign \counts.stage_macs  = counts[84:82];
+  assign \counts.wgrad_updates  = counts[87:85];
+  assign \counts.in_reads  = counts[88];
+  assign \counts.grad_reads  = counts[89];
+  assign \counts.weight_reads  = counts[90];
+  assign \counts.grad_writes  = counts[91];
+  assign \counts.wgrad_words  = counts[92];
+  assign \counts.grad_saturations  = counts[95:93];
+  assign \counts.lifg_busy  = counts[96];
+  assign \counts.lifg_updates  = counts[99:97];
+  assign \counts.trace_reads  = counts[100];
+  assign \counts.lifg_grad_reads  = counts[102:101];
+  assign \counts.lifg_grad_writes  = counts[104:103];
+  assign \counts.lifg_saturations  = counts[109:105];
   assign \counts$34.c1_busy  = \counts$34 [0];
   assign \counts$34.c1_stall  = \counts$34 [1];
   assign \counts$34.c1_in_wait  = \counts$34 [2];
@@ -2057,34 +2105,37 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \counts$35.adder_stall  = \counts$35 [2];
   assign \counts$35.c3_busy  = \counts$35 [3];
   assign \counts$35.c3_stall  = \counts$35 [4];
-  assign \counts$35.line1_reads  = \counts$35 [6:5];
-  assign \counts$35.w2_reads  = \counts$35 [7];
-  assign \counts$35.row2_reads  = \counts$35 [9:8];
-  assign \counts$35.w3_reads  = \counts$35 [10];
-  assign \counts$35.c2_macs  = \counts$35 [16:11];
-  assign \counts$35.c3_macs  = \counts$35 [22:17];
-  assign \counts$35.c2_spad_reads  = \counts$35 [24:23];
-  assign \counts$35.c2_spad_writes  = \counts$35 [26:25];
-  assign \counts$35.c3_spad_reads  = \counts$35 [28:27];
-  assign \counts$35.c3_spad_writes  = \counts$35 [30:29];
-  assign \counts$35.row2_writes  = \counts$35 [31];
-  assign \counts$35.line4_writes  = \counts$35 [32];
-  assign \counts$35.adder_busy  = \counts$35 [33];
-  assign \counts$35.adds  = \counts$35 [39:34];
+  assign \counts$35.c2_w_wait  = \counts$35 [5];
+  assign \counts$35.c3_w_wait  = \counts$35 [6];
+  assign \counts$35.line1_reads  = \counts$35 [8:7];
+  assign \counts$35.w2_reads  = \counts$35 [9];
+  assign \counts$35.row2_reads  = \counts$35 [11:10];
+  assign \counts$35.w3_reads  = \counts$35 [12];
+  assign \counts$35.c2_macs  = \counts$35 [18:13];
+  assign \counts$35.c3_macs  = \counts$35 [24:19];
+  assign \counts$35.c2_spad_reads  = \counts$35 [26:25];
+  assign \counts$35.c2_spad_writes  = \counts$35 [28:27];
+  assign \counts$35.c3_spad_reads  = \counts$35 [30:29];
+  assign \counts$35.c3_spad_writes  = \counts$35 [32:31];
+  assign \counts$35.row2_writes  = \counts$35 [33];
+  assign \counts$35.line4_writes  = \counts$35 [34];
+  assign \counts$35.adder_busy  = \counts$35 [35];
+  assign \counts$35.adds  = \counts$35 [41:36];
   assign \counts$36.c4_busy  = \counts$36 [0];
   assign \counts$36.c4_stall  = \counts$36 [1];
   assign \counts$36.lif_stall  = \counts$36 [2];
-  assign \counts$36.line4_reads  = \counts$36 [3];
-  assign \counts$36.w4_reads  = \counts$36 [4];
-  assign \counts$36.affine_reads  = \counts$36 [5];
-  assign \counts$36.residual_reads  = \counts$36 [6];
-  assign \counts$36.membrane_reads  = \counts$36 [7];
-  assign \counts$36.c4_macs  = \counts$36 [11:8];
-  assign \counts$36.membrane_writes  = \counts$36 [12];
-  assign \counts$36.spikes_writes  = \counts$36 [13];
-  assign \counts$36.lif_busy  = \counts$36 [14];
-  assign \counts$36.lif_updates  = \counts$36 [18:15];
-  assign \counts$36.spikes_out  = \counts$36 [22:19];
+  assign \counts$36.c4_w_wait  = \counts$36 [3];
+  assign \counts$36.line4_reads  = \counts$36 [4];
+  assign \counts$36.w4_reads  = \counts$36 [5];
+  assign \counts$36.affine_reads  = \counts$36 [6];
+  assign \counts$36.residual_reads  = \counts$36 [7];
+  assign \counts$36.membrane_reads  = \counts$36 [8];
+  assign \counts$36.c4_macs  = \counts$36 [12:9];
+  assign \counts$36.membrane_writes  = \counts$36 [13];
+  assign \counts$36.spikes_writes  = \counts$36 [14];
+  assign \counts$36.lif_busy  = \counts$36 [15];
+  assign \counts$36.lif_updates  = \counts$36 [19:16];
+  assign \counts$36.spikes_out  = \counts$36 [23:20];
   assign \counts$37.stage_busy  = \counts$37 [0];
   assign \counts$37.stage_macs  = \counts$37 [3:1];
   assign \counts$37.wgrad_updates  = \counts$37 [6:4];
@@ -2103,56 +2154,68 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \stream_in.in_rows  = stream_in[23:0];
   assign \stream_in.res_rows  = stream_in[47:24];
   assign \stream_in.out_taken  = stream_in[71:48];
+  assign \stream_in.w4_chunks  = stream_in[95:72];
+  assign \stream_in.w2_chunks  = stream_in[119:96];
+  assign \stream_in.w3_chunks  = stream_in[143:120];
   assign \stream_out.in_consumed  = stream_out[23:0];
   assign \stream_out.res_consumed  = stream_out[47:24];
   assign \stream_out.out_rows  = stream_out[71:48];
+  assign \stream_out.w4_consumed  = stream_out[95:72];
+  assign \stream_out.w2_consumed  = stream_out[119:96];
+  assign \stream_out.w3_consumed  = stream_out[143:120];
+  assign stream_out[143:120] = w3_consumed;
+  assign stream_out[119:96] = w2_consumed;
+  assign stream_out[95:72] = w4_consumed;
   assign stream_out[71:48] = out_rows;
   assign stream_out[47:24] = res_consumed;
   assign stream_out[23:0] = in_consumed;
   assign counts[0] = \$33 ;
-  assign counts[106:102] = \counts$37 [28:24];
-  assign counts[101:100] = \counts$37 [23:22];
-  assign counts[99:98] = \counts$37 [21:20];
-  assign counts[97] = \counts$37 [19];
-  assign counts[96:94] = \counts$37 [18:16];
-  assign counts[93] = \counts$37 [15];
-  assign counts[92:90] = \counts$37 [14:12];
-  assign counts[89] = \counts$37 [11];
-  assign counts[88] = \counts$37 [10];
-  assign counts[87] = \counts$37 [9];
-  assign counts[86] = \counts$37 [8];
-  assign counts[85] = \counts$37 [7];
-  assign counts[84:82] = \counts$37 [6:4];
-  assign counts[81:79] = \counts$37 [3:1];
-  assign counts[78] = \counts$37 [0];
-  assign counts[77:74] = \counts$36 [22:19];
-  assign counts[73:70] = \counts$36 [18:15];
-  assign counts[69] = \counts$36 [14];
-  assign counts[68] = \counts$36 [13];
-  assign counts[67] = \counts$36 [12];
-  assign counts[66:63] = \counts$36 [11:8];
-  assign counts[62] = \counts$36 [7];
-  assign counts[61] = \counts$36 [6];
-  assign counts[60] = \counts$36 [5];
-  assign counts[59] = \counts$36 [4];
-  assign counts[58] = \counts$36 [3];
-  assign counts[57] = \counts$36 [2];
-  assign counts[56] = \counts$36 [1];
-  assign counts[55] = \counts$36 [0];
-  assign counts[54:49] = \counts$35 [39:34];
+  assign counts[109:105] = \counts$37 [28:24];
+  assign counts[104:103] = \counts$37 [23:22];
+  assign counts[102:101] = \counts$37 [21:20];
+  assign counts[100] = \counts$37 [19];
+  assign counts[99:97] = \counts$37 [18:16];
+  assign counts[96] = \counts$37 [15];
+  assign counts[95:93] = \counts$37 [14:12];
+  assign counts[92] = \counts$37 [11];
+  assign counts[91] = \counts$37 [10];
+  assign counts[90] = \counts$37 [9];
+  assign counts[89] = \counts$37 [8];
+  assign counts[88] = \counts$37 [7];
+  assign counts[87:85] = \counts$37 [6:4];
+  assign counts[84:82] = \counts$37 [3:1];
+  assign counts[81] = \counts$37 [0];
+  assign counts[80:77] = \counts$36 [23:20];
+  assign counts[76:73] = \counts$36 [19:16];
+  assign counts[72] = \counts$36 [15];
+  assign counts[71] = \counts$36 [14];
+  assign counts[70] = \counts$36 [13];
+  assign counts[69:66] = \counts$36 [12:9];
+  assign counts[65] = \counts$36 [8];
+  assign counts[64] = \counts$36 [7];
+  assign counts[63] = \counts$36 [6];
+  assign counts[62] = \counts$36 [5];
+  assign counts[61] = \counts$36 [4];
+  assign counts[60] = \counts$36 [3];
+  assign counts[59] = \counts$36 [2];
+  assign counts[58] = \counts$36 [1];
+  assign counts[57] = \counts$36 [0];
+  assign counts[56:51] = \counts$35 [41:36];
+  assign counts[50] = \counts$35 [35];
+  assign counts[49] = \counts$35 [34];
   assign counts[48] = \counts$35 [33];
-  assign counts[47] = \counts$35 [32];
-  assign counts[46] = \counts$35 [31];
+  assign counts[47:46] = \counts$35 [32:31];
   assign counts[45:44] = \counts$35 [30:29];
   assign counts[43:42] = \counts$35 [28:27];
   assign counts[41:40] = \counts$35 [26:25];
-  assign counts[39:38] = \counts$35 [24:23];
-  assign counts[37:32] = \counts$35 [22:17];
-  assign counts[31:26] = \counts$35 [16:11];
-  assign counts[25] = \counts$35 [10];
-  assign counts[24:23] = \counts$35 [9:8];
-  assign counts[22] = \counts$35 [7];
-  assign counts[21:20] = \counts$35 [6:5];
+  assign counts[39:34] = \counts$35 [24:19];
+  assign counts[33:28] = \counts$35 [18:13];
+  assign counts[27] = \counts$35 [12];
+  assign counts[26:25] = \counts$35 [11:10];
+  assign counts[24] = \counts$35 [9];
+  assign counts[23:22] = \counts$35 [8:7];
+  assign counts[21] = \counts$35 [6];
+  assign counts[20] = \counts$35 [5];
   assign counts[19] = \counts$35 [4];
   assign counts[18] = \counts$35 [3];
   assign counts[17] = \counts$35 [2];
@@ -2169,8 +2232,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__en, wgrad_rd_data, trace__en, trace__addr, affine__en, grad_w2__en, grad_w2__addr, grad_w2__data, \port$19164$0 , grad__data
-, inp__data, affine__data, weights__data, trace__data, counts, weights__addr, \port$21165$0 , stage, clk);
+module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__en, wgrad_rd_data, trace__en, trace__addr, affine__en, grad_w2__en, grad_w2__addr, grad_w2__data, \port$19308$0 , grad__data
+, inp__data, affine__data, weights__data, trace__data, counts, weights__addr, \port$21353$0 , stage, clk);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -2276,10 +2339,10 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   wire [19:0] out__addr;
   wire [63:0] out__data;
   wire out__en;
-  input [14:0] \port$19164$0 ;
-  wire [14:0] \port$19164$0 ;
-  output [15:0] \port$21165$0 ;
-  wire [15:0] \port$21165$0 ;
+  input [14:0] \port$19308$0 ;
+  wire [14:0] \port$19308$0 ;
+  output [15:0] \port$21353$0 ;
+  wire [15:0] \port$21353$0 ;
   input rst;
   wire rst;
   input [630:0] stage;
@@ -2484,7 +2547,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
     .out__addr(out__addr),
     .out__data(out__data),
     .out__en(out__en),
-    .\port$19164$0 (\port$19164$0 ),
+    .\port$19308$0 (\port$19308$0 ),
     .rd_en(acc_rd_en),
     .rst(rst),
     .stage(stage),
@@ -2510,10 +2573,10 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
     .g_cur__data(grad_w2__data),
     .g_cur__en(grad_w2__en),
     .go(\$8 ),
-    .\port$15960$0 (\$4 ),
-    .\port$15966$0 (\$5 ),
-    .\port$15972$0 (\$6 ),
-    .\port$15978$0 (\$7 ),
+    .\port$16107$0 (\$4 ),
+    .\port$16113$0 (\$5 ),
+    .\port$16119$0 (\$6 ),
+    .\port$16125$0 (\$7 ),
     .rst(rst),
     .stage(stage),
     .start(\start$5 ),
@@ -2542,10 +2605,10 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   assign \affine__data$57  = affine__data;
   assign \affine__en$59  = affine__en;
   assign wgrad_rd_en = acc_rd_en;
-  assign acc_rd_addr = { 5'h00, \port$19164$0  };
-  assign wgrad_rd_addr = { 5'h00, \port$19164$0  };
+  assign acc_rd_addr = { 5'h00, \port$19308$0  };
+  assign wgrad_rd_addr = { 5'h00, \port$19308$0  };
   assign acc_rd_data = wgrad_rd_data;
-  assign \port$21165$0  = \$8 ;
+  assign \port$21353$0  = \$8 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -2738,7 +2801,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, weights__en, grad__en, out__en, out__addr, out__data, busy, acc_rd_data, \port$19164$0 , grad__data, inp__data, weights__data, counts, addr_w, stage, clk
+module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, weights__en, grad__en, out__en, out__addr, out__data, busy, acc_rd_data, \port$19308$0 , grad__data, inp__data, weights__data, counts, addr_w, stage, clk
 );
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [16:0] \$1 ;
@@ -14794,8 +14857,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, 
   reg [19:0] pix_in_m0 = 20'h00000;
   reg [19:0] pix_in_m1 = 20'h00000;
   reg [19:0] pix_in_m2 = 20'h00000;
-  input [14:0] \port$19164$0 ;
-  wire [14:0] \port$19164$0 ;
+  input [14:0] \port$19308$0 ;
+  wire [14:0] \port$19308$0 ;
   wire [95:0] product;
   wire [15:0] q0;
   wire [15:0] q1;
@@ -26539,21 +26602,21 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, 
   );
   \ttsnn_accel.backward.core.requant  requant (
     .i(\i$86 ),
-    .\port$15778$0 (\$11929 ),
-    .\port$15790$0 (\$11930 ),
-    .\port$15802$0 (\$11931 ),
-    .\port$15814$0 (\$11932 ),
+    .\port$15925$0 (\$11929 ),
+    .\port$15937$0 (\$11930 ),
+    .\port$15949$0 (\$11931 ),
+    .\port$15961$0 (\$11932 ),
     .shift(shift)
   );
   \ttsnn_accel.backward.core.wgrad  wgrad (
     .addr(entry_a[8:0]),
     .clear(clear),
     .clk(clk),
-    .\port$3616$0 (\$232 ),
-    .\port$3630$0 (\$246 ),
-    .\port$3663$0 (\$279 ),
-    .\port$3696$0 (\$312 ),
-    .rd_addr(\port$19164$0 [8:0]),
+    .\port$3763$0 (\$232 ),
+    .\port$3777$0 (\$246 ),
+    .\port$3810$0 (\$279 ),
+    .\port$3843$0 (\$312 ),
+    .rd_addr(\port$19308$0 [8:0]),
     .rd_data(acc_rd_data),
     .rd_en(rd_en),
     .rst(rst),
@@ -27682,8 +27745,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, 
   assign addr = entry_a[8:0];
   assign product = { \$312 , \$279 , \$246 , \$232  };
   assign acc_rd_en = rd_en;
-  assign rd_addr = \port$19164$0 [8:0];
-  assign acc_rd_addr = { 5'h00, \port$19164$0  };
+  assign rd_addr = \port$19308$0 [8:0];
+  assign acc_rd_addr = { 5'h00, \port$19308$0  };
   assign rd_data = acc_rd_data;
   assign sums_c = \i$86 ;
   assign rounded = { \$11932 , \$11931 , \$11930 , \$11929  };
@@ -28609,7 +28672,7 @@ module \ttsnn_accel.backward.core.array_hi (rst, valid, first, operand, weights,
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core.requant (\port$15778$0 , \port$15790$0 , \port$15802$0 , \port$15814$0 , i, shift);
+module \ttsnn_accel.backward.core.requant (\port$15925$0 , \port$15937$0 , \port$15949$0 , \port$15961$0 , i, shift);
   wire \$1 ;
   wire [37:0] \$10 ;
   wire [6:0] \$100 ;
@@ -29033,14 +29096,14 @@ module \ttsnn_accel.backward.core.requant (\port$15778$0 , \port$15790$0 , \port
   input [147:0] i;
   wire [147:0] i;
   wire [63:0] o;
-  output [36:0] \port$15778$0 ;
-  wire [36:0] \port$15778$0 ;
-  output [36:0] \port$15790$0 ;
-  wire [36:0] \port$15790$0 ;
-  output [36:0] \port$15802$0 ;
-  wire [36:0] \port$15802$0 ;
-  output [36:0] \port$15814$0 ;
-  wire [36:0] \port$15814$0 ;
+  output [36:0] \port$15925$0 ;
+  wire [36:0] \port$15925$0 ;
+  output [36:0] \port$15937$0 ;
+  wire [36:0] \port$15937$0 ;
+  output [36:0] \port$15949$0 ;
+  wire [36:0] \port$15949$0 ;
+  output [36:0] \port$15961$0 ;
+  wire [36:0] \port$15961$0 ;
   wire [147:0] rounded;
   wire [3:0] saturated;
   input [5:0] shift;
@@ -29436,10 +29499,10 @@ module \ttsnn_accel.backward.core.requant (\port$15778$0 , \port$15790$0 , \port
   assign o = { \$160 , \$120 , \$80 , \$40  };
   assign saturated = { \$372 , \$319 , \$266 , \$213  };
   assign rounded = { \$420 , \$408 , \$396 , \$384  };
-  assign \port$15778$0  = \$384 ;
-  assign \port$15790$0  = \$396 ;
-  assign \port$15802$0  = \$408 ;
-  assign \port$15814$0  = \$420 ;
+  assign \port$15925$0  = \$384 ;
+  assign \port$15937$0  = \$396 ;
+  assign \port$15949$0  = \$408 ;
+  assign \port$15961$0  = \$420 ;
   assign \$11  = { \$10 [37], \$10 [37:1] };
   assign \$24  = { \$23 [37], \$23 [37:1] };
   assign \$37  = { \$36 [37], \$36 [37:1] };
@@ -29475,7 +29538,7 @@ module \ttsnn_accel.backward.core.requant (\port$15778$0 , \port$15790$0 , \port
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core.wgrad (rst, rd_en, valid, \port$3616$0 , \port$3630$0 , \port$3663$0 , \port$3696$0 , rd_data, rd_addr, addr, clear, clk);
+module \ttsnn_accel.backward.core.wgrad (rst, rd_en, valid, \port$3763$0 , \port$3777$0 , \port$3810$0 , \port$3843$0 , rd_data, rd_addr, addr, clear, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [39:0] \$1 ;
   wire [39:0] \$2 ;
@@ -29496,14 +29559,14 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, valid, \port$3616$0 , \port
   reg clear1 = 1'h0;
   input clk;
   wire clk;
-  input [23:0] \port$3616$0 ;
-  wire [23:0] \port$3616$0 ;
-  input [23:0] \port$3630$0 ;
-  wire [23:0] \port$3630$0 ;
-  input [23:0] \port$3663$0 ;
-  wire [23:0] \port$3663$0 ;
-  input [23:0] \port$3696$0 ;
-  wire [23:0] \port$3696$0 ;
+  input [23:0] \port$3763$0 ;
+  wire [23:0] \port$3763$0 ;
+  input [23:0] \port$3777$0 ;
+  wire [23:0] \port$3777$0 ;
+  input [23:0] \port$3810$0 ;
+  wire [23:0] \port$3810$0 ;
+  input [23:0] \port$3843$0 ;
+  wire [23:0] \port$3843$0 ;
   reg [95:0] prod1 = 96'h000000000000000000000000;
   wire [95:0] product;
   wire [8:0] rd__addr;
@@ -30096,7 +30159,7 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, valid, \port$3616$0 , \port
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$8  = { \port$3696$0 , \port$3663$0 , \port$3630$0 , \port$3616$0  };
+    \$8  = { \port$3843$0 , \port$3810$0 , \port$3777$0 , \port$3763$0  };
     if (rst) begin
       \$8  = 96'h000000000000000000000000;
     end
@@ -30106,11 +30169,11 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, valid, \port$3616$0 , \port
   assign addr1 = wr__addr;
   assign wr__data = { total3[39:0], total2[39:0], total1[39:0], total0[39:0] };
   assign saturated = 4'h0;
-  assign product = { \port$3696$0 , \port$3663$0 , \port$3630$0 , \port$3616$0  };
+  assign product = { \port$3843$0 , \port$3810$0 , \port$3777$0 , \port$3763$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__addr, trace__en, trace__addr, affine__en, g_a4__en, \port$15960$0 , \port$15966$0 , \port$15972$0 , \port$15978$0 , g_cur__en, g_cur__addr, g_cur__data, busy, extra__data, e, affine__data
+module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__addr, trace__en, trace__addr, affine__en, g_a4__en, \port$16107$0 , \port$16113$0 , \port$16119$0 , \port$16125$0 , g_cur__en, g_cur__addr, g_cur__data, busy, extra__data, e, affine__data
 , trace__data, counts, go, g_a4__addr, stage, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
@@ -32890,14 +32953,14 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   reg [19:0] lifg_y_stride_f1 = 20'h00000;
   reg [19:0] lifg_y_stride_p1_0 = 20'h00000;
   reg load = 1'h0;
-  output [15:0] \port$15960$0 ;
-  wire [15:0] \port$15960$0 ;
-  output [15:0] \port$15966$0 ;
-  wire [15:0] \port$15966$0 ;
-  output [15:0] \port$15972$0 ;
-  wire [15:0] \port$15972$0 ;
-  output [15:0] \port$15978$0 ;
-  wire [15:0] \port$15978$0 ;
+  output [15:0] \port$16107$0 ;
+  wire [15:0] \port$16107$0 ;
+  output [15:0] \port$16113$0 ;
+  wire [15:0] \port$16113$0 ;
+  output [15:0] \port$16119$0 ;
+  wire [15:0] \port$16119$0 ;
+  output [15:0] \port$16125$0 ;
+  wire [15:0] \port$16125$0 ;
   reg restart = 1'h0;
   input rst;
   wire rst;
@@ -35753,11 +35816,11 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
     .height_mul(stage[347:340]),
     .leak_shift(stage[383:378]),
     .load(load),
-    .\port$20324$0 (trace__data[1:0]),
-    .\port$20324$12 (trace__data[13:12]),
-    .\port$20324$4 (trace__data[5:4]),
-    .\port$20324$8 (trace__data[9:8]),
-    .\port$21871$356 (stage[369:356]),
+    .\port$20500$0 (trace__data[1:0]),
+    .\port$20500$12 (trace__data[13:12]),
+    .\port$20500$4 (trace__data[5:4]),
+    .\port$20500$8 (trace__data[9:8]),
+    .\port$22059$356 (stage[369:356]),
     .restart(restart),
     .rst(rst),
     .sat_aff0(\$2606 ),
@@ -37417,10 +37480,10 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign e__addr = \$31 [19:0];
   assign extra__addr = \$49 [19:0];
   assign trace__addr = \$66 [19:0];
-  assign \port$15960$0  = \$138 ;
-  assign \port$15966$0  = \$144 ;
-  assign \port$15972$0  = \$150 ;
-  assign \port$15978$0  = \$156 ;
+  assign \port$16107$0  = \$138 ;
+  assign \port$16113$0  = \$144 ;
+  assign \port$16119$0  = \$150 ;
+  assign \port$16125$0  = \$156 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -37622,8 +37685,8 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$20324$0 , \port$20324$4 , \port$20324$8 , \port$20324$12 , restart, load, g_p0, sat_aff0, d_out0_z3, g_cur_out0_z2, sat_lif_out0_z3, sat_cur_out0_z2, g_p1, sat_aff1, d_out1_z3, g_cur_out1_z2
-, sat_lif_out1_z3, sat_cur_out1_z2, g_p2, sat_aff2, d_out2_z3, g_cur_out2_z2, sat_lif_out2_z3, sat_cur_out2_z2, g_p3, sat_aff3, d_out3_z3, g_cur_out3_z2, sat_lif_out3_z3, sat_cur_out3_z2, affine_shift, height_mul, \port$21871$356 , leak_shift, clk);
+module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$20500$0 , \port$20500$4 , \port$20500$8 , \port$20500$12 , restart, load, g_p0, sat_aff0, d_out0_z3, g_cur_out0_z2, sat_lif_out0_z3, sat_cur_out0_z2, g_p1, sat_aff1, d_out1_z3, g_cur_out1_z2
+, sat_lif_out1_z3, sat_cur_out1_z2, g_p2, sat_aff2, d_out2_z3, g_cur_out2_z2, sat_lif_out2_z3, sat_cur_out2_z2, g_p3, sat_aff3, d_out3_z3, g_cur_out3_z2, sat_lif_out3_z3, sat_cur_out3_z2, affine_shift, height_mul, \port$22059$356 , leak_shift, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [23:0] \$1 ;
   wire [24:0] \$10 ;
@@ -38497,16 +38560,16 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$203
   reg load_z3 = 1'h0;
   (* init = 1'h0 *)
   wire out_valid;
-  input [1:0] \port$20324$0 ;
-  wire [1:0] \port$20324$0 ;
-  input [1:0] \port$20324$12 ;
-  wire [1:0] \port$20324$12 ;
-  input [1:0] \port$20324$4 ;
-  wire [1:0] \port$20324$4 ;
-  input [1:0] \port$20324$8 ;
-  wire [1:0] \port$20324$8 ;
-  input [13:0] \port$21871$356 ;
-  wire [13:0] \port$21871$356 ;
+  input [1:0] \port$20500$0 ;
+  wire [1:0] \port$20500$0 ;
+  input [1:0] \port$20500$12 ;
+  wire [1:0] \port$20500$12 ;
+  input [1:0] \port$20500$4 ;
+  wire [1:0] \port$20500$4 ;
+  input [1:0] \port$20500$8 ;
+  wire [1:0] \port$20500$8 ;
+  input [13:0] \port$22059$356 ;
+  wire [13:0] \port$22059$356 ;
   input restart;
   wire restart;
   reg restart_z1 = 1'h0;
@@ -38648,20 +38711,20 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$203
   assign \$271  = \$260  ? \$264  : \$270 [31:0];
   assign \$272  = $signed(\$259 ) != $signed(\$271 );
   assign \$273  = $signed(e2_z1) * $signed({ 1'h0, height_mul });
-  assign \$274  = ! \port$21871$356 [5:0];
-  assign \$275  = ! \port$21871$356 [5:0];
-  assign \$276  = \port$21871$356 [5:0] - 1'h1;
+  assign \$274  = ! \port$22059$356 [5:0];
+  assign \$275  = ! \port$22059$356 [5:0];
+  assign \$276  = \port$22059$356 [5:0] - 1'h1;
   assign \$277  = \$275  ? 6'h00 : \$276 [5:0];
   assign \$278  = $signed(height_prod2) >>> \$277 ;
-  assign \$279  = ! \port$21871$356 [5:0];
-  assign \$280  = \port$21871$356 [5:0] - 1'h1;
+  assign \$279  = ! \port$22059$356 [5:0];
+  assign \$280  = \port$22059$356 [5:0] - 1'h1;
   assign \$281  = \$279  ? 6'h00 : \$280 [5:0];
   assign \$282  = $signed(height_prod2) >>> \$281 ;
   assign \$283  = $signed(\$282 ) + $signed(2'h1);
   assign \$285  = \$274  ? \$278  : \$284 [24:0];
   assign \$286  = window2_z2 ? \$285  : 25'h0000000;
   assign \$287  = restart_z2 ? 16'h0000 : d2;
-  assign \$288  = $signed(\$287 ) * $signed({ 1'h0, \port$21871$356 [13:6] });
+  assign \$288  = $signed(\$287 ) * $signed({ 1'h0, \port$22059$356 [13:6] });
   assign \$289  = $signed(\$586 ) > $signed(16'h7fff);
   assign \$290  = $signed(\$586 ) < $signed(16'h8000);
   assign \$291  = \$290  ? 16'h8000 : \$586 [15:0];
@@ -38776,20 +38839,20 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$203
   assign \$407  = \$396  ? \$400  : \$406 [31:0];
   assign \$408  = $signed(\$395 ) != $signed(\$407 );
   assign \$409  = $signed(e3_z1) * $signed({ 1'h0, height_mul });
-  assign \$410  = ! \port$21871$356 [5:0];
-  assign \$411  = ! \port$21871$356 [5:0];
-  assign \$412  = \port$21871$356 [5:0] - 1'h1;
+  assign \$410  = ! \port$22059$356 [5:0];
+  assign \$411  = ! \port$22059$356 [5:0];
+  assign \$412  = \port$22059$356 [5:0] - 1'h1;
   assign \$413  = \$411  ? 6'h00 : \$412 [5:0];
   assign \$414  = $signed(height_prod3) >>> \$413 ;
-  assign \$415  = ! \port$21871$356 [5:0];
-  assign \$416  = \port$21871$356 [5:0] - 1'h1;
+  assign \$415  = ! \port$22059$356 [5:0];
+  assign \$416  = \port$22059$356 [5:0] - 1'h1;
   assign \$417  = \$415  ? 6'h00 : \$416 [5:0];
   assign \$418  = $signed(height_prod3) >>> \$417 ;
   assign \$419  = $signed(\$418 ) + $signed(2'h1);
   assign \$421  = \$410  ? \$414  : \$420 [24:0];
   assign \$422  = window3_z2 ? \$421  : 25'h0000000;
   assign \$423  = restart_z2 ? 16'h0000 : d3;
-  assign \$424  = $signed(\$423 ) * $signed({ 1'h0, \port$21871$356 [13:6] });
+  assign \$424  = $signed(\$423 ) * $signed({ 1'h0, \port$22059$356 [13:6] });
   assign \$425  = $signed(\$600 ) > $signed(16'h7fff);
   assign \$426  = $signed(\$600 ) < $signed(16'h8000);
   assign \$427  = \$426  ? 16'h8000 : \$600 [15:0];
@@ -39276,20 +39339,20 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$203
   always @(posedge clk)
     sat_cur_out3_z2 <= \$760 ;
   assign \$1  = $signed(e0_z1) * $signed({ 1'h0, height_mul });
-  assign \$2  = ! \port$21871$356 [5:0];
-  assign \$3  = ! \port$21871$356 [5:0];
-  assign \$4  = \port$21871$356 [5:0] - 1'h1;
+  assign \$2  = ! \port$22059$356 [5:0];
+  assign \$3  = ! \port$22059$356 [5:0];
+  assign \$4  = \port$22059$356 [5:0] - 1'h1;
   assign \$5  = \$3  ? 6'h00 : \$4 [5:0];
   assign \$6  = $signed(height_prod0) >>> \$5 ;
-  assign \$7  = ! \port$21871$356 [5:0];
-  assign \$8  = \port$21871$356 [5:0] - 1'h1;
+  assign \$7  = ! \port$22059$356 [5:0];
+  assign \$8  = \port$22059$356 [5:0] - 1'h1;
   assign \$9  = \$7  ? 6'h00 : \$8 [5:0];
   assign \$10  = $signed(height_prod0) >>> \$9 ;
   assign \$11  = $signed(\$10 ) + $signed(2'h1);
   assign \$13  = \$2  ? \$6  : \$12 [24:0];
   assign \$14  = window0_z2 ? \$13  : 25'h0000000;
   assign \$15  = restart_z2 ? 16'h0000 : d0;
-  assign \$16  = $signed(\$15 ) * $signed({ 1'h0, \port$21871$356 [13:6] });
+  assign \$16  = $signed(\$15 ) * $signed({ 1'h0, \port$22059$356 [13:6] });
   assign \$17  = $signed(\$558 ) > $signed(16'h7fff);
   assign \$18  = $signed(\$558 ) < $signed(16'h8000);
   assign \$19  = \$18  ? 16'h8000 : \$558 [15:0];
@@ -39404,20 +39467,20 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$203
   assign \$135  = \$124  ? \$128  : \$134 [31:0];
   assign \$136  = $signed(\$123 ) != $signed(\$135 );
   assign \$137  = $signed(e1_z1) * $signed({ 1'h0, height_mul });
-  assign \$138  = ! \port$21871$356 [5:0];
-  assign \$139  = ! \port$21871$356 [5:0];
-  assign \$140  = \port$21871$356 [5:0] - 1'h1;
+  assign \$138  = ! \port$22059$356 [5:0];
+  assign \$139  = ! \port$22059$356 [5:0];
+  assign \$140  = \port$22059$356 [5:0] - 1'h1;
   assign \$141  = \$139  ? 6'h00 : \$140 [5:0];
   assign \$142  = $signed(height_prod1) >>> \$141 ;
-  assign \$143  = ! \port$21871$356 [5:0];
-  assign \$144  = \port$21871$356 [5:0] - 1'h1;
+  assign \$143  = ! \port$22059$356 [5:0];
+  assign \$144  = \port$22059$356 [5:0] - 1'h1;
   assign \$145  = \$143  ? 6'h00 : \$144 [5:0];
   assign \$146  = $signed(height_prod1) >>> \$145 ;
   assign \$147  = $signed(\$146 ) + $signed(2'h1);
   assign \$149  = \$138  ? \$142  : \$148 [24:0];
   assign \$150  = window1_z2 ? \$149  : 25'h0000000;
   assign \$151  = restart_z2 ? 16'h0000 : d1;
-  assign \$152  = $signed(\$151 ) * $signed({ 1'h0, \port$21871$356 [13:6] });
+  assign \$152  = $signed(\$151 ) * $signed({ 1'h0, \port$22059$356 [13:6] });
   assign \$153  = $signed(\$572 ) > $signed(16'h7fff);
   assign \$154  = $signed(\$572 ) < $signed(16'h8000);
   assign \$155  = \$154  ? 16'h8000 : \$572 [15:0];
@@ -39608,7 +39671,7 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$203
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$616  = \port$20324$0 [1];
+    \$616  = \port$20500$0 [1];
     if (rst) begin
       \$616  = 1'h0;
     end
@@ -39622,7 +39685,7 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$203
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$618  = \port$20324$0 [0];
+    \$618  = \port$20500$0 [0];
     if (rst) begin
       \$618  = 1'h0;
     end
@@ -39870,7 +39933,7 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$203
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$653  = \port$20324$4 [1];
+    \$653  = \port$20500$4 [1];
     if (rst) begin
       \$653  = 1'h0;
     end
@@ -39884,7 +39947,7 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$203
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$655  = \port$20324$4 [0];
+    \$655  = \port$20500$4 [0];
     if (rst) begin
       \$655  = 1'h0;
     end
@@ -40132,7 +40195,7 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$203
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$690  = \port$20324$8 [1];
+    \$690  = \port$20500$8 [1];
     if (rst) begin
       \$690  = 1'h0;
     end
@@ -40146,7 +40209,7 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$203
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$692  = \port$20324$8 [0];
+    \$692  = \port$20500$8 [0];
     if (rst) begin
       \$692  = 1'h0;
     end
@@ -40394,7 +40457,7 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$203
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$727  = \port$20324$12 [1];
+    \$727  = \port$20500$12 [1];
     if (rst) begin
       \$727  = 1'h0;
     end
@@ -40408,7 +40471,7 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$203
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$729  = \port$20324$12 [0];
+    \$729  = \port$20500$12 [0];
     if (rst) begin
       \$729  = 1'h0;
     end
@@ -40633,10 +40696,10 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$203
       \$760  = 1'h0;
     end
   end
-  assign window = { \port$20324$12 [1], \port$20324$8 [1], \port$20324$4 [1], \port$20324$0 [1] };
-  assign spike = { \port$20324$12 [0], \port$20324$8 [0], \port$20324$4 [0], \port$20324$0 [0] };
-  assign height_shift = \port$21871$356 [5:0];
-  assign leak_mul = \port$21871$356 [13:6];
+  assign window = { \port$20500$12 [1], \port$20500$8 [1], \port$20500$4 [1], \port$20500$0 [1] };
+  assign spike = { \port$20500$12 [0], \port$20500$8 [0], \port$20500$4 [0], \port$20500$0 [0] };
+  assign height_shift = \port$22059$356 [5:0];
+  assign leak_mul = \port$22059$356 [13:6];
   assign v0 = { \$558 [25], \$558  };
   assign v1 = { \$572 [25], \$572  };
   assign v2 = { \$586 [25], \$586  };
@@ -41273,8 +41336,8 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
   wire \counts.line1_writes ;
   wire \counts.spike_in_reads ;
   wire \counts.w1_reads ;
-  input [261:0] desc;
-  wire [261:0] desc;
+  input [293:0] desc;
+  wire [293:0] desc;
   wire [5:0] \desc.affine_shift ;
   wire [15:0] \desc.height ;
   wire [15:0] \desc.in_channels ;
@@ -41298,6 +41361,8 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
   wire [5:0] \desc.shift3 ;
   wire [31:0] \desc.threshold ;
   wire [7:0] \desc.timesteps ;
+  wire [15:0] \desc.w23_ring ;
+  wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
   wire [3:0] \desc.zero_halo ;
   (* init = 1'h0 *)
@@ -42507,6 +42572,8 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
   assign \desc.res_ring_rows  = desc[243:228];
   assign \desc.out_ring_rows  = desc[259:244];
   assign \desc.pass  = desc[261:260];
+  assign \desc.w4_ring  = desc[277:262];
+  assign \desc.w23_ring  = desc[293:278];
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -42726,88 +42793,88 @@ module \ttsnn_accel.e1.requant1 (i, shift, rnd, o);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, line1_b__addr, line1_c__en, line1_c__addr, w2__en, w2__addr, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, \q23_rows$121 , busy, row2_b__en, row2_b__addr
-, row2_c__en, row2_c__addr, \port$2206$0 , \port$2246$0 , \port$2286$0 , \port$2326$0 , weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data, row2_c__data, geo, e1_rows, counts, \released$129 , released_e1_order, e4_released, desc, clk
-);
+module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line1_a__addr, line1_b__en, line1_b__addr, line1_c__en, line1_c__addr, w2__en, w2__addr, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, \q23_rows$127 , busy
+, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, \port$2297$0 , \port$2337$0 , \port$2377$0 , \port$2417$0 , weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data, row2_c__data, geo, e1_rows, counts, \released$135 , released_e1_order, e4_released
+, \port$22053$96 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire [17:0] \$10 ;
-  wire \$100 ;
-  wire [2:0] \$101 ;
-  wire [3:0] \$102 ;
-  wire [2:0] \$103 ;
-  wire [3:0] \$104 ;
-  wire \$105 ;
-  wire [16:0] \$106 ;
-  wire [16:0] \$107 ;
-  wire [16:0] \$108 ;
-  wire [17:0] \$109 ;
+  wire [16:0] \$100 ;
+  wire \$101 ;
+  wire [16:0] \$102 ;
+  wire [17:0] \$103 ;
+  wire [16:0] \$104 ;
+  wire [17:0] \$105 ;
+  wire [2:0] \$106 ;
+  wire \$107 ;
+  wire [2:0] \$108 ;
+  wire [3:0] \$109 ;
   wire [18:0] \$11 ;
-  wire [18:0] \$110 ;
-  wire [19:0] \$111 ;
-  wire [15:0] \$112 ;
-  wire [20:0] \$113 ;
+  wire [2:0] \$110 ;
+  wire [3:0] \$111 ;
+  wire \$112 ;
+  wire [2:0] \$113 ;
   wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
+  wire [2:0] \$115 ;
+  wire [3:0] \$116 ;
+  wire [2:0] \$117 ;
+  wire [3:0] \$118 ;
   wire \$119 ;
   wire \$12 ;
-  wire \$120 ;
+  wire [16:0] \$120 ;
   wire [16:0] \$121 ;
-  wire \$122 ;
-  wire [16:0] \$123 ;
-  wire [17:0] \$124 ;
-  wire [16:0] \$125 ;
-  wire [17:0] \$126 ;
-  wire [2:0] \$127 ;
+  wire [16:0] \$122 ;
+  wire [17:0] \$123 ;
+  wire [18:0] \$124 ;
+  wire [19:0] \$125 ;
+  wire [15:0] \$126 ;
+  wire [20:0] \$127 ;
   wire \$128 ;
-  wire [2:0] \$129 ;
+  wire \$129 ;
   wire \$13 ;
-  wire [3:0] \$130 ;
-  wire [2:0] \$131 ;
-  wire [3:0] \$132 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
   wire \$133 ;
-  wire [2:0] \$134 ;
-  wire \$135 ;
-  wire [2:0] \$136 ;
-  wire [3:0] \$137 ;
-  wire [2:0] \$138 ;
-  wire [3:0] \$139 ;
+  wire \$134 ;
+  wire [16:0] \$135 ;
+  wire \$136 ;
+  wire [16:0] \$137 ;
+  wire [17:0] \$138 ;
+  wire [16:0] \$139 ;
   wire \$14 ;
-  wire \$140 ;
-  wire [16:0] \$141 ;
-  wire [16:0] \$142 ;
-  wire [16:0] \$143 ;
-  wire [17:0] \$144 ;
-  wire [18:0] \$145 ;
-  wire \$146 ;
-  wire [16:0] \$147 ;
-  wire [16:0] \$148 ;
-  wire [17:0] \$149 ;
+  wire [17:0] \$140 ;
+  wire [2:0] \$141 ;
+  wire \$142 ;
+  wire [2:0] \$143 ;
+  wire [3:0] \$144 ;
+  wire [2:0] \$145 ;
+  wire [3:0] \$146 ;
+  wire \$147 ;
+  wire [2:0] \$148 ;
+  wire \$149 ;
   wire \$15 ;
-  wire [19:0] \$150 ;
-  wire [20:0] \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire [15:0] \$154 ;
+  wire [2:0] \$150 ;
+  wire [3:0] \$151 ;
+  wire [2:0] \$152 ;
+  wire [3:0] \$153 ;
+  wire \$154 ;
   wire [16:0] \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire \$159 ;
+  wire [16:0] \$156 ;
+  wire [16:0] \$157 ;
+  wire [17:0] \$158 ;
+  wire [18:0] \$159 ;
   wire \$16 ;
   wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire [15:0] \$164 ;
-  wire [16:0] \$165 ;
-  wire [16:0] \$166 ;
+  wire [16:0] \$161 ;
+  wire [16:0] \$162 ;
+  wire [17:0] \$163 ;
+  wire [19:0] \$164 ;
+  wire [20:0] \$165 ;
+  wire \$166 ;
   wire \$167 ;
-  wire \$168 ;
-  wire [31:0] \$169 ;
+  wire [15:0] \$168 ;
+  wire [16:0] \$169 ;
   wire \$17 ;
   wire \$170 ;
   wire \$171 ;
@@ -42817,13 +42884,13 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire \$175 ;
   wire \$176 ;
   wire \$177 ;
-  wire \$178 ;
-  wire [1:0] \$179 ;
+  wire [15:0] \$178 ;
+  wire [16:0] \$179 ;
   wire \$18 ;
-  wire [1:0] \$180 ;
-  wire [31:0] \$181 ;
+  wire [16:0] \$180 ;
+  wire \$181 ;
   wire \$182 ;
-  wire \$183 ;
+  wire [31:0] \$183 ;
   wire \$184 ;
   wire \$185 ;
   wire \$186 ;
@@ -42834,16 +42901,16 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire \$190 ;
   wire \$191 ;
   wire \$192 ;
-  wire \$193 ;
-  wire [15:0] \$194 ;
-  wire [16:0] \$195 ;
-  wire [17:0] \$196 ;
+  wire [1:0] \$193 ;
+  wire [1:0] \$194 ;
+  wire [31:0] \$195 ;
+  wire \$196 ;
   wire \$197 ;
   wire \$198 ;
-  wire [6:0] \$199 ;
+  wire \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire [6:0] \$200 ;
+  wire \$200 ;
   wire \$201 ;
   wire \$202 ;
   wire \$203 ;
@@ -42851,103 +42918,103 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire \$205 ;
   wire \$206 ;
   wire \$207 ;
-  wire \$208 ;
-  wire \$209 ;
+  wire [15:0] \$208 ;
+  wire [16:0] \$209 ;
   wire \$21 ;
-  wire \$210 ;
+  wire [17:0] \$210 ;
   wire \$211 ;
-  wire [16:0] \$212 ;
-  wire [16:0] \$213 ;
-  wire [16:0] \$214 ;
-  wire [17:0] \$215 ;
-  wire [18:0] \$216 ;
-  wire [19:0] \$217 ;
-  wire [20:0] \$218 ;
-  wire [20:0] \$219 ;
+  wire \$212 ;
+  wire [6:0] \$213 ;
+  wire [6:0] \$214 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire \$218 ;
+  wire \$219 ;
   wire \$22 ;
   wire \$220 ;
   wire \$221 ;
-  wire [31:0] \$222 ;
+  wire \$222 ;
   wire \$223 ;
   wire \$224 ;
   wire \$225 ;
-  wire \$226 ;
-  wire \$227 ;
+  wire [16:0] \$226 ;
+  wire [16:0] \$227 ;
   wire [16:0] \$228 ;
-  wire \$229 ;
-  wire [16:0] \$23 ;
-  wire \$230 ;
-  wire [16:0] \$231 ;
-  wire [16:0] \$232 ;
-  wire [17:0] \$233 ;
-  wire [16:0] \$234 ;
-  wire [17:0] \$235 ;
-  wire [18:0] \$236 ;
+  wire [17:0] \$229 ;
+  wire \$23 ;
+  wire [18:0] \$230 ;
+  wire [19:0] \$231 ;
+  wire [20:0] \$232 ;
+  wire [20:0] \$233 ;
+  wire \$234 ;
+  wire \$235 ;
+  wire [31:0] \$236 ;
   wire \$237 ;
   wire \$238 ;
   wire \$239 ;
   wire \$24 ;
   wire \$240 ;
   wire \$241 ;
-  wire \$242 ;
+  wire [16:0] \$242 ;
   wire \$243 ;
   wire \$244 ;
   wire [16:0] \$245 ;
-  wire \$246 ;
-  wire \$247 ;
+  wire [16:0] \$246 ;
+  wire [17:0] \$247 ;
   wire [16:0] \$248 ;
-  wire [16:0] \$249 ;
+  wire [17:0] \$249 ;
   wire \$25 ;
-  wire [17:0] \$250 ;
-  wire [16:0] \$251 ;
-  wire [17:0] \$252 ;
-  wire [18:0] \$253 ;
+  wire [18:0] \$250 ;
+  wire \$251 ;
+  wire \$252 ;
+  wire \$253 ;
   wire \$254 ;
   wire \$255 ;
   wire \$256 ;
   wire \$257 ;
   wire \$258 ;
-  wire \$259 ;
+  wire [16:0] \$259 ;
   wire \$26 ;
   wire \$260 ;
   wire \$261 ;
-  wire \$262 ;
-  wire \$263 ;
-  wire \$264 ;
-  wire \$265 ;
-  wire \$266 ;
-  wire \$267 ;
+  wire [16:0] \$262 ;
+  wire [16:0] \$263 ;
+  wire [17:0] \$264 ;
+  wire [16:0] \$265 ;
+  wire [17:0] \$266 ;
+  wire [18:0] \$267 ;
   wire \$268 ;
   wire \$269 ;
   wire \$27 ;
-  wire [1:0] \$270 ;
+  wire \$270 ;
   wire \$271 ;
   wire \$272 ;
-  wire [16:0] \$273 ;
+  wire \$273 ;
   wire \$274 ;
   wire \$275 ;
-  wire [16:0] \$276 ;
-  wire [16:0] \$277 ;
-  wire [17:0] \$278 ;
-  wire [16:0] \$279 ;
-  wire \$28 ;
-  wire [17:0] \$280 ;
-  wire [18:0] \$281 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire \$278 ;
+  wire \$279 ;
+  wire [23:0] \$28 ;
+  wire \$280 ;
+  wire \$281 ;
   wire \$282 ;
   wire \$283 ;
-  wire \$284 ;
+  wire [1:0] \$284 ;
   wire \$285 ;
   wire \$286 ;
-  wire \$287 ;
+  wire [16:0] \$287 ;
   wire \$288 ;
   wire \$289 ;
-  wire [16:0] \$29 ;
-  wire \$290 ;
-  wire \$291 ;
-  wire \$292 ;
-  wire [1:0] \$293 ;
-  wire [1:0] \$294 ;
-  wire [2:0] \$295 ;
+  wire \$29 ;
+  wire [16:0] \$290 ;
+  wire [16:0] \$291 ;
+  wire [17:0] \$292 ;
+  wire [16:0] \$293 ;
+  wire [17:0] \$294 ;
+  wire [18:0] \$295 ;
   wire \$296 ;
   wire \$297 ;
   wire \$298 ;
@@ -42959,206 +43026,247 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire \$302 ;
   wire \$303 ;
   wire \$304 ;
-  wire [1:0] \$305 ;
+  wire \$305 ;
   wire \$306 ;
-  wire \$307 ;
-  wire [16:0] \$308 ;
+  wire [1:0] \$307 ;
+  wire \$308 ;
   wire \$309 ;
-  wire [16:0] \$31 ;
-  wire [2:0] \$310 ;
+  wire \$31 ;
+  wire [16:0] \$310 ;
   wire \$311 ;
   wire \$312 ;
   wire [16:0] \$313 ;
-  wire \$314 ;
-  wire \$315 ;
-  wire [2:0] \$316 ;
-  wire \$317 ;
-  wire [3:0] \$318 ;
-  wire [16:0] \$319 ;
-  wire [17:0] \$32 ;
+  wire [16:0] \$314 ;
+  wire [17:0] \$315 ;
+  wire [16:0] \$316 ;
+  wire [17:0] \$317 ;
+  wire [18:0] \$318 ;
+  wire \$319 ;
+  wire \$32 ;
   wire \$320 ;
   wire \$321 ;
   wire \$322 ;
   wire \$323 ;
   wire \$324 ;
-  wire [3:0] \$325 ;
-  wire [3:0] \$326 ;
-  wire [3:0] \$327 ;
+  wire \$325 ;
+  wire \$326 ;
+  wire \$327 ;
   wire \$328 ;
-  wire [2:0] \$329 ;
-  wire [16:0] \$33 ;
-  wire [3:0] \$330 ;
-  wire [6:0] \$331 ;
-  wire [6:0] \$332 ;
+  wire \$329 ;
+  wire \$33 ;
+  wire \$330 ;
+  wire \$331 ;
+  wire \$332 ;
   wire \$333 ;
   wire \$334 ;
-  wire \$335 ;
-  wire \$336 ;
+  wire [1:0] \$335 ;
+  wire [2:0] \$336 ;
   wire \$337 ;
-  wire [16:0] \$338 ;
+  wire \$338 ;
   wire \$339 ;
-  wire [17:0] \$34 ;
-  wire [2:0] \$340 ;
+  wire \$34 ;
+  wire \$340 ;
   wire \$341 ;
-  wire [2:0] \$342 ;
-  wire [5:0] \$343 ;
-  wire [5:0] \$344 ;
-  wire [6:0] \$345 ;
+  wire \$342 ;
+  wire \$343 ;
+  wire \$344 ;
+  wire \$345 ;
   wire [1:0] \$346 ;
-  wire [1:0] \$347 ;
+  wire \$347 ;
   wire \$348 ;
-  wire [1:0] \$349 ;
-  wire [2:0] \$35 ;
-  wire [1:0] \$350 ;
+  wire [16:0] \$349 ;
+  wire \$35 ;
+  wire \$350 ;
   wire [2:0] \$351 ;
   wire \$352 ;
   wire \$353 ;
-  wire [2:0] \$354 ;
+  wire [16:0] \$354 ;
   wire \$355 ;
   wire \$356 ;
-  wire [3:0] \$357 ;
+  wire [2:0] \$357 ;
   wire \$358 ;
-  wire \$359 ;
+  wire [3:0] \$359 ;
   wire \$36 ;
-  wire \$360 ;
+  wire [16:0] \$360 ;
   wire \$361 ;
   wire \$362 ;
   wire \$363 ;
   wire \$364 ;
   wire \$365 ;
-  wire [1:0] \$366 ;
-  wire \$367 ;
-  wire \$368 ;
+  wire [3:0] \$366 ;
+  wire [3:0] \$367 ;
+  wire [3:0] \$368 ;
   wire \$369 ;
-  wire [2:0] \$37 ;
-  wire \$370 ;
-  wire \$371 ;
-  wire \$372 ;
-  wire \$373 ;
+  wire [16:0] \$37 ;
+  wire [2:0] \$370 ;
+  wire [3:0] \$371 ;
+  wire [6:0] \$372 ;
+  wire [6:0] \$373 ;
   wire \$374 ;
   wire \$375 ;
   wire \$376 ;
   wire \$377 ;
   wire \$378 ;
   wire [16:0] \$379 ;
-  wire [3:0] \$38 ;
+  wire \$38 ;
   wire \$380 ;
   wire [2:0] \$381 ;
   wire \$382 ;
   wire [2:0] \$383 ;
   wire [5:0] \$384 ;
   wire [5:0] \$385 ;
-  wire \$386 ;
-  wire [15:0] \$387 ;
-  wire [16:0] \$388 ;
+  wire [6:0] \$386 ;
+  wire [1:0] \$387 ;
+  wire [1:0] \$388 ;
   wire \$389 ;
-  wire [2:0] \$39 ;
+  wire \$39 ;
   wire [1:0] \$390 ;
-  wire \$391 ;
-  wire [15:0] \$392 ;
-  wire [16:0] \$393 ;
+  wire [1:0] \$391 ;
+  wire [2:0] \$392 ;
+  wire \$393 ;
   wire \$394 ;
-  wire \$395 ;
+  wire [2:0] \$395 ;
   wire \$396 ;
-  wire [1:0] \$397 ;
-  wire [1:0] \$398 ;
-  wire [16:0] \$399 ;
+  wire \$397 ;
+  wire [3:0] \$398 ;
+  wire \$399 ;
   wire \$4 ;
-  wire [3:0] \$40 ;
+  wire \$40 ;
   wire \$400 ;
-  wire [16:0] \$401 ;
-  wire [16:0] \$402 ;
+  wire \$401 ;
+  wire \$402 ;
   wire \$403 ;
-  wire [1:0] \$404 ;
-  wire [16:0] \$405 ;
+  wire \$404 ;
+  wire \$405 ;
   wire \$406 ;
-  wire [16:0] \$407 ;
-  reg [15:0] \$408 ;
-  reg [15:0] \$409 ;
+  wire [1:0] \$407 ;
+  wire \$408 ;
+  wire \$409 ;
   wire \$41 ;
-  reg [15:0] \$410 ;
-  reg [31:0] \$411 ;
-  reg [15:0] \$412 ;
-  wire [7:0] \$413 ;
-  wire [7:0] \$414 ;
-  wire [7:0] \$415 ;
-  wire [7:0] \$416 ;
-  wire [16:0] \$417 ;
-  wire [16:0] \$418 ;
-  wire [16:0] \$419 ;
-  wire [2:0] \$42 ;
+  wire \$410 ;
+  wire \$411 ;
+  wire \$412 ;
+  wire \$413 ;
+  wire \$414 ;
+  wire \$415 ;
+  wire \$416 ;
+  wire \$417 ;
+  wire \$418 ;
+  wire \$419 ;
+  wire \$42 ;
   wire [16:0] \$420 ;
-  wire [7:0] \$421 ;
-  wire [7:0] \$422 ;
-  wire [7:0] \$423 ;
-  wire [7:0] \$424 ;
-  wire \$43 ;
-  wire [2:0] \$44 ;
-  wire [3:0] \$45 ;
-  wire [2:0] \$46 ;
-  wire [3:0] \$47 ;
-  wire \$48 ;
-  wire [16:0] \$49 ;
+  wire \$421 ;
+  wire [2:0] \$422 ;
+  wire \$423 ;
+  wire [2:0] \$424 ;
+  wire [5:0] \$425 ;
+  wire [5:0] \$426 ;
+  wire \$427 ;
+  wire [15:0] \$428 ;
+  wire [16:0] \$429 ;
+  wire [16:0] \$43 ;
+  wire \$430 ;
+  wire [1:0] \$431 ;
+  wire \$432 ;
+  wire [15:0] \$433 ;
+  wire [16:0] \$434 ;
+  wire \$435 ;
+  wire \$436 ;
+  wire \$437 ;
+  wire [1:0] \$438 ;
+  wire [1:0] \$439 ;
+  wire \$44 ;
+  wire [16:0] \$440 ;
+  wire \$441 ;
+  wire [16:0] \$442 ;
+  wire [16:0] \$443 ;
+  wire \$444 ;
+  wire [1:0] \$445 ;
+  wire [16:0] \$446 ;
+  wire \$447 ;
+  wire [16:0] \$448 ;
+  reg [15:0] \$449 ;
+  wire [16:0] \$45 ;
+  reg [15:0] \$450 ;
+  reg [15:0] \$451 ;
+  reg [31:0] \$452 ;
+  reg [15:0] \$453 ;
+  wire [7:0] \$454 ;
+  wire [7:0] \$455 ;
+  wire [7:0] \$456 ;
+  wire [7:0] \$457 ;
+  wire [16:0] \$458 ;
+  wire [16:0] \$459 ;
+  wire [17:0] \$46 ;
+  wire [16:0] \$460 ;
+  wire [16:0] \$461 ;
+  wire [7:0] \$462 ;
+  wire [7:0] \$463 ;
+  wire [7:0] \$464 ;
+  wire [7:0] \$465 ;
+  wire [16:0] \$47 ;
+  wire [17:0] \$48 ;
+  wire [2:0] \$49 ;
   wire \$5 ;
-  wire [16:0] \$50 ;
-  wire [16:0] \$51 ;
-  wire [17:0] \$52 ;
-  wire [18:0] \$53 ;
-  wire [16:0] \$54 ;
-  wire [17:0] \$55 ;
-  wire \$56 ;
-  wire [16:0] \$57 ;
-  wire [17:0] \$58 ;
-  wire [18:0] \$59 ;
+  wire \$50 ;
+  wire [2:0] \$51 ;
+  wire [3:0] \$52 ;
+  wire [2:0] \$53 ;
+  wire [3:0] \$54 ;
+  wire \$55 ;
+  wire [2:0] \$56 ;
+  wire \$57 ;
+  wire [2:0] \$58 ;
+  wire [3:0] \$59 ;
   wire [16:0] \$6 ;
-  wire [16:0] \$60 ;
-  wire [17:0] \$61 ;
-  wire [18:0] \$62 ;
-  wire [2:0] \$63 ;
-  wire \$64 ;
-  wire [2:0] \$65 ;
-  wire [3:0] \$66 ;
-  wire [2:0] \$67 ;
-  wire [3:0] \$68 ;
-  wire \$69 ;
+  wire [2:0] \$60 ;
+  wire [3:0] \$61 ;
+  wire \$62 ;
+  wire [16:0] \$63 ;
+  wire [16:0] \$64 ;
+  wire [16:0] \$65 ;
+  wire [17:0] \$66 ;
+  wire [18:0] \$67 ;
+  wire [16:0] \$68 ;
+  wire [17:0] \$69 ;
   wire [16:0] \$7 ;
-  wire [2:0] \$70 ;
-  wire \$71 ;
-  wire [2:0] \$72 ;
-  wire [3:0] \$73 ;
-  wire [2:0] \$74 ;
-  wire [3:0] \$75 ;
-  wire \$76 ;
-  wire [16:0] \$77 ;
-  wire [16:0] \$78 ;
-  wire [16:0] \$79 ;
+  wire \$70 ;
+  wire [16:0] \$71 ;
+  wire [17:0] \$72 ;
+  wire [18:0] \$73 ;
+  wire [16:0] \$74 ;
+  wire [17:0] \$75 ;
+  wire [18:0] \$76 ;
+  wire [2:0] \$77 ;
+  wire \$78 ;
+  wire [2:0] \$79 ;
   wire [17:0] \$8 ;
-  wire [17:0] \$80 ;
-  wire [18:0] \$81 ;
-  wire [18:0] \$82 ;
-  wire [19:0] \$83 ;
-  wire [20:0] \$84 ;
+  wire [3:0] \$80 ;
+  wire [2:0] \$81 ;
+  wire [3:0] \$82 ;
+  wire \$83 ;
+  wire [2:0] \$84 ;
   wire \$85 ;
-  wire [16:0] \$86 ;
-  wire \$87 ;
-  wire [16:0] \$88 ;
-  wire [17:0] \$89 ;
+  wire [2:0] \$86 ;
+  wire [3:0] \$87 ;
+  wire [2:0] \$88 ;
+  wire [3:0] \$89 ;
   wire [16:0] \$9 ;
-  wire [16:0] \$90 ;
-  wire [17:0] \$91 ;
-  wire [2:0] \$92 ;
-  wire \$93 ;
-  wire [2:0] \$94 ;
-  wire [3:0] \$95 ;
-  wire [2:0] \$96 ;
-  wire [3:0] \$97 ;
-  wire \$98 ;
-  wire [2:0] \$99 ;
+  wire \$90 ;
+  wire [16:0] \$91 ;
+  wire [16:0] \$92 ;
+  wire [16:0] \$93 ;
+  wire [17:0] \$94 ;
+  wire [18:0] \$95 ;
+  wire [18:0] \$96 ;
+  wire [19:0] \$97 ;
+  wire [20:0] \$98 ;
+  wire \$99 ;
   (* init = 16'h0000 *)
   wire [15:0] \$signal ;
   wire [15:0] \$signal$15 ;
   wire [90:0] a;
-  wire [63:0] \a$101 ;
+  wire [63:0] \a$107 ;
   wire [2:0] \a.b ;
   wire \a.copy ;
   wire [15:0] \a.e ;
@@ -43182,13 +43290,13 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire \a.w_wr ;
   wire [1:0] \a.wsel ;
   wire [63:0] acc;
-  wire [63:0] \acc$103 ;
+  wire [63:0] \acc$109 ;
   wire [16:0] acc3_ext0;
   wire [16:0] acc3_ext1;
   wire [16:0] acc3_ext2;
   wire [16:0] acc3_ext3;
   wire [74:0] b;
-  wire [63:0] \b$102 ;
+  wire [63:0] \b$108 ;
   wire [2:0] \b.b ;
   wire \b.copy ;
   wire [15:0] \b.e ;
@@ -43203,9 +43311,9 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire \b.v ;
   output busy;
   wire busy;
-  wire \busy$124 ;
+  wire \busy$130 ;
   wire [31:0] centre;
-  reg [31:0] \centre$76 ;
+  reg [31:0] \centre$82 ;
   input clk;
   wire clk;
   wire [123:0] cluster;
@@ -43228,17 +43336,18 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire [31:0] \cluster.weights ;
   wire [1:0] \cluster.wsel ;
   reg [31:0] copy_word = 32'd0;
-  output [39:0] counts;
-  wire [39:0] counts;
-  wire [15:0] \counts$126 ;
-  wire \counts$126.c3_busy ;
-  wire [5:0] \counts$126.c3_macs ;
-  wire [1:0] \counts$126.c3_spad_reads ;
-  wire [1:0] \counts$126.c3_spad_writes ;
-  wire \counts$126.c3_stall ;
-  wire \counts$126.line4_writes ;
-  wire [1:0] \counts$126.row2_reads ;
-  wire \counts$126.w3_reads ;
+  output [41:0] counts;
+  wire [41:0] counts;
+  wire [16:0] \counts$132 ;
+  wire \counts$132.c3_busy ;
+  wire [5:0] \counts$132.c3_macs ;
+  wire [1:0] \counts$132.c3_spad_reads ;
+  wire [1:0] \counts$132.c3_spad_writes ;
+  wire \counts$132.c3_stall ;
+  wire \counts$132.c3_w_wait ;
+  wire \counts$132.line4_writes ;
+  wire [1:0] \counts$132.row2_reads ;
+  wire \counts$132.w3_reads ;
   wire \counts.adder_busy ;
   wire \counts.adder_stall ;
   wire [5:0] \counts.adds ;
@@ -43247,20 +43356,22 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire [1:0] \counts.c2_spad_reads ;
   wire [1:0] \counts.c2_spad_writes ;
   wire \counts.c2_stall ;
+  wire \counts.c2_w_wait ;
   wire \counts.c3_busy ;
   wire [5:0] \counts.c3_macs ;
   wire [1:0] \counts.c3_spad_reads ;
   wire [1:0] \counts.c3_spad_writes ;
   wire \counts.c3_stall ;
+  wire \counts.c3_w_wait ;
   wire [1:0] \counts.line1_reads ;
   wire \counts.line4_writes ;
   wire [1:0] \counts.row2_reads ;
   wire \counts.row2_writes ;
   wire \counts.w2_reads ;
   wire \counts.w3_reads ;
-  input [261:0] desc;
-  wire [261:0] desc;
-  wire [261:0] \desc$4 ;
+  input [293:0] desc;
+  wire [293:0] desc;
+  wire [293:0] \desc$4 ;
   wire [5:0] \desc$4.affine_shift ;
   wire [15:0] \desc$4.height ;
   wire [15:0] \desc$4.in_channels ;
@@ -43284,9 +43395,11 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire [5:0] \desc$4.shift3 ;
   wire [31:0] \desc$4.threshold ;
   wire [7:0] \desc$4.timesteps ;
+  wire [15:0] \desc$4.w23_ring ;
+  wire [15:0] \desc$4.w4_ring ;
   wire [15:0] \desc$4.width ;
   wire [3:0] \desc$4.zero_halo ;
-  wire [261:0] \desc$9 ;
+  wire [293:0] \desc$9 ;
   wire [5:0] \desc$9.affine_shift ;
   wire [15:0] \desc$9.height ;
   wire [15:0] \desc$9.in_channels ;
@@ -43310,6 +43423,8 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire [5:0] \desc$9.shift3 ;
   wire [31:0] \desc$9.threshold ;
   wire [7:0] \desc$9.timesteps ;
+  wire [15:0] \desc$9.w23_ring ;
+  wire [15:0] \desc$9.w4_ring ;
   wire [15:0] \desc$9.width ;
   wire [3:0] \desc$9.zero_halo ;
   wire [5:0] \desc.affine_shift ;
@@ -43335,6 +43450,8 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire [5:0] \desc.shift3 ;
   wire [31:0] \desc.threshold ;
   wire [7:0] \desc.timesteps ;
+  wire [15:0] \desc.w23_ring ;
+  wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
   wire [3:0] \desc.zero_halo ;
   input [15:0] e1_rows;
@@ -43344,9 +43461,9 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire [15:0] e4_released;
   wire [15:0] \e4_released$14 ;
   wire first;
-  reg \first$72 ;
+  reg \first$78 ;
   wire from_psum;
-  reg \from_psum$73 ;
+  reg \from_psum$79 ;
   input [480:0] geo;
   wire [480:0] geo;
   wire [480:0] \geo$10 ;
@@ -43466,10 +43583,10 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire [15:0] \geo.tr4 ;
   wire [15:0] \geo.wo ;
   wire [63:0] i;
-  wire [67:0] \i$108 ;
+  wire [67:0] \i$114 ;
   wire issue;
   wire [1:0] jl;
-  reg [1:0] \jl$74 ;
+  reg [1:0] \jl$80 ;
   output [15:0] line1_a__addr;
   wire [15:0] line1_a__addr;
   input [31:0] line1_a__data;
@@ -43490,50 +43607,52 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire line1_c__en;
   output [15:0] line4__addr;
   wire [15:0] line4__addr;
-  wire [15:0] \line4__addr$117 ;
+  wire [15:0] \line4__addr$123 ;
   output [31:0] line4__data;
   wire [31:0] line4__data;
-  wire [31:0] \line4__data$119 ;
+  wire [31:0] \line4__data$125 ;
   output line4__en;
   wire line4__en;
-  wire \line4__en$115 ;
+  wire \line4__en$121 ;
   reg [15:0] need2 = 16'h0000;
   wire [31:0] neighbour;
-  reg [31:0] \neighbour$77 ;
+  reg [31:0] \neighbour$83 ;
   wire [31:0] o;
-  wire [67:0] \o$109 ;
-  wire [31:0] \o$113 ;
+  wire [67:0] \o$115 ;
+  wire [31:0] \o$119 ;
   wire ok;
   wire [2:0] p_addr;
-  reg [2:0] \p_addr$86 ;
+  reg [2:0] \p_addr$92 ;
   wire p_rd;
-  reg \p_rd$85 ;
+  reg \p_rd$91 ;
   reg p_wr;
-  wire \p_wr$90 ;
+  wire \p_wr$96 ;
   reg [2:0] p_wr_addr;
-  wire [2:0] \p_wr_addr$92 ;
+  wire [2:0] \p_wr_addr$98 ;
   wire [3:0] pack;
   wire [3:0] \pack$2 ;
-  output [7:0] \port$2206$0 ;
-  wire [7:0] \port$2206$0 ;
-  output [7:0] \port$2246$0 ;
-  wire [7:0] \port$2246$0 ;
-  output [7:0] \port$2286$0 ;
-  wire [7:0] \port$2286$0 ;
-  output [7:0] \port$2326$0 ;
-  wire [7:0] \port$2326$0 ;
+  input [47:0] \port$22053$96 ;
+  wire [47:0] \port$22053$96 ;
+  output [7:0] \port$2297$0 ;
+  wire [7:0] \port$2297$0 ;
+  output [7:0] \port$2337$0 ;
+  wire [7:0] \port$2337$0 ;
+  output [7:0] \port$2377$0 ;
+  wire [7:0] \port$2377$0 ;
+  output [7:0] \port$2417$0 ;
+  wire [7:0] \port$2417$0 ;
   wire [15:0] q23_rows;
-  output [15:0] \q23_rows$121 ;
-  wire [15:0] \q23_rows$121 ;
+  output [15:0] \q23_rows$127 ;
+  wire [15:0] \q23_rows$127 ;
   reg [15:0] q2_rows = 16'h0000;
   wire [15:0] released;
-  output [15:0] \released$129 ;
-  reg [15:0] \released$129  = 16'h0000;
+  output [15:0] \released$135 ;
+  reg [15:0] \released$135  = 16'h0000;
   output [15:0] released_e1_order;
   reg [15:0] released_e1_order = 16'h0000;
   wire [31:0] result;
   wire rnd;
-  wire \rnd$111 ;
+  wire \rnd$117 ;
   output [15:0] row2__addr;
   wire [15:0] row2__addr;
   wire [31:0] row2__data;
@@ -43561,15 +43680,16 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire rst;
   wire run;
   wire [1:0] shift;
-  wire [5:0] \shift$110 ;
-  reg [1:0] \shift$75 ;
-  wire [5:0] \shift$95 ;
+  wire [5:0] \shift$101 ;
+  wire [5:0] \shift$116 ;
+  reg [1:0] \shift$81 ;
   input start;
   wire start;
   wire \start$7 ;
   wire \start$8 ;
-  wire [276:0] step;
+  wire [300:0] step;
   wire [15:0] \step.b ;
+  wire [23:0] \step.chunk ;
   wire \step.copy ;
   wire [15:0] \step.e ;
   wire [15:0] \step.eoff ;
@@ -43597,36 +43717,44 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire [15:0] \step.tr4 ;
   wire [15:0] \step.trw ;
   wire use_spad;
-  reg \use_spad$80 ;
+  reg \use_spad$86 ;
   wire valid;
-  reg \valid$70 ;
+  reg \valid$76 ;
   output [15:0] w2__addr;
   wire [15:0] w2__addr;
   wire [31:0] w2__data;
   output w2__en;
   wire w2__en;
+  wire [23:0] w2_chunks;
+  output [23:0] w2_consumed;
+  wire [23:0] w2_consumed;
   output [15:0] w3__addr;
   wire [15:0] w3__addr;
-  wire [15:0] \w3__addr$47 ;
+  wire [15:0] \w3__addr$53 ;
   input [31:0] w3__data;
   wire [31:0] w3__data;
-  wire [31:0] \w3__data$49 ;
+  wire [31:0] \w3__data$55 ;
   output w3__en;
   wire w3__en;
-  wire \w3__en$45 ;
+  wire \w3__en$51 ;
+  wire [23:0] w3_chunks;
+  wire [23:0] \w3_chunks$40 ;
+  output [23:0] w3_consumed;
+  wire [23:0] w3_consumed;
+  wire [23:0] \w3_consumed$39 ;
   wire [3:0] w_addr;
-  reg [3:0] \w_addr$82 ;
+  reg [3:0] \w_addr$88 ;
   wire w_rd;
-  reg \w_rd$81 ;
+  reg \w_rd$87 ;
   wire w_wr;
-  reg \w_wr$83 ;
+  reg \w_wr$89 ;
   wire [3:0] w_wr_addr;
-  reg [3:0] \w_wr_addr$84 ;
+  reg [3:0] \w_wr_addr$90 ;
   input [31:0] weights;
   wire [31:0] weights;
-  reg [31:0] \weights$79 ;
+  reg [31:0] \weights$85 ;
   wire [1:0] wsel;
-  reg [1:0] \wsel$78 ;
+  reg [1:0] \wsel$84 ;
   assign \$1  = e1_rows >= need2;
   assign \$2  = ! desc[89:88];
   assign \$3  = e3_rel + 1'h1;
@@ -43641,437 +43769,480 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   assign \$12  = $signed({ 1'h0, e4_released }) >= $signed(\$11 );
   assign \$13  = \$5  | \$12 ;
   assign \$14  = \$2  ? \$4  : \$13 ;
-  assign ok = \$1  & \$14 ;
-  assign \$15  = ~ step[270];
-  assign \$16  = issue & \$15 ;
-  assign \$17  = | step[141:140];
-  assign \$18  = \$16  & \$17 ;
-  assign \$19  = \$18  & step[271];
-  assign \$20  = ! step[139:138];
-  assign \$21  = ! step[15:0];
-  assign \$22  = \$21  & desc[208];
-  assign \$23  = desc[63:48] - 1'h1;
-  assign \$24  = step[15:0] == \$23 ;
-  assign \$25  = \$24  & desc[209];
-  assign \$26  = \$20  ? \$22  : \$25 ;
-  assign \$27  = ~ \$26 ;
-  assign line1_a__en = \$19  & \$27 ;
-  assign \$28  = ! step[139:138];
-  assign \$29  = step[73:58] + 1'h0;
-  assign \$30  = \$29  >= geo[422:407];
-  assign \$31  = step[73:58] + 1'h0;
-  assign \$32  = \$31  - geo[422:407];
-  assign \$33  = step[73:58] + 1'h0;
-  assign \$34  = \$30  ? \$32  : { 1'h0, \$33  };
-  assign \$35  = step[57:56] + 1'h0;
-  assign \$36  = \$35  >= 2'h3;
-  assign \$37  = step[57:56] + 1'h0;
-  assign \$38  = \$37  - 2'h3;
-  assign \$39  = step[57:56] + 1'h0;
-  assign \$40  = \$36  ? \$38  : { 1'h0, \$39  };
-  assign \$41  = ! \$40 ;
-  assign \$42  = step[57:56] + 1'h0;
-  assign \$43  = \$42  >= 2'h3;
-  assign \$44  = step[57:56] + 1'h0;
-  assign \$45  = \$44  - 2'h3;
-  assign \$46  = step[57:56] + 1'h0;
-  assign \$47  = \$43  ? \$45  : { 1'h0, \$46  };
-  assign \$48  = \$47  == 1'h1;
-  assign \$50  = \$48  ? { 1'h0, geo[390:375] } : \$49 ;
-  assign \$51  = \$41  ? 17'h00000 : \$50 ;
-  assign \$52  = \$51  + step[89:74];
-  assign \$53  = desc[126] ? { \$34 [17], \$34  } : { 1'h0, \$52  };
-  assign \$55  = step[73:58] + \$54 ;
-  assign \$56  = \$55  >= geo[422:407];
-  assign \$58  = step[73:58] + \$57 ;
-  assign \$59  = \$58  - geo[422:407];
-  assign \$61  = step[73:58] + \$60 ;
-  assign \$62  = \$56  ? \$59  : { 1'h0, \$61  };
-  assign \$63  = step[57:56] + 2'h2;
-  assign \$64  = \$63  >= 2'h3;
-  assign \$65  = step[57:56] + 2'h2;
-  assign \$66  = \$65  - 2'h3;
-  assign \$67  = step[57:56] + 2'h2;
-  assign \$68  = \$64  ? \$66  : { 1'h0, \$67  };
-  assign \$69  = ! \$68 ;
-  assign \$70  = step[57:56] + 2'h2;
-  assign \$71  = \$70  >= 2'h3;
-  assign \$72  = step[57:56] + 2'h2;
-  assign \$73  = \$72  - 2'h3;
-  assign \$74  = step[57:56] + 2'h2;
-  assign \$75  = \$71  ? \$73  : { 1'h0, \$74  };
-  assign \$76  = \$75  == 1'h1;
-  assign \$78  = \$76  ? { 1'h0, geo[390:375] } : \$77 ;
-  assign \$79  = \$69  ? 17'h00000 : \$78 ;
-  assign \$80  = \$79  + step[89:74];
-  assign \$81  = desc[126] ? \$62  : { 1'h0, \$80  };
-  assign \$82  = \$28  ? \$53  : \$81 ;
-  assign \$83  = $signed(\$82 ) + $signed({ 1'h0, step[173:158] });
-  assign \$84  = $signed(\$83 ) + $signed({ 1'h0, step[189:174] });
-  assign \$85  = step[270] | step[272];
-  assign line1_b__en = issue & \$85 ;
-  assign \$86  = step[73:58] + geo[64:49];
-  assign \$87  = \$86  >= geo[422:407];
-  assign \$88  = step[73:58] + geo[64:49];
-  assign \$89  = \$88  - geo[422:407];
-  assign \$90  = step[73:58] + geo[64:49];
-  assign \$91  = \$87  ? \$89  : { 1'h0, \$90  };
-  assign \$92  = step[57:56] + 1'h1;
-  assign \$93  = \$92  >= 2'h3;
-  assign \$94  = step[57:56] + 1'h1;
-  assign \$95  = \$94  - 2'h3;
-  assign \$96  = step[57:56] + 1'h1;
-  assign \$97  = \$93  ? \$95  : { 1'h0, \$96  };
-  assign \$98  = ! \$97 ;
-  assign \$99  = step[57:56] + 1'h1;
-  assign \$100  = \$99  >= 2'h3;
-  assign \$101  = step[57:56] + 1'h1;
-  assign \$102  = \$101  - 2'h3;
-  assign \$103  = step[57:56] + 1'h1;
-  assign \$104  = \$100  ? \$102  : { 1'h0, \$103  };
-  assign \$105  = \$104  == 1'h1;
-  assign \$107  = \$105  ? { 1'h0, geo[390:375] } : \$106 ;
-  assign \$108  = \$98  ? 17'h00000 : \$107 ;
-  assign \$109  = \$108  + step[89:74];
-  assign \$110  = desc[126] ? { \$91 [17], \$91  } : { 1'h0, \$109  };
-  assign \$111  = $signed(\$110 ) + $signed({ 1'h0, step[173:158] });
-  assign \$112  = step[270] ? step[205:190] : step[189:174];
-  assign \$113  = $signed(\$111 ) + $signed({ 1'h0, \$112  });
-  assign \$114  = ~ step[270];
-  assign \$115  = issue & \$114 ;
-  assign \$116  = ! desc[89:88];
-  assign \$117  = ~ \$116 ;
-  assign \$118  = \$115  & \$117 ;
-  assign \$119  = | step[141:140];
-  assign \$120  = \$118  & \$119 ;
-  assign line1_c__en = \$120  & step[271];
-  assign \$121  = step[73:58] + geo[64:49];
-  assign \$122  = \$121  >= geo[422:407];
-  assign \$123  = step[73:58] + geo[64:49];
-  assign \$124  = \$123  - geo[422:407];
-  assign \$125  = step[73:58] + geo[64:49];
-  assign \$126  = \$122  ? \$124  : { 1'h0, \$125  };
-  assign \$127  = step[57:56] + 1'h1;
-  assign \$128  = \$127  >= 2'h3;
-  assign \$129  = step[57:56] + 1'h1;
-  assign \$130  = \$129  - 2'h3;
-  assign \$131  = step[57:56] + 1'h1;
-  assign \$132  = \$128  ? \$130  : { 1'h0, \$131  };
-  assign \$133  = ! \$132 ;
-  assign \$134  = step[57:56] + 1'h1;
-  assign \$135  = \$134  >= 2'h3;
-  assign \$136  = step[57:56] + 1'h1;
-  assign \$137  = \$136  - 2'h3;
-  assign \$138  = step[57:56] + 1'h1;
-  assign \$139  = \$135  ? \$137  : { 1'h0, \$138  };
-  assign \$140  = \$139  == 1'h1;
-  assign \$142  = \$140  ? { 1'h0, geo[390:375] } : \$141 ;
-  assign \$143  = \$133  ? 17'h00000 : \$142 ;
-  assign \$144  = \$143  + step[89:74];
-  assign \$145  = desc[126] ? { \$126 [17], \$126  } : { 1'h0, \$144  };
-  assign \$146  = ! step[139:138];
-  assign \$147  = step[173:158] - geo[29:14];
-  assign \$148  = step[173:158] + geo[29:14];
-  assign \$149  = \$146  ? { \$147 [16], \$147  } : { 1'h0, \$148  };
-  assign \$150  = $signed(\$145 ) + $signed(\$149 );
-  assign \$151  = $signed(\$150 ) + $signed({ 1'h0, step[189:174] });
-  assign \$152  = ~ step[270];
-  assign \$153  = issue & \$152 ;
-  assign w2__en = \$153  & step[273];
-  assign \$154  = step[237:222] >> geo[7:4];
-  assign \$155  = step[221:206] + \$154 ;
-  assign \$156  = ! desc[89:88];
-  assign \$157  = ~ step[270];
-  assign \$158  = issue & \$157 ;
-  assign \$159  = \$158  & step[273];
-  assign \$160  = ! desc[89:88];
-  assign \$161  = ~ \$160 ;
-  assign \$162  = \$159  & \$161 ;
-  assign w3__en = \$156  ? \w3__en$45  : \$162 ;
-  assign \$163  = ! desc[89:88];
-  assign \$164  = step[237:222] >> geo[7:4];
-  assign \$165  = step[221:206] + \$164 ;
-  assign \$166  = \$163  ? { 1'h0, \w3__addr$47  } : \$165 ;
+  assign \$15  = \$1  & \$14 ;
+  assign \$16  = | desc[293:278];
+  assign \$17  = ~ \$16 ;
+  assign \$18  = \$17  | step[270];
+  assign \$19  = \port$22053$96 [23:0] > step[300:277];
+  assign \$20  = ! desc[89:88];
+  assign \$21  = \port$22053$96 [47:24] > step[300:277];
+  assign \$22  = \$20  | \$21 ;
+  assign \$23  = \$19  & \$22 ;
+  assign \$24  = \$18  | \$23 ;
+  assign ok = \$15  & \$24 ;
+  assign \$25  = | desc[293:278];
+  assign w2_consumed = \$25  ? step[300:277] : 24'h000000;
+  assign \$26  = | desc[293:278];
+  assign \$27  = ! desc[89:88];
+  assign \$28  = \$27  ? \w3_consumed$39  : step[300:277];
+  assign w3_consumed = \$26  ? \$28  : 24'h000000;
+  assign \$29  = ~ step[270];
+  assign \$30  = issue & \$29 ;
+  assign \$31  = | step[141:140];
+  assign \$32  = \$30  & \$31 ;
+  assign \$33  = \$32  & step[271];
+  assign \$34  = ! step[139:138];
+  assign \$35  = ! step[15:0];
+  assign \$36  = \$35  & desc[208];
+  assign \$37  = desc[63:48] - 1'h1;
+  assign \$38  = step[15:0] == \$37 ;
+  assign \$39  = \$38  & desc[209];
+  assign \$40  = \$34  ? \$36  : \$39 ;
+  assign \$41  = ~ \$40 ;
+  assign line1_a__en = \$33  & \$41 ;
+  assign \$42  = ! step[139:138];
+  assign \$43  = step[73:58] + 1'h0;
+  assign \$44  = \$43  >= geo[422:407];
+  assign \$45  = step[73:58] + 1'h0;
+  assign \$46  = \$45  - geo[422:407];
+  assign \$47  = step[73:58] + 1'h0;
+  assign \$48  = \$44  ? \$46  : { 1'h0, \$47  };
+  assign \$49  = step[57:56] + 1'h0;
+  assign \$50  = \$49  >= 2'h3;
+  assign \$51  = step[57:56] + 1'h0;
+  assign \$52  = \$51  - 2'h3;
+  assign \$53  = step[57:56] + 1'h0;
+  assign \$54  = \$50  ? \$52  : { 1'h0, \$53  };
+  assign \$55  = ! \$54 ;
+  assign \$56  = step[57:56] + 1'h0;
+  assign \$57  = \$56  >= 2'h3;
+  assign \$58  = step[57:56] + 1'h0;
+  assign \$59  = \$58  - 2'h3;
+  assign \$60  = step[57:56] + 1'h0;
+  assign \$61  = \$57  ? \$59  : { 1'h0, \$60  };
+  assign \$62  = \$61  == 1'h1;
+  assign \$64  = \$62  ? { 1'h0, geo[390:375] } : \$63 ;
+  assign \$65  = \$55  ? 17'h00000 : \$64 ;
+  assign \$66  = \$65  + step[89:74];
+  assign \$67  = desc[126] ? { \$48 [17], \$48  } : { 1'h0, \$66  };
+  assign \$69  = step[73:58] + \$68 ;
+  assign \$70  = \$69  >= geo[422:407];
+  assign \$72  = step[73:58] + \$71 ;
+  assign \$73  = \$72  - geo[422:407];
+  assign \$75  = step[73:58] + \$74 ;
+  assign \$76  = \$70  ? \$73  : { 1'h0, \$75  };
+  assign \$77  = step[57:56] + 2'h2;
+  assign \$78  = \$77  >= 2'h3;
+  assign \$79  = step[57:56] + 2'h2;
+  assign \$80  = \$79  - 2'h3;
+  assign \$81  = step[57:56] + 2'h2;
+  assign \$82  = \$78  ? \$80  : { 1'h0, \$81  };
+  assign \$83  = ! \$82 ;
+  assign \$84  = step[57:56] + 2'h2;
+  assign \$85  = \$84  >= 2'h3;
+  assign \$86  = step[57:56] + 2'h2;
+  assign \$87  = \$86  - 2'h3;
+  assign \$88  = step[57:56] + 2'h2;
+  assign \$89  = \$85  ? \$87  : { 1'h0, \$88  };
+  assign \$90  = \$89  == 1'h1;
+  assign \$92  = \$90  ? { 1'h0, geo[390:375] } : \$91 ;
+  assign \$93  = \$83  ? 17'h00000 : \$92 ;
+  assign \$94  = \$93  + step[89:74];
+  assign \$95  = desc[126] ? \$76  : { 1'h0, \$94  };
+  assign \$96  = \$42  ? \$67  : \$95 ;
+  assign \$97  = $signed(\$96 ) + $signed({ 1'h0, step[173:158] });
+  assign \$98  = $signed(\$97 ) + $signed({ 1'h0, step[189:174] });
+  assign \$99  = step[270] | step[272];
+  assign line1_b__en = issue & \$99 ;
+  assign \$100  = step[73:58] + geo[64:49];
+  assign \$101  = \$100  >= geo[422:407];
+  assign \$102  = step[73:58] + geo[64:49];
+  assign \$103  = \$102  - geo[422:407];
+  assign \$104  = step[73:58] + geo[64:49];
+  assign \$105  = \$101  ? \$103  : { 1'h0, \$104  };
+  assign \$106  = step[57:56] + 1'h1;
+  assign \$107  = \$106  >= 2'h3;
+  assign \$108  = step[57:56] + 1'h1;
+  assign \$109  = \$108  - 2'h3;
+  assign \$110  = step[57:56] + 1'h1;
+  assign \$111  = \$107  ? \$109  : { 1'h0, \$110  };
+  assign \$112  = ! \$111 ;
+  assign \$113  = step[57:56] + 1'h1;
+  assign \$114  = \$113  >= 2'h3;
+  assign \$115  = step[57:56] + 1'h1;
+  assign \$116  = \$115  - 2'h3;
+  assign \$117  = step[57:56] + 1'h1;
+  assign \$118  = \$114  ? \$116  : { 1'h0, \$117  };
+  assign \$119  = \$118  == 1'h1;
+  assign \$121  = \$119  ? { 1'h0, geo[390:375] } : \$120 ;
+  assign \$122  = \$112  ? 17'h00000 : \$121 ;
+  assign \$123  = \$122  + step[89:74];
+  assign \$124  = desc[126] ? { \$105 [17], \$105  } : { 1'h0, \$123  };
+  assign \$125  = $signed(\$124 ) + $signed({ 1'h0, step[173:158] });
+  assign \$126  = step[270] ? step[205:190] : step[189:174];
+  assign \$127  = $signed(\$125 ) + $signed({ 1'h0, \$126  });
+  assign \$128  = ~ step[270];
+  assign \$129  = issue & \$128 ;
+  assign \$130  = ! desc[89:88];
+  assign \$131  = ~ \$130 ;
+  assign \$132  = \$129  & \$131 ;
+  assign \$133  = | step[141:140];
+  assign \$134  = \$132  & \$133 ;
+  assign line1_c__en = \$134  & step[271];
+  assign \$135  = step[73:58] + geo[64:49];
+  assign \$136  = \$135  >= geo[422:407];
+  assign \$137  = step[73:58] + geo[64:49];
+  assign \$138  = \$137  - geo[422:407];
+  assign \$139  = step[73:58] + geo[64:49];
+  assign \$140  = \$136  ? \$138  : { 1'h0, \$139  };
+  assign \$141  = step[57:56] + 1'h1;
+  assign \$142  = \$141  >= 2'h3;
+  assign \$143  = step[57:56] + 1'h1;
+  assign \$144  = \$143  - 2'h3;
+  assign \$145  = step[57:56] + 1'h1;
+  assign \$146  = \$142  ? \$144  : { 1'h0, \$145  };
+  assign \$147  = ! \$146 ;
+  assign \$148  = step[57:56] + 1'h1;
+  assign \$149  = \$148  >= 2'h3;
+  assign \$150  = step[57:56] + 1'h1;
+  assign \$151  = \$150  - 2'h3;
+  assign \$152  = step[57:56] + 1'h1;
+  assign \$153  = \$149  ? \$151  : { 1'h0, \$152  };
+  assign \$154  = \$153  == 1'h1;
+  assign \$156  = \$154  ? { 1'h0, geo[390:375] } : \$155 ;
+  assign \$157  = \$147  ? 17'h00000 : \$156 ;
+  assign \$158  = \$157  + step[89:74];
+  assign \$159  = desc[126] ? { \$140 [17], \$140  } : { 1'h0, \$158  };
+  assign \$160  = ! step[139:138];
+  assign \$161  = step[173:158] - geo[29:14];
+  assign \$162  = step[173:158] + geo[29:14];
+  assign \$163  = \$160  ? { \$161 [16], \$161  } : { 1'h0, \$162  };
+  assign \$164  = $signed(\$159 ) + $signed(\$163 );
+  assign \$165  = $signed(\$164 ) + $signed({ 1'h0, step[189:174] });
+  assign \$166  = ~ step[270];
+  assign \$167  = issue & \$166 ;
+  assign w2__en = \$167  & step[273];
+  assign \$168  = step[237:222] >> geo[7:4];
+  assign \$169  = step[221:206] + \$168 ;
+  assign \$170  = ! desc[89:88];
+  assign \$171  = ~ step[270];
+  assign \$172  = issue & \$171 ;
+  assign \$173  = \$172  & step[273];
+  assign \$174  = ! desc[89:88];
+  assign \$175  = ~ \$174 ;
+  assign \$176  = \$173  & \$175 ;
+  assign w3__en = \$170  ? \w3__en$51  : \$176 ;
+  assign \$177  = ! desc[89:88];
+  assign \$178  = step[237:222] >> geo[7:4];
+  assign \$179  = step[221:206] + \$178 ;
+  assign \$180  = \$177  ? { 1'h0, \w3__addr$53  } : \$179 ;
   assign w_rd = issue & step[274];
   assign p_rd = issue & step[275];
-  assign \$167  = ~ a[1];
-  assign valid = a[0] & \$167 ;
-  assign \$168  = ! a[87:86];
-  assign \$169  = a[10] ? 32'd0 : line1_a__data;
-  assign centre = \$168  ? line1_b__data : \$169 ;
-  assign \$170  = ~ a[1];
-  assign \$171  = a[0] & \$170 ;
-  assign w_wr = \$171  & a[5];
-  assign \$172  = ! desc[89:88];
-  assign \$173  = issue & step[274];
-  assign \$174  = issue & step[275];
-  assign \$175  = ~ a[1];
-  assign \$176  = a[0] & \$175 ;
-  assign \$177  = ! a[87:86];
-  assign \$178  = a[87:86] == 1'h1;
-  assign \$179  = \$178  ? 2'h1 : 2'h2;
-  assign \$180  = \$177  ? 2'h0 : \$179 ;
-  assign \$181  = a[9] ? 32'd0 : line1_c__data;
-  assign \$182  = ~ a[1];
-  assign \$183  = a[0] & \$182 ;
-  assign \$184  = \$183  & a[5];
-  assign \$185  = ~ b[1];
-  assign \$186  = b[0] & \$185 ;
-  assign \p_wr$90  = \$186  & b[3];
-  assign \$187  = ! desc[89:88];
-  assign \$188  = ~ \$187 ;
-  assign \$189  = ~ b[1];
-  assign \$190  = b[0] & \$189 ;
-  assign \$191  = \$190  & b[3];
-  assign \$192  = b[0] & b[2];
-  assign \$193  = ! desc[89:88];
-  assign row2__en = \$192  & \$193 ;
-  assign \$194  = b[72] ? geo[64:49] : 16'h0000;
-  assign \$195  = \$194  + b[39:24];
-  assign \$196  = \$195  + b[71:56];
-  assign \$197  = ! desc[89:88];
-  assign \i$108  = \$197  ? { \b$102 [63], \b$102 [63:47], \b$102 [47:31], \b$102 [31:15], \b$102 [15:0] } : { \$420 , \$419 , \$418 , \$417  };
-  assign \$198  = ! desc[89:88];
-  assign \$199  = desc[144:139] + 1'h1;
-  assign \$200  = \$198  ? { 1'h0, desc[144:139] } : \$199 ;
-  assign \$201  = b[0] & b[2];
-  assign \$202  = ~ b[1];
-  assign \$203  = \$201  & \$202 ;
-  assign \$204  = ! desc[89:88];
-  assign \$205  = ~ \$204 ;
-  assign \$206  = \$203  & \$205 ;
-  assign \$207  = \line4__en$115  | \$206 ;
-  assign \$208  = b[0] & b[1];
-  assign line4__en = \$207  | \$208 ;
-  assign \$209  = ! desc[89:88];
-  assign \$210  = ! b[74:73];
-  assign \$211  = b[74:73] == 1'h1;
-  assign \$213  = \$211  ? { 1'h0, geo[406:391] } : \$212 ;
-  assign \$214  = \$210  ? 17'h00000 : \$213 ;
-  assign \$215  = \$214  + b[55:40];
-  assign \$216  = \$215  + b[39:24];
-  assign \$217  = \$216  - geo[29:14];
-  assign \$218  = $signed(\$217 ) + $signed({ 1'h0, b[71:56] });
-  assign \$219  = \$209  ? { 5'h00, \line4__addr$117  } : \$218 ;
-  assign \$220  = b[0] & b[1];
-  assign \$221  = ! desc[89:88];
-  assign line4__data = \$220  ? copy_word : \$222 ;
+  assign \$181  = ~ a[1];
+  assign valid = a[0] & \$181 ;
+  assign \$182  = ! a[87:86];
+  assign \$183  = a[10] ? 32'd0 : line1_a__data;
+  assign centre = \$182  ? line1_b__data : \$183 ;
+  assign \$184  = ~ a[1];
+  assign \$185  = a[0] & \$184 ;
+  assign w_wr = \$185  & a[5];
+  assign \$186  = ! desc[89:88];
+  assign \$187  = issue & step[274];
+  assign \$188  = issue & step[275];
+  assign \$189  = ~ a[1];
+  assign \$190  = a[0] & \$189 ;
+  assign \$191  = ! a[87:86];
+  assign \$192  = a[87:86] == 1'h1;
+  assign \$193  = \$192  ? 2'h1 : 2'h2;
+  assign \$194  = \$191  ? 2'h0 : \$193 ;
+  assign \$195  = a[9] ? 32'd0 : line1_c__data;
+  assign \$196  = ~ a[1];
+  assign \$197  = a[0] & \$196 ;
+  assign \$198  = \$197  & a[5];
+  assign \$199  = ~ b[1];
+  assign \$200  = b[0] & \$199 ;
+  assign \p_wr$96  = \$200  & b[3];
+  assign \$201  = ! desc[89:88];
+  assign \$202  = ~ \$201 ;
+  assign \$203  = ~ b[1];
+  assign \$204  = b[0] & \$203 ;
+  assign \$205  = \$204  & b[3];
+  assign \$206  = b[0] & b[2];
+  assign \$207  = ! desc[89:88];
+  assign row2__en = \$206  & \$207 ;
+  assign \$208  = b[72] ? geo[64:49] : 16'h0000;
+  assign \$209  = \$208  + b[39:24];
+  assign \$210  = \$209  + b[71:56];
+  assign \$211  = ! desc[89:88];
+  assign \i$114  = \$211  ? { \b$108 [63], \b$108 [63:47], \b$108 [47:31], \b$108 [31:15], \b$108 [15:0] } : { \$461 , \$460 , \$459 , \$458  };
+  assign \$212  = ! desc[89:88];
+  assign \$213  = desc[144:139] + 1'h1;
+  assign \$214  = \$212  ? { 1'h0, desc[144:139] } : \$213 ;
+  assign \$215  = b[0] & b[2];
+  assign \$216  = ~ b[1];
+  assign \$217  = \$215  & \$216 ;
+  assign \$218  = ! desc[89:88];
+  assign \$219  = ~ \$218 ;
+  assign \$220  = \$217  & \$219 ;
+  assign \$221  = \line4__en$121  | \$220 ;
+  assign \$222  = b[0] & b[1];
+  assign line4__en = \$221  | \$222 ;
   assign \$223  = ! desc[89:88];
-  assign \q23_rows$121  = \$223  ? \$signal$15  : q2_rows;
-  assign \$224  = run | a[0];
-  assign \$225  = \$224  | b[0];
-  assign busy = \$225  | \busy$124 ;
-  assign \$226  = e1_rows >= need2;
-  assign \$227  = ! desc[89:88];
-  assign \$228  = e3_rel + 1'h1;
-  assign \$229  = \$228  >= step[55:40];
-  assign \$230  = step[15:0] < 2'h3;
-  assign \$231  = step[15:0] - 2'h3;
-  assign \$232  = $signed(\$231 ) >>> desc[206];
-  assign \$233  = $signed({ 1'h0, step[121:106] }) + $signed(\$232 );
-  assign \$234  = step[137:122] + step[23:16];
-  assign \$235  = desc[126] ? \$233  : { 1'h0, \$234  };
-  assign \$236  = $signed(\$235 ) + $signed(2'h1);
-  assign \$237  = $signed({ 1'h0, e4_released }) >= $signed(\$236 );
-  assign \$238  = \$230  | \$237 ;
-  assign \$239  = \$227  ? \$229  : \$238 ;
-  assign \$240  = \$226  & \$239 ;
-  assign \$241  = ~ \$240 ;
-  assign \$242  = run & \$241 ;
-  assign \$243  = e1_rows >= need2;
-  assign \$244  = ! desc[89:88];
-  assign \$245  = e3_rel + 1'h1;
-  assign \$246  = \$245  >= step[55:40];
-  assign \$247  = step[15:0] < 2'h3;
-  assign \$248  = step[15:0] - 2'h3;
-  assign \$249  = $signed(\$248 ) >>> desc[206];
-  assign \$250  = $signed({ 1'h0, step[121:106] }) + $signed(\$249 );
-  assign \$251  = step[137:122] + step[23:16];
-  assign \$252  = desc[126] ? \$250  : { 1'h0, \$251  };
-  assign \$253  = $signed(\$252 ) + $signed(2'h1);
-  assign \$254  = $signed({ 1'h0, e4_released }) >= $signed(\$253 );
-  assign \$255  = \$247  | \$254 ;
-  assign \$256  = \$244  ? \$246  : \$255 ;
-  assign \$257  = \$243  & \$256 ;
-  assign \$258  = ~ \$257 ;
-  assign \$259  = run & \$258 ;
-  assign \$260  = ! desc[89:88];
-  assign \$261  = ~ \$260 ;
-  assign \$262  = ~ step[270];
-  assign \$263  = \$261  & \$262 ;
-  assign \$264  = \$259  & \$263 ;
-  assign \$265  = ! desc[89:88];
-  assign \$266  = ~ \$265 ;
-  assign \$267  = ~ step[270];
-  assign \$268  = \$266  & \$267 ;
-  assign \$269  = issue & \$268 ;
-  assign \$270  = \counts$126 [0] + \$269 ;
-  assign \$271  = e1_rows >= need2;
-  assign \$272  = ! desc[89:88];
-  assign \$273  = e3_rel + 1'h1;
-  assign \$274  = \$273  >= step[55:40];
-  assign \$275  = step[15:0] < 2'h3;
-  assign \$276  = step[15:0] - 2'h3;
-  assign \$277  = $signed(\$276 ) >>> desc[206];
-  assign \$278  = $signed({ 1'h0, step[121:106] }) + $signed(\$277 );
-  assign \$279  = step[137:122] + step[23:16];
-  assign \$280  = desc[126] ? \$278  : { 1'h0, \$279  };
-  assign \$281  = $signed(\$280 ) + $signed(2'h1);
-  assign \$282  = $signed({ 1'h0, e4_released }) >= $signed(\$281 );
-  assign \$283  = \$275  | \$282 ;
-  assign \$284  = \$272  ? \$274  : \$283 ;
-  assign \$285  = \$271  & \$284 ;
-  assign \$286  = ~ \$285 ;
-  assign \$287  = run & \$286 ;
-  assign \$288  = ! desc[89:88];
-  assign \$289  = ~ \$288 ;
-  assign \$290  = ~ step[270];
-  assign \$291  = \$289  & \$290 ;
-  assign \$292  = \$287  & \$291 ;
-  assign \$293  = \counts$126 [1] + \$292 ;
-  assign \$294  = line1_a__en + line1_b__en;
-  assign \$295  = \$294  + line1_c__en;
-  assign \$296  = ~ step[270];
-  assign \$297  = issue & \$296 ;
-  assign \$298  = \$297  & step[273];
-  assign \$299  = ~ step[270];
-  assign \$300  = issue & \$299 ;
-  assign \$301  = \$300  & step[273];
+  assign \$224  = ! b[74:73];
+  assign \$225  = b[74:73] == 1'h1;
+  assign \$227  = \$225  ? { 1'h0, geo[406:391] } : \$226 ;
+  assign \$228  = \$224  ? 17'h00000 : \$227 ;
+  assign \$229  = \$228  + b[55:40];
+  assign \$230  = \$229  + b[39:24];
+  assign \$231  = \$230  - geo[29:14];
+  assign \$232  = $signed(\$231 ) + $signed({ 1'h0, b[71:56] });
+  assign \$233  = \$223  ? { 5'h00, \line4__addr$123  } : \$232 ;
+  assign \$234  = b[0] & b[1];
+  assign \$235  = ! desc[89:88];
+  assign line4__data = \$234  ? copy_word : \$236 ;
+  assign \$237  = ! desc[89:88];
+  assign \q23_rows$127  = \$237  ? \$signal$15  : q2_rows;
+  assign \$238  = run | a[0];
+  assign \$239  = \$238  | b[0];
+  assign busy = \$239  | \busy$130 ;
+  assign \$240  = e1_rows >= need2;
+  assign \$241  = ! desc[89:88];
+  assign \$242  = e3_rel + 1'h1;
+  assign \$243  = \$242  >= step[55:40];
+  assign \$244  = step[15:0] < 2'h3;
+  assign \$245  = step[15:0] - 2'h3;
+  assign \$246  = $signed(\$245 ) >>> desc[206];
+  assign \$247  = $signed({ 1'h0, step[121:106] }) + $signed(\$246 );
+  assign \$248  = step[137:122] + step[23:16];
+  assign \$249  = desc[126] ? \$247  : { 1'h0, \$248  };
+  assign \$250  = $signed(\$249 ) + $signed(2'h1);
+  assign \$251  = $signed({ 1'h0, e4_released }) >= $signed(\$250 );
+  assign \$252  = \$244  | \$251 ;
+  assign \$253  = \$241  ? \$243  : \$252 ;
+  assign \$254  = \$240  & \$253 ;
+  assign \$255  = ~ \$254 ;
+  assign \$256  = run & \$255 ;
+  assign \$257  = e1_rows >= need2;
+  assign \$258  = ! desc[89:88];
+  assign \$259  = e3_rel + 1'h1;
+  assign \$260  = \$259  >= step[55:40];
+  assign \$261  = step[15:0] < 2'h3;
+  assign \$262  = step[15:0] - 2'h3;
+  assign \$263  = $signed(\$262 ) >>> desc[206];
+  assign \$264  = $signed({ 1'h0, step[121:106] }) + $signed(\$263 );
+  assign \$265  = step[137:122] + step[23:16];
+  assign \$266  = desc[126] ? \$264  : { 1'h0, \$265  };
+  assign \$267  = $signed(\$266 ) + $signed(2'h1);
+  assign \$268  = $signed({ 1'h0, e4_released }) >= $signed(\$267 );
+  assign \$269  = \$261  | \$268 ;
+  assign \$270  = \$258  ? \$260  : \$269 ;
+  assign \$271  = \$257  & \$270 ;
+  assign \$272  = ~ \$271 ;
+  assign \$273  = run & \$272 ;
+  assign \$274  = ! desc[89:88];
+  assign \$275  = ~ \$274 ;
+  assign \$276  = ~ step[270];
+  assign \$277  = \$275  & \$276 ;
+  assign \$278  = \$273  & \$277 ;
+  assign \$279  = ! desc[89:88];
+  assign \$280  = ~ \$279 ;
+  assign \$281  = ~ step[270];
+  assign \$282  = \$280  & \$281 ;
+  assign \$283  = issue & \$282 ;
+  assign \$284  = \counts$132 [0] + \$283 ;
+  assign \$285  = e1_rows >= need2;
+  assign \$286  = ! desc[89:88];
+  assign \$287  = e3_rel + 1'h1;
+  assign \$288  = \$287  >= step[55:40];
+  assign \$289  = step[15:0] < 2'h3;
+  assign \$290  = step[15:0] - 2'h3;
+  assign \$291  = $signed(\$290 ) >>> desc[206];
+  assign \$292  = $signed({ 1'h0, step[121:106] }) + $signed(\$291 );
+  assign \$293  = step[137:122] + step[23:16];
+  assign \$294  = desc[126] ? \$292  : { 1'h0, \$293  };
+  assign \$295  = $signed(\$294 ) + $signed(2'h1);
+  assign \$296  = $signed({ 1'h0, e4_released }) >= $signed(\$295 );
+  assign \$297  = \$289  | \$296 ;
+  assign \$298  = \$286  ? \$288  : \$297 ;
+  assign \$299  = \$285  & \$298 ;
+  assign \$300  = ~ \$299 ;
+  assign \$301  = run & \$300 ;
   assign \$302  = ! desc[89:88];
   assign \$303  = ~ \$302 ;
-  assign \$304  = \$301  & \$303 ;
-  assign \$305  = \counts$126 [4] + \$304 ;
-  assign \$306  = ~ a[1];
-  assign \$307  = a[0] & \$306 ;
-  assign \$308  = geo[29:14] - 1'h1;
-  assign \$309  = a[85:70] == \$308 ;
-  assign \$310  = \$309  ? geo[32:30] : geo[10:8];
-  assign \$311  = ! desc[89:88];
-  assign \$312  = ! a[37:22];
-  assign \$313  = geo[48:33] + 1'h1;
-  assign \$314  = a[37:22] == \$313 ;
-  assign \$315  = a[37:22] == geo[48:33];
-  assign \$316  = \$315  ? geo[374:372] : geo[13:11];
-  assign \$317  = a[37:22] == geo[48:33];
-  assign \$318  = geo[13:11] - 1'h1;
-  assign \$319  = { 1'h0, desc[79:64] } & { \$318 [3], \$318 [3], \$318 [3], \$318 [3], \$318 [3], \$318 [3], \$318 [3], \$318 [3], \$318 [3], \$318 [3], \$318 [3], \$318 [3], \$318 [3], \$318  };
-  assign \$320  = ! \$319 ;
-  assign \$321  = ~ \$320 ;
-  assign \$322  = \$317  & \$321 ;
-  assign \$323  = ~ desc[211];
-  assign \$324  = \$322  & \$323 ;
-  assign \$325  = \$316  + \$324 ;
-  assign \$326  = \$314  ? 4'h1 : \$325 ;
-  assign \$327  = \$312  ? 4'h1 : \$326 ;
-  assign \$328  = a[37:22] == geo[48:33];
-  assign \$329  = \$328  ? geo[374:372] : geo[13:11];
-  assign \$330  = \$311  ? \$327  : { 1'h0, \$329  };
-  assign \$331  = \$310  * \$330 ;
-  assign \$332  = \$307  ? \$331  : 7'h00;
-  assign \$333  = ~ a[1];
-  assign \$334  = a[0] & \$333 ;
-  assign \$335  = ! desc[89:88];
-  assign \$336  = ~ \$335 ;
-  assign \$337  = \$334  & \$336 ;
-  assign \$338  = geo[29:14] - 1'h1;
-  assign \$339  = a[85:70] == \$338 ;
-  assign \$340  = \$339  ? geo[32:30] : geo[10:8];
-  assign \$341  = a[37:22] == geo[48:33];
-  assign \$342  = \$341  ? geo[374:372] : geo[13:11];
-  assign \$343  = \$340  * \$342 ;
-  assign \$344  = \$337  ? \$343  : 6'h00;
-  assign \$345  = \counts$126 [10:5] + \$344 ;
-  assign \$346  = w_rd + p_rd;
-  assign \$347  = w_wr + \p_wr$90 ;
-  assign \$348  = ! desc[89:88];
-  assign \$349  = \w_rd$81  + \p_rd$85 ;
-  assign \$350  = \$348  ? 2'h0 : \$349 ;
-  assign \$351  = \counts$126 [12:11] + \$350 ;
+  assign \$304  = ~ step[270];
+  assign \$305  = \$303  & \$304 ;
+  assign \$306  = \$301  & \$305 ;
+  assign \$307  = \counts$132 [1] + \$306 ;
+  assign \$308  = e1_rows >= need2;
+  assign \$309  = ! desc[89:88];
+  assign \$310  = e3_rel + 1'h1;
+  assign \$311  = \$310  >= step[55:40];
+  assign \$312  = step[15:0] < 2'h3;
+  assign \$313  = step[15:0] - 2'h3;
+  assign \$314  = $signed(\$313 ) >>> desc[206];
+  assign \$315  = $signed({ 1'h0, step[121:106] }) + $signed(\$314 );
+  assign \$316  = step[137:122] + step[23:16];
+  assign \$317  = desc[126] ? \$315  : { 1'h0, \$316  };
+  assign \$318  = $signed(\$317 ) + $signed(2'h1);
+  assign \$319  = $signed({ 1'h0, e4_released }) >= $signed(\$318 );
+  assign \$320  = \$312  | \$319 ;
+  assign \$321  = \$309  ? \$311  : \$320 ;
+  assign \$322  = \$308  & \$321 ;
+  assign \$323  = run & \$322 ;
+  assign \$324  = | desc[293:278];
+  assign \$325  = ~ \$324 ;
+  assign \$326  = \$325  | step[270];
+  assign \$327  = \port$22053$96 [23:0] > step[300:277];
+  assign \$328  = ! desc[89:88];
+  assign \$329  = \port$22053$96 [47:24] > step[300:277];
+  assign \$330  = \$328  | \$329 ;
+  assign \$331  = \$327  & \$330 ;
+  assign \$332  = \$326  | \$331 ;
+  assign \$333  = ~ \$332 ;
+  assign \$334  = \$323  & \$333 ;
+  assign \$335  = line1_a__en + line1_b__en;
+  assign \$336  = \$335  + line1_c__en;
+  assign \$337  = ~ step[270];
+  assign \$338  = issue & \$337 ;
+  assign \$339  = \$338  & step[273];
+  assign \$340  = ~ step[270];
+  assign \$341  = issue & \$340 ;
+  assign \$342  = \$341  & step[273];
+  assign \$343  = ! desc[89:88];
+  assign \$344  = ~ \$343 ;
+  assign \$345  = \$342  & \$344 ;
+  assign \$346  = \counts$132 [5] + \$345 ;
+  assign \$347  = ~ a[1];
+  assign \$348  = a[0] & \$347 ;
+  assign \$349  = geo[29:14] - 1'h1;
+  assign \$350  = a[85:70] == \$349 ;
+  assign \$351  = \$350  ? geo[32:30] : geo[10:8];
   assign \$352  = ! desc[89:88];
-  assign \$353  = \$352  ? 1'h0 : \w_wr$83 ;
-  assign \$354  = \counts$126 [14:13] + \$353 ;
-  assign \$355  = ! desc[89:88];
-  assign \$356  = \$355  ? 1'h0 : p_wr;
-  assign \$357  = \$354  + \$356 ;
-  assign \$358  = b[0] & b[2];
-  assign \$359  = ~ b[1];
-  assign \$360  = \$358  & \$359 ;
-  assign \$361  = ! desc[89:88];
+  assign \$353  = ! a[37:22];
+  assign \$354  = geo[48:33] + 1'h1;
+  assign \$355  = a[37:22] == \$354 ;
+  assign \$356  = a[37:22] == geo[48:33];
+  assign \$357  = \$356  ? geo[374:372] : geo[13:11];
+  assign \$358  = a[37:22] == geo[48:33];
+  assign \$359  = geo[13:11] - 1'h1;
+  assign \$360  = { 1'h0, desc[79:64] } & { \$359 [3], \$359 [3], \$359 [3], \$359 [3], \$359 [3], \$359 [3], \$359 [3], \$359 [3], \$359 [3], \$359 [3], \$359 [3], \$359 [3], \$359 [3], \$359  };
+  assign \$361  = ! \$360 ;
   assign \$362  = ~ \$361 ;
-  assign \$363  = \$360  & \$362 ;
-  assign \$364  = b[0] & b[1];
-  assign \$365  = \$363  | \$364 ;
-  assign \$366  = \counts$126 [15] + \$365 ;
-  assign \$367  = b[0] & b[2];
-  assign \$368  = ~ b[1];
-  assign \$369  = \$367  & \$368 ;
-  assign \$370  = ! desc[89:88];
-  assign \$371  = ~ \$370 ;
-  assign \$372  = \$369  & \$371 ;
-  assign \$373  = b[0] & b[2];
-  assign \$374  = ~ b[1];
-  assign \$375  = \$373  & \$374 ;
+  assign \$363  = \$358  & \$362 ;
+  assign \$364  = ~ desc[211];
+  assign \$365  = \$363  & \$364 ;
+  assign \$366  = \$357  + \$365 ;
+  assign \$367  = \$355  ? 4'h1 : \$366 ;
+  assign \$368  = \$353  ? 4'h1 : \$367 ;
+  assign \$369  = a[37:22] == geo[48:33];
+  assign \$370  = \$369  ? geo[374:372] : geo[13:11];
+  assign \$371  = \$352  ? \$368  : { 1'h0, \$370  };
+  assign \$372  = \$351  * \$371 ;
+  assign \$373  = \$348  ? \$372  : 7'h00;
+  assign \$374  = ~ a[1];
+  assign \$375  = a[0] & \$374 ;
   assign \$376  = ! desc[89:88];
   assign \$377  = ~ \$376 ;
   assign \$378  = \$375  & \$377 ;
   assign \$379  = geo[29:14] - 1'h1;
-  assign \$380  = b[71:56] == \$379 ;
+  assign \$380  = a[85:70] == \$379 ;
   assign \$381  = \$380  ? geo[32:30] : geo[10:8];
-  assign \$382  = b[23:8] == geo[48:33];
+  assign \$382  = a[37:22] == geo[48:33];
   assign \$383  = \$382  ? geo[374:372] : geo[13:11];
   assign \$384  = \$381  * \$383 ;
   assign \$385  = \$378  ? \$384  : 6'h00;
-  assign \$386  = issue & step[276];
-  assign \$387  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$388  = \$387  - 1'h1;
-  assign \$389  = step[39:24] == \$388 ;
-  assign \$390  = \$389  ? 2'h3 : 2'h1;
-  assign \$391  = ! step[15:0];
-  assign \$392  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$393  = \$392  - 1'h1;
-  assign \$394  = step[39:24] == \$393 ;
-  assign \$395  = ~ \$394 ;
-  assign \$396  = \$391  & \$395 ;
-  assign \$397  = \$396  ? 2'h3 : 2'h1;
-  assign \$398  = desc[126] ? \$390  : \$397 ;
-  assign \$399  = need2 + \$398 ;
-  assign \$400  = issue & step[276];
-  assign \$401  = \released$129  + 1'h1;
-  assign \$402  = desc[63:48] - 1'h1;
-  assign \$403  = step[15:0] == \$402 ;
-  assign \$404  = \$403  ? 2'h3 : 2'h1;
-  assign \$405  = released_e1_order + \$404 ;
-  assign \$406  = b[0] & b[4];
-  assign \$407  = q2_rows + 1'h1;
+  assign \$386  = \counts$132 [11:6] + \$385 ;
+  assign \$387  = w_rd + p_rd;
+  assign \$388  = w_wr + \p_wr$96 ;
+  assign \$389  = ! desc[89:88];
+  assign \$390  = \w_rd$87  + \p_rd$91 ;
+  assign \$391  = \$389  ? 2'h0 : \$390 ;
+  assign \$392  = \counts$132 [13:12] + \$391 ;
+  assign \$393  = ! desc[89:88];
+  assign \$394  = \$393  ? 1'h0 : \w_wr$89 ;
+  assign \$395  = \counts$132 [15:14] + \$394 ;
+  assign \$396  = ! desc[89:88];
+  assign \$397  = \$396  ? 1'h0 : p_wr;
+  assign \$398  = \$395  + \$397 ;
+  assign \$399  = b[0] & b[2];
+  assign \$400  = ~ b[1];
+  assign \$401  = \$399  & \$400 ;
+  assign \$402  = ! desc[89:88];
+  assign \$403  = ~ \$402 ;
+  assign \$404  = \$401  & \$403 ;
+  assign \$405  = b[0] & b[1];
+  assign \$406  = \$404  | \$405 ;
+  assign \$407  = \counts$132 [16] + \$406 ;
+  assign \$408  = b[0] & b[2];
+  assign \$409  = ~ b[1];
+  assign \$410  = \$408  & \$409 ;
+  assign \$411  = ! desc[89:88];
+  assign \$412  = ~ \$411 ;
+  assign \$413  = \$410  & \$412 ;
+  assign \$414  = b[0] & b[2];
+  assign \$415  = ~ b[1];
+  assign \$416  = \$414  & \$415 ;
+  assign \$417  = ! desc[89:88];
+  assign \$418  = ~ \$417 ;
+  assign \$419  = \$416  & \$418 ;
+  assign \$420  = geo[29:14] - 1'h1;
+  assign \$421  = b[71:56] == \$420 ;
+  assign \$422  = \$421  ? geo[32:30] : geo[10:8];
+  assign \$423  = b[23:8] == geo[48:33];
+  assign \$424  = \$423  ? geo[374:372] : geo[13:11];
+  assign \$425  = \$422  * \$424 ;
+  assign \$426  = \$419  ? \$425  : 6'h00;
+  assign \$427  = issue & step[276];
+  assign \$428  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$429  = \$428  - 1'h1;
+  assign \$430  = step[39:24] == \$429 ;
+  assign \$431  = \$430  ? 2'h3 : 2'h1;
+  assign \$432  = ! step[15:0];
+  assign \$433  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$434  = \$433  - 1'h1;
+  assign \$435  = step[39:24] == \$434 ;
+  assign \$436  = ~ \$435 ;
+  assign \$437  = \$432  & \$436 ;
+  assign \$438  = \$437  ? 2'h3 : 2'h1;
+  assign \$439  = desc[126] ? \$431  : \$438 ;
+  assign \$440  = need2 + \$439 ;
+  assign \$441  = issue & step[276];
+  assign \$442  = \released$135  + 1'h1;
+  assign \$443  = desc[63:48] - 1'h1;
+  assign \$444  = step[15:0] == \$443 ;
+  assign \$445  = \$444  ? 2'h3 : 2'h1;
+  assign \$446  = released_e1_order + \$445 ;
+  assign \$447  = b[0] & b[4];
+  assign \$448  = q2_rows + 1'h1;
   always @(posedge clk)
-    need2 <= \$408 ;
+    need2 <= \$449 ;
   always @(posedge clk)
-    \released$129  <= \$409 ;
+    \released$135  <= \$450 ;
   always @(posedge clk)
-    released_e1_order <= \$410 ;
+    released_e1_order <= \$451 ;
   always @(posedge clk)
-    copy_word <= \$411 ;
+    copy_word <= \$452 ;
   always @(posedge clk)
-    q2_rows <= \$412 ;
+    q2_rows <= \$453 ;
   \ttsnn_accel.e23.adder  adder (
     .a(i),
-    .b(\b$102 ),
-    .\port$2327$0 (\$417 ),
-    .\port$2328$0 (\$418 ),
-    .\port$2329$0 (\$419 ),
-    .\port$2330$0 (\$420 )
+    .b(\b$108 ),
+    .\port$2418$0 (\$458 ),
+    .\port$2419$0 (\$459 ),
+    .\port$2420$0 (\$460 ),
+    .\port$2421$0 (\$461 )
   );
   \ttsnn_accel.e23.cluster2  cluster2 (
     .centre(centre),
     .clk(clk),
     .pack(geo[3:0]),
-    .\port$20540$18 (a[21:18]),
-    .\port$20540$2 (a[4:2]),
+    .\port$20720$18 (a[21:18]),
+    .\port$20720$2 (a[4:2]),
     .pr__addr(step[256:254]),
     .pr__en(p_rd),
     .pw__addr(b[7:5]),
     .pw__data(i),
-    .pw__en(\p_wr$90 ),
+    .pw__en(\p_wr$96 ),
     .rst(rst),
     .valid(valid),
     .weights(weights),
@@ -44081,28 +44252,28 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     .ww__en(w_wr)
   );
   \ttsnn_accel.e23.cluster3  cluster3 (
-    .centre(\centre$76 ),
+    .centre(\centre$82 ),
     .clk(clk),
-    .first(\first$72 ),
-    .from_psum(\from_psum$73 ),
-    .jl(\jl$74 ),
-    .neighbour(\neighbour$77 ),
+    .first(\first$78 ),
+    .from_psum(\from_psum$79 ),
+    .jl(\jl$80 ),
+    .neighbour(\neighbour$83 ),
     .pack(geo[3:0]),
-    .pr__addr(\p_addr$86 ),
-    .pr__en(\p_rd$85 ),
+    .pr__addr(\p_addr$92 ),
+    .pr__en(\p_rd$91 ),
     .pw__addr(p_wr_addr),
-    .pw__data(\b$102 ),
+    .pw__data(\b$108 ),
     .pw__en(p_wr),
     .rst(rst),
-    .shift(\shift$75 ),
-    .use_spad(\use_spad$80 ),
-    .valid(\valid$70 ),
-    .weights(\weights$79 ),
-    .wr__addr(\w_addr$82 ),
-    .wr__en(\w_rd$81 ),
-    .wsel(\wsel$78 ),
-    .ww__addr(\w_wr_addr$84 ),
-    .ww__en(\w_wr$83 )
+    .shift(\shift$81 ),
+    .use_spad(\use_spad$86 ),
+    .valid(\valid$76 ),
+    .weights(\weights$85 ),
+    .wr__addr(\w_addr$88 ),
+    .wr__en(\w_rd$87 ),
+    .wsel(\wsel$84 ),
+    .ww__addr(\w_wr_addr$90 ),
+    .ww__en(\w_wr$89 )
   );
   \ttsnn_accel.e23.e2_loop  e2_loop (
     .a(a),
@@ -44119,36 +44290,36 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   );
   \ttsnn_accel.e23.requant2  requant2 (
     .i(i),
-    .\port$2206$0 (\$413 ),
-    .\port$2246$0 (\$414 ),
-    .\port$2286$0 (\$415 ),
-    .\port$2326$0 (\$416 ),
+    .\port$2297$0 (\$454 ),
+    .\port$2337$0 (\$455 ),
+    .\port$2377$0 (\$456 ),
+    .\port$2417$0 (\$457 ),
     .rnd(desc[205]),
     .shift(desc[138:133])
   );
   \ttsnn_accel.e23.requant3  requant3 (
-    .i(\i$108 ),
-    .\port$2370$0 (\$421 ),
-    .\port$2410$0 (\$422 ),
-    .\port$2450$0 (\$423 ),
-    .\port$2490$0 (\$424 ),
+    .i(\i$114 ),
+    .\port$2461$0 (\$462 ),
+    .\port$2501$0 (\$463 ),
+    .\port$2541$0 (\$464 ),
+    .\port$2581$0 (\$465 ),
     .rnd(desc[205]),
-    .shift(\$200 [5:0])
+    .shift(\$214 [5:0])
   );
   \ttsnn_accel.e23.stt_cluster3  stt_cluster3 (
-    .busy(\busy$124 ),
+    .busy(\busy$130 ),
     .clk(clk),
     .cluster(cluster),
-    .counts(\counts$126 ),
+    .counts(\counts$132 ),
     .desc(desc),
     .e4_released(e4_released),
     .geo(geo),
-    .line4__addr(\line4__addr$117 ),
-    .line4__en(\line4__en$115 ),
-    .\port$2370$0 (\$421 ),
-    .\port$2410$0 (\$422 ),
-    .\port$2450$0 (\$423 ),
-    .\port$2490$0 (\$424 ),
+    .line4__addr(\line4__addr$123 ),
+    .line4__en(\line4__en$121 ),
+    .\port$2461$0 (\$462 ),
+    .\port$2501$0 (\$463 ),
+    .\port$2541$0 (\$464 ),
+    .\port$2581$0 (\$465 ),
     .q23_rows(\$signal$15 ),
     .q2_rows(q2_rows),
     .released(e3_rel),
@@ -44160,231 +44331,233 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     .row2_c__en(row2_c__en),
     .rst(rst),
     .start(start),
-    .w3__addr(\w3__addr$47 ),
+    .w3__addr(\w3__addr$53 ),
     .w3__data(w3__data),
-    .w3__en(\w3__en$45 )
+    .w3__en(\w3__en$51 ),
+    .w3_chunks(\port$22053$96 [47:24]),
+    .w3_consumed(\w3_consumed$39 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\$172 ) begin
-      \valid$70  = cluster[0];
+    if (\$186 ) begin
+      \valid$76  = cluster[0];
     end else begin
-      \valid$70  = \$176 ;
+      \valid$76  = \$190 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\$172 ) begin
-      \first$72  = cluster[1];
+    if (\$186 ) begin
+      \first$78  = cluster[1];
     end else begin
-      \first$72  = a[2];
+      \first$78  = a[2];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\$172 ) begin
-      \from_psum$73  = cluster[2];
+    if (\$186 ) begin
+      \from_psum$79  = cluster[2];
     end else begin
-      \from_psum$73  = a[3];
+      \from_psum$79  = a[3];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\$172 ) begin
-      \jl$74  = cluster[4:3];
+    if (\$186 ) begin
+      \jl$80  = cluster[4:3];
     end else begin
-      \jl$74  = a[19:18];
+      \jl$80  = a[19:18];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\$172 ) begin
-      \shift$75  = cluster[6:5];
+    if (\$186 ) begin
+      \shift$81  = cluster[6:5];
     end else begin
-      \shift$75  = \$180 ;
+      \shift$81  = \$194 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\$172 ) begin
-      \centre$76  = cluster[38:7];
+    if (\$186 ) begin
+      \centre$82  = cluster[38:7];
     end else begin
-      \centre$76  = line1_b__data;
+      \centre$82  = line1_b__data;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\$172 ) begin
-      \neighbour$77  = cluster[70:39];
+    if (\$186 ) begin
+      \neighbour$83  = cluster[70:39];
     end else begin
-      \neighbour$77  = \$181 ;
+      \neighbour$83  = \$195 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\$172 ) begin
-      \wsel$78  = cluster[72:71];
+    if (\$186 ) begin
+      \wsel$84  = cluster[72:71];
     end else begin
-      \wsel$78  = a[21:20];
+      \wsel$84  = a[21:20];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\$172 ) begin
-      \weights$79  = cluster[104:73];
+    if (\$186 ) begin
+      \weights$85  = cluster[104:73];
     end else begin
-      \weights$79  = w3__data;
+      \weights$85  = w3__data;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\$172 ) begin
-      \use_spad$80  = cluster[105];
+    if (\$186 ) begin
+      \use_spad$86  = cluster[105];
     end else begin
-      \use_spad$80  = a[4];
+      \use_spad$86  = a[4];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\$172 ) begin
-      \w_rd$81  = cluster[106];
+    if (\$186 ) begin
+      \w_rd$87  = cluster[106];
     end else begin
-      \w_rd$81  = \$173 ;
+      \w_rd$87  = \$187 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\$172 ) begin
-      \w_addr$82  = cluster[110:107];
+    if (\$186 ) begin
+      \w_addr$88  = cluster[110:107];
     end else begin
-      \w_addr$82  = step[241:238];
+      \w_addr$88  = step[241:238];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\$172 ) begin
-      \w_wr$83  = cluster[111];
+    if (\$186 ) begin
+      \w_wr$89  = cluster[111];
     end else begin
-      \w_wr$83  = \$184 ;
+      \w_wr$89  = \$198 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\$172 ) begin
-      \w_wr_addr$84  = cluster[115:112];
+    if (\$186 ) begin
+      \w_wr_addr$90  = cluster[115:112];
     end else begin
-      \w_wr_addr$84  = a[14:11];
+      \w_wr_addr$90  = a[14:11];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\$172 ) begin
-      \p_rd$85  = cluster[116];
+    if (\$186 ) begin
+      \p_rd$91  = cluster[116];
     end else begin
-      \p_rd$85  = \$174 ;
+      \p_rd$91  = \$188 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\$172 ) begin
-      \p_addr$86  = cluster[119:117];
+    if (\$186 ) begin
+      \p_addr$92  = cluster[119:117];
     end else begin
-      \p_addr$86  = step[256:254];
+      \p_addr$92  = step[256:254];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     p_wr = 1'h0;
-    if (\$172 ) begin
+    if (\$186 ) begin
       p_wr = cluster[120];
     end
-    if (\$188 ) begin
-      p_wr = \$191 ;
+    if (\$202 ) begin
+      p_wr = \$205 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     p_wr_addr = 3'h0;
-    if (\$172 ) begin
+    if (\$186 ) begin
       p_wr_addr = cluster[123:121];
     end
-    if (\$188 ) begin
+    if (\$202 ) begin
       p_wr_addr = b[7:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$408  = need2;
-    if (\$386 ) begin
-      \$408  = \$399 [15:0];
+    \$449  = need2;
+    if (\$427 ) begin
+      \$449  = \$440 [15:0];
     end
     if (start) begin
-      \$408  = 16'h0003;
+      \$449  = 16'h0003;
     end
     if (rst) begin
-      \$408  = 16'h0000;
+      \$449  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$409  = \released$129 ;
-    if (\$400 ) begin
-      \$409  = \$401 [15:0];
+    \$450  = \released$135 ;
+    if (\$441 ) begin
+      \$450  = \$442 [15:0];
     end
     if (start) begin
-      \$409  = 16'h0000;
+      \$450  = 16'h0000;
     end
     if (rst) begin
-      \$409  = 16'h0000;
+      \$450  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$410  = released_e1_order;
-    if (\$400 ) begin
-      \$410  = \$405 [15:0];
+    \$451  = released_e1_order;
+    if (\$441 ) begin
+      \$451  = \$446 [15:0];
     end
     if (start) begin
-      \$410  = 16'h0000;
+      \$451  = 16'h0000;
     end
     if (rst) begin
-      \$410  = 16'h0000;
+      \$451  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$411  = line1_b__data;
+    \$452  = line1_b__data;
     if (rst) begin
-      \$411  = 32'd0;
+      \$452  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$412  = q2_rows;
-    if (\$406 ) begin
-      \$412  = \$407 [15:0];
+    \$453  = q2_rows;
+    if (\$447 ) begin
+      \$453  = \$448 [15:0];
     end
     if (start) begin
-      \$412  = 16'h0000;
+      \$453  = 16'h0000;
     end
     if (rst) begin
-      \$412  = 16'h0000;
+      \$453  = 16'h0000;
     end
   end
   assign pack = geo[3:0];
@@ -44405,7 +44578,10 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   assign \row2_c__addr$26  = row2_c__addr;
   assign \row2_c__data$28  = row2_c__data;
   assign \row2_c__en$30  = row2_c__en;
-  assign \w3__data$49  = w3__data;
+  assign w2_chunks = \port$22053$96 [23:0];
+  assign w3_chunks = \port$22053$96 [47:24];
+  assign \w3_chunks$40  = \port$22053$96 [47:24];
+  assign \w3__data$55  = w3__data;
   assign w_addr = step[241:238];
   assign p_addr = step[256:254];
   assign first = a[2];
@@ -44417,35 +44593,35 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   assign w2__data = weights;
   assign use_spad = a[4];
   assign w_wr_addr = a[14:11];
-  assign \p_wr_addr$92  = b[7:5];
+  assign \p_wr_addr$98  = b[7:5];
   assign acc = i;
-  assign \shift$95  = desc[138:133];
+  assign \shift$101  = desc[138:133];
   assign rnd = desc[205];
-  assign row2__data = { \$416 , \$415 , \$414 , \$413  };
-  assign o = { \$416 , \$415 , \$414 , \$413  };
-  assign \a$101  = i;
-  assign \acc$103  = \b$102 ;
-  assign acc3_ext0 = { \b$102 [15], \b$102 [15:0] };
-  assign acc3_ext1 = { \b$102 [31], \b$102 [31:16] };
-  assign acc3_ext2 = { \b$102 [47], \b$102 [47:32] };
-  assign acc3_ext3 = { \b$102 [63], \b$102 [63:48] };
-  assign \o$109  = { \$420 , \$419 , \$418 , \$417  };
-  assign \shift$110  = \$200 [5:0];
-  assign \rnd$111  = desc[205];
-  assign result = { \$424 , \$423 , \$422 , \$421  };
-  assign \o$113  = { \$424 , \$423 , \$422 , \$421  };
-  assign \line4__data$119  = { \$424 , \$423 , \$422 , \$421  };
-  assign line1_a__addr = \$84 [15:0];
-  assign line1_b__addr = \$113 [15:0];
-  assign line1_c__addr = \$151 [15:0];
-  assign w2__addr = \$155 [15:0];
-  assign w3__addr = \$166 [15:0];
-  assign row2__addr = \$196 [15:0];
-  assign line4__addr = \$219 [15:0];
-  assign \port$2206$0  = \$413 ;
-  assign \port$2246$0  = \$414 ;
-  assign \port$2286$0  = \$415 ;
-  assign \port$2326$0  = \$416 ;
+  assign row2__data = { \$457 , \$456 , \$455 , \$454  };
+  assign o = { \$457 , \$456 , \$455 , \$454  };
+  assign \a$107  = i;
+  assign \acc$109  = \b$108 ;
+  assign acc3_ext0 = { \b$108 [15], \b$108 [15:0] };
+  assign acc3_ext1 = { \b$108 [31], \b$108 [31:16] };
+  assign acc3_ext2 = { \b$108 [47], \b$108 [47:32] };
+  assign acc3_ext3 = { \b$108 [63], \b$108 [63:48] };
+  assign \o$115  = { \$461 , \$460 , \$459 , \$458  };
+  assign \shift$116  = \$214 [5:0];
+  assign \rnd$117  = desc[205];
+  assign result = { \$465 , \$464 , \$463 , \$462  };
+  assign \o$119  = { \$465 , \$464 , \$463 , \$462  };
+  assign \line4__data$125  = { \$465 , \$464 , \$463 , \$462  };
+  assign line1_a__addr = \$98 [15:0];
+  assign line1_b__addr = \$127 [15:0];
+  assign line1_c__addr = \$165 [15:0];
+  assign w2__addr = \$169 [15:0];
+  assign w3__addr = \$180 [15:0];
+  assign row2__addr = \$210 [15:0];
+  assign line4__addr = \$233 [15:0];
+  assign \port$2297$0  = \$454 ;
+  assign \port$2337$0  = \$455 ;
+  assign \port$2377$0  = \$456 ;
+  assign \port$2417$0  = \$457 ;
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -44509,6 +44685,8 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   assign \desc.res_ring_rows  = desc[243:228];
   assign \desc.out_ring_rows  = desc[259:244];
   assign \desc.pass  = desc[261:260];
+  assign \desc.w4_ring  = desc[277:262];
+  assign \desc.w23_ring  = desc[293:278];
   assign \desc$4.in_channels  = desc[15:0];
   assign \desc$4.rank  = desc[31:16];
   assign \desc$4.out_channels  = desc[47:32];
@@ -44534,6 +44712,8 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   assign \desc$4.res_ring_rows  = desc[243:228];
   assign \desc$4.out_ring_rows  = desc[259:244];
   assign \desc$4.pass  = desc[261:260];
+  assign \desc$4.w4_ring  = desc[277:262];
+  assign \desc$4.w23_ring  = desc[293:278];
   assign \geo$5.pack  = geo[3:0];
   assign \geo$5.pxl  = geo[7:4];
   assign \geo$5.pk  = geo[10:8];
@@ -44597,6 +44777,8 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   assign \desc$9.res_ring_rows  = desc[243:228];
   assign \desc$9.out_ring_rows  = desc[259:244];
   assign \desc$9.pass  = desc[261:260];
+  assign \desc$9.w4_ring  = desc[277:262];
+  assign \desc$9.w23_ring  = desc[293:278];
   assign \geo$10.pack  = geo[3:0];
   assign \geo$10.pxl  = geo[7:4];
   assign \geo$10.pk  = geo[10:8];
@@ -44662,6 +44844,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   assign \step.spad_rd  = step[274];
   assign \step.from_psum  = step[275];
   assign \step.row_end  = step[276];
+  assign \step.chunk  = step[300:277];
   assign \a.v  = a[0];
   assign \a.copy  = a[1];
   assign \a.first  = a[2];
@@ -44719,60 +44902,65 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   assign \counts.adder_stall  = counts[2];
   assign \counts.c3_busy  = counts[3];
   assign \counts.c3_stall  = counts[4];
-  assign \counts.line1_reads  = counts[6:5];
-  assign \counts.w2_reads  = counts[7];
-  assign \counts.row2_reads  = counts[9:8];
-  assign \counts.w3_reads  = counts[10];
-  assign \counts.c2_macs  = counts[16:11];
-  assign \counts.c3_macs  = counts[22:17];
-  assign \counts.c2_spad_reads  = counts[24:23];
-  assign \counts.c2_spad_writes  = counts[26:25];
-  assign \counts.c3_spad_reads  = counts[28:27];
-  assign \counts.c3_spad_writes  = counts[30:29];
-  assign \counts.row2_writes  = counts[31];
-  assign \counts.line4_writes  = counts[32];
-  assign \counts.adder_busy  = counts[33];
-  assign \counts.adds  = counts[39:34];
-  assign \counts$126.c3_busy  = \counts$126 [0];
-  assign \counts$126.c3_stall  = \counts$126 [1];
-  assign \counts$126.row2_reads  = \counts$126 [3:2];
-  assign \counts$126.w3_reads  = \counts$126 [4];
-  assign \counts$126.c3_macs  = \counts$126 [10:5];
-  assign \counts$126.c3_spad_reads  = \counts$126 [12:11];
-  assign \counts$126.c3_spad_writes  = \counts$126 [14:13];
-  assign \counts$126.line4_writes  = \counts$126 [15];
-  assign counts[39:34] = \$385 ;
-  assign counts[33] = \$372 ;
-  assign counts[32] = \$366 [0];
-  assign counts[31] = row2__en;
-  assign counts[30:29] = \$357 [1:0];
-  assign counts[28:27] = \$351 [1:0];
-  assign counts[26:25] = \$347 ;
-  assign counts[24:23] = \$346 ;
-  assign counts[22:17] = \$345 [5:0];
-  assign counts[16:11] = \$332 [5:0];
-  assign counts[10] = \$305 [0];
-  assign counts[9:8] = \counts$126 [3:2];
-  assign counts[7] = \$298 ;
-  assign counts[6:5] = \$295 [1:0];
-  assign counts[4] = \$293 [0];
-  assign counts[3] = \$270 [0];
-  assign counts[2] = \$264 ;
-  assign counts[1] = \$242 ;
+  assign \counts.c2_w_wait  = counts[5];
+  assign \counts.c3_w_wait  = counts[6];
+  assign \counts.line1_reads  = counts[8:7];
+  assign \counts.w2_reads  = counts[9];
+  assign \counts.row2_reads  = counts[11:10];
+  assign \counts.w3_reads  = counts[12];
+  assign \counts.c2_macs  = counts[18:13];
+  assign \counts.c3_macs  = counts[24:19];
+  assign \counts.c2_spad_reads  = counts[26:25];
+  assign \counts.c2_spad_writes  = counts[28:27];
+  assign \counts.c3_spad_reads  = counts[30:29];
+  assign \counts.c3_spad_writes  = counts[32:31];
+  assign \counts.row2_writes  = counts[33];
+  assign \counts.line4_writes  = counts[34];
+  assign \counts.adder_busy  = counts[35];
+  assign \counts.adds  = counts[41:36];
+  assign \counts$132.c3_busy  = \counts$132 [0];
+  assign \counts$132.c3_stall  = \counts$132 [1];
+  assign \counts$132.c3_w_wait  = \counts$132 [2];
+  assign \counts$132.row2_reads  = \counts$132 [4:3];
+  assign \counts$132.w3_reads  = \counts$132 [5];
+  assign \counts$132.c3_macs  = \counts$132 [11:6];
+  assign \counts$132.c3_spad_reads  = \counts$132 [13:12];
+  assign \counts$132.c3_spad_writes  = \counts$132 [15:14];
+  assign \counts$132.line4_writes  = \counts$132 [16];
+  assign counts[41:36] = \$426 ;
+  assign counts[35] = \$413 ;
+  assign counts[34] = \$407 [0];
+  assign counts[33] = row2__en;
+  assign counts[32:31] = \$398 [1:0];
+  assign counts[30:29] = \$392 [1:0];
+  assign counts[28:27] = \$388 ;
+  assign counts[26:25] = \$387 ;
+  assign counts[24:19] = \$386 [5:0];
+  assign counts[18:13] = \$373 [5:0];
+  assign counts[12] = \$346 [0];
+  assign counts[11:10] = \counts$132 [4:3];
+  assign counts[9] = \$339 ;
+  assign counts[8:7] = \$336 [1:0];
+  assign counts[6] = \counts$132 [2];
+  assign counts[5] = \$334 ;
+  assign counts[4] = \$307 [0];
+  assign counts[3] = \$284 [0];
+  assign counts[2] = \$278 ;
+  assign counts[1] = \$256 ;
   assign counts[0] = issue;
-  assign \$49  = { geo[390:375], 1'h0 };
-  assign \$54  = { geo[64:49], 1'h0 };
-  assign \$57  = { geo[64:49], 1'h0 };
-  assign \$60  = { geo[64:49], 1'h0 };
-  assign \$77  = { geo[390:375], 1'h0 };
-  assign \$106  = { geo[390:375], 1'h0 };
-  assign \$141  = { geo[390:375], 1'h0 };
-  assign \$212  = { geo[406:391], 1'h0 };
-  assign \$222  = { \$424 , \$423 , \$422 , \$421  };
+  assign \$63  = { geo[390:375], 1'h0 };
+  assign \$68  = { geo[64:49], 1'h0 };
+  assign \$71  = { geo[64:49], 1'h0 };
+  assign \$74  = { geo[64:49], 1'h0 };
+  assign \$91  = { geo[390:375], 1'h0 };
+  assign \$120  = { geo[390:375], 1'h0 };
+  assign \$155  = { geo[390:375], 1'h0 };
+  assign \$226  = { geo[406:391], 1'h0 };
+  assign \$236  = { \$465 , \$464 , \$463 , \$462  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.adder (\port$2328$0 , \port$2329$0 , \port$2330$0 , a, b, \port$2327$0 );
+module \ttsnn_accel.e23.adder (\port$2419$0 , \port$2420$0 , \port$2421$0 , a, b, \port$2418$0 );
   wire [16:0] \$1 ;
   wire [16:0] \$2 ;
   wire [16:0] \$3 ;
@@ -44782,27 +44970,27 @@ module \ttsnn_accel.e23.adder (\port$2328$0 , \port$2329$0 , \port$2330$0 , a, b
   input [63:0] b;
   wire [63:0] b;
   wire [67:0] o;
-  output [16:0] \port$2327$0 ;
-  wire [16:0] \port$2327$0 ;
-  output [16:0] \port$2328$0 ;
-  wire [16:0] \port$2328$0 ;
-  output [16:0] \port$2329$0 ;
-  wire [16:0] \port$2329$0 ;
-  output [16:0] \port$2330$0 ;
-  wire [16:0] \port$2330$0 ;
+  output [16:0] \port$2418$0 ;
+  wire [16:0] \port$2418$0 ;
+  output [16:0] \port$2419$0 ;
+  wire [16:0] \port$2419$0 ;
+  output [16:0] \port$2420$0 ;
+  wire [16:0] \port$2420$0 ;
+  output [16:0] \port$2421$0 ;
+  wire [16:0] \port$2421$0 ;
   assign \$1  = $signed(a[15:0]) + $signed(b[15:0]);
   assign \$2  = $signed(a[31:16]) + $signed(b[31:16]);
   assign \$3  = $signed(a[47:32]) + $signed(b[47:32]);
   assign \$4  = $signed(a[63:48]) + $signed(b[63:48]);
   assign o = { \$4 , \$3 , \$2 , \$1  };
-  assign \port$2327$0  = \$1 ;
-  assign \port$2328$0  = \$2 ;
-  assign \port$2329$0  = \$3 ;
-  assign \port$2330$0  = \$4 ;
+  assign \port$2418$0  = \$1 ;
+  assign \port$2419$0  = \$2 ;
+  assign \port$2420$0  = \$3 ;
+  assign \port$2421$0  = \$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$20540$2 , ww__addr, \port$20540$18 , pw__addr, clk);
+module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$20720$2 , ww__addr, \port$20720$18 , pw__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [7:0] \$1 ;
   reg [7:0] \$10 ;
@@ -44922,10 +45110,10 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [3:0] \port$20540$18 ;
-  wire [3:0] \port$20540$18 ;
-  input [2:0] \port$20540$2 ;
-  wire [2:0] \port$20540$2 ;
+  input [3:0] \port$20720$18 ;
+  wire [3:0] \port$20720$18 ;
+  input [2:0] \port$20720$2 ;
+  wire [2:0] \port$20720$2 ;
   input [2:0] pr__addr;
   wire [2:0] pr__addr;
   wire [63:0] pr__data;
@@ -45021,91 +45209,91 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     end
   end
   assign wr__data = _1_;
-  assign \$100  = \port$20540$18 [0] * 4'h8;
+  assign \$100  = \port$20720$18 [0] * 4'h8;
   assign \$15  = centre[15:0] >> \$100 ;
-  assign \$103  = \port$20540$18 [0] * 4'h8;
+  assign \$103  = \port$20720$18 [0] * 4'h8;
   assign \$16  = 1'h0 >> \$103 ;
-  assign \$106  = \port$20540$18 [0] * 4'h8;
+  assign \$106  = \port$20720$18 [0] * 4'h8;
   assign \$17  = centre[31:16] >> \$106 ;
-  assign \$110  = \port$20540$18 [1:0] * 4'h8;
+  assign \$110  = \port$20720$18 [1:0] * 4'h8;
   assign \$19  = centre >> \$110 ;
-  assign \$113  = \port$20540$18 [1:0] * 4'h8;
+  assign \$113  = \port$20720$18 [1:0] * 4'h8;
   assign \$20  = 1'h0 >> \$113 ;
-  assign \$116  = \port$20540$18 [1:0] * 4'h8;
+  assign \$116  = \port$20720$18 [1:0] * 4'h8;
   assign \$21  = 1'h0 >> \$116 ;
-  assign \$121  = \port$20540$18 [3:2] * 4'h8;
+  assign \$121  = \port$20720$18 [3:2] * 4'h8;
   assign \$24  = weights >> \$121 ;
-  assign \$124  = \port$20540$18 [2] * 4'h8;
+  assign \$124  = \port$20720$18 [2] * 4'h8;
   assign \$25  = { weights[31:24], weights[15:8] } >> \$124 ;
-  assign \$129  = \port$20540$18 [0] * 4'h8;
+  assign \$129  = \port$20720$18 [0] * 4'h8;
   assign \$28  = centre[31:16] >> \$129 ;
-  assign \$132  = \port$20540$18 [0] * 4'h8;
+  assign \$132  = \port$20720$18 [0] * 4'h8;
   assign \$29  = centre[15:0] >> \$132 ;
-  assign \$135  = \port$20540$18 [0] * 4'h8;
+  assign \$135  = \port$20720$18 [0] * 4'h8;
   assign \$30  = 1'h0 >> \$135 ;
-  assign \$139  = \port$20540$18 [1:0] * 4'h8;
+  assign \$139  = \port$20720$18 [1:0] * 4'h8;
   assign \$32  = centre >> \$139 ;
-  assign \$142  = \port$20540$18 [1:0] * 4'h8;
+  assign \$142  = \port$20720$18 [1:0] * 4'h8;
   assign \$33  = 1'h0 >> \$142 ;
-  assign \$145  = \port$20540$18 [1:0] * 4'h8;
+  assign \$145  = \port$20720$18 [1:0] * 4'h8;
   assign \$34  = 1'h0 >> \$145 ;
-  assign \$150  = \port$20540$18 [3:2] * 4'h8;
+  assign \$150  = \port$20720$18 [3:2] * 4'h8;
   assign \$37  = weights >> \$150 ;
-  assign \$153  = \port$20540$18 [2] * 4'h8;
+  assign \$153  = \port$20720$18 [2] * 4'h8;
   assign \$38  = { weights[23:16], weights[7:0] } >> \$153 ;
-  assign \$158  = \port$20540$18 [0] * 4'h8;
+  assign \$158  = \port$20720$18 [0] * 4'h8;
   assign \$41  = centre[31:16] >> \$158 ;
-  assign \$161  = \port$20540$18 [0] * 4'h8;
+  assign \$161  = \port$20720$18 [0] * 4'h8;
   assign \$42  = centre[15:0] >> \$161 ;
-  assign \$164  = \port$20540$18 [0] * 4'h8;
+  assign \$164  = \port$20720$18 [0] * 4'h8;
   assign \$43  = 1'h0 >> \$164 ;
-  assign \$168  = \port$20540$18 [1:0] * 4'h8;
+  assign \$168  = \port$20720$18 [1:0] * 4'h8;
   assign \$45  = centre >> \$168 ;
-  assign \$171  = \port$20540$18 [1:0] * 4'h8;
+  assign \$171  = \port$20720$18 [1:0] * 4'h8;
   assign \$46  = 1'h0 >> \$171 ;
-  assign \$174  = \port$20540$18 [1:0] * 4'h8;
+  assign \$174  = \port$20720$18 [1:0] * 4'h8;
   assign \$47  = 1'h0 >> \$174 ;
-  assign \$179  = \port$20540$18 [3:2] * 4'h8;
+  assign \$179  = \port$20720$18 [3:2] * 4'h8;
   assign \$50  = weights >> \$179 ;
-  assign \$182  = \port$20540$18 [2] * 4'h8;
+  assign \$182  = \port$20720$18 [2] * 4'h8;
   assign \$51  = { weights[31:24], weights[15:8] } >> \$182 ;
-  assign \$53  = \port$20540$2 [2] ? wr__data : routed_w;
+  assign \$53  = \port$20720$2 [2] ? wr__data : routed_w;
   assign product0 = $signed(\$53 [7:0]) * $signed(operand[7:0]);
-  assign \$54  = \port$20540$2 [2] ? wr__data : routed_w;
+  assign \$54  = \port$20720$2 [2] ? wr__data : routed_w;
   assign product1 = $signed(\$54 [15:8]) * $signed(operand[15:8]);
-  assign \$55  = \port$20540$2 [2] ? wr__data : routed_w;
+  assign \$55  = \port$20720$2 [2] ? wr__data : routed_w;
   assign product2 = $signed(\$55 [23:16]) * $signed(operand[23:16]);
-  assign \$56  = \port$20540$2 [2] ? wr__data : routed_w;
+  assign \$56  = \port$20720$2 [2] ? wr__data : routed_w;
   assign product3 = $signed(\$56 [31:24]) * $signed(operand[31:24]);
-  assign \$57  = \port$20540$2 [1] ? pr__data[15:0] : 16'h0000;
-  assign \$58  = \port$20540$2 [0] ? \$57  : pw__data[15:0];
+  assign \$57  = \port$20720$2 [1] ? pr__data[15:0] : 16'h0000;
+  assign \$58  = \port$20720$2 [0] ? \$57  : pw__data[15:0];
   assign \$59  = $signed(\$58 ) + $signed(product0);
-  assign \$60  = \port$20540$2 [1] ? pr__data[31:16] : 16'h0000;
-  assign \$61  = \port$20540$2 [0] ? \$60  : pw__data[31:16];
+  assign \$60  = \port$20720$2 [1] ? pr__data[31:16] : 16'h0000;
+  assign \$61  = \port$20720$2 [0] ? \$60  : pw__data[31:16];
   assign \$62  = $signed(\$61 ) + $signed(product1);
-  assign \$63  = \port$20540$2 [1] ? pr__data[47:32] : 16'h0000;
-  assign \$64  = \port$20540$2 [0] ? \$63  : pw__data[47:32];
+  assign \$63  = \port$20720$2 [1] ? pr__data[47:32] : 16'h0000;
+  assign \$64  = \port$20720$2 [0] ? \$63  : pw__data[47:32];
   assign \$65  = $signed(\$64 ) + $signed(product2);
-  assign \$66  = \port$20540$2 [1] ? pr__data[63:48] : 16'h0000;
-  assign \$67  = \port$20540$2 [0] ? \$66  : pw__data[63:48];
+  assign \$66  = \port$20720$2 [1] ? pr__data[63:48] : 16'h0000;
+  assign \$67  = \port$20720$2 [0] ? \$66  : pw__data[63:48];
   assign \$68  = $signed(\$67 ) + $signed(product3);
   always @(posedge clk)
     pw__data <= \$69 ;
-  assign \$71  = \port$20540$18 [0] * 4'h8;
+  assign \$71  = \port$20720$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$71 ;
-  assign \$74  = \port$20540$18 [0] * 4'h8;
+  assign \$74  = \port$20720$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$74 ;
-  assign \$77  = \port$20540$18 [0] * 4'h8;
+  assign \$77  = \port$20720$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$77 ;
-  assign \$81  = \port$20540$18 [1:0] * 4'h8;
+  assign \$81  = \port$20720$18 [1:0] * 4'h8;
   assign \$6  = centre >> \$81 ;
-  assign \$84  = \port$20540$18 [1:0] * 4'h8;
+  assign \$84  = \port$20720$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$84 ;
-  assign \$87  = \port$20540$18 [1:0] * 4'h8;
+  assign \$87  = \port$20720$18 [1:0] * 4'h8;
   assign \$8  = 1'h0 >> \$87 ;
-  assign \$92  = \port$20540$18 [3:2] * 4'h8;
+  assign \$92  = \port$20720$18 [3:2] * 4'h8;
   assign \$11  = weights >> \$92 ;
-  assign \$95  = \port$20540$18 [2] * 4'h8;
+  assign \$95  = \port$20720$18 [2] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
@@ -45218,8 +45406,8 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   end
   assign shift = 2'h0;
   assign neighbour = 32'd0;
-  assign jl = \port$20540$18 [1:0];
-  assign wsel = \port$20540$18 [3:2];
+  assign jl = \port$20720$18 [1:0];
+  assign wsel = \port$20720$18 [3:2];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -45230,9 +45418,9 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign use_spad = \port$20540$2 [2];
-  assign first = \port$20540$2 [0];
-  assign from_psum = \port$20540$2 [1];
+  assign use_spad = \port$20720$2 [2];
+  assign first = \port$20720$2 [0];
+  assign from_psum = \port$20720$2 [1];
   assign routed_w[31:24] = \$52 ;
   assign routed_w[23:16] = \$39 ;
   assign routed_w[15:8] = \$26 ;
@@ -45894,185 +46082,185 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   wire [16:0] \$144 ;
   wire [18:0] \$145 ;
   wire [19:0] \$146 ;
-  wire [16:0] \$147 ;
-  wire \$148 ;
-  wire [16:0] \$149 ;
+  wire [24:0] \$147 ;
+  wire [16:0] \$148 ;
+  wire \$149 ;
   wire \$15 ;
   wire [16:0] \$150 ;
   wire [16:0] \$151 ;
-  wire [16:0] \$152 ;
-  wire \$153 ;
-  wire [2:0] \$154 ;
-  wire [3:0] \$155 ;
+  wire \$152 ;
+  wire [16:0] \$153 ;
+  wire \$154 ;
+  wire [16:0] \$155 ;
   wire \$156 ;
   wire \$157 ;
-  wire \$158 ;
+  wire [16:0] \$158 ;
   wire [16:0] \$159 ;
   wire \$16 ;
   wire [16:0] \$160 ;
-  wire [16:0] \$161 ;
-  wire \$162 ;
-  wire [2:0] \$163 ;
-  wire [3:0] \$164 ;
+  wire \$161 ;
+  wire [16:0] \$162 ;
+  wire [16:0] \$163 ;
+  wire [16:0] \$164 ;
   wire \$165 ;
-  wire \$166 ;
-  wire [2:0] \$167 ;
-  wire [2:0] \$168 ;
-  wire [2:0] \$169 ;
+  wire [2:0] \$166 ;
+  wire [3:0] \$167 ;
+  wire \$168 ;
+  wire \$169 ;
   wire \$17 ;
-  wire [16:0] \$170 ;
-  wire \$171 ;
-  wire [2:0] \$172 ;
-  wire [3:0] \$173 ;
+  wire \$170 ;
+  wire [16:0] \$171 ;
+  wire [16:0] \$172 ;
+  wire [16:0] \$173 ;
   wire \$174 ;
-  wire [16:0] \$175 ;
-  wire [16:0] \$176 ;
-  wire [16:0] \$177 ;
-  wire [16:0] \$178 ;
-  wire [15:0] \$179 ;
+  wire [2:0] \$175 ;
+  wire [3:0] \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire [2:0] \$179 ;
   wire \$18 ;
-  wire [16:0] \$180 ;
-  wire \$181 ;
+  wire [2:0] \$180 ;
+  wire [2:0] \$181 ;
   wire [16:0] \$182 ;
-  wire [16:0] \$183 ;
-  wire [15:0] \$184 ;
-  wire [16:0] \$185 ;
+  wire \$183 ;
+  wire [2:0] \$184 ;
+  wire [3:0] \$185 ;
   wire \$186 ;
-  wire \$187 ;
-  wire [2:0] \$188 ;
-  wire [2:0] \$189 ;
+  wire [16:0] \$187 ;
+  wire [16:0] \$188 ;
+  wire [16:0] \$189 ;
   wire \$19 ;
-  wire [2:0] \$190 ;
+  wire [16:0] \$190 ;
   wire [15:0] \$191 ;
   wire [16:0] \$192 ;
   wire \$193 ;
-  wire \$194 ;
-  wire [2:0] \$195 ;
-  wire [2:0] \$196 ;
-  wire [2:0] \$197 ;
-  wire [2:0] \$198 ;
-  wire [15:0] \$199 ;
+  wire [16:0] \$194 ;
+  wire [16:0] \$195 ;
+  wire [15:0] \$196 ;
+  wire [16:0] \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire [16:0] \$200 ;
-  wire \$201 ;
-  wire [16:0] \$202 ;
-  wire [17:0] \$203 ;
-  wire [17:0] \$204 ;
-  wire [18:0] \$205 ;
+  wire [2:0] \$200 ;
+  wire [2:0] \$201 ;
+  wire [2:0] \$202 ;
+  wire [15:0] \$203 ;
+  wire [16:0] \$204 ;
+  wire \$205 ;
   wire \$206 ;
-  wire [15:0] \$207 ;
-  wire [16:0] \$208 ;
-  wire \$209 ;
+  wire [2:0] \$207 ;
+  wire [2:0] \$208 ;
+  wire [2:0] \$209 ;
   wire \$21 ;
-  wire [16:0] \$210 ;
-  wire [17:0] \$211 ;
-  wire [17:0] \$212 ;
-  wire [18:0] \$213 ;
-  wire [19:0] \$214 ;
-  wire [15:0] \$215 ;
-  wire [16:0] \$216 ;
-  wire \$217 ;
-  wire [16:0] \$218 ;
-  wire [17:0] \$219 ;
+  wire [2:0] \$210 ;
+  wire [15:0] \$211 ;
+  wire [16:0] \$212 ;
+  wire \$213 ;
+  wire [16:0] \$214 ;
+  wire [17:0] \$215 ;
+  wire [17:0] \$216 ;
+  wire [18:0] \$217 ;
+  wire \$218 ;
+  wire [15:0] \$219 ;
   wire \$22 ;
-  wire [17:0] \$220 ;
-  wire [18:0] \$221 ;
-  wire [19:0] \$222 ;
-  wire [15:0] \$223 ;
-  wire [16:0] \$224 ;
-  wire \$225 ;
-  wire [16:0] \$226 ;
-  wire [16:0] \$227 ;
-  wire [15:0] \$228 ;
-  wire [16:0] \$229 ;
+  wire [16:0] \$220 ;
+  wire \$221 ;
+  wire [16:0] \$222 ;
+  wire [17:0] \$223 ;
+  wire [17:0] \$224 ;
+  wire [18:0] \$225 ;
+  wire [19:0] \$226 ;
+  wire [15:0] \$227 ;
+  wire [16:0] \$228 ;
+  wire \$229 ;
   wire \$23 ;
-  wire \$230 ;
-  wire [16:0] \$231 ;
-  wire [16:0] \$232 ;
-  wire [16:0] \$233 ;
-  wire [15:0] \$234 ;
-  wire [16:0] \$235 ;
-  wire \$236 ;
-  wire [16:0] \$237 ;
+  wire [16:0] \$230 ;
+  wire [17:0] \$231 ;
+  wire [17:0] \$232 ;
+  wire [18:0] \$233 ;
+  wire [19:0] \$234 ;
+  wire [15:0] \$235 ;
+  wire [16:0] \$236 ;
+  wire \$237 ;
   wire [16:0] \$238 ;
-  wire [15:0] \$239 ;
+  wire [16:0] \$239 ;
   wire \$24 ;
-  wire [16:0] \$240 ;
-  wire \$241 ;
-  wire [16:0] \$242 ;
+  wire [15:0] \$240 ;
+  wire [16:0] \$241 ;
+  wire \$242 ;
   wire [16:0] \$243 ;
   wire [16:0] \$244 ;
-  wire [15:0] \$245 ;
-  wire [16:0] \$246 ;
-  wire \$247 ;
-  wire [16:0] \$248 ;
+  wire [16:0] \$245 ;
+  wire [15:0] \$246 ;
+  wire [16:0] \$247 ;
+  wire \$248 ;
   wire [16:0] \$249 ;
   wire \$25 ;
-  wire [15:0] \$250 ;
-  wire [16:0] \$251 ;
-  wire \$252 ;
-  wire [16:0] \$253 ;
+  wire [16:0] \$250 ;
+  wire [15:0] \$251 ;
+  wire [16:0] \$252 ;
+  wire \$253 ;
   wire [16:0] \$254 ;
   wire [16:0] \$255 ;
-  wire \$256 ;
+  wire [16:0] \$256 ;
   wire [15:0] \$257 ;
   wire [16:0] \$258 ;
   wire \$259 ;
   wire [16:0] \$26 ;
-  wire \$260 ;
-  wire \$261 ;
-  wire \$262 ;
-  wire \$263 ;
+  wire [16:0] \$260 ;
+  wire [16:0] \$261 ;
+  wire [15:0] \$262 ;
+  wire [16:0] \$263 ;
   wire \$264 ;
-  wire \$265 ;
-  wire \$266 ;
+  wire [16:0] \$265 ;
+  wire [16:0] \$266 ;
   wire [16:0] \$267 ;
   wire \$268 ;
-  wire [16:0] \$269 ;
+  wire [15:0] \$269 ;
   wire \$27 ;
   wire [16:0] \$270 ;
-  wire [17:0] \$271 ;
+  wire \$271 ;
   wire \$272 ;
   wire \$273 ;
   wire \$274 ;
-  wire [16:0] \$275 ;
-  wire [16:0] \$276 ;
-  wire [17:0] \$277 ;
-  wire [16:0] \$278 ;
-  wire \$279 ;
+  wire \$275 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire \$278 ;
+  wire [16:0] \$279 ;
   wire [16:0] \$28 ;
   wire \$280 ;
-  wire \$281 ;
-  wire \$282 ;
-  wire \$283 ;
+  wire [16:0] \$281 ;
+  wire [16:0] \$282 ;
+  wire [17:0] \$283 ;
   wire \$284 ;
   wire \$285 ;
   wire \$286 ;
-  wire \$287 ;
+  wire [16:0] \$287 ;
   wire [16:0] \$288 ;
-  wire \$289 ;
+  wire [17:0] \$289 ;
   wire \$29 ;
-  wire \$290 ;
+  wire [16:0] \$290 ;
   wire \$291 ;
   wire \$292 ;
-  wire [3:0] \$293 ;
-  wire [16:0] \$294 ;
-  reg [15:0] \$295 ;
-  reg [15:0] \$296 ;
-  reg [15:0] \$297 ;
-  reg [15:0] \$298 ;
-  reg [15:0] \$299 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire \$295 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire \$298 ;
+  wire \$299 ;
   wire \$3 ;
   wire \$30 ;
-  reg [15:0] \$300 ;
-  reg [15:0] \$301 ;
-  reg [1:0] \$302 ;
-  reg [15:0] \$303 ;
-  reg [15:0] \$304 ;
-  reg [15:0] \$305 ;
-  reg [15:0] \$306 ;
-  reg [1:0] \$307 ;
+  wire [16:0] \$300 ;
+  wire \$301 ;
+  wire \$302 ;
+  wire \$303 ;
+  wire \$304 ;
+  wire [3:0] \$305 ;
+  wire [16:0] \$306 ;
+  reg [15:0] \$307 ;
   reg [15:0] \$308 ;
   reg [15:0] \$309 ;
   wire [16:0] \$31 ;
@@ -46080,19 +46268,33 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   reg [15:0] \$311 ;
   reg [15:0] \$312 ;
   reg [15:0] \$313 ;
-  reg [15:0] \$314 ;
+  reg [1:0] \$314 ;
   reg [15:0] \$315 ;
-  reg [1:0] \$316 ;
+  reg [15:0] \$316 ;
   reg [15:0] \$317 ;
   reg [15:0] \$318 ;
-  reg [15:0] \$319 ;
+  reg [1:0] \$319 ;
   wire \$32 ;
   reg [15:0] \$320 ;
   reg [15:0] \$321 ;
-  reg \$322 ;
-  reg [90:0] \$323 ;
-  reg [74:0] \$324 ;
+  reg [15:0] \$322 ;
+  reg [15:0] \$323 ;
+  reg [23:0] \$324 ;
+  reg [15:0] \$325 ;
+  reg [15:0] \$326 ;
+  reg [15:0] \$327 ;
+  reg [15:0] \$328 ;
+  reg [15:0] \$329 ;
   wire [15:0] \$33 ;
+  reg [1:0] \$330 ;
+  reg [15:0] \$331 ;
+  reg [15:0] \$332 ;
+  reg [15:0] \$333 ;
+  reg [15:0] \$334 ;
+  reg [15:0] \$335 ;
+  reg \$336 ;
+  reg [90:0] \$337 ;
+  reg [74:0] \$338 ;
   wire [16:0] \$34 ;
   wire \$35 ;
   wire \$36 ;
@@ -46205,8 +46407,8 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   wire \b.v ;
   input clk;
   wire clk;
-  input [261:0] desc;
-  wire [261:0] desc;
+  input [293:0] desc;
+  wire [293:0] desc;
   wire [5:0] \desc.affine_shift ;
   wire [15:0] \desc.height ;
   wire [15:0] \desc.in_channels ;
@@ -46230,6 +46432,8 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   wire [5:0] \desc.shift3 ;
   wire [31:0] \desc.threshold ;
   wire [7:0] \desc.timesteps ;
+  wire [15:0] \desc.w23_ring ;
+  wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
   wire [3:0] \desc.zero_halo ;
   wire e2_all_end;
@@ -46240,6 +46444,8 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   reg [15:0] e2_ck = 16'h0000;
   reg [15:0] e2_coff = 16'h0000;
   wire e2_copy;
+  reg [23:0] e2_cseq = 24'h000000;
+  reg [15:0] e2_cslot = 16'h0000;
   wire [15:0] e2_e;
   wire [15:0] e2_eoff;
   wire e2_final;
@@ -46326,9 +46532,10 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   reg run = 1'h0;
   input start;
   wire start;
-  output [276:0] step;
-  wire [276:0] step;
+  output [300:0] step;
+  wire [300:0] step;
   wire [15:0] \step.b ;
+  wire [23:0] \step.chunk ;
   wire \step.copy ;
   wire [15:0] \step.e ;
   wire [15:0] \step.eoff ;
@@ -46512,211 +46719,227 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   assign \$143  = e2_bg != \$142 ;
   assign \$144  = e2_bg + 1'h1;
   assign \$146  = e2_goff + \$145 ;
-  assign \$147  = geo[29:14] - 1'h1;
-  assign \$148  = e2_g != \$147 ;
-  assign \$149  = e2_g + 1'h1;
-  assign \$150  = e2_gbase + geo[144:129];
-  assign \$151  = e2_s + 1'h1;
-  assign \$152  = geo[29:14] - 1'h1;
-  assign \$153  = e2_jb == \$152 ;
-  assign \$154  = \$153  ? geo[32:30] : geo[10:8];
-  assign \$155  = \$154  - 1'h1;
-  assign \$156  = $signed({ 1'h0, e2_jl }) == $signed(\$155 );
-  assign \$157  = e2_ti == 2'h2;
-  assign \$158  = \$156  & \$157 ;
-  assign \$159  = e2_jb + 1'h1;
-  assign \$160  = \$158  ? \$159  : { 1'h0, e2_jb };
-  assign \$161  = geo[29:14] - 1'h1;
-  assign \$162  = e2_jb == \$161 ;
-  assign \$163  = \$162  ? geo[32:30] : geo[10:8];
-  assign \$164  = \$163  - 1'h1;
-  assign \$165  = $signed({ 1'h0, e2_jl }) == $signed(\$164 );
-  assign \$166  = e2_ti == 2'h2;
-  assign \$167  = e2_ti + 1'h1;
-  assign \$168  = \$166  ? 3'h0 : \$167 ;
-  assign \$169  = \$165  ? \$168  : { 1'h0, e2_ti };
-  assign \$170  = geo[29:14] - 1'h1;
-  assign \$171  = e2_jb == \$170 ;
-  assign \$172  = \$171  ? geo[32:30] : geo[10:8];
-  assign \$173  = \$172  - 1'h1;
-  assign \$174  = $signed({ 1'h0, e2_jl }) == $signed(\$173 );
-  assign \$175  = e2_jl + 1'h1;
-  assign \$176  = \$174  ? 17'h00000 : \$175 ;
-  assign \$177  = e2_sl + 1'h1;
-  assign \$178  = e2_seq + 1'h1;
-  assign \$179  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$180  = \$179  - 1'h1;
-  assign \$181  = e2_i == \$180 ;
-  assign \$182  = e2_o + 1'h1;
-  assign \$183  = e2_i + 1'h1;
-  assign \$184  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$147  = e2_cseq + 1'h1;
+  assign \$148  = desc[293:278] - 1'h1;
+  assign \$149  = e2_cslot == \$148 ;
+  assign \$150  = e2_cslot + 1'h1;
+  assign \$151  = \$149  ? 17'h00000 : \$150 ;
+  assign \$152  = | desc[293:278];
+  assign \$153  = desc[293:278] - 1'h1;
+  assign \$154  = e2_cslot == \$153 ;
+  assign \$155  = geo[29:14] - 1'h1;
+  assign \$156  = e2_g == \$155 ;
+  assign \$157  = \$152  ? \$154  : \$156 ;
+  assign \$158  = e2_gbase + geo[144:129];
+  assign \$159  = \$157  ? 17'h00000 : \$158 ;
+  assign \$160  = geo[29:14] - 1'h1;
+  assign \$161  = e2_g != \$160 ;
+  assign \$162  = e2_g + 1'h1;
+  assign \$163  = e2_s + 1'h1;
+  assign \$164  = geo[29:14] - 1'h1;
+  assign \$165  = e2_jb == \$164 ;
+  assign \$166  = \$165  ? geo[32:30] : geo[10:8];
+  assign \$167  = \$166  - 1'h1;
+  assign \$168  = $signed({ 1'h0, e2_jl }) == $signed(\$167 );
+  assign \$169  = e2_ti == 2'h2;
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = e2_jb + 1'h1;
+  assign \$172  = \$170  ? \$171  : { 1'h0, e2_jb };
+  assign \$173  = geo[29:14] - 1'h1;
+  assign \$174  = e2_jb == \$173 ;
+  assign \$175  = \$174  ? geo[32:30] : geo[10:8];
+  assign \$176  = \$175  - 1'h1;
+  assign \$177  = $signed({ 1'h0, e2_jl }) == $signed(\$176 );
+  assign \$178  = e2_ti == 2'h2;
+  assign \$179  = e2_ti + 1'h1;
+  assign \$180  = \$178  ? 3'h0 : \$179 ;
+  assign \$181  = \$177  ? \$180  : { 1'h0, e2_ti };
+  assign \$182  = geo[29:14] - 1'h1;
+  assign \$183  = e2_jb == \$182 ;
+  assign \$184  = \$183  ? geo[32:30] : geo[10:8];
   assign \$185  = \$184  - 1'h1;
-  assign \$186  = e2_i == \$185 ;
-  assign \$187  = e2_qm3 == 2'h2;
-  assign \$188  = e2_qm3 + 1'h1;
-  assign \$189  = \$187  ? 3'h0 : \$188 ;
-  assign \$190  = \$186  ? 3'h0 : \$189 ;
+  assign \$186  = $signed({ 1'h0, e2_jl }) == $signed(\$185 );
+  assign \$187  = e2_jl + 1'h1;
+  assign \$188  = \$186  ? 17'h00000 : \$187 ;
+  assign \$189  = e2_sl + 1'h1;
+  assign \$190  = e2_seq + 1'h1;
   assign \$191  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
   assign \$192  = \$191  - 1'h1;
   assign \$193  = e2_i == \$192 ;
-  assign \$194  = e2_qm3 == 2'h2;
-  assign \$195  = e2_qm3 + 1'h1;
-  assign \$196  = \$194  ? 3'h0 : \$195 ;
-  assign \$197  = \$193  ? \$196  : { 1'h0, e2_qm3 };
-  assign \$198  = desc[126] ? \$190  : \$197 ;
-  assign \$199  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$200  = \$199  - 1'h1;
-  assign \$201  = e2_i == \$200 ;
-  assign \$203  = \$202  + geo[64:49];
-  assign \$204  = \$201  ? \$203  : { 2'h0, geo[64:49] };
-  assign \$205  = e2_r1base + \$204 ;
-  assign \$206  = \$205  >= geo[422:407];
-  assign \$207  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$208  = \$207  - 1'h1;
-  assign \$209  = e2_i == \$208 ;
-  assign \$211  = \$210  + geo[64:49];
-  assign \$212  = \$209  ? \$211  : { 2'h0, geo[64:49] };
-  assign \$213  = e2_r1base + \$212 ;
-  assign \$214  = \$213  - geo[422:407];
-  assign \$215  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$216  = \$215  - 1'h1;
-  assign \$217  = e2_i == \$216 ;
-  assign \$219  = \$218  + geo[64:49];
-  assign \$220  = \$217  ? \$219  : { 2'h0, geo[64:49] };
-  assign \$221  = e2_r1base + \$220 ;
-  assign \$222  = \$206  ? \$214  : { 1'h0, \$221  };
-  assign \$223  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$224  = \$223  - 1'h1;
-  assign \$225  = e2_i == \$224 ;
-  assign \$226  = e2_trw + geo[64:49];
-  assign \$227  = \$225  ? \$226  : { 1'h0, e2_trw };
-  assign \$228  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$229  = \$228  - 1'h1;
-  assign \$230  = e2_i == \$229 ;
-  assign \$231  = e2_trw + geo[64:49];
-  assign \$232  = \$230  ? 17'h00000 : \$231 ;
-  assign \$233  = desc[126] ? \$227  : \$232 ;
-  assign \$234  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$235  = \$234  - 1'h1;
-  assign \$236  = e2_i == \$235 ;
-  assign \$237  = e2_tr4 + geo[80:65];
-  assign \$238  = \$236  ? \$237  : { 1'h0, e2_tr4 };
-  assign \$239  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$240  = \$239  - 1'h1;
-  assign \$241  = e2_i == \$240 ;
-  assign \$242  = e2_tr4 + geo[80:65];
-  assign \$243  = \$241  ? 17'h00000 : \$242 ;
-  assign \$244  = desc[126] ? \$238  : \$243 ;
-  assign \$245  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$246  = \$245  - 1'h1;
-  assign \$247  = e2_i == \$246 ;
-  assign \$248  = e2_tho + geo[192:177];
-  assign \$249  = \$247  ? \$248  : { 1'h0, e2_tho };
-  assign \$250  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$251  = \$250  - 1'h1;
-  assign \$252  = e2_i == \$251 ;
-  assign \$253  = e2_tho + geo[192:177];
-  assign \$254  = \$252  ? 17'h00000 : \$253 ;
-  assign \$255  = desc[126] ? \$249  : \$254 ;
-  assign \$256  = ~ desc[126];
+  assign \$194  = e2_o + 1'h1;
+  assign \$195  = e2_i + 1'h1;
+  assign \$196  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$197  = \$196  - 1'h1;
+  assign \$198  = e2_i == \$197 ;
+  assign \$199  = e2_qm3 == 2'h2;
+  assign \$200  = e2_qm3 + 1'h1;
+  assign \$201  = \$199  ? 3'h0 : \$200 ;
+  assign \$202  = \$198  ? 3'h0 : \$201 ;
+  assign \$203  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$204  = \$203  - 1'h1;
+  assign \$205  = e2_i == \$204 ;
+  assign \$206  = e2_qm3 == 2'h2;
+  assign \$207  = e2_qm3 + 1'h1;
+  assign \$208  = \$206  ? 3'h0 : \$207 ;
+  assign \$209  = \$205  ? \$208  : { 1'h0, e2_qm3 };
+  assign \$210  = desc[126] ? \$202  : \$209 ;
+  assign \$211  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$212  = \$211  - 1'h1;
+  assign \$213  = e2_i == \$212 ;
+  assign \$215  = \$214  + geo[64:49];
+  assign \$216  = \$213  ? \$215  : { 2'h0, geo[64:49] };
+  assign \$217  = e2_r1base + \$216 ;
+  assign \$218  = \$217  >= geo[422:407];
+  assign \$219  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$220  = \$219  - 1'h1;
+  assign \$221  = e2_i == \$220 ;
+  assign \$223  = \$222  + geo[64:49];
+  assign \$224  = \$221  ? \$223  : { 2'h0, geo[64:49] };
+  assign \$225  = e2_r1base + \$224 ;
+  assign \$226  = \$225  - geo[422:407];
+  assign \$227  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$228  = \$227  - 1'h1;
+  assign \$229  = e2_i == \$228 ;
+  assign \$231  = \$230  + geo[64:49];
+  assign \$232  = \$229  ? \$231  : { 2'h0, geo[64:49] };
+  assign \$233  = e2_r1base + \$232 ;
+  assign \$234  = \$218  ? \$226  : { 1'h0, \$233  };
+  assign \$235  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$236  = \$235  - 1'h1;
+  assign \$237  = e2_i == \$236 ;
+  assign \$238  = e2_trw + geo[64:49];
+  assign \$239  = \$237  ? \$238  : { 1'h0, e2_trw };
+  assign \$240  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$241  = \$240  - 1'h1;
+  assign \$242  = e2_i == \$241 ;
+  assign \$243  = e2_trw + geo[64:49];
+  assign \$244  = \$242  ? 17'h00000 : \$243 ;
+  assign \$245  = desc[126] ? \$239  : \$244 ;
+  assign \$246  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$247  = \$246  - 1'h1;
+  assign \$248  = e2_i == \$247 ;
+  assign \$249  = e2_tr4 + geo[80:65];
+  assign \$250  = \$248  ? \$249  : { 1'h0, e2_tr4 };
+  assign \$251  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$252  = \$251  - 1'h1;
+  assign \$253  = e2_i == \$252 ;
+  assign \$254  = e2_tr4 + geo[80:65];
+  assign \$255  = \$253  ? 17'h00000 : \$254 ;
+  assign \$256  = desc[126] ? \$250  : \$255 ;
   assign \$257  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
   assign \$258  = \$257  - 1'h1;
   assign \$259  = e2_i == \$258 ;
-  assign \$260  = \$256  & \$259 ;
-  assign \$261  = e2_q >= 2'h3;
-  assign \$262  = \$260  & \$261 ;
-  assign \$263  = ~ desc[206];
-  assign \$264  = ~ e2_q[0];
-  assign \$265  = \$263  | \$264 ;
-  assign \$266  = \$262  & \$265 ;
-  assign \$267  = e2_l4b + desc[87:80];
-  assign \$268  = ! e2_tap;
-  assign \$269  = \$52 [15:0] - 1'h1;
-  assign \$270  = \$52 [15:0] + 1'h1;
-  assign \$271  = \$268  ? { \$269 [16], \$269  } : { 1'h0, \$270  };
-  assign \$272  = ! \$271 ;
-  assign \$273  = \$272  & desc[210];
-  assign \$274  = ! e2_tap;
-  assign \$275  = \$52 [15:0] - 1'h1;
-  assign \$276  = \$52 [15:0] + 1'h1;
-  assign \$277  = \$274  ? { \$275 [16], \$275  } : { 1'h0, \$276  };
-  assign \$278  = geo[48:33] + 1'h1;
-  assign \$279  = \$277  == \$278 ;
-  assign \$280  = \$279  & desc[211];
-  assign \$281  = \$273  | \$280 ;
-  assign \$282  = | e2_ti;
-  assign \$283  = \$281  & \$282 ;
-  assign \$284  = | e2_ti;
-  assign \$285  = ! e2_tap;
-  assign \$286  = ! e2_q;
-  assign \$287  = \$286  & desc[208];
-  assign \$288  = desc[63:48] - 1'h1;
-  assign \$289  = e2_q == \$288 ;
-  assign \$290  = \$289  & desc[209];
-  assign \$291  = \$285  ? \$287  : \$290 ;
-  assign \$292  = \$284  & \$291 ;
-  assign \$293  = geo[13:11] - 1'h1;
-  assign \$294  = { 1'h0, e2_sl } & { \$293 [3], \$293 [3], \$293 [3], \$293 [3], \$293 [3], \$293 [3], \$293 [3], \$293 [3], \$293 [3], \$293 [3], \$293 [3], \$293 [3], \$293 [3], \$293  };
+  assign \$260  = e2_tho + geo[192:177];
+  assign \$261  = \$259  ? \$260  : { 1'h0, e2_tho };
+  assign \$262  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$263  = \$262  - 1'h1;
+  assign \$264  = e2_i == \$263 ;
+  assign \$265  = e2_tho + geo[192:177];
+  assign \$266  = \$264  ? 17'h00000 : \$265 ;
+  assign \$267  = desc[126] ? \$261  : \$266 ;
+  assign \$268  = ~ desc[126];
+  assign \$269  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$270  = \$269  - 1'h1;
+  assign \$271  = e2_i == \$270 ;
+  assign \$272  = \$268  & \$271 ;
+  assign \$273  = e2_q >= 2'h3;
+  assign \$274  = \$272  & \$273 ;
+  assign \$275  = ~ desc[206];
+  assign \$276  = ~ e2_q[0];
+  assign \$277  = \$275  | \$276 ;
+  assign \$278  = \$274  & \$277 ;
+  assign \$279  = e2_l4b + desc[87:80];
+  assign \$280  = ! e2_tap;
+  assign \$281  = \$52 [15:0] - 1'h1;
+  assign \$282  = \$52 [15:0] + 1'h1;
+  assign \$283  = \$280  ? { \$281 [16], \$281  } : { 1'h0, \$282  };
+  assign \$284  = ! \$283 ;
+  assign \$285  = \$284  & desc[210];
+  assign \$286  = ! e2_tap;
+  assign \$287  = \$52 [15:0] - 1'h1;
+  assign \$288  = \$52 [15:0] + 1'h1;
+  assign \$289  = \$286  ? { \$287 [16], \$287  } : { 1'h0, \$288  };
+  assign \$290  = geo[48:33] + 1'h1;
+  assign \$291  = \$289  == \$290 ;
+  assign \$292  = \$291  & desc[211];
+  assign \$293  = \$285  | \$292 ;
+  assign \$294  = | e2_ti;
+  assign \$295  = \$293  & \$294 ;
+  assign \$296  = | e2_ti;
+  assign \$297  = ! e2_tap;
+  assign \$298  = ! e2_q;
+  assign \$299  = \$298  & desc[208];
+  assign \$300  = desc[63:48] - 1'h1;
+  assign \$301  = e2_q == \$300 ;
+  assign \$302  = \$301  & desc[209];
+  assign \$303  = \$297  ? \$299  : \$302 ;
+  assign \$304  = \$296  & \$303 ;
+  assign \$305  = geo[13:11] - 1'h1;
+  assign \$306  = { 1'h0, e2_sl } & { \$305 [3], \$305 [3], \$305 [3], \$305 [3], \$305 [3], \$305 [3], \$305 [3], \$305 [3], \$305 [3], \$305 [3], \$305 [3], \$305 [3], \$305 [3], \$305  };
   always @(posedge clk)
-    e2_g <= \$295 ;
+    e2_g <= \$307 ;
   always @(posedge clk)
-    e2_bc <= \$296 ;
+    e2_bc <= \$308 ;
   always @(posedge clk)
-    e2_coff <= \$297 ;
+    e2_coff <= \$309 ;
   always @(posedge clk)
-    e2_s <= \$298 ;
+    e2_s <= \$310 ;
   always @(posedge clk)
-    e2_b <= \$299 ;
+    e2_b <= \$311 ;
   always @(posedge clk)
-    e2_boff <= \$300 ;
+    e2_boff <= \$312 ;
   always @(posedge clk)
-    e2_jb <= \$301 ;
+    e2_jb <= \$313 ;
   always @(posedge clk)
-    e2_ti <= \$302 ;
+    e2_ti <= \$314 ;
   always @(posedge clk)
-    e2_jl <= \$303 ;
+    e2_jl <= \$315 ;
   always @(posedge clk)
-    e2_sl <= \$304 ;
+    e2_sl <= \$316 ;
   always @(posedge clk)
-    e2_ck <= \$305 ;
+    e2_ck <= \$317 ;
   always @(posedge clk)
-    e2_jbs <= \$306 ;
+    e2_jbs <= \$318 ;
   always @(posedge clk)
-    e2_tis <= \$307 ;
+    e2_tis <= \$319 ;
   always @(posedge clk)
-    e2_jls <= \$308 ;
+    e2_jls <= \$320 ;
   always @(posedge clk)
-    e2_sls <= \$309 ;
+    e2_sls <= \$321 ;
   always @(posedge clk)
-    e2_bg <= \$310 ;
+    e2_bg <= \$322 ;
   always @(posedge clk)
-    e2_goff <= \$311 ;
+    e2_goff <= \$323 ;
   always @(posedge clk)
-    e2_gbase <= \$312 ;
+    e2_cseq <= \$324 ;
   always @(posedge clk)
-    e2_seq <= \$313 ;
+    e2_cslot <= \$325 ;
   always @(posedge clk)
-    e2_i <= \$314 ;
+    e2_gbase <= \$326 ;
   always @(posedge clk)
-    e2_o <= \$315 ;
+    e2_seq <= \$327 ;
   always @(posedge clk)
-    e2_qm3 <= \$316 ;
+    e2_i <= \$328 ;
   always @(posedge clk)
-    e2_r1base <= \$317 ;
+    e2_o <= \$329 ;
   always @(posedge clk)
-    e2_trw <= \$318 ;
+    e2_qm3 <= \$330 ;
   always @(posedge clk)
-    e2_tr4 <= \$319 ;
+    e2_r1base <= \$331 ;
   always @(posedge clk)
-    e2_tho <= \$320 ;
+    e2_trw <= \$332 ;
   always @(posedge clk)
-    e2_l4b <= \$321 ;
+    e2_tr4 <= \$333 ;
   always @(posedge clk)
-    run <= \$322 ;
+    e2_tho <= \$334 ;
   always @(posedge clk)
-    a <= \$323 ;
+    e2_l4b <= \$335 ;
   always @(posedge clk)
-    b <= \$324 ;
+    run <= \$336 ;
+  always @(posedge clk)
+    a <= \$337 ;
+  always @(posedge clk)
+    b <= \$338 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     e2_tap = 2'h0;
@@ -46731,10 +46954,10 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$295  = e2_g;
+    \$307  = e2_g;
     if (issue) begin
       if (e2_copy) begin
-        \$295  = \$69 [15:0];
+        \$307  = \$69 [15:0];
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$85 ) begin
@@ -46746,10 +46969,10 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
             if (\$143 ) begin
             end else begin
               (* full_case = 32'd1 *)
-              if (\$148 ) begin
-                \$295  = \$149 [15:0];
+              if (\$161 ) begin
+                \$307  = \$162 [15:0];
               end else begin
-                \$295  = 16'h0000;
+                \$307  = 16'h0000;
               end
             end
           end
@@ -46757,346 +46980,44 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
       end
     end
     if (start) begin
-      \$295  = 16'h0000;
+      \$307  = 16'h0000;
     end
     if (rst) begin
-      \$295  = 16'h0000;
+      \$307  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$296  = e2_bc;
+    \$308  = e2_bc;
     if (issue) begin
       if (e2_copy) begin
         if (\$71 ) begin
-          \$296  = \$75 [15:0];
+          \$308  = \$75 [15:0];
         end
       end
     end
     if (start) begin
-      \$296  = 16'h0000;
+      \$308  = 16'h0000;
     end
     if (rst) begin
-      \$296  = 16'h0000;
+      \$308  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$297  = e2_coff;
+    \$309  = e2_coff;
     if (issue) begin
       if (e2_copy) begin
         if (\$71 ) begin
-          \$297  = \$79 [15:0];
+          \$309  = \$79 [15:0];
         end
       end
       if (e2_row_end) begin
-        \$297  = geo[29:14];
+        \$309  = geo[29:14];
       end
     end
     if (start) begin
-      \$297  = geo[29:14];
-    end
-    if (rst) begin
-      \$297  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$298  = e2_s;
-    if (issue) begin
-      (* full_case = 32'd1 *)
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        \$298  = 16'h0000;
-      end else begin
-        \$298  = \$151 [15:0];
-      end
-    end
-    if (start) begin
-      \$298  = 16'h0000;
-    end
-    if (rst) begin
-      \$298  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$299  = e2_b;
-    if (issue) begin
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$299  = \$86 [15:0];
-        end else begin
-          \$299  = 16'h0000;
-        end
-      end
-    end
-    if (start) begin
-      \$299  = 16'h0000;
-    end
-    if (rst) begin
-      \$299  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$300  = e2_boff;
-    if (issue) begin
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$300  = \$87 [15:0];
-        end else begin
-          \$300  = 16'h0000;
-        end
-      end
-    end
-    if (start) begin
-      \$300  = 16'h0000;
-    end
-    if (rst) begin
-      \$300  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$301  = e2_jb;
-    if (issue) begin
-      (* full_case = 32'd1 *)
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$301  = e2_jbs;
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$301  = \$98 [15:0];
-          end else begin
-            \$301  = 16'h0000;
-          end
-        end
-      end else begin
-        \$301  = \$160 [15:0];
-      end
-    end
-    if (start) begin
-      \$301  = 16'h0000;
-    end
-    if (rst) begin
-      \$301  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$302  = e2_ti;
-    if (issue) begin
-      (* full_case = 32'd1 *)
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$302  = e2_tis;
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$302  = \$107 [1:0];
-          end else begin
-            \$302  = 2'h0;
-          end
-        end
-      end else begin
-        \$302  = \$169 [1:0];
-      end
-    end
-    if (start) begin
-      \$302  = 2'h0;
-    end
-    if (rst) begin
-      \$302  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$303  = e2_jl;
-    if (issue) begin
-      (* full_case = 32'd1 *)
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$303  = e2_jls;
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$303  = \$114 [15:0];
-          end else begin
-            \$303  = 16'h0000;
-          end
-        end
-      end else begin
-        \$303  = \$176 [15:0];
-      end
-    end
-    if (start) begin
-      \$303  = 16'h0000;
-    end
-    if (rst) begin
-      \$303  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$304  = e2_sl;
-    if (issue) begin
-      (* full_case = 32'd1 *)
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$304  = e2_sls;
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$304  = \$115 [15:0];
-          end else begin
-            \$304  = 16'h0000;
-          end
-        end
-      end else begin
-        \$304  = \$177 [15:0];
-      end
-    end
-    if (start) begin
-      \$304  = 16'h0000;
-    end
-    if (rst) begin
-      \$304  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$305  = e2_ck;
-    if (issue) begin
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$305  = \$89 [15:0];
-          end else begin
-            \$305  = 16'h0000;
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$305  = 16'h0000;
-    end
-    if (rst) begin
-      \$305  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$306  = e2_jbs;
-    if (issue) begin
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$306  = \$124 [15:0];
-          end else begin
-            \$306  = 16'h0000;
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$306  = 16'h0000;
-    end
-    if (rst) begin
-      \$306  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$307  = e2_tis;
-    if (issue) begin
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$307  = \$133 [1:0];
-          end else begin
-            \$307  = 2'h0;
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$307  = 2'h0;
-    end
-    if (rst) begin
-      \$307  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$308  = e2_jls;
-    if (issue) begin
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$308  = \$140 [15:0];
-          end else begin
-            \$308  = 16'h0000;
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$308  = 16'h0000;
-    end
-    if (rst) begin
-      \$308  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$309  = e2_sls;
-    if (issue) begin
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$309  = \$141 [15:0];
-          end else begin
-            \$309  = 16'h0000;
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$309  = 16'h0000;
+      \$309  = geo[29:14];
     end
     if (rst) begin
       \$309  = 16'h0000;
@@ -47104,24 +47025,14 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$310  = e2_bg;
+    \$310  = e2_s;
     if (issue) begin
+      (* full_case = 32'd1 *)
       if (e2_copy) begin
       end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$88 ) begin
-          end else begin
-            (* full_case = 32'd1 *)
-            if (\$143 ) begin
-              \$310  = \$144 [15:0];
-            end else begin
-              \$310  = 16'h0000;
-            end
-          end
-        end
+        \$310  = 16'h0000;
+      end else begin
+        \$310  = \$163 [15:0];
       end
     end
     if (start) begin
@@ -47133,28 +47044,20 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$311  = e2_goff;
+    \$311  = e2_b;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$85 ) begin
+          \$311  = \$86 [15:0];
         end else begin
-          (* full_case = 32'd1 *)
-          if (\$88 ) begin
-          end else begin
-            (* full_case = 32'd1 *)
-            if (\$143 ) begin
-              \$311  = \$146 [15:0];
-            end else begin
-              \$311  = geo[454:439];
-            end
-          end
+          \$311  = 16'h0000;
         end
       end
     end
     if (start) begin
-      \$311  = geo[454:439];
+      \$311  = 16'h0000;
     end
     if (rst) begin
       \$311  = 16'h0000;
@@ -47162,7 +47065,327 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$312  = e2_gbase;
+    \$312  = e2_boff;
+    if (issue) begin
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+          \$312  = \$87 [15:0];
+        end else begin
+          \$312  = 16'h0000;
+        end
+      end
+    end
+    if (start) begin
+      \$312  = 16'h0000;
+    end
+    if (rst) begin
+      \$312  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$313  = e2_jb;
+    if (issue) begin
+      (* full_case = 32'd1 *)
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+          \$313  = e2_jbs;
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+            \$313  = \$98 [15:0];
+          end else begin
+            \$313  = 16'h0000;
+          end
+        end
+      end else begin
+        \$313  = \$172 [15:0];
+      end
+    end
+    if (start) begin
+      \$313  = 16'h0000;
+    end
+    if (rst) begin
+      \$313  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$314  = e2_ti;
+    if (issue) begin
+      (* full_case = 32'd1 *)
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+          \$314  = e2_tis;
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+            \$314  = \$107 [1:0];
+          end else begin
+            \$314  = 2'h0;
+          end
+        end
+      end else begin
+        \$314  = \$181 [1:0];
+      end
+    end
+    if (start) begin
+      \$314  = 2'h0;
+    end
+    if (rst) begin
+      \$314  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$315  = e2_jl;
+    if (issue) begin
+      (* full_case = 32'd1 *)
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+          \$315  = e2_jls;
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+            \$315  = \$114 [15:0];
+          end else begin
+            \$315  = 16'h0000;
+          end
+        end
+      end else begin
+        \$315  = \$188 [15:0];
+      end
+    end
+    if (start) begin
+      \$315  = 16'h0000;
+    end
+    if (rst) begin
+      \$315  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$316  = e2_sl;
+    if (issue) begin
+      (* full_case = 32'd1 *)
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+          \$316  = e2_sls;
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+            \$316  = \$115 [15:0];
+          end else begin
+            \$316  = 16'h0000;
+          end
+        end
+      end else begin
+        \$316  = \$189 [15:0];
+      end
+    end
+    if (start) begin
+      \$316  = 16'h0000;
+    end
+    if (rst) begin
+      \$316  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$317  = e2_ck;
+    if (issue) begin
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+            \$317  = \$89 [15:0];
+          end else begin
+            \$317  = 16'h0000;
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$317  = 16'h0000;
+    end
+    if (rst) begin
+      \$317  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$318  = e2_jbs;
+    if (issue) begin
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+            \$318  = \$124 [15:0];
+          end else begin
+            \$318  = 16'h0000;
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$318  = 16'h0000;
+    end
+    if (rst) begin
+      \$318  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$319  = e2_tis;
+    if (issue) begin
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+            \$319  = \$133 [1:0];
+          end else begin
+            \$319  = 2'h0;
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$319  = 2'h0;
+    end
+    if (rst) begin
+      \$319  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$320  = e2_jls;
+    if (issue) begin
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+            \$320  = \$140 [15:0];
+          end else begin
+            \$320  = 16'h0000;
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$320  = 16'h0000;
+    end
+    if (rst) begin
+      \$320  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$321  = e2_sls;
+    if (issue) begin
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+            \$321  = \$141 [15:0];
+          end else begin
+            \$321  = 16'h0000;
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$321  = 16'h0000;
+    end
+    if (rst) begin
+      \$321  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$322  = e2_bg;
+    if (issue) begin
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$143 ) begin
+              \$322  = \$144 [15:0];
+            end else begin
+              \$322  = 16'h0000;
+            end
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$322  = 16'h0000;
+    end
+    if (rst) begin
+      \$322  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$323  = e2_goff;
+    if (issue) begin
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$143 ) begin
+              \$323  = \$146 [15:0];
+            end else begin
+              \$323  = geo[454:439];
+            end
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$323  = geo[454:439];
+    end
+    if (rst) begin
+      \$323  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$324  = e2_cseq;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -47175,229 +47398,280 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
             (* full_case = 32'd1 *)
             if (\$143 ) begin
             end else begin
-              (* full_case = 32'd1 *)
-              if (\$148 ) begin
-                \$312  = \$150 [15:0];
-              end else begin
-                \$312  = 16'h0000;
-              end
+              \$324  = \$147 [23:0];
             end
           end
         end
       end
     end
     if (start) begin
-      \$312  = 16'h0000;
+      \$324  = 24'h000000;
     end
     if (rst) begin
-      \$312  = 16'h0000;
+      \$324  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$313  = e2_seq;
+    \$325  = e2_cslot;
     if (issue) begin
-      if (e2_row_end) begin
-        \$313  = \$178 [15:0];
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$143 ) begin
+            end else begin
+              \$325  = \$151 [15:0];
+            end
+          end
+        end
       end
     end
     if (start) begin
-      \$313  = 16'h0000;
+      \$325  = 16'h0000;
     end
     if (rst) begin
-      \$313  = 16'h0000;
+      \$325  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$314  = e2_i;
+    \$326  = e2_gbase;
+    if (issue) begin
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$143 ) begin
+            end else begin
+              \$326  = \$159 [15:0];
+            end
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$326  = 16'h0000;
+    end
+    if (rst) begin
+      \$326  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$327  = e2_seq;
+    if (issue) begin
+      if (e2_row_end) begin
+        \$327  = \$190 [15:0];
+      end
+    end
+    if (start) begin
+      \$327  = 16'h0000;
+    end
+    if (rst) begin
+      \$327  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$328  = e2_i;
     if (issue) begin
       if (e2_row_end) begin
         (* full_case = 32'd1 *)
-        if (\$181 ) begin
-          \$314  = 16'h0000;
+        if (\$193 ) begin
+          \$328  = 16'h0000;
         end else begin
-          \$314  = \$183 [15:0];
+          \$328  = \$195 [15:0];
         end
       end
     end
     if (start) begin
-      \$314  = 16'h0000;
+      \$328  = 16'h0000;
     end
     if (rst) begin
-      \$314  = 16'h0000;
+      \$328  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$315  = e2_o;
+    \$329  = e2_o;
     if (issue) begin
       if (e2_row_end) begin
-        if (\$181 ) begin
-          \$315  = \$182 [15:0];
+        if (\$193 ) begin
+          \$329  = \$194 [15:0];
         end
       end
     end
     if (start) begin
-      \$315  = 16'h0000;
+      \$329  = 16'h0000;
     end
     if (rst) begin
-      \$315  = 16'h0000;
+      \$329  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$316  = e2_qm3;
+    \$330  = e2_qm3;
     if (issue) begin
       if (e2_row_end) begin
-        \$316  = \$198 [1:0];
+        \$330  = \$210 [1:0];
       end
     end
     if (start) begin
-      \$316  = 2'h0;
+      \$330  = 2'h0;
     end
     if (rst) begin
-      \$316  = 2'h0;
+      \$330  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$317  = e2_r1base;
+    \$331  = e2_r1base;
     if (issue) begin
       if (e2_row_end) begin
-        \$317  = \$222 [15:0];
+        \$331  = \$234 [15:0];
       end
     end
     if (start) begin
-      \$317  = 16'h0000;
+      \$331  = 16'h0000;
     end
     if (rst) begin
-      \$317  = 16'h0000;
+      \$331  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$318  = e2_trw;
+    \$332  = e2_trw;
     if (issue) begin
       if (e2_row_end) begin
-        \$318  = \$233 [15:0];
+        \$332  = \$245 [15:0];
       end
     end
     if (start) begin
-      \$318  = 16'h0000;
+      \$332  = 16'h0000;
     end
     if (rst) begin
-      \$318  = 16'h0000;
+      \$332  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$319  = e2_tr4;
+    \$333  = e2_tr4;
     if (issue) begin
       if (e2_row_end) begin
-        \$319  = \$244 [15:0];
+        \$333  = \$256 [15:0];
       end
     end
     if (start) begin
-      \$319  = 16'h0000;
+      \$333  = 16'h0000;
     end
     if (rst) begin
-      \$319  = 16'h0000;
+      \$333  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$320  = e2_tho;
+    \$334  = e2_tho;
     if (issue) begin
       if (e2_row_end) begin
-        \$320  = \$255 [15:0];
+        \$334  = \$267 [15:0];
       end
     end
     if (start) begin
-      \$320  = 16'h0000;
+      \$334  = 16'h0000;
     end
     if (rst) begin
-      \$320  = 16'h0000;
+      \$334  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$321  = e2_l4b;
+    \$335  = e2_l4b;
     if (issue) begin
       if (e2_row_end) begin
-        if (\$266 ) begin
-          \$321  = \$267 [15:0];
+        if (\$278 ) begin
+          \$335  = \$279 [15:0];
         end
       end
     end
     if (start) begin
-      \$321  = 16'h0000;
+      \$335  = 16'h0000;
     end
     if (rst) begin
-      \$321  = 16'h0000;
+      \$335  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$322  = run;
+    \$336  = run;
     if (issue) begin
       if (e2_row_end) begin
         if (e2_all_end) begin
-          \$322  = 1'h0;
+          \$336  = 1'h0;
         end
       end
     end
     if (start) begin
-      \$322  = 1'h1;
+      \$336  = 1'h1;
     end
     if (rst) begin
-      \$322  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$323 [0] = issue;
-    \$323 [1] = e2_copy;
-    \$323 [2] = e2_s_first;
-    \$323 [3] = e2_from_psum;
-    \$323 [4] = e2_spad_rd;
-    \$323 [5] = e2_spad_wr;
-    \$323 [6] = e2_final;
-    \$323 [7] = e2_psum_out;
-    \$323 [8] = e2_row_end;
-    \$323 [9] = \$283 ;
-    \$323 [10] = \$292 ;
-    \$323 [14:11] = e2_s[3:0];
-    \$323 [17:15] = e2_b[2:0];
-    \$323 [19:18] = e2_jl[1:0];
-    \$323 [21:20] = \$294 [1:0];
-    \$323 [37:22] = \$52 [15:0];
-    \$323 [85:70] = e2_g;
-    \$323 [53:38] = \$54 [15:0];
-    \$323 [69:54] = e2_tr4;
-    \$323 [87:86] = e2_ti;
-    \$323 [88] = e2_seq[0];
-    \$323 [90:89] = e2_qm3;
-    if (rst) begin
-      \$323  = 91'h00000000000000000000000;
+      \$336  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$324 [0] = a[0];
-    \$324 [1] = a[1];
-    \$324 [2] = a[6];
-    \$324 [3] = a[7];
-    \$324 [4] = a[8];
-    \$324 [7:5] = a[17:15];
-    \$324 [23:8] = a[37:22];
-    \$324 [39:24] = a[53:38];
-    \$324 [55:40] = a[69:54];
-    \$324 [71:56] = a[85:70];
-    \$324 [72] = a[88];
-    \$324 [74:73] = a[90:89];
+    \$337 [0] = issue;
+    \$337 [1] = e2_copy;
+    \$337 [2] = e2_s_first;
+    \$337 [3] = e2_from_psum;
+    \$337 [4] = e2_spad_rd;
+    \$337 [5] = e2_spad_wr;
+    \$337 [6] = e2_final;
+    \$337 [7] = e2_psum_out;
+    \$337 [8] = e2_row_end;
+    \$337 [9] = \$295 ;
+    \$337 [10] = \$304 ;
+    \$337 [14:11] = e2_s[3:0];
+    \$337 [17:15] = e2_b[2:0];
+    \$337 [19:18] = e2_jl[1:0];
+    \$337 [21:20] = \$306 [1:0];
+    \$337 [37:22] = \$52 [15:0];
+    \$337 [85:70] = e2_g;
+    \$337 [53:38] = \$54 [15:0];
+    \$337 [69:54] = e2_tr4;
+    \$337 [87:86] = e2_ti;
+    \$337 [88] = e2_seq[0];
+    \$337 [90:89] = e2_qm3;
     if (rst) begin
-      \$324  = 75'h0000000000000000000;
+      \$337  = 91'h00000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$338 [0] = a[0];
+    \$338 [1] = a[1];
+    \$338 [2] = a[6];
+    \$338 [3] = a[7];
+    \$338 [4] = a[8];
+    \$338 [7:5] = a[17:15];
+    \$338 [23:8] = a[37:22];
+    \$338 [39:24] = a[53:38];
+    \$338 [55:40] = a[69:54];
+    \$338 [71:56] = a[85:70];
+    \$338 [72] = a[88];
+    \$338 [74:73] = a[90:89];
+    if (rst) begin
+      \$338  = 75'h0000000000000000000;
     end
   end
   assign e2_t = \$1 [7:0];
@@ -47428,6 +47702,8 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   assign \desc.res_ring_rows  = desc[243:228];
   assign \desc.out_ring_rows  = desc[259:244];
   assign \desc.pass  = desc[261:260];
+  assign \desc.w4_ring  = desc[277:262];
+  assign \desc.w23_ring  = desc[293:278];
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -47493,6 +47769,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   assign \step.spad_rd  = step[274];
   assign \step.from_psum  = step[275];
   assign \step.row_end  = step[276];
+  assign \step.chunk  = step[300:277];
   assign \a.v  = a[0];
   assign \a.copy  = a[1];
   assign \a.first  = a[2];
@@ -47530,6 +47807,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   assign step[276] = e2_row_end;
   assign step[275] = e2_from_psum;
   assign step[274] = e2_spad_rd;
+  assign step[300:277] = e2_cseq;
   assign step[273] = \$65 ;
   assign step[272] = \$60 ;
   assign step[271] = \$56 ;
@@ -47557,13 +47835,13 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   assign \$3  = \$2 ;
   assign \$49  = { e2_bg, 3'h0 };
   assign \$145  = { geo[29:14], 3'h0 };
-  assign \$202  = { geo[64:49], 1'h0 };
-  assign \$210  = { geo[64:49], 1'h0 };
-  assign \$218  = { geo[64:49], 1'h0 };
+  assign \$214  = { geo[64:49], 1'h0 };
+  assign \$222  = { geo[64:49], 1'h0 };
+  assign \$230  = { geo[64:49], 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant2 (\port$2246$0 , \port$2286$0 , \port$2326$0 , i, shift, rnd, \port$2206$0 );
+module \ttsnn_accel.e23.requant2 (\port$2337$0 , \port$2377$0 , \port$2417$0 , i, shift, rnd, \port$2297$0 );
   wire \$1 ;
   wire [16:0] \$10 ;
   wire [6:0] \$100 ;
@@ -47727,14 +48005,14 @@ module \ttsnn_accel.e23.requant2 (\port$2246$0 , \port$2286$0 , \port$2326$0 , i
   input [63:0] i;
   wire [63:0] i;
   wire [31:0] o;
-  output [7:0] \port$2206$0 ;
-  wire [7:0] \port$2206$0 ;
-  output [7:0] \port$2246$0 ;
-  wire [7:0] \port$2246$0 ;
-  output [7:0] \port$2286$0 ;
-  wire [7:0] \port$2286$0 ;
-  output [7:0] \port$2326$0 ;
-  wire [7:0] \port$2326$0 ;
+  output [7:0] \port$2297$0 ;
+  wire [7:0] \port$2297$0 ;
+  output [7:0] \port$2337$0 ;
+  wire [7:0] \port$2337$0 ;
+  output [7:0] \port$2377$0 ;
+  wire [7:0] \port$2377$0 ;
+  output [7:0] \port$2417$0 ;
+  wire [7:0] \port$2417$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -47888,10 +48166,10 @@ module \ttsnn_accel.e23.requant2 (\port$2246$0 , \port$2286$0 , \port$2326$0 , i
   assign \$159  = \$146  ? 8'h80 : \$158 [7:0];
   assign \$160  = \$133  ? 8'h7f : \$159 ;
   assign o = { \$160 , \$120 , \$80 , \$40  };
-  assign \port$2206$0  = \$40 ;
-  assign \port$2246$0  = \$80 ;
-  assign \port$2286$0  = \$120 ;
-  assign \port$2326$0  = \$160 ;
+  assign \port$2297$0  = \$40 ;
+  assign \port$2337$0  = \$80 ;
+  assign \port$2377$0  = \$120 ;
+  assign \port$2417$0  = \$160 ;
   assign \$11  = { \$10 [16], \$10 [16:1] };
   assign \$24  = { \$23 [16], \$23 [16:1] };
   assign \$37  = { \$36 [16], \$36 [16:1] };
@@ -47907,7 +48185,7 @@ module \ttsnn_accel.e23.requant2 (\port$2246$0 , \port$2286$0 , \port$2326$0 , i
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant3 (shift, \port$2370$0 , \port$2410$0 , \port$2450$0 , \port$2490$0 , rnd, i);
+module \ttsnn_accel.e23.requant3 (shift, \port$2461$0 , \port$2501$0 , \port$2541$0 , \port$2581$0 , rnd, i);
   wire \$1 ;
   wire [17:0] \$10 ;
   wire [6:0] \$100 ;
@@ -48071,14 +48349,14 @@ module \ttsnn_accel.e23.requant3 (shift, \port$2370$0 , \port$2410$0 , \port$245
   input [67:0] i;
   wire [67:0] i;
   wire [31:0] o;
-  output [7:0] \port$2370$0 ;
-  wire [7:0] \port$2370$0 ;
-  output [7:0] \port$2410$0 ;
-  wire [7:0] \port$2410$0 ;
-  output [7:0] \port$2450$0 ;
-  wire [7:0] \port$2450$0 ;
-  output [7:0] \port$2490$0 ;
-  wire [7:0] \port$2490$0 ;
+  output [7:0] \port$2461$0 ;
+  wire [7:0] \port$2461$0 ;
+  output [7:0] \port$2501$0 ;
+  wire [7:0] \port$2501$0 ;
+  output [7:0] \port$2541$0 ;
+  wire [7:0] \port$2541$0 ;
+  output [7:0] \port$2581$0 ;
+  wire [7:0] \port$2581$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -48232,10 +48510,10 @@ module \ttsnn_accel.e23.requant3 (shift, \port$2370$0 , \port$2410$0 , \port$245
   assign \$159  = \$146  ? 8'h80 : \$158 [7:0];
   assign \$160  = \$133  ? 8'h7f : \$159 ;
   assign o = { \$160 , \$120 , \$80 , \$40  };
-  assign \port$2370$0  = \$40 ;
-  assign \port$2410$0  = \$80 ;
-  assign \port$2450$0  = \$120 ;
-  assign \port$2490$0  = \$160 ;
+  assign \port$2461$0  = \$40 ;
+  assign \port$2501$0  = \$80 ;
+  assign \port$2541$0  = \$120 ;
+  assign \port$2581$0  = \$160 ;
   assign \$11  = { \$10 [17], \$10 [17:1] };
   assign \$24  = { \$23 [17], \$23 [17:1] };
   assign \$37  = { \$36 [17], \$36 [17:1] };
@@ -48251,83 +48529,107 @@ module \ttsnn_accel.e23.requant3 (shift, \port$2370$0 , \port$2410$0 , \port$245
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, w3__en, w3__addr, line4__en, line4__addr, busy, \port$2370$0 , \port$2410$0 , \port$2450$0 , \port$2490$0 , w3__data, row2_b__data, row2_c__data, geo, q2_rows, counts
-, cluster, released, q23_rows, e4_released, desc, clk);
+module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, w3__en, w3__addr, line4__en, line4__addr, busy, \port$2461$0 , \port$2501$0 , \port$2541$0 , \port$2581$0 , w3__data, row2_b__data, row2_c__data, geo, q2_rows, counts
+, cluster, released, q23_rows, w3_consumed, e4_released, w3_chunks, desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
-  wire [16:0] \$12 ;
+  wire \$12 ;
   wire \$13 ;
   wire \$14 ;
-  wire [16:0] \$15 ;
-  wire [16:0] \$16 ;
-  wire [17:0] \$17 ;
-  wire [16:0] \$18 ;
-  wire [17:0] \$19 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire [16:0] \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
-  wire [18:0] \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [15:0] \$26 ;
-  wire [16:0] \$27 ;
-  wire [17:0] \$28 ;
+  wire [16:0] \$20 ;
+  wire [16:0] \$21 ;
+  wire [17:0] \$22 ;
+  wire [16:0] \$23 ;
+  wire [17:0] \$24 ;
+  wire [18:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
-  wire [15:0] \$31 ;
+  wire [16:0] \$31 ;
   wire \$32 ;
-  wire [16:0] \$33 ;
+  wire \$33 ;
   wire [16:0] \$34 ;
-  wire [17:0] \$35 ;
-  wire [18:0] \$36 ;
-  wire [19:0] \$37 ;
-  wire [15:0] \$38 ;
-  wire [16:0] \$39 ;
+  wire [16:0] \$35 ;
+  wire [17:0] \$36 ;
+  wire [16:0] \$37 ;
+  wire [17:0] \$38 ;
+  wire [18:0] \$39 ;
   wire [16:0] \$4 ;
-  wire [1:0] \$40 ;
+  wire \$40 ;
   wire \$41 ;
   wire \$42 ;
   wire \$43 ;
   wire \$44 ;
-  wire [1:0] \$45 ;
-  wire [1:0] \$46 ;
-  wire [31:0] \$47 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
   wire \$48 ;
-  wire [16:0] \$49 ;
+  wire \$49 ;
   wire [16:0] \$5 ;
-  wire \$50 ;
-  wire [2:0] \$51 ;
-  wire \$52 ;
-  wire [2:0] \$53 ;
-  wire [5:0] \$54 ;
-  wire [5:0] \$55 ;
+  wire [15:0] \$50 ;
+  wire [16:0] \$51 ;
+  wire [17:0] \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire [15:0] \$55 ;
   wire \$56 ;
-  wire [1:0] \$57 ;
-  wire [1:0] \$58 ;
-  wire \$59 ;
+  wire [16:0] \$57 ;
+  wire [16:0] \$58 ;
+  wire [17:0] \$59 ;
   wire [17:0] \$6 ;
-  wire \$60 ;
-  wire [16:0] \$61 ;
-  wire [16:0] \$62 ;
+  wire [18:0] \$60 ;
+  wire [19:0] \$61 ;
+  wire [15:0] \$62 ;
   wire [16:0] \$63 ;
-  wire [17:0] \$64 ;
-  wire [18:0] \$65 ;
-  wire [19:0] \$66 ;
-  wire [20:0] \$67 ;
+  wire [1:0] \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
   wire \$68 ;
-  wire \$69 ;
+  wire [1:0] \$69 ;
   wire [16:0] \$7 ;
-  wire [16:0] \$70 ;
-  wire \$71 ;
-  wire [16:0] \$72 ;
-  reg [15:0] \$73 ;
-  reg [15:0] \$74 ;
+  wire [1:0] \$70 ;
+  wire [31:0] \$71 ;
+  wire \$72 ;
+  wire [16:0] \$73 ;
+  wire \$74 ;
+  wire [2:0] \$75 ;
+  wire \$76 ;
+  wire [2:0] \$77 ;
+  wire [5:0] \$78 ;
+  wire [5:0] \$79 ;
   wire [17:0] \$8 ;
+  wire \$80 ;
+  wire [1:0] \$81 ;
+  wire [1:0] \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire [16:0] \$85 ;
+  wire [16:0] \$86 ;
+  wire [16:0] \$87 ;
+  wire [17:0] \$88 ;
+  wire [18:0] \$89 ;
   wire [18:0] \$9 ;
+  wire [19:0] \$90 ;
+  wire [20:0] \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire [16:0] \$94 ;
+  wire \$95 ;
+  wire [16:0] \$96 ;
+  reg [15:0] \$97 ;
+  reg [15:0] \$98 ;
   wire [90:0] a;
   wire [2:0] \a.b ;
   wire \a.copy ;
@@ -48388,19 +48690,20 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   wire [3:0] \cluster.w_wr_addr ;
   wire [31:0] \cluster.weights ;
   wire [1:0] \cluster.wsel ;
-  output [15:0] counts;
-  wire [15:0] counts;
+  output [16:0] counts;
+  wire [16:0] counts;
   wire \counts.c3_busy ;
   wire [5:0] \counts.c3_macs ;
   wire [1:0] \counts.c3_spad_reads ;
   wire [1:0] \counts.c3_spad_writes ;
   wire \counts.c3_stall ;
+  wire \counts.c3_w_wait ;
   wire \counts.line4_writes ;
   wire [1:0] \counts.row2_reads ;
   wire \counts.w3_reads ;
-  input [261:0] desc;
-  wire [261:0] desc;
-  wire [261:0] \desc$1 ;
+  input [293:0] desc;
+  wire [293:0] desc;
+  wire [293:0] \desc$1 ;
   wire [5:0] \desc$1.affine_shift ;
   wire [15:0] \desc$1.height ;
   wire [15:0] \desc$1.in_channels ;
@@ -48424,6 +48727,8 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   wire [5:0] \desc$1.shift3 ;
   wire [31:0] \desc$1.threshold ;
   wire [7:0] \desc$1.timesteps ;
+  wire [15:0] \desc$1.w23_ring ;
+  wire [15:0] \desc$1.w4_ring ;
   wire [15:0] \desc$1.width ;
   wire [3:0] \desc$1.zero_halo ;
   wire [5:0] \desc.affine_shift ;
@@ -48449,6 +48754,8 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   wire [5:0] \desc.shift3 ;
   wire [31:0] \desc.threshold ;
   wire [7:0] \desc.timesteps ;
+  wire [15:0] \desc.w23_ring ;
+  wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
   wire [3:0] \desc.zero_halo ;
   input [15:0] e4_released;
@@ -48539,14 +48846,14 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   output line4__en;
   wire line4__en;
   wire ok;
-  input [7:0] \port$2370$0 ;
-  wire [7:0] \port$2370$0 ;
-  input [7:0] \port$2410$0 ;
-  wire [7:0] \port$2410$0 ;
-  input [7:0] \port$2450$0 ;
-  wire [7:0] \port$2450$0 ;
-  input [7:0] \port$2490$0 ;
-  wire [7:0] \port$2490$0 ;
+  input [7:0] \port$2461$0 ;
+  wire [7:0] \port$2461$0 ;
+  input [7:0] \port$2501$0 ;
+  wire [7:0] \port$2501$0 ;
+  input [7:0] \port$2541$0 ;
+  wire [7:0] \port$2541$0 ;
+  input [7:0] \port$2581$0 ;
+  wire [7:0] \port$2581$0 ;
   output [15:0] q23_rows;
   reg [15:0] q23_rows = 16'h0000;
   input [15:0] q2_rows;
@@ -48569,12 +48876,13 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   input rst;
   wire rst;
   wire run;
-  wire \run$11 ;
+  wire \run$12 ;
   input start;
   wire start;
   wire \start$5 ;
-  wire [276:0] step;
+  wire [300:0] step;
   wire [15:0] \step.b ;
+  wire [23:0] \step.chunk ;
   wire \step.copy ;
   wire [15:0] \step.e ;
   wire [15:0] \step.eoff ;
@@ -48607,63 +48915,10 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   wire [31:0] w3__data;
   output w3__en;
   wire w3__en;
-  assign \$25  = run & \$24 ;
-  assign row2_b__en = issue & step[272];
-  assign \$26  = step[40] ? geo[64:49] : 16'h0000;
-  assign \$27  = \$26  + step[173:158];
-  assign \$28  = \$27  + step[189:174];
-  assign \$29  = | step[141:140];
-  assign \$30  = issue & \$29 ;
-  assign row2_c__en = \$30  & step[271];
-  assign \$31  = step[40] ? geo[64:49] : 16'h0000;
-  assign \$32  = ! step[139:138];
-  assign \$33  = step[173:158] - geo[29:14];
-  assign \$34  = step[173:158] + geo[29:14];
-  assign \$35  = \$32  ? { \$33 [16], \$33  } : { 1'h0, \$34  };
-  assign \$36  = $signed({ 1'h0, \$31  }) + $signed(\$35 );
-  assign \$37  = $signed(\$36 ) + $signed({ 1'h0, step[189:174] });
-  assign w3__en = issue & step[273];
-  assign \$38  = step[237:222] >> geo[7:4];
-  assign \$39  = step[221:206] + \$38 ;
-  assign \$40  = row2_b__en + row2_c__en;
-  assign \$41  = issue & step[274];
-  assign \$42  = issue & step[275];
-  assign \$43  = ! a[87:86];
-  assign \$44  = a[87:86] == 1'h1;
-  assign \$45  = \$44  ? 2'h1 : 2'h2;
-  assign \$46  = \$43  ? 2'h0 : \$45 ;
-  assign \$47  = a[9] ? 32'd0 : row2_c__data;
-  assign \$48  = a[0] & a[5];
-  assign \$49  = geo[29:14] - 1'h1;
-  assign \$50  = a[85:70] == \$49 ;
-  assign \$51  = \$50  ? geo[32:30] : geo[10:8];
-  assign \$52  = a[37:22] == geo[48:33];
-  assign \$53  = \$52  ? geo[374:372] : geo[13:11];
-  assign \$54  = \$51  * \$53 ;
-  assign \$55  = a[0] ? \$54  : 6'h00;
-  assign \$56  = b[0] & b[3];
-  assign \$57  = cluster[106] + cluster[116];
-  assign \$58  = cluster[111] + cluster[120];
-  assign line4__en = b[0] & b[2];
-  assign \$59  = ! b[74:73];
-  assign \$60  = b[74:73] == 1'h1;
-  assign \$62  = \$60  ? { 1'h0, geo[406:391] } : \$61 ;
-  assign \$63  = \$59  ? 17'h00000 : \$62 ;
-  assign \$64  = \$63  + b[55:40];
-  assign \$65  = \$64  + b[39:24];
-  assign \$66  = \$65  - geo[29:14];
-  assign \$67  = $signed(\$66 ) + $signed({ 1'h0, b[71:56] });
-  assign \$68  = run | a[0];
-  assign busy = \$68  | b[0];
-  assign \$69  = issue & step[276];
-  assign \$70  = released + 1'h1;
-  assign \$71  = b[0] & b[4];
-  assign \$72  = q23_rows + 1'h1;
-  always @(posedge clk)
-    released <= \$73 ;
-  always @(posedge clk)
-    q23_rows <= \$74 ;
-  assign \$1  = step[55:40] + 1'h1;
+  input [23:0] w3_chunks;
+  wire [23:0] w3_chunks;
+  output [23:0] w3_consumed;
+  wire [23:0] w3_consumed;
   assign \$2  = q2_rows >= \$1 ;
   assign \$3  = step[15:0] < 2'h3;
   assign \$4  = step[15:0] - 2'h3;
@@ -48674,20 +48929,101 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \$9  = $signed(\$8 ) + $signed(2'h1);
   assign \$10  = $signed({ 1'h0, e4_released }) >= $signed(\$9 );
   assign \$11  = \$3  | \$10 ;
-  assign ok = \$2  & \$11 ;
-  assign \$12  = step[55:40] + 1'h1;
-  assign \$13  = q2_rows >= \$12 ;
-  assign \$14  = step[15:0] < 2'h3;
-  assign \$15  = step[15:0] - 2'h3;
-  assign \$16  = $signed(\$15 ) >>> desc[206];
-  assign \$17  = $signed({ 1'h0, step[121:106] }) + $signed(\$16 );
-  assign \$18  = step[137:122] + step[23:16];
-  assign \$19  = desc[126] ? \$17  : { 1'h0, \$18  };
-  assign \$20  = $signed(\$19 ) + $signed(2'h1);
-  assign \$21  = $signed({ 1'h0, e4_released }) >= $signed(\$20 );
-  assign \$22  = \$14  | \$21 ;
-  assign \$23  = \$13  & \$22 ;
-  assign \$24  = ~ \$23 ;
+  assign \$12  = \$2  & \$11 ;
+  assign \$13  = | desc[293:278];
+  assign \$14  = ~ \$13 ;
+  assign \$15  = w3_chunks > step[300:277];
+  assign \$16  = \$14  | \$15 ;
+  assign ok = \$12  & \$16 ;
+  assign \$17  = step[55:40] + 1'h1;
+  assign \$18  = q2_rows >= \$17 ;
+  assign \$19  = step[15:0] < 2'h3;
+  assign \$20  = step[15:0] - 2'h3;
+  assign \$21  = $signed(\$20 ) >>> desc[206];
+  assign \$22  = $signed({ 1'h0, step[121:106] }) + $signed(\$21 );
+  assign \$23  = step[137:122] + step[23:16];
+  assign \$24  = desc[126] ? \$22  : { 1'h0, \$23  };
+  assign \$25  = $signed(\$24 ) + $signed(2'h1);
+  assign \$26  = $signed({ 1'h0, e4_released }) >= $signed(\$25 );
+  assign \$27  = \$19  | \$26 ;
+  assign \$28  = \$18  & \$27 ;
+  assign \$29  = ~ \$28 ;
+  assign \$30  = run & \$29 ;
+  assign \$31  = step[55:40] + 1'h1;
+  assign \$32  = q2_rows >= \$31 ;
+  assign \$33  = step[15:0] < 2'h3;
+  assign \$34  = step[15:0] - 2'h3;
+  assign \$35  = $signed(\$34 ) >>> desc[206];
+  assign \$36  = $signed({ 1'h0, step[121:106] }) + $signed(\$35 );
+  assign \$37  = step[137:122] + step[23:16];
+  assign \$38  = desc[126] ? \$36  : { 1'h0, \$37  };
+  assign \$39  = $signed(\$38 ) + $signed(2'h1);
+  assign \$40  = $signed({ 1'h0, e4_released }) >= $signed(\$39 );
+  assign \$41  = \$33  | \$40 ;
+  assign \$42  = \$32  & \$41 ;
+  assign \$43  = run & \$42 ;
+  assign \$44  = | desc[293:278];
+  assign \$45  = ~ \$44 ;
+  assign \$46  = w3_chunks > step[300:277];
+  assign \$47  = \$45  | \$46 ;
+  assign \$48  = ~ \$47 ;
+  assign \$49  = \$43  & \$48 ;
+  assign row2_b__en = issue & step[272];
+  assign \$50  = step[40] ? geo[64:49] : 16'h0000;
+  assign \$51  = \$50  + step[173:158];
+  assign \$52  = \$51  + step[189:174];
+  assign \$53  = | step[141:140];
+  assign \$54  = issue & \$53 ;
+  assign row2_c__en = \$54  & step[271];
+  assign \$55  = step[40] ? geo[64:49] : 16'h0000;
+  assign \$56  = ! step[139:138];
+  assign \$57  = step[173:158] - geo[29:14];
+  assign \$58  = step[173:158] + geo[29:14];
+  assign \$59  = \$56  ? { \$57 [16], \$57  } : { 1'h0, \$58  };
+  assign \$60  = $signed({ 1'h0, \$55  }) + $signed(\$59 );
+  assign \$61  = $signed(\$60 ) + $signed({ 1'h0, step[189:174] });
+  assign w3__en = issue & step[273];
+  assign \$62  = step[237:222] >> geo[7:4];
+  assign \$63  = step[221:206] + \$62 ;
+  assign \$64  = row2_b__en + row2_c__en;
+  assign \$65  = issue & step[274];
+  assign \$66  = issue & step[275];
+  assign \$67  = ! a[87:86];
+  assign \$68  = a[87:86] == 1'h1;
+  assign \$69  = \$68  ? 2'h1 : 2'h2;
+  assign \$70  = \$67  ? 2'h0 : \$69 ;
+  assign \$71  = a[9] ? 32'd0 : row2_c__data;
+  assign \$72  = a[0] & a[5];
+  assign \$73  = geo[29:14] - 1'h1;
+  assign \$74  = a[85:70] == \$73 ;
+  assign \$75  = \$74  ? geo[32:30] : geo[10:8];
+  assign \$76  = a[37:22] == geo[48:33];
+  assign \$77  = \$76  ? geo[374:372] : geo[13:11];
+  assign \$78  = \$75  * \$77 ;
+  assign \$79  = a[0] ? \$78  : 6'h00;
+  assign \$80  = b[0] & b[3];
+  assign \$81  = cluster[106] + cluster[116];
+  assign \$82  = cluster[111] + cluster[120];
+  assign line4__en = b[0] & b[2];
+  assign \$83  = ! b[74:73];
+  assign \$84  = b[74:73] == 1'h1;
+  assign \$86  = \$84  ? { 1'h0, geo[406:391] } : \$85 ;
+  assign \$87  = \$83  ? 17'h00000 : \$86 ;
+  assign \$88  = \$87  + b[55:40];
+  assign \$89  = \$88  + b[39:24];
+  assign \$90  = \$89  - geo[29:14];
+  assign \$91  = $signed(\$90 ) + $signed({ 1'h0, b[71:56] });
+  assign \$92  = run | a[0];
+  assign busy = \$92  | b[0];
+  assign \$93  = issue & step[276];
+  assign \$94  = released + 1'h1;
+  assign \$95  = b[0] & b[4];
+  assign \$96  = q23_rows + 1'h1;
+  always @(posedge clk)
+    released <= \$97 ;
+  always @(posedge clk)
+    q23_rows <= \$98 ;
+  assign \$1  = step[55:40] + 1'h1;
   \ttsnn_accel.e23.stt_cluster3.loop  loop (
     .a(a),
     .b(b),
@@ -48703,40 +49039,41 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$73  = released;
-    if (\$69 ) begin
-      \$73  = \$70 [15:0];
+    \$97  = released;
+    if (\$93 ) begin
+      \$97  = \$94 [15:0];
     end
     if (start) begin
-      \$73  = 16'h0000;
+      \$97  = 16'h0000;
     end
     if (rst) begin
-      \$73  = 16'h0000;
+      \$97  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$74  = q23_rows;
-    if (\$71 ) begin
-      \$74  = \$72 [15:0];
+    \$98  = q23_rows;
+    if (\$95 ) begin
+      \$98  = \$96 [15:0];
     end
     if (start) begin
-      \$74  = 16'h0000;
+      \$98  = 16'h0000;
     end
     if (rst) begin
-      \$74  = 16'h0000;
+      \$98  = 16'h0000;
     end
   end
   assign \desc$1  = desc;
   assign \geo$3  = geo;
   assign \start$5  = start;
-  assign \run$11  = run;
-  assign line4__data = { \port$2490$0 , \port$2450$0 , \port$2410$0 , \port$2370$0  };
-  assign result = { \port$2490$0 , \port$2450$0 , \port$2410$0 , \port$2370$0  };
-  assign row2_b__addr = \$28 [15:0];
-  assign row2_c__addr = \$37 [15:0];
-  assign w3__addr = \$39 [15:0];
-  assign line4__addr = \$67 [15:0];
+  assign \run$12  = run;
+  assign line4__data = { \port$2581$0 , \port$2541$0 , \port$2501$0 , \port$2461$0  };
+  assign result = { \port$2581$0 , \port$2541$0 , \port$2501$0 , \port$2461$0  };
+  assign row2_b__addr = \$52 [15:0];
+  assign row2_c__addr = \$61 [15:0];
+  assign w3__addr = \$63 [15:0];
+  assign line4__addr = \$91 [15:0];
+  assign w3_consumed = step[300:277];
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -48762,6 +49099,8 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \desc.res_ring_rows  = desc[243:228];
   assign \desc.out_ring_rows  = desc[259:244];
   assign \desc.pass  = desc[261:260];
+  assign \desc.w4_ring  = desc[277:262];
+  assign \desc.w23_ring  = desc[293:278];
   assign \desc$1.in_channels  = desc[15:0];
   assign \desc$1.rank  = desc[31:16];
   assign \desc$1.out_channels  = desc[47:32];
@@ -48787,6 +49126,8 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \desc$1.res_ring_rows  = desc[243:228];
   assign \desc$1.out_ring_rows  = desc[259:244];
   assign \desc$1.pass  = desc[261:260];
+  assign \desc$1.w4_ring  = desc[277:262];
+  assign \desc$1.w23_ring  = desc[293:278];
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -48890,14 +49231,16 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \step.spad_rd  = step[274];
   assign \step.from_psum  = step[275];
   assign \step.row_end  = step[276];
+  assign \step.chunk  = step[300:277];
   assign \counts.c3_busy  = counts[0];
   assign \counts.c3_stall  = counts[1];
-  assign \counts.row2_reads  = counts[3:2];
-  assign \counts.w3_reads  = counts[4];
-  assign \counts.c3_macs  = counts[10:5];
-  assign \counts.c3_spad_reads  = counts[12:11];
-  assign \counts.c3_spad_writes  = counts[14:13];
-  assign \counts.line4_writes  = counts[15];
+  assign \counts.c3_w_wait  = counts[2];
+  assign \counts.row2_reads  = counts[4:3];
+  assign \counts.w3_reads  = counts[5];
+  assign \counts.c3_macs  = counts[11:6];
+  assign \counts.c3_spad_reads  = counts[13:12];
+  assign \counts.c3_spad_writes  = counts[15:14];
+  assign \counts.line4_writes  = counts[16];
   assign \cluster.valid  = cluster[0];
   assign \cluster.first  = cluster[1];
   assign \cluster.from_psum  = cluster[2];
@@ -48951,32 +49294,33 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \b.seq  = b[72];
   assign \b.qm3  = b[74:73];
   assign cluster[123:121] = b[7:5];
-  assign cluster[120] = \$56 ;
+  assign cluster[120] = \$80 ;
   assign cluster[115:112] = a[14:11];
-  assign cluster[111] = \$48 ;
+  assign cluster[111] = \$72 ;
   assign cluster[105] = a[4];
   assign cluster[104:73] = w3__data;
   assign cluster[72:71] = a[21:20];
-  assign cluster[70:39] = \$47 ;
+  assign cluster[70:39] = \$71 ;
   assign cluster[38:7] = row2_b__data;
-  assign cluster[6:5] = \$46 ;
+  assign cluster[6:5] = \$70 ;
   assign cluster[4:3] = a[19:18];
   assign cluster[2] = a[3];
   assign cluster[1] = a[2];
   assign cluster[0] = a[0];
   assign cluster[119:117] = step[256:254];
-  assign cluster[116] = \$42 ;
+  assign cluster[116] = \$66 ;
   assign cluster[110:107] = step[241:238];
-  assign cluster[106] = \$41 ;
-  assign counts[15] = line4__en;
-  assign counts[14:13] = \$58 ;
-  assign counts[12:11] = \$57 ;
-  assign counts[10:5] = \$55 ;
-  assign counts[4] = w3__en;
-  assign counts[3:2] = \$40 ;
-  assign counts[1] = \$25 ;
+  assign cluster[106] = \$65 ;
+  assign counts[16] = line4__en;
+  assign counts[15:14] = \$82 ;
+  assign counts[13:12] = \$81 ;
+  assign counts[11:6] = \$79 ;
+  assign counts[5] = w3__en;
+  assign counts[4:3] = \$64 ;
+  assign counts[2] = \$49 ;
+  assign counts[1] = \$30 ;
   assign counts[0] = issue;
-  assign \$61  = { geo[406:391], 1'h0 };
+  assign \$85  = { geo[406:391], 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -49035,186 +49379,186 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   wire [16:0] \$144 ;
   wire [18:0] \$145 ;
   wire [19:0] \$146 ;
-  wire [16:0] \$147 ;
-  wire \$148 ;
-  wire [16:0] \$149 ;
+  wire [24:0] \$147 ;
+  wire [16:0] \$148 ;
+  wire \$149 ;
   wire \$15 ;
   wire [16:0] \$150 ;
   wire [16:0] \$151 ;
-  wire [16:0] \$152 ;
-  wire \$153 ;
-  wire [2:0] \$154 ;
-  wire [3:0] \$155 ;
+  wire \$152 ;
+  wire [16:0] \$153 ;
+  wire \$154 ;
+  wire [16:0] \$155 ;
   wire \$156 ;
   wire \$157 ;
-  wire \$158 ;
+  wire [16:0] \$158 ;
   wire [16:0] \$159 ;
   wire \$16 ;
   wire [16:0] \$160 ;
-  wire [16:0] \$161 ;
-  wire \$162 ;
-  wire [2:0] \$163 ;
-  wire [3:0] \$164 ;
+  wire \$161 ;
+  wire [16:0] \$162 ;
+  wire [16:0] \$163 ;
+  wire [16:0] \$164 ;
   wire \$165 ;
-  wire \$166 ;
-  wire [2:0] \$167 ;
-  wire [2:0] \$168 ;
-  wire [2:0] \$169 ;
+  wire [2:0] \$166 ;
+  wire [3:0] \$167 ;
+  wire \$168 ;
+  wire \$169 ;
   wire \$17 ;
-  wire [16:0] \$170 ;
-  wire \$171 ;
-  wire [2:0] \$172 ;
-  wire [3:0] \$173 ;
+  wire \$170 ;
+  wire [16:0] \$171 ;
+  wire [16:0] \$172 ;
+  wire [16:0] \$173 ;
   wire \$174 ;
-  wire [16:0] \$175 ;
-  wire [16:0] \$176 ;
-  wire [16:0] \$177 ;
-  wire [16:0] \$178 ;
-  wire [15:0] \$179 ;
+  wire [2:0] \$175 ;
+  wire [3:0] \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire [2:0] \$179 ;
   wire \$18 ;
-  wire [16:0] \$180 ;
-  wire \$181 ;
+  wire [2:0] \$180 ;
+  wire [2:0] \$181 ;
   wire [16:0] \$182 ;
-  wire [16:0] \$183 ;
-  wire [15:0] \$184 ;
-  wire [16:0] \$185 ;
+  wire \$183 ;
+  wire [2:0] \$184 ;
+  wire [3:0] \$185 ;
   wire \$186 ;
-  wire \$187 ;
-  wire [2:0] \$188 ;
-  wire [2:0] \$189 ;
+  wire [16:0] \$187 ;
+  wire [16:0] \$188 ;
+  wire [16:0] \$189 ;
   wire \$19 ;
-  wire [2:0] \$190 ;
+  wire [16:0] \$190 ;
   wire [15:0] \$191 ;
   wire [16:0] \$192 ;
   wire \$193 ;
-  wire \$194 ;
-  wire [2:0] \$195 ;
-  wire [2:0] \$196 ;
-  wire [2:0] \$197 ;
-  wire [2:0] \$198 ;
-  wire [15:0] \$199 ;
+  wire [16:0] \$194 ;
+  wire [16:0] \$195 ;
+  wire [15:0] \$196 ;
+  wire [16:0] \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire [16:0] \$200 ;
-  wire \$201 ;
-  wire [16:0] \$202 ;
-  wire [17:0] \$203 ;
-  wire [17:0] \$204 ;
-  wire [18:0] \$205 ;
+  wire [2:0] \$200 ;
+  wire [2:0] \$201 ;
+  wire [2:0] \$202 ;
+  wire [15:0] \$203 ;
+  wire [16:0] \$204 ;
+  wire \$205 ;
   wire \$206 ;
-  wire [15:0] \$207 ;
-  wire [16:0] \$208 ;
-  wire \$209 ;
+  wire [2:0] \$207 ;
+  wire [2:0] \$208 ;
+  wire [2:0] \$209 ;
   wire \$21 ;
-  wire [16:0] \$210 ;
-  wire [17:0] \$211 ;
-  wire [17:0] \$212 ;
-  wire [18:0] \$213 ;
-  wire [19:0] \$214 ;
-  wire [15:0] \$215 ;
-  wire [16:0] \$216 ;
-  wire \$217 ;
-  wire [16:0] \$218 ;
-  wire [17:0] \$219 ;
+  wire [2:0] \$210 ;
+  wire [15:0] \$211 ;
+  wire [16:0] \$212 ;
+  wire \$213 ;
+  wire [16:0] \$214 ;
+  wire [17:0] \$215 ;
+  wire [17:0] \$216 ;
+  wire [18:0] \$217 ;
+  wire \$218 ;
+  wire [15:0] \$219 ;
   wire \$22 ;
-  wire [17:0] \$220 ;
-  wire [18:0] \$221 ;
-  wire [19:0] \$222 ;
-  wire [15:0] \$223 ;
-  wire [16:0] \$224 ;
-  wire \$225 ;
-  wire [16:0] \$226 ;
-  wire [16:0] \$227 ;
-  wire [15:0] \$228 ;
-  wire [16:0] \$229 ;
+  wire [16:0] \$220 ;
+  wire \$221 ;
+  wire [16:0] \$222 ;
+  wire [17:0] \$223 ;
+  wire [17:0] \$224 ;
+  wire [18:0] \$225 ;
+  wire [19:0] \$226 ;
+  wire [15:0] \$227 ;
+  wire [16:0] \$228 ;
+  wire \$229 ;
   wire \$23 ;
-  wire \$230 ;
-  wire [16:0] \$231 ;
-  wire [16:0] \$232 ;
-  wire [16:0] \$233 ;
-  wire [15:0] \$234 ;
-  wire [16:0] \$235 ;
-  wire \$236 ;
-  wire [16:0] \$237 ;
+  wire [16:0] \$230 ;
+  wire [17:0] \$231 ;
+  wire [17:0] \$232 ;
+  wire [18:0] \$233 ;
+  wire [19:0] \$234 ;
+  wire [15:0] \$235 ;
+  wire [16:0] \$236 ;
+  wire \$237 ;
   wire [16:0] \$238 ;
-  wire [15:0] \$239 ;
+  wire [16:0] \$239 ;
   wire \$24 ;
-  wire [16:0] \$240 ;
-  wire \$241 ;
-  wire [16:0] \$242 ;
+  wire [15:0] \$240 ;
+  wire [16:0] \$241 ;
+  wire \$242 ;
   wire [16:0] \$243 ;
   wire [16:0] \$244 ;
-  wire [15:0] \$245 ;
-  wire [16:0] \$246 ;
-  wire \$247 ;
-  wire [16:0] \$248 ;
+  wire [16:0] \$245 ;
+  wire [15:0] \$246 ;
+  wire [16:0] \$247 ;
+  wire \$248 ;
   wire [16:0] \$249 ;
   wire \$25 ;
-  wire [15:0] \$250 ;
-  wire [16:0] \$251 ;
-  wire \$252 ;
-  wire [16:0] \$253 ;
+  wire [16:0] \$250 ;
+  wire [15:0] \$251 ;
+  wire [16:0] \$252 ;
+  wire \$253 ;
   wire [16:0] \$254 ;
   wire [16:0] \$255 ;
-  wire \$256 ;
+  wire [16:0] \$256 ;
   wire [15:0] \$257 ;
   wire [16:0] \$258 ;
   wire \$259 ;
   wire [16:0] \$26 ;
-  wire \$260 ;
-  wire \$261 ;
-  wire \$262 ;
-  wire \$263 ;
+  wire [16:0] \$260 ;
+  wire [16:0] \$261 ;
+  wire [15:0] \$262 ;
+  wire [16:0] \$263 ;
   wire \$264 ;
-  wire \$265 ;
-  wire \$266 ;
+  wire [16:0] \$265 ;
+  wire [16:0] \$266 ;
   wire [16:0] \$267 ;
   wire \$268 ;
-  wire [16:0] \$269 ;
+  wire [15:0] \$269 ;
   wire \$27 ;
   wire [16:0] \$270 ;
-  wire [17:0] \$271 ;
+  wire \$271 ;
   wire \$272 ;
   wire \$273 ;
   wire \$274 ;
-  wire [16:0] \$275 ;
-  wire [16:0] \$276 ;
-  wire [17:0] \$277 ;
-  wire [16:0] \$278 ;
-  wire \$279 ;
+  wire \$275 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire \$278 ;
+  wire [16:0] \$279 ;
   wire [16:0] \$28 ;
   wire \$280 ;
-  wire \$281 ;
-  wire \$282 ;
-  wire \$283 ;
+  wire [16:0] \$281 ;
+  wire [16:0] \$282 ;
+  wire [17:0] \$283 ;
   wire \$284 ;
   wire \$285 ;
   wire \$286 ;
-  wire \$287 ;
+  wire [16:0] \$287 ;
   wire [16:0] \$288 ;
-  wire \$289 ;
+  wire [17:0] \$289 ;
   wire \$29 ;
-  wire \$290 ;
+  wire [16:0] \$290 ;
   wire \$291 ;
   wire \$292 ;
-  wire [3:0] \$293 ;
-  wire [16:0] \$294 ;
+  wire \$293 ;
+  wire \$294 ;
   wire \$295 ;
-  reg [15:0] \$296 ;
-  reg [15:0] \$297 ;
-  reg [15:0] \$298 ;
-  reg [15:0] \$299 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire \$298 ;
+  wire \$299 ;
   wire \$3 ;
   wire \$30 ;
-  reg [15:0] \$300 ;
-  reg [15:0] \$301 ;
-  reg [15:0] \$302 ;
-  reg [1:0] \$303 ;
-  reg [15:0] \$304 ;
-  reg [15:0] \$305 ;
-  reg [15:0] \$306 ;
-  reg [15:0] \$307 ;
-  reg [1:0] \$308 ;
+  wire [16:0] \$300 ;
+  wire \$301 ;
+  wire \$302 ;
+  wire \$303 ;
+  wire \$304 ;
+  wire [3:0] \$305 ;
+  wire [16:0] \$306 ;
+  wire \$307 ;
+  reg [15:0] \$308 ;
   reg [15:0] \$309 ;
   wire [16:0] \$31 ;
   reg [15:0] \$310 ;
@@ -49222,19 +49566,33 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   reg [15:0] \$312 ;
   reg [15:0] \$313 ;
   reg [15:0] \$314 ;
-  reg [15:0] \$315 ;
+  reg [1:0] \$315 ;
   reg [15:0] \$316 ;
-  reg [1:0] \$317 ;
+  reg [15:0] \$317 ;
   reg [15:0] \$318 ;
   reg [15:0] \$319 ;
   wire \$32 ;
-  reg [15:0] \$320 ;
+  reg [1:0] \$320 ;
   reg [15:0] \$321 ;
   reg [15:0] \$322 ;
-  reg \$323 ;
-  reg [90:0] \$324 ;
-  reg [74:0] \$325 ;
+  reg [15:0] \$323 ;
+  reg [15:0] \$324 ;
+  reg [23:0] \$325 ;
+  reg [15:0] \$326 ;
+  reg [15:0] \$327 ;
+  reg [15:0] \$328 ;
+  reg [15:0] \$329 ;
   wire [15:0] \$33 ;
+  reg [15:0] \$330 ;
+  reg [1:0] \$331 ;
+  reg [15:0] \$332 ;
+  reg [15:0] \$333 ;
+  reg [15:0] \$334 ;
+  reg [15:0] \$335 ;
+  reg [15:0] \$336 ;
+  reg \$337 ;
+  reg [90:0] \$338 ;
+  reg [74:0] \$339 ;
   wire [16:0] \$34 ;
   wire \$35 ;
   wire \$36 ;
@@ -49347,8 +49705,8 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   wire \b.v ;
   input clk;
   wire clk;
-  input [261:0] desc;
-  wire [261:0] desc;
+  input [293:0] desc;
+  wire [293:0] desc;
   wire [5:0] \desc.affine_shift ;
   wire [15:0] \desc.height ;
   wire [15:0] \desc.in_channels ;
@@ -49372,6 +49730,8 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   wire [5:0] \desc.shift3 ;
   wire [31:0] \desc.threshold ;
   wire [7:0] \desc.timesteps ;
+  wire [15:0] \desc.w23_ring ;
+  wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
   wire [3:0] \desc.zero_halo ;
   wire e3_all_end;
@@ -49382,6 +49742,8 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   reg [15:0] e3_ck = 16'h0000;
   reg [15:0] e3_coff = 16'h0000;
   wire e3_copy;
+  reg [23:0] e3_cseq = 24'h000000;
+  reg [15:0] e3_cslot = 16'h0000;
   wire [15:0] e3_e;
   wire [15:0] e3_eoff;
   wire e3_final;
@@ -49468,9 +49830,10 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   reg run = 1'h0;
   input start;
   wire start;
-  output [276:0] step;
-  wire [276:0] step;
+  output [300:0] step;
+  wire [300:0] step;
   wire [15:0] \step.b ;
+  wire [23:0] \step.chunk ;
   wire \step.copy ;
   wire [15:0] \step.e ;
   wire [15:0] \step.eoff ;
@@ -49650,212 +50013,228 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   assign \$143  = e3_bg != \$142 ;
   assign \$144  = e3_bg + 1'h1;
   assign \$146  = e3_goff + \$145 ;
-  assign \$147  = geo[29:14] - 1'h1;
-  assign \$148  = e3_g != \$147 ;
-  assign \$149  = e3_g + 1'h1;
-  assign \$150  = e3_gbase + geo[144:129];
-  assign \$151  = e3_s + 1'h1;
-  assign \$152  = geo[29:14] - 1'h1;
-  assign \$153  = e3_jb == \$152 ;
-  assign \$154  = \$153  ? geo[32:30] : geo[10:8];
-  assign \$155  = \$154  - 1'h1;
-  assign \$156  = $signed({ 1'h0, e3_jl }) == $signed(\$155 );
-  assign \$157  = e3_ti == 2'h2;
-  assign \$158  = \$156  & \$157 ;
-  assign \$159  = e3_jb + 1'h1;
-  assign \$160  = \$158  ? \$159  : { 1'h0, e3_jb };
-  assign \$161  = geo[29:14] - 1'h1;
-  assign \$162  = e3_jb == \$161 ;
-  assign \$163  = \$162  ? geo[32:30] : geo[10:8];
-  assign \$164  = \$163  - 1'h1;
-  assign \$165  = $signed({ 1'h0, e3_jl }) == $signed(\$164 );
-  assign \$166  = e3_ti == 2'h2;
-  assign \$167  = e3_ti + 1'h1;
-  assign \$168  = \$166  ? 3'h0 : \$167 ;
-  assign \$169  = \$165  ? \$168  : { 1'h0, e3_ti };
-  assign \$170  = geo[29:14] - 1'h1;
-  assign \$171  = e3_jb == \$170 ;
-  assign \$172  = \$171  ? geo[32:30] : geo[10:8];
-  assign \$173  = \$172  - 1'h1;
-  assign \$174  = $signed({ 1'h0, e3_jl }) == $signed(\$173 );
-  assign \$175  = e3_jl + 1'h1;
-  assign \$176  = \$174  ? 17'h00000 : \$175 ;
-  assign \$177  = e3_sl + 1'h1;
-  assign \$178  = e3_seq + 1'h1;
-  assign \$179  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$180  = \$179  - 1'h1;
-  assign \$181  = e3_i == \$180 ;
-  assign \$182  = e3_o + 1'h1;
-  assign \$183  = e3_i + 1'h1;
-  assign \$184  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$147  = e3_cseq + 1'h1;
+  assign \$148  = desc[293:278] - 1'h1;
+  assign \$149  = e3_cslot == \$148 ;
+  assign \$150  = e3_cslot + 1'h1;
+  assign \$151  = \$149  ? 17'h00000 : \$150 ;
+  assign \$152  = | desc[293:278];
+  assign \$153  = desc[293:278] - 1'h1;
+  assign \$154  = e3_cslot == \$153 ;
+  assign \$155  = geo[29:14] - 1'h1;
+  assign \$156  = e3_g == \$155 ;
+  assign \$157  = \$152  ? \$154  : \$156 ;
+  assign \$158  = e3_gbase + geo[144:129];
+  assign \$159  = \$157  ? 17'h00000 : \$158 ;
+  assign \$160  = geo[29:14] - 1'h1;
+  assign \$161  = e3_g != \$160 ;
+  assign \$162  = e3_g + 1'h1;
+  assign \$163  = e3_s + 1'h1;
+  assign \$164  = geo[29:14] - 1'h1;
+  assign \$165  = e3_jb == \$164 ;
+  assign \$166  = \$165  ? geo[32:30] : geo[10:8];
+  assign \$167  = \$166  - 1'h1;
+  assign \$168  = $signed({ 1'h0, e3_jl }) == $signed(\$167 );
+  assign \$169  = e3_ti == 2'h2;
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = e3_jb + 1'h1;
+  assign \$172  = \$170  ? \$171  : { 1'h0, e3_jb };
+  assign \$173  = geo[29:14] - 1'h1;
+  assign \$174  = e3_jb == \$173 ;
+  assign \$175  = \$174  ? geo[32:30] : geo[10:8];
+  assign \$176  = \$175  - 1'h1;
+  assign \$177  = $signed({ 1'h0, e3_jl }) == $signed(\$176 );
+  assign \$178  = e3_ti == 2'h2;
+  assign \$179  = e3_ti + 1'h1;
+  assign \$180  = \$178  ? 3'h0 : \$179 ;
+  assign \$181  = \$177  ? \$180  : { 1'h0, e3_ti };
+  assign \$182  = geo[29:14] - 1'h1;
+  assign \$183  = e3_jb == \$182 ;
+  assign \$184  = \$183  ? geo[32:30] : geo[10:8];
   assign \$185  = \$184  - 1'h1;
-  assign \$186  = e3_i == \$185 ;
-  assign \$187  = e3_qm3 == 2'h2;
-  assign \$188  = e3_qm3 + 1'h1;
-  assign \$189  = \$187  ? 3'h0 : \$188 ;
-  assign \$190  = \$186  ? 3'h0 : \$189 ;
+  assign \$186  = $signed({ 1'h0, e3_jl }) == $signed(\$185 );
+  assign \$187  = e3_jl + 1'h1;
+  assign \$188  = \$186  ? 17'h00000 : \$187 ;
+  assign \$189  = e3_sl + 1'h1;
+  assign \$190  = e3_seq + 1'h1;
   assign \$191  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
   assign \$192  = \$191  - 1'h1;
   assign \$193  = e3_i == \$192 ;
-  assign \$194  = e3_qm3 == 2'h2;
-  assign \$195  = e3_qm3 + 1'h1;
-  assign \$196  = \$194  ? 3'h0 : \$195 ;
-  assign \$197  = \$193  ? \$196  : { 1'h0, e3_qm3 };
-  assign \$198  = desc[126] ? \$190  : \$197 ;
-  assign \$199  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$200  = \$199  - 1'h1;
-  assign \$201  = e3_i == \$200 ;
-  assign \$203  = \$202  + geo[64:49];
-  assign \$204  = \$201  ? \$203  : { 2'h0, geo[64:49] };
-  assign \$205  = e3_r1base + \$204 ;
-  assign \$206  = \$205  >= geo[422:407];
-  assign \$207  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$208  = \$207  - 1'h1;
-  assign \$209  = e3_i == \$208 ;
-  assign \$211  = \$210  + geo[64:49];
-  assign \$212  = \$209  ? \$211  : { 2'h0, geo[64:49] };
-  assign \$213  = e3_r1base + \$212 ;
-  assign \$214  = \$213  - geo[422:407];
-  assign \$215  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$216  = \$215  - 1'h1;
-  assign \$217  = e3_i == \$216 ;
-  assign \$219  = \$218  + geo[64:49];
-  assign \$220  = \$217  ? \$219  : { 2'h0, geo[64:49] };
-  assign \$221  = e3_r1base + \$220 ;
-  assign \$222  = \$206  ? \$214  : { 1'h0, \$221  };
-  assign \$223  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$224  = \$223  - 1'h1;
-  assign \$225  = e3_i == \$224 ;
-  assign \$226  = e3_trw + geo[64:49];
-  assign \$227  = \$225  ? \$226  : { 1'h0, e3_trw };
-  assign \$228  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$229  = \$228  - 1'h1;
-  assign \$230  = e3_i == \$229 ;
-  assign \$231  = e3_trw + geo[64:49];
-  assign \$232  = \$230  ? 17'h00000 : \$231 ;
-  assign \$233  = desc[126] ? \$227  : \$232 ;
-  assign \$234  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$235  = \$234  - 1'h1;
-  assign \$236  = e3_i == \$235 ;
-  assign \$237  = e3_tr4 + geo[80:65];
-  assign \$238  = \$236  ? \$237  : { 1'h0, e3_tr4 };
-  assign \$239  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$240  = \$239  - 1'h1;
-  assign \$241  = e3_i == \$240 ;
-  assign \$242  = e3_tr4 + geo[80:65];
-  assign \$243  = \$241  ? 17'h00000 : \$242 ;
-  assign \$244  = desc[126] ? \$238  : \$243 ;
-  assign \$245  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$246  = \$245  - 1'h1;
-  assign \$247  = e3_i == \$246 ;
-  assign \$248  = e3_tho + geo[192:177];
-  assign \$249  = \$247  ? \$248  : { 1'h0, e3_tho };
-  assign \$250  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$251  = \$250  - 1'h1;
-  assign \$252  = e3_i == \$251 ;
-  assign \$253  = e3_tho + geo[192:177];
-  assign \$254  = \$252  ? 17'h00000 : \$253 ;
-  assign \$255  = desc[126] ? \$249  : \$254 ;
-  assign \$256  = ~ desc[126];
+  assign \$194  = e3_o + 1'h1;
+  assign \$195  = e3_i + 1'h1;
+  assign \$196  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$197  = \$196  - 1'h1;
+  assign \$198  = e3_i == \$197 ;
+  assign \$199  = e3_qm3 == 2'h2;
+  assign \$200  = e3_qm3 + 1'h1;
+  assign \$201  = \$199  ? 3'h0 : \$200 ;
+  assign \$202  = \$198  ? 3'h0 : \$201 ;
+  assign \$203  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$204  = \$203  - 1'h1;
+  assign \$205  = e3_i == \$204 ;
+  assign \$206  = e3_qm3 == 2'h2;
+  assign \$207  = e3_qm3 + 1'h1;
+  assign \$208  = \$206  ? 3'h0 : \$207 ;
+  assign \$209  = \$205  ? \$208  : { 1'h0, e3_qm3 };
+  assign \$210  = desc[126] ? \$202  : \$209 ;
+  assign \$211  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$212  = \$211  - 1'h1;
+  assign \$213  = e3_i == \$212 ;
+  assign \$215  = \$214  + geo[64:49];
+  assign \$216  = \$213  ? \$215  : { 2'h0, geo[64:49] };
+  assign \$217  = e3_r1base + \$216 ;
+  assign \$218  = \$217  >= geo[422:407];
+  assign \$219  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$220  = \$219  - 1'h1;
+  assign \$221  = e3_i == \$220 ;
+  assign \$223  = \$222  + geo[64:49];
+  assign \$224  = \$221  ? \$223  : { 2'h0, geo[64:49] };
+  assign \$225  = e3_r1base + \$224 ;
+  assign \$226  = \$225  - geo[422:407];
+  assign \$227  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$228  = \$227  - 1'h1;
+  assign \$229  = e3_i == \$228 ;
+  assign \$231  = \$230  + geo[64:49];
+  assign \$232  = \$229  ? \$231  : { 2'h0, geo[64:49] };
+  assign \$233  = e3_r1base + \$232 ;
+  assign \$234  = \$218  ? \$226  : { 1'h0, \$233  };
+  assign \$235  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$236  = \$235  - 1'h1;
+  assign \$237  = e3_i == \$236 ;
+  assign \$238  = e3_trw + geo[64:49];
+  assign \$239  = \$237  ? \$238  : { 1'h0, e3_trw };
+  assign \$240  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$241  = \$240  - 1'h1;
+  assign \$242  = e3_i == \$241 ;
+  assign \$243  = e3_trw + geo[64:49];
+  assign \$244  = \$242  ? 17'h00000 : \$243 ;
+  assign \$245  = desc[126] ? \$239  : \$244 ;
+  assign \$246  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$247  = \$246  - 1'h1;
+  assign \$248  = e3_i == \$247 ;
+  assign \$249  = e3_tr4 + geo[80:65];
+  assign \$250  = \$248  ? \$249  : { 1'h0, e3_tr4 };
+  assign \$251  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$252  = \$251  - 1'h1;
+  assign \$253  = e3_i == \$252 ;
+  assign \$254  = e3_tr4 + geo[80:65];
+  assign \$255  = \$253  ? 17'h00000 : \$254 ;
+  assign \$256  = desc[126] ? \$250  : \$255 ;
   assign \$257  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
   assign \$258  = \$257  - 1'h1;
   assign \$259  = e3_i == \$258 ;
-  assign \$260  = \$256  & \$259 ;
-  assign \$261  = e3_q >= 2'h3;
-  assign \$262  = \$260  & \$261 ;
-  assign \$263  = ~ desc[206];
-  assign \$264  = ~ e3_q[0];
-  assign \$265  = \$263  | \$264 ;
-  assign \$266  = \$262  & \$265 ;
-  assign \$267  = e3_l4b + desc[87:80];
-  assign \$268  = ! e3_tap;
-  assign \$269  = \$52 [15:0] - 1'h1;
-  assign \$270  = \$52 [15:0] + 1'h1;
-  assign \$271  = \$268  ? { \$269 [16], \$269  } : { 1'h0, \$270  };
-  assign \$272  = ! \$271 ;
-  assign \$273  = \$272  & desc[210];
-  assign \$274  = ! e3_tap;
-  assign \$275  = \$52 [15:0] - 1'h1;
-  assign \$276  = \$52 [15:0] + 1'h1;
-  assign \$277  = \$274  ? { \$275 [16], \$275  } : { 1'h0, \$276  };
-  assign \$278  = geo[48:33] + 1'h1;
-  assign \$279  = \$277  == \$278 ;
-  assign \$280  = \$279  & desc[211];
-  assign \$281  = \$273  | \$280 ;
-  assign \$282  = | e3_ti;
-  assign \$283  = \$281  & \$282 ;
-  assign \$284  = | e3_ti;
-  assign \$285  = ! e3_tap;
-  assign \$286  = ! e3_q;
-  assign \$287  = \$286  & desc[208];
-  assign \$288  = desc[63:48] - 1'h1;
-  assign \$289  = e3_q == \$288 ;
-  assign \$290  = \$289  & desc[209];
-  assign \$291  = \$285  ? \$287  : \$290 ;
-  assign \$292  = \$284  & \$291 ;
-  assign \$293  = geo[13:11] - 1'h1;
-  assign \$294  = { 1'h0, e3_sl } & { \$293 [3], \$293 [3], \$293 [3], \$293 [3], \$293 [3], \$293 [3], \$293 [3], \$293 [3], \$293 [3], \$293 [3], \$293 [3], \$293 [3], \$293 [3], \$293  };
-  assign \$295  = ! desc[89:88];
+  assign \$260  = e3_tho + geo[192:177];
+  assign \$261  = \$259  ? \$260  : { 1'h0, e3_tho };
+  assign \$262  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$263  = \$262  - 1'h1;
+  assign \$264  = e3_i == \$263 ;
+  assign \$265  = e3_tho + geo[192:177];
+  assign \$266  = \$264  ? 17'h00000 : \$265 ;
+  assign \$267  = desc[126] ? \$261  : \$266 ;
+  assign \$268  = ~ desc[126];
+  assign \$269  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$270  = \$269  - 1'h1;
+  assign \$271  = e3_i == \$270 ;
+  assign \$272  = \$268  & \$271 ;
+  assign \$273  = e3_q >= 2'h3;
+  assign \$274  = \$272  & \$273 ;
+  assign \$275  = ~ desc[206];
+  assign \$276  = ~ e3_q[0];
+  assign \$277  = \$275  | \$276 ;
+  assign \$278  = \$274  & \$277 ;
+  assign \$279  = e3_l4b + desc[87:80];
+  assign \$280  = ! e3_tap;
+  assign \$281  = \$52 [15:0] - 1'h1;
+  assign \$282  = \$52 [15:0] + 1'h1;
+  assign \$283  = \$280  ? { \$281 [16], \$281  } : { 1'h0, \$282  };
+  assign \$284  = ! \$283 ;
+  assign \$285  = \$284  & desc[210];
+  assign \$286  = ! e3_tap;
+  assign \$287  = \$52 [15:0] - 1'h1;
+  assign \$288  = \$52 [15:0] + 1'h1;
+  assign \$289  = \$286  ? { \$287 [16], \$287  } : { 1'h0, \$288  };
+  assign \$290  = geo[48:33] + 1'h1;
+  assign \$291  = \$289  == \$290 ;
+  assign \$292  = \$291  & desc[211];
+  assign \$293  = \$285  | \$292 ;
+  assign \$294  = | e3_ti;
+  assign \$295  = \$293  & \$294 ;
+  assign \$296  = | e3_ti;
+  assign \$297  = ! e3_tap;
+  assign \$298  = ! e3_q;
+  assign \$299  = \$298  & desc[208];
+  assign \$300  = desc[63:48] - 1'h1;
+  assign \$301  = e3_q == \$300 ;
+  assign \$302  = \$301  & desc[209];
+  assign \$303  = \$297  ? \$299  : \$302 ;
+  assign \$304  = \$296  & \$303 ;
+  assign \$305  = geo[13:11] - 1'h1;
+  assign \$306  = { 1'h0, e3_sl } & { \$305 [3], \$305 [3], \$305 [3], \$305 [3], \$305 [3], \$305 [3], \$305 [3], \$305 [3], \$305 [3], \$305 [3], \$305 [3], \$305 [3], \$305 [3], \$305  };
+  assign \$307  = ! desc[89:88];
   always @(posedge clk)
-    e3_g <= \$296 ;
+    e3_g <= \$308 ;
   always @(posedge clk)
-    e3_bc <= \$297 ;
+    e3_bc <= \$309 ;
   always @(posedge clk)
-    e3_coff <= \$298 ;
+    e3_coff <= \$310 ;
   always @(posedge clk)
-    e3_s <= \$299 ;
+    e3_s <= \$311 ;
   always @(posedge clk)
-    e3_b <= \$300 ;
+    e3_b <= \$312 ;
   always @(posedge clk)
-    e3_boff <= \$301 ;
+    e3_boff <= \$313 ;
   always @(posedge clk)
-    e3_jb <= \$302 ;
+    e3_jb <= \$314 ;
   always @(posedge clk)
-    e3_ti <= \$303 ;
+    e3_ti <= \$315 ;
   always @(posedge clk)
-    e3_jl <= \$304 ;
+    e3_jl <= \$316 ;
   always @(posedge clk)
-    e3_sl <= \$305 ;
+    e3_sl <= \$317 ;
   always @(posedge clk)
-    e3_ck <= \$306 ;
+    e3_ck <= \$318 ;
   always @(posedge clk)
-    e3_jbs <= \$307 ;
+    e3_jbs <= \$319 ;
   always @(posedge clk)
-    e3_tis <= \$308 ;
+    e3_tis <= \$320 ;
   always @(posedge clk)
-    e3_jls <= \$309 ;
+    e3_jls <= \$321 ;
   always @(posedge clk)
-    e3_sls <= \$310 ;
+    e3_sls <= \$322 ;
   always @(posedge clk)
-    e3_bg <= \$311 ;
+    e3_bg <= \$323 ;
   always @(posedge clk)
-    e3_goff <= \$312 ;
+    e3_goff <= \$324 ;
   always @(posedge clk)
-    e3_gbase <= \$313 ;
+    e3_cseq <= \$325 ;
   always @(posedge clk)
-    e3_seq <= \$314 ;
+    e3_cslot <= \$326 ;
   always @(posedge clk)
-    e3_i <= \$315 ;
+    e3_gbase <= \$327 ;
   always @(posedge clk)
-    e3_o <= \$316 ;
+    e3_seq <= \$328 ;
   always @(posedge clk)
-    e3_qm3 <= \$317 ;
+    e3_i <= \$329 ;
   always @(posedge clk)
-    e3_r1base <= \$318 ;
+    e3_o <= \$330 ;
   always @(posedge clk)
-    e3_trw <= \$319 ;
+    e3_qm3 <= \$331 ;
   always @(posedge clk)
-    e3_tr4 <= \$320 ;
+    e3_r1base <= \$332 ;
   always @(posedge clk)
-    e3_tho <= \$321 ;
+    e3_trw <= \$333 ;
   always @(posedge clk)
-    e3_l4b <= \$322 ;
+    e3_tr4 <= \$334 ;
   always @(posedge clk)
-    run <= \$323 ;
+    e3_tho <= \$335 ;
   always @(posedge clk)
-    a <= \$324 ;
+    e3_l4b <= \$336 ;
   always @(posedge clk)
-    b <= \$325 ;
+    run <= \$337 ;
+  always @(posedge clk)
+    a <= \$338 ;
+  always @(posedge clk)
+    b <= \$339 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     e3_tap = 2'h0;
@@ -49870,10 +50249,10 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$296  = e3_g;
+    \$308  = e3_g;
     if (issue) begin
       if (e3_copy) begin
-        \$296  = \$69 [15:0];
+        \$308  = \$69 [15:0];
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$85 ) begin
@@ -49885,10 +50264,10 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
             if (\$143 ) begin
             end else begin
               (* full_case = 32'd1 *)
-              if (\$148 ) begin
-                \$296  = \$149 [15:0];
+              if (\$161 ) begin
+                \$308  = \$162 [15:0];
               end else begin
-                \$296  = 16'h0000;
+                \$308  = 16'h0000;
               end
             end
           end
@@ -49896,346 +50275,44 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
       end
     end
     if (start) begin
-      \$296  = 16'h0000;
+      \$308  = 16'h0000;
     end
     if (rst) begin
-      \$296  = 16'h0000;
+      \$308  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$297  = e3_bc;
+    \$309  = e3_bc;
     if (issue) begin
       if (e3_copy) begin
         if (\$71 ) begin
-          \$297  = \$75 [15:0];
+          \$309  = \$75 [15:0];
         end
       end
     end
     if (start) begin
-      \$297  = 16'h0000;
+      \$309  = 16'h0000;
     end
     if (rst) begin
-      \$297  = 16'h0000;
+      \$309  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$298  = e3_coff;
+    \$310  = e3_coff;
     if (issue) begin
       if (e3_copy) begin
         if (\$71 ) begin
-          \$298  = \$79 [15:0];
+          \$310  = \$79 [15:0];
         end
       end
       if (e3_row_end) begin
-        \$298  = geo[29:14];
+        \$310  = geo[29:14];
       end
     end
     if (start) begin
-      \$298  = geo[29:14];
-    end
-    if (rst) begin
-      \$298  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$299  = e3_s;
-    if (issue) begin
-      (* full_case = 32'd1 *)
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        \$299  = 16'h0000;
-      end else begin
-        \$299  = \$151 [15:0];
-      end
-    end
-    if (start) begin
-      \$299  = 16'h0000;
-    end
-    if (rst) begin
-      \$299  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$300  = e3_b;
-    if (issue) begin
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$300  = \$86 [15:0];
-        end else begin
-          \$300  = 16'h0000;
-        end
-      end
-    end
-    if (start) begin
-      \$300  = 16'h0000;
-    end
-    if (rst) begin
-      \$300  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$301  = e3_boff;
-    if (issue) begin
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$301  = \$87 [15:0];
-        end else begin
-          \$301  = 16'h0000;
-        end
-      end
-    end
-    if (start) begin
-      \$301  = 16'h0000;
-    end
-    if (rst) begin
-      \$301  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$302  = e3_jb;
-    if (issue) begin
-      (* full_case = 32'd1 *)
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$302  = e3_jbs;
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$302  = \$98 [15:0];
-          end else begin
-            \$302  = 16'h0000;
-          end
-        end
-      end else begin
-        \$302  = \$160 [15:0];
-      end
-    end
-    if (start) begin
-      \$302  = 16'h0000;
-    end
-    if (rst) begin
-      \$302  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$303  = e3_ti;
-    if (issue) begin
-      (* full_case = 32'd1 *)
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$303  = e3_tis;
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$303  = \$107 [1:0];
-          end else begin
-            \$303  = 2'h0;
-          end
-        end
-      end else begin
-        \$303  = \$169 [1:0];
-      end
-    end
-    if (start) begin
-      \$303  = 2'h0;
-    end
-    if (rst) begin
-      \$303  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$304  = e3_jl;
-    if (issue) begin
-      (* full_case = 32'd1 *)
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$304  = e3_jls;
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$304  = \$114 [15:0];
-          end else begin
-            \$304  = 16'h0000;
-          end
-        end
-      end else begin
-        \$304  = \$176 [15:0];
-      end
-    end
-    if (start) begin
-      \$304  = 16'h0000;
-    end
-    if (rst) begin
-      \$304  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$305  = e3_sl;
-    if (issue) begin
-      (* full_case = 32'd1 *)
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$305  = e3_sls;
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$305  = \$115 [15:0];
-          end else begin
-            \$305  = 16'h0000;
-          end
-        end
-      end else begin
-        \$305  = \$177 [15:0];
-      end
-    end
-    if (start) begin
-      \$305  = 16'h0000;
-    end
-    if (rst) begin
-      \$305  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$306  = e3_ck;
-    if (issue) begin
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$306  = \$89 [15:0];
-          end else begin
-            \$306  = 16'h0000;
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$306  = 16'h0000;
-    end
-    if (rst) begin
-      \$306  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$307  = e3_jbs;
-    if (issue) begin
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$307  = \$124 [15:0];
-          end else begin
-            \$307  = 16'h0000;
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$307  = 16'h0000;
-    end
-    if (rst) begin
-      \$307  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$308  = e3_tis;
-    if (issue) begin
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$308  = \$133 [1:0];
-          end else begin
-            \$308  = 2'h0;
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$308  = 2'h0;
-    end
-    if (rst) begin
-      \$308  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$309  = e3_jls;
-    if (issue) begin
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$309  = \$140 [15:0];
-          end else begin
-            \$309  = 16'h0000;
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$309  = 16'h0000;
-    end
-    if (rst) begin
-      \$309  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$310  = e3_sls;
-    if (issue) begin
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$310  = \$141 [15:0];
-          end else begin
-            \$310  = 16'h0000;
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$310  = 16'h0000;
+      \$310  = geo[29:14];
     end
     if (rst) begin
       \$310  = 16'h0000;
@@ -50243,24 +50320,14 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$311  = e3_bg;
+    \$311  = e3_s;
     if (issue) begin
+      (* full_case = 32'd1 *)
       if (e3_copy) begin
       end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$88 ) begin
-          end else begin
-            (* full_case = 32'd1 *)
-            if (\$143 ) begin
-              \$311  = \$144 [15:0];
-            end else begin
-              \$311  = 16'h0000;
-            end
-          end
-        end
+        \$311  = 16'h0000;
+      end else begin
+        \$311  = \$163 [15:0];
       end
     end
     if (start) begin
@@ -50272,28 +50339,20 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$312  = e3_goff;
+    \$312  = e3_b;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$85 ) begin
+          \$312  = \$86 [15:0];
         end else begin
-          (* full_case = 32'd1 *)
-          if (\$88 ) begin
-          end else begin
-            (* full_case = 32'd1 *)
-            if (\$143 ) begin
-              \$312  = \$146 [15:0];
-            end else begin
-              \$312  = geo[29:14];
-            end
-          end
+          \$312  = 16'h0000;
         end
       end
     end
     if (start) begin
-      \$312  = geo[29:14];
+      \$312  = 16'h0000;
     end
     if (rst) begin
       \$312  = 16'h0000;
@@ -50301,7 +50360,327 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$313  = e3_gbase;
+    \$313  = e3_boff;
+    if (issue) begin
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+          \$313  = \$87 [15:0];
+        end else begin
+          \$313  = 16'h0000;
+        end
+      end
+    end
+    if (start) begin
+      \$313  = 16'h0000;
+    end
+    if (rst) begin
+      \$313  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$314  = e3_jb;
+    if (issue) begin
+      (* full_case = 32'd1 *)
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+          \$314  = e3_jbs;
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+            \$314  = \$98 [15:0];
+          end else begin
+            \$314  = 16'h0000;
+          end
+        end
+      end else begin
+        \$314  = \$172 [15:0];
+      end
+    end
+    if (start) begin
+      \$314  = 16'h0000;
+    end
+    if (rst) begin
+      \$314  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$315  = e3_ti;
+    if (issue) begin
+      (* full_case = 32'd1 *)
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+          \$315  = e3_tis;
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+            \$315  = \$107 [1:0];
+          end else begin
+            \$315  = 2'h0;
+          end
+        end
+      end else begin
+        \$315  = \$181 [1:0];
+      end
+    end
+    if (start) begin
+      \$315  = 2'h0;
+    end
+    if (rst) begin
+      \$315  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$316  = e3_jl;
+    if (issue) begin
+      (* full_case = 32'd1 *)
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+          \$316  = e3_jls;
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+            \$316  = \$114 [15:0];
+          end else begin
+            \$316  = 16'h0000;
+          end
+        end
+      end else begin
+        \$316  = \$188 [15:0];
+      end
+    end
+    if (start) begin
+      \$316  = 16'h0000;
+    end
+    if (rst) begin
+      \$316  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$317  = e3_sl;
+    if (issue) begin
+      (* full_case = 32'd1 *)
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+          \$317  = e3_sls;
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+            \$317  = \$115 [15:0];
+          end else begin
+            \$317  = 16'h0000;
+          end
+        end
+      end else begin
+        \$317  = \$189 [15:0];
+      end
+    end
+    if (start) begin
+      \$317  = 16'h0000;
+    end
+    if (rst) begin
+      \$317  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$318  = e3_ck;
+    if (issue) begin
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+            \$318  = \$89 [15:0];
+          end else begin
+            \$318  = 16'h0000;
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$318  = 16'h0000;
+    end
+    if (rst) begin
+      \$318  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$319  = e3_jbs;
+    if (issue) begin
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+            \$319  = \$124 [15:0];
+          end else begin
+            \$319  = 16'h0000;
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$319  = 16'h0000;
+    end
+    if (rst) begin
+      \$319  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$320  = e3_tis;
+    if (issue) begin
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+            \$320  = \$133 [1:0];
+          end else begin
+            \$320  = 2'h0;
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$320  = 2'h0;
+    end
+    if (rst) begin
+      \$320  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$321  = e3_jls;
+    if (issue) begin
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+            \$321  = \$140 [15:0];
+          end else begin
+            \$321  = 16'h0000;
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$321  = 16'h0000;
+    end
+    if (rst) begin
+      \$321  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$322  = e3_sls;
+    if (issue) begin
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+            \$322  = \$141 [15:0];
+          end else begin
+            \$322  = 16'h0000;
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$322  = 16'h0000;
+    end
+    if (rst) begin
+      \$322  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$323  = e3_bg;
+    if (issue) begin
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$143 ) begin
+              \$323  = \$144 [15:0];
+            end else begin
+              \$323  = 16'h0000;
+            end
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$323  = 16'h0000;
+    end
+    if (rst) begin
+      \$323  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$324  = e3_goff;
+    if (issue) begin
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$143 ) begin
+              \$324  = \$146 [15:0];
+            end else begin
+              \$324  = geo[29:14];
+            end
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$324  = geo[29:14];
+    end
+    if (rst) begin
+      \$324  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$325  = e3_cseq;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -50314,229 +50693,280 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
             (* full_case = 32'd1 *)
             if (\$143 ) begin
             end else begin
-              (* full_case = 32'd1 *)
-              if (\$148 ) begin
-                \$313  = \$150 [15:0];
-              end else begin
-                \$313  = 16'h0000;
-              end
+              \$325  = \$147 [23:0];
             end
           end
         end
       end
     end
     if (start) begin
-      \$313  = 16'h0000;
+      \$325  = 24'h000000;
     end
     if (rst) begin
-      \$313  = 16'h0000;
+      \$325  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$314  = e3_seq;
+    \$326  = e3_cslot;
     if (issue) begin
-      if (e3_row_end) begin
-        \$314  = \$178 [15:0];
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$143 ) begin
+            end else begin
+              \$326  = \$151 [15:0];
+            end
+          end
+        end
       end
     end
     if (start) begin
-      \$314  = 16'h0000;
+      \$326  = 16'h0000;
     end
     if (rst) begin
-      \$314  = 16'h0000;
+      \$326  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$315  = e3_i;
+    \$327  = e3_gbase;
+    if (issue) begin
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$85 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$88 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$143 ) begin
+            end else begin
+              \$327  = \$159 [15:0];
+            end
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$327  = 16'h0000;
+    end
+    if (rst) begin
+      \$327  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$328  = e3_seq;
+    if (issue) begin
+      if (e3_row_end) begin
+        \$328  = \$190 [15:0];
+      end
+    end
+    if (start) begin
+      \$328  = 16'h0000;
+    end
+    if (rst) begin
+      \$328  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$329  = e3_i;
     if (issue) begin
       if (e3_row_end) begin
         (* full_case = 32'd1 *)
-        if (\$181 ) begin
-          \$315  = 16'h0000;
+        if (\$193 ) begin
+          \$329  = 16'h0000;
         end else begin
-          \$315  = \$183 [15:0];
+          \$329  = \$195 [15:0];
         end
       end
     end
     if (start) begin
-      \$315  = 16'h0000;
+      \$329  = 16'h0000;
     end
     if (rst) begin
-      \$315  = 16'h0000;
+      \$329  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$316  = e3_o;
+    \$330  = e3_o;
     if (issue) begin
       if (e3_row_end) begin
-        if (\$181 ) begin
-          \$316  = \$182 [15:0];
+        if (\$193 ) begin
+          \$330  = \$194 [15:0];
         end
       end
     end
     if (start) begin
-      \$316  = 16'h0000;
+      \$330  = 16'h0000;
     end
     if (rst) begin
-      \$316  = 16'h0000;
+      \$330  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$317  = e3_qm3;
+    \$331  = e3_qm3;
     if (issue) begin
       if (e3_row_end) begin
-        \$317  = \$198 [1:0];
+        \$331  = \$210 [1:0];
       end
     end
     if (start) begin
-      \$317  = 2'h0;
+      \$331  = 2'h0;
     end
     if (rst) begin
-      \$317  = 2'h0;
+      \$331  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$318  = e3_r1base;
+    \$332  = e3_r1base;
     if (issue) begin
       if (e3_row_end) begin
-        \$318  = \$222 [15:0];
+        \$332  = \$234 [15:0];
       end
     end
     if (start) begin
-      \$318  = 16'h0000;
+      \$332  = 16'h0000;
     end
     if (rst) begin
-      \$318  = 16'h0000;
+      \$332  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$319  = e3_trw;
+    \$333  = e3_trw;
     if (issue) begin
       if (e3_row_end) begin
-        \$319  = \$233 [15:0];
+        \$333  = \$245 [15:0];
       end
     end
     if (start) begin
-      \$319  = 16'h0000;
+      \$333  = 16'h0000;
     end
     if (rst) begin
-      \$319  = 16'h0000;
+      \$333  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$320  = e3_tr4;
+    \$334  = e3_tr4;
     if (issue) begin
       if (e3_row_end) begin
-        \$320  = \$244 [15:0];
+        \$334  = \$256 [15:0];
       end
     end
     if (start) begin
-      \$320  = 16'h0000;
+      \$334  = 16'h0000;
     end
     if (rst) begin
-      \$320  = 16'h0000;
+      \$334  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$321  = e3_tho;
+    \$335  = e3_tho;
     if (issue) begin
       if (e3_row_end) begin
-        \$321  = \$255 [15:0];
+        \$335  = \$267 [15:0];
       end
     end
     if (start) begin
-      \$321  = 16'h0000;
+      \$335  = 16'h0000;
     end
     if (rst) begin
-      \$321  = 16'h0000;
+      \$335  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$322  = e3_l4b;
+    \$336  = e3_l4b;
     if (issue) begin
       if (e3_row_end) begin
-        if (\$266 ) begin
-          \$322  = \$267 [15:0];
+        if (\$278 ) begin
+          \$336  = \$279 [15:0];
         end
       end
     end
     if (start) begin
-      \$322  = 16'h0000;
+      \$336  = 16'h0000;
     end
     if (rst) begin
-      \$322  = 16'h0000;
+      \$336  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$323  = run;
+    \$337  = run;
     if (issue) begin
       if (e3_row_end) begin
         if (e3_all_end) begin
-          \$323  = 1'h0;
+          \$337  = 1'h0;
         end
       end
     end
     if (start) begin
-      \$323  = \$295 ;
+      \$337  = \$307 ;
     end
     if (rst) begin
-      \$323  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$324 [0] = issue;
-    \$324 [1] = e3_copy;
-    \$324 [2] = e3_s_first;
-    \$324 [3] = e3_from_psum;
-    \$324 [4] = e3_spad_rd;
-    \$324 [5] = e3_spad_wr;
-    \$324 [6] = e3_final;
-    \$324 [7] = e3_psum_out;
-    \$324 [8] = e3_row_end;
-    \$324 [9] = \$283 ;
-    \$324 [10] = \$292 ;
-    \$324 [14:11] = e3_s[3:0];
-    \$324 [17:15] = e3_b[2:0];
-    \$324 [19:18] = e3_jl[1:0];
-    \$324 [21:20] = \$294 [1:0];
-    \$324 [37:22] = \$52 [15:0];
-    \$324 [85:70] = e3_g;
-    \$324 [53:38] = \$54 [15:0];
-    \$324 [69:54] = e3_tr4;
-    \$324 [87:86] = e3_ti;
-    \$324 [88] = e3_seq[0];
-    \$324 [90:89] = e3_qm3;
-    if (rst) begin
-      \$324  = 91'h00000000000000000000000;
+      \$337  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$325 [0] = a[0];
-    \$325 [1] = a[1];
-    \$325 [2] = a[6];
-    \$325 [3] = a[7];
-    \$325 [4] = a[8];
-    \$325 [7:5] = a[17:15];
-    \$325 [23:8] = a[37:22];
-    \$325 [39:24] = a[53:38];
-    \$325 [55:40] = a[69:54];
-    \$325 [71:56] = a[85:70];
-    \$325 [72] = a[88];
-    \$325 [74:73] = a[90:89];
+    \$338 [0] = issue;
+    \$338 [1] = e3_copy;
+    \$338 [2] = e3_s_first;
+    \$338 [3] = e3_from_psum;
+    \$338 [4] = e3_spad_rd;
+    \$338 [5] = e3_spad_wr;
+    \$338 [6] = e3_final;
+    \$338 [7] = e3_psum_out;
+    \$338 [8] = e3_row_end;
+    \$338 [9] = \$295 ;
+    \$338 [10] = \$304 ;
+    \$338 [14:11] = e3_s[3:0];
+    \$338 [17:15] = e3_b[2:0];
+    \$338 [19:18] = e3_jl[1:0];
+    \$338 [21:20] = \$306 [1:0];
+    \$338 [37:22] = \$52 [15:0];
+    \$338 [85:70] = e3_g;
+    \$338 [53:38] = \$54 [15:0];
+    \$338 [69:54] = e3_tr4;
+    \$338 [87:86] = e3_ti;
+    \$338 [88] = e3_seq[0];
+    \$338 [90:89] = e3_qm3;
     if (rst) begin
-      \$325  = 75'h0000000000000000000;
+      \$338  = 91'h00000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$339 [0] = a[0];
+    \$339 [1] = a[1];
+    \$339 [2] = a[6];
+    \$339 [3] = a[7];
+    \$339 [4] = a[8];
+    \$339 [7:5] = a[17:15];
+    \$339 [23:8] = a[37:22];
+    \$339 [39:24] = a[53:38];
+    \$339 [55:40] = a[69:54];
+    \$339 [71:56] = a[85:70];
+    \$339 [72] = a[88];
+    \$339 [74:73] = a[90:89];
+    if (rst) begin
+      \$339  = 75'h0000000000000000000;
     end
   end
   assign e3_t = \$1 [7:0];
@@ -50567,6 +50997,8 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   assign \desc.res_ring_rows  = desc[243:228];
   assign \desc.out_ring_rows  = desc[259:244];
   assign \desc.pass  = desc[261:260];
+  assign \desc.w4_ring  = desc[277:262];
+  assign \desc.w23_ring  = desc[293:278];
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -50632,6 +51064,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   assign \step.spad_rd  = step[274];
   assign \step.from_psum  = step[275];
   assign \step.row_end  = step[276];
+  assign \step.chunk  = step[300:277];
   assign \a.v  = a[0];
   assign \a.copy  = a[1];
   assign \a.first  = a[2];
@@ -50669,6 +51102,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   assign step[276] = e3_row_end;
   assign step[275] = e3_from_psum;
   assign step[274] = e3_spad_rd;
+  assign step[300:277] = e3_cseq;
   assign step[273] = \$65 ;
   assign step[272] = \$60 ;
   assign step[271] = \$56 ;
@@ -50700,130 +51134,130 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   assign \$52  = \$51 ;
   assign \$54  = \$53 ;
   assign \$145  = { geo[29:14], 3'h0 };
-  assign \$202  = { geo[64:49], 1'h0 };
-  assign \$210  = { geo[64:49], 1'h0 };
-  assign \$218  = { geo[64:49], 1'h0 };
+  assign \$214  = { geo[64:49], 1'h0 };
+  assign \$222  = { geo[64:49], 1'h0 };
+  assign \$230  = { geo[64:49], 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, busy, weights, affine__data, line4__data, residual__data, membrane_in__data
-, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$20878$0 , \port$20888$0 , \port$20898$0 , \port$20908$0 , \port$21865$24 , desc, clk);
+module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, busy, weights, affine__data, line4__data, residual__data
+, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$21066$0 , \port$21076$0 , \port$21086$0 , \port$21096$0 , \port$22053$24 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
   wire [16:0] \$100 ;
   wire \$101 ;
   wire \$102 ;
-  wire [2:0] \$103 ;
-  wire [3:0] \$104 ;
-  wire \$105 ;
-  wire \$106 ;
+  wire \$103 ;
+  wire [2:0] \$104 ;
+  wire [2:0] \$105 ;
+  wire [2:0] \$106 ;
   wire \$107 ;
-  wire [16:0] \$108 ;
-  wire [16:0] \$109 ;
+  wire \$108 ;
+  wire \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
+  wire [2:0] \$110 ;
+  wire [2:0] \$111 ;
   wire [2:0] \$112 ;
-  wire [3:0] \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire [16:0] \$118 ;
-  wire [16:0] \$119 ;
+  wire \$113 ;
+  wire [16:0] \$114 ;
+  wire [16:0] \$115 ;
+  wire [16:0] \$116 ;
+  wire [17:0] \$117 ;
+  wire [18:0] \$118 ;
+  wire \$119 ;
   wire \$12 ;
   wire \$120 ;
   wire \$121 ;
-  wire [2:0] \$122 ;
-  wire [3:0] \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire [2:0] \$127 ;
+  wire [15:0] \$122 ;
+  wire [19:0] \$123 ;
+  wire [15:0] \$124 ;
+  wire [20:0] \$125 ;
+  wire [16:0] \$126 ;
+  wire [16:0] \$127 ;
   wire \$128 ;
   wire \$129 ;
   wire [24:0] \$13 ;
-  wire \$130 ;
-  wire \$131 ;
+  wire [2:0] \$130 ;
+  wire [3:0] \$131 ;
   wire \$132 ;
   wire \$133 ;
-  wire \$134 ;
-  wire [16:0] \$135 ;
-  wire [16:0] \$136 ;
+  wire [16:0] \$134 ;
+  wire \$135 ;
+  wire \$136 ;
   wire [2:0] \$137 ;
-  wire [1:0] \$138 ;
-  wire [2:0] \$139 ;
+  wire [3:0] \$138 ;
+  wire \$139 ;
   wire \$14 ;
-  wire [3:0] \$140 ;
-  wire [4:0] \$141 ;
-  wire [4:0] \$142 ;
-  wire \$143 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire [16:0] \$142 ;
+  wire [16:0] \$143 ;
   wire \$144 ;
   wire \$145 ;
-  wire \$146 ;
-  wire [16:0] \$147 ;
+  wire [2:0] \$146 ;
+  wire [3:0] \$147 ;
   wire \$148 ;
-  wire [16:0] \$149 ;
+  wire \$149 ;
   wire \$15 ;
-  wire [16:0] \$150 ;
-  wire [16:0] \$151 ;
-  wire \$152 ;
-  wire \$153 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire [16:0] \$152 ;
+  wire [16:0] \$153 ;
   wire \$154 ;
-  wire [2:0] \$155 ;
-  wire [3:0] \$156 ;
-  wire \$157 ;
-  wire [2:0] \$158 ;
-  wire [2:0] \$159 ;
+  wire \$155 ;
+  wire [2:0] \$156 ;
+  wire [3:0] \$157 ;
+  wire \$158 ;
+  wire \$159 ;
   wire \$16 ;
-  wire [16:0] \$160 ;
-  wire \$161 ;
+  wire \$160 ;
+  wire [2:0] \$161 ;
   wire \$162 ;
-  wire [2:0] \$163 ;
-  wire [3:0] \$164 ;
+  wire \$163 ;
+  wire \$164 ;
   wire \$165 ;
   wire \$166 ;
   wire \$167 ;
-  wire [16:0] \$168 ;
-  wire \$169 ;
+  wire \$168 ;
+  wire [16:0] \$169 ;
   wire \$17 ;
   wire [16:0] \$170 ;
-  wire [16:0] \$171 ;
-  wire [16:0] \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire [2:0] \$175 ;
-  wire [3:0] \$176 ;
+  wire [2:0] \$171 ;
+  wire [1:0] \$172 ;
+  wire [2:0] \$173 ;
+  wire [3:0] \$174 ;
+  wire [4:0] \$175 ;
+  wire [4:0] \$176 ;
   wire \$177 ;
   wire \$178 ;
-  wire [16:0] \$179 ;
+  wire \$179 ;
   wire \$18 ;
   wire \$180 ;
-  wire \$181 ;
+  wire [16:0] \$181 ;
   wire \$182 ;
   wire [16:0] \$183 ;
-  wire \$184 ;
+  wire [16:0] \$184 ;
   wire [16:0] \$185 ;
-  wire [16:0] \$186 ;
-  wire [16:0] \$187 ;
+  wire \$186 ;
+  wire \$187 ;
   wire \$188 ;
-  wire \$189 ;
+  wire [2:0] \$189 ;
   wire \$19 ;
-  wire [2:0] \$190 ;
-  wire [3:0] \$191 ;
-  wire \$192 ;
-  wire \$193 ;
+  wire [3:0] \$190 ;
+  wire \$191 ;
+  wire [2:0] \$192 ;
+  wire [2:0] \$193 ;
   wire [16:0] \$194 ;
   wire \$195 ;
   wire \$196 ;
-  wire [16:0] \$197 ;
-  wire \$198 ;
+  wire [2:0] \$197 ;
+  wire [3:0] \$198 ;
   wire \$199 ;
   wire [16:0] \$2 ;
   wire [24:0] \$20 ;
   wire \$200 ;
-  wire [15:0] \$201 ;
+  wire \$201 ;
   wire [16:0] \$202 ;
   wire \$203 ;
   wire [16:0] \$204 ;
@@ -50839,55 +51273,55 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   wire [16:0] \$213 ;
   wire \$214 ;
   wire \$215 ;
-  wire [16:0] \$216 ;
-  wire \$217 ;
+  wire \$216 ;
+  wire [16:0] \$217 ;
   wire \$218 ;
-  wire [15:0] \$219 ;
+  wire [16:0] \$219 ;
   wire \$22 ;
   wire [16:0] \$220 ;
-  wire \$221 ;
+  wire [16:0] \$221 ;
   wire \$222 ;
   wire \$223 ;
-  wire [15:0] \$224 ;
-  wire [16:0] \$225 ;
+  wire [2:0] \$224 ;
+  wire [3:0] \$225 ;
   wire \$226 ;
-  wire [16:0] \$227 ;
+  wire \$227 ;
   wire [16:0] \$228 ;
-  wire [16:0] \$229 ;
-  wire [16:0] \$23 ;
+  wire \$229 ;
+  wire \$23 ;
   wire \$230 ;
-  wire \$231 ;
-  wire [2:0] \$232 ;
-  wire [3:0] \$233 ;
+  wire [16:0] \$231 ;
+  wire \$232 ;
+  wire \$233 ;
   wire \$234 ;
-  wire \$235 ;
+  wire [15:0] \$235 ;
   wire [16:0] \$236 ;
   wire \$237 ;
-  wire \$238 ;
-  wire [2:0] \$239 ;
-  wire [17:0] \$24 ;
-  wire [3:0] \$240 ;
+  wire [16:0] \$238 ;
+  wire [16:0] \$239 ;
+  wire \$24 ;
+  wire [16:0] \$240 ;
   wire \$241 ;
   wire \$242 ;
-  wire [16:0] \$243 ;
-  wire \$244 ;
+  wire [2:0] \$243 ;
+  wire [3:0] \$244 ;
   wire \$245 ;
-  wire [16:0] \$246 ;
+  wire \$246 ;
   wire [16:0] \$247 ;
-  wire [16:0] \$248 ;
+  wire \$248 ;
   wire \$249 ;
-  wire [1:0] \$25 ;
-  wire \$250 ;
-  wire [2:0] \$251 ;
-  wire [3:0] \$252 ;
-  wire \$253 ;
-  wire \$254 ;
-  wire [16:0] \$255 ;
+  wire \$25 ;
+  wire [16:0] \$250 ;
+  wire \$251 ;
+  wire \$252 ;
+  wire [15:0] \$253 ;
+  wire [16:0] \$254 ;
+  wire \$255 ;
   wire \$256 ;
   wire \$257 ;
-  wire [16:0] \$258 ;
-  wire \$259 ;
-  wire [18:0] \$26 ;
+  wire [15:0] \$258 ;
+  wire [16:0] \$259 ;
+  wire \$26 ;
   wire \$260 ;
   wire [16:0] \$261 ;
   wire [16:0] \$262 ;
@@ -50898,501 +51332,559 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   wire [3:0] \$267 ;
   wire \$268 ;
   wire \$269 ;
-  wire [16:0] \$27 ;
+  wire \$27 ;
   wire [16:0] \$270 ;
   wire \$271 ;
   wire \$272 ;
-  wire [16:0] \$273 ;
-  wire \$274 ;
+  wire [2:0] \$273 ;
+  wire [3:0] \$274 ;
   wire \$275 ;
-  wire [2:0] \$276 ;
-  wire [3:0] \$277 ;
+  wire \$276 ;
+  wire [16:0] \$277 ;
   wire \$278 ;
   wire \$279 ;
-  wire [17:0] \$28 ;
+  wire [16:0] \$28 ;
   wire [16:0] \$280 ;
   wire \$281 ;
   wire \$282 ;
-  wire [16:0] \$283 ;
-  wire \$284 ;
+  wire [2:0] \$283 ;
+  wire [3:0] \$284 ;
   wire \$285 ;
-  wire [16:0] \$286 ;
-  wire [1:0] \$287 ;
-  wire [17:0] \$288 ;
-  wire [17:0] \$289 ;
-  wire [18:0] \$29 ;
+  wire \$286 ;
+  wire [16:0] \$287 ;
+  wire \$288 ;
+  wire \$289 ;
+  wire [17:0] \$29 ;
   wire [16:0] \$290 ;
-  wire [16:0] \$291 ;
-  wire [18:0] \$292 ;
-  wire \$293 ;
+  wire \$291 ;
+  wire \$292 ;
+  wire [16:0] \$293 ;
   wire [16:0] \$294 ;
-  wire [1:0] \$295 ;
-  wire [17:0] \$296 ;
-  wire [17:0] \$297 ;
-  wire [16:0] \$298 ;
-  wire [16:0] \$299 ;
+  wire [16:0] \$295 ;
+  wire [16:0] \$296 ;
+  wire [16:0] \$297 ;
+  wire \$298 ;
+  wire \$299 ;
   wire [17:0] \$3 ;
-  wire \$30 ;
-  wire [18:0] \$300 ;
-  wire \$301 ;
-  wire [16:0] \$302 ;
-  wire [16:0] \$303 ;
+  wire [1:0] \$30 ;
+  wire [2:0] \$300 ;
+  wire [3:0] \$301 ;
+  wire \$302 ;
+  wire \$303 ;
   wire [16:0] \$304 ;
-  wire [17:0] \$305 ;
-  wire [17:0] \$306 ;
+  wire \$305 ;
+  wire \$306 ;
   wire [16:0] \$307 ;
-  wire \$308 ;
-  wire \$309 ;
-  wire \$31 ;
-  wire [2:0] \$310 ;
-  wire [3:0] \$311 ;
-  wire \$312 ;
-  wire \$313 ;
-  wire [16:0] \$314 ;
-  wire \$315 ;
-  wire \$316 ;
-  wire [16:0] \$317 ;
-  wire \$318 ;
-  wire \$319 ;
-  wire \$32 ;
-  wire [24:0] \$320 ;
-  wire [16:0] \$321 ;
-  wire [16:0] \$322 ;
-  wire \$323 ;
+  wire [1:0] \$308 ;
+  wire [17:0] \$309 ;
+  wire [18:0] \$31 ;
+  wire [17:0] \$310 ;
+  wire [16:0] \$311 ;
+  wire [16:0] \$312 ;
+  wire [18:0] \$313 ;
+  wire \$314 ;
+  wire [16:0] \$315 ;
+  wire [1:0] \$316 ;
+  wire [17:0] \$317 ;
+  wire [17:0] \$318 ;
+  wire [16:0] \$319 ;
+  wire [16:0] \$32 ;
+  wire [16:0] \$320 ;
+  wire [18:0] \$321 ;
+  wire \$322 ;
+  wire [16:0] \$323 ;
   wire [16:0] \$324 ;
   wire [16:0] \$325 ;
-  wire [16:0] \$326 ;
-  wire \$327 ;
+  wire [17:0] \$326 ;
+  wire [17:0] \$327 ;
   wire [16:0] \$328 ;
-  wire [16:0] \$329 ;
-  wire [24:0] \$33 ;
-  wire [16:0] \$330 ;
-  wire \$331 ;
-  wire [16:0] \$332 ;
-  wire [16:0] \$333 ;
-  wire [16:0] \$334 ;
-  wire \$335 ;
-  wire [16:0] \$336 ;
-  wire [16:0] \$337 ;
-  wire [16:0] \$338 ;
-  wire \$339 ;
-  wire \$34 ;
+  wire \$329 ;
+  wire [17:0] \$33 ;
+  wire \$330 ;
+  wire [2:0] \$331 ;
+  wire [3:0] \$332 ;
+  wire \$333 ;
+  wire \$334 ;
+  wire [16:0] \$335 ;
+  wire \$336 ;
+  wire \$337 ;
+  wire [24:0] \$338 ;
+  wire [16:0] \$339 ;
+  wire [18:0] \$34 ;
   wire \$340 ;
-  wire [2:0] \$341 ;
-  wire [3:0] \$342 ;
+  wire [16:0] \$341 ;
+  wire [16:0] \$342 ;
   wire \$343 ;
-  wire \$344 ;
-  wire [16:0] \$345 ;
-  wire \$346 ;
+  wire [16:0] \$344 ;
+  wire \$345 ;
+  wire [16:0] \$346 ;
   wire \$347 ;
-  wire [16:0] \$348 ;
-  wire \$349 ;
+  wire \$348 ;
+  wire [2:0] \$349 ;
   wire \$35 ;
-  wire \$350 ;
-  wire [15:0] \$351 ;
-  wire [16:0] \$352 ;
-  wire \$353 ;
+  wire [3:0] \$350 ;
+  wire \$351 ;
+  wire \$352 ;
+  wire [16:0] \$353 ;
   wire \$354 ;
-  wire [16:0] \$355 ;
+  wire \$355 ;
   wire [16:0] \$356 ;
-  wire [16:0] \$357 ;
+  wire \$357 ;
   wire \$358 ;
   wire \$359 ;
   wire \$36 ;
-  wire [2:0] \$360 ;
-  wire [3:0] \$361 ;
-  wire \$362 ;
+  wire [16:0] \$360 ;
+  wire [16:0] \$361 ;
+  wire [16:0] \$362 ;
   wire \$363 ;
-  wire [16:0] \$364 ;
-  wire \$365 ;
-  wire \$366 ;
-  wire [16:0] \$367 ;
+  wire \$364 ;
+  wire [2:0] \$365 ;
+  wire [3:0] \$366 ;
+  wire \$367 ;
   wire \$368 ;
-  wire \$369 ;
+  wire [16:0] \$369 ;
   wire \$37 ;
-  wire [15:0] \$370 ;
-  wire [16:0] \$371 ;
-  wire \$372 ;
+  wire \$370 ;
+  wire \$371 ;
+  wire [16:0] \$372 ;
   wire \$373 ;
-  wire [16:0] \$374 ;
-  wire [16:0] \$375 ;
+  wire \$374 ;
+  wire [24:0] \$375 ;
   wire [16:0] \$376 ;
   wire [16:0] \$377 ;
   wire \$378 ;
-  wire \$379 ;
-  wire \$38 ;
-  wire [2:0] \$380 ;
-  wire [3:0] \$381 ;
+  wire [16:0] \$379 ;
+  wire [24:0] \$38 ;
+  wire [16:0] \$380 ;
+  wire [16:0] \$381 ;
   wire \$382 ;
-  wire \$383 ;
+  wire [16:0] \$383 ;
   wire [16:0] \$384 ;
-  wire \$385 ;
+  wire [16:0] \$385 ;
   wire \$386 ;
   wire [16:0] \$387 ;
-  wire \$388 ;
-  wire \$389 ;
-  wire [16:0] \$39 ;
-  wire [15:0] \$390 ;
+  wire [16:0] \$388 ;
+  wire [16:0] \$389 ;
+  wire \$39 ;
+  wire \$390 ;
   wire [16:0] \$391 ;
-  wire \$392 ;
-  wire \$393 ;
+  wire [16:0] \$392 ;
+  wire [16:0] \$393 ;
   wire \$394 ;
-  wire [16:0] \$395 ;
-  wire \$396 ;
-  wire [16:0] \$397 ;
+  wire \$395 ;
+  wire [2:0] \$396 ;
+  wire [3:0] \$397 ;
   wire \$398 ;
   wire \$399 ;
   wire [1:0] \$4 ;
-  wire [17:0] \$40 ;
-  wire [2:0] \$400 ;
-  wire [3:0] \$401 ;
+  wire \$40 ;
+  wire [16:0] \$400 ;
+  wire \$401 ;
   wire \$402 ;
-  wire \$403 ;
-  wire [16:0] \$404 ;
+  wire [16:0] \$403 ;
+  wire \$404 ;
   wire \$405 ;
-  wire \$406 ;
+  wire [15:0] \$406 ;
   wire [16:0] \$407 ;
   wire \$408 ;
   wire \$409 ;
-  wire [1:0] \$41 ;
-  wire [15:0] \$410 ;
+  wire \$41 ;
+  wire [16:0] \$410 ;
   wire [16:0] \$411 ;
-  wire \$412 ;
+  wire [16:0] \$412 ;
   wire \$413 ;
   wire \$414 ;
-  wire [8:0] \$415 ;
-  wire [8:0] \$416 ;
-  wire [16:0] \$417 ;
-  wire [24:0] \$418 ;
+  wire [2:0] \$415 ;
+  wire [3:0] \$416 ;
+  wire \$417 ;
+  wire \$418 ;
   wire [16:0] \$419 ;
-  wire [18:0] \$42 ;
+  wire \$42 ;
   wire \$420 ;
-  wire [16:0] \$421 ;
+  wire \$421 ;
   wire [16:0] \$422 ;
-  wire [16:0] \$423 ;
+  wire \$423 ;
   wire \$424 ;
-  wire [16:0] \$425 ;
+  wire [15:0] \$425 ;
   wire [16:0] \$426 ;
-  wire [16:0] \$427 ;
+  wire \$427 ;
   wire \$428 ;
-  wire \$429 ;
-  wire [16:0] \$43 ;
-  wire [2:0] \$430 ;
-  wire [3:0] \$431 ;
-  wire \$432 ;
+  wire [16:0] \$429 ;
+  wire \$43 ;
+  wire [16:0] \$430 ;
+  wire [16:0] \$431 ;
+  wire [16:0] \$432 ;
   wire \$433 ;
-  wire [16:0] \$434 ;
-  wire \$435 ;
-  wire \$436 ;
-  wire [16:0] \$437 ;
+  wire \$434 ;
+  wire [2:0] \$435 ;
+  wire [3:0] \$436 ;
+  wire \$437 ;
   wire \$438 ;
-  wire \$439 ;
-  wire [17:0] \$44 ;
-  wire [15:0] \$440 ;
-  wire [16:0] \$441 ;
-  wire \$442 ;
+  wire [16:0] \$439 ;
+  wire [16:0] \$44 ;
+  wire \$440 ;
+  wire \$441 ;
+  wire [16:0] \$442 ;
   wire \$443 ;
   wire \$444 ;
-  wire [16:0] \$445 ;
-  wire \$446 ;
+  wire [15:0] \$445 ;
+  wire [16:0] \$446 ;
   wire \$447 ;
-  wire [2:0] \$448 ;
-  wire [3:0] \$449 ;
-  wire [18:0] \$45 ;
-  wire \$450 ;
+  wire \$448 ;
+  wire \$449 ;
+  wire [17:0] \$45 ;
+  wire [16:0] \$450 ;
   wire \$451 ;
   wire [16:0] \$452 ;
   wire \$453 ;
   wire \$454 ;
-  wire [16:0] \$455 ;
-  wire \$456 ;
+  wire [2:0] \$455 ;
+  wire [3:0] \$456 ;
   wire \$457 ;
-  wire [15:0] \$458 ;
+  wire \$458 ;
   wire [16:0] \$459 ;
-  wire \$46 ;
+  wire [1:0] \$46 ;
   wire \$460 ;
   wire \$461 ;
   wire [16:0] \$462 ;
   wire \$463 ;
   wire \$464 ;
-  wire [2:0] \$465 ;
-  wire [3:0] \$466 ;
+  wire [15:0] \$465 ;
+  wire [16:0] \$466 ;
   wire \$467 ;
   wire \$468 ;
-  wire [16:0] \$469 ;
-  wire \$47 ;
-  wire \$470 ;
-  wire \$471 ;
+  wire \$469 ;
+  wire [18:0] \$47 ;
+  wire [8:0] \$470 ;
+  wire [8:0] \$471 ;
   wire [16:0] \$472 ;
-  wire \$473 ;
-  wire \$474 ;
-  wire [15:0] \$475 ;
+  wire [24:0] \$473 ;
+  wire [16:0] \$474 ;
+  wire \$475 ;
   wire [16:0] \$476 ;
-  wire \$477 ;
-  wire \$478 ;
-  wire [15:0] \$479 ;
-  wire \$48 ;
+  wire [16:0] \$477 ;
+  wire [16:0] \$478 ;
+  wire \$479 ;
+  wire [16:0] \$48 ;
   wire [16:0] \$480 ;
-  wire \$481 ;
-  wire \$482 ;
+  wire [16:0] \$481 ;
+  wire [16:0] \$482 ;
   wire \$483 ;
   wire \$484 ;
   wire [2:0] \$485 ;
-  wire [2:0] \$486 ;
+  wire [3:0] \$486 ;
   wire \$487 ;
   wire \$488 ;
-  wire [2:0] \$489 ;
-  wire \$49 ;
-  wire [2:0] \$490 ;
-  wire [3:0] \$491 ;
-  wire [3:0] \$492 ;
+  wire [16:0] \$489 ;
+  wire [17:0] \$49 ;
+  wire \$490 ;
+  wire \$491 ;
+  wire [16:0] \$492 ;
   wire \$493 ;
-  wire [2:0] \$494 ;
-  wire [2:0] \$495 ;
-  wire [3:0] \$496 ;
-  wire [3:0] \$497 ;
-  wire [16:0] \$498 ;
+  wire \$494 ;
+  wire [15:0] \$495 ;
+  wire [16:0] \$496 ;
+  wire \$497 ;
+  wire \$498 ;
   wire \$499 ;
   wire [18:0] \$5 ;
-  wire [24:0] \$50 ;
-  wire \$500 ;
-  wire [2:0] \$501 ;
-  wire [3:0] \$502 ;
-  wire \$503 ;
-  wire \$504 ;
-  wire [16:0] \$505 ;
+  wire [18:0] \$50 ;
+  wire [16:0] \$500 ;
+  wire \$501 ;
+  wire \$502 ;
+  wire [2:0] \$503 ;
+  wire [3:0] \$504 ;
+  wire \$505 ;
   wire \$506 ;
-  wire \$507 ;
-  wire [16:0] \$508 ;
+  wire [16:0] \$507 ;
+  wire \$508 ;
   wire \$509 ;
   wire \$51 ;
-  wire \$510 ;
-  wire [15:0] \$511 ;
-  wire [16:0] \$512 ;
-  wire \$513 ;
-  wire \$514 ;
-  wire [15:0] \$515 ;
-  wire [16:0] \$516 ;
-  wire \$517 ;
+  wire [16:0] \$510 ;
+  wire \$511 ;
+  wire \$512 ;
+  wire [15:0] \$513 ;
+  wire [16:0] \$514 ;
+  wire \$515 ;
+  wire \$516 ;
+  wire [16:0] \$517 ;
   wire \$518 ;
   wire \$519 ;
   wire \$52 ;
-  wire [16:0] \$520 ;
-  wire \$521 ;
+  wire [2:0] \$520 ;
+  wire [3:0] \$521 ;
   wire \$522 ;
   wire \$523 ;
   wire [16:0] \$524 ;
   wire \$525 ;
   wire \$526 ;
-  wire [2:0] \$527 ;
-  wire [3:0] \$528 ;
+  wire [16:0] \$527 ;
+  wire \$528 ;
   wire \$529 ;
   wire \$53 ;
-  wire \$530 ;
-  wire \$531 ;
-  wire [16:0] \$532 ;
+  wire [15:0] \$530 ;
+  wire [16:0] \$531 ;
+  wire \$532 ;
   wire \$533 ;
-  wire \$534 ;
-  wire [2:0] \$535 ;
-  wire [3:0] \$536 ;
+  wire [15:0] \$534 ;
+  wire [16:0] \$535 ;
+  wire \$536 ;
   wire \$537 ;
   wire \$538 ;
-  wire [16:0] \$539 ;
+  wire \$539 ;
   wire \$54 ;
-  wire \$540 ;
-  wire \$541 ;
-  wire [16:0] \$542 ;
+  wire [2:0] \$540 ;
+  wire [2:0] \$541 ;
+  wire \$542 ;
   wire \$543 ;
-  wire \$544 ;
-  wire [3:0] \$545 ;
-  wire [16:0] \$546 ;
-  wire [31:0] \$547 ;
-  wire [3:0] \$548 ;
-  wire [16:0] \$549 ;
-  wire \$55 ;
-  wire [31:0] \$550 ;
-  wire [18:0] \$551 ;
-  wire [19:0] \$552 ;
-  wire \$553 ;
-  wire [18:0] \$554 ;
-  wire [19:0] \$555 ;
-  wire [15:0] \$556 ;
-  wire \$557 ;
-  wire [63:0] \$558 ;
+  wire [2:0] \$544 ;
+  wire [2:0] \$545 ;
+  wire [3:0] \$546 ;
+  wire [3:0] \$547 ;
+  wire \$548 ;
+  wire [2:0] \$549 ;
+  wire [24:0] \$55 ;
+  wire [2:0] \$550 ;
+  wire [3:0] \$551 ;
+  wire [3:0] \$552 ;
+  wire [16:0] \$553 ;
+  wire \$554 ;
+  wire \$555 ;
+  wire [2:0] \$556 ;
+  wire [3:0] \$557 ;
+  wire \$558 ;
   wire \$559 ;
   wire \$56 ;
-  wire \$560 ;
+  wire [16:0] \$560 ;
   wire \$561 ;
-  wire [24:0] \$562 ;
+  wire \$562 ;
   wire [16:0] \$563 ;
-  wire [7:0] \$564 ;
-  reg [15:0] \$565 ;
-  reg [1:0] \$566 ;
-  reg [15:0] \$567 ;
-  reg [15:0] \$568 ;
-  reg [15:0] \$569 ;
-  wire [24:0] \$57 ;
-  reg [15:0] \$570 ;
-  reg [15:0] \$571 ;
-  reg [15:0] \$572 ;
-  reg [15:0] \$573 ;
-  reg [23:0] \$574 ;
-  reg [15:0] \$575 ;
-  reg [15:0] \$576 ;
-  reg [15:0] \$577 ;
-  reg [15:0] \$578 ;
-  reg [15:0] \$579 ;
+  wire \$564 ;
+  wire \$565 ;
+  wire [15:0] \$566 ;
+  wire [16:0] \$567 ;
+  wire \$568 ;
+  wire \$569 ;
+  wire \$57 ;
+  wire [15:0] \$570 ;
+  wire [16:0] \$571 ;
+  wire \$572 ;
+  wire \$573 ;
+  wire \$574 ;
+  wire [16:0] \$575 ;
+  wire \$576 ;
+  wire \$577 ;
+  wire \$578 ;
+  wire [16:0] \$579 ;
   wire \$58 ;
-  reg [15:0] \$580 ;
-  reg [15:0] \$581 ;
-  reg [15:0] \$582 ;
-  reg [23:0] \$583 ;
-  reg [15:0] \$584 ;
-  reg [15:0] \$585 ;
-  reg [1:0] \$586 ;
-  reg \$587 ;
-  reg \$588 ;
-  reg \$589 ;
+  wire \$580 ;
+  wire \$581 ;
+  wire [2:0] \$582 ;
+  wire [3:0] \$583 ;
+  wire \$584 ;
+  wire \$585 ;
+  wire \$586 ;
+  wire [16:0] \$587 ;
+  wire \$588 ;
+  wire \$589 ;
   wire \$59 ;
-  reg \$590 ;
-  reg \$591 ;
-  reg \$592 ;
-  reg \$593 ;
-  reg \$594 ;
-  reg [2:0] \$595 ;
-  reg [15:0] \$596 ;
-  reg [15:0] \$597 ;
-  reg [2:0] \$598 ;
-  reg \$599 ;
+  wire [2:0] \$590 ;
+  wire [3:0] \$591 ;
+  wire \$592 ;
+  wire \$593 ;
+  wire [16:0] \$594 ;
+  wire \$595 ;
+  wire \$596 ;
+  wire [16:0] \$597 ;
+  wire \$598 ;
+  wire \$599 ;
   wire [16:0] \$6 ;
   wire \$60 ;
-  reg \$600 ;
-  reg \$601 ;
-  reg \$602 ;
-  reg \$603 ;
-  reg \$604 ;
-  reg [15:0] \$605 ;
-  reg [15:0] \$606 ;
-  reg [2:0] \$607 ;
-  reg [191:0] \$608 ;
-  reg [63:0] \$609 ;
+  wire [3:0] \$600 ;
+  wire [16:0] \$601 ;
+  wire [31:0] \$602 ;
+  wire [3:0] \$603 ;
+  wire [16:0] \$604 ;
+  wire [31:0] \$605 ;
+  wire [18:0] \$606 ;
+  wire [19:0] \$607 ;
+  wire \$608 ;
+  wire [18:0] \$609 ;
   wire \$61 ;
-  reg [63:0] \$610 ;
-  reg \$611 ;
-  reg \$612 ;
-  reg \$613 ;
-  reg \$614 ;
-  reg [63:0] \$615 ;
-  reg [191:0] \$616 ;
-  reg [63:0] \$617 ;
-  reg [63:0] \$618 ;
-  reg [15:0] \$619 ;
-  wire [16:0] \$62 ;
+  wire [19:0] \$610 ;
+  wire [15:0] \$611 ;
+  wire \$612 ;
+  wire [63:0] \$613 ;
+  wire \$614 ;
+  wire \$615 ;
+  wire \$616 ;
+  wire [24:0] \$617 ;
+  wire [16:0] \$618 ;
+  wire [7:0] \$619 ;
+  wire [24:0] \$62 ;
   reg [15:0] \$620 ;
-  reg [2:0] \$621 ;
-  reg \$622 ;
-  reg [63:0] \$623 ;
-  reg \$624 ;
-  reg \$625 ;
-  reg \$626 ;
-  reg \$627 ;
-  reg \$628 ;
-  reg \$629 ;
-  wire [17:0] \$63 ;
-  reg \$630 ;
-  reg \$631 ;
-  reg \$632 ;
-  reg \$633 ;
+  reg [1:0] \$621 ;
+  reg [15:0] \$622 ;
+  reg [15:0] \$623 ;
+  reg [15:0] \$624 ;
+  reg [15:0] \$625 ;
+  reg [15:0] \$626 ;
+  reg [15:0] \$627 ;
+  reg [23:0] \$628 ;
+  reg [15:0] \$629 ;
+  wire \$63 ;
+  reg [15:0] \$630 ;
+  reg [23:0] \$631 ;
+  reg [15:0] \$632 ;
+  reg [15:0] \$633 ;
   reg [15:0] \$634 ;
   reg [15:0] \$635 ;
   reg [15:0] \$636 ;
   reg [15:0] \$637 ;
   reg [15:0] \$638 ;
   reg [15:0] \$639 ;
-  wire [17:0] \$64 ;
-  reg [15:0] \$640 ;
+  wire \$64 ;
+  reg [23:0] \$640 ;
   reg [15:0] \$641 ;
   reg [15:0] \$642 ;
-  reg [15:0] \$643 ;
-  reg [2:0] \$644 ;
-  reg [2:0] \$645 ;
-  reg [2:0] \$646 ;
-  reg [2:0] \$647 ;
-  reg [2:0] \$648 ;
-  reg [23:0] \$649 ;
-  wire [3:0] \$65 ;
-  wire [15:0] \$650 ;
-  wire [15:0] \$651 ;
-  wire [15:0] \$652 ;
-  wire [15:0] \$653 ;
-  wire [15:0] \$654 ;
-  wire [15:0] \$655 ;
-  wire [15:0] \$656 ;
-  wire [15:0] \$657 ;
-  wire [15:0] \$658 ;
-  wire \$659 ;
-  wire [16:0] \$66 ;
-  wire [15:0] \$660 ;
-  wire \$661 ;
-  wire [15:0] \$662 ;
-  wire \$663 ;
-  wire [15:0] \$664 ;
-  wire \$665 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
+  reg [1:0] \$643 ;
+  reg \$644 ;
+  reg \$645 ;
+  reg \$646 ;
+  reg \$647 ;
+  reg \$648 ;
+  reg \$649 ;
+  wire \$65 ;
+  reg \$650 ;
+  reg \$651 ;
+  reg [2:0] \$652 ;
+  reg [15:0] \$653 ;
+  reg [15:0] \$654 ;
+  reg [2:0] \$655 ;
+  reg \$656 ;
+  reg \$657 ;
+  reg \$658 ;
+  reg \$659 ;
+  wire \$66 ;
+  reg \$660 ;
+  reg \$661 ;
+  reg [15:0] \$662 ;
+  reg [15:0] \$663 ;
+  reg [2:0] \$664 ;
+  reg [191:0] \$665 ;
+  reg [63:0] \$666 ;
+  reg [63:0] \$667 ;
+  reg \$668 ;
+  reg \$669 ;
+  wire [16:0] \$67 ;
+  reg \$670 ;
+  reg \$671 ;
+  reg [63:0] \$672 ;
+  reg [191:0] \$673 ;
+  reg [63:0] \$674 ;
+  reg [63:0] \$675 ;
+  reg [15:0] \$676 ;
+  reg [15:0] \$677 ;
+  reg [2:0] \$678 ;
+  reg \$679 ;
+  wire [17:0] \$68 ;
+  reg [63:0] \$680 ;
+  reg \$681 ;
+  reg \$682 ;
+  reg \$683 ;
+  reg \$684 ;
+  reg \$685 ;
+  reg \$686 ;
+  reg \$687 ;
+  reg \$688 ;
+  reg \$689 ;
+  wire [1:0] \$69 ;
+  reg \$690 ;
+  reg [15:0] \$691 ;
+  reg [15:0] \$692 ;
+  reg [15:0] \$693 ;
+  reg [15:0] \$694 ;
+  reg [15:0] \$695 ;
+  reg [15:0] \$696 ;
+  reg [15:0] \$697 ;
+  reg [15:0] \$698 ;
+  reg [15:0] \$699 ;
   wire [17:0] \$7 ;
-  wire [2:0] \$70 ;
-  wire [2:0] \$71 ;
-  wire [2:0] \$72 ;
-  wire \$73 ;
+  wire [18:0] \$70 ;
+  reg [15:0] \$700 ;
+  reg [2:0] \$701 ;
+  reg [2:0] \$702 ;
+  reg [2:0] \$703 ;
+  reg [2:0] \$704 ;
+  reg [2:0] \$705 ;
+  reg [23:0] \$706 ;
+  wire [15:0] \$707 ;
+  wire [15:0] \$708 ;
+  wire [15:0] \$709 ;
+  wire [16:0] \$71 ;
+  wire [15:0] \$710 ;
+  wire [15:0] \$711 ;
+  wire [15:0] \$712 ;
+  wire [15:0] \$713 ;
+  wire [15:0] \$714 ;
+  wire [15:0] \$715 ;
+  wire \$716 ;
+  wire [15:0] \$717 ;
+  wire \$718 ;
+  wire [15:0] \$719 ;
+  wire [17:0] \$72 ;
+  wire \$720 ;
+  wire [15:0] \$721 ;
+  wire \$722 ;
+  wire [18:0] \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [2:0] \$76 ;
-  wire [2:0] \$77 ;
-  wire [2:0] \$78 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire [24:0] \$78 ;
   wire \$79 ;
-  wire [6:0] \$798 ;
   wire [18:0] \$8 ;
-  wire [16:0] \$80 ;
-  wire [16:0] \$81 ;
-  wire [16:0] \$82 ;
-  wire [17:0] \$83 ;
-  wire [18:0] \$84 ;
-  wire \$85 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire [24:0] \$85 ;
   wire \$86 ;
   wire \$87 ;
-  wire [15:0] \$88 ;
-  wire [19:0] \$89 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire [6:0] \$890 ;
   wire \$9 ;
-  wire [15:0] \$90 ;
-  wire [20:0] \$91 ;
-  wire [16:0] \$92 ;
-  wire [16:0] \$93 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
   wire \$94 ;
   wire \$95 ;
-  wire [2:0] \$96 ;
-  wire [3:0] \$97 ;
-  wire \$98 ;
-  wire \$99 ;
+  wire [16:0] \$96 ;
+  wire [17:0] \$97 ;
+  wire [17:0] \$98 ;
+  wire [3:0] \$99 ;
   wire [15:0] \$signal ;
-  reg [15:0] \$signal$107  = 16'h0000;
-  reg [15:0] \$signal$112  = 16'h0000;
-  reg [63:0] \$signal$117  = 64'h0000000000000000;
-  reg \$signal$121  = 1'h0;
-  reg [1:0] \$signal$18  = 2'h0;
+  reg [15:0] \$signal$102  = 16'h0000;
+  reg [15:0] \$signal$103  = 16'h0000;
+  reg [15:0] \$signal$111  = 16'h0000;
+  reg [15:0] \$signal$116  = 16'h0000;
+  reg [63:0] \$signal$121  = 64'h0000000000000000;
+  reg \$signal$125  = 1'h0;
+  reg [23:0] \$signal$16  = 24'h000000;
   reg [15:0] \$signal$2  = 16'h0000;
-  reg [15:0] \$signal$23  = 16'h0000;
-  reg [15:0] \$signal$24  = 16'h0000;
+  reg [1:0] \$signal$21  = 2'h0;
+  reg [15:0] \$signal$26  = 16'h0000;
   reg [15:0] \$signal$27  = 16'h0000;
   reg [15:0] \$signal$3  = 16'h0000;
+  reg [15:0] \$signal$30  = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \$signal$30 ;
-  reg [15:0] \$signal$33  = 16'h0000;
+  wire [15:0] \$signal$33 ;
+  reg [15:0] \$signal$36  = 16'h0000;
   reg [15:0] \$signal$8  = 16'h0000;
   reg [15:0] \$signal$9  = 16'h0000;
-  reg [15:0] \$signal$98  = 16'h0000;
-  reg [15:0] \$signal$99  = 16'h0000;
   wire [63:0] acc;
   reg [2:0] act4a = 3'h0;
   reg [2:0] act4b = 3'h0;
@@ -51408,12 +51900,13 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   wire busy;
   input clk;
   wire clk;
-  output [22:0] counts;
-  wire [22:0] counts;
+  output [23:0] counts;
+  wire [23:0] counts;
   wire \counts.affine_reads ;
   wire \counts.c4_busy ;
   wire [3:0] \counts.c4_macs ;
   wire \counts.c4_stall ;
+  wire \counts.c4_w_wait ;
   wire \counts.lif_busy ;
   wire \counts.lif_stall ;
   wire [3:0] \counts.lif_updates ;
@@ -51425,8 +51918,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   wire \counts.spikes_writes ;
   wire \counts.w4_reads ;
   wire [63:0] cur;
-  input [261:0] desc;
-  wire [261:0] desc;
+  input [293:0] desc;
+  wire [293:0] desc;
   wire [5:0] \desc.affine_shift ;
   wire [15:0] \desc.height ;
   wire [15:0] \desc.in_channels ;
@@ -51450,6 +51943,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   wire [5:0] \desc.shift3 ;
   wire [31:0] \desc.threshold ;
   wire [7:0] \desc.timesteps ;
+  wire [15:0] \desc.w23_ring ;
+  wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
   wire [3:0] \desc.zero_halo ;
   (* init = 1'h0 *)
@@ -51509,7 +52004,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   reg e4w_rowend_4 = 1'h0;
   reg e4w_rowend_5 = 1'h0;
   reg first = 1'h0;
-  reg \first$51  = 1'h0;
+  reg \first$54  = 1'h0;
   reg full4b = 1'h0;
   input [480:0] geo;
   wire [480:0] geo;
@@ -51578,7 +52073,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   output membrane_out__en;
   reg membrane_out__en = 1'h0;
   wire [63:0] o;
-  wire [63:0] \o$124 ;
+  wire [63:0] \o$128 ;
   reg [15:0] obase4a = 16'h0000;
   reg [15:0] obase4b = 16'h0000;
   wire [7:0] operand;
@@ -51588,16 +52083,16 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [63:0] p = 64'h0000000000000000;
-  output [15:0] \port$20878$0 ;
-  wire [15:0] \port$20878$0 ;
-  output [15:0] \port$20888$0 ;
-  wire [15:0] \port$20888$0 ;
-  output [15:0] \port$20898$0 ;
-  wire [15:0] \port$20898$0 ;
-  output [15:0] \port$20908$0 ;
-  wire [15:0] \port$20908$0 ;
-  input [47:0] \port$21865$24 ;
-  wire [47:0] \port$21865$24 ;
+  output [15:0] \port$21066$0 ;
+  wire [15:0] \port$21066$0 ;
+  output [15:0] \port$21076$0 ;
+  wire [15:0] \port$21076$0 ;
+  output [15:0] \port$21086$0 ;
+  wire [15:0] \port$21086$0 ;
+  output [15:0] \port$21096$0 ;
+  wire [15:0] \port$21096$0 ;
+  input [71:0] \port$22053$24 ;
+  wire [71:0] \port$22053$24 ;
   reg [15:0] prev_base = 16'h0000;
   output [23:0] res_consumed;
   reg [23:0] res_consumed = 24'h000000;
@@ -51611,7 +52106,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   output residual__en;
   wire residual__en;
   wire rnd;
-  wire \rnd$73 ;
+  wire \rnd$76 ;
   output [15:0] rows_released;
   reg [15:0] rows_released = 16'h0000;
   input [15:0] rows_written;
@@ -51638,415 +52133,528 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   reg [63:0] uprev4b = 64'h0000000000000000;
   wire use_residual;
   reg valid = 1'h0;
-  wire \valid$48 ;
+  wire \valid$51 ;
   output [15:0] w4__addr;
   wire [15:0] w4__addr;
   wire [31:0] w4__data;
   wire w4__en;
+  wire [23:0] w4_chunks;
+  output [23:0] w4_consumed;
+  wire [23:0] w4_consumed;
+  reg [15:0] w4slot = 16'h0000;
   input [31:0] weights;
   wire [31:0] weights;
   wire [15:0] x4;
   reg [15:0] xo4 = 16'h0000;
   reg [1:0] ym3 = 2'h0;
-  assign \$322  = desc[259:244] - 1'h1;
-  assign \$323  = out_slot == \$322 ;
-  assign \$324  = out_slot + 1'h1;
-  assign \$325  = \$323  ? 17'h00000 : \$324 ;
-  assign \$326  = desc[259:244] - 1'h1;
-  assign \$327  = out_slot == \$326 ;
-  assign \$328  = \$signal$98  + geo[256:241];
-  assign \$329  = \$327  ? 17'h00000 : \$328 ;
-  assign \$330  = desc[259:244] - 1'h1;
-  assign \$331  = \$signal$99  == \$330 ;
-  assign \$332  = \$signal$99  + 1'h1;
-  assign \$333  = \$331  ? 17'h00000 : \$332 ;
-  assign \$334  = desc[259:244] - 1'h1;
-  assign \$335  = \$signal$99  == \$334 ;
-  assign \$336  = prev_base + geo[256:241];
-  assign \$337  = \$335  ? 17'h00000 : \$336 ;
-  assign \$338  = desc[31:16] - 1'h1;
-  assign \$339  = k4 == \$338 ;
-  assign \$341  = desc[206] ? 3'h4 : 3'h1;
-  assign \$342  = \$341  - 1'h1;
-  assign \$343  = \$signal$18  == \$342 ;
-  assign \$344  = \$340  & \$343 ;
-  assign \$345  = geo[224:209] - 1'h1;
-  assign \$346  = affine__addr == \$345 ;
-  assign \$347  = \$344  & \$346 ;
-  assign \$348  = geo[208:193] - 1'h1;
-  assign \$349  = xo4 == \$348 ;
-  assign \$350  = \$347  & \$349 ;
-  assign \$351  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$352  = \$351  - 1'h1;
-  assign \$353  = \$signal$3  == \$352 ;
-  assign \$354  = \$350  & \$353 ;
-  assign \$355  = \$signal$23  + geo[80:65];
-  assign \$356  = \$354  ? \$355  : { 1'h0, \$signal$23  };
-  assign \$357  = desc[31:16] - 1'h1;
-  assign \$358  = k4 == \$357 ;
-  assign \$360  = desc[206] ? 3'h4 : 3'h1;
-  assign \$361  = \$360  - 1'h1;
-  assign \$362  = \$signal$18  == \$361 ;
-  assign \$363  = \$359  & \$362 ;
-  assign \$364  = geo[224:209] - 1'h1;
-  assign \$365  = affine__addr == \$364 ;
-  assign \$366  = \$363  & \$365 ;
-  assign \$367  = geo[208:193] - 1'h1;
-  assign \$368  = xo4 == \$367 ;
-  assign \$369  = \$366  & \$368 ;
-  assign \$370  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$371  = \$370  - 1'h1;
-  assign \$372  = \$signal$3  == \$371 ;
-  assign \$373  = \$369  & \$372 ;
-  assign \$374  = \$signal$23  + geo[80:65];
-  assign \$375  = \$373  ? 17'h00000 : \$374 ;
-  assign \$376  = desc[126] ? \$356  : \$375 ;
-  assign \$377  = desc[31:16] - 1'h1;
-  assign \$378  = k4 == \$377 ;
-  assign \$380  = desc[206] ? 3'h4 : 3'h1;
-  assign \$381  = \$380  - 1'h1;
-  assign \$382  = \$signal$18  == \$381 ;
-  assign \$383  = \$379  & \$382 ;
-  assign \$384  = geo[224:209] - 1'h1;
-  assign \$385  = affine__addr == \$384 ;
-  assign \$386  = \$383  & \$385 ;
-  assign \$387  = geo[208:193] - 1'h1;
-  assign \$388  = xo4 == \$387 ;
-  assign \$389  = \$386  & \$388 ;
-  assign \$390  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$391  = \$390  - 1'h1;
-  assign \$392  = \$signal$3  == \$391 ;
-  assign \$393  = \$389  & \$392 ;
-  assign \$394  = desc[126] ? \$393  : 1'h1;
-  assign \$395  = \$signal$9  + desc[63:48];
-  assign \$396  = ~ desc[126];
-  assign \$397  = desc[31:16] - 1'h1;
-  assign \$398  = k4 == \$397 ;
-  assign \$400  = desc[206] ? 3'h4 : 3'h1;
-  assign \$401  = \$400  - 1'h1;
-  assign \$402  = \$signal$18  == \$401 ;
-  assign \$403  = \$399  & \$402 ;
-  assign \$404  = geo[224:209] - 1'h1;
-  assign \$405  = affine__addr == \$404 ;
-  assign \$406  = \$403  & \$405 ;
-  assign \$407  = geo[208:193] - 1'h1;
-  assign \$408  = xo4 == \$407 ;
-  assign \$409  = \$406  & \$408 ;
-  assign \$410  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$411  = \$410  - 1'h1;
-  assign \$412  = \$signal$3  == \$411 ;
-  assign \$413  = \$409  & \$412 ;
-  assign \$414  = \$396  & \$413 ;
-  assign \$416  = desc[206] ? \$415  : { 1'h0, desc[87:80] };
-  assign \$417  = \$signal$8  + \$416 ;
-  assign \$418  = res_consumed + 1'h1;
-  assign \$419  = desc[243:228] - 1'h1;
-  assign \$420  = res_slot == \$419 ;
-  assign \$421  = res_slot + 1'h1;
-  assign \$422  = \$420  ? 17'h00000 : \$421 ;
-  assign \$423  = desc[243:228] - 1'h1;
-  assign \$424  = res_slot == \$423 ;
-  assign \$425  = \$signal$33  + geo[256:241];
-  assign \$426  = \$424  ? 17'h00000 : \$425 ;
-  assign \$427  = desc[31:16] - 1'h1;
-  assign \$428  = k4 == \$427 ;
-  assign \$430  = desc[206] ? 3'h4 : 3'h1;
-  assign \$431  = \$430  - 1'h1;
-  assign \$432  = \$signal$18  == \$431 ;
-  assign \$433  = \$429  & \$432 ;
-  assign \$434  = geo[224:209] - 1'h1;
-  assign \$435  = affine__addr == \$434 ;
-  assign \$436  = \$433  & \$435 ;
-  assign \$437  = geo[208:193] - 1'h1;
-  assign \$438  = xo4 == \$437 ;
-  assign \$439  = \$436  & \$438 ;
-  assign \$440  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$441  = \$440  - 1'h1;
-  assign \$442  = \$signal$3  == \$441 ;
-  assign \$443  = \$439  & \$442 ;
-  assign \$444  = desc[126] ? 1'h1 : \$443 ;
-  assign \$445  = desc[31:16] - 1'h1;
-  assign \$446  = k4 == \$445 ;
-  assign \$448  = desc[206] ? 3'h4 : 3'h1;
-  assign \$449  = \$448  - 1'h1;
-  assign \$450  = \$signal$18  == \$449 ;
-  assign \$451  = \$447  & \$450 ;
-  assign \$452  = geo[224:209] - 1'h1;
-  assign \$453  = affine__addr == \$452 ;
-  assign \$454  = \$451  & \$453 ;
-  assign \$455  = geo[208:193] - 1'h1;
-  assign \$456  = xo4 == \$455 ;
-  assign \$457  = \$454  & \$456 ;
-  assign \$458  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$459  = \$458  - 1'h1;
-  assign \$460  = \$signal$3  == \$459 ;
-  assign \$461  = \$457  & \$460 ;
-  assign \$462  = desc[31:16] - 1'h1;
-  assign \$463  = k4 == \$462 ;
-  assign \$465  = desc[206] ? 3'h4 : 3'h1;
+  assign \$264  = k4 == \$263 ;
+  assign \$266  = desc[206] ? 3'h4 : 3'h1;
+  assign \$267  = \$266  - 1'h1;
+  assign \$268  = \$signal$21  == \$267 ;
+  assign \$269  = \$265  & \$268 ;
+  assign \$270  = desc[31:16] - 1'h1;
+  assign \$271  = k4 == \$270 ;
+  assign \$273  = desc[206] ? 3'h4 : 3'h1;
+  assign \$274  = \$273  - 1'h1;
+  assign \$275  = \$signal$21  == \$274 ;
+  assign \$276  = \$272  & \$275 ;
+  assign \$277  = geo[208:193] - 1'h1;
+  assign \$278  = xo4 == \$277 ;
+  assign \$279  = \$276  & \$278 ;
+  assign \$280  = desc[31:16] - 1'h1;
+  assign \$281  = k4 == \$280 ;
+  assign \$283  = desc[206] ? 3'h4 : 3'h1;
+  assign \$284  = \$283  - 1'h1;
+  assign \$285  = \$signal$21  == \$284 ;
+  assign \$286  = \$282  & \$285 ;
+  assign \$287  = geo[208:193] - 1'h1;
+  assign \$288  = xo4 == \$287 ;
+  assign \$289  = \$286  & \$288 ;
+  assign \$290  = geo[224:209] - 1'h1;
+  assign \$291  = affine__addr == \$290 ;
+  assign \$292  = \$289  & \$291 ;
+  assign \$293  = affine__addr + 1'h1;
+  assign \$294  = \$292  ? 17'h00000 : \$293 ;
+  assign \$295  = outidx + geo[224:209];
+  assign \$296  = \$279  ? \$294  : \$295 ;
+  assign \$297  = desc[31:16] - 1'h1;
+  assign \$298  = k4 == \$297 ;
+  assign \$300  = desc[206] ? 3'h4 : 3'h1;
+  assign \$301  = \$300  - 1'h1;
+  assign \$302  = \$signal$21  == \$301 ;
+  assign \$303  = \$299  & \$302 ;
+  assign \$304  = geo[208:193] - 1'h1;
+  assign \$305  = xo4 == \$304 ;
+  assign \$306  = \$303  & \$305 ;
+  assign \$307  = xo4 << desc[206];
+  assign \$308  = desc[206] ? 2'h2 : 2'h1;
+  assign \$309  = \$307  + \$308 ;
+  assign \$310  = \$309  >> geo[7:4];
+  assign \$311  = xo4 << desc[206];
+  assign \$312  = \$311  >> geo[7:4];
+  assign \$313  = \$310  - \$312 ;
+  assign \$314  = ! \$313 [1:0];
+  assign \$315  = xo4 << desc[206];
+  assign \$316  = desc[206] ? 2'h2 : 2'h1;
+  assign \$317  = \$315  + \$316 ;
+  assign \$318  = \$317  >> geo[7:4];
+  assign \$319  = xo4 << desc[206];
+  assign \$320  = \$319  >> geo[7:4];
+  assign \$321  = \$318  - \$320 ;
+  assign \$322  = \$321 [1:0] == 1'h1;
+  assign \$324  = \$322  ? { 1'h0, geo[29:14] } : \$323 ;
+  assign \$325  = \$314  ? 17'h00000 : \$324 ;
+  assign \$326  = \$signal$27  + \$325 ;
+  assign \$327  = \$306  ? 18'h00000 : \$326 ;
+  assign \$328  = desc[31:16] - 1'h1;
+  assign \$329  = k4 == \$328 ;
+  assign \$331  = desc[206] ? 3'h4 : 3'h1;
+  assign \$332  = \$331  - 1'h1;
+  assign \$333  = \$signal$21  == \$332 ;
+  assign \$334  = \$330  & \$333 ;
+  assign \$335  = geo[208:193] - 1'h1;
+  assign \$336  = xo4 == \$335 ;
+  assign \$337  = \$334  & \$336 ;
+  assign \$338  = \$signal$16  + 1'h1;
+  assign \$339  = desc[277:262] - 1'h1;
+  assign \$340  = w4slot == \$339 ;
+  assign \$341  = w4slot + 1'h1;
+  assign \$342  = \$340  ? 17'h00000 : \$341 ;
+  assign \$343  = | desc[277:262];
+  assign \$344  = desc[277:262] - 1'h1;
+  assign \$345  = w4slot == \$344 ;
+  assign \$346  = desc[31:16] - 1'h1;
+  assign \$347  = k4 == \$346 ;
+  assign \$349  = desc[206] ? 3'h4 : 3'h1;
+  assign \$350  = \$349  - 1'h1;
+  assign \$351  = \$signal$21  == \$350 ;
+  assign \$352  = \$348  & \$351 ;
+  assign \$353  = geo[208:193] - 1'h1;
+  assign \$354  = xo4 == \$353 ;
+  assign \$355  = \$352  & \$354 ;
+  assign \$356  = geo[224:209] - 1'h1;
+  assign \$357  = affine__addr == \$356 ;
+  assign \$358  = \$355  & \$357 ;
+  assign \$359  = \$343  ? \$345  : \$358 ;
+  assign \$360  = \$signal$30  + desc[31:16];
+  assign \$361  = \$359  ? 17'h00000 : \$360 ;
+  assign \$362  = desc[31:16] - 1'h1;
+  assign \$363  = k4 == \$362 ;
+  assign \$365  = desc[206] ? 3'h4 : 3'h1;
+  assign \$366  = \$365  - 1'h1;
+  assign \$367  = \$signal$21  == \$366 ;
+  assign \$368  = \$364  & \$367 ;
+  assign \$369  = geo[208:193] - 1'h1;
+  assign \$370  = xo4 == \$369 ;
+  assign \$371  = \$368  & \$370 ;
+  assign \$372  = geo[224:209] - 1'h1;
+  assign \$373  = affine__addr == \$372 ;
+  assign \$374  = \$371  & \$373 ;
+  assign \$375  = m4 + 1'h1;
+  assign \$376  = rows_released + 1'h1;
+  assign \$377  = desc[259:244] - 1'h1;
+  assign \$378  = out_slot == \$377 ;
+  assign \$379  = out_slot + 1'h1;
+  assign \$380  = \$378  ? 17'h00000 : \$379 ;
+  assign \$381  = desc[259:244] - 1'h1;
+  assign \$382  = out_slot == \$381 ;
+  assign \$383  = \$signal$102  + geo[256:241];
+  assign \$384  = \$382  ? 17'h00000 : \$383 ;
+  assign \$385  = desc[259:244] - 1'h1;
+  assign \$386  = \$signal$103  == \$385 ;
+  assign \$387  = \$signal$103  + 1'h1;
+  assign \$388  = \$386  ? 17'h00000 : \$387 ;
+  assign \$389  = desc[259:244] - 1'h1;
+  assign \$390  = \$signal$103  == \$389 ;
+  assign \$391  = prev_base + geo[256:241];
+  assign \$392  = \$390  ? 17'h00000 : \$391 ;
+  assign \$393  = desc[31:16] - 1'h1;
+  assign \$394  = k4 == \$393 ;
+  assign \$396  = desc[206] ? 3'h4 : 3'h1;
+  assign \$397  = \$396  - 1'h1;
+  assign \$398  = \$signal$21  == \$397 ;
+  assign \$399  = \$395  & \$398 ;
+  assign \$400  = geo[208:193] - 1'h1;
+  assign \$401  = xo4 == \$400 ;
+  assign \$402  = \$399  & \$401 ;
+  assign \$403  = geo[224:209] - 1'h1;
+  assign \$404  = affine__addr == \$403 ;
+  assign \$405  = \$402  & \$404 ;
+  assign \$406  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$407  = \$406  - 1'h1;
+  assign \$408  = \$signal$3  == \$407 ;
+  assign \$409  = \$405  & \$408 ;
+  assign \$410  = \$signal$26  + geo[80:65];
+  assign \$411  = \$409  ? \$410  : { 1'h0, \$signal$26  };
+  assign \$412  = desc[31:16] - 1'h1;
+  assign \$413  = k4 == \$412 ;
+  assign \$415  = desc[206] ? 3'h4 : 3'h1;
+  assign \$416  = \$415  - 1'h1;
+  assign \$417  = \$signal$21  == \$416 ;
+  assign \$418  = \$414  & \$417 ;
+  assign \$419  = geo[208:193] - 1'h1;
+  assign \$420  = xo4 == \$419 ;
+  assign \$421  = \$418  & \$420 ;
+  assign \$422  = geo[224:209] - 1'h1;
+  assign \$423  = affine__addr == \$422 ;
+  assign \$424  = \$421  & \$423 ;
+  assign \$425  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$426  = \$425  - 1'h1;
+  assign \$427  = \$signal$3  == \$426 ;
+  assign \$428  = \$424  & \$427 ;
+  assign \$429  = \$signal$26  + geo[80:65];
+  assign \$430  = \$428  ? 17'h00000 : \$429 ;
+  assign \$431  = desc[126] ? \$411  : \$430 ;
+  assign \$432  = desc[31:16] - 1'h1;
+  assign \$433  = k4 == \$432 ;
+  assign \$435  = desc[206] ? 3'h4 : 3'h1;
+  assign \$436  = \$435  - 1'h1;
+  assign \$437  = \$signal$21  == \$436 ;
+  assign \$438  = \$434  & \$437 ;
+  assign \$439  = geo[208:193] - 1'h1;
+  assign \$440  = xo4 == \$439 ;
+  assign \$441  = \$438  & \$440 ;
+  assign \$442  = geo[224:209] - 1'h1;
+  assign \$443  = affine__addr == \$442 ;
+  assign \$444  = \$441  & \$443 ;
+  assign \$445  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$446  = \$445  - 1'h1;
+  assign \$447  = \$signal$3  == \$446 ;
+  assign \$448  = \$444  & \$447 ;
+  assign \$449  = desc[126] ? \$448  : 1'h1;
+  assign \$450  = \$signal$9  + desc[63:48];
+  assign \$451  = ~ desc[126];
+  assign \$452  = desc[31:16] - 1'h1;
+  assign \$453  = k4 == \$452 ;
+  assign \$455  = desc[206] ? 3'h4 : 3'h1;
+  assign \$456  = \$455  - 1'h1;
+  assign \$457  = \$signal$21  == \$456 ;
+  assign \$458  = \$454  & \$457 ;
+  assign \$459  = geo[208:193] - 1'h1;
+  assign \$460  = xo4 == \$459 ;
+  assign \$461  = \$458  & \$460 ;
+  assign \$462  = geo[224:209] - 1'h1;
+  assign \$463  = affine__addr == \$462 ;
+  assign \$464  = \$461  & \$463 ;
+  assign \$465  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
   assign \$466  = \$465  - 1'h1;
-  assign \$467  = \$signal$18  == \$466 ;
+  assign \$467  = \$signal$3  == \$466 ;
   assign \$468  = \$464  & \$467 ;
-  assign \$469  = geo[224:209] - 1'h1;
-  assign \$470  = affine__addr == \$469 ;
-  assign \$471  = \$468  & \$470 ;
-  assign \$472  = geo[208:193] - 1'h1;
-  assign \$473  = xo4 == \$472 ;
-  assign \$474  = \$471  & \$473 ;
-  assign \$475  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$476  = \$475  - 1'h1;
-  assign \$477  = \$signal$3  == \$476 ;
-  assign \$478  = \$474  & \$477 ;
-  assign \$479  = desc[126] ? { 8'h00, desc[87:80] } : geo[192:177];
-  assign \$480  = \$479  - 1'h1;
-  assign \$481  = \$signal$2  == \$480 ;
-  assign \$482  = \$478  & \$481 ;
-  assign \$483  = desc[126] ? \$461  : \$482 ;
-  assign \$484  = ym3 == 2'h2;
-  assign \$485  = ym3 + 1'h1;
-  assign \$486  = \$484  ? 3'h0 : \$485 ;
-  assign \$487  = \$486  == 2'h2;
-  assign \$488  = ym3 == 2'h2;
-  assign \$489  = ym3 + 1'h1;
-  assign \$490  = \$488  ? 3'h0 : \$489 ;
-  assign \$491  = \$490  + 1'h1;
-  assign \$492  = \$487  ? 4'h0 : \$491 ;
-  assign \$493  = ym3 == 2'h2;
-  assign \$494  = ym3 + 1'h1;
-  assign \$495  = \$493  ? 3'h0 : \$494 ;
-  assign \$496  = desc[206] ? \$492  : { 1'h0, \$495  };
-  assign \$497  = \$483  ? 4'h0 : \$496 ;
-  assign \$498  = desc[31:16] - 1'h1;
-  assign \$499  = k4 == \$498 ;
-  assign \$501  = desc[206] ? 3'h4 : 3'h1;
-  assign \$502  = \$501  - 1'h1;
-  assign \$503  = \$signal$18  == \$502 ;
-  assign \$504  = \$500  & \$503 ;
-  assign \$505  = geo[224:209] - 1'h1;
-  assign \$506  = affine__addr == \$505 ;
-  assign \$507  = \$504  & \$506 ;
-  assign \$508  = geo[208:193] - 1'h1;
-  assign \$509  = xo4 == \$508 ;
-  assign \$510  = \$507  & \$509 ;
-  assign \$511  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$512  = \$511  - 1'h1;
-  assign \$513  = \$signal$3  == \$512 ;
-  assign \$514  = \$510  & \$513 ;
-  assign \$515  = desc[126] ? { 8'h00, desc[87:80] } : geo[192:177];
-  assign \$516  = \$515  - 1'h1;
-  assign \$517  = \$signal$2  == \$516 ;
-  assign \$518  = \$514  & \$517 ;
-  assign \$519  = ! k4;
-  assign \$520  = desc[31:16] - 1'h1;
-  assign \$521  = k4 == \$520 ;
-  assign \$523  = ! \$signal$18 ;
-  assign \$524  = desc[31:16] - 1'h1;
-  assign \$525  = k4 == \$524 ;
-  assign \$527  = desc[206] ? 3'h4 : 3'h1;
-  assign \$528  = \$527  - 1'h1;
-  assign \$529  = \$signal$18  == \$528 ;
-  assign \$530  = \$526  & \$529 ;
-  assign \$531  = ! \$1 [7:0];
-  assign \$532  = desc[31:16] - 1'h1;
-  assign \$533  = k4 == \$532 ;
-  assign \$535  = desc[206] ? 3'h4 : 3'h1;
-  assign \$536  = \$535  - 1'h1;
-  assign \$537  = \$signal$18  == \$536 ;
-  assign \$538  = \$534  & \$537 ;
-  assign \$539  = geo[224:209] - 1'h1;
-  assign \$540  = affine__addr == \$539 ;
-  assign \$541  = \$538  & \$540 ;
-  assign \$542  = geo[208:193] - 1'h1;
-  assign \$543  = xo4 == \$542 ;
-  assign \$544  = \$541  & \$543 ;
-  assign \$545  = geo[13:11] - 1'h1;
-  assign \$546  = { 1'h0, \$64 [15:0] } & { \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545  };
-  assign \$547  = $signed(\$546 ) << geo[3:0];
-  assign \$548  = geo[10:8] - 1'h1;
-  assign \$549  = { 1'h0, k4 } & { \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548  };
-  assign \$550  = \$547  | { \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549  };
-  assign \$552  = desc[47:32] - \$551 ;
-  assign \$553  = \$552 [15:0] >= 3'h4;
-  assign \$555  = desc[47:32] - \$554 ;
-  assign \$556  = \$553  ? 16'h0004 : \$555 [15:0];
-  assign \$557  = valid & e4a_grp;
-  assign \$558  = e4a_t0 ? 64'h0000000000000000 : membrane_in__data;
-  assign \$559  = desc[121:90] >> \$1 [7:0];
-  assign \$560  = e4b_v & e4b_grp;
-  assign \$561  = membrane_out__en & e4w_rowend_5;
-  assign \$562  = out_rows + 1'h1;
-  assign \$563  = desc[259:244] - geo[272:257];
-  assign \$564  = desc[206] ? desc[87:80] : 8'h00;
+  assign \$469  = \$451  & \$468 ;
+  assign \$471  = desc[206] ? \$470  : { 1'h0, desc[87:80] };
+  assign \$472  = \$signal$8  + \$471 ;
+  assign \$473  = res_consumed + 1'h1;
+  assign \$474  = desc[243:228] - 1'h1;
+  assign \$475  = res_slot == \$474 ;
+  assign \$476  = res_slot + 1'h1;
+  assign \$477  = \$475  ? 17'h00000 : \$476 ;
+  assign \$478  = desc[243:228] - 1'h1;
+  assign \$479  = res_slot == \$478 ;
+  assign \$480  = \$signal$36  + geo[256:241];
+  assign \$481  = \$479  ? 17'h00000 : \$480 ;
+  assign \$482  = desc[31:16] - 1'h1;
+  assign \$483  = k4 == \$482 ;
+  assign \$485  = desc[206] ? 3'h4 : 3'h1;
+  assign \$486  = \$485  - 1'h1;
+  assign \$487  = \$signal$21  == \$486 ;
+  assign \$488  = \$484  & \$487 ;
+  assign \$489  = geo[208:193] - 1'h1;
+  assign \$490  = xo4 == \$489 ;
+  assign \$491  = \$488  & \$490 ;
+  assign \$492  = geo[224:209] - 1'h1;
+  assign \$493  = affine__addr == \$492 ;
+  assign \$494  = \$491  & \$493 ;
+  assign \$495  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$496  = \$495  - 1'h1;
+  assign \$497  = \$signal$3  == \$496 ;
+  assign \$498  = \$494  & \$497 ;
+  assign \$499  = desc[126] ? 1'h1 : \$498 ;
+  assign \$500  = desc[31:16] - 1'h1;
+  assign \$501  = k4 == \$500 ;
+  assign \$503  = desc[206] ? 3'h4 : 3'h1;
+  assign \$504  = \$503  - 1'h1;
+  assign \$505  = \$signal$21  == \$504 ;
+  assign \$506  = \$502  & \$505 ;
+  assign \$507  = geo[208:193] - 1'h1;
+  assign \$508  = xo4 == \$507 ;
+  assign \$509  = \$506  & \$508 ;
+  assign \$510  = geo[224:209] - 1'h1;
+  assign \$511  = affine__addr == \$510 ;
+  assign \$512  = \$509  & \$511 ;
+  assign \$513  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$514  = \$513  - 1'h1;
+  assign \$515  = \$signal$3  == \$514 ;
+  assign \$516  = \$512  & \$515 ;
+  assign \$517  = desc[31:16] - 1'h1;
+  assign \$518  = k4 == \$517 ;
+  assign \$520  = desc[206] ? 3'h4 : 3'h1;
+  assign \$521  = \$520  - 1'h1;
+  assign \$522  = \$signal$21  == \$521 ;
+  assign \$523  = \$519  & \$522 ;
+  assign \$524  = geo[208:193] - 1'h1;
+  assign \$525  = xo4 == \$524 ;
+  assign \$526  = \$523  & \$525 ;
+  assign \$527  = geo[224:209] - 1'h1;
+  assign \$528  = affine__addr == \$527 ;
+  assign \$529  = \$526  & \$528 ;
+  assign \$530  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$531  = \$530  - 1'h1;
+  assign \$532  = \$signal$3  == \$531 ;
+  assign \$533  = \$529  & \$532 ;
+  assign \$534  = desc[126] ? { 8'h00, desc[87:80] } : geo[192:177];
+  assign \$535  = \$534  - 1'h1;
+  assign \$536  = \$signal$2  == \$535 ;
+  assign \$537  = \$533  & \$536 ;
+  assign \$538  = desc[126] ? \$516  : \$537 ;
+  assign \$539  = ym3 == 2'h2;
+  assign \$540  = ym3 + 1'h1;
+  assign \$541  = \$539  ? 3'h0 : \$540 ;
+  assign \$542  = \$541  == 2'h2;
+  assign \$543  = ym3 == 2'h2;
+  assign \$544  = ym3 + 1'h1;
+  assign \$545  = \$543  ? 3'h0 : \$544 ;
+  assign \$546  = \$545  + 1'h1;
+  assign \$547  = \$542  ? 4'h0 : \$546 ;
+  assign \$548  = ym3 == 2'h2;
+  assign \$549  = ym3 + 1'h1;
+  assign \$550  = \$548  ? 3'h0 : \$549 ;
+  assign \$551  = desc[206] ? \$547  : { 1'h0, \$550  };
+  assign \$552  = \$538  ? 4'h0 : \$551 ;
+  assign \$553  = desc[31:16] - 1'h1;
+  assign \$554  = k4 == \$553 ;
+  assign \$556  = desc[206] ? 3'h4 : 3'h1;
+  assign \$557  = \$556  - 1'h1;
+  assign \$558  = \$signal$21  == \$557 ;
+  assign \$559  = \$555  & \$558 ;
+  assign \$560  = geo[208:193] - 1'h1;
+  assign \$561  = xo4 == \$560 ;
+  assign \$562  = \$559  & \$561 ;
+  assign \$563  = geo[224:209] - 1'h1;
+  assign \$564  = affine__addr == \$563 ;
+  assign \$565  = \$562  & \$564 ;
+  assign \$566  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$567  = \$566  - 1'h1;
+  assign \$568  = \$signal$3  == \$567 ;
+  assign \$569  = \$565  & \$568 ;
+  assign \$570  = desc[126] ? { 8'h00, desc[87:80] } : geo[192:177];
+  assign \$571  = \$570  - 1'h1;
+  assign \$572  = \$signal$2  == \$571 ;
+  assign \$573  = \$569  & \$572 ;
+  assign \$574  = ! k4;
+  assign \$575  = desc[31:16] - 1'h1;
+  assign \$576  = k4 == \$575 ;
+  assign \$578  = ! \$signal$21 ;
+  assign \$579  = desc[31:16] - 1'h1;
+  assign \$580  = k4 == \$579 ;
+  assign \$582  = desc[206] ? 3'h4 : 3'h1;
+  assign \$583  = \$582  - 1'h1;
+  assign \$584  = \$signal$21  == \$583 ;
+  assign \$585  = \$581  & \$584 ;
+  assign \$586  = ! \$1 [7:0];
+  assign \$587  = desc[31:16] - 1'h1;
+  assign \$588  = k4 == \$587 ;
+  assign \$590  = desc[206] ? 3'h4 : 3'h1;
+  assign \$591  = \$590  - 1'h1;
+  assign \$592  = \$signal$21  == \$591 ;
+  assign \$593  = \$589  & \$592 ;
+  assign \$594  = geo[208:193] - 1'h1;
+  assign \$595  = xo4 == \$594 ;
+  assign \$596  = \$593  & \$595 ;
+  assign \$597  = geo[224:209] - 1'h1;
+  assign \$598  = affine__addr == \$597 ;
+  assign \$599  = \$596  & \$598 ;
+  assign \$600  = geo[13:11] - 1'h1;
+  assign \$601  = { 1'h0, \$98 [15:0] } & { \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600  };
+  assign \$602  = $signed(\$601 ) << geo[3:0];
+  assign \$603  = geo[10:8] - 1'h1;
+  assign \$604  = { 1'h0, k4 } & { \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603  };
+  assign \$605  = \$602  | { \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604  };
+  assign \$607  = desc[47:32] - \$606 ;
+  assign \$608  = \$607 [15:0] >= 3'h4;
+  assign \$610  = desc[47:32] - \$609 ;
+  assign \$611  = \$608  ? 16'h0004 : \$610 [15:0];
+  assign \$612  = valid & e4a_grp;
+  assign \$613  = e4a_t0 ? 64'h0000000000000000 : membrane_in__data;
+  assign \$614  = desc[121:90] >> \$1 [7:0];
+  assign \$615  = e4b_v & e4b_grp;
+  assign \$616  = membrane_out__en & e4w_rowend_5;
+  assign \$617  = out_rows + 1'h1;
+  assign \$618  = desc[259:244] - geo[272:257];
+  assign \$619  = desc[206] ? desc[87:80] : 8'h00;
   always @(posedge clk)
-    k4 <= \$565 ;
+    k4 <= \$620 ;
   always @(posedge clk)
-    \$signal$18  <= \$566 ;
+    \$signal$21  <= \$621 ;
   always @(posedge clk)
-    affine__addr <= \$567 ;
+    xo4 <= \$622 ;
   always @(posedge clk)
-    xo4 <= \$568 ;
+    affine__addr <= \$623 ;
   always @(posedge clk)
-    \$signal$3  <= \$569 ;
+    \$signal$3  <= \$624 ;
   always @(posedge clk)
-    \$signal$2  <= \$570 ;
+    \$signal$2  <= \$625 ;
   always @(posedge clk)
-    \$signal$27  <= \$571 ;
+    outidx <= \$626 ;
   always @(posedge clk)
-    outidx <= \$572 ;
+    \$signal$27  <= \$627 ;
   always @(posedge clk)
-    \$signal$24  <= \$573 ;
+    \$signal$16  <= \$628 ;
   always @(posedge clk)
-    m4 <= \$574 ;
+    w4slot <= \$629 ;
   always @(posedge clk)
-    rows_released <= \$575 ;
+    \$signal$30  <= \$630 ;
   always @(posedge clk)
-    out_slot <= \$576 ;
+    m4 <= \$631 ;
   always @(posedge clk)
-    \$signal$98  <= \$577 ;
+    rows_released <= \$632 ;
   always @(posedge clk)
-    \$signal$99  <= \$578 ;
+    out_slot <= \$633 ;
   always @(posedge clk)
-    prev_base <= \$579 ;
+    \$signal$102  <= \$634 ;
   always @(posedge clk)
-    \$signal$23  <= \$580 ;
+    \$signal$103  <= \$635 ;
   always @(posedge clk)
-    \$signal$9  <= \$581 ;
+    prev_base <= \$636 ;
   always @(posedge clk)
-    \$signal$8  <= \$582 ;
+    \$signal$26  <= \$637 ;
   always @(posedge clk)
-    res_consumed <= \$583 ;
+    \$signal$9  <= \$638 ;
   always @(posedge clk)
-    res_slot <= \$584 ;
+    \$signal$8  <= \$639 ;
   always @(posedge clk)
-    \$signal$33  <= \$585 ;
+    res_consumed <= \$640 ;
   always @(posedge clk)
-    ym3 <= \$586 ;
+    res_slot <= \$641 ;
   always @(posedge clk)
-    run <= \$587 ;
+    \$signal$36  <= \$642 ;
   always @(posedge clk)
-    valid <= \$588 ;
+    ym3 <= \$643 ;
   always @(posedge clk)
-    first <= \$589 ;
+    run <= \$644 ;
   always @(posedge clk)
-    e4a_last <= \$590 ;
+    valid <= \$645 ;
   always @(posedge clk)
-    e4a_subfirst <= \$591 ;
+    first <= \$646 ;
   always @(posedge clk)
-    e4a_grp <= \$592 ;
+    e4a_last <= \$647 ;
   always @(posedge clk)
-    e4a_t0 <= \$593 ;
+    e4a_subfirst <= \$648 ;
   always @(posedge clk)
-    e4a_rowend <= \$594 ;
+    e4a_grp <= \$649 ;
   always @(posedge clk)
-    lane4a <= \$595 ;
+    e4a_t0 <= \$650 ;
   always @(posedge clk)
-    \$signal$107  <= \$596 ;
+    e4a_rowend <= \$651 ;
   always @(posedge clk)
-    obase4a <= \$597 ;
+    lane4a <= \$652 ;
   always @(posedge clk)
-    act4a <= \$598 ;
+    \$signal$111  <= \$653 ;
   always @(posedge clk)
-    e4b_v <= \$599 ;
+    obase4a <= \$654 ;
   always @(posedge clk)
-    e4b_last <= \$600 ;
+    act4a <= \$655 ;
   always @(posedge clk)
-    \first$51  <= \$601 ;
+    e4b_v <= \$656 ;
   always @(posedge clk)
-    e4b_grp <= \$602 ;
+    e4b_last <= \$657 ;
   always @(posedge clk)
-    e4b_t0 <= \$603 ;
+    \first$54  <= \$658 ;
   always @(posedge clk)
-    e4b_rowend <= \$604 ;
+    e4b_grp <= \$659 ;
   always @(posedge clk)
-    \$signal$112  <= \$605 ;
+    e4b_t0 <= \$660 ;
   always @(posedge clk)
-    obase4b <= \$606 ;
+    e4b_rowend <= \$661 ;
   always @(posedge clk)
-    act4b <= \$607 ;
+    \$signal$116  <= \$662 ;
   always @(posedge clk)
-    aff4b <= \$608 ;
+    obase4b <= \$663 ;
   always @(posedge clk)
-    \$signal$117  <= \$609 ;
+    act4b <= \$664 ;
   always @(posedge clk)
-    uprev4b <= \$610 ;
+    aff4b <= \$665 ;
   always @(posedge clk)
-    \$signal$121  <= \$611 ;
+    \$signal$121  <= \$666 ;
   always @(posedge clk)
-    full4b <= \$612 ;
+    uprev4b <= \$667 ;
   always @(posedge clk)
-    e4c_v <= \$613 ;
+    \$signal$125  <= \$668 ;
   always @(posedge clk)
-    e4c_rowend <= \$614 ;
+    full4b <= \$669 ;
   always @(posedge clk)
-    p <= \$615 ;
+    e4c_v <= \$670 ;
   always @(posedge clk)
-    e4c_aff <= \$616 ;
+    e4c_rowend <= \$671 ;
   always @(posedge clk)
-    residual <= \$617 ;
+    p <= \$672 ;
   always @(posedge clk)
-    e4c_uprev <= \$618 ;
+    e4c_aff <= \$673 ;
   always @(posedge clk)
-    e4c_outidx <= \$619 ;
+    residual <= \$674 ;
   always @(posedge clk)
-    e4c_obase <= \$620 ;
+    e4c_uprev <= \$675 ;
   always @(posedge clk)
-    e4c_act <= \$621 ;
+    e4c_outidx <= \$676 ;
   always @(posedge clk)
-    e4c_full <= \$622 ;
+    e4c_obase <= \$677 ;
   always @(posedge clk)
-    u_prev <= \$623 ;
+    e4c_act <= \$678 ;
   always @(posedge clk)
-    e4w1_v_1 <= \$624 ;
+    e4c_full <= \$679 ;
   always @(posedge clk)
-    e4w2_v_1 <= \$625 ;
+    u_prev <= \$680 ;
   always @(posedge clk)
-    e4w3_v_1 <= \$626 ;
+    e4w1_v_1 <= \$681 ;
   always @(posedge clk)
-    e4w4_v_1 <= \$627 ;
+    e4w2_v_1 <= \$682 ;
   always @(posedge clk)
-    membrane_out__en <= \$628 ;
+    e4w3_v_1 <= \$683 ;
   always @(posedge clk)
-    e4w_rowend_1 <= \$629 ;
+    e4w4_v_1 <= \$684 ;
   always @(posedge clk)
-    e4w_rowend_2 <= \$630 ;
+    membrane_out__en <= \$685 ;
   always @(posedge clk)
-    e4w_rowend_3 <= \$631 ;
+    e4w_rowend_1 <= \$686 ;
   always @(posedge clk)
-    e4w_rowend_4 <= \$632 ;
+    e4w_rowend_2 <= \$687 ;
   always @(posedge clk)
-    e4w_rowend_5 <= \$633 ;
+    e4w_rowend_3 <= \$688 ;
   always @(posedge clk)
-    e4w_outidx_1 <= \$634 ;
+    e4w_rowend_4 <= \$689 ;
   always @(posedge clk)
-    e4w_outidx_2 <= \$635 ;
+    e4w_rowend_5 <= \$690 ;
   always @(posedge clk)
-    e4w_outidx_3 <= \$636 ;
+    e4w_outidx_1 <= \$691 ;
   always @(posedge clk)
-    e4w_outidx_4 <= \$637 ;
+    e4w_outidx_2 <= \$692 ;
   always @(posedge clk)
-    e4w_outidx_5 <= \$638 ;
+    e4w_outidx_3 <= \$693 ;
   always @(posedge clk)
-    e4w_obase_1 <= \$639 ;
+    e4w_outidx_4 <= \$694 ;
   always @(posedge clk)
-    e4w_obase_2 <= \$640 ;
+    e4w_outidx_5 <= \$695 ;
   always @(posedge clk)
-    e4w_obase_3 <= \$641 ;
+    e4w_obase_1 <= \$696 ;
   always @(posedge clk)
-    e4w_obase_4 <= \$642 ;
+    e4w_obase_2 <= \$697 ;
   always @(posedge clk)
-    e4w_obase_5 <= \$643 ;
+    e4w_obase_3 <= \$698 ;
   always @(posedge clk)
-    e4w_act_1 <= \$644 ;
+    e4w_obase_4 <= \$699 ;
   always @(posedge clk)
-    e4w_act_2 <= \$645 ;
+    e4w_obase_5 <= \$700 ;
   always @(posedge clk)
-    e4w_act_3 <= \$646 ;
+    e4w_act_1 <= \$701 ;
   always @(posedge clk)
-    e4w_act_4 <= \$647 ;
+    e4w_act_2 <= \$702 ;
   always @(posedge clk)
-    e4w_act_5 <= \$648 ;
+    e4w_act_3 <= \$703 ;
   always @(posedge clk)
-    out_rows <= \$649 ;
+    e4w_act_4 <= \$704 ;
+  always @(posedge clk)
+    e4w_act_5 <= \$705 ;
+  always @(posedge clk)
+    out_rows <= \$706 ;
   assign \$signal  = desc[126] ? \$signal$3  : \$signal$2 ;
   assign \$1  = desc[126] ? \$signal$2  : \$signal$3 ;
   assign \$2  = \$signal  << desc[206];
@@ -52065,313 +52673,263 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign \$15  = \$12  | \$14 ;
   assign \$16  = \$10  & \$15 ;
   assign \$17  = ~ desc[207];
-  assign \$18  = \port$21865$24 [23:0] > m4;
+  assign \$18  = \port$22053$24 [23:0] > m4;
   assign \$19  = \$17  | \$18 ;
-  assign \$20  = \port$21865$24 [47:24] + desc[259:244];
+  assign \$20  = \port$22053$24 [47:24] + desc[259:244];
   assign \$21  = \$20  > m4;
   assign \$22  = \$19  & \$21 ;
-  assign issue4 = \$16  & \$22 ;
-  assign \$23  = \$signal  << desc[206];
-  assign \$24  = \$signal$9  + \$23 ;
-  assign \$25  = desc[206] ? 2'h2 : 2'h1;
-  assign \$26  = \$24  + \$25 ;
-  assign \$27  = \$signal$8  + \$1 [7:0];
-  assign \$28  = \$27  + 1'h1;
-  assign \$29  = desc[126] ? \$26  : { 1'h0, \$28  };
-  assign \$30  = rows_written >= \$29 ;
-  assign \$31  = ! \$1 [7:0];
-  assign \$32  = geo[289] | \$31 ;
-  assign \$33  = out_rows + geo[272:257];
-  assign \$34  = \$33  > m4;
-  assign \$35  = \$32  | \$34 ;
-  assign \$36  = \$30  & \$35 ;
-  assign \$37  = ~ \$36 ;
-  assign \$38  = run & \$37 ;
-  assign \$39  = \$signal  << desc[206];
-  assign \$40  = \$signal$9  + \$39 ;
-  assign \$41  = desc[206] ? 2'h2 : 2'h1;
-  assign \$42  = \$40  + \$41 ;
-  assign \$43  = \$signal$8  + \$1 [7:0];
-  assign \$44  = \$43  + 1'h1;
-  assign \$45  = desc[126] ? \$42  : { 1'h0, \$44  };
-  assign \$46  = rows_written >= \$45 ;
-  assign \$47  = run & \$46 ;
-  assign \$48  = ! \$1 [7:0];
-  assign \$49  = geo[289] | \$48 ;
-  assign \$50  = out_rows + geo[272:257];
-  assign \$51  = \$50  > m4;
-  assign \$52  = \$49  | \$51 ;
-  assign \$53  = \$47  & \$52 ;
-  assign \$54  = ~ desc[207];
-  assign \$55  = \port$21865$24 [23:0] > m4;
-  assign \$56  = \$54  | \$55 ;
-  assign \$57  = \port$21865$24 [47:24] + desc[259:244];
-  assign \$58  = \$57  > m4;
-  assign \$59  = \$56  & \$58 ;
-  assign \$60  = ~ \$59 ;
-  assign \$61  = \$53  & \$60 ;
-  assign \$63  = \$62  + \$signal$18 [0];
-  assign \$64  = desc[206] ? \$63  : { 2'h0, xo4 };
-  assign \$65  = geo[10:8] - 1'h1;
-  assign \$66  = { 1'h0, k4 } & { \$65 [3], \$65 [3], \$65 [3], \$65 [3], \$65 [3], \$65 [3], \$65 [3], \$65 [3], \$65 [3], \$65 [3], \$65 [3], \$65 [3], \$65 [3], \$65  };
-  assign \$67  = ! \$66 ;
-  assign line4__en = issue4 & \$67 ;
-  assign \$68  = desc[206] & \$signal$18 [1];
-  assign \$69  = ym3 == 2'h2;
-  assign \$70  = ym3 + 1'h1;
-  assign \$71  = \$69  ? 3'h0 : \$70 ;
-  assign \$72  = \$68  ? \$71  : { 1'h0, ym3 };
-  assign \$73  = ! \$72 ;
-  assign \$74  = desc[206] & \$signal$18 [1];
-  assign \$75  = ym3 == 2'h2;
-  assign \$76  = ym3 + 1'h1;
-  assign \$77  = \$75  ? 3'h0 : \$76 ;
-  assign \$78  = \$74  ? \$77  : { 1'h0, ym3 };
-  assign \$79  = \$78  == 1'h1;
-  assign \$81  = \$79  ? { 1'h0, geo[406:391] } : \$80 ;
-  assign \$82  = \$73  ? 17'h00000 : \$81 ;
-  assign \$83  = \$82  + \$signal$23 ;
-  assign \$84  = \$83  + \$signal$24 ;
-  assign \$85  = desc[206] & \$signal$18 [0];
-  assign \$86  = geo[13:11] == 1'h1;
-  assign \$87  = \$85  & \$86 ;
-  assign \$88  = \$87  ? geo[29:14] : 16'h0000;
-  assign \$89  = \$84  + \$88 ;
-  assign \$90  = k4 >> geo[3:0];
-  assign \$91  = \$89  + \$90 ;
-  assign \$92  = \$signal$27  + k4;
-  assign \$93  = desc[31:16] - 1'h1;
-  assign \$94  = k4 == \$93 ;
-  assign \$96  = desc[206] ? 3'h4 : 3'h1;
-  assign \$97  = \$96  - 1'h1;
-  assign \$98  = \$signal$18  == \$97 ;
-  assign \$99  = \$95  & \$98 ;
-  assign affine__en = issue4 & \$99 ;
-  assign \$100  = desc[31:16] - 1'h1;
-  assign \$101  = k4 == \$100 ;
-  assign \$103  = desc[206] ? 3'h4 : 3'h1;
-  assign \$104  = \$103  - 1'h1;
-  assign \$105  = \$signal$18  == \$104 ;
-  assign \$106  = \$102  & \$105 ;
-  assign \$107  = issue4 & \$106 ;
-  assign residual__en = \$107  & desc[207];
-  assign \$108  = \$signal$33  + outidx;
-  assign \$109  = desc[31:16] - 1'h1;
-  assign \$110  = k4 == \$109 ;
-  assign \$112  = desc[206] ? 3'h4 : 3'h1;
-  assign \$113  = \$112  - 1'h1;
-  assign \$114  = \$signal$18  == \$113 ;
-  assign \$115  = \$111  & \$114 ;
-  assign \$116  = issue4 & \$115 ;
-  assign \$117  = | \$1 [7:0];
-  assign membrane_in__en = \$116  & \$117 ;
-  assign \$118  = prev_base + outidx;
-  assign \$119  = desc[31:16] - 1'h1;
-  assign \$120  = k4 == \$119 ;
-  assign \$122  = desc[206] ? 3'h4 : 3'h1;
-  assign \$123  = \$122  - 1'h1;
-  assign \$124  = \$signal$18  == \$123 ;
-  assign \$125  = \$121  & \$124 ;
-  assign \$126  = issue4 & \$125 ;
-  assign \$798  = lane4a * 4'h8;
-  assign operand = line4__data >> \$798 ;
-  assign \$127  = valid ? act4a : 3'h0;
-  assign \valid$48  = e4b_v & e4b_last;
-  assign \$128  = desc[89:88] == 2'h2;
-  assign \$129  = ~ e4c_full;
-  assign \$130  = \$128  & \$129 ;
-  assign scale = \$130  ? { e4c_aff[175:160], e4c_aff[127:112], e4c_aff[79:64], e4c_aff[31:16] } : { e4c_aff[159:144], e4c_aff[111:96], e4c_aff[63:48], e4c_aff[15:0] };
-  assign \$131  = e4w_act_5 > 1'h0;
-  assign \$132  = e4w_act_5 > 1'h1;
-  assign \$133  = e4w_act_5 > 2'h2;
-  assign \$134  = e4w_act_5 > 2'h3;
-  assign spikes_masked = { \$665 , \$663 , \$661 , \$659  } & { \$134 , \$133 , \$132 , \$131  };
-  assign \$135  = e4w_obase_5 + e4w_outidx_5;
-  assign \$136  = e4w_obase_5 + e4w_outidx_5;
-  assign \$137  = membrane_out__en ? e4w_act_5 : 3'h0;
-  assign \$138  = 1'h0 + spikes_masked[0];
-  assign \$139  = \$138  + spikes_masked[1];
-  assign \$140  = \$139  + spikes_masked[2];
-  assign \$141  = \$140  + spikes_masked[3];
-  assign \$142  = membrane_out__en ? \$141  : 5'h00;
-  assign \$143  = run | valid;
-  assign \$144  = \$143  | e4b_v;
-  assign \$145  = | { membrane_out__en, e4w4_v_1, e4w3_v_1, e4w2_v_1, e4w1_v_1, e4c_v };
-  assign busy = \$144  | \$145 ;
-  assign \$147  = desc[31:16] - 1'h1;
-  assign \$148  = k4 == \$147 ;
-  assign \$149  = k4 + 1'h1;
-  assign \$150  = \$148  ? 17'h00000 : \$149 ;
-  assign \$151  = desc[31:16] - 1'h1;
-  assign \$152  = k4 == \$151 ;
-  assign \$154  = issue4 & \$153 ;
-  assign \$155  = desc[206] ? 3'h4 : 3'h1;
-  assign \$156  = \$155  - 1'h1;
-  assign \$157  = \$signal$18  == \$156 ;
-  assign \$158  = \$signal$18  + 1'h1;
-  assign \$159  = \$157  ? 3'h0 : \$158 ;
-  assign \$160  = desc[31:16] - 1'h1;
-  assign \$161  = k4 == \$160 ;
-  assign \$163  = desc[206] ? 3'h4 : 3'h1;
-  assign \$164  = \$163  - 1'h1;
-  assign \$165  = \$signal$18  == \$164 ;
-  assign \$166  = \$162  & \$165 ;
-  assign \$167  = issue4 & \$166 ;
-  assign \$168  = geo[224:209] - 1'h1;
-  assign \$169  = affine__addr == \$168 ;
-  assign \$170  = affine__addr + 1'h1;
-  assign \$171  = \$169  ? 17'h00000 : \$170 ;
-  assign \$172  = desc[31:16] - 1'h1;
-  assign \$173  = k4 == \$172 ;
-  assign \$175  = desc[206] ? 3'h4 : 3'h1;
-  assign \$176  = \$175  - 1'h1;
-  assign \$177  = \$signal$18  == \$176 ;
-  assign \$178  = \$174  & \$177 ;
-  assign \$179  = geo[224:209] - 1'h1;
-  assign \$180  = affine__addr == \$179 ;
-  assign \$181  = \$178  & \$180 ;
-  assign \$182  = issue4 & \$181 ;
-  assign \$183  = geo[208:193] - 1'h1;
-  assign \$184  = xo4 == \$183 ;
-  assign \$185  = xo4 + 1'h1;
-  assign \$186  = \$184  ? 17'h00000 : \$185 ;
-  assign \$187  = desc[31:16] - 1'h1;
-  assign \$188  = k4 == \$187 ;
-  assign \$190  = desc[206] ? 3'h4 : 3'h1;
-  assign \$191  = \$190  - 1'h1;
-  assign \$192  = \$signal$18  == \$191 ;
-  assign \$193  = \$189  & \$192 ;
-  assign \$194  = geo[224:209] - 1'h1;
-  assign \$195  = affine__addr == \$194 ;
-  assign \$196  = \$193  & \$195 ;
-  assign \$197  = geo[208:193] - 1'h1;
-  assign \$198  = xo4 == \$197 ;
-  assign \$199  = \$196  & \$198 ;
-  assign \$200  = issue4 & \$199 ;
-  assign \$201  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$202  = \$201  - 1'h1;
-  assign \$203  = \$signal$3  == \$202 ;
-  assign \$204  = \$signal$3  + 1'h1;
+  assign \$23  = \$16  & \$22 ;
+  assign \$24  = | desc[277:262];
+  assign \$25  = ~ \$24 ;
+  assign \$26  = \port$22053$24 [71:48] > \$signal$16 ;
+  assign \$27  = \$25  | \$26 ;
+  assign issue4 = \$23  & \$27 ;
+  assign \$28  = \$signal  << desc[206];
+  assign \$29  = \$signal$9  + \$28 ;
+  assign \$30  = desc[206] ? 2'h2 : 2'h1;
+  assign \$31  = \$29  + \$30 ;
+  assign \$32  = \$signal$8  + \$1 [7:0];
+  assign \$33  = \$32  + 1'h1;
+  assign \$34  = desc[126] ? \$31  : { 1'h0, \$33  };
+  assign \$35  = rows_written >= \$34 ;
+  assign \$36  = ! \$1 [7:0];
+  assign \$37  = geo[289] | \$36 ;
+  assign \$38  = out_rows + geo[272:257];
+  assign \$39  = \$38  > m4;
+  assign \$40  = \$37  | \$39 ;
+  assign \$41  = \$35  & \$40 ;
+  assign \$42  = ~ \$41 ;
+  assign \$43  = run & \$42 ;
+  assign \$44  = \$signal  << desc[206];
+  assign \$45  = \$signal$9  + \$44 ;
+  assign \$46  = desc[206] ? 2'h2 : 2'h1;
+  assign \$47  = \$45  + \$46 ;
+  assign \$48  = \$signal$8  + \$1 [7:0];
+  assign \$49  = \$48  + 1'h1;
+  assign \$50  = desc[126] ? \$47  : { 1'h0, \$49  };
+  assign \$51  = rows_written >= \$50 ;
+  assign \$52  = run & \$51 ;
+  assign \$53  = ! \$1 [7:0];
+  assign \$54  = geo[289] | \$53 ;
+  assign \$55  = out_rows + geo[272:257];
+  assign \$56  = \$55  > m4;
+  assign \$57  = \$54  | \$56 ;
+  assign \$58  = \$52  & \$57 ;
+  assign \$59  = ~ desc[207];
+  assign \$60  = \port$22053$24 [23:0] > m4;
+  assign \$61  = \$59  | \$60 ;
+  assign \$62  = \port$22053$24 [47:24] + desc[259:244];
+  assign \$63  = \$62  > m4;
+  assign \$64  = \$61  & \$63 ;
+  assign \$65  = ~ \$64 ;
+  assign \$66  = \$58  & \$65 ;
+  assign \$67  = \$signal  << desc[206];
+  assign \$68  = \$signal$9  + \$67 ;
+  assign \$69  = desc[206] ? 2'h2 : 2'h1;
+  assign \$70  = \$68  + \$69 ;
+  assign \$71  = \$signal$8  + \$1 [7:0];
+  assign \$72  = \$71  + 1'h1;
+  assign \$73  = desc[126] ? \$70  : { 1'h0, \$72  };
+  assign \$74  = rows_written >= \$73 ;
+  assign \$75  = run & \$74 ;
+  assign \$76  = ! \$1 [7:0];
+  assign \$77  = geo[289] | \$76 ;
+  assign \$78  = out_rows + geo[272:257];
+  assign \$79  = \$78  > m4;
+  assign \$80  = \$77  | \$79 ;
+  assign \$81  = \$75  & \$80 ;
+  assign \$82  = ~ desc[207];
+  assign \$83  = \port$22053$24 [23:0] > m4;
+  assign \$84  = \$82  | \$83 ;
+  assign \$85  = \port$22053$24 [47:24] + desc[259:244];
+  assign \$86  = \$85  > m4;
+  assign \$87  = \$84  & \$86 ;
+  assign \$88  = \$81  & \$87 ;
+  assign \$89  = | desc[277:262];
+  assign \$90  = ~ \$89 ;
+  assign \$91  = \port$22053$24 [71:48] > \$signal$16 ;
+  assign \$92  = \$90  | \$91 ;
+  assign \$93  = ~ \$92 ;
+  assign \$94  = \$88  & \$93 ;
+  assign \$95  = | desc[277:262];
+  assign w4_consumed = \$95  ? \$signal$16  : 24'h000000;
+  assign \$97  = \$96  + \$signal$21 [0];
+  assign \$98  = desc[206] ? \$97  : { 2'h0, xo4 };
+  assign \$99  = geo[10:8] - 1'h1;
+  assign \$100  = { 1'h0, k4 } & { \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99  };
+  assign \$101  = ! \$100 ;
+  assign line4__en = issue4 & \$101 ;
+  assign \$102  = desc[206] & \$signal$21 [1];
+  assign \$103  = ym3 == 2'h2;
+  assign \$104  = ym3 + 1'h1;
+  assign \$105  = \$103  ? 3'h0 : \$104 ;
+  assign \$106  = \$102  ? \$105  : { 1'h0, ym3 };
+  assign \$107  = ! \$106 ;
+  assign \$108  = desc[206] & \$signal$21 [1];
+  assign \$109  = ym3 == 2'h2;
+  assign \$110  = ym3 + 1'h1;
+  assign \$111  = \$109  ? 3'h0 : \$110 ;
+  assign \$112  = \$108  ? \$111  : { 1'h0, ym3 };
+  assign \$113  = \$112  == 1'h1;
+  assign \$115  = \$113  ? { 1'h0, geo[406:391] } : \$114 ;
+  assign \$116  = \$107  ? 17'h00000 : \$115 ;
+  assign \$117  = \$116  + \$signal$26 ;
+  assign \$118  = \$117  + \$signal$27 ;
+  assign \$119  = desc[206] & \$signal$21 [0];
+  assign \$120  = geo[13:11] == 1'h1;
+  assign \$121  = \$119  & \$120 ;
+  assign \$122  = \$121  ? geo[29:14] : 16'h0000;
+  assign \$123  = \$118  + \$122 ;
+  assign \$124  = k4 >> geo[3:0];
+  assign \$125  = \$123  + \$124 ;
+  assign \$126  = \$signal$30  + k4;
+  assign \$127  = desc[31:16] - 1'h1;
+  assign \$128  = k4 == \$127 ;
+  assign \$130  = desc[206] ? 3'h4 : 3'h1;
+  assign \$131  = \$130  - 1'h1;
+  assign \$132  = \$signal$21  == \$131 ;
+  assign \$133  = \$129  & \$132 ;
+  assign affine__en = issue4 & \$133 ;
+  assign \$134  = desc[31:16] - 1'h1;
+  assign \$135  = k4 == \$134 ;
+  assign \$137  = desc[206] ? 3'h4 : 3'h1;
+  assign \$138  = \$137  - 1'h1;
+  assign \$139  = \$signal$21  == \$138 ;
+  assign \$140  = \$136  & \$139 ;
+  assign \$141  = issue4 & \$140 ;
+  assign residual__en = \$141  & desc[207];
+  assign \$142  = \$signal$36  + outidx;
+  assign \$143  = desc[31:16] - 1'h1;
+  assign \$144  = k4 == \$143 ;
+  assign \$146  = desc[206] ? 3'h4 : 3'h1;
+  assign \$147  = \$146  - 1'h1;
+  assign \$148  = \$signal$21  == \$147 ;
+  assign \$149  = \$145  & \$148 ;
+  assign \$150  = issue4 & \$149 ;
+  assign \$151  = | \$1 [7:0];
+  assign membrane_in__en = \$150  & \$151 ;
+  assign \$152  = prev_base + outidx;
+  assign \$153  = desc[31:16] - 1'h1;
+  assign \$154  = k4 == \$153 ;
+  assign \$156  = desc[206] ? 3'h4 : 3'h1;
+  assign \$157  = \$156  - 1'h1;
+  assign \$158  = \$signal$21  == \$157 ;
+  assign \$159  = \$155  & \$158 ;
+  assign \$160  = issue4 & \$159 ;
+  assign \$890  = lane4a * 4'h8;
+  assign operand = line4__data >> \$890 ;
+  assign \$161  = valid ? act4a : 3'h0;
+  assign \valid$51  = e4b_v & e4b_last;
+  assign \$162  = desc[89:88] == 2'h2;
+  assign \$163  = ~ e4c_full;
+  assign \$164  = \$162  & \$163 ;
+  assign scale = \$164  ? { e4c_aff[175:160], e4c_aff[127:112], e4c_aff[79:64], e4c_aff[31:16] } : { e4c_aff[159:144], e4c_aff[111:96], e4c_aff[63:48], e4c_aff[15:0] };
+  assign \$165  = e4w_act_5 > 1'h0;
+  assign \$166  = e4w_act_5 > 1'h1;
+  assign \$167  = e4w_act_5 > 2'h2;
+  assign \$168  = e4w_act_5 > 2'h3;
+  assign spikes_masked = { \$722 , \$720 , \$718 , \$716  } & { \$168 , \$167 , \$166 , \$165  };
+  assign \$169  = e4w_obase_5 + e4w_outidx_5;
+  assign \$170  = e4w_obase_5 + e4w_outidx_5;
+  assign \$171  = membrane_out__en ? e4w_act_5 : 3'h0;
+  assign \$172  = 1'h0 + spikes_masked[0];
+  assign \$173  = \$172  + spikes_masked[1];
+  assign \$174  = \$173  + spikes_masked[2];
+  assign \$175  = \$174  + spikes_masked[3];
+  assign \$176  = membrane_out__en ? \$175  : 5'h00;
+  assign \$177  = run | valid;
+  assign \$178  = \$177  | e4b_v;
+  assign \$179  = | { membrane_out__en, e4w4_v_1, e4w3_v_1, e4w2_v_1, e4w1_v_1, e4c_v };
+  assign busy = \$178  | \$179 ;
+  assign \$181  = desc[31:16] - 1'h1;
+  assign \$182  = k4 == \$181 ;
+  assign \$183  = k4 + 1'h1;
+  assign \$184  = \$182  ? 17'h00000 : \$183 ;
+  assign \$185  = desc[31:16] - 1'h1;
+  assign \$186  = k4 == \$185 ;
+  assign \$188  = issue4 & \$187 ;
+  assign \$189  = desc[206] ? 3'h4 : 3'h1;
+  assign \$190  = \$189  - 1'h1;
+  assign \$191  = \$signal$21  == \$190 ;
+  assign \$192  = \$signal$21  + 1'h1;
+  assign \$193  = \$191  ? 3'h0 : \$192 ;
+  assign \$194  = desc[31:16] - 1'h1;
+  assign \$195  = k4 == \$194 ;
+  assign \$197  = desc[206] ? 3'h4 : 3'h1;
+  assign \$198  = \$197  - 1'h1;
+  assign \$199  = \$signal$21  == \$198 ;
+  assign \$200  = \$196  & \$199 ;
+  assign \$201  = issue4 & \$200 ;
+  assign \$202  = geo[208:193] - 1'h1;
+  assign \$203  = xo4 == \$202 ;
+  assign \$204  = xo4 + 1'h1;
   assign \$205  = \$203  ? 17'h00000 : \$204 ;
   assign \$206  = desc[31:16] - 1'h1;
   assign \$207  = k4 == \$206 ;
   assign \$209  = desc[206] ? 3'h4 : 3'h1;
   assign \$210  = \$209  - 1'h1;
-  assign \$211  = \$signal$18  == \$210 ;
+  assign \$211  = \$signal$21  == \$210 ;
   assign \$212  = \$208  & \$211 ;
-  assign \$213  = geo[224:209] - 1'h1;
-  assign \$214  = affine__addr == \$213 ;
+  assign \$213  = geo[208:193] - 1'h1;
+  assign \$214  = xo4 == \$213 ;
   assign \$215  = \$212  & \$214 ;
-  assign \$216  = geo[208:193] - 1'h1;
-  assign \$217  = xo4 == \$216 ;
-  assign \$218  = \$215  & \$217 ;
-  assign \$219  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$220  = \$219  - 1'h1;
-  assign \$221  = \$signal$3  == \$220 ;
-  assign \$222  = \$218  & \$221 ;
-  assign \$223  = issue4 & \$222 ;
-  assign \$224  = desc[126] ? { 8'h00, desc[87:80] } : geo[192:177];
+  assign \$216  = issue4 & \$215 ;
+  assign \$217  = geo[224:209] - 1'h1;
+  assign \$218  = affine__addr == \$217 ;
+  assign \$219  = affine__addr + 1'h1;
+  assign \$220  = \$218  ? 17'h00000 : \$219 ;
+  assign \$221  = desc[31:16] - 1'h1;
+  assign \$222  = k4 == \$221 ;
+  assign \$224  = desc[206] ? 3'h4 : 3'h1;
   assign \$225  = \$224  - 1'h1;
-  assign \$226  = \$signal$2  == \$225 ;
-  assign \$227  = \$signal$2  + 1'h1;
-  assign \$228  = \$226  ? 17'h00000 : \$227 ;
-  assign \$229  = desc[31:16] - 1'h1;
-  assign \$230  = k4 == \$229 ;
-  assign \$232  = desc[206] ? 3'h4 : 3'h1;
-  assign \$233  = \$232  - 1'h1;
-  assign \$234  = \$signal$18  == \$233 ;
-  assign \$235  = \$231  & \$234 ;
-  assign \$236  = desc[31:16] - 1'h1;
-  assign \$237  = k4 == \$236 ;
-  assign \$239  = desc[206] ? 3'h4 : 3'h1;
-  assign \$240  = \$239  - 1'h1;
-  assign \$241  = \$signal$18  == \$240 ;
-  assign \$242  = \$238  & \$241 ;
-  assign \$243  = geo[224:209] - 1'h1;
-  assign \$244  = affine__addr == \$243 ;
-  assign \$245  = \$242  & \$244 ;
-  assign \$246  = \$signal$27  + desc[31:16];
-  assign \$247  = \$245  ? 17'h00000 : \$246 ;
-  assign \$248  = desc[31:16] - 1'h1;
-  assign \$249  = k4 == \$248 ;
-  assign \$251  = desc[206] ? 3'h4 : 3'h1;
-  assign \$252  = \$251  - 1'h1;
-  assign \$253  = \$signal$18  == \$252 ;
-  assign \$254  = \$250  & \$253 ;
-  assign \$255  = geo[224:209] - 1'h1;
-  assign \$256  = affine__addr == \$255 ;
-  assign \$257  = \$254  & \$256 ;
-  assign \$258  = geo[208:193] - 1'h1;
-  assign \$259  = xo4 == \$258 ;
-  assign \$260  = \$257  & \$259 ;
-  assign \$261  = outidx + 1'h1;
+  assign \$226  = \$signal$21  == \$225 ;
+  assign \$227  = \$223  & \$226 ;
+  assign \$228  = geo[208:193] - 1'h1;
+  assign \$229  = xo4 == \$228 ;
+  assign \$230  = \$227  & \$229 ;
+  assign \$231  = geo[224:209] - 1'h1;
+  assign \$232  = affine__addr == \$231 ;
+  assign \$233  = \$230  & \$232 ;
+  assign \$234  = issue4 & \$233 ;
+  assign \$235  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$236  = \$235  - 1'h1;
+  assign \$237  = \$signal$3  == \$236 ;
+  assign \$238  = \$signal$3  + 1'h1;
+  assign \$239  = \$237  ? 17'h00000 : \$238 ;
+  assign \$240  = desc[31:16] - 1'h1;
+  assign \$241  = k4 == \$240 ;
+  assign \$243  = desc[206] ? 3'h4 : 3'h1;
+  assign \$244  = \$243  - 1'h1;
+  assign \$245  = \$signal$21  == \$244 ;
+  assign \$246  = \$242  & \$245 ;
+  assign \$247  = geo[208:193] - 1'h1;
+  assign \$248  = xo4 == \$247 ;
+  assign \$249  = \$246  & \$248 ;
+  assign \$250  = geo[224:209] - 1'h1;
+  assign \$251  = affine__addr == \$250 ;
+  assign \$252  = \$249  & \$251 ;
+  assign \$253  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$254  = \$253  - 1'h1;
+  assign \$255  = \$signal$3  == \$254 ;
+  assign \$256  = \$252  & \$255 ;
+  assign \$257  = issue4 & \$256 ;
+  assign \$258  = desc[126] ? { 8'h00, desc[87:80] } : geo[192:177];
+  assign \$259  = \$258  - 1'h1;
+  assign \$260  = \$signal$2  == \$259 ;
+  assign \$261  = \$signal$2  + 1'h1;
   assign \$262  = \$260  ? 17'h00000 : \$261 ;
   assign \$263  = desc[31:16] - 1'h1;
-  assign \$264  = k4 == \$263 ;
-  assign \$266  = desc[206] ? 3'h4 : 3'h1;
-  assign \$267  = \$266  - 1'h1;
-  assign \$268  = \$signal$18  == \$267 ;
-  assign \$269  = \$265  & \$268 ;
-  assign \$270  = geo[224:209] - 1'h1;
-  assign \$271  = affine__addr == \$270 ;
-  assign \$272  = \$269  & \$271 ;
-  assign \$273  = desc[31:16] - 1'h1;
-  assign \$274  = k4 == \$273 ;
-  assign \$276  = desc[206] ? 3'h4 : 3'h1;
-  assign \$277  = \$276  - 1'h1;
-  assign \$278  = \$signal$18  == \$277 ;
-  assign \$279  = \$275  & \$278 ;
-  assign \$280  = geo[224:209] - 1'h1;
-  assign \$281  = affine__addr == \$280 ;
-  assign \$282  = \$279  & \$281 ;
-  assign \$283  = geo[208:193] - 1'h1;
-  assign \$284  = xo4 == \$283 ;
-  assign \$285  = \$282  & \$284 ;
-  assign \$286  = xo4 << desc[206];
-  assign \$287  = desc[206] ? 2'h2 : 2'h1;
-  assign \$288  = \$286  + \$287 ;
-  assign \$289  = \$288  >> geo[7:4];
-  assign \$290  = xo4 << desc[206];
-  assign \$291  = \$290  >> geo[7:4];
-  assign \$292  = \$289  - \$291 ;
-  assign \$293  = ! \$292 [1:0];
-  assign \$294  = xo4 << desc[206];
-  assign \$295  = desc[206] ? 2'h2 : 2'h1;
-  assign \$296  = \$294  + \$295 ;
-  assign \$297  = \$296  >> geo[7:4];
-  assign \$298  = xo4 << desc[206];
-  assign \$299  = \$298  >> geo[7:4];
-  assign \$300  = \$297  - \$299 ;
-  assign \$301  = \$300 [1:0] == 1'h1;
-  assign \$303  = \$301  ? { 1'h0, geo[29:14] } : \$302 ;
-  assign \$304  = \$293  ? 17'h00000 : \$303 ;
-  assign \$305  = \$signal$24  + \$304 ;
-  assign \$306  = \$285  ? 18'h00000 : \$305 ;
-  assign \$307  = desc[31:16] - 1'h1;
-  assign \$308  = k4 == \$307 ;
-  assign \$310  = desc[206] ? 3'h4 : 3'h1;
-  assign \$311  = \$310  - 1'h1;
-  assign \$312  = \$signal$18  == \$311 ;
-  assign \$313  = \$309  & \$312 ;
-  assign \$314  = geo[224:209] - 1'h1;
-  assign \$315  = affine__addr == \$314 ;
-  assign \$316  = \$313  & \$315 ;
-  assign \$317  = geo[208:193] - 1'h1;
-  assign \$318  = xo4 == \$317 ;
-  assign \$319  = \$316  & \$318 ;
-  assign \$320  = m4 + 1'h1;
-  assign \$321  = rows_released + 1'h1;
   \ttsnn_accel.e4.affine  affine (
     .clk(clk),
-    .o0(\$654 ),
-    .o1(\$655 ),
-    .o2(\$656 ),
-    .o3(\$657 ),
+    .o0(\$711 ),
+    .o1(\$712 ),
+    .o2(\$713 ),
+    .o3(\$714 ),
     .p(p),
-    .\port$20720$128 (e4c_aff[143:128]),
-    .\port$20720$176 (e4c_aff[191:176]),
-    .\port$20720$32 (e4c_aff[47:32]),
-    .\port$20720$80 (e4c_aff[95:80]),
+    .\port$20908$128 (e4c_aff[143:128]),
+    .\port$20908$176 (e4c_aff[191:176]),
+    .\port$20908$32 (e4c_aff[47:32]),
+    .\port$20908$80 (e4c_aff[95:80]),
     .residual(residual),
     .rnd(desc[205]),
     .rst(rst),
@@ -52391,838 +52949,869 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   \ttsnn_accel.e4.lif  lif (
     .clk(clk),
     .leak_mul(desc[158:151]),
-    .\port$20814$0 (\$654 ),
-    .\port$20832$0 (\$655 ),
-    .\port$20850$0 (\$656 ),
-    .\port$20868$0 (\$657 ),
-    .\port$21869$167 (desc[188:167]),
+    .\port$21002$0 (\$711 ),
+    .\port$21020$0 (\$712 ),
+    .\port$21038$0 (\$713 ),
+    .\port$21056$0 (\$714 ),
+    .\port$22057$167 (desc[188:167]),
     .rnd(desc[205]),
     .rst(rst),
-    .s0(\$659 ),
-    .s1(\$661 ),
-    .s2(\$663 ),
-    .s3(\$665 ),
-    .u0(\$658 ),
-    .u1(\$660 ),
-    .u2(\$662 ),
-    .u3(\$664 ),
+    .s0(\$716 ),
+    .s1(\$718 ),
+    .s2(\$720 ),
+    .s3(\$722 ),
+    .u0(\$715 ),
+    .u1(\$717 ),
+    .u2(\$719 ),
+    .u3(\$721 ),
     .u_prev(u_prev)
   );
   \ttsnn_accel.e4.maxpool  maxpool (
     .clk(clk),
-    .first(\first$51 ),
+    .first(\first$54 ),
     .i(i),
-    .\port$3118$0 (\$650 ),
-    .\port$3121$0 (\$651 ),
-    .\port$3124$0 (\$652 ),
-    .\port$3127$0 (\$653 ),
+    .\port$3265$0 (\$707 ),
+    .\port$3268$0 (\$708 ),
+    .\port$3271$0 (\$709 ),
+    .\port$3274$0 (\$710 ),
     .rst(rst),
-    .valid(\valid$48 )
+    .valid(\valid$51 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$565  = k4;
-    if (\$146 ) begin
-      \$565  = \$150 [15:0];
+    \$620  = k4;
+    if (\$180 ) begin
+      \$620  = \$184 [15:0];
     end
     if (start) begin
-      \$565  = 16'h0000;
+      \$620  = 16'h0000;
     end
-    if (rst) begin
-      \$565  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$566  = \$signal$18 ;
-    if (\$154 ) begin
-      \$566  = \$159 [1:0];
-    end
-    if (start) begin
-      \$566  = 2'h0;
-    end
-    if (rst) begin
-      \$566  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$567  = affine__addr;
-    if (\$167 ) begin
-      \$567  = \$171 [15:0];
-    end
-    if (start) begin
-      \$567  = 16'h0000;
-    end
-    if (rst) begin
-      \$567  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$568  = xo4;
-    if (\$182 ) begin
-      \$568  = \$186 [15:0];
-    end
-    if (start) begin
-      \$568  = 16'h0000;
-    end
-    if (rst) begin
-      \$568  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$569  = \$signal$3 ;
-    if (\$200 ) begin
-      \$569  = \$205 [15:0];
-    end
-    if (start) begin
-      \$569  = 16'h0000;
-    end
-    if (rst) begin
-      \$569  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$570  = \$signal$2 ;
-    if (\$223 ) begin
-      \$570  = \$228 [15:0];
-    end
-    if (start) begin
-      \$570  = 16'h0000;
-    end
-    if (rst) begin
-      \$570  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$571  = \$signal$27 ;
-    if (issue4) begin
-      if (\$235 ) begin
-        \$571  = \$247 [15:0];
-      end
-    end
-    if (start) begin
-      \$571  = 16'h0000;
-    end
-    if (rst) begin
-      \$571  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$572  = outidx;
-    if (issue4) begin
-      if (\$235 ) begin
-        \$572  = \$262 [15:0];
-      end
-    end
-    if (start) begin
-      \$572  = 16'h0000;
-    end
-    if (rst) begin
-      \$572  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$573  = \$signal$24 ;
-    if (issue4) begin
-      if (\$272 ) begin
-        \$573  = \$306 [15:0];
-      end
-    end
-    if (start) begin
-      \$573  = 16'h0000;
-    end
-    if (rst) begin
-      \$573  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$574  = m4;
-    if (issue4) begin
-      if (\$319 ) begin
-        \$574  = \$320 [23:0];
-      end
-    end
-    if (start) begin
-      \$574  = 24'h000000;
-    end
-    if (rst) begin
-      \$574  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$575  = rows_released;
-    if (issue4) begin
-      if (\$319 ) begin
-        \$575  = \$321 [15:0];
-      end
-    end
-    if (start) begin
-      \$575  = 16'h0000;
-    end
-    if (rst) begin
-      \$575  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$576  = out_slot;
-    if (issue4) begin
-      if (\$319 ) begin
-        \$576  = \$325 [15:0];
-      end
-    end
-    if (start) begin
-      \$576  = 16'h0000;
-    end
-    if (rst) begin
-      \$576  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$577  = \$signal$98 ;
-    if (issue4) begin
-      if (\$319 ) begin
-        \$577  = \$329 [15:0];
-      end
-    end
-    if (start) begin
-      \$577  = 16'h0000;
-    end
-    if (rst) begin
-      \$577  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$578  = \$signal$99 ;
-    if (issue4) begin
-      if (\$319 ) begin
-        \$578  = \$333 [15:0];
-      end
-    end
-    if (start) begin
-      \$578  = \$563 [15:0];
-    end
-    if (rst) begin
-      \$578  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$579  = prev_base;
-    if (issue4) begin
-      if (\$319 ) begin
-        \$579  = \$337 [15:0];
-      end
-    end
-    if (start) begin
-      \$579  = geo[288:273];
-    end
-    if (rst) begin
-      \$579  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$580  = \$signal$23 ;
-    if (issue4) begin
-      if (\$319 ) begin
-        \$580  = \$376 [15:0];
-      end
-    end
-    if (start) begin
-      \$580  = 16'h0000;
-    end
-    if (rst) begin
-      \$580  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$581  = \$signal$9 ;
-    if (issue4) begin
-      if (\$319 ) begin
-        if (\$394 ) begin
-          \$581  = \$395 [15:0];
-        end
-      end
-    end
-    if (start) begin
-      \$581  = 16'h0000;
-    end
-    if (rst) begin
-      \$581  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$582  = \$signal$8 ;
-    if (issue4) begin
-      if (\$319 ) begin
-        if (\$414 ) begin
-          \$582  = \$417 [15:0];
-        end
-      end
-    end
-    if (start) begin
-      \$582  = { 8'h00, \$564  };
-    end
-    if (rst) begin
-      \$582  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$583  = res_consumed;
-    if (issue4) begin
-      if (\$319 ) begin
-        if (desc[207]) begin
-          \$583  = \$418 [23:0];
-        end
-      end
-    end
-    if (start) begin
-      \$583  = 24'h000000;
-    end
-    if (rst) begin
-      \$583  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$584  = res_slot;
-    if (issue4) begin
-      if (\$319 ) begin
-        if (desc[207]) begin
-          \$584  = \$422 [15:0];
-        end
-      end
-    end
-    if (start) begin
-      \$584  = 16'h0000;
-    end
-    if (rst) begin
-      \$584  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$585  = \$signal$33 ;
-    if (issue4) begin
-      if (\$319 ) begin
-        if (desc[207]) begin
-          \$585  = \$426 [15:0];
-        end
-      end
-    end
-    if (start) begin
-      \$585  = 16'h0000;
-    end
-    if (rst) begin
-      \$585  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$586  = ym3;
-    if (issue4) begin
-      if (\$319 ) begin
-        if (\$444 ) begin
-          \$586  = \$497 [1:0];
-        end
-      end
-    end
-    if (start) begin
-      \$586  = 2'h0;
-    end
-    if (rst) begin
-      \$586  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$587  = run;
-    if (issue4) begin
-      if (\$518 ) begin
-        \$587  = 1'h0;
-      end
-    end
-    if (start) begin
-      \$587  = 1'h1;
-    end
-    if (rst) begin
-      \$587  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$588  = issue4;
-    if (rst) begin
-      \$588  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$589  = \$519 ;
-    if (rst) begin
-      \$589  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$590  = \$522 ;
-    if (rst) begin
-      \$590  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$591  = \$523 ;
-    if (rst) begin
-      \$591  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$592  = \$530 ;
-    if (rst) begin
-      \$592  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$593  = \$531 ;
-    if (rst) begin
-      \$593  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$594  = \$544 ;
-    if (rst) begin
-      \$594  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$595  = \$550 [2:0];
-    if (rst) begin
-      \$595  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$596  = outidx;
-    if (rst) begin
-      \$596  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$597  = \$signal$98 ;
-    if (rst) begin
-      \$597  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$598  = \$556 [2:0];
-    if (rst) begin
-      \$598  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$599  = valid;
-    if (rst) begin
-      \$599  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$600  = e4a_last;
-    if (rst) begin
-      \$600  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$601  = e4a_subfirst;
-    if (rst) begin
-      \$601  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$602  = e4a_grp;
-    if (rst) begin
-      \$602  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$603  = e4a_t0;
-    if (rst) begin
-      \$603  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$604  = e4a_rowend;
-    if (rst) begin
-      \$604  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$605  = \$signal$107 ;
-    if (rst) begin
-      \$605  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$606  = obase4a;
-    if (rst) begin
-      \$606  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$607  = act4a;
-    if (rst) begin
-      \$607  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$608  = aff4b;
-    if (\$557 ) begin
-      \$608  = affine__data;
-    end
-    if (rst) begin
-      \$608  = 192'h000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$609  = \$signal$117 ;
-    if (\$557 ) begin
-      \$609  = residual__data;
-    end
-    if (rst) begin
-      \$609  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$610  = uprev4b;
-    if (\$557 ) begin
-      \$610  = \$558 ;
-    end
-    if (rst) begin
-      \$610  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$611  = \$559 ;
-    if (rst) begin
-      \$611  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$612  = \$signal$121 ;
-    if (rst) begin
-      \$612  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$613  = \$560 ;
-    if (rst) begin
-      \$613  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$614  = e4b_rowend;
-    if (rst) begin
-      \$614  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$615  = { \$653 , \$652 , \$651 , \$650  };
-    if (rst) begin
-      \$615  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$616  = aff4b;
-    if (rst) begin
-      \$616  = 192'h000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$617  = \$signal$117 ;
-    if (rst) begin
-      \$617  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$618  = uprev4b;
-    if (rst) begin
-      \$618  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$619  = \$signal$112 ;
-    if (rst) begin
-      \$619  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$620  = obase4b;
     if (rst) begin
       \$620  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$621  = act4b;
+    \$621  = \$signal$21 ;
+    if (\$188 ) begin
+      \$621  = \$193 [1:0];
+    end
+    if (start) begin
+      \$621  = 2'h0;
+    end
     if (rst) begin
-      \$621  = 3'h0;
+      \$621  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$622  = full4b;
+    \$622  = xo4;
+    if (\$201 ) begin
+      \$622  = \$205 [15:0];
+    end
+    if (start) begin
+      \$622  = 16'h0000;
+    end
     if (rst) begin
-      \$622  = 1'h0;
+      \$622  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$623  = e4c_uprev;
+    \$623  = affine__addr;
+    if (\$216 ) begin
+      \$623  = \$220 [15:0];
+    end
+    if (start) begin
+      \$623  = 16'h0000;
+    end
     if (rst) begin
-      \$623  = 64'h0000000000000000;
+      \$623  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$624  = e4c_v;
+    \$624  = \$signal$3 ;
+    if (\$234 ) begin
+      \$624  = \$239 [15:0];
+    end
+    if (start) begin
+      \$624  = 16'h0000;
+    end
     if (rst) begin
-      \$624  = 1'h0;
+      \$624  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$625  = e4w1_v_1;
+    \$625  = \$signal$2 ;
+    if (\$257 ) begin
+      \$625  = \$262 [15:0];
+    end
+    if (start) begin
+      \$625  = 16'h0000;
+    end
     if (rst) begin
-      \$625  = 1'h0;
+      \$625  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$626  = e4w2_v_1;
+    \$626  = outidx;
+    if (issue4) begin
+      if (\$269 ) begin
+        \$626  = \$296 [15:0];
+      end
+    end
+    if (start) begin
+      \$626  = 16'h0000;
+    end
     if (rst) begin
-      \$626  = 1'h0;
+      \$626  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$627  = e4w3_v_1;
+    \$627  = \$signal$27 ;
+    if (issue4) begin
+      if (\$269 ) begin
+        \$627  = \$327 [15:0];
+      end
+    end
+    if (start) begin
+      \$627  = 16'h0000;
+    end
     if (rst) begin
-      \$627  = 1'h0;
+      \$627  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$628  = e4w4_v_1;
+    \$628  = \$signal$16 ;
+    if (issue4) begin
+      if (\$337 ) begin
+        \$628  = \$338 [23:0];
+      end
+    end
+    if (start) begin
+      \$628  = 24'h000000;
+    end
     if (rst) begin
-      \$628  = 1'h0;
+      \$628  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$629  = e4c_rowend;
+    \$629  = w4slot;
+    if (issue4) begin
+      if (\$337 ) begin
+        \$629  = \$342 [15:0];
+      end
+    end
+    if (start) begin
+      \$629  = 16'h0000;
+    end
     if (rst) begin
-      \$629  = 1'h0;
+      \$629  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$630  = e4w_rowend_1;
+    \$630  = \$signal$30 ;
+    if (issue4) begin
+      if (\$337 ) begin
+        \$630  = \$361 [15:0];
+      end
+    end
+    if (start) begin
+      \$630  = 16'h0000;
+    end
     if (rst) begin
-      \$630  = 1'h0;
+      \$630  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$631  = e4w_rowend_2;
+    \$631  = m4;
+    if (issue4) begin
+      if (\$374 ) begin
+        \$631  = \$375 [23:0];
+      end
+    end
+    if (start) begin
+      \$631  = 24'h000000;
+    end
     if (rst) begin
-      \$631  = 1'h0;
+      \$631  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$632  = e4w_rowend_3;
+    \$632  = rows_released;
+    if (issue4) begin
+      if (\$374 ) begin
+        \$632  = \$376 [15:0];
+      end
+    end
+    if (start) begin
+      \$632  = 16'h0000;
+    end
     if (rst) begin
-      \$632  = 1'h0;
+      \$632  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$633  = e4w_rowend_4;
+    \$633  = out_slot;
+    if (issue4) begin
+      if (\$374 ) begin
+        \$633  = \$380 [15:0];
+      end
+    end
+    if (start) begin
+      \$633  = 16'h0000;
+    end
     if (rst) begin
-      \$633  = 1'h0;
+      \$633  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$634  = e4c_outidx;
+    \$634  = \$signal$102 ;
+    if (issue4) begin
+      if (\$374 ) begin
+        \$634  = \$384 [15:0];
+      end
+    end
+    if (start) begin
+      \$634  = 16'h0000;
+    end
     if (rst) begin
       \$634  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$635  = e4w_outidx_1;
+    \$635  = \$signal$103 ;
+    if (issue4) begin
+      if (\$374 ) begin
+        \$635  = \$388 [15:0];
+      end
+    end
+    if (start) begin
+      \$635  = \$618 [15:0];
+    end
     if (rst) begin
       \$635  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$636  = e4w_outidx_2;
+    \$636  = prev_base;
+    if (issue4) begin
+      if (\$374 ) begin
+        \$636  = \$392 [15:0];
+      end
+    end
+    if (start) begin
+      \$636  = geo[288:273];
+    end
     if (rst) begin
       \$636  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$637  = e4w_outidx_3;
+    \$637  = \$signal$26 ;
+    if (issue4) begin
+      if (\$374 ) begin
+        \$637  = \$431 [15:0];
+      end
+    end
+    if (start) begin
+      \$637  = 16'h0000;
+    end
     if (rst) begin
       \$637  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$638  = e4w_outidx_4;
+    \$638  = \$signal$9 ;
+    if (issue4) begin
+      if (\$374 ) begin
+        if (\$449 ) begin
+          \$638  = \$450 [15:0];
+        end
+      end
+    end
+    if (start) begin
+      \$638  = 16'h0000;
+    end
     if (rst) begin
       \$638  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$639  = e4c_obase;
+    \$639  = \$signal$8 ;
+    if (issue4) begin
+      if (\$374 ) begin
+        if (\$469 ) begin
+          \$639  = \$472 [15:0];
+        end
+      end
+    end
+    if (start) begin
+      \$639  = { 8'h00, \$619  };
+    end
     if (rst) begin
       \$639  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$640  = e4w_obase_1;
+    \$640  = res_consumed;
+    if (issue4) begin
+      if (\$374 ) begin
+        if (desc[207]) begin
+          \$640  = \$473 [23:0];
+        end
+      end
+    end
+    if (start) begin
+      \$640  = 24'h000000;
+    end
     if (rst) begin
-      \$640  = 16'h0000;
+      \$640  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$641  = e4w_obase_2;
+    \$641  = res_slot;
+    if (issue4) begin
+      if (\$374 ) begin
+        if (desc[207]) begin
+          \$641  = \$477 [15:0];
+        end
+      end
+    end
+    if (start) begin
+      \$641  = 16'h0000;
+    end
     if (rst) begin
       \$641  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$642  = e4w_obase_3;
+    \$642  = \$signal$36 ;
+    if (issue4) begin
+      if (\$374 ) begin
+        if (desc[207]) begin
+          \$642  = \$481 [15:0];
+        end
+      end
+    end
+    if (start) begin
+      \$642  = 16'h0000;
+    end
     if (rst) begin
       \$642  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$643  = e4w_obase_4;
-    if (rst) begin
-      \$643  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$644  = e4c_act;
-    if (rst) begin
-      \$644  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$645  = e4w_act_1;
-    if (rst) begin
-      \$645  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$646  = e4w_act_2;
-    if (rst) begin
-      \$646  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$647  = e4w_act_3;
-    if (rst) begin
-      \$647  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$648  = e4w_act_4;
-    if (rst) begin
-      \$648  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$649  = out_rows;
-    if (\$561 ) begin
-      \$649  = \$562 [23:0];
+    \$643  = ym3;
+    if (issue4) begin
+      if (\$374 ) begin
+        if (\$499 ) begin
+          \$643  = \$552 [1:0];
+        end
+      end
     end
     if (start) begin
-      \$649  = 24'h000000;
+      \$643  = 2'h0;
     end
     if (rst) begin
-      \$649  = 24'h000000;
+      \$643  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$644  = run;
+    if (issue4) begin
+      if (\$573 ) begin
+        \$644  = 1'h0;
+      end
+    end
+    if (start) begin
+      \$644  = 1'h1;
+    end
+    if (rst) begin
+      \$644  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$645  = issue4;
+    if (rst) begin
+      \$645  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$646  = \$574 ;
+    if (rst) begin
+      \$646  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$647  = \$577 ;
+    if (rst) begin
+      \$647  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$648  = \$578 ;
+    if (rst) begin
+      \$648  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$649  = \$585 ;
+    if (rst) begin
+      \$649  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$650  = \$586 ;
+    if (rst) begin
+      \$650  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$651  = \$599 ;
+    if (rst) begin
+      \$651  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$652  = \$605 [2:0];
+    if (rst) begin
+      \$652  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$653  = outidx;
+    if (rst) begin
+      \$653  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$654  = \$signal$102 ;
+    if (rst) begin
+      \$654  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$655  = \$611 [2:0];
+    if (rst) begin
+      \$655  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$656  = valid;
+    if (rst) begin
+      \$656  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$657  = e4a_last;
+    if (rst) begin
+      \$657  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$658  = e4a_subfirst;
+    if (rst) begin
+      \$658  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$659  = e4a_grp;
+    if (rst) begin
+      \$659  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$660  = e4a_t0;
+    if (rst) begin
+      \$660  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$661  = e4a_rowend;
+    if (rst) begin
+      \$661  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$662  = \$signal$111 ;
+    if (rst) begin
+      \$662  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$663  = obase4a;
+    if (rst) begin
+      \$663  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$664  = act4a;
+    if (rst) begin
+      \$664  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$665  = aff4b;
+    if (\$612 ) begin
+      \$665  = affine__data;
+    end
+    if (rst) begin
+      \$665  = 192'h000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$666  = \$signal$121 ;
+    if (\$612 ) begin
+      \$666  = residual__data;
+    end
+    if (rst) begin
+      \$666  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$667  = uprev4b;
+    if (\$612 ) begin
+      \$667  = \$613 ;
+    end
+    if (rst) begin
+      \$667  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$668  = \$614 ;
+    if (rst) begin
+      \$668  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$669  = \$signal$125 ;
+    if (rst) begin
+      \$669  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$670  = \$615 ;
+    if (rst) begin
+      \$670  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$671  = e4b_rowend;
+    if (rst) begin
+      \$671  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$672  = { \$710 , \$709 , \$708 , \$707  };
+    if (rst) begin
+      \$672  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$673  = aff4b;
+    if (rst) begin
+      \$673  = 192'h000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$674  = \$signal$121 ;
+    if (rst) begin
+      \$674  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$675  = uprev4b;
+    if (rst) begin
+      \$675  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$676  = \$signal$116 ;
+    if (rst) begin
+      \$676  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$677  = obase4b;
+    if (rst) begin
+      \$677  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$678  = act4b;
+    if (rst) begin
+      \$678  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$679  = full4b;
+    if (rst) begin
+      \$679  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$680  = e4c_uprev;
+    if (rst) begin
+      \$680  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$681  = e4c_v;
+    if (rst) begin
+      \$681  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$682  = e4w1_v_1;
+    if (rst) begin
+      \$682  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$683  = e4w2_v_1;
+    if (rst) begin
+      \$683  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$684  = e4w3_v_1;
+    if (rst) begin
+      \$684  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$685  = e4w4_v_1;
+    if (rst) begin
+      \$685  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$686  = e4c_rowend;
+    if (rst) begin
+      \$686  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$687  = e4w_rowend_1;
+    if (rst) begin
+      \$687  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$688  = e4w_rowend_2;
+    if (rst) begin
+      \$688  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$689  = e4w_rowend_3;
+    if (rst) begin
+      \$689  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$690  = e4w_rowend_4;
+    if (rst) begin
+      \$690  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$691  = e4c_outidx;
+    if (rst) begin
+      \$691  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$692  = e4w_outidx_1;
+    if (rst) begin
+      \$692  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$693  = e4w_outidx_2;
+    if (rst) begin
+      \$693  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$694  = e4w_outidx_3;
+    if (rst) begin
+      \$694  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$695  = e4w_outidx_4;
+    if (rst) begin
+      \$695  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$696  = e4c_obase;
+    if (rst) begin
+      \$696  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$697  = e4w_obase_1;
+    if (rst) begin
+      \$697  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$698  = e4w_obase_2;
+    if (rst) begin
+      \$698  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$699  = e4w_obase_3;
+    if (rst) begin
+      \$699  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$700  = e4w_obase_4;
+    if (rst) begin
+      \$700  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$701  = e4c_act;
+    if (rst) begin
+      \$701  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$702  = e4w_act_1;
+    if (rst) begin
+      \$702  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$703  = e4w_act_2;
+    if (rst) begin
+      \$703  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$704  = e4w_act_3;
+    if (rst) begin
+      \$704  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$705  = e4w_act_4;
+    if (rst) begin
+      \$705  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$706  = out_rows;
+    if (\$616 ) begin
+      \$706  = \$617 [23:0];
+    end
+    if (start) begin
+      \$706  = 24'h000000;
+    end
+    if (rst) begin
+      \$706  = 24'h000000;
     end
   end
   assign t4 = \$1 [7:0];
-  assign res_rows = \port$21865$24 [23:0];
-  assign out_taken = \port$21865$24 [47:24];
-  assign x4 = \$64 [15:0];
+  assign res_rows = \port$22053$24 [23:0];
+  assign out_taken = \port$22053$24 [47:24];
+  assign w4_chunks = \port$22053$24 [71:48];
+  assign x4 = \$98 [15:0];
   assign w4__en = issue4;
-  assign \$signal$30  = affine__addr;
+  assign \$signal$33  = affine__addr;
   assign e4a_v = valid;
   assign e4a_first = first;
   assign w4__data = weights;
-  assign e4b_subfirst = \first$51 ;
+  assign e4b_subfirst = \first$54 ;
   assign acc = i;
   assign e4c_p = p;
   assign bias = { e4c_aff[191:176], e4c_aff[143:128], e4c_aff[95:80], e4c_aff[47:32] };
@@ -53230,31 +53819,31 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign shift = desc[150:145];
   assign rnd = desc[205];
   assign use_residual = desc[207];
-  assign cur = { \$657 , \$656 , \$655 , \$654  };
-  assign o = { \$657 , \$656 , \$655 , \$654  };
+  assign cur = { \$714 , \$713 , \$712 , \$711  };
+  assign o = { \$714 , \$713 , \$712 , \$711  };
   assign e4u_uprev_1 = u_prev;
   assign threshold = desc[188:173];
   assign leak_mul = desc[158:151];
   assign leak_shift = desc[172:167];
-  assign \rnd$73  = desc[205];
-  assign mask = { \$134 , \$133 , \$132 , \$131  };
-  assign s = { \$665 , \$663 , \$661 , \$659  };
+  assign \rnd$76  = desc[205];
+  assign mask = { \$168 , \$167 , \$166 , \$165  };
+  assign s = { \$722 , \$720 , \$718 , \$716  };
   assign e4w5_v_1 = membrane_out__en;
-  assign membrane_out__data = { \$664 , \$662 , \$660 , \$658  };
-  assign u = { \$664 , \$662 , \$660 , \$658  };
+  assign membrane_out__data = { \$721 , \$719 , \$717 , \$715  };
+  assign u = { \$721 , \$719 , \$717 , \$715  };
   assign spikes__en = membrane_out__en;
   assign spikes__data = spikes_masked;
-  assign \o$124  = { \$653 , \$652 , \$651 , \$650  };
-  assign line4__addr = \$91 [15:0];
-  assign w4__addr = \$92 [15:0];
-  assign residual__addr = \$108 [15:0];
-  assign membrane_in__addr = \$118 [15:0];
-  assign membrane_out__addr = \$135 [15:0];
-  assign spikes__addr = \$136 [15:0];
-  assign \port$20878$0  = \$658 ;
-  assign \port$20888$0  = \$660 ;
-  assign \port$20898$0  = \$662 ;
-  assign \port$20908$0  = \$664 ;
+  assign \o$128  = { \$710 , \$709 , \$708 , \$707  };
+  assign line4__addr = \$125 [15:0];
+  assign w4__addr = \$126 [15:0];
+  assign residual__addr = \$142 [15:0];
+  assign membrane_in__addr = \$152 [15:0];
+  assign membrane_out__addr = \$169 [15:0];
+  assign spikes__addr = \$170 [15:0];
+  assign \port$21066$0  = \$715 ;
+  assign \port$21076$0  = \$717 ;
+  assign \port$21086$0  = \$719 ;
+  assign \port$21096$0  = \$721 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -53280,6 +53869,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign \desc.res_ring_rows  = desc[243:228];
   assign \desc.out_ring_rows  = desc[259:244];
   assign \desc.pass  = desc[261:260];
+  assign \desc.w4_ring  = desc[277:262];
+  assign \desc.w23_ring  = desc[293:278];
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -53321,68 +53912,71 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign \counts.c4_busy  = counts[0];
   assign \counts.c4_stall  = counts[1];
   assign \counts.lif_stall  = counts[2];
-  assign \counts.line4_reads  = counts[3];
-  assign \counts.w4_reads  = counts[4];
-  assign \counts.affine_reads  = counts[5];
-  assign \counts.residual_reads  = counts[6];
-  assign \counts.membrane_reads  = counts[7];
-  assign \counts.c4_macs  = counts[11:8];
-  assign \counts.membrane_writes  = counts[12];
-  assign \counts.spikes_writes  = counts[13];
-  assign \counts.lif_busy  = counts[14];
-  assign \counts.lif_updates  = counts[18:15];
-  assign \counts.spikes_out  = counts[22:19];
-  assign counts[22:19] = \$142 [3:0];
-  assign counts[18:15] = { 1'h0, \$137  };
+  assign \counts.c4_w_wait  = counts[3];
+  assign \counts.line4_reads  = counts[4];
+  assign \counts.w4_reads  = counts[5];
+  assign \counts.affine_reads  = counts[6];
+  assign \counts.residual_reads  = counts[7];
+  assign \counts.membrane_reads  = counts[8];
+  assign \counts.c4_macs  = counts[12:9];
+  assign \counts.membrane_writes  = counts[13];
+  assign \counts.spikes_writes  = counts[14];
+  assign \counts.lif_busy  = counts[15];
+  assign \counts.lif_updates  = counts[19:16];
+  assign \counts.spikes_out  = counts[23:20];
+  assign counts[23:20] = \$176 [3:0];
+  assign counts[19:16] = { 1'h0, \$171  };
+  assign counts[15] = membrane_out__en;
   assign counts[14] = membrane_out__en;
   assign counts[13] = membrane_out__en;
-  assign counts[12] = membrane_out__en;
-  assign counts[11:8] = { 1'h0, \$127  };
-  assign counts[7] = membrane_in__en;
-  assign counts[6] = residual__en;
-  assign counts[5] = \$126 ;
-  assign counts[4] = issue4;
-  assign counts[3] = line4__en;
-  assign counts[2] = \$61 ;
-  assign counts[1] = \$38 ;
+  assign counts[12:9] = { 1'h0, \$161  };
+  assign counts[8] = membrane_in__en;
+  assign counts[7] = residual__en;
+  assign counts[6] = \$160 ;
+  assign counts[5] = issue4;
+  assign counts[4] = line4__en;
+  assign counts[3] = \$94 ;
+  assign counts[2] = \$66 ;
+  assign counts[1] = \$43 ;
   assign counts[0] = issue4;
-  assign \$62  = { xo4, 1'h0 };
-  assign \$80  = { geo[406:391], 1'h0 };
-  assign \$95  = \$94 ;
-  assign \$102  = \$101 ;
-  assign \$111  = \$110 ;
-  assign \$121  = \$120 ;
-  assign \$146  = issue4;
-  assign \$153  = \$152 ;
-  assign \$162  = \$161 ;
-  assign \$174  = \$173 ;
-  assign \$189  = \$188 ;
+  assign \$96  = { xo4, 1'h0 };
+  assign \$114  = { geo[406:391], 1'h0 };
+  assign \$129  = \$128 ;
+  assign \$136  = \$135 ;
+  assign \$145  = \$144 ;
+  assign \$155  = \$154 ;
+  assign \$180  = issue4;
+  assign \$187  = \$186 ;
+  assign \$196  = \$195 ;
   assign \$208  = \$207 ;
-  assign \$231  = \$230 ;
-  assign \$238  = \$237 ;
-  assign \$250  = \$249 ;
+  assign \$223  = \$222 ;
+  assign \$242  = \$241 ;
   assign \$265  = \$264 ;
-  assign \$275  = \$274 ;
-  assign \$302  = { geo[29:14], 1'h0 };
-  assign \$309  = \$308 ;
-  assign \$340  = \$339 ;
-  assign \$359  = \$358 ;
-  assign \$379  = \$378 ;
-  assign \$399  = \$398 ;
-  assign \$415  = { desc[87:80], 1'h0 };
-  assign \$429  = \$428 ;
-  assign \$447  = \$446 ;
-  assign \$464  = \$463 ;
-  assign \$500  = \$499 ;
-  assign \$522  = \$521 ;
-  assign \$526  = \$525 ;
-  assign \$534  = \$533 ;
-  assign \$551  = { 1'h0, affine__addr, 2'h0 };
-  assign \$554  = { 1'h0, affine__addr, 2'h0 };
+  assign \$272  = \$271 ;
+  assign \$282  = \$281 ;
+  assign \$299  = \$298 ;
+  assign \$323  = { geo[29:14], 1'h0 };
+  assign \$330  = \$329 ;
+  assign \$348  = \$347 ;
+  assign \$364  = \$363 ;
+  assign \$395  = \$394 ;
+  assign \$414  = \$413 ;
+  assign \$434  = \$433 ;
+  assign \$454  = \$453 ;
+  assign \$470  = { desc[87:80], 1'h0 };
+  assign \$484  = \$483 ;
+  assign \$502  = \$501 ;
+  assign \$519  = \$518 ;
+  assign \$555  = \$554 ;
+  assign \$577  = \$576 ;
+  assign \$581  = \$580 ;
+  assign \$589  = \$588 ;
+  assign \$606  = { 1'h0, affine__addr, 2'h0 };
+  assign \$609  = { 1'h0, affine__addr, 2'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.affine (rst, scale, p, \port$20720$32 , \port$20720$80 , \port$20720$128 , \port$20720$176 , residual, o0, o1, o2, o3, shift, rnd, use_residual, clk);
+module \ttsnn_accel.e4.affine (rst, scale, p, \port$20908$32 , \port$20908$80 , \port$20908$128 , \port$20908$176 , residual, o0, o1, o2, o3, shift, rnd, use_residual, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire [31:0] \$1 ;
   wire [32:0] \$10 ;
@@ -53578,14 +54172,14 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$20720$32 , \port$20720$80 , 
   reg [31:0] partial1 = 32'd0;
   reg [31:0] partial2 = 32'd0;
   reg [31:0] partial3 = 32'd0;
-  input [15:0] \port$20720$128 ;
-  wire [15:0] \port$20720$128 ;
-  input [15:0] \port$20720$176 ;
-  wire [15:0] \port$20720$176 ;
-  input [15:0] \port$20720$32 ;
-  wire [15:0] \port$20720$32 ;
-  input [15:0] \port$20720$80 ;
-  wire [15:0] \port$20720$80 ;
+  input [15:0] \port$20908$128 ;
+  wire [15:0] \port$20908$128 ;
+  input [15:0] \port$20908$176 ;
+  wire [15:0] \port$20908$176 ;
+  input [15:0] \port$20908$32 ;
+  wire [15:0] \port$20908$32 ;
+  input [15:0] \port$20908$80 ;
+  wire [15:0] \port$20908$80 ;
   reg [31:0] prod0 = 32'd0;
   reg [31:0] prod1 = 32'd0;
   reg [31:0] prod2 = 32'd0;
@@ -53811,7 +54405,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$20720$32 , \port$20720$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$130  = \port$20720$32 ;
+    \$130  = \port$20908$32 ;
     if (rst) begin
       \$130  = 16'h0000;
     end
@@ -53874,7 +54468,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$20720$32 , \port$20720$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$139  = \port$20720$80 ;
+    \$139  = \port$20908$80 ;
     if (rst) begin
       \$139  = 16'h0000;
     end
@@ -53937,7 +54531,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$20720$32 , \port$20720$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$148  = \port$20720$128 ;
+    \$148  = \port$20908$128 ;
     if (rst) begin
       \$148  = 16'h0000;
     end
@@ -54000,7 +54594,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$20720$32 , \port$20720$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$157  = \port$20720$176 ;
+    \$157  = \port$20908$176 ;
     if (rst) begin
       \$157  = 16'h0000;
     end
@@ -54054,7 +54648,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$20720$32 , \port$20720$80 , 
       \$164  = 16'h0000;
     end
   end
-  assign bias = { \port$20720$176 , \port$20720$128 , \port$20720$80 , \port$20720$32  };
+  assign bias = { \port$20908$176 , \port$20908$128 , \port$20908$80 , \port$20908$32  };
   assign o = { o3, o2, o1, o0 };
   assign \$8  = { \$7 [32], \$7 [32:1] };
   assign \$14  = { \$13 [32], \$13 [32:1] };
@@ -54130,7 +54724,7 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, u_prev, \port$20814$0 , \port$20832$0 , \port$20850$0 , \port$20868$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$21869$167 , rnd, clk);
+module \ttsnn_accel.e4.lif (rst, u_prev, \port$21002$0 , \port$21020$0 , \port$21038$0 , \port$21056$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$22057$167 , rnd, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire [25:0] \$10 ;
@@ -54274,16 +54868,16 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$20814$0 , \port$20832$0 , \port$2
   reg [24:0] leaked1 = 25'h0000000;
   reg [24:0] leaked2 = 25'h0000000;
   reg [24:0] leaked3 = 25'h0000000;
-  input [15:0] \port$20814$0 ;
-  wire [15:0] \port$20814$0 ;
-  input [15:0] \port$20832$0 ;
-  wire [15:0] \port$20832$0 ;
-  input [15:0] \port$20850$0 ;
-  wire [15:0] \port$20850$0 ;
-  input [15:0] \port$20868$0 ;
-  wire [15:0] \port$20868$0 ;
-  input [21:0] \port$21869$167 ;
-  wire [21:0] \port$21869$167 ;
+  input [15:0] \port$21002$0 ;
+  wire [15:0] \port$21002$0 ;
+  input [15:0] \port$21020$0 ;
+  wire [15:0] \port$21020$0 ;
+  input [15:0] \port$21038$0 ;
+  wire [15:0] \port$21038$0 ;
+  input [15:0] \port$21056$0 ;
+  wire [15:0] \port$21056$0 ;
+  input [21:0] \port$22057$167 ;
+  wire [21:0] \port$22057$167 ;
   input rnd;
   wire rnd;
   input rst;
@@ -54309,106 +54903,106 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$20814$0 , \port$20832$0 , \port$2
   reg [15:0] u3 = 16'h0000;
   input [63:0] u_prev;
   wire [63:0] u_prev;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$21869$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$22057$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
   assign \$3  = $signed(\$2 ) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$21869$167 [5:0];
-  assign \$5  = \port$21869$167 [5:0] - 1'h1;
+  assign \$4  = ! \port$22057$167 [5:0];
+  assign \$5  = \port$22057$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
-  assign \$8  = ! \port$21869$167 [5:0];
+  assign \$8  = ! \port$22057$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$20814$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$21002$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$20814$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$21002$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$20814$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$21002$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(leaked0) + $signed(\port$20814$0 );
+  assign \$19  = $signed(leaked0) + $signed(\port$21002$0 );
   assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
-  assign \$21  = $signed(leaked0) + $signed(\port$20814$0 );
+  assign \$21  = $signed(leaked0) + $signed(\port$21002$0 );
   assign \$22  = $signed(\$21 ) < $signed(16'h8000);
-  assign \$23  = $signed(leaked0) + $signed(\port$20814$0 );
+  assign \$23  = $signed(leaked0) + $signed(\port$21002$0 );
   assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
   assign \$25  = \$20  ? 16'h7fff : \$24 ;
-  assign \$26  = $signed(\$25 ) > $signed(\port$21869$167 [21:6]);
-  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$21869$167 [21:6]);
+  assign \$26  = $signed(\$25 ) > $signed(\port$22057$167 [21:6]);
+  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$22057$167 [21:6]);
   assign \$28  = \$27  ? 16'h0000 : u_prev[31:16];
   assign \$29  = $signed(\$28 ) * $signed({ 1'h0, leak_mul });
-  assign \$30  = ! \port$21869$167 [5:0];
-  assign \$31  = \port$21869$167 [5:0] - 1'h1;
+  assign \$30  = ! \port$22057$167 [5:0];
+  assign \$31  = \port$22057$167 [5:0] - 1'h1;
   assign \$32  = \$30  ? 6'h00 : \$31 [5:0];
   assign \$33  = $signed(leak_prod1) >>> \$32 ;
-  assign \$34  = ! \port$21869$167 [5:0];
+  assign \$34  = ! \port$22057$167 [5:0];
   assign \$35  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$37  = \$34  ? leak_partial1 : \$36 [24:0];
-  assign \$38  = $signed(leaked1) + $signed(\port$20832$0 );
+  assign \$38  = $signed(leaked1) + $signed(\port$21020$0 );
   assign \$39  = $signed(\$38 ) > $signed(16'h7fff);
-  assign \$40  = $signed(leaked1) + $signed(\port$20832$0 );
+  assign \$40  = $signed(leaked1) + $signed(\port$21020$0 );
   assign \$41  = $signed(\$40 ) < $signed(16'h8000);
-  assign \$42  = $signed(leaked1) + $signed(\port$20832$0 );
+  assign \$42  = $signed(leaked1) + $signed(\port$21020$0 );
   assign \$43  = \$41  ? 16'h8000 : \$42 [15:0];
   assign \$44  = \$39  ? 16'h7fff : \$43 ;
-  assign \$45  = $signed(leaked1) + $signed(\port$20832$0 );
+  assign \$45  = $signed(leaked1) + $signed(\port$21020$0 );
   assign \$46  = $signed(\$45 ) > $signed(16'h7fff);
-  assign \$47  = $signed(leaked1) + $signed(\port$20832$0 );
+  assign \$47  = $signed(leaked1) + $signed(\port$21020$0 );
   assign \$48  = $signed(\$47 ) < $signed(16'h8000);
-  assign \$49  = $signed(leaked1) + $signed(\port$20832$0 );
+  assign \$49  = $signed(leaked1) + $signed(\port$21020$0 );
   assign \$50  = \$48  ? 16'h8000 : \$49 [15:0];
   assign \$51  = \$46  ? 16'h7fff : \$50 ;
-  assign \$52  = $signed(\$51 ) > $signed(\port$21869$167 [21:6]);
-  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$21869$167 [21:6]);
+  assign \$52  = $signed(\$51 ) > $signed(\port$22057$167 [21:6]);
+  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$22057$167 [21:6]);
   assign \$54  = \$53  ? 16'h0000 : u_prev[47:32];
   assign \$55  = $signed(\$54 ) * $signed({ 1'h0, leak_mul });
-  assign \$56  = ! \port$21869$167 [5:0];
-  assign \$57  = \port$21869$167 [5:0] - 1'h1;
+  assign \$56  = ! \port$22057$167 [5:0];
+  assign \$57  = \port$22057$167 [5:0] - 1'h1;
   assign \$58  = \$56  ? 6'h00 : \$57 [5:0];
   assign \$59  = $signed(leak_prod2) >>> \$58 ;
-  assign \$60  = ! \port$21869$167 [5:0];
+  assign \$60  = ! \port$22057$167 [5:0];
   assign \$61  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$63  = \$60  ? leak_partial2 : \$62 [24:0];
-  assign \$64  = $signed(leaked2) + $signed(\port$20850$0 );
+  assign \$64  = $signed(leaked2) + $signed(\port$21038$0 );
   assign \$65  = $signed(\$64 ) > $signed(16'h7fff);
-  assign \$66  = $signed(leaked2) + $signed(\port$20850$0 );
+  assign \$66  = $signed(leaked2) + $signed(\port$21038$0 );
   assign \$67  = $signed(\$66 ) < $signed(16'h8000);
-  assign \$68  = $signed(leaked2) + $signed(\port$20850$0 );
+  assign \$68  = $signed(leaked2) + $signed(\port$21038$0 );
   assign \$69  = \$67  ? 16'h8000 : \$68 [15:0];
   assign \$70  = \$65  ? 16'h7fff : \$69 ;
-  assign \$71  = $signed(leaked2) + $signed(\port$20850$0 );
+  assign \$71  = $signed(leaked2) + $signed(\port$21038$0 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
-  assign \$73  = $signed(leaked2) + $signed(\port$20850$0 );
+  assign \$73  = $signed(leaked2) + $signed(\port$21038$0 );
   assign \$74  = $signed(\$73 ) < $signed(16'h8000);
-  assign \$75  = $signed(leaked2) + $signed(\port$20850$0 );
+  assign \$75  = $signed(leaked2) + $signed(\port$21038$0 );
   assign \$76  = \$74  ? 16'h8000 : \$75 [15:0];
   assign \$77  = \$72  ? 16'h7fff : \$76 ;
-  assign \$78  = $signed(\$77 ) > $signed(\port$21869$167 [21:6]);
-  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$21869$167 [21:6]);
+  assign \$78  = $signed(\$77 ) > $signed(\port$22057$167 [21:6]);
+  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$22057$167 [21:6]);
   assign \$80  = \$79  ? 16'h0000 : u_prev[63:48];
   assign \$81  = $signed(\$80 ) * $signed({ 1'h0, leak_mul });
-  assign \$82  = ! \port$21869$167 [5:0];
-  assign \$83  = \port$21869$167 [5:0] - 1'h1;
+  assign \$82  = ! \port$22057$167 [5:0];
+  assign \$83  = \port$22057$167 [5:0] - 1'h1;
   assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
   assign \$85  = $signed(leak_prod3) >>> \$84 ;
-  assign \$86  = ! \port$21869$167 [5:0];
+  assign \$86  = ! \port$22057$167 [5:0];
   assign \$87  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$89  = \$86  ? leak_partial3 : \$88 [24:0];
-  assign \$90  = $signed(leaked3) + $signed(\port$20868$0 );
+  assign \$90  = $signed(leaked3) + $signed(\port$21056$0 );
   assign \$91  = $signed(\$90 ) > $signed(16'h7fff);
-  assign \$92  = $signed(leaked3) + $signed(\port$20868$0 );
+  assign \$92  = $signed(leaked3) + $signed(\port$21056$0 );
   assign \$93  = $signed(\$92 ) < $signed(16'h8000);
-  assign \$94  = $signed(leaked3) + $signed(\port$20868$0 );
+  assign \$94  = $signed(leaked3) + $signed(\port$21056$0 );
   assign \$95  = \$93  ? 16'h8000 : \$94 [15:0];
   assign \$96  = \$91  ? 16'h7fff : \$95 ;
-  assign \$97  = $signed(leaked3) + $signed(\port$20868$0 );
+  assign \$97  = $signed(leaked3) + $signed(\port$21056$0 );
   assign \$98  = $signed(\$97 ) > $signed(16'h7fff);
-  assign \$99  = $signed(leaked3) + $signed(\port$20868$0 );
+  assign \$99  = $signed(leaked3) + $signed(\port$21056$0 );
   assign \$100  = $signed(\$99 ) < $signed(16'h8000);
-  assign \$101  = $signed(leaked3) + $signed(\port$20868$0 );
+  assign \$101  = $signed(leaked3) + $signed(\port$21056$0 );
   assign \$102  = \$100  ? 16'h8000 : \$101 [15:0];
   assign \$103  = \$98  ? 16'h7fff : \$102 ;
-  assign \$104  = $signed(\$103 ) > $signed(\port$21869$167 [21:6]);
+  assign \$104  = $signed(\$103 ) > $signed(\port$22057$167 [21:6]);
   always @(posedge clk)
     leak_prod0 <= \$105 ;
   always @(posedge clk)
@@ -54589,9 +55183,9 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$20814$0 , \port$20832$0 , \port$2
       \$124  = 1'h0;
     end
   end
-  assign threshold = \port$21869$167 [21:6];
-  assign leak_shift = \port$21869$167 [5:0];
-  assign cur = { \port$20868$0 , \port$20850$0 , \port$20832$0 , \port$20814$0  };
+  assign threshold = \port$22057$167 [21:6];
+  assign leak_shift = \port$22057$167 [5:0];
+  assign cur = { \port$21056$0 , \port$21038$0 , \port$21020$0 , \port$21002$0  };
   assign u = { u3, u2, u1, u0 };
   assign s = { s3, s2, s1, s0 };
   assign \$10  = { \$9 [25], \$9 [25:1] };
@@ -54601,7 +55195,7 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$20814$0 , \port$20832$0 , \port$2
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.maxpool (rst, valid, \port$3118$0 , \port$3121$0 , \port$3124$0 , \port$3127$0 , first, i, clk);
+module \ttsnn_accel.e4.maxpool (rst, valid, \port$3265$0 , \port$3268$0 , \port$3271$0 , \port$3274$0 , first, i, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -54624,14 +55218,14 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$3118$0 , \port$3121$0 , \port$
   input [63:0] i;
   wire [63:0] i;
   wire [63:0] o;
-  output [15:0] \port$3118$0 ;
-  wire [15:0] \port$3118$0 ;
-  output [15:0] \port$3121$0 ;
-  wire [15:0] \port$3121$0 ;
-  output [15:0] \port$3124$0 ;
-  wire [15:0] \port$3124$0 ;
-  output [15:0] \port$3127$0 ;
-  wire [15:0] \port$3127$0 ;
+  output [15:0] \port$3265$0 ;
+  wire [15:0] \port$3265$0 ;
+  output [15:0] \port$3268$0 ;
+  wire [15:0] \port$3268$0 ;
+  output [15:0] \port$3271$0 ;
+  wire [15:0] \port$3271$0 ;
+  output [15:0] \port$3274$0 ;
+  wire [15:0] \port$3274$0 ;
   input rst;
   wire rst;
   input valid;
@@ -54661,10 +55255,10 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$3118$0 , \port$3121$0 , \port$
     end
   end
   assign o = { \$12 , \$9 , \$6 , \$3  };
-  assign \port$3118$0  = \$3 ;
-  assign \port$3121$0  = \$6 ;
-  assign \port$3124$0  = \$9 ;
-  assign \port$3127$0  = \$12 ;
+  assign \port$3265$0  = \$3 ;
+  assign \port$3268$0  = \$6 ;
+  assign \port$3271$0  = \$9 ;
+  assign \port$3274$0  = \$12 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -54798,8 +55392,8 @@ module \ttsnn_accel.geometry (rst, geo, desc, clk);
   wire [17:0] \$99 ;
   input clk;
   wire clk;
-  input [261:0] desc;
-  wire [261:0] desc;
+  input [293:0] desc;
+  wire [293:0] desc;
   wire [5:0] \desc.affine_shift ;
   wire [15:0] \desc.height ;
   wire [15:0] \desc.in_channels ;
@@ -54823,6 +55417,8 @@ module \ttsnn_accel.geometry (rst, geo, desc, clk);
   wire [5:0] \desc.shift3 ;
   wire [31:0] \desc.threshold ;
   wire [7:0] \desc.timesteps ;
+  wire [15:0] \desc.w23_ring ;
+  wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
   wire [3:0] \desc.zero_halo ;
   output [480:0] geo;
@@ -55087,6 +55683,8 @@ module \ttsnn_accel.geometry (rst, geo, desc, clk);
   assign \desc.res_ring_rows  = desc[243:228];
   assign \desc.out_ring_rows  = desc[259:244];
   assign \desc.pass  = desc[261:260];
+  assign \desc.w4_ring  = desc[277:262];
+  assign \desc.w23_ring  = desc[293:278];
   assign \$20  = { \$19 [17], \$19 [17], \$19 [17:2] };
   assign \$23  = { \$22 [17], \$22 [17], \$22 [17], \$22 [17], \$22 [17], \$22 [17:5] };
   assign \$24  = { desc[31:16], 1'h0 };
@@ -55111,25 +55709,25 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [15:0] \$100 ;
+  wire \$100 ;
   wire \$101 ;
-  wire [15:0] \$102 ;
+  wire \$102 ;
   wire \$103 ;
   wire \$104 ;
   wire \$105 ;
   wire \$106 ;
   wire \$107 ;
-  wire [8:0] \$1075 ;
   wire \$108 ;
-  wire [6:0] \$1080 ;
-  wire [6:0] \$1083 ;
-  wire [8:0] \$1087 ;
+  wire [8:0] \$1083 ;
+  wire [6:0] \$1088 ;
   wire \$109 ;
+  wire [6:0] \$1091 ;
+  wire [8:0] \$1095 ;
   wire \$11 ;
-  wire \$110 ;
+  wire [15:0] \$110 ;
   wire \$111 ;
   wire \$112 ;
-  wire [15:0] \$113 ;
+  wire \$113 ;
   wire \$114 ;
   wire \$115 ;
   wire \$116 ;
@@ -55137,12 +55735,12 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$118 ;
   wire \$119 ;
   wire \$12 ;
-  wire \$120 ;
+  wire [15:0] \$120 ;
   wire \$121 ;
-  wire \$122 ;
-  wire [15:0] \$123 ;
+  wire [15:0] \$122 ;
+  wire \$123 ;
   wire \$124 ;
-  wire [15:0] \$125 ;
+  wire \$125 ;
   wire \$126 ;
   wire \$127 ;
   wire \$128 ;
@@ -55151,10 +55749,10 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$130 ;
   wire \$131 ;
   wire \$132 ;
-  wire \$133 ;
+  wire [15:0] \$133 ;
   wire \$134 ;
   wire \$135 ;
-  wire [15:0] \$136 ;
+  wire \$136 ;
   wire \$137 ;
   wire \$138 ;
   wire \$139 ;
@@ -55163,10 +55761,10 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$141 ;
   wire \$142 ;
   wire \$143 ;
-  wire \$144 ;
+  wire [15:0] \$144 ;
   wire \$145 ;
   wire \$146 ;
-  wire [15:0] \$147 ;
+  wire \$147 ;
   wire \$148 ;
   wire \$149 ;
   wire \$15 ;
@@ -55174,10 +55772,10 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$151 ;
   wire \$152 ;
   wire \$153 ;
-  wire \$154 ;
+  wire [15:0] \$154 ;
   wire \$155 ;
   wire \$156 ;
-  wire [15:0] \$157 ;
+  wire \$157 ;
   wire \$158 ;
   wire \$159 ;
   wire \$16 ;
@@ -55193,42 +55791,42 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$169 ;
   wire \$17 ;
   wire \$170 ;
-  wire \$171 ;
+  wire [15:0] \$171 ;
   wire \$172 ;
   wire \$173 ;
-  wire [15:0] \$174 ;
+  wire \$174 ;
   wire \$175 ;
   wire \$176 ;
   wire \$177 ;
-  wire \$178 ;
+  wire [15:0] \$178 ;
   wire \$179 ;
   wire \$18 ;
   wire \$180 ;
-  wire [15:0] \$181 ;
-  wire \$182 ;
+  wire \$181 ;
+  wire [15:0] \$182 ;
   wire \$183 ;
   wire \$184 ;
-  wire [15:0] \$185 ;
+  wire \$185 ;
   wire \$186 ;
   wire \$187 ;
   wire \$188 ;
-  wire \$189 ;
+  wire [15:0] \$189 ;
   wire \$19 ;
   wire \$190 ;
   wire \$191 ;
-  wire [15:0] \$192 ;
+  wire \$192 ;
   wire \$193 ;
   wire \$194 ;
   wire \$195 ;
   wire \$196 ;
   wire \$197 ;
   wire \$198 ;
-  wire \$199 ;
+  wire [15:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire [15:0] \$202 ;
+  wire [31:0] \$200 ;
+  wire [31:0] \$201 ;
+  wire [31:0] \$202 ;
   wire [31:0] \$203 ;
   wire [31:0] \$204 ;
   wire [31:0] \$205 ;
@@ -55239,9 +55837,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$21 ;
   wire [31:0] \$210 ;
   wire [31:0] \$211 ;
-  wire [31:0] \$212 ;
-  wire [31:0] \$213 ;
-  wire [31:0] \$214 ;
+  wire \$212 ;
+  wire \$213 ;
+  wire \$214 ;
   wire \$215 ;
   wire \$216 ;
   wire \$217 ;
@@ -55376,11 +55974,11 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$333 ;
   wire \$334 ;
   wire \$335 ;
-  wire [48:0] \$336 ;
-  wire [48:0] \$337 ;
+  wire \$336 ;
+  wire \$337 ;
   wire [48:0] \$338 ;
   wire [48:0] \$339 ;
-  wire \$34 ;
+  wire [15:0] \$34 ;
   wire [48:0] \$340 ;
   wire [48:0] \$341 ;
   wire [48:0] \$342 ;
@@ -55391,7 +55989,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire [48:0] \$347 ;
   wire [48:0] \$348 ;
   wire [48:0] \$349 ;
-  wire [15:0] \$35 ;
+  wire \$35 ;
   wire [48:0] \$350 ;
   wire [48:0] \$351 ;
   wire [48:0] \$352 ;
@@ -55470,14 +56068,14 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire [48:0] \$418 ;
   wire [48:0] \$419 ;
   wire \$42 ;
-  wire \$420 ;
-  wire \$421 ;
-  wire \$422 ;
-  wire \$423 ;
-  wire \$424 ;
-  wire \$425 ;
-  wire \$426 ;
-  wire \$427 ;
+  wire [48:0] \$420 ;
+  wire [48:0] \$421 ;
+  wire [48:0] \$422 ;
+  wire [48:0] \$423 ;
+  wire [48:0] \$424 ;
+  wire [48:0] \$425 ;
+  wire [48:0] \$426 ;
+  wire [48:0] \$427 ;
   wire \$428 ;
   wire \$429 ;
   wire \$43 ;
@@ -55487,128 +56085,128 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$433 ;
   wire \$434 ;
   wire \$435 ;
-  wire [1:0] \$436 ;
+  wire \$436 ;
   wire \$437 ;
   wire \$438 ;
   wire \$439 ;
-  wire \$44 ;
+  wire [15:0] \$44 ;
   wire \$440 ;
   wire \$441 ;
   wire \$442 ;
-  wire \$443 ;
+  wire [1:0] \$443 ;
   wire \$444 ;
-  wire [2:0] \$445 ;
+  wire \$445 ;
   wire \$446 ;
   wire \$447 ;
   wire \$448 ;
   wire \$449 ;
   wire \$45 ;
   wire \$450 ;
-  wire \$451 ;
+  wire [2:0] \$451 ;
   wire \$452 ;
   wire \$453 ;
-  wire [3:0] \$454 ;
+  wire \$454 ;
   wire \$455 ;
   wire \$456 ;
   wire \$457 ;
   wire \$458 ;
-  wire \$459 ;
-  wire [15:0] \$46 ;
+  wire [3:0] \$459 ;
+  wire \$46 ;
   wire \$460 ;
-  wire [15:0] \$461 ;
+  wire \$461 ;
   wire \$462 ;
   wire \$463 ;
-  wire [4:0] \$464 ;
+  wire \$464 ;
   wire \$465 ;
-  wire \$466 ;
+  wire [15:0] \$466 ;
   wire \$467 ;
   wire \$468 ;
-  wire \$469 ;
+  wire [4:0] \$469 ;
   wire \$47 ;
   wire \$470 ;
   wire \$471 ;
-  wire [5:0] \$472 ;
+  wire \$472 ;
   wire \$473 ;
   wire \$474 ;
   wire \$475 ;
   wire \$476 ;
-  wire \$477 ;
-  wire [15:0] \$478 ;
+  wire [5:0] \$477 ;
+  wire \$478 ;
   wire \$479 ;
   wire \$48 ;
   wire \$480 ;
-  wire [6:0] \$481 ;
+  wire \$481 ;
   wire \$482 ;
-  wire \$483 ;
+  wire [15:0] \$483 ;
   wire \$484 ;
   wire \$485 ;
-  wire \$486 ;
+  wire [6:0] \$486 ;
   wire \$487 ;
-  wire [15:0] \$488 ;
+  wire \$488 ;
   wire \$489 ;
   wire \$49 ;
   wire \$490 ;
-  wire [7:0] \$491 ;
+  wire \$491 ;
   wire \$492 ;
-  wire \$493 ;
+  wire [15:0] \$493 ;
   wire \$494 ;
   wire \$495 ;
-  wire \$496 ;
+  wire [7:0] \$496 ;
   wire \$497 ;
   wire \$498 ;
   wire \$499 ;
   wire \$5 ;
   wire \$50 ;
-  wire [8:0] \$500 ;
+  wire \$500 ;
   wire \$501 ;
   wire \$502 ;
   wire \$503 ;
   wire \$504 ;
-  wire \$505 ;
+  wire [8:0] \$505 ;
   wire \$506 ;
-  wire [15:0] \$507 ;
+  wire \$507 ;
   wire \$508 ;
   wire \$509 ;
   wire \$51 ;
-  wire [9:0] \$510 ;
+  wire \$510 ;
   wire \$511 ;
-  wire \$512 ;
+  wire [15:0] \$512 ;
   wire \$513 ;
   wire \$514 ;
-  wire \$515 ;
+  wire [9:0] \$515 ;
   wire \$516 ;
   wire \$517 ;
   wire \$518 ;
-  wire [10:0] \$519 ;
+  wire \$519 ;
   wire \$52 ;
   wire \$520 ;
   wire \$521 ;
   wire \$522 ;
   wire \$523 ;
-  wire \$524 ;
+  wire [10:0] \$524 ;
   wire \$525 ;
   wire \$526 ;
   wire \$527 ;
-  wire [11:0] \$528 ;
+  wire \$528 ;
   wire \$529 ;
   wire \$53 ;
   wire \$530 ;
   wire \$531 ;
   wire \$532 ;
-  wire \$533 ;
+  wire [11:0] \$533 ;
   wire \$534 ;
-  wire [15:0] \$535 ;
+  wire \$535 ;
   wire \$536 ;
   wire \$537 ;
-  wire [12:0] \$538 ;
-  wire [48:0] \$539 ;
-  wire \$54 ;
-  wire [48:0] \$540 ;
+  wire \$538 ;
+  wire \$539 ;
+  wire [15:0] \$54 ;
+  wire [15:0] \$540 ;
   wire \$541 ;
   wire \$542 ;
-  wire \$543 ;
-  wire \$544 ;
-  wire \$545 ;
+  wire [12:0] \$543 ;
+  wire [48:0] \$544 ;
+  wire [48:0] \$545 ;
   wire \$546 ;
   wire \$547 ;
   wire \$548 ;
@@ -55621,132 +56219,132 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$554 ;
   wire \$555 ;
   wire \$556 ;
-  wire [1:0] \$557 ;
+  wire \$557 ;
   wire \$558 ;
   wire \$559 ;
   wire \$56 ;
   wire \$560 ;
   wire \$561 ;
-  wire \$562 ;
+  wire [1:0] \$562 ;
   wire \$563 ;
   wire \$564 ;
   wire \$565 ;
-  wire [2:0] \$566 ;
+  wire \$566 ;
   wire \$567 ;
   wire \$568 ;
   wire \$569 ;
-  wire [15:0] \$57 ;
+  wire \$57 ;
   wire \$570 ;
-  wire \$571 ;
+  wire [2:0] \$571 ;
   wire \$572 ;
   wire \$573 ;
   wire \$574 ;
-  wire [3:0] \$575 ;
+  wire \$575 ;
   wire \$576 ;
   wire \$577 ;
   wire \$578 ;
   wire \$579 ;
   wire \$58 ;
-  wire \$580 ;
+  wire [3:0] \$580 ;
   wire \$581 ;
-  wire [15:0] \$582 ;
+  wire \$582 ;
   wire \$583 ;
   wire \$584 ;
-  wire [4:0] \$585 ;
+  wire \$585 ;
   wire \$586 ;
-  wire \$587 ;
+  wire [15:0] \$587 ;
   wire \$588 ;
   wire \$589 ;
   wire \$59 ;
-  wire \$590 ;
+  wire [4:0] \$590 ;
   wire \$591 ;
   wire \$592 ;
   wire \$593 ;
-  wire [5:0] \$594 ;
+  wire \$594 ;
   wire \$595 ;
   wire \$596 ;
   wire \$597 ;
   wire \$598 ;
-  wire \$599 ;
+  wire [5:0] \$599 ;
   wire \$6 ;
   wire \$60 ;
   wire \$600 ;
-  wire [15:0] \$601 ;
+  wire \$601 ;
   wire \$602 ;
   wire \$603 ;
-  wire [6:0] \$604 ;
+  wire \$604 ;
   wire \$605 ;
-  wire \$606 ;
+  wire [15:0] \$606 ;
   wire \$607 ;
   wire \$608 ;
-  wire \$609 ;
+  wire [6:0] \$609 ;
   wire \$61 ;
-  wire [15:0] \$610 ;
+  wire \$610 ;
   wire \$611 ;
   wire \$612 ;
-  wire [7:0] \$613 ;
+  wire \$613 ;
   wire \$614 ;
-  wire \$615 ;
+  wire [15:0] \$615 ;
   wire \$616 ;
   wire \$617 ;
-  wire \$618 ;
+  wire [7:0] \$618 ;
   wire \$619 ;
   wire \$62 ;
   wire \$620 ;
-  wire [8:0] \$621 ;
+  wire \$621 ;
   wire \$622 ;
   wire \$623 ;
   wire \$624 ;
   wire \$625 ;
-  wire \$626 ;
+  wire [8:0] \$626 ;
   wire \$627 ;
-  wire [15:0] \$628 ;
+  wire \$628 ;
   wire \$629 ;
   wire \$63 ;
   wire \$630 ;
-  wire [9:0] \$631 ;
+  wire \$631 ;
   wire \$632 ;
-  wire \$633 ;
+  wire [15:0] \$633 ;
   wire \$634 ;
   wire \$635 ;
-  wire \$636 ;
+  wire [9:0] \$636 ;
   wire \$637 ;
   wire \$638 ;
   wire \$639 ;
-  wire \$64 ;
-  wire [10:0] \$640 ;
+  wire [15:0] \$64 ;
+  wire \$640 ;
   wire \$641 ;
   wire \$642 ;
   wire \$643 ;
   wire \$644 ;
-  wire \$645 ;
+  wire [10:0] \$645 ;
   wire \$646 ;
   wire \$647 ;
   wire \$648 ;
-  wire [11:0] \$649 ;
+  wire \$649 ;
   wire \$65 ;
   wire \$650 ;
   wire \$651 ;
   wire \$652 ;
   wire \$653 ;
-  wire \$654 ;
+  wire [11:0] \$654 ;
   wire \$655 ;
-  wire [15:0] \$656 ;
+  wire \$656 ;
   wire \$657 ;
   wire \$658 ;
-  wire [12:0] \$659 ;
-  wire \$66 ;
-  wire [48:0] \$660 ;
-  wire [48:0] \$661 ;
-  wire [48:0] \$662 ;
-  wire [48:0] \$663 ;
-  wire [48:0] \$664 ;
+  wire \$659 ;
+  wire [15:0] \$66 ;
+  wire \$660 ;
+  wire [15:0] \$661 ;
+  wire \$662 ;
+  wire \$663 ;
+  wire [12:0] \$664 ;
   wire [48:0] \$665 ;
   wire [48:0] \$666 ;
   wire [48:0] \$667 ;
   wire [48:0] \$668 ;
   wire [48:0] \$669 ;
-  wire [15:0] \$67 ;
+  wire \$67 ;
   wire [48:0] \$670 ;
   wire [48:0] \$671 ;
   wire [48:0] \$672 ;
@@ -55768,176 +56366,187 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire [48:0] \$687 ;
   wire [48:0] \$688 ;
   wire [48:0] \$689 ;
-  wire [15:0] \$69 ;
+  wire \$69 ;
   wire [48:0] \$690 ;
   wire [48:0] \$691 ;
-  wire \$692 ;
-  wire \$693 ;
-  wire \$694 ;
-  reg [71:0] \$695 ;
-  reg [159:0] \$696 ;
-  reg [261:0] \$697 ;
-  reg [630:0] \$698 ;
-  reg \$699 ;
+  wire [48:0] \$692 ;
+  wire [48:0] \$693 ;
+  wire [48:0] \$694 ;
+  wire [48:0] \$695 ;
+  wire [48:0] \$696 ;
+  wire \$697 ;
+  wire \$698 ;
+  wire \$699 ;
   wire \$7 ;
   wire \$70 ;
-  reg \$700 ;
-  reg [47:0] \$701 ;
-  reg \$702 ;
-  reg [47:0] \$703 ;
+  reg [143:0] \$700 ;
+  reg [159:0] \$701 ;
+  reg [293:0] \$702 ;
+  reg [630:0] \$703 ;
   reg \$704 ;
-  reg [47:0] \$705 ;
-  reg \$706 ;
-  reg [47:0] \$707 ;
-  reg \$708 ;
-  reg [47:0] \$709 ;
+  reg \$705 ;
+  reg [47:0] \$706 ;
+  reg \$707 ;
+  reg [47:0] \$708 ;
+  reg \$709 ;
   wire \$71 ;
-  reg \$710 ;
-  reg [47:0] \$711 ;
-  reg \$712 ;
-  reg [47:0] \$713 ;
-  reg \$714 ;
-  reg [47:0] \$715 ;
-  reg \$716 ;
-  reg [47:0] \$717 ;
-  reg \$718 ;
-  reg [47:0] \$719 ;
+  reg [47:0] \$710 ;
+  reg \$711 ;
+  reg [47:0] \$712 ;
+  reg \$713 ;
+  reg [47:0] \$714 ;
+  reg \$715 ;
+  reg [47:0] \$716 ;
+  reg \$717 ;
+  reg [47:0] \$718 ;
+  reg \$719 ;
   wire \$72 ;
-  reg \$720 ;
-  reg [47:0] \$721 ;
-  reg \$722 ;
-  reg [47:0] \$723 ;
-  reg \$724 ;
-  reg [47:0] \$725 ;
-  reg \$726 ;
-  reg [47:0] \$727 ;
-  reg [3:0] \$728 ;
-  reg [47:0] \$729 ;
+  reg [47:0] \$720 ;
+  reg \$721 ;
+  reg [47:0] \$722 ;
+  reg \$723 ;
+  reg [47:0] \$724 ;
+  reg \$725 ;
+  reg [47:0] \$726 ;
+  reg \$727 ;
+  reg [47:0] \$728 ;
+  reg \$729 ;
   wire \$73 ;
-  reg [3:0] \$730 ;
-  reg [47:0] \$731 ;
-  reg [5:0] \$732 ;
-  reg [47:0] \$733 ;
-  reg [5:0] \$734 ;
-  reg [47:0] \$735 ;
-  reg [3:0] \$736 ;
-  reg [47:0] \$737 ;
-  reg [5:0] \$738 ;
-  reg [47:0] \$739 ;
+  reg [47:0] \$730 ;
+  reg \$731 ;
+  reg [47:0] \$732 ;
+  reg \$733 ;
+  reg [47:0] \$734 ;
+  reg \$735 ;
+  reg [47:0] \$736 ;
+  reg \$737 ;
+  reg [47:0] \$738 ;
+  reg [3:0] \$739 ;
   wire \$74 ;
-  reg [3:0] \$740 ;
-  reg [47:0] \$741 ;
-  reg [3:0] \$742 ;
-  reg [47:0] \$743 ;
-  reg \$744 ;
-  reg [47:0] \$745 ;
-  reg \$746 ;
-  reg [47:0] \$747 ;
-  reg \$748 ;
-  reg [47:0] \$749 ;
+  reg [47:0] \$740 ;
+  reg [3:0] \$741 ;
+  reg [47:0] \$742 ;
+  reg [5:0] \$743 ;
+  reg [47:0] \$744 ;
+  reg [5:0] \$745 ;
+  reg [47:0] \$746 ;
+  reg [3:0] \$747 ;
+  reg [47:0] \$748 ;
+  reg [5:0] \$749 ;
   wire \$75 ;
-  reg \$750 ;
-  reg [47:0] \$751 ;
-  reg \$752 ;
-  reg [47:0] \$753 ;
-  reg \$754 ;
-  reg [47:0] \$755 ;
-  reg [1:0] \$756 ;
-  reg [47:0] \$757 ;
-  reg \$758 ;
-  reg [47:0] \$759 ;
-  wire \$76 ;
-  reg [1:0] \$760 ;
-  reg [47:0] \$761 ;
-  reg \$762 ;
-  reg [47:0] \$763 ;
-  reg \$764 ;
-  reg [47:0] \$765 ;
-  reg \$766 ;
-  reg [47:0] \$767 ;
-  reg [1:0] \$768 ;
-  reg [47:0] \$769 ;
+  reg [47:0] \$750 ;
+  reg [3:0] \$751 ;
+  reg [47:0] \$752 ;
+  reg [3:0] \$753 ;
+  reg [47:0] \$754 ;
+  reg \$755 ;
+  reg [47:0] \$756 ;
+  reg \$757 ;
+  reg [47:0] \$758 ;
+  reg \$759 ;
+  wire [15:0] \$76 ;
+  reg [47:0] \$760 ;
+  reg \$761 ;
+  reg [47:0] \$762 ;
+  reg \$763 ;
+  reg [47:0] \$764 ;
+  reg \$765 ;
+  reg [47:0] \$766 ;
+  reg [1:0] \$767 ;
+  reg [47:0] \$768 ;
+  reg \$769 ;
   wire \$77 ;
-  reg [1:0] \$770 ;
-  reg [47:0] \$771 ;
-  reg [1:0] \$772 ;
-  reg [47:0] \$773 ;
-  reg [1:0] \$774 ;
-  reg [47:0] \$775 ;
-  reg \$776 ;
-  reg [47:0] \$777 ;
-  reg \$778 ;
-  reg [47:0] \$779 ;
+  reg [47:0] \$770 ;
+  reg [1:0] \$771 ;
+  reg [47:0] \$772 ;
+  reg \$773 ;
+  reg [47:0] \$774 ;
+  reg \$775 ;
+  reg [47:0] \$776 ;
+  reg \$777 ;
+  reg [47:0] \$778 ;
+  reg [1:0] \$779 ;
   wire \$78 ;
-  reg \$780 ;
-  reg [47:0] \$781 ;
-  reg \$782 ;
-  reg [47:0] \$783 ;
-  reg [12:0] \$784 ;
-  reg [47:0] \$785 ;
-  reg [12:0] \$786 ;
-  reg [47:0] \$787 ;
-  reg \$788 ;
-  reg [47:0] \$789 ;
-  wire [15:0] \$79 ;
-  reg [2:0] \$790 ;
-  reg [47:0] \$791 ;
-  reg [4:0] \$792 ;
-  reg [47:0] \$793 ;
-  reg \$794 ;
-  reg [47:0] \$795 ;
-  reg [1:0] \$796 ;
-  reg [47:0] \$797 ;
-  reg [1:0] \$798 ;
-  reg [47:0] \$799 ;
+  reg [47:0] \$780 ;
+  reg [1:0] \$781 ;
+  reg [47:0] \$782 ;
+  reg [1:0] \$783 ;
+  reg [47:0] \$784 ;
+  reg [1:0] \$785 ;
+  reg [47:0] \$786 ;
+  reg \$787 ;
+  reg [47:0] \$788 ;
+  reg \$789 ;
+  wire \$79 ;
+  reg [47:0] \$790 ;
+  reg \$791 ;
+  reg [47:0] \$792 ;
+  reg \$793 ;
+  reg [47:0] \$794 ;
+  reg [12:0] \$795 ;
+  reg [47:0] \$796 ;
+  reg [12:0] \$797 ;
+  reg [47:0] \$798 ;
+  reg \$799 ;
   wire \$8 ;
   wire \$80 ;
-  reg \$800 ;
-  reg [47:0] \$801 ;
-  reg [2:0] \$802 ;
-  reg [47:0] \$803 ;
-  reg [2:0] \$804 ;
-  reg [47:0] \$805 ;
-  reg \$806 ;
-  reg [47:0] \$807 ;
-  reg \$808 ;
-  reg [47:0] \$809 ;
+  reg [47:0] \$800 ;
+  reg [2:0] \$801 ;
+  reg [47:0] \$802 ;
+  reg [4:0] \$803 ;
+  reg [47:0] \$804 ;
+  reg \$805 ;
+  reg [47:0] \$806 ;
+  reg [1:0] \$807 ;
+  reg [47:0] \$808 ;
+  reg [1:0] \$809 ;
   wire \$81 ;
-  reg \$810 ;
-  reg [47:0] \$811 ;
-  reg \$812 ;
-  reg [47:0] \$813 ;
-  reg \$814 ;
-  reg [47:0] \$815 ;
-  reg [2:0] \$816 ;
-  reg [47:0] \$817 ;
-  reg \$818 ;
-  reg [3:0] \$819 ;
+  reg [47:0] \$810 ;
+  reg \$811 ;
+  reg [47:0] \$812 ;
+  reg [2:0] \$813 ;
+  reg [47:0] \$814 ;
+  reg [2:0] \$815 ;
+  reg [47:0] \$816 ;
+  reg \$817 ;
+  reg [47:0] \$818 ;
+  reg \$819 ;
   wire \$82 ;
-  reg [2:0] \$820 ;
-  reg [31:0] \$821 ;
-  reg \$822 ;
-  reg [31:0] \$823 ;
-  reg [72:0] \$824 ;
+  reg [47:0] \$820 ;
+  reg \$821 ;
+  reg [47:0] \$822 ;
+  reg \$823 ;
+  reg [47:0] \$824 ;
   reg \$825 ;
+  reg [47:0] \$826 ;
+  reg [2:0] \$827 ;
+  reg [47:0] \$828 ;
+  reg \$829 ;
   wire \$83 ;
+  reg [3:0] \$830 ;
+  reg [2:0] \$831 ;
+  reg [31:0] \$832 ;
+  reg \$833 ;
+  reg [31:0] \$834 ;
+  reg [144:0] \$835 ;
+  reg \$836 ;
   wire \$84 ;
-  wire \$85 ;
+  wire [15:0] \$85 ;
   wire \$86 ;
-  wire \$87 ;
-  wire [15:0] \$88 ;
+  wire [15:0] \$87 ;
+  wire \$88 ;
   wire \$89 ;
   wire \$9 ;
-  wire [15:0] \$90 ;
+  wire \$90 ;
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
   wire \$94 ;
   wire \$95 ;
   wire \$96 ;
-  wire \$97 ;
+  wire [15:0] \$97 ;
   wire \$98 ;
-  wire \$99 ;
+  wire [15:0] \$99 ;
   (* init = 1'h0 *)
   wire attention;
   input busy;
@@ -55959,14 +56568,17 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   reg [47:0] cnt_c2_spad_reads = 48'h000000000000;
   reg [47:0] cnt_c2_spad_writes = 48'h000000000000;
   reg [47:0] cnt_c2_stall = 48'h000000000000;
+  reg [47:0] cnt_c2_w_wait = 48'h000000000000;
   reg [47:0] cnt_c3_busy = 48'h000000000000;
   reg [47:0] cnt_c3_macs = 48'h000000000000;
   reg [47:0] cnt_c3_spad_reads = 48'h000000000000;
   reg [47:0] cnt_c3_spad_writes = 48'h000000000000;
   reg [47:0] cnt_c3_stall = 48'h000000000000;
+  reg [47:0] cnt_c3_w_wait = 48'h000000000000;
   reg [47:0] cnt_c4_busy = 48'h000000000000;
   reg [47:0] cnt_c4_macs = 48'h000000000000;
   reg [47:0] cnt_c4_stall = 48'h000000000000;
+  reg [47:0] cnt_c4_w_wait = 48'h000000000000;
   reg cnt_clear_d = 1'h0;
   reg [47:0] cnt_cycles = 48'h000000000000;
   reg [47:0] cnt_grad_reads = 48'h000000000000;
@@ -56005,8 +56617,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   reg [47:0] cnt_weight_reads = 48'h000000000000;
   reg [47:0] cnt_wgrad_updates = 48'h000000000000;
   reg [47:0] cnt_wgrad_words = 48'h000000000000;
-  input [106:0] counts;
-  wire [106:0] counts;
+  input [109:0] counts;
+  wire [109:0] counts;
   wire \counts.adder_busy ;
   wire \counts.adder_stall ;
   wire [5:0] \counts.adds ;
@@ -56021,14 +56633,17 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire [1:0] \counts.c2_spad_reads ;
   wire [1:0] \counts.c2_spad_writes ;
   wire \counts.c2_stall ;
+  wire \counts.c2_w_wait ;
   wire \counts.c3_busy ;
   wire [5:0] \counts.c3_macs ;
   wire [1:0] \counts.c3_spad_reads ;
   wire [1:0] \counts.c3_spad_writes ;
   wire \counts.c3_stall ;
+  wire \counts.c3_w_wait ;
   wire \counts.c4_busy ;
   wire [3:0] \counts.c4_macs ;
   wire \counts.c4_stall ;
+  wire \counts.c4_w_wait ;
   wire \counts.cycles ;
   wire \counts.grad_reads ;
   wire [2:0] \counts.grad_saturations ;
@@ -56064,8 +56679,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \counts.weight_reads ;
   wire [2:0] \counts.wgrad_updates ;
   wire \counts.wgrad_words ;
-  output [261:0] desc;
-  reg [261:0] desc = 262'h000000000000000000000000000000000000000000000000000000000000000000;
+  output [293:0] desc;
+  reg [293:0] desc = 294'h00000000000000000000000000000000000000000000000000000000000000000000000000;
   wire [5:0] \desc.affine_shift ;
   wire [15:0] \desc.height ;
   wire [15:0] \desc.in_channels ;
@@ -56089,6 +56704,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire [5:0] \desc.shift3 ;
   wire [31:0] \desc.threshold ;
   wire [7:0] \desc.timesteps ;
+  wire [15:0] \desc.w23_ring ;
+  wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
   wire [3:0] \desc.zero_halo ;
   output desc_write;
@@ -56123,14 +56740,17 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   reg [1:0] inc_c2_spad_reads = 2'h0;
   reg [1:0] inc_c2_spad_writes = 2'h0;
   reg inc_c2_stall = 1'h0;
+  reg inc_c2_w_wait = 1'h0;
   reg inc_c3_busy = 1'h0;
   reg [5:0] inc_c3_macs = 6'h00;
   reg [1:0] inc_c3_spad_reads = 2'h0;
   reg [1:0] inc_c3_spad_writes = 2'h0;
   reg inc_c3_stall = 1'h0;
+  reg inc_c3_w_wait = 1'h0;
   reg inc_c4_busy = 1'h0;
   reg [3:0] inc_c4_macs = 4'h0;
   reg inc_c4_stall = 1'h0;
+  reg inc_c4_w_wait = 1'h0;
   reg inc_cycles = 1'h0;
   reg inc_grad_reads = 1'h0;
   reg [2:0] inc_grad_saturations = 3'h0;
@@ -56170,7 +56790,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   reg inc_wgrad_words = 1'h0;
   reg [2:0] k_now;
   reg [31:0] out_value;
-  reg [72:0] prev = 73'h0000000000000000000;
+  reg [144:0] prev = 145'h0000000000000000000000000000000000000;
   reg [2:0] rd_k = 3'h0;
   reg [31:0] rd_reg = 32'd0;
   reg [3:0] rd_sel = 4'h0;
@@ -56345,103 +56965,117 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   reg [159:0] staging = 160'h0000000000000000000000000000000000000000;
   output start;
   wire start;
-  output [71:0] stream_in;
-  reg [71:0] stream_in = 72'h000000000000000000;
+  output [143:0] stream_in;
+  reg [143:0] stream_in = 144'h000000000000000000000000000000000000;
   wire [23:0] \stream_in.in_rows ;
   wire [23:0] \stream_in.out_taken ;
   wire [23:0] \stream_in.res_rows ;
-  input [71:0] stream_out;
-  wire [71:0] stream_out;
+  wire [23:0] \stream_in.w2_chunks ;
+  wire [23:0] \stream_in.w3_chunks ;
+  wire [23:0] \stream_in.w4_chunks ;
+  input [143:0] stream_out;
+  wire [143:0] stream_out;
   wire [23:0] \stream_out.in_consumed ;
   wire [23:0] \stream_out.out_rows ;
   wire [23:0] \stream_out.res_consumed ;
-  assign \$137  = host_addr >= 15'h4400;
-  assign \$138  = host_addr < 15'h4800;
-  assign \$139  = \$137  & \$138 ;
-  assign regions__trace__rd_en = host_read & \$139 ;
-  assign \$140  = ~ busy;
-  assign \$141  = host_write & \$140 ;
-  assign \$142  = host_addr >= 15'h4400;
-  assign \$143  = host_addr < 15'h4800;
-  assign \$144  = \$142  & \$143 ;
-  assign \$145  = \$141  & \$144 ;
-  assign \$147  = host_addr - 15'h5000;
-  assign \$148  = host_addr >= 15'h5000;
-  assign \$149  = host_addr < 15'h6000;
-  assign \$150  = \$148  & \$149 ;
-  assign regions__wgrad__rd_en = host_read & \$150 ;
-  assign \$151  = ~ busy;
-  assign \$152  = host_write & \$151 ;
-  assign \$153  = host_addr >= 15'h5000;
-  assign \$154  = host_addr < 15'h6000;
-  assign \$155  = \$153  & \$154 ;
-  assign \$156  = \$152  & \$155 ;
-  assign \$157  = host_addr - 15'h5000;
-  assign \$158  = \$157 [2:0] == 3'h4;
-  assign regions__wgrad__wr_en = \$156  & \$158 ;
-  assign \$159  = host_addr >= 10'h200;
-  assign \$160  = host_addr < 10'h240;
+  wire [23:0] \stream_out.w2_consumed ;
+  wire [23:0] \stream_out.w3_consumed ;
+  wire [23:0] \stream_out.w4_consumed ;
+  assign \$128  = host_addr >= 15'h4000;
+  assign \$129  = host_addr < 15'h4400;
+  assign \$130  = \$128  & \$129 ;
+  assign \$131  = \$127  & \$130 ;
+  assign \$133  = host_addr - 15'h4400;
+  assign \$134  = host_addr >= 15'h4400;
+  assign \$135  = host_addr < 15'h4800;
+  assign \$136  = \$134  & \$135 ;
+  assign regions__trace__rd_en = host_read & \$136 ;
+  assign \$137  = ~ busy;
+  assign \$138  = host_write & \$137 ;
+  assign \$139  = host_addr >= 15'h4400;
+  assign \$140  = host_addr < 15'h4800;
+  assign \$141  = \$139  & \$140 ;
+  assign \$142  = \$138  & \$141 ;
+  assign \$144  = host_addr - 15'h5000;
+  assign \$145  = host_addr >= 15'h5000;
+  assign \$146  = host_addr < 15'h6000;
+  assign \$147  = \$145  & \$146 ;
+  assign regions__wgrad__rd_en = host_read & \$147 ;
+  assign \$148  = ~ busy;
+  assign \$149  = host_write & \$148 ;
+  assign \$150  = host_addr >= 15'h5000;
+  assign \$151  = host_addr < 15'h6000;
+  assign \$152  = \$150  & \$151 ;
+  assign \$153  = \$149  & \$152 ;
+  assign \$154  = host_addr - 15'h5000;
+  assign \$155  = \$154 [2:0] == 3'h4;
+  assign regions__wgrad__wr_en = \$153  & \$155 ;
+  assign \$156  = host_addr >= 10'h200;
+  assign \$157  = host_addr < 10'h240;
+  assign \$158  = \$156  & \$157 ;
+  assign \$159  = host_addr >= 10'h240;
+  assign \$160  = host_addr < 10'h270;
   assign \$161  = \$159  & \$160 ;
-  assign \$162  = host_addr >= 10'h240;
-  assign \$163  = host_addr < 10'h270;
+  assign \$162  = host_addr >= 10'h280;
+  assign \$163  = host_addr < 10'h2b0;
   assign \$164  = \$162  & \$163 ;
-  assign \$165  = host_addr >= 10'h280;
-  assign \$166  = host_addr < 10'h2b0;
+  assign \$165  = host_addr >= 10'h2c0;
+  assign \$166  = host_addr < 10'h300;
   assign \$167  = \$165  & \$166 ;
-  assign \$168  = host_addr >= 10'h2c0;
-  assign \$169  = host_addr < 10'h300;
+  assign \$168  = host_addr >= 10'h300;
+  assign \$169  = host_addr < 10'h340;
   assign \$170  = \$168  & \$169 ;
-  assign \$171  = host_addr >= 10'h300;
-  assign \$172  = host_addr < 10'h340;
-  assign \$173  = \$171  & \$172 ;
-  assign \$174  = host_addr - 10'h300;
-  assign \$175  = host_addr >= 11'h400;
-  assign \$176  = host_addr < 11'h500;
+  assign \$171  = host_addr - 10'h300;
+  assign \$172  = host_addr >= 11'h400;
+  assign \$173  = host_addr < 11'h500;
+  assign \$174  = \$172  & \$173 ;
+  assign \$175  = host_addr >= 11'h600;
+  assign \$176  = host_addr < 12'h800;
   assign \$177  = \$175  & \$176 ;
-  assign \$178  = host_addr >= 11'h600;
-  assign \$179  = host_addr < 12'h800;
-  assign \$180  = \$178  & \$179 ;
-  assign \$181  = host_addr - 11'h600;
-  assign \$182  = host_addr >= 12'h800;
-  assign \$183  = host_addr < 12'hbc2;
-  assign \$184  = \$182  & \$183 ;
-  assign \$185  = host_addr - 12'h800;
-  assign \$186  = host_addr >= 12'hc00;
-  assign \$187  = host_addr < 12'hde1;
+  assign \$178  = host_addr - 11'h600;
+  assign \$179  = host_addr >= 12'h800;
+  assign \$180  = host_addr < 12'hbc2;
+  assign \$181  = \$179  & \$180 ;
+  assign \$182  = host_addr - 12'h800;
+  assign \$183  = host_addr >= 12'hc00;
+  assign \$184  = host_addr < 12'hde1;
+  assign \$185  = \$183  & \$184 ;
+  assign \$186  = host_addr >= 14'h2000;
+  assign \$187  = host_addr < 15'h4000;
   assign \$188  = \$186  & \$187 ;
-  assign \$189  = host_addr >= 14'h2000;
-  assign \$190  = host_addr < 15'h4000;
-  assign \$191  = \$189  & \$190 ;
-  assign \$192  = host_addr - 14'h2000;
-  assign \$193  = host_addr >= 15'h4000;
-  assign \$194  = host_addr < 15'h4400;
+  assign \$189  = host_addr - 14'h2000;
+  assign \$190  = host_addr >= 15'h4000;
+  assign \$191  = host_addr < 15'h4400;
+  assign \$192  = \$190  & \$191 ;
+  assign \$193  = host_addr >= 15'h4400;
+  assign \$194  = host_addr < 15'h4800;
   assign \$195  = \$193  & \$194 ;
-  assign \$196  = host_addr >= 15'h4400;
-  assign \$197  = host_addr < 15'h4800;
+  assign \$196  = host_addr >= 15'h5000;
+  assign \$197  = host_addr < 15'h6000;
   assign \$198  = \$196  & \$197 ;
-  assign \$199  = host_addr >= 15'h5000;
-  assign \$200  = host_addr < 15'h6000;
-  assign \$201  = \$199  & \$200 ;
-  assign \$202  = host_addr - 15'h5000;
-  assign \$203  = busy ? 32'd0 : regions__w1__rd_data;
-  assign \$204  = busy ? 32'd0 : regions__w2__rd_data;
-  assign \$205  = busy ? 32'd0 : regions__w3__rd_data;
-  assign \$206  = busy ? 32'd0 : regions__w4__rd_data;
-  assign \$1075  = rd_k * 6'h20;
-  assign \$207  = regions__affine__rd_data >> \$1075 ;
-  assign \$208  = busy ? 32'd0 : \$207 ;
-  assign \$209  = busy ? 32'd0 : regions__spike_in__rd_data;
-  assign \$1080  = rd_k[0] * 6'h20;
-  assign \$210  = regions__membrane__rd_data >> \$1080 ;
-  assign \$1083  = rd_k[0] * 6'h20;
-  assign \$211  = regions__gbuf__rd_data >> \$1083 ;
-  assign \$212  = busy ? 32'd0 : \$211 ;
-  assign \$1087  = rd_k * 6'h20;
-  assign \$213  = regions__wgrad__rd_data >> \$1087 ;
-  assign \$214  = busy ? 32'd0 : \$213 ;
-  assign \$215  = host_addr == 2'h3;
-  assign \$216  = host_addr == 3'h4;
-  assign \$217  = host_addr == 3'h5;
+  assign \$199  = host_addr - 15'h5000;
+  assign \$200  = busy ? 32'd0 : regions__w1__rd_data;
+  assign \$201  = busy ? 32'd0 : regions__w2__rd_data;
+  assign \$202  = busy ? 32'd0 : regions__w3__rd_data;
+  assign \$203  = busy ? 32'd0 : regions__w4__rd_data;
+  assign \$1083  = rd_k * 6'h20;
+  assign \$204  = regions__affine__rd_data >> \$1083 ;
+  assign \$205  = busy ? 32'd0 : \$204 ;
+  assign \$206  = busy ? 32'd0 : regions__spike_in__rd_data;
+  assign \$1088  = rd_k[0] * 6'h20;
+  assign \$207  = regions__membrane__rd_data >> \$1088 ;
+  assign \$1091  = rd_k[0] * 6'h20;
+  assign \$208  = regions__gbuf__rd_data >> \$1091 ;
+  assign \$209  = busy ? 32'd0 : \$208 ;
+  assign \$1095  = rd_k * 6'h20;
+  assign \$210  = regions__wgrad__rd_data >> \$1095 ;
+  assign \$211  = busy ? 32'd0 : \$210 ;
+  assign \$212  = host_addr == 2'h3;
+  assign \$213  = host_addr == 3'h4;
+  assign \$214  = host_addr == 3'h5;
+  assign \$215  = host_addr == 4'h9;
+  assign \$216  = host_addr == 4'hb;
+  assign \$217  = host_addr == 4'hd;
   assign \$218  = host_addr >= 10'h300;
   assign \$219  = host_addr < 10'h340;
   assign \$220  = \$218  & \$219 ;
@@ -56511,639 +57145,653 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   assign \$285  = host_addr == 6'h26;
   assign \$286  = host_addr == 6'h27;
   assign \$287  = host_addr == 6'h28;
-  assign \$288  = host_addr == 6'h30;
-  assign \$289  = host_addr == 6'h31;
-  assign \$290  = host_addr == 6'h32;
-  assign \$291  = host_addr == 6'h33;
-  assign \$292  = host_addr == 6'h34;
-  assign \$293  = host_addr == 6'h35;
-  assign \$294  = host_addr == 6'h36;
-  assign \$295  = host_addr == 6'h37;
-  assign \$296  = host_addr == 6'h38;
-  assign \$297  = host_addr == 6'h39;
-  assign \$298  = host_addr == 6'h3a;
-  assign \$299  = host_addr == 6'h3b;
-  assign \$300  = host_addr == 6'h3c;
-  assign \$301  = host_addr == 6'h3d;
-  assign \$302  = host_addr == 6'h3e;
-  assign \$303  = host_addr == 6'h3f;
-  assign \$304  = host_addr == 7'h40;
-  assign \$305  = host_addr == 7'h41;
-  assign \$306  = host_addr == 7'h42;
-  assign \$307  = host_addr == 7'h43;
-  assign \$308  = host_addr == 7'h44;
-  assign \$309  = host_addr == 7'h45;
-  assign \$310  = host_addr == 7'h46;
-  assign \$311  = host_addr == 7'h47;
-  assign \$312  = host_addr == 7'h48;
-  assign \$313  = host_addr == 7'h49;
-  assign \$314  = host_addr == 7'h4a;
-  assign \$315  = host_addr == 7'h4b;
-  assign \$316  = host_addr == 7'h4c;
-  assign \$317  = host_addr == 7'h4d;
-  assign \$318  = host_addr == 7'h4e;
-  assign \$319  = host_addr == 7'h4f;
-  assign \$320  = host_addr == 7'h50;
-  assign \$321  = host_addr == 7'h51;
-  assign \$322  = host_addr == 7'h52;
-  assign \$323  = host_addr == 7'h53;
-  assign \$324  = host_addr == 7'h54;
-  assign \$325  = host_addr == 7'h55;
-  assign \$326  = host_addr == 7'h56;
-  assign \$327  = host_addr == 7'h57;
-  assign \$328  = host_addr == 7'h58;
-  assign \$329  = host_addr == 7'h59;
-  assign \$330  = host_addr == 7'h5a;
-  assign \$331  = host_addr == 7'h5b;
-  assign \$332  = host_addr == 7'h5c;
-  assign \$333  = host_addr == 7'h5d;
-  assign \$334  = host_addr == 7'h5e;
-  assign \$335  = host_addr == 7'h5f;
-  assign \$336  = cnt_cycles + inc_cycles;
-  assign \$337  = cnt_clear_d ? 49'h0000000000000 : \$336 ;
-  assign \$338  = cnt_c1_busy + inc_c1_busy;
+  assign \$288  = host_addr == 6'h29;
+  assign \$289  = host_addr == 6'h2a;
+  assign \$290  = host_addr == 6'h30;
+  assign \$291  = host_addr == 6'h31;
+  assign \$292  = host_addr == 6'h32;
+  assign \$293  = host_addr == 6'h33;
+  assign \$294  = host_addr == 6'h34;
+  assign \$295  = host_addr == 6'h35;
+  assign \$296  = host_addr == 6'h36;
+  assign \$297  = host_addr == 6'h37;
+  assign \$298  = host_addr == 6'h38;
+  assign \$299  = host_addr == 6'h39;
+  assign \$300  = host_addr == 6'h3a;
+  assign \$301  = host_addr == 6'h3b;
+  assign \$302  = host_addr == 6'h3c;
+  assign \$303  = host_addr == 6'h3d;
+  assign \$304  = host_addr == 6'h3e;
+  assign \$305  = host_addr == 6'h3f;
+  assign \$306  = host_addr == 7'h40;
+  assign \$307  = host_addr == 7'h41;
+  assign \$308  = host_addr == 7'h42;
+  assign \$309  = host_addr == 7'h43;
+  assign \$310  = host_addr == 7'h44;
+  assign \$311  = host_addr == 7'h45;
+  assign \$312  = host_addr == 7'h46;
+  assign \$313  = host_addr == 7'h47;
+  assign \$314  = host_addr == 7'h48;
+  assign \$315  = host_addr == 7'h49;
+  assign \$316  = host_addr == 7'h4a;
+  assign \$317  = host_addr == 7'h4b;
+  assign \$318  = host_addr == 7'h4c;
+  assign \$319  = host_addr == 7'h4d;
+  assign \$320  = host_addr == 7'h4e;
+  assign \$321  = host_addr == 7'h4f;
+  assign \$322  = host_addr == 7'h50;
+  assign \$323  = host_addr == 7'h51;
+  assign \$324  = host_addr == 7'h52;
+  assign \$325  = host_addr == 7'h53;
+  assign \$326  = host_addr == 7'h54;
+  assign \$327  = host_addr == 7'h55;
+  assign \$328  = host_addr == 7'h56;
+  assign \$329  = host_addr == 7'h57;
+  assign \$330  = host_addr == 7'h58;
+  assign \$331  = host_addr == 7'h59;
+  assign \$332  = host_addr == 7'h5a;
+  assign \$333  = host_addr == 7'h5b;
+  assign \$334  = host_addr == 7'h5c;
+  assign \$335  = host_addr == 7'h5d;
+  assign \$336  = host_addr == 7'h5e;
+  assign \$337  = host_addr == 7'h5f;
+  assign \$338  = cnt_cycles + inc_cycles;
   assign \$339  = cnt_clear_d ? 49'h0000000000000 : \$338 ;
-  assign \$340  = cnt_c1_stall + inc_c1_stall;
+  assign \$340  = cnt_c1_busy + inc_c1_busy;
   assign \$341  = cnt_clear_d ? 49'h0000000000000 : \$340 ;
-  assign \$342  = cnt_c1_in_wait + inc_c1_in_wait;
+  assign \$342  = cnt_c1_stall + inc_c1_stall;
   assign \$343  = cnt_clear_d ? 49'h0000000000000 : \$342 ;
-  assign \$344  = cnt_c2_busy + inc_c2_busy;
+  assign \$344  = cnt_c1_in_wait + inc_c1_in_wait;
   assign \$345  = cnt_clear_d ? 49'h0000000000000 : \$344 ;
-  assign \$346  = cnt_c2_stall + inc_c2_stall;
+  assign \$346  = cnt_c2_busy + inc_c2_busy;
   assign \$347  = cnt_clear_d ? 49'h0000000000000 : \$346 ;
-  assign \$348  = cnt_c3_busy + inc_c3_busy;
+  assign \$348  = cnt_c2_stall + inc_c2_stall;
   assign \$349  = cnt_clear_d ? 49'h0000000000000 : \$348 ;
-  assign \$350  = cnt_c3_stall + inc_c3_stall;
+  assign \$350  = cnt_c3_busy + inc_c3_busy;
   assign \$351  = cnt_clear_d ? 49'h0000000000000 : \$350 ;
-  assign \$352  = cnt_c4_busy + inc_c4_busy;
+  assign \$352  = cnt_c3_stall + inc_c3_stall;
   assign \$353  = cnt_clear_d ? 49'h0000000000000 : \$352 ;
-  assign \$354  = cnt_c4_stall + inc_c4_stall;
+  assign \$354  = cnt_c4_busy + inc_c4_busy;
   assign \$355  = cnt_clear_d ? 49'h0000000000000 : \$354 ;
-  assign \$356  = cnt_adder_busy + inc_adder_busy;
+  assign \$356  = cnt_c4_stall + inc_c4_stall;
   assign \$357  = cnt_clear_d ? 49'h0000000000000 : \$356 ;
-  assign \$358  = cnt_adder_stall + inc_adder_stall;
+  assign \$358  = cnt_adder_busy + inc_adder_busy;
   assign \$359  = cnt_clear_d ? 49'h0000000000000 : \$358 ;
-  assign \$360  = cnt_lif_busy + inc_lif_busy;
+  assign \$360  = cnt_adder_stall + inc_adder_stall;
   assign \$361  = cnt_clear_d ? 49'h0000000000000 : \$360 ;
-  assign \$362  = cnt_lif_stall + inc_lif_stall;
+  assign \$362  = cnt_lif_busy + inc_lif_busy;
   assign \$363  = cnt_clear_d ? 49'h0000000000000 : \$362 ;
-  assign \$364  = cnt_c1_slots + inc_c1_slots;
+  assign \$364  = cnt_lif_stall + inc_lif_stall;
   assign \$365  = cnt_clear_d ? 49'h0000000000000 : \$364 ;
-  assign \$366  = cnt_c1_adds + inc_c1_adds;
+  assign \$366  = cnt_c4_w_wait + inc_c4_w_wait;
   assign \$367  = cnt_clear_d ? 49'h0000000000000 : \$366 ;
-  assign \$368  = cnt_c2_macs + inc_c2_macs;
+  assign \$368  = cnt_c2_w_wait + inc_c2_w_wait;
   assign \$369  = cnt_clear_d ? 49'h0000000000000 : \$368 ;
-  assign \$370  = cnt_c3_macs + inc_c3_macs;
+  assign \$370  = cnt_c3_w_wait + inc_c3_w_wait;
   assign \$371  = cnt_clear_d ? 49'h0000000000000 : \$370 ;
-  assign \$372  = cnt_c4_macs + inc_c4_macs;
+  assign \$372  = cnt_c1_slots + inc_c1_slots;
   assign \$373  = cnt_clear_d ? 49'h0000000000000 : \$372 ;
-  assign \$374  = cnt_adds + inc_adds;
+  assign \$374  = cnt_c1_adds + inc_c1_adds;
   assign \$375  = cnt_clear_d ? 49'h0000000000000 : \$374 ;
-  assign \$376  = cnt_lif_updates + inc_lif_updates;
+  assign \$376  = cnt_c2_macs + inc_c2_macs;
   assign \$377  = cnt_clear_d ? 49'h0000000000000 : \$376 ;
-  assign \$378  = cnt_spikes_out + inc_spikes_out;
+  assign \$378  = cnt_c3_macs + inc_c3_macs;
   assign \$379  = cnt_clear_d ? 49'h0000000000000 : \$378 ;
-  assign \$380  = cnt_w1_reads + inc_w1_reads;
+  assign \$380  = cnt_c4_macs + inc_c4_macs;
   assign \$381  = cnt_clear_d ? 49'h0000000000000 : \$380 ;
-  assign \$382  = cnt_w2_reads + inc_w2_reads;
+  assign \$382  = cnt_adds + inc_adds;
   assign \$383  = cnt_clear_d ? 49'h0000000000000 : \$382 ;
-  assign \$384  = cnt_w3_reads + inc_w3_reads;
+  assign \$384  = cnt_lif_updates + inc_lif_updates;
   assign \$385  = cnt_clear_d ? 49'h0000000000000 : \$384 ;
-  assign \$386  = cnt_w4_reads + inc_w4_reads;
+  assign \$386  = cnt_spikes_out + inc_spikes_out;
   assign \$387  = cnt_clear_d ? 49'h0000000000000 : \$386 ;
-  assign \$388  = cnt_affine_reads + inc_affine_reads;
+  assign \$388  = cnt_w1_reads + inc_w1_reads;
   assign \$389  = cnt_clear_d ? 49'h0000000000000 : \$388 ;
-  assign \$390  = cnt_spike_in_reads + inc_spike_in_reads;
+  assign \$390  = cnt_w2_reads + inc_w2_reads;
   assign \$391  = cnt_clear_d ? 49'h0000000000000 : \$390 ;
-  assign \$392  = cnt_line1_reads + inc_line1_reads;
+  assign \$392  = cnt_w3_reads + inc_w3_reads;
   assign \$393  = cnt_clear_d ? 49'h0000000000000 : \$392 ;
-  assign \$394  = cnt_line1_writes + inc_line1_writes;
+  assign \$394  = cnt_w4_reads + inc_w4_reads;
   assign \$395  = cnt_clear_d ? 49'h0000000000000 : \$394 ;
-  assign \$396  = cnt_row2_reads + inc_row2_reads;
+  assign \$396  = cnt_affine_reads + inc_affine_reads;
   assign \$397  = cnt_clear_d ? 49'h0000000000000 : \$396 ;
-  assign \$398  = cnt_row2_writes + inc_row2_writes;
+  assign \$398  = cnt_spike_in_reads + inc_spike_in_reads;
   assign \$399  = cnt_clear_d ? 49'h0000000000000 : \$398 ;
-  assign \$400  = cnt_line4_reads + inc_line4_reads;
+  assign \$400  = cnt_line1_reads + inc_line1_reads;
   assign \$401  = cnt_clear_d ? 49'h0000000000000 : \$400 ;
-  assign \$402  = cnt_line4_writes + inc_line4_writes;
+  assign \$402  = cnt_line1_writes + inc_line1_writes;
   assign \$403  = cnt_clear_d ? 49'h0000000000000 : \$402 ;
-  assign \$404  = cnt_c2_spad_reads + inc_c2_spad_reads;
+  assign \$404  = cnt_row2_reads + inc_row2_reads;
   assign \$405  = cnt_clear_d ? 49'h0000000000000 : \$404 ;
-  assign \$406  = cnt_c2_spad_writes + inc_c2_spad_writes;
+  assign \$406  = cnt_row2_writes + inc_row2_writes;
   assign \$407  = cnt_clear_d ? 49'h0000000000000 : \$406 ;
-  assign \$408  = cnt_c3_spad_reads + inc_c3_spad_reads;
+  assign \$408  = cnt_line4_reads + inc_line4_reads;
   assign \$409  = cnt_clear_d ? 49'h0000000000000 : \$408 ;
-  assign \$410  = cnt_c3_spad_writes + inc_c3_spad_writes;
+  assign \$410  = cnt_line4_writes + inc_line4_writes;
   assign \$411  = cnt_clear_d ? 49'h0000000000000 : \$410 ;
-  assign \$412  = cnt_residual_reads + inc_residual_reads;
+  assign \$412  = cnt_c2_spad_reads + inc_c2_spad_reads;
   assign \$413  = cnt_clear_d ? 49'h0000000000000 : \$412 ;
-  assign \$414  = cnt_membrane_reads + inc_membrane_reads;
+  assign \$414  = cnt_c2_spad_writes + inc_c2_spad_writes;
   assign \$415  = cnt_clear_d ? 49'h0000000000000 : \$414 ;
-  assign \$416  = cnt_membrane_writes + inc_membrane_writes;
+  assign \$416  = cnt_c3_spad_reads + inc_c3_spad_reads;
   assign \$417  = cnt_clear_d ? 49'h0000000000000 : \$416 ;
-  assign \$418  = cnt_spikes_writes + inc_spikes_writes;
+  assign \$418  = cnt_c3_spad_writes + inc_c3_spad_writes;
   assign \$419  = cnt_clear_d ? 49'h0000000000000 : \$418 ;
-  assign \$420  = host_addr >= 10'h200;
-  assign \$421  = host_addr < 10'h240;
-  assign \$422  = \$420  & \$421 ;
-  assign \$423  = host_write & \$422 ;
-  assign \$424  = ~ busy;
-  assign \$425  = \$423  & \$424 ;
-  assign \$428  = host_addr >= 10'h240;
-  assign \$429  = host_addr < 10'h270;
+  assign \$420  = cnt_residual_reads + inc_residual_reads;
+  assign \$421  = cnt_clear_d ? 49'h0000000000000 : \$420 ;
+  assign \$422  = cnt_membrane_reads + inc_membrane_reads;
+  assign \$423  = cnt_clear_d ? 49'h0000000000000 : \$422 ;
+  assign \$424  = cnt_membrane_writes + inc_membrane_writes;
+  assign \$425  = cnt_clear_d ? 49'h0000000000000 : \$424 ;
+  assign \$426  = cnt_spikes_writes + inc_spikes_writes;
+  assign \$427  = cnt_clear_d ? 49'h0000000000000 : \$426 ;
+  assign \$428  = host_addr >= 10'h200;
+  assign \$429  = host_addr < 10'h240;
   assign \$430  = \$428  & \$429 ;
   assign \$431  = host_write & \$430 ;
   assign \$432  = ~ busy;
   assign \$433  = \$431  & \$432 ;
-  assign \$436  = \$427  + \$435 ;
-  assign \$437  = host_addr >= 10'h280;
-  assign \$438  = host_addr < 10'h2b0;
-  assign \$439  = \$437  & \$438 ;
-  assign \$440  = host_write & \$439 ;
-  assign \$441  = ~ busy;
-  assign \$442  = \$440  & \$441 ;
-  assign \$445  = \$436  + \$444 ;
-  assign \$446  = host_addr >= 10'h2c0;
-  assign \$447  = host_addr < 10'h300;
-  assign \$448  = \$446  & \$447 ;
-  assign \$449  = host_write & \$448 ;
-  assign \$450  = ~ busy;
-  assign \$451  = \$449  & \$450 ;
-  assign \$454  = \$445  + \$453 ;
-  assign \$455  = host_addr >= 10'h300;
-  assign \$456  = host_addr < 10'h340;
-  assign \$457  = \$455  & \$456 ;
-  assign \$458  = host_write & \$457 ;
-  assign \$459  = ~ busy;
-  assign \$460  = \$458  & \$459 ;
-  assign \$461  = host_addr - 10'h300;
-  assign \$462  = \$461 [2:0] < 3'h6;
-  assign \$463  = \$460  & \$462 ;
-  assign \$464  = \$454  + \$463 ;
-  assign \$465  = host_addr >= 11'h400;
-  assign \$466  = host_addr < 11'h500;
-  assign \$467  = \$465  & \$466 ;
-  assign \$468  = host_write & \$467 ;
-  assign \$472  = \$464  + \$471 ;
-  assign \$473  = host_addr >= 11'h600;
-  assign \$474  = host_addr < 12'h800;
-  assign \$475  = \$473  & \$474 ;
-  assign \$476  = host_write & \$475 ;
-  assign \$478  = host_addr - 11'h600;
-  assign \$479  = \$478 [0] < 2'h2;
-  assign \$480  = \$477  & \$479 ;
-  assign \$481  = \$472  + \$480 ;
-  assign \$482  = host_addr >= 12'h800;
-  assign \$483  = host_addr < 12'hbc2;
-  assign \$484  = \$482  & \$483 ;
-  assign \$485  = host_write & \$484 ;
-  assign \$486  = ~ busy;
-  assign \$487  = \$485  & \$486 ;
-  assign \$488  = host_addr - 12'h800;
-  assign \$489  = \$488 [0] < 2'h2;
-  assign \$490  = \$487  & \$489 ;
-  assign \$491  = \$481  + \$490 ;
-  assign \$492  = host_addr >= 12'hc00;
-  assign \$493  = host_addr < 12'hde1;
-  assign \$494  = \$492  & \$493 ;
-  assign \$495  = host_write & \$494 ;
-  assign \$496  = ~ busy;
-  assign \$497  = \$495  & \$496 ;
-  assign \$500  = \$491  + \$499 ;
-  assign \$501  = host_addr >= 14'h2000;
-  assign \$502  = host_addr < 15'h4000;
-  assign \$503  = \$501  & \$502 ;
-  assign \$504  = host_write & \$503 ;
-  assign \$505  = ~ busy;
-  assign \$506  = \$504  & \$505 ;
-  assign \$507  = host_addr - 14'h2000;
-  assign \$508  = \$507 [0] < 2'h2;
-  assign \$509  = \$506  & \$508 ;
-  assign \$510  = \$500  + \$509 ;
-  assign \$511  = host_addr >= 15'h4000;
-  assign \$512  = host_addr < 15'h4400;
-  assign \$513  = \$511  & \$512 ;
-  assign \$514  = host_write & \$513 ;
-  assign \$515  = ~ busy;
-  assign \$516  = \$514  & \$515 ;
-  assign \$519  = \$510  + \$518 ;
-  assign \$520  = host_addr >= 15'h4400;
-  assign \$521  = host_addr < 15'h4800;
-  assign \$522  = \$520  & \$521 ;
-  assign \$523  = host_write & \$522 ;
-  assign \$524  = ~ busy;
-  assign \$525  = \$523  & \$524 ;
-  assign \$528  = \$519  + \$527 ;
-  assign \$529  = host_addr >= 15'h5000;
-  assign \$530  = host_addr < 15'h6000;
-  assign \$531  = \$529  & \$530 ;
-  assign \$532  = host_write & \$531 ;
-  assign \$533  = ~ busy;
-  assign \$534  = \$532  & \$533 ;
-  assign \$535  = host_addr - 15'h5000;
-  assign \$536  = \$535 [2:0] < 3'h5;
-  assign \$537  = \$534  & \$536 ;
-  assign \$538  = \$528  + \$537 ;
-  assign \$539  = cnt_host_words_in + inc_host_words_in;
-  assign \$540  = cnt_clear_d ? 49'h0000000000000 : \$539 ;
-  assign \$541  = host_addr >= 10'h200;
-  assign \$542  = host_addr < 10'h240;
-  assign \$543  = \$541  & \$542 ;
-  assign \$544  = host_read & \$543 ;
-  assign \$545  = ~ busy;
-  assign \$546  = \$544  & \$545 ;
-  assign \$549  = host_addr >= 10'h240;
-  assign \$550  = host_addr < 10'h270;
+  assign \$436  = host_addr >= 10'h240;
+  assign \$437  = host_addr < 10'h270;
+  assign \$438  = \$436  & \$437 ;
+  assign \$439  = host_write & \$438 ;
+  assign \$443  = \$435  + \$442 ;
+  assign \$444  = host_addr >= 10'h280;
+  assign \$445  = host_addr < 10'h2b0;
+  assign \$446  = \$444  & \$445 ;
+  assign \$447  = host_write & \$446 ;
+  assign \$451  = \$443  + \$450 ;
+  assign \$452  = host_addr >= 10'h2c0;
+  assign \$453  = host_addr < 10'h300;
+  assign \$454  = \$452  & \$453 ;
+  assign \$455  = host_write & \$454 ;
+  assign \$459  = \$451  + \$458 ;
+  assign \$460  = host_addr >= 10'h300;
+  assign \$461  = host_addr < 10'h340;
+  assign \$462  = \$460  & \$461 ;
+  assign \$463  = host_write & \$462 ;
+  assign \$464  = ~ busy;
+  assign \$465  = \$463  & \$464 ;
+  assign \$466  = host_addr - 10'h300;
+  assign \$467  = \$466 [2:0] < 3'h6;
+  assign \$468  = \$465  & \$467 ;
+  assign \$469  = \$459  + \$468 ;
+  assign \$470  = host_addr >= 11'h400;
+  assign \$471  = host_addr < 11'h500;
+  assign \$472  = \$470  & \$471 ;
+  assign \$473  = host_write & \$472 ;
+  assign \$477  = \$469  + \$476 ;
+  assign \$478  = host_addr >= 11'h600;
+  assign \$479  = host_addr < 12'h800;
+  assign \$480  = \$478  & \$479 ;
+  assign \$481  = host_write & \$480 ;
+  assign \$483  = host_addr - 11'h600;
+  assign \$484  = \$483 [0] < 2'h2;
+  assign \$485  = \$482  & \$484 ;
+  assign \$486  = \$477  + \$485 ;
+  assign \$487  = host_addr >= 12'h800;
+  assign \$488  = host_addr < 12'hbc2;
+  assign \$489  = \$487  & \$488 ;
+  assign \$490  = host_write & \$489 ;
+  assign \$491  = ~ busy;
+  assign \$492  = \$490  & \$491 ;
+  assign \$493  = host_addr - 12'h800;
+  assign \$494  = \$493 [0] < 2'h2;
+  assign \$495  = \$492  & \$494 ;
+  assign \$496  = \$486  + \$495 ;
+  assign \$497  = host_addr >= 12'hc00;
+  assign \$498  = host_addr < 12'hde1;
+  assign \$499  = \$497  & \$498 ;
+  assign \$500  = host_write & \$499 ;
+  assign \$501  = ~ busy;
+  assign \$502  = \$500  & \$501 ;
+  assign \$505  = \$496  + \$504 ;
+  assign \$506  = host_addr >= 14'h2000;
+  assign \$507  = host_addr < 15'h4000;
+  assign \$508  = \$506  & \$507 ;
+  assign \$509  = host_write & \$508 ;
+  assign \$510  = ~ busy;
+  assign \$511  = \$509  & \$510 ;
+  assign \$512  = host_addr - 14'h2000;
+  assign \$513  = \$512 [0] < 2'h2;
+  assign \$514  = \$511  & \$513 ;
+  assign \$515  = \$505  + \$514 ;
+  assign \$516  = host_addr >= 15'h4000;
+  assign \$517  = host_addr < 15'h4400;
+  assign \$518  = \$516  & \$517 ;
+  assign \$519  = host_write & \$518 ;
+  assign \$520  = ~ busy;
+  assign \$521  = \$519  & \$520 ;
+  assign \$524  = \$515  + \$523 ;
+  assign \$525  = host_addr >= 15'h4400;
+  assign \$526  = host_addr < 15'h4800;
+  assign \$527  = \$525  & \$526 ;
+  assign \$528  = host_write & \$527 ;
+  assign \$529  = ~ busy;
+  assign \$530  = \$528  & \$529 ;
+  assign \$533  = \$524  + \$532 ;
+  assign \$534  = host_addr >= 15'h5000;
+  assign \$535  = host_addr < 15'h6000;
+  assign \$536  = \$534  & \$535 ;
+  assign \$537  = host_write & \$536 ;
+  assign \$538  = ~ busy;
+  assign \$539  = \$537  & \$538 ;
+  assign \$540  = host_addr - 15'h5000;
+  assign \$541  = \$540 [2:0] < 3'h5;
+  assign \$542  = \$539  & \$541 ;
+  assign \$543  = \$533  + \$542 ;
+  assign \$544  = cnt_host_words_in + inc_host_words_in;
+  assign \$545  = cnt_clear_d ? 49'h0000000000000 : \$544 ;
+  assign \$546  = host_addr >= 10'h200;
+  assign \$547  = host_addr < 10'h240;
+  assign \$548  = \$546  & \$547 ;
+  assign \$549  = host_read & \$548 ;
+  assign \$550  = ~ busy;
   assign \$551  = \$549  & \$550 ;
-  assign \$552  = host_read & \$551 ;
-  assign \$553  = ~ busy;
-  assign \$554  = \$552  & \$553 ;
-  assign \$557  = \$548  + \$556 ;
-  assign \$558  = host_addr >= 10'h280;
-  assign \$559  = host_addr < 10'h2b0;
-  assign \$560  = \$558  & \$559 ;
-  assign \$561  = host_read & \$560 ;
-  assign \$562  = ~ busy;
-  assign \$563  = \$561  & \$562 ;
-  assign \$566  = \$557  + \$565 ;
-  assign \$567  = host_addr >= 10'h2c0;
-  assign \$568  = host_addr < 10'h300;
-  assign \$569  = \$567  & \$568 ;
-  assign \$570  = host_read & \$569 ;
-  assign \$571  = ~ busy;
-  assign \$572  = \$570  & \$571 ;
-  assign \$575  = \$566  + \$574 ;
-  assign \$576  = host_addr >= 10'h300;
-  assign \$577  = host_addr < 10'h340;
-  assign \$578  = \$576  & \$577 ;
-  assign \$579  = host_read & \$578 ;
-  assign \$580  = ~ busy;
-  assign \$581  = \$579  & \$580 ;
-  assign \$582  = host_addr - 10'h300;
-  assign \$583  = \$582 [2:0] < 3'h6;
-  assign \$584  = \$581  & \$583 ;
-  assign \$585  = \$575  + \$584 ;
-  assign \$586  = host_addr >= 11'h400;
-  assign \$587  = host_addr < 11'h500;
-  assign \$588  = \$586  & \$587 ;
-  assign \$589  = host_read & \$588 ;
-  assign \$590  = ~ busy;
-  assign \$591  = \$589  & \$590 ;
-  assign \$594  = \$585  + \$593 ;
-  assign \$595  = host_addr >= 11'h600;
-  assign \$596  = host_addr < 12'h800;
-  assign \$597  = \$595  & \$596 ;
-  assign \$598  = host_read & \$597 ;
-  assign \$599  = ~ busy;
-  assign \$600  = \$598  & \$599 ;
-  assign \$601  = host_addr - 11'h600;
-  assign \$602  = \$601 [0] < 2'h2;
-  assign \$603  = \$600  & \$602 ;
-  assign \$604  = \$594  + \$603 ;
-  assign \$605  = host_addr >= 12'h800;
-  assign \$606  = host_addr < 12'hbc2;
-  assign \$607  = \$605  & \$606 ;
-  assign \$608  = host_read & \$607 ;
-  assign \$610  = host_addr - 12'h800;
-  assign \$611  = \$610 [0] < 2'h2;
-  assign \$612  = \$609  & \$611 ;
-  assign \$613  = \$604  + \$612 ;
-  assign \$614  = host_addr >= 12'hc00;
-  assign \$615  = host_addr < 12'hde1;
-  assign \$616  = \$614  & \$615 ;
-  assign \$617  = host_read & \$616 ;
-  assign \$621  = \$613  + \$620 ;
-  assign \$622  = host_addr >= 14'h2000;
-  assign \$623  = host_addr < 15'h4000;
-  assign \$624  = \$622  & \$623 ;
-  assign \$625  = host_read & \$624 ;
-  assign \$626  = ~ busy;
-  assign \$627  = \$625  & \$626 ;
-  assign \$628  = host_addr - 14'h2000;
-  assign \$629  = \$628 [0] < 2'h2;
-  assign \$630  = \$627  & \$629 ;
-  assign \$631  = \$621  + \$630 ;
-  assign \$632  = host_addr >= 15'h4000;
-  assign \$633  = host_addr < 15'h4400;
-  assign \$634  = \$632  & \$633 ;
-  assign \$635  = host_read & \$634 ;
-  assign \$636  = ~ busy;
-  assign \$637  = \$635  & \$636 ;
-  assign \$640  = \$631  + \$639 ;
-  assign \$641  = host_addr >= 15'h4400;
-  assign \$642  = host_addr < 15'h4800;
-  assign \$643  = \$641  & \$642 ;
-  assign \$644  = host_read & \$643 ;
-  assign \$645  = ~ busy;
-  assign \$646  = \$644  & \$645 ;
-  assign \$649  = \$640  + \$648 ;
-  assign \$650  = host_addr >= 15'h5000;
-  assign \$651  = host_addr < 15'h6000;
-  assign \$652  = \$650  & \$651 ;
-  assign \$653  = host_read & \$652 ;
-  assign \$654  = ~ busy;
-  assign \$655  = \$653  & \$654 ;
-  assign \$656  = host_addr - 15'h5000;
-  assign \$657  = \$656 [2:0] < 3'h5;
-  assign \$658  = \$655  & \$657 ;
-  assign \$659  = \$649  + \$658 ;
-  assign \$660  = cnt_host_words_out + inc_host_words_out;
-  assign \$661  = cnt_clear_d ? 49'h0000000000000 : \$660 ;
-  assign \$662  = cnt_lifg_busy + inc_lifg_busy;
-  assign \$663  = cnt_clear_d ? 49'h0000000000000 : \$662 ;
-  assign \$664  = cnt_lifg_updates + inc_lifg_updates;
-  assign \$665  = cnt_clear_d ? 49'h0000000000000 : \$664 ;
-  assign \$666  = cnt_lifg_saturations + inc_lifg_saturations;
-  assign \$667  = cnt_clear_d ? 49'h0000000000000 : \$666 ;
-  assign \$668  = cnt_trace_reads + inc_trace_reads;
-  assign \$669  = cnt_clear_d ? 49'h0000000000000 : \$668 ;
-  assign \$670  = cnt_lifg_grad_reads + inc_lifg_grad_reads;
-  assign \$671  = cnt_clear_d ? 49'h0000000000000 : \$670 ;
-  assign \$672  = cnt_lifg_grad_writes + inc_lifg_grad_writes;
-  assign \$673  = cnt_clear_d ? 49'h0000000000000 : \$672 ;
-  assign \$674  = cnt_stage_busy + inc_stage_busy;
-  assign \$675  = cnt_clear_d ? 49'h0000000000000 : \$674 ;
-  assign \$676  = cnt_stage_macs + inc_stage_macs;
-  assign \$677  = cnt_clear_d ? 49'h0000000000000 : \$676 ;
-  assign \$678  = cnt_wgrad_updates + inc_wgrad_updates;
-  assign \$679  = cnt_clear_d ? 49'h0000000000000 : \$678 ;
-  assign \$680  = cnt_wgrad_words + inc_wgrad_words;
-  assign \$681  = cnt_clear_d ? 49'h0000000000000 : \$680 ;
-  assign \$682  = cnt_in_reads + inc_in_reads;
-  assign \$683  = cnt_clear_d ? 49'h0000000000000 : \$682 ;
-  assign \$684  = cnt_grad_reads + inc_grad_reads;
-  assign \$685  = cnt_clear_d ? 49'h0000000000000 : \$684 ;
-  assign \$686  = cnt_weight_reads + inc_weight_reads;
-  assign \$687  = cnt_clear_d ? 49'h0000000000000 : \$686 ;
-  assign \$688  = cnt_grad_writes + inc_grad_writes;
-  assign \$689  = cnt_clear_d ? 49'h0000000000000 : \$688 ;
-  assign \$690  = cnt_grad_saturations + inc_grad_saturations;
-  assign \$691  = cnt_clear_d ? 49'h0000000000000 : \$690 ;
-  assign \$692  = { done, stream_out } != prev;
-  assign \$693  = host_addr == 2'h2;
-  assign \$694  = host_read & \$693 ;
+  assign \$554  = host_addr >= 10'h240;
+  assign \$555  = host_addr < 10'h270;
+  assign \$556  = \$554  & \$555 ;
+  assign \$557  = host_read & \$556 ;
+  assign \$558  = ~ busy;
+  assign \$559  = \$557  & \$558 ;
+  assign \$562  = \$553  + \$561 ;
+  assign \$563  = host_addr >= 10'h280;
+  assign \$564  = host_addr < 10'h2b0;
+  assign \$565  = \$563  & \$564 ;
+  assign \$566  = host_read & \$565 ;
+  assign \$567  = ~ busy;
+  assign \$568  = \$566  & \$567 ;
+  assign \$571  = \$562  + \$570 ;
+  assign \$572  = host_addr >= 10'h2c0;
+  assign \$573  = host_addr < 10'h300;
+  assign \$574  = \$572  & \$573 ;
+  assign \$575  = host_read & \$574 ;
+  assign \$576  = ~ busy;
+  assign \$577  = \$575  & \$576 ;
+  assign \$580  = \$571  + \$579 ;
+  assign \$581  = host_addr >= 10'h300;
+  assign \$582  = host_addr < 10'h340;
+  assign \$583  = \$581  & \$582 ;
+  assign \$584  = host_read & \$583 ;
+  assign \$585  = ~ busy;
+  assign \$586  = \$584  & \$585 ;
+  assign \$587  = host_addr - 10'h300;
+  assign \$588  = \$587 [2:0] < 3'h6;
+  assign \$589  = \$586  & \$588 ;
+  assign \$590  = \$580  + \$589 ;
+  assign \$591  = host_addr >= 11'h400;
+  assign \$592  = host_addr < 11'h500;
+  assign \$593  = \$591  & \$592 ;
+  assign \$594  = host_read & \$593 ;
+  assign \$595  = ~ busy;
+  assign \$596  = \$594  & \$595 ;
+  assign \$599  = \$590  + \$598 ;
+  assign \$600  = host_addr >= 11'h600;
+  assign \$601  = host_addr < 12'h800;
+  assign \$602  = \$600  & \$601 ;
+  assign \$603  = host_read & \$602 ;
+  assign \$604  = ~ busy;
+  assign \$605  = \$603  & \$604 ;
+  assign \$606  = host_addr - 11'h600;
+  assign \$607  = \$606 [0] < 2'h2;
+  assign \$608  = \$605  & \$607 ;
+  assign \$609  = \$599  + \$608 ;
+  assign \$610  = host_addr >= 12'h800;
+  assign \$611  = host_addr < 12'hbc2;
+  assign \$612  = \$610  & \$611 ;
+  assign \$613  = host_read & \$612 ;
+  assign \$615  = host_addr - 12'h800;
+  assign \$616  = \$615 [0] < 2'h2;
+  assign \$617  = \$614  & \$616 ;
+  assign \$618  = \$609  + \$617 ;
+  assign \$619  = host_addr >= 12'hc00;
+  assign \$620  = host_addr < 12'hde1;
+  assign \$621  = \$619  & \$620 ;
+  assign \$622  = host_read & \$621 ;
+  assign \$626  = \$618  + \$625 ;
+  assign \$627  = host_addr >= 14'h2000;
+  assign \$628  = host_addr < 15'h4000;
+  assign \$629  = \$627  & \$628 ;
+  assign \$630  = host_read & \$629 ;
+  assign \$631  = ~ busy;
+  assign \$632  = \$630  & \$631 ;
+  assign \$633  = host_addr - 14'h2000;
+  assign \$634  = \$633 [0] < 2'h2;
+  assign \$635  = \$632  & \$634 ;
+  assign \$636  = \$626  + \$635 ;
+  assign \$637  = host_addr >= 15'h4000;
+  assign \$638  = host_addr < 15'h4400;
+  assign \$639  = \$637  & \$638 ;
+  assign \$640  = host_read & \$639 ;
+  assign \$641  = ~ busy;
+  assign \$642  = \$640  & \$641 ;
+  assign \$645  = \$636  + \$644 ;
+  assign \$646  = host_addr >= 15'h4400;
+  assign \$647  = host_addr < 15'h4800;
+  assign \$648  = \$646  & \$647 ;
+  assign \$649  = host_read & \$648 ;
+  assign \$650  = ~ busy;
+  assign \$651  = \$649  & \$650 ;
+  assign \$654  = \$645  + \$653 ;
+  assign \$655  = host_addr >= 15'h5000;
+  assign \$656  = host_addr < 15'h6000;
+  assign \$657  = \$655  & \$656 ;
+  assign \$658  = host_read & \$657 ;
+  assign \$659  = ~ busy;
+  assign \$660  = \$658  & \$659 ;
+  assign \$661  = host_addr - 15'h5000;
+  assign \$662  = \$661 [2:0] < 3'h5;
+  assign \$663  = \$660  & \$662 ;
+  assign \$664  = \$654  + \$663 ;
+  assign \$665  = cnt_host_words_out + inc_host_words_out;
+  assign \$666  = cnt_clear_d ? 49'h0000000000000 : \$665 ;
+  assign \$667  = cnt_lifg_busy + inc_lifg_busy;
+  assign \$668  = cnt_clear_d ? 49'h0000000000000 : \$667 ;
+  assign \$669  = cnt_lifg_updates + inc_lifg_updates;
+  assign \$670  = cnt_clear_d ? 49'h0000000000000 : \$669 ;
+  assign \$671  = cnt_lifg_saturations + inc_lifg_saturations;
+  assign \$672  = cnt_clear_d ? 49'h0000000000000 : \$671 ;
+  assign \$673  = cnt_trace_reads + inc_trace_reads;
+  assign \$674  = cnt_clear_d ? 49'h0000000000000 : \$673 ;
+  assign \$675  = cnt_lifg_grad_reads + inc_lifg_grad_reads;
+  assign \$676  = cnt_clear_d ? 49'h0000000000000 : \$675 ;
+  assign \$677  = cnt_lifg_grad_writes + inc_lifg_grad_writes;
+  assign \$678  = cnt_clear_d ? 49'h0000000000000 : \$677 ;
+  assign \$679  = cnt_stage_busy + inc_stage_busy;
+  assign \$680  = cnt_clear_d ? 49'h0000000000000 : \$679 ;
+  assign \$681  = cnt_stage_macs + inc_stage_macs;
+  assign \$682  = cnt_clear_d ? 49'h0000000000000 : \$681 ;
+  assign \$683  = cnt_wgrad_updates + inc_wgrad_updates;
+  assign \$684  = cnt_clear_d ? 49'h0000000000000 : \$683 ;
+  assign \$685  = cnt_wgrad_words + inc_wgrad_words;
+  assign \$686  = cnt_clear_d ? 49'h0000000000000 : \$685 ;
+  assign \$687  = cnt_in_reads + inc_in_reads;
+  assign \$688  = cnt_clear_d ? 49'h0000000000000 : \$687 ;
+  assign \$689  = cnt_grad_reads + inc_grad_reads;
+  assign \$690  = cnt_clear_d ? 49'h0000000000000 : \$689 ;
+  assign \$691  = cnt_weight_reads + inc_weight_reads;
+  assign \$692  = cnt_clear_d ? 49'h0000000000000 : \$691 ;
+  assign \$693  = cnt_grad_writes + inc_grad_writes;
+  assign \$694  = cnt_clear_d ? 49'h0000000000000 : \$693 ;
+  assign \$695  = cnt_grad_saturations + inc_grad_saturations;
+  assign \$696  = cnt_clear_d ? 49'h0000000000000 : \$695 ;
+  assign \$697  = { done, stream_out } != prev;
+  assign \$698  = host_addr == 2'h2;
+  assign \$699  = host_read & \$698 ;
   always @(posedge clk)
-    stream_in <= \$695 ;
+    stream_in <= \$700 ;
   always @(posedge clk)
-    staging <= \$696 ;
+    staging <= \$701 ;
   always @(posedge clk)
-    desc <= \$697 ;
+    desc <= \$702 ;
   always @(posedge clk)
-    stage <= \$698 ;
+    stage <= \$703 ;
   always @(posedge clk)
-    cnt_clear_d <= \$699 ;
+    cnt_clear_d <= \$704 ;
   always @(posedge clk)
-    inc_cycles <= \$700 ;
+    inc_cycles <= \$705 ;
   always @(posedge clk)
-    cnt_cycles <= \$701 ;
+    cnt_cycles <= \$706 ;
   always @(posedge clk)
-    inc_c1_busy <= \$702 ;
+    inc_c1_busy <= \$707 ;
   always @(posedge clk)
-    cnt_c1_busy <= \$703 ;
+    cnt_c1_busy <= \$708 ;
   always @(posedge clk)
-    inc_c1_stall <= \$704 ;
+    inc_c1_stall <= \$709 ;
   always @(posedge clk)
-    cnt_c1_stall <= \$705 ;
+    cnt_c1_stall <= \$710 ;
   always @(posedge clk)
-    inc_c1_in_wait <= \$706 ;
+    inc_c1_in_wait <= \$711 ;
   always @(posedge clk)
-    cnt_c1_in_wait <= \$707 ;
+    cnt_c1_in_wait <= \$712 ;
   always @(posedge clk)
-    inc_c2_busy <= \$708 ;
+    inc_c2_busy <= \$713 ;
   always @(posedge clk)
-    cnt_c2_busy <= \$709 ;
+    cnt_c2_busy <= \$714 ;
   always @(posedge clk)
-    inc_c2_stall <= \$710 ;
+    inc_c2_stall <= \$715 ;
   always @(posedge clk)
-    cnt_c2_stall <= \$711 ;
+    cnt_c2_stall <= \$716 ;
   always @(posedge clk)
-    inc_c3_busy <= \$712 ;
+    inc_c3_busy <= \$717 ;
   always @(posedge clk)
-    cnt_c3_busy <= \$713 ;
+    cnt_c3_busy <= \$718 ;
   always @(posedge clk)
-    inc_c3_stall <= \$714 ;
+    inc_c3_stall <= \$719 ;
   always @(posedge clk)
-    cnt_c3_stall <= \$715 ;
+    cnt_c3_stall <= \$720 ;
   always @(posedge clk)
-    inc_c4_busy <= \$716 ;
+    inc_c4_busy <= \$721 ;
   always @(posedge clk)
-    cnt_c4_busy <= \$717 ;
+    cnt_c4_busy <= \$722 ;
   always @(posedge clk)
-    inc_c4_stall <= \$718 ;
+    inc_c4_stall <= \$723 ;
   always @(posedge clk)
-    cnt_c4_stall <= \$719 ;
+    cnt_c4_stall <= \$724 ;
   always @(posedge clk)
-    inc_adder_busy <= \$720 ;
+    inc_adder_busy <= \$725 ;
   always @(posedge clk)
-    cnt_adder_busy <= \$721 ;
+    cnt_adder_busy <= \$726 ;
   always @(posedge clk)
-    inc_adder_stall <= \$722 ;
+    inc_adder_stall <= \$727 ;
   always @(posedge clk)
-    cnt_adder_stall <= \$723 ;
+    cnt_adder_stall <= \$728 ;
   always @(posedge clk)
-    inc_lif_busy <= \$724 ;
+    inc_lif_busy <= \$729 ;
   always @(posedge clk)
-    cnt_lif_busy <= \$725 ;
+    cnt_lif_busy <= \$730 ;
   always @(posedge clk)
-    inc_lif_stall <= \$726 ;
+    inc_lif_stall <= \$731 ;
   always @(posedge clk)
-    cnt_lif_stall <= \$727 ;
+    cnt_lif_stall <= \$732 ;
   always @(posedge clk)
-    inc_c1_slots <= \$728 ;
+    inc_c4_w_wait <= \$733 ;
   always @(posedge clk)
-    cnt_c1_slots <= \$729 ;
+    cnt_c4_w_wait <= \$734 ;
   always @(posedge clk)
-    inc_c1_adds <= \$730 ;
+    inc_c2_w_wait <= \$735 ;
   always @(posedge clk)
-    cnt_c1_adds <= \$731 ;
+    cnt_c2_w_wait <= \$736 ;
   always @(posedge clk)
-    inc_c2_macs <= \$732 ;
+    inc_c3_w_wait <= \$737 ;
   always @(posedge clk)
-    cnt_c2_macs <= \$733 ;
+    cnt_c3_w_wait <= \$738 ;
   always @(posedge clk)
-    inc_c3_macs <= \$734 ;
+    inc_c1_slots <= \$739 ;
   always @(posedge clk)
-    cnt_c3_macs <= \$735 ;
+    cnt_c1_slots <= \$740 ;
   always @(posedge clk)
-    inc_c4_macs <= \$736 ;
+    inc_c1_adds <= \$741 ;
   always @(posedge clk)
-    cnt_c4_macs <= \$737 ;
+    cnt_c1_adds <= \$742 ;
   always @(posedge clk)
-    inc_adds <= \$738 ;
+    inc_c2_macs <= \$743 ;
   always @(posedge clk)
-    cnt_adds <= \$739 ;
+    cnt_c2_macs <= \$744 ;
   always @(posedge clk)
-    inc_lif_updates <= \$740 ;
+    inc_c3_macs <= \$745 ;
   always @(posedge clk)
-    cnt_lif_updates <= \$741 ;
+    cnt_c3_macs <= \$746 ;
   always @(posedge clk)
-    inc_spikes_out <= \$742 ;
+    inc_c4_macs <= \$747 ;
   always @(posedge clk)
-    cnt_spikes_out <= \$743 ;
+    cnt_c4_macs <= \$748 ;
   always @(posedge clk)
-    inc_w1_reads <= \$744 ;
+    inc_adds <= \$749 ;
   always @(posedge clk)
-    cnt_w1_reads <= \$745 ;
+    cnt_adds <= \$750 ;
   always @(posedge clk)
-    inc_w2_reads <= \$746 ;
+    inc_lif_updates <= \$751 ;
   always @(posedge clk)
-    cnt_w2_reads <= \$747 ;
+    cnt_lif_updates <= \$752 ;
   always @(posedge clk)
-    inc_w3_reads <= \$748 ;
+    inc_spikes_out <= \$753 ;
   always @(posedge clk)
-    cnt_w3_reads <= \$749 ;
+    cnt_spikes_out <= \$754 ;
   always @(posedge clk)
-    inc_w4_reads <= \$750 ;
+    inc_w1_reads <= \$755 ;
   always @(posedge clk)
-    cnt_w4_reads <= \$751 ;
+    cnt_w1_reads <= \$756 ;
   always @(posedge clk)
-    inc_affine_reads <= \$752 ;
+    inc_w2_reads <= \$757 ;
   always @(posedge clk)
-    cnt_affine_reads <= \$753 ;
+    cnt_w2_reads <= \$758 ;
   always @(posedge clk)
-    inc_spike_in_reads <= \$754 ;
+    inc_w3_reads <= \$759 ;
   always @(posedge clk)
-    cnt_spike_in_reads <= \$755 ;
+    cnt_w3_reads <= \$760 ;
   always @(posedge clk)
-    inc_line1_reads <= \$756 ;
+    inc_w4_reads <= \$761 ;
   always @(posedge clk)
-    cnt_line1_reads <= \$757 ;
+    cnt_w4_reads <= \$762 ;
   always @(posedge clk)
-    inc_line1_writes <= \$758 ;
+    inc_affine_reads <= \$763 ;
   always @(posedge clk)
-    cnt_line1_writes <= \$759 ;
+    cnt_affine_reads <= \$764 ;
   always @(posedge clk)
-    inc_row2_reads <= \$760 ;
+    inc_spike_in_reads <= \$765 ;
   always @(posedge clk)
-    cnt_row2_reads <= \$761 ;
+    cnt_spike_in_reads <= \$766 ;
   always @(posedge clk)
-    inc_row2_writes <= \$762 ;
+    inc_line1_reads <= \$767 ;
   always @(posedge clk)
-    cnt_row2_writes <= \$763 ;
+    cnt_line1_reads <= \$768 ;
   always @(posedge clk)
-    inc_line4_reads <= \$764 ;
+    inc_line1_writes <= \$769 ;
   always @(posedge clk)
-    cnt_line4_reads <= \$765 ;
+    cnt_line1_writes <= \$770 ;
   always @(posedge clk)
-    inc_line4_writes <= \$766 ;
+    inc_row2_reads <= \$771 ;
   always @(posedge clk)
-    cnt_line4_writes <= \$767 ;
+    cnt_row2_reads <= \$772 ;
   always @(posedge clk)
-    inc_c2_spad_reads <= \$768 ;
+    inc_row2_writes <= \$773 ;
   always @(posedge clk)
-    cnt_c2_spad_reads <= \$769 ;
+    cnt_row2_writes <= \$774 ;
   always @(posedge clk)
-    inc_c2_spad_writes <= \$770 ;
+    inc_line4_reads <= \$775 ;
   always @(posedge clk)
-    cnt_c2_spad_writes <= \$771 ;
+    cnt_line4_reads <= \$776 ;
   always @(posedge clk)
-    inc_c3_spad_reads <= \$772 ;
+    inc_line4_writes <= \$777 ;
   always @(posedge clk)
-    cnt_c3_spad_reads <= \$773 ;
+    cnt_line4_writes <= \$778 ;
   always @(posedge clk)
-    inc_c3_spad_writes <= \$774 ;
+    inc_c2_spad_reads <= \$779 ;
   always @(posedge clk)
-    cnt_c3_spad_writes <= \$775 ;
+    cnt_c2_spad_reads <= \$780 ;
   always @(posedge clk)
-    inc_residual_reads <= \$776 ;
+    inc_c2_spad_writes <= \$781 ;
   always @(posedge clk)
-    cnt_residual_reads <= \$777 ;
+    cnt_c2_spad_writes <= \$782 ;
   always @(posedge clk)
-    inc_membrane_reads <= \$778 ;
+    inc_c3_spad_reads <= \$783 ;
   always @(posedge clk)
-    cnt_membrane_reads <= \$779 ;
+    cnt_c3_spad_reads <= \$784 ;
   always @(posedge clk)
-    inc_membrane_writes <= \$780 ;
+    inc_c3_spad_writes <= \$785 ;
   always @(posedge clk)
-    cnt_membrane_writes <= \$781 ;
+    cnt_c3_spad_writes <= \$786 ;
   always @(posedge clk)
-    inc_spikes_writes <= \$782 ;
+    inc_residual_reads <= \$787 ;
   always @(posedge clk)
-    cnt_spikes_writes <= \$783 ;
+    cnt_residual_reads <= \$788 ;
   always @(posedge clk)
-    inc_host_words_in <= \$784 ;
+    inc_membrane_reads <= \$789 ;
   always @(posedge clk)
-    cnt_host_words_in <= \$785 ;
+    cnt_membrane_reads <= \$790 ;
   always @(posedge clk)
-    inc_host_words_out <= \$786 ;
+    inc_membrane_writes <= \$791 ;
   always @(posedge clk)
-    cnt_host_words_out <= \$787 ;
+    cnt_membrane_writes <= \$792 ;
   always @(posedge clk)
-    inc_lifg_busy <= \$788 ;
+    inc_spikes_writes <= \$793 ;
   always @(posedge clk)
-    cnt_lifg_busy <= \$789 ;
+    cnt_spikes_writes <= \$794 ;
   always @(posedge clk)
-    inc_lifg_updates <= \$790 ;
+    inc_host_words_in <= \$795 ;
   always @(posedge clk)
-    cnt_lifg_updates <= \$791 ;
+    cnt_host_words_in <= \$796 ;
   always @(posedge clk)
-    inc_lifg_saturations <= \$792 ;
+    inc_host_words_out <= \$797 ;
   always @(posedge clk)
-    cnt_lifg_saturations <= \$793 ;
+    cnt_host_words_out <= \$798 ;
   always @(posedge clk)
-    inc_trace_reads <= \$794 ;
+    inc_lifg_busy <= \$799 ;
   always @(posedge clk)
-    cnt_trace_reads <= \$795 ;
+    cnt_lifg_busy <= \$800 ;
   always @(posedge clk)
-    inc_lifg_grad_reads <= \$796 ;
+    inc_lifg_updates <= \$801 ;
   always @(posedge clk)
-    cnt_lifg_grad_reads <= \$797 ;
+    cnt_lifg_updates <= \$802 ;
   always @(posedge clk)
-    inc_lifg_grad_writes <= \$798 ;
+    inc_lifg_saturations <= \$803 ;
   always @(posedge clk)
-    cnt_lifg_grad_writes <= \$799 ;
+    cnt_lifg_saturations <= \$804 ;
   always @(posedge clk)
-    inc_stage_busy <= \$800 ;
+    inc_trace_reads <= \$805 ;
   always @(posedge clk)
-    cnt_stage_busy <= \$801 ;
+    cnt_trace_reads <= \$806 ;
   always @(posedge clk)
-    inc_stage_macs <= \$802 ;
+    inc_lifg_grad_reads <= \$807 ;
   always @(posedge clk)
-    cnt_stage_macs <= \$803 ;
+    cnt_lifg_grad_reads <= \$808 ;
   always @(posedge clk)
-    inc_wgrad_updates <= \$804 ;
+    inc_lifg_grad_writes <= \$809 ;
   always @(posedge clk)
-    cnt_wgrad_updates <= \$805 ;
+    cnt_lifg_grad_writes <= \$810 ;
   always @(posedge clk)
-    inc_wgrad_words <= \$806 ;
+    inc_stage_busy <= \$811 ;
   always @(posedge clk)
-    cnt_wgrad_words <= \$807 ;
+    cnt_stage_busy <= \$812 ;
   always @(posedge clk)
-    inc_in_reads <= \$808 ;
+    inc_stage_macs <= \$813 ;
   always @(posedge clk)
-    cnt_in_reads <= \$809 ;
+    cnt_stage_macs <= \$814 ;
   always @(posedge clk)
-    inc_grad_reads <= \$810 ;
+    inc_wgrad_updates <= \$815 ;
   always @(posedge clk)
-    cnt_grad_reads <= \$811 ;
+    cnt_wgrad_updates <= \$816 ;
   always @(posedge clk)
-    inc_weight_reads <= \$812 ;
+    inc_wgrad_words <= \$817 ;
   always @(posedge clk)
-    cnt_weight_reads <= \$813 ;
+    cnt_wgrad_words <= \$818 ;
   always @(posedge clk)
-    inc_grad_writes <= \$814 ;
+    inc_in_reads <= \$819 ;
   always @(posedge clk)
-    cnt_grad_writes <= \$815 ;
+    cnt_in_reads <= \$820 ;
   always @(posedge clk)
-    inc_grad_saturations <= \$816 ;
+    inc_grad_reads <= \$821 ;
   always @(posedge clk)
-    cnt_grad_saturations <= \$817 ;
+    cnt_grad_reads <= \$822 ;
   always @(posedge clk)
-    rd_valid1 <= \$818 ;
+    inc_weight_reads <= \$823 ;
   always @(posedge clk)
-    rd_sel <= \$819 ;
+    cnt_weight_reads <= \$824 ;
   always @(posedge clk)
-    rd_k <= \$820 ;
+    inc_grad_writes <= \$825 ;
   always @(posedge clk)
-    rd_reg <= \$821 ;
+    cnt_grad_writes <= \$826 ;
   always @(posedge clk)
-    host_rvalid <= \$822 ;
+    inc_grad_saturations <= \$827 ;
   always @(posedge clk)
-    host_rdata <= \$823 ;
+    cnt_grad_saturations <= \$828 ;
   always @(posedge clk)
-    prev <= \$824 ;
+    rd_valid1 <= \$829 ;
   always @(posedge clk)
-    \event  <= \$825 ;
+    rd_sel <= \$830 ;
+  always @(posedge clk)
+    rd_k <= \$831 ;
+  always @(posedge clk)
+    rd_reg <= \$832 ;
+  always @(posedge clk)
+    host_rvalid <= \$833 ;
+  always @(posedge clk)
+    host_rdata <= \$834 ;
+  always @(posedge clk)
+    prev <= \$835 ;
+  always @(posedge clk)
+    \event  <= \$836 ;
   assign \$1  = host_addr == 1'h1;
   assign \$2  = host_write & \$1 ;
   assign \$3  = \$2  & host_wdata[0];
@@ -57154,7 +57802,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   assign clear = \$6  & host_wdata[1];
   assign \$7  = host_addr >= 5'h10;
   assign \$8  = host_write & \$7 ;
-  assign \$9  = host_addr < 6'h29;
+  assign \$9  = host_addr < 6'h2b;
   assign desc_write = \$8  & \$9 ;
   assign \$10  = host_addr >= 6'h30;
   assign \$11  = host_write & \$10 ;
@@ -57176,117 +57824,106 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   assign \$26  = host_addr < 10'h270;
   assign \$27  = \$25  & \$26 ;
   assign regions__w2__rd_en = host_read & \$27 ;
-  assign \$28  = ~ busy;
-  assign \$29  = host_write & \$28 ;
-  assign \$30  = host_addr >= 10'h240;
-  assign \$31  = host_addr < 10'h270;
-  assign \$32  = \$30  & \$31 ;
-  assign \$33  = \$29  & \$32 ;
-  assign \$35  = host_addr - 10'h280;
-  assign \$36  = host_addr >= 10'h280;
-  assign \$37  = host_addr < 10'h2b0;
-  assign \$38  = \$36  & \$37 ;
-  assign regions__w3__rd_en = host_read & \$38 ;
-  assign \$39  = ~ busy;
-  assign \$40  = host_write & \$39 ;
-  assign \$41  = host_addr >= 10'h280;
-  assign \$42  = host_addr < 10'h2b0;
-  assign \$43  = \$41  & \$42 ;
-  assign \$44  = \$40  & \$43 ;
-  assign \$46  = host_addr - 10'h2c0;
-  assign \$47  = host_addr >= 10'h2c0;
-  assign \$48  = host_addr < 10'h300;
-  assign \$49  = \$47  & \$48 ;
-  assign regions__w4__rd_en = host_read & \$49 ;
-  assign \$50  = ~ busy;
-  assign \$51  = host_write & \$50 ;
-  assign \$52  = host_addr >= 10'h2c0;
-  assign \$53  = host_addr < 10'h300;
-  assign \$54  = \$52  & \$53 ;
-  assign \$55  = \$51  & \$54 ;
-  assign \$57  = host_addr - 10'h300;
-  assign \$58  = host_addr >= 10'h300;
-  assign \$59  = host_addr < 10'h340;
-  assign \$60  = \$58  & \$59 ;
-  assign regions__affine__rd_en = host_read & \$60 ;
-  assign \$61  = ~ busy;
-  assign \$62  = host_write & \$61 ;
-  assign \$63  = host_addr >= 10'h300;
-  assign \$64  = host_addr < 10'h340;
-  assign \$65  = \$63  & \$64 ;
-  assign \$66  = \$62  & \$65 ;
-  assign \$67  = host_addr - 10'h300;
-  assign \$68  = \$67 [2:0] == 3'h5;
-  assign regions__affine__wr_en = \$66  & \$68 ;
-  assign \$69  = host_addr - 11'h400;
-  assign \$70  = host_addr >= 11'h400;
-  assign \$71  = host_addr < 11'h500;
-  assign \$72  = \$70  & \$71 ;
-  assign regions__spike_in__rd_en = host_read & \$72 ;
-  assign \$74  = host_addr >= 11'h400;
-  assign \$75  = host_addr < 11'h500;
-  assign \$76  = \$74  & \$75 ;
-  assign \$77  = \$73  & \$76 ;
-  assign \$79  = host_addr - 11'h600;
-  assign \$80  = host_addr >= 11'h600;
-  assign \$81  = host_addr < 12'h800;
-  assign \$82  = \$80  & \$81 ;
-  assign regions__residual__rd_en = host_read & \$82 ;
-  assign \$84  = host_addr >= 11'h600;
-  assign \$85  = host_addr < 12'h800;
-  assign \$86  = \$84  & \$85 ;
-  assign \$87  = \$83  & \$86 ;
-  assign \$88  = host_addr - 11'h600;
-  assign regions__residual__wr_en = \$87  & \$89 ;
-  assign \$90  = host_addr - 12'h800;
-  assign \$91  = host_addr >= 12'h800;
-  assign \$92  = host_addr < 12'hbc2;
-  assign \$93  = \$91  & \$92 ;
-  assign regions__membrane__rd_en = host_read & \$93 ;
-  assign \$94  = ~ busy;
-  assign \$95  = host_write & \$94 ;
-  assign \$96  = host_addr >= 12'h800;
-  assign \$97  = host_addr < 12'hbc2;
-  assign \$98  = \$96  & \$97 ;
-  assign \$99  = \$95  & \$98 ;
-  assign \$100  = host_addr - 12'h800;
-  assign regions__membrane__wr_en = \$99  & \$101 ;
-  assign \$102  = host_addr - 12'hc00;
-  assign \$103  = host_addr >= 12'hc00;
-  assign \$104  = host_addr < 12'hde1;
-  assign \$105  = \$103  & \$104 ;
-  assign regions__spikes__rd_en = host_read & \$105 ;
-  assign \$106  = ~ busy;
-  assign \$107  = host_write & \$106 ;
-  assign \$108  = host_addr >= 12'hc00;
-  assign \$109  = host_addr < 12'hde1;
-  assign \$110  = \$108  & \$109 ;
-  assign \$111  = \$107  & \$110 ;
-  assign \$113  = host_addr - 14'h2000;
-  assign \$114  = host_addr >= 14'h2000;
-  assign \$115  = host_addr < 15'h4000;
-  assign \$116  = \$114  & \$115 ;
-  assign regions__gbuf__rd_en = host_read & \$116 ;
-  assign \$117  = ~ busy;
-  assign \$118  = host_write & \$117 ;
-  assign \$119  = host_addr >= 14'h2000;
-  assign \$120  = host_addr < 15'h4000;
-  assign \$121  = \$119  & \$120 ;
-  assign \$122  = \$118  & \$121 ;
-  assign \$123  = host_addr - 14'h2000;
-  assign regions__gbuf__wr_en = \$122  & \$124 ;
-  assign \$125  = host_addr - 15'h4000;
-  assign \$126  = host_addr >= 15'h4000;
-  assign \$127  = host_addr < 15'h4400;
-  assign \$128  = \$126  & \$127 ;
-  assign regions__gweights__rd_en = host_read & \$128 ;
-  assign \$129  = ~ busy;
-  assign \$130  = host_write & \$129 ;
-  assign \$131  = host_addr >= 15'h4000;
-  assign \$132  = host_addr < 15'h4400;
-  assign \$133  = \$131  & \$132 ;
-  assign \$134  = \$130  & \$133 ;
-  assign \$136  = host_addr - 15'h4400;
+  assign \$29  = host_addr >= 10'h240;
+  assign \$30  = host_addr < 10'h270;
+  assign \$31  = \$29  & \$30 ;
+  assign \$32  = \$28  & \$31 ;
+  assign \$34  = host_addr - 10'h280;
+  assign \$35  = host_addr >= 10'h280;
+  assign \$36  = host_addr < 10'h2b0;
+  assign \$37  = \$35  & \$36 ;
+  assign regions__w3__rd_en = host_read & \$37 ;
+  assign \$39  = host_addr >= 10'h280;
+  assign \$40  = host_addr < 10'h2b0;
+  assign \$41  = \$39  & \$40 ;
+  assign \$42  = \$38  & \$41 ;
+  assign \$44  = host_addr - 10'h2c0;
+  assign \$45  = host_addr >= 10'h2c0;
+  assign \$46  = host_addr < 10'h300;
+  assign \$47  = \$45  & \$46 ;
+  assign regions__w4__rd_en = host_read & \$47 ;
+  assign \$49  = host_addr >= 10'h2c0;
+  assign \$50  = host_addr < 10'h300;
+  assign \$51  = \$49  & \$50 ;
+  assign \$52  = \$48  & \$51 ;
+  assign \$54  = host_addr - 10'h300;
+  assign \$55  = host_addr >= 10'h300;
+  assign \$56  = host_addr < 10'h340;
+  assign \$57  = \$55  & \$56 ;
+  assign regions__affine__rd_en = host_read & \$57 ;
+  assign \$58  = ~ busy;
+  assign \$59  = host_write & \$58 ;
+  assign \$60  = host_addr >= 10'h300;
+  assign \$61  = host_addr < 10'h340;
+  assign \$62  = \$60  & \$61 ;
+  assign \$63  = \$59  & \$62 ;
+  assign \$64  = host_addr - 10'h300;
+  assign \$65  = \$64 [2:0] == 3'h5;
+  assign regions__affine__wr_en = \$63  & \$65 ;
+  assign \$66  = host_addr - 11'h400;
+  assign \$67  = host_addr >= 11'h400;
+  assign \$68  = host_addr < 11'h500;
+  assign \$69  = \$67  & \$68 ;
+  assign regions__spike_in__rd_en = host_read & \$69 ;
+  assign \$71  = host_addr >= 11'h400;
+  assign \$72  = host_addr < 11'h500;
+  assign \$73  = \$71  & \$72 ;
+  assign \$74  = \$70  & \$73 ;
+  assign \$76  = host_addr - 11'h600;
+  assign \$77  = host_addr >= 11'h600;
+  assign \$78  = host_addr < 12'h800;
+  assign \$79  = \$77  & \$78 ;
+  assign regions__residual__rd_en = host_read & \$79 ;
+  assign \$81  = host_addr >= 11'h600;
+  assign \$82  = host_addr < 12'h800;
+  assign \$83  = \$81  & \$82 ;
+  assign \$84  = \$80  & \$83 ;
+  assign \$85  = host_addr - 11'h600;
+  assign regions__residual__wr_en = \$84  & \$86 ;
+  assign \$87  = host_addr - 12'h800;
+  assign \$88  = host_addr >= 12'h800;
+  assign \$89  = host_addr < 12'hbc2;
+  assign \$90  = \$88  & \$89 ;
+  assign regions__membrane__rd_en = host_read & \$90 ;
+  assign \$91  = ~ busy;
+  assign \$92  = host_write & \$91 ;
+  assign \$93  = host_addr >= 12'h800;
+  assign \$94  = host_addr < 12'hbc2;
+  assign \$95  = \$93  & \$94 ;
+  assign \$96  = \$92  & \$95 ;
+  assign \$97  = host_addr - 12'h800;
+  assign regions__membrane__wr_en = \$96  & \$98 ;
+  assign \$99  = host_addr - 12'hc00;
+  assign \$100  = host_addr >= 12'hc00;
+  assign \$101  = host_addr < 12'hde1;
+  assign \$102  = \$100  & \$101 ;
+  assign regions__spikes__rd_en = host_read & \$102 ;
+  assign \$103  = ~ busy;
+  assign \$104  = host_write & \$103 ;
+  assign \$105  = host_addr >= 12'hc00;
+  assign \$106  = host_addr < 12'hde1;
+  assign \$107  = \$105  & \$106 ;
+  assign \$108  = \$104  & \$107 ;
+  assign \$110  = host_addr - 14'h2000;
+  assign \$111  = host_addr >= 14'h2000;
+  assign \$112  = host_addr < 15'h4000;
+  assign \$113  = \$111  & \$112 ;
+  assign regions__gbuf__rd_en = host_read & \$113 ;
+  assign \$114  = ~ busy;
+  assign \$115  = host_write & \$114 ;
+  assign \$116  = host_addr >= 14'h2000;
+  assign \$117  = host_addr < 15'h4000;
+  assign \$118  = \$116  & \$117 ;
+  assign \$119  = \$115  & \$118 ;
+  assign \$120  = host_addr - 14'h2000;
+  assign regions__gbuf__wr_en = \$119  & \$121 ;
+  assign \$122  = host_addr - 15'h4000;
+  assign \$123  = host_addr >= 15'h4000;
+  assign \$124  = host_addr < 15'h4400;
+  assign \$125  = \$123  & \$124 ;
+  assign regions__gweights__rd_en = host_read & \$125 ;
+  assign \$126  = ~ busy;
+  assign \$127  = host_write & \$126 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     reg_value = 32'd0;
@@ -57307,6 +57944,18 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
           reg_value = { 8'h00, stream_out[47:24] };
       15'h0008:
           reg_value = { 8'h00, stream_out[71:48] };
+      15'h0009:
+          reg_value = { 8'h00, stream_in[95:72] };
+      15'h000a:
+          reg_value = { 8'h00, stream_out[95:72] };
+      15'h000b:
+          reg_value = { 8'h00, stream_in[119:96] };
+      15'h000c:
+          reg_value = { 8'h00, stream_out[119:96] };
+      15'h000d:
+          reg_value = { 8'h00, stream_in[143:120] };
+      15'h000e:
+          reg_value = { 8'h00, stream_out[143:120] };
       15'h0010:
           reg_value = { 16'h0000, desc[15:0] };
       15'h0011:
@@ -57357,6 +58006,10 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
           reg_value = { 16'h0000, desc[259:244] };
       15'h0028:
           reg_value = { 30'h00000000, desc[261:260] };
+      15'h0029:
+          reg_value = { 16'h0000, desc[277:262] };
+      15'h002a:
+          reg_value = { 16'h0000, desc[293:278] };
       15'h0030:
           reg_value = { 30'h00000000, stage[1:0] };
       15'h0031:
@@ -57510,124 +58163,136 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
       15'h009b:
           reg_value = { 16'h0000, cnt_lif_stall[47:32] };
       15'h009c:
-          reg_value = cnt_c1_slots[31:0];
+          reg_value = cnt_c4_w_wait[31:0];
       15'h009d:
-          reg_value = { 16'h0000, cnt_c1_slots[47:32] };
+          reg_value = { 16'h0000, cnt_c4_w_wait[47:32] };
       15'h009e:
-          reg_value = cnt_c1_adds[31:0];
+          reg_value = cnt_c2_w_wait[31:0];
       15'h009f:
-          reg_value = { 16'h0000, cnt_c1_adds[47:32] };
+          reg_value = { 16'h0000, cnt_c2_w_wait[47:32] };
       15'h00a0:
-          reg_value = cnt_c2_macs[31:0];
+          reg_value = cnt_c3_w_wait[31:0];
       15'h00a1:
-          reg_value = { 16'h0000, cnt_c2_macs[47:32] };
+          reg_value = { 16'h0000, cnt_c3_w_wait[47:32] };
       15'h00a2:
-          reg_value = cnt_c3_macs[31:0];
+          reg_value = cnt_c1_slots[31:0];
       15'h00a3:
-          reg_value = { 16'h0000, cnt_c3_macs[47:32] };
+          reg_value = { 16'h0000, cnt_c1_slots[47:32] };
       15'h00a4:
-          reg_value = cnt_c4_macs[31:0];
+          reg_value = cnt_c1_adds[31:0];
       15'h00a5:
-          reg_value = { 16'h0000, cnt_c4_macs[47:32] };
+          reg_value = { 16'h0000, cnt_c1_adds[47:32] };
       15'h00a6:
-          reg_value = cnt_adds[31:0];
+          reg_value = cnt_c2_macs[31:0];
       15'h00a7:
-          reg_value = { 16'h0000, cnt_adds[47:32] };
+          reg_value = { 16'h0000, cnt_c2_macs[47:32] };
       15'h00a8:
-          reg_value = cnt_lif_updates[31:0];
+          reg_value = cnt_c3_macs[31:0];
       15'h00a9:
-          reg_value = { 16'h0000, cnt_lif_updates[47:32] };
+          reg_value = { 16'h0000, cnt_c3_macs[47:32] };
       15'h00aa:
-          reg_value = cnt_spikes_out[31:0];
+          reg_value = cnt_c4_macs[31:0];
       15'h00ab:
-          reg_value = { 16'h0000, cnt_spikes_out[47:32] };
+          reg_value = { 16'h0000, cnt_c4_macs[47:32] };
       15'h00ac:
-          reg_value = cnt_w1_reads[31:0];
+          reg_value = cnt_adds[31:0];
       15'h00ad:
-          reg_value = { 16'h0000, cnt_w1_reads[47:32] };
+          reg_value = { 16'h0000, cnt_adds[47:32] };
       15'h00ae:
-          reg_value = cnt_w2_reads[31:0];
+          reg_value = cnt_lif_updates[31:0];
       15'h00af:
-          reg_value = { 16'h0000, cnt_w2_reads[47:32] };
+          reg_value = { 16'h0000, cnt_lif_updates[47:32] };
       15'h00b0:
-          reg_value = cnt_w3_reads[31:0];
+          reg_value = cnt_spikes_out[31:0];
       15'h00b1:
-          reg_value = { 16'h0000, cnt_w3_reads[47:32] };
+          reg_value = { 16'h0000, cnt_spikes_out[47:32] };
       15'h00b2:
-          reg_value = cnt_w4_reads[31:0];
+          reg_value = cnt_w1_reads[31:0];
       15'h00b3:
-          reg_value = { 16'h0000, cnt_w4_reads[47:32] };
+          reg_value = { 16'h0000, cnt_w1_reads[47:32] };
       15'h00b4:
-          reg_value = cnt_affine_reads[31:0];
+          reg_value = cnt_w2_reads[31:0];
       15'h00b5:
-          reg_value = { 16'h0000, cnt_affine_reads[47:32] };
+          reg_value = { 16'h0000, cnt_w2_reads[47:32] };
       15'h00b6:
-          reg_value = cnt_spike_in_reads[31:0];
+          reg_value = cnt_w3_reads[31:0];
       15'h00b7:
-          reg_value = { 16'h0000, cnt_spike_in_reads[47:32] };
+          reg_value = { 16'h0000, cnt_w3_reads[47:32] };
       15'h00b8:
-          reg_value = cnt_line1_reads[31:0];
+          reg_value = cnt_w4_reads[31:0];
       15'h00b9:
-          reg_value = { 16'h0000, cnt_line1_reads[47:32] };
+          reg_value = { 16'h0000, cnt_w4_reads[47:32] };
       15'h00ba:
-          reg_value = cnt_line1_writes[31:0];
+          reg_value = cnt_affine_reads[31:0];
       15'h00bb:
-          reg_value = { 16'h0000, cnt_line1_writes[47:32] };
+          reg_value = { 16'h0000, cnt_affine_reads[47:32] };
       15'h00bc:
-          reg_value = cnt_row2_reads[31:0];
+          reg_value = cnt_spike_in_reads[31:0];
       15'h00bd:
-          reg_value = { 16'h0000, cnt_row2_reads[47:32] };
+          reg_value = { 16'h0000, cnt_spike_in_reads[47:32] };
       15'h00be:
-          reg_value = cnt_row2_writes[31:0];
+          reg_value = cnt_line1_reads[31:0];
       15'h00bf:
-          reg_value = { 16'h0000, cnt_row2_writes[47:32] };
+          reg_value = { 16'h0000, cnt_line1_reads[47:32] };
       15'h00c0:
-          reg_value = cnt_line4_reads[31:0];
+          reg_value = cnt_line1_writes[31:0];
       15'h00c1:
-          reg_value = { 16'h0000, cnt_line4_reads[47:32] };
+          reg_value = { 16'h0000, cnt_line1_writes[47:32] };
       15'h00c2:
-          reg_value = cnt_line4_writes[31:0];
+          reg_value = cnt_row2_reads[31:0];
       15'h00c3:
-          reg_value = { 16'h0000, cnt_line4_writes[47:32] };
+          reg_value = { 16'h0000, cnt_row2_reads[47:32] };
       15'h00c4:
-          reg_value = cnt_c2_spad_reads[31:0];
+          reg_value = cnt_row2_writes[31:0];
       15'h00c5:
-          reg_value = { 16'h0000, cnt_c2_spad_reads[47:32] };
+          reg_value = { 16'h0000, cnt_row2_writes[47:32] };
       15'h00c6:
-          reg_value = cnt_c2_spad_writes[31:0];
+          reg_value = cnt_line4_reads[31:0];
       15'h00c7:
-          reg_value = { 16'h0000, cnt_c2_spad_writes[47:32] };
+          reg_value = { 16'h0000, cnt_line4_reads[47:32] };
       15'h00c8:
-          reg_value = cnt_c3_spad_reads[31:0];
+          reg_value = cnt_line4_writes[31:0];
       15'h00c9:
-          reg_value = { 16'h0000, cnt_c3_spad_reads[47:32] };
+          reg_value = { 16'h0000, cnt_line4_writes[47:32] };
       15'h00ca:
-          reg_value = cnt_c3_spad_writes[31:0];
+          reg_value = cnt_c2_spad_reads[31:0];
       15'h00cb:
-          reg_value = { 16'h0000, cnt_c3_spad_writes[47:32] };
+          reg_value = { 16'h0000, cnt_c2_spad_reads[47:32] };
       15'h00cc:
-          reg_value = cnt_residual_reads[31:0];
+          reg_value = cnt_c2_spad_writes[31:0];
       15'h00cd:
-          reg_value = { 16'h0000, cnt_residual_reads[47:32] };
+          reg_value = { 16'h0000, cnt_c2_spad_writes[47:32] };
       15'h00ce:
-          reg_value = cnt_membrane_reads[31:0];
+          reg_value = cnt_c3_spad_reads[31:0];
       15'h00cf:
-          reg_value = { 16'h0000, cnt_membrane_reads[47:32] };
+          reg_value = { 16'h0000, cnt_c3_spad_reads[47:32] };
       15'h00d0:
-          reg_value = cnt_membrane_writes[31:0];
+          reg_value = cnt_c3_spad_writes[31:0];
       15'h00d1:
-          reg_value = { 16'h0000, cnt_membrane_writes[47:32] };
+          reg_value = { 16'h0000, cnt_c3_spad_writes[47:32] };
       15'h00d2:
-          reg_value = cnt_spikes_writes[31:0];
+          reg_value = cnt_residual_reads[31:0];
       15'h00d3:
-          reg_value = { 16'h0000, cnt_spikes_writes[47:32] };
+          reg_value = { 16'h0000, cnt_residual_reads[47:32] };
       15'h00d4:
-          reg_value = cnt_host_words_in[31:0];
+          reg_value = cnt_membrane_reads[31:0];
       15'h00d5:
-          reg_value = { 16'h0000, cnt_host_words_in[47:32] };
+          reg_value = { 16'h0000, cnt_membrane_reads[47:32] };
       15'h00d6:
-          reg_value = cnt_host_words_out[31:0];
+          reg_value = cnt_membrane_writes[31:0];
       15'h00d7:
+          reg_value = { 16'h0000, cnt_membrane_writes[47:32] };
+      15'h00d8:
+          reg_value = cnt_spikes_writes[31:0];
+      15'h00d9:
+          reg_value = { 16'h0000, cnt_spikes_writes[47:32] };
+      15'h00da:
+          reg_value = cnt_host_words_in[31:0];
+      15'h00db:
+          reg_value = { 16'h0000, cnt_host_words_in[47:32] };
+      15'h00dc:
+          reg_value = cnt_host_words_out[31:0];
+      15'h00dd:
           reg_value = { 16'h0000, cnt_host_words_out[47:32] };
       15'h0100:
           reg_value = cnt_lifg_busy[31:0];
@@ -57694,49 +58359,52 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     sel_now = 4'h0;
-    if (\$161 ) begin
+    if (\$158 ) begin
       sel_now = 4'h1;
     end
-    if (\$164 ) begin
+    if (\$161 ) begin
       sel_now = 4'h2;
     end
-    if (\$167 ) begin
+    if (\$164 ) begin
       sel_now = 4'h3;
     end
-    if (\$170 ) begin
+    if (\$167 ) begin
       sel_now = 4'h4;
     end
-    if (\$173 ) begin
+    if (\$170 ) begin
       sel_now = 4'h5;
     end
-    if (\$177 ) begin
+    if (\$174 ) begin
       sel_now = 4'h6;
     end
-    if (\$180 ) begin
+    if (\$177 ) begin
       sel_now = 4'h7;
     end
-    if (\$184 ) begin
+    if (\$181 ) begin
       sel_now = 4'h8;
     end
-    if (\$188 ) begin
+    if (\$185 ) begin
       sel_now = 4'h9;
     end
-    if (\$191 ) begin
+    if (\$188 ) begin
       sel_now = 4'ha;
     end
-    if (\$195 ) begin
+    if (\$192 ) begin
       sel_now = 4'hb;
     end
-    if (\$198 ) begin
+    if (\$195 ) begin
       sel_now = 4'hc;
     end
-    if (\$201 ) begin
+    if (\$198 ) begin
       sel_now = 4'hd;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     k_now = 3'h0;
+    if (\$158 ) begin
+      k_now = 3'h0;
+    end
     if (\$161 ) begin
       k_now = 3'h0;
     end
@@ -57747,34 +58415,31 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
       k_now = 3'h0;
     end
     if (\$170 ) begin
-      k_now = 3'h0;
+      k_now = \$171 [2:0];
     end
-    if (\$173 ) begin
-      k_now = \$174 [2:0];
+    if (\$174 ) begin
+      k_now = 3'h0;
     end
     if (\$177 ) begin
+      k_now = { 2'h0, \$178 [0] };
+    end
+    if (\$181 ) begin
+      k_now = { 2'h0, \$182 [0] };
+    end
+    if (\$185 ) begin
       k_now = 3'h0;
-    end
-    if (\$180 ) begin
-      k_now = { 2'h0, \$181 [0] };
-    end
-    if (\$184 ) begin
-      k_now = { 2'h0, \$185 [0] };
     end
     if (\$188 ) begin
-      k_now = 3'h0;
+      k_now = { 2'h0, \$189 [0] };
     end
-    if (\$191 ) begin
-      k_now = { 2'h0, \$192 [0] };
+    if (\$192 ) begin
+      k_now = 3'h0;
     end
     if (\$195 ) begin
       k_now = 3'h0;
     end
     if (\$198 ) begin
-      k_now = 3'h0;
-    end
-    if (\$201 ) begin
-      k_now = \$202 [2:0];
+      k_now = \$199 [2:0];
     end
   end
   always @* begin
@@ -57784,1248 +58449,1305 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
       4'h0:
           out_value = rd_reg;
       4'h1:
-          out_value = \$203 ;
+          out_value = \$200 ;
       4'h2:
-          out_value = \$204 ;
+          out_value = \$201 ;
       4'h3:
-          out_value = \$205 ;
+          out_value = \$202 ;
       4'h4:
-          out_value = \$206 ;
+          out_value = \$203 ;
       4'h5:
-          out_value = \$208 ;
+          out_value = \$205 ;
       4'h6:
-          out_value = \$209 ;
+          out_value = \$206 ;
       4'h7:
           /* empty */;
       4'h8:
-          out_value = \$210 ;
+          out_value = \$207 ;
       4'h9:
           out_value = { 28'h0000000, regions__spikes__rd_data };
       4'ha:
-          out_value = \$212 ;
+          out_value = \$209 ;
       4'hb:
           /* empty */;
       4'hc:
           /* empty */;
       4'hd:
-          out_value = \$214 ;
+          out_value = \$211 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$695  = stream_in;
+    \$700  = stream_in;
     if (host_write) begin
+      if (\$212 ) begin
+        \$700 [23:0] = host_wdata[23:0];
+      end
+      if (\$213 ) begin
+        \$700 [47:24] = host_wdata[23:0];
+      end
+      if (\$214 ) begin
+        \$700 [71:48] = host_wdata[23:0];
+      end
       if (\$215 ) begin
-        \$695 [23:0] = host_wdata[23:0];
+        \$700 [95:72] = host_wdata[23:0];
       end
       if (\$216 ) begin
-        \$695 [47:24] = host_wdata[23:0];
+        \$700 [119:96] = host_wdata[23:0];
       end
       if (\$217 ) begin
-        \$695 [71:48] = host_wdata[23:0];
+        \$700 [143:120] = host_wdata[23:0];
       end
     end
     if (rst) begin
-      \$695  = 72'h000000000000000000;
+      \$700  = 144'h000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$696  = staging;
+    \$701  = staging;
     if (host_write) begin
       if (\$225 ) begin
         casez (\$226 [2:0])
           3'h0:
-              \$696 [31:0] = host_wdata;
+              \$701 [31:0] = host_wdata;
           3'h1:
-              \$696 [63:32] = host_wdata;
+              \$701 [63:32] = host_wdata;
           3'h2:
-              \$696 [95:64] = host_wdata;
+              \$701 [95:64] = host_wdata;
           3'h3:
-              \$696 [127:96] = host_wdata;
+              \$701 [127:96] = host_wdata;
           3'h4:
-              \$696 [159:128] = host_wdata;
+              \$701 [159:128] = host_wdata;
         endcase
       end
       if (\$233 ) begin
         (* full_case = 32'd1 *)
         casez (\$234 [0])
           1'h0:
-              \$696 [31:0] = host_wdata;
+              \$701 [31:0] = host_wdata;
           1'h1:
-              \$696 [63:32] = host_wdata;
+              \$701 [63:32] = host_wdata;
         endcase
       end
       if (\$242 ) begin
         (* full_case = 32'd1 *)
         casez (\$243 [0])
           1'h0:
-              \$696 [31:0] = host_wdata;
+              \$701 [31:0] = host_wdata;
           1'h1:
-              \$696 [63:32] = host_wdata;
+              \$701 [63:32] = host_wdata;
         endcase
       end
       if (\$251 ) begin
         (* full_case = 32'd1 *)
         casez (\$252 [0])
           1'h0:
-              \$696 [31:0] = host_wdata;
+              \$701 [31:0] = host_wdata;
           1'h1:
-              \$696 [63:32] = host_wdata;
+              \$701 [63:32] = host_wdata;
         endcase
       end
       if (\$260 ) begin
         casez (\$261 [2:0])
           3'h0:
-              \$696 [31:0] = host_wdata;
+              \$701 [31:0] = host_wdata;
           3'h1:
-              \$696 [63:32] = host_wdata;
+              \$701 [63:32] = host_wdata;
           3'h2:
-              \$696 [95:64] = host_wdata;
+              \$701 [95:64] = host_wdata;
           3'h3:
-              \$696 [127:96] = host_wdata;
+              \$701 [127:96] = host_wdata;
           3'h4:
-              \$696 [159:128] = host_wdata;
+              \$701 [159:128] = host_wdata;
         endcase
       end
     end
     if (rst) begin
-      \$696  = 160'h0000000000000000000000000000000000000000;
+      \$701  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$697  = desc;
+    \$702  = desc;
     if (host_write) begin
       if (\$262 ) begin
         if (\$263 ) begin
-          \$697 [15:0] = host_wdata[15:0];
+          \$702 [15:0] = host_wdata[15:0];
         end
         if (\$264 ) begin
-          \$697 [31:16] = host_wdata[15:0];
+          \$702 [31:16] = host_wdata[15:0];
         end
         if (\$265 ) begin
-          \$697 [47:32] = host_wdata[15:0];
+          \$702 [47:32] = host_wdata[15:0];
         end
         if (\$266 ) begin
-          \$697 [63:48] = host_wdata[15:0];
+          \$702 [63:48] = host_wdata[15:0];
         end
         if (\$267 ) begin
-          \$697 [79:64] = host_wdata[15:0];
+          \$702 [79:64] = host_wdata[15:0];
         end
         if (\$268 ) begin
-          \$697 [87:80] = host_wdata[7:0];
+          \$702 [87:80] = host_wdata[7:0];
         end
         if (\$269 ) begin
-          \$697 [89:88] = host_wdata[1:0];
+          \$702 [89:88] = host_wdata[1:0];
         end
         if (\$270 ) begin
-          \$697 [121:90] = host_wdata;
+          \$702 [121:90] = host_wdata;
         end
         if (\$271 ) begin
-          \$697 [125:122] = host_wdata[3:0];
+          \$702 [125:122] = host_wdata[3:0];
         end
         if (\$272 ) begin
-          \$697 [126] = host_wdata[0];
+          \$702 [126] = host_wdata[0];
         end
         if (\$273 ) begin
-          \$697 [132:127] = host_wdata[5:0];
+          \$702 [132:127] = host_wdata[5:0];
         end
         if (\$274 ) begin
-          \$697 [138:133] = host_wdata[5:0];
+          \$702 [138:133] = host_wdata[5:0];
         end
         if (\$275 ) begin
-          \$697 [144:139] = host_wdata[5:0];
+          \$702 [144:139] = host_wdata[5:0];
         end
         if (\$276 ) begin
-          \$697 [150:145] = host_wdata[5:0];
+          \$702 [150:145] = host_wdata[5:0];
         end
         if (\$277 ) begin
-          \$697 [166:151] = host_wdata[15:0];
+          \$702 [166:151] = host_wdata[15:0];
         end
         if (\$278 ) begin
-          \$697 [172:167] = host_wdata[5:0];
+          \$702 [172:167] = host_wdata[5:0];
         end
         if (\$279 ) begin
-          \$697 [204:173] = host_wdata;
+          \$702 [204:173] = host_wdata;
         end
         if (\$280 ) begin
-          \$697 [205] = host_wdata[0];
+          \$702 [205] = host_wdata[0];
         end
         if (\$281 ) begin
-          \$697 [206] = host_wdata[0];
+          \$702 [206] = host_wdata[0];
         end
         if (\$282 ) begin
-          \$697 [207] = host_wdata[0];
+          \$702 [207] = host_wdata[0];
         end
         if (\$283 ) begin
-          \$697 [211:208] = host_wdata[3:0];
+          \$702 [211:208] = host_wdata[3:0];
         end
         if (\$284 ) begin
-          \$697 [227:212] = host_wdata[15:0];
+          \$702 [227:212] = host_wdata[15:0];
         end
         if (\$285 ) begin
-          \$697 [243:228] = host_wdata[15:0];
+          \$702 [243:228] = host_wdata[15:0];
         end
         if (\$286 ) begin
-          \$697 [259:244] = host_wdata[15:0];
+          \$702 [259:244] = host_wdata[15:0];
         end
         if (\$287 ) begin
-          \$697 [261:260] = host_wdata[1:0];
+          \$702 [261:260] = host_wdata[1:0];
         end
-      end
-    end
-    if (rst) begin
-      \$697  = 262'h000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$698  = stage;
-    if (host_write) begin
-      if (\$262 ) begin
         if (\$288 ) begin
-          \$698 [1:0] = host_wdata[1:0];
+          \$702 [277:262] = host_wdata[15:0];
         end
         if (\$289 ) begin
-          \$698 [9:2] = host_wdata[7:0];
-        end
-        if (\$290 ) begin
-          \$698 [25:10] = host_wdata[15:0];
-        end
-        if (\$291 ) begin
-          \$698 [41:26] = host_wdata[15:0];
-        end
-        if (\$292 ) begin
-          \$698 [57:42] = host_wdata[15:0];
-        end
-        if (\$293 ) begin
-          \$698 [73:58] = host_wdata[15:0];
-        end
-        if (\$294 ) begin
-          \$698 [93:74] = host_wdata[19:0];
-        end
-        if (\$295 ) begin
-          \$698 [109:94] = host_wdata[15:0];
-        end
-        if (\$296 ) begin
-          \$698 [125:110] = host_wdata[15:0];
-        end
-        if (\$297 ) begin
-          \$698 [126] = host_wdata[0];
-        end
-        if (\$298 ) begin
-          \$698 [128:127] = host_wdata[1:0];
-        end
-        if (\$299 ) begin
-          \$698 [130:129] = host_wdata[1:0];
-        end
-        if (\$300 ) begin
-          \$698 [132:131] = host_wdata[1:0];
-        end
-        if (\$301 ) begin
-          \$698 [152:133] = host_wdata[19:0];
-        end
-        if (\$302 ) begin
-          \$698 [172:153] = host_wdata[19:0];
-        end
-        if (\$303 ) begin
-          \$698 [173] = host_wdata[0];
-        end
-        if (\$304 ) begin
-          \$698 [179:174] = host_wdata[5:0];
-        end
-        if (\$305 ) begin
-          \$698 [180] = host_wdata[0];
-        end
-        if (\$306 ) begin
-          \$698 [212:181] = host_wdata;
-        end
-        if (\$307 ) begin
-          \$698 [213] = host_wdata[0];
-        end
-        if (\$308 ) begin
-          \$698 [219:214] = host_wdata[5:0];
-        end
-        if (\$309 ) begin
-          \$698 [220] = host_wdata[0];
-        end
-        if (\$310 ) begin
-          \$698 [240:221] = host_wdata[19:0];
-        end
-        if (\$311 ) begin
-          \$698 [256:241] = host_wdata[15:0];
-        end
-        if (\$312 ) begin
-          \$698 [272:257] = host_wdata[15:0];
-        end
-        if (\$313 ) begin
-          \$698 [274:273] = host_wdata[1:0];
-        end
-        if (\$314 ) begin
-          \$698 [276:275] = host_wdata[1:0];
-        end
-        if (\$315 ) begin
-          \$698 [296:277] = host_wdata[19:0];
-        end
-        if (\$316 ) begin
-          \$698 [297] = host_wdata[0];
-        end
-        if (\$317 ) begin
-          \$698 [317:298] = host_wdata[19:0];
-        end
-        if (\$318 ) begin
-          \$698 [337:318] = host_wdata[19:0];
-        end
-        if (\$319 ) begin
-          \$698 [338] = host_wdata[0];
-        end
-        if (\$320 ) begin
-          \$698 [339] = host_wdata[0];
-        end
-        if (\$321 ) begin
-          \$698 [355:340] = host_wdata[15:0];
-        end
-        if (\$322 ) begin
-          \$698 [361:356] = host_wdata[5:0];
-        end
-        if (\$323 ) begin
-          \$698 [377:362] = host_wdata[15:0];
-        end
-        if (\$324 ) begin
-          \$698 [383:378] = host_wdata[5:0];
-        end
-        if (\$325 ) begin
-          \$698 [384] = host_wdata[0];
-        end
-        if (\$326 ) begin
-          \$698 [385] = host_wdata[0];
-        end
-        if (\$327 ) begin
-          \$698 [405:386] = host_wdata[19:0];
-        end
-        if (\$328 ) begin
-          \$698 [437:406] = host_wdata;
-        end
-        if (\$329 ) begin
-          \$698 [469:438] = host_wdata;
-        end
-        if (\$330 ) begin
-          \$698 [501:470] = host_wdata;
-        end
-        if (\$331 ) begin
-          \$698 [533:502] = host_wdata;
-        end
-        if (\$332 ) begin
-          \$698 [565:534] = host_wdata;
-        end
-        if (\$333 ) begin
-          \$698 [597:566] = host_wdata;
-        end
-        if (\$334 ) begin
-          \$698 [629:598] = host_wdata;
-        end
-        if (\$335 ) begin
-          \$698 [630] = host_wdata[0];
+          \$702 [293:278] = host_wdata[15:0];
         end
       end
     end
     if (rst) begin
-      \$698  = 631'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$702  = 294'h00000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$699  = clear;
+    \$703  = stage;
+    if (host_write) begin
+      if (\$262 ) begin
+        if (\$290 ) begin
+          \$703 [1:0] = host_wdata[1:0];
+        end
+        if (\$291 ) begin
+          \$703 [9:2] = host_wdata[7:0];
+        end
+        if (\$292 ) begin
+          \$703 [25:10] = host_wdata[15:0];
+        end
+        if (\$293 ) begin
+          \$703 [41:26] = host_wdata[15:0];
+        end
+        if (\$294 ) begin
+          \$703 [57:42] = host_wdata[15:0];
+        end
+        if (\$295 ) begin
+          \$703 [73:58] = host_wdata[15:0];
+        end
+        if (\$296 ) begin
+          \$703 [93:74] = host_wdata[19:0];
+        end
+        if (\$297 ) begin
+          \$703 [109:94] = host_wdata[15:0];
+        end
+        if (\$298 ) begin
+          \$703 [125:110] = host_wdata[15:0];
+        end
+        if (\$299 ) begin
+          \$703 [126] = host_wdata[0];
+        end
+        if (\$300 ) begin
+          \$703 [128:127] = host_wdata[1:0];
+        end
+        if (\$301 ) begin
+          \$703 [130:129] = host_wdata[1:0];
+        end
+        if (\$302 ) begin
+          \$703 [132:131] = host_wdata[1:0];
+        end
+        if (\$303 ) begin
+          \$703 [152:133] = host_wdata[19:0];
+        end
+        if (\$304 ) begin
+          \$703 [172:153] = host_wdata[19:0];
+        end
+        if (\$305 ) begin
+          \$703 [173] = host_wdata[0];
+        end
+        if (\$306 ) begin
+          \$703 [179:174] = host_wdata[5:0];
+        end
+        if (\$307 ) begin
+          \$703 [180] = host_wdata[0];
+        end
+        if (\$308 ) begin
+          \$703 [212:181] = host_wdata;
+        end
+        if (\$309 ) begin
+          \$703 [213] = host_wdata[0];
+        end
+        if (\$310 ) begin
+          \$703 [219:214] = host_wdata[5:0];
+        end
+        if (\$311 ) begin
+          \$703 [220] = host_wdata[0];
+        end
+        if (\$312 ) begin
+          \$703 [240:221] = host_wdata[19:0];
+        end
+        if (\$313 ) begin
+          \$703 [256:241] = host_wdata[15:0];
+        end
+        if (\$314 ) begin
+          \$703 [272:257] = host_wdata[15:0];
+        end
+        if (\$315 ) begin
+          \$703 [274:273] = host_wdata[1:0];
+        end
+        if (\$316 ) begin
+          \$703 [276:275] = host_wdata[1:0];
+        end
+        if (\$317 ) begin
+          \$703 [296:277] = host_wdata[19:0];
+        end
+        if (\$318 ) begin
+          \$703 [297] = host_wdata[0];
+        end
+        if (\$319 ) begin
+          \$703 [317:298] = host_wdata[19:0];
+        end
+        if (\$320 ) begin
+          \$703 [337:318] = host_wdata[19:0];
+        end
+        if (\$321 ) begin
+          \$703 [338] = host_wdata[0];
+        end
+        if (\$322 ) begin
+          \$703 [339] = host_wdata[0];
+        end
+        if (\$323 ) begin
+          \$703 [355:340] = host_wdata[15:0];
+        end
+        if (\$324 ) begin
+          \$703 [361:356] = host_wdata[5:0];
+        end
+        if (\$325 ) begin
+          \$703 [377:362] = host_wdata[15:0];
+        end
+        if (\$326 ) begin
+          \$703 [383:378] = host_wdata[5:0];
+        end
+        if (\$327 ) begin
+          \$703 [384] = host_wdata[0];
+        end
+        if (\$328 ) begin
+          \$703 [385] = host_wdata[0];
+        end
+        if (\$329 ) begin
+          \$703 [405:386] = host_wdata[19:0];
+        end
+        if (\$330 ) begin
+          \$703 [437:406] = host_wdata;
+        end
+        if (\$331 ) begin
+          \$703 [469:438] = host_wdata;
+        end
+        if (\$332 ) begin
+          \$703 [501:470] = host_wdata;
+        end
+        if (\$333 ) begin
+          \$703 [533:502] = host_wdata;
+        end
+        if (\$334 ) begin
+          \$703 [565:534] = host_wdata;
+        end
+        if (\$335 ) begin
+          \$703 [597:566] = host_wdata;
+        end
+        if (\$336 ) begin
+          \$703 [629:598] = host_wdata;
+        end
+        if (\$337 ) begin
+          \$703 [630] = host_wdata[0];
+        end
+      end
+    end
     if (rst) begin
-      \$699  = 1'h0;
+      \$703  = 631'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$700  = counts[0];
-    if (rst) begin
-      \$700  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$701  = \$337 [47:0];
-    if (rst) begin
-      \$701  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$702  = counts[1];
-    if (rst) begin
-      \$702  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$703  = \$339 [47:0];
-    if (rst) begin
-      \$703  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$704  = counts[2];
+    \$704  = clear;
     if (rst) begin
       \$704  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$705  = \$341 [47:0];
+    \$705  = counts[0];
     if (rst) begin
-      \$705  = 48'h000000000000;
+      \$705  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$706  = counts[3];
+    \$706  = \$339 [47:0];
     if (rst) begin
-      \$706  = 1'h0;
+      \$706  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$707  = \$343 [47:0];
+    \$707  = counts[1];
     if (rst) begin
-      \$707  = 48'h000000000000;
+      \$707  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$708  = counts[15];
+    \$708  = \$341 [47:0];
     if (rst) begin
-      \$708  = 1'h0;
+      \$708  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$709  = \$345 [47:0];
+    \$709  = counts[2];
     if (rst) begin
-      \$709  = 48'h000000000000;
+      \$709  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$710  = counts[16];
+    \$710  = \$343 [47:0];
     if (rst) begin
-      \$710  = 1'h0;
+      \$710  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$711  = \$347 [47:0];
+    \$711  = counts[3];
     if (rst) begin
-      \$711  = 48'h000000000000;
+      \$711  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$712  = counts[18];
+    \$712  = \$345 [47:0];
     if (rst) begin
-      \$712  = 1'h0;
+      \$712  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$713  = \$349 [47:0];
+    \$713  = counts[15];
     if (rst) begin
-      \$713  = 48'h000000000000;
+      \$713  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$714  = counts[19];
+    \$714  = \$347 [47:0];
     if (rst) begin
-      \$714  = 1'h0;
+      \$714  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$715  = \$351 [47:0];
+    \$715  = counts[16];
     if (rst) begin
-      \$715  = 48'h000000000000;
+      \$715  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$716  = counts[55];
+    \$716  = \$349 [47:0];
     if (rst) begin
-      \$716  = 1'h0;
+      \$716  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$717  = \$353 [47:0];
+    \$717  = counts[18];
     if (rst) begin
-      \$717  = 48'h000000000000;
+      \$717  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$718  = counts[56];
+    \$718  = \$351 [47:0];
     if (rst) begin
-      \$718  = 1'h0;
+      \$718  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$719  = \$355 [47:0];
+    \$719  = counts[19];
     if (rst) begin
-      \$719  = 48'h000000000000;
+      \$719  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$720  = counts[48];
+    \$720  = \$353 [47:0];
     if (rst) begin
-      \$720  = 1'h0;
+      \$720  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$721  = \$357 [47:0];
+    \$721  = counts[57];
     if (rst) begin
-      \$721  = 48'h000000000000;
+      \$721  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$722  = counts[17];
+    \$722  = \$355 [47:0];
     if (rst) begin
-      \$722  = 1'h0;
+      \$722  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$723  = \$359 [47:0];
+    \$723  = counts[58];
     if (rst) begin
-      \$723  = 48'h000000000000;
+      \$723  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$724  = counts[69];
+    \$724  = \$357 [47:0];
     if (rst) begin
-      \$724  = 1'h0;
+      \$724  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$725  = \$361 [47:0];
+    \$725  = counts[50];
     if (rst) begin
-      \$725  = 48'h000000000000;
+      \$725  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$726  = counts[57];
+    \$726  = \$359 [47:0];
     if (rst) begin
-      \$726  = 1'h0;
+      \$726  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$727  = \$363 [47:0];
+    \$727  = counts[17];
     if (rst) begin
-      \$727  = 48'h000000000000;
+      \$727  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$728  = counts[9:6];
+    \$728  = \$361 [47:0];
     if (rst) begin
-      \$728  = 4'h0;
+      \$728  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$729  = \$365 [47:0];
+    \$729  = counts[72];
     if (rst) begin
-      \$729  = 48'h000000000000;
+      \$729  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$730  = counts[13:10];
+    \$730  = \$363 [47:0];
     if (rst) begin
-      \$730  = 4'h0;
+      \$730  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$731  = \$367 [47:0];
+    \$731  = counts[59];
     if (rst) begin
-      \$731  = 48'h000000000000;
+      \$731  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$732  = counts[31:26];
+    \$732  = \$365 [47:0];
     if (rst) begin
-      \$732  = 6'h00;
+      \$732  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$733  = \$369 [47:0];
+    \$733  = counts[60];
     if (rst) begin
-      \$733  = 48'h000000000000;
+      \$733  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$734  = counts[37:32];
+    \$734  = \$367 [47:0];
     if (rst) begin
-      \$734  = 6'h00;
+      \$734  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$735  = \$371 [47:0];
+    \$735  = counts[20];
     if (rst) begin
-      \$735  = 48'h000000000000;
+      \$735  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$736  = counts[66:63];
+    \$736  = \$369 [47:0];
     if (rst) begin
-      \$736  = 4'h0;
+      \$736  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$737  = \$373 [47:0];
+    \$737  = counts[21];
     if (rst) begin
-      \$737  = 48'h000000000000;
+      \$737  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$738  = counts[54:49];
+    \$738  = \$371 [47:0];
     if (rst) begin
-      \$738  = 6'h00;
+      \$738  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$739  = \$375 [47:0];
+    \$739  = counts[9:6];
     if (rst) begin
-      \$739  = 48'h000000000000;
+      \$739  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$740  = counts[73:70];
+    \$740  = \$373 [47:0];
     if (rst) begin
-      \$740  = 4'h0;
+      \$740  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$741  = \$377 [47:0];
+    \$741  = counts[13:10];
     if (rst) begin
-      \$741  = 48'h000000000000;
+      \$741  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$742  = counts[77:74];
+    \$742  = \$375 [47:0];
     if (rst) begin
-      \$742  = 4'h0;
+      \$742  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$743  = \$379 [47:0];
+    \$743  = counts[33:28];
     if (rst) begin
-      \$743  = 48'h000000000000;
+      \$743  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$744  = counts[5];
+    \$744  = \$377 [47:0];
     if (rst) begin
-      \$744  = 1'h0;
+      \$744  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$745  = \$381 [47:0];
+    \$745  = counts[39:34];
     if (rst) begin
-      \$745  = 48'h000000000000;
+      \$745  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$746  = counts[22];
+    \$746  = \$379 [47:0];
     if (rst) begin
-      \$746  = 1'h0;
+      \$746  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$747  = \$383 [47:0];
+    \$747  = counts[69:66];
     if (rst) begin
-      \$747  = 48'h000000000000;
+      \$747  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$748  = counts[25];
+    \$748  = \$381 [47:0];
     if (rst) begin
-      \$748  = 1'h0;
+      \$748  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$749  = \$385 [47:0];
+    \$749  = counts[56:51];
     if (rst) begin
-      \$749  = 48'h000000000000;
+      \$749  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$750  = counts[59];
+    \$750  = \$383 [47:0];
     if (rst) begin
-      \$750  = 1'h0;
+      \$750  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$751  = \$387 [47:0];
+    \$751  = counts[76:73];
     if (rst) begin
-      \$751  = 48'h000000000000;
+      \$751  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$752  = counts[60];
+    \$752  = \$385 [47:0];
     if (rst) begin
-      \$752  = 1'h0;
+      \$752  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$753  = \$389 [47:0];
+    \$753  = counts[80:77];
     if (rst) begin
-      \$753  = 48'h000000000000;
+      \$753  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$754  = counts[4];
+    \$754  = \$387 [47:0];
     if (rst) begin
-      \$754  = 1'h0;
+      \$754  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$755  = \$391 [47:0];
+    \$755  = counts[5];
     if (rst) begin
-      \$755  = 48'h000000000000;
+      \$755  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$756  = counts[21:20];
+    \$756  = \$389 [47:0];
     if (rst) begin
-      \$756  = 2'h0;
+      \$756  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$757  = \$393 [47:0];
+    \$757  = counts[24];
     if (rst) begin
-      \$757  = 48'h000000000000;
+      \$757  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$758  = counts[14];
+    \$758  = \$391 [47:0];
     if (rst) begin
-      \$758  = 1'h0;
+      \$758  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$759  = \$395 [47:0];
+    \$759  = counts[27];
     if (rst) begin
-      \$759  = 48'h000000000000;
+      \$759  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$760  = counts[24:23];
+    \$760  = \$393 [47:0];
     if (rst) begin
-      \$760  = 2'h0;
+      \$760  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$761  = \$397 [47:0];
+    \$761  = counts[62];
     if (rst) begin
-      \$761  = 48'h000000000000;
+      \$761  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$762  = counts[46];
+    \$762  = \$395 [47:0];
     if (rst) begin
-      \$762  = 1'h0;
+      \$762  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$763  = \$399 [47:0];
+    \$763  = counts[63];
     if (rst) begin
-      \$763  = 48'h000000000000;
+      \$763  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$764  = counts[58];
+    \$764  = \$397 [47:0];
     if (rst) begin
-      \$764  = 1'h0;
+      \$764  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$765  = \$401 [47:0];
+    \$765  = counts[4];
     if (rst) begin
-      \$765  = 48'h000000000000;
+      \$765  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$766  = counts[47];
+    \$766  = \$399 [47:0];
     if (rst) begin
-      \$766  = 1'h0;
+      \$766  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$767  = \$403 [47:0];
+    \$767  = counts[23:22];
     if (rst) begin
-      \$767  = 48'h000000000000;
+      \$767  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$768  = counts[39:38];
+    \$768  = \$401 [47:0];
     if (rst) begin
-      \$768  = 2'h0;
+      \$768  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$769  = \$405 [47:0];
+    \$769  = counts[14];
     if (rst) begin
-      \$769  = 48'h000000000000;
+      \$769  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$770  = counts[41:40];
+    \$770  = \$403 [47:0];
     if (rst) begin
-      \$770  = 2'h0;
+      \$770  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$771  = \$407 [47:0];
+    \$771  = counts[26:25];
     if (rst) begin
-      \$771  = 48'h000000000000;
+      \$771  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$772  = counts[43:42];
+    \$772  = \$405 [47:0];
     if (rst) begin
-      \$772  = 2'h0;
+      \$772  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$773  = \$409 [47:0];
+    \$773  = counts[48];
     if (rst) begin
-      \$773  = 48'h000000000000;
+      \$773  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$774  = counts[45:44];
+    \$774  = \$407 [47:0];
     if (rst) begin
-      \$774  = 2'h0;
+      \$774  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$775  = \$411 [47:0];
+    \$775  = counts[61];
     if (rst) begin
-      \$775  = 48'h000000000000;
+      \$775  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$776  = counts[61];
+    \$776  = \$409 [47:0];
     if (rst) begin
-      \$776  = 1'h0;
+      \$776  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$777  = \$413 [47:0];
+    \$777  = counts[49];
     if (rst) begin
-      \$777  = 48'h000000000000;
+      \$777  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$778  = counts[62];
+    \$778  = \$411 [47:0];
     if (rst) begin
-      \$778  = 1'h0;
+      \$778  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$779  = \$415 [47:0];
+    \$779  = counts[41:40];
     if (rst) begin
-      \$779  = 48'h000000000000;
+      \$779  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$780  = counts[67];
+    \$780  = \$413 [47:0];
     if (rst) begin
-      \$780  = 1'h0;
+      \$780  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$781  = \$417 [47:0];
+    \$781  = counts[43:42];
     if (rst) begin
-      \$781  = 48'h000000000000;
+      \$781  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$782  = counts[68];
+    \$782  = \$415 [47:0];
     if (rst) begin
-      \$782  = 1'h0;
+      \$782  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$783  = \$419 [47:0];
+    \$783  = counts[45:44];
     if (rst) begin
-      \$783  = 48'h000000000000;
+      \$783  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$784  = \$538 ;
+    \$784  = \$417 [47:0];
     if (rst) begin
-      \$784  = 13'h0000;
+      \$784  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$785  = \$540 [47:0];
+    \$785  = counts[47:46];
     if (rst) begin
-      \$785  = 48'h000000000000;
+      \$785  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$786  = \$659 ;
+    \$786  = \$419 [47:0];
     if (rst) begin
-      \$786  = 13'h0000;
+      \$786  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$787  = \$661 [47:0];
+    \$787  = counts[64];
     if (rst) begin
-      \$787  = 48'h000000000000;
+      \$787  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$788  = counts[93];
+    \$788  = \$421 [47:0];
     if (rst) begin
-      \$788  = 1'h0;
+      \$788  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$789  = \$663 [47:0];
+    \$789  = counts[65];
     if (rst) begin
-      \$789  = 48'h000000000000;
+      \$789  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$790  = counts[96:94];
+    \$790  = \$423 [47:0];
     if (rst) begin
-      \$790  = 3'h0;
+      \$790  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$791  = \$665 [47:0];
+    \$791  = counts[70];
     if (rst) begin
-      \$791  = 48'h000000000000;
+      \$791  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$792  = counts[106:102];
+    \$792  = \$425 [47:0];
     if (rst) begin
-      \$792  = 5'h00;
+      \$792  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$793  = \$667 [47:0];
+    \$793  = counts[71];
     if (rst) begin
-      \$793  = 48'h000000000000;
+      \$793  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$794  = counts[97];
+    \$794  = \$427 [47:0];
     if (rst) begin
-      \$794  = 1'h0;
+      \$794  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$795  = \$669 [47:0];
+    \$795  = \$543 ;
     if (rst) begin
-      \$795  = 48'h000000000000;
+      \$795  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$796  = counts[99:98];
+    \$796  = \$545 [47:0];
     if (rst) begin
-      \$796  = 2'h0;
+      \$796  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$797  = \$671 [47:0];
+    \$797  = \$664 ;
     if (rst) begin
-      \$797  = 48'h000000000000;
+      \$797  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$798  = counts[101:100];
+    \$798  = \$666 [47:0];
     if (rst) begin
-      \$798  = 2'h0;
+      \$798  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$799  = \$673 [47:0];
+    \$799  = counts[96];
     if (rst) begin
-      \$799  = 48'h000000000000;
+      \$799  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$800  = counts[78];
+    \$800  = \$668 [47:0];
     if (rst) begin
-      \$800  = 1'h0;
+      \$800  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$801  = \$675 [47:0];
+    \$801  = counts[99:97];
     if (rst) begin
-      \$801  = 48'h000000000000;
+      \$801  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$802  = counts[81:79];
+    \$802  = \$670 [47:0];
     if (rst) begin
-      \$802  = 3'h0;
+      \$802  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$803  = \$677 [47:0];
+    \$803  = counts[109:105];
     if (rst) begin
-      \$803  = 48'h000000000000;
+      \$803  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$804  = counts[84:82];
+    \$804  = \$672 [47:0];
     if (rst) begin
-      \$804  = 3'h0;
+      \$804  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$805  = \$679 [47:0];
+    \$805  = counts[100];
     if (rst) begin
-      \$805  = 48'h000000000000;
+      \$805  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$806  = counts[89];
+    \$806  = \$674 [47:0];
     if (rst) begin
-      \$806  = 1'h0;
+      \$806  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$807  = \$681 [47:0];
+    \$807  = counts[102:101];
     if (rst) begin
-      \$807  = 48'h000000000000;
+      \$807  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$808  = counts[85];
+    \$808  = \$676 [47:0];
     if (rst) begin
-      \$808  = 1'h0;
+      \$808  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$809  = \$683 [47:0];
+    \$809  = counts[104:103];
     if (rst) begin
-      \$809  = 48'h000000000000;
+      \$809  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$810  = counts[86];
+    \$810  = \$678 [47:0];
     if (rst) begin
-      \$810  = 1'h0;
+      \$810  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$811  = \$685 [47:0];
+    \$811  = counts[81];
     if (rst) begin
-      \$811  = 48'h000000000000;
+      \$811  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$812  = counts[87];
+    \$812  = \$680 [47:0];
     if (rst) begin
-      \$812  = 1'h0;
+      \$812  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$813  = \$687 [47:0];
+    \$813  = counts[84:82];
     if (rst) begin
-      \$813  = 48'h000000000000;
+      \$813  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$814  = counts[88];
+    \$814  = \$682 [47:0];
     if (rst) begin
-      \$814  = 1'h0;
+      \$814  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$815  = \$689 [47:0];
+    \$815  = counts[87:85];
     if (rst) begin
-      \$815  = 48'h000000000000;
+      \$815  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$816  = counts[92:90];
+    \$816  = \$684 [47:0];
     if (rst) begin
-      \$816  = 3'h0;
+      \$816  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$817  = \$691 [47:0];
+    \$817  = counts[92];
     if (rst) begin
-      \$817  = 48'h000000000000;
+      \$817  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$818  = host_read;
+    \$818  = \$686 [47:0];
     if (rst) begin
-      \$818  = 1'h0;
+      \$818  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$819  = sel_now;
+    \$819  = counts[88];
     if (rst) begin
-      \$819  = 4'h0;
+      \$819  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$820  = k_now;
+    \$820  = \$688 [47:0];
     if (rst) begin
-      \$820  = 3'h0;
+      \$820  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$821  = reg_value;
+    \$821  = counts[89];
     if (rst) begin
-      \$821  = 32'd0;
+      \$821  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$822  = rd_valid1;
+    \$822  = \$690 [47:0];
     if (rst) begin
-      \$822  = 1'h0;
+      \$822  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$823  = out_value;
+    \$823  = counts[90];
     if (rst) begin
-      \$823  = 32'd0;
+      \$823  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$824  = { done, stream_out };
+    \$824  = \$692 [47:0];
     if (rst) begin
-      \$824  = 73'h0000000000000000000;
+      \$824  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$825  = \event ;
-    if (\$692 ) begin
-      \$825  = 1'h1;
-    end else if (\$694 ) begin
+    \$825  = counts[91];
+    if (rst) begin
       \$825  = 1'h0;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$826  = \$694 [47:0];
     if (rst) begin
-      \$825  = 1'h0;
+      \$826  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$827  = counts[95:93];
+    if (rst) begin
+      \$827  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$828  = \$696 [47:0];
+    if (rst) begin
+      \$828  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$829  = host_read;
+    if (rst) begin
+      \$829  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$830  = sel_now;
+    if (rst) begin
+      \$830  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$831  = k_now;
+    if (rst) begin
+      \$831  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$832  = reg_value;
+    if (rst) begin
+      \$832  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$833  = rd_valid1;
+    if (rst) begin
+      \$833  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$834  = out_value;
+    if (rst) begin
+      \$834  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$835  = { done, stream_out };
+    if (rst) begin
+      \$835  = 145'h0000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$836  = \event ;
+    if (\$697 ) begin
+      \$836  = 1'h1;
+    end else if (\$699 ) begin
+      \$836  = 1'h0;
+    end
+    if (rst) begin
+      \$836  = 1'h0;
     end
   end
   assign regions__w1__wr_data = host_wdata;
@@ -59045,9 +59767,15 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   assign \stream_in.in_rows  = stream_in[23:0];
   assign \stream_in.res_rows  = stream_in[47:24];
   assign \stream_in.out_taken  = stream_in[71:48];
+  assign \stream_in.w4_chunks  = stream_in[95:72];
+  assign \stream_in.w2_chunks  = stream_in[119:96];
+  assign \stream_in.w3_chunks  = stream_in[143:120];
   assign \stream_out.in_consumed  = stream_out[23:0];
   assign \stream_out.res_consumed  = stream_out[47:24];
   assign \stream_out.out_rows  = stream_out[71:48];
+  assign \stream_out.w4_consumed  = stream_out[95:72];
+  assign \stream_out.w2_consumed  = stream_out[119:96];
+  assign \stream_out.w3_consumed  = stream_out[143:120];
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -59073,6 +59801,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   assign \desc.res_ring_rows  = desc[243:228];
   assign \desc.out_ring_rows  = desc[259:244];
   assign \desc.pass  = desc[261:260];
+  assign \desc.w4_ring  = desc[277:262];
+  assign \desc.w23_ring  = desc[293:278];
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -59135,129 +59865,138 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   assign \counts.adder_stall  = counts[17];
   assign \counts.c3_busy  = counts[18];
   assign \counts.c3_stall  = counts[19];
-  assign \counts.line1_reads  = counts[21:20];
-  assign \counts.w2_reads  = counts[22];
-  assign \counts.row2_reads  = counts[24:23];
-  assign \counts.w3_reads  = counts[25];
-  assign \counts.c2_macs  = counts[31:26];
-  assign \counts.c3_macs  = counts[37:32];
-  assign \counts.c2_spad_reads  = counts[39:38];
-  assign \counts.c2_spad_writes  = counts[41:40];
-  assign \counts.c3_spad_reads  = counts[43:42];
-  assign \counts.c3_spad_writes  = counts[45:44];
-  assign \counts.row2_writes  = counts[46];
-  assign \counts.line4_writes  = counts[47];
-  assign \counts.adder_busy  = counts[48];
-  assign \counts.adds  = counts[54:49];
-  assign \counts.c4_busy  = counts[55];
-  assign \counts.c4_stall  = counts[56];
-  assign \counts.lif_stall  = counts[57];
-  assign \counts.line4_reads  = counts[58];
-  assign \counts.w4_reads  = counts[59];
-  assign \counts.affine_reads  = counts[60];
-  assign \counts.residual_reads  = counts[61];
-  assign \counts.membrane_reads  = counts[62];
-  assign \counts.c4_macs  = counts[66:63];
-  assign \counts.membrane_writes  = counts[67];
-  assign \counts.spikes_writes  = counts[68];
-  assign \counts.lif_busy  = counts[69];
-  assign \counts.lif_updates  = counts[73:70];
-  assign \counts.spikes_out  = counts[77:74];
-  assign \counts.stage_busy  = counts[78];
-  assign \counts.stage_macs  = counts[81:79];
-  assign \counts.wgrad_updates  = counts[84:82];
-  assign \counts.in_reads  = counts[85];
-  assign \counts.grad_reads  = counts[86];
-  assign \counts.weight_reads  = counts[87];
-  assign \counts.grad_writes  = counts[88];
-  assign \counts.wgrad_words  = counts[89];
-  assign \counts.grad_saturations  = counts[92:90];
-  assign \counts.lifg_busy  = counts[93];
-  assign \counts.lifg_updates  = counts[96:94];
-  assign \counts.trace_reads  = counts[97];
-  assign \counts.lifg_grad_reads  = counts[99:98];
-  assign \counts.lifg_grad_writes  = counts[101:100];
-  assign \counts.lifg_saturations  = counts[106:102];
+  assign \counts.c2_w_wait  = counts[20];
+  assign \counts.c3_w_wait  = counts[21];
+  assign \counts.line1_reads  = counts[23:22];
+  assign \counts.w2_reads  = counts[24];
+  assign \counts.row2_reads  = counts[26:25];
+  assign \counts.w3_reads  = counts[27];
+  assign \counts.c2_macs  = counts[33:28];
+  assign \counts.c3_macs  = counts[39:34];
+  assign \counts.c2_spad_reads  = counts[41:40];
+  assign \counts.c2_spad_writes  = counts[43:42];
+  assign \counts.c3_spad_reads  = counts[45:44];
+  assign \counts.c3_spad_writes  = counts[47:46];
+  assign \counts.row2_writes  = counts[48];
+  assign \counts.line4_writes  = counts[49];
+  assign \counts.adder_busy  = counts[50];
+  assign \counts.adds  = counts[56:51];
+  assign \counts.c4_busy  = counts[57];
+  assign \counts.c4_stall  = counts[58];
+  assign \counts.lif_stall  = counts[59];
+  assign \counts.c4_w_wait  = counts[60];
+  assign \counts.line4_reads  = counts[61];
+  assign \counts.w4_reads  = counts[62];
+  assign \counts.affine_reads  = counts[63];
+  assign \counts.residual_reads  = counts[64];
+  assign \counts.membrane_reads  = counts[65];
+  assign \counts.c4_macs  = counts[69:66];
+  assign \counts.membrane_writes  = counts[70];
+  assign \counts.spikes_writes  = counts[71];
+  assign \counts.lif_busy  = counts[72];
+  assign \counts.lif_updates  = counts[76:73];
+  assign \counts.spikes_out  = counts[80:77];
+  assign \counts.stage_busy  = counts[81];
+  assign \counts.stage_macs  = counts[84:82];
+  assign \counts.wgrad_updates  = counts[87:85];
+  assign \counts.in_reads  = counts[88];
+  assign \counts.grad_reads  = counts[89];
+  assign \counts.weight_reads  = counts[90];
+  assign \counts.grad_writes  = counts[91];
+  assign \counts.wgrad_words  = counts[92];
+  assign \counts.grad_saturations  = counts[95:93];
+  assign \counts.lifg_busy  = counts[96];
+  assign \counts.lifg_updates  = counts[99:97];
+  assign \counts.trace_reads  = counts[100];
+  assign \counts.lifg_grad_reads  = counts[102:101];
+  assign \counts.lifg_grad_writes  = counts[104:103];
+  assign \counts.lifg_saturations  = counts[109:105];
   assign regions__w1__addr = \$13 [14:0];
   assign \$23  = 1'h1;
   assign regions__w1__wr_en = \$22 ;
   assign regions__w2__addr = \$24 [14:0];
-  assign \$34  = 1'h1;
-  assign regions__w2__wr_en = \$33 ;
-  assign regions__w3__addr = \$35 [14:0];
-  assign \$45  = 1'h1;
-  assign regions__w3__wr_en = \$44 ;
-  assign regions__w4__addr = \$46 [14:0];
-  assign \$56  = 1'h1;
-  assign regions__w4__wr_en = \$55 ;
-  assign regions__affine__addr = { 3'h0, \$57 [14:3] };
-  assign regions__spike_in__addr = \$69 [14:0];
-  assign \$73  = host_write;
-  assign \$78  = 1'h1;
-  assign regions__spike_in__wr_en = \$77 ;
-  assign regions__residual__addr = { 1'h0, \$79 [14:1] };
-  assign \$83  = host_write;
-  assign \$89  = \$88 [0];
-  assign regions__membrane__addr = { 1'h0, \$90 [14:1] };
-  assign \$101  = \$100 [0];
-  assign regions__spikes__addr = \$102 [14:0];
-  assign \$112  = 1'h1;
-  assign regions__spikes__wr_en = \$111 ;
-  assign regions__gbuf__addr = { 1'h0, \$113 [14:1] };
-  assign \$124  = \$123 [0];
-  assign regions__gweights__addr = \$125 [14:0];
-  assign \$135  = 1'h1;
-  assign regions__gweights__wr_en = \$134 ;
-  assign regions__trace__addr = \$136 [14:0];
-  assign \$146  = 1'h1;
-  assign regions__trace__wr_en = \$145 ;
-  assign regions__wgrad__addr = { 3'h0, \$147 [14:3] };
+  assign \$28  = host_write;
+  assign \$33  = 1'h1;
+  assign regions__w2__wr_en = \$32 ;
+  assign regions__w3__addr = \$34 [14:0];
+  assign \$38  = host_write;
+  assign \$43  = 1'h1;
+  assign regions__w3__wr_en = \$42 ;
+  assign regions__w4__addr = \$44 [14:0];
+  assign \$48  = host_write;
+  assign \$53  = 1'h1;
+  assign regions__w4__wr_en = \$52 ;
+  assign regions__affine__addr = { 3'h0, \$54 [14:3] };
+  assign regions__spike_in__addr = \$66 [14:0];
+  assign \$70  = host_write;
+  assign \$75  = 1'h1;
+  assign regions__spike_in__wr_en = \$74 ;
+  assign regions__residual__addr = { 1'h0, \$76 [14:1] };
+  assign \$80  = host_write;
+  assign \$86  = \$85 [0];
+  assign regions__membrane__addr = { 1'h0, \$87 [14:1] };
+  assign \$98  = \$97 [0];
+  assign regions__spikes__addr = \$99 [14:0];
+  assign \$109  = 1'h1;
+  assign regions__spikes__wr_en = \$108 ;
+  assign regions__gbuf__addr = { 1'h0, \$110 [14:1] };
+  assign \$121  = \$120 [0];
+  assign regions__gweights__addr = \$122 [14:0];
+  assign \$132  = 1'h1;
+  assign regions__gweights__wr_en = \$131 ;
+  assign regions__trace__addr = \$133 [14:0];
+  assign \$143  = 1'h1;
+  assign regions__trace__wr_en = \$142 ;
+  assign regions__wgrad__addr = { 3'h0, \$144 [14:3] };
   assign \$230  = \$229 ;
-  assign \$426  = 1'h1;
-  assign \$427  = \$425 ;
   assign \$434  = 1'h1;
   assign \$435  = \$433 ;
-  assign \$443  = 1'h1;
-  assign \$444  = \$442 ;
-  assign \$452  = 1'h1;
-  assign \$453  = \$451 ;
-  assign \$469  = \$468 ;
-  assign \$470  = 1'h1;
-  assign \$471  = \$468 ;
-  assign \$477  = \$476 ;
-  assign \$498  = 1'h1;
-  assign \$499  = \$497 ;
-  assign \$517  = 1'h1;
-  assign \$518  = \$516 ;
-  assign \$526  = 1'h1;
-  assign \$527  = \$525 ;
-  assign \$547  = 1'h1;
-  assign \$548  = \$546 ;
-  assign \$555  = 1'h1;
-  assign \$556  = \$554 ;
-  assign \$564  = 1'h1;
-  assign \$565  = \$563 ;
-  assign \$573  = 1'h1;
-  assign \$574  = \$572 ;
-  assign \$592  = 1'h1;
-  assign \$593  = \$591 ;
-  assign \$609  = \$608 ;
-  assign \$618  = \$617 ;
-  assign \$619  = 1'h1;
-  assign \$620  = \$617 ;
-  assign \$638  = 1'h1;
-  assign \$639  = \$637 ;
-  assign \$647  = 1'h1;
-  assign \$648  = \$646 ;
+  assign \$440  = \$439 ;
+  assign \$441  = 1'h1;
+  assign \$442  = \$439 ;
+  assign \$448  = \$447 ;
+  assign \$449  = 1'h1;
+  assign \$450  = \$447 ;
+  assign \$456  = \$455 ;
+  assign \$457  = 1'h1;
+  assign \$458  = \$455 ;
+  assign \$474  = \$473 ;
+  assign \$475  = 1'h1;
+  assign \$476  = \$473 ;
+  assign \$482  = \$481 ;
+  assign \$503  = 1'h1;
+  assign \$504  = \$502 ;
+  assign \$522  = 1'h1;
+  assign \$523  = \$521 ;
+  assign \$531  = 1'h1;
+  assign \$532  = \$530 ;
+  assign \$552  = 1'h1;
+  assign \$553  = \$551 ;
+  assign \$560  = 1'h1;
+  assign \$561  = \$559 ;
+  assign \$569  = 1'h1;
+  assign \$570  = \$568 ;
+  assign \$578  = 1'h1;
+  assign \$579  = \$577 ;
+  assign \$597  = 1'h1;
+  assign \$598  = \$596 ;
+  assign \$614  = \$613 ;
+  assign \$623  = \$622 ;
+  assign \$624  = 1'h1;
+  assign \$625  = \$622 ;
+  assign \$643  = 1'h1;
+  assign \$644  = \$642 ;
+  assign \$652  = 1'h1;
+  assign \$653  = \$651 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w1__en, e1_line1__addr, \port$313$0 , \port$317$0 , \port$321$0 , \port$325$0 , \port__en$83 , e23_line1_a__addr, \port__en$89 , e23_line1_b__addr, \port__en$95 , e23_line1_c__addr, e23_w2__en, e23_w2__addr, e23_w3__en, e23_w3__addr, \wr__en$155 
-, e23_row2__addr, \wr__en$161 , e23_line4__addr, \wr__data$165 , \port__en$101 , e23_row2_b__addr, \port__en$107 , e23_row2_c__addr, \port$2206$0 , \port$2246$0 , \port$2286$0 , \port$2326$0 , e4_w4__en, \port__en$113 , e4_line4__addr, e4_w4__addr, e4_affine__en, \port__en$119 , e4_residual__addr, \port__en$125 , e4_membrane_in__addr
+, e23_row2__addr, \wr__en$161 , e23_line4__addr, \wr__data$165 , \port__en$101 , e23_row2_b__addr, \port__en$107 , e23_row2_c__addr, \port$2297$0 , \port$2337$0 , \port$2377$0 , \port$2417$0 , e4_w4__en, \port__en$113 , e4_line4__addr, e4_w4__addr, e4_affine__en, \port__en$119 , e4_residual__addr, \port__en$125 , e4_membrane_in__addr
 , \wr__data$177 , e4_membrane_out__addr, e4_spikes__addr, bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, \port__en$131 , \port__en$137 , bw_trace__addr, \port__en$143 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$179 , host__w2__addr
 , host__w2__rd_en, \wr__en$185 , host__w3__addr, host__w3__rd_en, \wr__en$191 , host__w4__addr, host__w4__rd_en, \wr__en$197 , host__affine__addr, host__affine__rd_en, \wr__en$203 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$209 , host__residual__addr, \wr__en$215 , host__membrane__addr, \port__en$221 , host__spikes__addr, \port__en$227 , host__gbuf__addr
 , host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$233 , host__trace__addr, \wr__en$239 , host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data
-, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$20878$0 , \port$20888$0 , \port$20898$0 , \port$20908$0 , bw_weights__addr, \port$21165$0 , \port$21867$0 , \wr__data$182 );
+, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$21066$0 , \port$21076$0 , \port$21086$0 , \port$21096$0 , bw_weights__addr, \port$21353$0 , \port$22055$0 , \wr__data$182 );
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -59565,26 +60304,26 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire host__w4__rd_en;
   wire [31:0] host__w4__wr_data;
   wire host__w4__wr_en;
-  input [15:0] \port$20878$0 ;
-  wire [15:0] \port$20878$0 ;
-  input [15:0] \port$20888$0 ;
-  wire [15:0] \port$20888$0 ;
-  input [15:0] \port$20898$0 ;
-  wire [15:0] \port$20898$0 ;
-  input [15:0] \port$20908$0 ;
-  wire [15:0] \port$20908$0 ;
-  input [15:0] \port$21165$0 ;
-  wire [15:0] \port$21165$0 ;
-  input [159:0] \port$21867$0 ;
-  wire [159:0] \port$21867$0 ;
-  input [7:0] \port$2206$0 ;
-  wire [7:0] \port$2206$0 ;
-  input [7:0] \port$2246$0 ;
-  wire [7:0] \port$2246$0 ;
-  input [7:0] \port$2286$0 ;
-  wire [7:0] \port$2286$0 ;
-  input [7:0] \port$2326$0 ;
-  wire [7:0] \port$2326$0 ;
+  input [15:0] \port$21066$0 ;
+  wire [15:0] \port$21066$0 ;
+  input [15:0] \port$21076$0 ;
+  wire [15:0] \port$21076$0 ;
+  input [15:0] \port$21086$0 ;
+  wire [15:0] \port$21086$0 ;
+  input [15:0] \port$21096$0 ;
+  wire [15:0] \port$21096$0 ;
+  input [15:0] \port$21353$0 ;
+  wire [15:0] \port$21353$0 ;
+  input [159:0] \port$22055$0 ;
+  wire [159:0] \port$22055$0 ;
+  input [7:0] \port$2297$0 ;
+  wire [7:0] \port$2297$0 ;
+  input [7:0] \port$2337$0 ;
+  wire [7:0] \port$2337$0 ;
+  input [7:0] \port$2377$0 ;
+  wire [7:0] \port$2377$0 ;
+  input [7:0] \port$2417$0 ;
+  wire [7:0] \port$2417$0 ;
   input [7:0] \port$313$0 ;
   wire [7:0] \port$313$0 ;
   input [7:0] \port$317$0 ;
@@ -59736,13 +60475,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$203 )
-      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$21867$0  };
+      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$22055$0  };
   end
   reg [191:0] _0_;
   reg [191:0] _1_;
   always @(posedge clk) begin
     if (\port__en$143 ) begin
-      _0_ <= mem_affine[\port$21165$0 [2:0]];
+      _0_ <= mem_affine[\port$21353$0 [2:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$77 [2:0]];
@@ -66354,7 +67093,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$167 )
-      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$20908$0 , \port$20898$0 , \port$20888$0 , \port$20878$0  };
+      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$21096$0 , \port$21086$0 , \port$21076$0 , \port$21066$0  };
   end
   reg [63:0] _9_;
   reg [63:0] _10_;
@@ -66629,7 +67368,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$21867$0 [31:0] };
+      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$22055$0 [31:0] };
   end
   reg [63:0] _11_;
   always @(posedge clk) begin
@@ -66719,7 +67458,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$155 )
-      mem_row2[e23_row2__addr[6:0]] <= { \port$2326$0 , \port$2286$0 , \port$2246$0 , \port$2206$0  };
+      mem_row2[e23_row2__addr[6:0]] <= { \port$2417$0 , \port$2377$0 , \port$2337$0 , \port$2297$0  };
   end
   reg [31:0] _12_;
   reg [31:0] _13_;
@@ -69020,7 +69759,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$signature__data$24  = 64'h0000000000000000;
     if (\$44 ) begin
-      \$signature__data$24  = { \wr__data$182 , \port$21867$0 [31:0] };
+      \$signature__data$24  = { \wr__data$182 , \port$22055$0 [31:0] };
     end
     if (\$55 ) begin
       \$signature__data$24  = bw_grad_w2__data;
@@ -69059,7 +69798,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$signature__data$28  = 64'h0000000000000000;
     if (\$50 ) begin
-      \$signature__data$28  = { \wr__data$182 , \port$21867$0 [31:0] };
+      \$signature__data$28  = { \wr__data$182 , \port$22055$0 [31:0] };
     end
     if (\$60 ) begin
       \$signature__data$28  = bw_grad_w2__data;
@@ -69068,7 +69807,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$182 , \port$21867$0 [31:0] };
+  assign host__gbuf__wr_data = { \wr__data$182 , \port$22055$0 [31:0] };
   assign port__addr = \$72 [7:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$73 [5:0];
@@ -69112,8 +69851,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$139  = bw_trace__addr[9:0];
   assign \port__data$142  = bw_trace__data;
   assign bw_affine__en = \port__en$143 ;
-  assign \port__addr$145  = \port$21165$0 [2:0];
-  assign bw_affine__addr = { 4'h0, \port$21165$0  };
+  assign \port__addr$145  = \port$21353$0 [2:0];
+  assign bw_affine__addr = { 4'h0, \port$21353$0  };
   assign \port__data$148  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[8:0];
@@ -69121,15 +69860,15 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e1_line1__data = { \port$325$0 , \port$321$0 , \port$317$0 , \port$313$0  };
   assign e23_row2__en = \wr__en$155 ;
   assign \wr__addr$157  = e23_row2__addr[6:0];
-  assign \wr__data$159  = { \port$2326$0 , \port$2286$0 , \port$2246$0 , \port$2206$0  };
-  assign e23_row2__data = { \port$2326$0 , \port$2286$0 , \port$2246$0 , \port$2206$0  };
+  assign \wr__data$159  = { \port$2417$0 , \port$2377$0 , \port$2337$0 , \port$2297$0  };
+  assign e23_row2__data = { \port$2417$0 , \port$2377$0 , \port$2337$0 , \port$2297$0  };
   assign e23_line4__en = \wr__en$161 ;
   assign \wr__addr$163  = e23_line4__addr[8:0];
   assign e23_line4__data = \wr__data$165 ;
   assign e4_membrane_out__en = \wr__en$167 ;
   assign \wr__addr$169  = e4_membrane_out__addr[8:0];
-  assign \wr__data$171  = { \port$20908$0 , \port$20898$0 , \port$20888$0 , \port$20878$0  };
-  assign e4_membrane_out__data = { \port$20908$0 , \port$20898$0 , \port$20888$0 , \port$20878$0  };
+  assign \wr__data$171  = { \port$21096$0 , \port$21086$0 , \port$21076$0 , \port$21066$0  };
+  assign e4_membrane_out__data = { \port$21096$0 , \port$21086$0 , \port$21076$0 , \port$21066$0  };
   assign \wr__en$173  = \wr__en$167 ;
   assign e4_spikes__en = \wr__en$167 ;
   assign \wr__addr$175  = e4_spikes__addr[8:0];
@@ -69155,8 +69894,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$203 ;
   assign \wr__addr$205  = host__affine__addr[2:0];
-  assign \wr__data$206  = { \wr__data$182 , \port$21867$0  };
-  assign host__affine__wr_data = { \wr__data$182 , \port$21867$0  };
+  assign \wr__data$206  = { \wr__data$182 , \port$22055$0  };
+  assign host__affine__wr_data = { \wr__data$182 , \port$22055$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$209 ;
   assign \wr__addr$211  = host__spike_in__addr[7:0];
@@ -69165,8 +69904,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__residual__addr[7:0];
-  assign \wr__data$219  = { \wr__data$182 , \port$21867$0 [31:0] };
-  assign host__residual__wr_data = { \wr__data$182 , \port$21867$0 [31:0] };
+  assign \wr__data$219  = { \wr__data$182 , \port$22055$0 [31:0] };
+  assign host__residual__wr_data = { \wr__data$182 , \port$22055$0 [31:0] };
   assign host__membrane__rd_en = \port__en$221 ;
   assign \port__addr$223  = host__membrane__addr[8:0];
   assign \port__data$226  = host__membrane__rd_data;

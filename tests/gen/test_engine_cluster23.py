@@ -27,10 +27,11 @@ class Harness(Elaboratable):
     """The engine, the geometry unit, ``line1`` (preloaded), ``row2`` (written and read back by
     the engine, STT) and the weight memories."""
 
-    def __init__(self, line1, w2, w3):
+    def __init__(self, line1, w2, w3, ring_words: int = 0):
         self.geometry = TileGeometryUnit(CFG)
         self.engine = ClusterTwoThreeEngine(CFG)
         self.line1, self.w2, self.w3 = line1, w2, w3
+        self.ring_words = ring_words         # > 0: w2/w3 are rings the testbench writes
 
     def elaborate(self, platform):
         m = Module()
@@ -45,8 +46,13 @@ class Harness(Elaboratable):
 
         m.submodules.line1 = line1 = Memory(shape=P * QB, depth=len(self.line1), init=self.line1)
         reads(line1, ("line1_a", "line1_b", "line1_c"))
-        m.submodules.w2 = w2 = Memory(shape=P * CFG.widths.weight, depth=len(self.w2), init=self.w2)
-        m.submodules.w3 = w3 = Memory(shape=P * CFG.widths.weight, depth=len(self.w3), init=self.w3)
+        depth = self.ring_words or None
+        m.submodules.w2 = w2 = Memory(shape=P * CFG.widths.weight, depth=depth or len(self.w2),
+                                      init=[] if depth else self.w2)
+        m.submodules.w3 = w3 = Memory(shape=P * CFG.widths.weight, depth=depth or len(self.w3),
+                                      init=[] if depth else self.w3)
+        if depth:
+            self.w2_write, self.w3_write = w2.write_port(), w3.write_port()
         reads(w2, ("w2",))
         reads(w3, ("w3",))
         m.submodules.row2 = row2 = Memory(shape=P * QB, depth=CFG.regions["row2"].depth, init=[])
@@ -81,7 +87,11 @@ def _line1_words(q1, geo, tile, order, rng):
     return words
 
 
-def run_engine(q, x, tile_hw, pack, order):
+def run_engine(q, x, tile_hw, pack, order, w23_ring: int = 0, host_gap: int = 0):
+    """``w23_ring > 0``: G2/G3 streamed through rings of that many chunks, written by the
+    testbench in the engines' order (MAC row, rank group) one word of each per cycle once a
+    slot is free, ``host_gap`` idle cycles before each chunk. Returns the counter totals."""
+    totals = {}
     drv = Driver(CFG)
     rng = np.random.default_rng(3)
     plan = drv.plan(q, x.shape, tile_hw=tile_hw, pack=pack, order=order)
@@ -91,15 +101,47 @@ def run_engine(q, x, tile_hw, pack, order):
         geo = drv.geometry(q, tile)
         gold = golden.golden_tile(q, drv.window(x, tile), None, CFG, intermediates=True)
         weights = drv.weight_words(q, tile)
-        h = Harness(_line1_words(gold.q1.numpy(), geo, tile, order, rng), weights["w2"], weights["w3"])
+        h = Harness(_line1_words(gold.q1.numpy(), geo, tile, order, rng), weights["w2"], weights["w3"],
+                    w23_ring * geo.ns)
         eng = h.engine
         desc = drv.descriptor(q, tile, {"in": 1, "res": 1, "out": 1})
+        desc["w23_ring"] = w23_ring
         line4 = {}
+        full = q.full_timesteps(T)
+        chunks = [grp for t in range(T) if full[t] for grp in range(geo.ng)]    # one row per t
+        host = {"n": [0, 0], "k": [0, 0], "gap": [host_gap, host_gap]}
+
+        def host_step(ctx):
+            """One cycle of the testbench host for each of G2 and G3: a word of the next chunk
+            once its slot is free; after its last word, the chunk count."""
+            for i, (wr, words, cnt, used) in enumerate(
+                    ((h.w2_write, weights["w2"], eng.w2_chunks, eng.w2_consumed),
+                     (h.w3_write, weights["w3"], eng.w3_chunks, eng.w3_consumed))):
+                ctx.set(wr.en, 0)
+                n = host["n"][i]
+                if n == len(chunks) or n >= ctx.get(used) + w23_ring:
+                    continue
+                if host["gap"][i]:
+                    host["gap"][i] -= 1
+                    continue
+                k = host["k"][i]
+                ctx.set(wr.en, 1)
+                ctx.set(wr.addr, (n % w23_ring) * geo.ns + k)
+                ctx.set(wr.data, words[chunks[n] * geo.ns + k])
+                if k == geo.ns - 1:
+                    host["n"][i], host["k"][i], host["gap"][i] = n + 1, 0, host_gap
+                    ctx.set(cnt, n + 1)
+                else:
+                    host["k"][i] = k + 1
 
         async def bench(ctx):
             # every window row is in line1, every line4 slot is free
             await start_engine(ctx, eng, desc, {"e1_rows": 1 << 15, "e4_released": 1 << 15}, h.geometry.latency)
             for _ in range(200_000):
+                if w23_ring:
+                    host_step(ctx)
+                for name, _ in eng.counts.shape():
+                    totals[name] = totals.get(name, 0) + ctx.get(eng.counts[name])
                 if ctx.get(eng.line4.en):
                     line4[ctx.get(eng.line4.addr)] = ctx.get(eng.line4.data)
                 await ctx.tick()
@@ -109,6 +151,7 @@ def run_engine(q, x, tile_hw, pack, order):
 
         run_testbench(h, bench)
         assert_line4_holds(line4, gold.q23.numpy(), geo, W, QB, tile.index)
+    return totals
 
 
 
@@ -134,3 +177,23 @@ def test_cluster23_engine_writes_the_golden_q23(mode, pack, order):
     # 1 x 3 tiles of a 1 x 7 map: left/right halos inside and outside the layer, an unaligned
     # right edge; top and bottom rows outside the layer (masked)
     run_engine(q, x, (1, 3), pack, order)
+
+
+@pytest.mark.parametrize("mode,pack,w23_ring,host_gap", [("ptt", 1, 2, 0), ("stt", 0, 1, 4),
+                                                       ("htt", 1, 3, 9), ("stt", 1, 2, 11)])
+def test_cluster23_engine_streams_g2_g3_through_rings(mode, pack, w23_ring, host_gap):
+    """Streamed G2/G3 (``desc.w23_ring > 0``): the same golden q23 when the testbench host
+    writes each (MAC row, rank group) chunk into the rings as slots free up; the engines wait
+    for late chunks, counted in ``c2_w_wait`` (cluster 2, and cluster 3 in lock step) and, for
+    STT, ``c3_w_wait`` (its own cluster-3 engine), and not in their other stalls."""
+    rng = np.random.default_rng(7 + pack)
+    T, r = 3, 5
+    q = make_layer(rng, mode, r=r, cin=3, cout=2, T=T, schedule=(True, False, True) if mode == "htt" else None)
+    x = rng.integers(0, 2, (T, 3, 1, 7))
+    totals = run_engine(q, x, (1, 7), pack, 0, w23_ring, host_gap)
+    assert totals["c2_w_wait"] > 0                # the first chunk is written after the start
+    if mode != "stt":         # cluster 3 in lock step: its waits are cluster 2's
+        assert totals["c3_w_wait"] == 0
+        assert totals["c2_stall"] == totals["adder_stall"] == 0   # every q1 row and slot ready
+    elif w23_ring == 1:       # one slot: each G3 chunk is written after the previous one's use
+        assert totals["c3_w_wait"] > 0

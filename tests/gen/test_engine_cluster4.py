@@ -32,10 +32,13 @@ class Harness(Elaboratable):
     """The engine, the geometry unit, its read-only memories, and the output ring (membranes
     written and read back through one memory, as in the accelerator)."""
 
-    def __init__(self, words: dict[str, list[int]], ring_words: int):
+    def __init__(self, words: dict[str, list[int]], ring_words: int, w4_ring_words: int = 0):
         self.geometry = TileGeometryUnit(CFG)
         self.engine = ClusterFourEngine(CFG)
         self.words, self.ring_words = words, ring_words
+        self.w4_ring_words = w4_ring_words      # > 0: w4 is a ring the testbench writes
+        self.w4_wr = Memory(shape=P * CFG.widths.weight, depth=max(w4_ring_words, 2), init=[]) \
+            if w4_ring_words else None
 
     def elaborate(self, platform):
         m = Module()
@@ -44,7 +47,11 @@ class Harness(Elaboratable):
         m.d.comb += [self.geometry.desc.eq(eng.desc), eng.geo.eq(self.geometry.geo)]
         for name, words in self.words.items():
             port = getattr(eng, name)
-            m.submodules[name] = mem = Memory(shape=len(port.data), depth=max(len(words), 2), init=words)
+            if name == "w4" and self.w4_wr is not None:
+                m.submodules[name] = mem = self.w4_wr
+                self.w4_write = mem.write_port()
+            else:
+                m.submodules[name] = mem = Memory(shape=len(port.data), depth=max(len(words), 2), init=words)
             rd = mem.read_port()
             m.d.comb += [rd.en.eq(port.en), rd.addr.eq(port.addr), port.data.eq(rd.data)]
         m.submodules.ring = ring = Memory(shape=P * MB, depth=self.ring_words, init=[])
@@ -71,7 +78,10 @@ def _line4_words(q23, geo, T):
     return words
 
 
-def run_engine(q, x, resid, order):
+def run_engine(q, x, resid, order, w4_ring: int = 0, host_gap: int = 0):
+    """``w4_ring > 0``: G4 streamed through a ring of that many chunks, written by the
+    testbench in the engine's order (output row, group) one word per cycle once a slot is
+    free, ``host_gap`` idle cycles before each chunk (a slow host: cluster 4 waits)."""
     drv = Driver(CFG)
     tile = drv.plan(q, x.shape, order=order).tiles[0]
     assert len(drv.plan(q, x.shape, order=order)) == 1
@@ -85,16 +95,43 @@ def run_engine(q, x, resid, order):
     words = {"line4": _line4_words(gold.q23.numpy(), geo, T), "w4": weights["w4"],
              "affine": weights["affine"],
              "residual": [w for row in drv.lane_words(resid, MB, order) for w in row] if q.residual else [0]}
-    h = Harness(words, n_rows * geo.out_row_words)
+    h = Harness(words, n_rows * geo.out_row_words, w4_ring * q.rank)
     eng = h.engine
     desc = drv.descriptor(q, tile, {"in": 1, "res": n_rows, "out": n_rows})
+    desc["w4_ring"] = w4_ring
     membranes, spikes, totals = {}, {}, {}
+    GO = -(-q.out_channels // P)
+    chunks = [go for _ in range(n_rows) for go in range(GO)]      # the engine's read order
+    host = {"n": 0, "k": 0, "gap": host_gap}
+
+    def host_step(ctx):
+        """One cycle of the G4 streaming host: write a word of the next chunk once its slot
+        is free (``n < consumed + w4_ring``); after its last word, count it in ``w4_chunks``."""
+        wr = h.w4_write
+        ctx.set(wr.en, 0)
+        n = host["n"]
+        if n == len(chunks) or n >= ctx.get(eng.w4_consumed) + w4_ring:
+            return
+        if host["gap"]:
+            host["gap"] -= 1
+            return
+        k = host["k"]
+        ctx.set(wr.en, 1)
+        ctx.set(wr.addr, (n % w4_ring) * q.rank + k)
+        ctx.set(wr.data, words["w4"][chunks[n] * q.rank + k])
+        if k == q.rank - 1:
+            host.update(n=n + 1, k=0, gap=host_gap)
+            ctx.set(eng.w4_chunks, n + 1)
+        else:
+            host["k"] = k + 1
 
     async def bench(ctx):
         # every q23 row is in line4; the ring holds every output row
         await start_engine(ctx, eng, desc, {"rows_written": 1 << 15, "res_rows": n_rows, "out_taken": 0},
                            h.geometry.latency)
         for _ in range(100_000):
+            if w4_ring:
+                host_step(ctx)
             if ctx.get(eng.membrane_out.en):
                 membranes[ctx.get(eng.membrane_out.addr)] = ctx.get(eng.membrane_out.data)
             if ctx.get(eng.spikes.en):
@@ -110,7 +147,6 @@ def run_engine(q, x, resid, order):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    GO = -(-q.out_channels // P)
     Wo = W // 2 if q.pool else W
     for n, (yo, t) in enumerate(output_row_order(Ho, T, order)):
         for xo in range(Wo):
@@ -133,6 +169,7 @@ def run_engine(q, x, resid, order):
     assert totals["spikes_out"] == int(gold.spikes.sum())
     assert totals["membrane_reads"] == (T - 1) * Ho * Wo * GO
     assert totals["lif_stall"] == 0
+    return totals
 
 
 @pytest.mark.parametrize("order", [0, 1], ids=["row-outer", "timestep-outer"])
@@ -147,3 +184,23 @@ def test_cluster4_engine_writes_the_golden_membranes_and_spikes(mode, pool, resi
     s = 2 if pool else 1
     resid = rng.integers(-3000, 3000, (T, cout, H // s, W // s)) if residual else None
     run_engine(q, x, resid, order)
+
+
+@pytest.mark.parametrize("order", [0, 1], ids=["row-outer", "timestep-outer"])
+@pytest.mark.parametrize("w4_ring,host_gap", [(2, 0), (3, 7), (1, 3)])
+def test_cluster4_engine_streams_g4_through_a_ring(order, w4_ring, host_gap):
+    """Streamed G4 (``desc.w4_ring > 0``): the same golden membranes and spikes when the
+    host writes each (row, group) chunk into the ring as slots free up; a slow host makes
+    cluster 4 wait (``c4_w_wait``)."""
+    rng = np.random.default_rng(5 + order)
+    T, cout = 2, 10                                  # 3 output groups of 4 lanes
+    q = make_layer(rng, "ptt", r=3, cin=4, cout=cout, T=T, pool=True, residual=True, threshold=5)
+    H, W = 2, 4
+    x = rng.integers(0, 2, (T, 4, H, W))
+    resid = rng.integers(-3000, 3000, (T, cout, H // 2, W // 2))
+    totals = run_engine(q, x, resid, order, w4_ring=w4_ring, host_gap=host_gap)
+    assert totals["w4_reads"] == T * (H // 2) * (W // 2) * 4 * 3 * q.rank
+    # the testbench writes no chunk before the start: the first group waits for its r words
+    assert totals["c4_w_wait"] > 0
+    if w4_ring == 1:        # each chunk is written after the previous one's last use
+        assert totals["c4_w_wait"] >= (T * (H // 2) * 3) * (q.rank + host_gap - 1)

@@ -42,9 +42,10 @@ def test_cycles_never_below_the_bound_and_losses_add_up(ptt_rows):
 
 
 def test_paper_workloads_meet_the_goal(ptt_rows):
-    """Every PTT layer that fits the weight buffer is within 1.15x of the bound; MS-ResNet34's
-    512-channel stage (6 layers, cores of 181-357 KB) does not fit the 272 KB chip. The rows
-    say which arrangement and spike density they assume."""
+    """Every PTT layer that fits the weight buffer is within 1.15x of the bound; of
+    MS-ResNet34's 512-channel stage (6 layers, cores of 181-357 KB) only layers.3.0.conv1
+    runs on the 272 KB chip, with G2, G3 and G4 streamed (the others need G1 streamed). The
+    rows say which arrangement and spike density they assume."""
     for net, rows in ptt_rows.items():
         s = summary(rows)
         assert s["within_goal"] == s["fitting"], (net, s)
@@ -53,7 +54,9 @@ def test_paper_workloads_meet_the_goal(ptt_rows):
             ("zero_skip", "sequential", DEFAULT_SPIKE_DENSITY)}
     r34 = ptt_rows["resnet34-ncaltech101"]
     assert [r["layer"] for r in r34 if not r["fits_weight_buffer"]] == [
-        f"layers.3.{b}.conv{c}" for b in range(3) for c in (1, 2)]
+        f"layers.3.{b}.conv{c}" for b in range(3) for c in (1, 2)][1:]
+    assert [(r["layer"], r["streamed"]) for r in r34 if r["streamed"]] == [
+        ("layers.3.0.conv1", ("w2", "w3", "w4"))]
 
 
 def test_paper_workloads_meet_the_goal_in_htt():
@@ -275,4 +278,5 @@ def test_refused_layers_report_their_streaming_rates(ptt_rows):
     r = rows["layers.3.1.conv1"]
     assert not r["fits_weight_buffer"] and r["stream_core_bytes"] == 356_726
     assert r["stream_today_bpc"] > r["stream_port_bpc"] > r["stream_row_bpc"] > 0
-    assert all(rows[n]["stream_cores"] == [] for n in rows if rows[n]["fits_weight_buffer"])
+    assert all(rows[n]["stream_cores"] == [] for n in rows
+               if rows[n]["fits_weight_buffer"] and not rows[n]["streamed"])

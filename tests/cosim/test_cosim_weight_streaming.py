@@ -1,0 +1,119 @@
+"""Streamed G4 (descriptor ``w4_ring``) in the generated Verilog against the golden model, bit
+for bit (cocotb + Verilator): the small configuration with G1/G4 regions of 16 words, whose
+layers of 16 to 24 output channels need more than that for G4, so the planner streams G4
+through a ring of ``r``-word chunks the host refills while the tile runs. Every counter
+equals the model's (model/tile.py: the chunks are real host traffic), every tile's timing
+counters (``c4_w_wait`` included) and bus cycles equal the host-rate cycle model's, also
+where the chunks hold cluster 4 up."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ttsnn.cosim.cases import _residual, _spikes, calibrate, random_layer
+from ttsnn.cosim.layer import LayerCase, RtlTarget, run_cases
+from ttsnn.gen.config import CONFIG_DIR, load_config
+from ttsnn.gen.driver import w4_ring_chunks
+from tests.cosim.test_cosim_layers import _check_all_model_counters, _check_host_timing, _check_results
+
+SMALL_STREAM_G4 = "small_stream_g4"
+
+
+def small_stream_g4(tmp_path, paper_arrangement: bool = False, g23: bool = False):
+    """The small configuration with ``limits.max_pointwise_weights = 64`` (G1 and G4 regions
+    of 16 words) and a 1 KB weight buffer, as a TOML file of its own name; ``g23``: also
+    ``limits.max_rank = 4`` (G2/G3 regions of 12 words, a 512-byte weight buffer), so that
+    ranks 5-8 stream G2/G3."""
+    text = (CONFIG_DIR / "small.toml").read_text()
+    old = ("max_pointwise_weights = 256", "[buffers.weight]\nbytes = 2048", 'name = "small"', "max_rank = 8")
+    assert all(o in text for o in old)
+    name = SMALL_STREAM_G4 + ("_g23" if g23 else "") + ("_paper" if paper_arrangement else "")
+    text = (text.replace(old[0], "max_pointwise_weights = 64")
+            .replace(old[1], f"[buffers.weight]\nbytes = {512 if g23 else 1024}")
+            .replace(old[2], f'name = "{name}"'))
+    if g23:
+        text = text.replace(old[3], "max_rank = 4")
+    if paper_arrangement:
+        text = text.replace('stt_chain = "pipelined"', 'stt_chain = "sequential"\ncluster1 = "zero_skip"')
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return load_config(path)
+
+
+def streamed_cases(cfg, seed: int = 0, g23: bool = False) -> list[LayerCase]:
+    rng = np.random.default_rng(seed)
+    wd = cfg.widths
+    cases = []
+
+    def add(name, mode, cin, r, cout, t, h, w, *, pool=False, residual=False, ring_limit=None,
+            schedule=(), order=None):
+        q = random_layer(rng, wd, mode, cin, r, cout, pool=pool, residual=residual, schedule=schedule)
+        x = _spikes(rng, (t, cin, h, w), 0.4)
+        res = _residual(rng, q, wd, t, h, w, False)
+        q = calibrate(q, x, res, wd, rng)
+        cases.append(LayerCase(name, q, x, res, None, None, order, ring_limit))
+
+    if g23:      # ranks above max_rank 4: G2/G3 streamed (and G4 where it exceeds 16 words)
+        add("ptt-T2-g234-pool-residual", "ptt", 8, 6, 12, 2, 4, 6, pool=True, residual=True)
+        add("stt-T3-g23-tiles", "stt", 6, 5, 8, 3, 10, 5, order=0)
+        add("htt-T4-g234-capped", "htt", 7, 7, 12, 4, 4, 4, residual=True, ring_limit=1, order=1,
+            schedule=(True, False, True, False))
+        return cases
+    add("ptt-T2-g4-ring4-pool-residual", "ptt", 8, 4, 24, 2, 4, 6, pool=True, residual=True)
+    add("stt-T3-g4-ring3-tiles", "stt", 6, 5, 20, 3, 10, 5, order=0)
+    add("htt-T4-g4-ring2-capped", "htt", 7, 7, 16, 4, 4, 4, residual=True, ring_limit=1, order=1,
+        schedule=(True, False, True, False))
+    return cases
+
+
+@pytest.mark.cosim
+@pytest.mark.parametrize("paper_arr,g23", [(False, False), (True, False), (True, True)],
+                         ids=["ours-g4", "paper-arrangement-g4", "paper-arrangement-g234"])
+def test_streamed_cores_are_bit_exact(tmp_path, paper_arr, g23):
+    cfg = small_stream_g4(tmp_path, paper_arr, g23)
+    target = RtlTarget.for_config(cfg)
+    assert target.config.regions["w4"].depth == 16
+    cases = streamed_cases(target.config, g23=g23)
+    results = run_cases(target, cases, workdir=tmp_path / "run")
+    assert len(results) == len(cases)
+    _check_results(results, target.config)
+    for r in results:     # every tile streams its cores through rings of as many chunks as fit
+        q = r.case.qlayer
+        g4 = -(-q.out_channels // target.config.lanes) * q.rank > 16
+        assert {t.w4_ring for t in r.plan} == {w4_ring_chunks(target.config, q.rank) if g4 else 0}
+        assert all(bool(t.w23_ring) == g23 for t in r.plan)
+    assert any(r.tiles > 1 for r in results)
+    waits = ("c2_w_wait", "c3_w_wait") if g23 else ("c4_w_wait",)
+    assert any(r.counters[w] > 0 for r in results for w in waits), "no case waited for a chunk"
+    _check_host_timing(results, target.config, need_waits=False)
+    _check_all_model_counters(results, target.config)
+
+
+def paper_stream_case(config, seed: int = 0, mode: str = "ptt") -> LayerCase:
+    """MS-ResNet34 / N-Caltech101 ``layers.3.0.conv1`` at its published rank (256 -> 512
+    channels, r = 121, 12x12, 2x2 max-pool, T = 6; random weights calibrated like the
+    coverage cases, input spikes at density 0.1): its G2/G3 (43,923 weights each, rank above
+    ``limits.max_rank`` = 80) and G4 (61,952 weights) exceed their regions and stream."""
+    rng = np.random.default_rng(seed)
+    wd = config.widths
+    t, cin, r, cout, h, w = 6, 256, 121, 512, 12, 12
+    q = random_layer(rng, wd, mode, cin, r, cout, pool=True)
+    x = _spikes(rng, (t, cin, h, w), 0.1)
+    q = calibrate(q, x, None, wd, rng)
+    return LayerCase(f"resnet34-layers.3.0.conv1-r{r}-{mode}-g234-streamed", q, x)
+
+
+@pytest.mark.cosim_full
+def test_paper_streamed_512_channel_layer():
+    """The paper configuration (its arrangement, 256-bit host port) on one of MS-ResNet34's
+    512-channel layers, G2, G3 and G4 streamed: bit-exact, every counter and every tile's
+    timing counters (the ``*_w_wait`` ones included) and bus cycles equal to the models'."""
+    target = RtlTarget.for_config("paper")
+    case = paper_stream_case(target.config)
+    results = run_cases(target, [case])
+    _check_results(results, target.config)
+    (r,) = results
+    assert {(t.w4_ring, t.w23_ring) for t in r.plan} == {(8, 1)}
+    _check_host_timing(results, target.config, need_waits=False)
+    _check_all_model_counters(results, target.config)

@@ -1,0 +1,163 @@
+"""Streamed G4 (descriptor ``w4_ring``) and G2/G3 (``w23_ring``), docs/host_interface.md:
+configurations whose ``w4`` (``w2``/``w3``) regions are smaller than the layer's cores, so the
+planner streams them through rings of chunks that the host refills while the tile runs. Whole accelerator tiles in
+amaranth.sim: outputs equal the golden layer, every counter equals the cycle model's
+(:func:`gen.cyclemodel.tile_counters`), and with the host at the port's rate every timing
+counter (``c4_w_wait`` included) and the host's bus cycles equal
+:func:`gen.hosttiming.host_tile_timing`'s."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ttsnn.gen.config import config_from_dict, load_config
+from ttsnn.gen.cyclemodel import TileShape, tile_counters, tile_timing
+from amaranth.sim import Simulator
+
+from ttsnn.gen.driver import Driver, LayerOutputs, plan_layer, run_tile, w4_ring_chunks
+from ttsnn.gen.top import Accelerator
+from ttsnn.gen.hosttiming import host_tile_timing, shape_traffic, traffic_of_program
+from ttsnn.gen.zero_skip import zero_skip_row_lens
+from ttsnn.sw.golden import golden_layer
+
+from tests.gen.test_host_timing import CountingBus
+from tests.gen.test_top import TIMING, make_layer
+
+
+def small_w4(host_data: int = 32, paper_arrangement: bool = False, max_rank: int | None = None):
+    """The small configuration with G1/G4 regions of 16 words (64 weights): a G4 of more
+    than 16 words (r x ceil(Cout/4)) does not fit and is streamed. ``max_rank = 4``: G2/G3
+    regions of 12 words too (a rank above 4 streams G2/G3)."""
+    d = load_config("small").to_dict()
+    d["limits"]["max_pointwise_weights"] = 64
+    d["buffers"]["weight"]["bytes"] = 1024
+    if max_rank is not None:
+        d["limits"]["max_rank"] = max_rank
+        d["buffers"]["weight"]["bytes"] = 512
+    d["widths"]["host_data"] = host_data
+    if paper_arrangement:
+        d["arrangement"] = {"stt_chain": "sequential", "cluster1": "zero_skip"}
+    return config_from_dict(d, source=f"small with 16-word w4, host_data={host_data}, "
+                                      f"paper_arrangement={paper_arrangement}, max_rank={max_rank}")
+
+
+def run(cfg, q, x, resid, ring_limit):
+    """Every tile of the layer's plan on one simulated accelerator, the host at one beat per
+    cycle: (plan, [(program, result, bus cycles)])."""
+    drv = Driver(cfg)
+    plan = drv.plan(q, x.shape)
+    progs = [drv.program(q, t, drv.window(x, t), drv.residual_tile(resid, t) if q.residual else None,
+                         ring_limit=ring_limit) for t in plan]
+    out = []
+    dut = Accelerator(cfg)
+
+    async def bench(ctx):
+        for prog in progs:
+            bus = CountingBus(ctx, dut, 100_000)
+            values = await run_tile(bus, prog)
+            out.append((prog, prog.decode(values), bus.cycles))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return drv, plan, out
+
+
+def test_planner_streams_g4_only_when_it_does_not_fit():
+    cfg = small_w4()
+    assert cfg.regions["w4"].depth == 16
+    assert w4_ring_chunks(cfg, 4) == 4 and w4_ring_chunks(cfg, 5) == 3
+    streamed = plan_layer(cfg, (2, 8, 4, 4), rank=4, out_channels=24)      # G4: 6 x 4 words
+    assert {t.w4_ring for t in streamed} == {4}
+    assert streamed.tile_out_channels == 24                    # no output-channel groups
+    resident = plan_layer(cfg, (2, 8, 4, 4), rank=4, out_channels=16)      # G4: 4 x 4 words
+    assert {t.w4_ring for t in resident} == {0}
+    # the configuration it was made for, unchanged: nothing is streamed
+    assert {t.w4_ring for t in plan_layer(load_config("small"), (2, 8, 4, 4), 4, 24)} == {0}
+
+
+def test_streamed_traffic_equals_the_program():
+    """The streamed chunks counted from the shape equal the driver's program beat for beat."""
+    cfg = small_w4(64)
+    drv = Driver(cfg)
+    rng = np.random.default_rng(3)
+    q = make_layer(rng, "ptt", r=5, cin=8, cout=20, T=2, pool=True, residual=True)
+    x = rng.integers(0, 2, (2, 8, 4, 6))
+    resid = rng.integers(-9, 9, (2, 20, 2, 3))
+    for t in drv.plan(q, x.shape):
+        assert t.w4_ring == 3
+        prog = drv.program(q, t, drv.window(x, t), drv.residual_tile(resid, t), load_weights=True,
+                           read_counters=False)
+        assert len(prog.w4_chunks) == 2 * 2 * 5            # T x Ho x GO chunks of r words
+        assert shape_traffic(cfg, TileShape.of(q, t)) == traffic_of_program(prog, drv.map)
+
+
+def test_keeps_up_timing_is_the_resident_one():
+    """With a host that keeps up a streamed G4 costs nothing: the same cycles as resident."""
+    cfg = small_w4()
+    s = TileShape(8, 4, 24, 4, 4, 2, "ptt", (True, True), True, True, (True,) * 4, 0, 0, w4_ring=4)
+    big = load_config("small")
+    from dataclasses import replace
+    assert tile_timing(cfg, s) == tile_timing(big, replace(s, w4_ring=0))
+
+
+CASES = [  # host bits, input ring rows, mode, pool, residual, rank, paper arrangement, max_rank
+    # (the chunks hold cluster 4 up in the 64-bit STT and 32-bit HTT cases)
+    (32, 1, "ptt", True, True, 4, False, None),
+    (64, None, "stt", False, False, 5, False, None),
+    (32, 2, "htt", False, True, 4, True, None),
+    (128, 1, "stt", True, False, 5, True, None),
+    # G2/G3 streamed too (rank 6 > max_rank 4)
+    (32, None, "ptt", False, True, 6, False, 4),
+    (64, 1, "stt", True, False, 6, False, 4),
+    (32, 2, "htt", False, False, 5, True, 4),
+    (128, None, "stt", False, True, 6, True, 4),
+]
+
+
+@pytest.mark.parametrize("host_data,ring,mode,pool,residual,r,paper_arr,max_rank", CASES,
+                         ids=[f"{c[0]}b-ring{c[1]}-{c[2]}-r{c[5]}" + ("-zero-skip" if c[6] else "")
+                              + ("-g23" if c[7] else "") for c in CASES])
+def test_streamed_cores_are_bit_exact_and_modelled(host_data, ring, mode, pool, residual, r, paper_arr,
+                                                   max_rank):
+    cfg = small_w4(host_data, paper_arr, max_rank)
+    rng = np.random.default_rng(host_data + r)
+    T, cin, cout, H, W = 2, 8, 24, 4, 4
+    q = make_layer(rng, mode, r=r, cin=cin, cout=cout, T=T, pool=pool, residual=residual,
+                   schedule=(True, False) if mode == "htt" else None)
+    x = (rng.random((T, cin, H, W)) < 0.4).astype(int)
+    s = 2 if pool else 1
+    resid = rng.integers(-200, 200, (T, cout, H // s, W // s)) if residual else None
+    drv, plan, tiles = run(cfg, q, x, resid, ring)
+    assert all(t.w4_ring == w4_ring_chunks(cfg, r) for t in plan)
+    assert all(bool(t.w23_ring) == (max_rank is not None) for t in plan)
+    out = LayerOutputs(plan)
+    w4_waits = w23_waits = 0
+    for k, (prog, result, bus_cycles) in enumerate(tiles):
+        tile, rtl = prog.tile, result.counters
+        out.add(tile, result)
+        shape = TileShape.of(q, tile)
+        window = drv.window(x, tile)
+        lens = zero_skip_row_lens(cfg, shape, window) if paper_arr else None
+        expect = tile_counters(cfg, shape, window_ones=int(window.sum()),
+                               spikes_out=int(result.spikes.sum()), words_in=prog.words_in,
+                               words_out=prog.words_out, c1_lens=lens)
+        assert set(expect) == set(rtl)
+        diff = {c: (rtl[c], v) for c, v in expect.items() if c not in TIMING and rtl[c] != v}
+        assert not diff, f"tile {k}: counters (rtl, model) differ: {diff}"
+        model = host_tile_timing(cfg, shape, traffic_of_program(prog, drv.map), fresh=k == 0, c1_lens=lens)
+        diff = {c: (rtl[c], model[c]) for c in TIMING if rtl[c] != model[c]}
+        assert not diff, f"tile {k}: timing (rtl, host model) differ: {diff}"
+        assert model["host_span"] == bus_cycles
+        w4_waits += rtl["c4_w_wait"]
+        w23_waits += rtl["c2_w_wait"] + rtl["c3_w_wait"]
+    gold = golden_layer(q, x, resid, cfg)
+    np.testing.assert_array_equal(out.membrane, gold.membrane.numpy())
+    np.testing.assert_array_equal(out.spikes, gold.spikes.numpy())
+    # coverage: where the host's chunks come late, the wait is counted (its value checked above)
+    if max_rank is None:
+        assert (w4_waits > 0) == (mode != "ptt" and host_data < 128)
+    else:                # rings of 1-2 chunks: the G2/G3 chunks hold clusters 2/3 up in every case
+        assert w23_waits > 0
