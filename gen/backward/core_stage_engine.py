@@ -55,9 +55,10 @@ class CoreStageEngine(wiring.Component):
     tensor); ``out`` (write port, mat-vec); ``acc_rd_en``/``acc_rd_addr``/``acc_rd_data``
     (the host reads the weight-gradient sums while idle); ``busy``; ``counts``.
 
-    Timing: issue (addresses, stepped by additions) -> a (data; MAC or product into the
-    accumulator) -> b (mat-vec: the sums wrapped, ROWS_COLS' branches added) -> c (round) ->
-    d (saturate, write, saturations counted). The
+    Timing: issue (addresses, stepped by additions) -> a (data; outer: the product into the
+    accumulator) -> m (mat-vec: the operand lanes and weight word registered, the MAC) -> b
+    (the sums wrapped, ROWS_COLS' branches added) -> c (round) -> d (saturate, write,
+    saturations counted). The
     descriptor's strides are registered products of its fields, one multiply per register:
     ``stage`` must hold its value from :data:`gen.backward.stepped_address.STAGE_LATENCY`
     cycles before ``start`` on. With ``gradients.rounding = "stochastic"`` a
@@ -226,8 +227,8 @@ class CoreStageEngine(wiring.Component):
         return out
 
     def _stage_a(self, m, issue, step, addr, packed):
-        """Operands arrive: the MAC (mat-vec) or the product into the accumulator (outer);
-        stages b-d re-quantise and write a finished mat-vec word (a packed stage: pixel x's
+        """Operands arrive: the product into the accumulator (outer), or the operands
+        registered for the MAC in stage m (mat-vec); stages b-d re-quantise and write a finished mat-vec word (a packed stage: pixel x's
         half in d, pixel x + 1's in e). Returns the stages' busy."""
         cfg = self.config
         P, wd, gr = cfg.lanes, cfg.widths, cfg.gradients
@@ -258,31 +259,48 @@ class CoreStageEngine(wiring.Component):
             lanes_op = w.word_select(sel_a[:log2(P)], gb) if P > 1 else w
             return Mux(st.in_spikes, w.bit_select(sel_a, 1), lanes_op)     # a spike: 0 or +1
         operand, operand1 = operand_of(word), operand_of(word1)
-        # mat-vec on the PE array (:class:`gen.units.MacPEArray`, two halves: the upper one
-        # takes pixel x + 1's operand in a packed stage): exact sums kept modulo 2^(GA + 1)
         accw = gr.accumulator + 1
         half = P // 2 if P > 1 else P
         mac = va & ~outer & ~a["copy"] & ~a["fetch"]
+        # stage m: the mat-vec's operands registered (the selected input lane of each half and
+        # the weight word), so that the gradient buffer's read data, its bank multiplexer and
+        # the lane selection are not on the same path as the multiply-accumulate (87 generic
+        # levels, docs/synthesis.md); the controls and the copy's lanes follow one cycle on
+        vm, mac_m, copy_m = Signal(), Signal(), Signal()
+        m_ = {k: Signal(name=f"m_{k}") for k in ("first", "branch", "last", "reduced")}
+        out_m, active_m = Signal(AB), Signal(range(P + 1))
+        op_m, op1_m = Signal(gb), Signal(gb)
+        weights_m = Signal(P * wb)
+        m.d.sync += [vm.eq(va & ~outer), mac_m.eq(mac), copy_m.eq(va & a["copy"] & ~a["fetch"]),
+                     m_["first"].eq(a["first_step"] | a["branch"]), m_["branch"].eq(a["branch"]),
+                     m_["last"].eq(a["last"]), m_["reduced"].eq(a["reduced"]),
+                     out_m.eq(out_a), active_m.eq(active_a),
+                     op_m.eq(operand), op1_m.eq(Mux(packed, operand1, operand)), weights_m.eq(self.weights.data)]
+        # mat-vec on the PE array (:class:`gen.units.MacPEArray`, two halves: the upper one
+        # takes pixel x + 1's operand in a packed stage): exact sums kept modulo 2^(GA + 1)
         m.submodules.array = pe = MacPEArray(half, wb, gb, accw)
-        halves = [(pe, operand, 0)]
+        halves = [(pe, op_m, 0)]
         if half < P:
             m.submodules.array_hi = pe_hi = MacPEArray(P - half, wb, gb, accw)
-            halves.append((pe_hi, Mux(packed, operand1, operand), half))
+            halves.append((pe_hi, op1_m, half))
         for array, op, lane0 in halves:
-            m.d.comb += [array.valid.eq(mac), array.first.eq(a["first_step"] | a["branch"]), array.operand.eq(op),
-                         array.weights.eq(self.weights.data[lane0 * wb:(lane0 + array.lanes) * wb])]
+            m.d.comb += [array.valid.eq(mac_m), array.first.eq(m_["first"]), array.operand.eq(op),
+                         array.weights.eq(weights_m[lane0 * wb:(lane0 + array.lanes) * wb])]
         sums_a = Cat(*[array.acc for array, _, _ in halves])
         part = Signal(P * accw)
-        # the copy (HTT's reduced timesteps): the input word's lanes, sign-extended, are the sums
-        copied = Signal(P * accw)
+        # the copy (HTT's reduced timesteps): the input word's lanes, sign-extended, are the sums,
+        # registered in stage a and again in stage m (a copy step's sums wait beside the MAC's)
+        copied_m, copied = Signal(P * accw), Signal(P * accw)
         # (packed: the upper half pixel x + 1's, from its word's lower lanes)
         lanes_ext = [Signal(signed(accw), name=f"copy{l}") for l in range(P)]
         m.d.comb += [v.eq(lane(word, l, gb)) for l, v in enumerate(lanes_ext[:half])]   # sign-extends
         m.d.comb += [v.eq(Mux(packed, lane(word1, l - half, gb), lane(word, l, gb)))
                      for l, v in enumerate(lanes_ext[half:], start=half)]
         with m.If(va & a["copy"] & ~a["fetch"]):
-            m.d.sync += copied.eq(Cat(*lanes_ext))
-        with m.If(va & ~outer & a["branch"]):
+            m.d.sync += copied_m.eq(Cat(*lanes_ext))
+        with m.If(copy_m):
+            m.d.sync += copied.eq(copied_m)
+        with m.If(vm & m_["branch"]):
             m.d.sync += part.eq(sums_a)           # the row branch's sums (ROWS_COLS)
         # outer product into the accumulator
         m.submodules.wgrad = acc = WeightGradientAccumulator(P, gb + qb, gr.wgrad_tile, self.acc_entries)
@@ -304,8 +322,8 @@ class CoreStageEngine(wiring.Component):
         vb, reduced_b = Signal(), Signal()
         out_b = Signal(AB)
         active_b = Signal(range(P + 1))
-        m.d.sync += [vb.eq(va & ~outer & a["last"]), reduced_b.eq(a["reduced"]), out_b.eq(out_a),
-                     active_b.eq(active_a)]
+        m.d.sync += [vb.eq(vm & m_["last"]), reduced_b.eq(m_["reduced"]), out_b.eq(out_m),
+                     active_b.eq(active_m)]
         # stage c: the wrapped sums (and ROWS_COLS' branch sum) registered, rounded; their
         # dither (stochastic rounding) hashed in stage b from the element's index
         vc, reduced_c, out_c, active_c = Signal(), Signal(), Signal(AB), Signal(range(P + 1))
@@ -314,8 +332,8 @@ class CoreStageEngine(wiring.Component):
         m.d.sync += [vc.eq(vb), reduced_c.eq(reduced_b), out_c.eq(out_b), active_c.eq(active_b), sums_c.eq(sums)]
         dither_c = None
         if "idx" in addr:
-            idx_a, idx_b = Signal(32), Signal(32)
-            m.d.sync += [idx_a.eq(addr["idx"]), idx_b.eq(idx_a)]
+            idx_a, idx_m, idx_b = Signal(32), Signal(32), Signal(32)
+            m.d.sync += [idx_a.eq(addr["idx"]), idx_m.eq(idx_a), idx_b.eq(idx_m)]
             m.submodules.dither = dh = DitherHash(P)
             dither_c = Signal(P * 32)
             m.d.comb += [dh.index.eq(idx_b), dh.lane_stride.eq(st.idx_c), dh.key.eq(st.key)]
@@ -342,7 +360,7 @@ class CoreStageEngine(wiring.Component):
                      cnt.grad_writes.eq(vd | ve),
                      cnt.grad_saturations.eq(Mux(vd & (st.requant == Requant.GRADIENT),
                                                  sum(flags[l] & counted[l] for l in range(P)), 0))]
-        return va | vb | vc | vd | ve
+        return va | vm | vb | vc | vd | ve
 
     def _sums(self, m, acc, part, reduced):
         """Stage b: the finished sums of every lane as the re-quantisation takes them (each

@@ -19,13 +19,14 @@ __all__ = ["StageCycles", "stage_cycles", "backward_cycles", "tile_counters", "D
            "CONTROL_CYCLES",
            "DATA_DEPENDENT"]
 
-#: Cycles after a stage's last issue until its engine is idle: mat-vec issue -> a -> b (the
-#: sums) -> c (the rounding) -> d (the saturation, the write), outer product issue -> a (the accumulator's write follows in the idle time; none
+#: Cycles after a stage's last issue until its engine is idle: mat-vec issue -> a (the data) ->
+#: m (the operands registered, the MAC) -> b (the sums) -> c (the rounding) -> d (the
+#: saturation, the write), outer product issue -> a (the accumulator's write follows in the idle time; none
 #: when the last timestep is a skipped one), LIF issue -> a -> the LIF-gradient lanes' seven
 #: registered stages (``LIFGradientLanes.LATENCY``) -> w (the writes).
-DRAIN = {StageKind.MATVEC: 4, StageKind.OUTER: 1, StageKind.LIF: 8}
+DRAIN = {StageKind.MATVEC: 5, StageKind.OUTER: 1, StageKind.LIF: 8}
 #: A packed mat-vec stage (``pack``) writes its last pixel pair's second word one cycle later.
-PACKED_DRAIN = 5
+PACKED_DRAIN = 6
 #: Cycles of the top level's control per stage (``busy`` falls the cycle after the engines).
 CONTROL_CYCLES = 1
 #: Backward counters the model cannot know: they count saturated values.

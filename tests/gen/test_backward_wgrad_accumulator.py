@@ -6,6 +6,7 @@ the batch form (saturating) against sw.golden_backward.accumulate_batch."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from ttsnn.gen.backward import WeightGradientAccumulator
@@ -42,19 +43,21 @@ def _run(dut, updates, lanes, acc_bits):
     return reads, sum(bin(f).count("1") for f in flags)
 
 
-def test_tile_sums_with_back_to_back_updates():
+@pytest.mark.parametrize("acc, pw", [(30, PW), (40, PW), (41, 12)])
+def test_tile_sums_with_back_to_back_updates(acc, pw):
+    """The tile's sums are kept in two halves with a registered carry (the upper half a
+    cycle later): products wider and narrower than the lower half, sums of odd width."""
     rng = np.random.default_rng(21)
-    acc = 30
-    dut = WeightGradientAccumulator(LANES, PW, acc, ENTRIES)
+    dut = WeightGradientAccumulator(LANES, pw, acc, ENTRIES)
     updates, want = [], {}
     for e in range(ENTRIES):                    # every entry starts with a clear
-        p = rng.integers(-(1 << (PW - 1)), 1 << (PW - 1), LANES)
+        p = rng.integers(-(1 << (pw - 1)), 1 << (pw - 1), LANES)
         updates.append((e, 1, p))
         want[e] = p.astype(object)
     for _ in range(200):
         e = int(rng.integers(0, 2)) if rng.random() < 0.5 else int(rng.integers(0, ENTRIES))
         clear = int(rng.random() < 0.05)
-        p = rng.integers(-(1 << (PW - 1)), 1 << (PW - 1), LANES)
+        p = rng.integers(-(1 << (pw - 1)), 1 << (pw - 1), LANES)
         updates.append((e, clear, p))
         want[e] = p.astype(object) if clear else want[e] + p
     reads, _ = _run(dut, updates, LANES, acc)
