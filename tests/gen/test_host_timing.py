@@ -54,8 +54,9 @@ class CountingBus(SimBus):
             self.cycles += 1
 
 
-def run(cfg, q, x, resid, ring_limit, tile_hw=None):
-    """Every tile of the layer on one simulated accelerator: (tile, program, counters, bus cycles)."""
+def run_layer(cfg, q, x, resid, ring_limit, tile_hw=None):
+    """Every tile of the layer's plan on one simulated accelerator, the host at its port's
+    rate: ``(driver, plan, [(program, decoded result, bus cycles)])``."""
     drv = Driver(cfg)
     plan = drv.plan(q, x.shape, tile_hw=tile_hw)
     progs = [drv.program(q, t, drv.window(x, t), drv.residual_tile(resid, t) if q.residual else None,
@@ -67,13 +68,13 @@ def run(cfg, q, x, resid, ring_limit, tile_hw=None):
         for prog in progs:
             bus = CountingBus(ctx, dut, 100_000)
             values = await run_tile(bus, prog)
-            out.append((prog, prog.decode(values).counters, bus.cycles))
+            out.append((prog, prog.decode(values), bus.cycles))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    return drv, out
+    return drv, plan, out
 
 
 CASES = [  # host bits, ring rows, mode, residual, tile (None: the planner's), paper arrangement, density
@@ -97,9 +98,10 @@ def test_model_equals_rtl_with_host(host_data, ring, mode, residual, tile_hw, pa
                    schedule=(True, False, True) if mode == "htt" else None)
     x = (rng.random((3, 5, 4, 6)) < density).astype(int)
     resid = rng.integers(-50, 50, (3, 6, 4, 6)) if residual else None
-    drv, tiles = run(cfg, q, x, resid, ring, tile_hw)
+    drv, _, tiles = run_layer(cfg, q, x, resid, ring, tile_hw)
     host_waits = 0
-    for k, (prog, rtl, bus_cycles) in enumerate(tiles):
+    for k, (prog, result, bus_cycles) in enumerate(tiles):
+        rtl = result.counters
         shape = TileShape.of(q, prog.tile)
         lens = zero_skip_row_lens(cfg, shape, drv.window(x, prog.tile)) if paper_arr else None
         model = host_tile_timing(cfg, shape, traffic_of_program(prog, drv.map), fresh=k == 0, c1_lens=lens)

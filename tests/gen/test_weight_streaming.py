@@ -13,15 +13,13 @@ import pytest
 
 from ttsnn.gen.config import config_from_dict, load_config
 from ttsnn.gen.cyclemodel import TileShape, tile_counters, tile_timing
-from amaranth.sim import Simulator
 
-from ttsnn.gen.driver import Driver, LayerOutputs, plan_layer, run_tile, w4_ring_chunks
-from ttsnn.gen.top import Accelerator
+from ttsnn.gen.driver import Driver, LayerOutputs, plan_layer, w4_ring_chunks
 from ttsnn.gen.hosttiming import host_tile_timing, shape_traffic, traffic_of_program
 from ttsnn.gen.zero_skip import zero_skip_row_lens
 from ttsnn.sw.golden import golden_layer
 
-from tests.gen.test_host_timing import CountingBus
+from tests.gen.test_host_timing import run_layer
 from tests.gen.test_top import TIMING, make_layer
 
 
@@ -40,29 +38,6 @@ def small_w4(host_data: int = 32, paper_arrangement: bool = False, max_rank: int
         d["arrangement"] = {"stt_chain": "sequential", "cluster1": "zero_skip"}
     return config_from_dict(d, source=f"small with 16-word w4, host_data={host_data}, "
                                       f"paper_arrangement={paper_arrangement}, max_rank={max_rank}")
-
-
-def run(cfg, q, x, resid, ring_limit):
-    """Every tile of the layer's plan on one simulated accelerator, the host at one beat per
-    cycle: (plan, [(program, result, bus cycles)])."""
-    drv = Driver(cfg)
-    plan = drv.plan(q, x.shape)
-    progs = [drv.program(q, t, drv.window(x, t), drv.residual_tile(resid, t) if q.residual else None,
-                         ring_limit=ring_limit) for t in plan]
-    out = []
-    dut = Accelerator(cfg)
-
-    async def bench(ctx):
-        for prog in progs:
-            bus = CountingBus(ctx, dut, 100_000)
-            values = await run_tile(bus, prog)
-            out.append((prog, prog.decode(values), bus.cycles))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return drv, plan, out
 
 
 def test_planner_streams_g4_only_when_it_does_not_fit():
@@ -130,7 +105,7 @@ def test_streamed_cores_are_bit_exact_and_modelled(host_data, ring, mode, pool, 
     x = (rng.random((T, cin, H, W)) < 0.4).astype(int)
     s = 2 if pool else 1
     resid = rng.integers(-200, 200, (T, cout, H // s, W // s)) if residual else None
-    drv, plan, tiles = run(cfg, q, x, resid, ring)
+    drv, plan, tiles = run_layer(cfg, q, x, resid, ring)
     assert all(t.w4_ring == w4_ring_chunks(cfg, r) for t in plan)
     assert all(bool(t.w23_ring) == (max_rank is not None) for t in plan)
     out = LayerOutputs(plan)
