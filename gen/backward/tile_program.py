@@ -195,6 +195,30 @@ def pack_trace(spikes: np.ndarray, window: np.ndarray, argmax: np.ndarray | None
     return pack_tensor(packed, lanes, 4)
 
 
+def _tile_tensors(qlayer, T: int, H: int, W: int, P: int, use_extra: bool, carry: bool,
+                  spikes_per_word: int) -> dict[str, TensorSpec]:
+    """The tile's tensors, each after the one before (``_place`` then assigns them banks)."""
+    cin, r, cout, mode = qlayer.in_channels, qlayer.rank, qlayer.out_channels, qlayer.mode
+    ho, wo = (H // 2, W // 2) if qlayer.pool else (H, W)
+    tensors: dict[str, TensorSpec] = {}
+    base = 0
+    shapes = [("e", cout, ho + 2, wo + 2), ("g_cur", cout, ho, wo),
+              ("x", cin, H + 2, W + 2), ("q1", r, H + 2, W + 2), ("q23", r, H, W),
+              ("g_a4", cout, H + 2, W + 2), ("g_q23", r, H + 2, W + 2), ("g_q1", r, H, W), ("e_in", cin, H, W)]
+    if use_extra:
+        shapes.append(("g_extra", cout, ho + 2, wo + 2))
+    if mode == "stt":
+        shapes += [("q2", r, H, W + 2), ("g_q2", r, H + 2, W)]
+    if carry:
+        shapes.append(("carry", cout, ho + 2, wo + 2))
+    for name, c, rows, cols in shapes:
+        spec = (TensorSpec(name, c, rows, cols, base, spikes_per_word, spikes=True) if name == "x"
+                else TensorSpec(name, c, rows, cols, base, P, single=name == "carry"))
+        tensors[name] = spec
+        base += spec.words(T)
+    return tensors
+
+
 def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: int, weight_bits: int,
                        shifts: Mapping[str, int], full: list[bool], height_mul: int = 1,
                        height_shift: int = 0, use_extra: bool = False,
@@ -233,22 +257,7 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
     if qlayer.pool and (H % 2 or W % 2):
         raise UserError(f"a pooling layer's backward tile needs an even height and width, got {H}x{W}")
     ho, wo = (H // 2, W // 2) if qlayer.pool else (H, W)
-    tensors: dict[str, TensorSpec] = {}
-    base = 0
-    shapes = [("e", cout, ho + 2, wo + 2), ("g_cur", cout, ho, wo),
-              ("x", cin, H + 2, W + 2), ("q1", r, H + 2, W + 2), ("q23", r, H, W),
-              ("g_a4", cout, H + 2, W + 2), ("g_q23", r, H + 2, W + 2), ("g_q1", r, H, W), ("e_in", cin, H, W)]
-    if use_extra:
-        shapes.append(("g_extra", cout, ho + 2, wo + 2))
-    if mode == "stt":
-        shapes += [("q2", r, H, W + 2), ("g_q2", r, H + 2, W)]
-    if carry:
-        shapes.append(("carry", cout, ho + 2, wo + 2))
-    for name, c, rows, cols in shapes:
-        spec = (TensorSpec(name, c, rows, cols, base, spikes_per_word, spikes=True) if name == "x"
-                else TensorSpec(name, c, rows, cols, base, P, single=name == "carry"))
-        tensors[name] = spec
-        base += spec.words(T)
+    tensors = _tile_tensors(qlayer, T, H, W, P, use_extra, carry, spikes_per_word)
     wwords: list[int] = []
     blocks: dict[int, list[int]] = {}       # each stage's weight words, by their first word
 
