@@ -46,7 +46,7 @@ class RtlTarget:
     ``HardwareConfig``, loaded once: the driver, the plan and the reports all use this object)."""
     rtl_dir: Path
     manifest: dict
-    verilog: Path
+    verilog: tuple[Path, ...]    # the design's files, top module's first (manifest ``verilog_files``)
     top: str
     config: Any
 
@@ -65,11 +65,14 @@ class RtlTarget:
         for key in ("top", "verilog", "config"):
             if key not in man:
                 raise UserError(f"{man_path}: not a generator manifest (no {key!r} entry)")
-        v = d / man["verilog"]
-        if not v.is_file():
-            raise MissingFileError(f"{v} (named by {man_path}) not found; regenerate the RTL")
+        from ttsnn.gen.emit import verilog_files
+
+        files = tuple(verilog_files(d, man))
+        for v in files:
+            if not v.is_file():
+                raise MissingFileError(f"{v} (named by {man_path}) not found; regenerate the RTL")
         cfg = config if config is not None else config_from_dict(man["config"], source=str(man_path))
-        target = cls(d, man, v, man["top"], cfg)
+        target = cls(d, man, files, man["top"], cfg)
         if config is not None:
             target.check_config(config)
         if not target.map_is_current():

@@ -143,12 +143,14 @@ def _lean_runner(make_args: Sequence[str] = MAKE_ARGS):
     return LeanVerilator()
 
 
-def build_design(verilog: str | os.PathLike, top: str, build_dir: str | os.PathLike, *,
+def build_design(verilog: str | os.PathLike | Sequence[str | os.PathLike], top: str,
+                 build_dir: str | os.PathLike, *,
                  waves: bool = False, extra_args: Sequence[str] = (),
                  ports: Sequence[str] | None = None, quiet: bool = True,
                  cxx_opt: str = DEFAULT_CXX_OPT, player: tuple[int, int] | None = None,
                  forward_only: bool = False) -> BuildResult:
-    """Verilate and compile ``verilog`` (top module ``top``) into ``build_dir`` unless the
+    """Verilate and compile ``verilog`` (a file, or the design's files, top module's first:
+    ``RtlTarget.verilog``; top module ``top``) into ``build_dir`` unless the
     cached build there has the same key. ``waves`` builds tracing in. ``ports`` (default:
     parsed from the module header) are the signals made visible to cocotb. ``cxx_opt``: the
     C++ optimisation of the model (:data:`CXX_OPTS`). ``player`` (host address bits, host
@@ -158,12 +160,15 @@ def build_design(verilog: str | os.PathLike, top: str, build_dir: str | os.PathL
     (:mod:`cosim.forward_only`), for forward tiles only; use its own ``build_dir``."""
     make_args = _make_args(cxx_opt)
     tc = setup_toolchain()
-    verilog = Path(verilog).resolve()
-    if not verilog.is_file():
-        raise MissingFileError(f"Verilog source {str(verilog)!r} not found; generate it with "
-                               "`python -m gen --config C --out DIR` (or `make rtl`)")
+    one = isinstance(verilog, (str, os.PathLike))
+    sources = [Path(v).resolve() for v in ([verilog] if one else verilog)]
+    for v in sources:
+        if not v.is_file():
+            raise MissingFileError(f"Verilog source {str(v)!r} not found; generate it with "
+                                   "`python -m gen --config C --out DIR` (or `make rtl`)")
+    verilog = sources[0]
     build_dir = Path(build_dir).resolve()
-    text = verilog.read_text()
+    text = "".join(v.read_text() for v in sources)
     if forward_only:
         from .forward_only import forward_only_verilog
         text = forward_only_verilog(text)
@@ -172,7 +177,7 @@ def build_design(verilog: str | os.PathLike, top: str, build_dir: str | os.PathL
         ports = list(ports if ports else port_names(text, top)) + list(PLAYER_PORTS)
         text += player_verilog(top, *player)
         top = PLAYER_TOP
-    if forward_only or player is not None:
+    if forward_only or player is not None or len(sources) > 1:   # one file for Verilator
         build_dir.mkdir(parents=True, exist_ok=True)
         wrapped = build_dir / (verilog.stem + ("_fwd" if forward_only else "")
                                + ("_player" if player is not None else "") + ".v")

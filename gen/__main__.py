@@ -1,5 +1,7 @@
 """``python -m gen --config configs/paper.toml --out rtl/paper``: write the Verilog of the
-accelerator (``<out>/ttsnn_accel.v``) and its manifest (``<out>/manifest.json``).
+accelerator (``<out>/ttsnn_accel.v``, the top module, and ``<out>/ttsnn_accel.<unit>.v``, one
+file per top-level unit, all listed in the manifest's ``verilog_files``) and its manifest
+(``<out>/manifest.json``).
 
 Same configuration, byte-identical output (no source paths, no timestamps).
 """
@@ -20,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True,
                    help="hardware configuration: a TOML path or a shipped name (paper, small)")
     p.add_argument("--out", required=True, help="output directory (created if missing)")
-    add_force_argument(p, "ttsnn_accel.v and manifest.json in --out")
+    add_force_argument(p, "the Verilog files and manifest.json in --out")
     return p
 
 

@@ -75,7 +75,9 @@ def test_committed_rtl_loses_the_backward_datapath():
     other module's text."""
     import re
 
-    text = (REPO_ROOT / "rtl" / "small" / "ttsnn_accel.v").read_text()
+    from ttsnn.gen.emit import read_verilog, verilog_files
+
+    text = read_verilog(verilog_files(REPO_ROOT / "rtl" / "small"))
     out = forward_only_verilog(text)
     names = lambda t: re.findall(r"^module\s+(\S+)", t, re.M)   # noqa: E731
     before, after = names(text), names(out)

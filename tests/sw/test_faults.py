@@ -660,11 +660,12 @@ def test_a_buffer_larger_than_its_regions_rounded_to_a_power_of_two_is_refused(t
         load_config(_small_with(tmp_path, "weight", 2048 + 16))
 
 
-def _verilog_memories(path: Path) -> dict[str, int]:
-    """Bits of every ``reg [W-1:0] mem_<region> [D-1:0];`` of a generated Verilog file."""
+def _verilog_memories(rtl_dir: Path) -> dict[str, int]:
+    """Bits of every ``reg [W-1:0] mem_<region> [D-1:0];`` of a generated design."""
     import re
+    from ttsnn.gen.emit import read_verilog, verilog_files
 
-    found = re.findall(r"reg \[(\d+):0\] mem_(\w+) \[(\d+):0\];", path.read_text())
+    found = re.findall(r"reg \[(\d+):0\] mem_(\w+) \[(\d+):0\];", read_verilog(verilog_files(rtl_dir)))
     return {name: (int(hi) + 1) * (int(depth) + 1) for hi, name, depth in found}
 
 
@@ -677,8 +678,7 @@ def test_configuration_rtl_and_energy_model_agree_on_buffer_sizes(name):
     from ttsnn.model.accelerators import Proposed
 
     cfg = load_config(name)
-    manifest = json.loads((REPO / "rtl" / name / "manifest.json").read_text())
-    mems = _verilog_memories(REPO / "rtl" / name / manifest["verilog"])
+    mems = _verilog_memories(REPO / "rtl" / name)
     built: dict[str, int] = {}
     for region in cfg.regions.values():  # which buffer each memory of the RTL is carved from
         built[region.buffer] = built.get(region.buffer, 0) + mems[region.name]
