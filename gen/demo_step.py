@@ -19,8 +19,10 @@ def step_rtl(ctx) -> None:
 
     cfg = load_config(os.environ.get("TTSNN_DEMO_COSIM_CONFIG", "small"))
     paths = write_outputs(cfg, ctx.path("rtl") / cfg.name)
-    verilog = next(p for p in paths if p.suffix == ".v")
-    lines = verilog.read_text().count("\n")
-    ctx.log(f"generated {verilog} ({lines:,} lines of Verilog) for configuration '{cfg.name}': "
-            f"{cfg.total_pes} PEs, {cfg.total_buffer_bytes:,} bytes of global buffers")
-    ctx.results["rtl"] = {"config": cfg.name, "verilog": str(verilog), "lines": lines}
+    files = [p for p in paths if p.suffix == ".v"]          # the top module's file first
+    lines = sum(p.read_text().count("\n") for p in files)
+    ctx.log(f"generated {files[0].parent} ({len(files)} Verilog files, {lines:,} lines) for "
+            f"configuration '{cfg.name}': {cfg.total_pes} PEs, {cfg.total_buffer_bytes:,} bytes "
+            f"of global buffers")
+    ctx.results["rtl"] = {"config": cfg.name, "verilog": str(files[0]), "files": len(files),
+                          "lines": lines}

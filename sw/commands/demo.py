@@ -208,8 +208,9 @@ def step_report(ctx: DemoContext) -> None:
         lines.append(f"- merged dense export of the PTT model: accuracy {e['merged_acc']:.4f} vs PTT "
                      f"{e['tt_acc']:.4f}, max |logit difference| {e['max_abs_logit_diff']:.2e}")
     if "rtl" in r:
-        lines.append(f"- RTL: `{r['rtl']['verilog']}` ({r['rtl']['lines']:,} lines, configuration "
-                     f"'{r['rtl']['config']}')")
+        n = r['rtl'].get('files', 1)
+        lines.append(f"- RTL: `{r['rtl']['verilog']}` and {n - 1} more unit files beside it "
+                     f"({r['rtl']['lines']:,} lines, configuration '{r['rtl']['config']}')")
     if "replay" in r:
         p = r["replay"]
         lines.append(f"- replay of `{p['layer']}` on the RTL ({p['config']}): "
