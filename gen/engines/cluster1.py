@@ -26,6 +26,7 @@ def cluster1_members(config: HardwareConfig) -> dict:
         "desc": In(DESCRIPTOR_LAYOUT),
         "geo": In(geometry_layout(config)),
         "in_rows": In(STREAM_BITS),
+        "w1_chunks": In(STREAM_BITS),
         "released": In(RB),
         "released_e1_order": In(RB),
         "spike_in": Out(read_port(config.spike_word_bits)),
@@ -35,8 +36,9 @@ def cluster1_members(config: HardwareConfig) -> dict:
         "busy": Out(1),
         "rows_done": Out(RB),
         "in_consumed": Out(STREAM_BITS),
+        "w1_consumed": Out(STREAM_BITS),
         "counts": Out(counts_layout({
-            "c1_busy": 1, "c1_stall": 1, "c1_in_wait": 1, "spike_in_reads": 1, "w1_reads": 1,
+            "c1_busy": 1, "c1_stall": 1, "c1_in_wait": 1, "c1_w_wait": 1, "spike_in_reads": 1, "w1_reads": 1,
             "c1_slots": cnt_lanes, "c1_adds": cnt_lanes, "line1_writes": 1})),
     }
 
