@@ -359,12 +359,25 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
             if key not in groups and (len(groups) < EXACT_CANDIDATES // 2
                                       or all(g[0] != cand[3] for g in groups)):
                 groups.append(key)
-        for cand in feasible:
-            if (cand[3], cand[5], cand[6], cand[7]) not in groups:
-                continue
-            cyc = sum(n * tile_timing(cfg, s, c1_lens(s))["cycles"] for s, n in cand[8].items())
+        timed = [c for c in feasible if (c[3], c[5], c[6], c[7]) in groups]
+        exact = {}
+        for i, cand in enumerate(timed):
+            exact[i] = cyc = sum(n * tile_timing(cfg, s, c1_lens(s))["cycles"] for s, n in cand[8].items())
             if best_cycles is None or cyc < best_cycles:
                 best, best_cycles = cand, cyc
+        # streamed cores: their chunk waits depend on the host, which the keeps-up model does
+        # not see; then the best timed candidate of each lane packing is ranked again by the
+        # host-rate model's bus cycles (the packing sets the chunk sizes and ring lengths)
+        if any(s.w1_ring or s.w23_ring or s.w4_ring for c in timed for s in c[8]):
+            per_pack: dict[int, int] = {}
+            for i, cand in enumerate(timed):
+                if cand[3] not in per_pack or exact[i] < exact[per_pack[cand[3]]]:
+                    per_pack[cand[3]] = i
+            best_cycles = None
+            for i in per_pack.values():
+                cyc = sum(n * _host_cycles(cfg, s, c1_lens(s)) for s, n in timed[i][8].items())
+                if best_cycles is None or cyc < best_cycles:
+                    best, best_cycles = timed[i], cyc
     _, _, _, pk_, od, th_, tw_, cout_tile, shapes_, w4r = best
     w23r, w1r = next(iter(shapes_)).w23_ring, next(iter(shapes_)).w1_ring
     tiles = []
@@ -374,6 +387,13 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
                           pk_, od, w4r, w23r, w1r))
     return TilePlan(tuple(tiles), t, cin, out_channels, rank, hh, ww, pool, th_, tw_, cout_tile,
                     pk_, od)
+
+
+def _host_cycles(cfg: HardwareConfig, s, c1_lens) -> float:
+    """The host-rate model's bus cycles of one tile shape (its cores loaded, its streamed
+    chunks fed at the port's rate: ``gen.hosttiming.host_tile_timing``)."""
+    from .hosttiming import host_tile_timing, shape_traffic
+    return host_tile_timing(cfg, s, shape_traffic(cfg, s), c1_lens=c1_lens)["host_span"]
 
 
 def _strip_shapes(cfg: HardwareConfig, in_shape, rank: int, out_channels: int, cout_tile: int,

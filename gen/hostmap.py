@@ -87,10 +87,10 @@ COUNTERS: tuple[tuple[str, str], ...] = (
     ("lif_stall", "cycles the LIF array waited for the host (output ring full or residual row "
                   "missing)"),
     ("c4_w_wait", "cycles cluster 4 waited for the host's next G4 chunk (streamed G4)"),
-    ("c1_w_wait", "cycles cluster 1 waited for the host's next G1 chunk (streamed G1)"),
     ("c2_w_wait", "cycles clusters 2/3 (cluster 2, and cluster 3 in lock step) waited for the "
                   "host's next G2 (and G3) chunk (streamed G2/G3)"),
     ("c3_w_wait", "cycles STT's cluster-3 engine waited for the host's next G3 chunk"),
+    ("c1_w_wait", "cycles cluster 1 waited for the host's next G1 chunk (streamed G1)"),
     ("c1_slots", "cluster-1 accumulate slots: input channels x output values stepped"),
     ("c1_adds", "cluster-1 accumulates performed (slots whose spike is 1)"),
     ("c2_macs", "cluster-2 multiply-accumulates (active PEs x steps)"),

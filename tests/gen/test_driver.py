@@ -139,10 +139,14 @@ def test_clear_errors():
     assert {t.w23_ring > 0 for t in plan_layer(SMALL, (2, 4, 4, 4), rank=9, out_channels=4)} == {True}
     with pytest.raises(ValueError, match="rank = 97 exceeds"):
         plan_layer(SMALL, (2, 4, 4, 4), rank=97, out_channels=4)
-    with pytest.raises(CoresDoNotFit, match="region w1 .*no G1 weight streaming"):
-        plan_layer(PAPER, (6, 512, 6, 6), rank=170, out_channels=512)
+    # G1 beyond region w1: the dense cluster 1 (paper_dense) refuses it, naming the region; the
+    # zero-skipping one (paper) streams it
+    dense = load_config("paper_dense")
+    with pytest.raises(CoresDoNotFit, match="region w1 .*dense cluster 1 has no G1 streaming"):
+        plan_layer(dense, (6, 512, 6, 6), rank=170, out_channels=512)
     with pytest.raises(CoresDoNotFit, match="region w1 .*weight streaming"):
-        plan_layer(PAPER, (6, 512, 6, 6), rank=79, out_channels=512)
+        plan_layer(dense, (6, 512, 6, 6), rank=79, out_channels=512)
+    assert all(t.w1_ring > 0 for t in plan_layer(PAPER, (6, 512, 6, 6), rank=170, out_channels=512))
     with pytest.raises(ValueError, match="even height and width"):
         plan_layer(SMALL, (2, 4, 5, 4), rank=2, out_channels=4, pool=True)
     with pytest.raises(ValueError, match="expected \\(T, Cin, H, W\\)"):
