@@ -62,13 +62,16 @@ class ClusterOneEngine(wiring.Component):
     * ``desc``, ``geo`` (in): :data:`gen.descriptor.DESCRIPTOR_LAYOUT`,
       :func:`gen.tilegeo.geometry_layout`.
     * ``in_rows`` (in): input rows the host has written into the ``spike_in`` ring.
+    * ``w1_chunks`` (in): G1 chunks the host has written into the ``w1`` ring (streamed G1,
+      the zero-skipping engine only; this engine has no G1 streaming and ignores it).
     * ``released`` (in): rows cluster 2 has released (row outer, its ``q*T + t`` order);
       ``released_e1_order`` (in): line1 rows released in this engine's order (timestep outer).
     * ``spike_in``, ``w1`` (read ports: data one cycle after ``en``), ``line1`` (write port,
       one enable per lane).
     * ``run`` (out): rows left to issue; ``busy`` (out): ``run`` or a step in the pipeline.
     * ``rows_done`` (out): window rows written to ``line1`` (this engine's order);
-      ``in_consumed`` (out): input rows finished with (their ring slots are free).
+      ``in_consumed`` (out): input rows finished with (their ring slots are free);
+      ``w1_consumed`` (out): G1 chunks finished with (0 here and whenever G1 is resident).
     * ``counts`` (out): this cycle's increments of the counters named by its fields.
 
     Timing: issue (memory addresses) -> stage a (spike word and weights arrive, PE

@@ -37,9 +37,18 @@ class ClusterOneZeroSkipEngine(wiring.Component):
     by ``shift1`` and written into their lanes of one ``line1`` word. Window rows outside the
     layer take one step and write nothing; zero halo columns are skipped.
 
+    Streamed G1 (``desc.w1_ring = n > 0``): within a window row the rank group is the outer
+    level (rank group, pixel, spike word), every group reading the row's spike words from
+    ``spike_in`` again, so that a group's ``ceil(Cin/Px)`` G1 words serve every pixel of the
+    row before the next group's are needed. Region ``w1`` is then a ring of ``n`` such
+    chunks, one per (window row inside the layer, rank group) in this order: a group waits at
+    its first issue for its chunk (``w1_chunks``, after the row's own conditions; else
+    ``c1_w_wait``) and frees its slot at its last step (``w1_consumed``). Resident G1
+    (``w1_ring = 0``): pixel outer, chunk ``kg`` at word ``kg * ceil(Cin/Px)``.
+
     Ports: as :class:`gen.engines.cluster1.ClusterOneEngine`'s (``start``, ``desc``, ``geo``,
-    ``in_rows``, ``released``, ``released_e1_order``, ``spike_in``, ``w1``, ``line1``, ``run``,
-    ``busy``, ``rows_done``, ``in_consumed``, ``counts``).
+    ``in_rows``, ``w1_chunks``, ``released``, ``released_e1_order``, ``spike_in``, ``w1``,
+    ``line1``, ``run``, ``busy``, ``rows_done``, ``in_consumed``, ``w1_consumed``, ``counts``).
 
     Timing: issue (spike word address) -> expander (one step per cycle: priority encoder, G1
     word address) -> stage a (weights arrive, accumulate) -> stage b (re-quantise, ``line1``
@@ -47,9 +56,10 @@ class ClusterOneZeroSkipEngine(wiring.Component):
     so the steps of a row follow each other without gaps; a row's checks (``in_rows``,
     ``released``) happen at its first issue, one cycle before its first step. Counters:
     ``c1_busy`` counts steps; a cycle without a step while rows are left counts as
-    ``c1_in_wait`` when the issue of the cycle before waited for the host, as ``c1_stall``
-    otherwise (including the tile's first cycle, which fetches the first word).
-    ``in_consumed`` counts at a row's last step.
+    ``c1_in_wait`` when the issue of the cycle before waited for the host's input row, as
+    ``c1_w_wait`` when it waited for a G1 chunk, as ``c1_stall`` otherwise (including the
+    tile's first cycle, which fetches the first word). ``in_consumed`` counts at a row's last
+    step.
     """
 
     def __init__(self, config: HardwareConfig):
