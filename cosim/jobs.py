@@ -27,9 +27,9 @@ __all__ = ["TileJob", "BackwardJob", "JobTile", "JobResult", "REGISTER_NAMES", "
 #: the order of the ``regs_<k>`` array of a job file.
 REGISTER_NAMES = ("status", "in_rows", "res_rows", "out_taken", "in_consumed", "res_consumed",
                   "out_rows", "w4_chunks", "w4_consumed", "w2_chunks", "w2_consumed", "w3_chunks",
-                  "w3_consumed")
+                  "w3_consumed", "w1_chunks", "w1_consumed")
 #: The rings (``TileProgram.rings``), in the order of the ``rings_<k>`` array.
-RING_NAMES = ("in", "res", "out", "w4", "w23")
+RING_NAMES = ("in", "res", "out", "w4", "w23", "w1")
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,12 @@ class TileJob:
     #: streamed G2/G3's chunks (``TileProgram.w2_chunks``/``w3_chunks``; ring ``rings["w23"]``)
     w2_chunks: Sequence[Sequence[tuple[int, int]]] = ()
     w3_chunks: Sequence[Sequence[tuple[int, int]]] = ()
+    #: a streamed G1's chunks (``TileProgram.w1_chunks``; ring ``rings["w1"]``)
+    w1_chunks: Sequence[Sequence[tuple[int, int]]] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "start", tuple(int(v) for v in self.start))
-        for name in ("w4_chunks", "w2_chunks", "w3_chunks"):        # one form, however made
+        for name in ("w4_chunks", "w2_chunks", "w3_chunks", "w1_chunks"):        # one form, however made
             object.__setattr__(self, name, [list(c) for c in getattr(self, name)])
 
     @property
@@ -81,7 +83,8 @@ class TileJob:
         """The job of a ``gen.driver.TileProgram``."""
         return cls(prog.setup, prog.start, prog.in_rows, prog.res_rows, prog.out_rows,
                    prog.counter_reads, dict(prog.rings), dict(prog.registers), int(cycle_limit),
-                   prog.tile.index, list(prog.w4_chunks), list(prog.w2_chunks), list(prog.w3_chunks))
+                   prog.tile.index, list(prog.w4_chunks), list(prog.w2_chunks), list(prog.w3_chunks),
+                   list(prog.w1_chunks))
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,7 @@ def write_jobs(path: str | os.PathLike, jobs: Sequence[TileJob | BackwardJob], p
         arrays[f"w4_{k}"], arrays[f"w4_len_{k}"] = _pairs(job.w4_chunks)
         arrays[f"w2_{k}"], arrays[f"w2_len_{k}"] = _pairs(job.w2_chunks)
         arrays[f"w3_{k}"], arrays[f"w3_len_{k}"] = _pairs(job.w3_chunks)
+        arrays[f"w1_{k}"], arrays[f"w1_len_{k}"] = _pairs(job.w1_chunks)
         arrays[f"regs_{k}"] = np.array([job.registers.get(n, -1) for n in REGISTER_NAMES], dtype=np.int64)
         arrays[f"limit_{k}"] = np.array(int(job.cycle_limit))
         arrays[f"index_{k}"] = np.array(int(job.index))
@@ -233,12 +237,13 @@ def read_jobs(path: str | os.PathLike) -> tuple[list[TileJob | BackwardJob], flo
             res_rows=_split(tup(data[f"res_{k}"]), data[f"res_len_{k}"]),
             out_rows=_split(data[f"out_{k}"].tolist(), data[f"out_len_{k}"]),
             counter_reads=data[f"cnt_{k}"].tolist(),
-            rings={n: v for n, v in zip(RING_NAMES, data[f"rings_{k}"].tolist()) if n not in ("w4", "w23") or v},
+            rings={n: v for n, v in zip(RING_NAMES, data[f"rings_{k}"].tolist()) if n not in ("w4", "w23", "w1") or v},
             registers={n: v for n, v in zip(REGISTER_NAMES, data[f"regs_{k}"].tolist()) if v >= 0},
             cycle_limit=int(data[f"limit_{k}"]), index=int(data[f"index_{k}"]),
             w4_chunks=_split(tup(data[f"w4_{k}"]), data[f"w4_len_{k}"]) if f"w4_{k}" in data else [],
             w2_chunks=_split(tup(data[f"w2_{k}"]), data[f"w2_len_{k}"]) if f"w2_{k}" in data else [],
-            w3_chunks=_split(tup(data[f"w3_{k}"]), data[f"w3_len_{k}"]) if f"w3_{k}" in data else []))
+            w3_chunks=_split(tup(data[f"w3_{k}"]), data[f"w3_len_{k}"]) if f"w3_{k}" in data else [],
+            w1_chunks=_split(tup(data[f"w1_{k}"]), data[f"w1_len_{k}"]) if f"w1_{k}" in data else []))
     return jobs, float(data["period_ns"]), int(data["latency"])
 
 

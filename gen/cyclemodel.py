@@ -60,6 +60,7 @@ class TileShape:
     order: int = 0                 # 0: row outer, 1: timestep outer
     w4_ring: int = 0               # > 0: G4 streamed through a ring of that many chunks
     w23_ring: int = 0              # > 0: G2 and G3 streamed through rings of that many chunks
+    w1_ring: int = 0               # > 0: G1 streamed through a ring of that many chunks
 
     @classmethod
     def of(cls, qlayer, tile) -> "TileShape":
@@ -67,7 +68,7 @@ class TileShape:
         return cls(tile.in_channels, tile.rank, tile.out_channels, tile.height, tile.width,
                    tile.timesteps, qlayer.mode, tuple(qlayer.full_timesteps(tile.timesteps)),
                    qlayer.pool, qlayer.residual, tuple(tile.zero_halo), tile.pack, tile.order,
-                   getattr(tile, "w4_ring", 0), getattr(tile, "w23_ring", 0))
+                   getattr(tile, "w4_ring", 0), getattr(tile, "w23_ring", 0), getattr(tile, "w1_ring", 0))
 
     def full(self, t: int) -> bool:
         """Whether timestep ``t`` runs clusters 2/3 (always, except HTT's reduced ones)."""
@@ -285,7 +286,7 @@ def _engine_tables(cfg: HardwareConfig, s: TileShape,
     rows1 = e1_rows(H, T, s.order)
     rows23 = _rows(H, T, s.order)
     rows4 = _rows(g.ho, T, s.order)
-    c1 = EngineTable("cluster1", rows1, _e1_row_lens(cfg, s, g, rows1, c1_lens))
+    c1 = _c1_table(s, rows1, _e1_row_lens(cfg, s, g, rows1, c1_lens), g.ng)
     # the zero-skipping cluster 1 steps one cycle after it issues a word (a row's table start
     # is its first issue), so its rows become visible one cycle later
     c1_visible = ROW_VISIBLE + (cfg.arrangement.cluster1 == "zero_skip")
@@ -321,8 +322,11 @@ def _engine_tables(cfg: HardwareConfig, s: TileShape,
         """line4 slot of q23 row (q, t): row (q - 3, t) consumed by cluster 4."""
         return c4.after(seq4[((q - 3) // step, t)], RELEASE_VISIBLE) if q >= 3 else 0
 
-    def ready1(i):
-        t0 = c1.free(i)
+    def ready1(u):
+        i = c1.seg_row[u]
+        t0 = c1.free(u)
+        if u != c1.row_first[i]:             # a row's later rank group: no row-level dependency
+            return t0
         return _latest(t0, c23.row_after(slot_wait[i], RELEASE_VISIBLE)) if i in slot_wait else t0
 
     # STT: cluster 2's row j waits for its row2 half (cluster 3 done with row j - 2); with the
@@ -335,7 +339,7 @@ def _engine_tables(cfg: HardwareConfig, s: TileShape,
             return c23.free(u)
         q, t = rows23[j]
         out = (c3.row_after(j - stt_back, RELEASE_VISIBLE) if j >= stt_back else 0) if stt else line4_free(q, t)
-        return _latest(c23.free(u), c1.after(idx1[(q + 2, t)], c1_visible), out)
+        return _latest(c23.free(u), c1.row_after(idx1[(q + 2, t)], c1_visible), out)
 
     def ready3(u):
         j = c3.seg_row[u]
@@ -357,6 +361,28 @@ def _engine_tables(cfg: HardwareConfig, s: TileShape,
     c1.ready, c23.ready, c3.ready, c4.ready = ready1, ready23, ready3, ready4
     tables = {"cluster1": c1, "cluster23": c23, "stt_cluster3": c3, "cluster4": c4}
     return {k: v for k, v in tables.items() if v.rows}
+
+
+def _c1_table(s: TileShape, rows1, lens, ng: int) -> EngineTable:
+    """Cluster 1's table: one entry per window row, or with a streamed G1 (``s.w1_ring``, the
+    zero-skipping engine) one per rank group of each window row inside the layer (rank group
+    outer within the row, each group the same steps), the ``m``-th such entry waiting for G1
+    chunk ``m``; a row outside the layer stays one entry and needs no chunk."""
+    if not s.w1_ring:
+        return EngineTable("cluster1", rows1, lens)
+    top, bottom = s.zero_halo[:2]
+    entries, seg_lens, seg_row, chunk_of = [], [], [], []
+    m = 0
+    for j, ((w, t), n) in enumerate(zip(rows1, lens)):
+        zero = (w == 0 and top) or (w == s.height + 1 and bottom)
+        parts = 1 if zero else ng
+        for k in range(parts):
+            entries.append(((w, t), k))
+            seg_lens.append(n // parts if isinstance(n, int) else n / parts)
+            seg_row.append(j)
+            chunk_of.append(None if zero else m)
+            m += not zero
+    return EngineTable("cluster1", entries, seg_lens, seg_row=seg_row, chunk_of=chunk_of)
 
 
 def _mac_table(name: str, s: TileShape, rows, lens, macs, ng: int) -> EngineTable:
@@ -415,13 +441,14 @@ def tile_timing(cfg: HardwareConfig, s: TileShape, c1_lens: Sequence[int] | None
 
 def timing_counters(s: TileShape, tables: Mapping[str, EngineTable], in_wait: int = 0,
                     lif_wait: int = 0, w4_wait: int = 0, base23: Mapping[int, int] | None = None,
-                    base3: Mapping[int, int] | None = None) -> dict[str, int]:
+                    base3: Mapping[int, int] | None = None, w1_wait: int = 0) -> dict[str, int]:
     """The timing counters of a scheduled tile; ``in_wait``/``lif_wait``/``w4_wait``: the
     cycles cluster 1 and cluster 4 waited for the host (gen/hosttiming.py), counted as
     ``c1_in_wait``, ``lif_stall`` and ``c4_w_wait`` (a streamed G4's chunk) instead of
     ``c1_stall`` and ``c4_stall``. ``base23``/``base3``: per entry of the clusters-2/3
     tables, the cycle its own conditions held (gen/hosttiming.py; the cycles from there to its
-    start waited for a streamed G2/G3 chunk: ``c2_w_wait``, ``c3_w_wait``)."""
+    start waited for a streamed G2/G3 chunk: ``c2_w_wait``, ``c3_w_wait``). ``w1_wait``: the
+    cycles cluster 1 waited for a streamed G1 chunk (``c1_w_wait`` instead of ``c1_stall``)."""
     c1, c23, c4 = tables["cluster1"], tables["cluster23"], tables["cluster4"]
     stt = s.mode == "stt"
     rows23 = _rows(s.height, s.timesteps, s.order)
@@ -430,7 +457,8 @@ def timing_counters(s: TileShape, tables: Mapping[str, EngineTable], in_wait: in
     stall_before = [b23[c23.row_first[j]] - c23.free(c23.row_first[j]) for j in range(len(rows23))]
     w2_wait = sum(c23.starts[u] - b23[u] for u in range(len(c23.rows)))
     out = {"cycles": c4.end - 1 + PIPE_TAIL,
-           "c1_busy": c1.busy, "c1_stall": c1.end - c1.busy - in_wait, "c1_in_wait": in_wait,
+           "c1_busy": c1.busy, "c1_stall": c1.end - c1.busy - in_wait - w1_wait, "c1_in_wait": in_wait,
+           "c1_w_wait": w1_wait,
            "c2_busy": c23.busy, "c2_stall": c23.end - c23.busy - w2_wait, "c2_w_wait": w2_wait,
            "c3_w_wait": 0,
            "c4_busy": c4.busy, "c4_stall": c4.end - c4.busy - lif_wait - w4_wait,
@@ -533,6 +561,8 @@ def _zero_skip_cluster1(c: dict, cfg: HardwareConfig, s: TileShape, g: TileGeome
     # without the data: the all-ones bound, as the cycles
     ones = window_ones if window_ones is not None else s.timesteps * g.n1 * s.in_channels
     c["w1_reads"] = ones * g.ng
+    if s.w1_ring:                                 # streamed G1: every rank group re-reads the row
+        c["spike_in_reads"] *= g.ng
 
 
 def ideal_cycles(cfg: HardwareConfig, in_channels: int, rank: int, out_channels: int,

@@ -60,7 +60,9 @@ class Tile:
     ``w4_ring``: 0 when G4 is resident in region ``w4``; ``n > 0`` when G4 is streamed through
     a ring of ``n`` chunks (one output group's ``r`` words each, per output row; the planner
     streams it only when the tile's whole G4 does not fit the region). ``w23_ring``: likewise
-    for G2 and G3 (chunks of ``NS`` words, one output rank group of a MAC row each).
+    for G2 and G3 (chunks of ``NS`` words, one output rank group of a MAC row each);
+    ``w1_ring`` for G1 (zero-skipping cluster 1 only: chunks of ``ceil(Cin/Px)`` words, one
+    rank group of a window row each).
     """
     index: int
     row0: int
@@ -79,6 +81,7 @@ class Tile:
     order: int = 0
     w4_ring: int = 0
     w23_ring: int = 0
+    w1_ring: int = 0
 
     @property
     def zero_halo_bits(self) -> int:
@@ -122,19 +125,21 @@ class TilePlan:
 
 def tile_fit(cfg: HardwareConfig, timesteps: int, in_channels: int, rank: int, out_channels: int,
              height: int, width: int, pool: bool, zero_halo: Sequence[bool], pack: int,
-             mode: str = "ptt", order: int = 0, w4_ring: int = 0, w23_ring: int = 0) -> str | None:
+             mode: str = "ptt", order: int = 0, w4_ring: int = 0, w23_ring: int = 0,
+             w1_ring: int = 0) -> str | None:
     """None when the tile fits ``cfg``'s regions and limits, else the reason it does not
     (memoised per configuration object: the planner asks about the same shapes many times).
     ``w4_ring > 0``: G4 streamed through a ring of that many chunks of ``rank`` words;
     ``w23_ring > 0``: G2 and G3 through rings of that many chunks of ``NS`` words (then the
     rank may exceed ``limits.max_rank``, which sizes the resident G2/G3, up to
-    :func:`streamed_rank_limit`)."""
+    :func:`streamed_rank_limit`); ``w1_ring > 0``: G1 through a ring of that many chunks of
+    ``ceil(Cin/Px)`` words (the zero-skipping cluster 1 only)."""
     key = ("tile_fit", timesteps, in_channels, rank, out_channels, height, width, bool(pool),
-           tuple(bool(z) for z in zero_halo), pack, mode, order, w4_ring, w23_ring)
+           tuple(bool(z) for z in zero_halo), pack, mode, order, w4_ring, w23_ring, w1_ring)
     memo = cfg.memo
     if key not in memo:
         memo[key] = _tile_fit(cfg, timesteps, in_channels, rank, out_channels, height, width,
-                              pool, zero_halo, pack, mode, order, w4_ring, w23_ring)
+                              pool, zero_halo, pack, mode, order, w4_ring, w23_ring, w1_ring)
     return memo[key]
 
 
@@ -149,6 +154,18 @@ def w23_ring_chunks(cfg: HardwareConfig, ns: int) -> int:
     return min(cfg.regions["w2"].depth // max(ns, 1), (1 << 16) - 1)
 
 
+def w1_chunk_words(cfg: HardwareConfig, in_channels: int, pack: int) -> int:
+    """Words of one streamed G1 chunk: one rank group's ``ceil(Cin / Px)`` words of the
+    transposed layout (:func:`gen.zero_skip.w1_words_zero_skip`)."""
+    return ceil_div(in_channels, cfg.lanes >> pack)
+
+
+def w1_ring_chunks(cfg: HardwareConfig, in_channels: int, pack: int) -> int:
+    """Chunks of a streamed G1's ring: as many chunks as region ``w1`` holds (0 when not even
+    one fits; at most the descriptor field's range)."""
+    return min(cfg.regions["w1"].depth // max(w1_chunk_words(cfg, in_channels, pack), 1), (1 << 16) - 1)
+
+
 def w4_ring_chunks(cfg: HardwareConfig, rank: int) -> int:
     """Chunks of a streamed G4's ring: as many ``rank``-word chunks as region ``w4`` holds
     (0 when not even one fits; at most the descriptor field's range)."""
@@ -157,8 +174,11 @@ def w4_ring_chunks(cfg: HardwareConfig, rank: int) -> int:
 
 def _tile_fit(cfg: HardwareConfig, timesteps: int, in_channels: int, rank: int, out_channels: int,
               height: int, width: int, pool: bool, zero_halo: Sequence[bool], pack: int,
-              mode: str, order: int, w4_ring: int = 0, w23_ring: int = 0) -> str | None:
+              mode: str, order: int, w4_ring: int = 0, w23_ring: int = 0, w1_ring: int = 0) -> str | None:
     lim, reg = cfg.limits, cfg.regions
+    if w1_ring and cfg.arrangement.cluster1 != "zero_skip":
+        return ("region w1: G1 streaming is built for the zero-skipping cluster 1 only "
+                "(arrangement.cluster1 = \"zero_skip\")")
     if not 0 <= pack <= log2(cfg.lanes):
         return f"pack {pack} outside 0..{log2(cfg.lanes)}"
     if order not in (0, 1):
@@ -172,7 +192,9 @@ def _tile_fit(cfg: HardwareConfig, timesteps: int, in_channels: int, rank: int, 
         ("limits.max_in_channels", in_channels, lim.max_in_channels),
         ("limits.max_rank", rank, streamed_rank_limit(cfg) if w23_ring else lim.max_rank),
         ("limits.max_out_channels", out_channels, lim.max_out_channels),
-        ("region w1 (G1 core)", w1_depth(cfg, rank, in_channels, pack), reg["w1"].depth),
+        ("region w1 (G1 ring of streamed chunks)", w1_ring * w1_chunk_words(cfg, in_channels, pack),
+         reg["w1"].depth) if w1_ring
+        else ("region w1 (G1 core)", w1_depth(cfg, rank, in_channels, pack), reg["w1"].depth),
         ("region w2/w3 (G2/G3 rings of streamed chunks)", w23_ring * g.ns, reg["w2"].depth) if w23_ring
         else ("region w2/w3 (G2/G3 cores)", g.ng * g.ns, reg["w2"].depth),
         ("region w4 (G4 ring of streamed chunks)", w4_ring * rank, reg["w4"].depth) if w4_ring
@@ -210,9 +232,9 @@ EXACT_CANDIDATES = 8
 
 
 class CoresDoNotFit(UserError):
-    """A layer's TT cores exceed the configuration's weight regions: no tiling can run it,
-    it would need G1 streaming (G2, G3 and G4 stream when they do not fit; G1 streaming is not
-    built)."""
+    """A layer's TT cores exceed the configuration's weight regions: no tiling can run it
+    (G2, G3 and G4 stream when they do not fit, G1 only with the zero-skipping cluster 1; the
+    dense cluster 1 has no G1 streaming)."""
 
 
 def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_channels: int,
@@ -317,8 +339,11 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
     if not feasible:
         why = max(set(reasons), key=reasons.count) if reasons else "no candidate"
         cores = why.startswith("region w")
+        dense = cfg.arrangement.cluster1 != "zero_skip"
         hint = ("; its TT cores exceed the weight buffer: G2, G3 and G4 are streamed when they do "
-                "not fit, but this accelerator version has no G1 weight streaming" if cores else "")
+                "not fit, G1 only with the zero-skipping cluster 1 (arrangement.cluster1 = "
+                "\"zero_skip\"; the dense cluster 1 has no G1 streaming)" if cores and dense else
+                "; its TT cores exceed the weight buffer even when streamed" if cores else "")
         raise (CoresDoNotFit if cores else UserError)(
             f"layer T={t}, Cin={cin}, rank={rank}, Cout={out_channels}, {hh}x{ww} does not fit "
             f"configuration {cfg.name!r} in any tiling: {why}{hint}")
@@ -334,21 +359,41 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
             if key not in groups and (len(groups) < EXACT_CANDIDATES // 2
                                       or all(g[0] != cand[3] for g in groups)):
                 groups.append(key)
-        for cand in feasible:
-            if (cand[3], cand[5], cand[6], cand[7]) not in groups:
-                continue
-            cyc = sum(n * tile_timing(cfg, s, c1_lens(s))["cycles"] for s, n in cand[8].items())
+        timed = [c for c in feasible if (c[3], c[5], c[6], c[7]) in groups]
+        exact = {}
+        for i, cand in enumerate(timed):
+            exact[i] = cyc = sum(n * tile_timing(cfg, s, c1_lens(s))["cycles"] for s, n in cand[8].items())
             if best_cycles is None or cyc < best_cycles:
                 best, best_cycles = cand, cyc
+        # streamed cores: their chunk waits depend on the host, which the keeps-up model does
+        # not see; then the best timed candidate of each lane packing is ranked again by the
+        # host-rate model's bus cycles (the packing sets the chunk sizes and ring lengths)
+        if any(s.w1_ring or s.w23_ring or s.w4_ring for c in timed for s in c[8]):
+            per_pack: dict[int, int] = {}
+            for i, cand in enumerate(timed):
+                if cand[3] not in per_pack or exact[i] < exact[per_pack[cand[3]]]:
+                    per_pack[cand[3]] = i
+            best_cycles = None
+            for i in per_pack.values():
+                cyc = sum(n * _host_cycles(cfg, s, c1_lens(s)) for s, n in timed[i][8].items())
+                if best_cycles is None or cyc < best_cycles:
+                    best, best_cycles = timed[i], cyc
     _, _, _, pk_, od, th_, tw_, cout_tile, shapes_, w4r = best
-    w23r = next(iter(shapes_)).w23_ring
+    w23r, w1r = next(iter(shapes_)).w23_ring, next(iter(shapes_)).w1_ring
     tiles = []
     for o0, r0, c0, cout_, h_, w_, halo in _strip_tiles(out_channels, hh, ww, cout_tile, th_, tw_):
         first = r0 == 0 and c0 == 0                 # first tile of its output-channel group
         tiles.append(Tile(len(tiles), r0, c0, h_, w_, o0, cout_, cin, rank, t, pool, first, halo,
-                          pk_, od, w4r, w23r))
+                          pk_, od, w4r, w23r, w1r))
     return TilePlan(tuple(tiles), t, cin, out_channels, rank, hh, ww, pool, th_, tw_, cout_tile,
                     pk_, od)
+
+
+def _host_cycles(cfg: HardwareConfig, s, c1_lens) -> float:
+    """The host-rate model's bus cycles of one tile shape (its cores loaded, its streamed
+    chunks fed at the port's rate: ``gen.hosttiming.host_tile_timing``)."""
+    from .hosttiming import host_tile_timing, shape_traffic
+    return host_tile_timing(cfg, s, shape_traffic(cfg, s), c1_lens=c1_lens)["host_span"]
 
 
 def _strip_shapes(cfg: HardwareConfig, in_shape, rank: int, out_channels: int, cout_tile: int,
@@ -368,14 +413,17 @@ def _strip_shapes(cfg: HardwareConfig, in_shape, rank: int, out_channels: int, c
     ng, ns = ceil_div(rank, pk), ceil_div(3 * rank, cfg.lanes // pk)
     ring23 = w23_ring_chunks(cfg, ns)
     w23r = ring23 if (ng * ns > cfg.regions["w2"].depth or rank > cfg.limits.max_rank) and ring23 >= 1 else 0
+    # G1 (the zero-skipping cluster 1's transposed layout; the dense engine does not stream it)
+    ring1 = w1_ring_chunks(cfg, cin, pack) if cfg.arrangement.cluster1 == "zero_skip" else 0
+    w1r = ring1 if w1_depth(cfg, rank, cin, pack) > cfg.regions["w1"].depth and ring1 >= 1 else 0
     shapes: dict = {}
     for _, _, _, cout_, h_, w_, halo in _strip_tiles(out_channels, hh, ww, cout_tile, th, tw):
-        why = tile_fit(cfg, t, cin, rank, cout_, h_, w_, pool, halo, pack, mode, order, w4r, w23r)
+        why = tile_fit(cfg, t, cin, rank, cout_, h_, w_, pool, halo, pack, mode, order, w4r, w23r, w1r)
         if why:
             reasons.append(why)
             return None
         shape = TileShape(cin, rank, cout_, h_, w_, t, mode, sched, pool, residual, halo, pack,
-                          order, w4r, w23r)
+                          order, w4r, w23r, w1r)
         shapes[shape] = shapes.get(shape, 0) + 1
     return shapes
 
@@ -471,6 +519,8 @@ class TileProgram:
     #: streamed G2/G3's chunks (rings ``rings["w23"]``), in the clusters-2/3 engines' order
     w2_chunks: list[list[tuple[int, int]]] = field(default_factory=list)
     w3_chunks: list[list[tuple[int, int]]] = field(default_factory=list)
+    #: a streamed G1's chunks (ring ``rings["w1"]``), in the zero-skipping cluster 1's order
+    w1_chunks: list[list[tuple[int, int]]] = field(default_factory=list)
 
     @property
     def reads(self) -> list[int]:
@@ -514,6 +564,7 @@ async def run_tile(bus: HostBus, prog: TileProgram, max_polls: int = 10_000_000)
         return n, moved
 
     streams_w4, streams_w23 = bool(prog.w4_chunks), bool(prog.w2_chunks)
+    streams_w1 = bool(getattr(prog, "w1_chunks", ()))
     n_in, _ = await feed(prog.in_rows, 0, 0, rings["in"], reg["in_rows"])
     n_res, _ = await feed(prog.res_rows, 0, 0, rings["res"], reg["res_rows"])
     n_w4 = n_w2 = n_w3 = 0
@@ -522,6 +573,9 @@ async def run_tile(bus: HostBus, prog: TileProgram, max_polls: int = 10_000_000)
         n_w3, _ = await feed(prog.w3_chunks, 0, 0, rings["w23"], reg["w3_chunks"])
     if streams_w4:
         n_w4, _ = await feed(prog.w4_chunks, 0, 0, rings["w4"], reg["w4_chunks"])
+    n_w1 = 0
+    if streams_w1:
+        n_w1, _ = await feed(prog.w1_chunks, 0, 0, rings["w1"], reg["w1_chunks"])
     await bus.write(*prog.start)
     values: list[int] = []
     polls = 0
@@ -531,7 +585,10 @@ async def run_tile(bus: HostBus, prog: TileProgram, max_polls: int = 10_000_000)
             polled += [reg["w2_consumed"], reg["w3_consumed"]]
         if streams_w4:
             polled.append(reg["w4_consumed"])
+        if streams_w1:
+            polled.append(reg["w1_consumed"])
         status, in_c, res_c, out_r, *w_c = await bus.read(polled)
+        w1_c = w_c.pop() if streams_w1 else 0
         n_in, m1 = await feed(prog.in_rows, n_in, in_c, rings["in"], reg["in_rows"])
         n_res, m2 = await feed(prog.res_rows, n_res, res_c, rings["res"], reg["res_rows"])
         if streams_w23:
@@ -541,6 +598,9 @@ async def run_tile(bus: HostBus, prog: TileProgram, max_polls: int = 10_000_000)
         if streams_w4:
             n_w4, m4 = await feed(prog.w4_chunks, n_w4, w_c[-1], rings["w4"], reg["w4_chunks"])
             m2 = m2 or m4
+        if streams_w1:
+            n_w1, m7 = await feed(prog.w1_chunks, n_w1, w1_c, rings["w1"], reg["w1_chunks"])
+            m2 = m2 or m7
         m3 = False
         while n_out < min(out_r, len(prog.out_rows)):
             values += await bus.read(prog.out_rows[n_out])
@@ -745,6 +805,7 @@ class Driver:
             "zero_halo": tile.zero_halo_bits,
             "in_ring_rows": rings["in"], "res_ring_rows": rings["res"], "out_ring_rows": rings["out"],
             "pass": int(Pass.FORWARD), "w4_ring": tile.w4_ring, "w23_ring": tile.w23_ring,
+            "w1_ring": tile.w1_ring,
         }
 
     def weight_words(self, qlayer, tile: Tile) -> dict[str, list[int]]:
@@ -828,7 +889,7 @@ class Driver:
                             f"got {window.shape}")
         why = tile_fit(cfg, tile.timesteps, tile.in_channels, tile.rank, tile.out_channels,
                        tile.height, tile.width, tile.pool, tile.zero_halo, tile.pack, qlayer.mode,
-                       tile.order, tile.w4_ring, tile.w23_ring)
+                       tile.order, tile.w4_ring, tile.w23_ring, tile.w1_ring)
         if why:
             raise UserError(f"tile {tile.index} does not fit configuration {cfg.name!r}: {why}")
         ho, wo = tile.out_shape
@@ -845,9 +906,12 @@ class Driver:
             rings["w4"] = tile.w4_ring
         if tile.w23_ring:
             rings["w23"] = tile.w23_ring
+        if tile.w1_ring:
+            rings["w1"] = tile.w1_ring
         reg = {name: m.register(name).address for name in
                ("status", "in_rows", "res_rows", "out_taken", "in_consumed", "res_consumed", "out_rows",
-                "w4_chunks", "w4_consumed", "w2_chunks", "w2_consumed", "w3_chunks", "w3_consumed")}
+                "w4_chunks", "w4_consumed", "w2_chunks", "w2_consumed", "w3_chunks", "w3_consumed",
+                "w1_chunks", "w1_consumed")}
         setup: list[tuple[int, int]] = [(m.register("ctrl").address, 2)]  # clear counters
         for name, value in self.descriptor(qlayer, tile, rings).items():
             setup.append((m.register(name).address, value))
@@ -856,10 +920,14 @@ class Driver:
             setup.append((reg["w4_chunks"], 0))
         if tile.w23_ring:
             setup += [(reg["w2_chunks"], 0), (reg["w3_chunks"], 0)]
+        if tile.w1_ring:
+            setup.append((reg["w1_chunks"], 0))
         if load_weights is None:
             load_weights = tile.weights_change
-        words_in = 0
-        weights = self.weight_words(qlayer, tile) if load_weights or tile.w4_ring or tile.w23_ring else {}
+        streams = tile.w4_ring or tile.w23_ring or tile.w1_ring
+        weights = self.weight_words(qlayer, tile) if load_weights or streams else {}
+        w1_chunks = self._w1_chunks(tile, weights) if tile.w1_ring else []
+        words_in = sum(len(c) for c in w1_chunks)
         w4_chunks = []
         if tile.w4_ring:       # streamed G4: chunk (output row, group) into slot n % w4_ring
             r, w4 = tile.rank, weights.pop("w4")
@@ -937,4 +1005,16 @@ class Driver:
 
         return TileProgram(tile, setup, (m.register("ctrl").address, 1), in_rows, res_rows,
                            out_rows, counter_reads, rings, reg, words_in, words_out, decode, w4_chunks,
-                           w2_chunks, w3_chunks)
+                           w2_chunks, w3_chunks, w1_chunks)
+
+    def _w1_chunks(self, tile: Tile, weights: dict[str, list[int]]) -> list[list[tuple[int, int]]]:
+        """A streamed G1's chunks (removed from ``weights``): for every window row the tile
+        sends (``input_row_order``), each rank group's ``ceil(Cin/Px)`` words, chunk ``n`` into
+        ring slot ``n % w1_ring``, in the zero-skipping cluster 1's read order."""
+        w1 = weights.pop("w1")
+        nw = w1_chunk_words(self.config, tile.in_channels, tile.pack)
+        ng = ceil_div(tile.rank, 1 << tile.pack)
+        n_rows = len(input_row_order(tile.height, tile.timesteps, tile.zero_halo, tile.order))
+        groups = [kg for _ in range(n_rows) for kg in range(ng)]
+        return [self._region_words("w1", w1[kg * nw:(kg + 1) * nw], (n % tile.w1_ring) * nw)
+                for n, kg in enumerate(groups)]

@@ -66,7 +66,7 @@ class HostInterface(wiring.Component):
     #: regions the host may access while a tile runs: it fills the input rings (and the G4
     #: ring of a tile that streams G4) and drains the output ring; everything else only while
     #: idle
-    STREAM_WRITE = frozenset({"spike_in", "residual", "w4", "w2", "w3"})
+    STREAM_WRITE = frozenset({"spike_in", "residual", "w1", "w4", "w2", "w3"})
     STREAM_READ = frozenset({"membrane", "spikes"})
     #: regions the host reads (while idle, or streaming): the others are write-only
     READABLE = frozenset({"spike_in", "w1", "w2", "w3", "w4", "affine", "gbuf", "membrane", "spikes", "wgrad"})
@@ -243,7 +243,7 @@ class HostInterface(wiring.Component):
         attention = Signal()
         so = self.stream_out
         now = Cat(so.in_consumed, so.res_consumed, so.out_rows, so.w4_consumed, so.w2_consumed,
-                  so.w3_consumed, self.done)
+                  so.w3_consumed, so.w1_consumed, self.done)
         prev = Signal(len(now))
         m.d.sync += prev.eq(now)
         with m.If(now != prev):

@@ -46,6 +46,10 @@ STREAM_REGISTERS: tuple[tuple[str, int, str, str], ...] = (
     ("w2_consumed", 0x0C, "r", "G2 chunks cluster 2 has finished with (slot free)"),
     ("w3_chunks", 0x0D, "rw", "G3 chunks the host has written into the w3 ring"),
     ("w3_consumed", 0x0E, "r", "G3 chunks cluster 3 has finished with (slot free)"),
+    ("w1_chunks", 0x0F, "rw", "G1 chunks the host has written into the w1 ring (streamed G1: "
+                              "descriptor w1_ring > 0)"),
+    # (0x10-0x2E: the descriptor; its last address holds the last streaming register)
+    ("w1_consumed", 0x2F, "r", "G1 chunks cluster 1 has finished with (slot free)"),
 )
 DESCRIPTOR_BASE = 0x10
 #: The backward stage registers (``bw_<field>`` for every field of
@@ -61,6 +65,8 @@ STAGE_REGISTERS: tuple[tuple[str, str, int, str], ...] = tuple(
 #: :data:`gen.descriptor.DESCRIPTOR_LAYOUT` (the hardware holds the descriptor as that layout).
 DESCRIPTOR_FIELDS: tuple[tuple[str, int, str], ...] = tuple(
     (f.name, descriptor_bits(f.name), f.meaning) for f in DESCRIPTOR)
+if DESCRIPTOR_BASE + len(DESCRIPTOR_FIELDS) > 0x2F:  # pragma: no cover - a design-time check
+    raise AssertionError("the descriptor overlaps the streaming register w1_consumed (0x2F)")
 
 #: Counters: name -> exact meaning (docs/host_interface.md, section Counters, has the formulas).
 COUNTERS: tuple[tuple[str, str], ...] = (
@@ -84,6 +90,7 @@ COUNTERS: tuple[tuple[str, str], ...] = (
     ("c2_w_wait", "cycles clusters 2/3 (cluster 2, and cluster 3 in lock step) waited for the "
                   "host's next G2 (and G3) chunk (streamed G2/G3)"),
     ("c3_w_wait", "cycles STT's cluster-3 engine waited for the host's next G3 chunk"),
+    ("c1_w_wait", "cycles cluster 1 waited for the host's next G1 chunk (streamed G1)"),
     ("c1_slots", "cluster-1 accumulate slots: input channels x output values stepped"),
     ("c1_adds", "cluster-1 accumulates performed (slots whose spike is 1)"),
     ("c2_macs", "cluster-2 multiply-accumulates (active PEs x steps)"),

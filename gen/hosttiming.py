@@ -45,7 +45,7 @@ from typing import Sequence
 
 from .config import HardwareConfig
 from .cyclemodel import (E4_WRITE_LATENCY, PIPE_TAIL, TileShape, _engine_tables, _latest, _schedule,
-                         schedule_ready_rows, timing_counters)
+                         e1_rows, schedule_ready_rows, timing_counters)
 
 __all__ = ["HostTraffic", "ModelBus", "host_tile_timing", "traffic_of_program", "shape_traffic",
            "geometry_latency"]
@@ -78,6 +78,7 @@ class HostTraffic:
     w4_chunks: tuple[int, ...] = ()     # a streamed G4: the beats of each chunk
     w2_chunks: tuple[int, ...] = ()     # streamed G2/G3: the beats of each chunk
     w3_chunks: tuple[int, ...] = ()
+    w1_chunks: tuple[int, ...] = ()     # a streamed G1: the beats of each chunk
 
 
 def traffic_of_program(prog, hmap) -> HostTraffic:
@@ -88,7 +89,7 @@ def traffic_of_program(prog, hmap) -> HostTraffic:
                        tuple(len(r) for r in prog.res_rows), tuple(len(r) for r in prog.out_rows),
                        len(prog.counter_reads), tuple(sorted(prog.rings.items())),
                        tuple(len(c) for c in prog.w4_chunks), tuple(len(c) for c in prog.w2_chunks),
-                       tuple(len(c) for c in prog.w3_chunks))
+                       tuple(len(c) for c in prog.w3_chunks), tuple(len(c) for c in prog.w1_chunks))
 
 
 @lru_cache(maxsize=1)
@@ -107,13 +108,16 @@ def shape_traffic(cfg: HardwareConfig, s: TileShape, load_weights: bool = True,
     from .driver import input_pixel_order, input_row_order
     from .geometry import TileGeometry
     from .hostmap import DESCRIPTOR_FIELDS
+    from .zero_skip import w1_depth
     drv = _driver(cfg)
     sub = {r.name: r.subwords for r in drv.map.regions}
     g = TileGeometry.of_shape(cfg, s)
     n_desc = len(DESCRIPTOR_FIELDS)
     resident_w4 = 0 if s.w4_ring else g.go * s.rank * sub["w4"]
     resident_w23 = 0 if s.w23_ring else g.ng * g.ns * (sub["w2"] + sub["w3"])
-    weights = (s.rank * g.ncc * sub["w1"] + resident_w23
+    w1_words = w1_depth(cfg, s.rank, s.in_channels, s.pack)
+    resident_w1 = 0 if s.w1_ring else w1_words * sub["w1"]
+    weights = (resident_w1 + resident_w23
                + resident_w4 + g.go * sub["affine"]) if load_weights else 0
     row_in = len(input_pixel_order(s.width, s.zero_halo)) * g.cw * sub["spike_in"]
     n_in = len(input_row_order(s.height, s.timesteps, s.zero_halo, s.order))
@@ -124,13 +128,17 @@ def shape_traffic(cfg: HardwareConfig, s: TileShape, load_weights: bool = True,
     n_chunks23 = s.height * sum(1 for t in range(s.timesteps) if s.full(t)) * g.ng if s.w23_ring else 0
     if s.w23_ring:
         rings["w23"] = s.w23_ring
-    return HostTraffic(1 + n_desc + 3 + bool(s.w4_ring) + 2 * bool(s.w23_ring) + weights, n_desc,
+    if s.w1_ring:        # one chunk of ceil(Cin/Px) words per rank group and window row sent
+        rings["w1"] = s.w1_ring
+    w1_chunks = (w1_words // g.ng * sub["w1"],) * (n_in * g.ng) if s.w1_ring else ()
+    return HostTraffic(1 + n_desc + 3 + bool(s.w4_ring) + 2 * bool(s.w23_ring) + bool(s.w1_ring) + weights,
+                       n_desc,
                        (row_in,) * n_in,
                        (g.out_row_words * sub["residual"],) * n_out if s.residual else (),
                        (g.out_row_words * (sub["membrane"] + sub["spikes"]),) * n_out,
                        2 * len(drv.map.counters) if read_counters else 0, tuple(sorted(rings.items())),
                        (s.rank * sub["w4"],) * (n_out * g.go) if s.w4_ring else (),
-                       (g.ns * sub["w2"],) * n_chunks23, (g.ns * sub["w3"],) * n_chunks23)
+                       (g.ns * sub["w2"],) * n_chunks23, (g.ns * sub["w3"],) * n_chunks23, w1_chunks)
 
 
 _DRIVERS: dict[int, object] = {}
@@ -147,7 +155,8 @@ def _driver(cfg):
 class _Registers:
     """Names of the streaming registers as :func:`gen.driver.run_tile` addresses them."""
     NAMES = ("ctrl", "status", "in_rows", "res_rows", "out_taken", "in_consumed", "res_consumed", "out_rows",
-             "w4_chunks", "w4_consumed", "w2_chunks", "w2_consumed", "w3_chunks", "w3_consumed")
+             "w4_chunks", "w4_consumed", "w2_chunks", "w2_consumed", "w3_chunks", "w3_consumed",
+             "w1_chunks", "w1_consumed")
 
     def __init__(self):
         self.addr = {n: -10 - i for i, n in enumerate(self.NAMES)}
@@ -171,7 +180,7 @@ class ModelBus:
         self.latency = geometry_latency()
         # bus cycle each count is seen
         self.visible = {"in_rows": [], "res_rows": [], "out_taken": [], "w4_chunks": [], "w2_chunks": [],
-                        "w3_chunks": []}
+                        "w3_chunks": [], "w1_chunks": []}
         self.last_status = None
         self.tables = tables = _engine_tables(cfg, s, c1_lens)
         # the zero-skipping engine counts a row consumed at its last step, one cycle after its
@@ -190,23 +199,34 @@ class ModelBus:
     def _host_dependencies(self) -> None:
         s = self.s
         top, bottom = s.zero_halo[0], s.zero_halo[1]
+        c1 = self.c1
         idx, n = [], 0
-        for w, _ in self.c1.rows:
+        for w, _ in e1_rows(s.height, s.timesteps, s.order):
             zero = (w == 0 and top) or (w == s.height + 1 and bottom)
             idx.append(None if zero else n)
             n += 0 if zero else 1
         self.in_index = idx
         base1, base4 = self.c1.ready, self.c4.ready
-        self.base1, self.base4, self.host4 = {}, {}, {}
+        self.base1, self.host1, self.base4, self.host4 = {}, {}, {}, {}
         nseg = self.c4.segments
         streamed = bool(s.w4_ring)
 
-        def ready1(i):
-            t0 = base1(i)
+        def ready1(u):
+            """Entry ``u`` of cluster 1 (window row ``i``, or a rank group of it with a
+            streamed G1): its row's input row (at the row's first entry), then a streamed G1's
+            chunk; the cycles in between count as ``c1_in_wait``, then as ``c1_w_wait``."""
+            t0 = base1(u)
             if t0 is None:
                 return None
-            self.base1[i] = t0
-            return t0 if idx[i] is None else _latest(t0, self._seen("in_rows", idx[i]))
+            self.base1[u] = t0
+            i = c1.seg_row[u]
+            first = u == c1.row_first[i]
+            host = t0 if idx[i] is None or not first else _latest(t0, self._seen("in_rows", idx[i]))
+            if host is None:
+                return None
+            self.host1[u] = host
+            m = c1.chunk_of[u] if c1.chunk_of is not None else None
+            return host if m is None else _latest(host, self._seen("w1_chunks", m))
 
         def ready4(u):
             """Segment ``u`` (output row ``u // nseg``): the row's host dependencies (a free
@@ -265,7 +285,10 @@ class ModelBus:
         c1, c4 = self.c1, self.c4
         n1 = len(c1.starts)
         lag = self.c1_step_lag
-        inc = [c1.last(i) + 1 + lag for i in range(n1) if self.in_index[i] is not None]
+        inc = [c1.last(c1.row_last[i]) + 1 + lag for i in range(len(self.in_index))
+               if self.in_index[i] is not None and c1.row_last[i] < n1]
+        w1c = ([c1.last(u) + 1 + lag for u in range(n1) if c1.chunk_of[u] is not None]
+               if self.s.w1_ring else [])
         nseg = c4.segments
         ends = range(nseg - 1, len(c4.starts), nseg)          # each row's last segment
         res = [c4.last(u) + 1 for u in ends] if self.s.residual else []
@@ -277,7 +300,7 @@ class ModelBus:
             w2c = [c23.last(u) + 1 for u in range(len(c23.starts)) if c23.chunk_of[u] is not None]
             c3 = self.tables.get("stt_cluster3")
             w3c = w2c if c3 is None else [c3.last(u) + 1 for u in range(len(c3.starts))]
-        return inc, res, out, w4c, w2c, w3c
+        return inc, res, out, w4c, w2c, w3c, w1c
 
     def _done_cycle(self) -> int | None:
         """Engine cycle from which ``done`` is seen high (None: not known yet)."""
@@ -288,19 +311,20 @@ class ModelBus:
 
     def _value(self, name: str, bus_cycle: int) -> int:
         t = bus_cycle - self.origin
-        inc, res, out, w4c, w2c, w3c = self._progress_times()
+        inc, res, out, w4c, w2c, w3c, w1c = self._progress_times()
         if name == "status":
             done = self._done_cycle()
             return (1 if t >= 0 else 0) | (2 if done is not None and t >= done else 0)
         if name in self.visible:
             return self._count(self.visible[name], bus_cycle)
         return self._count({"in_consumed": inc, "res_consumed": res, "out_rows": out,
-                            "w4_consumed": w4c, "w2_consumed": w2c, "w3_consumed": w3c}[name], t)
+                            "w4_consumed": w4c, "w2_consumed": w2c, "w3_consumed": w3c,
+                            "w1_consumed": w1c}[name], t)
 
     def _changes(self) -> list[int]:
         """Engine cycles at which the ``event`` line sees a change (sorted)."""
-        inc, res, out, w4c, w2c, w3c = self._progress_times()
-        ch = set(inc) | set(res) | set(out) | set(w4c) | set(w2c) | set(w3c)
+        inc, res, out, w4c, w2c, w3c, w1c = self._progress_times()
+        ch = set(inc) | set(res) | set(out) | set(w4c) | set(w2c) | set(w3c) | set(w1c)
         done = self._done_cycle()
         if done is not None:
             ch.add(done)
@@ -365,6 +389,7 @@ class _Program:
         self.w4_chunks = [[(_REGION, 0)] * n for n in tr.w4_chunks]
         self.w2_chunks = [[(_REGION, 0)] * n for n in tr.w2_chunks]
         self.w3_chunks = [[(_REGION, 0)] * n for n in tr.w3_chunks]
+        self.w1_chunks = [[(_REGION, 0)] * n for n in tr.w1_chunks]
         self.res_rows = [[(_REGION, 0)] * n for n in tr.res_rows]
         self.out_rows = [[_REGION] * n for n in tr.out_rows]
         self.counter_reads = [_REGION] * tr.counter_reads
@@ -412,10 +437,11 @@ def _timing_counters(s: TileShape, tables, bus: ModelBus) -> dict[str, int]:
     the host's waits split off: ``c1_in_wait`` from ``c1_stall``, ``lif_stall`` and
     ``c4_w_wait`` from ``c4_stall``) and the host's bus cycles."""
     c1, c4 = tables["cluster1"], tables["cluster4"]
-    in_wait = sum(c1.starts[i] - bus.base1[i] for i in range(len(c1.rows)))
+    in_wait = sum(bus.host1[u] - bus.base1[u] for u in range(len(c1.rows)))
+    w1_wait = sum(c1.starts[u] - bus.host1[u] for u in range(len(c1.rows)))
     lif = sum(bus.host4[u] - bus.base4[u] for u in range(len(c4.rows)))
     w4_wait = sum(c4.starts[u] - bus.host4[u] for u in range(len(c4.rows)))
-    out = timing_counters(s, tables, in_wait, lif, w4_wait, bus.base23 or None, bus.base3 or None)
+    out = timing_counters(s, tables, in_wait, lif, w4_wait, bus.base23 or None, bus.base3 or None, w1_wait)
     out["c1_stall"] += bus.c1_step_lag        # the zero-skipping engine's first-word fetch
     out["host_span"] = bus.now
     out["host_setup"] = bus.origin

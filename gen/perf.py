@@ -36,12 +36,12 @@ Where the cycles above the bound go, per layer (columns of the table; they add u
   pipeline   cycles B does not issue: the pipeline fill and drain, waits for other engines.
 With the zero-skipping cluster 1 as ``B``, its work is its accumulates (``c1_adds``), and its
 padding includes the steps of all-zero spike words and the lanes a step leaves idle.
-Layers whose G2, G3 or G4 exceed their regions run with those cores streamed through rings
-(``fits = S4``, ``S23``, ``S234``: the streamed cores; their chunk waits are the ``w_wait``
-column, ``c2_w_wait + c3_w_wait + c4_w_wait`` with the host). Layers whose G1 exceeds its
-region (``fits = NO``: G1 streaming is not built) are timed on the same datapath with a
-weight buffer large enough, to show what weight streaming would have to achieve; they are
-left out of the totals.
+Layers whose cores exceed their regions run with those cores streamed through rings
+(``fits = S4``, ``S234``, ``S1234``: the streamed cores; their chunk waits are the ``w_wait``
+column, ``c1_w_wait + c2_w_wait + c3_w_wait + c4_w_wait`` with the host). G1 streams only
+with the zero-skipping cluster 1: on the dense one, layers whose G1 exceeds its region
+(``fits = NO``) are timed on the same datapath with a weight buffer large enough, to show
+what weight streaming would have to achieve; they are left out of the totals.
 """
 
 from __future__ import annotations
@@ -125,12 +125,12 @@ def layer_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
                                               spike_density=density if skipping else None)
     totals: dict[str, int] = {}
     host = dict.fromkeys(("cycles", "c1_in_wait", "lif_stall", "c4_w_wait", "c2_w_wait", "c3_w_wait",
-                          "host_span"), 0)
+                          "c1_w_wait", "host_span"), 0)
     cache: dict[TileShape, dict[str, int]] = {}
     host_cache: dict[tuple[TileShape, bool], dict[str, int]] = {}
     for t in plan:
         shape = TileShape(cin, rank, t.out_channels, t.height, t.width, timesteps, mode, sched, pool,
-                          residual, t.zero_halo, t.pack, t.order, t.w4_ring, t.w23_ring)
+                          residual, t.zero_halo, t.pack, t.order, t.w4_ring, t.w23_ring, t.w1_ring)
         # the zero-skipping cluster 1's rows: expected lengths at ``density`` (floats)
         lens = expected_row_lens(tcfg, shape, density) if skipping else None
         if shape not in cache:
@@ -172,8 +172,10 @@ def layer_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
         "host_ratio": host["host_span"] / ideal["bound"],
         "host_stall": host["cycles"] - cycles, "host_outside": host["host_span"] - host["cycles"],
         "host_c1_in_wait": host["c1_in_wait"], "host_lif_stall": host["lif_stall"],
-        "host_c4_w_wait": host["c4_w_wait"], "host_w_wait": host["c4_w_wait"] + host["c2_w_wait"] + host["c3_w_wait"],
-        "streamed": ("w2", "w3") * any(t.w23_ring for t in plan) + ("w4",) * any(t.w4_ring for t in plan),
+        "host_c4_w_wait": host["c4_w_wait"],
+        "host_w_wait": host["c4_w_wait"] + host["c2_w_wait"] + host["c3_w_wait"] + host["c1_w_wait"],
+        "streamed": (("w1",) * any(t.w1_ring for t in plan) + ("w2", "w3") * any(t.w23_ring for t in plan)
+                     + ("w4",) * any(t.w4_ring for t in plan)),
         "utilisation": {k.replace("_ops", ""): v / (p * cycles) for k, v in ideal.items() if k.endswith("_ops")},
         **streaming_need(cfg, rank, cin, cout, h, sched, mode, totals),
         **{k: v for k, v in totals.items() if k != "cycles"},
@@ -307,7 +309,7 @@ def plot_report(rows: Sequence[Mapping[str, Any]], path: str | Path) -> None:
 def _fits_text(row: Mapping[str, Any]) -> str:
     """The ``fits`` column: ``yes`` (every core resident), ``S`` and the streamed cores'
     numbers (it fits with those cores streamed through their rings: ``S4`` G4, ``S234``
-    G2, G3 and G4; ``w23_ring``, ``w4_ring``), ``NO`` (timed on a copy with a weight buffer
+    G2, G3 and G4, ``S1234`` all four; ``w1_ring``, ``w23_ring``, ``w4_ring``), ``NO`` (timed on a copy with a weight buffer
     large enough)."""
     if not row["fits_weight_buffer"]:
         return "NO"

@@ -127,7 +127,8 @@ class Accelerator(wiring.Component):
                      so.in_consumed.eq(e1.in_consumed), so.res_consumed.eq(e4.res_consumed),
                      so.out_rows.eq(e4.out_rows), so.w4_consumed.eq(e4.w4_consumed),
                      e23.w2_chunks.eq(si.w2_chunks), e23.w3_chunks.eq(si.w3_chunks),
-                     so.w2_consumed.eq(e23.w2_consumed), so.w3_consumed.eq(e23.w3_consumed)]
+                     so.w2_consumed.eq(e23.w2_consumed), so.w3_consumed.eq(e23.w3_consumed),
+                     e1.w1_chunks.eq(si.w1_chunks), so.w1_consumed.eq(e1.w1_consumed)]
 
     def _memories(self, m, host, busy, e1, e23, e4, bw):
         """The buffer memories and every datapath port of them: read ports the host shares

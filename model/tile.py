@@ -66,7 +66,7 @@ def tile_shape(tile, mode: str, schedule: Sequence[bool] | None = None,
     """The cycle model's :class:`~gen.cyclemodel.TileShape` of ``tile`` (a
     :class:`gen.driver.Tile`, a ``TileShape`` or any object with the fields ``height, width,
     in_channels, rank, out_channels, timesteps, pool`` and optionally ``zero_halo, pack,
-    order, w4_ring``; missing ones default to no zero halo, ``pack = 0``, ``order = 0``, a
+    order, w4_ring, w23_ring, w1_ring``; missing ones default to no zero halo, ``pack = 0``, ``order = 0``, a
     resident G4)."""
     if isinstance(tile, TileShape):
         if tile.mode != mode:
@@ -88,7 +88,8 @@ def tile_shape(tile, mode: str, schedule: Sequence[bool] | None = None,
     return TileShape(vals["in_channels"], vals["rank"], vals["out_channels"], vals["height"],
                      vals["width"], t, mode, _schedule(mode, schedule, t), pool, bool(residual), zh,
                      int(getattr(tile, "pack", 0)), int(getattr(tile, "order", 0)),
-                     int(getattr(tile, "w4_ring", 0)), int(getattr(tile, "w23_ring", 0)))
+                     int(getattr(tile, "w4_ring", 0)), int(getattr(tile, "w23_ring", 0)),
+                     int(getattr(tile, "w1_ring", 0)))
 
 
 def computed_pixels(s: TileShape) -> tuple[int, int]:
@@ -127,8 +128,8 @@ def host_regions(cfg: HardwareConfig, s: TileShape, load_weights: bool = True
     timestep, ``N1``-pixel rows of ``CW`` words), the residual rows (``T*Ho`` rows of
     ``Wo*GO`` words) and the output rows it reads (membranes and spikes, ``T*Ho`` rows each).
     A streamed G4 (``s.w4_ring``) moves ``GO*r`` words per output row, streamed G2/G3
-    (``s.w23_ring``) ``ng*NS`` words each per MAC row, whether or not the tile loads its other
-    cores."""
+    (``s.w23_ring``) ``ng*NS`` words each per MAC row, a streamed G1 (``s.w1_ring``) its whole
+    transposed core per window row sent, whether or not the tile loads its other cores."""
     g = TileGeometry.of_shape(cfg, s)
     sub = _subwords(cfg)
     out: dict[str, tuple[int, int]] = {}
@@ -145,6 +146,8 @@ def host_regions(cfg: HardwareConfig, s: TileShape, load_weights: bool = True
         out["w2"] = (mac_rows * g.ng * g.ns, sub["w2"])
         out["w3"] = (mac_rows * g.ng * g.ns, sub["w3"])
     rows_in = len(input_row_order(s.height, s.timesteps, s.zero_halo, s.order))
+    if s.w1_ring:        # streamed G1: each window row's ng chunks of ceil(Cin/Px) words
+        out["w1"] = (rows_in * w1_depth(cfg, s.rank, s.in_channels, s.pack), sub["w1"])
     out["spike_in"] = (rows_in * g.in_row_words, sub["spike_in"])
     rows_out = s.timesteps * g.ho
     if s.residual:

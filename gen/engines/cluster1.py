@@ -26,6 +26,7 @@ def cluster1_members(config: HardwareConfig) -> dict:
         "desc": In(DESCRIPTOR_LAYOUT),
         "geo": In(geometry_layout(config)),
         "in_rows": In(STREAM_BITS),
+        "w1_chunks": In(STREAM_BITS),
         "released": In(RB),
         "released_e1_order": In(RB),
         "spike_in": Out(read_port(config.spike_word_bits)),
@@ -35,8 +36,9 @@ def cluster1_members(config: HardwareConfig) -> dict:
         "busy": Out(1),
         "rows_done": Out(RB),
         "in_consumed": Out(STREAM_BITS),
+        "w1_consumed": Out(STREAM_BITS),
         "counts": Out(counts_layout({
-            "c1_busy": 1, "c1_stall": 1, "c1_in_wait": 1, "spike_in_reads": 1, "w1_reads": 1,
+            "c1_busy": 1, "c1_stall": 1, "c1_in_wait": 1, "c1_w_wait": 1, "spike_in_reads": 1, "w1_reads": 1,
             "c1_slots": cnt_lanes, "c1_adds": cnt_lanes, "line1_writes": 1})),
     }
 
@@ -60,13 +62,16 @@ class ClusterOneEngine(wiring.Component):
     * ``desc``, ``geo`` (in): :data:`gen.descriptor.DESCRIPTOR_LAYOUT`,
       :func:`gen.tilegeo.geometry_layout`.
     * ``in_rows`` (in): input rows the host has written into the ``spike_in`` ring.
+    * ``w1_chunks`` (in): G1 chunks the host has written into the ``w1`` ring (streamed G1,
+      the zero-skipping engine only; this engine has no G1 streaming and ignores it).
     * ``released`` (in): rows cluster 2 has released (row outer, its ``q*T + t`` order);
       ``released_e1_order`` (in): line1 rows released in this engine's order (timestep outer).
     * ``spike_in``, ``w1`` (read ports: data one cycle after ``en``), ``line1`` (write port,
       one enable per lane).
     * ``run`` (out): rows left to issue; ``busy`` (out): ``run`` or a step in the pipeline.
     * ``rows_done`` (out): window rows written to ``line1`` (this engine's order);
-      ``in_consumed`` (out): input rows finished with (their ring slots are free).
+      ``in_consumed`` (out): input rows finished with (their ring slots are free);
+      ``w1_consumed`` (out): G1 chunks finished with (0 here and whenever G1 is resident).
     * ``counts`` (out): this cycle's increments of the counters named by its fields.
 
     Timing: issue (memory addresses) -> stage a (spike word and weights arrive, PE

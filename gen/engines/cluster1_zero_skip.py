@@ -37,9 +37,18 @@ class ClusterOneZeroSkipEngine(wiring.Component):
     by ``shift1`` and written into their lanes of one ``line1`` word. Window rows outside the
     layer take one step and write nothing; zero halo columns are skipped.
 
+    Streamed G1 (``desc.w1_ring = n > 0``): within a window row the rank group is the outer
+    level (rank group, pixel, spike word), every group reading the row's spike words from
+    ``spike_in`` again, so that a group's ``ceil(Cin/Px)`` G1 words serve every pixel of the
+    row before the next group's are needed. Region ``w1`` is then a ring of ``n`` such
+    chunks, one per (window row inside the layer, rank group) in this order: a group waits at
+    its first issue for its chunk (``w1_chunks``, after the row's own conditions; else
+    ``c1_w_wait``) and frees its slot at its last step (``w1_consumed``). Resident G1
+    (``w1_ring = 0``): pixel outer, chunk ``kg`` at word ``kg * ceil(Cin/Px)``.
+
     Ports: as :class:`gen.engines.cluster1.ClusterOneEngine`'s (``start``, ``desc``, ``geo``,
-    ``in_rows``, ``released``, ``released_e1_order``, ``spike_in``, ``w1``, ``line1``, ``run``,
-    ``busy``, ``rows_done``, ``in_consumed``, ``counts``).
+    ``in_rows``, ``w1_chunks``, ``released``, ``released_e1_order``, ``spike_in``, ``w1``,
+    ``line1``, ``run``, ``busy``, ``rows_done``, ``in_consumed``, ``w1_consumed``, ``counts``).
 
     Timing: issue (spike word address) -> expander (one step per cycle: priority encoder, G1
     word address) -> stage a (weights arrive, accumulate) -> stage b (re-quantise, ``line1``
@@ -47,9 +56,10 @@ class ClusterOneZeroSkipEngine(wiring.Component):
     so the steps of a row follow each other without gaps; a row's checks (``in_rows``,
     ``released``) happen at its first issue, one cycle before its first step. Counters:
     ``c1_busy`` counts steps; a cycle without a step while rows are left counts as
-    ``c1_in_wait`` when the issue of the cycle before waited for the host, as ``c1_stall``
-    otherwise (including the tile's first cycle, which fetches the first word).
-    ``in_consumed`` counts at a row's last step.
+    ``c1_in_wait`` when the issue of the cycle before waited for the host's input row, as
+    ``c1_w_wait`` when it waited for a G1 chunk, as ``c1_stall`` otherwise (including the
+    tile's first cycle, which fetches the first word). ``in_consumed`` counts at a row's last
+    step.
     """
 
     def __init__(self, config: HardwareConfig):
@@ -80,13 +90,21 @@ class ClusterOneZeroSkipEngine(wiring.Component):
         w_aligned = (W & (Px - 1)) == 0
         run1 = self.run
         o1, i1, sb1 = Signal(RB), Signal(RB), Signal(2)
-        px1, kg1, wd1 = Signal(RB), Signal(RB), Signal(RB)
+        # the two loop levels inside a window row: resident G1 pixel outer, rank group inner;
+        # streamed G1 (desc.w1_ring > 0) rank group outer, so that a group's G1 chunk serves
+        # every pixel of the row before the next group's is needed
+        stream = d.w1_ring != 0
+        ua1, ub1, wd1 = Signal(RB), Signal(RB), Signal(RB)
+        px1, kg1 = Signal(RB), Signal(RB)
+        m.d.comb += [px1.eq(Mux(stream, ub1, ua1)), kg1.eq(Mux(stream, ua1, ub1))]
         qm3_1 = Signal(2)
         pix1, in_base, in_slot, in_next = Signal(RB), Signal(RB), Signal(RB), Signal(STREAM_BITS)
         ring1, n1, ring1_base, trw1, need1, eoff1 = (Signal(8), Signal(RB), Signal(RB), Signal(RB),
                                                      Signal(RB), Signal(RB))
-        kgbase, kgoff = Signal(RB), Signal(RB)       # kg * ceil(Cin / Px), kg * Pk
+        # resident: kg * ceil(Cin / Px); streamed: the G1 ring slot's first word; and kg * Pk
+        kgbase, kgoff = Signal(RB), Signal(RB)
         nw = (d.in_channels + Px - 1) >> (lp - pack)[:4]
+        w1seq, w1slot = Signal(STREAM_BITS), Signal(16)     # streamed G1: chunk index, ring slot
         wr1, t1 = Signal(RB), Signal(8)
         m.d.comb += [wr1.eq(Mux(order, i1, Mux(o1 == 0, sb1, o1 + 2))), t1.eq(Mux(order, o1, i1))]
         zero_row1 = Signal()
@@ -106,22 +124,35 @@ class ClusterOneZeroSkipEngine(wiring.Component):
         in_ok1 = zero_row1 | (self.in_rows > in_next)
         slot_ok1 = Mux(order, (n1 < g.t3) | (self.released_e1_order >= n1 - g.t3 + 1),
                        (wr1 < 3) | (self.released >= need1))
+        w_ok1 = ~stream | zero_row1 | (self.w1_chunks > w1seq)
         free = Signal()                               # the expander takes a word next cycle
         issue1 = Signal()
-        m.d.comb += issue1.eq(run1 & in_ok1 & slot_ok1 & free)
+        m.d.comb += issue1.eq(run1 & in_ok1 & slot_ok1 & w_ok1 & free)
+        npx1 = W + halos1
         e1 = loops(m, [(o1, Mux(order, T, H)), (i1, Mux(order, H + 2, T)),
-                       (sb1, Mux(order | (o1 != 0), 1, 3)), (px1, Mux(zero_row1, 1, W + halos1)),
-                       (kg1, Mux(zero_row1, 1, ng)), (wd1, Mux(zero_row1, 1, g.cw))], issue1)
-        unit_end1, px_end1, row_end1, all_end1 = e1[5], e1[4], e1[3], e1[0]
+                       (sb1, Mux(order | (o1 != 0), 1, 3)),
+                       (ua1, Mux(zero_row1, 1, Mux(stream, ng, npx1))),
+                       (ub1, Mux(zero_row1, 1, Mux(stream, npx1, ng))), (wd1, Mux(zero_row1, 1, g.cw))], issue1)
+        unit_end1, ub_end1, row_end1, all_end1 = e1[5], e1[4], e1[3], e1[0]
+        # a pixel's last unit (resident: its last rank group; streamed: every unit) and the
+        # last pixel of a pass over the row (resident: the row's; streamed: the group's)
+        px_step1 = Mux(stream, unit_end1, ub_end1)
+        px_wrap1 = Mux(stream, ub_end1, row_end1)
         base1 = Signal(RB)
         m.d.comb += base1.eq(Mux(order, ring1_base, times3(Mux(o1 == 0, sb1, qm3_1), g.tr1) + trw1))
         with m.If(issue1):
-            with m.If(unit_end1):
-                m.d.sync += [kgbase.eq(Mux(px_end1, 0, kgbase + nw)), kgoff.eq(Mux(px_end1, 0, kgoff + g.pk))]
-            with m.If(px_end1):
-                m.d.sync += pix1.eq(Mux(row_end1, 0, pix1 + g.cw))
+            with m.If(stream):
+                with m.If(ub_end1 & ~zero_row1):      # the group's chunk done: the next ring slot
+                    last_slot = w1slot == d.w1_ring - 1
+                    m.d.sync += [kgoff.eq(Mux(row_end1, 0, kgoff + g.pk)), w1seq.eq(w1seq + 1),
+                                 w1slot.eq(Mux(last_slot, 0, w1slot + 1)),
+                                 kgbase.eq(Mux(last_slot, 0, kgbase + nw))]
+            with m.Elif(unit_end1):
+                m.d.sync += [kgbase.eq(Mux(ub_end1, 0, kgbase + nw)), kgoff.eq(Mux(ub_end1, 0, kgoff + g.pk))]
+            with m.If(px_step1):
+                m.d.sync += pix1.eq(Mux(px_wrap1, 0, pix1 + g.cw))
                 nxt_col = nxt_pi1 - 2
-                m.d.sync += eoff1.eq(Mux(row_end1, g.first_eoff1, Mux(nxt_pi1 == 1, g.ew_ng, Mux(
+                m.d.sync += eoff1.eq(Mux(px_wrap1, g.first_eoff1, Mux(nxt_pi1 == 1, g.ew_ng, Mux(
                     nxt_pi1 == 2, ng, eoff1 + Mux((nxt_col & (Px - 1)) == 0, ng, 0)))))
             with m.If(row_end1):
                 m.d.sync += [n1.eq(n1 + 1), ring1.eq(Mux(ring1 == g.t3 - 1, 0, ring1 + 1)),
@@ -138,21 +169,24 @@ class ClusterOneZeroSkipEngine(wiring.Component):
             with m.If(all_end1):
                 m.d.sync += run1.eq(0)
         spike_rd = self.spike_in
-        m.d.comb += [spike_rd.en.eq(issue1 & ~zero_row1 & (kg1 == 0)),
+        from_ring = stream | (kg1 == 0)               # streamed: every group re-reads the ring
+        m.d.comb += [spike_rd.en.eq(issue1 & ~zero_row1 & from_ring),
                      spike_rd.addr.eq(in_base + pix1 + wd1),
                      self.counts.spike_in_reads.eq(spike_rd.en)]
         # the reason a cycle without a step waits: the previous cycle's failed issue
-        slot_wait, in_wait = Signal(), Signal()
-        m.d.sync += [slot_wait.eq(run1 & ~slot_ok1), in_wait.eq(run1 & slot_ok1 & ~in_ok1)]
+        slot_wait, in_wait, w_wait = Signal(), Signal(), Signal()
+        m.d.sync += [slot_wait.eq(run1 & ~slot_ok1), in_wait.eq(run1 & slot_ok1 & ~in_ok1),
+                     w_wait.eq(run1 & slot_ok1 & in_ok1 & ~w_ok1)]
         with m.If(self.start):
-            m.d.sync += [run1.eq(1), o1.eq(0), i1.eq(0), sb1.eq(0), px1.eq(0), kg1.eq(0), wd1.eq(0),
+            m.d.sync += [run1.eq(1), o1.eq(0), i1.eq(0), sb1.eq(0), ua1.eq(0), ub1.eq(0), wd1.eq(0),
+                         w1seq.eq(0), w1slot.eq(0), w_wait.eq(0),
                          qm3_1.eq(0), pix1.eq(0), in_base.eq(0), in_slot.eq(0), in_next.eq(0),
                          ring1.eq(0), n1.eq(0), ring1_base.eq(0), trw1.eq(0), need1.eq(1),
                          eoff1.eq(g.first_eoff1), kgbase.eq(0), kgoff.eq(0), slot_wait.eq(0), in_wait.eq(0)]
-        return dict(issue=issue1, free=free, zero=zero_row1, k0=kg1 == 0, wd=wd1, first=wd1 == 0,
-                    last=unit_end1, rowend=row_end1, kgbase=kgbase, kgoff=kgoff,
+        return dict(issue=issue1, free=free, zero=zero_row1, k0=from_ring, wd=wd1, first=wd1 == 0,
+                    last=unit_end1, rowend=row_end1, chunkend=ub_end1 & stream, kgbase=kgbase, kgoff=kgoff,
                     e=eoff1, sl=xe1 & (Px - 1), base=base1, zlane=zlane1,
-                    slot_wait=slot_wait, in_wait=in_wait)
+                    slot_wait=slot_wait, in_wait=in_wait, w_wait=w_wait)
 
     def _expander(self, m, iss):
         """The expander: one step per 1-spike of the issued word (an all-zero word: one step),
@@ -163,7 +197,7 @@ class ClusterOneZeroSkipEngine(wiring.Component):
         CWMAX = -(-cfg.limits.max_in_channels // SW)
         d, g, cnt = self.desc, self.geo, self.counts
         R = d.rank
-        names = ("zero", "k0", "first", "last", "rowend", "zlane")
+        names = ("zero", "k0", "first", "last", "rowend", "chunkend", "zlane")
         xv, xnew = Signal(), Signal()
         x = {n: Signal(name=f"x_{n}") for n in names}
         wide = {"wd": RB, "kgbase": RB, "kgoff": RB, "e": RB, "sl": lp + 1, "base": RB}
@@ -206,12 +240,16 @@ class ClusterOneZeroSkipEngine(wiring.Component):
                      cnt.c1_slots.eq(Mux(xv & ~x["zero"], lanes, 0)),
                      cnt.c1_adds.eq(Mux(xv & has, lanes, 0)),
                      cnt.c1_in_wait.eq(run_or_step & ~xv & iss["in_wait"]),
-                     cnt.c1_stall.eq(run_or_step & ~xv & ~iss["in_wait"])]
+                     cnt.c1_w_wait.eq(run_or_step & ~xv & iss["w_wait"]),
+                     cnt.c1_stall.eq(run_or_step & ~xv & ~iss["in_wait"] & ~iss["w_wait"])]
         # a row's input ring slot is free after its last step
         with m.If(xv & word_done & x["rowend"] & x["last"] & ~x["zero"]):
             m.d.sync += self.in_consumed.eq(self.in_consumed + 1)
+        # a streamed G1 chunk's ring slot is free after its last step (its last G1 read)
+        with m.If(xv & word_done & x["last"] & x["chunkend"] & ~x["zero"]):
+            m.d.sync += self.w1_consumed.eq(self.w1_consumed + 1)
         with m.If(self.start):
-            m.d.sync += self.in_consumed.eq(0)
+            m.d.sync += [self.in_consumed.eq(0), self.w1_consumed.eq(0)]
         return dict(v=xv, zero=x["zero"], has=has, first=xnew & x["first"], last=word_done & x["last"],
                     rowend=x["rowend"], sub=chan & (g.px - 1), lanes=lanes, e=x["e"], sl=x["sl"],
                     base=x["base"], zlane=x["zlane"], kg=x["kgoff"] >> g.pack)

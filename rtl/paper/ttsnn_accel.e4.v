@@ -2,8 +2,8 @@
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, busy, weights, affine__data, line4__data, residual__data
-, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$42824$0 , \port$42834$0 , \port$42844$0 , \port$42854$0 , \port$42864$0 , \port$42874$0 , \port$42884$0 , \port$42894$0 , \port$42904$0 , \port$42914$0 , \port$42924$0 , \port$42934$0 , \port$42944$0 
-, \port$42954$0 , \port$42964$0 , \port$42974$0 , \port$42984$0 , \port$42994$0 , \port$43004$0 , \port$43014$0 , \port$43024$0 , \port$43034$0 , \port$43044$0 , \port$43054$0 , \port$43064$0 , \port$43074$0 , \port$43084$0 , \port$43094$0 , \port$43104$0 , \port$43114$0 , \port$43124$0 , \port$43134$0 , \port$46199$24 , desc
+, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$43063$0 , \port$43073$0 , \port$43083$0 , \port$43093$0 , \port$43103$0 , \port$43113$0 , \port$43123$0 , \port$43133$0 , \port$43143$0 , \port$43153$0 , \port$43163$0 , \port$43173$0 , \port$43183$0 
+, \port$43193$0 , \port$43203$0 , \port$43213$0 , \port$43223$0 , \port$43233$0 , \port$43243$0 , \port$43253$0 , \port$43263$0 , \port$43273$0 , \port$43283$0 , \port$43293$0 , \port$43303$0 , \port$43313$0 , \port$43323$0 , \port$43333$0 , \port$43343$0 , \port$43353$0 , \port$43363$0 , \port$43373$0 , \port$46438$24 , desc
 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire [15:0] \$1 ;
@@ -949,8 +949,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire \counts.spikes_writes ;
   wire \counts.w4_reads ;
   wire [511:0] cur;
-  input [293:0] desc;
-  wire [293:0] desc;
+  input [309:0] desc;
+  wire [309:0] desc;
   wire [5:0] \desc.affine_shift ;
   wire [15:0] \desc.height ;
   wire [15:0] \desc.in_channels ;
@@ -974,6 +974,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [5:0] \desc.shift3 ;
   wire [31:0] \desc.threshold ;
   wire [7:0] \desc.timesteps ;
+  wire [15:0] \desc.w1_ring ;
   wire [15:0] \desc.w23_ring ;
   wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
@@ -1114,72 +1115,72 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [511:0] p = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  output [15:0] \port$42824$0 ;
-  wire [15:0] \port$42824$0 ;
-  output [15:0] \port$42834$0 ;
-  wire [15:0] \port$42834$0 ;
-  output [15:0] \port$42844$0 ;
-  wire [15:0] \port$42844$0 ;
-  output [15:0] \port$42854$0 ;
-  wire [15:0] \port$42854$0 ;
-  output [15:0] \port$42864$0 ;
-  wire [15:0] \port$42864$0 ;
-  output [15:0] \port$42874$0 ;
-  wire [15:0] \port$42874$0 ;
-  output [15:0] \port$42884$0 ;
-  wire [15:0] \port$42884$0 ;
-  output [15:0] \port$42894$0 ;
-  wire [15:0] \port$42894$0 ;
-  output [15:0] \port$42904$0 ;
-  wire [15:0] \port$42904$0 ;
-  output [15:0] \port$42914$0 ;
-  wire [15:0] \port$42914$0 ;
-  output [15:0] \port$42924$0 ;
-  wire [15:0] \port$42924$0 ;
-  output [15:0] \port$42934$0 ;
-  wire [15:0] \port$42934$0 ;
-  output [15:0] \port$42944$0 ;
-  wire [15:0] \port$42944$0 ;
-  output [15:0] \port$42954$0 ;
-  wire [15:0] \port$42954$0 ;
-  output [15:0] \port$42964$0 ;
-  wire [15:0] \port$42964$0 ;
-  output [15:0] \port$42974$0 ;
-  wire [15:0] \port$42974$0 ;
-  output [15:0] \port$42984$0 ;
-  wire [15:0] \port$42984$0 ;
-  output [15:0] \port$42994$0 ;
-  wire [15:0] \port$42994$0 ;
-  output [15:0] \port$43004$0 ;
-  wire [15:0] \port$43004$0 ;
-  output [15:0] \port$43014$0 ;
-  wire [15:0] \port$43014$0 ;
-  output [15:0] \port$43024$0 ;
-  wire [15:0] \port$43024$0 ;
-  output [15:0] \port$43034$0 ;
-  wire [15:0] \port$43034$0 ;
-  output [15:0] \port$43044$0 ;
-  wire [15:0] \port$43044$0 ;
-  output [15:0] \port$43054$0 ;
-  wire [15:0] \port$43054$0 ;
-  output [15:0] \port$43064$0 ;
-  wire [15:0] \port$43064$0 ;
-  output [15:0] \port$43074$0 ;
-  wire [15:0] \port$43074$0 ;
-  output [15:0] \port$43084$0 ;
-  wire [15:0] \port$43084$0 ;
-  output [15:0] \port$43094$0 ;
-  wire [15:0] \port$43094$0 ;
-  output [15:0] \port$43104$0 ;
-  wire [15:0] \port$43104$0 ;
-  output [15:0] \port$43114$0 ;
-  wire [15:0] \port$43114$0 ;
-  output [15:0] \port$43124$0 ;
-  wire [15:0] \port$43124$0 ;
-  output [15:0] \port$43134$0 ;
-  wire [15:0] \port$43134$0 ;
-  input [71:0] \port$46199$24 ;
-  wire [71:0] \port$46199$24 ;
+  output [15:0] \port$43063$0 ;
+  wire [15:0] \port$43063$0 ;
+  output [15:0] \port$43073$0 ;
+  wire [15:0] \port$43073$0 ;
+  output [15:0] \port$43083$0 ;
+  wire [15:0] \port$43083$0 ;
+  output [15:0] \port$43093$0 ;
+  wire [15:0] \port$43093$0 ;
+  output [15:0] \port$43103$0 ;
+  wire [15:0] \port$43103$0 ;
+  output [15:0] \port$43113$0 ;
+  wire [15:0] \port$43113$0 ;
+  output [15:0] \port$43123$0 ;
+  wire [15:0] \port$43123$0 ;
+  output [15:0] \port$43133$0 ;
+  wire [15:0] \port$43133$0 ;
+  output [15:0] \port$43143$0 ;
+  wire [15:0] \port$43143$0 ;
+  output [15:0] \port$43153$0 ;
+  wire [15:0] \port$43153$0 ;
+  output [15:0] \port$43163$0 ;
+  wire [15:0] \port$43163$0 ;
+  output [15:0] \port$43173$0 ;
+  wire [15:0] \port$43173$0 ;
+  output [15:0] \port$43183$0 ;
+  wire [15:0] \port$43183$0 ;
+  output [15:0] \port$43193$0 ;
+  wire [15:0] \port$43193$0 ;
+  output [15:0] \port$43203$0 ;
+  wire [15:0] \port$43203$0 ;
+  output [15:0] \port$43213$0 ;
+  wire [15:0] \port$43213$0 ;
+  output [15:0] \port$43223$0 ;
+  wire [15:0] \port$43223$0 ;
+  output [15:0] \port$43233$0 ;
+  wire [15:0] \port$43233$0 ;
+  output [15:0] \port$43243$0 ;
+  wire [15:0] \port$43243$0 ;
+  output [15:0] \port$43253$0 ;
+  wire [15:0] \port$43253$0 ;
+  output [15:0] \port$43263$0 ;
+  wire [15:0] \port$43263$0 ;
+  output [15:0] \port$43273$0 ;
+  wire [15:0] \port$43273$0 ;
+  output [15:0] \port$43283$0 ;
+  wire [15:0] \port$43283$0 ;
+  output [15:0] \port$43293$0 ;
+  wire [15:0] \port$43293$0 ;
+  output [15:0] \port$43303$0 ;
+  wire [15:0] \port$43303$0 ;
+  output [15:0] \port$43313$0 ;
+  wire [15:0] \port$43313$0 ;
+  output [15:0] \port$43323$0 ;
+  wire [15:0] \port$43323$0 ;
+  output [15:0] \port$43333$0 ;
+  wire [15:0] \port$43333$0 ;
+  output [15:0] \port$43343$0 ;
+  wire [15:0] \port$43343$0 ;
+  output [15:0] \port$43353$0 ;
+  wire [15:0] \port$43353$0 ;
+  output [15:0] \port$43363$0 ;
+  wire [15:0] \port$43363$0 ;
+  output [15:0] \port$43373$0 ;
+  wire [15:0] \port$43373$0 ;
+  input [71:0] \port$46438$24 ;
+  wire [71:0] \port$46438$24 ;
   reg [15:0] prev_base = 16'h0000;
   output [23:0] res_consumed;
   reg [23:0] res_consumed = 24'h000000;
@@ -1972,15 +1973,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$15  = \$12  | \$14 ;
   assign \$16  = \$10  & \$15 ;
   assign \$17  = ~ desc[207];
-  assign \$18  = \port$46199$24 [23:0] > m4;
+  assign \$18  = \port$46438$24 [23:0] > m4;
   assign \$19  = \$17  | \$18 ;
-  assign \$20  = \port$46199$24 [47:24] + desc[259:244];
+  assign \$20  = \port$46438$24 [47:24] + desc[259:244];
   assign \$21  = \$20  > m4;
   assign \$22  = \$19  & \$21 ;
   assign \$23  = \$16  & \$22 ;
   assign \$24  = | desc[277:262];
   assign \$25  = ~ \$24 ;
-  assign \$26  = \port$46199$24 [71:48] > \$signal$16 ;
+  assign \$26  = \port$46438$24 [71:48] > \$signal$16 ;
   assign \$27  = \$25  | \$26 ;
   assign issue4 = \$23  & \$27 ;
   assign \$28  = \$signal  << desc[206];
@@ -2015,9 +2016,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$57  = \$54  | \$56 ;
   assign \$58  = \$52  & \$57 ;
   assign \$59  = ~ desc[207];
-  assign \$60  = \port$46199$24 [23:0] > m4;
+  assign \$60  = \port$46438$24 [23:0] > m4;
   assign \$61  = \$59  | \$60 ;
-  assign \$62  = \port$46199$24 [47:24] + desc[259:244];
+  assign \$62  = \port$46438$24 [47:24] + desc[259:244];
   assign \$63  = \$62  > m4;
   assign \$64  = \$61  & \$63 ;
   assign \$65  = ~ \$64 ;
@@ -2038,15 +2039,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$80  = \$77  | \$79 ;
   assign \$81  = \$75  & \$80 ;
   assign \$82  = ~ desc[207];
-  assign \$83  = \port$46199$24 [23:0] > m4;
+  assign \$83  = \port$46438$24 [23:0] > m4;
   assign \$84  = \$82  | \$83 ;
-  assign \$85  = \port$46199$24 [47:24] + desc[259:244];
+  assign \$85  = \port$46438$24 [47:24] + desc[259:244];
   assign \$86  = \$85  > m4;
   assign \$87  = \$84  & \$86 ;
   assign \$88  = \$81  & \$87 ;
   assign \$89  = | desc[277:262];
   assign \$90  = ~ \$89 ;
-  assign \$91  = \port$46199$24 [71:48] > \$signal$16 ;
+  assign \$91  = \port$46438$24 [71:48] > \$signal$16 ;
   assign \$92  = \$90  | \$91 ;
   assign \$93  = ~ \$92 ;
   assign \$94  = \$88  & \$93 ;
@@ -2097,38 +2098,38 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     .o8(\$803 ),
     .o9(\$804 ),
     .p(p),
-    .\port$42162$1040 (e4c_aff[1055:1040]),
-    .\port$42162$1088 (e4c_aff[1103:1088]),
-    .\port$42162$1136 (e4c_aff[1151:1136]),
-    .\port$42162$1184 (e4c_aff[1199:1184]),
-    .\port$42162$1232 (e4c_aff[1247:1232]),
-    .\port$42162$128 (e4c_aff[143:128]),
-    .\port$42162$1280 (e4c_aff[1295:1280]),
-    .\port$42162$1328 (e4c_aff[1343:1328]),
-    .\port$42162$1376 (e4c_aff[1391:1376]),
-    .\port$42162$1424 (e4c_aff[1439:1424]),
-    .\port$42162$1472 (e4c_aff[1487:1472]),
-    .\port$42162$1520 (e4c_aff[1535:1520]),
-    .\port$42162$176 (e4c_aff[191:176]),
-    .\port$42162$224 (e4c_aff[239:224]),
-    .\port$42162$272 (e4c_aff[287:272]),
-    .\port$42162$32 (e4c_aff[47:32]),
-    .\port$42162$320 (e4c_aff[335:320]),
-    .\port$42162$368 (e4c_aff[383:368]),
-    .\port$42162$416 (e4c_aff[431:416]),
-    .\port$42162$464 (e4c_aff[479:464]),
-    .\port$42162$512 (e4c_aff[527:512]),
-    .\port$42162$560 (e4c_aff[575:560]),
-    .\port$42162$608 (e4c_aff[623:608]),
-    .\port$42162$656 (e4c_aff[671:656]),
-    .\port$42162$704 (e4c_aff[719:704]),
-    .\port$42162$752 (e4c_aff[767:752]),
-    .\port$42162$80 (e4c_aff[95:80]),
-    .\port$42162$800 (e4c_aff[815:800]),
-    .\port$42162$848 (e4c_aff[863:848]),
-    .\port$42162$896 (e4c_aff[911:896]),
-    .\port$42162$944 (e4c_aff[959:944]),
-    .\port$42162$992 (e4c_aff[1007:992]),
+    .\port$42401$1040 (e4c_aff[1055:1040]),
+    .\port$42401$1088 (e4c_aff[1103:1088]),
+    .\port$42401$1136 (e4c_aff[1151:1136]),
+    .\port$42401$1184 (e4c_aff[1199:1184]),
+    .\port$42401$1232 (e4c_aff[1247:1232]),
+    .\port$42401$128 (e4c_aff[143:128]),
+    .\port$42401$1280 (e4c_aff[1295:1280]),
+    .\port$42401$1328 (e4c_aff[1343:1328]),
+    .\port$42401$1376 (e4c_aff[1391:1376]),
+    .\port$42401$1424 (e4c_aff[1439:1424]),
+    .\port$42401$1472 (e4c_aff[1487:1472]),
+    .\port$42401$1520 (e4c_aff[1535:1520]),
+    .\port$42401$176 (e4c_aff[191:176]),
+    .\port$42401$224 (e4c_aff[239:224]),
+    .\port$42401$272 (e4c_aff[287:272]),
+    .\port$42401$32 (e4c_aff[47:32]),
+    .\port$42401$320 (e4c_aff[335:320]),
+    .\port$42401$368 (e4c_aff[383:368]),
+    .\port$42401$416 (e4c_aff[431:416]),
+    .\port$42401$464 (e4c_aff[479:464]),
+    .\port$42401$512 (e4c_aff[527:512]),
+    .\port$42401$560 (e4c_aff[575:560]),
+    .\port$42401$608 (e4c_aff[623:608]),
+    .\port$42401$656 (e4c_aff[671:656]),
+    .\port$42401$704 (e4c_aff[719:704]),
+    .\port$42401$752 (e4c_aff[767:752]),
+    .\port$42401$80 (e4c_aff[95:80]),
+    .\port$42401$800 (e4c_aff[815:800]),
+    .\port$42401$848 (e4c_aff[863:848]),
+    .\port$42401$896 (e4c_aff[911:896]),
+    .\port$42401$944 (e4c_aff[959:944]),
+    .\port$42401$992 (e4c_aff[1007:992]),
     .residual(residual),
     .rnd(desc[205]),
     .rst(rst),
@@ -2148,39 +2149,39 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   \ttsnn_accel.e4.lif  lif (
     .clk(clk),
     .leak_mul(desc[158:151]),
-    .\port$42256$0 (\$795 ),
-    .\port$42274$0 (\$796 ),
-    .\port$42292$0 (\$797 ),
-    .\port$42310$0 (\$798 ),
-    .\port$42328$0 (\$799 ),
-    .\port$42346$0 (\$800 ),
-    .\port$42364$0 (\$801 ),
-    .\port$42382$0 (\$802 ),
-    .\port$42400$0 (\$803 ),
-    .\port$42418$0 (\$804 ),
-    .\port$42436$0 (\$805 ),
-    .\port$42454$0 (\$806 ),
-    .\port$42472$0 (\$807 ),
-    .\port$42490$0 (\$808 ),
-    .\port$42508$0 (\$809 ),
-    .\port$42526$0 (\$810 ),
-    .\port$42544$0 (\$811 ),
-    .\port$42562$0 (\$812 ),
-    .\port$42580$0 (\$813 ),
-    .\port$42598$0 (\$814 ),
-    .\port$42616$0 (\$815 ),
-    .\port$42634$0 (\$816 ),
-    .\port$42652$0 (\$817 ),
-    .\port$42670$0 (\$818 ),
-    .\port$42688$0 (\$819 ),
-    .\port$42706$0 (\$820 ),
-    .\port$42724$0 (\$821 ),
-    .\port$42742$0 (\$822 ),
-    .\port$42760$0 (\$823 ),
-    .\port$42778$0 (\$824 ),
-    .\port$42796$0 (\$825 ),
-    .\port$42814$0 (\$826 ),
-    .\port$46203$167 (desc[188:167]),
+    .\port$42495$0 (\$795 ),
+    .\port$42513$0 (\$796 ),
+    .\port$42531$0 (\$797 ),
+    .\port$42549$0 (\$798 ),
+    .\port$42567$0 (\$799 ),
+    .\port$42585$0 (\$800 ),
+    .\port$42603$0 (\$801 ),
+    .\port$42621$0 (\$802 ),
+    .\port$42639$0 (\$803 ),
+    .\port$42657$0 (\$804 ),
+    .\port$42675$0 (\$805 ),
+    .\port$42693$0 (\$806 ),
+    .\port$42711$0 (\$807 ),
+    .\port$42729$0 (\$808 ),
+    .\port$42747$0 (\$809 ),
+    .\port$42765$0 (\$810 ),
+    .\port$42783$0 (\$811 ),
+    .\port$42801$0 (\$812 ),
+    .\port$42819$0 (\$813 ),
+    .\port$42837$0 (\$814 ),
+    .\port$42855$0 (\$815 ),
+    .\port$42873$0 (\$816 ),
+    .\port$42891$0 (\$817 ),
+    .\port$42909$0 (\$818 ),
+    .\port$42927$0 (\$819 ),
+    .\port$42945$0 (\$820 ),
+    .\port$42963$0 (\$821 ),
+    .\port$42981$0 (\$822 ),
+    .\port$42999$0 (\$823 ),
+    .\port$43017$0 (\$824 ),
+    .\port$43035$0 (\$825 ),
+    .\port$43053$0 (\$826 ),
+    .\port$46442$167 (desc[188:167]),
     .rnd(desc[205]),
     .rst(rst),
     .s0(\$828 ),
@@ -2253,38 +2254,38 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     .clk(clk),
     .first(\first$54 ),
     .i(i),
-    .\port$9229$0 (\$763 ),
-    .\port$9232$0 (\$764 ),
-    .\port$9235$0 (\$765 ),
-    .\port$9238$0 (\$766 ),
-    .\port$9241$0 (\$767 ),
-    .\port$9244$0 (\$768 ),
-    .\port$9247$0 (\$769 ),
-    .\port$9250$0 (\$770 ),
-    .\port$9253$0 (\$771 ),
-    .\port$9256$0 (\$772 ),
-    .\port$9259$0 (\$773 ),
-    .\port$9262$0 (\$774 ),
-    .\port$9265$0 (\$775 ),
-    .\port$9268$0 (\$776 ),
-    .\port$9271$0 (\$777 ),
-    .\port$9274$0 (\$778 ),
-    .\port$9277$0 (\$779 ),
-    .\port$9280$0 (\$780 ),
-    .\port$9283$0 (\$781 ),
-    .\port$9286$0 (\$782 ),
-    .\port$9289$0 (\$783 ),
-    .\port$9292$0 (\$784 ),
-    .\port$9295$0 (\$785 ),
-    .\port$9298$0 (\$786 ),
-    .\port$9301$0 (\$787 ),
-    .\port$9304$0 (\$788 ),
-    .\port$9307$0 (\$789 ),
-    .\port$9310$0 (\$790 ),
-    .\port$9313$0 (\$791 ),
-    .\port$9316$0 (\$792 ),
-    .\port$9319$0 (\$793 ),
-    .\port$9322$0 (\$794 ),
+    .\port$9447$0 (\$763 ),
+    .\port$9450$0 (\$764 ),
+    .\port$9453$0 (\$765 ),
+    .\port$9456$0 (\$766 ),
+    .\port$9459$0 (\$767 ),
+    .\port$9462$0 (\$768 ),
+    .\port$9465$0 (\$769 ),
+    .\port$9468$0 (\$770 ),
+    .\port$9471$0 (\$771 ),
+    .\port$9474$0 (\$772 ),
+    .\port$9477$0 (\$773 ),
+    .\port$9480$0 (\$774 ),
+    .\port$9483$0 (\$775 ),
+    .\port$9486$0 (\$776 ),
+    .\port$9489$0 (\$777 ),
+    .\port$9492$0 (\$778 ),
+    .\port$9495$0 (\$779 ),
+    .\port$9498$0 (\$780 ),
+    .\port$9501$0 (\$781 ),
+    .\port$9504$0 (\$782 ),
+    .\port$9507$0 (\$783 ),
+    .\port$9510$0 (\$784 ),
+    .\port$9513$0 (\$785 ),
+    .\port$9516$0 (\$786 ),
+    .\port$9519$0 (\$787 ),
+    .\port$9522$0 (\$788 ),
+    .\port$9525$0 (\$789 ),
+    .\port$9528$0 (\$790 ),
+    .\port$9531$0 (\$791 ),
+    .\port$9534$0 (\$792 ),
+    .\port$9537$0 (\$793 ),
+    .\port$9540$0 (\$794 ),
     .rst(rst),
     .valid(\valid$51 )
   );
@@ -3113,9 +3114,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   assign t4 = \$1 [7:0];
-  assign res_rows = \port$46199$24 [23:0];
-  assign out_taken = \port$46199$24 [47:24];
-  assign w4_chunks = \port$46199$24 [71:48];
+  assign res_rows = \port$46438$24 [23:0];
+  assign out_taken = \port$46438$24 [47:24];
+  assign w4_chunks = \port$46438$24 [71:48];
   assign x4 = \$98 [15:0];
   assign w4__en = issue4;
   assign \$signal$33  = affine__addr;
@@ -3151,38 +3152,38 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign membrane_in__addr = \$152 [15:0];
   assign membrane_out__addr = \$197 [15:0];
   assign spikes__addr = \$198 [15:0];
-  assign \port$42824$0  = \$827 ;
-  assign \port$42834$0  = \$829 ;
-  assign \port$42844$0  = \$831 ;
-  assign \port$42854$0  = \$833 ;
-  assign \port$42864$0  = \$835 ;
-  assign \port$42874$0  = \$837 ;
-  assign \port$42884$0  = \$839 ;
-  assign \port$42894$0  = \$841 ;
-  assign \port$42904$0  = \$843 ;
-  assign \port$42914$0  = \$845 ;
-  assign \port$42924$0  = \$847 ;
-  assign \port$42934$0  = \$849 ;
-  assign \port$42944$0  = \$851 ;
-  assign \port$42954$0  = \$853 ;
-  assign \port$42964$0  = \$855 ;
-  assign \port$42974$0  = \$857 ;
-  assign \port$42984$0  = \$859 ;
-  assign \port$42994$0  = \$861 ;
-  assign \port$43004$0  = \$863 ;
-  assign \port$43014$0  = \$865 ;
-  assign \port$43024$0  = \$867 ;
-  assign \port$43034$0  = \$869 ;
-  assign \port$43044$0  = \$871 ;
-  assign \port$43054$0  = \$873 ;
-  assign \port$43064$0  = \$875 ;
-  assign \port$43074$0  = \$877 ;
-  assign \port$43084$0  = \$879 ;
-  assign \port$43094$0  = \$881 ;
-  assign \port$43104$0  = \$883 ;
-  assign \port$43114$0  = \$885 ;
-  assign \port$43124$0  = \$887 ;
-  assign \port$43134$0  = \$889 ;
+  assign \port$43063$0  = \$827 ;
+  assign \port$43073$0  = \$829 ;
+  assign \port$43083$0  = \$831 ;
+  assign \port$43093$0  = \$833 ;
+  assign \port$43103$0  = \$835 ;
+  assign \port$43113$0  = \$837 ;
+  assign \port$43123$0  = \$839 ;
+  assign \port$43133$0  = \$841 ;
+  assign \port$43143$0  = \$843 ;
+  assign \port$43153$0  = \$845 ;
+  assign \port$43163$0  = \$847 ;
+  assign \port$43173$0  = \$849 ;
+  assign \port$43183$0  = \$851 ;
+  assign \port$43193$0  = \$853 ;
+  assign \port$43203$0  = \$855 ;
+  assign \port$43213$0  = \$857 ;
+  assign \port$43223$0  = \$859 ;
+  assign \port$43233$0  = \$861 ;
+  assign \port$43243$0  = \$863 ;
+  assign \port$43253$0  = \$865 ;
+  assign \port$43263$0  = \$867 ;
+  assign \port$43273$0  = \$869 ;
+  assign \port$43283$0  = \$871 ;
+  assign \port$43293$0  = \$873 ;
+  assign \port$43303$0  = \$875 ;
+  assign \port$43313$0  = \$877 ;
+  assign \port$43323$0  = \$879 ;
+  assign \port$43333$0  = \$881 ;
+  assign \port$43343$0  = \$883 ;
+  assign \port$43353$0  = \$885 ;
+  assign \port$43363$0  = \$887 ;
+  assign \port$43373$0  = \$889 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -3210,6 +3211,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \desc.pass  = desc[261:260];
   assign \desc.w4_ring  = desc[277:262];
   assign \desc.w23_ring  = desc[293:278];
+  assign \desc.w1_ring  = desc[309:294];
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[13:8];
@@ -3315,8 +3317,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , \port$42162$128 , \port$42162$176 , \port$42162$224 , \port$42162$272 , \port$42162$320 , \port$42162$368 , \port$42162$416 , \port$42162$464 , \port$42162$512 , \port$42162$560 , \port$42162$608 , \port$42162$656 , \port$42162$704 , \port$42162$752 , \port$42162$800 , \port$42162$848 
-, \port$42162$896 , \port$42162$944 , \port$42162$992 , \port$42162$1040 , \port$42162$1088 , \port$42162$1136 , \port$42162$1184 , \port$42162$1232 , \port$42162$1280 , \port$42162$1328 , \port$42162$1376 , \port$42162$1424 , \port$42162$1472 , \port$42162$1520 , residual, o0, o1, o2, o3, o4, o5
+module \ttsnn_accel.e4.affine (rst, scale, p, \port$42401$32 , \port$42401$80 , \port$42401$128 , \port$42401$176 , \port$42401$224 , \port$42401$272 , \port$42401$320 , \port$42401$368 , \port$42401$416 , \port$42401$464 , \port$42401$512 , \port$42401$560 , \port$42401$608 , \port$42401$656 , \port$42401$704 , \port$42401$752 , \port$42401$800 , \port$42401$848 
+, \port$42401$896 , \port$42401$944 , \port$42401$992 , \port$42401$1040 , \port$42401$1088 , \port$42401$1136 , \port$42401$1184 , \port$42401$1232 , \port$42401$1280 , \port$42401$1328 , \port$42401$1376 , \port$42401$1424 , \port$42401$1472 , \port$42401$1520 , residual, o0, o1, o2, o3, o4, o5
 , o6, o7, o8, o9, o10, o11, o12, o13, o14, o15, o16, o17, o18, o19, o20, o21, o22, o23, o24, o25, o26
 , o27, o28, o29, o30, o31, shift, rnd, use_residual, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
@@ -4830,70 +4832,70 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   reg [31:0] partial7 = 32'd0;
   reg [31:0] partial8 = 32'd0;
   reg [31:0] partial9 = 32'd0;
-  input [15:0] \port$42162$1040 ;
-  wire [15:0] \port$42162$1040 ;
-  input [15:0] \port$42162$1088 ;
-  wire [15:0] \port$42162$1088 ;
-  input [15:0] \port$42162$1136 ;
-  wire [15:0] \port$42162$1136 ;
-  input [15:0] \port$42162$1184 ;
-  wire [15:0] \port$42162$1184 ;
-  input [15:0] \port$42162$1232 ;
-  wire [15:0] \port$42162$1232 ;
-  input [15:0] \port$42162$128 ;
-  wire [15:0] \port$42162$128 ;
-  input [15:0] \port$42162$1280 ;
-  wire [15:0] \port$42162$1280 ;
-  input [15:0] \port$42162$1328 ;
-  wire [15:0] \port$42162$1328 ;
-  input [15:0] \port$42162$1376 ;
-  wire [15:0] \port$42162$1376 ;
-  input [15:0] \port$42162$1424 ;
-  wire [15:0] \port$42162$1424 ;
-  input [15:0] \port$42162$1472 ;
-  wire [15:0] \port$42162$1472 ;
-  input [15:0] \port$42162$1520 ;
-  wire [15:0] \port$42162$1520 ;
-  input [15:0] \port$42162$176 ;
-  wire [15:0] \port$42162$176 ;
-  input [15:0] \port$42162$224 ;
-  wire [15:0] \port$42162$224 ;
-  input [15:0] \port$42162$272 ;
-  wire [15:0] \port$42162$272 ;
-  input [15:0] \port$42162$32 ;
-  wire [15:0] \port$42162$32 ;
-  input [15:0] \port$42162$320 ;
-  wire [15:0] \port$42162$320 ;
-  input [15:0] \port$42162$368 ;
-  wire [15:0] \port$42162$368 ;
-  input [15:0] \port$42162$416 ;
-  wire [15:0] \port$42162$416 ;
-  input [15:0] \port$42162$464 ;
-  wire [15:0] \port$42162$464 ;
-  input [15:0] \port$42162$512 ;
-  wire [15:0] \port$42162$512 ;
-  input [15:0] \port$42162$560 ;
-  wire [15:0] \port$42162$560 ;
-  input [15:0] \port$42162$608 ;
-  wire [15:0] \port$42162$608 ;
-  input [15:0] \port$42162$656 ;
-  wire [15:0] \port$42162$656 ;
-  input [15:0] \port$42162$704 ;
-  wire [15:0] \port$42162$704 ;
-  input [15:0] \port$42162$752 ;
-  wire [15:0] \port$42162$752 ;
-  input [15:0] \port$42162$80 ;
-  wire [15:0] \port$42162$80 ;
-  input [15:0] \port$42162$800 ;
-  wire [15:0] \port$42162$800 ;
-  input [15:0] \port$42162$848 ;
-  wire [15:0] \port$42162$848 ;
-  input [15:0] \port$42162$896 ;
-  wire [15:0] \port$42162$896 ;
-  input [15:0] \port$42162$944 ;
-  wire [15:0] \port$42162$944 ;
-  input [15:0] \port$42162$992 ;
-  wire [15:0] \port$42162$992 ;
+  input [15:0] \port$42401$1040 ;
+  wire [15:0] \port$42401$1040 ;
+  input [15:0] \port$42401$1088 ;
+  wire [15:0] \port$42401$1088 ;
+  input [15:0] \port$42401$1136 ;
+  wire [15:0] \port$42401$1136 ;
+  input [15:0] \port$42401$1184 ;
+  wire [15:0] \port$42401$1184 ;
+  input [15:0] \port$42401$1232 ;
+  wire [15:0] \port$42401$1232 ;
+  input [15:0] \port$42401$128 ;
+  wire [15:0] \port$42401$128 ;
+  input [15:0] \port$42401$1280 ;
+  wire [15:0] \port$42401$1280 ;
+  input [15:0] \port$42401$1328 ;
+  wire [15:0] \port$42401$1328 ;
+  input [15:0] \port$42401$1376 ;
+  wire [15:0] \port$42401$1376 ;
+  input [15:0] \port$42401$1424 ;
+  wire [15:0] \port$42401$1424 ;
+  input [15:0] \port$42401$1472 ;
+  wire [15:0] \port$42401$1472 ;
+  input [15:0] \port$42401$1520 ;
+  wire [15:0] \port$42401$1520 ;
+  input [15:0] \port$42401$176 ;
+  wire [15:0] \port$42401$176 ;
+  input [15:0] \port$42401$224 ;
+  wire [15:0] \port$42401$224 ;
+  input [15:0] \port$42401$272 ;
+  wire [15:0] \port$42401$272 ;
+  input [15:0] \port$42401$32 ;
+  wire [15:0] \port$42401$32 ;
+  input [15:0] \port$42401$320 ;
+  wire [15:0] \port$42401$320 ;
+  input [15:0] \port$42401$368 ;
+  wire [15:0] \port$42401$368 ;
+  input [15:0] \port$42401$416 ;
+  wire [15:0] \port$42401$416 ;
+  input [15:0] \port$42401$464 ;
+  wire [15:0] \port$42401$464 ;
+  input [15:0] \port$42401$512 ;
+  wire [15:0] \port$42401$512 ;
+  input [15:0] \port$42401$560 ;
+  wire [15:0] \port$42401$560 ;
+  input [15:0] \port$42401$608 ;
+  wire [15:0] \port$42401$608 ;
+  input [15:0] \port$42401$656 ;
+  wire [15:0] \port$42401$656 ;
+  input [15:0] \port$42401$704 ;
+  wire [15:0] \port$42401$704 ;
+  input [15:0] \port$42401$752 ;
+  wire [15:0] \port$42401$752 ;
+  input [15:0] \port$42401$80 ;
+  wire [15:0] \port$42401$80 ;
+  input [15:0] \port$42401$800 ;
+  wire [15:0] \port$42401$800 ;
+  input [15:0] \port$42401$848 ;
+  wire [15:0] \port$42401$848 ;
+  input [15:0] \port$42401$896 ;
+  wire [15:0] \port$42401$896 ;
+  input [15:0] \port$42401$944 ;
+  wire [15:0] \port$42401$944 ;
+  input [15:0] \port$42401$992 ;
+  wire [15:0] \port$42401$992 ;
   reg [31:0] prod0 = 32'd0;
   reg [31:0] prod1 = 32'd0;
   reg [31:0] prod10 = 32'd0;
@@ -6547,7 +6549,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1026  = \port$42162$32 ;
+    \$1026  = \port$42401$32 ;
     if (rst) begin
       \$1026  = 16'h0000;
     end
@@ -6610,7 +6612,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1035  = \port$42162$80 ;
+    \$1035  = \port$42401$80 ;
     if (rst) begin
       \$1035  = 16'h0000;
     end
@@ -6673,7 +6675,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1044  = \port$42162$128 ;
+    \$1044  = \port$42401$128 ;
     if (rst) begin
       \$1044  = 16'h0000;
     end
@@ -6736,7 +6738,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1053  = \port$42162$176 ;
+    \$1053  = \port$42401$176 ;
     if (rst) begin
       \$1053  = 16'h0000;
     end
@@ -6799,7 +6801,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1062  = \port$42162$224 ;
+    \$1062  = \port$42401$224 ;
     if (rst) begin
       \$1062  = 16'h0000;
     end
@@ -6862,7 +6864,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1071  = \port$42162$272 ;
+    \$1071  = \port$42401$272 ;
     if (rst) begin
       \$1071  = 16'h0000;
     end
@@ -6925,7 +6927,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1080  = \port$42162$320 ;
+    \$1080  = \port$42401$320 ;
     if (rst) begin
       \$1080  = 16'h0000;
     end
@@ -6988,7 +6990,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1089  = \port$42162$368 ;
+    \$1089  = \port$42401$368 ;
     if (rst) begin
       \$1089  = 16'h0000;
     end
@@ -7051,7 +7053,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1098  = \port$42162$416 ;
+    \$1098  = \port$42401$416 ;
     if (rst) begin
       \$1098  = 16'h0000;
     end
@@ -7114,7 +7116,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1107  = \port$42162$464 ;
+    \$1107  = \port$42401$464 ;
     if (rst) begin
       \$1107  = 16'h0000;
     end
@@ -7177,7 +7179,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1116  = \port$42162$512 ;
+    \$1116  = \port$42401$512 ;
     if (rst) begin
       \$1116  = 16'h0000;
     end
@@ -7240,7 +7242,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1125  = \port$42162$560 ;
+    \$1125  = \port$42401$560 ;
     if (rst) begin
       \$1125  = 16'h0000;
     end
@@ -7303,7 +7305,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1134  = \port$42162$608 ;
+    \$1134  = \port$42401$608 ;
     if (rst) begin
       \$1134  = 16'h0000;
     end
@@ -7366,7 +7368,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1143  = \port$42162$656 ;
+    \$1143  = \port$42401$656 ;
     if (rst) begin
       \$1143  = 16'h0000;
     end
@@ -7429,7 +7431,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1152  = \port$42162$704 ;
+    \$1152  = \port$42401$704 ;
     if (rst) begin
       \$1152  = 16'h0000;
     end
@@ -7492,7 +7494,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1161  = \port$42162$752 ;
+    \$1161  = \port$42401$752 ;
     if (rst) begin
       \$1161  = 16'h0000;
     end
@@ -7555,7 +7557,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1170  = \port$42162$800 ;
+    \$1170  = \port$42401$800 ;
     if (rst) begin
       \$1170  = 16'h0000;
     end
@@ -7618,7 +7620,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1179  = \port$42162$848 ;
+    \$1179  = \port$42401$848 ;
     if (rst) begin
       \$1179  = 16'h0000;
     end
@@ -7681,7 +7683,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1188  = \port$42162$896 ;
+    \$1188  = \port$42401$896 ;
     if (rst) begin
       \$1188  = 16'h0000;
     end
@@ -7744,7 +7746,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1197  = \port$42162$944 ;
+    \$1197  = \port$42401$944 ;
     if (rst) begin
       \$1197  = 16'h0000;
     end
@@ -7807,7 +7809,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1206  = \port$42162$992 ;
+    \$1206  = \port$42401$992 ;
     if (rst) begin
       \$1206  = 16'h0000;
     end
@@ -7870,7 +7872,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1215  = \port$42162$1040 ;
+    \$1215  = \port$42401$1040 ;
     if (rst) begin
       \$1215  = 16'h0000;
     end
@@ -7933,7 +7935,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1224  = \port$42162$1088 ;
+    \$1224  = \port$42401$1088 ;
     if (rst) begin
       \$1224  = 16'h0000;
     end
@@ -7996,7 +7998,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1233  = \port$42162$1136 ;
+    \$1233  = \port$42401$1136 ;
     if (rst) begin
       \$1233  = 16'h0000;
     end
@@ -8059,7 +8061,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1242  = \port$42162$1184 ;
+    \$1242  = \port$42401$1184 ;
     if (rst) begin
       \$1242  = 16'h0000;
     end
@@ -8122,7 +8124,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1251  = \port$42162$1232 ;
+    \$1251  = \port$42401$1232 ;
     if (rst) begin
       \$1251  = 16'h0000;
     end
@@ -8185,7 +8187,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1260  = \port$42162$1280 ;
+    \$1260  = \port$42401$1280 ;
     if (rst) begin
       \$1260  = 16'h0000;
     end
@@ -8248,7 +8250,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1269  = \port$42162$1328 ;
+    \$1269  = \port$42401$1328 ;
     if (rst) begin
       \$1269  = 16'h0000;
     end
@@ -8311,7 +8313,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1278  = \port$42162$1376 ;
+    \$1278  = \port$42401$1376 ;
     if (rst) begin
       \$1278  = 16'h0000;
     end
@@ -8374,7 +8376,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1287  = \port$42162$1424 ;
+    \$1287  = \port$42401$1424 ;
     if (rst) begin
       \$1287  = 16'h0000;
     end
@@ -8437,7 +8439,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1296  = \port$42162$1472 ;
+    \$1296  = \port$42401$1472 ;
     if (rst) begin
       \$1296  = 16'h0000;
     end
@@ -8500,7 +8502,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1305  = \port$42162$1520 ;
+    \$1305  = \port$42401$1520 ;
     if (rst) begin
       \$1305  = 16'h0000;
     end
@@ -8554,7 +8556,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$42162$32 , \port$42162$80 , 
       \$1312  = 16'h0000;
     end
   end
-  assign bias = { \port$42162$1520 , \port$42162$1472 , \port$42162$1424 , \port$42162$1376 , \port$42162$1328 , \port$42162$1280 , \port$42162$1232 , \port$42162$1184 , \port$42162$1136 , \port$42162$1088 , \port$42162$1040 , \port$42162$992 , \port$42162$944 , \port$42162$896 , \port$42162$848 , \port$42162$800 , \port$42162$752 , \port$42162$704 , \port$42162$656 , \port$42162$608 , \port$42162$560 , \port$42162$512 , \port$42162$464 , \port$42162$416 , \port$42162$368 , \port$42162$320 , \port$42162$272 , \port$42162$224 , \port$42162$176 , \port$42162$128 , \port$42162$80 , \port$42162$32  };
+  assign bias = { \port$42401$1520 , \port$42401$1472 , \port$42401$1424 , \port$42401$1376 , \port$42401$1328 , \port$42401$1280 , \port$42401$1232 , \port$42401$1184 , \port$42401$1136 , \port$42401$1088 , \port$42401$1040 , \port$42401$992 , \port$42401$944 , \port$42401$896 , \port$42401$848 , \port$42401$800 , \port$42401$752 , \port$42401$704 , \port$42401$656 , \port$42401$608 , \port$42401$560 , \port$42401$512 , \port$42401$464 , \port$42401$416 , \port$42401$368 , \port$42401$320 , \port$42401$272 , \port$42401$224 , \port$42401$176 , \port$42401$128 , \port$42401$80 , \port$42401$32  };
   assign o = { o31, o30, o29, o28, o27, o26, o25, o24, o23, o22, o21, o20, o19, o18, o17, o16, o15, o14, o13, o12, o11, o10, o9, o8, o7, o6, o5, o4, o3, o2, o1, o0 };
   assign \$8  = { \$7 [32], \$7 [32:1] };
   assign \$14  = { \$13 [32], \$13 [32:1] };
@@ -8910,11 +8912,11 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, u_prev, \port$42256$0 , \port$42274$0 , \port$42292$0 , \port$42310$0 , \port$42328$0 , \port$42346$0 , \port$42364$0 , \port$42382$0 , \port$42400$0 , \port$42418$0 , \port$42436$0 , \port$42454$0 , \port$42472$0 , \port$42490$0 , \port$42508$0 , \port$42526$0 , \port$42544$0 , \port$42562$0 , \port$42580$0 
-, \port$42598$0 , \port$42616$0 , \port$42634$0 , \port$42652$0 , \port$42670$0 , \port$42688$0 , \port$42706$0 , \port$42724$0 , \port$42742$0 , \port$42760$0 , \port$42778$0 , \port$42796$0 , \port$42814$0 , u0, s0, u1, s1, u2, s2, u3, s3
+module \ttsnn_accel.e4.lif (rst, u_prev, \port$42495$0 , \port$42513$0 , \port$42531$0 , \port$42549$0 , \port$42567$0 , \port$42585$0 , \port$42603$0 , \port$42621$0 , \port$42639$0 , \port$42657$0 , \port$42675$0 , \port$42693$0 , \port$42711$0 , \port$42729$0 , \port$42747$0 , \port$42765$0 , \port$42783$0 , \port$42801$0 , \port$42819$0 
+, \port$42837$0 , \port$42855$0 , \port$42873$0 , \port$42891$0 , \port$42909$0 , \port$42927$0 , \port$42945$0 , \port$42963$0 , \port$42981$0 , \port$42999$0 , \port$43017$0 , \port$43035$0 , \port$43053$0 , u0, s0, u1, s1, u2, s2, u3, s3
 , u4, s4, u5, s5, u6, s6, u7, s7, u8, s8, u9, s9, u10, s10, u11, s11, u12, s12, u13, s13, u14
 , s14, u15, s15, u16, s16, u17, s17, u18, s18, u19, s19, u20, s20, u21, s21, u22, s22, u23, s23, u24, s24
-, u25, s25, u26, s26, u27, s27, u28, s28, u29, s29, u30, s30, u31, s31, leak_mul, \port$46203$167 , rnd, clk);
+, u25, s25, u26, s26, u27, s27, u28, s28, u29, s29, u30, s30, u31, s31, leak_mul, \port$46442$167 , rnd, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire [25:0] \$10 ;
@@ -10010,72 +10012,72 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$42256$0 , \port$42274$0 , \port$4
   reg [24:0] leaked7 = 25'h0000000;
   reg [24:0] leaked8 = 25'h0000000;
   reg [24:0] leaked9 = 25'h0000000;
-  input [15:0] \port$42256$0 ;
-  wire [15:0] \port$42256$0 ;
-  input [15:0] \port$42274$0 ;
-  wire [15:0] \port$42274$0 ;
-  input [15:0] \port$42292$0 ;
-  wire [15:0] \port$42292$0 ;
-  input [15:0] \port$42310$0 ;
-  wire [15:0] \port$42310$0 ;
-  input [15:0] \port$42328$0 ;
-  wire [15:0] \port$42328$0 ;
-  input [15:0] \port$42346$0 ;
-  wire [15:0] \port$42346$0 ;
-  input [15:0] \port$42364$0 ;
-  wire [15:0] \port$42364$0 ;
-  input [15:0] \port$42382$0 ;
-  wire [15:0] \port$42382$0 ;
-  input [15:0] \port$42400$0 ;
-  wire [15:0] \port$42400$0 ;
-  input [15:0] \port$42418$0 ;
-  wire [15:0] \port$42418$0 ;
-  input [15:0] \port$42436$0 ;
-  wire [15:0] \port$42436$0 ;
-  input [15:0] \port$42454$0 ;
-  wire [15:0] \port$42454$0 ;
-  input [15:0] \port$42472$0 ;
-  wire [15:0] \port$42472$0 ;
-  input [15:0] \port$42490$0 ;
-  wire [15:0] \port$42490$0 ;
-  input [15:0] \port$42508$0 ;
-  wire [15:0] \port$42508$0 ;
-  input [15:0] \port$42526$0 ;
-  wire [15:0] \port$42526$0 ;
-  input [15:0] \port$42544$0 ;
-  wire [15:0] \port$42544$0 ;
-  input [15:0] \port$42562$0 ;
-  wire [15:0] \port$42562$0 ;
-  input [15:0] \port$42580$0 ;
-  wire [15:0] \port$42580$0 ;
-  input [15:0] \port$42598$0 ;
-  wire [15:0] \port$42598$0 ;
-  input [15:0] \port$42616$0 ;
-  wire [15:0] \port$42616$0 ;
-  input [15:0] \port$42634$0 ;
-  wire [15:0] \port$42634$0 ;
-  input [15:0] \port$42652$0 ;
-  wire [15:0] \port$42652$0 ;
-  input [15:0] \port$42670$0 ;
-  wire [15:0] \port$42670$0 ;
-  input [15:0] \port$42688$0 ;
-  wire [15:0] \port$42688$0 ;
-  input [15:0] \port$42706$0 ;
-  wire [15:0] \port$42706$0 ;
-  input [15:0] \port$42724$0 ;
-  wire [15:0] \port$42724$0 ;
-  input [15:0] \port$42742$0 ;
-  wire [15:0] \port$42742$0 ;
-  input [15:0] \port$42760$0 ;
-  wire [15:0] \port$42760$0 ;
-  input [15:0] \port$42778$0 ;
-  wire [15:0] \port$42778$0 ;
-  input [15:0] \port$42796$0 ;
-  wire [15:0] \port$42796$0 ;
-  input [15:0] \port$42814$0 ;
-  wire [15:0] \port$42814$0 ;
-  input [21:0] \port$46203$167 ;
-  wire [21:0] \port$46203$167 ;
+  input [15:0] \port$42495$0 ;
+  wire [15:0] \port$42495$0 ;
+  input [15:0] \port$42513$0 ;
+  wire [15:0] \port$42513$0 ;
+  input [15:0] \port$42531$0 ;
+  wire [15:0] \port$42531$0 ;
+  input [15:0] \port$42549$0 ;
+  wire [15:0] \port$42549$0 ;
+  input [15:0] \port$42567$0 ;
+  wire [15:0] \port$42567$0 ;
+  input [15:0] \port$42585$0 ;
+  wire [15:0] \port$42585$0 ;
+  input [15:0] \port$42603$0 ;
+  wire [15:0] \port$42603$0 ;
+  input [15:0] \port$42621$0 ;
+  wire [15:0] \port$42621$0 ;
+  input [15:0] \port$42639$0 ;
+  wire [15:0] \port$42639$0 ;
+  input [15:0] \port$42657$0 ;
+  wire [15:0] \port$42657$0 ;
+  input [15:0] \port$42675$0 ;
+  wire [15:0] \port$42675$0 ;
+  input [15:0] \port$42693$0 ;
+  wire [15:0] \port$42693$0 ;
+  input [15:0] \port$42711$0 ;
+  wire [15:0] \port$42711$0 ;
+  input [15:0] \port$42729$0 ;
+  wire [15:0] \port$42729$0 ;
+  input [15:0] \port$42747$0 ;
+  wire [15:0] \port$42747$0 ;
+  input [15:0] \port$42765$0 ;
+  wire [15:0] \port$42765$0 ;
+  input [15:0] \port$42783$0 ;
+  wire [15:0] \port$42783$0 ;
+  input [15:0] \port$42801$0 ;
+  wire [15:0] \port$42801$0 ;
+  input [15:0] \port$42819$0 ;
+  wire [15:0] \port$42819$0 ;
+  input [15:0] \port$42837$0 ;
+  wire [15:0] \port$42837$0 ;
+  input [15:0] \port$42855$0 ;
+  wire [15:0] \port$42855$0 ;
+  input [15:0] \port$42873$0 ;
+  wire [15:0] \port$42873$0 ;
+  input [15:0] \port$42891$0 ;
+  wire [15:0] \port$42891$0 ;
+  input [15:0] \port$42909$0 ;
+  wire [15:0] \port$42909$0 ;
+  input [15:0] \port$42927$0 ;
+  wire [15:0] \port$42927$0 ;
+  input [15:0] \port$42945$0 ;
+  wire [15:0] \port$42945$0 ;
+  input [15:0] \port$42963$0 ;
+  wire [15:0] \port$42963$0 ;
+  input [15:0] \port$42981$0 ;
+  wire [15:0] \port$42981$0 ;
+  input [15:0] \port$42999$0 ;
+  wire [15:0] \port$42999$0 ;
+  input [15:0] \port$43017$0 ;
+  wire [15:0] \port$43017$0 ;
+  input [15:0] \port$43035$0 ;
+  wire [15:0] \port$43035$0 ;
+  input [15:0] \port$43053$0 ;
+  wire [15:0] \port$43053$0 ;
+  input [21:0] \port$46442$167 ;
+  wire [21:0] \port$46442$167 ;
   input rnd;
   wire rnd;
   input rst;
@@ -10213,799 +10215,799 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$42256$0 , \port$42274$0 , \port$4
   reg [15:0] u9 = 16'h0000;
   input [511:0] u_prev;
   wire [511:0] u_prev;
-  assign \$8  = ! \port$46203$167 [5:0];
+  assign \$8  = ! \port$46442$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$42256$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$42495$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$42256$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$42495$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$42256$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$42495$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(leaked0) + $signed(\port$42256$0 );
+  assign \$19  = $signed(leaked0) + $signed(\port$42495$0 );
   assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
-  assign \$21  = $signed(leaked0) + $signed(\port$42256$0 );
+  assign \$21  = $signed(leaked0) + $signed(\port$42495$0 );
   assign \$22  = $signed(\$21 ) < $signed(16'h8000);
-  assign \$23  = $signed(leaked0) + $signed(\port$42256$0 );
+  assign \$23  = $signed(leaked0) + $signed(\port$42495$0 );
   assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
   assign \$25  = \$20  ? 16'h7fff : \$24 ;
-  assign \$26  = $signed(\$25 ) > $signed(\port$46203$167 [21:6]);
-  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$46203$167 [21:6]);
+  assign \$26  = $signed(\$25 ) > $signed(\port$46442$167 [21:6]);
+  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$46442$167 [21:6]);
   assign \$28  = \$27  ? 16'h0000 : u_prev[31:16];
   assign \$29  = $signed(\$28 ) * $signed({ 1'h0, leak_mul });
-  assign \$30  = ! \port$46203$167 [5:0];
-  assign \$31  = \port$46203$167 [5:0] - 1'h1;
+  assign \$30  = ! \port$46442$167 [5:0];
+  assign \$31  = \port$46442$167 [5:0] - 1'h1;
   assign \$32  = \$30  ? 6'h00 : \$31 [5:0];
   assign \$33  = $signed(leak_prod1) >>> \$32 ;
-  assign \$34  = ! \port$46203$167 [5:0];
+  assign \$34  = ! \port$46442$167 [5:0];
   assign \$35  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$37  = \$34  ? leak_partial1 : \$36 [24:0];
-  assign \$38  = $signed(leaked1) + $signed(\port$42274$0 );
+  assign \$38  = $signed(leaked1) + $signed(\port$42513$0 );
   assign \$39  = $signed(\$38 ) > $signed(16'h7fff);
-  assign \$40  = $signed(leaked1) + $signed(\port$42274$0 );
+  assign \$40  = $signed(leaked1) + $signed(\port$42513$0 );
   assign \$41  = $signed(\$40 ) < $signed(16'h8000);
-  assign \$42  = $signed(leaked1) + $signed(\port$42274$0 );
+  assign \$42  = $signed(leaked1) + $signed(\port$42513$0 );
   assign \$43  = \$41  ? 16'h8000 : \$42 [15:0];
   assign \$44  = \$39  ? 16'h7fff : \$43 ;
-  assign \$45  = $signed(leaked1) + $signed(\port$42274$0 );
+  assign \$45  = $signed(leaked1) + $signed(\port$42513$0 );
   assign \$46  = $signed(\$45 ) > $signed(16'h7fff);
-  assign \$47  = $signed(leaked1) + $signed(\port$42274$0 );
+  assign \$47  = $signed(leaked1) + $signed(\port$42513$0 );
   assign \$48  = $signed(\$47 ) < $signed(16'h8000);
-  assign \$49  = $signed(leaked1) + $signed(\port$42274$0 );
+  assign \$49  = $signed(leaked1) + $signed(\port$42513$0 );
   assign \$50  = \$48  ? 16'h8000 : \$49 [15:0];
   assign \$51  = \$46  ? 16'h7fff : \$50 ;
-  assign \$52  = $signed(\$51 ) > $signed(\port$46203$167 [21:6]);
-  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$46203$167 [21:6]);
+  assign \$52  = $signed(\$51 ) > $signed(\port$46442$167 [21:6]);
+  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$46442$167 [21:6]);
   assign \$54  = \$53  ? 16'h0000 : u_prev[47:32];
   assign \$55  = $signed(\$54 ) * $signed({ 1'h0, leak_mul });
-  assign \$56  = ! \port$46203$167 [5:0];
-  assign \$57  = \port$46203$167 [5:0] - 1'h1;
+  assign \$56  = ! \port$46442$167 [5:0];
+  assign \$57  = \port$46442$167 [5:0] - 1'h1;
   assign \$58  = \$56  ? 6'h00 : \$57 [5:0];
   assign \$59  = $signed(leak_prod2) >>> \$58 ;
-  assign \$60  = ! \port$46203$167 [5:0];
+  assign \$60  = ! \port$46442$167 [5:0];
   assign \$61  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$63  = \$60  ? leak_partial2 : \$62 [24:0];
-  assign \$64  = $signed(leaked2) + $signed(\port$42292$0 );
+  assign \$64  = $signed(leaked2) + $signed(\port$42531$0 );
   assign \$65  = $signed(\$64 ) > $signed(16'h7fff);
-  assign \$66  = $signed(leaked2) + $signed(\port$42292$0 );
+  assign \$66  = $signed(leaked2) + $signed(\port$42531$0 );
   assign \$67  = $signed(\$66 ) < $signed(16'h8000);
-  assign \$68  = $signed(leaked2) + $signed(\port$42292$0 );
+  assign \$68  = $signed(leaked2) + $signed(\port$42531$0 );
   assign \$69  = \$67  ? 16'h8000 : \$68 [15:0];
   assign \$70  = \$65  ? 16'h7fff : \$69 ;
-  assign \$71  = $signed(leaked2) + $signed(\port$42292$0 );
+  assign \$71  = $signed(leaked2) + $signed(\port$42531$0 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
-  assign \$73  = $signed(leaked2) + $signed(\port$42292$0 );
+  assign \$73  = $signed(leaked2) + $signed(\port$42531$0 );
   assign \$74  = $signed(\$73 ) < $signed(16'h8000);
-  assign \$75  = $signed(leaked2) + $signed(\port$42292$0 );
+  assign \$75  = $signed(leaked2) + $signed(\port$42531$0 );
   assign \$76  = \$74  ? 16'h8000 : \$75 [15:0];
   assign \$77  = \$72  ? 16'h7fff : \$76 ;
-  assign \$78  = $signed(\$77 ) > $signed(\port$46203$167 [21:6]);
-  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$46203$167 [21:6]);
+  assign \$78  = $signed(\$77 ) > $signed(\port$46442$167 [21:6]);
+  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$46442$167 [21:6]);
   assign \$80  = \$79  ? 16'h0000 : u_prev[63:48];
   assign \$81  = $signed(\$80 ) * $signed({ 1'h0, leak_mul });
-  assign \$82  = ! \port$46203$167 [5:0];
-  assign \$83  = \port$46203$167 [5:0] - 1'h1;
+  assign \$82  = ! \port$46442$167 [5:0];
+  assign \$83  = \port$46442$167 [5:0] - 1'h1;
   assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
   assign \$85  = $signed(leak_prod3) >>> \$84 ;
-  assign \$86  = ! \port$46203$167 [5:0];
+  assign \$86  = ! \port$46442$167 [5:0];
   assign \$87  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$89  = \$86  ? leak_partial3 : \$88 [24:0];
-  assign \$90  = $signed(leaked3) + $signed(\port$42310$0 );
+  assign \$90  = $signed(leaked3) + $signed(\port$42549$0 );
   assign \$91  = $signed(\$90 ) > $signed(16'h7fff);
-  assign \$92  = $signed(leaked3) + $signed(\port$42310$0 );
+  assign \$92  = $signed(leaked3) + $signed(\port$42549$0 );
   assign \$93  = $signed(\$92 ) < $signed(16'h8000);
-  assign \$94  = $signed(leaked3) + $signed(\port$42310$0 );
+  assign \$94  = $signed(leaked3) + $signed(\port$42549$0 );
   assign \$95  = \$93  ? 16'h8000 : \$94 [15:0];
   assign \$96  = \$91  ? 16'h7fff : \$95 ;
-  assign \$97  = $signed(leaked3) + $signed(\port$42310$0 );
+  assign \$97  = $signed(leaked3) + $signed(\port$42549$0 );
   assign \$98  = $signed(\$97 ) > $signed(16'h7fff);
-  assign \$99  = $signed(leaked3) + $signed(\port$42310$0 );
+  assign \$99  = $signed(leaked3) + $signed(\port$42549$0 );
   assign \$100  = $signed(\$99 ) < $signed(16'h8000);
-  assign \$101  = $signed(leaked3) + $signed(\port$42310$0 );
+  assign \$101  = $signed(leaked3) + $signed(\port$42549$0 );
   assign \$102  = \$100  ? 16'h8000 : \$101 [15:0];
   assign \$103  = \$98  ? 16'h7fff : \$102 ;
-  assign \$104  = $signed(\$103 ) > $signed(\port$46203$167 [21:6]);
-  assign \$105  = $signed(u_prev[79:64]) > $signed(\port$46203$167 [21:6]);
+  assign \$104  = $signed(\$103 ) > $signed(\port$46442$167 [21:6]);
+  assign \$105  = $signed(u_prev[79:64]) > $signed(\port$46442$167 [21:6]);
   assign \$106  = \$105  ? 16'h0000 : u_prev[79:64];
   assign \$107  = $signed(\$106 ) * $signed({ 1'h0, leak_mul });
-  assign \$108  = ! \port$46203$167 [5:0];
-  assign \$109  = \port$46203$167 [5:0] - 1'h1;
+  assign \$108  = ! \port$46442$167 [5:0];
+  assign \$109  = \port$46442$167 [5:0] - 1'h1;
   assign \$110  = \$108  ? 6'h00 : \$109 [5:0];
   assign \$111  = $signed(leak_prod4) >>> \$110 ;
-  assign \$112  = ! \port$46203$167 [5:0];
+  assign \$112  = ! \port$46442$167 [5:0];
   assign \$113  = $signed(leak_partial4) + $signed({ 1'h0, rnd });
   assign \$115  = \$112  ? leak_partial4 : \$114 [24:0];
-  assign \$116  = $signed(leaked4) + $signed(\port$42328$0 );
+  assign \$116  = $signed(leaked4) + $signed(\port$42567$0 );
   assign \$117  = $signed(\$116 ) > $signed(16'h7fff);
-  assign \$118  = $signed(leaked4) + $signed(\port$42328$0 );
+  assign \$118  = $signed(leaked4) + $signed(\port$42567$0 );
   assign \$119  = $signed(\$118 ) < $signed(16'h8000);
-  assign \$120  = $signed(leaked4) + $signed(\port$42328$0 );
+  assign \$120  = $signed(leaked4) + $signed(\port$42567$0 );
   assign \$121  = \$119  ? 16'h8000 : \$120 [15:0];
   assign \$122  = \$117  ? 16'h7fff : \$121 ;
-  assign \$123  = $signed(leaked4) + $signed(\port$42328$0 );
+  assign \$123  = $signed(leaked4) + $signed(\port$42567$0 );
   assign \$124  = $signed(\$123 ) > $signed(16'h7fff);
-  assign \$125  = $signed(leaked4) + $signed(\port$42328$0 );
+  assign \$125  = $signed(leaked4) + $signed(\port$42567$0 );
   assign \$126  = $signed(\$125 ) < $signed(16'h8000);
-  assign \$127  = $signed(leaked4) + $signed(\port$42328$0 );
+  assign \$127  = $signed(leaked4) + $signed(\port$42567$0 );
   assign \$128  = \$126  ? 16'h8000 : \$127 [15:0];
   assign \$129  = \$124  ? 16'h7fff : \$128 ;
-  assign \$130  = $signed(\$129 ) > $signed(\port$46203$167 [21:6]);
-  assign \$131  = $signed(u_prev[95:80]) > $signed(\port$46203$167 [21:6]);
+  assign \$130  = $signed(\$129 ) > $signed(\port$46442$167 [21:6]);
+  assign \$131  = $signed(u_prev[95:80]) > $signed(\port$46442$167 [21:6]);
   assign \$132  = \$131  ? 16'h0000 : u_prev[95:80];
   assign \$133  = $signed(\$132 ) * $signed({ 1'h0, leak_mul });
-  assign \$134  = ! \port$46203$167 [5:0];
-  assign \$135  = \port$46203$167 [5:0] - 1'h1;
+  assign \$134  = ! \port$46442$167 [5:0];
+  assign \$135  = \port$46442$167 [5:0] - 1'h1;
   assign \$136  = \$134  ? 6'h00 : \$135 [5:0];
   assign \$137  = $signed(leak_prod5) >>> \$136 ;
-  assign \$138  = ! \port$46203$167 [5:0];
+  assign \$138  = ! \port$46442$167 [5:0];
   assign \$139  = $signed(leak_partial5) + $signed({ 1'h0, rnd });
   assign \$141  = \$138  ? leak_partial5 : \$140 [24:0];
-  assign \$142  = $signed(leaked5) + $signed(\port$42346$0 );
+  assign \$142  = $signed(leaked5) + $signed(\port$42585$0 );
   assign \$143  = $signed(\$142 ) > $signed(16'h7fff);
-  assign \$144  = $signed(leaked5) + $signed(\port$42346$0 );
+  assign \$144  = $signed(leaked5) + $signed(\port$42585$0 );
   assign \$145  = $signed(\$144 ) < $signed(16'h8000);
-  assign \$146  = $signed(leaked5) + $signed(\port$42346$0 );
+  assign \$146  = $signed(leaked5) + $signed(\port$42585$0 );
   assign \$147  = \$145  ? 16'h8000 : \$146 [15:0];
   assign \$148  = \$143  ? 16'h7fff : \$147 ;
-  assign \$149  = $signed(leaked5) + $signed(\port$42346$0 );
+  assign \$149  = $signed(leaked5) + $signed(\port$42585$0 );
   assign \$150  = $signed(\$149 ) > $signed(16'h7fff);
-  assign \$151  = $signed(leaked5) + $signed(\port$42346$0 );
+  assign \$151  = $signed(leaked5) + $signed(\port$42585$0 );
   assign \$152  = $signed(\$151 ) < $signed(16'h8000);
-  assign \$153  = $signed(leaked5) + $signed(\port$42346$0 );
+  assign \$153  = $signed(leaked5) + $signed(\port$42585$0 );
   assign \$154  = \$152  ? 16'h8000 : \$153 [15:0];
   assign \$155  = \$150  ? 16'h7fff : \$154 ;
-  assign \$156  = $signed(\$155 ) > $signed(\port$46203$167 [21:6]);
-  assign \$157  = $signed(u_prev[111:96]) > $signed(\port$46203$167 [21:6]);
+  assign \$156  = $signed(\$155 ) > $signed(\port$46442$167 [21:6]);
+  assign \$157  = $signed(u_prev[111:96]) > $signed(\port$46442$167 [21:6]);
   assign \$158  = \$157  ? 16'h0000 : u_prev[111:96];
   assign \$159  = $signed(\$158 ) * $signed({ 1'h0, leak_mul });
-  assign \$160  = ! \port$46203$167 [5:0];
-  assign \$161  = \port$46203$167 [5:0] - 1'h1;
+  assign \$160  = ! \port$46442$167 [5:0];
+  assign \$161  = \port$46442$167 [5:0] - 1'h1;
   assign \$162  = \$160  ? 6'h00 : \$161 [5:0];
   assign \$163  = $signed(leak_prod6) >>> \$162 ;
-  assign \$164  = ! \port$46203$167 [5:0];
+  assign \$164  = ! \port$46442$167 [5:0];
   assign \$165  = $signed(leak_partial6) + $signed({ 1'h0, rnd });
   assign \$167  = \$164  ? leak_partial6 : \$166 [24:0];
-  assign \$168  = $signed(leaked6) + $signed(\port$42364$0 );
+  assign \$168  = $signed(leaked6) + $signed(\port$42603$0 );
   assign \$169  = $signed(\$168 ) > $signed(16'h7fff);
-  assign \$170  = $signed(leaked6) + $signed(\port$42364$0 );
+  assign \$170  = $signed(leaked6) + $signed(\port$42603$0 );
   assign \$171  = $signed(\$170 ) < $signed(16'h8000);
-  assign \$172  = $signed(leaked6) + $signed(\port$42364$0 );
+  assign \$172  = $signed(leaked6) + $signed(\port$42603$0 );
   assign \$173  = \$171  ? 16'h8000 : \$172 [15:0];
   assign \$174  = \$169  ? 16'h7fff : \$173 ;
-  assign \$175  = $signed(leaked6) + $signed(\port$42364$0 );
+  assign \$175  = $signed(leaked6) + $signed(\port$42603$0 );
   assign \$176  = $signed(\$175 ) > $signed(16'h7fff);
-  assign \$177  = $signed(leaked6) + $signed(\port$42364$0 );
+  assign \$177  = $signed(leaked6) + $signed(\port$42603$0 );
   assign \$178  = $signed(\$177 ) < $signed(16'h8000);
-  assign \$179  = $signed(leaked6) + $signed(\port$42364$0 );
+  assign \$179  = $signed(leaked6) + $signed(\port$42603$0 );
   assign \$180  = \$178  ? 16'h8000 : \$179 [15:0];
   assign \$181  = \$176  ? 16'h7fff : \$180 ;
-  assign \$182  = $signed(\$181 ) > $signed(\port$46203$167 [21:6]);
-  assign \$183  = $signed(u_prev[127:112]) > $signed(\port$46203$167 [21:6]);
+  assign \$182  = $signed(\$181 ) > $signed(\port$46442$167 [21:6]);
+  assign \$183  = $signed(u_prev[127:112]) > $signed(\port$46442$167 [21:6]);
   assign \$184  = \$183  ? 16'h0000 : u_prev[127:112];
   assign \$185  = $signed(\$184 ) * $signed({ 1'h0, leak_mul });
-  assign \$186  = ! \port$46203$167 [5:0];
-  assign \$187  = \port$46203$167 [5:0] - 1'h1;
+  assign \$186  = ! \port$46442$167 [5:0];
+  assign \$187  = \port$46442$167 [5:0] - 1'h1;
   assign \$188  = \$186  ? 6'h00 : \$187 [5:0];
   assign \$189  = $signed(leak_prod7) >>> \$188 ;
-  assign \$190  = ! \port$46203$167 [5:0];
+  assign \$190  = ! \port$46442$167 [5:0];
   assign \$191  = $signed(leak_partial7) + $signed({ 1'h0, rnd });
   assign \$193  = \$190  ? leak_partial7 : \$192 [24:0];
-  assign \$194  = $signed(leaked7) + $signed(\port$42382$0 );
+  assign \$194  = $signed(leaked7) + $signed(\port$42621$0 );
   assign \$195  = $signed(\$194 ) > $signed(16'h7fff);
-  assign \$196  = $signed(leaked7) + $signed(\port$42382$0 );
+  assign \$196  = $signed(leaked7) + $signed(\port$42621$0 );
   assign \$197  = $signed(\$196 ) < $signed(16'h8000);
-  assign \$198  = $signed(leaked7) + $signed(\port$42382$0 );
+  assign \$198  = $signed(leaked7) + $signed(\port$42621$0 );
   assign \$199  = \$197  ? 16'h8000 : \$198 [15:0];
   assign \$200  = \$195  ? 16'h7fff : \$199 ;
-  assign \$201  = $signed(leaked7) + $signed(\port$42382$0 );
+  assign \$201  = $signed(leaked7) + $signed(\port$42621$0 );
   assign \$202  = $signed(\$201 ) > $signed(16'h7fff);
-  assign \$203  = $signed(leaked7) + $signed(\port$42382$0 );
+  assign \$203  = $signed(leaked7) + $signed(\port$42621$0 );
   assign \$204  = $signed(\$203 ) < $signed(16'h8000);
-  assign \$205  = $signed(leaked7) + $signed(\port$42382$0 );
+  assign \$205  = $signed(leaked7) + $signed(\port$42621$0 );
   assign \$206  = \$204  ? 16'h8000 : \$205 [15:0];
   assign \$207  = \$202  ? 16'h7fff : \$206 ;
-  assign \$208  = $signed(\$207 ) > $signed(\port$46203$167 [21:6]);
-  assign \$209  = $signed(u_prev[143:128]) > $signed(\port$46203$167 [21:6]);
+  assign \$208  = $signed(\$207 ) > $signed(\port$46442$167 [21:6]);
+  assign \$209  = $signed(u_prev[143:128]) > $signed(\port$46442$167 [21:6]);
   assign \$210  = \$209  ? 16'h0000 : u_prev[143:128];
   assign \$211  = $signed(\$210 ) * $signed({ 1'h0, leak_mul });
-  assign \$212  = ! \port$46203$167 [5:0];
-  assign \$213  = \port$46203$167 [5:0] - 1'h1;
+  assign \$212  = ! \port$46442$167 [5:0];
+  assign \$213  = \port$46442$167 [5:0] - 1'h1;
   assign \$214  = \$212  ? 6'h00 : \$213 [5:0];
   assign \$215  = $signed(leak_prod8) >>> \$214 ;
-  assign \$216  = ! \port$46203$167 [5:0];
+  assign \$216  = ! \port$46442$167 [5:0];
   assign \$217  = $signed(leak_partial8) + $signed({ 1'h0, rnd });
   assign \$219  = \$216  ? leak_partial8 : \$218 [24:0];
-  assign \$220  = $signed(leaked8) + $signed(\port$42400$0 );
+  assign \$220  = $signed(leaked8) + $signed(\port$42639$0 );
   assign \$221  = $signed(\$220 ) > $signed(16'h7fff);
-  assign \$222  = $signed(leaked8) + $signed(\port$42400$0 );
+  assign \$222  = $signed(leaked8) + $signed(\port$42639$0 );
   assign \$223  = $signed(\$222 ) < $signed(16'h8000);
-  assign \$224  = $signed(leaked8) + $signed(\port$42400$0 );
+  assign \$224  = $signed(leaked8) + $signed(\port$42639$0 );
   assign \$225  = \$223  ? 16'h8000 : \$224 [15:0];
   assign \$226  = \$221  ? 16'h7fff : \$225 ;
-  assign \$227  = $signed(leaked8) + $signed(\port$42400$0 );
+  assign \$227  = $signed(leaked8) + $signed(\port$42639$0 );
   assign \$228  = $signed(\$227 ) > $signed(16'h7fff);
-  assign \$229  = $signed(leaked8) + $signed(\port$42400$0 );
+  assign \$229  = $signed(leaked8) + $signed(\port$42639$0 );
   assign \$230  = $signed(\$229 ) < $signed(16'h8000);
-  assign \$231  = $signed(leaked8) + $signed(\port$42400$0 );
+  assign \$231  = $signed(leaked8) + $signed(\port$42639$0 );
   assign \$232  = \$230  ? 16'h8000 : \$231 [15:0];
   assign \$233  = \$228  ? 16'h7fff : \$232 ;
-  assign \$234  = $signed(\$233 ) > $signed(\port$46203$167 [21:6]);
-  assign \$235  = $signed(u_prev[159:144]) > $signed(\port$46203$167 [21:6]);
+  assign \$234  = $signed(\$233 ) > $signed(\port$46442$167 [21:6]);
+  assign \$235  = $signed(u_prev[159:144]) > $signed(\port$46442$167 [21:6]);
   assign \$236  = \$235  ? 16'h0000 : u_prev[159:144];
   assign \$237  = $signed(\$236 ) * $signed({ 1'h0, leak_mul });
-  assign \$238  = ! \port$46203$167 [5:0];
-  assign \$239  = \port$46203$167 [5:0] - 1'h1;
+  assign \$238  = ! \port$46442$167 [5:0];
+  assign \$239  = \port$46442$167 [5:0] - 1'h1;
   assign \$240  = \$238  ? 6'h00 : \$239 [5:0];
   assign \$241  = $signed(leak_prod9) >>> \$240 ;
-  assign \$242  = ! \port$46203$167 [5:0];
+  assign \$242  = ! \port$46442$167 [5:0];
   assign \$243  = $signed(leak_partial9) + $signed({ 1'h0, rnd });
   assign \$245  = \$242  ? leak_partial9 : \$244 [24:0];
-  assign \$246  = $signed(leaked9) + $signed(\port$42418$0 );
+  assign \$246  = $signed(leaked9) + $signed(\port$42657$0 );
   assign \$247  = $signed(\$246 ) > $signed(16'h7fff);
-  assign \$248  = $signed(leaked9) + $signed(\port$42418$0 );
+  assign \$248  = $signed(leaked9) + $signed(\port$42657$0 );
   assign \$249  = $signed(\$248 ) < $signed(16'h8000);
-  assign \$250  = $signed(leaked9) + $signed(\port$42418$0 );
+  assign \$250  = $signed(leaked9) + $signed(\port$42657$0 );
   assign \$251  = \$249  ? 16'h8000 : \$250 [15:0];
   assign \$252  = \$247  ? 16'h7fff : \$251 ;
-  assign \$253  = $signed(leaked9) + $signed(\port$42418$0 );
+  assign \$253  = $signed(leaked9) + $signed(\port$42657$0 );
   assign \$254  = $signed(\$253 ) > $signed(16'h7fff);
-  assign \$255  = $signed(leaked9) + $signed(\port$42418$0 );
+  assign \$255  = $signed(leaked9) + $signed(\port$42657$0 );
   assign \$256  = $signed(\$255 ) < $signed(16'h8000);
-  assign \$257  = $signed(leaked9) + $signed(\port$42418$0 );
+  assign \$257  = $signed(leaked9) + $signed(\port$42657$0 );
   assign \$258  = \$256  ? 16'h8000 : \$257 [15:0];
   assign \$259  = \$254  ? 16'h7fff : \$258 ;
-  assign \$260  = $signed(\$259 ) > $signed(\port$46203$167 [21:6]);
-  assign \$261  = $signed(u_prev[175:160]) > $signed(\port$46203$167 [21:6]);
+  assign \$260  = $signed(\$259 ) > $signed(\port$46442$167 [21:6]);
+  assign \$261  = $signed(u_prev[175:160]) > $signed(\port$46442$167 [21:6]);
   assign \$262  = \$261  ? 16'h0000 : u_prev[175:160];
   assign \$263  = $signed(\$262 ) * $signed({ 1'h0, leak_mul });
-  assign \$264  = ! \port$46203$167 [5:0];
-  assign \$265  = \port$46203$167 [5:0] - 1'h1;
+  assign \$264  = ! \port$46442$167 [5:0];
+  assign \$265  = \port$46442$167 [5:0] - 1'h1;
   assign \$266  = \$264  ? 6'h00 : \$265 [5:0];
   assign \$267  = $signed(leak_prod10) >>> \$266 ;
-  assign \$268  = ! \port$46203$167 [5:0];
+  assign \$268  = ! \port$46442$167 [5:0];
   assign \$269  = $signed(leak_partial10) + $signed({ 1'h0, rnd });
   assign \$271  = \$268  ? leak_partial10 : \$270 [24:0];
-  assign \$272  = $signed(leaked10) + $signed(\port$42436$0 );
+  assign \$272  = $signed(leaked10) + $signed(\port$42675$0 );
   assign \$273  = $signed(\$272 ) > $signed(16'h7fff);
-  assign \$274  = $signed(leaked10) + $signed(\port$42436$0 );
+  assign \$274  = $signed(leaked10) + $signed(\port$42675$0 );
   assign \$275  = $signed(\$274 ) < $signed(16'h8000);
-  assign \$276  = $signed(leaked10) + $signed(\port$42436$0 );
+  assign \$276  = $signed(leaked10) + $signed(\port$42675$0 );
   assign \$277  = \$275  ? 16'h8000 : \$276 [15:0];
   assign \$278  = \$273  ? 16'h7fff : \$277 ;
-  assign \$279  = $signed(leaked10) + $signed(\port$42436$0 );
+  assign \$279  = $signed(leaked10) + $signed(\port$42675$0 );
   assign \$280  = $signed(\$279 ) > $signed(16'h7fff);
-  assign \$281  = $signed(leaked10) + $signed(\port$42436$0 );
+  assign \$281  = $signed(leaked10) + $signed(\port$42675$0 );
   assign \$282  = $signed(\$281 ) < $signed(16'h8000);
-  assign \$283  = $signed(leaked10) + $signed(\port$42436$0 );
+  assign \$283  = $signed(leaked10) + $signed(\port$42675$0 );
   assign \$284  = \$282  ? 16'h8000 : \$283 [15:0];
   assign \$285  = \$280  ? 16'h7fff : \$284 ;
-  assign \$286  = $signed(\$285 ) > $signed(\port$46203$167 [21:6]);
-  assign \$287  = $signed(u_prev[191:176]) > $signed(\port$46203$167 [21:6]);
+  assign \$286  = $signed(\$285 ) > $signed(\port$46442$167 [21:6]);
+  assign \$287  = $signed(u_prev[191:176]) > $signed(\port$46442$167 [21:6]);
   assign \$288  = \$287  ? 16'h0000 : u_prev[191:176];
   assign \$289  = $signed(\$288 ) * $signed({ 1'h0, leak_mul });
-  assign \$290  = ! \port$46203$167 [5:0];
-  assign \$291  = \port$46203$167 [5:0] - 1'h1;
+  assign \$290  = ! \port$46442$167 [5:0];
+  assign \$291  = \port$46442$167 [5:0] - 1'h1;
   assign \$292  = \$290  ? 6'h00 : \$291 [5:0];
   assign \$293  = $signed(leak_prod11) >>> \$292 ;
-  assign \$294  = ! \port$46203$167 [5:0];
+  assign \$294  = ! \port$46442$167 [5:0];
   assign \$295  = $signed(leak_partial11) + $signed({ 1'h0, rnd });
   assign \$297  = \$294  ? leak_partial11 : \$296 [24:0];
-  assign \$298  = $signed(leaked11) + $signed(\port$42454$0 );
+  assign \$298  = $signed(leaked11) + $signed(\port$42693$0 );
   assign \$299  = $signed(\$298 ) > $signed(16'h7fff);
-  assign \$300  = $signed(leaked11) + $signed(\port$42454$0 );
+  assign \$300  = $signed(leaked11) + $signed(\port$42693$0 );
   assign \$301  = $signed(\$300 ) < $signed(16'h8000);
-  assign \$302  = $signed(leaked11) + $signed(\port$42454$0 );
+  assign \$302  = $signed(leaked11) + $signed(\port$42693$0 );
   assign \$303  = \$301  ? 16'h8000 : \$302 [15:0];
   assign \$304  = \$299  ? 16'h7fff : \$303 ;
-  assign \$305  = $signed(leaked11) + $signed(\port$42454$0 );
+  assign \$305  = $signed(leaked11) + $signed(\port$42693$0 );
   assign \$306  = $signed(\$305 ) > $signed(16'h7fff);
-  assign \$307  = $signed(leaked11) + $signed(\port$42454$0 );
+  assign \$307  = $signed(leaked11) + $signed(\port$42693$0 );
   assign \$308  = $signed(\$307 ) < $signed(16'h8000);
-  assign \$309  = $signed(leaked11) + $signed(\port$42454$0 );
+  assign \$309  = $signed(leaked11) + $signed(\port$42693$0 );
   assign \$310  = \$308  ? 16'h8000 : \$309 [15:0];
   assign \$311  = \$306  ? 16'h7fff : \$310 ;
-  assign \$312  = $signed(\$311 ) > $signed(\port$46203$167 [21:6]);
-  assign \$313  = $signed(u_prev[207:192]) > $signed(\port$46203$167 [21:6]);
+  assign \$312  = $signed(\$311 ) > $signed(\port$46442$167 [21:6]);
+  assign \$313  = $signed(u_prev[207:192]) > $signed(\port$46442$167 [21:6]);
   assign \$314  = \$313  ? 16'h0000 : u_prev[207:192];
   assign \$315  = $signed(\$314 ) * $signed({ 1'h0, leak_mul });
-  assign \$316  = ! \port$46203$167 [5:0];
-  assign \$317  = \port$46203$167 [5:0] - 1'h1;
+  assign \$316  = ! \port$46442$167 [5:0];
+  assign \$317  = \port$46442$167 [5:0] - 1'h1;
   assign \$318  = \$316  ? 6'h00 : \$317 [5:0];
   assign \$319  = $signed(leak_prod12) >>> \$318 ;
-  assign \$320  = ! \port$46203$167 [5:0];
+  assign \$320  = ! \port$46442$167 [5:0];
   assign \$321  = $signed(leak_partial12) + $signed({ 1'h0, rnd });
   assign \$323  = \$320  ? leak_partial12 : \$322 [24:0];
-  assign \$324  = $signed(leaked12) + $signed(\port$42472$0 );
+  assign \$324  = $signed(leaked12) + $signed(\port$42711$0 );
   assign \$325  = $signed(\$324 ) > $signed(16'h7fff);
-  assign \$326  = $signed(leaked12) + $signed(\port$42472$0 );
+  assign \$326  = $signed(leaked12) + $signed(\port$42711$0 );
   assign \$327  = $signed(\$326 ) < $signed(16'h8000);
-  assign \$328  = $signed(leaked12) + $signed(\port$42472$0 );
+  assign \$328  = $signed(leaked12) + $signed(\port$42711$0 );
   assign \$329  = \$327  ? 16'h8000 : \$328 [15:0];
   assign \$330  = \$325  ? 16'h7fff : \$329 ;
-  assign \$331  = $signed(leaked12) + $signed(\port$42472$0 );
+  assign \$331  = $signed(leaked12) + $signed(\port$42711$0 );
   assign \$332  = $signed(\$331 ) > $signed(16'h7fff);
-  assign \$333  = $signed(leaked12) + $signed(\port$42472$0 );
+  assign \$333  = $signed(leaked12) + $signed(\port$42711$0 );
   assign \$334  = $signed(\$333 ) < $signed(16'h8000);
-  assign \$335  = $signed(leaked12) + $signed(\port$42472$0 );
+  assign \$335  = $signed(leaked12) + $signed(\port$42711$0 );
   assign \$336  = \$334  ? 16'h8000 : \$335 [15:0];
   assign \$337  = \$332  ? 16'h7fff : \$336 ;
-  assign \$338  = $signed(\$337 ) > $signed(\port$46203$167 [21:6]);
-  assign \$339  = $signed(u_prev[223:208]) > $signed(\port$46203$167 [21:6]);
+  assign \$338  = $signed(\$337 ) > $signed(\port$46442$167 [21:6]);
+  assign \$339  = $signed(u_prev[223:208]) > $signed(\port$46442$167 [21:6]);
   assign \$340  = \$339  ? 16'h0000 : u_prev[223:208];
   assign \$341  = $signed(\$340 ) * $signed({ 1'h0, leak_mul });
-  assign \$342  = ! \port$46203$167 [5:0];
-  assign \$343  = \port$46203$167 [5:0] - 1'h1;
+  assign \$342  = ! \port$46442$167 [5:0];
+  assign \$343  = \port$46442$167 [5:0] - 1'h1;
   assign \$344  = \$342  ? 6'h00 : \$343 [5:0];
   assign \$345  = $signed(leak_prod13) >>> \$344 ;
-  assign \$346  = ! \port$46203$167 [5:0];
+  assign \$346  = ! \port$46442$167 [5:0];
   assign \$347  = $signed(leak_partial13) + $signed({ 1'h0, rnd });
   assign \$349  = \$346  ? leak_partial13 : \$348 [24:0];
-  assign \$350  = $signed(leaked13) + $signed(\port$42490$0 );
+  assign \$350  = $signed(leaked13) + $signed(\port$42729$0 );
   assign \$351  = $signed(\$350 ) > $signed(16'h7fff);
-  assign \$352  = $signed(leaked13) + $signed(\port$42490$0 );
+  assign \$352  = $signed(leaked13) + $signed(\port$42729$0 );
   assign \$353  = $signed(\$352 ) < $signed(16'h8000);
-  assign \$354  = $signed(leaked13) + $signed(\port$42490$0 );
+  assign \$354  = $signed(leaked13) + $signed(\port$42729$0 );
   assign \$355  = \$353  ? 16'h8000 : \$354 [15:0];
   assign \$356  = \$351  ? 16'h7fff : \$355 ;
-  assign \$357  = $signed(leaked13) + $signed(\port$42490$0 );
+  assign \$357  = $signed(leaked13) + $signed(\port$42729$0 );
   assign \$358  = $signed(\$357 ) > $signed(16'h7fff);
-  assign \$359  = $signed(leaked13) + $signed(\port$42490$0 );
+  assign \$359  = $signed(leaked13) + $signed(\port$42729$0 );
   assign \$360  = $signed(\$359 ) < $signed(16'h8000);
-  assign \$361  = $signed(leaked13) + $signed(\port$42490$0 );
+  assign \$361  = $signed(leaked13) + $signed(\port$42729$0 );
   assign \$362  = \$360  ? 16'h8000 : \$361 [15:0];
   assign \$363  = \$358  ? 16'h7fff : \$362 ;
-  assign \$364  = $signed(\$363 ) > $signed(\port$46203$167 [21:6]);
-  assign \$365  = $signed(u_prev[239:224]) > $signed(\port$46203$167 [21:6]);
+  assign \$364  = $signed(\$363 ) > $signed(\port$46442$167 [21:6]);
+  assign \$365  = $signed(u_prev[239:224]) > $signed(\port$46442$167 [21:6]);
   assign \$366  = \$365  ? 16'h0000 : u_prev[239:224];
   assign \$367  = $signed(\$366 ) * $signed({ 1'h0, leak_mul });
-  assign \$368  = ! \port$46203$167 [5:0];
-  assign \$369  = \port$46203$167 [5:0] - 1'h1;
+  assign \$368  = ! \port$46442$167 [5:0];
+  assign \$369  = \port$46442$167 [5:0] - 1'h1;
   assign \$370  = \$368  ? 6'h00 : \$369 [5:0];
   assign \$371  = $signed(leak_prod14) >>> \$370 ;
-  assign \$372  = ! \port$46203$167 [5:0];
+  assign \$372  = ! \port$46442$167 [5:0];
   assign \$373  = $signed(leak_partial14) + $signed({ 1'h0, rnd });
   assign \$375  = \$372  ? leak_partial14 : \$374 [24:0];
-  assign \$376  = $signed(leaked14) + $signed(\port$42508$0 );
+  assign \$376  = $signed(leaked14) + $signed(\port$42747$0 );
   assign \$377  = $signed(\$376 ) > $signed(16'h7fff);
-  assign \$378  = $signed(leaked14) + $signed(\port$42508$0 );
+  assign \$378  = $signed(leaked14) + $signed(\port$42747$0 );
   assign \$379  = $signed(\$378 ) < $signed(16'h8000);
-  assign \$380  = $signed(leaked14) + $signed(\port$42508$0 );
+  assign \$380  = $signed(leaked14) + $signed(\port$42747$0 );
   assign \$381  = \$379  ? 16'h8000 : \$380 [15:0];
   assign \$382  = \$377  ? 16'h7fff : \$381 ;
-  assign \$383  = $signed(leaked14) + $signed(\port$42508$0 );
+  assign \$383  = $signed(leaked14) + $signed(\port$42747$0 );
   assign \$384  = $signed(\$383 ) > $signed(16'h7fff);
-  assign \$385  = $signed(leaked14) + $signed(\port$42508$0 );
+  assign \$385  = $signed(leaked14) + $signed(\port$42747$0 );
   assign \$386  = $signed(\$385 ) < $signed(16'h8000);
-  assign \$387  = $signed(leaked14) + $signed(\port$42508$0 );
+  assign \$387  = $signed(leaked14) + $signed(\port$42747$0 );
   assign \$388  = \$386  ? 16'h8000 : \$387 [15:0];
   assign \$389  = \$384  ? 16'h7fff : \$388 ;
-  assign \$390  = $signed(\$389 ) > $signed(\port$46203$167 [21:6]);
-  assign \$391  = $signed(u_prev[255:240]) > $signed(\port$46203$167 [21:6]);
+  assign \$390  = $signed(\$389 ) > $signed(\port$46442$167 [21:6]);
+  assign \$391  = $signed(u_prev[255:240]) > $signed(\port$46442$167 [21:6]);
   assign \$392  = \$391  ? 16'h0000 : u_prev[255:240];
   assign \$393  = $signed(\$392 ) * $signed({ 1'h0, leak_mul });
-  assign \$394  = ! \port$46203$167 [5:0];
-  assign \$395  = \port$46203$167 [5:0] - 1'h1;
+  assign \$394  = ! \port$46442$167 [5:0];
+  assign \$395  = \port$46442$167 [5:0] - 1'h1;
   assign \$396  = \$394  ? 6'h00 : \$395 [5:0];
   assign \$397  = $signed(leak_prod15) >>> \$396 ;
-  assign \$398  = ! \port$46203$167 [5:0];
+  assign \$398  = ! \port$46442$167 [5:0];
   assign \$399  = $signed(leak_partial15) + $signed({ 1'h0, rnd });
   assign \$401  = \$398  ? leak_partial15 : \$400 [24:0];
-  assign \$402  = $signed(leaked15) + $signed(\port$42526$0 );
+  assign \$402  = $signed(leaked15) + $signed(\port$42765$0 );
   assign \$403  = $signed(\$402 ) > $signed(16'h7fff);
-  assign \$404  = $signed(leaked15) + $signed(\port$42526$0 );
+  assign \$404  = $signed(leaked15) + $signed(\port$42765$0 );
   assign \$405  = $signed(\$404 ) < $signed(16'h8000);
-  assign \$406  = $signed(leaked15) + $signed(\port$42526$0 );
+  assign \$406  = $signed(leaked15) + $signed(\port$42765$0 );
   assign \$407  = \$405  ? 16'h8000 : \$406 [15:0];
   assign \$408  = \$403  ? 16'h7fff : \$407 ;
-  assign \$409  = $signed(leaked15) + $signed(\port$42526$0 );
+  assign \$409  = $signed(leaked15) + $signed(\port$42765$0 );
   assign \$410  = $signed(\$409 ) > $signed(16'h7fff);
-  assign \$411  = $signed(leaked15) + $signed(\port$42526$0 );
+  assign \$411  = $signed(leaked15) + $signed(\port$42765$0 );
   assign \$412  = $signed(\$411 ) < $signed(16'h8000);
-  assign \$413  = $signed(leaked15) + $signed(\port$42526$0 );
+  assign \$413  = $signed(leaked15) + $signed(\port$42765$0 );
   assign \$414  = \$412  ? 16'h8000 : \$413 [15:0];
   assign \$415  = \$410  ? 16'h7fff : \$414 ;
-  assign \$416  = $signed(\$415 ) > $signed(\port$46203$167 [21:6]);
-  assign \$417  = $signed(u_prev[271:256]) > $signed(\port$46203$167 [21:6]);
+  assign \$416  = $signed(\$415 ) > $signed(\port$46442$167 [21:6]);
+  assign \$417  = $signed(u_prev[271:256]) > $signed(\port$46442$167 [21:6]);
   assign \$418  = \$417  ? 16'h0000 : u_prev[271:256];
   assign \$419  = $signed(\$418 ) * $signed({ 1'h0, leak_mul });
-  assign \$420  = ! \port$46203$167 [5:0];
-  assign \$421  = \port$46203$167 [5:0] - 1'h1;
+  assign \$420  = ! \port$46442$167 [5:0];
+  assign \$421  = \port$46442$167 [5:0] - 1'h1;
   assign \$422  = \$420  ? 6'h00 : \$421 [5:0];
   assign \$423  = $signed(leak_prod16) >>> \$422 ;
-  assign \$424  = ! \port$46203$167 [5:0];
+  assign \$424  = ! \port$46442$167 [5:0];
   assign \$425  = $signed(leak_partial16) + $signed({ 1'h0, rnd });
   assign \$427  = \$424  ? leak_partial16 : \$426 [24:0];
-  assign \$428  = $signed(leaked16) + $signed(\port$42544$0 );
+  assign \$428  = $signed(leaked16) + $signed(\port$42783$0 );
   assign \$429  = $signed(\$428 ) > $signed(16'h7fff);
-  assign \$430  = $signed(leaked16) + $signed(\port$42544$0 );
+  assign \$430  = $signed(leaked16) + $signed(\port$42783$0 );
   assign \$431  = $signed(\$430 ) < $signed(16'h8000);
-  assign \$432  = $signed(leaked16) + $signed(\port$42544$0 );
+  assign \$432  = $signed(leaked16) + $signed(\port$42783$0 );
   assign \$433  = \$431  ? 16'h8000 : \$432 [15:0];
   assign \$434  = \$429  ? 16'h7fff : \$433 ;
-  assign \$435  = $signed(leaked16) + $signed(\port$42544$0 );
+  assign \$435  = $signed(leaked16) + $signed(\port$42783$0 );
   assign \$436  = $signed(\$435 ) > $signed(16'h7fff);
-  assign \$437  = $signed(leaked16) + $signed(\port$42544$0 );
+  assign \$437  = $signed(leaked16) + $signed(\port$42783$0 );
   assign \$438  = $signed(\$437 ) < $signed(16'h8000);
-  assign \$439  = $signed(leaked16) + $signed(\port$42544$0 );
+  assign \$439  = $signed(leaked16) + $signed(\port$42783$0 );
   assign \$440  = \$438  ? 16'h8000 : \$439 [15:0];
   assign \$441  = \$436  ? 16'h7fff : \$440 ;
-  assign \$442  = $signed(\$441 ) > $signed(\port$46203$167 [21:6]);
-  assign \$443  = $signed(u_prev[287:272]) > $signed(\port$46203$167 [21:6]);
+  assign \$442  = $signed(\$441 ) > $signed(\port$46442$167 [21:6]);
+  assign \$443  = $signed(u_prev[287:272]) > $signed(\port$46442$167 [21:6]);
   assign \$444  = \$443  ? 16'h0000 : u_prev[287:272];
   assign \$445  = $signed(\$444 ) * $signed({ 1'h0, leak_mul });
-  assign \$446  = ! \port$46203$167 [5:0];
-  assign \$447  = \port$46203$167 [5:0] - 1'h1;
+  assign \$446  = ! \port$46442$167 [5:0];
+  assign \$447  = \port$46442$167 [5:0] - 1'h1;
   assign \$448  = \$446  ? 6'h00 : \$447 [5:0];
   assign \$449  = $signed(leak_prod17) >>> \$448 ;
-  assign \$450  = ! \port$46203$167 [5:0];
+  assign \$450  = ! \port$46442$167 [5:0];
   assign \$451  = $signed(leak_partial17) + $signed({ 1'h0, rnd });
   assign \$453  = \$450  ? leak_partial17 : \$452 [24:0];
-  assign \$454  = $signed(leaked17) + $signed(\port$42562$0 );
+  assign \$454  = $signed(leaked17) + $signed(\port$42801$0 );
   assign \$455  = $signed(\$454 ) > $signed(16'h7fff);
-  assign \$456  = $signed(leaked17) + $signed(\port$42562$0 );
+  assign \$456  = $signed(leaked17) + $signed(\port$42801$0 );
   assign \$457  = $signed(\$456 ) < $signed(16'h8000);
-  assign \$458  = $signed(leaked17) + $signed(\port$42562$0 );
+  assign \$458  = $signed(leaked17) + $signed(\port$42801$0 );
   assign \$459  = \$457  ? 16'h8000 : \$458 [15:0];
   assign \$460  = \$455  ? 16'h7fff : \$459 ;
-  assign \$461  = $signed(leaked17) + $signed(\port$42562$0 );
+  assign \$461  = $signed(leaked17) + $signed(\port$42801$0 );
   assign \$462  = $signed(\$461 ) > $signed(16'h7fff);
-  assign \$463  = $signed(leaked17) + $signed(\port$42562$0 );
+  assign \$463  = $signed(leaked17) + $signed(\port$42801$0 );
   assign \$464  = $signed(\$463 ) < $signed(16'h8000);
-  assign \$465  = $signed(leaked17) + $signed(\port$42562$0 );
+  assign \$465  = $signed(leaked17) + $signed(\port$42801$0 );
   assign \$466  = \$464  ? 16'h8000 : \$465 [15:0];
   assign \$467  = \$462  ? 16'h7fff : \$466 ;
-  assign \$468  = $signed(\$467 ) > $signed(\port$46203$167 [21:6]);
-  assign \$469  = $signed(u_prev[303:288]) > $signed(\port$46203$167 [21:6]);
+  assign \$468  = $signed(\$467 ) > $signed(\port$46442$167 [21:6]);
+  assign \$469  = $signed(u_prev[303:288]) > $signed(\port$46442$167 [21:6]);
   assign \$470  = \$469  ? 16'h0000 : u_prev[303:288];
   assign \$471  = $signed(\$470 ) * $signed({ 1'h0, leak_mul });
-  assign \$472  = ! \port$46203$167 [5:0];
-  assign \$473  = \port$46203$167 [5:0] - 1'h1;
+  assign \$472  = ! \port$46442$167 [5:0];
+  assign \$473  = \port$46442$167 [5:0] - 1'h1;
   assign \$474  = \$472  ? 6'h00 : \$473 [5:0];
   assign \$475  = $signed(leak_prod18) >>> \$474 ;
-  assign \$476  = ! \port$46203$167 [5:0];
+  assign \$476  = ! \port$46442$167 [5:0];
   assign \$477  = $signed(leak_partial18) + $signed({ 1'h0, rnd });
   assign \$479  = \$476  ? leak_partial18 : \$478 [24:0];
-  assign \$480  = $signed(leaked18) + $signed(\port$42580$0 );
+  assign \$480  = $signed(leaked18) + $signed(\port$42819$0 );
   assign \$481  = $signed(\$480 ) > $signed(16'h7fff);
-  assign \$482  = $signed(leaked18) + $signed(\port$42580$0 );
+  assign \$482  = $signed(leaked18) + $signed(\port$42819$0 );
   assign \$483  = $signed(\$482 ) < $signed(16'h8000);
-  assign \$484  = $signed(leaked18) + $signed(\port$42580$0 );
+  assign \$484  = $signed(leaked18) + $signed(\port$42819$0 );
   assign \$485  = \$483  ? 16'h8000 : \$484 [15:0];
   assign \$486  = \$481  ? 16'h7fff : \$485 ;
-  assign \$487  = $signed(leaked18) + $signed(\port$42580$0 );
+  assign \$487  = $signed(leaked18) + $signed(\port$42819$0 );
   assign \$488  = $signed(\$487 ) > $signed(16'h7fff);
-  assign \$489  = $signed(leaked18) + $signed(\port$42580$0 );
+  assign \$489  = $signed(leaked18) + $signed(\port$42819$0 );
   assign \$490  = $signed(\$489 ) < $signed(16'h8000);
-  assign \$491  = $signed(leaked18) + $signed(\port$42580$0 );
+  assign \$491  = $signed(leaked18) + $signed(\port$42819$0 );
   assign \$492  = \$490  ? 16'h8000 : \$491 [15:0];
   assign \$493  = \$488  ? 16'h7fff : \$492 ;
-  assign \$494  = $signed(\$493 ) > $signed(\port$46203$167 [21:6]);
-  assign \$495  = $signed(u_prev[319:304]) > $signed(\port$46203$167 [21:6]);
+  assign \$494  = $signed(\$493 ) > $signed(\port$46442$167 [21:6]);
+  assign \$495  = $signed(u_prev[319:304]) > $signed(\port$46442$167 [21:6]);
   assign \$496  = \$495  ? 16'h0000 : u_prev[319:304];
   assign \$497  = $signed(\$496 ) * $signed({ 1'h0, leak_mul });
-  assign \$498  = ! \port$46203$167 [5:0];
-  assign \$499  = \port$46203$167 [5:0] - 1'h1;
+  assign \$498  = ! \port$46442$167 [5:0];
+  assign \$499  = \port$46442$167 [5:0] - 1'h1;
   assign \$500  = \$498  ? 6'h00 : \$499 [5:0];
   assign \$501  = $signed(leak_prod19) >>> \$500 ;
-  assign \$502  = ! \port$46203$167 [5:0];
+  assign \$502  = ! \port$46442$167 [5:0];
   assign \$503  = $signed(leak_partial19) + $signed({ 1'h0, rnd });
   assign \$505  = \$502  ? leak_partial19 : \$504 [24:0];
-  assign \$506  = $signed(leaked19) + $signed(\port$42598$0 );
+  assign \$506  = $signed(leaked19) + $signed(\port$42837$0 );
   assign \$507  = $signed(\$506 ) > $signed(16'h7fff);
-  assign \$508  = $signed(leaked19) + $signed(\port$42598$0 );
+  assign \$508  = $signed(leaked19) + $signed(\port$42837$0 );
   assign \$509  = $signed(\$508 ) < $signed(16'h8000);
-  assign \$510  = $signed(leaked19) + $signed(\port$42598$0 );
+  assign \$510  = $signed(leaked19) + $signed(\port$42837$0 );
   assign \$511  = \$509  ? 16'h8000 : \$510 [15:0];
   assign \$512  = \$507  ? 16'h7fff : \$511 ;
-  assign \$513  = $signed(leaked19) + $signed(\port$42598$0 );
+  assign \$513  = $signed(leaked19) + $signed(\port$42837$0 );
   assign \$514  = $signed(\$513 ) > $signed(16'h7fff);
-  assign \$515  = $signed(leaked19) + $signed(\port$42598$0 );
+  assign \$515  = $signed(leaked19) + $signed(\port$42837$0 );
   assign \$516  = $signed(\$515 ) < $signed(16'h8000);
-  assign \$517  = $signed(leaked19) + $signed(\port$42598$0 );
+  assign \$517  = $signed(leaked19) + $signed(\port$42837$0 );
   assign \$518  = \$516  ? 16'h8000 : \$517 [15:0];
   assign \$519  = \$514  ? 16'h7fff : \$518 ;
-  assign \$520  = $signed(\$519 ) > $signed(\port$46203$167 [21:6]);
-  assign \$521  = $signed(u_prev[335:320]) > $signed(\port$46203$167 [21:6]);
+  assign \$520  = $signed(\$519 ) > $signed(\port$46442$167 [21:6]);
+  assign \$521  = $signed(u_prev[335:320]) > $signed(\port$46442$167 [21:6]);
   assign \$522  = \$521  ? 16'h0000 : u_prev[335:320];
   assign \$523  = $signed(\$522 ) * $signed({ 1'h0, leak_mul });
-  assign \$524  = ! \port$46203$167 [5:0];
-  assign \$525  = \port$46203$167 [5:0] - 1'h1;
+  assign \$524  = ! \port$46442$167 [5:0];
+  assign \$525  = \port$46442$167 [5:0] - 1'h1;
   assign \$526  = \$524  ? 6'h00 : \$525 [5:0];
   assign \$527  = $signed(leak_prod20) >>> \$526 ;
-  assign \$528  = ! \port$46203$167 [5:0];
+  assign \$528  = ! \port$46442$167 [5:0];
   assign \$529  = $signed(leak_partial20) + $signed({ 1'h0, rnd });
   assign \$531  = \$528  ? leak_partial20 : \$530 [24:0];
-  assign \$532  = $signed(leaked20) + $signed(\port$42616$0 );
+  assign \$532  = $signed(leaked20) + $signed(\port$42855$0 );
   assign \$533  = $signed(\$532 ) > $signed(16'h7fff);
-  assign \$534  = $signed(leaked20) + $signed(\port$42616$0 );
+  assign \$534  = $signed(leaked20) + $signed(\port$42855$0 );
   assign \$535  = $signed(\$534 ) < $signed(16'h8000);
-  assign \$536  = $signed(leaked20) + $signed(\port$42616$0 );
+  assign \$536  = $signed(leaked20) + $signed(\port$42855$0 );
   assign \$537  = \$535  ? 16'h8000 : \$536 [15:0];
   assign \$538  = \$533  ? 16'h7fff : \$537 ;
-  assign \$539  = $signed(leaked20) + $signed(\port$42616$0 );
+  assign \$539  = $signed(leaked20) + $signed(\port$42855$0 );
   assign \$540  = $signed(\$539 ) > $signed(16'h7fff);
-  assign \$541  = $signed(leaked20) + $signed(\port$42616$0 );
+  assign \$541  = $signed(leaked20) + $signed(\port$42855$0 );
   assign \$542  = $signed(\$541 ) < $signed(16'h8000);
-  assign \$543  = $signed(leaked20) + $signed(\port$42616$0 );
+  assign \$543  = $signed(leaked20) + $signed(\port$42855$0 );
   assign \$544  = \$542  ? 16'h8000 : \$543 [15:0];
   assign \$545  = \$540  ? 16'h7fff : \$544 ;
-  assign \$546  = $signed(\$545 ) > $signed(\port$46203$167 [21:6]);
-  assign \$547  = $signed(u_prev[351:336]) > $signed(\port$46203$167 [21:6]);
+  assign \$546  = $signed(\$545 ) > $signed(\port$46442$167 [21:6]);
+  assign \$547  = $signed(u_prev[351:336]) > $signed(\port$46442$167 [21:6]);
   assign \$548  = \$547  ? 16'h0000 : u_prev[351:336];
   assign \$549  = $signed(\$548 ) * $signed({ 1'h0, leak_mul });
-  assign \$550  = ! \port$46203$167 [5:0];
-  assign \$551  = \port$46203$167 [5:0] - 1'h1;
+  assign \$550  = ! \port$46442$167 [5:0];
+  assign \$551  = \port$46442$167 [5:0] - 1'h1;
   assign \$552  = \$550  ? 6'h00 : \$551 [5:0];
   assign \$553  = $signed(leak_prod21) >>> \$552 ;
-  assign \$554  = ! \port$46203$167 [5:0];
+  assign \$554  = ! \port$46442$167 [5:0];
   assign \$555  = $signed(leak_partial21) + $signed({ 1'h0, rnd });
   assign \$557  = \$554  ? leak_partial21 : \$556 [24:0];
-  assign \$558  = $signed(leaked21) + $signed(\port$42634$0 );
+  assign \$558  = $signed(leaked21) + $signed(\port$42873$0 );
   assign \$559  = $signed(\$558 ) > $signed(16'h7fff);
-  assign \$560  = $signed(leaked21) + $signed(\port$42634$0 );
+  assign \$560  = $signed(leaked21) + $signed(\port$42873$0 );
   assign \$561  = $signed(\$560 ) < $signed(16'h8000);
-  assign \$562  = $signed(leaked21) + $signed(\port$42634$0 );
+  assign \$562  = $signed(leaked21) + $signed(\port$42873$0 );
   assign \$563  = \$561  ? 16'h8000 : \$562 [15:0];
   assign \$564  = \$559  ? 16'h7fff : \$563 ;
-  assign \$565  = $signed(leaked21) + $signed(\port$42634$0 );
+  assign \$565  = $signed(leaked21) + $signed(\port$42873$0 );
   assign \$566  = $signed(\$565 ) > $signed(16'h7fff);
-  assign \$567  = $signed(leaked21) + $signed(\port$42634$0 );
+  assign \$567  = $signed(leaked21) + $signed(\port$42873$0 );
   assign \$568  = $signed(\$567 ) < $signed(16'h8000);
-  assign \$569  = $signed(leaked21) + $signed(\port$42634$0 );
+  assign \$569  = $signed(leaked21) + $signed(\port$42873$0 );
   assign \$570  = \$568  ? 16'h8000 : \$569 [15:0];
   assign \$571  = \$566  ? 16'h7fff : \$570 ;
-  assign \$572  = $signed(\$571 ) > $signed(\port$46203$167 [21:6]);
-  assign \$573  = $signed(u_prev[367:352]) > $signed(\port$46203$167 [21:6]);
+  assign \$572  = $signed(\$571 ) > $signed(\port$46442$167 [21:6]);
+  assign \$573  = $signed(u_prev[367:352]) > $signed(\port$46442$167 [21:6]);
   assign \$574  = \$573  ? 16'h0000 : u_prev[367:352];
   assign \$575  = $signed(\$574 ) * $signed({ 1'h0, leak_mul });
-  assign \$576  = ! \port$46203$167 [5:0];
-  assign \$577  = \port$46203$167 [5:0] - 1'h1;
+  assign \$576  = ! \port$46442$167 [5:0];
+  assign \$577  = \port$46442$167 [5:0] - 1'h1;
   assign \$578  = \$576  ? 6'h00 : \$577 [5:0];
   assign \$579  = $signed(leak_prod22) >>> \$578 ;
-  assign \$580  = ! \port$46203$167 [5:0];
+  assign \$580  = ! \port$46442$167 [5:0];
   assign \$581  = $signed(leak_partial22) + $signed({ 1'h0, rnd });
   assign \$583  = \$580  ? leak_partial22 : \$582 [24:0];
-  assign \$584  = $signed(leaked22) + $signed(\port$42652$0 );
+  assign \$584  = $signed(leaked22) + $signed(\port$42891$0 );
   assign \$585  = $signed(\$584 ) > $signed(16'h7fff);
-  assign \$586  = $signed(leaked22) + $signed(\port$42652$0 );
+  assign \$586  = $signed(leaked22) + $signed(\port$42891$0 );
   assign \$587  = $signed(\$586 ) < $signed(16'h8000);
-  assign \$588  = $signed(leaked22) + $signed(\port$42652$0 );
+  assign \$588  = $signed(leaked22) + $signed(\port$42891$0 );
   assign \$589  = \$587  ? 16'h8000 : \$588 [15:0];
   assign \$590  = \$585  ? 16'h7fff : \$589 ;
-  assign \$591  = $signed(leaked22) + $signed(\port$42652$0 );
+  assign \$591  = $signed(leaked22) + $signed(\port$42891$0 );
   assign \$592  = $signed(\$591 ) > $signed(16'h7fff);
-  assign \$593  = $signed(leaked22) + $signed(\port$42652$0 );
+  assign \$593  = $signed(leaked22) + $signed(\port$42891$0 );
   assign \$594  = $signed(\$593 ) < $signed(16'h8000);
-  assign \$595  = $signed(leaked22) + $signed(\port$42652$0 );
+  assign \$595  = $signed(leaked22) + $signed(\port$42891$0 );
   assign \$596  = \$594  ? 16'h8000 : \$595 [15:0];
   assign \$597  = \$592  ? 16'h7fff : \$596 ;
-  assign \$598  = $signed(\$597 ) > $signed(\port$46203$167 [21:6]);
-  assign \$599  = $signed(u_prev[383:368]) > $signed(\port$46203$167 [21:6]);
+  assign \$598  = $signed(\$597 ) > $signed(\port$46442$167 [21:6]);
+  assign \$599  = $signed(u_prev[383:368]) > $signed(\port$46442$167 [21:6]);
   assign \$600  = \$599  ? 16'h0000 : u_prev[383:368];
   assign \$601  = $signed(\$600 ) * $signed({ 1'h0, leak_mul });
-  assign \$602  = ! \port$46203$167 [5:0];
-  assign \$603  = \port$46203$167 [5:0] - 1'h1;
+  assign \$602  = ! \port$46442$167 [5:0];
+  assign \$603  = \port$46442$167 [5:0] - 1'h1;
   assign \$604  = \$602  ? 6'h00 : \$603 [5:0];
   assign \$605  = $signed(leak_prod23) >>> \$604 ;
-  assign \$606  = ! \port$46203$167 [5:0];
+  assign \$606  = ! \port$46442$167 [5:0];
   assign \$607  = $signed(leak_partial23) + $signed({ 1'h0, rnd });
   assign \$609  = \$606  ? leak_partial23 : \$608 [24:0];
-  assign \$610  = $signed(leaked23) + $signed(\port$42670$0 );
+  assign \$610  = $signed(leaked23) + $signed(\port$42909$0 );
   assign \$611  = $signed(\$610 ) > $signed(16'h7fff);
-  assign \$612  = $signed(leaked23) + $signed(\port$42670$0 );
+  assign \$612  = $signed(leaked23) + $signed(\port$42909$0 );
   assign \$613  = $signed(\$612 ) < $signed(16'h8000);
-  assign \$614  = $signed(leaked23) + $signed(\port$42670$0 );
+  assign \$614  = $signed(leaked23) + $signed(\port$42909$0 );
   assign \$615  = \$613  ? 16'h8000 : \$614 [15:0];
   assign \$616  = \$611  ? 16'h7fff : \$615 ;
-  assign \$617  = $signed(leaked23) + $signed(\port$42670$0 );
+  assign \$617  = $signed(leaked23) + $signed(\port$42909$0 );
   assign \$618  = $signed(\$617 ) > $signed(16'h7fff);
-  assign \$619  = $signed(leaked23) + $signed(\port$42670$0 );
+  assign \$619  = $signed(leaked23) + $signed(\port$42909$0 );
   assign \$620  = $signed(\$619 ) < $signed(16'h8000);
-  assign \$621  = $signed(leaked23) + $signed(\port$42670$0 );
+  assign \$621  = $signed(leaked23) + $signed(\port$42909$0 );
   assign \$622  = \$620  ? 16'h8000 : \$621 [15:0];
   assign \$623  = \$618  ? 16'h7fff : \$622 ;
-  assign \$624  = $signed(\$623 ) > $signed(\port$46203$167 [21:6]);
-  assign \$625  = $signed(u_prev[399:384]) > $signed(\port$46203$167 [21:6]);
+  assign \$624  = $signed(\$623 ) > $signed(\port$46442$167 [21:6]);
+  assign \$625  = $signed(u_prev[399:384]) > $signed(\port$46442$167 [21:6]);
   assign \$626  = \$625  ? 16'h0000 : u_prev[399:384];
   assign \$627  = $signed(\$626 ) * $signed({ 1'h0, leak_mul });
-  assign \$628  = ! \port$46203$167 [5:0];
-  assign \$629  = \port$46203$167 [5:0] - 1'h1;
+  assign \$628  = ! \port$46442$167 [5:0];
+  assign \$629  = \port$46442$167 [5:0] - 1'h1;
   assign \$630  = \$628  ? 6'h00 : \$629 [5:0];
   assign \$631  = $signed(leak_prod24) >>> \$630 ;
-  assign \$632  = ! \port$46203$167 [5:0];
+  assign \$632  = ! \port$46442$167 [5:0];
   assign \$633  = $signed(leak_partial24) + $signed({ 1'h0, rnd });
   assign \$635  = \$632  ? leak_partial24 : \$634 [24:0];
-  assign \$636  = $signed(leaked24) + $signed(\port$42688$0 );
+  assign \$636  = $signed(leaked24) + $signed(\port$42927$0 );
   assign \$637  = $signed(\$636 ) > $signed(16'h7fff);
-  assign \$638  = $signed(leaked24) + $signed(\port$42688$0 );
+  assign \$638  = $signed(leaked24) + $signed(\port$42927$0 );
   assign \$639  = $signed(\$638 ) < $signed(16'h8000);
-  assign \$640  = $signed(leaked24) + $signed(\port$42688$0 );
+  assign \$640  = $signed(leaked24) + $signed(\port$42927$0 );
   assign \$641  = \$639  ? 16'h8000 : \$640 [15:0];
   assign \$642  = \$637  ? 16'h7fff : \$641 ;
-  assign \$643  = $signed(leaked24) + $signed(\port$42688$0 );
+  assign \$643  = $signed(leaked24) + $signed(\port$42927$0 );
   assign \$644  = $signed(\$643 ) > $signed(16'h7fff);
-  assign \$645  = $signed(leaked24) + $signed(\port$42688$0 );
+  assign \$645  = $signed(leaked24) + $signed(\port$42927$0 );
   assign \$646  = $signed(\$645 ) < $signed(16'h8000);
-  assign \$647  = $signed(leaked24) + $signed(\port$42688$0 );
+  assign \$647  = $signed(leaked24) + $signed(\port$42927$0 );
   assign \$648  = \$646  ? 16'h8000 : \$647 [15:0];
   assign \$649  = \$644  ? 16'h7fff : \$648 ;
-  assign \$650  = $signed(\$649 ) > $signed(\port$46203$167 [21:6]);
-  assign \$651  = $signed(u_prev[415:400]) > $signed(\port$46203$167 [21:6]);
+  assign \$650  = $signed(\$649 ) > $signed(\port$46442$167 [21:6]);
+  assign \$651  = $signed(u_prev[415:400]) > $signed(\port$46442$167 [21:6]);
   assign \$652  = \$651  ? 16'h0000 : u_prev[415:400];
   assign \$653  = $signed(\$652 ) * $signed({ 1'h0, leak_mul });
-  assign \$654  = ! \port$46203$167 [5:0];
-  assign \$655  = \port$46203$167 [5:0] - 1'h1;
+  assign \$654  = ! \port$46442$167 [5:0];
+  assign \$655  = \port$46442$167 [5:0] - 1'h1;
   assign \$656  = \$654  ? 6'h00 : \$655 [5:0];
   assign \$657  = $signed(leak_prod25) >>> \$656 ;
-  assign \$658  = ! \port$46203$167 [5:0];
+  assign \$658  = ! \port$46442$167 [5:0];
   assign \$659  = $signed(leak_partial25) + $signed({ 1'h0, rnd });
   assign \$661  = \$658  ? leak_partial25 : \$660 [24:0];
-  assign \$662  = $signed(leaked25) + $signed(\port$42706$0 );
+  assign \$662  = $signed(leaked25) + $signed(\port$42945$0 );
   assign \$663  = $signed(\$662 ) > $signed(16'h7fff);
-  assign \$664  = $signed(leaked25) + $signed(\port$42706$0 );
+  assign \$664  = $signed(leaked25) + $signed(\port$42945$0 );
   assign \$665  = $signed(\$664 ) < $signed(16'h8000);
-  assign \$666  = $signed(leaked25) + $signed(\port$42706$0 );
+  assign \$666  = $signed(leaked25) + $signed(\port$42945$0 );
   assign \$667  = \$665  ? 16'h8000 : \$666 [15:0];
   assign \$668  = \$663  ? 16'h7fff : \$667 ;
-  assign \$669  = $signed(leaked25) + $signed(\port$42706$0 );
+  assign \$669  = $signed(leaked25) + $signed(\port$42945$0 );
   assign \$670  = $signed(\$669 ) > $signed(16'h7fff);
-  assign \$671  = $signed(leaked25) + $signed(\port$42706$0 );
+  assign \$671  = $signed(leaked25) + $signed(\port$42945$0 );
   assign \$672  = $signed(\$671 ) < $signed(16'h8000);
-  assign \$673  = $signed(leaked25) + $signed(\port$42706$0 );
+  assign \$673  = $signed(leaked25) + $signed(\port$42945$0 );
   assign \$674  = \$672  ? 16'h8000 : \$673 [15:0];
   assign \$675  = \$670  ? 16'h7fff : \$674 ;
-  assign \$676  = $signed(\$675 ) > $signed(\port$46203$167 [21:6]);
-  assign \$677  = $signed(u_prev[431:416]) > $signed(\port$46203$167 [21:6]);
+  assign \$676  = $signed(\$675 ) > $signed(\port$46442$167 [21:6]);
+  assign \$677  = $signed(u_prev[431:416]) > $signed(\port$46442$167 [21:6]);
   assign \$678  = \$677  ? 16'h0000 : u_prev[431:416];
   assign \$679  = $signed(\$678 ) * $signed({ 1'h0, leak_mul });
-  assign \$680  = ! \port$46203$167 [5:0];
-  assign \$681  = \port$46203$167 [5:0] - 1'h1;
+  assign \$680  = ! \port$46442$167 [5:0];
+  assign \$681  = \port$46442$167 [5:0] - 1'h1;
   assign \$682  = \$680  ? 6'h00 : \$681 [5:0];
   assign \$683  = $signed(leak_prod26) >>> \$682 ;
-  assign \$684  = ! \port$46203$167 [5:0];
+  assign \$684  = ! \port$46442$167 [5:0];
   assign \$685  = $signed(leak_partial26) + $signed({ 1'h0, rnd });
   assign \$687  = \$684  ? leak_partial26 : \$686 [24:0];
-  assign \$688  = $signed(leaked26) + $signed(\port$42724$0 );
+  assign \$688  = $signed(leaked26) + $signed(\port$42963$0 );
   assign \$689  = $signed(\$688 ) > $signed(16'h7fff);
-  assign \$690  = $signed(leaked26) + $signed(\port$42724$0 );
+  assign \$690  = $signed(leaked26) + $signed(\port$42963$0 );
   assign \$691  = $signed(\$690 ) < $signed(16'h8000);
-  assign \$692  = $signed(leaked26) + $signed(\port$42724$0 );
+  assign \$692  = $signed(leaked26) + $signed(\port$42963$0 );
   assign \$693  = \$691  ? 16'h8000 : \$692 [15:0];
   assign \$694  = \$689  ? 16'h7fff : \$693 ;
-  assign \$695  = $signed(leaked26) + $signed(\port$42724$0 );
+  assign \$695  = $signed(leaked26) + $signed(\port$42963$0 );
   assign \$696  = $signed(\$695 ) > $signed(16'h7fff);
-  assign \$697  = $signed(leaked26) + $signed(\port$42724$0 );
+  assign \$697  = $signed(leaked26) + $signed(\port$42963$0 );
   assign \$698  = $signed(\$697 ) < $signed(16'h8000);
-  assign \$699  = $signed(leaked26) + $signed(\port$42724$0 );
+  assign \$699  = $signed(leaked26) + $signed(\port$42963$0 );
   assign \$700  = \$698  ? 16'h8000 : \$699 [15:0];
   assign \$701  = \$696  ? 16'h7fff : \$700 ;
-  assign \$702  = $signed(\$701 ) > $signed(\port$46203$167 [21:6]);
-  assign \$703  = $signed(u_prev[447:432]) > $signed(\port$46203$167 [21:6]);
+  assign \$702  = $signed(\$701 ) > $signed(\port$46442$167 [21:6]);
+  assign \$703  = $signed(u_prev[447:432]) > $signed(\port$46442$167 [21:6]);
   assign \$704  = \$703  ? 16'h0000 : u_prev[447:432];
   assign \$705  = $signed(\$704 ) * $signed({ 1'h0, leak_mul });
-  assign \$706  = ! \port$46203$167 [5:0];
-  assign \$707  = \port$46203$167 [5:0] - 1'h1;
+  assign \$706  = ! \port$46442$167 [5:0];
+  assign \$707  = \port$46442$167 [5:0] - 1'h1;
   assign \$708  = \$706  ? 6'h00 : \$707 [5:0];
   assign \$709  = $signed(leak_prod27) >>> \$708 ;
-  assign \$710  = ! \port$46203$167 [5:0];
+  assign \$710  = ! \port$46442$167 [5:0];
   assign \$711  = $signed(leak_partial27) + $signed({ 1'h0, rnd });
   assign \$713  = \$710  ? leak_partial27 : \$712 [24:0];
-  assign \$714  = $signed(leaked27) + $signed(\port$42742$0 );
+  assign \$714  = $signed(leaked27) + $signed(\port$42981$0 );
   assign \$715  = $signed(\$714 ) > $signed(16'h7fff);
-  assign \$716  = $signed(leaked27) + $signed(\port$42742$0 );
+  assign \$716  = $signed(leaked27) + $signed(\port$42981$0 );
   assign \$717  = $signed(\$716 ) < $signed(16'h8000);
-  assign \$718  = $signed(leaked27) + $signed(\port$42742$0 );
+  assign \$718  = $signed(leaked27) + $signed(\port$42981$0 );
   assign \$719  = \$717  ? 16'h8000 : \$718 [15:0];
   assign \$720  = \$715  ? 16'h7fff : \$719 ;
-  assign \$721  = $signed(leaked27) + $signed(\port$42742$0 );
+  assign \$721  = $signed(leaked27) + $signed(\port$42981$0 );
   assign \$722  = $signed(\$721 ) > $signed(16'h7fff);
-  assign \$723  = $signed(leaked27) + $signed(\port$42742$0 );
+  assign \$723  = $signed(leaked27) + $signed(\port$42981$0 );
   assign \$724  = $signed(\$723 ) < $signed(16'h8000);
-  assign \$725  = $signed(leaked27) + $signed(\port$42742$0 );
+  assign \$725  = $signed(leaked27) + $signed(\port$42981$0 );
   assign \$726  = \$724  ? 16'h8000 : \$725 [15:0];
   assign \$727  = \$722  ? 16'h7fff : \$726 ;
-  assign \$728  = $signed(\$727 ) > $signed(\port$46203$167 [21:6]);
-  assign \$729  = $signed(u_prev[463:448]) > $signed(\port$46203$167 [21:6]);
+  assign \$728  = $signed(\$727 ) > $signed(\port$46442$167 [21:6]);
+  assign \$729  = $signed(u_prev[463:448]) > $signed(\port$46442$167 [21:6]);
   assign \$730  = \$729  ? 16'h0000 : u_prev[463:448];
   assign \$731  = $signed(\$730 ) * $signed({ 1'h0, leak_mul });
-  assign \$732  = ! \port$46203$167 [5:0];
-  assign \$733  = \port$46203$167 [5:0] - 1'h1;
+  assign \$732  = ! \port$46442$167 [5:0];
+  assign \$733  = \port$46442$167 [5:0] - 1'h1;
   assign \$734  = \$732  ? 6'h00 : \$733 [5:0];
   assign \$735  = $signed(leak_prod28) >>> \$734 ;
-  assign \$736  = ! \port$46203$167 [5:0];
+  assign \$736  = ! \port$46442$167 [5:0];
   assign \$737  = $signed(leak_partial28) + $signed({ 1'h0, rnd });
   assign \$739  = \$736  ? leak_partial28 : \$738 [24:0];
-  assign \$740  = $signed(leaked28) + $signed(\port$42760$0 );
+  assign \$740  = $signed(leaked28) + $signed(\port$42999$0 );
   assign \$741  = $signed(\$740 ) > $signed(16'h7fff);
-  assign \$742  = $signed(leaked28) + $signed(\port$42760$0 );
+  assign \$742  = $signed(leaked28) + $signed(\port$42999$0 );
   assign \$743  = $signed(\$742 ) < $signed(16'h8000);
-  assign \$744  = $signed(leaked28) + $signed(\port$42760$0 );
+  assign \$744  = $signed(leaked28) + $signed(\port$42999$0 );
   assign \$745  = \$743  ? 16'h8000 : \$744 [15:0];
   assign \$746  = \$741  ? 16'h7fff : \$745 ;
-  assign \$747  = $signed(leaked28) + $signed(\port$42760$0 );
+  assign \$747  = $signed(leaked28) + $signed(\port$42999$0 );
   assign \$748  = $signed(\$747 ) > $signed(16'h7fff);
-  assign \$749  = $signed(leaked28) + $signed(\port$42760$0 );
+  assign \$749  = $signed(leaked28) + $signed(\port$42999$0 );
   assign \$750  = $signed(\$749 ) < $signed(16'h8000);
-  assign \$751  = $signed(leaked28) + $signed(\port$42760$0 );
+  assign \$751  = $signed(leaked28) + $signed(\port$42999$0 );
   assign \$752  = \$750  ? 16'h8000 : \$751 [15:0];
   assign \$753  = \$748  ? 16'h7fff : \$752 ;
-  assign \$754  = $signed(\$753 ) > $signed(\port$46203$167 [21:6]);
-  assign \$755  = $signed(u_prev[479:464]) > $signed(\port$46203$167 [21:6]);
+  assign \$754  = $signed(\$753 ) > $signed(\port$46442$167 [21:6]);
+  assign \$755  = $signed(u_prev[479:464]) > $signed(\port$46442$167 [21:6]);
   assign \$756  = \$755  ? 16'h0000 : u_prev[479:464];
   assign \$757  = $signed(\$756 ) * $signed({ 1'h0, leak_mul });
-  assign \$758  = ! \port$46203$167 [5:0];
-  assign \$759  = \port$46203$167 [5:0] - 1'h1;
+  assign \$758  = ! \port$46442$167 [5:0];
+  assign \$759  = \port$46442$167 [5:0] - 1'h1;
   assign \$760  = \$758  ? 6'h00 : \$759 [5:0];
   assign \$761  = $signed(leak_prod29) >>> \$760 ;
-  assign \$762  = ! \port$46203$167 [5:0];
+  assign \$762  = ! \port$46442$167 [5:0];
   assign \$763  = $signed(leak_partial29) + $signed({ 1'h0, rnd });
   assign \$765  = \$762  ? leak_partial29 : \$764 [24:0];
-  assign \$766  = $signed(leaked29) + $signed(\port$42778$0 );
+  assign \$766  = $signed(leaked29) + $signed(\port$43017$0 );
   assign \$767  = $signed(\$766 ) > $signed(16'h7fff);
-  assign \$768  = $signed(leaked29) + $signed(\port$42778$0 );
+  assign \$768  = $signed(leaked29) + $signed(\port$43017$0 );
   assign \$769  = $signed(\$768 ) < $signed(16'h8000);
-  assign \$770  = $signed(leaked29) + $signed(\port$42778$0 );
+  assign \$770  = $signed(leaked29) + $signed(\port$43017$0 );
   assign \$771  = \$769  ? 16'h8000 : \$770 [15:0];
   assign \$772  = \$767  ? 16'h7fff : \$771 ;
-  assign \$773  = $signed(leaked29) + $signed(\port$42778$0 );
+  assign \$773  = $signed(leaked29) + $signed(\port$43017$0 );
   assign \$774  = $signed(\$773 ) > $signed(16'h7fff);
-  assign \$775  = $signed(leaked29) + $signed(\port$42778$0 );
+  assign \$775  = $signed(leaked29) + $signed(\port$43017$0 );
   assign \$776  = $signed(\$775 ) < $signed(16'h8000);
-  assign \$777  = $signed(leaked29) + $signed(\port$42778$0 );
+  assign \$777  = $signed(leaked29) + $signed(\port$43017$0 );
   assign \$778  = \$776  ? 16'h8000 : \$777 [15:0];
   assign \$779  = \$774  ? 16'h7fff : \$778 ;
-  assign \$780  = $signed(\$779 ) > $signed(\port$46203$167 [21:6]);
-  assign \$781  = $signed(u_prev[495:480]) > $signed(\port$46203$167 [21:6]);
+  assign \$780  = $signed(\$779 ) > $signed(\port$46442$167 [21:6]);
+  assign \$781  = $signed(u_prev[495:480]) > $signed(\port$46442$167 [21:6]);
   assign \$782  = \$781  ? 16'h0000 : u_prev[495:480];
   assign \$783  = $signed(\$782 ) * $signed({ 1'h0, leak_mul });
-  assign \$784  = ! \port$46203$167 [5:0];
-  assign \$785  = \port$46203$167 [5:0] - 1'h1;
+  assign \$784  = ! \port$46442$167 [5:0];
+  assign \$785  = \port$46442$167 [5:0] - 1'h1;
   assign \$786  = \$784  ? 6'h00 : \$785 [5:0];
   assign \$787  = $signed(leak_prod30) >>> \$786 ;
-  assign \$788  = ! \port$46203$167 [5:0];
+  assign \$788  = ! \port$46442$167 [5:0];
   assign \$789  = $signed(leak_partial30) + $signed({ 1'h0, rnd });
   assign \$791  = \$788  ? leak_partial30 : \$790 [24:0];
-  assign \$792  = $signed(leaked30) + $signed(\port$42796$0 );
+  assign \$792  = $signed(leaked30) + $signed(\port$43035$0 );
   assign \$793  = $signed(\$792 ) > $signed(16'h7fff);
-  assign \$794  = $signed(leaked30) + $signed(\port$42796$0 );
+  assign \$794  = $signed(leaked30) + $signed(\port$43035$0 );
   assign \$795  = $signed(\$794 ) < $signed(16'h8000);
-  assign \$796  = $signed(leaked30) + $signed(\port$42796$0 );
+  assign \$796  = $signed(leaked30) + $signed(\port$43035$0 );
   assign \$797  = \$795  ? 16'h8000 : \$796 [15:0];
   assign \$798  = \$793  ? 16'h7fff : \$797 ;
-  assign \$799  = $signed(leaked30) + $signed(\port$42796$0 );
+  assign \$799  = $signed(leaked30) + $signed(\port$43035$0 );
   assign \$800  = $signed(\$799 ) > $signed(16'h7fff);
-  assign \$801  = $signed(leaked30) + $signed(\port$42796$0 );
+  assign \$801  = $signed(leaked30) + $signed(\port$43035$0 );
   assign \$802  = $signed(\$801 ) < $signed(16'h8000);
-  assign \$803  = $signed(leaked30) + $signed(\port$42796$0 );
+  assign \$803  = $signed(leaked30) + $signed(\port$43035$0 );
   assign \$804  = \$802  ? 16'h8000 : \$803 [15:0];
   assign \$805  = \$800  ? 16'h7fff : \$804 ;
-  assign \$806  = $signed(\$805 ) > $signed(\port$46203$167 [21:6]);
-  assign \$807  = $signed(u_prev[511:496]) > $signed(\port$46203$167 [21:6]);
+  assign \$806  = $signed(\$805 ) > $signed(\port$46442$167 [21:6]);
+  assign \$807  = $signed(u_prev[511:496]) > $signed(\port$46442$167 [21:6]);
   assign \$808  = \$807  ? 16'h0000 : u_prev[511:496];
   assign \$809  = $signed(\$808 ) * $signed({ 1'h0, leak_mul });
-  assign \$810  = ! \port$46203$167 [5:0];
-  assign \$811  = \port$46203$167 [5:0] - 1'h1;
+  assign \$810  = ! \port$46442$167 [5:0];
+  assign \$811  = \port$46442$167 [5:0] - 1'h1;
   assign \$812  = \$810  ? 6'h00 : \$811 [5:0];
   assign \$813  = $signed(leak_prod31) >>> \$812 ;
-  assign \$814  = ! \port$46203$167 [5:0];
+  assign \$814  = ! \port$46442$167 [5:0];
   assign \$815  = $signed(leak_partial31) + $signed({ 1'h0, rnd });
   assign \$817  = \$814  ? leak_partial31 : \$816 [24:0];
-  assign \$818  = $signed(leaked31) + $signed(\port$42814$0 );
+  assign \$818  = $signed(leaked31) + $signed(\port$43053$0 );
   assign \$819  = $signed(\$818 ) > $signed(16'h7fff);
-  assign \$820  = $signed(leaked31) + $signed(\port$42814$0 );
+  assign \$820  = $signed(leaked31) + $signed(\port$43053$0 );
   assign \$821  = $signed(\$820 ) < $signed(16'h8000);
-  assign \$822  = $signed(leaked31) + $signed(\port$42814$0 );
+  assign \$822  = $signed(leaked31) + $signed(\port$43053$0 );
   assign \$823  = \$821  ? 16'h8000 : \$822 [15:0];
   assign \$824  = \$819  ? 16'h7fff : \$823 ;
-  assign \$825  = $signed(leaked31) + $signed(\port$42814$0 );
+  assign \$825  = $signed(leaked31) + $signed(\port$43053$0 );
   assign \$826  = $signed(\$825 ) > $signed(16'h7fff);
-  assign \$827  = $signed(leaked31) + $signed(\port$42814$0 );
+  assign \$827  = $signed(leaked31) + $signed(\port$43053$0 );
   assign \$828  = $signed(\$827 ) < $signed(16'h8000);
-  assign \$829  = $signed(leaked31) + $signed(\port$42814$0 );
+  assign \$829  = $signed(leaked31) + $signed(\port$43053$0 );
   assign \$830  = \$828  ? 16'h8000 : \$829 [15:0];
   assign \$831  = \$826  ? 16'h7fff : \$830 ;
-  assign \$832  = $signed(\$831 ) > $signed(\port$46203$167 [21:6]);
+  assign \$832  = $signed(\$831 ) > $signed(\port$46442$167 [21:6]);
   always @(posedge clk)
     leak_prod0 <= \$833 ;
   always @(posedge clk)
@@ -11326,11 +11328,11 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$42256$0 , \port$42274$0 , \port$4
     u31 <= \$991 ;
   always @(posedge clk)
     s31 <= \$992 ;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$46203$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$46442$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
   assign \$3  = $signed(\$2 ) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$46203$167 [5:0];
-  assign \$5  = \port$46203$167 [5:0] - 1'h1;
+  assign \$4  = ! \port$46442$167 [5:0];
+  assign \$5  = \port$46442$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
   always @* begin
@@ -12453,9 +12455,9 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$42256$0 , \port$42274$0 , \port$4
       \$992  = 1'h0;
     end
   end
-  assign threshold = \port$46203$167 [21:6];
-  assign leak_shift = \port$46203$167 [5:0];
-  assign cur = { \port$42814$0 , \port$42796$0 , \port$42778$0 , \port$42760$0 , \port$42742$0 , \port$42724$0 , \port$42706$0 , \port$42688$0 , \port$42670$0 , \port$42652$0 , \port$42634$0 , \port$42616$0 , \port$42598$0 , \port$42580$0 , \port$42562$0 , \port$42544$0 , \port$42526$0 , \port$42508$0 , \port$42490$0 , \port$42472$0 , \port$42454$0 , \port$42436$0 , \port$42418$0 , \port$42400$0 , \port$42382$0 , \port$42364$0 , \port$42346$0 , \port$42328$0 , \port$42310$0 , \port$42292$0 , \port$42274$0 , \port$42256$0  };
+  assign threshold = \port$46442$167 [21:6];
+  assign leak_shift = \port$46442$167 [5:0];
+  assign cur = { \port$43053$0 , \port$43035$0 , \port$43017$0 , \port$42999$0 , \port$42981$0 , \port$42963$0 , \port$42945$0 , \port$42927$0 , \port$42909$0 , \port$42891$0 , \port$42873$0 , \port$42855$0 , \port$42837$0 , \port$42819$0 , \port$42801$0 , \port$42783$0 , \port$42765$0 , \port$42747$0 , \port$42729$0 , \port$42711$0 , \port$42693$0 , \port$42675$0 , \port$42657$0 , \port$42639$0 , \port$42621$0 , \port$42603$0 , \port$42585$0 , \port$42567$0 , \port$42549$0 , \port$42531$0 , \port$42513$0 , \port$42495$0  };
   assign u = { u31, u30, u29, u28, u27, u26, u25, u24, u23, u22, u21, u20, u19, u18, u17, u16, u15, u14, u13, u12, u11, u10, u9, u8, u7, u6, u5, u4, u3, u2, u1, u0 };
   assign s = { s31, s30, s29, s28, s27, s26, s25, s24, s23, s22, s21, s20, s19, s18, s17, s16, s15, s14, s13, s12, s11, s10, s9, s8, s7, s6, s5, s4, s3, s2, s1, s0 };
   assign \$10  = { \$9 [25], \$9 [25:1] };
@@ -12493,8 +12495,8 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$42256$0 , \port$42274$0 , \port$4
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.maxpool (rst, valid, \port$9229$0 , \port$9232$0 , \port$9235$0 , \port$9238$0 , \port$9241$0 , \port$9244$0 , \port$9247$0 , \port$9250$0 , \port$9253$0 , \port$9256$0 , \port$9259$0 , \port$9262$0 , \port$9265$0 , \port$9268$0 , \port$9271$0 , \port$9274$0 , \port$9277$0 , \port$9280$0 , \port$9283$0 
-, \port$9286$0 , \port$9289$0 , \port$9292$0 , \port$9295$0 , \port$9298$0 , \port$9301$0 , \port$9304$0 , \port$9307$0 , \port$9310$0 , \port$9313$0 , \port$9316$0 , \port$9319$0 , \port$9322$0 , first, i, clk);
+module \ttsnn_accel.e4.maxpool (rst, valid, \port$9447$0 , \port$9450$0 , \port$9453$0 , \port$9456$0 , \port$9459$0 , \port$9462$0 , \port$9465$0 , \port$9468$0 , \port$9471$0 , \port$9474$0 , \port$9477$0 , \port$9480$0 , \port$9483$0 , \port$9486$0 , \port$9489$0 , \port$9492$0 , \port$9495$0 , \port$9498$0 , \port$9501$0 
+, \port$9504$0 , \port$9507$0 , \port$9510$0 , \port$9513$0 , \port$9516$0 , \port$9519$0 , \port$9522$0 , \port$9525$0 , \port$9528$0 , \port$9531$0 , \port$9534$0 , \port$9537$0 , \port$9540$0 , first, i, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -12601,70 +12603,70 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$9229$0 , \port$9232$0 , \port$
   input [511:0] i;
   wire [511:0] i;
   wire [511:0] o;
-  output [15:0] \port$9229$0 ;
-  wire [15:0] \port$9229$0 ;
-  output [15:0] \port$9232$0 ;
-  wire [15:0] \port$9232$0 ;
-  output [15:0] \port$9235$0 ;
-  wire [15:0] \port$9235$0 ;
-  output [15:0] \port$9238$0 ;
-  wire [15:0] \port$9238$0 ;
-  output [15:0] \port$9241$0 ;
-  wire [15:0] \port$9241$0 ;
-  output [15:0] \port$9244$0 ;
-  wire [15:0] \port$9244$0 ;
-  output [15:0] \port$9247$0 ;
-  wire [15:0] \port$9247$0 ;
-  output [15:0] \port$9250$0 ;
-  wire [15:0] \port$9250$0 ;
-  output [15:0] \port$9253$0 ;
-  wire [15:0] \port$9253$0 ;
-  output [15:0] \port$9256$0 ;
-  wire [15:0] \port$9256$0 ;
-  output [15:0] \port$9259$0 ;
-  wire [15:0] \port$9259$0 ;
-  output [15:0] \port$9262$0 ;
-  wire [15:0] \port$9262$0 ;
-  output [15:0] \port$9265$0 ;
-  wire [15:0] \port$9265$0 ;
-  output [15:0] \port$9268$0 ;
-  wire [15:0] \port$9268$0 ;
-  output [15:0] \port$9271$0 ;
-  wire [15:0] \port$9271$0 ;
-  output [15:0] \port$9274$0 ;
-  wire [15:0] \port$9274$0 ;
-  output [15:0] \port$9277$0 ;
-  wire [15:0] \port$9277$0 ;
-  output [15:0] \port$9280$0 ;
-  wire [15:0] \port$9280$0 ;
-  output [15:0] \port$9283$0 ;
-  wire [15:0] \port$9283$0 ;
-  output [15:0] \port$9286$0 ;
-  wire [15:0] \port$9286$0 ;
-  output [15:0] \port$9289$0 ;
-  wire [15:0] \port$9289$0 ;
-  output [15:0] \port$9292$0 ;
-  wire [15:0] \port$9292$0 ;
-  output [15:0] \port$9295$0 ;
-  wire [15:0] \port$9295$0 ;
-  output [15:0] \port$9298$0 ;
-  wire [15:0] \port$9298$0 ;
-  output [15:0] \port$9301$0 ;
-  wire [15:0] \port$9301$0 ;
-  output [15:0] \port$9304$0 ;
-  wire [15:0] \port$9304$0 ;
-  output [15:0] \port$9307$0 ;
-  wire [15:0] \port$9307$0 ;
-  output [15:0] \port$9310$0 ;
-  wire [15:0] \port$9310$0 ;
-  output [15:0] \port$9313$0 ;
-  wire [15:0] \port$9313$0 ;
-  output [15:0] \port$9316$0 ;
-  wire [15:0] \port$9316$0 ;
-  output [15:0] \port$9319$0 ;
-  wire [15:0] \port$9319$0 ;
-  output [15:0] \port$9322$0 ;
-  wire [15:0] \port$9322$0 ;
+  output [15:0] \port$9447$0 ;
+  wire [15:0] \port$9447$0 ;
+  output [15:0] \port$9450$0 ;
+  wire [15:0] \port$9450$0 ;
+  output [15:0] \port$9453$0 ;
+  wire [15:0] \port$9453$0 ;
+  output [15:0] \port$9456$0 ;
+  wire [15:0] \port$9456$0 ;
+  output [15:0] \port$9459$0 ;
+  wire [15:0] \port$9459$0 ;
+  output [15:0] \port$9462$0 ;
+  wire [15:0] \port$9462$0 ;
+  output [15:0] \port$9465$0 ;
+  wire [15:0] \port$9465$0 ;
+  output [15:0] \port$9468$0 ;
+  wire [15:0] \port$9468$0 ;
+  output [15:0] \port$9471$0 ;
+  wire [15:0] \port$9471$0 ;
+  output [15:0] \port$9474$0 ;
+  wire [15:0] \port$9474$0 ;
+  output [15:0] \port$9477$0 ;
+  wire [15:0] \port$9477$0 ;
+  output [15:0] \port$9480$0 ;
+  wire [15:0] \port$9480$0 ;
+  output [15:0] \port$9483$0 ;
+  wire [15:0] \port$9483$0 ;
+  output [15:0] \port$9486$0 ;
+  wire [15:0] \port$9486$0 ;
+  output [15:0] \port$9489$0 ;
+  wire [15:0] \port$9489$0 ;
+  output [15:0] \port$9492$0 ;
+  wire [15:0] \port$9492$0 ;
+  output [15:0] \port$9495$0 ;
+  wire [15:0] \port$9495$0 ;
+  output [15:0] \port$9498$0 ;
+  wire [15:0] \port$9498$0 ;
+  output [15:0] \port$9501$0 ;
+  wire [15:0] \port$9501$0 ;
+  output [15:0] \port$9504$0 ;
+  wire [15:0] \port$9504$0 ;
+  output [15:0] \port$9507$0 ;
+  wire [15:0] \port$9507$0 ;
+  output [15:0] \port$9510$0 ;
+  wire [15:0] \port$9510$0 ;
+  output [15:0] \port$9513$0 ;
+  wire [15:0] \port$9513$0 ;
+  output [15:0] \port$9516$0 ;
+  wire [15:0] \port$9516$0 ;
+  output [15:0] \port$9519$0 ;
+  wire [15:0] \port$9519$0 ;
+  output [15:0] \port$9522$0 ;
+  wire [15:0] \port$9522$0 ;
+  output [15:0] \port$9525$0 ;
+  wire [15:0] \port$9525$0 ;
+  output [15:0] \port$9528$0 ;
+  wire [15:0] \port$9528$0 ;
+  output [15:0] \port$9531$0 ;
+  wire [15:0] \port$9531$0 ;
+  output [15:0] \port$9534$0 ;
+  wire [15:0] \port$9534$0 ;
+  output [15:0] \port$9537$0 ;
+  wire [15:0] \port$9537$0 ;
+  output [15:0] \port$9540$0 ;
+  wire [15:0] \port$9540$0 ;
   input rst;
   wire rst;
   input valid;
@@ -12778,36 +12780,36 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$9229$0 , \port$9232$0 , \port$
     end
   end
   assign o = { \$96 , \$93 , \$90 , \$87 , \$84 , \$81 , \$78 , \$75 , \$72 , \$69 , \$66 , \$63 , \$60 , \$57 , \$54 , \$51 , \$48 , \$45 , \$42 , \$39 , \$36 , \$33 , \$30 , \$27 , \$24 , \$21 , \$18 , \$15 , \$12 , \$9 , \$6 , \$3  };
-  assign \port$9229$0  = \$3 ;
-  assign \port$9232$0  = \$6 ;
-  assign \port$9235$0  = \$9 ;
-  assign \port$9238$0  = \$12 ;
-  assign \port$9241$0  = \$15 ;
-  assign \port$9244$0  = \$18 ;
-  assign \port$9247$0  = \$21 ;
-  assign \port$9250$0  = \$24 ;
-  assign \port$9253$0  = \$27 ;
-  assign \port$9256$0  = \$30 ;
-  assign \port$9259$0  = \$33 ;
-  assign \port$9262$0  = \$36 ;
-  assign \port$9265$0  = \$39 ;
-  assign \port$9268$0  = \$42 ;
-  assign \port$9271$0  = \$45 ;
-  assign \port$9274$0  = \$48 ;
-  assign \port$9277$0  = \$51 ;
-  assign \port$9280$0  = \$54 ;
-  assign \port$9283$0  = \$57 ;
-  assign \port$9286$0  = \$60 ;
-  assign \port$9289$0  = \$63 ;
-  assign \port$9292$0  = \$66 ;
-  assign \port$9295$0  = \$69 ;
-  assign \port$9298$0  = \$72 ;
-  assign \port$9301$0  = \$75 ;
-  assign \port$9304$0  = \$78 ;
-  assign \port$9307$0  = \$81 ;
-  assign \port$9310$0  = \$84 ;
-  assign \port$9313$0  = \$87 ;
-  assign \port$9316$0  = \$90 ;
-  assign \port$9319$0  = \$93 ;
-  assign \port$9322$0  = \$96 ;
+  assign \port$9447$0  = \$3 ;
+  assign \port$9450$0  = \$6 ;
+  assign \port$9453$0  = \$9 ;
+  assign \port$9456$0  = \$12 ;
+  assign \port$9459$0  = \$15 ;
+  assign \port$9462$0  = \$18 ;
+  assign \port$9465$0  = \$21 ;
+  assign \port$9468$0  = \$24 ;
+  assign \port$9471$0  = \$27 ;
+  assign \port$9474$0  = \$30 ;
+  assign \port$9477$0  = \$33 ;
+  assign \port$9480$0  = \$36 ;
+  assign \port$9483$0  = \$39 ;
+  assign \port$9486$0  = \$42 ;
+  assign \port$9489$0  = \$45 ;
+  assign \port$9492$0  = \$48 ;
+  assign \port$9495$0  = \$51 ;
+  assign \port$9498$0  = \$54 ;
+  assign \port$9501$0  = \$57 ;
+  assign \port$9504$0  = \$60 ;
+  assign \port$9507$0  = \$63 ;
+  assign \port$9510$0  = \$66 ;
+  assign \port$9513$0  = \$69 ;
+  assign \port$9516$0  = \$72 ;
+  assign \port$9519$0  = \$75 ;
+  assign \port$9522$0  = \$78 ;
+  assign \port$9525$0  = \$81 ;
+  assign \port$9528$0  = \$84 ;
+  assign \port$9531$0  = \$87 ;
+  assign \port$9534$0  = \$90 ;
+  assign \port$9537$0  = \$93 ;
+  assign \port$9540$0  = \$96 ;
 endmodule

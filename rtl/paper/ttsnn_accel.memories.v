@@ -2,14 +2,14 @@
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w1__en, e1_w1__addr, e1_line1__addr, wr__data, \port__en$83 , e23_line1_a__addr, \port__en$89 , e23_line1_b__addr, \port__en$95 , e23_line1_c__addr, e23_w2__en, e23_w2__addr, e23_w3__en, e23_w3__addr, \wr__en$155 , e23_row2__addr, \wr__en$161 
-, e23_line4__addr, \wr__data$165 , \port__en$101 , e23_row2_b__addr, \port__en$107 , e23_row2_c__addr, \port$5853$0 , \port$5893$0 , \port$5933$0 , \port$5973$0 , \port$6013$0 , \port$6053$0 , \port$6093$0 , \port$6133$0 , \port$6173$0 , \port$6213$0 , \port$6253$0 , \port$6293$0 , \port$6333$0 , \port$6373$0 , \port$6413$0 
-, \port$6453$0 , \port$6493$0 , \port$6533$0 , \port$6573$0 , \port$6613$0 , \port$6653$0 , \port$6693$0 , \port$6733$0 , \port$6773$0 , \port$6813$0 , \port$6853$0 , \port$6893$0 , \port$6933$0 , \port$6973$0 , \port$7013$0 , \port$7053$0 , \port$7093$0 , e4_w4__en, \port__en$113 , e4_line4__addr, e4_w4__addr
+, e23_line4__addr, \wr__data$165 , \port__en$101 , e23_row2_b__addr, \port__en$107 , e23_row2_c__addr, \port$6071$0 , \port$6111$0 , \port$6151$0 , \port$6191$0 , \port$6231$0 , \port$6271$0 , \port$6311$0 , \port$6351$0 , \port$6391$0 , \port$6431$0 , \port$6471$0 , \port$6511$0 , \port$6551$0 , \port$6591$0 , \port$6631$0 
+, \port$6671$0 , \port$6711$0 , \port$6751$0 , \port$6791$0 , \port$6831$0 , \port$6871$0 , \port$6911$0 , \port$6951$0 , \port$6991$0 , \port$7031$0 , \port$7071$0 , \port$7111$0 , \port$7151$0 , \port$7191$0 , \port$7231$0 , \port$7271$0 , \port$7311$0 , e4_w4__en, \port__en$113 , e4_line4__addr, e4_w4__addr
 , e4_affine__en, \port__en$119 , e4_residual__addr, \port__en$125 , e4_membrane_in__addr, \wr__data$177 , e4_membrane_out__addr, e4_spikes__addr, bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, \port__en$131 , \port__en$137 , bw_trace__addr, \port__en$143 , bw_grad_w2__en, bw_grad_w2__addr
 , bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$179 , host__w2__addr, host__w2__rd_en, \wr__en$185 , host__w3__addr, host__w3__rd_en, \wr__en$191 , host__w4__addr, host__w4__rd_en, \wr__en$197 , host__affine__addr, host__affine__rd_en, \wr__en$203 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$209 , host__residual__addr, \wr__en$215 
 , host__membrane__addr, \port__en$221 , host__spikes__addr, \port__en$227 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$233 , host__trace__addr, \wr__en$239 , host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data
-, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e4_affine__addr, \wr__en$167 , \port$42824$0 , \port$42834$0 , \port$42844$0 , \port$42854$0 , \port$42864$0 
-, \port$42874$0 , \port$42884$0 , \port$42894$0 , \port$42904$0 , \port$42914$0 , \port$42924$0 , \port$42934$0 , \port$42944$0 , \port$42954$0 , \port$42964$0 , \port$42974$0 , \port$42984$0 , \port$42994$0 , \port$43004$0 , \port$43014$0 , \port$43024$0 , \port$43034$0 , \port$43044$0 , \port$43054$0 , \port$43064$0 , \port$43074$0 
-, \port$43084$0 , \port$43094$0 , \port$43104$0 , \port$43114$0 , \port$43124$0 , \port$43134$0 , bw_weights__addr, \port$43427$0 , \port$46201$0 , \wr__data$182 );
+, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e4_affine__addr, \wr__en$167 , \port$43063$0 , \port$43073$0 , \port$43083$0 , \port$43093$0 , \port$43103$0 
+, \port$43113$0 , \port$43123$0 , \port$43133$0 , \port$43143$0 , \port$43153$0 , \port$43163$0 , \port$43173$0 , \port$43183$0 , \port$43193$0 , \port$43203$0 , \port$43213$0 , \port$43223$0 , \port$43233$0 , \port$43243$0 , \port$43253$0 , \port$43263$0 , \port$43273$0 , \port$43283$0 , \port$43293$0 , \port$43303$0 , \port$43313$0 
+, \port$43323$0 , \port$43333$0 , \port$43343$0 , \port$43353$0 , \port$43363$0 , \port$43373$0 , bw_weights__addr, \port$43666$0 , \port$46440$0 , \wr__data$182 );
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -317,138 +317,138 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire host__w4__rd_en;
   wire [255:0] host__w4__wr_data;
   wire host__w4__wr_en;
-  input [15:0] \port$42824$0 ;
-  wire [15:0] \port$42824$0 ;
-  input [15:0] \port$42834$0 ;
-  wire [15:0] \port$42834$0 ;
-  input [15:0] \port$42844$0 ;
-  wire [15:0] \port$42844$0 ;
-  input [15:0] \port$42854$0 ;
-  wire [15:0] \port$42854$0 ;
-  input [15:0] \port$42864$0 ;
-  wire [15:0] \port$42864$0 ;
-  input [15:0] \port$42874$0 ;
-  wire [15:0] \port$42874$0 ;
-  input [15:0] \port$42884$0 ;
-  wire [15:0] \port$42884$0 ;
-  input [15:0] \port$42894$0 ;
-  wire [15:0] \port$42894$0 ;
-  input [15:0] \port$42904$0 ;
-  wire [15:0] \port$42904$0 ;
-  input [15:0] \port$42914$0 ;
-  wire [15:0] \port$42914$0 ;
-  input [15:0] \port$42924$0 ;
-  wire [15:0] \port$42924$0 ;
-  input [15:0] \port$42934$0 ;
-  wire [15:0] \port$42934$0 ;
-  input [15:0] \port$42944$0 ;
-  wire [15:0] \port$42944$0 ;
-  input [15:0] \port$42954$0 ;
-  wire [15:0] \port$42954$0 ;
-  input [15:0] \port$42964$0 ;
-  wire [15:0] \port$42964$0 ;
-  input [15:0] \port$42974$0 ;
-  wire [15:0] \port$42974$0 ;
-  input [15:0] \port$42984$0 ;
-  wire [15:0] \port$42984$0 ;
-  input [15:0] \port$42994$0 ;
-  wire [15:0] \port$42994$0 ;
-  input [15:0] \port$43004$0 ;
-  wire [15:0] \port$43004$0 ;
-  input [15:0] \port$43014$0 ;
-  wire [15:0] \port$43014$0 ;
-  input [15:0] \port$43024$0 ;
-  wire [15:0] \port$43024$0 ;
-  input [15:0] \port$43034$0 ;
-  wire [15:0] \port$43034$0 ;
-  input [15:0] \port$43044$0 ;
-  wire [15:0] \port$43044$0 ;
-  input [15:0] \port$43054$0 ;
-  wire [15:0] \port$43054$0 ;
-  input [15:0] \port$43064$0 ;
-  wire [15:0] \port$43064$0 ;
-  input [15:0] \port$43074$0 ;
-  wire [15:0] \port$43074$0 ;
-  input [15:0] \port$43084$0 ;
-  wire [15:0] \port$43084$0 ;
-  input [15:0] \port$43094$0 ;
-  wire [15:0] \port$43094$0 ;
-  input [15:0] \port$43104$0 ;
-  wire [15:0] \port$43104$0 ;
-  input [15:0] \port$43114$0 ;
-  wire [15:0] \port$43114$0 ;
-  input [15:0] \port$43124$0 ;
-  wire [15:0] \port$43124$0 ;
-  input [15:0] \port$43134$0 ;
-  wire [15:0] \port$43134$0 ;
-  input [15:0] \port$43427$0 ;
-  wire [15:0] \port$43427$0 ;
-  input [1279:0] \port$46201$0 ;
-  wire [1279:0] \port$46201$0 ;
-  input [7:0] \port$5853$0 ;
-  wire [7:0] \port$5853$0 ;
-  input [7:0] \port$5893$0 ;
-  wire [7:0] \port$5893$0 ;
-  input [7:0] \port$5933$0 ;
-  wire [7:0] \port$5933$0 ;
-  input [7:0] \port$5973$0 ;
-  wire [7:0] \port$5973$0 ;
-  input [7:0] \port$6013$0 ;
-  wire [7:0] \port$6013$0 ;
-  input [7:0] \port$6053$0 ;
-  wire [7:0] \port$6053$0 ;
-  input [7:0] \port$6093$0 ;
-  wire [7:0] \port$6093$0 ;
-  input [7:0] \port$6133$0 ;
-  wire [7:0] \port$6133$0 ;
-  input [7:0] \port$6173$0 ;
-  wire [7:0] \port$6173$0 ;
-  input [7:0] \port$6213$0 ;
-  wire [7:0] \port$6213$0 ;
-  input [7:0] \port$6253$0 ;
-  wire [7:0] \port$6253$0 ;
-  input [7:0] \port$6293$0 ;
-  wire [7:0] \port$6293$0 ;
-  input [7:0] \port$6333$0 ;
-  wire [7:0] \port$6333$0 ;
-  input [7:0] \port$6373$0 ;
-  wire [7:0] \port$6373$0 ;
-  input [7:0] \port$6413$0 ;
-  wire [7:0] \port$6413$0 ;
-  input [7:0] \port$6453$0 ;
-  wire [7:0] \port$6453$0 ;
-  input [7:0] \port$6493$0 ;
-  wire [7:0] \port$6493$0 ;
-  input [7:0] \port$6533$0 ;
-  wire [7:0] \port$6533$0 ;
-  input [7:0] \port$6573$0 ;
-  wire [7:0] \port$6573$0 ;
-  input [7:0] \port$6613$0 ;
-  wire [7:0] \port$6613$0 ;
-  input [7:0] \port$6653$0 ;
-  wire [7:0] \port$6653$0 ;
-  input [7:0] \port$6693$0 ;
-  wire [7:0] \port$6693$0 ;
-  input [7:0] \port$6733$0 ;
-  wire [7:0] \port$6733$0 ;
-  input [7:0] \port$6773$0 ;
-  wire [7:0] \port$6773$0 ;
-  input [7:0] \port$6813$0 ;
-  wire [7:0] \port$6813$0 ;
-  input [7:0] \port$6853$0 ;
-  wire [7:0] \port$6853$0 ;
-  input [7:0] \port$6893$0 ;
-  wire [7:0] \port$6893$0 ;
-  input [7:0] \port$6933$0 ;
-  wire [7:0] \port$6933$0 ;
-  input [7:0] \port$6973$0 ;
-  wire [7:0] \port$6973$0 ;
-  input [7:0] \port$7013$0 ;
-  wire [7:0] \port$7013$0 ;
-  input [7:0] \port$7053$0 ;
-  wire [7:0] \port$7053$0 ;
-  input [7:0] \port$7093$0 ;
-  wire [7:0] \port$7093$0 ;
+  input [15:0] \port$43063$0 ;
+  wire [15:0] \port$43063$0 ;
+  input [15:0] \port$43073$0 ;
+  wire [15:0] \port$43073$0 ;
+  input [15:0] \port$43083$0 ;
+  wire [15:0] \port$43083$0 ;
+  input [15:0] \port$43093$0 ;
+  wire [15:0] \port$43093$0 ;
+  input [15:0] \port$43103$0 ;
+  wire [15:0] \port$43103$0 ;
+  input [15:0] \port$43113$0 ;
+  wire [15:0] \port$43113$0 ;
+  input [15:0] \port$43123$0 ;
+  wire [15:0] \port$43123$0 ;
+  input [15:0] \port$43133$0 ;
+  wire [15:0] \port$43133$0 ;
+  input [15:0] \port$43143$0 ;
+  wire [15:0] \port$43143$0 ;
+  input [15:0] \port$43153$0 ;
+  wire [15:0] \port$43153$0 ;
+  input [15:0] \port$43163$0 ;
+  wire [15:0] \port$43163$0 ;
+  input [15:0] \port$43173$0 ;
+  wire [15:0] \port$43173$0 ;
+  input [15:0] \port$43183$0 ;
+  wire [15:0] \port$43183$0 ;
+  input [15:0] \port$43193$0 ;
+  wire [15:0] \port$43193$0 ;
+  input [15:0] \port$43203$0 ;
+  wire [15:0] \port$43203$0 ;
+  input [15:0] \port$43213$0 ;
+  wire [15:0] \port$43213$0 ;
+  input [15:0] \port$43223$0 ;
+  wire [15:0] \port$43223$0 ;
+  input [15:0] \port$43233$0 ;
+  wire [15:0] \port$43233$0 ;
+  input [15:0] \port$43243$0 ;
+  wire [15:0] \port$43243$0 ;
+  input [15:0] \port$43253$0 ;
+  wire [15:0] \port$43253$0 ;
+  input [15:0] \port$43263$0 ;
+  wire [15:0] \port$43263$0 ;
+  input [15:0] \port$43273$0 ;
+  wire [15:0] \port$43273$0 ;
+  input [15:0] \port$43283$0 ;
+  wire [15:0] \port$43283$0 ;
+  input [15:0] \port$43293$0 ;
+  wire [15:0] \port$43293$0 ;
+  input [15:0] \port$43303$0 ;
+  wire [15:0] \port$43303$0 ;
+  input [15:0] \port$43313$0 ;
+  wire [15:0] \port$43313$0 ;
+  input [15:0] \port$43323$0 ;
+  wire [15:0] \port$43323$0 ;
+  input [15:0] \port$43333$0 ;
+  wire [15:0] \port$43333$0 ;
+  input [15:0] \port$43343$0 ;
+  wire [15:0] \port$43343$0 ;
+  input [15:0] \port$43353$0 ;
+  wire [15:0] \port$43353$0 ;
+  input [15:0] \port$43363$0 ;
+  wire [15:0] \port$43363$0 ;
+  input [15:0] \port$43373$0 ;
+  wire [15:0] \port$43373$0 ;
+  input [15:0] \port$43666$0 ;
+  wire [15:0] \port$43666$0 ;
+  input [1279:0] \port$46440$0 ;
+  wire [1279:0] \port$46440$0 ;
+  input [7:0] \port$6071$0 ;
+  wire [7:0] \port$6071$0 ;
+  input [7:0] \port$6111$0 ;
+  wire [7:0] \port$6111$0 ;
+  input [7:0] \port$6151$0 ;
+  wire [7:0] \port$6151$0 ;
+  input [7:0] \port$6191$0 ;
+  wire [7:0] \port$6191$0 ;
+  input [7:0] \port$6231$0 ;
+  wire [7:0] \port$6231$0 ;
+  input [7:0] \port$6271$0 ;
+  wire [7:0] \port$6271$0 ;
+  input [7:0] \port$6311$0 ;
+  wire [7:0] \port$6311$0 ;
+  input [7:0] \port$6351$0 ;
+  wire [7:0] \port$6351$0 ;
+  input [7:0] \port$6391$0 ;
+  wire [7:0] \port$6391$0 ;
+  input [7:0] \port$6431$0 ;
+  wire [7:0] \port$6431$0 ;
+  input [7:0] \port$6471$0 ;
+  wire [7:0] \port$6471$0 ;
+  input [7:0] \port$6511$0 ;
+  wire [7:0] \port$6511$0 ;
+  input [7:0] \port$6551$0 ;
+  wire [7:0] \port$6551$0 ;
+  input [7:0] \port$6591$0 ;
+  wire [7:0] \port$6591$0 ;
+  input [7:0] \port$6631$0 ;
+  wire [7:0] \port$6631$0 ;
+  input [7:0] \port$6671$0 ;
+  wire [7:0] \port$6671$0 ;
+  input [7:0] \port$6711$0 ;
+  wire [7:0] \port$6711$0 ;
+  input [7:0] \port$6751$0 ;
+  wire [7:0] \port$6751$0 ;
+  input [7:0] \port$6791$0 ;
+  wire [7:0] \port$6791$0 ;
+  input [7:0] \port$6831$0 ;
+  wire [7:0] \port$6831$0 ;
+  input [7:0] \port$6871$0 ;
+  wire [7:0] \port$6871$0 ;
+  input [7:0] \port$6911$0 ;
+  wire [7:0] \port$6911$0 ;
+  input [7:0] \port$6951$0 ;
+  wire [7:0] \port$6951$0 ;
+  input [7:0] \port$6991$0 ;
+  wire [7:0] \port$6991$0 ;
+  input [7:0] \port$7031$0 ;
+  wire [7:0] \port$7031$0 ;
+  input [7:0] \port$7071$0 ;
+  wire [7:0] \port$7071$0 ;
+  input [7:0] \port$7111$0 ;
+  wire [7:0] \port$7111$0 ;
+  input [7:0] \port$7151$0 ;
+  wire [7:0] \port$7151$0 ;
+  input [7:0] \port$7191$0 ;
+  wire [7:0] \port$7191$0 ;
+  input [7:0] \port$7231$0 ;
+  wire [7:0] \port$7231$0 ;
+  input [7:0] \port$7271$0 ;
+  wire [7:0] \port$7271$0 ;
+  input [7:0] \port$7311$0 ;
+  wire [7:0] \port$7311$0 ;
   wire [10:0] port__addr;
   wire [7:0] \port__addr$103 ;
   wire [7:0] \port__addr$109 ;
@@ -601,13 +601,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$203 )
-      mem_affine[host__affine__addr[3:0]] <= { \wr__data$182 , \port$46201$0  };
+      mem_affine[host__affine__addr[3:0]] <= { \wr__data$182 , \port$46440$0  };
   end
   reg [1535:0] _0_;
   reg [1535:0] _1_;
   always @(posedge clk) begin
     if (\port__en$143 ) begin
-      _0_ <= mem_affine[\port$43427$0 [3:0]];
+      _0_ <= mem_affine[\port$43666$0 [3:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$77 [3:0]];
@@ -7686,7 +7686,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$167 )
-      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$43134$0 , \port$43124$0 , \port$43114$0 , \port$43104$0 , \port$43094$0 , \port$43084$0 , \port$43074$0 , \port$43064$0 , \port$43054$0 , \port$43044$0 , \port$43034$0 , \port$43024$0 , \port$43014$0 , \port$43004$0 , \port$42994$0 , \port$42984$0 , \port$42974$0 , \port$42964$0 , \port$42954$0 , \port$42944$0 , \port$42934$0 , \port$42924$0 , \port$42914$0 , \port$42904$0 , \port$42894$0 , \port$42884$0 , \port$42874$0 , \port$42864$0 , \port$42854$0 , \port$42844$0 , \port$42834$0 , \port$42824$0  };
+      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$43373$0 , \port$43363$0 , \port$43353$0 , \port$43343$0 , \port$43333$0 , \port$43323$0 , \port$43313$0 , \port$43303$0 , \port$43293$0 , \port$43283$0 , \port$43273$0 , \port$43263$0 , \port$43253$0 , \port$43243$0 , \port$43233$0 , \port$43223$0 , \port$43213$0 , \port$43203$0 , \port$43193$0 , \port$43183$0 , \port$43173$0 , \port$43163$0 , \port$43153$0 , \port$43143$0 , \port$43133$0 , \port$43123$0 , \port$43113$0 , \port$43103$0 , \port$43093$0 , \port$43083$0 , \port$43073$0 , \port$43063$0  };
   end
   reg [511:0] _9_;
   reg [511:0] _10_;
@@ -8089,7 +8089,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_residual[host__residual__addr[8:0]] <= { \wr__data$182 , \port$46201$0 [255:0] };
+      mem_residual[host__residual__addr[8:0]] <= { \wr__data$182 , \port$46440$0 [255:0] };
   end
   reg [511:0] _11_;
   always @(posedge clk) begin
@@ -8259,7 +8259,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$155 )
-      mem_row2[e23_row2__addr[7:0]] <= { \port$7093$0 , \port$7053$0 , \port$7013$0 , \port$6973$0 , \port$6933$0 , \port$6893$0 , \port$6853$0 , \port$6813$0 , \port$6773$0 , \port$6733$0 , \port$6693$0 , \port$6653$0 , \port$6613$0 , \port$6573$0 , \port$6533$0 , \port$6493$0 , \port$6453$0 , \port$6413$0 , \port$6373$0 , \port$6333$0 , \port$6293$0 , \port$6253$0 , \port$6213$0 , \port$6173$0 , \port$6133$0 , \port$6093$0 , \port$6053$0 , \port$6013$0 , \port$5973$0 , \port$5933$0 , \port$5893$0 , \port$5853$0  };
+      mem_row2[e23_row2__addr[7:0]] <= { \port$7311$0 , \port$7271$0 , \port$7231$0 , \port$7191$0 , \port$7151$0 , \port$7111$0 , \port$7071$0 , \port$7031$0 , \port$6991$0 , \port$6951$0 , \port$6911$0 , \port$6871$0 , \port$6831$0 , \port$6791$0 , \port$6751$0 , \port$6711$0 , \port$6671$0 , \port$6631$0 , \port$6591$0 , \port$6551$0 , \port$6511$0 , \port$6471$0 , \port$6431$0 , \port$6391$0 , \port$6351$0 , \port$6311$0 , \port$6271$0 , \port$6231$0 , \port$6191$0 , \port$6151$0 , \port$6111$0 , \port$6071$0  };
   end
   reg [255:0] _12_;
   reg [255:0] _13_;
@@ -15851,7 +15851,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$24  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$44 ) begin
-      \$signature__data$24  = { \wr__data$182 , \port$46201$0 [255:0] };
+      \$signature__data$24  = { \wr__data$182 , \port$46440$0 [255:0] };
     end
     if (\$55 ) begin
       \$signature__data$24  = bw_grad_w2__data;
@@ -15890,7 +15890,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$28  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$50 ) begin
-      \$signature__data$28  = { \wr__data$182 , \port$46201$0 [255:0] };
+      \$signature__data$28  = { \wr__data$182 , \port$46440$0 [255:0] };
     end
     if (\$60 ) begin
       \$signature__data$28  = bw_grad_w2__data;
@@ -15899,7 +15899,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$182 , \port$46201$0 [255:0] };
+  assign host__gbuf__wr_data = { \wr__data$182 , \port$46440$0 [255:0] };
   assign port__addr = \$72 [10:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$73 [9:0];
@@ -15943,23 +15943,23 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$139  = bw_trace__addr[9:0];
   assign \port__data$142  = bw_trace__data;
   assign bw_affine__en = \port__en$143 ;
-  assign \port__addr$145  = \port$43427$0 [3:0];
-  assign bw_affine__addr = { 4'h0, \port$43427$0  };
+  assign \port__addr$145  = \port$43666$0 [3:0];
+  assign bw_affine__addr = { 4'h0, \port$43666$0  };
   assign \port__data$148  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[9:0];
   assign e1_line1__data = wr__data;
   assign e23_row2__en = \wr__en$155 ;
   assign \wr__addr$157  = e23_row2__addr[7:0];
-  assign \wr__data$159  = { \port$7093$0 , \port$7053$0 , \port$7013$0 , \port$6973$0 , \port$6933$0 , \port$6893$0 , \port$6853$0 , \port$6813$0 , \port$6773$0 , \port$6733$0 , \port$6693$0 , \port$6653$0 , \port$6613$0 , \port$6573$0 , \port$6533$0 , \port$6493$0 , \port$6453$0 , \port$6413$0 , \port$6373$0 , \port$6333$0 , \port$6293$0 , \port$6253$0 , \port$6213$0 , \port$6173$0 , \port$6133$0 , \port$6093$0 , \port$6053$0 , \port$6013$0 , \port$5973$0 , \port$5933$0 , \port$5893$0 , \port$5853$0  };
-  assign e23_row2__data = { \port$7093$0 , \port$7053$0 , \port$7013$0 , \port$6973$0 , \port$6933$0 , \port$6893$0 , \port$6853$0 , \port$6813$0 , \port$6773$0 , \port$6733$0 , \port$6693$0 , \port$6653$0 , \port$6613$0 , \port$6573$0 , \port$6533$0 , \port$6493$0 , \port$6453$0 , \port$6413$0 , \port$6373$0 , \port$6333$0 , \port$6293$0 , \port$6253$0 , \port$6213$0 , \port$6173$0 , \port$6133$0 , \port$6093$0 , \port$6053$0 , \port$6013$0 , \port$5973$0 , \port$5933$0 , \port$5893$0 , \port$5853$0  };
+  assign \wr__data$159  = { \port$7311$0 , \port$7271$0 , \port$7231$0 , \port$7191$0 , \port$7151$0 , \port$7111$0 , \port$7071$0 , \port$7031$0 , \port$6991$0 , \port$6951$0 , \port$6911$0 , \port$6871$0 , \port$6831$0 , \port$6791$0 , \port$6751$0 , \port$6711$0 , \port$6671$0 , \port$6631$0 , \port$6591$0 , \port$6551$0 , \port$6511$0 , \port$6471$0 , \port$6431$0 , \port$6391$0 , \port$6351$0 , \port$6311$0 , \port$6271$0 , \port$6231$0 , \port$6191$0 , \port$6151$0 , \port$6111$0 , \port$6071$0  };
+  assign e23_row2__data = { \port$7311$0 , \port$7271$0 , \port$7231$0 , \port$7191$0 , \port$7151$0 , \port$7111$0 , \port$7071$0 , \port$7031$0 , \port$6991$0 , \port$6951$0 , \port$6911$0 , \port$6871$0 , \port$6831$0 , \port$6791$0 , \port$6751$0 , \port$6711$0 , \port$6671$0 , \port$6631$0 , \port$6591$0 , \port$6551$0 , \port$6511$0 , \port$6471$0 , \port$6431$0 , \port$6391$0 , \port$6351$0 , \port$6311$0 , \port$6271$0 , \port$6231$0 , \port$6191$0 , \port$6151$0 , \port$6111$0 , \port$6071$0  };
   assign e23_line4__en = \wr__en$161 ;
   assign \wr__addr$163  = e23_line4__addr[9:0];
   assign e23_line4__data = \wr__data$165 ;
   assign e4_membrane_out__en = \wr__en$167 ;
   assign \wr__addr$169  = e4_membrane_out__addr[9:0];
-  assign \wr__data$171  = { \port$43134$0 , \port$43124$0 , \port$43114$0 , \port$43104$0 , \port$43094$0 , \port$43084$0 , \port$43074$0 , \port$43064$0 , \port$43054$0 , \port$43044$0 , \port$43034$0 , \port$43024$0 , \port$43014$0 , \port$43004$0 , \port$42994$0 , \port$42984$0 , \port$42974$0 , \port$42964$0 , \port$42954$0 , \port$42944$0 , \port$42934$0 , \port$42924$0 , \port$42914$0 , \port$42904$0 , \port$42894$0 , \port$42884$0 , \port$42874$0 , \port$42864$0 , \port$42854$0 , \port$42844$0 , \port$42834$0 , \port$42824$0  };
-  assign e4_membrane_out__data = { \port$43134$0 , \port$43124$0 , \port$43114$0 , \port$43104$0 , \port$43094$0 , \port$43084$0 , \port$43074$0 , \port$43064$0 , \port$43054$0 , \port$43044$0 , \port$43034$0 , \port$43024$0 , \port$43014$0 , \port$43004$0 , \port$42994$0 , \port$42984$0 , \port$42974$0 , \port$42964$0 , \port$42954$0 , \port$42944$0 , \port$42934$0 , \port$42924$0 , \port$42914$0 , \port$42904$0 , \port$42894$0 , \port$42884$0 , \port$42874$0 , \port$42864$0 , \port$42854$0 , \port$42844$0 , \port$42834$0 , \port$42824$0  };
+  assign \wr__data$171  = { \port$43373$0 , \port$43363$0 , \port$43353$0 , \port$43343$0 , \port$43333$0 , \port$43323$0 , \port$43313$0 , \port$43303$0 , \port$43293$0 , \port$43283$0 , \port$43273$0 , \port$43263$0 , \port$43253$0 , \port$43243$0 , \port$43233$0 , \port$43223$0 , \port$43213$0 , \port$43203$0 , \port$43193$0 , \port$43183$0 , \port$43173$0 , \port$43163$0 , \port$43153$0 , \port$43143$0 , \port$43133$0 , \port$43123$0 , \port$43113$0 , \port$43103$0 , \port$43093$0 , \port$43083$0 , \port$43073$0 , \port$43063$0  };
+  assign e4_membrane_out__data = { \port$43373$0 , \port$43363$0 , \port$43353$0 , \port$43343$0 , \port$43333$0 , \port$43323$0 , \port$43313$0 , \port$43303$0 , \port$43293$0 , \port$43283$0 , \port$43273$0 , \port$43263$0 , \port$43253$0 , \port$43243$0 , \port$43233$0 , \port$43223$0 , \port$43213$0 , \port$43203$0 , \port$43193$0 , \port$43183$0 , \port$43173$0 , \port$43163$0 , \port$43153$0 , \port$43143$0 , \port$43133$0 , \port$43123$0 , \port$43113$0 , \port$43103$0 , \port$43093$0 , \port$43083$0 , \port$43073$0 , \port$43063$0  };
   assign \wr__en$173  = \wr__en$167 ;
   assign e4_spikes__en = \wr__en$167 ;
   assign \wr__addr$175  = e4_spikes__addr[9:0];
@@ -15985,8 +15985,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$203 ;
   assign \wr__addr$205  = host__affine__addr[3:0];
-  assign \wr__data$206  = { \wr__data$182 , \port$46201$0  };
-  assign host__affine__wr_data = { \wr__data$182 , \port$46201$0  };
+  assign \wr__data$206  = { \wr__data$182 , \port$46440$0  };
+  assign host__affine__wr_data = { \wr__data$182 , \port$46440$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$209 ;
   assign \wr__addr$211  = host__spike_in__addr[10:0];
@@ -15995,8 +15995,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__residual__addr[8:0];
-  assign \wr__data$219  = { \wr__data$182 , \port$46201$0 [255:0] };
-  assign host__residual__wr_data = { \wr__data$182 , \port$46201$0 [255:0] };
+  assign \wr__data$219  = { \wr__data$182 , \port$46440$0 [255:0] };
+  assign host__residual__wr_data = { \wr__data$182 , \port$46440$0 [255:0] };
   assign host__membrane__rd_en = \port__en$221 ;
   assign \port__addr$223  = host__membrane__addr[9:0];
   assign \port__data$226  = host__membrane__rd_data;

@@ -17,13 +17,13 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
-  wire [8:0] \$1083 ;
-  wire [6:0] \$1088 ;
-  wire \$109 ;
+  wire [8:0] \$1086 ;
+  wire [15:0] \$109 ;
   wire [6:0] \$1091 ;
-  wire [8:0] \$1095 ;
+  wire [6:0] \$1094 ;
+  wire [8:0] \$1098 ;
   wire \$11 ;
-  wire [15:0] \$110 ;
+  wire \$110 ;
   wire \$111 ;
   wire \$112 ;
   wire \$113 ;
@@ -32,11 +32,11 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   wire \$116 ;
   wire \$117 ;
   wire \$118 ;
-  wire \$119 ;
+  wire [15:0] \$119 ;
   wire \$12 ;
-  wire [15:0] \$120 ;
-  wire \$121 ;
-  wire [15:0] \$122 ;
+  wire \$120 ;
+  wire [15:0] \$121 ;
+  wire \$122 ;
   wire \$123 ;
   wire \$124 ;
   wire \$125 ;
@@ -47,8 +47,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   wire [15:0] \$13 ;
   wire \$130 ;
   wire \$131 ;
-  wire \$132 ;
-  wire [15:0] \$133 ;
+  wire [15:0] \$132 ;
+  wire \$133 ;
   wire \$134 ;
   wire \$135 ;
   wire \$136 ;
@@ -59,8 +59,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   wire \$140 ;
   wire \$141 ;
   wire \$142 ;
-  wire \$143 ;
-  wire [15:0] \$144 ;
+  wire [15:0] \$143 ;
+  wire \$144 ;
   wire \$145 ;
   wire \$146 ;
   wire \$147 ;
@@ -70,8 +70,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   wire \$150 ;
   wire \$151 ;
   wire \$152 ;
-  wire \$153 ;
-  wire [15:0] \$154 ;
+  wire [15:0] \$153 ;
+  wire \$154 ;
   wire \$155 ;
   wire \$156 ;
   wire \$157 ;
@@ -89,27 +89,27 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   wire \$168 ;
   wire \$169 ;
   wire \$17 ;
-  wire \$170 ;
-  wire [15:0] \$171 ;
+  wire [15:0] \$170 ;
+  wire \$171 ;
   wire \$172 ;
   wire \$173 ;
   wire \$174 ;
   wire \$175 ;
   wire \$176 ;
-  wire \$177 ;
-  wire [15:0] \$178 ;
+  wire [15:0] \$177 ;
+  wire \$178 ;
   wire \$179 ;
   wire \$18 ;
   wire \$180 ;
-  wire \$181 ;
-  wire [15:0] \$182 ;
+  wire [15:0] \$181 ;
+  wire \$182 ;
   wire \$183 ;
   wire \$184 ;
   wire \$185 ;
   wire \$186 ;
   wire \$187 ;
-  wire \$188 ;
-  wire [15:0] \$189 ;
+  wire [15:0] \$188 ;
+  wire \$189 ;
   wire \$19 ;
   wire \$190 ;
   wire \$191 ;
@@ -119,8 +119,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   wire \$195 ;
   wire \$196 ;
   wire \$197 ;
-  wire \$198 ;
-  wire [15:0] \$199 ;
+  wire [15:0] \$198 ;
+  wire [31:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
   wire [31:0] \$200 ;
@@ -135,7 +135,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   wire [31:0] \$209 ;
   wire \$21 ;
   wire [31:0] \$210 ;
-  wire [31:0] \$211 ;
+  wire \$211 ;
   wire \$212 ;
   wire \$213 ;
   wire \$214 ;
@@ -155,7 +155,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   wire \$227 ;
   wire \$228 ;
   wire \$229 ;
-  wire \$23 ;
+  wire [15:0] \$23 ;
   wire \$230 ;
   wire [15:0] \$231 ;
   wire \$232 ;
@@ -166,7 +166,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   wire \$237 ;
   wire \$238 ;
   wire \$239 ;
-  wire [15:0] \$24 ;
+  wire \$24 ;
   wire [15:0] \$240 ;
   wire \$241 ;
   wire \$242 ;
@@ -266,7 +266,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   wire \$327 ;
   wire \$328 ;
   wire \$329 ;
-  wire \$33 ;
+  wire [15:0] \$33 ;
   wire \$330 ;
   wire \$331 ;
   wire \$332 ;
@@ -275,9 +275,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   wire \$335 ;
   wire \$336 ;
   wire \$337 ;
-  wire [48:0] \$338 ;
+  wire \$338 ;
   wire [48:0] \$339 ;
-  wire [15:0] \$34 ;
+  wire \$34 ;
   wire [48:0] \$340 ;
   wire [48:0] \$341 ;
   wire [48:0] \$342 ;
@@ -375,10 +375,10 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   wire [48:0] \$425 ;
   wire [48:0] \$426 ;
   wire [48:0] \$427 ;
-  wire \$428 ;
-  wire \$429 ;
-  wire \$43 ;
-  wire \$430 ;
+  wire [48:0] \$428 ;
+  wire [48:0] \$429 ;
+  wire [15:0] \$43 ;
+  wire [48:0] \$430 ;
   wire \$431 ;
   wire \$432 ;
   wire \$433 ;
@@ -388,71 +388,71 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   wire \$437 ;
   wire \$438 ;
   wire \$439 ;
-  wire [15:0] \$44 ;
+  wire \$44 ;
   wire \$440 ;
   wire \$441 ;
   wire \$442 ;
-  wire [1:0] \$443 ;
+  wire \$443 ;
   wire \$444 ;
-  wire \$445 ;
+  wire [1:0] \$445 ;
   wire \$446 ;
   wire \$447 ;
   wire \$448 ;
   wire \$449 ;
   wire \$45 ;
   wire \$450 ;
-  wire [2:0] \$451 ;
+  wire \$451 ;
   wire \$452 ;
-  wire \$453 ;
+  wire [2:0] \$453 ;
   wire \$454 ;
   wire \$455 ;
   wire \$456 ;
   wire \$457 ;
   wire \$458 ;
-  wire [3:0] \$459 ;
+  wire \$459 ;
   wire \$46 ;
   wire \$460 ;
-  wire \$461 ;
+  wire [3:0] \$461 ;
   wire \$462 ;
   wire \$463 ;
   wire \$464 ;
   wire \$465 ;
-  wire [15:0] \$466 ;
+  wire \$466 ;
   wire \$467 ;
-  wire \$468 ;
-  wire [4:0] \$469 ;
+  wire [15:0] \$468 ;
+  wire \$469 ;
   wire \$47 ;
   wire \$470 ;
-  wire \$471 ;
+  wire [4:0] \$471 ;
   wire \$472 ;
   wire \$473 ;
   wire \$474 ;
   wire \$475 ;
   wire \$476 ;
-  wire [5:0] \$477 ;
+  wire \$477 ;
   wire \$478 ;
-  wire \$479 ;
+  wire [5:0] \$479 ;
   wire \$48 ;
   wire \$480 ;
   wire \$481 ;
   wire \$482 ;
-  wire [15:0] \$483 ;
+  wire \$483 ;
   wire \$484 ;
-  wire \$485 ;
-  wire [6:0] \$486 ;
+  wire [15:0] \$485 ;
+  wire \$486 ;
   wire \$487 ;
-  wire \$488 ;
+  wire [6:0] \$488 ;
   wire \$489 ;
   wire \$49 ;
   wire \$490 ;
   wire \$491 ;
   wire \$492 ;
-  wire [15:0] \$493 ;
+  wire \$493 ;
   wire \$494 ;
-  wire \$495 ;
-  wire [7:0] \$496 ;
+  wire [15:0] \$495 ;
+  wire \$496 ;
   wire \$497 ;
-  wire \$498 ;
+  wire [7:0] \$498 ;
   wire \$499 ;
   wire \$5 ;
   wire \$50 ;
@@ -461,20 +461,20 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   wire \$502 ;
   wire \$503 ;
   wire \$504 ;
-  wire [8:0] \$505 ;
+  wire \$505 ;
   wire \$506 ;
-  wire \$507 ;
+  wire [8:0] \$507 ;
   wire \$508 ;
   wire \$509 ;
   wire \$51 ;
   wire \$510 ;
   wire \$511 ;
-  wire [15:0] \$512 ;
+  wire \$512 ;
   wire \$513 ;
-  wire \$514 ;
-  wire [9:0] \$515 ;
+  wire [15:0] \$514 ;
+  wire \$515 ;
   wire \$516 ;
-  wire \$517 ;
+  wire [9:0] \$517 ;
   wire \$518 ;
   wire \$519 ;
   wire \$52 ;
@@ -482,32 +482,32 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   wire \$521 ;
   wire \$522 ;
   wire \$523 ;
-  wire [10:0] \$524 ;
+  wire \$524 ;
   wire \$525 ;
-  wire \$526 ;
+  wire [10:0] \$526 ;
   wire \$527 ;
   wire \$528 ;
   wire \$529 ;
-  wire \$53 ;
+  wire [15:0] \$53 ;
   wire \$530 ;
   wire \$531 ;
   wire \$532 ;
-  wire [11:0] \$533 ;
+  wire \$533 ;
   wire \$534 ;
-  wire \$535 ;
+  wire [11:0] \$535 ;
   wire \$536 ;
   wire \$537 ;
   wire \$538 ;
   wire \$539 ;
-  wire [15:0] \$54 ;
-  wire [15:0] \$540 ;
+  wire \$54 ;
+  wire \$540 ;
   wire \$541 ;
-  wire \$542 ;
-  wire [12:0] \$543 ;
-  wire [48:0] \$544 ;
-  wire [48:0] \$545 ;
-  wire \$546 ;
-  wire \$547 ;
+  wire [15:0] \$542 ;
+  wire \$543 ;
+  wire \$544 ;
+  wire [12:0] \$545 ;
+  wire [48:0] \$546 ;
+  wire [48:0] \$547 ;
   wire \$548 ;
   wire \$549 ;
   wire \$55 ;
@@ -524,9 +524,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   wire \$56 ;
   wire \$560 ;
   wire \$561 ;
-  wire [1:0] \$562 ;
+  wire \$562 ;
   wire \$563 ;
-  wire \$564 ;
+  wire [1:0] \$564 ;
   wire \$565 ;
   wire \$566 ;
   wire \$567 ;
@@ -534,9 +534,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   wire \$569 ;
   wire \$57 ;
   wire \$570 ;
-  wire [2:0] \$571 ;
+  wire \$571 ;
   wire \$572 ;
-  wire \$573 ;
+  wire [2:0] \$573 ;
   wire \$574 ;
   wire \$575 ;
   wire \$576 ;
@@ -544,102 +544,102 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   wire \$578 ;
   wire \$579 ;
   wire \$58 ;
-  wire [3:0] \$580 ;
+  wire \$580 ;
   wire \$581 ;
-  wire \$582 ;
+  wire [3:0] \$582 ;
   wire \$583 ;
   wire \$584 ;
   wire \$585 ;
   wire \$586 ;
-  wire [15:0] \$587 ;
+  wire \$587 ;
   wire \$588 ;
-  wire \$589 ;
+  wire [15:0] \$589 ;
   wire \$59 ;
-  wire [4:0] \$590 ;
+  wire \$590 ;
   wire \$591 ;
-  wire \$592 ;
+  wire [4:0] \$592 ;
   wire \$593 ;
   wire \$594 ;
   wire \$595 ;
   wire \$596 ;
   wire \$597 ;
   wire \$598 ;
-  wire [5:0] \$599 ;
+  wire \$599 ;
   wire \$6 ;
   wire \$60 ;
   wire \$600 ;
-  wire \$601 ;
+  wire [5:0] \$601 ;
   wire \$602 ;
   wire \$603 ;
   wire \$604 ;
   wire \$605 ;
-  wire [15:0] \$606 ;
+  wire \$606 ;
   wire \$607 ;
-  wire \$608 ;
-  wire [6:0] \$609 ;
+  wire [15:0] \$608 ;
+  wire \$609 ;
   wire \$61 ;
   wire \$610 ;
-  wire \$611 ;
+  wire [6:0] \$611 ;
   wire \$612 ;
   wire \$613 ;
   wire \$614 ;
-  wire [15:0] \$615 ;
+  wire \$615 ;
   wire \$616 ;
-  wire \$617 ;
-  wire [7:0] \$618 ;
+  wire [15:0] \$617 ;
+  wire \$618 ;
   wire \$619 ;
   wire \$62 ;
-  wire \$620 ;
+  wire [7:0] \$620 ;
   wire \$621 ;
   wire \$622 ;
   wire \$623 ;
   wire \$624 ;
   wire \$625 ;
-  wire [8:0] \$626 ;
+  wire \$626 ;
   wire \$627 ;
-  wire \$628 ;
+  wire [8:0] \$628 ;
   wire \$629 ;
-  wire \$63 ;
+  wire [15:0] \$63 ;
   wire \$630 ;
   wire \$631 ;
   wire \$632 ;
-  wire [15:0] \$633 ;
+  wire \$633 ;
   wire \$634 ;
-  wire \$635 ;
-  wire [9:0] \$636 ;
+  wire [15:0] \$635 ;
+  wire \$636 ;
   wire \$637 ;
-  wire \$638 ;
+  wire [9:0] \$638 ;
   wire \$639 ;
-  wire [15:0] \$64 ;
+  wire \$64 ;
   wire \$640 ;
   wire \$641 ;
   wire \$642 ;
   wire \$643 ;
   wire \$644 ;
-  wire [10:0] \$645 ;
+  wire \$645 ;
   wire \$646 ;
-  wire \$647 ;
+  wire [10:0] \$647 ;
   wire \$648 ;
   wire \$649 ;
-  wire \$65 ;
+  wire [15:0] \$65 ;
   wire \$650 ;
   wire \$651 ;
   wire \$652 ;
   wire \$653 ;
-  wire [11:0] \$654 ;
+  wire \$654 ;
   wire \$655 ;
-  wire \$656 ;
+  wire [11:0] \$656 ;
   wire \$657 ;
   wire \$658 ;
   wire \$659 ;
-  wire [15:0] \$66 ;
+  wire \$66 ;
   wire \$660 ;
-  wire [15:0] \$661 ;
+  wire \$661 ;
   wire \$662 ;
-  wire \$663 ;
-  wire [12:0] \$664 ;
-  wire [48:0] \$665 ;
-  wire [48:0] \$666 ;
+  wire [15:0] \$663 ;
+  wire \$664 ;
+  wire \$665 ;
+  wire [12:0] \$666 ;
   wire [48:0] \$667 ;
   wire [48:0] \$668 ;
   wire [48:0] \$669 ;
@@ -673,18 +673,18 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   wire [48:0] \$694 ;
   wire [48:0] \$695 ;
   wire [48:0] \$696 ;
-  wire \$697 ;
-  wire \$698 ;
+  wire [48:0] \$697 ;
+  wire [48:0] \$698 ;
   wire \$699 ;
   wire \$7 ;
   wire \$70 ;
-  reg [143:0] \$700 ;
-  reg [159:0] \$701 ;
-  reg [293:0] \$702 ;
-  reg [630:0] \$703 ;
-  reg \$704 ;
-  reg \$705 ;
-  reg [47:0] \$706 ;
+  wire \$700 ;
+  wire \$701 ;
+  reg [167:0] \$702 ;
+  reg [159:0] \$703 ;
+  reg [309:0] \$704 ;
+  reg [630:0] \$705 ;
+  reg \$706 ;
   reg \$707 ;
   reg [47:0] \$708 ;
   reg \$709 ;
@@ -720,30 +720,30 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   reg [47:0] \$736 ;
   reg \$737 ;
   reg [47:0] \$738 ;
-  reg [3:0] \$739 ;
+  reg \$739 ;
   wire \$74 ;
   reg [47:0] \$740 ;
-  reg [3:0] \$741 ;
+  reg \$741 ;
   reg [47:0] \$742 ;
-  reg [5:0] \$743 ;
+  reg [3:0] \$743 ;
   reg [47:0] \$744 ;
-  reg [5:0] \$745 ;
+  reg [3:0] \$745 ;
   reg [47:0] \$746 ;
-  reg [3:0] \$747 ;
+  reg [5:0] \$747 ;
   reg [47:0] \$748 ;
   reg [5:0] \$749 ;
-  wire \$75 ;
+  wire [15:0] \$75 ;
   reg [47:0] \$750 ;
   reg [3:0] \$751 ;
   reg [47:0] \$752 ;
-  reg [3:0] \$753 ;
+  reg [5:0] \$753 ;
   reg [47:0] \$754 ;
-  reg \$755 ;
+  reg [3:0] \$755 ;
   reg [47:0] \$756 ;
-  reg \$757 ;
+  reg [3:0] \$757 ;
   reg [47:0] \$758 ;
   reg \$759 ;
-  wire [15:0] \$76 ;
+  wire \$76 ;
   reg [47:0] \$760 ;
   reg \$761 ;
   reg [47:0] \$762 ;
@@ -751,7 +751,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   reg [47:0] \$764 ;
   reg \$765 ;
   reg [47:0] \$766 ;
-  reg [1:0] \$767 ;
+  reg \$767 ;
   reg [47:0] \$768 ;
   reg \$769 ;
   wire \$77 ;
@@ -760,56 +760,56 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   reg [47:0] \$772 ;
   reg \$773 ;
   reg [47:0] \$774 ;
-  reg \$775 ;
+  reg [1:0] \$775 ;
   reg [47:0] \$776 ;
   reg \$777 ;
   reg [47:0] \$778 ;
-  reg [1:0] \$779 ;
+  reg \$779 ;
   wire \$78 ;
   reg [47:0] \$780 ;
-  reg [1:0] \$781 ;
+  reg \$781 ;
   reg [47:0] \$782 ;
   reg [1:0] \$783 ;
   reg [47:0] \$784 ;
   reg [1:0] \$785 ;
   reg [47:0] \$786 ;
-  reg \$787 ;
+  reg [1:0] \$787 ;
   reg [47:0] \$788 ;
-  reg \$789 ;
+  reg [1:0] \$789 ;
   wire \$79 ;
   reg [47:0] \$790 ;
   reg \$791 ;
   reg [47:0] \$792 ;
   reg \$793 ;
   reg [47:0] \$794 ;
-  reg [12:0] \$795 ;
+  reg \$795 ;
   reg [47:0] \$796 ;
-  reg [12:0] \$797 ;
+  reg \$797 ;
   reg [47:0] \$798 ;
-  reg \$799 ;
+  reg [12:0] \$799 ;
   wire \$8 ;
   wire \$80 ;
   reg [47:0] \$800 ;
-  reg [2:0] \$801 ;
+  reg [12:0] \$801 ;
   reg [47:0] \$802 ;
-  reg [4:0] \$803 ;
+  reg \$803 ;
   reg [47:0] \$804 ;
-  reg \$805 ;
+  reg [2:0] \$805 ;
   reg [47:0] \$806 ;
-  reg [1:0] \$807 ;
+  reg [4:0] \$807 ;
   reg [47:0] \$808 ;
-  reg [1:0] \$809 ;
+  reg \$809 ;
   wire \$81 ;
   reg [47:0] \$810 ;
-  reg \$811 ;
+  reg [1:0] \$811 ;
   reg [47:0] \$812 ;
-  reg [2:0] \$813 ;
+  reg [1:0] \$813 ;
   reg [47:0] \$814 ;
-  reg [2:0] \$815 ;
+  reg \$815 ;
   reg [47:0] \$816 ;
-  reg \$817 ;
+  reg [2:0] \$817 ;
   reg [47:0] \$818 ;
-  reg \$819 ;
+  reg [2:0] \$819 ;
   wire \$82 ;
   reg [47:0] \$820 ;
   reg \$821 ;
@@ -818,21 +818,25 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   reg [47:0] \$824 ;
   reg \$825 ;
   reg [47:0] \$826 ;
-  reg [2:0] \$827 ;
+  reg \$827 ;
   reg [47:0] \$828 ;
   reg \$829 ;
   wire \$83 ;
-  reg [3:0] \$830 ;
+  reg [47:0] \$830 ;
   reg [2:0] \$831 ;
-  reg [31:0] \$832 ;
+  reg [47:0] \$832 ;
   reg \$833 ;
-  reg [31:0] \$834 ;
-  reg [144:0] \$835 ;
-  reg \$836 ;
-  wire \$84 ;
-  wire [15:0] \$85 ;
-  wire \$86 ;
-  wire [15:0] \$87 ;
+  reg [3:0] \$834 ;
+  reg [2:0] \$835 ;
+  reg [31:0] \$836 ;
+  reg \$837 ;
+  reg [31:0] \$838 ;
+  reg [168:0] \$839 ;
+  wire [15:0] \$84 ;
+  reg \$840 ;
+  wire \$85 ;
+  wire [15:0] \$86 ;
+  wire \$87 ;
   wire \$88 ;
   wire \$89 ;
   wire \$9 ;
@@ -842,10 +846,10 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   wire \$93 ;
   wire \$94 ;
   wire \$95 ;
-  wire \$96 ;
-  wire [15:0] \$97 ;
-  wire \$98 ;
-  wire [15:0] \$99 ;
+  wire [15:0] \$96 ;
+  wire \$97 ;
+  wire [15:0] \$98 ;
+  wire \$99 ;
   (* init = 1'h0 *)
   wire attention;
   input busy;
@@ -862,6 +866,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   reg [47:0] cnt_c1_in_wait = 48'h000000000000;
   reg [47:0] cnt_c1_slots = 48'h000000000000;
   reg [47:0] cnt_c1_stall = 48'h000000000000;
+  reg [47:0] cnt_c1_w_wait = 48'h000000000000;
   reg [47:0] cnt_c2_busy = 48'h000000000000;
   reg [47:0] cnt_c2_macs = 48'h000000000000;
   reg [47:0] cnt_c2_spad_reads = 48'h000000000000;
@@ -916,8 +921,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   reg [47:0] cnt_weight_reads = 48'h000000000000;
   reg [47:0] cnt_wgrad_updates = 48'h000000000000;
   reg [47:0] cnt_wgrad_words = 48'h000000000000;
-  input [109:0] counts;
-  wire [109:0] counts;
+  input [110:0] counts;
+  wire [110:0] counts;
   wire \counts.adder_busy ;
   wire \counts.adder_stall ;
   wire [5:0] \counts.adds ;
@@ -927,6 +932,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   wire \counts.c1_in_wait ;
   wire [3:0] \counts.c1_slots ;
   wire \counts.c1_stall ;
+  wire \counts.c1_w_wait ;
   wire \counts.c2_busy ;
   wire [5:0] \counts.c2_macs ;
   wire [1:0] \counts.c2_spad_reads ;
@@ -978,8 +984,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   wire \counts.weight_reads ;
   wire [2:0] \counts.wgrad_updates ;
   wire \counts.wgrad_words ;
-  output [293:0] desc;
-  reg [293:0] desc = 294'h00000000000000000000000000000000000000000000000000000000000000000000000000;
+  output [309:0] desc;
+  reg [309:0] desc = 310'h000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire [5:0] \desc.affine_shift ;
   wire [15:0] \desc.height ;
   wire [15:0] \desc.in_channels ;
@@ -1003,6 +1009,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   wire [5:0] \desc.shift3 ;
   wire [31:0] \desc.threshold ;
   wire [7:0] \desc.timesteps ;
+  wire [15:0] \desc.w1_ring ;
   wire [15:0] \desc.w23_ring ;
   wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
@@ -1034,6 +1041,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   reg inc_c1_in_wait = 1'h0;
   reg [3:0] inc_c1_slots = 4'h0;
   reg inc_c1_stall = 1'h0;
+  reg inc_c1_w_wait = 1'h0;
   reg inc_c2_busy = 1'h0;
   reg [5:0] inc_c2_macs = 6'h00;
   reg [1:0] inc_c2_spad_reads = 2'h0;
@@ -1093,7 +1101,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   wire [79:0] \port$15550$0 ;
   input [79:0] \port$15553$0 ;
   wire [79:0] \port$15553$0 ;
-  reg [144:0] prev = 145'h0000000000000000000000000000000000000;
+  reg [168:0] prev = 169'h0000000000000000000000000000000000000000000;
   reg [2:0] rd_k = 3'h0;
   reg [31:0] rd_reg = 32'd0;
   reg [3:0] rd_sel = 4'h0;
@@ -1267,117 +1275,123 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   reg [159:0] staging = 160'h0000000000000000000000000000000000000000;
   output start;
   wire start;
-  output [143:0] stream_in;
-  reg [143:0] stream_in = 144'h000000000000000000000000000000000000;
+  output [167:0] stream_in;
+  reg [167:0] stream_in = 168'h000000000000000000000000000000000000000000;
   wire [23:0] \stream_in.in_rows ;
   wire [23:0] \stream_in.out_taken ;
   wire [23:0] \stream_in.res_rows ;
+  wire [23:0] \stream_in.w1_chunks ;
   wire [23:0] \stream_in.w2_chunks ;
   wire [23:0] \stream_in.w3_chunks ;
   wire [23:0] \stream_in.w4_chunks ;
-  input [143:0] stream_out;
-  wire [143:0] stream_out;
+  input [167:0] stream_out;
+  wire [167:0] stream_out;
   wire [23:0] \stream_out.in_consumed ;
   wire [23:0] \stream_out.out_rows ;
   wire [23:0] \stream_out.res_consumed ;
+  wire [23:0] \stream_out.w1_consumed ;
   wire [23:0] \stream_out.w2_consumed ;
   wire [23:0] \stream_out.w3_consumed ;
   wire [23:0] \stream_out.w4_consumed ;
-  assign \$128  = host_addr >= 15'h4000;
-  assign \$129  = host_addr < 15'h4400;
-  assign \$130  = \$128  & \$129 ;
-  assign \$131  = \$127  & \$130 ;
-  assign \$133  = host_addr - 15'h4400;
-  assign \$134  = host_addr >= 15'h4400;
-  assign \$135  = host_addr < 15'h4800;
-  assign \$136  = \$134  & \$135 ;
-  assign regions__trace__rd_en = host_read & \$136 ;
-  assign \$137  = ~ busy;
-  assign \$138  = host_write & \$137 ;
-  assign \$139  = host_addr >= 15'h4400;
-  assign \$140  = host_addr < 15'h4800;
-  assign \$141  = \$139  & \$140 ;
-  assign \$142  = \$138  & \$141 ;
-  assign \$144  = host_addr - 15'h5000;
-  assign \$145  = host_addr >= 15'h5000;
-  assign \$146  = host_addr < 15'h6000;
-  assign \$147  = \$145  & \$146 ;
-  assign regions__wgrad__rd_en = host_read & \$147 ;
-  assign \$148  = ~ busy;
-  assign \$149  = host_write & \$148 ;
-  assign \$150  = host_addr >= 15'h5000;
-  assign \$151  = host_addr < 15'h6000;
-  assign \$152  = \$150  & \$151 ;
-  assign \$153  = \$149  & \$152 ;
-  assign \$154  = host_addr - 15'h5000;
-  assign \$155  = \$154 [2:0] == 3'h4;
-  assign regions__wgrad__wr_en = \$153  & \$155 ;
-  assign \$156  = host_addr >= 10'h200;
-  assign \$157  = host_addr < 10'h240;
-  assign \$158  = \$156  & \$157 ;
-  assign \$159  = host_addr >= 10'h240;
-  assign \$160  = host_addr < 10'h270;
-  assign \$161  = \$159  & \$160 ;
-  assign \$162  = host_addr >= 10'h280;
-  assign \$163  = host_addr < 10'h2b0;
-  assign \$164  = \$162  & \$163 ;
-  assign \$165  = host_addr >= 10'h2c0;
-  assign \$166  = host_addr < 10'h300;
-  assign \$167  = \$165  & \$166 ;
-  assign \$168  = host_addr >= 10'h300;
-  assign \$169  = host_addr < 10'h340;
-  assign \$170  = \$168  & \$169 ;
-  assign \$171  = host_addr - 10'h300;
-  assign \$172  = host_addr >= 11'h400;
-  assign \$173  = host_addr < 11'h500;
-  assign \$174  = \$172  & \$173 ;
-  assign \$175  = host_addr >= 11'h600;
-  assign \$176  = host_addr < 12'h800;
-  assign \$177  = \$175  & \$176 ;
-  assign \$178  = host_addr - 11'h600;
-  assign \$179  = host_addr >= 12'h800;
-  assign \$180  = host_addr < 12'hbc2;
-  assign \$181  = \$179  & \$180 ;
-  assign \$182  = host_addr - 12'h800;
-  assign \$183  = host_addr >= 12'hc00;
-  assign \$184  = host_addr < 12'hde1;
-  assign \$185  = \$183  & \$184 ;
-  assign \$186  = host_addr >= 14'h2000;
-  assign \$187  = host_addr < 15'h4000;
-  assign \$188  = \$186  & \$187 ;
-  assign \$189  = host_addr - 14'h2000;
-  assign \$190  = host_addr >= 15'h4000;
-  assign \$191  = host_addr < 15'h4400;
-  assign \$192  = \$190  & \$191 ;
-  assign \$193  = host_addr >= 15'h4400;
-  assign \$194  = host_addr < 15'h4800;
-  assign \$195  = \$193  & \$194 ;
-  assign \$196  = host_addr >= 15'h5000;
-  assign \$197  = host_addr < 15'h6000;
-  assign \$198  = \$196  & \$197 ;
-  assign \$199  = host_addr - 15'h5000;
-  assign \$200  = busy ? 32'd0 : regions__w1__rd_data;
-  assign \$201  = busy ? 32'd0 : regions__w2__rd_data;
-  assign \$202  = busy ? 32'd0 : regions__w3__rd_data;
-  assign \$203  = busy ? 32'd0 : regions__w4__rd_data;
-  assign \$1083  = rd_k * 6'h20;
-  assign \$204  = regions__affine__rd_data >> \$1083 ;
-  assign \$205  = busy ? 32'd0 : \$204 ;
-  assign \$206  = busy ? 32'd0 : regions__spike_in__rd_data;
-  assign \$1088  = rd_k[0] * 6'h20;
-  assign \$207  = regions__membrane__rd_data >> \$1088 ;
+  assign regions__gweights__rd_en = host_read & \$124 ;
+  assign \$125  = ~ busy;
+  assign \$126  = host_write & \$125 ;
+  assign \$127  = host_addr >= 15'h4000;
+  assign \$128  = host_addr < 15'h4400;
+  assign \$129  = \$127  & \$128 ;
+  assign \$130  = \$126  & \$129 ;
+  assign \$132  = host_addr - 15'h4400;
+  assign \$133  = host_addr >= 15'h4400;
+  assign \$134  = host_addr < 15'h4800;
+  assign \$135  = \$133  & \$134 ;
+  assign regions__trace__rd_en = host_read & \$135 ;
+  assign \$136  = ~ busy;
+  assign \$137  = host_write & \$136 ;
+  assign \$138  = host_addr >= 15'h4400;
+  assign \$139  = host_addr < 15'h4800;
+  assign \$140  = \$138  & \$139 ;
+  assign \$141  = \$137  & \$140 ;
+  assign \$143  = host_addr - 15'h5000;
+  assign \$144  = host_addr >= 15'h5000;
+  assign \$145  = host_addr < 15'h6000;
+  assign \$146  = \$144  & \$145 ;
+  assign regions__wgrad__rd_en = host_read & \$146 ;
+  assign \$147  = ~ busy;
+  assign \$148  = host_write & \$147 ;
+  assign \$149  = host_addr >= 15'h5000;
+  assign \$150  = host_addr < 15'h6000;
+  assign \$151  = \$149  & \$150 ;
+  assign \$152  = \$148  & \$151 ;
+  assign \$153  = host_addr - 15'h5000;
+  assign \$154  = \$153 [2:0] == 3'h4;
+  assign regions__wgrad__wr_en = \$152  & \$154 ;
+  assign \$155  = host_addr >= 10'h200;
+  assign \$156  = host_addr < 10'h240;
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = host_addr >= 10'h240;
+  assign \$159  = host_addr < 10'h270;
+  assign \$160  = \$158  & \$159 ;
+  assign \$161  = host_addr >= 10'h280;
+  assign \$162  = host_addr < 10'h2b0;
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = host_addr >= 10'h2c0;
+  assign \$165  = host_addr < 10'h300;
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = host_addr >= 10'h300;
+  assign \$168  = host_addr < 10'h340;
+  assign \$169  = \$167  & \$168 ;
+  assign \$170  = host_addr - 10'h300;
+  assign \$171  = host_addr >= 11'h400;
+  assign \$172  = host_addr < 11'h500;
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = host_addr >= 11'h600;
+  assign \$175  = host_addr < 12'h800;
+  assign \$176  = \$174  & \$175 ;
+  assign \$177  = host_addr - 11'h600;
+  assign \$178  = host_addr >= 12'h800;
+  assign \$179  = host_addr < 12'hbc2;
+  assign \$180  = \$178  & \$179 ;
+  assign \$181  = host_addr - 12'h800;
+  assign \$182  = host_addr >= 12'hc00;
+  assign \$183  = host_addr < 12'hde1;
+  assign \$184  = \$182  & \$183 ;
+  assign \$185  = host_addr >= 14'h2000;
+  assign \$186  = host_addr < 15'h4000;
+  assign \$187  = \$185  & \$186 ;
+  assign \$188  = host_addr - 14'h2000;
+  assign \$189  = host_addr >= 15'h4000;
+  assign \$190  = host_addr < 15'h4400;
+  assign \$191  = \$189  & \$190 ;
+  assign \$192  = host_addr >= 15'h4400;
+  assign \$193  = host_addr < 15'h4800;
+  assign \$194  = \$192  & \$193 ;
+  assign \$195  = host_addr >= 15'h5000;
+  assign \$196  = host_addr < 15'h6000;
+  assign \$197  = \$195  & \$196 ;
+  assign \$198  = host_addr - 15'h5000;
+  assign \$199  = busy ? 32'd0 : regions__w1__rd_data;
+  assign \$200  = busy ? 32'd0 : regions__w2__rd_data;
+  assign \$201  = busy ? 32'd0 : regions__w3__rd_data;
+  assign \$202  = busy ? 32'd0 : regions__w4__rd_data;
+  assign \$1086  = rd_k * 6'h20;
+  assign \$203  = regions__affine__rd_data >> \$1086 ;
+  assign \$204  = busy ? 32'd0 : \$203 ;
+  assign \$205  = busy ? 32'd0 : regions__spike_in__rd_data;
   assign \$1091  = rd_k[0] * 6'h20;
-  assign \$208  = regions__gbuf__rd_data >> \$1091 ;
-  assign \$209  = busy ? 32'd0 : \$208 ;
-  assign \$1095  = rd_k * 6'h20;
-  assign \$210  = { \port$15553$0 [79:60], \port$15550$0 [79:60], \port$15553$0 [59:40], \port$15550$0 [59:40], \port$15553$0 [39:20], \port$15550$0 [39:20], \port$15553$0 [19:0], \port$15550$0 [19:0] } >> \$1095 ;
-  assign \$211  = busy ? 32'd0 : \$210 ;
-  assign \$212  = host_addr == 2'h3;
-  assign \$213  = host_addr == 3'h4;
-  assign \$214  = host_addr == 3'h5;
-  assign \$215  = host_addr == 4'h9;
-  assign \$216  = host_addr == 4'hb;
-  assign \$217  = host_addr == 4'hd;
+  assign \$206  = regions__membrane__rd_data >> \$1091 ;
+  assign \$1094  = rd_k[0] * 6'h20;
+  assign \$207  = regions__gbuf__rd_data >> \$1094 ;
+  assign \$208  = busy ? 32'd0 : \$207 ;
+  assign \$1098  = rd_k * 6'h20;
+  assign \$209  = { \port$15553$0 [79:60], \port$15550$0 [79:60], \port$15553$0 [59:40], \port$15550$0 [59:40], \port$15553$0 [39:20], \port$15550$0 [39:20], \port$15553$0 [19:0], \port$15550$0 [19:0] } >> \$1098 ;
+  assign \$210  = busy ? 32'd0 : \$209 ;
+  assign \$211  = host_addr == 2'h3;
+  assign \$212  = host_addr == 3'h4;
+  assign \$213  = host_addr == 3'h5;
+  assign \$214  = host_addr == 4'h9;
+  assign \$215  = host_addr == 4'hb;
+  assign \$216  = host_addr == 4'hd;
+  assign \$217  = host_addr == 4'hf;
   assign \$218  = host_addr >= 10'h300;
   assign \$219  = host_addr < 10'h340;
   assign \$220  = \$218  & \$219 ;
@@ -1449,651 +1463,656 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   assign \$287  = host_addr == 6'h28;
   assign \$288  = host_addr == 6'h29;
   assign \$289  = host_addr == 6'h2a;
-  assign \$290  = host_addr == 6'h30;
-  assign \$291  = host_addr == 6'h31;
-  assign \$292  = host_addr == 6'h32;
-  assign \$293  = host_addr == 6'h33;
-  assign \$294  = host_addr == 6'h34;
-  assign \$295  = host_addr == 6'h35;
-  assign \$296  = host_addr == 6'h36;
-  assign \$297  = host_addr == 6'h37;
-  assign \$298  = host_addr == 6'h38;
-  assign \$299  = host_addr == 6'h39;
-  assign \$300  = host_addr == 6'h3a;
-  assign \$301  = host_addr == 6'h3b;
-  assign \$302  = host_addr == 6'h3c;
-  assign \$303  = host_addr == 6'h3d;
-  assign \$304  = host_addr == 6'h3e;
-  assign \$305  = host_addr == 6'h3f;
-  assign \$306  = host_addr == 7'h40;
-  assign \$307  = host_addr == 7'h41;
-  assign \$308  = host_addr == 7'h42;
-  assign \$309  = host_addr == 7'h43;
-  assign \$310  = host_addr == 7'h44;
-  assign \$311  = host_addr == 7'h45;
-  assign \$312  = host_addr == 7'h46;
-  assign \$313  = host_addr == 7'h47;
-  assign \$314  = host_addr == 7'h48;
-  assign \$315  = host_addr == 7'h49;
-  assign \$316  = host_addr == 7'h4a;
-  assign \$317  = host_addr == 7'h4b;
-  assign \$318  = host_addr == 7'h4c;
-  assign \$319  = host_addr == 7'h4d;
-  assign \$320  = host_addr == 7'h4e;
-  assign \$321  = host_addr == 7'h4f;
-  assign \$322  = host_addr == 7'h50;
-  assign \$323  = host_addr == 7'h51;
-  assign \$324  = host_addr == 7'h52;
-  assign \$325  = host_addr == 7'h53;
-  assign \$326  = host_addr == 7'h54;
-  assign \$327  = host_addr == 7'h55;
-  assign \$328  = host_addr == 7'h56;
-  assign \$329  = host_addr == 7'h57;
-  assign \$330  = host_addr == 7'h58;
-  assign \$331  = host_addr == 7'h59;
-  assign \$332  = host_addr == 7'h5a;
-  assign \$333  = host_addr == 7'h5b;
-  assign \$334  = host_addr == 7'h5c;
-  assign \$335  = host_addr == 7'h5d;
-  assign \$336  = host_addr == 7'h5e;
-  assign \$337  = host_addr == 7'h5f;
-  assign \$338  = cnt_cycles + inc_cycles;
-  assign \$339  = cnt_clear_d ? 49'h0000000000000 : \$338 ;
-  assign \$340  = cnt_c1_busy + inc_c1_busy;
-  assign \$341  = cnt_clear_d ? 49'h0000000000000 : \$340 ;
-  assign \$342  = cnt_c1_stall + inc_c1_stall;
-  assign \$343  = cnt_clear_d ? 49'h0000000000000 : \$342 ;
-  assign \$344  = cnt_c1_in_wait + inc_c1_in_wait;
-  assign \$345  = cnt_clear_d ? 49'h0000000000000 : \$344 ;
-  assign \$346  = cnt_c2_busy + inc_c2_busy;
-  assign \$347  = cnt_clear_d ? 49'h0000000000000 : \$346 ;
-  assign \$348  = cnt_c2_stall + inc_c2_stall;
-  assign \$349  = cnt_clear_d ? 49'h0000000000000 : \$348 ;
-  assign \$350  = cnt_c3_busy + inc_c3_busy;
-  assign \$351  = cnt_clear_d ? 49'h0000000000000 : \$350 ;
-  assign \$352  = cnt_c3_stall + inc_c3_stall;
-  assign \$353  = cnt_clear_d ? 49'h0000000000000 : \$352 ;
-  assign \$354  = cnt_c4_busy + inc_c4_busy;
-  assign \$355  = cnt_clear_d ? 49'h0000000000000 : \$354 ;
-  assign \$356  = cnt_c4_stall + inc_c4_stall;
-  assign \$357  = cnt_clear_d ? 49'h0000000000000 : \$356 ;
-  assign \$358  = cnt_adder_busy + inc_adder_busy;
-  assign \$359  = cnt_clear_d ? 49'h0000000000000 : \$358 ;
-  assign \$360  = cnt_adder_stall + inc_adder_stall;
-  assign \$361  = cnt_clear_d ? 49'h0000000000000 : \$360 ;
-  assign \$362  = cnt_lif_busy + inc_lif_busy;
-  assign \$363  = cnt_clear_d ? 49'h0000000000000 : \$362 ;
-  assign \$364  = cnt_lif_stall + inc_lif_stall;
-  assign \$365  = cnt_clear_d ? 49'h0000000000000 : \$364 ;
-  assign \$366  = cnt_c4_w_wait + inc_c4_w_wait;
-  assign \$367  = cnt_clear_d ? 49'h0000000000000 : \$366 ;
-  assign \$368  = cnt_c2_w_wait + inc_c2_w_wait;
-  assign \$369  = cnt_clear_d ? 49'h0000000000000 : \$368 ;
-  assign \$370  = cnt_c3_w_wait + inc_c3_w_wait;
-  assign \$371  = cnt_clear_d ? 49'h0000000000000 : \$370 ;
-  assign \$372  = cnt_c1_slots + inc_c1_slots;
-  assign \$373  = cnt_clear_d ? 49'h0000000000000 : \$372 ;
-  assign \$374  = cnt_c1_adds + inc_c1_adds;
-  assign \$375  = cnt_clear_d ? 49'h0000000000000 : \$374 ;
-  assign \$376  = cnt_c2_macs + inc_c2_macs;
-  assign \$377  = cnt_clear_d ? 49'h0000000000000 : \$376 ;
-  assign \$378  = cnt_c3_macs + inc_c3_macs;
-  assign \$379  = cnt_clear_d ? 49'h0000000000000 : \$378 ;
-  assign \$380  = cnt_c4_macs + inc_c4_macs;
-  assign \$381  = cnt_clear_d ? 49'h0000000000000 : \$380 ;
-  assign \$382  = cnt_adds + inc_adds;
-  assign \$383  = cnt_clear_d ? 49'h0000000000000 : \$382 ;
-  assign \$384  = cnt_lif_updates + inc_lif_updates;
-  assign \$385  = cnt_clear_d ? 49'h0000000000000 : \$384 ;
-  assign \$386  = cnt_spikes_out + inc_spikes_out;
-  assign \$387  = cnt_clear_d ? 49'h0000000000000 : \$386 ;
-  assign \$388  = cnt_w1_reads + inc_w1_reads;
-  assign \$389  = cnt_clear_d ? 49'h0000000000000 : \$388 ;
-  assign \$390  = cnt_w2_reads + inc_w2_reads;
-  assign \$391  = cnt_clear_d ? 49'h0000000000000 : \$390 ;
-  assign \$392  = cnt_w3_reads + inc_w3_reads;
-  assign \$393  = cnt_clear_d ? 49'h0000000000000 : \$392 ;
-  assign \$394  = cnt_w4_reads + inc_w4_reads;
-  assign \$395  = cnt_clear_d ? 49'h0000000000000 : \$394 ;
-  assign \$396  = cnt_affine_reads + inc_affine_reads;
-  assign \$397  = cnt_clear_d ? 49'h0000000000000 : \$396 ;
-  assign \$398  = cnt_spike_in_reads + inc_spike_in_reads;
-  assign \$399  = cnt_clear_d ? 49'h0000000000000 : \$398 ;
-  assign \$400  = cnt_line1_reads + inc_line1_reads;
-  assign \$401  = cnt_clear_d ? 49'h0000000000000 : \$400 ;
-  assign \$402  = cnt_line1_writes + inc_line1_writes;
-  assign \$403  = cnt_clear_d ? 49'h0000000000000 : \$402 ;
-  assign \$404  = cnt_row2_reads + inc_row2_reads;
-  assign \$405  = cnt_clear_d ? 49'h0000000000000 : \$404 ;
-  assign \$406  = cnt_row2_writes + inc_row2_writes;
-  assign \$407  = cnt_clear_d ? 49'h0000000000000 : \$406 ;
-  assign \$408  = cnt_line4_reads + inc_line4_reads;
-  assign \$409  = cnt_clear_d ? 49'h0000000000000 : \$408 ;
-  assign \$410  = cnt_line4_writes + inc_line4_writes;
-  assign \$411  = cnt_clear_d ? 49'h0000000000000 : \$410 ;
-  assign \$412  = cnt_c2_spad_reads + inc_c2_spad_reads;
-  assign \$413  = cnt_clear_d ? 49'h0000000000000 : \$412 ;
-  assign \$414  = cnt_c2_spad_writes + inc_c2_spad_writes;
-  assign \$415  = cnt_clear_d ? 49'h0000000000000 : \$414 ;
-  assign \$416  = cnt_c3_spad_reads + inc_c3_spad_reads;
-  assign \$417  = cnt_clear_d ? 49'h0000000000000 : \$416 ;
-  assign \$418  = cnt_c3_spad_writes + inc_c3_spad_writes;
-  assign \$419  = cnt_clear_d ? 49'h0000000000000 : \$418 ;
-  assign \$420  = cnt_residual_reads + inc_residual_reads;
-  assign \$421  = cnt_clear_d ? 49'h0000000000000 : \$420 ;
-  assign \$422  = cnt_membrane_reads + inc_membrane_reads;
-  assign \$423  = cnt_clear_d ? 49'h0000000000000 : \$422 ;
-  assign \$424  = cnt_membrane_writes + inc_membrane_writes;
-  assign \$425  = cnt_clear_d ? 49'h0000000000000 : \$424 ;
-  assign \$426  = cnt_spikes_writes + inc_spikes_writes;
-  assign \$427  = cnt_clear_d ? 49'h0000000000000 : \$426 ;
-  assign \$428  = host_addr >= 10'h200;
-  assign \$429  = host_addr < 10'h240;
-  assign \$430  = \$428  & \$429 ;
-  assign \$431  = host_write & \$430 ;
-  assign \$432  = ~ busy;
+  assign \$290  = host_addr == 6'h2b;
+  assign \$291  = host_addr == 6'h30;
+  assign \$292  = host_addr == 6'h31;
+  assign \$293  = host_addr == 6'h32;
+  assign \$294  = host_addr == 6'h33;
+  assign \$295  = host_addr == 6'h34;
+  assign \$296  = host_addr == 6'h35;
+  assign \$297  = host_addr == 6'h36;
+  assign \$298  = host_addr == 6'h37;
+  assign \$299  = host_addr == 6'h38;
+  assign \$300  = host_addr == 6'h39;
+  assign \$301  = host_addr == 6'h3a;
+  assign \$302  = host_addr == 6'h3b;
+  assign \$303  = host_addr == 6'h3c;
+  assign \$304  = host_addr == 6'h3d;
+  assign \$305  = host_addr == 6'h3e;
+  assign \$306  = host_addr == 6'h3f;
+  assign \$307  = host_addr == 7'h40;
+  assign \$308  = host_addr == 7'h41;
+  assign \$309  = host_addr == 7'h42;
+  assign \$310  = host_addr == 7'h43;
+  assign \$311  = host_addr == 7'h44;
+  assign \$312  = host_addr == 7'h45;
+  assign \$313  = host_addr == 7'h46;
+  assign \$314  = host_addr == 7'h47;
+  assign \$315  = host_addr == 7'h48;
+  assign \$316  = host_addr == 7'h49;
+  assign \$317  = host_addr == 7'h4a;
+  assign \$318  = host_addr == 7'h4b;
+  assign \$319  = host_addr == 7'h4c;
+  assign \$320  = host_addr == 7'h4d;
+  assign \$321  = host_addr == 7'h4e;
+  assign \$322  = host_addr == 7'h4f;
+  assign \$323  = host_addr == 7'h50;
+  assign \$324  = host_addr == 7'h51;
+  assign \$325  = host_addr == 7'h52;
+  assign \$326  = host_addr == 7'h53;
+  assign \$327  = host_addr == 7'h54;
+  assign \$328  = host_addr == 7'h55;
+  assign \$329  = host_addr == 7'h56;
+  assign \$330  = host_addr == 7'h57;
+  assign \$331  = host_addr == 7'h58;
+  assign \$332  = host_addr == 7'h59;
+  assign \$333  = host_addr == 7'h5a;
+  assign \$334  = host_addr == 7'h5b;
+  assign \$335  = host_addr == 7'h5c;
+  assign \$336  = host_addr == 7'h5d;
+  assign \$337  = host_addr == 7'h5e;
+  assign \$338  = host_addr == 7'h5f;
+  assign \$339  = cnt_cycles + inc_cycles;
+  assign \$340  = cnt_clear_d ? 49'h0000000000000 : \$339 ;
+  assign \$341  = cnt_c1_busy + inc_c1_busy;
+  assign \$342  = cnt_clear_d ? 49'h0000000000000 : \$341 ;
+  assign \$343  = cnt_c1_stall + inc_c1_stall;
+  assign \$344  = cnt_clear_d ? 49'h0000000000000 : \$343 ;
+  assign \$345  = cnt_c1_in_wait + inc_c1_in_wait;
+  assign \$346  = cnt_clear_d ? 49'h0000000000000 : \$345 ;
+  assign \$347  = cnt_c2_busy + inc_c2_busy;
+  assign \$348  = cnt_clear_d ? 49'h0000000000000 : \$347 ;
+  assign \$349  = cnt_c2_stall + inc_c2_stall;
+  assign \$350  = cnt_clear_d ? 49'h0000000000000 : \$349 ;
+  assign \$351  = cnt_c3_busy + inc_c3_busy;
+  assign \$352  = cnt_clear_d ? 49'h0000000000000 : \$351 ;
+  assign \$353  = cnt_c3_stall + inc_c3_stall;
+  assign \$354  = cnt_clear_d ? 49'h0000000000000 : \$353 ;
+  assign \$355  = cnt_c4_busy + inc_c4_busy;
+  assign \$356  = cnt_clear_d ? 49'h0000000000000 : \$355 ;
+  assign \$357  = cnt_c4_stall + inc_c4_stall;
+  assign \$358  = cnt_clear_d ? 49'h0000000000000 : \$357 ;
+  assign \$359  = cnt_adder_busy + inc_adder_busy;
+  assign \$360  = cnt_clear_d ? 49'h0000000000000 : \$359 ;
+  assign \$361  = cnt_adder_stall + inc_adder_stall;
+  assign \$362  = cnt_clear_d ? 49'h0000000000000 : \$361 ;
+  assign \$363  = cnt_lif_busy + inc_lif_busy;
+  assign \$364  = cnt_clear_d ? 49'h0000000000000 : \$363 ;
+  assign \$365  = cnt_lif_stall + inc_lif_stall;
+  assign \$366  = cnt_clear_d ? 49'h0000000000000 : \$365 ;
+  assign \$367  = cnt_c4_w_wait + inc_c4_w_wait;
+  assign \$368  = cnt_clear_d ? 49'h0000000000000 : \$367 ;
+  assign \$369  = cnt_c2_w_wait + inc_c2_w_wait;
+  assign \$370  = cnt_clear_d ? 49'h0000000000000 : \$369 ;
+  assign \$371  = cnt_c3_w_wait + inc_c3_w_wait;
+  assign \$372  = cnt_clear_d ? 49'h0000000000000 : \$371 ;
+  assign \$373  = cnt_c1_w_wait + inc_c1_w_wait;
+  assign \$374  = cnt_clear_d ? 49'h0000000000000 : \$373 ;
+  assign \$375  = cnt_c1_slots + inc_c1_slots;
+  assign \$376  = cnt_clear_d ? 49'h0000000000000 : \$375 ;
+  assign \$377  = cnt_c1_adds + inc_c1_adds;
+  assign \$378  = cnt_clear_d ? 49'h0000000000000 : \$377 ;
+  assign \$379  = cnt_c2_macs + inc_c2_macs;
+  assign \$380  = cnt_clear_d ? 49'h0000000000000 : \$379 ;
+  assign \$381  = cnt_c3_macs + inc_c3_macs;
+  assign \$382  = cnt_clear_d ? 49'h0000000000000 : \$381 ;
+  assign \$383  = cnt_c4_macs + inc_c4_macs;
+  assign \$384  = cnt_clear_d ? 49'h0000000000000 : \$383 ;
+  assign \$385  = cnt_adds + inc_adds;
+  assign \$386  = cnt_clear_d ? 49'h0000000000000 : \$385 ;
+  assign \$387  = cnt_lif_updates + inc_lif_updates;
+  assign \$388  = cnt_clear_d ? 49'h0000000000000 : \$387 ;
+  assign \$389  = cnt_spikes_out + inc_spikes_out;
+  assign \$390  = cnt_clear_d ? 49'h0000000000000 : \$389 ;
+  assign \$391  = cnt_w1_reads + inc_w1_reads;
+  assign \$392  = cnt_clear_d ? 49'h0000000000000 : \$391 ;
+  assign \$393  = cnt_w2_reads + inc_w2_reads;
+  assign \$394  = cnt_clear_d ? 49'h0000000000000 : \$393 ;
+  assign \$395  = cnt_w3_reads + inc_w3_reads;
+  assign \$396  = cnt_clear_d ? 49'h0000000000000 : \$395 ;
+  assign \$397  = cnt_w4_reads + inc_w4_reads;
+  assign \$398  = cnt_clear_d ? 49'h0000000000000 : \$397 ;
+  assign \$399  = cnt_affine_reads + inc_affine_reads;
+  assign \$400  = cnt_clear_d ? 49'h0000000000000 : \$399 ;
+  assign \$401  = cnt_spike_in_reads + inc_spike_in_reads;
+  assign \$402  = cnt_clear_d ? 49'h0000000000000 : \$401 ;
+  assign \$403  = cnt_line1_reads + inc_line1_reads;
+  assign \$404  = cnt_clear_d ? 49'h0000000000000 : \$403 ;
+  assign \$405  = cnt_line1_writes + inc_line1_writes;
+  assign \$406  = cnt_clear_d ? 49'h0000000000000 : \$405 ;
+  assign \$407  = cnt_row2_reads + inc_row2_reads;
+  assign \$408  = cnt_clear_d ? 49'h0000000000000 : \$407 ;
+  assign \$409  = cnt_row2_writes + inc_row2_writes;
+  assign \$410  = cnt_clear_d ? 49'h0000000000000 : \$409 ;
+  assign \$411  = cnt_line4_reads + inc_line4_reads;
+  assign \$412  = cnt_clear_d ? 49'h0000000000000 : \$411 ;
+  assign \$413  = cnt_line4_writes + inc_line4_writes;
+  assign \$414  = cnt_clear_d ? 49'h0000000000000 : \$413 ;
+  assign \$415  = cnt_c2_spad_reads + inc_c2_spad_reads;
+  assign \$416  = cnt_clear_d ? 49'h0000000000000 : \$415 ;
+  assign \$417  = cnt_c2_spad_writes + inc_c2_spad_writes;
+  assign \$418  = cnt_clear_d ? 49'h0000000000000 : \$417 ;
+  assign \$419  = cnt_c3_spad_reads + inc_c3_spad_reads;
+  assign \$420  = cnt_clear_d ? 49'h0000000000000 : \$419 ;
+  assign \$421  = cnt_c3_spad_writes + inc_c3_spad_writes;
+  assign \$422  = cnt_clear_d ? 49'h0000000000000 : \$421 ;
+  assign \$423  = cnt_residual_reads + inc_residual_reads;
+  assign \$424  = cnt_clear_d ? 49'h0000000000000 : \$423 ;
+  assign \$425  = cnt_membrane_reads + inc_membrane_reads;
+  assign \$426  = cnt_clear_d ? 49'h0000000000000 : \$425 ;
+  assign \$427  = cnt_membrane_writes + inc_membrane_writes;
+  assign \$428  = cnt_clear_d ? 49'h0000000000000 : \$427 ;
+  assign \$429  = cnt_spikes_writes + inc_spikes_writes;
+  assign \$430  = cnt_clear_d ? 49'h0000000000000 : \$429 ;
+  assign \$431  = host_addr >= 10'h200;
+  assign \$432  = host_addr < 10'h240;
   assign \$433  = \$431  & \$432 ;
-  assign \$436  = host_addr >= 10'h240;
-  assign \$437  = host_addr < 10'h270;
-  assign \$438  = \$436  & \$437 ;
-  assign \$439  = host_write & \$438 ;
-  assign \$443  = \$435  + \$442 ;
-  assign \$444  = host_addr >= 10'h280;
-  assign \$445  = host_addr < 10'h2b0;
-  assign \$446  = \$444  & \$445 ;
-  assign \$447  = host_write & \$446 ;
-  assign \$451  = \$443  + \$450 ;
-  assign \$452  = host_addr >= 10'h2c0;
-  assign \$453  = host_addr < 10'h300;
-  assign \$454  = \$452  & \$453 ;
-  assign \$455  = host_write & \$454 ;
-  assign \$459  = \$451  + \$458 ;
-  assign \$460  = host_addr >= 10'h300;
-  assign \$461  = host_addr < 10'h340;
-  assign \$462  = \$460  & \$461 ;
-  assign \$463  = host_write & \$462 ;
-  assign \$464  = ~ busy;
-  assign \$465  = \$463  & \$464 ;
-  assign \$466  = host_addr - 10'h300;
-  assign \$467  = \$466 [2:0] < 3'h6;
-  assign \$468  = \$465  & \$467 ;
-  assign \$469  = \$459  + \$468 ;
-  assign \$470  = host_addr >= 11'h400;
-  assign \$471  = host_addr < 11'h500;
-  assign \$472  = \$470  & \$471 ;
-  assign \$473  = host_write & \$472 ;
-  assign \$477  = \$469  + \$476 ;
-  assign \$478  = host_addr >= 11'h600;
-  assign \$479  = host_addr < 12'h800;
-  assign \$480  = \$478  & \$479 ;
-  assign \$481  = host_write & \$480 ;
-  assign \$483  = host_addr - 11'h600;
-  assign \$484  = \$483 [0] < 2'h2;
-  assign \$485  = \$482  & \$484 ;
-  assign \$486  = \$477  + \$485 ;
-  assign \$487  = host_addr >= 12'h800;
-  assign \$488  = host_addr < 12'hbc2;
-  assign \$489  = \$487  & \$488 ;
-  assign \$490  = host_write & \$489 ;
-  assign \$491  = ~ busy;
-  assign \$492  = \$490  & \$491 ;
-  assign \$493  = host_addr - 12'h800;
-  assign \$494  = \$493 [0] < 2'h2;
-  assign \$495  = \$492  & \$494 ;
-  assign \$496  = \$486  + \$495 ;
-  assign \$497  = host_addr >= 12'hc00;
-  assign \$498  = host_addr < 12'hde1;
-  assign \$499  = \$497  & \$498 ;
-  assign \$500  = host_write & \$499 ;
-  assign \$501  = ~ busy;
-  assign \$502  = \$500  & \$501 ;
-  assign \$505  = \$496  + \$504 ;
-  assign \$506  = host_addr >= 14'h2000;
-  assign \$507  = host_addr < 15'h4000;
-  assign \$508  = \$506  & \$507 ;
-  assign \$509  = host_write & \$508 ;
-  assign \$510  = ~ busy;
-  assign \$511  = \$509  & \$510 ;
-  assign \$512  = host_addr - 14'h2000;
-  assign \$513  = \$512 [0] < 2'h2;
-  assign \$514  = \$511  & \$513 ;
-  assign \$515  = \$505  + \$514 ;
-  assign \$516  = host_addr >= 15'h4000;
-  assign \$517  = host_addr < 15'h4400;
-  assign \$518  = \$516  & \$517 ;
-  assign \$519  = host_write & \$518 ;
-  assign \$520  = ~ busy;
-  assign \$521  = \$519  & \$520 ;
-  assign \$524  = \$515  + \$523 ;
-  assign \$525  = host_addr >= 15'h4400;
-  assign \$526  = host_addr < 15'h4800;
-  assign \$527  = \$525  & \$526 ;
-  assign \$528  = host_write & \$527 ;
-  assign \$529  = ~ busy;
-  assign \$530  = \$528  & \$529 ;
-  assign \$533  = \$524  + \$532 ;
-  assign \$534  = host_addr >= 15'h5000;
-  assign \$535  = host_addr < 15'h6000;
-  assign \$536  = \$534  & \$535 ;
-  assign \$537  = host_write & \$536 ;
-  assign \$538  = ~ busy;
-  assign \$539  = \$537  & \$538 ;
-  assign \$540  = host_addr - 15'h5000;
-  assign \$541  = \$540 [2:0] < 3'h5;
-  assign \$542  = \$539  & \$541 ;
-  assign \$543  = \$533  + \$542 ;
-  assign \$544  = cnt_host_words_in + inc_host_words_in;
-  assign \$545  = cnt_clear_d ? 49'h0000000000000 : \$544 ;
-  assign \$546  = host_addr >= 10'h200;
-  assign \$547  = host_addr < 10'h240;
-  assign \$548  = \$546  & \$547 ;
-  assign \$549  = host_read & \$548 ;
-  assign \$550  = ~ busy;
-  assign \$551  = \$549  & \$550 ;
-  assign \$554  = host_addr >= 10'h240;
-  assign \$555  = host_addr < 10'h270;
-  assign \$556  = \$554  & \$555 ;
-  assign \$557  = host_read & \$556 ;
-  assign \$558  = ~ busy;
-  assign \$559  = \$557  & \$558 ;
-  assign \$562  = \$553  + \$561 ;
-  assign \$563  = host_addr >= 10'h280;
-  assign \$564  = host_addr < 10'h2b0;
-  assign \$565  = \$563  & \$564 ;
-  assign \$566  = host_read & \$565 ;
-  assign \$567  = ~ busy;
-  assign \$568  = \$566  & \$567 ;
-  assign \$571  = \$562  + \$570 ;
-  assign \$572  = host_addr >= 10'h2c0;
-  assign \$573  = host_addr < 10'h300;
-  assign \$574  = \$572  & \$573 ;
-  assign \$575  = host_read & \$574 ;
-  assign \$576  = ~ busy;
-  assign \$577  = \$575  & \$576 ;
-  assign \$580  = \$571  + \$579 ;
-  assign \$581  = host_addr >= 10'h300;
-  assign \$582  = host_addr < 10'h340;
-  assign \$583  = \$581  & \$582 ;
-  assign \$584  = host_read & \$583 ;
-  assign \$585  = ~ busy;
-  assign \$586  = \$584  & \$585 ;
-  assign \$587  = host_addr - 10'h300;
-  assign \$588  = \$587 [2:0] < 3'h6;
-  assign \$589  = \$586  & \$588 ;
-  assign \$590  = \$580  + \$589 ;
-  assign \$591  = host_addr >= 11'h400;
-  assign \$592  = host_addr < 11'h500;
-  assign \$593  = \$591  & \$592 ;
-  assign \$594  = host_read & \$593 ;
-  assign \$595  = ~ busy;
-  assign \$596  = \$594  & \$595 ;
-  assign \$599  = \$590  + \$598 ;
-  assign \$600  = host_addr >= 11'h600;
-  assign \$601  = host_addr < 12'h800;
-  assign \$602  = \$600  & \$601 ;
-  assign \$603  = host_read & \$602 ;
-  assign \$604  = ~ busy;
-  assign \$605  = \$603  & \$604 ;
-  assign \$606  = host_addr - 11'h600;
-  assign \$607  = \$606 [0] < 2'h2;
-  assign \$608  = \$605  & \$607 ;
-  assign \$609  = \$599  + \$608 ;
-  assign \$610  = host_addr >= 12'h800;
-  assign \$611  = host_addr < 12'hbc2;
-  assign \$612  = \$610  & \$611 ;
-  assign \$613  = host_read & \$612 ;
-  assign \$615  = host_addr - 12'h800;
-  assign \$616  = \$615 [0] < 2'h2;
-  assign \$617  = \$614  & \$616 ;
-  assign \$618  = \$609  + \$617 ;
-  assign \$619  = host_addr >= 12'hc00;
-  assign \$620  = host_addr < 12'hde1;
-  assign \$621  = \$619  & \$620 ;
-  assign \$622  = host_read & \$621 ;
-  assign \$626  = \$618  + \$625 ;
-  assign \$627  = host_addr >= 14'h2000;
-  assign \$628  = host_addr < 15'h4000;
-  assign \$629  = \$627  & \$628 ;
-  assign \$630  = host_read & \$629 ;
-  assign \$631  = ~ busy;
-  assign \$632  = \$630  & \$631 ;
-  assign \$633  = host_addr - 14'h2000;
-  assign \$634  = \$633 [0] < 2'h2;
-  assign \$635  = \$632  & \$634 ;
-  assign \$636  = \$626  + \$635 ;
-  assign \$637  = host_addr >= 15'h4000;
-  assign \$638  = host_addr < 15'h4400;
-  assign \$639  = \$637  & \$638 ;
-  assign \$640  = host_read & \$639 ;
-  assign \$641  = ~ busy;
-  assign \$642  = \$640  & \$641 ;
-  assign \$645  = \$636  + \$644 ;
-  assign \$646  = host_addr >= 15'h4400;
-  assign \$647  = host_addr < 15'h4800;
-  assign \$648  = \$646  & \$647 ;
-  assign \$649  = host_read & \$648 ;
-  assign \$650  = ~ busy;
-  assign \$651  = \$649  & \$650 ;
-  assign \$654  = \$645  + \$653 ;
-  assign \$655  = host_addr >= 15'h5000;
-  assign \$656  = host_addr < 15'h6000;
-  assign \$657  = \$655  & \$656 ;
-  assign \$658  = host_read & \$657 ;
-  assign \$659  = ~ busy;
-  assign \$660  = \$658  & \$659 ;
-  assign \$661  = host_addr - 15'h5000;
-  assign \$662  = \$661 [2:0] < 3'h5;
-  assign \$663  = \$660  & \$662 ;
-  assign \$664  = \$654  + \$663 ;
-  assign \$665  = cnt_host_words_out + inc_host_words_out;
-  assign \$666  = cnt_clear_d ? 49'h0000000000000 : \$665 ;
-  assign \$667  = cnt_lifg_busy + inc_lifg_busy;
+  assign \$434  = host_write & \$433 ;
+  assign \$438  = host_addr >= 10'h240;
+  assign \$439  = host_addr < 10'h270;
+  assign \$440  = \$438  & \$439 ;
+  assign \$441  = host_write & \$440 ;
+  assign \$445  = \$437  + \$444 ;
+  assign \$446  = host_addr >= 10'h280;
+  assign \$447  = host_addr < 10'h2b0;
+  assign \$448  = \$446  & \$447 ;
+  assign \$449  = host_write & \$448 ;
+  assign \$453  = \$445  + \$452 ;
+  assign \$454  = host_addr >= 10'h2c0;
+  assign \$455  = host_addr < 10'h300;
+  assign \$456  = \$454  & \$455 ;
+  assign \$457  = host_write & \$456 ;
+  assign \$461  = \$453  + \$460 ;
+  assign \$462  = host_addr >= 10'h300;
+  assign \$463  = host_addr < 10'h340;
+  assign \$464  = \$462  & \$463 ;
+  assign \$465  = host_write & \$464 ;
+  assign \$466  = ~ busy;
+  assign \$467  = \$465  & \$466 ;
+  assign \$468  = host_addr - 10'h300;
+  assign \$469  = \$468 [2:0] < 3'h6;
+  assign \$470  = \$467  & \$469 ;
+  assign \$471  = \$461  + \$470 ;
+  assign \$472  = host_addr >= 11'h400;
+  assign \$473  = host_addr < 11'h500;
+  assign \$474  = \$472  & \$473 ;
+  assign \$475  = host_write & \$474 ;
+  assign \$479  = \$471  + \$478 ;
+  assign \$480  = host_addr >= 11'h600;
+  assign \$481  = host_addr < 12'h800;
+  assign \$482  = \$480  & \$481 ;
+  assign \$483  = host_write & \$482 ;
+  assign \$485  = host_addr - 11'h600;
+  assign \$486  = \$485 [0] < 2'h2;
+  assign \$487  = \$484  & \$486 ;
+  assign \$488  = \$479  + \$487 ;
+  assign \$489  = host_addr >= 12'h800;
+  assign \$490  = host_addr < 12'hbc2;
+  assign \$491  = \$489  & \$490 ;
+  assign \$492  = host_write & \$491 ;
+  assign \$493  = ~ busy;
+  assign \$494  = \$492  & \$493 ;
+  assign \$495  = host_addr - 12'h800;
+  assign \$496  = \$495 [0] < 2'h2;
+  assign \$497  = \$494  & \$496 ;
+  assign \$498  = \$488  + \$497 ;
+  assign \$499  = host_addr >= 12'hc00;
+  assign \$500  = host_addr < 12'hde1;
+  assign \$501  = \$499  & \$500 ;
+  assign \$502  = host_write & \$501 ;
+  assign \$503  = ~ busy;
+  assign \$504  = \$502  & \$503 ;
+  assign \$507  = \$498  + \$506 ;
+  assign \$508  = host_addr >= 14'h2000;
+  assign \$509  = host_addr < 15'h4000;
+  assign \$510  = \$508  & \$509 ;
+  assign \$511  = host_write & \$510 ;
+  assign \$512  = ~ busy;
+  assign \$513  = \$511  & \$512 ;
+  assign \$514  = host_addr - 14'h2000;
+  assign \$515  = \$514 [0] < 2'h2;
+  assign \$516  = \$513  & \$515 ;
+  assign \$517  = \$507  + \$516 ;
+  assign \$518  = host_addr >= 15'h4000;
+  assign \$519  = host_addr < 15'h4400;
+  assign \$520  = \$518  & \$519 ;
+  assign \$521  = host_write & \$520 ;
+  assign \$522  = ~ busy;
+  assign \$523  = \$521  & \$522 ;
+  assign \$526  = \$517  + \$525 ;
+  assign \$527  = host_addr >= 15'h4400;
+  assign \$528  = host_addr < 15'h4800;
+  assign \$529  = \$527  & \$528 ;
+  assign \$530  = host_write & \$529 ;
+  assign \$531  = ~ busy;
+  assign \$532  = \$530  & \$531 ;
+  assign \$535  = \$526  + \$534 ;
+  assign \$536  = host_addr >= 15'h5000;
+  assign \$537  = host_addr < 15'h6000;
+  assign \$538  = \$536  & \$537 ;
+  assign \$539  = host_write & \$538 ;
+  assign \$540  = ~ busy;
+  assign \$541  = \$539  & \$540 ;
+  assign \$542  = host_addr - 15'h5000;
+  assign \$543  = \$542 [2:0] < 3'h5;
+  assign \$544  = \$541  & \$543 ;
+  assign \$545  = \$535  + \$544 ;
+  assign \$546  = cnt_host_words_in + inc_host_words_in;
+  assign \$547  = cnt_clear_d ? 49'h0000000000000 : \$546 ;
+  assign \$548  = host_addr >= 10'h200;
+  assign \$549  = host_addr < 10'h240;
+  assign \$550  = \$548  & \$549 ;
+  assign \$551  = host_read & \$550 ;
+  assign \$552  = ~ busy;
+  assign \$553  = \$551  & \$552 ;
+  assign \$556  = host_addr >= 10'h240;
+  assign \$557  = host_addr < 10'h270;
+  assign \$558  = \$556  & \$557 ;
+  assign \$559  = host_read & \$558 ;
+  assign \$560  = ~ busy;
+  assign \$561  = \$559  & \$560 ;
+  assign \$564  = \$555  + \$563 ;
+  assign \$565  = host_addr >= 10'h280;
+  assign \$566  = host_addr < 10'h2b0;
+  assign \$567  = \$565  & \$566 ;
+  assign \$568  = host_read & \$567 ;
+  assign \$569  = ~ busy;
+  assign \$570  = \$568  & \$569 ;
+  assign \$573  = \$564  + \$572 ;
+  assign \$574  = host_addr >= 10'h2c0;
+  assign \$575  = host_addr < 10'h300;
+  assign \$576  = \$574  & \$575 ;
+  assign \$577  = host_read & \$576 ;
+  assign \$578  = ~ busy;
+  assign \$579  = \$577  & \$578 ;
+  assign \$582  = \$573  + \$581 ;
+  assign \$583  = host_addr >= 10'h300;
+  assign \$584  = host_addr < 10'h340;
+  assign \$585  = \$583  & \$584 ;
+  assign \$586  = host_read & \$585 ;
+  assign \$587  = ~ busy;
+  assign \$588  = \$586  & \$587 ;
+  assign \$589  = host_addr - 10'h300;
+  assign \$590  = \$589 [2:0] < 3'h6;
+  assign \$591  = \$588  & \$590 ;
+  assign \$592  = \$582  + \$591 ;
+  assign \$593  = host_addr >= 11'h400;
+  assign \$594  = host_addr < 11'h500;
+  assign \$595  = \$593  & \$594 ;
+  assign \$596  = host_read & \$595 ;
+  assign \$597  = ~ busy;
+  assign \$598  = \$596  & \$597 ;
+  assign \$601  = \$592  + \$600 ;
+  assign \$602  = host_addr >= 11'h600;
+  assign \$603  = host_addr < 12'h800;
+  assign \$604  = \$602  & \$603 ;
+  assign \$605  = host_read & \$604 ;
+  assign \$606  = ~ busy;
+  assign \$607  = \$605  & \$606 ;
+  assign \$608  = host_addr - 11'h600;
+  assign \$609  = \$608 [0] < 2'h2;
+  assign \$610  = \$607  & \$609 ;
+  assign \$611  = \$601  + \$610 ;
+  assign \$612  = host_addr >= 12'h800;
+  assign \$613  = host_addr < 12'hbc2;
+  assign \$614  = \$612  & \$613 ;
+  assign \$615  = host_read & \$614 ;
+  assign \$617  = host_addr - 12'h800;
+  assign \$618  = \$617 [0] < 2'h2;
+  assign \$619  = \$616  & \$618 ;
+  assign \$620  = \$611  + \$619 ;
+  assign \$621  = host_addr >= 12'hc00;
+  assign \$622  = host_addr < 12'hde1;
+  assign \$623  = \$621  & \$622 ;
+  assign \$624  = host_read & \$623 ;
+  assign \$628  = \$620  + \$627 ;
+  assign \$629  = host_addr >= 14'h2000;
+  assign \$630  = host_addr < 15'h4000;
+  assign \$631  = \$629  & \$630 ;
+  assign \$632  = host_read & \$631 ;
+  assign \$633  = ~ busy;
+  assign \$634  = \$632  & \$633 ;
+  assign \$635  = host_addr - 14'h2000;
+  assign \$636  = \$635 [0] < 2'h2;
+  assign \$637  = \$634  & \$636 ;
+  assign \$638  = \$628  + \$637 ;
+  assign \$639  = host_addr >= 15'h4000;
+  assign \$640  = host_addr < 15'h4400;
+  assign \$641  = \$639  & \$640 ;
+  assign \$642  = host_read & \$641 ;
+  assign \$643  = ~ busy;
+  assign \$644  = \$642  & \$643 ;
+  assign \$647  = \$638  + \$646 ;
+  assign \$648  = host_addr >= 15'h4400;
+  assign \$649  = host_addr < 15'h4800;
+  assign \$650  = \$648  & \$649 ;
+  assign \$651  = host_read & \$650 ;
+  assign \$652  = ~ busy;
+  assign \$653  = \$651  & \$652 ;
+  assign \$656  = \$647  + \$655 ;
+  assign \$657  = host_addr >= 15'h5000;
+  assign \$658  = host_addr < 15'h6000;
+  assign \$659  = \$657  & \$658 ;
+  assign \$660  = host_read & \$659 ;
+  assign \$661  = ~ busy;
+  assign \$662  = \$660  & \$661 ;
+  assign \$663  = host_addr - 15'h5000;
+  assign \$664  = \$663 [2:0] < 3'h5;
+  assign \$665  = \$662  & \$664 ;
+  assign \$666  = \$656  + \$665 ;
+  assign \$667  = cnt_host_words_out + inc_host_words_out;
   assign \$668  = cnt_clear_d ? 49'h0000000000000 : \$667 ;
-  assign \$669  = cnt_lifg_updates + inc_lifg_updates;
+  assign \$669  = cnt_lifg_busy + inc_lifg_busy;
   assign \$670  = cnt_clear_d ? 49'h0000000000000 : \$669 ;
-  assign \$671  = cnt_lifg_saturations + inc_lifg_saturations;
+  assign \$671  = cnt_lifg_updates + inc_lifg_updates;
   assign \$672  = cnt_clear_d ? 49'h0000000000000 : \$671 ;
-  assign \$673  = cnt_trace_reads + inc_trace_reads;
+  assign \$673  = cnt_lifg_saturations + inc_lifg_saturations;
   assign \$674  = cnt_clear_d ? 49'h0000000000000 : \$673 ;
-  assign \$675  = cnt_lifg_grad_reads + inc_lifg_grad_reads;
+  assign \$675  = cnt_trace_reads + inc_trace_reads;
   assign \$676  = cnt_clear_d ? 49'h0000000000000 : \$675 ;
-  assign \$677  = cnt_lifg_grad_writes + inc_lifg_grad_writes;
+  assign \$677  = cnt_lifg_grad_reads + inc_lifg_grad_reads;
   assign \$678  = cnt_clear_d ? 49'h0000000000000 : \$677 ;
-  assign \$679  = cnt_stage_busy + inc_stage_busy;
+  assign \$679  = cnt_lifg_grad_writes + inc_lifg_grad_writes;
   assign \$680  = cnt_clear_d ? 49'h0000000000000 : \$679 ;
-  assign \$681  = cnt_stage_macs + inc_stage_macs;
+  assign \$681  = cnt_stage_busy + inc_stage_busy;
   assign \$682  = cnt_clear_d ? 49'h0000000000000 : \$681 ;
-  assign \$683  = cnt_wgrad_updates + inc_wgrad_updates;
+  assign \$683  = cnt_stage_macs + inc_stage_macs;
   assign \$684  = cnt_clear_d ? 49'h0000000000000 : \$683 ;
-  assign \$685  = cnt_wgrad_words + inc_wgrad_words;
+  assign \$685  = cnt_wgrad_updates + inc_wgrad_updates;
   assign \$686  = cnt_clear_d ? 49'h0000000000000 : \$685 ;
-  assign \$687  = cnt_in_reads + inc_in_reads;
+  assign \$687  = cnt_wgrad_words + inc_wgrad_words;
   assign \$688  = cnt_clear_d ? 49'h0000000000000 : \$687 ;
-  assign \$689  = cnt_grad_reads + inc_grad_reads;
+  assign \$689  = cnt_in_reads + inc_in_reads;
   assign \$690  = cnt_clear_d ? 49'h0000000000000 : \$689 ;
-  assign \$691  = cnt_weight_reads + inc_weight_reads;
+  assign \$691  = cnt_grad_reads + inc_grad_reads;
   assign \$692  = cnt_clear_d ? 49'h0000000000000 : \$691 ;
-  assign \$693  = cnt_grad_writes + inc_grad_writes;
+  assign \$693  = cnt_weight_reads + inc_weight_reads;
   assign \$694  = cnt_clear_d ? 49'h0000000000000 : \$693 ;
-  assign \$695  = cnt_grad_saturations + inc_grad_saturations;
+  assign \$695  = cnt_grad_writes + inc_grad_writes;
   assign \$696  = cnt_clear_d ? 49'h0000000000000 : \$695 ;
-  assign \$697  = { done, stream_out } != prev;
-  assign \$698  = host_addr == 2'h2;
-  assign \$699  = host_read & \$698 ;
+  assign \$697  = cnt_grad_saturations + inc_grad_saturations;
+  assign \$698  = cnt_clear_d ? 49'h0000000000000 : \$697 ;
+  assign \$699  = { done, stream_out } != prev;
+  assign \$700  = host_addr == 2'h2;
+  assign \$701  = host_read & \$700 ;
   always @(posedge clk)
-    stream_in <= \$700 ;
+    stream_in <= \$702 ;
   always @(posedge clk)
-    staging <= \$701 ;
+    staging <= \$703 ;
   always @(posedge clk)
-    desc <= \$702 ;
+    desc <= \$704 ;
   always @(posedge clk)
-    stage <= \$703 ;
+    stage <= \$705 ;
   always @(posedge clk)
-    cnt_clear_d <= \$704 ;
+    cnt_clear_d <= \$706 ;
   always @(posedge clk)
-    inc_cycles <= \$705 ;
+    inc_cycles <= \$707 ;
   always @(posedge clk)
-    cnt_cycles <= \$706 ;
+    cnt_cycles <= \$708 ;
   always @(posedge clk)
-    inc_c1_busy <= \$707 ;
+    inc_c1_busy <= \$709 ;
   always @(posedge clk)
-    cnt_c1_busy <= \$708 ;
+    cnt_c1_busy <= \$710 ;
   always @(posedge clk)
-    inc_c1_stall <= \$709 ;
+    inc_c1_stall <= \$711 ;
   always @(posedge clk)
-    cnt_c1_stall <= \$710 ;
+    cnt_c1_stall <= \$712 ;
   always @(posedge clk)
-    inc_c1_in_wait <= \$711 ;
+    inc_c1_in_wait <= \$713 ;
   always @(posedge clk)
-    cnt_c1_in_wait <= \$712 ;
+    cnt_c1_in_wait <= \$714 ;
   always @(posedge clk)
-    inc_c2_busy <= \$713 ;
+    inc_c2_busy <= \$715 ;
   always @(posedge clk)
-    cnt_c2_busy <= \$714 ;
+    cnt_c2_busy <= \$716 ;
   always @(posedge clk)
-    inc_c2_stall <= \$715 ;
+    inc_c2_stall <= \$717 ;
   always @(posedge clk)
-    cnt_c2_stall <= \$716 ;
+    cnt_c2_stall <= \$718 ;
   always @(posedge clk)
-    inc_c3_busy <= \$717 ;
+    inc_c3_busy <= \$719 ;
   always @(posedge clk)
-    cnt_c3_busy <= \$718 ;
+    cnt_c3_busy <= \$720 ;
   always @(posedge clk)
-    inc_c3_stall <= \$719 ;
+    inc_c3_stall <= \$721 ;
   always @(posedge clk)
-    cnt_c3_stall <= \$720 ;
+    cnt_c3_stall <= \$722 ;
   always @(posedge clk)
-    inc_c4_busy <= \$721 ;
+    inc_c4_busy <= \$723 ;
   always @(posedge clk)
-    cnt_c4_busy <= \$722 ;
+    cnt_c4_busy <= \$724 ;
   always @(posedge clk)
-    inc_c4_stall <= \$723 ;
+    inc_c4_stall <= \$725 ;
   always @(posedge clk)
-    cnt_c4_stall <= \$724 ;
+    cnt_c4_stall <= \$726 ;
   always @(posedge clk)
-    inc_adder_busy <= \$725 ;
+    inc_adder_busy <= \$727 ;
   always @(posedge clk)
-    cnt_adder_busy <= \$726 ;
+    cnt_adder_busy <= \$728 ;
   always @(posedge clk)
-    inc_adder_stall <= \$727 ;
+    inc_adder_stall <= \$729 ;
   always @(posedge clk)
-    cnt_adder_stall <= \$728 ;
+    cnt_adder_stall <= \$730 ;
   always @(posedge clk)
-    inc_lif_busy <= \$729 ;
+    inc_lif_busy <= \$731 ;
   always @(posedge clk)
-    cnt_lif_busy <= \$730 ;
+    cnt_lif_busy <= \$732 ;
   always @(posedge clk)
-    inc_lif_stall <= \$731 ;
+    inc_lif_stall <= \$733 ;
   always @(posedge clk)
-    cnt_lif_stall <= \$732 ;
+    cnt_lif_stall <= \$734 ;
   always @(posedge clk)
-    inc_c4_w_wait <= \$733 ;
+    inc_c4_w_wait <= \$735 ;
   always @(posedge clk)
-    cnt_c4_w_wait <= \$734 ;
+    cnt_c4_w_wait <= \$736 ;
   always @(posedge clk)
-    inc_c2_w_wait <= \$735 ;
+    inc_c2_w_wait <= \$737 ;
   always @(posedge clk)
-    cnt_c2_w_wait <= \$736 ;
+    cnt_c2_w_wait <= \$738 ;
   always @(posedge clk)
-    inc_c3_w_wait <= \$737 ;
+    inc_c3_w_wait <= \$739 ;
   always @(posedge clk)
-    cnt_c3_w_wait <= \$738 ;
+    cnt_c3_w_wait <= \$740 ;
   always @(posedge clk)
-    inc_c1_slots <= \$739 ;
+    inc_c1_w_wait <= \$741 ;
   always @(posedge clk)
-    cnt_c1_slots <= \$740 ;
+    cnt_c1_w_wait <= \$742 ;
   always @(posedge clk)
-    inc_c1_adds <= \$741 ;
+    inc_c1_slots <= \$743 ;
   always @(posedge clk)
-    cnt_c1_adds <= \$742 ;
+    cnt_c1_slots <= \$744 ;
   always @(posedge clk)
-    inc_c2_macs <= \$743 ;
+    inc_c1_adds <= \$745 ;
   always @(posedge clk)
-    cnt_c2_macs <= \$744 ;
+    cnt_c1_adds <= \$746 ;
   always @(posedge clk)
-    inc_c3_macs <= \$745 ;
+    inc_c2_macs <= \$747 ;
   always @(posedge clk)
-    cnt_c3_macs <= \$746 ;
+    cnt_c2_macs <= \$748 ;
   always @(posedge clk)
-    inc_c4_macs <= \$747 ;
+    inc_c3_macs <= \$749 ;
   always @(posedge clk)
-    cnt_c4_macs <= \$748 ;
+    cnt_c3_macs <= \$750 ;
   always @(posedge clk)
-    inc_adds <= \$749 ;
+    inc_c4_macs <= \$751 ;
   always @(posedge clk)
-    cnt_adds <= \$750 ;
+    cnt_c4_macs <= \$752 ;
   always @(posedge clk)
-    inc_lif_updates <= \$751 ;
+    inc_adds <= \$753 ;
   always @(posedge clk)
-    cnt_lif_updates <= \$752 ;
+    cnt_adds <= \$754 ;
   always @(posedge clk)
-    inc_spikes_out <= \$753 ;
+    inc_lif_updates <= \$755 ;
   always @(posedge clk)
-    cnt_spikes_out <= \$754 ;
+    cnt_lif_updates <= \$756 ;
   always @(posedge clk)
-    inc_w1_reads <= \$755 ;
+    inc_spikes_out <= \$757 ;
   always @(posedge clk)
-    cnt_w1_reads <= \$756 ;
+    cnt_spikes_out <= \$758 ;
   always @(posedge clk)
-    inc_w2_reads <= \$757 ;
+    inc_w1_reads <= \$759 ;
   always @(posedge clk)
-    cnt_w2_reads <= \$758 ;
+    cnt_w1_reads <= \$760 ;
   always @(posedge clk)
-    inc_w3_reads <= \$759 ;
+    inc_w2_reads <= \$761 ;
   always @(posedge clk)
-    cnt_w3_reads <= \$760 ;
+    cnt_w2_reads <= \$762 ;
   always @(posedge clk)
-    inc_w4_reads <= \$761 ;
+    inc_w3_reads <= \$763 ;
   always @(posedge clk)
-    cnt_w4_reads <= \$762 ;
+    cnt_w3_reads <= \$764 ;
   always @(posedge clk)
-    inc_affine_reads <= \$763 ;
+    inc_w4_reads <= \$765 ;
   always @(posedge clk)
-    cnt_affine_reads <= \$764 ;
+    cnt_w4_reads <= \$766 ;
   always @(posedge clk)
-    inc_spike_in_reads <= \$765 ;
+    inc_affine_reads <= \$767 ;
   always @(posedge clk)
-    cnt_spike_in_reads <= \$766 ;
+    cnt_affine_reads <= \$768 ;
   always @(posedge clk)
-    inc_line1_reads <= \$767 ;
+    inc_spike_in_reads <= \$769 ;
   always @(posedge clk)
-    cnt_line1_reads <= \$768 ;
+    cnt_spike_in_reads <= \$770 ;
   always @(posedge clk)
-    inc_line1_writes <= \$769 ;
+    inc_line1_reads <= \$771 ;
   always @(posedge clk)
-    cnt_line1_writes <= \$770 ;
+    cnt_line1_reads <= \$772 ;
   always @(posedge clk)
-    inc_row2_reads <= \$771 ;
+    inc_line1_writes <= \$773 ;
   always @(posedge clk)
-    cnt_row2_reads <= \$772 ;
+    cnt_line1_writes <= \$774 ;
   always @(posedge clk)
-    inc_row2_writes <= \$773 ;
+    inc_row2_reads <= \$775 ;
   always @(posedge clk)
-    cnt_row2_writes <= \$774 ;
+    cnt_row2_reads <= \$776 ;
   always @(posedge clk)
-    inc_line4_reads <= \$775 ;
+    inc_row2_writes <= \$777 ;
   always @(posedge clk)
-    cnt_line4_reads <= \$776 ;
+    cnt_row2_writes <= \$778 ;
   always @(posedge clk)
-    inc_line4_writes <= \$777 ;
+    inc_line4_reads <= \$779 ;
   always @(posedge clk)
-    cnt_line4_writes <= \$778 ;
+    cnt_line4_reads <= \$780 ;
   always @(posedge clk)
-    inc_c2_spad_reads <= \$779 ;
+    inc_line4_writes <= \$781 ;
   always @(posedge clk)
-    cnt_c2_spad_reads <= \$780 ;
+    cnt_line4_writes <= \$782 ;
   always @(posedge clk)
-    inc_c2_spad_writes <= \$781 ;
+    inc_c2_spad_reads <= \$783 ;
   always @(posedge clk)
-    cnt_c2_spad_writes <= \$782 ;
+    cnt_c2_spad_reads <= \$784 ;
   always @(posedge clk)
-    inc_c3_spad_reads <= \$783 ;
+    inc_c2_spad_writes <= \$785 ;
   always @(posedge clk)
-    cnt_c3_spad_reads <= \$784 ;
+    cnt_c2_spad_writes <= \$786 ;
   always @(posedge clk)
-    inc_c3_spad_writes <= \$785 ;
+    inc_c3_spad_reads <= \$787 ;
   always @(posedge clk)
-    cnt_c3_spad_writes <= \$786 ;
+    cnt_c3_spad_reads <= \$788 ;
   always @(posedge clk)
-    inc_residual_reads <= \$787 ;
+    inc_c3_spad_writes <= \$789 ;
   always @(posedge clk)
-    cnt_residual_reads <= \$788 ;
+    cnt_c3_spad_writes <= \$790 ;
   always @(posedge clk)
-    inc_membrane_reads <= \$789 ;
+    inc_residual_reads <= \$791 ;
   always @(posedge clk)
-    cnt_membrane_reads <= \$790 ;
+    cnt_residual_reads <= \$792 ;
   always @(posedge clk)
-    inc_membrane_writes <= \$791 ;
+    inc_membrane_reads <= \$793 ;
   always @(posedge clk)
-    cnt_membrane_writes <= \$792 ;
+    cnt_membrane_reads <= \$794 ;
   always @(posedge clk)
-    inc_spikes_writes <= \$793 ;
+    inc_membrane_writes <= \$795 ;
   always @(posedge clk)
-    cnt_spikes_writes <= \$794 ;
+    cnt_membrane_writes <= \$796 ;
   always @(posedge clk)
-    inc_host_words_in <= \$795 ;
+    inc_spikes_writes <= \$797 ;
   always @(posedge clk)
-    cnt_host_words_in <= \$796 ;
+    cnt_spikes_writes <= \$798 ;
   always @(posedge clk)
-    inc_host_words_out <= \$797 ;
+    inc_host_words_in <= \$799 ;
   always @(posedge clk)
-    cnt_host_words_out <= \$798 ;
+    cnt_host_words_in <= \$800 ;
   always @(posedge clk)
-    inc_lifg_busy <= \$799 ;
+    inc_host_words_out <= \$801 ;
   always @(posedge clk)
-    cnt_lifg_busy <= \$800 ;
+    cnt_host_words_out <= \$802 ;
   always @(posedge clk)
-    inc_lifg_updates <= \$801 ;
+    inc_lifg_busy <= \$803 ;
   always @(posedge clk)
-    cnt_lifg_updates <= \$802 ;
+    cnt_lifg_busy <= \$804 ;
   always @(posedge clk)
-    inc_lifg_saturations <= \$803 ;
+    inc_lifg_updates <= \$805 ;
   always @(posedge clk)
-    cnt_lifg_saturations <= \$804 ;
+    cnt_lifg_updates <= \$806 ;
   always @(posedge clk)
-    inc_trace_reads <= \$805 ;
+    inc_lifg_saturations <= \$807 ;
   always @(posedge clk)
-    cnt_trace_reads <= \$806 ;
+    cnt_lifg_saturations <= \$808 ;
   always @(posedge clk)
-    inc_lifg_grad_reads <= \$807 ;
+    inc_trace_reads <= \$809 ;
   always @(posedge clk)
-    cnt_lifg_grad_reads <= \$808 ;
+    cnt_trace_reads <= \$810 ;
   always @(posedge clk)
-    inc_lifg_grad_writes <= \$809 ;
+    inc_lifg_grad_reads <= \$811 ;
   always @(posedge clk)
-    cnt_lifg_grad_writes <= \$810 ;
+    cnt_lifg_grad_reads <= \$812 ;
   always @(posedge clk)
-    inc_stage_busy <= \$811 ;
+    inc_lifg_grad_writes <= \$813 ;
   always @(posedge clk)
-    cnt_stage_busy <= \$812 ;
+    cnt_lifg_grad_writes <= \$814 ;
   always @(posedge clk)
-    inc_stage_macs <= \$813 ;
+    inc_stage_busy <= \$815 ;
   always @(posedge clk)
-    cnt_stage_macs <= \$814 ;
+    cnt_stage_busy <= \$816 ;
   always @(posedge clk)
-    inc_wgrad_updates <= \$815 ;
+    inc_stage_macs <= \$817 ;
   always @(posedge clk)
-    cnt_wgrad_updates <= \$816 ;
+    cnt_stage_macs <= \$818 ;
   always @(posedge clk)
-    inc_wgrad_words <= \$817 ;
+    inc_wgrad_updates <= \$819 ;
   always @(posedge clk)
-    cnt_wgrad_words <= \$818 ;
+    cnt_wgrad_updates <= \$820 ;
   always @(posedge clk)
-    inc_in_reads <= \$819 ;
+    inc_wgrad_words <= \$821 ;
   always @(posedge clk)
-    cnt_in_reads <= \$820 ;
+    cnt_wgrad_words <= \$822 ;
   always @(posedge clk)
-    inc_grad_reads <= \$821 ;
+    inc_in_reads <= \$823 ;
   always @(posedge clk)
-    cnt_grad_reads <= \$822 ;
+    cnt_in_reads <= \$824 ;
   always @(posedge clk)
-    inc_weight_reads <= \$823 ;
+    inc_grad_reads <= \$825 ;
   always @(posedge clk)
-    cnt_weight_reads <= \$824 ;
+    cnt_grad_reads <= \$826 ;
   always @(posedge clk)
-    inc_grad_writes <= \$825 ;
+    inc_weight_reads <= \$827 ;
   always @(posedge clk)
-    cnt_grad_writes <= \$826 ;
+    cnt_weight_reads <= \$828 ;
   always @(posedge clk)
-    inc_grad_saturations <= \$827 ;
+    inc_grad_writes <= \$829 ;
   always @(posedge clk)
-    cnt_grad_saturations <= \$828 ;
+    cnt_grad_writes <= \$830 ;
   always @(posedge clk)
-    rd_valid1 <= \$829 ;
+    inc_grad_saturations <= \$831 ;
   always @(posedge clk)
-    rd_sel <= \$830 ;
+    cnt_grad_saturations <= \$832 ;
   always @(posedge clk)
-    rd_k <= \$831 ;
+    rd_valid1 <= \$833 ;
   always @(posedge clk)
-    rd_reg <= \$832 ;
+    rd_sel <= \$834 ;
   always @(posedge clk)
-    host_rvalid <= \$833 ;
+    rd_k <= \$835 ;
   always @(posedge clk)
-    host_rdata <= \$834 ;
+    rd_reg <= \$836 ;
   always @(posedge clk)
-    prev <= \$835 ;
+    host_rvalid <= \$837 ;
   always @(posedge clk)
-    \event  <= \$836 ;
+    host_rdata <= \$838 ;
+  always @(posedge clk)
+    prev <= \$839 ;
+  always @(posedge clk)
+    \event  <= \$840 ;
   assign \$1  = host_addr == 1'h1;
   assign \$2  = host_write & \$1 ;
   assign \$3  = \$2  & host_wdata[0];
@@ -2104,7 +2123,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   assign clear = \$6  & host_wdata[1];
   assign \$7  = host_addr >= 5'h10;
   assign \$8  = host_write & \$7 ;
-  assign \$9  = host_addr < 6'h2b;
+  assign \$9  = host_addr < 6'h2c;
   assign desc_write = \$8  & \$9 ;
   assign \$10  = host_addr >= 6'h30;
   assign \$11  = host_write & \$10 ;
@@ -2115,117 +2134,112 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   assign \$15  = host_addr < 10'h240;
   assign \$16  = \$14  & \$15 ;
   assign regions__w1__rd_en = host_read & \$16 ;
-  assign \$17  = ~ busy;
-  assign \$18  = host_write & \$17 ;
-  assign \$19  = host_addr >= 10'h200;
-  assign \$20  = host_addr < 10'h240;
-  assign \$21  = \$19  & \$20 ;
-  assign \$22  = \$18  & \$21 ;
-  assign \$24  = host_addr - 10'h240;
-  assign \$25  = host_addr >= 10'h240;
-  assign \$26  = host_addr < 10'h270;
-  assign \$27  = \$25  & \$26 ;
-  assign regions__w2__rd_en = host_read & \$27 ;
-  assign \$29  = host_addr >= 10'h240;
-  assign \$30  = host_addr < 10'h270;
-  assign \$31  = \$29  & \$30 ;
-  assign \$32  = \$28  & \$31 ;
-  assign \$34  = host_addr - 10'h280;
-  assign \$35  = host_addr >= 10'h280;
-  assign \$36  = host_addr < 10'h2b0;
-  assign \$37  = \$35  & \$36 ;
-  assign regions__w3__rd_en = host_read & \$37 ;
-  assign \$39  = host_addr >= 10'h280;
-  assign \$40  = host_addr < 10'h2b0;
-  assign \$41  = \$39  & \$40 ;
-  assign \$42  = \$38  & \$41 ;
-  assign \$44  = host_addr - 10'h2c0;
-  assign \$45  = host_addr >= 10'h2c0;
-  assign \$46  = host_addr < 10'h300;
-  assign \$47  = \$45  & \$46 ;
-  assign regions__w4__rd_en = host_read & \$47 ;
-  assign \$49  = host_addr >= 10'h2c0;
-  assign \$50  = host_addr < 10'h300;
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = \$48  & \$51 ;
-  assign \$54  = host_addr - 10'h300;
-  assign \$55  = host_addr >= 10'h300;
-  assign \$56  = host_addr < 10'h340;
-  assign \$57  = \$55  & \$56 ;
-  assign regions__affine__rd_en = host_read & \$57 ;
-  assign \$58  = ~ busy;
-  assign \$59  = host_write & \$58 ;
-  assign \$60  = host_addr >= 10'h300;
-  assign \$61  = host_addr < 10'h340;
-  assign \$62  = \$60  & \$61 ;
-  assign \$63  = \$59  & \$62 ;
-  assign \$64  = host_addr - 10'h300;
-  assign \$65  = \$64 [2:0] == 3'h5;
-  assign regions__affine__wr_en = \$63  & \$65 ;
-  assign \$66  = host_addr - 11'h400;
-  assign \$67  = host_addr >= 11'h400;
-  assign \$68  = host_addr < 11'h500;
-  assign \$69  = \$67  & \$68 ;
-  assign regions__spike_in__rd_en = host_read & \$69 ;
-  assign \$71  = host_addr >= 11'h400;
-  assign \$72  = host_addr < 11'h500;
-  assign \$73  = \$71  & \$72 ;
-  assign \$74  = \$70  & \$73 ;
-  assign \$76  = host_addr - 11'h600;
-  assign \$77  = host_addr >= 11'h600;
-  assign \$78  = host_addr < 12'h800;
-  assign \$79  = \$77  & \$78 ;
-  assign regions__residual__rd_en = host_read & \$79 ;
-  assign \$81  = host_addr >= 11'h600;
-  assign \$82  = host_addr < 12'h800;
-  assign \$83  = \$81  & \$82 ;
-  assign \$84  = \$80  & \$83 ;
-  assign \$85  = host_addr - 11'h600;
-  assign regions__residual__wr_en = \$84  & \$86 ;
-  assign \$87  = host_addr - 12'h800;
-  assign \$88  = host_addr >= 12'h800;
-  assign \$89  = host_addr < 12'hbc2;
-  assign \$90  = \$88  & \$89 ;
-  assign regions__membrane__rd_en = host_read & \$90 ;
-  assign \$91  = ~ busy;
-  assign \$92  = host_write & \$91 ;
-  assign \$93  = host_addr >= 12'h800;
-  assign \$94  = host_addr < 12'hbc2;
-  assign \$95  = \$93  & \$94 ;
-  assign \$96  = \$92  & \$95 ;
-  assign \$97  = host_addr - 12'h800;
-  assign regions__membrane__wr_en = \$96  & \$98 ;
-  assign \$99  = host_addr - 12'hc00;
-  assign \$100  = host_addr >= 12'hc00;
-  assign \$101  = host_addr < 12'hde1;
-  assign \$102  = \$100  & \$101 ;
-  assign regions__spikes__rd_en = host_read & \$102 ;
-  assign \$103  = ~ busy;
-  assign \$104  = host_write & \$103 ;
-  assign \$105  = host_addr >= 12'hc00;
-  assign \$106  = host_addr < 12'hde1;
-  assign \$107  = \$105  & \$106 ;
-  assign \$108  = \$104  & \$107 ;
-  assign \$110  = host_addr - 14'h2000;
-  assign \$111  = host_addr >= 14'h2000;
-  assign \$112  = host_addr < 15'h4000;
-  assign \$113  = \$111  & \$112 ;
-  assign regions__gbuf__rd_en = host_read & \$113 ;
-  assign \$114  = ~ busy;
-  assign \$115  = host_write & \$114 ;
-  assign \$116  = host_addr >= 14'h2000;
-  assign \$117  = host_addr < 15'h4000;
-  assign \$118  = \$116  & \$117 ;
-  assign \$119  = \$115  & \$118 ;
-  assign \$120  = host_addr - 14'h2000;
-  assign regions__gbuf__wr_en = \$119  & \$121 ;
-  assign \$122  = host_addr - 15'h4000;
-  assign \$123  = host_addr >= 15'h4000;
-  assign \$124  = host_addr < 15'h4400;
-  assign \$125  = \$123  & \$124 ;
-  assign regions__gweights__rd_en = host_read & \$125 ;
-  assign \$126  = ~ busy;
-  assign \$127  = host_write & \$126 ;
+  assign \$18  = host_addr >= 10'h200;
+  assign \$19  = host_addr < 10'h240;
+  assign \$20  = \$18  & \$19 ;
+  assign \$21  = \$17  & \$20 ;
+  assign \$23  = host_addr - 10'h240;
+  assign \$24  = host_addr >= 10'h240;
+  assign \$25  = host_addr < 10'h270;
+  assign \$26  = \$24  & \$25 ;
+  assign regions__w2__rd_en = host_read & \$26 ;
+  assign \$28  = host_addr >= 10'h240;
+  assign \$29  = host_addr < 10'h270;
+  assign \$30  = \$28  & \$29 ;
+  assign \$31  = \$27  & \$30 ;
+  assign \$33  = host_addr - 10'h280;
+  assign \$34  = host_addr >= 10'h280;
+  assign \$35  = host_addr < 10'h2b0;
+  assign \$36  = \$34  & \$35 ;
+  assign regions__w3__rd_en = host_read & \$36 ;
+  assign \$38  = host_addr >= 10'h280;
+  assign \$39  = host_addr < 10'h2b0;
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = \$37  & \$40 ;
+  assign \$43  = host_addr - 10'h2c0;
+  assign \$44  = host_addr >= 10'h2c0;
+  assign \$45  = host_addr < 10'h300;
+  assign \$46  = \$44  & \$45 ;
+  assign regions__w4__rd_en = host_read & \$46 ;
+  assign \$48  = host_addr >= 10'h2c0;
+  assign \$49  = host_addr < 10'h300;
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = \$47  & \$50 ;
+  assign \$53  = host_addr - 10'h300;
+  assign \$54  = host_addr >= 10'h300;
+  assign \$55  = host_addr < 10'h340;
+  assign \$56  = \$54  & \$55 ;
+  assign regions__affine__rd_en = host_read & \$56 ;
+  assign \$57  = ~ busy;
+  assign \$58  = host_write & \$57 ;
+  assign \$59  = host_addr >= 10'h300;
+  assign \$60  = host_addr < 10'h340;
+  assign \$61  = \$59  & \$60 ;
+  assign \$62  = \$58  & \$61 ;
+  assign \$63  = host_addr - 10'h300;
+  assign \$64  = \$63 [2:0] == 3'h5;
+  assign regions__affine__wr_en = \$62  & \$64 ;
+  assign \$65  = host_addr - 11'h400;
+  assign \$66  = host_addr >= 11'h400;
+  assign \$67  = host_addr < 11'h500;
+  assign \$68  = \$66  & \$67 ;
+  assign regions__spike_in__rd_en = host_read & \$68 ;
+  assign \$70  = host_addr >= 11'h400;
+  assign \$71  = host_addr < 11'h500;
+  assign \$72  = \$70  & \$71 ;
+  assign \$73  = \$69  & \$72 ;
+  assign \$75  = host_addr - 11'h600;
+  assign \$76  = host_addr >= 11'h600;
+  assign \$77  = host_addr < 12'h800;
+  assign \$78  = \$76  & \$77 ;
+  assign regions__residual__rd_en = host_read & \$78 ;
+  assign \$80  = host_addr >= 11'h600;
+  assign \$81  = host_addr < 12'h800;
+  assign \$82  = \$80  & \$81 ;
+  assign \$83  = \$79  & \$82 ;
+  assign \$84  = host_addr - 11'h600;
+  assign regions__residual__wr_en = \$83  & \$85 ;
+  assign \$86  = host_addr - 12'h800;
+  assign \$87  = host_addr >= 12'h800;
+  assign \$88  = host_addr < 12'hbc2;
+  assign \$89  = \$87  & \$88 ;
+  assign regions__membrane__rd_en = host_read & \$89 ;
+  assign \$90  = ~ busy;
+  assign \$91  = host_write & \$90 ;
+  assign \$92  = host_addr >= 12'h800;
+  assign \$93  = host_addr < 12'hbc2;
+  assign \$94  = \$92  & \$93 ;
+  assign \$95  = \$91  & \$94 ;
+  assign \$96  = host_addr - 12'h800;
+  assign regions__membrane__wr_en = \$95  & \$97 ;
+  assign \$98  = host_addr - 12'hc00;
+  assign \$99  = host_addr >= 12'hc00;
+  assign \$100  = host_addr < 12'hde1;
+  assign \$101  = \$99  & \$100 ;
+  assign regions__spikes__rd_en = host_read & \$101 ;
+  assign \$102  = ~ busy;
+  assign \$103  = host_write & \$102 ;
+  assign \$104  = host_addr >= 12'hc00;
+  assign \$105  = host_addr < 12'hde1;
+  assign \$106  = \$104  & \$105 ;
+  assign \$107  = \$103  & \$106 ;
+  assign \$109  = host_addr - 14'h2000;
+  assign \$110  = host_addr >= 14'h2000;
+  assign \$111  = host_addr < 15'h4000;
+  assign \$112  = \$110  & \$111 ;
+  assign regions__gbuf__rd_en = host_read & \$112 ;
+  assign \$113  = ~ busy;
+  assign \$114  = host_write & \$113 ;
+  assign \$115  = host_addr >= 14'h2000;
+  assign \$116  = host_addr < 15'h4000;
+  assign \$117  = \$115  & \$116 ;
+  assign \$118  = \$114  & \$117 ;
+  assign \$119  = host_addr - 14'h2000;
+  assign regions__gbuf__wr_en = \$118  & \$120 ;
+  assign \$121  = host_addr - 15'h4000;
+  assign \$122  = host_addr >= 15'h4000;
+  assign \$123  = host_addr < 15'h4400;
+  assign \$124  = \$122  & \$123 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     reg_value = 32'd0;
@@ -2258,6 +2272,10 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
           reg_value = { 8'h00, stream_in[143:120] };
       15'h000e:
           reg_value = { 8'h00, stream_out[143:120] };
+      15'h000f:
+          reg_value = { 8'h00, stream_in[167:144] };
+      15'h002f:
+          reg_value = { 8'h00, stream_out[167:144] };
       15'h0010:
           reg_value = { 16'h0000, desc[15:0] };
       15'h0011:
@@ -2312,6 +2330,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
           reg_value = { 16'h0000, desc[277:262] };
       15'h002a:
           reg_value = { 16'h0000, desc[293:278] };
+      15'h002b:
+          reg_value = { 16'h0000, desc[309:294] };
       15'h0030:
           reg_value = { 30'h00000000, stage[1:0] };
       15'h0031:
@@ -2477,124 +2497,128 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
       15'h00a1:
           reg_value = { 16'h0000, cnt_c3_w_wait[47:32] };
       15'h00a2:
-          reg_value = cnt_c1_slots[31:0];
+          reg_value = cnt_c1_w_wait[31:0];
       15'h00a3:
-          reg_value = { 16'h0000, cnt_c1_slots[47:32] };
+          reg_value = { 16'h0000, cnt_c1_w_wait[47:32] };
       15'h00a4:
-          reg_value = cnt_c1_adds[31:0];
+          reg_value = cnt_c1_slots[31:0];
       15'h00a5:
-          reg_value = { 16'h0000, cnt_c1_adds[47:32] };
+          reg_value = { 16'h0000, cnt_c1_slots[47:32] };
       15'h00a6:
-          reg_value = cnt_c2_macs[31:0];
+          reg_value = cnt_c1_adds[31:0];
       15'h00a7:
-          reg_value = { 16'h0000, cnt_c2_macs[47:32] };
+          reg_value = { 16'h0000, cnt_c1_adds[47:32] };
       15'h00a8:
-          reg_value = cnt_c3_macs[31:0];
+          reg_value = cnt_c2_macs[31:0];
       15'h00a9:
-          reg_value = { 16'h0000, cnt_c3_macs[47:32] };
+          reg_value = { 16'h0000, cnt_c2_macs[47:32] };
       15'h00aa:
-          reg_value = cnt_c4_macs[31:0];
+          reg_value = cnt_c3_macs[31:0];
       15'h00ab:
-          reg_value = { 16'h0000, cnt_c4_macs[47:32] };
+          reg_value = { 16'h0000, cnt_c3_macs[47:32] };
       15'h00ac:
-          reg_value = cnt_adds[31:0];
+          reg_value = cnt_c4_macs[31:0];
       15'h00ad:
-          reg_value = { 16'h0000, cnt_adds[47:32] };
+          reg_value = { 16'h0000, cnt_c4_macs[47:32] };
       15'h00ae:
-          reg_value = cnt_lif_updates[31:0];
+          reg_value = cnt_adds[31:0];
       15'h00af:
-          reg_value = { 16'h0000, cnt_lif_updates[47:32] };
+          reg_value = { 16'h0000, cnt_adds[47:32] };
       15'h00b0:
-          reg_value = cnt_spikes_out[31:0];
+          reg_value = cnt_lif_updates[31:0];
       15'h00b1:
-          reg_value = { 16'h0000, cnt_spikes_out[47:32] };
+          reg_value = { 16'h0000, cnt_lif_updates[47:32] };
       15'h00b2:
-          reg_value = cnt_w1_reads[31:0];
+          reg_value = cnt_spikes_out[31:0];
       15'h00b3:
-          reg_value = { 16'h0000, cnt_w1_reads[47:32] };
+          reg_value = { 16'h0000, cnt_spikes_out[47:32] };
       15'h00b4:
-          reg_value = cnt_w2_reads[31:0];
+          reg_value = cnt_w1_reads[31:0];
       15'h00b5:
-          reg_value = { 16'h0000, cnt_w2_reads[47:32] };
+          reg_value = { 16'h0000, cnt_w1_reads[47:32] };
       15'h00b6:
-          reg_value = cnt_w3_reads[31:0];
+          reg_value = cnt_w2_reads[31:0];
       15'h00b7:
-          reg_value = { 16'h0000, cnt_w3_reads[47:32] };
+          reg_value = { 16'h0000, cnt_w2_reads[47:32] };
       15'h00b8:
-          reg_value = cnt_w4_reads[31:0];
+          reg_value = cnt_w3_reads[31:0];
       15'h00b9:
-          reg_value = { 16'h0000, cnt_w4_reads[47:32] };
+          reg_value = { 16'h0000, cnt_w3_reads[47:32] };
       15'h00ba:
-          reg_value = cnt_affine_reads[31:0];
+          reg_value = cnt_w4_reads[31:0];
       15'h00bb:
-          reg_value = { 16'h0000, cnt_affine_reads[47:32] };
+          reg_value = { 16'h0000, cnt_w4_reads[47:32] };
       15'h00bc:
-          reg_value = cnt_spike_in_reads[31:0];
+          reg_value = cnt_affine_reads[31:0];
       15'h00bd:
-          reg_value = { 16'h0000, cnt_spike_in_reads[47:32] };
+          reg_value = { 16'h0000, cnt_affine_reads[47:32] };
       15'h00be:
-          reg_value = cnt_line1_reads[31:0];
+          reg_value = cnt_spike_in_reads[31:0];
       15'h00bf:
-          reg_value = { 16'h0000, cnt_line1_reads[47:32] };
+          reg_value = { 16'h0000, cnt_spike_in_reads[47:32] };
       15'h00c0:
-          reg_value = cnt_line1_writes[31:0];
+          reg_value = cnt_line1_reads[31:0];
       15'h00c1:
-          reg_value = { 16'h0000, cnt_line1_writes[47:32] };
+          reg_value = { 16'h0000, cnt_line1_reads[47:32] };
       15'h00c2:
-          reg_value = cnt_row2_reads[31:0];
+          reg_value = cnt_line1_writes[31:0];
       15'h00c3:
-          reg_value = { 16'h0000, cnt_row2_reads[47:32] };
+          reg_value = { 16'h0000, cnt_line1_writes[47:32] };
       15'h00c4:
-          reg_value = cnt_row2_writes[31:0];
+          reg_value = cnt_row2_reads[31:0];
       15'h00c5:
-          reg_value = { 16'h0000, cnt_row2_writes[47:32] };
+          reg_value = { 16'h0000, cnt_row2_reads[47:32] };
       15'h00c6:
-          reg_value = cnt_line4_reads[31:0];
+          reg_value = cnt_row2_writes[31:0];
       15'h00c7:
-          reg_value = { 16'h0000, cnt_line4_reads[47:32] };
+          reg_value = { 16'h0000, cnt_row2_writes[47:32] };
       15'h00c8:
-          reg_value = cnt_line4_writes[31:0];
+          reg_value = cnt_line4_reads[31:0];
       15'h00c9:
-          reg_value = { 16'h0000, cnt_line4_writes[47:32] };
+          reg_value = { 16'h0000, cnt_line4_reads[47:32] };
       15'h00ca:
-          reg_value = cnt_c2_spad_reads[31:0];
+          reg_value = cnt_line4_writes[31:0];
       15'h00cb:
-          reg_value = { 16'h0000, cnt_c2_spad_reads[47:32] };
+          reg_value = { 16'h0000, cnt_line4_writes[47:32] };
       15'h00cc:
-          reg_value = cnt_c2_spad_writes[31:0];
+          reg_value = cnt_c2_spad_reads[31:0];
       15'h00cd:
-          reg_value = { 16'h0000, cnt_c2_spad_writes[47:32] };
+          reg_value = { 16'h0000, cnt_c2_spad_reads[47:32] };
       15'h00ce:
-          reg_value = cnt_c3_spad_reads[31:0];
+          reg_value = cnt_c2_spad_writes[31:0];
       15'h00cf:
-          reg_value = { 16'h0000, cnt_c3_spad_reads[47:32] };
+          reg_value = { 16'h0000, cnt_c2_spad_writes[47:32] };
       15'h00d0:
-          reg_value = cnt_c3_spad_writes[31:0];
+          reg_value = cnt_c3_spad_reads[31:0];
       15'h00d1:
-          reg_value = { 16'h0000, cnt_c3_spad_writes[47:32] };
+          reg_value = { 16'h0000, cnt_c3_spad_reads[47:32] };
       15'h00d2:
-          reg_value = cnt_residual_reads[31:0];
+          reg_value = cnt_c3_spad_writes[31:0];
       15'h00d3:
-          reg_value = { 16'h0000, cnt_residual_reads[47:32] };
+          reg_value = { 16'h0000, cnt_c3_spad_writes[47:32] };
       15'h00d4:
-          reg_value = cnt_membrane_reads[31:0];
+          reg_value = cnt_residual_reads[31:0];
       15'h00d5:
-          reg_value = { 16'h0000, cnt_membrane_reads[47:32] };
+          reg_value = { 16'h0000, cnt_residual_reads[47:32] };
       15'h00d6:
-          reg_value = cnt_membrane_writes[31:0];
+          reg_value = cnt_membrane_reads[31:0];
       15'h00d7:
-          reg_value = { 16'h0000, cnt_membrane_writes[47:32] };
+          reg_value = { 16'h0000, cnt_membrane_reads[47:32] };
       15'h00d8:
-          reg_value = cnt_spikes_writes[31:0];
+          reg_value = cnt_membrane_writes[31:0];
       15'h00d9:
-          reg_value = { 16'h0000, cnt_spikes_writes[47:32] };
+          reg_value = { 16'h0000, cnt_membrane_writes[47:32] };
       15'h00da:
-          reg_value = cnt_host_words_in[31:0];
+          reg_value = cnt_spikes_writes[31:0];
       15'h00db:
-          reg_value = { 16'h0000, cnt_host_words_in[47:32] };
+          reg_value = { 16'h0000, cnt_spikes_writes[47:32] };
       15'h00dc:
-          reg_value = cnt_host_words_out[31:0];
+          reg_value = cnt_host_words_in[31:0];
       15'h00dd:
+          reg_value = { 16'h0000, cnt_host_words_in[47:32] };
+      15'h00de:
+          reg_value = cnt_host_words_out[31:0];
+      15'h00df:
           reg_value = { 16'h0000, cnt_host_words_out[47:32] };
       15'h0100:
           reg_value = cnt_lifg_busy[31:0];
@@ -2661,87 +2685,87 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     sel_now = 4'h0;
-    if (\$158 ) begin
+    if (\$157 ) begin
       sel_now = 4'h1;
     end
-    if (\$161 ) begin
+    if (\$160 ) begin
       sel_now = 4'h2;
     end
-    if (\$164 ) begin
+    if (\$163 ) begin
       sel_now = 4'h3;
     end
-    if (\$167 ) begin
+    if (\$166 ) begin
       sel_now = 4'h4;
     end
-    if (\$170 ) begin
+    if (\$169 ) begin
       sel_now = 4'h5;
     end
-    if (\$174 ) begin
+    if (\$173 ) begin
       sel_now = 4'h6;
     end
-    if (\$177 ) begin
+    if (\$176 ) begin
       sel_now = 4'h7;
     end
-    if (\$181 ) begin
+    if (\$180 ) begin
       sel_now = 4'h8;
     end
-    if (\$185 ) begin
+    if (\$184 ) begin
       sel_now = 4'h9;
     end
-    if (\$188 ) begin
+    if (\$187 ) begin
       sel_now = 4'ha;
     end
-    if (\$192 ) begin
+    if (\$191 ) begin
       sel_now = 4'hb;
     end
-    if (\$195 ) begin
+    if (\$194 ) begin
       sel_now = 4'hc;
     end
-    if (\$198 ) begin
+    if (\$197 ) begin
       sel_now = 4'hd;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     k_now = 3'h0;
-    if (\$158 ) begin
+    if (\$157 ) begin
       k_now = 3'h0;
     end
-    if (\$161 ) begin
+    if (\$160 ) begin
       k_now = 3'h0;
     end
-    if (\$164 ) begin
+    if (\$163 ) begin
       k_now = 3'h0;
     end
-    if (\$167 ) begin
+    if (\$166 ) begin
       k_now = 3'h0;
     end
-    if (\$170 ) begin
-      k_now = \$171 [2:0];
+    if (\$169 ) begin
+      k_now = \$170 [2:0];
     end
-    if (\$174 ) begin
+    if (\$173 ) begin
       k_now = 3'h0;
     end
-    if (\$177 ) begin
-      k_now = { 2'h0, \$178 [0] };
+    if (\$176 ) begin
+      k_now = { 2'h0, \$177 [0] };
     end
-    if (\$181 ) begin
-      k_now = { 2'h0, \$182 [0] };
+    if (\$180 ) begin
+      k_now = { 2'h0, \$181 [0] };
     end
-    if (\$185 ) begin
+    if (\$184 ) begin
       k_now = 3'h0;
     end
-    if (\$188 ) begin
-      k_now = { 2'h0, \$189 [0] };
+    if (\$187 ) begin
+      k_now = { 2'h0, \$188 [0] };
     end
-    if (\$192 ) begin
+    if (\$191 ) begin
       k_now = 3'h0;
     end
-    if (\$195 ) begin
+    if (\$194 ) begin
       k_now = 3'h0;
     end
-    if (\$198 ) begin
-      k_now = \$199 [2:0];
+    if (\$197 ) begin
+      k_now = \$198 [2:0];
     end
   end
   always @* begin
@@ -2751,444 +2775,436 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
       4'h0:
           out_value = rd_reg;
       4'h1:
-          out_value = \$200 ;
+          out_value = \$199 ;
       4'h2:
-          out_value = \$201 ;
+          out_value = \$200 ;
       4'h3:
-          out_value = \$202 ;
+          out_value = \$201 ;
       4'h4:
-          out_value = \$203 ;
+          out_value = \$202 ;
       4'h5:
-          out_value = \$205 ;
+          out_value = \$204 ;
       4'h6:
-          out_value = \$206 ;
+          out_value = \$205 ;
       4'h7:
           /* empty */;
       4'h8:
-          out_value = \$207 ;
+          out_value = \$206 ;
       4'h9:
           out_value = { 28'h0000000, regions__spikes__rd_data };
       4'ha:
-          out_value = \$209 ;
+          out_value = \$208 ;
       4'hb:
           /* empty */;
       4'hc:
           /* empty */;
       4'hd:
-          out_value = \$211 ;
+          out_value = \$210 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$700  = stream_in;
+    \$702  = stream_in;
     if (host_write) begin
+      if (\$211 ) begin
+        \$702 [23:0] = host_wdata[23:0];
+      end
       if (\$212 ) begin
-        \$700 [23:0] = host_wdata[23:0];
+        \$702 [47:24] = host_wdata[23:0];
       end
       if (\$213 ) begin
-        \$700 [47:24] = host_wdata[23:0];
+        \$702 [71:48] = host_wdata[23:0];
       end
       if (\$214 ) begin
-        \$700 [71:48] = host_wdata[23:0];
+        \$702 [95:72] = host_wdata[23:0];
       end
       if (\$215 ) begin
-        \$700 [95:72] = host_wdata[23:0];
+        \$702 [119:96] = host_wdata[23:0];
       end
       if (\$216 ) begin
-        \$700 [119:96] = host_wdata[23:0];
+        \$702 [143:120] = host_wdata[23:0];
       end
       if (\$217 ) begin
-        \$700 [143:120] = host_wdata[23:0];
+        \$702 [167:144] = host_wdata[23:0];
       end
     end
     if (rst) begin
-      \$700  = 144'h000000000000000000000000000000000000;
+      \$702  = 168'h000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$701  = staging;
+    \$703  = staging;
     if (host_write) begin
       if (\$225 ) begin
         casez (\$226 [2:0])
           3'h0:
-              \$701 [31:0] = host_wdata;
+              \$703 [31:0] = host_wdata;
           3'h1:
-              \$701 [63:32] = host_wdata;
+              \$703 [63:32] = host_wdata;
           3'h2:
-              \$701 [95:64] = host_wdata;
+              \$703 [95:64] = host_wdata;
           3'h3:
-              \$701 [127:96] = host_wdata;
+              \$703 [127:96] = host_wdata;
           3'h4:
-              \$701 [159:128] = host_wdata;
+              \$703 [159:128] = host_wdata;
         endcase
       end
       if (\$233 ) begin
         (* full_case = 32'd1 *)
         casez (\$234 [0])
           1'h0:
-              \$701 [31:0] = host_wdata;
+              \$703 [31:0] = host_wdata;
           1'h1:
-              \$701 [63:32] = host_wdata;
+              \$703 [63:32] = host_wdata;
         endcase
       end
       if (\$242 ) begin
         (* full_case = 32'd1 *)
         casez (\$243 [0])
           1'h0:
-              \$701 [31:0] = host_wdata;
+              \$703 [31:0] = host_wdata;
           1'h1:
-              \$701 [63:32] = host_wdata;
+              \$703 [63:32] = host_wdata;
         endcase
       end
       if (\$251 ) begin
         (* full_case = 32'd1 *)
         casez (\$252 [0])
           1'h0:
-              \$701 [31:0] = host_wdata;
+              \$703 [31:0] = host_wdata;
           1'h1:
-              \$701 [63:32] = host_wdata;
+              \$703 [63:32] = host_wdata;
         endcase
       end
       if (\$260 ) begin
         casez (\$261 [2:0])
           3'h0:
-              \$701 [31:0] = host_wdata;
+              \$703 [31:0] = host_wdata;
           3'h1:
-              \$701 [63:32] = host_wdata;
+              \$703 [63:32] = host_wdata;
           3'h2:
-              \$701 [95:64] = host_wdata;
+              \$703 [95:64] = host_wdata;
           3'h3:
-              \$701 [127:96] = host_wdata;
+              \$703 [127:96] = host_wdata;
           3'h4:
-              \$701 [159:128] = host_wdata;
+              \$703 [159:128] = host_wdata;
         endcase
       end
     end
     if (rst) begin
-      \$701  = 160'h0000000000000000000000000000000000000000;
+      \$703  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$702  = desc;
+    \$704  = desc;
     if (host_write) begin
       if (\$262 ) begin
         if (\$263 ) begin
-          \$702 [15:0] = host_wdata[15:0];
+          \$704 [15:0] = host_wdata[15:0];
         end
         if (\$264 ) begin
-          \$702 [31:16] = host_wdata[15:0];
+          \$704 [31:16] = host_wdata[15:0];
         end
         if (\$265 ) begin
-          \$702 [47:32] = host_wdata[15:0];
+          \$704 [47:32] = host_wdata[15:0];
         end
         if (\$266 ) begin
-          \$702 [63:48] = host_wdata[15:0];
+          \$704 [63:48] = host_wdata[15:0];
         end
         if (\$267 ) begin
-          \$702 [79:64] = host_wdata[15:0];
+          \$704 [79:64] = host_wdata[15:0];
         end
         if (\$268 ) begin
-          \$702 [87:80] = host_wdata[7:0];
+          \$704 [87:80] = host_wdata[7:0];
         end
         if (\$269 ) begin
-          \$702 [89:88] = host_wdata[1:0];
+          \$704 [89:88] = host_wdata[1:0];
         end
         if (\$270 ) begin
-          \$702 [121:90] = host_wdata;
+          \$704 [121:90] = host_wdata;
         end
         if (\$271 ) begin
-          \$702 [125:122] = host_wdata[3:0];
+          \$704 [125:122] = host_wdata[3:0];
         end
         if (\$272 ) begin
-          \$702 [126] = host_wdata[0];
+          \$704 [126] = host_wdata[0];
         end
         if (\$273 ) begin
-          \$702 [132:127] = host_wdata[5:0];
+          \$704 [132:127] = host_wdata[5:0];
         end
         if (\$274 ) begin
-          \$702 [138:133] = host_wdata[5:0];
+          \$704 [138:133] = host_wdata[5:0];
         end
         if (\$275 ) begin
-          \$702 [144:139] = host_wdata[5:0];
+          \$704 [144:139] = host_wdata[5:0];
         end
         if (\$276 ) begin
-          \$702 [150:145] = host_wdata[5:0];
+          \$704 [150:145] = host_wdata[5:0];
         end
         if (\$277 ) begin
-          \$702 [166:151] = host_wdata[15:0];
+          \$704 [166:151] = host_wdata[15:0];
         end
         if (\$278 ) begin
-          \$702 [172:167] = host_wdata[5:0];
+          \$704 [172:167] = host_wdata[5:0];
         end
         if (\$279 ) begin
-          \$702 [204:173] = host_wdata;
+          \$704 [204:173] = host_wdata;
         end
         if (\$280 ) begin
-          \$702 [205] = host_wdata[0];
+          \$704 [205] = host_wdata[0];
         end
         if (\$281 ) begin
-          \$702 [206] = host_wdata[0];
+          \$704 [206] = host_wdata[0];
         end
         if (\$282 ) begin
-          \$702 [207] = host_wdata[0];
+          \$704 [207] = host_wdata[0];
         end
         if (\$283 ) begin
-          \$702 [211:208] = host_wdata[3:0];
+          \$704 [211:208] = host_wdata[3:0];
         end
         if (\$284 ) begin
-          \$702 [227:212] = host_wdata[15:0];
+          \$704 [227:212] = host_wdata[15:0];
         end
         if (\$285 ) begin
-          \$702 [243:228] = host_wdata[15:0];
+          \$704 [243:228] = host_wdata[15:0];
         end
         if (\$286 ) begin
-          \$702 [259:244] = host_wdata[15:0];
+          \$704 [259:244] = host_wdata[15:0];
         end
         if (\$287 ) begin
-          \$702 [261:260] = host_wdata[1:0];
+          \$704 [261:260] = host_wdata[1:0];
         end
         if (\$288 ) begin
-          \$702 [277:262] = host_wdata[15:0];
+          \$704 [277:262] = host_wdata[15:0];
         end
         if (\$289 ) begin
-          \$702 [293:278] = host_wdata[15:0];
+          \$704 [293:278] = host_wdata[15:0];
+        end
+        if (\$290 ) begin
+          \$704 [309:294] = host_wdata[15:0];
         end
       end
     end
     if (rst) begin
-      \$702  = 294'h00000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$704  = 310'h000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$703  = stage;
+    \$705  = stage;
     if (host_write) begin
       if (\$262 ) begin
-        if (\$290 ) begin
-          \$703 [1:0] = host_wdata[1:0];
-        end
         if (\$291 ) begin
-          \$703 [9:2] = host_wdata[7:0];
+          \$705 [1:0] = host_wdata[1:0];
         end
         if (\$292 ) begin
-          \$703 [25:10] = host_wdata[15:0];
+          \$705 [9:2] = host_wdata[7:0];
         end
         if (\$293 ) begin
-          \$703 [41:26] = host_wdata[15:0];
+          \$705 [25:10] = host_wdata[15:0];
         end
         if (\$294 ) begin
-          \$703 [57:42] = host_wdata[15:0];
+          \$705 [41:26] = host_wdata[15:0];
         end
         if (\$295 ) begin
-          \$703 [73:58] = host_wdata[15:0];
+          \$705 [57:42] = host_wdata[15:0];
         end
         if (\$296 ) begin
-          \$703 [93:74] = host_wdata[19:0];
+          \$705 [73:58] = host_wdata[15:0];
         end
         if (\$297 ) begin
-          \$703 [109:94] = host_wdata[15:0];
+          \$705 [93:74] = host_wdata[19:0];
         end
         if (\$298 ) begin
-          \$703 [125:110] = host_wdata[15:0];
+          \$705 [109:94] = host_wdata[15:0];
         end
         if (\$299 ) begin
-          \$703 [126] = host_wdata[0];
+          \$705 [125:110] = host_wdata[15:0];
         end
         if (\$300 ) begin
-          \$703 [128:127] = host_wdata[1:0];
+          \$705 [126] = host_wdata[0];
         end
         if (\$301 ) begin
-          \$703 [130:129] = host_wdata[1:0];
+          \$705 [128:127] = host_wdata[1:0];
         end
         if (\$302 ) begin
-          \$703 [132:131] = host_wdata[1:0];
+          \$705 [130:129] = host_wdata[1:0];
         end
         if (\$303 ) begin
-          \$703 [152:133] = host_wdata[19:0];
+          \$705 [132:131] = host_wdata[1:0];
         end
         if (\$304 ) begin
-          \$703 [172:153] = host_wdata[19:0];
+          \$705 [152:133] = host_wdata[19:0];
         end
         if (\$305 ) begin
-          \$703 [173] = host_wdata[0];
+          \$705 [172:153] = host_wdata[19:0];
         end
         if (\$306 ) begin
-          \$703 [179:174] = host_wdata[5:0];
+          \$705 [173] = host_wdata[0];
         end
         if (\$307 ) begin
-          \$703 [180] = host_wdata[0];
+          \$705 [179:174] = host_wdata[5:0];
         end
         if (\$308 ) begin
-          \$703 [212:181] = host_wdata;
+          \$705 [180] = host_wdata[0];
         end
         if (\$309 ) begin
-          \$703 [213] = host_wdata[0];
+          \$705 [212:181] = host_wdata;
         end
         if (\$310 ) begin
-          \$703 [219:214] = host_wdata[5:0];
+          \$705 [213] = host_wdata[0];
         end
         if (\$311 ) begin
-          \$703 [220] = host_wdata[0];
+          \$705 [219:214] = host_wdata[5:0];
         end
         if (\$312 ) begin
-          \$703 [240:221] = host_wdata[19:0];
+          \$705 [220] = host_wdata[0];
         end
         if (\$313 ) begin
-          \$703 [256:241] = host_wdata[15:0];
+          \$705 [240:221] = host_wdata[19:0];
         end
         if (\$314 ) begin
-          \$703 [272:257] = host_wdata[15:0];
+          \$705 [256:241] = host_wdata[15:0];
         end
         if (\$315 ) begin
-          \$703 [274:273] = host_wdata[1:0];
+          \$705 [272:257] = host_wdata[15:0];
         end
         if (\$316 ) begin
-          \$703 [276:275] = host_wdata[1:0];
+          \$705 [274:273] = host_wdata[1:0];
         end
         if (\$317 ) begin
-          \$703 [296:277] = host_wdata[19:0];
+          \$705 [276:275] = host_wdata[1:0];
         end
         if (\$318 ) begin
-          \$703 [297] = host_wdata[0];
+          \$705 [296:277] = host_wdata[19:0];
         end
         if (\$319 ) begin
-          \$703 [317:298] = host_wdata[19:0];
+          \$705 [297] = host_wdata[0];
         end
         if (\$320 ) begin
-          \$703 [337:318] = host_wdata[19:0];
+          \$705 [317:298] = host_wdata[19:0];
         end
         if (\$321 ) begin
-          \$703 [338] = host_wdata[0];
+          \$705 [337:318] = host_wdata[19:0];
         end
         if (\$322 ) begin
-          \$703 [339] = host_wdata[0];
+          \$705 [338] = host_wdata[0];
         end
         if (\$323 ) begin
-          \$703 [355:340] = host_wdata[15:0];
+          \$705 [339] = host_wdata[0];
         end
         if (\$324 ) begin
-          \$703 [361:356] = host_wdata[5:0];
+          \$705 [355:340] = host_wdata[15:0];
         end
         if (\$325 ) begin
-          \$703 [377:362] = host_wdata[15:0];
+          \$705 [361:356] = host_wdata[5:0];
         end
         if (\$326 ) begin
-          \$703 [383:378] = host_wdata[5:0];
+          \$705 [377:362] = host_wdata[15:0];
         end
         if (\$327 ) begin
-          \$703 [384] = host_wdata[0];
+          \$705 [383:378] = host_wdata[5:0];
         end
         if (\$328 ) begin
-          \$703 [385] = host_wdata[0];
+          \$705 [384] = host_wdata[0];
         end
         if (\$329 ) begin
-          \$703 [405:386] = host_wdata[19:0];
+          \$705 [385] = host_wdata[0];
         end
         if (\$330 ) begin
-          \$703 [437:406] = host_wdata;
+          \$705 [405:386] = host_wdata[19:0];
         end
         if (\$331 ) begin
-          \$703 [469:438] = host_wdata;
+          \$705 [437:406] = host_wdata;
         end
         if (\$332 ) begin
-          \$703 [501:470] = host_wdata;
+          \$705 [469:438] = host_wdata;
         end
         if (\$333 ) begin
-          \$703 [533:502] = host_wdata;
+          \$705 [501:470] = host_wdata;
         end
         if (\$334 ) begin
-          \$703 [565:534] = host_wdata;
+          \$705 [533:502] = host_wdata;
         end
         if (\$335 ) begin
-          \$703 [597:566] = host_wdata;
+          \$705 [565:534] = host_wdata;
         end
         if (\$336 ) begin
-          \$703 [629:598] = host_wdata;
+          \$705 [597:566] = host_wdata;
         end
         if (\$337 ) begin
-          \$703 [630] = host_wdata[0];
+          \$705 [629:598] = host_wdata;
+        end
+        if (\$338 ) begin
+          \$705 [630] = host_wdata[0];
         end
       end
     end
     if (rst) begin
-      \$703  = 631'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$705  = 631'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$704  = clear;
+    \$706  = clear;
     if (rst) begin
-      \$704  = 1'h0;
+      \$706  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$705  = counts[0];
-    if (rst) begin
-      \$705  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$706  = \$339 [47:0];
-    if (rst) begin
-      \$706  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$707  = counts[1];
+    \$707  = counts[0];
     if (rst) begin
       \$707  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$708  = \$341 [47:0];
+    \$708  = \$340 [47:0];
     if (rst) begin
       \$708  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$709  = counts[2];
+    \$709  = counts[1];
     if (rst) begin
       \$709  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$710  = \$343 [47:0];
+    \$710  = \$342 [47:0];
     if (rst) begin
       \$710  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$711  = counts[3];
+    \$711  = counts[2];
     if (rst) begin
       \$711  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$712  = \$345 [47:0];
+    \$712  = \$344 [47:0];
     if (rst) begin
       \$712  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$713  = counts[15];
+    \$713  = counts[3];
     if (rst) begin
       \$713  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$714  = \$347 [47:0];
+    \$714  = \$346 [47:0];
     if (rst) begin
       \$714  = 48'h000000000000;
     end
@@ -3202,21 +3218,21 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$716  = \$349 [47:0];
+    \$716  = \$348 [47:0];
     if (rst) begin
       \$716  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$717  = counts[18];
+    \$717  = counts[17];
     if (rst) begin
       \$717  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$718  = \$351 [47:0];
+    \$718  = \$350 [47:0];
     if (rst) begin
       \$718  = 48'h000000000000;
     end
@@ -3230,21 +3246,21 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$720  = \$353 [47:0];
+    \$720  = \$352 [47:0];
     if (rst) begin
       \$720  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$721  = counts[57];
+    \$721  = counts[20];
     if (rst) begin
       \$721  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$722  = \$355 [47:0];
+    \$722  = \$354 [47:0];
     if (rst) begin
       \$722  = 48'h000000000000;
     end
@@ -3258,63 +3274,63 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$724  = \$357 [47:0];
+    \$724  = \$356 [47:0];
     if (rst) begin
       \$724  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$725  = counts[50];
+    \$725  = counts[59];
     if (rst) begin
       \$725  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$726  = \$359 [47:0];
+    \$726  = \$358 [47:0];
     if (rst) begin
       \$726  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$727  = counts[17];
+    \$727  = counts[51];
     if (rst) begin
       \$727  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$728  = \$361 [47:0];
+    \$728  = \$360 [47:0];
     if (rst) begin
       \$728  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$729  = counts[72];
+    \$729  = counts[18];
     if (rst) begin
       \$729  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$730  = \$363 [47:0];
+    \$730  = \$362 [47:0];
     if (rst) begin
       \$730  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$731  = counts[59];
+    \$731  = counts[73];
     if (rst) begin
       \$731  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$732  = \$365 [47:0];
+    \$732  = \$364 [47:0];
     if (rst) begin
       \$732  = 48'h000000000000;
     end
@@ -3328,21 +3344,21 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$734  = \$367 [47:0];
+    \$734  = \$366 [47:0];
     if (rst) begin
       \$734  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$735  = counts[20];
+    \$735  = counts[61];
     if (rst) begin
       \$735  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$736  = \$369 [47:0];
+    \$736  = \$368 [47:0];
     if (rst) begin
       \$736  = 48'h000000000000;
     end
@@ -3356,273 +3372,273 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$738  = \$371 [47:0];
+    \$738  = \$370 [47:0];
     if (rst) begin
       \$738  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$739  = counts[9:6];
+    \$739  = counts[22];
     if (rst) begin
-      \$739  = 4'h0;
+      \$739  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$740  = \$373 [47:0];
+    \$740  = \$372 [47:0];
     if (rst) begin
       \$740  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$741  = counts[13:10];
+    \$741  = counts[4];
     if (rst) begin
-      \$741  = 4'h0;
+      \$741  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$742  = \$375 [47:0];
+    \$742  = \$374 [47:0];
     if (rst) begin
       \$742  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$743  = counts[33:28];
+    \$743  = counts[10:7];
     if (rst) begin
-      \$743  = 6'h00;
+      \$743  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$744  = \$377 [47:0];
+    \$744  = \$376 [47:0];
     if (rst) begin
       \$744  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$745  = counts[39:34];
+    \$745  = counts[14:11];
     if (rst) begin
-      \$745  = 6'h00;
+      \$745  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$746  = \$379 [47:0];
+    \$746  = \$378 [47:0];
     if (rst) begin
       \$746  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$747  = counts[69:66];
+    \$747  = counts[34:29];
     if (rst) begin
-      \$747  = 4'h0;
+      \$747  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$748  = \$381 [47:0];
+    \$748  = \$380 [47:0];
     if (rst) begin
       \$748  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$749  = counts[56:51];
+    \$749  = counts[40:35];
     if (rst) begin
       \$749  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$750  = \$383 [47:0];
+    \$750  = \$382 [47:0];
     if (rst) begin
       \$750  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$751  = counts[76:73];
+    \$751  = counts[70:67];
     if (rst) begin
       \$751  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$752  = \$385 [47:0];
+    \$752  = \$384 [47:0];
     if (rst) begin
       \$752  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$753  = counts[80:77];
+    \$753  = counts[57:52];
     if (rst) begin
-      \$753  = 4'h0;
+      \$753  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$754  = \$387 [47:0];
+    \$754  = \$386 [47:0];
     if (rst) begin
       \$754  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$755  = counts[5];
+    \$755  = counts[77:74];
     if (rst) begin
-      \$755  = 1'h0;
+      \$755  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$756  = \$389 [47:0];
+    \$756  = \$388 [47:0];
     if (rst) begin
       \$756  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$757  = counts[24];
+    \$757  = counts[81:78];
     if (rst) begin
-      \$757  = 1'h0;
+      \$757  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$758  = \$391 [47:0];
+    \$758  = \$390 [47:0];
     if (rst) begin
       \$758  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$759  = counts[27];
+    \$759  = counts[6];
     if (rst) begin
       \$759  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$760  = \$393 [47:0];
+    \$760  = \$392 [47:0];
     if (rst) begin
       \$760  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$761  = counts[62];
+    \$761  = counts[25];
     if (rst) begin
       \$761  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$762  = \$395 [47:0];
+    \$762  = \$394 [47:0];
     if (rst) begin
       \$762  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$763  = counts[63];
+    \$763  = counts[28];
     if (rst) begin
       \$763  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$764  = \$397 [47:0];
+    \$764  = \$396 [47:0];
     if (rst) begin
       \$764  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$765  = counts[4];
+    \$765  = counts[63];
     if (rst) begin
       \$765  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$766  = \$399 [47:0];
+    \$766  = \$398 [47:0];
     if (rst) begin
       \$766  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$767  = counts[23:22];
+    \$767  = counts[64];
     if (rst) begin
-      \$767  = 2'h0;
+      \$767  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$768  = \$401 [47:0];
+    \$768  = \$400 [47:0];
     if (rst) begin
       \$768  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$769  = counts[14];
+    \$769  = counts[5];
     if (rst) begin
       \$769  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$770  = \$403 [47:0];
+    \$770  = \$402 [47:0];
     if (rst) begin
       \$770  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$771  = counts[26:25];
+    \$771  = counts[24:23];
     if (rst) begin
       \$771  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$772  = \$405 [47:0];
+    \$772  = \$404 [47:0];
     if (rst) begin
       \$772  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$773  = counts[48];
+    \$773  = counts[15];
     if (rst) begin
       \$773  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$774  = \$407 [47:0];
+    \$774  = \$406 [47:0];
     if (rst) begin
       \$774  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$775  = counts[61];
+    \$775  = counts[27:26];
     if (rst) begin
-      \$775  = 1'h0;
+      \$775  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$776  = \$409 [47:0];
+    \$776  = \$408 [47:0];
     if (rst) begin
       \$776  = 48'h000000000000;
     end
@@ -3636,420 +3652,448 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$778  = \$411 [47:0];
+    \$778  = \$410 [47:0];
     if (rst) begin
       \$778  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$779  = counts[41:40];
+    \$779  = counts[62];
     if (rst) begin
-      \$779  = 2'h0;
+      \$779  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$780  = \$413 [47:0];
+    \$780  = \$412 [47:0];
     if (rst) begin
       \$780  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$781  = counts[43:42];
+    \$781  = counts[50];
     if (rst) begin
-      \$781  = 2'h0;
+      \$781  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$782  = \$415 [47:0];
+    \$782  = \$414 [47:0];
     if (rst) begin
       \$782  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$783  = counts[45:44];
+    \$783  = counts[42:41];
     if (rst) begin
       \$783  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$784  = \$417 [47:0];
+    \$784  = \$416 [47:0];
     if (rst) begin
       \$784  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$785  = counts[47:46];
+    \$785  = counts[44:43];
     if (rst) begin
       \$785  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$786  = \$419 [47:0];
+    \$786  = \$418 [47:0];
     if (rst) begin
       \$786  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$787  = counts[64];
+    \$787  = counts[46:45];
     if (rst) begin
-      \$787  = 1'h0;
+      \$787  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$788  = \$421 [47:0];
+    \$788  = \$420 [47:0];
     if (rst) begin
       \$788  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$789  = counts[65];
+    \$789  = counts[48:47];
     if (rst) begin
-      \$789  = 1'h0;
+      \$789  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$790  = \$423 [47:0];
+    \$790  = \$422 [47:0];
     if (rst) begin
       \$790  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$791  = counts[70];
+    \$791  = counts[65];
     if (rst) begin
       \$791  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$792  = \$425 [47:0];
+    \$792  = \$424 [47:0];
     if (rst) begin
       \$792  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$793  = counts[71];
+    \$793  = counts[66];
     if (rst) begin
       \$793  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$794  = \$427 [47:0];
+    \$794  = \$426 [47:0];
     if (rst) begin
       \$794  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$795  = \$543 ;
+    \$795  = counts[71];
     if (rst) begin
-      \$795  = 13'h0000;
+      \$795  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$796  = \$545 [47:0];
+    \$796  = \$428 [47:0];
     if (rst) begin
       \$796  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$797  = \$664 ;
+    \$797  = counts[72];
     if (rst) begin
-      \$797  = 13'h0000;
+      \$797  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$798  = \$666 [47:0];
+    \$798  = \$430 [47:0];
     if (rst) begin
       \$798  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$799  = counts[96];
+    \$799  = \$545 ;
     if (rst) begin
-      \$799  = 1'h0;
+      \$799  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$800  = \$668 [47:0];
+    \$800  = \$547 [47:0];
     if (rst) begin
       \$800  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$801  = counts[99:97];
+    \$801  = \$666 ;
     if (rst) begin
-      \$801  = 3'h0;
+      \$801  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$802  = \$670 [47:0];
+    \$802  = \$668 [47:0];
     if (rst) begin
       \$802  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$803  = counts[109:105];
+    \$803  = counts[97];
     if (rst) begin
-      \$803  = 5'h00;
+      \$803  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$804  = \$672 [47:0];
+    \$804  = \$670 [47:0];
     if (rst) begin
       \$804  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$805  = counts[100];
+    \$805  = counts[100:98];
     if (rst) begin
-      \$805  = 1'h0;
+      \$805  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$806  = \$674 [47:0];
+    \$806  = \$672 [47:0];
     if (rst) begin
       \$806  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$807  = counts[102:101];
+    \$807  = counts[110:106];
     if (rst) begin
-      \$807  = 2'h0;
+      \$807  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$808  = \$676 [47:0];
+    \$808  = \$674 [47:0];
     if (rst) begin
       \$808  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$809  = counts[104:103];
+    \$809  = counts[101];
     if (rst) begin
-      \$809  = 2'h0;
+      \$809  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$810  = \$678 [47:0];
+    \$810  = \$676 [47:0];
     if (rst) begin
       \$810  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$811  = counts[81];
+    \$811  = counts[103:102];
     if (rst) begin
-      \$811  = 1'h0;
+      \$811  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$812  = \$680 [47:0];
+    \$812  = \$678 [47:0];
     if (rst) begin
       \$812  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$813  = counts[84:82];
+    \$813  = counts[105:104];
     if (rst) begin
-      \$813  = 3'h0;
+      \$813  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$814  = \$682 [47:0];
+    \$814  = \$680 [47:0];
     if (rst) begin
       \$814  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$815  = counts[87:85];
+    \$815  = counts[82];
     if (rst) begin
-      \$815  = 3'h0;
+      \$815  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$816  = \$684 [47:0];
+    \$816  = \$682 [47:0];
     if (rst) begin
       \$816  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$817  = counts[92];
+    \$817  = counts[85:83];
     if (rst) begin
-      \$817  = 1'h0;
+      \$817  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$818  = \$686 [47:0];
+    \$818  = \$684 [47:0];
     if (rst) begin
       \$818  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$819  = counts[88];
+    \$819  = counts[88:86];
     if (rst) begin
-      \$819  = 1'h0;
+      \$819  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$820  = \$688 [47:0];
+    \$820  = \$686 [47:0];
     if (rst) begin
       \$820  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$821  = counts[89];
+    \$821  = counts[93];
     if (rst) begin
       \$821  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$822  = \$690 [47:0];
+    \$822  = \$688 [47:0];
     if (rst) begin
       \$822  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$823  = counts[90];
+    \$823  = counts[89];
     if (rst) begin
       \$823  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$824  = \$692 [47:0];
+    \$824  = \$690 [47:0];
     if (rst) begin
       \$824  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$825  = counts[91];
+    \$825  = counts[90];
     if (rst) begin
       \$825  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$826  = \$694 [47:0];
+    \$826  = \$692 [47:0];
     if (rst) begin
       \$826  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$827  = counts[95:93];
+    \$827  = counts[91];
     if (rst) begin
-      \$827  = 3'h0;
+      \$827  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$828  = \$696 [47:0];
+    \$828  = \$694 [47:0];
     if (rst) begin
       \$828  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$829  = host_read;
+    \$829  = counts[92];
     if (rst) begin
       \$829  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$830  = sel_now;
+    \$830  = \$696 [47:0];
     if (rst) begin
-      \$830  = 4'h0;
+      \$830  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$831  = k_now;
+    \$831  = counts[96:94];
     if (rst) begin
       \$831  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$832  = reg_value;
+    \$832  = \$698 [47:0];
     if (rst) begin
-      \$832  = 32'd0;
+      \$832  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$833  = rd_valid1;
+    \$833  = host_read;
     if (rst) begin
       \$833  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$834  = out_value;
+    \$834  = sel_now;
     if (rst) begin
-      \$834  = 32'd0;
+      \$834  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$835  = { done, stream_out };
+    \$835  = k_now;
     if (rst) begin
-      \$835  = 145'h0000000000000000000000000000000000000;
+      \$835  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$836  = \event ;
-    if (\$697 ) begin
-      \$836  = 1'h1;
-    end else if (\$699 ) begin
-      \$836  = 1'h0;
+    \$836  = reg_value;
+    if (rst) begin
+      \$836  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$837  = rd_valid1;
+    if (rst) begin
+      \$837  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$838  = out_value;
+    if (rst) begin
+      \$838  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$839  = { done, stream_out };
+    if (rst) begin
+      \$839  = 169'h0000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$840  = \event ;
+    if (\$699 ) begin
+      \$840  = 1'h1;
+    end else if (\$701 ) begin
+      \$840  = 1'h0;
     end
     if (rst) begin
-      \$836  = 1'h0;
+      \$840  = 1'h0;
     end
   end
   assign regions__w1__wr_data = host_wdata;
@@ -4073,12 +4117,14 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   assign \stream_in.w4_chunks  = stream_in[95:72];
   assign \stream_in.w2_chunks  = stream_in[119:96];
   assign \stream_in.w3_chunks  = stream_in[143:120];
+  assign \stream_in.w1_chunks  = stream_in[167:144];
   assign \stream_out.in_consumed  = stream_out[23:0];
   assign \stream_out.res_consumed  = stream_out[47:24];
   assign \stream_out.out_rows  = stream_out[71:48];
   assign \stream_out.w4_consumed  = stream_out[95:72];
   assign \stream_out.w2_consumed  = stream_out[119:96];
   assign \stream_out.w3_consumed  = stream_out[143:120];
+  assign \stream_out.w1_consumed  = stream_out[167:144];
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -4106,6 +4152,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   assign \desc.pass  = desc[261:260];
   assign \desc.w4_ring  = desc[277:262];
   assign \desc.w23_ring  = desc[293:278];
+  assign \desc.w1_ring  = desc[309:294];
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -4158,137 +4205,140 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$155
   assign \counts.c1_busy  = counts[1];
   assign \counts.c1_stall  = counts[2];
   assign \counts.c1_in_wait  = counts[3];
-  assign \counts.spike_in_reads  = counts[4];
-  assign \counts.w1_reads  = counts[5];
-  assign \counts.c1_slots  = counts[9:6];
-  assign \counts.c1_adds  = counts[13:10];
-  assign \counts.line1_writes  = counts[14];
-  assign \counts.c2_busy  = counts[15];
-  assign \counts.c2_stall  = counts[16];
-  assign \counts.adder_stall  = counts[17];
-  assign \counts.c3_busy  = counts[18];
-  assign \counts.c3_stall  = counts[19];
-  assign \counts.c2_w_wait  = counts[20];
-  assign \counts.c3_w_wait  = counts[21];
-  assign \counts.line1_reads  = counts[23:22];
-  assign \counts.w2_reads  = counts[24];
-  assign \counts.row2_reads  = counts[26:25];
-  assign \counts.w3_reads  = counts[27];
-  assign \counts.c2_macs  = counts[33:28];
-  assign \counts.c3_macs  = counts[39:34];
-  assign \counts.c2_spad_reads  = counts[41:40];
-  assign \counts.c2_spad_writes  = counts[43:42];
-  assign \counts.c3_spad_reads  = counts[45:44];
-  assign \counts.c3_spad_writes  = counts[47:46];
-  assign \counts.row2_writes  = counts[48];
-  assign \counts.line4_writes  = counts[49];
-  assign \counts.adder_busy  = counts[50];
-  assign \counts.adds  = counts[56:51];
-  assign \counts.c4_busy  = counts[57];
-  assign \counts.c4_stall  = counts[58];
-  assign \counts.lif_stall  = counts[59];
-  assign \counts.c4_w_wait  = counts[60];
-  assign \counts.line4_reads  = counts[61];
-  assign \counts.w4_reads  = counts[62];
-  assign \counts.affine_reads  = counts[63];
-  assign \counts.residual_reads  = counts[64];
-  assign \counts.membrane_reads  = counts[65];
-  assign \counts.c4_macs  = counts[69:66];
-  assign \counts.membrane_writes  = counts[70];
-  assign \counts.spikes_writes  = counts[71];
-  assign \counts.lif_busy  = counts[72];
-  assign \counts.lif_updates  = counts[76:73];
-  assign \counts.spikes_out  = counts[80:77];
-  assign \counts.stage_busy  = counts[81];
-  assign \counts.stage_macs  = counts[84:82];
-  assign \counts.wgrad_updates  = counts[87:85];
-  assign \counts.in_reads  = counts[88];
-  assign \counts.grad_reads  = counts[89];
-  assign \counts.weight_reads  = counts[90];
-  assign \counts.grad_writes  = counts[91];
-  assign \counts.wgrad_words  = counts[92];
-  assign \counts.grad_saturations  = counts[95:93];
-  assign \counts.lifg_busy  = counts[96];
-  assign \counts.lifg_updates  = counts[99:97];
-  assign \counts.trace_reads  = counts[100];
-  assign \counts.lifg_grad_reads  = counts[102:101];
-  assign \counts.lifg_grad_writes  = counts[104:103];
-  assign \counts.lifg_saturations  = counts[109:105];
+  assign \counts.c1_w_wait  = counts[4];
+  assign \counts.spike_in_reads  = counts[5];
+  assign \counts.w1_reads  = counts[6];
+  assign \counts.c1_slots  = counts[10:7];
+  assign \counts.c1_adds  = counts[14:11];
+  assign \counts.line1_writes  = counts[15];
+  assign \counts.c2_busy  = counts[16];
+  assign \counts.c2_stall  = counts[17];
+  assign \counts.adder_stall  = counts[18];
+  assign \counts.c3_busy  = counts[19];
+  assign \counts.c3_stall  = counts[20];
+  assign \counts.c2_w_wait  = counts[21];
+  assign \counts.c3_w_wait  = counts[22];
+  assign \counts.line1_reads  = counts[24:23];
+  assign \counts.w2_reads  = counts[25];
+  assign \counts.row2_reads  = counts[27:26];
+  assign \counts.w3_reads  = counts[28];
+  assign \counts.c2_macs  = counts[34:29];
+  assign \counts.c3_macs  = counts[40:35];
+  assign \counts.c2_spad_reads  = counts[42:41];
+  assign \counts.c2_spad_writes  = counts[44:43];
+  assign \counts.c3_spad_reads  = counts[46:45];
+  assign \counts.c3_spad_writes  = counts[48:47];
+  assign \counts.row2_writes  = counts[49];
+  assign \counts.line4_writes  = counts[50];
+  assign \counts.adder_busy  = counts[51];
+  assign \counts.adds  = counts[57:52];
+  assign \counts.c4_busy  = counts[58];
+  assign \counts.c4_stall  = counts[59];
+  assign \counts.lif_stall  = counts[60];
+  assign \counts.c4_w_wait  = counts[61];
+  assign \counts.line4_reads  = counts[62];
+  assign \counts.w4_reads  = counts[63];
+  assign \counts.affine_reads  = counts[64];
+  assign \counts.residual_reads  = counts[65];
+  assign \counts.membrane_reads  = counts[66];
+  assign \counts.c4_macs  = counts[70:67];
+  assign \counts.membrane_writes  = counts[71];
+  assign \counts.spikes_writes  = counts[72];
+  assign \counts.lif_busy  = counts[73];
+  assign \counts.lif_updates  = counts[77:74];
+  assign \counts.spikes_out  = counts[81:78];
+  assign \counts.stage_busy  = counts[82];
+  assign \counts.stage_macs  = counts[85:83];
+  assign \counts.wgrad_updates  = counts[88:86];
+  assign \counts.in_reads  = counts[89];
+  assign \counts.grad_reads  = counts[90];
+  assign \counts.weight_reads  = counts[91];
+  assign \counts.grad_writes  = counts[92];
+  assign \counts.wgrad_words  = counts[93];
+  assign \counts.grad_saturations  = counts[96:94];
+  assign \counts.lifg_busy  = counts[97];
+  assign \counts.lifg_updates  = counts[100:98];
+  assign \counts.trace_reads  = counts[101];
+  assign \counts.lifg_grad_reads  = counts[103:102];
+  assign \counts.lifg_grad_writes  = counts[105:104];
+  assign \counts.lifg_saturations  = counts[110:106];
   assign regions__w1__addr = \$13 [14:0];
-  assign \$23  = 1'h1;
-  assign regions__w1__wr_en = \$22 ;
-  assign regions__w2__addr = \$24 [14:0];
-  assign \$28  = host_write;
-  assign \$33  = 1'h1;
-  assign regions__w2__wr_en = \$32 ;
-  assign regions__w3__addr = \$34 [14:0];
-  assign \$38  = host_write;
-  assign \$43  = 1'h1;
-  assign regions__w3__wr_en = \$42 ;
-  assign regions__w4__addr = \$44 [14:0];
-  assign \$48  = host_write;
-  assign \$53  = 1'h1;
-  assign regions__w4__wr_en = \$52 ;
-  assign regions__affine__addr = { 3'h0, \$54 [14:3] };
-  assign regions__spike_in__addr = \$66 [14:0];
-  assign \$70  = host_write;
-  assign \$75  = 1'h1;
-  assign regions__spike_in__wr_en = \$74 ;
-  assign regions__residual__addr = { 1'h0, \$76 [14:1] };
-  assign \$80  = host_write;
-  assign \$86  = \$85 [0];
-  assign regions__membrane__addr = { 1'h0, \$87 [14:1] };
-  assign \$98  = \$97 [0];
-  assign regions__spikes__addr = \$99 [14:0];
-  assign \$109  = 1'h1;
-  assign regions__spikes__wr_en = \$108 ;
-  assign regions__gbuf__addr = { 1'h0, \$110 [14:1] };
-  assign \$121  = \$120 [0];
-  assign regions__gweights__addr = \$122 [14:0];
-  assign \$132  = 1'h1;
-  assign regions__gweights__wr_en = \$131 ;
-  assign regions__trace__addr = \$133 [14:0];
-  assign \$143  = 1'h1;
-  assign regions__trace__wr_en = \$142 ;
-  assign regions__wgrad__addr = { 3'h0, \$144 [14:3] };
+  assign \$17  = host_write;
+  assign \$22  = 1'h1;
+  assign regions__w1__wr_en = \$21 ;
+  assign regions__w2__addr = \$23 [14:0];
+  assign \$27  = host_write;
+  assign \$32  = 1'h1;
+  assign regions__w2__wr_en = \$31 ;
+  assign regions__w3__addr = \$33 [14:0];
+  assign \$37  = host_write;
+  assign \$42  = 1'h1;
+  assign regions__w3__wr_en = \$41 ;
+  assign regions__w4__addr = \$43 [14:0];
+  assign \$47  = host_write;
+  assign \$52  = 1'h1;
+  assign regions__w4__wr_en = \$51 ;
+  assign regions__affine__addr = { 3'h0, \$53 [14:3] };
+  assign regions__spike_in__addr = \$65 [14:0];
+  assign \$69  = host_write;
+  assign \$74  = 1'h1;
+  assign regions__spike_in__wr_en = \$73 ;
+  assign regions__residual__addr = { 1'h0, \$75 [14:1] };
+  assign \$79  = host_write;
+  assign \$85  = \$84 [0];
+  assign regions__membrane__addr = { 1'h0, \$86 [14:1] };
+  assign \$97  = \$96 [0];
+  assign regions__spikes__addr = \$98 [14:0];
+  assign \$108  = 1'h1;
+  assign regions__spikes__wr_en = \$107 ;
+  assign regions__gbuf__addr = { 1'h0, \$109 [14:1] };
+  assign \$120  = \$119 [0];
+  assign regions__gweights__addr = \$121 [14:0];
+  assign \$131  = 1'h1;
+  assign regions__gweights__wr_en = \$130 ;
+  assign regions__trace__addr = \$132 [14:0];
+  assign \$142  = 1'h1;
+  assign regions__trace__wr_en = \$141 ;
+  assign regions__wgrad__addr = { 3'h0, \$143 [14:3] };
   assign \$230  = \$229 ;
-  assign \$434  = 1'h1;
-  assign \$435  = \$433 ;
-  assign \$440  = \$439 ;
-  assign \$441  = 1'h1;
-  assign \$442  = \$439 ;
-  assign \$448  = \$447 ;
-  assign \$449  = 1'h1;
-  assign \$450  = \$447 ;
-  assign \$456  = \$455 ;
-  assign \$457  = 1'h1;
-  assign \$458  = \$455 ;
-  assign \$474  = \$473 ;
-  assign \$475  = 1'h1;
-  assign \$476  = \$473 ;
-  assign \$482  = \$481 ;
-  assign \$503  = 1'h1;
-  assign \$504  = \$502 ;
-  assign \$522  = 1'h1;
-  assign \$523  = \$521 ;
-  assign \$531  = 1'h1;
-  assign \$532  = \$530 ;
-  assign \$552  = 1'h1;
-  assign \$553  = \$551 ;
-  assign \$560  = 1'h1;
-  assign \$561  = \$559 ;
-  assign \$569  = 1'h1;
-  assign \$570  = \$568 ;
-  assign \$578  = 1'h1;
-  assign \$579  = \$577 ;
-  assign \$597  = 1'h1;
-  assign \$598  = \$596 ;
-  assign \$614  = \$613 ;
-  assign \$623  = \$622 ;
-  assign \$624  = 1'h1;
-  assign \$625  = \$622 ;
-  assign \$643  = 1'h1;
-  assign \$644  = \$642 ;
-  assign \$652  = 1'h1;
-  assign \$653  = \$651 ;
+  assign \$435  = \$434 ;
+  assign \$436  = 1'h1;
+  assign \$437  = \$434 ;
+  assign \$442  = \$441 ;
+  assign \$443  = 1'h1;
+  assign \$444  = \$441 ;
+  assign \$450  = \$449 ;
+  assign \$451  = 1'h1;
+  assign \$452  = \$449 ;
+  assign \$458  = \$457 ;
+  assign \$459  = 1'h1;
+  assign \$460  = \$457 ;
+  assign \$476  = \$475 ;
+  assign \$477  = 1'h1;
+  assign \$478  = \$475 ;
+  assign \$484  = \$483 ;
+  assign \$505  = 1'h1;
+  assign \$506  = \$504 ;
+  assign \$524  = 1'h1;
+  assign \$525  = \$523 ;
+  assign \$533  = 1'h1;
+  assign \$534  = \$532 ;
+  assign \$554  = 1'h1;
+  assign \$555  = \$553 ;
+  assign \$562  = 1'h1;
+  assign \$563  = \$561 ;
+  assign \$571  = 1'h1;
+  assign \$572  = \$570 ;
+  assign \$580  = 1'h1;
+  assign \$581  = \$579 ;
+  assign \$599  = 1'h1;
+  assign \$600  = \$598 ;
+  assign \$616  = \$615 ;
+  assign \$625  = \$624 ;
+  assign \$626  = 1'h1;
+  assign \$627  = \$624 ;
+  assign \$645  = 1'h1;
+  assign \$646  = \$644 ;
+  assign \$654  = 1'h1;
+  assign \$655  = \$653 ;
 endmodule

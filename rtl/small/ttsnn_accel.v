@@ -86,21 +86,21 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   (* init = 1'h0 *)
   wire \$signal ;
   wire [15:0] affine__addr;
-  wire [19:0] \affine__addr$171 ;
+  wire [19:0] \affine__addr$173 ;
   wire [191:0] affine__data;
-  wire [191:0] \affine__data$172 ;
+  wire [191:0] \affine__data$174 ;
   wire affine__en;
-  wire \affine__en$175 ;
+  wire \affine__en$177 ;
   output busy;
   reg busy = 1'h0;
   (* init = 1'h0 *)
   wire \busy$20 ;
   (* init = 1'h0 *)
-  wire \busy$218 ;
-  wire \busy$355 ;
-  wire \busy$356 ;
+  wire \busy$220 ;
   wire \busy$357 ;
   wire \busy$358 ;
+  wire \busy$359 ;
+  wire \busy$360 ;
   wire [19:0] bw_affine__addr;
   wire [191:0] bw_affine__data;
   wire bw_affine__en;
@@ -124,13 +124,14 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire bw_weights__en;
   input clk;
   wire clk;
-  wire [109:0] counts;
-  wire [13:0] \counts$34 ;
+  wire [110:0] counts;
+  wire [14:0] \counts$34 ;
   wire [3:0] \counts$34.c1_adds ;
   wire \counts$34.c1_busy ;
   wire \counts$34.c1_in_wait ;
   wire [3:0] \counts$34.c1_slots ;
   wire \counts$34.c1_stall ;
+  wire \counts$34.c1_w_wait ;
   wire \counts$34.line1_writes ;
   wire \counts$34.spike_in_reads ;
   wire \counts$34.w1_reads ;
@@ -197,6 +198,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \counts.c1_in_wait ;
   wire [3:0] \counts.c1_slots ;
   wire \counts.c1_stall ;
+  wire \counts.c1_w_wait ;
   wire \counts.c2_busy ;
   wire [5:0] \counts.c2_macs ;
   wire [1:0] \counts.c2_spad_reads ;
@@ -248,8 +250,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \counts.weight_reads ;
   wire [2:0] \counts.wgrad_updates ;
   wire \counts.wgrad_words ;
-  wire [293:0] desc;
-  wire [293:0] \desc$23 ;
+  wire [309:0] desc;
+  wire [309:0] \desc$23 ;
   wire [5:0] \desc$23.affine_shift ;
   wire [15:0] \desc$23.height ;
   wire [15:0] \desc$23.in_channels ;
@@ -273,11 +275,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [5:0] \desc$23.shift3 ;
   wire [31:0] \desc$23.threshold ;
   wire [7:0] \desc$23.timesteps ;
+  wire [15:0] \desc$23.w1_ring ;
   wire [15:0] \desc$23.w23_ring ;
   wire [15:0] \desc$23.w4_ring ;
   wire [15:0] \desc$23.width ;
   wire [3:0] \desc$23.zero_halo ;
-  wire [293:0] \desc$26 ;
+  wire [309:0] \desc$26 ;
   wire [5:0] \desc$26.affine_shift ;
   wire [15:0] \desc$26.height ;
   wire [15:0] \desc$26.in_channels ;
@@ -301,11 +304,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [5:0] \desc$26.shift3 ;
   wire [31:0] \desc$26.threshold ;
   wire [7:0] \desc$26.timesteps ;
+  wire [15:0] \desc$26.w1_ring ;
   wire [15:0] \desc$26.w23_ring ;
   wire [15:0] \desc$26.w4_ring ;
   wire [15:0] \desc$26.width ;
   wire [3:0] \desc$26.zero_halo ;
-  wire [293:0] \desc$29 ;
+  wire [309:0] \desc$29 ;
   wire [5:0] \desc$29.affine_shift ;
   wire [15:0] \desc$29.height ;
   wire [15:0] \desc$29.in_channels ;
@@ -329,11 +333,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [5:0] \desc$29.shift3 ;
   wire [31:0] \desc$29.threshold ;
   wire [7:0] \desc$29.timesteps ;
+  wire [15:0] \desc$29.w1_ring ;
   wire [15:0] \desc$29.w23_ring ;
   wire [15:0] \desc$29.w4_ring ;
   wire [15:0] \desc$29.width ;
   wire [3:0] \desc$29.zero_halo ;
-  wire [293:0] \desc$31 ;
+  wire [309:0] \desc$31 ;
   wire [5:0] \desc$31.affine_shift ;
   wire [15:0] \desc$31.height ;
   wire [15:0] \desc$31.in_channels ;
@@ -357,6 +362,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [5:0] \desc$31.shift3 ;
   wire [31:0] \desc$31.threshold ;
   wire [7:0] \desc$31.timesteps ;
+  wire [15:0] \desc$31.w1_ring ;
   wire [15:0] \desc$31.w23_ring ;
   wire [15:0] \desc$31.w4_ring ;
   wire [15:0] \desc$31.width ;
@@ -384,6 +390,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [5:0] \desc.shift3 ;
   wire [31:0] \desc.threshold ;
   wire [7:0] \desc.timesteps ;
+  wire [15:0] \desc.w1_ring ;
   wire [15:0] \desc.w23_ring ;
   wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
@@ -719,11 +726,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [31:0] line1_c__data;
   wire line1_c__en;
   wire [15:0] line4__addr;
-  wire [15:0] \line4__addr$189 ;
+  wire [15:0] \line4__addr$191 ;
   wire [31:0] line4__data;
-  wire [31:0] \line4__data$191 ;
+  wire [31:0] \line4__data$193 ;
   wire line4__en;
-  wire \line4__en$193 ;
+  wire \line4__en$195 ;
   wire [15:0] membrane_in__addr;
   wire [63:0] membrane_in__data;
   wire membrane_in__en;
@@ -927,21 +934,23 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [19:0] \stage.w_base ;
   wire stage_write;
   wire start;
-  wire \start$346 ;
-  wire \start$351 ;
-  wire \start$352 ;
+  wire \start$348 ;
   wire \start$353 ;
-  wire [143:0] stream_in;
+  wire \start$354 ;
+  wire \start$355 ;
+  wire [167:0] stream_in;
   wire [23:0] \stream_in.in_rows ;
   wire [23:0] \stream_in.out_taken ;
   wire [23:0] \stream_in.res_rows ;
+  wire [23:0] \stream_in.w1_chunks ;
   wire [23:0] \stream_in.w2_chunks ;
   wire [23:0] \stream_in.w3_chunks ;
   wire [23:0] \stream_in.w4_chunks ;
-  wire [143:0] stream_out;
+  wire [167:0] stream_out;
   wire [23:0] \stream_out.in_consumed ;
   wire [23:0] \stream_out.out_rows ;
   wire [23:0] \stream_out.res_consumed ;
+  wire [23:0] \stream_out.w1_consumed ;
   wire [23:0] \stream_out.w2_consumed ;
   wire [23:0] \stream_out.w3_consumed ;
   wire [23:0] \stream_out.w4_consumed ;
@@ -951,6 +960,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] w1__addr;
   wire [31:0] w1__data;
   wire w1__en;
+  wire [23:0] w1_chunks;
+  wire [23:0] w1_consumed;
   wire [15:0] w2__addr;
   wire [31:0] w2__data;
   wire w2__en;
@@ -977,15 +988,15 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$20  = \$17  & \$19 ;
   assign \$21  = \$16  & \$20 ;
   assign \$22  = ! desc[261:260];
-  assign \start$352  = \$21  & \$22 ;
-  assign \$23  = \start$346  | pending;
+  assign \start$354  = \$21  & \$22 ;
+  assign \$23  = \start$348  | pending;
   assign \$24  = ! settle;
   assign \$25  = desc_write | stage_write;
   assign \$26  = ~ \$25 ;
   assign \$27  = \$24  & \$26 ;
   assign \$28  = \$23  & \$27 ;
   assign \$29  = desc[261:260] == 1'h1;
-  assign \start$353  = \$28  & \$29 ;
+  assign \start$355  = \$28  & \$29 ;
   assign \$30  = ~ pending;
   assign \$31  = busy & \$30 ;
   assign \$32  = ~ draining;
@@ -1000,8 +1011,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$41  = ~ \$40 ;
   assign \$42  = \$39  & \$41 ;
   assign \$43  = ~ \$42 ;
-  assign \$44  = \start$346  & \$43 ;
-  assign \$45  = \start$346  | pending;
+  assign \$44  = \start$348  & \$43 ;
+  assign \$45  = \start$348  | pending;
   assign \$46  = ! settle;
   assign \$47  = desc_write | stage_write;
   assign \$48  = ~ \$47 ;
@@ -1009,10 +1020,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$50  = \$45  & \$49 ;
   assign \$51  = ~ draining;
   assign \$52  = busy & \$51 ;
-  assign \$53  = pending | \busy$355 ;
-  assign \$54  = \$53  | \busy$356 ;
-  assign \$55  = \$54  | \busy$357 ;
-  assign \$56  = \$55  | \busy$358 ;
+  assign \$53  = pending | \busy$357 ;
+  assign \$54  = \$53  | \busy$358 ;
+  assign \$55  = \$54  | \busy$359 ;
+  assign \$56  = \$55  | \busy$360 ;
   assign \$57  = ~ \$56 ;
   assign \$58  = \$52  & \$57 ;
   always @(posedge clk)
@@ -1027,7 +1038,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     draining <= \$63 ;
   assign \$1  = ~ busy;
   assign wgrad_rd_en = regions__wgrad__rd_en & \$1 ;
-  assign \$2  = \start$346  | pending;
+  assign \$2  = \start$348  | pending;
   assign \$3  = ! settle;
   assign \$4  = desc_write | stage_write;
   assign \$5  = ~ \$4 ;
@@ -1035,21 +1046,21 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$7  = \$2  & \$6 ;
   assign \$8  = ! desc[261:260];
   assign start = \$7  & \$8 ;
-  assign \$9  = \start$346  | pending;
+  assign \$9  = \start$348  | pending;
   assign \$10  = ! settle;
   assign \$11  = desc_write | stage_write;
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = \$9  & \$13 ;
   assign \$15  = ! desc[261:260];
-  assign \start$351  = \$14  & \$15 ;
-  assign \$16  = \start$346  | pending;
+  assign \start$353  = \$14  & \$15 ;
+  assign \$16  = \start$348  | pending;
   assign \$17  = ! settle;
   \ttsnn_accel.backward  backward (
     .acc_rd_en(wgrad_rd_en),
-    .affine__data(\affine__data$172 ),
+    .affine__data(\affine__data$174 ),
     .affine__en(bw_affine__en),
-    .busy(\busy$355 ),
+    .busy(\busy$357 ),
     .clk(clk),
     .counts(\counts$37 ),
     .grad__data(grad_b__data),
@@ -1066,11 +1077,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .inp__data(grad_a__data),
     .\port$15550$0 (\$76 ),
     .\port$15553$0 (\$77 ),
-    .\port$19320$0 (regions__wgrad__addr),
-    .\port$21401$0 (\$78 ),
+    .\port$19319$0 (regions__wgrad__addr),
+    .\port$21412$0 (\$78 ),
     .rst(rst),
     .stage(stage),
-    .\start$4 (\start$353 ),
+    .\start$4 (\start$355 ),
     .trace__addr(bw_trace__addr),
     .trace__data(trace__data),
     .trace__en(bw_trace__en),
@@ -1079,7 +1090,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .weights__en(bw_weights__en)
   );
   \ttsnn_accel.e1  e1 (
-    .busy(\busy$356 ),
+    .busy(\busy$358 ),
     .clk(clk),
     .counts(\counts$34 ),
     .desc(desc),
@@ -1105,7 +1116,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .weights(w1__data)
   );
   \ttsnn_accel.e23  e23 (
-    .busy(\busy$357 ),
+    .busy(\busy$359 ),
     .clk(clk),
     .counts(\counts$35 ),
     .desc(desc),
@@ -1124,7 +1135,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .line4__addr(e23_line4__addr),
     .line4__data(e23_line4__data),
     .line4__en(e23_line4__en),
-    .\port$22101$96 (stream_in[143:96]),
+    .\port$22112$96 (stream_in[143:96]),
     .\port$2297$0 (\$68 ),
     .\port$2337$0 (\$69 ),
     .\port$2377$0 (\$70 ),
@@ -1141,7 +1152,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .row2_c__data(row2_c__data),
     .row2_c__en(e23_row2_c__en),
     .rst(rst),
-    .start(\start$351 ),
+    .start(\start$353 ),
     .w2__addr(e23_w2__addr),
     .w2__en(e23_w2__en),
     .w2_consumed(w2_consumed),
@@ -1155,7 +1166,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .affine__addr(e4_affine__addr),
     .affine__data(affine__data),
     .affine__en(e4_affine__en),
-    .busy(\busy$358 ),
+    .busy(\busy$360 ),
     .clk(clk),
     .counts(\counts$36 ),
     .desc(desc),
@@ -1170,11 +1181,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_out__addr(e4_membrane_out__addr),
     .membrane_out__en(e4_membrane_out__en),
     .out_rows(out_rows),
-    .\port$21078$0 (\$72 ),
-    .\port$21088$0 (\$73 ),
-    .\port$21098$0 (\$74 ),
-    .\port$21108$0 (\$75 ),
-    .\port$22101$24 (stream_in[95:24]),
+    .\port$21089$0 (\$72 ),
+    .\port$21099$0 (\$73 ),
+    .\port$21109$0 (\$74 ),
+    .\port$21119$0 (\$75 ),
+    .\port$22112$24 (stream_in[95:24]),
     .res_consumed(res_consumed),
     .residual__addr(e4_residual__addr),
     .residual__data(residual__data),
@@ -1184,7 +1195,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .rst(rst),
     .spikes__addr(e4_spikes__addr),
     .spikes_masked(e4_spikes__data),
-    .start(\start$352 ),
+    .start(\start$354 ),
     .w4__addr(e4_w4__addr),
     .w4_consumed(w4_consumed),
     .weights(w4__data)
@@ -1262,13 +1273,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .stage(stage),
     .stage_write(stage_write),
     .staging(\$79 ),
-    .start(\start$346 ),
+    .start(\start$348 ),
     .stream_in(stream_in),
     .stream_out(stream_out)
   );
   \ttsnn_accel.memories  memories (
     .busy(busy),
-    .bw_affine__data(\affine__data$172 ),
+    .bw_affine__data(\affine__data$174 ),
     .bw_grad_a__addr(bw_grad_a__addr),
     .bw_grad_a__data(grad_a__data),
     .bw_grad_a__en(bw_grad_a__en),
@@ -1348,12 +1359,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .host__w3__rd_en(host__w3__rd_en),
     .host__w4__addr(host__w4__addr),
     .host__w4__rd_en(host__w4__rd_en),
-    .\port$21078$0 (\$72 ),
-    .\port$21088$0 (\$73 ),
-    .\port$21098$0 (\$74 ),
-    .\port$21108$0 (\$75 ),
-    .\port$21401$0 (\$78 ),
-    .\port$22103$0 (\$79 ),
+    .\port$21089$0 (\$72 ),
+    .\port$21099$0 (\$73 ),
+    .\port$21109$0 (\$74 ),
+    .\port$21119$0 (\$75 ),
+    .\port$21412$0 (\$78 ),
+    .\port$22114$0 (\$79 ),
     .\port$2297$0 (\$68 ),
     .\port$2337$0 (\$69 ),
     .\port$2377$0 (\$70 ),
@@ -1486,6 +1497,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign w4_chunks = stream_in[95:72];
   assign w2_chunks = stream_in[119:96];
   assign w3_chunks = stream_in[143:120];
+  assign w1_chunks = stream_in[167:144];
+  assign w1_consumed = 24'h000000;
   assign spike_in__addr = e1_spike_in__addr;
   assign e1_spike_in__data = spike_in__data;
   assign spike_in__en = e1_spike_in__en;
@@ -1541,9 +1554,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign bw_trace__data = trace__data;
   assign trace__en = bw_trace__en;
   assign bw_affine__addr = { 4'h0, \$78  };
-  assign \affine__addr$171  = { 4'h0, \$78  };
-  assign bw_affine__data = \affine__data$172 ;
-  assign \affine__en$175  = bw_affine__en;
+  assign \affine__addr$173  = { 4'h0, \$78  };
+  assign bw_affine__data = \affine__data$174 ;
+  assign \affine__en$177  = bw_affine__en;
   assign line1__addr = e1_line1__addr;
   assign e1_line1__data = { \$67 , \$66 , \$65 , \$64  };
   assign line1__data = { \$67 , \$66 , \$65 , \$64  };
@@ -1552,9 +1565,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign e23_row2__data = { \$71 , \$70 , \$69 , \$68  };
   assign row2__data = { \$71 , \$70 , \$69 , \$68  };
   assign row2__en = e23_row2__en;
-  assign \line4__addr$189  = e23_line4__addr;
-  assign \line4__data$191  = e23_line4__data;
-  assign \line4__en$193  = e23_line4__en;
+  assign \line4__addr$191  = e23_line4__addr;
+  assign \line4__data$193  = e23_line4__data;
+  assign \line4__en$195  = e23_line4__en;
   assign membrane_out__addr = e4_membrane_out__addr;
   assign e4_membrane_out__data = { \$75 , \$74 , \$73 , \$72  };
   assign membrane_out__data = { \$75 , \$74 , \$73 , \$72  };
@@ -1569,7 +1582,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign grad_w2__addr = bw_grad_w2__addr;
   assign grad_w2__data = bw_grad_w2__data;
   assign grad_w2__en = bw_grad_w2__en;
-  assign \busy$218  = busy;
+  assign \busy$220  = busy;
   assign regions__w1__addr = host__w1__addr;
   assign regions__w1__rd_data = w1__data;
   assign host__w1__rd_data = w1__data;
@@ -1681,6 +1694,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \desc.pass  = desc[261:260];
   assign \desc.w4_ring  = desc[277:262];
   assign \desc.w23_ring  = desc[293:278];
+  assign \desc.w1_ring  = desc[309:294];
   assign \desc$23.in_channels  = desc[15:0];
   assign \desc$23.rank  = desc[31:16];
   assign \desc$23.out_channels  = desc[47:32];
@@ -1708,6 +1722,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \desc$23.pass  = desc[261:260];
   assign \desc$23.w4_ring  = desc[277:262];
   assign \desc$23.w23_ring  = desc[293:278];
+  assign \desc$23.w1_ring  = desc[309:294];
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -1831,6 +1846,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \desc$26.pass  = desc[261:260];
   assign \desc$26.w4_ring  = desc[277:262];
   assign \desc$26.w23_ring  = desc[293:278];
+  assign \desc$26.w1_ring  = desc[309:294];
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -1934,6 +1950,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \desc$29.pass  = desc[261:260];
   assign \desc$29.w4_ring  = desc[277:262];
   assign \desc$29.w23_ring  = desc[293:278];
+  assign \desc$29.w1_ring  = desc[309:294];
   assign \geo$30.pack  = geo[3:0];
   assign \geo$30.pxl  = geo[7:4];
   assign \geo$30.pk  = geo[10:8];
@@ -1999,6 +2016,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \desc$31.pass  = desc[261:260];
   assign \desc$31.w4_ring  = desc[277:262];
   assign \desc$31.w23_ring  = desc[293:278];
+  assign \desc$31.w1_ring  = desc[309:294];
   assign \geo$32.pack  = geo[3:0];
   assign \geo$32.pxl  = geo[7:4];
   assign \geo$32.pk  = geo[10:8];
@@ -2041,70 +2059,72 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \counts.c1_busy  = counts[1];
   assign \counts.c1_stall  = counts[2];
   assign \counts.c1_in_wait  = counts[3];
-  assign \counts.spike_in_reads  = counts[4];
-  assign \counts.w1_reads  = counts[5];
-  assign \counts.c1_slots  = counts[9:6];
-  assign \counts.c1_adds  = counts[13:10];
-  assign \counts.line1_writes  = counts[14];
-  assign \counts.c2_busy  = counts[15];
-  assign \counts.c2_stall  = counts[16];
-  assign \counts.adder_stall  = counts[17];
-  assign \counts.c3_busy  = counts[18];
-  assign \counts.c3_stall  = counts[19];
-  assign \counts.c2_w_wait  = counts[20];
-  assign \counts.c3_w_wait  = counts[21];
-  assign \counts.line1_reads  = counts[23:22];
-  assign \counts.w2_reads  = counts[24];
-  assign \counts.row2_reads  = counts[26:25];
-  assign \counts.w3_reads  = counts[27];
-  assign \counts.c2_macs  = counts[33:28];
-  assign \counts.c3_macs  = counts[39:34];
-  assign \counts.c2_spad_reads  = counts[41:40];
-  assign \counts.c2_spad_writes  = counts[43:42];
-  assign \counts.c3_spad_reads  = counts[45:44];
-  assign \counts.c3_spad_writes  = counts[47:46];
-  assign \counts.row2_writes  = counts[48];
-  assign \counts.line4_writes  = counts[49];
-  assign \counts.adder_busy  = counts[50];
-  assign \counts.adds  = counts[56:51];
-  assign \counts.c4_busy  = counts[57];
-  assign \counts.c4_stall  = counts[58];
-  assign \counts.lif_stall  = counts[59];
-  assign \counts.c4_w_wait  = counts[60];
-  assign \counts.line4_reads  = counts[61];
-  assign \counts.w4_reads  = counts[62];
-  assign \counts.affine_reads  = counts[63];
-  assign \counts.residual_reads  = counts[64];
-  assign \counts.membrane_reads  = counts[65];
-  assign \counts.c4_macs  = counts[69:66];
-  assign \counts.membrane_writes  = counts[70];
-  assign \counts.spikes_writes  = counts[71];
-  assign \counts.lif_busy  = counts[72];
-  assign \counts.lif_updates  = counts[76:73];
-  assign \counts.spikes_out  = counts[80:77];
-  assign \counts.stage_busy  = counts[81];
-  assign \counts.stage_macs  = counts[84:82];
-  assign \counts.wgrad_updates  = counts[87:85];
-  assign \counts.in_reads  = counts[88];
-  assign \counts.grad_reads  = counts[89];
-  assign \counts.weight_reads  = counts[90];
-  assign \counts.grad_writes  = counts[91];
-  assign \counts.wgrad_words  = counts[92];
-  assign \counts.grad_saturations  = counts[95:93];
-  assign \counts.lifg_busy  = counts[96];
-  assign \counts.lifg_updates  = counts[99:97];
-  assign \counts.trace_reads  = counts[100];
-  assign \counts.lifg_grad_reads  = counts[102:101];
-  assign \counts.lifg_grad_writes  = counts[104:103];
-  assign \counts.lifg_saturations  = counts[109:105];
+  assign \counts.c1_w_wait  = counts[4];
+  assign \counts.spike_in_reads  = counts[5];
+  assign \counts.w1_reads  = counts[6];
+  assign \counts.c1_slots  = counts[10:7];
+  assign \counts.c1_adds  = counts[14:11];
+  assign \counts.line1_writes  = counts[15];
+  assign \counts.c2_busy  = counts[16];
+  assign \counts.c2_stall  = counts[17];
+  assign \counts.adder_stall  = counts[18];
+  assign \counts.c3_busy  = counts[19];
+  assign \counts.c3_stall  = counts[20];
+  assign \counts.c2_w_wait  = counts[21];
+  assign \counts.c3_w_wait  = counts[22];
+  assign \counts.line1_reads  = counts[24:23];
+  assign \counts.w2_reads  = counts[25];
+  assign \counts.row2_reads  = counts[27:26];
+  assign \counts.w3_reads  = counts[28];
+  assign \counts.c2_macs  = counts[34:29];
+  assign \counts.c3_macs  = counts[40:35];
+  assign \counts.c2_spad_reads  = counts[42:41];
+  assign \counts.c2_spad_writes  = counts[44:43];
+  assign \counts.c3_spad_reads  = counts[46:45];
+  assign \counts.c3_spad_writes  = counts[48:47];
+  assign \counts.row2_writes  = counts[49];
+  assign \counts.line4_writes  = counts[50];
+  assign \counts.adder_busy  = counts[51];
+  assign \counts.adds  = counts[57:52];
+  assign \counts.c4_busy  = counts[58];
+  assign \counts.c4_stall  = counts[59];
+  assign \counts.lif_stall  = counts[60];
+  assign \counts.c4_w_wait  = counts[61];
+  assign \counts.line4_reads  = counts[62];
+  assign \counts.w4_reads  = counts[63];
+  assign \counts.affine_reads  = counts[64];
+  assign \counts.residual_reads  = counts[65];
+  assign \counts.membrane_reads  = counts[66];
+  assign \counts.c4_macs  = counts[70:67];
+  assign \counts.membrane_writes  = counts[71];
+  assign \counts.spikes_writes  = counts[72];
+  assign \counts.lif_busy  = counts[73];
+  assign \counts.lif_updates  = counts[77:74];
+  assign \counts.spikes_out  = counts[81:78];
+  assign \counts.stage_busy  = counts[82];
+  assign \counts.stage_macs  = counts[85:83];
+  assign \counts.wgrad_updates  = counts[88:86];
+  assign \counts.in_reads  = counts[89];
+  assign \counts.grad_reads  = counts[90];
+  assign \counts.weight_reads  = counts[91];
+  assign \counts.grad_writes  = counts[92];
+  assign \counts.wgrad_words  = counts[93];
+  assign \counts.grad_saturations  = counts[96:94];
+  assign \counts.lifg_busy  = counts[97];
+  assign \counts.lifg_updates  = counts[100:98];
+  assign \counts.trace_reads  = counts[101];
+  assign \counts.lifg_grad_reads  = counts[103:102];
+  assign \counts.lifg_grad_writes  = counts[105:104];
+  assign \counts.lifg_saturations  = counts[110:106];
   assign \counts$34.c1_busy  = \counts$34 [0];
   assign \counts$34.c1_stall  = \counts$34 [1];
   assign \counts$34.c1_in_wait  = \counts$34 [2];
-  assign \counts$34.spike_in_reads  = \counts$34 [3];
-  assign \counts$34.w1_reads  = \counts$34 [4];
-  assign \counts$34.c1_slots  = \counts$34 [8:5];
-  assign \counts$34.c1_adds  = \counts$34 [12:9];
-  assign \counts$34.line1_writes  = \counts$34 [13];
+  assign \counts$34.c1_w_wait  = \counts$34 [3];
+  assign \counts$34.spike_in_reads  = \counts$34 [4];
+  assign \counts$34.w1_reads  = \counts$34 [5];
+  assign \counts$34.c1_slots  = \counts$34 [9:6];
+  assign \counts$34.c1_adds  = \counts$34 [13:10];
+  assign \counts$34.line1_writes  = \counts$34 [14];
   assign \counts$35.c2_busy  = \counts$35 [0];
   assign \counts$35.c2_stall  = \counts$35 [1];
   assign \counts$35.adder_stall  = \counts$35 [2];
@@ -2162,12 +2182,15 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \stream_in.w4_chunks  = stream_in[95:72];
   assign \stream_in.w2_chunks  = stream_in[119:96];
   assign \stream_in.w3_chunks  = stream_in[143:120];
+  assign \stream_in.w1_chunks  = stream_in[167:144];
   assign \stream_out.in_consumed  = stream_out[23:0];
   assign \stream_out.res_consumed  = stream_out[47:24];
   assign \stream_out.out_rows  = stream_out[71:48];
   assign \stream_out.w4_consumed  = stream_out[95:72];
   assign \stream_out.w2_consumed  = stream_out[119:96];
   assign \stream_out.w3_consumed  = stream_out[143:120];
+  assign \stream_out.w1_consumed  = stream_out[167:144];
+  assign stream_out[167:144] = 24'h000000;
   assign stream_out[143:120] = w3_consumed;
   assign stream_out[119:96] = w2_consumed;
   assign stream_out[95:72] = w4_consumed;
@@ -2175,60 +2198,61 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign stream_out[47:24] = res_consumed;
   assign stream_out[23:0] = in_consumed;
   assign counts[0] = \$33 ;
-  assign counts[109:105] = \counts$37 [28:24];
-  assign counts[104:103] = \counts$37 [23:22];
-  assign counts[102:101] = \counts$37 [21:20];
-  assign counts[100] = \counts$37 [19];
-  assign counts[99:97] = \counts$37 [18:16];
-  assign counts[96] = \counts$37 [15];
-  assign counts[95:93] = \counts$37 [14:12];
-  assign counts[92] = \counts$37 [11];
-  assign counts[91] = \counts$37 [10];
-  assign counts[90] = \counts$37 [9];
-  assign counts[89] = \counts$37 [8];
-  assign counts[88] = \counts$37 [7];
-  assign counts[87:85] = \counts$37 [6:4];
-  assign counts[84:82] = \counts$37 [3:1];
-  assign counts[81] = \counts$37 [0];
-  assign counts[80:77] = \counts$36 [23:20];
-  assign counts[76:73] = \counts$36 [19:16];
-  assign counts[72] = \counts$36 [15];
-  assign counts[71] = \counts$36 [14];
-  assign counts[70] = \counts$36 [13];
-  assign counts[69:66] = \counts$36 [12:9];
-  assign counts[65] = \counts$36 [8];
-  assign counts[64] = \counts$36 [7];
-  assign counts[63] = \counts$36 [6];
-  assign counts[62] = \counts$36 [5];
-  assign counts[61] = \counts$36 [4];
-  assign counts[60] = \counts$36 [3];
-  assign counts[59] = \counts$36 [2];
-  assign counts[58] = \counts$36 [1];
-  assign counts[57] = \counts$36 [0];
-  assign counts[56:51] = \counts$35 [41:36];
-  assign counts[50] = \counts$35 [35];
-  assign counts[49] = \counts$35 [34];
-  assign counts[48] = \counts$35 [33];
-  assign counts[47:46] = \counts$35 [32:31];
-  assign counts[45:44] = \counts$35 [30:29];
-  assign counts[43:42] = \counts$35 [28:27];
-  assign counts[41:40] = \counts$35 [26:25];
-  assign counts[39:34] = \counts$35 [24:19];
-  assign counts[33:28] = \counts$35 [18:13];
-  assign counts[27] = \counts$35 [12];
-  assign counts[26:25] = \counts$35 [11:10];
-  assign counts[24] = \counts$35 [9];
-  assign counts[23:22] = \counts$35 [8:7];
-  assign counts[21] = \counts$35 [6];
-  assign counts[20] = \counts$35 [5];
-  assign counts[19] = \counts$35 [4];
-  assign counts[18] = \counts$35 [3];
-  assign counts[17] = \counts$35 [2];
-  assign counts[16] = \counts$35 [1];
-  assign counts[15] = \counts$35 [0];
-  assign counts[14] = \counts$34 [13];
-  assign counts[13:10] = \counts$34 [12:9];
-  assign counts[9:6] = \counts$34 [8:5];
+  assign counts[110:106] = \counts$37 [28:24];
+  assign counts[105:104] = \counts$37 [23:22];
+  assign counts[103:102] = \counts$37 [21:20];
+  assign counts[101] = \counts$37 [19];
+  assign counts[100:98] = \counts$37 [18:16];
+  assign counts[97] = \counts$37 [15];
+  assign counts[96:94] = \counts$37 [14:12];
+  assign counts[93] = \counts$37 [11];
+  assign counts[92] = \counts$37 [10];
+  assign counts[91] = \counts$37 [9];
+  assign counts[90] = \counts$37 [8];
+  assign counts[89] = \counts$37 [7];
+  assign counts[88:86] = \counts$37 [6:4];
+  assign counts[85:83] = \counts$37 [3:1];
+  assign counts[82] = \counts$37 [0];
+  assign counts[81:78] = \counts$36 [23:20];
+  assign counts[77:74] = \counts$36 [19:16];
+  assign counts[73] = \counts$36 [15];
+  assign counts[72] = \counts$36 [14];
+  assign counts[71] = \counts$36 [13];
+  assign counts[70:67] = \counts$36 [12:9];
+  assign counts[66] = \counts$36 [8];
+  assign counts[65] = \counts$36 [7];
+  assign counts[64] = \counts$36 [6];
+  assign counts[63] = \counts$36 [5];
+  assign counts[62] = \counts$36 [4];
+  assign counts[61] = \counts$36 [3];
+  assign counts[60] = \counts$36 [2];
+  assign counts[59] = \counts$36 [1];
+  assign counts[58] = \counts$36 [0];
+  assign counts[57:52] = \counts$35 [41:36];
+  assign counts[51] = \counts$35 [35];
+  assign counts[50] = \counts$35 [34];
+  assign counts[49] = \counts$35 [33];
+  assign counts[48:47] = \counts$35 [32:31];
+  assign counts[46:45] = \counts$35 [30:29];
+  assign counts[44:43] = \counts$35 [28:27];
+  assign counts[42:41] = \counts$35 [26:25];
+  assign counts[40:35] = \counts$35 [24:19];
+  assign counts[34:29] = \counts$35 [18:13];
+  assign counts[28] = \counts$35 [12];
+  assign counts[27:26] = \counts$35 [11:10];
+  assign counts[25] = \counts$35 [9];
+  assign counts[24:23] = \counts$35 [8:7];
+  assign counts[22] = \counts$35 [6];
+  assign counts[21] = \counts$35 [5];
+  assign counts[20] = \counts$35 [4];
+  assign counts[19] = \counts$35 [3];
+  assign counts[18] = \counts$35 [2];
+  assign counts[17] = \counts$35 [1];
+  assign counts[16] = \counts$35 [0];
+  assign counts[15] = \counts$34 [14];
+  assign counts[14:11] = \counts$34 [13:10];
+  assign counts[10:7] = \counts$34 [9:6];
+  assign counts[6] = \counts$34 [5];
   assign counts[5] = \counts$34 [4];
   assign counts[4] = \counts$34 [3];
   assign counts[3] = \counts$34 [2];

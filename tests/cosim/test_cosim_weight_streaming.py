@@ -1,7 +1,9 @@
-"""Streamed G4 (descriptor ``w4_ring``) in the generated Verilog against the golden model, bit
-for bit (cocotb + Verilator): the small configuration with G1/G4 regions of 16 words, whose
-layers of 16 to 24 output channels need more than that for G4, so the planner streams G4
-through a ring of ``r``-word chunks the host refills while the tile runs. Every counter
+"""Streamed cores (descriptors ``w4_ring``, ``w23_ring``, ``w1_ring``) in the generated Verilog
+against the golden model, bit for bit (cocotb + Verilator): the small configuration with G1/G4
+regions of 16 words, whose layers of 16 to 24 output channels need more than that for G4, so
+the planner streams G4 through a ring of ``r``-word chunks the host refills while the tile
+runs; in the paper's arrangement one layer of 16 input channels per configuration streams G1
+as well. Every counter
 equals the model's (model/tile.py: the chunks are real host traffic), every tile's timing
 counters (``c4_w_wait`` included) and bus cycles equal the host-rate cycle model's, also
 where the chunks hold cluster 4 up."""
@@ -42,6 +44,10 @@ def small_stream_g4(tmp_path, paper_arrangement: bool = False, g23: bool = False
 
 
 def streamed_cases(cfg, seed: int = 0, g23: bool = False) -> list[LayerCase]:
+    """Three layers per configuration; in the paper's arrangement one more whose transposed
+    G1 (16 input channels: ``ceil(r/Pk) * ceil(16/Px)`` >= 20 words at r = 5-6, whatever the
+    packing) exceeds the 16-word ``w1`` and streams."""
+    zero_skip = cfg.arrangement.cluster1 == "zero_skip"
     rng = np.random.default_rng(seed)
     wd = cfg.widths
     cases = []
@@ -59,11 +65,15 @@ def streamed_cases(cfg, seed: int = 0, g23: bool = False) -> list[LayerCase]:
         add("stt-T3-g23-tiles", "stt", 6, 5, 8, 3, 10, 5, order=0)
         add("htt-T4-g234-capped", "htt", 7, 7, 12, 4, 4, 4, residual=True, ring_limit=1, order=1,
             schedule=(True, False, True, False))
+        if zero_skip:    # all four cores streamed
+            add("ptt-T2-g1234-capped", "ptt", 16, 6, 12, 2, 4, 4, residual=True, ring_limit=1)
         return cases
     add("ptt-T2-g4-ring4-pool-residual", "ptt", 8, 4, 24, 2, 4, 6, pool=True, residual=True)
     add("stt-T3-g4-ring3-tiles", "stt", 6, 5, 20, 3, 10, 5, order=0)
     add("htt-T4-g4-ring2-capped", "htt", 7, 7, 16, 4, 4, 4, residual=True, ring_limit=1, order=1,
         schedule=(True, False, True, False))
+    if zero_skip:        # G1 and G4 streamed
+        add("stt-T2-g14-tiles", "stt", 16, 5, 16, 2, 6, 5, order=0)
     return cases
 
 
@@ -83,6 +93,9 @@ def test_streamed_cores_are_bit_exact(tmp_path, paper_arr, g23):
         g4 = -(-q.out_channels // target.config.lanes) * q.rank > 16
         assert {t.w4_ring for t in r.plan} == {w4_ring_chunks(target.config, q.rank) if g4 else 0}
         assert all(bool(t.w23_ring) == g23 for t in r.plan)
+        g1 = q.in_channels == 16              # streamed G1 (paper arrangement only)
+        assert all(bool(t.w1_ring) == g1 for t in r.plan)
+    assert any(bool(t.w1_ring) for r in results for t in r.plan) == paper_arr
     assert any(r.tiles > 1 for r in results)
     waits = ("c2_w_wait", "c3_w_wait") if g23 else ("c4_w_wait",)
     assert any(r.counters[w] > 0 for r in results for w in waits), "no case waited for a chunk"
@@ -114,6 +127,37 @@ def test_paper_streamed_512_channel_layer():
     results = run_cases(target, [case])
     _check_results(results, target.config)
     (r,) = results
-    assert {(t.w4_ring, t.w23_ring) for t in r.plan} == {(8, 1)}
+    assert all(t.w4_ring == 8 and t.w23_ring >= 1 and not t.w1_ring for t in r.plan)
+    _check_host_timing(results, target.config, need_waits=False)
+    _check_all_model_counters(results, target.config)
+
+
+def paper_g1_stream_case(config, seed: int = 1, mode: str = "ptt") -> LayerCase:
+    """MS-ResNet34 / N-Caltech101 ``layers.3.2.conv2`` at its published rank (512 -> 512
+    channels, r = 108, 6x6, membrane shortcut, T = 6; random weights calibrated like the
+    coverage cases, input spikes at density 0.1): its transposed G1 (55,296 weights) exceeds
+    ``w1`` as well as G2/G3 and G4 their regions: all four cores stream."""
+    rng = np.random.default_rng(seed)
+    wd = config.widths
+    t, cin, r, cout, h, w = 6, 512, 108, 512, 6, 6
+    q = random_layer(rng, wd, mode, cin, r, cout, residual=True)
+    x = _spikes(rng, (t, cin, h, w), 0.1)
+    res = _residual(rng, q, wd, t, h, w, False)
+    q = calibrate(q, x, res, wd, rng)
+    return LayerCase(f"resnet34-layers.3.2.conv2-r{r}-{mode}-g1234-streamed", q, x, res)
+
+
+@pytest.mark.cosim_full
+def test_paper_g1_streamed_512_channel_layer():
+    """The paper configuration on MS-ResNet34's ``layers.3.2.conv2`` with all four cores
+    streamed (G1 through the zero-skipping cluster 1's ring): bit-exact, every counter and
+    every tile's timing counters (``c1_w_wait`` included) and bus cycles equal to the
+    models'."""
+    target = RtlTarget.for_config("paper")
+    case = paper_g1_stream_case(target.config)
+    results = run_cases(target, [case])
+    _check_results(results, target.config)
+    (r,) = results
+    assert all(t.w1_ring and t.w23_ring and t.w4_ring for t in r.plan)
     _check_host_timing(results, target.config, need_waits=False)
     _check_all_model_counters(results, target.config)

@@ -139,10 +139,14 @@ def test_clear_errors():
     assert {t.w23_ring > 0 for t in plan_layer(SMALL, (2, 4, 4, 4), rank=9, out_channels=4)} == {True}
     with pytest.raises(ValueError, match="rank = 97 exceeds"):
         plan_layer(SMALL, (2, 4, 4, 4), rank=97, out_channels=4)
-    with pytest.raises(CoresDoNotFit, match="region w1 .*no G1 weight streaming"):
-        plan_layer(PAPER, (6, 512, 6, 6), rank=170, out_channels=512)
-    with pytest.raises(CoresDoNotFit, match="region w1 .*weight streaming"):
-        plan_layer(PAPER, (6, 512, 6, 6), rank=79, out_channels=512)
+    # G1 beyond region w1: the dense cluster 1 (paper_dense) refuses it, naming the region; the
+    # zero-skipping one (paper) streams it
+    dense = load_config("paper_dense")
+    with pytest.raises(CoresDoNotFit, match="region w1 .*dense cluster 1 has no G1 streaming"):
+        plan_layer(dense, (6, 512, 6, 6), rank=170, out_channels=512)
+    with pytest.raises(CoresDoNotFit, match="region w1 .*no G1 streaming"):
+        plan_layer(dense, (6, 512, 6, 6), rank=79, out_channels=512)
+    assert all(t.w1_ring > 0 for t in plan_layer(PAPER, (6, 512, 6, 6), rank=170, out_channels=512))
     with pytest.raises(ValueError, match="even height and width"):
         plan_layer(SMALL, (2, 4, 5, 4), rank=2, out_channels=4, pool=True)
     with pytest.raises(ValueError, match="expected \\(T, Cin, H, W\\)"):
@@ -160,14 +164,19 @@ def test_clear_errors():
 
 
 def test_plan_layer_any_weights_falls_back_only_for_cores():
-    """Layers whose cores exceed the weight regions are planned on a copy with a larger weight
-    buffer (nothing else changes); any other misfit is still an error."""
-    plan, used, fits = plan_layer_any_weights(PAPER, (6, 512, 6, 6), rank=170, out_channels=512)
-    assert not fits and used is not PAPER
-    assert used.limits.max_rank >= 170 and used.buffers["weight"].bytes > PAPER.buffers["weight"].bytes
+    """Layers whose cores exceed the weight regions (a G1 beyond w1 with the dense cluster 1,
+    which has no G1 streaming) are planned on a copy with a larger weight buffer (nothing else
+    changes); any other misfit is still an error. The zero-skipping cluster 1 streams G1: the
+    same layer plans on the paper configuration itself."""
+    dense = load_config("paper_dense")
+    plan, used, fits = plan_layer_any_weights(dense, (6, 512, 6, 6), rank=170, out_channels=512)
+    assert not fits and used is not dense
+    assert used.limits.max_rank >= 170 and used.buffers["weight"].bytes > dense.buffers["weight"].bytes
     for name in ("spike_in", "interstage", "residual", "state_out"):
-        assert used.buffers[name] == PAPER.buffers[name]
+        assert used.buffers[name] == dense.buffers[name]
     assert {t.rank for t in plan} == {170} and sum(t.out_channels for t in plan if t.row0 == t.col0 == 0) == 512
+    plan, used, fits = plan_layer_any_weights(PAPER, (6, 512, 6, 6), rank=170, out_channels=512)
+    assert fits and used is PAPER and all(t.w1_ring for t in plan)
     plan, used, fits = plan_layer_any_weights(PAPER, (4, 64, 8, 8), rank=16, out_channels=64)
     assert fits and used is PAPER
     with pytest.raises(ValueError, match="timesteps T = 9 exceeds") as exc:

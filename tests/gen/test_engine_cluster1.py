@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from amaranth.hdl import Elaboratable, Module
+from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
@@ -32,10 +32,14 @@ ZS = dataclasses.replace(CFG, arrangement=dataclasses.replace(CFG.arrangement, c
 class Harness(Elaboratable):
     """The engine, the geometry unit, and read-only memories for its two read ports."""
 
-    def __init__(self, spike_words, w1_words, engine=ClusterOneEngine, cfg=CFG):
+    def __init__(self, spike_words, w1_words, engine=ClusterOneEngine, cfg=CFG, w1_depth=None):
         self.geometry = TileGeometryUnit(cfg)
         self.engine = engine(cfg)
         self.spike_words, self.w1_words = spike_words, w1_words
+        # a streamed G1 (w1_depth: the ring's words): the testbench host writes the chunks
+        self.w1_depth = w1_depth
+        self.w1_we, self.w1_waddr = Signal(), Signal(16)
+        self.w1_wdata = Signal(CFG.lanes * CFG.widths.weight)
 
     def elaborate(self, platform):
         m = Module()
@@ -44,9 +48,14 @@ class Harness(Elaboratable):
         m.d.comb += [self.geometry.desc.eq(eng.desc), eng.geo.eq(self.geometry.geo)]
         for name, words, width in (("spike_in", self.spike_words, CFG.spike_word_bits),
                                    ("w1", self.w1_words, CFG.lanes * CFG.widths.weight)):
-            m.submodules[name] = mem = Memory(shape=width, depth=max(len(words), 2), init=words)
+            ring = name == "w1" and self.w1_depth is not None
+            depth = self.w1_depth if ring else max(len(words), 2)
+            m.submodules[name] = mem = Memory(shape=width, depth=depth, init=[] if ring else words)
             port, rd = getattr(eng, name), mem.read_port()
             m.d.comb += [rd.en.eq(port.en), rd.addr.eq(port.addr), port.data.eq(rd.data)]
+            if ring:
+                wr = mem.write_port()
+                m.d.comb += [wr.en.eq(self.w1_we), wr.addr.eq(self.w1_waddr), wr.data.eq(self.w1_wdata)]
         return m
 
 
@@ -64,10 +73,12 @@ def _rows_in_engine_order(order, T, H):
     return [(t, w) for q in range(H) for t in range(T) for w in ((0, 1, 2) if q == 0 else (q + 2,))]
 
 
-def run_engine(q, x, tile_hw, pack, order, cfg=CFG):
+def run_engine(q, x, tile_hw, pack, order, cfg=CFG, w1_ring=0, host_gap=0):
     """Run every tile of the layer through cluster 1's engine of ``cfg`` (dense or zero
     skipping), check every q1 value against the golden stage, and the counters against the
-    hand formulas. Returns the number of q1 values checked."""
+    hand formulas. Returns the number of q1 values checked. ``w1_ring > 0`` (zero skipping):
+    G1 streamed through a ring of that many chunks, which a testbench host writes one word
+    per ``1 + host_gap`` cycles as slots free up (``w1_consumed``), in the driver's order."""
     zero_skip = cfg.arrangement.cluster1 == "zero_skip"
     drv = Driver(cfg)
     plan = drv.plan(q, x.shape, tile_hw=tile_hw, pack=pack, order=order)
@@ -79,7 +90,11 @@ def run_engine(q, x, tile_hw, pack, order, cfg=CFG):
         spike_words = [w for row in rows for w in row]          # every row preloaded, no wrap
         w1_words = drv.weight_words(q, tile)["w1"]
         desc = drv.descriptor(q, tile, {"in": len(rows), "res": 1, "out": 1})
-        h = Harness(spike_words, w1_words, ClusterOneZeroSkipEngine if zero_skip else ClusterOneEngine, cfg)
+        nw = -(-tile.in_channels // (cfg.lanes >> tile.pack))
+        chunks = [w1_words[kg * nw:(kg + 1) * nw] for _ in rows for kg in range(geo.ng)] if w1_ring else []
+        desc["w1_ring"] = w1_ring
+        h = Harness(spike_words, w1_words, ClusterOneZeroSkipEngine if zero_skip else ClusterOneEngine, cfg,
+                    w1_ring * nw if w1_ring else None)
         eng = h.engine
         T, H, W = tile.timesteps, tile.height, tile.width
         writes: dict[int, dict[int, int]] = {}
@@ -91,7 +106,20 @@ def run_engine(q, x, tile_hw, pack, order, cfg=CFG):
             await start_engine(ctx, eng, desc, {"in_rows": len(rows), "released": 1 << 15,
                                                 "released_e1_order": 1 << 15}, h.geometry.latency)
             done = 0
+            sent, word, gap = 0, 0, 0                     # the host: chunks written, next word, wait
             for _ in range(100_000):
+                ctx.set(h.w1_we, 0)
+                if sent < len(chunks) and sent < ctx.get(eng.w1_consumed) + w1_ring:
+                    if gap:
+                        gap -= 1
+                    else:
+                        ctx.set(h.w1_we, 1)
+                        ctx.set(h.w1_waddr, (sent % w1_ring) * nw + word)
+                        ctx.set(h.w1_wdata, chunks[sent][word])
+                        word, gap = word + 1, host_gap
+                        if word == nw:
+                            sent, word = sent + 1, 0
+                            ctx.set(eng.w1_chunks, sent)      # visible with the last word written
                 en = ctx.get(eng.line1.en)
                 if en:
                     addr, data = ctx.get(eng.line1.addr), ctx.get(eng.line1.data)
@@ -101,7 +129,9 @@ def run_engine(q, x, tile_hw, pack, order, cfg=CFG):
                             writes.setdefault(addr, {})[lane] = (data >> (lane * qb)) & ((1 << qb) - 1)
                 for name, _ in eng.counts.shape():
                     totals[name] = totals.get(name, 0) + ctx.get(eng.counts[name])
+                totals["_cycles"] = totals.get("_cycles", 0) + 1
                 await ctx.tick()
+                totals["_w1_consumed"] = ctx.get(eng.w1_consumed)
                 while done < ctx.get(eng.rows_done):      # a row is complete: keep its words
                     finished.append({a: dict(v) for a, v in writes.items()})
                     done += 1
@@ -138,9 +168,18 @@ def run_engine(q, x, tile_hw, pack, order, cfg=CFG):
         computed = [(t, w, x_) for t, w in order_rows if (t, w) not in zero_rows
                     for x_ in range(-1 + zl, W + 1 - zr)]
         ones = int(sum(window[t, :, w, x_ + 1].sum() for t, w, x_ in computed))
-        check = _zero_skip_counters if zero_skip else _dense_counters
-        check(totals, q, window, computed, len(zero_rows), ones, geo)
+        if w1_ring:
+            assert _all_chunks_used(chunks, totals)
+            _zero_skip_counters(totals, q, window, computed, len(zero_rows), ones, geo, streamed=True)
+        else:
+            check = _zero_skip_counters if zero_skip else _dense_counters
+            check(totals, q, window, computed, len(zero_rows), ones, geo)
     return checked
+
+
+def _all_chunks_used(chunks, totals):
+    """Every G1 chunk was used: one ``w1_consumed`` step each (counted by the bench)."""
+    return totals.get("_w1_consumed", 0) == len(chunks)
 
 
 def _dense_counters(totals, q, window, computed, n_zero_rows, ones, geo):
@@ -155,9 +194,11 @@ def _dense_counters(totals, q, window, computed, n_zero_rows, ones, geo):
     assert totals["c1_stall"] == 0 and totals["c1_in_wait"] == 0
 
 
-def _zero_skip_counters(totals, q, window, computed, n_zero_rows, ones, geo):
+def _zero_skip_counters(totals, q, window, computed, n_zero_rows, ones, geo, streamed=False):
     """Per pixel and rank group of Pk: one step per 1-spike of each spike word, one for an
-    all-zero word; one step per zero row; one stall (the first word's fetch)."""
+    all-zero word; one step per zero row; one stall (the first word's fetch). A streamed G1
+    (rank group outer within a row) reads every spike word once per rank group, and the
+    cycles without a step are the first word's fetch or G1 chunk waits."""
     sw = ZS.spike_word_bits
     steps = 0
     for t, w, x_ in computed:
@@ -169,8 +210,13 @@ def _zero_skip_counters(totals, q, window, computed, n_zero_rows, ones, geo):
     assert totals["c1_slots"] == steps * q.rank
     assert totals["c1_adds"] == ones * q.rank
     assert totals["line1_writes"] == len(computed) * len(groups)
-    assert totals["spike_in_reads"] == len(computed) * -(-q.in_channels // sw)
-    assert totals["c1_stall"] == 1 and totals["c1_in_wait"] == 0
+    assert totals["spike_in_reads"] == len(computed) * -(-q.in_channels // sw) * (len(groups) if streamed else 1)
+    assert totals["c1_in_wait"] == 0
+    if not streamed:
+        assert totals["c1_stall"] == 1 and totals["c1_w_wait"] == 0
+        return
+    # every cycle from the start until the last step is a step, the first fetch or a chunk wait
+    assert totals["c1_stall"] == 1 and totals["c1_w_wait"] > 0
 
 
 @pytest.mark.parametrize("order", [0, 1], ids=["row-outer", "timestep-outer"])
@@ -197,3 +243,16 @@ def test_zero_skip_cluster1_writes_the_golden_q1(pattern, order, pack):
     x = {"zeros": np.zeros(shape, int), "ones": np.ones(shape, int),
          "random": (rng.random(shape) < 0.3).astype(int)}[pattern]
     assert run_engine(q, x, (2, 3), pack, order, cfg=ZS) > 0
+
+
+@pytest.mark.parametrize("order,pack,ring,gap", [(0, 0, 1, 0), (1, 1, 2, 3), (0, 1, 3, 1)])
+def test_zero_skip_cluster1_with_streamed_g1(order, pack, ring, gap):
+    """A streamed G1 (descriptor ``w1_ring``): the rank groups of a row go one after the other,
+    each waiting for its chunk of ``ceil(Cin/Px)`` words, which a slow testbench host writes
+    into a ring of 1-3 chunks as ``w1_consumed`` frees slots; q1 equals the golden stage, every
+    chunk is used once, the steps are the resident engine's and the waits count as
+    ``c1_w_wait``."""
+    rng = np.random.default_rng(31 + pack + 2 * order)
+    q = _layer(rng, r=5, cin=40)
+    x = (rng.random((2, 40, 4, 5)) < 0.3).astype(int)
+    assert run_engine(q, x, (2, 3), pack, order, cfg=ZS, w1_ring=ring, host_gap=gap) > 0

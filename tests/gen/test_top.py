@@ -50,7 +50,7 @@ def run_layer(q, x, resid=None, tile_hw=None, pack=None, order=None, ring_limit=
 
 
 TIMING = ("cycles", "c1_stall", "c1_in_wait", "c2_stall", "c3_stall", "c4_stall", "adder_stall",
-          "lif_stall", "c4_w_wait", "c2_w_wait", "c3_w_wait")
+          "lif_stall", "c4_w_wait", "c2_w_wait", "c3_w_wait", "c1_w_wait")
 
 
 def check(q, x, resid=None, tile_hw=None, pack=None, order=None, ring_limit=None):

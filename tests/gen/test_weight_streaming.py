@@ -14,7 +14,7 @@ import pytest
 from ttsnn.gen.config import config_from_dict, load_config
 from ttsnn.gen.cyclemodel import TileShape, tile_counters, tile_timing
 
-from ttsnn.gen.driver import Driver, LayerOutputs, plan_layer, w4_ring_chunks
+from ttsnn.gen.driver import CoresDoNotFit, Driver, LayerOutputs, plan_layer, tile_fit, w1_ring_chunks, w4_ring_chunks
 from ttsnn.gen.hosttiming import host_tile_timing, shape_traffic, traffic_of_program
 from ttsnn.gen.zero_skip import zero_skip_row_lens
 from ttsnn.sw.golden import golden_layer
@@ -136,3 +136,121 @@ def test_streamed_cores_are_bit_exact_and_modelled(host_data, ring, mode, pool, 
         assert (w4_waits > 0) == (mode != "ptt" and host_data < 128)
     else:                # rings of 1-2 chunks: the G2/G3 chunks hold clusters 2/3 up in every case
         assert w23_waits > 0
+
+
+def small_w1(host_data: int = 32, w1_words: int = 8, max_rank: int | None = None):
+    """The small configuration in the paper's arrangement (zero-skipping cluster 1) with a G1
+    region of ``w1_words`` words (the G4 region as large): a transposed G1 of more words
+    (``ceil(r/Pk) * ceil(Cin/Px)``) is streamed."""
+    base = small_w4(host_data, True, max_rank)
+    d = base.to_dict()
+    d["limits"]["max_pointwise_weights"] = w1_words * base.lanes
+    return config_from_dict(d, source=f"small, zero-skip, {w1_words}-word w1, host_data={host_data}, "
+                                      f"max_rank={max_rank}")
+
+
+def test_planner_streams_g1_only_when_it_does_not_fit():
+    cfg = small_w1()
+    assert cfg.regions["w1"].depth == 8
+    assert w1_ring_chunks(cfg, 16, 0) == 2 and w1_ring_chunks(cfg, 16, 2) == 0
+    # transposed G1 of rank 4, 16 channels: 4 x 4 words at Pk = 1 (16 > 8: a ring of 2 chunks)
+    streamed = plan_layer(cfg, (2, 16, 4, 4), rank=4, out_channels=4, pack=0)
+    assert {t.w1_ring for t in streamed} == {2}
+    # Pk = 4: one group of 16 words, not even one chunk fits: refused, the region named
+    with pytest.raises(CoresDoNotFit, match="region w1"):
+        plan_layer(cfg, (2, 16, 4, 4), rank=4, out_channels=4, pack=2)
+    resident = plan_layer(cfg, (2, 8, 4, 4), rank=2, out_channels=4, pack=0)   # 2 x 2 words
+    assert {t.w1_ring for t in resident} == {0}
+
+
+def test_dense_cluster1_refuses_g1_streaming():
+    """The dense cluster 1 has no G1 streaming: the planner says so."""
+    d = small_w1().to_dict()
+    d["arrangement"] = {"stt_chain": "pipelined", "cluster1": "dense"}
+    cfg = config_from_dict(d, source="small, dense, 8-word w1")
+    with pytest.raises(CoresDoNotFit, match="dense cluster 1 has no G1 streaming"):
+        plan_layer(cfg, (2, 16, 4, 4), rank=4, out_channels=4)
+    assert "zero-skipping cluster 1 only" in tile_fit(cfg, 2, 16, 4, 4, 4, 4, False, (True,) * 4, 0,
+                                                      w1_ring=2)
+
+
+def test_streamed_g1_traffic_equals_the_program():
+    """The streamed G1 chunks counted from the shape equal the driver's program beat for beat,
+    and the G1 words the shape counts are the transposed layout's (``ceil(r/Pk)*ceil(Cin/Px)``)."""
+    cfg = small_w1(64)
+    drv = Driver(cfg)
+    rng = np.random.default_rng(5)
+    q = make_layer(rng, "ptt", r=5, cin=16, cout=4, T=2, pool=False, residual=True)
+    x = rng.integers(0, 2, (2, 16, 4, 4))
+    resid = rng.integers(-9, 9, (2, 4, 4, 4))
+    for t in drv.plan(q, x.shape, pack=0):
+        assert t.w1_ring == 2
+        prog = drv.program(q, t, drv.window(x, t), drv.residual_tile(resid, t), load_weights=True,
+                           read_counters=False)
+        assert len(prog.w1_chunks) == 2 * 4 * 5            # T x window rows sent x rank groups
+        assert shape_traffic(cfg, TileShape.of(q, t)) == traffic_of_program(prog, drv.map)
+    big = Driver(load_config("paper"))
+    q = make_layer(rng, "ptt", r=6, cin=64, cout=32, T=1)
+    t = big.plan(q, (1, 64, 4, 4), pack=1).tiles[0]
+    prog = big.program(q, t, np.zeros((1, 64, 6, 6), int), load_weights=True, read_counters=False)
+    assert shape_traffic(big.config, TileShape.of(q, t)) == traffic_of_program(prog, big.map)
+
+
+G1_CASES = [  # host bits, input ring rows, mode, pool, residual, rank, max_rank, w1 words
+    (32, 1, "ptt", False, True, 4, None, 8),
+    (64, None, "stt", True, False, 5, None, 8),
+    (32, 2, "htt", False, True, 4, None, 4),
+    (128, 1, "stt", False, False, 6, 4, 8),          # G1-G4 all streamed
+]
+
+
+@pytest.mark.parametrize("host_data,ring,mode,pool,residual,r,max_rank,w1_words", G1_CASES,
+                         ids=[f"{c[0]}b-ring{c[1]}-{c[2]}-r{c[5]}-w1x{c[7]}" + ("-g23" if c[6] else "")
+                              for c in G1_CASES])
+def test_streamed_g1_is_bit_exact_and_modelled(host_data, ring, mode, pool, residual, r, max_rank, w1_words):
+    cfg = small_w1(host_data, w1_words, max_rank)
+    rng = np.random.default_rng(host_data + r + 7)
+    T, cin, cout, H, W = 2, 16, 8, 4, 4
+    q = make_layer(rng, mode, r=r, cin=cin, cout=cout, T=T, pool=pool, residual=residual,
+                   schedule=(True, False) if mode == "htt" else None)
+    x = (rng.random((T, cin, H, W)) < 0.3).astype(int)
+    s = 2 if pool else 1
+    resid = rng.integers(-200, 200, (T, cout, H // s, W // s)) if residual else None
+    drv, plan, tiles = run_layer(cfg, q, x, resid, ring)
+    assert all(t.w1_ring > 0 for t in plan)
+    assert all(bool(t.w23_ring) == (max_rank is not None) for t in plan)
+    out = LayerOutputs(plan)
+    w1_waits = 0
+    for k, (prog, result, bus_cycles) in enumerate(tiles):
+        tile, rtl = prog.tile, result.counters
+        out.add(tile, result)
+        shape = TileShape.of(q, tile)
+        window = drv.window(x, tile)
+        lens = zero_skip_row_lens(cfg, shape, window)
+        expect = tile_counters(cfg, shape, window_ones=int(window.sum()),
+                               spikes_out=int(result.spikes.sum()), words_in=prog.words_in,
+                               words_out=prog.words_out, c1_lens=lens)
+        assert set(expect) == set(rtl)
+        diff = {c: (rtl[c], v) for c, v in expect.items() if c not in TIMING and rtl[c] != v}
+        assert not diff, f"tile {k}: counters (rtl, model) differ: {diff}"
+        model = host_tile_timing(cfg, shape, traffic_of_program(prog, drv.map), fresh=k == 0, c1_lens=lens)
+        diff = {c: (rtl[c], model[c]) for c in TIMING if rtl[c] != model[c]}
+        assert not diff, f"tile {k}: timing (rtl, host model) differ: {diff}"
+        assert model["host_span"] == bus_cycles
+        # the host keeps up: streaming costs no cycle over the resident tile's schedule
+        w1_waits += rtl["c1_w_wait"]
+    gold = golden_layer(q, x, resid, cfg)
+    np.testing.assert_array_equal(out.membrane, gold.membrane.numpy())
+    np.testing.assert_array_equal(out.spikes, gold.spikes.numpy())
+    assert w1_waits > 0            # the chunks come late somewhere (their count checked above)
+
+
+def test_keeps_up_timing_of_streamed_g1_is_the_resident_one():
+    """With a host that keeps up a streamed G1 costs nothing: the same cycles as resident."""
+    from dataclasses import replace
+    cfg = small_w1()
+    s = TileShape(16, 4, 8, 4, 4, 2, "ptt", (True, True), False, True, (True,) * 4, 0, 0, w1_ring=2)
+    rng = np.random.default_rng(1)
+    lens = zero_skip_row_lens(cfg, s, (rng.random((2, 16, 6, 6)) < 0.3).astype(int))
+    big = small_w4(32, True)
+    assert tile_timing(cfg, s, lens) == tile_timing(big, replace(s, w1_ring=0), lens)

@@ -124,10 +124,12 @@ def test_proposed_stt_clusters_2_and_3_take_turns_on_the_papers_design():
 
 def test_layers_beyond_the_weight_buffer_are_costed_with_streamed_weights():
     """MS-ResNet34's 512-channel stage: five layers' cores exceed the paper configuration's
-    weight buffer with a G1 beyond region w1 (plan_layer refuses them: G1 streaming is not
-    built); the model plans them on a copy with weight regions large enough and charges the
-    cores from DRAM for every tile. The sixth, layers.3.0.conv1 (G1 fits), runs on the real
-    configuration with G2, G3 and G4 streamed by the RTL."""
+    weight buffer with a G1 beyond region w1. The generator's own arrangement (``proposed-rtl``,
+    dense cluster 1: plan_layer refuses them, it has no G1 streaming) plans them on a copy
+    with weight regions large enough and charges the cores from DRAM for every tile; the
+    paper's arrangement (zero-skipping cluster 1) streams G1 too and plans them on the real
+    configuration. The sixth, layers.3.0.conv1 (G1 fits), runs on the real configuration with
+    G2, G3 and G4 streamed by the RTL in both."""
     from ttsnn.gen.driver import plan_layer
     cfg = load_config("paper")
     T = 6
@@ -145,7 +147,9 @@ def test_layers_beyond_the_weight_buffer_are_costed_with_streamed_weights():
             assert not info["weights_streamed"] and "stream_refetch_bits" not in info
             continue
         with pytest.raises(ValueError, match="region w1"):
-            plan_layer(*args, pool=s.downsample, mode="ptt")
+            plan_layer(acc.cfg, *args[1:], pool=s.downsample, mode="ptt")
+        assert all(t.w1_ring and t.w23_ring and t.w4_ring         # the paper's arrangement
+                   for t in plan_layer(*args, pool=s.downsample, mode="ptt"))
         assert info["weights_streamed"] and "streamed" in info["note"]
         wbits = res.passes["forward"].counts.get("dram", "read", 1)
         # every tile loads the cores: at least the layer's weights once per tile
@@ -190,3 +194,10 @@ def test_streamed_cores_are_refetched_once_per_output_row_and_timestep():
     assert res.passes["forward"].counts.get("dram", "read", 1) >= chunks_bits
     # a layer that fits streams nothing
     assert "stream_refetch_bits" not in acc.run_layer(specs["layers.1.0.conv2"], T, Sparsity()).info
+    # the paper's arrangement streams G1 as well: layers.3.1.conv1 runs on the real
+    # configuration, charged its real chunks: at least the whole G1 per window row sent and
+    # timestep of every tile (6 x 6), G4 per output row and timestep, no re-fetch model
+    res = make_accelerator("proposed", cfg).run_layer(specs["layers.3.1.conv1"], T, Sparsity())
+    info = res.info
+    assert "stream_refetch_bits" not in info and not info["weights_streamed"]
+    assert res.passes["forward"].counts.get("dram", "read", 1) >= info["tiles"] * 8 * 36 * (g1 + 173 * 512)
