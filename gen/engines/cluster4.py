@@ -14,7 +14,7 @@ from ..descriptor import DESCRIPTOR_LAYOUT
 from ..hostmap import STREAM_BITS
 from ..tilegeo import MEMBRANE_READ_GAP, geometry_layout
 from ..units import AffineLanes, LIFLanes, MacPEArray, MaxPoolLanes
-from .common import ROW_BITS, active_lanes, counts_layout, inc3, loops, read_port, times3, write_port
+from .common import ROW_BITS, active_lanes, counts_layout, delay, inc3, loops, read_port, times3, write_port
 
 __all__ = ["ClusterFourEngine"]
 
@@ -345,7 +345,7 @@ class ClusterFourEngine(wiring.Component):
                      aff.use_residual.eq(use_res)]
         # the LIF takes u(t-1) CUR_OFFSET cycles before the affine's output
         m.submodules.lif = lif = LIFLanes(P, mb, wd.leak_mul)
-        uprev_lif = _delay(m, uprevc, AffineLanes.LATENCY - LIFLanes.CUR_OFFSET, "e4u_uprev")
+        uprev_lif = delay(m, uprevc, AffineLanes.LATENCY - LIFLanes.CUR_OFFSET, "e4u_uprev")
         m.d.comb += [lif.cur.eq(aff.o), lif.u_prev.eq(uprev_lif), lif.threshold.eq(d.threshold),
                      lif.leak_mul.eq(d.leak_mul), lif.leak_shift.eq(d.leak_shift),
                      lif.rnd.eq(rnd)]
@@ -353,10 +353,10 @@ class ClusterFourEngine(wiring.Component):
         n = self.TAIL_STAGES
         valids = [vc]
         for k in range(1, n + 1):
-            valids.append(_delay(m, valids[-1], 1, f"e4w{k}_v"))
+            valids.append(delay(m, valids[-1], 1, f"e4w{k}_v"))
         vw = valids[-1]
-        roww, outidxw = _delay(m, rowendc, n, "e4w_rowend"), _delay(m, outidxc, n, "e4w_outidx")
-        obasew, actw = _delay(m, obasec, n, "e4w_obase"), _delay(m, actc, n, "e4w_act")
+        roww, outidxw = delay(m, rowendc, n, "e4w_rowend"), delay(m, outidxc, n, "e4w_outidx")
+        obasew, actw = delay(m, obasec, n, "e4w_obase"), delay(m, actc, n, "e4w_act")
         mask = Signal(P)
         m.d.comb += mask.eq(Cat(*[actw > l for l in range(P)]))
         spikes_masked = Signal(P)
@@ -371,11 +371,3 @@ class ClusterFourEngine(wiring.Component):
                      cnt.spikes_out.eq(Mux(vw, sum(spikes_masked[l] for l in range(P)), 0))]
         return valids
 
-
-def _delay(m, sig, n, name):
-    """``sig`` delayed by ``n`` registers (``sig`` itself for ``n == 0``)."""
-    for k in range(n):
-        nxt = Signal.like(sig, name=f"{name}_{k + 1}")
-        m.d.sync += nxt.eq(sig)
-        sig = nxt
-    return sig
