@@ -386,16 +386,16 @@ class LIFLanes(wiring.Component):
     ``leak_shift``, ``rnd``; ``u`` (lanes x Mb), ``s`` (lanes).
 
     Timing: a neuron's ``u_prev`` in cycle 0, its ``cur`` in cycle :attr:`CUR_OFFSET` (the
-    leak takes that long: product, barrel shift, rounding, one register each); ``u`` and
-    ``s`` are registered and show the neuron in cycle :attr:`LATENCY`. A new neuron every
-    cycle. ``threshold``, ``leak_mul``, ``leak_shift`` and ``rnd`` are settings, held while
+    leak takes that long: ``kept`` (the threshold compare), product, barrel shift, rounding,
+    one register each); ``u`` and ``s`` are registered and show the neuron in cycle
+    :attr:`LATENCY`. A new neuron every cycle. ``threshold``, ``leak_mul``, ``leak_shift`` and ``rnd`` are settings, held while
     values are in flight; registers load every cycle (no enable).
     """
 
     #: cycles from ``u_prev`` to ``u``/``s``
-    LATENCY = 4
+    LATENCY = 5
     #: cycles from ``u_prev`` to ``cur``
-    CUR_OFFSET = 3
+    CUR_OFFSET = 4
 
     def __init__(self, lanes: int, membrane_width: int, leak_width: int):
         self.lanes = _check(self, "lanes", lanes)
@@ -414,14 +414,16 @@ class LIFLanes(wiring.Component):
         us, ss = [], []
         for l in range(self.lanes):
             u_prev = lane(self.u_prev, l, mb)
-            kept = Mux(u_prev > thr, 0, u_prev)
+            # registered: the compare with the threshold (a descriptor field) was on one path
+            # with the leak's multiply (70 generic levels, docs/synthesis.md)
+            kept = Signal(signed(mb), name=f"kept{l}")
             prod = Signal(signed(mb + lb + 1), name=f"leak_prod{l}")
             partial = Signal(signed(mb + lb + 1), name=f"leak_partial{l}")
             leaked = Signal(signed(mb + lb + 1), name=f"leaked{l}")
             u = Signal(signed(mb), name=f"u{l}")
             s = Signal(name=f"s{l}")
             new_u = saturate(leaked + lane(self.cur, l, mb), mb)
-            m.d.sync += [prod.eq(kept * self.leak_mul),
+            m.d.sync += [kept.eq(Mux(u_prev > thr, 0, u_prev)), prod.eq(kept * self.leak_mul),
                          partial.eq(rshift_partial(prod, self.leak_shift)),
                          leaked.eq(rshift_round(partial, self.leak_shift, self.rnd)),
                          u.eq(new_u), s.eq(new_u > thr)]

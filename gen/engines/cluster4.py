@@ -325,25 +325,28 @@ class ClusterFourEngine(wiring.Component):
         is_htt, use_res, rnd = d.mode == 2, d.residual, d["round"]
         vc, rowendc = Signal(name="e4c_v"), Signal(name="e4c_rowend")
         pc = Signal(P * ab, name="e4c_p")
-        affc, resc = Signal(len(self.affine.data), name="e4c_aff"), Signal(P * mb, name="e4c_res")
+        scalec, biasc = Signal(P * sb, name="e4c_scale"), Signal(P * mb, name="e4c_bias")
+        resc = Signal(P * mb, name="e4c_res")
         uprevc = Signal(P * mb, name="e4c_uprev")
         outidxc, obasec = Signal(RB, name="e4c_outidx"), Signal(RB, name="e4c_obase")
-        tfullc = Signal(name="e4c_full")
         actc = Signal(range(P + 1), name="e4c_act")
-        m.d.sync += [vc.eq(b["v"]), rowendc.eq(b["rowend"]), pc.eq(b["p"]), affc.eq(b["aff"]),
+        # the scale of the timestep's class chosen here, before the register: the class (from
+        # the descriptor's mode) and the choice were on the affine product's path (67 generic
+        # levels, docs/synthesis.md)
+        lane_bits, affb = 2 * sb + mb, b["aff"]
+        scale0 = Cat(*[affb[l * lane_bits:l * lane_bits + sb] for l in range(P)])
+        scale1 = Cat(*[affb[l * lane_bits + sb:l * lane_bits + 2 * sb] for l in range(P)])
+        bias = Cat(*[affb[l * lane_bits + 2 * sb:(l + 1) * lane_bits] for l in range(P)])
+        m.d.sync += [vc.eq(b["v"]), rowendc.eq(b["rowend"]), pc.eq(b["p"]),
+                     scalec.eq(Mux(is_htt & ~b["full"], scale1, scale0)), biasc.eq(bias),
                      resc.eq(b["res"]), uprevc.eq(b["uprev"]), outidxc.eq(b["outidx"]),
                      obasec.eq(b["obase"]), actc.eq(b["act"])]
-        m.d.sync += tfullc.eq(b["full"])
-        lane_bits = 2 * sb + mb
-        cls = is_htt & ~tfullc
-        scale0 = Cat(*[affc[l * lane_bits:l * lane_bits + sb] for l in range(P)])
-        scale1 = Cat(*[affc[l * lane_bits + sb:l * lane_bits + 2 * sb] for l in range(P)])
-        bias = Cat(*[affc[l * lane_bits + 2 * sb:(l + 1) * lane_bits] for l in range(P)])
         m.submodules.affine = aff = AffineLanes(P, ab, sb, mb)
-        m.d.comb += [aff.p.eq(pc), aff.scale.eq(Mux(cls, scale1, scale0)), aff.bias.eq(bias),
+        m.d.comb += [aff.p.eq(pc), aff.scale.eq(scalec), aff.bias.eq(biasc),
                      aff.residual.eq(resc), aff.shift.eq(d.affine_shift), aff.rnd.eq(rnd),
                      aff.use_residual.eq(use_res)]
-        # the LIF takes u(t-1) CUR_OFFSET cycles before the affine's output
+        # the LIF takes u(t-1) CUR_OFFSET cycles before the affine's output (in stage c
+        # itself: both take four cycles)
         m.submodules.lif = lif = LIFLanes(P, mb, wd.leak_mul)
         uprev_lif = delay(m, uprevc, AffineLanes.LATENCY - LIFLanes.CUR_OFFSET, "e4u_uprev")
         m.d.comb += [lif.cur.eq(aff.o), lif.u_prev.eq(uprev_lif), lif.threshold.eq(d.threshold),
