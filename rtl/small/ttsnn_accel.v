@@ -1066,8 +1066,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .inp__data(grad_a__data),
     .\port$15572$0 (\$76 ),
     .\port$15575$0 (\$77 ),
-    .\port$19342$0 (regions__wgrad__addr),
-    .\port$21515$0 (\$78 ),
+    .\port$19402$0 (regions__wgrad__addr),
+    .\port$21575$0 (\$78 ),
     .rst(rst),
     .stage(stage),
     .\start$4 (\start$353 ),
@@ -1124,7 +1124,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .line4__addr(e23_line4__addr),
     .line4__data(e23_line4__data),
     .line4__en(e23_line4__en),
-    .\port$22215$96 (stream_in[143:96]),
+    .\port$22279$96 (stream_in[143:96]),
     .\port$2297$0 (\$68 ),
     .\port$2337$0 (\$69 ),
     .\port$2377$0 (\$70 ),
@@ -1170,11 +1170,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_out__addr(e4_membrane_out__addr),
     .membrane_out__en(e4_membrane_out__en),
     .out_rows(out_rows),
-    .\port$21100$0 (\$72 ),
-    .\port$21112$0 (\$73 ),
-    .\port$21124$0 (\$74 ),
-    .\port$21136$0 (\$75 ),
-    .\port$22215$24 (stream_in[95:24]),
+    .\port$21160$0 (\$72 ),
+    .\port$21172$0 (\$73 ),
+    .\port$21184$0 (\$74 ),
+    .\port$21196$0 (\$75 ),
+    .\port$22279$24 (stream_in[95:24]),
     .res_consumed(res_consumed),
     .residual__addr(e4_residual__addr),
     .residual__data(residual__data),
@@ -1348,12 +1348,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .host__w3__rd_en(host__w3__rd_en),
     .host__w4__addr(host__w4__addr),
     .host__w4__rd_en(host__w4__rd_en),
-    .\port$21100$0 (\$72 ),
-    .\port$21112$0 (\$73 ),
-    .\port$21124$0 (\$74 ),
-    .\port$21136$0 (\$75 ),
-    .\port$21515$0 (\$78 ),
-    .\port$22217$0 (\$79 ),
+    .\port$21160$0 (\$72 ),
+    .\port$21172$0 (\$73 ),
+    .\port$21184$0 (\$74 ),
+    .\port$21196$0 (\$75 ),
+    .\port$21575$0 (\$78 ),
+    .\port$22281$0 (\$79 ),
     .\port$2297$0 (\$68 ),
     .\port$2337$0 (\$69 ),
     .\port$2377$0 (\$70 ),
@@ -2237,8 +2237,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__en, \port$15572$0 , \port$15575$0 , trace__en, trace__addr, affine__en, grad_w2__en, grad_w2__addr, grad_w2__data, \port$19342$0 
-, grad__data, inp__data, affine__data, weights__data, trace__data, counts, weights__addr, \port$21515$0 , stage, clk);
+module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__en, \port$15572$0 , \port$15575$0 , trace__en, trace__addr, affine__en, grad_w2__en, grad_w2__addr, grad_w2__data, \port$19402$0 
+, grad__data, inp__data, affine__data, weights__data, trace__data, counts, weights__addr, \port$21575$0 , stage, clk);
   wire \$1 ;
   wire [15:0] \$10 ;
   wire \$2 ;
@@ -2350,10 +2350,10 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   wire [79:0] \port$15572$0 ;
   output [79:0] \port$15575$0 ;
   wire [79:0] \port$15575$0 ;
-  input [14:0] \port$19342$0 ;
-  wire [14:0] \port$19342$0 ;
-  output [15:0] \port$21515$0 ;
-  wire [15:0] \port$21515$0 ;
+  input [14:0] \port$19402$0 ;
+  wire [14:0] \port$19402$0 ;
+  output [15:0] \port$21575$0 ;
+  wire [15:0] \port$21575$0 ;
   input rst;
   wire rst;
   input [630:0] stage;
@@ -2558,7 +2558,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
     .out__en(out__en),
     .\port$15572$0 (\$4 ),
     .\port$15575$0 (\$5 ),
-    .\port$19342$0 (\port$19342$0 ),
+    .\port$19402$0 (\port$19402$0 ),
     .rd_en(acc_rd_en),
     .rst(rst),
     .stage(stage),
@@ -2616,13 +2616,13 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   assign \affine__data$57  = affine__data;
   assign \affine__en$59  = affine__en;
   assign wgrad_rd_en = acc_rd_en;
-  assign acc_rd_addr = { 5'h00, \port$19342$0  };
-  assign wgrad_rd_addr = { 5'h00, \port$19342$0  };
+  assign acc_rd_addr = { 5'h00, \port$19402$0  };
+  assign wgrad_rd_addr = { 5'h00, \port$19402$0  };
   assign wgrad_rd_data = { \$5 [79:60], \$4 [79:60], \$5 [59:40], \$4 [59:40], \$5 [39:20], \$4 [39:20], \$5 [19:0], \$4 [19:0] };
   assign acc_rd_data = { \$5 [79:60], \$4 [79:60], \$5 [59:40], \$4 [59:40], \$5 [39:20], \$4 [39:20], \$5 [19:0], \$4 [19:0] };
   assign \port$15572$0  = \$4 ;
   assign \port$15575$0  = \$5 ;
-  assign \port$21515$0  = \$10 ;
+  assign \port$21575$0  = \$10 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -2815,7 +2815,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, weights__en, grad__en, out__en, out__addr, out__data, busy, \port$15572$0 , \port$15575$0 , \port$19342$0 , grad__data, inp__data, weights__data, counts, addr_w, stage
+module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, weights__en, grad__en, out__en, out__addr, out__data, busy, \port$15572$0 , \port$15575$0 , \port$19402$0 , grad__data, inp__data, weights__data, counts, addr_w, stage
 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [16:0] \$1 ;
@@ -14927,8 +14927,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, 
   wire [79:0] \port$15572$0 ;
   output [79:0] \port$15575$0 ;
   wire [79:0] \port$15575$0 ;
-  input [14:0] \port$19342$0 ;
-  wire [14:0] \port$19342$0 ;
+  input [14:0] \port$19402$0 ;
+  wire [14:0] \port$19402$0 ;
   wire [95:0] product;
   wire [15:0] q0;
   wire [15:0] q1;
@@ -26738,7 +26738,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, 
     .\port$3705$0 (\$180 ),
     .\port$3738$0 (\$213 ),
     .\port$3771$0 (\$246 ),
-    .rd_addr(\port$19342$0 [8:0]),
+    .rd_addr(\port$19402$0 [8:0]),
     .rd_en(rd_en),
     .rd_hi__data(\$11956 ),
     .rst(rst),
@@ -28051,8 +28051,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, 
   assign addr = entry_a[8:0];
   assign product = { \$246 , \$213 , \$180 , \$166  };
   assign acc_rd_en = rd_en;
-  assign rd_addr = \port$19342$0 [8:0];
-  assign acc_rd_addr = { 5'h00, \port$19342$0  };
+  assign rd_addr = \port$19402$0 [8:0];
+  assign acc_rd_addr = { 5'h00, \port$19402$0  };
   assign acc_rd_data = { \$11956 [79:60], \$11955 [79:60], \$11956 [59:40], \$11955 [59:40], \$11956 [39:20], \$11955 [39:20], \$11956 [19:0], \$11955 [19:0] };
   assign rd_data = { \$11956 [79:60], \$11955 [79:60], \$11956 [59:40], \$11955 [59:40], \$11956 [39:20], \$11955 [39:20], \$11956 [19:0], \$11955 [19:0] };
   assign sums_c = \i$89 ;
@@ -37194,11 +37194,11 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
     .height_mul(stage[347:340]),
     .leak_shift(stage[383:378]),
     .load(load),
-    .\port$20534$0 (trace__data[1:0]),
-    .\port$20534$12 (trace__data[13:12]),
-    .\port$20534$4 (trace__data[5:4]),
-    .\port$20534$8 (trace__data[9:8]),
-    .\port$22221$356 (stage[369:356]),
+    .\port$20594$0 (trace__data[1:0]),
+    .\port$20594$12 (trace__data[13:12]),
+    .\port$20594$4 (trace__data[5:4]),
+    .\port$20594$8 (trace__data[9:8]),
+    .\port$22285$356 (stage[369:356]),
     .restart(restart),
     .rst(rst),
     .sat_aff0(\$2606 ),
@@ -39063,769 +39063,831 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$20534$0 , \port$20534$4 , \port$20534$8 , \port$20534$12 , restart, load, g_p0, sat_aff0, d_out0_z3, g_cur_out0_z2, sat_lif_out0_z3, sat_cur_out0_z2, g_p1, sat_aff1, d_out1_z3, g_cur_out1_z2
-, sat_lif_out1_z3, sat_cur_out1_z2, g_p2, sat_aff2, d_out2_z3, g_cur_out2_z2, sat_lif_out2_z3, sat_cur_out2_z2, g_p3, sat_aff3, d_out3_z3, g_cur_out3_z2, sat_lif_out3_z3, sat_cur_out3_z2, affine_shift, height_mul, \port$22221$356 , leak_shift, clk);
+module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$20594$0 , \port$20594$4 , \port$20594$8 , \port$20594$12 , restart, load, g_p0, sat_aff0, d_out0_z3, g_cur_out0_z2, sat_lif_out0_z3, sat_cur_out0_z2, g_p1, sat_aff1, d_out1_z3, g_cur_out1_z2
+, sat_lif_out1_z3, sat_cur_out1_z2, g_p2, sat_aff2, d_out2_z3, g_cur_out2_z2, sat_lif_out2_z3, sat_cur_out2_z2, g_p3, sat_aff3, d_out3_z3, g_cur_out3_z2, sat_lif_out3_z3, sat_cur_out3_z2, affine_shift, height_mul, \port$22285$356 , leak_shift, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
-  wire [23:0] \$1 ;
+  wire \$1 ;
   wire [24:0] \$10 ;
-  wire [5:0] \$100 ;
-  wire [31:0] \$101 ;
+  wire \$100 ;
+  wire \$101 ;
   wire \$102 ;
   wire [6:0] \$103 ;
   wire [5:0] \$104 ;
   wire [31:0] \$105 ;
-  wire [32:0] \$106 ;
-  wire [32:0] \$107 ;
-  wire [31:0] \$108 ;
-  wire \$109 ;
-  wire [25:0] \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire [6:0] \$112 ;
-  wire [5:0] \$113 ;
-  wire [31:0] \$114 ;
+  wire \$106 ;
+  wire [6:0] \$107 ;
+  wire [5:0] \$108 ;
+  wire [31:0] \$109 ;
+  wire \$11 ;
+  wire [32:0] \$110 ;
+  wire [32:0] \$111 ;
+  wire [31:0] \$112 ;
+  wire \$113 ;
+  wire \$114 ;
   wire \$115 ;
   wire [6:0] \$116 ;
   wire [5:0] \$117 ;
   wire [31:0] \$118 ;
-  wire [32:0] \$119 ;
-  wire [25:0] \$12 ;
-  wire [32:0] \$120 ;
-  wire [31:0] \$121 ;
-  wire [15:0] \$122 ;
-  wire [15:0] \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire [6:0] \$126 ;
-  wire [5:0] \$127 ;
-  wire [31:0] \$128 ;
+  wire \$119 ;
+  wire [6:0] \$12 ;
+  wire [6:0] \$120 ;
+  wire [5:0] \$121 ;
+  wire [31:0] \$122 ;
+  wire [32:0] \$123 ;
+  wire [32:0] \$124 ;
+  wire [31:0] \$125 ;
+  wire [15:0] \$126 ;
+  wire [15:0] \$127 ;
+  wire \$128 ;
   wire \$129 ;
-  wire [24:0] \$13 ;
+  wire [5:0] \$13 ;
   wire [6:0] \$130 ;
   wire [5:0] \$131 ;
   wire [31:0] \$132 ;
-  wire [32:0] \$133 ;
-  wire [32:0] \$134 ;
-  wire [31:0] \$135 ;
-  wire \$136 ;
-  wire [23:0] \$137 ;
-  wire \$138 ;
-  wire \$139 ;
+  wire \$133 ;
+  wire [6:0] \$134 ;
+  wire [5:0] \$135 ;
+  wire [31:0] \$136 ;
+  wire [32:0] \$137 ;
+  wire [32:0] \$138 ;
+  wire [31:0] \$139 ;
   wire [24:0] \$14 ;
-  wire [6:0] \$140 ;
-  wire [5:0] \$141 ;
-  wire [24:0] \$142 ;
+  wire \$140 ;
+  wire [23:0] \$141 ;
+  wire \$142 ;
   wire \$143 ;
   wire [6:0] \$144 ;
   wire [5:0] \$145 ;
   wire [24:0] \$146 ;
-  wire [25:0] \$147 ;
-  wire [25:0] \$148 ;
-  wire [24:0] \$149 ;
-  wire [15:0] \$15 ;
+  wire \$147 ;
+  wire [6:0] \$148 ;
+  wire [5:0] \$149 ;
+  wire [25:0] \$15 ;
   wire [24:0] \$150 ;
-  wire [15:0] \$151 ;
-  wire [23:0] \$152 ;
-  wire \$153 ;
-  wire \$154 ;
+  wire [25:0] \$151 ;
+  wire [25:0] \$152 ;
+  wire [24:0] \$153 ;
+  wire [24:0] \$154 ;
   wire [15:0] \$155 ;
-  wire [15:0] \$156 ;
-  wire [15:0] \$157 ;
+  wire [23:0] \$156 ;
+  wire \$157 ;
   wire \$158 ;
-  wire \$159 ;
-  wire [23:0] \$16 ;
+  wire [15:0] \$159 ;
+  wire [25:0] \$16 ;
   wire [15:0] \$160 ;
   wire [15:0] \$161 ;
   wire \$162 ;
-  wire [16:0] \$163 ;
-  wire \$164 ;
-  wire [16:0] \$165 ;
+  wire \$163 ;
+  wire [15:0] \$164 ;
+  wire [15:0] \$165 ;
   wire \$166 ;
   wire [16:0] \$167 ;
-  wire [15:0] \$168 ;
-  wire [15:0] \$169 ;
-  wire \$17 ;
-  wire [16:0] \$170 ;
-  wire \$171 ;
-  wire [16:0] \$172 ;
-  wire \$173 ;
+  wire \$168 ;
+  wire [16:0] \$169 ;
+  wire [24:0] \$17 ;
+  wire \$170 ;
+  wire [16:0] \$171 ;
+  wire [15:0] \$172 ;
+  wire [15:0] \$173 ;
   wire [16:0] \$174 ;
-  wire [15:0] \$175 ;
-  wire [15:0] \$176 ;
-  wire [16:0] \$177 ;
-  wire \$178 ;
-  wire [31:0] \$179 ;
-  wire \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire [6:0] \$182 ;
-  wire [5:0] \$183 ;
-  wire [31:0] \$184 ;
+  wire \$175 ;
+  wire [16:0] \$176 ;
+  wire \$177 ;
+  wire [16:0] \$178 ;
+  wire [15:0] \$179 ;
+  wire [24:0] \$18 ;
+  wire [15:0] \$180 ;
+  wire [16:0] \$181 ;
+  wire \$182 ;
+  wire [31:0] \$183 ;
+  wire \$184 ;
   wire \$185 ;
   wire [6:0] \$186 ;
   wire [5:0] \$187 ;
   wire [31:0] \$188 ;
-  wire [32:0] \$189 ;
+  wire \$189 ;
   wire [15:0] \$19 ;
-  wire [32:0] \$190 ;
-  wire [31:0] \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire [6:0] \$195 ;
-  wire [5:0] \$196 ;
-  wire [31:0] \$197 ;
+  wire [6:0] \$190 ;
+  wire [5:0] \$191 ;
+  wire [31:0] \$192 ;
+  wire [32:0] \$193 ;
+  wire [32:0] \$194 ;
+  wire [31:0] \$195 ;
+  wire \$196 ;
+  wire \$197 ;
   wire \$198 ;
   wire [6:0] \$199 ;
-  wire \$2 ;
-  wire [15:0] \$20 ;
+  wire [6:0] \$2 ;
+  wire [23:0] \$20 ;
   wire [5:0] \$200 ;
   wire [31:0] \$201 ;
-  wire [32:0] \$202 ;
-  wire [32:0] \$203 ;
-  wire [31:0] \$204 ;
-  wire \$205 ;
-  wire \$206 ;
-  wire \$207 ;
-  wire [6:0] \$208 ;
-  wire [5:0] \$209 ;
-  wire [15:0] \$21 ;
-  wire [31:0] \$210 ;
+  wire \$202 ;
+  wire [6:0] \$203 ;
+  wire [5:0] \$204 ;
+  wire [31:0] \$205 ;
+  wire [32:0] \$206 ;
+  wire [32:0] \$207 ;
+  wire [31:0] \$208 ;
+  wire \$209 ;
+  wire \$21 ;
+  wire \$210 ;
   wire \$211 ;
   wire [6:0] \$212 ;
   wire [5:0] \$213 ;
   wire [31:0] \$214 ;
-  wire [32:0] \$215 ;
-  wire [32:0] \$216 ;
-  wire [31:0] \$217 ;
-  wire [15:0] \$218 ;
-  wire [15:0] \$219 ;
+  wire \$215 ;
+  wire [6:0] \$216 ;
+  wire [5:0] \$217 ;
+  wire [31:0] \$218 ;
+  wire [32:0] \$219 ;
   wire \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire [6:0] \$222 ;
-  wire [5:0] \$223 ;
-  wire [31:0] \$224 ;
+  wire [32:0] \$220 ;
+  wire [31:0] \$221 ;
+  wire [15:0] \$222 ;
+  wire [15:0] \$223 ;
+  wire \$224 ;
   wire \$225 ;
   wire [6:0] \$226 ;
   wire [5:0] \$227 ;
   wire [31:0] \$228 ;
-  wire [32:0] \$229 ;
-  wire \$23 ;
-  wire [32:0] \$230 ;
-  wire [31:0] \$231 ;
-  wire \$232 ;
-  wire \$233 ;
-  wire \$234 ;
-  wire [6:0] \$235 ;
-  wire [5:0] \$236 ;
-  wire [31:0] \$237 ;
+  wire \$229 ;
+  wire [15:0] \$23 ;
+  wire [6:0] \$230 ;
+  wire [5:0] \$231 ;
+  wire [31:0] \$232 ;
+  wire [32:0] \$233 ;
+  wire [32:0] \$234 ;
+  wire [31:0] \$235 ;
+  wire \$236 ;
+  wire \$237 ;
   wire \$238 ;
   wire [6:0] \$239 ;
   wire [15:0] \$24 ;
   wire [5:0] \$240 ;
   wire [31:0] \$241 ;
-  wire [32:0] \$242 ;
-  wire [32:0] \$243 ;
-  wire [31:0] \$244 ;
-  wire \$245 ;
-  wire \$246 ;
-  wire \$247 ;
-  wire [6:0] \$248 ;
-  wire [5:0] \$249 ;
+  wire \$242 ;
+  wire [6:0] \$243 ;
+  wire [5:0] \$244 ;
+  wire [31:0] \$245 ;
+  wire [32:0] \$246 ;
+  wire [32:0] \$247 ;
+  wire [31:0] \$248 ;
+  wire \$249 ;
   wire [15:0] \$25 ;
-  wire [31:0] \$250 ;
+  wire \$250 ;
   wire \$251 ;
   wire [6:0] \$252 ;
   wire [5:0] \$253 ;
   wire [31:0] \$254 ;
-  wire [32:0] \$255 ;
-  wire [32:0] \$256 ;
-  wire [31:0] \$257 ;
-  wire [15:0] \$258 ;
-  wire [15:0] \$259 ;
+  wire \$255 ;
+  wire [6:0] \$256 ;
+  wire [5:0] \$257 ;
+  wire [31:0] \$258 ;
+  wire [32:0] \$259 ;
   wire \$26 ;
-  wire \$260 ;
-  wire \$261 ;
-  wire [6:0] \$262 ;
-  wire [5:0] \$263 ;
-  wire [31:0] \$264 ;
+  wire [32:0] \$260 ;
+  wire [31:0] \$261 ;
+  wire [15:0] \$262 ;
+  wire [15:0] \$263 ;
+  wire \$264 ;
   wire \$265 ;
   wire [6:0] \$266 ;
   wire [5:0] \$267 ;
   wire [31:0] \$268 ;
-  wire [32:0] \$269 ;
-  wire [16:0] \$27 ;
-  wire [32:0] \$270 ;
-  wire [31:0] \$271 ;
-  wire \$272 ;
-  wire [23:0] \$273 ;
-  wire \$274 ;
-  wire \$275 ;
-  wire [6:0] \$276 ;
-  wire [5:0] \$277 ;
-  wire [24:0] \$278 ;
+  wire \$269 ;
+  wire \$27 ;
+  wire [6:0] \$270 ;
+  wire [5:0] \$271 ;
+  wire [31:0] \$272 ;
+  wire [32:0] \$273 ;
+  wire [32:0] \$274 ;
+  wire [31:0] \$275 ;
+  wire \$276 ;
+  wire [23:0] \$277 ;
+  wire \$278 ;
   wire \$279 ;
-  wire \$28 ;
+  wire [15:0] \$28 ;
   wire [6:0] \$280 ;
   wire [5:0] \$281 ;
   wire [24:0] \$282 ;
-  wire [25:0] \$283 ;
-  wire [25:0] \$284 ;
-  wire [24:0] \$285 ;
+  wire \$283 ;
+  wire [6:0] \$284 ;
+  wire [5:0] \$285 ;
   wire [24:0] \$286 ;
-  wire [15:0] \$287 ;
-  wire [23:0] \$288 ;
-  wire \$289 ;
-  wire [16:0] \$29 ;
-  wire \$290 ;
+  wire [25:0] \$287 ;
+  wire [25:0] \$288 ;
+  wire [24:0] \$289 ;
+  wire [15:0] \$29 ;
+  wire [24:0] \$290 ;
   wire [15:0] \$291 ;
-  wire [15:0] \$292 ;
-  wire [15:0] \$293 ;
+  wire [23:0] \$292 ;
+  wire \$293 ;
   wire \$294 ;
-  wire \$295 ;
+  wire [15:0] \$295 ;
   wire [15:0] \$296 ;
   wire [15:0] \$297 ;
   wire \$298 ;
-  wire [16:0] \$299 ;
-  wire \$3 ;
+  wire \$299 ;
+  wire [6:0] \$3 ;
   wire \$30 ;
-  wire \$300 ;
-  wire [16:0] \$301 ;
+  wire [15:0] \$300 ;
+  wire [15:0] \$301 ;
   wire \$302 ;
   wire [16:0] \$303 ;
-  wire [15:0] \$304 ;
-  wire [15:0] \$305 ;
-  wire [16:0] \$306 ;
-  wire \$307 ;
-  wire [16:0] \$308 ;
-  wire \$309 ;
+  wire \$304 ;
+  wire [16:0] \$305 ;
+  wire \$306 ;
+  wire [16:0] \$307 ;
+  wire [15:0] \$308 ;
+  wire [15:0] \$309 ;
   wire [16:0] \$31 ;
   wire [16:0] \$310 ;
-  wire [15:0] \$311 ;
-  wire [15:0] \$312 ;
-  wire [16:0] \$313 ;
-  wire \$314 ;
-  wire [31:0] \$315 ;
-  wire \$316 ;
-  wire \$317 ;
-  wire [6:0] \$318 ;
-  wire [5:0] \$319 ;
-  wire [15:0] \$32 ;
-  wire [31:0] \$320 ;
+  wire \$311 ;
+  wire [16:0] \$312 ;
+  wire \$313 ;
+  wire [16:0] \$314 ;
+  wire [15:0] \$315 ;
+  wire [15:0] \$316 ;
+  wire [16:0] \$317 ;
+  wire \$318 ;
+  wire [31:0] \$319 ;
+  wire \$32 ;
+  wire \$320 ;
   wire \$321 ;
   wire [6:0] \$322 ;
   wire [5:0] \$323 ;
   wire [31:0] \$324 ;
-  wire [32:0] \$325 ;
-  wire [32:0] \$326 ;
-  wire [31:0] \$327 ;
-  wire \$328 ;
-  wire \$329 ;
-  wire [15:0] \$33 ;
-  wire \$330 ;
-  wire [6:0] \$331 ;
-  wire [5:0] \$332 ;
-  wire [31:0] \$333 ;
+  wire \$325 ;
+  wire [6:0] \$326 ;
+  wire [5:0] \$327 ;
+  wire [31:0] \$328 ;
+  wire [32:0] \$329 ;
+  wire [16:0] \$33 ;
+  wire [32:0] \$330 ;
+  wire [31:0] \$331 ;
+  wire \$332 ;
+  wire \$333 ;
   wire \$334 ;
   wire [6:0] \$335 ;
   wire [5:0] \$336 ;
   wire [31:0] \$337 ;
-  wire [32:0] \$338 ;
-  wire [32:0] \$339 ;
-  wire [16:0] \$34 ;
-  wire [31:0] \$340 ;
-  wire \$341 ;
-  wire \$342 ;
-  wire \$343 ;
-  wire [6:0] \$344 ;
-  wire [5:0] \$345 ;
-  wire [31:0] \$346 ;
+  wire \$338 ;
+  wire [6:0] \$339 ;
+  wire \$34 ;
+  wire [5:0] \$340 ;
+  wire [31:0] \$341 ;
+  wire [32:0] \$342 ;
+  wire [32:0] \$343 ;
+  wire [31:0] \$344 ;
+  wire \$345 ;
+  wire \$346 ;
   wire \$347 ;
   wire [6:0] \$348 ;
   wire [5:0] \$349 ;
-  wire \$35 ;
+  wire [16:0] \$35 ;
   wire [31:0] \$350 ;
-  wire [32:0] \$351 ;
-  wire [32:0] \$352 ;
-  wire [31:0] \$353 ;
-  wire [15:0] \$354 ;
-  wire [15:0] \$355 ;
-  wire \$356 ;
-  wire \$357 ;
-  wire [6:0] \$358 ;
-  wire [5:0] \$359 ;
-  wire [16:0] \$36 ;
-  wire [31:0] \$360 ;
+  wire \$351 ;
+  wire [6:0] \$352 ;
+  wire [5:0] \$353 ;
+  wire [31:0] \$354 ;
+  wire [32:0] \$355 ;
+  wire [32:0] \$356 ;
+  wire [31:0] \$357 ;
+  wire [15:0] \$358 ;
+  wire [15:0] \$359 ;
+  wire [15:0] \$36 ;
+  wire \$360 ;
   wire \$361 ;
   wire [6:0] \$362 ;
   wire [5:0] \$363 ;
   wire [31:0] \$364 ;
-  wire [32:0] \$365 ;
-  wire [32:0] \$366 ;
-  wire [31:0] \$367 ;
-  wire \$368 ;
-  wire \$369 ;
-  wire \$37 ;
-  wire \$370 ;
-  wire [6:0] \$371 ;
-  wire [5:0] \$372 ;
-  wire [31:0] \$373 ;
+  wire \$365 ;
+  wire [6:0] \$366 ;
+  wire [5:0] \$367 ;
+  wire [31:0] \$368 ;
+  wire [32:0] \$369 ;
+  wire [15:0] \$37 ;
+  wire [32:0] \$370 ;
+  wire [31:0] \$371 ;
+  wire \$372 ;
+  wire \$373 ;
   wire \$374 ;
   wire [6:0] \$375 ;
   wire [5:0] \$376 ;
   wire [31:0] \$377 ;
-  wire [32:0] \$378 ;
-  wire [32:0] \$379 ;
+  wire \$378 ;
+  wire [6:0] \$379 ;
   wire [16:0] \$38 ;
-  wire [31:0] \$380 ;
-  wire \$381 ;
-  wire \$382 ;
-  wire \$383 ;
-  wire [6:0] \$384 ;
-  wire [5:0] \$385 ;
-  wire [31:0] \$386 ;
+  wire [5:0] \$380 ;
+  wire [31:0] \$381 ;
+  wire [32:0] \$382 ;
+  wire [32:0] \$383 ;
+  wire [31:0] \$384 ;
+  wire \$385 ;
+  wire \$386 ;
   wire \$387 ;
   wire [6:0] \$388 ;
   wire [5:0] \$389 ;
-  wire [15:0] \$39 ;
+  wire \$39 ;
   wire [31:0] \$390 ;
-  wire [32:0] \$391 ;
-  wire [32:0] \$392 ;
-  wire [31:0] \$393 ;
-  wire [15:0] \$394 ;
-  wire [15:0] \$395 ;
-  wire \$396 ;
-  wire \$397 ;
-  wire [6:0] \$398 ;
-  wire [5:0] \$399 ;
-  wire [6:0] \$4 ;
-  wire [15:0] \$40 ;
-  wire [31:0] \$400 ;
+  wire \$391 ;
+  wire [6:0] \$392 ;
+  wire [5:0] \$393 ;
+  wire [31:0] \$394 ;
+  wire [32:0] \$395 ;
+  wire [32:0] \$396 ;
+  wire [31:0] \$397 ;
+  wire [15:0] \$398 ;
+  wire [15:0] \$399 ;
+  wire \$4 ;
+  wire [16:0] \$40 ;
+  wire \$400 ;
   wire \$401 ;
   wire [6:0] \$402 ;
   wire [5:0] \$403 ;
   wire [31:0] \$404 ;
-  wire [32:0] \$405 ;
-  wire [32:0] \$406 ;
-  wire [31:0] \$407 ;
-  wire \$408 ;
-  wire [23:0] \$409 ;
-  wire [16:0] \$41 ;
-  wire \$410 ;
-  wire \$411 ;
-  wire [6:0] \$412 ;
-  wire [5:0] \$413 ;
-  wire [24:0] \$414 ;
+  wire \$405 ;
+  wire [6:0] \$406 ;
+  wire [5:0] \$407 ;
+  wire [31:0] \$408 ;
+  wire [32:0] \$409 ;
+  wire \$41 ;
+  wire [32:0] \$410 ;
+  wire [31:0] \$411 ;
+  wire \$412 ;
+  wire [23:0] \$413 ;
+  wire \$414 ;
   wire \$415 ;
   wire [6:0] \$416 ;
   wire [5:0] \$417 ;
   wire [24:0] \$418 ;
-  wire [25:0] \$419 ;
-  wire \$42 ;
-  wire [25:0] \$420 ;
-  wire [24:0] \$421 ;
+  wire \$419 ;
+  wire [16:0] \$42 ;
+  wire [6:0] \$420 ;
+  wire [5:0] \$421 ;
   wire [24:0] \$422 ;
-  wire [15:0] \$423 ;
-  wire [23:0] \$424 ;
-  wire \$425 ;
-  wire \$426 ;
+  wire [25:0] \$423 ;
+  wire [25:0] \$424 ;
+  wire [24:0] \$425 ;
+  wire [24:0] \$426 ;
   wire [15:0] \$427 ;
-  wire [15:0] \$428 ;
-  wire [15:0] \$429 ;
-  wire [31:0] \$43 ;
+  wire [23:0] \$428 ;
+  wire \$429 ;
+  wire [15:0] \$43 ;
   wire \$430 ;
-  wire \$431 ;
+  wire [15:0] \$431 ;
   wire [15:0] \$432 ;
   wire [15:0] \$433 ;
   wire \$434 ;
-  wire [16:0] \$435 ;
-  wire \$436 ;
-  wire [16:0] \$437 ;
+  wire \$435 ;
+  wire [15:0] \$436 ;
+  wire [15:0] \$437 ;
   wire \$438 ;
   wire [16:0] \$439 ;
-  wire \$44 ;
-  wire [15:0] \$440 ;
-  wire [15:0] \$441 ;
-  wire [16:0] \$442 ;
-  wire \$443 ;
-  wire [16:0] \$444 ;
-  wire \$445 ;
+  wire [15:0] \$44 ;
+  wire \$440 ;
+  wire [16:0] \$441 ;
+  wire \$442 ;
+  wire [16:0] \$443 ;
+  wire [15:0] \$444 ;
+  wire [15:0] \$445 ;
   wire [16:0] \$446 ;
-  wire [15:0] \$447 ;
-  wire [15:0] \$448 ;
-  wire [16:0] \$449 ;
-  wire \$45 ;
-  wire \$450 ;
-  wire [31:0] \$451 ;
-  wire \$452 ;
-  wire \$453 ;
-  wire [6:0] \$454 ;
-  wire [5:0] \$455 ;
-  wire [31:0] \$456 ;
+  wire \$447 ;
+  wire [16:0] \$448 ;
+  wire \$449 ;
+  wire [16:0] \$45 ;
+  wire [16:0] \$450 ;
+  wire [15:0] \$451 ;
+  wire [15:0] \$452 ;
+  wire [16:0] \$453 ;
+  wire \$454 ;
+  wire [31:0] \$455 ;
+  wire \$456 ;
   wire \$457 ;
   wire [6:0] \$458 ;
   wire [5:0] \$459 ;
-  wire [6:0] \$46 ;
+  wire \$46 ;
   wire [31:0] \$460 ;
-  wire [32:0] \$461 ;
-  wire [32:0] \$462 ;
-  wire [31:0] \$463 ;
-  wire \$464 ;
-  wire \$465 ;
-  wire \$466 ;
-  wire [6:0] \$467 ;
-  wire [5:0] \$468 ;
-  wire [31:0] \$469 ;
-  wire [5:0] \$47 ;
+  wire \$461 ;
+  wire [6:0] \$462 ;
+  wire [5:0] \$463 ;
+  wire [31:0] \$464 ;
+  wire [32:0] \$465 ;
+  wire [32:0] \$466 ;
+  wire [31:0] \$467 ;
+  wire \$468 ;
+  wire \$469 ;
+  wire [31:0] \$47 ;
   wire \$470 ;
   wire [6:0] \$471 ;
   wire [5:0] \$472 ;
   wire [31:0] \$473 ;
-  wire [32:0] \$474 ;
-  wire [32:0] \$475 ;
-  wire [31:0] \$476 ;
-  wire \$477 ;
-  wire \$478 ;
-  wire \$479 ;
-  wire [31:0] \$48 ;
-  wire [6:0] \$480 ;
-  wire [5:0] \$481 ;
-  wire [31:0] \$482 ;
+  wire \$474 ;
+  wire [6:0] \$475 ;
+  wire [5:0] \$476 ;
+  wire [31:0] \$477 ;
+  wire [32:0] \$478 ;
+  wire [32:0] \$479 ;
+  wire \$48 ;
+  wire [31:0] \$480 ;
+  wire \$481 ;
+  wire \$482 ;
   wire \$483 ;
   wire [6:0] \$484 ;
   wire [5:0] \$485 ;
   wire [31:0] \$486 ;
-  wire [32:0] \$487 ;
-  wire [32:0] \$488 ;
-  wire [31:0] \$489 ;
+  wire \$487 ;
+  wire [6:0] \$488 ;
+  wire [5:0] \$489 ;
   wire \$49 ;
-  wire [15:0] \$490 ;
-  wire [15:0] \$491 ;
-  wire \$492 ;
-  wire \$493 ;
-  wire [6:0] \$494 ;
-  wire [5:0] \$495 ;
-  wire [31:0] \$496 ;
+  wire [31:0] \$490 ;
+  wire [32:0] \$491 ;
+  wire [32:0] \$492 ;
+  wire [31:0] \$493 ;
+  wire [15:0] \$494 ;
+  wire [15:0] \$495 ;
+  wire \$496 ;
   wire \$497 ;
   wire [6:0] \$498 ;
   wire [5:0] \$499 ;
-  wire [5:0] \$5 ;
+  wire [23:0] \$5 ;
   wire [6:0] \$50 ;
   wire [31:0] \$500 ;
-  wire [32:0] \$501 ;
-  wire [32:0] \$502 ;
-  wire [31:0] \$503 ;
-  wire \$504 ;
-  wire \$505 ;
-  wire \$506 ;
-  wire [6:0] \$507 ;
-  wire [5:0] \$508 ;
-  wire [31:0] \$509 ;
+  wire \$501 ;
+  wire [6:0] \$502 ;
+  wire [5:0] \$503 ;
+  wire [31:0] \$504 ;
+  wire [32:0] \$505 ;
+  wire [32:0] \$506 ;
+  wire [31:0] \$507 ;
+  wire \$508 ;
+  wire \$509 ;
   wire [5:0] \$51 ;
   wire \$510 ;
   wire [6:0] \$511 ;
   wire [5:0] \$512 ;
   wire [31:0] \$513 ;
-  wire [32:0] \$514 ;
-  wire [32:0] \$515 ;
-  wire [31:0] \$516 ;
-  wire \$517 ;
-  wire \$518 ;
-  wire \$519 ;
+  wire \$514 ;
+  wire [6:0] \$515 ;
+  wire [5:0] \$516 ;
+  wire [31:0] \$517 ;
+  wire [32:0] \$518 ;
+  wire [32:0] \$519 ;
   wire [31:0] \$52 ;
-  wire [6:0] \$520 ;
-  wire [5:0] \$521 ;
-  wire [31:0] \$522 ;
+  wire [31:0] \$520 ;
+  wire \$521 ;
+  wire \$522 ;
   wire \$523 ;
   wire [6:0] \$524 ;
   wire [5:0] \$525 ;
   wire [31:0] \$526 ;
-  wire [32:0] \$527 ;
-  wire [32:0] \$528 ;
-  wire [31:0] \$529 ;
-  wire [32:0] \$53 ;
-  wire [15:0] \$530 ;
-  wire [15:0] \$531 ;
-  wire \$532 ;
-  wire \$533 ;
-  wire [6:0] \$534 ;
-  wire [5:0] \$535 ;
-  wire [31:0] \$536 ;
+  wire \$527 ;
+  wire [6:0] \$528 ;
+  wire [5:0] \$529 ;
+  wire \$53 ;
+  wire [31:0] \$530 ;
+  wire [32:0] \$531 ;
+  wire [32:0] \$532 ;
+  wire [31:0] \$533 ;
+  wire [15:0] \$534 ;
+  wire [15:0] \$535 ;
+  wire \$536 ;
   wire \$537 ;
   wire [6:0] \$538 ;
   wire [5:0] \$539 ;
-  wire [32:0] \$54 ;
+  wire [6:0] \$54 ;
   wire [31:0] \$540 ;
-  wire [32:0] \$541 ;
-  wire [32:0] \$542 ;
-  wire [31:0] \$543 ;
-  wire \$544 ;
-  wire \$545 ;
-  wire \$546 ;
-  wire [6:0] \$547 ;
-  wire [5:0] \$548 ;
-  wire [24:0] \$549 ;
-  wire [31:0] \$55 ;
+  wire \$541 ;
+  wire [6:0] \$542 ;
+  wire [5:0] \$543 ;
+  wire [31:0] \$544 ;
+  wire [32:0] \$545 ;
+  wire [32:0] \$546 ;
+  wire [31:0] \$547 ;
+  wire \$548 ;
+  wire \$549 ;
+  wire [5:0] \$55 ;
   wire \$550 ;
-  wire [6:0] \$551 ;
-  wire [5:0] \$552 ;
-  wire [24:0] \$553 ;
-  wire [25:0] \$554 ;
-  wire [25:0] \$555 ;
-  wire [24:0] \$556 ;
-  wire [24:0] \$557 ;
-  wire [25:0] \$558 ;
+  wire \$551 ;
+  wire [24:0] \$552 ;
+  wire \$553 ;
+  wire \$554 ;
+  wire \$555 ;
+  wire \$556 ;
+  wire \$557 ;
+  wire [24:0] \$558 ;
   wire \$559 ;
-  wire \$56 ;
+  wire [31:0] \$56 ;
   wire \$560 ;
-  wire [6:0] \$561 ;
-  wire [5:0] \$562 ;
+  wire [24:0] \$561 ;
+  wire [24:0] \$562 ;
   wire [24:0] \$563 ;
-  wire \$564 ;
-  wire [6:0] \$565 ;
-  wire [5:0] \$566 ;
+  wire [24:0] \$564 ;
+  wire [24:0] \$565 ;
+  wire [24:0] \$566 ;
   wire [24:0] \$567 ;
-  wire [25:0] \$568 ;
-  wire [25:0] \$569 ;
-  wire \$57 ;
+  wire [24:0] \$568 ;
+  wire [24:0] \$569 ;
+  wire [32:0] \$57 ;
   wire [24:0] \$570 ;
   wire [24:0] \$571 ;
-  wire [25:0] \$572 ;
-  wire \$573 ;
-  wire \$574 ;
-  wire [6:0] \$575 ;
-  wire [5:0] \$576 ;
-  wire [24:0] \$577 ;
+  wire [24:0] \$572 ;
+  wire [24:0] \$573 ;
+  wire [24:0] \$574 ;
+  wire [24:0] \$575 ;
+  wire [28:0] \$576 ;
+  wire \$577 ;
   wire \$578 ;
-  wire [6:0] \$579 ;
-  wire \$58 ;
-  wire [5:0] \$580 ;
-  wire [24:0] \$581 ;
-  wire [25:0] \$582 ;
-  wire [25:0] \$583 ;
-  wire [24:0] \$584 ;
-  wire [24:0] \$585 ;
-  wire [25:0] \$586 ;
+  wire \$579 ;
+  wire [32:0] \$58 ;
+  wire [24:0] \$580 ;
+  wire \$581 ;
+  wire \$582 ;
+  wire \$583 ;
+  wire \$584 ;
+  wire \$585 ;
+  wire [24:0] \$586 ;
   wire \$587 ;
   wire \$588 ;
-  wire [6:0] \$589 ;
-  wire [6:0] \$59 ;
-  wire [5:0] \$590 ;
+  wire [24:0] \$589 ;
+  wire [31:0] \$59 ;
+  wire [24:0] \$590 ;
   wire [24:0] \$591 ;
-  wire \$592 ;
-  wire [6:0] \$593 ;
-  wire [5:0] \$594 ;
+  wire [24:0] \$592 ;
+  wire [24:0] \$593 ;
+  wire [24:0] \$594 ;
   wire [24:0] \$595 ;
-  wire [25:0] \$596 ;
-  wire [25:0] \$597 ;
+  wire [24:0] \$596 ;
+  wire [24:0] \$597 ;
   wire [24:0] \$598 ;
   wire [24:0] \$599 ;
-  wire [24:0] \$6 ;
-  wire [5:0] \$60 ;
-  wire [25:0] \$600 ;
-  reg \$601 ;
-  reg \$602 ;
-  reg \$603 ;
-  reg \$604 ;
-  reg \$605 ;
-  reg \$606 ;
-  reg \$607 ;
-  reg \$608 ;
-  reg \$609 ;
-  wire [31:0] \$61 ;
-  reg \$610 ;
-  reg \$611 ;
-  reg \$612 ;
-  reg [15:0] \$613 ;
-  reg [15:0] \$614 ;
-  reg [15:0] \$615 ;
-  reg \$616 ;
-  reg \$617 ;
-  reg \$618 ;
-  reg \$619 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire [24:0] \$600 ;
+  wire [24:0] \$601 ;
+  wire [24:0] \$602 ;
+  wire [24:0] \$603 ;
+  wire [28:0] \$604 ;
+  wire \$605 ;
+  wire \$606 ;
+  wire \$607 ;
+  wire [24:0] \$608 ;
+  wire \$609 ;
+  wire \$61 ;
+  wire \$610 ;
+  wire \$611 ;
+  wire \$612 ;
+  wire \$613 ;
+  wire [24:0] \$614 ;
+  wire \$615 ;
+  wire \$616 ;
+  wire [24:0] \$617 ;
+  wire [24:0] \$618 ;
+  wire [24:0] \$619 ;
   wire \$62 ;
-  reg \$620 ;
-  reg [15:0] \$621 ;
-  reg [15:0] \$622 ;
-  reg [15:0] \$623 ;
-  reg [15:0] \$624 ;
-  reg [15:0] \$625 ;
-  reg [15:0] \$626 ;
-  reg [15:0] \$627 ;
-  reg [15:0] \$628 ;
-  reg [15:0] \$629 ;
+  wire [24:0] \$620 ;
+  wire [24:0] \$621 ;
+  wire [24:0] \$622 ;
+  wire [24:0] \$623 ;
+  wire [24:0] \$624 ;
+  wire [24:0] \$625 ;
+  wire [24:0] \$626 ;
+  wire [24:0] \$627 ;
+  wire [24:0] \$628 ;
+  wire [24:0] \$629 ;
   wire [6:0] \$63 ;
-  reg [24:0] \$630 ;
-  reg [24:0] \$631 ;
-  reg [24:0] \$632 ;
-  reg [15:0] \$633 ;
-  reg \$634 ;
-  reg [15:0] \$635 ;
-  reg \$636 ;
-  reg [31:0] \$637 ;
-  reg [15:0] \$638 ;
-  reg \$639 ;
+  wire [24:0] \$630 ;
+  wire [24:0] \$631 ;
+  wire [28:0] \$632 ;
+  wire \$633 ;
+  wire \$634 ;
+  wire \$635 ;
+  wire [24:0] \$636 ;
+  wire \$637 ;
+  wire \$638 ;
+  wire \$639 ;
   wire [5:0] \$64 ;
-  reg [15:0] \$640 ;
-  reg [15:0] \$641 ;
-  reg [15:0] \$642 ;
-  reg [15:0] \$643 ;
-  reg [15:0] \$644 ;
-  reg \$645 ;
-  reg \$646 ;
-  reg \$647 ;
-  reg \$648 ;
-  reg \$649 ;
+  wire \$640 ;
+  wire \$641 ;
+  wire [24:0] \$642 ;
+  wire \$643 ;
+  wire \$644 ;
+  wire [24:0] \$645 ;
+  wire [24:0] \$646 ;
+  wire [24:0] \$647 ;
+  wire [24:0] \$648 ;
+  wire [24:0] \$649 ;
   wire [31:0] \$65 ;
-  reg [15:0] \$650 ;
-  reg [15:0] \$651 ;
-  reg [15:0] \$652 ;
-  reg \$653 ;
-  reg \$654 ;
-  reg \$655 ;
-  reg \$656 ;
-  reg \$657 ;
-  reg [15:0] \$658 ;
-  reg [15:0] \$659 ;
-  wire [32:0] \$66 ;
-  reg [15:0] \$660 ;
-  reg [15:0] \$661 ;
-  reg [15:0] \$662 ;
-  reg [15:0] \$663 ;
-  reg [15:0] \$664 ;
-  reg [15:0] \$665 ;
-  reg [15:0] \$666 ;
-  reg [24:0] \$667 ;
-  reg [24:0] \$668 ;
-  reg [24:0] \$669 ;
-  wire [32:0] \$67 ;
-  reg [15:0] \$670 ;
+  wire [24:0] \$650 ;
+  wire [24:0] \$651 ;
+  wire [24:0] \$652 ;
+  wire [24:0] \$653 ;
+  wire [24:0] \$654 ;
+  wire [24:0] \$655 ;
+  wire [24:0] \$656 ;
+  wire [24:0] \$657 ;
+  wire [24:0] \$658 ;
+  wire [24:0] \$659 ;
+  wire \$66 ;
+  wire [28:0] \$660 ;
+  reg \$661 ;
+  reg \$662 ;
+  reg \$663 ;
+  reg \$664 ;
+  reg \$665 ;
+  reg \$666 ;
+  reg \$667 ;
+  reg \$668 ;
+  reg \$669 ;
+  wire [6:0] \$67 ;
+  reg \$670 ;
   reg \$671 ;
-  reg [15:0] \$672 ;
-  reg \$673 ;
-  reg [31:0] \$674 ;
+  reg \$672 ;
+  reg [5:0] \$673 ;
+  reg \$674 ;
   reg [15:0] \$675 ;
-  reg \$676 ;
+  reg [15:0] \$676 ;
   reg [15:0] \$677 ;
-  reg [15:0] \$678 ;
-  reg [15:0] \$679 ;
-  wire [31:0] \$68 ;
-  reg [15:0] \$680 ;
-  reg [15:0] \$681 ;
+  reg \$678 ;
+  reg \$679 ;
+  wire [5:0] \$68 ;
+  reg \$680 ;
+  reg \$681 ;
   reg \$682 ;
-  reg \$683 ;
-  reg \$684 ;
-  reg \$685 ;
-  reg \$686 ;
+  reg [15:0] \$683 ;
+  reg [15:0] \$684 ;
+  reg [15:0] \$685 ;
+  reg [15:0] \$686 ;
   reg [15:0] \$687 ;
   reg [15:0] \$688 ;
   reg [15:0] \$689 ;
-  wire \$69 ;
-  reg \$690 ;
-  reg \$691 ;
-  reg \$692 ;
-  reg \$693 ;
-  reg \$694 ;
+  wire [31:0] \$69 ;
+  reg [15:0] \$690 ;
+  reg [15:0] \$691 ;
+  reg [24:0] \$692 ;
+  reg [24:0] \$693 ;
+  reg [24:0] \$694 ;
   reg [15:0] \$695 ;
-  reg [15:0] \$696 ;
+  reg \$696 ;
   reg [15:0] \$697 ;
-  reg [15:0] \$698 ;
-  reg [15:0] \$699 ;
+  reg \$698 ;
+  reg [31:0] \$699 ;
   wire \$7 ;
-  wire \$70 ;
+  wire [32:0] \$70 ;
   reg [15:0] \$700 ;
-  reg [15:0] \$701 ;
+  reg \$701 ;
   reg [15:0] \$702 ;
   reg [15:0] \$703 ;
-  reg [24:0] \$704 ;
-  reg [24:0] \$705 ;
-  reg [24:0] \$706 ;
-  reg [15:0] \$707 ;
+  reg [15:0] \$704 ;
+  reg [15:0] \$705 ;
+  reg [15:0] \$706 ;
+  reg \$707 ;
   reg \$708 ;
-  reg [15:0] \$709 ;
-  wire \$71 ;
+  reg \$709 ;
+  wire [32:0] \$71 ;
   reg \$710 ;
-  reg [31:0] \$711 ;
+  reg \$711 ;
   reg [15:0] \$712 ;
-  reg \$713 ;
+  reg [15:0] \$713 ;
   reg [15:0] \$714 ;
-  reg [15:0] \$715 ;
-  reg [15:0] \$716 ;
-  reg [15:0] \$717 ;
-  reg [15:0] \$718 ;
+  reg \$715 ;
+  reg \$716 ;
+  reg \$717 ;
+  reg \$718 ;
   reg \$719 ;
-  wire [6:0] \$72 ;
-  reg \$720 ;
-  reg \$721 ;
-  reg \$722 ;
-  reg \$723 ;
+  wire [31:0] \$72 ;
+  reg [15:0] \$720 ;
+  reg [15:0] \$721 ;
+  reg [15:0] \$722 ;
+  reg [15:0] \$723 ;
   reg [15:0] \$724 ;
   reg [15:0] \$725 ;
   reg [15:0] \$726 ;
-  reg \$727 ;
-  reg \$728 ;
-  reg \$729 ;
-  wire [5:0] \$73 ;
-  reg \$730 ;
-  reg \$731 ;
+  reg [15:0] \$727 ;
+  reg [15:0] \$728 ;
+  reg [24:0] \$729 ;
+  wire \$73 ;
+  reg [24:0] \$730 ;
+  reg [24:0] \$731 ;
   reg [15:0] \$732 ;
-  reg [15:0] \$733 ;
+  reg \$733 ;
   reg [15:0] \$734 ;
-  reg [15:0] \$735 ;
-  reg [15:0] \$736 ;
+  reg \$735 ;
+  reg [31:0] \$736 ;
   reg [15:0] \$737 ;
-  reg [15:0] \$738 ;
+  reg \$738 ;
   reg [15:0] \$739 ;
-  wire [31:0] \$74 ;
+  wire \$74 ;
   reg [15:0] \$740 ;
-  reg [24:0] \$741 ;
-  reg [24:0] \$742 ;
-  reg [24:0] \$743 ;
-  reg [15:0] \$744 ;
+  reg [15:0] \$741 ;
+  reg [15:0] \$742 ;
+  reg [15:0] \$743 ;
+  reg \$744 ;
   reg \$745 ;
-  reg [15:0] \$746 ;
+  reg \$746 ;
   reg \$747 ;
-  reg [31:0] \$748 ;
+  reg \$748 ;
   reg [15:0] \$749 ;
   wire \$75 ;
-  reg \$750 ;
+  reg [15:0] \$750 ;
   reg [15:0] \$751 ;
-  reg [15:0] \$752 ;
-  reg [15:0] \$753 ;
-  reg [15:0] \$754 ;
-  reg [15:0] \$755 ;
+  reg \$752 ;
+  reg \$753 ;
+  reg \$754 ;
+  reg \$755 ;
   reg \$756 ;
-  reg \$757 ;
-  reg \$758 ;
-  reg \$759 ;
+  reg [15:0] \$757 ;
+  reg [15:0] \$758 ;
+  reg [15:0] \$759 ;
   wire [6:0] \$76 ;
-  reg \$760 ;
+  reg [15:0] \$760 ;
+  reg [15:0] \$761 ;
+  reg [15:0] \$762 ;
+  reg [15:0] \$763 ;
+  reg [15:0] \$764 ;
+  reg [15:0] \$765 ;
+  reg [24:0] \$766 ;
+  reg [24:0] \$767 ;
+  reg [24:0] \$768 ;
+  reg [15:0] \$769 ;
   wire [5:0] \$77 ;
+  reg \$770 ;
+  reg [15:0] \$771 ;
+  reg \$772 ;
+  reg [31:0] \$773 ;
+  reg [15:0] \$774 ;
+  reg \$775 ;
+  reg [15:0] \$776 ;
+  reg [15:0] \$777 ;
+  reg [15:0] \$778 ;
+  reg [15:0] \$779 ;
   wire [31:0] \$78 ;
-  wire [32:0] \$79 ;
+  reg [15:0] \$780 ;
+  reg \$781 ;
+  reg \$782 ;
+  reg \$783 ;
+  reg \$784 ;
+  reg \$785 ;
+  reg [15:0] \$786 ;
+  reg [15:0] \$787 ;
+  reg [15:0] \$788 ;
+  reg \$789 ;
+  wire \$79 ;
+  reg \$790 ;
+  reg \$791 ;
+  reg \$792 ;
+  reg \$793 ;
+  reg [15:0] \$794 ;
+  reg [15:0] \$795 ;
+  reg [15:0] \$796 ;
+  reg [15:0] \$797 ;
+  reg [15:0] \$798 ;
+  reg [15:0] \$799 ;
   wire [6:0] \$8 ;
-  wire [32:0] \$80 ;
-  wire [31:0] \$81 ;
-  wire [15:0] \$82 ;
-  wire [15:0] \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire [6:0] \$86 ;
-  wire [5:0] \$87 ;
-  wire [31:0] \$88 ;
+  wire [6:0] \$80 ;
+  reg [15:0] \$800 ;
+  reg [15:0] \$801 ;
+  reg [15:0] \$802 ;
+  reg [24:0] \$803 ;
+  reg [24:0] \$804 ;
+  reg [24:0] \$805 ;
+  reg [15:0] \$806 ;
+  reg \$807 ;
+  reg [15:0] \$808 ;
+  reg \$809 ;
+  wire [5:0] \$81 ;
+  reg [31:0] \$810 ;
+  reg [15:0] \$811 ;
+  reg \$812 ;
+  reg [15:0] \$813 ;
+  reg [15:0] \$814 ;
+  reg [15:0] \$815 ;
+  reg [15:0] \$816 ;
+  reg [15:0] \$817 ;
+  reg \$818 ;
+  reg \$819 ;
+  wire [31:0] \$82 ;
+  reg \$820 ;
+  reg \$821 ;
+  reg \$822 ;
+  wire [32:0] \$83 ;
+  wire [32:0] \$84 ;
+  wire [31:0] \$85 ;
+  wire [15:0] \$86 ;
+  wire [15:0] \$87 ;
+  wire \$88 ;
   wire \$89 ;
   wire [5:0] \$9 ;
   wire [6:0] \$90 ;
   wire [5:0] \$91 ;
   wire [31:0] \$92 ;
-  wire [32:0] \$93 ;
-  wire [32:0] \$94 ;
-  wire [31:0] \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire [6:0] \$99 ;
+  wire \$93 ;
+  wire [6:0] \$94 ;
+  wire [5:0] \$95 ;
+  wire [31:0] \$96 ;
+  wire [32:0] \$97 ;
+  wire [32:0] \$98 ;
+  wire [31:0] \$99 ;
   input [5:0] affine_shift;
   wire [5:0] affine_shift;
   input clk;
@@ -39931,6 +39993,8 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$205
   reg [24:0] leak_prod3 = 25'h0000000;
   input [5:0] leak_shift;
   wire [5:0] leak_shift;
+  reg [5:0] leak_shift_m1 = 6'h00;
+  reg leak_shift_zero = 1'h0;
   input load;
   wire load;
   reg load_z1 = 1'h0;
@@ -39938,16 +40002,16 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$205
   reg load_z3 = 1'h0;
   (* init = 1'h0 *)
   wire out_valid;
-  input [1:0] \port$20534$0 ;
-  wire [1:0] \port$20534$0 ;
-  input [1:0] \port$20534$12 ;
-  wire [1:0] \port$20534$12 ;
-  input [1:0] \port$20534$4 ;
-  wire [1:0] \port$20534$4 ;
-  input [1:0] \port$20534$8 ;
-  wire [1:0] \port$20534$8 ;
-  input [13:0] \port$22221$356 ;
-  wire [13:0] \port$22221$356 ;
+  input [1:0] \port$20594$0 ;
+  wire [1:0] \port$20594$0 ;
+  input [1:0] \port$20594$12 ;
+  wire [1:0] \port$20594$12 ;
+  input [1:0] \port$20594$4 ;
+  wire [1:0] \port$20594$4 ;
+  input [1:0] \port$20594$8 ;
+  wire [1:0] \port$20594$8 ;
+  input [13:0] \port$22285$356 ;
+  wire [13:0] \port$22285$356 ;
   input restart;
   wire restart;
   reg restart_z1 = 1'h0;
@@ -40058,2030 +40122,2092 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$205
   reg window2_z2 = 1'h0;
   reg window3_z1 = 1'h0;
   reg window3_z2 = 1'h0;
-  assign \$240  = \$238  ? 6'h00 : \$239 [5:0];
-  assign \$241  = $signed(g_prod1) >>> \$240 ;
-  assign \$242  = $signed(\$241 ) + $signed(2'h1);
-  assign \$244  = \$233  ? \$237  : \$243 [31:0];
-  assign \$245  = $signed(\$244 ) < $signed(16'h8000);
-  assign \$246  = ! affine_shift;
-  assign \$247  = ! affine_shift;
-  assign \$248  = affine_shift - 1'h1;
-  assign \$249  = \$247  ? 6'h00 : \$248 [5:0];
-  assign \$250  = $signed(g_prod1) >>> \$249 ;
-  assign \$251  = ! affine_shift;
-  assign \$252  = affine_shift - 1'h1;
-  assign \$253  = \$251  ? 6'h00 : \$252 [5:0];
-  assign \$254  = $signed(g_prod1) >>> \$253 ;
-  assign \$255  = $signed(\$254 ) + $signed(2'h1);
-  assign \$257  = \$246  ? \$250  : \$256 [31:0];
-  assign \$258  = \$245  ? 16'h8000 : \$257 [15:0];
-  assign \$259  = \$232  ? 16'h7fff : \$258 ;
-  assign \$260  = ! affine_shift;
-  assign \$261  = ! affine_shift;
-  assign \$262  = affine_shift - 1'h1;
-  assign \$263  = \$261  ? 6'h00 : \$262 [5:0];
-  assign \$264  = $signed(g_prod1) >>> \$263 ;
-  assign \$265  = ! affine_shift;
-  assign \$266  = affine_shift - 1'h1;
-  assign \$267  = \$265  ? 6'h00 : \$266 [5:0];
-  assign \$268  = $signed(g_prod1) >>> \$267 ;
-  assign \$269  = $signed(\$268 ) + $signed(2'h1);
-  assign \$271  = \$260  ? \$264  : \$270 [31:0];
-  assign \$272  = $signed(\$259 ) != $signed(\$271 );
-  assign \$273  = $signed(e2_z1) * $signed({ 1'h0, height_mul });
-  assign \$274  = ! \port$22221$356 [5:0];
-  assign \$275  = ! \port$22221$356 [5:0];
-  assign \$276  = \port$22221$356 [5:0] - 1'h1;
-  assign \$277  = \$275  ? 6'h00 : \$276 [5:0];
-  assign \$278  = $signed(height_prod2) >>> \$277 ;
-  assign \$279  = ! \port$22221$356 [5:0];
-  assign \$280  = \port$22221$356 [5:0] - 1'h1;
-  assign \$281  = \$279  ? 6'h00 : \$280 [5:0];
-  assign \$282  = $signed(height_prod2) >>> \$281 ;
-  assign \$283  = $signed(\$282 ) + $signed(2'h1);
-  assign \$285  = \$274  ? \$278  : \$284 [24:0];
-  assign \$286  = window2_z2 ? \$285  : 25'h0000000;
-  assign \$287  = restart_z2 ? 16'h0000 : d2;
-  assign \$288  = $signed(\$287 ) * $signed({ 1'h0, \port$22221$356 [13:6] });
-  assign \$289  = $signed(\$586 ) > $signed(16'h7fff);
-  assign \$290  = $signed(\$586 ) < $signed(16'h8000);
-  assign \$291  = \$290  ? 16'h8000 : \$586 [15:0];
-  assign \$292  = \$289  ? 16'h7fff : \$291 ;
-  assign \$293  = load_z3 ? e2_z3 : \$292 ;
-  assign \$294  = $signed(\$586 ) > $signed(16'h7fff);
-  assign \$295  = $signed(\$586 ) < $signed(16'h8000);
-  assign \$296  = \$295  ? 16'h8000 : \$586 [15:0];
-  assign \$297  = \$294  ? 16'h7fff : \$296 ;
-  assign \$298  = $signed(\$297 ) != $signed(\$586 );
-  assign \$299  = $signed(d2) + $signed(g_extra2_z4);
-  assign \$300  = $signed(\$299 ) > $signed(16'h7fff);
-  assign \$301  = $signed(d2) + $signed(g_extra2_z4);
-  assign \$302  = $signed(\$301 ) < $signed(16'h8000);
-  assign \$303  = $signed(d2) + $signed(g_extra2_z4);
-  assign \$304  = \$302  ? 16'h8000 : \$303 [15:0];
-  assign \$305  = \$300  ? 16'h7fff : \$304 ;
-  assign \$306  = $signed(d2) + $signed(g_extra2_z4);
-  assign \$307  = $signed(\$306 ) > $signed(16'h7fff);
-  assign \$308  = $signed(d2) + $signed(g_extra2_z4);
-  assign \$309  = $signed(\$308 ) < $signed(16'h8000);
-  assign \$310  = $signed(d2) + $signed(g_extra2_z4);
-  assign \$311  = \$309  ? 16'h8000 : \$310 [15:0];
-  assign \$312  = \$307  ? 16'h7fff : \$311 ;
-  assign \$313  = $signed(d2) + $signed(g_extra2_z4);
-  assign \$314  = $signed(\$312 ) != $signed(\$313 );
-  assign \$315  = $signed(g_cur2) * $signed(scale2_z5);
-  assign \$316  = ! affine_shift;
-  assign \$317  = ! affine_shift;
-  assign \$318  = affine_shift - 1'h1;
-  assign \$319  = \$317  ? 6'h00 : \$318 [5:0];
-  assign \$320  = $signed(g_prod2) >>> \$319 ;
-  assign \$321  = ! affine_shift;
-  assign \$322  = affine_shift - 1'h1;
-  assign \$323  = \$321  ? 6'h00 : \$322 [5:0];
-  assign \$324  = $signed(g_prod2) >>> \$323 ;
-  assign \$325  = $signed(\$324 ) + $signed(2'h1);
-  assign \$327  = \$316  ? \$320  : \$326 [31:0];
-  assign \$328  = $signed(\$327 ) > $signed(16'h7fff);
-  assign \$329  = ! affine_shift;
-  assign \$330  = ! affine_shift;
-  assign \$331  = affine_shift - 1'h1;
-  assign \$332  = \$330  ? 6'h00 : \$331 [5:0];
-  assign \$333  = $signed(g_prod2) >>> \$332 ;
-  assign \$334  = ! affine_shift;
-  assign \$335  = affine_shift - 1'h1;
-  assign \$336  = \$334  ? 6'h00 : \$335 [5:0];
-  assign \$337  = $signed(g_prod2) >>> \$336 ;
-  assign \$338  = $signed(\$337 ) + $signed(2'h1);
-  assign \$340  = \$329  ? \$333  : \$339 [31:0];
-  assign \$341  = $signed(\$340 ) < $signed(16'h8000);
-  assign \$342  = ! affine_shift;
-  assign \$343  = ! affine_shift;
-  assign \$344  = affine_shift - 1'h1;
-  assign \$345  = \$343  ? 6'h00 : \$344 [5:0];
-  assign \$346  = $signed(g_prod2) >>> \$345 ;
-  assign \$347  = ! affine_shift;
-  assign \$348  = affine_shift - 1'h1;
-  assign \$349  = \$347  ? 6'h00 : \$348 [5:0];
-  assign \$350  = $signed(g_prod2) >>> \$349 ;
-  assign \$351  = $signed(\$350 ) + $signed(2'h1);
-  assign \$353  = \$342  ? \$346  : \$352 [31:0];
-  assign \$354  = \$341  ? 16'h8000 : \$353 [15:0];
-  assign \$355  = \$328  ? 16'h7fff : \$354 ;
-  assign \$356  = ! affine_shift;
-  assign \$357  = ! affine_shift;
-  assign \$358  = affine_shift - 1'h1;
-  assign \$359  = \$357  ? 6'h00 : \$358 [5:0];
-  assign \$360  = $signed(g_prod2) >>> \$359 ;
-  assign \$361  = ! affine_shift;
-  assign \$362  = affine_shift - 1'h1;
-  assign \$363  = \$361  ? 6'h00 : \$362 [5:0];
-  assign \$364  = $signed(g_prod2) >>> \$363 ;
-  assign \$365  = $signed(\$364 ) + $signed(2'h1);
-  assign \$367  = \$356  ? \$360  : \$366 [31:0];
-  assign \$368  = $signed(\$367 ) > $signed(16'h7fff);
-  assign \$369  = ! affine_shift;
-  assign \$370  = ! affine_shift;
-  assign \$371  = affine_shift - 1'h1;
-  assign \$372  = \$370  ? 6'h00 : \$371 [5:0];
-  assign \$373  = $signed(g_prod2) >>> \$372 ;
-  assign \$374  = ! affine_shift;
-  assign \$375  = affine_shift - 1'h1;
-  assign \$376  = \$374  ? 6'h00 : \$375 [5:0];
-  assign \$377  = $signed(g_prod2) >>> \$376 ;
-  assign \$378  = $signed(\$377 ) + $signed(2'h1);
-  assign \$380  = \$369  ? \$373  : \$379 [31:0];
-  assign \$381  = $signed(\$380 ) < $signed(16'h8000);
-  assign \$382  = ! affine_shift;
-  assign \$383  = ! affine_shift;
-  assign \$384  = affine_shift - 1'h1;
-  assign \$385  = \$383  ? 6'h00 : \$384 [5:0];
-  assign \$386  = $signed(g_prod2) >>> \$385 ;
-  assign \$387  = ! affine_shift;
-  assign \$388  = affine_shift - 1'h1;
-  assign \$389  = \$387  ? 6'h00 : \$388 [5:0];
-  assign \$390  = $signed(g_prod2) >>> \$389 ;
-  assign \$391  = $signed(\$390 ) + $signed(2'h1);
-  assign \$393  = \$382  ? \$386  : \$392 [31:0];
-  assign \$394  = \$381  ? 16'h8000 : \$393 [15:0];
-  assign \$395  = \$368  ? 16'h7fff : \$394 ;
-  assign \$396  = ! affine_shift;
-  assign \$397  = ! affine_shift;
-  assign \$398  = affine_shift - 1'h1;
-  assign \$399  = \$397  ? 6'h00 : \$398 [5:0];
-  assign \$400  = $signed(g_prod2) >>> \$399 ;
-  assign \$401  = ! affine_shift;
-  assign \$402  = affine_shift - 1'h1;
-  assign \$403  = \$401  ? 6'h00 : \$402 [5:0];
-  assign \$404  = $signed(g_prod2) >>> \$403 ;
-  assign \$405  = $signed(\$404 ) + $signed(2'h1);
-  assign \$407  = \$396  ? \$400  : \$406 [31:0];
-  assign \$408  = $signed(\$395 ) != $signed(\$407 );
-  assign \$409  = $signed(e3_z1) * $signed({ 1'h0, height_mul });
-  assign \$410  = ! \port$22221$356 [5:0];
-  assign \$411  = ! \port$22221$356 [5:0];
-  assign \$412  = \port$22221$356 [5:0] - 1'h1;
-  assign \$413  = \$411  ? 6'h00 : \$412 [5:0];
-  assign \$414  = $signed(height_prod3) >>> \$413 ;
-  assign \$415  = ! \port$22221$356 [5:0];
-  assign \$416  = \port$22221$356 [5:0] - 1'h1;
-  assign \$417  = \$415  ? 6'h00 : \$416 [5:0];
-  assign \$418  = $signed(height_prod3) >>> \$417 ;
-  assign \$419  = $signed(\$418 ) + $signed(2'h1);
-  assign \$421  = \$410  ? \$414  : \$420 [24:0];
-  assign \$422  = window3_z2 ? \$421  : 25'h0000000;
-  assign \$423  = restart_z2 ? 16'h0000 : d3;
-  assign \$424  = $signed(\$423 ) * $signed({ 1'h0, \port$22221$356 [13:6] });
-  assign \$425  = $signed(\$600 ) > $signed(16'h7fff);
-  assign \$426  = $signed(\$600 ) < $signed(16'h8000);
-  assign \$427  = \$426  ? 16'h8000 : \$600 [15:0];
-  assign \$428  = \$425  ? 16'h7fff : \$427 ;
-  assign \$429  = load_z3 ? e3_z3 : \$428 ;
-  assign \$430  = $signed(\$600 ) > $signed(16'h7fff);
-  assign \$431  = $signed(\$600 ) < $signed(16'h8000);
-  assign \$432  = \$431  ? 16'h8000 : \$600 [15:0];
-  assign \$433  = \$430  ? 16'h7fff : \$432 ;
-  assign \$434  = $signed(\$433 ) != $signed(\$600 );
-  assign \$435  = $signed(d3) + $signed(g_extra3_z4);
-  assign \$436  = $signed(\$435 ) > $signed(16'h7fff);
-  assign \$437  = $signed(d3) + $signed(g_extra3_z4);
-  assign \$438  = $signed(\$437 ) < $signed(16'h8000);
-  assign \$439  = $signed(d3) + $signed(g_extra3_z4);
-  assign \$440  = \$438  ? 16'h8000 : \$439 [15:0];
-  assign \$441  = \$436  ? 16'h7fff : \$440 ;
-  assign \$442  = $signed(d3) + $signed(g_extra3_z4);
-  assign \$443  = $signed(\$442 ) > $signed(16'h7fff);
-  assign \$444  = $signed(d3) + $signed(g_extra3_z4);
-  assign \$445  = $signed(\$444 ) < $signed(16'h8000);
-  assign \$446  = $signed(d3) + $signed(g_extra3_z4);
-  assign \$447  = \$445  ? 16'h8000 : \$446 [15:0];
-  assign \$448  = \$443  ? 16'h7fff : \$447 ;
-  assign \$449  = $signed(d3) + $signed(g_extra3_z4);
-  assign \$450  = $signed(\$448 ) != $signed(\$449 );
-  assign \$451  = $signed(g_cur3) * $signed(scale3_z5);
-  assign \$452  = ! affine_shift;
-  assign \$453  = ! affine_shift;
-  assign \$454  = affine_shift - 1'h1;
-  assign \$455  = \$453  ? 6'h00 : \$454 [5:0];
-  assign \$456  = $signed(g_prod3) >>> \$455 ;
-  assign \$457  = ! affine_shift;
-  assign \$458  = affine_shift - 1'h1;
-  assign \$459  = \$457  ? 6'h00 : \$458 [5:0];
-  assign \$460  = $signed(g_prod3) >>> \$459 ;
-  assign \$461  = $signed(\$460 ) + $signed(2'h1);
-  assign \$463  = \$452  ? \$456  : \$462 [31:0];
-  assign \$464  = $signed(\$463 ) > $signed(16'h7fff);
-  assign \$465  = ! affine_shift;
-  assign \$466  = ! affine_shift;
-  assign \$467  = affine_shift - 1'h1;
-  assign \$468  = \$466  ? 6'h00 : \$467 [5:0];
-  assign \$469  = $signed(g_prod3) >>> \$468 ;
-  assign \$470  = ! affine_shift;
-  assign \$471  = affine_shift - 1'h1;
-  assign \$472  = \$470  ? 6'h00 : \$471 [5:0];
-  assign \$473  = $signed(g_prod3) >>> \$472 ;
-  assign \$474  = $signed(\$473 ) + $signed(2'h1);
-  assign \$476  = \$465  ? \$469  : \$475 [31:0];
-  assign \$477  = $signed(\$476 ) < $signed(16'h8000);
-  assign \$478  = ! affine_shift;
-  assign \$479  = ! affine_shift;
-  assign \$480  = affine_shift - 1'h1;
-  assign \$481  = \$479  ? 6'h00 : \$480 [5:0];
-  assign \$482  = $signed(g_prod3) >>> \$481 ;
-  assign \$483  = ! affine_shift;
-  assign \$484  = affine_shift - 1'h1;
-  assign \$485  = \$483  ? 6'h00 : \$484 [5:0];
-  assign \$486  = $signed(g_prod3) >>> \$485 ;
-  assign \$487  = $signed(\$486 ) + $signed(2'h1);
-  assign \$489  = \$478  ? \$482  : \$488 [31:0];
-  assign \$490  = \$477  ? 16'h8000 : \$489 [15:0];
-  assign \$491  = \$464  ? 16'h7fff : \$490 ;
-  assign \$492  = ! affine_shift;
-  assign \$493  = ! affine_shift;
-  assign \$494  = affine_shift - 1'h1;
-  assign \$495  = \$493  ? 6'h00 : \$494 [5:0];
-  assign \$496  = $signed(g_prod3) >>> \$495 ;
-  assign \$497  = ! affine_shift;
-  assign \$498  = affine_shift - 1'h1;
-  assign \$499  = \$497  ? 6'h00 : \$498 [5:0];
-  assign \$500  = $signed(g_prod3) >>> \$499 ;
-  assign \$501  = $signed(\$500 ) + $signed(2'h1);
-  assign \$503  = \$492  ? \$496  : \$502 [31:0];
-  assign \$504  = $signed(\$503 ) > $signed(16'h7fff);
-  assign \$505  = ! affine_shift;
-  assign \$506  = ! affine_shift;
-  assign \$507  = affine_shift - 1'h1;
-  assign \$508  = \$506  ? 6'h00 : \$507 [5:0];
-  assign \$509  = $signed(g_prod3) >>> \$508 ;
-  assign \$510  = ! affine_shift;
-  assign \$511  = affine_shift - 1'h1;
-  assign \$512  = \$510  ? 6'h00 : \$511 [5:0];
-  assign \$513  = $signed(g_prod3) >>> \$512 ;
-  assign \$514  = $signed(\$513 ) + $signed(2'h1);
-  assign \$516  = \$505  ? \$509  : \$515 [31:0];
-  assign \$517  = $signed(\$516 ) < $signed(16'h8000);
-  assign \$518  = ! affine_shift;
-  assign \$519  = ! affine_shift;
-  assign \$520  = affine_shift - 1'h1;
-  assign \$521  = \$519  ? 6'h00 : \$520 [5:0];
-  assign \$522  = $signed(g_prod3) >>> \$521 ;
-  assign \$523  = ! affine_shift;
-  assign \$524  = affine_shift - 1'h1;
-  assign \$525  = \$523  ? 6'h00 : \$524 [5:0];
-  assign \$526  = $signed(g_prod3) >>> \$525 ;
-  assign \$527  = $signed(\$526 ) + $signed(2'h1);
-  assign \$529  = \$518  ? \$522  : \$528 [31:0];
-  assign \$530  = \$517  ? 16'h8000 : \$529 [15:0];
-  assign \$531  = \$504  ? 16'h7fff : \$530 ;
-  assign \$532  = ! affine_shift;
-  assign \$533  = ! affine_shift;
-  assign \$534  = affine_shift - 1'h1;
-  assign \$535  = \$533  ? 6'h00 : \$534 [5:0];
-  assign \$536  = $signed(g_prod3) >>> \$535 ;
-  assign \$537  = ! affine_shift;
-  assign \$538  = affine_shift - 1'h1;
-  assign \$539  = \$537  ? 6'h00 : \$538 [5:0];
-  assign \$540  = $signed(g_prod3) >>> \$539 ;
-  assign \$541  = $signed(\$540 ) + $signed(2'h1);
-  assign \$543  = \$532  ? \$536  : \$542 [31:0];
-  assign \$544  = $signed(\$531 ) != $signed(\$543 );
-  assign \$545  = ! leak_shift;
-  assign \$546  = ! leak_shift;
-  assign \$547  = leak_shift - 1'h1;
-  assign \$548  = \$546  ? 6'h00 : \$547 [5:0];
-  assign \$549  = $signed(leak_prod0) >>> \$548 ;
-  assign \$550  = ! leak_shift;
-  assign \$551  = leak_shift - 1'h1;
-  assign \$552  = \$550  ? 6'h00 : \$551 [5:0];
-  assign \$553  = $signed(leak_prod0) >>> \$552 ;
-  assign \$554  = $signed(\$553 ) + $signed(2'h1);
-  assign \$556  = \$545  ? \$549  : \$555 [24:0];
-  assign \$557  = spike0_z3 ? 25'h0000000 : \$556 ;
-  assign \$558  = $signed(direct0) + $signed(\$557 );
-  assign \$559  = ! leak_shift;
-  assign \$560  = ! leak_shift;
-  assign \$561  = leak_shift - 1'h1;
-  assign \$562  = \$560  ? 6'h00 : \$561 [5:0];
-  assign \$563  = $signed(leak_prod1) >>> \$562 ;
-  assign \$564  = ! leak_shift;
-  assign \$565  = leak_shift - 1'h1;
-  assign \$566  = \$564  ? 6'h00 : \$565 [5:0];
-  assign \$567  = $signed(leak_prod1) >>> \$566 ;
-  assign \$568  = $signed(\$567 ) + $signed(2'h1);
-  assign \$570  = \$559  ? \$563  : \$569 [24:0];
-  assign \$571  = spike1_z3 ? 25'h0000000 : \$570 ;
-  assign \$572  = $signed(direct1) + $signed(\$571 );
-  assign \$573  = ! leak_shift;
-  assign \$574  = ! leak_shift;
-  assign \$575  = leak_shift - 1'h1;
-  assign \$576  = \$574  ? 6'h00 : \$575 [5:0];
-  assign \$577  = $signed(leak_prod2) >>> \$576 ;
-  assign \$578  = ! leak_shift;
-  assign \$579  = leak_shift - 1'h1;
-  assign \$580  = \$578  ? 6'h00 : \$579 [5:0];
-  assign \$581  = $signed(leak_prod2) >>> \$580 ;
-  assign \$582  = $signed(\$581 ) + $signed(2'h1);
-  assign \$584  = \$573  ? \$577  : \$583 [24:0];
-  assign \$585  = spike2_z3 ? 25'h0000000 : \$584 ;
-  assign \$586  = $signed(direct2) + $signed(\$585 );
-  assign \$587  = ! leak_shift;
-  assign \$588  = ! leak_shift;
-  assign \$589  = leak_shift - 1'h1;
-  assign \$590  = \$588  ? 6'h00 : \$589 [5:0];
-  assign \$591  = $signed(leak_prod3) >>> \$590 ;
-  assign \$592  = ! leak_shift;
-  assign \$593  = leak_shift - 1'h1;
-  assign \$594  = \$592  ? 6'h00 : \$593 [5:0];
-  assign \$595  = $signed(leak_prod3) >>> \$594 ;
-  assign \$596  = $signed(\$595 ) + $signed(2'h1);
-  assign \$598  = \$587  ? \$591  : \$597 [24:0];
-  assign \$599  = spike3_z3 ? 25'h0000000 : \$598 ;
-  assign \$600  = $signed(direct3) + $signed(\$599 );
-  always @(posedge clk)
-    valid_z1 <= \$601 ;
-  always @(posedge clk)
-    valid_z2 <= \$602 ;
-  always @(posedge clk)
-    valid_z3 <= \$603 ;
-  always @(posedge clk)
-    valid_z4 <= \$604 ;
-  always @(posedge clk)
-    valid_z5 <= \$605 ;
-  always @(posedge clk)
-    valid_z6 <= \$606 ;
-  always @(posedge clk)
-    valid_z7 <= \$607 ;
-  always @(posedge clk)
-    restart_z1 <= \$608 ;
-  always @(posedge clk)
-    restart_z2 <= \$609 ;
-  always @(posedge clk)
-    load_z1 <= \$610 ;
-  always @(posedge clk)
-    load_z2 <= \$611 ;
-  always @(posedge clk)
-    load_z3 <= \$612 ;
-  always @(posedge clk)
-    e0_z1 <= \$613 ;
-  always @(posedge clk)
-    e0_z2 <= \$614 ;
-  always @(posedge clk)
-    e0_z3 <= \$615 ;
-  always @(posedge clk)
-    window0_z1 <= \$616 ;
-  always @(posedge clk)
-    window0_z2 <= \$617 ;
-  always @(posedge clk)
-    spike0_z1 <= \$618 ;
-  always @(posedge clk)
-    spike0_z2 <= \$619 ;
-  always @(posedge clk)
-    spike0_z3 <= \$620 ;
-  always @(posedge clk)
-    g_extra0_z1 <= \$621 ;
-  always @(posedge clk)
-    g_extra0_z2 <= \$622 ;
-  always @(posedge clk)
-    g_extra0_z3 <= \$623 ;
-  always @(posedge clk)
-    g_extra0_z4 <= \$624 ;
-  always @(posedge clk)
-    scale0_z1 <= \$625 ;
-  always @(posedge clk)
-    scale0_z2 <= \$626 ;
-  always @(posedge clk)
-    scale0_z3 <= \$627 ;
-  always @(posedge clk)
-    scale0_z4 <= \$628 ;
-  always @(posedge clk)
-    scale0_z5 <= \$629 ;
-  always @(posedge clk)
-    height_prod0 <= \$630 ;
-  always @(posedge clk)
-    direct0 <= \$631 ;
-  always @(posedge clk)
-    leak_prod0 <= \$632 ;
-  always @(posedge clk)
-    d0 <= \$633 ;
-  always @(posedge clk)
-    sat_lif0 <= \$634 ;
-  always @(posedge clk)
-    g_cur0 <= \$635 ;
-  always @(posedge clk)
-    sat_cur0 <= \$636 ;
-  always @(posedge clk)
-    g_prod0 <= \$637 ;
-  always @(posedge clk)
-    g_p0 <= \$638 ;
-  always @(posedge clk)
-    sat_aff0 <= \$639 ;
-  always @(posedge clk)
-    d_out0_z1 <= \$640 ;
-  always @(posedge clk)
-    d_out0_z2 <= \$641 ;
-  always @(posedge clk)
-    d_out0_z3 <= \$642 ;
-  always @(posedge clk)
-    g_cur_out0_z1 <= \$643 ;
-  always @(posedge clk)
-    g_cur_out0_z2 <= \$644 ;
-  always @(posedge clk)
-    sat_lif_out0_z1 <= \$645 ;
-  always @(posedge clk)
-    sat_lif_out0_z2 <= \$646 ;
-  always @(posedge clk)
-    sat_lif_out0_z3 <= \$647 ;
-  always @(posedge clk)
-    sat_cur_out0_z1 <= \$648 ;
-  always @(posedge clk)
-    sat_cur_out0_z2 <= \$649 ;
-  always @(posedge clk)
-    e1_z1 <= \$650 ;
-  always @(posedge clk)
-    e1_z2 <= \$651 ;
-  always @(posedge clk)
-    e1_z3 <= \$652 ;
-  always @(posedge clk)
-    window1_z1 <= \$653 ;
-  always @(posedge clk)
-    window1_z2 <= \$654 ;
-  always @(posedge clk)
-    spike1_z1 <= \$655 ;
-  always @(posedge clk)
-    spike1_z2 <= \$656 ;
-  always @(posedge clk)
-    spike1_z3 <= \$657 ;
-  always @(posedge clk)
-    g_extra1_z1 <= \$658 ;
-  always @(posedge clk)
-    g_extra1_z2 <= \$659 ;
-  always @(posedge clk)
-    g_extra1_z3 <= \$660 ;
-  always @(posedge clk)
-    g_extra1_z4 <= \$661 ;
-  always @(posedge clk)
-    scale1_z1 <= \$662 ;
-  always @(posedge clk)
-    scale1_z2 <= \$663 ;
-  always @(posedge clk)
-    scale1_z3 <= \$664 ;
-  always @(posedge clk)
-    scale1_z4 <= \$665 ;
-  always @(posedge clk)
-    scale1_z5 <= \$666 ;
-  always @(posedge clk)
-    height_prod1 <= \$667 ;
-  always @(posedge clk)
-    direct1 <= \$668 ;
-  always @(posedge clk)
-    leak_prod1 <= \$669 ;
-  always @(posedge clk)
-    d1 <= \$670 ;
-  always @(posedge clk)
-    sat_lif1 <= \$671 ;
-  always @(posedge clk)
-    g_cur1 <= \$672 ;
-  always @(posedge clk)
-    sat_cur1 <= \$673 ;
-  always @(posedge clk)
-    g_prod1 <= \$674 ;
-  always @(posedge clk)
-    g_p1 <= \$675 ;
-  always @(posedge clk)
-    sat_aff1 <= \$676 ;
-  always @(posedge clk)
-    d_out1_z1 <= \$677 ;
-  always @(posedge clk)
-    d_out1_z2 <= \$678 ;
-  always @(posedge clk)
-    d_out1_z3 <= \$679 ;
-  always @(posedge clk)
-    g_cur_out1_z1 <= \$680 ;
-  always @(posedge clk)
-    g_cur_out1_z2 <= \$681 ;
-  always @(posedge clk)
-    sat_lif_out1_z1 <= \$682 ;
-  always @(posedge clk)
-    sat_lif_out1_z2 <= \$683 ;
-  always @(posedge clk)
-    sat_lif_out1_z3 <= \$684 ;
-  always @(posedge clk)
-    sat_cur_out1_z1 <= \$685 ;
-  always @(posedge clk)
-    sat_cur_out1_z2 <= \$686 ;
-  always @(posedge clk)
-    e2_z1 <= \$687 ;
-  always @(posedge clk)
-    e2_z2 <= \$688 ;
-  always @(posedge clk)
-    e2_z3 <= \$689 ;
-  always @(posedge clk)
-    window2_z1 <= \$690 ;
-  always @(posedge clk)
-    window2_z2 <= \$691 ;
-  always @(posedge clk)
-    spike2_z1 <= \$692 ;
-  always @(posedge clk)
-    spike2_z2 <= \$693 ;
-  always @(posedge clk)
-    spike2_z3 <= \$694 ;
-  always @(posedge clk)
-    g_extra2_z1 <= \$695 ;
-  always @(posedge clk)
-    g_extra2_z2 <= \$696 ;
-  always @(posedge clk)
-    g_extra2_z3 <= \$697 ;
-  always @(posedge clk)
-    g_extra2_z4 <= \$698 ;
-  always @(posedge clk)
-    scale2_z1 <= \$699 ;
-  always @(posedge clk)
-    scale2_z2 <= \$700 ;
-  always @(posedge clk)
-    scale2_z3 <= \$701 ;
-  always @(posedge clk)
-    scale2_z4 <= \$702 ;
-  always @(posedge clk)
-    scale2_z5 <= \$703 ;
-  always @(posedge clk)
-    height_prod2 <= \$704 ;
-  always @(posedge clk)
-    direct2 <= \$705 ;
-  always @(posedge clk)
-    leak_prod2 <= \$706 ;
-  always @(posedge clk)
-    d2 <= \$707 ;
-  always @(posedge clk)
-    sat_lif2 <= \$708 ;
-  always @(posedge clk)
-    g_cur2 <= \$709 ;
-  always @(posedge clk)
-    sat_cur2 <= \$710 ;
-  always @(posedge clk)
-    g_prod2 <= \$711 ;
-  always @(posedge clk)
-    g_p2 <= \$712 ;
-  always @(posedge clk)
-    sat_aff2 <= \$713 ;
-  always @(posedge clk)
-    d_out2_z1 <= \$714 ;
-  always @(posedge clk)
-    d_out2_z2 <= \$715 ;
-  always @(posedge clk)
-    d_out2_z3 <= \$716 ;
-  always @(posedge clk)
-    g_cur_out2_z1 <= \$717 ;
-  always @(posedge clk)
-    g_cur_out2_z2 <= \$718 ;
-  always @(posedge clk)
-    sat_lif_out2_z1 <= \$719 ;
-  always @(posedge clk)
-    sat_lif_out2_z2 <= \$720 ;
-  always @(posedge clk)
-    sat_lif_out2_z3 <= \$721 ;
-  always @(posedge clk)
-    sat_cur_out2_z1 <= \$722 ;
-  always @(posedge clk)
-    sat_cur_out2_z2 <= \$723 ;
-  always @(posedge clk)
-    e3_z1 <= \$724 ;
-  always @(posedge clk)
-    e3_z2 <= \$725 ;
-  always @(posedge clk)
-    e3_z3 <= \$726 ;
-  always @(posedge clk)
-    window3_z1 <= \$727 ;
-  always @(posedge clk)
-    window3_z2 <= \$728 ;
-  always @(posedge clk)
-    spike3_z1 <= \$729 ;
-  always @(posedge clk)
-    spike3_z2 <= \$730 ;
-  always @(posedge clk)
-    spike3_z3 <= \$731 ;
-  always @(posedge clk)
-    g_extra3_z1 <= \$732 ;
-  always @(posedge clk)
-    g_extra3_z2 <= \$733 ;
-  always @(posedge clk)
-    g_extra3_z3 <= \$734 ;
-  always @(posedge clk)
-    g_extra3_z4 <= \$735 ;
-  always @(posedge clk)
-    scale3_z1 <= \$736 ;
-  always @(posedge clk)
-    scale3_z2 <= \$737 ;
-  always @(posedge clk)
-    scale3_z3 <= \$738 ;
-  always @(posedge clk)
-    scale3_z4 <= \$739 ;
-  always @(posedge clk)
-    scale3_z5 <= \$740 ;
-  always @(posedge clk)
-    height_prod3 <= \$741 ;
-  always @(posedge clk)
-    direct3 <= \$742 ;
-  always @(posedge clk)
-    leak_prod3 <= \$743 ;
-  always @(posedge clk)
-    d3 <= \$744 ;
-  always @(posedge clk)
-    sat_lif3 <= \$745 ;
-  always @(posedge clk)
-    g_cur3 <= \$746 ;
-  always @(posedge clk)
-    sat_cur3 <= \$747 ;
-  always @(posedge clk)
-    g_prod3 <= \$748 ;
-  always @(posedge clk)
-    g_p3 <= \$749 ;
-  always @(posedge clk)
-    sat_aff3 <= \$750 ;
-  always @(posedge clk)
-    d_out3_z1 <= \$751 ;
-  always @(posedge clk)
-    d_out3_z2 <= \$752 ;
-  always @(posedge clk)
-    d_out3_z3 <= \$753 ;
-  always @(posedge clk)
-    g_cur_out3_z1 <= \$754 ;
-  always @(posedge clk)
-    g_cur_out3_z2 <= \$755 ;
-  always @(posedge clk)
-    sat_lif_out3_z1 <= \$756 ;
-  always @(posedge clk)
-    sat_lif_out3_z2 <= \$757 ;
-  always @(posedge clk)
-    sat_lif_out3_z3 <= \$758 ;
-  always @(posedge clk)
-    sat_cur_out3_z1 <= \$759 ;
-  always @(posedge clk)
-    sat_cur_out3_z2 <= \$760 ;
-  assign \$1  = $signed(e0_z1) * $signed({ 1'h0, height_mul });
-  assign \$2  = ! \port$22221$356 [5:0];
-  assign \$3  = ! \port$22221$356 [5:0];
-  assign \$4  = \port$22221$356 [5:0] - 1'h1;
-  assign \$5  = \$3  ? 6'h00 : \$4 [5:0];
-  assign \$6  = $signed(height_prod0) >>> \$5 ;
-  assign \$7  = ! \port$22221$356 [5:0];
-  assign \$8  = \port$22221$356 [5:0] - 1'h1;
-  assign \$9  = \$7  ? 6'h00 : \$8 [5:0];
-  assign \$10  = $signed(height_prod0) >>> \$9 ;
-  assign \$11  = $signed(\$10 ) + $signed(2'h1);
-  assign \$13  = \$2  ? \$6  : \$12 [24:0];
-  assign \$14  = window0_z2 ? \$13  : 25'h0000000;
-  assign \$15  = restart_z2 ? 16'h0000 : d0;
-  assign \$16  = $signed(\$15 ) * $signed({ 1'h0, \port$22221$356 [13:6] });
-  assign \$17  = $signed(\$558 ) > $signed(16'h7fff);
-  assign \$18  = $signed(\$558 ) < $signed(16'h8000);
-  assign \$19  = \$18  ? 16'h8000 : \$558 [15:0];
-  assign \$20  = \$17  ? 16'h7fff : \$19 ;
-  assign \$21  = load_z3 ? e0_z3 : \$20 ;
-  assign \$22  = $signed(\$558 ) > $signed(16'h7fff);
-  assign \$23  = $signed(\$558 ) < $signed(16'h8000);
-  assign \$24  = \$23  ? 16'h8000 : \$558 [15:0];
-  assign \$25  = \$22  ? 16'h7fff : \$24 ;
-  assign \$26  = $signed(\$25 ) != $signed(\$558 );
-  assign \$27  = $signed(d0) + $signed(g_extra0_z4);
-  assign \$28  = $signed(\$27 ) > $signed(16'h7fff);
-  assign \$29  = $signed(d0) + $signed(g_extra0_z4);
-  assign \$30  = $signed(\$29 ) < $signed(16'h8000);
-  assign \$31  = $signed(d0) + $signed(g_extra0_z4);
-  assign \$32  = \$30  ? 16'h8000 : \$31 [15:0];
-  assign \$33  = \$28  ? 16'h7fff : \$32 ;
-  assign \$34  = $signed(d0) + $signed(g_extra0_z4);
-  assign \$35  = $signed(\$34 ) > $signed(16'h7fff);
-  assign \$36  = $signed(d0) + $signed(g_extra0_z4);
-  assign \$37  = $signed(\$36 ) < $signed(16'h8000);
-  assign \$38  = $signed(d0) + $signed(g_extra0_z4);
-  assign \$39  = \$37  ? 16'h8000 : \$38 [15:0];
-  assign \$40  = \$35  ? 16'h7fff : \$39 ;
-  assign \$41  = $signed(d0) + $signed(g_extra0_z4);
-  assign \$42  = $signed(\$40 ) != $signed(\$41 );
-  assign \$43  = $signed(g_cur0) * $signed(scale0_z5);
-  assign \$44  = ! affine_shift;
-  assign \$45  = ! affine_shift;
-  assign \$46  = affine_shift - 1'h1;
-  assign \$47  = \$45  ? 6'h00 : \$46 [5:0];
-  assign \$48  = $signed(g_prod0) >>> \$47 ;
-  assign \$49  = ! affine_shift;
-  assign \$50  = affine_shift - 1'h1;
-  assign \$51  = \$49  ? 6'h00 : \$50 [5:0];
-  assign \$52  = $signed(g_prod0) >>> \$51 ;
-  assign \$53  = $signed(\$52 ) + $signed(2'h1);
-  assign \$55  = \$44  ? \$48  : \$54 [31:0];
-  assign \$56  = $signed(\$55 ) > $signed(16'h7fff);
-  assign \$57  = ! affine_shift;
-  assign \$58  = ! affine_shift;
-  assign \$59  = affine_shift - 1'h1;
-  assign \$60  = \$58  ? 6'h00 : \$59 [5:0];
-  assign \$61  = $signed(g_prod0) >>> \$60 ;
-  assign \$62  = ! affine_shift;
-  assign \$63  = affine_shift - 1'h1;
-  assign \$64  = \$62  ? 6'h00 : \$63 [5:0];
-  assign \$65  = $signed(g_prod0) >>> \$64 ;
-  assign \$66  = $signed(\$65 ) + $signed(2'h1);
-  assign \$68  = \$57  ? \$61  : \$67 [31:0];
-  assign \$69  = $signed(\$68 ) < $signed(16'h8000);
-  assign \$70  = ! affine_shift;
-  assign \$71  = ! affine_shift;
-  assign \$72  = affine_shift - 1'h1;
-  assign \$73  = \$71  ? 6'h00 : \$72 [5:0];
-  assign \$74  = $signed(g_prod0) >>> \$73 ;
-  assign \$75  = ! affine_shift;
-  assign \$76  = affine_shift - 1'h1;
-  assign \$77  = \$75  ? 6'h00 : \$76 [5:0];
-  assign \$78  = $signed(g_prod0) >>> \$77 ;
-  assign \$79  = $signed(\$78 ) + $signed(2'h1);
-  assign \$81  = \$70  ? \$74  : \$80 [31:0];
-  assign \$82  = \$69  ? 16'h8000 : \$81 [15:0];
-  assign \$83  = \$56  ? 16'h7fff : \$82 ;
-  assign \$84  = ! affine_shift;
-  assign \$85  = ! affine_shift;
-  assign \$86  = affine_shift - 1'h1;
-  assign \$87  = \$85  ? 6'h00 : \$86 [5:0];
-  assign \$88  = $signed(g_prod0) >>> \$87 ;
-  assign \$89  = ! affine_shift;
-  assign \$90  = affine_shift - 1'h1;
-  assign \$91  = \$89  ? 6'h00 : \$90 [5:0];
-  assign \$92  = $signed(g_prod0) >>> \$91 ;
-  assign \$93  = $signed(\$92 ) + $signed(2'h1);
-  assign \$95  = \$84  ? \$88  : \$94 [31:0];
-  assign \$96  = $signed(\$95 ) > $signed(16'h7fff);
-  assign \$97  = ! affine_shift;
-  assign \$98  = ! affine_shift;
-  assign \$99  = affine_shift - 1'h1;
-  assign \$100  = \$98  ? 6'h00 : \$99 [5:0];
-  assign \$101  = $signed(g_prod0) >>> \$100 ;
-  assign \$102  = ! affine_shift;
-  assign \$103  = affine_shift - 1'h1;
-  assign \$104  = \$102  ? 6'h00 : \$103 [5:0];
-  assign \$105  = $signed(g_prod0) >>> \$104 ;
-  assign \$106  = $signed(\$105 ) + $signed(2'h1);
-  assign \$108  = \$97  ? \$101  : \$107 [31:0];
-  assign \$109  = $signed(\$108 ) < $signed(16'h8000);
-  assign \$110  = ! affine_shift;
-  assign \$111  = ! affine_shift;
-  assign \$112  = affine_shift - 1'h1;
-  assign \$113  = \$111  ? 6'h00 : \$112 [5:0];
-  assign \$114  = $signed(g_prod0) >>> \$113 ;
-  assign \$115  = ! affine_shift;
-  assign \$116  = affine_shift - 1'h1;
-  assign \$117  = \$115  ? 6'h00 : \$116 [5:0];
-  assign \$118  = $signed(g_prod0) >>> \$117 ;
-  assign \$119  = $signed(\$118 ) + $signed(2'h1);
-  assign \$121  = \$110  ? \$114  : \$120 [31:0];
-  assign \$122  = \$109  ? 16'h8000 : \$121 [15:0];
-  assign \$123  = \$96  ? 16'h7fff : \$122 ;
-  assign \$124  = ! affine_shift;
-  assign \$125  = ! affine_shift;
-  assign \$126  = affine_shift - 1'h1;
-  assign \$127  = \$125  ? 6'h00 : \$126 [5:0];
-  assign \$128  = $signed(g_prod0) >>> \$127 ;
-  assign \$129  = ! affine_shift;
-  assign \$130  = affine_shift - 1'h1;
-  assign \$131  = \$129  ? 6'h00 : \$130 [5:0];
-  assign \$132  = $signed(g_prod0) >>> \$131 ;
-  assign \$133  = $signed(\$132 ) + $signed(2'h1);
-  assign \$135  = \$124  ? \$128  : \$134 [31:0];
-  assign \$136  = $signed(\$123 ) != $signed(\$135 );
-  assign \$137  = $signed(e1_z1) * $signed({ 1'h0, height_mul });
-  assign \$138  = ! \port$22221$356 [5:0];
-  assign \$139  = ! \port$22221$356 [5:0];
-  assign \$140  = \port$22221$356 [5:0] - 1'h1;
-  assign \$141  = \$139  ? 6'h00 : \$140 [5:0];
-  assign \$142  = $signed(height_prod1) >>> \$141 ;
-  assign \$143  = ! \port$22221$356 [5:0];
-  assign \$144  = \port$22221$356 [5:0] - 1'h1;
-  assign \$145  = \$143  ? 6'h00 : \$144 [5:0];
-  assign \$146  = $signed(height_prod1) >>> \$145 ;
-  assign \$147  = $signed(\$146 ) + $signed(2'h1);
-  assign \$149  = \$138  ? \$142  : \$148 [24:0];
-  assign \$150  = window1_z2 ? \$149  : 25'h0000000;
-  assign \$151  = restart_z2 ? 16'h0000 : d1;
-  assign \$152  = $signed(\$151 ) * $signed({ 1'h0, \port$22221$356 [13:6] });
-  assign \$153  = $signed(\$572 ) > $signed(16'h7fff);
-  assign \$154  = $signed(\$572 ) < $signed(16'h8000);
-  assign \$155  = \$154  ? 16'h8000 : \$572 [15:0];
-  assign \$156  = \$153  ? 16'h7fff : \$155 ;
-  assign \$157  = load_z3 ? e1_z3 : \$156 ;
-  assign \$158  = $signed(\$572 ) > $signed(16'h7fff);
-  assign \$159  = $signed(\$572 ) < $signed(16'h8000);
-  assign \$160  = \$159  ? 16'h8000 : \$572 [15:0];
-  assign \$161  = \$158  ? 16'h7fff : \$160 ;
-  assign \$162  = $signed(\$161 ) != $signed(\$572 );
-  assign \$163  = $signed(d1) + $signed(g_extra1_z4);
-  assign \$164  = $signed(\$163 ) > $signed(16'h7fff);
-  assign \$165  = $signed(d1) + $signed(g_extra1_z4);
-  assign \$166  = $signed(\$165 ) < $signed(16'h8000);
-  assign \$167  = $signed(d1) + $signed(g_extra1_z4);
-  assign \$168  = \$166  ? 16'h8000 : \$167 [15:0];
-  assign \$169  = \$164  ? 16'h7fff : \$168 ;
-  assign \$170  = $signed(d1) + $signed(g_extra1_z4);
-  assign \$171  = $signed(\$170 ) > $signed(16'h7fff);
-  assign \$172  = $signed(d1) + $signed(g_extra1_z4);
-  assign \$173  = $signed(\$172 ) < $signed(16'h8000);
-  assign \$174  = $signed(d1) + $signed(g_extra1_z4);
-  assign \$175  = \$173  ? 16'h8000 : \$174 [15:0];
-  assign \$176  = \$171  ? 16'h7fff : \$175 ;
-  assign \$177  = $signed(d1) + $signed(g_extra1_z4);
-  assign \$178  = $signed(\$176 ) != $signed(\$177 );
-  assign \$179  = $signed(g_cur1) * $signed(scale1_z5);
-  assign \$180  = ! affine_shift;
-  assign \$181  = ! affine_shift;
-  assign \$182  = affine_shift - 1'h1;
-  assign \$183  = \$181  ? 6'h00 : \$182 [5:0];
-  assign \$184  = $signed(g_prod1) >>> \$183 ;
+  assign \$178  = $signed(d1) + $signed(g_extra1_z4);
+  assign \$179  = \$177  ? 16'h8000 : \$178 [15:0];
+  assign \$180  = \$175  ? 16'h7fff : \$179 ;
+  assign \$181  = $signed(d1) + $signed(g_extra1_z4);
+  assign \$182  = $signed(\$180 ) != $signed(\$181 );
+  assign \$183  = $signed(g_cur1) * $signed(scale1_z5);
+  assign \$184  = ! affine_shift;
   assign \$185  = ! affine_shift;
   assign \$186  = affine_shift - 1'h1;
   assign \$187  = \$185  ? 6'h00 : \$186 [5:0];
   assign \$188  = $signed(g_prod1) >>> \$187 ;
-  assign \$189  = $signed(\$188 ) + $signed(2'h1);
-  assign \$191  = \$180  ? \$184  : \$190 [31:0];
-  assign \$192  = $signed(\$191 ) > $signed(16'h7fff);
-  assign \$193  = ! affine_shift;
-  assign \$194  = ! affine_shift;
-  assign \$195  = affine_shift - 1'h1;
-  assign \$196  = \$194  ? 6'h00 : \$195 [5:0];
-  assign \$197  = $signed(g_prod1) >>> \$196 ;
+  assign \$189  = ! affine_shift;
+  assign \$190  = affine_shift - 1'h1;
+  assign \$191  = \$189  ? 6'h00 : \$190 [5:0];
+  assign \$192  = $signed(g_prod1) >>> \$191 ;
+  assign \$193  = $signed(\$192 ) + $signed(2'h1);
+  assign \$195  = \$184  ? \$188  : \$194 [31:0];
+  assign \$196  = $signed(\$195 ) > $signed(16'h7fff);
+  assign \$197  = ! affine_shift;
   assign \$198  = ! affine_shift;
   assign \$199  = affine_shift - 1'h1;
   assign \$200  = \$198  ? 6'h00 : \$199 [5:0];
   assign \$201  = $signed(g_prod1) >>> \$200 ;
-  assign \$202  = $signed(\$201 ) + $signed(2'h1);
-  assign \$204  = \$193  ? \$197  : \$203 [31:0];
-  assign \$205  = $signed(\$204 ) < $signed(16'h8000);
-  assign \$206  = ! affine_shift;
-  assign \$207  = ! affine_shift;
-  assign \$208  = affine_shift - 1'h1;
-  assign \$209  = \$207  ? 6'h00 : \$208 [5:0];
-  assign \$210  = $signed(g_prod1) >>> \$209 ;
+  assign \$202  = ! affine_shift;
+  assign \$203  = affine_shift - 1'h1;
+  assign \$204  = \$202  ? 6'h00 : \$203 [5:0];
+  assign \$205  = $signed(g_prod1) >>> \$204 ;
+  assign \$206  = $signed(\$205 ) + $signed(2'h1);
+  assign \$208  = \$197  ? \$201  : \$207 [31:0];
+  assign \$209  = $signed(\$208 ) < $signed(16'h8000);
+  assign \$210  = ! affine_shift;
   assign \$211  = ! affine_shift;
   assign \$212  = affine_shift - 1'h1;
   assign \$213  = \$211  ? 6'h00 : \$212 [5:0];
   assign \$214  = $signed(g_prod1) >>> \$213 ;
-  assign \$215  = $signed(\$214 ) + $signed(2'h1);
-  assign \$217  = \$206  ? \$210  : \$216 [31:0];
-  assign \$218  = \$205  ? 16'h8000 : \$217 [15:0];
-  assign \$219  = \$192  ? 16'h7fff : \$218 ;
-  assign \$220  = ! affine_shift;
-  assign \$221  = ! affine_shift;
-  assign \$222  = affine_shift - 1'h1;
-  assign \$223  = \$221  ? 6'h00 : \$222 [5:0];
-  assign \$224  = $signed(g_prod1) >>> \$223 ;
+  assign \$215  = ! affine_shift;
+  assign \$216  = affine_shift - 1'h1;
+  assign \$217  = \$215  ? 6'h00 : \$216 [5:0];
+  assign \$218  = $signed(g_prod1) >>> \$217 ;
+  assign \$219  = $signed(\$218 ) + $signed(2'h1);
+  assign \$221  = \$210  ? \$214  : \$220 [31:0];
+  assign \$222  = \$209  ? 16'h8000 : \$221 [15:0];
+  assign \$223  = \$196  ? 16'h7fff : \$222 ;
+  assign \$224  = ! affine_shift;
   assign \$225  = ! affine_shift;
   assign \$226  = affine_shift - 1'h1;
   assign \$227  = \$225  ? 6'h00 : \$226 [5:0];
   assign \$228  = $signed(g_prod1) >>> \$227 ;
-  assign \$229  = $signed(\$228 ) + $signed(2'h1);
-  assign \$231  = \$220  ? \$224  : \$230 [31:0];
-  assign \$232  = $signed(\$231 ) > $signed(16'h7fff);
-  assign \$233  = ! affine_shift;
-  assign \$234  = ! affine_shift;
-  assign \$235  = affine_shift - 1'h1;
-  assign \$236  = \$234  ? 6'h00 : \$235 [5:0];
-  assign \$237  = $signed(g_prod1) >>> \$236 ;
+  assign \$229  = ! affine_shift;
+  assign \$230  = affine_shift - 1'h1;
+  assign \$231  = \$229  ? 6'h00 : \$230 [5:0];
+  assign \$232  = $signed(g_prod1) >>> \$231 ;
+  assign \$233  = $signed(\$232 ) + $signed(2'h1);
+  assign \$235  = \$224  ? \$228  : \$234 [31:0];
+  assign \$236  = $signed(\$235 ) > $signed(16'h7fff);
+  assign \$237  = ! affine_shift;
   assign \$238  = ! affine_shift;
   assign \$239  = affine_shift - 1'h1;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$601  = valid;
-    if (rst) begin
-      \$601  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$602  = valid_z1;
-    if (rst) begin
-      \$602  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$603  = valid_z2;
-    if (rst) begin
-      \$603  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$604  = valid_z3;
-    if (rst) begin
-      \$604  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$605  = valid_z4;
-    if (rst) begin
-      \$605  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$606  = valid_z5;
-    if (rst) begin
-      \$606  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$607  = valid_z6;
-    if (rst) begin
-      \$607  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$608  = restart;
-    if (rst) begin
-      \$608  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$609  = restart_z1;
-    if (rst) begin
-      \$609  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$610  = load;
-    if (rst) begin
-      \$610  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$611  = load_z1;
-    if (rst) begin
-      \$611  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$612  = load_z2;
-    if (rst) begin
-      \$612  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$613  = e[15:0];
-    if (rst) begin
-      \$613  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$614  = e0_z1;
-    if (rst) begin
-      \$614  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$615  = e0_z2;
-    if (rst) begin
-      \$615  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$616  = \port$20534$0 [1];
-    if (rst) begin
-      \$616  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$617  = window0_z1;
-    if (rst) begin
-      \$617  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$618  = \port$20534$0 [0];
-    if (rst) begin
-      \$618  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$619  = spike0_z1;
-    if (rst) begin
-      \$619  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$620  = spike0_z2;
-    if (rst) begin
-      \$620  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$621  = g_extra[15:0];
-    if (rst) begin
-      \$621  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$622  = g_extra0_z1;
-    if (rst) begin
-      \$622  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$623  = g_extra0_z2;
-    if (rst) begin
-      \$623  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$624  = g_extra0_z3;
-    if (rst) begin
-      \$624  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$625  = scale[15:0];
-    if (rst) begin
-      \$625  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$626  = scale0_z1;
-    if (rst) begin
-      \$626  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$627  = scale0_z2;
-    if (rst) begin
-      \$627  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$628  = scale0_z3;
-    if (rst) begin
-      \$628  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$629  = scale0_z4;
-    if (rst) begin
-      \$629  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$630  = { \$1 [23], \$1  };
-    if (rst) begin
-      \$630  = 25'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$631  = \$14 ;
-    if (rst) begin
-      \$631  = 25'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$632  = { \$16 [23], \$16  };
-    if (rst) begin
-      \$632  = 25'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$633  = d0;
-    if (valid_z3) begin
-      \$633  = \$21 ;
-    end
-    if (rst) begin
-      \$633  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$634  = \$26 ;
-    if (rst) begin
-      \$634  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$635  = \$33 ;
-    if (rst) begin
-      \$635  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$636  = \$42 ;
-    if (rst) begin
-      \$636  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$637  = \$43 ;
-    if (rst) begin
-      \$637  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$638  = \$83 ;
-    if (rst) begin
-      \$638  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$639  = \$136 ;
-    if (rst) begin
-      \$639  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$640  = d0;
-    if (rst) begin
-      \$640  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$641  = d_out0_z1;
-    if (rst) begin
-      \$641  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$642  = d_out0_z2;
-    if (rst) begin
-      \$642  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$643  = g_cur0;
-    if (rst) begin
-      \$643  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$644  = g_cur_out0_z1;
-    if (rst) begin
-      \$644  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$645  = sat_lif0;
-    if (rst) begin
-      \$645  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$646  = sat_lif_out0_z1;
-    if (rst) begin
-      \$646  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$647  = sat_lif_out0_z2;
-    if (rst) begin
-      \$647  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$648  = sat_cur0;
-    if (rst) begin
-      \$648  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$649  = sat_cur_out0_z1;
-    if (rst) begin
-      \$649  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$650  = e[31:16];
-    if (rst) begin
-      \$650  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$651  = e1_z1;
-    if (rst) begin
-      \$651  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$652  = e1_z2;
-    if (rst) begin
-      \$652  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$653  = \port$20534$4 [1];
-    if (rst) begin
-      \$653  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$654  = window1_z1;
-    if (rst) begin
-      \$654  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$655  = \port$20534$4 [0];
-    if (rst) begin
-      \$655  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$656  = spike1_z1;
-    if (rst) begin
-      \$656  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$657  = spike1_z2;
-    if (rst) begin
-      \$657  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$658  = g_extra[31:16];
-    if (rst) begin
-      \$658  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$659  = g_extra1_z1;
-    if (rst) begin
-      \$659  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$660  = g_extra1_z2;
-    if (rst) begin
-      \$660  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$661  = g_extra1_z3;
-    if (rst) begin
-      \$661  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$662  = scale[31:16];
-    if (rst) begin
-      \$662  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$663  = scale1_z1;
-    if (rst) begin
-      \$663  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$664  = scale1_z2;
-    if (rst) begin
-      \$664  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$665  = scale1_z3;
-    if (rst) begin
-      \$665  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$666  = scale1_z4;
-    if (rst) begin
-      \$666  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$667  = { \$137 [23], \$137  };
-    if (rst) begin
-      \$667  = 25'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$668  = \$150 ;
-    if (rst) begin
-      \$668  = 25'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$669  = { \$152 [23], \$152  };
-    if (rst) begin
-      \$669  = 25'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$670  = d1;
-    if (valid_z3) begin
-      \$670  = \$157 ;
-    end
-    if (rst) begin
-      \$670  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$671  = \$162 ;
+  assign \$240  = \$238  ? 6'h00 : \$239 [5:0];
+  assign \$241  = $signed(g_prod1) >>> \$240 ;
+  assign \$242  = ! affine_shift;
+  assign \$243  = affine_shift - 1'h1;
+  assign \$244  = \$242  ? 6'h00 : \$243 [5:0];
+  assign \$245  = $signed(g_prod1) >>> \$244 ;
+  assign \$246  = $signed(\$245 ) + $signed(2'h1);
+  assign \$248  = \$237  ? \$241  : \$247 [31:0];
+  assign \$249  = $signed(\$248 ) < $signed(16'h8000);
+  assign \$250  = ! affine_shift;
+  assign \$251  = ! affine_shift;
+  assign \$252  = affine_shift - 1'h1;
+  assign \$253  = \$251  ? 6'h00 : \$252 [5:0];
+  assign \$254  = $signed(g_prod1) >>> \$253 ;
+  assign \$255  = ! affine_shift;
+  assign \$256  = affine_shift - 1'h1;
+  assign \$257  = \$255  ? 6'h00 : \$256 [5:0];
+  assign \$258  = $signed(g_prod1) >>> \$257 ;
+  assign \$259  = $signed(\$258 ) + $signed(2'h1);
+  assign \$261  = \$250  ? \$254  : \$260 [31:0];
+  assign \$262  = \$249  ? 16'h8000 : \$261 [15:0];
+  assign \$263  = \$236  ? 16'h7fff : \$262 ;
+  assign \$264  = ! affine_shift;
+  assign \$265  = ! affine_shift;
+  assign \$266  = affine_shift - 1'h1;
+  assign \$267  = \$265  ? 6'h00 : \$266 [5:0];
+  assign \$268  = $signed(g_prod1) >>> \$267 ;
+  assign \$269  = ! affine_shift;
+  assign \$270  = affine_shift - 1'h1;
+  assign \$271  = \$269  ? 6'h00 : \$270 [5:0];
+  assign \$272  = $signed(g_prod1) >>> \$271 ;
+  assign \$273  = $signed(\$272 ) + $signed(2'h1);
+  assign \$275  = \$264  ? \$268  : \$274 [31:0];
+  assign \$276  = $signed(\$263 ) != $signed(\$275 );
+  assign \$277  = $signed(e2_z1) * $signed({ 1'h0, height_mul });
+  assign \$278  = ! \port$22285$356 [5:0];
+  assign \$279  = ! \port$22285$356 [5:0];
+  assign \$280  = \port$22285$356 [5:0] - 1'h1;
+  assign \$281  = \$279  ? 6'h00 : \$280 [5:0];
+  assign \$282  = $signed(height_prod2) >>> \$281 ;
+  assign \$283  = ! \port$22285$356 [5:0];
+  assign \$284  = \port$22285$356 [5:0] - 1'h1;
+  assign \$285  = \$283  ? 6'h00 : \$284 [5:0];
+  assign \$286  = $signed(height_prod2) >>> \$285 ;
+  assign \$287  = $signed(\$286 ) + $signed(2'h1);
+  assign \$289  = \$278  ? \$282  : \$288 [24:0];
+  assign \$290  = window2_z2 ? \$289  : 25'h0000000;
+  assign \$291  = restart_z2 ? 16'h0000 : d2;
+  assign \$292  = $signed(\$291 ) * $signed({ 1'h0, \port$22285$356 [13:6] });
+  assign \$293  = $signed(\$632 [27:1]) > $signed(16'h7fff);
+  assign \$294  = $signed(\$632 [27:1]) < $signed(16'h8000);
+  assign \$295  = \$294  ? 16'h8000 : \$632 [16:1];
+  assign \$296  = \$293  ? 16'h7fff : \$295 ;
+  assign \$297  = load_z3 ? e2_z3 : \$296 ;
+  assign \$298  = $signed(\$632 [27:1]) > $signed(16'h7fff);
+  assign \$299  = $signed(\$632 [27:1]) < $signed(16'h8000);
+  assign \$300  = \$299  ? 16'h8000 : \$632 [16:1];
+  assign \$301  = \$298  ? 16'h7fff : \$300 ;
+  assign \$302  = $signed(\$301 ) != $signed(\$632 [27:1]);
+  assign \$303  = $signed(d2) + $signed(g_extra2_z4);
+  assign \$304  = $signed(\$303 ) > $signed(16'h7fff);
+  assign \$305  = $signed(d2) + $signed(g_extra2_z4);
+  assign \$306  = $signed(\$305 ) < $signed(16'h8000);
+  assign \$307  = $signed(d2) + $signed(g_extra2_z4);
+  assign \$308  = \$306  ? 16'h8000 : \$307 [15:0];
+  assign \$309  = \$304  ? 16'h7fff : \$308 ;
+  assign \$310  = $signed(d2) + $signed(g_extra2_z4);
+  assign \$311  = $signed(\$310 ) > $signed(16'h7fff);
+  assign \$312  = $signed(d2) + $signed(g_extra2_z4);
+  assign \$313  = $signed(\$312 ) < $signed(16'h8000);
+  assign \$314  = $signed(d2) + $signed(g_extra2_z4);
+  assign \$315  = \$313  ? 16'h8000 : \$314 [15:0];
+  assign \$316  = \$311  ? 16'h7fff : \$315 ;
+  assign \$317  = $signed(d2) + $signed(g_extra2_z4);
+  assign \$318  = $signed(\$316 ) != $signed(\$317 );
+  assign \$319  = $signed(g_cur2) * $signed(scale2_z5);
+  assign \$320  = ! affine_shift;
+  assign \$321  = ! affine_shift;
+  assign \$322  = affine_shift - 1'h1;
+  assign \$323  = \$321  ? 6'h00 : \$322 [5:0];
+  assign \$324  = $signed(g_prod2) >>> \$323 ;
+  assign \$325  = ! affine_shift;
+  assign \$326  = affine_shift - 1'h1;
+  assign \$327  = \$325  ? 6'h00 : \$326 [5:0];
+  assign \$328  = $signed(g_prod2) >>> \$327 ;
+  assign \$329  = $signed(\$328 ) + $signed(2'h1);
+  assign \$331  = \$320  ? \$324  : \$330 [31:0];
+  assign \$332  = $signed(\$331 ) > $signed(16'h7fff);
+  assign \$333  = ! affine_shift;
+  assign \$334  = ! affine_shift;
+  assign \$335  = affine_shift - 1'h1;
+  assign \$336  = \$334  ? 6'h00 : \$335 [5:0];
+  assign \$337  = $signed(g_prod2) >>> \$336 ;
+  assign \$338  = ! affine_shift;
+  assign \$339  = affine_shift - 1'h1;
+  assign \$340  = \$338  ? 6'h00 : \$339 [5:0];
+  assign \$341  = $signed(g_prod2) >>> \$340 ;
+  assign \$342  = $signed(\$341 ) + $signed(2'h1);
+  assign \$344  = \$333  ? \$337  : \$343 [31:0];
+  assign \$345  = $signed(\$344 ) < $signed(16'h8000);
+  assign \$346  = ! affine_shift;
+  assign \$347  = ! affine_shift;
+  assign \$348  = affine_shift - 1'h1;
+  assign \$349  = \$347  ? 6'h00 : \$348 [5:0];
+  assign \$350  = $signed(g_prod2) >>> \$349 ;
+  assign \$351  = ! affine_shift;
+  assign \$352  = affine_shift - 1'h1;
+  assign \$353  = \$351  ? 6'h00 : \$352 [5:0];
+  assign \$354  = $signed(g_prod2) >>> \$353 ;
+  assign \$355  = $signed(\$354 ) + $signed(2'h1);
+  assign \$357  = \$346  ? \$350  : \$356 [31:0];
+  assign \$358  = \$345  ? 16'h8000 : \$357 [15:0];
+  assign \$359  = \$332  ? 16'h7fff : \$358 ;
+  assign \$360  = ! affine_shift;
+  assign \$361  = ! affine_shift;
+  assign \$362  = affine_shift - 1'h1;
+  assign \$363  = \$361  ? 6'h00 : \$362 [5:0];
+  assign \$364  = $signed(g_prod2) >>> \$363 ;
+  assign \$365  = ! affine_shift;
+  assign \$366  = affine_shift - 1'h1;
+  assign \$367  = \$365  ? 6'h00 : \$366 [5:0];
+  assign \$368  = $signed(g_prod2) >>> \$367 ;
+  assign \$369  = $signed(\$368 ) + $signed(2'h1);
+  assign \$371  = \$360  ? \$364  : \$370 [31:0];
+  assign \$372  = $signed(\$371 ) > $signed(16'h7fff);
+  assign \$373  = ! affine_shift;
+  assign \$374  = ! affine_shift;
+  assign \$375  = affine_shift - 1'h1;
+  assign \$376  = \$374  ? 6'h00 : \$375 [5:0];
+  assign \$377  = $signed(g_prod2) >>> \$376 ;
+  assign \$378  = ! affine_shift;
+  assign \$379  = affine_shift - 1'h1;
+  assign \$380  = \$378  ? 6'h00 : \$379 [5:0];
+  assign \$381  = $signed(g_prod2) >>> \$380 ;
+  assign \$382  = $signed(\$381 ) + $signed(2'h1);
+  assign \$384  = \$373  ? \$377  : \$383 [31:0];
+  assign \$385  = $signed(\$384 ) < $signed(16'h8000);
+  assign \$386  = ! affine_shift;
+  assign \$387  = ! affine_shift;
+  assign \$388  = affine_shift - 1'h1;
+  assign \$389  = \$387  ? 6'h00 : \$388 [5:0];
+  assign \$390  = $signed(g_prod2) >>> \$389 ;
+  assign \$391  = ! affine_shift;
+  assign \$392  = affine_shift - 1'h1;
+  assign \$393  = \$391  ? 6'h00 : \$392 [5:0];
+  assign \$394  = $signed(g_prod2) >>> \$393 ;
+  assign \$395  = $signed(\$394 ) + $signed(2'h1);
+  assign \$397  = \$386  ? \$390  : \$396 [31:0];
+  assign \$398  = \$385  ? 16'h8000 : \$397 [15:0];
+  assign \$399  = \$372  ? 16'h7fff : \$398 ;
+  assign \$400  = ! affine_shift;
+  assign \$401  = ! affine_shift;
+  assign \$402  = affine_shift - 1'h1;
+  assign \$403  = \$401  ? 6'h00 : \$402 [5:0];
+  assign \$404  = $signed(g_prod2) >>> \$403 ;
+  assign \$405  = ! affine_shift;
+  assign \$406  = affine_shift - 1'h1;
+  assign \$407  = \$405  ? 6'h00 : \$406 [5:0];
+  assign \$408  = $signed(g_prod2) >>> \$407 ;
+  assign \$409  = $signed(\$408 ) + $signed(2'h1);
+  assign \$411  = \$400  ? \$404  : \$410 [31:0];
+  assign \$412  = $signed(\$399 ) != $signed(\$411 );
+  assign \$413  = $signed(e3_z1) * $signed({ 1'h0, height_mul });
+  assign \$414  = ! \port$22285$356 [5:0];
+  assign \$415  = ! \port$22285$356 [5:0];
+  assign \$416  = \port$22285$356 [5:0] - 1'h1;
+  assign \$417  = \$415  ? 6'h00 : \$416 [5:0];
+  assign \$418  = $signed(height_prod3) >>> \$417 ;
+  assign \$419  = ! \port$22285$356 [5:0];
+  assign \$420  = \port$22285$356 [5:0] - 1'h1;
+  assign \$421  = \$419  ? 6'h00 : \$420 [5:0];
+  assign \$422  = $signed(height_prod3) >>> \$421 ;
+  assign \$423  = $signed(\$422 ) + $signed(2'h1);
+  assign \$425  = \$414  ? \$418  : \$424 [24:0];
+  assign \$426  = window3_z2 ? \$425  : 25'h0000000;
+  assign \$427  = restart_z2 ? 16'h0000 : d3;
+  assign \$428  = $signed(\$427 ) * $signed({ 1'h0, \port$22285$356 [13:6] });
+  assign \$429  = $signed(\$660 [27:1]) > $signed(16'h7fff);
+  assign \$430  = $signed(\$660 [27:1]) < $signed(16'h8000);
+  assign \$431  = \$430  ? 16'h8000 : \$660 [16:1];
+  assign \$432  = \$429  ? 16'h7fff : \$431 ;
+  assign \$433  = load_z3 ? e3_z3 : \$432 ;
+  assign \$434  = $signed(\$660 [27:1]) > $signed(16'h7fff);
+  assign \$435  = $signed(\$660 [27:1]) < $signed(16'h8000);
+  assign \$436  = \$435  ? 16'h8000 : \$660 [16:1];
+  assign \$437  = \$434  ? 16'h7fff : \$436 ;
+  assign \$438  = $signed(\$437 ) != $signed(\$660 [27:1]);
+  assign \$439  = $signed(d3) + $signed(g_extra3_z4);
+  assign \$440  = $signed(\$439 ) > $signed(16'h7fff);
+  assign \$441  = $signed(d3) + $signed(g_extra3_z4);
+  assign \$442  = $signed(\$441 ) < $signed(16'h8000);
+  assign \$443  = $signed(d3) + $signed(g_extra3_z4);
+  assign \$444  = \$442  ? 16'h8000 : \$443 [15:0];
+  assign \$445  = \$440  ? 16'h7fff : \$444 ;
+  assign \$446  = $signed(d3) + $signed(g_extra3_z4);
+  assign \$447  = $signed(\$446 ) > $signed(16'h7fff);
+  assign \$448  = $signed(d3) + $signed(g_extra3_z4);
+  assign \$449  = $signed(\$448 ) < $signed(16'h8000);
+  assign \$450  = $signed(d3) + $signed(g_extra3_z4);
+  assign \$451  = \$449  ? 16'h8000 : \$450 [15:0];
+  assign \$452  = \$447  ? 16'h7fff : \$451 ;
+  assign \$453  = $signed(d3) + $signed(g_extra3_z4);
+  assign \$454  = $signed(\$452 ) != $signed(\$453 );
+  assign \$455  = $signed(g_cur3) * $signed(scale3_z5);
+  assign \$456  = ! affine_shift;
+  assign \$457  = ! affine_shift;
+  assign \$458  = affine_shift - 1'h1;
+  assign \$459  = \$457  ? 6'h00 : \$458 [5:0];
+  assign \$460  = $signed(g_prod3) >>> \$459 ;
+  assign \$461  = ! affine_shift;
+  assign \$462  = affine_shift - 1'h1;
+  assign \$463  = \$461  ? 6'h00 : \$462 [5:0];
+  assign \$464  = $signed(g_prod3) >>> \$463 ;
+  assign \$465  = $signed(\$464 ) + $signed(2'h1);
+  assign \$467  = \$456  ? \$460  : \$466 [31:0];
+  assign \$468  = $signed(\$467 ) > $signed(16'h7fff);
+  assign \$469  = ! affine_shift;
+  assign \$470  = ! affine_shift;
+  assign \$471  = affine_shift - 1'h1;
+  assign \$472  = \$470  ? 6'h00 : \$471 [5:0];
+  assign \$473  = $signed(g_prod3) >>> \$472 ;
+  assign \$474  = ! affine_shift;
+  assign \$475  = affine_shift - 1'h1;
+  assign \$476  = \$474  ? 6'h00 : \$475 [5:0];
+  assign \$477  = $signed(g_prod3) >>> \$476 ;
+  assign \$478  = $signed(\$477 ) + $signed(2'h1);
+  assign \$480  = \$469  ? \$473  : \$479 [31:0];
+  assign \$481  = $signed(\$480 ) < $signed(16'h8000);
+  assign \$482  = ! affine_shift;
+  assign \$483  = ! affine_shift;
+  assign \$484  = affine_shift - 1'h1;
+  assign \$485  = \$483  ? 6'h00 : \$484 [5:0];
+  assign \$486  = $signed(g_prod3) >>> \$485 ;
+  assign \$487  = ! affine_shift;
+  assign \$488  = affine_shift - 1'h1;
+  assign \$489  = \$487  ? 6'h00 : \$488 [5:0];
+  assign \$490  = $signed(g_prod3) >>> \$489 ;
+  assign \$491  = $signed(\$490 ) + $signed(2'h1);
+  assign \$493  = \$482  ? \$486  : \$492 [31:0];
+  assign \$494  = \$481  ? 16'h8000 : \$493 [15:0];
+  assign \$495  = \$468  ? 16'h7fff : \$494 ;
+  assign \$496  = ! affine_shift;
+  assign \$497  = ! affine_shift;
+  assign \$498  = affine_shift - 1'h1;
+  assign \$499  = \$497  ? 6'h00 : \$498 [5:0];
+  assign \$500  = $signed(g_prod3) >>> \$499 ;
+  assign \$501  = ! affine_shift;
+  assign \$502  = affine_shift - 1'h1;
+  assign \$503  = \$501  ? 6'h00 : \$502 [5:0];
+  assign \$504  = $signed(g_prod3) >>> \$503 ;
+  assign \$505  = $signed(\$504 ) + $signed(2'h1);
+  assign \$507  = \$496  ? \$500  : \$506 [31:0];
+  assign \$508  = $signed(\$507 ) > $signed(16'h7fff);
+  assign \$509  = ! affine_shift;
+  assign \$510  = ! affine_shift;
+  assign \$511  = affine_shift - 1'h1;
+  assign \$512  = \$510  ? 6'h00 : \$511 [5:0];
+  assign \$513  = $signed(g_prod3) >>> \$512 ;
+  assign \$514  = ! affine_shift;
+  assign \$515  = affine_shift - 1'h1;
+  assign \$516  = \$514  ? 6'h00 : \$515 [5:0];
+  assign \$517  = $signed(g_prod3) >>> \$516 ;
+  assign \$518  = $signed(\$517 ) + $signed(2'h1);
+  assign \$520  = \$509  ? \$513  : \$519 [31:0];
+  assign \$521  = $signed(\$520 ) < $signed(16'h8000);
+  assign \$522  = ! affine_shift;
+  assign \$523  = ! affine_shift;
+  assign \$524  = affine_shift - 1'h1;
+  assign \$525  = \$523  ? 6'h00 : \$524 [5:0];
+  assign \$526  = $signed(g_prod3) >>> \$525 ;
+  assign \$527  = ! affine_shift;
+  assign \$528  = affine_shift - 1'h1;
+  assign \$529  = \$527  ? 6'h00 : \$528 [5:0];
+  assign \$530  = $signed(g_prod3) >>> \$529 ;
+  assign \$531  = $signed(\$530 ) + $signed(2'h1);
+  assign \$533  = \$522  ? \$526  : \$532 [31:0];
+  assign \$534  = \$521  ? 16'h8000 : \$533 [15:0];
+  assign \$535  = \$508  ? 16'h7fff : \$534 ;
+  assign \$536  = ! affine_shift;
+  assign \$537  = ! affine_shift;
+  assign \$538  = affine_shift - 1'h1;
+  assign \$539  = \$537  ? 6'h00 : \$538 [5:0];
+  assign \$540  = $signed(g_prod3) >>> \$539 ;
+  assign \$541  = ! affine_shift;
+  assign \$542  = affine_shift - 1'h1;
+  assign \$543  = \$541  ? 6'h00 : \$542 [5:0];
+  assign \$544  = $signed(g_prod3) >>> \$543 ;
+  assign \$545  = $signed(\$544 ) + $signed(2'h1);
+  assign \$547  = \$536  ? \$540  : \$546 [31:0];
+  assign \$548  = $signed(\$535 ) != $signed(\$547 );
+  assign \$549  = ~ spike0_z3;
+  assign \$550  = ~ leak_shift_zero;
+  assign \$551  = \$549  & \$550 ;
+  assign \$552  = $signed(leak_prod0) >>> leak_shift_m1;
+  assign \$553  = \$551  & \$552 [0];
+  assign \$555  = ~ spike0_z3;
+  assign \$556  = ~ leak_shift_zero;
+  assign \$557  = \$555  & \$556 ;
+  assign \$558  = $signed(leak_prod0) >>> leak_shift_m1;
+  assign \$559  = \$557  & \$558 [0];
+  assign \$561  = $signed(leak_prod0) >>> leak_shift_m1;
+  assign \$562  = $signed(leak_prod0) >>> leak_shift_m1;
+  assign \$564  = leak_shift_zero ? \$561  : \$563 ;
+  assign \$565  = spike0_z3 ? 25'h0000000 : \$564 ;
+  assign \$566  = $signed(leak_prod0) >>> leak_shift_m1;
+  assign \$567  = $signed(leak_prod0) >>> leak_shift_m1;
+  assign \$569  = leak_shift_zero ? \$566  : \$568 ;
+  assign \$570  = spike0_z3 ? 25'h0000000 : \$569 ;
+  assign \$571  = $signed(leak_prod0) >>> leak_shift_m1;
+  assign \$572  = $signed(leak_prod0) >>> leak_shift_m1;
+  assign \$574  = leak_shift_zero ? \$571  : \$573 ;
+  assign \$575  = spike0_z3 ? 25'h0000000 : \$574 ;
+  assign \$576  = { direct0[24], direct0[24], direct0, \$554  } + { \$575 [24], \$570 [24], \$565 , \$560  };
+  assign \$577  = ~ spike1_z3;
+  assign \$578  = ~ leak_shift_zero;
+  assign \$579  = \$577  & \$578 ;
+  assign \$580  = $signed(leak_prod1) >>> leak_shift_m1;
+  assign \$581  = \$579  & \$580 [0];
+  assign \$583  = ~ spike1_z3;
+  assign \$584  = ~ leak_shift_zero;
+  assign \$585  = \$583  & \$584 ;
+  assign \$586  = $signed(leak_prod1) >>> leak_shift_m1;
+  assign \$587  = \$585  & \$586 [0];
+  assign \$589  = $signed(leak_prod1) >>> leak_shift_m1;
+  assign \$590  = $signed(leak_prod1) >>> leak_shift_m1;
+  assign \$592  = leak_shift_zero ? \$589  : \$591 ;
+  assign \$593  = spike1_z3 ? 25'h0000000 : \$592 ;
+  assign \$594  = $signed(leak_prod1) >>> leak_shift_m1;
+  assign \$595  = $signed(leak_prod1) >>> leak_shift_m1;
+  assign \$597  = leak_shift_zero ? \$594  : \$596 ;
+  assign \$598  = spike1_z3 ? 25'h0000000 : \$597 ;
+  assign \$599  = $signed(leak_prod1) >>> leak_shift_m1;
+  assign \$600  = $signed(leak_prod1) >>> leak_shift_m1;
+  assign \$602  = leak_shift_zero ? \$599  : \$601 ;
+  assign \$603  = spike1_z3 ? 25'h0000000 : \$602 ;
+  assign \$604  = { direct1[24], direct1[24], direct1, \$582  } + { \$603 [24], \$598 [24], \$593 , \$588  };
+  assign \$605  = ~ spike2_z3;
+  assign \$606  = ~ leak_shift_zero;
+  assign \$607  = \$605  & \$606 ;
+  assign \$608  = $signed(leak_prod2) >>> leak_shift_m1;
+  assign \$609  = \$607  & \$608 [0];
+  assign \$611  = ~ spike2_z3;
+  assign \$612  = ~ leak_shift_zero;
+  assign \$613  = \$611  & \$612 ;
+  assign \$614  = $signed(leak_prod2) >>> leak_shift_m1;
+  assign \$615  = \$613  & \$614 [0];
+  assign \$617  = $signed(leak_prod2) >>> leak_shift_m1;
+  assign \$618  = $signed(leak_prod2) >>> leak_shift_m1;
+  assign \$620  = leak_shift_zero ? \$617  : \$619 ;
+  assign \$621  = spike2_z3 ? 25'h0000000 : \$620 ;
+  assign \$622  = $signed(leak_prod2) >>> leak_shift_m1;
+  assign \$623  = $signed(leak_prod2) >>> leak_shift_m1;
+  assign \$625  = leak_shift_zero ? \$622  : \$624 ;
+  assign \$626  = spike2_z3 ? 25'h0000000 : \$625 ;
+  assign \$627  = $signed(leak_prod2) >>> leak_shift_m1;
+  assign \$628  = $signed(leak_prod2) >>> leak_shift_m1;
+  assign \$630  = leak_shift_zero ? \$627  : \$629 ;
+  assign \$631  = spike2_z3 ? 25'h0000000 : \$630 ;
+  assign \$632  = { direct2[24], direct2[24], direct2, \$610  } + { \$631 [24], \$626 [24], \$621 , \$616  };
+  assign \$633  = ~ spike3_z3;
+  assign \$634  = ~ leak_shift_zero;
+  assign \$635  = \$633  & \$634 ;
+  assign \$636  = $signed(leak_prod3) >>> leak_shift_m1;
+  assign \$637  = \$635  & \$636 [0];
+  assign \$639  = ~ spike3_z3;
+  assign \$640  = ~ leak_shift_zero;
+  assign \$641  = \$639  & \$640 ;
+  assign \$642  = $signed(leak_prod3) >>> leak_shift_m1;
+  assign \$643  = \$641  & \$642 [0];
+  assign \$645  = $signed(leak_prod3) >>> leak_shift_m1;
+  assign \$646  = $signed(leak_prod3) >>> leak_shift_m1;
+  assign \$648  = leak_shift_zero ? \$645  : \$647 ;
+  assign \$649  = spike3_z3 ? 25'h0000000 : \$648 ;
+  assign \$650  = $signed(leak_prod3) >>> leak_shift_m1;
+  assign \$651  = $signed(leak_prod3) >>> leak_shift_m1;
+  assign \$653  = leak_shift_zero ? \$650  : \$652 ;
+  assign \$654  = spike3_z3 ? 25'h0000000 : \$653 ;
+  assign \$655  = $signed(leak_prod3) >>> leak_shift_m1;
+  assign \$656  = $signed(leak_prod3) >>> leak_shift_m1;
+  assign \$658  = leak_shift_zero ? \$655  : \$657 ;
+  assign \$659  = spike3_z3 ? 25'h0000000 : \$658 ;
+  assign \$660  = { direct3[24], direct3[24], direct3, \$638  } + { \$659 [24], \$654 [24], \$649 , \$644  };
+  always @(posedge clk)
+    valid_z1 <= \$661 ;
+  always @(posedge clk)
+    valid_z2 <= \$662 ;
+  always @(posedge clk)
+    valid_z3 <= \$663 ;
+  always @(posedge clk)
+    valid_z4 <= \$664 ;
+  always @(posedge clk)
+    valid_z5 <= \$665 ;
+  always @(posedge clk)
+    valid_z6 <= \$666 ;
+  always @(posedge clk)
+    valid_z7 <= \$667 ;
+  always @(posedge clk)
+    restart_z1 <= \$668 ;
+  always @(posedge clk)
+    restart_z2 <= \$669 ;
+  always @(posedge clk)
+    load_z1 <= \$670 ;
+  always @(posedge clk)
+    load_z2 <= \$671 ;
+  always @(posedge clk)
+    load_z3 <= \$672 ;
+  always @(posedge clk)
+    leak_shift_m1 <= \$673 ;
+  always @(posedge clk)
+    leak_shift_zero <= \$674 ;
+  always @(posedge clk)
+    e0_z1 <= \$675 ;
+  always @(posedge clk)
+    e0_z2 <= \$676 ;
+  always @(posedge clk)
+    e0_z3 <= \$677 ;
+  always @(posedge clk)
+    window0_z1 <= \$678 ;
+  always @(posedge clk)
+    window0_z2 <= \$679 ;
+  always @(posedge clk)
+    spike0_z1 <= \$680 ;
+  always @(posedge clk)
+    spike0_z2 <= \$681 ;
+  always @(posedge clk)
+    spike0_z3 <= \$682 ;
+  always @(posedge clk)
+    g_extra0_z1 <= \$683 ;
+  always @(posedge clk)
+    g_extra0_z2 <= \$684 ;
+  always @(posedge clk)
+    g_extra0_z3 <= \$685 ;
+  always @(posedge clk)
+    g_extra0_z4 <= \$686 ;
+  always @(posedge clk)
+    scale0_z1 <= \$687 ;
+  always @(posedge clk)
+    scale0_z2 <= \$688 ;
+  always @(posedge clk)
+    scale0_z3 <= \$689 ;
+  always @(posedge clk)
+    scale0_z4 <= \$690 ;
+  always @(posedge clk)
+    scale0_z5 <= \$691 ;
+  always @(posedge clk)
+    height_prod0 <= \$692 ;
+  always @(posedge clk)
+    direct0 <= \$693 ;
+  always @(posedge clk)
+    leak_prod0 <= \$694 ;
+  always @(posedge clk)
+    d0 <= \$695 ;
+  always @(posedge clk)
+    sat_lif0 <= \$696 ;
+  always @(posedge clk)
+    g_cur0 <= \$697 ;
+  always @(posedge clk)
+    sat_cur0 <= \$698 ;
+  always @(posedge clk)
+    g_prod0 <= \$699 ;
+  always @(posedge clk)
+    g_p0 <= \$700 ;
+  always @(posedge clk)
+    sat_aff0 <= \$701 ;
+  always @(posedge clk)
+    d_out0_z1 <= \$702 ;
+  always @(posedge clk)
+    d_out0_z2 <= \$703 ;
+  always @(posedge clk)
+    d_out0_z3 <= \$704 ;
+  always @(posedge clk)
+    g_cur_out0_z1 <= \$705 ;
+  always @(posedge clk)
+    g_cur_out0_z2 <= \$706 ;
+  always @(posedge clk)
+    sat_lif_out0_z1 <= \$707 ;
+  always @(posedge clk)
+    sat_lif_out0_z2 <= \$708 ;
+  always @(posedge clk)
+    sat_lif_out0_z3 <= \$709 ;
+  always @(posedge clk)
+    sat_cur_out0_z1 <= \$710 ;
+  always @(posedge clk)
+    sat_cur_out0_z2 <= \$711 ;
+  always @(posedge clk)
+    e1_z1 <= \$712 ;
+  always @(posedge clk)
+    e1_z2 <= \$713 ;
+  always @(posedge clk)
+    e1_z3 <= \$714 ;
+  always @(posedge clk)
+    window1_z1 <= \$715 ;
+  always @(posedge clk)
+    window1_z2 <= \$716 ;
+  always @(posedge clk)
+    spike1_z1 <= \$717 ;
+  always @(posedge clk)
+    spike1_z2 <= \$718 ;
+  always @(posedge clk)
+    spike1_z3 <= \$719 ;
+  always @(posedge clk)
+    g_extra1_z1 <= \$720 ;
+  always @(posedge clk)
+    g_extra1_z2 <= \$721 ;
+  always @(posedge clk)
+    g_extra1_z3 <= \$722 ;
+  always @(posedge clk)
+    g_extra1_z4 <= \$723 ;
+  always @(posedge clk)
+    scale1_z1 <= \$724 ;
+  always @(posedge clk)
+    scale1_z2 <= \$725 ;
+  always @(posedge clk)
+    scale1_z3 <= \$726 ;
+  always @(posedge clk)
+    scale1_z4 <= \$727 ;
+  always @(posedge clk)
+    scale1_z5 <= \$728 ;
+  always @(posedge clk)
+    height_prod1 <= \$729 ;
+  always @(posedge clk)
+    direct1 <= \$730 ;
+  always @(posedge clk)
+    leak_prod1 <= \$731 ;
+  always @(posedge clk)
+    d1 <= \$732 ;
+  always @(posedge clk)
+    sat_lif1 <= \$733 ;
+  always @(posedge clk)
+    g_cur1 <= \$734 ;
+  always @(posedge clk)
+    sat_cur1 <= \$735 ;
+  always @(posedge clk)
+    g_prod1 <= \$736 ;
+  always @(posedge clk)
+    g_p1 <= \$737 ;
+  always @(posedge clk)
+    sat_aff1 <= \$738 ;
+  always @(posedge clk)
+    d_out1_z1 <= \$739 ;
+  always @(posedge clk)
+    d_out1_z2 <= \$740 ;
+  always @(posedge clk)
+    d_out1_z3 <= \$741 ;
+  always @(posedge clk)
+    g_cur_out1_z1 <= \$742 ;
+  always @(posedge clk)
+    g_cur_out1_z2 <= \$743 ;
+  always @(posedge clk)
+    sat_lif_out1_z1 <= \$744 ;
+  always @(posedge clk)
+    sat_lif_out1_z2 <= \$745 ;
+  always @(posedge clk)
+    sat_lif_out1_z3 <= \$746 ;
+  always @(posedge clk)
+    sat_cur_out1_z1 <= \$747 ;
+  always @(posedge clk)
+    sat_cur_out1_z2 <= \$748 ;
+  always @(posedge clk)
+    e2_z1 <= \$749 ;
+  always @(posedge clk)
+    e2_z2 <= \$750 ;
+  always @(posedge clk)
+    e2_z3 <= \$751 ;
+  always @(posedge clk)
+    window2_z1 <= \$752 ;
+  always @(posedge clk)
+    window2_z2 <= \$753 ;
+  always @(posedge clk)
+    spike2_z1 <= \$754 ;
+  always @(posedge clk)
+    spike2_z2 <= \$755 ;
+  always @(posedge clk)
+    spike2_z3 <= \$756 ;
+  always @(posedge clk)
+    g_extra2_z1 <= \$757 ;
+  always @(posedge clk)
+    g_extra2_z2 <= \$758 ;
+  always @(posedge clk)
+    g_extra2_z3 <= \$759 ;
+  always @(posedge clk)
+    g_extra2_z4 <= \$760 ;
+  always @(posedge clk)
+    scale2_z1 <= \$761 ;
+  always @(posedge clk)
+    scale2_z2 <= \$762 ;
+  always @(posedge clk)
+    scale2_z3 <= \$763 ;
+  always @(posedge clk)
+    scale2_z4 <= \$764 ;
+  always @(posedge clk)
+    scale2_z5 <= \$765 ;
+  always @(posedge clk)
+    height_prod2 <= \$766 ;
+  always @(posedge clk)
+    direct2 <= \$767 ;
+  always @(posedge clk)
+    leak_prod2 <= \$768 ;
+  always @(posedge clk)
+    d2 <= \$769 ;
+  always @(posedge clk)
+    sat_lif2 <= \$770 ;
+  always @(posedge clk)
+    g_cur2 <= \$771 ;
+  always @(posedge clk)
+    sat_cur2 <= \$772 ;
+  always @(posedge clk)
+    g_prod2 <= \$773 ;
+  always @(posedge clk)
+    g_p2 <= \$774 ;
+  always @(posedge clk)
+    sat_aff2 <= \$775 ;
+  always @(posedge clk)
+    d_out2_z1 <= \$776 ;
+  always @(posedge clk)
+    d_out2_z2 <= \$777 ;
+  always @(posedge clk)
+    d_out2_z3 <= \$778 ;
+  always @(posedge clk)
+    g_cur_out2_z1 <= \$779 ;
+  always @(posedge clk)
+    g_cur_out2_z2 <= \$780 ;
+  always @(posedge clk)
+    sat_lif_out2_z1 <= \$781 ;
+  always @(posedge clk)
+    sat_lif_out2_z2 <= \$782 ;
+  always @(posedge clk)
+    sat_lif_out2_z3 <= \$783 ;
+  always @(posedge clk)
+    sat_cur_out2_z1 <= \$784 ;
+  always @(posedge clk)
+    sat_cur_out2_z2 <= \$785 ;
+  always @(posedge clk)
+    e3_z1 <= \$786 ;
+  always @(posedge clk)
+    e3_z2 <= \$787 ;
+  always @(posedge clk)
+    e3_z3 <= \$788 ;
+  always @(posedge clk)
+    window3_z1 <= \$789 ;
+  always @(posedge clk)
+    window3_z2 <= \$790 ;
+  always @(posedge clk)
+    spike3_z1 <= \$791 ;
+  always @(posedge clk)
+    spike3_z2 <= \$792 ;
+  always @(posedge clk)
+    spike3_z3 <= \$793 ;
+  always @(posedge clk)
+    g_extra3_z1 <= \$794 ;
+  always @(posedge clk)
+    g_extra3_z2 <= \$795 ;
+  always @(posedge clk)
+    g_extra3_z3 <= \$796 ;
+  always @(posedge clk)
+    g_extra3_z4 <= \$797 ;
+  always @(posedge clk)
+    scale3_z1 <= \$798 ;
+  always @(posedge clk)
+    scale3_z2 <= \$799 ;
+  always @(posedge clk)
+    scale3_z3 <= \$800 ;
+  always @(posedge clk)
+    scale3_z4 <= \$801 ;
+  always @(posedge clk)
+    scale3_z5 <= \$802 ;
+  always @(posedge clk)
+    height_prod3 <= \$803 ;
+  always @(posedge clk)
+    direct3 <= \$804 ;
+  always @(posedge clk)
+    leak_prod3 <= \$805 ;
+  always @(posedge clk)
+    d3 <= \$806 ;
+  always @(posedge clk)
+    sat_lif3 <= \$807 ;
+  always @(posedge clk)
+    g_cur3 <= \$808 ;
+  always @(posedge clk)
+    sat_cur3 <= \$809 ;
+  always @(posedge clk)
+    g_prod3 <= \$810 ;
+  always @(posedge clk)
+    g_p3 <= \$811 ;
+  always @(posedge clk)
+    sat_aff3 <= \$812 ;
+  always @(posedge clk)
+    d_out3_z1 <= \$813 ;
+  always @(posedge clk)
+    d_out3_z2 <= \$814 ;
+  always @(posedge clk)
+    d_out3_z3 <= \$815 ;
+  always @(posedge clk)
+    g_cur_out3_z1 <= \$816 ;
+  always @(posedge clk)
+    g_cur_out3_z2 <= \$817 ;
+  always @(posedge clk)
+    sat_lif_out3_z1 <= \$818 ;
+  always @(posedge clk)
+    sat_lif_out3_z2 <= \$819 ;
+  always @(posedge clk)
+    sat_lif_out3_z3 <= \$820 ;
+  always @(posedge clk)
+    sat_cur_out3_z1 <= \$821 ;
+  always @(posedge clk)
+    sat_cur_out3_z2 <= \$822 ;
+  assign \$1  = ! leak_shift;
+  assign \$2  = leak_shift - 1'h1;
+  assign \$3  = \$1  ? 7'h00 : \$2 ;
+  assign \$4  = ! leak_shift;
+  assign \$5  = $signed(e0_z1) * $signed({ 1'h0, height_mul });
+  assign \$6  = ! \port$22285$356 [5:0];
+  assign \$7  = ! \port$22285$356 [5:0];
+  assign \$8  = \port$22285$356 [5:0] - 1'h1;
+  assign \$9  = \$7  ? 6'h00 : \$8 [5:0];
+  assign \$10  = $signed(height_prod0) >>> \$9 ;
+  assign \$11  = ! \port$22285$356 [5:0];
+  assign \$12  = \port$22285$356 [5:0] - 1'h1;
+  assign \$13  = \$11  ? 6'h00 : \$12 [5:0];
+  assign \$14  = $signed(height_prod0) >>> \$13 ;
+  assign \$15  = $signed(\$14 ) + $signed(2'h1);
+  assign \$17  = \$6  ? \$10  : \$16 [24:0];
+  assign \$18  = window0_z2 ? \$17  : 25'h0000000;
+  assign \$19  = restart_z2 ? 16'h0000 : d0;
+  assign \$20  = $signed(\$19 ) * $signed({ 1'h0, \port$22285$356 [13:6] });
+  assign \$21  = $signed(\$576 [27:1]) > $signed(16'h7fff);
+  assign \$22  = $signed(\$576 [27:1]) < $signed(16'h8000);
+  assign \$23  = \$22  ? 16'h8000 : \$576 [16:1];
+  assign \$24  = \$21  ? 16'h7fff : \$23 ;
+  assign \$25  = load_z3 ? e0_z3 : \$24 ;
+  assign \$26  = $signed(\$576 [27:1]) > $signed(16'h7fff);
+  assign \$27  = $signed(\$576 [27:1]) < $signed(16'h8000);
+  assign \$28  = \$27  ? 16'h8000 : \$576 [16:1];
+  assign \$29  = \$26  ? 16'h7fff : \$28 ;
+  assign \$30  = $signed(\$29 ) != $signed(\$576 [27:1]);
+  assign \$31  = $signed(d0) + $signed(g_extra0_z4);
+  assign \$32  = $signed(\$31 ) > $signed(16'h7fff);
+  assign \$33  = $signed(d0) + $signed(g_extra0_z4);
+  assign \$34  = $signed(\$33 ) < $signed(16'h8000);
+  assign \$35  = $signed(d0) + $signed(g_extra0_z4);
+  assign \$36  = \$34  ? 16'h8000 : \$35 [15:0];
+  assign \$37  = \$32  ? 16'h7fff : \$36 ;
+  assign \$38  = $signed(d0) + $signed(g_extra0_z4);
+  assign \$39  = $signed(\$38 ) > $signed(16'h7fff);
+  assign \$40  = $signed(d0) + $signed(g_extra0_z4);
+  assign \$41  = $signed(\$40 ) < $signed(16'h8000);
+  assign \$42  = $signed(d0) + $signed(g_extra0_z4);
+  assign \$43  = \$41  ? 16'h8000 : \$42 [15:0];
+  assign \$44  = \$39  ? 16'h7fff : \$43 ;
+  assign \$45  = $signed(d0) + $signed(g_extra0_z4);
+  assign \$46  = $signed(\$44 ) != $signed(\$45 );
+  assign \$47  = $signed(g_cur0) * $signed(scale0_z5);
+  assign \$48  = ! affine_shift;
+  assign \$49  = ! affine_shift;
+  assign \$50  = affine_shift - 1'h1;
+  assign \$51  = \$49  ? 6'h00 : \$50 [5:0];
+  assign \$52  = $signed(g_prod0) >>> \$51 ;
+  assign \$53  = ! affine_shift;
+  assign \$54  = affine_shift - 1'h1;
+  assign \$55  = \$53  ? 6'h00 : \$54 [5:0];
+  assign \$56  = $signed(g_prod0) >>> \$55 ;
+  assign \$57  = $signed(\$56 ) + $signed(2'h1);
+  assign \$59  = \$48  ? \$52  : \$58 [31:0];
+  assign \$60  = $signed(\$59 ) > $signed(16'h7fff);
+  assign \$61  = ! affine_shift;
+  assign \$62  = ! affine_shift;
+  assign \$63  = affine_shift - 1'h1;
+  assign \$64  = \$62  ? 6'h00 : \$63 [5:0];
+  assign \$65  = $signed(g_prod0) >>> \$64 ;
+  assign \$66  = ! affine_shift;
+  assign \$67  = affine_shift - 1'h1;
+  assign \$68  = \$66  ? 6'h00 : \$67 [5:0];
+  assign \$69  = $signed(g_prod0) >>> \$68 ;
+  assign \$70  = $signed(\$69 ) + $signed(2'h1);
+  assign \$72  = \$61  ? \$65  : \$71 [31:0];
+  assign \$73  = $signed(\$72 ) < $signed(16'h8000);
+  assign \$74  = ! affine_shift;
+  assign \$75  = ! affine_shift;
+  assign \$76  = affine_shift - 1'h1;
+  assign \$77  = \$75  ? 6'h00 : \$76 [5:0];
+  assign \$78  = $signed(g_prod0) >>> \$77 ;
+  assign \$79  = ! affine_shift;
+  assign \$80  = affine_shift - 1'h1;
+  assign \$81  = \$79  ? 6'h00 : \$80 [5:0];
+  assign \$82  = $signed(g_prod0) >>> \$81 ;
+  assign \$83  = $signed(\$82 ) + $signed(2'h1);
+  assign \$85  = \$74  ? \$78  : \$84 [31:0];
+  assign \$86  = \$73  ? 16'h8000 : \$85 [15:0];
+  assign \$87  = \$60  ? 16'h7fff : \$86 ;
+  assign \$88  = ! affine_shift;
+  assign \$89  = ! affine_shift;
+  assign \$90  = affine_shift - 1'h1;
+  assign \$91  = \$89  ? 6'h00 : \$90 [5:0];
+  assign \$92  = $signed(g_prod0) >>> \$91 ;
+  assign \$93  = ! affine_shift;
+  assign \$94  = affine_shift - 1'h1;
+  assign \$95  = \$93  ? 6'h00 : \$94 [5:0];
+  assign \$96  = $signed(g_prod0) >>> \$95 ;
+  assign \$97  = $signed(\$96 ) + $signed(2'h1);
+  assign \$99  = \$88  ? \$92  : \$98 [31:0];
+  assign \$100  = $signed(\$99 ) > $signed(16'h7fff);
+  assign \$101  = ! affine_shift;
+  assign \$102  = ! affine_shift;
+  assign \$103  = affine_shift - 1'h1;
+  assign \$104  = \$102  ? 6'h00 : \$103 [5:0];
+  assign \$105  = $signed(g_prod0) >>> \$104 ;
+  assign \$106  = ! affine_shift;
+  assign \$107  = affine_shift - 1'h1;
+  assign \$108  = \$106  ? 6'h00 : \$107 [5:0];
+  assign \$109  = $signed(g_prod0) >>> \$108 ;
+  assign \$110  = $signed(\$109 ) + $signed(2'h1);
+  assign \$112  = \$101  ? \$105  : \$111 [31:0];
+  assign \$113  = $signed(\$112 ) < $signed(16'h8000);
+  assign \$114  = ! affine_shift;
+  assign \$115  = ! affine_shift;
+  assign \$116  = affine_shift - 1'h1;
+  assign \$117  = \$115  ? 6'h00 : \$116 [5:0];
+  assign \$118  = $signed(g_prod0) >>> \$117 ;
+  assign \$119  = ! affine_shift;
+  assign \$120  = affine_shift - 1'h1;
+  assign \$121  = \$119  ? 6'h00 : \$120 [5:0];
+  assign \$122  = $signed(g_prod0) >>> \$121 ;
+  assign \$123  = $signed(\$122 ) + $signed(2'h1);
+  assign \$125  = \$114  ? \$118  : \$124 [31:0];
+  assign \$126  = \$113  ? 16'h8000 : \$125 [15:0];
+  assign \$127  = \$100  ? 16'h7fff : \$126 ;
+  assign \$128  = ! affine_shift;
+  assign \$129  = ! affine_shift;
+  assign \$130  = affine_shift - 1'h1;
+  assign \$131  = \$129  ? 6'h00 : \$130 [5:0];
+  assign \$132  = $signed(g_prod0) >>> \$131 ;
+  assign \$133  = ! affine_shift;
+  assign \$134  = affine_shift - 1'h1;
+  assign \$135  = \$133  ? 6'h00 : \$134 [5:0];
+  assign \$136  = $signed(g_prod0) >>> \$135 ;
+  assign \$137  = $signed(\$136 ) + $signed(2'h1);
+  assign \$139  = \$128  ? \$132  : \$138 [31:0];
+  assign \$140  = $signed(\$127 ) != $signed(\$139 );
+  assign \$141  = $signed(e1_z1) * $signed({ 1'h0, height_mul });
+  assign \$142  = ! \port$22285$356 [5:0];
+  assign \$143  = ! \port$22285$356 [5:0];
+  assign \$144  = \port$22285$356 [5:0] - 1'h1;
+  assign \$145  = \$143  ? 6'h00 : \$144 [5:0];
+  assign \$146  = $signed(height_prod1) >>> \$145 ;
+  assign \$147  = ! \port$22285$356 [5:0];
+  assign \$148  = \port$22285$356 [5:0] - 1'h1;
+  assign \$149  = \$147  ? 6'h00 : \$148 [5:0];
+  assign \$150  = $signed(height_prod1) >>> \$149 ;
+  assign \$151  = $signed(\$150 ) + $signed(2'h1);
+  assign \$153  = \$142  ? \$146  : \$152 [24:0];
+  assign \$154  = window1_z2 ? \$153  : 25'h0000000;
+  assign \$155  = restart_z2 ? 16'h0000 : d1;
+  assign \$156  = $signed(\$155 ) * $signed({ 1'h0, \port$22285$356 [13:6] });
+  assign \$157  = $signed(\$604 [27:1]) > $signed(16'h7fff);
+  assign \$158  = $signed(\$604 [27:1]) < $signed(16'h8000);
+  assign \$159  = \$158  ? 16'h8000 : \$604 [16:1];
+  assign \$160  = \$157  ? 16'h7fff : \$159 ;
+  assign \$161  = load_z3 ? e1_z3 : \$160 ;
+  assign \$162  = $signed(\$604 [27:1]) > $signed(16'h7fff);
+  assign \$163  = $signed(\$604 [27:1]) < $signed(16'h8000);
+  assign \$164  = \$163  ? 16'h8000 : \$604 [16:1];
+  assign \$165  = \$162  ? 16'h7fff : \$164 ;
+  assign \$166  = $signed(\$165 ) != $signed(\$604 [27:1]);
+  assign \$167  = $signed(d1) + $signed(g_extra1_z4);
+  assign \$168  = $signed(\$167 ) > $signed(16'h7fff);
+  assign \$169  = $signed(d1) + $signed(g_extra1_z4);
+  assign \$170  = $signed(\$169 ) < $signed(16'h8000);
+  assign \$171  = $signed(d1) + $signed(g_extra1_z4);
+  assign \$172  = \$170  ? 16'h8000 : \$171 [15:0];
+  assign \$173  = \$168  ? 16'h7fff : \$172 ;
+  assign \$174  = $signed(d1) + $signed(g_extra1_z4);
+  assign \$175  = $signed(\$174 ) > $signed(16'h7fff);
+  assign \$176  = $signed(d1) + $signed(g_extra1_z4);
+  assign \$177  = $signed(\$176 ) < $signed(16'h8000);
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$661  = valid;
+    if (rst) begin
+      \$661  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$662  = valid_z1;
+    if (rst) begin
+      \$662  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$663  = valid_z2;
+    if (rst) begin
+      \$663  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$664  = valid_z3;
+    if (rst) begin
+      \$664  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$665  = valid_z4;
+    if (rst) begin
+      \$665  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$666  = valid_z5;
+    if (rst) begin
+      \$666  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$667  = valid_z6;
+    if (rst) begin
+      \$667  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$668  = restart;
+    if (rst) begin
+      \$668  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$669  = restart_z1;
+    if (rst) begin
+      \$669  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$670  = load;
+    if (rst) begin
+      \$670  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$671  = load_z1;
     if (rst) begin
       \$671  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$672  = \$169 ;
+    \$672  = load_z2;
     if (rst) begin
-      \$672  = 16'h0000;
+      \$672  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$673  = \$178 ;
+    \$673  = \$3 [5:0];
     if (rst) begin
-      \$673  = 1'h0;
+      \$673  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$674  = \$179 ;
+    \$674  = \$4 ;
     if (rst) begin
-      \$674  = 32'd0;
+      \$674  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$675  = \$219 ;
+    \$675  = e[15:0];
     if (rst) begin
       \$675  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$676  = \$272 ;
+    \$676  = e0_z1;
     if (rst) begin
-      \$676  = 1'h0;
+      \$676  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$677  = d1;
+    \$677  = e0_z2;
     if (rst) begin
       \$677  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$678  = d_out1_z1;
+    \$678  = \port$20594$0 [1];
     if (rst) begin
-      \$678  = 16'h0000;
+      \$678  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$679  = d_out1_z2;
+    \$679  = window0_z1;
     if (rst) begin
-      \$679  = 16'h0000;
+      \$679  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$680  = g_cur1;
+    \$680  = \port$20594$0 [0];
     if (rst) begin
-      \$680  = 16'h0000;
+      \$680  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$681  = g_cur_out1_z1;
+    \$681  = spike0_z1;
     if (rst) begin
-      \$681  = 16'h0000;
+      \$681  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$682  = sat_lif1;
+    \$682  = spike0_z2;
     if (rst) begin
       \$682  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$683  = sat_lif_out1_z1;
+    \$683  = g_extra[15:0];
     if (rst) begin
-      \$683  = 1'h0;
+      \$683  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$684  = sat_lif_out1_z2;
+    \$684  = g_extra0_z1;
     if (rst) begin
-      \$684  = 1'h0;
+      \$684  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$685  = sat_cur1;
+    \$685  = g_extra0_z2;
     if (rst) begin
-      \$685  = 1'h0;
+      \$685  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$686  = sat_cur_out1_z1;
+    \$686  = g_extra0_z3;
     if (rst) begin
-      \$686  = 1'h0;
+      \$686  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$687  = e[47:32];
+    \$687  = scale[15:0];
     if (rst) begin
       \$687  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$688  = e2_z1;
+    \$688  = scale0_z1;
     if (rst) begin
       \$688  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$689  = e2_z2;
+    \$689  = scale0_z2;
     if (rst) begin
       \$689  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$690  = \port$20534$8 [1];
+    \$690  = scale0_z3;
     if (rst) begin
-      \$690  = 1'h0;
+      \$690  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$691  = window2_z1;
+    \$691  = scale0_z4;
     if (rst) begin
-      \$691  = 1'h0;
+      \$691  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$692  = \port$20534$8 [0];
+    \$692  = { \$5 [23], \$5  };
     if (rst) begin
-      \$692  = 1'h0;
+      \$692  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$693  = spike2_z1;
+    \$693  = \$18 ;
     if (rst) begin
-      \$693  = 1'h0;
+      \$693  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$694  = spike2_z2;
+    \$694  = { \$20 [23], \$20  };
     if (rst) begin
-      \$694  = 1'h0;
+      \$694  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$695  = g_extra[47:32];
+    \$695  = d0;
+    if (valid_z3) begin
+      \$695  = \$25 ;
+    end
     if (rst) begin
       \$695  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$696  = g_extra2_z1;
+    \$696  = \$30 ;
     if (rst) begin
-      \$696  = 16'h0000;
+      \$696  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$697  = g_extra2_z2;
+    \$697  = \$37 ;
     if (rst) begin
       \$697  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$698  = g_extra2_z3;
+    \$698  = \$46 ;
     if (rst) begin
-      \$698  = 16'h0000;
+      \$698  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$699  = scale[47:32];
+    \$699  = \$47 ;
     if (rst) begin
-      \$699  = 16'h0000;
+      \$699  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$700  = scale2_z1;
+    \$700  = \$87 ;
     if (rst) begin
       \$700  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$701  = scale2_z2;
+    \$701  = \$140 ;
     if (rst) begin
-      \$701  = 16'h0000;
+      \$701  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$702  = scale2_z3;
+    \$702  = d0;
     if (rst) begin
       \$702  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$703  = scale2_z4;
+    \$703  = d_out0_z1;
     if (rst) begin
       \$703  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$704  = { \$273 [23], \$273  };
+    \$704  = d_out0_z2;
     if (rst) begin
-      \$704  = 25'h0000000;
+      \$704  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$705  = \$286 ;
+    \$705  = g_cur0;
     if (rst) begin
-      \$705  = 25'h0000000;
+      \$705  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$706  = { \$288 [23], \$288  };
+    \$706  = g_cur_out0_z1;
     if (rst) begin
-      \$706  = 25'h0000000;
+      \$706  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$707  = d2;
-    if (valid_z3) begin
-      \$707  = \$293 ;
-    end
+    \$707  = sat_lif0;
     if (rst) begin
-      \$707  = 16'h0000;
+      \$707  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$708  = \$298 ;
+    \$708  = sat_lif_out0_z1;
     if (rst) begin
       \$708  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$709  = \$305 ;
+    \$709  = sat_lif_out0_z2;
     if (rst) begin
-      \$709  = 16'h0000;
+      \$709  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$710  = \$314 ;
+    \$710  = sat_cur0;
     if (rst) begin
       \$710  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$711  = \$315 ;
+    \$711  = sat_cur_out0_z1;
     if (rst) begin
-      \$711  = 32'd0;
+      \$711  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$712  = \$355 ;
+    \$712  = e[31:16];
     if (rst) begin
       \$712  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$713  = \$408 ;
+    \$713  = e1_z1;
     if (rst) begin
-      \$713  = 1'h0;
+      \$713  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$714  = d2;
+    \$714  = e1_z2;
     if (rst) begin
       \$714  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$715  = d_out2_z1;
+    \$715  = \port$20594$4 [1];
     if (rst) begin
-      \$715  = 16'h0000;
+      \$715  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$716  = d_out2_z2;
+    \$716  = window1_z1;
     if (rst) begin
-      \$716  = 16'h0000;
+      \$716  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$717  = g_cur2;
+    \$717  = \port$20594$4 [0];
     if (rst) begin
-      \$717  = 16'h0000;
+      \$717  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$718  = g_cur_out2_z1;
+    \$718  = spike1_z1;
     if (rst) begin
-      \$718  = 16'h0000;
+      \$718  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$719  = sat_lif2;
+    \$719  = spike1_z2;
     if (rst) begin
       \$719  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$720  = sat_lif_out2_z1;
+    \$720  = g_extra[31:16];
     if (rst) begin
-      \$720  = 1'h0;
+      \$720  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$721  = sat_lif_out2_z2;
+    \$721  = g_extra1_z1;
     if (rst) begin
-      \$721  = 1'h0;
+      \$721  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$722  = sat_cur2;
+    \$722  = g_extra1_z2;
     if (rst) begin
-      \$722  = 1'h0;
+      \$722  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$723  = sat_cur_out2_z1;
+    \$723  = g_extra1_z3;
     if (rst) begin
-      \$723  = 1'h0;
+      \$723  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$724  = e[63:48];
+    \$724  = scale[31:16];
     if (rst) begin
       \$724  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$725  = e3_z1;
+    \$725  = scale1_z1;
     if (rst) begin
       \$725  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$726  = e3_z2;
+    \$726  = scale1_z2;
     if (rst) begin
       \$726  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$727  = \port$20534$12 [1];
+    \$727  = scale1_z3;
     if (rst) begin
-      \$727  = 1'h0;
+      \$727  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$728  = window3_z1;
+    \$728  = scale1_z4;
     if (rst) begin
-      \$728  = 1'h0;
+      \$728  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$729  = \port$20534$12 [0];
+    \$729  = { \$141 [23], \$141  };
     if (rst) begin
-      \$729  = 1'h0;
+      \$729  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$730  = spike3_z1;
+    \$730  = \$154 ;
     if (rst) begin
-      \$730  = 1'h0;
+      \$730  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$731  = spike3_z2;
+    \$731  = { \$156 [23], \$156  };
     if (rst) begin
-      \$731  = 1'h0;
+      \$731  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$732  = g_extra[63:48];
+    \$732  = d1;
+    if (valid_z3) begin
+      \$732  = \$161 ;
+    end
     if (rst) begin
       \$732  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$733  = g_extra3_z1;
+    \$733  = \$166 ;
     if (rst) begin
-      \$733  = 16'h0000;
+      \$733  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$734  = g_extra3_z2;
+    \$734  = \$173 ;
     if (rst) begin
       \$734  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$735  = g_extra3_z3;
+    \$735  = \$182 ;
     if (rst) begin
-      \$735  = 16'h0000;
+      \$735  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$736  = scale[63:48];
+    \$736  = \$183 ;
     if (rst) begin
-      \$736  = 16'h0000;
+      \$736  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$737  = scale3_z1;
+    \$737  = \$223 ;
     if (rst) begin
       \$737  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$738  = scale3_z2;
+    \$738  = \$276 ;
     if (rst) begin
-      \$738  = 16'h0000;
+      \$738  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$739  = scale3_z3;
+    \$739  = d1;
     if (rst) begin
       \$739  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$740  = scale3_z4;
+    \$740  = d_out1_z1;
     if (rst) begin
       \$740  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$741  = { \$409 [23], \$409  };
+    \$741  = d_out1_z2;
     if (rst) begin
-      \$741  = 25'h0000000;
+      \$741  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$742  = \$422 ;
+    \$742  = g_cur1;
     if (rst) begin
-      \$742  = 25'h0000000;
+      \$742  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$743  = { \$424 [23], \$424  };
+    \$743  = g_cur_out1_z1;
     if (rst) begin
-      \$743  = 25'h0000000;
+      \$743  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$744  = d3;
-    if (valid_z3) begin
-      \$744  = \$429 ;
-    end
+    \$744  = sat_lif1;
     if (rst) begin
-      \$744  = 16'h0000;
+      \$744  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$745  = \$434 ;
+    \$745  = sat_lif_out1_z1;
     if (rst) begin
       \$745  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$746  = \$441 ;
+    \$746  = sat_lif_out1_z2;
     if (rst) begin
-      \$746  = 16'h0000;
+      \$746  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$747  = \$450 ;
+    \$747  = sat_cur1;
     if (rst) begin
       \$747  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$748  = \$451 ;
+    \$748  = sat_cur_out1_z1;
     if (rst) begin
-      \$748  = 32'd0;
+      \$748  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$749  = \$491 ;
+    \$749  = e[47:32];
     if (rst) begin
       \$749  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$750  = \$544 ;
+    \$750  = e2_z1;
     if (rst) begin
-      \$750  = 1'h0;
+      \$750  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$751  = d3;
+    \$751  = e2_z2;
     if (rst) begin
       \$751  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$752  = d_out3_z1;
+    \$752  = \port$20594$8 [1];
     if (rst) begin
-      \$752  = 16'h0000;
+      \$752  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$753  = d_out3_z2;
+    \$753  = window2_z1;
     if (rst) begin
-      \$753  = 16'h0000;
+      \$753  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$754  = g_cur3;
+    \$754  = \port$20594$8 [0];
     if (rst) begin
-      \$754  = 16'h0000;
+      \$754  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$755  = g_cur_out3_z1;
+    \$755  = spike2_z1;
     if (rst) begin
-      \$755  = 16'h0000;
+      \$755  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$756  = sat_lif3;
+    \$756  = spike2_z2;
     if (rst) begin
       \$756  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$757  = sat_lif_out3_z1;
+    \$757  = g_extra[47:32];
     if (rst) begin
-      \$757  = 1'h0;
+      \$757  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$758  = sat_lif_out3_z2;
+    \$758  = g_extra2_z1;
     if (rst) begin
-      \$758  = 1'h0;
+      \$758  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$759  = sat_cur3;
+    \$759  = g_extra2_z2;
     if (rst) begin
-      \$759  = 1'h0;
+      \$759  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$760  = sat_cur_out3_z1;
+    \$760  = g_extra2_z3;
     if (rst) begin
-      \$760  = 1'h0;
+      \$760  = 16'h0000;
     end
   end
-  assign window = { \port$20534$12 [1], \port$20534$8 [1], \port$20534$4 [1], \port$20534$0 [1] };
-  assign spike = { \port$20534$12 [0], \port$20534$8 [0], \port$20534$4 [0], \port$20534$0 [0] };
-  assign height_shift = \port$22221$356 [5:0];
-  assign leak_mul = \port$22221$356 [13:6];
-  assign v0 = { \$558 [25], \$558  };
-  assign v1 = { \$572 [25], \$572  };
-  assign v2 = { \$586 [25], \$586  };
-  assign v3 = { \$600 [25], \$600  };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$761  = scale[47:32];
+    if (rst) begin
+      \$761  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$762  = scale2_z1;
+    if (rst) begin
+      \$762  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$763  = scale2_z2;
+    if (rst) begin
+      \$763  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$764  = scale2_z3;
+    if (rst) begin
+      \$764  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$765  = scale2_z4;
+    if (rst) begin
+      \$765  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$766  = { \$277 [23], \$277  };
+    if (rst) begin
+      \$766  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$767  = \$290 ;
+    if (rst) begin
+      \$767  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$768  = { \$292 [23], \$292  };
+    if (rst) begin
+      \$768  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$769  = d2;
+    if (valid_z3) begin
+      \$769  = \$297 ;
+    end
+    if (rst) begin
+      \$769  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$770  = \$302 ;
+    if (rst) begin
+      \$770  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$771  = \$309 ;
+    if (rst) begin
+      \$771  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$772  = \$318 ;
+    if (rst) begin
+      \$772  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$773  = \$319 ;
+    if (rst) begin
+      \$773  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$774  = \$359 ;
+    if (rst) begin
+      \$774  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$775  = \$412 ;
+    if (rst) begin
+      \$775  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$776  = d2;
+    if (rst) begin
+      \$776  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$777  = d_out2_z1;
+    if (rst) begin
+      \$777  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$778  = d_out2_z2;
+    if (rst) begin
+      \$778  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$779  = g_cur2;
+    if (rst) begin
+      \$779  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$780  = g_cur_out2_z1;
+    if (rst) begin
+      \$780  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$781  = sat_lif2;
+    if (rst) begin
+      \$781  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$782  = sat_lif_out2_z1;
+    if (rst) begin
+      \$782  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$783  = sat_lif_out2_z2;
+    if (rst) begin
+      \$783  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$784  = sat_cur2;
+    if (rst) begin
+      \$784  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$785  = sat_cur_out2_z1;
+    if (rst) begin
+      \$785  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$786  = e[63:48];
+    if (rst) begin
+      \$786  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$787  = e3_z1;
+    if (rst) begin
+      \$787  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$788  = e3_z2;
+    if (rst) begin
+      \$788  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$789  = \port$20594$12 [1];
+    if (rst) begin
+      \$789  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$790  = window3_z1;
+    if (rst) begin
+      \$790  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$791  = \port$20594$12 [0];
+    if (rst) begin
+      \$791  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$792  = spike3_z1;
+    if (rst) begin
+      \$792  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$793  = spike3_z2;
+    if (rst) begin
+      \$793  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$794  = g_extra[63:48];
+    if (rst) begin
+      \$794  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$795  = g_extra3_z1;
+    if (rst) begin
+      \$795  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$796  = g_extra3_z2;
+    if (rst) begin
+      \$796  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$797  = g_extra3_z3;
+    if (rst) begin
+      \$797  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$798  = scale[63:48];
+    if (rst) begin
+      \$798  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$799  = scale3_z1;
+    if (rst) begin
+      \$799  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$800  = scale3_z2;
+    if (rst) begin
+      \$800  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$801  = scale3_z3;
+    if (rst) begin
+      \$801  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$802  = scale3_z4;
+    if (rst) begin
+      \$802  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$803  = { \$413 [23], \$413  };
+    if (rst) begin
+      \$803  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$804  = \$426 ;
+    if (rst) begin
+      \$804  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$805  = { \$428 [23], \$428  };
+    if (rst) begin
+      \$805  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$806  = d3;
+    if (valid_z3) begin
+      \$806  = \$433 ;
+    end
+    if (rst) begin
+      \$806  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$807  = \$438 ;
+    if (rst) begin
+      \$807  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$808  = \$445 ;
+    if (rst) begin
+      \$808  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$809  = \$454 ;
+    if (rst) begin
+      \$809  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$810  = \$455 ;
+    if (rst) begin
+      \$810  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$811  = \$495 ;
+    if (rst) begin
+      \$811  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$812  = \$548 ;
+    if (rst) begin
+      \$812  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$813  = d3;
+    if (rst) begin
+      \$813  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$814  = d_out3_z1;
+    if (rst) begin
+      \$814  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$815  = d_out3_z2;
+    if (rst) begin
+      \$815  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$816  = g_cur3;
+    if (rst) begin
+      \$816  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$817  = g_cur_out3_z1;
+    if (rst) begin
+      \$817  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$818  = sat_lif3;
+    if (rst) begin
+      \$818  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$819  = sat_lif_out3_z1;
+    if (rst) begin
+      \$819  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$820  = sat_lif_out3_z2;
+    if (rst) begin
+      \$820  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$821  = sat_cur3;
+    if (rst) begin
+      \$821  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$822  = sat_cur_out3_z1;
+    if (rst) begin
+      \$822  = 1'h0;
+    end
+  end
+  assign window = { \port$20594$12 [1], \port$20594$8 [1], \port$20594$4 [1], \port$20594$0 [1] };
+  assign spike = { \port$20594$12 [0], \port$20594$8 [0], \port$20594$4 [0], \port$20594$0 [0] };
+  assign height_shift = \port$22285$356 [5:0];
+  assign leak_mul = \port$22285$356 [13:6];
+  assign v0 = \$576 [27:1];
+  assign v1 = \$604 [27:1];
+  assign v2 = \$632 [27:1];
+  assign v3 = \$660 [27:1];
   assign out_valid = valid_z7;
   assign d = { d_out3_z3, d_out2_z3, d_out1_z3, d_out0_z3 };
   assign g_cur = { g_cur_out3_z2, g_cur_out2_z2, g_cur_out1_z2, g_cur_out0_z2 };
@@ -42089,42 +42215,58 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$205
   assign sat_lif = { sat_lif_out3_z3, sat_lif_out2_z3, sat_lif_out1_z3, sat_lif_out0_z3 };
   assign sat_current = { sat_cur_out3_z2, sat_cur_out2_z2, sat_cur_out1_z2, sat_cur_out0_z2 };
   assign sat_affine = { sat_aff3, sat_aff2, sat_aff1, sat_aff0 };
-  assign \$12  = { \$11 [25], \$11 [25:1] };
-  assign \$555  = { \$554 [25], \$554 [25:1] };
-  assign \$54  = { \$53 [32], \$53 [32:1] };
-  assign \$67  = { \$66 [32], \$66 [32:1] };
-  assign \$80  = { \$79 [32], \$79 [32:1] };
-  assign \$94  = { \$93 [32], \$93 [32:1] };
-  assign \$107  = { \$106 [32], \$106 [32:1] };
-  assign \$120  = { \$119 [32], \$119 [32:1] };
-  assign \$134  = { \$133 [32], \$133 [32:1] };
-  assign \$148  = { \$147 [25], \$147 [25:1] };
-  assign \$569  = { \$568 [25], \$568 [25:1] };
-  assign \$190  = { \$189 [32], \$189 [32:1] };
-  assign \$203  = { \$202 [32], \$202 [32:1] };
-  assign \$216  = { \$215 [32], \$215 [32:1] };
-  assign \$230  = { \$229 [32], \$229 [32:1] };
-  assign \$243  = { \$242 [32], \$242 [32:1] };
-  assign \$256  = { \$255 [32], \$255 [32:1] };
-  assign \$270  = { \$269 [32], \$269 [32:1] };
-  assign \$284  = { \$283 [25], \$283 [25:1] };
-  assign \$583  = { \$582 [25], \$582 [25:1] };
-  assign \$326  = { \$325 [32], \$325 [32:1] };
-  assign \$339  = { \$338 [32], \$338 [32:1] };
-  assign \$352  = { \$351 [32], \$351 [32:1] };
-  assign \$366  = { \$365 [32], \$365 [32:1] };
-  assign \$379  = { \$378 [32], \$378 [32:1] };
-  assign \$392  = { \$391 [32], \$391 [32:1] };
-  assign \$406  = { \$405 [32], \$405 [32:1] };
-  assign \$420  = { \$419 [25], \$419 [25:1] };
-  assign \$597  = { \$596 [25], \$596 [25:1] };
-  assign \$462  = { \$461 [32], \$461 [32:1] };
-  assign \$475  = { \$474 [32], \$474 [32:1] };
-  assign \$488  = { \$487 [32], \$487 [32:1] };
-  assign \$502  = { \$501 [32], \$501 [32:1] };
-  assign \$515  = { \$514 [32], \$514 [32:1] };
-  assign \$528  = { \$527 [32], \$527 [32:1] };
-  assign \$542  = { \$541 [32], \$541 [32:1] };
+  assign \$16  = { \$15 [25], \$15 [25:1] };
+  assign \$554  = \$553 ;
+  assign \$560  = \$559 ;
+  assign \$563  = { \$562 [24], \$562 [24:1] };
+  assign \$568  = { \$567 [24], \$567 [24:1] };
+  assign \$573  = { \$572 [24], \$572 [24:1] };
+  assign \$58  = { \$57 [32], \$57 [32:1] };
+  assign \$71  = { \$70 [32], \$70 [32:1] };
+  assign \$84  = { \$83 [32], \$83 [32:1] };
+  assign \$98  = { \$97 [32], \$97 [32:1] };
+  assign \$111  = { \$110 [32], \$110 [32:1] };
+  assign \$124  = { \$123 [32], \$123 [32:1] };
+  assign \$138  = { \$137 [32], \$137 [32:1] };
+  assign \$152  = { \$151 [25], \$151 [25:1] };
+  assign \$582  = \$581 ;
+  assign \$588  = \$587 ;
+  assign \$591  = { \$590 [24], \$590 [24:1] };
+  assign \$596  = { \$595 [24], \$595 [24:1] };
+  assign \$601  = { \$600 [24], \$600 [24:1] };
+  assign \$194  = { \$193 [32], \$193 [32:1] };
+  assign \$207  = { \$206 [32], \$206 [32:1] };
+  assign \$220  = { \$219 [32], \$219 [32:1] };
+  assign \$234  = { \$233 [32], \$233 [32:1] };
+  assign \$247  = { \$246 [32], \$246 [32:1] };
+  assign \$260  = { \$259 [32], \$259 [32:1] };
+  assign \$274  = { \$273 [32], \$273 [32:1] };
+  assign \$288  = { \$287 [25], \$287 [25:1] };
+  assign \$610  = \$609 ;
+  assign \$616  = \$615 ;
+  assign \$619  = { \$618 [24], \$618 [24:1] };
+  assign \$624  = { \$623 [24], \$623 [24:1] };
+  assign \$629  = { \$628 [24], \$628 [24:1] };
+  assign \$330  = { \$329 [32], \$329 [32:1] };
+  assign \$343  = { \$342 [32], \$342 [32:1] };
+  assign \$356  = { \$355 [32], \$355 [32:1] };
+  assign \$370  = { \$369 [32], \$369 [32:1] };
+  assign \$383  = { \$382 [32], \$382 [32:1] };
+  assign \$396  = { \$395 [32], \$395 [32:1] };
+  assign \$410  = { \$409 [32], \$409 [32:1] };
+  assign \$424  = { \$423 [25], \$423 [25:1] };
+  assign \$638  = \$637 ;
+  assign \$644  = \$643 ;
+  assign \$647  = { \$646 [24], \$646 [24:1] };
+  assign \$652  = { \$651 [24], \$651 [24:1] };
+  assign \$657  = { \$656 [24], \$656 [24:1] };
+  assign \$466  = { \$465 [32], \$465 [32:1] };
+  assign \$479  = { \$478 [32], \$478 [32:1] };
+  assign \$492  = { \$491 [32], \$491 [32:1] };
+  assign \$506  = { \$505 [32], \$505 [32:1] };
+  assign \$519  = { \$518 [32], \$518 [32:1] };
+  assign \$532  = { \$531 [32], \$531 [32:1] };
+  assign \$546  = { \$545 [32], \$545 [32:1] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -44173,7 +44315,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line1_a__addr, line1_b__en, line1_b__addr, line1_c__en, line1_c__addr, w2__en, w2__addr, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, \q23_rows$127 , busy
 , row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, \port$2297$0 , \port$2337$0 , \port$2377$0 , \port$2417$0 , weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data, row2_c__data, geo, e1_rows, counts, \released$135 , released_e1_order, e4_released
-, \port$22215$96 , desc, clk);
+, \port$22279$96 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire [17:0] \$10 ;
@@ -45009,8 +45151,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [2:0] \p_wr_addr$98 ;
   wire [3:0] pack;
   wire [3:0] \pack$2 ;
-  input [47:0] \port$22215$96 ;
-  wire [47:0] \port$22215$96 ;
+  input [47:0] \port$22279$96 ;
+  wire [47:0] \port$22279$96 ;
   output [7:0] \port$2297$0 ;
   wire [7:0] \port$2297$0 ;
   output [7:0] \port$2337$0 ;
@@ -45151,9 +45293,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$16  = | desc[293:278];
   assign \$17  = ~ \$16 ;
   assign \$18  = \$17  | step[270];
-  assign \$19  = \port$22215$96 [23:0] > step[300:277];
+  assign \$19  = \port$22279$96 [23:0] > step[300:277];
   assign \$20  = ! desc[89:88];
-  assign \$21  = \port$22215$96 [47:24] > step[300:277];
+  assign \$21  = \port$22279$96 [47:24] > step[300:277];
   assign \$22  = \$20  | \$21 ;
   assign \$23  = \$19  & \$22 ;
   assign \$24  = \$18  | \$23 ;
@@ -45470,9 +45612,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$324  = | desc[293:278];
   assign \$325  = ~ \$324 ;
   assign \$326  = \$325  | step[270];
-  assign \$327  = \port$22215$96 [23:0] > step[300:277];
+  assign \$327  = \port$22279$96 [23:0] > step[300:277];
   assign \$328  = ! desc[89:88];
-  assign \$329  = \port$22215$96 [47:24] > step[300:277];
+  assign \$329  = \port$22279$96 [47:24] > step[300:277];
   assign \$330  = \$328  | \$329 ;
   assign \$331  = \$327  & \$330 ;
   assign \$332  = \$326  | \$331 ;
@@ -45614,8 +45756,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .centre(centre),
     .clk(clk),
     .pack(geo[3:0]),
-    .\port$20754$18 (a[21:18]),
-    .\port$20754$2 (a[4:2]),
+    .\port$20814$18 (a[21:18]),
+    .\port$20814$2 (a[4:2]),
     .pr__addr(step[256:254]),
     .pr__en(p_rd),
     .pw__addr(b[7:5]),
@@ -45712,7 +45854,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .w3__addr(\w3__addr$53 ),
     .w3__data(w3__data),
     .w3__en(\w3__en$51 ),
-    .w3_chunks(\port$22215$96 [47:24]),
+    .w3_chunks(\port$22279$96 [47:24]),
     .w3_consumed(\w3_consumed$39 )
   );
   always @* begin
@@ -45956,9 +46098,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \row2_c__addr$26  = row2_c__addr;
   assign \row2_c__data$28  = row2_c__data;
   assign \row2_c__en$30  = row2_c__en;
-  assign w2_chunks = \port$22215$96 [23:0];
-  assign w3_chunks = \port$22215$96 [47:24];
-  assign \w3_chunks$40  = \port$22215$96 [47:24];
+  assign w2_chunks = \port$22279$96 [23:0];
+  assign w3_chunks = \port$22279$96 [47:24];
+  assign \w3_chunks$40  = \port$22279$96 [47:24];
   assign \w3__data$55  = w3__data;
   assign w_addr = step[241:238];
   assign p_addr = step[256:254];
@@ -46368,7 +46510,7 @@ module \ttsnn_accel.e23.adder (\port$2419$0 , \port$2420$0 , \port$2421$0 , a, b
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$20754$2 , ww__addr, \port$20754$18 , pw__addr, clk);
+module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$20814$2 , ww__addr, \port$20814$18 , pw__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [7:0] \$1 ;
   reg [7:0] \$10 ;
@@ -46488,10 +46630,10 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [3:0] \port$20754$18 ;
-  wire [3:0] \port$20754$18 ;
-  input [2:0] \port$20754$2 ;
-  wire [2:0] \port$20754$2 ;
+  input [3:0] \port$20814$18 ;
+  wire [3:0] \port$20814$18 ;
+  input [2:0] \port$20814$2 ;
+  wire [2:0] \port$20814$2 ;
   input [2:0] pr__addr;
   wire [2:0] pr__addr;
   wire [63:0] pr__data;
@@ -46587,91 +46729,91 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     end
   end
   assign wr__data = _1_;
-  assign \$100  = \port$20754$18 [0] * 4'h8;
+  assign \$100  = \port$20814$18 [0] * 4'h8;
   assign \$15  = centre[15:0] >> \$100 ;
-  assign \$103  = \port$20754$18 [0] * 4'h8;
+  assign \$103  = \port$20814$18 [0] * 4'h8;
   assign \$16  = 1'h0 >> \$103 ;
-  assign \$106  = \port$20754$18 [0] * 4'h8;
+  assign \$106  = \port$20814$18 [0] * 4'h8;
   assign \$17  = centre[31:16] >> \$106 ;
-  assign \$110  = \port$20754$18 [1:0] * 4'h8;
+  assign \$110  = \port$20814$18 [1:0] * 4'h8;
   assign \$19  = centre >> \$110 ;
-  assign \$113  = \port$20754$18 [1:0] * 4'h8;
+  assign \$113  = \port$20814$18 [1:0] * 4'h8;
   assign \$20  = 1'h0 >> \$113 ;
-  assign \$116  = \port$20754$18 [1:0] * 4'h8;
+  assign \$116  = \port$20814$18 [1:0] * 4'h8;
   assign \$21  = 1'h0 >> \$116 ;
-  assign \$121  = \port$20754$18 [3:2] * 4'h8;
+  assign \$121  = \port$20814$18 [3:2] * 4'h8;
   assign \$24  = weights >> \$121 ;
-  assign \$124  = \port$20754$18 [2] * 4'h8;
+  assign \$124  = \port$20814$18 [2] * 4'h8;
   assign \$25  = { weights[31:24], weights[15:8] } >> \$124 ;
-  assign \$129  = \port$20754$18 [0] * 4'h8;
+  assign \$129  = \port$20814$18 [0] * 4'h8;
   assign \$28  = centre[31:16] >> \$129 ;
-  assign \$132  = \port$20754$18 [0] * 4'h8;
+  assign \$132  = \port$20814$18 [0] * 4'h8;
   assign \$29  = centre[15:0] >> \$132 ;
-  assign \$135  = \port$20754$18 [0] * 4'h8;
+  assign \$135  = \port$20814$18 [0] * 4'h8;
   assign \$30  = 1'h0 >> \$135 ;
-  assign \$139  = \port$20754$18 [1:0] * 4'h8;
+  assign \$139  = \port$20814$18 [1:0] * 4'h8;
   assign \$32  = centre >> \$139 ;
-  assign \$142  = \port$20754$18 [1:0] * 4'h8;
+  assign \$142  = \port$20814$18 [1:0] * 4'h8;
   assign \$33  = 1'h0 >> \$142 ;
-  assign \$145  = \port$20754$18 [1:0] * 4'h8;
+  assign \$145  = \port$20814$18 [1:0] * 4'h8;
   assign \$34  = 1'h0 >> \$145 ;
-  assign \$150  = \port$20754$18 [3:2] * 4'h8;
+  assign \$150  = \port$20814$18 [3:2] * 4'h8;
   assign \$37  = weights >> \$150 ;
-  assign \$153  = \port$20754$18 [2] * 4'h8;
+  assign \$153  = \port$20814$18 [2] * 4'h8;
   assign \$38  = { weights[23:16], weights[7:0] } >> \$153 ;
-  assign \$158  = \port$20754$18 [0] * 4'h8;
+  assign \$158  = \port$20814$18 [0] * 4'h8;
   assign \$41  = centre[31:16] >> \$158 ;
-  assign \$161  = \port$20754$18 [0] * 4'h8;
+  assign \$161  = \port$20814$18 [0] * 4'h8;
   assign \$42  = centre[15:0] >> \$161 ;
-  assign \$164  = \port$20754$18 [0] * 4'h8;
+  assign \$164  = \port$20814$18 [0] * 4'h8;
   assign \$43  = 1'h0 >> \$164 ;
-  assign \$168  = \port$20754$18 [1:0] * 4'h8;
+  assign \$168  = \port$20814$18 [1:0] * 4'h8;
   assign \$45  = centre >> \$168 ;
-  assign \$171  = \port$20754$18 [1:0] * 4'h8;
+  assign \$171  = \port$20814$18 [1:0] * 4'h8;
   assign \$46  = 1'h0 >> \$171 ;
-  assign \$174  = \port$20754$18 [1:0] * 4'h8;
+  assign \$174  = \port$20814$18 [1:0] * 4'h8;
   assign \$47  = 1'h0 >> \$174 ;
-  assign \$179  = \port$20754$18 [3:2] * 4'h8;
+  assign \$179  = \port$20814$18 [3:2] * 4'h8;
   assign \$50  = weights >> \$179 ;
-  assign \$182  = \port$20754$18 [2] * 4'h8;
+  assign \$182  = \port$20814$18 [2] * 4'h8;
   assign \$51  = { weights[31:24], weights[15:8] } >> \$182 ;
-  assign \$53  = \port$20754$2 [2] ? wr__data : routed_w;
+  assign \$53  = \port$20814$2 [2] ? wr__data : routed_w;
   assign product0 = $signed(\$53 [7:0]) * $signed(operand[7:0]);
-  assign \$54  = \port$20754$2 [2] ? wr__data : routed_w;
+  assign \$54  = \port$20814$2 [2] ? wr__data : routed_w;
   assign product1 = $signed(\$54 [15:8]) * $signed(operand[15:8]);
-  assign \$55  = \port$20754$2 [2] ? wr__data : routed_w;
+  assign \$55  = \port$20814$2 [2] ? wr__data : routed_w;
   assign product2 = $signed(\$55 [23:16]) * $signed(operand[23:16]);
-  assign \$56  = \port$20754$2 [2] ? wr__data : routed_w;
+  assign \$56  = \port$20814$2 [2] ? wr__data : routed_w;
   assign product3 = $signed(\$56 [31:24]) * $signed(operand[31:24]);
-  assign \$57  = \port$20754$2 [1] ? pr__data[15:0] : 16'h0000;
-  assign \$58  = \port$20754$2 [0] ? \$57  : pw__data[15:0];
+  assign \$57  = \port$20814$2 [1] ? pr__data[15:0] : 16'h0000;
+  assign \$58  = \port$20814$2 [0] ? \$57  : pw__data[15:0];
   assign \$59  = $signed(\$58 ) + $signed(product0);
-  assign \$60  = \port$20754$2 [1] ? pr__data[31:16] : 16'h0000;
-  assign \$61  = \port$20754$2 [0] ? \$60  : pw__data[31:16];
+  assign \$60  = \port$20814$2 [1] ? pr__data[31:16] : 16'h0000;
+  assign \$61  = \port$20814$2 [0] ? \$60  : pw__data[31:16];
   assign \$62  = $signed(\$61 ) + $signed(product1);
-  assign \$63  = \port$20754$2 [1] ? pr__data[47:32] : 16'h0000;
-  assign \$64  = \port$20754$2 [0] ? \$63  : pw__data[47:32];
+  assign \$63  = \port$20814$2 [1] ? pr__data[47:32] : 16'h0000;
+  assign \$64  = \port$20814$2 [0] ? \$63  : pw__data[47:32];
   assign \$65  = $signed(\$64 ) + $signed(product2);
-  assign \$66  = \port$20754$2 [1] ? pr__data[63:48] : 16'h0000;
-  assign \$67  = \port$20754$2 [0] ? \$66  : pw__data[63:48];
+  assign \$66  = \port$20814$2 [1] ? pr__data[63:48] : 16'h0000;
+  assign \$67  = \port$20814$2 [0] ? \$66  : pw__data[63:48];
   assign \$68  = $signed(\$67 ) + $signed(product3);
   always @(posedge clk)
     pw__data <= \$69 ;
-  assign \$71  = \port$20754$18 [0] * 4'h8;
+  assign \$71  = \port$20814$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$71 ;
-  assign \$74  = \port$20754$18 [0] * 4'h8;
+  assign \$74  = \port$20814$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$74 ;
-  assign \$77  = \port$20754$18 [0] * 4'h8;
+  assign \$77  = \port$20814$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$77 ;
-  assign \$81  = \port$20754$18 [1:0] * 4'h8;
+  assign \$81  = \port$20814$18 [1:0] * 4'h8;
   assign \$6  = centre >> \$81 ;
-  assign \$84  = \port$20754$18 [1:0] * 4'h8;
+  assign \$84  = \port$20814$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$84 ;
-  assign \$87  = \port$20754$18 [1:0] * 4'h8;
+  assign \$87  = \port$20814$18 [1:0] * 4'h8;
   assign \$8  = 1'h0 >> \$87 ;
-  assign \$92  = \port$20754$18 [3:2] * 4'h8;
+  assign \$92  = \port$20814$18 [3:2] * 4'h8;
   assign \$11  = weights >> \$92 ;
-  assign \$95  = \port$20754$18 [2] * 4'h8;
+  assign \$95  = \port$20814$18 [2] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
@@ -46784,8 +46926,8 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   end
   assign shift = 2'h0;
   assign neighbour = 32'd0;
-  assign jl = \port$20754$18 [1:0];
-  assign wsel = \port$20754$18 [3:2];
+  assign jl = \port$20814$18 [1:0];
+  assign wsel = \port$20814$18 [3:2];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -46796,9 +46938,9 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign use_spad = \port$20754$2 [2];
-  assign first = \port$20754$2 [0];
-  assign from_psum = \port$20754$2 [1];
+  assign use_spad = \port$20814$2 [2];
+  assign first = \port$20814$2 [0];
+  assign from_psum = \port$20814$2 [1];
   assign routed_w[31:24] = \$52 ;
   assign routed_w[23:16] = \$39 ;
   assign routed_w[15:8] = \$26 ;
@@ -52519,7 +52661,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, busy, weights, affine__data, line4__data, residual__data
-, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$21100$0 , \port$21112$0 , \port$21124$0 , \port$21136$0 , \port$22215$24 , desc, clk);
+, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$21160$0 , \port$21172$0 , \port$21184$0 , \port$21196$0 , \port$22279$24 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
@@ -53462,16 +53604,16 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [63:0] p = 64'h0000000000000000;
-  output [15:0] \port$21100$0 ;
-  wire [15:0] \port$21100$0 ;
-  output [15:0] \port$21112$0 ;
-  wire [15:0] \port$21112$0 ;
-  output [15:0] \port$21124$0 ;
-  wire [15:0] \port$21124$0 ;
-  output [15:0] \port$21136$0 ;
-  wire [15:0] \port$21136$0 ;
-  input [71:0] \port$22215$24 ;
-  wire [71:0] \port$22215$24 ;
+  output [15:0] \port$21160$0 ;
+  wire [15:0] \port$21160$0 ;
+  output [15:0] \port$21172$0 ;
+  wire [15:0] \port$21172$0 ;
+  output [15:0] \port$21184$0 ;
+  wire [15:0] \port$21184$0 ;
+  output [15:0] \port$21196$0 ;
+  wire [15:0] \port$21196$0 ;
+  input [71:0] \port$22279$24 ;
+  wire [71:0] \port$22279$24 ;
   reg [15:0] prev_base = 16'h0000;
   output [23:0] res_consumed;
   reg [23:0] res_consumed = 24'h000000;
@@ -54051,15 +54193,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$15  = \$12  | \$14 ;
   assign \$16  = \$10  & \$15 ;
   assign \$17  = ~ desc[207];
-  assign \$18  = \port$22215$24 [23:0] > m4;
+  assign \$18  = \port$22279$24 [23:0] > m4;
   assign \$19  = \$17  | \$18 ;
-  assign \$20  = \port$22215$24 [47:24] + desc[259:244];
+  assign \$20  = \port$22279$24 [47:24] + desc[259:244];
   assign \$21  = \$20  > m4;
   assign \$22  = \$19  & \$21 ;
   assign \$23  = \$16  & \$22 ;
   assign \$24  = | desc[277:262];
   assign \$25  = ~ \$24 ;
-  assign \$26  = \port$22215$24 [71:48] > \$signal$16 ;
+  assign \$26  = \port$22279$24 [71:48] > \$signal$16 ;
   assign \$27  = \$25  | \$26 ;
   assign issue4 = \$23  & \$27 ;
   assign \$28  = \$signal  << desc[206];
@@ -54094,9 +54236,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$57  = \$54  | \$56 ;
   assign \$58  = \$52  & \$57 ;
   assign \$59  = ~ desc[207];
-  assign \$60  = \port$22215$24 [23:0] > m4;
+  assign \$60  = \port$22279$24 [23:0] > m4;
   assign \$61  = \$59  | \$60 ;
-  assign \$62  = \port$22215$24 [47:24] + desc[259:244];
+  assign \$62  = \port$22279$24 [47:24] + desc[259:244];
   assign \$63  = \$62  > m4;
   assign \$64  = \$61  & \$63 ;
   assign \$65  = ~ \$64 ;
@@ -54117,15 +54259,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$80  = \$77  | \$79 ;
   assign \$81  = \$75  & \$80 ;
   assign \$82  = ~ desc[207];
-  assign \$83  = \port$22215$24 [23:0] > m4;
+  assign \$83  = \port$22279$24 [23:0] > m4;
   assign \$84  = \$82  | \$83 ;
-  assign \$85  = \port$22215$24 [47:24] + desc[259:244];
+  assign \$85  = \port$22279$24 [47:24] + desc[259:244];
   assign \$86  = \$85  > m4;
   assign \$87  = \$84  & \$86 ;
   assign \$88  = \$81  & \$87 ;
   assign \$89  = | desc[277:262];
   assign \$90  = ~ \$89 ;
-  assign \$91  = \port$22215$24 [71:48] > \$signal$16 ;
+  assign \$91  = \port$22279$24 [71:48] > \$signal$16 ;
   assign \$92  = \$90  | \$91 ;
   assign \$93  = ~ \$92 ;
   assign \$94  = \$88  & \$93 ;
@@ -54323,11 +54465,11 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   \ttsnn_accel.e4.lif  lif (
     .clk(clk),
     .leak_mul(desc[158:151]),
-    .\port$21034$0 (\$711 ),
-    .\port$21052$0 (\$712 ),
-    .\port$21070$0 (\$713 ),
-    .\port$21088$0 (\$714 ),
-    .\port$22219$167 (desc[188:167]),
+    .\port$21094$0 (\$711 ),
+    .\port$21112$0 (\$712 ),
+    .\port$21130$0 (\$713 ),
+    .\port$21148$0 (\$714 ),
+    .\port$22283$167 (desc[188:167]),
     .rnd(desc[205]),
     .rst(rst),
     .s0(\$716 ),
@@ -55169,9 +55311,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   assign t4 = \$1 [7:0];
-  assign res_rows = \port$22215$24 [23:0];
-  assign out_taken = \port$22215$24 [47:24];
-  assign w4_chunks = \port$22215$24 [71:48];
+  assign res_rows = \port$22279$24 [23:0];
+  assign out_taken = \port$22279$24 [47:24];
+  assign w4_chunks = \port$22279$24 [71:48];
   assign x4 = \$98 [15:0];
   assign w4__en = issue4;
   assign \$signal$33  = affine__addr;
@@ -55208,10 +55350,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign membrane_in__addr = \$152 [15:0];
   assign membrane_out__addr = \$166 [15:0];
   assign spikes__addr = \$167 [15:0];
-  assign \port$21100$0  = \$715 ;
-  assign \port$21112$0  = \$717 ;
-  assign \port$21124$0  = \$719 ;
-  assign \port$21136$0  = \$721 ;
+  assign \port$21160$0  = \$715 ;
+  assign \port$21172$0  = \$717 ;
+  assign \port$21184$0  = \$719 ;
+  assign \port$21196$0  = \$721 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -56084,7 +56226,7 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, u_prev, \port$21034$0 , \port$21052$0 , \port$21070$0 , \port$21088$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$22219$167 , rnd, clk);
+module \ttsnn_accel.e4.lif (rst, u_prev, \port$21094$0 , \port$21112$0 , \port$21130$0 , \port$21148$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$22283$167 , rnd, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire [25:0] \$10 ;
@@ -56236,16 +56378,16 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$21034$0 , \port$21052$0 , \port$2
   reg [24:0] leaked1 = 25'h0000000;
   reg [24:0] leaked2 = 25'h0000000;
   reg [24:0] leaked3 = 25'h0000000;
-  input [15:0] \port$21034$0 ;
-  wire [15:0] \port$21034$0 ;
-  input [15:0] \port$21052$0 ;
-  wire [15:0] \port$21052$0 ;
-  input [15:0] \port$21070$0 ;
-  wire [15:0] \port$21070$0 ;
-  input [15:0] \port$21088$0 ;
-  wire [15:0] \port$21088$0 ;
-  input [21:0] \port$22219$167 ;
-  wire [21:0] \port$22219$167 ;
+  input [15:0] \port$21094$0 ;
+  wire [15:0] \port$21094$0 ;
+  input [15:0] \port$21112$0 ;
+  wire [15:0] \port$21112$0 ;
+  input [15:0] \port$21130$0 ;
+  wire [15:0] \port$21130$0 ;
+  input [15:0] \port$21148$0 ;
+  wire [15:0] \port$21148$0 ;
+  input [21:0] \port$22283$167 ;
+  wire [21:0] \port$22283$167 ;
   input rnd;
   wire rnd;
   input rst;
@@ -56271,106 +56413,106 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$21034$0 , \port$21052$0 , \port$2
   reg [15:0] u3 = 16'h0000;
   input [63:0] u_prev;
   wire [63:0] u_prev;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$22219$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$22283$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
   assign \$3  = $signed(kept0) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$22219$167 [5:0];
-  assign \$5  = \port$22219$167 [5:0] - 1'h1;
+  assign \$4  = ! \port$22283$167 [5:0];
+  assign \$5  = \port$22283$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
-  assign \$8  = ! \port$22219$167 [5:0];
+  assign \$8  = ! \port$22283$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$21034$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$21094$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$21034$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$21094$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$21034$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$21094$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(leaked0) + $signed(\port$21034$0 );
+  assign \$19  = $signed(leaked0) + $signed(\port$21094$0 );
   assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
-  assign \$21  = $signed(leaked0) + $signed(\port$21034$0 );
+  assign \$21  = $signed(leaked0) + $signed(\port$21094$0 );
   assign \$22  = $signed(\$21 ) < $signed(16'h8000);
-  assign \$23  = $signed(leaked0) + $signed(\port$21034$0 );
+  assign \$23  = $signed(leaked0) + $signed(\port$21094$0 );
   assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
   assign \$25  = \$20  ? 16'h7fff : \$24 ;
-  assign \$26  = $signed(\$25 ) > $signed(\port$22219$167 [21:6]);
-  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$22219$167 [21:6]);
+  assign \$26  = $signed(\$25 ) > $signed(\port$22283$167 [21:6]);
+  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$22283$167 [21:6]);
   assign \$28  = \$27  ? 16'h0000 : u_prev[31:16];
   assign \$29  = $signed(kept1) * $signed({ 1'h0, leak_mul });
-  assign \$30  = ! \port$22219$167 [5:0];
-  assign \$31  = \port$22219$167 [5:0] - 1'h1;
+  assign \$30  = ! \port$22283$167 [5:0];
+  assign \$31  = \port$22283$167 [5:0] - 1'h1;
   assign \$32  = \$30  ? 6'h00 : \$31 [5:0];
   assign \$33  = $signed(leak_prod1) >>> \$32 ;
-  assign \$34  = ! \port$22219$167 [5:0];
+  assign \$34  = ! \port$22283$167 [5:0];
   assign \$35  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$37  = \$34  ? leak_partial1 : \$36 [24:0];
-  assign \$38  = $signed(leaked1) + $signed(\port$21052$0 );
+  assign \$38  = $signed(leaked1) + $signed(\port$21112$0 );
   assign \$39  = $signed(\$38 ) > $signed(16'h7fff);
-  assign \$40  = $signed(leaked1) + $signed(\port$21052$0 );
+  assign \$40  = $signed(leaked1) + $signed(\port$21112$0 );
   assign \$41  = $signed(\$40 ) < $signed(16'h8000);
-  assign \$42  = $signed(leaked1) + $signed(\port$21052$0 );
+  assign \$42  = $signed(leaked1) + $signed(\port$21112$0 );
   assign \$43  = \$41  ? 16'h8000 : \$42 [15:0];
   assign \$44  = \$39  ? 16'h7fff : \$43 ;
-  assign \$45  = $signed(leaked1) + $signed(\port$21052$0 );
+  assign \$45  = $signed(leaked1) + $signed(\port$21112$0 );
   assign \$46  = $signed(\$45 ) > $signed(16'h7fff);
-  assign \$47  = $signed(leaked1) + $signed(\port$21052$0 );
+  assign \$47  = $signed(leaked1) + $signed(\port$21112$0 );
   assign \$48  = $signed(\$47 ) < $signed(16'h8000);
-  assign \$49  = $signed(leaked1) + $signed(\port$21052$0 );
+  assign \$49  = $signed(leaked1) + $signed(\port$21112$0 );
   assign \$50  = \$48  ? 16'h8000 : \$49 [15:0];
   assign \$51  = \$46  ? 16'h7fff : \$50 ;
-  assign \$52  = $signed(\$51 ) > $signed(\port$22219$167 [21:6]);
-  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$22219$167 [21:6]);
+  assign \$52  = $signed(\$51 ) > $signed(\port$22283$167 [21:6]);
+  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$22283$167 [21:6]);
   assign \$54  = \$53  ? 16'h0000 : u_prev[47:32];
   assign \$55  = $signed(kept2) * $signed({ 1'h0, leak_mul });
-  assign \$56  = ! \port$22219$167 [5:0];
-  assign \$57  = \port$22219$167 [5:0] - 1'h1;
+  assign \$56  = ! \port$22283$167 [5:0];
+  assign \$57  = \port$22283$167 [5:0] - 1'h1;
   assign \$58  = \$56  ? 6'h00 : \$57 [5:0];
   assign \$59  = $signed(leak_prod2) >>> \$58 ;
-  assign \$60  = ! \port$22219$167 [5:0];
+  assign \$60  = ! \port$22283$167 [5:0];
   assign \$61  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$63  = \$60  ? leak_partial2 : \$62 [24:0];
-  assign \$64  = $signed(leaked2) + $signed(\port$21070$0 );
+  assign \$64  = $signed(leaked2) + $signed(\port$21130$0 );
   assign \$65  = $signed(\$64 ) > $signed(16'h7fff);
-  assign \$66  = $signed(leaked2) + $signed(\port$21070$0 );
+  assign \$66  = $signed(leaked2) + $signed(\port$21130$0 );
   assign \$67  = $signed(\$66 ) < $signed(16'h8000);
-  assign \$68  = $signed(leaked2) + $signed(\port$21070$0 );
+  assign \$68  = $signed(leaked2) + $signed(\port$21130$0 );
   assign \$69  = \$67  ? 16'h8000 : \$68 [15:0];
   assign \$70  = \$65  ? 16'h7fff : \$69 ;
-  assign \$71  = $signed(leaked2) + $signed(\port$21070$0 );
+  assign \$71  = $signed(leaked2) + $signed(\port$21130$0 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
-  assign \$73  = $signed(leaked2) + $signed(\port$21070$0 );
+  assign \$73  = $signed(leaked2) + $signed(\port$21130$0 );
   assign \$74  = $signed(\$73 ) < $signed(16'h8000);
-  assign \$75  = $signed(leaked2) + $signed(\port$21070$0 );
+  assign \$75  = $signed(leaked2) + $signed(\port$21130$0 );
   assign \$76  = \$74  ? 16'h8000 : \$75 [15:0];
   assign \$77  = \$72  ? 16'h7fff : \$76 ;
-  assign \$78  = $signed(\$77 ) > $signed(\port$22219$167 [21:6]);
-  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$22219$167 [21:6]);
+  assign \$78  = $signed(\$77 ) > $signed(\port$22283$167 [21:6]);
+  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$22283$167 [21:6]);
   assign \$80  = \$79  ? 16'h0000 : u_prev[63:48];
   assign \$81  = $signed(kept3) * $signed({ 1'h0, leak_mul });
-  assign \$82  = ! \port$22219$167 [5:0];
-  assign \$83  = \port$22219$167 [5:0] - 1'h1;
+  assign \$82  = ! \port$22283$167 [5:0];
+  assign \$83  = \port$22283$167 [5:0] - 1'h1;
   assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
   assign \$85  = $signed(leak_prod3) >>> \$84 ;
-  assign \$86  = ! \port$22219$167 [5:0];
+  assign \$86  = ! \port$22283$167 [5:0];
   assign \$87  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$89  = \$86  ? leak_partial3 : \$88 [24:0];
-  assign \$90  = $signed(leaked3) + $signed(\port$21088$0 );
+  assign \$90  = $signed(leaked3) + $signed(\port$21148$0 );
   assign \$91  = $signed(\$90 ) > $signed(16'h7fff);
-  assign \$92  = $signed(leaked3) + $signed(\port$21088$0 );
+  assign \$92  = $signed(leaked3) + $signed(\port$21148$0 );
   assign \$93  = $signed(\$92 ) < $signed(16'h8000);
-  assign \$94  = $signed(leaked3) + $signed(\port$21088$0 );
+  assign \$94  = $signed(leaked3) + $signed(\port$21148$0 );
   assign \$95  = \$93  ? 16'h8000 : \$94 [15:0];
   assign \$96  = \$91  ? 16'h7fff : \$95 ;
-  assign \$97  = $signed(leaked3) + $signed(\port$21088$0 );
+  assign \$97  = $signed(leaked3) + $signed(\port$21148$0 );
   assign \$98  = $signed(\$97 ) > $signed(16'h7fff);
-  assign \$99  = $signed(leaked3) + $signed(\port$21088$0 );
+  assign \$99  = $signed(leaked3) + $signed(\port$21148$0 );
   assign \$100  = $signed(\$99 ) < $signed(16'h8000);
-  assign \$101  = $signed(leaked3) + $signed(\port$21088$0 );
+  assign \$101  = $signed(leaked3) + $signed(\port$21148$0 );
   assign \$102  = \$100  ? 16'h8000 : \$101 [15:0];
   assign \$103  = \$98  ? 16'h7fff : \$102 ;
-  assign \$104  = $signed(\$103 ) > $signed(\port$22219$167 [21:6]);
+  assign \$104  = $signed(\$103 ) > $signed(\port$22283$167 [21:6]);
   always @(posedge clk)
     kept0 <= \$105 ;
   always @(posedge clk)
@@ -56587,9 +56729,9 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$21034$0 , \port$21052$0 , \port$2
       \$128  = 1'h0;
     end
   end
-  assign threshold = \port$22219$167 [21:6];
-  assign leak_shift = \port$22219$167 [5:0];
-  assign cur = { \port$21088$0 , \port$21070$0 , \port$21052$0 , \port$21034$0  };
+  assign threshold = \port$22283$167 [21:6];
+  assign leak_shift = \port$22283$167 [5:0];
+  assign cur = { \port$21148$0 , \port$21130$0 , \port$21112$0 , \port$21094$0  };
   assign u = { u3, u2, u1, u0 };
   assign s = { s3, s2, s1, s0 };
   assign \$10  = { \$9 [25], \$9 [25:1] };
@@ -61404,7 +61546,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
 , \wr__data$177 , e4_membrane_out__addr, e4_spikes__addr, bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, \port__en$131 , \port__en$137 , bw_trace__addr, \port__en$143 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$179 , host__w2__addr
 , host__w2__rd_en, \wr__en$185 , host__w3__addr, host__w3__rd_en, \wr__en$191 , host__w4__addr, host__w4__rd_en, \wr__en$197 , host__affine__addr, host__affine__rd_en, \wr__en$203 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$209 , host__residual__addr, \wr__en$215 , host__membrane__addr, \port__en$221 , host__spikes__addr, \port__en$227 , host__gbuf__addr
 , host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$233 , host__trace__addr, \wr__en$239 , host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data
-, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$21100$0 , \port$21112$0 , \port$21124$0 , \port$21136$0 , bw_weights__addr, \port$21515$0 , \port$22217$0 , \wr__data$182 );
+, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$21160$0 , \port$21172$0 , \port$21184$0 , \port$21196$0 , bw_weights__addr, \port$21575$0 , \port$22281$0 , \wr__data$182 );
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -61712,18 +61854,18 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire host__w4__rd_en;
   wire [31:0] host__w4__wr_data;
   wire host__w4__wr_en;
-  input [15:0] \port$21100$0 ;
-  wire [15:0] \port$21100$0 ;
-  input [15:0] \port$21112$0 ;
-  wire [15:0] \port$21112$0 ;
-  input [15:0] \port$21124$0 ;
-  wire [15:0] \port$21124$0 ;
-  input [15:0] \port$21136$0 ;
-  wire [15:0] \port$21136$0 ;
-  input [15:0] \port$21515$0 ;
-  wire [15:0] \port$21515$0 ;
-  input [159:0] \port$22217$0 ;
-  wire [159:0] \port$22217$0 ;
+  input [15:0] \port$21160$0 ;
+  wire [15:0] \port$21160$0 ;
+  input [15:0] \port$21172$0 ;
+  wire [15:0] \port$21172$0 ;
+  input [15:0] \port$21184$0 ;
+  wire [15:0] \port$21184$0 ;
+  input [15:0] \port$21196$0 ;
+  wire [15:0] \port$21196$0 ;
+  input [15:0] \port$21575$0 ;
+  wire [15:0] \port$21575$0 ;
+  input [159:0] \port$22281$0 ;
+  wire [159:0] \port$22281$0 ;
   input [7:0] \port$2297$0 ;
   wire [7:0] \port$2297$0 ;
   input [7:0] \port$2337$0 ;
@@ -61883,13 +62025,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$203 )
-      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$22217$0  };
+      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$22281$0  };
   end
   reg [191:0] _0_;
   reg [191:0] _1_;
   always @(posedge clk) begin
     if (\port__en$143 ) begin
-      _0_ <= mem_affine[\port$21515$0 [2:0]];
+      _0_ <= mem_affine[\port$21575$0 [2:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$77 [2:0]];
@@ -68501,7 +68643,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$167 )
-      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$21136$0 , \port$21124$0 , \port$21112$0 , \port$21100$0  };
+      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$21196$0 , \port$21184$0 , \port$21172$0 , \port$21160$0  };
   end
   reg [63:0] _9_;
   reg [63:0] _10_;
@@ -68776,7 +68918,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$22217$0 [31:0] };
+      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$22281$0 [31:0] };
   end
   reg [63:0] _11_;
   always @(posedge clk) begin
@@ -71167,7 +71309,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$signature__data$24  = 64'h0000000000000000;
     if (\$44 ) begin
-      \$signature__data$24  = { \wr__data$182 , \port$22217$0 [31:0] };
+      \$signature__data$24  = { \wr__data$182 , \port$22281$0 [31:0] };
     end
     if (\$55 ) begin
       \$signature__data$24  = bw_grad_w2__data;
@@ -71206,7 +71348,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$signature__data$28  = 64'h0000000000000000;
     if (\$50 ) begin
-      \$signature__data$28  = { \wr__data$182 , \port$22217$0 [31:0] };
+      \$signature__data$28  = { \wr__data$182 , \port$22281$0 [31:0] };
     end
     if (\$60 ) begin
       \$signature__data$28  = bw_grad_w2__data;
@@ -71215,7 +71357,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$182 , \port$22217$0 [31:0] };
+  assign host__gbuf__wr_data = { \wr__data$182 , \port$22281$0 [31:0] };
   assign port__addr = \$72 [7:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$73 [5:0];
@@ -71259,8 +71401,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$139  = bw_trace__addr[9:0];
   assign \port__data$142  = bw_trace__data;
   assign bw_affine__en = \port__en$143 ;
-  assign \port__addr$145  = \port$21515$0 [2:0];
-  assign bw_affine__addr = { 4'h0, \port$21515$0  };
+  assign \port__addr$145  = \port$21575$0 [2:0];
+  assign bw_affine__addr = { 4'h0, \port$21575$0  };
   assign \port__data$148  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[8:0];
@@ -71275,8 +71417,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$165 ;
   assign e4_membrane_out__en = \wr__en$167 ;
   assign \wr__addr$169  = e4_membrane_out__addr[8:0];
-  assign \wr__data$171  = { \port$21136$0 , \port$21124$0 , \port$21112$0 , \port$21100$0  };
-  assign e4_membrane_out__data = { \port$21136$0 , \port$21124$0 , \port$21112$0 , \port$21100$0  };
+  assign \wr__data$171  = { \port$21196$0 , \port$21184$0 , \port$21172$0 , \port$21160$0  };
+  assign e4_membrane_out__data = { \port$21196$0 , \port$21184$0 , \port$21172$0 , \port$21160$0  };
   assign \wr__en$173  = \wr__en$167 ;
   assign e4_spikes__en = \wr__en$167 ;
   assign \wr__addr$175  = e4_spikes__addr[8:0];
@@ -71302,8 +71444,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$203 ;
   assign \wr__addr$205  = host__affine__addr[2:0];
-  assign \wr__data$206  = { \wr__data$182 , \port$22217$0  };
-  assign host__affine__wr_data = { \wr__data$182 , \port$22217$0  };
+  assign \wr__data$206  = { \wr__data$182 , \port$22281$0  };
+  assign host__affine__wr_data = { \wr__data$182 , \port$22281$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$209 ;
   assign \wr__addr$211  = host__spike_in__addr[7:0];
@@ -71312,8 +71454,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__residual__addr[7:0];
-  assign \wr__data$219  = { \wr__data$182 , \port$22217$0 [31:0] };
-  assign host__residual__wr_data = { \wr__data$182 , \port$22217$0 [31:0] };
+  assign \wr__data$219  = { \wr__data$182 , \port$22281$0 [31:0] };
+  assign host__residual__wr_data = { \wr__data$182 , \port$22281$0 [31:0] };
   assign host__membrane__rd_en = \port__en$221 ;
   assign \port__addr$223  = host__membrane__addr[8:0];
   assign \port__data$226  = host__membrane__rd_data;
