@@ -238,7 +238,7 @@ class CoreStageEngine(wiring.Component):
         half in d, pixel x + 1's in e). Returns the stages' busy."""
         cfg = self.config
         P, wd, gr = cfg.lanes, cfg.widths, cfg.gradients
-        gb, qb, wb = gr.width, wd.activation, wd.weight
+        gb, wb = gr.width, wd.weight
         st, cnt = self.stage, self.counts
         outer = st.kind == StageKind.OUTER
         va = Signal()
@@ -317,22 +317,9 @@ class CoreStageEngine(wiring.Component):
         # ARRAY_EXTRA cycles after its stage m
         with m.If(delay(m, vm & m_["branch"], extra, "branch_x")):
             m.d.sync += part.eq(sums_a)
-        # outer product into the accumulator
-        m.submodules.wgrad = acc = WeightGradientAccumulator(P, gb + qb, gr.wgrad_tile, self.acc_entries)
-        # packed: the upper half multiplies pixel x + 1's gradient (its word's lower lanes) by its
-        # activation; the host adds each entry's two halves (``unpack_wgrad``)
-        # (the operands multiplexed, one multiplier per lane)
-        upper_operand = Mux(packed, operand1, operand)[:qb].as_signed()
-        products = [Mux(a["zero"], 0, lane(gword, l, gb) * operand[:qb].as_signed()) for l in range(half)]
-        products += [Mux(a["zero"], 0, Mux(packed, lane(gword1, l - half, gb), lane(gword, l, gb)) * upper_operand)
-                     for l in range(half, P)]
-        update = va & outer & ~a["fetch"]
-        m.d.comb += [acc.valid.eq(update), acc.clear.eq(a["clear"]), acc.addr.eq(entry_a),
-                     acc.product.eq(Cat(*[p[:gb + qb] for p in products])),
-                     acc.rd_en.eq(self.acc_rd_en), acc.rd_addr.eq(self.acc_rd_addr),
-                     self.acc_rd_data.eq(acc.rd_data)]
-        m.d.comb += [self.counts.stage_macs.eq(Mux(mac, active_a, 0)),
-                     cnt.wgrad_updates.eq(Mux(update & ~a["zero"], active_a, 0)), cnt.wgrad_words.eq(update)]
+        self._outer_product(m, va & outer & ~a["fetch"], a, (gword, gword1), (operand, operand1), packed,
+                            entry_a, active_a)
+        m.d.comb += self.counts.stage_macs.eq(Mux(mac, active_a, 0))
         # stage b: the finished sums
         vb, reduced_b = Signal(), Signal()
         out_b = Signal(AB)
@@ -381,6 +368,29 @@ class CoreStageEngine(wiring.Component):
                      cnt.grad_saturations.eq(Mux(vd & (st.requant == Requant.GRADIENT),
                                                  sum(flags[l] & counted[l] for l in range(P)), 0))]
         return va | vm | Cat(*vx).any() | vb | vc | vd | ve
+
+    def _outer_product(self, m, update, a, gwords, operands, packed, entry, active):
+        """Stage a of an outer product: the gradient lanes times the activation into the
+        weight-gradient accumulator (``update``: this step adds; ``a``: the step's stage-a
+        flags; ``gwords``, ``operands``: pixel x's and x + 1's gradient words and activations)."""
+        cfg = self.config
+        P, gr, cnt = cfg.lanes, cfg.gradients, self.counts
+        gb, qb = gr.width, cfg.widths.activation
+        half = P // 2 if P > 1 else P
+        (gword, gword1), (operand, operand1) = gwords, operands
+        m.submodules.wgrad = acc = WeightGradientAccumulator(P, gb + qb, gr.wgrad_tile, self.acc_entries)
+        # packed: the upper half multiplies pixel x + 1's gradient (its word's lower lanes) by its
+        # activation; the host adds each entry's two halves (``unpack_wgrad``)
+        # (the operands multiplexed, one multiplier per lane)
+        upper_operand = Mux(packed, operand1, operand)[:qb].as_signed()
+        products = [Mux(a["zero"], 0, lane(gword, l, gb) * operand[:qb].as_signed()) for l in range(half)]
+        products += [Mux(a["zero"], 0, Mux(packed, lane(gword1, l - half, gb), lane(gword, l, gb)) * upper_operand)
+                     for l in range(half, P)]
+        m.d.comb += [acc.valid.eq(update), acc.clear.eq(a["clear"]), acc.addr.eq(entry),
+                     acc.product.eq(Cat(*[p[:gb + qb] for p in products])),
+                     acc.rd_en.eq(self.acc_rd_en), acc.rd_addr.eq(self.acc_rd_addr),
+                     self.acc_rd_data.eq(acc.rd_data)]
+        m.d.comb += [cnt.wgrad_updates.eq(Mux(update & ~a["zero"], active, 0)), cnt.wgrad_words.eq(update)]
 
     def _sums(self, m, acc, part, reduced):
         """Stage b: the finished sums of every lane as the re-quantisation takes them (each
