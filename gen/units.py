@@ -207,13 +207,30 @@ class MacPEArray(wiring.Component):
     Each cycle with ``valid``: ``acc[l] = wrap_Ab((0 if first else acc[l]) + w[l] * operand)``;
     ``acc`` registered as in :class:`SpikeTree`. Ports: ``valid``, ``first``, ``operand``
     (Qb, signed), ``weights`` (lanes x Wb); ``acc`` (lanes x Ab).
+
+    Timing: ``acc`` holds the sum of the step presented :attr:`latency` cycles before (steps
+    may come on consecutive cycles). ``pipelined = False``: latency 1, the multiply and the
+    ``Ab``-bit accumulate in one cycle. ``pipelined = True``: latency 3, the product
+    registered (stage 1), the sum's lower :attr:`lo_bits` bits added with their carry
+    registered (stage 2), the upper bits added with the carry a cycle later (stage 3), so
+    that no path holds more than the multiply or a half-width add; ``acc`` is the upper
+    half beside the lower half delayed one cycle (the same step's). The sums are
+    bit-identical, only later.
     """
 
-    def __init__(self, lanes: int, weight_width: int, operand_width: int, acc_width: int):
+    def __init__(self, lanes: int, weight_width: int, operand_width: int, acc_width: int,
+                 pipelined: bool = False):
         self.lanes = _check(self, "lanes", lanes)
         self.weight_width = _check(self, "weight_width", weight_width, 2)
         self.operand_width = _check(self, "operand_width", operand_width, 2)
         self.acc_width = _check(self, "acc_width", acc_width, 2)
+        if not isinstance(pipelined, bool):
+            _reject(self, f"pipelined must be a bool, got {pipelined!r}")
+        self.pipelined = pipelined
+        #: cycles from a step's inputs to its sum on ``acc``
+        self.latency = 3 if pipelined else 1
+        #: bits of the lower half of a pipelined accumulate
+        self.lo_bits = (acc_width + 1) // 2
         super().__init__({
             "valid": In(1), "first": In(1), "operand": In(operand_width),
             "weights": In(lanes * weight_width), "acc": Out(lanes * acc_width),
@@ -223,6 +240,8 @@ class MacPEArray(wiring.Component):
         m = Module()
         ab, wb = self.acc_width, self.weight_width
         op = self.operand.as_signed()
+        if self.pipelined:
+            return self._pipelined(m)
         for l in range(self.lanes):
             acc = self.acc[l * ab:(l + 1) * ab]
             product = Signal(signed(wb + self.operand_width), name=f"product{l}")
@@ -230,6 +249,30 @@ class MacPEArray(wiring.Component):
             base = Mux(self.first, 0, acc.as_signed())
             with m.If(self.valid):
                 m.d.sync += acc.eq(wrap(base + product, ab))
+        return m
+
+    def _pipelined(self, m):
+        ab, wb, lo = self.acc_width, self.weight_width, self.lo_bits
+        hi = ab - lo
+        op = self.operand.as_signed()
+        v1, first1, v2, first2 = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [v1.eq(self.valid), first1.eq(self.first), v2.eq(v1), first2.eq(first1)]
+        for l in range(self.lanes):
+            # stage 1: the product, sign-extended to the sum's width
+            product = Signal(signed(ab), name=f"product{l}")
+            with m.If(self.valid):
+                m.d.sync += product.eq(lane(self.weights, l, wb) * op)
+            # stage 2: the lower half and its carry; the product's upper bits wait beside it
+            sum_lo, carry = Signal(lo, name=f"sum_lo{l}"), Signal(name=f"carry{l}")
+            prod_hi = Signal(hi, name=f"prod_hi{l}")
+            with m.If(v1):
+                m.d.sync += [Cat(sum_lo, carry).eq(Mux(first1, 0, sum_lo) + product[:lo]),
+                             prod_hi.eq(product[lo:])]
+            # stage 3: the upper half; the lower half of the same step delayed beside it
+            sum_hi, lo_out = Signal(hi, name=f"sum_hi{l}"), Signal(lo, name=f"lo_out{l}")
+            with m.If(v2):
+                m.d.sync += [sum_hi.eq(Mux(first2, 0, sum_hi) + prod_hi + carry), lo_out.eq(sum_lo)]
+            m.d.comb += self.acc[l * ab:(l + 1) * ab].eq(Cat(lo_out, sum_hi))
         return m
 
 
@@ -343,16 +386,16 @@ class LIFLanes(wiring.Component):
     ``leak_shift``, ``rnd``; ``u`` (lanes x Mb), ``s`` (lanes).
 
     Timing: a neuron's ``u_prev`` in cycle 0, its ``cur`` in cycle :attr:`CUR_OFFSET` (the
-    leak takes that long: product, barrel shift, rounding, one register each); ``u`` and
-    ``s`` are registered and show the neuron in cycle :attr:`LATENCY`. A new neuron every
-    cycle. ``threshold``, ``leak_mul``, ``leak_shift`` and ``rnd`` are settings, held while
+    leak takes that long: ``kept`` (the threshold compare), product, barrel shift, rounding,
+    one register each); ``u`` and ``s`` are registered and show the neuron in cycle
+    :attr:`LATENCY`. A new neuron every cycle. ``threshold``, ``leak_mul``, ``leak_shift`` and ``rnd`` are settings, held while
     values are in flight; registers load every cycle (no enable).
     """
 
     #: cycles from ``u_prev`` to ``u``/``s``
-    LATENCY = 4
+    LATENCY = 5
     #: cycles from ``u_prev`` to ``cur``
-    CUR_OFFSET = 3
+    CUR_OFFSET = 4
 
     def __init__(self, lanes: int, membrane_width: int, leak_width: int):
         self.lanes = _check(self, "lanes", lanes)
@@ -371,14 +414,16 @@ class LIFLanes(wiring.Component):
         us, ss = [], []
         for l in range(self.lanes):
             u_prev = lane(self.u_prev, l, mb)
-            kept = Mux(u_prev > thr, 0, u_prev)
+            # registered: the compare with the threshold (a descriptor field) was on one path
+            # with the leak's multiply (70 generic levels, docs/synthesis.md)
+            kept = Signal(signed(mb), name=f"kept{l}")
             prod = Signal(signed(mb + lb + 1), name=f"leak_prod{l}")
             partial = Signal(signed(mb + lb + 1), name=f"leak_partial{l}")
             leaked = Signal(signed(mb + lb + 1), name=f"leaked{l}")
             u = Signal(signed(mb), name=f"u{l}")
             s = Signal(name=f"s{l}")
             new_u = saturate(leaked + lane(self.cur, l, mb), mb)
-            m.d.sync += [prod.eq(kept * self.leak_mul),
+            m.d.sync += [kept.eq(Mux(u_prev > thr, 0, u_prev)), prod.eq(kept * self.leak_mul),
                          partial.eq(rshift_partial(prod, self.leak_shift)),
                          leaked.eq(rshift_round(partial, self.leak_shift, self.rnd)),
                          u.eq(new_u), s.eq(new_u > thr)]

@@ -18,7 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..arith import lane, rshift, saturate, wrap
 from ..config import HardwareConfig, log2
-from ..engines.common import counts_layout, loops
+from ..engines.common import counts_layout, delay, loops
 from ..units import MacPEArray
 from .dither_hash import DitherHash
 from .grad_requantiser import GradientRequantiser
@@ -56,7 +56,8 @@ class CoreStageEngine(wiring.Component):
     (the host reads the weight-gradient sums while idle); ``busy``; ``counts``.
 
     Timing: issue (addresses, stepped by additions) -> a (data; outer: the product into the
-    accumulator) -> m (mat-vec: the operand lanes and weight word registered, the MAC) -> b
+    accumulator) -> m (mat-vec: the operand lanes and weight word registered, into the PE array's
+    pipelined MAC; :attr:`ARRAY_EXTRA` cycles more) -> b
     (the sums wrapped, ROWS_COLS' branches added) -> c (round) -> d (saturate, write,
     saturations counted). The
     descriptor's strides are registered products of its fields, one multiply per register:
@@ -77,6 +78,11 @@ class CoreStageEngine(wiring.Component):
     written as two words: pixel ``x``'s (the lower half) in stage d, pixel ``x + 1``'s (the
     upper half moved down) in stage e, one cycle later.
     """
+
+    #: cycles the mat-vec's sums take beyond stage m: the PE array is pipelined
+    #: (:class:`gen.units.MacPEArray` with ``pipelined``, latency 3), so stage b comes
+    #: ``1 + ARRAY_EXTRA`` cycles after stage m (the cycle model's ``DRAIN[MATVEC]``)
+    ARRAY_EXTRA = 2
 
     def __init__(self, config: HardwareConfig, acc_entries: int):
         if not isinstance(config, HardwareConfig):
@@ -232,7 +238,7 @@ class CoreStageEngine(wiring.Component):
         half in d, pixel x + 1's in e). Returns the stages' busy."""
         cfg = self.config
         P, wd, gr = cfg.lanes, cfg.widths, cfg.gradients
-        gb, qb, wb = gr.width, wd.activation, wd.weight
+        gb, wb = gr.width, wd.weight
         st, cnt = self.stage, self.counts
         outer = st.kind == StageKind.OUTER
         va = Signal()
@@ -277,63 +283,64 @@ class CoreStageEngine(wiring.Component):
                      out_m.eq(out_a), active_m.eq(active_a),
                      op_m.eq(operand), op1_m.eq(Mux(packed, operand1, operand)), weights_m.eq(self.weights.data)]
         # mat-vec on the PE array (:class:`gen.units.MacPEArray`, two halves: the upper one
-        # takes pixel x + 1's operand in a packed stage): exact sums kept modulo 2^(GA + 1)
-        m.submodules.array = pe = MacPEArray(half, wb, gb, accw)
+        # takes pixel x + 1's operand in a packed stage): exact sums kept modulo 2^(GA + 1),
+        # pipelined (the product registered, then the sum in two halves with a registered
+        # carry: the multiply and the 37-bit accumulate were one 74-level path,
+        # docs/synthesis.md), so the sums come ARRAY_EXTRA cycles after stage m
+        m.submodules.array = pe = MacPEArray(half, wb, gb, accw, pipelined=True)
         halves = [(pe, op_m, 0)]
         if half < P:
-            m.submodules.array_hi = pe_hi = MacPEArray(P - half, wb, gb, accw)
+            m.submodules.array_hi = pe_hi = MacPEArray(P - half, wb, gb, accw, pipelined=True)
             halves.append((pe_hi, op1_m, half))
+        extra = pe.latency - 1
+        assert extra == self.ARRAY_EXTRA
         for array, op, lane0 in halves:
             m.d.comb += [array.valid.eq(mac_m), array.first.eq(m_["first"]), array.operand.eq(op),
                          array.weights.eq(weights_m[lane0 * wb:(lane0 + array.lanes) * wb])]
         sums_a = Cat(*[array.acc for array, _, _ in halves])
         part = Signal(P * accw)
         # the copy (HTT's reduced timesteps): the input word's lanes, sign-extended, are the sums,
-        # registered in stage a and again in stage m (a copy step's sums wait beside the MAC's)
-        copied_m, copied = Signal(P * accw), Signal(P * accw)
+        # registered in stage a, again in stage m and then beside the array's pipeline (a copy
+        # step's sums wait beside the MAC's); kept as Gb-bit lanes, sign-extended when read
+        copied_m, copied = Signal(P * gb), Signal(P * gb)
         # (packed: the upper half pixel x + 1's, from its word's lower lanes)
-        lanes_ext = [Signal(signed(accw), name=f"copy{l}") for l in range(P)]
-        m.d.comb += [v.eq(lane(word, l, gb)) for l, v in enumerate(lanes_ext[:half])]   # sign-extends
-        m.d.comb += [v.eq(Mux(packed, lane(word1, l - half, gb), lane(word, l, gb)))
-                     for l, v in enumerate(lanes_ext[half:], start=half)]
+        lanes_raw = [lane(word, l, gb) for l in range(half)]
+        lanes_raw += [Mux(packed, lane(word1, l - half, gb), lane(word, l, gb)) for l in range(half, P)]
         with m.If(va & a["copy"] & ~a["fetch"]):
-            m.d.sync += copied_m.eq(Cat(*lanes_ext))
+            m.d.sync += copied_m.eq(Cat(*lanes_raw))
         with m.If(copy_m):
             m.d.sync += copied.eq(copied_m)
-        with m.If(vm & m_["branch"]):
-            m.d.sync += part.eq(sums_a)           # the row branch's sums (ROWS_COLS)
-        # outer product into the accumulator
-        m.submodules.wgrad = acc = WeightGradientAccumulator(P, gb + qb, gr.wgrad_tile, self.acc_entries)
-        # packed: the upper half multiplies pixel x + 1's gradient (its word's lower lanes) by its
-        # activation; the host adds each entry's two halves (``unpack_wgrad``)
-        # (the operands multiplexed, one multiplier per lane)
-        upper_operand = Mux(packed, operand1, operand)[:qb].as_signed()
-        products = [Mux(a["zero"], 0, lane(gword, l, gb) * operand[:qb].as_signed()) for l in range(half)]
-        products += [Mux(a["zero"], 0, Mux(packed, lane(gword1, l - half, gb), lane(gword, l, gb)) * upper_operand)
-                     for l in range(half, P)]
-        update = va & outer & ~a["fetch"]
-        m.d.comb += [acc.valid.eq(update), acc.clear.eq(a["clear"]), acc.addr.eq(entry_a),
-                     acc.product.eq(Cat(*[p[:gb + qb] for p in products])),
-                     acc.rd_en.eq(self.acc_rd_en), acc.rd_addr.eq(self.acc_rd_addr),
-                     self.acc_rd_data.eq(acc.rd_data)]
-        m.d.comb += [self.counts.stage_macs.eq(Mux(mac, active_a, 0)),
-                     cnt.wgrad_updates.eq(Mux(update & ~a["zero"], active_a, 0)), cnt.wgrad_words.eq(update)]
+        copied_x = delay(m, copied, extra, "copied")
+        lanes_ext = [Signal(signed(accw), name=f"copy{l}") for l in range(P)]
+        m.d.comb += [v.eq(lane(copied_x, l, gb)) for l, v in enumerate(lanes_ext)]   # sign-extends
+        # the row branch's sums (ROWS_COLS): the array's sums before the branch's first step,
+        # ARRAY_EXTRA cycles after its stage m
+        with m.If(delay(m, vm & m_["branch"], extra, "branch_x")):
+            m.d.sync += part.eq(sums_a)
+        self._outer_product(m, va & outer & ~a["fetch"], a, (gword, gword1), (operand, operand1), packed,
+                            entry_a, active_a)
+        m.d.comb += self.counts.stage_macs.eq(Mux(mac, active_a, 0))
         # stage b: the finished sums
         vb, reduced_b = Signal(), Signal()
         out_b = Signal(AB)
         active_b = Signal(range(P + 1))
-        m.d.sync += [vb.eq(vm & m_["last"]), reduced_b.eq(m_["reduced"]), out_b.eq(out_m),
-                     active_b.eq(active_m)]
+        # (stage m's values ARRAY_EXTRA cycles on, beside the array's pipeline)
+        vx = [Signal(name=f"vx_{k + 1}") for k in range(extra)]
+        m.d.sync += [v.eq(prev) for v, prev in zip(vx, [vm & m_["last"]] + vx)]
+        m.d.sync += [vb.eq(vx[-1] if vx else vm & m_["last"]),
+                     reduced_b.eq(delay(m, m_["reduced"], extra, "reduced_x")),
+                     out_b.eq(delay(m, out_m, extra, "out_x")),
+                     active_b.eq(delay(m, active_m, extra, "active_x"))]
         # stage c: the wrapped sums (and ROWS_COLS' branch sum) registered, rounded; their
         # dither (stochastic rounding) hashed in stage b from the element's index
         vc, reduced_c, out_c, active_c = Signal(), Signal(), Signal(AB), Signal(range(P + 1))
-        sums = self._sums(m, Mux(reduced_b, copied, sums_a), part, reduced_b)
+        sums = self._sums(m, Mux(reduced_b, Cat(*lanes_ext), sums_a), part, reduced_b)
         sums_c = Signal(len(sums))
         m.d.sync += [vc.eq(vb), reduced_c.eq(reduced_b), out_c.eq(out_b), active_c.eq(active_b), sums_c.eq(sums)]
         dither_c = None
         if "idx" in addr:
             idx_a, idx_m, idx_b = Signal(32), Signal(32), Signal(32)
-            m.d.sync += [idx_a.eq(addr["idx"]), idx_m.eq(idx_a), idx_b.eq(idx_m)]
+            m.d.sync += [idx_a.eq(addr["idx"]), idx_m.eq(idx_a), idx_b.eq(delay(m, idx_m, extra, "idx_x"))]
             m.submodules.dither = dh = DitherHash(P)
             dither_c = Signal(P * 32)
             m.d.comb += [dh.index.eq(idx_b), dh.lane_stride.eq(st.idx_c), dh.key.eq(st.key)]
@@ -360,7 +367,30 @@ class CoreStageEngine(wiring.Component):
                      cnt.grad_writes.eq(vd | ve),
                      cnt.grad_saturations.eq(Mux(vd & (st.requant == Requant.GRADIENT),
                                                  sum(flags[l] & counted[l] for l in range(P)), 0))]
-        return va | vm | vb | vc | vd | ve
+        return va | vm | Cat(*vx).any() | vb | vc | vd | ve
+
+    def _outer_product(self, m, update, a, gwords, operands, packed, entry, active):
+        """Stage a of an outer product: the gradient lanes times the activation into the
+        weight-gradient accumulator (``update``: this step adds; ``a``: the step's stage-a
+        flags; ``gwords``, ``operands``: pixel x's and x + 1's gradient words and activations)."""
+        cfg = self.config
+        P, gr, cnt = cfg.lanes, cfg.gradients, self.counts
+        gb, qb = gr.width, cfg.widths.activation
+        half = P // 2 if P > 1 else P
+        (gword, gword1), (operand, operand1) = gwords, operands
+        m.submodules.wgrad = acc = WeightGradientAccumulator(P, gb + qb, gr.wgrad_tile, self.acc_entries)
+        # packed: the upper half multiplies pixel x + 1's gradient (its word's lower lanes) by its
+        # activation; the host adds each entry's two halves (``unpack_wgrad``)
+        # (the operands multiplexed, one multiplier per lane)
+        upper_operand = Mux(packed, operand1, operand)[:qb].as_signed()
+        products = [Mux(a["zero"], 0, lane(gword, l, gb) * operand[:qb].as_signed()) for l in range(half)]
+        products += [Mux(a["zero"], 0, Mux(packed, lane(gword1, l - half, gb), lane(gword, l, gb)) * upper_operand)
+                     for l in range(half, P)]
+        m.d.comb += [acc.valid.eq(update), acc.clear.eq(a["clear"]), acc.addr.eq(entry),
+                     acc.product.eq(Cat(*[p[:gb + qb] for p in products])),
+                     acc.rd_en.eq(self.acc_rd_en), acc.rd_addr.eq(self.acc_rd_addr),
+                     self.acc_rd_data.eq(acc.rd_data)]
+        m.d.comb += [cnt.wgrad_updates.eq(Mux(update & ~a["zero"], active, 0)), cnt.wgrad_words.eq(update)]
 
     def _sums(self, m, acc, part, reduced):
         """Stage b: the finished sums of every lane as the re-quantisation takes them (each

@@ -20,13 +20,15 @@ __all__ = ["StageCycles", "stage_cycles", "backward_cycles", "tile_counters", "D
            "DATA_DEPENDENT"]
 
 #: Cycles after a stage's last issue until its engine is idle: mat-vec issue -> a (the data) ->
-#: m (the operands registered, the MAC) -> b (the sums) -> c (the rounding) -> d (the
+#: m (the operands registered, into the MAC) -> the PE array's two more pipeline stages
+#: (``CoreStageEngine.ARRAY_EXTRA``: product, lower half; its sums after the upper half)
+#: -> b (the sums) -> c (the rounding) -> d (the
 #: saturation, the write), outer product issue -> a (the accumulator's write follows in the idle time; none
 #: when the last timestep is a skipped one), LIF issue -> a -> the LIF-gradient lanes' seven
 #: registered stages (``LIFGradientLanes.LATENCY``) -> w (the writes).
-DRAIN = {StageKind.MATVEC: 5, StageKind.OUTER: 1, StageKind.LIF: 8}
+DRAIN = {StageKind.MATVEC: 7, StageKind.OUTER: 1, StageKind.LIF: 8}
 #: A packed mat-vec stage (``pack``) writes its last pixel pair's second word one cycle later.
-PACKED_DRAIN = 6
+PACKED_DRAIN = 8
 #: Cycles of the top level's control per stage (``busy`` falls the cycle after the engines).
 CONTROL_CYCLES = 1
 #: Backward counters the model cannot know: they count saturated values.

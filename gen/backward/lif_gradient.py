@@ -88,14 +88,18 @@ class LIFGradientLanes(wiring.Component):
         restart = delay_line(m, self.restart, 2, "restart")
         load = delay_line(m, self.load, 3, "load")
         m.d.comb += self.out_valid.eq(valid[self.LATENCY])
+        # the leak's shift decoded once, registered (held for the stage, first used in stage 3)
+        shift_m1, shift_zero = Signal(SHIFT_BITS, name="leak_shift_m1"), Signal(name="leak_shift_zero")
+        m.d.sync += [shift_m1.eq(Mux(self.leak_shift == 0, 0, self.leak_shift - 1)),
+                     shift_zero.eq(self.leak_shift == 0)]
         outs = {k: [] for k in ("d", "g_cur", "g_p", "sat_lif", "sat_current", "sat_affine")}
         for l in range(self.lanes):
-            for k, v in self._lane(m, l, valid, restart, load).items():
+            for k, v in self._lane(m, l, valid, restart, load, (shift_m1, shift_zero)).items():
                 outs[k].append(v)
         m.d.comb += [getattr(self, k).eq(Cat(*v)) for k, v in outs.items()]
         return m
 
-    def _lane(self, m, l: int, valid, restart, load) -> dict:
+    def _lane(self, m, l: int, valid, restart, load, leak_shift) -> dict:
         """Lane ``l``'s seven stages; its registered outputs."""
         gb, sb, L = self.grad_width, self.scale_width, self.LATENCY
         dither = {s: (delay_line(m, getattr(self, f"dither_{s}")[l * 32:(l + 1) * 32], n, f"dither_{s}{l}")[n]
@@ -117,9 +121,8 @@ class LIFGradientLanes(wiring.Component):
         d_state = Signal(signed(gb), name=f"d{l}")
         leak_prod = Signal(signed(gb + self.leak_width + 1), name=f"leak_prod{l}")
         m.d.sync += leak_prod.eq(Mux(restart[2], 0, d_state) * self.leak_mul)
-        through = grad_round(leak_prod, self.leak_shift, self.rounding, dither["leak"])
         v = Signal(signed(gb + self.leak_width + 3), name=f"v{l}")
-        m.d.comb += v.eq(direct + Mux(spike, 0, through))
+        m.d.comb += v.eq(self._recurrence_sum(leak_prod, direct, spike, dither["leak"], leak_shift))
         d = saturate(v, gb)
         with m.If(valid[3]):
             m.d.sync += d_state.eq(Mux(load[3], e_taps[3], d))
@@ -144,6 +147,32 @@ class LIFGradientLanes(wiring.Component):
                 "sat_lif": delay_line(m, f_lif, L - 4, f"sat_lif_out{l}")[L - 4],
                 "sat_current": delay_line(m, f_cur, L - 5, f"sat_cur_out{l}")[L - 5],
                 "sat_affine": f_aff}
+
+    def _recurrence_sum(self, leak_prod, direct, spike, dither, leak_shift):
+        """``direct + (0 if spike else round_ls(leak_prod))``. With ``nearest`` or ``floor``
+        rounding, ``round_ls`` is ``((p >> (s-1)) + rnd) >> 1`` (``p`` for ``s = 0``), i.e.
+        ``(p >> s) + (bit s-1 of p) * rnd``: the rounding's increment rides as the carry-in of
+        the one add with ``direct`` (two serial adds were the recurrence's 71-80 generic levels,
+        docs/synthesis.md), ``leak_shift``: ``s - 1`` (0 for ``s = 0``) and ``s == 0``, registered
+        (``s`` is held for the whole stage and first used three cycles after a step enters);
+        ``stochastic`` keeps :func:`gen.arith.grad_round`."""
+        if self.rounding == "stochastic":
+            return direct + Mux(spike, 0, grad_round(leak_prod, self.leak_shift, self.rounding, dither))
+        shift_m1, shift_zero = leak_shift
+        partial = (leak_prod.as_signed() >> shift_m1).as_signed()      # p >> (s-1), or p
+        rnd = 1 if self.rounding == "nearest" else 0
+        addend = Mux(spike, 0, Mux(shift_zero, partial, partial >> 1))
+        carry = ~spike & ~shift_zero & partial[0] & rnd
+        w = max(len(direct), len(leak_prod)) + 2
+        a = Cat(carry, direct.as_signed()[:w] if len(direct) >= w else _sext(direct, w))
+        b = Cat(carry, _sext(addend, w))
+        return ((a + b)[1:w + 1]).as_signed()
+
+
+def _sext(v, w):
+    """``v`` (signed) sign-extended to ``w`` bits."""
+    v = v.as_signed()
+    return Cat(v, *([v[-1]] * (w - len(v))))
 
 
 def delay_line(m: Module, value, n: int, name: str) -> list:

@@ -3,6 +3,8 @@ LIF, into the output ring."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -12,7 +14,7 @@ from ..descriptor import DESCRIPTOR_LAYOUT
 from ..hostmap import STREAM_BITS
 from ..tilegeo import MEMBRANE_READ_GAP, geometry_layout
 from ..units import AffineLanes, LIFLanes, MacPEArray, MaxPoolLanes
-from .common import ROW_BITS, active_lanes, counts_layout, inc3, loops, read_port, times3, write_port
+from .common import ROW_BITS, active_lanes, counts_layout, delay, inc3, loops, read_port, times3, write_port
 
 __all__ = ["ClusterFourEngine"]
 
@@ -106,24 +108,18 @@ class ClusterFourEngine(wiring.Component):
                 "lif_updates": cnt_lanes, "spikes_out": cnt_lanes})),
         })
 
-    def elaborate(self, platform):  # noqa: C901 - the loop nest and its three pipeline stages
+    def elaborate(self, platform):
         m = Module()
         cfg = self.config
         wd = cfg.widths
         P, lp = cfg.lanes, log2(cfg.lanes)
         ab, qb, mb, wb = wd.accumulator, wd.activation, wd.membrane, wd.weight
         d, g = self.desc, self.geo
-        T, H, R, COUT = d.timesteps, d.height, d.rank, d.out_channels
-        order, pool, use_res = d.order, d.pool, d.residual
-        Px, Pk, pk, pxl, ng = g.px, g.pk, g.pack, g.pxl, g.ng
-        Ho, Wo, GO, out_row_words, dist = g.ho, g.wo, g.go, g.out_row_words, g.dist
-        S = Mux(pool, 2, 1)                            # q23 rows per output row
+        T, R, COUT = d.timesteps, d.rank, d.out_channels
+        order, pool = d.order, d.pool
+        Px, Pk, pk = g.px, g.pk, g.pack
+        Ho, Wo, GO, dist = g.ho, g.wo, g.go, g.dist
         cnt = self.counts
-
-        def t_times_next(v, unit, i_last):
-            """``v = t * unit`` at the end of a row (t: inner loop counter in row order)."""
-            return Mux(order, Mux(i_last, v + unit, v), Mux(i_last, 0, v + unit))
-
         run4 = self.run
         e4_rel, res_seq, out_seq = self.rows_released, self.res_consumed, self.out_rows
         o4, i4, xo4 = Signal(RB), Signal(RB), Signal(RB)
@@ -139,81 +135,23 @@ class ClusterFourEngine(wiring.Component):
         # kept by adding: (S*yo + S - 1) * T (row outer), t * H (timestep outer), t * rw4, the
         # word offset of the current column's line4 block
         n4b, th4, trw4_4, xoff4 = Signal(RB), Signal(RB), Signal(RB), Signal(RB)
-        # the writer's index of q23 row (S*yo + S - 1, t), + 1
-        in_ok4 = self.rows_written >= Mux(order, th4 + (yo4 << pool) + S, n4b + t4 + 1)
-        # u(t-1) read back from the output ring: landed (only short rows can outrun it). A
-        # neuron's membrane is written WRITE_LATENCY cycles after its last issue and the read
-        # port is not transparent, so the same neuron's read must come at least
-        # MEMBRANE_READ_GAP = WRITE_LATENCY + 1 cycles later (geometry's long_rows)
-        back_ok4 = g.long_rows | (t4 == 0) | (out_seq + dist > m4)
-        # the host: residual row written, output slot drained
-        host_ok4 = (~use_res | (self.res_rows > m4)) & (self.out_taken + d.out_ring_rows > m4)
-        # streamed G4: the group's chunk (the w4seq-th of the tile) written by the host
-        stream = d.w4_ring != 0
-        w4seq, w4slot = Signal(STREAM_BITS), Signal(16)
-        w_ok4 = ~stream | (self.w4_chunks > w4seq)
-        issue4 = Signal()
-        m.d.comb += issue4.eq(run4 & in_ok4 & back_ok4 & host_ok4 & w_ok4)
-        m.d.comb += [cnt.c4_busy.eq(issue4), cnt.c4_stall.eq(run4 & ~(in_ok4 & back_ok4)),
-                     cnt.lif_stall.eq(run4 & in_ok4 & back_ok4 & ~host_ok4),
-                     cnt.c4_w_wait.eq(run4 & in_ok4 & back_ok4 & host_ok4 & ~w_ok4),
-                     self.w4_consumed.eq(Mux(stream, w4seq, 0))]
+        w4seq, w4slot = Signal(STREAM_BITS), Signal(16)   # streamed G4: chunk index, ring slot
+        s = SimpleNamespace(o4=o4, i4=i4, xo4=xo4, go4=go4, sub4=sub4, k4=k4, yo4=yo4, t4=t4,
+                            ym3=ym3, m4=m4, gobase4=gobase4, outidx=outidx, out_base=out_base,
+                            out_slot=out_slot, prev_slot=prev_slot, prev_base=prev_base,
+                            res_base=res_base, res_slot=res_slot, n4b=n4b, th4=th4,
+                            trw4_4=trw4_4, xoff4=xoff4, w4seq=w4seq, w4slot=w4slot)
+        issue4 = self._issue(m, s)
         e4 = loops(m, [(o4, Mux(order, T, Ho)), (i4, Mux(order, Ho, T)), (go4, GO), (xo4, Wo),
                        (sub4, Mux(pool, 4, 1)), (k4, R)], issue4)
         # grp_end4: the last step of one output word (a pixel of a group); seg_end4: of a
         # group's pixels (the G4 chunk's last use)
-        sub_end4, grp_end4, seg_end4, row_end4, all_end4 = e4[5], e4[4], e4[3], e4[2], e4[0]
+        sub_end4, grp_end4, row_end4 = e4[5], e4[4], e4[2]
         with m.If(issue4):
-            with m.If(grp_end4):      # output word x * GO + go; the next column's line4 block
-                x0 = xo4 << pool
-                blocks = ((x0 + S) >> pxl) - (x0 >> pxl)          # 0, 1 or 2
-                m.d.sync += [outidx.eq(Mux(seg_end4, Mux(row_end4, 0, go4 + 1), outidx + GO)),
-                             xoff4.eq(Mux(seg_end4, 0, xoff4 + times3(blocks[:2], ng)))]
-            with m.If(seg_end4):      # the next chunk: resident at go * R, or the next ring slot
-                last_slot = w4slot == d.w4_ring - 1
-                m.d.sync += [w4seq.eq(w4seq + 1), w4slot.eq(Mux(last_slot, 0, w4slot + 1)),
-                             gobase4.eq(Mux(Mux(stream, last_slot, row_end4), 0, gobase4 + R))]
-            with m.If(row_end4):
-                last_o = out_slot == d.out_ring_rows - 1
-                last_p = prev_slot == d.out_ring_rows - 1
-                last_r = res_slot == d.res_ring_rows - 1
-                m.d.sync += [m4.eq(m4 + 1), e4_rel.eq(e4_rel + 1),
-                             out_slot.eq(Mux(last_o, 0, out_slot + 1)),
-                             out_base.eq(Mux(last_o, 0, out_base + out_row_words)),
-                             prev_slot.eq(Mux(last_p, 0, prev_slot + 1)),
-                             prev_base.eq(Mux(last_p, 0, prev_base + out_row_words))]
-                i_last4 = e4[1]
-                m.d.sync += trw4_4.eq(t_times_next(trw4_4, g.rw4, i_last4))
-                with m.If(Mux(order, i_last4, 1)):          # t advances
-                    m.d.sync += th4.eq(th4 + H)
-                with m.If(~order & i_last4):          # yo advances (row outer)
-                    m.d.sync += n4b.eq(n4b + Mux(pool, T << 1, T))
-                with m.If(use_res):
-                    m.d.sync += [res_seq.eq(res_seq + 1), res_slot.eq(Mux(last_r, 0, res_slot + 1)),
-                                 res_base.eq(Mux(last_r, 0, res_base + out_row_words))]
-                # yo advances: with the outer counter (row outer) or the inner one
-                adv_y = Mux(order, 1, e4[1])
-                wrap_y = Mux(order, e4[1], e4[0])
-                with m.If(adv_y):
-                    m.d.sync += ym3.eq(Mux(wrap_y, 0, Mux(pool, inc3(inc3(ym3)), inc3(ym3))))
-            with m.If(all_end4):
-                m.d.sync += run4.eq(0)
-        dy, dx = sub4[1], sub4[0]
-        x4 = Signal(RB)
-        m.d.comb += x4.eq(Mux(pool, (xo4 << 1) + dx, xo4))
-        qm3_4 = Mux(pool & dy, inc3(ym3), ym3)
+            self._advance(m, s, e4)
+        self._reads(m, s, issue4, grp_end4)
         line4_r, w4_rd, aff_rd = self.line4, self.w4, self.affine
-        res_rd, state_rd = self.residual, self.membrane_in   # u(t-1): the row ``dist`` rows back
-        m.d.comb += [line4_r.en.eq(issue4 & ((k4 & (Pk - 1)) == 0)),
-                     line4_r.addr.eq(times3(qm3_4, g.tr4) + trw4_4 + xoff4     # line4 slot (q%3)*T + t
-                                     + Mux(pool & dx & (Px == 1), ng, 0) + (k4 >> pk)),
-                     w4_rd.en.eq(issue4), w4_rd.addr.eq(gobase4 + k4),
-                     aff_rd.en.eq(issue4 & grp_end4), aff_rd.addr.eq(go4),
-                     res_rd.en.eq(issue4 & grp_end4 & use_res), res_rd.addr.eq(res_base + outidx),
-                     state_rd.en.eq(issue4 & grp_end4 & (t4 != 0)), state_rd.addr.eq(prev_base + outidx)]
-        m.d.comb += [cnt.line4_reads.eq(line4_r.en), cnt.w4_reads.eq(issue4),
-                     cnt.affine_reads.eq(issue4 & grp_end4), cnt.residual_reads.eq(res_rd.en),
-                     cnt.membrane_reads.eq(state_rd.en)]
+        res_rd, state_rd = self.residual, self.membrane_in
 
         # ---- stage a: operands arrive, multiply-accumulate ---------------------------------
         v4a, first4a, last4a, subfirst4a, grp4a, t0_4a, rowend4a = (Signal(name=f"e4a_{n}") for n in
@@ -222,6 +160,7 @@ class ClusterFourEngine(wiring.Component):
         lane4a = Signal(lp + 1)
         outidx4a, obase4a = Signal(RB), Signal(RB)
         act4a = Signal(range(P + 1))
+        x4 = s.x4
         m.d.sync += [v4a.eq(issue4), first4a.eq(k4 == 0), last4a.eq(sub_end4),
                      subfirst4a.eq(sub4 == 0), grp4a.eq(grp_end4), t0_4a.eq(t4 == 0),
                      rowend4a.eq(row_end4),
@@ -266,6 +205,113 @@ class ClusterFourEngine(wiring.Component):
                          n4b.eq(Mux(pool, T, 0)), th4.eq(0), trw4_4.eq(0), xoff4.eq(0)]
         return m
 
+    def _issue(self, m, s):
+        """The issue condition of the loop nest's step (returned) and the stall counters: the
+        step's q23 rows written, its u(t-1) landed, the host's residual row written and output
+        slot drained, and (streamed G4) its group's chunk written. ``s``: the loop state."""
+        d, g, cnt = self.desc, self.geo, self.counts
+        order, pool, use_res = d.order, d.pool, d.residual
+        run4, out_seq = self.run, self.out_rows
+        S = Mux(pool, 2, 1)                            # q23 rows per output row
+        # the writer's index of q23 row (S*yo + S - 1, t), + 1
+        in_ok4 = self.rows_written >= Mux(order, s.th4 + (s.yo4 << pool) + S, s.n4b + s.t4 + 1)
+        # u(t-1) read back from the output ring: landed (only short rows can outrun it). A
+        # neuron's membrane is written WRITE_LATENCY cycles after its last issue and the read
+        # port is not transparent, so the same neuron's read must come at least
+        # MEMBRANE_READ_GAP = WRITE_LATENCY + 1 cycles later (geometry's long_rows)
+        back_ok4 = g.long_rows | (s.t4 == 0) | (out_seq + g.dist > s.m4)
+        # the host: residual row written, output slot drained
+        host_ok4 = (~use_res | (self.res_rows > s.m4)) & (self.out_taken + d.out_ring_rows > s.m4)
+        # streamed G4: the group's chunk (the w4seq-th of the tile) written by the host
+        stream = d.w4_ring != 0
+        w_ok4 = ~stream | (self.w4_chunks > s.w4seq)
+        issue4 = Signal()
+        m.d.comb += issue4.eq(run4 & in_ok4 & back_ok4 & host_ok4 & w_ok4)
+        m.d.comb += [cnt.c4_busy.eq(issue4), cnt.c4_stall.eq(run4 & ~(in_ok4 & back_ok4)),
+                     cnt.lif_stall.eq(run4 & in_ok4 & back_ok4 & ~host_ok4),
+                     cnt.c4_w_wait.eq(run4 & in_ok4 & back_ok4 & host_ok4 & ~w_ok4),
+                     self.w4_consumed.eq(Mux(stream, s.w4seq, 0))]
+        return issue4
+
+    def _advance(self, m, s, e4):
+        """An issued step's updates (inside ``m.If(issue)``): output word and line4 block at
+        the end of a pixel, the G4 chunk (resident or ring slot) at the end of a group's
+        pixels, ring rows and row bases at the end of a row. ``e4``: the nest's ends."""
+        d, g = self.desc, self.geo
+        T, H, R = d.timesteps, d.height, d.rank
+        order, pool, use_res = d.order, d.pool, d.residual
+        S = Mux(pool, 2, 1)                            # q23 rows per output row
+        stream = d.w4_ring != 0
+        grp_end4, seg_end4, row_end4, all_end4 = e4[4], e4[3], e4[2], e4[0]
+
+        def t_times_next(v, unit, i_last):
+            """``v = t * unit`` at the end of a row (t: inner loop counter in row order)."""
+            return Mux(order, Mux(i_last, v + unit, v), Mux(i_last, 0, v + unit))
+
+        with m.If(grp_end4):      # output word x * GO + go; the next column's line4 block
+            x0 = s.xo4 << pool
+            blocks = ((x0 + S) >> g.pxl) - (x0 >> g.pxl)          # 0, 1 or 2
+            m.d.sync += [s.outidx.eq(Mux(seg_end4, Mux(row_end4, 0, s.go4 + 1), s.outidx + g.go)),
+                         s.xoff4.eq(Mux(seg_end4, 0, s.xoff4 + times3(blocks[:2], g.ng)))]
+        with m.If(seg_end4):      # the next chunk: resident at go * R, or the next ring slot
+            last_slot = s.w4slot == d.w4_ring - 1
+            m.d.sync += [s.w4seq.eq(s.w4seq + 1), s.w4slot.eq(Mux(last_slot, 0, s.w4slot + 1)),
+                         s.gobase4.eq(Mux(Mux(stream, last_slot, row_end4), 0, s.gobase4 + R))]
+        with m.If(row_end4):
+            last_o = s.out_slot == d.out_ring_rows - 1
+            last_p = s.prev_slot == d.out_ring_rows - 1
+            last_r = s.res_slot == d.res_ring_rows - 1
+            out_row_words = g.out_row_words
+            m.d.sync += [s.m4.eq(s.m4 + 1), self.rows_released.eq(self.rows_released + 1),
+                         s.out_slot.eq(Mux(last_o, 0, s.out_slot + 1)),
+                         s.out_base.eq(Mux(last_o, 0, s.out_base + out_row_words)),
+                         s.prev_slot.eq(Mux(last_p, 0, s.prev_slot + 1)),
+                         s.prev_base.eq(Mux(last_p, 0, s.prev_base + out_row_words))]
+            i_last4 = e4[1]
+            m.d.sync += s.trw4_4.eq(t_times_next(s.trw4_4, g.rw4, i_last4))
+            with m.If(Mux(order, i_last4, 1)):          # t advances
+                m.d.sync += s.th4.eq(s.th4 + H)
+            with m.If(~order & i_last4):          # yo advances (row outer)
+                m.d.sync += s.n4b.eq(s.n4b + Mux(pool, T << 1, T))
+            with m.If(use_res):
+                res_seq = self.res_consumed
+                m.d.sync += [res_seq.eq(res_seq + 1), s.res_slot.eq(Mux(last_r, 0, s.res_slot + 1)),
+                             s.res_base.eq(Mux(last_r, 0, s.res_base + out_row_words))]
+            # yo advances: with the outer counter (row outer) or the inner one
+            adv_y = Mux(order, 1, e4[1])
+            wrap_y = Mux(order, e4[1], e4[0])
+            with m.If(adv_y):
+                m.d.sync += s.ym3.eq(Mux(wrap_y, 0, Mux(pool, inc3(inc3(s.ym3)), inc3(s.ym3))))
+        with m.If(all_end4):
+            m.d.sync += self.run.eq(0)
+
+    def _reads(self, m, s, issue4, grp_end4):
+        """The issuing step's reads: its line4 and G4 words, and at the end of a pixel the
+        group's affine, residual and u(t-1) words (u(t-1): the ring row ``dist`` rows back).
+        Sets ``s.x4``, the step's input column."""
+        d, g, cnt = self.desc, self.geo, self.counts
+        pool, use_res = d.pool, d.residual
+        Px, Pk, pk, ng = g.px, g.pk, g.pack, g.ng
+        dy, dx = s.sub4[1], s.sub4[0]
+        x4 = Signal(RB)
+        m.d.comb += x4.eq(Mux(pool, (s.xo4 << 1) + dx, s.xo4))
+        s.x4 = x4
+        qm3_4 = Mux(pool & dy, inc3(s.ym3), s.ym3)
+        line4_r, w4_rd, aff_rd = self.line4, self.w4, self.affine
+        res_rd, state_rd = self.residual, self.membrane_in   # u(t-1): the row ``dist`` rows back
+        k4 = s.k4
+        m.d.comb += [line4_r.en.eq(issue4 & ((k4 & (Pk - 1)) == 0)),
+                     line4_r.addr.eq(times3(qm3_4, g.tr4) + s.trw4_4 + s.xoff4     # line4 slot (q%3)*T + t
+                                     + Mux(pool & dx & (Px == 1), ng, 0) + (k4 >> pk)),
+                     w4_rd.en.eq(issue4), w4_rd.addr.eq(s.gobase4 + k4),
+                     aff_rd.en.eq(issue4 & grp_end4), aff_rd.addr.eq(s.go4),
+                     res_rd.en.eq(issue4 & grp_end4 & use_res), res_rd.addr.eq(s.res_base + s.outidx),
+                     state_rd.en.eq(issue4 & grp_end4 & (s.t4 != 0)),
+                     state_rd.addr.eq(s.prev_base + s.outidx)]
+        m.d.comb += [cnt.line4_reads.eq(line4_r.en), cnt.w4_reads.eq(issue4),
+                     cnt.affine_reads.eq(issue4 & grp_end4), cnt.residual_reads.eq(res_rd.en),
+                     cnt.membrane_reads.eq(state_rd.en)]
+
     def _stage_c(self, m, b):
         """Stage c and the neuron pipeline after it: the pooled sums of a group through the
         affine (scale of the timestep's class), residual and LIF units (pipelined, see their
@@ -279,27 +325,30 @@ class ClusterFourEngine(wiring.Component):
         is_htt, use_res, rnd = d.mode == 2, d.residual, d["round"]
         vc, rowendc = Signal(name="e4c_v"), Signal(name="e4c_rowend")
         pc = Signal(P * ab, name="e4c_p")
-        affc, resc = Signal(len(self.affine.data), name="e4c_aff"), Signal(P * mb, name="e4c_res")
+        scalec, biasc = Signal(P * sb, name="e4c_scale"), Signal(P * mb, name="e4c_bias")
+        resc = Signal(P * mb, name="e4c_res")
         uprevc = Signal(P * mb, name="e4c_uprev")
         outidxc, obasec = Signal(RB, name="e4c_outidx"), Signal(RB, name="e4c_obase")
-        tfullc = Signal(name="e4c_full")
         actc = Signal(range(P + 1), name="e4c_act")
-        m.d.sync += [vc.eq(b["v"]), rowendc.eq(b["rowend"]), pc.eq(b["p"]), affc.eq(b["aff"]),
+        # the scale of the timestep's class chosen here, before the register: the class (from
+        # the descriptor's mode) and the choice were on the affine product's path (67 generic
+        # levels, docs/synthesis.md)
+        lane_bits, affb = 2 * sb + mb, b["aff"]
+        scale0 = Cat(*[affb[l * lane_bits:l * lane_bits + sb] for l in range(P)])
+        scale1 = Cat(*[affb[l * lane_bits + sb:l * lane_bits + 2 * sb] for l in range(P)])
+        bias = Cat(*[affb[l * lane_bits + 2 * sb:(l + 1) * lane_bits] for l in range(P)])
+        m.d.sync += [vc.eq(b["v"]), rowendc.eq(b["rowend"]), pc.eq(b["p"]),
+                     scalec.eq(Mux(is_htt & ~b["full"], scale1, scale0)), biasc.eq(bias),
                      resc.eq(b["res"]), uprevc.eq(b["uprev"]), outidxc.eq(b["outidx"]),
                      obasec.eq(b["obase"]), actc.eq(b["act"])]
-        m.d.sync += tfullc.eq(b["full"])
-        lane_bits = 2 * sb + mb
-        cls = is_htt & ~tfullc
-        scale0 = Cat(*[affc[l * lane_bits:l * lane_bits + sb] for l in range(P)])
-        scale1 = Cat(*[affc[l * lane_bits + sb:l * lane_bits + 2 * sb] for l in range(P)])
-        bias = Cat(*[affc[l * lane_bits + 2 * sb:(l + 1) * lane_bits] for l in range(P)])
         m.submodules.affine = aff = AffineLanes(P, ab, sb, mb)
-        m.d.comb += [aff.p.eq(pc), aff.scale.eq(Mux(cls, scale1, scale0)), aff.bias.eq(bias),
+        m.d.comb += [aff.p.eq(pc), aff.scale.eq(scalec), aff.bias.eq(biasc),
                      aff.residual.eq(resc), aff.shift.eq(d.affine_shift), aff.rnd.eq(rnd),
                      aff.use_residual.eq(use_res)]
-        # the LIF takes u(t-1) CUR_OFFSET cycles before the affine's output
+        # the LIF takes u(t-1) CUR_OFFSET cycles before the affine's output (in stage c
+        # itself: both take four cycles)
         m.submodules.lif = lif = LIFLanes(P, mb, wd.leak_mul)
-        uprev_lif = _delay(m, uprevc, AffineLanes.LATENCY - LIFLanes.CUR_OFFSET, "e4u_uprev")
+        uprev_lif = delay(m, uprevc, AffineLanes.LATENCY - LIFLanes.CUR_OFFSET, "e4u_uprev")
         m.d.comb += [lif.cur.eq(aff.o), lif.u_prev.eq(uprev_lif), lif.threshold.eq(d.threshold),
                      lif.leak_mul.eq(d.leak_mul), lif.leak_shift.eq(d.leak_shift),
                      lif.rnd.eq(rnd)]
@@ -307,10 +356,10 @@ class ClusterFourEngine(wiring.Component):
         n = self.TAIL_STAGES
         valids = [vc]
         for k in range(1, n + 1):
-            valids.append(_delay(m, valids[-1], 1, f"e4w{k}_v"))
+            valids.append(delay(m, valids[-1], 1, f"e4w{k}_v"))
         vw = valids[-1]
-        roww, outidxw = _delay(m, rowendc, n, "e4w_rowend"), _delay(m, outidxc, n, "e4w_outidx")
-        obasew, actw = _delay(m, obasec, n, "e4w_obase"), _delay(m, actc, n, "e4w_act")
+        roww, outidxw = delay(m, rowendc, n, "e4w_rowend"), delay(m, outidxc, n, "e4w_outidx")
+        obasew, actw = delay(m, obasec, n, "e4w_obase"), delay(m, actc, n, "e4w_act")
         mask = Signal(P)
         m.d.comb += mask.eq(Cat(*[actw > l for l in range(P)]))
         spikes_masked = Signal(P)
@@ -325,11 +374,3 @@ class ClusterFourEngine(wiring.Component):
                      cnt.spikes_out.eq(Mux(vw, sum(spikes_masked[l] for l in range(P)), 0))]
         return valids
 
-
-def _delay(m, sig, n, name):
-    """``sig`` delayed by ``n`` registers (``sig`` itself for ``n == 0``)."""
-    for k in range(n):
-        nxt = Signal.like(sig, name=f"{name}_{k + 1}")
-        m.d.sync += nxt.eq(sig)
-        sig = nxt
-    return sig

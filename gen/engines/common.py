@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from amaranth.hdl import Const, Module, Mux
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..tilegeo import ROW_BITS
 
-__all__ = ["read_port", "write_port", "counts_layout", "loops", "inc3", "times3", "active_lanes",
+__all__ = ["read_port", "write_port", "counts_layout", "loops", "delay", "inc3", "times3", "active_lanes",
            "ROW_BITS"]
 
 
@@ -45,6 +45,15 @@ def loops(m: Module, levels, enable):
         all_last = all_last & is_last
         ends[idx] = all_last
     return ends
+
+
+def delay(m: Module, sig, n: int, name: str):
+    """``sig`` delayed by ``n`` registers named ``{name}_1`` .. (``sig`` itself for ``n == 0``)."""
+    for k in range(n):
+        nxt = Signal.like(sig, name=f"{name}_{k + 1}")
+        m.d.sync += nxt.eq(sig)
+        sig = nxt
+    return sig
 
 
 def inc3(v):

@@ -100,27 +100,21 @@ class MacRowLoop(wiring.Component):
         CHK = cfg.spad_weight_entries if ws else 1  # reduction steps per chunk
         lB = log2(BLK)
         d, g = self.desc, self.geo
-        T, H, order, pool = d.timesteps, d.height, d.order, d.pool
+        T, H, order = d.timesteps, d.height, d.order
         is_htt = d.mode == 2
-        zt, zb, zl, zr = (d.zero_halo[i] for i in range(4))
-        Pk, Px, ng, nb, rw1, rw4, Ho = g.pk, g.px, g.ng, g.nb, g.rw1, g.rw4, g.ho
-        r3, nch, last_chunk, last_lanes, ns, T3R1 = g.r3, g.nch, g.last_chunk, g.last_lanes, g.ns, g.t3r1
+        Pk, Px, ng, nb = g.pk, g.px, g.ng, g.nb
+        r3, nch, last_chunk, last_lanes = g.r3, g.nch, g.last_chunk, g.last_lanes
         name = "e2" if self.variant == "cluster23" else "e3"
         if self.variant == "cluster23":
             e_lo, e_lo_ng, nbg, lastg, copy_allowed = g.e_lo2, g.e_lo2_ng, g.nbg2, g.lastg2, True
         else:
             e_lo, e_lo_ng, nbg, lastg, copy_allowed = Const(1, 2), ng, g.nbg3, g.lastg3, False
 
-        def t_times_next(v, unit, i_last):
-            """``v = t * unit`` at the end of a row (t: inner loop counter in row order)."""
-            return Mux(order, Mux(i_last, v + unit, v), Mux(i_last, 0, v + unit))
-
         e = {k: Signal(RB, name=f"{name}_{k}") for k in
              ("o", "i", "g", "bg", "ck", "b", "s", "jb", "jl", "sl", "jbs", "jls", "sls", "gbase",
               "seq", "bc")}
         e["q"] = Signal(RB, name=f"{name}_q")
         e["cseq"], e["cslot"] = Signal(STREAM_BITS, name=f"{name}_cseq"), Signal(16, name=f"{name}_cslot")
-        stream = d.w23_ring != 0
         e["t"] = Signal(8, name=f"{name}_t")
         m.d.comb += [e["q"].eq(Mux(order, e["i"], e["o"])), e["t"].eq(Mux(order, e["o"], e["i"]))]
         e["ti"], e["tis"] = Signal(2, name=f"{name}_ti"), Signal(2, name=f"{name}_tis")
@@ -153,7 +147,6 @@ class MacRowLoop(wiring.Component):
         mac_end = f["final"] & blk_last & (e["bg"] == nbg - 1) & (e["g"] == ng - 1)
         m.d.comb += f["row_end"].eq(Mux(e["copy"], copy_end, mac_end))
         m.d.comb += f["all_end"].eq(f["row_end"] & (e["q"] == H - 1) & (e["t"] == T - 1))
-        i_last = e["i"] == Mux(order, H, T) - 1
         # next step of the reduction: (jb, tap index, jl) with jl innermost
         jl_wrap = e["jl"] == jl_max - 1
         ti_wrap = e["ti"] == 2
@@ -183,43 +176,12 @@ class MacRowLoop(wiring.Component):
                     with m.Else():
                         m.d.sync += e["ck"].eq(0)
                         m.d.sync += [e[k].eq(0) for k in steps] + [saved[k].eq(0) for k in steps]
-                        with m.If(e["bg"] != nbg - 1):
-                            m.d.sync += [e["bg"].eq(e["bg"] + 1), e["goff"].eq(e["goff"] + (ng << lB))]
-                        with m.Else():
-                            m.d.sync += [e["bg"].eq(0), e["goff"].eq(e_lo_ng)]
-                            # the group's chunk is used up: the next group's (resident: the
-                            # next NS words; streamed: the next ring slot)
-                            last_slot = e["cslot"] == d.w23_ring - 1
-                            m.d.sync += [e["cseq"].eq(e["cseq"] + 1),
-                                         e["cslot"].eq(Mux(last_slot, 0, e["cslot"] + 1))]
-                            wrap = Mux(stream, last_slot, e["g"] == ng - 1)
-                            m.d.sync += e["gbase"].eq(Mux(wrap, 0, e["gbase"] + ns))
-                            with m.If(e["g"] != ng - 1):
-                                m.d.sync += e["g"].eq(e["g"] + 1)
-                            with m.Else():
-                                m.d.sync += e["g"].eq(0)
+                        self._next_block_group(m, e, nbg, e_lo_ng, lB)
             with m.Else():
                 m.d.sync += e["s"].eq(e["s"] + 1)
                 m.d.sync += [e[k].eq(nxt[k]) for k in steps]
             with m.If(f["row_end"]):
-                m.d.sync += e["seq"].eq(e["seq"] + 1)
-                with m.If(i_last):
-                    m.d.sync += [e["i"].eq(0), e["o"].eq(e["o"] + 1)]
-                with m.Else():
-                    m.d.sync += e["i"].eq(e["i"] + 1)
-                # q mod 3: q is the outer counter (row outer) or the inner one
-                m.d.sync += e["qm3"].eq(Mux(order, Mux(i_last, 0, inc3(e["qm3"])),
-                                            Mux(i_last, inc3(e["qm3"]), e["qm3"])))
-                step_b = e["r1base"] + Mux(i_last, (rw1 << 1) + rw1, rw1)
-                m.d.sync += e["r1base"].eq(Mux(step_b >= T3R1, step_b - T3R1, step_b))
-                m.d.sync += [e["trw"].eq(t_times_next(e["trw"], rw1, i_last)),
-                             e["tr4"].eq(t_times_next(e["tr4"], rw4, i_last)),
-                             e["tho"].eq(t_times_next(e["tho"], Ho, i_last)), e["coff"].eq(ng)]
-                # ((q - 3) >> pool) * T, row outer: grows when q moves to a new q23 row pair
-                with m.If(~order & i_last & (e["q"] >= 3) & (~pool | ~e["q"][0])):
-                    m.d.sync += e["l4b"].eq(e["l4b"] + T)
-                with m.If(f["all_end"]):
-                    m.d.sync += e["run"].eq(0)
+                self._next_row(m, e, f)
         # derived per step
         e["e"] = Signal(RB, name=f"{name}_e")   # block index in the row (+1)
         m.d.comb += e["e"].eq(Mux(e["copy"], e["bc"] + 1, e_lo + (e["bg"] << lB) + e["b"]))
@@ -243,6 +205,59 @@ class MacRowLoop(wiring.Component):
             m.d.sync += [e["goff"].eq(e_lo_ng), e["coff"].eq(ng),
                          self.run.eq(1 if self.variant == "cluster23" else d.mode == 0)]
         return m
+
+    def _next_block_group(self, m, e, nbg, e_lo_ng, lB):
+        """The last step of a block group's last chunk: the next block group, or at the
+        row's last one the next output group and its weight chunk (the streamed ring's
+        handshake: ``cseq`` chunks begun, ``cslot`` the ring slot)."""
+        d, ng, ns = self.desc, self.geo.ng, self.geo.ns
+        stream = d.w23_ring != 0
+        with m.If(e["bg"] != nbg - 1):
+            m.d.sync += [e["bg"].eq(e["bg"] + 1), e["goff"].eq(e["goff"] + (ng << lB))]
+        with m.Else():
+            m.d.sync += [e["bg"].eq(0), e["goff"].eq(e_lo_ng)]
+            # the group's chunk is used up: the next group's (resident: the
+            # next NS words; streamed: the next ring slot)
+            last_slot = e["cslot"] == d.w23_ring - 1
+            m.d.sync += [e["cseq"].eq(e["cseq"] + 1),
+                         e["cslot"].eq(Mux(last_slot, 0, e["cslot"] + 1))]
+            wrap = Mux(stream, last_slot, e["g"] == ng - 1)
+            m.d.sync += e["gbase"].eq(Mux(wrap, 0, e["gbase"] + ns))
+            with m.If(e["g"] != ng - 1):
+                m.d.sync += e["g"].eq(e["g"] + 1)
+            with m.Else():
+                m.d.sync += e["g"].eq(0)
+
+    def _next_row(self, m, e, f):
+        """The row's last step: the next row's counters, ``q mod 3`` and the row bases kept
+        by adding; the end of the tile."""
+        d, g = self.desc, self.geo
+        T, H, order, pool = d.timesteps, d.height, d.order, d.pool
+        rw1, rw4, Ho, ng, T3R1 = g.rw1, g.rw4, g.ho, g.ng, g.t3r1
+
+        def t_times_next(v, unit, i_last):
+            """``v = t * unit`` at the end of a row (t: inner loop counter in row order)."""
+            return Mux(order, Mux(i_last, v + unit, v), Mux(i_last, 0, v + unit))
+
+        i_last = e["i"] == Mux(order, H, T) - 1
+        m.d.sync += e["seq"].eq(e["seq"] + 1)
+        with m.If(i_last):
+            m.d.sync += [e["i"].eq(0), e["o"].eq(e["o"] + 1)]
+        with m.Else():
+            m.d.sync += e["i"].eq(e["i"] + 1)
+        # q mod 3: q is the outer counter (row outer) or the inner one
+        m.d.sync += e["qm3"].eq(Mux(order, Mux(i_last, 0, inc3(e["qm3"])),
+                                    Mux(i_last, inc3(e["qm3"]), e["qm3"])))
+        step_b = e["r1base"] + Mux(i_last, (rw1 << 1) + rw1, rw1)
+        m.d.sync += e["r1base"].eq(Mux(step_b >= T3R1, step_b - T3R1, step_b))
+        m.d.sync += [e["trw"].eq(t_times_next(e["trw"], rw1, i_last)),
+                     e["tr4"].eq(t_times_next(e["tr4"], rw4, i_last)),
+                     e["tho"].eq(t_times_next(e["tho"], Ho, i_last)), e["coff"].eq(ng)]
+        # ((q - 3) >> pool) * T, row outer: grows when q moves to a new q23 row pair
+        with m.If(~order & i_last & (e["q"] >= 3) & (~pool | ~e["q"][0])):
+            m.d.sync += e["l4b"].eq(e["l4b"] + T)
+        with m.If(f["all_end"]):
+            m.d.sync += e["run"].eq(0)
 
     def _outputs(self, m, e, f):
         """The issuing step (``e``: counters and derived values, ``f``: its flags) on ``step``,

@@ -7,9 +7,9 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
 , e4_affine__en, \port__en$119 , e4_residual__addr, \port__en$125 , e4_membrane_in__addr, \wr__data$177 , e4_membrane_out__addr, e4_spikes__addr, bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, \port__en$131 , \port__en$137 , bw_trace__addr, \port__en$143 , bw_grad_w2__en, bw_grad_w2__addr
 , bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$179 , host__w2__addr, host__w2__rd_en, \wr__en$185 , host__w3__addr, host__w3__rd_en, \wr__en$191 , host__w4__addr, host__w4__rd_en, \wr__en$197 , host__affine__addr, host__affine__rd_en, \wr__en$203 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$209 , host__residual__addr, \wr__en$215 
 , host__membrane__addr, \port__en$221 , host__spikes__addr, \port__en$227 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$233 , host__trace__addr, \wr__en$239 , host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data
-, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e4_affine__addr, \wr__en$167 , \port$43063$0 , \port$43073$0 , \port$43083$0 , \port$43093$0 , \port$43103$0 
-, \port$43113$0 , \port$43123$0 , \port$43133$0 , \port$43143$0 , \port$43153$0 , \port$43163$0 , \port$43173$0 , \port$43183$0 , \port$43193$0 , \port$43203$0 , \port$43213$0 , \port$43223$0 , \port$43233$0 , \port$43243$0 , \port$43253$0 , \port$43263$0 , \port$43273$0 , \port$43283$0 , \port$43293$0 , \port$43303$0 , \port$43313$0 
-, \port$43323$0 , \port$43333$0 , \port$43343$0 , \port$43353$0 , \port$43363$0 , \port$43373$0 , bw_weights__addr, \port$43666$0 , \port$46440$0 , \wr__data$182 );
+, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e4_affine__addr, \wr__en$167 , \port$43621$0 , \port$43633$0 , \port$43645$0 , \port$43657$0 , \port$43669$0 
+, \port$43681$0 , \port$43693$0 , \port$43705$0 , \port$43717$0 , \port$43729$0 , \port$43741$0 , \port$43753$0 , \port$43765$0 , \port$43777$0 , \port$43789$0 , \port$43801$0 , \port$43813$0 , \port$43825$0 , \port$43837$0 , \port$43849$0 , \port$43861$0 , \port$43873$0 , \port$43885$0 , \port$43897$0 , \port$43909$0 , \port$43921$0 
+, \port$43933$0 , \port$43945$0 , \port$43957$0 , \port$43969$0 , \port$43981$0 , \port$43993$0 , bw_weights__addr, \port$44708$0 , \port$47486$0 , \wr__data$182 );
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -317,74 +317,74 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire host__w4__rd_en;
   wire [255:0] host__w4__wr_data;
   wire host__w4__wr_en;
-  input [15:0] \port$43063$0 ;
-  wire [15:0] \port$43063$0 ;
-  input [15:0] \port$43073$0 ;
-  wire [15:0] \port$43073$0 ;
-  input [15:0] \port$43083$0 ;
-  wire [15:0] \port$43083$0 ;
-  input [15:0] \port$43093$0 ;
-  wire [15:0] \port$43093$0 ;
-  input [15:0] \port$43103$0 ;
-  wire [15:0] \port$43103$0 ;
-  input [15:0] \port$43113$0 ;
-  wire [15:0] \port$43113$0 ;
-  input [15:0] \port$43123$0 ;
-  wire [15:0] \port$43123$0 ;
-  input [15:0] \port$43133$0 ;
-  wire [15:0] \port$43133$0 ;
-  input [15:0] \port$43143$0 ;
-  wire [15:0] \port$43143$0 ;
-  input [15:0] \port$43153$0 ;
-  wire [15:0] \port$43153$0 ;
-  input [15:0] \port$43163$0 ;
-  wire [15:0] \port$43163$0 ;
-  input [15:0] \port$43173$0 ;
-  wire [15:0] \port$43173$0 ;
-  input [15:0] \port$43183$0 ;
-  wire [15:0] \port$43183$0 ;
-  input [15:0] \port$43193$0 ;
-  wire [15:0] \port$43193$0 ;
-  input [15:0] \port$43203$0 ;
-  wire [15:0] \port$43203$0 ;
-  input [15:0] \port$43213$0 ;
-  wire [15:0] \port$43213$0 ;
-  input [15:0] \port$43223$0 ;
-  wire [15:0] \port$43223$0 ;
-  input [15:0] \port$43233$0 ;
-  wire [15:0] \port$43233$0 ;
-  input [15:0] \port$43243$0 ;
-  wire [15:0] \port$43243$0 ;
-  input [15:0] \port$43253$0 ;
-  wire [15:0] \port$43253$0 ;
-  input [15:0] \port$43263$0 ;
-  wire [15:0] \port$43263$0 ;
-  input [15:0] \port$43273$0 ;
-  wire [15:0] \port$43273$0 ;
-  input [15:0] \port$43283$0 ;
-  wire [15:0] \port$43283$0 ;
-  input [15:0] \port$43293$0 ;
-  wire [15:0] \port$43293$0 ;
-  input [15:0] \port$43303$0 ;
-  wire [15:0] \port$43303$0 ;
-  input [15:0] \port$43313$0 ;
-  wire [15:0] \port$43313$0 ;
-  input [15:0] \port$43323$0 ;
-  wire [15:0] \port$43323$0 ;
-  input [15:0] \port$43333$0 ;
-  wire [15:0] \port$43333$0 ;
-  input [15:0] \port$43343$0 ;
-  wire [15:0] \port$43343$0 ;
-  input [15:0] \port$43353$0 ;
-  wire [15:0] \port$43353$0 ;
-  input [15:0] \port$43363$0 ;
-  wire [15:0] \port$43363$0 ;
-  input [15:0] \port$43373$0 ;
-  wire [15:0] \port$43373$0 ;
-  input [15:0] \port$43666$0 ;
-  wire [15:0] \port$43666$0 ;
-  input [1279:0] \port$46440$0 ;
-  wire [1279:0] \port$46440$0 ;
+  input [15:0] \port$43621$0 ;
+  wire [15:0] \port$43621$0 ;
+  input [15:0] \port$43633$0 ;
+  wire [15:0] \port$43633$0 ;
+  input [15:0] \port$43645$0 ;
+  wire [15:0] \port$43645$0 ;
+  input [15:0] \port$43657$0 ;
+  wire [15:0] \port$43657$0 ;
+  input [15:0] \port$43669$0 ;
+  wire [15:0] \port$43669$0 ;
+  input [15:0] \port$43681$0 ;
+  wire [15:0] \port$43681$0 ;
+  input [15:0] \port$43693$0 ;
+  wire [15:0] \port$43693$0 ;
+  input [15:0] \port$43705$0 ;
+  wire [15:0] \port$43705$0 ;
+  input [15:0] \port$43717$0 ;
+  wire [15:0] \port$43717$0 ;
+  input [15:0] \port$43729$0 ;
+  wire [15:0] \port$43729$0 ;
+  input [15:0] \port$43741$0 ;
+  wire [15:0] \port$43741$0 ;
+  input [15:0] \port$43753$0 ;
+  wire [15:0] \port$43753$0 ;
+  input [15:0] \port$43765$0 ;
+  wire [15:0] \port$43765$0 ;
+  input [15:0] \port$43777$0 ;
+  wire [15:0] \port$43777$0 ;
+  input [15:0] \port$43789$0 ;
+  wire [15:0] \port$43789$0 ;
+  input [15:0] \port$43801$0 ;
+  wire [15:0] \port$43801$0 ;
+  input [15:0] \port$43813$0 ;
+  wire [15:0] \port$43813$0 ;
+  input [15:0] \port$43825$0 ;
+  wire [15:0] \port$43825$0 ;
+  input [15:0] \port$43837$0 ;
+  wire [15:0] \port$43837$0 ;
+  input [15:0] \port$43849$0 ;
+  wire [15:0] \port$43849$0 ;
+  input [15:0] \port$43861$0 ;
+  wire [15:0] \port$43861$0 ;
+  input [15:0] \port$43873$0 ;
+  wire [15:0] \port$43873$0 ;
+  input [15:0] \port$43885$0 ;
+  wire [15:0] \port$43885$0 ;
+  input [15:0] \port$43897$0 ;
+  wire [15:0] \port$43897$0 ;
+  input [15:0] \port$43909$0 ;
+  wire [15:0] \port$43909$0 ;
+  input [15:0] \port$43921$0 ;
+  wire [15:0] \port$43921$0 ;
+  input [15:0] \port$43933$0 ;
+  wire [15:0] \port$43933$0 ;
+  input [15:0] \port$43945$0 ;
+  wire [15:0] \port$43945$0 ;
+  input [15:0] \port$43957$0 ;
+  wire [15:0] \port$43957$0 ;
+  input [15:0] \port$43969$0 ;
+  wire [15:0] \port$43969$0 ;
+  input [15:0] \port$43981$0 ;
+  wire [15:0] \port$43981$0 ;
+  input [15:0] \port$43993$0 ;
+  wire [15:0] \port$43993$0 ;
+  input [15:0] \port$44708$0 ;
+  wire [15:0] \port$44708$0 ;
+  input [1279:0] \port$47486$0 ;
+  wire [1279:0] \port$47486$0 ;
   input [7:0] \port$6071$0 ;
   wire [7:0] \port$6071$0 ;
   input [7:0] \port$6111$0 ;
@@ -601,13 +601,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$203 )
-      mem_affine[host__affine__addr[3:0]] <= { \wr__data$182 , \port$46440$0  };
+      mem_affine[host__affine__addr[3:0]] <= { \wr__data$182 , \port$47486$0  };
   end
   reg [1535:0] _0_;
   reg [1535:0] _1_;
   always @(posedge clk) begin
     if (\port__en$143 ) begin
-      _0_ <= mem_affine[\port$43666$0 [3:0]];
+      _0_ <= mem_affine[\port$44708$0 [3:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$77 [3:0]];
@@ -7686,7 +7686,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$167 )
-      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$43373$0 , \port$43363$0 , \port$43353$0 , \port$43343$0 , \port$43333$0 , \port$43323$0 , \port$43313$0 , \port$43303$0 , \port$43293$0 , \port$43283$0 , \port$43273$0 , \port$43263$0 , \port$43253$0 , \port$43243$0 , \port$43233$0 , \port$43223$0 , \port$43213$0 , \port$43203$0 , \port$43193$0 , \port$43183$0 , \port$43173$0 , \port$43163$0 , \port$43153$0 , \port$43143$0 , \port$43133$0 , \port$43123$0 , \port$43113$0 , \port$43103$0 , \port$43093$0 , \port$43083$0 , \port$43073$0 , \port$43063$0  };
+      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$43993$0 , \port$43981$0 , \port$43969$0 , \port$43957$0 , \port$43945$0 , \port$43933$0 , \port$43921$0 , \port$43909$0 , \port$43897$0 , \port$43885$0 , \port$43873$0 , \port$43861$0 , \port$43849$0 , \port$43837$0 , \port$43825$0 , \port$43813$0 , \port$43801$0 , \port$43789$0 , \port$43777$0 , \port$43765$0 , \port$43753$0 , \port$43741$0 , \port$43729$0 , \port$43717$0 , \port$43705$0 , \port$43693$0 , \port$43681$0 , \port$43669$0 , \port$43657$0 , \port$43645$0 , \port$43633$0 , \port$43621$0  };
   end
   reg [511:0] _9_;
   reg [511:0] _10_;
@@ -8089,7 +8089,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_residual[host__residual__addr[8:0]] <= { \wr__data$182 , \port$46440$0 [255:0] };
+      mem_residual[host__residual__addr[8:0]] <= { \wr__data$182 , \port$47486$0 [255:0] };
   end
   reg [511:0] _11_;
   always @(posedge clk) begin
@@ -15851,7 +15851,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$24  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$44 ) begin
-      \$signature__data$24  = { \wr__data$182 , \port$46440$0 [255:0] };
+      \$signature__data$24  = { \wr__data$182 , \port$47486$0 [255:0] };
     end
     if (\$55 ) begin
       \$signature__data$24  = bw_grad_w2__data;
@@ -15890,7 +15890,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$28  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$50 ) begin
-      \$signature__data$28  = { \wr__data$182 , \port$46440$0 [255:0] };
+      \$signature__data$28  = { \wr__data$182 , \port$47486$0 [255:0] };
     end
     if (\$60 ) begin
       \$signature__data$28  = bw_grad_w2__data;
@@ -15899,7 +15899,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$182 , \port$46440$0 [255:0] };
+  assign host__gbuf__wr_data = { \wr__data$182 , \port$47486$0 [255:0] };
   assign port__addr = \$72 [10:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$73 [9:0];
@@ -15943,8 +15943,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$139  = bw_trace__addr[9:0];
   assign \port__data$142  = bw_trace__data;
   assign bw_affine__en = \port__en$143 ;
-  assign \port__addr$145  = \port$43666$0 [3:0];
-  assign bw_affine__addr = { 4'h0, \port$43666$0  };
+  assign \port__addr$145  = \port$44708$0 [3:0];
+  assign bw_affine__addr = { 4'h0, \port$44708$0  };
   assign \port__data$148  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[9:0];
@@ -15958,8 +15958,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$165 ;
   assign e4_membrane_out__en = \wr__en$167 ;
   assign \wr__addr$169  = e4_membrane_out__addr[9:0];
-  assign \wr__data$171  = { \port$43373$0 , \port$43363$0 , \port$43353$0 , \port$43343$0 , \port$43333$0 , \port$43323$0 , \port$43313$0 , \port$43303$0 , \port$43293$0 , \port$43283$0 , \port$43273$0 , \port$43263$0 , \port$43253$0 , \port$43243$0 , \port$43233$0 , \port$43223$0 , \port$43213$0 , \port$43203$0 , \port$43193$0 , \port$43183$0 , \port$43173$0 , \port$43163$0 , \port$43153$0 , \port$43143$0 , \port$43133$0 , \port$43123$0 , \port$43113$0 , \port$43103$0 , \port$43093$0 , \port$43083$0 , \port$43073$0 , \port$43063$0  };
-  assign e4_membrane_out__data = { \port$43373$0 , \port$43363$0 , \port$43353$0 , \port$43343$0 , \port$43333$0 , \port$43323$0 , \port$43313$0 , \port$43303$0 , \port$43293$0 , \port$43283$0 , \port$43273$0 , \port$43263$0 , \port$43253$0 , \port$43243$0 , \port$43233$0 , \port$43223$0 , \port$43213$0 , \port$43203$0 , \port$43193$0 , \port$43183$0 , \port$43173$0 , \port$43163$0 , \port$43153$0 , \port$43143$0 , \port$43133$0 , \port$43123$0 , \port$43113$0 , \port$43103$0 , \port$43093$0 , \port$43083$0 , \port$43073$0 , \port$43063$0  };
+  assign \wr__data$171  = { \port$43993$0 , \port$43981$0 , \port$43969$0 , \port$43957$0 , \port$43945$0 , \port$43933$0 , \port$43921$0 , \port$43909$0 , \port$43897$0 , \port$43885$0 , \port$43873$0 , \port$43861$0 , \port$43849$0 , \port$43837$0 , \port$43825$0 , \port$43813$0 , \port$43801$0 , \port$43789$0 , \port$43777$0 , \port$43765$0 , \port$43753$0 , \port$43741$0 , \port$43729$0 , \port$43717$0 , \port$43705$0 , \port$43693$0 , \port$43681$0 , \port$43669$0 , \port$43657$0 , \port$43645$0 , \port$43633$0 , \port$43621$0  };
+  assign e4_membrane_out__data = { \port$43993$0 , \port$43981$0 , \port$43969$0 , \port$43957$0 , \port$43945$0 , \port$43933$0 , \port$43921$0 , \port$43909$0 , \port$43897$0 , \port$43885$0 , \port$43873$0 , \port$43861$0 , \port$43849$0 , \port$43837$0 , \port$43825$0 , \port$43813$0 , \port$43801$0 , \port$43789$0 , \port$43777$0 , \port$43765$0 , \port$43753$0 , \port$43741$0 , \port$43729$0 , \port$43717$0 , \port$43705$0 , \port$43693$0 , \port$43681$0 , \port$43669$0 , \port$43657$0 , \port$43645$0 , \port$43633$0 , \port$43621$0  };
   assign \wr__en$173  = \wr__en$167 ;
   assign e4_spikes__en = \wr__en$167 ;
   assign \wr__addr$175  = e4_spikes__addr[9:0];
@@ -15985,8 +15985,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$203 ;
   assign \wr__addr$205  = host__affine__addr[3:0];
-  assign \wr__data$206  = { \wr__data$182 , \port$46440$0  };
-  assign host__affine__wr_data = { \wr__data$182 , \port$46440$0  };
+  assign \wr__data$206  = { \wr__data$182 , \port$47486$0  };
+  assign host__affine__wr_data = { \wr__data$182 , \port$47486$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$209 ;
   assign \wr__addr$211  = host__spike_in__addr[10:0];
@@ -15995,8 +15995,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__residual__addr[8:0];
-  assign \wr__data$219  = { \wr__data$182 , \port$46440$0 [255:0] };
-  assign host__residual__wr_data = { \wr__data$182 , \port$46440$0 [255:0] };
+  assign \wr__data$219  = { \wr__data$182 , \port$47486$0 [255:0] };
+  assign host__residual__wr_data = { \wr__data$182 , \port$47486$0 [255:0] };
   assign host__membrane__rd_en = \port__en$221 ;
   assign \port__addr$223  = host__membrane__addr[9:0];
   assign \port__data$226  = host__membrane__rd_data;

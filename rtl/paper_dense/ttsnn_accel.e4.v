@@ -2,8 +2,8 @@
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, busy, weights, affine__data, line4__data, residual__data
-, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$41365$0 , \port$41375$0 , \port$41385$0 , \port$41395$0 , \port$41405$0 , \port$41415$0 , \port$41425$0 , \port$41435$0 , \port$41445$0 , \port$41455$0 , \port$41465$0 , \port$41475$0 , \port$41485$0 
-, \port$41495$0 , \port$41505$0 , \port$41515$0 , \port$41525$0 , \port$41535$0 , \port$41545$0 , \port$41555$0 , \port$41565$0 , \port$41575$0 , \port$41585$0 , \port$41595$0 , \port$41605$0 , \port$41615$0 , \port$41625$0 , \port$41635$0 , \port$41645$0 , \port$41655$0 , \port$41665$0 , \port$41675$0 , \port$44740$24 , desc
+, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$41923$0 , \port$41935$0 , \port$41947$0 , \port$41959$0 , \port$41971$0 , \port$41983$0 , \port$41995$0 , \port$42007$0 , \port$42019$0 , \port$42031$0 , \port$42043$0 , \port$42055$0 , \port$42067$0 
+, \port$42079$0 , \port$42091$0 , \port$42103$0 , \port$42115$0 , \port$42127$0 , \port$42139$0 , \port$42151$0 , \port$42163$0 , \port$42175$0 , \port$42187$0 , \port$42199$0 , \port$42211$0 , \port$42223$0 , \port$42235$0 , \port$42247$0 , \port$42259$0 , \port$42271$0 , \port$42283$0 , \port$42295$0 , \port$45786$24 , desc
 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [15:0] \$1 ;
@@ -112,555 +112,555 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire \$191 ;
   wire \$192 ;
   wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire [16:0] \$197 ;
-  wire [16:0] \$198 ;
-  wire [5:0] \$199 ;
+  wire [16:0] \$194 ;
+  wire [16:0] \$195 ;
+  wire [5:0] \$196 ;
+  wire [1:0] \$197 ;
+  wire [2:0] \$198 ;
+  wire [3:0] \$199 ;
   wire [16:0] \$2 ;
   wire [24:0] \$20 ;
-  wire [1:0] \$200 ;
-  wire [2:0] \$201 ;
-  wire [3:0] \$202 ;
-  wire [4:0] \$203 ;
-  wire [5:0] \$204 ;
-  wire [6:0] \$205 ;
-  wire [7:0] \$206 ;
-  wire [8:0] \$207 ;
-  wire [9:0] \$208 ;
-  wire [10:0] \$209 ;
+  wire [4:0] \$200 ;
+  wire [5:0] \$201 ;
+  wire [6:0] \$202 ;
+  wire [7:0] \$203 ;
+  wire [8:0] \$204 ;
+  wire [9:0] \$205 ;
+  wire [10:0] \$206 ;
+  wire [11:0] \$207 ;
+  wire [12:0] \$208 ;
+  wire [13:0] \$209 ;
   wire \$21 ;
-  wire [11:0] \$210 ;
-  wire [12:0] \$211 ;
-  wire [13:0] \$212 ;
-  wire [14:0] \$213 ;
-  wire [15:0] \$214 ;
-  wire [16:0] \$215 ;
-  wire [17:0] \$216 ;
-  wire [18:0] \$217 ;
-  wire [19:0] \$218 ;
-  wire [20:0] \$219 ;
+  wire [14:0] \$210 ;
+  wire [15:0] \$211 ;
+  wire [16:0] \$212 ;
+  wire [17:0] \$213 ;
+  wire [18:0] \$214 ;
+  wire [19:0] \$215 ;
+  wire [20:0] \$216 ;
+  wire [21:0] \$217 ;
+  wire [22:0] \$218 ;
+  wire [23:0] \$219 ;
   wire \$22 ;
-  wire [21:0] \$220 ;
-  wire [22:0] \$221 ;
-  wire [23:0] \$222 ;
-  wire [24:0] \$223 ;
-  wire [25:0] \$224 ;
-  wire [26:0] \$225 ;
-  wire [27:0] \$226 ;
-  wire [28:0] \$227 ;
-  wire [29:0] \$228 ;
-  wire [30:0] \$229 ;
+  wire [24:0] \$220 ;
+  wire [25:0] \$221 ;
+  wire [26:0] \$222 ;
+  wire [27:0] \$223 ;
+  wire [28:0] \$224 ;
+  wire [29:0] \$225 ;
+  wire [30:0] \$226 ;
+  wire [31:0] \$227 ;
+  wire [32:0] \$228 ;
+  wire [32:0] \$229 ;
   wire \$23 ;
-  wire [31:0] \$230 ;
-  wire [32:0] \$231 ;
-  wire [32:0] \$232 ;
+  wire \$230 ;
+  wire \$231 ;
+  wire \$232 ;
   wire \$233 ;
-  wire \$234 ;
+  wire [16:0] \$234 ;
   wire \$235 ;
-  wire \$236 ;
+  wire [16:0] \$236 ;
   wire [16:0] \$237 ;
-  wire \$238 ;
-  wire [16:0] \$239 ;
+  wire [16:0] \$238 ;
+  wire \$239 ;
   wire \$24 ;
-  wire [16:0] \$240 ;
-  wire [16:0] \$241 ;
-  wire \$242 ;
-  wire \$243 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire [2:0] \$242 ;
+  wire [3:0] \$243 ;
   wire \$244 ;
   wire [2:0] \$245 ;
-  wire [3:0] \$246 ;
-  wire \$247 ;
-  wire [2:0] \$248 ;
-  wire [2:0] \$249 ;
+  wire [2:0] \$246 ;
+  wire [16:0] \$247 ;
+  wire \$248 ;
+  wire \$249 ;
   wire \$25 ;
-  wire [16:0] \$250 ;
-  wire \$251 ;
+  wire [2:0] \$250 ;
+  wire [3:0] \$251 ;
   wire \$252 ;
-  wire [2:0] \$253 ;
-  wire [3:0] \$254 ;
-  wire \$255 ;
+  wire \$253 ;
+  wire \$254 ;
+  wire [16:0] \$255 ;
   wire \$256 ;
-  wire \$257 ;
+  wire [16:0] \$257 ;
   wire [16:0] \$258 ;
-  wire \$259 ;
+  wire [16:0] \$259 ;
   wire \$26 ;
-  wire [16:0] \$260 ;
-  wire [16:0] \$261 ;
-  wire [16:0] \$262 ;
-  wire \$263 ;
+  wire \$260 ;
+  wire \$261 ;
+  wire [2:0] \$262 ;
+  wire [3:0] \$263 ;
   wire \$264 ;
-  wire [2:0] \$265 ;
-  wire [3:0] \$266 ;
+  wire \$265 ;
+  wire [16:0] \$266 ;
   wire \$267 ;
   wire \$268 ;
-  wire [16:0] \$269 ;
+  wire \$269 ;
   wire \$27 ;
-  wire \$270 ;
+  wire [16:0] \$270 ;
   wire \$271 ;
-  wire \$272 ;
+  wire [16:0] \$272 ;
   wire [16:0] \$273 ;
-  wire \$274 ;
-  wire [16:0] \$275 ;
-  wire [16:0] \$276 ;
-  wire [16:0] \$277 ;
-  wire \$278 ;
+  wire [16:0] \$274 ;
+  wire \$275 ;
+  wire \$276 ;
+  wire [2:0] \$277 ;
+  wire [3:0] \$278 ;
   wire \$279 ;
   wire [16:0] \$28 ;
-  wire [2:0] \$280 ;
-  wire [3:0] \$281 ;
+  wire \$280 ;
+  wire [16:0] \$281 ;
   wire \$282 ;
   wire \$283 ;
   wire [16:0] \$284 ;
   wire \$285 ;
   wire \$286 ;
-  wire [16:0] \$287 ;
-  wire \$288 ;
-  wire \$289 ;
+  wire \$287 ;
+  wire [15:0] \$288 ;
+  wire [16:0] \$289 ;
   wire [17:0] \$29 ;
   wire \$290 ;
-  wire [15:0] \$291 ;
+  wire [16:0] \$291 ;
   wire [16:0] \$292 ;
-  wire \$293 ;
-  wire [16:0] \$294 ;
-  wire [16:0] \$295 ;
-  wire [16:0] \$296 ;
-  wire \$297 ;
+  wire [16:0] \$293 ;
+  wire \$294 ;
+  wire \$295 ;
+  wire [2:0] \$296 ;
+  wire [3:0] \$297 ;
   wire \$298 ;
-  wire [2:0] \$299 ;
+  wire \$299 ;
   wire [17:0] \$3 ;
   wire [1:0] \$30 ;
-  wire [3:0] \$300 ;
+  wire [16:0] \$300 ;
   wire \$301 ;
   wire \$302 ;
   wire [16:0] \$303 ;
   wire \$304 ;
   wire \$305 ;
-  wire [16:0] \$306 ;
-  wire \$307 ;
+  wire [15:0] \$306 ;
+  wire [16:0] \$307 ;
   wire \$308 ;
-  wire [15:0] \$309 ;
+  wire \$309 ;
   wire [18:0] \$31 ;
-  wire [16:0] \$310 ;
-  wire \$311 ;
-  wire \$312 ;
+  wire \$310 ;
+  wire [15:0] \$311 ;
+  wire [16:0] \$312 ;
   wire \$313 ;
-  wire [15:0] \$314 ;
+  wire [16:0] \$314 ;
   wire [16:0] \$315 ;
-  wire \$316 ;
-  wire [16:0] \$317 ;
-  wire [16:0] \$318 ;
-  wire [16:0] \$319 ;
+  wire [16:0] \$316 ;
+  wire \$317 ;
+  wire \$318 ;
+  wire [2:0] \$319 ;
   wire [16:0] \$32 ;
-  wire \$320 ;
+  wire [3:0] \$320 ;
   wire \$321 ;
-  wire [2:0] \$322 ;
-  wire [3:0] \$323 ;
+  wire \$322 ;
+  wire [16:0] \$323 ;
   wire \$324 ;
   wire \$325 ;
-  wire [16:0] \$326 ;
-  wire \$327 ;
+  wire [2:0] \$326 ;
+  wire [3:0] \$327 ;
   wire \$328 ;
-  wire [2:0] \$329 ;
+  wire \$329 ;
   wire [17:0] \$33 ;
-  wire [3:0] \$330 ;
+  wire [16:0] \$330 ;
   wire \$331 ;
   wire \$332 ;
   wire [16:0] \$333 ;
   wire \$334 ;
   wire \$335 ;
-  wire [16:0] \$336 ;
-  wire \$337 ;
+  wire [2:0] \$336 ;
+  wire [3:0] \$337 ;
   wire \$338 ;
-  wire [2:0] \$339 ;
+  wire \$339 ;
   wire [18:0] \$34 ;
-  wire [3:0] \$340 ;
+  wire [16:0] \$340 ;
   wire \$341 ;
   wire \$342 ;
   wire [16:0] \$343 ;
   wire \$344 ;
   wire \$345 ;
   wire [16:0] \$346 ;
-  wire \$347 ;
-  wire \$348 ;
+  wire [16:0] \$347 ;
+  wire [16:0] \$348 ;
   wire [16:0] \$349 ;
   wire \$35 ;
   wire [16:0] \$350 ;
-  wire [16:0] \$351 ;
-  wire [16:0] \$352 ;
-  wire [16:0] \$353 ;
-  wire \$354 ;
+  wire \$351 ;
+  wire \$352 ;
+  wire [2:0] \$353 ;
+  wire [3:0] \$354 ;
   wire \$355 ;
-  wire [2:0] \$356 ;
-  wire [3:0] \$357 ;
+  wire \$356 ;
+  wire [16:0] \$357 ;
   wire \$358 ;
   wire \$359 ;
   wire \$36 ;
   wire [16:0] \$360 ;
-  wire \$361 ;
-  wire \$362 ;
-  wire [16:0] \$363 ;
-  wire [1:0] \$364 ;
-  wire [17:0] \$365 ;
-  wire [17:0] \$366 ;
-  wire [16:0] \$367 ;
+  wire [1:0] \$361 ;
+  wire [17:0] \$362 ;
+  wire [17:0] \$363 ;
+  wire [16:0] \$364 ;
+  wire [16:0] \$365 ;
+  wire [18:0] \$366 ;
+  wire \$367 ;
   wire [16:0] \$368 ;
-  wire [18:0] \$369 ;
+  wire [1:0] \$369 ;
   wire \$37 ;
-  wire \$370 ;
-  wire [16:0] \$371 ;
-  wire [1:0] \$372 ;
-  wire [17:0] \$373 ;
-  wire [17:0] \$374 ;
-  wire [16:0] \$375 ;
+  wire [17:0] \$370 ;
+  wire [17:0] \$371 ;
+  wire [16:0] \$372 ;
+  wire [16:0] \$373 ;
+  wire [18:0] \$374 ;
+  wire \$375 ;
   wire [16:0] \$376 ;
-  wire [18:0] \$377 ;
-  wire \$378 ;
-  wire [16:0] \$379 ;
+  wire [16:0] \$377 ;
+  wire [16:0] \$378 ;
+  wire [17:0] \$379 ;
   wire [24:0] \$38 ;
-  wire [16:0] \$380 ;
+  wire [17:0] \$380 ;
   wire [16:0] \$381 ;
-  wire [17:0] \$382 ;
-  wire [17:0] \$383 ;
-  wire [16:0] \$384 ;
-  wire \$385 ;
+  wire \$382 ;
+  wire \$383 ;
+  wire [2:0] \$384 ;
+  wire [3:0] \$385 ;
   wire \$386 ;
-  wire [2:0] \$387 ;
-  wire [3:0] \$388 ;
+  wire \$387 ;
+  wire [16:0] \$388 ;
   wire \$389 ;
   wire \$39 ;
   wire \$390 ;
-  wire [16:0] \$391 ;
-  wire \$392 ;
+  wire [24:0] \$391 ;
+  wire [16:0] \$392 ;
   wire \$393 ;
-  wire [24:0] \$394 ;
+  wire [16:0] \$394 ;
   wire [16:0] \$395 ;
   wire \$396 ;
   wire [16:0] \$397 ;
-  wire [16:0] \$398 ;
-  wire \$399 ;
+  wire \$398 ;
+  wire [16:0] \$399 ;
   wire [1:0] \$4 ;
   wire \$40 ;
-  wire [16:0] \$400 ;
+  wire \$400 ;
   wire \$401 ;
-  wire [16:0] \$402 ;
-  wire \$403 ;
+  wire [2:0] \$402 ;
+  wire [3:0] \$403 ;
   wire \$404 ;
-  wire [2:0] \$405 ;
-  wire [3:0] \$406 ;
+  wire \$405 ;
+  wire [16:0] \$406 ;
   wire \$407 ;
   wire \$408 ;
   wire [16:0] \$409 ;
   wire \$41 ;
   wire \$410 ;
   wire \$411 ;
-  wire [16:0] \$412 ;
-  wire \$413 ;
-  wire \$414 ;
-  wire \$415 ;
-  wire [16:0] \$416 ;
-  wire [16:0] \$417 ;
-  wire [16:0] \$418 ;
-  wire \$419 ;
+  wire \$412 ;
+  wire [16:0] \$413 ;
+  wire [16:0] \$414 ;
+  wire [16:0] \$415 ;
+  wire \$416 ;
+  wire \$417 ;
+  wire [2:0] \$418 ;
+  wire [3:0] \$419 ;
   wire \$42 ;
   wire \$420 ;
-  wire [2:0] \$421 ;
-  wire [3:0] \$422 ;
+  wire \$421 ;
+  wire [16:0] \$422 ;
   wire \$423 ;
   wire \$424 ;
   wire [16:0] \$425 ;
   wire \$426 ;
   wire \$427 ;
-  wire [16:0] \$428 ;
-  wire \$429 ;
+  wire [24:0] \$428 ;
+  wire [16:0] \$429 ;
   wire \$43 ;
-  wire \$430 ;
-  wire [24:0] \$431 ;
+  wire [16:0] \$430 ;
+  wire \$431 ;
   wire [16:0] \$432 ;
   wire [16:0] \$433 ;
-  wire \$434 ;
-  wire [16:0] \$435 ;
+  wire [16:0] \$434 ;
+  wire \$435 ;
   wire [16:0] \$436 ;
   wire [16:0] \$437 ;
-  wire \$438 ;
-  wire [16:0] \$439 ;
+  wire [16:0] \$438 ;
+  wire \$439 ;
   wire [16:0] \$44 ;
   wire [16:0] \$440 ;
   wire [16:0] \$441 ;
-  wire \$442 ;
-  wire [16:0] \$443 ;
+  wire [16:0] \$442 ;
+  wire \$443 ;
   wire [16:0] \$444 ;
   wire [16:0] \$445 ;
-  wire \$446 ;
-  wire [16:0] \$447 ;
-  wire [16:0] \$448 ;
-  wire [16:0] \$449 ;
+  wire [16:0] \$446 ;
+  wire \$447 ;
+  wire \$448 ;
+  wire [2:0] \$449 ;
   wire [17:0] \$45 ;
-  wire \$450 ;
+  wire [3:0] \$450 ;
   wire \$451 ;
-  wire [2:0] \$452 ;
-  wire [3:0] \$453 ;
+  wire \$452 ;
+  wire [16:0] \$453 ;
   wire \$454 ;
   wire \$455 ;
   wire [16:0] \$456 ;
   wire \$457 ;
   wire \$458 ;
-  wire [16:0] \$459 ;
+  wire [15:0] \$459 ;
   wire [1:0] \$46 ;
-  wire \$460 ;
+  wire [16:0] \$460 ;
   wire \$461 ;
-  wire [15:0] \$462 ;
+  wire \$462 ;
   wire [16:0] \$463 ;
-  wire \$464 ;
-  wire \$465 ;
-  wire [16:0] \$466 ;
-  wire [16:0] \$467 ;
-  wire [16:0] \$468 ;
-  wire \$469 ;
+  wire [16:0] \$464 ;
+  wire [16:0] \$465 ;
+  wire \$466 ;
+  wire \$467 ;
+  wire [2:0] \$468 ;
+  wire [3:0] \$469 ;
   wire [18:0] \$47 ;
   wire \$470 ;
-  wire [2:0] \$471 ;
-  wire [3:0] \$472 ;
+  wire \$471 ;
+  wire [16:0] \$472 ;
   wire \$473 ;
   wire \$474 ;
   wire [16:0] \$475 ;
   wire \$476 ;
   wire \$477 ;
-  wire [16:0] \$478 ;
-  wire \$479 ;
+  wire [15:0] \$478 ;
+  wire [16:0] \$479 ;
   wire [16:0] \$48 ;
   wire \$480 ;
-  wire [15:0] \$481 ;
+  wire \$481 ;
   wire [16:0] \$482 ;
-  wire \$483 ;
-  wire \$484 ;
+  wire [16:0] \$483 ;
+  wire [16:0] \$484 ;
   wire [16:0] \$485 ;
-  wire [16:0] \$486 ;
-  wire [16:0] \$487 ;
-  wire [16:0] \$488 ;
-  wire \$489 ;
+  wire \$486 ;
+  wire \$487 ;
+  wire [2:0] \$488 ;
+  wire [3:0] \$489 ;
   wire [17:0] \$49 ;
   wire \$490 ;
-  wire [2:0] \$491 ;
-  wire [3:0] \$492 ;
+  wire \$491 ;
+  wire [16:0] \$492 ;
   wire \$493 ;
   wire \$494 ;
   wire [16:0] \$495 ;
   wire \$496 ;
   wire \$497 ;
-  wire [16:0] \$498 ;
-  wire \$499 ;
+  wire [15:0] \$498 ;
+  wire [16:0] \$499 ;
   wire [18:0] \$5 ;
   wire [18:0] \$50 ;
   wire \$500 ;
-  wire [15:0] \$501 ;
-  wire [16:0] \$502 ;
-  wire \$503 ;
+  wire \$501 ;
+  wire \$502 ;
+  wire [16:0] \$503 ;
   wire \$504 ;
-  wire \$505 ;
-  wire [16:0] \$506 ;
+  wire [16:0] \$505 ;
+  wire \$506 ;
   wire \$507 ;
-  wire [16:0] \$508 ;
-  wire \$509 ;
+  wire [2:0] \$508 ;
+  wire [3:0] \$509 ;
   wire \$51 ;
   wire \$510 ;
-  wire [2:0] \$511 ;
-  wire [3:0] \$512 ;
+  wire \$511 ;
+  wire [16:0] \$512 ;
   wire \$513 ;
   wire \$514 ;
   wire [16:0] \$515 ;
   wire \$516 ;
   wire \$517 ;
-  wire [16:0] \$518 ;
-  wire \$519 ;
+  wire [15:0] \$518 ;
+  wire [16:0] \$519 ;
   wire \$52 ;
   wire \$520 ;
-  wire [15:0] \$521 ;
-  wire [16:0] \$522 ;
-  wire \$523 ;
-  wire \$524 ;
-  wire \$525 ;
-  wire [8:0] \$526 ;
-  wire [8:0] \$527 ;
-  wire [16:0] \$528 ;
-  wire [24:0] \$529 ;
+  wire \$521 ;
+  wire \$522 ;
+  wire [8:0] \$523 ;
+  wire [8:0] \$524 ;
+  wire [16:0] \$525 ;
+  wire [24:0] \$526 ;
+  wire [16:0] \$527 ;
+  wire \$528 ;
+  wire [16:0] \$529 ;
   wire \$53 ;
   wire [16:0] \$530 ;
-  wire \$531 ;
-  wire [16:0] \$532 ;
+  wire [16:0] \$531 ;
+  wire \$532 ;
   wire [16:0] \$533 ;
   wire [16:0] \$534 ;
-  wire \$535 ;
-  wire [16:0] \$536 ;
-  wire [16:0] \$537 ;
-  wire [16:0] \$538 ;
-  wire \$539 ;
+  wire [16:0] \$535 ;
+  wire \$536 ;
+  wire \$537 ;
+  wire [2:0] \$538 ;
+  wire [3:0] \$539 ;
   wire \$54 ;
   wire \$540 ;
-  wire [2:0] \$541 ;
-  wire [3:0] \$542 ;
+  wire \$541 ;
+  wire [16:0] \$542 ;
   wire \$543 ;
   wire \$544 ;
   wire [16:0] \$545 ;
   wire \$546 ;
   wire \$547 ;
-  wire [16:0] \$548 ;
-  wire \$549 ;
+  wire [15:0] \$548 ;
+  wire [16:0] \$549 ;
   wire [24:0] \$55 ;
   wire \$550 ;
-  wire [15:0] \$551 ;
-  wire [16:0] \$552 ;
-  wire \$553 ;
+  wire \$551 ;
+  wire \$552 ;
+  wire [16:0] \$553 ;
   wire \$554 ;
   wire \$555 ;
-  wire [16:0] \$556 ;
-  wire \$557 ;
+  wire [2:0] \$556 ;
+  wire [3:0] \$557 ;
   wire \$558 ;
-  wire [2:0] \$559 ;
+  wire \$559 ;
   wire \$56 ;
-  wire [3:0] \$560 ;
+  wire [16:0] \$560 ;
   wire \$561 ;
   wire \$562 ;
   wire [16:0] \$563 ;
   wire \$564 ;
   wire \$565 ;
-  wire [16:0] \$566 ;
-  wire \$567 ;
+  wire [15:0] \$566 ;
+  wire [16:0] \$567 ;
   wire \$568 ;
-  wire [15:0] \$569 ;
+  wire \$569 ;
   wire \$57 ;
   wire [16:0] \$570 ;
   wire \$571 ;
   wire \$572 ;
-  wire [16:0] \$573 ;
-  wire \$574 ;
+  wire [2:0] \$573 ;
+  wire [3:0] \$574 ;
   wire \$575 ;
-  wire [2:0] \$576 ;
-  wire [3:0] \$577 ;
+  wire \$576 ;
+  wire [16:0] \$577 ;
   wire \$578 ;
   wire \$579 ;
   wire \$58 ;
   wire [16:0] \$580 ;
   wire \$581 ;
   wire \$582 ;
-  wire [16:0] \$583 ;
-  wire \$584 ;
+  wire [15:0] \$583 ;
+  wire [16:0] \$584 ;
   wire \$585 ;
-  wire [15:0] \$586 ;
-  wire [16:0] \$587 ;
-  wire \$588 ;
+  wire \$586 ;
+  wire [15:0] \$587 ;
+  wire [16:0] \$588 ;
   wire \$589 ;
   wire \$59 ;
-  wire [15:0] \$590 ;
-  wire [16:0] \$591 ;
+  wire \$590 ;
+  wire \$591 ;
   wire \$592 ;
-  wire \$593 ;
-  wire \$594 ;
+  wire [2:0] \$593 ;
+  wire [2:0] \$594 ;
   wire \$595 ;
-  wire [2:0] \$596 ;
+  wire \$596 ;
   wire [2:0] \$597 ;
-  wire \$598 ;
-  wire \$599 ;
+  wire [2:0] \$598 ;
+  wire [3:0] \$599 ;
   wire [16:0] \$6 ;
   wire \$60 ;
-  wire [2:0] \$600 ;
-  wire [2:0] \$601 ;
-  wire [3:0] \$602 ;
-  wire [3:0] \$603 ;
-  wire \$604 ;
-  wire [2:0] \$605 ;
-  wire [2:0] \$606 ;
-  wire [3:0] \$607 ;
-  wire [3:0] \$608 ;
-  wire [16:0] \$609 ;
+  wire [3:0] \$600 ;
+  wire \$601 ;
+  wire [2:0] \$602 ;
+  wire [2:0] \$603 ;
+  wire [3:0] \$604 ;
+  wire [3:0] \$605 ;
+  wire [16:0] \$606 ;
+  wire \$607 ;
+  wire \$608 ;
+  wire [2:0] \$609 ;
   wire \$61 ;
-  wire \$610 ;
+  wire [3:0] \$610 ;
   wire \$611 ;
-  wire [2:0] \$612 ;
-  wire [3:0] \$613 ;
+  wire \$612 ;
+  wire [16:0] \$613 ;
   wire \$614 ;
   wire \$615 ;
   wire [16:0] \$616 ;
   wire \$617 ;
   wire \$618 ;
-  wire [16:0] \$619 ;
+  wire [15:0] \$619 ;
   wire [24:0] \$62 ;
-  wire \$620 ;
+  wire [16:0] \$620 ;
   wire \$621 ;
-  wire [15:0] \$622 ;
-  wire [16:0] \$623 ;
-  wire \$624 ;
+  wire \$622 ;
+  wire [15:0] \$623 ;
+  wire [16:0] \$624 ;
   wire \$625 ;
-  wire [15:0] \$626 ;
-  wire [16:0] \$627 ;
-  wire \$628 ;
+  wire \$626 ;
+  wire \$627 ;
+  wire [16:0] \$628 ;
   wire \$629 ;
   wire \$63 ;
   wire \$630 ;
-  wire [16:0] \$631 ;
-  wire \$632 ;
+  wire \$631 ;
+  wire [16:0] \$632 ;
   wire \$633 ;
   wire \$634 ;
-  wire [16:0] \$635 ;
-  wire \$636 ;
+  wire [2:0] \$635 ;
+  wire [3:0] \$636 ;
   wire \$637 ;
-  wire [2:0] \$638 ;
-  wire [3:0] \$639 ;
+  wire \$638 ;
+  wire \$639 ;
   wire \$64 ;
-  wire \$640 ;
+  wire [16:0] \$640 ;
   wire \$641 ;
   wire \$642 ;
-  wire [16:0] \$643 ;
-  wire \$644 ;
+  wire [2:0] \$643 ;
+  wire [3:0] \$644 ;
   wire \$645 ;
-  wire [2:0] \$646 ;
-  wire [3:0] \$647 ;
+  wire \$646 ;
+  wire [16:0] \$647 ;
   wire \$648 ;
   wire \$649 ;
   wire \$65 ;
   wire [16:0] \$650 ;
   wire \$651 ;
   wire \$652 ;
-  wire [16:0] \$653 ;
-  wire \$654 ;
-  wire \$655 ;
+  wire [6:0] \$653 ;
+  wire [16:0] \$654 ;
+  wire [31:0] \$655 ;
   wire [6:0] \$656 ;
   wire [16:0] \$657 ;
   wire [31:0] \$658 ;
-  wire [6:0] \$659 ;
+  wire [22:0] \$659 ;
   wire \$66 ;
-  wire [16:0] \$660 ;
-  wire [31:0] \$661 ;
+  wire [23:0] \$660 ;
+  wire \$661 ;
   wire [22:0] \$662 ;
   wire [23:0] \$663 ;
-  wire \$664 ;
-  wire [22:0] \$665 ;
-  wire [23:0] \$666 ;
-  wire [15:0] \$667 ;
+  wire [15:0] \$664 ;
+  wire \$665 ;
+  wire [511:0] \$666 ;
+  wire \$667 ;
   wire \$668 ;
-  wire [511:0] \$669 ;
+  wire \$669 ;
   wire [16:0] \$67 ;
   wire \$670 ;
   wire \$671 ;
-  wire \$672 ;
-  wire [24:0] \$673 ;
-  wire [16:0] \$674 ;
-  wire [7:0] \$675 ;
-  reg [15:0] \$676 ;
-  reg [1:0] \$677 ;
-  reg [15:0] \$678 ;
+  wire [511:0] \$672 ;
+  wire \$673 ;
+  wire [24:0] \$674 ;
+  wire [16:0] \$675 ;
+  wire [7:0] \$676 ;
+  reg [15:0] \$677 ;
+  reg [1:0] \$678 ;
   reg [15:0] \$679 ;
   wire [17:0] \$68 ;
   reg [15:0] \$680 ;
   reg [15:0] \$681 ;
   reg [15:0] \$682 ;
   reg [15:0] \$683 ;
-  reg [23:0] \$684 ;
-  reg [15:0] \$685 ;
+  reg [15:0] \$684 ;
+  reg [23:0] \$685 ;
   reg [15:0] \$686 ;
-  reg [23:0] \$687 ;
-  reg [15:0] \$688 ;
+  reg [15:0] \$687 ;
+  reg [23:0] \$688 ;
   reg [15:0] \$689 ;
   wire [1:0] \$69 ;
   reg [15:0] \$690 ;
@@ -669,13 +669,13 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   reg [15:0] \$693 ;
   reg [15:0] \$694 ;
   reg [15:0] \$695 ;
-  reg [23:0] \$696 ;
-  reg [15:0] \$697 ;
+  reg [15:0] \$696 ;
+  reg [23:0] \$697 ;
   reg [15:0] \$698 ;
-  reg [1:0] \$699 ;
+  reg [15:0] \$699 ;
   wire [17:0] \$7 ;
   wire [18:0] \$70 ;
-  reg \$700 ;
+  reg [1:0] \$700 ;
   reg \$701 ;
   reg \$702 ;
   reg \$703 ;
@@ -683,38 +683,38 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   reg \$705 ;
   reg \$706 ;
   reg \$707 ;
-  reg [5:0] \$708 ;
-  reg [15:0] \$709 ;
+  reg \$708 ;
+  reg [5:0] \$709 ;
   wire [16:0] \$71 ;
   reg [15:0] \$710 ;
-  reg [5:0] \$711 ;
-  reg \$712 ;
+  reg [15:0] \$711 ;
+  reg [5:0] \$712 ;
   reg \$713 ;
   reg \$714 ;
   reg \$715 ;
   reg \$716 ;
   reg \$717 ;
-  reg [15:0] \$718 ;
+  reg \$718 ;
   reg [15:0] \$719 ;
   wire [17:0] \$72 ;
-  reg [5:0] \$720 ;
-  reg [1535:0] \$721 ;
-  reg [511:0] \$722 ;
+  reg [15:0] \$720 ;
+  reg [5:0] \$721 ;
+  reg [1535:0] \$722 ;
   reg [511:0] \$723 ;
-  reg \$724 ;
+  reg [511:0] \$724 ;
   reg \$725 ;
   reg \$726 ;
   reg \$727 ;
-  reg [511:0] \$728 ;
-  reg [1535:0] \$729 ;
+  reg \$728 ;
+  reg [511:0] \$729 ;
   wire [18:0] \$73 ;
   reg [511:0] \$730 ;
   reg [511:0] \$731 ;
-  reg [15:0] \$732 ;
-  reg [15:0] \$733 ;
-  reg [5:0] \$734 ;
-  reg \$735 ;
-  reg [511:0] \$736 ;
+  reg [511:0] \$732 ;
+  reg [511:0] \$733 ;
+  reg [15:0] \$734 ;
+  reg [15:0] \$735 ;
+  reg [5:0] \$736 ;
   reg \$737 ;
   reg \$738 ;
   reg \$739 ;
@@ -926,7 +926,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [1535:0] affine__data;
   output affine__en;
   wire affine__en;
-  wire [511:0] bias;
+  reg [511:0] bias = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   output busy;
   wire busy;
   input clk;
@@ -996,8 +996,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   reg e4b_t0 = 1'h0;
   reg e4b_v = 1'h0;
   reg [5:0] e4c_act = 6'h00;
-  reg [1535:0] e4c_aff = 1536'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  reg e4c_full = 1'h0;
+  (* init = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [511:0] e4c_bias;
   reg [15:0] e4c_obase = 16'h0000;
   reg [15:0] e4c_outidx = 16'h0000;
   (* init = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
@@ -1005,10 +1005,11 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   (* init = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
   wire [511:0] e4c_res;
   reg e4c_rowend = 1'h0;
-  reg [511:0] e4c_uprev = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  reg e4c_v = 1'h0;
   (* init = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [511:0] e4u_uprev_1;
+  wire [511:0] e4c_scale;
+  (* init = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [511:0] e4c_uprev;
+  reg e4c_v = 1'h0;
   reg e4w1_v_1 = 1'h0;
   reg e4w2_v_1 = 1'h0;
   reg e4w3_v_1 = 1'h0;
@@ -1115,72 +1116,72 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [511:0] p = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  output [15:0] \port$41365$0 ;
-  wire [15:0] \port$41365$0 ;
-  output [15:0] \port$41375$0 ;
-  wire [15:0] \port$41375$0 ;
-  output [15:0] \port$41385$0 ;
-  wire [15:0] \port$41385$0 ;
-  output [15:0] \port$41395$0 ;
-  wire [15:0] \port$41395$0 ;
-  output [15:0] \port$41405$0 ;
-  wire [15:0] \port$41405$0 ;
-  output [15:0] \port$41415$0 ;
-  wire [15:0] \port$41415$0 ;
-  output [15:0] \port$41425$0 ;
-  wire [15:0] \port$41425$0 ;
-  output [15:0] \port$41435$0 ;
-  wire [15:0] \port$41435$0 ;
-  output [15:0] \port$41445$0 ;
-  wire [15:0] \port$41445$0 ;
-  output [15:0] \port$41455$0 ;
-  wire [15:0] \port$41455$0 ;
-  output [15:0] \port$41465$0 ;
-  wire [15:0] \port$41465$0 ;
-  output [15:0] \port$41475$0 ;
-  wire [15:0] \port$41475$0 ;
-  output [15:0] \port$41485$0 ;
-  wire [15:0] \port$41485$0 ;
-  output [15:0] \port$41495$0 ;
-  wire [15:0] \port$41495$0 ;
-  output [15:0] \port$41505$0 ;
-  wire [15:0] \port$41505$0 ;
-  output [15:0] \port$41515$0 ;
-  wire [15:0] \port$41515$0 ;
-  output [15:0] \port$41525$0 ;
-  wire [15:0] \port$41525$0 ;
-  output [15:0] \port$41535$0 ;
-  wire [15:0] \port$41535$0 ;
-  output [15:0] \port$41545$0 ;
-  wire [15:0] \port$41545$0 ;
-  output [15:0] \port$41555$0 ;
-  wire [15:0] \port$41555$0 ;
-  output [15:0] \port$41565$0 ;
-  wire [15:0] \port$41565$0 ;
-  output [15:0] \port$41575$0 ;
-  wire [15:0] \port$41575$0 ;
-  output [15:0] \port$41585$0 ;
-  wire [15:0] \port$41585$0 ;
-  output [15:0] \port$41595$0 ;
-  wire [15:0] \port$41595$0 ;
-  output [15:0] \port$41605$0 ;
-  wire [15:0] \port$41605$0 ;
-  output [15:0] \port$41615$0 ;
-  wire [15:0] \port$41615$0 ;
-  output [15:0] \port$41625$0 ;
-  wire [15:0] \port$41625$0 ;
-  output [15:0] \port$41635$0 ;
-  wire [15:0] \port$41635$0 ;
-  output [15:0] \port$41645$0 ;
-  wire [15:0] \port$41645$0 ;
-  output [15:0] \port$41655$0 ;
-  wire [15:0] \port$41655$0 ;
-  output [15:0] \port$41665$0 ;
-  wire [15:0] \port$41665$0 ;
-  output [15:0] \port$41675$0 ;
-  wire [15:0] \port$41675$0 ;
-  input [71:0] \port$44740$24 ;
-  wire [71:0] \port$44740$24 ;
+  output [15:0] \port$41923$0 ;
+  wire [15:0] \port$41923$0 ;
+  output [15:0] \port$41935$0 ;
+  wire [15:0] \port$41935$0 ;
+  output [15:0] \port$41947$0 ;
+  wire [15:0] \port$41947$0 ;
+  output [15:0] \port$41959$0 ;
+  wire [15:0] \port$41959$0 ;
+  output [15:0] \port$41971$0 ;
+  wire [15:0] \port$41971$0 ;
+  output [15:0] \port$41983$0 ;
+  wire [15:0] \port$41983$0 ;
+  output [15:0] \port$41995$0 ;
+  wire [15:0] \port$41995$0 ;
+  output [15:0] \port$42007$0 ;
+  wire [15:0] \port$42007$0 ;
+  output [15:0] \port$42019$0 ;
+  wire [15:0] \port$42019$0 ;
+  output [15:0] \port$42031$0 ;
+  wire [15:0] \port$42031$0 ;
+  output [15:0] \port$42043$0 ;
+  wire [15:0] \port$42043$0 ;
+  output [15:0] \port$42055$0 ;
+  wire [15:0] \port$42055$0 ;
+  output [15:0] \port$42067$0 ;
+  wire [15:0] \port$42067$0 ;
+  output [15:0] \port$42079$0 ;
+  wire [15:0] \port$42079$0 ;
+  output [15:0] \port$42091$0 ;
+  wire [15:0] \port$42091$0 ;
+  output [15:0] \port$42103$0 ;
+  wire [15:0] \port$42103$0 ;
+  output [15:0] \port$42115$0 ;
+  wire [15:0] \port$42115$0 ;
+  output [15:0] \port$42127$0 ;
+  wire [15:0] \port$42127$0 ;
+  output [15:0] \port$42139$0 ;
+  wire [15:0] \port$42139$0 ;
+  output [15:0] \port$42151$0 ;
+  wire [15:0] \port$42151$0 ;
+  output [15:0] \port$42163$0 ;
+  wire [15:0] \port$42163$0 ;
+  output [15:0] \port$42175$0 ;
+  wire [15:0] \port$42175$0 ;
+  output [15:0] \port$42187$0 ;
+  wire [15:0] \port$42187$0 ;
+  output [15:0] \port$42199$0 ;
+  wire [15:0] \port$42199$0 ;
+  output [15:0] \port$42211$0 ;
+  wire [15:0] \port$42211$0 ;
+  output [15:0] \port$42223$0 ;
+  wire [15:0] \port$42223$0 ;
+  output [15:0] \port$42235$0 ;
+  wire [15:0] \port$42235$0 ;
+  output [15:0] \port$42247$0 ;
+  wire [15:0] \port$42247$0 ;
+  output [15:0] \port$42259$0 ;
+  wire [15:0] \port$42259$0 ;
+  output [15:0] \port$42271$0 ;
+  wire [15:0] \port$42271$0 ;
+  output [15:0] \port$42283$0 ;
+  wire [15:0] \port$42283$0 ;
+  output [15:0] \port$42295$0 ;
+  wire [15:0] \port$42295$0 ;
+  input [71:0] \port$45786$24 ;
+  wire [71:0] \port$45786$24 ;
   reg [15:0] prev_base = 16'h0000;
   output [23:0] res_consumed;
   reg [23:0] res_consumed = 24'h000000;
@@ -1203,7 +1204,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire rst;
   reg run = 1'h0;
   wire [31:0] s;
-  wire [511:0] scale;
+  reg [511:0] scale = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire [5:0] shift;
   output [15:0] spikes__addr;
   wire [15:0] spikes__addr;
@@ -1292,617 +1293,615 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign operand = line4__data >> \$1058 ;
   assign \$161  = valid ? act4a : 6'h00;
   assign \valid$51  = e4b_v & e4b_last;
-  assign \$162  = desc[89:88] == 2'h2;
-  assign \$163  = ~ e4c_full;
-  assign \$164  = \$162  & \$163 ;
-  assign scale = \$164  ? { e4c_aff[1519:1504], e4c_aff[1471:1456], e4c_aff[1423:1408], e4c_aff[1375:1360], e4c_aff[1327:1312], e4c_aff[1279:1264], e4c_aff[1231:1216], e4c_aff[1183:1168], e4c_aff[1135:1120], e4c_aff[1087:1072], e4c_aff[1039:1024], e4c_aff[991:976], e4c_aff[943:928], e4c_aff[895:880], e4c_aff[847:832], e4c_aff[799:784], e4c_aff[751:736], e4c_aff[703:688], e4c_aff[655:640], e4c_aff[607:592], e4c_aff[559:544], e4c_aff[511:496], e4c_aff[463:448], e4c_aff[415:400], e4c_aff[367:352], e4c_aff[319:304], e4c_aff[271:256], e4c_aff[223:208], e4c_aff[175:160], e4c_aff[127:112], e4c_aff[79:64], e4c_aff[31:16] } : { e4c_aff[1503:1488], e4c_aff[1455:1440], e4c_aff[1407:1392], e4c_aff[1359:1344], e4c_aff[1311:1296], e4c_aff[1263:1248], e4c_aff[1215:1200], e4c_aff[1167:1152], e4c_aff[1119:1104], e4c_aff[1071:1056], e4c_aff[1023:1008], e4c_aff[975:960], e4c_aff[927:912], e4c_aff[879:864], e4c_aff[831:816], e4c_aff[783:768], e4c_aff[735:720], e4c_aff[687:672], e4c_aff[639:624], e4c_aff[591:576], e4c_aff[543:528], e4c_aff[495:480], e4c_aff[447:432], e4c_aff[399:384], e4c_aff[351:336], e4c_aff[303:288], e4c_aff[255:240], e4c_aff[207:192], e4c_aff[159:144], e4c_aff[111:96], e4c_aff[63:48], e4c_aff[15:0] };
-  assign \$165  = e4w_act_5 > 1'h0;
-  assign \$166  = e4w_act_5 > 1'h1;
-  assign \$167  = e4w_act_5 > 2'h2;
-  assign \$168  = e4w_act_5 > 2'h3;
-  assign \$169  = e4w_act_5 > 3'h4;
-  assign \$170  = e4w_act_5 > 3'h5;
-  assign \$171  = e4w_act_5 > 3'h6;
-  assign \$172  = e4w_act_5 > 3'h7;
-  assign \$173  = e4w_act_5 > 4'h8;
-  assign \$174  = e4w_act_5 > 4'h9;
-  assign \$175  = e4w_act_5 > 4'ha;
-  assign \$176  = e4w_act_5 > 4'hb;
-  assign \$177  = e4w_act_5 > 4'hc;
-  assign \$178  = e4w_act_5 > 4'hd;
-  assign \$179  = e4w_act_5 > 4'he;
-  assign \$180  = e4w_act_5 > 4'hf;
-  assign \$181  = e4w_act_5 > 5'h10;
-  assign \$182  = e4w_act_5 > 5'h11;
-  assign \$183  = e4w_act_5 > 5'h12;
-  assign \$184  = e4w_act_5 > 5'h13;
-  assign \$185  = e4w_act_5 > 5'h14;
-  assign \$186  = e4w_act_5 > 5'h15;
-  assign \$187  = e4w_act_5 > 5'h16;
-  assign \$188  = e4w_act_5 > 5'h17;
-  assign \$189  = e4w_act_5 > 5'h18;
-  assign \$190  = e4w_act_5 > 5'h19;
-  assign \$191  = e4w_act_5 > 5'h1a;
-  assign \$192  = e4w_act_5 > 5'h1b;
-  assign \$193  = e4w_act_5 > 5'h1c;
-  assign \$194  = e4w_act_5 > 5'h1d;
-  assign \$195  = e4w_act_5 > 5'h1e;
-  assign \$196  = e4w_act_5 > 5'h1f;
-  assign spikes_masked = { \$890 , \$888 , \$886 , \$884 , \$882 , \$880 , \$878 , \$876 , \$874 , \$872 , \$870 , \$868 , \$866 , \$864 , \$862 , \$860 , \$858 , \$856 , \$854 , \$852 , \$850 , \$848 , \$846 , \$844 , \$842 , \$840 , \$838 , \$836 , \$834 , \$832 , \$830 , \$828  } & { \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , \$179 , \$178 , \$177 , \$176 , \$175 , \$174 , \$173 , \$172 , \$171 , \$170 , \$169 , \$168 , \$167 , \$166 , \$165  };
-  assign \$197  = e4w_obase_5 + e4w_outidx_5;
-  assign \$198  = e4w_obase_5 + e4w_outidx_5;
-  assign \$199  = membrane_out__en ? e4w_act_5 : 6'h00;
-  assign \$200  = 1'h0 + spikes_masked[0];
-  assign \$201  = \$200  + spikes_masked[1];
-  assign \$202  = \$201  + spikes_masked[2];
-  assign \$203  = \$202  + spikes_masked[3];
-  assign \$204  = \$203  + spikes_masked[4];
-  assign \$205  = \$204  + spikes_masked[5];
-  assign \$206  = \$205  + spikes_masked[6];
-  assign \$207  = \$206  + spikes_masked[7];
-  assign \$208  = \$207  + spikes_masked[8];
-  assign \$209  = \$208  + spikes_masked[9];
-  assign \$210  = \$209  + spikes_masked[10];
-  assign \$211  = \$210  + spikes_masked[11];
-  assign \$212  = \$211  + spikes_masked[12];
-  assign \$213  = \$212  + spikes_masked[13];
-  assign \$214  = \$213  + spikes_masked[14];
-  assign \$215  = \$214  + spikes_masked[15];
-  assign \$216  = \$215  + spikes_masked[16];
-  assign \$217  = \$216  + spikes_masked[17];
-  assign \$218  = \$217  + spikes_masked[18];
-  assign \$219  = \$218  + spikes_masked[19];
-  assign \$220  = \$219  + spikes_masked[20];
-  assign \$221  = \$220  + spikes_masked[21];
-  assign \$222  = \$221  + spikes_masked[22];
-  assign \$223  = \$222  + spikes_masked[23];
-  assign \$224  = \$223  + spikes_masked[24];
-  assign \$225  = \$224  + spikes_masked[25];
-  assign \$226  = \$225  + spikes_masked[26];
-  assign \$227  = \$226  + spikes_masked[27];
-  assign \$228  = \$227  + spikes_masked[28];
-  assign \$229  = \$228  + spikes_masked[29];
-  assign \$230  = \$229  + spikes_masked[30];
-  assign \$231  = \$230  + spikes_masked[31];
-  assign \$232  = membrane_out__en ? \$231  : 33'h000000000;
-  assign \$233  = run | valid;
-  assign \$234  = \$233  | e4b_v;
-  assign \$235  = | { membrane_out__en, e4w4_v_1, e4w3_v_1, e4w2_v_1, e4w1_v_1, e4c_v };
-  assign busy = \$234  | \$235 ;
-  assign \$237  = desc[31:16] - 1'h1;
-  assign \$238  = k4 == \$237 ;
-  assign \$239  = k4 + 1'h1;
-  assign \$240  = \$238  ? 17'h00000 : \$239 ;
-  assign \$241  = desc[31:16] - 1'h1;
-  assign \$242  = k4 == \$241 ;
-  assign \$244  = issue4 & \$243 ;
-  assign \$245  = desc[206] ? 3'h4 : 3'h1;
-  assign \$246  = \$245  - 1'h1;
-  assign \$247  = \$signal$21  == \$246 ;
-  assign \$248  = \$signal$21  + 1'h1;
-  assign \$249  = \$247  ? 3'h0 : \$248 ;
-  assign \$250  = desc[31:16] - 1'h1;
-  assign \$251  = k4 == \$250 ;
-  assign \$253  = desc[206] ? 3'h4 : 3'h1;
-  assign \$254  = \$253  - 1'h1;
-  assign \$255  = \$signal$21  == \$254 ;
-  assign \$256  = \$252  & \$255 ;
-  assign \$257  = issue4 & \$256 ;
-  assign \$258  = geo[217:202] - 1'h1;
-  assign \$259  = xo4 == \$258 ;
-  assign \$260  = xo4 + 1'h1;
-  assign \$261  = \$259  ? 17'h00000 : \$260 ;
-  assign \$262  = desc[31:16] - 1'h1;
-  assign \$263  = k4 == \$262 ;
-  assign \$265  = desc[206] ? 3'h4 : 3'h1;
-  assign \$266  = \$265  - 1'h1;
-  assign \$267  = \$signal$21  == \$266 ;
-  assign \$268  = \$264  & \$267 ;
-  assign \$269  = geo[217:202] - 1'h1;
-  assign \$270  = xo4 == \$269 ;
-  assign \$271  = \$268  & \$270 ;
-  assign \$272  = issue4 & \$271 ;
-  assign \$273  = geo[233:218] - 1'h1;
-  assign \$274  = affine__addr == \$273 ;
-  assign \$275  = affine__addr + 1'h1;
-  assign \$276  = \$274  ? 17'h00000 : \$275 ;
-  assign \$277  = desc[31:16] - 1'h1;
-  assign \$278  = k4 == \$277 ;
-  assign \$280  = desc[206] ? 3'h4 : 3'h1;
-  assign \$281  = \$280  - 1'h1;
-  assign \$282  = \$signal$21  == \$281 ;
-  assign \$283  = \$279  & \$282 ;
-  assign \$284  = geo[217:202] - 1'h1;
-  assign \$285  = xo4 == \$284 ;
+  assign \$162  = e4w_act_5 > 1'h0;
+  assign \$163  = e4w_act_5 > 1'h1;
+  assign \$164  = e4w_act_5 > 2'h2;
+  assign \$165  = e4w_act_5 > 2'h3;
+  assign \$166  = e4w_act_5 > 3'h4;
+  assign \$167  = e4w_act_5 > 3'h5;
+  assign \$168  = e4w_act_5 > 3'h6;
+  assign \$169  = e4w_act_5 > 3'h7;
+  assign \$170  = e4w_act_5 > 4'h8;
+  assign \$171  = e4w_act_5 > 4'h9;
+  assign \$172  = e4w_act_5 > 4'ha;
+  assign \$173  = e4w_act_5 > 4'hb;
+  assign \$174  = e4w_act_5 > 4'hc;
+  assign \$175  = e4w_act_5 > 4'hd;
+  assign \$176  = e4w_act_5 > 4'he;
+  assign \$177  = e4w_act_5 > 4'hf;
+  assign \$178  = e4w_act_5 > 5'h10;
+  assign \$179  = e4w_act_5 > 5'h11;
+  assign \$180  = e4w_act_5 > 5'h12;
+  assign \$181  = e4w_act_5 > 5'h13;
+  assign \$182  = e4w_act_5 > 5'h14;
+  assign \$183  = e4w_act_5 > 5'h15;
+  assign \$184  = e4w_act_5 > 5'h16;
+  assign \$185  = e4w_act_5 > 5'h17;
+  assign \$186  = e4w_act_5 > 5'h18;
+  assign \$187  = e4w_act_5 > 5'h19;
+  assign \$188  = e4w_act_5 > 5'h1a;
+  assign \$189  = e4w_act_5 > 5'h1b;
+  assign \$190  = e4w_act_5 > 5'h1c;
+  assign \$191  = e4w_act_5 > 5'h1d;
+  assign \$192  = e4w_act_5 > 5'h1e;
+  assign \$193  = e4w_act_5 > 5'h1f;
+  assign spikes_masked = { \$890 , \$888 , \$886 , \$884 , \$882 , \$880 , \$878 , \$876 , \$874 , \$872 , \$870 , \$868 , \$866 , \$864 , \$862 , \$860 , \$858 , \$856 , \$854 , \$852 , \$850 , \$848 , \$846 , \$844 , \$842 , \$840 , \$838 , \$836 , \$834 , \$832 , \$830 , \$828  } & { \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , \$179 , \$178 , \$177 , \$176 , \$175 , \$174 , \$173 , \$172 , \$171 , \$170 , \$169 , \$168 , \$167 , \$166 , \$165 , \$164 , \$163 , \$162  };
+  assign \$194  = e4w_obase_5 + e4w_outidx_5;
+  assign \$195  = e4w_obase_5 + e4w_outidx_5;
+  assign \$196  = membrane_out__en ? e4w_act_5 : 6'h00;
+  assign \$197  = 1'h0 + spikes_masked[0];
+  assign \$198  = \$197  + spikes_masked[1];
+  assign \$199  = \$198  + spikes_masked[2];
+  assign \$200  = \$199  + spikes_masked[3];
+  assign \$201  = \$200  + spikes_masked[4];
+  assign \$202  = \$201  + spikes_masked[5];
+  assign \$203  = \$202  + spikes_masked[6];
+  assign \$204  = \$203  + spikes_masked[7];
+  assign \$205  = \$204  + spikes_masked[8];
+  assign \$206  = \$205  + spikes_masked[9];
+  assign \$207  = \$206  + spikes_masked[10];
+  assign \$208  = \$207  + spikes_masked[11];
+  assign \$209  = \$208  + spikes_masked[12];
+  assign \$210  = \$209  + spikes_masked[13];
+  assign \$211  = \$210  + spikes_masked[14];
+  assign \$212  = \$211  + spikes_masked[15];
+  assign \$213  = \$212  + spikes_masked[16];
+  assign \$214  = \$213  + spikes_masked[17];
+  assign \$215  = \$214  + spikes_masked[18];
+  assign \$216  = \$215  + spikes_masked[19];
+  assign \$217  = \$216  + spikes_masked[20];
+  assign \$218  = \$217  + spikes_masked[21];
+  assign \$219  = \$218  + spikes_masked[22];
+  assign \$220  = \$219  + spikes_masked[23];
+  assign \$221  = \$220  + spikes_masked[24];
+  assign \$222  = \$221  + spikes_masked[25];
+  assign \$223  = \$222  + spikes_masked[26];
+  assign \$224  = \$223  + spikes_masked[27];
+  assign \$225  = \$224  + spikes_masked[28];
+  assign \$226  = \$225  + spikes_masked[29];
+  assign \$227  = \$226  + spikes_masked[30];
+  assign \$228  = \$227  + spikes_masked[31];
+  assign \$229  = membrane_out__en ? \$228  : 33'h000000000;
+  assign \$230  = run | valid;
+  assign \$231  = \$230  | e4b_v;
+  assign \$232  = | { membrane_out__en, e4w4_v_1, e4w3_v_1, e4w2_v_1, e4w1_v_1, e4c_v };
+  assign busy = \$231  | \$232 ;
+  assign \$234  = desc[31:16] - 1'h1;
+  assign \$235  = k4 == \$234 ;
+  assign \$236  = k4 + 1'h1;
+  assign \$237  = \$235  ? 17'h00000 : \$236 ;
+  assign \$238  = desc[31:16] - 1'h1;
+  assign \$239  = k4 == \$238 ;
+  assign \$241  = issue4 & \$240 ;
+  assign \$242  = desc[206] ? 3'h4 : 3'h1;
+  assign \$243  = \$242  - 1'h1;
+  assign \$244  = \$signal$21  == \$243 ;
+  assign \$245  = \$signal$21  + 1'h1;
+  assign \$246  = \$244  ? 3'h0 : \$245 ;
+  assign \$247  = desc[31:16] - 1'h1;
+  assign \$248  = k4 == \$247 ;
+  assign \$250  = desc[206] ? 3'h4 : 3'h1;
+  assign \$251  = \$250  - 1'h1;
+  assign \$252  = \$signal$21  == \$251 ;
+  assign \$253  = \$249  & \$252 ;
+  assign \$254  = issue4 & \$253 ;
+  assign \$255  = geo[217:202] - 1'h1;
+  assign \$256  = xo4 == \$255 ;
+  assign \$257  = xo4 + 1'h1;
+  assign \$258  = \$256  ? 17'h00000 : \$257 ;
+  assign \$259  = desc[31:16] - 1'h1;
+  assign \$260  = k4 == \$259 ;
+  assign \$262  = desc[206] ? 3'h4 : 3'h1;
+  assign \$263  = \$262  - 1'h1;
+  assign \$264  = \$signal$21  == \$263 ;
+  assign \$265  = \$261  & \$264 ;
+  assign \$266  = geo[217:202] - 1'h1;
+  assign \$267  = xo4 == \$266 ;
+  assign \$268  = \$265  & \$267 ;
+  assign \$269  = issue4 & \$268 ;
+  assign \$270  = geo[233:218] - 1'h1;
+  assign \$271  = affine__addr == \$270 ;
+  assign \$272  = affine__addr + 1'h1;
+  assign \$273  = \$271  ? 17'h00000 : \$272 ;
+  assign \$274  = desc[31:16] - 1'h1;
+  assign \$275  = k4 == \$274 ;
+  assign \$277  = desc[206] ? 3'h4 : 3'h1;
+  assign \$278  = \$277  - 1'h1;
+  assign \$279  = \$signal$21  == \$278 ;
+  assign \$280  = \$276  & \$279 ;
+  assign \$281  = geo[217:202] - 1'h1;
+  assign \$282  = xo4 == \$281 ;
+  assign \$283  = \$280  & \$282 ;
+  assign \$284  = geo[233:218] - 1'h1;
+  assign \$285  = affine__addr == \$284 ;
   assign \$286  = \$283  & \$285 ;
-  assign \$287  = geo[233:218] - 1'h1;
-  assign \$288  = affine__addr == \$287 ;
-  assign \$289  = \$286  & \$288 ;
-  assign \$290  = issue4 & \$289 ;
-  assign \$291  = desc[126] ? geo[201:186] : { 8'h00, desc[87:80] };
-  assign \$292  = \$291  - 1'h1;
-  assign \$293  = \$signal$3  == \$292 ;
-  assign \$294  = \$signal$3  + 1'h1;
-  assign \$295  = \$293  ? 17'h00000 : \$294 ;
-  assign \$296  = desc[31:16] - 1'h1;
-  assign \$297  = k4 == \$296 ;
-  assign \$299  = desc[206] ? 3'h4 : 3'h1;
-  assign \$300  = \$299  - 1'h1;
-  assign \$301  = \$signal$21  == \$300 ;
-  assign \$302  = \$298  & \$301 ;
-  assign \$303  = geo[217:202] - 1'h1;
-  assign \$304  = xo4 == \$303 ;
+  assign \$287  = issue4 & \$286 ;
+  assign \$288  = desc[126] ? geo[201:186] : { 8'h00, desc[87:80] };
+  assign \$289  = \$288  - 1'h1;
+  assign \$290  = \$signal$3  == \$289 ;
+  assign \$291  = \$signal$3  + 1'h1;
+  assign \$292  = \$290  ? 17'h00000 : \$291 ;
+  assign \$293  = desc[31:16] - 1'h1;
+  assign \$294  = k4 == \$293 ;
+  assign \$296  = desc[206] ? 3'h4 : 3'h1;
+  assign \$297  = \$296  - 1'h1;
+  assign \$298  = \$signal$21  == \$297 ;
+  assign \$299  = \$295  & \$298 ;
+  assign \$300  = geo[217:202] - 1'h1;
+  assign \$301  = xo4 == \$300 ;
+  assign \$302  = \$299  & \$301 ;
+  assign \$303  = geo[233:218] - 1'h1;
+  assign \$304  = affine__addr == \$303 ;
   assign \$305  = \$302  & \$304 ;
-  assign \$306  = geo[233:218] - 1'h1;
-  assign \$307  = affine__addr == \$306 ;
-  assign \$308  = \$305  & \$307 ;
-  assign \$309  = desc[126] ? geo[201:186] : { 8'h00, desc[87:80] };
-  assign \$310  = \$309  - 1'h1;
-  assign \$311  = \$signal$3  == \$310 ;
-  assign \$312  = \$308  & \$311 ;
-  assign \$313  = issue4 & \$312 ;
-  assign \$314  = desc[126] ? { 8'h00, desc[87:80] } : geo[201:186];
-  assign \$315  = \$314  - 1'h1;
-  assign \$316  = \$signal$2  == \$315 ;
-  assign \$317  = \$signal$2  + 1'h1;
-  assign \$318  = \$316  ? 17'h00000 : \$317 ;
-  assign \$319  = desc[31:16] - 1'h1;
-  assign \$320  = k4 == \$319 ;
-  assign \$322  = desc[206] ? 3'h4 : 3'h1;
-  assign \$323  = \$322  - 1'h1;
-  assign \$324  = \$signal$21  == \$323 ;
-  assign \$325  = \$321  & \$324 ;
-  assign \$326  = desc[31:16] - 1'h1;
-  assign \$327  = k4 == \$326 ;
-  assign \$329  = desc[206] ? 3'h4 : 3'h1;
-  assign \$330  = \$329  - 1'h1;
-  assign \$331  = \$signal$21  == \$330 ;
-  assign \$332  = \$328  & \$331 ;
-  assign \$333  = geo[217:202] - 1'h1;
-  assign \$334  = xo4 == \$333 ;
-  assign \$335  = \$332  & \$334 ;
-  assign \$336  = desc[31:16] - 1'h1;
-  assign \$337  = k4 == \$336 ;
-  assign \$339  = desc[206] ? 3'h4 : 3'h1;
-  assign \$340  = \$339  - 1'h1;
-  assign \$341  = \$signal$21  == \$340 ;
-  assign \$342  = \$338  & \$341 ;
-  assign \$343  = geo[217:202] - 1'h1;
-  assign \$344  = xo4 == \$343 ;
+  assign \$306  = desc[126] ? geo[201:186] : { 8'h00, desc[87:80] };
+  assign \$307  = \$306  - 1'h1;
+  assign \$308  = \$signal$3  == \$307 ;
+  assign \$309  = \$305  & \$308 ;
+  assign \$310  = issue4 & \$309 ;
+  assign \$311  = desc[126] ? { 8'h00, desc[87:80] } : geo[201:186];
+  assign \$312  = \$311  - 1'h1;
+  assign \$313  = \$signal$2  == \$312 ;
+  assign \$314  = \$signal$2  + 1'h1;
+  assign \$315  = \$313  ? 17'h00000 : \$314 ;
+  assign \$316  = desc[31:16] - 1'h1;
+  assign \$317  = k4 == \$316 ;
+  assign \$319  = desc[206] ? 3'h4 : 3'h1;
+  assign \$320  = \$319  - 1'h1;
+  assign \$321  = \$signal$21  == \$320 ;
+  assign \$322  = \$318  & \$321 ;
+  assign \$323  = desc[31:16] - 1'h1;
+  assign \$324  = k4 == \$323 ;
+  assign \$326  = desc[206] ? 3'h4 : 3'h1;
+  assign \$327  = \$326  - 1'h1;
+  assign \$328  = \$signal$21  == \$327 ;
+  assign \$329  = \$325  & \$328 ;
+  assign \$330  = geo[217:202] - 1'h1;
+  assign \$331  = xo4 == \$330 ;
+  assign \$332  = \$329  & \$331 ;
+  assign \$333  = desc[31:16] - 1'h1;
+  assign \$334  = k4 == \$333 ;
+  assign \$336  = desc[206] ? 3'h4 : 3'h1;
+  assign \$337  = \$336  - 1'h1;
+  assign \$338  = \$signal$21  == \$337 ;
+  assign \$339  = \$335  & \$338 ;
+  assign \$340  = geo[217:202] - 1'h1;
+  assign \$341  = xo4 == \$340 ;
+  assign \$342  = \$339  & \$341 ;
+  assign \$343  = geo[233:218] - 1'h1;
+  assign \$344  = affine__addr == \$343 ;
   assign \$345  = \$342  & \$344 ;
-  assign \$346  = geo[233:218] - 1'h1;
-  assign \$347  = affine__addr == \$346 ;
-  assign \$348  = \$345  & \$347 ;
-  assign \$349  = affine__addr + 1'h1;
-  assign \$350  = \$348  ? 17'h00000 : \$349 ;
-  assign \$351  = outidx + geo[233:218];
-  assign \$352  = \$335  ? \$350  : \$351 ;
-  assign \$353  = desc[31:16] - 1'h1;
-  assign \$354  = k4 == \$353 ;
-  assign \$356  = desc[206] ? 3'h4 : 3'h1;
-  assign \$357  = \$356  - 1'h1;
-  assign \$358  = \$signal$21  == \$357 ;
-  assign \$359  = \$355  & \$358 ;
-  assign \$360  = geo[217:202] - 1'h1;
-  assign \$361  = xo4 == \$360 ;
-  assign \$362  = \$359  & \$361 ;
-  assign \$363  = xo4 << desc[206];
-  assign \$364  = desc[206] ? 2'h2 : 2'h1;
-  assign \$365  = \$363  + \$364 ;
-  assign \$366  = \$365  >> geo[7:4];
-  assign \$367  = xo4 << desc[206];
-  assign \$368  = \$367  >> geo[7:4];
-  assign \$369  = \$366  - \$368 ;
-  assign \$370  = ! \$369 [1:0];
-  assign \$371  = xo4 << desc[206];
-  assign \$372  = desc[206] ? 2'h2 : 2'h1;
-  assign \$373  = \$371  + \$372 ;
-  assign \$374  = \$373  >> geo[7:4];
-  assign \$375  = xo4 << desc[206];
-  assign \$376  = \$375  >> geo[7:4];
-  assign \$377  = \$374  - \$376 ;
-  assign \$378  = \$377 [1:0] == 1'h1;
-  assign \$380  = \$378  ? { 1'h0, geo[35:20] } : \$379 ;
-  assign \$381  = \$370  ? 17'h00000 : \$380 ;
-  assign \$382  = \$signal$27  + \$381 ;
-  assign \$383  = \$362  ? 18'h00000 : \$382 ;
-  assign \$384  = desc[31:16] - 1'h1;
-  assign \$385  = k4 == \$384 ;
-  assign \$387  = desc[206] ? 3'h4 : 3'h1;
-  assign \$388  = \$387  - 1'h1;
-  assign \$389  = \$signal$21  == \$388 ;
-  assign \$390  = \$386  & \$389 ;
-  assign \$391  = geo[217:202] - 1'h1;
-  assign \$392  = xo4 == \$391 ;
-  assign \$393  = \$390  & \$392 ;
-  assign \$394  = \$signal$16  + 1'h1;
-  assign \$395  = desc[277:262] - 1'h1;
-  assign \$396  = w4slot == \$395 ;
-  assign \$397  = w4slot + 1'h1;
-  assign \$398  = \$396  ? 17'h00000 : \$397 ;
-  assign \$399  = | desc[277:262];
-  assign \$400  = desc[277:262] - 1'h1;
-  assign \$401  = w4slot == \$400 ;
-  assign \$402  = desc[31:16] - 1'h1;
-  assign \$403  = k4 == \$402 ;
-  assign \$405  = desc[206] ? 3'h4 : 3'h1;
-  assign \$406  = \$405  - 1'h1;
-  assign \$407  = \$signal$21  == \$406 ;
-  assign \$408  = \$404  & \$407 ;
-  assign \$409  = geo[217:202] - 1'h1;
-  assign \$410  = xo4 == \$409 ;
+  assign \$346  = affine__addr + 1'h1;
+  assign \$347  = \$345  ? 17'h00000 : \$346 ;
+  assign \$348  = outidx + geo[233:218];
+  assign \$349  = \$332  ? \$347  : \$348 ;
+  assign \$350  = desc[31:16] - 1'h1;
+  assign \$351  = k4 == \$350 ;
+  assign \$353  = desc[206] ? 3'h4 : 3'h1;
+  assign \$354  = \$353  - 1'h1;
+  assign \$355  = \$signal$21  == \$354 ;
+  assign \$356  = \$352  & \$355 ;
+  assign \$357  = geo[217:202] - 1'h1;
+  assign \$358  = xo4 == \$357 ;
+  assign \$359  = \$356  & \$358 ;
+  assign \$360  = xo4 << desc[206];
+  assign \$361  = desc[206] ? 2'h2 : 2'h1;
+  assign \$362  = \$360  + \$361 ;
+  assign \$363  = \$362  >> geo[7:4];
+  assign \$364  = xo4 << desc[206];
+  assign \$365  = \$364  >> geo[7:4];
+  assign \$366  = \$363  - \$365 ;
+  assign \$367  = ! \$366 [1:0];
+  assign \$368  = xo4 << desc[206];
+  assign \$369  = desc[206] ? 2'h2 : 2'h1;
+  assign \$370  = \$368  + \$369 ;
+  assign \$371  = \$370  >> geo[7:4];
+  assign \$372  = xo4 << desc[206];
+  assign \$373  = \$372  >> geo[7:4];
+  assign \$374  = \$371  - \$373 ;
+  assign \$375  = \$374 [1:0] == 1'h1;
+  assign \$377  = \$375  ? { 1'h0, geo[35:20] } : \$376 ;
+  assign \$378  = \$367  ? 17'h00000 : \$377 ;
+  assign \$379  = \$signal$27  + \$378 ;
+  assign \$380  = \$359  ? 18'h00000 : \$379 ;
+  assign \$381  = desc[31:16] - 1'h1;
+  assign \$382  = k4 == \$381 ;
+  assign \$384  = desc[206] ? 3'h4 : 3'h1;
+  assign \$385  = \$384  - 1'h1;
+  assign \$386  = \$signal$21  == \$385 ;
+  assign \$387  = \$383  & \$386 ;
+  assign \$388  = geo[217:202] - 1'h1;
+  assign \$389  = xo4 == \$388 ;
+  assign \$390  = \$387  & \$389 ;
+  assign \$391  = \$signal$16  + 1'h1;
+  assign \$392  = desc[277:262] - 1'h1;
+  assign \$393  = w4slot == \$392 ;
+  assign \$394  = w4slot + 1'h1;
+  assign \$395  = \$393  ? 17'h00000 : \$394 ;
+  assign \$396  = | desc[277:262];
+  assign \$397  = desc[277:262] - 1'h1;
+  assign \$398  = w4slot == \$397 ;
+  assign \$399  = desc[31:16] - 1'h1;
+  assign \$400  = k4 == \$399 ;
+  assign \$402  = desc[206] ? 3'h4 : 3'h1;
+  assign \$403  = \$402  - 1'h1;
+  assign \$404  = \$signal$21  == \$403 ;
+  assign \$405  = \$401  & \$404 ;
+  assign \$406  = geo[217:202] - 1'h1;
+  assign \$407  = xo4 == \$406 ;
+  assign \$408  = \$405  & \$407 ;
+  assign \$409  = geo[233:218] - 1'h1;
+  assign \$410  = affine__addr == \$409 ;
   assign \$411  = \$408  & \$410 ;
-  assign \$412  = geo[233:218] - 1'h1;
-  assign \$413  = affine__addr == \$412 ;
-  assign \$414  = \$411  & \$413 ;
-  assign \$415  = \$399  ? \$401  : \$414 ;
-  assign \$416  = \$signal$30  + desc[31:16];
-  assign \$417  = \$415  ? 17'h00000 : \$416 ;
-  assign \$418  = desc[31:16] - 1'h1;
-  assign \$419  = k4 == \$418 ;
-  assign \$421  = desc[206] ? 3'h4 : 3'h1;
-  assign \$422  = \$421  - 1'h1;
-  assign \$423  = \$signal$21  == \$422 ;
-  assign \$424  = \$420  & \$423 ;
-  assign \$425  = geo[217:202] - 1'h1;
-  assign \$426  = xo4 == \$425 ;
+  assign \$412  = \$396  ? \$398  : \$411 ;
+  assign \$413  = \$signal$30  + desc[31:16];
+  assign \$414  = \$412  ? 17'h00000 : \$413 ;
+  assign \$415  = desc[31:16] - 1'h1;
+  assign \$416  = k4 == \$415 ;
+  assign \$418  = desc[206] ? 3'h4 : 3'h1;
+  assign \$419  = \$418  - 1'h1;
+  assign \$420  = \$signal$21  == \$419 ;
+  assign \$421  = \$417  & \$420 ;
+  assign \$422  = geo[217:202] - 1'h1;
+  assign \$423  = xo4 == \$422 ;
+  assign \$424  = \$421  & \$423 ;
+  assign \$425  = geo[233:218] - 1'h1;
+  assign \$426  = affine__addr == \$425 ;
   assign \$427  = \$424  & \$426 ;
-  assign \$428  = geo[233:218] - 1'h1;
-  assign \$429  = affine__addr == \$428 ;
-  assign \$430  = \$427  & \$429 ;
-  assign \$431  = m4 + 1'h1;
-  assign \$432  = rows_released + 1'h1;
-  assign \$433  = desc[259:244] - 1'h1;
-  assign \$434  = out_slot == \$433 ;
-  assign \$435  = out_slot + 1'h1;
-  assign \$436  = \$434  ? 17'h00000 : \$435 ;
-  assign \$437  = desc[259:244] - 1'h1;
-  assign \$438  = out_slot == \$437 ;
-  assign \$439  = \$signal$102  + geo[265:250];
-  assign \$440  = \$438  ? 17'h00000 : \$439 ;
-  assign \$441  = desc[259:244] - 1'h1;
-  assign \$442  = \$signal$103  == \$441 ;
-  assign \$443  = \$signal$103  + 1'h1;
-  assign \$444  = \$442  ? 17'h00000 : \$443 ;
-  assign \$445  = desc[259:244] - 1'h1;
-  assign \$446  = \$signal$103  == \$445 ;
-  assign \$447  = prev_base + geo[265:250];
-  assign \$448  = \$446  ? 17'h00000 : \$447 ;
-  assign \$449  = desc[31:16] - 1'h1;
-  assign \$450  = k4 == \$449 ;
-  assign \$452  = desc[206] ? 3'h4 : 3'h1;
-  assign \$453  = \$452  - 1'h1;
-  assign \$454  = \$signal$21  == \$453 ;
-  assign \$455  = \$451  & \$454 ;
-  assign \$456  = geo[217:202] - 1'h1;
-  assign \$457  = xo4 == \$456 ;
+  assign \$428  = m4 + 1'h1;
+  assign \$429  = rows_released + 1'h1;
+  assign \$430  = desc[259:244] - 1'h1;
+  assign \$431  = out_slot == \$430 ;
+  assign \$432  = out_slot + 1'h1;
+  assign \$433  = \$431  ? 17'h00000 : \$432 ;
+  assign \$434  = desc[259:244] - 1'h1;
+  assign \$435  = out_slot == \$434 ;
+  assign \$436  = \$signal$102  + geo[265:250];
+  assign \$437  = \$435  ? 17'h00000 : \$436 ;
+  assign \$438  = desc[259:244] - 1'h1;
+  assign \$439  = \$signal$103  == \$438 ;
+  assign \$440  = \$signal$103  + 1'h1;
+  assign \$441  = \$439  ? 17'h00000 : \$440 ;
+  assign \$442  = desc[259:244] - 1'h1;
+  assign \$443  = \$signal$103  == \$442 ;
+  assign \$444  = prev_base + geo[265:250];
+  assign \$445  = \$443  ? 17'h00000 : \$444 ;
+  assign \$446  = desc[31:16] - 1'h1;
+  assign \$447  = k4 == \$446 ;
+  assign \$449  = desc[206] ? 3'h4 : 3'h1;
+  assign \$450  = \$449  - 1'h1;
+  assign \$451  = \$signal$21  == \$450 ;
+  assign \$452  = \$448  & \$451 ;
+  assign \$453  = geo[217:202] - 1'h1;
+  assign \$454  = xo4 == \$453 ;
+  assign \$455  = \$452  & \$454 ;
+  assign \$456  = geo[233:218] - 1'h1;
+  assign \$457  = affine__addr == \$456 ;
   assign \$458  = \$455  & \$457 ;
-  assign \$459  = geo[233:218] - 1'h1;
-  assign \$460  = affine__addr == \$459 ;
-  assign \$461  = \$458  & \$460 ;
-  assign \$462  = desc[126] ? geo[201:186] : { 8'h00, desc[87:80] };
-  assign \$463  = \$462  - 1'h1;
-  assign \$464  = \$signal$3  == \$463 ;
-  assign \$465  = \$461  & \$464 ;
-  assign \$466  = \$signal$26  + geo[89:74];
-  assign \$467  = \$465  ? \$466  : { 1'h0, \$signal$26  };
-  assign \$468  = desc[31:16] - 1'h1;
-  assign \$469  = k4 == \$468 ;
-  assign \$471  = desc[206] ? 3'h4 : 3'h1;
-  assign \$472  = \$471  - 1'h1;
-  assign \$473  = \$signal$21  == \$472 ;
-  assign \$474  = \$470  & \$473 ;
-  assign \$475  = geo[217:202] - 1'h1;
-  assign \$476  = xo4 == \$475 ;
+  assign \$459  = desc[126] ? geo[201:186] : { 8'h00, desc[87:80] };
+  assign \$460  = \$459  - 1'h1;
+  assign \$461  = \$signal$3  == \$460 ;
+  assign \$462  = \$458  & \$461 ;
+  assign \$463  = \$signal$26  + geo[89:74];
+  assign \$464  = \$462  ? \$463  : { 1'h0, \$signal$26  };
+  assign \$465  = desc[31:16] - 1'h1;
+  assign \$466  = k4 == \$465 ;
+  assign \$468  = desc[206] ? 3'h4 : 3'h1;
+  assign \$469  = \$468  - 1'h1;
+  assign \$470  = \$signal$21  == \$469 ;
+  assign \$471  = \$467  & \$470 ;
+  assign \$472  = geo[217:202] - 1'h1;
+  assign \$473  = xo4 == \$472 ;
+  assign \$474  = \$471  & \$473 ;
+  assign \$475  = geo[233:218] - 1'h1;
+  assign \$476  = affine__addr == \$475 ;
   assign \$477  = \$474  & \$476 ;
-  assign \$478  = geo[233:218] - 1'h1;
-  assign \$479  = affine__addr == \$478 ;
-  assign \$480  = \$477  & \$479 ;
-  assign \$481  = desc[126] ? geo[201:186] : { 8'h00, desc[87:80] };
-  assign \$482  = \$481  - 1'h1;
-  assign \$483  = \$signal$3  == \$482 ;
-  assign \$484  = \$480  & \$483 ;
-  assign \$485  = \$signal$26  + geo[89:74];
-  assign \$486  = \$484  ? 17'h00000 : \$485 ;
-  assign \$487  = desc[126] ? \$467  : \$486 ;
-  assign \$488  = desc[31:16] - 1'h1;
-  assign \$489  = k4 == \$488 ;
-  assign \$491  = desc[206] ? 3'h4 : 3'h1;
-  assign \$492  = \$491  - 1'h1;
-  assign \$493  = \$signal$21  == \$492 ;
-  assign \$494  = \$490  & \$493 ;
-  assign \$495  = geo[217:202] - 1'h1;
-  assign \$496  = xo4 == \$495 ;
+  assign \$478  = desc[126] ? geo[201:186] : { 8'h00, desc[87:80] };
+  assign \$479  = \$478  - 1'h1;
+  assign \$480  = \$signal$3  == \$479 ;
+  assign \$481  = \$477  & \$480 ;
+  assign \$482  = \$signal$26  + geo[89:74];
+  assign \$483  = \$481  ? 17'h00000 : \$482 ;
+  assign \$484  = desc[126] ? \$464  : \$483 ;
+  assign \$485  = desc[31:16] - 1'h1;
+  assign \$486  = k4 == \$485 ;
+  assign \$488  = desc[206] ? 3'h4 : 3'h1;
+  assign \$489  = \$488  - 1'h1;
+  assign \$490  = \$signal$21  == \$489 ;
+  assign \$491  = \$487  & \$490 ;
+  assign \$492  = geo[217:202] - 1'h1;
+  assign \$493  = xo4 == \$492 ;
+  assign \$494  = \$491  & \$493 ;
+  assign \$495  = geo[233:218] - 1'h1;
+  assign \$496  = affine__addr == \$495 ;
   assign \$497  = \$494  & \$496 ;
-  assign \$498  = geo[233:218] - 1'h1;
-  assign \$499  = affine__addr == \$498 ;
-  assign \$500  = \$497  & \$499 ;
-  assign \$501  = desc[126] ? geo[201:186] : { 8'h00, desc[87:80] };
-  assign \$502  = \$501  - 1'h1;
-  assign \$503  = \$signal$3  == \$502 ;
-  assign \$504  = \$500  & \$503 ;
-  assign \$505  = desc[126] ? \$504  : 1'h1;
-  assign \$506  = \$signal$9  + desc[63:48];
-  assign \$507  = ~ desc[126];
-  assign \$508  = desc[31:16] - 1'h1;
-  assign \$509  = k4 == \$508 ;
-  assign \$511  = desc[206] ? 3'h4 : 3'h1;
-  assign \$512  = \$511  - 1'h1;
-  assign \$513  = \$signal$21  == \$512 ;
-  assign \$514  = \$510  & \$513 ;
-  assign \$515  = geo[217:202] - 1'h1;
-  assign \$516  = xo4 == \$515 ;
+  assign \$498  = desc[126] ? geo[201:186] : { 8'h00, desc[87:80] };
+  assign \$499  = \$498  - 1'h1;
+  assign \$500  = \$signal$3  == \$499 ;
+  assign \$501  = \$497  & \$500 ;
+  assign \$502  = desc[126] ? \$501  : 1'h1;
+  assign \$503  = \$signal$9  + desc[63:48];
+  assign \$504  = ~ desc[126];
+  assign \$505  = desc[31:16] - 1'h1;
+  assign \$506  = k4 == \$505 ;
+  assign \$508  = desc[206] ? 3'h4 : 3'h1;
+  assign \$509  = \$508  - 1'h1;
+  assign \$510  = \$signal$21  == \$509 ;
+  assign \$511  = \$507  & \$510 ;
+  assign \$512  = geo[217:202] - 1'h1;
+  assign \$513  = xo4 == \$512 ;
+  assign \$514  = \$511  & \$513 ;
+  assign \$515  = geo[233:218] - 1'h1;
+  assign \$516  = affine__addr == \$515 ;
   assign \$517  = \$514  & \$516 ;
-  assign \$518  = geo[233:218] - 1'h1;
-  assign \$519  = affine__addr == \$518 ;
-  assign \$520  = \$517  & \$519 ;
-  assign \$521  = desc[126] ? geo[201:186] : { 8'h00, desc[87:80] };
-  assign \$522  = \$521  - 1'h1;
-  assign \$523  = \$signal$3  == \$522 ;
-  assign \$524  = \$520  & \$523 ;
-  assign \$525  = \$507  & \$524 ;
-  assign \$527  = desc[206] ? \$526  : { 1'h0, desc[87:80] };
-  assign \$528  = \$signal$8  + \$527 ;
-  assign \$529  = res_consumed + 1'h1;
-  assign \$530  = desc[243:228] - 1'h1;
-  assign \$531  = res_slot == \$530 ;
-  assign \$532  = res_slot + 1'h1;
-  assign \$533  = \$531  ? 17'h00000 : \$532 ;
-  assign \$534  = desc[243:228] - 1'h1;
-  assign \$535  = res_slot == \$534 ;
-  assign \$536  = \$signal$36  + geo[265:250];
-  assign \$537  = \$535  ? 17'h00000 : \$536 ;
-  assign \$538  = desc[31:16] - 1'h1;
-  assign \$539  = k4 == \$538 ;
-  assign \$541  = desc[206] ? 3'h4 : 3'h1;
-  assign \$542  = \$541  - 1'h1;
-  assign \$543  = \$signal$21  == \$542 ;
-  assign \$544  = \$540  & \$543 ;
-  assign \$545  = geo[217:202] - 1'h1;
-  assign \$546  = xo4 == \$545 ;
+  assign \$518  = desc[126] ? geo[201:186] : { 8'h00, desc[87:80] };
+  assign \$519  = \$518  - 1'h1;
+  assign \$520  = \$signal$3  == \$519 ;
+  assign \$521  = \$517  & \$520 ;
+  assign \$522  = \$504  & \$521 ;
+  assign \$524  = desc[206] ? \$523  : { 1'h0, desc[87:80] };
+  assign \$525  = \$signal$8  + \$524 ;
+  assign \$526  = res_consumed + 1'h1;
+  assign \$527  = desc[243:228] - 1'h1;
+  assign \$528  = res_slot == \$527 ;
+  assign \$529  = res_slot + 1'h1;
+  assign \$530  = \$528  ? 17'h00000 : \$529 ;
+  assign \$531  = desc[243:228] - 1'h1;
+  assign \$532  = res_slot == \$531 ;
+  assign \$533  = \$signal$36  + geo[265:250];
+  assign \$534  = \$532  ? 17'h00000 : \$533 ;
+  assign \$535  = desc[31:16] - 1'h1;
+  assign \$536  = k4 == \$535 ;
+  assign \$538  = desc[206] ? 3'h4 : 3'h1;
+  assign \$539  = \$538  - 1'h1;
+  assign \$540  = \$signal$21  == \$539 ;
+  assign \$541  = \$537  & \$540 ;
+  assign \$542  = geo[217:202] - 1'h1;
+  assign \$543  = xo4 == \$542 ;
+  assign \$544  = \$541  & \$543 ;
+  assign \$545  = geo[233:218] - 1'h1;
+  assign \$546  = affine__addr == \$545 ;
   assign \$547  = \$544  & \$546 ;
-  assign \$548  = geo[233:218] - 1'h1;
-  assign \$549  = affine__addr == \$548 ;
-  assign \$550  = \$547  & \$549 ;
-  assign \$551  = desc[126] ? geo[201:186] : { 8'h00, desc[87:80] };
-  assign \$552  = \$551  - 1'h1;
-  assign \$553  = \$signal$3  == \$552 ;
-  assign \$554  = \$550  & \$553 ;
-  assign \$555  = desc[126] ? 1'h1 : \$554 ;
-  assign \$556  = desc[31:16] - 1'h1;
-  assign \$557  = k4 == \$556 ;
-  assign \$559  = desc[206] ? 3'h4 : 3'h1;
-  assign \$560  = \$559  - 1'h1;
-  assign \$561  = \$signal$21  == \$560 ;
-  assign \$562  = \$558  & \$561 ;
-  assign \$563  = geo[217:202] - 1'h1;
-  assign \$564  = xo4 == \$563 ;
+  assign \$548  = desc[126] ? geo[201:186] : { 8'h00, desc[87:80] };
+  assign \$549  = \$548  - 1'h1;
+  assign \$550  = \$signal$3  == \$549 ;
+  assign \$551  = \$547  & \$550 ;
+  assign \$552  = desc[126] ? 1'h1 : \$551 ;
+  assign \$553  = desc[31:16] - 1'h1;
+  assign \$554  = k4 == \$553 ;
+  assign \$556  = desc[206] ? 3'h4 : 3'h1;
+  assign \$557  = \$556  - 1'h1;
+  assign \$558  = \$signal$21  == \$557 ;
+  assign \$559  = \$555  & \$558 ;
+  assign \$560  = geo[217:202] - 1'h1;
+  assign \$561  = xo4 == \$560 ;
+  assign \$562  = \$559  & \$561 ;
+  assign \$563  = geo[233:218] - 1'h1;
+  assign \$564  = affine__addr == \$563 ;
   assign \$565  = \$562  & \$564 ;
-  assign \$566  = geo[233:218] - 1'h1;
-  assign \$567  = affine__addr == \$566 ;
-  assign \$568  = \$565  & \$567 ;
-  assign \$569  = desc[126] ? geo[201:186] : { 8'h00, desc[87:80] };
-  assign \$570  = \$569  - 1'h1;
-  assign \$571  = \$signal$3  == \$570 ;
-  assign \$572  = \$568  & \$571 ;
-  assign \$573  = desc[31:16] - 1'h1;
-  assign \$574  = k4 == \$573 ;
-  assign \$576  = desc[206] ? 3'h4 : 3'h1;
-  assign \$577  = \$576  - 1'h1;
-  assign \$578  = \$signal$21  == \$577 ;
-  assign \$579  = \$575  & \$578 ;
-  assign \$580  = geo[217:202] - 1'h1;
-  assign \$581  = xo4 == \$580 ;
+  assign \$566  = desc[126] ? geo[201:186] : { 8'h00, desc[87:80] };
+  assign \$567  = \$566  - 1'h1;
+  assign \$568  = \$signal$3  == \$567 ;
+  assign \$569  = \$565  & \$568 ;
+  assign \$570  = desc[31:16] - 1'h1;
+  assign \$571  = k4 == \$570 ;
+  assign \$573  = desc[206] ? 3'h4 : 3'h1;
+  assign \$574  = \$573  - 1'h1;
+  assign \$575  = \$signal$21  == \$574 ;
+  assign \$576  = \$572  & \$575 ;
+  assign \$577  = geo[217:202] - 1'h1;
+  assign \$578  = xo4 == \$577 ;
+  assign \$579  = \$576  & \$578 ;
+  assign \$580  = geo[233:218] - 1'h1;
+  assign \$581  = affine__addr == \$580 ;
   assign \$582  = \$579  & \$581 ;
-  assign \$583  = geo[233:218] - 1'h1;
-  assign \$584  = affine__addr == \$583 ;
-  assign \$585  = \$582  & \$584 ;
-  assign \$586  = desc[126] ? geo[201:186] : { 8'h00, desc[87:80] };
-  assign \$587  = \$586  - 1'h1;
-  assign \$588  = \$signal$3  == \$587 ;
-  assign \$589  = \$585  & \$588 ;
-  assign \$590  = desc[126] ? { 8'h00, desc[87:80] } : geo[201:186];
-  assign \$591  = \$590  - 1'h1;
-  assign \$592  = \$signal$2  == \$591 ;
-  assign \$593  = \$589  & \$592 ;
-  assign \$594  = desc[126] ? \$572  : \$593 ;
-  assign \$595  = ym3 == 2'h2;
-  assign \$596  = ym3 + 1'h1;
-  assign \$597  = \$595  ? 3'h0 : \$596 ;
-  assign \$598  = \$597  == 2'h2;
-  assign \$599  = ym3 == 2'h2;
-  assign \$600  = ym3 + 1'h1;
-  assign \$601  = \$599  ? 3'h0 : \$600 ;
-  assign \$602  = \$601  + 1'h1;
-  assign \$603  = \$598  ? 4'h0 : \$602 ;
-  assign \$604  = ym3 == 2'h2;
-  assign \$605  = ym3 + 1'h1;
-  assign \$606  = \$604  ? 3'h0 : \$605 ;
-  assign \$607  = desc[206] ? \$603  : { 1'h0, \$606  };
-  assign \$608  = \$594  ? 4'h0 : \$607 ;
-  assign \$609  = desc[31:16] - 1'h1;
-  assign \$610  = k4 == \$609 ;
-  assign \$612  = desc[206] ? 3'h4 : 3'h1;
-  assign \$613  = \$612  - 1'h1;
-  assign \$614  = \$signal$21  == \$613 ;
-  assign \$615  = \$611  & \$614 ;
-  assign \$616  = geo[217:202] - 1'h1;
-  assign \$617  = xo4 == \$616 ;
+  assign \$583  = desc[126] ? geo[201:186] : { 8'h00, desc[87:80] };
+  assign \$584  = \$583  - 1'h1;
+  assign \$585  = \$signal$3  == \$584 ;
+  assign \$586  = \$582  & \$585 ;
+  assign \$587  = desc[126] ? { 8'h00, desc[87:80] } : geo[201:186];
+  assign \$588  = \$587  - 1'h1;
+  assign \$589  = \$signal$2  == \$588 ;
+  assign \$590  = \$586  & \$589 ;
+  assign \$591  = desc[126] ? \$569  : \$590 ;
+  assign \$592  = ym3 == 2'h2;
+  assign \$593  = ym3 + 1'h1;
+  assign \$594  = \$592  ? 3'h0 : \$593 ;
+  assign \$595  = \$594  == 2'h2;
+  assign \$596  = ym3 == 2'h2;
+  assign \$597  = ym3 + 1'h1;
+  assign \$598  = \$596  ? 3'h0 : \$597 ;
+  assign \$599  = \$598  + 1'h1;
+  assign \$600  = \$595  ? 4'h0 : \$599 ;
+  assign \$601  = ym3 == 2'h2;
+  assign \$602  = ym3 + 1'h1;
+  assign \$603  = \$601  ? 3'h0 : \$602 ;
+  assign \$604  = desc[206] ? \$600  : { 1'h0, \$603  };
+  assign \$605  = \$591  ? 4'h0 : \$604 ;
+  assign \$606  = desc[31:16] - 1'h1;
+  assign \$607  = k4 == \$606 ;
+  assign \$609  = desc[206] ? 3'h4 : 3'h1;
+  assign \$610  = \$609  - 1'h1;
+  assign \$611  = \$signal$21  == \$610 ;
+  assign \$612  = \$608  & \$611 ;
+  assign \$613  = geo[217:202] - 1'h1;
+  assign \$614  = xo4 == \$613 ;
+  assign \$615  = \$612  & \$614 ;
+  assign \$616  = geo[233:218] - 1'h1;
+  assign \$617  = affine__addr == \$616 ;
   assign \$618  = \$615  & \$617 ;
-  assign \$619  = geo[233:218] - 1'h1;
-  assign \$620  = affine__addr == \$619 ;
-  assign \$621  = \$618  & \$620 ;
-  assign \$622  = desc[126] ? geo[201:186] : { 8'h00, desc[87:80] };
-  assign \$623  = \$622  - 1'h1;
-  assign \$624  = \$signal$3  == \$623 ;
-  assign \$625  = \$621  & \$624 ;
-  assign \$626  = desc[126] ? { 8'h00, desc[87:80] } : geo[201:186];
-  assign \$627  = \$626  - 1'h1;
-  assign \$628  = \$signal$2  == \$627 ;
-  assign \$629  = \$625  & \$628 ;
-  assign \$630  = ! k4;
-  assign \$631  = desc[31:16] - 1'h1;
-  assign \$632  = k4 == \$631 ;
-  assign \$634  = ! \$signal$21 ;
-  assign \$635  = desc[31:16] - 1'h1;
-  assign \$636  = k4 == \$635 ;
-  assign \$638  = desc[206] ? 3'h4 : 3'h1;
-  assign \$639  = \$638  - 1'h1;
-  assign \$640  = \$signal$21  == \$639 ;
-  assign \$641  = \$637  & \$640 ;
-  assign \$642  = ! \$1 [7:0];
-  assign \$643  = desc[31:16] - 1'h1;
-  assign \$644  = k4 == \$643 ;
-  assign \$646  = desc[206] ? 3'h4 : 3'h1;
-  assign \$647  = \$646  - 1'h1;
-  assign \$648  = \$signal$21  == \$647 ;
-  assign \$649  = \$645  & \$648 ;
-  assign \$650  = geo[217:202] - 1'h1;
-  assign \$651  = xo4 == \$650 ;
+  assign \$619  = desc[126] ? geo[201:186] : { 8'h00, desc[87:80] };
+  assign \$620  = \$619  - 1'h1;
+  assign \$621  = \$signal$3  == \$620 ;
+  assign \$622  = \$618  & \$621 ;
+  assign \$623  = desc[126] ? { 8'h00, desc[87:80] } : geo[201:186];
+  assign \$624  = \$623  - 1'h1;
+  assign \$625  = \$signal$2  == \$624 ;
+  assign \$626  = \$622  & \$625 ;
+  assign \$627  = ! k4;
+  assign \$628  = desc[31:16] - 1'h1;
+  assign \$629  = k4 == \$628 ;
+  assign \$631  = ! \$signal$21 ;
+  assign \$632  = desc[31:16] - 1'h1;
+  assign \$633  = k4 == \$632 ;
+  assign \$635  = desc[206] ? 3'h4 : 3'h1;
+  assign \$636  = \$635  - 1'h1;
+  assign \$637  = \$signal$21  == \$636 ;
+  assign \$638  = \$634  & \$637 ;
+  assign \$639  = ! \$1 [7:0];
+  assign \$640  = desc[31:16] - 1'h1;
+  assign \$641  = k4 == \$640 ;
+  assign \$643  = desc[206] ? 3'h4 : 3'h1;
+  assign \$644  = \$643  - 1'h1;
+  assign \$645  = \$signal$21  == \$644 ;
+  assign \$646  = \$642  & \$645 ;
+  assign \$647  = geo[217:202] - 1'h1;
+  assign \$648  = xo4 == \$647 ;
+  assign \$649  = \$646  & \$648 ;
+  assign \$650  = geo[233:218] - 1'h1;
+  assign \$651  = affine__addr == \$650 ;
   assign \$652  = \$649  & \$651 ;
-  assign \$653  = geo[233:218] - 1'h1;
-  assign \$654  = affine__addr == \$653 ;
-  assign \$655  = \$652  & \$654 ;
-  assign \$656  = geo[19:14] - 1'h1;
-  assign \$657  = { 1'h0, \$98 [15:0] } & { \$656 [6], \$656 [6], \$656 [6], \$656 [6], \$656 [6], \$656 [6], \$656 [6], \$656 [6], \$656 [6], \$656 [6], \$656  };
-  assign \$658  = $signed(\$657 ) << geo[3:0];
-  assign \$659  = geo[13:8] - 1'h1;
-  assign \$660  = { 1'h0, k4 } & { \$659 [6], \$659 [6], \$659 [6], \$659 [6], \$659 [6], \$659 [6], \$659 [6], \$659 [6], \$659 [6], \$659 [6], \$659  };
-  assign \$661  = \$658  | { \$660 [16], \$660 [16], \$660 [16], \$660 [16], \$660 [16], \$660 [16], \$660 [16], \$660 [16], \$660 [16], \$660 [16], \$660 [16], \$660 [16], \$660 [16], \$660 [16], \$660 [16], \$660  };
+  assign \$653  = geo[19:14] - 1'h1;
+  assign \$654  = { 1'h0, \$98 [15:0] } & { \$653 [6], \$653 [6], \$653 [6], \$653 [6], \$653 [6], \$653 [6], \$653 [6], \$653 [6], \$653 [6], \$653 [6], \$653  };
+  assign \$655  = $signed(\$654 ) << geo[3:0];
+  assign \$656  = geo[13:8] - 1'h1;
+  assign \$657  = { 1'h0, k4 } & { \$656 [6], \$656 [6], \$656 [6], \$656 [6], \$656 [6], \$656 [6], \$656 [6], \$656 [6], \$656 [6], \$656 [6], \$656  };
+  assign \$658  = \$655  | { \$657 [16], \$657 [16], \$657 [16], \$657 [16], \$657 [16], \$657 [16], \$657 [16], \$657 [16], \$657 [16], \$657 [16], \$657 [16], \$657 [16], \$657 [16], \$657 [16], \$657 [16], \$657  };
+  assign \$660  = desc[47:32] - \$659 ;
+  assign \$661  = \$660 [15:0] >= 6'h20;
   assign \$663  = desc[47:32] - \$662 ;
-  assign \$664  = \$663 [15:0] >= 6'h20;
-  assign \$666  = desc[47:32] - \$665 ;
-  assign \$667  = \$664  ? 16'h0020 : \$666 [15:0];
-  assign \$668  = valid & e4a_grp;
-  assign \$669  = e4a_t0 ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : membrane_in__data;
-  assign \$670  = desc[121:90] >> \$1 [7:0];
-  assign \$671  = e4b_v & e4b_grp;
-  assign \$672  = membrane_out__en & e4w_rowend_5;
-  assign \$673  = out_rows + 1'h1;
-  assign \$674  = desc[259:244] - geo[281:266];
-  assign \$675  = desc[206] ? desc[87:80] : 8'h00;
+  assign \$664  = \$661  ? 16'h0020 : \$663 [15:0];
+  assign \$665  = valid & e4a_grp;
+  assign \$666  = e4a_t0 ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : membrane_in__data;
+  assign \$667  = desc[121:90] >> \$1 [7:0];
+  assign \$668  = e4b_v & e4b_grp;
+  assign \$669  = desc[89:88] == 2'h2;
+  assign \$670  = ~ full4b;
+  assign \$671  = \$669  & \$670 ;
+  assign \$672  = \$671  ? { aff4b[1519:1504], aff4b[1471:1456], aff4b[1423:1408], aff4b[1375:1360], aff4b[1327:1312], aff4b[1279:1264], aff4b[1231:1216], aff4b[1183:1168], aff4b[1135:1120], aff4b[1087:1072], aff4b[1039:1024], aff4b[991:976], aff4b[943:928], aff4b[895:880], aff4b[847:832], aff4b[799:784], aff4b[751:736], aff4b[703:688], aff4b[655:640], aff4b[607:592], aff4b[559:544], aff4b[511:496], aff4b[463:448], aff4b[415:400], aff4b[367:352], aff4b[319:304], aff4b[271:256], aff4b[223:208], aff4b[175:160], aff4b[127:112], aff4b[79:64], aff4b[31:16] } : { aff4b[1503:1488], aff4b[1455:1440], aff4b[1407:1392], aff4b[1359:1344], aff4b[1311:1296], aff4b[1263:1248], aff4b[1215:1200], aff4b[1167:1152], aff4b[1119:1104], aff4b[1071:1056], aff4b[1023:1008], aff4b[975:960], aff4b[927:912], aff4b[879:864], aff4b[831:816], aff4b[783:768], aff4b[735:720], aff4b[687:672], aff4b[639:624], aff4b[591:576], aff4b[543:528], aff4b[495:480], aff4b[447:432], aff4b[399:384], aff4b[351:336], aff4b[303:288], aff4b[255:240], aff4b[207:192], aff4b[159:144], aff4b[111:96], aff4b[63:48], aff4b[15:0] };
+  assign \$673  = membrane_out__en & e4w_rowend_5;
+  assign \$674  = out_rows + 1'h1;
+  assign \$675  = desc[259:244] - geo[281:266];
+  assign \$676  = desc[206] ? desc[87:80] : 8'h00;
   always @(posedge clk)
-    k4 <= \$676 ;
+    k4 <= \$677 ;
   always @(posedge clk)
-    \$signal$21  <= \$677 ;
+    \$signal$21  <= \$678 ;
   always @(posedge clk)
-    xo4 <= \$678 ;
+    xo4 <= \$679 ;
   always @(posedge clk)
-    affine__addr <= \$679 ;
+    affine__addr <= \$680 ;
   always @(posedge clk)
-    \$signal$3  <= \$680 ;
+    \$signal$3  <= \$681 ;
   always @(posedge clk)
-    \$signal$2  <= \$681 ;
+    \$signal$2  <= \$682 ;
   always @(posedge clk)
-    outidx <= \$682 ;
+    outidx <= \$683 ;
   always @(posedge clk)
-    \$signal$27  <= \$683 ;
+    \$signal$27  <= \$684 ;
   always @(posedge clk)
-    \$signal$16  <= \$684 ;
+    \$signal$16  <= \$685 ;
   always @(posedge clk)
-    w4slot <= \$685 ;
+    w4slot <= \$686 ;
   always @(posedge clk)
-    \$signal$30  <= \$686 ;
+    \$signal$30  <= \$687 ;
   always @(posedge clk)
-    m4 <= \$687 ;
+    m4 <= \$688 ;
   always @(posedge clk)
-    rows_released <= \$688 ;
+    rows_released <= \$689 ;
   always @(posedge clk)
-    out_slot <= \$689 ;
+    out_slot <= \$690 ;
   always @(posedge clk)
-    \$signal$102  <= \$690 ;
+    \$signal$102  <= \$691 ;
   always @(posedge clk)
-    \$signal$103  <= \$691 ;
+    \$signal$103  <= \$692 ;
   always @(posedge clk)
-    prev_base <= \$692 ;
+    prev_base <= \$693 ;
   always @(posedge clk)
-    \$signal$26  <= \$693 ;
+    \$signal$26  <= \$694 ;
   always @(posedge clk)
-    \$signal$9  <= \$694 ;
+    \$signal$9  <= \$695 ;
   always @(posedge clk)
-    \$signal$8  <= \$695 ;
+    \$signal$8  <= \$696 ;
   always @(posedge clk)
-    res_consumed <= \$696 ;
+    res_consumed <= \$697 ;
   always @(posedge clk)
-    res_slot <= \$697 ;
+    res_slot <= \$698 ;
   always @(posedge clk)
-    \$signal$36  <= \$698 ;
+    \$signal$36  <= \$699 ;
   always @(posedge clk)
-    ym3 <= \$699 ;
+    ym3 <= \$700 ;
   always @(posedge clk)
-    run <= \$700 ;
+    run <= \$701 ;
   always @(posedge clk)
-    valid <= \$701 ;
+    valid <= \$702 ;
   always @(posedge clk)
-    first <= \$702 ;
+    first <= \$703 ;
   always @(posedge clk)
-    e4a_last <= \$703 ;
+    e4a_last <= \$704 ;
   always @(posedge clk)
-    e4a_subfirst <= \$704 ;
+    e4a_subfirst <= \$705 ;
   always @(posedge clk)
-    e4a_grp <= \$705 ;
+    e4a_grp <= \$706 ;
   always @(posedge clk)
-    e4a_t0 <= \$706 ;
+    e4a_t0 <= \$707 ;
   always @(posedge clk)
-    e4a_rowend <= \$707 ;
+    e4a_rowend <= \$708 ;
   always @(posedge clk)
-    lane4a <= \$708 ;
+    lane4a <= \$709 ;
   always @(posedge clk)
-    \$signal$111  <= \$709 ;
+    \$signal$111  <= \$710 ;
   always @(posedge clk)
-    obase4a <= \$710 ;
+    obase4a <= \$711 ;
   always @(posedge clk)
-    act4a <= \$711 ;
+    act4a <= \$712 ;
   always @(posedge clk)
-    e4b_v <= \$712 ;
+    e4b_v <= \$713 ;
   always @(posedge clk)
-    e4b_last <= \$713 ;
+    e4b_last <= \$714 ;
   always @(posedge clk)
-    \first$54  <= \$714 ;
+    \first$54  <= \$715 ;
   always @(posedge clk)
-    e4b_grp <= \$715 ;
+    e4b_grp <= \$716 ;
   always @(posedge clk)
-    e4b_t0 <= \$716 ;
+    e4b_t0 <= \$717 ;
   always @(posedge clk)
-    e4b_rowend <= \$717 ;
+    e4b_rowend <= \$718 ;
   always @(posedge clk)
-    \$signal$116  <= \$718 ;
+    \$signal$116  <= \$719 ;
   always @(posedge clk)
-    obase4b <= \$719 ;
+    obase4b <= \$720 ;
   always @(posedge clk)
-    act4b <= \$720 ;
+    act4b <= \$721 ;
   always @(posedge clk)
-    aff4b <= \$721 ;
+    aff4b <= \$722 ;
   always @(posedge clk)
-    \$signal$121  <= \$722 ;
+    \$signal$121  <= \$723 ;
   always @(posedge clk)
-    uprev4b <= \$723 ;
+    uprev4b <= \$724 ;
   always @(posedge clk)
-    \$signal$125  <= \$724 ;
+    \$signal$125  <= \$725 ;
   always @(posedge clk)
-    full4b <= \$725 ;
+    full4b <= \$726 ;
   always @(posedge clk)
-    e4c_v <= \$726 ;
+    e4c_v <= \$727 ;
   always @(posedge clk)
-    e4c_rowend <= \$727 ;
+    e4c_rowend <= \$728 ;
   always @(posedge clk)
-    p <= \$728 ;
+    p <= \$729 ;
   always @(posedge clk)
-    e4c_aff <= \$729 ;
+    scale <= \$730 ;
   always @(posedge clk)
-    residual <= \$730 ;
+    bias <= \$731 ;
   always @(posedge clk)
-    e4c_uprev <= \$731 ;
+    residual <= \$732 ;
   always @(posedge clk)
-    e4c_outidx <= \$732 ;
+    u_prev <= \$733 ;
   always @(posedge clk)
-    e4c_obase <= \$733 ;
+    e4c_outidx <= \$734 ;
   always @(posedge clk)
-    e4c_act <= \$734 ;
+    e4c_obase <= \$735 ;
   always @(posedge clk)
-    e4c_full <= \$735 ;
-  always @(posedge clk)
-    u_prev <= \$736 ;
+    e4c_act <= \$736 ;
   always @(posedge clk)
     e4w1_v_1 <= \$737 ;
   always @(posedge clk)
@@ -1973,15 +1972,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$15  = \$12  | \$14 ;
   assign \$16  = \$10  & \$15 ;
   assign \$17  = ~ desc[207];
-  assign \$18  = \port$44740$24 [23:0] > m4;
+  assign \$18  = \port$45786$24 [23:0] > m4;
   assign \$19  = \$17  | \$18 ;
-  assign \$20  = \port$44740$24 [47:24] + desc[259:244];
+  assign \$20  = \port$45786$24 [47:24] + desc[259:244];
   assign \$21  = \$20  > m4;
   assign \$22  = \$19  & \$21 ;
   assign \$23  = \$16  & \$22 ;
   assign \$24  = | desc[277:262];
   assign \$25  = ~ \$24 ;
-  assign \$26  = \port$44740$24 [71:48] > \$signal$16 ;
+  assign \$26  = \port$45786$24 [71:48] > \$signal$16 ;
   assign \$27  = \$25  | \$26 ;
   assign issue4 = \$23  & \$27 ;
   assign \$28  = \$signal  << desc[206];
@@ -2016,9 +2015,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$57  = \$54  | \$56 ;
   assign \$58  = \$52  & \$57 ;
   assign \$59  = ~ desc[207];
-  assign \$60  = \port$44740$24 [23:0] > m4;
+  assign \$60  = \port$45786$24 [23:0] > m4;
   assign \$61  = \$59  | \$60 ;
-  assign \$62  = \port$44740$24 [47:24] + desc[259:244];
+  assign \$62  = \port$45786$24 [47:24] + desc[259:244];
   assign \$63  = \$62  > m4;
   assign \$64  = \$61  & \$63 ;
   assign \$65  = ~ \$64 ;
@@ -2039,15 +2038,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$80  = \$77  | \$79 ;
   assign \$81  = \$75  & \$80 ;
   assign \$82  = ~ desc[207];
-  assign \$83  = \port$44740$24 [23:0] > m4;
+  assign \$83  = \port$45786$24 [23:0] > m4;
   assign \$84  = \$82  | \$83 ;
-  assign \$85  = \port$44740$24 [47:24] + desc[259:244];
+  assign \$85  = \port$45786$24 [47:24] + desc[259:244];
   assign \$86  = \$85  > m4;
   assign \$87  = \$84  & \$86 ;
   assign \$88  = \$81  & \$87 ;
   assign \$89  = | desc[277:262];
   assign \$90  = ~ \$89 ;
-  assign \$91  = \port$44740$24 [71:48] > \$signal$16 ;
+  assign \$91  = \port$45786$24 [71:48] > \$signal$16 ;
   assign \$92  = \$90  | \$91 ;
   assign \$93  = ~ \$92 ;
   assign \$94  = \$88  & \$93 ;
@@ -2064,6 +2063,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$104  = ym3 + 1'h1;
   assign \$105  = \$103  ? 3'h0 : \$104 ;
   \ttsnn_accel.e4.affine  affine (
+    .bias(bias),
     .clk(clk),
     .o0(\$795 ),
     .o1(\$796 ),
@@ -2098,38 +2098,6 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     .o8(\$803 ),
     .o9(\$804 ),
     .p(p),
-    .\port$40703$1040 (e4c_aff[1055:1040]),
-    .\port$40703$1088 (e4c_aff[1103:1088]),
-    .\port$40703$1136 (e4c_aff[1151:1136]),
-    .\port$40703$1184 (e4c_aff[1199:1184]),
-    .\port$40703$1232 (e4c_aff[1247:1232]),
-    .\port$40703$128 (e4c_aff[143:128]),
-    .\port$40703$1280 (e4c_aff[1295:1280]),
-    .\port$40703$1328 (e4c_aff[1343:1328]),
-    .\port$40703$1376 (e4c_aff[1391:1376]),
-    .\port$40703$1424 (e4c_aff[1439:1424]),
-    .\port$40703$1472 (e4c_aff[1487:1472]),
-    .\port$40703$1520 (e4c_aff[1535:1520]),
-    .\port$40703$176 (e4c_aff[191:176]),
-    .\port$40703$224 (e4c_aff[239:224]),
-    .\port$40703$272 (e4c_aff[287:272]),
-    .\port$40703$32 (e4c_aff[47:32]),
-    .\port$40703$320 (e4c_aff[335:320]),
-    .\port$40703$368 (e4c_aff[383:368]),
-    .\port$40703$416 (e4c_aff[431:416]),
-    .\port$40703$464 (e4c_aff[479:464]),
-    .\port$40703$512 (e4c_aff[527:512]),
-    .\port$40703$560 (e4c_aff[575:560]),
-    .\port$40703$608 (e4c_aff[623:608]),
-    .\port$40703$656 (e4c_aff[671:656]),
-    .\port$40703$704 (e4c_aff[719:704]),
-    .\port$40703$752 (e4c_aff[767:752]),
-    .\port$40703$80 (e4c_aff[95:80]),
-    .\port$40703$800 (e4c_aff[815:800]),
-    .\port$40703$848 (e4c_aff[863:848]),
-    .\port$40703$896 (e4c_aff[911:896]),
-    .\port$40703$944 (e4c_aff[959:944]),
-    .\port$40703$992 (e4c_aff[1007:992]),
     .residual(residual),
     .rnd(desc[205]),
     .rst(rst),
@@ -2149,39 +2117,39 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   \ttsnn_accel.e4.lif  lif (
     .clk(clk),
     .leak_mul(desc[158:151]),
-    .\port$40797$0 (\$795 ),
-    .\port$40815$0 (\$796 ),
-    .\port$40833$0 (\$797 ),
-    .\port$40851$0 (\$798 ),
-    .\port$40869$0 (\$799 ),
-    .\port$40887$0 (\$800 ),
-    .\port$40905$0 (\$801 ),
-    .\port$40923$0 (\$802 ),
-    .\port$40941$0 (\$803 ),
-    .\port$40959$0 (\$804 ),
-    .\port$40977$0 (\$805 ),
-    .\port$40995$0 (\$806 ),
-    .\port$41013$0 (\$807 ),
-    .\port$41031$0 (\$808 ),
-    .\port$41049$0 (\$809 ),
-    .\port$41067$0 (\$810 ),
-    .\port$41085$0 (\$811 ),
-    .\port$41103$0 (\$812 ),
-    .\port$41121$0 (\$813 ),
-    .\port$41139$0 (\$814 ),
-    .\port$41157$0 (\$815 ),
-    .\port$41175$0 (\$816 ),
-    .\port$41193$0 (\$817 ),
-    .\port$41211$0 (\$818 ),
-    .\port$41229$0 (\$819 ),
-    .\port$41247$0 (\$820 ),
-    .\port$41265$0 (\$821 ),
-    .\port$41283$0 (\$822 ),
-    .\port$41301$0 (\$823 ),
-    .\port$41319$0 (\$824 ),
-    .\port$41337$0 (\$825 ),
-    .\port$41355$0 (\$826 ),
-    .\port$44744$167 (desc[188:167]),
+    .\port$41353$0 (\$795 ),
+    .\port$41371$0 (\$796 ),
+    .\port$41389$0 (\$797 ),
+    .\port$41407$0 (\$798 ),
+    .\port$41425$0 (\$799 ),
+    .\port$41443$0 (\$800 ),
+    .\port$41461$0 (\$801 ),
+    .\port$41479$0 (\$802 ),
+    .\port$41497$0 (\$803 ),
+    .\port$41515$0 (\$804 ),
+    .\port$41533$0 (\$805 ),
+    .\port$41551$0 (\$806 ),
+    .\port$41569$0 (\$807 ),
+    .\port$41587$0 (\$808 ),
+    .\port$41605$0 (\$809 ),
+    .\port$41623$0 (\$810 ),
+    .\port$41641$0 (\$811 ),
+    .\port$41659$0 (\$812 ),
+    .\port$41677$0 (\$813 ),
+    .\port$41695$0 (\$814 ),
+    .\port$41713$0 (\$815 ),
+    .\port$41731$0 (\$816 ),
+    .\port$41749$0 (\$817 ),
+    .\port$41767$0 (\$818 ),
+    .\port$41785$0 (\$819 ),
+    .\port$41803$0 (\$820 ),
+    .\port$41821$0 (\$821 ),
+    .\port$41839$0 (\$822 ),
+    .\port$41857$0 (\$823 ),
+    .\port$41875$0 (\$824 ),
+    .\port$41893$0 (\$825 ),
+    .\port$41911$0 (\$826 ),
+    .\port$45790$167 (desc[188:167]),
     .rnd(desc[205]),
     .rst(rst),
     .s0(\$828 ),
@@ -2291,48 +2259,35 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$676  = k4;
-    if (\$236 ) begin
-      \$676  = \$240 [15:0];
+    \$677  = k4;
+    if (\$233 ) begin
+      \$677  = \$237 [15:0];
     end
     if (start) begin
-      \$676  = 16'h0000;
+      \$677  = 16'h0000;
     end
     if (rst) begin
-      \$676  = 16'h0000;
+      \$677  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$677  = \$signal$21 ;
-    if (\$244 ) begin
-      \$677  = \$249 [1:0];
+    \$678  = \$signal$21 ;
+    if (\$241 ) begin
+      \$678  = \$246 [1:0];
     end
     if (start) begin
-      \$677  = 2'h0;
+      \$678  = 2'h0;
     end
     if (rst) begin
-      \$677  = 2'h0;
+      \$678  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$678  = xo4;
-    if (\$257 ) begin
-      \$678  = \$261 [15:0];
-    end
-    if (start) begin
-      \$678  = 16'h0000;
-    end
-    if (rst) begin
-      \$678  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$679  = affine__addr;
-    if (\$272 ) begin
-      \$679  = \$276 [15:0];
+    \$679  = xo4;
+    if (\$254 ) begin
+      \$679  = \$258 [15:0];
     end
     if (start) begin
       \$679  = 16'h0000;
@@ -2343,9 +2298,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$680  = \$signal$3 ;
-    if (\$290 ) begin
-      \$680  = \$295 [15:0];
+    \$680  = affine__addr;
+    if (\$269 ) begin
+      \$680  = \$273 [15:0];
     end
     if (start) begin
       \$680  = 16'h0000;
@@ -2356,9 +2311,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$681  = \$signal$2 ;
-    if (\$313 ) begin
-      \$681  = \$318 [15:0];
+    \$681  = \$signal$3 ;
+    if (\$287 ) begin
+      \$681  = \$292 [15:0];
     end
     if (start) begin
       \$681  = 16'h0000;
@@ -2369,11 +2324,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$682  = outidx;
-    if (issue4) begin
-      if (\$325 ) begin
-        \$682  = \$352 [15:0];
-      end
+    \$682  = \$signal$2 ;
+    if (\$310 ) begin
+      \$682  = \$315 [15:0];
     end
     if (start) begin
       \$682  = 16'h0000;
@@ -2384,10 +2337,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$683  = \$signal$27 ;
+    \$683  = outidx;
     if (issue4) begin
-      if (\$325 ) begin
-        \$683  = \$383 [15:0];
+      if (\$322 ) begin
+        \$683  = \$349 [15:0];
       end
     end
     if (start) begin
@@ -2399,40 +2352,40 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$684  = \$signal$16 ;
+    \$684  = \$signal$27 ;
     if (issue4) begin
-      if (\$393 ) begin
-        \$684  = \$394 [23:0];
+      if (\$322 ) begin
+        \$684  = \$380 [15:0];
       end
     end
     if (start) begin
-      \$684  = 24'h000000;
+      \$684  = 16'h0000;
     end
     if (rst) begin
-      \$684  = 24'h000000;
+      \$684  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$685  = w4slot;
+    \$685  = \$signal$16 ;
     if (issue4) begin
-      if (\$393 ) begin
-        \$685  = \$398 [15:0];
+      if (\$390 ) begin
+        \$685  = \$391 [23:0];
       end
     end
     if (start) begin
-      \$685  = 16'h0000;
+      \$685  = 24'h000000;
     end
     if (rst) begin
-      \$685  = 16'h0000;
+      \$685  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$686  = \$signal$30 ;
+    \$686  = w4slot;
     if (issue4) begin
-      if (\$393 ) begin
-        \$686  = \$417 [15:0];
+      if (\$390 ) begin
+        \$686  = \$395 [15:0];
       end
     end
     if (start) begin
@@ -2444,40 +2397,40 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$687  = m4;
+    \$687  = \$signal$30 ;
     if (issue4) begin
-      if (\$430 ) begin
-        \$687  = \$431 [23:0];
+      if (\$390 ) begin
+        \$687  = \$414 [15:0];
       end
     end
     if (start) begin
-      \$687  = 24'h000000;
+      \$687  = 16'h0000;
     end
     if (rst) begin
-      \$687  = 24'h000000;
+      \$687  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$688  = rows_released;
+    \$688  = m4;
     if (issue4) begin
-      if (\$430 ) begin
-        \$688  = \$432 [15:0];
+      if (\$427 ) begin
+        \$688  = \$428 [23:0];
       end
     end
     if (start) begin
-      \$688  = 16'h0000;
+      \$688  = 24'h000000;
     end
     if (rst) begin
-      \$688  = 16'h0000;
+      \$688  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$689  = out_slot;
+    \$689  = rows_released;
     if (issue4) begin
-      if (\$430 ) begin
-        \$689  = \$436 [15:0];
+      if (\$427 ) begin
+        \$689  = \$429 [15:0];
       end
     end
     if (start) begin
@@ -2489,10 +2442,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$690  = \$signal$102 ;
+    \$690  = out_slot;
     if (issue4) begin
-      if (\$430 ) begin
-        \$690  = \$440 [15:0];
+      if (\$427 ) begin
+        \$690  = \$433 [15:0];
       end
     end
     if (start) begin
@@ -2504,14 +2457,14 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$691  = \$signal$103 ;
+    \$691  = \$signal$102 ;
     if (issue4) begin
-      if (\$430 ) begin
-        \$691  = \$444 [15:0];
+      if (\$427 ) begin
+        \$691  = \$437 [15:0];
       end
     end
     if (start) begin
-      \$691  = \$674 [15:0];
+      \$691  = 16'h0000;
     end
     if (rst) begin
       \$691  = 16'h0000;
@@ -2519,14 +2472,14 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$692  = prev_base;
+    \$692  = \$signal$103 ;
     if (issue4) begin
-      if (\$430 ) begin
-        \$692  = \$448 [15:0];
+      if (\$427 ) begin
+        \$692  = \$441 [15:0];
       end
     end
     if (start) begin
-      \$692  = geo[297:282];
+      \$692  = \$675 [15:0];
     end
     if (rst) begin
       \$692  = 16'h0000;
@@ -2534,14 +2487,14 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$693  = \$signal$26 ;
+    \$693  = prev_base;
     if (issue4) begin
-      if (\$430 ) begin
-        \$693  = \$487 [15:0];
+      if (\$427 ) begin
+        \$693  = \$445 [15:0];
       end
     end
     if (start) begin
-      \$693  = 16'h0000;
+      \$693  = geo[297:282];
     end
     if (rst) begin
       \$693  = 16'h0000;
@@ -2549,12 +2502,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$694  = \$signal$9 ;
+    \$694  = \$signal$26 ;
     if (issue4) begin
-      if (\$430 ) begin
-        if (\$505 ) begin
-          \$694  = \$506 [15:0];
-        end
+      if (\$427 ) begin
+        \$694  = \$484 [15:0];
       end
     end
     if (start) begin
@@ -2566,16 +2517,16 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$695  = \$signal$8 ;
+    \$695  = \$signal$9 ;
     if (issue4) begin
-      if (\$430 ) begin
-        if (\$525 ) begin
-          \$695  = \$528 [15:0];
+      if (\$427 ) begin
+        if (\$502 ) begin
+          \$695  = \$503 [15:0];
         end
       end
     end
     if (start) begin
-      \$695  = { 8'h00, \$675  };
+      \$695  = 16'h0000;
     end
     if (rst) begin
       \$695  = 16'h0000;
@@ -2583,45 +2534,45 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$696  = res_consumed;
+    \$696  = \$signal$8 ;
     if (issue4) begin
-      if (\$430 ) begin
-        if (desc[207]) begin
-          \$696  = \$529 [23:0];
+      if (\$427 ) begin
+        if (\$522 ) begin
+          \$696  = \$525 [15:0];
         end
       end
     end
     if (start) begin
-      \$696  = 24'h000000;
+      \$696  = { 8'h00, \$676  };
     end
     if (rst) begin
-      \$696  = 24'h000000;
+      \$696  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$697  = res_slot;
+    \$697  = res_consumed;
     if (issue4) begin
-      if (\$430 ) begin
+      if (\$427 ) begin
         if (desc[207]) begin
-          \$697  = \$533 [15:0];
+          \$697  = \$526 [23:0];
         end
       end
     end
     if (start) begin
-      \$697  = 16'h0000;
+      \$697  = 24'h000000;
     end
     if (rst) begin
-      \$697  = 16'h0000;
+      \$697  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$698  = \$signal$36 ;
+    \$698  = res_slot;
     if (issue4) begin
-      if (\$430 ) begin
+      if (\$427 ) begin
         if (desc[207]) begin
-          \$698  = \$537 [15:0];
+          \$698  = \$530 [15:0];
         end
       end
     end
@@ -2634,201 +2585,208 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$699  = ym3;
+    \$699  = \$signal$36 ;
     if (issue4) begin
-      if (\$430 ) begin
-        if (\$555 ) begin
-          \$699  = \$608 [1:0];
+      if (\$427 ) begin
+        if (desc[207]) begin
+          \$699  = \$534 [15:0];
         end
       end
     end
     if (start) begin
-      \$699  = 2'h0;
+      \$699  = 16'h0000;
     end
     if (rst) begin
-      \$699  = 2'h0;
+      \$699  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$700  = run;
+    \$700  = ym3;
     if (issue4) begin
-      if (\$629 ) begin
-        \$700  = 1'h0;
+      if (\$427 ) begin
+        if (\$552 ) begin
+          \$700  = \$605 [1:0];
+        end
       end
     end
     if (start) begin
-      \$700  = 1'h1;
+      \$700  = 2'h0;
     end
     if (rst) begin
-      \$700  = 1'h0;
+      \$700  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$701  = issue4;
+    \$701  = run;
+    if (issue4) begin
+      if (\$626 ) begin
+        \$701  = 1'h0;
+      end
+    end
+    if (start) begin
+      \$701  = 1'h1;
+    end
     if (rst) begin
       \$701  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$702  = \$630 ;
+    \$702  = issue4;
     if (rst) begin
       \$702  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$703  = \$633 ;
+    \$703  = \$627 ;
     if (rst) begin
       \$703  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$704  = \$634 ;
+    \$704  = \$630 ;
     if (rst) begin
       \$704  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$705  = \$641 ;
+    \$705  = \$631 ;
     if (rst) begin
       \$705  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$706  = \$642 ;
+    \$706  = \$638 ;
     if (rst) begin
       \$706  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$707  = \$655 ;
+    \$707  = \$639 ;
     if (rst) begin
       \$707  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$708  = \$661 [5:0];
+    \$708  = \$652 ;
     if (rst) begin
-      \$708  = 6'h00;
+      \$708  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$709  = outidx;
+    \$709  = \$658 [5:0];
     if (rst) begin
-      \$709  = 16'h0000;
+      \$709  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$710  = \$signal$102 ;
+    \$710  = outidx;
     if (rst) begin
       \$710  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$711  = \$667 [5:0];
+    \$711  = \$signal$102 ;
     if (rst) begin
-      \$711  = 6'h00;
+      \$711  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$712  = valid;
+    \$712  = \$664 [5:0];
     if (rst) begin
-      \$712  = 1'h0;
+      \$712  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$713  = e4a_last;
+    \$713  = valid;
     if (rst) begin
       \$713  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$714  = e4a_subfirst;
+    \$714  = e4a_last;
     if (rst) begin
       \$714  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$715  = e4a_grp;
+    \$715  = e4a_subfirst;
     if (rst) begin
       \$715  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$716  = e4a_t0;
+    \$716  = e4a_grp;
     if (rst) begin
       \$716  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$717  = e4a_rowend;
+    \$717  = e4a_t0;
     if (rst) begin
       \$717  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$718  = \$signal$111 ;
+    \$718  = e4a_rowend;
     if (rst) begin
-      \$718  = 16'h0000;
+      \$718  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$719  = obase4a;
+    \$719  = \$signal$111 ;
     if (rst) begin
       \$719  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$720  = act4a;
+    \$720  = obase4a;
     if (rst) begin
-      \$720  = 6'h00;
+      \$720  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$721  = aff4b;
-    if (\$668 ) begin
-      \$721  = affine__data;
-    end
+    \$721  = act4a;
     if (rst) begin
-      \$721  = 1536'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$721  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$722  = \$signal$121 ;
-    if (\$668 ) begin
-      \$722  = residual__data;
+    \$722  = aff4b;
+    if (\$665 ) begin
+      \$722  = affine__data;
     end
     if (rst) begin
-      \$722  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$722  = 1536'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$723  = uprev4b;
-    if (\$668 ) begin
-      \$723  = \$669 ;
+    \$723  = \$signal$121 ;
+    if (\$665 ) begin
+      \$723  = residual__data;
     end
     if (rst) begin
       \$723  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -2836,93 +2794,96 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$724  = \$670 ;
+    \$724  = uprev4b;
+    if (\$665 ) begin
+      \$724  = \$666 ;
+    end
     if (rst) begin
-      \$724  = 1'h0;
+      \$724  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$725  = \$signal$125 ;
+    \$725  = \$667 ;
     if (rst) begin
       \$725  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$726  = \$671 ;
+    \$726  = \$signal$125 ;
     if (rst) begin
       \$726  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$727  = e4b_rowend;
+    \$727  = \$668 ;
     if (rst) begin
       \$727  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$728  = { \$794 , \$793 , \$792 , \$791 , \$790 , \$789 , \$788 , \$787 , \$786 , \$785 , \$784 , \$783 , \$782 , \$781 , \$780 , \$779 , \$778 , \$777 , \$776 , \$775 , \$774 , \$773 , \$772 , \$771 , \$770 , \$769 , \$768 , \$767 , \$766 , \$765 , \$764 , \$763  };
+    \$728  = e4b_rowend;
     if (rst) begin
-      \$728  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$728  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$729  = aff4b;
+    \$729  = { \$794 , \$793 , \$792 , \$791 , \$790 , \$789 , \$788 , \$787 , \$786 , \$785 , \$784 , \$783 , \$782 , \$781 , \$780 , \$779 , \$778 , \$777 , \$776 , \$775 , \$774 , \$773 , \$772 , \$771 , \$770 , \$769 , \$768 , \$767 , \$766 , \$765 , \$764 , \$763  };
     if (rst) begin
-      \$729  = 1536'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$729  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$730  = \$signal$121 ;
+    \$730  = \$672 ;
     if (rst) begin
       \$730  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$731  = uprev4b;
+    \$731  = { aff4b[1535:1520], aff4b[1487:1472], aff4b[1439:1424], aff4b[1391:1376], aff4b[1343:1328], aff4b[1295:1280], aff4b[1247:1232], aff4b[1199:1184], aff4b[1151:1136], aff4b[1103:1088], aff4b[1055:1040], aff4b[1007:992], aff4b[959:944], aff4b[911:896], aff4b[863:848], aff4b[815:800], aff4b[767:752], aff4b[719:704], aff4b[671:656], aff4b[623:608], aff4b[575:560], aff4b[527:512], aff4b[479:464], aff4b[431:416], aff4b[383:368], aff4b[335:320], aff4b[287:272], aff4b[239:224], aff4b[191:176], aff4b[143:128], aff4b[95:80], aff4b[47:32] };
     if (rst) begin
       \$731  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$732  = \$signal$116 ;
+    \$732  = \$signal$121 ;
     if (rst) begin
-      \$732  = 16'h0000;
+      \$732  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$733  = obase4b;
+    \$733  = uprev4b;
     if (rst) begin
-      \$733  = 16'h0000;
+      \$733  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$734  = act4b;
+    \$734  = \$signal$116 ;
     if (rst) begin
-      \$734  = 6'h00;
+      \$734  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$735  = full4b;
+    \$735  = obase4b;
     if (rst) begin
-      \$735  = 1'h0;
+      \$735  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$736  = e4c_uprev;
+    \$736  = act4b;
     if (rst) begin
-      \$736  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$736  = 6'h00;
     end
   end
   always @* begin
@@ -3103,8 +3064,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$762  = out_rows;
-    if (\$672 ) begin
-      \$762  = \$673 [23:0];
+    if (\$673 ) begin
+      \$762  = \$674 [23:0];
     end
     if (start) begin
       \$762  = 24'h000000;
@@ -3114,9 +3075,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   assign t4 = \$1 [7:0];
-  assign res_rows = \port$44740$24 [23:0];
-  assign out_taken = \port$44740$24 [47:24];
-  assign w4_chunks = \port$44740$24 [71:48];
+  assign res_rows = \port$45786$24 [23:0];
+  assign out_taken = \port$45786$24 [47:24];
+  assign w4_chunks = \port$45786$24 [71:48];
   assign x4 = \$98 [15:0];
   assign w4__en = issue4;
   assign \$signal$33  = affine__addr;
@@ -3126,19 +3087,20 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign e4b_subfirst = \first$54 ;
   assign acc = i;
   assign e4c_p = p;
-  assign bias = { e4c_aff[1535:1520], e4c_aff[1487:1472], e4c_aff[1439:1424], e4c_aff[1391:1376], e4c_aff[1343:1328], e4c_aff[1295:1280], e4c_aff[1247:1232], e4c_aff[1199:1184], e4c_aff[1151:1136], e4c_aff[1103:1088], e4c_aff[1055:1040], e4c_aff[1007:992], e4c_aff[959:944], e4c_aff[911:896], e4c_aff[863:848], e4c_aff[815:800], e4c_aff[767:752], e4c_aff[719:704], e4c_aff[671:656], e4c_aff[623:608], e4c_aff[575:560], e4c_aff[527:512], e4c_aff[479:464], e4c_aff[431:416], e4c_aff[383:368], e4c_aff[335:320], e4c_aff[287:272], e4c_aff[239:224], e4c_aff[191:176], e4c_aff[143:128], e4c_aff[95:80], e4c_aff[47:32] };
+  assign e4c_scale = scale;
+  assign e4c_bias = bias;
   assign e4c_res = residual;
   assign shift = desc[150:145];
   assign rnd = desc[205];
   assign use_residual = desc[207];
   assign cur = { \$826 , \$825 , \$824 , \$823 , \$822 , \$821 , \$820 , \$819 , \$818 , \$817 , \$816 , \$815 , \$814 , \$813 , \$812 , \$811 , \$810 , \$809 , \$808 , \$807 , \$806 , \$805 , \$804 , \$803 , \$802 , \$801 , \$800 , \$799 , \$798 , \$797 , \$796 , \$795  };
   assign o = { \$826 , \$825 , \$824 , \$823 , \$822 , \$821 , \$820 , \$819 , \$818 , \$817 , \$816 , \$815 , \$814 , \$813 , \$812 , \$811 , \$810 , \$809 , \$808 , \$807 , \$806 , \$805 , \$804 , \$803 , \$802 , \$801 , \$800 , \$799 , \$798 , \$797 , \$796 , \$795  };
-  assign e4u_uprev_1 = u_prev;
+  assign e4c_uprev = u_prev;
   assign threshold = desc[188:173];
   assign leak_mul = desc[158:151];
   assign leak_shift = desc[172:167];
   assign \rnd$76  = desc[205];
-  assign mask = { \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , \$179 , \$178 , \$177 , \$176 , \$175 , \$174 , \$173 , \$172 , \$171 , \$170 , \$169 , \$168 , \$167 , \$166 , \$165  };
+  assign mask = { \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , \$179 , \$178 , \$177 , \$176 , \$175 , \$174 , \$173 , \$172 , \$171 , \$170 , \$169 , \$168 , \$167 , \$166 , \$165 , \$164 , \$163 , \$162  };
   assign s = { \$890 , \$888 , \$886 , \$884 , \$882 , \$880 , \$878 , \$876 , \$874 , \$872 , \$870 , \$868 , \$866 , \$864 , \$862 , \$860 , \$858 , \$856 , \$854 , \$852 , \$850 , \$848 , \$846 , \$844 , \$842 , \$840 , \$838 , \$836 , \$834 , \$832 , \$830 , \$828  };
   assign e4w5_v_1 = membrane_out__en;
   assign membrane_out__data = { \$889 , \$887 , \$885 , \$883 , \$881 , \$879 , \$877 , \$875 , \$873 , \$871 , \$869 , \$867 , \$865 , \$863 , \$861 , \$859 , \$857 , \$855 , \$853 , \$851 , \$849 , \$847 , \$845 , \$843 , \$841 , \$839 , \$837 , \$835 , \$833 , \$831 , \$829 , \$827  };
@@ -3150,40 +3112,40 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign w4__addr = \$126 [15:0];
   assign residual__addr = \$142 [15:0];
   assign membrane_in__addr = \$152 [15:0];
-  assign membrane_out__addr = \$197 [15:0];
-  assign spikes__addr = \$198 [15:0];
-  assign \port$41365$0  = \$827 ;
-  assign \port$41375$0  = \$829 ;
-  assign \port$41385$0  = \$831 ;
-  assign \port$41395$0  = \$833 ;
-  assign \port$41405$0  = \$835 ;
-  assign \port$41415$0  = \$837 ;
-  assign \port$41425$0  = \$839 ;
-  assign \port$41435$0  = \$841 ;
-  assign \port$41445$0  = \$843 ;
-  assign \port$41455$0  = \$845 ;
-  assign \port$41465$0  = \$847 ;
-  assign \port$41475$0  = \$849 ;
-  assign \port$41485$0  = \$851 ;
-  assign \port$41495$0  = \$853 ;
-  assign \port$41505$0  = \$855 ;
-  assign \port$41515$0  = \$857 ;
-  assign \port$41525$0  = \$859 ;
-  assign \port$41535$0  = \$861 ;
-  assign \port$41545$0  = \$863 ;
-  assign \port$41555$0  = \$865 ;
-  assign \port$41565$0  = \$867 ;
-  assign \port$41575$0  = \$869 ;
-  assign \port$41585$0  = \$871 ;
-  assign \port$41595$0  = \$873 ;
-  assign \port$41605$0  = \$875 ;
-  assign \port$41615$0  = \$877 ;
-  assign \port$41625$0  = \$879 ;
-  assign \port$41635$0  = \$881 ;
-  assign \port$41645$0  = \$883 ;
-  assign \port$41655$0  = \$885 ;
-  assign \port$41665$0  = \$887 ;
-  assign \port$41675$0  = \$889 ;
+  assign membrane_out__addr = \$194 [15:0];
+  assign spikes__addr = \$195 [15:0];
+  assign \port$41923$0  = \$827 ;
+  assign \port$41935$0  = \$829 ;
+  assign \port$41947$0  = \$831 ;
+  assign \port$41959$0  = \$833 ;
+  assign \port$41971$0  = \$835 ;
+  assign \port$41983$0  = \$837 ;
+  assign \port$41995$0  = \$839 ;
+  assign \port$42007$0  = \$841 ;
+  assign \port$42019$0  = \$843 ;
+  assign \port$42031$0  = \$845 ;
+  assign \port$42043$0  = \$847 ;
+  assign \port$42055$0  = \$849 ;
+  assign \port$42067$0  = \$851 ;
+  assign \port$42079$0  = \$853 ;
+  assign \port$42091$0  = \$855 ;
+  assign \port$42103$0  = \$857 ;
+  assign \port$42115$0  = \$859 ;
+  assign \port$42127$0  = \$861 ;
+  assign \port$42139$0  = \$863 ;
+  assign \port$42151$0  = \$865 ;
+  assign \port$42163$0  = \$867 ;
+  assign \port$42175$0  = \$869 ;
+  assign \port$42187$0  = \$871 ;
+  assign \port$42199$0  = \$873 ;
+  assign \port$42211$0  = \$875 ;
+  assign \port$42223$0  = \$877 ;
+  assign \port$42235$0  = \$879 ;
+  assign \port$42247$0  = \$881 ;
+  assign \port$42259$0  = \$883 ;
+  assign \port$42271$0  = \$885 ;
+  assign \port$42283$0  = \$887 ;
+  assign \port$42295$0  = \$889 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -3265,8 +3227,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \counts.lif_busy  = counts[18];
   assign \counts.lif_updates  = counts[25:19];
   assign \counts.spikes_out  = counts[32:26];
-  assign counts[32:26] = \$232 [6:0];
-  assign counts[25:19] = { 1'h0, \$199  };
+  assign counts[32:26] = \$229 [6:0];
+  assign counts[25:19] = { 1'h0, \$196  };
   assign counts[18] = membrane_out__en;
   assign counts[17] = membrane_out__en;
   assign counts[16] = membrane_out__en;
@@ -3286,41 +3248,39 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$136  = \$135 ;
   assign \$145  = \$144 ;
   assign \$155  = \$154 ;
-  assign \$236  = issue4;
-  assign \$243  = \$242 ;
-  assign \$252  = \$251 ;
-  assign \$264  = \$263 ;
-  assign \$279  = \$278 ;
-  assign \$298  = \$297 ;
-  assign \$321  = \$320 ;
-  assign \$328  = \$327 ;
-  assign \$338  = \$337 ;
-  assign \$355  = \$354 ;
-  assign \$379  = { geo[35:20], 1'h0 };
-  assign \$386  = \$385 ;
-  assign \$404  = \$403 ;
-  assign \$420  = \$419 ;
-  assign \$451  = \$450 ;
-  assign \$470  = \$469 ;
-  assign \$490  = \$489 ;
-  assign \$510  = \$509 ;
-  assign \$526  = { desc[87:80], 1'h0 };
-  assign \$540  = \$539 ;
-  assign \$558  = \$557 ;
-  assign \$575  = \$574 ;
-  assign \$611  = \$610 ;
-  assign \$633  = \$632 ;
-  assign \$637  = \$636 ;
-  assign \$645  = \$644 ;
+  assign \$233  = issue4;
+  assign \$240  = \$239 ;
+  assign \$249  = \$248 ;
+  assign \$261  = \$260 ;
+  assign \$276  = \$275 ;
+  assign \$295  = \$294 ;
+  assign \$318  = \$317 ;
+  assign \$325  = \$324 ;
+  assign \$335  = \$334 ;
+  assign \$352  = \$351 ;
+  assign \$376  = { geo[35:20], 1'h0 };
+  assign \$383  = \$382 ;
+  assign \$401  = \$400 ;
+  assign \$417  = \$416 ;
+  assign \$448  = \$447 ;
+  assign \$467  = \$466 ;
+  assign \$487  = \$486 ;
+  assign \$507  = \$506 ;
+  assign \$523  = { desc[87:80], 1'h0 };
+  assign \$537  = \$536 ;
+  assign \$555  = \$554 ;
+  assign \$572  = \$571 ;
+  assign \$608  = \$607 ;
+  assign \$630  = \$629 ;
+  assign \$634  = \$633 ;
+  assign \$642  = \$641 ;
+  assign \$659  = { 2'h0, affine__addr, 5'h00 };
   assign \$662  = { 2'h0, affine__addr, 5'h00 };
-  assign \$665  = { 2'h0, affine__addr, 5'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , \port$40703$128 , \port$40703$176 , \port$40703$224 , \port$40703$272 , \port$40703$320 , \port$40703$368 , \port$40703$416 , \port$40703$464 , \port$40703$512 , \port$40703$560 , \port$40703$608 , \port$40703$656 , \port$40703$704 , \port$40703$752 , \port$40703$800 , \port$40703$848 
-, \port$40703$896 , \port$40703$944 , \port$40703$992 , \port$40703$1040 , \port$40703$1088 , \port$40703$1136 , \port$40703$1184 , \port$40703$1232 , \port$40703$1280 , \port$40703$1328 , \port$40703$1376 , \port$40703$1424 , \port$40703$1472 , \port$40703$1520 , residual, o0, o1, o2, o3, o4, o5
-, o6, o7, o8, o9, o10, o11, o12, o13, o14, o15, o16, o17, o18, o19, o20, o21, o22, o23, o24, o25, o26
-, o27, o28, o29, o30, o31, shift, rnd, use_residual, clk);
+module \ttsnn_accel.e4.affine (rst, p, scale, bias, residual, o0, o1, o2, o3, o4, o5, o6, o7, o8, o9, o10, o11, o12, o13, o14, o15
+, o16, o17, o18, o19, o20, o21, o22, o23, o24, o25, o26, o27, o28, o29, o30, o31, shift, rnd, use_residual, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire [31:0] \$1 ;
   wire [32:0] \$10 ;
@@ -4634,6 +4594,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   wire [31:0] \$997 ;
   wire \$998 ;
   wire [32:0] \$999 ;
+  input [511:0] bias;
   wire [511:0] bias;
   reg [15:0] bias0_1 = 16'h0000;
   reg [15:0] bias0_2 = 16'h0000;
@@ -4832,70 +4793,6 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   reg [31:0] partial7 = 32'd0;
   reg [31:0] partial8 = 32'd0;
   reg [31:0] partial9 = 32'd0;
-  input [15:0] \port$40703$1040 ;
-  wire [15:0] \port$40703$1040 ;
-  input [15:0] \port$40703$1088 ;
-  wire [15:0] \port$40703$1088 ;
-  input [15:0] \port$40703$1136 ;
-  wire [15:0] \port$40703$1136 ;
-  input [15:0] \port$40703$1184 ;
-  wire [15:0] \port$40703$1184 ;
-  input [15:0] \port$40703$1232 ;
-  wire [15:0] \port$40703$1232 ;
-  input [15:0] \port$40703$128 ;
-  wire [15:0] \port$40703$128 ;
-  input [15:0] \port$40703$1280 ;
-  wire [15:0] \port$40703$1280 ;
-  input [15:0] \port$40703$1328 ;
-  wire [15:0] \port$40703$1328 ;
-  input [15:0] \port$40703$1376 ;
-  wire [15:0] \port$40703$1376 ;
-  input [15:0] \port$40703$1424 ;
-  wire [15:0] \port$40703$1424 ;
-  input [15:0] \port$40703$1472 ;
-  wire [15:0] \port$40703$1472 ;
-  input [15:0] \port$40703$1520 ;
-  wire [15:0] \port$40703$1520 ;
-  input [15:0] \port$40703$176 ;
-  wire [15:0] \port$40703$176 ;
-  input [15:0] \port$40703$224 ;
-  wire [15:0] \port$40703$224 ;
-  input [15:0] \port$40703$272 ;
-  wire [15:0] \port$40703$272 ;
-  input [15:0] \port$40703$32 ;
-  wire [15:0] \port$40703$32 ;
-  input [15:0] \port$40703$320 ;
-  wire [15:0] \port$40703$320 ;
-  input [15:0] \port$40703$368 ;
-  wire [15:0] \port$40703$368 ;
-  input [15:0] \port$40703$416 ;
-  wire [15:0] \port$40703$416 ;
-  input [15:0] \port$40703$464 ;
-  wire [15:0] \port$40703$464 ;
-  input [15:0] \port$40703$512 ;
-  wire [15:0] \port$40703$512 ;
-  input [15:0] \port$40703$560 ;
-  wire [15:0] \port$40703$560 ;
-  input [15:0] \port$40703$608 ;
-  wire [15:0] \port$40703$608 ;
-  input [15:0] \port$40703$656 ;
-  wire [15:0] \port$40703$656 ;
-  input [15:0] \port$40703$704 ;
-  wire [15:0] \port$40703$704 ;
-  input [15:0] \port$40703$752 ;
-  wire [15:0] \port$40703$752 ;
-  input [15:0] \port$40703$80 ;
-  wire [15:0] \port$40703$80 ;
-  input [15:0] \port$40703$800 ;
-  wire [15:0] \port$40703$800 ;
-  input [15:0] \port$40703$848 ;
-  wire [15:0] \port$40703$848 ;
-  input [15:0] \port$40703$896 ;
-  wire [15:0] \port$40703$896 ;
-  input [15:0] \port$40703$944 ;
-  wire [15:0] \port$40703$944 ;
-  input [15:0] \port$40703$992 ;
-  wire [15:0] \port$40703$992 ;
   reg [31:0] prod0 = 32'd0;
   reg [31:0] prod1 = 32'd0;
   reg [31:0] prod10 = 32'd0;
@@ -6549,7 +6446,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1026  = \port$40703$32 ;
+    \$1026  = bias[15:0];
     if (rst) begin
       \$1026  = 16'h0000;
     end
@@ -6612,7 +6509,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1035  = \port$40703$80 ;
+    \$1035  = bias[31:16];
     if (rst) begin
       \$1035  = 16'h0000;
     end
@@ -6675,7 +6572,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1044  = \port$40703$128 ;
+    \$1044  = bias[47:32];
     if (rst) begin
       \$1044  = 16'h0000;
     end
@@ -6738,7 +6635,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1053  = \port$40703$176 ;
+    \$1053  = bias[63:48];
     if (rst) begin
       \$1053  = 16'h0000;
     end
@@ -6801,7 +6698,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1062  = \port$40703$224 ;
+    \$1062  = bias[79:64];
     if (rst) begin
       \$1062  = 16'h0000;
     end
@@ -6864,7 +6761,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1071  = \port$40703$272 ;
+    \$1071  = bias[95:80];
     if (rst) begin
       \$1071  = 16'h0000;
     end
@@ -6927,7 +6824,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1080  = \port$40703$320 ;
+    \$1080  = bias[111:96];
     if (rst) begin
       \$1080  = 16'h0000;
     end
@@ -6990,7 +6887,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1089  = \port$40703$368 ;
+    \$1089  = bias[127:112];
     if (rst) begin
       \$1089  = 16'h0000;
     end
@@ -7053,7 +6950,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1098  = \port$40703$416 ;
+    \$1098  = bias[143:128];
     if (rst) begin
       \$1098  = 16'h0000;
     end
@@ -7116,7 +7013,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1107  = \port$40703$464 ;
+    \$1107  = bias[159:144];
     if (rst) begin
       \$1107  = 16'h0000;
     end
@@ -7179,7 +7076,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1116  = \port$40703$512 ;
+    \$1116  = bias[175:160];
     if (rst) begin
       \$1116  = 16'h0000;
     end
@@ -7242,7 +7139,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1125  = \port$40703$560 ;
+    \$1125  = bias[191:176];
     if (rst) begin
       \$1125  = 16'h0000;
     end
@@ -7305,7 +7202,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1134  = \port$40703$608 ;
+    \$1134  = bias[207:192];
     if (rst) begin
       \$1134  = 16'h0000;
     end
@@ -7368,7 +7265,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1143  = \port$40703$656 ;
+    \$1143  = bias[223:208];
     if (rst) begin
       \$1143  = 16'h0000;
     end
@@ -7431,7 +7328,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1152  = \port$40703$704 ;
+    \$1152  = bias[239:224];
     if (rst) begin
       \$1152  = 16'h0000;
     end
@@ -7494,7 +7391,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1161  = \port$40703$752 ;
+    \$1161  = bias[255:240];
     if (rst) begin
       \$1161  = 16'h0000;
     end
@@ -7557,7 +7454,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1170  = \port$40703$800 ;
+    \$1170  = bias[271:256];
     if (rst) begin
       \$1170  = 16'h0000;
     end
@@ -7620,7 +7517,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1179  = \port$40703$848 ;
+    \$1179  = bias[287:272];
     if (rst) begin
       \$1179  = 16'h0000;
     end
@@ -7683,7 +7580,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1188  = \port$40703$896 ;
+    \$1188  = bias[303:288];
     if (rst) begin
       \$1188  = 16'h0000;
     end
@@ -7746,7 +7643,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1197  = \port$40703$944 ;
+    \$1197  = bias[319:304];
     if (rst) begin
       \$1197  = 16'h0000;
     end
@@ -7809,7 +7706,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1206  = \port$40703$992 ;
+    \$1206  = bias[335:320];
     if (rst) begin
       \$1206  = 16'h0000;
     end
@@ -7872,7 +7769,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1215  = \port$40703$1040 ;
+    \$1215  = bias[351:336];
     if (rst) begin
       \$1215  = 16'h0000;
     end
@@ -7935,7 +7832,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1224  = \port$40703$1088 ;
+    \$1224  = bias[367:352];
     if (rst) begin
       \$1224  = 16'h0000;
     end
@@ -7998,7 +7895,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1233  = \port$40703$1136 ;
+    \$1233  = bias[383:368];
     if (rst) begin
       \$1233  = 16'h0000;
     end
@@ -8061,7 +7958,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1242  = \port$40703$1184 ;
+    \$1242  = bias[399:384];
     if (rst) begin
       \$1242  = 16'h0000;
     end
@@ -8124,7 +8021,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1251  = \port$40703$1232 ;
+    \$1251  = bias[415:400];
     if (rst) begin
       \$1251  = 16'h0000;
     end
@@ -8187,7 +8084,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1260  = \port$40703$1280 ;
+    \$1260  = bias[431:416];
     if (rst) begin
       \$1260  = 16'h0000;
     end
@@ -8250,7 +8147,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1269  = \port$40703$1328 ;
+    \$1269  = bias[447:432];
     if (rst) begin
       \$1269  = 16'h0000;
     end
@@ -8313,7 +8210,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1278  = \port$40703$1376 ;
+    \$1278  = bias[463:448];
     if (rst) begin
       \$1278  = 16'h0000;
     end
@@ -8376,7 +8273,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1287  = \port$40703$1424 ;
+    \$1287  = bias[479:464];
     if (rst) begin
       \$1287  = 16'h0000;
     end
@@ -8439,7 +8336,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1296  = \port$40703$1472 ;
+    \$1296  = bias[495:480];
     if (rst) begin
       \$1296  = 16'h0000;
     end
@@ -8502,7 +8399,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1305  = \port$40703$1520 ;
+    \$1305  = bias[511:496];
     if (rst) begin
       \$1305  = 16'h0000;
     end
@@ -8556,7 +8453,6 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$40703$32 , \port$40703$80 , 
       \$1312  = 16'h0000;
     end
   end
-  assign bias = { \port$40703$1520 , \port$40703$1472 , \port$40703$1424 , \port$40703$1376 , \port$40703$1328 , \port$40703$1280 , \port$40703$1232 , \port$40703$1184 , \port$40703$1136 , \port$40703$1088 , \port$40703$1040 , \port$40703$992 , \port$40703$944 , \port$40703$896 , \port$40703$848 , \port$40703$800 , \port$40703$752 , \port$40703$704 , \port$40703$656 , \port$40703$608 , \port$40703$560 , \port$40703$512 , \port$40703$464 , \port$40703$416 , \port$40703$368 , \port$40703$320 , \port$40703$272 , \port$40703$224 , \port$40703$176 , \port$40703$128 , \port$40703$80 , \port$40703$32  };
   assign o = { o31, o30, o29, o28, o27, o26, o25, o24, o23, o22, o21, o20, o19, o18, o17, o16, o15, o14, o13, o12, o11, o10, o9, o8, o7, o6, o5, o4, o3, o2, o1, o0 };
   assign \$8  = { \$7 [32], \$7 [32:1] };
   assign \$14  = { \$13 [32], \$13 [32:1] };
@@ -8912,17 +8808,42 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, u_prev, \port$40797$0 , \port$40815$0 , \port$40833$0 , \port$40851$0 , \port$40869$0 , \port$40887$0 , \port$40905$0 , \port$40923$0 , \port$40941$0 , \port$40959$0 , \port$40977$0 , \port$40995$0 , \port$41013$0 , \port$41031$0 , \port$41049$0 , \port$41067$0 , \port$41085$0 , \port$41103$0 , \port$41121$0 
-, \port$41139$0 , \port$41157$0 , \port$41175$0 , \port$41193$0 , \port$41211$0 , \port$41229$0 , \port$41247$0 , \port$41265$0 , \port$41283$0 , \port$41301$0 , \port$41319$0 , \port$41337$0 , \port$41355$0 , u0, s0, u1, s1, u2, s2, u3, s3
+module \ttsnn_accel.e4.lif (rst, u_prev, \port$41353$0 , \port$41371$0 , \port$41389$0 , \port$41407$0 , \port$41425$0 , \port$41443$0 , \port$41461$0 , \port$41479$0 , \port$41497$0 , \port$41515$0 , \port$41533$0 , \port$41551$0 , \port$41569$0 , \port$41587$0 , \port$41605$0 , \port$41623$0 , \port$41641$0 , \port$41659$0 , \port$41677$0 
+, \port$41695$0 , \port$41713$0 , \port$41731$0 , \port$41749$0 , \port$41767$0 , \port$41785$0 , \port$41803$0 , \port$41821$0 , \port$41839$0 , \port$41857$0 , \port$41875$0 , \port$41893$0 , \port$41911$0 , u0, s0, u1, s1, u2, s2, u3, s3
 , u4, s4, u5, s5, u6, s6, u7, s7, u8, s8, u9, s9, u10, s10, u11, s11, u12, s12, u13, s13, u14
 , s14, u15, s15, u16, s16, u17, s17, u18, s18, u19, s19, u20, s20, u21, s21, u22, s22, u23, s23, u24, s24
-, u25, s25, u26, s26, u27, s27, u28, s28, u29, s29, u30, s30, u31, s31, leak_mul, \port$44744$167 , rnd, clk);
+, u25, s25, u26, s26, u27, s27, u28, s28, u29, s29, u30, s30, u31, s31, leak_mul, \port$45790$167 , rnd, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire [25:0] \$10 ;
   wire \$100 ;
+  reg \$1000 ;
+  reg [15:0] \$1001 ;
+  reg [24:0] \$1002 ;
+  reg [24:0] \$1003 ;
+  reg [24:0] \$1004 ;
+  reg [15:0] \$1005 ;
+  reg \$1006 ;
+  reg [15:0] \$1007 ;
+  reg [24:0] \$1008 ;
+  reg [24:0] \$1009 ;
   wire [25:0] \$101 ;
+  reg [24:0] \$1010 ;
+  reg [15:0] \$1011 ;
+  reg \$1012 ;
+  reg [15:0] \$1013 ;
+  reg [24:0] \$1014 ;
+  reg [24:0] \$1015 ;
+  reg [24:0] \$1016 ;
+  reg [15:0] \$1017 ;
+  reg \$1018 ;
+  reg [15:0] \$1019 ;
   wire [15:0] \$102 ;
+  reg [24:0] \$1020 ;
+  reg [24:0] \$1021 ;
+  reg [24:0] \$1022 ;
+  reg [15:0] \$1023 ;
+  reg \$1024 ;
   wire [15:0] \$103 ;
   wire \$104 ;
   wire \$105 ;
@@ -9733,186 +9654,225 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$40797$0 , \port$40815$0 , \port$4
   wire [15:0] \$830 ;
   wire [15:0] \$831 ;
   wire \$832 ;
-  reg [24:0] \$833 ;
+  reg [15:0] \$833 ;
   reg [24:0] \$834 ;
   reg [24:0] \$835 ;
-  reg [15:0] \$836 ;
-  reg \$837 ;
-  reg [24:0] \$838 ;
-  reg [24:0] \$839 ;
+  reg [24:0] \$836 ;
+  reg [15:0] \$837 ;
+  reg \$838 ;
+  reg [15:0] \$839 ;
   wire [5:0] \$84 ;
   reg [24:0] \$840 ;
-  reg [15:0] \$841 ;
-  reg \$842 ;
-  reg [24:0] \$843 ;
-  reg [24:0] \$844 ;
-  reg [24:0] \$845 ;
-  reg [15:0] \$846 ;
-  reg \$847 ;
+  reg [24:0] \$841 ;
+  reg [24:0] \$842 ;
+  reg [15:0] \$843 ;
+  reg \$844 ;
+  reg [15:0] \$845 ;
+  reg [24:0] \$846 ;
+  reg [24:0] \$847 ;
   reg [24:0] \$848 ;
-  reg [24:0] \$849 ;
+  reg [15:0] \$849 ;
   wire [24:0] \$85 ;
-  reg [24:0] \$850 ;
+  reg \$850 ;
   reg [15:0] \$851 ;
-  reg \$852 ;
+  reg [24:0] \$852 ;
   reg [24:0] \$853 ;
   reg [24:0] \$854 ;
-  reg [24:0] \$855 ;
-  reg [15:0] \$856 ;
-  reg \$857 ;
+  reg [15:0] \$855 ;
+  reg \$856 ;
+  reg [15:0] \$857 ;
   reg [24:0] \$858 ;
   reg [24:0] \$859 ;
   wire \$86 ;
   reg [24:0] \$860 ;
   reg [15:0] \$861 ;
   reg \$862 ;
-  reg [24:0] \$863 ;
+  reg [15:0] \$863 ;
   reg [24:0] \$864 ;
   reg [24:0] \$865 ;
-  reg [15:0] \$866 ;
-  reg \$867 ;
-  reg [24:0] \$868 ;
-  reg [24:0] \$869 ;
+  reg [24:0] \$866 ;
+  reg [15:0] \$867 ;
+  reg \$868 ;
+  reg [15:0] \$869 ;
   wire [25:0] \$87 ;
   reg [24:0] \$870 ;
-  reg [15:0] \$871 ;
-  reg \$872 ;
-  reg [24:0] \$873 ;
-  reg [24:0] \$874 ;
-  reg [24:0] \$875 ;
-  reg [15:0] \$876 ;
-  reg \$877 ;
+  reg [24:0] \$871 ;
+  reg [24:0] \$872 ;
+  reg [15:0] \$873 ;
+  reg \$874 ;
+  reg [15:0] \$875 ;
+  reg [24:0] \$876 ;
+  reg [24:0] \$877 ;
   reg [24:0] \$878 ;
-  reg [24:0] \$879 ;
+  reg [15:0] \$879 ;
   wire [25:0] \$88 ;
-  reg [24:0] \$880 ;
+  reg \$880 ;
   reg [15:0] \$881 ;
-  reg \$882 ;
+  reg [24:0] \$882 ;
   reg [24:0] \$883 ;
   reg [24:0] \$884 ;
-  reg [24:0] \$885 ;
-  reg [15:0] \$886 ;
-  reg \$887 ;
+  reg [15:0] \$885 ;
+  reg \$886 ;
+  reg [15:0] \$887 ;
   reg [24:0] \$888 ;
   reg [24:0] \$889 ;
   wire [24:0] \$89 ;
   reg [24:0] \$890 ;
   reg [15:0] \$891 ;
   reg \$892 ;
-  reg [24:0] \$893 ;
+  reg [15:0] \$893 ;
   reg [24:0] \$894 ;
   reg [24:0] \$895 ;
-  reg [15:0] \$896 ;
-  reg \$897 ;
-  reg [24:0] \$898 ;
-  reg [24:0] \$899 ;
+  reg [24:0] \$896 ;
+  reg [15:0] \$897 ;
+  reg \$898 ;
+  reg [15:0] \$899 ;
   wire [25:0] \$9 ;
   wire [25:0] \$90 ;
   reg [24:0] \$900 ;
-  reg [15:0] \$901 ;
-  reg \$902 ;
-  reg [24:0] \$903 ;
-  reg [24:0] \$904 ;
-  reg [24:0] \$905 ;
-  reg [15:0] \$906 ;
-  reg \$907 ;
+  reg [24:0] \$901 ;
+  reg [24:0] \$902 ;
+  reg [15:0] \$903 ;
+  reg \$904 ;
+  reg [15:0] \$905 ;
+  reg [24:0] \$906 ;
+  reg [24:0] \$907 ;
   reg [24:0] \$908 ;
-  reg [24:0] \$909 ;
+  reg [15:0] \$909 ;
   wire \$91 ;
-  reg [24:0] \$910 ;
+  reg \$910 ;
   reg [15:0] \$911 ;
-  reg \$912 ;
+  reg [24:0] \$912 ;
   reg [24:0] \$913 ;
   reg [24:0] \$914 ;
-  reg [24:0] \$915 ;
-  reg [15:0] \$916 ;
-  reg \$917 ;
+  reg [15:0] \$915 ;
+  reg \$916 ;
+  reg [15:0] \$917 ;
   reg [24:0] \$918 ;
   reg [24:0] \$919 ;
   wire [25:0] \$92 ;
   reg [24:0] \$920 ;
   reg [15:0] \$921 ;
   reg \$922 ;
-  reg [24:0] \$923 ;
+  reg [15:0] \$923 ;
   reg [24:0] \$924 ;
   reg [24:0] \$925 ;
-  reg [15:0] \$926 ;
-  reg \$927 ;
-  reg [24:0] \$928 ;
-  reg [24:0] \$929 ;
+  reg [24:0] \$926 ;
+  reg [15:0] \$927 ;
+  reg \$928 ;
+  reg [15:0] \$929 ;
   wire \$93 ;
   reg [24:0] \$930 ;
-  reg [15:0] \$931 ;
-  reg \$932 ;
-  reg [24:0] \$933 ;
-  reg [24:0] \$934 ;
-  reg [24:0] \$935 ;
-  reg [15:0] \$936 ;
-  reg \$937 ;
+  reg [24:0] \$931 ;
+  reg [24:0] \$932 ;
+  reg [15:0] \$933 ;
+  reg \$934 ;
+  reg [15:0] \$935 ;
+  reg [24:0] \$936 ;
+  reg [24:0] \$937 ;
   reg [24:0] \$938 ;
-  reg [24:0] \$939 ;
+  reg [15:0] \$939 ;
   wire [25:0] \$94 ;
-  reg [24:0] \$940 ;
+  reg \$940 ;
   reg [15:0] \$941 ;
-  reg \$942 ;
+  reg [24:0] \$942 ;
   reg [24:0] \$943 ;
   reg [24:0] \$944 ;
-  reg [24:0] \$945 ;
-  reg [15:0] \$946 ;
-  reg \$947 ;
+  reg [15:0] \$945 ;
+  reg \$946 ;
+  reg [15:0] \$947 ;
   reg [24:0] \$948 ;
   reg [24:0] \$949 ;
   wire [15:0] \$95 ;
   reg [24:0] \$950 ;
   reg [15:0] \$951 ;
   reg \$952 ;
-  reg [24:0] \$953 ;
+  reg [15:0] \$953 ;
   reg [24:0] \$954 ;
   reg [24:0] \$955 ;
-  reg [15:0] \$956 ;
-  reg \$957 ;
-  reg [24:0] \$958 ;
-  reg [24:0] \$959 ;
+  reg [24:0] \$956 ;
+  reg [15:0] \$957 ;
+  reg \$958 ;
+  reg [15:0] \$959 ;
   wire [15:0] \$96 ;
   reg [24:0] \$960 ;
-  reg [15:0] \$961 ;
-  reg \$962 ;
-  reg [24:0] \$963 ;
-  reg [24:0] \$964 ;
-  reg [24:0] \$965 ;
-  reg [15:0] \$966 ;
-  reg \$967 ;
+  reg [24:0] \$961 ;
+  reg [24:0] \$962 ;
+  reg [15:0] \$963 ;
+  reg \$964 ;
+  reg [15:0] \$965 ;
+  reg [24:0] \$966 ;
+  reg [24:0] \$967 ;
   reg [24:0] \$968 ;
-  reg [24:0] \$969 ;
+  reg [15:0] \$969 ;
   wire [25:0] \$97 ;
-  reg [24:0] \$970 ;
+  reg \$970 ;
   reg [15:0] \$971 ;
-  reg \$972 ;
+  reg [24:0] \$972 ;
   reg [24:0] \$973 ;
   reg [24:0] \$974 ;
-  reg [24:0] \$975 ;
-  reg [15:0] \$976 ;
-  reg \$977 ;
+  reg [15:0] \$975 ;
+  reg \$976 ;
+  reg [15:0] \$977 ;
   reg [24:0] \$978 ;
   reg [24:0] \$979 ;
   wire \$98 ;
   reg [24:0] \$980 ;
   reg [15:0] \$981 ;
   reg \$982 ;
-  reg [24:0] \$983 ;
+  reg [15:0] \$983 ;
   reg [24:0] \$984 ;
   reg [24:0] \$985 ;
-  reg [15:0] \$986 ;
-  reg \$987 ;
-  reg [24:0] \$988 ;
-  reg [24:0] \$989 ;
+  reg [24:0] \$986 ;
+  reg [15:0] \$987 ;
+  reg \$988 ;
+  reg [15:0] \$989 ;
   wire [25:0] \$99 ;
   reg [24:0] \$990 ;
-  reg [15:0] \$991 ;
-  reg \$992 ;
+  reg [24:0] \$991 ;
+  reg [24:0] \$992 ;
+  reg [15:0] \$993 ;
+  reg \$994 ;
+  reg [15:0] \$995 ;
+  reg [24:0] \$996 ;
+  reg [24:0] \$997 ;
+  reg [24:0] \$998 ;
+  reg [15:0] \$999 ;
   input clk;
   wire clk;
   wire [511:0] cur;
+  reg [15:0] kept0 = 16'h0000;
+  reg [15:0] kept1 = 16'h0000;
+  reg [15:0] kept10 = 16'h0000;
+  reg [15:0] kept11 = 16'h0000;
+  reg [15:0] kept12 = 16'h0000;
+  reg [15:0] kept13 = 16'h0000;
+  reg [15:0] kept14 = 16'h0000;
+  reg [15:0] kept15 = 16'h0000;
+  reg [15:0] kept16 = 16'h0000;
+  reg [15:0] kept17 = 16'h0000;
+  reg [15:0] kept18 = 16'h0000;
+  reg [15:0] kept19 = 16'h0000;
+  reg [15:0] kept2 = 16'h0000;
+  reg [15:0] kept20 = 16'h0000;
+  reg [15:0] kept21 = 16'h0000;
+  reg [15:0] kept22 = 16'h0000;
+  reg [15:0] kept23 = 16'h0000;
+  reg [15:0] kept24 = 16'h0000;
+  reg [15:0] kept25 = 16'h0000;
+  reg [15:0] kept26 = 16'h0000;
+  reg [15:0] kept27 = 16'h0000;
+  reg [15:0] kept28 = 16'h0000;
+  reg [15:0] kept29 = 16'h0000;
+  reg [15:0] kept3 = 16'h0000;
+  reg [15:0] kept30 = 16'h0000;
+  reg [15:0] kept31 = 16'h0000;
+  reg [15:0] kept4 = 16'h0000;
+  reg [15:0] kept5 = 16'h0000;
+  reg [15:0] kept6 = 16'h0000;
+  reg [15:0] kept7 = 16'h0000;
+  reg [15:0] kept8 = 16'h0000;
+  reg [15:0] kept9 = 16'h0000;
   input [7:0] leak_mul;
   wire [7:0] leak_mul;
   reg [24:0] leak_partial0 = 25'h0000000;
@@ -10012,72 +9972,72 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$40797$0 , \port$40815$0 , \port$4
   reg [24:0] leaked7 = 25'h0000000;
   reg [24:0] leaked8 = 25'h0000000;
   reg [24:0] leaked9 = 25'h0000000;
-  input [15:0] \port$40797$0 ;
-  wire [15:0] \port$40797$0 ;
-  input [15:0] \port$40815$0 ;
-  wire [15:0] \port$40815$0 ;
-  input [15:0] \port$40833$0 ;
-  wire [15:0] \port$40833$0 ;
-  input [15:0] \port$40851$0 ;
-  wire [15:0] \port$40851$0 ;
-  input [15:0] \port$40869$0 ;
-  wire [15:0] \port$40869$0 ;
-  input [15:0] \port$40887$0 ;
-  wire [15:0] \port$40887$0 ;
-  input [15:0] \port$40905$0 ;
-  wire [15:0] \port$40905$0 ;
-  input [15:0] \port$40923$0 ;
-  wire [15:0] \port$40923$0 ;
-  input [15:0] \port$40941$0 ;
-  wire [15:0] \port$40941$0 ;
-  input [15:0] \port$40959$0 ;
-  wire [15:0] \port$40959$0 ;
-  input [15:0] \port$40977$0 ;
-  wire [15:0] \port$40977$0 ;
-  input [15:0] \port$40995$0 ;
-  wire [15:0] \port$40995$0 ;
-  input [15:0] \port$41013$0 ;
-  wire [15:0] \port$41013$0 ;
-  input [15:0] \port$41031$0 ;
-  wire [15:0] \port$41031$0 ;
-  input [15:0] \port$41049$0 ;
-  wire [15:0] \port$41049$0 ;
-  input [15:0] \port$41067$0 ;
-  wire [15:0] \port$41067$0 ;
-  input [15:0] \port$41085$0 ;
-  wire [15:0] \port$41085$0 ;
-  input [15:0] \port$41103$0 ;
-  wire [15:0] \port$41103$0 ;
-  input [15:0] \port$41121$0 ;
-  wire [15:0] \port$41121$0 ;
-  input [15:0] \port$41139$0 ;
-  wire [15:0] \port$41139$0 ;
-  input [15:0] \port$41157$0 ;
-  wire [15:0] \port$41157$0 ;
-  input [15:0] \port$41175$0 ;
-  wire [15:0] \port$41175$0 ;
-  input [15:0] \port$41193$0 ;
-  wire [15:0] \port$41193$0 ;
-  input [15:0] \port$41211$0 ;
-  wire [15:0] \port$41211$0 ;
-  input [15:0] \port$41229$0 ;
-  wire [15:0] \port$41229$0 ;
-  input [15:0] \port$41247$0 ;
-  wire [15:0] \port$41247$0 ;
-  input [15:0] \port$41265$0 ;
-  wire [15:0] \port$41265$0 ;
-  input [15:0] \port$41283$0 ;
-  wire [15:0] \port$41283$0 ;
-  input [15:0] \port$41301$0 ;
-  wire [15:0] \port$41301$0 ;
-  input [15:0] \port$41319$0 ;
-  wire [15:0] \port$41319$0 ;
-  input [15:0] \port$41337$0 ;
-  wire [15:0] \port$41337$0 ;
-  input [15:0] \port$41355$0 ;
-  wire [15:0] \port$41355$0 ;
-  input [21:0] \port$44744$167 ;
-  wire [21:0] \port$44744$167 ;
+  input [15:0] \port$41353$0 ;
+  wire [15:0] \port$41353$0 ;
+  input [15:0] \port$41371$0 ;
+  wire [15:0] \port$41371$0 ;
+  input [15:0] \port$41389$0 ;
+  wire [15:0] \port$41389$0 ;
+  input [15:0] \port$41407$0 ;
+  wire [15:0] \port$41407$0 ;
+  input [15:0] \port$41425$0 ;
+  wire [15:0] \port$41425$0 ;
+  input [15:0] \port$41443$0 ;
+  wire [15:0] \port$41443$0 ;
+  input [15:0] \port$41461$0 ;
+  wire [15:0] \port$41461$0 ;
+  input [15:0] \port$41479$0 ;
+  wire [15:0] \port$41479$0 ;
+  input [15:0] \port$41497$0 ;
+  wire [15:0] \port$41497$0 ;
+  input [15:0] \port$41515$0 ;
+  wire [15:0] \port$41515$0 ;
+  input [15:0] \port$41533$0 ;
+  wire [15:0] \port$41533$0 ;
+  input [15:0] \port$41551$0 ;
+  wire [15:0] \port$41551$0 ;
+  input [15:0] \port$41569$0 ;
+  wire [15:0] \port$41569$0 ;
+  input [15:0] \port$41587$0 ;
+  wire [15:0] \port$41587$0 ;
+  input [15:0] \port$41605$0 ;
+  wire [15:0] \port$41605$0 ;
+  input [15:0] \port$41623$0 ;
+  wire [15:0] \port$41623$0 ;
+  input [15:0] \port$41641$0 ;
+  wire [15:0] \port$41641$0 ;
+  input [15:0] \port$41659$0 ;
+  wire [15:0] \port$41659$0 ;
+  input [15:0] \port$41677$0 ;
+  wire [15:0] \port$41677$0 ;
+  input [15:0] \port$41695$0 ;
+  wire [15:0] \port$41695$0 ;
+  input [15:0] \port$41713$0 ;
+  wire [15:0] \port$41713$0 ;
+  input [15:0] \port$41731$0 ;
+  wire [15:0] \port$41731$0 ;
+  input [15:0] \port$41749$0 ;
+  wire [15:0] \port$41749$0 ;
+  input [15:0] \port$41767$0 ;
+  wire [15:0] \port$41767$0 ;
+  input [15:0] \port$41785$0 ;
+  wire [15:0] \port$41785$0 ;
+  input [15:0] \port$41803$0 ;
+  wire [15:0] \port$41803$0 ;
+  input [15:0] \port$41821$0 ;
+  wire [15:0] \port$41821$0 ;
+  input [15:0] \port$41839$0 ;
+  wire [15:0] \port$41839$0 ;
+  input [15:0] \port$41857$0 ;
+  wire [15:0] \port$41857$0 ;
+  input [15:0] \port$41875$0 ;
+  wire [15:0] \port$41875$0 ;
+  input [15:0] \port$41893$0 ;
+  wire [15:0] \port$41893$0 ;
+  input [15:0] \port$41911$0 ;
+  wire [15:0] \port$41911$0 ;
+  input [21:0] \port$45790$167 ;
+  wire [21:0] \port$45790$167 ;
   input rnd;
   wire rnd;
   input rst;
@@ -10215,2249 +10175,2537 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$40797$0 , \port$40815$0 , \port$4
   reg [15:0] u9 = 16'h0000;
   input [511:0] u_prev;
   wire [511:0] u_prev;
-  assign \$8  = ! \port$44744$167 [5:0];
-  assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
-  assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$40797$0 );
-  assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$40797$0 );
-  assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$40797$0 );
-  assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
-  assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(leaked0) + $signed(\port$40797$0 );
-  assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
-  assign \$21  = $signed(leaked0) + $signed(\port$40797$0 );
-  assign \$22  = $signed(\$21 ) < $signed(16'h8000);
-  assign \$23  = $signed(leaked0) + $signed(\port$40797$0 );
-  assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
-  assign \$25  = \$20  ? 16'h7fff : \$24 ;
-  assign \$26  = $signed(\$25 ) > $signed(\port$44744$167 [21:6]);
-  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$44744$167 [21:6]);
-  assign \$28  = \$27  ? 16'h0000 : u_prev[31:16];
-  assign \$29  = $signed(\$28 ) * $signed({ 1'h0, leak_mul });
-  assign \$30  = ! \port$44744$167 [5:0];
-  assign \$31  = \port$44744$167 [5:0] - 1'h1;
-  assign \$32  = \$30  ? 6'h00 : \$31 [5:0];
-  assign \$33  = $signed(leak_prod1) >>> \$32 ;
-  assign \$34  = ! \port$44744$167 [5:0];
-  assign \$35  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
-  assign \$37  = \$34  ? leak_partial1 : \$36 [24:0];
-  assign \$38  = $signed(leaked1) + $signed(\port$40815$0 );
-  assign \$39  = $signed(\$38 ) > $signed(16'h7fff);
-  assign \$40  = $signed(leaked1) + $signed(\port$40815$0 );
-  assign \$41  = $signed(\$40 ) < $signed(16'h8000);
-  assign \$42  = $signed(leaked1) + $signed(\port$40815$0 );
-  assign \$43  = \$41  ? 16'h8000 : \$42 [15:0];
-  assign \$44  = \$39  ? 16'h7fff : \$43 ;
-  assign \$45  = $signed(leaked1) + $signed(\port$40815$0 );
-  assign \$46  = $signed(\$45 ) > $signed(16'h7fff);
-  assign \$47  = $signed(leaked1) + $signed(\port$40815$0 );
-  assign \$48  = $signed(\$47 ) < $signed(16'h8000);
-  assign \$49  = $signed(leaked1) + $signed(\port$40815$0 );
-  assign \$50  = \$48  ? 16'h8000 : \$49 [15:0];
-  assign \$51  = \$46  ? 16'h7fff : \$50 ;
-  assign \$52  = $signed(\$51 ) > $signed(\port$44744$167 [21:6]);
-  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$44744$167 [21:6]);
-  assign \$54  = \$53  ? 16'h0000 : u_prev[47:32];
-  assign \$55  = $signed(\$54 ) * $signed({ 1'h0, leak_mul });
-  assign \$56  = ! \port$44744$167 [5:0];
-  assign \$57  = \port$44744$167 [5:0] - 1'h1;
-  assign \$58  = \$56  ? 6'h00 : \$57 [5:0];
-  assign \$59  = $signed(leak_prod2) >>> \$58 ;
-  assign \$60  = ! \port$44744$167 [5:0];
-  assign \$61  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
-  assign \$63  = \$60  ? leak_partial2 : \$62 [24:0];
-  assign \$64  = $signed(leaked2) + $signed(\port$40833$0 );
-  assign \$65  = $signed(\$64 ) > $signed(16'h7fff);
-  assign \$66  = $signed(leaked2) + $signed(\port$40833$0 );
-  assign \$67  = $signed(\$66 ) < $signed(16'h8000);
-  assign \$68  = $signed(leaked2) + $signed(\port$40833$0 );
-  assign \$69  = \$67  ? 16'h8000 : \$68 [15:0];
-  assign \$70  = \$65  ? 16'h7fff : \$69 ;
-  assign \$71  = $signed(leaked2) + $signed(\port$40833$0 );
-  assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
-  assign \$73  = $signed(leaked2) + $signed(\port$40833$0 );
-  assign \$74  = $signed(\$73 ) < $signed(16'h8000);
-  assign \$75  = $signed(leaked2) + $signed(\port$40833$0 );
-  assign \$76  = \$74  ? 16'h8000 : \$75 [15:0];
-  assign \$77  = \$72  ? 16'h7fff : \$76 ;
-  assign \$78  = $signed(\$77 ) > $signed(\port$44744$167 [21:6]);
-  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$44744$167 [21:6]);
-  assign \$80  = \$79  ? 16'h0000 : u_prev[63:48];
-  assign \$81  = $signed(\$80 ) * $signed({ 1'h0, leak_mul });
-  assign \$82  = ! \port$44744$167 [5:0];
-  assign \$83  = \port$44744$167 [5:0] - 1'h1;
-  assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
-  assign \$85  = $signed(leak_prod3) >>> \$84 ;
-  assign \$86  = ! \port$44744$167 [5:0];
-  assign \$87  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
-  assign \$89  = \$86  ? leak_partial3 : \$88 [24:0];
-  assign \$90  = $signed(leaked3) + $signed(\port$40851$0 );
-  assign \$91  = $signed(\$90 ) > $signed(16'h7fff);
-  assign \$92  = $signed(leaked3) + $signed(\port$40851$0 );
-  assign \$93  = $signed(\$92 ) < $signed(16'h8000);
-  assign \$94  = $signed(leaked3) + $signed(\port$40851$0 );
-  assign \$95  = \$93  ? 16'h8000 : \$94 [15:0];
-  assign \$96  = \$91  ? 16'h7fff : \$95 ;
-  assign \$97  = $signed(leaked3) + $signed(\port$40851$0 );
-  assign \$98  = $signed(\$97 ) > $signed(16'h7fff);
-  assign \$99  = $signed(leaked3) + $signed(\port$40851$0 );
-  assign \$100  = $signed(\$99 ) < $signed(16'h8000);
-  assign \$101  = $signed(leaked3) + $signed(\port$40851$0 );
-  assign \$102  = \$100  ? 16'h8000 : \$101 [15:0];
-  assign \$103  = \$98  ? 16'h7fff : \$102 ;
-  assign \$104  = $signed(\$103 ) > $signed(\port$44744$167 [21:6]);
-  assign \$105  = $signed(u_prev[79:64]) > $signed(\port$44744$167 [21:6]);
-  assign \$106  = \$105  ? 16'h0000 : u_prev[79:64];
-  assign \$107  = $signed(\$106 ) * $signed({ 1'h0, leak_mul });
-  assign \$108  = ! \port$44744$167 [5:0];
-  assign \$109  = \port$44744$167 [5:0] - 1'h1;
-  assign \$110  = \$108  ? 6'h00 : \$109 [5:0];
-  assign \$111  = $signed(leak_prod4) >>> \$110 ;
-  assign \$112  = ! \port$44744$167 [5:0];
-  assign \$113  = $signed(leak_partial4) + $signed({ 1'h0, rnd });
-  assign \$115  = \$112  ? leak_partial4 : \$114 [24:0];
-  assign \$116  = $signed(leaked4) + $signed(\port$40869$0 );
-  assign \$117  = $signed(\$116 ) > $signed(16'h7fff);
-  assign \$118  = $signed(leaked4) + $signed(\port$40869$0 );
-  assign \$119  = $signed(\$118 ) < $signed(16'h8000);
-  assign \$120  = $signed(leaked4) + $signed(\port$40869$0 );
-  assign \$121  = \$119  ? 16'h8000 : \$120 [15:0];
-  assign \$122  = \$117  ? 16'h7fff : \$121 ;
-  assign \$123  = $signed(leaked4) + $signed(\port$40869$0 );
-  assign \$124  = $signed(\$123 ) > $signed(16'h7fff);
-  assign \$125  = $signed(leaked4) + $signed(\port$40869$0 );
-  assign \$126  = $signed(\$125 ) < $signed(16'h8000);
-  assign \$127  = $signed(leaked4) + $signed(\port$40869$0 );
-  assign \$128  = \$126  ? 16'h8000 : \$127 [15:0];
-  assign \$129  = \$124  ? 16'h7fff : \$128 ;
-  assign \$130  = $signed(\$129 ) > $signed(\port$44744$167 [21:6]);
-  assign \$131  = $signed(u_prev[95:80]) > $signed(\port$44744$167 [21:6]);
-  assign \$132  = \$131  ? 16'h0000 : u_prev[95:80];
-  assign \$133  = $signed(\$132 ) * $signed({ 1'h0, leak_mul });
-  assign \$134  = ! \port$44744$167 [5:0];
-  assign \$135  = \port$44744$167 [5:0] - 1'h1;
-  assign \$136  = \$134  ? 6'h00 : \$135 [5:0];
-  assign \$137  = $signed(leak_prod5) >>> \$136 ;
-  assign \$138  = ! \port$44744$167 [5:0];
-  assign \$139  = $signed(leak_partial5) + $signed({ 1'h0, rnd });
-  assign \$141  = \$138  ? leak_partial5 : \$140 [24:0];
-  assign \$142  = $signed(leaked5) + $signed(\port$40887$0 );
-  assign \$143  = $signed(\$142 ) > $signed(16'h7fff);
-  assign \$144  = $signed(leaked5) + $signed(\port$40887$0 );
-  assign \$145  = $signed(\$144 ) < $signed(16'h8000);
-  assign \$146  = $signed(leaked5) + $signed(\port$40887$0 );
-  assign \$147  = \$145  ? 16'h8000 : \$146 [15:0];
-  assign \$148  = \$143  ? 16'h7fff : \$147 ;
-  assign \$149  = $signed(leaked5) + $signed(\port$40887$0 );
-  assign \$150  = $signed(\$149 ) > $signed(16'h7fff);
-  assign \$151  = $signed(leaked5) + $signed(\port$40887$0 );
-  assign \$152  = $signed(\$151 ) < $signed(16'h8000);
-  assign \$153  = $signed(leaked5) + $signed(\port$40887$0 );
-  assign \$154  = \$152  ? 16'h8000 : \$153 [15:0];
-  assign \$155  = \$150  ? 16'h7fff : \$154 ;
-  assign \$156  = $signed(\$155 ) > $signed(\port$44744$167 [21:6]);
-  assign \$157  = $signed(u_prev[111:96]) > $signed(\port$44744$167 [21:6]);
-  assign \$158  = \$157  ? 16'h0000 : u_prev[111:96];
-  assign \$159  = $signed(\$158 ) * $signed({ 1'h0, leak_mul });
-  assign \$160  = ! \port$44744$167 [5:0];
-  assign \$161  = \port$44744$167 [5:0] - 1'h1;
-  assign \$162  = \$160  ? 6'h00 : \$161 [5:0];
-  assign \$163  = $signed(leak_prod6) >>> \$162 ;
-  assign \$164  = ! \port$44744$167 [5:0];
-  assign \$165  = $signed(leak_partial6) + $signed({ 1'h0, rnd });
-  assign \$167  = \$164  ? leak_partial6 : \$166 [24:0];
-  assign \$168  = $signed(leaked6) + $signed(\port$40905$0 );
-  assign \$169  = $signed(\$168 ) > $signed(16'h7fff);
-  assign \$170  = $signed(leaked6) + $signed(\port$40905$0 );
-  assign \$171  = $signed(\$170 ) < $signed(16'h8000);
-  assign \$172  = $signed(leaked6) + $signed(\port$40905$0 );
-  assign \$173  = \$171  ? 16'h8000 : \$172 [15:0];
-  assign \$174  = \$169  ? 16'h7fff : \$173 ;
-  assign \$175  = $signed(leaked6) + $signed(\port$40905$0 );
-  assign \$176  = $signed(\$175 ) > $signed(16'h7fff);
-  assign \$177  = $signed(leaked6) + $signed(\port$40905$0 );
-  assign \$178  = $signed(\$177 ) < $signed(16'h8000);
-  assign \$179  = $signed(leaked6) + $signed(\port$40905$0 );
-  assign \$180  = \$178  ? 16'h8000 : \$179 [15:0];
-  assign \$181  = \$176  ? 16'h7fff : \$180 ;
-  assign \$182  = $signed(\$181 ) > $signed(\port$44744$167 [21:6]);
-  assign \$183  = $signed(u_prev[127:112]) > $signed(\port$44744$167 [21:6]);
-  assign \$184  = \$183  ? 16'h0000 : u_prev[127:112];
-  assign \$185  = $signed(\$184 ) * $signed({ 1'h0, leak_mul });
-  assign \$186  = ! \port$44744$167 [5:0];
-  assign \$187  = \port$44744$167 [5:0] - 1'h1;
-  assign \$188  = \$186  ? 6'h00 : \$187 [5:0];
-  assign \$189  = $signed(leak_prod7) >>> \$188 ;
-  assign \$190  = ! \port$44744$167 [5:0];
-  assign \$191  = $signed(leak_partial7) + $signed({ 1'h0, rnd });
-  assign \$193  = \$190  ? leak_partial7 : \$192 [24:0];
-  assign \$194  = $signed(leaked7) + $signed(\port$40923$0 );
-  assign \$195  = $signed(\$194 ) > $signed(16'h7fff);
-  assign \$196  = $signed(leaked7) + $signed(\port$40923$0 );
-  assign \$197  = $signed(\$196 ) < $signed(16'h8000);
-  assign \$198  = $signed(leaked7) + $signed(\port$40923$0 );
-  assign \$199  = \$197  ? 16'h8000 : \$198 [15:0];
-  assign \$200  = \$195  ? 16'h7fff : \$199 ;
-  assign \$201  = $signed(leaked7) + $signed(\port$40923$0 );
-  assign \$202  = $signed(\$201 ) > $signed(16'h7fff);
-  assign \$203  = $signed(leaked7) + $signed(\port$40923$0 );
-  assign \$204  = $signed(\$203 ) < $signed(16'h8000);
-  assign \$205  = $signed(leaked7) + $signed(\port$40923$0 );
-  assign \$206  = \$204  ? 16'h8000 : \$205 [15:0];
-  assign \$207  = \$202  ? 16'h7fff : \$206 ;
-  assign \$208  = $signed(\$207 ) > $signed(\port$44744$167 [21:6]);
-  assign \$209  = $signed(u_prev[143:128]) > $signed(\port$44744$167 [21:6]);
-  assign \$210  = \$209  ? 16'h0000 : u_prev[143:128];
-  assign \$211  = $signed(\$210 ) * $signed({ 1'h0, leak_mul });
-  assign \$212  = ! \port$44744$167 [5:0];
-  assign \$213  = \port$44744$167 [5:0] - 1'h1;
-  assign \$214  = \$212  ? 6'h00 : \$213 [5:0];
-  assign \$215  = $signed(leak_prod8) >>> \$214 ;
-  assign \$216  = ! \port$44744$167 [5:0];
-  assign \$217  = $signed(leak_partial8) + $signed({ 1'h0, rnd });
-  assign \$219  = \$216  ? leak_partial8 : \$218 [24:0];
-  assign \$220  = $signed(leaked8) + $signed(\port$40941$0 );
-  assign \$221  = $signed(\$220 ) > $signed(16'h7fff);
-  assign \$222  = $signed(leaked8) + $signed(\port$40941$0 );
-  assign \$223  = $signed(\$222 ) < $signed(16'h8000);
-  assign \$224  = $signed(leaked8) + $signed(\port$40941$0 );
-  assign \$225  = \$223  ? 16'h8000 : \$224 [15:0];
-  assign \$226  = \$221  ? 16'h7fff : \$225 ;
-  assign \$227  = $signed(leaked8) + $signed(\port$40941$0 );
-  assign \$228  = $signed(\$227 ) > $signed(16'h7fff);
-  assign \$229  = $signed(leaked8) + $signed(\port$40941$0 );
-  assign \$230  = $signed(\$229 ) < $signed(16'h8000);
-  assign \$231  = $signed(leaked8) + $signed(\port$40941$0 );
-  assign \$232  = \$230  ? 16'h8000 : \$231 [15:0];
-  assign \$233  = \$228  ? 16'h7fff : \$232 ;
-  assign \$234  = $signed(\$233 ) > $signed(\port$44744$167 [21:6]);
-  assign \$235  = $signed(u_prev[159:144]) > $signed(\port$44744$167 [21:6]);
-  assign \$236  = \$235  ? 16'h0000 : u_prev[159:144];
-  assign \$237  = $signed(\$236 ) * $signed({ 1'h0, leak_mul });
-  assign \$238  = ! \port$44744$167 [5:0];
-  assign \$239  = \port$44744$167 [5:0] - 1'h1;
-  assign \$240  = \$238  ? 6'h00 : \$239 [5:0];
-  assign \$241  = $signed(leak_prod9) >>> \$240 ;
-  assign \$242  = ! \port$44744$167 [5:0];
-  assign \$243  = $signed(leak_partial9) + $signed({ 1'h0, rnd });
-  assign \$245  = \$242  ? leak_partial9 : \$244 [24:0];
-  assign \$246  = $signed(leaked9) + $signed(\port$40959$0 );
-  assign \$247  = $signed(\$246 ) > $signed(16'h7fff);
-  assign \$248  = $signed(leaked9) + $signed(\port$40959$0 );
-  assign \$249  = $signed(\$248 ) < $signed(16'h8000);
-  assign \$250  = $signed(leaked9) + $signed(\port$40959$0 );
-  assign \$251  = \$249  ? 16'h8000 : \$250 [15:0];
-  assign \$252  = \$247  ? 16'h7fff : \$251 ;
-  assign \$253  = $signed(leaked9) + $signed(\port$40959$0 );
-  assign \$254  = $signed(\$253 ) > $signed(16'h7fff);
-  assign \$255  = $signed(leaked9) + $signed(\port$40959$0 );
-  assign \$256  = $signed(\$255 ) < $signed(16'h8000);
-  assign \$257  = $signed(leaked9) + $signed(\port$40959$0 );
-  assign \$258  = \$256  ? 16'h8000 : \$257 [15:0];
-  assign \$259  = \$254  ? 16'h7fff : \$258 ;
-  assign \$260  = $signed(\$259 ) > $signed(\port$44744$167 [21:6]);
-  assign \$261  = $signed(u_prev[175:160]) > $signed(\port$44744$167 [21:6]);
-  assign \$262  = \$261  ? 16'h0000 : u_prev[175:160];
-  assign \$263  = $signed(\$262 ) * $signed({ 1'h0, leak_mul });
-  assign \$264  = ! \port$44744$167 [5:0];
-  assign \$265  = \port$44744$167 [5:0] - 1'h1;
-  assign \$266  = \$264  ? 6'h00 : \$265 [5:0];
-  assign \$267  = $signed(leak_prod10) >>> \$266 ;
-  assign \$268  = ! \port$44744$167 [5:0];
-  assign \$269  = $signed(leak_partial10) + $signed({ 1'h0, rnd });
-  assign \$271  = \$268  ? leak_partial10 : \$270 [24:0];
-  assign \$272  = $signed(leaked10) + $signed(\port$40977$0 );
-  assign \$273  = $signed(\$272 ) > $signed(16'h7fff);
-  assign \$274  = $signed(leaked10) + $signed(\port$40977$0 );
-  assign \$275  = $signed(\$274 ) < $signed(16'h8000);
-  assign \$276  = $signed(leaked10) + $signed(\port$40977$0 );
-  assign \$277  = \$275  ? 16'h8000 : \$276 [15:0];
-  assign \$278  = \$273  ? 16'h7fff : \$277 ;
-  assign \$279  = $signed(leaked10) + $signed(\port$40977$0 );
-  assign \$280  = $signed(\$279 ) > $signed(16'h7fff);
-  assign \$281  = $signed(leaked10) + $signed(\port$40977$0 );
-  assign \$282  = $signed(\$281 ) < $signed(16'h8000);
-  assign \$283  = $signed(leaked10) + $signed(\port$40977$0 );
-  assign \$284  = \$282  ? 16'h8000 : \$283 [15:0];
-  assign \$285  = \$280  ? 16'h7fff : \$284 ;
-  assign \$286  = $signed(\$285 ) > $signed(\port$44744$167 [21:6]);
-  assign \$287  = $signed(u_prev[191:176]) > $signed(\port$44744$167 [21:6]);
-  assign \$288  = \$287  ? 16'h0000 : u_prev[191:176];
-  assign \$289  = $signed(\$288 ) * $signed({ 1'h0, leak_mul });
-  assign \$290  = ! \port$44744$167 [5:0];
-  assign \$291  = \port$44744$167 [5:0] - 1'h1;
-  assign \$292  = \$290  ? 6'h00 : \$291 [5:0];
-  assign \$293  = $signed(leak_prod11) >>> \$292 ;
-  assign \$294  = ! \port$44744$167 [5:0];
-  assign \$295  = $signed(leak_partial11) + $signed({ 1'h0, rnd });
-  assign \$297  = \$294  ? leak_partial11 : \$296 [24:0];
-  assign \$298  = $signed(leaked11) + $signed(\port$40995$0 );
-  assign \$299  = $signed(\$298 ) > $signed(16'h7fff);
-  assign \$300  = $signed(leaked11) + $signed(\port$40995$0 );
-  assign \$301  = $signed(\$300 ) < $signed(16'h8000);
-  assign \$302  = $signed(leaked11) + $signed(\port$40995$0 );
-  assign \$303  = \$301  ? 16'h8000 : \$302 [15:0];
-  assign \$304  = \$299  ? 16'h7fff : \$303 ;
-  assign \$305  = $signed(leaked11) + $signed(\port$40995$0 );
-  assign \$306  = $signed(\$305 ) > $signed(16'h7fff);
-  assign \$307  = $signed(leaked11) + $signed(\port$40995$0 );
-  assign \$308  = $signed(\$307 ) < $signed(16'h8000);
-  assign \$309  = $signed(leaked11) + $signed(\port$40995$0 );
-  assign \$310  = \$308  ? 16'h8000 : \$309 [15:0];
-  assign \$311  = \$306  ? 16'h7fff : \$310 ;
-  assign \$312  = $signed(\$311 ) > $signed(\port$44744$167 [21:6]);
-  assign \$313  = $signed(u_prev[207:192]) > $signed(\port$44744$167 [21:6]);
-  assign \$314  = \$313  ? 16'h0000 : u_prev[207:192];
-  assign \$315  = $signed(\$314 ) * $signed({ 1'h0, leak_mul });
-  assign \$316  = ! \port$44744$167 [5:0];
-  assign \$317  = \port$44744$167 [5:0] - 1'h1;
-  assign \$318  = \$316  ? 6'h00 : \$317 [5:0];
-  assign \$319  = $signed(leak_prod12) >>> \$318 ;
-  assign \$320  = ! \port$44744$167 [5:0];
-  assign \$321  = $signed(leak_partial12) + $signed({ 1'h0, rnd });
-  assign \$323  = \$320  ? leak_partial12 : \$322 [24:0];
-  assign \$324  = $signed(leaked12) + $signed(\port$41013$0 );
-  assign \$325  = $signed(\$324 ) > $signed(16'h7fff);
-  assign \$326  = $signed(leaked12) + $signed(\port$41013$0 );
-  assign \$327  = $signed(\$326 ) < $signed(16'h8000);
-  assign \$328  = $signed(leaked12) + $signed(\port$41013$0 );
-  assign \$329  = \$327  ? 16'h8000 : \$328 [15:0];
-  assign \$330  = \$325  ? 16'h7fff : \$329 ;
-  assign \$331  = $signed(leaked12) + $signed(\port$41013$0 );
-  assign \$332  = $signed(\$331 ) > $signed(16'h7fff);
-  assign \$333  = $signed(leaked12) + $signed(\port$41013$0 );
-  assign \$334  = $signed(\$333 ) < $signed(16'h8000);
-  assign \$335  = $signed(leaked12) + $signed(\port$41013$0 );
-  assign \$336  = \$334  ? 16'h8000 : \$335 [15:0];
-  assign \$337  = \$332  ? 16'h7fff : \$336 ;
-  assign \$338  = $signed(\$337 ) > $signed(\port$44744$167 [21:6]);
-  assign \$339  = $signed(u_prev[223:208]) > $signed(\port$44744$167 [21:6]);
-  assign \$340  = \$339  ? 16'h0000 : u_prev[223:208];
-  assign \$341  = $signed(\$340 ) * $signed({ 1'h0, leak_mul });
-  assign \$342  = ! \port$44744$167 [5:0];
-  assign \$343  = \port$44744$167 [5:0] - 1'h1;
-  assign \$344  = \$342  ? 6'h00 : \$343 [5:0];
-  assign \$345  = $signed(leak_prod13) >>> \$344 ;
-  assign \$346  = ! \port$44744$167 [5:0];
-  assign \$347  = $signed(leak_partial13) + $signed({ 1'h0, rnd });
-  assign \$349  = \$346  ? leak_partial13 : \$348 [24:0];
-  assign \$350  = $signed(leaked13) + $signed(\port$41031$0 );
-  assign \$351  = $signed(\$350 ) > $signed(16'h7fff);
-  assign \$352  = $signed(leaked13) + $signed(\port$41031$0 );
-  assign \$353  = $signed(\$352 ) < $signed(16'h8000);
-  assign \$354  = $signed(leaked13) + $signed(\port$41031$0 );
-  assign \$355  = \$353  ? 16'h8000 : \$354 [15:0];
-  assign \$356  = \$351  ? 16'h7fff : \$355 ;
-  assign \$357  = $signed(leaked13) + $signed(\port$41031$0 );
-  assign \$358  = $signed(\$357 ) > $signed(16'h7fff);
-  assign \$359  = $signed(leaked13) + $signed(\port$41031$0 );
-  assign \$360  = $signed(\$359 ) < $signed(16'h8000);
-  assign \$361  = $signed(leaked13) + $signed(\port$41031$0 );
-  assign \$362  = \$360  ? 16'h8000 : \$361 [15:0];
-  assign \$363  = \$358  ? 16'h7fff : \$362 ;
-  assign \$364  = $signed(\$363 ) > $signed(\port$44744$167 [21:6]);
-  assign \$365  = $signed(u_prev[239:224]) > $signed(\port$44744$167 [21:6]);
-  assign \$366  = \$365  ? 16'h0000 : u_prev[239:224];
-  assign \$367  = $signed(\$366 ) * $signed({ 1'h0, leak_mul });
-  assign \$368  = ! \port$44744$167 [5:0];
-  assign \$369  = \port$44744$167 [5:0] - 1'h1;
-  assign \$370  = \$368  ? 6'h00 : \$369 [5:0];
-  assign \$371  = $signed(leak_prod14) >>> \$370 ;
-  assign \$372  = ! \port$44744$167 [5:0];
-  assign \$373  = $signed(leak_partial14) + $signed({ 1'h0, rnd });
-  assign \$375  = \$372  ? leak_partial14 : \$374 [24:0];
-  assign \$376  = $signed(leaked14) + $signed(\port$41049$0 );
-  assign \$377  = $signed(\$376 ) > $signed(16'h7fff);
-  assign \$378  = $signed(leaked14) + $signed(\port$41049$0 );
-  assign \$379  = $signed(\$378 ) < $signed(16'h8000);
-  assign \$380  = $signed(leaked14) + $signed(\port$41049$0 );
-  assign \$381  = \$379  ? 16'h8000 : \$380 [15:0];
-  assign \$382  = \$377  ? 16'h7fff : \$381 ;
-  assign \$383  = $signed(leaked14) + $signed(\port$41049$0 );
-  assign \$384  = $signed(\$383 ) > $signed(16'h7fff);
-  assign \$385  = $signed(leaked14) + $signed(\port$41049$0 );
-  assign \$386  = $signed(\$385 ) < $signed(16'h8000);
-  assign \$387  = $signed(leaked14) + $signed(\port$41049$0 );
-  assign \$388  = \$386  ? 16'h8000 : \$387 [15:0];
-  assign \$389  = \$384  ? 16'h7fff : \$388 ;
-  assign \$390  = $signed(\$389 ) > $signed(\port$44744$167 [21:6]);
-  assign \$391  = $signed(u_prev[255:240]) > $signed(\port$44744$167 [21:6]);
-  assign \$392  = \$391  ? 16'h0000 : u_prev[255:240];
-  assign \$393  = $signed(\$392 ) * $signed({ 1'h0, leak_mul });
-  assign \$394  = ! \port$44744$167 [5:0];
-  assign \$395  = \port$44744$167 [5:0] - 1'h1;
-  assign \$396  = \$394  ? 6'h00 : \$395 [5:0];
-  assign \$397  = $signed(leak_prod15) >>> \$396 ;
-  assign \$398  = ! \port$44744$167 [5:0];
-  assign \$399  = $signed(leak_partial15) + $signed({ 1'h0, rnd });
-  assign \$401  = \$398  ? leak_partial15 : \$400 [24:0];
-  assign \$402  = $signed(leaked15) + $signed(\port$41067$0 );
-  assign \$403  = $signed(\$402 ) > $signed(16'h7fff);
-  assign \$404  = $signed(leaked15) + $signed(\port$41067$0 );
-  assign \$405  = $signed(\$404 ) < $signed(16'h8000);
-  assign \$406  = $signed(leaked15) + $signed(\port$41067$0 );
-  assign \$407  = \$405  ? 16'h8000 : \$406 [15:0];
-  assign \$408  = \$403  ? 16'h7fff : \$407 ;
-  assign \$409  = $signed(leaked15) + $signed(\port$41067$0 );
-  assign \$410  = $signed(\$409 ) > $signed(16'h7fff);
-  assign \$411  = $signed(leaked15) + $signed(\port$41067$0 );
-  assign \$412  = $signed(\$411 ) < $signed(16'h8000);
-  assign \$413  = $signed(leaked15) + $signed(\port$41067$0 );
-  assign \$414  = \$412  ? 16'h8000 : \$413 [15:0];
-  assign \$415  = \$410  ? 16'h7fff : \$414 ;
-  assign \$416  = $signed(\$415 ) > $signed(\port$44744$167 [21:6]);
-  assign \$417  = $signed(u_prev[271:256]) > $signed(\port$44744$167 [21:6]);
-  assign \$418  = \$417  ? 16'h0000 : u_prev[271:256];
-  assign \$419  = $signed(\$418 ) * $signed({ 1'h0, leak_mul });
-  assign \$420  = ! \port$44744$167 [5:0];
-  assign \$421  = \port$44744$167 [5:0] - 1'h1;
-  assign \$422  = \$420  ? 6'h00 : \$421 [5:0];
-  assign \$423  = $signed(leak_prod16) >>> \$422 ;
-  assign \$424  = ! \port$44744$167 [5:0];
-  assign \$425  = $signed(leak_partial16) + $signed({ 1'h0, rnd });
-  assign \$427  = \$424  ? leak_partial16 : \$426 [24:0];
-  assign \$428  = $signed(leaked16) + $signed(\port$41085$0 );
-  assign \$429  = $signed(\$428 ) > $signed(16'h7fff);
-  assign \$430  = $signed(leaked16) + $signed(\port$41085$0 );
-  assign \$431  = $signed(\$430 ) < $signed(16'h8000);
-  assign \$432  = $signed(leaked16) + $signed(\port$41085$0 );
-  assign \$433  = \$431  ? 16'h8000 : \$432 [15:0];
-  assign \$434  = \$429  ? 16'h7fff : \$433 ;
-  assign \$435  = $signed(leaked16) + $signed(\port$41085$0 );
-  assign \$436  = $signed(\$435 ) > $signed(16'h7fff);
-  assign \$437  = $signed(leaked16) + $signed(\port$41085$0 );
-  assign \$438  = $signed(\$437 ) < $signed(16'h8000);
-  assign \$439  = $signed(leaked16) + $signed(\port$41085$0 );
-  assign \$440  = \$438  ? 16'h8000 : \$439 [15:0];
-  assign \$441  = \$436  ? 16'h7fff : \$440 ;
-  assign \$442  = $signed(\$441 ) > $signed(\port$44744$167 [21:6]);
-  assign \$443  = $signed(u_prev[287:272]) > $signed(\port$44744$167 [21:6]);
-  assign \$444  = \$443  ? 16'h0000 : u_prev[287:272];
-  assign \$445  = $signed(\$444 ) * $signed({ 1'h0, leak_mul });
-  assign \$446  = ! \port$44744$167 [5:0];
-  assign \$447  = \port$44744$167 [5:0] - 1'h1;
-  assign \$448  = \$446  ? 6'h00 : \$447 [5:0];
-  assign \$449  = $signed(leak_prod17) >>> \$448 ;
-  assign \$450  = ! \port$44744$167 [5:0];
-  assign \$451  = $signed(leak_partial17) + $signed({ 1'h0, rnd });
-  assign \$453  = \$450  ? leak_partial17 : \$452 [24:0];
-  assign \$454  = $signed(leaked17) + $signed(\port$41103$0 );
-  assign \$455  = $signed(\$454 ) > $signed(16'h7fff);
-  assign \$456  = $signed(leaked17) + $signed(\port$41103$0 );
-  assign \$457  = $signed(\$456 ) < $signed(16'h8000);
-  assign \$458  = $signed(leaked17) + $signed(\port$41103$0 );
-  assign \$459  = \$457  ? 16'h8000 : \$458 [15:0];
-  assign \$460  = \$455  ? 16'h7fff : \$459 ;
-  assign \$461  = $signed(leaked17) + $signed(\port$41103$0 );
-  assign \$462  = $signed(\$461 ) > $signed(16'h7fff);
-  assign \$463  = $signed(leaked17) + $signed(\port$41103$0 );
-  assign \$464  = $signed(\$463 ) < $signed(16'h8000);
-  assign \$465  = $signed(leaked17) + $signed(\port$41103$0 );
-  assign \$466  = \$464  ? 16'h8000 : \$465 [15:0];
-  assign \$467  = \$462  ? 16'h7fff : \$466 ;
-  assign \$468  = $signed(\$467 ) > $signed(\port$44744$167 [21:6]);
-  assign \$469  = $signed(u_prev[303:288]) > $signed(\port$44744$167 [21:6]);
-  assign \$470  = \$469  ? 16'h0000 : u_prev[303:288];
-  assign \$471  = $signed(\$470 ) * $signed({ 1'h0, leak_mul });
-  assign \$472  = ! \port$44744$167 [5:0];
-  assign \$473  = \port$44744$167 [5:0] - 1'h1;
-  assign \$474  = \$472  ? 6'h00 : \$473 [5:0];
-  assign \$475  = $signed(leak_prod18) >>> \$474 ;
-  assign \$476  = ! \port$44744$167 [5:0];
-  assign \$477  = $signed(leak_partial18) + $signed({ 1'h0, rnd });
-  assign \$479  = \$476  ? leak_partial18 : \$478 [24:0];
-  assign \$480  = $signed(leaked18) + $signed(\port$41121$0 );
-  assign \$481  = $signed(\$480 ) > $signed(16'h7fff);
-  assign \$482  = $signed(leaked18) + $signed(\port$41121$0 );
-  assign \$483  = $signed(\$482 ) < $signed(16'h8000);
-  assign \$484  = $signed(leaked18) + $signed(\port$41121$0 );
-  assign \$485  = \$483  ? 16'h8000 : \$484 [15:0];
-  assign \$486  = \$481  ? 16'h7fff : \$485 ;
-  assign \$487  = $signed(leaked18) + $signed(\port$41121$0 );
-  assign \$488  = $signed(\$487 ) > $signed(16'h7fff);
-  assign \$489  = $signed(leaked18) + $signed(\port$41121$0 );
-  assign \$490  = $signed(\$489 ) < $signed(16'h8000);
-  assign \$491  = $signed(leaked18) + $signed(\port$41121$0 );
-  assign \$492  = \$490  ? 16'h8000 : \$491 [15:0];
-  assign \$493  = \$488  ? 16'h7fff : \$492 ;
-  assign \$494  = $signed(\$493 ) > $signed(\port$44744$167 [21:6]);
-  assign \$495  = $signed(u_prev[319:304]) > $signed(\port$44744$167 [21:6]);
-  assign \$496  = \$495  ? 16'h0000 : u_prev[319:304];
-  assign \$497  = $signed(\$496 ) * $signed({ 1'h0, leak_mul });
-  assign \$498  = ! \port$44744$167 [5:0];
-  assign \$499  = \port$44744$167 [5:0] - 1'h1;
-  assign \$500  = \$498  ? 6'h00 : \$499 [5:0];
-  assign \$501  = $signed(leak_prod19) >>> \$500 ;
-  assign \$502  = ! \port$44744$167 [5:0];
-  assign \$503  = $signed(leak_partial19) + $signed({ 1'h0, rnd });
-  assign \$505  = \$502  ? leak_partial19 : \$504 [24:0];
-  assign \$506  = $signed(leaked19) + $signed(\port$41139$0 );
-  assign \$507  = $signed(\$506 ) > $signed(16'h7fff);
-  assign \$508  = $signed(leaked19) + $signed(\port$41139$0 );
-  assign \$509  = $signed(\$508 ) < $signed(16'h8000);
-  assign \$510  = $signed(leaked19) + $signed(\port$41139$0 );
-  assign \$511  = \$509  ? 16'h8000 : \$510 [15:0];
-  assign \$512  = \$507  ? 16'h7fff : \$511 ;
-  assign \$513  = $signed(leaked19) + $signed(\port$41139$0 );
-  assign \$514  = $signed(\$513 ) > $signed(16'h7fff);
-  assign \$515  = $signed(leaked19) + $signed(\port$41139$0 );
-  assign \$516  = $signed(\$515 ) < $signed(16'h8000);
-  assign \$517  = $signed(leaked19) + $signed(\port$41139$0 );
-  assign \$518  = \$516  ? 16'h8000 : \$517 [15:0];
-  assign \$519  = \$514  ? 16'h7fff : \$518 ;
-  assign \$520  = $signed(\$519 ) > $signed(\port$44744$167 [21:6]);
-  assign \$521  = $signed(u_prev[335:320]) > $signed(\port$44744$167 [21:6]);
-  assign \$522  = \$521  ? 16'h0000 : u_prev[335:320];
-  assign \$523  = $signed(\$522 ) * $signed({ 1'h0, leak_mul });
-  assign \$524  = ! \port$44744$167 [5:0];
-  assign \$525  = \port$44744$167 [5:0] - 1'h1;
-  assign \$526  = \$524  ? 6'h00 : \$525 [5:0];
-  assign \$527  = $signed(leak_prod20) >>> \$526 ;
-  assign \$528  = ! \port$44744$167 [5:0];
-  assign \$529  = $signed(leak_partial20) + $signed({ 1'h0, rnd });
-  assign \$531  = \$528  ? leak_partial20 : \$530 [24:0];
-  assign \$532  = $signed(leaked20) + $signed(\port$41157$0 );
-  assign \$533  = $signed(\$532 ) > $signed(16'h7fff);
-  assign \$534  = $signed(leaked20) + $signed(\port$41157$0 );
-  assign \$535  = $signed(\$534 ) < $signed(16'h8000);
-  assign \$536  = $signed(leaked20) + $signed(\port$41157$0 );
-  assign \$537  = \$535  ? 16'h8000 : \$536 [15:0];
-  assign \$538  = \$533  ? 16'h7fff : \$537 ;
-  assign \$539  = $signed(leaked20) + $signed(\port$41157$0 );
-  assign \$540  = $signed(\$539 ) > $signed(16'h7fff);
-  assign \$541  = $signed(leaked20) + $signed(\port$41157$0 );
-  assign \$542  = $signed(\$541 ) < $signed(16'h8000);
-  assign \$543  = $signed(leaked20) + $signed(\port$41157$0 );
-  assign \$544  = \$542  ? 16'h8000 : \$543 [15:0];
-  assign \$545  = \$540  ? 16'h7fff : \$544 ;
-  assign \$546  = $signed(\$545 ) > $signed(\port$44744$167 [21:6]);
-  assign \$547  = $signed(u_prev[351:336]) > $signed(\port$44744$167 [21:6]);
-  assign \$548  = \$547  ? 16'h0000 : u_prev[351:336];
-  assign \$549  = $signed(\$548 ) * $signed({ 1'h0, leak_mul });
-  assign \$550  = ! \port$44744$167 [5:0];
-  assign \$551  = \port$44744$167 [5:0] - 1'h1;
-  assign \$552  = \$550  ? 6'h00 : \$551 [5:0];
-  assign \$553  = $signed(leak_prod21) >>> \$552 ;
-  assign \$554  = ! \port$44744$167 [5:0];
-  assign \$555  = $signed(leak_partial21) + $signed({ 1'h0, rnd });
-  assign \$557  = \$554  ? leak_partial21 : \$556 [24:0];
-  assign \$558  = $signed(leaked21) + $signed(\port$41175$0 );
-  assign \$559  = $signed(\$558 ) > $signed(16'h7fff);
-  assign \$560  = $signed(leaked21) + $signed(\port$41175$0 );
-  assign \$561  = $signed(\$560 ) < $signed(16'h8000);
-  assign \$562  = $signed(leaked21) + $signed(\port$41175$0 );
-  assign \$563  = \$561  ? 16'h8000 : \$562 [15:0];
-  assign \$564  = \$559  ? 16'h7fff : \$563 ;
-  assign \$565  = $signed(leaked21) + $signed(\port$41175$0 );
-  assign \$566  = $signed(\$565 ) > $signed(16'h7fff);
-  assign \$567  = $signed(leaked21) + $signed(\port$41175$0 );
-  assign \$568  = $signed(\$567 ) < $signed(16'h8000);
-  assign \$569  = $signed(leaked21) + $signed(\port$41175$0 );
-  assign \$570  = \$568  ? 16'h8000 : \$569 [15:0];
-  assign \$571  = \$566  ? 16'h7fff : \$570 ;
-  assign \$572  = $signed(\$571 ) > $signed(\port$44744$167 [21:6]);
-  assign \$573  = $signed(u_prev[367:352]) > $signed(\port$44744$167 [21:6]);
-  assign \$574  = \$573  ? 16'h0000 : u_prev[367:352];
-  assign \$575  = $signed(\$574 ) * $signed({ 1'h0, leak_mul });
-  assign \$576  = ! \port$44744$167 [5:0];
-  assign \$577  = \port$44744$167 [5:0] - 1'h1;
-  assign \$578  = \$576  ? 6'h00 : \$577 [5:0];
-  assign \$579  = $signed(leak_prod22) >>> \$578 ;
-  assign \$580  = ! \port$44744$167 [5:0];
-  assign \$581  = $signed(leak_partial22) + $signed({ 1'h0, rnd });
-  assign \$583  = \$580  ? leak_partial22 : \$582 [24:0];
-  assign \$584  = $signed(leaked22) + $signed(\port$41193$0 );
-  assign \$585  = $signed(\$584 ) > $signed(16'h7fff);
-  assign \$586  = $signed(leaked22) + $signed(\port$41193$0 );
-  assign \$587  = $signed(\$586 ) < $signed(16'h8000);
-  assign \$588  = $signed(leaked22) + $signed(\port$41193$0 );
-  assign \$589  = \$587  ? 16'h8000 : \$588 [15:0];
-  assign \$590  = \$585  ? 16'h7fff : \$589 ;
-  assign \$591  = $signed(leaked22) + $signed(\port$41193$0 );
-  assign \$592  = $signed(\$591 ) > $signed(16'h7fff);
-  assign \$593  = $signed(leaked22) + $signed(\port$41193$0 );
-  assign \$594  = $signed(\$593 ) < $signed(16'h8000);
-  assign \$595  = $signed(leaked22) + $signed(\port$41193$0 );
-  assign \$596  = \$594  ? 16'h8000 : \$595 [15:0];
-  assign \$597  = \$592  ? 16'h7fff : \$596 ;
-  assign \$598  = $signed(\$597 ) > $signed(\port$44744$167 [21:6]);
-  assign \$599  = $signed(u_prev[383:368]) > $signed(\port$44744$167 [21:6]);
-  assign \$600  = \$599  ? 16'h0000 : u_prev[383:368];
-  assign \$601  = $signed(\$600 ) * $signed({ 1'h0, leak_mul });
-  assign \$602  = ! \port$44744$167 [5:0];
-  assign \$603  = \port$44744$167 [5:0] - 1'h1;
-  assign \$604  = \$602  ? 6'h00 : \$603 [5:0];
-  assign \$605  = $signed(leak_prod23) >>> \$604 ;
-  assign \$606  = ! \port$44744$167 [5:0];
-  assign \$607  = $signed(leak_partial23) + $signed({ 1'h0, rnd });
-  assign \$609  = \$606  ? leak_partial23 : \$608 [24:0];
-  assign \$610  = $signed(leaked23) + $signed(\port$41211$0 );
-  assign \$611  = $signed(\$610 ) > $signed(16'h7fff);
-  assign \$612  = $signed(leaked23) + $signed(\port$41211$0 );
-  assign \$613  = $signed(\$612 ) < $signed(16'h8000);
-  assign \$614  = $signed(leaked23) + $signed(\port$41211$0 );
-  assign \$615  = \$613  ? 16'h8000 : \$614 [15:0];
-  assign \$616  = \$611  ? 16'h7fff : \$615 ;
-  assign \$617  = $signed(leaked23) + $signed(\port$41211$0 );
-  assign \$618  = $signed(\$617 ) > $signed(16'h7fff);
-  assign \$619  = $signed(leaked23) + $signed(\port$41211$0 );
-  assign \$620  = $signed(\$619 ) < $signed(16'h8000);
-  assign \$621  = $signed(leaked23) + $signed(\port$41211$0 );
-  assign \$622  = \$620  ? 16'h8000 : \$621 [15:0];
-  assign \$623  = \$618  ? 16'h7fff : \$622 ;
-  assign \$624  = $signed(\$623 ) > $signed(\port$44744$167 [21:6]);
-  assign \$625  = $signed(u_prev[399:384]) > $signed(\port$44744$167 [21:6]);
-  assign \$626  = \$625  ? 16'h0000 : u_prev[399:384];
-  assign \$627  = $signed(\$626 ) * $signed({ 1'h0, leak_mul });
-  assign \$628  = ! \port$44744$167 [5:0];
-  assign \$629  = \port$44744$167 [5:0] - 1'h1;
-  assign \$630  = \$628  ? 6'h00 : \$629 [5:0];
-  assign \$631  = $signed(leak_prod24) >>> \$630 ;
-  assign \$632  = ! \port$44744$167 [5:0];
-  assign \$633  = $signed(leak_partial24) + $signed({ 1'h0, rnd });
-  assign \$635  = \$632  ? leak_partial24 : \$634 [24:0];
-  assign \$636  = $signed(leaked24) + $signed(\port$41229$0 );
-  assign \$637  = $signed(\$636 ) > $signed(16'h7fff);
-  assign \$638  = $signed(leaked24) + $signed(\port$41229$0 );
-  assign \$639  = $signed(\$638 ) < $signed(16'h8000);
-  assign \$640  = $signed(leaked24) + $signed(\port$41229$0 );
-  assign \$641  = \$639  ? 16'h8000 : \$640 [15:0];
-  assign \$642  = \$637  ? 16'h7fff : \$641 ;
-  assign \$643  = $signed(leaked24) + $signed(\port$41229$0 );
-  assign \$644  = $signed(\$643 ) > $signed(16'h7fff);
-  assign \$645  = $signed(leaked24) + $signed(\port$41229$0 );
-  assign \$646  = $signed(\$645 ) < $signed(16'h8000);
-  assign \$647  = $signed(leaked24) + $signed(\port$41229$0 );
-  assign \$648  = \$646  ? 16'h8000 : \$647 [15:0];
-  assign \$649  = \$644  ? 16'h7fff : \$648 ;
-  assign \$650  = $signed(\$649 ) > $signed(\port$44744$167 [21:6]);
-  assign \$651  = $signed(u_prev[415:400]) > $signed(\port$44744$167 [21:6]);
-  assign \$652  = \$651  ? 16'h0000 : u_prev[415:400];
-  assign \$653  = $signed(\$652 ) * $signed({ 1'h0, leak_mul });
-  assign \$654  = ! \port$44744$167 [5:0];
-  assign \$655  = \port$44744$167 [5:0] - 1'h1;
-  assign \$656  = \$654  ? 6'h00 : \$655 [5:0];
-  assign \$657  = $signed(leak_prod25) >>> \$656 ;
-  assign \$658  = ! \port$44744$167 [5:0];
-  assign \$659  = $signed(leak_partial25) + $signed({ 1'h0, rnd });
-  assign \$661  = \$658  ? leak_partial25 : \$660 [24:0];
-  assign \$662  = $signed(leaked25) + $signed(\port$41247$0 );
-  assign \$663  = $signed(\$662 ) > $signed(16'h7fff);
-  assign \$664  = $signed(leaked25) + $signed(\port$41247$0 );
-  assign \$665  = $signed(\$664 ) < $signed(16'h8000);
-  assign \$666  = $signed(leaked25) + $signed(\port$41247$0 );
-  assign \$667  = \$665  ? 16'h8000 : \$666 [15:0];
-  assign \$668  = \$663  ? 16'h7fff : \$667 ;
-  assign \$669  = $signed(leaked25) + $signed(\port$41247$0 );
-  assign \$670  = $signed(\$669 ) > $signed(16'h7fff);
-  assign \$671  = $signed(leaked25) + $signed(\port$41247$0 );
-  assign \$672  = $signed(\$671 ) < $signed(16'h8000);
-  assign \$673  = $signed(leaked25) + $signed(\port$41247$0 );
-  assign \$674  = \$672  ? 16'h8000 : \$673 [15:0];
-  assign \$675  = \$670  ? 16'h7fff : \$674 ;
-  assign \$676  = $signed(\$675 ) > $signed(\port$44744$167 [21:6]);
-  assign \$677  = $signed(u_prev[431:416]) > $signed(\port$44744$167 [21:6]);
-  assign \$678  = \$677  ? 16'h0000 : u_prev[431:416];
-  assign \$679  = $signed(\$678 ) * $signed({ 1'h0, leak_mul });
-  assign \$680  = ! \port$44744$167 [5:0];
-  assign \$681  = \port$44744$167 [5:0] - 1'h1;
-  assign \$682  = \$680  ? 6'h00 : \$681 [5:0];
-  assign \$683  = $signed(leak_prod26) >>> \$682 ;
-  assign \$684  = ! \port$44744$167 [5:0];
-  assign \$685  = $signed(leak_partial26) + $signed({ 1'h0, rnd });
-  assign \$687  = \$684  ? leak_partial26 : \$686 [24:0];
-  assign \$688  = $signed(leaked26) + $signed(\port$41265$0 );
-  assign \$689  = $signed(\$688 ) > $signed(16'h7fff);
-  assign \$690  = $signed(leaked26) + $signed(\port$41265$0 );
-  assign \$691  = $signed(\$690 ) < $signed(16'h8000);
-  assign \$692  = $signed(leaked26) + $signed(\port$41265$0 );
-  assign \$693  = \$691  ? 16'h8000 : \$692 [15:0];
-  assign \$694  = \$689  ? 16'h7fff : \$693 ;
-  assign \$695  = $signed(leaked26) + $signed(\port$41265$0 );
-  assign \$696  = $signed(\$695 ) > $signed(16'h7fff);
-  assign \$697  = $signed(leaked26) + $signed(\port$41265$0 );
-  assign \$698  = $signed(\$697 ) < $signed(16'h8000);
-  assign \$699  = $signed(leaked26) + $signed(\port$41265$0 );
-  assign \$700  = \$698  ? 16'h8000 : \$699 [15:0];
-  assign \$701  = \$696  ? 16'h7fff : \$700 ;
-  assign \$702  = $signed(\$701 ) > $signed(\port$44744$167 [21:6]);
-  assign \$703  = $signed(u_prev[447:432]) > $signed(\port$44744$167 [21:6]);
-  assign \$704  = \$703  ? 16'h0000 : u_prev[447:432];
-  assign \$705  = $signed(\$704 ) * $signed({ 1'h0, leak_mul });
-  assign \$706  = ! \port$44744$167 [5:0];
-  assign \$707  = \port$44744$167 [5:0] - 1'h1;
-  assign \$708  = \$706  ? 6'h00 : \$707 [5:0];
-  assign \$709  = $signed(leak_prod27) >>> \$708 ;
-  assign \$710  = ! \port$44744$167 [5:0];
-  assign \$711  = $signed(leak_partial27) + $signed({ 1'h0, rnd });
-  assign \$713  = \$710  ? leak_partial27 : \$712 [24:0];
-  assign \$714  = $signed(leaked27) + $signed(\port$41283$0 );
-  assign \$715  = $signed(\$714 ) > $signed(16'h7fff);
-  assign \$716  = $signed(leaked27) + $signed(\port$41283$0 );
-  assign \$717  = $signed(\$716 ) < $signed(16'h8000);
-  assign \$718  = $signed(leaked27) + $signed(\port$41283$0 );
-  assign \$719  = \$717  ? 16'h8000 : \$718 [15:0];
-  assign \$720  = \$715  ? 16'h7fff : \$719 ;
-  assign \$721  = $signed(leaked27) + $signed(\port$41283$0 );
-  assign \$722  = $signed(\$721 ) > $signed(16'h7fff);
-  assign \$723  = $signed(leaked27) + $signed(\port$41283$0 );
-  assign \$724  = $signed(\$723 ) < $signed(16'h8000);
-  assign \$725  = $signed(leaked27) + $signed(\port$41283$0 );
-  assign \$726  = \$724  ? 16'h8000 : \$725 [15:0];
-  assign \$727  = \$722  ? 16'h7fff : \$726 ;
-  assign \$728  = $signed(\$727 ) > $signed(\port$44744$167 [21:6]);
-  assign \$729  = $signed(u_prev[463:448]) > $signed(\port$44744$167 [21:6]);
-  assign \$730  = \$729  ? 16'h0000 : u_prev[463:448];
-  assign \$731  = $signed(\$730 ) * $signed({ 1'h0, leak_mul });
-  assign \$732  = ! \port$44744$167 [5:0];
-  assign \$733  = \port$44744$167 [5:0] - 1'h1;
-  assign \$734  = \$732  ? 6'h00 : \$733 [5:0];
-  assign \$735  = $signed(leak_prod28) >>> \$734 ;
-  assign \$736  = ! \port$44744$167 [5:0];
-  assign \$737  = $signed(leak_partial28) + $signed({ 1'h0, rnd });
-  assign \$739  = \$736  ? leak_partial28 : \$738 [24:0];
-  assign \$740  = $signed(leaked28) + $signed(\port$41301$0 );
-  assign \$741  = $signed(\$740 ) > $signed(16'h7fff);
-  assign \$742  = $signed(leaked28) + $signed(\port$41301$0 );
-  assign \$743  = $signed(\$742 ) < $signed(16'h8000);
-  assign \$744  = $signed(leaked28) + $signed(\port$41301$0 );
-  assign \$745  = \$743  ? 16'h8000 : \$744 [15:0];
-  assign \$746  = \$741  ? 16'h7fff : \$745 ;
-  assign \$747  = $signed(leaked28) + $signed(\port$41301$0 );
-  assign \$748  = $signed(\$747 ) > $signed(16'h7fff);
-  assign \$749  = $signed(leaked28) + $signed(\port$41301$0 );
-  assign \$750  = $signed(\$749 ) < $signed(16'h8000);
-  assign \$751  = $signed(leaked28) + $signed(\port$41301$0 );
-  assign \$752  = \$750  ? 16'h8000 : \$751 [15:0];
-  assign \$753  = \$748  ? 16'h7fff : \$752 ;
-  assign \$754  = $signed(\$753 ) > $signed(\port$44744$167 [21:6]);
-  assign \$755  = $signed(u_prev[479:464]) > $signed(\port$44744$167 [21:6]);
-  assign \$756  = \$755  ? 16'h0000 : u_prev[479:464];
-  assign \$757  = $signed(\$756 ) * $signed({ 1'h0, leak_mul });
-  assign \$758  = ! \port$44744$167 [5:0];
-  assign \$759  = \port$44744$167 [5:0] - 1'h1;
-  assign \$760  = \$758  ? 6'h00 : \$759 [5:0];
-  assign \$761  = $signed(leak_prod29) >>> \$760 ;
-  assign \$762  = ! \port$44744$167 [5:0];
-  assign \$763  = $signed(leak_partial29) + $signed({ 1'h0, rnd });
-  assign \$765  = \$762  ? leak_partial29 : \$764 [24:0];
-  assign \$766  = $signed(leaked29) + $signed(\port$41319$0 );
-  assign \$767  = $signed(\$766 ) > $signed(16'h7fff);
-  assign \$768  = $signed(leaked29) + $signed(\port$41319$0 );
-  assign \$769  = $signed(\$768 ) < $signed(16'h8000);
-  assign \$770  = $signed(leaked29) + $signed(\port$41319$0 );
-  assign \$771  = \$769  ? 16'h8000 : \$770 [15:0];
-  assign \$772  = \$767  ? 16'h7fff : \$771 ;
-  assign \$773  = $signed(leaked29) + $signed(\port$41319$0 );
-  assign \$774  = $signed(\$773 ) > $signed(16'h7fff);
-  assign \$775  = $signed(leaked29) + $signed(\port$41319$0 );
-  assign \$776  = $signed(\$775 ) < $signed(16'h8000);
-  assign \$777  = $signed(leaked29) + $signed(\port$41319$0 );
-  assign \$778  = \$776  ? 16'h8000 : \$777 [15:0];
-  assign \$779  = \$774  ? 16'h7fff : \$778 ;
-  assign \$780  = $signed(\$779 ) > $signed(\port$44744$167 [21:6]);
-  assign \$781  = $signed(u_prev[495:480]) > $signed(\port$44744$167 [21:6]);
-  assign \$782  = \$781  ? 16'h0000 : u_prev[495:480];
-  assign \$783  = $signed(\$782 ) * $signed({ 1'h0, leak_mul });
-  assign \$784  = ! \port$44744$167 [5:0];
-  assign \$785  = \port$44744$167 [5:0] - 1'h1;
-  assign \$786  = \$784  ? 6'h00 : \$785 [5:0];
-  assign \$787  = $signed(leak_prod30) >>> \$786 ;
-  assign \$788  = ! \port$44744$167 [5:0];
-  assign \$789  = $signed(leak_partial30) + $signed({ 1'h0, rnd });
-  assign \$791  = \$788  ? leak_partial30 : \$790 [24:0];
-  assign \$792  = $signed(leaked30) + $signed(\port$41337$0 );
-  assign \$793  = $signed(\$792 ) > $signed(16'h7fff);
-  assign \$794  = $signed(leaked30) + $signed(\port$41337$0 );
-  assign \$795  = $signed(\$794 ) < $signed(16'h8000);
-  assign \$796  = $signed(leaked30) + $signed(\port$41337$0 );
-  assign \$797  = \$795  ? 16'h8000 : \$796 [15:0];
-  assign \$798  = \$793  ? 16'h7fff : \$797 ;
-  assign \$799  = $signed(leaked30) + $signed(\port$41337$0 );
-  assign \$800  = $signed(\$799 ) > $signed(16'h7fff);
-  assign \$801  = $signed(leaked30) + $signed(\port$41337$0 );
-  assign \$802  = $signed(\$801 ) < $signed(16'h8000);
-  assign \$803  = $signed(leaked30) + $signed(\port$41337$0 );
-  assign \$804  = \$802  ? 16'h8000 : \$803 [15:0];
-  assign \$805  = \$800  ? 16'h7fff : \$804 ;
-  assign \$806  = $signed(\$805 ) > $signed(\port$44744$167 [21:6]);
-  assign \$807  = $signed(u_prev[511:496]) > $signed(\port$44744$167 [21:6]);
-  assign \$808  = \$807  ? 16'h0000 : u_prev[511:496];
-  assign \$809  = $signed(\$808 ) * $signed({ 1'h0, leak_mul });
-  assign \$810  = ! \port$44744$167 [5:0];
-  assign \$811  = \port$44744$167 [5:0] - 1'h1;
-  assign \$812  = \$810  ? 6'h00 : \$811 [5:0];
-  assign \$813  = $signed(leak_prod31) >>> \$812 ;
-  assign \$814  = ! \port$44744$167 [5:0];
-  assign \$815  = $signed(leak_partial31) + $signed({ 1'h0, rnd });
-  assign \$817  = \$814  ? leak_partial31 : \$816 [24:0];
-  assign \$818  = $signed(leaked31) + $signed(\port$41355$0 );
-  assign \$819  = $signed(\$818 ) > $signed(16'h7fff);
-  assign \$820  = $signed(leaked31) + $signed(\port$41355$0 );
-  assign \$821  = $signed(\$820 ) < $signed(16'h8000);
-  assign \$822  = $signed(leaked31) + $signed(\port$41355$0 );
-  assign \$823  = \$821  ? 16'h8000 : \$822 [15:0];
-  assign \$824  = \$819  ? 16'h7fff : \$823 ;
-  assign \$825  = $signed(leaked31) + $signed(\port$41355$0 );
-  assign \$826  = $signed(\$825 ) > $signed(16'h7fff);
-  assign \$827  = $signed(leaked31) + $signed(\port$41355$0 );
-  assign \$828  = $signed(\$827 ) < $signed(16'h8000);
-  assign \$829  = $signed(leaked31) + $signed(\port$41355$0 );
-  assign \$830  = \$828  ? 16'h8000 : \$829 [15:0];
-  assign \$831  = \$826  ? 16'h7fff : \$830 ;
-  assign \$832  = $signed(\$831 ) > $signed(\port$44744$167 [21:6]);
-  always @(posedge clk)
-    leak_prod0 <= \$833 ;
-  always @(posedge clk)
-    leak_partial0 <= \$834 ;
-  always @(posedge clk)
-    leaked0 <= \$835 ;
-  always @(posedge clk)
-    u0 <= \$836 ;
-  always @(posedge clk)
-    s0 <= \$837 ;
-  always @(posedge clk)
-    leak_prod1 <= \$838 ;
-  always @(posedge clk)
-    leak_partial1 <= \$839 ;
-  always @(posedge clk)
-    leaked1 <= \$840 ;
-  always @(posedge clk)
-    u1 <= \$841 ;
-  always @(posedge clk)
-    s1 <= \$842 ;
-  always @(posedge clk)
-    leak_prod2 <= \$843 ;
-  always @(posedge clk)
-    leak_partial2 <= \$844 ;
-  always @(posedge clk)
-    leaked2 <= \$845 ;
-  always @(posedge clk)
-    u2 <= \$846 ;
-  always @(posedge clk)
-    s2 <= \$847 ;
-  always @(posedge clk)
-    leak_prod3 <= \$848 ;
-  always @(posedge clk)
-    leak_partial3 <= \$849 ;
-  always @(posedge clk)
-    leaked3 <= \$850 ;
-  always @(posedge clk)
-    u3 <= \$851 ;
-  always @(posedge clk)
-    s3 <= \$852 ;
-  always @(posedge clk)
-    leak_prod4 <= \$853 ;
-  always @(posedge clk)
-    leak_partial4 <= \$854 ;
-  always @(posedge clk)
-    leaked4 <= \$855 ;
-  always @(posedge clk)
-    u4 <= \$856 ;
-  always @(posedge clk)
-    s4 <= \$857 ;
-  always @(posedge clk)
-    leak_prod5 <= \$858 ;
-  always @(posedge clk)
-    leak_partial5 <= \$859 ;
-  always @(posedge clk)
-    leaked5 <= \$860 ;
-  always @(posedge clk)
-    u5 <= \$861 ;
-  always @(posedge clk)
-    s5 <= \$862 ;
-  always @(posedge clk)
-    leak_prod6 <= \$863 ;
-  always @(posedge clk)
-    leak_partial6 <= \$864 ;
-  always @(posedge clk)
-    leaked6 <= \$865 ;
-  always @(posedge clk)
-    u6 <= \$866 ;
-  always @(posedge clk)
-    s6 <= \$867 ;
-  always @(posedge clk)
-    leak_prod7 <= \$868 ;
-  always @(posedge clk)
-    leak_partial7 <= \$869 ;
-  always @(posedge clk)
-    leaked7 <= \$870 ;
-  always @(posedge clk)
-    u7 <= \$871 ;
-  always @(posedge clk)
-    s7 <= \$872 ;
-  always @(posedge clk)
-    leak_prod8 <= \$873 ;
-  always @(posedge clk)
-    leak_partial8 <= \$874 ;
-  always @(posedge clk)
-    leaked8 <= \$875 ;
-  always @(posedge clk)
-    u8 <= \$876 ;
-  always @(posedge clk)
-    s8 <= \$877 ;
-  always @(posedge clk)
-    leak_prod9 <= \$878 ;
-  always @(posedge clk)
-    leak_partial9 <= \$879 ;
-  always @(posedge clk)
-    leaked9 <= \$880 ;
-  always @(posedge clk)
-    u9 <= \$881 ;
-  always @(posedge clk)
-    s9 <= \$882 ;
-  always @(posedge clk)
-    leak_prod10 <= \$883 ;
-  always @(posedge clk)
-    leak_partial10 <= \$884 ;
-  always @(posedge clk)
-    leaked10 <= \$885 ;
-  always @(posedge clk)
-    u10 <= \$886 ;
-  always @(posedge clk)
-    s10 <= \$887 ;
-  always @(posedge clk)
-    leak_prod11 <= \$888 ;
-  always @(posedge clk)
-    leak_partial11 <= \$889 ;
-  always @(posedge clk)
-    leaked11 <= \$890 ;
-  always @(posedge clk)
-    u11 <= \$891 ;
-  always @(posedge clk)
-    s11 <= \$892 ;
-  always @(posedge clk)
-    leak_prod12 <= \$893 ;
-  always @(posedge clk)
-    leak_partial12 <= \$894 ;
-  always @(posedge clk)
-    leaked12 <= \$895 ;
-  always @(posedge clk)
-    u12 <= \$896 ;
-  always @(posedge clk)
-    s12 <= \$897 ;
-  always @(posedge clk)
-    leak_prod13 <= \$898 ;
-  always @(posedge clk)
-    leak_partial13 <= \$899 ;
-  always @(posedge clk)
-    leaked13 <= \$900 ;
-  always @(posedge clk)
-    u13 <= \$901 ;
-  always @(posedge clk)
-    s13 <= \$902 ;
-  always @(posedge clk)
-    leak_prod14 <= \$903 ;
-  always @(posedge clk)
-    leak_partial14 <= \$904 ;
-  always @(posedge clk)
-    leaked14 <= \$905 ;
-  always @(posedge clk)
-    u14 <= \$906 ;
-  always @(posedge clk)
-    s14 <= \$907 ;
-  always @(posedge clk)
-    leak_prod15 <= \$908 ;
-  always @(posedge clk)
-    leak_partial15 <= \$909 ;
-  always @(posedge clk)
-    leaked15 <= \$910 ;
-  always @(posedge clk)
-    u15 <= \$911 ;
-  always @(posedge clk)
-    s15 <= \$912 ;
-  always @(posedge clk)
-    leak_prod16 <= \$913 ;
-  always @(posedge clk)
-    leak_partial16 <= \$914 ;
-  always @(posedge clk)
-    leaked16 <= \$915 ;
-  always @(posedge clk)
-    u16 <= \$916 ;
-  always @(posedge clk)
-    s16 <= \$917 ;
-  always @(posedge clk)
-    leak_prod17 <= \$918 ;
-  always @(posedge clk)
-    leak_partial17 <= \$919 ;
-  always @(posedge clk)
-    leaked17 <= \$920 ;
-  always @(posedge clk)
-    u17 <= \$921 ;
-  always @(posedge clk)
-    s17 <= \$922 ;
-  always @(posedge clk)
-    leak_prod18 <= \$923 ;
-  always @(posedge clk)
-    leak_partial18 <= \$924 ;
-  always @(posedge clk)
-    leaked18 <= \$925 ;
-  always @(posedge clk)
-    u18 <= \$926 ;
-  always @(posedge clk)
-    s18 <= \$927 ;
-  always @(posedge clk)
-    leak_prod19 <= \$928 ;
-  always @(posedge clk)
-    leak_partial19 <= \$929 ;
-  always @(posedge clk)
-    leaked19 <= \$930 ;
-  always @(posedge clk)
-    u19 <= \$931 ;
-  always @(posedge clk)
-    s19 <= \$932 ;
-  always @(posedge clk)
-    leak_prod20 <= \$933 ;
-  always @(posedge clk)
-    leak_partial20 <= \$934 ;
-  always @(posedge clk)
-    leaked20 <= \$935 ;
-  always @(posedge clk)
-    u20 <= \$936 ;
-  always @(posedge clk)
-    s20 <= \$937 ;
-  always @(posedge clk)
-    leak_prod21 <= \$938 ;
-  always @(posedge clk)
-    leak_partial21 <= \$939 ;
-  always @(posedge clk)
-    leaked21 <= \$940 ;
-  always @(posedge clk)
-    u21 <= \$941 ;
-  always @(posedge clk)
-    s21 <= \$942 ;
-  always @(posedge clk)
-    leak_prod22 <= \$943 ;
-  always @(posedge clk)
-    leak_partial22 <= \$944 ;
-  always @(posedge clk)
-    leaked22 <= \$945 ;
-  always @(posedge clk)
-    u22 <= \$946 ;
-  always @(posedge clk)
-    s22 <= \$947 ;
-  always @(posedge clk)
-    leak_prod23 <= \$948 ;
-  always @(posedge clk)
-    leak_partial23 <= \$949 ;
-  always @(posedge clk)
-    leaked23 <= \$950 ;
-  always @(posedge clk)
-    u23 <= \$951 ;
-  always @(posedge clk)
-    s23 <= \$952 ;
-  always @(posedge clk)
-    leak_prod24 <= \$953 ;
-  always @(posedge clk)
-    leak_partial24 <= \$954 ;
-  always @(posedge clk)
-    leaked24 <= \$955 ;
-  always @(posedge clk)
-    u24 <= \$956 ;
-  always @(posedge clk)
-    s24 <= \$957 ;
-  always @(posedge clk)
-    leak_prod25 <= \$958 ;
-  always @(posedge clk)
-    leak_partial25 <= \$959 ;
-  always @(posedge clk)
-    leaked25 <= \$960 ;
-  always @(posedge clk)
-    u25 <= \$961 ;
-  always @(posedge clk)
-    s25 <= \$962 ;
-  always @(posedge clk)
-    leak_prod26 <= \$963 ;
-  always @(posedge clk)
-    leak_partial26 <= \$964 ;
-  always @(posedge clk)
-    leaked26 <= \$965 ;
-  always @(posedge clk)
-    u26 <= \$966 ;
-  always @(posedge clk)
-    s26 <= \$967 ;
-  always @(posedge clk)
-    leak_prod27 <= \$968 ;
-  always @(posedge clk)
-    leak_partial27 <= \$969 ;
-  always @(posedge clk)
-    leaked27 <= \$970 ;
-  always @(posedge clk)
-    u27 <= \$971 ;
-  always @(posedge clk)
-    s27 <= \$972 ;
-  always @(posedge clk)
-    leak_prod28 <= \$973 ;
-  always @(posedge clk)
-    leak_partial28 <= \$974 ;
-  always @(posedge clk)
-    leaked28 <= \$975 ;
-  always @(posedge clk)
-    u28 <= \$976 ;
-  always @(posedge clk)
-    s28 <= \$977 ;
-  always @(posedge clk)
-    leak_prod29 <= \$978 ;
-  always @(posedge clk)
-    leak_partial29 <= \$979 ;
-  always @(posedge clk)
-    leaked29 <= \$980 ;
-  always @(posedge clk)
-    u29 <= \$981 ;
-  always @(posedge clk)
-    s29 <= \$982 ;
-  always @(posedge clk)
-    leak_prod30 <= \$983 ;
-  always @(posedge clk)
-    leak_partial30 <= \$984 ;
-  always @(posedge clk)
-    leaked30 <= \$985 ;
-  always @(posedge clk)
-    u30 <= \$986 ;
-  always @(posedge clk)
-    s30 <= \$987 ;
-  always @(posedge clk)
-    leak_prod31 <= \$988 ;
-  always @(posedge clk)
-    leak_partial31 <= \$989 ;
-  always @(posedge clk)
-    leaked31 <= \$990 ;
-  always @(posedge clk)
-    u31 <= \$991 ;
-  always @(posedge clk)
-    s31 <= \$992 ;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$44744$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$45790$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
-  assign \$3  = $signed(\$2 ) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$44744$167 [5:0];
-  assign \$5  = \port$44744$167 [5:0] - 1'h1;
+  assign \$3  = $signed(kept0) * $signed({ 1'h0, leak_mul });
+  assign \$4  = ! \port$45790$167 [5:0];
+  assign \$5  = \port$45790$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
+  assign \$8  = ! \port$45790$167 [5:0];
+  assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
+  assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
+  assign \$12  = $signed(leaked0) + $signed(\port$41353$0 );
+  assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
+  assign \$14  = $signed(leaked0) + $signed(\port$41353$0 );
+  assign \$15  = $signed(\$14 ) < $signed(16'h8000);
+  assign \$16  = $signed(leaked0) + $signed(\port$41353$0 );
+  assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
+  assign \$18  = \$13  ? 16'h7fff : \$17 ;
+  assign \$19  = $signed(leaked0) + $signed(\port$41353$0 );
+  assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
+  assign \$21  = $signed(leaked0) + $signed(\port$41353$0 );
+  assign \$22  = $signed(\$21 ) < $signed(16'h8000);
+  assign \$23  = $signed(leaked0) + $signed(\port$41353$0 );
+  assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
+  assign \$25  = \$20  ? 16'h7fff : \$24 ;
+  assign \$26  = $signed(\$25 ) > $signed(\port$45790$167 [21:6]);
+  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$45790$167 [21:6]);
+  assign \$28  = \$27  ? 16'h0000 : u_prev[31:16];
+  assign \$29  = $signed(kept1) * $signed({ 1'h0, leak_mul });
+  assign \$30  = ! \port$45790$167 [5:0];
+  assign \$31  = \port$45790$167 [5:0] - 1'h1;
+  assign \$32  = \$30  ? 6'h00 : \$31 [5:0];
+  assign \$33  = $signed(leak_prod1) >>> \$32 ;
+  assign \$34  = ! \port$45790$167 [5:0];
+  assign \$35  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
+  assign \$37  = \$34  ? leak_partial1 : \$36 [24:0];
+  assign \$38  = $signed(leaked1) + $signed(\port$41371$0 );
+  assign \$39  = $signed(\$38 ) > $signed(16'h7fff);
+  assign \$40  = $signed(leaked1) + $signed(\port$41371$0 );
+  assign \$41  = $signed(\$40 ) < $signed(16'h8000);
+  assign \$42  = $signed(leaked1) + $signed(\port$41371$0 );
+  assign \$43  = \$41  ? 16'h8000 : \$42 [15:0];
+  assign \$44  = \$39  ? 16'h7fff : \$43 ;
+  assign \$45  = $signed(leaked1) + $signed(\port$41371$0 );
+  assign \$46  = $signed(\$45 ) > $signed(16'h7fff);
+  assign \$47  = $signed(leaked1) + $signed(\port$41371$0 );
+  assign \$48  = $signed(\$47 ) < $signed(16'h8000);
+  assign \$49  = $signed(leaked1) + $signed(\port$41371$0 );
+  assign \$50  = \$48  ? 16'h8000 : \$49 [15:0];
+  assign \$51  = \$46  ? 16'h7fff : \$50 ;
+  assign \$52  = $signed(\$51 ) > $signed(\port$45790$167 [21:6]);
+  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$45790$167 [21:6]);
+  assign \$54  = \$53  ? 16'h0000 : u_prev[47:32];
+  assign \$55  = $signed(kept2) * $signed({ 1'h0, leak_mul });
+  assign \$56  = ! \port$45790$167 [5:0];
+  assign \$57  = \port$45790$167 [5:0] - 1'h1;
+  assign \$58  = \$56  ? 6'h00 : \$57 [5:0];
+  assign \$59  = $signed(leak_prod2) >>> \$58 ;
+  assign \$60  = ! \port$45790$167 [5:0];
+  assign \$61  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
+  assign \$63  = \$60  ? leak_partial2 : \$62 [24:0];
+  assign \$64  = $signed(leaked2) + $signed(\port$41389$0 );
+  assign \$65  = $signed(\$64 ) > $signed(16'h7fff);
+  assign \$66  = $signed(leaked2) + $signed(\port$41389$0 );
+  assign \$67  = $signed(\$66 ) < $signed(16'h8000);
+  assign \$68  = $signed(leaked2) + $signed(\port$41389$0 );
+  assign \$69  = \$67  ? 16'h8000 : \$68 [15:0];
+  assign \$70  = \$65  ? 16'h7fff : \$69 ;
+  assign \$71  = $signed(leaked2) + $signed(\port$41389$0 );
+  assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
+  assign \$73  = $signed(leaked2) + $signed(\port$41389$0 );
+  assign \$74  = $signed(\$73 ) < $signed(16'h8000);
+  assign \$75  = $signed(leaked2) + $signed(\port$41389$0 );
+  assign \$76  = \$74  ? 16'h8000 : \$75 [15:0];
+  assign \$77  = \$72  ? 16'h7fff : \$76 ;
+  assign \$78  = $signed(\$77 ) > $signed(\port$45790$167 [21:6]);
+  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$45790$167 [21:6]);
+  assign \$80  = \$79  ? 16'h0000 : u_prev[63:48];
+  assign \$81  = $signed(kept3) * $signed({ 1'h0, leak_mul });
+  assign \$82  = ! \port$45790$167 [5:0];
+  assign \$83  = \port$45790$167 [5:0] - 1'h1;
+  assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
+  assign \$85  = $signed(leak_prod3) >>> \$84 ;
+  assign \$86  = ! \port$45790$167 [5:0];
+  assign \$87  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
+  assign \$89  = \$86  ? leak_partial3 : \$88 [24:0];
+  assign \$90  = $signed(leaked3) + $signed(\port$41407$0 );
+  assign \$91  = $signed(\$90 ) > $signed(16'h7fff);
+  assign \$92  = $signed(leaked3) + $signed(\port$41407$0 );
+  assign \$93  = $signed(\$92 ) < $signed(16'h8000);
+  assign \$94  = $signed(leaked3) + $signed(\port$41407$0 );
+  assign \$95  = \$93  ? 16'h8000 : \$94 [15:0];
+  assign \$96  = \$91  ? 16'h7fff : \$95 ;
+  assign \$97  = $signed(leaked3) + $signed(\port$41407$0 );
+  assign \$98  = $signed(\$97 ) > $signed(16'h7fff);
+  assign \$99  = $signed(leaked3) + $signed(\port$41407$0 );
+  assign \$100  = $signed(\$99 ) < $signed(16'h8000);
+  assign \$101  = $signed(leaked3) + $signed(\port$41407$0 );
+  assign \$102  = \$100  ? 16'h8000 : \$101 [15:0];
+  assign \$103  = \$98  ? 16'h7fff : \$102 ;
+  assign \$104  = $signed(\$103 ) > $signed(\port$45790$167 [21:6]);
+  assign \$105  = $signed(u_prev[79:64]) > $signed(\port$45790$167 [21:6]);
+  assign \$106  = \$105  ? 16'h0000 : u_prev[79:64];
+  assign \$107  = $signed(kept4) * $signed({ 1'h0, leak_mul });
+  assign \$108  = ! \port$45790$167 [5:0];
+  assign \$109  = \port$45790$167 [5:0] - 1'h1;
+  assign \$110  = \$108  ? 6'h00 : \$109 [5:0];
+  assign \$111  = $signed(leak_prod4) >>> \$110 ;
+  assign \$112  = ! \port$45790$167 [5:0];
+  assign \$113  = $signed(leak_partial4) + $signed({ 1'h0, rnd });
+  assign \$115  = \$112  ? leak_partial4 : \$114 [24:0];
+  assign \$116  = $signed(leaked4) + $signed(\port$41425$0 );
+  assign \$117  = $signed(\$116 ) > $signed(16'h7fff);
+  assign \$118  = $signed(leaked4) + $signed(\port$41425$0 );
+  assign \$119  = $signed(\$118 ) < $signed(16'h8000);
+  assign \$120  = $signed(leaked4) + $signed(\port$41425$0 );
+  assign \$121  = \$119  ? 16'h8000 : \$120 [15:0];
+  assign \$122  = \$117  ? 16'h7fff : \$121 ;
+  assign \$123  = $signed(leaked4) + $signed(\port$41425$0 );
+  assign \$124  = $signed(\$123 ) > $signed(16'h7fff);
+  assign \$125  = $signed(leaked4) + $signed(\port$41425$0 );
+  assign \$126  = $signed(\$125 ) < $signed(16'h8000);
+  assign \$127  = $signed(leaked4) + $signed(\port$41425$0 );
+  assign \$128  = \$126  ? 16'h8000 : \$127 [15:0];
+  assign \$129  = \$124  ? 16'h7fff : \$128 ;
+  assign \$130  = $signed(\$129 ) > $signed(\port$45790$167 [21:6]);
+  assign \$131  = $signed(u_prev[95:80]) > $signed(\port$45790$167 [21:6]);
+  assign \$132  = \$131  ? 16'h0000 : u_prev[95:80];
+  assign \$133  = $signed(kept5) * $signed({ 1'h0, leak_mul });
+  assign \$134  = ! \port$45790$167 [5:0];
+  assign \$135  = \port$45790$167 [5:0] - 1'h1;
+  assign \$136  = \$134  ? 6'h00 : \$135 [5:0];
+  assign \$137  = $signed(leak_prod5) >>> \$136 ;
+  assign \$138  = ! \port$45790$167 [5:0];
+  assign \$139  = $signed(leak_partial5) + $signed({ 1'h0, rnd });
+  assign \$141  = \$138  ? leak_partial5 : \$140 [24:0];
+  assign \$142  = $signed(leaked5) + $signed(\port$41443$0 );
+  assign \$143  = $signed(\$142 ) > $signed(16'h7fff);
+  assign \$144  = $signed(leaked5) + $signed(\port$41443$0 );
+  assign \$145  = $signed(\$144 ) < $signed(16'h8000);
+  assign \$146  = $signed(leaked5) + $signed(\port$41443$0 );
+  assign \$147  = \$145  ? 16'h8000 : \$146 [15:0];
+  assign \$148  = \$143  ? 16'h7fff : \$147 ;
+  assign \$149  = $signed(leaked5) + $signed(\port$41443$0 );
+  assign \$150  = $signed(\$149 ) > $signed(16'h7fff);
+  assign \$151  = $signed(leaked5) + $signed(\port$41443$0 );
+  assign \$152  = $signed(\$151 ) < $signed(16'h8000);
+  assign \$153  = $signed(leaked5) + $signed(\port$41443$0 );
+  assign \$154  = \$152  ? 16'h8000 : \$153 [15:0];
+  assign \$155  = \$150  ? 16'h7fff : \$154 ;
+  assign \$156  = $signed(\$155 ) > $signed(\port$45790$167 [21:6]);
+  assign \$157  = $signed(u_prev[111:96]) > $signed(\port$45790$167 [21:6]);
+  assign \$158  = \$157  ? 16'h0000 : u_prev[111:96];
+  assign \$159  = $signed(kept6) * $signed({ 1'h0, leak_mul });
+  assign \$160  = ! \port$45790$167 [5:0];
+  assign \$161  = \port$45790$167 [5:0] - 1'h1;
+  assign \$162  = \$160  ? 6'h00 : \$161 [5:0];
+  assign \$163  = $signed(leak_prod6) >>> \$162 ;
+  assign \$164  = ! \port$45790$167 [5:0];
+  assign \$165  = $signed(leak_partial6) + $signed({ 1'h0, rnd });
+  assign \$167  = \$164  ? leak_partial6 : \$166 [24:0];
+  assign \$168  = $signed(leaked6) + $signed(\port$41461$0 );
+  assign \$169  = $signed(\$168 ) > $signed(16'h7fff);
+  assign \$170  = $signed(leaked6) + $signed(\port$41461$0 );
+  assign \$171  = $signed(\$170 ) < $signed(16'h8000);
+  assign \$172  = $signed(leaked6) + $signed(\port$41461$0 );
+  assign \$173  = \$171  ? 16'h8000 : \$172 [15:0];
+  assign \$174  = \$169  ? 16'h7fff : \$173 ;
+  assign \$175  = $signed(leaked6) + $signed(\port$41461$0 );
+  assign \$176  = $signed(\$175 ) > $signed(16'h7fff);
+  assign \$177  = $signed(leaked6) + $signed(\port$41461$0 );
+  assign \$178  = $signed(\$177 ) < $signed(16'h8000);
+  assign \$179  = $signed(leaked6) + $signed(\port$41461$0 );
+  assign \$180  = \$178  ? 16'h8000 : \$179 [15:0];
+  assign \$181  = \$176  ? 16'h7fff : \$180 ;
+  assign \$182  = $signed(\$181 ) > $signed(\port$45790$167 [21:6]);
+  assign \$183  = $signed(u_prev[127:112]) > $signed(\port$45790$167 [21:6]);
+  assign \$184  = \$183  ? 16'h0000 : u_prev[127:112];
+  assign \$185  = $signed(kept7) * $signed({ 1'h0, leak_mul });
+  assign \$186  = ! \port$45790$167 [5:0];
+  assign \$187  = \port$45790$167 [5:0] - 1'h1;
+  assign \$188  = \$186  ? 6'h00 : \$187 [5:0];
+  assign \$189  = $signed(leak_prod7) >>> \$188 ;
+  assign \$190  = ! \port$45790$167 [5:0];
+  assign \$191  = $signed(leak_partial7) + $signed({ 1'h0, rnd });
+  assign \$193  = \$190  ? leak_partial7 : \$192 [24:0];
+  assign \$194  = $signed(leaked7) + $signed(\port$41479$0 );
+  assign \$195  = $signed(\$194 ) > $signed(16'h7fff);
+  assign \$196  = $signed(leaked7) + $signed(\port$41479$0 );
+  assign \$197  = $signed(\$196 ) < $signed(16'h8000);
+  assign \$198  = $signed(leaked7) + $signed(\port$41479$0 );
+  assign \$199  = \$197  ? 16'h8000 : \$198 [15:0];
+  assign \$200  = \$195  ? 16'h7fff : \$199 ;
+  assign \$201  = $signed(leaked7) + $signed(\port$41479$0 );
+  assign \$202  = $signed(\$201 ) > $signed(16'h7fff);
+  assign \$203  = $signed(leaked7) + $signed(\port$41479$0 );
+  assign \$204  = $signed(\$203 ) < $signed(16'h8000);
+  assign \$205  = $signed(leaked7) + $signed(\port$41479$0 );
+  assign \$206  = \$204  ? 16'h8000 : \$205 [15:0];
+  assign \$207  = \$202  ? 16'h7fff : \$206 ;
+  assign \$208  = $signed(\$207 ) > $signed(\port$45790$167 [21:6]);
+  assign \$209  = $signed(u_prev[143:128]) > $signed(\port$45790$167 [21:6]);
+  assign \$210  = \$209  ? 16'h0000 : u_prev[143:128];
+  assign \$211  = $signed(kept8) * $signed({ 1'h0, leak_mul });
+  assign \$212  = ! \port$45790$167 [5:0];
+  assign \$213  = \port$45790$167 [5:0] - 1'h1;
+  assign \$214  = \$212  ? 6'h00 : \$213 [5:0];
+  assign \$215  = $signed(leak_prod8) >>> \$214 ;
+  assign \$216  = ! \port$45790$167 [5:0];
+  assign \$217  = $signed(leak_partial8) + $signed({ 1'h0, rnd });
+  assign \$219  = \$216  ? leak_partial8 : \$218 [24:0];
+  assign \$220  = $signed(leaked8) + $signed(\port$41497$0 );
+  assign \$221  = $signed(\$220 ) > $signed(16'h7fff);
+  assign \$222  = $signed(leaked8) + $signed(\port$41497$0 );
+  assign \$223  = $signed(\$222 ) < $signed(16'h8000);
+  assign \$224  = $signed(leaked8) + $signed(\port$41497$0 );
+  assign \$225  = \$223  ? 16'h8000 : \$224 [15:0];
+  assign \$226  = \$221  ? 16'h7fff : \$225 ;
+  assign \$227  = $signed(leaked8) + $signed(\port$41497$0 );
+  assign \$228  = $signed(\$227 ) > $signed(16'h7fff);
+  assign \$229  = $signed(leaked8) + $signed(\port$41497$0 );
+  assign \$230  = $signed(\$229 ) < $signed(16'h8000);
+  assign \$231  = $signed(leaked8) + $signed(\port$41497$0 );
+  assign \$232  = \$230  ? 16'h8000 : \$231 [15:0];
+  assign \$233  = \$228  ? 16'h7fff : \$232 ;
+  assign \$234  = $signed(\$233 ) > $signed(\port$45790$167 [21:6]);
+  assign \$235  = $signed(u_prev[159:144]) > $signed(\port$45790$167 [21:6]);
+  assign \$236  = \$235  ? 16'h0000 : u_prev[159:144];
+  assign \$237  = $signed(kept9) * $signed({ 1'h0, leak_mul });
+  assign \$238  = ! \port$45790$167 [5:0];
+  assign \$239  = \port$45790$167 [5:0] - 1'h1;
+  assign \$240  = \$238  ? 6'h00 : \$239 [5:0];
+  assign \$241  = $signed(leak_prod9) >>> \$240 ;
+  assign \$242  = ! \port$45790$167 [5:0];
+  assign \$243  = $signed(leak_partial9) + $signed({ 1'h0, rnd });
+  assign \$245  = \$242  ? leak_partial9 : \$244 [24:0];
+  assign \$246  = $signed(leaked9) + $signed(\port$41515$0 );
+  assign \$247  = $signed(\$246 ) > $signed(16'h7fff);
+  assign \$248  = $signed(leaked9) + $signed(\port$41515$0 );
+  assign \$249  = $signed(\$248 ) < $signed(16'h8000);
+  assign \$250  = $signed(leaked9) + $signed(\port$41515$0 );
+  assign \$251  = \$249  ? 16'h8000 : \$250 [15:0];
+  assign \$252  = \$247  ? 16'h7fff : \$251 ;
+  assign \$253  = $signed(leaked9) + $signed(\port$41515$0 );
+  assign \$254  = $signed(\$253 ) > $signed(16'h7fff);
+  assign \$255  = $signed(leaked9) + $signed(\port$41515$0 );
+  assign \$256  = $signed(\$255 ) < $signed(16'h8000);
+  assign \$257  = $signed(leaked9) + $signed(\port$41515$0 );
+  assign \$258  = \$256  ? 16'h8000 : \$257 [15:0];
+  assign \$259  = \$254  ? 16'h7fff : \$258 ;
+  assign \$260  = $signed(\$259 ) > $signed(\port$45790$167 [21:6]);
+  assign \$261  = $signed(u_prev[175:160]) > $signed(\port$45790$167 [21:6]);
+  assign \$262  = \$261  ? 16'h0000 : u_prev[175:160];
+  assign \$263  = $signed(kept10) * $signed({ 1'h0, leak_mul });
+  assign \$264  = ! \port$45790$167 [5:0];
+  assign \$265  = \port$45790$167 [5:0] - 1'h1;
+  assign \$266  = \$264  ? 6'h00 : \$265 [5:0];
+  assign \$267  = $signed(leak_prod10) >>> \$266 ;
+  assign \$268  = ! \port$45790$167 [5:0];
+  assign \$269  = $signed(leak_partial10) + $signed({ 1'h0, rnd });
+  assign \$271  = \$268  ? leak_partial10 : \$270 [24:0];
+  assign \$272  = $signed(leaked10) + $signed(\port$41533$0 );
+  assign \$273  = $signed(\$272 ) > $signed(16'h7fff);
+  assign \$274  = $signed(leaked10) + $signed(\port$41533$0 );
+  assign \$275  = $signed(\$274 ) < $signed(16'h8000);
+  assign \$276  = $signed(leaked10) + $signed(\port$41533$0 );
+  assign \$277  = \$275  ? 16'h8000 : \$276 [15:0];
+  assign \$278  = \$273  ? 16'h7fff : \$277 ;
+  assign \$279  = $signed(leaked10) + $signed(\port$41533$0 );
+  assign \$280  = $signed(\$279 ) > $signed(16'h7fff);
+  assign \$281  = $signed(leaked10) + $signed(\port$41533$0 );
+  assign \$282  = $signed(\$281 ) < $signed(16'h8000);
+  assign \$283  = $signed(leaked10) + $signed(\port$41533$0 );
+  assign \$284  = \$282  ? 16'h8000 : \$283 [15:0];
+  assign \$285  = \$280  ? 16'h7fff : \$284 ;
+  assign \$286  = $signed(\$285 ) > $signed(\port$45790$167 [21:6]);
+  assign \$287  = $signed(u_prev[191:176]) > $signed(\port$45790$167 [21:6]);
+  assign \$288  = \$287  ? 16'h0000 : u_prev[191:176];
+  assign \$289  = $signed(kept11) * $signed({ 1'h0, leak_mul });
+  assign \$290  = ! \port$45790$167 [5:0];
+  assign \$291  = \port$45790$167 [5:0] - 1'h1;
+  assign \$292  = \$290  ? 6'h00 : \$291 [5:0];
+  assign \$293  = $signed(leak_prod11) >>> \$292 ;
+  assign \$294  = ! \port$45790$167 [5:0];
+  assign \$295  = $signed(leak_partial11) + $signed({ 1'h0, rnd });
+  assign \$297  = \$294  ? leak_partial11 : \$296 [24:0];
+  assign \$298  = $signed(leaked11) + $signed(\port$41551$0 );
+  assign \$299  = $signed(\$298 ) > $signed(16'h7fff);
+  assign \$300  = $signed(leaked11) + $signed(\port$41551$0 );
+  assign \$301  = $signed(\$300 ) < $signed(16'h8000);
+  assign \$302  = $signed(leaked11) + $signed(\port$41551$0 );
+  assign \$303  = \$301  ? 16'h8000 : \$302 [15:0];
+  assign \$304  = \$299  ? 16'h7fff : \$303 ;
+  assign \$305  = $signed(leaked11) + $signed(\port$41551$0 );
+  assign \$306  = $signed(\$305 ) > $signed(16'h7fff);
+  assign \$307  = $signed(leaked11) + $signed(\port$41551$0 );
+  assign \$308  = $signed(\$307 ) < $signed(16'h8000);
+  assign \$309  = $signed(leaked11) + $signed(\port$41551$0 );
+  assign \$310  = \$308  ? 16'h8000 : \$309 [15:0];
+  assign \$311  = \$306  ? 16'h7fff : \$310 ;
+  assign \$312  = $signed(\$311 ) > $signed(\port$45790$167 [21:6]);
+  assign \$313  = $signed(u_prev[207:192]) > $signed(\port$45790$167 [21:6]);
+  assign \$314  = \$313  ? 16'h0000 : u_prev[207:192];
+  assign \$315  = $signed(kept12) * $signed({ 1'h0, leak_mul });
+  assign \$316  = ! \port$45790$167 [5:0];
+  assign \$317  = \port$45790$167 [5:0] - 1'h1;
+  assign \$318  = \$316  ? 6'h00 : \$317 [5:0];
+  assign \$319  = $signed(leak_prod12) >>> \$318 ;
+  assign \$320  = ! \port$45790$167 [5:0];
+  assign \$321  = $signed(leak_partial12) + $signed({ 1'h0, rnd });
+  assign \$323  = \$320  ? leak_partial12 : \$322 [24:0];
+  assign \$324  = $signed(leaked12) + $signed(\port$41569$0 );
+  assign \$325  = $signed(\$324 ) > $signed(16'h7fff);
+  assign \$326  = $signed(leaked12) + $signed(\port$41569$0 );
+  assign \$327  = $signed(\$326 ) < $signed(16'h8000);
+  assign \$328  = $signed(leaked12) + $signed(\port$41569$0 );
+  assign \$329  = \$327  ? 16'h8000 : \$328 [15:0];
+  assign \$330  = \$325  ? 16'h7fff : \$329 ;
+  assign \$331  = $signed(leaked12) + $signed(\port$41569$0 );
+  assign \$332  = $signed(\$331 ) > $signed(16'h7fff);
+  assign \$333  = $signed(leaked12) + $signed(\port$41569$0 );
+  assign \$334  = $signed(\$333 ) < $signed(16'h8000);
+  assign \$335  = $signed(leaked12) + $signed(\port$41569$0 );
+  assign \$336  = \$334  ? 16'h8000 : \$335 [15:0];
+  assign \$337  = \$332  ? 16'h7fff : \$336 ;
+  assign \$338  = $signed(\$337 ) > $signed(\port$45790$167 [21:6]);
+  assign \$339  = $signed(u_prev[223:208]) > $signed(\port$45790$167 [21:6]);
+  assign \$340  = \$339  ? 16'h0000 : u_prev[223:208];
+  assign \$341  = $signed(kept13) * $signed({ 1'h0, leak_mul });
+  assign \$342  = ! \port$45790$167 [5:0];
+  assign \$343  = \port$45790$167 [5:0] - 1'h1;
+  assign \$344  = \$342  ? 6'h00 : \$343 [5:0];
+  assign \$345  = $signed(leak_prod13) >>> \$344 ;
+  assign \$346  = ! \port$45790$167 [5:0];
+  assign \$347  = $signed(leak_partial13) + $signed({ 1'h0, rnd });
+  assign \$349  = \$346  ? leak_partial13 : \$348 [24:0];
+  assign \$350  = $signed(leaked13) + $signed(\port$41587$0 );
+  assign \$351  = $signed(\$350 ) > $signed(16'h7fff);
+  assign \$352  = $signed(leaked13) + $signed(\port$41587$0 );
+  assign \$353  = $signed(\$352 ) < $signed(16'h8000);
+  assign \$354  = $signed(leaked13) + $signed(\port$41587$0 );
+  assign \$355  = \$353  ? 16'h8000 : \$354 [15:0];
+  assign \$356  = \$351  ? 16'h7fff : \$355 ;
+  assign \$357  = $signed(leaked13) + $signed(\port$41587$0 );
+  assign \$358  = $signed(\$357 ) > $signed(16'h7fff);
+  assign \$359  = $signed(leaked13) + $signed(\port$41587$0 );
+  assign \$360  = $signed(\$359 ) < $signed(16'h8000);
+  assign \$361  = $signed(leaked13) + $signed(\port$41587$0 );
+  assign \$362  = \$360  ? 16'h8000 : \$361 [15:0];
+  assign \$363  = \$358  ? 16'h7fff : \$362 ;
+  assign \$364  = $signed(\$363 ) > $signed(\port$45790$167 [21:6]);
+  assign \$365  = $signed(u_prev[239:224]) > $signed(\port$45790$167 [21:6]);
+  assign \$366  = \$365  ? 16'h0000 : u_prev[239:224];
+  assign \$367  = $signed(kept14) * $signed({ 1'h0, leak_mul });
+  assign \$368  = ! \port$45790$167 [5:0];
+  assign \$369  = \port$45790$167 [5:0] - 1'h1;
+  assign \$370  = \$368  ? 6'h00 : \$369 [5:0];
+  assign \$371  = $signed(leak_prod14) >>> \$370 ;
+  assign \$372  = ! \port$45790$167 [5:0];
+  assign \$373  = $signed(leak_partial14) + $signed({ 1'h0, rnd });
+  assign \$375  = \$372  ? leak_partial14 : \$374 [24:0];
+  assign \$376  = $signed(leaked14) + $signed(\port$41605$0 );
+  assign \$377  = $signed(\$376 ) > $signed(16'h7fff);
+  assign \$378  = $signed(leaked14) + $signed(\port$41605$0 );
+  assign \$379  = $signed(\$378 ) < $signed(16'h8000);
+  assign \$380  = $signed(leaked14) + $signed(\port$41605$0 );
+  assign \$381  = \$379  ? 16'h8000 : \$380 [15:0];
+  assign \$382  = \$377  ? 16'h7fff : \$381 ;
+  assign \$383  = $signed(leaked14) + $signed(\port$41605$0 );
+  assign \$384  = $signed(\$383 ) > $signed(16'h7fff);
+  assign \$385  = $signed(leaked14) + $signed(\port$41605$0 );
+  assign \$386  = $signed(\$385 ) < $signed(16'h8000);
+  assign \$387  = $signed(leaked14) + $signed(\port$41605$0 );
+  assign \$388  = \$386  ? 16'h8000 : \$387 [15:0];
+  assign \$389  = \$384  ? 16'h7fff : \$388 ;
+  assign \$390  = $signed(\$389 ) > $signed(\port$45790$167 [21:6]);
+  assign \$391  = $signed(u_prev[255:240]) > $signed(\port$45790$167 [21:6]);
+  assign \$392  = \$391  ? 16'h0000 : u_prev[255:240];
+  assign \$393  = $signed(kept15) * $signed({ 1'h0, leak_mul });
+  assign \$394  = ! \port$45790$167 [5:0];
+  assign \$395  = \port$45790$167 [5:0] - 1'h1;
+  assign \$396  = \$394  ? 6'h00 : \$395 [5:0];
+  assign \$397  = $signed(leak_prod15) >>> \$396 ;
+  assign \$398  = ! \port$45790$167 [5:0];
+  assign \$399  = $signed(leak_partial15) + $signed({ 1'h0, rnd });
+  assign \$401  = \$398  ? leak_partial15 : \$400 [24:0];
+  assign \$402  = $signed(leaked15) + $signed(\port$41623$0 );
+  assign \$403  = $signed(\$402 ) > $signed(16'h7fff);
+  assign \$404  = $signed(leaked15) + $signed(\port$41623$0 );
+  assign \$405  = $signed(\$404 ) < $signed(16'h8000);
+  assign \$406  = $signed(leaked15) + $signed(\port$41623$0 );
+  assign \$407  = \$405  ? 16'h8000 : \$406 [15:0];
+  assign \$408  = \$403  ? 16'h7fff : \$407 ;
+  assign \$409  = $signed(leaked15) + $signed(\port$41623$0 );
+  assign \$410  = $signed(\$409 ) > $signed(16'h7fff);
+  assign \$411  = $signed(leaked15) + $signed(\port$41623$0 );
+  assign \$412  = $signed(\$411 ) < $signed(16'h8000);
+  assign \$413  = $signed(leaked15) + $signed(\port$41623$0 );
+  assign \$414  = \$412  ? 16'h8000 : \$413 [15:0];
+  assign \$415  = \$410  ? 16'h7fff : \$414 ;
+  assign \$416  = $signed(\$415 ) > $signed(\port$45790$167 [21:6]);
+  assign \$417  = $signed(u_prev[271:256]) > $signed(\port$45790$167 [21:6]);
+  assign \$418  = \$417  ? 16'h0000 : u_prev[271:256];
+  assign \$419  = $signed(kept16) * $signed({ 1'h0, leak_mul });
+  assign \$420  = ! \port$45790$167 [5:0];
+  assign \$421  = \port$45790$167 [5:0] - 1'h1;
+  assign \$422  = \$420  ? 6'h00 : \$421 [5:0];
+  assign \$423  = $signed(leak_prod16) >>> \$422 ;
+  assign \$424  = ! \port$45790$167 [5:0];
+  assign \$425  = $signed(leak_partial16) + $signed({ 1'h0, rnd });
+  assign \$427  = \$424  ? leak_partial16 : \$426 [24:0];
+  assign \$428  = $signed(leaked16) + $signed(\port$41641$0 );
+  assign \$429  = $signed(\$428 ) > $signed(16'h7fff);
+  assign \$430  = $signed(leaked16) + $signed(\port$41641$0 );
+  assign \$431  = $signed(\$430 ) < $signed(16'h8000);
+  assign \$432  = $signed(leaked16) + $signed(\port$41641$0 );
+  assign \$433  = \$431  ? 16'h8000 : \$432 [15:0];
+  assign \$434  = \$429  ? 16'h7fff : \$433 ;
+  assign \$435  = $signed(leaked16) + $signed(\port$41641$0 );
+  assign \$436  = $signed(\$435 ) > $signed(16'h7fff);
+  assign \$437  = $signed(leaked16) + $signed(\port$41641$0 );
+  assign \$438  = $signed(\$437 ) < $signed(16'h8000);
+  assign \$439  = $signed(leaked16) + $signed(\port$41641$0 );
+  assign \$440  = \$438  ? 16'h8000 : \$439 [15:0];
+  assign \$441  = \$436  ? 16'h7fff : \$440 ;
+  assign \$442  = $signed(\$441 ) > $signed(\port$45790$167 [21:6]);
+  assign \$443  = $signed(u_prev[287:272]) > $signed(\port$45790$167 [21:6]);
+  assign \$444  = \$443  ? 16'h0000 : u_prev[287:272];
+  assign \$445  = $signed(kept17) * $signed({ 1'h0, leak_mul });
+  assign \$446  = ! \port$45790$167 [5:0];
+  assign \$447  = \port$45790$167 [5:0] - 1'h1;
+  assign \$448  = \$446  ? 6'h00 : \$447 [5:0];
+  assign \$449  = $signed(leak_prod17) >>> \$448 ;
+  assign \$450  = ! \port$45790$167 [5:0];
+  assign \$451  = $signed(leak_partial17) + $signed({ 1'h0, rnd });
+  assign \$453  = \$450  ? leak_partial17 : \$452 [24:0];
+  assign \$454  = $signed(leaked17) + $signed(\port$41659$0 );
+  assign \$455  = $signed(\$454 ) > $signed(16'h7fff);
+  assign \$456  = $signed(leaked17) + $signed(\port$41659$0 );
+  assign \$457  = $signed(\$456 ) < $signed(16'h8000);
+  assign \$458  = $signed(leaked17) + $signed(\port$41659$0 );
+  assign \$459  = \$457  ? 16'h8000 : \$458 [15:0];
+  assign \$460  = \$455  ? 16'h7fff : \$459 ;
+  assign \$461  = $signed(leaked17) + $signed(\port$41659$0 );
+  assign \$462  = $signed(\$461 ) > $signed(16'h7fff);
+  assign \$463  = $signed(leaked17) + $signed(\port$41659$0 );
+  assign \$464  = $signed(\$463 ) < $signed(16'h8000);
+  assign \$465  = $signed(leaked17) + $signed(\port$41659$0 );
+  assign \$466  = \$464  ? 16'h8000 : \$465 [15:0];
+  assign \$467  = \$462  ? 16'h7fff : \$466 ;
+  assign \$468  = $signed(\$467 ) > $signed(\port$45790$167 [21:6]);
+  assign \$469  = $signed(u_prev[303:288]) > $signed(\port$45790$167 [21:6]);
+  assign \$470  = \$469  ? 16'h0000 : u_prev[303:288];
+  assign \$471  = $signed(kept18) * $signed({ 1'h0, leak_mul });
+  assign \$472  = ! \port$45790$167 [5:0];
+  assign \$473  = \port$45790$167 [5:0] - 1'h1;
+  assign \$474  = \$472  ? 6'h00 : \$473 [5:0];
+  assign \$475  = $signed(leak_prod18) >>> \$474 ;
+  assign \$476  = ! \port$45790$167 [5:0];
+  assign \$477  = $signed(leak_partial18) + $signed({ 1'h0, rnd });
+  assign \$479  = \$476  ? leak_partial18 : \$478 [24:0];
+  assign \$480  = $signed(leaked18) + $signed(\port$41677$0 );
+  assign \$481  = $signed(\$480 ) > $signed(16'h7fff);
+  assign \$482  = $signed(leaked18) + $signed(\port$41677$0 );
+  assign \$483  = $signed(\$482 ) < $signed(16'h8000);
+  assign \$484  = $signed(leaked18) + $signed(\port$41677$0 );
+  assign \$485  = \$483  ? 16'h8000 : \$484 [15:0];
+  assign \$486  = \$481  ? 16'h7fff : \$485 ;
+  assign \$487  = $signed(leaked18) + $signed(\port$41677$0 );
+  assign \$488  = $signed(\$487 ) > $signed(16'h7fff);
+  assign \$489  = $signed(leaked18) + $signed(\port$41677$0 );
+  assign \$490  = $signed(\$489 ) < $signed(16'h8000);
+  assign \$491  = $signed(leaked18) + $signed(\port$41677$0 );
+  assign \$492  = \$490  ? 16'h8000 : \$491 [15:0];
+  assign \$493  = \$488  ? 16'h7fff : \$492 ;
+  assign \$494  = $signed(\$493 ) > $signed(\port$45790$167 [21:6]);
+  assign \$495  = $signed(u_prev[319:304]) > $signed(\port$45790$167 [21:6]);
+  assign \$496  = \$495  ? 16'h0000 : u_prev[319:304];
+  assign \$497  = $signed(kept19) * $signed({ 1'h0, leak_mul });
+  assign \$498  = ! \port$45790$167 [5:0];
+  assign \$499  = \port$45790$167 [5:0] - 1'h1;
+  assign \$500  = \$498  ? 6'h00 : \$499 [5:0];
+  assign \$501  = $signed(leak_prod19) >>> \$500 ;
+  assign \$502  = ! \port$45790$167 [5:0];
+  assign \$503  = $signed(leak_partial19) + $signed({ 1'h0, rnd });
+  assign \$505  = \$502  ? leak_partial19 : \$504 [24:0];
+  assign \$506  = $signed(leaked19) + $signed(\port$41695$0 );
+  assign \$507  = $signed(\$506 ) > $signed(16'h7fff);
+  assign \$508  = $signed(leaked19) + $signed(\port$41695$0 );
+  assign \$509  = $signed(\$508 ) < $signed(16'h8000);
+  assign \$510  = $signed(leaked19) + $signed(\port$41695$0 );
+  assign \$511  = \$509  ? 16'h8000 : \$510 [15:0];
+  assign \$512  = \$507  ? 16'h7fff : \$511 ;
+  assign \$513  = $signed(leaked19) + $signed(\port$41695$0 );
+  assign \$514  = $signed(\$513 ) > $signed(16'h7fff);
+  assign \$515  = $signed(leaked19) + $signed(\port$41695$0 );
+  assign \$516  = $signed(\$515 ) < $signed(16'h8000);
+  assign \$517  = $signed(leaked19) + $signed(\port$41695$0 );
+  assign \$518  = \$516  ? 16'h8000 : \$517 [15:0];
+  assign \$519  = \$514  ? 16'h7fff : \$518 ;
+  assign \$520  = $signed(\$519 ) > $signed(\port$45790$167 [21:6]);
+  assign \$521  = $signed(u_prev[335:320]) > $signed(\port$45790$167 [21:6]);
+  assign \$522  = \$521  ? 16'h0000 : u_prev[335:320];
+  assign \$523  = $signed(kept20) * $signed({ 1'h0, leak_mul });
+  assign \$524  = ! \port$45790$167 [5:0];
+  assign \$525  = \port$45790$167 [5:0] - 1'h1;
+  assign \$526  = \$524  ? 6'h00 : \$525 [5:0];
+  assign \$527  = $signed(leak_prod20) >>> \$526 ;
+  assign \$528  = ! \port$45790$167 [5:0];
+  assign \$529  = $signed(leak_partial20) + $signed({ 1'h0, rnd });
+  assign \$531  = \$528  ? leak_partial20 : \$530 [24:0];
+  assign \$532  = $signed(leaked20) + $signed(\port$41713$0 );
+  assign \$533  = $signed(\$532 ) > $signed(16'h7fff);
+  assign \$534  = $signed(leaked20) + $signed(\port$41713$0 );
+  assign \$535  = $signed(\$534 ) < $signed(16'h8000);
+  assign \$536  = $signed(leaked20) + $signed(\port$41713$0 );
+  assign \$537  = \$535  ? 16'h8000 : \$536 [15:0];
+  assign \$538  = \$533  ? 16'h7fff : \$537 ;
+  assign \$539  = $signed(leaked20) + $signed(\port$41713$0 );
+  assign \$540  = $signed(\$539 ) > $signed(16'h7fff);
+  assign \$541  = $signed(leaked20) + $signed(\port$41713$0 );
+  assign \$542  = $signed(\$541 ) < $signed(16'h8000);
+  assign \$543  = $signed(leaked20) + $signed(\port$41713$0 );
+  assign \$544  = \$542  ? 16'h8000 : \$543 [15:0];
+  assign \$545  = \$540  ? 16'h7fff : \$544 ;
+  assign \$546  = $signed(\$545 ) > $signed(\port$45790$167 [21:6]);
+  assign \$547  = $signed(u_prev[351:336]) > $signed(\port$45790$167 [21:6]);
+  assign \$548  = \$547  ? 16'h0000 : u_prev[351:336];
+  assign \$549  = $signed(kept21) * $signed({ 1'h0, leak_mul });
+  assign \$550  = ! \port$45790$167 [5:0];
+  assign \$551  = \port$45790$167 [5:0] - 1'h1;
+  assign \$552  = \$550  ? 6'h00 : \$551 [5:0];
+  assign \$553  = $signed(leak_prod21) >>> \$552 ;
+  assign \$554  = ! \port$45790$167 [5:0];
+  assign \$555  = $signed(leak_partial21) + $signed({ 1'h0, rnd });
+  assign \$557  = \$554  ? leak_partial21 : \$556 [24:0];
+  assign \$558  = $signed(leaked21) + $signed(\port$41731$0 );
+  assign \$559  = $signed(\$558 ) > $signed(16'h7fff);
+  assign \$560  = $signed(leaked21) + $signed(\port$41731$0 );
+  assign \$561  = $signed(\$560 ) < $signed(16'h8000);
+  assign \$562  = $signed(leaked21) + $signed(\port$41731$0 );
+  assign \$563  = \$561  ? 16'h8000 : \$562 [15:0];
+  assign \$564  = \$559  ? 16'h7fff : \$563 ;
+  assign \$565  = $signed(leaked21) + $signed(\port$41731$0 );
+  assign \$566  = $signed(\$565 ) > $signed(16'h7fff);
+  assign \$567  = $signed(leaked21) + $signed(\port$41731$0 );
+  assign \$568  = $signed(\$567 ) < $signed(16'h8000);
+  assign \$569  = $signed(leaked21) + $signed(\port$41731$0 );
+  assign \$570  = \$568  ? 16'h8000 : \$569 [15:0];
+  assign \$571  = \$566  ? 16'h7fff : \$570 ;
+  assign \$572  = $signed(\$571 ) > $signed(\port$45790$167 [21:6]);
+  assign \$573  = $signed(u_prev[367:352]) > $signed(\port$45790$167 [21:6]);
+  assign \$574  = \$573  ? 16'h0000 : u_prev[367:352];
+  assign \$575  = $signed(kept22) * $signed({ 1'h0, leak_mul });
+  assign \$576  = ! \port$45790$167 [5:0];
+  assign \$577  = \port$45790$167 [5:0] - 1'h1;
+  assign \$578  = \$576  ? 6'h00 : \$577 [5:0];
+  assign \$579  = $signed(leak_prod22) >>> \$578 ;
+  assign \$580  = ! \port$45790$167 [5:0];
+  assign \$581  = $signed(leak_partial22) + $signed({ 1'h0, rnd });
+  assign \$583  = \$580  ? leak_partial22 : \$582 [24:0];
+  assign \$584  = $signed(leaked22) + $signed(\port$41749$0 );
+  assign \$585  = $signed(\$584 ) > $signed(16'h7fff);
+  assign \$586  = $signed(leaked22) + $signed(\port$41749$0 );
+  assign \$587  = $signed(\$586 ) < $signed(16'h8000);
+  assign \$588  = $signed(leaked22) + $signed(\port$41749$0 );
+  assign \$589  = \$587  ? 16'h8000 : \$588 [15:0];
+  assign \$590  = \$585  ? 16'h7fff : \$589 ;
+  assign \$591  = $signed(leaked22) + $signed(\port$41749$0 );
+  assign \$592  = $signed(\$591 ) > $signed(16'h7fff);
+  assign \$593  = $signed(leaked22) + $signed(\port$41749$0 );
+  assign \$594  = $signed(\$593 ) < $signed(16'h8000);
+  assign \$595  = $signed(leaked22) + $signed(\port$41749$0 );
+  assign \$596  = \$594  ? 16'h8000 : \$595 [15:0];
+  assign \$597  = \$592  ? 16'h7fff : \$596 ;
+  assign \$598  = $signed(\$597 ) > $signed(\port$45790$167 [21:6]);
+  assign \$599  = $signed(u_prev[383:368]) > $signed(\port$45790$167 [21:6]);
+  assign \$600  = \$599  ? 16'h0000 : u_prev[383:368];
+  assign \$601  = $signed(kept23) * $signed({ 1'h0, leak_mul });
+  assign \$602  = ! \port$45790$167 [5:0];
+  assign \$603  = \port$45790$167 [5:0] - 1'h1;
+  assign \$604  = \$602  ? 6'h00 : \$603 [5:0];
+  assign \$605  = $signed(leak_prod23) >>> \$604 ;
+  assign \$606  = ! \port$45790$167 [5:0];
+  assign \$607  = $signed(leak_partial23) + $signed({ 1'h0, rnd });
+  assign \$609  = \$606  ? leak_partial23 : \$608 [24:0];
+  assign \$610  = $signed(leaked23) + $signed(\port$41767$0 );
+  assign \$611  = $signed(\$610 ) > $signed(16'h7fff);
+  assign \$612  = $signed(leaked23) + $signed(\port$41767$0 );
+  assign \$613  = $signed(\$612 ) < $signed(16'h8000);
+  assign \$614  = $signed(leaked23) + $signed(\port$41767$0 );
+  assign \$615  = \$613  ? 16'h8000 : \$614 [15:0];
+  assign \$616  = \$611  ? 16'h7fff : \$615 ;
+  assign \$617  = $signed(leaked23) + $signed(\port$41767$0 );
+  assign \$618  = $signed(\$617 ) > $signed(16'h7fff);
+  assign \$619  = $signed(leaked23) + $signed(\port$41767$0 );
+  assign \$620  = $signed(\$619 ) < $signed(16'h8000);
+  assign \$621  = $signed(leaked23) + $signed(\port$41767$0 );
+  assign \$622  = \$620  ? 16'h8000 : \$621 [15:0];
+  assign \$623  = \$618  ? 16'h7fff : \$622 ;
+  assign \$624  = $signed(\$623 ) > $signed(\port$45790$167 [21:6]);
+  assign \$625  = $signed(u_prev[399:384]) > $signed(\port$45790$167 [21:6]);
+  assign \$626  = \$625  ? 16'h0000 : u_prev[399:384];
+  assign \$627  = $signed(kept24) * $signed({ 1'h0, leak_mul });
+  assign \$628  = ! \port$45790$167 [5:0];
+  assign \$629  = \port$45790$167 [5:0] - 1'h1;
+  assign \$630  = \$628  ? 6'h00 : \$629 [5:0];
+  assign \$631  = $signed(leak_prod24) >>> \$630 ;
+  assign \$632  = ! \port$45790$167 [5:0];
+  assign \$633  = $signed(leak_partial24) + $signed({ 1'h0, rnd });
+  assign \$635  = \$632  ? leak_partial24 : \$634 [24:0];
+  assign \$636  = $signed(leaked24) + $signed(\port$41785$0 );
+  assign \$637  = $signed(\$636 ) > $signed(16'h7fff);
+  assign \$638  = $signed(leaked24) + $signed(\port$41785$0 );
+  assign \$639  = $signed(\$638 ) < $signed(16'h8000);
+  assign \$640  = $signed(leaked24) + $signed(\port$41785$0 );
+  assign \$641  = \$639  ? 16'h8000 : \$640 [15:0];
+  assign \$642  = \$637  ? 16'h7fff : \$641 ;
+  assign \$643  = $signed(leaked24) + $signed(\port$41785$0 );
+  assign \$644  = $signed(\$643 ) > $signed(16'h7fff);
+  assign \$645  = $signed(leaked24) + $signed(\port$41785$0 );
+  assign \$646  = $signed(\$645 ) < $signed(16'h8000);
+  assign \$647  = $signed(leaked24) + $signed(\port$41785$0 );
+  assign \$648  = \$646  ? 16'h8000 : \$647 [15:0];
+  assign \$649  = \$644  ? 16'h7fff : \$648 ;
+  assign \$650  = $signed(\$649 ) > $signed(\port$45790$167 [21:6]);
+  assign \$651  = $signed(u_prev[415:400]) > $signed(\port$45790$167 [21:6]);
+  assign \$652  = \$651  ? 16'h0000 : u_prev[415:400];
+  assign \$653  = $signed(kept25) * $signed({ 1'h0, leak_mul });
+  assign \$654  = ! \port$45790$167 [5:0];
+  assign \$655  = \port$45790$167 [5:0] - 1'h1;
+  assign \$656  = \$654  ? 6'h00 : \$655 [5:0];
+  assign \$657  = $signed(leak_prod25) >>> \$656 ;
+  assign \$658  = ! \port$45790$167 [5:0];
+  assign \$659  = $signed(leak_partial25) + $signed({ 1'h0, rnd });
+  assign \$661  = \$658  ? leak_partial25 : \$660 [24:0];
+  assign \$662  = $signed(leaked25) + $signed(\port$41803$0 );
+  assign \$663  = $signed(\$662 ) > $signed(16'h7fff);
+  assign \$664  = $signed(leaked25) + $signed(\port$41803$0 );
+  assign \$665  = $signed(\$664 ) < $signed(16'h8000);
+  assign \$666  = $signed(leaked25) + $signed(\port$41803$0 );
+  assign \$667  = \$665  ? 16'h8000 : \$666 [15:0];
+  assign \$668  = \$663  ? 16'h7fff : \$667 ;
+  assign \$669  = $signed(leaked25) + $signed(\port$41803$0 );
+  assign \$670  = $signed(\$669 ) > $signed(16'h7fff);
+  assign \$671  = $signed(leaked25) + $signed(\port$41803$0 );
+  assign \$672  = $signed(\$671 ) < $signed(16'h8000);
+  assign \$673  = $signed(leaked25) + $signed(\port$41803$0 );
+  assign \$674  = \$672  ? 16'h8000 : \$673 [15:0];
+  assign \$675  = \$670  ? 16'h7fff : \$674 ;
+  assign \$676  = $signed(\$675 ) > $signed(\port$45790$167 [21:6]);
+  assign \$677  = $signed(u_prev[431:416]) > $signed(\port$45790$167 [21:6]);
+  assign \$678  = \$677  ? 16'h0000 : u_prev[431:416];
+  assign \$679  = $signed(kept26) * $signed({ 1'h0, leak_mul });
+  assign \$680  = ! \port$45790$167 [5:0];
+  assign \$681  = \port$45790$167 [5:0] - 1'h1;
+  assign \$682  = \$680  ? 6'h00 : \$681 [5:0];
+  assign \$683  = $signed(leak_prod26) >>> \$682 ;
+  assign \$684  = ! \port$45790$167 [5:0];
+  assign \$685  = $signed(leak_partial26) + $signed({ 1'h0, rnd });
+  assign \$687  = \$684  ? leak_partial26 : \$686 [24:0];
+  assign \$688  = $signed(leaked26) + $signed(\port$41821$0 );
+  assign \$689  = $signed(\$688 ) > $signed(16'h7fff);
+  assign \$690  = $signed(leaked26) + $signed(\port$41821$0 );
+  assign \$691  = $signed(\$690 ) < $signed(16'h8000);
+  assign \$692  = $signed(leaked26) + $signed(\port$41821$0 );
+  assign \$693  = \$691  ? 16'h8000 : \$692 [15:0];
+  assign \$694  = \$689  ? 16'h7fff : \$693 ;
+  assign \$695  = $signed(leaked26) + $signed(\port$41821$0 );
+  assign \$696  = $signed(\$695 ) > $signed(16'h7fff);
+  assign \$697  = $signed(leaked26) + $signed(\port$41821$0 );
+  assign \$698  = $signed(\$697 ) < $signed(16'h8000);
+  assign \$699  = $signed(leaked26) + $signed(\port$41821$0 );
+  assign \$700  = \$698  ? 16'h8000 : \$699 [15:0];
+  assign \$701  = \$696  ? 16'h7fff : \$700 ;
+  assign \$702  = $signed(\$701 ) > $signed(\port$45790$167 [21:6]);
+  assign \$703  = $signed(u_prev[447:432]) > $signed(\port$45790$167 [21:6]);
+  assign \$704  = \$703  ? 16'h0000 : u_prev[447:432];
+  assign \$705  = $signed(kept27) * $signed({ 1'h0, leak_mul });
+  assign \$706  = ! \port$45790$167 [5:0];
+  assign \$707  = \port$45790$167 [5:0] - 1'h1;
+  assign \$708  = \$706  ? 6'h00 : \$707 [5:0];
+  assign \$709  = $signed(leak_prod27) >>> \$708 ;
+  assign \$710  = ! \port$45790$167 [5:0];
+  assign \$711  = $signed(leak_partial27) + $signed({ 1'h0, rnd });
+  assign \$713  = \$710  ? leak_partial27 : \$712 [24:0];
+  assign \$714  = $signed(leaked27) + $signed(\port$41839$0 );
+  assign \$715  = $signed(\$714 ) > $signed(16'h7fff);
+  assign \$716  = $signed(leaked27) + $signed(\port$41839$0 );
+  assign \$717  = $signed(\$716 ) < $signed(16'h8000);
+  assign \$718  = $signed(leaked27) + $signed(\port$41839$0 );
+  assign \$719  = \$717  ? 16'h8000 : \$718 [15:0];
+  assign \$720  = \$715  ? 16'h7fff : \$719 ;
+  assign \$721  = $signed(leaked27) + $signed(\port$41839$0 );
+  assign \$722  = $signed(\$721 ) > $signed(16'h7fff);
+  assign \$723  = $signed(leaked27) + $signed(\port$41839$0 );
+  assign \$724  = $signed(\$723 ) < $signed(16'h8000);
+  assign \$725  = $signed(leaked27) + $signed(\port$41839$0 );
+  assign \$726  = \$724  ? 16'h8000 : \$725 [15:0];
+  assign \$727  = \$722  ? 16'h7fff : \$726 ;
+  assign \$728  = $signed(\$727 ) > $signed(\port$45790$167 [21:6]);
+  assign \$729  = $signed(u_prev[463:448]) > $signed(\port$45790$167 [21:6]);
+  assign \$730  = \$729  ? 16'h0000 : u_prev[463:448];
+  assign \$731  = $signed(kept28) * $signed({ 1'h0, leak_mul });
+  assign \$732  = ! \port$45790$167 [5:0];
+  assign \$733  = \port$45790$167 [5:0] - 1'h1;
+  assign \$734  = \$732  ? 6'h00 : \$733 [5:0];
+  assign \$735  = $signed(leak_prod28) >>> \$734 ;
+  assign \$736  = ! \port$45790$167 [5:0];
+  assign \$737  = $signed(leak_partial28) + $signed({ 1'h0, rnd });
+  assign \$739  = \$736  ? leak_partial28 : \$738 [24:0];
+  assign \$740  = $signed(leaked28) + $signed(\port$41857$0 );
+  assign \$741  = $signed(\$740 ) > $signed(16'h7fff);
+  assign \$742  = $signed(leaked28) + $signed(\port$41857$0 );
+  assign \$743  = $signed(\$742 ) < $signed(16'h8000);
+  assign \$744  = $signed(leaked28) + $signed(\port$41857$0 );
+  assign \$745  = \$743  ? 16'h8000 : \$744 [15:0];
+  assign \$746  = \$741  ? 16'h7fff : \$745 ;
+  assign \$747  = $signed(leaked28) + $signed(\port$41857$0 );
+  assign \$748  = $signed(\$747 ) > $signed(16'h7fff);
+  assign \$749  = $signed(leaked28) + $signed(\port$41857$0 );
+  assign \$750  = $signed(\$749 ) < $signed(16'h8000);
+  assign \$751  = $signed(leaked28) + $signed(\port$41857$0 );
+  assign \$752  = \$750  ? 16'h8000 : \$751 [15:0];
+  assign \$753  = \$748  ? 16'h7fff : \$752 ;
+  assign \$754  = $signed(\$753 ) > $signed(\port$45790$167 [21:6]);
+  assign \$755  = $signed(u_prev[479:464]) > $signed(\port$45790$167 [21:6]);
+  assign \$756  = \$755  ? 16'h0000 : u_prev[479:464];
+  assign \$757  = $signed(kept29) * $signed({ 1'h0, leak_mul });
+  assign \$758  = ! \port$45790$167 [5:0];
+  assign \$759  = \port$45790$167 [5:0] - 1'h1;
+  assign \$760  = \$758  ? 6'h00 : \$759 [5:0];
+  assign \$761  = $signed(leak_prod29) >>> \$760 ;
+  assign \$762  = ! \port$45790$167 [5:0];
+  assign \$763  = $signed(leak_partial29) + $signed({ 1'h0, rnd });
+  assign \$765  = \$762  ? leak_partial29 : \$764 [24:0];
+  assign \$766  = $signed(leaked29) + $signed(\port$41875$0 );
+  assign \$767  = $signed(\$766 ) > $signed(16'h7fff);
+  assign \$768  = $signed(leaked29) + $signed(\port$41875$0 );
+  assign \$769  = $signed(\$768 ) < $signed(16'h8000);
+  assign \$770  = $signed(leaked29) + $signed(\port$41875$0 );
+  assign \$771  = \$769  ? 16'h8000 : \$770 [15:0];
+  assign \$772  = \$767  ? 16'h7fff : \$771 ;
+  assign \$773  = $signed(leaked29) + $signed(\port$41875$0 );
+  assign \$774  = $signed(\$773 ) > $signed(16'h7fff);
+  assign \$775  = $signed(leaked29) + $signed(\port$41875$0 );
+  assign \$776  = $signed(\$775 ) < $signed(16'h8000);
+  assign \$777  = $signed(leaked29) + $signed(\port$41875$0 );
+  assign \$778  = \$776  ? 16'h8000 : \$777 [15:0];
+  assign \$779  = \$774  ? 16'h7fff : \$778 ;
+  assign \$780  = $signed(\$779 ) > $signed(\port$45790$167 [21:6]);
+  assign \$781  = $signed(u_prev[495:480]) > $signed(\port$45790$167 [21:6]);
+  assign \$782  = \$781  ? 16'h0000 : u_prev[495:480];
+  assign \$783  = $signed(kept30) * $signed({ 1'h0, leak_mul });
+  assign \$784  = ! \port$45790$167 [5:0];
+  assign \$785  = \port$45790$167 [5:0] - 1'h1;
+  assign \$786  = \$784  ? 6'h00 : \$785 [5:0];
+  assign \$787  = $signed(leak_prod30) >>> \$786 ;
+  assign \$788  = ! \port$45790$167 [5:0];
+  assign \$789  = $signed(leak_partial30) + $signed({ 1'h0, rnd });
+  assign \$791  = \$788  ? leak_partial30 : \$790 [24:0];
+  assign \$792  = $signed(leaked30) + $signed(\port$41893$0 );
+  assign \$793  = $signed(\$792 ) > $signed(16'h7fff);
+  assign \$794  = $signed(leaked30) + $signed(\port$41893$0 );
+  assign \$795  = $signed(\$794 ) < $signed(16'h8000);
+  assign \$796  = $signed(leaked30) + $signed(\port$41893$0 );
+  assign \$797  = \$795  ? 16'h8000 : \$796 [15:0];
+  assign \$798  = \$793  ? 16'h7fff : \$797 ;
+  assign \$799  = $signed(leaked30) + $signed(\port$41893$0 );
+  assign \$800  = $signed(\$799 ) > $signed(16'h7fff);
+  assign \$801  = $signed(leaked30) + $signed(\port$41893$0 );
+  assign \$802  = $signed(\$801 ) < $signed(16'h8000);
+  assign \$803  = $signed(leaked30) + $signed(\port$41893$0 );
+  assign \$804  = \$802  ? 16'h8000 : \$803 [15:0];
+  assign \$805  = \$800  ? 16'h7fff : \$804 ;
+  assign \$806  = $signed(\$805 ) > $signed(\port$45790$167 [21:6]);
+  assign \$807  = $signed(u_prev[511:496]) > $signed(\port$45790$167 [21:6]);
+  assign \$808  = \$807  ? 16'h0000 : u_prev[511:496];
+  assign \$809  = $signed(kept31) * $signed({ 1'h0, leak_mul });
+  assign \$810  = ! \port$45790$167 [5:0];
+  assign \$811  = \port$45790$167 [5:0] - 1'h1;
+  assign \$812  = \$810  ? 6'h00 : \$811 [5:0];
+  assign \$813  = $signed(leak_prod31) >>> \$812 ;
+  assign \$814  = ! \port$45790$167 [5:0];
+  assign \$815  = $signed(leak_partial31) + $signed({ 1'h0, rnd });
+  assign \$817  = \$814  ? leak_partial31 : \$816 [24:0];
+  assign \$818  = $signed(leaked31) + $signed(\port$41911$0 );
+  assign \$819  = $signed(\$818 ) > $signed(16'h7fff);
+  assign \$820  = $signed(leaked31) + $signed(\port$41911$0 );
+  assign \$821  = $signed(\$820 ) < $signed(16'h8000);
+  assign \$822  = $signed(leaked31) + $signed(\port$41911$0 );
+  assign \$823  = \$821  ? 16'h8000 : \$822 [15:0];
+  assign \$824  = \$819  ? 16'h7fff : \$823 ;
+  assign \$825  = $signed(leaked31) + $signed(\port$41911$0 );
+  assign \$826  = $signed(\$825 ) > $signed(16'h7fff);
+  assign \$827  = $signed(leaked31) + $signed(\port$41911$0 );
+  assign \$828  = $signed(\$827 ) < $signed(16'h8000);
+  assign \$829  = $signed(leaked31) + $signed(\port$41911$0 );
+  assign \$830  = \$828  ? 16'h8000 : \$829 [15:0];
+  assign \$831  = \$826  ? 16'h7fff : \$830 ;
+  assign \$832  = $signed(\$831 ) > $signed(\port$45790$167 [21:6]);
+  always @(posedge clk)
+    kept0 <= \$833 ;
+  always @(posedge clk)
+    leak_prod0 <= \$834 ;
+  always @(posedge clk)
+    leak_partial0 <= \$835 ;
+  always @(posedge clk)
+    leaked0 <= \$836 ;
+  always @(posedge clk)
+    u0 <= \$837 ;
+  always @(posedge clk)
+    s0 <= \$838 ;
+  always @(posedge clk)
+    kept1 <= \$839 ;
+  always @(posedge clk)
+    leak_prod1 <= \$840 ;
+  always @(posedge clk)
+    leak_partial1 <= \$841 ;
+  always @(posedge clk)
+    leaked1 <= \$842 ;
+  always @(posedge clk)
+    u1 <= \$843 ;
+  always @(posedge clk)
+    s1 <= \$844 ;
+  always @(posedge clk)
+    kept2 <= \$845 ;
+  always @(posedge clk)
+    leak_prod2 <= \$846 ;
+  always @(posedge clk)
+    leak_partial2 <= \$847 ;
+  always @(posedge clk)
+    leaked2 <= \$848 ;
+  always @(posedge clk)
+    u2 <= \$849 ;
+  always @(posedge clk)
+    s2 <= \$850 ;
+  always @(posedge clk)
+    kept3 <= \$851 ;
+  always @(posedge clk)
+    leak_prod3 <= \$852 ;
+  always @(posedge clk)
+    leak_partial3 <= \$853 ;
+  always @(posedge clk)
+    leaked3 <= \$854 ;
+  always @(posedge clk)
+    u3 <= \$855 ;
+  always @(posedge clk)
+    s3 <= \$856 ;
+  always @(posedge clk)
+    kept4 <= \$857 ;
+  always @(posedge clk)
+    leak_prod4 <= \$858 ;
+  always @(posedge clk)
+    leak_partial4 <= \$859 ;
+  always @(posedge clk)
+    leaked4 <= \$860 ;
+  always @(posedge clk)
+    u4 <= \$861 ;
+  always @(posedge clk)
+    s4 <= \$862 ;
+  always @(posedge clk)
+    kept5 <= \$863 ;
+  always @(posedge clk)
+    leak_prod5 <= \$864 ;
+  always @(posedge clk)
+    leak_partial5 <= \$865 ;
+  always @(posedge clk)
+    leaked5 <= \$866 ;
+  always @(posedge clk)
+    u5 <= \$867 ;
+  always @(posedge clk)
+    s5 <= \$868 ;
+  always @(posedge clk)
+    kept6 <= \$869 ;
+  always @(posedge clk)
+    leak_prod6 <= \$870 ;
+  always @(posedge clk)
+    leak_partial6 <= \$871 ;
+  always @(posedge clk)
+    leaked6 <= \$872 ;
+  always @(posedge clk)
+    u6 <= \$873 ;
+  always @(posedge clk)
+    s6 <= \$874 ;
+  always @(posedge clk)
+    kept7 <= \$875 ;
+  always @(posedge clk)
+    leak_prod7 <= \$876 ;
+  always @(posedge clk)
+    leak_partial7 <= \$877 ;
+  always @(posedge clk)
+    leaked7 <= \$878 ;
+  always @(posedge clk)
+    u7 <= \$879 ;
+  always @(posedge clk)
+    s7 <= \$880 ;
+  always @(posedge clk)
+    kept8 <= \$881 ;
+  always @(posedge clk)
+    leak_prod8 <= \$882 ;
+  always @(posedge clk)
+    leak_partial8 <= \$883 ;
+  always @(posedge clk)
+    leaked8 <= \$884 ;
+  always @(posedge clk)
+    u8 <= \$885 ;
+  always @(posedge clk)
+    s8 <= \$886 ;
+  always @(posedge clk)
+    kept9 <= \$887 ;
+  always @(posedge clk)
+    leak_prod9 <= \$888 ;
+  always @(posedge clk)
+    leak_partial9 <= \$889 ;
+  always @(posedge clk)
+    leaked9 <= \$890 ;
+  always @(posedge clk)
+    u9 <= \$891 ;
+  always @(posedge clk)
+    s9 <= \$892 ;
+  always @(posedge clk)
+    kept10 <= \$893 ;
+  always @(posedge clk)
+    leak_prod10 <= \$894 ;
+  always @(posedge clk)
+    leak_partial10 <= \$895 ;
+  always @(posedge clk)
+    leaked10 <= \$896 ;
+  always @(posedge clk)
+    u10 <= \$897 ;
+  always @(posedge clk)
+    s10 <= \$898 ;
+  always @(posedge clk)
+    kept11 <= \$899 ;
+  always @(posedge clk)
+    leak_prod11 <= \$900 ;
+  always @(posedge clk)
+    leak_partial11 <= \$901 ;
+  always @(posedge clk)
+    leaked11 <= \$902 ;
+  always @(posedge clk)
+    u11 <= \$903 ;
+  always @(posedge clk)
+    s11 <= \$904 ;
+  always @(posedge clk)
+    kept12 <= \$905 ;
+  always @(posedge clk)
+    leak_prod12 <= \$906 ;
+  always @(posedge clk)
+    leak_partial12 <= \$907 ;
+  always @(posedge clk)
+    leaked12 <= \$908 ;
+  always @(posedge clk)
+    u12 <= \$909 ;
+  always @(posedge clk)
+    s12 <= \$910 ;
+  always @(posedge clk)
+    kept13 <= \$911 ;
+  always @(posedge clk)
+    leak_prod13 <= \$912 ;
+  always @(posedge clk)
+    leak_partial13 <= \$913 ;
+  always @(posedge clk)
+    leaked13 <= \$914 ;
+  always @(posedge clk)
+    u13 <= \$915 ;
+  always @(posedge clk)
+    s13 <= \$916 ;
+  always @(posedge clk)
+    kept14 <= \$917 ;
+  always @(posedge clk)
+    leak_prod14 <= \$918 ;
+  always @(posedge clk)
+    leak_partial14 <= \$919 ;
+  always @(posedge clk)
+    leaked14 <= \$920 ;
+  always @(posedge clk)
+    u14 <= \$921 ;
+  always @(posedge clk)
+    s14 <= \$922 ;
+  always @(posedge clk)
+    kept15 <= \$923 ;
+  always @(posedge clk)
+    leak_prod15 <= \$924 ;
+  always @(posedge clk)
+    leak_partial15 <= \$925 ;
+  always @(posedge clk)
+    leaked15 <= \$926 ;
+  always @(posedge clk)
+    u15 <= \$927 ;
+  always @(posedge clk)
+    s15 <= \$928 ;
+  always @(posedge clk)
+    kept16 <= \$929 ;
+  always @(posedge clk)
+    leak_prod16 <= \$930 ;
+  always @(posedge clk)
+    leak_partial16 <= \$931 ;
+  always @(posedge clk)
+    leaked16 <= \$932 ;
+  always @(posedge clk)
+    u16 <= \$933 ;
+  always @(posedge clk)
+    s16 <= \$934 ;
+  always @(posedge clk)
+    kept17 <= \$935 ;
+  always @(posedge clk)
+    leak_prod17 <= \$936 ;
+  always @(posedge clk)
+    leak_partial17 <= \$937 ;
+  always @(posedge clk)
+    leaked17 <= \$938 ;
+  always @(posedge clk)
+    u17 <= \$939 ;
+  always @(posedge clk)
+    s17 <= \$940 ;
+  always @(posedge clk)
+    kept18 <= \$941 ;
+  always @(posedge clk)
+    leak_prod18 <= \$942 ;
+  always @(posedge clk)
+    leak_partial18 <= \$943 ;
+  always @(posedge clk)
+    leaked18 <= \$944 ;
+  always @(posedge clk)
+    u18 <= \$945 ;
+  always @(posedge clk)
+    s18 <= \$946 ;
+  always @(posedge clk)
+    kept19 <= \$947 ;
+  always @(posedge clk)
+    leak_prod19 <= \$948 ;
+  always @(posedge clk)
+    leak_partial19 <= \$949 ;
+  always @(posedge clk)
+    leaked19 <= \$950 ;
+  always @(posedge clk)
+    u19 <= \$951 ;
+  always @(posedge clk)
+    s19 <= \$952 ;
+  always @(posedge clk)
+    kept20 <= \$953 ;
+  always @(posedge clk)
+    leak_prod20 <= \$954 ;
+  always @(posedge clk)
+    leak_partial20 <= \$955 ;
+  always @(posedge clk)
+    leaked20 <= \$956 ;
+  always @(posedge clk)
+    u20 <= \$957 ;
+  always @(posedge clk)
+    s20 <= \$958 ;
+  always @(posedge clk)
+    kept21 <= \$959 ;
+  always @(posedge clk)
+    leak_prod21 <= \$960 ;
+  always @(posedge clk)
+    leak_partial21 <= \$961 ;
+  always @(posedge clk)
+    leaked21 <= \$962 ;
+  always @(posedge clk)
+    u21 <= \$963 ;
+  always @(posedge clk)
+    s21 <= \$964 ;
+  always @(posedge clk)
+    kept22 <= \$965 ;
+  always @(posedge clk)
+    leak_prod22 <= \$966 ;
+  always @(posedge clk)
+    leak_partial22 <= \$967 ;
+  always @(posedge clk)
+    leaked22 <= \$968 ;
+  always @(posedge clk)
+    u22 <= \$969 ;
+  always @(posedge clk)
+    s22 <= \$970 ;
+  always @(posedge clk)
+    kept23 <= \$971 ;
+  always @(posedge clk)
+    leak_prod23 <= \$972 ;
+  always @(posedge clk)
+    leak_partial23 <= \$973 ;
+  always @(posedge clk)
+    leaked23 <= \$974 ;
+  always @(posedge clk)
+    u23 <= \$975 ;
+  always @(posedge clk)
+    s23 <= \$976 ;
+  always @(posedge clk)
+    kept24 <= \$977 ;
+  always @(posedge clk)
+    leak_prod24 <= \$978 ;
+  always @(posedge clk)
+    leak_partial24 <= \$979 ;
+  always @(posedge clk)
+    leaked24 <= \$980 ;
+  always @(posedge clk)
+    u24 <= \$981 ;
+  always @(posedge clk)
+    s24 <= \$982 ;
+  always @(posedge clk)
+    kept25 <= \$983 ;
+  always @(posedge clk)
+    leak_prod25 <= \$984 ;
+  always @(posedge clk)
+    leak_partial25 <= \$985 ;
+  always @(posedge clk)
+    leaked25 <= \$986 ;
+  always @(posedge clk)
+    u25 <= \$987 ;
+  always @(posedge clk)
+    s25 <= \$988 ;
+  always @(posedge clk)
+    kept26 <= \$989 ;
+  always @(posedge clk)
+    leak_prod26 <= \$990 ;
+  always @(posedge clk)
+    leak_partial26 <= \$991 ;
+  always @(posedge clk)
+    leaked26 <= \$992 ;
+  always @(posedge clk)
+    u26 <= \$993 ;
+  always @(posedge clk)
+    s26 <= \$994 ;
+  always @(posedge clk)
+    kept27 <= \$995 ;
+  always @(posedge clk)
+    leak_prod27 <= \$996 ;
+  always @(posedge clk)
+    leak_partial27 <= \$997 ;
+  always @(posedge clk)
+    leaked27 <= \$998 ;
+  always @(posedge clk)
+    u27 <= \$999 ;
+  always @(posedge clk)
+    s27 <= \$1000 ;
+  always @(posedge clk)
+    kept28 <= \$1001 ;
+  always @(posedge clk)
+    leak_prod28 <= \$1002 ;
+  always @(posedge clk)
+    leak_partial28 <= \$1003 ;
+  always @(posedge clk)
+    leaked28 <= \$1004 ;
+  always @(posedge clk)
+    u28 <= \$1005 ;
+  always @(posedge clk)
+    s28 <= \$1006 ;
+  always @(posedge clk)
+    kept29 <= \$1007 ;
+  always @(posedge clk)
+    leak_prod29 <= \$1008 ;
+  always @(posedge clk)
+    leak_partial29 <= \$1009 ;
+  always @(posedge clk)
+    leaked29 <= \$1010 ;
+  always @(posedge clk)
+    u29 <= \$1011 ;
+  always @(posedge clk)
+    s29 <= \$1012 ;
+  always @(posedge clk)
+    kept30 <= \$1013 ;
+  always @(posedge clk)
+    leak_prod30 <= \$1014 ;
+  always @(posedge clk)
+    leak_partial30 <= \$1015 ;
+  always @(posedge clk)
+    leaked30 <= \$1016 ;
+  always @(posedge clk)
+    u30 <= \$1017 ;
+  always @(posedge clk)
+    s30 <= \$1018 ;
+  always @(posedge clk)
+    kept31 <= \$1019 ;
+  always @(posedge clk)
+    leak_prod31 <= \$1020 ;
+  always @(posedge clk)
+    leak_partial31 <= \$1021 ;
+  always @(posedge clk)
+    leaked31 <= \$1022 ;
+  always @(posedge clk)
+    u31 <= \$1023 ;
+  always @(posedge clk)
+    s31 <= \$1024 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$833  = { \$3 [23], \$3  };
+    \$833  = \$2 ;
     if (rst) begin
-      \$833  = 25'h0000000;
+      \$833  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$834  = \$7 ;
+    \$834  = { \$3 [23], \$3  };
     if (rst) begin
       \$834  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$835  = \$11 ;
+    \$835  = \$7 ;
     if (rst) begin
       \$835  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$836  = \$18 ;
+    \$836  = \$11 ;
     if (rst) begin
-      \$836  = 16'h0000;
+      \$836  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$837  = \$26 ;
+    \$837  = \$18 ;
     if (rst) begin
-      \$837  = 1'h0;
+      \$837  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$838  = { \$29 [23], \$29  };
+    \$838  = \$26 ;
     if (rst) begin
-      \$838  = 25'h0000000;
+      \$838  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$839  = \$33 ;
+    \$839  = \$28 ;
     if (rst) begin
-      \$839  = 25'h0000000;
+      \$839  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$840  = \$37 ;
+    \$840  = { \$29 [23], \$29  };
     if (rst) begin
       \$840  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$841  = \$44 ;
+    \$841  = \$33 ;
     if (rst) begin
-      \$841  = 16'h0000;
+      \$841  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$842  = \$52 ;
+    \$842  = \$37 ;
     if (rst) begin
-      \$842  = 1'h0;
+      \$842  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$843  = { \$55 [23], \$55  };
+    \$843  = \$44 ;
     if (rst) begin
-      \$843  = 25'h0000000;
+      \$843  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$844  = \$59 ;
+    \$844  = \$52 ;
     if (rst) begin
-      \$844  = 25'h0000000;
+      \$844  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$845  = \$63 ;
+    \$845  = \$54 ;
     if (rst) begin
-      \$845  = 25'h0000000;
+      \$845  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$846  = \$70 ;
+    \$846  = { \$55 [23], \$55  };
     if (rst) begin
-      \$846  = 16'h0000;
+      \$846  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$847  = \$78 ;
+    \$847  = \$59 ;
     if (rst) begin
-      \$847  = 1'h0;
+      \$847  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$848  = { \$81 [23], \$81  };
+    \$848  = \$63 ;
     if (rst) begin
       \$848  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$849  = \$85 ;
+    \$849  = \$70 ;
     if (rst) begin
-      \$849  = 25'h0000000;
+      \$849  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$850  = \$89 ;
+    \$850  = \$78 ;
     if (rst) begin
-      \$850  = 25'h0000000;
+      \$850  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$851  = \$96 ;
+    \$851  = \$80 ;
     if (rst) begin
       \$851  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$852  = \$104 ;
+    \$852  = { \$81 [23], \$81  };
     if (rst) begin
-      \$852  = 1'h0;
+      \$852  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$853  = { \$107 [23], \$107  };
+    \$853  = \$85 ;
     if (rst) begin
       \$853  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$854  = \$111 ;
+    \$854  = \$89 ;
     if (rst) begin
       \$854  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$855  = \$115 ;
+    \$855  = \$96 ;
     if (rst) begin
-      \$855  = 25'h0000000;
+      \$855  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$856  = \$122 ;
+    \$856  = \$104 ;
     if (rst) begin
-      \$856  = 16'h0000;
+      \$856  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$857  = \$130 ;
+    \$857  = \$106 ;
     if (rst) begin
-      \$857  = 1'h0;
+      \$857  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$858  = { \$133 [23], \$133  };
+    \$858  = { \$107 [23], \$107  };
     if (rst) begin
       \$858  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$859  = \$137 ;
+    \$859  = \$111 ;
     if (rst) begin
       \$859  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$860  = \$141 ;
+    \$860  = \$115 ;
     if (rst) begin
       \$860  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$861  = \$148 ;
+    \$861  = \$122 ;
     if (rst) begin
       \$861  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$862  = \$156 ;
+    \$862  = \$130 ;
     if (rst) begin
       \$862  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$863  = { \$159 [23], \$159  };
+    \$863  = \$132 ;
     if (rst) begin
-      \$863  = 25'h0000000;
+      \$863  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$864  = \$163 ;
+    \$864  = { \$133 [23], \$133  };
     if (rst) begin
       \$864  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$865  = \$167 ;
+    \$865  = \$137 ;
     if (rst) begin
       \$865  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$866  = \$174 ;
+    \$866  = \$141 ;
     if (rst) begin
-      \$866  = 16'h0000;
+      \$866  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$867  = \$182 ;
+    \$867  = \$148 ;
     if (rst) begin
-      \$867  = 1'h0;
+      \$867  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$868  = { \$185 [23], \$185  };
+    \$868  = \$156 ;
     if (rst) begin
-      \$868  = 25'h0000000;
+      \$868  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$869  = \$189 ;
+    \$869  = \$158 ;
     if (rst) begin
-      \$869  = 25'h0000000;
+      \$869  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$870  = \$193 ;
+    \$870  = { \$159 [23], \$159  };
     if (rst) begin
       \$870  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$871  = \$200 ;
+    \$871  = \$163 ;
     if (rst) begin
-      \$871  = 16'h0000;
+      \$871  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$872  = \$208 ;
+    \$872  = \$167 ;
     if (rst) begin
-      \$872  = 1'h0;
+      \$872  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$873  = { \$211 [23], \$211  };
+    \$873  = \$174 ;
     if (rst) begin
-      \$873  = 25'h0000000;
+      \$873  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$874  = \$215 ;
+    \$874  = \$182 ;
     if (rst) begin
-      \$874  = 25'h0000000;
+      \$874  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$875  = \$219 ;
+    \$875  = \$184 ;
     if (rst) begin
-      \$875  = 25'h0000000;
+      \$875  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$876  = \$226 ;
+    \$876  = { \$185 [23], \$185  };
     if (rst) begin
-      \$876  = 16'h0000;
+      \$876  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$877  = \$234 ;
+    \$877  = \$189 ;
     if (rst) begin
-      \$877  = 1'h0;
+      \$877  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$878  = { \$237 [23], \$237  };
+    \$878  = \$193 ;
     if (rst) begin
       \$878  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$879  = \$241 ;
+    \$879  = \$200 ;
     if (rst) begin
-      \$879  = 25'h0000000;
+      \$879  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$880  = \$245 ;
+    \$880  = \$208 ;
     if (rst) begin
-      \$880  = 25'h0000000;
+      \$880  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$881  = \$252 ;
+    \$881  = \$210 ;
     if (rst) begin
       \$881  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$882  = \$260 ;
+    \$882  = { \$211 [23], \$211  };
     if (rst) begin
-      \$882  = 1'h0;
+      \$882  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$883  = { \$263 [23], \$263  };
+    \$883  = \$215 ;
     if (rst) begin
       \$883  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$884  = \$267 ;
+    \$884  = \$219 ;
     if (rst) begin
       \$884  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$885  = \$271 ;
+    \$885  = \$226 ;
     if (rst) begin
-      \$885  = 25'h0000000;
+      \$885  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$886  = \$278 ;
+    \$886  = \$234 ;
     if (rst) begin
-      \$886  = 16'h0000;
+      \$886  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$887  = \$286 ;
+    \$887  = \$236 ;
     if (rst) begin
-      \$887  = 1'h0;
+      \$887  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$888  = { \$289 [23], \$289  };
+    \$888  = { \$237 [23], \$237  };
     if (rst) begin
       \$888  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$889  = \$293 ;
+    \$889  = \$241 ;
     if (rst) begin
       \$889  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$890  = \$297 ;
+    \$890  = \$245 ;
     if (rst) begin
       \$890  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$891  = \$304 ;
+    \$891  = \$252 ;
     if (rst) begin
       \$891  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$892  = \$312 ;
+    \$892  = \$260 ;
     if (rst) begin
       \$892  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$893  = { \$315 [23], \$315  };
+    \$893  = \$262 ;
     if (rst) begin
-      \$893  = 25'h0000000;
+      \$893  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$894  = \$319 ;
+    \$894  = { \$263 [23], \$263  };
     if (rst) begin
       \$894  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$895  = \$323 ;
+    \$895  = \$267 ;
     if (rst) begin
       \$895  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$896  = \$330 ;
+    \$896  = \$271 ;
     if (rst) begin
-      \$896  = 16'h0000;
+      \$896  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$897  = \$338 ;
+    \$897  = \$278 ;
     if (rst) begin
-      \$897  = 1'h0;
+      \$897  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$898  = { \$341 [23], \$341  };
+    \$898  = \$286 ;
     if (rst) begin
-      \$898  = 25'h0000000;
+      \$898  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$899  = \$345 ;
+    \$899  = \$288 ;
     if (rst) begin
-      \$899  = 25'h0000000;
+      \$899  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$900  = \$349 ;
+    \$900  = { \$289 [23], \$289  };
     if (rst) begin
       \$900  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$901  = \$356 ;
+    \$901  = \$293 ;
     if (rst) begin
-      \$901  = 16'h0000;
+      \$901  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$902  = \$364 ;
+    \$902  = \$297 ;
     if (rst) begin
-      \$902  = 1'h0;
+      \$902  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$903  = { \$367 [23], \$367  };
+    \$903  = \$304 ;
     if (rst) begin
-      \$903  = 25'h0000000;
+      \$903  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$904  = \$371 ;
+    \$904  = \$312 ;
     if (rst) begin
-      \$904  = 25'h0000000;
+      \$904  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$905  = \$375 ;
+    \$905  = \$314 ;
     if (rst) begin
-      \$905  = 25'h0000000;
+      \$905  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$906  = \$382 ;
+    \$906  = { \$315 [23], \$315  };
     if (rst) begin
-      \$906  = 16'h0000;
+      \$906  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$907  = \$390 ;
+    \$907  = \$319 ;
     if (rst) begin
-      \$907  = 1'h0;
+      \$907  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$908  = { \$393 [23], \$393  };
+    \$908  = \$323 ;
     if (rst) begin
       \$908  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$909  = \$397 ;
+    \$909  = \$330 ;
     if (rst) begin
-      \$909  = 25'h0000000;
+      \$909  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$910  = \$401 ;
+    \$910  = \$338 ;
     if (rst) begin
-      \$910  = 25'h0000000;
+      \$910  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$911  = \$408 ;
+    \$911  = \$340 ;
     if (rst) begin
       \$911  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$912  = \$416 ;
+    \$912  = { \$341 [23], \$341  };
     if (rst) begin
-      \$912  = 1'h0;
+      \$912  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$913  = { \$419 [23], \$419  };
+    \$913  = \$345 ;
     if (rst) begin
       \$913  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$914  = \$423 ;
+    \$914  = \$349 ;
     if (rst) begin
       \$914  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$915  = \$427 ;
+    \$915  = \$356 ;
     if (rst) begin
-      \$915  = 25'h0000000;
+      \$915  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$916  = \$434 ;
+    \$916  = \$364 ;
     if (rst) begin
-      \$916  = 16'h0000;
+      \$916  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$917  = \$442 ;
+    \$917  = \$366 ;
     if (rst) begin
-      \$917  = 1'h0;
+      \$917  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$918  = { \$445 [23], \$445  };
+    \$918  = { \$367 [23], \$367  };
     if (rst) begin
       \$918  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$919  = \$449 ;
+    \$919  = \$371 ;
     if (rst) begin
       \$919  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$920  = \$453 ;
+    \$920  = \$375 ;
     if (rst) begin
       \$920  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$921  = \$460 ;
+    \$921  = \$382 ;
     if (rst) begin
       \$921  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$922  = \$468 ;
+    \$922  = \$390 ;
     if (rst) begin
       \$922  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$923  = { \$471 [23], \$471  };
+    \$923  = \$392 ;
     if (rst) begin
-      \$923  = 25'h0000000;
+      \$923  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$924  = \$475 ;
+    \$924  = { \$393 [23], \$393  };
     if (rst) begin
       \$924  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$925  = \$479 ;
+    \$925  = \$397 ;
     if (rst) begin
       \$925  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$926  = \$486 ;
+    \$926  = \$401 ;
     if (rst) begin
-      \$926  = 16'h0000;
+      \$926  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$927  = \$494 ;
+    \$927  = \$408 ;
     if (rst) begin
-      \$927  = 1'h0;
+      \$927  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$928  = { \$497 [23], \$497  };
+    \$928  = \$416 ;
     if (rst) begin
-      \$928  = 25'h0000000;
+      \$928  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$929  = \$501 ;
+    \$929  = \$418 ;
     if (rst) begin
-      \$929  = 25'h0000000;
+      \$929  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$930  = \$505 ;
+    \$930  = { \$419 [23], \$419  };
     if (rst) begin
       \$930  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$931  = \$512 ;
+    \$931  = \$423 ;
     if (rst) begin
-      \$931  = 16'h0000;
+      \$931  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$932  = \$520 ;
+    \$932  = \$427 ;
     if (rst) begin
-      \$932  = 1'h0;
+      \$932  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$933  = { \$523 [23], \$523  };
+    \$933  = \$434 ;
     if (rst) begin
-      \$933  = 25'h0000000;
+      \$933  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$934  = \$527 ;
+    \$934  = \$442 ;
     if (rst) begin
-      \$934  = 25'h0000000;
+      \$934  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$935  = \$531 ;
+    \$935  = \$444 ;
     if (rst) begin
-      \$935  = 25'h0000000;
+      \$935  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$936  = \$538 ;
+    \$936  = { \$445 [23], \$445  };
     if (rst) begin
-      \$936  = 16'h0000;
+      \$936  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$937  = \$546 ;
+    \$937  = \$449 ;
     if (rst) begin
-      \$937  = 1'h0;
+      \$937  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$938  = { \$549 [23], \$549  };
+    \$938  = \$453 ;
     if (rst) begin
       \$938  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$939  = \$553 ;
+    \$939  = \$460 ;
     if (rst) begin
-      \$939  = 25'h0000000;
+      \$939  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$940  = \$557 ;
+    \$940  = \$468 ;
     if (rst) begin
-      \$940  = 25'h0000000;
+      \$940  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$941  = \$564 ;
+    \$941  = \$470 ;
     if (rst) begin
       \$941  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$942  = \$572 ;
+    \$942  = { \$471 [23], \$471  };
     if (rst) begin
-      \$942  = 1'h0;
+      \$942  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$943  = { \$575 [23], \$575  };
+    \$943  = \$475 ;
     if (rst) begin
       \$943  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$944  = \$579 ;
+    \$944  = \$479 ;
     if (rst) begin
       \$944  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$945  = \$583 ;
+    \$945  = \$486 ;
     if (rst) begin
-      \$945  = 25'h0000000;
+      \$945  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$946  = \$590 ;
+    \$946  = \$494 ;
     if (rst) begin
-      \$946  = 16'h0000;
+      \$946  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$947  = \$598 ;
+    \$947  = \$496 ;
     if (rst) begin
-      \$947  = 1'h0;
+      \$947  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$948  = { \$601 [23], \$601  };
+    \$948  = { \$497 [23], \$497  };
     if (rst) begin
       \$948  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$949  = \$605 ;
+    \$949  = \$501 ;
     if (rst) begin
       \$949  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$950  = \$609 ;
+    \$950  = \$505 ;
     if (rst) begin
       \$950  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$951  = \$616 ;
+    \$951  = \$512 ;
     if (rst) begin
       \$951  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$952  = \$624 ;
+    \$952  = \$520 ;
     if (rst) begin
       \$952  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$953  = { \$627 [23], \$627  };
+    \$953  = \$522 ;
     if (rst) begin
-      \$953  = 25'h0000000;
+      \$953  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$954  = \$631 ;
+    \$954  = { \$523 [23], \$523  };
     if (rst) begin
       \$954  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$955  = \$635 ;
+    \$955  = \$527 ;
     if (rst) begin
       \$955  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$956  = \$642 ;
+    \$956  = \$531 ;
     if (rst) begin
-      \$956  = 16'h0000;
+      \$956  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$957  = \$650 ;
+    \$957  = \$538 ;
     if (rst) begin
-      \$957  = 1'h0;
+      \$957  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$958  = { \$653 [23], \$653  };
+    \$958  = \$546 ;
     if (rst) begin
-      \$958  = 25'h0000000;
+      \$958  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$959  = \$657 ;
+    \$959  = \$548 ;
     if (rst) begin
-      \$959  = 25'h0000000;
+      \$959  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$960  = \$661 ;
+    \$960  = { \$549 [23], \$549  };
     if (rst) begin
       \$960  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$961  = \$668 ;
+    \$961  = \$553 ;
     if (rst) begin
-      \$961  = 16'h0000;
+      \$961  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$962  = \$676 ;
+    \$962  = \$557 ;
     if (rst) begin
-      \$962  = 1'h0;
+      \$962  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$963  = { \$679 [23], \$679  };
+    \$963  = \$564 ;
     if (rst) begin
-      \$963  = 25'h0000000;
+      \$963  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$964  = \$683 ;
+    \$964  = \$572 ;
     if (rst) begin
-      \$964  = 25'h0000000;
+      \$964  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$965  = \$687 ;
+    \$965  = \$574 ;
     if (rst) begin
-      \$965  = 25'h0000000;
+      \$965  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$966  = \$694 ;
+    \$966  = { \$575 [23], \$575  };
     if (rst) begin
-      \$966  = 16'h0000;
+      \$966  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$967  = \$702 ;
+    \$967  = \$579 ;
     if (rst) begin
-      \$967  = 1'h0;
+      \$967  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$968  = { \$705 [23], \$705  };
+    \$968  = \$583 ;
     if (rst) begin
       \$968  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$969  = \$709 ;
+    \$969  = \$590 ;
     if (rst) begin
-      \$969  = 25'h0000000;
+      \$969  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$970  = \$713 ;
+    \$970  = \$598 ;
     if (rst) begin
-      \$970  = 25'h0000000;
+      \$970  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$971  = \$720 ;
+    \$971  = \$600 ;
     if (rst) begin
       \$971  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$972  = \$728 ;
+    \$972  = { \$601 [23], \$601  };
     if (rst) begin
-      \$972  = 1'h0;
+      \$972  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$973  = { \$731 [23], \$731  };
+    \$973  = \$605 ;
     if (rst) begin
       \$973  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$974  = \$735 ;
+    \$974  = \$609 ;
     if (rst) begin
       \$974  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$975  = \$739 ;
+    \$975  = \$616 ;
     if (rst) begin
-      \$975  = 25'h0000000;
+      \$975  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$976  = \$746 ;
+    \$976  = \$624 ;
     if (rst) begin
-      \$976  = 16'h0000;
+      \$976  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$977  = \$754 ;
+    \$977  = \$626 ;
     if (rst) begin
-      \$977  = 1'h0;
+      \$977  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$978  = { \$757 [23], \$757  };
+    \$978  = { \$627 [23], \$627  };
     if (rst) begin
       \$978  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$979  = \$761 ;
+    \$979  = \$631 ;
     if (rst) begin
       \$979  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$980  = \$765 ;
+    \$980  = \$635 ;
     if (rst) begin
       \$980  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$981  = \$772 ;
+    \$981  = \$642 ;
     if (rst) begin
       \$981  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$982  = \$780 ;
+    \$982  = \$650 ;
     if (rst) begin
       \$982  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$983  = { \$783 [23], \$783  };
+    \$983  = \$652 ;
     if (rst) begin
-      \$983  = 25'h0000000;
+      \$983  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$984  = \$787 ;
+    \$984  = { \$653 [23], \$653  };
     if (rst) begin
       \$984  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$985  = \$791 ;
+    \$985  = \$657 ;
     if (rst) begin
       \$985  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$986  = \$798 ;
+    \$986  = \$661 ;
     if (rst) begin
-      \$986  = 16'h0000;
+      \$986  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$987  = \$806 ;
+    \$987  = \$668 ;
     if (rst) begin
-      \$987  = 1'h0;
+      \$987  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$988  = { \$809 [23], \$809  };
+    \$988  = \$676 ;
     if (rst) begin
-      \$988  = 25'h0000000;
+      \$988  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$989  = \$813 ;
+    \$989  = \$678 ;
     if (rst) begin
-      \$989  = 25'h0000000;
+      \$989  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$990  = \$817 ;
+    \$990  = { \$679 [23], \$679  };
     if (rst) begin
       \$990  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$991  = \$824 ;
+    \$991  = \$683 ;
     if (rst) begin
-      \$991  = 16'h0000;
+      \$991  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$992  = \$832 ;
+    \$992  = \$687 ;
     if (rst) begin
-      \$992  = 1'h0;
+      \$992  = 25'h0000000;
     end
   end
-  assign threshold = \port$44744$167 [21:6];
-  assign leak_shift = \port$44744$167 [5:0];
-  assign cur = { \port$41355$0 , \port$41337$0 , \port$41319$0 , \port$41301$0 , \port$41283$0 , \port$41265$0 , \port$41247$0 , \port$41229$0 , \port$41211$0 , \port$41193$0 , \port$41175$0 , \port$41157$0 , \port$41139$0 , \port$41121$0 , \port$41103$0 , \port$41085$0 , \port$41067$0 , \port$41049$0 , \port$41031$0 , \port$41013$0 , \port$40995$0 , \port$40977$0 , \port$40959$0 , \port$40941$0 , \port$40923$0 , \port$40905$0 , \port$40887$0 , \port$40869$0 , \port$40851$0 , \port$40833$0 , \port$40815$0 , \port$40797$0  };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$993  = \$694 ;
+    if (rst) begin
+      \$993  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$994  = \$702 ;
+    if (rst) begin
+      \$994  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$995  = \$704 ;
+    if (rst) begin
+      \$995  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$996  = { \$705 [23], \$705  };
+    if (rst) begin
+      \$996  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$997  = \$709 ;
+    if (rst) begin
+      \$997  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$998  = \$713 ;
+    if (rst) begin
+      \$998  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$999  = \$720 ;
+    if (rst) begin
+      \$999  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$1000  = \$728 ;
+    if (rst) begin
+      \$1000  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$1001  = \$730 ;
+    if (rst) begin
+      \$1001  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$1002  = { \$731 [23], \$731  };
+    if (rst) begin
+      \$1002  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$1003  = \$735 ;
+    if (rst) begin
+      \$1003  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$1004  = \$739 ;
+    if (rst) begin
+      \$1004  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$1005  = \$746 ;
+    if (rst) begin
+      \$1005  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$1006  = \$754 ;
+    if (rst) begin
+      \$1006  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$1007  = \$756 ;
+    if (rst) begin
+      \$1007  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$1008  = { \$757 [23], \$757  };
+    if (rst) begin
+      \$1008  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$1009  = \$761 ;
+    if (rst) begin
+      \$1009  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$1010  = \$765 ;
+    if (rst) begin
+      \$1010  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$1011  = \$772 ;
+    if (rst) begin
+      \$1011  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$1012  = \$780 ;
+    if (rst) begin
+      \$1012  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$1013  = \$782 ;
+    if (rst) begin
+      \$1013  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$1014  = { \$783 [23], \$783  };
+    if (rst) begin
+      \$1014  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$1015  = \$787 ;
+    if (rst) begin
+      \$1015  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$1016  = \$791 ;
+    if (rst) begin
+      \$1016  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$1017  = \$798 ;
+    if (rst) begin
+      \$1017  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$1018  = \$806 ;
+    if (rst) begin
+      \$1018  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$1019  = \$808 ;
+    if (rst) begin
+      \$1019  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$1020  = { \$809 [23], \$809  };
+    if (rst) begin
+      \$1020  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$1021  = \$813 ;
+    if (rst) begin
+      \$1021  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$1022  = \$817 ;
+    if (rst) begin
+      \$1022  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$1023  = \$824 ;
+    if (rst) begin
+      \$1023  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$1024  = \$832 ;
+    if (rst) begin
+      \$1024  = 1'h0;
+    end
+  end
+  assign threshold = \port$45790$167 [21:6];
+  assign leak_shift = \port$45790$167 [5:0];
+  assign cur = { \port$41911$0 , \port$41893$0 , \port$41875$0 , \port$41857$0 , \port$41839$0 , \port$41821$0 , \port$41803$0 , \port$41785$0 , \port$41767$0 , \port$41749$0 , \port$41731$0 , \port$41713$0 , \port$41695$0 , \port$41677$0 , \port$41659$0 , \port$41641$0 , \port$41623$0 , \port$41605$0 , \port$41587$0 , \port$41569$0 , \port$41551$0 , \port$41533$0 , \port$41515$0 , \port$41497$0 , \port$41479$0 , \port$41461$0 , \port$41443$0 , \port$41425$0 , \port$41407$0 , \port$41389$0 , \port$41371$0 , \port$41353$0  };
   assign u = { u31, u30, u29, u28, u27, u26, u25, u24, u23, u22, u21, u20, u19, u18, u17, u16, u15, u14, u13, u12, u11, u10, u9, u8, u7, u6, u5, u4, u3, u2, u1, u0 };
   assign s = { s31, s30, s29, s28, s27, s26, s25, s24, s23, s22, s21, s20, s19, s18, s17, s16, s15, s14, s13, s12, s11, s10, s9, s8, s7, s6, s5, s4, s3, s2, s1, s0 };
   assign \$10  = { \$9 [25], \$9 [25:1] };

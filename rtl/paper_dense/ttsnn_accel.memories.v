@@ -9,8 +9,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
 , bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, \port__en$131 , \port__en$137 , bw_trace__addr, \port__en$143 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$179 , host__w2__addr, host__w2__rd_en, \wr__en$185 , host__w3__addr, host__w3__rd_en, \wr__en$191 , host__w4__addr, host__w4__rd_en
 , \wr__en$197 , host__affine__addr, host__affine__rd_en, \wr__en$203 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$209 , host__residual__addr, \wr__en$215 , host__membrane__addr, \port__en$221 , host__spikes__addr, \port__en$227 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$233 , host__trace__addr, \wr__en$239 , host__gbuf__rd_data
 , bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data
-, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$41365$0 , \port$41375$0 , \port$41385$0 , \port$41395$0 , \port$41405$0 , \port$41415$0 , \port$41425$0 , \port$41435$0 , \port$41445$0 , \port$41455$0 , \port$41465$0 , \port$41475$0 , \port$41485$0 , \port$41495$0 , \port$41505$0 , \port$41515$0 
-, \port$41525$0 , \port$41535$0 , \port$41545$0 , \port$41555$0 , \port$41565$0 , \port$41575$0 , \port$41585$0 , \port$41595$0 , \port$41605$0 , \port$41615$0 , \port$41625$0 , \port$41635$0 , \port$41645$0 , \port$41655$0 , \port$41665$0 , \port$41675$0 , bw_weights__addr, \port$41968$0 , \port$44742$0 , \wr__data$182 );
+, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$41923$0 , \port$41935$0 , \port$41947$0 , \port$41959$0 , \port$41971$0 , \port$41983$0 , \port$41995$0 , \port$42007$0 , \port$42019$0 , \port$42031$0 , \port$42043$0 , \port$42055$0 , \port$42067$0 , \port$42079$0 , \port$42091$0 , \port$42103$0 
+, \port$42115$0 , \port$42127$0 , \port$42139$0 , \port$42151$0 , \port$42163$0 , \port$42175$0 , \port$42187$0 , \port$42199$0 , \port$42211$0 , \port$42223$0 , \port$42235$0 , \port$42247$0 , \port$42259$0 , \port$42271$0 , \port$42283$0 , \port$42295$0 , bw_weights__addr, \port$43010$0 , \port$45788$0 , \wr__data$182 );
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -354,80 +354,80 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$407$0 ;
   input [7:0] \port$411$0 ;
   wire [7:0] \port$411$0 ;
-  input [15:0] \port$41365$0 ;
-  wire [15:0] \port$41365$0 ;
-  input [15:0] \port$41375$0 ;
-  wire [15:0] \port$41375$0 ;
-  input [15:0] \port$41385$0 ;
-  wire [15:0] \port$41385$0 ;
-  input [15:0] \port$41395$0 ;
-  wire [15:0] \port$41395$0 ;
-  input [15:0] \port$41405$0 ;
-  wire [15:0] \port$41405$0 ;
-  input [15:0] \port$41415$0 ;
-  wire [15:0] \port$41415$0 ;
-  input [15:0] \port$41425$0 ;
-  wire [15:0] \port$41425$0 ;
-  input [15:0] \port$41435$0 ;
-  wire [15:0] \port$41435$0 ;
-  input [15:0] \port$41445$0 ;
-  wire [15:0] \port$41445$0 ;
-  input [15:0] \port$41455$0 ;
-  wire [15:0] \port$41455$0 ;
-  input [15:0] \port$41465$0 ;
-  wire [15:0] \port$41465$0 ;
-  input [15:0] \port$41475$0 ;
-  wire [15:0] \port$41475$0 ;
-  input [15:0] \port$41485$0 ;
-  wire [15:0] \port$41485$0 ;
-  input [15:0] \port$41495$0 ;
-  wire [15:0] \port$41495$0 ;
   input [7:0] \port$415$0 ;
   wire [7:0] \port$415$0 ;
-  input [15:0] \port$41505$0 ;
-  wire [15:0] \port$41505$0 ;
-  input [15:0] \port$41515$0 ;
-  wire [15:0] \port$41515$0 ;
-  input [15:0] \port$41525$0 ;
-  wire [15:0] \port$41525$0 ;
-  input [15:0] \port$41535$0 ;
-  wire [15:0] \port$41535$0 ;
-  input [15:0] \port$41545$0 ;
-  wire [15:0] \port$41545$0 ;
-  input [15:0] \port$41555$0 ;
-  wire [15:0] \port$41555$0 ;
-  input [15:0] \port$41565$0 ;
-  wire [15:0] \port$41565$0 ;
-  input [15:0] \port$41575$0 ;
-  wire [15:0] \port$41575$0 ;
-  input [15:0] \port$41585$0 ;
-  wire [15:0] \port$41585$0 ;
-  input [15:0] \port$41595$0 ;
-  wire [15:0] \port$41595$0 ;
-  input [15:0] \port$41605$0 ;
-  wire [15:0] \port$41605$0 ;
-  input [15:0] \port$41615$0 ;
-  wire [15:0] \port$41615$0 ;
-  input [15:0] \port$41625$0 ;
-  wire [15:0] \port$41625$0 ;
-  input [15:0] \port$41635$0 ;
-  wire [15:0] \port$41635$0 ;
-  input [15:0] \port$41645$0 ;
-  wire [15:0] \port$41645$0 ;
-  input [15:0] \port$41655$0 ;
-  wire [15:0] \port$41655$0 ;
-  input [15:0] \port$41665$0 ;
-  wire [15:0] \port$41665$0 ;
-  input [15:0] \port$41675$0 ;
-  wire [15:0] \port$41675$0 ;
   input [7:0] \port$419$0 ;
   wire [7:0] \port$419$0 ;
-  input [15:0] \port$41968$0 ;
-  wire [15:0] \port$41968$0 ;
+  input [15:0] \port$41923$0 ;
+  wire [15:0] \port$41923$0 ;
+  input [15:0] \port$41935$0 ;
+  wire [15:0] \port$41935$0 ;
+  input [15:0] \port$41947$0 ;
+  wire [15:0] \port$41947$0 ;
+  input [15:0] \port$41959$0 ;
+  wire [15:0] \port$41959$0 ;
+  input [15:0] \port$41971$0 ;
+  wire [15:0] \port$41971$0 ;
+  input [15:0] \port$41983$0 ;
+  wire [15:0] \port$41983$0 ;
+  input [15:0] \port$41995$0 ;
+  wire [15:0] \port$41995$0 ;
+  input [15:0] \port$42007$0 ;
+  wire [15:0] \port$42007$0 ;
+  input [15:0] \port$42019$0 ;
+  wire [15:0] \port$42019$0 ;
+  input [15:0] \port$42031$0 ;
+  wire [15:0] \port$42031$0 ;
+  input [15:0] \port$42043$0 ;
+  wire [15:0] \port$42043$0 ;
+  input [15:0] \port$42055$0 ;
+  wire [15:0] \port$42055$0 ;
+  input [15:0] \port$42067$0 ;
+  wire [15:0] \port$42067$0 ;
+  input [15:0] \port$42079$0 ;
+  wire [15:0] \port$42079$0 ;
+  input [15:0] \port$42091$0 ;
+  wire [15:0] \port$42091$0 ;
+  input [15:0] \port$42103$0 ;
+  wire [15:0] \port$42103$0 ;
+  input [15:0] \port$42115$0 ;
+  wire [15:0] \port$42115$0 ;
+  input [15:0] \port$42127$0 ;
+  wire [15:0] \port$42127$0 ;
+  input [15:0] \port$42139$0 ;
+  wire [15:0] \port$42139$0 ;
+  input [15:0] \port$42151$0 ;
+  wire [15:0] \port$42151$0 ;
+  input [15:0] \port$42163$0 ;
+  wire [15:0] \port$42163$0 ;
+  input [15:0] \port$42175$0 ;
+  wire [15:0] \port$42175$0 ;
+  input [15:0] \port$42187$0 ;
+  wire [15:0] \port$42187$0 ;
+  input [15:0] \port$42199$0 ;
+  wire [15:0] \port$42199$0 ;
+  input [15:0] \port$42211$0 ;
+  wire [15:0] \port$42211$0 ;
+  input [15:0] \port$42223$0 ;
+  wire [15:0] \port$42223$0 ;
+  input [15:0] \port$42235$0 ;
+  wire [15:0] \port$42235$0 ;
+  input [15:0] \port$42247$0 ;
+  wire [15:0] \port$42247$0 ;
+  input [15:0] \port$42259$0 ;
+  wire [15:0] \port$42259$0 ;
+  input [15:0] \port$42271$0 ;
+  wire [15:0] \port$42271$0 ;
+  input [15:0] \port$42283$0 ;
+  wire [15:0] \port$42283$0 ;
+  input [15:0] \port$42295$0 ;
+  wire [15:0] \port$42295$0 ;
   input [7:0] \port$423$0 ;
   wire [7:0] \port$423$0 ;
   input [7:0] \port$427$0 ;
   wire [7:0] \port$427$0 ;
+  input [15:0] \port$43010$0 ;
+  wire [15:0] \port$43010$0 ;
   input [7:0] \port$431$0 ;
   wire [7:0] \port$431$0 ;
   input [7:0] \port$435$0 ;
@@ -438,8 +438,6 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$443$0 ;
   input [7:0] \port$447$0 ;
   wire [7:0] \port$447$0 ;
-  input [1279:0] \port$44742$0 ;
-  wire [1279:0] \port$44742$0 ;
   input [7:0] \port$4485$0 ;
   wire [7:0] \port$4485$0 ;
   input [7:0] \port$451$0 ;
@@ -450,6 +448,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$455$0 ;
   input [7:0] \port$4565$0 ;
   wire [7:0] \port$4565$0 ;
+  input [1279:0] \port$45788$0 ;
+  wire [1279:0] \port$45788$0 ;
   input [7:0] \port$459$0 ;
   wire [7:0] \port$459$0 ;
   input [7:0] \port$4605$0 ;
@@ -665,13 +665,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$203 )
-      mem_affine[host__affine__addr[3:0]] <= { \wr__data$182 , \port$44742$0  };
+      mem_affine[host__affine__addr[3:0]] <= { \wr__data$182 , \port$45788$0  };
   end
   reg [1535:0] _0_;
   reg [1535:0] _1_;
   always @(posedge clk) begin
     if (\port__en$143 ) begin
-      _0_ <= mem_affine[\port$41968$0 [3:0]];
+      _0_ <= mem_affine[\port$43010$0 [3:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$77 [3:0]];
@@ -7750,7 +7750,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$167 )
-      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$41675$0 , \port$41665$0 , \port$41655$0 , \port$41645$0 , \port$41635$0 , \port$41625$0 , \port$41615$0 , \port$41605$0 , \port$41595$0 , \port$41585$0 , \port$41575$0 , \port$41565$0 , \port$41555$0 , \port$41545$0 , \port$41535$0 , \port$41525$0 , \port$41515$0 , \port$41505$0 , \port$41495$0 , \port$41485$0 , \port$41475$0 , \port$41465$0 , \port$41455$0 , \port$41445$0 , \port$41435$0 , \port$41425$0 , \port$41415$0 , \port$41405$0 , \port$41395$0 , \port$41385$0 , \port$41375$0 , \port$41365$0  };
+      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$42295$0 , \port$42283$0 , \port$42271$0 , \port$42259$0 , \port$42247$0 , \port$42235$0 , \port$42223$0 , \port$42211$0 , \port$42199$0 , \port$42187$0 , \port$42175$0 , \port$42163$0 , \port$42151$0 , \port$42139$0 , \port$42127$0 , \port$42115$0 , \port$42103$0 , \port$42091$0 , \port$42079$0 , \port$42067$0 , \port$42055$0 , \port$42043$0 , \port$42031$0 , \port$42019$0 , \port$42007$0 , \port$41995$0 , \port$41983$0 , \port$41971$0 , \port$41959$0 , \port$41947$0 , \port$41935$0 , \port$41923$0  };
   end
   reg [511:0] _9_;
   reg [511:0] _10_;
@@ -8153,7 +8153,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_residual[host__residual__addr[8:0]] <= { \wr__data$182 , \port$44742$0 [255:0] };
+      mem_residual[host__residual__addr[8:0]] <= { \wr__data$182 , \port$45788$0 [255:0] };
   end
   reg [511:0] _11_;
   always @(posedge clk) begin
@@ -15915,7 +15915,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$signature__data$24  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$44 ) begin
-      \$signature__data$24  = { \wr__data$182 , \port$44742$0 [255:0] };
+      \$signature__data$24  = { \wr__data$182 , \port$45788$0 [255:0] };
     end
     if (\$55 ) begin
       \$signature__data$24  = bw_grad_w2__data;
@@ -15954,7 +15954,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$signature__data$28  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$50 ) begin
-      \$signature__data$28  = { \wr__data$182 , \port$44742$0 [255:0] };
+      \$signature__data$28  = { \wr__data$182 , \port$45788$0 [255:0] };
     end
     if (\$60 ) begin
       \$signature__data$28  = bw_grad_w2__data;
@@ -15963,7 +15963,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$182 , \port$44742$0 [255:0] };
+  assign host__gbuf__wr_data = { \wr__data$182 , \port$45788$0 [255:0] };
   assign port__addr = \$72 [10:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$73 [9:0];
@@ -16007,8 +16007,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$139  = bw_trace__addr[9:0];
   assign \port__data$142  = bw_trace__data;
   assign bw_affine__en = \port__en$143 ;
-  assign \port__addr$145  = \port$41968$0 [3:0];
-  assign bw_affine__addr = { 4'h0, \port$41968$0  };
+  assign \port__addr$145  = \port$43010$0 [3:0];
+  assign bw_affine__addr = { 4'h0, \port$43010$0  };
   assign \port__data$148  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[9:0];
@@ -16023,8 +16023,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$165 ;
   assign e4_membrane_out__en = \wr__en$167 ;
   assign \wr__addr$169  = e4_membrane_out__addr[9:0];
-  assign \wr__data$171  = { \port$41675$0 , \port$41665$0 , \port$41655$0 , \port$41645$0 , \port$41635$0 , \port$41625$0 , \port$41615$0 , \port$41605$0 , \port$41595$0 , \port$41585$0 , \port$41575$0 , \port$41565$0 , \port$41555$0 , \port$41545$0 , \port$41535$0 , \port$41525$0 , \port$41515$0 , \port$41505$0 , \port$41495$0 , \port$41485$0 , \port$41475$0 , \port$41465$0 , \port$41455$0 , \port$41445$0 , \port$41435$0 , \port$41425$0 , \port$41415$0 , \port$41405$0 , \port$41395$0 , \port$41385$0 , \port$41375$0 , \port$41365$0  };
-  assign e4_membrane_out__data = { \port$41675$0 , \port$41665$0 , \port$41655$0 , \port$41645$0 , \port$41635$0 , \port$41625$0 , \port$41615$0 , \port$41605$0 , \port$41595$0 , \port$41585$0 , \port$41575$0 , \port$41565$0 , \port$41555$0 , \port$41545$0 , \port$41535$0 , \port$41525$0 , \port$41515$0 , \port$41505$0 , \port$41495$0 , \port$41485$0 , \port$41475$0 , \port$41465$0 , \port$41455$0 , \port$41445$0 , \port$41435$0 , \port$41425$0 , \port$41415$0 , \port$41405$0 , \port$41395$0 , \port$41385$0 , \port$41375$0 , \port$41365$0  };
+  assign \wr__data$171  = { \port$42295$0 , \port$42283$0 , \port$42271$0 , \port$42259$0 , \port$42247$0 , \port$42235$0 , \port$42223$0 , \port$42211$0 , \port$42199$0 , \port$42187$0 , \port$42175$0 , \port$42163$0 , \port$42151$0 , \port$42139$0 , \port$42127$0 , \port$42115$0 , \port$42103$0 , \port$42091$0 , \port$42079$0 , \port$42067$0 , \port$42055$0 , \port$42043$0 , \port$42031$0 , \port$42019$0 , \port$42007$0 , \port$41995$0 , \port$41983$0 , \port$41971$0 , \port$41959$0 , \port$41947$0 , \port$41935$0 , \port$41923$0  };
+  assign e4_membrane_out__data = { \port$42295$0 , \port$42283$0 , \port$42271$0 , \port$42259$0 , \port$42247$0 , \port$42235$0 , \port$42223$0 , \port$42211$0 , \port$42199$0 , \port$42187$0 , \port$42175$0 , \port$42163$0 , \port$42151$0 , \port$42139$0 , \port$42127$0 , \port$42115$0 , \port$42103$0 , \port$42091$0 , \port$42079$0 , \port$42067$0 , \port$42055$0 , \port$42043$0 , \port$42031$0 , \port$42019$0 , \port$42007$0 , \port$41995$0 , \port$41983$0 , \port$41971$0 , \port$41959$0 , \port$41947$0 , \port$41935$0 , \port$41923$0  };
   assign \wr__en$173  = \wr__en$167 ;
   assign e4_spikes__en = \wr__en$167 ;
   assign \wr__addr$175  = e4_spikes__addr[9:0];
@@ -16050,8 +16050,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$203 ;
   assign \wr__addr$205  = host__affine__addr[3:0];
-  assign \wr__data$206  = { \wr__data$182 , \port$44742$0  };
-  assign host__affine__wr_data = { \wr__data$182 , \port$44742$0  };
+  assign \wr__data$206  = { \wr__data$182 , \port$45788$0  };
+  assign host__affine__wr_data = { \wr__data$182 , \port$45788$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$209 ;
   assign \wr__addr$211  = host__spike_in__addr[10:0];
@@ -16060,8 +16060,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__residual__addr[8:0];
-  assign \wr__data$219  = { \wr__data$182 , \port$44742$0 [255:0] };
-  assign host__residual__wr_data = { \wr__data$182 , \port$44742$0 [255:0] };
+  assign \wr__data$219  = { \wr__data$182 , \port$45788$0 [255:0] };
+  assign host__residual__wr_data = { \wr__data$182 , \port$45788$0 [255:0] };
   assign host__membrane__rd_en = \port__en$221 ;
   assign \port__addr$223  = host__membrane__addr[9:0];
   assign \port__data$226  = host__membrane__rd_data;

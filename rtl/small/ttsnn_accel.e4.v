@@ -2,7 +2,7 @@
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, busy, weights, affine__data, line4__data, residual__data
-, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$21089$0 , \port$21099$0 , \port$21109$0 , \port$21119$0 , \port$22112$24 , desc, clk);
+, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$21171$0 , \port$21183$0 , \port$21195$0 , \port$21207$0 , \port$22290$24 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
@@ -78,138 +78,138 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire \$163 ;
   wire \$164 ;
   wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire [16:0] \$169 ;
+  wire [16:0] \$166 ;
+  wire [16:0] \$167 ;
+  wire [2:0] \$168 ;
+  wire [1:0] \$169 ;
   wire \$17 ;
-  wire [16:0] \$170 ;
-  wire [2:0] \$171 ;
-  wire [1:0] \$172 ;
-  wire [2:0] \$173 ;
-  wire [3:0] \$174 ;
-  wire [4:0] \$175 ;
-  wire [4:0] \$176 ;
+  wire [2:0] \$170 ;
+  wire [3:0] \$171 ;
+  wire [4:0] \$172 ;
+  wire [4:0] \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
   wire \$177 ;
-  wire \$178 ;
+  wire [16:0] \$178 ;
   wire \$179 ;
   wire \$18 ;
-  wire \$180 ;
+  wire [16:0] \$180 ;
   wire [16:0] \$181 ;
-  wire \$182 ;
-  wire [16:0] \$183 ;
-  wire [16:0] \$184 ;
-  wire [16:0] \$185 ;
-  wire \$186 ;
-  wire \$187 ;
+  wire [16:0] \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire [2:0] \$186 ;
+  wire [3:0] \$187 ;
   wire \$188 ;
   wire [2:0] \$189 ;
   wire \$19 ;
-  wire [3:0] \$190 ;
-  wire \$191 ;
-  wire [2:0] \$192 ;
-  wire [2:0] \$193 ;
-  wire [16:0] \$194 ;
-  wire \$195 ;
+  wire [2:0] \$190 ;
+  wire [16:0] \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire [2:0] \$194 ;
+  wire [3:0] \$195 ;
   wire \$196 ;
-  wire [2:0] \$197 ;
-  wire [3:0] \$198 ;
-  wire \$199 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire [16:0] \$199 ;
   wire [16:0] \$2 ;
   wire [24:0] \$20 ;
   wire \$200 ;
-  wire \$201 ;
+  wire [16:0] \$201 ;
   wire [16:0] \$202 ;
-  wire \$203 ;
-  wire [16:0] \$204 ;
-  wire [16:0] \$205 ;
-  wire [16:0] \$206 ;
-  wire \$207 ;
+  wire [16:0] \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire [2:0] \$206 ;
+  wire [3:0] \$207 ;
   wire \$208 ;
-  wire [2:0] \$209 ;
+  wire \$209 ;
   wire \$21 ;
-  wire [3:0] \$210 ;
+  wire [16:0] \$210 ;
   wire \$211 ;
   wire \$212 ;
-  wire [16:0] \$213 ;
-  wire \$214 ;
+  wire \$213 ;
+  wire [16:0] \$214 ;
   wire \$215 ;
-  wire \$216 ;
+  wire [16:0] \$216 ;
   wire [16:0] \$217 ;
-  wire \$218 ;
-  wire [16:0] \$219 ;
+  wire [16:0] \$218 ;
+  wire \$219 ;
   wire \$22 ;
-  wire [16:0] \$220 ;
-  wire [16:0] \$221 ;
-  wire \$222 ;
+  wire \$220 ;
+  wire [2:0] \$221 ;
+  wire [3:0] \$222 ;
   wire \$223 ;
-  wire [2:0] \$224 ;
-  wire [3:0] \$225 ;
+  wire \$224 ;
+  wire [16:0] \$225 ;
   wire \$226 ;
   wire \$227 ;
   wire [16:0] \$228 ;
   wire \$229 ;
   wire \$23 ;
   wire \$230 ;
-  wire [16:0] \$231 ;
-  wire \$232 ;
-  wire \$233 ;
+  wire \$231 ;
+  wire [15:0] \$232 ;
+  wire [16:0] \$233 ;
   wire \$234 ;
-  wire [15:0] \$235 ;
+  wire [16:0] \$235 ;
   wire [16:0] \$236 ;
-  wire \$237 ;
-  wire [16:0] \$238 ;
-  wire [16:0] \$239 ;
+  wire [16:0] \$237 ;
+  wire \$238 ;
+  wire \$239 ;
   wire \$24 ;
-  wire [16:0] \$240 ;
-  wire \$241 ;
+  wire [2:0] \$240 ;
+  wire [3:0] \$241 ;
   wire \$242 ;
-  wire [2:0] \$243 ;
-  wire [3:0] \$244 ;
+  wire \$243 ;
+  wire [16:0] \$244 ;
   wire \$245 ;
   wire \$246 ;
   wire [16:0] \$247 ;
   wire \$248 ;
   wire \$249 ;
   wire \$25 ;
-  wire [16:0] \$250 ;
-  wire \$251 ;
+  wire [15:0] \$250 ;
+  wire [16:0] \$251 ;
   wire \$252 ;
-  wire [15:0] \$253 ;
-  wire [16:0] \$254 ;
-  wire \$255 ;
-  wire \$256 ;
+  wire \$253 ;
+  wire \$254 ;
+  wire [15:0] \$255 ;
+  wire [16:0] \$256 ;
   wire \$257 ;
-  wire [15:0] \$258 ;
+  wire [16:0] \$258 ;
   wire [16:0] \$259 ;
   wire \$26 ;
-  wire \$260 ;
-  wire [16:0] \$261 ;
-  wire [16:0] \$262 ;
-  wire [16:0] \$263 ;
-  wire \$264 ;
+  wire [16:0] \$260 ;
+  wire \$261 ;
+  wire \$262 ;
+  wire [2:0] \$263 ;
+  wire [3:0] \$264 ;
   wire \$265 ;
-  wire [2:0] \$266 ;
-  wire [3:0] \$267 ;
+  wire \$266 ;
+  wire [16:0] \$267 ;
   wire \$268 ;
   wire \$269 ;
   wire \$27 ;
-  wire [16:0] \$270 ;
-  wire \$271 ;
+  wire [2:0] \$270 ;
+  wire [3:0] \$271 ;
   wire \$272 ;
-  wire [2:0] \$273 ;
-  wire [3:0] \$274 ;
+  wire \$273 ;
+  wire [16:0] \$274 ;
   wire \$275 ;
   wire \$276 ;
   wire [16:0] \$277 ;
   wire \$278 ;
   wire \$279 ;
   wire [16:0] \$28 ;
-  wire [16:0] \$280 ;
-  wire \$281 ;
+  wire [2:0] \$280 ;
+  wire [3:0] \$281 ;
   wire \$282 ;
-  wire [2:0] \$283 ;
-  wire [3:0] \$284 ;
+  wire \$283 ;
+  wire [16:0] \$284 ;
   wire \$285 ;
   wire \$286 ;
   wire [16:0] \$287 ;
@@ -217,124 +217,124 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire \$289 ;
   wire [17:0] \$29 ;
   wire [16:0] \$290 ;
-  wire \$291 ;
-  wire \$292 ;
+  wire [16:0] \$291 ;
+  wire [16:0] \$292 ;
   wire [16:0] \$293 ;
   wire [16:0] \$294 ;
-  wire [16:0] \$295 ;
-  wire [16:0] \$296 ;
-  wire [16:0] \$297 ;
-  wire \$298 ;
+  wire \$295 ;
+  wire \$296 ;
+  wire [2:0] \$297 ;
+  wire [3:0] \$298 ;
   wire \$299 ;
   wire [17:0] \$3 ;
   wire [1:0] \$30 ;
-  wire [2:0] \$300 ;
-  wire [3:0] \$301 ;
+  wire \$300 ;
+  wire [16:0] \$301 ;
   wire \$302 ;
   wire \$303 ;
   wire [16:0] \$304 ;
-  wire \$305 ;
-  wire \$306 ;
-  wire [16:0] \$307 ;
-  wire [1:0] \$308 ;
-  wire [17:0] \$309 ;
+  wire [1:0] \$305 ;
+  wire [17:0] \$306 ;
+  wire [17:0] \$307 ;
+  wire [16:0] \$308 ;
+  wire [16:0] \$309 ;
   wire [18:0] \$31 ;
-  wire [17:0] \$310 ;
-  wire [16:0] \$311 ;
+  wire [18:0] \$310 ;
+  wire \$311 ;
   wire [16:0] \$312 ;
-  wire [18:0] \$313 ;
-  wire \$314 ;
-  wire [16:0] \$315 ;
-  wire [1:0] \$316 ;
-  wire [17:0] \$317 ;
-  wire [17:0] \$318 ;
-  wire [16:0] \$319 ;
+  wire [1:0] \$313 ;
+  wire [17:0] \$314 ;
+  wire [17:0] \$315 ;
+  wire [16:0] \$316 ;
+  wire [16:0] \$317 ;
+  wire [18:0] \$318 ;
+  wire \$319 ;
   wire [16:0] \$32 ;
   wire [16:0] \$320 ;
-  wire [18:0] \$321 ;
-  wire \$322 ;
-  wire [16:0] \$323 ;
-  wire [16:0] \$324 ;
+  wire [16:0] \$321 ;
+  wire [16:0] \$322 ;
+  wire [17:0] \$323 ;
+  wire [17:0] \$324 ;
   wire [16:0] \$325 ;
-  wire [17:0] \$326 ;
-  wire [17:0] \$327 ;
-  wire [16:0] \$328 ;
-  wire \$329 ;
+  wire \$326 ;
+  wire \$327 ;
+  wire [2:0] \$328 ;
+  wire [3:0] \$329 ;
   wire [17:0] \$33 ;
   wire \$330 ;
-  wire [2:0] \$331 ;
-  wire [3:0] \$332 ;
+  wire \$331 ;
+  wire [16:0] \$332 ;
   wire \$333 ;
   wire \$334 ;
-  wire [16:0] \$335 ;
-  wire \$336 ;
+  wire [24:0] \$335 ;
+  wire [16:0] \$336 ;
   wire \$337 ;
-  wire [24:0] \$338 ;
+  wire [16:0] \$338 ;
   wire [16:0] \$339 ;
   wire [18:0] \$34 ;
   wire \$340 ;
   wire [16:0] \$341 ;
-  wire [16:0] \$342 ;
-  wire \$343 ;
-  wire [16:0] \$344 ;
+  wire \$342 ;
+  wire [16:0] \$343 ;
+  wire \$344 ;
   wire \$345 ;
-  wire [16:0] \$346 ;
-  wire \$347 ;
+  wire [2:0] \$346 ;
+  wire [3:0] \$347 ;
   wire \$348 ;
-  wire [2:0] \$349 ;
+  wire \$349 ;
   wire \$35 ;
-  wire [3:0] \$350 ;
+  wire [16:0] \$350 ;
   wire \$351 ;
   wire \$352 ;
   wire [16:0] \$353 ;
   wire \$354 ;
   wire \$355 ;
-  wire [16:0] \$356 ;
-  wire \$357 ;
-  wire \$358 ;
-  wire \$359 ;
+  wire \$356 ;
+  wire [16:0] \$357 ;
+  wire [16:0] \$358 ;
+  wire [16:0] \$359 ;
   wire \$36 ;
-  wire [16:0] \$360 ;
-  wire [16:0] \$361 ;
-  wire [16:0] \$362 ;
-  wire \$363 ;
+  wire \$360 ;
+  wire \$361 ;
+  wire [2:0] \$362 ;
+  wire [3:0] \$363 ;
   wire \$364 ;
-  wire [2:0] \$365 ;
-  wire [3:0] \$366 ;
+  wire \$365 ;
+  wire [16:0] \$366 ;
   wire \$367 ;
   wire \$368 ;
   wire [16:0] \$369 ;
   wire \$37 ;
   wire \$370 ;
   wire \$371 ;
-  wire [16:0] \$372 ;
-  wire \$373 ;
-  wire \$374 ;
-  wire [24:0] \$375 ;
+  wire [24:0] \$372 ;
+  wire [16:0] \$373 ;
+  wire [16:0] \$374 ;
+  wire \$375 ;
   wire [16:0] \$376 ;
   wire [16:0] \$377 ;
-  wire \$378 ;
-  wire [16:0] \$379 ;
+  wire [16:0] \$378 ;
+  wire \$379 ;
   wire [24:0] \$38 ;
   wire [16:0] \$380 ;
   wire [16:0] \$381 ;
-  wire \$382 ;
-  wire [16:0] \$383 ;
+  wire [16:0] \$382 ;
+  wire \$383 ;
   wire [16:0] \$384 ;
   wire [16:0] \$385 ;
-  wire \$386 ;
-  wire [16:0] \$387 ;
+  wire [16:0] \$386 ;
+  wire \$387 ;
   wire [16:0] \$388 ;
   wire [16:0] \$389 ;
   wire \$39 ;
-  wire \$390 ;
-  wire [16:0] \$391 ;
-  wire [16:0] \$392 ;
-  wire [16:0] \$393 ;
-  wire \$394 ;
+  wire [16:0] \$390 ;
+  wire \$391 ;
+  wire \$392 ;
+  wire [2:0] \$393 ;
+  wire [3:0] \$394 ;
   wire \$395 ;
-  wire [2:0] \$396 ;
-  wire [3:0] \$397 ;
+  wire \$396 ;
+  wire [16:0] \$397 ;
   wire \$398 ;
   wire \$399 ;
   wire [1:0] \$4 ;
@@ -342,261 +342,261 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [16:0] \$400 ;
   wire \$401 ;
   wire \$402 ;
-  wire [16:0] \$403 ;
-  wire \$404 ;
+  wire [15:0] \$403 ;
+  wire [16:0] \$404 ;
   wire \$405 ;
-  wire [15:0] \$406 ;
+  wire \$406 ;
   wire [16:0] \$407 ;
-  wire \$408 ;
-  wire \$409 ;
+  wire [16:0] \$408 ;
+  wire [16:0] \$409 ;
   wire \$41 ;
-  wire [16:0] \$410 ;
-  wire [16:0] \$411 ;
-  wire [16:0] \$412 ;
-  wire \$413 ;
+  wire \$410 ;
+  wire \$411 ;
+  wire [2:0] \$412 ;
+  wire [3:0] \$413 ;
   wire \$414 ;
-  wire [2:0] \$415 ;
-  wire [3:0] \$416 ;
+  wire \$415 ;
+  wire [16:0] \$416 ;
   wire \$417 ;
   wire \$418 ;
   wire [16:0] \$419 ;
   wire \$42 ;
   wire \$420 ;
   wire \$421 ;
-  wire [16:0] \$422 ;
-  wire \$423 ;
+  wire [15:0] \$422 ;
+  wire [16:0] \$423 ;
   wire \$424 ;
-  wire [15:0] \$425 ;
+  wire \$425 ;
   wire [16:0] \$426 ;
-  wire \$427 ;
-  wire \$428 ;
+  wire [16:0] \$427 ;
+  wire [16:0] \$428 ;
   wire [16:0] \$429 ;
   wire \$43 ;
-  wire [16:0] \$430 ;
-  wire [16:0] \$431 ;
-  wire [16:0] \$432 ;
-  wire \$433 ;
+  wire \$430 ;
+  wire \$431 ;
+  wire [2:0] \$432 ;
+  wire [3:0] \$433 ;
   wire \$434 ;
-  wire [2:0] \$435 ;
-  wire [3:0] \$436 ;
+  wire \$435 ;
+  wire [16:0] \$436 ;
   wire \$437 ;
   wire \$438 ;
   wire [16:0] \$439 ;
   wire [16:0] \$44 ;
   wire \$440 ;
   wire \$441 ;
-  wire [16:0] \$442 ;
-  wire \$443 ;
+  wire [15:0] \$442 ;
+  wire [16:0] \$443 ;
   wire \$444 ;
-  wire [15:0] \$445 ;
-  wire [16:0] \$446 ;
-  wire \$447 ;
+  wire \$445 ;
+  wire \$446 ;
+  wire [16:0] \$447 ;
   wire \$448 ;
-  wire \$449 ;
+  wire [16:0] \$449 ;
   wire [17:0] \$45 ;
-  wire [16:0] \$450 ;
+  wire \$450 ;
   wire \$451 ;
-  wire [16:0] \$452 ;
-  wire \$453 ;
+  wire [2:0] \$452 ;
+  wire [3:0] \$453 ;
   wire \$454 ;
-  wire [2:0] \$455 ;
-  wire [3:0] \$456 ;
+  wire \$455 ;
+  wire [16:0] \$456 ;
   wire \$457 ;
   wire \$458 ;
   wire [16:0] \$459 ;
   wire [1:0] \$46 ;
   wire \$460 ;
   wire \$461 ;
-  wire [16:0] \$462 ;
-  wire \$463 ;
+  wire [15:0] \$462 ;
+  wire [16:0] \$463 ;
   wire \$464 ;
-  wire [15:0] \$465 ;
-  wire [16:0] \$466 ;
-  wire \$467 ;
-  wire \$468 ;
-  wire \$469 ;
+  wire \$465 ;
+  wire \$466 ;
+  wire [8:0] \$467 ;
+  wire [8:0] \$468 ;
+  wire [16:0] \$469 ;
   wire [18:0] \$47 ;
-  wire [8:0] \$470 ;
-  wire [8:0] \$471 ;
-  wire [16:0] \$472 ;
-  wire [24:0] \$473 ;
+  wire [24:0] \$470 ;
+  wire [16:0] \$471 ;
+  wire \$472 ;
+  wire [16:0] \$473 ;
   wire [16:0] \$474 ;
-  wire \$475 ;
-  wire [16:0] \$476 ;
+  wire [16:0] \$475 ;
+  wire \$476 ;
   wire [16:0] \$477 ;
   wire [16:0] \$478 ;
-  wire \$479 ;
+  wire [16:0] \$479 ;
   wire [16:0] \$48 ;
-  wire [16:0] \$480 ;
-  wire [16:0] \$481 ;
-  wire [16:0] \$482 ;
-  wire \$483 ;
+  wire \$480 ;
+  wire \$481 ;
+  wire [2:0] \$482 ;
+  wire [3:0] \$483 ;
   wire \$484 ;
-  wire [2:0] \$485 ;
-  wire [3:0] \$486 ;
+  wire \$485 ;
+  wire [16:0] \$486 ;
   wire \$487 ;
   wire \$488 ;
   wire [16:0] \$489 ;
   wire [17:0] \$49 ;
   wire \$490 ;
   wire \$491 ;
-  wire [16:0] \$492 ;
-  wire \$493 ;
+  wire [15:0] \$492 ;
+  wire [16:0] \$493 ;
   wire \$494 ;
-  wire [15:0] \$495 ;
-  wire [16:0] \$496 ;
-  wire \$497 ;
+  wire \$495 ;
+  wire \$496 ;
+  wire [16:0] \$497 ;
   wire \$498 ;
   wire \$499 ;
   wire [18:0] \$5 ;
   wire [18:0] \$50 ;
-  wire [16:0] \$500 ;
-  wire \$501 ;
+  wire [2:0] \$500 ;
+  wire [3:0] \$501 ;
   wire \$502 ;
-  wire [2:0] \$503 ;
-  wire [3:0] \$504 ;
+  wire \$503 ;
+  wire [16:0] \$504 ;
   wire \$505 ;
   wire \$506 ;
   wire [16:0] \$507 ;
   wire \$508 ;
   wire \$509 ;
   wire \$51 ;
-  wire [16:0] \$510 ;
-  wire \$511 ;
+  wire [15:0] \$510 ;
+  wire [16:0] \$511 ;
   wire \$512 ;
-  wire [15:0] \$513 ;
+  wire \$513 ;
   wire [16:0] \$514 ;
   wire \$515 ;
   wire \$516 ;
-  wire [16:0] \$517 ;
-  wire \$518 ;
+  wire [2:0] \$517 ;
+  wire [3:0] \$518 ;
   wire \$519 ;
   wire \$52 ;
-  wire [2:0] \$520 ;
-  wire [3:0] \$521 ;
+  wire \$520 ;
+  wire [16:0] \$521 ;
   wire \$522 ;
   wire \$523 ;
   wire [16:0] \$524 ;
   wire \$525 ;
   wire \$526 ;
-  wire [16:0] \$527 ;
-  wire \$528 ;
+  wire [15:0] \$527 ;
+  wire [16:0] \$528 ;
   wire \$529 ;
   wire \$53 ;
-  wire [15:0] \$530 ;
-  wire [16:0] \$531 ;
-  wire \$532 ;
+  wire \$530 ;
+  wire [15:0] \$531 ;
+  wire [16:0] \$532 ;
   wire \$533 ;
-  wire [15:0] \$534 ;
-  wire [16:0] \$535 ;
+  wire \$534 ;
+  wire \$535 ;
   wire \$536 ;
-  wire \$537 ;
-  wire \$538 ;
+  wire [2:0] \$537 ;
+  wire [2:0] \$538 ;
   wire \$539 ;
   wire \$54 ;
-  wire [2:0] \$540 ;
+  wire \$540 ;
   wire [2:0] \$541 ;
-  wire \$542 ;
-  wire \$543 ;
-  wire [2:0] \$544 ;
-  wire [2:0] \$545 ;
-  wire [3:0] \$546 ;
-  wire [3:0] \$547 ;
-  wire \$548 ;
-  wire [2:0] \$549 ;
+  wire [2:0] \$542 ;
+  wire [3:0] \$543 ;
+  wire [3:0] \$544 ;
+  wire \$545 ;
+  wire [2:0] \$546 ;
+  wire [2:0] \$547 ;
+  wire [3:0] \$548 ;
+  wire [3:0] \$549 ;
   wire [24:0] \$55 ;
-  wire [2:0] \$550 ;
-  wire [3:0] \$551 ;
-  wire [3:0] \$552 ;
-  wire [16:0] \$553 ;
-  wire \$554 ;
+  wire [16:0] \$550 ;
+  wire \$551 ;
+  wire \$552 ;
+  wire [2:0] \$553 ;
+  wire [3:0] \$554 ;
   wire \$555 ;
-  wire [2:0] \$556 ;
-  wire [3:0] \$557 ;
+  wire \$556 ;
+  wire [16:0] \$557 ;
   wire \$558 ;
   wire \$559 ;
   wire \$56 ;
   wire [16:0] \$560 ;
   wire \$561 ;
   wire \$562 ;
-  wire [16:0] \$563 ;
-  wire \$564 ;
+  wire [15:0] \$563 ;
+  wire [16:0] \$564 ;
   wire \$565 ;
-  wire [15:0] \$566 ;
-  wire [16:0] \$567 ;
-  wire \$568 ;
+  wire \$566 ;
+  wire [15:0] \$567 ;
+  wire [16:0] \$568 ;
   wire \$569 ;
   wire \$57 ;
-  wire [15:0] \$570 ;
-  wire [16:0] \$571 ;
-  wire \$572 ;
+  wire \$570 ;
+  wire \$571 ;
+  wire [16:0] \$572 ;
   wire \$573 ;
   wire \$574 ;
-  wire [16:0] \$575 ;
-  wire \$576 ;
+  wire \$575 ;
+  wire [16:0] \$576 ;
   wire \$577 ;
   wire \$578 ;
-  wire [16:0] \$579 ;
+  wire [2:0] \$579 ;
   wire \$58 ;
-  wire \$580 ;
+  wire [3:0] \$580 ;
   wire \$581 ;
-  wire [2:0] \$582 ;
-  wire [3:0] \$583 ;
-  wire \$584 ;
+  wire \$582 ;
+  wire \$583 ;
+  wire [16:0] \$584 ;
   wire \$585 ;
   wire \$586 ;
-  wire [16:0] \$587 ;
-  wire \$588 ;
+  wire [2:0] \$587 ;
+  wire [3:0] \$588 ;
   wire \$589 ;
   wire \$59 ;
-  wire [2:0] \$590 ;
-  wire [3:0] \$591 ;
+  wire \$590 ;
+  wire [16:0] \$591 ;
   wire \$592 ;
   wire \$593 ;
   wire [16:0] \$594 ;
   wire \$595 ;
   wire \$596 ;
-  wire [16:0] \$597 ;
-  wire \$598 ;
-  wire \$599 ;
+  wire [3:0] \$597 ;
+  wire [16:0] \$598 ;
+  wire [31:0] \$599 ;
   wire [16:0] \$6 ;
   wire \$60 ;
   wire [3:0] \$600 ;
   wire [16:0] \$601 ;
   wire [31:0] \$602 ;
-  wire [3:0] \$603 ;
-  wire [16:0] \$604 ;
-  wire [31:0] \$605 ;
+  wire [18:0] \$603 ;
+  wire [19:0] \$604 ;
+  wire \$605 ;
   wire [18:0] \$606 ;
   wire [19:0] \$607 ;
-  wire \$608 ;
-  wire [18:0] \$609 ;
+  wire [15:0] \$608 ;
+  wire \$609 ;
   wire \$61 ;
-  wire [19:0] \$610 ;
-  wire [15:0] \$611 ;
+  wire [63:0] \$610 ;
+  wire \$611 ;
   wire \$612 ;
-  wire [63:0] \$613 ;
+  wire \$613 ;
   wire \$614 ;
   wire \$615 ;
-  wire \$616 ;
-  wire [24:0] \$617 ;
-  wire [16:0] \$618 ;
-  wire [7:0] \$619 ;
+  wire [63:0] \$616 ;
+  wire \$617 ;
+  wire [24:0] \$618 ;
+  wire [16:0] \$619 ;
   wire [24:0] \$62 ;
-  reg [15:0] \$620 ;
-  reg [1:0] \$621 ;
-  reg [15:0] \$622 ;
+  wire [7:0] \$620 ;
+  reg [15:0] \$621 ;
+  reg [1:0] \$622 ;
   reg [15:0] \$623 ;
   reg [15:0] \$624 ;
   reg [15:0] \$625 ;
   reg [15:0] \$626 ;
   reg [15:0] \$627 ;
-  reg [23:0] \$628 ;
-  reg [15:0] \$629 ;
+  reg [15:0] \$628 ;
+  reg [23:0] \$629 ;
   wire \$63 ;
   reg [15:0] \$630 ;
-  reg [23:0] \$631 ;
-  reg [15:0] \$632 ;
+  reg [15:0] \$631 ;
+  reg [23:0] \$632 ;
   reg [15:0] \$633 ;
   reg [15:0] \$634 ;
   reg [15:0] \$635 ;
@@ -605,11 +605,11 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   reg [15:0] \$638 ;
   reg [15:0] \$639 ;
   wire \$64 ;
-  reg [23:0] \$640 ;
-  reg [15:0] \$641 ;
+  reg [15:0] \$640 ;
+  reg [23:0] \$641 ;
   reg [15:0] \$642 ;
-  reg [1:0] \$643 ;
-  reg \$644 ;
+  reg [15:0] \$643 ;
+  reg [1:0] \$644 ;
   reg \$645 ;
   reg \$646 ;
   reg \$647 ;
@@ -618,38 +618,38 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire \$65 ;
   reg \$650 ;
   reg \$651 ;
-  reg [2:0] \$652 ;
-  reg [15:0] \$653 ;
+  reg \$652 ;
+  reg [2:0] \$653 ;
   reg [15:0] \$654 ;
-  reg [2:0] \$655 ;
-  reg \$656 ;
+  reg [15:0] \$655 ;
+  reg [2:0] \$656 ;
   reg \$657 ;
   reg \$658 ;
   reg \$659 ;
   wire \$66 ;
   reg \$660 ;
   reg \$661 ;
-  reg [15:0] \$662 ;
+  reg \$662 ;
   reg [15:0] \$663 ;
-  reg [2:0] \$664 ;
-  reg [191:0] \$665 ;
-  reg [63:0] \$666 ;
+  reg [15:0] \$664 ;
+  reg [2:0] \$665 ;
+  reg [191:0] \$666 ;
   reg [63:0] \$667 ;
-  reg \$668 ;
+  reg [63:0] \$668 ;
   reg \$669 ;
   wire [16:0] \$67 ;
   reg \$670 ;
   reg \$671 ;
-  reg [63:0] \$672 ;
-  reg [191:0] \$673 ;
+  reg \$672 ;
+  reg [63:0] \$673 ;
   reg [63:0] \$674 ;
   reg [63:0] \$675 ;
-  reg [15:0] \$676 ;
-  reg [15:0] \$677 ;
-  reg [2:0] \$678 ;
-  reg \$679 ;
+  reg [63:0] \$676 ;
+  reg [63:0] \$677 ;
+  reg [15:0] \$678 ;
+  reg [15:0] \$679 ;
   wire [17:0] \$68 ;
-  reg [63:0] \$680 ;
+  reg [2:0] \$680 ;
   reg \$681 ;
   reg \$682 ;
   reg \$683 ;
@@ -756,7 +756,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [191:0] affine__data;
   output affine__en;
   wire affine__en;
-  wire [63:0] bias;
+  reg [63:0] bias = 64'h0000000000000000;
   output busy;
   wire busy;
   input clk;
@@ -826,8 +826,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   reg e4b_t0 = 1'h0;
   reg e4b_v = 1'h0;
   reg [2:0] e4c_act = 3'h0;
-  reg [191:0] e4c_aff = 192'h000000000000000000000000000000000000000000000000;
-  reg e4c_full = 1'h0;
+  (* init = 64'h0000000000000000 *)
+  wire [63:0] e4c_bias;
   reg [15:0] e4c_obase = 16'h0000;
   reg [15:0] e4c_outidx = 16'h0000;
   (* init = 64'h0000000000000000 *)
@@ -835,10 +835,11 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   (* init = 64'h0000000000000000 *)
   wire [63:0] e4c_res;
   reg e4c_rowend = 1'h0;
-  reg [63:0] e4c_uprev = 64'h0000000000000000;
-  reg e4c_v = 1'h0;
   (* init = 64'h0000000000000000 *)
-  wire [63:0] e4u_uprev_1;
+  wire [63:0] e4c_scale;
+  (* init = 64'h0000000000000000 *)
+  wire [63:0] e4c_uprev;
+  reg e4c_v = 1'h0;
   reg e4w1_v_1 = 1'h0;
   reg e4w2_v_1 = 1'h0;
   reg e4w3_v_1 = 1'h0;
@@ -945,16 +946,16 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [63:0] p = 64'h0000000000000000;
-  output [15:0] \port$21089$0 ;
-  wire [15:0] \port$21089$0 ;
-  output [15:0] \port$21099$0 ;
-  wire [15:0] \port$21099$0 ;
-  output [15:0] \port$21109$0 ;
-  wire [15:0] \port$21109$0 ;
-  output [15:0] \port$21119$0 ;
-  wire [15:0] \port$21119$0 ;
-  input [71:0] \port$22112$24 ;
-  wire [71:0] \port$22112$24 ;
+  output [15:0] \port$21171$0 ;
+  wire [15:0] \port$21171$0 ;
+  output [15:0] \port$21183$0 ;
+  wire [15:0] \port$21183$0 ;
+  output [15:0] \port$21195$0 ;
+  wire [15:0] \port$21195$0 ;
+  output [15:0] \port$21207$0 ;
+  wire [15:0] \port$21207$0 ;
+  input [71:0] \port$22290$24 ;
+  wire [71:0] \port$22290$24 ;
   reg [15:0] prev_base = 16'h0000;
   output [23:0] res_consumed;
   reg [23:0] res_consumed = 24'h000000;
@@ -977,7 +978,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire rst;
   reg run = 1'h0;
   wire [3:0] s;
-  wire [63:0] scale;
+  reg [63:0] scale = 64'h0000000000000000;
   wire [5:0] shift;
   output [15:0] spikes__addr;
   wire [15:0] spikes__addr;
@@ -1009,462 +1010,461 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [15:0] x4;
   reg [15:0] xo4 = 16'h0000;
   reg [1:0] ym3 = 2'h0;
-  assign \$264  = k4 == \$263 ;
-  assign \$266  = desc[206] ? 3'h4 : 3'h1;
-  assign \$267  = \$266  - 1'h1;
-  assign \$268  = \$signal$21  == \$267 ;
-  assign \$269  = \$265  & \$268 ;
-  assign \$270  = desc[31:16] - 1'h1;
-  assign \$271  = k4 == \$270 ;
-  assign \$273  = desc[206] ? 3'h4 : 3'h1;
-  assign \$274  = \$273  - 1'h1;
-  assign \$275  = \$signal$21  == \$274 ;
-  assign \$276  = \$272  & \$275 ;
-  assign \$277  = geo[208:193] - 1'h1;
-  assign \$278  = xo4 == \$277 ;
-  assign \$279  = \$276  & \$278 ;
-  assign \$280  = desc[31:16] - 1'h1;
-  assign \$281  = k4 == \$280 ;
-  assign \$283  = desc[206] ? 3'h4 : 3'h1;
-  assign \$284  = \$283  - 1'h1;
-  assign \$285  = \$signal$21  == \$284 ;
-  assign \$286  = \$282  & \$285 ;
-  assign \$287  = geo[208:193] - 1'h1;
-  assign \$288  = xo4 == \$287 ;
+  assign \$265  = \$signal$21  == \$264 ;
+  assign \$266  = \$262  & \$265 ;
+  assign \$267  = desc[31:16] - 1'h1;
+  assign \$268  = k4 == \$267 ;
+  assign \$270  = desc[206] ? 3'h4 : 3'h1;
+  assign \$271  = \$270  - 1'h1;
+  assign \$272  = \$signal$21  == \$271 ;
+  assign \$273  = \$269  & \$272 ;
+  assign \$274  = geo[208:193] - 1'h1;
+  assign \$275  = xo4 == \$274 ;
+  assign \$276  = \$273  & \$275 ;
+  assign \$277  = desc[31:16] - 1'h1;
+  assign \$278  = k4 == \$277 ;
+  assign \$280  = desc[206] ? 3'h4 : 3'h1;
+  assign \$281  = \$280  - 1'h1;
+  assign \$282  = \$signal$21  == \$281 ;
+  assign \$283  = \$279  & \$282 ;
+  assign \$284  = geo[208:193] - 1'h1;
+  assign \$285  = xo4 == \$284 ;
+  assign \$286  = \$283  & \$285 ;
+  assign \$287  = geo[224:209] - 1'h1;
+  assign \$288  = affine__addr == \$287 ;
   assign \$289  = \$286  & \$288 ;
-  assign \$290  = geo[224:209] - 1'h1;
-  assign \$291  = affine__addr == \$290 ;
-  assign \$292  = \$289  & \$291 ;
-  assign \$293  = affine__addr + 1'h1;
-  assign \$294  = \$292  ? 17'h00000 : \$293 ;
-  assign \$295  = outidx + geo[224:209];
-  assign \$296  = \$279  ? \$294  : \$295 ;
-  assign \$297  = desc[31:16] - 1'h1;
-  assign \$298  = k4 == \$297 ;
-  assign \$300  = desc[206] ? 3'h4 : 3'h1;
-  assign \$301  = \$300  - 1'h1;
-  assign \$302  = \$signal$21  == \$301 ;
-  assign \$303  = \$299  & \$302 ;
-  assign \$304  = geo[208:193] - 1'h1;
-  assign \$305  = xo4 == \$304 ;
-  assign \$306  = \$303  & \$305 ;
-  assign \$307  = xo4 << desc[206];
-  assign \$308  = desc[206] ? 2'h2 : 2'h1;
-  assign \$309  = \$307  + \$308 ;
-  assign \$310  = \$309  >> geo[7:4];
-  assign \$311  = xo4 << desc[206];
-  assign \$312  = \$311  >> geo[7:4];
-  assign \$313  = \$310  - \$312 ;
-  assign \$314  = ! \$313 [1:0];
-  assign \$315  = xo4 << desc[206];
-  assign \$316  = desc[206] ? 2'h2 : 2'h1;
-  assign \$317  = \$315  + \$316 ;
-  assign \$318  = \$317  >> geo[7:4];
-  assign \$319  = xo4 << desc[206];
-  assign \$320  = \$319  >> geo[7:4];
-  assign \$321  = \$318  - \$320 ;
-  assign \$322  = \$321 [1:0] == 1'h1;
-  assign \$324  = \$322  ? { 1'h0, geo[29:14] } : \$323 ;
-  assign \$325  = \$314  ? 17'h00000 : \$324 ;
-  assign \$326  = \$signal$27  + \$325 ;
-  assign \$327  = \$306  ? 18'h00000 : \$326 ;
-  assign \$328  = desc[31:16] - 1'h1;
-  assign \$329  = k4 == \$328 ;
-  assign \$331  = desc[206] ? 3'h4 : 3'h1;
-  assign \$332  = \$331  - 1'h1;
-  assign \$333  = \$signal$21  == \$332 ;
-  assign \$334  = \$330  & \$333 ;
-  assign \$335  = geo[208:193] - 1'h1;
-  assign \$336  = xo4 == \$335 ;
-  assign \$337  = \$334  & \$336 ;
-  assign \$338  = \$signal$16  + 1'h1;
-  assign \$339  = desc[277:262] - 1'h1;
-  assign \$340  = w4slot == \$339 ;
-  assign \$341  = w4slot + 1'h1;
-  assign \$342  = \$340  ? 17'h00000 : \$341 ;
-  assign \$343  = | desc[277:262];
-  assign \$344  = desc[277:262] - 1'h1;
-  assign \$345  = w4slot == \$344 ;
-  assign \$346  = desc[31:16] - 1'h1;
-  assign \$347  = k4 == \$346 ;
-  assign \$349  = desc[206] ? 3'h4 : 3'h1;
-  assign \$350  = \$349  - 1'h1;
-  assign \$351  = \$signal$21  == \$350 ;
-  assign \$352  = \$348  & \$351 ;
-  assign \$353  = geo[208:193] - 1'h1;
-  assign \$354  = xo4 == \$353 ;
+  assign \$290  = affine__addr + 1'h1;
+  assign \$291  = \$289  ? 17'h00000 : \$290 ;
+  assign \$292  = outidx + geo[224:209];
+  assign \$293  = \$276  ? \$291  : \$292 ;
+  assign \$294  = desc[31:16] - 1'h1;
+  assign \$295  = k4 == \$294 ;
+  assign \$297  = desc[206] ? 3'h4 : 3'h1;
+  assign \$298  = \$297  - 1'h1;
+  assign \$299  = \$signal$21  == \$298 ;
+  assign \$300  = \$296  & \$299 ;
+  assign \$301  = geo[208:193] - 1'h1;
+  assign \$302  = xo4 == \$301 ;
+  assign \$303  = \$300  & \$302 ;
+  assign \$304  = xo4 << desc[206];
+  assign \$305  = desc[206] ? 2'h2 : 2'h1;
+  assign \$306  = \$304  + \$305 ;
+  assign \$307  = \$306  >> geo[7:4];
+  assign \$308  = xo4 << desc[206];
+  assign \$309  = \$308  >> geo[7:4];
+  assign \$310  = \$307  - \$309 ;
+  assign \$311  = ! \$310 [1:0];
+  assign \$312  = xo4 << desc[206];
+  assign \$313  = desc[206] ? 2'h2 : 2'h1;
+  assign \$314  = \$312  + \$313 ;
+  assign \$315  = \$314  >> geo[7:4];
+  assign \$316  = xo4 << desc[206];
+  assign \$317  = \$316  >> geo[7:4];
+  assign \$318  = \$315  - \$317 ;
+  assign \$319  = \$318 [1:0] == 1'h1;
+  assign \$321  = \$319  ? { 1'h0, geo[29:14] } : \$320 ;
+  assign \$322  = \$311  ? 17'h00000 : \$321 ;
+  assign \$323  = \$signal$27  + \$322 ;
+  assign \$324  = \$303  ? 18'h00000 : \$323 ;
+  assign \$325  = desc[31:16] - 1'h1;
+  assign \$326  = k4 == \$325 ;
+  assign \$328  = desc[206] ? 3'h4 : 3'h1;
+  assign \$329  = \$328  - 1'h1;
+  assign \$330  = \$signal$21  == \$329 ;
+  assign \$331  = \$327  & \$330 ;
+  assign \$332  = geo[208:193] - 1'h1;
+  assign \$333  = xo4 == \$332 ;
+  assign \$334  = \$331  & \$333 ;
+  assign \$335  = \$signal$16  + 1'h1;
+  assign \$336  = desc[277:262] - 1'h1;
+  assign \$337  = w4slot == \$336 ;
+  assign \$338  = w4slot + 1'h1;
+  assign \$339  = \$337  ? 17'h00000 : \$338 ;
+  assign \$340  = | desc[277:262];
+  assign \$341  = desc[277:262] - 1'h1;
+  assign \$342  = w4slot == \$341 ;
+  assign \$343  = desc[31:16] - 1'h1;
+  assign \$344  = k4 == \$343 ;
+  assign \$346  = desc[206] ? 3'h4 : 3'h1;
+  assign \$347  = \$346  - 1'h1;
+  assign \$348  = \$signal$21  == \$347 ;
+  assign \$349  = \$345  & \$348 ;
+  assign \$350  = geo[208:193] - 1'h1;
+  assign \$351  = xo4 == \$350 ;
+  assign \$352  = \$349  & \$351 ;
+  assign \$353  = geo[224:209] - 1'h1;
+  assign \$354  = affine__addr == \$353 ;
   assign \$355  = \$352  & \$354 ;
-  assign \$356  = geo[224:209] - 1'h1;
-  assign \$357  = affine__addr == \$356 ;
-  assign \$358  = \$355  & \$357 ;
-  assign \$359  = \$343  ? \$345  : \$358 ;
-  assign \$360  = \$signal$30  + desc[31:16];
-  assign \$361  = \$359  ? 17'h00000 : \$360 ;
-  assign \$362  = desc[31:16] - 1'h1;
-  assign \$363  = k4 == \$362 ;
-  assign \$365  = desc[206] ? 3'h4 : 3'h1;
-  assign \$366  = \$365  - 1'h1;
-  assign \$367  = \$signal$21  == \$366 ;
-  assign \$368  = \$364  & \$367 ;
-  assign \$369  = geo[208:193] - 1'h1;
-  assign \$370  = xo4 == \$369 ;
+  assign \$356  = \$340  ? \$342  : \$355 ;
+  assign \$357  = \$signal$30  + desc[31:16];
+  assign \$358  = \$356  ? 17'h00000 : \$357 ;
+  assign \$359  = desc[31:16] - 1'h1;
+  assign \$360  = k4 == \$359 ;
+  assign \$362  = desc[206] ? 3'h4 : 3'h1;
+  assign \$363  = \$362  - 1'h1;
+  assign \$364  = \$signal$21  == \$363 ;
+  assign \$365  = \$361  & \$364 ;
+  assign \$366  = geo[208:193] - 1'h1;
+  assign \$367  = xo4 == \$366 ;
+  assign \$368  = \$365  & \$367 ;
+  assign \$369  = geo[224:209] - 1'h1;
+  assign \$370  = affine__addr == \$369 ;
   assign \$371  = \$368  & \$370 ;
-  assign \$372  = geo[224:209] - 1'h1;
-  assign \$373  = affine__addr == \$372 ;
-  assign \$374  = \$371  & \$373 ;
-  assign \$375  = m4 + 1'h1;
-  assign \$376  = rows_released + 1'h1;
-  assign \$377  = desc[259:244] - 1'h1;
-  assign \$378  = out_slot == \$377 ;
-  assign \$379  = out_slot + 1'h1;
-  assign \$380  = \$378  ? 17'h00000 : \$379 ;
-  assign \$381  = desc[259:244] - 1'h1;
-  assign \$382  = out_slot == \$381 ;
-  assign \$383  = \$signal$102  + geo[256:241];
-  assign \$384  = \$382  ? 17'h00000 : \$383 ;
-  assign \$385  = desc[259:244] - 1'h1;
-  assign \$386  = \$signal$103  == \$385 ;
-  assign \$387  = \$signal$103  + 1'h1;
-  assign \$388  = \$386  ? 17'h00000 : \$387 ;
-  assign \$389  = desc[259:244] - 1'h1;
-  assign \$390  = \$signal$103  == \$389 ;
-  assign \$391  = prev_base + geo[256:241];
-  assign \$392  = \$390  ? 17'h00000 : \$391 ;
-  assign \$393  = desc[31:16] - 1'h1;
-  assign \$394  = k4 == \$393 ;
-  assign \$396  = desc[206] ? 3'h4 : 3'h1;
-  assign \$397  = \$396  - 1'h1;
-  assign \$398  = \$signal$21  == \$397 ;
-  assign \$399  = \$395  & \$398 ;
-  assign \$400  = geo[208:193] - 1'h1;
-  assign \$401  = xo4 == \$400 ;
+  assign \$372  = m4 + 1'h1;
+  assign \$373  = rows_released + 1'h1;
+  assign \$374  = desc[259:244] - 1'h1;
+  assign \$375  = out_slot == \$374 ;
+  assign \$376  = out_slot + 1'h1;
+  assign \$377  = \$375  ? 17'h00000 : \$376 ;
+  assign \$378  = desc[259:244] - 1'h1;
+  assign \$379  = out_slot == \$378 ;
+  assign \$380  = \$signal$102  + geo[256:241];
+  assign \$381  = \$379  ? 17'h00000 : \$380 ;
+  assign \$382  = desc[259:244] - 1'h1;
+  assign \$383  = \$signal$103  == \$382 ;
+  assign \$384  = \$signal$103  + 1'h1;
+  assign \$385  = \$383  ? 17'h00000 : \$384 ;
+  assign \$386  = desc[259:244] - 1'h1;
+  assign \$387  = \$signal$103  == \$386 ;
+  assign \$388  = prev_base + geo[256:241];
+  assign \$389  = \$387  ? 17'h00000 : \$388 ;
+  assign \$390  = desc[31:16] - 1'h1;
+  assign \$391  = k4 == \$390 ;
+  assign \$393  = desc[206] ? 3'h4 : 3'h1;
+  assign \$394  = \$393  - 1'h1;
+  assign \$395  = \$signal$21  == \$394 ;
+  assign \$396  = \$392  & \$395 ;
+  assign \$397  = geo[208:193] - 1'h1;
+  assign \$398  = xo4 == \$397 ;
+  assign \$399  = \$396  & \$398 ;
+  assign \$400  = geo[224:209] - 1'h1;
+  assign \$401  = affine__addr == \$400 ;
   assign \$402  = \$399  & \$401 ;
-  assign \$403  = geo[224:209] - 1'h1;
-  assign \$404  = affine__addr == \$403 ;
-  assign \$405  = \$402  & \$404 ;
-  assign \$406  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$407  = \$406  - 1'h1;
-  assign \$408  = \$signal$3  == \$407 ;
-  assign \$409  = \$405  & \$408 ;
-  assign \$410  = \$signal$26  + geo[80:65];
-  assign \$411  = \$409  ? \$410  : { 1'h0, \$signal$26  };
-  assign \$412  = desc[31:16] - 1'h1;
-  assign \$413  = k4 == \$412 ;
-  assign \$415  = desc[206] ? 3'h4 : 3'h1;
-  assign \$416  = \$415  - 1'h1;
-  assign \$417  = \$signal$21  == \$416 ;
-  assign \$418  = \$414  & \$417 ;
-  assign \$419  = geo[208:193] - 1'h1;
-  assign \$420  = xo4 == \$419 ;
+  assign \$403  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$404  = \$403  - 1'h1;
+  assign \$405  = \$signal$3  == \$404 ;
+  assign \$406  = \$402  & \$405 ;
+  assign \$407  = \$signal$26  + geo[80:65];
+  assign \$408  = \$406  ? \$407  : { 1'h0, \$signal$26  };
+  assign \$409  = desc[31:16] - 1'h1;
+  assign \$410  = k4 == \$409 ;
+  assign \$412  = desc[206] ? 3'h4 : 3'h1;
+  assign \$413  = \$412  - 1'h1;
+  assign \$414  = \$signal$21  == \$413 ;
+  assign \$415  = \$411  & \$414 ;
+  assign \$416  = geo[208:193] - 1'h1;
+  assign \$417  = xo4 == \$416 ;
+  assign \$418  = \$415  & \$417 ;
+  assign \$419  = geo[224:209] - 1'h1;
+  assign \$420  = affine__addr == \$419 ;
   assign \$421  = \$418  & \$420 ;
-  assign \$422  = geo[224:209] - 1'h1;
-  assign \$423  = affine__addr == \$422 ;
-  assign \$424  = \$421  & \$423 ;
-  assign \$425  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$426  = \$425  - 1'h1;
-  assign \$427  = \$signal$3  == \$426 ;
-  assign \$428  = \$424  & \$427 ;
-  assign \$429  = \$signal$26  + geo[80:65];
-  assign \$430  = \$428  ? 17'h00000 : \$429 ;
-  assign \$431  = desc[126] ? \$411  : \$430 ;
-  assign \$432  = desc[31:16] - 1'h1;
-  assign \$433  = k4 == \$432 ;
-  assign \$435  = desc[206] ? 3'h4 : 3'h1;
-  assign \$436  = \$435  - 1'h1;
-  assign \$437  = \$signal$21  == \$436 ;
-  assign \$438  = \$434  & \$437 ;
-  assign \$439  = geo[208:193] - 1'h1;
-  assign \$440  = xo4 == \$439 ;
+  assign \$422  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$423  = \$422  - 1'h1;
+  assign \$424  = \$signal$3  == \$423 ;
+  assign \$425  = \$421  & \$424 ;
+  assign \$426  = \$signal$26  + geo[80:65];
+  assign \$427  = \$425  ? 17'h00000 : \$426 ;
+  assign \$428  = desc[126] ? \$408  : \$427 ;
+  assign \$429  = desc[31:16] - 1'h1;
+  assign \$430  = k4 == \$429 ;
+  assign \$432  = desc[206] ? 3'h4 : 3'h1;
+  assign \$433  = \$432  - 1'h1;
+  assign \$434  = \$signal$21  == \$433 ;
+  assign \$435  = \$431  & \$434 ;
+  assign \$436  = geo[208:193] - 1'h1;
+  assign \$437  = xo4 == \$436 ;
+  assign \$438  = \$435  & \$437 ;
+  assign \$439  = geo[224:209] - 1'h1;
+  assign \$440  = affine__addr == \$439 ;
   assign \$441  = \$438  & \$440 ;
-  assign \$442  = geo[224:209] - 1'h1;
-  assign \$443  = affine__addr == \$442 ;
-  assign \$444  = \$441  & \$443 ;
-  assign \$445  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$446  = \$445  - 1'h1;
-  assign \$447  = \$signal$3  == \$446 ;
-  assign \$448  = \$444  & \$447 ;
-  assign \$449  = desc[126] ? \$448  : 1'h1;
-  assign \$450  = \$signal$9  + desc[63:48];
-  assign \$451  = ~ desc[126];
-  assign \$452  = desc[31:16] - 1'h1;
-  assign \$453  = k4 == \$452 ;
-  assign \$455  = desc[206] ? 3'h4 : 3'h1;
-  assign \$456  = \$455  - 1'h1;
-  assign \$457  = \$signal$21  == \$456 ;
-  assign \$458  = \$454  & \$457 ;
-  assign \$459  = geo[208:193] - 1'h1;
-  assign \$460  = xo4 == \$459 ;
+  assign \$442  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$443  = \$442  - 1'h1;
+  assign \$444  = \$signal$3  == \$443 ;
+  assign \$445  = \$441  & \$444 ;
+  assign \$446  = desc[126] ? \$445  : 1'h1;
+  assign \$447  = \$signal$9  + desc[63:48];
+  assign \$448  = ~ desc[126];
+  assign \$449  = desc[31:16] - 1'h1;
+  assign \$450  = k4 == \$449 ;
+  assign \$452  = desc[206] ? 3'h4 : 3'h1;
+  assign \$453  = \$452  - 1'h1;
+  assign \$454  = \$signal$21  == \$453 ;
+  assign \$455  = \$451  & \$454 ;
+  assign \$456  = geo[208:193] - 1'h1;
+  assign \$457  = xo4 == \$456 ;
+  assign \$458  = \$455  & \$457 ;
+  assign \$459  = geo[224:209] - 1'h1;
+  assign \$460  = affine__addr == \$459 ;
   assign \$461  = \$458  & \$460 ;
-  assign \$462  = geo[224:209] - 1'h1;
-  assign \$463  = affine__addr == \$462 ;
-  assign \$464  = \$461  & \$463 ;
-  assign \$465  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$466  = \$465  - 1'h1;
-  assign \$467  = \$signal$3  == \$466 ;
-  assign \$468  = \$464  & \$467 ;
-  assign \$469  = \$451  & \$468 ;
-  assign \$471  = desc[206] ? \$470  : { 1'h0, desc[87:80] };
-  assign \$472  = \$signal$8  + \$471 ;
-  assign \$473  = res_consumed + 1'h1;
-  assign \$474  = desc[243:228] - 1'h1;
-  assign \$475  = res_slot == \$474 ;
-  assign \$476  = res_slot + 1'h1;
-  assign \$477  = \$475  ? 17'h00000 : \$476 ;
-  assign \$478  = desc[243:228] - 1'h1;
-  assign \$479  = res_slot == \$478 ;
-  assign \$480  = \$signal$36  + geo[256:241];
-  assign \$481  = \$479  ? 17'h00000 : \$480 ;
-  assign \$482  = desc[31:16] - 1'h1;
-  assign \$483  = k4 == \$482 ;
-  assign \$485  = desc[206] ? 3'h4 : 3'h1;
-  assign \$486  = \$485  - 1'h1;
-  assign \$487  = \$signal$21  == \$486 ;
-  assign \$488  = \$484  & \$487 ;
-  assign \$489  = geo[208:193] - 1'h1;
-  assign \$490  = xo4 == \$489 ;
+  assign \$462  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$463  = \$462  - 1'h1;
+  assign \$464  = \$signal$3  == \$463 ;
+  assign \$465  = \$461  & \$464 ;
+  assign \$466  = \$448  & \$465 ;
+  assign \$468  = desc[206] ? \$467  : { 1'h0, desc[87:80] };
+  assign \$469  = \$signal$8  + \$468 ;
+  assign \$470  = res_consumed + 1'h1;
+  assign \$471  = desc[243:228] - 1'h1;
+  assign \$472  = res_slot == \$471 ;
+  assign \$473  = res_slot + 1'h1;
+  assign \$474  = \$472  ? 17'h00000 : \$473 ;
+  assign \$475  = desc[243:228] - 1'h1;
+  assign \$476  = res_slot == \$475 ;
+  assign \$477  = \$signal$36  + geo[256:241];
+  assign \$478  = \$476  ? 17'h00000 : \$477 ;
+  assign \$479  = desc[31:16] - 1'h1;
+  assign \$480  = k4 == \$479 ;
+  assign \$482  = desc[206] ? 3'h4 : 3'h1;
+  assign \$483  = \$482  - 1'h1;
+  assign \$484  = \$signal$21  == \$483 ;
+  assign \$485  = \$481  & \$484 ;
+  assign \$486  = geo[208:193] - 1'h1;
+  assign \$487  = xo4 == \$486 ;
+  assign \$488  = \$485  & \$487 ;
+  assign \$489  = geo[224:209] - 1'h1;
+  assign \$490  = affine__addr == \$489 ;
   assign \$491  = \$488  & \$490 ;
-  assign \$492  = geo[224:209] - 1'h1;
-  assign \$493  = affine__addr == \$492 ;
-  assign \$494  = \$491  & \$493 ;
-  assign \$495  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$496  = \$495  - 1'h1;
-  assign \$497  = \$signal$3  == \$496 ;
-  assign \$498  = \$494  & \$497 ;
-  assign \$499  = desc[126] ? 1'h1 : \$498 ;
-  assign \$500  = desc[31:16] - 1'h1;
-  assign \$501  = k4 == \$500 ;
-  assign \$503  = desc[206] ? 3'h4 : 3'h1;
-  assign \$504  = \$503  - 1'h1;
-  assign \$505  = \$signal$21  == \$504 ;
-  assign \$506  = \$502  & \$505 ;
-  assign \$507  = geo[208:193] - 1'h1;
-  assign \$508  = xo4 == \$507 ;
+  assign \$492  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$493  = \$492  - 1'h1;
+  assign \$494  = \$signal$3  == \$493 ;
+  assign \$495  = \$491  & \$494 ;
+  assign \$496  = desc[126] ? 1'h1 : \$495 ;
+  assign \$497  = desc[31:16] - 1'h1;
+  assign \$498  = k4 == \$497 ;
+  assign \$500  = desc[206] ? 3'h4 : 3'h1;
+  assign \$501  = \$500  - 1'h1;
+  assign \$502  = \$signal$21  == \$501 ;
+  assign \$503  = \$499  & \$502 ;
+  assign \$504  = geo[208:193] - 1'h1;
+  assign \$505  = xo4 == \$504 ;
+  assign \$506  = \$503  & \$505 ;
+  assign \$507  = geo[224:209] - 1'h1;
+  assign \$508  = affine__addr == \$507 ;
   assign \$509  = \$506  & \$508 ;
-  assign \$510  = geo[224:209] - 1'h1;
-  assign \$511  = affine__addr == \$510 ;
-  assign \$512  = \$509  & \$511 ;
-  assign \$513  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$514  = \$513  - 1'h1;
-  assign \$515  = \$signal$3  == \$514 ;
-  assign \$516  = \$512  & \$515 ;
-  assign \$517  = desc[31:16] - 1'h1;
-  assign \$518  = k4 == \$517 ;
-  assign \$520  = desc[206] ? 3'h4 : 3'h1;
-  assign \$521  = \$520  - 1'h1;
-  assign \$522  = \$signal$21  == \$521 ;
-  assign \$523  = \$519  & \$522 ;
-  assign \$524  = geo[208:193] - 1'h1;
-  assign \$525  = xo4 == \$524 ;
+  assign \$510  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$511  = \$510  - 1'h1;
+  assign \$512  = \$signal$3  == \$511 ;
+  assign \$513  = \$509  & \$512 ;
+  assign \$514  = desc[31:16] - 1'h1;
+  assign \$515  = k4 == \$514 ;
+  assign \$517  = desc[206] ? 3'h4 : 3'h1;
+  assign \$518  = \$517  - 1'h1;
+  assign \$519  = \$signal$21  == \$518 ;
+  assign \$520  = \$516  & \$519 ;
+  assign \$521  = geo[208:193] - 1'h1;
+  assign \$522  = xo4 == \$521 ;
+  assign \$523  = \$520  & \$522 ;
+  assign \$524  = geo[224:209] - 1'h1;
+  assign \$525  = affine__addr == \$524 ;
   assign \$526  = \$523  & \$525 ;
-  assign \$527  = geo[224:209] - 1'h1;
-  assign \$528  = affine__addr == \$527 ;
-  assign \$529  = \$526  & \$528 ;
-  assign \$530  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$531  = \$530  - 1'h1;
-  assign \$532  = \$signal$3  == \$531 ;
-  assign \$533  = \$529  & \$532 ;
-  assign \$534  = desc[126] ? { 8'h00, desc[87:80] } : geo[192:177];
-  assign \$535  = \$534  - 1'h1;
-  assign \$536  = \$signal$2  == \$535 ;
-  assign \$537  = \$533  & \$536 ;
-  assign \$538  = desc[126] ? \$516  : \$537 ;
-  assign \$539  = ym3 == 2'h2;
-  assign \$540  = ym3 + 1'h1;
-  assign \$541  = \$539  ? 3'h0 : \$540 ;
-  assign \$542  = \$541  == 2'h2;
-  assign \$543  = ym3 == 2'h2;
-  assign \$544  = ym3 + 1'h1;
-  assign \$545  = \$543  ? 3'h0 : \$544 ;
-  assign \$546  = \$545  + 1'h1;
-  assign \$547  = \$542  ? 4'h0 : \$546 ;
-  assign \$548  = ym3 == 2'h2;
-  assign \$549  = ym3 + 1'h1;
-  assign \$550  = \$548  ? 3'h0 : \$549 ;
-  assign \$551  = desc[206] ? \$547  : { 1'h0, \$550  };
-  assign \$552  = \$538  ? 4'h0 : \$551 ;
-  assign \$553  = desc[31:16] - 1'h1;
-  assign \$554  = k4 == \$553 ;
-  assign \$556  = desc[206] ? 3'h4 : 3'h1;
-  assign \$557  = \$556  - 1'h1;
-  assign \$558  = \$signal$21  == \$557 ;
-  assign \$559  = \$555  & \$558 ;
-  assign \$560  = geo[208:193] - 1'h1;
-  assign \$561  = xo4 == \$560 ;
+  assign \$527  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$528  = \$527  - 1'h1;
+  assign \$529  = \$signal$3  == \$528 ;
+  assign \$530  = \$526  & \$529 ;
+  assign \$531  = desc[126] ? { 8'h00, desc[87:80] } : geo[192:177];
+  assign \$532  = \$531  - 1'h1;
+  assign \$533  = \$signal$2  == \$532 ;
+  assign \$534  = \$530  & \$533 ;
+  assign \$535  = desc[126] ? \$513  : \$534 ;
+  assign \$536  = ym3 == 2'h2;
+  assign \$537  = ym3 + 1'h1;
+  assign \$538  = \$536  ? 3'h0 : \$537 ;
+  assign \$539  = \$538  == 2'h2;
+  assign \$540  = ym3 == 2'h2;
+  assign \$541  = ym3 + 1'h1;
+  assign \$542  = \$540  ? 3'h0 : \$541 ;
+  assign \$543  = \$542  + 1'h1;
+  assign \$544  = \$539  ? 4'h0 : \$543 ;
+  assign \$545  = ym3 == 2'h2;
+  assign \$546  = ym3 + 1'h1;
+  assign \$547  = \$545  ? 3'h0 : \$546 ;
+  assign \$548  = desc[206] ? \$544  : { 1'h0, \$547  };
+  assign \$549  = \$535  ? 4'h0 : \$548 ;
+  assign \$550  = desc[31:16] - 1'h1;
+  assign \$551  = k4 == \$550 ;
+  assign \$553  = desc[206] ? 3'h4 : 3'h1;
+  assign \$554  = \$553  - 1'h1;
+  assign \$555  = \$signal$21  == \$554 ;
+  assign \$556  = \$552  & \$555 ;
+  assign \$557  = geo[208:193] - 1'h1;
+  assign \$558  = xo4 == \$557 ;
+  assign \$559  = \$556  & \$558 ;
+  assign \$560  = geo[224:209] - 1'h1;
+  assign \$561  = affine__addr == \$560 ;
   assign \$562  = \$559  & \$561 ;
-  assign \$563  = geo[224:209] - 1'h1;
-  assign \$564  = affine__addr == \$563 ;
-  assign \$565  = \$562  & \$564 ;
-  assign \$566  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$567  = \$566  - 1'h1;
-  assign \$568  = \$signal$3  == \$567 ;
-  assign \$569  = \$565  & \$568 ;
-  assign \$570  = desc[126] ? { 8'h00, desc[87:80] } : geo[192:177];
-  assign \$571  = \$570  - 1'h1;
-  assign \$572  = \$signal$2  == \$571 ;
-  assign \$573  = \$569  & \$572 ;
-  assign \$574  = ! k4;
-  assign \$575  = desc[31:16] - 1'h1;
-  assign \$576  = k4 == \$575 ;
-  assign \$578  = ! \$signal$21 ;
-  assign \$579  = desc[31:16] - 1'h1;
-  assign \$580  = k4 == \$579 ;
-  assign \$582  = desc[206] ? 3'h4 : 3'h1;
-  assign \$583  = \$582  - 1'h1;
-  assign \$584  = \$signal$21  == \$583 ;
-  assign \$585  = \$581  & \$584 ;
-  assign \$586  = ! \$1 [7:0];
-  assign \$587  = desc[31:16] - 1'h1;
-  assign \$588  = k4 == \$587 ;
-  assign \$590  = desc[206] ? 3'h4 : 3'h1;
-  assign \$591  = \$590  - 1'h1;
-  assign \$592  = \$signal$21  == \$591 ;
-  assign \$593  = \$589  & \$592 ;
-  assign \$594  = geo[208:193] - 1'h1;
-  assign \$595  = xo4 == \$594 ;
+  assign \$563  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$564  = \$563  - 1'h1;
+  assign \$565  = \$signal$3  == \$564 ;
+  assign \$566  = \$562  & \$565 ;
+  assign \$567  = desc[126] ? { 8'h00, desc[87:80] } : geo[192:177];
+  assign \$568  = \$567  - 1'h1;
+  assign \$569  = \$signal$2  == \$568 ;
+  assign \$570  = \$566  & \$569 ;
+  assign \$571  = ! k4;
+  assign \$572  = desc[31:16] - 1'h1;
+  assign \$573  = k4 == \$572 ;
+  assign \$575  = ! \$signal$21 ;
+  assign \$576  = desc[31:16] - 1'h1;
+  assign \$577  = k4 == \$576 ;
+  assign \$579  = desc[206] ? 3'h4 : 3'h1;
+  assign \$580  = \$579  - 1'h1;
+  assign \$581  = \$signal$21  == \$580 ;
+  assign \$582  = \$578  & \$581 ;
+  assign \$583  = ! \$1 [7:0];
+  assign \$584  = desc[31:16] - 1'h1;
+  assign \$585  = k4 == \$584 ;
+  assign \$587  = desc[206] ? 3'h4 : 3'h1;
+  assign \$588  = \$587  - 1'h1;
+  assign \$589  = \$signal$21  == \$588 ;
+  assign \$590  = \$586  & \$589 ;
+  assign \$591  = geo[208:193] - 1'h1;
+  assign \$592  = xo4 == \$591 ;
+  assign \$593  = \$590  & \$592 ;
+  assign \$594  = geo[224:209] - 1'h1;
+  assign \$595  = affine__addr == \$594 ;
   assign \$596  = \$593  & \$595 ;
-  assign \$597  = geo[224:209] - 1'h1;
-  assign \$598  = affine__addr == \$597 ;
-  assign \$599  = \$596  & \$598 ;
-  assign \$600  = geo[13:11] - 1'h1;
-  assign \$601  = { 1'h0, \$98 [15:0] } & { \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600  };
-  assign \$602  = $signed(\$601 ) << geo[3:0];
-  assign \$603  = geo[10:8] - 1'h1;
-  assign \$604  = { 1'h0, k4 } & { \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603  };
-  assign \$605  = \$602  | { \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604  };
+  assign \$597  = geo[13:11] - 1'h1;
+  assign \$598  = { 1'h0, \$98 [15:0] } & { \$597 [3], \$597 [3], \$597 [3], \$597 [3], \$597 [3], \$597 [3], \$597 [3], \$597 [3], \$597 [3], \$597 [3], \$597 [3], \$597 [3], \$597 [3], \$597  };
+  assign \$599  = $signed(\$598 ) << geo[3:0];
+  assign \$600  = geo[10:8] - 1'h1;
+  assign \$601  = { 1'h0, k4 } & { \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600  };
+  assign \$602  = \$599  | { \$601 [16], \$601 [16], \$601 [16], \$601 [16], \$601 [16], \$601 [16], \$601 [16], \$601 [16], \$601 [16], \$601 [16], \$601 [16], \$601 [16], \$601 [16], \$601 [16], \$601 [16], \$601  };
+  assign \$604  = desc[47:32] - \$603 ;
+  assign \$605  = \$604 [15:0] >= 3'h4;
   assign \$607  = desc[47:32] - \$606 ;
-  assign \$608  = \$607 [15:0] >= 3'h4;
-  assign \$610  = desc[47:32] - \$609 ;
-  assign \$611  = \$608  ? 16'h0004 : \$610 [15:0];
-  assign \$612  = valid & e4a_grp;
-  assign \$613  = e4a_t0 ? 64'h0000000000000000 : membrane_in__data;
-  assign \$614  = desc[121:90] >> \$1 [7:0];
-  assign \$615  = e4b_v & e4b_grp;
-  assign \$616  = membrane_out__en & e4w_rowend_5;
-  assign \$617  = out_rows + 1'h1;
-  assign \$618  = desc[259:244] - geo[272:257];
-  assign \$619  = desc[206] ? desc[87:80] : 8'h00;
+  assign \$608  = \$605  ? 16'h0004 : \$607 [15:0];
+  assign \$609  = valid & e4a_grp;
+  assign \$610  = e4a_t0 ? 64'h0000000000000000 : membrane_in__data;
+  assign \$611  = desc[121:90] >> \$1 [7:0];
+  assign \$612  = e4b_v & e4b_grp;
+  assign \$613  = desc[89:88] == 2'h2;
+  assign \$614  = ~ full4b;
+  assign \$615  = \$613  & \$614 ;
+  assign \$616  = \$615  ? { aff4b[175:160], aff4b[127:112], aff4b[79:64], aff4b[31:16] } : { aff4b[159:144], aff4b[111:96], aff4b[63:48], aff4b[15:0] };
+  assign \$617  = membrane_out__en & e4w_rowend_5;
+  assign \$618  = out_rows + 1'h1;
+  assign \$619  = desc[259:244] - geo[272:257];
+  assign \$620  = desc[206] ? desc[87:80] : 8'h00;
   always @(posedge clk)
-    k4 <= \$620 ;
+    k4 <= \$621 ;
   always @(posedge clk)
-    \$signal$21  <= \$621 ;
+    \$signal$21  <= \$622 ;
   always @(posedge clk)
-    xo4 <= \$622 ;
+    xo4 <= \$623 ;
   always @(posedge clk)
-    affine__addr <= \$623 ;
+    affine__addr <= \$624 ;
   always @(posedge clk)
-    \$signal$3  <= \$624 ;
+    \$signal$3  <= \$625 ;
   always @(posedge clk)
-    \$signal$2  <= \$625 ;
+    \$signal$2  <= \$626 ;
   always @(posedge clk)
-    outidx <= \$626 ;
+    outidx <= \$627 ;
   always @(posedge clk)
-    \$signal$27  <= \$627 ;
+    \$signal$27  <= \$628 ;
   always @(posedge clk)
-    \$signal$16  <= \$628 ;
+    \$signal$16  <= \$629 ;
   always @(posedge clk)
-    w4slot <= \$629 ;
+    w4slot <= \$630 ;
   always @(posedge clk)
-    \$signal$30  <= \$630 ;
+    \$signal$30  <= \$631 ;
   always @(posedge clk)
-    m4 <= \$631 ;
+    m4 <= \$632 ;
   always @(posedge clk)
-    rows_released <= \$632 ;
+    rows_released <= \$633 ;
   always @(posedge clk)
-    out_slot <= \$633 ;
+    out_slot <= \$634 ;
   always @(posedge clk)
-    \$signal$102  <= \$634 ;
+    \$signal$102  <= \$635 ;
   always @(posedge clk)
-    \$signal$103  <= \$635 ;
+    \$signal$103  <= \$636 ;
   always @(posedge clk)
-    prev_base <= \$636 ;
+    prev_base <= \$637 ;
   always @(posedge clk)
-    \$signal$26  <= \$637 ;
+    \$signal$26  <= \$638 ;
   always @(posedge clk)
-    \$signal$9  <= \$638 ;
+    \$signal$9  <= \$639 ;
   always @(posedge clk)
-    \$signal$8  <= \$639 ;
+    \$signal$8  <= \$640 ;
   always @(posedge clk)
-    res_consumed <= \$640 ;
+    res_consumed <= \$641 ;
   always @(posedge clk)
-    res_slot <= \$641 ;
+    res_slot <= \$642 ;
   always @(posedge clk)
-    \$signal$36  <= \$642 ;
+    \$signal$36  <= \$643 ;
   always @(posedge clk)
-    ym3 <= \$643 ;
+    ym3 <= \$644 ;
   always @(posedge clk)
-    run <= \$644 ;
+    run <= \$645 ;
   always @(posedge clk)
-    valid <= \$645 ;
+    valid <= \$646 ;
   always @(posedge clk)
-    first <= \$646 ;
+    first <= \$647 ;
   always @(posedge clk)
-    e4a_last <= \$647 ;
+    e4a_last <= \$648 ;
   always @(posedge clk)
-    e4a_subfirst <= \$648 ;
+    e4a_subfirst <= \$649 ;
   always @(posedge clk)
-    e4a_grp <= \$649 ;
+    e4a_grp <= \$650 ;
   always @(posedge clk)
-    e4a_t0 <= \$650 ;
+    e4a_t0 <= \$651 ;
   always @(posedge clk)
-    e4a_rowend <= \$651 ;
+    e4a_rowend <= \$652 ;
   always @(posedge clk)
-    lane4a <= \$652 ;
+    lane4a <= \$653 ;
   always @(posedge clk)
-    \$signal$111  <= \$653 ;
+    \$signal$111  <= \$654 ;
   always @(posedge clk)
-    obase4a <= \$654 ;
+    obase4a <= \$655 ;
   always @(posedge clk)
-    act4a <= \$655 ;
+    act4a <= \$656 ;
   always @(posedge clk)
-    e4b_v <= \$656 ;
+    e4b_v <= \$657 ;
   always @(posedge clk)
-    e4b_last <= \$657 ;
+    e4b_last <= \$658 ;
   always @(posedge clk)
-    \first$54  <= \$658 ;
+    \first$54  <= \$659 ;
   always @(posedge clk)
-    e4b_grp <= \$659 ;
+    e4b_grp <= \$660 ;
   always @(posedge clk)
-    e4b_t0 <= \$660 ;
+    e4b_t0 <= \$661 ;
   always @(posedge clk)
-    e4b_rowend <= \$661 ;
+    e4b_rowend <= \$662 ;
   always @(posedge clk)
-    \$signal$116  <= \$662 ;
+    \$signal$116  <= \$663 ;
   always @(posedge clk)
-    obase4b <= \$663 ;
+    obase4b <= \$664 ;
   always @(posedge clk)
-    act4b <= \$664 ;
+    act4b <= \$665 ;
   always @(posedge clk)
-    aff4b <= \$665 ;
+    aff4b <= \$666 ;
   always @(posedge clk)
-    \$signal$121  <= \$666 ;
+    \$signal$121  <= \$667 ;
   always @(posedge clk)
-    uprev4b <= \$667 ;
+    uprev4b <= \$668 ;
   always @(posedge clk)
-    \$signal$125  <= \$668 ;
+    \$signal$125  <= \$669 ;
   always @(posedge clk)
-    full4b <= \$669 ;
+    full4b <= \$670 ;
   always @(posedge clk)
-    e4c_v <= \$670 ;
+    e4c_v <= \$671 ;
   always @(posedge clk)
-    e4c_rowend <= \$671 ;
+    e4c_rowend <= \$672 ;
   always @(posedge clk)
-    p <= \$672 ;
+    p <= \$673 ;
   always @(posedge clk)
-    e4c_aff <= \$673 ;
+    scale <= \$674 ;
   always @(posedge clk)
-    residual <= \$674 ;
+    bias <= \$675 ;
   always @(posedge clk)
-    e4c_uprev <= \$675 ;
+    residual <= \$676 ;
   always @(posedge clk)
-    e4c_outidx <= \$676 ;
+    u_prev <= \$677 ;
   always @(posedge clk)
-    e4c_obase <= \$677 ;
+    e4c_outidx <= \$678 ;
   always @(posedge clk)
-    e4c_act <= \$678 ;
+    e4c_obase <= \$679 ;
   always @(posedge clk)
-    e4c_full <= \$679 ;
-  always @(posedge clk)
-    u_prev <= \$680 ;
+    e4c_act <= \$680 ;
   always @(posedge clk)
     e4w1_v_1 <= \$681 ;
   always @(posedge clk)
@@ -1535,15 +1535,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$15  = \$12  | \$14 ;
   assign \$16  = \$10  & \$15 ;
   assign \$17  = ~ desc[207];
-  assign \$18  = \port$22112$24 [23:0] > m4;
+  assign \$18  = \port$22290$24 [23:0] > m4;
   assign \$19  = \$17  | \$18 ;
-  assign \$20  = \port$22112$24 [47:24] + desc[259:244];
+  assign \$20  = \port$22290$24 [47:24] + desc[259:244];
   assign \$21  = \$20  > m4;
   assign \$22  = \$19  & \$21 ;
   assign \$23  = \$16  & \$22 ;
   assign \$24  = | desc[277:262];
   assign \$25  = ~ \$24 ;
-  assign \$26  = \port$22112$24 [71:48] > \$signal$16 ;
+  assign \$26  = \port$22290$24 [71:48] > \$signal$16 ;
   assign \$27  = \$25  | \$26 ;
   assign issue4 = \$23  & \$27 ;
   assign \$28  = \$signal  << desc[206];
@@ -1578,9 +1578,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$57  = \$54  | \$56 ;
   assign \$58  = \$52  & \$57 ;
   assign \$59  = ~ desc[207];
-  assign \$60  = \port$22112$24 [23:0] > m4;
+  assign \$60  = \port$22290$24 [23:0] > m4;
   assign \$61  = \$59  | \$60 ;
-  assign \$62  = \port$22112$24 [47:24] + desc[259:244];
+  assign \$62  = \port$22290$24 [47:24] + desc[259:244];
   assign \$63  = \$62  > m4;
   assign \$64  = \$61  & \$63 ;
   assign \$65  = ~ \$64 ;
@@ -1601,15 +1601,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$80  = \$77  | \$79 ;
   assign \$81  = \$75  & \$80 ;
   assign \$82  = ~ desc[207];
-  assign \$83  = \port$22112$24 [23:0] > m4;
+  assign \$83  = \port$22290$24 [23:0] > m4;
   assign \$84  = \$82  | \$83 ;
-  assign \$85  = \port$22112$24 [47:24] + desc[259:244];
+  assign \$85  = \port$22290$24 [47:24] + desc[259:244];
   assign \$86  = \$85  > m4;
   assign \$87  = \$84  & \$86 ;
   assign \$88  = \$81  & \$87 ;
   assign \$89  = | desc[277:262];
   assign \$90  = ~ \$89 ;
-  assign \$91  = \port$22112$24 [71:48] > \$signal$16 ;
+  assign \$91  = \port$22290$24 [71:48] > \$signal$16 ;
   assign \$92  = \$90  | \$91 ;
   assign \$93  = ~ \$92 ;
   assign \$94  = \$88  & \$93 ;
@@ -1682,116 +1682,112 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign operand = line4__data >> \$890 ;
   assign \$161  = valid ? act4a : 3'h0;
   assign \valid$51  = e4b_v & e4b_last;
-  assign \$162  = desc[89:88] == 2'h2;
-  assign \$163  = ~ e4c_full;
-  assign \$164  = \$162  & \$163 ;
-  assign scale = \$164  ? { e4c_aff[175:160], e4c_aff[127:112], e4c_aff[79:64], e4c_aff[31:16] } : { e4c_aff[159:144], e4c_aff[111:96], e4c_aff[63:48], e4c_aff[15:0] };
-  assign \$165  = e4w_act_5 > 1'h0;
-  assign \$166  = e4w_act_5 > 1'h1;
-  assign \$167  = e4w_act_5 > 2'h2;
-  assign \$168  = e4w_act_5 > 2'h3;
-  assign spikes_masked = { \$722 , \$720 , \$718 , \$716  } & { \$168 , \$167 , \$166 , \$165  };
-  assign \$169  = e4w_obase_5 + e4w_outidx_5;
-  assign \$170  = e4w_obase_5 + e4w_outidx_5;
-  assign \$171  = membrane_out__en ? e4w_act_5 : 3'h0;
-  assign \$172  = 1'h0 + spikes_masked[0];
-  assign \$173  = \$172  + spikes_masked[1];
-  assign \$174  = \$173  + spikes_masked[2];
-  assign \$175  = \$174  + spikes_masked[3];
-  assign \$176  = membrane_out__en ? \$175  : 5'h00;
-  assign \$177  = run | valid;
-  assign \$178  = \$177  | e4b_v;
-  assign \$179  = | { membrane_out__en, e4w4_v_1, e4w3_v_1, e4w2_v_1, e4w1_v_1, e4c_v };
-  assign busy = \$178  | \$179 ;
-  assign \$181  = desc[31:16] - 1'h1;
-  assign \$182  = k4 == \$181 ;
-  assign \$183  = k4 + 1'h1;
-  assign \$184  = \$182  ? 17'h00000 : \$183 ;
-  assign \$185  = desc[31:16] - 1'h1;
-  assign \$186  = k4 == \$185 ;
-  assign \$188  = issue4 & \$187 ;
-  assign \$189  = desc[206] ? 3'h4 : 3'h1;
-  assign \$190  = \$189  - 1'h1;
-  assign \$191  = \$signal$21  == \$190 ;
-  assign \$192  = \$signal$21  + 1'h1;
-  assign \$193  = \$191  ? 3'h0 : \$192 ;
-  assign \$194  = desc[31:16] - 1'h1;
-  assign \$195  = k4 == \$194 ;
-  assign \$197  = desc[206] ? 3'h4 : 3'h1;
-  assign \$198  = \$197  - 1'h1;
-  assign \$199  = \$signal$21  == \$198 ;
-  assign \$200  = \$196  & \$199 ;
-  assign \$201  = issue4 & \$200 ;
-  assign \$202  = geo[208:193] - 1'h1;
-  assign \$203  = xo4 == \$202 ;
-  assign \$204  = xo4 + 1'h1;
-  assign \$205  = \$203  ? 17'h00000 : \$204 ;
-  assign \$206  = desc[31:16] - 1'h1;
-  assign \$207  = k4 == \$206 ;
-  assign \$209  = desc[206] ? 3'h4 : 3'h1;
-  assign \$210  = \$209  - 1'h1;
-  assign \$211  = \$signal$21  == \$210 ;
-  assign \$212  = \$208  & \$211 ;
-  assign \$213  = geo[208:193] - 1'h1;
-  assign \$214  = xo4 == \$213 ;
-  assign \$215  = \$212  & \$214 ;
-  assign \$216  = issue4 & \$215 ;
-  assign \$217  = geo[224:209] - 1'h1;
-  assign \$218  = affine__addr == \$217 ;
-  assign \$219  = affine__addr + 1'h1;
-  assign \$220  = \$218  ? 17'h00000 : \$219 ;
-  assign \$221  = desc[31:16] - 1'h1;
-  assign \$222  = k4 == \$221 ;
-  assign \$224  = desc[206] ? 3'h4 : 3'h1;
-  assign \$225  = \$224  - 1'h1;
-  assign \$226  = \$signal$21  == \$225 ;
-  assign \$227  = \$223  & \$226 ;
-  assign \$228  = geo[208:193] - 1'h1;
-  assign \$229  = xo4 == \$228 ;
+  assign \$162  = e4w_act_5 > 1'h0;
+  assign \$163  = e4w_act_5 > 1'h1;
+  assign \$164  = e4w_act_5 > 2'h2;
+  assign \$165  = e4w_act_5 > 2'h3;
+  assign spikes_masked = { \$722 , \$720 , \$718 , \$716  } & { \$165 , \$164 , \$163 , \$162  };
+  assign \$166  = e4w_obase_5 + e4w_outidx_5;
+  assign \$167  = e4w_obase_5 + e4w_outidx_5;
+  assign \$168  = membrane_out__en ? e4w_act_5 : 3'h0;
+  assign \$169  = 1'h0 + spikes_masked[0];
+  assign \$170  = \$169  + spikes_masked[1];
+  assign \$171  = \$170  + spikes_masked[2];
+  assign \$172  = \$171  + spikes_masked[3];
+  assign \$173  = membrane_out__en ? \$172  : 5'h00;
+  assign \$174  = run | valid;
+  assign \$175  = \$174  | e4b_v;
+  assign \$176  = | { membrane_out__en, e4w4_v_1, e4w3_v_1, e4w2_v_1, e4w1_v_1, e4c_v };
+  assign busy = \$175  | \$176 ;
+  assign \$178  = desc[31:16] - 1'h1;
+  assign \$179  = k4 == \$178 ;
+  assign \$180  = k4 + 1'h1;
+  assign \$181  = \$179  ? 17'h00000 : \$180 ;
+  assign \$182  = desc[31:16] - 1'h1;
+  assign \$183  = k4 == \$182 ;
+  assign \$185  = issue4 & \$184 ;
+  assign \$186  = desc[206] ? 3'h4 : 3'h1;
+  assign \$187  = \$186  - 1'h1;
+  assign \$188  = \$signal$21  == \$187 ;
+  assign \$189  = \$signal$21  + 1'h1;
+  assign \$190  = \$188  ? 3'h0 : \$189 ;
+  assign \$191  = desc[31:16] - 1'h1;
+  assign \$192  = k4 == \$191 ;
+  assign \$194  = desc[206] ? 3'h4 : 3'h1;
+  assign \$195  = \$194  - 1'h1;
+  assign \$196  = \$signal$21  == \$195 ;
+  assign \$197  = \$193  & \$196 ;
+  assign \$198  = issue4 & \$197 ;
+  assign \$199  = geo[208:193] - 1'h1;
+  assign \$200  = xo4 == \$199 ;
+  assign \$201  = xo4 + 1'h1;
+  assign \$202  = \$200  ? 17'h00000 : \$201 ;
+  assign \$203  = desc[31:16] - 1'h1;
+  assign \$204  = k4 == \$203 ;
+  assign \$206  = desc[206] ? 3'h4 : 3'h1;
+  assign \$207  = \$206  - 1'h1;
+  assign \$208  = \$signal$21  == \$207 ;
+  assign \$209  = \$205  & \$208 ;
+  assign \$210  = geo[208:193] - 1'h1;
+  assign \$211  = xo4 == \$210 ;
+  assign \$212  = \$209  & \$211 ;
+  assign \$213  = issue4 & \$212 ;
+  assign \$214  = geo[224:209] - 1'h1;
+  assign \$215  = affine__addr == \$214 ;
+  assign \$216  = affine__addr + 1'h1;
+  assign \$217  = \$215  ? 17'h00000 : \$216 ;
+  assign \$218  = desc[31:16] - 1'h1;
+  assign \$219  = k4 == \$218 ;
+  assign \$221  = desc[206] ? 3'h4 : 3'h1;
+  assign \$222  = \$221  - 1'h1;
+  assign \$223  = \$signal$21  == \$222 ;
+  assign \$224  = \$220  & \$223 ;
+  assign \$225  = geo[208:193] - 1'h1;
+  assign \$226  = xo4 == \$225 ;
+  assign \$227  = \$224  & \$226 ;
+  assign \$228  = geo[224:209] - 1'h1;
+  assign \$229  = affine__addr == \$228 ;
   assign \$230  = \$227  & \$229 ;
-  assign \$231  = geo[224:209] - 1'h1;
-  assign \$232  = affine__addr == \$231 ;
-  assign \$233  = \$230  & \$232 ;
-  assign \$234  = issue4 & \$233 ;
-  assign \$235  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$236  = \$235  - 1'h1;
-  assign \$237  = \$signal$3  == \$236 ;
-  assign \$238  = \$signal$3  + 1'h1;
-  assign \$239  = \$237  ? 17'h00000 : \$238 ;
-  assign \$240  = desc[31:16] - 1'h1;
-  assign \$241  = k4 == \$240 ;
-  assign \$243  = desc[206] ? 3'h4 : 3'h1;
-  assign \$244  = \$243  - 1'h1;
-  assign \$245  = \$signal$21  == \$244 ;
-  assign \$246  = \$242  & \$245 ;
-  assign \$247  = geo[208:193] - 1'h1;
-  assign \$248  = xo4 == \$247 ;
+  assign \$231  = issue4 & \$230 ;
+  assign \$232  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$233  = \$232  - 1'h1;
+  assign \$234  = \$signal$3  == \$233 ;
+  assign \$235  = \$signal$3  + 1'h1;
+  assign \$236  = \$234  ? 17'h00000 : \$235 ;
+  assign \$237  = desc[31:16] - 1'h1;
+  assign \$238  = k4 == \$237 ;
+  assign \$240  = desc[206] ? 3'h4 : 3'h1;
+  assign \$241  = \$240  - 1'h1;
+  assign \$242  = \$signal$21  == \$241 ;
+  assign \$243  = \$239  & \$242 ;
+  assign \$244  = geo[208:193] - 1'h1;
+  assign \$245  = xo4 == \$244 ;
+  assign \$246  = \$243  & \$245 ;
+  assign \$247  = geo[224:209] - 1'h1;
+  assign \$248  = affine__addr == \$247 ;
   assign \$249  = \$246  & \$248 ;
-  assign \$250  = geo[224:209] - 1'h1;
-  assign \$251  = affine__addr == \$250 ;
-  assign \$252  = \$249  & \$251 ;
-  assign \$253  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$254  = \$253  - 1'h1;
-  assign \$255  = \$signal$3  == \$254 ;
-  assign \$256  = \$252  & \$255 ;
-  assign \$257  = issue4 & \$256 ;
-  assign \$258  = desc[126] ? { 8'h00, desc[87:80] } : geo[192:177];
-  assign \$259  = \$258  - 1'h1;
-  assign \$260  = \$signal$2  == \$259 ;
-  assign \$261  = \$signal$2  + 1'h1;
-  assign \$262  = \$260  ? 17'h00000 : \$261 ;
-  assign \$263  = desc[31:16] - 1'h1;
+  assign \$250  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$251  = \$250  - 1'h1;
+  assign \$252  = \$signal$3  == \$251 ;
+  assign \$253  = \$249  & \$252 ;
+  assign \$254  = issue4 & \$253 ;
+  assign \$255  = desc[126] ? { 8'h00, desc[87:80] } : geo[192:177];
+  assign \$256  = \$255  - 1'h1;
+  assign \$257  = \$signal$2  == \$256 ;
+  assign \$258  = \$signal$2  + 1'h1;
+  assign \$259  = \$257  ? 17'h00000 : \$258 ;
+  assign \$260  = desc[31:16] - 1'h1;
+  assign \$261  = k4 == \$260 ;
+  assign \$263  = desc[206] ? 3'h4 : 3'h1;
+  assign \$264  = \$263  - 1'h1;
   \ttsnn_accel.e4.affine  affine (
+    .bias(bias),
     .clk(clk),
     .o0(\$711 ),
     .o1(\$712 ),
     .o2(\$713 ),
     .o3(\$714 ),
     .p(p),
-    .\port$20931$128 (e4c_aff[143:128]),
-    .\port$20931$176 (e4c_aff[191:176]),
-    .\port$20931$32 (e4c_aff[47:32]),
-    .\port$20931$80 (e4c_aff[95:80]),
     .residual(residual),
     .rnd(desc[205]),
     .rst(rst),
@@ -1811,11 +1807,11 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   \ttsnn_accel.e4.lif  lif (
     .clk(clk),
     .leak_mul(desc[158:151]),
-    .\port$21025$0 (\$711 ),
-    .\port$21043$0 (\$712 ),
-    .\port$21061$0 (\$713 ),
-    .\port$21079$0 (\$714 ),
-    .\port$22116$167 (desc[188:167]),
+    .\port$21105$0 (\$711 ),
+    .\port$21123$0 (\$712 ),
+    .\port$21141$0 (\$713 ),
+    .\port$21159$0 (\$714 ),
+    .\port$22294$167 (desc[188:167]),
     .rnd(desc[205]),
     .rst(rst),
     .s0(\$716 ),
@@ -1841,48 +1837,35 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$620  = k4;
-    if (\$180 ) begin
-      \$620  = \$184 [15:0];
+    \$621  = k4;
+    if (\$177 ) begin
+      \$621  = \$181 [15:0];
     end
     if (start) begin
-      \$620  = 16'h0000;
+      \$621  = 16'h0000;
     end
     if (rst) begin
-      \$620  = 16'h0000;
+      \$621  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$621  = \$signal$21 ;
-    if (\$188 ) begin
-      \$621  = \$193 [1:0];
+    \$622  = \$signal$21 ;
+    if (\$185 ) begin
+      \$622  = \$190 [1:0];
     end
     if (start) begin
-      \$621  = 2'h0;
+      \$622  = 2'h0;
     end
     if (rst) begin
-      \$621  = 2'h0;
+      \$622  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$622  = xo4;
-    if (\$201 ) begin
-      \$622  = \$205 [15:0];
-    end
-    if (start) begin
-      \$622  = 16'h0000;
-    end
-    if (rst) begin
-      \$622  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$623  = affine__addr;
-    if (\$216 ) begin
-      \$623  = \$220 [15:0];
+    \$623  = xo4;
+    if (\$198 ) begin
+      \$623  = \$202 [15:0];
     end
     if (start) begin
       \$623  = 16'h0000;
@@ -1893,9 +1876,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$624  = \$signal$3 ;
-    if (\$234 ) begin
-      \$624  = \$239 [15:0];
+    \$624  = affine__addr;
+    if (\$213 ) begin
+      \$624  = \$217 [15:0];
     end
     if (start) begin
       \$624  = 16'h0000;
@@ -1906,9 +1889,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$625  = \$signal$2 ;
-    if (\$257 ) begin
-      \$625  = \$262 [15:0];
+    \$625  = \$signal$3 ;
+    if (\$231 ) begin
+      \$625  = \$236 [15:0];
     end
     if (start) begin
       \$625  = 16'h0000;
@@ -1919,11 +1902,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$626  = outidx;
-    if (issue4) begin
-      if (\$269 ) begin
-        \$626  = \$296 [15:0];
-      end
+    \$626  = \$signal$2 ;
+    if (\$254 ) begin
+      \$626  = \$259 [15:0];
     end
     if (start) begin
       \$626  = 16'h0000;
@@ -1934,10 +1915,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$627  = \$signal$27 ;
+    \$627  = outidx;
     if (issue4) begin
-      if (\$269 ) begin
-        \$627  = \$327 [15:0];
+      if (\$266 ) begin
+        \$627  = \$293 [15:0];
       end
     end
     if (start) begin
@@ -1949,40 +1930,40 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$628  = \$signal$16 ;
+    \$628  = \$signal$27 ;
     if (issue4) begin
-      if (\$337 ) begin
-        \$628  = \$338 [23:0];
+      if (\$266 ) begin
+        \$628  = \$324 [15:0];
       end
     end
     if (start) begin
-      \$628  = 24'h000000;
+      \$628  = 16'h0000;
     end
     if (rst) begin
-      \$628  = 24'h000000;
+      \$628  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$629  = w4slot;
+    \$629  = \$signal$16 ;
     if (issue4) begin
-      if (\$337 ) begin
-        \$629  = \$342 [15:0];
+      if (\$334 ) begin
+        \$629  = \$335 [23:0];
       end
     end
     if (start) begin
-      \$629  = 16'h0000;
+      \$629  = 24'h000000;
     end
     if (rst) begin
-      \$629  = 16'h0000;
+      \$629  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$630  = \$signal$30 ;
+    \$630  = w4slot;
     if (issue4) begin
-      if (\$337 ) begin
-        \$630  = \$361 [15:0];
+      if (\$334 ) begin
+        \$630  = \$339 [15:0];
       end
     end
     if (start) begin
@@ -1994,40 +1975,40 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$631  = m4;
+    \$631  = \$signal$30 ;
     if (issue4) begin
-      if (\$374 ) begin
-        \$631  = \$375 [23:0];
+      if (\$334 ) begin
+        \$631  = \$358 [15:0];
       end
     end
     if (start) begin
-      \$631  = 24'h000000;
+      \$631  = 16'h0000;
     end
     if (rst) begin
-      \$631  = 24'h000000;
+      \$631  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$632  = rows_released;
+    \$632  = m4;
     if (issue4) begin
-      if (\$374 ) begin
-        \$632  = \$376 [15:0];
+      if (\$371 ) begin
+        \$632  = \$372 [23:0];
       end
     end
     if (start) begin
-      \$632  = 16'h0000;
+      \$632  = 24'h000000;
     end
     if (rst) begin
-      \$632  = 16'h0000;
+      \$632  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$633  = out_slot;
+    \$633  = rows_released;
     if (issue4) begin
-      if (\$374 ) begin
-        \$633  = \$380 [15:0];
+      if (\$371 ) begin
+        \$633  = \$373 [15:0];
       end
     end
     if (start) begin
@@ -2039,10 +2020,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$634  = \$signal$102 ;
+    \$634  = out_slot;
     if (issue4) begin
-      if (\$374 ) begin
-        \$634  = \$384 [15:0];
+      if (\$371 ) begin
+        \$634  = \$377 [15:0];
       end
     end
     if (start) begin
@@ -2054,14 +2035,14 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$635  = \$signal$103 ;
+    \$635  = \$signal$102 ;
     if (issue4) begin
-      if (\$374 ) begin
-        \$635  = \$388 [15:0];
+      if (\$371 ) begin
+        \$635  = \$381 [15:0];
       end
     end
     if (start) begin
-      \$635  = \$618 [15:0];
+      \$635  = 16'h0000;
     end
     if (rst) begin
       \$635  = 16'h0000;
@@ -2069,14 +2050,14 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$636  = prev_base;
+    \$636  = \$signal$103 ;
     if (issue4) begin
-      if (\$374 ) begin
-        \$636  = \$392 [15:0];
+      if (\$371 ) begin
+        \$636  = \$385 [15:0];
       end
     end
     if (start) begin
-      \$636  = geo[288:273];
+      \$636  = \$619 [15:0];
     end
     if (rst) begin
       \$636  = 16'h0000;
@@ -2084,14 +2065,14 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$637  = \$signal$26 ;
+    \$637  = prev_base;
     if (issue4) begin
-      if (\$374 ) begin
-        \$637  = \$431 [15:0];
+      if (\$371 ) begin
+        \$637  = \$389 [15:0];
       end
     end
     if (start) begin
-      \$637  = 16'h0000;
+      \$637  = geo[288:273];
     end
     if (rst) begin
       \$637  = 16'h0000;
@@ -2099,12 +2080,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$638  = \$signal$9 ;
+    \$638  = \$signal$26 ;
     if (issue4) begin
-      if (\$374 ) begin
-        if (\$449 ) begin
-          \$638  = \$450 [15:0];
-        end
+      if (\$371 ) begin
+        \$638  = \$428 [15:0];
       end
     end
     if (start) begin
@@ -2116,16 +2095,16 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$639  = \$signal$8 ;
+    \$639  = \$signal$9 ;
     if (issue4) begin
-      if (\$374 ) begin
-        if (\$469 ) begin
-          \$639  = \$472 [15:0];
+      if (\$371 ) begin
+        if (\$446 ) begin
+          \$639  = \$447 [15:0];
         end
       end
     end
     if (start) begin
-      \$639  = { 8'h00, \$619  };
+      \$639  = 16'h0000;
     end
     if (rst) begin
       \$639  = 16'h0000;
@@ -2133,45 +2112,45 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$640  = res_consumed;
+    \$640  = \$signal$8 ;
     if (issue4) begin
-      if (\$374 ) begin
-        if (desc[207]) begin
-          \$640  = \$473 [23:0];
+      if (\$371 ) begin
+        if (\$466 ) begin
+          \$640  = \$469 [15:0];
         end
       end
     end
     if (start) begin
-      \$640  = 24'h000000;
+      \$640  = { 8'h00, \$620  };
     end
     if (rst) begin
-      \$640  = 24'h000000;
+      \$640  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$641  = res_slot;
+    \$641  = res_consumed;
     if (issue4) begin
-      if (\$374 ) begin
+      if (\$371 ) begin
         if (desc[207]) begin
-          \$641  = \$477 [15:0];
+          \$641  = \$470 [23:0];
         end
       end
     end
     if (start) begin
-      \$641  = 16'h0000;
+      \$641  = 24'h000000;
     end
     if (rst) begin
-      \$641  = 16'h0000;
+      \$641  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$642  = \$signal$36 ;
+    \$642  = res_slot;
     if (issue4) begin
-      if (\$374 ) begin
+      if (\$371 ) begin
         if (desc[207]) begin
-          \$642  = \$481 [15:0];
+          \$642  = \$474 [15:0];
         end
       end
     end
@@ -2184,201 +2163,208 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$643  = ym3;
+    \$643  = \$signal$36 ;
     if (issue4) begin
-      if (\$374 ) begin
-        if (\$499 ) begin
-          \$643  = \$552 [1:0];
+      if (\$371 ) begin
+        if (desc[207]) begin
+          \$643  = \$478 [15:0];
         end
       end
     end
     if (start) begin
-      \$643  = 2'h0;
+      \$643  = 16'h0000;
     end
     if (rst) begin
-      \$643  = 2'h0;
+      \$643  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$644  = run;
+    \$644  = ym3;
     if (issue4) begin
-      if (\$573 ) begin
-        \$644  = 1'h0;
+      if (\$371 ) begin
+        if (\$496 ) begin
+          \$644  = \$549 [1:0];
+        end
       end
     end
     if (start) begin
-      \$644  = 1'h1;
+      \$644  = 2'h0;
     end
     if (rst) begin
-      \$644  = 1'h0;
+      \$644  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$645  = issue4;
+    \$645  = run;
+    if (issue4) begin
+      if (\$570 ) begin
+        \$645  = 1'h0;
+      end
+    end
+    if (start) begin
+      \$645  = 1'h1;
+    end
     if (rst) begin
       \$645  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$646  = \$574 ;
+    \$646  = issue4;
     if (rst) begin
       \$646  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$647  = \$577 ;
+    \$647  = \$571 ;
     if (rst) begin
       \$647  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$648  = \$578 ;
+    \$648  = \$574 ;
     if (rst) begin
       \$648  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$649  = \$585 ;
+    \$649  = \$575 ;
     if (rst) begin
       \$649  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$650  = \$586 ;
+    \$650  = \$582 ;
     if (rst) begin
       \$650  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$651  = \$599 ;
+    \$651  = \$583 ;
     if (rst) begin
       \$651  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$652  = \$605 [2:0];
+    \$652  = \$596 ;
     if (rst) begin
-      \$652  = 3'h0;
+      \$652  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$653  = outidx;
+    \$653  = \$602 [2:0];
     if (rst) begin
-      \$653  = 16'h0000;
+      \$653  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$654  = \$signal$102 ;
+    \$654  = outidx;
     if (rst) begin
       \$654  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$655  = \$611 [2:0];
+    \$655  = \$signal$102 ;
     if (rst) begin
-      \$655  = 3'h0;
+      \$655  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$656  = valid;
+    \$656  = \$608 [2:0];
     if (rst) begin
-      \$656  = 1'h0;
+      \$656  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$657  = e4a_last;
+    \$657  = valid;
     if (rst) begin
       \$657  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$658  = e4a_subfirst;
+    \$658  = e4a_last;
     if (rst) begin
       \$658  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$659  = e4a_grp;
+    \$659  = e4a_subfirst;
     if (rst) begin
       \$659  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$660  = e4a_t0;
+    \$660  = e4a_grp;
     if (rst) begin
       \$660  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$661  = e4a_rowend;
+    \$661  = e4a_t0;
     if (rst) begin
       \$661  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$662  = \$signal$111 ;
+    \$662  = e4a_rowend;
     if (rst) begin
-      \$662  = 16'h0000;
+      \$662  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$663  = obase4a;
+    \$663  = \$signal$111 ;
     if (rst) begin
       \$663  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$664  = act4a;
+    \$664  = obase4a;
     if (rst) begin
-      \$664  = 3'h0;
+      \$664  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$665  = aff4b;
-    if (\$612 ) begin
-      \$665  = affine__data;
-    end
+    \$665  = act4a;
     if (rst) begin
-      \$665  = 192'h000000000000000000000000000000000000000000000000;
+      \$665  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$666  = \$signal$121 ;
-    if (\$612 ) begin
-      \$666  = residual__data;
+    \$666  = aff4b;
+    if (\$609 ) begin
+      \$666  = affine__data;
     end
     if (rst) begin
-      \$666  = 64'h0000000000000000;
+      \$666  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$667  = uprev4b;
-    if (\$612 ) begin
-      \$667  = \$613 ;
+    \$667  = \$signal$121 ;
+    if (\$609 ) begin
+      \$667  = residual__data;
     end
     if (rst) begin
       \$667  = 64'h0000000000000000;
@@ -2386,93 +2372,96 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$668  = \$614 ;
+    \$668  = uprev4b;
+    if (\$609 ) begin
+      \$668  = \$610 ;
+    end
     if (rst) begin
-      \$668  = 1'h0;
+      \$668  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$669  = \$signal$125 ;
+    \$669  = \$611 ;
     if (rst) begin
       \$669  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$670  = \$615 ;
+    \$670  = \$signal$125 ;
     if (rst) begin
       \$670  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$671  = e4b_rowend;
+    \$671  = \$612 ;
     if (rst) begin
       \$671  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$672  = { \$710 , \$709 , \$708 , \$707  };
+    \$672  = e4b_rowend;
     if (rst) begin
-      \$672  = 64'h0000000000000000;
+      \$672  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$673  = aff4b;
+    \$673  = { \$710 , \$709 , \$708 , \$707  };
     if (rst) begin
-      \$673  = 192'h000000000000000000000000000000000000000000000000;
+      \$673  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$674  = \$signal$121 ;
+    \$674  = \$616 ;
     if (rst) begin
       \$674  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$675  = uprev4b;
+    \$675  = { aff4b[191:176], aff4b[143:128], aff4b[95:80], aff4b[47:32] };
     if (rst) begin
       \$675  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$676  = \$signal$116 ;
+    \$676  = \$signal$121 ;
     if (rst) begin
-      \$676  = 16'h0000;
+      \$676  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$677  = obase4b;
+    \$677  = uprev4b;
     if (rst) begin
-      \$677  = 16'h0000;
+      \$677  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$678  = act4b;
+    \$678  = \$signal$116 ;
     if (rst) begin
-      \$678  = 3'h0;
+      \$678  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$679  = full4b;
+    \$679  = obase4b;
     if (rst) begin
-      \$679  = 1'h0;
+      \$679  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$680  = e4c_uprev;
+    \$680  = act4b;
     if (rst) begin
-      \$680  = 64'h0000000000000000;
+      \$680  = 3'h0;
     end
   end
   always @* begin
@@ -2653,8 +2642,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$706  = out_rows;
-    if (\$616 ) begin
-      \$706  = \$617 [23:0];
+    if (\$617 ) begin
+      \$706  = \$618 [23:0];
     end
     if (start) begin
       \$706  = 24'h000000;
@@ -2664,9 +2653,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   assign t4 = \$1 [7:0];
-  assign res_rows = \port$22112$24 [23:0];
-  assign out_taken = \port$22112$24 [47:24];
-  assign w4_chunks = \port$22112$24 [71:48];
+  assign res_rows = \port$22290$24 [23:0];
+  assign out_taken = \port$22290$24 [47:24];
+  assign w4_chunks = \port$22290$24 [71:48];
   assign x4 = \$98 [15:0];
   assign w4__en = issue4;
   assign \$signal$33  = affine__addr;
@@ -2676,19 +2665,20 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign e4b_subfirst = \first$54 ;
   assign acc = i;
   assign e4c_p = p;
-  assign bias = { e4c_aff[191:176], e4c_aff[143:128], e4c_aff[95:80], e4c_aff[47:32] };
+  assign e4c_scale = scale;
+  assign e4c_bias = bias;
   assign e4c_res = residual;
   assign shift = desc[150:145];
   assign rnd = desc[205];
   assign use_residual = desc[207];
   assign cur = { \$714 , \$713 , \$712 , \$711  };
   assign o = { \$714 , \$713 , \$712 , \$711  };
-  assign e4u_uprev_1 = u_prev;
+  assign e4c_uprev = u_prev;
   assign threshold = desc[188:173];
   assign leak_mul = desc[158:151];
   assign leak_shift = desc[172:167];
   assign \rnd$76  = desc[205];
-  assign mask = { \$168 , \$167 , \$166 , \$165  };
+  assign mask = { \$165 , \$164 , \$163 , \$162  };
   assign s = { \$722 , \$720 , \$718 , \$716  };
   assign e4w5_v_1 = membrane_out__en;
   assign membrane_out__data = { \$721 , \$719 , \$717 , \$715  };
@@ -2700,12 +2690,12 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign w4__addr = \$126 [15:0];
   assign residual__addr = \$142 [15:0];
   assign membrane_in__addr = \$152 [15:0];
-  assign membrane_out__addr = \$169 [15:0];
-  assign spikes__addr = \$170 [15:0];
-  assign \port$21089$0  = \$715 ;
-  assign \port$21099$0  = \$717 ;
-  assign \port$21109$0  = \$719 ;
-  assign \port$21119$0  = \$721 ;
+  assign membrane_out__addr = \$166 [15:0];
+  assign spikes__addr = \$167 [15:0];
+  assign \port$21171$0  = \$715 ;
+  assign \port$21183$0  = \$717 ;
+  assign \port$21195$0  = \$719 ;
+  assign \port$21207$0  = \$721 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -2787,8 +2777,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \counts.lif_busy  = counts[15];
   assign \counts.lif_updates  = counts[19:16];
   assign \counts.spikes_out  = counts[23:20];
-  assign counts[23:20] = \$176 [3:0];
-  assign counts[19:16] = { 1'h0, \$171  };
+  assign counts[23:20] = \$173 [3:0];
+  assign counts[19:16] = { 1'h0, \$168  };
   assign counts[15] = membrane_out__en;
   assign counts[14] = membrane_out__en;
   assign counts[13] = membrane_out__en;
@@ -2808,38 +2798,38 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$136  = \$135 ;
   assign \$145  = \$144 ;
   assign \$155  = \$154 ;
-  assign \$180  = issue4;
-  assign \$187  = \$186 ;
-  assign \$196  = \$195 ;
-  assign \$208  = \$207 ;
-  assign \$223  = \$222 ;
-  assign \$242  = \$241 ;
-  assign \$265  = \$264 ;
-  assign \$272  = \$271 ;
-  assign \$282  = \$281 ;
-  assign \$299  = \$298 ;
-  assign \$323  = { geo[29:14], 1'h0 };
-  assign \$330  = \$329 ;
-  assign \$348  = \$347 ;
-  assign \$364  = \$363 ;
-  assign \$395  = \$394 ;
-  assign \$414  = \$413 ;
-  assign \$434  = \$433 ;
-  assign \$454  = \$453 ;
-  assign \$470  = { desc[87:80], 1'h0 };
-  assign \$484  = \$483 ;
-  assign \$502  = \$501 ;
-  assign \$519  = \$518 ;
-  assign \$555  = \$554 ;
-  assign \$577  = \$576 ;
-  assign \$581  = \$580 ;
-  assign \$589  = \$588 ;
+  assign \$177  = issue4;
+  assign \$184  = \$183 ;
+  assign \$193  = \$192 ;
+  assign \$205  = \$204 ;
+  assign \$220  = \$219 ;
+  assign \$239  = \$238 ;
+  assign \$262  = \$261 ;
+  assign \$269  = \$268 ;
+  assign \$279  = \$278 ;
+  assign \$296  = \$295 ;
+  assign \$320  = { geo[29:14], 1'h0 };
+  assign \$327  = \$326 ;
+  assign \$345  = \$344 ;
+  assign \$361  = \$360 ;
+  assign \$392  = \$391 ;
+  assign \$411  = \$410 ;
+  assign \$431  = \$430 ;
+  assign \$451  = \$450 ;
+  assign \$467  = { desc[87:80], 1'h0 };
+  assign \$481  = \$480 ;
+  assign \$499  = \$498 ;
+  assign \$516  = \$515 ;
+  assign \$552  = \$551 ;
+  assign \$574  = \$573 ;
+  assign \$578  = \$577 ;
+  assign \$586  = \$585 ;
+  assign \$603  = { 1'h0, affine__addr, 2'h0 };
   assign \$606  = { 1'h0, affine__addr, 2'h0 };
-  assign \$609  = { 1'h0, affine__addr, 2'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.affine (rst, scale, p, \port$20931$32 , \port$20931$80 , \port$20931$128 , \port$20931$176 , residual, o0, o1, o2, o3, shift, rnd, use_residual, clk);
+module \ttsnn_accel.e4.affine (rst, p, scale, bias, residual, o0, o1, o2, o3, shift, rnd, use_residual, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire [31:0] \$1 ;
   wire [32:0] \$10 ;
@@ -3005,6 +2995,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$20931$32 , \port$20931$80 , 
   wire [31:0] \$97 ;
   wire \$98 ;
   wire [6:0] \$99 ;
+  input [63:0] bias;
   wire [63:0] bias;
   reg [15:0] bias0_1 = 16'h0000;
   reg [15:0] bias0_2 = 16'h0000;
@@ -3035,14 +3026,6 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$20931$32 , \port$20931$80 , 
   reg [31:0] partial1 = 32'd0;
   reg [31:0] partial2 = 32'd0;
   reg [31:0] partial3 = 32'd0;
-  input [15:0] \port$20931$128 ;
-  wire [15:0] \port$20931$128 ;
-  input [15:0] \port$20931$176 ;
-  wire [15:0] \port$20931$176 ;
-  input [15:0] \port$20931$32 ;
-  wire [15:0] \port$20931$32 ;
-  input [15:0] \port$20931$80 ;
-  wire [15:0] \port$20931$80 ;
   reg [31:0] prod0 = 32'd0;
   reg [31:0] prod1 = 32'd0;
   reg [31:0] prod2 = 32'd0;
@@ -3268,7 +3251,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$20931$32 , \port$20931$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$130  = \port$20931$32 ;
+    \$130  = bias[15:0];
     if (rst) begin
       \$130  = 16'h0000;
     end
@@ -3331,7 +3314,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$20931$32 , \port$20931$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$139  = \port$20931$80 ;
+    \$139  = bias[31:16];
     if (rst) begin
       \$139  = 16'h0000;
     end
@@ -3394,7 +3377,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$20931$32 , \port$20931$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$148  = \port$20931$128 ;
+    \$148  = bias[47:32];
     if (rst) begin
       \$148  = 16'h0000;
     end
@@ -3457,7 +3440,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$20931$32 , \port$20931$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$157  = \port$20931$176 ;
+    \$157  = bias[63:48];
     if (rst) begin
       \$157  = 16'h0000;
     end
@@ -3511,7 +3494,6 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$20931$32 , \port$20931$80 , 
       \$164  = 16'h0000;
     end
   end
-  assign bias = { \port$20931$176 , \port$20931$128 , \port$20931$80 , \port$20931$32  };
   assign o = { o3, o2, o1, o0 };
   assign \$8  = { \$7 [32], \$7 [32:1] };
   assign \$14  = { \$13 [32], \$13 [32:1] };
@@ -3587,7 +3569,7 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, u_prev, \port$21025$0 , \port$21043$0 , \port$21061$0 , \port$21079$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$22116$167 , rnd, clk);
+module \ttsnn_accel.e4.lif (rst, u_prev, \port$21105$0 , \port$21123$0 , \port$21141$0 , \port$21159$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$22294$167 , rnd, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire [25:0] \$10 ;
@@ -3596,28 +3578,32 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$21025$0 , \port$21043$0 , \port$2
   wire [15:0] \$102 ;
   wire [15:0] \$103 ;
   wire \$104 ;
-  reg [24:0] \$105 ;
+  reg [15:0] \$105 ;
   reg [24:0] \$106 ;
   reg [24:0] \$107 ;
-  reg [15:0] \$108 ;
-  reg \$109 ;
+  reg [24:0] \$108 ;
+  reg [15:0] \$109 ;
   wire [24:0] \$11 ;
-  reg [24:0] \$110 ;
-  reg [24:0] \$111 ;
+  reg \$110 ;
+  reg [15:0] \$111 ;
   reg [24:0] \$112 ;
-  reg [15:0] \$113 ;
-  reg \$114 ;
-  reg [24:0] \$115 ;
-  reg [24:0] \$116 ;
-  reg [24:0] \$117 ;
-  reg [15:0] \$118 ;
-  reg \$119 ;
+  reg [24:0] \$113 ;
+  reg [24:0] \$114 ;
+  reg [15:0] \$115 ;
+  reg \$116 ;
+  reg [15:0] \$117 ;
+  reg [24:0] \$118 ;
+  reg [24:0] \$119 ;
   wire [25:0] \$12 ;
   reg [24:0] \$120 ;
-  reg [24:0] \$121 ;
-  reg [24:0] \$122 ;
+  reg [15:0] \$121 ;
+  reg \$122 ;
   reg [15:0] \$123 ;
-  reg \$124 ;
+  reg [24:0] \$124 ;
+  reg [24:0] \$125 ;
+  reg [24:0] \$126 ;
+  reg [15:0] \$127 ;
+  reg \$128 ;
   wire \$13 ;
   wire [25:0] \$14 ;
   wire \$15 ;
@@ -3716,6 +3702,10 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$21025$0 , \port$21043$0 , \port$2
   input clk;
   wire clk;
   wire [63:0] cur;
+  reg [15:0] kept0 = 16'h0000;
+  reg [15:0] kept1 = 16'h0000;
+  reg [15:0] kept2 = 16'h0000;
+  reg [15:0] kept3 = 16'h0000;
   input [7:0] leak_mul;
   wire [7:0] leak_mul;
   reg [24:0] leak_partial0 = 25'h0000000;
@@ -3731,16 +3721,16 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$21025$0 , \port$21043$0 , \port$2
   reg [24:0] leaked1 = 25'h0000000;
   reg [24:0] leaked2 = 25'h0000000;
   reg [24:0] leaked3 = 25'h0000000;
-  input [15:0] \port$21025$0 ;
-  wire [15:0] \port$21025$0 ;
-  input [15:0] \port$21043$0 ;
-  wire [15:0] \port$21043$0 ;
-  input [15:0] \port$21061$0 ;
-  wire [15:0] \port$21061$0 ;
-  input [15:0] \port$21079$0 ;
-  wire [15:0] \port$21079$0 ;
-  input [21:0] \port$22116$167 ;
-  wire [21:0] \port$22116$167 ;
+  input [15:0] \port$21105$0 ;
+  wire [15:0] \port$21105$0 ;
+  input [15:0] \port$21123$0 ;
+  wire [15:0] \port$21123$0 ;
+  input [15:0] \port$21141$0 ;
+  wire [15:0] \port$21141$0 ;
+  input [15:0] \port$21159$0 ;
+  wire [15:0] \port$21159$0 ;
+  input [21:0] \port$22294$167 ;
+  wire [21:0] \port$22294$167 ;
   input rnd;
   wire rnd;
   input rst;
@@ -3766,289 +3756,325 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$21025$0 , \port$21043$0 , \port$2
   reg [15:0] u3 = 16'h0000;
   input [63:0] u_prev;
   wire [63:0] u_prev;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$22116$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$22294$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
-  assign \$3  = $signed(\$2 ) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$22116$167 [5:0];
-  assign \$5  = \port$22116$167 [5:0] - 1'h1;
+  assign \$3  = $signed(kept0) * $signed({ 1'h0, leak_mul });
+  assign \$4  = ! \port$22294$167 [5:0];
+  assign \$5  = \port$22294$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
-  assign \$8  = ! \port$22116$167 [5:0];
+  assign \$8  = ! \port$22294$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$21025$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$21105$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$21025$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$21105$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$21025$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$21105$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(leaked0) + $signed(\port$21025$0 );
+  assign \$19  = $signed(leaked0) + $signed(\port$21105$0 );
   assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
-  assign \$21  = $signed(leaked0) + $signed(\port$21025$0 );
+  assign \$21  = $signed(leaked0) + $signed(\port$21105$0 );
   assign \$22  = $signed(\$21 ) < $signed(16'h8000);
-  assign \$23  = $signed(leaked0) + $signed(\port$21025$0 );
+  assign \$23  = $signed(leaked0) + $signed(\port$21105$0 );
   assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
   assign \$25  = \$20  ? 16'h7fff : \$24 ;
-  assign \$26  = $signed(\$25 ) > $signed(\port$22116$167 [21:6]);
-  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$22116$167 [21:6]);
+  assign \$26  = $signed(\$25 ) > $signed(\port$22294$167 [21:6]);
+  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$22294$167 [21:6]);
   assign \$28  = \$27  ? 16'h0000 : u_prev[31:16];
-  assign \$29  = $signed(\$28 ) * $signed({ 1'h0, leak_mul });
-  assign \$30  = ! \port$22116$167 [5:0];
-  assign \$31  = \port$22116$167 [5:0] - 1'h1;
+  assign \$29  = $signed(kept1) * $signed({ 1'h0, leak_mul });
+  assign \$30  = ! \port$22294$167 [5:0];
+  assign \$31  = \port$22294$167 [5:0] - 1'h1;
   assign \$32  = \$30  ? 6'h00 : \$31 [5:0];
   assign \$33  = $signed(leak_prod1) >>> \$32 ;
-  assign \$34  = ! \port$22116$167 [5:0];
+  assign \$34  = ! \port$22294$167 [5:0];
   assign \$35  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$37  = \$34  ? leak_partial1 : \$36 [24:0];
-  assign \$38  = $signed(leaked1) + $signed(\port$21043$0 );
+  assign \$38  = $signed(leaked1) + $signed(\port$21123$0 );
   assign \$39  = $signed(\$38 ) > $signed(16'h7fff);
-  assign \$40  = $signed(leaked1) + $signed(\port$21043$0 );
+  assign \$40  = $signed(leaked1) + $signed(\port$21123$0 );
   assign \$41  = $signed(\$40 ) < $signed(16'h8000);
-  assign \$42  = $signed(leaked1) + $signed(\port$21043$0 );
+  assign \$42  = $signed(leaked1) + $signed(\port$21123$0 );
   assign \$43  = \$41  ? 16'h8000 : \$42 [15:0];
   assign \$44  = \$39  ? 16'h7fff : \$43 ;
-  assign \$45  = $signed(leaked1) + $signed(\port$21043$0 );
+  assign \$45  = $signed(leaked1) + $signed(\port$21123$0 );
   assign \$46  = $signed(\$45 ) > $signed(16'h7fff);
-  assign \$47  = $signed(leaked1) + $signed(\port$21043$0 );
+  assign \$47  = $signed(leaked1) + $signed(\port$21123$0 );
   assign \$48  = $signed(\$47 ) < $signed(16'h8000);
-  assign \$49  = $signed(leaked1) + $signed(\port$21043$0 );
+  assign \$49  = $signed(leaked1) + $signed(\port$21123$0 );
   assign \$50  = \$48  ? 16'h8000 : \$49 [15:0];
   assign \$51  = \$46  ? 16'h7fff : \$50 ;
-  assign \$52  = $signed(\$51 ) > $signed(\port$22116$167 [21:6]);
-  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$22116$167 [21:6]);
+  assign \$52  = $signed(\$51 ) > $signed(\port$22294$167 [21:6]);
+  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$22294$167 [21:6]);
   assign \$54  = \$53  ? 16'h0000 : u_prev[47:32];
-  assign \$55  = $signed(\$54 ) * $signed({ 1'h0, leak_mul });
-  assign \$56  = ! \port$22116$167 [5:0];
-  assign \$57  = \port$22116$167 [5:0] - 1'h1;
+  assign \$55  = $signed(kept2) * $signed({ 1'h0, leak_mul });
+  assign \$56  = ! \port$22294$167 [5:0];
+  assign \$57  = \port$22294$167 [5:0] - 1'h1;
   assign \$58  = \$56  ? 6'h00 : \$57 [5:0];
   assign \$59  = $signed(leak_prod2) >>> \$58 ;
-  assign \$60  = ! \port$22116$167 [5:0];
+  assign \$60  = ! \port$22294$167 [5:0];
   assign \$61  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$63  = \$60  ? leak_partial2 : \$62 [24:0];
-  assign \$64  = $signed(leaked2) + $signed(\port$21061$0 );
+  assign \$64  = $signed(leaked2) + $signed(\port$21141$0 );
   assign \$65  = $signed(\$64 ) > $signed(16'h7fff);
-  assign \$66  = $signed(leaked2) + $signed(\port$21061$0 );
+  assign \$66  = $signed(leaked2) + $signed(\port$21141$0 );
   assign \$67  = $signed(\$66 ) < $signed(16'h8000);
-  assign \$68  = $signed(leaked2) + $signed(\port$21061$0 );
+  assign \$68  = $signed(leaked2) + $signed(\port$21141$0 );
   assign \$69  = \$67  ? 16'h8000 : \$68 [15:0];
   assign \$70  = \$65  ? 16'h7fff : \$69 ;
-  assign \$71  = $signed(leaked2) + $signed(\port$21061$0 );
+  assign \$71  = $signed(leaked2) + $signed(\port$21141$0 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
-  assign \$73  = $signed(leaked2) + $signed(\port$21061$0 );
+  assign \$73  = $signed(leaked2) + $signed(\port$21141$0 );
   assign \$74  = $signed(\$73 ) < $signed(16'h8000);
-  assign \$75  = $signed(leaked2) + $signed(\port$21061$0 );
+  assign \$75  = $signed(leaked2) + $signed(\port$21141$0 );
   assign \$76  = \$74  ? 16'h8000 : \$75 [15:0];
   assign \$77  = \$72  ? 16'h7fff : \$76 ;
-  assign \$78  = $signed(\$77 ) > $signed(\port$22116$167 [21:6]);
-  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$22116$167 [21:6]);
+  assign \$78  = $signed(\$77 ) > $signed(\port$22294$167 [21:6]);
+  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$22294$167 [21:6]);
   assign \$80  = \$79  ? 16'h0000 : u_prev[63:48];
-  assign \$81  = $signed(\$80 ) * $signed({ 1'h0, leak_mul });
-  assign \$82  = ! \port$22116$167 [5:0];
-  assign \$83  = \port$22116$167 [5:0] - 1'h1;
+  assign \$81  = $signed(kept3) * $signed({ 1'h0, leak_mul });
+  assign \$82  = ! \port$22294$167 [5:0];
+  assign \$83  = \port$22294$167 [5:0] - 1'h1;
   assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
   assign \$85  = $signed(leak_prod3) >>> \$84 ;
-  assign \$86  = ! \port$22116$167 [5:0];
+  assign \$86  = ! \port$22294$167 [5:0];
   assign \$87  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$89  = \$86  ? leak_partial3 : \$88 [24:0];
-  assign \$90  = $signed(leaked3) + $signed(\port$21079$0 );
+  assign \$90  = $signed(leaked3) + $signed(\port$21159$0 );
   assign \$91  = $signed(\$90 ) > $signed(16'h7fff);
-  assign \$92  = $signed(leaked3) + $signed(\port$21079$0 );
+  assign \$92  = $signed(leaked3) + $signed(\port$21159$0 );
   assign \$93  = $signed(\$92 ) < $signed(16'h8000);
-  assign \$94  = $signed(leaked3) + $signed(\port$21079$0 );
+  assign \$94  = $signed(leaked3) + $signed(\port$21159$0 );
   assign \$95  = \$93  ? 16'h8000 : \$94 [15:0];
   assign \$96  = \$91  ? 16'h7fff : \$95 ;
-  assign \$97  = $signed(leaked3) + $signed(\port$21079$0 );
+  assign \$97  = $signed(leaked3) + $signed(\port$21159$0 );
   assign \$98  = $signed(\$97 ) > $signed(16'h7fff);
-  assign \$99  = $signed(leaked3) + $signed(\port$21079$0 );
+  assign \$99  = $signed(leaked3) + $signed(\port$21159$0 );
   assign \$100  = $signed(\$99 ) < $signed(16'h8000);
-  assign \$101  = $signed(leaked3) + $signed(\port$21079$0 );
+  assign \$101  = $signed(leaked3) + $signed(\port$21159$0 );
   assign \$102  = \$100  ? 16'h8000 : \$101 [15:0];
   assign \$103  = \$98  ? 16'h7fff : \$102 ;
-  assign \$104  = $signed(\$103 ) > $signed(\port$22116$167 [21:6]);
+  assign \$104  = $signed(\$103 ) > $signed(\port$22294$167 [21:6]);
   always @(posedge clk)
-    leak_prod0 <= \$105 ;
+    kept0 <= \$105 ;
   always @(posedge clk)
-    leak_partial0 <= \$106 ;
+    leak_prod0 <= \$106 ;
   always @(posedge clk)
-    leaked0 <= \$107 ;
+    leak_partial0 <= \$107 ;
   always @(posedge clk)
-    u0 <= \$108 ;
+    leaked0 <= \$108 ;
   always @(posedge clk)
-    s0 <= \$109 ;
+    u0 <= \$109 ;
   always @(posedge clk)
-    leak_prod1 <= \$110 ;
+    s0 <= \$110 ;
   always @(posedge clk)
-    leak_partial1 <= \$111 ;
+    kept1 <= \$111 ;
   always @(posedge clk)
-    leaked1 <= \$112 ;
+    leak_prod1 <= \$112 ;
   always @(posedge clk)
-    u1 <= \$113 ;
+    leak_partial1 <= \$113 ;
   always @(posedge clk)
-    s1 <= \$114 ;
+    leaked1 <= \$114 ;
   always @(posedge clk)
-    leak_prod2 <= \$115 ;
+    u1 <= \$115 ;
   always @(posedge clk)
-    leak_partial2 <= \$116 ;
+    s1 <= \$116 ;
   always @(posedge clk)
-    leaked2 <= \$117 ;
+    kept2 <= \$117 ;
   always @(posedge clk)
-    u2 <= \$118 ;
+    leak_prod2 <= \$118 ;
   always @(posedge clk)
-    s2 <= \$119 ;
+    leak_partial2 <= \$119 ;
   always @(posedge clk)
-    leak_prod3 <= \$120 ;
+    leaked2 <= \$120 ;
   always @(posedge clk)
-    leak_partial3 <= \$121 ;
+    u2 <= \$121 ;
   always @(posedge clk)
-    leaked3 <= \$122 ;
+    s2 <= \$122 ;
   always @(posedge clk)
-    u3 <= \$123 ;
+    kept3 <= \$123 ;
   always @(posedge clk)
-    s3 <= \$124 ;
+    leak_prod3 <= \$124 ;
+  always @(posedge clk)
+    leak_partial3 <= \$125 ;
+  always @(posedge clk)
+    leaked3 <= \$126 ;
+  always @(posedge clk)
+    u3 <= \$127 ;
+  always @(posedge clk)
+    s3 <= \$128 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$105  = { \$3 [23], \$3  };
+    \$105  = \$2 ;
     if (rst) begin
-      \$105  = 25'h0000000;
+      \$105  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$106  = \$7 ;
+    \$106  = { \$3 [23], \$3  };
     if (rst) begin
       \$106  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$107  = \$11 ;
+    \$107  = \$7 ;
     if (rst) begin
       \$107  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$108  = \$18 ;
+    \$108  = \$11 ;
     if (rst) begin
-      \$108  = 16'h0000;
+      \$108  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$109  = \$26 ;
+    \$109  = \$18 ;
     if (rst) begin
-      \$109  = 1'h0;
+      \$109  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$110  = { \$29 [23], \$29  };
+    \$110  = \$26 ;
     if (rst) begin
-      \$110  = 25'h0000000;
+      \$110  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$111  = \$33 ;
+    \$111  = \$28 ;
     if (rst) begin
-      \$111  = 25'h0000000;
+      \$111  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$112  = \$37 ;
+    \$112  = { \$29 [23], \$29  };
     if (rst) begin
       \$112  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$113  = \$44 ;
+    \$113  = \$33 ;
     if (rst) begin
-      \$113  = 16'h0000;
+      \$113  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$114  = \$52 ;
+    \$114  = \$37 ;
     if (rst) begin
-      \$114  = 1'h0;
+      \$114  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$115  = { \$55 [23], \$55  };
+    \$115  = \$44 ;
     if (rst) begin
-      \$115  = 25'h0000000;
+      \$115  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$116  = \$59 ;
+    \$116  = \$52 ;
     if (rst) begin
-      \$116  = 25'h0000000;
+      \$116  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$117  = \$63 ;
+    \$117  = \$54 ;
     if (rst) begin
-      \$117  = 25'h0000000;
+      \$117  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$118  = \$70 ;
+    \$118  = { \$55 [23], \$55  };
     if (rst) begin
-      \$118  = 16'h0000;
+      \$118  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$119  = \$78 ;
+    \$119  = \$59 ;
     if (rst) begin
-      \$119  = 1'h0;
+      \$119  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$120  = { \$81 [23], \$81  };
+    \$120  = \$63 ;
     if (rst) begin
       \$120  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$121  = \$85 ;
+    \$121  = \$70 ;
     if (rst) begin
-      \$121  = 25'h0000000;
+      \$121  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$122  = \$89 ;
+    \$122  = \$78 ;
     if (rst) begin
-      \$122  = 25'h0000000;
+      \$122  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$123  = \$96 ;
+    \$123  = \$80 ;
     if (rst) begin
       \$123  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$124  = \$104 ;
+    \$124  = { \$81 [23], \$81  };
     if (rst) begin
-      \$124  = 1'h0;
+      \$124  = 25'h0000000;
     end
   end
-  assign threshold = \port$22116$167 [21:6];
-  assign leak_shift = \port$22116$167 [5:0];
-  assign cur = { \port$21079$0 , \port$21061$0 , \port$21043$0 , \port$21025$0  };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$125  = \$85 ;
+    if (rst) begin
+      \$125  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$126  = \$89 ;
+    if (rst) begin
+      \$126  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$127  = \$96 ;
+    if (rst) begin
+      \$127  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$128  = \$104 ;
+    if (rst) begin
+      \$128  = 1'h0;
+    end
+  end
+  assign threshold = \port$22294$167 [21:6];
+  assign leak_shift = \port$22294$167 [5:0];
+  assign cur = { \port$21159$0 , \port$21141$0 , \port$21123$0 , \port$21105$0  };
   assign u = { u3, u2, u1, u0 };
   assign s = { s3, s2, s1, s0 };
   assign \$10  = { \$9 [25], \$9 [25:1] };

@@ -6,7 +6,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
 , \wr__data$177 , e4_membrane_out__addr, e4_spikes__addr, bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, \port__en$131 , \port__en$137 , bw_trace__addr, \port__en$143 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$179 , host__w2__addr
 , host__w2__rd_en, \wr__en$185 , host__w3__addr, host__w3__rd_en, \wr__en$191 , host__w4__addr, host__w4__rd_en, \wr__en$197 , host__affine__addr, host__affine__rd_en, \wr__en$203 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$209 , host__residual__addr, \wr__en$215 , host__membrane__addr, \port__en$221 , host__spikes__addr, \port__en$227 , host__gbuf__addr
 , host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$233 , host__trace__addr, \wr__en$239 , host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data
-, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$21089$0 , \port$21099$0 , \port$21109$0 , \port$21119$0 , bw_weights__addr, \port$21412$0 , \port$22114$0 , \wr__data$182 );
+, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$21171$0 , \port$21183$0 , \port$21195$0 , \port$21207$0 , bw_weights__addr, \port$21586$0 , \port$22292$0 , \wr__data$182 );
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -314,18 +314,18 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire host__w4__rd_en;
   wire [31:0] host__w4__wr_data;
   wire host__w4__wr_en;
-  input [15:0] \port$21089$0 ;
-  wire [15:0] \port$21089$0 ;
-  input [15:0] \port$21099$0 ;
-  wire [15:0] \port$21099$0 ;
-  input [15:0] \port$21109$0 ;
-  wire [15:0] \port$21109$0 ;
-  input [15:0] \port$21119$0 ;
-  wire [15:0] \port$21119$0 ;
-  input [15:0] \port$21412$0 ;
-  wire [15:0] \port$21412$0 ;
-  input [159:0] \port$22114$0 ;
-  wire [159:0] \port$22114$0 ;
+  input [15:0] \port$21171$0 ;
+  wire [15:0] \port$21171$0 ;
+  input [15:0] \port$21183$0 ;
+  wire [15:0] \port$21183$0 ;
+  input [15:0] \port$21195$0 ;
+  wire [15:0] \port$21195$0 ;
+  input [15:0] \port$21207$0 ;
+  wire [15:0] \port$21207$0 ;
+  input [15:0] \port$21586$0 ;
+  wire [15:0] \port$21586$0 ;
+  input [159:0] \port$22292$0 ;
+  wire [159:0] \port$22292$0 ;
   input [7:0] \port$2297$0 ;
   wire [7:0] \port$2297$0 ;
   input [7:0] \port$2337$0 ;
@@ -485,13 +485,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$203 )
-      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$22114$0  };
+      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$22292$0  };
   end
   reg [191:0] _0_;
   reg [191:0] _1_;
   always @(posedge clk) begin
     if (\port__en$143 ) begin
-      _0_ <= mem_affine[\port$21412$0 [2:0]];
+      _0_ <= mem_affine[\port$21586$0 [2:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$77 [2:0]];
@@ -7103,7 +7103,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$167 )
-      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$21119$0 , \port$21109$0 , \port$21099$0 , \port$21089$0  };
+      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$21207$0 , \port$21195$0 , \port$21183$0 , \port$21171$0  };
   end
   reg [63:0] _9_;
   reg [63:0] _10_;
@@ -7378,7 +7378,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$22114$0 [31:0] };
+      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$22292$0 [31:0] };
   end
   reg [63:0] _11_;
   always @(posedge clk) begin
@@ -9769,7 +9769,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$signature__data$24  = 64'h0000000000000000;
     if (\$44 ) begin
-      \$signature__data$24  = { \wr__data$182 , \port$22114$0 [31:0] };
+      \$signature__data$24  = { \wr__data$182 , \port$22292$0 [31:0] };
     end
     if (\$55 ) begin
       \$signature__data$24  = bw_grad_w2__data;
@@ -9808,7 +9808,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$signature__data$28  = 64'h0000000000000000;
     if (\$50 ) begin
-      \$signature__data$28  = { \wr__data$182 , \port$22114$0 [31:0] };
+      \$signature__data$28  = { \wr__data$182 , \port$22292$0 [31:0] };
     end
     if (\$60 ) begin
       \$signature__data$28  = bw_grad_w2__data;
@@ -9817,7 +9817,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$182 , \port$22114$0 [31:0] };
+  assign host__gbuf__wr_data = { \wr__data$182 , \port$22292$0 [31:0] };
   assign port__addr = \$72 [7:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$73 [5:0];
@@ -9861,8 +9861,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$139  = bw_trace__addr[9:0];
   assign \port__data$142  = bw_trace__data;
   assign bw_affine__en = \port__en$143 ;
-  assign \port__addr$145  = \port$21412$0 [2:0];
-  assign bw_affine__addr = { 4'h0, \port$21412$0  };
+  assign \port__addr$145  = \port$21586$0 [2:0];
+  assign bw_affine__addr = { 4'h0, \port$21586$0  };
   assign \port__data$148  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[8:0];
@@ -9877,8 +9877,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$165 ;
   assign e4_membrane_out__en = \wr__en$167 ;
   assign \wr__addr$169  = e4_membrane_out__addr[8:0];
-  assign \wr__data$171  = { \port$21119$0 , \port$21109$0 , \port$21099$0 , \port$21089$0  };
-  assign e4_membrane_out__data = { \port$21119$0 , \port$21109$0 , \port$21099$0 , \port$21089$0  };
+  assign \wr__data$171  = { \port$21207$0 , \port$21195$0 , \port$21183$0 , \port$21171$0  };
+  assign e4_membrane_out__data = { \port$21207$0 , \port$21195$0 , \port$21183$0 , \port$21171$0  };
   assign \wr__en$173  = \wr__en$167 ;
   assign e4_spikes__en = \wr__en$167 ;
   assign \wr__addr$175  = e4_spikes__addr[8:0];
@@ -9904,8 +9904,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$203 ;
   assign \wr__addr$205  = host__affine__addr[2:0];
-  assign \wr__data$206  = { \wr__data$182 , \port$22114$0  };
-  assign host__affine__wr_data = { \wr__data$182 , \port$22114$0  };
+  assign \wr__data$206  = { \wr__data$182 , \port$22292$0  };
+  assign host__affine__wr_data = { \wr__data$182 , \port$22292$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$209 ;
   assign \wr__addr$211  = host__spike_in__addr[7:0];
@@ -9914,8 +9914,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__residual__addr[7:0];
-  assign \wr__data$219  = { \wr__data$182 , \port$22114$0 [31:0] };
-  assign host__residual__wr_data = { \wr__data$182 , \port$22114$0 [31:0] };
+  assign \wr__data$219  = { \wr__data$182 , \port$22292$0 [31:0] };
+  assign host__residual__wr_data = { \wr__data$182 , \port$22292$0 [31:0] };
   assign host__membrane__rd_en = \port__en$221 ;
   assign \port__addr$223  = host__membrane__addr[8:0];
   assign \port__data$226  = host__membrane__rd_data;

@@ -121,6 +121,9 @@ def test_lif_gradient_matches_golden(rounding):
     quiet = _case(rng, 3)
     quiet.update(window=np.zeros((3, LANES), int))                     # no gradient gets through
     cases.append(quiet)
+    unshifted = _case(rng, 5)
+    unshifted.update(leak_shift=0)                                     # round_ls is the identity
+    cases.append(unshifted)
     saturated_any = 0
     for i, c in enumerate(cases):
         rnd = GradRounding(rounding, seed=i)
