@@ -25,9 +25,9 @@ the manifest), never from constants here.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -35,6 +35,8 @@ from .config import (LINE1_SLOTS_PER_T, LINE4_SLOTS_PER_T, ROW2_SLOTS, HardwareC
                      buffer_need_bytes, config_from_dict, load_config, log2)
 from .descriptor import Pass
 from .geometry import TAP_ORDER, TileGeometry
+from .host_program import (HostBus, TileProgram, TileResult, input_pixel_order, input_row_order,  # noqa: F401
+                           output_row_order, ring_rows, run_tile, write_all)
 from .hostmap import HostMap, host_map, region_reads, region_writes
 from .zero_skip import DEFAULT_SPIKE_DENSITY, expected_row_lens, w1_depth, w1_words_zero_skip
 from ttsnn.sw.cli_util import MissingFileError, UserError
@@ -470,156 +472,6 @@ def plan_layer_any_weights(cfg: HardwareConfig, in_shape: Sequence[int], rank: i
         return plan_layer(big, in_shape, rank, out_channels, **kw), big, False
 
 
-@dataclass
-class TileResult:
-    """Decoded outputs of one tile: ``spikes, membrane [T, Cout_tile, Ho, Wo]`` and counters."""
-    spikes: np.ndarray
-    membrane: np.ndarray
-    counters: dict[str, int]
-
-
-class HostBus(Protocol):
-    """What :func:`run_tile` needs from a bus: one write or pipelined reads per cycle, and a
-    way to sleep until the accelerator's ``event`` line is high. A bus may also have
-    ``write_block(pairs)``: the same writes, one per cycle, in one call (the cocotb
-    testbench's player, cosim/player.py); :func:`write_all` uses it when there."""
-
-    async def write(self, addr: int, data: int) -> None: ...
-    async def read(self, addrs: Sequence[int]) -> list[int]: ...
-    async def wait_event(self) -> None: ...
-
-
-@dataclass
-class TileProgram:
-    """Host traffic of one tile.
-
-    ``setup`` (writes) then ``start``; while the tile runs, the input rows (``in_rows``,
-    ``res_rows``: the writes of each row) go into the rings as slots free up, and the output
-    rows (``out_rows``: the addresses of each row) are read as they complete
-    (:func:`run_tile` does all of it). After ``done``: ``counter_reads``. ``decode`` takes
-    the values of every output row read followed by the counter values.
-    ``words_in``/``words_out`` count the buffer-region words (the DRAM traffic: the
-    ``host_words_in``/``host_words_out`` counters see the same numbers). A tile that streams
-    G4 (``tile.w4_ring``) feeds ``w4_chunks`` into the ``w4`` ring like input rows.
-    """
-    tile: Tile
-    setup: list[tuple[int, int]]
-    start: tuple[int, int]
-    in_rows: list[list[tuple[int, int]]]
-    res_rows: list[list[tuple[int, int]]]
-    out_rows: list[list[int]]
-    counter_reads: list[int]
-    rings: dict[str, int]              # in / res / out ring rows
-    registers: dict[str, int]          # addresses of status and the streaming registers
-    words_in: int
-    words_out: int
-    _decode: Any = field(repr=False)
-    #: a streamed G4's chunks (the writes of each, in cluster 4's order), fed like input rows
-    w4_chunks: list[list[tuple[int, int]]] = field(default_factory=list)
-    #: streamed G2/G3's chunks (rings ``rings["w23"]``), in the clusters-2/3 engines' order
-    w2_chunks: list[list[tuple[int, int]]] = field(default_factory=list)
-    w3_chunks: list[list[tuple[int, int]]] = field(default_factory=list)
-    #: a streamed G1's chunks (ring ``rings["w1"]``), in the zero-skipping cluster 1's order
-    w1_chunks: list[list[tuple[int, int]]] = field(default_factory=list)
-
-    @property
-    def reads(self) -> list[int]:
-        """Every address read, in the order :meth:`decode` expects the values."""
-        return [a for row in self.out_rows for a in row] + self.counter_reads
-
-    def decode(self, values: Sequence[int]) -> TileResult:
-        if len(values) != len(self.reads):
-            raise ValueError(f"expected {len(self.reads)} read values, got {len(values)}")
-        return self._decode([int(v) for v in values])
-
-
-async def write_all(bus: HostBus, pairs: Sequence[tuple[int, int]]) -> None:
-    """Write ``pairs`` in order, one per cycle (``bus.write_block`` when the bus has one)."""
-    block = getattr(bus, "write_block", None)
-    if block is not None:
-        await block(pairs)
-        return
-    for a, w in pairs:
-        await bus.write(a, w)
-
-
-async def run_tile(bus: HostBus, prog: TileProgram, max_polls: int = 10_000_000) -> list[int]:
-    """Run one tile program on ``bus`` (docs/host_interface.md, "Running a tile"): set-up,
-    input rows that fit the rings, start; then, until the last output row is read, fill the
-    input rings as slots free up and read output rows as they complete, sleeping on the
-    ``event`` line when nothing can move. Returns the values :meth:`TileProgram.decode` takes."""
-    reg = prog.registers
-    await write_all(bus, prog.setup)
-    n_in = n_res = n_out = 0
-    rings = prog.rings
-
-    async def feed(rows, n, consumed, ring, count_reg):
-        moved = False
-        while n < len(rows) and n < consumed + ring:
-            await write_all(bus, rows[n])
-            n += 1
-            moved = True
-        if moved:
-            await bus.write(count_reg, n)
-        return n, moved
-
-    streams_w4, streams_w23 = bool(prog.w4_chunks), bool(prog.w2_chunks)
-    streams_w1 = bool(getattr(prog, "w1_chunks", ()))
-    n_in, _ = await feed(prog.in_rows, 0, 0, rings["in"], reg["in_rows"])
-    n_res, _ = await feed(prog.res_rows, 0, 0, rings["res"], reg["res_rows"])
-    n_w4 = n_w2 = n_w3 = 0
-    if streams_w23:
-        n_w2, _ = await feed(prog.w2_chunks, 0, 0, rings["w23"], reg["w2_chunks"])
-        n_w3, _ = await feed(prog.w3_chunks, 0, 0, rings["w23"], reg["w3_chunks"])
-    if streams_w4:
-        n_w4, _ = await feed(prog.w4_chunks, 0, 0, rings["w4"], reg["w4_chunks"])
-    n_w1 = 0
-    if streams_w1:
-        n_w1, _ = await feed(prog.w1_chunks, 0, 0, rings["w1"], reg["w1_chunks"])
-    await bus.write(*prog.start)
-    values: list[int] = []
-    polls = 0
-    while True:
-        polled = [reg["status"], reg["in_consumed"], reg["res_consumed"], reg["out_rows"]]
-        if streams_w23:
-            polled += [reg["w2_consumed"], reg["w3_consumed"]]
-        if streams_w4:
-            polled.append(reg["w4_consumed"])
-        if streams_w1:
-            polled.append(reg["w1_consumed"])
-        status, in_c, res_c, out_r, *w_c = await bus.read(polled)
-        w1_c = w_c.pop() if streams_w1 else 0
-        n_in, m1 = await feed(prog.in_rows, n_in, in_c, rings["in"], reg["in_rows"])
-        n_res, m2 = await feed(prog.res_rows, n_res, res_c, rings["res"], reg["res_rows"])
-        if streams_w23:
-            n_w2, m5 = await feed(prog.w2_chunks, n_w2, w_c[0], rings["w23"], reg["w2_chunks"])
-            n_w3, m6 = await feed(prog.w3_chunks, n_w3, w_c[1], rings["w23"], reg["w3_chunks"])
-            m2 = m2 or m5 or m6
-        if streams_w4:
-            n_w4, m4 = await feed(prog.w4_chunks, n_w4, w_c[-1], rings["w4"], reg["w4_chunks"])
-            m2 = m2 or m4
-        if streams_w1:
-            n_w1, m7 = await feed(prog.w1_chunks, n_w1, w1_c, rings["w1"], reg["w1_chunks"])
-            m2 = m2 or m7
-        m3 = False
-        while n_out < min(out_r, len(prog.out_rows)):
-            values += await bus.read(prog.out_rows[n_out])
-            n_out += 1
-            m3 = True
-        if m3:
-            await bus.write(reg["out_taken"], n_out)
-        if n_out == len(prog.out_rows) and status & 2:
-            break
-        if not (m1 or m2 or m3):
-            polls += 1
-            if polls > max_polls:
-                raise TimeoutError(f"tile {prog.tile.index}: no progress after {max_polls} waits "
-                                   f"(inputs {n_in}/{len(prog.in_rows)}, outputs {n_out}/{len(prog.out_rows)})")
-            await bus.wait_event()
-    values += await bus.read(prog.counter_reads)
-    return values
-
-
 class LayerOutputs:
     """Collects tile results into the layer's ``spikes, membrane [T, Cout, Ho, Wo]`` and sums
     the counters over tiles."""
@@ -662,35 +514,6 @@ def _pack(values: Iterable[int], bits: int) -> int:
     for i, v in enumerate(values):
         word |= _to_unsigned(int(v), bits) << (i * bits)
     return word
-
-
-def input_row_order(height: int, timesteps: int, zero_halo: Sequence[bool],
-                    order: int = 0) -> list[tuple[int, int]]:
-    """Window rows ``(w, t)`` in the order cluster 1 reads them from the spike_in ring (``w`` =
-    0 is the top halo row); rows outside the layer (``zero_halo``) are not sent. Row outer:
-    rows 0..2 of every timestep, then row ``q + 2`` of every timestep for each output row
-    ``q >= 1``; timestep outer: every row of timestep 0, then of timestep 1, ..."""
-    from .cyclemodel import e1_rows
-    return [(w, t) for w, t in e1_rows(height, timesteps, order)
-            if not ((w == 0 and zero_halo[0]) or (w == height + 1 and zero_halo[1]))]
-
-
-def output_row_order(height: int, timesteps: int, order: int = 0) -> list[tuple[int, int]]:
-    """Output rows ``(y, t)`` in the order the tile produces them (also the residual rows)."""
-    if order:
-        return [(y, t) for t in range(timesteps) for y in range(height)]
-    return [(y, t) for y in range(height) for t in range(timesteps)]
-
-
-def input_pixel_order(width: int, zero_halo: Sequence[bool]) -> list[int]:
-    """Window columns (0 = left halo) of an input row, in the order cluster 1 reads them: the
-    two halo columns first, then the tile's columns; columns outside the layer are not sent."""
-    cols = []
-    if not zero_halo[2]:
-        cols.append(0)
-    if not zero_halo[3]:
-        cols.append(width + 1)
-    return cols + list(range(1, width + 1))
 
 
 def load_manifest_config(path: str | Path) -> HardwareConfig:
@@ -865,16 +688,8 @@ class Driver:
                 for y, tt in output_row_order(ho, t, order)]
 
     def ring_rows(self, geo: TileGeometry, order: int = 0, limit: int | None = None) -> dict[str, int]:
-        """Rows of the spike_in, residual and output rings for a tile: as many as the regions
-        hold, at most ``limit``; at least one, and for the output ring the rows the LIF reads
-        back plus one (2 in row order 0, ``Ho + 1`` in order 1; ``tile_fit`` checks they fit)."""
-        reg = self.config.regions
-        rings = {"in": reg["spike_in"].depth // max(geo.in_row_words, 1),
-                 "res": reg["residual"].depth // max(geo.out_row_words, 1),
-                 "out": reg["membrane"].depth // max(geo.out_row_words, 1)}
-        top = (1 << 16) - 1
-        least = {"in": 1, "res": 1, "out": geo.lif_read_back_rows(order) + 1}
-        return {k: max(least[k], min(v, limit or top, top)) for k, v in rings.items()}
+        """:func:`gen.host_program.ring_rows` of this configuration."""
+        return ring_rows(self.config, geo, order, limit)
 
     def program(self, qlayer, tile: Tile, window: np.ndarray, residual: np.ndarray | None = None,
                 load_weights: bool | None = None, read_counters: bool = True,

@@ -1,7 +1,7 @@
 """The host's share of a tile's cycles: the cycle model with a host at the port's rate.
 
 :func:`gen.cyclemodel.tile_timing` assumes a host that always keeps up. Here the host is the
-real one: :func:`gen.driver.run_tile`, the same coroutine the amaranth.sim tests and the
+real one: :func:`gen.host_program.run_tile`, the same coroutine the amaranth.sim tests and the
 cocotb testbench run, executed on :class:`ModelBus`, a bus that answers from the cycle
 model instead of a simulator. The port moves one beat per cycle (a register or one region
 sub-word of ``widths.host_data`` bits: the configured bandwidth), so the host delivers at
@@ -64,7 +64,7 @@ def geometry_latency() -> int:
 
 @dataclass(frozen=True)
 class HostTraffic:
-    """The bus beats of one tile as :func:`gen.driver.run_tile` moves them: set-up writes (the
+    """The bus beats of one tile as :func:`gen.host_program.run_tile` moves them: set-up writes (the
     last descriptor write's position among them: the geometry settles after it), the writes
     of each input and residual row (region sub-words), the reads of each output row, the
     counter reads after ``done``, the ring sizes."""
@@ -82,7 +82,7 @@ class HostTraffic:
 
 
 def traffic_of_program(prog, hmap) -> HostTraffic:
-    """:class:`HostTraffic` of a :class:`gen.driver.TileProgram`."""
+    """:class:`HostTraffic` of a :class:`gen.host_program.TileProgram`."""
     desc = {r.address for r in hmap.registers if r.name in _descriptor_names()}
     last = max((i for i, (a, _) in enumerate(prog.setup) if a in desc), default=-1)
     return HostTraffic(len(prog.setup), last, tuple(len(r) for r in prog.in_rows),
@@ -105,12 +105,12 @@ def shape_traffic(cfg: HardwareConfig, s: TileShape, load_weights: bool = True,
     the counter-clear write, the descriptor, the three streaming registers, the cores and
     affine words when ``load_weights``; input rows of the window's computed pixels, residual
     and output rows of ``widths.host_data``-bit beats."""
-    from .driver import input_pixel_order, input_row_order
+    from .host_program import input_pixel_order, input_row_order, ring_rows
     from .geometry import TileGeometry
     from .hostmap import DESCRIPTOR_FIELDS
     from .zero_skip import w1_depth
-    drv = _driver(cfg)
-    sub = {r.name: r.subwords for r in drv.map.regions}
+    hmap = _host_map(cfg)
+    sub = {r.name: r.subwords for r in hmap.regions}
     g = TileGeometry.of_shape(cfg, s)
     n_desc = len(DESCRIPTOR_FIELDS)
     resident_w4 = 0 if s.w4_ring else g.go * s.rank * sub["w4"]
@@ -122,7 +122,7 @@ def shape_traffic(cfg: HardwareConfig, s: TileShape, load_weights: bool = True,
     row_in = len(input_pixel_order(s.width, s.zero_halo)) * g.cw * sub["spike_in"]
     n_in = len(input_row_order(s.height, s.timesteps, s.zero_halo, s.order))
     n_out = s.timesteps * g.ho
-    rings = drv.ring_rows(g, s.order)
+    rings = ring_rows(cfg, g, s.order)
     if s.w4_ring:
         rings["w4"] = s.w4_ring
     n_chunks23 = s.height * sum(1 for t in range(s.timesteps) if s.full(t)) * g.ng if s.w23_ring else 0
@@ -136,24 +136,25 @@ def shape_traffic(cfg: HardwareConfig, s: TileShape, load_weights: bool = True,
                        (row_in,) * n_in,
                        (g.out_row_words * sub["residual"],) * n_out if s.residual else (),
                        (g.out_row_words * (sub["membrane"] + sub["spikes"]),) * n_out,
-                       2 * len(drv.map.counters) if read_counters else 0, tuple(sorted(rings.items())),
+                       2 * len(hmap.counters) if read_counters else 0, tuple(sorted(rings.items())),
                        (s.rank * sub["w4"],) * (n_out * g.go) if s.w4_ring else (),
                        (g.ns * sub["w2"],) * n_chunks23, (g.ns * sub["w3"],) * n_chunks23, w1_chunks)
 
 
-_DRIVERS: dict[int, object] = {}
+_MAPS: dict[int, tuple[HardwareConfig, object]] = {}
 
 
-def _driver(cfg):
-    from .driver import Driver
+def _host_map(cfg: HardwareConfig):
+    """``gen.hostmap.host_map(cfg)``, kept per configuration object (the planner asks often)."""
+    from .hostmap import host_map
     key = id(cfg)
-    if key not in _DRIVERS or _DRIVERS[key].config is not cfg:
-        _DRIVERS[key] = Driver(cfg)
-    return _DRIVERS[key]
+    if key not in _MAPS or _MAPS[key][0] is not cfg:
+        _MAPS[key] = (cfg, host_map(cfg))
+    return _MAPS[key][1]
 
 
 class _Registers:
-    """Names of the streaming registers as :func:`gen.driver.run_tile` addresses them."""
+    """Names of the streaming registers as :func:`gen.host_program.run_tile` addresses them."""
     NAMES = ("ctrl", "status", "in_rows", "res_rows", "out_taken", "in_consumed", "res_consumed", "out_rows",
              "w4_chunks", "w4_consumed", "w2_chunks", "w2_consumed", "w3_chunks", "w3_consumed",
              "w1_chunks", "w1_consumed")
@@ -164,7 +165,7 @@ class _Registers:
 
 
 class ModelBus:
-    """:class:`gen.driver.HostBus` on the cycle model: one write per cycle, ``n`` pipelined
+    """:class:`gen.host_program.HostBus` on the cycle model: one write per cycle, ``n`` pipelined
     reads in ``n + 1`` cycles, ``wait_event`` until the modelled ``event`` line is high.
 
     ``fresh``: no tile has run since reset (otherwise the start resets the progress
@@ -375,7 +376,7 @@ class ModelBus:
 
 
 class _Program:
-    """The synthetic :class:`gen.driver.TileProgram` :func:`gen.driver.run_tile` runs on the
+    """The synthetic :class:`gen.host_program.TileProgram` :func:`gen.host_program.run_tile` runs on the
     model bus: placeholder addresses, the real counts of beats."""
 
     def __init__(self, tr: HostTraffic, regs: _Registers):
@@ -409,7 +410,7 @@ def _run(coro):
 
 def host_tile_timing(cfg: HardwareConfig, s: TileShape, traffic: HostTraffic,
                      fresh: bool = False, c1_lens: Sequence[float] | None = None) -> dict[str, int]:
-    """:func:`gen.cyclemodel.tile_timing` with the host of :func:`gen.driver.run_tile` at one
+    """:func:`gen.cyclemodel.tile_timing` with the host of :func:`gen.host_program.run_tile` at one
     beat per cycle: every timing counter, plus ``host_span`` (bus cycles of the whole tile
     program, from its first set-up write to its last read) and ``host_setup`` (bus cycles
     before the engines' cycle 0).
@@ -418,7 +419,7 @@ def host_tile_timing(cfg: HardwareConfig, s: TileShape, traffic: HostTraffic,
     ``arrangement.cluster1 = "zero_skip"`` (ignored by the dense one) (exact: :func:`gen.zero_skip.zero_skip_row_lens` of
     the tile's window; expected: :func:`gen.zero_skip.expected_row_lens`, then the results are
     the schedule of expected lengths, not integers)."""
-    from .driver import run_tile
+    from .host_program import run_tile
     zero_skip = cfg.arrangement.cluster1 == "zero_skip"
     if zero_skip and c1_lens is None:
         raise ValueError("the zero-skipping cluster 1's cycles depend on the spikes: pass c1_lens "
