@@ -342,7 +342,8 @@ def cmd_report(args) -> int:
                      if n == PAPER_NETWORK and a != "sata" else "")
             lines.append(f"| {n} | {a} | " + " | ".join(f"{100 * report.reduction(byn, m):+.1f}%"
                                                          for m in ("dense", "ptt", "htt")) + f" | {paper} |")
-    streamed = sorted({f"{n}: {l.name}" for a in ("proposed", "proposed-rtl") for n, byn in results[a].items()
+    streamed = sorted({f"{n}: {l.name} (`{a}`)" for a in ("proposed", "proposed-rtl")
+                       for n, byn in results[a].items()
                        for r in byn.values() for l in r.layers if l.result.info.get("weights_streamed")})
     lines += ["", "Accelerators: both `proposed` and `proposed-rtl` are the generated RTL's counters, in "
               "two arrangements of the generator (gen.config.Arrangement). `proposed` is the paper's: "
@@ -353,12 +354,13 @@ def cmd_report(args) -> int:
               "adder tree (r * ceil(Cin/P) steps per pixel), STT's cluster 3 on cluster 2's q2 rows as "
               "its own engine. `sata` is the SATA-like single array (docs/energy_model.md).", ""]
     if streamed:
-        lines += ["Layers whose TT cores exceed the weight buffer of `" + cfg.name + "` (planned on a "
-                  "copy of the configuration with weight regions large enough, same datapath; the "
-                  "cores larger than their regions are charged as streamed from DRAM once per "
-                  "output row and timestep, the traffic of the streaming scheme of "
-                  "docs/architecture.md, which the RTL does not implement yet): "
-                  + ", ".join(streamed) + ".", ""]
+        lines += ["Layers that the RTL of an accelerator cannot run on `" + cfg.name + "` (their G1 "
+                  "exceeds region w1 and that arrangement's cluster 1 has no G1 streaming; the "
+                  "layers whose cores the RTL streams are charged their real chunks instead) are "
+                  "planned on a copy of the configuration with weight regions large enough, same "
+                  "datapath; the cores larger than their regions are charged as streamed from DRAM "
+                  "once per output row and timestep, the traffic of the streaming scheme of "
+                  "docs/architecture.md: " + ", ".join(streamed) + ".", ""]
     lines += [
               "Figures: `fig4a_sata.png` (dense/STT/PTT/HTT on the SATA-like accelerator, "
               "normalised to dense), `fig4b_proposed.png` and `fig4b_proposed_rtl.png` (STT/PTT/HTT "
