@@ -92,6 +92,36 @@ CASES = [  # host bits, input ring rows, mode, pool, residual, rank, paper arran
 ]
 
 
+def _check_tiles(cfg, drv, q, x, resid, plan, tiles, zero_skip: bool) -> dict[str, int]:
+    """Every tile's counters equal the model's, its timing counters and bus cycles the host-rate
+    model's, the layer's outputs the golden layer's; returns the chunk-wait counters summed
+    over the tiles."""
+    out = LayerOutputs(plan)
+    waits = dict.fromkeys(("c1_w_wait", "c2_w_wait", "c3_w_wait", "c4_w_wait"), 0)
+    for k, (prog, result, bus_cycles) in enumerate(tiles):
+        tile, rtl = prog.tile, result.counters
+        out.add(tile, result)
+        shape = TileShape.of(q, tile)
+        window = drv.window(x, tile)
+        lens = zero_skip_row_lens(cfg, shape, window) if zero_skip else None
+        expect = tile_counters(cfg, shape, window_ones=int(window.sum()),
+                               spikes_out=int(result.spikes.sum()), words_in=prog.words_in,
+                               words_out=prog.words_out, c1_lens=lens)
+        assert set(expect) == set(rtl)
+        diff = {c: (rtl[c], v) for c, v in expect.items() if c not in TIMING and rtl[c] != v}
+        assert not diff, f"tile {k}: counters (rtl, model) differ: {diff}"
+        model = host_tile_timing(cfg, shape, traffic_of_program(prog, drv.map), fresh=k == 0, c1_lens=lens)
+        diff = {c: (rtl[c], model[c]) for c in TIMING if rtl[c] != model[c]}
+        assert not diff, f"tile {k}: timing (rtl, host model) differ: {diff}"
+        assert model["host_span"] == bus_cycles
+        for c in waits:
+            waits[c] += rtl[c]
+    gold = golden_layer(q, x, resid, cfg)
+    np.testing.assert_array_equal(out.membrane, gold.membrane.numpy())
+    np.testing.assert_array_equal(out.spikes, gold.spikes.numpy())
+    return waits
+
+
 @pytest.mark.parametrize("host_data,ring,mode,pool,residual,r,paper_arr,max_rank", CASES,
                          ids=[f"{c[0]}b-ring{c[1]}-{c[2]}-r{c[5]}" + ("-zero-skip" if c[6] else "")
                               + ("-g23" if c[7] else "") for c in CASES])
@@ -108,29 +138,8 @@ def test_streamed_cores_are_bit_exact_and_modelled(host_data, ring, mode, pool, 
     drv, plan, tiles = run_layer(cfg, q, x, resid, ring)
     assert all(t.w4_ring == w4_ring_chunks(cfg, r) for t in plan)
     assert all(bool(t.w23_ring) == (max_rank is not None) for t in plan)
-    out = LayerOutputs(plan)
-    w4_waits = w23_waits = 0
-    for k, (prog, result, bus_cycles) in enumerate(tiles):
-        tile, rtl = prog.tile, result.counters
-        out.add(tile, result)
-        shape = TileShape.of(q, tile)
-        window = drv.window(x, tile)
-        lens = zero_skip_row_lens(cfg, shape, window) if paper_arr else None
-        expect = tile_counters(cfg, shape, window_ones=int(window.sum()),
-                               spikes_out=int(result.spikes.sum()), words_in=prog.words_in,
-                               words_out=prog.words_out, c1_lens=lens)
-        assert set(expect) == set(rtl)
-        diff = {c: (rtl[c], v) for c, v in expect.items() if c not in TIMING and rtl[c] != v}
-        assert not diff, f"tile {k}: counters (rtl, model) differ: {diff}"
-        model = host_tile_timing(cfg, shape, traffic_of_program(prog, drv.map), fresh=k == 0, c1_lens=lens)
-        diff = {c: (rtl[c], model[c]) for c in TIMING if rtl[c] != model[c]}
-        assert not diff, f"tile {k}: timing (rtl, host model) differ: {diff}"
-        assert model["host_span"] == bus_cycles
-        w4_waits += rtl["c4_w_wait"]
-        w23_waits += rtl["c2_w_wait"] + rtl["c3_w_wait"]
-    gold = golden_layer(q, x, resid, cfg)
-    np.testing.assert_array_equal(out.membrane, gold.membrane.numpy())
-    np.testing.assert_array_equal(out.spikes, gold.spikes.numpy())
+    waits = _check_tiles(cfg, drv, q, x, resid, plan, tiles, paper_arr)
+    w4_waits, w23_waits = waits["c4_w_wait"], waits["c2_w_wait"] + waits["c3_w_wait"]
     # coverage: where the host's chunks come late, the wait is counted (its value checked above)
     if max_rank is None:
         assert (w4_waits > 0) == (mode != "ptt" and host_data < 128)
@@ -219,29 +228,7 @@ def test_streamed_g1_is_bit_exact_and_modelled(host_data, ring, mode, pool, resi
     drv, plan, tiles = run_layer(cfg, q, x, resid, ring)
     assert all(t.w1_ring > 0 for t in plan)
     assert all(bool(t.w23_ring) == (max_rank is not None) for t in plan)
-    out = LayerOutputs(plan)
-    w1_waits = 0
-    for k, (prog, result, bus_cycles) in enumerate(tiles):
-        tile, rtl = prog.tile, result.counters
-        out.add(tile, result)
-        shape = TileShape.of(q, tile)
-        window = drv.window(x, tile)
-        lens = zero_skip_row_lens(cfg, shape, window)
-        expect = tile_counters(cfg, shape, window_ones=int(window.sum()),
-                               spikes_out=int(result.spikes.sum()), words_in=prog.words_in,
-                               words_out=prog.words_out, c1_lens=lens)
-        assert set(expect) == set(rtl)
-        diff = {c: (rtl[c], v) for c, v in expect.items() if c not in TIMING and rtl[c] != v}
-        assert not diff, f"tile {k}: counters (rtl, model) differ: {diff}"
-        model = host_tile_timing(cfg, shape, traffic_of_program(prog, drv.map), fresh=k == 0, c1_lens=lens)
-        diff = {c: (rtl[c], model[c]) for c in TIMING if rtl[c] != model[c]}
-        assert not diff, f"tile {k}: timing (rtl, host model) differ: {diff}"
-        assert model["host_span"] == bus_cycles
-        # the host keeps up: streaming costs no cycle over the resident tile's schedule
-        w1_waits += rtl["c1_w_wait"]
-    gold = golden_layer(q, x, resid, cfg)
-    np.testing.assert_array_equal(out.membrane, gold.membrane.numpy())
-    np.testing.assert_array_equal(out.spikes, gold.spikes.numpy())
+    w1_waits = _check_tiles(cfg, drv, q, x, resid, plan, tiles, True)["c1_w_wait"]
     assert w1_waits > 0            # the chunks come late somewhere (their count checked above)
 
 
