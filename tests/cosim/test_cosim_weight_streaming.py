@@ -161,3 +161,36 @@ def test_paper_g1_streamed_512_channel_layer():
     assert all(t.w1_ring and t.w23_ring and t.w4_ring for t in r.plan)
     _check_host_timing(results, target.config, need_waits=False)
     _check_all_model_counters(results, target.config)
+
+
+def paper_two_chunk_ring_case(config, seed: int = 2, mode: str = "ptt") -> LayerCase:
+    """MS-ResNet34 / N-Caltech101 ``layers.3.0.conv2`` at its published rank (512 -> 512
+    channels, r = 170, 6x6, membrane shortcut, T = 6; random weights calibrated like the
+    coverage cases, input spikes at density 0.1): all four cores stream, and the planner
+    runs it as one 6x6 tile at ``Pk`` = 16, whose G2/G3 chunks (``NS`` = 255 words) make
+    rings of two in ``w2``/``w3`` (600 words)."""
+    rng = np.random.default_rng(seed)
+    wd = config.widths
+    t, cin, r, cout, h, w = 6, 512, 170, 512, 6, 6
+    q = random_layer(rng, wd, mode, cin, r, cout, residual=True)
+    x = _spikes(rng, (t, cin, h, w), 0.1)
+    res = _residual(rng, q, wd, t, h, w, False)
+    q = calibrate(q, x, res, wd, rng)
+    return LayerCase(f"resnet34-layers.3.0.conv2-r{r}-{mode}-g1234-ring2", q, x, res)
+
+
+@pytest.mark.cosim_full
+def test_paper_two_chunk_g23_rings():
+    """The paper configuration on MS-ResNet34's ``layers.3.0.conv2``: one 6x6 tile at
+    ``Pk`` = 16 with G2/G3 rings of two chunks (cluster 2 runs on one chunk pair while the
+    host writes the next), G1 and G4 streamed too: bit-exact, every counter and the tile's
+    timing counters and bus cycles equal to the models'."""
+    target = RtlTarget.for_config("paper")
+    case = paper_two_chunk_ring_case(target.config)
+    results = run_cases(target, [case])
+    _check_results(results, target.config)
+    (r,) = results
+    assert [(t.height, t.width, t.pack, t.w23_ring) for t in r.plan] == [(6, 6, 4, 2)]
+    assert all(t.w1_ring and t.w4_ring for t in r.plan)
+    _check_host_timing(results, target.config, need_waits=False)
+    _check_all_model_counters(results, target.config)

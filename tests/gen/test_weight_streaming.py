@@ -122,11 +122,8 @@ def _check_tiles(cfg, drv, q, x, resid, plan, tiles, zero_skip: bool) -> dict[st
     return waits
 
 
-@pytest.mark.parametrize("host_data,ring,mode,pool,residual,r,paper_arr,max_rank", CASES,
-                         ids=[f"{c[0]}b-ring{c[1]}-{c[2]}-r{c[5]}" + ("-zero-skip" if c[6] else "")
-                              + ("-g23" if c[7] else "") for c in CASES])
-def test_streamed_cores_are_bit_exact_and_modelled(host_data, ring, mode, pool, residual, r, paper_arr,
-                                                   max_rank):
+def _case_layer(host_data, mode, pool, residual, r, paper_arr, max_rank):
+    """A case's configuration, layer, input spikes and residual membranes (``CASES``)."""
     cfg = small_w4(host_data, paper_arr, max_rank)
     rng = np.random.default_rng(host_data + r)
     T, cin, cout, H, W = 2, 8, 24, 4, 4
@@ -135,6 +132,27 @@ def test_streamed_cores_are_bit_exact_and_modelled(host_data, ring, mode, pool, 
     x = (rng.random((T, cin, H, W)) < 0.4).astype(int)
     s = 2 if pool else 1
     resid = rng.integers(-200, 200, (T, cout, H // s, W // s)) if residual else None
+    return cfg, q, x, resid
+
+
+def test_g23_cases_cover_rings_of_two_and_three_chunks():
+    """The whole-accelerator G2/G3 cases run rings of two chunks (cluster 2 on one chunk pair
+    while the host writes the next: the paper configuration's r = 161-173 layers at Pk = 16)
+    and of three; planning only, the simulation is in the test below."""
+    rings = set()
+    for host_data, _ring, mode, pool, residual, r, paper_arr, max_rank in CASES:
+        if max_rank is not None:
+            cfg, q, x, _ = _case_layer(host_data, mode, pool, residual, r, paper_arr, max_rank)
+            rings |= {t.w23_ring for t in Driver(cfg).plan(q, x.shape)}
+    assert rings == {2, 3}
+
+
+@pytest.mark.parametrize("host_data,ring,mode,pool,residual,r,paper_arr,max_rank", CASES,
+                         ids=[f"{c[0]}b-ring{c[1]}-{c[2]}-r{c[5]}" + ("-zero-skip" if c[6] else "")
+                              + ("-g23" if c[7] else "") for c in CASES])
+def test_streamed_cores_are_bit_exact_and_modelled(host_data, ring, mode, pool, residual, r, paper_arr,
+                                                   max_rank):
+    cfg, q, x, resid = _case_layer(host_data, mode, pool, residual, r, paper_arr, max_rank)
     drv, plan, tiles = run_layer(cfg, q, x, resid, ring)
     assert all(t.w4_ring == w4_ring_chunks(cfg, r) for t in plan)
     assert all(bool(t.w23_ring) == (max_rank is not None) for t in plan)
