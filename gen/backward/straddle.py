@@ -19,10 +19,11 @@ numbers are a projection of an unbuilt design: nothing checks them against an RT
 
 Assumptions: the same tiles and chunks as today's plan; passes within a block row (pairs do
 not straddle rows, whose tensor strides differ); a stage straddles where that takes fewer
-steps than today (``pack`` included); every pass pays ``(pixels - 1) * ceil(I / P)`` fetch
-steps, ``pixels`` the most a pass touches, even where it touches fewer (pessimistic); HTT's
-reduced timesteps copy or skip as today (one step per output word); a mat-vec stage drains
-``pixels - 1`` cycles more (one write per pixel, as ``pack``'s second word). Optimistic: the
+steps than today (``pack`` included); a pass pays ``(pixels - 1) * ceil(I / P)`` fetch steps,
+``pixels`` the pixels it touches (the engine's fetch loop bounded per pass, from the pass's
+first channel and its number of pairs); HTT's reduced timesteps copy or skip as today (one
+step per output word); a mat-vec stage drains ``pixels - 1`` cycles more, ``pixels`` the most
+a pass touches (one write per pixel, as ``pack``'s second word). Optimistic: the
 weights rotated in the engine (lane ``l`` takes channel ``(s + l) mod O`` of the stage's word,
 ``s`` the pass's first channel), so no more weight words and no cycle for the rotation, and
 the outer products' accumulator lanes likewise; no stage added to the write path for the
@@ -63,8 +64,10 @@ def straddled_steps(f: Mapping[str, int], lanes: int, spikes_per_word: int) -> i
     full = [not f["use_schedule"] or bool((f["schedule"] >> t) & 1) for t in range(T)]
     in_words = -(-inner // (spikes_per_word if f.get("in_spikes") else lanes))
     taps = _TAPS[Taps(f["taps"])]
-    fetches = straddle_pixels(O, lanes) - 1
-    per_row = -(-cols * O // lanes) * taps * (inner + fetches * in_words)
+    pairs = cols * O
+    # pass j: pairs j P .. min(j P + P, pairs) - 1, one fetch step per input word and pixel after its first
+    fetches = sum((min(j + lanes, pairs) - 1) // O - j // O for j in range(0, pairs, lanes))
+    per_row = taps * (-(-pairs // lanes) * inner + fetches * in_words)
     unpacked = rows * cols * groups * taps * inner       # a computed timestep's steps, one pixel per pass
     # HTT's reduced timesteps copy or skip as today
     steps = stage_cycles("", {**f, "pack": 0}, lanes, spikes_per_word).steps - sum(full) * (unpacked - rows * per_row)

@@ -291,29 +291,31 @@ def _core_stage(**fields):
 
 
 def test_straddled_steps_counted_by_hand():
-    """The projection of lanes straddling pixels (gen/backward/straddle.py), 32 lanes, one row.
+    """The projection of lanes straddling pixels (gen/backward/straddle.py), 32 lanes, one row;
+    a pass reads one more input word (2 steps for 64 inputs) per pixel it touches after its first.
     O = 24 outputs, I = 64 inputs, 4 columns: today 4 passes of 64 steps (8 lanes idle);
-    straddled 96 pairs in 3 passes, each touching up to 3 pixels (ceil(31 / 24) + 1), so two
-    extra input words of 2 each: 3 x (64 + 2 x 2) = 204. O = 40 (two groups today: 4 x 2 x 64 =
-    512): 160 pairs in 5 passes of at most 2 pixels, 5 x (64 + 2) = 330. O = 12 with 4 columns
-    is packed today (2 pairs x (64 + 2) = 132): straddled 48 pairs in 2 passes of up to 4 pixels,
-    2 x (64 + 3 x 2) = 140, not fewer; with 8 columns 3 x 70 = 210 against 4 x 66 = 264. A stage
-    whose outputs fill the lanes, and the LIF stage, do not straddle."""
+    straddled 96 pairs in 3 passes (first channels 0, 8, 16), each touching 2 pixels:
+    3 x (64 + 2) = 198. O = 40 (two groups today: 4 x 2 x 64 = 512): 160 pairs in 5 passes
+    touching 1, 2, 2, 2, 1 pixels: 5 x 64 + 3 x 2 = 326. O = 12 with 4 columns is packed today
+    (2 pairs x (64 + 2) = 132): straddled 48 pairs in 2 passes touching 3 and 2 pixels
+    (pairs 0-31, 32-47), 2 x 64 + 3 x 2 = 134, not fewer; with 8 columns 3 passes touching 3, 4, 3
+    pixels, 3 x 64 + 7 x 2 = 206 against 4 x 66 = 264. A stage whose outputs fill the lanes,
+    and the LIF stage, do not straddle."""
     from ttsnn.gen.backward.stage_layout import StageKind
     from ttsnn.gen.backward.straddle import straddle_pixels, straddled_steps
     assert [straddle_pixels(o, 32) for o in (17, 24, 31, 32, 40, 12, 16)] == [3, 3, 2, 2, 2, 4, 3]
     mv = lambda o, cols, **kw: _core_stage(kind=StageKind.MATVEC, out_channels=o, in_channels=64, cols=cols,  # noqa: E731
                                            **kw)
-    assert straddled_steps(mv(24, 4), 32, 512) == 204
-    assert straddled_steps(mv(40, 4), 32, 512) == 330
+    assert straddled_steps(mv(24, 4), 32, 512) == 198
+    assert straddled_steps(mv(40, 4), 32, 512) == 326
     assert straddled_steps(mv(12, 4, pack=1), 32, 512) is None
-    assert straddled_steps(mv(12, 8, pack=1), 32, 512) == 210
+    assert straddled_steps(mv(12, 8, pack=1), 32, 512) == 206
     assert straddled_steps(mv(32, 4), 32, 512) is None
     assert straddled_steps(_core_stage(kind=StageKind.LIF, out_channels=24, cols=4), 32, 512) is None
     # an outer product likewise; HTT's skipped timestep (schedule 0b01 of 2) keeps its one step
     outer = _core_stage(kind=StageKind.OUTER, out_channels=24, in_channels=64, cols=4, timesteps=2,
                         use_schedule=1, schedule=1, acc_clear=0)
-    assert straddled_steps(outer, 32, 512) == 204 + 1
+    assert straddled_steps(outer, 32, 512) == 198 + 1
 
 
 def test_straddled_cycles_never_exceed_the_exact_model():
