@@ -26,8 +26,9 @@ step per output word); a mat-vec stage drains ``pixels - 1`` cycles more, ``pixe
 a pass touches (one write per pixel, as ``pack``'s second word). Optimistic: the
 weights rotated in the engine (lane ``l`` takes channel ``(s + l) mod O`` of the stage's word,
 ``s`` the pass's first channel), so no more weight words and no cycle for the rotation, and
-the outer products' accumulator lanes likewise; no stage added to the write path for the
-output rotation beyond those drain cycles. Stochastic rounding is excluded (its dither's lane
+an outer product's products rotated into their channels' lanes and each channel's (from at
+most ``ceil(P / O)`` pixels) added before the accumulator's one update per step, in no cycle;
+no stage added to the write path for the output rotation beyond those drain cycles. Stochastic rounding is excluded (its dither's lane
 index assumes one pixel per pass), as for ``pack``.
 """
 
