@@ -18,7 +18,7 @@ from typing import Any
 
 from ..config import HardwareConfig
 from .planner import TilePlanner, backward_tile_shape, planning_layer
-from .straddle import STRADDLE_KINDS, straddled_cycles
+from .straddle import STRADDLE_PROJECTIONS, straddled_cycles
 from .tiling import layer_runs, run_stages
 
 __all__ = ["layer_backward_report", "ideal_backward_ops", "lane_bound_cycles", "backward_tile_shape",
@@ -69,7 +69,7 @@ def layer_backward_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
     h, w, k, fits = backward_tile_shape(cfg, q, T, H, W, full, extra, planner)
     cycles = steps = tiles = streamed = 0
     stage_totals: dict[str, int] = {}
-    straddled = dict.fromkeys(STRADDLE_KINDS, 0)
+    straddled = dict.fromkeys(STRADDLE_PROJECTIONS, 0)
     straddles = cfg.gradients.rounding != "stochastic"
     for run in layer_runs(H, W, T, h, w, k):
         tiles += run.t0 == 0
@@ -81,9 +81,9 @@ def layer_backward_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
             cycles += sc.cycles
             steps += sc.steps
             stage_totals[sc.name] = stage_totals.get(sc.name, 0) + sc.cycles
-        for name, kinds in STRADDLE_KINDS.items():
+        for name, (kinds, across_rows) in STRADDLE_PROJECTIONS.items():
             straddled[name] += (straddled_cycles(run_stages(plan, run, H), exact, P, cfg.gbuf_spikes_per_word,
-                                                 kinds) if straddles else sum(sc.cycles for sc in exact))
+                                                 kinds, across_rows) if straddles else sum(sc.cycles for sc in exact))
     ops = ideal_backward_ops(q.in_channels, q.rank, q.out_channels, H, W, T, mode, full, q.pool)
     bound = -(-ops // P)
     lane_bound = lane_bound_cycles(q.in_channels, q.rank, q.out_channels, H, W, T, mode, full, q.pool, P,
@@ -99,7 +99,8 @@ def layer_backward_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
             # in every program (the cores that do not stay for the whole layer): host traffic,
             # not in ``cycles`` (the host's transfers are not overlapped with the stages yet)
             "streamed_words": streamed,
-            # a projection of an unbuilt design (gen/backward/straddle.py): the cycles with the
-            # mat-vec stages' lanes straddling pixels, and with the outer products' too
-            "straddled_matvec_cycles": straddled["matvec"], "straddled_all_cycles": straddled["all"],
-            "straddled_matvec_ratio": straddled["matvec"] / bound, "straddled_all_ratio": straddled["all"] / bound}
+            # projections of an unbuilt design (gen/backward/straddle.py, STRADDLE_PROJECTIONS):
+            # the cycles with the mat-vec stages' lanes straddling pixels, with the outer
+            # products' too, and both over a block's rows
+            **{f"straddled_{n}_cycles": c for n, c in straddled.items()},
+            **{f"straddled_{n}_ratio": c / bound for n, c in straddled.items()}}
