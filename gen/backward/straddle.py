@@ -100,3 +100,76 @@ def straddled_cycles(stages: Iterable[tuple[str, Mapping[str, int]]], exact: Ite
                                                                         else 0)
         total += steps + drain
     return total
+
+
+def weight_word_lanes(w_row, lanes: int) -> list:
+    """The driver's layout of one weight word for a straddled stage of ``O < P`` channels
+    (``O > P`` needs two words per step, docs/architecture.md): lane ``l`` holds channel
+    ``l mod O`` (``w_row``: the ``O`` weights of one input channel and tap), so that the word
+    and the word shifted down by ``O`` lanes, side by side, hold channel ``i mod O`` at every
+    lane ``i < P + O``: a pass's weights are that pair's ``P`` lanes from its first channel
+    ``s`` on (:func:`rotated_weights`)."""
+    O = len(w_row)
+    return [w_row[l % O] for l in range(lanes)]
+
+
+def rotated_weights(word: list, s: int, channels: int) -> list:
+    """The engine's weight rotation of a pass whose first channel is ``s``: lane ``l`` takes
+    lane ``s + l`` of the word beside the word shifted down by ``channels`` lanes."""
+    lanes = len(word)
+    ext = word + [word[i - channels] for i in range(lanes, lanes + channels)]
+    return [ext[s + l] for l in range(lanes)]
+
+
+def _passes(npix: int, channels: int, lanes: int):
+    """Each pass of ``npix`` pixels' (pixel, channel) pairs: its first pixel ``p0``, first
+    channel ``s``, number of pairs and each lane's pixel slot (None past the last pair)."""
+    pairs = npix * channels
+    for k0 in range(0, pairs, lanes):
+        p0, s = divmod(k0, channels)
+        n = min(lanes, pairs - k0)
+        yield p0, s, n, [(s + l) // channels if l < n else None for l in range(lanes)]
+
+
+def straddled_matvec(x, w, lanes: int) -> list:
+    """A lane-level model of a straddled mat-vec stage (no taps, no re-quantisation): ``x``
+    ``[pixels][I]`` inputs, ``w`` ``[I][O]`` weights; per pass each lane accumulates its pixel's
+    input times its rotated weight over the input channels, then each pixel slot's lanes are
+    written rotated into that pixel's word (lane ``c + slot O - s`` to channel ``c``). Returns
+    the ``[pixels][O]`` outputs, to compare with the plain product."""
+    npix, O = len(x), len(w[0])
+    out = [[None] * O for _ in range(npix)]
+    for p0, s, n, slot in _passes(npix, O, lanes):
+        acc = [0] * lanes
+        for i in range(len(w)):
+            # O < P: one word, rotated; O > P: the lanes span two of the row's group words
+            # (a second weight read per step, or words laid out per phase: not in the projection)
+            wl = (rotated_weights(weight_word_lanes(w[i], lanes), s, O) if O < lanes
+                  else [w[i][(s + l) % O] for l in range(lanes)])
+            for l in range(n):
+                acc[l] += x[p0 + slot[l]][i] * wl[l]
+        for k in range(max(slot[:n]) + 1):             # one write per pixel slot, lanes enabled
+            for c in range(O):
+                l = c + k * O - s
+                if 0 <= l < n:
+                    out[p0 + k][c] = acc[l]
+    return out
+
+
+def straddled_outer(g, x, lanes: int) -> list:
+    """A lane-level model of a straddled outer product: ``g`` ``[pixels][O]`` gradients, ``x``
+    ``[pixels][I]`` activations; per pass and input channel ``i`` each lane's product (its
+    pixel's gradient at its channel times its pixel's activation ``i``), each slot's products
+    rotated into their channels' lanes, the slots added lane by lane into entry ``i``. Returns
+    the ``[I][O]`` sums."""
+    npix, O, I = len(g), len(g[0]), len(x[0])
+    entries = [[0] * O for _ in range(I)]
+    for p0, s, n, slot in _passes(npix, O, lanes):
+        for i in range(I):
+            prod = [g[p0 + slot[l]][(s + l) % O] * x[p0 + slot[l]][i] if l < n else 0 for l in range(lanes)]
+            for k in range(max(slot[:n]) + 1):
+                for c in range(O):
+                    l = c + k * O - s
+                    if 0 <= l < n:
+                        entries[i][c] += prod[l]
+    return entries
