@@ -466,7 +466,8 @@ def _backward_main(cfg: HardwareConfig, args, modes: Sequence[str]) -> int:
                   f"{ok}/{len(sel)} within {BACKWARD_GOAL}x; against the bound with idle lanes "
                   f"({lane_bnd}) {cyc / lane_bnd if lane_bnd else float('nan'):.3f}")
             for kind, what in (("matvec", "the mat-vec stages"), ("all", "the mat-vec stages and outer products"),
-                               ("all_rows", "both, over a block's rows too,")):
+                               ("all_rows", "both, over a block's rows too,"),
+                               ("all_rows_below_p", "that, only stages of fewer than P lane channels,")):
                 proj = sum(r[f"straddled_{kind}_cycles"] for r in sel)
                 n_ok = sum(1 for r in sel if r[f"straddled_{kind}_ratio"] <= BACKWARD_GOAL)
                 print(f"  projection, not built (gen/backward/straddle.py): {what} straddling pixels: cycles "

@@ -81,9 +81,10 @@ def layer_backward_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
             cycles += sc.cycles
             steps += sc.steps
             stage_totals[sc.name] = stage_totals.get(sc.name, 0) + sc.cycles
-        for name, (kinds, across_rows) in STRADDLE_PROJECTIONS.items():
+        for name, (kinds, across_rows, wide) in STRADDLE_PROJECTIONS.items():
             straddled[name] += (straddled_cycles(run_stages(plan, run, H), exact, P, cfg.gbuf_spikes_per_word,
-                                                 kinds, across_rows) if straddles else sum(sc.cycles for sc in exact))
+                                                 kinds, across_rows, wide) if straddles
+                                else sum(sc.cycles for sc in exact))
     ops = ideal_backward_ops(q.in_channels, q.rank, q.out_channels, H, W, T, mode, full, q.pool)
     bound = -(-ops // P)
     lane_bound = lane_bound_cycles(q.in_channels, q.rank, q.out_channels, H, W, T, mode, full, q.pool, P,
@@ -101,6 +102,6 @@ def layer_backward_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
             "streamed_words": streamed,
             # projections of an unbuilt design (gen/backward/straddle.py, STRADDLE_PROJECTIONS):
             # the cycles with the mat-vec stages' lanes straddling pixels, with the outer
-            # products' too, and both over a block's rows
+            # products' too, both over a block's rows, and that for ranks below P only
             **{f"straddled_{n}_cycles": c for n, c in straddled.items()},
             **{f"straddled_{n}_ratio": c / bound for n, c in straddled.items()}}

@@ -45,13 +45,16 @@ __all__ = ["straddle_pixels", "straddled_steps", "straddled_cycles", "STRADDLE_P
 _TAPS = {Taps.POINT: 1, Taps.ROWS: 3, Taps.COLS: 3, Taps.ROWS_COLS: 6}
 
 #: the projections the per-layer table states: name -> (the stage kinds that straddle, whether
-#: pairs straddle a block's rows too): the mat-vec stages, the outer products (the weight
-#: gradients dW1, dW2, dW3, whose lanes are the rank's gradient channels) as well, and both with
-#: the block's pixels in one sequence (a block row's last pass no longer partly empty; the output
-#: tensor's rows are contiguous, an input pixel's address stepped per pixel slot)
-STRADDLE_PROJECTIONS = {"matvec": ((StageKind.MATVEC,), False),
-                        "all": ((StageKind.MATVEC, StageKind.OUTER), False),
-                        "all_rows": ((StageKind.MATVEC, StageKind.OUTER), True)}
+#: pairs straddle a block's rows too, whether stages of more than ``P`` lane channels straddle):
+#: the mat-vec stages, the outer products (the weight gradients dW1, dW2, dW3, whose lanes are
+#: the rank's gradient channels) as well, both with the block's pixels in one sequence (a block
+#: row's last pass no longer partly empty; the output tensor's rows are contiguous, an input
+#: pixel's address stepped per pixel slot), and that with only the stages of fewer than ``P``
+#: lane channels (``O > P``: a pass's weights span two group words, docs/architecture.md)
+STRADDLE_PROJECTIONS = {"matvec": ((StageKind.MATVEC,), False, True),
+                        "all": ((StageKind.MATVEC, StageKind.OUTER), False, True),
+                        "all_rows": ((StageKind.MATVEC, StageKind.OUTER), True, True),
+                        "all_rows_below_p": ((StageKind.MATVEC, StageKind.OUTER), True, False)}
 
 
 def straddle_pixels(channels: int, lanes: int) -> int:
@@ -83,14 +86,17 @@ def straddled_steps(f: Mapping[str, int], lanes: int, spikes_per_word: int, acro
 
 
 def straddled_cycles(stages: Iterable[tuple[str, Mapping[str, int]]], exact: Iterable[StageCycles], lanes: int,
-                     spikes_per_word: int, kinds: tuple[StageKind, ...], across_rows: bool = False) -> int:
+                     spikes_per_word: int, kinds: tuple[StageKind, ...], across_rows: bool = False,
+                     wide: bool = True) -> int:
     """A run's cycles with the stages of ``kinds`` straddled where that takes fewer steps:
     the exact model's cycles (``exact``, :func:`gen.backward.cyclemodel.backward_cycles` of
     ``stages``) less the steps straddling saves, a mat-vec stage draining one cycle per pixel
-    of a pass after its first (instead of a packed stage's one)."""
+    of a pass after its first (instead of a packed stage's one). ``wide``: stages of more than
+    ``lanes`` lane channels straddle too."""
     total = 0
     for (_, f), sc in zip(stages, exact):
-        steps = straddled_steps(f, lanes, spikes_per_word, across_rows) if StageKind(f["kind"]) in kinds else None
+        chosen = StageKind(f["kind"]) in kinds and (wide or f["out_channels"] < lanes)
+        steps = straddled_steps(f, lanes, spikes_per_word, across_rows) if chosen else None
         if steps is None:
             total += sc.cycles
             continue

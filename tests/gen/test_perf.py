@@ -338,3 +338,5 @@ def test_straddled_cycles_never_exceed_the_exact_model():
     r = layer_backward_report(load_config("paper"), spec, "ptt", n.timesteps, tuple(default_schedule(n.timesteps)))
     assert r["bound"] < r["straddled_all_cycles"] < r["straddled_matvec_cycles"] < r["cycles"]
     assert r["bound"] < r["straddled_all_rows_cycles"] <= r["straddled_all_cycles"]
+    # rank 24 < 32: every straddled stage has fewer than P lane channels
+    assert r["straddled_all_rows_below_p_cycles"] == r["straddled_all_rows_cycles"]
