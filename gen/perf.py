@@ -444,12 +444,14 @@ def _backward_main(cfg: HardwareConfig, args, modes: Sequence[str]) -> int:
             rows += [{"network": net, **layer_backward_report(cfg, sp, mode, n.timesteps, sched)}
                      for sp in tt_layers(specs)]
     print(f"{'network':<21} {'mode':<4} {'layer':<17} {'Cin':>4} {'r':>4} {'Cout':>4} {'HxW':>6} {'tile':>6} "
-          f"{'chunk':>5} {'tiles':>5} {'cycles':>10} {'bound':>10} {'ratio':>6} {'/lanes':>6} {'ring+pad':>9} {'pipeline':>8} {'stream':>7} {'fits':>4}")
+          f"{'chunk':>5} {'tiles':>5} {'cycles':>10} {'bound':>10} {'ratio':>6} {'/lanes':>6} {'strMV':>6} {'strAll':>6} {'strRow':>6} {'ring+pad':>9} {'pipeline':>8} {'stream':>7} {'fits':>4}")
     for r in rows:
         print(f"{r['network']:<21} {r['mode']:<4} {r['layer']:<17} {r['in_channels']:>4} {r['rank']:>4} "
               f"{r['out_channels']:>4} {str(r['height']) + 'x' + str(r['width']):>6} {r['tile']:>6} "
               f"{r['chunk']:>5} {r['tiles']:>5} {r['cycles']:>10} {r['bound']:>10} {r['ratio']:>6.3f} "
-              f"{r['lane_ratio']:>6.3f} {r['ring_and_padding']:>9} {r['pipeline']:>8} {r['streamed_words']:>7} "
+              f"{r['lane_ratio']:>6.3f} {r['straddled_matvec_ratio']:>6.3f} {r['straddled_all_ratio']:>6.3f} "
+              f"{r['straddled_all_rows_ratio']:>6.3f} "
+              f"{r['ring_and_padding']:>9} {r['pipeline']:>8} {r['streamed_words']:>7} "
               f"{'yes' if r['fits_backward_memories'] else 'NO':>4}")
     print()
     for net in args.network or sorted(NETWORKS):
@@ -463,6 +465,14 @@ def _backward_main(cfg: HardwareConfig, args, modes: Sequence[str]) -> int:
                   f"cycles {cyc}, bound {bnd}, ratio {cyc / bnd if bnd else float('nan'):.3f}; "
                   f"{ok}/{len(sel)} within {BACKWARD_GOAL}x; against the bound with idle lanes "
                   f"({lane_bnd}) {cyc / lane_bnd if lane_bnd else float('nan'):.3f}")
+            for kind, what in (("matvec", "the mat-vec stages"), ("all", "the mat-vec stages and outer products"),
+                               ("all_rows", "both, over a block's rows too,"),
+                               ("all_rows_below_p", "that, only stages of fewer than P lane channels,")):
+                proj = sum(r[f"straddled_{kind}_cycles"] for r in sel)
+                n_ok = sum(1 for r in sel if r[f"straddled_{kind}_ratio"] <= BACKWARD_GOAL)
+                print(f"  projection, not built (gen/backward/straddle.py): {what} straddling pixels: cycles "
+                      f"{proj}, ratio {proj / bnd if bnd else float('nan'):.3f}; {n_ok}/{len(sel)} within "
+                      f"{BACKWARD_GOAL}x")
     if args.json_out:
         from ttsnn.gen.emit import atomic_write
         atomic_write(Path(args.json_out), json.dumps(rows, indent=1) + "\n")

@@ -9,7 +9,9 @@ G3^T/G2^T, G1^T, the four weight-gradient outer products and the LIF gradient; n
 ring, no idle lane, HTT's bypass free) divided by the ``P`` PEs of the one array that runs
 them. Above the bound, per layer: ``ring`` (the halo ring's LIF and G4^T work and the strips'
 halo rows), ``padding`` (idle lanes when a channel count is not a multiple of ``P``, HTT's
-bypass copy) and ``pipeline`` (each stage's drain and control cycles).
+bypass copy) and ``pipeline`` (each stage's drain and control cycles). Besides, projections of
+a design not built (:mod:`gen.backward.straddle`, lanes over (pixel, channel) pairs that
+straddle pixels): the ``straddled_*`` cycles and ratios, which no RTL checks.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Any
 
 from ..config import HardwareConfig
 from .planner import TilePlanner, backward_tile_shape, planning_layer
-from .tiling import layer_runs
+from .straddle import STRADDLE_PROJECTIONS, straddled_cycles
+from .tiling import layer_runs, run_stages
 
 __all__ = ["layer_backward_report", "ideal_backward_ops", "lane_bound_cycles", "backward_tile_shape",
            "BACKWARD_GOAL"]
@@ -68,15 +71,22 @@ def layer_backward_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
     h, w, k, fits = backward_tile_shape(cfg, q, T, H, W, full, extra, planner)
     cycles = steps = tiles = streamed = 0
     stage_totals: dict[str, int] = {}
+    straddled = dict.fromkeys(STRADDLE_PROJECTIONS, 0)
+    straddles = cfg.gradients.rounding != "stochastic"
     for run in layer_runs(H, W, T, h, w, k):
         tiles += run.t0 == 0
         plan = planner.plan(run.height, run.width, k, run.t0)
         streamed += (sum(len(words) for _, words in plan.streamed_weights.values())
                      + sum(plan.wgrads[n].entries for n in plan.streamed_sums.values()))
-        for sc in planner.run_cycles(run, H):
+        exact = planner.run_cycles(run, H)
+        for sc in exact:
             cycles += sc.cycles
             steps += sc.steps
             stage_totals[sc.name] = stage_totals.get(sc.name, 0) + sc.cycles
+        for name, (kinds, across_rows, wide) in STRADDLE_PROJECTIONS.items():
+            straddled[name] += (straddled_cycles(run_stages(plan, run, H), exact, P, cfg.gbuf_spikes_per_word,
+                                                 kinds, across_rows, wide) if straddles
+                                else sum(sc.cycles for sc in exact))
     ops = ideal_backward_ops(q.in_channels, q.rank, q.out_channels, H, W, T, mode, full, q.pool)
     bound = -(-ops // P)
     lane_bound = lane_bound_cycles(q.in_channels, q.rank, q.out_channels, H, W, T, mode, full, q.pool, P,
@@ -91,4 +101,9 @@ def layer_backward_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
             # stage-weight words written and weight-gradient entries read around their stages
             # in every program (the cores that do not stay for the whole layer): host traffic,
             # not in ``cycles`` (the host's transfers are not overlapped with the stages yet)
-            "streamed_words": streamed}
+            "streamed_words": streamed,
+            # projections of an unbuilt design (gen/backward/straddle.py, STRADDLE_PROJECTIONS):
+            # the cycles with the mat-vec stages' lanes straddling pixels, with the outer
+            # products' too, both over a block's rows, and that for ranks below P only
+            **{f"straddled_{n}_cycles": c for n, c in straddled.items()},
+            **{f"straddled_{n}_ratio": c / bound for n, c in straddled.items()}}

@@ -289,3 +289,60 @@ def test_refused_layers_report_their_streaming_rates(ptt_rows):
     assert r["stream_today_bpc"] > r["stream_port_bpc"] > r["stream_row_bpc"] > 0
     assert all(rows[n]["stream_cores"] == [] for n in rows
                if rows[n]["fits_weight_buffer"] and not rows[n]["streamed"])
+
+
+def _core_stage(**fields):
+    from ttsnn.gen.backward.tile_program import _stage
+    return _stage(**{"rows": 1, "timesteps": 1, "taps": 0, **fields})
+
+
+def test_straddled_steps_counted_by_hand():
+    """The projection of lanes straddling pixels (gen/backward/straddle.py), 32 lanes, one row;
+    a pass reads one more input word (2 steps for 64 inputs) per pixel it touches after its first.
+    O = 24 outputs, I = 64 inputs, 4 columns: today 4 passes of 64 steps (8 lanes idle);
+    straddled 96 pairs in 3 passes (first channels 0, 8, 16), each touching 2 pixels:
+    3 x (64 + 2) = 198. O = 40 (two groups today: 4 x 2 x 64 = 512): 160 pairs in 5 passes
+    touching 1, 2, 2, 2, 1 pixels: 5 x 64 + 3 x 2 = 326. O = 12 with 4 columns is packed today
+    (2 pairs x (64 + 2) = 132): straddled 48 pairs in 2 passes touching 3 and 2 pixels
+    (pairs 0-31, 32-47), 2 x 64 + 3 x 2 = 134, not fewer; with 8 columns 3 passes touching 3, 4, 3
+    pixels, 3 x 64 + 7 x 2 = 206 against 4 x 66 = 264. A stage whose outputs fill the lanes,
+    and the LIF stage, do not straddle."""
+    from ttsnn.gen.backward.stage_layout import StageKind
+    from ttsnn.gen.backward.straddle import straddle_pixels, straddled_steps
+    assert [straddle_pixels(o, 32) for o in (17, 24, 31, 32, 40, 12, 16)] == [3, 3, 2, 2, 2, 4, 3]
+    mv = lambda o, cols, **kw: _core_stage(kind=StageKind.MATVEC, out_channels=o, in_channels=64, cols=cols,  # noqa: E731
+                                           **kw)
+    assert straddled_steps(mv(24, 4), 32, 512) == 198
+    assert straddled_steps(mv(40, 4), 32, 512) == 326
+    assert straddled_steps(mv(12, 4, pack=1), 32, 512) is None
+    assert straddled_steps(mv(12, 8, pack=1), 32, 512) == 206
+    assert straddled_steps(mv(32, 4), 32, 512) is None
+    assert straddled_steps(_core_stage(kind=StageKind.LIF, out_channels=24, cols=4), 32, 512) is None
+    # an outer product likewise; HTT's skipped timestep (schedule 0b01 of 2) keeps its one step
+    outer = _core_stage(kind=StageKind.OUTER, out_channels=24, in_channels=64, cols=4, timesteps=2,
+                        use_schedule=1, schedule=1, acc_clear=0)
+    assert straddled_steps(outer, 32, 512) == 198 + 1
+    # pairs across a block's rows: O = 20, 5 columns, 2 rows. Row by row 100 pairs in 4 passes
+    # (pairs 0-31, 32-63, 64-95, 96-99 touch pixels 0-1, 1-3, 3-4, 4: 4 fetches), 4 x 64 + 4 x 2 =
+    # 264 per row, 528; across the rows 200 pairs in 7 passes touching 2, 3, 2, 3, 2, 2, 1 pixels
+    # (8 fetches): 7 x 64 + 8 x 2 = 464; today 10 x 64 = 640
+    assert straddled_steps(mv(20, 5, rows=2), 32, 512) == 528
+    assert straddled_steps(mv(20, 5, rows=2), 32, 512, across_rows=True) == 464
+
+
+def test_straddled_cycles_never_exceed_the_exact_model():
+    """The projection replaces only stages it makes faster: a rank-24 PTT layer of MS-ResNet34
+    is faster straddled (both projections below today's exact cycles, the outer products'
+    below the mat-vec one's) and stays above the issue's bound."""
+    from ttsnn.gen.backward.perf import layer_backward_report
+    from ttsnn.gen.config import load_config
+    from ttsnn.sw.arch import WORKLOADS, default_schedule, network_specs, tt_layers
+    n = WORKLOADS["resnet34-ncaltech101"]
+    specs = tt_layers(network_specs(n.arch, n.in_channels, n.input_size, n.num_classes, mode="ptt",
+                                    ranks=n.ranks, timesteps=n.timesteps))
+    spec = next(s for s in specs if s.rank == 24)
+    r = layer_backward_report(load_config("paper"), spec, "ptt", n.timesteps, tuple(default_schedule(n.timesteps)))
+    assert r["bound"] < r["straddled_all_cycles"] < r["straddled_matvec_cycles"] < r["cycles"]
+    assert r["bound"] < r["straddled_all_rows_cycles"] <= r["straddled_all_cycles"]
+    # rank 24 < 32: every straddled stage has fewer than P lane channels
+    assert r["straddled_all_rows_below_p_cycles"] == r["straddled_all_rows_cycles"]

@@ -1,0 +1,27 @@
+"""The straddled lane mapping of docs/architecture.md ("Straddling pixels", not built) at the
+lane level (gen/backward/straddle.py): the driver's weight layout with the engine's rotation,
+the per-slot output writes and the outer product's per-slot adds give the plain products."""
+
+import numpy as np
+import pytest
+
+from ttsnn.gen.backward.straddle import (rotated_weights, straddled_matvec, straddled_outer,
+                                         weight_word_lanes)
+
+
+@pytest.mark.parametrize("channels", [17, 19, 24, 31, 12, 5])
+def test_rotated_weights_give_each_lane_its_channel(channels):
+    lanes = 32
+    word = weight_word_lanes(list(range(100, 100 + channels)), lanes)
+    for s in range(channels):
+        assert rotated_weights(word, s, channels) == [100 + (s + l) % channels for l in range(lanes)]
+
+
+@pytest.mark.parametrize("channels,pixels,inputs", [(17, 7, 5), (24, 5, 3), (31, 9, 4), (12, 11, 6), (40, 5, 3)])
+def test_straddled_stages_equal_the_plain_products(channels, pixels, inputs):
+    rng = np.random.default_rng(channels * 100 + pixels)
+    x = rng.integers(-128, 128, (pixels, inputs))
+    w = rng.integers(-128, 128, (inputs, channels))
+    g = rng.integers(-2**15, 2**15, (pixels, channels))
+    assert straddled_matvec(x.tolist(), w.tolist(), 32) == (x @ w).tolist()
+    assert straddled_outer(g.tolist(), x.tolist(), 32) == (x.T @ g).tolist()
