@@ -85,6 +85,22 @@ class TilePlanner:
         return sum(c.cycles for run in layer_runs(H, W, T, h, w, k) for c in self.run_cycles(run, H))
 
 
+def _widest_fitting(planner: TilePlanner, H: int, W: int, k: int, s: int):
+    """``(h, widest w)`` for every tile height ``h`` at which some width fits. The memory use
+    grows with ``h`` and with ``w``, so the widest fitting width never grows with the height:
+    each height's search starts from the previous height's widest and walks down (a staircase,
+    about ``(H + W) / s`` fit checks instead of one per fitting tile)."""
+    widest = 0
+    while widest + s <= W and planner.fits_data(s, widest + s, k):
+        widest += s
+    for h in range(s, H + 1, s):
+        while widest and not planner.fits_data(h, widest, k):
+            widest -= s
+        if not widest:
+            return
+        yield h, widest
+
+
 def backward_tile_shape(cfg: HardwareConfig, q, T: int, H: int, W: int, full,
                         use_extra: bool = False, planner: TilePlanner | None = None) -> tuple[int, int, int, bool]:
     """The ``h x w`` tile (pre-pool pixels) and chunk of ``k`` timesteps
@@ -98,14 +114,7 @@ def backward_tile_shape(cfg: HardwareConfig, q, T: int, H: int, W: int, full,
     planner = planner or TilePlanner(cfg, q, full, use_extra)
     candidates = set()
     for k in chunk_sizes(T):
-        for h in range(s, H + 1, s):          # the memory use grows with h and w: stop at the first misfit
-            widest = 0
-            for w in range(s, W + 1, s):
-                if not planner.fits_data(h, w, k):
-                    break
-                widest = w
-            if not widest:
-                break
+        for h, widest in _widest_fitting(planner, H, W, k, s):
             candidates.add((_balanced(H, h, s), _balanced(W, widest, s), k))
     if not candidates:
         return s, s, 1, False
