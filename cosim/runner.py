@@ -32,7 +32,7 @@ from ttsnn.cosim.toolchain import Toolchain, setup_toolchain, wave_format
 from ttsnn.sw.cli_util import MissingFileError, UserError
 
 __all__ = ["REPO_ROOT", "build_root", "BuildResult", "build_design", "run_testbench", "default_build_dir",
-           "CosimRunError", "port_names", "locked", "forward_only_default"]
+           "CosimRunError", "port_names", "output_names", "locked", "forward_only_default"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Verilator options of every build: X values randomised (with a seed at run time) so that a
@@ -115,10 +115,33 @@ def port_names(verilog: str, top: str) -> list[str]:
     return names
 
 
-def _public_vlt(ports: Sequence[str], top: str) -> str:
+def output_names(verilog: str, top: str) -> set[str]:
+    """Names of the ports that module ``top`` declares ``output`` (non-ANSI declarations such as
+    ``output [7:0] a;``, ``output reg b = 1'b0;``, ``output \\event ;``)."""
+    import re
+
+    m = re.search(rf"\bmodule\s+\\?{re.escape(top)}\s*(#\s*\(.*?\)\s*)?\(.*?\)\s*;(.*?)\bendmodule\b",
+                  verilog, re.S)
+    if not m:
+        raise ValueError(f"module {top!r} not found in the Verilog source")
+    names = set()
+    for decl in re.findall(r"\boutput\b([^;]*);", m.group(2)):
+        tok = re.findall(r"\\?[A-Za-z_][A-Za-z0-9_$]*", decl.split("=")[0])
+        if tok:
+            names.add(tok[-1].lstrip("\\"))
+    return names
+
+
+def _public_vlt(ports: Sequence[str], top: str, outputs: Sequence[str] = ()) -> str:
+    """Verilator control file: the top level's inputs writable, its outputs only readable by
+    VPI. An output marked writable would count, for Verilator's scheduler, as a value that can
+    change from outside like an input, and every piece of logic that reads the net behind it
+    (here the accelerator's own ``busy``, ``done``, ``event``, read data) would join the
+    input-combinational region that it re-evaluates on every ``eval``."""
     lines = ["`verilator_config", "// Only the top level's ports are visible to cocotb (VPI)."]
     for p in ports:
-        lines.append(f'public_flat_rw -module "{top}" -var "{p}"')
+        kind = "public_flat_rd" if p in outputs else "public_flat_rw"
+        lines.append(f'{kind} -module "{top}" -var "{p}"')
     return "\n".join(lines) + "\n"
 
 
@@ -184,7 +207,7 @@ def build_design(verilog: str | os.PathLike | Sequence[str | os.PathLike], top: 
         if not wrapped.is_file() or wrapped.read_text() != text:
             atomic_write_text(wrapped, text)
         verilog = wrapped
-    vlt = _public_vlt(list(ports) if ports else port_names(text, top), top)
+    vlt = _public_vlt(list(ports) if ports else port_names(text, top), top, output_names(text, top))
     fmt = wave_format() if waves else None
     args = list(BUILD_ARGS) + (["--trace-structs"] if waves else []) \
         + (["--trace-fst"] if fmt == "fst" else []) + list(extra_args)
