@@ -80,7 +80,8 @@ module {PLAYER_TOP}(clk, rst, host_addr, host_wdata, host_write, host_read, host
   reg [31:0] seen_play = 0, seen_load = 0, seen_dump = 0;
   reg [31:0] idx = 0, remaining = 0, cap_idx = 0, cap_left = 0;
   reg reading = 1'b0, read_tail = 1'b0;
-  wire trigger = in_play_seq != seen_play;
+  // nothing plays during reset: see the reset branch below
+  wire trigger = ~in_rst & (in_play_seq != seen_play);
   wire [31:0] cur = trigger ? in_play_first : idx;
   wire active = trigger | (remaining != 0);
   wire rd_mode = trigger ? in_play_read : reading;
@@ -106,7 +107,14 @@ module {PLAYER_TOP}(clk, rst, host_addr, host_wdata, host_write, host_read, host
       $fatal;
     end
     read_tail <= 1'b0;
-    if (trigger) begin
+    if (in_rst) begin
+      // the testbench holds rst for its first cycles, with every sequence input at 0: forget
+      // whatever the input registers held before it first drove them (Verilator's random
+      // initial values of the ports can be taken at the simulation's first edge)
+      seen_play <= in_play_seq;
+      remaining <= 0;
+      cap_left <= 0;
+    end else if (trigger) begin
       seen_play <= in_play_seq;
       idx <= in_play_first + 1;
       remaining <= in_play_count - 1;
@@ -125,20 +133,25 @@ module {PLAYER_TOP}(clk, rst, host_addr, host_wdata, host_write, host_read, host
     if (read_tail) play_done <= ~play_done;
     // reads still to capture: a new block's, less the one landing now (an earlier block's
     // last value may land in the cycle the next block starts)
-    cap_left <= cap_left + ((trigger && in_play_read) ? in_play_count : 32'd0)
-                - ((acc_rvalid && cap_left != 0) ? 32'd1 : 32'd0);
+    if (!in_rst)
+      cap_left <= cap_left + ((trigger && in_play_read) ? in_play_count : 32'd0)
+                  - ((acc_rvalid && cap_left != 0) ? 32'd1 : 32'd0);
     if (acc_rvalid && cap_left != 0) begin
       capture[cap_idx[{_log2(depth) - 1}:0]] <= acc_rdata;
       cap_idx <= cap_idx + 1;
     end
-    if (in_load_seq != seen_load) begin
+    if (in_rst) begin
+      seen_load <= in_load_seq;
+      seen_dump <= in_dump_seq;
+    end
+    if (!in_rst && in_load_seq != seen_load) begin
       seen_load <= in_load_seq;
       $readmemh("{f['w_addr']}", w_addr);
       $readmemh("{f['w_data']}", w_data);
       $readmemh("{f['r_addr']}", r_addr);
       cap_idx <= 0;
     end
-    if (in_dump_seq != seen_dump) begin
+    if (!in_rst && in_dump_seq != seen_dump) begin
       seen_dump <= in_dump_seq;
       if (cap_idx != 0) $writememh("{f['capture']}", capture, 0, cap_idx - 1);
     end
