@@ -100,9 +100,10 @@ module {PLAYER_TOP}(clk, rst, host_addr, host_wdata, host_write, host_read, host
     // that changed an input without flipping in_strobe would otherwise go unnoticed); not at
     // time 0, where the clock's first edge and the first inputs come in the same step (the
     // registers' initial values are those inputs: reset, everything else 0)
-    if ($time != 0 && {{in_rst, in_addr, in_wdata, in_write, in_read, in_play_seq, in_play_first, in_play_count,
-          in_play_read, in_load_seq, in_dump_seq}} !== {{rst, host_addr, host_wdata, host_write,
-          host_read, play_seq, play_first, play_count, play_read, load_seq, dump_seq}}) begin
+    if ($time != 0 && {{in_rst, in_addr, in_wdata, in_write, in_read, in_play_seq, in_play_first,
+                        in_play_count, in_play_read, in_load_seq, in_dump_seq}}
+                   !== {{rst, host_addr, host_wdata, host_write, host_read, play_seq, play_first,
+                        play_count, play_read, load_seq, dump_seq}}) begin
       $display("ttsnn_tb: an input changed without a flip of in_strobe (cosim/player.py)");
       $fatal;
     end

@@ -24,7 +24,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Collection, Iterator, Sequence
 
 from ttsnn.sw.fileio import atomic_write_text
 
@@ -132,7 +132,7 @@ def output_names(verilog: str, top: str) -> set[str]:
     return names
 
 
-def _public_vlt(ports: Sequence[str], top: str, outputs: Sequence[str] = ()) -> str:
+def _public_vlt(ports: Sequence[str], top: str, outputs: Collection[str] = ()) -> str:
     """Verilator control file: the top level's inputs writable, its outputs only readable by
     VPI. An output marked writable would count, for Verilator's scheduler, as a value that can
     change from outside like an input, and every piece of logic that reads the net behind it

@@ -12,7 +12,10 @@ wall times, goes to ``COSIM_RESULTS``. Decoding and comparing with the golden mo
 the calling process.
 
 Ports used: ``clk``, ``rst``, ``host_addr``, ``host_wdata``, ``host_write``, ``host_read``,
-``host_rdata``, ``host_rvalid``, ``done``, ``event``.
+``host_rdata``, ``host_rvalid``, ``done``, ``event``; with the host-word player
+(:mod:`cosim.player`) also its ``play_*``, ``*_seq`` and ``in_strobe``. Every input is driven
+through :meth:`CocotbBus.drive`, which flips ``in_strobe`` so that the player's input
+registers take the new values.
 """
 
 from __future__ import annotations
