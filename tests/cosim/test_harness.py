@@ -252,7 +252,7 @@ def test_player_and_input_latch_keep_every_cycle(tiny_build, tmp_path):
     jobs, expected = make_jobs(random.Random(5), 6)
     write_jobs(tmp_path / "jobs.npz", jobs, period_ns=10, read_latency=2)
     run_testbench(bare, tmp_path / "jobs.npz", tmp_path / "bare.npz", tmp_path / "run-bare")
-    played = build_design(src, "tiny_host", tmp_path / "build-player", player=(8, 32))
+    played = build_design(src, "tiny_host", tmp_path / "build-player", player=(8, 32, 10.0))
     run_testbench(played, tmp_path / "jobs.npz", tmp_path / "played.npz", tmp_path / "run-played")
     for job, a, b, values in zip(jobs, read_results(tmp_path / "bare.npz", len(jobs)),
                                  read_results(tmp_path / "played.npz", len(jobs)), expected):
