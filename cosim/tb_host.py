@@ -12,7 +12,10 @@ wall times, goes to ``COSIM_RESULTS``. Decoding and comparing with the golden mo
 the calling process.
 
 Ports used: ``clk``, ``rst``, ``host_addr``, ``host_wdata``, ``host_write``, ``host_read``,
-``host_rdata``, ``host_rvalid``, ``done``, ``event``.
+``host_rdata``, ``host_rvalid``, ``done``, ``event``; with the host-word player
+(:mod:`cosim.player`) also its ``play_*``, ``*_seq`` and ``in_strobe``. Every input is driven
+through :meth:`CocotbBus.drive`, which flips ``in_strobe`` so that the player's input
+registers take the new values.
 """
 
 from __future__ import annotations
@@ -63,6 +66,31 @@ class CocotbBus:
         self.r_blocks: dict[int, int] = {}     # id of a block of reads -> its first entry
         self.captured = 0
         self.seq = {"play_seq": 0, "load_seq": 0, "dump_seq": 0}
+        self.handles: dict[str, object] = {}
+        # the player's input latch (cosim/player.py): flip in_strobe once in every simulation
+        # step in which inputs are driven
+        self.strobe = hasattr(dut, "in_strobe")
+        self.strobe_level = int(dut.in_strobe.value) if self.strobe else 0
+        self.strobe_step: int | None = None
+
+    def drive(self, **values: int) -> None:
+        """Drive top-level inputs (port name -> value). Every input goes through here: with
+        the player the accelerator sees the inputs through registers that take them on an edge
+        of ``in_strobe``, flipped here once per simulation step (the writes of one step reach
+        the simulator together, before its next evaluation; the wrapper stops the simulation
+        if a rising edge of ``clk`` ever finds the registers differing from the ports)."""
+        handles = self.handles
+        for name, value in values.items():
+            h = handles.get(name)
+            if h is None:
+                h = handles[name] = getattr(self.dut, name)
+            h.value = value
+        if self.strobe:
+            step = get_sim_time("step")
+            if step != self.strobe_step:
+                self.strobe_step = step
+                self.strobe_level ^= 1
+                self.dut.in_strobe.value = self.strobe_level
 
     def now_cycles(self, since: float) -> int:
         return round((get_sim_time("ns") - since) / self.period)
@@ -75,7 +103,7 @@ class CocotbBus:
 
     def _bump(self, name: str) -> None:
         self.seq[name] = (self.seq[name] + 1) & 0xFFFF_FFFF
-        getattr(self.dut, name).value = self.seq[name]
+        self.drive(**{name: self.seq[name]})
 
     async def load(self, job) -> bool:
         """Hand a forward tile's words to the player (one cycle, before the tile's first
@@ -105,10 +133,7 @@ class CocotbBus:
         return True
 
     async def _play(self, first: int, count: int, is_read: bool) -> None:
-        dut = self.dut
-        dut.play_first.value = first
-        dut.play_count.value = count
-        dut.play_read.value = int(is_read)
+        self.drive(play_first=first, play_count=count, play_read=int(is_read))
         self._bump("play_seq")
         await self.done_change
         await self.edge
@@ -147,12 +172,9 @@ class CocotbBus:
         self.t_done = get_sim_time("ns")
 
     async def write(self, addr: int, data: int) -> None:
-        dut = self.dut
-        dut.host_addr.value = addr
-        dut.host_wdata.value = data
-        dut.host_write.value = 1
+        self.drive(host_addr=addr, host_wdata=data, host_write=1)
         await self.edge
-        dut.host_write.value = 0
+        self.drive(host_write=0)
         if (isinstance(self.job, TileJob) and self.t_start is None and (addr, data) == self.job.start):
             # done fell at the edge that took the start; the next rising edge ends the tile
             self.t_start = get_sim_time("ns")
@@ -168,17 +190,17 @@ class CocotbBus:
             await self._play(first, n, True)
             self.captured += n
             return [0] * n              # placeholders: see captured_values
-        addr_sig, rd, rvalid, rdata = dut.host_addr, dut.host_read, dut.host_rvalid, dut.host_rdata
+        rvalid, rdata = dut.host_rvalid, dut.host_rdata
         out: list[int] = []
         issued = idle = 0
-        rd.value = 1 if n else 0
+        self.drive(host_read=1 if n else 0)
         while len(out) < n:
             if issued < n:
-                addr_sig.value = addrs[issued]
+                self.drive(host_addr=addrs[issued])
                 issued += 1
             await self.edge
             if issued == n:
-                rd.value = 0
+                self.drive(host_read=0)
             if rvalid.value == 1:
                 out.append(rdata.value.to_unsigned())
                 idle = 0
@@ -275,20 +297,20 @@ async def replay_jobs(dut):
     if first is None:
         return
     jobs, period, latency = read_jobs(first)
-    cocotb.start_soon(Clock(dut.clk, period, unit="ns").start())
+    own_clock = os.environ.get("COSIM_CLOCK_NS")
+    if own_clock is None:
+        cocotb.start_soon(Clock(dut.clk, period, unit="ns").start())
+    elif abs(float(own_clock) - period) > 1e-9:
+        raise RuntimeError(f"the design was built with a {own_clock} ns clock, the jobs ask for {period} ns")
     bus = CocotbBus(dut, period, latency)
     edge = bus.edge  # drive inputs half a cycle before the sampling edge
-    dut.host_write.value = 0
-    dut.host_read.value = 0
-    dut.host_addr.value = 0
-    dut.host_wdata.value = 0
+    bus.drive(host_write=0, host_read=0, host_addr=0, host_wdata=0, rst=1)
     if bus.player:
-        for name in ("play_seq", "play_first", "play_count", "play_read", "load_seq", "dump_seq"):
-            getattr(dut, name).value = 0
-    dut.rst.value = 1
+        bus.drive(**dict.fromkeys(("play_seq", "play_first", "play_count", "play_read", "load_seq",
+                                   "dump_seq"), 0))
     for _ in range(4):
         await edge
-    dut.rst.value = 0
+    bus.drive(rst=0)
     await edge
     if not session:
         atomic_write_npz(os.environ["COSIM_RESULTS"], await _run_jobs(bus, jobs, period))

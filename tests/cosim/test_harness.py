@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ttsnn.cosim.jobs import TileJob, read_jobs, read_results, write_jobs
-from ttsnn.cosim.runner import build_design, port_names, run_testbench
+from ttsnn.cosim.runner import build_design, output_names, port_names, run_testbench
 from ttsnn.cosim.toolchain import MIN_VERILATOR, ToolchainError, parse_version, setup_toolchain
 
 
@@ -173,6 +173,27 @@ def test_port_names():
         port_names(text, "other")
 
 
+def test_output_names_and_read_only_outputs():
+    """Outputs are found in non-ANSI declarations (Yosys's and the player wrapper's) and are
+    only readable by VPI: a writable output would put the logic reading it into Verilator's
+    input-combinational region (cosim/runner.py)."""
+    from ttsnn.cosim.player import player_verilog
+    from ttsnn.cosim.runner import _public_vlt
+
+    text = tiny_verilog()
+    assert output_names(text, "tiny_host") == {"host_rdata", "host_rvalid", "busy", "done", "event"}
+    wrapped = text + player_verilog("tiny_host", 8, 32)
+    outs = output_names(wrapped, "ttsnn_tb")
+    assert outs == {"host_rdata", "host_rvalid", "busy", "done", "event", "play_done"}
+    vlt = _public_vlt(port_names(wrapped, "ttsnn_tb"), "ttsnn_tb", outs)
+    assert 'public_flat_rd -module "ttsnn_tb" -var "play_done"' in vlt
+    assert 'public_flat_rw -module "ttsnn_tb" -var "in_strobe"' in vlt
+    assert 'public_flat_rw -module "ttsnn_tb" -var "host_wdata"' in vlt
+    assert "public_flat_rw" not in "".join(ln for ln in vlt.splitlines() if '"event"' in ln)
+    with pytest.raises(ValueError, match="not found"):
+        output_names(text, "other")
+
+
 def test_job_file_round_trip(tmp_path):
     jobs, _ = make_jobs(random.Random(3), 3)
     write_jobs(tmp_path / "jobs.npz", jobs, period_ns=2.5, read_latency=2)
@@ -219,6 +240,24 @@ def test_replay_many_tiles_in_one_run(tiny_build, tmp_path):
         assert res.wall_s >= res.wait_wall_s >= 0 and res.cpu_s > 0
         if delay >= 40:                        # the host had nothing to do: it slept on event
             assert res.waits > 0 and res.wait_cycles >= delay
+
+
+@pytest.mark.slow
+@pytest.mark.cosim
+def test_player_and_input_latch_keep_every_cycle(tiny_build, tmp_path):
+    """The tiny design inside the host-word player (cosim/player.py), whose inputs reach the
+    design through the registers that in_strobe loads: the same values as computed here, and
+    the same cycles, tile for tile, as the word-by-word bus on the bare design."""
+    src, bare = tiny_build
+    jobs, expected = make_jobs(random.Random(5), 6)
+    write_jobs(tmp_path / "jobs.npz", jobs, period_ns=10, read_latency=2)
+    run_testbench(bare, tmp_path / "jobs.npz", tmp_path / "bare.npz", tmp_path / "run-bare")
+    played = build_design(src, "tiny_host", tmp_path / "build-player", player=(8, 32, 10.0))
+    run_testbench(played, tmp_path / "jobs.npz", tmp_path / "played.npz", tmp_path / "run-played")
+    for job, a, b, values in zip(jobs, read_results(tmp_path / "bare.npz", len(jobs)),
+                                 read_results(tmp_path / "played.npz", len(jobs)), expected):
+        assert a.values[:-1] == values and b.values[:-1] == values
+        assert (b.values[-1], b.cycles, b.span_cycles) == (a.values[-1], a.cycles, a.span_cycles)
 
 
 @pytest.mark.slow
