@@ -39,7 +39,7 @@ geometry settles, ``pending``); that is cycle 0 of :func:`gen.cyclemodel.tile_ti
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Sequence
 
@@ -164,6 +164,24 @@ class _Registers:
         self.name = {a: n for n, a in self.addr.items()}
 
 
+@dataclass
+class _ProgressTimes:
+    """The progress registers' step times found so far, and where each scan goes on."""
+    inc: list = field(default_factory=list)
+    res: list = field(default_factory=list)
+    out: list = field(default_factory=list)
+    w4c: list = field(default_factory=list)
+    w2c: list = field(default_factory=list)
+    w3c: list = field(default_factory=list)
+    w1c: list = field(default_factory=list)
+    in_next: int = 0
+    w1_next: int = 0
+    end_next: int = 0
+    w4_next: int = 0
+    w2_next: int = 0
+    w3_next: int = 0
+
+
 class ModelBus:
     """:class:`gen.host_program.HostBus` on the cycle model: one write per cycle, ``n`` pipelined
     reads in ``n + 1`` cycles, ``wait_event`` until the modelled ``event`` line is high.
@@ -190,6 +208,7 @@ class ModelBus:
         self.c1, self.c4 = tables["cluster1"], tables["cluster4"]
         self._host_dependencies()
         self.scheduled = 0
+        self._progress = _ProgressTimes(end_next=self.c4.segments - 1)
 
     # ---- the engines' host handshakes ------------------------------------------------------
     def _seen(self, name: str, k: int) -> int | None:
@@ -282,26 +301,41 @@ class ModelBus:
         return bisect_right(times, cycle)
 
     def _progress_times(self):
-        """Engine cycles at which each progress register is seen to step (in order)."""
-        c1, c4 = self.c1, self.c4
+        """Engine cycles at which each progress register is seen to step (in order). Rows are
+        only ever appended to the engines' tables, so each list grows by the entries scheduled
+        since the last call (the host reads these registers hundreds of thousands of times per
+        streamed layer: recomputing them from the first row made planning quadratic)."""
+        c1, c4, p, lag = self.c1, self.c4, self._progress, self.c1_step_lag
         n1 = len(c1.starts)
-        lag = self.c1_step_lag
-        inc = [c1.last(c1.row_last[i]) + 1 + lag for i in range(len(self.in_index))
-               if self.in_index[i] is not None and c1.row_last[i] < n1]
-        w1c = ([c1.last(u) + 1 + lag for u in range(n1) if c1.chunk_of[u] is not None]
-               if self.s.w1_ring else [])
-        nseg = c4.segments
-        ends = range(nseg - 1, len(c4.starts), nseg)          # each row's last segment
-        res = [c4.last(u) + 1 for u in ends] if self.s.residual else []
-        out = [c4.last(u) + E4_WRITE_LATENCY + 1 for u in ends]
-        w4c = [c4.last(u) + 1 for u in range(len(c4.starts))] if self.s.w4_ring else []
-        w2c = w3c = []
+        while p.in_next < len(self.in_index):
+            i = p.in_next
+            if self.in_index[i] is not None:
+                if c1.row_last[i] >= n1:
+                    break
+                p.inc.append(c1.last(c1.row_last[i]) + 1 + lag)
+            p.in_next += 1
+        if self.s.w1_ring:
+            p.w1c += [c1.last(u) + 1 + lag for u in range(p.w1_next, n1) if c1.chunk_of[u] is not None]
+            p.w1_next = n1
+        nseg, n4 = c4.segments, len(c4.starts)
+        ends = range(p.end_next, n4, nseg)                   # each row's last segment
+        if self.s.residual:
+            p.res += [c4.last(u) + 1 for u in ends]
+        p.out += [c4.last(u) + E4_WRITE_LATENCY + 1 for u in ends]
+        p.end_next = ends[-1] + nseg if ends else p.end_next
+        if self.s.w4_ring:
+            p.w4c += [c4.last(u) + 1 for u in range(p.w4_next, n4)]
+            p.w4_next = n4
         if self.s.w23_ring:
-            c23 = self.tables["cluster23"]
-            w2c = [c23.last(u) + 1 for u in range(len(c23.starts)) if c23.chunk_of[u] is not None]
-            c3 = self.tables.get("stt_cluster3")
-            w3c = w2c if c3 is None else [c3.last(u) + 1 for u in range(len(c3.starts))]
-        return inc, res, out, w4c, w2c, w3c, w1c
+            c23, c3 = self.tables["cluster23"], self.tables.get("stt_cluster3")
+            n23 = len(c23.starts)
+            p.w2c += [c23.last(u) + 1 for u in range(p.w2_next, n23) if c23.chunk_of[u] is not None]
+            p.w2_next = n23
+            if c3 is not None:
+                n3 = len(c3.starts)
+                p.w3c += [c3.last(u) + 1 for u in range(p.w3_next, n3)]
+                p.w3_next = n3
+        return p.inc, p.res, p.out, p.w4c, p.w2c, p.w3c if "stt_cluster3" in self.tables else p.w2c, p.w1c
 
     def _done_cycle(self) -> int | None:
         """Engine cycle from which ``done`` is seen high (None: not known yet)."""
