@@ -240,7 +240,9 @@ def test_a_layers_tiles_accumulate_their_weight_gradients_in_the_rtl():
 
 
 @pytest.mark.parametrize("mode, rounding, pool, extra", [("htt", "stochastic", True, True),
-                                                          ("stt", "nearest", False, False)],
+                                                          # about a CPU-minute: make test-slow
+                                                          pytest.param("stt", "nearest", False, False,
+                                                                       marks=pytest.mark.slow)],
                          ids=["htt-pool-extra-stochastic", "stt"])
 def test_a_layer_whose_timesteps_run_in_chunks(mode, rounding, pool, extra):
     """A gradient buffer too small for a tile's four timesteps: the driver runs each tile as
@@ -343,8 +345,9 @@ def test_a_layer_whose_weights_and_sums_do_not_all_fit(mode, pool, extra, entrie
         assert {k: res.counters[k] for k in expect} == expect
 
 
-@pytest.mark.parametrize("mode, rounding, pool", [("stt", "stochastic", False), ("htt", "nearest", True)],
-                         ids=["stt-stochastic", "htt-pool"])
+@pytest.mark.parametrize("mode, rounding, pool", [pytest.param("stt", "stochastic", False, marks=pytest.mark.slow),
+                                                   ("htt", "nearest", True)],
+                         ids=["stt-stochastic", "htt-pool"])   # stt-stochastic (a CPU-minute): make test-slow
 def test_one_timestep_programs_skip_the_ring_rows_outside_the_layer(mode, rounding, pool):
     """Programs of one timestep on the layer's top or bottom border: the recomputed ``q1``, G4^T
     (and STT's G3^T) skip the ring row that lies outside the layer (zero there), the host writes

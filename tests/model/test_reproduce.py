@@ -91,6 +91,9 @@ def test_solved_static_power_reproduces_the_target(tiny):
     assert row["conditions"]["static"]["at_infinity"] == pytest.approx(limit)
 
 
+# The reproduction on the paper configuration plans every layer of both networks for both
+# arrangements (about 3 CPU-minutes): its tests run in make test-slow (and make energy runs
+# the same reproduction); the tiny network above checks the mechanics in make test.
 @pytest.fixture(scope="module")
 def paper():
     return reproduce(load_config("paper"), load_energy_table(), progress=False)
@@ -100,6 +103,7 @@ def _row(res, claim, acc):
     return next(r for r in res["claims"] if r["claim"] == claim and r["accelerator"] == acc)
 
 
+@pytest.mark.slow
 def test_every_claim_is_reported_for_both_arrangements(paper):
     got = {(r["claim"], r["accelerator"]) for r in paper["claims"]}
     assert got == {(c.key, a) for c in CLAIMS for a in c.accels}
@@ -107,6 +111,7 @@ def test_every_claim_is_reported_for_both_arrangements(paper):
         assert r["low"] <= r["central"] <= r["high"]
 
 
+@pytest.mark.slow
 def test_proposed_htt_what_the_model_gives(paper):
     """Formerly a strict expected failure against the paper's -43.5 %. What the model gives at
     central published constants: HTT saves energy versus STT and more than PTT, but not the
@@ -122,6 +127,7 @@ def test_proposed_htt_what_the_model_gives(paper):
     assert all(c["x"] is None for c in static["crossings"])
 
 
+@pytest.mark.slow
 def test_single_array_orderings(paper):
     """STT below dense and PTT above STT (PTT's branch output round trip through DRAM) hold at
     every point of the ranges; HTT is more than 5 % below STT at central values, and would be
