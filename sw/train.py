@@ -355,12 +355,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     visible to every rank: one node, or a shared file system)."""
     cfg.validate()
     ctx = ddp.setup(cfg.device)
+    finished = False
     try:
         if not ctx.is_main:
             log, warn, progress = _quiet, _quiet, False
-        return _train(cfg, ctx, resume, progress, log, force, warn)
+        summary = _train(cfg, ctx, resume, progress, log, force, warn)
+        finished = True
+        return summary
     finally:
-        ctx.close()
+        ctx.close(finished)
 
 
 def _quiet(_msg: str) -> None:
