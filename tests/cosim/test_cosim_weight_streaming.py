@@ -120,80 +120,62 @@ def paper_stream_case(config, seed: int = 0, mode: str = "ptt") -> LayerCase:
     return LayerCase(f"resnet34-layers.3.0.conv1-r{r}-{mode}-g234-streamed", q, x)
 
 
+def _run_paper_case(case: LayerCase):
+    """Run ``case`` on the paper configuration's RTL and check it: bit-exact, every tile's
+    timing counters and bus cycles equal to the host-rate model's, every counter to the
+    model's. Returns the case's result (its ``plan`` for the test's own checks)."""
+    target = RtlTarget.for_config("paper")
+    results = run_cases(target, [case])
+    _check_results(results, target.config)
+    _check_host_timing(results, target.config, need_waits=False)
+    _check_all_model_counters(results, target.config)
+    (r,) = results
+    return r
+
+
 @pytest.mark.cosim_full
 def test_paper_streamed_512_channel_layer():
     """The paper configuration (its arrangement, 256-bit host port) on one of MS-ResNet34's
     512-channel layers, G2, G3 and G4 streamed: bit-exact, every counter and every tile's
     timing counters (the ``*_w_wait`` ones included) and bus cycles equal to the models'."""
-    target = RtlTarget.for_config("paper")
-    case = paper_stream_case(target.config)
-    results = run_cases(target, [case])
-    _check_results(results, target.config)
-    (r,) = results
+    r = _run_paper_case(paper_stream_case(load_config("paper")))
     assert all(t.w4_ring == 8 and t.w23_ring >= 1 and not t.w1_ring for t in r.plan)
-    _check_host_timing(results, target.config, need_waits=False)
-    _check_all_model_counters(results, target.config)
 
 
-def paper_g1_stream_case(config, seed: int = 1, mode: str = "ptt") -> LayerCase:
-    """MS-ResNet34 / N-Caltech101 ``layers.3.2.conv2`` at its published rank (512 -> 512
-    channels, r = 108, 6x6, membrane shortcut, T = 6; random weights calibrated like the
-    coverage cases, input spikes at density 0.1): its transposed G1 (55,296 weights) exceeds
-    ``w1`` as well as G2/G3 and G4 their regions: all four cores stream."""
+def paper_512_channel_case(config, layer: str, r: int, seed: int, tag: str, mode: str = "ptt") -> LayerCase:
+    """One of MS-ResNet34 / N-Caltech101's 512 -> 512 layers (6x6, membrane shortcut, T = 6) at
+    its published rank ``r``; random weights calibrated like the coverage cases, input spikes at
+    density 0.1. Its cores exceed all four regions: G1 streams through the zero-skipping
+    cluster 1's ring, G2/G3 and G4 through theirs."""
     rng = np.random.default_rng(seed)
     wd = config.widths
-    t, cin, r, cout, h, w = 6, 512, 108, 512, 6, 6
+    t, cin, cout, h, w = 6, 512, 512, 6, 6
     q = random_layer(rng, wd, mode, cin, r, cout, residual=True)
     x = _spikes(rng, (t, cin, h, w), 0.1)
     res = _residual(rng, q, wd, t, h, w, False)
     q = calibrate(q, x, res, wd, rng)
-    return LayerCase(f"resnet34-layers.3.2.conv2-r{r}-{mode}-g1234-streamed", q, x, res)
+    return LayerCase(f"resnet34-{layer}-r{r}-{mode}-{tag}", q, x, res)
 
 
 @pytest.mark.cosim_full
 def test_paper_g1_streamed_512_channel_layer():
-    """The paper configuration on MS-ResNet34's ``layers.3.2.conv2`` with all four cores
-    streamed (G1 through the zero-skipping cluster 1's ring): bit-exact, every counter and
-    every tile's timing counters (``c1_w_wait`` included) and bus cycles equal to the
-    models'."""
-    target = RtlTarget.for_config("paper")
-    case = paper_g1_stream_case(target.config)
-    results = run_cases(target, [case])
-    _check_results(results, target.config)
-    (r,) = results
+    """The paper configuration on MS-ResNet34's ``layers.3.2.conv2`` (r = 108; its transposed
+    G1, 55,296 weights, exceeds ``w1``) with all four cores streamed (G1 through the
+    zero-skipping cluster 1's ring): bit-exact, every counter and every tile's timing counters
+    (``c1_w_wait`` included) and bus cycles equal to the models'."""
+    case = paper_512_channel_case(load_config("paper"), "layers.3.2.conv2", 108, 1, "g1234-streamed")
+    r = _run_paper_case(case)
     assert all(t.w1_ring and t.w23_ring and t.w4_ring for t in r.plan)
-    _check_host_timing(results, target.config, need_waits=False)
-    _check_all_model_counters(results, target.config)
-
-
-def paper_two_chunk_ring_case(config, seed: int = 2, mode: str = "ptt") -> LayerCase:
-    """MS-ResNet34 / N-Caltech101 ``layers.3.0.conv2`` at its published rank (512 -> 512
-    channels, r = 170, 6x6, membrane shortcut, T = 6; random weights calibrated like the
-    coverage cases, input spikes at density 0.1): all four cores stream, and the planner
-    runs it as one 6x6 tile at ``Pk`` = 16, whose G2/G3 chunks (``NS`` = 255 words) make
-    rings of two in ``w2``/``w3`` (600 words)."""
-    rng = np.random.default_rng(seed)
-    wd = config.widths
-    t, cin, r, cout, h, w = 6, 512, 170, 512, 6, 6
-    q = random_layer(rng, wd, mode, cin, r, cout, residual=True)
-    x = _spikes(rng, (t, cin, h, w), 0.1)
-    res = _residual(rng, q, wd, t, h, w, False)
-    q = calibrate(q, x, res, wd, rng)
-    return LayerCase(f"resnet34-layers.3.0.conv2-r{r}-{mode}-g1234-ring2", q, x, res)
 
 
 @pytest.mark.cosim_full
 def test_paper_two_chunk_g23_rings():
-    """The paper configuration on MS-ResNet34's ``layers.3.0.conv2``: one 6x6 tile at
-    ``Pk`` = 16 with G2/G3 rings of two chunks (cluster 2 runs on one chunk pair while the
-    host writes the next), G1 and G4 streamed too: bit-exact, every counter and the tile's
-    timing counters and bus cycles equal to the models'."""
-    target = RtlTarget.for_config("paper")
-    case = paper_two_chunk_ring_case(target.config)
-    results = run_cases(target, [case])
-    _check_results(results, target.config)
-    (r,) = results
+    """The paper configuration on MS-ResNet34's ``layers.3.0.conv2`` (r = 170): one 6x6 tile at
+    ``Pk`` = 16, whose G2/G3 chunks (``NS`` = 255 words) make rings of two in ``w2``/``w3``
+    (600 words: cluster 2 runs on one chunk pair while the host writes the next), G1 and G4
+    streamed too: bit-exact, every counter and the tile's timing counters and bus cycles
+    equal to the models'."""
+    case = paper_512_channel_case(load_config("paper"), "layers.3.0.conv2", 170, 2, "g1234-ring2")
+    r = _run_paper_case(case)
     assert [(t.height, t.width, t.pack, t.w23_ring) for t in r.plan] == [(6, 6, 4, 2)]
     assert all(t.w1_ring and t.w4_ring for t in r.plan)
-    _check_host_timing(results, target.config, need_waits=False)
-    _check_all_model_counters(results, target.config)
