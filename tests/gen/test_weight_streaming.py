@@ -122,17 +122,23 @@ def _check_tiles(cfg, drv, q, x, resid, plan, tiles, zero_skip: bool) -> dict[st
     return waits
 
 
+def _random_layer(rng, mode, r, cin, cout, pool, residual, density):
+    """A random layer of two timesteps on 4x4 pixels, its input spikes (1 with probability
+    ``density``) and residual membranes (None without a shortcut)."""
+    T, H, W = 2, 4, 4
+    q = make_layer(rng, mode, r=r, cin=cin, cout=cout, T=T, pool=pool, residual=residual,
+                   schedule=(True, False) if mode == "htt" else None)
+    x = (rng.random((T, cin, H, W)) < density).astype(int)
+    s = 2 if pool else 1
+    resid = rng.integers(-200, 200, (T, cout, H // s, W // s)) if residual else None
+    return q, x, resid
+
+
 def _case_layer(host_data, mode, pool, residual, r, paper_arr, max_rank):
     """A case's configuration, layer, input spikes and residual membranes (``CASES``)."""
     cfg = small_w4(host_data, paper_arr, max_rank)
     rng = np.random.default_rng(host_data + r)
-    T, cin, cout, H, W = 2, 8, 24, 4, 4
-    q = make_layer(rng, mode, r=r, cin=cin, cout=cout, T=T, pool=pool, residual=residual,
-                   schedule=(True, False) if mode == "htt" else None)
-    x = (rng.random((T, cin, H, W)) < 0.4).astype(int)
-    s = 2 if pool else 1
-    resid = rng.integers(-200, 200, (T, cout, H // s, W // s)) if residual else None
-    return cfg, q, x, resid
+    return (cfg, *_random_layer(rng, mode, r, 8, 24, pool, residual, 0.4))
 
 
 def test_g23_cases_cover_rings_of_two_and_three_chunks():
@@ -237,12 +243,7 @@ G1_CASES = [  # host bits, input ring rows, mode, pool, residual, rank, max_rank
 def test_streamed_g1_is_bit_exact_and_modelled(host_data, ring, mode, pool, residual, r, max_rank, w1_words):
     cfg = small_w1(host_data, w1_words, max_rank)
     rng = np.random.default_rng(host_data + r + 7)
-    T, cin, cout, H, W = 2, 16, 8, 4, 4
-    q = make_layer(rng, mode, r=r, cin=cin, cout=cout, T=T, pool=pool, residual=residual,
-                   schedule=(True, False) if mode == "htt" else None)
-    x = (rng.random((T, cin, H, W)) < 0.3).astype(int)
-    s = 2 if pool else 1
-    resid = rng.integers(-200, 200, (T, cout, H // s, W // s)) if residual else None
+    q, x, resid = _random_layer(rng, mode, r, 16, 8, pool, residual, 0.3)
     drv, plan, tiles = run_layer(cfg, q, x, resid, ring)
     assert all(t.w1_ring > 0 for t in plan)
     assert all(bool(t.w23_ring) == (max_rank is not None) for t in plan)
