@@ -26,6 +26,7 @@ from ttsnn.sw.cli_util import UserError
 
 from .config import HardwareConfig, ceil_div
 from .geometry import TAP_ORDER, TileGeometry
+from .zero_skip import w1_row_chunks
 
 __all__ = ["TileShape", "EngineTable", "tile_counters", "tile_timing", "ideal_cycles", "estimate_cycles",
            "PIPE_TAIL", "E4_WRITE_LATENCY", "ROW_VISIBLE", "RELEASE_VISIBLE", "e1_rows", "TAP_ORDER", "row_accesses"]
@@ -286,7 +287,7 @@ def _engine_tables(cfg: HardwareConfig, s: TileShape,
     rows1 = e1_rows(H, T, s.order)
     rows23 = _rows(H, T, s.order)
     rows4 = _rows(g.ho, T, s.order)
-    c1 = _c1_table(s, rows1, _e1_row_lens(cfg, s, g, rows1, c1_lens), g.ng)
+    c1 = _c1_table(s, rows1, _e1_row_lens(cfg, s, g, rows1, c1_lens), w1_row_chunks(cfg, s.rank, s.pack))
     # the zero-skipping cluster 1 steps one cycle after it issues a word (a row's table start
     # is its first issue), so its rows become visible one cycle later
     c1_visible = ROW_VISIBLE + (cfg.arrangement.cluster1 == "zero_skip")
@@ -364,10 +365,11 @@ def _engine_tables(cfg: HardwareConfig, s: TileShape,
 
 
 def _c1_table(s: TileShape, rows1, lens, ng: int) -> EngineTable:
-    """Cluster 1's table: one entry per window row, or with a streamed G1 (``s.w1_ring``, the
-    zero-skipping engine) one per rank group of each window row inside the layer (rank group
-    outer within the row, each group the same steps), the ``m``-th such entry waiting for G1
-    chunk ``m``; a row outside the layer stays one entry and needs no chunk."""
+    """Cluster 1's table: one entry per window row, or with a streamed G1 (``s.w1_ring``) one
+    per G1 chunk of each window row inside the layer (``ng`` of them: the zero-skipping
+    engine's rank groups, the dense engine's ranks; outer within the row, each the same
+    steps), the ``m``-th such entry waiting for G1 chunk ``m``; a row outside the layer stays
+    one entry and needs no chunk."""
     if not s.w1_ring:
         return EngineTable("cluster1", rows1, lens)
     top, bottom = s.zero_halo[:2]
@@ -537,6 +539,8 @@ def tile_counters(cfg: HardwareConfig, s: TileShape, window_ones: int | None = N
         c["c1_adds"] = window_ones * r
     if cfg.arrangement.cluster1 == "zero_skip":
         _zero_skip_cluster1(c, cfg, s, g, window_ones, c1_lens)
+    elif s.w1_ring:                               # streamed G1: every rank re-reads the row
+        c["spike_in_reads"] *= r
     if spikes_out is not None:
         c["spikes_out"] = spikes_out
     if words_in is not None:

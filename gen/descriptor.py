@@ -72,9 +72,10 @@ DESCRIPTOR: tuple[DescriptorField, ...] = tuple(DescriptorField(*f) for f in (
     ("w23_ring", 16, "0: G2 and G3 resident in regions w2, w3; n > 0: streamed, w2 and w3 are "
                      "rings of n chunks of NS words (one output rank group of a MAC row each) "
                      "the host refills while the tile runs (w2_chunks / w3_chunks)"),
-    ("w1_ring", 16, "0: G1 resident in region w1; n > 0: G1 streamed (zero-skipping cluster 1 "
-                    "only), w1 is a ring of n chunks of ceil(Cin/Px) words (one rank group of a "
-                    "window row each) the host refills while the tile runs (w1_chunks / w1_consumed)"),
+    ("w1_ring", 16, "0: G1 resident in region w1; n > 0: G1 streamed, w1 is a ring of n chunks "
+                    "(zero-skipping cluster 1: ceil(Cin/Px) words, one rank group of a window row "
+                    "each; dense: ceil(Cin/P) words, one rank of a window row each) the host "
+                    "refills while the tile runs (w1_chunks / w1_consumed)"),
 ))
 
 #: The descriptor as the hardware holds it (field ``f`` is ``unsigned(f.bits)``).

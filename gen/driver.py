@@ -38,7 +38,8 @@ from .geometry import TAP_ORDER, TileGeometry
 from .host_program import (HostBus, TileProgram, TileResult, input_pixel_order, input_row_order,  # noqa: F401
                            output_row_order, ring_rows, run_tile, write_all)
 from .hostmap import HostMap, host_map, region_reads, region_writes
-from .zero_skip import DEFAULT_SPIKE_DENSITY, expected_row_lens, w1_depth, w1_words_zero_skip
+from .zero_skip import (DEFAULT_SPIKE_DENSITY, expected_row_lens, w1_chunk_words, w1_depth, w1_row_chunks,
+                        w1_words_zero_skip)
 from ttsnn.sw.cli_util import MissingFileError, UserError
 
 __all__ = ["Tile", "TilePlan", "TileProgram", "TileResult", "LayerOutputs", "Driver",
@@ -63,8 +64,9 @@ class Tile:
     a ring of ``n`` chunks (one output group's ``r`` words each, per output row; the planner
     streams it only when the tile's whole G4 does not fit the region). ``w23_ring``: likewise
     for G2 and G3 (chunks of ``NS`` words, one output rank group of a MAC row each);
-    ``w1_ring`` for G1 (zero-skipping cluster 1 only: chunks of ``ceil(Cin/Px)`` words, one
-    rank group of a window row each).
+    ``w1_ring`` for G1 (chunks of :func:`gen.zero_skip.w1_chunk_words`: the zero-skipping
+    cluster 1's ``ceil(Cin/Px)`` words, one rank group of a window row each; the dense one's
+    ``ceil(Cin/P)`` words, one rank of a window row each).
     """
     index: int
     row0: int
@@ -135,7 +137,7 @@ def tile_fit(cfg: HardwareConfig, timesteps: int, in_channels: int, rank: int, o
     ``w23_ring > 0``: G2 and G3 through rings of that many chunks of ``NS`` words (then the
     rank may exceed ``limits.max_rank``, which sizes the resident G2/G3, up to
     :func:`streamed_rank_limit`); ``w1_ring > 0``: G1 through a ring of that many chunks of
-    ``ceil(Cin/Px)`` words (the zero-skipping cluster 1 only)."""
+    :func:`gen.zero_skip.w1_chunk_words` words."""
     key = ("tile_fit", timesteps, in_channels, rank, out_channels, height, width, bool(pool),
            tuple(bool(z) for z in zero_halo), pack, mode, order, w4_ring, w23_ring, w1_ring)
     memo = cfg.memo
@@ -156,12 +158,6 @@ def w23_ring_chunks(cfg: HardwareConfig, ns: int) -> int:
     return min(cfg.regions["w2"].depth // max(ns, 1), (1 << 16) - 1)
 
 
-def w1_chunk_words(cfg: HardwareConfig, in_channels: int, pack: int) -> int:
-    """Words of one streamed G1 chunk: one rank group's ``ceil(Cin / Px)`` words of the
-    transposed layout (:func:`gen.zero_skip.w1_words_zero_skip`)."""
-    return ceil_div(in_channels, cfg.lanes >> pack)
-
-
 def w1_ring_chunks(cfg: HardwareConfig, in_channels: int, pack: int) -> int:
     """Chunks of a streamed G1's ring: as many chunks as region ``w1`` holds (0 when not even
     one fits; at most the descriptor field's range)."""
@@ -178,9 +174,6 @@ def _tile_fit(cfg: HardwareConfig, timesteps: int, in_channels: int, rank: int, 
               height: int, width: int, pool: bool, zero_halo: Sequence[bool], pack: int,
               mode: str, order: int, w4_ring: int = 0, w23_ring: int = 0, w1_ring: int = 0) -> str | None:
     lim, reg = cfg.limits, cfg.regions
-    if w1_ring and cfg.arrangement.cluster1 != "zero_skip":
-        return ("region w1: G1 streaming is built for the zero-skipping cluster 1 only "
-                "(arrangement.cluster1 = \"zero_skip\")")
     if not 0 <= pack <= log2(cfg.lanes):
         return f"pack {pack} outside 0..{log2(cfg.lanes)}"
     if order not in (0, 1):
@@ -235,8 +228,8 @@ EXACT_CANDIDATES = 8
 
 class CoresDoNotFit(UserError):
     """A layer's TT cores exceed the configuration's weight regions: no tiling can run it
-    (G2, G3 and G4 stream when they do not fit, G1 only with the zero-skipping cluster 1; the
-    dense cluster 1 has no G1 streaming)."""
+    (G1, G2, G3 and G4 stream when they do not fit: a core refused here does not fit even as a
+    ring of one chunk)."""
 
 
 def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_channels: int,
@@ -341,11 +334,7 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
     if not feasible:
         why = max(set(reasons), key=reasons.count) if reasons else "no candidate"
         cores = why.startswith("region w")
-        dense = cfg.arrangement.cluster1 != "zero_skip"
-        hint = ("; its TT cores exceed the weight buffer: G2, G3 and G4 are streamed when they do "
-                "not fit, G1 only with the zero-skipping cluster 1 (arrangement.cluster1 = "
-                "\"zero_skip\"; the dense cluster 1 has no G1 streaming)" if cores and dense else
-                "; its TT cores exceed the weight buffer even when streamed" if cores else "")
+        hint = "; its TT cores exceed the weight buffer even when streamed" if cores else ""
         raise (CoresDoNotFit if cores else UserError)(
             f"layer T={t}, Cin={cin}, rank={rank}, Cout={out_channels}, {hh}x{ww} does not fit "
             f"configuration {cfg.name!r} in any tiling: {why}{hint}")
@@ -415,8 +404,8 @@ def _strip_shapes(cfg: HardwareConfig, in_shape, rank: int, out_channels: int, c
     ng, ns = ceil_div(rank, pk), ceil_div(3 * rank, cfg.lanes // pk)
     ring23 = w23_ring_chunks(cfg, ns)
     w23r = ring23 if (ng * ns > cfg.regions["w2"].depth or rank > cfg.limits.max_rank) and ring23 >= 1 else 0
-    # G1 (the zero-skipping cluster 1's transposed layout; the dense engine does not stream it)
-    ring1 = w1_ring_chunks(cfg, cin, pack) if cfg.arrangement.cluster1 == "zero_skip" else 0
+    # G1 (chunks of the configuration's cluster 1: a rank group of the transposed layout, or a rank)
+    ring1 = w1_ring_chunks(cfg, cin, pack)
     w1r = ring1 if w1_depth(cfg, rank, cin, pack) > cfg.regions["w1"].depth and ring1 >= 1 else 0
     shapes: dict = {}
     for _, _, _, cout_, h_, w_, halo in _strip_tiles(out_channels, hh, ww, cout_tile, th, tw):
@@ -824,11 +813,12 @@ class Driver:
 
     def _w1_chunks(self, tile: Tile, weights: dict[str, list[int]]) -> list[list[tuple[int, int]]]:
         """A streamed G1's chunks (removed from ``weights``): for every window row the tile
-        sends (``input_row_order``), each rank group's ``ceil(Cin/Px)`` words, chunk ``n`` into
-        ring slot ``n % w1_ring``, in the zero-skipping cluster 1's read order."""
+        sends (``input_row_order``), each rank group's ``ceil(Cin/Px)`` words (zero-skipping
+        cluster 1) or each rank's ``ceil(Cin/P)`` words (dense), chunk ``n`` into ring slot
+        ``n % w1_ring``, in cluster 1's read order."""
         w1 = weights.pop("w1")
         nw = w1_chunk_words(self.config, tile.in_channels, tile.pack)
-        ng = ceil_div(tile.rank, 1 << tile.pack)
+        ng = w1_row_chunks(self.config, tile.rank, tile.pack)
         n_rows = len(input_row_order(tile.height, tile.timesteps, tile.zero_halo, tile.order))
         groups = [kg for _ in range(n_rows) for kg in range(ng)]
         return [self._region_words("w1", w1[kg * nw:(kg + 1) * nw], (n % tile.w1_ring) * nw)

@@ -108,7 +108,7 @@ def shape_traffic(cfg: HardwareConfig, s: TileShape, load_weights: bool = True,
     from .host_program import input_pixel_order, input_row_order, ring_rows
     from .geometry import TileGeometry
     from .hostmap import DESCRIPTOR_FIELDS
-    from .zero_skip import w1_depth
+    from .zero_skip import w1_chunk_words, w1_depth, w1_row_chunks
     hmap = _host_map(cfg)
     sub = {r.name: r.subwords for r in hmap.regions}
     g = TileGeometry.of_shape(cfg, s)
@@ -128,9 +128,10 @@ def shape_traffic(cfg: HardwareConfig, s: TileShape, load_weights: bool = True,
     n_chunks23 = s.height * sum(1 for t in range(s.timesteps) if s.full(t)) * g.ng if s.w23_ring else 0
     if s.w23_ring:
         rings["w23"] = s.w23_ring
-    if s.w1_ring:        # one chunk of ceil(Cin/Px) words per rank group and window row sent
+    if s.w1_ring:        # per window row sent, one chunk per rank group (zero skipping) or rank
         rings["w1"] = s.w1_ring
-    w1_chunks = (w1_words // g.ng * sub["w1"],) * (n_in * g.ng) if s.w1_ring else ()
+    w1_chunks = ((w1_chunk_words(cfg, s.in_channels, s.pack) * sub["w1"],)
+                 * (n_in * w1_row_chunks(cfg, s.rank, s.pack)) if s.w1_ring else ())
     return HostTraffic(1 + n_desc + 3 + bool(s.w4_ring) + 2 * bool(s.w23_ring) + bool(s.w1_ring) + weights,
                        n_desc,
                        (row_in,) * n_in,

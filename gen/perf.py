@@ -38,8 +38,8 @@ With the zero-skipping cluster 1 as ``B``, its work is its accumulates (``c1_add
 padding includes the steps of all-zero spike words and the lanes a step leaves idle.
 Layers whose cores exceed their regions run with those cores streamed through rings
 (``fits = S4``, ``S234``, ``S1234``: the streamed cores; their chunk waits are the ``w_wait``
-column, ``c1_w_wait + c2_w_wait + c3_w_wait + c4_w_wait`` with the host). G1 streams only
-with the zero-skipping cluster 1: on the dense one, layers whose G1 exceeds its region
+column, ``c1_w_wait + c2_w_wait + c3_w_wait + c4_w_wait`` with the host; G1 streams with
+either cluster 1). Layers with a core that exceeds its region even as a ring of one chunk
 (``fits = NO``) are timed on the same datapath with a weight buffer large enough, to show
 what weight streaming would have to achieve; they are left out of the totals.
 """

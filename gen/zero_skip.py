@@ -8,7 +8,8 @@ import numpy as np
 
 from .config import HardwareConfig, ceil_div
 
-__all__ = ["w1_words_zero_skip", "w1_depth", "w1_depth_zero_skip", "zero_skip_row_lens",
+__all__ = ["w1_words_zero_skip", "w1_depth", "w1_depth_zero_skip", "w1_chunk_words", "w1_row_chunks",
+           "zero_skip_row_lens",
            "expected_event_steps", "expected_row_lens", "DEFAULT_SPIKE_DENSITY"]
 
 #: input spike density of every layer unless told otherwise: the energy model's default
@@ -23,6 +24,24 @@ def w1_depth(cfg: HardwareConfig, rank: int, in_channels: int, pack: int) -> int
     if cfg.arrangement.cluster1 == "zero_skip":
         return w1_depth_zero_skip(rank, in_channels, pack, cfg.lanes)
     return rank * ceil_div(in_channels, cfg.lanes)
+
+
+def w1_chunk_words(cfg: HardwareConfig, in_channels: int, pack: int) -> int:
+    """Words of one streamed G1 chunk (descriptor ``w1_ring > 0``): the zero-skipping cluster
+    1's rank group of ``ceil(Cin / Px)`` words of the transposed layout, the dense one's rank
+    of ``ceil(Cin / P)`` words."""
+    if cfg.arrangement.cluster1 == "zero_skip":
+        return ceil_div(in_channels, cfg.lanes >> pack)
+    return ceil_div(in_channels, cfg.lanes)
+
+
+def w1_row_chunks(cfg: HardwareConfig, rank: int, pack: int) -> int:
+    """Streamed G1 chunks per window row inside the layer: the zero-skipping cluster 1's
+    ``ceil(r / Pk)`` rank groups, the dense one's ``r`` ranks (each chunk is read for every
+    pixel of the row before the next one's)."""
+    if cfg.arrangement.cluster1 == "zero_skip":
+        return ceil_div(rank, 1 << pack)
+    return rank
 
 
 def w1_depth_zero_skip(rank: int, in_channels: int, pack: int, lanes: int) -> int:

@@ -354,9 +354,9 @@ def cmd_report(args) -> int:
               "adder tree (r * ceil(Cin/P) steps per pixel), STT's cluster 3 on cluster 2's q2 rows as "
               "its own engine. `sata` is the SATA-like single array (docs/energy_model.md).", ""]
     if streamed:
-        lines += ["Layers that the RTL of an accelerator cannot run on `" + cfg.name + "` (their G1 "
-                  "exceeds region w1 and that arrangement's cluster 1 has no G1 streaming; the "
-                  "layers whose cores the RTL streams are charged their real chunks instead) are "
+        lines += ["Layers that the RTL of an accelerator cannot run on `" + cfg.name + "` (a core "
+                  "exceeds its region even as a ring of one chunk; the layers whose cores the RTL "
+                  "streams are charged their real chunks instead) are "
                   "planned on a copy of the configuration with weight regions large enough, same "
                   "datapath; the cores larger than their regions are charged as streamed from DRAM "
                   "once per output row and timestep, the traffic of the streaming scheme of "

@@ -283,9 +283,9 @@ _TILES: dict[tuple, TileForward] = {}
 def plan_tt_layer(cfg: HardwareConfig, spec, T: int):
     """The tile plan of a TT layer (:func:`gen.driver.plan_layer`, for its mode and HTT
     schedule), the configuration it is planned and counted on, and whether its cores are
-    streamed. A layer whose cores exceed the weight buffer (``plan_layer`` raises: the rank
-    above ``limits.max_rank`` or a core larger than its region; MS-ResNet34's 512-channel stage)
-    is planned on a copy of ``cfg`` whose weight regions are large enough
+    streamed. A layer whose cores exceed the weight buffer even when streamed (``plan_layer``
+    raises: a core whose chunk is larger than its region, or a rank beyond the streamed
+    limit; MS-ResNet34's 512-channel stage streams on the paper configurations) is planned on a copy of ``cfg`` whose weight regions are large enough
     (:func:`gen.driver.plan_layer_any_weights`: only the weight buffer and the rank/pointwise
     limits grow, the datapath and every other region stay); the cores larger than their
     regions are charged as streamed from DRAM once per output row and timestep

@@ -129,7 +129,8 @@ def host_regions(cfg: HardwareConfig, s: TileShape, load_weights: bool = True
     ``Wo*GO`` words) and the output rows it reads (membranes and spikes, ``T*Ho`` rows each).
     A streamed G4 (``s.w4_ring``) moves ``GO*r`` words per output row, streamed G2/G3
     (``s.w23_ring``) ``ng*NS`` words each per MAC row, a streamed G1 (``s.w1_ring``) its whole
-    transposed core per window row sent, whether or not the tile loads its other cores."""
+    core (transposed for the zero-skipping cluster 1, dense for the dense one) per window row
+    sent, whether or not the tile loads its other cores."""
     g = TileGeometry.of_shape(cfg, s)
     sub = _subwords(cfg)
     out: dict[str, tuple[int, int]] = {}
@@ -146,7 +147,7 @@ def host_regions(cfg: HardwareConfig, s: TileShape, load_weights: bool = True
         out["w2"] = (mac_rows * g.ng * g.ns, sub["w2"])
         out["w3"] = (mac_rows * g.ng * g.ns, sub["w3"])
     rows_in = len(input_row_order(s.height, s.timesteps, s.zero_halo, s.order))
-    if s.w1_ring:        # streamed G1: each window row's ng chunks of ceil(Cin/Px) words
+    if s.w1_ring:        # streamed G1: its whole core per window row sent (chunks of a rank group or a rank)
         out["w1"] = (rows_in * w1_depth(cfg, s.rank, s.in_channels, s.pack), sub["w1"])
     out["spike_in"] = (rows_in * g.in_row_words, sub["spike_in"])
     rows_out = s.timesteps * g.ho

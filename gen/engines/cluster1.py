@@ -62,8 +62,8 @@ class ClusterOneEngine(wiring.Component):
     * ``desc``, ``geo`` (in): :data:`gen.descriptor.DESCRIPTOR_LAYOUT`,
       :func:`gen.tilegeo.geometry_layout`.
     * ``in_rows`` (in): input rows the host has written into the ``spike_in`` ring.
-    * ``w1_chunks`` (in): G1 chunks the host has written into the ``w1`` ring (streamed G1,
-      the zero-skipping engine only; this engine has no G1 streaming and ignores it).
+    * ``w1_chunks`` (in): G1 chunks the host has written into the ``w1`` ring (streamed G1:
+      ``desc.w1_ring > 0``; ignored when G1 is resident).
     * ``released`` (in): rows cluster 2 has released (row outer, its ``q*T + t`` order);
       ``released_e1_order`` (in): line1 rows released in this engine's order (timestep outer).
     * ``spike_in``, ``w1`` (read ports: data one cycle after ``en``), ``line1`` (write port,
@@ -71,12 +71,25 @@ class ClusterOneEngine(wiring.Component):
     * ``run`` (out): rows left to issue; ``busy`` (out): ``run`` or a step in the pipeline.
     * ``rows_done`` (out): window rows written to ``line1`` (this engine's order);
       ``in_consumed`` (out): input rows finished with (their ring slots are free);
-      ``w1_consumed`` (out): G1 chunks finished with (0 here and whenever G1 is resident).
+      ``w1_consumed`` (out): G1 chunks finished with, their ring slots free (0 whenever G1
+      is resident).
     * ``counts`` (out): this cycle's increments of the counters named by its fields.
+
+    Streamed G1 (``desc.w1_ring = n > 0``): within a window row the rank channel is the outer
+    level (rank ``k``, pixel, input-channel chunk), every pixel's spike words read from
+    ``spike_in`` again for each ``k``, so that a rank's ``ceil(Cin/P)`` G1 words serve every
+    pixel of the row before the next rank's are needed. Region ``w1`` is then a ring of ``n``
+    such chunks, one per (window row inside the layer, rank) in this order: a rank's steps
+    issue only when its chunk is in the ring (``w1_chunks``) and its last step frees the slot
+    (``w1_consumed``, as ``in_consumed`` counts at its row's last step). Resident G1
+    (``w1_ring = 0``): pixel outer, rank ``k`` at words ``k * ceil(Cin/P) ..``.
 
     Timing: issue (memory addresses) -> stage a (spike word and weights arrive, PE
     accumulate) -> stage b (re-quantise, ``line1`` write). A step issues when its input row is
-    in the ring (``in_rows``) and its ``line1`` slot is free (``released``).
+    in the ring (``in_rows``), its ``line1`` slot is free (``released``) and, streamed, its G1
+    chunk is in the ring. A cycle without a step while rows are left counts as ``c1_stall``
+    (no free ``line1`` slot), else as ``c1_in_wait`` (no input row), else as ``c1_w_wait`` (no
+    G1 chunk).
     """
 
     def __init__(self, config: HardwareConfig):
@@ -106,7 +119,14 @@ class ClusterOneEngine(wiring.Component):
         # timestep, new row; timestep outer: timestep, window row
         run1 = self.run
         o1, i1, sb1 = Signal(RB), Signal(RB), Signal(2)
-        px1, k1, cc1 = Signal(RB), Signal(RB), Signal(RB)
+        # the two loop levels above the chunk inside a window row: resident G1 pixel outer,
+        # rank inner; streamed G1 (desc.w1_ring > 0) rank outer, so that a rank's G1 chunk
+        # serves every pixel of the row before the next rank's is needed
+        stream = d.w1_ring != 0
+        ua1, ub1, cc1 = Signal(RB), Signal(RB), Signal(RB)
+        px1, k1 = Signal(RB), Signal(RB)
+        m.d.comb += [px1.eq(Mux(stream, ub1, ua1)), k1.eq(Mux(stream, ua1, ub1))]
+        w1seq, w1slot, w1base = self.w1_consumed, Signal(16), Signal(RB)   # streamed: chunk, slot
         qm3_1 = Signal(2)                         # (o1 + 2) mod 3 for o1 >= 1 (row outer)
         waddr1, pix1 = Signal(RB), Signal(RB)
         in_base, in_slot = Signal(RB), Signal(RB)
@@ -144,26 +164,43 @@ class ClusterOneEngine(wiring.Component):
         in_ok1 = zero_row1 | (self.in_rows > in_seq)
         slot_ok1 = Mux(order, (n1 < T3) | (self.released_e1_order >= n1 - T3 + 1),
                        (wr1 < 3) | (self.released >= need1))
+        w_ok1 = ~stream | zero_row1 | (self.w1_chunks > w1seq)
         issue1 = Signal()
-        m.d.comb += issue1.eq(run1 & in_ok1 & slot_ok1)
+        m.d.comb += issue1.eq(run1 & in_ok1 & slot_ok1 & w_ok1)
         m.d.comb += [cnt.c1_busy.eq(issue1), cnt.c1_stall.eq(run1 & ~slot_ok1),
-                     cnt.c1_in_wait.eq(run1 & slot_ok1 & ~in_ok1)]
+                     cnt.c1_in_wait.eq(run1 & slot_ok1 & ~in_ok1),
+                     cnt.c1_w_wait.eq(run1 & slot_ok1 & in_ok1 & ~w_ok1)]
+        npx1 = W + halos1
         e1 = loops(m, [(o1, Mux(order, T, H)), (i1, Mux(order, H + 2, T)),
                        (sb1, Mux(order | (o1 != 0), 1, 3)),
-                       (px1, Mux(zero_row1, 1, W + halos1)),
-                       (k1, Mux(zero_row1, 1, R)), (cc1, Mux(zero_row1, 1, g.ncc))], issue1)
-        unit_end1, px_end1, row_end1, all_end1 = e1[5], e1[4], e1[3], e1[0]
+                       (ua1, Mux(zero_row1, 1, Mux(stream, R, npx1))),
+                       (ub1, Mux(zero_row1, 1, Mux(stream, npx1, R))), (cc1, Mux(zero_row1, 1, g.ncc))], issue1)
+        unit_end1, ub_end1, row_end1, all_end1 = e1[5], e1[4], e1[3], e1[0]
+        # a pixel's last step (resident: of its last rank; streamed: of every unit) and the
+        # last pixel of a pass over the row (resident: the row's; streamed: the rank's)
+        px_step1 = Mux(stream, unit_end1, ub_end1)
+        px_wrap1 = Mux(stream, ub_end1, row_end1)
 
         base1 = Signal(RB)                        # line1 slot of the current window row
         m.d.comb += base1.eq(Mux(order, ring1_base, times3(Mux(o1 == 0, sb1, qm3_1), g.tr1) + trw1))
         with m.If(issue1):
-            m.d.sync += waddr1.eq(Mux(px_end1, 0, waddr1 + 1))
-            with m.If(px_end1):
-                m.d.sync += pix1.eq(Mux(row_end1, 0, pix1 + g.cw))
+            with m.If(stream):
+                # G1 words: the chunk's ncc words for every pixel, then the next ring slot's
+                last_slot = w1slot == d.w1_ring - 1
+                nxt_base = Mux(last_slot, 0, w1base + g.ncc)
+                chunk_end = ub_end1 & ~zero_row1
+                m.d.sync += waddr1.eq(Mux(unit_end1, Mux(chunk_end, nxt_base, w1base), waddr1 + 1))
+                with m.If(chunk_end):             # the rank's chunk done: its slot is free
+                    m.d.sync += [w1seq.eq(w1seq + 1), w1slot.eq(Mux(last_slot, 0, w1slot + 1)),
+                                 w1base.eq(nxt_base)]
+            with m.Else():
+                m.d.sync += waddr1.eq(Mux(ub_end1, 0, waddr1 + 1))
+            with m.If(px_step1):
+                m.d.sync += pix1.eq(Mux(px_wrap1, 0, pix1 + g.cw))
                 # the next pixel's block: column W's, block 1 (column 0), then one more block
-                # every Px columns; a new row starts with its first pixel's block
+                # every Px columns; a new pass over the row starts with its first pixel's block
                 nxt_col = nxt_pi1 - 2             # column of the next pixel (for nxt_pi1 >= 2)
-                m.d.sync += eoff1.eq(Mux(row_end1, g.first_eoff1, Mux(nxt_pi1 == 1, g.ew_ng, Mux(
+                m.d.sync += eoff1.eq(Mux(px_wrap1, g.first_eoff1, Mux(nxt_pi1 == 1, g.ew_ng, Mux(
                     nxt_pi1 == 2, ng, eoff1 + Mux((nxt_col & (Px - 1)) == 0, ng, 0)))))
             with m.If(row_end1):
                 m.d.sync += [n1.eq(n1 + 1),
@@ -182,7 +219,8 @@ class ClusterOneEngine(wiring.Component):
             with m.If(all_end1):
                 m.d.sync += run1.eq(0)
         spike_rd, w1_rd = self.spike_in, self.w1
-        m.d.comb += [spike_rd.en.eq(issue1 & ~zero_row1 & (k1 == 0) & (cc1[:lspc] == 0 if lspc else 1)),
+        from_ring = stream | (k1 == 0)             # streamed: every rank re-reads the row
+        m.d.comb += [spike_rd.en.eq(issue1 & ~zero_row1 & from_ring & (cc1[:lspc] == 0 if lspc else 1)),
                      spike_rd.addr.eq(in_base + pix1 + (cc1 >> lspc)),
                      w1_rd.en.eq(issue1 & ~zero_row1), w1_rd.addr.eq(waddr1)]
         m.d.comb += [cnt.spike_in_reads.eq(spike_rd.en), cnt.w1_reads.eq(issue1 & ~zero_row1)]
@@ -196,7 +234,7 @@ class ClusterOneEngine(wiring.Component):
         zlane1a = Signal()
         m.d.sync += zlane1a.eq(zlane1)
         m.d.sync += [v1a.eq(issue1), zero1a.eq(zero_row1), first1a.eq(cc1 == 0), last1a.eq(unit_end1),
-                     k0_1a.eq(k1 == 0), rowend1a.eq(row_end1), cc1a.eq(cc1), k1a.eq(k1),
+                     k0_1a.eq(from_ring), rowend1a.eq(row_end1), cc1a.eq(cc1), k1a.eq(k1),
                      e1a.eq(eoff1), sl1a.eq(xe1 & (Px - 1)), base1a.eq(base1),
                      act1a.eq(active_lanes(CIN, cc1, lp))]
         spike_reg = Signal(CWMAX * SW)
@@ -221,7 +259,8 @@ class ClusterOneEngine(wiring.Component):
 
         # ---- start: a new tile (last, so that it wins over the updates above) ---------------
         with m.If(self.start):
-            m.d.sync += [run1.eq(1), o1.eq(0), i1.eq(0), sb1.eq(0), px1.eq(0), k1.eq(0), cc1.eq(0),
+            m.d.sync += [run1.eq(1), o1.eq(0), i1.eq(0), sb1.eq(0), ua1.eq(0), ub1.eq(0), cc1.eq(0),
+                         w1seq.eq(0), w1slot.eq(0), w1base.eq(0),
                          qm3_1.eq(0), waddr1.eq(0), pix1.eq(0), in_base.eq(0), in_slot.eq(0),
                          e1_done.eq(0), ring1.eq(0), n1.eq(0), in_seq.eq(0), ring1_base.eq(0),
                          trw1.eq(0), need1.eq(1), eoff1.eq(g.first_eoff1)]

@@ -2,8 +2,8 @@
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line1_a__addr, line1_b__en, line1_b__addr, line1_c__en, line1_c__addr, w2__en, w2__addr, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, \q23_rows$127 , busy
-, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, \port$2297$0 , \port$2337$0 , \port$2377$0 , \port$2417$0 , weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data, row2_c__data, geo, e1_rows, counts, \released$135 , released_e1_order, e4_released
-, \port$22290$96 , desc, clk);
+, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, \port$2483$0 , \port$2523$0 , \port$2563$0 , \port$2603$0 , weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data, row2_c__data, geo, e1_rows, counts, \released$135 , released_e1_order, e4_released
+, \port$22482$96 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire [17:0] \$10 ;
@@ -842,16 +842,16 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [2:0] \p_wr_addr$98 ;
   wire [3:0] pack;
   wire [3:0] \pack$2 ;
-  input [47:0] \port$22290$96 ;
-  wire [47:0] \port$22290$96 ;
-  output [7:0] \port$2297$0 ;
-  wire [7:0] \port$2297$0 ;
-  output [7:0] \port$2337$0 ;
-  wire [7:0] \port$2337$0 ;
-  output [7:0] \port$2377$0 ;
-  wire [7:0] \port$2377$0 ;
-  output [7:0] \port$2417$0 ;
-  wire [7:0] \port$2417$0 ;
+  input [47:0] \port$22482$96 ;
+  wire [47:0] \port$22482$96 ;
+  output [7:0] \port$2483$0 ;
+  wire [7:0] \port$2483$0 ;
+  output [7:0] \port$2523$0 ;
+  wire [7:0] \port$2523$0 ;
+  output [7:0] \port$2563$0 ;
+  wire [7:0] \port$2563$0 ;
+  output [7:0] \port$2603$0 ;
+  wire [7:0] \port$2603$0 ;
   wire [15:0] q23_rows;
   output [15:0] \q23_rows$127 ;
   wire [15:0] \q23_rows$127 ;
@@ -984,9 +984,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$16  = | desc[293:278];
   assign \$17  = ~ \$16 ;
   assign \$18  = \$17  | step[270];
-  assign \$19  = \port$22290$96 [23:0] > step[300:277];
+  assign \$19  = \port$22482$96 [23:0] > step[300:277];
   assign \$20  = ! desc[89:88];
-  assign \$21  = \port$22290$96 [47:24] > step[300:277];
+  assign \$21  = \port$22482$96 [47:24] > step[300:277];
   assign \$22  = \$20  | \$21 ;
   assign \$23  = \$19  & \$22 ;
   assign \$24  = \$18  | \$23 ;
@@ -1303,9 +1303,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$324  = | desc[293:278];
   assign \$325  = ~ \$324 ;
   assign \$326  = \$325  | step[270];
-  assign \$327  = \port$22290$96 [23:0] > step[300:277];
+  assign \$327  = \port$22482$96 [23:0] > step[300:277];
   assign \$328  = ! desc[89:88];
-  assign \$329  = \port$22290$96 [47:24] > step[300:277];
+  assign \$329  = \port$22482$96 [47:24] > step[300:277];
   assign \$330  = \$328  | \$329 ;
   assign \$331  = \$327  & \$330 ;
   assign \$332  = \$326  | \$331 ;
@@ -1438,17 +1438,17 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   \ttsnn_accel.e23.adder  adder (
     .a(i),
     .b(\b$108 ),
-    .\port$2418$0 (\$458 ),
-    .\port$2419$0 (\$459 ),
-    .\port$2420$0 (\$460 ),
-    .\port$2421$0 (\$461 )
+    .\port$2604$0 (\$458 ),
+    .\port$2605$0 (\$459 ),
+    .\port$2606$0 (\$460 ),
+    .\port$2607$0 (\$461 )
   );
   \ttsnn_accel.e23.cluster2  cluster2 (
     .centre(centre),
     .clk(clk),
     .pack(geo[3:0]),
-    .\port$20825$18 (a[21:18]),
-    .\port$20825$2 (a[4:2]),
+    .\port$21017$18 (a[21:18]),
+    .\port$21017$2 (a[4:2]),
     .pr__addr(step[256:254]),
     .pr__en(p_rd),
     .pw__addr(b[7:5]),
@@ -1501,19 +1501,19 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   );
   \ttsnn_accel.e23.requant2  requant2 (
     .i(i),
-    .\port$2297$0 (\$454 ),
-    .\port$2337$0 (\$455 ),
-    .\port$2377$0 (\$456 ),
-    .\port$2417$0 (\$457 ),
+    .\port$2483$0 (\$454 ),
+    .\port$2523$0 (\$455 ),
+    .\port$2563$0 (\$456 ),
+    .\port$2603$0 (\$457 ),
     .rnd(desc[205]),
     .shift(desc[138:133])
   );
   \ttsnn_accel.e23.requant3  requant3 (
     .i(\i$114 ),
-    .\port$2461$0 (\$462 ),
-    .\port$2501$0 (\$463 ),
-    .\port$2541$0 (\$464 ),
-    .\port$2581$0 (\$465 ),
+    .\port$2647$0 (\$462 ),
+    .\port$2687$0 (\$463 ),
+    .\port$2727$0 (\$464 ),
+    .\port$2767$0 (\$465 ),
     .rnd(desc[205]),
     .shift(\$214 [5:0])
   );
@@ -1527,10 +1527,10 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .geo(geo),
     .line4__addr(\line4__addr$123 ),
     .line4__en(\line4__en$121 ),
-    .\port$2461$0 (\$462 ),
-    .\port$2501$0 (\$463 ),
-    .\port$2541$0 (\$464 ),
-    .\port$2581$0 (\$465 ),
+    .\port$2647$0 (\$462 ),
+    .\port$2687$0 (\$463 ),
+    .\port$2727$0 (\$464 ),
+    .\port$2767$0 (\$465 ),
     .q23_rows(\$signal$15 ),
     .q2_rows(q2_rows),
     .released(e3_rel),
@@ -1545,7 +1545,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .w3__addr(\w3__addr$53 ),
     .w3__data(w3__data),
     .w3__en(\w3__en$51 ),
-    .w3_chunks(\port$22290$96 [47:24]),
+    .w3_chunks(\port$22482$96 [47:24]),
     .w3_consumed(\w3_consumed$39 )
   );
   always @* begin
@@ -1789,9 +1789,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \row2_c__addr$26  = row2_c__addr;
   assign \row2_c__data$28  = row2_c__data;
   assign \row2_c__en$30  = row2_c__en;
-  assign w2_chunks = \port$22290$96 [23:0];
-  assign w3_chunks = \port$22290$96 [47:24];
-  assign \w3_chunks$40  = \port$22290$96 [47:24];
+  assign w2_chunks = \port$22482$96 [23:0];
+  assign w3_chunks = \port$22482$96 [47:24];
+  assign \w3_chunks$40  = \port$22482$96 [47:24];
   assign \w3__data$55  = w3__data;
   assign w_addr = step[241:238];
   assign p_addr = step[256:254];
@@ -1829,10 +1829,10 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign w3__addr = \$180 [15:0];
   assign row2__addr = \$210 [15:0];
   assign line4__addr = \$233 [15:0];
-  assign \port$2297$0  = \$454 ;
-  assign \port$2337$0  = \$455 ;
-  assign \port$2377$0  = \$456 ;
-  assign \port$2417$0  = \$457 ;
+  assign \port$2483$0  = \$454 ;
+  assign \port$2523$0  = \$455 ;
+  assign \port$2563$0  = \$456 ;
+  assign \port$2603$0  = \$457 ;
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -2174,7 +2174,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.adder (\port$2419$0 , \port$2420$0 , \port$2421$0 , a, b, \port$2418$0 );
+module \ttsnn_accel.e23.adder (\port$2605$0 , \port$2606$0 , \port$2607$0 , a, b, \port$2604$0 );
   wire [16:0] \$1 ;
   wire [16:0] \$2 ;
   wire [16:0] \$3 ;
@@ -2184,27 +2184,27 @@ module \ttsnn_accel.e23.adder (\port$2419$0 , \port$2420$0 , \port$2421$0 , a, b
   input [63:0] b;
   wire [63:0] b;
   wire [67:0] o;
-  output [16:0] \port$2418$0 ;
-  wire [16:0] \port$2418$0 ;
-  output [16:0] \port$2419$0 ;
-  wire [16:0] \port$2419$0 ;
-  output [16:0] \port$2420$0 ;
-  wire [16:0] \port$2420$0 ;
-  output [16:0] \port$2421$0 ;
-  wire [16:0] \port$2421$0 ;
+  output [16:0] \port$2604$0 ;
+  wire [16:0] \port$2604$0 ;
+  output [16:0] \port$2605$0 ;
+  wire [16:0] \port$2605$0 ;
+  output [16:0] \port$2606$0 ;
+  wire [16:0] \port$2606$0 ;
+  output [16:0] \port$2607$0 ;
+  wire [16:0] \port$2607$0 ;
   assign \$1  = $signed(a[15:0]) + $signed(b[15:0]);
   assign \$2  = $signed(a[31:16]) + $signed(b[31:16]);
   assign \$3  = $signed(a[47:32]) + $signed(b[47:32]);
   assign \$4  = $signed(a[63:48]) + $signed(b[63:48]);
   assign o = { \$4 , \$3 , \$2 , \$1  };
-  assign \port$2418$0  = \$1 ;
-  assign \port$2419$0  = \$2 ;
-  assign \port$2420$0  = \$3 ;
-  assign \port$2421$0  = \$4 ;
+  assign \port$2604$0  = \$1 ;
+  assign \port$2605$0  = \$2 ;
+  assign \port$2606$0  = \$3 ;
+  assign \port$2607$0  = \$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$20825$2 , ww__addr, \port$20825$18 , pw__addr, clk);
+module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$21017$2 , ww__addr, \port$21017$18 , pw__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [7:0] \$1 ;
   reg [7:0] \$10 ;
@@ -2324,10 +2324,10 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [3:0] \port$20825$18 ;
-  wire [3:0] \port$20825$18 ;
-  input [2:0] \port$20825$2 ;
-  wire [2:0] \port$20825$2 ;
+  input [3:0] \port$21017$18 ;
+  wire [3:0] \port$21017$18 ;
+  input [2:0] \port$21017$2 ;
+  wire [2:0] \port$21017$2 ;
   input [2:0] pr__addr;
   wire [2:0] pr__addr;
   wire [63:0] pr__data;
@@ -2423,91 +2423,91 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     end
   end
   assign wr__data = _1_;
-  assign \$100  = \port$20825$18 [0] * 4'h8;
+  assign \$100  = \port$21017$18 [0] * 4'h8;
   assign \$15  = centre[15:0] >> \$100 ;
-  assign \$103  = \port$20825$18 [0] * 4'h8;
+  assign \$103  = \port$21017$18 [0] * 4'h8;
   assign \$16  = 1'h0 >> \$103 ;
-  assign \$106  = \port$20825$18 [0] * 4'h8;
+  assign \$106  = \port$21017$18 [0] * 4'h8;
   assign \$17  = centre[31:16] >> \$106 ;
-  assign \$110  = \port$20825$18 [1:0] * 4'h8;
+  assign \$110  = \port$21017$18 [1:0] * 4'h8;
   assign \$19  = centre >> \$110 ;
-  assign \$113  = \port$20825$18 [1:0] * 4'h8;
+  assign \$113  = \port$21017$18 [1:0] * 4'h8;
   assign \$20  = 1'h0 >> \$113 ;
-  assign \$116  = \port$20825$18 [1:0] * 4'h8;
+  assign \$116  = \port$21017$18 [1:0] * 4'h8;
   assign \$21  = 1'h0 >> \$116 ;
-  assign \$121  = \port$20825$18 [3:2] * 4'h8;
+  assign \$121  = \port$21017$18 [3:2] * 4'h8;
   assign \$24  = weights >> \$121 ;
-  assign \$124  = \port$20825$18 [2] * 4'h8;
+  assign \$124  = \port$21017$18 [2] * 4'h8;
   assign \$25  = { weights[31:24], weights[15:8] } >> \$124 ;
-  assign \$129  = \port$20825$18 [0] * 4'h8;
+  assign \$129  = \port$21017$18 [0] * 4'h8;
   assign \$28  = centre[31:16] >> \$129 ;
-  assign \$132  = \port$20825$18 [0] * 4'h8;
+  assign \$132  = \port$21017$18 [0] * 4'h8;
   assign \$29  = centre[15:0] >> \$132 ;
-  assign \$135  = \port$20825$18 [0] * 4'h8;
+  assign \$135  = \port$21017$18 [0] * 4'h8;
   assign \$30  = 1'h0 >> \$135 ;
-  assign \$139  = \port$20825$18 [1:0] * 4'h8;
+  assign \$139  = \port$21017$18 [1:0] * 4'h8;
   assign \$32  = centre >> \$139 ;
-  assign \$142  = \port$20825$18 [1:0] * 4'h8;
+  assign \$142  = \port$21017$18 [1:0] * 4'h8;
   assign \$33  = 1'h0 >> \$142 ;
-  assign \$145  = \port$20825$18 [1:0] * 4'h8;
+  assign \$145  = \port$21017$18 [1:0] * 4'h8;
   assign \$34  = 1'h0 >> \$145 ;
-  assign \$150  = \port$20825$18 [3:2] * 4'h8;
+  assign \$150  = \port$21017$18 [3:2] * 4'h8;
   assign \$37  = weights >> \$150 ;
-  assign \$153  = \port$20825$18 [2] * 4'h8;
+  assign \$153  = \port$21017$18 [2] * 4'h8;
   assign \$38  = { weights[23:16], weights[7:0] } >> \$153 ;
-  assign \$158  = \port$20825$18 [0] * 4'h8;
+  assign \$158  = \port$21017$18 [0] * 4'h8;
   assign \$41  = centre[31:16] >> \$158 ;
-  assign \$161  = \port$20825$18 [0] * 4'h8;
+  assign \$161  = \port$21017$18 [0] * 4'h8;
   assign \$42  = centre[15:0] >> \$161 ;
-  assign \$164  = \port$20825$18 [0] * 4'h8;
+  assign \$164  = \port$21017$18 [0] * 4'h8;
   assign \$43  = 1'h0 >> \$164 ;
-  assign \$168  = \port$20825$18 [1:0] * 4'h8;
+  assign \$168  = \port$21017$18 [1:0] * 4'h8;
   assign \$45  = centre >> \$168 ;
-  assign \$171  = \port$20825$18 [1:0] * 4'h8;
+  assign \$171  = \port$21017$18 [1:0] * 4'h8;
   assign \$46  = 1'h0 >> \$171 ;
-  assign \$174  = \port$20825$18 [1:0] * 4'h8;
+  assign \$174  = \port$21017$18 [1:0] * 4'h8;
   assign \$47  = 1'h0 >> \$174 ;
-  assign \$179  = \port$20825$18 [3:2] * 4'h8;
+  assign \$179  = \port$21017$18 [3:2] * 4'h8;
   assign \$50  = weights >> \$179 ;
-  assign \$182  = \port$20825$18 [2] * 4'h8;
+  assign \$182  = \port$21017$18 [2] * 4'h8;
   assign \$51  = { weights[31:24], weights[15:8] } >> \$182 ;
-  assign \$53  = \port$20825$2 [2] ? wr__data : routed_w;
+  assign \$53  = \port$21017$2 [2] ? wr__data : routed_w;
   assign product0 = $signed(\$53 [7:0]) * $signed(operand[7:0]);
-  assign \$54  = \port$20825$2 [2] ? wr__data : routed_w;
+  assign \$54  = \port$21017$2 [2] ? wr__data : routed_w;
   assign product1 = $signed(\$54 [15:8]) * $signed(operand[15:8]);
-  assign \$55  = \port$20825$2 [2] ? wr__data : routed_w;
+  assign \$55  = \port$21017$2 [2] ? wr__data : routed_w;
   assign product2 = $signed(\$55 [23:16]) * $signed(operand[23:16]);
-  assign \$56  = \port$20825$2 [2] ? wr__data : routed_w;
+  assign \$56  = \port$21017$2 [2] ? wr__data : routed_w;
   assign product3 = $signed(\$56 [31:24]) * $signed(operand[31:24]);
-  assign \$57  = \port$20825$2 [1] ? pr__data[15:0] : 16'h0000;
-  assign \$58  = \port$20825$2 [0] ? \$57  : pw__data[15:0];
+  assign \$57  = \port$21017$2 [1] ? pr__data[15:0] : 16'h0000;
+  assign \$58  = \port$21017$2 [0] ? \$57  : pw__data[15:0];
   assign \$59  = $signed(\$58 ) + $signed(product0);
-  assign \$60  = \port$20825$2 [1] ? pr__data[31:16] : 16'h0000;
-  assign \$61  = \port$20825$2 [0] ? \$60  : pw__data[31:16];
+  assign \$60  = \port$21017$2 [1] ? pr__data[31:16] : 16'h0000;
+  assign \$61  = \port$21017$2 [0] ? \$60  : pw__data[31:16];
   assign \$62  = $signed(\$61 ) + $signed(product1);
-  assign \$63  = \port$20825$2 [1] ? pr__data[47:32] : 16'h0000;
-  assign \$64  = \port$20825$2 [0] ? \$63  : pw__data[47:32];
+  assign \$63  = \port$21017$2 [1] ? pr__data[47:32] : 16'h0000;
+  assign \$64  = \port$21017$2 [0] ? \$63  : pw__data[47:32];
   assign \$65  = $signed(\$64 ) + $signed(product2);
-  assign \$66  = \port$20825$2 [1] ? pr__data[63:48] : 16'h0000;
-  assign \$67  = \port$20825$2 [0] ? \$66  : pw__data[63:48];
+  assign \$66  = \port$21017$2 [1] ? pr__data[63:48] : 16'h0000;
+  assign \$67  = \port$21017$2 [0] ? \$66  : pw__data[63:48];
   assign \$68  = $signed(\$67 ) + $signed(product3);
   always @(posedge clk)
     pw__data <= \$69 ;
-  assign \$71  = \port$20825$18 [0] * 4'h8;
+  assign \$71  = \port$21017$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$71 ;
-  assign \$74  = \port$20825$18 [0] * 4'h8;
+  assign \$74  = \port$21017$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$74 ;
-  assign \$77  = \port$20825$18 [0] * 4'h8;
+  assign \$77  = \port$21017$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$77 ;
-  assign \$81  = \port$20825$18 [1:0] * 4'h8;
+  assign \$81  = \port$21017$18 [1:0] * 4'h8;
   assign \$6  = centre >> \$81 ;
-  assign \$84  = \port$20825$18 [1:0] * 4'h8;
+  assign \$84  = \port$21017$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$84 ;
-  assign \$87  = \port$20825$18 [1:0] * 4'h8;
+  assign \$87  = \port$21017$18 [1:0] * 4'h8;
   assign \$8  = 1'h0 >> \$87 ;
-  assign \$92  = \port$20825$18 [3:2] * 4'h8;
+  assign \$92  = \port$21017$18 [3:2] * 4'h8;
   assign \$11  = weights >> \$92 ;
-  assign \$95  = \port$20825$18 [2] * 4'h8;
+  assign \$95  = \port$21017$18 [2] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
@@ -2620,8 +2620,8 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   end
   assign shift = 2'h0;
   assign neighbour = 32'd0;
-  assign jl = \port$20825$18 [1:0];
-  assign wsel = \port$20825$18 [3:2];
+  assign jl = \port$21017$18 [1:0];
+  assign wsel = \port$21017$18 [3:2];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -2632,9 +2632,9 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign use_spad = \port$20825$2 [2];
-  assign first = \port$20825$2 [0];
-  assign from_psum = \port$20825$2 [1];
+  assign use_spad = \port$21017$2 [2];
+  assign first = \port$21017$2 [0];
+  assign from_psum = \port$21017$2 [1];
   assign routed_w[31:24] = \$52 ;
   assign routed_w[23:16] = \$39 ;
   assign routed_w[15:8] = \$26 ;
@@ -5057,7 +5057,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant2 (\port$2337$0 , \port$2377$0 , \port$2417$0 , i, shift, rnd, \port$2297$0 );
+module \ttsnn_accel.e23.requant2 (\port$2523$0 , \port$2563$0 , \port$2603$0 , i, shift, rnd, \port$2483$0 );
   wire \$1 ;
   wire [16:0] \$10 ;
   wire [6:0] \$100 ;
@@ -5221,14 +5221,14 @@ module \ttsnn_accel.e23.requant2 (\port$2337$0 , \port$2377$0 , \port$2417$0 , i
   input [63:0] i;
   wire [63:0] i;
   wire [31:0] o;
-  output [7:0] \port$2297$0 ;
-  wire [7:0] \port$2297$0 ;
-  output [7:0] \port$2337$0 ;
-  wire [7:0] \port$2337$0 ;
-  output [7:0] \port$2377$0 ;
-  wire [7:0] \port$2377$0 ;
-  output [7:0] \port$2417$0 ;
-  wire [7:0] \port$2417$0 ;
+  output [7:0] \port$2483$0 ;
+  wire [7:0] \port$2483$0 ;
+  output [7:0] \port$2523$0 ;
+  wire [7:0] \port$2523$0 ;
+  output [7:0] \port$2563$0 ;
+  wire [7:0] \port$2563$0 ;
+  output [7:0] \port$2603$0 ;
+  wire [7:0] \port$2603$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -5382,10 +5382,10 @@ module \ttsnn_accel.e23.requant2 (\port$2337$0 , \port$2377$0 , \port$2417$0 , i
   assign \$159  = \$146  ? 8'h80 : \$158 [7:0];
   assign \$160  = \$133  ? 8'h7f : \$159 ;
   assign o = { \$160 , \$120 , \$80 , \$40  };
-  assign \port$2297$0  = \$40 ;
-  assign \port$2337$0  = \$80 ;
-  assign \port$2377$0  = \$120 ;
-  assign \port$2417$0  = \$160 ;
+  assign \port$2483$0  = \$40 ;
+  assign \port$2523$0  = \$80 ;
+  assign \port$2563$0  = \$120 ;
+  assign \port$2603$0  = \$160 ;
   assign \$11  = { \$10 [16], \$10 [16:1] };
   assign \$24  = { \$23 [16], \$23 [16:1] };
   assign \$37  = { \$36 [16], \$36 [16:1] };
@@ -5401,7 +5401,7 @@ module \ttsnn_accel.e23.requant2 (\port$2337$0 , \port$2377$0 , \port$2417$0 , i
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant3 (shift, \port$2461$0 , \port$2501$0 , \port$2541$0 , \port$2581$0 , rnd, i);
+module \ttsnn_accel.e23.requant3 (shift, \port$2647$0 , \port$2687$0 , \port$2727$0 , \port$2767$0 , rnd, i);
   wire \$1 ;
   wire [17:0] \$10 ;
   wire [6:0] \$100 ;
@@ -5565,14 +5565,14 @@ module \ttsnn_accel.e23.requant3 (shift, \port$2461$0 , \port$2501$0 , \port$254
   input [67:0] i;
   wire [67:0] i;
   wire [31:0] o;
-  output [7:0] \port$2461$0 ;
-  wire [7:0] \port$2461$0 ;
-  output [7:0] \port$2501$0 ;
-  wire [7:0] \port$2501$0 ;
-  output [7:0] \port$2541$0 ;
-  wire [7:0] \port$2541$0 ;
-  output [7:0] \port$2581$0 ;
-  wire [7:0] \port$2581$0 ;
+  output [7:0] \port$2647$0 ;
+  wire [7:0] \port$2647$0 ;
+  output [7:0] \port$2687$0 ;
+  wire [7:0] \port$2687$0 ;
+  output [7:0] \port$2727$0 ;
+  wire [7:0] \port$2727$0 ;
+  output [7:0] \port$2767$0 ;
+  wire [7:0] \port$2767$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -5726,10 +5726,10 @@ module \ttsnn_accel.e23.requant3 (shift, \port$2461$0 , \port$2501$0 , \port$254
   assign \$159  = \$146  ? 8'h80 : \$158 [7:0];
   assign \$160  = \$133  ? 8'h7f : \$159 ;
   assign o = { \$160 , \$120 , \$80 , \$40  };
-  assign \port$2461$0  = \$40 ;
-  assign \port$2501$0  = \$80 ;
-  assign \port$2541$0  = \$120 ;
-  assign \port$2581$0  = \$160 ;
+  assign \port$2647$0  = \$40 ;
+  assign \port$2687$0  = \$80 ;
+  assign \port$2727$0  = \$120 ;
+  assign \port$2767$0  = \$160 ;
   assign \$11  = { \$10 [17], \$10 [17:1] };
   assign \$24  = { \$23 [17], \$23 [17:1] };
   assign \$37  = { \$36 [17], \$36 [17:1] };
@@ -5745,7 +5745,7 @@ module \ttsnn_accel.e23.requant3 (shift, \port$2461$0 , \port$2501$0 , \port$254
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, w3__en, w3__addr, line4__en, line4__addr, busy, \port$2461$0 , \port$2501$0 , \port$2541$0 , \port$2581$0 , w3__data, row2_b__data, row2_c__data, geo, q2_rows, counts
+module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, w3__en, w3__addr, line4__en, line4__addr, busy, \port$2647$0 , \port$2687$0 , \port$2727$0 , \port$2767$0 , w3__data, row2_b__data, row2_c__data, geo, q2_rows, counts
 , cluster, released, q23_rows, w3_consumed, e4_released, w3_chunks, desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [16:0] \$1 ;
@@ -6064,14 +6064,14 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   output line4__en;
   wire line4__en;
   wire ok;
-  input [7:0] \port$2461$0 ;
-  wire [7:0] \port$2461$0 ;
-  input [7:0] \port$2501$0 ;
-  wire [7:0] \port$2501$0 ;
-  input [7:0] \port$2541$0 ;
-  wire [7:0] \port$2541$0 ;
-  input [7:0] \port$2581$0 ;
-  wire [7:0] \port$2581$0 ;
+  input [7:0] \port$2647$0 ;
+  wire [7:0] \port$2647$0 ;
+  input [7:0] \port$2687$0 ;
+  wire [7:0] \port$2687$0 ;
+  input [7:0] \port$2727$0 ;
+  wire [7:0] \port$2727$0 ;
+  input [7:0] \port$2767$0 ;
+  wire [7:0] \port$2767$0 ;
   output [15:0] q23_rows;
   reg [15:0] q23_rows = 16'h0000;
   input [15:0] q2_rows;
@@ -6285,8 +6285,8 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \geo$3  = geo;
   assign \start$5  = start;
   assign \run$12  = run;
-  assign line4__data = { \port$2581$0 , \port$2541$0 , \port$2501$0 , \port$2461$0  };
-  assign result = { \port$2581$0 , \port$2541$0 , \port$2501$0 , \port$2461$0  };
+  assign line4__data = { \port$2767$0 , \port$2727$0 , \port$2687$0 , \port$2647$0  };
+  assign result = { \port$2767$0 , \port$2727$0 , \port$2687$0 , \port$2647$0  };
   assign row2_b__addr = \$52 [15:0];
   assign row2_c__addr = \$61 [15:0];
   assign w3__addr = \$63 [15:0];

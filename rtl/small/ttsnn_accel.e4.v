@@ -2,7 +2,7 @@
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, busy, weights, affine__data, line4__data, residual__data
-, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$21171$0 , \port$21183$0 , \port$21195$0 , \port$21207$0 , \port$22290$24 , desc, clk);
+, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$21363$0 , \port$21375$0 , \port$21387$0 , \port$21399$0 , \port$22482$24 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
@@ -946,16 +946,16 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [63:0] p = 64'h0000000000000000;
-  output [15:0] \port$21171$0 ;
-  wire [15:0] \port$21171$0 ;
-  output [15:0] \port$21183$0 ;
-  wire [15:0] \port$21183$0 ;
-  output [15:0] \port$21195$0 ;
-  wire [15:0] \port$21195$0 ;
-  output [15:0] \port$21207$0 ;
-  wire [15:0] \port$21207$0 ;
-  input [71:0] \port$22290$24 ;
-  wire [71:0] \port$22290$24 ;
+  output [15:0] \port$21363$0 ;
+  wire [15:0] \port$21363$0 ;
+  output [15:0] \port$21375$0 ;
+  wire [15:0] \port$21375$0 ;
+  output [15:0] \port$21387$0 ;
+  wire [15:0] \port$21387$0 ;
+  output [15:0] \port$21399$0 ;
+  wire [15:0] \port$21399$0 ;
+  input [71:0] \port$22482$24 ;
+  wire [71:0] \port$22482$24 ;
   reg [15:0] prev_base = 16'h0000;
   output [23:0] res_consumed;
   reg [23:0] res_consumed = 24'h000000;
@@ -1535,15 +1535,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$15  = \$12  | \$14 ;
   assign \$16  = \$10  & \$15 ;
   assign \$17  = ~ desc[207];
-  assign \$18  = \port$22290$24 [23:0] > m4;
+  assign \$18  = \port$22482$24 [23:0] > m4;
   assign \$19  = \$17  | \$18 ;
-  assign \$20  = \port$22290$24 [47:24] + desc[259:244];
+  assign \$20  = \port$22482$24 [47:24] + desc[259:244];
   assign \$21  = \$20  > m4;
   assign \$22  = \$19  & \$21 ;
   assign \$23  = \$16  & \$22 ;
   assign \$24  = | desc[277:262];
   assign \$25  = ~ \$24 ;
-  assign \$26  = \port$22290$24 [71:48] > \$signal$16 ;
+  assign \$26  = \port$22482$24 [71:48] > \$signal$16 ;
   assign \$27  = \$25  | \$26 ;
   assign issue4 = \$23  & \$27 ;
   assign \$28  = \$signal  << desc[206];
@@ -1578,9 +1578,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$57  = \$54  | \$56 ;
   assign \$58  = \$52  & \$57 ;
   assign \$59  = ~ desc[207];
-  assign \$60  = \port$22290$24 [23:0] > m4;
+  assign \$60  = \port$22482$24 [23:0] > m4;
   assign \$61  = \$59  | \$60 ;
-  assign \$62  = \port$22290$24 [47:24] + desc[259:244];
+  assign \$62  = \port$22482$24 [47:24] + desc[259:244];
   assign \$63  = \$62  > m4;
   assign \$64  = \$61  & \$63 ;
   assign \$65  = ~ \$64 ;
@@ -1601,15 +1601,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$80  = \$77  | \$79 ;
   assign \$81  = \$75  & \$80 ;
   assign \$82  = ~ desc[207];
-  assign \$83  = \port$22290$24 [23:0] > m4;
+  assign \$83  = \port$22482$24 [23:0] > m4;
   assign \$84  = \$82  | \$83 ;
-  assign \$85  = \port$22290$24 [47:24] + desc[259:244];
+  assign \$85  = \port$22482$24 [47:24] + desc[259:244];
   assign \$86  = \$85  > m4;
   assign \$87  = \$84  & \$86 ;
   assign \$88  = \$81  & \$87 ;
   assign \$89  = | desc[277:262];
   assign \$90  = ~ \$89 ;
-  assign \$91  = \port$22290$24 [71:48] > \$signal$16 ;
+  assign \$91  = \port$22482$24 [71:48] > \$signal$16 ;
   assign \$92  = \$90  | \$91 ;
   assign \$93  = ~ \$92 ;
   assign \$94  = \$88  & \$93 ;
@@ -1807,11 +1807,11 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   \ttsnn_accel.e4.lif  lif (
     .clk(clk),
     .leak_mul(desc[158:151]),
-    .\port$21105$0 (\$711 ),
-    .\port$21123$0 (\$712 ),
-    .\port$21141$0 (\$713 ),
-    .\port$21159$0 (\$714 ),
-    .\port$22294$167 (desc[188:167]),
+    .\port$21297$0 (\$711 ),
+    .\port$21315$0 (\$712 ),
+    .\port$21333$0 (\$713 ),
+    .\port$21351$0 (\$714 ),
+    .\port$22486$167 (desc[188:167]),
     .rnd(desc[205]),
     .rst(rst),
     .s0(\$716 ),
@@ -1828,10 +1828,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     .clk(clk),
     .first(\first$54 ),
     .i(i),
-    .\port$3265$0 (\$707 ),
-    .\port$3268$0 (\$708 ),
-    .\port$3271$0 (\$709 ),
-    .\port$3274$0 (\$710 ),
+    .\port$3451$0 (\$707 ),
+    .\port$3454$0 (\$708 ),
+    .\port$3457$0 (\$709 ),
+    .\port$3460$0 (\$710 ),
     .rst(rst),
     .valid(\valid$51 )
   );
@@ -2653,9 +2653,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   assign t4 = \$1 [7:0];
-  assign res_rows = \port$22290$24 [23:0];
-  assign out_taken = \port$22290$24 [47:24];
-  assign w4_chunks = \port$22290$24 [71:48];
+  assign res_rows = \port$22482$24 [23:0];
+  assign out_taken = \port$22482$24 [47:24];
+  assign w4_chunks = \port$22482$24 [71:48];
   assign x4 = \$98 [15:0];
   assign w4__en = issue4;
   assign \$signal$33  = affine__addr;
@@ -2692,10 +2692,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign membrane_in__addr = \$152 [15:0];
   assign membrane_out__addr = \$166 [15:0];
   assign spikes__addr = \$167 [15:0];
-  assign \port$21171$0  = \$715 ;
-  assign \port$21183$0  = \$717 ;
-  assign \port$21195$0  = \$719 ;
-  assign \port$21207$0  = \$721 ;
+  assign \port$21363$0  = \$715 ;
+  assign \port$21375$0  = \$717 ;
+  assign \port$21387$0  = \$719 ;
+  assign \port$21399$0  = \$721 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -3569,7 +3569,7 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, u_prev, \port$21105$0 , \port$21123$0 , \port$21141$0 , \port$21159$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$22294$167 , rnd, clk);
+module \ttsnn_accel.e4.lif (rst, u_prev, \port$21297$0 , \port$21315$0 , \port$21333$0 , \port$21351$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$22486$167 , rnd, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire [25:0] \$10 ;
@@ -3721,16 +3721,16 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$21105$0 , \port$21123$0 , \port$2
   reg [24:0] leaked1 = 25'h0000000;
   reg [24:0] leaked2 = 25'h0000000;
   reg [24:0] leaked3 = 25'h0000000;
-  input [15:0] \port$21105$0 ;
-  wire [15:0] \port$21105$0 ;
-  input [15:0] \port$21123$0 ;
-  wire [15:0] \port$21123$0 ;
-  input [15:0] \port$21141$0 ;
-  wire [15:0] \port$21141$0 ;
-  input [15:0] \port$21159$0 ;
-  wire [15:0] \port$21159$0 ;
-  input [21:0] \port$22294$167 ;
-  wire [21:0] \port$22294$167 ;
+  input [15:0] \port$21297$0 ;
+  wire [15:0] \port$21297$0 ;
+  input [15:0] \port$21315$0 ;
+  wire [15:0] \port$21315$0 ;
+  input [15:0] \port$21333$0 ;
+  wire [15:0] \port$21333$0 ;
+  input [15:0] \port$21351$0 ;
+  wire [15:0] \port$21351$0 ;
+  input [21:0] \port$22486$167 ;
+  wire [21:0] \port$22486$167 ;
   input rnd;
   wire rnd;
   input rst;
@@ -3756,106 +3756,106 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$21105$0 , \port$21123$0 , \port$2
   reg [15:0] u3 = 16'h0000;
   input [63:0] u_prev;
   wire [63:0] u_prev;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$22294$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$22486$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
   assign \$3  = $signed(kept0) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$22294$167 [5:0];
-  assign \$5  = \port$22294$167 [5:0] - 1'h1;
+  assign \$4  = ! \port$22486$167 [5:0];
+  assign \$5  = \port$22486$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
-  assign \$8  = ! \port$22294$167 [5:0];
+  assign \$8  = ! \port$22486$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$21105$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$21297$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$21105$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$21297$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$21105$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$21297$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(leaked0) + $signed(\port$21105$0 );
+  assign \$19  = $signed(leaked0) + $signed(\port$21297$0 );
   assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
-  assign \$21  = $signed(leaked0) + $signed(\port$21105$0 );
+  assign \$21  = $signed(leaked0) + $signed(\port$21297$0 );
   assign \$22  = $signed(\$21 ) < $signed(16'h8000);
-  assign \$23  = $signed(leaked0) + $signed(\port$21105$0 );
+  assign \$23  = $signed(leaked0) + $signed(\port$21297$0 );
   assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
   assign \$25  = \$20  ? 16'h7fff : \$24 ;
-  assign \$26  = $signed(\$25 ) > $signed(\port$22294$167 [21:6]);
-  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$22294$167 [21:6]);
+  assign \$26  = $signed(\$25 ) > $signed(\port$22486$167 [21:6]);
+  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$22486$167 [21:6]);
   assign \$28  = \$27  ? 16'h0000 : u_prev[31:16];
   assign \$29  = $signed(kept1) * $signed({ 1'h0, leak_mul });
-  assign \$30  = ! \port$22294$167 [5:0];
-  assign \$31  = \port$22294$167 [5:0] - 1'h1;
+  assign \$30  = ! \port$22486$167 [5:0];
+  assign \$31  = \port$22486$167 [5:0] - 1'h1;
   assign \$32  = \$30  ? 6'h00 : \$31 [5:0];
   assign \$33  = $signed(leak_prod1) >>> \$32 ;
-  assign \$34  = ! \port$22294$167 [5:0];
+  assign \$34  = ! \port$22486$167 [5:0];
   assign \$35  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$37  = \$34  ? leak_partial1 : \$36 [24:0];
-  assign \$38  = $signed(leaked1) + $signed(\port$21123$0 );
+  assign \$38  = $signed(leaked1) + $signed(\port$21315$0 );
   assign \$39  = $signed(\$38 ) > $signed(16'h7fff);
-  assign \$40  = $signed(leaked1) + $signed(\port$21123$0 );
+  assign \$40  = $signed(leaked1) + $signed(\port$21315$0 );
   assign \$41  = $signed(\$40 ) < $signed(16'h8000);
-  assign \$42  = $signed(leaked1) + $signed(\port$21123$0 );
+  assign \$42  = $signed(leaked1) + $signed(\port$21315$0 );
   assign \$43  = \$41  ? 16'h8000 : \$42 [15:0];
   assign \$44  = \$39  ? 16'h7fff : \$43 ;
-  assign \$45  = $signed(leaked1) + $signed(\port$21123$0 );
+  assign \$45  = $signed(leaked1) + $signed(\port$21315$0 );
   assign \$46  = $signed(\$45 ) > $signed(16'h7fff);
-  assign \$47  = $signed(leaked1) + $signed(\port$21123$0 );
+  assign \$47  = $signed(leaked1) + $signed(\port$21315$0 );
   assign \$48  = $signed(\$47 ) < $signed(16'h8000);
-  assign \$49  = $signed(leaked1) + $signed(\port$21123$0 );
+  assign \$49  = $signed(leaked1) + $signed(\port$21315$0 );
   assign \$50  = \$48  ? 16'h8000 : \$49 [15:0];
   assign \$51  = \$46  ? 16'h7fff : \$50 ;
-  assign \$52  = $signed(\$51 ) > $signed(\port$22294$167 [21:6]);
-  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$22294$167 [21:6]);
+  assign \$52  = $signed(\$51 ) > $signed(\port$22486$167 [21:6]);
+  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$22486$167 [21:6]);
   assign \$54  = \$53  ? 16'h0000 : u_prev[47:32];
   assign \$55  = $signed(kept2) * $signed({ 1'h0, leak_mul });
-  assign \$56  = ! \port$22294$167 [5:0];
-  assign \$57  = \port$22294$167 [5:0] - 1'h1;
+  assign \$56  = ! \port$22486$167 [5:0];
+  assign \$57  = \port$22486$167 [5:0] - 1'h1;
   assign \$58  = \$56  ? 6'h00 : \$57 [5:0];
   assign \$59  = $signed(leak_prod2) >>> \$58 ;
-  assign \$60  = ! \port$22294$167 [5:0];
+  assign \$60  = ! \port$22486$167 [5:0];
   assign \$61  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$63  = \$60  ? leak_partial2 : \$62 [24:0];
-  assign \$64  = $signed(leaked2) + $signed(\port$21141$0 );
+  assign \$64  = $signed(leaked2) + $signed(\port$21333$0 );
   assign \$65  = $signed(\$64 ) > $signed(16'h7fff);
-  assign \$66  = $signed(leaked2) + $signed(\port$21141$0 );
+  assign \$66  = $signed(leaked2) + $signed(\port$21333$0 );
   assign \$67  = $signed(\$66 ) < $signed(16'h8000);
-  assign \$68  = $signed(leaked2) + $signed(\port$21141$0 );
+  assign \$68  = $signed(leaked2) + $signed(\port$21333$0 );
   assign \$69  = \$67  ? 16'h8000 : \$68 [15:0];
   assign \$70  = \$65  ? 16'h7fff : \$69 ;
-  assign \$71  = $signed(leaked2) + $signed(\port$21141$0 );
+  assign \$71  = $signed(leaked2) + $signed(\port$21333$0 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
-  assign \$73  = $signed(leaked2) + $signed(\port$21141$0 );
+  assign \$73  = $signed(leaked2) + $signed(\port$21333$0 );
   assign \$74  = $signed(\$73 ) < $signed(16'h8000);
-  assign \$75  = $signed(leaked2) + $signed(\port$21141$0 );
+  assign \$75  = $signed(leaked2) + $signed(\port$21333$0 );
   assign \$76  = \$74  ? 16'h8000 : \$75 [15:0];
   assign \$77  = \$72  ? 16'h7fff : \$76 ;
-  assign \$78  = $signed(\$77 ) > $signed(\port$22294$167 [21:6]);
-  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$22294$167 [21:6]);
+  assign \$78  = $signed(\$77 ) > $signed(\port$22486$167 [21:6]);
+  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$22486$167 [21:6]);
   assign \$80  = \$79  ? 16'h0000 : u_prev[63:48];
   assign \$81  = $signed(kept3) * $signed({ 1'h0, leak_mul });
-  assign \$82  = ! \port$22294$167 [5:0];
-  assign \$83  = \port$22294$167 [5:0] - 1'h1;
+  assign \$82  = ! \port$22486$167 [5:0];
+  assign \$83  = \port$22486$167 [5:0] - 1'h1;
   assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
   assign \$85  = $signed(leak_prod3) >>> \$84 ;
-  assign \$86  = ! \port$22294$167 [5:0];
+  assign \$86  = ! \port$22486$167 [5:0];
   assign \$87  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$89  = \$86  ? leak_partial3 : \$88 [24:0];
-  assign \$90  = $signed(leaked3) + $signed(\port$21159$0 );
+  assign \$90  = $signed(leaked3) + $signed(\port$21351$0 );
   assign \$91  = $signed(\$90 ) > $signed(16'h7fff);
-  assign \$92  = $signed(leaked3) + $signed(\port$21159$0 );
+  assign \$92  = $signed(leaked3) + $signed(\port$21351$0 );
   assign \$93  = $signed(\$92 ) < $signed(16'h8000);
-  assign \$94  = $signed(leaked3) + $signed(\port$21159$0 );
+  assign \$94  = $signed(leaked3) + $signed(\port$21351$0 );
   assign \$95  = \$93  ? 16'h8000 : \$94 [15:0];
   assign \$96  = \$91  ? 16'h7fff : \$95 ;
-  assign \$97  = $signed(leaked3) + $signed(\port$21159$0 );
+  assign \$97  = $signed(leaked3) + $signed(\port$21351$0 );
   assign \$98  = $signed(\$97 ) > $signed(16'h7fff);
-  assign \$99  = $signed(leaked3) + $signed(\port$21159$0 );
+  assign \$99  = $signed(leaked3) + $signed(\port$21351$0 );
   assign \$100  = $signed(\$99 ) < $signed(16'h8000);
-  assign \$101  = $signed(leaked3) + $signed(\port$21159$0 );
+  assign \$101  = $signed(leaked3) + $signed(\port$21351$0 );
   assign \$102  = \$100  ? 16'h8000 : \$101 [15:0];
   assign \$103  = \$98  ? 16'h7fff : \$102 ;
-  assign \$104  = $signed(\$103 ) > $signed(\port$22294$167 [21:6]);
+  assign \$104  = $signed(\$103 ) > $signed(\port$22486$167 [21:6]);
   always @(posedge clk)
     kept0 <= \$105 ;
   always @(posedge clk)
@@ -4072,9 +4072,9 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$21105$0 , \port$21123$0 , \port$2
       \$128  = 1'h0;
     end
   end
-  assign threshold = \port$22294$167 [21:6];
-  assign leak_shift = \port$22294$167 [5:0];
-  assign cur = { \port$21159$0 , \port$21141$0 , \port$21123$0 , \port$21105$0  };
+  assign threshold = \port$22486$167 [21:6];
+  assign leak_shift = \port$22486$167 [5:0];
+  assign cur = { \port$21351$0 , \port$21333$0 , \port$21315$0 , \port$21297$0  };
   assign u = { u3, u2, u1, u0 };
   assign s = { s3, s2, s1, s0 };
   assign \$10  = { \$9 [25], \$9 [25:1] };
@@ -4084,7 +4084,7 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$21105$0 , \port$21123$0 , \port$2
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.maxpool (rst, valid, \port$3265$0 , \port$3268$0 , \port$3271$0 , \port$3274$0 , first, i, clk);
+module \ttsnn_accel.e4.maxpool (rst, valid, \port$3451$0 , \port$3454$0 , \port$3457$0 , \port$3460$0 , first, i, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -4107,14 +4107,14 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$3265$0 , \port$3268$0 , \port$
   input [63:0] i;
   wire [63:0] i;
   wire [63:0] o;
-  output [15:0] \port$3265$0 ;
-  wire [15:0] \port$3265$0 ;
-  output [15:0] \port$3268$0 ;
-  wire [15:0] \port$3268$0 ;
-  output [15:0] \port$3271$0 ;
-  wire [15:0] \port$3271$0 ;
-  output [15:0] \port$3274$0 ;
-  wire [15:0] \port$3274$0 ;
+  output [15:0] \port$3451$0 ;
+  wire [15:0] \port$3451$0 ;
+  output [15:0] \port$3454$0 ;
+  wire [15:0] \port$3454$0 ;
+  output [15:0] \port$3457$0 ;
+  wire [15:0] \port$3457$0 ;
+  output [15:0] \port$3460$0 ;
+  wire [15:0] \port$3460$0 ;
   input rst;
   wire rst;
   input valid;
@@ -4144,8 +4144,8 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$3265$0 , \port$3268$0 , \port$
     end
   end
   assign o = { \$12 , \$9 , \$6 , \$3  };
-  assign \port$3265$0  = \$3 ;
-  assign \port$3268$0  = \$6 ;
-  assign \port$3271$0  = \$9 ;
-  assign \port$3274$0  = \$12 ;
+  assign \port$3451$0  = \$3 ;
+  assign \port$3454$0  = \$6 ;
+  assign \port$3457$0  = \$9 ;
+  assign \port$3460$0  = \$12 ;
 endmodule

@@ -1075,10 +1075,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .grad_w__data(bw_grad_w__data),
     .grad_w__en(bw_grad_w__en),
     .inp__data(grad_a__data),
-    .\port$15572$0 (\$76 ),
-    .\port$15575$0 (\$77 ),
-    .\port$19401$0 (regions__wgrad__addr),
-    .\port$21586$0 (\$78 ),
+    .\port$15758$0 (\$76 ),
+    .\port$15761$0 (\$77 ),
+    .\port$19587$0 (regions__wgrad__addr),
+    .\port$21778$0 (\$78 ),
     .rst(rst),
     .stage(stage),
     .\start$4 (\start$355 ),
@@ -1099,10 +1099,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .in_rows(stream_in[23:0]),
     .line1__addr(e1_line1__addr),
     .line1__en(e1_line1__en),
-    .\port$313$0 (\$64 ),
-    .\port$317$0 (\$65 ),
-    .\port$321$0 (\$66 ),
-    .\port$325$0 (\$67 ),
+    .\port$345$0 (\$64 ),
+    .\port$349$0 (\$65 ),
+    .\port$353$0 (\$66 ),
+    .\port$357$0 (\$67 ),
     .released(released),
     .released_e1_order(released_e1_order),
     .rows_done(e1_rows),
@@ -1113,6 +1113,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .start(start),
     .w1__addr(e1_w1__addr),
     .w1__en(e1_w1__en),
+    .w1_chunks(stream_in[167:144]),
+    .w1_consumed(w1_consumed),
     .weights(w1__data)
   );
   \ttsnn_accel.e23  e23 (
@@ -1135,11 +1137,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .line4__addr(e23_line4__addr),
     .line4__data(e23_line4__data),
     .line4__en(e23_line4__en),
-    .\port$22290$96 (stream_in[143:96]),
-    .\port$2297$0 (\$68 ),
-    .\port$2337$0 (\$69 ),
-    .\port$2377$0 (\$70 ),
-    .\port$2417$0 (\$71 ),
+    .\port$22482$96 (stream_in[143:96]),
+    .\port$2483$0 (\$68 ),
+    .\port$2523$0 (\$69 ),
+    .\port$2563$0 (\$70 ),
+    .\port$2603$0 (\$71 ),
     .\q23_rows$127 (rows_written),
     .\released$135 (released),
     .released_e1_order(released_e1_order),
@@ -1181,11 +1183,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_out__addr(e4_membrane_out__addr),
     .membrane_out__en(e4_membrane_out__en),
     .out_rows(out_rows),
-    .\port$21171$0 (\$72 ),
-    .\port$21183$0 (\$73 ),
-    .\port$21195$0 (\$74 ),
-    .\port$21207$0 (\$75 ),
-    .\port$22290$24 (stream_in[95:24]),
+    .\port$21363$0 (\$72 ),
+    .\port$21375$0 (\$73 ),
+    .\port$21387$0 (\$74 ),
+    .\port$21399$0 (\$75 ),
+    .\port$22482$24 (stream_in[95:24]),
     .res_consumed(res_consumed),
     .residual__addr(e4_residual__addr),
     .residual__data(residual__data),
@@ -1220,8 +1222,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .host_rvalid(host_rvalid),
     .host_wdata(host_wdata),
     .host_write(host_write),
-    .\port$15572$0 (\$76 ),
-    .\port$15575$0 (\$77 ),
+    .\port$15758$0 (\$76 ),
+    .\port$15761$0 (\$77 ),
     .regions__affine__addr(host__affine__addr),
     .regions__affine__rd_data(affine__data),
     .regions__affine__rd_en(host__affine__rd_en),
@@ -1359,20 +1361,20 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .host__w3__rd_en(host__w3__rd_en),
     .host__w4__addr(host__w4__addr),
     .host__w4__rd_en(host__w4__rd_en),
-    .\port$21171$0 (\$72 ),
-    .\port$21183$0 (\$73 ),
-    .\port$21195$0 (\$74 ),
-    .\port$21207$0 (\$75 ),
-    .\port$21586$0 (\$78 ),
-    .\port$22292$0 (\$79 ),
-    .\port$2297$0 (\$68 ),
-    .\port$2337$0 (\$69 ),
-    .\port$2377$0 (\$70 ),
-    .\port$2417$0 (\$71 ),
-    .\port$313$0 (\$64 ),
-    .\port$317$0 (\$65 ),
-    .\port$321$0 (\$66 ),
-    .\port$325$0 (\$67 ),
+    .\port$21363$0 (\$72 ),
+    .\port$21375$0 (\$73 ),
+    .\port$21387$0 (\$74 ),
+    .\port$21399$0 (\$75 ),
+    .\port$21778$0 (\$78 ),
+    .\port$22484$0 (\$79 ),
+    .\port$2483$0 (\$68 ),
+    .\port$2523$0 (\$69 ),
+    .\port$2563$0 (\$70 ),
+    .\port$2603$0 (\$71 ),
+    .\port$345$0 (\$64 ),
+    .\port$349$0 (\$65 ),
+    .\port$353$0 (\$66 ),
+    .\port$357$0 (\$67 ),
     .\port__en$101 (e23_row2_b__en),
     .\port__en$107 (e23_row2_c__en),
     .\port__en$113 (e4_line4__en),
@@ -1498,7 +1500,6 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign w2_chunks = stream_in[119:96];
   assign w3_chunks = stream_in[143:120];
   assign w1_chunks = stream_in[167:144];
-  assign w1_consumed = 24'h000000;
   assign spike_in__addr = e1_spike_in__addr;
   assign e1_spike_in__data = spike_in__data;
   assign spike_in__en = e1_spike_in__en;
@@ -2190,7 +2191,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \stream_out.w2_consumed  = stream_out[119:96];
   assign \stream_out.w3_consumed  = stream_out[143:120];
   assign \stream_out.w1_consumed  = stream_out[167:144];
-  assign stream_out[167:144] = 24'h000000;
+  assign stream_out[167:144] = w1_consumed;
   assign stream_out[143:120] = w3_consumed;
   assign stream_out[119:96] = w2_consumed;
   assign stream_out[95:72] = w4_consumed;

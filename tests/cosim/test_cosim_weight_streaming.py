@@ -2,8 +2,8 @@
 against the golden model, bit for bit (cocotb + Verilator): the small configuration with G1/G4
 regions of 16 words, whose layers of 16 to 24 output channels need more than that for G4, so
 the planner streams G4 through a ring of ``r``-word chunks the host refills while the tile
-runs; in the paper's arrangement one layer of 16 input channels per configuration streams G1
-as well. Every counter
+runs; one layer of 16 input channels per configuration streams G1 as well (the dense cluster
+1's and the zero-skipping one's). Every counter
 equals the model's (model/tile.py: the chunks are real host traffic), every tile's timing
 counters (``c4_w_wait`` included) and bus cycles equal the host-rate cycle model's, also
 where the chunks hold cluster 4 up."""
@@ -44,9 +44,9 @@ def small_stream_g4(tmp_path, paper_arrangement: bool = False, g23: bool = False
 
 
 def streamed_cases(cfg, seed: int = 0, g23: bool = False) -> list[LayerCase]:
-    """Three layers per configuration; in the paper's arrangement one more whose transposed
-    G1 (16 input channels: ``ceil(r/Pk) * ceil(16/Px)`` >= 20 words at r = 5-6, whatever the
-    packing) exceeds the 16-word ``w1`` and streams."""
+    """Three layers per configuration and one more whose G1 (16 input channels: the dense
+    ``r * ceil(16/P)`` = 20 words at r = 5, the transposed ``ceil(r/Pk) * ceil(16/Px)`` >= 20
+    words at r = 5-6, whatever the packing) exceeds the 16-word ``w1`` and streams."""
     zero_skip = cfg.arrangement.cluster1 == "zero_skip"
     rng = np.random.default_rng(seed)
     wd = cfg.widths
@@ -72,8 +72,8 @@ def streamed_cases(cfg, seed: int = 0, g23: bool = False) -> list[LayerCase]:
     add("stt-T3-g4-ring3-tiles", "stt", 6, 5, 20, 3, 10, 5, order=0)
     add("htt-T4-g4-ring2-capped", "htt", 7, 7, 16, 4, 4, 4, residual=True, ring_limit=1, order=1,
         schedule=(True, False, True, False))
-    if zero_skip:        # G1 and G4 streamed
-        add("stt-T2-g14-tiles", "stt", 16, 5, 16, 2, 6, 5, order=0)
+    # G1 and G4 streamed (dense: chunks of one rank's 4 words, a ring of 4)
+    add("stt-T2-g14-tiles", "stt", 16, 5, 16, 2, 6, 5, order=0)
     return cases
 
 
@@ -96,9 +96,9 @@ def test_streamed_cores_are_bit_exact(tmp_path, paper_arr, g23):
         g4 = -(-q.out_channels // target.config.lanes) * q.rank > 16
         assert {t.w4_ring for t in r.plan} == {w4_ring_chunks(target.config, q.rank) if g4 else 0}
         assert all(bool(t.w23_ring) == g23 for t in r.plan)
-        g1 = q.in_channels == 16              # streamed G1 (paper arrangement only)
+        g1 = q.in_channels == 16              # streamed G1
         assert all(bool(t.w1_ring) == g1 for t in r.plan)
-    assert any(bool(t.w1_ring) for r in results for t in r.plan) == paper_arr
+    assert any(bool(t.w1_ring) for r in results for t in r.plan) == (paper_arr or not g23)
     assert any(r.tiles > 1 for r in results)
     waits = ("c2_w_wait", "c3_w_wait") if g23 else ("c4_w_wait",)
     assert any(r.counters[w] > 0 for r in results for w in waits), "no case waited for a chunk"
@@ -120,11 +120,12 @@ def paper_stream_case(config, seed: int = 0, mode: str = "ptt") -> LayerCase:
     return LayerCase(f"resnet34-layers.3.0.conv1-r{r}-{mode}-g234-streamed", q, x)
 
 
-def _run_paper_case(case: LayerCase):
-    """Run ``case`` on the paper configuration's RTL and check it: bit-exact, every tile's
-    timing counters and bus cycles equal to the host-rate model's, every counter to the
-    model's. Returns the case's result (its ``plan`` for the test's own checks)."""
-    target = RtlTarget.for_config("paper")
+def _run_paper_case(case: LayerCase, config: str = "paper"):
+    """Run ``case`` on the RTL of the paper configuration (``config``: or paper_dense) and
+    check it: bit-exact, every tile's timing counters and bus cycles equal to the host-rate
+    model's, every counter to the model's. Returns the case's result (its ``plan`` for the
+    test's own checks)."""
+    target = RtlTarget.for_config(config)
     results = run_cases(target, [case])
     _check_results(results, target.config)
     _check_host_timing(results, target.config, need_waits=False)
@@ -145,8 +146,8 @@ def test_paper_streamed_512_channel_layer():
 def paper_512_channel_case(config, layer: str, r: int, seed: int, tag: str, mode: str = "ptt") -> LayerCase:
     """One of MS-ResNet34 / N-Caltech101's 512 -> 512 layers (6x6, membrane shortcut, T = 6) at
     its published rank ``r``; random weights calibrated like the coverage cases, input spikes at
-    density 0.1. Its cores exceed all four regions: G1 streams through the zero-skipping
-    cluster 1's ring, G2/G3 and G4 through theirs."""
+    density 0.1. Its cores exceed all four regions: G1 streams through cluster 1's ring, G2/G3
+    and G4 through theirs."""
     rng = np.random.default_rng(seed)
     wd = config.widths
     t, cin, cout, h, w = 6, 512, 512, 6, 6
@@ -165,6 +166,18 @@ def test_paper_g1_streamed_512_channel_layer():
     (``c1_w_wait`` included) and bus cycles equal to the models'."""
     case = paper_512_channel_case(load_config("paper"), "layers.3.2.conv2", 108, 1, "g1234-streamed")
     r = _run_paper_case(case)
+    assert all(t.w1_ring and t.w23_ring and t.w4_ring for t in r.plan)
+
+
+@pytest.mark.cosim_full
+def test_paper_dense_g1_streamed_512_channel_layer():
+    """paper_dense (the same chip in the generator's own arrangement: dense cluster 1,
+    pipelined STT) on MS-ResNet34's ``layers.3.2.conv2`` (r = 108; its G1 of 108 x 16 words
+    exceeds the 1,024-word ``w1``) with all four cores streamed (G1 through the dense cluster
+    1's ring of 64 chunks, one rank's 16 words each): bit-exact, every counter and every tile's
+    timing counters (``c1_w_wait`` included) and bus cycles equal to the models'."""
+    case = paper_512_channel_case(load_config("paper_dense"), "layers.3.2.conv2", 108, 1, "dense-g1234-streamed")
+    r = _run_paper_case(case, "paper_dense")
     assert all(t.w1_ring and t.w23_ring and t.w4_ring for t in r.plan)
 
 

@@ -76,9 +76,10 @@ def _rows_in_engine_order(order, T, H):
 def run_engine(q, x, tile_hw, pack, order, cfg=CFG, w1_ring=0, host_gap=0):
     """Run every tile of the layer through cluster 1's engine of ``cfg`` (dense or zero
     skipping), check every q1 value against the golden stage, and the counters against the
-    hand formulas. Returns the number of q1 values checked. ``w1_ring > 0`` (zero skipping):
-    G1 streamed through a ring of that many chunks, which a testbench host writes one word
-    per ``1 + host_gap`` cycles as slots free up (``w1_consumed``), in the driver's order."""
+    hand formulas. Returns the number of q1 values checked. ``w1_ring > 0``: G1 streamed
+    through a ring of that many chunks (zero skipping: a rank group's ``ceil(Cin/Px)`` words;
+    dense: a rank's ``ceil(Cin/P)`` words), which a testbench host writes one word per ``1 +
+    host_gap`` cycles as slots free up (``w1_consumed``), in the engine's read order."""
     zero_skip = cfg.arrangement.cluster1 == "zero_skip"
     drv = Driver(cfg)
     plan = drv.plan(q, x.shape, tile_hw=tile_hw, pack=pack, order=order)
@@ -90,8 +91,10 @@ def run_engine(q, x, tile_hw, pack, order, cfg=CFG, w1_ring=0, host_gap=0):
         spike_words = [w for row in rows for w in row]          # every row preloaded, no wrap
         w1_words = drv.weight_words(q, tile)["w1"]
         desc = drv.descriptor(q, tile, {"in": len(rows), "res": 1, "out": 1})
-        nw = -(-tile.in_channels // (cfg.lanes >> tile.pack))
-        chunks = [w1_words[kg * nw:(kg + 1) * nw] for _ in rows for kg in range(geo.ng)] if w1_ring else []
+        # a chunk: the words of one rank group (zero skipping) or one rank (dense)
+        nw = -(-tile.in_channels // (cfg.lanes >> tile.pack)) if zero_skip else geo.ncc
+        per_row = geo.ng if zero_skip else q.rank
+        chunks = [w1_words[kg * nw:(kg + 1) * nw] for _ in rows for kg in range(per_row)] if w1_ring else []
         desc["w1_ring"] = w1_ring
         h = Harness(spike_words, w1_words, ClusterOneZeroSkipEngine if zero_skip else ClusterOneEngine, cfg,
                     w1_ring * nw if w1_ring else None)
@@ -170,7 +173,8 @@ def run_engine(q, x, tile_hw, pack, order, cfg=CFG, w1_ring=0, host_gap=0):
         ones = int(sum(window[t, :, w, x_ + 1].sum() for t, w, x_ in computed))
         if w1_ring:
             assert _all_chunks_used(chunks, totals)
-            _zero_skip_counters(totals, q, window, computed, len(zero_rows), ones, geo, streamed=True)
+            check = _zero_skip_counters if zero_skip else _dense_counters
+            check(totals, q, window, computed, len(zero_rows), ones, geo, streamed=True)
         else:
             check = _zero_skip_counters if zero_skip else _dense_counters
             check(totals, q, window, computed, len(zero_rows), ones, geo)
@@ -182,8 +186,10 @@ def _all_chunks_used(chunks, totals):
     return totals.get("_w1_consumed", 0) == len(chunks)
 
 
-def _dense_counters(totals, q, window, computed, n_zero_rows, ones, geo):
-    """One step per (pixel, k, P-channel chunk) of a computed row, one per zero row."""
+def _dense_counters(totals, q, window, computed, n_zero_rows, ones, geo, streamed=False):
+    """One step per (pixel, k, P-channel chunk) of a computed row, one per zero row; one
+    spike word read per pixel, or with a streamed G1 (rank outer within a row) one per pixel
+    and rank. Cycles without a step: none resident, G1 chunk waits streamed."""
     n_px = len(computed)
     ncc = -(-q.in_channels // CFG.lanes)
     assert totals["c1_busy"] == n_px * q.rank * ncc + n_zero_rows
@@ -191,7 +197,12 @@ def _dense_counters(totals, q, window, computed, n_zero_rows, ones, geo):
     assert totals["c1_slots"] == n_px * q.rank * q.in_channels
     assert totals["line1_writes"] == n_px * q.rank
     assert totals["c1_adds"] == ones * q.rank
+    cw = -(-q.in_channels // CFG.spike_word_bits)
+    assert totals["spike_in_reads"] == n_px * cw * (q.rank if streamed else 1)
     assert totals["c1_stall"] == 0 and totals["c1_in_wait"] == 0
+    # every cycle until the last step is a step or (streamed) a G1 chunk wait
+    assert totals["c1_busy"] + totals["c1_w_wait"] + 2 == totals["_cycles"]
+    assert (totals["c1_w_wait"] > 0) == streamed
 
 
 def _zero_skip_counters(totals, q, window, computed, n_zero_rows, ones, geo, streamed=False):
@@ -228,6 +239,19 @@ def test_cluster1_engine_writes_the_golden_q1(order, pack):
     # 2x3 tiles of a 4x5 map: every tile has some halos inside the layer (computed) and some
     # outside (zero), the last column strip has an unaligned right edge
     assert run_engine(q, x, (2, 3), pack, order) > 0
+
+
+@pytest.mark.parametrize("order,pack,ring,gap", [(0, 0, 1, 0), (1, 1, 2, 3), (0, 1, 3, 1), (1, 0, 3, 0)])
+def test_cluster1_engine_with_streamed_g1(order, pack, ring, gap):
+    """A streamed G1 on the dense engine (descriptor ``w1_ring``): the ranks of a row go one
+    after the other, each waiting for its chunk of ``ceil(Cin/P)`` words, which a slow
+    testbench host writes into a ring of 1-3 chunks as ``w1_consumed`` frees slots; q1 equals
+    the golden stage, every chunk is used once, the steps are the resident engine's, every
+    rank re-reads the row's spike words and the waits count as ``c1_w_wait``."""
+    rng = np.random.default_rng(41 + pack + 2 * order)
+    q = _layer(rng, r=3, cin=10)
+    x = rng.integers(0, 2, (2, 10, 4, 5))
+    assert run_engine(q, x, (2, 3), pack, order, w1_ring=ring, host_gap=gap) > 0
 
 
 @pytest.mark.parametrize("pattern", ["zeros", "ones", "random"])

@@ -171,15 +171,18 @@ def test_streamed_cores_are_bit_exact_and_modelled(host_data, ring, mode, pool, 
         assert w23_waits > 0
 
 
-def small_w1(host_data: int = 32, w1_words: int = 8, max_rank: int | None = None):
+def small_w1(host_data: int = 32, w1_words: int = 8, max_rank: int | None = None, dense: bool = False):
     """The small configuration in the paper's arrangement (zero-skipping cluster 1) with a G1
     region of ``w1_words`` words (the G4 region as large): a transposed G1 of more words
-    (``ceil(r/Pk) * ceil(Cin/Px)``) is streamed."""
-    base = small_w4(host_data, True, max_rank)
+    (``ceil(r/Pk) * ceil(Cin/Px)``) is streamed. ``dense``: the generator's own arrangement
+    (dense cluster 1, pipelined STT) instead, whose G1 of ``r * ceil(Cin/P)`` words streams
+    when larger."""
+    base = small_w4(host_data, not dense, max_rank)
+    assert base.arrangement.cluster1 == ("dense" if dense else "zero_skip")
     d = base.to_dict()
     d["limits"]["max_pointwise_weights"] = w1_words * base.lanes
-    return config_from_dict(d, source=f"small, zero-skip, {w1_words}-word w1, host_data={host_data}, "
-                                      f"max_rank={max_rank}")
+    return config_from_dict(d, source=f"small, {'dense' if dense else 'zero-skip'}, {w1_words}-word w1, "
+                                      f"host_data={host_data}, max_rank={max_rank}")
 
 
 def test_planner_streams_g1_only_when_it_does_not_fit():
@@ -196,15 +199,24 @@ def test_planner_streams_g1_only_when_it_does_not_fit():
     assert {t.w1_ring for t in resident} == {0}
 
 
-def test_dense_cluster1_refuses_g1_streaming():
-    """The dense cluster 1 has no G1 streaming: the planner says so."""
-    d = small_w1().to_dict()
-    d["arrangement"] = {"stt_chain": "pipelined", "cluster1": "dense"}
-    cfg = config_from_dict(d, source="small, dense, 8-word w1")
-    with pytest.raises(CoresDoNotFit, match="dense cluster 1 has no G1 streaming"):
-        plan_layer(cfg, (2, 16, 4, 4), rank=4, out_channels=4)
-    assert "zero-skipping cluster 1 only" in tile_fit(cfg, 2, 16, 4, 4, 4, 4, False, (True,) * 4, 0,
-                                                      w1_ring=2)
+def test_planner_streams_dense_g1_only_when_it_does_not_fit():
+    """The dense cluster 1's G1 (``r * ceil(Cin/P)`` words, chunks of one rank's
+    ``ceil(Cin/P)`` words whatever the lane packing) streams when it exceeds region ``w1``."""
+    cfg = small_w1(dense=True)
+    assert cfg.regions["w1"].depth == 8 and cfg.lanes == 4
+    assert w1_ring_chunks(cfg, 16, 0) == 2 and w1_ring_chunks(cfg, 16, 2) == 2
+    assert w1_ring_chunks(cfg, 32, 0) == 1
+    # rank 4, 16 channels: 4 x 4 words (16 > 8): a ring of 2 chunks, at every packing
+    for pack in (0, 2):
+        assert {t.w1_ring for t in plan_layer(cfg, (2, 16, 4, 4), rank=4, out_channels=4, pack=pack)} == {2}
+    assert {t.w1_ring for t in plan_layer(cfg, (2, 8, 4, 4), rank=4, out_channels=4)} == {0}   # 4 x 2 words
+    # 36 channels: a chunk of 9 words exceeds the region: refused, the region named
+    d = cfg.to_dict()
+    d["limits"]["max_in_channels"] = 36
+    wide = config_from_dict(d, source="small, dense, 8-word w1, 36 channels")
+    with pytest.raises(CoresDoNotFit, match="region w1"):
+        plan_layer(wide, (2, 36, 4, 4), rank=4, out_channels=4)
+    assert "region w1 (G1 ring" in tile_fit(wide, 2, 36, 4, 4, 4, 4, False, (True,) * 4, 0, w1_ring=1)
 
 
 def test_streamed_g1_traffic_equals_the_program():
@@ -222,6 +234,13 @@ def test_streamed_g1_traffic_equals_the_program():
                            read_counters=False)
         assert len(prog.w1_chunks) == 2 * 4 * 5            # T x window rows sent x rank groups
         assert shape_traffic(cfg, TileShape.of(q, t)) == traffic_of_program(prog, drv.map)
+    dense = Driver(small_w1(64, dense=True))                # dense: one chunk of 4 words per rank
+    for t in dense.plan(q, x.shape, pack=1):
+        assert t.w1_ring == 2
+        prog = dense.program(q, t, dense.window(x, t), dense.residual_tile(resid, t), load_weights=True,
+                             read_counters=False)
+        assert len(prog.w1_chunks) == 2 * 4 * 5 and {len(c) for c in prog.w1_chunks} == {4}
+        assert shape_traffic(dense.config, TileShape.of(q, t)) == traffic_of_program(prog, dense.map)
     big = Driver(load_config("paper"))
     q = make_layer(rng, "ptt", r=6, cin=64, cout=32, T=1)
     t = big.plan(q, (1, 64, 4, 4), pack=1).tiles[0]
@@ -229,25 +248,31 @@ def test_streamed_g1_traffic_equals_the_program():
     assert shape_traffic(big.config, TileShape.of(q, t)) == traffic_of_program(prog, big.map)
 
 
-G1_CASES = [  # host bits, input ring rows, mode, pool, residual, rank, max_rank, w1 words
-    (32, 1, "ptt", False, True, 4, None, 8),
-    (64, None, "stt", True, False, 5, None, 8),
-    (32, 2, "htt", False, True, 4, None, 4),
-    (128, 1, "stt", False, False, 6, 4, 8),          # G1-G4 all streamed
+G1_CASES = [  # host bits, input ring rows, mode, pool, residual, rank, max_rank, w1 words, dense cluster 1
+    (32, 1, "ptt", False, True, 4, None, 8, False),
+    (64, None, "stt", True, False, 5, None, 8, False),
+    (32, 2, "htt", False, True, 4, None, 4, False),
+    (128, 1, "stt", False, False, 6, 4, 8, False),          # G1-G4 all streamed
+    # the dense cluster 1: chunks of one rank's ceil(16/4) = 4 words (rings of 2 and 1)
+    (32, 1, "ptt", False, True, 3, None, 8, True),
+    (64, None, "stt", True, False, 4, None, 4, True),
+    (32, 2, "htt", True, True, 3, None, 8, True),
+    (128, 1, "stt", False, False, 6, 4, 8, True),           # G1-G4 all streamed
 ]
 
 
-@pytest.mark.parametrize("host_data,ring,mode,pool,residual,r,max_rank,w1_words", G1_CASES,
+@pytest.mark.parametrize("host_data,ring,mode,pool,residual,r,max_rank,w1_words,dense", G1_CASES,
                          ids=[f"{c[0]}b-ring{c[1]}-{c[2]}-r{c[5]}-w1x{c[7]}" + ("-g23" if c[6] else "")
-                              for c in G1_CASES])
-def test_streamed_g1_is_bit_exact_and_modelled(host_data, ring, mode, pool, residual, r, max_rank, w1_words):
-    cfg = small_w1(host_data, w1_words, max_rank)
+                              + ("-dense" if c[8] else "") for c in G1_CASES])
+def test_streamed_g1_is_bit_exact_and_modelled(host_data, ring, mode, pool, residual, r, max_rank, w1_words,
+                                              dense):
+    cfg = small_w1(host_data, w1_words, max_rank, dense)
     rng = np.random.default_rng(host_data + r + 7)
     q, x, resid = _random_layer(rng, mode, r, 16, 8, pool, residual, 0.3)
     drv, plan, tiles = run_layer(cfg, q, x, resid, ring)
     assert all(t.w1_ring > 0 for t in plan)
     assert all(bool(t.w23_ring) == (max_rank is not None) for t in plan)
-    w1_waits = _check_tiles(cfg, drv, q, x, resid, plan, tiles, True)["c1_w_wait"]
+    w1_waits = _check_tiles(cfg, drv, q, x, resid, plan, tiles, not dense)["c1_w_wait"]
     assert w1_waits > 0            # the chunks come late somewhere (their count checked above)
 
 
@@ -260,3 +285,5 @@ def test_keeps_up_timing_of_streamed_g1_is_the_resident_one():
     lens = zero_skip_row_lens(cfg, s, (rng.random((2, 16, 6, 6)) < 0.3).astype(int))
     big = small_w4(32, True)
     assert tile_timing(cfg, s, lens) == tile_timing(big, replace(s, w1_ring=0), lens)
+    dense, dense_big = small_w1(dense=True), small_w4(32, False)
+    assert tile_timing(dense, s) == tile_timing(dense_big, replace(s, w1_ring=0))
