@@ -75,6 +75,9 @@ DESCRIPTOR: tuple[DescriptorField, ...] = tuple(DescriptorField(*f) for f in (
     ("w1_ring", 16, "0: G1 resident in region w1; n > 0: G1 streamed (zero-skipping cluster 1 "
                     "only), w1 is a ring of n chunks of ceil(Cin/Px) words (one rank group of a "
                     "window row each) the host refills while the tile runs (w1_chunks / w1_consumed)"),
+    ("window_lo", 32, "surrogate window's lower bound: the trace's window bit is lo < u < hi "
+                      "(signed, widths.membrane + 1 bits used)"),
+    ("window_hi", 32, "surrogate window's upper bound (signed, widths.membrane + 1 bits used)"),
 ))
 
 #: The descriptor as the hardware holds it (field ``f`` is ``unsigned(f.bits)``).
