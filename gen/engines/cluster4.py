@@ -37,10 +37,10 @@ class ClusterFourEngine(wiring.Component):
     ``desc.window_lo < u < desc.window_hi`` (:class:`gen.units.LIFLanes`), bits 2-3 the
     pooled neuron's arg-max (0..3, raster order in its 2x2 block, the first maximum on ties:
     :class:`gen.units.MaxPoolLanes`; 0 without pooling), the lane format of the backward's
-    trace words (docs/numerics.md, "What the forward pass keeps"); lanes past ``Cout`` are 0. A group's ``r`` G4 words serve every pixel of the row before the next
-    group's are needed: with ``desc.w4_ring = n > 0`` (streamed G4) region ``w4`` is a ring of
-    ``n`` such chunks, one per (output row, group) in this order, that the host refills while
-    the tile runs; a group waits at its first step for its chunk (``w4_chunks``), and frees
+    trace words (docs/numerics.md, "What the forward pass keeps"); lanes past ``Cout`` are 0.
+    A group's ``r`` G4 words serve every pixel of the row before the next group's are needed:
+    with ``desc.w4_ring = n > 0`` (streamed G4) region ``w4`` is a ring of ``n`` such chunks,
+    one per (output row, group) in this order, that the host refills while the tile runs; a group waits at its first step for its chunk (``w4_chunks``), and frees
     its slot after its last (``w4_consumed``). With ``w4_ring = 0`` G4 is resident (chunk
     ``go`` at word ``go * r``).
 
