@@ -173,7 +173,9 @@ class LayerCase:
     [T, Cout, Ho, Wo]`` (membrane format) when ``qlayer.residual``. ``tile_hw``, ``pack``
     and ``order`` force the tile size, the lane packing of clusters 2/3 and the row order
     (default: the planner's choice, ``Driver.plan``); ``ring_limit`` caps the rows of the
-    streaming rings (``Driver.program``), so that the host has to wait for free slots."""
+    streaming rings (``Driver.program``), so that the host has to wait for free slots.
+    ``surrogate``: the bounds ``(lo, hi)`` of the trace's window bits (default
+    :func:`gen.driver.reference_window`)."""
     name: str
     qlayer: QuantTTLayer
     spikes: np.ndarray
@@ -182,6 +184,7 @@ class LayerCase:
     pack: int | None = None
     order: int | None = None
     ring_limit: int | None = None
+    surrogate: tuple[int, int] | None = None
 
 
 @dataclass
@@ -209,6 +212,8 @@ class CaseResult:
     plan: Any = None             # the driver's TilePlan (tiles with their packing and row order)
     tile_counters: list[dict[str, int]] = field(default_factory=list)  # per tile: every RTL counter
     cpu_s: float = 0.0           # CPU time of the simulator process over the whole tiles
+    window: np.ndarray | None = None   # RTL trace words: window bits [T, Cout, Ho, Wo]
+    argmax: np.ndarray | None = None   # RTL trace words: a pooling layer's arg-max (0..3)
 
     @property
     def cycles_per_cpu_second(self) -> float | None:
@@ -279,7 +284,8 @@ def _prepare(driver, case: LayerCase) -> _Prepared:
     for tile in plan:
         window = driver.window(spikes, tile)
         res_tile = driver.residual_tile(case.residual, tile) if q.residual else None
-        programs.append(driver.program(q, tile, window, res_tile, ring_limit=case.ring_limit))
+        programs.append(driver.program(q, tile, window, res_tile, ring_limit=case.ring_limit,
+                                       surrogate=case.surrogate))
     return _Prepared(case, plan, programs, [])
 
 
@@ -493,7 +499,7 @@ def run_cases(target: RtlTarget, cases: Sequence[LayerCase], *, workdir: str | o
         out.append(CaseResult(prep.case, rep, layer.spikes, layer.membrane, dict(layer.counters),
                               cyc, tb_cyc, len(prep.plan), wall, wait_wall, span, wait_cyc,
                               rings, rows, wave if waves == "always" else None, prep.plan,
-                              per_tile, cpu))
+                              per_tile, cpu, layer.window, layer.argmax))
     if waves == "fail" and any(not r.match for r in out):
         wbuild = build_design(target.verilog, target.top, default_build_dir(cfg.name, True, forward_only),
                               waves=True, ports=ports, player=target.player, forward_only=forward_only)

@@ -7,11 +7,13 @@ The network runs forward and backward in float on a real labelled image; hooks c
 layer's input spikes, shortcut input and incoming gradients (sw/gradcheck.py). The layer is
 quantised (sw/hwlayer.py). On the RTL: the forward tiles (the shared driver), then the
 backward as tiles with their halo rings (gen/backward/host.py). The trace the backward
-reads comes from the RTL's forward: its spikes, and the surrogate-window bits the host
-computes from the membranes the RTL writes (``lo < u < hi``, sw.golden_backward.window_bits);
-only a pooling layer's arg-max comes from the golden forward, since the RTL does not output
-the pre-pool values (docs/architecture.md, "Backward datapath"). The golden backward reads the
-golden forward's trace, so a forward mismatch shows in the backward comparison too.
+reads comes from the RTL's forward alone: the trace words its LIF array writes (per output
+neuron and timestep the spike, the surrogate-window bit ``lo < u < hi`` with the bounds of the
+layer's surrogate in the descriptor, and a pooling layer's arg-max; docs/host_interface.md,
+region ``trace``), which the host reads with the membranes; no window bit is derived from a
+membrane and no arg-max comes from the golden model. The golden backward reads the golden
+forward's trace (``sw.golden_backward.forward_trace``), so a trace mismatch shows in the
+backward comparison too, and ``forward_match`` compares the trace words themselves.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 from ttsnn.sw.cli_util import UserError
 
-__all__ = ["train_step", "format_train_step", "backward_on_rtl"]
+__all__ = ["train_step", "format_train_step", "backward_on_rtl", "rtl_trace", "trace_matches"]
 
 
 def _labelled_sample(meta: dict, sample: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,16 +70,27 @@ def backward_on_rtl(target, hw, q, trace, e_int, g_extra_int, shifts, params, co
     return got, tiles, sum(r.wall_s for r in results)
 
 
-def rtl_trace(golden_trace, fwd, window_lo: int, window_hi: int):
+def rtl_trace(x, fwd):
     """The trace the backward reads, from the RTL forward ``fwd`` (:class:`cosim.layer.CaseResult`):
-    its spikes and the window bits of its membranes; the input window and a pooling layer's
-    arg-max from ``golden_trace``."""
+    the spikes, window bits and (pooling) arg-max of its trace words; ``x`` the layer's input
+    window ``[T, 1, Cin, H + 2, W + 2]`` (the previous layer's spikes, the host's anyway)."""
     from ttsnn.sw import golden_backward as GB
 
     as_t = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64)).unsqueeze(1)  # noqa: E731
-    return GB.ForwardTrace(x=golden_trace.x, spikes=as_t(fwd.spikes).to(torch.uint8),
-                           window=GB.window_bits(as_t(fwd.membrane), window_lo, window_hi),
-                           argmax=golden_trace.argmax)
+    return GB.ForwardTrace(x=x, spikes=as_t(fwd.spikes).to(torch.uint8),
+                           window=as_t(fwd.window).to(torch.uint8),
+                           argmax=None if fwd.argmax is None else as_t(fwd.argmax))
+
+
+def trace_matches(golden_trace, fwd) -> bool:
+    """Whether the RTL forward's trace words (spikes, window bits, arg-max) equal the golden
+    forward's trace bit for bit."""
+    same = lambda a, b: np.array_equal(np.asarray(a), b[:, 0].numpy())  # noqa: E731
+    if not (same(fwd.spikes, golden_trace.spikes) and same(fwd.window, golden_trace.window)):
+        return False
+    if golden_trace.argmax is None:
+        return fwd.argmax is None
+    return fwd.argmax is not None and same(fwd.argmax, golden_trace.argmax)
 
 
 def _backward_on_rtl(target, hl, q, saved, cap, hw, fwd, console):
@@ -94,7 +107,7 @@ def _backward_on_rtl(target, hl, q, saved, cap, hw, fwd, console):
     auto = GB.BackwardParams(params.window_lo, params.window_hi, params.height_mul, params.height_shift,
                              {s: "auto" for s in stages})
     gold = GB.backward_layer(q, trace, ints[0], hw.widths, grads, auto, g_extra, GB.GradRounding(grads.rounding))
-    got, programs, wall = backward_on_rtl(target, hw, q, rtl_trace(trace, fwd, params.window_lo, params.window_hi),
+    got, programs, wall = backward_on_rtl(target, hw, q, rtl_trace(trace.x, fwd),
                                          ints[0], g_extra, gold.shifts, params, console)
     return gold, got, e_frac, programs, wall
 
@@ -129,9 +142,11 @@ def train_step(checkpoint: str, layer: str, config: Any = "paper", *, sample: in
     res_q = quantize_residual(cap["residual"], q, hw.widths)[:, 0].numpy() if q.residual else None
     with console.status("forward: tiles under Verilator"):
         # the full design: the backward tiles below need it, and one build serves both
-        fwd = run_cases(target, [LayerCase(layer, q, spikes, res_q)], waves="never",
-                        forward_only=False)[0]
-    forward_match = bool(fwd.match and np.array_equal(fwd.spikes, trace.spikes[:, 0].numpy()))
+        params = saved["params"]
+        fwd = run_cases(target, [LayerCase(layer, q, spikes, res_q,
+                                           surrogate=(params.window_lo, params.window_hi))],
+                        waves="never", forward_only=False)[0]
+    forward_match = bool(fwd.match and trace_matches(trace, fwd))
     gold, got, e_frac, programs, bw_wall = _backward_on_rtl(target, hl, q, saved, cap, hw, fwd, console)
     from ttsnn.cosim.backward import compare_backward
     mism = compare_backward(gold, got)
@@ -157,8 +172,8 @@ def train_step(checkpoint: str, layer: str, config: Any = "paper", *, sample: in
                         "out_channels": q.out_channels, "height": int(spikes.shape[2]),
                         "width": int(spikes.shape[3]), "mode": q.mode, "pool": q.pool, "residual": q.residual},
         "counters": {"forward": {k: int(v) for k, v in fwd.counters.items()}, "backward": bw_counters},
-        "trace_source": ("spikes and window bits: RTL forward (its membranes); "
-                         + ("arg-max: golden forward" if q.pool else "no arg-max (no pooling)")),
+        "trace_source": ("RTL forward trace words: spikes, window bits"
+                         + (", arg-max" if q.pool else " (no pooling, no arg-max)")),
         "wall_s": time.monotonic() - t0, "backward_sim_wall_s": bw_wall,
     }
 

@@ -684,6 +684,13 @@ def _validate_gradients(cfg: HardwareConfig) -> None:
         if getattr(g, f) * 8 < 2 * word:
             raise ConfigError(f"gradients.{f}", f"must hold at least two {word}-bit words, got {getattr(g, f)} bytes", src)
     _require_int("gradients", "wgrad_entries", g.wgrad_entries, minimum=2, maximum=1 << 20, source=src)
+    # the forward writes each output ring word's trace word at the same address of region trace
+    ring, trace = cfg.regions["membrane"].depth, cfg.backward_regions["trace"].depth
+    if trace < ring:
+        raise ConfigError("gradients.trace_bytes",
+                          f"must hold the output ring's {ring} trace words of {cfg.lanes * 4} bits "
+                          f"(the forward writes one per output ring word): at least "
+                          f"{ceil_div(ring * cfg.lanes * 4, 8)} bytes, got {g.trace_bytes}", src)
     terms = max(lim.max_out_channels, 6 * lim.max_rank, lim.max_rank)
     need = w.weight + g.width + _bits_for_count(terms)
     if g.accumulator < need:

@@ -531,6 +531,7 @@ def tile_counters(cfg: HardwareConfig, s: TileShape, window_ones: int | None = N
         "membrane_reads": (T - 1) * out_px,
         "membrane_writes": T * out_px,
         "spikes_writes": T * out_px,
+        "trace_writes": T * out_px,
     }
     if stt:
         c["c3_macs"] = mac_rows * r * W * g.r3

@@ -76,6 +76,9 @@ DESCRIPTOR: tuple[DescriptorField, ...] = tuple(DescriptorField(*f) for f in (
                     "(zero-skipping cluster 1: ceil(Cin/Px) words, one rank group of a window row "
                     "each; dense: ceil(Cin/P) words, one rank of a window row each) the host "
                     "refills while the tile runs (w1_chunks / w1_consumed)"),
+    ("window_lo", 32, "surrogate window's lower bound: the trace's window bit is lo < u < hi "
+                      "(signed, widths.membrane + 1 bits used)"),
+    ("window_hi", 32, "surrogate window's upper bound (signed, widths.membrane + 1 bits used)"),
 ))
 
 #: The descriptor as the hardware holds it (field ``f`` is ``unsigned(f.bits)``).

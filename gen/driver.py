@@ -45,7 +45,8 @@ from ttsnn.sw.cli_util import MissingFileError, UserError
 __all__ = ["Tile", "TilePlan", "TileProgram", "TileResult", "LayerOutputs", "Driver",
            "plan_layer", "load_manifest_config", "tile_fit", "TileGeometry", "run_tile",
            "HostBus", "TAP_ORDER", "input_row_order", "output_row_order", "CoresDoNotFit",
-           "large_weights_config", "plan_layer_any_weights", "affine_words", "streamed_cores"]
+           "large_weights_config", "plan_layer_any_weights", "affine_words", "streamed_cores",
+           "reference_window"]
 
 MODE_CODES = {"stt": 0, "ptt": 1, "htt": 2}
 
@@ -461,15 +462,35 @@ def plan_layer_any_weights(cfg: HardwareConfig, in_shape: Sequence[int], rank: i
         return plan_layer(big, in_shape, rank, out_channels, **kw), big, False
 
 
+def reference_window(qlayer) -> tuple[int, int]:
+    """The surrogate window ``(lo, hi)`` of the reference rectangle (``a = 1`` around the
+    threshold, docs/numerics.md "What the forward pass keeps") in ``qlayer``'s membrane fixed
+    point, taking ``threshold = V_th 2^f`` as exact: ``round(threshold -+ 2^f / 2)`` (half
+    up, as :func:`sw.golden_backward.surrogate_params`). A training step passes the bounds of
+    its own surrogate instead."""
+    f, thr = int(qlayer.frac_bits), int(qlayer.threshold)
+    half = 1 << (f - 1) if f > 0 else 0         # 2^f / 2; for f = 0 the +-1/2 rounds up
+    return (thr - half, thr + half) if f > 0 else (thr, thr + 1)
+
+
+def _descriptor_bound(v: int, mb: int) -> int:
+    """A window bound as the descriptor holds it: clamped to the ``mb + 1``-bit range the LIF
+    compares in (exact: a membrane is an ``mb``-bit value), two's complement in 32 bits."""
+    v = min(max(int(v), -(1 << mb)), (1 << mb) - 1)
+    return v & 0xFFFF_FFFF
+
+
 class LayerOutputs:
-    """Collects tile results into the layer's ``spikes, membrane [T, Cout, Ho, Wo]`` and sums
-    the counters over tiles."""
+    """Collects tile results into the layer's ``spikes, membrane [T, Cout, Ho, Wo]``, the
+    trace's ``window`` bits and (pooling layers) ``argmax``, and sums the counters over tiles."""
 
     def __init__(self, plan: TilePlan):
         self.plan = plan
         ho, wo = (plan.height // 2, plan.width // 2) if plan.pool else (plan.height, plan.width)
         self.spikes = np.zeros((plan.timesteps, plan.out_channels, ho, wo), dtype=np.uint8)
         self.membrane = np.zeros((plan.timesteps, plan.out_channels, ho, wo), dtype=np.int64)
+        self.window = np.zeros_like(self.spikes)
+        self.argmax = np.zeros_like(self.spikes) if plan.pool else None
         self.counters: dict[str, int] = {}
         self.done = 0
 
@@ -481,6 +502,10 @@ class LayerOutputs:
               slice(c0, c0 + wo))
         self.spikes[sl] = result.spikes
         self.membrane[sl] = result.membrane
+        if result.window is not None:
+            self.window[sl] = result.window
+        if self.argmax is not None and result.argmax is not None:
+            self.argmax[sl] = result.argmax
         for k, v in result.counters.items():
             self.counters[k] = self.counters.get(k, 0) + v
         self.done += 1
@@ -594,9 +619,12 @@ class Driver:
     def _region_reads(self, name: str, count: int, offset: int = 0) -> list[int]:
         return region_reads(self.map, name, count, offset)
 
-    def descriptor(self, qlayer, tile: Tile, rings: dict[str, int]) -> dict[str, int]:
-        """Descriptor register values of ``tile`` (unsigned register contents)."""
+    def descriptor(self, qlayer, tile: Tile, rings: dict[str, int],
+                   window: tuple[int, int] | None = None) -> dict[str, int]:
+        """Descriptor register values of ``tile`` (unsigned register contents); ``window``:
+        the surrogate window's bounds (default :func:`reference_window`)."""
         sched = qlayer.full_timesteps(tile.timesteps)
+        lo, hi = reference_window(qlayer) if window is None else window
         mb = self.config.widths.membrane
         for name in ("shift1", "shift2", "shift3", "affine_shift", "leak_shift"):
             if getattr(qlayer, name) > 62:
@@ -618,6 +646,7 @@ class Driver:
             "in_ring_rows": rings["in"], "res_ring_rows": rings["res"], "out_ring_rows": rings["out"],
             "pass": int(Pass.FORWARD), "w4_ring": tile.w4_ring, "w23_ring": tile.w23_ring,
             "w1_ring": tile.w1_ring,
+            "window_lo": _descriptor_bound(lo, mb), "window_hi": _descriptor_bound(hi, mb),
         }
 
     def weight_words(self, qlayer, tile: Tile) -> dict[str, list[int]]:
@@ -682,10 +711,13 @@ class Driver:
 
     def program(self, qlayer, tile: Tile, window: np.ndarray, residual: np.ndarray | None = None,
                 load_weights: bool | None = None, read_counters: bool = True,
-                ring_limit: int | None = None) -> TileProgram:
+                ring_limit: int | None = None, surrogate: tuple[int, int] | None = None) -> TileProgram:
         """Host traffic of one tile. ``window [T, Cin, H+2, W+2]``; ``residual [T, Cout_tile,
         Ho, Wo]`` when the layer has one. ``load_weights`` defaults to ``tile.weights_change``;
-        ``ring_limit`` caps the ring rows (tests use it to exercise flow control)."""
+        ``ring_limit`` caps the ring rows (tests use it to exercise flow control);
+        ``surrogate``: the window bounds ``(lo, hi)`` of the trace's window bits (default
+        :func:`reference_window`). Each output row is read as its membrane words and its trace
+        words (spike, window bit, arg-max per lane; the spike words hold nothing more)."""
         cfg, m = self.config, self.map
         window = np.asarray(window)
         if window.shape != (tile.timesteps, tile.in_channels) + tile.window_shape:
@@ -717,7 +749,7 @@ class Driver:
                 "w4_chunks", "w4_consumed", "w2_chunks", "w2_consumed", "w3_chunks", "w3_consumed",
                 "w1_chunks", "w1_consumed")}
         setup: list[tuple[int, int]] = [(m.register("ctrl").address, 2)]  # clear counters
-        for name, value in self.descriptor(qlayer, tile, rings).items():
+        for name, value in self.descriptor(qlayer, tile, rings, surrogate).items():
             setup.append((m.register(name).address, value))
         setup += [(reg["in_rows"], 0), (reg["res_rows"], 0), (reg["out_taken"], 0)]
         if tile.w4_ring:
@@ -772,7 +804,7 @@ class Driver:
         for i in range(n_rows):
             base = (i % rings["out"]) * geo.out_row_words
             out_rows.append(self._region_reads("membrane", geo.out_row_words, base)
-                            + self._region_reads("spikes", geo.out_row_words, base))
+                            + self._region_reads("trace", geo.out_row_words, base))
         words_out = sum(len(r) for r in out_rows)
         counter_reads: list[int] = []
         n_cnt = 0
@@ -783,13 +815,14 @@ class Driver:
 
         hb, p, mb = cfg.widths.host_data, cfg.lanes, cfg.widths.membrane
         msub = m.region("membrane").subwords
-        ssub = m.region("spikes").subwords
+        ssub = m.region("trace").subwords
         go, n_words = geo.go, geo.out_row_words
         row_yt = output_row_order(ho, tile.timesteps, tile.order)
 
         def decode(values: list[int]) -> TileResult:
             mem = np.zeros((tile.timesteps, go * p, ho, wo), np.int64)
             spk = np.zeros((tile.timesteps, go * p, ho, wo), np.uint8)
+            win, arg = np.zeros_like(spk), np.zeros_like(spk)
             i = 0
             for n in range(n_rows):
                 y, tt = row_yt[n]
@@ -801,11 +834,15 @@ class Driver:
                     x, g = divmod(j, go)
                     for l in range(p):
                         mem[tt, g * p + l, y, x] = _to_signed(mwords[j] >> (l * mb), mb)
-                        spk[tt, g * p + l, y, x] = (swords[j] >> l) & 1
+                        bits = (swords[j] >> (4 * l)) & 0xF         # spike, window, arg-max
+                        spk[tt, g * p + l, y, x] = bits & 1
+                        win[tt, g * p + l, y, x] = (bits >> 1) & 1
+                        arg[tt, g * p + l, y, x] = bits >> 2
             counters = {}
             for j, c in enumerate(m.counters[:n_cnt]):
                 counters[c.name] = values[i + 2 * j] | (values[i + 2 * j + 1] << hb)
-            return TileResult(spk[:, :tile.out_channels], mem[:, :tile.out_channels], counters)
+            c = tile.out_channels
+            return TileResult(spk[:, :c], mem[:, :c], counters, win[:, :c], arg[:, :c] if tile.pool else None)
 
         return TileProgram(tile, setup, (m.register("ctrl").address, 1), in_rows, res_rows,
                            out_rows, counter_reads, rings, reg, words_in, words_out, decode, w4_chunks,

@@ -67,9 +67,10 @@ class HostInterface(wiring.Component):
     #: ring of a tile that streams G4) and drains the output ring; everything else only while
     #: idle
     STREAM_WRITE = frozenset({"spike_in", "residual", "w1", "w4", "w2", "w3"})
-    STREAM_READ = frozenset({"membrane", "spikes"})
+    STREAM_READ = frozenset({"membrane", "spikes", "trace"})
     #: regions the host reads (while idle, or streaming): the others are write-only
-    READABLE = frozenset({"spike_in", "w1", "w2", "w3", "w4", "affine", "gbuf", "membrane", "spikes", "wgrad"})
+    READABLE = frozenset({"spike_in", "w1", "w2", "w3", "w4", "affine", "gbuf", "membrane", "spikes", "trace",
+                          "wgrad"})
     #: regions the host writes (the others are the datapath's alone)
     WRITABLE = frozenset({"w1", "w2", "w3", "w4", "affine", "spike_in", "residual", "gbuf", "gweights", "trace"})
 

@@ -21,10 +21,14 @@ __all__ = ["TileResult", "HostBus", "TileProgram", "write_all", "run_tile", "inp
 
 @dataclass
 class TileResult:
-    """Decoded outputs of one tile: ``spikes, membrane [T, Cout_tile, Ho, Wo]`` and counters."""
+    """Decoded outputs of one tile: ``spikes, membrane [T, Cout_tile, Ho, Wo]`` and counters;
+    the trace's ``window`` bits and (pooling layers) ``argmax`` (0..3), the same shape, as
+    the RTL wrote them into its trace words (None where not read)."""
     spikes: np.ndarray
     membrane: np.ndarray
     counters: dict[str, int]
+    window: np.ndarray | None = None
+    argmax: np.ndarray | None = None
 
 
 class HostBus(Protocol):

@@ -110,6 +110,8 @@ COUNTERS: tuple[tuple[str, str], ...] = (
     ("membrane_reads", "membranes of the previous timestep the LIF array read back from the "
                        "output ring"),
     ("membrane_writes", ""), ("spikes_writes", ""),
+    ("trace_writes", "trace words the LIF array wrote (spike, window bit, arg-max per lane) into "
+                     "region trace, at the output ring's addresses"),
     ("host_words_in", "host writes to buffer regions (host_data-bit words; DRAM -> accelerator)"),
     ("host_words_out", "host reads of buffer regions (DRAM <- accelerator)"),
 )

@@ -136,7 +136,7 @@ def shape_traffic(cfg: HardwareConfig, s: TileShape, load_weights: bool = True,
                        n_desc,
                        (row_in,) * n_in,
                        (g.out_row_words * sub["residual"],) * n_out if s.residual else (),
-                       (g.out_row_words * (sub["membrane"] + sub["spikes"]),) * n_out,
+                       (g.out_row_words * (sub["membrane"] + sub["trace"]),) * n_out,   # membrane and trace words
                        2 * len(hmap.counters) if read_counters else 0, tuple(sorted(rings.items())),
                        (s.rank * sub["w4"],) * (n_out * g.go) if s.w4_ring else (),
                        (g.ns * sub["w2"],) * n_chunks23, (g.ns * sub["w3"],) * n_chunks23, w1_chunks)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from amaranth.hdl import Array, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
@@ -20,12 +20,17 @@ class DatapathPort(NamedTuple):
     """A datapath port of a region: ``name`` (the member of :class:`BufferMemories`),
     ``region``, ``signature`` (the engine's port, as the engine drives it: ``read_port`` or
     ``write_port`` of :mod:`gen.engines.common`, or the backward datapath's), and for a read
-    port ``shared`` (the host uses it while idle) or for a write port ``granularity``."""
+    port ``shared`` (the host uses it while idle) or for a write port ``granularity``. A shared
+    write port also carries the host's writes to its region while the host owns it (no write
+    port of the host's own). ``datapath_owns``: when the datapath owns a shared port (default
+    ``busy``), e.g. only while a backward stage runs, so that the host reads the region while a
+    forward tile runs."""
     name: str
     region: str
     signature: wiring.Signature
     shared: bool = False
     granularity: int | None = None
+    datapath_owns: Any = None
 
 
 class BufferMemories(wiring.Component):
@@ -91,18 +96,27 @@ class BufferMemories(wiring.Component):
             dp = getattr(self, p.name)
             if p.shared:
                 h = getattr(self.host, p.region)
-                m.d.comb += [port.en.eq(Mux(busy, dp.en, h.rd_en)), port.addr.eq(Mux(busy, dp.addr, h.addr))]
+                owns = busy if p.datapath_owns is None else p.datapath_owns
+                m.d.comb += [port.en.eq(Mux(owns, dp.en, h.rd_en)), port.addr.eq(Mux(owns, dp.addr, h.addr))]
                 host_read_by[p.region] = port
             else:
                 m.d.comb += [port.en.eq(dp.en), port.addr.eq(dp.addr)]
             m.d.comb += dp.data.eq(port.data)
+        host_write_by = set()
         for p in (p for p in self.writes if p.region in mems):
             wr = mems[p.region].write_port(**({"granularity": p.granularity} if p.granularity else {}))
             dp = getattr(self, p.name)
-            m.d.comb += [wr.en.eq(dp.en), wr.addr.eq(dp.addr), wr.data.eq(dp.data)]
+            if p.shared:
+                h = getattr(self.host, p.region)
+                owns = busy if p.datapath_owns is None else p.datapath_owns
+                m.d.comb += [wr.en.eq(Mux(owns, dp.en, h.wr_en)), wr.addr.eq(Mux(owns, dp.addr, h.addr)),
+                             wr.data.eq(Mux(owns, dp.data, h.wr_data))]
+                host_write_by.add(p.region)
+            else:
+                m.d.comb += [wr.en.eq(dp.en), wr.addr.eq(dp.addr), wr.data.eq(dp.data)]
         for reg in (r for r in self.host_regions if r.name in mems):
             h = getattr(self.host, reg.name)
-            if reg.name in self.host_writes:
+            if reg.name in self.host_writes and reg.name not in host_write_by:
                 wr = mems[reg.name].write_port()
                 m.d.comb += [wr.en.eq(h.wr_en), wr.addr.eq(h.addr), wr.data.eq(h.wr_data)]
             if reg.name in self.host_reads:

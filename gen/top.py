@@ -138,6 +138,12 @@ class Accelerator(wiring.Component):
             return [DatapathPort(f"{prefix}_{member}", region, getattr(unit, member).signature, **kw)
                     for member, region in table]
 
+        # the trace region: one read and one write port. The backward's LIF-gradient engine
+        # reads it only while a backward stage runs (the host reads the forward's trace words
+        # out while a forward tile runs); E4 writes it while a forward tile runs, the host while
+        # idle
+        backward = busy & (host.desc["pass"] == Pass.BACKWARD)
+
         reads = (ports(e1, "e1", (("spike_in", "spike_in"), ("w1", "w1")), shared=True)
                  + ports(e23, "e23", (("w2", "w2"), ("w3", "w3")), shared=True)
                  + ports(e4, "e4", (("w4", "w4"), ("affine", "affine")), shared=True)
@@ -145,11 +151,12 @@ class Accelerator(wiring.Component):
                  + ports(e23, "e23", (("line1_a", "line1"), ("line1_b", "line1"), ("line1_c", "line1"),
                                       ("row2_b", "row2"), ("row2_c", "row2")))
                  + ports(e4, "e4", (("line4", "line4"), ("residual", "residual"), ("membrane_in", "membrane")))
-                 + ports(bw, "bw", (("grad_b", "gbuf"), ("weights", "gweights"), ("trace", "trace"),
-                                    ("affine", "affine"))))
+                 + ports(bw, "bw", (("trace", "trace"),), shared=True, datapath_owns=backward)
+                 + ports(bw, "bw", (("grad_b", "gbuf"), ("weights", "gweights"), ("affine", "affine"))))
         writes = (ports(e1, "e1", (("line1", "line1"),), granularity=self.config.widths.activation)
                   + ports(e23, "e23", (("row2", "row2"), ("line4", "line4")))
                   + ports(e4, "e4", (("membrane_out", "membrane"), ("spikes", "spikes")))
+                  + ports(e4, "e4", (("trace", "trace"),), shared=True)
                   + ports(bw, "bw", (("grad_w", "gbuf"), ("grad_w2", "gbuf"))))
         m.submodules.memories = mems = BufferMemories(self.config, reads, writes, host.READABLE, host.WRITABLE)
         units = {"e1": e1, "e23": e23, "e4": e4, "bw": bw}

@@ -296,31 +296,40 @@ class AdderArray(wiring.Component):
 
 
 class MaxPoolLanes(wiring.Component):
-    """2x2 max-pool over successive inputs (numerics step 6).
+    """2x2 max-pool over successive inputs (numerics step 6) and the arg-max the backward
+    pass keeps (numerics, "What the forward pass keeps").
 
     ``o`` (combinational) is ``i`` when ``first``, else ``max(i, held)``, where ``held`` is
     ``o`` registered on every ``valid`` cycle. Feed the four pixels of a block with ``first``
-    on the first; ``o`` is the block's maximum while the fourth is presented.
-    Ports: ``valid``, ``first``, ``i`` (lanes x Ab); ``o`` (lanes x Ab).
+    on the first; ``o`` is the block's maximum while the fourth is presented. ``arg``
+    (combinational, 2 bits per lane) is ``position`` where ``o`` took ``i`` and the held
+    arg-max otherwise: fed the block's pixels in raster order with ``position`` 0..3, it is
+    the position of the block's first maximum (a later pixel wins only when strictly
+    greater, as ``torch.argmax``).
+    Ports: ``valid``, ``first``, ``i`` (lanes x Ab), ``position`` (2); ``o`` (lanes x Ab),
+    ``arg`` (lanes x 2).
     """
 
     def __init__(self, lanes: int, width: int):
         self.lanes = _check(self, "lanes", lanes)
         self.width = _check(self, "width", width, 2)
         super().__init__({"valid": In(1), "first": In(1), "i": In(lanes * width),
-                          "o": Out(lanes * width)})
+                          "position": In(2), "o": Out(lanes * width), "arg": Out(lanes * 2)})
 
     def elaborate(self, platform):
         m = Module()
         b = self.width
         held = Signal(self.lanes * b)
-        outs = []
+        held_arg = Signal(self.lanes * 2)
+        outs, args = [], []
         for l in range(self.lanes):
             x, h = lane(self.i, l, b), lane(held, l, b)
-            outs.append(Mux(self.first | (x > h), x, h)[:b])
-        m.d.comb += self.o.eq(Cat(*outs))
+            take = self.first | (x > h)
+            outs.append(Mux(take, x, h)[:b])
+            args.append(Mux(take, self.position, held_arg[2 * l:2 * l + 2]))
+        m.d.comb += [self.o.eq(Cat(*outs)), self.arg.eq(Cat(*args))]
         with m.If(self.valid):
-            m.d.sync += held.eq(self.o)
+            m.d.sync += [held.eq(self.o), held_arg.eq(self.arg)]
         return m
 
 
@@ -381,15 +390,21 @@ class LIFLanes(wiring.Component):
     ``u = sat_Mb(rshift(kept * leak_mul, leak_shift, rnd) + cur)``, ``s = u > threshold``.
 
     ``spiked_prev`` is recomputed as ``u_prev > threshold`` (the threshold is constant over a
-    tile, so this equals the stored spike); pass ``u_prev = 0`` at timestep 0.
-    Ports: ``cur``, ``u_prev`` (lanes x Mb), ``threshold`` (Mb), ``leak_mul`` (Lb, unsigned),
-    ``leak_shift``, ``rnd``; ``u`` (lanes x Mb), ``s`` (lanes).
+    tile, so this equals the stored spike); pass ``u_prev = 0`` at timestep 0. Beside the
+    spike, the surrogate-window bit the backward pass keeps (numerics, "What the forward pass
+    keeps"): ``m = window_lo < u < window_hi`` (strict, signed, on the saturated ``u``).
+    Ports: ``cur``, ``u_prev`` (lanes x Mb), ``threshold`` (Mb, signed), ``window_lo``,
+    ``window_hi`` (Mb + 1 bits, signed: a bound just outside the membrane's range, e.g.
+    ``hi = 2^(Mb-1)``, is exact), ``leak_mul`` (Lb, unsigned), ``leak_shift``, ``rnd``; ``u``
+    (lanes x Mb), ``s``, ``m`` (lanes).
 
     Timing: a neuron's ``u_prev`` in cycle 0, its ``cur`` in cycle :attr:`CUR_OFFSET` (the
     leak takes that long: ``kept`` (the threshold compare), product, barrel shift, rounding,
     one register each); ``u`` and ``s`` are registered and show the neuron in cycle
-    :attr:`LATENCY`. A new neuron every cycle. ``threshold``, ``leak_mul``, ``leak_shift`` and ``rnd`` are settings, held while
-    values are in flight; registers load every cycle (no enable).
+    :attr:`LATENCY` (``m`` with them: its two compares sit beside the threshold's). A new
+    neuron every cycle. ``threshold``, ``window_lo``, ``window_hi``, ``leak_mul``,
+    ``leak_shift`` and ``rnd`` are settings, held while values are in flight; registers load
+    every cycle (no enable).
     """
 
     #: cycles from ``u_prev`` to ``u``/``s``
@@ -402,16 +417,18 @@ class LIFLanes(wiring.Component):
         self.membrane_width, self.leak_width = membrane_width, leak_width
         super().__init__({
             "cur": In(lanes * membrane_width), "u_prev": In(lanes * membrane_width),
-            "threshold": In(membrane_width), "leak_mul": In(leak_width),
+            "threshold": In(membrane_width), "window_lo": In(membrane_width + 1),
+            "window_hi": In(membrane_width + 1), "leak_mul": In(leak_width),
             "leak_shift": In(SHIFT_BITS), "rnd": In(1),
-            "u": Out(lanes * membrane_width), "s": Out(lanes),
+            "u": Out(lanes * membrane_width), "s": Out(lanes), "m": Out(lanes),
         })
 
     def elaborate(self, platform):
         m = Module()
         mb, lb = self.membrane_width, self.leak_width
         thr = self.threshold.as_signed()
-        us, ss = [], []
+        lo, hi = self.window_lo.as_signed(), self.window_hi.as_signed()
+        us, ss, ms = [], [], []
         for l in range(self.lanes):
             u_prev = lane(self.u_prev, l, mb)
             # registered: the compare with the threshold (a descriptor field) was on one path
@@ -422,12 +439,14 @@ class LIFLanes(wiring.Component):
             leaked = Signal(signed(mb + lb + 1), name=f"leaked{l}")
             u = Signal(signed(mb), name=f"u{l}")
             s = Signal(name=f"s{l}")
+            win = Signal(name=f"m{l}")
             new_u = saturate(leaked + lane(self.cur, l, mb), mb)
             m.d.sync += [kept.eq(Mux(u_prev > thr, 0, u_prev)), prod.eq(kept * self.leak_mul),
                          partial.eq(rshift_partial(prod, self.leak_shift)),
                          leaked.eq(rshift_round(partial, self.leak_shift, self.rnd)),
-                         u.eq(new_u), s.eq(new_u > thr)]
+                         u.eq(new_u), s.eq(new_u > thr), win.eq((new_u > lo) & (new_u < hi))]
             us.append(u)
             ss.append(s)
-        m.d.comb += [self.u.eq(Cat(*us)), self.s.eq(Cat(*ss))]
+            ms.append(win)
+        m.d.comb += [self.u.eq(Cat(*us)), self.s.eq(Cat(*ss)), self.m.eq(Cat(*ms))]
         return m

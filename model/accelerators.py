@@ -343,7 +343,8 @@ class Proposed(Accelerator):
     measured input spike density (the zero-skipping cluster 1's cycles as expected row lengths,
     spikes independent); a TT layer's backward pass and weight update run on the backward
     datapath (gen/backward/, the same in both arrangements), priced from its counters
-    (:mod:`model.rtl_backward`); the forward pass stores the trace for it.
+    (:mod:`model.rtl_backward`); the forward pass stores the trace for it (its trace words
+    are host words of the forward's tiles).
     """
     name = "proposed"
     backward_from_counters = True
@@ -380,7 +381,9 @@ class Proposed(Accelerator):
         res, info = self._tt_forward(spec, T, sp)
         lb = rtl_backward.layer_backward(self.cfg, spec, T)
         res["backward"], res["weight_update"] = rtl_backward.backward_counts(self.cfg, lb, self.memories)
-        res["forward"].counts.add("dram", "write", 1, rtl_backward.trace_bits(spec, T))
+        # the trace reaches DRAM in the forward's own host words: the driver reads each output
+        # word's trace word (spike, window bit, arg-max per lane) from region trace
+        # (model.tile.host_regions), so nothing is added for it here
         info.update(backward_tiles=lb.tiles, backward_tile_hw=list(lb.tile), backward_chunk=lb.chunk,
                     backward_host_words=lb.host_words_in + lb.host_words_out,
                     backward_counters={**{f"backward.{k}": v for k, v in lb.backward.items()},

@@ -50,7 +50,8 @@ def derive_config(base: HardwareConfig, weight: int, activation: int, membrane: 
     activation); the weight buffer is sized to exactly what its regions need at
     the new widths (as configs/paper.toml is), rounded up to whole words per bank; a buffer of
     activation or membrane words grows in proportion when those widen (it keeps its size when
-    they narrow: more rows then fit)."""
+    they narrow: more rows then fit), and the backward's trace region then grows to hold the
+    output ring's trace words."""
     d = base.to_dict()
     bw = base.widths
     d["name"] = name or f"{base.name}_w{weight}a{activation}m{membrane}"
@@ -66,6 +67,11 @@ def derive_config(base: HardwareConfig, weight: int, activation: int, membrane: 
         b = d["buffers"][buf]
         if ratio > 1:
             b["bytes"] = _round_up(int(b["bytes"] * ratio + 0.999), b["width_bits"] * b["banks"] // 8)
+    # the forward writes a trace word per output ring word into the backward's trace region,
+    # which must hold the ring (gen.config): a narrower membrane deepens the ring
+    p, sb = base.lanes, d["buffers"]["state_out"]
+    ring = sb["bytes"] * 8 // (p * membrane + p)
+    g["trace_bytes"] = max(g["trace_bytes"], -(-ring * 4 * p // 8))
     # size the weight buffer from its regions (gen.config's own probe of what they need)
     wbuf = d["buffers"]["weight"]
     wbuf["bytes"] = _round_up(buffer_need_bytes(d, "weight"), wbuf["width_bits"] * wbuf["banks"] // 8)

@@ -61,7 +61,9 @@ def layer_backward(cfg: HardwareConfig, spec, T: int) -> LayerBackwardCounters:
 def trace_bits(spec, T: int) -> int:
     """Bits the forward pass stores for the backward pass besides its output spikes
     (docs/numerics.md, "What the forward keeps"): the window bit of every output neuron and
-    timestep, and the 2-bit arg-max of a pooling layer's."""
+    timestep, and the 2-bit arg-max of a pooling layer's. What the arithmetic needs; the RTL
+    moves more (a trace word of 4 bits per lane for every output word, arg-max bits 0 without
+    pooling), and the energy model counts the RTL's host words, not this."""
     co, (ho, wo) = spec.out_channels, spec.out_hw
     return co * ho * wo * T * ((TRACE_BITS_PER_LANE - 1) if spec.downsample else 1)
 

@@ -49,7 +49,7 @@ STALL_COUNTERS = ("c1_stall", "c1_in_wait", "c2_stall", "c3_stall", "c4_stall", 
 #: output regions it reads (docs/host_interface.md, "Regions").
 WEIGHT_REGIONS = ("w1", "w2", "w3", "w4", "affine")
 INPUT_REGIONS = ("spike_in", "residual")
-OUTPUT_REGIONS = ("membrane", "spikes")
+OUTPUT_REGIONS = ("membrane", "trace")
 
 
 def _schedule(mode: str, schedule: Sequence[bool] | None, timesteps: int) -> tuple[bool, ...]:
@@ -154,7 +154,7 @@ def host_regions(cfg: HardwareConfig, s: TileShape, load_weights: bool = True
     if s.residual:
         out["residual"] = (rows_out * g.out_row_words, sub["residual"])
     out["membrane"] = (rows_out * g.out_row_words, sub["membrane"])
-    out["spikes"] = (rows_out * g.out_row_words, sub["spikes"])
+    out["trace"] = (rows_out * g.out_row_words, sub["trace"])      # spike, window bit, arg-max
     return out
 
 
@@ -342,14 +342,19 @@ def counters_to_counts(cfg: HardwareConfig, tf: TileForward, counts, memories) -
     _glb(counts, memories, "state_out", "read", mword, c["membrane_reads"])
     _glb(counts, memories, "state_out", "write", mword, c["membrane_writes"])
     _glb(counts, memories, "state_out", "write", p, c["spikes_writes"])
+    # the trace words (spike, window bit, arg-max per lane) into region trace, a backward
+    # memory: priced as it where the model has the backward memories, as state_out otherwise
+    trace_buffer = "trace" if "trace" in memories else "state_out"
+    _glb(counts, memories, trace_buffer, "write", 4 * p, c.get("trace_writes", 0))
     # the host's side of the region words (writes of cores and input rows, reads of outputs)
     # DRAM moves the region words' bits: a host beat wider than a word carries that word alone
     # (with a 256-bit port a 32-bit spike word is one beat, not 256 bits of DRAM traffic)
     dram = {"read": 0, "write": 0}
     for name, (words, _) in tf.regions.items():
-        region = cfg.regions[name]
+        region = cfg.regions[name] if name in cfg.regions else cfg.backward_regions[name]
         action = "read" if name in OUTPUT_REGIONS else "write"
-        _glb(counts, memories, region.buffer, action, region.width_bits, words)
+        buffer = region.buffer if region.buffer in memories else (name if name in memories else "state_out")
+        _glb(counts, memories, buffer, action, region.width_bits, words)
         dram["write" if name in OUTPUT_REGIONS else "read"] += words * region.width_bits
     counts.add("dram", "read", 1, dram["read"])
     counts.add("dram", "write", 1, dram["write"])

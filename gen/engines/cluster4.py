@@ -1,5 +1,6 @@
 """The engine from cluster 4 to the LIF array: G4, 2x2 max-pool, folded BatchNorm, residual,
-LIF, into the output ring."""
+LIF, into the output ring; beside it the trace the backward pass keeps (spike, surrogate-window
+bit, pooling arg-max per neuron) into the ``trace`` region."""
 
 from __future__ import annotations
 
@@ -31,10 +32,15 @@ class ClusterFourEngine(wiring.Component):
     At the end of a pixel the pooled sums of its group go through the affine (scale of the
     timestep's class, bias), the residual add and the LIF, whose membrane of the previous
     timestep is read back from the output ring; spikes and membranes are written into the
-    output ring. A group's ``r`` G4 words serve every pixel of the row before the next
-    group's are needed: with ``desc.w4_ring = n > 0`` (streamed G4) region ``w4`` is a ring of
-    ``n`` such chunks, one per (output row, group) in this order, that the host refills while
-    the tile runs; a group waits at its first step for its chunk (``w4_chunks``), and frees
+    output ring, and in the same cycle the group's **trace word** into region ``trace`` at the
+    same address: 4 bits per lane, bit 0 the spike, bit 1 the surrogate-window bit
+    ``desc.window_lo < u < desc.window_hi`` (:class:`gen.units.LIFLanes`), bits 2-3 the
+    pooled neuron's arg-max (0..3, raster order in its 2x2 block, the first maximum on ties:
+    :class:`gen.units.MaxPoolLanes`; 0 without pooling), the lane format of the backward's
+    trace words (docs/numerics.md, "What the forward pass keeps"); lanes past ``Cout`` are 0.
+    A group's ``r`` G4 words serve every pixel of the row before the next group's are needed:
+    with ``desc.w4_ring = n > 0`` (streamed G4) region ``w4`` is a ring of ``n`` such chunks,
+    one per (output row, group) in this order, that the host refills while the tile runs; a group waits at its first step for its chunk (``w4_chunks``), and frees
     its slot after its last (``w4_consumed``). With ``w4_ring = 0`` G4 is resident (chunk
     ``go`` at word ``go * r``).
 
@@ -48,7 +54,7 @@ class ClusterFourEngine(wiring.Component):
     * ``res_rows``, ``out_taken`` (in): the host's residual rows written / output rows read.
     * ``w4_chunks`` (in): the host's G4 chunks written into the ``w4`` ring (streamed G4).
     * ``line4``, ``w4``, ``affine``, ``residual``, ``membrane_in`` (read ports: data one cycle
-      after ``en``), ``membrane_out``, ``spikes`` (write ports).
+      after ``en``), ``membrane_out``, ``spikes``, ``trace`` (write ports).
     * ``run`` (out): rows left to issue; ``busy`` (out): ``run`` or a step in the pipeline.
     * ``rows_released`` (out): output rows issued (their q23 rows' ``line4`` slots are free);
       ``res_consumed`` (out): residual rows finished with; ``out_rows`` (out): output rows
@@ -95,6 +101,7 @@ class ClusterFourEngine(wiring.Component):
             "membrane_in": Out(read_port(P * wd.membrane)),
             "membrane_out": Out(write_port(P * wd.membrane)),
             "spikes": Out(write_port(P)),
+            "trace": Out(write_port(4 * P)),
             "run": Out(1),
             "busy": Out(1),
             "rows_released": Out(RB),
@@ -104,7 +111,8 @@ class ClusterFourEngine(wiring.Component):
             "counts": Out(counts_layout({
                 "c4_busy": 1, "c4_stall": 1, "lif_stall": 1, "c4_w_wait": 1, "line4_reads": 1, "w4_reads": 1,
                 "affine_reads": 1, "residual_reads": 1, "membrane_reads": 1,
-                "c4_macs": cnt_lanes, "membrane_writes": 1, "spikes_writes": 1, "lif_busy": 1,
+                "c4_macs": cnt_lanes, "membrane_writes": 1, "spikes_writes": 1, "trace_writes": 1,
+                "lif_busy": 1,
                 "lif_updates": cnt_lanes, "spikes_out": cnt_lanes})),
         })
 
@@ -160,12 +168,13 @@ class ClusterFourEngine(wiring.Component):
         lane4a = Signal(lp + 1)
         outidx4a, obase4a = Signal(RB), Signal(RB)
         act4a = Signal(range(P + 1))
+        pos4a, pos4b = Signal(2, name="e4a_pos"), Signal(2, name="e4b_pos")  # pool sub-pixel
         x4 = s.x4
         m.d.sync += [v4a.eq(issue4), first4a.eq(k4 == 0), last4a.eq(sub_end4),
                      subfirst4a.eq(sub4 == 0), grp4a.eq(grp_end4), t0_4a.eq(t4 == 0),
                      rowend4a.eq(row_end4),
                      lane4a.eq(((x4 & (Px - 1)) << pk) | (k4 & (Pk - 1))), outidx4a.eq(outidx),
-                     obase4a.eq(out_base), act4a.eq(active_lanes(COUT, go4, lp))]
+                     obase4a.eq(out_base), act4a.eq(active_lanes(COUT, go4, lp)), pos4a.eq(sub4)]
         m.submodules.cluster4 = pe4 = MacPEArray(P, wb, qb, ab)
         m.d.comb += [pe4.valid.eq(v4a), pe4.first.eq(first4a),
                      pe4.operand.eq(line4_r.data.word_select(lane4a, qb)),
@@ -181,16 +190,18 @@ class ClusterFourEngine(wiring.Component):
         res4b, uprev4b = Signal(P * mb), Signal(P * mb)
         m.d.sync += [v4b.eq(v4a), last4b.eq(last4a), subfirst4b.eq(subfirst4a), grp4b.eq(grp4a),
                      t0_4b.eq(t0_4a), rowend4b.eq(rowend4a), outidx4b.eq(outidx4a),
-                     obase4b.eq(obase4a), act4b.eq(act4a)]
+                     obase4b.eq(obase4a), act4b.eq(act4a), pos4b.eq(pos4a)]
         with m.If(v4a & grp4a):
             m.d.sync += [aff4b.eq(aff_rd.data), res4b.eq(res_rd.data),
                          uprev4b.eq(Mux(t0_4a, 0, state_rd.data))]
         m.submodules.maxpool = mp = MaxPoolLanes(P, ab)
-        m.d.comb += [mp.valid.eq(v4b & last4b), mp.first.eq(subfirst4b), mp.i.eq(pe4.acc)]
+        m.d.comb += [mp.valid.eq(v4b & last4b), mp.first.eq(subfirst4b), mp.i.eq(pe4.acc),
+                     mp.position.eq(pos4b)]
 
         full4a, full4b = Signal(), Signal()      # HTT: the row's timestep is a full one
         m.d.sync += [full4a.eq(d.schedule.bit_select(t4, 1)), full4b.eq(full4a)]
-        tail = self._stage_c(m, dict(v=v4b & grp4b, rowend=rowend4b, p=mp.o, aff=aff4b, res=res4b,
+        tail = self._stage_c(m, dict(v=v4b & grp4b, rowend=rowend4b, p=mp.o, arg=Mux(pool, mp.arg, 0),
+                                     aff=aff4b, res=res4b,
                                      uprev=uprev4b, outidx=outidx4b, obase=obase4b, act=act4b,
                                      full=full4b))
         m.d.comb += self.busy.eq(run4 | v4a | v4b | Cat(*tail).any())
@@ -315,9 +326,9 @@ class ClusterFourEngine(wiring.Component):
     def _stage_c(self, m, b):
         """Stage c and the neuron pipeline after it: the pooled sums of a group through the
         affine (scale of the timestep's class), residual and LIF units (pipelined, see their
-        timing); membrane and spike writes into the output ring :attr:`TAIL_STAGES` cycles
-        after stage c. ``b``: the stage-b values (registered here). Returns the valid bits of
-        every stage from c to the write."""
+        timing); membrane, spike and trace writes :attr:`TAIL_STAGES` cycles after stage c.
+        ``b``: the stage-b values (registered here). Returns the valid bits of every stage
+        from c to the write."""
         cfg = self.config
         P, wd = cfg.lanes, cfg.widths
         ab, mb, sb = wd.accumulator, wd.membrane, wd.affine_scale
@@ -325,6 +336,7 @@ class ClusterFourEngine(wiring.Component):
         is_htt, use_res, rnd = d.mode == 2, d.residual, d["round"]
         vc, rowendc = Signal(name="e4c_v"), Signal(name="e4c_rowend")
         pc = Signal(P * ab, name="e4c_p")
+        argc = Signal(P * 2, name="e4c_arg")      # the pooled neurons' arg-max
         scalec, biasc = Signal(P * sb, name="e4c_scale"), Signal(P * mb, name="e4c_bias")
         resc = Signal(P * mb, name="e4c_res")
         uprevc = Signal(P * mb, name="e4c_uprev")
@@ -337,7 +349,7 @@ class ClusterFourEngine(wiring.Component):
         scale0 = Cat(*[affb[l * lane_bits:l * lane_bits + sb] for l in range(P)])
         scale1 = Cat(*[affb[l * lane_bits + sb:l * lane_bits + 2 * sb] for l in range(P)])
         bias = Cat(*[affb[l * lane_bits + 2 * sb:(l + 1) * lane_bits] for l in range(P)])
-        m.d.sync += [vc.eq(b["v"]), rowendc.eq(b["rowend"]), pc.eq(b["p"]),
+        m.d.sync += [vc.eq(b["v"]), rowendc.eq(b["rowend"]), pc.eq(b["p"]), argc.eq(b["arg"]),
                      scalec.eq(Mux(is_htt & ~b["full"], scale1, scale0)), biasc.eq(bias),
                      resc.eq(b["res"]), uprevc.eq(b["uprev"]), outidxc.eq(b["outidx"]),
                      obasec.eq(b["obase"]), actc.eq(b["act"])]
@@ -351,7 +363,8 @@ class ClusterFourEngine(wiring.Component):
         uprev_lif = delay(m, uprevc, AffineLanes.LATENCY - LIFLanes.CUR_OFFSET, "e4u_uprev")
         m.d.comb += [lif.cur.eq(aff.o), lif.u_prev.eq(uprev_lif), lif.threshold.eq(d.threshold),
                      lif.leak_mul.eq(d.leak_mul), lif.leak_shift.eq(d.leak_shift),
-                     lif.rnd.eq(rnd)]
+                     lif.rnd.eq(rnd), lif.window_lo.eq(d.window_lo[:mb + 1]),
+                     lif.window_hi.eq(d.window_hi[:mb + 1])]
         # the write stage: lif.u and lif.s of the neuron that was in stage c TAIL_STAGES ago
         n = self.TAIL_STAGES
         valids = [vc]
@@ -360,16 +373,22 @@ class ClusterFourEngine(wiring.Component):
         vw = valids[-1]
         roww, outidxw = delay(m, rowendc, n, "e4w_rowend"), delay(m, outidxc, n, "e4w_outidx")
         obasew, actw = delay(m, obasec, n, "e4w_obase"), delay(m, actc, n, "e4w_act")
+        argw = delay(m, argc, n, "e4w_arg")
         mask = Signal(P)
         m.d.comb += mask.eq(Cat(*[actw > l for l in range(P)]))
         spikes_masked = Signal(P)
         m.d.comb += spikes_masked.eq(lif.s & mask)
-        mem_w, spk_w = self.membrane_out, self.spikes
+        # the trace word: per lane spike, window bit, arg-max (lanes past Cout 0)
+        trace_word = Cat(*[Cat(spikes_masked[l], lif.m[l] & mask[l], Mux(mask[l], argw[2 * l:2 * l + 2], 0))
+                           for l in range(P)])
+        mem_w, spk_w, trc_w = self.membrane_out, self.spikes, self.trace
         m.d.comb += [mem_w.en.eq(vw), mem_w.addr.eq(obasew + outidxw), mem_w.data.eq(lif.u),
-                     spk_w.en.eq(vw), spk_w.addr.eq(obasew + outidxw), spk_w.data.eq(spikes_masked)]
+                     spk_w.en.eq(vw), spk_w.addr.eq(obasew + outidxw), spk_w.data.eq(spikes_masked),
+                     trc_w.en.eq(vw), trc_w.addr.eq(obasew + outidxw), trc_w.data.eq(trace_word)]
         with m.If(vw & roww):
             m.d.sync += out_seq.eq(out_seq + 1)
-        m.d.comb += [cnt.membrane_writes.eq(vw), cnt.spikes_writes.eq(vw), cnt.lif_busy.eq(vw),
+        m.d.comb += [cnt.membrane_writes.eq(vw), cnt.spikes_writes.eq(vw), cnt.trace_writes.eq(vw),
+                     cnt.lif_busy.eq(vw),
                      cnt.lif_updates.eq(Mux(vw, actw, 0)),
                      cnt.spikes_out.eq(Mux(vw, sum(spikes_masked[l] for l in range(P)), 0))]
         return valids

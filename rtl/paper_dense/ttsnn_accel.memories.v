@@ -3,14 +3,18 @@
 (* generator = "Amaranth" *)
 module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w1__en, e1_line1__addr, \port$375$0 , \port$379$0 , \port$383$0 , \port$387$0 , \port$391$0 , \port$395$0 , \port$399$0 , \port$403$0 , \port$407$0 , \port$411$0 , \port$415$0 , \port$419$0 , \port$423$0 , \port$427$0 , \port$431$0 
 , \port$435$0 , \port$439$0 , \port$443$0 , \port$447$0 , \port$451$0 , \port$455$0 , \port$459$0 , \port$463$0 , \port$467$0 , \port$471$0 , \port$475$0 , \port$479$0 , \port$483$0 , \port$487$0 , \port$491$0 , \port$495$0 , \port$499$0 , \port__en$83 , e23_line1_a__addr, \port__en$89 , e23_line1_b__addr
-, \port__en$95 , e23_line1_c__addr, e23_w2__en, e23_w2__addr, e23_w3__en, e23_w3__addr, \wr__en$155 , e23_row2__addr, \wr__en$161 , e23_line4__addr, \wr__data$165 , \port__en$101 , e23_row2_b__addr, \port__en$107 , e23_row2_c__addr, \port$4671$0 , \port$4711$0 , \port$4751$0 , \port$4791$0 , \port$4831$0 , \port$4871$0 
+, \port__en$95 , e23_line1_c__addr, e23_w2__en, e23_w2__addr, e23_w3__en, e23_w3__addr, \wr__en$159 , e23_row2__addr, \wr__en$165 , e23_line4__addr, \wr__data$169 , \port__en$101 , e23_row2_b__addr, \port__en$107 , e23_row2_c__addr, \port$4671$0 , \port$4711$0 , \port$4751$0 , \port$4791$0 , \port$4831$0 , \port$4871$0 
 , \port$4911$0 , \port$4951$0 , \port$4991$0 , \port$5031$0 , \port$5071$0 , \port$5111$0 , \port$5151$0 , \port$5191$0 , \port$5231$0 , \port$5271$0 , \port$5311$0 , \port$5351$0 , \port$5391$0 , \port$5431$0 , \port$5471$0 , \port$5511$0 , \port$5551$0 , \port$5591$0 , \port$5631$0 , \port$5671$0 , \port$5711$0 
-, \port$5751$0 , \port$5791$0 , \port$5831$0 , \port$5871$0 , \port$5911$0 , e4_w4__en, \port__en$113 , e4_line4__addr, e4_w4__addr, e4_affine__en, \port__en$119 , e4_residual__addr, \port__en$125 , e4_membrane_in__addr, \wr__data$177 , e4_membrane_out__addr, e4_spikes__addr, bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr
-, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, \port__en$131 , \port__en$137 , bw_trace__addr, \port__en$143 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$179 , host__w2__addr, host__w2__rd_en, \wr__en$185 , host__w3__addr, host__w3__rd_en, \wr__en$191 , host__w4__addr, host__w4__rd_en
-, \wr__en$197 , host__affine__addr, host__affine__rd_en, \wr__en$203 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$209 , host__residual__addr, \wr__en$215 , host__membrane__addr, \port__en$221 , host__spikes__addr, \port__en$227 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$233 , host__trace__addr, \wr__en$239 , host__gbuf__rd_data
-, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data
-, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$42115$0 , \port$42127$0 , \port$42139$0 , \port$42151$0 , \port$42163$0 , \port$42175$0 , \port$42187$0 , \port$42199$0 , \port$42211$0 , \port$42223$0 , \port$42235$0 , \port$42247$0 , \port$42259$0 , \port$42271$0 , \port$42283$0 , \port$42295$0 
-, \port$42307$0 , \port$42319$0 , \port$42331$0 , \port$42343$0 , \port$42355$0 , \port$42367$0 , \port$42379$0 , \port$42391$0 , \port$42403$0 , \port$42415$0 , \port$42427$0 , \port$42439$0 , \port$42451$0 , \port$42463$0 , \port$42475$0 , \port$42487$0 , bw_weights__addr, \port$43202$0 , \port$45980$0 , \wr__data$182 );
+, \port$5751$0 , \port$5791$0 , \port$5831$0 , \port$5871$0 , \port$5911$0 , e4_w4__en, \port__en$113 , e4_line4__addr, e4_w4__addr, e4_affine__en, \port__en$119 , e4_residual__addr, \port__en$125 , e4_membrane_in__addr, \wr__data$181 , e4_membrane_out__addr, e4_spikes__addr, e4_trace__addr, \port$7430$0 , \port$7431$0 , \port$7432$0 
+, \port$7433$0 , \port$7434$0 , \port$7435$0 , \port$7436$0 , \port$7437$0 , \port$7438$0 , \port$7439$0 , \port$7440$0 , \port$7441$0 , \port$7442$0 , \port$7443$0 , \port$7444$0 , \port$7445$0 , \port$7446$0 , \port$7447$0 , \port$7448$0 , \port$7449$0 , \port$7450$0 , \port$7451$0 , \port$7452$0 , \port$7453$0 
+, \port$7454$0 , \port$7455$0 , \port$7456$0 , \port$7457$0 , \port$7458$0 , \port$7459$0 , \port$7460$0 , \port$7461$0 , \port$7462$0 , \port$7463$0 , \port$7464$0 , \port$7465$0 , \port$7466$0 , \port$7467$0 , \port$7468$0 , \port$7469$0 , \port$7470$0 , \port$7471$0 , \port$7472$0 , \port$7473$0 , \port$7474$0 
+, \port$7475$0 , \port$7476$0 , \port$7477$0 , \port$7478$0 , \port$7479$0 , \port$7480$0 , \port$7481$0 , \port$7482$0 , \port$7483$0 , \port$7484$0 , \port$7485$0 , \port$7486$0 , \port$7487$0 , \port$7488$0 , \port$7489$0 , \port$7490$0 , \port$7491$0 , \port$7492$0 , \port$7493$0 , bw_grad_a__en, bw_grad_a__addr
+, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, \port__en$141 , bw_trace__en, bw_trace__addr, \port__en$147 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$191 , host__w2__addr, host__w2__rd_en, \wr__en$197 , host__w3__addr, host__w3__rd_en, \wr__en$203 
+, host__w4__addr, host__w4__rd_en, \wr__en$209 , host__affine__addr, host__affine__rd_en, \wr__en$215 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$221 , host__residual__addr, \wr__en$227 , host__membrane__addr, \port__en$233 , host__spikes__addr, \port__en$239 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$245 , host__trace__addr
+, host__trace__rd_en, host__trace__wr_en, host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data
+, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$171 , \port$42859$0 , \port$42873$0 , \port$42887$0 , \port$42901$0 , \port$42915$0 , \port$42929$0 , \port$42943$0 , \port$42957$0 , \port$42971$0 , \port$42985$0 , \port$42999$0 , \port$43013$0 , \port$43027$0 
+, \port$43041$0 , \port$43055$0 , \port$43069$0 , \port$43083$0 , \port$43097$0 , \port$43111$0 , \port$43125$0 , \port$43139$0 , \port$43153$0 , \port$43167$0 , \port$43181$0 , \port$43195$0 , \port$43209$0 , \port$43223$0 , \port$43237$0 , \port$43251$0 , \port$43265$0 , \port$43279$0 , \port$43293$0 , bw_weights__addr, \port$44010$0 
+, \port$46788$0 , desc, \wr__data$194 );
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -87,11 +91,18 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [15:0] \$75 ;
   wire [15:0] \$76 ;
   wire [15:0] \$77 ;
-  reg \$78 ;
-  reg \$79 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  reg \$80 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire [19:0] \$82 ;
+  wire [15:0] \$83 ;
+  reg \$84 ;
+  reg \$85 ;
+  reg \$86 ;
   wire \$9 ;
+  wire \$signal ;
   reg [9:0] \$signature__addr ;
   reg [9:0] \$signature__addr$15 ;
   reg [9:0] \$signature__addr$23 ;
@@ -138,6 +149,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [19:0] bw_trace__addr;
   output [127:0] bw_trace__data;
   wire [127:0] bw_trace__data;
+  input bw_trace__en;
   wire bw_trace__en;
   input [19:0] bw_weights__addr;
   wire [19:0] bw_weights__addr;
@@ -146,6 +158,38 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire bw_weights__en;
   input clk;
   wire clk;
+  input [373:0] desc;
+  wire [373:0] desc;
+  wire [5:0] \desc.affine_shift ;
+  wire [15:0] \desc.height ;
+  wire [15:0] \desc.in_channels ;
+  wire [15:0] \desc.in_ring_rows ;
+  wire [15:0] \desc.leak_mul ;
+  wire [5:0] \desc.leak_shift ;
+  wire [1:0] \desc.mode ;
+  wire \desc.order ;
+  wire [15:0] \desc.out_channels ;
+  wire [15:0] \desc.out_ring_rows ;
+  wire [3:0] \desc.pack ;
+  wire [1:0] \desc.pass ;
+  wire \desc.pool ;
+  wire [15:0] \desc.rank ;
+  wire [15:0] \desc.res_ring_rows ;
+  wire \desc.residual ;
+  wire \desc.round ;
+  wire [31:0] \desc.schedule ;
+  wire [5:0] \desc.shift1 ;
+  wire [5:0] \desc.shift2 ;
+  wire [5:0] \desc.shift3 ;
+  wire [31:0] \desc.threshold ;
+  wire [7:0] \desc.timesteps ;
+  wire [15:0] \desc.w1_ring ;
+  wire [15:0] \desc.w23_ring ;
+  wire [15:0] \desc.w4_ring ;
+  wire [15:0] \desc.width ;
+  wire [31:0] \desc.window_hi ;
+  wire [31:0] \desc.window_lo ;
+  wire [3:0] \desc.zero_halo ;
   input [15:0] e1_line1__addr;
   wire [15:0] e1_line1__addr;
   wire [255:0] e1_line1__data;
@@ -236,6 +280,10 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [15:0] e4_spikes__addr;
   wire [31:0] e4_spikes__data;
   wire e4_spikes__en;
+  input [15:0] e4_trace__addr;
+  wire [15:0] e4_trace__addr;
+  wire [127:0] e4_trace__data;
+  wire e4_trace__en;
   input [15:0] e4_w4__addr;
   wire [15:0] e4_w4__addr;
   output [255:0] e4_w4__data;
@@ -288,7 +336,11 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire host__spikes__rd_en;
   input [14:0] host__trace__addr;
   wire [14:0] host__trace__addr;
+  wire [127:0] host__trace__rd_data;
+  input host__trace__rd_en;
+  wire host__trace__rd_en;
   wire [127:0] host__trace__wr_data;
+  input host__trace__wr_en;
   wire host__trace__wr_en;
   input [14:0] host__w1__addr;
   wire [14:0] host__w1__addr;
@@ -342,82 +394,82 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$415$0 ;
   input [7:0] \port$419$0 ;
   wire [7:0] \port$419$0 ;
-  input [15:0] \port$42115$0 ;
-  wire [15:0] \port$42115$0 ;
-  input [15:0] \port$42127$0 ;
-  wire [15:0] \port$42127$0 ;
-  input [15:0] \port$42139$0 ;
-  wire [15:0] \port$42139$0 ;
-  input [15:0] \port$42151$0 ;
-  wire [15:0] \port$42151$0 ;
-  input [15:0] \port$42163$0 ;
-  wire [15:0] \port$42163$0 ;
-  input [15:0] \port$42175$0 ;
-  wire [15:0] \port$42175$0 ;
-  input [15:0] \port$42187$0 ;
-  wire [15:0] \port$42187$0 ;
-  input [15:0] \port$42199$0 ;
-  wire [15:0] \port$42199$0 ;
-  input [15:0] \port$42211$0 ;
-  wire [15:0] \port$42211$0 ;
-  input [15:0] \port$42223$0 ;
-  wire [15:0] \port$42223$0 ;
-  input [15:0] \port$42235$0 ;
-  wire [15:0] \port$42235$0 ;
-  input [15:0] \port$42247$0 ;
-  wire [15:0] \port$42247$0 ;
-  input [15:0] \port$42259$0 ;
-  wire [15:0] \port$42259$0 ;
-  input [15:0] \port$42271$0 ;
-  wire [15:0] \port$42271$0 ;
-  input [15:0] \port$42283$0 ;
-  wire [15:0] \port$42283$0 ;
-  input [15:0] \port$42295$0 ;
-  wire [15:0] \port$42295$0 ;
   input [7:0] \port$423$0 ;
   wire [7:0] \port$423$0 ;
-  input [15:0] \port$42307$0 ;
-  wire [15:0] \port$42307$0 ;
-  input [15:0] \port$42319$0 ;
-  wire [15:0] \port$42319$0 ;
-  input [15:0] \port$42331$0 ;
-  wire [15:0] \port$42331$0 ;
-  input [15:0] \port$42343$0 ;
-  wire [15:0] \port$42343$0 ;
-  input [15:0] \port$42355$0 ;
-  wire [15:0] \port$42355$0 ;
-  input [15:0] \port$42367$0 ;
-  wire [15:0] \port$42367$0 ;
-  input [15:0] \port$42379$0 ;
-  wire [15:0] \port$42379$0 ;
-  input [15:0] \port$42391$0 ;
-  wire [15:0] \port$42391$0 ;
-  input [15:0] \port$42403$0 ;
-  wire [15:0] \port$42403$0 ;
-  input [15:0] \port$42415$0 ;
-  wire [15:0] \port$42415$0 ;
-  input [15:0] \port$42427$0 ;
-  wire [15:0] \port$42427$0 ;
-  input [15:0] \port$42439$0 ;
-  wire [15:0] \port$42439$0 ;
-  input [15:0] \port$42451$0 ;
-  wire [15:0] \port$42451$0 ;
-  input [15:0] \port$42463$0 ;
-  wire [15:0] \port$42463$0 ;
-  input [15:0] \port$42475$0 ;
-  wire [15:0] \port$42475$0 ;
-  input [15:0] \port$42487$0 ;
-  wire [15:0] \port$42487$0 ;
   input [7:0] \port$427$0 ;
   wire [7:0] \port$427$0 ;
+  input [15:0] \port$42859$0 ;
+  wire [15:0] \port$42859$0 ;
+  input [15:0] \port$42873$0 ;
+  wire [15:0] \port$42873$0 ;
+  input [15:0] \port$42887$0 ;
+  wire [15:0] \port$42887$0 ;
+  input [15:0] \port$42901$0 ;
+  wire [15:0] \port$42901$0 ;
+  input [15:0] \port$42915$0 ;
+  wire [15:0] \port$42915$0 ;
+  input [15:0] \port$42929$0 ;
+  wire [15:0] \port$42929$0 ;
+  input [15:0] \port$42943$0 ;
+  wire [15:0] \port$42943$0 ;
+  input [15:0] \port$42957$0 ;
+  wire [15:0] \port$42957$0 ;
+  input [15:0] \port$42971$0 ;
+  wire [15:0] \port$42971$0 ;
+  input [15:0] \port$42985$0 ;
+  wire [15:0] \port$42985$0 ;
+  input [15:0] \port$42999$0 ;
+  wire [15:0] \port$42999$0 ;
+  input [15:0] \port$43013$0 ;
+  wire [15:0] \port$43013$0 ;
+  input [15:0] \port$43027$0 ;
+  wire [15:0] \port$43027$0 ;
+  input [15:0] \port$43041$0 ;
+  wire [15:0] \port$43041$0 ;
+  input [15:0] \port$43055$0 ;
+  wire [15:0] \port$43055$0 ;
+  input [15:0] \port$43069$0 ;
+  wire [15:0] \port$43069$0 ;
+  input [15:0] \port$43083$0 ;
+  wire [15:0] \port$43083$0 ;
+  input [15:0] \port$43097$0 ;
+  wire [15:0] \port$43097$0 ;
   input [7:0] \port$431$0 ;
   wire [7:0] \port$431$0 ;
-  input [15:0] \port$43202$0 ;
-  wire [15:0] \port$43202$0 ;
+  input [15:0] \port$43111$0 ;
+  wire [15:0] \port$43111$0 ;
+  input [15:0] \port$43125$0 ;
+  wire [15:0] \port$43125$0 ;
+  input [15:0] \port$43139$0 ;
+  wire [15:0] \port$43139$0 ;
+  input [15:0] \port$43153$0 ;
+  wire [15:0] \port$43153$0 ;
+  input [15:0] \port$43167$0 ;
+  wire [15:0] \port$43167$0 ;
+  input [15:0] \port$43181$0 ;
+  wire [15:0] \port$43181$0 ;
+  input [15:0] \port$43195$0 ;
+  wire [15:0] \port$43195$0 ;
+  input [15:0] \port$43209$0 ;
+  wire [15:0] \port$43209$0 ;
+  input [15:0] \port$43223$0 ;
+  wire [15:0] \port$43223$0 ;
+  input [15:0] \port$43237$0 ;
+  wire [15:0] \port$43237$0 ;
+  input [15:0] \port$43251$0 ;
+  wire [15:0] \port$43251$0 ;
+  input [15:0] \port$43265$0 ;
+  wire [15:0] \port$43265$0 ;
+  input [15:0] \port$43279$0 ;
+  wire [15:0] \port$43279$0 ;
+  input [15:0] \port$43293$0 ;
+  wire [15:0] \port$43293$0 ;
   input [7:0] \port$435$0 ;
   wire [7:0] \port$435$0 ;
   input [7:0] \port$439$0 ;
   wire [7:0] \port$439$0 ;
+  input [15:0] \port$44010$0 ;
+  wire [15:0] \port$44010$0 ;
   input [7:0] \port$443$0 ;
   wire [7:0] \port$443$0 ;
   input [7:0] \port$447$0 ;
@@ -428,14 +480,14 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$455$0 ;
   input [7:0] \port$459$0 ;
   wire [7:0] \port$459$0 ;
-  input [1279:0] \port$45980$0 ;
-  wire [1279:0] \port$45980$0 ;
   input [7:0] \port$463$0 ;
   wire [7:0] \port$463$0 ;
   input [7:0] \port$467$0 ;
   wire [7:0] \port$467$0 ;
   input [7:0] \port$4671$0 ;
   wire [7:0] \port$4671$0 ;
+  input [1279:0] \port$46788$0 ;
+  wire [1279:0] \port$46788$0 ;
   input [7:0] \port$471$0 ;
   wire [7:0] \port$471$0 ;
   input [7:0] \port$4711$0 ;
@@ -514,17 +566,145 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$5871$0 ;
   input [7:0] \port$5911$0 ;
   wire [7:0] \port$5911$0 ;
+  input \port$7430$0 ;
+  wire \port$7430$0 ;
+  input [1:0] \port$7431$0 ;
+  wire [1:0] \port$7431$0 ;
+  input \port$7432$0 ;
+  wire \port$7432$0 ;
+  input [1:0] \port$7433$0 ;
+  wire [1:0] \port$7433$0 ;
+  input \port$7434$0 ;
+  wire \port$7434$0 ;
+  input [1:0] \port$7435$0 ;
+  wire [1:0] \port$7435$0 ;
+  input \port$7436$0 ;
+  wire \port$7436$0 ;
+  input [1:0] \port$7437$0 ;
+  wire [1:0] \port$7437$0 ;
+  input \port$7438$0 ;
+  wire \port$7438$0 ;
+  input [1:0] \port$7439$0 ;
+  wire [1:0] \port$7439$0 ;
+  input \port$7440$0 ;
+  wire \port$7440$0 ;
+  input [1:0] \port$7441$0 ;
+  wire [1:0] \port$7441$0 ;
+  input \port$7442$0 ;
+  wire \port$7442$0 ;
+  input [1:0] \port$7443$0 ;
+  wire [1:0] \port$7443$0 ;
+  input \port$7444$0 ;
+  wire \port$7444$0 ;
+  input [1:0] \port$7445$0 ;
+  wire [1:0] \port$7445$0 ;
+  input \port$7446$0 ;
+  wire \port$7446$0 ;
+  input [1:0] \port$7447$0 ;
+  wire [1:0] \port$7447$0 ;
+  input \port$7448$0 ;
+  wire \port$7448$0 ;
+  input [1:0] \port$7449$0 ;
+  wire [1:0] \port$7449$0 ;
+  input \port$7450$0 ;
+  wire \port$7450$0 ;
+  input [1:0] \port$7451$0 ;
+  wire [1:0] \port$7451$0 ;
+  input \port$7452$0 ;
+  wire \port$7452$0 ;
+  input [1:0] \port$7453$0 ;
+  wire [1:0] \port$7453$0 ;
+  input \port$7454$0 ;
+  wire \port$7454$0 ;
+  input [1:0] \port$7455$0 ;
+  wire [1:0] \port$7455$0 ;
+  input \port$7456$0 ;
+  wire \port$7456$0 ;
+  input [1:0] \port$7457$0 ;
+  wire [1:0] \port$7457$0 ;
+  input \port$7458$0 ;
+  wire \port$7458$0 ;
+  input [1:0] \port$7459$0 ;
+  wire [1:0] \port$7459$0 ;
+  input \port$7460$0 ;
+  wire \port$7460$0 ;
+  input [1:0] \port$7461$0 ;
+  wire [1:0] \port$7461$0 ;
+  input \port$7462$0 ;
+  wire \port$7462$0 ;
+  input [1:0] \port$7463$0 ;
+  wire [1:0] \port$7463$0 ;
+  input \port$7464$0 ;
+  wire \port$7464$0 ;
+  input [1:0] \port$7465$0 ;
+  wire [1:0] \port$7465$0 ;
+  input \port$7466$0 ;
+  wire \port$7466$0 ;
+  input [1:0] \port$7467$0 ;
+  wire [1:0] \port$7467$0 ;
+  input \port$7468$0 ;
+  wire \port$7468$0 ;
+  input [1:0] \port$7469$0 ;
+  wire [1:0] \port$7469$0 ;
+  input \port$7470$0 ;
+  wire \port$7470$0 ;
+  input [1:0] \port$7471$0 ;
+  wire [1:0] \port$7471$0 ;
+  input \port$7472$0 ;
+  wire \port$7472$0 ;
+  input [1:0] \port$7473$0 ;
+  wire [1:0] \port$7473$0 ;
+  input \port$7474$0 ;
+  wire \port$7474$0 ;
+  input [1:0] \port$7475$0 ;
+  wire [1:0] \port$7475$0 ;
+  input \port$7476$0 ;
+  wire \port$7476$0 ;
+  input [1:0] \port$7477$0 ;
+  wire [1:0] \port$7477$0 ;
+  input \port$7478$0 ;
+  wire \port$7478$0 ;
+  input [1:0] \port$7479$0 ;
+  wire [1:0] \port$7479$0 ;
+  input \port$7480$0 ;
+  wire \port$7480$0 ;
+  input [1:0] \port$7481$0 ;
+  wire [1:0] \port$7481$0 ;
+  input \port$7482$0 ;
+  wire \port$7482$0 ;
+  input [1:0] \port$7483$0 ;
+  wire [1:0] \port$7483$0 ;
+  input \port$7484$0 ;
+  wire \port$7484$0 ;
+  input [1:0] \port$7485$0 ;
+  wire [1:0] \port$7485$0 ;
+  input \port$7486$0 ;
+  wire \port$7486$0 ;
+  input [1:0] \port$7487$0 ;
+  wire [1:0] \port$7487$0 ;
+  input \port$7488$0 ;
+  wire \port$7488$0 ;
+  input [1:0] \port$7489$0 ;
+  wire [1:0] \port$7489$0 ;
+  input \port$7490$0 ;
+  wire \port$7490$0 ;
+  input [1:0] \port$7491$0 ;
+  wire [1:0] \port$7491$0 ;
+  input \port$7492$0 ;
+  wire \port$7492$0 ;
+  input [1:0] \port$7493$0 ;
+  wire [1:0] \port$7493$0 ;
   wire [10:0] port__addr;
   wire [7:0] \port__addr$103 ;
   wire [7:0] \port__addr$109 ;
   wire [9:0] \port__addr$115 ;
   wire [8:0] \port__addr$121 ;
   wire [9:0] \port__addr$127 ;
-  wire [10:0] \port__addr$133 ;
-  wire [9:0] \port__addr$139 ;
-  wire [3:0] \port__addr$145 ;
-  wire [9:0] \port__addr$223 ;
-  wire [9:0] \port__addr$229 ;
+  wire [9:0] \port__addr$136 ;
+  wire [10:0] \port__addr$143 ;
+  wire [3:0] \port__addr$149 ;
+  wire [9:0] \port__addr$235 ;
+  wire [9:0] \port__addr$241 ;
   wire [9:0] \port__addr$46 ;
   wire [9:0] \port__addr$54 ;
   wire [9:0] \port__addr$62 ;
@@ -540,11 +720,11 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [255:0] \port__data$118 ;
   wire [511:0] \port__data$124 ;
   wire [511:0] \port__data$130 ;
-  wire [255:0] \port__data$136 ;
-  wire [127:0] \port__data$142 ;
-  wire [1535:0] \port__data$148 ;
-  wire [511:0] \port__data$226 ;
-  wire [31:0] \port__data$232 ;
+  wire [127:0] \port__data$140 ;
+  wire [255:0] \port__data$146 ;
+  wire [1535:0] \port__data$152 ;
+  wire [511:0] \port__data$238 ;
+  wire [31:0] \port__data$244 ;
   wire [255:0] \port__data$50 ;
   wire [255:0] \port__data$58 ;
   wire [255:0] \port__data$66 ;
@@ -563,16 +743,15 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire \port__en$119 ;
   input \port__en$125 ;
   wire \port__en$125 ;
-  input \port__en$131 ;
   wire \port__en$131 ;
-  input \port__en$137 ;
-  wire \port__en$137 ;
-  input \port__en$143 ;
-  wire \port__en$143 ;
-  input \port__en$221 ;
-  wire \port__en$221 ;
-  input \port__en$227 ;
-  wire \port__en$227 ;
+  input \port__en$141 ;
+  wire \port__en$141 ;
+  input \port__en$147 ;
+  wire \port__en$147 ;
+  input \port__en$233 ;
+  wire \port__en$233 ;
+  input \port__en$239 ;
+  wire \port__en$239 ;
   wire \port__en$43 ;
   wire \port__en$51 ;
   wire \port__en$59 ;
@@ -587,49 +766,46 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   input rst;
   wire rst;
   wire [9:0] wr__addr;
-  wire [7:0] \wr__addr$157 ;
-  wire [9:0] \wr__addr$163 ;
-  wire [9:0] \wr__addr$169 ;
-  wire [9:0] \wr__addr$175 ;
-  wire [9:0] \wr__addr$181 ;
-  wire [9:0] \wr__addr$187 ;
+  wire [7:0] \wr__addr$161 ;
+  wire [9:0] \wr__addr$167 ;
+  wire [9:0] \wr__addr$173 ;
+  wire [9:0] \wr__addr$179 ;
+  wire [9:0] \wr__addr$186 ;
   wire [9:0] \wr__addr$193 ;
   wire [9:0] \wr__addr$199 ;
-  wire [3:0] \wr__addr$205 ;
-  wire [10:0] \wr__addr$211 ;
-  wire [8:0] \wr__addr$217 ;
-  wire [10:0] \wr__addr$235 ;
-  wire [9:0] \wr__addr$241 ;
+  wire [9:0] \wr__addr$205 ;
+  wire [9:0] \wr__addr$211 ;
+  wire [3:0] \wr__addr$217 ;
+  wire [10:0] \wr__addr$223 ;
+  wire [8:0] \wr__addr$229 ;
+  wire [10:0] \wr__addr$247 ;
   wire [255:0] wr__data;
-  wire [255:0] \wr__data$159 ;
-  input [255:0] \wr__data$165 ;
-  wire [255:0] \wr__data$165 ;
-  wire [511:0] \wr__data$171 ;
-  input [31:0] \wr__data$177 ;
-  wire [31:0] \wr__data$177 ;
-  input [255:0] \wr__data$182 ;
-  wire [255:0] \wr__data$182 ;
-  wire [255:0] \wr__data$188 ;
+  wire [255:0] \wr__data$163 ;
+  input [255:0] \wr__data$169 ;
+  wire [255:0] \wr__data$169 ;
+  wire [511:0] \wr__data$175 ;
+  input [31:0] \wr__data$181 ;
+  wire [31:0] \wr__data$181 ;
+  wire [127:0] \wr__data$188 ;
+  input [255:0] \wr__data$194 ;
   wire [255:0] \wr__data$194 ;
   wire [255:0] \wr__data$200 ;
-  wire [1535:0] \wr__data$206 ;
-  wire [63:0] \wr__data$212 ;
-  wire [511:0] \wr__data$219 ;
-  wire [255:0] \wr__data$237 ;
-  wire [127:0] \wr__data$243 ;
+  wire [255:0] \wr__data$206 ;
+  wire [255:0] \wr__data$212 ;
+  wire [1535:0] \wr__data$218 ;
+  wire [63:0] \wr__data$224 ;
+  wire [511:0] \wr__data$231 ;
+  wire [255:0] \wr__data$249 ;
   input [31:0] wr__en;
   wire [31:0] wr__en;
-  input \wr__en$155 ;
-  wire \wr__en$155 ;
-  input \wr__en$161 ;
-  wire \wr__en$161 ;
-  input \wr__en$167 ;
-  wire \wr__en$167 ;
-  wire \wr__en$173 ;
-  input \wr__en$179 ;
-  wire \wr__en$179 ;
-  input \wr__en$185 ;
-  wire \wr__en$185 ;
+  input \wr__en$159 ;
+  wire \wr__en$159 ;
+  input \wr__en$165 ;
+  wire \wr__en$165 ;
+  input \wr__en$171 ;
+  wire \wr__en$171 ;
+  wire \wr__en$177 ;
+  wire \wr__en$183 ;
   input \wr__en$191 ;
   wire \wr__en$191 ;
   input \wr__en$197 ;
@@ -640,10 +816,12 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire \wr__en$209 ;
   input \wr__en$215 ;
   wire \wr__en$215 ;
-  input \wr__en$233 ;
-  wire \wr__en$233 ;
-  input \wr__en$239 ;
-  wire \wr__en$239 ;
+  input \wr__en$221 ;
+  wire \wr__en$221 ;
+  input \wr__en$227 ;
+  wire \wr__en$227 ;
+  input \wr__en$245 ;
+  wire \wr__en$245 ;
   reg [1535:0] mem_affine [15:0];
   initial begin
     mem_affine[0] = 1536'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -664,14 +842,14 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     mem_affine[15] = 1536'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\wr__en$203 )
-      mem_affine[host__affine__addr[3:0]] <= { \wr__data$182 , \port$45980$0  };
+    if (\wr__en$215 )
+      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$46788$0  };
   end
   reg [1535:0] _0_;
   reg [1535:0] _1_;
   always @(posedge clk) begin
-    if (\port__en$143 ) begin
-      _0_ <= mem_affine[\port$43202$0 [3:0]];
+    if (\port__en$147 ) begin
+      _0_ <= mem_affine[\port$44010$0 [3:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$77 [3:0]];
@@ -4807,12 +4985,12 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     mem_gweights[2047] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\wr__en$233 )
-      mem_gweights[host__gweights__addr[10:0]] <= \wr__data$182 ;
+    if (\wr__en$245 )
+      mem_gweights[host__gweights__addr[10:0]] <= \wr__data$194 ;
   end
   reg [255:0] _4_;
   always @(posedge clk) begin
-    if (\port__en$131 ) begin
+    if (\port__en$141 ) begin
       _4_ <= mem_gweights[bw_weights__addr[10:0]];
     end
   end
@@ -6923,8 +7101,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     mem_line4[1007] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\wr__en$161 )
-      mem_line4[e23_line4__addr[9:0]] <= \wr__data$165 ;
+    if (\wr__en$165 )
+      mem_line4[e23_line4__addr[9:0]] <= \wr__data$169 ;
   end
   reg [255:0] _8_;
   always @(posedge clk) begin
@@ -7829,13 +8007,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     mem_membrane[891] = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\wr__en$167 )
-      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$42487$0 , \port$42475$0 , \port$42463$0 , \port$42451$0 , \port$42439$0 , \port$42427$0 , \port$42415$0 , \port$42403$0 , \port$42391$0 , \port$42379$0 , \port$42367$0 , \port$42355$0 , \port$42343$0 , \port$42331$0 , \port$42319$0 , \port$42307$0 , \port$42295$0 , \port$42283$0 , \port$42271$0 , \port$42259$0 , \port$42247$0 , \port$42235$0 , \port$42223$0 , \port$42211$0 , \port$42199$0 , \port$42187$0 , \port$42175$0 , \port$42163$0 , \port$42151$0 , \port$42139$0 , \port$42127$0 , \port$42115$0  };
+    if (\wr__en$171 )
+      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$43293$0 , \port$43279$0 , \port$43265$0 , \port$43251$0 , \port$43237$0 , \port$43223$0 , \port$43209$0 , \port$43195$0 , \port$43181$0 , \port$43167$0 , \port$43153$0 , \port$43139$0 , \port$43125$0 , \port$43111$0 , \port$43097$0 , \port$43083$0 , \port$43069$0 , \port$43055$0 , \port$43041$0 , \port$43027$0 , \port$43013$0 , \port$42999$0 , \port$42985$0 , \port$42971$0 , \port$42957$0 , \port$42943$0 , \port$42929$0 , \port$42915$0 , \port$42901$0 , \port$42887$0 , \port$42873$0 , \port$42859$0  };
   end
   reg [511:0] _9_;
   reg [511:0] _10_;
   always @(posedge clk) begin
-    if (\port__en$221 ) begin
+    if (\port__en$233 ) begin
       _9_ <= mem_membrane[host__membrane__addr[9:0]];
     end
     if (\port__en$125 ) begin
@@ -8232,8 +8410,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     mem_residual[383] = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\wr__en$215 )
-      mem_residual[host__residual__addr[8:0]] <= { \wr__data$182 , \port$45980$0 [255:0] };
+    if (\wr__en$227 )
+      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$46788$0 [255:0] };
   end
   reg [511:0] _11_;
   always @(posedge clk) begin
@@ -8414,7 +8592,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     mem_row2[167] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\wr__en$155 )
+    if (\wr__en$159 )
       mem_row2[e23_row2__addr[7:0]] <= { \port$5911$0 , \port$5871$0 , \port$5831$0 , \port$5791$0 , \port$5751$0 , \port$5711$0 , \port$5671$0 , \port$5631$0 , \port$5591$0 , \port$5551$0 , \port$5511$0 , \port$5471$0 , \port$5431$0 , \port$5391$0 , \port$5351$0 , \port$5311$0 , \port$5271$0 , \port$5231$0 , \port$5191$0 , \port$5151$0 , \port$5111$0 , \port$5071$0 , \port$5031$0 , \port$4991$0 , \port$4951$0 , \port$4911$0 , \port$4871$0 , \port$4831$0 , \port$4791$0 , \port$4751$0 , \port$4711$0 , \port$4671$0  };
   end
   reg [255:0] _12_;
@@ -10481,8 +10659,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     mem_spike_in[2047] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\wr__en$209 )
-      mem_spike_in[host__spike_in__addr[10:0]] <= \wr__data$182 [63:0];
+    if (\wr__en$221 )
+      mem_spike_in[host__spike_in__addr[10:0]] <= \wr__data$194 [63:0];
   end
   reg [63:0] _14_;
   always @(posedge clk) begin
@@ -11387,12 +11565,12 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     mem_spikes[891] = 32'd0;
   end
   always @(posedge clk) begin
-    if (\wr__en$167 )
-      mem_spikes[e4_spikes__addr[9:0]] <= \wr__data$177 ;
+    if (\wr__en$171 )
+      mem_spikes[e4_spikes__addr[9:0]] <= \wr__data$181 ;
   end
   reg [31:0] _15_;
   always @(posedge clk) begin
-    if (\port__en$227 ) begin
+    if (\port__en$239 ) begin
       _15_ <= mem_spikes[host__spikes__addr[9:0]];
     end
   end
@@ -12425,13 +12603,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     mem_trace[1023] = 128'h00000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\wr__en$239 )
-      mem_trace[host__trace__addr[9:0]] <= \wr__data$182 [127:0];
+    if (\wr__en$183 )
+      mem_trace[\$83 [9:0]] <= \wr__data$188 ;
   end
   reg [127:0] _16_;
   always @(posedge clk) begin
-    if (\port__en$137 ) begin
-      _16_ <= mem_trace[bw_trace__addr[9:0]];
+    if (\port__en$131 ) begin
+      _16_ <= mem_trace[\$82 [9:0]];
     end
   end
   assign bw_trace__data = _16_;
@@ -13463,8 +13641,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     mem_w1[1023] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\wr__en$179 )
-      mem_w1[host__w1__addr[9:0]] <= \wr__data$182 ;
+    if (\wr__en$191 )
+      mem_w1[host__w1__addr[9:0]] <= \wr__data$194 ;
   end
   reg [255:0] _17_;
   always @(posedge clk) begin
@@ -14077,8 +14255,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     mem_w2[599] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\wr__en$185 )
-      mem_w2[host__w2__addr[9:0]] <= \wr__data$182 ;
+    if (\wr__en$197 )
+      mem_w2[host__w2__addr[9:0]] <= \wr__data$194 ;
   end
   reg [255:0] _18_;
   always @(posedge clk) begin
@@ -14691,8 +14869,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     mem_w3[599] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\wr__en$191 )
-      mem_w3[host__w3__addr[9:0]] <= \wr__data$182 ;
+    if (\wr__en$203 )
+      mem_w3[host__w3__addr[9:0]] <= \wr__data$194 ;
   end
   reg [255:0] _19_;
   always @(posedge clk) begin
@@ -15729,8 +15907,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     mem_w4[1023] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\wr__en$197 )
-      mem_w4[host__w4__addr[9:0]] <= \wr__data$182 ;
+    if (\wr__en$209 )
+      mem_w4[host__w4__addr[9:0]] <= \wr__data$194 ;
   end
   reg [255:0] _20_;
   always @(posedge clk) begin
@@ -15739,6 +15917,10 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   assign e4_w4__data = _20_;
+  assign \$14  = ~ busy;
+  assign \$15  = \$14  & host__gbuf__rd_en;
+  assign \$17  = \$16  == 1'h1;
+  assign \$18  = \$15  & \$17 ;
   assign \$20  = busy & bw_grad_b__en;
   assign \$22  = ! \$21 ;
   assign \$23  = \$20  & \$22 ;
@@ -15783,12 +15965,21 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \$76  = busy ? e4_w4__addr : { 1'h0, host__w4__addr };
   assign \port__en$75  = busy ? e4_affine__en : host__affine__rd_en;
   assign \$77  = busy ? e4_affine__addr : { 1'h0, host__affine__addr };
+  assign \$78  = desc[261:260] == 1'h1;
+  assign \$79  = busy & \$78 ;
+  assign \port__en$131  = \$79  ? bw_trace__en : host__trace__rd_en;
+  assign \$80  = desc[261:260] == 1'h1;
+  assign \$81  = busy & \$80 ;
+  assign \$82  = \$81  ? bw_trace__addr : { 5'h00, host__trace__addr };
+  assign \wr__en$183  = busy ? \wr__en$171  : host__trace__wr_en;
+  assign \$83  = busy ? e4_trace__addr : { 1'h0, host__trace__addr };
+  assign \wr__data$188  = busy ? { \port$7493$0 , \port$7492$0 , \wr__data$181 [31], \port$7491$0 , \port$7490$0 , \wr__data$181 [30], \port$7489$0 , \port$7488$0 , \wr__data$181 [29], \port$7487$0 , \port$7486$0 , \wr__data$181 [28], \port$7485$0 , \port$7484$0 , \wr__data$181 [27], \port$7483$0 , \port$7482$0 , \wr__data$181 [26], \port$7481$0 , \port$7480$0 , \wr__data$181 [25], \port$7479$0 , \port$7478$0 , \wr__data$181 [24], \port$7477$0 , \port$7476$0 , \wr__data$181 [23], \port$7475$0 , \port$7474$0 , \wr__data$181 [22], \port$7473$0 , \port$7472$0 , \wr__data$181 [21], \port$7471$0 , \port$7470$0 , \wr__data$181 [20], \port$7469$0 , \port$7468$0 , \wr__data$181 [19], \port$7467$0 , \port$7466$0 , \wr__data$181 [18], \port$7465$0 , \port$7464$0 , \wr__data$181 [17], \port$7463$0 , \port$7462$0 , \wr__data$181 [16], \port$7461$0 , \port$7460$0 , \wr__data$181 [15], \port$7459$0 , \port$7458$0 , \wr__data$181 [14], \port$7457$0 , \port$7456$0 , \wr__data$181 [13], \port$7455$0 , \port$7454$0 , \wr__data$181 [12], \port$7453$0 , \port$7452$0 , \wr__data$181 [11], \port$7451$0 , \port$7450$0 , \wr__data$181 [10], \port$7449$0 , \port$7448$0 , \wr__data$181 [9], \port$7447$0 , \port$7446$0 , \wr__data$181 [8], \port$7445$0 , \port$7444$0 , \wr__data$181 [7], \port$7443$0 , \port$7442$0 , \wr__data$181 [6], \port$7441$0 , \port$7440$0 , \wr__data$181 [5], \port$7439$0 , \port$7438$0 , \wr__data$181 [4], \port$7437$0 , \port$7436$0 , \wr__data$181 [3], \port$7435$0 , \port$7434$0 , \wr__data$181 [2], \port$7433$0 , \port$7432$0 , \wr__data$181 [1], \port$7431$0 , \port$7430$0 , \wr__data$181 [0] } : \wr__data$194 [127:0];
   always @(posedge clk)
-    gbuf_rd_bank <= \$78 ;
+    gbuf_rd_bank <= \$84 ;
   always @(posedge clk)
-    \gbuf_rd_bank$7  <= \$79 ;
+    \gbuf_rd_bank$7  <= \$85 ;
   always @(posedge clk)
-    \gbuf_rd_bank$10  <= \$80 ;
+    \gbuf_rd_bank$10  <= \$86 ;
   assign \$1  = ~ busy;
   assign \$2  = \$1  & host__gbuf__rd_en;
   assign \$4  = busy & bw_grad_b__en;
@@ -15797,10 +15988,6 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \$9  = \$8  & host__gbuf__rd_en;
   assign \$11  = ! \$10 ;
   assign \$12  = \$9  & \$11 ;
-  assign \$14  = ~ busy;
-  assign \$15  = \$14  & host__gbuf__rd_en;
-  assign \$17  = \$16  == 1'h1;
-  assign \$18  = \$15  & \$17 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
@@ -15833,32 +16020,32 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$78  = gbuf_rd_bank;
+    \$84  = gbuf_rd_bank;
     if (\$2 ) begin
-      \$78  = \$3 [0];
+      \$84  = \$3 [0];
     end
     if (rst) begin
-      \$78  = 1'h0;
+      \$84  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$79  = \gbuf_rd_bank$7 ;
+    \$85  = \gbuf_rd_bank$7 ;
     if (\$4 ) begin
-      \$79  = \$5 [0];
+      \$85  = \$5 [0];
     end
     if (rst) begin
-      \$79  = 1'h0;
+      \$85  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$80  = \gbuf_rd_bank$10 ;
+    \$86  = \gbuf_rd_bank$10 ;
     if (\$6 ) begin
-      \$80  = \$7 [0];
+      \$86  = \$7 [0];
     end
     if (rst) begin
-      \$80  = 1'h0;
+      \$86  = 1'h0;
     end
   end
   always @* begin
@@ -15943,7 +16130,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$signature__data$24  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$44 ) begin
-      \$signature__data$24  = { \wr__data$182 , \port$45980$0 [255:0] };
+      \$signature__data$24  = { \wr__data$194 , \port$46788$0 [255:0] };
     end
     if (\$55 ) begin
       \$signature__data$24  = bw_grad_w2__data;
@@ -15982,7 +16169,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$signature__data$28  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$50 ) begin
-      \$signature__data$28  = { \wr__data$182 , \port$45980$0 [255:0] };
+      \$signature__data$28  = { \wr__data$194 , \port$46788$0 [255:0] };
     end
     if (\$60 ) begin
       \$signature__data$28  = bw_grad_w2__data;
@@ -15991,7 +16178,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$182 , \port$45980$0 [255:0] };
+  assign host__gbuf__wr_data = { \wr__data$194 , \port$46788$0 [255:0] };
   assign port__addr = \$72 [10:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$73 [9:0];
@@ -16028,82 +16215,113 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e4_membrane_in__en = \port__en$125 ;
   assign \port__addr$127  = e4_membrane_in__addr[9:0];
   assign \port__data$130  = e4_membrane_in__data;
-  assign bw_weights__en = \port__en$131 ;
-  assign \port__addr$133  = bw_weights__addr[10:0];
-  assign \port__data$136  = bw_weights__data;
-  assign bw_trace__en = \port__en$137 ;
-  assign \port__addr$139  = bw_trace__addr[9:0];
-  assign \port__data$142  = bw_trace__data;
-  assign bw_affine__en = \port__en$143 ;
-  assign \port__addr$145  = \port$43202$0 [3:0];
-  assign bw_affine__addr = { 4'h0, \port$43202$0  };
-  assign \port__data$148  = bw_affine__data;
+  assign \$signal  = busy;
+  assign \port__addr$136  = \$82 [9:0];
+  assign \port__data$140  = bw_trace__data;
+  assign bw_weights__en = \port__en$141 ;
+  assign \port__addr$143  = bw_weights__addr[10:0];
+  assign \port__data$146  = bw_weights__data;
+  assign bw_affine__en = \port__en$147 ;
+  assign \port__addr$149  = \port$44010$0 [3:0];
+  assign bw_affine__addr = { 4'h0, \port$44010$0  };
+  assign \port__data$152  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[9:0];
   assign wr__data = { \port$499$0 , \port$495$0 , \port$491$0 , \port$487$0 , \port$483$0 , \port$479$0 , \port$475$0 , \port$471$0 , \port$467$0 , \port$463$0 , \port$459$0 , \port$455$0 , \port$451$0 , \port$447$0 , \port$443$0 , \port$439$0 , \port$435$0 , \port$431$0 , \port$427$0 , \port$423$0 , \port$419$0 , \port$415$0 , \port$411$0 , \port$407$0 , \port$403$0 , \port$399$0 , \port$395$0 , \port$391$0 , \port$387$0 , \port$383$0 , \port$379$0 , \port$375$0  };
   assign e1_line1__data = { \port$499$0 , \port$495$0 , \port$491$0 , \port$487$0 , \port$483$0 , \port$479$0 , \port$475$0 , \port$471$0 , \port$467$0 , \port$463$0 , \port$459$0 , \port$455$0 , \port$451$0 , \port$447$0 , \port$443$0 , \port$439$0 , \port$435$0 , \port$431$0 , \port$427$0 , \port$423$0 , \port$419$0 , \port$415$0 , \port$411$0 , \port$407$0 , \port$403$0 , \port$399$0 , \port$395$0 , \port$391$0 , \port$387$0 , \port$383$0 , \port$379$0 , \port$375$0  };
-  assign e23_row2__en = \wr__en$155 ;
-  assign \wr__addr$157  = e23_row2__addr[7:0];
-  assign \wr__data$159  = { \port$5911$0 , \port$5871$0 , \port$5831$0 , \port$5791$0 , \port$5751$0 , \port$5711$0 , \port$5671$0 , \port$5631$0 , \port$5591$0 , \port$5551$0 , \port$5511$0 , \port$5471$0 , \port$5431$0 , \port$5391$0 , \port$5351$0 , \port$5311$0 , \port$5271$0 , \port$5231$0 , \port$5191$0 , \port$5151$0 , \port$5111$0 , \port$5071$0 , \port$5031$0 , \port$4991$0 , \port$4951$0 , \port$4911$0 , \port$4871$0 , \port$4831$0 , \port$4791$0 , \port$4751$0 , \port$4711$0 , \port$4671$0  };
+  assign e23_row2__en = \wr__en$159 ;
+  assign \wr__addr$161  = e23_row2__addr[7:0];
+  assign \wr__data$163  = { \port$5911$0 , \port$5871$0 , \port$5831$0 , \port$5791$0 , \port$5751$0 , \port$5711$0 , \port$5671$0 , \port$5631$0 , \port$5591$0 , \port$5551$0 , \port$5511$0 , \port$5471$0 , \port$5431$0 , \port$5391$0 , \port$5351$0 , \port$5311$0 , \port$5271$0 , \port$5231$0 , \port$5191$0 , \port$5151$0 , \port$5111$0 , \port$5071$0 , \port$5031$0 , \port$4991$0 , \port$4951$0 , \port$4911$0 , \port$4871$0 , \port$4831$0 , \port$4791$0 , \port$4751$0 , \port$4711$0 , \port$4671$0  };
   assign e23_row2__data = { \port$5911$0 , \port$5871$0 , \port$5831$0 , \port$5791$0 , \port$5751$0 , \port$5711$0 , \port$5671$0 , \port$5631$0 , \port$5591$0 , \port$5551$0 , \port$5511$0 , \port$5471$0 , \port$5431$0 , \port$5391$0 , \port$5351$0 , \port$5311$0 , \port$5271$0 , \port$5231$0 , \port$5191$0 , \port$5151$0 , \port$5111$0 , \port$5071$0 , \port$5031$0 , \port$4991$0 , \port$4951$0 , \port$4911$0 , \port$4871$0 , \port$4831$0 , \port$4791$0 , \port$4751$0 , \port$4711$0 , \port$4671$0  };
-  assign e23_line4__en = \wr__en$161 ;
-  assign \wr__addr$163  = e23_line4__addr[9:0];
-  assign e23_line4__data = \wr__data$165 ;
-  assign e4_membrane_out__en = \wr__en$167 ;
-  assign \wr__addr$169  = e4_membrane_out__addr[9:0];
-  assign \wr__data$171  = { \port$42487$0 , \port$42475$0 , \port$42463$0 , \port$42451$0 , \port$42439$0 , \port$42427$0 , \port$42415$0 , \port$42403$0 , \port$42391$0 , \port$42379$0 , \port$42367$0 , \port$42355$0 , \port$42343$0 , \port$42331$0 , \port$42319$0 , \port$42307$0 , \port$42295$0 , \port$42283$0 , \port$42271$0 , \port$42259$0 , \port$42247$0 , \port$42235$0 , \port$42223$0 , \port$42211$0 , \port$42199$0 , \port$42187$0 , \port$42175$0 , \port$42163$0 , \port$42151$0 , \port$42139$0 , \port$42127$0 , \port$42115$0  };
-  assign e4_membrane_out__data = { \port$42487$0 , \port$42475$0 , \port$42463$0 , \port$42451$0 , \port$42439$0 , \port$42427$0 , \port$42415$0 , \port$42403$0 , \port$42391$0 , \port$42379$0 , \port$42367$0 , \port$42355$0 , \port$42343$0 , \port$42331$0 , \port$42319$0 , \port$42307$0 , \port$42295$0 , \port$42283$0 , \port$42271$0 , \port$42259$0 , \port$42247$0 , \port$42235$0 , \port$42223$0 , \port$42211$0 , \port$42199$0 , \port$42187$0 , \port$42175$0 , \port$42163$0 , \port$42151$0 , \port$42139$0 , \port$42127$0 , \port$42115$0  };
-  assign \wr__en$173  = \wr__en$167 ;
-  assign e4_spikes__en = \wr__en$167 ;
-  assign \wr__addr$175  = e4_spikes__addr[9:0];
-  assign e4_spikes__data = \wr__data$177 ;
-  assign host__w1__wr_en = \wr__en$179 ;
-  assign \wr__addr$181  = host__w1__addr[9:0];
-  assign host__w1__wr_data = \wr__data$182 ;
+  assign e23_line4__en = \wr__en$165 ;
+  assign \wr__addr$167  = e23_line4__addr[9:0];
+  assign e23_line4__data = \wr__data$169 ;
+  assign e4_membrane_out__en = \wr__en$171 ;
+  assign \wr__addr$173  = e4_membrane_out__addr[9:0];
+  assign \wr__data$175  = { \port$43293$0 , \port$43279$0 , \port$43265$0 , \port$43251$0 , \port$43237$0 , \port$43223$0 , \port$43209$0 , \port$43195$0 , \port$43181$0 , \port$43167$0 , \port$43153$0 , \port$43139$0 , \port$43125$0 , \port$43111$0 , \port$43097$0 , \port$43083$0 , \port$43069$0 , \port$43055$0 , \port$43041$0 , \port$43027$0 , \port$43013$0 , \port$42999$0 , \port$42985$0 , \port$42971$0 , \port$42957$0 , \port$42943$0 , \port$42929$0 , \port$42915$0 , \port$42901$0 , \port$42887$0 , \port$42873$0 , \port$42859$0  };
+  assign e4_membrane_out__data = { \port$43293$0 , \port$43279$0 , \port$43265$0 , \port$43251$0 , \port$43237$0 , \port$43223$0 , \port$43209$0 , \port$43195$0 , \port$43181$0 , \port$43167$0 , \port$43153$0 , \port$43139$0 , \port$43125$0 , \port$43111$0 , \port$43097$0 , \port$43083$0 , \port$43069$0 , \port$43055$0 , \port$43041$0 , \port$43027$0 , \port$43013$0 , \port$42999$0 , \port$42985$0 , \port$42971$0 , \port$42957$0 , \port$42943$0 , \port$42929$0 , \port$42915$0 , \port$42901$0 , \port$42887$0 , \port$42873$0 , \port$42859$0  };
+  assign \wr__en$177  = \wr__en$171 ;
+  assign e4_spikes__en = \wr__en$171 ;
+  assign \wr__addr$179  = e4_spikes__addr[9:0];
+  assign e4_spikes__data = \wr__data$181 ;
+  assign e4_trace__en = \wr__en$171 ;
+  assign \wr__addr$186  = \$83 [9:0];
+  assign host__trace__wr_data = \wr__data$194 [127:0];
+  assign e4_trace__data = { \port$7493$0 , \port$7492$0 , \wr__data$181 [31], \port$7491$0 , \port$7490$0 , \wr__data$181 [30], \port$7489$0 , \port$7488$0 , \wr__data$181 [29], \port$7487$0 , \port$7486$0 , \wr__data$181 [28], \port$7485$0 , \port$7484$0 , \wr__data$181 [27], \port$7483$0 , \port$7482$0 , \wr__data$181 [26], \port$7481$0 , \port$7480$0 , \wr__data$181 [25], \port$7479$0 , \port$7478$0 , \wr__data$181 [24], \port$7477$0 , \port$7476$0 , \wr__data$181 [23], \port$7475$0 , \port$7474$0 , \wr__data$181 [22], \port$7473$0 , \port$7472$0 , \wr__data$181 [21], \port$7471$0 , \port$7470$0 , \wr__data$181 [20], \port$7469$0 , \port$7468$0 , \wr__data$181 [19], \port$7467$0 , \port$7466$0 , \wr__data$181 [18], \port$7465$0 , \port$7464$0 , \wr__data$181 [17], \port$7463$0 , \port$7462$0 , \wr__data$181 [16], \port$7461$0 , \port$7460$0 , \wr__data$181 [15], \port$7459$0 , \port$7458$0 , \wr__data$181 [14], \port$7457$0 , \port$7456$0 , \wr__data$181 [13], \port$7455$0 , \port$7454$0 , \wr__data$181 [12], \port$7453$0 , \port$7452$0 , \wr__data$181 [11], \port$7451$0 , \port$7450$0 , \wr__data$181 [10], \port$7449$0 , \port$7448$0 , \wr__data$181 [9], \port$7447$0 , \port$7446$0 , \wr__data$181 [8], \port$7445$0 , \port$7444$0 , \wr__data$181 [7], \port$7443$0 , \port$7442$0 , \wr__data$181 [6], \port$7441$0 , \port$7440$0 , \wr__data$181 [5], \port$7439$0 , \port$7438$0 , \wr__data$181 [4], \port$7437$0 , \port$7436$0 , \wr__data$181 [3], \port$7435$0 , \port$7434$0 , \wr__data$181 [2], \port$7433$0 , \port$7432$0 , \wr__data$181 [1], \port$7431$0 , \port$7430$0 , \wr__data$181 [0] };
+  assign host__w1__wr_en = \wr__en$191 ;
+  assign \wr__addr$193  = host__w1__addr[9:0];
+  assign host__w1__wr_data = \wr__data$194 ;
   assign host__w1__rd_data = e1_w1__data;
-  assign host__w2__wr_en = \wr__en$185 ;
-  assign \wr__addr$187  = host__w2__addr[9:0];
-  assign \wr__data$188  = \wr__data$182 ;
-  assign host__w2__wr_data = \wr__data$182 ;
+  assign host__w2__wr_en = \wr__en$197 ;
+  assign \wr__addr$199  = host__w2__addr[9:0];
+  assign \wr__data$200  = \wr__data$194 ;
+  assign host__w2__wr_data = \wr__data$194 ;
   assign host__w2__rd_data = e23_w2__data;
-  assign host__w3__wr_en = \wr__en$191 ;
-  assign \wr__addr$193  = host__w3__addr[9:0];
-  assign \wr__data$194  = \wr__data$182 ;
-  assign host__w3__wr_data = \wr__data$182 ;
+  assign host__w3__wr_en = \wr__en$203 ;
+  assign \wr__addr$205  = host__w3__addr[9:0];
+  assign \wr__data$206  = \wr__data$194 ;
+  assign host__w3__wr_data = \wr__data$194 ;
   assign host__w3__rd_data = e23_w3__data;
-  assign host__w4__wr_en = \wr__en$197 ;
-  assign \wr__addr$199  = host__w4__addr[9:0];
-  assign \wr__data$200  = \wr__data$182 ;
-  assign host__w4__wr_data = \wr__data$182 ;
+  assign host__w4__wr_en = \wr__en$209 ;
+  assign \wr__addr$211  = host__w4__addr[9:0];
+  assign \wr__data$212  = \wr__data$194 ;
+  assign host__w4__wr_data = \wr__data$194 ;
   assign host__w4__rd_data = e4_w4__data;
-  assign host__affine__wr_en = \wr__en$203 ;
-  assign \wr__addr$205  = host__affine__addr[3:0];
-  assign \wr__data$206  = { \wr__data$182 , \port$45980$0  };
-  assign host__affine__wr_data = { \wr__data$182 , \port$45980$0  };
+  assign host__affine__wr_en = \wr__en$215 ;
+  assign \wr__addr$217  = host__affine__addr[3:0];
+  assign \wr__data$218  = { \wr__data$194 , \port$46788$0  };
+  assign host__affine__wr_data = { \wr__data$194 , \port$46788$0  };
   assign host__affine__rd_data = e4_affine__data;
-  assign host__spike_in__wr_en = \wr__en$209 ;
-  assign \wr__addr$211  = host__spike_in__addr[10:0];
-  assign \wr__data$212  = \wr__data$182 [63:0];
-  assign host__spike_in__wr_data = \wr__data$182 [63:0];
+  assign host__spike_in__wr_en = \wr__en$221 ;
+  assign \wr__addr$223  = host__spike_in__addr[10:0];
+  assign \wr__data$224  = \wr__data$194 [63:0];
+  assign host__spike_in__wr_data = \wr__data$194 [63:0];
   assign host__spike_in__rd_data = e1_spike_in__data;
-  assign host__residual__wr_en = \wr__en$215 ;
-  assign \wr__addr$217  = host__residual__addr[8:0];
-  assign \wr__data$219  = { \wr__data$182 , \port$45980$0 [255:0] };
-  assign host__residual__wr_data = { \wr__data$182 , \port$45980$0 [255:0] };
-  assign host__membrane__rd_en = \port__en$221 ;
-  assign \port__addr$223  = host__membrane__addr[9:0];
-  assign \port__data$226  = host__membrane__rd_data;
-  assign host__spikes__rd_en = \port__en$227 ;
-  assign \port__addr$229  = host__spikes__addr[9:0];
-  assign \port__data$232  = host__spikes__rd_data;
-  assign host__gweights__wr_en = \wr__en$233 ;
-  assign \wr__addr$235  = host__gweights__addr[10:0];
-  assign \wr__data$237  = \wr__data$182 ;
-  assign host__gweights__wr_data = \wr__data$182 ;
-  assign host__trace__wr_en = \wr__en$239 ;
-  assign \wr__addr$241  = host__trace__addr[9:0];
-  assign \wr__data$243  = \wr__data$182 [127:0];
-  assign host__trace__wr_data = \wr__data$182 [127:0];
+  assign host__residual__wr_en = \wr__en$227 ;
+  assign \wr__addr$229  = host__residual__addr[8:0];
+  assign \wr__data$231  = { \wr__data$194 , \port$46788$0 [255:0] };
+  assign host__residual__wr_data = { \wr__data$194 , \port$46788$0 [255:0] };
+  assign host__membrane__rd_en = \port__en$233 ;
+  assign \port__addr$235  = host__membrane__addr[9:0];
+  assign \port__data$238  = host__membrane__rd_data;
+  assign host__spikes__rd_en = \port__en$239 ;
+  assign \port__addr$241  = host__spikes__addr[9:0];
+  assign \port__data$244  = host__spikes__rd_data;
+  assign host__gweights__wr_en = \wr__en$245 ;
+  assign \wr__addr$247  = host__gweights__addr[10:0];
+  assign \wr__data$249  = \wr__data$194 ;
+  assign host__gweights__wr_data = \wr__data$194 ;
+  assign host__trace__rd_data = bw_trace__data;
+  assign \desc.in_channels  = desc[15:0];
+  assign \desc.rank  = desc[31:16];
+  assign \desc.out_channels  = desc[47:32];
+  assign \desc.height  = desc[63:48];
+  assign \desc.width  = desc[79:64];
+  assign \desc.timesteps  = desc[87:80];
+  assign \desc.mode  = desc[89:88];
+  assign \desc.schedule  = desc[121:90];
+  assign \desc.pack  = desc[125:122];
+  assign \desc.order  = desc[126];
+  assign \desc.shift1  = desc[132:127];
+  assign \desc.shift2  = desc[138:133];
+  assign \desc.shift3  = desc[144:139];
+  assign \desc.affine_shift  = desc[150:145];
+  assign \desc.leak_mul  = desc[166:151];
+  assign \desc.leak_shift  = desc[172:167];
+  assign \desc.threshold  = desc[204:173];
+  assign \desc.round  = desc[205];
+  assign \desc.pool  = desc[206];
+  assign \desc.residual  = desc[207];
+  assign \desc.zero_halo  = desc[211:208];
+  assign \desc.in_ring_rows  = desc[227:212];
+  assign \desc.res_ring_rows  = desc[243:228];
+  assign \desc.out_ring_rows  = desc[259:244];
+  assign \desc.pass  = desc[261:260];
+  assign \desc.w4_ring  = desc[277:262];
+  assign \desc.w23_ring  = desc[293:278];
+  assign \desc.w1_ring  = desc[309:294];
+  assign \desc.window_lo  = desc[341:310];
+  assign \desc.window_hi  = desc[373:342];
   assign \$3  = { 10'h000, host__gbuf__addr[14:10] };
   assign \$5  = { 10'h000, bw_grad_b__addr[19:10] };
   assign \$7  = { 10'h000, bw_grad_a__addr[19:10] };

@@ -773,8 +773,8 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
   wire \counts.line1_writes ;
   wire \counts.spike_in_reads ;
   wire \counts.w1_reads ;
-  input [309:0] desc;
-  wire [309:0] desc;
+  input [373:0] desc;
+  wire [373:0] desc;
   wire [5:0] \desc.affine_shift ;
   wire [15:0] \desc.height ;
   wire [15:0] \desc.in_channels ;
@@ -802,6 +802,8 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
   wire [15:0] \desc.w23_ring ;
   wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
+  wire [31:0] \desc.window_hi ;
+  wire [31:0] \desc.window_lo ;
   wire [3:0] \desc.zero_halo ;
   (* init = 1'h0 *)
   wire e1a_first;
@@ -2257,6 +2259,8 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
   assign \desc.w4_ring  = desc[277:262];
   assign \desc.w23_ring  = desc[293:278];
   assign \desc.w1_ring  = desc[309:294];
+  assign \desc.window_lo  = desc[341:310];
+  assign \desc.window_hi  = desc[373:342];
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];

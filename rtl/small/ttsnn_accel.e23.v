@@ -3,7 +3,7 @@
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line1_a__addr, line1_b__en, line1_b__addr, line1_c__en, line1_c__addr, w2__en, w2__addr, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, \q23_rows$127 , busy
 , row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, \port$2483$0 , \port$2523$0 , \port$2563$0 , \port$2603$0 , weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data, row2_c__data, geo, e1_rows, counts, \released$135 , released_e1_order, e4_released
-, \port$22482$96 , desc, clk);
+, \port$22618$96 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire [17:0] \$10 ;
@@ -577,9 +577,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \counts.row2_writes ;
   wire \counts.w2_reads ;
   wire \counts.w3_reads ;
-  input [309:0] desc;
-  wire [309:0] desc;
-  wire [309:0] \desc$4 ;
+  input [373:0] desc;
+  wire [373:0] desc;
+  wire [373:0] \desc$4 ;
   wire [5:0] \desc$4.affine_shift ;
   wire [15:0] \desc$4.height ;
   wire [15:0] \desc$4.in_channels ;
@@ -607,8 +607,10 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [15:0] \desc$4.w23_ring ;
   wire [15:0] \desc$4.w4_ring ;
   wire [15:0] \desc$4.width ;
+  wire [31:0] \desc$4.window_hi ;
+  wire [31:0] \desc$4.window_lo ;
   wire [3:0] \desc$4.zero_halo ;
-  wire [309:0] \desc$9 ;
+  wire [373:0] \desc$9 ;
   wire [5:0] \desc$9.affine_shift ;
   wire [15:0] \desc$9.height ;
   wire [15:0] \desc$9.in_channels ;
@@ -636,6 +638,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [15:0] \desc$9.w23_ring ;
   wire [15:0] \desc$9.w4_ring ;
   wire [15:0] \desc$9.width ;
+  wire [31:0] \desc$9.window_hi ;
+  wire [31:0] \desc$9.window_lo ;
   wire [3:0] \desc$9.zero_halo ;
   wire [5:0] \desc.affine_shift ;
   wire [15:0] \desc.height ;
@@ -664,6 +668,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [15:0] \desc.w23_ring ;
   wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
+  wire [31:0] \desc.window_hi ;
+  wire [31:0] \desc.window_lo ;
   wire [3:0] \desc.zero_halo ;
   input [15:0] e1_rows;
   wire [15:0] e1_rows;
@@ -842,8 +848,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [2:0] \p_wr_addr$98 ;
   wire [3:0] pack;
   wire [3:0] \pack$2 ;
-  input [47:0] \port$22482$96 ;
-  wire [47:0] \port$22482$96 ;
+  input [47:0] \port$22618$96 ;
+  wire [47:0] \port$22618$96 ;
   output [7:0] \port$2483$0 ;
   wire [7:0] \port$2483$0 ;
   output [7:0] \port$2523$0 ;
@@ -984,9 +990,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$16  = | desc[293:278];
   assign \$17  = ~ \$16 ;
   assign \$18  = \$17  | step[270];
-  assign \$19  = \port$22482$96 [23:0] > step[300:277];
+  assign \$19  = \port$22618$96 [23:0] > step[300:277];
   assign \$20  = ! desc[89:88];
-  assign \$21  = \port$22482$96 [47:24] > step[300:277];
+  assign \$21  = \port$22618$96 [47:24] > step[300:277];
   assign \$22  = \$20  | \$21 ;
   assign \$23  = \$19  & \$22 ;
   assign \$24  = \$18  | \$23 ;
@@ -1303,9 +1309,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$324  = | desc[293:278];
   assign \$325  = ~ \$324 ;
   assign \$326  = \$325  | step[270];
-  assign \$327  = \port$22482$96 [23:0] > step[300:277];
+  assign \$327  = \port$22618$96 [23:0] > step[300:277];
   assign \$328  = ! desc[89:88];
-  assign \$329  = \port$22482$96 [47:24] > step[300:277];
+  assign \$329  = \port$22618$96 [47:24] > step[300:277];
   assign \$330  = \$328  | \$329 ;
   assign \$331  = \$327  & \$330 ;
   assign \$332  = \$326  | \$331 ;
@@ -1447,8 +1453,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .centre(centre),
     .clk(clk),
     .pack(geo[3:0]),
-    .\port$21017$18 (a[21:18]),
-    .\port$21017$2 (a[4:2]),
+    .\port$21127$18 (a[21:18]),
+    .\port$21127$2 (a[4:2]),
     .pr__addr(step[256:254]),
     .pr__en(p_rd),
     .pw__addr(b[7:5]),
@@ -1545,7 +1551,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .w3__addr(\w3__addr$53 ),
     .w3__data(w3__data),
     .w3__en(\w3__en$51 ),
-    .w3_chunks(\port$22482$96 [47:24]),
+    .w3_chunks(\port$22618$96 [47:24]),
     .w3_consumed(\w3_consumed$39 )
   );
   always @* begin
@@ -1789,9 +1795,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \row2_c__addr$26  = row2_c__addr;
   assign \row2_c__data$28  = row2_c__data;
   assign \row2_c__en$30  = row2_c__en;
-  assign w2_chunks = \port$22482$96 [23:0];
-  assign w3_chunks = \port$22482$96 [47:24];
-  assign \w3_chunks$40  = \port$22482$96 [47:24];
+  assign w2_chunks = \port$22618$96 [23:0];
+  assign w3_chunks = \port$22618$96 [47:24];
+  assign \w3_chunks$40  = \port$22618$96 [47:24];
   assign \w3__data$55  = w3__data;
   assign w_addr = step[241:238];
   assign p_addr = step[256:254];
@@ -1899,6 +1905,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \desc.w4_ring  = desc[277:262];
   assign \desc.w23_ring  = desc[293:278];
   assign \desc.w1_ring  = desc[309:294];
+  assign \desc.window_lo  = desc[341:310];
+  assign \desc.window_hi  = desc[373:342];
   assign \desc$4.in_channels  = desc[15:0];
   assign \desc$4.rank  = desc[31:16];
   assign \desc$4.out_channels  = desc[47:32];
@@ -1927,6 +1935,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \desc$4.w4_ring  = desc[277:262];
   assign \desc$4.w23_ring  = desc[293:278];
   assign \desc$4.w1_ring  = desc[309:294];
+  assign \desc$4.window_lo  = desc[341:310];
+  assign \desc$4.window_hi  = desc[373:342];
   assign \geo$5.pack  = geo[3:0];
   assign \geo$5.pxl  = geo[7:4];
   assign \geo$5.pk  = geo[10:8];
@@ -1993,6 +2003,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \desc$9.w4_ring  = desc[277:262];
   assign \desc$9.w23_ring  = desc[293:278];
   assign \desc$9.w1_ring  = desc[309:294];
+  assign \desc$9.window_lo  = desc[341:310];
+  assign \desc$9.window_hi  = desc[373:342];
   assign \geo$10.pack  = geo[3:0];
   assign \geo$10.pxl  = geo[7:4];
   assign \geo$10.pk  = geo[10:8];
@@ -2204,7 +2216,7 @@ module \ttsnn_accel.e23.adder (\port$2605$0 , \port$2606$0 , \port$2607$0 , a, b
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$21017$2 , ww__addr, \port$21017$18 , pw__addr, clk);
+module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$21127$2 , ww__addr, \port$21127$18 , pw__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [7:0] \$1 ;
   reg [7:0] \$10 ;
@@ -2324,10 +2336,10 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [3:0] \port$21017$18 ;
-  wire [3:0] \port$21017$18 ;
-  input [2:0] \port$21017$2 ;
-  wire [2:0] \port$21017$2 ;
+  input [3:0] \port$21127$18 ;
+  wire [3:0] \port$21127$18 ;
+  input [2:0] \port$21127$2 ;
+  wire [2:0] \port$21127$2 ;
   input [2:0] pr__addr;
   wire [2:0] pr__addr;
   wire [63:0] pr__data;
@@ -2423,91 +2435,91 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     end
   end
   assign wr__data = _1_;
-  assign \$100  = \port$21017$18 [0] * 4'h8;
+  assign \$100  = \port$21127$18 [0] * 4'h8;
   assign \$15  = centre[15:0] >> \$100 ;
-  assign \$103  = \port$21017$18 [0] * 4'h8;
+  assign \$103  = \port$21127$18 [0] * 4'h8;
   assign \$16  = 1'h0 >> \$103 ;
-  assign \$106  = \port$21017$18 [0] * 4'h8;
+  assign \$106  = \port$21127$18 [0] * 4'h8;
   assign \$17  = centre[31:16] >> \$106 ;
-  assign \$110  = \port$21017$18 [1:0] * 4'h8;
+  assign \$110  = \port$21127$18 [1:0] * 4'h8;
   assign \$19  = centre >> \$110 ;
-  assign \$113  = \port$21017$18 [1:0] * 4'h8;
+  assign \$113  = \port$21127$18 [1:0] * 4'h8;
   assign \$20  = 1'h0 >> \$113 ;
-  assign \$116  = \port$21017$18 [1:0] * 4'h8;
+  assign \$116  = \port$21127$18 [1:0] * 4'h8;
   assign \$21  = 1'h0 >> \$116 ;
-  assign \$121  = \port$21017$18 [3:2] * 4'h8;
+  assign \$121  = \port$21127$18 [3:2] * 4'h8;
   assign \$24  = weights >> \$121 ;
-  assign \$124  = \port$21017$18 [2] * 4'h8;
+  assign \$124  = \port$21127$18 [2] * 4'h8;
   assign \$25  = { weights[31:24], weights[15:8] } >> \$124 ;
-  assign \$129  = \port$21017$18 [0] * 4'h8;
+  assign \$129  = \port$21127$18 [0] * 4'h8;
   assign \$28  = centre[31:16] >> \$129 ;
-  assign \$132  = \port$21017$18 [0] * 4'h8;
+  assign \$132  = \port$21127$18 [0] * 4'h8;
   assign \$29  = centre[15:0] >> \$132 ;
-  assign \$135  = \port$21017$18 [0] * 4'h8;
+  assign \$135  = \port$21127$18 [0] * 4'h8;
   assign \$30  = 1'h0 >> \$135 ;
-  assign \$139  = \port$21017$18 [1:0] * 4'h8;
+  assign \$139  = \port$21127$18 [1:0] * 4'h8;
   assign \$32  = centre >> \$139 ;
-  assign \$142  = \port$21017$18 [1:0] * 4'h8;
+  assign \$142  = \port$21127$18 [1:0] * 4'h8;
   assign \$33  = 1'h0 >> \$142 ;
-  assign \$145  = \port$21017$18 [1:0] * 4'h8;
+  assign \$145  = \port$21127$18 [1:0] * 4'h8;
   assign \$34  = 1'h0 >> \$145 ;
-  assign \$150  = \port$21017$18 [3:2] * 4'h8;
+  assign \$150  = \port$21127$18 [3:2] * 4'h8;
   assign \$37  = weights >> \$150 ;
-  assign \$153  = \port$21017$18 [2] * 4'h8;
+  assign \$153  = \port$21127$18 [2] * 4'h8;
   assign \$38  = { weights[23:16], weights[7:0] } >> \$153 ;
-  assign \$158  = \port$21017$18 [0] * 4'h8;
+  assign \$158  = \port$21127$18 [0] * 4'h8;
   assign \$41  = centre[31:16] >> \$158 ;
-  assign \$161  = \port$21017$18 [0] * 4'h8;
+  assign \$161  = \port$21127$18 [0] * 4'h8;
   assign \$42  = centre[15:0] >> \$161 ;
-  assign \$164  = \port$21017$18 [0] * 4'h8;
+  assign \$164  = \port$21127$18 [0] * 4'h8;
   assign \$43  = 1'h0 >> \$164 ;
-  assign \$168  = \port$21017$18 [1:0] * 4'h8;
+  assign \$168  = \port$21127$18 [1:0] * 4'h8;
   assign \$45  = centre >> \$168 ;
-  assign \$171  = \port$21017$18 [1:0] * 4'h8;
+  assign \$171  = \port$21127$18 [1:0] * 4'h8;
   assign \$46  = 1'h0 >> \$171 ;
-  assign \$174  = \port$21017$18 [1:0] * 4'h8;
+  assign \$174  = \port$21127$18 [1:0] * 4'h8;
   assign \$47  = 1'h0 >> \$174 ;
-  assign \$179  = \port$21017$18 [3:2] * 4'h8;
+  assign \$179  = \port$21127$18 [3:2] * 4'h8;
   assign \$50  = weights >> \$179 ;
-  assign \$182  = \port$21017$18 [2] * 4'h8;
+  assign \$182  = \port$21127$18 [2] * 4'h8;
   assign \$51  = { weights[31:24], weights[15:8] } >> \$182 ;
-  assign \$53  = \port$21017$2 [2] ? wr__data : routed_w;
+  assign \$53  = \port$21127$2 [2] ? wr__data : routed_w;
   assign product0 = $signed(\$53 [7:0]) * $signed(operand[7:0]);
-  assign \$54  = \port$21017$2 [2] ? wr__data : routed_w;
+  assign \$54  = \port$21127$2 [2] ? wr__data : routed_w;
   assign product1 = $signed(\$54 [15:8]) * $signed(operand[15:8]);
-  assign \$55  = \port$21017$2 [2] ? wr__data : routed_w;
+  assign \$55  = \port$21127$2 [2] ? wr__data : routed_w;
   assign product2 = $signed(\$55 [23:16]) * $signed(operand[23:16]);
-  assign \$56  = \port$21017$2 [2] ? wr__data : routed_w;
+  assign \$56  = \port$21127$2 [2] ? wr__data : routed_w;
   assign product3 = $signed(\$56 [31:24]) * $signed(operand[31:24]);
-  assign \$57  = \port$21017$2 [1] ? pr__data[15:0] : 16'h0000;
-  assign \$58  = \port$21017$2 [0] ? \$57  : pw__data[15:0];
+  assign \$57  = \port$21127$2 [1] ? pr__data[15:0] : 16'h0000;
+  assign \$58  = \port$21127$2 [0] ? \$57  : pw__data[15:0];
   assign \$59  = $signed(\$58 ) + $signed(product0);
-  assign \$60  = \port$21017$2 [1] ? pr__data[31:16] : 16'h0000;
-  assign \$61  = \port$21017$2 [0] ? \$60  : pw__data[31:16];
+  assign \$60  = \port$21127$2 [1] ? pr__data[31:16] : 16'h0000;
+  assign \$61  = \port$21127$2 [0] ? \$60  : pw__data[31:16];
   assign \$62  = $signed(\$61 ) + $signed(product1);
-  assign \$63  = \port$21017$2 [1] ? pr__data[47:32] : 16'h0000;
-  assign \$64  = \port$21017$2 [0] ? \$63  : pw__data[47:32];
+  assign \$63  = \port$21127$2 [1] ? pr__data[47:32] : 16'h0000;
+  assign \$64  = \port$21127$2 [0] ? \$63  : pw__data[47:32];
   assign \$65  = $signed(\$64 ) + $signed(product2);
-  assign \$66  = \port$21017$2 [1] ? pr__data[63:48] : 16'h0000;
-  assign \$67  = \port$21017$2 [0] ? \$66  : pw__data[63:48];
+  assign \$66  = \port$21127$2 [1] ? pr__data[63:48] : 16'h0000;
+  assign \$67  = \port$21127$2 [0] ? \$66  : pw__data[63:48];
   assign \$68  = $signed(\$67 ) + $signed(product3);
   always @(posedge clk)
     pw__data <= \$69 ;
-  assign \$71  = \port$21017$18 [0] * 4'h8;
+  assign \$71  = \port$21127$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$71 ;
-  assign \$74  = \port$21017$18 [0] * 4'h8;
+  assign \$74  = \port$21127$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$74 ;
-  assign \$77  = \port$21017$18 [0] * 4'h8;
+  assign \$77  = \port$21127$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$77 ;
-  assign \$81  = \port$21017$18 [1:0] * 4'h8;
+  assign \$81  = \port$21127$18 [1:0] * 4'h8;
   assign \$6  = centre >> \$81 ;
-  assign \$84  = \port$21017$18 [1:0] * 4'h8;
+  assign \$84  = \port$21127$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$84 ;
-  assign \$87  = \port$21017$18 [1:0] * 4'h8;
+  assign \$87  = \port$21127$18 [1:0] * 4'h8;
   assign \$8  = 1'h0 >> \$87 ;
-  assign \$92  = \port$21017$18 [3:2] * 4'h8;
+  assign \$92  = \port$21127$18 [3:2] * 4'h8;
   assign \$11  = weights >> \$92 ;
-  assign \$95  = \port$21017$18 [2] * 4'h8;
+  assign \$95  = \port$21127$18 [2] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
@@ -2620,8 +2632,8 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   end
   assign shift = 2'h0;
   assign neighbour = 32'd0;
-  assign jl = \port$21017$18 [1:0];
-  assign wsel = \port$21017$18 [3:2];
+  assign jl = \port$21127$18 [1:0];
+  assign wsel = \port$21127$18 [3:2];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -2632,9 +2644,9 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign use_spad = \port$21017$2 [2];
-  assign first = \port$21017$2 [0];
-  assign from_psum = \port$21017$2 [1];
+  assign use_spad = \port$21127$2 [2];
+  assign first = \port$21127$2 [0];
+  assign from_psum = \port$21127$2 [1];
   assign routed_w[31:24] = \$52 ;
   assign routed_w[23:16] = \$39 ;
   assign routed_w[15:8] = \$26 ;
@@ -3621,8 +3633,8 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   wire \b.v ;
   input clk;
   wire clk;
-  input [309:0] desc;
-  wire [309:0] desc;
+  input [373:0] desc;
+  wire [373:0] desc;
   wire [5:0] \desc.affine_shift ;
   wire [15:0] \desc.height ;
   wire [15:0] \desc.in_channels ;
@@ -3650,6 +3662,8 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   wire [15:0] \desc.w23_ring ;
   wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
+  wire [31:0] \desc.window_hi ;
+  wire [31:0] \desc.window_lo ;
   wire [3:0] \desc.zero_halo ;
   wire e2_all_end;
   reg [15:0] e2_b = 16'h0000;
@@ -4920,6 +4934,8 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   assign \desc.w4_ring  = desc[277:262];
   assign \desc.w23_ring  = desc[293:278];
   assign \desc.w1_ring  = desc[309:294];
+  assign \desc.window_lo  = desc[341:310];
+  assign \desc.window_hi  = desc[373:342];
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -5917,9 +5933,9 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   wire \counts.line4_writes ;
   wire [1:0] \counts.row2_reads ;
   wire \counts.w3_reads ;
-  input [309:0] desc;
-  wire [309:0] desc;
-  wire [309:0] \desc$1 ;
+  input [373:0] desc;
+  wire [373:0] desc;
+  wire [373:0] \desc$1 ;
   wire [5:0] \desc$1.affine_shift ;
   wire [15:0] \desc$1.height ;
   wire [15:0] \desc$1.in_channels ;
@@ -5947,6 +5963,8 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   wire [15:0] \desc$1.w23_ring ;
   wire [15:0] \desc$1.w4_ring ;
   wire [15:0] \desc$1.width ;
+  wire [31:0] \desc$1.window_hi ;
+  wire [31:0] \desc$1.window_lo ;
   wire [3:0] \desc$1.zero_halo ;
   wire [5:0] \desc.affine_shift ;
   wire [15:0] \desc.height ;
@@ -5975,6 +5993,8 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   wire [15:0] \desc.w23_ring ;
   wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
+  wire [31:0] \desc.window_hi ;
+  wire [31:0] \desc.window_lo ;
   wire [3:0] \desc.zero_halo ;
   input [15:0] e4_released;
   wire [15:0] e4_released;
@@ -6320,6 +6340,8 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \desc.w4_ring  = desc[277:262];
   assign \desc.w23_ring  = desc[293:278];
   assign \desc.w1_ring  = desc[309:294];
+  assign \desc.window_lo  = desc[341:310];
+  assign \desc.window_hi  = desc[373:342];
   assign \desc$1.in_channels  = desc[15:0];
   assign \desc$1.rank  = desc[31:16];
   assign \desc$1.out_channels  = desc[47:32];
@@ -6348,6 +6370,8 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \desc$1.w4_ring  = desc[277:262];
   assign \desc$1.w23_ring  = desc[293:278];
   assign \desc$1.w1_ring  = desc[309:294];
+  assign \desc$1.window_lo  = desc[341:310];
+  assign \desc$1.window_hi  = desc[373:342];
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -6925,8 +6949,8 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   wire \b.v ;
   input clk;
   wire clk;
-  input [309:0] desc;
-  wire [309:0] desc;
+  input [373:0] desc;
+  wire [373:0] desc;
   wire [5:0] \desc.affine_shift ;
   wire [15:0] \desc.height ;
   wire [15:0] \desc.in_channels ;
@@ -6954,6 +6978,8 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   wire [15:0] \desc.w23_ring ;
   wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
+  wire [31:0] \desc.window_hi ;
+  wire [31:0] \desc.window_lo ;
   wire [3:0] \desc.zero_halo ;
   wire e3_all_end;
   reg [15:0] e3_b = 16'h0000;
@@ -8221,6 +8247,8 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   assign \desc.w4_ring  = desc[277:262];
   assign \desc.w23_ring  = desc[293:278];
   assign \desc.w1_ring  = desc[309:294];
+  assign \desc.window_lo  = desc[341:310];
+  assign \desc.window_hi  = desc[373:342];
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];

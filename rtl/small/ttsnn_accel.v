@@ -73,15 +73,23 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$7 ;
   wire [7:0] \$70 ;
   wire [7:0] \$71 ;
-  wire [15:0] \$72 ;
-  wire [15:0] \$73 ;
-  wire [15:0] \$74 ;
-  wire [15:0] \$75 ;
-  wire [79:0] \$76 ;
-  wire [79:0] \$77 ;
-  wire [15:0] \$78 ;
-  wire [159:0] \$79 ;
+  wire \$72 ;
+  wire [1:0] \$73 ;
+  wire \$74 ;
+  wire [1:0] \$75 ;
+  wire \$76 ;
+  wire [1:0] \$77 ;
+  wire \$78 ;
+  wire [1:0] \$79 ;
   wire \$8 ;
+  wire [15:0] \$80 ;
+  wire [15:0] \$81 ;
+  wire [15:0] \$82 ;
+  wire [15:0] \$83 ;
+  wire [79:0] \$84 ;
+  wire [79:0] \$85 ;
+  wire [15:0] \$86 ;
+  wire [159:0] \$87 ;
   wire \$9 ;
   (* init = 1'h0 *)
   wire \$signal ;
@@ -96,11 +104,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   (* init = 1'h0 *)
   wire \busy$20 ;
   (* init = 1'h0 *)
-  wire \busy$220 ;
-  wire \busy$357 ;
-  wire \busy$358 ;
-  wire \busy$359 ;
-  wire \busy$360 ;
+  wire \busy$226 ;
+  wire \busy$363 ;
+  wire \busy$364 ;
+  wire \busy$365 ;
+  wire \busy$366 ;
   wire [19:0] bw_affine__addr;
   wire [191:0] bw_affine__data;
   wire bw_affine__en;
@@ -124,7 +132,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire bw_weights__en;
   input clk;
   wire clk;
-  wire [110:0] counts;
+  wire [111:0] counts;
   wire [14:0] \counts$34 ;
   wire [3:0] \counts$34.c1_adds ;
   wire \counts$34.c1_busy ;
@@ -157,7 +165,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \counts$35.row2_writes ;
   wire \counts$35.w2_reads ;
   wire \counts$35.w3_reads ;
-  wire [23:0] \counts$36 ;
+  wire [24:0] \counts$36 ;
   wire \counts$36.affine_reads ;
   wire \counts$36.c4_busy ;
   wire [3:0] \counts$36.c4_macs ;
@@ -172,6 +180,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \counts$36.residual_reads ;
   wire [3:0] \counts$36.spikes_out ;
   wire \counts$36.spikes_writes ;
+  wire \counts$36.trace_writes ;
   wire \counts$36.w4_reads ;
   wire [28:0] \counts$37 ;
   wire \counts$37.grad_reads ;
@@ -243,6 +252,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \counts.stage_busy ;
   wire [2:0] \counts.stage_macs ;
   wire \counts.trace_reads ;
+  wire \counts.trace_writes ;
   wire \counts.w1_reads ;
   wire \counts.w2_reads ;
   wire \counts.w3_reads ;
@@ -250,8 +260,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \counts.weight_reads ;
   wire [2:0] \counts.wgrad_updates ;
   wire \counts.wgrad_words ;
-  wire [309:0] desc;
-  wire [309:0] \desc$23 ;
+  wire [373:0] desc;
+  wire [373:0] \desc$23 ;
   wire [5:0] \desc$23.affine_shift ;
   wire [15:0] \desc$23.height ;
   wire [15:0] \desc$23.in_channels ;
@@ -279,8 +289,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \desc$23.w23_ring ;
   wire [15:0] \desc$23.w4_ring ;
   wire [15:0] \desc$23.width ;
+  wire [31:0] \desc$23.window_hi ;
+  wire [31:0] \desc$23.window_lo ;
   wire [3:0] \desc$23.zero_halo ;
-  wire [309:0] \desc$26 ;
+  wire [373:0] \desc$26 ;
   wire [5:0] \desc$26.affine_shift ;
   wire [15:0] \desc$26.height ;
   wire [15:0] \desc$26.in_channels ;
@@ -308,8 +320,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \desc$26.w23_ring ;
   wire [15:0] \desc$26.w4_ring ;
   wire [15:0] \desc$26.width ;
+  wire [31:0] \desc$26.window_hi ;
+  wire [31:0] \desc$26.window_lo ;
   wire [3:0] \desc$26.zero_halo ;
-  wire [309:0] \desc$29 ;
+  wire [373:0] \desc$29 ;
   wire [5:0] \desc$29.affine_shift ;
   wire [15:0] \desc$29.height ;
   wire [15:0] \desc$29.in_channels ;
@@ -337,8 +351,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \desc$29.w23_ring ;
   wire [15:0] \desc$29.w4_ring ;
   wire [15:0] \desc$29.width ;
+  wire [31:0] \desc$29.window_hi ;
+  wire [31:0] \desc$29.window_lo ;
   wire [3:0] \desc$29.zero_halo ;
-  wire [309:0] \desc$31 ;
+  wire [373:0] \desc$31 ;
   wire [5:0] \desc$31.affine_shift ;
   wire [15:0] \desc$31.height ;
   wire [15:0] \desc$31.in_channels ;
@@ -366,6 +382,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \desc$31.w23_ring ;
   wire [15:0] \desc$31.w4_ring ;
   wire [15:0] \desc$31.width ;
+  wire [31:0] \desc$31.window_hi ;
+  wire [31:0] \desc$31.window_lo ;
   wire [3:0] \desc$31.zero_halo ;
   wire [5:0] \desc.affine_shift ;
   wire [15:0] \desc.height ;
@@ -394,6 +412,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \desc.w23_ring ;
   wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
+  wire [31:0] \desc.window_hi ;
+  wire [31:0] \desc.window_lo ;
   wire [3:0] \desc.zero_halo ;
   wire desc_write;
   output done;
@@ -459,6 +479,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] e4_spikes__addr;
   wire [3:0] e4_spikes__data;
   wire e4_spikes__en;
+  wire [15:0] e4_trace__addr;
+  wire [15:0] e4_trace__data;
+  wire e4_trace__en;
   wire [15:0] e4_w4__addr;
   wire [31:0] e4_w4__data;
   wire e4_w4__en;
@@ -934,10 +957,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [19:0] \stage.w_base ;
   wire stage_write;
   wire start;
-  wire \start$348 ;
-  wire \start$353 ;
   wire \start$354 ;
-  wire \start$355 ;
+  wire \start$359 ;
+  wire \start$360 ;
+  wire \start$361 ;
   wire [167:0] stream_in;
   wire [23:0] \stream_in.in_rows ;
   wire [23:0] \stream_in.out_taken ;
@@ -955,8 +978,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [23:0] \stream_out.w3_consumed ;
   wire [23:0] \stream_out.w4_consumed ;
   wire [19:0] trace__addr;
+  wire [15:0] \trace__addr$209 ;
   wire [15:0] trace__data;
+  wire [15:0] \trace__data$211 ;
   wire trace__en;
+  wire \trace__en$213 ;
   wire [15:0] w1__addr;
   wire [31:0] w1__data;
   wire w1__en;
@@ -983,20 +1009,28 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [19:0] wgrad_rd_addr;
   wire [159:0] wgrad_rd_data;
   wire wgrad_rd_en;
+  assign \$11  = desc_write | stage_write;
+  assign \$12  = ~ \$11 ;
+  assign \$13  = \$10  & \$12 ;
+  assign \$14  = \$9  & \$13 ;
+  assign \$15  = ! desc[261:260];
+  assign \start$359  = \$14  & \$15 ;
+  assign \$16  = \start$354  | pending;
+  assign \$17  = ! settle;
   assign \$18  = desc_write | stage_write;
   assign \$19  = ~ \$18 ;
   assign \$20  = \$17  & \$19 ;
   assign \$21  = \$16  & \$20 ;
   assign \$22  = ! desc[261:260];
-  assign \start$354  = \$21  & \$22 ;
-  assign \$23  = \start$348  | pending;
+  assign \start$360  = \$21  & \$22 ;
+  assign \$23  = \start$354  | pending;
   assign \$24  = ! settle;
   assign \$25  = desc_write | stage_write;
   assign \$26  = ~ \$25 ;
   assign \$27  = \$24  & \$26 ;
   assign \$28  = \$23  & \$27 ;
   assign \$29  = desc[261:260] == 1'h1;
-  assign \start$355  = \$28  & \$29 ;
+  assign \start$361  = \$28  & \$29 ;
   assign \$30  = ~ pending;
   assign \$31  = busy & \$30 ;
   assign \$32  = ~ draining;
@@ -1011,8 +1045,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$41  = ~ \$40 ;
   assign \$42  = \$39  & \$41 ;
   assign \$43  = ~ \$42 ;
-  assign \$44  = \start$348  & \$43 ;
-  assign \$45  = \start$348  | pending;
+  assign \$44  = \start$354  & \$43 ;
+  assign \$45  = \start$354  | pending;
   assign \$46  = ! settle;
   assign \$47  = desc_write | stage_write;
   assign \$48  = ~ \$47 ;
@@ -1020,10 +1054,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$50  = \$45  & \$49 ;
   assign \$51  = ~ draining;
   assign \$52  = busy & \$51 ;
-  assign \$53  = pending | \busy$357 ;
-  assign \$54  = \$53  | \busy$358 ;
-  assign \$55  = \$54  | \busy$359 ;
-  assign \$56  = \$55  | \busy$360 ;
+  assign \$53  = pending | \busy$363 ;
+  assign \$54  = \$53  | \busy$364 ;
+  assign \$55  = \$54  | \busy$365 ;
+  assign \$56  = \$55  | \busy$366 ;
   assign \$57  = ~ \$56 ;
   assign \$58  = \$52  & \$57 ;
   always @(posedge clk)
@@ -1038,7 +1072,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     draining <= \$63 ;
   assign \$1  = ~ busy;
   assign wgrad_rd_en = regions__wgrad__rd_en & \$1 ;
-  assign \$2  = \start$348  | pending;
+  assign \$2  = \start$354  | pending;
   assign \$3  = ! settle;
   assign \$4  = desc_write | stage_write;
   assign \$5  = ~ \$4 ;
@@ -1046,21 +1080,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$7  = \$2  & \$6 ;
   assign \$8  = ! desc[261:260];
   assign start = \$7  & \$8 ;
-  assign \$9  = \start$348  | pending;
+  assign \$9  = \start$354  | pending;
   assign \$10  = ! settle;
-  assign \$11  = desc_write | stage_write;
-  assign \$12  = ~ \$11 ;
-  assign \$13  = \$10  & \$12 ;
-  assign \$14  = \$9  & \$13 ;
-  assign \$15  = ! desc[261:260];
-  assign \start$353  = \$14  & \$15 ;
-  assign \$16  = \start$348  | pending;
-  assign \$17  = ! settle;
   \ttsnn_accel.backward  backward (
     .acc_rd_en(wgrad_rd_en),
     .affine__data(\affine__data$174 ),
     .affine__en(bw_affine__en),
-    .busy(\busy$357 ),
+    .busy(\busy$363 ),
     .clk(clk),
     .counts(\counts$37 ),
     .grad__data(grad_b__data),
@@ -1075,13 +1101,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .grad_w__data(bw_grad_w__data),
     .grad_w__en(bw_grad_w__en),
     .inp__data(grad_a__data),
-    .\port$15758$0 (\$76 ),
-    .\port$15761$0 (\$77 ),
-    .\port$19587$0 (regions__wgrad__addr),
-    .\port$21778$0 (\$78 ),
+    .\port$15848$0 (\$84 ),
+    .\port$15851$0 (\$85 ),
+    .\port$19677$0 (regions__wgrad__addr),
+    .\port$21914$0 (\$86 ),
     .rst(rst),
     .stage(stage),
-    .\start$4 (\start$355 ),
+    .\start$4 (\start$361 ),
     .trace__addr(bw_trace__addr),
     .trace__data(trace__data),
     .trace__en(bw_trace__en),
@@ -1090,7 +1116,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .weights__en(bw_weights__en)
   );
   \ttsnn_accel.e1  e1 (
-    .busy(\busy$358 ),
+    .busy(\busy$364 ),
     .clk(clk),
     .counts(\counts$34 ),
     .desc(desc),
@@ -1118,7 +1144,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .weights(w1__data)
   );
   \ttsnn_accel.e23  e23 (
-    .busy(\busy$359 ),
+    .busy(\busy$365 ),
     .clk(clk),
     .counts(\counts$35 ),
     .desc(desc),
@@ -1137,7 +1163,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .line4__addr(e23_line4__addr),
     .line4__data(e23_line4__data),
     .line4__en(e23_line4__en),
-    .\port$22482$96 (stream_in[143:96]),
+    .\port$22618$96 (stream_in[143:96]),
     .\port$2483$0 (\$68 ),
     .\port$2523$0 (\$69 ),
     .\port$2563$0 (\$70 ),
@@ -1154,7 +1180,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .row2_c__data(row2_c__data),
     .row2_c__en(e23_row2_c__en),
     .rst(rst),
-    .start(\start$353 ),
+    .start(\start$359 ),
     .w2__addr(e23_w2__addr),
     .w2__en(e23_w2__en),
     .w2_consumed(w2_consumed),
@@ -1168,7 +1194,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .affine__addr(e4_affine__addr),
     .affine__data(affine__data),
     .affine__en(e4_affine__en),
-    .busy(\busy$360 ),
+    .busy(\busy$366 ),
     .clk(clk),
     .counts(\counts$36 ),
     .desc(desc),
@@ -1183,11 +1209,19 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_out__addr(e4_membrane_out__addr),
     .membrane_out__en(e4_membrane_out__en),
     .out_rows(out_rows),
-    .\port$21363$0 (\$72 ),
-    .\port$21375$0 (\$73 ),
-    .\port$21387$0 (\$74 ),
-    .\port$21399$0 (\$75 ),
-    .\port$22482$24 (stream_in[95:24]),
+    .\port$21491$0 (\$80 ),
+    .\port$21505$0 (\$81 ),
+    .\port$21519$0 (\$82 ),
+    .\port$21533$0 (\$83 ),
+    .\port$22618$24 (stream_in[95:24]),
+    .\port$2946$0 (\$72 ),
+    .\port$2947$0 (\$73 ),
+    .\port$2948$0 (\$74 ),
+    .\port$2949$0 (\$75 ),
+    .\port$2950$0 (\$76 ),
+    .\port$2951$0 (\$77 ),
+    .\port$2952$0 (\$78 ),
+    .\port$2953$0 (\$79 ),
     .res_consumed(res_consumed),
     .residual__addr(e4_residual__addr),
     .residual__data(residual__data),
@@ -1197,7 +1231,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .rst(rst),
     .spikes__addr(e4_spikes__addr),
     .spikes_masked(e4_spikes__data),
-    .start(\start$354 ),
+    .start(\start$360 ),
+    .trace__addr(e4_trace__addr),
     .w4__addr(e4_w4__addr),
     .w4_consumed(w4_consumed),
     .weights(w4__data)
@@ -1222,8 +1257,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .host_rvalid(host_rvalid),
     .host_wdata(host_wdata),
     .host_write(host_write),
-    .\port$15758$0 (\$76 ),
-    .\port$15761$0 (\$77 ),
+    .\port$15848$0 (\$84 ),
+    .\port$15851$0 (\$85 ),
     .regions__affine__addr(host__affine__addr),
     .regions__affine__rd_data(affine__data),
     .regions__affine__rd_en(host__affine__rd_en),
@@ -1251,6 +1286,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .regions__spikes__rd_en(host__spikes__rd_en),
     .regions__spikes__wr_en(host__spikes__wr_en),
     .regions__trace__addr(host__trace__addr),
+    .regions__trace__rd_data(trace__data),
     .regions__trace__rd_en(host__trace__rd_en),
     .regions__trace__wr_en(host__trace__wr_en),
     .regions__w1__addr(host__w1__addr),
@@ -1274,8 +1310,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .rst(rst),
     .stage(stage),
     .stage_write(stage_write),
-    .staging(\$79 ),
-    .start(\start$348 ),
+    .staging(\$87 ),
+    .start(\start$354 ),
     .stream_in(stream_in),
     .stream_out(stream_out)
   );
@@ -1296,9 +1332,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .bw_grad_w__en(bw_grad_w__en),
     .bw_trace__addr(bw_trace__addr),
     .bw_trace__data(trace__data),
+    .bw_trace__en(bw_trace__en),
     .bw_weights__addr(bw_weights__addr),
     .bw_weights__data(weights__data),
     .clk(clk),
+    .desc(desc),
     .e1_line1__addr(e1_line1__addr),
     .e1_spike_in__addr(e1_spike_in__addr),
     .e1_spike_in__data(spike_in__data),
@@ -1335,6 +1373,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .e4_residual__addr(e4_residual__addr),
     .e4_residual__data(residual__data),
     .e4_spikes__addr(e4_spikes__addr),
+    .e4_trace__addr(e4_trace__addr),
     .e4_w4__addr(e4_w4__addr),
     .e4_w4__data(w4__data),
     .e4_w4__en(e4_w4__en),
@@ -1353,6 +1392,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .host__spikes__addr(host__spikes__addr),
     .host__spikes__rd_data(regions__spikes__rd_data),
     .host__trace__addr(host__trace__addr),
+    .host__trace__rd_en(host__trace__rd_en),
+    .host__trace__wr_en(host__trace__wr_en),
     .host__w1__addr(host__w1__addr),
     .host__w1__rd_en(host__w1__rd_en),
     .host__w2__addr(host__w2__addr),
@@ -1361,16 +1402,24 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .host__w3__rd_en(host__w3__rd_en),
     .host__w4__addr(host__w4__addr),
     .host__w4__rd_en(host__w4__rd_en),
-    .\port$21363$0 (\$72 ),
-    .\port$21375$0 (\$73 ),
-    .\port$21387$0 (\$74 ),
-    .\port$21399$0 (\$75 ),
-    .\port$21778$0 (\$78 ),
-    .\port$22484$0 (\$79 ),
+    .\port$21491$0 (\$80 ),
+    .\port$21505$0 (\$81 ),
+    .\port$21519$0 (\$82 ),
+    .\port$21533$0 (\$83 ),
+    .\port$21914$0 (\$86 ),
+    .\port$22620$0 (\$87 ),
     .\port$2483$0 (\$68 ),
     .\port$2523$0 (\$69 ),
     .\port$2563$0 (\$70 ),
     .\port$2603$0 (\$71 ),
+    .\port$2946$0 (\$72 ),
+    .\port$2947$0 (\$73 ),
+    .\port$2948$0 (\$74 ),
+    .\port$2949$0 (\$75 ),
+    .\port$2950$0 (\$76 ),
+    .\port$2951$0 (\$77 ),
+    .\port$2952$0 (\$78 ),
+    .\port$2953$0 (\$79 ),
     .\port$345$0 (\$64 ),
     .\port$349$0 (\$65 ),
     .\port$353$0 (\$66 ),
@@ -1380,31 +1429,29 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .\port__en$113 (e4_line4__en),
     .\port__en$119 (e4_residual__en),
     .\port__en$125 (e4_membrane_in__en),
-    .\port__en$131 (bw_weights__en),
-    .\port__en$137 (bw_trace__en),
-    .\port__en$143 (bw_affine__en),
-    .\port__en$221 (host__membrane__rd_en),
-    .\port__en$227 (host__spikes__rd_en),
+    .\port__en$141 (bw_weights__en),
+    .\port__en$147 (bw_affine__en),
+    .\port__en$233 (host__membrane__rd_en),
+    .\port__en$239 (host__spikes__rd_en),
     .\port__en$83 (e23_line1_a__en),
     .\port__en$89 (e23_line1_b__en),
     .\port__en$95 (e23_line1_c__en),
     .rst(rst),
-    .\wr__data$165 (e23_line4__data),
-    .\wr__data$177 (e4_spikes__data),
-    .\wr__data$182 (host_wdata),
+    .\wr__data$169 (e23_line4__data),
+    .\wr__data$181 (e4_spikes__data),
+    .\wr__data$194 (host_wdata),
     .wr__en(e1_line1__en),
-    .\wr__en$155 (e23_row2__en),
-    .\wr__en$161 (e23_line4__en),
-    .\wr__en$167 (e4_membrane_out__en),
-    .\wr__en$179 (host__w1__wr_en),
-    .\wr__en$185 (host__w2__wr_en),
-    .\wr__en$191 (host__w3__wr_en),
-    .\wr__en$197 (host__w4__wr_en),
-    .\wr__en$203 (host__affine__wr_en),
-    .\wr__en$209 (host__spike_in__wr_en),
-    .\wr__en$215 (host__residual__wr_en),
-    .\wr__en$233 (host__gweights__wr_en),
-    .\wr__en$239 (host__trace__wr_en)
+    .\wr__en$159 (e23_row2__en),
+    .\wr__en$165 (e23_line4__en),
+    .\wr__en$171 (e4_membrane_out__en),
+    .\wr__en$191 (host__w1__wr_en),
+    .\wr__en$197 (host__w2__wr_en),
+    .\wr__en$203 (host__w3__wr_en),
+    .\wr__en$209 (host__w4__wr_en),
+    .\wr__en$215 (host__affine__wr_en),
+    .\wr__en$221 (host__spike_in__wr_en),
+    .\wr__en$227 (host__residual__wr_en),
+    .\wr__en$245 (host__gweights__wr_en)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
@@ -1545,17 +1592,17 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign membrane_in__addr = e4_membrane_in__addr;
   assign e4_membrane_in__data = membrane_in__data;
   assign membrane_in__en = e4_membrane_in__en;
+  assign trace__addr = bw_trace__addr;
+  assign bw_trace__data = trace__data;
+  assign trace__en = bw_trace__en;
   assign grad_b__addr = bw_grad_b__addr;
   assign bw_grad_b__data = grad_b__data;
   assign grad_b__en = bw_grad_b__en;
   assign weights__addr = bw_weights__addr;
   assign bw_weights__data = weights__data;
   assign weights__en = bw_weights__en;
-  assign trace__addr = bw_trace__addr;
-  assign bw_trace__data = trace__data;
-  assign trace__en = bw_trace__en;
-  assign bw_affine__addr = { 4'h0, \$78  };
-  assign \affine__addr$173  = { 4'h0, \$78  };
+  assign bw_affine__addr = { 4'h0, \$86  };
+  assign \affine__addr$173  = { 4'h0, \$86  };
   assign bw_affine__data = \affine__data$174 ;
   assign \affine__en$177  = bw_affine__en;
   assign line1__addr = e1_line1__addr;
@@ -1570,20 +1617,25 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \line4__data$193  = e23_line4__data;
   assign \line4__en$195  = e23_line4__en;
   assign membrane_out__addr = e4_membrane_out__addr;
-  assign e4_membrane_out__data = { \$75 , \$74 , \$73 , \$72  };
-  assign membrane_out__data = { \$75 , \$74 , \$73 , \$72  };
+  assign e4_membrane_out__data = { \$83 , \$82 , \$81 , \$80  };
+  assign membrane_out__data = { \$83 , \$82 , \$81 , \$80  };
   assign membrane_out__en = e4_membrane_out__en;
   assign spikes__addr = e4_spikes__addr;
   assign spikes__data = e4_spikes__data;
   assign e4_spikes__en = e4_membrane_out__en;
   assign spikes__en = e4_membrane_out__en;
+  assign \trace__addr$209  = e4_trace__addr;
+  assign e4_trace__data = { \$79 , \$78 , e4_spikes__data[3], \$77 , \$76 , e4_spikes__data[2], \$75 , \$74 , e4_spikes__data[1], \$73 , \$72 , e4_spikes__data[0] };
+  assign \trace__data$211  = { \$79 , \$78 , e4_spikes__data[3], \$77 , \$76 , e4_spikes__data[2], \$75 , \$74 , e4_spikes__data[1], \$73 , \$72 , e4_spikes__data[0] };
+  assign e4_trace__en = e4_membrane_out__en;
+  assign \trace__en$213  = e4_membrane_out__en;
   assign grad_w__addr = bw_grad_w__addr;
   assign grad_w__data = bw_grad_w__data;
   assign grad_w__en = bw_grad_w__en;
   assign grad_w2__addr = bw_grad_w2__addr;
   assign grad_w2__data = bw_grad_w2__data;
   assign grad_w2__en = bw_grad_w2__en;
-  assign \busy$220  = busy;
+  assign \busy$226  = busy;
   assign regions__w1__addr = host__w1__addr;
   assign regions__w1__rd_data = w1__data;
   assign host__w1__rd_data = w1__data;
@@ -1616,8 +1668,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign regions__affine__rd_data = affine__data;
   assign host__affine__rd_data = affine__data;
   assign regions__affine__rd_en = host__affine__rd_en;
-  assign host__affine__wr_data = { host_wdata, \$79  };
-  assign regions__affine__wr_data = { host_wdata, \$79  };
+  assign host__affine__wr_data = { host_wdata, \$87  };
+  assign regions__affine__wr_data = { host_wdata, \$87  };
   assign regions__affine__wr_en = host__affine__wr_en;
   assign regions__spike_in__addr = host__spike_in__addr;
   assign regions__spike_in__rd_data = spike_in__data;
@@ -1630,14 +1682,14 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign regions__residual__rd_data = 64'h0000000000000000;
   assign host__residual__rd_data = 64'h0000000000000000;
   assign regions__residual__rd_en = host__residual__rd_en;
-  assign host__residual__wr_data = { host_wdata, \$79 [31:0] };
-  assign regions__residual__wr_data = { host_wdata, \$79 [31:0] };
+  assign host__residual__wr_data = { host_wdata, \$87 [31:0] };
+  assign regions__residual__wr_data = { host_wdata, \$87 [31:0] };
   assign regions__residual__wr_en = host__residual__wr_en;
   assign regions__membrane__addr = host__membrane__addr;
   assign host__membrane__rd_data = regions__membrane__rd_data;
   assign regions__membrane__rd_en = host__membrane__rd_en;
-  assign host__membrane__wr_data = { host_wdata, \$79 [31:0] };
-  assign regions__membrane__wr_data = { host_wdata, \$79 [31:0] };
+  assign host__membrane__wr_data = { host_wdata, \$87 [31:0] };
+  assign regions__membrane__wr_data = { host_wdata, \$87 [31:0] };
   assign regions__membrane__wr_en = host__membrane__wr_en;
   assign regions__spikes__addr = host__spikes__addr;
   assign host__spikes__rd_data = regions__spikes__rd_data;
@@ -1648,8 +1700,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign regions__gbuf__addr = host__gbuf__addr;
   assign host__gbuf__rd_data = regions__gbuf__rd_data;
   assign regions__gbuf__rd_en = host__gbuf__rd_en;
-  assign host__gbuf__wr_data = { host_wdata, \$79 [31:0] };
-  assign regions__gbuf__wr_data = { host_wdata, \$79 [31:0] };
+  assign host__gbuf__wr_data = { host_wdata, \$87 [31:0] };
+  assign regions__gbuf__wr_data = { host_wdata, \$87 [31:0] };
   assign regions__gbuf__wr_en = host__gbuf__wr_en;
   assign regions__gweights__addr = host__gweights__addr;
   assign regions__gweights__rd_data = 32'd0;
@@ -1659,15 +1711,15 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign regions__gweights__wr_data = host_wdata;
   assign regions__gweights__wr_en = host__gweights__wr_en;
   assign regions__trace__addr = host__trace__addr;
-  assign regions__trace__rd_data = 16'h0000;
-  assign host__trace__rd_data = 16'h0000;
+  assign regions__trace__rd_data = trace__data;
+  assign host__trace__rd_data = trace__data;
   assign regions__trace__rd_en = host__trace__rd_en;
   assign host__trace__wr_data = host_wdata[15:0];
   assign regions__trace__wr_data = host_wdata[15:0];
   assign regions__trace__wr_en = host__trace__wr_en;
   assign wgrad_rd_addr = { 5'h00, regions__wgrad__addr };
-  assign regions__wgrad__rd_data = { \$77 [79:60], \$76 [79:60], \$77 [59:40], \$76 [59:40], \$77 [39:20], \$76 [39:20], \$77 [19:0], \$76 [19:0] };
-  assign wgrad_rd_data = { \$77 [79:60], \$76 [79:60], \$77 [59:40], \$76 [59:40], \$77 [39:20], \$76 [39:20], \$77 [19:0], \$76 [19:0] };
+  assign regions__wgrad__rd_data = { \$85 [79:60], \$84 [79:60], \$85 [59:40], \$84 [59:40], \$85 [39:20], \$84 [39:20], \$85 [19:0], \$84 [19:0] };
+  assign wgrad_rd_data = { \$85 [79:60], \$84 [79:60], \$85 [59:40], \$84 [59:40], \$85 [39:20], \$84 [39:20], \$85 [19:0], \$84 [19:0] };
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -1696,6 +1748,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \desc.w4_ring  = desc[277:262];
   assign \desc.w23_ring  = desc[293:278];
   assign \desc.w1_ring  = desc[309:294];
+  assign \desc.window_lo  = desc[341:310];
+  assign \desc.window_hi  = desc[373:342];
   assign \desc$23.in_channels  = desc[15:0];
   assign \desc$23.rank  = desc[31:16];
   assign \desc$23.out_channels  = desc[47:32];
@@ -1724,6 +1778,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \desc$23.w4_ring  = desc[277:262];
   assign \desc$23.w23_ring  = desc[293:278];
   assign \desc$23.w1_ring  = desc[309:294];
+  assign \desc$23.window_lo  = desc[341:310];
+  assign \desc$23.window_hi  = desc[373:342];
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -1848,6 +1904,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \desc$26.w4_ring  = desc[277:262];
   assign \desc$26.w23_ring  = desc[293:278];
   assign \desc$26.w1_ring  = desc[309:294];
+  assign \desc$26.window_lo  = desc[341:310];
+  assign \desc$26.window_hi  = desc[373:342];
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -1952,6 +2010,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \desc$29.w4_ring  = desc[277:262];
   assign \desc$29.w23_ring  = desc[293:278];
   assign \desc$29.w1_ring  = desc[309:294];
+  assign \desc$29.window_lo  = desc[341:310];
+  assign \desc$29.window_hi  = desc[373:342];
   assign \geo$30.pack  = geo[3:0];
   assign \geo$30.pxl  = geo[7:4];
   assign \geo$30.pk  = geo[10:8];
@@ -2018,6 +2078,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \desc$31.w4_ring  = desc[277:262];
   assign \desc$31.w23_ring  = desc[293:278];
   assign \desc$31.w1_ring  = desc[309:294];
+  assign \desc$31.window_lo  = desc[341:310];
+  assign \desc$31.window_hi  = desc[373:342];
   assign \geo$32.pack  = geo[3:0];
   assign \geo$32.pxl  = geo[7:4];
   assign \geo$32.pk  = geo[10:8];
@@ -2099,24 +2161,25 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \counts.c4_macs  = counts[70:67];
   assign \counts.membrane_writes  = counts[71];
   assign \counts.spikes_writes  = counts[72];
-  assign \counts.lif_busy  = counts[73];
-  assign \counts.lif_updates  = counts[77:74];
-  assign \counts.spikes_out  = counts[81:78];
-  assign \counts.stage_busy  = counts[82];
-  assign \counts.stage_macs  = counts[85:83];
-  assign \counts.wgrad_updates  = counts[88:86];
-  assign \counts.in_reads  = counts[89];
-  assign \counts.grad_reads  = counts[90];
-  assign \counts.weight_reads  = counts[91];
-  assign \counts.grad_writes  = counts[92];
-  assign \counts.wgrad_words  = counts[93];
-  assign \counts.grad_saturations  = counts[96:94];
-  assign \counts.lifg_busy  = counts[97];
-  assign \counts.lifg_updates  = counts[100:98];
-  assign \counts.trace_reads  = counts[101];
-  assign \counts.lifg_grad_reads  = counts[103:102];
-  assign \counts.lifg_grad_writes  = counts[105:104];
-  assign \counts.lifg_saturations  = counts[110:106];
+  assign \counts.trace_writes  = counts[73];
+  assign \counts.lif_busy  = counts[74];
+  assign \counts.lif_updates  = counts[78:75];
+  assign \counts.spikes_out  = counts[82:79];
+  assign \counts.stage_busy  = counts[83];
+  assign \counts.stage_macs  = counts[86:84];
+  assign \counts.wgrad_updates  = counts[89:87];
+  assign \counts.in_reads  = counts[90];
+  assign \counts.grad_reads  = counts[91];
+  assign \counts.weight_reads  = counts[92];
+  assign \counts.grad_writes  = counts[93];
+  assign \counts.wgrad_words  = counts[94];
+  assign \counts.grad_saturations  = counts[97:95];
+  assign \counts.lifg_busy  = counts[98];
+  assign \counts.lifg_updates  = counts[101:99];
+  assign \counts.trace_reads  = counts[102];
+  assign \counts.lifg_grad_reads  = counts[104:103];
+  assign \counts.lifg_grad_writes  = counts[106:105];
+  assign \counts.lifg_saturations  = counts[111:107];
   assign \counts$34.c1_busy  = \counts$34 [0];
   assign \counts$34.c1_stall  = \counts$34 [1];
   assign \counts$34.c1_in_wait  = \counts$34 [2];
@@ -2159,9 +2222,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \counts$36.c4_macs  = \counts$36 [12:9];
   assign \counts$36.membrane_writes  = \counts$36 [13];
   assign \counts$36.spikes_writes  = \counts$36 [14];
-  assign \counts$36.lif_busy  = \counts$36 [15];
-  assign \counts$36.lif_updates  = \counts$36 [19:16];
-  assign \counts$36.spikes_out  = \counts$36 [23:20];
+  assign \counts$36.trace_writes  = \counts$36 [15];
+  assign \counts$36.lif_busy  = \counts$36 [16];
+  assign \counts$36.lif_updates  = \counts$36 [20:17];
+  assign \counts$36.spikes_out  = \counts$36 [24:21];
   assign \counts$37.stage_busy  = \counts$37 [0];
   assign \counts$37.stage_macs  = \counts$37 [3:1];
   assign \counts$37.wgrad_updates  = \counts$37 [6:4];
@@ -2199,23 +2263,24 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign stream_out[47:24] = res_consumed;
   assign stream_out[23:0] = in_consumed;
   assign counts[0] = \$33 ;
-  assign counts[110:106] = \counts$37 [28:24];
-  assign counts[105:104] = \counts$37 [23:22];
-  assign counts[103:102] = \counts$37 [21:20];
-  assign counts[101] = \counts$37 [19];
-  assign counts[100:98] = \counts$37 [18:16];
-  assign counts[97] = \counts$37 [15];
-  assign counts[96:94] = \counts$37 [14:12];
-  assign counts[93] = \counts$37 [11];
-  assign counts[92] = \counts$37 [10];
-  assign counts[91] = \counts$37 [9];
-  assign counts[90] = \counts$37 [8];
-  assign counts[89] = \counts$37 [7];
-  assign counts[88:86] = \counts$37 [6:4];
-  assign counts[85:83] = \counts$37 [3:1];
-  assign counts[82] = \counts$37 [0];
-  assign counts[81:78] = \counts$36 [23:20];
-  assign counts[77:74] = \counts$36 [19:16];
+  assign counts[111:107] = \counts$37 [28:24];
+  assign counts[106:105] = \counts$37 [23:22];
+  assign counts[104:103] = \counts$37 [21:20];
+  assign counts[102] = \counts$37 [19];
+  assign counts[101:99] = \counts$37 [18:16];
+  assign counts[98] = \counts$37 [15];
+  assign counts[97:95] = \counts$37 [14:12];
+  assign counts[94] = \counts$37 [11];
+  assign counts[93] = \counts$37 [10];
+  assign counts[92] = \counts$37 [9];
+  assign counts[91] = \counts$37 [8];
+  assign counts[90] = \counts$37 [7];
+  assign counts[89:87] = \counts$37 [6:4];
+  assign counts[86:84] = \counts$37 [3:1];
+  assign counts[83] = \counts$37 [0];
+  assign counts[82:79] = \counts$36 [24:21];
+  assign counts[78:75] = \counts$36 [20:17];
+  assign counts[74] = \counts$36 [16];
   assign counts[73] = \counts$36 [15];
   assign counts[72] = \counts$36 [14];
   assign counts[71] = \counts$36 [13];

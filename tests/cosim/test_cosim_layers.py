@@ -15,7 +15,9 @@ import torch
 from ttsnn.cosim.cases import coverage_cases, paper_layer_case
 from ttsnn.cosim.layer import RtlTarget, run_cases
 from ttsnn.cosim.report import MismatchReport
+from ttsnn.gen.driver import reference_window
 from ttsnn.sw.golden import golden_layer
+from ttsnn.sw.golden_backward import forward_trace
 
 
 def _check_results(results, cfg):
@@ -29,6 +31,13 @@ def _check_results(results, cfg):
         whole = golden_layer(q, torch.from_numpy(np.asarray(case.spikes, dtype=np.int64)), res, cfg.widths)
         assert np.array_equal(r.spikes, whole.spikes.numpy()), case.name
         assert np.array_equal(r.membrane, whole.membrane.numpy()), case.name
+        # the trace words (window bits of the reference rectangle, a pooling layer's arg-max)
+        # equal the golden forward trace of the untiled layer
+        lo, hi = case.surrogate or reference_window(q)
+        x = torch.nn.functional.pad(torch.from_numpy(np.asarray(case.spikes, dtype=np.int64)), (1, 1, 1, 1))
+        trace, _, _ = forward_trace(q, x.unsqueeze(1), None if res is None else res.unsqueeze(1), cfg.widths, lo, hi)
+        assert np.array_equal(r.window, trace.window[:, 0].numpy()), case.name
+        assert (r.argmax is None) if trace.argmax is None else np.array_equal(r.argmax, trace.argmax[:, 0].numpy())
         # counters that have an independent reference
         assert r.counters["spikes_out"] == int(whole.spikes.sum()), case.name
         assert r.counters["cycles"] >= 1 and r.cycles == r.counters["cycles"]

@@ -25,7 +25,7 @@ def test_train_step_command_is_bit_exact(tmp_path, capsys):
     assert rep["match"] and rep["forward_match"] and not any(rep["mismatches"].values())
     assert set(rep["grad_cosine"]) == {"input", "current", "w1", "w2", "w3", "w4"}
     assert min(rep["grad_cosine"].values()) > 0.9
-    assert rep["trace_source"].startswith("spikes and window bits: RTL forward")
+    assert rep["trace_source"].startswith("RTL forward trace words")
     c = rep["counters"]["backward"]
     assert c["cycles"] == rep["cycles"]["backward"] > c["stage_busy"] > 0
     with pytest.raises(ValueError, match="not a TT layer"):
@@ -46,17 +46,23 @@ def test_finetune_check_runs_sampled_steps_on_the_rtl(tmp_path, capsys):
     assert len(rep["step_loss"]) == 3
 
 
-def test_the_backward_reads_the_rtl_forwards_spikes_and_window_bits():
-    """The trace comes from the RTL's outputs: a membrane the RTL wrote inside the window
-    gives a window bit, one outside does not; the arg-max stays the golden forward's."""
+def test_the_backward_reads_the_rtl_forwards_trace_words():
+    """The trace comes from the RTL's trace words alone (spikes, window bits, arg-max), not
+    from its membranes or the golden forward; ``trace_matches`` compares every part."""
     from types import SimpleNamespace
 
-    from ttsnn.cosim.train_step import rtl_trace
+    from ttsnn.cosim.train_step import rtl_trace, trace_matches
     from ttsnn.sw.golden_backward import ForwardTrace
 
-    gold = ForwardTrace(x=torch.zeros(1, 1, 1, 4, 4), spikes=torch.zeros(1, 1, 1, 1, 2, dtype=torch.uint8),
-                        window=torch.zeros(1, 1, 1, 1, 2, dtype=torch.uint8), argmax=torch.tensor([[[[[1, 3]]]]]))
-    fwd = SimpleNamespace(spikes=[[[[1, 0]]]], membrane=[[[[5, 40]]]])     # [T, C, Ho, Wo]
-    tr = rtl_trace(gold, fwd, window_lo=0, window_hi=16)
-    assert tr.spikes.tolist() == [[[[[1, 0]]]]] and tr.window.tolist() == [[[[[1, 0]]]]]
-    assert tr.argmax is gold.argmax and tr.x is gold.x
+    u8 = lambda v: torch.tensor(v, dtype=torch.uint8)  # noqa: E731
+    gold = ForwardTrace(x=torch.zeros(1, 1, 1, 4, 4), spikes=u8([[[[[1, 0]]]]]),
+                        window=u8([[[[[0, 1]]]]]), argmax=torch.tensor([[[[[1, 3]]]]]))
+    # the membranes say nothing: the window bits are the trace words'
+    fwd = SimpleNamespace(spikes=[[[[1, 0]]]], membrane=[[[[5000, 5000]]]], window=[[[[0, 1]]]],
+                          argmax=[[[[1, 3]]]])                  # [T, C, Ho, Wo]
+    tr = rtl_trace(gold.x, fwd)
+    assert tr.spikes.tolist() == [[[[[1, 0]]]]] and tr.window.tolist() == [[[[[0, 1]]]]]
+    assert tr.argmax.tolist() == [[[[[1, 3]]]]] and tr.x is gold.x
+    assert trace_matches(gold, fwd)
+    for bad in (dict(window=[[[[1, 1]]]]), dict(argmax=[[[[1, 2]]]]), dict(argmax=None), dict(spikes=[[[[0, 0]]]])):
+        assert not trace_matches(gold, SimpleNamespace(**{**vars(fwd), **bad}))

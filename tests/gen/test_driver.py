@@ -113,9 +113,11 @@ def test_encoding_round_trip_and_word_counts(order):
         for k, col in enumerate((3, 1, 2)):
             for c in range(6):
                 assert (words[k] >> c) & 1 == win[tt, c, w, col]
-    # decode a fabricated read-back: membrane lane values and spikes come back in place
+    # decode a fabricated read-back: membrane lane values, and the spikes and window bits of
+    # the trace words (4 bits per lane: spike, window, arg-max), come back in place
     mem = rng.integers(-(1 << 15), 1 << 15, (2, 8, 3, 2))
     spk = rng.integers(0, 2, (2, 8, 3, 2))
+    wnd = rng.integers(0, 2, (2, 8, 3, 2))
     p, hb = SMALL.lanes, 32
     vals = []
     for y, tt in output_row_order(3, 2, order):
@@ -123,12 +125,15 @@ def test_encoding_round_trip_and_word_counts(order):
             for g in range(2):
                 w = sum((int(mem[tt, g * p + l, y, xx]) & 0xFFFF) << (16 * l) for l in range(p))
                 vals += [(w >> (k * hb)) & 0xFFFFFFFF for k in range(m.region("membrane").subwords)]
-        vals += [sum(int(spk[tt, g * p + l, y, xx]) << l for l in range(p))
+        vals += [sum((int(spk[tt, g * p + l, y, xx]) | int(wnd[tt, g * p + l, y, xx]) << 1) << (4 * l)
+                     for l in range(p))
                  for xx in range(2) for g in range(2)]
     vals += [0] * (len(prog.reads) - len(vals))
     res = prog.decode(vals)
     np.testing.assert_array_equal(res.membrane, mem[:, :5])
     np.testing.assert_array_equal(res.spikes, spk[:, :5])
+    np.testing.assert_array_equal(res.window, wnd[:, :5])
+    assert res.argmax is None                      # no pooling
 
 
 def test_clear_errors():

@@ -111,7 +111,12 @@ def test_proposed_rtl_prices_its_backward_counters():
     assert bwd.counts.get("dram", "write", 1) == sum(rd * width[n] for n, (_, rd) in lb.region_words.items()) - wgrad_bits
     # weight update: the sums read out, then SGD with momentum (gradient out, w and v in and out)
     assert wu.counts.get("dram", "write", 1) == wgrad_bits + params * 16 + params * (cfg.widths.weight + 16)
-    # the forward writes the trace: window bit and 2-bit arg-max per output neuron and timestep
+    # the forward writes the trace: window bit and 2-bit arg-max per output neuron and timestep;
+    # the RTL moves them in trace words of 4 bits per lane (spike included), one per output
+    # word, as the forward's host words (model.tile.host_regions)
     assert trace_bits(spec, T) == co * (H // 2) * (W // 2) * T * 3
+    fwd_words = res.info["counters"]["trace_writes"]
+    assert fwd_words == res.info["counters"]["membrane_writes"] > 0
+    assert 4 * cfg.lanes * fwd_words >= co * (H // 2) * (W // 2) * T * 4
     plain = make_accelerator("proposed", cfg).run_layer(spec, T, Sparsity()).passes["forward"]
     assert res.info["saved_bits"] == 0 and plain.counts.get("dram", "write", 1) > 0

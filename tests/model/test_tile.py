@@ -155,8 +155,11 @@ def test_counts_of_a_tile():
         counts = Counts()
         counters_to_counts(PAPER, tf, counts, mems)
         # DRAM: each region word's bits (a 256-bit beat carries one word, whatever its width)
-        bits = {n: words * PAPER.regions[n].width_bits for n, (words, _) in tf.regions.items()}
-        outputs = ("membrane", "spikes")
+        regions = {**PAPER.regions, **PAPER.backward_regions}
+        bits = {n: words * regions[n].width_bits for n, (words, _) in tf.regions.items()}
+        outputs = ("membrane", "trace")      # the output rows: membrane and trace words
+        assert tf.regions["trace"][0] == tf.regions["membrane"][0] == c["trace_writes"]
+        assert regions["trace"].width_bits == 4 * PAPER.lanes
         assert counts.get("dram", "read", 1) == sum(b for n, b in bits.items() if n not in outputs)
         assert counts.get("dram", "write", 1) == sum(b for n, b in bits.items() if n in outputs)
         assert c["host_words_in"] * PAPER.widths.host_data > counts.get("dram", "read", 1)
