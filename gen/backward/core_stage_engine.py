@@ -36,8 +36,10 @@ def stage_read_port(width: int) -> wiring.Signature:
     return wiring.Signature({"en": Out(1), "addr": Out(AB), "data": In(width)})
 
 
-def stage_write_port(width: int) -> wiring.Signature:
-    return wiring.Signature({"en": Out(1), "addr": Out(AB), "data": Out(width)})
+def stage_write_port(width: int, lanes: int = 1) -> wiring.Signature:
+    """A write port of the gradient buffer as the engine sees it (written at the end of the
+    cycle): ``en`` one bit per lane of ``width // lanes`` bits."""
+    return wiring.Signature({"en": Out(lanes), "addr": Out(AB), "data": Out(width)})
 
 
 class CoreStageEngine(wiring.Component):
@@ -93,7 +95,7 @@ class CoreStageEngine(wiring.Component):
         super().__init__({
             "start": In(1), "stage": In(STAGE_LAYOUT),
             "inp": Out(stage_read_port(P * gr.width)), "weights": Out(stage_read_port(P * wd.weight)),
-            "grad": Out(stage_read_port(P * gr.width)), "out": Out(stage_write_port(P * gr.width)),
+            "grad": Out(stage_read_port(P * gr.width)), "out": Out(stage_write_port(P * gr.width, P)),
             "acc_rd_en": In(1), "acc_rd_addr": In(AB), "acc_rd_data": Out(P * gr.wgrad_tile),
             "busy": Out(1),
             "counts": Out(counts_layout({"stage_busy": 1, "stage_macs": lanes_bits, "wgrad_updates": lanes_bits,
@@ -362,7 +364,7 @@ class CoreStageEngine(wiring.Component):
         m.d.sync += [ve.eq(vd & packed), out_e.eq(out_d + addr["out_pixel"]), upper_e.eq(words[lo_bits:])]
         word_d = Mux(packed, Cat(words[:lo_bits], Const(0, P * gb - lo_bits)), words)
         counted = [Mux(packed, st.out_channels > (l % half), active_d > l) for l in range(P)]
-        m.d.comb += [self.out.en.eq(vd | ve), self.out.addr.eq(Mux(ve, out_e, out_d)),
+        m.d.comb += [self.out.en.eq(Cat(*[vd | ve] * P)), self.out.addr.eq(Mux(ve, out_e, out_d)),
                      self.out.data.eq(Mux(ve, Cat(upper_e, Const(0, lo_bits)), word_d)),
                      cnt.grad_writes.eq(vd | ve),
                      cnt.grad_saturations.eq(Mux(vd & (st.requant == Requant.GRADIENT),

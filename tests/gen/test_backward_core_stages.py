@@ -14,7 +14,7 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from amaranth.hdl import Elaboratable, Module
+from amaranth.hdl import Cat, Elaboratable, Module
 from amaranth.lib.memory import Memory
 
 from ttsnn.gen.backward import BackwardDatapath
@@ -60,9 +60,10 @@ class Harness(Elaboratable):
         for port, mem in ports:
             rd = mem.read_port()
             m.d.comb += [rd.en.eq(port.en), rd.addr.eq(port.addr), port.data.eq(rd.data)]
-        for port in (dp.grad_w, dp.grad_w2):
-            wr = self.buffer.write_port()
-            m.d.comb += [wr.en.eq(port.en), wr.addr.eq(port.addr), wr.data.eq(port.data)]
+        for port in (dp.grad_w, dp.grad_w2):          # grad_w: an enable per lane, grad_w2 every lane
+            wr = self.buffer.write_port(granularity=GB)
+            en = port.en if len(port.en) == P else Cat(*[port.en] * P)
+            m.d.comb += [wr.en.eq(en), wr.addr.eq(port.addr), wr.data.eq(port.data)]
         return m
 
 
