@@ -2,10 +2,10 @@
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, busy, weights, affine__data, line4__data, residual__data
-, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$43621$0 , \port$43633$0 , \port$43645$0 , \port$43657$0 , \port$43669$0 , \port$43681$0 , \port$43693$0 , \port$43705$0 , \port$43717$0 , \port$43729$0 , \port$43741$0 , \port$43753$0 , \port$43765$0 
-, \port$43777$0 , \port$43789$0 , \port$43801$0 , \port$43813$0 , \port$43825$0 , \port$43837$0 , \port$43849$0 , \port$43861$0 , \port$43873$0 , \port$43885$0 , \port$43897$0 , \port$43909$0 , \port$43921$0 , \port$43933$0 , \port$43945$0 , \port$43957$0 , \port$43969$0 , \port$43981$0 , \port$43993$0 , \port$47484$24 , desc
+, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$47656$0 , \port$47668$0 , \port$47680$0 , \port$47692$0 , \port$47704$0 , \port$47716$0 , \port$47728$0 , \port$47740$0 , \port$47752$0 , \port$47764$0 , \port$47776$0 , \port$47788$0 , \port$47800$0 
+, \port$47812$0 , \port$47824$0 , \port$47836$0 , \port$47848$0 , \port$47860$0 , \port$47872$0 , \port$47884$0 , \port$47896$0 , \port$47908$0 , \port$47920$0 , \port$47932$0 , \port$47944$0 , \port$47956$0 , \port$47968$0 , \port$47980$0 , \port$47992$0 , \port$48004$0 , \port$48016$0 , \port$48028$0 , \port$51566$24 , desc
 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
   wire [16:0] \$100 ;
@@ -1116,72 +1116,72 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [511:0] p = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  output [15:0] \port$43621$0 ;
-  wire [15:0] \port$43621$0 ;
-  output [15:0] \port$43633$0 ;
-  wire [15:0] \port$43633$0 ;
-  output [15:0] \port$43645$0 ;
-  wire [15:0] \port$43645$0 ;
-  output [15:0] \port$43657$0 ;
-  wire [15:0] \port$43657$0 ;
-  output [15:0] \port$43669$0 ;
-  wire [15:0] \port$43669$0 ;
-  output [15:0] \port$43681$0 ;
-  wire [15:0] \port$43681$0 ;
-  output [15:0] \port$43693$0 ;
-  wire [15:0] \port$43693$0 ;
-  output [15:0] \port$43705$0 ;
-  wire [15:0] \port$43705$0 ;
-  output [15:0] \port$43717$0 ;
-  wire [15:0] \port$43717$0 ;
-  output [15:0] \port$43729$0 ;
-  wire [15:0] \port$43729$0 ;
-  output [15:0] \port$43741$0 ;
-  wire [15:0] \port$43741$0 ;
-  output [15:0] \port$43753$0 ;
-  wire [15:0] \port$43753$0 ;
-  output [15:0] \port$43765$0 ;
-  wire [15:0] \port$43765$0 ;
-  output [15:0] \port$43777$0 ;
-  wire [15:0] \port$43777$0 ;
-  output [15:0] \port$43789$0 ;
-  wire [15:0] \port$43789$0 ;
-  output [15:0] \port$43801$0 ;
-  wire [15:0] \port$43801$0 ;
-  output [15:0] \port$43813$0 ;
-  wire [15:0] \port$43813$0 ;
-  output [15:0] \port$43825$0 ;
-  wire [15:0] \port$43825$0 ;
-  output [15:0] \port$43837$0 ;
-  wire [15:0] \port$43837$0 ;
-  output [15:0] \port$43849$0 ;
-  wire [15:0] \port$43849$0 ;
-  output [15:0] \port$43861$0 ;
-  wire [15:0] \port$43861$0 ;
-  output [15:0] \port$43873$0 ;
-  wire [15:0] \port$43873$0 ;
-  output [15:0] \port$43885$0 ;
-  wire [15:0] \port$43885$0 ;
-  output [15:0] \port$43897$0 ;
-  wire [15:0] \port$43897$0 ;
-  output [15:0] \port$43909$0 ;
-  wire [15:0] \port$43909$0 ;
-  output [15:0] \port$43921$0 ;
-  wire [15:0] \port$43921$0 ;
-  output [15:0] \port$43933$0 ;
-  wire [15:0] \port$43933$0 ;
-  output [15:0] \port$43945$0 ;
-  wire [15:0] \port$43945$0 ;
-  output [15:0] \port$43957$0 ;
-  wire [15:0] \port$43957$0 ;
-  output [15:0] \port$43969$0 ;
-  wire [15:0] \port$43969$0 ;
-  output [15:0] \port$43981$0 ;
-  wire [15:0] \port$43981$0 ;
-  output [15:0] \port$43993$0 ;
-  wire [15:0] \port$43993$0 ;
-  input [71:0] \port$47484$24 ;
-  wire [71:0] \port$47484$24 ;
+  output [15:0] \port$47656$0 ;
+  wire [15:0] \port$47656$0 ;
+  output [15:0] \port$47668$0 ;
+  wire [15:0] \port$47668$0 ;
+  output [15:0] \port$47680$0 ;
+  wire [15:0] \port$47680$0 ;
+  output [15:0] \port$47692$0 ;
+  wire [15:0] \port$47692$0 ;
+  output [15:0] \port$47704$0 ;
+  wire [15:0] \port$47704$0 ;
+  output [15:0] \port$47716$0 ;
+  wire [15:0] \port$47716$0 ;
+  output [15:0] \port$47728$0 ;
+  wire [15:0] \port$47728$0 ;
+  output [15:0] \port$47740$0 ;
+  wire [15:0] \port$47740$0 ;
+  output [15:0] \port$47752$0 ;
+  wire [15:0] \port$47752$0 ;
+  output [15:0] \port$47764$0 ;
+  wire [15:0] \port$47764$0 ;
+  output [15:0] \port$47776$0 ;
+  wire [15:0] \port$47776$0 ;
+  output [15:0] \port$47788$0 ;
+  wire [15:0] \port$47788$0 ;
+  output [15:0] \port$47800$0 ;
+  wire [15:0] \port$47800$0 ;
+  output [15:0] \port$47812$0 ;
+  wire [15:0] \port$47812$0 ;
+  output [15:0] \port$47824$0 ;
+  wire [15:0] \port$47824$0 ;
+  output [15:0] \port$47836$0 ;
+  wire [15:0] \port$47836$0 ;
+  output [15:0] \port$47848$0 ;
+  wire [15:0] \port$47848$0 ;
+  output [15:0] \port$47860$0 ;
+  wire [15:0] \port$47860$0 ;
+  output [15:0] \port$47872$0 ;
+  wire [15:0] \port$47872$0 ;
+  output [15:0] \port$47884$0 ;
+  wire [15:0] \port$47884$0 ;
+  output [15:0] \port$47896$0 ;
+  wire [15:0] \port$47896$0 ;
+  output [15:0] \port$47908$0 ;
+  wire [15:0] \port$47908$0 ;
+  output [15:0] \port$47920$0 ;
+  wire [15:0] \port$47920$0 ;
+  output [15:0] \port$47932$0 ;
+  wire [15:0] \port$47932$0 ;
+  output [15:0] \port$47944$0 ;
+  wire [15:0] \port$47944$0 ;
+  output [15:0] \port$47956$0 ;
+  wire [15:0] \port$47956$0 ;
+  output [15:0] \port$47968$0 ;
+  wire [15:0] \port$47968$0 ;
+  output [15:0] \port$47980$0 ;
+  wire [15:0] \port$47980$0 ;
+  output [15:0] \port$47992$0 ;
+  wire [15:0] \port$47992$0 ;
+  output [15:0] \port$48004$0 ;
+  wire [15:0] \port$48004$0 ;
+  output [15:0] \port$48016$0 ;
+  wire [15:0] \port$48016$0 ;
+  output [15:0] \port$48028$0 ;
+  wire [15:0] \port$48028$0 ;
+  input [71:0] \port$51566$24 ;
+  wire [71:0] \port$51566$24 ;
   reg [15:0] prev_base = 16'h0000;
   output [23:0] res_consumed;
   reg [23:0] res_consumed = 24'h000000;
@@ -1972,15 +1972,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$15  = \$12  | \$14 ;
   assign \$16  = \$10  & \$15 ;
   assign \$17  = ~ desc[207];
-  assign \$18  = \port$47484$24 [23:0] > m4;
+  assign \$18  = \port$51566$24 [23:0] > m4;
   assign \$19  = \$17  | \$18 ;
-  assign \$20  = \port$47484$24 [47:24] + desc[259:244];
+  assign \$20  = \port$51566$24 [47:24] + desc[259:244];
   assign \$21  = \$20  > m4;
   assign \$22  = \$19  & \$21 ;
   assign \$23  = \$16  & \$22 ;
   assign \$24  = | desc[277:262];
   assign \$25  = ~ \$24 ;
-  assign \$26  = \port$47484$24 [71:48] > \$signal$16 ;
+  assign \$26  = \port$51566$24 [71:48] > \$signal$16 ;
   assign \$27  = \$25  | \$26 ;
   assign issue4 = \$23  & \$27 ;
   assign \$28  = \$signal  << desc[206];
@@ -2015,9 +2015,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$57  = \$54  | \$56 ;
   assign \$58  = \$52  & \$57 ;
   assign \$59  = ~ desc[207];
-  assign \$60  = \port$47484$24 [23:0] > m4;
+  assign \$60  = \port$51566$24 [23:0] > m4;
   assign \$61  = \$59  | \$60 ;
-  assign \$62  = \port$47484$24 [47:24] + desc[259:244];
+  assign \$62  = \port$51566$24 [47:24] + desc[259:244];
   assign \$63  = \$62  > m4;
   assign \$64  = \$61  & \$63 ;
   assign \$65  = ~ \$64 ;
@@ -2038,15 +2038,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$80  = \$77  | \$79 ;
   assign \$81  = \$75  & \$80 ;
   assign \$82  = ~ desc[207];
-  assign \$83  = \port$47484$24 [23:0] > m4;
+  assign \$83  = \port$51566$24 [23:0] > m4;
   assign \$84  = \$82  | \$83 ;
-  assign \$85  = \port$47484$24 [47:24] + desc[259:244];
+  assign \$85  = \port$51566$24 [47:24] + desc[259:244];
   assign \$86  = \$85  > m4;
   assign \$87  = \$84  & \$86 ;
   assign \$88  = \$81  & \$87 ;
   assign \$89  = | desc[277:262];
   assign \$90  = ~ \$89 ;
-  assign \$91  = \port$47484$24 [71:48] > \$signal$16 ;
+  assign \$91  = \port$51566$24 [71:48] > \$signal$16 ;
   assign \$92  = \$90  | \$91 ;
   assign \$93  = ~ \$92 ;
   assign \$94  = \$88  & \$93 ;
@@ -2117,39 +2117,39 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   \ttsnn_accel.e4.lif  lif (
     .clk(clk),
     .leak_mul(desc[158:151]),
-    .\port$43051$0 (\$795 ),
-    .\port$43069$0 (\$796 ),
-    .\port$43087$0 (\$797 ),
-    .\port$43105$0 (\$798 ),
-    .\port$43123$0 (\$799 ),
-    .\port$43141$0 (\$800 ),
-    .\port$43159$0 (\$801 ),
-    .\port$43177$0 (\$802 ),
-    .\port$43195$0 (\$803 ),
-    .\port$43213$0 (\$804 ),
-    .\port$43231$0 (\$805 ),
-    .\port$43249$0 (\$806 ),
-    .\port$43267$0 (\$807 ),
-    .\port$43285$0 (\$808 ),
-    .\port$43303$0 (\$809 ),
-    .\port$43321$0 (\$810 ),
-    .\port$43339$0 (\$811 ),
-    .\port$43357$0 (\$812 ),
-    .\port$43375$0 (\$813 ),
-    .\port$43393$0 (\$814 ),
-    .\port$43411$0 (\$815 ),
-    .\port$43429$0 (\$816 ),
-    .\port$43447$0 (\$817 ),
-    .\port$43465$0 (\$818 ),
-    .\port$43483$0 (\$819 ),
-    .\port$43501$0 (\$820 ),
-    .\port$43519$0 (\$821 ),
-    .\port$43537$0 (\$822 ),
-    .\port$43555$0 (\$823 ),
-    .\port$43573$0 (\$824 ),
-    .\port$43591$0 (\$825 ),
-    .\port$43609$0 (\$826 ),
-    .\port$47488$167 (desc[188:167]),
+    .\port$47086$0 (\$795 ),
+    .\port$47104$0 (\$796 ),
+    .\port$47122$0 (\$797 ),
+    .\port$47140$0 (\$798 ),
+    .\port$47158$0 (\$799 ),
+    .\port$47176$0 (\$800 ),
+    .\port$47194$0 (\$801 ),
+    .\port$47212$0 (\$802 ),
+    .\port$47230$0 (\$803 ),
+    .\port$47248$0 (\$804 ),
+    .\port$47266$0 (\$805 ),
+    .\port$47284$0 (\$806 ),
+    .\port$47302$0 (\$807 ),
+    .\port$47320$0 (\$808 ),
+    .\port$47338$0 (\$809 ),
+    .\port$47356$0 (\$810 ),
+    .\port$47374$0 (\$811 ),
+    .\port$47392$0 (\$812 ),
+    .\port$47410$0 (\$813 ),
+    .\port$47428$0 (\$814 ),
+    .\port$47446$0 (\$815 ),
+    .\port$47464$0 (\$816 ),
+    .\port$47482$0 (\$817 ),
+    .\port$47500$0 (\$818 ),
+    .\port$47518$0 (\$819 ),
+    .\port$47536$0 (\$820 ),
+    .\port$47554$0 (\$821 ),
+    .\port$47572$0 (\$822 ),
+    .\port$47590$0 (\$823 ),
+    .\port$47608$0 (\$824 ),
+    .\port$47626$0 (\$825 ),
+    .\port$47644$0 (\$826 ),
+    .\port$51570$167 (desc[188:167]),
     .rnd(desc[205]),
     .rst(rst),
     .s0(\$828 ),
@@ -2258,7 +2258,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     .valid(\valid$51 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$677  = k4;
     if (\$233 ) begin
       \$677  = \$237 [15:0];
@@ -2271,7 +2271,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$678  = \$signal$21 ;
     if (\$241 ) begin
       \$678  = \$246 [1:0];
@@ -2284,7 +2284,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$679  = xo4;
     if (\$254 ) begin
       \$679  = \$258 [15:0];
@@ -2297,7 +2297,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$680  = affine__addr;
     if (\$269 ) begin
       \$680  = \$273 [15:0];
@@ -2310,7 +2310,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$681  = \$signal$3 ;
     if (\$287 ) begin
       \$681  = \$292 [15:0];
@@ -2323,7 +2323,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$682  = \$signal$2 ;
     if (\$310 ) begin
       \$682  = \$315 [15:0];
@@ -2336,7 +2336,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$683  = outidx;
     if (issue4) begin
       if (\$322 ) begin
@@ -2351,7 +2351,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$684  = \$signal$27 ;
     if (issue4) begin
       if (\$322 ) begin
@@ -2366,7 +2366,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$685  = \$signal$16 ;
     if (issue4) begin
       if (\$390 ) begin
@@ -2381,7 +2381,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$686  = w4slot;
     if (issue4) begin
       if (\$390 ) begin
@@ -2396,7 +2396,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$687  = \$signal$30 ;
     if (issue4) begin
       if (\$390 ) begin
@@ -2411,7 +2411,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$688  = m4;
     if (issue4) begin
       if (\$427 ) begin
@@ -2426,7 +2426,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$689  = rows_released;
     if (issue4) begin
       if (\$427 ) begin
@@ -2441,7 +2441,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$690  = out_slot;
     if (issue4) begin
       if (\$427 ) begin
@@ -2456,7 +2456,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$691  = \$signal$102 ;
     if (issue4) begin
       if (\$427 ) begin
@@ -2471,7 +2471,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$692  = \$signal$103 ;
     if (issue4) begin
       if (\$427 ) begin
@@ -2486,7 +2486,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$693  = prev_base;
     if (issue4) begin
       if (\$427 ) begin
@@ -2501,7 +2501,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$694  = \$signal$26 ;
     if (issue4) begin
       if (\$427 ) begin
@@ -2516,7 +2516,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$695  = \$signal$9 ;
     if (issue4) begin
       if (\$427 ) begin
@@ -2533,7 +2533,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$696  = \$signal$8 ;
     if (issue4) begin
       if (\$427 ) begin
@@ -2550,7 +2550,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$697  = res_consumed;
     if (issue4) begin
       if (\$427 ) begin
@@ -2567,7 +2567,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$698  = res_slot;
     if (issue4) begin
       if (\$427 ) begin
@@ -2584,7 +2584,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$699  = \$signal$36 ;
     if (issue4) begin
       if (\$427 ) begin
@@ -2601,7 +2601,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$700  = ym3;
     if (issue4) begin
       if (\$427 ) begin
@@ -2618,7 +2618,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$701  = run;
     if (issue4) begin
       if (\$626 ) begin
@@ -2633,147 +2633,147 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$702  = issue4;
     if (rst) begin
       \$702  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$703  = \$627 ;
     if (rst) begin
       \$703  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$704  = \$630 ;
     if (rst) begin
       \$704  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$705  = \$631 ;
     if (rst) begin
       \$705  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$706  = \$638 ;
     if (rst) begin
       \$706  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$707  = \$639 ;
     if (rst) begin
       \$707  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$708  = \$652 ;
     if (rst) begin
       \$708  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$709  = \$658 [5:0];
     if (rst) begin
       \$709  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$710  = outidx;
     if (rst) begin
       \$710  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$711  = \$signal$102 ;
     if (rst) begin
       \$711  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$712  = \$664 [5:0];
     if (rst) begin
       \$712  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$713  = valid;
     if (rst) begin
       \$713  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$714  = e4a_last;
     if (rst) begin
       \$714  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$715  = e4a_subfirst;
     if (rst) begin
       \$715  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$716  = e4a_grp;
     if (rst) begin
       \$716  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$717  = e4a_t0;
     if (rst) begin
       \$717  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$718  = e4a_rowend;
     if (rst) begin
       \$718  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$719  = \$signal$111 ;
     if (rst) begin
       \$719  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$720  = obase4a;
     if (rst) begin
       \$720  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$721  = act4a;
     if (rst) begin
       \$721  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$722  = aff4b;
     if (\$665 ) begin
       \$722  = affine__data;
@@ -2783,7 +2783,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$723  = \$signal$121 ;
     if (\$665 ) begin
       \$723  = residual__data;
@@ -2793,7 +2793,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$724  = uprev4b;
     if (\$665 ) begin
       \$724  = \$666 ;
@@ -2803,266 +2803,266 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$725  = \$667 ;
     if (rst) begin
       \$725  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$726  = \$signal$125 ;
     if (rst) begin
       \$726  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$727  = \$668 ;
     if (rst) begin
       \$727  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$728  = e4b_rowend;
     if (rst) begin
       \$728  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$729  = { \$794 , \$793 , \$792 , \$791 , \$790 , \$789 , \$788 , \$787 , \$786 , \$785 , \$784 , \$783 , \$782 , \$781 , \$780 , \$779 , \$778 , \$777 , \$776 , \$775 , \$774 , \$773 , \$772 , \$771 , \$770 , \$769 , \$768 , \$767 , \$766 , \$765 , \$764 , \$763  };
     if (rst) begin
       \$729  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$730  = \$672 ;
     if (rst) begin
       \$730  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$731  = { aff4b[1535:1520], aff4b[1487:1472], aff4b[1439:1424], aff4b[1391:1376], aff4b[1343:1328], aff4b[1295:1280], aff4b[1247:1232], aff4b[1199:1184], aff4b[1151:1136], aff4b[1103:1088], aff4b[1055:1040], aff4b[1007:992], aff4b[959:944], aff4b[911:896], aff4b[863:848], aff4b[815:800], aff4b[767:752], aff4b[719:704], aff4b[671:656], aff4b[623:608], aff4b[575:560], aff4b[527:512], aff4b[479:464], aff4b[431:416], aff4b[383:368], aff4b[335:320], aff4b[287:272], aff4b[239:224], aff4b[191:176], aff4b[143:128], aff4b[95:80], aff4b[47:32] };
     if (rst) begin
       \$731  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$732  = \$signal$121 ;
     if (rst) begin
       \$732  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$733  = uprev4b;
     if (rst) begin
       \$733  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$734  = \$signal$116 ;
     if (rst) begin
       \$734  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$735  = obase4b;
     if (rst) begin
       \$735  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$736  = act4b;
     if (rst) begin
       \$736  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$737  = e4c_v;
     if (rst) begin
       \$737  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$738  = e4w1_v_1;
     if (rst) begin
       \$738  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$739  = e4w2_v_1;
     if (rst) begin
       \$739  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$740  = e4w3_v_1;
     if (rst) begin
       \$740  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$741  = e4w4_v_1;
     if (rst) begin
       \$741  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$742  = e4c_rowend;
     if (rst) begin
       \$742  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$743  = e4w_rowend_1;
     if (rst) begin
       \$743  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$744  = e4w_rowend_2;
     if (rst) begin
       \$744  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$745  = e4w_rowend_3;
     if (rst) begin
       \$745  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$746  = e4w_rowend_4;
     if (rst) begin
       \$746  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$747  = e4c_outidx;
     if (rst) begin
       \$747  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$748  = e4w_outidx_1;
     if (rst) begin
       \$748  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$749  = e4w_outidx_2;
     if (rst) begin
       \$749  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$750  = e4w_outidx_3;
     if (rst) begin
       \$750  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$751  = e4w_outidx_4;
     if (rst) begin
       \$751  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$752  = e4c_obase;
     if (rst) begin
       \$752  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$753  = e4w_obase_1;
     if (rst) begin
       \$753  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$754  = e4w_obase_2;
     if (rst) begin
       \$754  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$755  = e4w_obase_3;
     if (rst) begin
       \$755  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$756  = e4w_obase_4;
     if (rst) begin
       \$756  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$757  = e4c_act;
     if (rst) begin
       \$757  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$758  = e4w_act_1;
     if (rst) begin
       \$758  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$759  = e4w_act_2;
     if (rst) begin
       \$759  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$760  = e4w_act_3;
     if (rst) begin
       \$760  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$761  = e4w_act_4;
     if (rst) begin
       \$761  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$762  = out_rows;
     if (\$673 ) begin
       \$762  = \$674 [23:0];
@@ -3075,9 +3075,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   assign t4 = \$1 [7:0];
-  assign res_rows = \port$47484$24 [23:0];
-  assign out_taken = \port$47484$24 [47:24];
-  assign w4_chunks = \port$47484$24 [71:48];
+  assign res_rows = \port$51566$24 [23:0];
+  assign out_taken = \port$51566$24 [47:24];
+  assign w4_chunks = \port$51566$24 [71:48];
   assign x4 = \$98 [15:0];
   assign w4__en = issue4;
   assign \$signal$33  = affine__addr;
@@ -3114,38 +3114,38 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign membrane_in__addr = \$152 [15:0];
   assign membrane_out__addr = \$194 [15:0];
   assign spikes__addr = \$195 [15:0];
-  assign \port$43621$0  = \$827 ;
-  assign \port$43633$0  = \$829 ;
-  assign \port$43645$0  = \$831 ;
-  assign \port$43657$0  = \$833 ;
-  assign \port$43669$0  = \$835 ;
-  assign \port$43681$0  = \$837 ;
-  assign \port$43693$0  = \$839 ;
-  assign \port$43705$0  = \$841 ;
-  assign \port$43717$0  = \$843 ;
-  assign \port$43729$0  = \$845 ;
-  assign \port$43741$0  = \$847 ;
-  assign \port$43753$0  = \$849 ;
-  assign \port$43765$0  = \$851 ;
-  assign \port$43777$0  = \$853 ;
-  assign \port$43789$0  = \$855 ;
-  assign \port$43801$0  = \$857 ;
-  assign \port$43813$0  = \$859 ;
-  assign \port$43825$0  = \$861 ;
-  assign \port$43837$0  = \$863 ;
-  assign \port$43849$0  = \$865 ;
-  assign \port$43861$0  = \$867 ;
-  assign \port$43873$0  = \$869 ;
-  assign \port$43885$0  = \$871 ;
-  assign \port$43897$0  = \$873 ;
-  assign \port$43909$0  = \$875 ;
-  assign \port$43921$0  = \$877 ;
-  assign \port$43933$0  = \$879 ;
-  assign \port$43945$0  = \$881 ;
-  assign \port$43957$0  = \$883 ;
-  assign \port$43969$0  = \$885 ;
-  assign \port$43981$0  = \$887 ;
-  assign \port$43993$0  = \$889 ;
+  assign \port$47656$0  = \$827 ;
+  assign \port$47668$0  = \$829 ;
+  assign \port$47680$0  = \$831 ;
+  assign \port$47692$0  = \$833 ;
+  assign \port$47704$0  = \$835 ;
+  assign \port$47716$0  = \$837 ;
+  assign \port$47728$0  = \$839 ;
+  assign \port$47740$0  = \$841 ;
+  assign \port$47752$0  = \$843 ;
+  assign \port$47764$0  = \$845 ;
+  assign \port$47776$0  = \$847 ;
+  assign \port$47788$0  = \$849 ;
+  assign \port$47800$0  = \$851 ;
+  assign \port$47812$0  = \$853 ;
+  assign \port$47824$0  = \$855 ;
+  assign \port$47836$0  = \$857 ;
+  assign \port$47848$0  = \$859 ;
+  assign \port$47860$0  = \$861 ;
+  assign \port$47872$0  = \$863 ;
+  assign \port$47884$0  = \$865 ;
+  assign \port$47896$0  = \$867 ;
+  assign \port$47908$0  = \$869 ;
+  assign \port$47920$0  = \$871 ;
+  assign \port$47932$0  = \$873 ;
+  assign \port$47944$0  = \$875 ;
+  assign \port$47956$0  = \$877 ;
+  assign \port$47968$0  = \$879 ;
+  assign \port$47980$0  = \$881 ;
+  assign \port$47992$0  = \$883 ;
+  assign \port$48004$0  = \$885 ;
+  assign \port$48016$0  = \$887 ;
+  assign \port$48028$0  = \$889 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -3281,7 +3281,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4.affine (rst, p, scale, bias, residual, o0, o1, o2, o3, o4, o5, o6, o7, o8, o9, o10, o11, o12, o13, o14, o15
 , o16, o17, o18, o19, o20, o21, o22, o23, o24, o25, o26, o27, o28, o29, o30, o31, shift, rnd, use_residual, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire [31:0] \$1 ;
   wire [32:0] \$10 ;
   wire [5:0] \$100 ;
@@ -6438,2016 +6438,2016 @@ module \ttsnn_accel.e4.affine (rst, p, scale, bias, residual, o0, o1, o2, o3, o4
   always @(posedge clk)
     o31 <= \$1312 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1025  = \$1 ;
     if (rst) begin
       \$1025  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1026  = bias[15:0];
     if (rst) begin
       \$1026  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1027  = residual[15:0];
     if (rst) begin
       \$1027  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1028  = \$5 ;
     if (rst) begin
       \$1028  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1029  = bias0_1;
     if (rst) begin
       \$1029  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1030  = res0_1;
     if (rst) begin
       \$1030  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1031  = \$24 ;
     if (rst) begin
       \$1031  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1032  = res0_2;
     if (rst) begin
       \$1032  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1033  = \$32 ;
     if (rst) begin
       \$1033  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1034  = \$33 ;
     if (rst) begin
       \$1034  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1035  = bias[31:16];
     if (rst) begin
       \$1035  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1036  = residual[31:16];
     if (rst) begin
       \$1036  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1037  = \$37 ;
     if (rst) begin
       \$1037  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1038  = bias1_1;
     if (rst) begin
       \$1038  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1039  = res1_1;
     if (rst) begin
       \$1039  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1040  = \$56 ;
     if (rst) begin
       \$1040  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1041  = res1_2;
     if (rst) begin
       \$1041  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1042  = \$64 ;
     if (rst) begin
       \$1042  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1043  = \$65 ;
     if (rst) begin
       \$1043  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1044  = bias[47:32];
     if (rst) begin
       \$1044  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1045  = residual[47:32];
     if (rst) begin
       \$1045  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1046  = \$69 ;
     if (rst) begin
       \$1046  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1047  = bias2_1;
     if (rst) begin
       \$1047  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1048  = res2_1;
     if (rst) begin
       \$1048  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1049  = \$88 ;
     if (rst) begin
       \$1049  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1050  = res2_2;
     if (rst) begin
       \$1050  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1051  = \$96 ;
     if (rst) begin
       \$1051  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1052  = \$97 ;
     if (rst) begin
       \$1052  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1053  = bias[63:48];
     if (rst) begin
       \$1053  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1054  = residual[63:48];
     if (rst) begin
       \$1054  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1055  = \$101 ;
     if (rst) begin
       \$1055  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1056  = bias3_1;
     if (rst) begin
       \$1056  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1057  = res3_1;
     if (rst) begin
       \$1057  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1058  = \$120 ;
     if (rst) begin
       \$1058  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1059  = res3_2;
     if (rst) begin
       \$1059  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1060  = \$128 ;
     if (rst) begin
       \$1060  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1061  = \$129 ;
     if (rst) begin
       \$1061  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1062  = bias[79:64];
     if (rst) begin
       \$1062  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1063  = residual[79:64];
     if (rst) begin
       \$1063  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1064  = \$133 ;
     if (rst) begin
       \$1064  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1065  = bias4_1;
     if (rst) begin
       \$1065  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1066  = res4_1;
     if (rst) begin
       \$1066  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1067  = \$152 ;
     if (rst) begin
       \$1067  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1068  = res4_2;
     if (rst) begin
       \$1068  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1069  = \$160 ;
     if (rst) begin
       \$1069  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1070  = \$161 ;
     if (rst) begin
       \$1070  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1071  = bias[95:80];
     if (rst) begin
       \$1071  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1072  = residual[95:80];
     if (rst) begin
       \$1072  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1073  = \$165 ;
     if (rst) begin
       \$1073  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1074  = bias5_1;
     if (rst) begin
       \$1074  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1075  = res5_1;
     if (rst) begin
       \$1075  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1076  = \$184 ;
     if (rst) begin
       \$1076  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1077  = res5_2;
     if (rst) begin
       \$1077  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1078  = \$192 ;
     if (rst) begin
       \$1078  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1079  = \$193 ;
     if (rst) begin
       \$1079  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1080  = bias[111:96];
     if (rst) begin
       \$1080  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1081  = residual[111:96];
     if (rst) begin
       \$1081  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1082  = \$197 ;
     if (rst) begin
       \$1082  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1083  = bias6_1;
     if (rst) begin
       \$1083  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1084  = res6_1;
     if (rst) begin
       \$1084  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1085  = \$216 ;
     if (rst) begin
       \$1085  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1086  = res6_2;
     if (rst) begin
       \$1086  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1087  = \$224 ;
     if (rst) begin
       \$1087  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1088  = \$225 ;
     if (rst) begin
       \$1088  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1089  = bias[127:112];
     if (rst) begin
       \$1089  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1090  = residual[127:112];
     if (rst) begin
       \$1090  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1091  = \$229 ;
     if (rst) begin
       \$1091  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1092  = bias7_1;
     if (rst) begin
       \$1092  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1093  = res7_1;
     if (rst) begin
       \$1093  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1094  = \$248 ;
     if (rst) begin
       \$1094  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1095  = res7_2;
     if (rst) begin
       \$1095  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1096  = \$256 ;
     if (rst) begin
       \$1096  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1097  = \$257 ;
     if (rst) begin
       \$1097  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1098  = bias[143:128];
     if (rst) begin
       \$1098  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1099  = residual[143:128];
     if (rst) begin
       \$1099  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1100  = \$261 ;
     if (rst) begin
       \$1100  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1101  = bias8_1;
     if (rst) begin
       \$1101  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1102  = res8_1;
     if (rst) begin
       \$1102  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1103  = \$280 ;
     if (rst) begin
       \$1103  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1104  = res8_2;
     if (rst) begin
       \$1104  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1105  = \$288 ;
     if (rst) begin
       \$1105  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1106  = \$289 ;
     if (rst) begin
       \$1106  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1107  = bias[159:144];
     if (rst) begin
       \$1107  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1108  = residual[159:144];
     if (rst) begin
       \$1108  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1109  = \$293 ;
     if (rst) begin
       \$1109  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1110  = bias9_1;
     if (rst) begin
       \$1110  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1111  = res9_1;
     if (rst) begin
       \$1111  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1112  = \$312 ;
     if (rst) begin
       \$1112  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1113  = res9_2;
     if (rst) begin
       \$1113  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1114  = \$320 ;
     if (rst) begin
       \$1114  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1115  = \$321 ;
     if (rst) begin
       \$1115  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1116  = bias[175:160];
     if (rst) begin
       \$1116  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1117  = residual[175:160];
     if (rst) begin
       \$1117  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1118  = \$325 ;
     if (rst) begin
       \$1118  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1119  = bias10_1;
     if (rst) begin
       \$1119  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1120  = res10_1;
     if (rst) begin
       \$1120  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1121  = \$344 ;
     if (rst) begin
       \$1121  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1122  = res10_2;
     if (rst) begin
       \$1122  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1123  = \$352 ;
     if (rst) begin
       \$1123  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1124  = \$353 ;
     if (rst) begin
       \$1124  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1125  = bias[191:176];
     if (rst) begin
       \$1125  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1126  = residual[191:176];
     if (rst) begin
       \$1126  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1127  = \$357 ;
     if (rst) begin
       \$1127  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1128  = bias11_1;
     if (rst) begin
       \$1128  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1129  = res11_1;
     if (rst) begin
       \$1129  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1130  = \$376 ;
     if (rst) begin
       \$1130  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1131  = res11_2;
     if (rst) begin
       \$1131  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1132  = \$384 ;
     if (rst) begin
       \$1132  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1133  = \$385 ;
     if (rst) begin
       \$1133  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1134  = bias[207:192];
     if (rst) begin
       \$1134  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1135  = residual[207:192];
     if (rst) begin
       \$1135  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1136  = \$389 ;
     if (rst) begin
       \$1136  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1137  = bias12_1;
     if (rst) begin
       \$1137  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1138  = res12_1;
     if (rst) begin
       \$1138  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1139  = \$408 ;
     if (rst) begin
       \$1139  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1140  = res12_2;
     if (rst) begin
       \$1140  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1141  = \$416 ;
     if (rst) begin
       \$1141  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1142  = \$417 ;
     if (rst) begin
       \$1142  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1143  = bias[223:208];
     if (rst) begin
       \$1143  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1144  = residual[223:208];
     if (rst) begin
       \$1144  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1145  = \$421 ;
     if (rst) begin
       \$1145  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1146  = bias13_1;
     if (rst) begin
       \$1146  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1147  = res13_1;
     if (rst) begin
       \$1147  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1148  = \$440 ;
     if (rst) begin
       \$1148  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1149  = res13_2;
     if (rst) begin
       \$1149  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1150  = \$448 ;
     if (rst) begin
       \$1150  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1151  = \$449 ;
     if (rst) begin
       \$1151  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1152  = bias[239:224];
     if (rst) begin
       \$1152  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1153  = residual[239:224];
     if (rst) begin
       \$1153  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1154  = \$453 ;
     if (rst) begin
       \$1154  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1155  = bias14_1;
     if (rst) begin
       \$1155  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1156  = res14_1;
     if (rst) begin
       \$1156  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1157  = \$472 ;
     if (rst) begin
       \$1157  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1158  = res14_2;
     if (rst) begin
       \$1158  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1159  = \$480 ;
     if (rst) begin
       \$1159  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1160  = \$481 ;
     if (rst) begin
       \$1160  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1161  = bias[255:240];
     if (rst) begin
       \$1161  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1162  = residual[255:240];
     if (rst) begin
       \$1162  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1163  = \$485 ;
     if (rst) begin
       \$1163  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1164  = bias15_1;
     if (rst) begin
       \$1164  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1165  = res15_1;
     if (rst) begin
       \$1165  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1166  = \$504 ;
     if (rst) begin
       \$1166  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1167  = res15_2;
     if (rst) begin
       \$1167  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1168  = \$512 ;
     if (rst) begin
       \$1168  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1169  = \$513 ;
     if (rst) begin
       \$1169  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1170  = bias[271:256];
     if (rst) begin
       \$1170  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1171  = residual[271:256];
     if (rst) begin
       \$1171  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1172  = \$517 ;
     if (rst) begin
       \$1172  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1173  = bias16_1;
     if (rst) begin
       \$1173  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1174  = res16_1;
     if (rst) begin
       \$1174  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1175  = \$536 ;
     if (rst) begin
       \$1175  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1176  = res16_2;
     if (rst) begin
       \$1176  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1177  = \$544 ;
     if (rst) begin
       \$1177  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1178  = \$545 ;
     if (rst) begin
       \$1178  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1179  = bias[287:272];
     if (rst) begin
       \$1179  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1180  = residual[287:272];
     if (rst) begin
       \$1180  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1181  = \$549 ;
     if (rst) begin
       \$1181  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1182  = bias17_1;
     if (rst) begin
       \$1182  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1183  = res17_1;
     if (rst) begin
       \$1183  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1184  = \$568 ;
     if (rst) begin
       \$1184  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1185  = res17_2;
     if (rst) begin
       \$1185  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1186  = \$576 ;
     if (rst) begin
       \$1186  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1187  = \$577 ;
     if (rst) begin
       \$1187  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1188  = bias[303:288];
     if (rst) begin
       \$1188  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1189  = residual[303:288];
     if (rst) begin
       \$1189  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1190  = \$581 ;
     if (rst) begin
       \$1190  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1191  = bias18_1;
     if (rst) begin
       \$1191  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1192  = res18_1;
     if (rst) begin
       \$1192  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1193  = \$600 ;
     if (rst) begin
       \$1193  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1194  = res18_2;
     if (rst) begin
       \$1194  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1195  = \$608 ;
     if (rst) begin
       \$1195  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1196  = \$609 ;
     if (rst) begin
       \$1196  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1197  = bias[319:304];
     if (rst) begin
       \$1197  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1198  = residual[319:304];
     if (rst) begin
       \$1198  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1199  = \$613 ;
     if (rst) begin
       \$1199  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1200  = bias19_1;
     if (rst) begin
       \$1200  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1201  = res19_1;
     if (rst) begin
       \$1201  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1202  = \$632 ;
     if (rst) begin
       \$1202  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1203  = res19_2;
     if (rst) begin
       \$1203  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1204  = \$640 ;
     if (rst) begin
       \$1204  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1205  = \$641 ;
     if (rst) begin
       \$1205  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1206  = bias[335:320];
     if (rst) begin
       \$1206  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1207  = residual[335:320];
     if (rst) begin
       \$1207  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1208  = \$645 ;
     if (rst) begin
       \$1208  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1209  = bias20_1;
     if (rst) begin
       \$1209  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1210  = res20_1;
     if (rst) begin
       \$1210  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1211  = \$664 ;
     if (rst) begin
       \$1211  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1212  = res20_2;
     if (rst) begin
       \$1212  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1213  = \$672 ;
     if (rst) begin
       \$1213  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1214  = \$673 ;
     if (rst) begin
       \$1214  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1215  = bias[351:336];
     if (rst) begin
       \$1215  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1216  = residual[351:336];
     if (rst) begin
       \$1216  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1217  = \$677 ;
     if (rst) begin
       \$1217  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1218  = bias21_1;
     if (rst) begin
       \$1218  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1219  = res21_1;
     if (rst) begin
       \$1219  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1220  = \$696 ;
     if (rst) begin
       \$1220  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1221  = res21_2;
     if (rst) begin
       \$1221  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1222  = \$704 ;
     if (rst) begin
       \$1222  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1223  = \$705 ;
     if (rst) begin
       \$1223  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1224  = bias[367:352];
     if (rst) begin
       \$1224  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1225  = residual[367:352];
     if (rst) begin
       \$1225  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1226  = \$709 ;
     if (rst) begin
       \$1226  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1227  = bias22_1;
     if (rst) begin
       \$1227  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1228  = res22_1;
     if (rst) begin
       \$1228  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1229  = \$728 ;
     if (rst) begin
       \$1229  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1230  = res22_2;
     if (rst) begin
       \$1230  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1231  = \$736 ;
     if (rst) begin
       \$1231  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1232  = \$737 ;
     if (rst) begin
       \$1232  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1233  = bias[383:368];
     if (rst) begin
       \$1233  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1234  = residual[383:368];
     if (rst) begin
       \$1234  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1235  = \$741 ;
     if (rst) begin
       \$1235  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1236  = bias23_1;
     if (rst) begin
       \$1236  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1237  = res23_1;
     if (rst) begin
       \$1237  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1238  = \$760 ;
     if (rst) begin
       \$1238  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1239  = res23_2;
     if (rst) begin
       \$1239  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1240  = \$768 ;
     if (rst) begin
       \$1240  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1241  = \$769 ;
     if (rst) begin
       \$1241  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1242  = bias[399:384];
     if (rst) begin
       \$1242  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1243  = residual[399:384];
     if (rst) begin
       \$1243  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1244  = \$773 ;
     if (rst) begin
       \$1244  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1245  = bias24_1;
     if (rst) begin
       \$1245  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1246  = res24_1;
     if (rst) begin
       \$1246  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1247  = \$792 ;
     if (rst) begin
       \$1247  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1248  = res24_2;
     if (rst) begin
       \$1248  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1249  = \$800 ;
     if (rst) begin
       \$1249  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1250  = \$801 ;
     if (rst) begin
       \$1250  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1251  = bias[415:400];
     if (rst) begin
       \$1251  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1252  = residual[415:400];
     if (rst) begin
       \$1252  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1253  = \$805 ;
     if (rst) begin
       \$1253  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1254  = bias25_1;
     if (rst) begin
       \$1254  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1255  = res25_1;
     if (rst) begin
       \$1255  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1256  = \$824 ;
     if (rst) begin
       \$1256  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1257  = res25_2;
     if (rst) begin
       \$1257  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1258  = \$832 ;
     if (rst) begin
       \$1258  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1259  = \$833 ;
     if (rst) begin
       \$1259  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1260  = bias[431:416];
     if (rst) begin
       \$1260  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1261  = residual[431:416];
     if (rst) begin
       \$1261  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1262  = \$837 ;
     if (rst) begin
       \$1262  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1263  = bias26_1;
     if (rst) begin
       \$1263  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1264  = res26_1;
     if (rst) begin
       \$1264  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1265  = \$856 ;
     if (rst) begin
       \$1265  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1266  = res26_2;
     if (rst) begin
       \$1266  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1267  = \$864 ;
     if (rst) begin
       \$1267  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1268  = \$865 ;
     if (rst) begin
       \$1268  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1269  = bias[447:432];
     if (rst) begin
       \$1269  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1270  = residual[447:432];
     if (rst) begin
       \$1270  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1271  = \$869 ;
     if (rst) begin
       \$1271  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1272  = bias27_1;
     if (rst) begin
       \$1272  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1273  = res27_1;
     if (rst) begin
       \$1273  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1274  = \$888 ;
     if (rst) begin
       \$1274  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1275  = res27_2;
     if (rst) begin
       \$1275  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1276  = \$896 ;
     if (rst) begin
       \$1276  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1277  = \$897 ;
     if (rst) begin
       \$1277  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1278  = bias[463:448];
     if (rst) begin
       \$1278  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1279  = residual[463:448];
     if (rst) begin
       \$1279  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1280  = \$901 ;
     if (rst) begin
       \$1280  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1281  = bias28_1;
     if (rst) begin
       \$1281  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1282  = res28_1;
     if (rst) begin
       \$1282  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1283  = \$920 ;
     if (rst) begin
       \$1283  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1284  = res28_2;
     if (rst) begin
       \$1284  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1285  = \$928 ;
     if (rst) begin
       \$1285  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1286  = \$929 ;
     if (rst) begin
       \$1286  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1287  = bias[479:464];
     if (rst) begin
       \$1287  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1288  = residual[479:464];
     if (rst) begin
       \$1288  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1289  = \$933 ;
     if (rst) begin
       \$1289  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1290  = bias29_1;
     if (rst) begin
       \$1290  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1291  = res29_1;
     if (rst) begin
       \$1291  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1292  = \$952 ;
     if (rst) begin
       \$1292  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1293  = res29_2;
     if (rst) begin
       \$1293  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1294  = \$960 ;
     if (rst) begin
       \$1294  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1295  = \$961 ;
     if (rst) begin
       \$1295  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1296  = bias[495:480];
     if (rst) begin
       \$1296  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1297  = residual[495:480];
     if (rst) begin
       \$1297  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1298  = \$965 ;
     if (rst) begin
       \$1298  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1299  = bias30_1;
     if (rst) begin
       \$1299  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1300  = res30_1;
     if (rst) begin
       \$1300  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1301  = \$984 ;
     if (rst) begin
       \$1301  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1302  = res30_2;
     if (rst) begin
       \$1302  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1303  = \$992 ;
     if (rst) begin
       \$1303  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1304  = \$993 ;
     if (rst) begin
       \$1304  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1305  = bias[511:496];
     if (rst) begin
       \$1305  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1306  = residual[511:496];
     if (rst) begin
       \$1306  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1307  = \$997 ;
     if (rst) begin
       \$1307  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1308  = bias31_1;
     if (rst) begin
       \$1308  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1309  = res31_1;
     if (rst) begin
       \$1309  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1310  = \$1016 ;
     if (rst) begin
       \$1310  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1311  = res31_2;
     if (rst) begin
       \$1311  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$1312  = \$1024 ;
     if (rst) begin
       \$1312  = 16'h0000;
@@ -8554,7 +8554,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [15:0] \$1 ;
   wire [16:0] \$10 ;
   wire [15:0] \$11 ;
@@ -8765,7 +8765,7 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
   assign \$1  = first ? 16'h0000 : acc[15:0];
   assign \$2  = $signed(\$1 ) + $signed(product0);
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$65  = acc;
     if (valid) begin
       \$65 [15:0] = \$2 [15:0];
@@ -8808,12 +8808,12 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, u_prev, \port$43051$0 , \port$43069$0 , \port$43087$0 , \port$43105$0 , \port$43123$0 , \port$43141$0 , \port$43159$0 , \port$43177$0 , \port$43195$0 , \port$43213$0 , \port$43231$0 , \port$43249$0 , \port$43267$0 , \port$43285$0 , \port$43303$0 , \port$43321$0 , \port$43339$0 , \port$43357$0 , \port$43375$0 
-, \port$43393$0 , \port$43411$0 , \port$43429$0 , \port$43447$0 , \port$43465$0 , \port$43483$0 , \port$43501$0 , \port$43519$0 , \port$43537$0 , \port$43555$0 , \port$43573$0 , \port$43591$0 , \port$43609$0 , u0, s0, u1, s1, u2, s2, u3, s3
+module \ttsnn_accel.e4.lif (rst, u_prev, \port$47086$0 , \port$47104$0 , \port$47122$0 , \port$47140$0 , \port$47158$0 , \port$47176$0 , \port$47194$0 , \port$47212$0 , \port$47230$0 , \port$47248$0 , \port$47266$0 , \port$47284$0 , \port$47302$0 , \port$47320$0 , \port$47338$0 , \port$47356$0 , \port$47374$0 , \port$47392$0 , \port$47410$0 
+, \port$47428$0 , \port$47446$0 , \port$47464$0 , \port$47482$0 , \port$47500$0 , \port$47518$0 , \port$47536$0 , \port$47554$0 , \port$47572$0 , \port$47590$0 , \port$47608$0 , \port$47626$0 , \port$47644$0 , u0, s0, u1, s1, u2, s2, u3, s3
 , u4, s4, u5, s5, u6, s6, u7, s7, u8, s8, u9, s9, u10, s10, u11, s11, u12, s12, u13, s13, u14
 , s14, u15, s15, u16, s16, u17, s17, u18, s18, u19, s19, u20, s20, u21, s21, u22, s22, u23, s23, u24, s24
-, u25, s25, u26, s26, u27, s27, u28, s28, u29, s29, u30, s30, u31, s31, leak_mul, \port$47488$167 , rnd, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+, u25, s25, u26, s26, u27, s27, u28, s28, u29, s29, u30, s30, u31, s31, leak_mul, \port$51570$167 , rnd, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire [25:0] \$10 ;
   wire \$100 ;
@@ -9972,72 +9972,72 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$43051$0 , \port$43069$0 , \port$4
   reg [24:0] leaked7 = 25'h0000000;
   reg [24:0] leaked8 = 25'h0000000;
   reg [24:0] leaked9 = 25'h0000000;
-  input [15:0] \port$43051$0 ;
-  wire [15:0] \port$43051$0 ;
-  input [15:0] \port$43069$0 ;
-  wire [15:0] \port$43069$0 ;
-  input [15:0] \port$43087$0 ;
-  wire [15:0] \port$43087$0 ;
-  input [15:0] \port$43105$0 ;
-  wire [15:0] \port$43105$0 ;
-  input [15:0] \port$43123$0 ;
-  wire [15:0] \port$43123$0 ;
-  input [15:0] \port$43141$0 ;
-  wire [15:0] \port$43141$0 ;
-  input [15:0] \port$43159$0 ;
-  wire [15:0] \port$43159$0 ;
-  input [15:0] \port$43177$0 ;
-  wire [15:0] \port$43177$0 ;
-  input [15:0] \port$43195$0 ;
-  wire [15:0] \port$43195$0 ;
-  input [15:0] \port$43213$0 ;
-  wire [15:0] \port$43213$0 ;
-  input [15:0] \port$43231$0 ;
-  wire [15:0] \port$43231$0 ;
-  input [15:0] \port$43249$0 ;
-  wire [15:0] \port$43249$0 ;
-  input [15:0] \port$43267$0 ;
-  wire [15:0] \port$43267$0 ;
-  input [15:0] \port$43285$0 ;
-  wire [15:0] \port$43285$0 ;
-  input [15:0] \port$43303$0 ;
-  wire [15:0] \port$43303$0 ;
-  input [15:0] \port$43321$0 ;
-  wire [15:0] \port$43321$0 ;
-  input [15:0] \port$43339$0 ;
-  wire [15:0] \port$43339$0 ;
-  input [15:0] \port$43357$0 ;
-  wire [15:0] \port$43357$0 ;
-  input [15:0] \port$43375$0 ;
-  wire [15:0] \port$43375$0 ;
-  input [15:0] \port$43393$0 ;
-  wire [15:0] \port$43393$0 ;
-  input [15:0] \port$43411$0 ;
-  wire [15:0] \port$43411$0 ;
-  input [15:0] \port$43429$0 ;
-  wire [15:0] \port$43429$0 ;
-  input [15:0] \port$43447$0 ;
-  wire [15:0] \port$43447$0 ;
-  input [15:0] \port$43465$0 ;
-  wire [15:0] \port$43465$0 ;
-  input [15:0] \port$43483$0 ;
-  wire [15:0] \port$43483$0 ;
-  input [15:0] \port$43501$0 ;
-  wire [15:0] \port$43501$0 ;
-  input [15:0] \port$43519$0 ;
-  wire [15:0] \port$43519$0 ;
-  input [15:0] \port$43537$0 ;
-  wire [15:0] \port$43537$0 ;
-  input [15:0] \port$43555$0 ;
-  wire [15:0] \port$43555$0 ;
-  input [15:0] \port$43573$0 ;
-  wire [15:0] \port$43573$0 ;
-  input [15:0] \port$43591$0 ;
-  wire [15:0] \port$43591$0 ;
-  input [15:0] \port$43609$0 ;
-  wire [15:0] \port$43609$0 ;
-  input [21:0] \port$47488$167 ;
-  wire [21:0] \port$47488$167 ;
+  input [15:0] \port$47086$0 ;
+  wire [15:0] \port$47086$0 ;
+  input [15:0] \port$47104$0 ;
+  wire [15:0] \port$47104$0 ;
+  input [15:0] \port$47122$0 ;
+  wire [15:0] \port$47122$0 ;
+  input [15:0] \port$47140$0 ;
+  wire [15:0] \port$47140$0 ;
+  input [15:0] \port$47158$0 ;
+  wire [15:0] \port$47158$0 ;
+  input [15:0] \port$47176$0 ;
+  wire [15:0] \port$47176$0 ;
+  input [15:0] \port$47194$0 ;
+  wire [15:0] \port$47194$0 ;
+  input [15:0] \port$47212$0 ;
+  wire [15:0] \port$47212$0 ;
+  input [15:0] \port$47230$0 ;
+  wire [15:0] \port$47230$0 ;
+  input [15:0] \port$47248$0 ;
+  wire [15:0] \port$47248$0 ;
+  input [15:0] \port$47266$0 ;
+  wire [15:0] \port$47266$0 ;
+  input [15:0] \port$47284$0 ;
+  wire [15:0] \port$47284$0 ;
+  input [15:0] \port$47302$0 ;
+  wire [15:0] \port$47302$0 ;
+  input [15:0] \port$47320$0 ;
+  wire [15:0] \port$47320$0 ;
+  input [15:0] \port$47338$0 ;
+  wire [15:0] \port$47338$0 ;
+  input [15:0] \port$47356$0 ;
+  wire [15:0] \port$47356$0 ;
+  input [15:0] \port$47374$0 ;
+  wire [15:0] \port$47374$0 ;
+  input [15:0] \port$47392$0 ;
+  wire [15:0] \port$47392$0 ;
+  input [15:0] \port$47410$0 ;
+  wire [15:0] \port$47410$0 ;
+  input [15:0] \port$47428$0 ;
+  wire [15:0] \port$47428$0 ;
+  input [15:0] \port$47446$0 ;
+  wire [15:0] \port$47446$0 ;
+  input [15:0] \port$47464$0 ;
+  wire [15:0] \port$47464$0 ;
+  input [15:0] \port$47482$0 ;
+  wire [15:0] \port$47482$0 ;
+  input [15:0] \port$47500$0 ;
+  wire [15:0] \port$47500$0 ;
+  input [15:0] \port$47518$0 ;
+  wire [15:0] \port$47518$0 ;
+  input [15:0] \port$47536$0 ;
+  wire [15:0] \port$47536$0 ;
+  input [15:0] \port$47554$0 ;
+  wire [15:0] \port$47554$0 ;
+  input [15:0] \port$47572$0 ;
+  wire [15:0] \port$47572$0 ;
+  input [15:0] \port$47590$0 ;
+  wire [15:0] \port$47590$0 ;
+  input [15:0] \port$47608$0 ;
+  wire [15:0] \port$47608$0 ;
+  input [15:0] \port$47626$0 ;
+  wire [15:0] \port$47626$0 ;
+  input [15:0] \port$47644$0 ;
+  wire [15:0] \port$47644$0 ;
+  input [21:0] \port$51570$167 ;
+  wire [21:0] \port$51570$167 ;
   input rnd;
   wire rnd;
   input rst;
@@ -10175,806 +10175,806 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$43051$0 , \port$43069$0 , \port$4
   reg [15:0] u9 = 16'h0000;
   input [511:0] u_prev;
   wire [511:0] u_prev;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$47488$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$51570$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
   assign \$3  = $signed(kept0) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$47488$167 [5:0];
-  assign \$5  = \port$47488$167 [5:0] - 1'h1;
+  assign \$4  = ! \port$51570$167 [5:0];
+  assign \$5  = \port$51570$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
-  assign \$8  = ! \port$47488$167 [5:0];
+  assign \$8  = ! \port$51570$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$43051$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$47086$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$43051$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$47086$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$43051$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$47086$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(leaked0) + $signed(\port$43051$0 );
+  assign \$19  = $signed(leaked0) + $signed(\port$47086$0 );
   assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
-  assign \$21  = $signed(leaked0) + $signed(\port$43051$0 );
+  assign \$21  = $signed(leaked0) + $signed(\port$47086$0 );
   assign \$22  = $signed(\$21 ) < $signed(16'h8000);
-  assign \$23  = $signed(leaked0) + $signed(\port$43051$0 );
+  assign \$23  = $signed(leaked0) + $signed(\port$47086$0 );
   assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
   assign \$25  = \$20  ? 16'h7fff : \$24 ;
-  assign \$26  = $signed(\$25 ) > $signed(\port$47488$167 [21:6]);
-  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$47488$167 [21:6]);
+  assign \$26  = $signed(\$25 ) > $signed(\port$51570$167 [21:6]);
+  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$51570$167 [21:6]);
   assign \$28  = \$27  ? 16'h0000 : u_prev[31:16];
   assign \$29  = $signed(kept1) * $signed({ 1'h0, leak_mul });
-  assign \$30  = ! \port$47488$167 [5:0];
-  assign \$31  = \port$47488$167 [5:0] - 1'h1;
+  assign \$30  = ! \port$51570$167 [5:0];
+  assign \$31  = \port$51570$167 [5:0] - 1'h1;
   assign \$32  = \$30  ? 6'h00 : \$31 [5:0];
   assign \$33  = $signed(leak_prod1) >>> \$32 ;
-  assign \$34  = ! \port$47488$167 [5:0];
+  assign \$34  = ! \port$51570$167 [5:0];
   assign \$35  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$37  = \$34  ? leak_partial1 : \$36 [24:0];
-  assign \$38  = $signed(leaked1) + $signed(\port$43069$0 );
+  assign \$38  = $signed(leaked1) + $signed(\port$47104$0 );
   assign \$39  = $signed(\$38 ) > $signed(16'h7fff);
-  assign \$40  = $signed(leaked1) + $signed(\port$43069$0 );
+  assign \$40  = $signed(leaked1) + $signed(\port$47104$0 );
   assign \$41  = $signed(\$40 ) < $signed(16'h8000);
-  assign \$42  = $signed(leaked1) + $signed(\port$43069$0 );
+  assign \$42  = $signed(leaked1) + $signed(\port$47104$0 );
   assign \$43  = \$41  ? 16'h8000 : \$42 [15:0];
   assign \$44  = \$39  ? 16'h7fff : \$43 ;
-  assign \$45  = $signed(leaked1) + $signed(\port$43069$0 );
+  assign \$45  = $signed(leaked1) + $signed(\port$47104$0 );
   assign \$46  = $signed(\$45 ) > $signed(16'h7fff);
-  assign \$47  = $signed(leaked1) + $signed(\port$43069$0 );
+  assign \$47  = $signed(leaked1) + $signed(\port$47104$0 );
   assign \$48  = $signed(\$47 ) < $signed(16'h8000);
-  assign \$49  = $signed(leaked1) + $signed(\port$43069$0 );
+  assign \$49  = $signed(leaked1) + $signed(\port$47104$0 );
   assign \$50  = \$48  ? 16'h8000 : \$49 [15:0];
   assign \$51  = \$46  ? 16'h7fff : \$50 ;
-  assign \$52  = $signed(\$51 ) > $signed(\port$47488$167 [21:6]);
-  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$47488$167 [21:6]);
+  assign \$52  = $signed(\$51 ) > $signed(\port$51570$167 [21:6]);
+  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$51570$167 [21:6]);
   assign \$54  = \$53  ? 16'h0000 : u_prev[47:32];
   assign \$55  = $signed(kept2) * $signed({ 1'h0, leak_mul });
-  assign \$56  = ! \port$47488$167 [5:0];
-  assign \$57  = \port$47488$167 [5:0] - 1'h1;
+  assign \$56  = ! \port$51570$167 [5:0];
+  assign \$57  = \port$51570$167 [5:0] - 1'h1;
   assign \$58  = \$56  ? 6'h00 : \$57 [5:0];
   assign \$59  = $signed(leak_prod2) >>> \$58 ;
-  assign \$60  = ! \port$47488$167 [5:0];
+  assign \$60  = ! \port$51570$167 [5:0];
   assign \$61  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$63  = \$60  ? leak_partial2 : \$62 [24:0];
-  assign \$64  = $signed(leaked2) + $signed(\port$43087$0 );
+  assign \$64  = $signed(leaked2) + $signed(\port$47122$0 );
   assign \$65  = $signed(\$64 ) > $signed(16'h7fff);
-  assign \$66  = $signed(leaked2) + $signed(\port$43087$0 );
+  assign \$66  = $signed(leaked2) + $signed(\port$47122$0 );
   assign \$67  = $signed(\$66 ) < $signed(16'h8000);
-  assign \$68  = $signed(leaked2) + $signed(\port$43087$0 );
+  assign \$68  = $signed(leaked2) + $signed(\port$47122$0 );
   assign \$69  = \$67  ? 16'h8000 : \$68 [15:0];
   assign \$70  = \$65  ? 16'h7fff : \$69 ;
-  assign \$71  = $signed(leaked2) + $signed(\port$43087$0 );
+  assign \$71  = $signed(leaked2) + $signed(\port$47122$0 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
-  assign \$73  = $signed(leaked2) + $signed(\port$43087$0 );
+  assign \$73  = $signed(leaked2) + $signed(\port$47122$0 );
   assign \$74  = $signed(\$73 ) < $signed(16'h8000);
-  assign \$75  = $signed(leaked2) + $signed(\port$43087$0 );
+  assign \$75  = $signed(leaked2) + $signed(\port$47122$0 );
   assign \$76  = \$74  ? 16'h8000 : \$75 [15:0];
   assign \$77  = \$72  ? 16'h7fff : \$76 ;
-  assign \$78  = $signed(\$77 ) > $signed(\port$47488$167 [21:6]);
-  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$47488$167 [21:6]);
+  assign \$78  = $signed(\$77 ) > $signed(\port$51570$167 [21:6]);
+  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$51570$167 [21:6]);
   assign \$80  = \$79  ? 16'h0000 : u_prev[63:48];
   assign \$81  = $signed(kept3) * $signed({ 1'h0, leak_mul });
-  assign \$82  = ! \port$47488$167 [5:0];
-  assign \$83  = \port$47488$167 [5:0] - 1'h1;
+  assign \$82  = ! \port$51570$167 [5:0];
+  assign \$83  = \port$51570$167 [5:0] - 1'h1;
   assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
   assign \$85  = $signed(leak_prod3) >>> \$84 ;
-  assign \$86  = ! \port$47488$167 [5:0];
+  assign \$86  = ! \port$51570$167 [5:0];
   assign \$87  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$89  = \$86  ? leak_partial3 : \$88 [24:0];
-  assign \$90  = $signed(leaked3) + $signed(\port$43105$0 );
+  assign \$90  = $signed(leaked3) + $signed(\port$47140$0 );
   assign \$91  = $signed(\$90 ) > $signed(16'h7fff);
-  assign \$92  = $signed(leaked3) + $signed(\port$43105$0 );
+  assign \$92  = $signed(leaked3) + $signed(\port$47140$0 );
   assign \$93  = $signed(\$92 ) < $signed(16'h8000);
-  assign \$94  = $signed(leaked3) + $signed(\port$43105$0 );
+  assign \$94  = $signed(leaked3) + $signed(\port$47140$0 );
   assign \$95  = \$93  ? 16'h8000 : \$94 [15:0];
   assign \$96  = \$91  ? 16'h7fff : \$95 ;
-  assign \$97  = $signed(leaked3) + $signed(\port$43105$0 );
+  assign \$97  = $signed(leaked3) + $signed(\port$47140$0 );
   assign \$98  = $signed(\$97 ) > $signed(16'h7fff);
-  assign \$99  = $signed(leaked3) + $signed(\port$43105$0 );
+  assign \$99  = $signed(leaked3) + $signed(\port$47140$0 );
   assign \$100  = $signed(\$99 ) < $signed(16'h8000);
-  assign \$101  = $signed(leaked3) + $signed(\port$43105$0 );
+  assign \$101  = $signed(leaked3) + $signed(\port$47140$0 );
   assign \$102  = \$100  ? 16'h8000 : \$101 [15:0];
   assign \$103  = \$98  ? 16'h7fff : \$102 ;
-  assign \$104  = $signed(\$103 ) > $signed(\port$47488$167 [21:6]);
-  assign \$105  = $signed(u_prev[79:64]) > $signed(\port$47488$167 [21:6]);
+  assign \$104  = $signed(\$103 ) > $signed(\port$51570$167 [21:6]);
+  assign \$105  = $signed(u_prev[79:64]) > $signed(\port$51570$167 [21:6]);
   assign \$106  = \$105  ? 16'h0000 : u_prev[79:64];
   assign \$107  = $signed(kept4) * $signed({ 1'h0, leak_mul });
-  assign \$108  = ! \port$47488$167 [5:0];
-  assign \$109  = \port$47488$167 [5:0] - 1'h1;
+  assign \$108  = ! \port$51570$167 [5:0];
+  assign \$109  = \port$51570$167 [5:0] - 1'h1;
   assign \$110  = \$108  ? 6'h00 : \$109 [5:0];
   assign \$111  = $signed(leak_prod4) >>> \$110 ;
-  assign \$112  = ! \port$47488$167 [5:0];
+  assign \$112  = ! \port$51570$167 [5:0];
   assign \$113  = $signed(leak_partial4) + $signed({ 1'h0, rnd });
   assign \$115  = \$112  ? leak_partial4 : \$114 [24:0];
-  assign \$116  = $signed(leaked4) + $signed(\port$43123$0 );
+  assign \$116  = $signed(leaked4) + $signed(\port$47158$0 );
   assign \$117  = $signed(\$116 ) > $signed(16'h7fff);
-  assign \$118  = $signed(leaked4) + $signed(\port$43123$0 );
+  assign \$118  = $signed(leaked4) + $signed(\port$47158$0 );
   assign \$119  = $signed(\$118 ) < $signed(16'h8000);
-  assign \$120  = $signed(leaked4) + $signed(\port$43123$0 );
+  assign \$120  = $signed(leaked4) + $signed(\port$47158$0 );
   assign \$121  = \$119  ? 16'h8000 : \$120 [15:0];
   assign \$122  = \$117  ? 16'h7fff : \$121 ;
-  assign \$123  = $signed(leaked4) + $signed(\port$43123$0 );
+  assign \$123  = $signed(leaked4) + $signed(\port$47158$0 );
   assign \$124  = $signed(\$123 ) > $signed(16'h7fff);
-  assign \$125  = $signed(leaked4) + $signed(\port$43123$0 );
+  assign \$125  = $signed(leaked4) + $signed(\port$47158$0 );
   assign \$126  = $signed(\$125 ) < $signed(16'h8000);
-  assign \$127  = $signed(leaked4) + $signed(\port$43123$0 );
+  assign \$127  = $signed(leaked4) + $signed(\port$47158$0 );
   assign \$128  = \$126  ? 16'h8000 : \$127 [15:0];
   assign \$129  = \$124  ? 16'h7fff : \$128 ;
-  assign \$130  = $signed(\$129 ) > $signed(\port$47488$167 [21:6]);
-  assign \$131  = $signed(u_prev[95:80]) > $signed(\port$47488$167 [21:6]);
+  assign \$130  = $signed(\$129 ) > $signed(\port$51570$167 [21:6]);
+  assign \$131  = $signed(u_prev[95:80]) > $signed(\port$51570$167 [21:6]);
   assign \$132  = \$131  ? 16'h0000 : u_prev[95:80];
   assign \$133  = $signed(kept5) * $signed({ 1'h0, leak_mul });
-  assign \$134  = ! \port$47488$167 [5:0];
-  assign \$135  = \port$47488$167 [5:0] - 1'h1;
+  assign \$134  = ! \port$51570$167 [5:0];
+  assign \$135  = \port$51570$167 [5:0] - 1'h1;
   assign \$136  = \$134  ? 6'h00 : \$135 [5:0];
   assign \$137  = $signed(leak_prod5) >>> \$136 ;
-  assign \$138  = ! \port$47488$167 [5:0];
+  assign \$138  = ! \port$51570$167 [5:0];
   assign \$139  = $signed(leak_partial5) + $signed({ 1'h0, rnd });
   assign \$141  = \$138  ? leak_partial5 : \$140 [24:0];
-  assign \$142  = $signed(leaked5) + $signed(\port$43141$0 );
+  assign \$142  = $signed(leaked5) + $signed(\port$47176$0 );
   assign \$143  = $signed(\$142 ) > $signed(16'h7fff);
-  assign \$144  = $signed(leaked5) + $signed(\port$43141$0 );
+  assign \$144  = $signed(leaked5) + $signed(\port$47176$0 );
   assign \$145  = $signed(\$144 ) < $signed(16'h8000);
-  assign \$146  = $signed(leaked5) + $signed(\port$43141$0 );
+  assign \$146  = $signed(leaked5) + $signed(\port$47176$0 );
   assign \$147  = \$145  ? 16'h8000 : \$146 [15:0];
   assign \$148  = \$143  ? 16'h7fff : \$147 ;
-  assign \$149  = $signed(leaked5) + $signed(\port$43141$0 );
+  assign \$149  = $signed(leaked5) + $signed(\port$47176$0 );
   assign \$150  = $signed(\$149 ) > $signed(16'h7fff);
-  assign \$151  = $signed(leaked5) + $signed(\port$43141$0 );
+  assign \$151  = $signed(leaked5) + $signed(\port$47176$0 );
   assign \$152  = $signed(\$151 ) < $signed(16'h8000);
-  assign \$153  = $signed(leaked5) + $signed(\port$43141$0 );
+  assign \$153  = $signed(leaked5) + $signed(\port$47176$0 );
   assign \$154  = \$152  ? 16'h8000 : \$153 [15:0];
   assign \$155  = \$150  ? 16'h7fff : \$154 ;
-  assign \$156  = $signed(\$155 ) > $signed(\port$47488$167 [21:6]);
-  assign \$157  = $signed(u_prev[111:96]) > $signed(\port$47488$167 [21:6]);
+  assign \$156  = $signed(\$155 ) > $signed(\port$51570$167 [21:6]);
+  assign \$157  = $signed(u_prev[111:96]) > $signed(\port$51570$167 [21:6]);
   assign \$158  = \$157  ? 16'h0000 : u_prev[111:96];
   assign \$159  = $signed(kept6) * $signed({ 1'h0, leak_mul });
-  assign \$160  = ! \port$47488$167 [5:0];
-  assign \$161  = \port$47488$167 [5:0] - 1'h1;
+  assign \$160  = ! \port$51570$167 [5:0];
+  assign \$161  = \port$51570$167 [5:0] - 1'h1;
   assign \$162  = \$160  ? 6'h00 : \$161 [5:0];
   assign \$163  = $signed(leak_prod6) >>> \$162 ;
-  assign \$164  = ! \port$47488$167 [5:0];
+  assign \$164  = ! \port$51570$167 [5:0];
   assign \$165  = $signed(leak_partial6) + $signed({ 1'h0, rnd });
   assign \$167  = \$164  ? leak_partial6 : \$166 [24:0];
-  assign \$168  = $signed(leaked6) + $signed(\port$43159$0 );
+  assign \$168  = $signed(leaked6) + $signed(\port$47194$0 );
   assign \$169  = $signed(\$168 ) > $signed(16'h7fff);
-  assign \$170  = $signed(leaked6) + $signed(\port$43159$0 );
+  assign \$170  = $signed(leaked6) + $signed(\port$47194$0 );
   assign \$171  = $signed(\$170 ) < $signed(16'h8000);
-  assign \$172  = $signed(leaked6) + $signed(\port$43159$0 );
+  assign \$172  = $signed(leaked6) + $signed(\port$47194$0 );
   assign \$173  = \$171  ? 16'h8000 : \$172 [15:0];
   assign \$174  = \$169  ? 16'h7fff : \$173 ;
-  assign \$175  = $signed(leaked6) + $signed(\port$43159$0 );
+  assign \$175  = $signed(leaked6) + $signed(\port$47194$0 );
   assign \$176  = $signed(\$175 ) > $signed(16'h7fff);
-  assign \$177  = $signed(leaked6) + $signed(\port$43159$0 );
+  assign \$177  = $signed(leaked6) + $signed(\port$47194$0 );
   assign \$178  = $signed(\$177 ) < $signed(16'h8000);
-  assign \$179  = $signed(leaked6) + $signed(\port$43159$0 );
+  assign \$179  = $signed(leaked6) + $signed(\port$47194$0 );
   assign \$180  = \$178  ? 16'h8000 : \$179 [15:0];
   assign \$181  = \$176  ? 16'h7fff : \$180 ;
-  assign \$182  = $signed(\$181 ) > $signed(\port$47488$167 [21:6]);
-  assign \$183  = $signed(u_prev[127:112]) > $signed(\port$47488$167 [21:6]);
+  assign \$182  = $signed(\$181 ) > $signed(\port$51570$167 [21:6]);
+  assign \$183  = $signed(u_prev[127:112]) > $signed(\port$51570$167 [21:6]);
   assign \$184  = \$183  ? 16'h0000 : u_prev[127:112];
   assign \$185  = $signed(kept7) * $signed({ 1'h0, leak_mul });
-  assign \$186  = ! \port$47488$167 [5:0];
-  assign \$187  = \port$47488$167 [5:0] - 1'h1;
+  assign \$186  = ! \port$51570$167 [5:0];
+  assign \$187  = \port$51570$167 [5:0] - 1'h1;
   assign \$188  = \$186  ? 6'h00 : \$187 [5:0];
   assign \$189  = $signed(leak_prod7) >>> \$188 ;
-  assign \$190  = ! \port$47488$167 [5:0];
+  assign \$190  = ! \port$51570$167 [5:0];
   assign \$191  = $signed(leak_partial7) + $signed({ 1'h0, rnd });
   assign \$193  = \$190  ? leak_partial7 : \$192 [24:0];
-  assign \$194  = $signed(leaked7) + $signed(\port$43177$0 );
+  assign \$194  = $signed(leaked7) + $signed(\port$47212$0 );
   assign \$195  = $signed(\$194 ) > $signed(16'h7fff);
-  assign \$196  = $signed(leaked7) + $signed(\port$43177$0 );
+  assign \$196  = $signed(leaked7) + $signed(\port$47212$0 );
   assign \$197  = $signed(\$196 ) < $signed(16'h8000);
-  assign \$198  = $signed(leaked7) + $signed(\port$43177$0 );
+  assign \$198  = $signed(leaked7) + $signed(\port$47212$0 );
   assign \$199  = \$197  ? 16'h8000 : \$198 [15:0];
   assign \$200  = \$195  ? 16'h7fff : \$199 ;
-  assign \$201  = $signed(leaked7) + $signed(\port$43177$0 );
+  assign \$201  = $signed(leaked7) + $signed(\port$47212$0 );
   assign \$202  = $signed(\$201 ) > $signed(16'h7fff);
-  assign \$203  = $signed(leaked7) + $signed(\port$43177$0 );
+  assign \$203  = $signed(leaked7) + $signed(\port$47212$0 );
   assign \$204  = $signed(\$203 ) < $signed(16'h8000);
-  assign \$205  = $signed(leaked7) + $signed(\port$43177$0 );
+  assign \$205  = $signed(leaked7) + $signed(\port$47212$0 );
   assign \$206  = \$204  ? 16'h8000 : \$205 [15:0];
   assign \$207  = \$202  ? 16'h7fff : \$206 ;
-  assign \$208  = $signed(\$207 ) > $signed(\port$47488$167 [21:6]);
-  assign \$209  = $signed(u_prev[143:128]) > $signed(\port$47488$167 [21:6]);
+  assign \$208  = $signed(\$207 ) > $signed(\port$51570$167 [21:6]);
+  assign \$209  = $signed(u_prev[143:128]) > $signed(\port$51570$167 [21:6]);
   assign \$210  = \$209  ? 16'h0000 : u_prev[143:128];
   assign \$211  = $signed(kept8) * $signed({ 1'h0, leak_mul });
-  assign \$212  = ! \port$47488$167 [5:0];
-  assign \$213  = \port$47488$167 [5:0] - 1'h1;
+  assign \$212  = ! \port$51570$167 [5:0];
+  assign \$213  = \port$51570$167 [5:0] - 1'h1;
   assign \$214  = \$212  ? 6'h00 : \$213 [5:0];
   assign \$215  = $signed(leak_prod8) >>> \$214 ;
-  assign \$216  = ! \port$47488$167 [5:0];
+  assign \$216  = ! \port$51570$167 [5:0];
   assign \$217  = $signed(leak_partial8) + $signed({ 1'h0, rnd });
   assign \$219  = \$216  ? leak_partial8 : \$218 [24:0];
-  assign \$220  = $signed(leaked8) + $signed(\port$43195$0 );
+  assign \$220  = $signed(leaked8) + $signed(\port$47230$0 );
   assign \$221  = $signed(\$220 ) > $signed(16'h7fff);
-  assign \$222  = $signed(leaked8) + $signed(\port$43195$0 );
+  assign \$222  = $signed(leaked8) + $signed(\port$47230$0 );
   assign \$223  = $signed(\$222 ) < $signed(16'h8000);
-  assign \$224  = $signed(leaked8) + $signed(\port$43195$0 );
+  assign \$224  = $signed(leaked8) + $signed(\port$47230$0 );
   assign \$225  = \$223  ? 16'h8000 : \$224 [15:0];
   assign \$226  = \$221  ? 16'h7fff : \$225 ;
-  assign \$227  = $signed(leaked8) + $signed(\port$43195$0 );
+  assign \$227  = $signed(leaked8) + $signed(\port$47230$0 );
   assign \$228  = $signed(\$227 ) > $signed(16'h7fff);
-  assign \$229  = $signed(leaked8) + $signed(\port$43195$0 );
+  assign \$229  = $signed(leaked8) + $signed(\port$47230$0 );
   assign \$230  = $signed(\$229 ) < $signed(16'h8000);
-  assign \$231  = $signed(leaked8) + $signed(\port$43195$0 );
+  assign \$231  = $signed(leaked8) + $signed(\port$47230$0 );
   assign \$232  = \$230  ? 16'h8000 : \$231 [15:0];
   assign \$233  = \$228  ? 16'h7fff : \$232 ;
-  assign \$234  = $signed(\$233 ) > $signed(\port$47488$167 [21:6]);
-  assign \$235  = $signed(u_prev[159:144]) > $signed(\port$47488$167 [21:6]);
+  assign \$234  = $signed(\$233 ) > $signed(\port$51570$167 [21:6]);
+  assign \$235  = $signed(u_prev[159:144]) > $signed(\port$51570$167 [21:6]);
   assign \$236  = \$235  ? 16'h0000 : u_prev[159:144];
   assign \$237  = $signed(kept9) * $signed({ 1'h0, leak_mul });
-  assign \$238  = ! \port$47488$167 [5:0];
-  assign \$239  = \port$47488$167 [5:0] - 1'h1;
+  assign \$238  = ! \port$51570$167 [5:0];
+  assign \$239  = \port$51570$167 [5:0] - 1'h1;
   assign \$240  = \$238  ? 6'h00 : \$239 [5:0];
   assign \$241  = $signed(leak_prod9) >>> \$240 ;
-  assign \$242  = ! \port$47488$167 [5:0];
+  assign \$242  = ! \port$51570$167 [5:0];
   assign \$243  = $signed(leak_partial9) + $signed({ 1'h0, rnd });
   assign \$245  = \$242  ? leak_partial9 : \$244 [24:0];
-  assign \$246  = $signed(leaked9) + $signed(\port$43213$0 );
+  assign \$246  = $signed(leaked9) + $signed(\port$47248$0 );
   assign \$247  = $signed(\$246 ) > $signed(16'h7fff);
-  assign \$248  = $signed(leaked9) + $signed(\port$43213$0 );
+  assign \$248  = $signed(leaked9) + $signed(\port$47248$0 );
   assign \$249  = $signed(\$248 ) < $signed(16'h8000);
-  assign \$250  = $signed(leaked9) + $signed(\port$43213$0 );
+  assign \$250  = $signed(leaked9) + $signed(\port$47248$0 );
   assign \$251  = \$249  ? 16'h8000 : \$250 [15:0];
   assign \$252  = \$247  ? 16'h7fff : \$251 ;
-  assign \$253  = $signed(leaked9) + $signed(\port$43213$0 );
+  assign \$253  = $signed(leaked9) + $signed(\port$47248$0 );
   assign \$254  = $signed(\$253 ) > $signed(16'h7fff);
-  assign \$255  = $signed(leaked9) + $signed(\port$43213$0 );
+  assign \$255  = $signed(leaked9) + $signed(\port$47248$0 );
   assign \$256  = $signed(\$255 ) < $signed(16'h8000);
-  assign \$257  = $signed(leaked9) + $signed(\port$43213$0 );
+  assign \$257  = $signed(leaked9) + $signed(\port$47248$0 );
   assign \$258  = \$256  ? 16'h8000 : \$257 [15:0];
   assign \$259  = \$254  ? 16'h7fff : \$258 ;
-  assign \$260  = $signed(\$259 ) > $signed(\port$47488$167 [21:6]);
-  assign \$261  = $signed(u_prev[175:160]) > $signed(\port$47488$167 [21:6]);
+  assign \$260  = $signed(\$259 ) > $signed(\port$51570$167 [21:6]);
+  assign \$261  = $signed(u_prev[175:160]) > $signed(\port$51570$167 [21:6]);
   assign \$262  = \$261  ? 16'h0000 : u_prev[175:160];
   assign \$263  = $signed(kept10) * $signed({ 1'h0, leak_mul });
-  assign \$264  = ! \port$47488$167 [5:0];
-  assign \$265  = \port$47488$167 [5:0] - 1'h1;
+  assign \$264  = ! \port$51570$167 [5:0];
+  assign \$265  = \port$51570$167 [5:0] - 1'h1;
   assign \$266  = \$264  ? 6'h00 : \$265 [5:0];
   assign \$267  = $signed(leak_prod10) >>> \$266 ;
-  assign \$268  = ! \port$47488$167 [5:0];
+  assign \$268  = ! \port$51570$167 [5:0];
   assign \$269  = $signed(leak_partial10) + $signed({ 1'h0, rnd });
   assign \$271  = \$268  ? leak_partial10 : \$270 [24:0];
-  assign \$272  = $signed(leaked10) + $signed(\port$43231$0 );
+  assign \$272  = $signed(leaked10) + $signed(\port$47266$0 );
   assign \$273  = $signed(\$272 ) > $signed(16'h7fff);
-  assign \$274  = $signed(leaked10) + $signed(\port$43231$0 );
+  assign \$274  = $signed(leaked10) + $signed(\port$47266$0 );
   assign \$275  = $signed(\$274 ) < $signed(16'h8000);
-  assign \$276  = $signed(leaked10) + $signed(\port$43231$0 );
+  assign \$276  = $signed(leaked10) + $signed(\port$47266$0 );
   assign \$277  = \$275  ? 16'h8000 : \$276 [15:0];
   assign \$278  = \$273  ? 16'h7fff : \$277 ;
-  assign \$279  = $signed(leaked10) + $signed(\port$43231$0 );
+  assign \$279  = $signed(leaked10) + $signed(\port$47266$0 );
   assign \$280  = $signed(\$279 ) > $signed(16'h7fff);
-  assign \$281  = $signed(leaked10) + $signed(\port$43231$0 );
+  assign \$281  = $signed(leaked10) + $signed(\port$47266$0 );
   assign \$282  = $signed(\$281 ) < $signed(16'h8000);
-  assign \$283  = $signed(leaked10) + $signed(\port$43231$0 );
+  assign \$283  = $signed(leaked10) + $signed(\port$47266$0 );
   assign \$284  = \$282  ? 16'h8000 : \$283 [15:0];
   assign \$285  = \$280  ? 16'h7fff : \$284 ;
-  assign \$286  = $signed(\$285 ) > $signed(\port$47488$167 [21:6]);
-  assign \$287  = $signed(u_prev[191:176]) > $signed(\port$47488$167 [21:6]);
+  assign \$286  = $signed(\$285 ) > $signed(\port$51570$167 [21:6]);
+  assign \$287  = $signed(u_prev[191:176]) > $signed(\port$51570$167 [21:6]);
   assign \$288  = \$287  ? 16'h0000 : u_prev[191:176];
   assign \$289  = $signed(kept11) * $signed({ 1'h0, leak_mul });
-  assign \$290  = ! \port$47488$167 [5:0];
-  assign \$291  = \port$47488$167 [5:0] - 1'h1;
+  assign \$290  = ! \port$51570$167 [5:0];
+  assign \$291  = \port$51570$167 [5:0] - 1'h1;
   assign \$292  = \$290  ? 6'h00 : \$291 [5:0];
   assign \$293  = $signed(leak_prod11) >>> \$292 ;
-  assign \$294  = ! \port$47488$167 [5:0];
+  assign \$294  = ! \port$51570$167 [5:0];
   assign \$295  = $signed(leak_partial11) + $signed({ 1'h0, rnd });
   assign \$297  = \$294  ? leak_partial11 : \$296 [24:0];
-  assign \$298  = $signed(leaked11) + $signed(\port$43249$0 );
+  assign \$298  = $signed(leaked11) + $signed(\port$47284$0 );
   assign \$299  = $signed(\$298 ) > $signed(16'h7fff);
-  assign \$300  = $signed(leaked11) + $signed(\port$43249$0 );
+  assign \$300  = $signed(leaked11) + $signed(\port$47284$0 );
   assign \$301  = $signed(\$300 ) < $signed(16'h8000);
-  assign \$302  = $signed(leaked11) + $signed(\port$43249$0 );
+  assign \$302  = $signed(leaked11) + $signed(\port$47284$0 );
   assign \$303  = \$301  ? 16'h8000 : \$302 [15:0];
   assign \$304  = \$299  ? 16'h7fff : \$303 ;
-  assign \$305  = $signed(leaked11) + $signed(\port$43249$0 );
+  assign \$305  = $signed(leaked11) + $signed(\port$47284$0 );
   assign \$306  = $signed(\$305 ) > $signed(16'h7fff);
-  assign \$307  = $signed(leaked11) + $signed(\port$43249$0 );
+  assign \$307  = $signed(leaked11) + $signed(\port$47284$0 );
   assign \$308  = $signed(\$307 ) < $signed(16'h8000);
-  assign \$309  = $signed(leaked11) + $signed(\port$43249$0 );
+  assign \$309  = $signed(leaked11) + $signed(\port$47284$0 );
   assign \$310  = \$308  ? 16'h8000 : \$309 [15:0];
   assign \$311  = \$306  ? 16'h7fff : \$310 ;
-  assign \$312  = $signed(\$311 ) > $signed(\port$47488$167 [21:6]);
-  assign \$313  = $signed(u_prev[207:192]) > $signed(\port$47488$167 [21:6]);
+  assign \$312  = $signed(\$311 ) > $signed(\port$51570$167 [21:6]);
+  assign \$313  = $signed(u_prev[207:192]) > $signed(\port$51570$167 [21:6]);
   assign \$314  = \$313  ? 16'h0000 : u_prev[207:192];
   assign \$315  = $signed(kept12) * $signed({ 1'h0, leak_mul });
-  assign \$316  = ! \port$47488$167 [5:0];
-  assign \$317  = \port$47488$167 [5:0] - 1'h1;
+  assign \$316  = ! \port$51570$167 [5:0];
+  assign \$317  = \port$51570$167 [5:0] - 1'h1;
   assign \$318  = \$316  ? 6'h00 : \$317 [5:0];
   assign \$319  = $signed(leak_prod12) >>> \$318 ;
-  assign \$320  = ! \port$47488$167 [5:0];
+  assign \$320  = ! \port$51570$167 [5:0];
   assign \$321  = $signed(leak_partial12) + $signed({ 1'h0, rnd });
   assign \$323  = \$320  ? leak_partial12 : \$322 [24:0];
-  assign \$324  = $signed(leaked12) + $signed(\port$43267$0 );
+  assign \$324  = $signed(leaked12) + $signed(\port$47302$0 );
   assign \$325  = $signed(\$324 ) > $signed(16'h7fff);
-  assign \$326  = $signed(leaked12) + $signed(\port$43267$0 );
+  assign \$326  = $signed(leaked12) + $signed(\port$47302$0 );
   assign \$327  = $signed(\$326 ) < $signed(16'h8000);
-  assign \$328  = $signed(leaked12) + $signed(\port$43267$0 );
+  assign \$328  = $signed(leaked12) + $signed(\port$47302$0 );
   assign \$329  = \$327  ? 16'h8000 : \$328 [15:0];
   assign \$330  = \$325  ? 16'h7fff : \$329 ;
-  assign \$331  = $signed(leaked12) + $signed(\port$43267$0 );
+  assign \$331  = $signed(leaked12) + $signed(\port$47302$0 );
   assign \$332  = $signed(\$331 ) > $signed(16'h7fff);
-  assign \$333  = $signed(leaked12) + $signed(\port$43267$0 );
+  assign \$333  = $signed(leaked12) + $signed(\port$47302$0 );
   assign \$334  = $signed(\$333 ) < $signed(16'h8000);
-  assign \$335  = $signed(leaked12) + $signed(\port$43267$0 );
+  assign \$335  = $signed(leaked12) + $signed(\port$47302$0 );
   assign \$336  = \$334  ? 16'h8000 : \$335 [15:0];
   assign \$337  = \$332  ? 16'h7fff : \$336 ;
-  assign \$338  = $signed(\$337 ) > $signed(\port$47488$167 [21:6]);
-  assign \$339  = $signed(u_prev[223:208]) > $signed(\port$47488$167 [21:6]);
+  assign \$338  = $signed(\$337 ) > $signed(\port$51570$167 [21:6]);
+  assign \$339  = $signed(u_prev[223:208]) > $signed(\port$51570$167 [21:6]);
   assign \$340  = \$339  ? 16'h0000 : u_prev[223:208];
   assign \$341  = $signed(kept13) * $signed({ 1'h0, leak_mul });
-  assign \$342  = ! \port$47488$167 [5:0];
-  assign \$343  = \port$47488$167 [5:0] - 1'h1;
+  assign \$342  = ! \port$51570$167 [5:0];
+  assign \$343  = \port$51570$167 [5:0] - 1'h1;
   assign \$344  = \$342  ? 6'h00 : \$343 [5:0];
   assign \$345  = $signed(leak_prod13) >>> \$344 ;
-  assign \$346  = ! \port$47488$167 [5:0];
+  assign \$346  = ! \port$51570$167 [5:0];
   assign \$347  = $signed(leak_partial13) + $signed({ 1'h0, rnd });
   assign \$349  = \$346  ? leak_partial13 : \$348 [24:0];
-  assign \$350  = $signed(leaked13) + $signed(\port$43285$0 );
+  assign \$350  = $signed(leaked13) + $signed(\port$47320$0 );
   assign \$351  = $signed(\$350 ) > $signed(16'h7fff);
-  assign \$352  = $signed(leaked13) + $signed(\port$43285$0 );
+  assign \$352  = $signed(leaked13) + $signed(\port$47320$0 );
   assign \$353  = $signed(\$352 ) < $signed(16'h8000);
-  assign \$354  = $signed(leaked13) + $signed(\port$43285$0 );
+  assign \$354  = $signed(leaked13) + $signed(\port$47320$0 );
   assign \$355  = \$353  ? 16'h8000 : \$354 [15:0];
   assign \$356  = \$351  ? 16'h7fff : \$355 ;
-  assign \$357  = $signed(leaked13) + $signed(\port$43285$0 );
+  assign \$357  = $signed(leaked13) + $signed(\port$47320$0 );
   assign \$358  = $signed(\$357 ) > $signed(16'h7fff);
-  assign \$359  = $signed(leaked13) + $signed(\port$43285$0 );
+  assign \$359  = $signed(leaked13) + $signed(\port$47320$0 );
   assign \$360  = $signed(\$359 ) < $signed(16'h8000);
-  assign \$361  = $signed(leaked13) + $signed(\port$43285$0 );
+  assign \$361  = $signed(leaked13) + $signed(\port$47320$0 );
   assign \$362  = \$360  ? 16'h8000 : \$361 [15:0];
   assign \$363  = \$358  ? 16'h7fff : \$362 ;
-  assign \$364  = $signed(\$363 ) > $signed(\port$47488$167 [21:6]);
-  assign \$365  = $signed(u_prev[239:224]) > $signed(\port$47488$167 [21:6]);
+  assign \$364  = $signed(\$363 ) > $signed(\port$51570$167 [21:6]);
+  assign \$365  = $signed(u_prev[239:224]) > $signed(\port$51570$167 [21:6]);
   assign \$366  = \$365  ? 16'h0000 : u_prev[239:224];
   assign \$367  = $signed(kept14) * $signed({ 1'h0, leak_mul });
-  assign \$368  = ! \port$47488$167 [5:0];
-  assign \$369  = \port$47488$167 [5:0] - 1'h1;
+  assign \$368  = ! \port$51570$167 [5:0];
+  assign \$369  = \port$51570$167 [5:0] - 1'h1;
   assign \$370  = \$368  ? 6'h00 : \$369 [5:0];
   assign \$371  = $signed(leak_prod14) >>> \$370 ;
-  assign \$372  = ! \port$47488$167 [5:0];
+  assign \$372  = ! \port$51570$167 [5:0];
   assign \$373  = $signed(leak_partial14) + $signed({ 1'h0, rnd });
   assign \$375  = \$372  ? leak_partial14 : \$374 [24:0];
-  assign \$376  = $signed(leaked14) + $signed(\port$43303$0 );
+  assign \$376  = $signed(leaked14) + $signed(\port$47338$0 );
   assign \$377  = $signed(\$376 ) > $signed(16'h7fff);
-  assign \$378  = $signed(leaked14) + $signed(\port$43303$0 );
+  assign \$378  = $signed(leaked14) + $signed(\port$47338$0 );
   assign \$379  = $signed(\$378 ) < $signed(16'h8000);
-  assign \$380  = $signed(leaked14) + $signed(\port$43303$0 );
+  assign \$380  = $signed(leaked14) + $signed(\port$47338$0 );
   assign \$381  = \$379  ? 16'h8000 : \$380 [15:0];
   assign \$382  = \$377  ? 16'h7fff : \$381 ;
-  assign \$383  = $signed(leaked14) + $signed(\port$43303$0 );
+  assign \$383  = $signed(leaked14) + $signed(\port$47338$0 );
   assign \$384  = $signed(\$383 ) > $signed(16'h7fff);
-  assign \$385  = $signed(leaked14) + $signed(\port$43303$0 );
+  assign \$385  = $signed(leaked14) + $signed(\port$47338$0 );
   assign \$386  = $signed(\$385 ) < $signed(16'h8000);
-  assign \$387  = $signed(leaked14) + $signed(\port$43303$0 );
+  assign \$387  = $signed(leaked14) + $signed(\port$47338$0 );
   assign \$388  = \$386  ? 16'h8000 : \$387 [15:0];
   assign \$389  = \$384  ? 16'h7fff : \$388 ;
-  assign \$390  = $signed(\$389 ) > $signed(\port$47488$167 [21:6]);
-  assign \$391  = $signed(u_prev[255:240]) > $signed(\port$47488$167 [21:6]);
+  assign \$390  = $signed(\$389 ) > $signed(\port$51570$167 [21:6]);
+  assign \$391  = $signed(u_prev[255:240]) > $signed(\port$51570$167 [21:6]);
   assign \$392  = \$391  ? 16'h0000 : u_prev[255:240];
   assign \$393  = $signed(kept15) * $signed({ 1'h0, leak_mul });
-  assign \$394  = ! \port$47488$167 [5:0];
-  assign \$395  = \port$47488$167 [5:0] - 1'h1;
+  assign \$394  = ! \port$51570$167 [5:0];
+  assign \$395  = \port$51570$167 [5:0] - 1'h1;
   assign \$396  = \$394  ? 6'h00 : \$395 [5:0];
   assign \$397  = $signed(leak_prod15) >>> \$396 ;
-  assign \$398  = ! \port$47488$167 [5:0];
+  assign \$398  = ! \port$51570$167 [5:0];
   assign \$399  = $signed(leak_partial15) + $signed({ 1'h0, rnd });
   assign \$401  = \$398  ? leak_partial15 : \$400 [24:0];
-  assign \$402  = $signed(leaked15) + $signed(\port$43321$0 );
+  assign \$402  = $signed(leaked15) + $signed(\port$47356$0 );
   assign \$403  = $signed(\$402 ) > $signed(16'h7fff);
-  assign \$404  = $signed(leaked15) + $signed(\port$43321$0 );
+  assign \$404  = $signed(leaked15) + $signed(\port$47356$0 );
   assign \$405  = $signed(\$404 ) < $signed(16'h8000);
-  assign \$406  = $signed(leaked15) + $signed(\port$43321$0 );
+  assign \$406  = $signed(leaked15) + $signed(\port$47356$0 );
   assign \$407  = \$405  ? 16'h8000 : \$406 [15:0];
   assign \$408  = \$403  ? 16'h7fff : \$407 ;
-  assign \$409  = $signed(leaked15) + $signed(\port$43321$0 );
+  assign \$409  = $signed(leaked15) + $signed(\port$47356$0 );
   assign \$410  = $signed(\$409 ) > $signed(16'h7fff);
-  assign \$411  = $signed(leaked15) + $signed(\port$43321$0 );
+  assign \$411  = $signed(leaked15) + $signed(\port$47356$0 );
   assign \$412  = $signed(\$411 ) < $signed(16'h8000);
-  assign \$413  = $signed(leaked15) + $signed(\port$43321$0 );
+  assign \$413  = $signed(leaked15) + $signed(\port$47356$0 );
   assign \$414  = \$412  ? 16'h8000 : \$413 [15:0];
   assign \$415  = \$410  ? 16'h7fff : \$414 ;
-  assign \$416  = $signed(\$415 ) > $signed(\port$47488$167 [21:6]);
-  assign \$417  = $signed(u_prev[271:256]) > $signed(\port$47488$167 [21:6]);
+  assign \$416  = $signed(\$415 ) > $signed(\port$51570$167 [21:6]);
+  assign \$417  = $signed(u_prev[271:256]) > $signed(\port$51570$167 [21:6]);
   assign \$418  = \$417  ? 16'h0000 : u_prev[271:256];
   assign \$419  = $signed(kept16) * $signed({ 1'h0, leak_mul });
-  assign \$420  = ! \port$47488$167 [5:0];
-  assign \$421  = \port$47488$167 [5:0] - 1'h1;
+  assign \$420  = ! \port$51570$167 [5:0];
+  assign \$421  = \port$51570$167 [5:0] - 1'h1;
   assign \$422  = \$420  ? 6'h00 : \$421 [5:0];
   assign \$423  = $signed(leak_prod16) >>> \$422 ;
-  assign \$424  = ! \port$47488$167 [5:0];
+  assign \$424  = ! \port$51570$167 [5:0];
   assign \$425  = $signed(leak_partial16) + $signed({ 1'h0, rnd });
   assign \$427  = \$424  ? leak_partial16 : \$426 [24:0];
-  assign \$428  = $signed(leaked16) + $signed(\port$43339$0 );
+  assign \$428  = $signed(leaked16) + $signed(\port$47374$0 );
   assign \$429  = $signed(\$428 ) > $signed(16'h7fff);
-  assign \$430  = $signed(leaked16) + $signed(\port$43339$0 );
+  assign \$430  = $signed(leaked16) + $signed(\port$47374$0 );
   assign \$431  = $signed(\$430 ) < $signed(16'h8000);
-  assign \$432  = $signed(leaked16) + $signed(\port$43339$0 );
+  assign \$432  = $signed(leaked16) + $signed(\port$47374$0 );
   assign \$433  = \$431  ? 16'h8000 : \$432 [15:0];
   assign \$434  = \$429  ? 16'h7fff : \$433 ;
-  assign \$435  = $signed(leaked16) + $signed(\port$43339$0 );
+  assign \$435  = $signed(leaked16) + $signed(\port$47374$0 );
   assign \$436  = $signed(\$435 ) > $signed(16'h7fff);
-  assign \$437  = $signed(leaked16) + $signed(\port$43339$0 );
+  assign \$437  = $signed(leaked16) + $signed(\port$47374$0 );
   assign \$438  = $signed(\$437 ) < $signed(16'h8000);
-  assign \$439  = $signed(leaked16) + $signed(\port$43339$0 );
+  assign \$439  = $signed(leaked16) + $signed(\port$47374$0 );
   assign \$440  = \$438  ? 16'h8000 : \$439 [15:0];
   assign \$441  = \$436  ? 16'h7fff : \$440 ;
-  assign \$442  = $signed(\$441 ) > $signed(\port$47488$167 [21:6]);
-  assign \$443  = $signed(u_prev[287:272]) > $signed(\port$47488$167 [21:6]);
+  assign \$442  = $signed(\$441 ) > $signed(\port$51570$167 [21:6]);
+  assign \$443  = $signed(u_prev[287:272]) > $signed(\port$51570$167 [21:6]);
   assign \$444  = \$443  ? 16'h0000 : u_prev[287:272];
   assign \$445  = $signed(kept17) * $signed({ 1'h0, leak_mul });
-  assign \$446  = ! \port$47488$167 [5:0];
-  assign \$447  = \port$47488$167 [5:0] - 1'h1;
+  assign \$446  = ! \port$51570$167 [5:0];
+  assign \$447  = \port$51570$167 [5:0] - 1'h1;
   assign \$448  = \$446  ? 6'h00 : \$447 [5:0];
   assign \$449  = $signed(leak_prod17) >>> \$448 ;
-  assign \$450  = ! \port$47488$167 [5:0];
+  assign \$450  = ! \port$51570$167 [5:0];
   assign \$451  = $signed(leak_partial17) + $signed({ 1'h0, rnd });
   assign \$453  = \$450  ? leak_partial17 : \$452 [24:0];
-  assign \$454  = $signed(leaked17) + $signed(\port$43357$0 );
+  assign \$454  = $signed(leaked17) + $signed(\port$47392$0 );
   assign \$455  = $signed(\$454 ) > $signed(16'h7fff);
-  assign \$456  = $signed(leaked17) + $signed(\port$43357$0 );
+  assign \$456  = $signed(leaked17) + $signed(\port$47392$0 );
   assign \$457  = $signed(\$456 ) < $signed(16'h8000);
-  assign \$458  = $signed(leaked17) + $signed(\port$43357$0 );
+  assign \$458  = $signed(leaked17) + $signed(\port$47392$0 );
   assign \$459  = \$457  ? 16'h8000 : \$458 [15:0];
   assign \$460  = \$455  ? 16'h7fff : \$459 ;
-  assign \$461  = $signed(leaked17) + $signed(\port$43357$0 );
+  assign \$461  = $signed(leaked17) + $signed(\port$47392$0 );
   assign \$462  = $signed(\$461 ) > $signed(16'h7fff);
-  assign \$463  = $signed(leaked17) + $signed(\port$43357$0 );
+  assign \$463  = $signed(leaked17) + $signed(\port$47392$0 );
   assign \$464  = $signed(\$463 ) < $signed(16'h8000);
-  assign \$465  = $signed(leaked17) + $signed(\port$43357$0 );
+  assign \$465  = $signed(leaked17) + $signed(\port$47392$0 );
   assign \$466  = \$464  ? 16'h8000 : \$465 [15:0];
   assign \$467  = \$462  ? 16'h7fff : \$466 ;
-  assign \$468  = $signed(\$467 ) > $signed(\port$47488$167 [21:6]);
-  assign \$469  = $signed(u_prev[303:288]) > $signed(\port$47488$167 [21:6]);
+  assign \$468  = $signed(\$467 ) > $signed(\port$51570$167 [21:6]);
+  assign \$469  = $signed(u_prev[303:288]) > $signed(\port$51570$167 [21:6]);
   assign \$470  = \$469  ? 16'h0000 : u_prev[303:288];
   assign \$471  = $signed(kept18) * $signed({ 1'h0, leak_mul });
-  assign \$472  = ! \port$47488$167 [5:0];
-  assign \$473  = \port$47488$167 [5:0] - 1'h1;
+  assign \$472  = ! \port$51570$167 [5:0];
+  assign \$473  = \port$51570$167 [5:0] - 1'h1;
   assign \$474  = \$472  ? 6'h00 : \$473 [5:0];
   assign \$475  = $signed(leak_prod18) >>> \$474 ;
-  assign \$476  = ! \port$47488$167 [5:0];
+  assign \$476  = ! \port$51570$167 [5:0];
   assign \$477  = $signed(leak_partial18) + $signed({ 1'h0, rnd });
   assign \$479  = \$476  ? leak_partial18 : \$478 [24:0];
-  assign \$480  = $signed(leaked18) + $signed(\port$43375$0 );
+  assign \$480  = $signed(leaked18) + $signed(\port$47410$0 );
   assign \$481  = $signed(\$480 ) > $signed(16'h7fff);
-  assign \$482  = $signed(leaked18) + $signed(\port$43375$0 );
+  assign \$482  = $signed(leaked18) + $signed(\port$47410$0 );
   assign \$483  = $signed(\$482 ) < $signed(16'h8000);
-  assign \$484  = $signed(leaked18) + $signed(\port$43375$0 );
+  assign \$484  = $signed(leaked18) + $signed(\port$47410$0 );
   assign \$485  = \$483  ? 16'h8000 : \$484 [15:0];
   assign \$486  = \$481  ? 16'h7fff : \$485 ;
-  assign \$487  = $signed(leaked18) + $signed(\port$43375$0 );
+  assign \$487  = $signed(leaked18) + $signed(\port$47410$0 );
   assign \$488  = $signed(\$487 ) > $signed(16'h7fff);
-  assign \$489  = $signed(leaked18) + $signed(\port$43375$0 );
+  assign \$489  = $signed(leaked18) + $signed(\port$47410$0 );
   assign \$490  = $signed(\$489 ) < $signed(16'h8000);
-  assign \$491  = $signed(leaked18) + $signed(\port$43375$0 );
+  assign \$491  = $signed(leaked18) + $signed(\port$47410$0 );
   assign \$492  = \$490  ? 16'h8000 : \$491 [15:0];
   assign \$493  = \$488  ? 16'h7fff : \$492 ;
-  assign \$494  = $signed(\$493 ) > $signed(\port$47488$167 [21:6]);
-  assign \$495  = $signed(u_prev[319:304]) > $signed(\port$47488$167 [21:6]);
+  assign \$494  = $signed(\$493 ) > $signed(\port$51570$167 [21:6]);
+  assign \$495  = $signed(u_prev[319:304]) > $signed(\port$51570$167 [21:6]);
   assign \$496  = \$495  ? 16'h0000 : u_prev[319:304];
   assign \$497  = $signed(kept19) * $signed({ 1'h0, leak_mul });
-  assign \$498  = ! \port$47488$167 [5:0];
-  assign \$499  = \port$47488$167 [5:0] - 1'h1;
+  assign \$498  = ! \port$51570$167 [5:0];
+  assign \$499  = \port$51570$167 [5:0] - 1'h1;
   assign \$500  = \$498  ? 6'h00 : \$499 [5:0];
   assign \$501  = $signed(leak_prod19) >>> \$500 ;
-  assign \$502  = ! \port$47488$167 [5:0];
+  assign \$502  = ! \port$51570$167 [5:0];
   assign \$503  = $signed(leak_partial19) + $signed({ 1'h0, rnd });
   assign \$505  = \$502  ? leak_partial19 : \$504 [24:0];
-  assign \$506  = $signed(leaked19) + $signed(\port$43393$0 );
+  assign \$506  = $signed(leaked19) + $signed(\port$47428$0 );
   assign \$507  = $signed(\$506 ) > $signed(16'h7fff);
-  assign \$508  = $signed(leaked19) + $signed(\port$43393$0 );
+  assign \$508  = $signed(leaked19) + $signed(\port$47428$0 );
   assign \$509  = $signed(\$508 ) < $signed(16'h8000);
-  assign \$510  = $signed(leaked19) + $signed(\port$43393$0 );
+  assign \$510  = $signed(leaked19) + $signed(\port$47428$0 );
   assign \$511  = \$509  ? 16'h8000 : \$510 [15:0];
   assign \$512  = \$507  ? 16'h7fff : \$511 ;
-  assign \$513  = $signed(leaked19) + $signed(\port$43393$0 );
+  assign \$513  = $signed(leaked19) + $signed(\port$47428$0 );
   assign \$514  = $signed(\$513 ) > $signed(16'h7fff);
-  assign \$515  = $signed(leaked19) + $signed(\port$43393$0 );
+  assign \$515  = $signed(leaked19) + $signed(\port$47428$0 );
   assign \$516  = $signed(\$515 ) < $signed(16'h8000);
-  assign \$517  = $signed(leaked19) + $signed(\port$43393$0 );
+  assign \$517  = $signed(leaked19) + $signed(\port$47428$0 );
   assign \$518  = \$516  ? 16'h8000 : \$517 [15:0];
   assign \$519  = \$514  ? 16'h7fff : \$518 ;
-  assign \$520  = $signed(\$519 ) > $signed(\port$47488$167 [21:6]);
-  assign \$521  = $signed(u_prev[335:320]) > $signed(\port$47488$167 [21:6]);
+  assign \$520  = $signed(\$519 ) > $signed(\port$51570$167 [21:6]);
+  assign \$521  = $signed(u_prev[335:320]) > $signed(\port$51570$167 [21:6]);
   assign \$522  = \$521  ? 16'h0000 : u_prev[335:320];
   assign \$523  = $signed(kept20) * $signed({ 1'h0, leak_mul });
-  assign \$524  = ! \port$47488$167 [5:0];
-  assign \$525  = \port$47488$167 [5:0] - 1'h1;
+  assign \$524  = ! \port$51570$167 [5:0];
+  assign \$525  = \port$51570$167 [5:0] - 1'h1;
   assign \$526  = \$524  ? 6'h00 : \$525 [5:0];
   assign \$527  = $signed(leak_prod20) >>> \$526 ;
-  assign \$528  = ! \port$47488$167 [5:0];
+  assign \$528  = ! \port$51570$167 [5:0];
   assign \$529  = $signed(leak_partial20) + $signed({ 1'h0, rnd });
   assign \$531  = \$528  ? leak_partial20 : \$530 [24:0];
-  assign \$532  = $signed(leaked20) + $signed(\port$43411$0 );
+  assign \$532  = $signed(leaked20) + $signed(\port$47446$0 );
   assign \$533  = $signed(\$532 ) > $signed(16'h7fff);
-  assign \$534  = $signed(leaked20) + $signed(\port$43411$0 );
+  assign \$534  = $signed(leaked20) + $signed(\port$47446$0 );
   assign \$535  = $signed(\$534 ) < $signed(16'h8000);
-  assign \$536  = $signed(leaked20) + $signed(\port$43411$0 );
+  assign \$536  = $signed(leaked20) + $signed(\port$47446$0 );
   assign \$537  = \$535  ? 16'h8000 : \$536 [15:0];
   assign \$538  = \$533  ? 16'h7fff : \$537 ;
-  assign \$539  = $signed(leaked20) + $signed(\port$43411$0 );
+  assign \$539  = $signed(leaked20) + $signed(\port$47446$0 );
   assign \$540  = $signed(\$539 ) > $signed(16'h7fff);
-  assign \$541  = $signed(leaked20) + $signed(\port$43411$0 );
+  assign \$541  = $signed(leaked20) + $signed(\port$47446$0 );
   assign \$542  = $signed(\$541 ) < $signed(16'h8000);
-  assign \$543  = $signed(leaked20) + $signed(\port$43411$0 );
+  assign \$543  = $signed(leaked20) + $signed(\port$47446$0 );
   assign \$544  = \$542  ? 16'h8000 : \$543 [15:0];
   assign \$545  = \$540  ? 16'h7fff : \$544 ;
-  assign \$546  = $signed(\$545 ) > $signed(\port$47488$167 [21:6]);
-  assign \$547  = $signed(u_prev[351:336]) > $signed(\port$47488$167 [21:6]);
+  assign \$546  = $signed(\$545 ) > $signed(\port$51570$167 [21:6]);
+  assign \$547  = $signed(u_prev[351:336]) > $signed(\port$51570$167 [21:6]);
   assign \$548  = \$547  ? 16'h0000 : u_prev[351:336];
   assign \$549  = $signed(kept21) * $signed({ 1'h0, leak_mul });
-  assign \$550  = ! \port$47488$167 [5:0];
-  assign \$551  = \port$47488$167 [5:0] - 1'h1;
+  assign \$550  = ! \port$51570$167 [5:0];
+  assign \$551  = \port$51570$167 [5:0] - 1'h1;
   assign \$552  = \$550  ? 6'h00 : \$551 [5:0];
   assign \$553  = $signed(leak_prod21) >>> \$552 ;
-  assign \$554  = ! \port$47488$167 [5:0];
+  assign \$554  = ! \port$51570$167 [5:0];
   assign \$555  = $signed(leak_partial21) + $signed({ 1'h0, rnd });
   assign \$557  = \$554  ? leak_partial21 : \$556 [24:0];
-  assign \$558  = $signed(leaked21) + $signed(\port$43429$0 );
+  assign \$558  = $signed(leaked21) + $signed(\port$47464$0 );
   assign \$559  = $signed(\$558 ) > $signed(16'h7fff);
-  assign \$560  = $signed(leaked21) + $signed(\port$43429$0 );
+  assign \$560  = $signed(leaked21) + $signed(\port$47464$0 );
   assign \$561  = $signed(\$560 ) < $signed(16'h8000);
-  assign \$562  = $signed(leaked21) + $signed(\port$43429$0 );
+  assign \$562  = $signed(leaked21) + $signed(\port$47464$0 );
   assign \$563  = \$561  ? 16'h8000 : \$562 [15:0];
   assign \$564  = \$559  ? 16'h7fff : \$563 ;
-  assign \$565  = $signed(leaked21) + $signed(\port$43429$0 );
+  assign \$565  = $signed(leaked21) + $signed(\port$47464$0 );
   assign \$566  = $signed(\$565 ) > $signed(16'h7fff);
-  assign \$567  = $signed(leaked21) + $signed(\port$43429$0 );
+  assign \$567  = $signed(leaked21) + $signed(\port$47464$0 );
   assign \$568  = $signed(\$567 ) < $signed(16'h8000);
-  assign \$569  = $signed(leaked21) + $signed(\port$43429$0 );
+  assign \$569  = $signed(leaked21) + $signed(\port$47464$0 );
   assign \$570  = \$568  ? 16'h8000 : \$569 [15:0];
   assign \$571  = \$566  ? 16'h7fff : \$570 ;
-  assign \$572  = $signed(\$571 ) > $signed(\port$47488$167 [21:6]);
-  assign \$573  = $signed(u_prev[367:352]) > $signed(\port$47488$167 [21:6]);
+  assign \$572  = $signed(\$571 ) > $signed(\port$51570$167 [21:6]);
+  assign \$573  = $signed(u_prev[367:352]) > $signed(\port$51570$167 [21:6]);
   assign \$574  = \$573  ? 16'h0000 : u_prev[367:352];
   assign \$575  = $signed(kept22) * $signed({ 1'h0, leak_mul });
-  assign \$576  = ! \port$47488$167 [5:0];
-  assign \$577  = \port$47488$167 [5:0] - 1'h1;
+  assign \$576  = ! \port$51570$167 [5:0];
+  assign \$577  = \port$51570$167 [5:0] - 1'h1;
   assign \$578  = \$576  ? 6'h00 : \$577 [5:0];
   assign \$579  = $signed(leak_prod22) >>> \$578 ;
-  assign \$580  = ! \port$47488$167 [5:0];
+  assign \$580  = ! \port$51570$167 [5:0];
   assign \$581  = $signed(leak_partial22) + $signed({ 1'h0, rnd });
   assign \$583  = \$580  ? leak_partial22 : \$582 [24:0];
-  assign \$584  = $signed(leaked22) + $signed(\port$43447$0 );
+  assign \$584  = $signed(leaked22) + $signed(\port$47482$0 );
   assign \$585  = $signed(\$584 ) > $signed(16'h7fff);
-  assign \$586  = $signed(leaked22) + $signed(\port$43447$0 );
+  assign \$586  = $signed(leaked22) + $signed(\port$47482$0 );
   assign \$587  = $signed(\$586 ) < $signed(16'h8000);
-  assign \$588  = $signed(leaked22) + $signed(\port$43447$0 );
+  assign \$588  = $signed(leaked22) + $signed(\port$47482$0 );
   assign \$589  = \$587  ? 16'h8000 : \$588 [15:0];
   assign \$590  = \$585  ? 16'h7fff : \$589 ;
-  assign \$591  = $signed(leaked22) + $signed(\port$43447$0 );
+  assign \$591  = $signed(leaked22) + $signed(\port$47482$0 );
   assign \$592  = $signed(\$591 ) > $signed(16'h7fff);
-  assign \$593  = $signed(leaked22) + $signed(\port$43447$0 );
+  assign \$593  = $signed(leaked22) + $signed(\port$47482$0 );
   assign \$594  = $signed(\$593 ) < $signed(16'h8000);
-  assign \$595  = $signed(leaked22) + $signed(\port$43447$0 );
+  assign \$595  = $signed(leaked22) + $signed(\port$47482$0 );
   assign \$596  = \$594  ? 16'h8000 : \$595 [15:0];
   assign \$597  = \$592  ? 16'h7fff : \$596 ;
-  assign \$598  = $signed(\$597 ) > $signed(\port$47488$167 [21:6]);
-  assign \$599  = $signed(u_prev[383:368]) > $signed(\port$47488$167 [21:6]);
+  assign \$598  = $signed(\$597 ) > $signed(\port$51570$167 [21:6]);
+  assign \$599  = $signed(u_prev[383:368]) > $signed(\port$51570$167 [21:6]);
   assign \$600  = \$599  ? 16'h0000 : u_prev[383:368];
   assign \$601  = $signed(kept23) * $signed({ 1'h0, leak_mul });
-  assign \$602  = ! \port$47488$167 [5:0];
-  assign \$603  = \port$47488$167 [5:0] - 1'h1;
+  assign \$602  = ! \port$51570$167 [5:0];
+  assign \$603  = \port$51570$167 [5:0] - 1'h1;
   assign \$604  = \$602  ? 6'h00 : \$603 [5:0];
   assign \$605  = $signed(leak_prod23) >>> \$604 ;
-  assign \$606  = ! \port$47488$167 [5:0];
+  assign \$606  = ! \port$51570$167 [5:0];
   assign \$607  = $signed(leak_partial23) + $signed({ 1'h0, rnd });
   assign \$609  = \$606  ? leak_partial23 : \$608 [24:0];
-  assign \$610  = $signed(leaked23) + $signed(\port$43465$0 );
+  assign \$610  = $signed(leaked23) + $signed(\port$47500$0 );
   assign \$611  = $signed(\$610 ) > $signed(16'h7fff);
-  assign \$612  = $signed(leaked23) + $signed(\port$43465$0 );
+  assign \$612  = $signed(leaked23) + $signed(\port$47500$0 );
   assign \$613  = $signed(\$612 ) < $signed(16'h8000);
-  assign \$614  = $signed(leaked23) + $signed(\port$43465$0 );
+  assign \$614  = $signed(leaked23) + $signed(\port$47500$0 );
   assign \$615  = \$613  ? 16'h8000 : \$614 [15:0];
   assign \$616  = \$611  ? 16'h7fff : \$615 ;
-  assign \$617  = $signed(leaked23) + $signed(\port$43465$0 );
+  assign \$617  = $signed(leaked23) + $signed(\port$47500$0 );
   assign \$618  = $signed(\$617 ) > $signed(16'h7fff);
-  assign \$619  = $signed(leaked23) + $signed(\port$43465$0 );
+  assign \$619  = $signed(leaked23) + $signed(\port$47500$0 );
   assign \$620  = $signed(\$619 ) < $signed(16'h8000);
-  assign \$621  = $signed(leaked23) + $signed(\port$43465$0 );
+  assign \$621  = $signed(leaked23) + $signed(\port$47500$0 );
   assign \$622  = \$620  ? 16'h8000 : \$621 [15:0];
   assign \$623  = \$618  ? 16'h7fff : \$622 ;
-  assign \$624  = $signed(\$623 ) > $signed(\port$47488$167 [21:6]);
-  assign \$625  = $signed(u_prev[399:384]) > $signed(\port$47488$167 [21:6]);
+  assign \$624  = $signed(\$623 ) > $signed(\port$51570$167 [21:6]);
+  assign \$625  = $signed(u_prev[399:384]) > $signed(\port$51570$167 [21:6]);
   assign \$626  = \$625  ? 16'h0000 : u_prev[399:384];
   assign \$627  = $signed(kept24) * $signed({ 1'h0, leak_mul });
-  assign \$628  = ! \port$47488$167 [5:0];
-  assign \$629  = \port$47488$167 [5:0] - 1'h1;
+  assign \$628  = ! \port$51570$167 [5:0];
+  assign \$629  = \port$51570$167 [5:0] - 1'h1;
   assign \$630  = \$628  ? 6'h00 : \$629 [5:0];
   assign \$631  = $signed(leak_prod24) >>> \$630 ;
-  assign \$632  = ! \port$47488$167 [5:0];
+  assign \$632  = ! \port$51570$167 [5:0];
   assign \$633  = $signed(leak_partial24) + $signed({ 1'h0, rnd });
   assign \$635  = \$632  ? leak_partial24 : \$634 [24:0];
-  assign \$636  = $signed(leaked24) + $signed(\port$43483$0 );
+  assign \$636  = $signed(leaked24) + $signed(\port$47518$0 );
   assign \$637  = $signed(\$636 ) > $signed(16'h7fff);
-  assign \$638  = $signed(leaked24) + $signed(\port$43483$0 );
+  assign \$638  = $signed(leaked24) + $signed(\port$47518$0 );
   assign \$639  = $signed(\$638 ) < $signed(16'h8000);
-  assign \$640  = $signed(leaked24) + $signed(\port$43483$0 );
+  assign \$640  = $signed(leaked24) + $signed(\port$47518$0 );
   assign \$641  = \$639  ? 16'h8000 : \$640 [15:0];
   assign \$642  = \$637  ? 16'h7fff : \$641 ;
-  assign \$643  = $signed(leaked24) + $signed(\port$43483$0 );
+  assign \$643  = $signed(leaked24) + $signed(\port$47518$0 );
   assign \$644  = $signed(\$643 ) > $signed(16'h7fff);
-  assign \$645  = $signed(leaked24) + $signed(\port$43483$0 );
+  assign \$645  = $signed(leaked24) + $signed(\port$47518$0 );
   assign \$646  = $signed(\$645 ) < $signed(16'h8000);
-  assign \$647  = $signed(leaked24) + $signed(\port$43483$0 );
+  assign \$647  = $signed(leaked24) + $signed(\port$47518$0 );
   assign \$648  = \$646  ? 16'h8000 : \$647 [15:0];
   assign \$649  = \$644  ? 16'h7fff : \$648 ;
-  assign \$650  = $signed(\$649 ) > $signed(\port$47488$167 [21:6]);
-  assign \$651  = $signed(u_prev[415:400]) > $signed(\port$47488$167 [21:6]);
+  assign \$650  = $signed(\$649 ) > $signed(\port$51570$167 [21:6]);
+  assign \$651  = $signed(u_prev[415:400]) > $signed(\port$51570$167 [21:6]);
   assign \$652  = \$651  ? 16'h0000 : u_prev[415:400];
   assign \$653  = $signed(kept25) * $signed({ 1'h0, leak_mul });
-  assign \$654  = ! \port$47488$167 [5:0];
-  assign \$655  = \port$47488$167 [5:0] - 1'h1;
+  assign \$654  = ! \port$51570$167 [5:0];
+  assign \$655  = \port$51570$167 [5:0] - 1'h1;
   assign \$656  = \$654  ? 6'h00 : \$655 [5:0];
   assign \$657  = $signed(leak_prod25) >>> \$656 ;
-  assign \$658  = ! \port$47488$167 [5:0];
+  assign \$658  = ! \port$51570$167 [5:0];
   assign \$659  = $signed(leak_partial25) + $signed({ 1'h0, rnd });
   assign \$661  = \$658  ? leak_partial25 : \$660 [24:0];
-  assign \$662  = $signed(leaked25) + $signed(\port$43501$0 );
+  assign \$662  = $signed(leaked25) + $signed(\port$47536$0 );
   assign \$663  = $signed(\$662 ) > $signed(16'h7fff);
-  assign \$664  = $signed(leaked25) + $signed(\port$43501$0 );
+  assign \$664  = $signed(leaked25) + $signed(\port$47536$0 );
   assign \$665  = $signed(\$664 ) < $signed(16'h8000);
-  assign \$666  = $signed(leaked25) + $signed(\port$43501$0 );
+  assign \$666  = $signed(leaked25) + $signed(\port$47536$0 );
   assign \$667  = \$665  ? 16'h8000 : \$666 [15:0];
   assign \$668  = \$663  ? 16'h7fff : \$667 ;
-  assign \$669  = $signed(leaked25) + $signed(\port$43501$0 );
+  assign \$669  = $signed(leaked25) + $signed(\port$47536$0 );
   assign \$670  = $signed(\$669 ) > $signed(16'h7fff);
-  assign \$671  = $signed(leaked25) + $signed(\port$43501$0 );
+  assign \$671  = $signed(leaked25) + $signed(\port$47536$0 );
   assign \$672  = $signed(\$671 ) < $signed(16'h8000);
-  assign \$673  = $signed(leaked25) + $signed(\port$43501$0 );
+  assign \$673  = $signed(leaked25) + $signed(\port$47536$0 );
   assign \$674  = \$672  ? 16'h8000 : \$673 [15:0];
   assign \$675  = \$670  ? 16'h7fff : \$674 ;
-  assign \$676  = $signed(\$675 ) > $signed(\port$47488$167 [21:6]);
-  assign \$677  = $signed(u_prev[431:416]) > $signed(\port$47488$167 [21:6]);
+  assign \$676  = $signed(\$675 ) > $signed(\port$51570$167 [21:6]);
+  assign \$677  = $signed(u_prev[431:416]) > $signed(\port$51570$167 [21:6]);
   assign \$678  = \$677  ? 16'h0000 : u_prev[431:416];
   assign \$679  = $signed(kept26) * $signed({ 1'h0, leak_mul });
-  assign \$680  = ! \port$47488$167 [5:0];
-  assign \$681  = \port$47488$167 [5:0] - 1'h1;
+  assign \$680  = ! \port$51570$167 [5:0];
+  assign \$681  = \port$51570$167 [5:0] - 1'h1;
   assign \$682  = \$680  ? 6'h00 : \$681 [5:0];
   assign \$683  = $signed(leak_prod26) >>> \$682 ;
-  assign \$684  = ! \port$47488$167 [5:0];
+  assign \$684  = ! \port$51570$167 [5:0];
   assign \$685  = $signed(leak_partial26) + $signed({ 1'h0, rnd });
   assign \$687  = \$684  ? leak_partial26 : \$686 [24:0];
-  assign \$688  = $signed(leaked26) + $signed(\port$43519$0 );
+  assign \$688  = $signed(leaked26) + $signed(\port$47554$0 );
   assign \$689  = $signed(\$688 ) > $signed(16'h7fff);
-  assign \$690  = $signed(leaked26) + $signed(\port$43519$0 );
+  assign \$690  = $signed(leaked26) + $signed(\port$47554$0 );
   assign \$691  = $signed(\$690 ) < $signed(16'h8000);
-  assign \$692  = $signed(leaked26) + $signed(\port$43519$0 );
+  assign \$692  = $signed(leaked26) + $signed(\port$47554$0 );
   assign \$693  = \$691  ? 16'h8000 : \$692 [15:0];
   assign \$694  = \$689  ? 16'h7fff : \$693 ;
-  assign \$695  = $signed(leaked26) + $signed(\port$43519$0 );
+  assign \$695  = $signed(leaked26) + $signed(\port$47554$0 );
   assign \$696  = $signed(\$695 ) > $signed(16'h7fff);
-  assign \$697  = $signed(leaked26) + $signed(\port$43519$0 );
+  assign \$697  = $signed(leaked26) + $signed(\port$47554$0 );
   assign \$698  = $signed(\$697 ) < $signed(16'h8000);
-  assign \$699  = $signed(leaked26) + $signed(\port$43519$0 );
+  assign \$699  = $signed(leaked26) + $signed(\port$47554$0 );
   assign \$700  = \$698  ? 16'h8000 : \$699 [15:0];
   assign \$701  = \$696  ? 16'h7fff : \$700 ;
-  assign \$702  = $signed(\$701 ) > $signed(\port$47488$167 [21:6]);
-  assign \$703  = $signed(u_prev[447:432]) > $signed(\port$47488$167 [21:6]);
+  assign \$702  = $signed(\$701 ) > $signed(\port$51570$167 [21:6]);
+  assign \$703  = $signed(u_prev[447:432]) > $signed(\port$51570$167 [21:6]);
   assign \$704  = \$703  ? 16'h0000 : u_prev[447:432];
   assign \$705  = $signed(kept27) * $signed({ 1'h0, leak_mul });
-  assign \$706  = ! \port$47488$167 [5:0];
-  assign \$707  = \port$47488$167 [5:0] - 1'h1;
+  assign \$706  = ! \port$51570$167 [5:0];
+  assign \$707  = \port$51570$167 [5:0] - 1'h1;
   assign \$708  = \$706  ? 6'h00 : \$707 [5:0];
   assign \$709  = $signed(leak_prod27) >>> \$708 ;
-  assign \$710  = ! \port$47488$167 [5:0];
+  assign \$710  = ! \port$51570$167 [5:0];
   assign \$711  = $signed(leak_partial27) + $signed({ 1'h0, rnd });
   assign \$713  = \$710  ? leak_partial27 : \$712 [24:0];
-  assign \$714  = $signed(leaked27) + $signed(\port$43537$0 );
+  assign \$714  = $signed(leaked27) + $signed(\port$47572$0 );
   assign \$715  = $signed(\$714 ) > $signed(16'h7fff);
-  assign \$716  = $signed(leaked27) + $signed(\port$43537$0 );
+  assign \$716  = $signed(leaked27) + $signed(\port$47572$0 );
   assign \$717  = $signed(\$716 ) < $signed(16'h8000);
-  assign \$718  = $signed(leaked27) + $signed(\port$43537$0 );
+  assign \$718  = $signed(leaked27) + $signed(\port$47572$0 );
   assign \$719  = \$717  ? 16'h8000 : \$718 [15:0];
   assign \$720  = \$715  ? 16'h7fff : \$719 ;
-  assign \$721  = $signed(leaked27) + $signed(\port$43537$0 );
+  assign \$721  = $signed(leaked27) + $signed(\port$47572$0 );
   assign \$722  = $signed(\$721 ) > $signed(16'h7fff);
-  assign \$723  = $signed(leaked27) + $signed(\port$43537$0 );
+  assign \$723  = $signed(leaked27) + $signed(\port$47572$0 );
   assign \$724  = $signed(\$723 ) < $signed(16'h8000);
-  assign \$725  = $signed(leaked27) + $signed(\port$43537$0 );
+  assign \$725  = $signed(leaked27) + $signed(\port$47572$0 );
   assign \$726  = \$724  ? 16'h8000 : \$725 [15:0];
   assign \$727  = \$722  ? 16'h7fff : \$726 ;
-  assign \$728  = $signed(\$727 ) > $signed(\port$47488$167 [21:6]);
-  assign \$729  = $signed(u_prev[463:448]) > $signed(\port$47488$167 [21:6]);
+  assign \$728  = $signed(\$727 ) > $signed(\port$51570$167 [21:6]);
+  assign \$729  = $signed(u_prev[463:448]) > $signed(\port$51570$167 [21:6]);
   assign \$730  = \$729  ? 16'h0000 : u_prev[463:448];
   assign \$731  = $signed(kept28) * $signed({ 1'h0, leak_mul });
-  assign \$732  = ! \port$47488$167 [5:0];
-  assign \$733  = \port$47488$167 [5:0] - 1'h1;
+  assign \$732  = ! \port$51570$167 [5:0];
+  assign \$733  = \port$51570$167 [5:0] - 1'h1;
   assign \$734  = \$732  ? 6'h00 : \$733 [5:0];
   assign \$735  = $signed(leak_prod28) >>> \$734 ;
-  assign \$736  = ! \port$47488$167 [5:0];
+  assign \$736  = ! \port$51570$167 [5:0];
   assign \$737  = $signed(leak_partial28) + $signed({ 1'h0, rnd });
   assign \$739  = \$736  ? leak_partial28 : \$738 [24:0];
-  assign \$740  = $signed(leaked28) + $signed(\port$43555$0 );
+  assign \$740  = $signed(leaked28) + $signed(\port$47590$0 );
   assign \$741  = $signed(\$740 ) > $signed(16'h7fff);
-  assign \$742  = $signed(leaked28) + $signed(\port$43555$0 );
+  assign \$742  = $signed(leaked28) + $signed(\port$47590$0 );
   assign \$743  = $signed(\$742 ) < $signed(16'h8000);
-  assign \$744  = $signed(leaked28) + $signed(\port$43555$0 );
+  assign \$744  = $signed(leaked28) + $signed(\port$47590$0 );
   assign \$745  = \$743  ? 16'h8000 : \$744 [15:0];
   assign \$746  = \$741  ? 16'h7fff : \$745 ;
-  assign \$747  = $signed(leaked28) + $signed(\port$43555$0 );
+  assign \$747  = $signed(leaked28) + $signed(\port$47590$0 );
   assign \$748  = $signed(\$747 ) > $signed(16'h7fff);
-  assign \$749  = $signed(leaked28) + $signed(\port$43555$0 );
+  assign \$749  = $signed(leaked28) + $signed(\port$47590$0 );
   assign \$750  = $signed(\$749 ) < $signed(16'h8000);
-  assign \$751  = $signed(leaked28) + $signed(\port$43555$0 );
+  assign \$751  = $signed(leaked28) + $signed(\port$47590$0 );
   assign \$752  = \$750  ? 16'h8000 : \$751 [15:0];
   assign \$753  = \$748  ? 16'h7fff : \$752 ;
-  assign \$754  = $signed(\$753 ) > $signed(\port$47488$167 [21:6]);
-  assign \$755  = $signed(u_prev[479:464]) > $signed(\port$47488$167 [21:6]);
+  assign \$754  = $signed(\$753 ) > $signed(\port$51570$167 [21:6]);
+  assign \$755  = $signed(u_prev[479:464]) > $signed(\port$51570$167 [21:6]);
   assign \$756  = \$755  ? 16'h0000 : u_prev[479:464];
   assign \$757  = $signed(kept29) * $signed({ 1'h0, leak_mul });
-  assign \$758  = ! \port$47488$167 [5:0];
-  assign \$759  = \port$47488$167 [5:0] - 1'h1;
+  assign \$758  = ! \port$51570$167 [5:0];
+  assign \$759  = \port$51570$167 [5:0] - 1'h1;
   assign \$760  = \$758  ? 6'h00 : \$759 [5:0];
   assign \$761  = $signed(leak_prod29) >>> \$760 ;
-  assign \$762  = ! \port$47488$167 [5:0];
+  assign \$762  = ! \port$51570$167 [5:0];
   assign \$763  = $signed(leak_partial29) + $signed({ 1'h0, rnd });
   assign \$765  = \$762  ? leak_partial29 : \$764 [24:0];
-  assign \$766  = $signed(leaked29) + $signed(\port$43573$0 );
+  assign \$766  = $signed(leaked29) + $signed(\port$47608$0 );
   assign \$767  = $signed(\$766 ) > $signed(16'h7fff);
-  assign \$768  = $signed(leaked29) + $signed(\port$43573$0 );
+  assign \$768  = $signed(leaked29) + $signed(\port$47608$0 );
   assign \$769  = $signed(\$768 ) < $signed(16'h8000);
-  assign \$770  = $signed(leaked29) + $signed(\port$43573$0 );
+  assign \$770  = $signed(leaked29) + $signed(\port$47608$0 );
   assign \$771  = \$769  ? 16'h8000 : \$770 [15:0];
   assign \$772  = \$767  ? 16'h7fff : \$771 ;
-  assign \$773  = $signed(leaked29) + $signed(\port$43573$0 );
+  assign \$773  = $signed(leaked29) + $signed(\port$47608$0 );
   assign \$774  = $signed(\$773 ) > $signed(16'h7fff);
-  assign \$775  = $signed(leaked29) + $signed(\port$43573$0 );
+  assign \$775  = $signed(leaked29) + $signed(\port$47608$0 );
   assign \$776  = $signed(\$775 ) < $signed(16'h8000);
-  assign \$777  = $signed(leaked29) + $signed(\port$43573$0 );
+  assign \$777  = $signed(leaked29) + $signed(\port$47608$0 );
   assign \$778  = \$776  ? 16'h8000 : \$777 [15:0];
   assign \$779  = \$774  ? 16'h7fff : \$778 ;
-  assign \$780  = $signed(\$779 ) > $signed(\port$47488$167 [21:6]);
-  assign \$781  = $signed(u_prev[495:480]) > $signed(\port$47488$167 [21:6]);
+  assign \$780  = $signed(\$779 ) > $signed(\port$51570$167 [21:6]);
+  assign \$781  = $signed(u_prev[495:480]) > $signed(\port$51570$167 [21:6]);
   assign \$782  = \$781  ? 16'h0000 : u_prev[495:480];
   assign \$783  = $signed(kept30) * $signed({ 1'h0, leak_mul });
-  assign \$784  = ! \port$47488$167 [5:0];
-  assign \$785  = \port$47488$167 [5:0] - 1'h1;
+  assign \$784  = ! \port$51570$167 [5:0];
+  assign \$785  = \port$51570$167 [5:0] - 1'h1;
   assign \$786  = \$784  ? 6'h00 : \$785 [5:0];
   assign \$787  = $signed(leak_prod30) >>> \$786 ;
-  assign \$788  = ! \port$47488$167 [5:0];
+  assign \$788  = ! \port$51570$167 [5:0];
   assign \$789  = $signed(leak_partial30) + $signed({ 1'h0, rnd });
   assign \$791  = \$788  ? leak_partial30 : \$790 [24:0];
-  assign \$792  = $signed(leaked30) + $signed(\port$43591$0 );
+  assign \$792  = $signed(leaked30) + $signed(\port$47626$0 );
   assign \$793  = $signed(\$792 ) > $signed(16'h7fff);
-  assign \$794  = $signed(leaked30) + $signed(\port$43591$0 );
+  assign \$794  = $signed(leaked30) + $signed(\port$47626$0 );
   assign \$795  = $signed(\$794 ) < $signed(16'h8000);
-  assign \$796  = $signed(leaked30) + $signed(\port$43591$0 );
+  assign \$796  = $signed(leaked30) + $signed(\port$47626$0 );
   assign \$797  = \$795  ? 16'h8000 : \$796 [15:0];
   assign \$798  = \$793  ? 16'h7fff : \$797 ;
-  assign \$799  = $signed(leaked30) + $signed(\port$43591$0 );
+  assign \$799  = $signed(leaked30) + $signed(\port$47626$0 );
   assign \$800  = $signed(\$799 ) > $signed(16'h7fff);
-  assign \$801  = $signed(leaked30) + $signed(\port$43591$0 );
+  assign \$801  = $signed(leaked30) + $signed(\port$47626$0 );
   assign \$802  = $signed(\$801 ) < $signed(16'h8000);
-  assign \$803  = $signed(leaked30) + $signed(\port$43591$0 );
+  assign \$803  = $signed(leaked30) + $signed(\port$47626$0 );
   assign \$804  = \$802  ? 16'h8000 : \$803 [15:0];
   assign \$805  = \$800  ? 16'h7fff : \$804 ;
-  assign \$806  = $signed(\$805 ) > $signed(\port$47488$167 [21:6]);
-  assign \$807  = $signed(u_prev[511:496]) > $signed(\port$47488$167 [21:6]);
+  assign \$806  = $signed(\$805 ) > $signed(\port$51570$167 [21:6]);
+  assign \$807  = $signed(u_prev[511:496]) > $signed(\port$51570$167 [21:6]);
   assign \$808  = \$807  ? 16'h0000 : u_prev[511:496];
   assign \$809  = $signed(kept31) * $signed({ 1'h0, leak_mul });
-  assign \$810  = ! \port$47488$167 [5:0];
-  assign \$811  = \port$47488$167 [5:0] - 1'h1;
+  assign \$810  = ! \port$51570$167 [5:0];
+  assign \$811  = \port$51570$167 [5:0] - 1'h1;
   assign \$812  = \$810  ? 6'h00 : \$811 [5:0];
   assign \$813  = $signed(leak_prod31) >>> \$812 ;
-  assign \$814  = ! \port$47488$167 [5:0];
+  assign \$814  = ! \port$51570$167 [5:0];
   assign \$815  = $signed(leak_partial31) + $signed({ 1'h0, rnd });
   assign \$817  = \$814  ? leak_partial31 : \$816 [24:0];
-  assign \$818  = $signed(leaked31) + $signed(\port$43609$0 );
+  assign \$818  = $signed(leaked31) + $signed(\port$47644$0 );
   assign \$819  = $signed(\$818 ) > $signed(16'h7fff);
-  assign \$820  = $signed(leaked31) + $signed(\port$43609$0 );
+  assign \$820  = $signed(leaked31) + $signed(\port$47644$0 );
   assign \$821  = $signed(\$820 ) < $signed(16'h8000);
-  assign \$822  = $signed(leaked31) + $signed(\port$43609$0 );
+  assign \$822  = $signed(leaked31) + $signed(\port$47644$0 );
   assign \$823  = \$821  ? 16'h8000 : \$822 [15:0];
   assign \$824  = \$819  ? 16'h7fff : \$823 ;
-  assign \$825  = $signed(leaked31) + $signed(\port$43609$0 );
+  assign \$825  = $signed(leaked31) + $signed(\port$47644$0 );
   assign \$826  = $signed(\$825 ) > $signed(16'h7fff);
-  assign \$827  = $signed(leaked31) + $signed(\port$43609$0 );
+  assign \$827  = $signed(leaked31) + $signed(\port$47644$0 );
   assign \$828  = $signed(\$827 ) < $signed(16'h8000);
-  assign \$829  = $signed(leaked31) + $signed(\port$43609$0 );
+  assign \$829  = $signed(leaked31) + $signed(\port$47644$0 );
   assign \$830  = \$828  ? 16'h8000 : \$829 [15:0];
   assign \$831  = \$826  ? 16'h7fff : \$830 ;
-  assign \$832  = $signed(\$831 ) > $signed(\port$47488$167 [21:6]);
+  assign \$832  = $signed(\$831 ) > $signed(\port$51570$167 [21:6]);
   always @(posedge clk)
     kept0 <= \$833 ;
   always @(posedge clk)
@@ -11360,1352 +11360,1352 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$43051$0 , \port$43069$0 , \port$4
   always @(posedge clk)
     s31 <= \$1024 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$833  = \$2 ;
     if (rst) begin
       \$833  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$834  = { \$3 [23], \$3  };
     if (rst) begin
       \$834  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$835  = \$7 ;
     if (rst) begin
       \$835  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$836  = \$11 ;
     if (rst) begin
       \$836  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$837  = \$18 ;
     if (rst) begin
       \$837  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$838  = \$26 ;
     if (rst) begin
       \$838  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$839  = \$28 ;
     if (rst) begin
       \$839  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$840  = { \$29 [23], \$29  };
     if (rst) begin
       \$840  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$841  = \$33 ;
     if (rst) begin
       \$841  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$842  = \$37 ;
     if (rst) begin
       \$842  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$843  = \$44 ;
     if (rst) begin
       \$843  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$844  = \$52 ;
     if (rst) begin
       \$844  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$845  = \$54 ;
     if (rst) begin
       \$845  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$846  = { \$55 [23], \$55  };
     if (rst) begin
       \$846  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$847  = \$59 ;
     if (rst) begin
       \$847  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$848  = \$63 ;
     if (rst) begin
       \$848  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$849  = \$70 ;
     if (rst) begin
       \$849  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$850  = \$78 ;
     if (rst) begin
       \$850  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$851  = \$80 ;
     if (rst) begin
       \$851  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$852  = { \$81 [23], \$81  };
     if (rst) begin
       \$852  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$853  = \$85 ;
     if (rst) begin
       \$853  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$854  = \$89 ;
     if (rst) begin
       \$854  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$855  = \$96 ;
     if (rst) begin
       \$855  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$856  = \$104 ;
     if (rst) begin
       \$856  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$857  = \$106 ;
     if (rst) begin
       \$857  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$858  = { \$107 [23], \$107  };
     if (rst) begin
       \$858  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$859  = \$111 ;
     if (rst) begin
       \$859  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$860  = \$115 ;
     if (rst) begin
       \$860  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$861  = \$122 ;
     if (rst) begin
       \$861  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$862  = \$130 ;
     if (rst) begin
       \$862  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$863  = \$132 ;
     if (rst) begin
       \$863  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$864  = { \$133 [23], \$133  };
     if (rst) begin
       \$864  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$865  = \$137 ;
     if (rst) begin
       \$865  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$866  = \$141 ;
     if (rst) begin
       \$866  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$867  = \$148 ;
     if (rst) begin
       \$867  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$868  = \$156 ;
     if (rst) begin
       \$868  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$869  = \$158 ;
     if (rst) begin
       \$869  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$870  = { \$159 [23], \$159  };
     if (rst) begin
       \$870  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$871  = \$163 ;
     if (rst) begin
       \$871  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$872  = \$167 ;
     if (rst) begin
       \$872  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$873  = \$174 ;
     if (rst) begin
       \$873  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$874  = \$182 ;
     if (rst) begin
       \$874  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$875  = \$184 ;
     if (rst) begin
       \$875  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$876  = { \$185 [23], \$185  };
     if (rst) begin
       \$876  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$877  = \$189 ;
     if (rst) begin
       \$877  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$878  = \$193 ;
     if (rst) begin
       \$878  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$879  = \$200 ;
     if (rst) begin
       \$879  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$880  = \$208 ;
     if (rst) begin
       \$880  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$881  = \$210 ;
     if (rst) begin
       \$881  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$882  = { \$211 [23], \$211  };
     if (rst) begin
       \$882  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$883  = \$215 ;
     if (rst) begin
       \$883  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$884  = \$219 ;
     if (rst) begin
       \$884  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$885  = \$226 ;
     if (rst) begin
       \$885  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$886  = \$234 ;
     if (rst) begin
       \$886  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$887  = \$236 ;
     if (rst) begin
       \$887  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$888  = { \$237 [23], \$237  };
     if (rst) begin
       \$888  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$889  = \$241 ;
     if (rst) begin
       \$889  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$890  = \$245 ;
     if (rst) begin
       \$890  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$891  = \$252 ;
     if (rst) begin
       \$891  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$892  = \$260 ;
     if (rst) begin
       \$892  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$893  = \$262 ;
     if (rst) begin
       \$893  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$894  = { \$263 [23], \$263  };
     if (rst) begin
       \$894  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$895  = \$267 ;
     if (rst) begin
       \$895  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$896  = \$271 ;
     if (rst) begin
       \$896  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$897  = \$278 ;
     if (rst) begin
       \$897  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$898  = \$286 ;
     if (rst) begin
       \$898  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$899  = \$288 ;
     if (rst) begin
       \$899  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$900  = { \$289 [23], \$289  };
     if (rst) begin
       \$900  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$901  = \$293 ;
     if (rst) begin
       \$901  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$902  = \$297 ;
     if (rst) begin
       \$902  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$903  = \$304 ;
     if (rst) begin
       \$903  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$904  = \$312 ;
     if (rst) begin
       \$904  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$905  = \$314 ;
     if (rst) begin
       \$905  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$906  = { \$315 [23], \$315  };
     if (rst) begin
       \$906  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$907  = \$319 ;
     if (rst) begin
       \$907  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$908  = \$323 ;
     if (rst) begin
       \$908  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$909  = \$330 ;
     if (rst) begin
       \$909  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$910  = \$338 ;
     if (rst) begin
       \$910  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$911  = \$340 ;
     if (rst) begin
       \$911  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$912  = { \$341 [23], \$341  };
     if (rst) begin
       \$912  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$913  = \$345 ;
     if (rst) begin
       \$913  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$914  = \$349 ;
     if (rst) begin
       \$914  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$915  = \$356 ;
     if (rst) begin
       \$915  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$916  = \$364 ;
     if (rst) begin
       \$916  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$917  = \$366 ;
     if (rst) begin
       \$917  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$918  = { \$367 [23], \$367  };
     if (rst) begin
       \$918  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$919  = \$371 ;
     if (rst) begin
       \$919  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$920  = \$375 ;
     if (rst) begin
       \$920  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$921  = \$382 ;
     if (rst) begin
       \$921  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$922  = \$390 ;
     if (rst) begin
       \$922  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$923  = \$392 ;
     if (rst) begin
       \$923  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$924  = { \$393 [23], \$393  };
     if (rst) begin
       \$924  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$925  = \$397 ;
     if (rst) begin
       \$925  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$926  = \$401 ;
     if (rst) begin
       \$926  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$927  = \$408 ;
     if (rst) begin
       \$927  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$928  = \$416 ;
     if (rst) begin
       \$928  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$929  = \$418 ;
     if (rst) begin
       \$929  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$930  = { \$419 [23], \$419  };
     if (rst) begin
       \$930  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$931  = \$423 ;
     if (rst) begin
       \$931  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$932  = \$427 ;
     if (rst) begin
       \$932  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$933  = \$434 ;
     if (rst) begin
       \$933  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$934  = \$442 ;
     if (rst) begin
       \$934  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$935  = \$444 ;
     if (rst) begin
       \$935  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$936  = { \$445 [23], \$445  };
     if (rst) begin
       \$936  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$937  = \$449 ;
     if (rst) begin
       \$937  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$938  = \$453 ;
     if (rst) begin
       \$938  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$939  = \$460 ;
     if (rst) begin
       \$939  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$940  = \$468 ;
     if (rst) begin
       \$940  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$941  = \$470 ;
     if (rst) begin
       \$941  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$942  = { \$471 [23], \$471  };
     if (rst) begin
       \$942  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$943  = \$475 ;
     if (rst) begin
       \$943  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$944  = \$479 ;
     if (rst) begin
       \$944  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$945  = \$486 ;
     if (rst) begin
       \$945  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$946  = \$494 ;
     if (rst) begin
       \$946  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$947  = \$496 ;
     if (rst) begin
       \$947  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$948  = { \$497 [23], \$497  };
     if (rst) begin
       \$948  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$949  = \$501 ;
     if (rst) begin
       \$949  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$950  = \$505 ;
     if (rst) begin
       \$950  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$951  = \$512 ;
     if (rst) begin
       \$951  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$952  = \$520 ;
     if (rst) begin
       \$952  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$953  = \$522 ;
     if (rst) begin
       \$953  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$954  = { \$523 [23], \$523  };
     if (rst) begin
       \$954  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$955  = \$527 ;
     if (rst) begin
       \$955  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$956  = \$531 ;
     if (rst) begin
       \$956  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$957  = \$538 ;
     if (rst) begin
       \$957  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$958  = \$546 ;
     if (rst) begin
       \$958  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$959  = \$548 ;
     if (rst) begin
       \$959  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$960  = { \$549 [23], \$549  };
     if (rst) begin
       \$960  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$961  = \$553 ;
     if (rst) begin
       \$961  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$962  = \$557 ;
     if (rst) begin
       \$962  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$963  = \$564 ;
     if (rst) begin
       \$963  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$964  = \$572 ;
     if (rst) begin
       \$964  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$965  = \$574 ;
     if (rst) begin
       \$965  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$966  = { \$575 [23], \$575  };
     if (rst) begin
       \$966  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$967  = \$579 ;
     if (rst) begin
       \$967  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$968  = \$583 ;
     if (rst) begin
       \$968  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$969  = \$590 ;
     if (rst) begin
       \$969  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$970  = \$598 ;
     if (rst) begin
       \$970  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$971  = \$600 ;
     if (rst) begin
       \$971  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$972  = { \$601 [23], \$601  };
     if (rst) begin
       \$972  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$973  = \$605 ;
     if (rst) begin
       \$973  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$974  = \$609 ;
     if (rst) begin
       \$974  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$975  = \$616 ;
     if (rst) begin
       \$975  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$976  = \$624 ;
     if (rst) begin
       \$976  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$977  = \$626 ;
     if (rst) begin
       \$977  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$978  = { \$627 [23], \$627  };
     if (rst) begin
       \$978  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$979  = \$631 ;
     if (rst) begin
       \$979  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$980  = \$635 ;
     if (rst) begin
       \$980  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$981  = \$642 ;
     if (rst) begin
       \$981  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$982  = \$650 ;
     if (rst) begin
       \$982  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$983  = \$652 ;
     if (rst) begin
       \$983  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$984  = { \$653 [23], \$653  };
     if (rst) begin
       \$984  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$985  = \$657 ;
     if (rst) begin
       \$985  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$986  = \$661 ;
     if (rst) begin
       \$986  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$987  = \$668 ;
     if (rst) begin
       \$987  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$988  = \$676 ;
     if (rst) begin
       \$988  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$989  = \$678 ;
     if (rst) begin
       \$989  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$990  = { \$679 [23], \$679  };
     if (rst) begin
       \$990  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$991  = \$683 ;
     if (rst) begin
       \$991  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$992  = \$687 ;
     if (rst) begin
       \$992  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$993  = \$694 ;
     if (rst) begin
       \$993  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$994  = \$702 ;
     if (rst) begin
       \$994  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$995  = \$704 ;
     if (rst) begin
       \$995  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$996  = { \$705 [23], \$705  };
     if (rst) begin
       \$996  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$997  = \$709 ;
     if (rst) begin
       \$997  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$998  = \$713 ;
     if (rst) begin
       \$998  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$999  = \$720 ;
     if (rst) begin
       \$999  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$1000  = \$728 ;
     if (rst) begin
       \$1000  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$1001  = \$730 ;
     if (rst) begin
       \$1001  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$1002  = { \$731 [23], \$731  };
     if (rst) begin
       \$1002  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$1003  = \$735 ;
     if (rst) begin
       \$1003  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$1004  = \$739 ;
     if (rst) begin
       \$1004  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$1005  = \$746 ;
     if (rst) begin
       \$1005  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$1006  = \$754 ;
     if (rst) begin
       \$1006  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$1007  = \$756 ;
     if (rst) begin
       \$1007  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$1008  = { \$757 [23], \$757  };
     if (rst) begin
       \$1008  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$1009  = \$761 ;
     if (rst) begin
       \$1009  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$1010  = \$765 ;
     if (rst) begin
       \$1010  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$1011  = \$772 ;
     if (rst) begin
       \$1011  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$1012  = \$780 ;
     if (rst) begin
       \$1012  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$1013  = \$782 ;
     if (rst) begin
       \$1013  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$1014  = { \$783 [23], \$783  };
     if (rst) begin
       \$1014  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$1015  = \$787 ;
     if (rst) begin
       \$1015  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$1016  = \$791 ;
     if (rst) begin
       \$1016  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$1017  = \$798 ;
     if (rst) begin
       \$1017  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$1018  = \$806 ;
     if (rst) begin
       \$1018  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$1019  = \$808 ;
     if (rst) begin
       \$1019  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$1020  = { \$809 [23], \$809  };
     if (rst) begin
       \$1020  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$1021  = \$813 ;
     if (rst) begin
       \$1021  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$1022  = \$817 ;
     if (rst) begin
       \$1022  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$1023  = \$824 ;
     if (rst) begin
       \$1023  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$1024  = \$832 ;
     if (rst) begin
       \$1024  = 1'h0;
     end
   end
-  assign threshold = \port$47488$167 [21:6];
-  assign leak_shift = \port$47488$167 [5:0];
-  assign cur = { \port$43609$0 , \port$43591$0 , \port$43573$0 , \port$43555$0 , \port$43537$0 , \port$43519$0 , \port$43501$0 , \port$43483$0 , \port$43465$0 , \port$43447$0 , \port$43429$0 , \port$43411$0 , \port$43393$0 , \port$43375$0 , \port$43357$0 , \port$43339$0 , \port$43321$0 , \port$43303$0 , \port$43285$0 , \port$43267$0 , \port$43249$0 , \port$43231$0 , \port$43213$0 , \port$43195$0 , \port$43177$0 , \port$43159$0 , \port$43141$0 , \port$43123$0 , \port$43105$0 , \port$43087$0 , \port$43069$0 , \port$43051$0  };
+  assign threshold = \port$51570$167 [21:6];
+  assign leak_shift = \port$51570$167 [5:0];
+  assign cur = { \port$47644$0 , \port$47626$0 , \port$47608$0 , \port$47590$0 , \port$47572$0 , \port$47554$0 , \port$47536$0 , \port$47518$0 , \port$47500$0 , \port$47482$0 , \port$47464$0 , \port$47446$0 , \port$47428$0 , \port$47410$0 , \port$47392$0 , \port$47374$0 , \port$47356$0 , \port$47338$0 , \port$47320$0 , \port$47302$0 , \port$47284$0 , \port$47266$0 , \port$47248$0 , \port$47230$0 , \port$47212$0 , \port$47194$0 , \port$47176$0 , \port$47158$0 , \port$47140$0 , \port$47122$0 , \port$47104$0 , \port$47086$0  };
   assign u = { u31, u30, u29, u28, u27, u26, u25, u24, u23, u22, u21, u20, u19, u18, u17, u16, u15, u14, u13, u12, u11, u10, u9, u8, u7, u6, u5, u4, u3, u2, u1, u0 };
   assign s = { s31, s30, s29, s28, s27, s26, s25, s24, s23, s22, s21, s20, s19, s18, s17, s16, s15, s14, s13, s12, s11, s10, s9, s8, s7, s6, s5, s4, s3, s2, s1, s0 };
   assign \$10  = { \$9 [25], \$9 [25:1] };
@@ -12745,7 +12745,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4.maxpool (rst, valid, \port$9447$0 , \port$9450$0 , \port$9453$0 , \port$9456$0 , \port$9459$0 , \port$9462$0 , \port$9465$0 , \port$9468$0 , \port$9471$0 , \port$9474$0 , \port$9477$0 , \port$9480$0 , \port$9483$0 , \port$9486$0 , \port$9489$0 , \port$9492$0 , \port$9495$0 , \port$9498$0 , \port$9501$0 
 , \port$9504$0 , \port$9507$0 , \port$9510$0 , \port$9513$0 , \port$9516$0 , \port$9519$0 , \port$9522$0 , \port$9525$0 , \port$9528$0 , \port$9531$0 , \port$9534$0 , \port$9537$0 , \port$9540$0 , first, i, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -13018,7 +13018,7 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$9447$0 , \port$9450$0 , \port$
   assign \$1  = $signed(i[15:0]) > $signed(held[15:0]);
   assign \$2  = first | \$1 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$97  = held;
     if (valid) begin
       \$97  = { \$96 , \$93 , \$90 , \$87 , \$84 , \$81 , \$78 , \$75 , \$72 , \$69 , \$66 , \$63 , \$60 , \$57 , \$54 , \$51 , \$48 , \$45 , \$42 , \$39 , \$36 , \$33 , \$30 , \$27 , \$24 , \$21 , \$18 , \$15 , \$12 , \$9 , \$6 , \$3  };

@@ -4,7 +4,7 @@
 module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1__addr, \port$343$0 , \port$347$0 , \port$351$0 , \port$355$0 , \port$359$0 , \port$363$0 , \port$367$0 , \port$371$0 , \port$375$0 , \port$379$0 , \port$383$0 , \port$387$0 , \port$391$0 , \port$395$0 , \port$399$0 
 , \port$403$0 , \port$407$0 , \port$411$0 , \port$415$0 , \port$419$0 , \port$423$0 , \port$427$0 , \port$431$0 , \port$435$0 , \port$439$0 , \port$443$0 , \port$447$0 , \port$451$0 , \port$455$0 , \port$459$0 , \port$463$0 , \port$467$0 , busy, weights, spike_in__data, geo
 , counts, line1__en, w1__addr, in_consumed, rows_done, released, released_e1_order, in_rows, desc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [1:0] \$100 ;
@@ -1663,14 +1663,14 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     .shift(desc[132:127])
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     line1__en = 32'd0;
     if (\$270 ) begin
       line1__en = \$275 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$642  = cc1;
     if (\$280 ) begin
       \$642  = \$285 [15:0];
@@ -1683,7 +1683,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$643  = \$signal$26 ;
     if (\$290 ) begin
       \$643  = \$295 [15:0];
@@ -1696,7 +1696,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$644  = \$signal$8 ;
     if (\$304 ) begin
       \$644  = \$310 [15:0];
@@ -1709,7 +1709,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$645  = sb1;
     if (\$324 ) begin
       \$645  = \$331 [1:0];
@@ -1722,7 +1722,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$646  = \$signal$4 ;
     if (\$351 ) begin
       \$646  = \$357 [15:0];
@@ -1735,7 +1735,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$647  = \$signal$2 ;
     if (\$382 ) begin
       \$647  = \$387 [15:0];
@@ -1748,7 +1748,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$648  = w1__addr;
     if (issue1) begin
       \$648  = \$397 [15:0];
@@ -1761,7 +1761,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$649  = pix1;
     if (issue1) begin
       if (\$405 ) begin
@@ -1776,7 +1776,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$650  = eoff1;
     if (issue1) begin
       if (\$405 ) begin
@@ -1791,7 +1791,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$651  = n1;
     if (issue1) begin
       if (\$484 ) begin
@@ -1806,7 +1806,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$652  = \$signal$69 ;
     if (issue1) begin
       if (\$484 ) begin
@@ -1821,7 +1821,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$653  = ring1_base;
     if (issue1) begin
       if (\$484 ) begin
@@ -1836,7 +1836,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$654  = need1;
     if (issue1) begin
       if (\$484 ) begin
@@ -1851,7 +1851,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$655  = in_consumed;
     if (issue1) begin
       if (\$484 ) begin
@@ -1868,7 +1868,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$656  = in_slot;
     if (issue1) begin
       if (\$484 ) begin
@@ -1885,7 +1885,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$657  = \$signal$29 ;
     if (issue1) begin
       if (\$484 ) begin
@@ -1902,7 +1902,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$658  = trw1;
     if (issue1) begin
       if (\$524 ) begin
@@ -1917,7 +1917,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$659  = qm3_1;
     if (issue1) begin
       if (\$574 ) begin
@@ -1932,7 +1932,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$660  = run;
     if (issue1) begin
       if (\$607 ) begin
@@ -1947,98 +1947,98 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$661  = zlane1;
     if (rst) begin
       \$661  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$662  = issue1;
     if (rst) begin
       \$662  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$663  = zero_row1;
     if (rst) begin
       \$663  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$664  = \$608 ;
     if (rst) begin
       \$664  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$665  = \$612 ;
     if (rst) begin
       \$665  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$666  = \$613 ;
     if (rst) begin
       \$666  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$667  = \$626 ;
     if (rst) begin
       \$667  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$668  = cc1;
     if (rst) begin
       \$668  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$669  = \$signal$26 ;
     if (rst) begin
       \$669  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$670  = eoff1;
     if (rst) begin
       \$670  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$671  = \$628 [5:0];
     if (rst) begin
       \$671  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$672  = \$79 [15:0];
     if (rst) begin
       \$672  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$673  = \$634 [5:0];
     if (rst) begin
       \$673  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$674  = spike_reg;
     if (\$637 ) begin
       (* full_case = 32'd1 *)
@@ -2066,70 +2066,70 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$675  = e1a_v;
     if (rst) begin
       \$675  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$676  = e1a_zero;
     if (rst) begin
       \$676  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$677  = e1a_last;
     if (rst) begin
       \$677  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$678  = e1a_rowend;
     if (rst) begin
       \$678  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$679  = \$signal$74 ;
     if (rst) begin
       \$679  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$680  = \$signal$75 ;
     if (rst) begin
       \$680  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$681  = \$signal$76 ;
     if (rst) begin
       \$681  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$682  = base1a;
     if (rst) begin
       \$682  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$683  = zlane1a;
     if (rst) begin
       \$683  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$684  = rows_done;
     if (\$640 ) begin
       \$684  = \$641 [15:0];
@@ -2300,7 +2300,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e1.cluster1 (rst, spikes, valid, weights, first, acc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [15:0] \$1 ;
   wire [7:0] \$10 ;
   wire [8:0] \$11 ;
@@ -2449,7 +2449,7 @@ module \ttsnn_accel.e1.cluster1 (rst, spikes, valid, weights, first, acc, clk);
   assign \$32  = $signed(\$16 ) + $signed(\$31 );
   assign \$33  = spikes[16] ? weights[135:128] : 8'h00;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$66  = acc;
     if (valid) begin
       \$66  = \$65 [15:0];

@@ -2,8 +2,8 @@
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, busy, weights, affine__data, line4__data, residual__data
-, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$21171$0 , \port$21183$0 , \port$21195$0 , \port$21207$0 , \port$22290$24 , desc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$22994$0 , \port$23006$0 , \port$23018$0 , \port$23030$0 , \port$24160$24 , desc, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
   wire [16:0] \$100 ;
@@ -946,16 +946,16 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [63:0] p = 64'h0000000000000000;
-  output [15:0] \port$21171$0 ;
-  wire [15:0] \port$21171$0 ;
-  output [15:0] \port$21183$0 ;
-  wire [15:0] \port$21183$0 ;
-  output [15:0] \port$21195$0 ;
-  wire [15:0] \port$21195$0 ;
-  output [15:0] \port$21207$0 ;
-  wire [15:0] \port$21207$0 ;
-  input [71:0] \port$22290$24 ;
-  wire [71:0] \port$22290$24 ;
+  output [15:0] \port$22994$0 ;
+  wire [15:0] \port$22994$0 ;
+  output [15:0] \port$23006$0 ;
+  wire [15:0] \port$23006$0 ;
+  output [15:0] \port$23018$0 ;
+  wire [15:0] \port$23018$0 ;
+  output [15:0] \port$23030$0 ;
+  wire [15:0] \port$23030$0 ;
+  input [71:0] \port$24160$24 ;
+  wire [71:0] \port$24160$24 ;
   reg [15:0] prev_base = 16'h0000;
   output [23:0] res_consumed;
   reg [23:0] res_consumed = 24'h000000;
@@ -1535,15 +1535,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$15  = \$12  | \$14 ;
   assign \$16  = \$10  & \$15 ;
   assign \$17  = ~ desc[207];
-  assign \$18  = \port$22290$24 [23:0] > m4;
+  assign \$18  = \port$24160$24 [23:0] > m4;
   assign \$19  = \$17  | \$18 ;
-  assign \$20  = \port$22290$24 [47:24] + desc[259:244];
+  assign \$20  = \port$24160$24 [47:24] + desc[259:244];
   assign \$21  = \$20  > m4;
   assign \$22  = \$19  & \$21 ;
   assign \$23  = \$16  & \$22 ;
   assign \$24  = | desc[277:262];
   assign \$25  = ~ \$24 ;
-  assign \$26  = \port$22290$24 [71:48] > \$signal$16 ;
+  assign \$26  = \port$24160$24 [71:48] > \$signal$16 ;
   assign \$27  = \$25  | \$26 ;
   assign issue4 = \$23  & \$27 ;
   assign \$28  = \$signal  << desc[206];
@@ -1578,9 +1578,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$57  = \$54  | \$56 ;
   assign \$58  = \$52  & \$57 ;
   assign \$59  = ~ desc[207];
-  assign \$60  = \port$22290$24 [23:0] > m4;
+  assign \$60  = \port$24160$24 [23:0] > m4;
   assign \$61  = \$59  | \$60 ;
-  assign \$62  = \port$22290$24 [47:24] + desc[259:244];
+  assign \$62  = \port$24160$24 [47:24] + desc[259:244];
   assign \$63  = \$62  > m4;
   assign \$64  = \$61  & \$63 ;
   assign \$65  = ~ \$64 ;
@@ -1601,15 +1601,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$80  = \$77  | \$79 ;
   assign \$81  = \$75  & \$80 ;
   assign \$82  = ~ desc[207];
-  assign \$83  = \port$22290$24 [23:0] > m4;
+  assign \$83  = \port$24160$24 [23:0] > m4;
   assign \$84  = \$82  | \$83 ;
-  assign \$85  = \port$22290$24 [47:24] + desc[259:244];
+  assign \$85  = \port$24160$24 [47:24] + desc[259:244];
   assign \$86  = \$85  > m4;
   assign \$87  = \$84  & \$86 ;
   assign \$88  = \$81  & \$87 ;
   assign \$89  = | desc[277:262];
   assign \$90  = ~ \$89 ;
-  assign \$91  = \port$22290$24 [71:48] > \$signal$16 ;
+  assign \$91  = \port$24160$24 [71:48] > \$signal$16 ;
   assign \$92  = \$90  | \$91 ;
   assign \$93  = ~ \$92 ;
   assign \$94  = \$88  & \$93 ;
@@ -1807,11 +1807,11 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   \ttsnn_accel.e4.lif  lif (
     .clk(clk),
     .leak_mul(desc[158:151]),
-    .\port$21105$0 (\$711 ),
-    .\port$21123$0 (\$712 ),
-    .\port$21141$0 (\$713 ),
-    .\port$21159$0 (\$714 ),
-    .\port$22294$167 (desc[188:167]),
+    .\port$22928$0 (\$711 ),
+    .\port$22946$0 (\$712 ),
+    .\port$22964$0 (\$713 ),
+    .\port$22982$0 (\$714 ),
+    .\port$24164$167 (desc[188:167]),
     .rnd(desc[205]),
     .rst(rst),
     .s0(\$716 ),
@@ -1836,7 +1836,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     .valid(\valid$51 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$621  = k4;
     if (\$177 ) begin
       \$621  = \$181 [15:0];
@@ -1849,7 +1849,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$622  = \$signal$21 ;
     if (\$185 ) begin
       \$622  = \$190 [1:0];
@@ -1862,7 +1862,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$623  = xo4;
     if (\$198 ) begin
       \$623  = \$202 [15:0];
@@ -1875,7 +1875,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$624  = affine__addr;
     if (\$213 ) begin
       \$624  = \$217 [15:0];
@@ -1888,7 +1888,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$625  = \$signal$3 ;
     if (\$231 ) begin
       \$625  = \$236 [15:0];
@@ -1901,7 +1901,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$626  = \$signal$2 ;
     if (\$254 ) begin
       \$626  = \$259 [15:0];
@@ -1914,7 +1914,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$627  = outidx;
     if (issue4) begin
       if (\$266 ) begin
@@ -1929,7 +1929,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$628  = \$signal$27 ;
     if (issue4) begin
       if (\$266 ) begin
@@ -1944,7 +1944,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$629  = \$signal$16 ;
     if (issue4) begin
       if (\$334 ) begin
@@ -1959,7 +1959,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$630  = w4slot;
     if (issue4) begin
       if (\$334 ) begin
@@ -1974,7 +1974,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$631  = \$signal$30 ;
     if (issue4) begin
       if (\$334 ) begin
@@ -1989,7 +1989,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$632  = m4;
     if (issue4) begin
       if (\$371 ) begin
@@ -2004,7 +2004,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$633  = rows_released;
     if (issue4) begin
       if (\$371 ) begin
@@ -2019,7 +2019,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$634  = out_slot;
     if (issue4) begin
       if (\$371 ) begin
@@ -2034,7 +2034,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$635  = \$signal$102 ;
     if (issue4) begin
       if (\$371 ) begin
@@ -2049,7 +2049,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$636  = \$signal$103 ;
     if (issue4) begin
       if (\$371 ) begin
@@ -2064,7 +2064,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$637  = prev_base;
     if (issue4) begin
       if (\$371 ) begin
@@ -2079,7 +2079,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$638  = \$signal$26 ;
     if (issue4) begin
       if (\$371 ) begin
@@ -2094,7 +2094,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$639  = \$signal$9 ;
     if (issue4) begin
       if (\$371 ) begin
@@ -2111,7 +2111,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$640  = \$signal$8 ;
     if (issue4) begin
       if (\$371 ) begin
@@ -2128,7 +2128,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$641  = res_consumed;
     if (issue4) begin
       if (\$371 ) begin
@@ -2145,7 +2145,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$642  = res_slot;
     if (issue4) begin
       if (\$371 ) begin
@@ -2162,7 +2162,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$643  = \$signal$36 ;
     if (issue4) begin
       if (\$371 ) begin
@@ -2179,7 +2179,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$644  = ym3;
     if (issue4) begin
       if (\$371 ) begin
@@ -2196,7 +2196,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$645  = run;
     if (issue4) begin
       if (\$570 ) begin
@@ -2211,147 +2211,147 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$646  = issue4;
     if (rst) begin
       \$646  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$647  = \$571 ;
     if (rst) begin
       \$647  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$648  = \$574 ;
     if (rst) begin
       \$648  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$649  = \$575 ;
     if (rst) begin
       \$649  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$650  = \$582 ;
     if (rst) begin
       \$650  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$651  = \$583 ;
     if (rst) begin
       \$651  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$652  = \$596 ;
     if (rst) begin
       \$652  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$653  = \$602 [2:0];
     if (rst) begin
       \$653  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$654  = outidx;
     if (rst) begin
       \$654  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$655  = \$signal$102 ;
     if (rst) begin
       \$655  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$656  = \$608 [2:0];
     if (rst) begin
       \$656  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$657  = valid;
     if (rst) begin
       \$657  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$658  = e4a_last;
     if (rst) begin
       \$658  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$659  = e4a_subfirst;
     if (rst) begin
       \$659  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$660  = e4a_grp;
     if (rst) begin
       \$660  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$661  = e4a_t0;
     if (rst) begin
       \$661  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$662  = e4a_rowend;
     if (rst) begin
       \$662  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$663  = \$signal$111 ;
     if (rst) begin
       \$663  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$664  = obase4a;
     if (rst) begin
       \$664  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$665  = act4a;
     if (rst) begin
       \$665  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$666  = aff4b;
     if (\$609 ) begin
       \$666  = affine__data;
@@ -2361,7 +2361,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$667  = \$signal$121 ;
     if (\$609 ) begin
       \$667  = residual__data;
@@ -2371,7 +2371,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$668  = uprev4b;
     if (\$609 ) begin
       \$668  = \$610 ;
@@ -2381,266 +2381,266 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$669  = \$611 ;
     if (rst) begin
       \$669  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$670  = \$signal$125 ;
     if (rst) begin
       \$670  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$671  = \$612 ;
     if (rst) begin
       \$671  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$672  = e4b_rowend;
     if (rst) begin
       \$672  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$673  = { \$710 , \$709 , \$708 , \$707  };
     if (rst) begin
       \$673  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$674  = \$616 ;
     if (rst) begin
       \$674  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$675  = { aff4b[191:176], aff4b[143:128], aff4b[95:80], aff4b[47:32] };
     if (rst) begin
       \$675  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$676  = \$signal$121 ;
     if (rst) begin
       \$676  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$677  = uprev4b;
     if (rst) begin
       \$677  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$678  = \$signal$116 ;
     if (rst) begin
       \$678  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$679  = obase4b;
     if (rst) begin
       \$679  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$680  = act4b;
     if (rst) begin
       \$680  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$681  = e4c_v;
     if (rst) begin
       \$681  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$682  = e4w1_v_1;
     if (rst) begin
       \$682  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$683  = e4w2_v_1;
     if (rst) begin
       \$683  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$684  = e4w3_v_1;
     if (rst) begin
       \$684  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$685  = e4w4_v_1;
     if (rst) begin
       \$685  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$686  = e4c_rowend;
     if (rst) begin
       \$686  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$687  = e4w_rowend_1;
     if (rst) begin
       \$687  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$688  = e4w_rowend_2;
     if (rst) begin
       \$688  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$689  = e4w_rowend_3;
     if (rst) begin
       \$689  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$690  = e4w_rowend_4;
     if (rst) begin
       \$690  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$691  = e4c_outidx;
     if (rst) begin
       \$691  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$692  = e4w_outidx_1;
     if (rst) begin
       \$692  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$693  = e4w_outidx_2;
     if (rst) begin
       \$693  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$694  = e4w_outidx_3;
     if (rst) begin
       \$694  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$695  = e4w_outidx_4;
     if (rst) begin
       \$695  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$696  = e4c_obase;
     if (rst) begin
       \$696  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$697  = e4w_obase_1;
     if (rst) begin
       \$697  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$698  = e4w_obase_2;
     if (rst) begin
       \$698  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$699  = e4w_obase_3;
     if (rst) begin
       \$699  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$700  = e4w_obase_4;
     if (rst) begin
       \$700  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$701  = e4c_act;
     if (rst) begin
       \$701  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$702  = e4w_act_1;
     if (rst) begin
       \$702  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$703  = e4w_act_2;
     if (rst) begin
       \$703  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$704  = e4w_act_3;
     if (rst) begin
       \$704  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$705  = e4w_act_4;
     if (rst) begin
       \$705  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$706  = out_rows;
     if (\$617 ) begin
       \$706  = \$618 [23:0];
@@ -2653,9 +2653,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   assign t4 = \$1 [7:0];
-  assign res_rows = \port$22290$24 [23:0];
-  assign out_taken = \port$22290$24 [47:24];
-  assign w4_chunks = \port$22290$24 [71:48];
+  assign res_rows = \port$24160$24 [23:0];
+  assign out_taken = \port$24160$24 [47:24];
+  assign w4_chunks = \port$24160$24 [71:48];
   assign x4 = \$98 [15:0];
   assign w4__en = issue4;
   assign \$signal$33  = affine__addr;
@@ -2692,10 +2692,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign membrane_in__addr = \$152 [15:0];
   assign membrane_out__addr = \$166 [15:0];
   assign spikes__addr = \$167 [15:0];
-  assign \port$21171$0  = \$715 ;
-  assign \port$21183$0  = \$717 ;
-  assign \port$21195$0  = \$719 ;
-  assign \port$21207$0  = \$721 ;
+  assign \port$22994$0  = \$715 ;
+  assign \port$23006$0  = \$717 ;
+  assign \port$23018$0  = \$719 ;
+  assign \port$23030$0  = \$721 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -2830,7 +2830,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4.affine (rst, p, scale, bias, residual, o0, o1, o2, o3, shift, rnd, use_residual, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [31:0] \$1 ;
   wire [32:0] \$10 ;
   wire [5:0] \$100 ;
@@ -3243,252 +3243,252 @@ module \ttsnn_accel.e4.affine (rst, p, scale, bias, residual, o0, o1, o2, o3, sh
   always @(posedge clk)
     o3 <= \$164 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$129  = \$1 ;
     if (rst) begin
       \$129  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$130  = bias[15:0];
     if (rst) begin
       \$130  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$131  = residual[15:0];
     if (rst) begin
       \$131  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$132  = \$5 ;
     if (rst) begin
       \$132  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$133  = bias0_1;
     if (rst) begin
       \$133  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$134  = res0_1;
     if (rst) begin
       \$134  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$135  = \$24 ;
     if (rst) begin
       \$135  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$136  = res0_2;
     if (rst) begin
       \$136  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$137  = \$32 ;
     if (rst) begin
       \$137  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$138  = \$33 ;
     if (rst) begin
       \$138  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$139  = bias[31:16];
     if (rst) begin
       \$139  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$140  = residual[31:16];
     if (rst) begin
       \$140  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$141  = \$37 ;
     if (rst) begin
       \$141  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$142  = bias1_1;
     if (rst) begin
       \$142  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$143  = res1_1;
     if (rst) begin
       \$143  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$144  = \$56 ;
     if (rst) begin
       \$144  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$145  = res1_2;
     if (rst) begin
       \$145  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$146  = \$64 ;
     if (rst) begin
       \$146  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$147  = \$65 ;
     if (rst) begin
       \$147  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$148  = bias[47:32];
     if (rst) begin
       \$148  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$149  = residual[47:32];
     if (rst) begin
       \$149  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$150  = \$69 ;
     if (rst) begin
       \$150  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$151  = bias2_1;
     if (rst) begin
       \$151  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$152  = res2_1;
     if (rst) begin
       \$152  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$153  = \$88 ;
     if (rst) begin
       \$153  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$154  = res2_2;
     if (rst) begin
       \$154  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$155  = \$96 ;
     if (rst) begin
       \$155  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$156  = \$97 ;
     if (rst) begin
       \$156  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$157  = bias[63:48];
     if (rst) begin
       \$157  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$158  = residual[63:48];
     if (rst) begin
       \$158  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$159  = \$101 ;
     if (rst) begin
       \$159  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$160  = bias3_1;
     if (rst) begin
       \$160  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$161  = res3_1;
     if (rst) begin
       \$161  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$162  = \$120 ;
     if (rst) begin
       \$162  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$163  = res3_2;
     if (rst) begin
       \$163  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$164  = \$128 ;
     if (rst) begin
       \$164  = 16'h0000;
@@ -3511,7 +3511,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire [15:0] \$1 ;
   wire [16:0] \$2 ;
   wire [15:0] \$3 ;
@@ -3554,7 +3554,7 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
   always @(posedge clk)
     acc <= \$9 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$9  = acc;
     if (valid) begin
       \$9 [15:0] = \$2 [15:0];
@@ -3569,8 +3569,8 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, u_prev, \port$21105$0 , \port$21123$0 , \port$21141$0 , \port$21159$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$22294$167 , rnd, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+module \ttsnn_accel.e4.lif (rst, u_prev, \port$22928$0 , \port$22946$0 , \port$22964$0 , \port$22982$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$24164$167 , rnd, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire [25:0] \$10 ;
   wire \$100 ;
@@ -3721,16 +3721,16 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$21105$0 , \port$21123$0 , \port$2
   reg [24:0] leaked1 = 25'h0000000;
   reg [24:0] leaked2 = 25'h0000000;
   reg [24:0] leaked3 = 25'h0000000;
-  input [15:0] \port$21105$0 ;
-  wire [15:0] \port$21105$0 ;
-  input [15:0] \port$21123$0 ;
-  wire [15:0] \port$21123$0 ;
-  input [15:0] \port$21141$0 ;
-  wire [15:0] \port$21141$0 ;
-  input [15:0] \port$21159$0 ;
-  wire [15:0] \port$21159$0 ;
-  input [21:0] \port$22294$167 ;
-  wire [21:0] \port$22294$167 ;
+  input [15:0] \port$22928$0 ;
+  wire [15:0] \port$22928$0 ;
+  input [15:0] \port$22946$0 ;
+  wire [15:0] \port$22946$0 ;
+  input [15:0] \port$22964$0 ;
+  wire [15:0] \port$22964$0 ;
+  input [15:0] \port$22982$0 ;
+  wire [15:0] \port$22982$0 ;
+  input [21:0] \port$24164$167 ;
+  wire [21:0] \port$24164$167 ;
   input rnd;
   wire rnd;
   input rst;
@@ -3756,106 +3756,106 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$21105$0 , \port$21123$0 , \port$2
   reg [15:0] u3 = 16'h0000;
   input [63:0] u_prev;
   wire [63:0] u_prev;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$22294$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$24164$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
   assign \$3  = $signed(kept0) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$22294$167 [5:0];
-  assign \$5  = \port$22294$167 [5:0] - 1'h1;
+  assign \$4  = ! \port$24164$167 [5:0];
+  assign \$5  = \port$24164$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
-  assign \$8  = ! \port$22294$167 [5:0];
+  assign \$8  = ! \port$24164$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$21105$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$22928$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$21105$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$22928$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$21105$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$22928$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(leaked0) + $signed(\port$21105$0 );
+  assign \$19  = $signed(leaked0) + $signed(\port$22928$0 );
   assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
-  assign \$21  = $signed(leaked0) + $signed(\port$21105$0 );
+  assign \$21  = $signed(leaked0) + $signed(\port$22928$0 );
   assign \$22  = $signed(\$21 ) < $signed(16'h8000);
-  assign \$23  = $signed(leaked0) + $signed(\port$21105$0 );
+  assign \$23  = $signed(leaked0) + $signed(\port$22928$0 );
   assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
   assign \$25  = \$20  ? 16'h7fff : \$24 ;
-  assign \$26  = $signed(\$25 ) > $signed(\port$22294$167 [21:6]);
-  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$22294$167 [21:6]);
+  assign \$26  = $signed(\$25 ) > $signed(\port$24164$167 [21:6]);
+  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$24164$167 [21:6]);
   assign \$28  = \$27  ? 16'h0000 : u_prev[31:16];
   assign \$29  = $signed(kept1) * $signed({ 1'h0, leak_mul });
-  assign \$30  = ! \port$22294$167 [5:0];
-  assign \$31  = \port$22294$167 [5:0] - 1'h1;
+  assign \$30  = ! \port$24164$167 [5:0];
+  assign \$31  = \port$24164$167 [5:0] - 1'h1;
   assign \$32  = \$30  ? 6'h00 : \$31 [5:0];
   assign \$33  = $signed(leak_prod1) >>> \$32 ;
-  assign \$34  = ! \port$22294$167 [5:0];
+  assign \$34  = ! \port$24164$167 [5:0];
   assign \$35  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$37  = \$34  ? leak_partial1 : \$36 [24:0];
-  assign \$38  = $signed(leaked1) + $signed(\port$21123$0 );
+  assign \$38  = $signed(leaked1) + $signed(\port$22946$0 );
   assign \$39  = $signed(\$38 ) > $signed(16'h7fff);
-  assign \$40  = $signed(leaked1) + $signed(\port$21123$0 );
+  assign \$40  = $signed(leaked1) + $signed(\port$22946$0 );
   assign \$41  = $signed(\$40 ) < $signed(16'h8000);
-  assign \$42  = $signed(leaked1) + $signed(\port$21123$0 );
+  assign \$42  = $signed(leaked1) + $signed(\port$22946$0 );
   assign \$43  = \$41  ? 16'h8000 : \$42 [15:0];
   assign \$44  = \$39  ? 16'h7fff : \$43 ;
-  assign \$45  = $signed(leaked1) + $signed(\port$21123$0 );
+  assign \$45  = $signed(leaked1) + $signed(\port$22946$0 );
   assign \$46  = $signed(\$45 ) > $signed(16'h7fff);
-  assign \$47  = $signed(leaked1) + $signed(\port$21123$0 );
+  assign \$47  = $signed(leaked1) + $signed(\port$22946$0 );
   assign \$48  = $signed(\$47 ) < $signed(16'h8000);
-  assign \$49  = $signed(leaked1) + $signed(\port$21123$0 );
+  assign \$49  = $signed(leaked1) + $signed(\port$22946$0 );
   assign \$50  = \$48  ? 16'h8000 : \$49 [15:0];
   assign \$51  = \$46  ? 16'h7fff : \$50 ;
-  assign \$52  = $signed(\$51 ) > $signed(\port$22294$167 [21:6]);
-  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$22294$167 [21:6]);
+  assign \$52  = $signed(\$51 ) > $signed(\port$24164$167 [21:6]);
+  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$24164$167 [21:6]);
   assign \$54  = \$53  ? 16'h0000 : u_prev[47:32];
   assign \$55  = $signed(kept2) * $signed({ 1'h0, leak_mul });
-  assign \$56  = ! \port$22294$167 [5:0];
-  assign \$57  = \port$22294$167 [5:0] - 1'h1;
+  assign \$56  = ! \port$24164$167 [5:0];
+  assign \$57  = \port$24164$167 [5:0] - 1'h1;
   assign \$58  = \$56  ? 6'h00 : \$57 [5:0];
   assign \$59  = $signed(leak_prod2) >>> \$58 ;
-  assign \$60  = ! \port$22294$167 [5:0];
+  assign \$60  = ! \port$24164$167 [5:0];
   assign \$61  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$63  = \$60  ? leak_partial2 : \$62 [24:0];
-  assign \$64  = $signed(leaked2) + $signed(\port$21141$0 );
+  assign \$64  = $signed(leaked2) + $signed(\port$22964$0 );
   assign \$65  = $signed(\$64 ) > $signed(16'h7fff);
-  assign \$66  = $signed(leaked2) + $signed(\port$21141$0 );
+  assign \$66  = $signed(leaked2) + $signed(\port$22964$0 );
   assign \$67  = $signed(\$66 ) < $signed(16'h8000);
-  assign \$68  = $signed(leaked2) + $signed(\port$21141$0 );
+  assign \$68  = $signed(leaked2) + $signed(\port$22964$0 );
   assign \$69  = \$67  ? 16'h8000 : \$68 [15:0];
   assign \$70  = \$65  ? 16'h7fff : \$69 ;
-  assign \$71  = $signed(leaked2) + $signed(\port$21141$0 );
+  assign \$71  = $signed(leaked2) + $signed(\port$22964$0 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
-  assign \$73  = $signed(leaked2) + $signed(\port$21141$0 );
+  assign \$73  = $signed(leaked2) + $signed(\port$22964$0 );
   assign \$74  = $signed(\$73 ) < $signed(16'h8000);
-  assign \$75  = $signed(leaked2) + $signed(\port$21141$0 );
+  assign \$75  = $signed(leaked2) + $signed(\port$22964$0 );
   assign \$76  = \$74  ? 16'h8000 : \$75 [15:0];
   assign \$77  = \$72  ? 16'h7fff : \$76 ;
-  assign \$78  = $signed(\$77 ) > $signed(\port$22294$167 [21:6]);
-  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$22294$167 [21:6]);
+  assign \$78  = $signed(\$77 ) > $signed(\port$24164$167 [21:6]);
+  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$24164$167 [21:6]);
   assign \$80  = \$79  ? 16'h0000 : u_prev[63:48];
   assign \$81  = $signed(kept3) * $signed({ 1'h0, leak_mul });
-  assign \$82  = ! \port$22294$167 [5:0];
-  assign \$83  = \port$22294$167 [5:0] - 1'h1;
+  assign \$82  = ! \port$24164$167 [5:0];
+  assign \$83  = \port$24164$167 [5:0] - 1'h1;
   assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
   assign \$85  = $signed(leak_prod3) >>> \$84 ;
-  assign \$86  = ! \port$22294$167 [5:0];
+  assign \$86  = ! \port$24164$167 [5:0];
   assign \$87  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$89  = \$86  ? leak_partial3 : \$88 [24:0];
-  assign \$90  = $signed(leaked3) + $signed(\port$21159$0 );
+  assign \$90  = $signed(leaked3) + $signed(\port$22982$0 );
   assign \$91  = $signed(\$90 ) > $signed(16'h7fff);
-  assign \$92  = $signed(leaked3) + $signed(\port$21159$0 );
+  assign \$92  = $signed(leaked3) + $signed(\port$22982$0 );
   assign \$93  = $signed(\$92 ) < $signed(16'h8000);
-  assign \$94  = $signed(leaked3) + $signed(\port$21159$0 );
+  assign \$94  = $signed(leaked3) + $signed(\port$22982$0 );
   assign \$95  = \$93  ? 16'h8000 : \$94 [15:0];
   assign \$96  = \$91  ? 16'h7fff : \$95 ;
-  assign \$97  = $signed(leaked3) + $signed(\port$21159$0 );
+  assign \$97  = $signed(leaked3) + $signed(\port$22982$0 );
   assign \$98  = $signed(\$97 ) > $signed(16'h7fff);
-  assign \$99  = $signed(leaked3) + $signed(\port$21159$0 );
+  assign \$99  = $signed(leaked3) + $signed(\port$22982$0 );
   assign \$100  = $signed(\$99 ) < $signed(16'h8000);
-  assign \$101  = $signed(leaked3) + $signed(\port$21159$0 );
+  assign \$101  = $signed(leaked3) + $signed(\port$22982$0 );
   assign \$102  = \$100  ? 16'h8000 : \$101 [15:0];
   assign \$103  = \$98  ? 16'h7fff : \$102 ;
-  assign \$104  = $signed(\$103 ) > $signed(\port$22294$167 [21:6]);
+  assign \$104  = $signed(\$103 ) > $signed(\port$24164$167 [21:6]);
   always @(posedge clk)
     kept0 <= \$105 ;
   always @(posedge clk)
@@ -3905,176 +3905,176 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$21105$0 , \port$21123$0 , \port$2
   always @(posedge clk)
     s3 <= \$128 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$105  = \$2 ;
     if (rst) begin
       \$105  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$106  = { \$3 [23], \$3  };
     if (rst) begin
       \$106  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$107  = \$7 ;
     if (rst) begin
       \$107  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$108  = \$11 ;
     if (rst) begin
       \$108  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$109  = \$18 ;
     if (rst) begin
       \$109  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$110  = \$26 ;
     if (rst) begin
       \$110  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$111  = \$28 ;
     if (rst) begin
       \$111  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$112  = { \$29 [23], \$29  };
     if (rst) begin
       \$112  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$113  = \$33 ;
     if (rst) begin
       \$113  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$114  = \$37 ;
     if (rst) begin
       \$114  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$115  = \$44 ;
     if (rst) begin
       \$115  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$116  = \$52 ;
     if (rst) begin
       \$116  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$117  = \$54 ;
     if (rst) begin
       \$117  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$118  = { \$55 [23], \$55  };
     if (rst) begin
       \$118  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$119  = \$59 ;
     if (rst) begin
       \$119  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$120  = \$63 ;
     if (rst) begin
       \$120  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$121  = \$70 ;
     if (rst) begin
       \$121  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$122  = \$78 ;
     if (rst) begin
       \$122  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$123  = \$80 ;
     if (rst) begin
       \$123  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$124  = { \$81 [23], \$81  };
     if (rst) begin
       \$124  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$125  = \$85 ;
     if (rst) begin
       \$125  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$126  = \$89 ;
     if (rst) begin
       \$126  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$127  = \$96 ;
     if (rst) begin
       \$127  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$128  = \$104 ;
     if (rst) begin
       \$128  = 1'h0;
     end
   end
-  assign threshold = \port$22294$167 [21:6];
-  assign leak_shift = \port$22294$167 [5:0];
-  assign cur = { \port$21159$0 , \port$21141$0 , \port$21123$0 , \port$21105$0  };
+  assign threshold = \port$24164$167 [21:6];
+  assign leak_shift = \port$24164$167 [5:0];
+  assign cur = { \port$22982$0 , \port$22964$0 , \port$22946$0 , \port$22928$0  };
   assign u = { u3, u2, u1, u0 };
   assign s = { s3, s2, s1, s0 };
   assign \$10  = { \$9 [25], \$9 [25:1] };
@@ -4085,7 +4085,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4.maxpool (rst, valid, \port$3265$0 , \port$3268$0 , \port$3271$0 , \port$3274$0 , first, i, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -4134,7 +4134,7 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$3265$0 , \port$3268$0 , \port$
   always @(posedge clk)
     held <= \$13 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$13  = held;
     if (valid) begin
       \$13  = { \$12 , \$9 , \$6 , \$3  };

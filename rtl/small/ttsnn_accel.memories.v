@@ -6,8 +6,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
 , \wr__data$177 , e4_membrane_out__addr, e4_spikes__addr, bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, \port__en$131 , \port__en$137 , bw_trace__addr, \port__en$143 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$179 , host__w2__addr
 , host__w2__rd_en, \wr__en$185 , host__w3__addr, host__w3__rd_en, \wr__en$191 , host__w4__addr, host__w4__rd_en, \wr__en$197 , host__affine__addr, host__affine__rd_en, \wr__en$203 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$209 , host__residual__addr, \wr__en$215 , host__membrane__addr, \port__en$221 , host__spikes__addr, \port__en$227 , host__gbuf__addr
 , host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$233 , host__trace__addr, \wr__en$239 , host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data
-, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$21171$0 , \port$21183$0 , \port$21195$0 , \port$21207$0 , bw_weights__addr, \port$21586$0 , \port$22292$0 , \wr__data$182 );
-  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$22994$0 , \port$23006$0 , \port$23018$0 , \port$23030$0 , bw_weights__addr, \port$23456$0 , \port$24162$0 , \wr__data$182 );
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
   wire \$11 ;
@@ -44,49 +44,55 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire \$4 ;
   wire \$40 ;
   wire \$41 ;
-  wire [14:0] \$42 ;
-  wire \$43 ;
+  wire \$42 ;
+  wire [14:0] \$43 ;
   wire \$44 ;
-  wire [14:0] \$45 ;
-  wire \$46 ;
+  wire \$45 ;
+  wire [14:0] \$46 ;
   wire \$47 ;
-  wire [14:0] \$48 ;
+  wire \$48 ;
   wire \$49 ;
   wire [19:0] \$5 ;
-  wire \$50 ;
-  wire [14:0] \$51 ;
+  wire [14:0] \$50 ;
+  wire \$51 ;
   wire \$52 ;
-  wire [19:0] \$53 ;
+  wire [14:0] \$53 ;
   wire \$54 ;
   wire \$55 ;
   wire [19:0] \$56 ;
   wire \$57 ;
-  wire [19:0] \$58 ;
-  wire \$59 ;
+  wire \$58 ;
+  wire [19:0] \$59 ;
   wire \$6 ;
   wire \$60 ;
-  wire [19:0] \$61 ;
-  wire \$62 ;
-  wire [19:0] \$63 ;
+  wire \$61 ;
+  wire [19:0] \$62 ;
+  wire \$63 ;
   wire \$64 ;
-  wire \$65 ;
-  wire [19:0] \$66 ;
+  wire [19:0] \$65 ;
+  wire \$66 ;
   wire \$67 ;
   wire [19:0] \$68 ;
   wire \$69 ;
   wire [19:0] \$7 ;
   wire \$70 ;
   wire [19:0] \$71 ;
-  wire [15:0] \$72 ;
-  wire [15:0] \$73 ;
-  wire [15:0] \$74 ;
-  wire [15:0] \$75 ;
-  wire [15:0] \$76 ;
-  wire [15:0] \$77 ;
-  reg \$78 ;
-  reg \$79 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire [19:0] \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire [19:0] \$77 ;
+  wire [15:0] \$78 ;
+  wire [15:0] \$79 ;
   wire \$8 ;
-  reg \$80 ;
+  wire [15:0] \$80 ;
+  wire [15:0] \$81 ;
+  wire [15:0] \$82 ;
+  wire [15:0] \$83 ;
+  reg \$84 ;
+  reg \$85 ;
+  reg \$86 ;
   wire \$9 ;
   reg [10:0] \$signature__addr ;
   reg [10:0] \$signature__addr$15 ;
@@ -98,8 +104,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   reg [63:0] \$signature__data$28 ;
   reg \$signature__en ;
   reg \$signature__en$14 ;
-  reg \$signature__en$22 ;
-  reg \$signature__en$26 ;
+  reg [3:0] \$signature__en$22 ;
+  reg [3:0] \$signature__en$26 ;
   input busy;
   wire busy;
   wire [19:0] bw_affine__addr;
@@ -128,8 +134,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [19:0] bw_grad_w__addr;
   input [63:0] bw_grad_w__data;
   wire [63:0] bw_grad_w__data;
-  input bw_grad_w__en;
-  wire bw_grad_w__en;
+  input [3:0] bw_grad_w__en;
+  wire [3:0] bw_grad_w__en;
   input [19:0] bw_trace__addr;
   wire [19:0] bw_trace__addr;
   output [15:0] bw_trace__data;
@@ -314,24 +320,24 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire host__w4__rd_en;
   wire [31:0] host__w4__wr_data;
   wire host__w4__wr_en;
-  input [15:0] \port$21171$0 ;
-  wire [15:0] \port$21171$0 ;
-  input [15:0] \port$21183$0 ;
-  wire [15:0] \port$21183$0 ;
-  input [15:0] \port$21195$0 ;
-  wire [15:0] \port$21195$0 ;
-  input [15:0] \port$21207$0 ;
-  wire [15:0] \port$21207$0 ;
-  input [15:0] \port$21586$0 ;
-  wire [15:0] \port$21586$0 ;
-  input [159:0] \port$22292$0 ;
-  wire [159:0] \port$22292$0 ;
   input [7:0] \port$2297$0 ;
   wire [7:0] \port$2297$0 ;
+  input [15:0] \port$22994$0 ;
+  wire [15:0] \port$22994$0 ;
+  input [15:0] \port$23006$0 ;
+  wire [15:0] \port$23006$0 ;
+  input [15:0] \port$23018$0 ;
+  wire [15:0] \port$23018$0 ;
+  input [15:0] \port$23030$0 ;
+  wire [15:0] \port$23030$0 ;
   input [7:0] \port$2337$0 ;
   wire [7:0] \port$2337$0 ;
+  input [15:0] \port$23456$0 ;
+  wire [15:0] \port$23456$0 ;
   input [7:0] \port$2377$0 ;
   wire [7:0] \port$2377$0 ;
+  input [159:0] \port$24162$0 ;
+  wire [159:0] \port$24162$0 ;
   input [7:0] \port$2417$0 ;
   wire [7:0] \port$2417$0 ;
   input [7:0] \port$313$0 ;
@@ -485,16 +491,16 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$203 )
-      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$22292$0  };
+      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$24162$0  };
   end
   reg [191:0] _0_;
   reg [191:0] _1_;
   always @(posedge clk) begin
     if (\port__en$143 ) begin
-      _0_ <= mem_affine[\port$21586$0 [2:0]];
+      _0_ <= mem_affine[\port$23456$0 [2:0]];
     end
     if (\port__en$75 ) begin
-      _1_ <= mem_affine[\$77 [2:0]];
+      _1_ <= mem_affine[\$83 [2:0]];
     end
   end
   assign bw_affine__data = _0_;
@@ -2551,8 +2557,14 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     mem_gbuf_bank0[2047] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$22 )
-      mem_gbuf_bank0[\$signature__addr$23 ] <= \$signature__data$24 ;
+    if (\$signature__en$22 [0])
+      mem_gbuf_bank0[\$signature__addr$23 ][15:0] <= \$signature__data$24 [15:0];
+    if (\$signature__en$22 [1])
+      mem_gbuf_bank0[\$signature__addr$23 ][31:16] <= \$signature__data$24 [31:16];
+    if (\$signature__en$22 [2])
+      mem_gbuf_bank0[\$signature__addr$23 ][47:32] <= \$signature__data$24 [47:32];
+    if (\$signature__en$22 [3])
+      mem_gbuf_bank0[\$signature__addr$23 ][63:48] <= \$signature__data$24 [63:48];
   end
   reg [63:0] _2_;
   always @(posedge clk) begin
@@ -4613,8 +4625,14 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     mem_gbuf_bank1[2047] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$26 )
-      mem_gbuf_bank1[\$signature__addr$27 ] <= \$signature__data$28 ;
+    if (\$signature__en$26 [0])
+      mem_gbuf_bank1[\$signature__addr$27 ][15:0] <= \$signature__data$28 [15:0];
+    if (\$signature__en$26 [1])
+      mem_gbuf_bank1[\$signature__addr$27 ][31:16] <= \$signature__data$28 [31:16];
+    if (\$signature__en$26 [2])
+      mem_gbuf_bank1[\$signature__addr$27 ][47:32] <= \$signature__data$28 [47:32];
+    if (\$signature__en$26 [3])
+      mem_gbuf_bank1[\$signature__addr$27 ][63:48] <= \$signature__data$28 [63:48];
   end
   reg [63:0] _3_;
   always @(posedge clk) begin
@@ -7103,7 +7121,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$167 )
-      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$21207$0 , \port$21195$0 , \port$21183$0 , \port$21171$0  };
+      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$23030$0 , \port$23018$0 , \port$23006$0 , \port$22994$0  };
   end
   reg [63:0] _9_;
   reg [63:0] _10_;
@@ -7378,7 +7396,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$22292$0 [31:0] };
+      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$24162$0 [31:0] };
   end
   reg [63:0] _11_;
   always @(posedge clk) begin
@@ -7748,7 +7766,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   reg [31:0] _14_;
   always @(posedge clk) begin
     if (port__en) begin
-      _14_ <= mem_spike_in[\$72 [7:0]];
+      _14_ <= mem_spike_in[\$78 [7:0]];
     end
   end
   assign e1_spike_in__data = _14_;
@@ -9359,7 +9377,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   reg [31:0] _17_;
   always @(posedge clk) begin
     if (\port__en$43 ) begin
-      _17_ <= mem_w1[\$73 [5:0]];
+      _17_ <= mem_w1[\$79 [5:0]];
     end
   end
   assign e1_w1__data = _17_;
@@ -9421,7 +9439,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   reg [31:0] _18_;
   always @(posedge clk) begin
     if (\port__en$51 ) begin
-      _18_ <= mem_w2[\$74 [5:0]];
+      _18_ <= mem_w2[\$80 [5:0]];
     end
   end
   assign e23_w2__data = _18_;
@@ -9483,7 +9501,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   reg [31:0] _19_;
   always @(posedge clk) begin
     if (\port__en$59 ) begin
-      _19_ <= mem_w3[\$75 [5:0]];
+      _19_ <= mem_w3[\$81 [5:0]];
     end
   end
   assign e23_w3__data = _19_;
@@ -9561,10 +9579,14 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   reg [31:0] _20_;
   always @(posedge clk) begin
     if (\port__en$67 ) begin
-      _20_ <= mem_w4[\$76 [5:0]];
+      _20_ <= mem_w4[\$82 [5:0]];
     end
   end
   assign e4_w4__data = _20_;
+  assign \$14  = ~ busy;
+  assign \$15  = \$14  & host__gbuf__rd_en;
+  assign \$17  = \$16  == 1'h1;
+  assign \$18  = \$15  & \$17 ;
   assign \$20  = busy & bw_grad_b__en;
   assign \$22  = ! \$21 ;
   assign \$23  = \$20  & \$22 ;
@@ -9578,43 +9600,45 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \$37  = \$36  == 1'h1;
   assign \$38  = \$35  & \$37 ;
   assign \$40  = ~ busy;
-  assign \$41  = \$40  & host__gbuf__wr_en;
-  assign \$43  = ! \$42 ;
-  assign \$44  = \$41  & \$43 ;
-  assign \$46  = ~ busy;
-  assign \$47  = \$46  & host__gbuf__wr_en;
-  assign \$49  = \$48  == 1'h1;
-  assign \$50  = \$47  & \$49 ;
-  assign \$52  = busy & bw_grad_w2__en;
-  assign \$54  = ! \$53 ;
-  assign \$55  = \$52  & \$54 ;
-  assign \$57  = busy & bw_grad_w2__en;
-  assign \$59  = \$58  == 1'h1;
-  assign \$60  = \$57  & \$59 ;
-  assign \$62  = busy & bw_grad_w__en;
-  assign \$64  = ! \$63 ;
-  assign \$65  = \$62  & \$64 ;
-  assign \$67  = busy & bw_grad_w__en;
-  assign \$69  = \$68  == 1'h1;
+  assign \$42  = \$40  & \$41 ;
+  assign \$44  = ! \$43 ;
+  assign \$45  = \$42  & \$44 ;
+  assign \$47  = ~ busy;
+  assign \$49  = \$47  & \$48 ;
+  assign \$51  = \$50  == 1'h1;
+  assign \$52  = \$49  & \$51 ;
+  assign \$55  = busy & \$54 ;
+  assign \$57  = ! \$56 ;
+  assign \$58  = \$55  & \$57 ;
+  assign \$61  = busy & \$60 ;
+  assign \$63  = \$62  == 1'h1;
+  assign \$64  = \$61  & \$63 ;
+  assign \$66  = | bw_grad_w__en;
+  assign \$67  = busy & \$66 ;
+  assign \$69  = ! \$68 ;
   assign \$70  = \$67  & \$69 ;
+  assign \$72  = | bw_grad_w__en;
+  assign \$73  = busy & \$72 ;
+  assign \$75  = \$74  == 1'h1;
+  assign \$76  = \$73  & \$75 ;
   assign port__en = busy ? e1_spike_in__en : host__spike_in__rd_en;
-  assign \$72  = busy ? e1_spike_in__addr : { 1'h0, host__spike_in__addr };
+  assign \$78  = busy ? e1_spike_in__addr : { 1'h0, host__spike_in__addr };
   assign \port__en$43  = busy ? e1_w1__en : host__w1__rd_en;
-  assign \$73  = busy ? e1_w1__addr : { 1'h0, host__w1__addr };
+  assign \$79  = busy ? e1_w1__addr : { 1'h0, host__w1__addr };
   assign \port__en$51  = busy ? e23_w2__en : host__w2__rd_en;
-  assign \$74  = busy ? e23_w2__addr : { 1'h0, host__w2__addr };
+  assign \$80  = busy ? e23_w2__addr : { 1'h0, host__w2__addr };
   assign \port__en$59  = busy ? e23_w3__en : host__w3__rd_en;
-  assign \$75  = busy ? e23_w3__addr : { 1'h0, host__w3__addr };
+  assign \$81  = busy ? e23_w3__addr : { 1'h0, host__w3__addr };
   assign \port__en$67  = busy ? e4_w4__en : host__w4__rd_en;
-  assign \$76  = busy ? e4_w4__addr : { 1'h0, host__w4__addr };
+  assign \$82  = busy ? e4_w4__addr : { 1'h0, host__w4__addr };
   assign \port__en$75  = busy ? e4_affine__en : host__affine__rd_en;
-  assign \$77  = busy ? e4_affine__addr : { 1'h0, host__affine__addr };
+  assign \$83  = busy ? e4_affine__addr : { 1'h0, host__affine__addr };
   always @(posedge clk)
-    gbuf_rd_bank <= \$78 ;
+    gbuf_rd_bank <= \$84 ;
   always @(posedge clk)
-    \gbuf_rd_bank$7  <= \$79 ;
+    \gbuf_rd_bank$7  <= \$85 ;
   always @(posedge clk)
-    \gbuf_rd_bank$10  <= \$80 ;
+    \gbuf_rd_bank$10  <= \$86 ;
   assign \$1  = ~ busy;
   assign \$2  = \$1  & host__gbuf__rd_en;
   assign \$4  = busy & bw_grad_b__en;
@@ -9623,12 +9647,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \$9  = \$8  & host__gbuf__rd_en;
   assign \$11  = ! \$10 ;
   assign \$12  = \$9  & \$11 ;
-  assign \$14  = ~ busy;
-  assign \$15  = \$14  & host__gbuf__rd_en;
-  assign \$17  = \$16  == 1'h1;
-  assign \$18  = \$15  & \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     casez (gbuf_rd_bank)
       1'h0:
@@ -9638,7 +9658,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     casez (\gbuf_rd_bank$7 )
       1'h0:
@@ -9648,7 +9668,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     casez (\gbuf_rd_bank$10 )
       1'h0:
@@ -9658,37 +9678,37 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$78  = gbuf_rd_bank;
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$84  = gbuf_rd_bank;
     if (\$2 ) begin
-      \$78  = \$3 [0];
+      \$84  = \$3 [0];
     end
     if (rst) begin
-      \$78  = 1'h0;
+      \$84  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$79  = \gbuf_rd_bank$7 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$85  = \gbuf_rd_bank$7 ;
     if (\$4 ) begin
-      \$79  = \$5 [0];
+      \$85  = \$5 [0];
     end
     if (rst) begin
-      \$79  = 1'h0;
+      \$85  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$80  = \gbuf_rd_bank$10 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$86  = \gbuf_rd_bank$10 ;
     if (\$6 ) begin
-      \$80  = \$7 [0];
+      \$86  = \$7 [0];
     end
     if (rst) begin
-      \$80  = 1'h0;
+      \$86  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__en  = 1'h1;
     if (\$12 ) begin
       \$signature__en  = 1'h1;
@@ -9701,7 +9721,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__addr  = 11'h000;
     if (\$12 ) begin
       \$signature__addr  = \$13 [10:0];
@@ -9714,7 +9734,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__en$14  = 1'h1;
     if (\$18 ) begin
       \$signature__en$14  = 1'h1;
@@ -9727,7 +9747,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__addr$15  = 11'h000;
     if (\$18 ) begin
       \$signature__addr$15  = \$19 [10:0];
@@ -9740,95 +9760,95 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$signature__en$22  = 1'h0;
-    if (\$44 ) begin
-      \$signature__en$22  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$signature__en$22  = 4'h0;
+    if (\$45 ) begin
+      \$signature__en$22  = { host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en };
     end
-    if (\$55 ) begin
-      \$signature__en$22  = 1'h1;
+    if (\$58 ) begin
+      \$signature__en$22  = { bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en };
     end
-    if (\$65 ) begin
-      \$signature__en$22  = 1'h1;
+    if (\$70 ) begin
+      \$signature__en$22  = bw_grad_w__en;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__addr$23  = 11'h000;
-    if (\$44 ) begin
-      \$signature__addr$23  = \$45 [10:0];
+    if (\$45 ) begin
+      \$signature__addr$23  = \$46 [10:0];
     end
-    if (\$55 ) begin
-      \$signature__addr$23  = \$56 [10:0];
+    if (\$58 ) begin
+      \$signature__addr$23  = \$59 [10:0];
     end
-    if (\$65 ) begin
-      \$signature__addr$23  = \$66 [10:0];
+    if (\$70 ) begin
+      \$signature__addr$23  = \$71 [10:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$24  = 64'h0000000000000000;
-    if (\$44 ) begin
-      \$signature__data$24  = { \wr__data$182 , \port$22292$0 [31:0] };
+    if (\$45 ) begin
+      \$signature__data$24  = { \wr__data$182 , \port$24162$0 [31:0] };
     end
-    if (\$55 ) begin
+    if (\$58 ) begin
       \$signature__data$24  = bw_grad_w2__data;
     end
-    if (\$65 ) begin
+    if (\$70 ) begin
       \$signature__data$24  = bw_grad_w__data;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$signature__en$26  = 1'h0;
-    if (\$50 ) begin
-      \$signature__en$26  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$signature__en$26  = 4'h0;
+    if (\$52 ) begin
+      \$signature__en$26  = { host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en };
     end
-    if (\$60 ) begin
-      \$signature__en$26  = 1'h1;
+    if (\$64 ) begin
+      \$signature__en$26  = { bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en };
     end
-    if (\$70 ) begin
-      \$signature__en$26  = 1'h1;
+    if (\$76 ) begin
+      \$signature__en$26  = bw_grad_w__en;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__addr$27  = 11'h000;
-    if (\$50 ) begin
-      \$signature__addr$27  = \$51 [10:0];
+    if (\$52 ) begin
+      \$signature__addr$27  = \$53 [10:0];
     end
-    if (\$60 ) begin
-      \$signature__addr$27  = \$61 [10:0];
+    if (\$64 ) begin
+      \$signature__addr$27  = \$65 [10:0];
     end
-    if (\$70 ) begin
-      \$signature__addr$27  = \$71 [10:0];
+    if (\$76 ) begin
+      \$signature__addr$27  = \$77 [10:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$28  = 64'h0000000000000000;
-    if (\$50 ) begin
-      \$signature__data$28  = { \wr__data$182 , \port$22292$0 [31:0] };
+    if (\$52 ) begin
+      \$signature__data$28  = { \wr__data$182 , \port$24162$0 [31:0] };
     end
-    if (\$60 ) begin
+    if (\$64 ) begin
       \$signature__data$28  = bw_grad_w2__data;
     end
-    if (\$70 ) begin
+    if (\$76 ) begin
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$182 , \port$22292$0 [31:0] };
-  assign port__addr = \$72 [7:0];
+  assign host__gbuf__wr_data = { \wr__data$182 , \port$24162$0 [31:0] };
+  assign port__addr = \$78 [7:0];
   assign port__data = e1_spike_in__data;
-  assign \port__addr$46  = \$73 [5:0];
+  assign \port__addr$46  = \$79 [5:0];
   assign \port__data$50  = e1_w1__data;
-  assign \port__addr$54  = \$74 [5:0];
+  assign \port__addr$54  = \$80 [5:0];
   assign \port__data$58  = e23_w2__data;
-  assign \port__addr$62  = \$75 [5:0];
+  assign \port__addr$62  = \$81 [5:0];
   assign \port__data$66  = e23_w3__data;
-  assign \port__addr$70  = \$76 [5:0];
+  assign \port__addr$70  = \$82 [5:0];
   assign \port__data$74  = e4_w4__data;
-  assign \port__addr$78  = \$77 [2:0];
+  assign \port__addr$78  = \$83 [2:0];
   assign \port__data$82  = e4_affine__data;
   assign e23_line1_a__en = \port__en$83 ;
   assign \port__addr$85  = e23_line1_a__addr[8:0];
@@ -9861,8 +9881,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$139  = bw_trace__addr[9:0];
   assign \port__data$142  = bw_trace__data;
   assign bw_affine__en = \port__en$143 ;
-  assign \port__addr$145  = \port$21586$0 [2:0];
-  assign bw_affine__addr = { 4'h0, \port$21586$0  };
+  assign \port__addr$145  = \port$23456$0 [2:0];
+  assign bw_affine__addr = { 4'h0, \port$23456$0  };
   assign \port__data$148  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[8:0];
@@ -9877,8 +9897,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$165 ;
   assign e4_membrane_out__en = \wr__en$167 ;
   assign \wr__addr$169  = e4_membrane_out__addr[8:0];
-  assign \wr__data$171  = { \port$21207$0 , \port$21195$0 , \port$21183$0 , \port$21171$0  };
-  assign e4_membrane_out__data = { \port$21207$0 , \port$21195$0 , \port$21183$0 , \port$21171$0  };
+  assign \wr__data$171  = { \port$23030$0 , \port$23018$0 , \port$23006$0 , \port$22994$0  };
+  assign e4_membrane_out__data = { \port$23030$0 , \port$23018$0 , \port$23006$0 , \port$22994$0  };
   assign \wr__en$173  = \wr__en$167 ;
   assign e4_spikes__en = \wr__en$167 ;
   assign \wr__addr$175  = e4_spikes__addr[8:0];
@@ -9904,8 +9924,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$203 ;
   assign \wr__addr$205  = host__affine__addr[2:0];
-  assign \wr__data$206  = { \wr__data$182 , \port$22292$0  };
-  assign host__affine__wr_data = { \wr__data$182 , \port$22292$0  };
+  assign \wr__data$206  = { \wr__data$182 , \port$24162$0  };
+  assign host__affine__wr_data = { \wr__data$182 , \port$24162$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$209 ;
   assign \wr__addr$211  = host__spike_in__addr[7:0];
@@ -9914,8 +9934,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__residual__addr[7:0];
-  assign \wr__data$219  = { \wr__data$182 , \port$22292$0 [31:0] };
-  assign host__residual__wr_data = { \wr__data$182 , \port$22292$0 [31:0] };
+  assign \wr__data$219  = { \wr__data$182 , \port$24162$0 [31:0] };
+  assign host__residual__wr_data = { \wr__data$182 , \port$24162$0 [31:0] };
   assign host__membrane__rd_en = \port__en$221 ;
   assign \port__addr$223  = host__membrane__addr[8:0];
   assign \port__data$226  = host__membrane__rd_data;
@@ -9951,22 +9971,26 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \$36  = { 11'h000, bw_grad_a__addr[19:11] };
   assign \$39 [19:11] = 9'h000;
   assign \$39 [10:0] = bw_grad_a__addr[10:0];
-  assign \$42  = { 11'h000, host__gbuf__addr[14:11] };
-  assign \$45 [14:11] = 4'h0;
-  assign \$45 [10:0] = host__gbuf__addr[10:0];
-  assign \$48  = { 11'h000, host__gbuf__addr[14:11] };
-  assign \$51 [14:11] = 4'h0;
-  assign \$51 [10:0] = host__gbuf__addr[10:0];
-  assign \$53  = { 11'h000, bw_grad_w2__addr[19:11] };
-  assign \$56 [19:11] = 9'h000;
-  assign \$56 [10:0] = bw_grad_w2__addr[10:0];
-  assign \$58  = { 11'h000, bw_grad_w2__addr[19:11] };
-  assign \$61 [19:11] = 9'h000;
-  assign \$61 [10:0] = bw_grad_w2__addr[10:0];
-  assign \$63  = { 11'h000, bw_grad_w__addr[19:11] };
-  assign \$66 [19:11] = 9'h000;
-  assign \$66 [10:0] = bw_grad_w__addr[10:0];
+  assign \$41  = host__gbuf__wr_en;
+  assign \$43  = { 11'h000, host__gbuf__addr[14:11] };
+  assign \$46 [14:11] = 4'h0;
+  assign \$46 [10:0] = host__gbuf__addr[10:0];
+  assign \$48  = host__gbuf__wr_en;
+  assign \$50  = { 11'h000, host__gbuf__addr[14:11] };
+  assign \$53 [14:11] = 4'h0;
+  assign \$53 [10:0] = host__gbuf__addr[10:0];
+  assign \$54  = bw_grad_w2__en;
+  assign \$56  = { 11'h000, bw_grad_w2__addr[19:11] };
+  assign \$59 [19:11] = 9'h000;
+  assign \$59 [10:0] = bw_grad_w2__addr[10:0];
+  assign \$60  = bw_grad_w2__en;
+  assign \$62  = { 11'h000, bw_grad_w2__addr[19:11] };
+  assign \$65 [19:11] = 9'h000;
+  assign \$65 [10:0] = bw_grad_w2__addr[10:0];
   assign \$68  = { 11'h000, bw_grad_w__addr[19:11] };
   assign \$71 [19:11] = 9'h000;
   assign \$71 [10:0] = bw_grad_w__addr[10:0];
+  assign \$74  = { 11'h000, bw_grad_w__addr[19:11] };
+  assign \$77 [19:11] = 9'h000;
+  assign \$77 [10:0] = bw_grad_w__addr[10:0];
 endmodule

@@ -115,7 +115,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire bw_grad_w2__en;
   wire [19:0] bw_grad_w__addr;
   wire [63:0] bw_grad_w__data;
-  wire bw_grad_w__en;
+  wire [3:0] bw_grad_w__en;
   wire [19:0] bw_trace__addr;
   wire [15:0] bw_trace__data;
   wire bw_trace__en;
@@ -632,7 +632,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire grad_w2__en;
   wire [19:0] grad_w__addr;
   wire [63:0] grad_w__data;
-  wire grad_w__en;
+  wire [3:0] grad_w__en;
   wire [14:0] host__affine__addr;
   wire [191:0] host__affine__rd_data;
   wire host__affine__rd_en;
@@ -834,8 +834,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] spikes__addr;
   wire [3:0] spikes__data;
   wire spikes__en;
-  wire [630:0] stage;
-  wire [630:0] \stage$25 ;
+  wire [631:0] stage;
+  wire [631:0] \stage$25 ;
   wire [19:0] \stage$25.acc_base ;
   wire \stage$25.acc_clear ;
   wire \stage$25.alt_left ;
@@ -878,6 +878,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \stage$25.rows ;
   wire [31:0] \stage$25.schedule ;
   wire [5:0] \stage$25.shift ;
+  wire \stage$25.straddle ;
   wire [1:0] \stage$25.taps ;
   wire [7:0] \stage$25.timesteps ;
   wire [19:0] \stage$25.trace_base ;
@@ -926,6 +927,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \stage.rows ;
   wire [31:0] \stage.schedule ;
   wire [5:0] \stage.shift ;
+  wire \stage.straddle ;
   wire [1:0] \stage.taps ;
   wire [7:0] \stage.timesteps ;
   wire [19:0] \stage.trace_base ;
@@ -1075,10 +1077,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .grad_w__data(bw_grad_w__data),
     .grad_w__en(bw_grad_w__en),
     .inp__data(grad_a__data),
-    .\port$15572$0 (\$76 ),
-    .\port$15575$0 (\$77 ),
-    .\port$19401$0 (regions__wgrad__addr),
-    .\port$21586$0 (\$78 ),
+    .\port$17385$0 (\$76 ),
+    .\port$17388$0 (\$77 ),
+    .\port$21214$0 (regions__wgrad__addr),
+    .\port$23456$0 (\$78 ),
     .rst(rst),
     .stage(stage),
     .\start$4 (\start$355 ),
@@ -1135,10 +1137,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .line4__addr(e23_line4__addr),
     .line4__data(e23_line4__data),
     .line4__en(e23_line4__en),
-    .\port$22290$96 (stream_in[143:96]),
     .\port$2297$0 (\$68 ),
     .\port$2337$0 (\$69 ),
     .\port$2377$0 (\$70 ),
+    .\port$24160$96 (stream_in[143:96]),
     .\port$2417$0 (\$71 ),
     .\q23_rows$127 (rows_written),
     .\released$135 (released),
@@ -1181,11 +1183,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_out__addr(e4_membrane_out__addr),
     .membrane_out__en(e4_membrane_out__en),
     .out_rows(out_rows),
-    .\port$21171$0 (\$72 ),
-    .\port$21183$0 (\$73 ),
-    .\port$21195$0 (\$74 ),
-    .\port$21207$0 (\$75 ),
-    .\port$22290$24 (stream_in[95:24]),
+    .\port$22994$0 (\$72 ),
+    .\port$23006$0 (\$73 ),
+    .\port$23018$0 (\$74 ),
+    .\port$23030$0 (\$75 ),
+    .\port$24160$24 (stream_in[95:24]),
     .res_consumed(res_consumed),
     .residual__addr(e4_residual__addr),
     .residual__data(residual__data),
@@ -1220,8 +1222,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .host_rvalid(host_rvalid),
     .host_wdata(host_wdata),
     .host_write(host_write),
-    .\port$15572$0 (\$76 ),
-    .\port$15575$0 (\$77 ),
+    .\port$17385$0 (\$76 ),
+    .\port$17388$0 (\$77 ),
     .regions__affine__addr(host__affine__addr),
     .regions__affine__rd_data(affine__data),
     .regions__affine__rd_en(host__affine__rd_en),
@@ -1359,15 +1361,15 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .host__w3__rd_en(host__w3__rd_en),
     .host__w4__addr(host__w4__addr),
     .host__w4__rd_en(host__w4__rd_en),
-    .\port$21171$0 (\$72 ),
-    .\port$21183$0 (\$73 ),
-    .\port$21195$0 (\$74 ),
-    .\port$21207$0 (\$75 ),
-    .\port$21586$0 (\$78 ),
-    .\port$22292$0 (\$79 ),
     .\port$2297$0 (\$68 ),
+    .\port$22994$0 (\$72 ),
+    .\port$23006$0 (\$73 ),
+    .\port$23018$0 (\$74 ),
+    .\port$23030$0 (\$75 ),
     .\port$2337$0 (\$69 ),
+    .\port$23456$0 (\$78 ),
     .\port$2377$0 (\$70 ),
+    .\port$24162$0 (\$79 ),
     .\port$2417$0 (\$71 ),
     .\port$313$0 (\$64 ),
     .\port$317$0 (\$65 ),
@@ -1771,6 +1773,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \stage.key_leak  = stage[597:566];
   assign \stage.key_affine  = stage[629:598];
   assign \stage.pack  = stage[630];
+  assign \stage.straddle  = stage[631];
   assign \stage$25.kind  = stage[1:0];
   assign \stage$25.timesteps  = stage[9:2];
   assign \stage$25.rows  = stage[25:10];
@@ -1819,6 +1822,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \stage$25.key_leak  = stage[597:566];
   assign \stage$25.key_affine  = stage[629:598];
   assign \stage$25.pack  = stage[630];
+  assign \stage$25.straddle  = stage[631];
   assign \desc$26.in_channels  = desc[15:0];
   assign \desc$26.rank  = desc[31:16];
   assign \desc$26.out_channels  = desc[47:32];
