@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Sequence
 
-from amaranth.hdl import Array, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -54,7 +54,9 @@ class BufferMemories(wiring.Component):
     A region of several banks (``Region.banks``: the gradient buffer) is built as that many
     memories, each with one read and one write port: every datapath port of the region
     reaches the bank its address falls in (word ``a`` in bank ``a // bank_depth``), the host
-    reaches them while idle, and a read port's data comes from the bank of its last read. The
+    reaches them while idle, and a read port's data comes from the bank of its last read. A
+    write port of such a region with ``granularity`` drives one enable per lane of that many
+    bits (the others, one enable for the whole word: every lane). The
     datapath never sends two reads or two writes to one bank in a cycle (the driver places the
     tensors a stage uses at once in different banks); were it to, the port listed first wins.
     """
@@ -151,11 +153,20 @@ class BufferMemories(wiring.Component):
             readers.append((host, ~self.busy))
         if host is not None and reg.name in self.host_writes:
             writers.append((host, ~self.busy))
+        # lane write enables (a datapath write port with ``granularity``, e.g. the backward
+        # datapath's straddled writes): every bank's write port takes one enable per lane of
+        # that many bits, the ports without them (the host's) enable every lane
+        grains = {p.granularity for p in self.writes if p.region == reg.name and p.granularity}
+        if len(grains) > 1:
+            raise ValueError(f"region {reg.name!r}: write ports of different granularities {sorted(grains)}")
+        grain = grains.pop() if grains else None
+        nlanes = reg.width_bits // grain if grain else 1
         banks = []
         for b in range(reg.banks):
             mem = Memory(shape=unsigned(reg.width_bits), depth=depth, init=[])
             m.submodules[f"mem_{reg.name}_bank{b}"] = mem
-            banks.append((mem.read_port(domain="sync"), mem.write_port()))
+            banks.append((mem.read_port(domain="sync"),
+                          mem.write_port(**({"granularity": grain} if grain else {}))))
         for port, owns in reversed(readers):        # the first listed is assigned last: it wins
             en = port.rd_en if port is host else port.en
             bank, word = split(port.addr)
@@ -170,7 +181,11 @@ class BufferMemories(wiring.Component):
         for port, owns in reversed(writers):        # the first listed is assigned last: it wins
             en = port.wr_en if port is host else port.en
             value = port.wr_data if port is host else port.data
+            lanes_en = en if len(en) == nlanes else Cat(*[en] * nlanes) if len(en) == 1 else None
+            if lanes_en is None:
+                raise ValueError(f"region {reg.name!r}: a write port's enable of {len(en)} bits, the banks take "
+                                 f"1 or {nlanes}")
             bank, word = split(port.addr)
             for b, (_, wr) in enumerate(banks):
-                with m.If(owns & en & (bank == b)):
-                    m.d.comb += [wr.en.eq(1), wr.addr.eq(word), wr.data.eq(value)]
+                with m.If(owns & en.any() & (bank == b)):
+                    m.d.comb += [wr.en.eq(lanes_en), wr.addr.eq(word), wr.data.eq(value)]

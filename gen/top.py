@@ -157,7 +157,8 @@ class Accelerator(wiring.Component):
                   + ports(e23, "e23", (("row2", "row2"), ("line4", "line4")))
                   + ports(e4, "e4", (("membrane_out", "membrane"), ("spikes", "spikes")))
                   + ports(e4, "e4", (("trace", "trace"),), shared=True)
-                  + ports(bw, "bw", (("grad_w", "gbuf"), ("grad_w2", "gbuf"))))
+                  + ports(bw, "bw", (("grad_w", "gbuf"),), granularity=self.config.gradients.width)
+                  + ports(bw, "bw", (("grad_w2", "gbuf"),)))
         m.submodules.memories = mems = BufferMemories(self.config, reads, writes, host.READABLE, host.WRITABLE)
         units = {"e1": e1, "e23": e23, "e4": e4, "bw": bw}
         for p in reads + writes:

@@ -202,7 +202,8 @@ class MacCluster(wiring.Component):
 
 class MacPEArray(wiring.Component):
     """Cluster 4: ``lanes`` multiplier PEs, one output channel each, sharing one broadcast
-    operand (numerics step 5), output-stationary.
+    operand (numerics step 5), output-stationary; or (``per_lane``) an operand per lane (the
+    backward core-stage engine's packed and straddled passes, several pixels in one pass).
 
     Each cycle with ``valid``: ``acc[l] = wrap_Ab((0 if first else acc[l]) + w[l] * operand)``;
     ``acc`` registered as in :class:`SpikeTree`. Ports: ``valid``, ``first``, ``operand``
@@ -219,7 +220,7 @@ class MacPEArray(wiring.Component):
     """
 
     def __init__(self, lanes: int, weight_width: int, operand_width: int, acc_width: int,
-                 pipelined: bool = False):
+                 pipelined: bool = False, per_lane: bool = False):
         self.lanes = _check(self, "lanes", lanes)
         self.weight_width = _check(self, "weight_width", weight_width, 2)
         self.operand_width = _check(self, "operand_width", operand_width, 2)
@@ -227,25 +228,35 @@ class MacPEArray(wiring.Component):
         if not isinstance(pipelined, bool):
             _reject(self, f"pipelined must be a bool, got {pipelined!r}")
         self.pipelined = pipelined
+        if not isinstance(per_lane, bool):
+            _reject(self, f"per_lane must be a bool, got {per_lane!r}")
+        #: ``operand`` holds one operand per lane (``lanes x operand_width``) instead of one
+        #: broadcast to every lane
+        self.per_lane = per_lane
         #: cycles from a step's inputs to its sum on ``acc``
         self.latency = 3 if pipelined else 1
         #: bits of the lower half of a pipelined accumulate
         self.lo_bits = (acc_width + 1) // 2
         super().__init__({
-            "valid": In(1), "first": In(1), "operand": In(operand_width),
+            "valid": In(1), "first": In(1), "operand": In(operand_width * (lanes if per_lane else 1)),
             "weights": In(lanes * weight_width), "acc": Out(lanes * acc_width),
         })
+
+    def _operand(self, l: int):
+        """Lane ``l``'s operand (signed): its own (``per_lane``) or the broadcast one."""
+        if self.per_lane:
+            return lane(self.operand, l, self.operand_width).as_signed()
+        return self.operand.as_signed()
 
     def elaborate(self, platform):
         m = Module()
         ab, wb = self.acc_width, self.weight_width
-        op = self.operand.as_signed()
         if self.pipelined:
             return self._pipelined(m)
         for l in range(self.lanes):
             acc = self.acc[l * ab:(l + 1) * ab]
             product = Signal(signed(wb + self.operand_width), name=f"product{l}")
-            m.d.comb += product.eq(lane(self.weights, l, wb) * op)
+            m.d.comb += product.eq(lane(self.weights, l, wb) * self._operand(l))
             base = Mux(self.first, 0, acc.as_signed())
             with m.If(self.valid):
                 m.d.sync += acc.eq(wrap(base + product, ab))
@@ -254,14 +265,13 @@ class MacPEArray(wiring.Component):
     def _pipelined(self, m):
         ab, wb, lo = self.acc_width, self.weight_width, self.lo_bits
         hi = ab - lo
-        op = self.operand.as_signed()
         v1, first1, v2, first2 = Signal(), Signal(), Signal(), Signal()
         m.d.sync += [v1.eq(self.valid), first1.eq(self.first), v2.eq(v1), first2.eq(first1)]
         for l in range(self.lanes):
             # stage 1: the product, sign-extended to the sum's width
             product = Signal(signed(ab), name=f"product{l}")
             with m.If(self.valid):
-                m.d.sync += product.eq(lane(self.weights, l, wb) * op)
+                m.d.sync += product.eq(lane(self.weights, l, wb) * self._operand(l))
             # stage 2: the lower half and its carry; the product's upper bits wait beside it
             sum_lo, carry = Signal(lo, name=f"sum_lo{l}"), Signal(name=f"carry{l}")
             prod_hi = Signal(hi, name=f"prod_hi{l}")

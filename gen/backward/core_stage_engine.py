@@ -36,8 +36,10 @@ def stage_read_port(width: int) -> wiring.Signature:
     return wiring.Signature({"en": Out(1), "addr": Out(AB), "data": In(width)})
 
 
-def stage_write_port(width: int) -> wiring.Signature:
-    return wiring.Signature({"en": Out(1), "addr": Out(AB), "data": Out(width)})
+def stage_write_port(width: int, lanes: int = 1) -> wiring.Signature:
+    """A write port of the gradient buffer as the engine sees it (written at the end of the
+    cycle): ``en`` one bit per lane of ``width // lanes`` bits."""
+    return wiring.Signature({"en": Out(lanes), "addr": Out(AB), "data": Out(width)})
 
 
 class CoreStageEngine(wiring.Component):
@@ -93,7 +95,7 @@ class CoreStageEngine(wiring.Component):
         super().__init__({
             "start": In(1), "stage": In(STAGE_LAYOUT),
             "inp": Out(stage_read_port(P * gr.width)), "weights": Out(stage_read_port(P * wd.weight)),
-            "grad": Out(stage_read_port(P * gr.width)), "out": Out(stage_write_port(P * gr.width)),
+            "grad": Out(stage_read_port(P * gr.width)), "out": Out(stage_write_port(P * gr.width, P)),
             "acc_rd_en": In(1), "acc_rd_addr": In(AB), "acc_rd_data": Out(P * gr.wgrad_tile),
             "busy": Out(1),
             "counts": Out(counts_layout({"stage_busy": 1, "stage_macs": lanes_bits, "wgrad_updates": lanes_bits,
@@ -108,7 +110,7 @@ class CoreStageEngine(wiring.Component):
         st = self.stage
         run = Signal()
         t, y, x, go, tap, i = (Signal(16, name=n) for n in ("t", "y", "x", "go", "tap", "i"))
-        f = Signal(1, name="f")           # packed stages: which pixel's input word a step reads
+        f = Signal(2, name="f")           # packed, straddled stages: which pixel's input word a step reads
         GO = Signal(16)
         m.d.comb += GO.eq((st.out_channels + P - 1) >> lp)
         reduced = st.use_schedule & ~st.schedule.bit_select(t[:5], 1)
@@ -123,19 +125,35 @@ class CoreStageEngine(wiring.Component):
         idle_t = skip_t & (~st.acc_clear | summed | zeroed)
         ntaps = Mux(copy | idle_t, 1, Mux(st.taps == Taps.POINT, 1, Mux(st.taps == Taps.ROWS_COLS, 6, 3)))
         issue = Signal()
-        m.d.comb += issue.eq(run)
+        # a straddled timestep followed by a reduced one: no issue for a cycle per pixel of its
+        # last pass after the first, so that the copy's first writes follow that pass's
+        gap = Signal(2, name="gap")
+        m.d.comb += issue.eq(run & (gap == 0))
         S, ls = cfg.gbuf_spikes_per_word, log2(cfg.gbuf_spikes_per_word)
         first_word = Mux(st.in_spikes, (i & (S - 1)) == 0, (i & (P - 1)) == 0)
         # two pixels per pass (``pack``): a step that needs a new input word reads pixel x's in
         # an extra step (``fetch``, no MAC, product or copy) before the one that reads pixel
         # x + 1's; HTT's copy too, not an outer product's skipped timestep
         packed = st.pack & ((st.kind == StageKind.MATVEC) | (st.kind == StageKind.OUTER))
-        fetch = packed & first_word & ~skip_t & (f == 0)
+        # a straddled stage's computed timesteps (HTT's reduced ones copy one pixel per step)
+        strad = Signal(name="straddled_t")
+        m.d.comb += strad.eq(self._straddle_pass(m) & ~reduced)
+        sp = self._pass
+        fetch = (packed & first_word & ~skip_t & (f == 0)) | (strad & first_word & (f != sp["pixels"] - 1))
         ends = loops(m, [(t, st.timesteps), (y, Mux(skip_t, 1, st.rows)),
-                         (x, Mux(skip_t, 1, Mux(packed, st.cols >> 1, st.cols))),
+                         (x, Mux(skip_t, 1, Mux(strad, sp["passes"], Mux(packed, st.cols >> 1, st.cols)))),
                          (go, Mux(idle_t, 1, GO)), (tap, ntaps),
                          (i, Mux(copy | idle_t, 1, st.in_channels)),
-                         (f, Mux(packed & first_word & ~skip_t, 2, 1))], issue)
+                         (f, Mux(packed & first_word & ~skip_t, 2, Mux(strad & first_word, sp["pixels"], 1)))],
+                     issue)
+        self._step_pass(m, issue, ends, strad)
+        next_reduced = st.use_schedule & ~st.schedule.bit_select((t + 1)[:5], 1)
+        with m.If(self.start):
+            m.d.sync += gap.eq(0)
+        with m.Elif(issue & ends[1] & ~ends[0] & strad & next_reduced):
+            m.d.sync += gap.eq(sp["pixels"] - 1)
+        with m.Elif(gap != 0):
+            m.d.sync += gap.eq(gap - 1)
         with m.If(issue & ends[0]):
             m.d.sync += run.eq(0)
         # the first pixel an outer-product stage does not skip starts its sums (HTT: timestep 0
@@ -146,15 +164,16 @@ class CoreStageEngine(wiring.Component):
             m.d.sync += zeroed.eq(1)
         with m.If(self.start):
             m.d.sync += [run.eq(1), summed.eq(0), zeroed.eq(0)] + [s.eq(0) for s in (t, y, x, go, tap, i, f)]
-        addr = self._addresses(m, dict(tap=tap, i=i, f=f, go=go, GO=GO, reduced=reduced, copy=copy, packed=packed),
-                               ends, issue)
+        addr = self._addresses(m, dict(tap=tap, i=i, f=f, go=go, GO=GO, reduced=reduced, copy=copy, packed=packed,
+                                       strad=strad), ends, issue)
         outer = st.kind == StageKind.OUTER
         step = dict(first_word=first_word, fetch=fetch, slot=f,
                     first_step=(tap == 0) & (i == 0),
                     branch=(st.taps == Taps.ROWS_COLS) & (tap == 3) & (i == 0) & ~reduced,
                     last=ends[4], skip=outer & reduced, reduced=reduced, copy=copy,
-                    active=Mux(packed, st.out_channels << 1,
-                               Mux(st.out_channels - (go << lp) >= P, P, st.out_channels - (go << lp))),
+                    active=Mux(strad, sp["n"], Mux(packed, st.out_channels << 1,
+                               Mux(st.out_channels - (go << lp) >= P, P, st.out_channels - (go << lp)))),
+                    s=sp["s"], strad=strad,
                     clear=st.acc_clear & ~summed, sel=Mux(st.in_spikes, i[:ls], i[:lp] if lp else 0))
         # a skipped pixel before the sums have started writes zeros (a stage whose timesteps
         # are all skipped leaves zero sums, not an earlier tile's)
@@ -170,6 +189,46 @@ class CoreStageEngine(wiring.Component):
         m.d.comb += self.busy.eq(run | busy_a)
         return m
 
+    def _straddle_pass(self, m):
+        """A straddled stage's pass registers (``straddle``): the pass's first pixel ``p0`` of
+        the block row (and its input words' offset ``p0 * ceil(I / P)``), first channel ``s``
+        and the pairs left in the row from it, ``rem``; from them the pass's pairs ``n`` and
+        the pixels it touches (1-3: ``O >= P/2``), and the passes per row. Returns whether the
+        stage straddles; the registers in ``self._pass`` (stepped by :meth:`_step_pass`)."""
+        st, P, lp = self.stage, self.config.lanes, log2(self.config.lanes)
+        strad = Signal(name="straddled")
+        m.d.comb += strad.eq(st.straddle & (st.kind == StageKind.MATVEC))
+        row_pairs = registered_product(m, [st.cols, st.out_channels], 16, "row_pairs")
+        sp = {"s": Signal(range(P), name="pass_s"), "p0": Signal(16, name="pass_p0"),
+              "p0_in": Signal(AB, name="pass_p0_in"), "rem": Signal(16, name="pass_rem"),
+              "n": Signal(range(P + 1), name="pass_n"), "pixels": Signal(2, name="pass_pixels"),
+              "passes": Signal(16, name="passes"), "row_pairs": row_pairs}
+        O = st.out_channels
+        last = sp["s"] + sp["n"] - 1                    # the pass's last channel, counted from p0's
+        m.d.comb += [sp["n"].eq(Mux(sp["rem"] >= P, P, sp["rem"])),
+                     sp["pixels"].eq(1 + (last >= O) + (last >= (O << 1))),
+                     sp["passes"].eq((row_pairs + P - 1) >> lp)]
+        self._pass = sp
+        return strad
+
+    def _step_pass(self, m, issue, ends, strad):
+        """The pass registers stepped by additions: at a pass's last step ``s + P`` less ``O``
+        once or twice (``O >= P/2``: ``s + P < 3 O``), ``p0`` up by as many pixels; at a row's
+        last step (and at ``start``) back to the row's first pair."""
+        st, P, sp = self.stage, self.config.lanes, self._pass
+        O = st.out_channels
+        gi = Signal(AB, name="pass_gi")                 # input words per pixel
+        S, ls, lp = self.config.gbuf_spikes_per_word, log2(self.config.gbuf_spikes_per_word), log2(P)
+        m.d.sync += gi.eq(Mux(st.in_spikes, (st.in_channels + S - 1) >> ls, (st.in_channels + P - 1) >> lp))
+        q = sp["s"] + P
+        two = q >= (O << 1)
+        restart = [sp["s"].eq(0), sp["p0"].eq(0), sp["p0_in"].eq(0), sp["rem"].eq(sp["row_pairs"])]
+        with m.If(self.start | (issue & ends[2])):
+            m.d.sync += restart
+        with m.Elif(issue & ends[3] & strad):
+            m.d.sync += [sp["s"].eq(Mux(two, q - (O << 1), q - O)), sp["p0"].eq(sp["p0"] + 1 + two),
+                         sp["p0_in"].eq(sp["p0_in"] + Mux(two, gi << 1, gi)), sp["rem"].eq(sp["rem"] - P)]
+
     def _addresses(self, m, c, ends, issue):
         """Word addresses of this step's input, weight, gradient and output words, its
         accumulator entry and (stochastic rounding) its layer index: stepped by additions
@@ -184,8 +243,10 @@ class CoreStageEngine(wiring.Component):
         R = lambda v, n: registered(m, v, AB, f"stride_{n}")
         RP = lambda fs, n: registered_product(m, fs, AB, f"stride_{n}")
         gi, go_ = R(GI, "gi"), R(GO, "go")
-        packed = c["packed"]
-        gi_x, go_x = R(Mux(packed, GI << 1, GI), "gi_x"), R(Mux(packed, GO << 1, GO), "go_x")
+        packed, strad, sp = c["packed"], c["strad"], self._pass
+        # (straddled: the x level steps over passes, the pixel from the pass registers)
+        gi_x = Mux(strad, 0, R(Mux(packed, GI << 1, GI), "gi_x"))
+        go_x = Mux(strad, 0, R(Mux(packed, GO << 1, GO), "go_x"))
         in_y = RP([st.in_cols, GI], "in_y")
         in_t = RP([st.in_rows, st.in_cols, GI], "in_t")
         # the tap offsets dy, dx in 0..3: their multiples of the row and column strides
@@ -215,13 +276,14 @@ class CoreStageEngine(wiring.Component):
             out["in"].eq(pix_in + Mux(dy[1], Mux(dy[0], in_y_by[3], in_y_by[2]), Mux(dy[0], in_y_by[1], 0))
                          + Mux(dx[1], Mux(dx[0], gi_by[3], gi_by[2]), Mux(dx[0], gi_by[1], 0))
                          + Mux(c["copy"], c["go"], Mux(st.in_spikes, c["i"] >> ls, c["i"] >> lp))
-                         + Mux(c["f"], gi, 0)),
+                         + Mux(c["f"][1], gi_by[2], Mux(c["f"][0], gi, 0)) + Mux(strad, sp["p0_in"], 0)),
             out["w"].eq(stepped_address(m, ends, issue, start, st.w_base, [None, None, None, 1, tap_i, go_, None], AB,
                                         "w")),
             out["g"].eq(g_off + stepped_address(m, ends, issue, start, 0, [g_t, g_y, go_x, 1, None, None, None], AB,
                                                 "g") + Mux(c["f"], go_, 0)),
             out["out"].eq(stepped_address(m, ends, issue, start, st.out_base,
-                                          [out_t, out_y, go_x, 1, None, None, None], AB, "out")),
+                                          [out_t, out_y, go_x, 1, None, None, None], AB, "out")
+                          + Mux(strad, sp["p0"], 0)),
             out["entry"].eq(stepped_address(m, ends, issue, start, st.acc_base,
                                             [None, None, None, I, tap_i, 1, None], AB, "entry")),
         ]
@@ -243,7 +305,8 @@ class CoreStageEngine(wiring.Component):
         outer = st.kind == StageKind.OUTER
         va = Signal()
         a = {k: Signal(name=f"a_{k}") for k in ("first_word", "first_step", "branch", "last", "clear",
-                                                "reduced", "zero", "copy", "fetch", "slot")}
+                                                "reduced", "zero", "copy", "fetch", "strad")}
+        a["slot"], a["s"] = Signal(2, name="a_slot"), Signal(range(P), name="a_s")
         sel_a = Signal(max(log2(cfg.gbuf_spikes_per_word), 1))
         active_a = Signal(range(P + 1))
         out_a, entry_a = Signal(AB), Signal(AB)
@@ -252,19 +315,22 @@ class CoreStageEngine(wiring.Component):
         m.d.sync += [a[k].eq(step[k]) for k in a]
         # the input words of pixel x (slot 0) and, packed, pixel x + 1 (slot 1): the word read
         # this step, or the one held since
-        held_in, held_in1, held_g, held_g1 = (Signal(P * gb, name=n) for n in ("held_in", "held_in1", "held_g",
-                                                                               "held_g1"))
-        word = Mux(a["first_word"] & ~a["slot"], self.inp.data, held_in)
-        word1 = Mux(a["first_word"] & a["slot"], self.inp.data, held_in1)
-        gword = Mux(a["first_step"] & ~a["slot"], self.grad.data, held_g)
-        gword1 = Mux(a["first_step"] & a["slot"], self.grad.data, held_g1)
+        # (straddled: a third pixel's, slot 2)
+        held_in, held_in1, held_in2, held_g, held_g1 = (Signal(P * gb, name=n) for n in (
+            "held_in", "held_in1", "held_in2", "held_g", "held_g1"))
+        word = Mux(a["first_word"] & (a["slot"] == 0), self.inp.data, held_in)
+        word1 = Mux(a["first_word"] & (a["slot"] == 1), self.inp.data, held_in1)
+        word2 = Mux(a["first_word"] & (a["slot"] == 2), self.inp.data, held_in2)
+        gword = Mux(a["first_step"] & (a["slot"] == 0), self.grad.data, held_g)
+        gword1 = Mux(a["first_step"] & (a["slot"] == 1), self.grad.data, held_g1)
         with m.If(va):
-            m.d.sync += [held_in.eq(word), held_in1.eq(word1), held_g.eq(gword), held_g1.eq(gword1)]
+            m.d.sync += [held_in.eq(word), held_in1.eq(word1), held_in2.eq(word2), held_g.eq(gword),
+                         held_g1.eq(gword1)]
 
         def operand_of(w):
             lanes_op = w.word_select(sel_a[:log2(P)], gb) if P > 1 else w
             return Mux(st.in_spikes, w.bit_select(sel_a, 1), lanes_op)     # a spike: 0 or +1
-        operand, operand1 = operand_of(word), operand_of(word1)
+        operand, operand1, operand2 = operand_of(word), operand_of(word1), operand_of(word2)
         accw = gr.accumulator + 1
         half = P // 2 if P > 1 else P
         mac = va & ~outer & ~a["copy"] & ~a["fetch"]
@@ -274,30 +340,33 @@ class CoreStageEngine(wiring.Component):
         # levels, docs/synthesis.md); the controls and the copy's lanes follow one cycle on
         vm, mac_m, copy_m = Signal(), Signal(), Signal()
         m_ = {k: Signal(name=f"m_{k}") for k in ("first", "branch", "last", "reduced")}
-        out_m, active_m = Signal(AB), Signal(range(P + 1))
-        op_m, op1_m = Signal(gb), Signal(gb)
+        out_m, active_m, s_m, strad_m = Signal(AB), Signal(range(P + 1)), Signal(range(P)), Signal()
         weights_m = Signal(P * wb)
+        # each lane's operand: its pixel's (packed: the upper half pixel x + 1's; straddled:
+        # lane l's pixel slot from comparing l with O - s and 2 O - s, s the pass's first channel)
+        O = st.out_channels
+        ops = []
+        for l in range(P):
+            plain = operand1 if l >= half and half < P else operand
+            ops.append(Mux(a["strad"], Mux(l + a["s"] >= (O << 1), operand2, Mux(l + a["s"] >= O, operand1, operand)),
+                           Mux(packed, plain, operand)))
+        ops_m = Signal(P * gb)
         m.d.sync += [vm.eq(va & ~outer), mac_m.eq(mac), copy_m.eq(va & a["copy"] & ~a["fetch"]),
                      m_["first"].eq(a["first_step"] | a["branch"]), m_["branch"].eq(a["branch"]),
                      m_["last"].eq(a["last"]), m_["reduced"].eq(a["reduced"]),
-                     out_m.eq(out_a), active_m.eq(active_a),
-                     op_m.eq(operand), op1_m.eq(Mux(packed, operand1, operand)), weights_m.eq(self.weights.data)]
+                     out_m.eq(out_a), active_m.eq(active_a), s_m.eq(a["s"]), strad_m.eq(a["strad"]),
+                     ops_m.eq(Cat(*[o[:gb] for o in ops])),
+                     weights_m.eq(Mux(a["strad"], self._rotated(self.weights.data, a["s"]), self.weights.data))]
         # mat-vec on the PE array (:class:`gen.units.MacPEArray`, two halves: the upper one
         # takes pixel x + 1's operand in a packed stage): exact sums kept modulo 2^(GA + 1),
         # pipelined (the product registered, then the sum in two halves with a registered
         # carry: the multiply and the 37-bit accumulate were one 74-level path,
         # docs/synthesis.md), so the sums come ARRAY_EXTRA cycles after stage m
-        m.submodules.array = pe = MacPEArray(half, wb, gb, accw, pipelined=True)
-        halves = [(pe, op_m, 0)]
-        if half < P:
-            m.submodules.array_hi = pe_hi = MacPEArray(P - half, wb, gb, accw, pipelined=True)
-            halves.append((pe_hi, op1_m, half))
+        m.submodules.array = pe = MacPEArray(P, wb, gb, accw, pipelined=True, per_lane=True)
         extra = pe.latency - 1
         assert extra == self.ARRAY_EXTRA
-        for array, op, lane0 in halves:
-            m.d.comb += [array.valid.eq(mac_m), array.first.eq(m_["first"]), array.operand.eq(op),
-                         array.weights.eq(weights_m[lane0 * wb:(lane0 + array.lanes) * wb])]
-        sums_a = Cat(*[array.acc for array, _, _ in halves])
+        m.d.comb += [pe.valid.eq(mac_m), pe.first.eq(m_["first"]), pe.operand.eq(ops_m), pe.weights.eq(weights_m)]
+        sums_a = pe.acc
         part = Signal(P * accw)
         # the copy (HTT's reduced timesteps): the input word's lanes, sign-extended, are the sums,
         # registered in stage a, again in stage m and then beside the array's pipeline (a copy
@@ -324,6 +393,10 @@ class CoreStageEngine(wiring.Component):
         vb, reduced_b = Signal(), Signal()
         out_b = Signal(AB)
         active_b = Signal(range(P + 1))
+        s_b, s_c, s_d = (Signal(range(P), name=f"s_{k}") for k in "bcd")
+        strad_b, strad_c, strad_d = (Signal(name=f"straddled_{k}") for k in "bcd")
+        m.d.sync += [s_b.eq(delay(m, s_m, extra, "s_x")), s_c.eq(s_b), s_d.eq(s_c),
+                     strad_b.eq(delay(m, strad_m, extra, "straddled_x")), strad_c.eq(strad_b), strad_d.eq(strad_c)]
         # (stage m's values ARRAY_EXTRA cycles on, beside the array's pipeline)
         vx = [Signal(name=f"vx_{k + 1}") for k in range(extra)]
         m.d.sync += [v.eq(prev) for v, prev in zip(vx, [vm & m_["last"]] + vx)]
@@ -362,12 +435,52 @@ class CoreStageEngine(wiring.Component):
         m.d.sync += [ve.eq(vd & packed), out_e.eq(out_d + addr["out_pixel"]), upper_e.eq(words[lo_bits:])]
         word_d = Mux(packed, Cat(words[:lo_bits], Const(0, P * gb - lo_bits)), words)
         counted = [Mux(packed, st.out_channels > (l % half), active_d > l) for l in range(P)]
-        m.d.comb += [self.out.en.eq(vd | ve), self.out.addr.eq(Mux(ve, out_e, out_d)),
-                     self.out.data.eq(Mux(ve, Cat(upper_e, Const(0, lo_bits)), word_d)),
-                     cnt.grad_writes.eq(vd | ve),
+        slot_write, slot_en, slot_addr, slot_data, pending = self._straddled_writes(m, vd & strad_d, words, s_d,
+                                                                                    active_d, out_d)
+        m.d.comb += [self.out.en.eq(Mux(slot_write, slot_en, Cat(*[vd | ve] * P))),
+                     self.out.addr.eq(Mux(slot_write, slot_addr, Mux(ve, out_e, out_d))),
+                     self.out.data.eq(Mux(slot_write, slot_data, Mux(ve, Cat(upper_e, Const(0, lo_bits)), word_d))),
+                     cnt.grad_writes.eq(vd | ve | pending),
                      cnt.grad_saturations.eq(Mux(vd & (st.requant == Requant.GRADIENT),
                                                  sum(flags[l] & counted[l] for l in range(P)), 0))]
-        return va | vm | Cat(*vx).any() | vb | vc | vd | ve
+        return va | vm | Cat(*vx).any() | vb | vc | vd | ve | pending
+
+    def _rotated(self, word, s):
+        """A straddled pass's weight word: lane ``l`` takes lane ``s + l`` of the word beside
+        the word shifted down by ``O`` lanes (the driver lays lane ``l`` out as channel
+        ``l mod O``, so lane ``l`` gets channel ``(s + l) mod O``; ``O < P``)."""
+        P, wb, O = self.config.lanes, self.config.widths.weight, self.stage.out_channels
+        ext = Cat(word, word >> ((P - O).as_unsigned()[:log2(P) + 1] * wb))
+        return (ext >> (s * wb))[:P * wb]
+
+    def _straddled_writes(self, m, first, words, s, n, addr):
+        """Stage d of a straddled pass (``first``: its sums ``words`` saturated, ``n`` lanes from
+        its first channel ``s``, pixel ``p0``'s word at ``addr``): one write per pixel slot,
+        slot 0 in this cycle, slots 1 and 2 in the next ones, each slot ``k``'s lanes rotated
+        into its pixel's word (lane ``c`` <- sum ``c + k O - s``) with the lanes
+        ``0 <= c + k O - s < n``, ``c < O`` enabled. A pass takes at least as many steps as it
+        has slots, so a pass's slots are written before the next pass's stage d. Returns
+        whether a slot is written this cycle, its lane enables, address and data, and whether
+        a later slot is pending (the engine is busy)."""
+        P, gb, O = self.config.lanes, self.config.gradients.width, self.stage.out_channels
+        words_w, base_w = Signal(P * gb, name="slot_words"), Signal(AB, name="slot_addr")
+        s_w, n_w = Signal(range(P), name="slot_s"), Signal(range(P + 1), name="slot_n")
+        ko_w, left_w = Signal(17, name="slot_ko"), Signal(2, name="slot_left")
+        last = s + n - 1
+        pixels = (last >= O).as_unsigned() + (last >= (O << 1)).as_unsigned()       # slots after the first
+        with m.If(first):
+            m.d.sync += [words_w.eq(words), base_w.eq(addr + 1), s_w.eq(s), n_w.eq(n), ko_w.eq(O),
+                         left_w.eq(pixels)]
+        with m.Elif(left_w != 0):
+            m.d.sync += [left_w.eq(left_w - 1), base_w.eq(base_w + 1), ko_w.eq(ko_w + O)]
+        pending = left_w != 0
+        src, src_s, src_n = Mux(first, words, words_w), Mux(first, s, s_w), Mux(first, n, n_w)
+        ko = Mux(first, 0, ko_w)
+        ext = Cat(Const(0, P * gb), src)
+        data = Signal(P * gb, name="slot_data")
+        m.d.comb += data.eq((ext >> ((P + ko - src_s).as_unsigned() * gb))[:P * gb])
+        en = Cat(*[(c + ko >= src_s) & (c + ko < src_s + src_n) & (c < O) for c in range(P)])
+        return first | pending, en, Mux(first, addr, base_w), data, pending
 
     def _outer_product(self, m, update, a, gwords, operands, packed, entry, active):
         """Stage a of an outer product: the gradient lanes times the activation into the

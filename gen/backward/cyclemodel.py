@@ -15,7 +15,9 @@ from typing import Mapping, Sequence
 from ..hostmap import BACKWARD_COUNTER_NAMES
 from .stage_layout import StageKind, Taps
 
-__all__ = ["StageCycles", "stage_cycles", "backward_cycles", "tile_counters", "DRAIN", "PACKED_DRAIN",
+__all__ = ["StageCycles", "stage_cycles", "backward_cycles", "tile_counters", "straddle_passes", "check_straddle",
+           "DRAIN",
+           "PACKED_DRAIN",
            "CONTROL_CYCLES",
            "DATA_DEPENDENT"]
 
@@ -68,6 +70,45 @@ def _lif_counters(f: Mapping[str, int], groups: int) -> dict[str, int]:
             "lifg_updates": rows * cols * f["out_channels"] * T,
             "trace_reads": firsts, "lifg_grad_reads": firsts * (1 + f["use_extra"]) + loads,
             "lifg_grad_writes": a4 + (rows - 2) * (cols - 2) * groups * T + stores}
+
+
+def straddle_passes(cols: int, channels: int, lanes: int) -> list[tuple[int, int]]:
+    """A straddled stage's passes over one block row (``straddle``): the ``cols x channels``
+    (pixel, channel) pairs in passes of ``lanes`` consecutive pairs; each pass's pairs ``n``
+    and the pixels it touches (from its first channel ``s = k0 mod channels``)."""
+    pairs = cols * channels
+    out = []
+    for k0 in range(0, pairs, lanes):
+        n = min(lanes, pairs - k0)
+        out.append((n, (k0 % channels + n - 1) // channels + 1))
+    return out
+
+
+def _straddled_counters(f: Mapping[str, int], lanes: int, in_words: int,
+                        full: list[bool]) -> tuple[int, int, dict[str, int], int]:
+    """A straddled mat-vec stage (``straddle``): per block row and tap of a computed timestep
+    each pass takes ``I`` MAC steps and ``ceil(I / P)`` fetch steps (spikes: ``ceil(I / S)``)
+    per pixel it touches after its first, reading each of those pixels' input words, a weight
+    word per MAC step; each pass writes one word per pixel it touches. HTT's reduced timesteps
+    copy one pixel per step as unstraddled; before the first of them after a computed timestep
+    the engine issues nothing for a cycle per pixel of that timestep's last pass after its
+    first (its writes come before the copy's). Returns the steps, MACs, counters and the
+    cycles beside the steps: those gaps and the pixels of the stage's last pass after its
+    first (their writes drain one cycle each; none where the last timestep is a copy)."""
+    rows, cols, inner = f["rows"], f["cols"], f["in_channels"]
+    taps = _TAPS[Taps(f["taps"])]
+    passes = straddle_passes(cols, f["out_channels"], lanes)
+    per_row = sum(taps * (inner + (px - 1) * in_words) for _, px in passes)
+    computed = rows * sum(full)                 # block rows of the computed timesteps
+    copied = rows * cols * (len(full) - sum(full))
+    macs = computed * cols * f["out_channels"] * taps * inner
+    written = sum(px for _, px in passes)
+    c = {"stage_busy": computed * per_row + copied, "in_reads": computed * taps * in_words * written + copied,
+         "stage_macs": macs, "weight_reads": computed * len(passes) * taps * inner,
+         "grad_writes": computed * written + copied}
+    after_first = passes[-1][1] - 1
+    gaps = after_first * sum(1 for t in range(len(full) - 1) if full[t] and not full[t + 1])
+    return c["stage_busy"], macs, c, gaps + (after_first if full[-1] else 0)
 
 
 def _core_counters(kind: StageKind, f: Mapping[str, int], groups: int, lanes: int, spikes_per_word: int,
@@ -127,6 +168,12 @@ def stage_cycles(name: str, f: Mapping[str, int], lanes: int, spikes_per_word: i
     T = f["timesteps"]
     groups = -(-f["out_channels"] // lanes)
     full = [not f["use_schedule"] or bool((f["schedule"] >> t) & 1) for t in range(T)]
+    if kind == StageKind.MATVEC and f.get("straddle"):
+        check_straddle(f, lanes)
+        in_words = -(-f["in_channels"] // (spikes_per_word if f.get("in_spikes") else lanes))
+        steps, macs, counters, beside = _straddled_counters(f, lanes, in_words, full)
+        cycles = steps + beside + DRAIN[kind] + CONTROL_CYCLES
+        return StageCycles(name, kind, steps, macs, cycles, {**counters, "cycles": cycles})
     if kind == StageKind.LIF:
         counters = _lif_counters(f, groups)
         steps, macs = counters["lifg_busy"], counters["lifg_updates"]
@@ -141,6 +188,26 @@ def stage_cycles(name: str, f: Mapping[str, int], lanes: int, spikes_per_word: i
         drain -= 1          # the last step is the idle second column of a pair: nothing to drain
     cycles = steps + drain + CONTROL_CYCLES
     return StageCycles(name, kind, steps, macs, cycles, {**counters, "cycles": cycles})
+
+
+def check_straddle(f: Mapping[str, int], lanes: int, rounding: str = "nearest") -> None:
+    """Refuse a stage descriptor whose ``straddle`` the core-stage engine does not build: only
+    a mat-vec stage of ``P/2 <= O < P`` lane channels (a pass touches at most three pixels, one
+    weight word per step), without ``pack`` or stochastic rounding (its dither's lane index
+    assumes one pixel per pass); HTT's reduced timesteps copy as unstraddled."""
+    if not f.get("straddle"):
+        return
+    why = None
+    if StageKind(f["kind"]) != StageKind.MATVEC:
+        why = "only a mat-vec stage straddles"
+    elif not 2 * f["out_channels"] >= lanes > f["out_channels"]:
+        why = f"it needs P/2 <= out_channels < P, got {f['out_channels']} on {lanes} lanes"
+    elif f.get("pack"):
+        why = "pack and straddle exclude each other"
+    elif rounding == "stochastic":
+        why = "stochastic rounding does not straddle"
+    if why:
+        raise ValueError(f"stage field straddle: {why}")
 
 
 def backward_cycles(stages: Sequence[tuple[str, Mapping[str, int]]], lanes: int,

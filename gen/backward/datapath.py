@@ -3,7 +3,7 @@ gradient buffer's ports (they never run at the same time: one stage per ``start`
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux
+from amaranth.hdl import Cat, Module, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -22,7 +22,7 @@ class BackwardDatapath(wiring.Component):
     :class:`CoreStageEngine`.
 
     Ports: ``start``, ``stage`` (in); the gradient buffer's two read ports ``grad_a`` and
-    ``grad_b`` and two write ports ``grad_w`` and ``grad_w2``; ``weights`` (stage weight
+    ``grad_b`` and two write ports ``grad_w`` (``en``: one bit per ``Gb``-bit lane) and ``grad_w2``; ``weights`` (stage weight
     words), ``trace``, ``affine`` (read ports); ``wgrad_rd_en``/``wgrad_rd_addr``/
     ``wgrad_rd_data`` (the host reads the weight-gradient sums while idle); ``busy``;
     ``counts`` (both engines' counter increments)."""
@@ -41,7 +41,7 @@ class BackwardDatapath(wiring.Component):
         super().__init__({
             "start": In(1), "stage": In(STAGE_LAYOUT),
             "grad_a": Out(stage_read_port(P * gr.width)), "grad_b": Out(stage_read_port(P * gr.width)),
-            "grad_w": Out(stage_write_port(P * gr.width)), "grad_w2": Out(stage_write_port(P * gr.width)),
+            "grad_w": Out(stage_write_port(P * gr.width, P)), "grad_w2": Out(stage_write_port(P * gr.width)),
             "weights": Out(stage_read_port(P * config.widths.weight)),
             "trace": Out(stage_read_port(P * TRACE_BITS_PER_LANE)),
             "affine": Out(stage_read_port(config.regions["affine"].width_bits)),
@@ -52,6 +52,7 @@ class BackwardDatapath(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        P = self.config.lanes
         m.submodules.core, m.submodules.lif = core, lif = self.core, self.lif
         is_lif = self.stage.kind == StageKind.LIF
         m.d.comb += [core.stage.eq(self.stage), lif.stage.eq(self.stage),
@@ -61,7 +62,7 @@ class BackwardDatapath(wiring.Component):
         for port, a, b in ((self.grad_a, core.inp, lif.e), (self.grad_b, core.grad, lif.extra)):
             m.d.comb += [port.en.eq(a.en | b.en), port.addr.eq(Mux(b.en, b.addr, a.addr)),
                          a.data.eq(port.data), b.data.eq(port.data)]
-        m.d.comb += [self.grad_w.en.eq(core.out.en | lif.g_a4.en),
+        m.d.comb += [self.grad_w.en.eq(core.out.en | Cat(*[lif.g_a4.en] * P)),       # the LIF writes every lane
                      self.grad_w.addr.eq(Mux(lif.g_a4.en, lif.g_a4.addr, core.out.addr)),
                      self.grad_w.data.eq(Mux(lif.g_a4.en, lif.g_a4.data, core.out.data))]
         wiring.connect(m, wiring.flipped(self.grad_w2), lif.g_cur)

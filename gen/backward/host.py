@@ -14,6 +14,7 @@ from ..config import HardwareConfig
 from ..descriptor import Pass
 from ..driver import affine_words
 from ..hostmap import HostMap, host_map, region_reads, region_writes
+from .cyclemodel import check_straddle
 from .tiling import TileRun, layer_runs, run_stages, skipped_ring_rows
 from .tile_program import (BackwardTileProgram, gbuf_need, pack_tensor, pack_trace, plan_backward_tile, unpack_tensor,
                            unpack_wgrad)
@@ -198,7 +199,13 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
                               spikes_per_word=cfg.gbuf_spikes_per_word,
                               weight_depth=cfg.backward_regions["gweights"].depth,
                               acc_depth=cfg.backward_regions["wgrad"].depth,
-                              pack_lanes=cfg.gradients.rounding != "stochastic")
+                              pack_lanes=cfg.gradients.rounding != "stochastic",
+                              straddle_lanes=cfg.gradients.rounding != "stochastic")
+    for name, f in plan.stages:                 # what the core-stage engine does not build, refused
+        try:
+            check_straddle(f, P, cfg.gradients.rounding)
+        except ValueError as err:
+            raise UserError(f"stage {name}: {err}") from None
     for name, values in (("e", e), ("g_extra", g_extra)):
         spec = plan.tensors.get(name)
         if values is not None and np.shape(values) != (T, spec.channels, spec.rows, spec.cols):

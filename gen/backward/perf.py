@@ -9,9 +9,12 @@ G3^T/G2^T, G1^T, the four weight-gradient outer products and the LIF gradient; n
 ring, no idle lane, HTT's bypass free) divided by the ``P`` PEs of the one array that runs
 them. Above the bound, per layer: ``ring`` (the halo ring's LIF and G4^T work and the strips'
 halo rows), ``padding`` (idle lanes when a channel count is not a multiple of ``P``, HTT's
-bypass copy) and ``pipeline`` (each stage's drain and control cycles). Besides, projections of
-a design not built (:mod:`gen.backward.straddle`, lanes over (pixel, channel) pairs that
-straddle pixels): the ``straddled_*`` cycles and ratios, which no RTL checks.
+bypass copy) and ``pipeline`` (each stage's drain and control cycles). The exact cycles
+include the built part of lanes straddling pixels (the stage field ``straddle``: mat-vec
+stages of ``P/2 <= O < P`` lane channels, where the driver finds it faster). Besides,
+projections of the rest (:mod:`gen.backward.straddle`: ``O > P``, the outer products, passes
+across a block's rows): the ``straddled_*`` cycles and ratios, which no RTL checks beyond the
+built part.
 """
 
 from __future__ import annotations

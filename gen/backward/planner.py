@@ -61,7 +61,8 @@ class TilePlanner:
                                                  spikes_per_word=cfg.gbuf_spikes_per_word,
                                                  weight_depth=cfg.backward_regions["gweights"].depth,
                                                  acc_depth=cfg.backward_regions["wgrad"].depth,
-                                                 pack_lanes=cfg.gradients.rounding != "stochastic")
+                                                 pack_lanes=cfg.gradients.rounding != "stochastic",
+                                                 straddle_lanes=cfg.gradients.rounding != "stochastic")
         return self.plans[key]
 
     def run_cycles(self, run: TileRun, layer_rows: int | None = None) -> list:

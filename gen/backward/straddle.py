@@ -1,4 +1,8 @@
-"""A projection, not built: lanes over (pixel, channel) pairs that straddle pixels.
+"""A projection, built in part: lanes over (pixel, channel) pairs that straddle pixels.
+
+Built (the stage field ``straddle``, :class:`gen.backward.CoreStageEngine`, counted exactly by
+:mod:`gen.backward.cyclemodel`): the mat-vec stages of ``P/2 <= O < P`` lane channels, pairs
+within a block row, as this module's loop nest. The rest below is a projection.
 
 The core-stage engine puts one lane channel on each of the ``P`` lanes (two pixels per pass
 where a stage has at most ``P/2``, the stage field ``pack``), so a stage with ``O`` lane
@@ -37,7 +41,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-from .cyclemodel import DRAIN, PACKED_DRAIN, StageCycles, stage_cycles
+from .cyclemodel import CONTROL_CYCLES, DRAIN, StageCycles, stage_cycles
 from .stage_layout import StageKind, Taps
 
 __all__ = ["straddle_pixels", "straddled_steps", "straddled_cycles", "STRADDLE_PROJECTIONS"]
@@ -80,8 +84,10 @@ def straddled_steps(f: Mapping[str, int], lanes: int, spikes_per_word: int, acro
     fetches = sum((min(j + lanes, pairs) - 1) // O - j // O for j in range(0, pairs, lanes))
     per_seq = taps * (-(-pairs // lanes) * inner + fetches * in_words)
     unpacked = rows * cols * groups * taps * inner       # a computed timestep's steps, one pixel per pass
-    # HTT's reduced timesteps copy or skip as today
-    steps = stage_cycles("", {**f, "pack": 0}, lanes, spikes_per_word).steps - sum(full) * (unpacked - seqs * per_seq)
+    # HTT's reduced timesteps copy or skip as today (from the stage unpacked and not straddled:
+    # the built straddle, ``straddle``, runs this loop nest where P/2 <= O < P)
+    steps = (stage_cycles("", {**f, "pack": 0, "straddle": 0}, lanes, spikes_per_word).steps
+             - sum(full) * (unpacked - seqs * per_seq))
     return steps if steps < stage_cycles("", f, lanes, spikes_per_word).steps else None
 
 
@@ -102,8 +108,7 @@ def straddled_cycles(stages: Iterable[tuple[str, Mapping[str, int]]], exact: Ite
             continue
         drain = sc.cycles - sc.steps
         if sc.kind == StageKind.MATVEC:
-            drain += (straddle_pixels(f["out_channels"], lanes) - 1) - (PACKED_DRAIN - DRAIN[sc.kind] if f.get("pack")
-                                                                        else 0)
+            drain = DRAIN[sc.kind] + CONTROL_CYCLES + straddle_pixels(f["out_channels"], lanes) - 1
         total += steps + drain
     return total
 

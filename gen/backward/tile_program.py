@@ -144,21 +144,25 @@ def unpack_wgrad(read_entry, spec: WeightGradSpec, bits: int) -> np.ndarray:
     return out
 
 
-def _weight_words(mats: list[np.ndarray], lanes: int, bits: int, packed: bool = False) -> list[int]:
+def _weight_words(mats: list[np.ndarray], lanes: int, bits: int, packed: bool = False,
+                  straddled: bool = False) -> list[int]:
     """Per-tap matrices ``[I, O]`` -> words ``(tap * I + i) * ceil(O/P) + o // P``; ``packed``
     (a stage with ``pack``, ``O <= P/2``): output ``o`` in lanes ``o`` and ``P/2 + o`` (the
-    two pixels of a pass), the rest zero."""
+    two pixels of a pass), the rest zero; ``straddled`` (``straddle``, ``O < P``): lane ``l``
+    holds output ``l mod O`` (the engine rotates the word per pass)."""
     words = []
     for w in mats:
         I, O = w.shape
         groups = -(-O // lanes)
         if packed and (groups != 1 or 2 * O > lanes):
             raise ValueError(f"packed weights need O <= P/2, got O = {O}, P = {lanes}")
+        if straddled and O >= lanes:
+            raise ValueError(f"straddled weights need O < P, got O = {O}, P = {lanes}")
         for i in range(I):
             for g in range(groups):
                 word = 0
-                for l in range(min(lanes, O - g * lanes)):
-                    v = _signed_field(w[i, g * lanes + l], bits)
+                for l in range(lanes if straddled else min(lanes, O - g * lanes)):
+                    v = _signed_field(w[i, l % O if straddled else g * lanes + l], bits)
                     word |= v << (l * bits)
                     if packed:
                         word |= v << ((lanes // 2 + l) * bits)
@@ -177,6 +181,28 @@ def packs(stage: Mapping[str, int], lanes: int, spikes_per_word: int) -> bool:
         return False
     one = stage_cycles("", {**stage, "pack": 0}, lanes, spikes_per_word).cycles
     return stage_cycles("", {**stage, "pack": 1}, lanes, spikes_per_word).cycles < one
+
+
+def can_straddle(stage: Mapping[str, int], lanes: int) -> bool:
+    """Whether the core-stage engine can run a stage with its lanes straddling pixels
+    (``straddle``, :func:`gen.backward.cyclemodel.check_straddle`): a mat-vec stage of
+    ``P/2 <= O < P`` lane channels (HTT's reduced timesteps copy as unstraddled)."""
+    O = stage["out_channels"]
+    return stage["kind"] == StageKind.MATVEC and 2 * O >= lanes > O
+
+
+def straddles(stage: Mapping[str, int], lanes: int, spikes_per_word: int) -> bool:
+    """Whether a mat-vec stage runs with its lanes straddling pixels (``straddle``): it can
+    (:func:`can_straddle`) and takes fewer cycles so than unpacked and packed (:func:`packs`)
+    by the exact cycle model (each pass pays a fetch step per input word and pixel after its
+    first: on few lanes and few input channels it often does not)."""
+    if not can_straddle(stage, lanes):
+        return False
+    plain = {**stage, "pack": 0, "straddle": 0}
+    best = min(stage_cycles("", {**plain, "pack": int(packs(plain, lanes, spikes_per_word))}, lanes,
+                            spikes_per_word).cycles,
+               stage_cycles("", plain, lanes, spikes_per_word).cycles)
+    return stage_cycles("", {**plain, "straddle": 1}, lanes, spikes_per_word).cycles < best
 
 
 def _stage(**fields: int) -> dict[str, int]:
@@ -225,7 +251,8 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
                        pack_weights: bool = True, overlay: bool = True,
                        bank_depth: int | None = None, carry: bool = False, *,
                        spikes_per_word: int, weight_depth: int | None = None,
-                       acc_depth: int | None = None, pack_lanes: bool = False) -> BackwardTileProgram:
+                       acc_depth: int | None = None, pack_lanes: bool = False,
+                       straddle_lanes: bool = False) -> BackwardTileProgram:
     """The stages of one backward tile of ``qlayer`` (``height x width`` pre-pool pixels,
     ``full[t]`` the timestep classes): tensors, weight words and stage descriptors, the
     LIF-gradient stage first. ``shifts``: the backward shifts (``affine``, ``g4t``, ``g23t``,
@@ -249,7 +276,9 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
     branch where they alone exceed ``acc_depth``. ``pack_lanes``: the mat-vec stages with at
     most ``P/2`` outputs, and the outer products with at most ``P/2`` gradient channels, run two
     pixels per pass where that is faster (:func:`packs`; not with stochastic rounding, whose
-    per-lane index assumes one pixel per pass)."""
+    per-lane index assumes one pixel per pass). ``straddle_lanes``: the mat-vec stages of
+    ``P/2 <= O < P`` outputs straddle pixels where that is faster (:func:`straddles`; not with
+    stochastic rounding either)."""
     T, H, W, P = timesteps, height, width, lanes
     mode = qlayer.mode
     cin, r, cout = qlayer.in_channels, qlayer.rank, qlayer.out_channels
@@ -261,10 +290,10 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
     wwords: list[int] = []
     blocks: dict[int, list[int]] = {}       # each stage's weight words, by their first word
 
-    def weights(mats, packed=False) -> int:
+    def weights(mats, packed=False, straddled=False) -> int:
         start = len(wwords)
         if pack_weights:
-            wwords.extend(_weight_words(mats, P, weight_bits, packed))
+            wwords.extend(_weight_words(mats, P, weight_bits, packed, straddled))
         else:
             wwords.extend([0] * sum(m.shape[0] * -(-m.shape[1] // P) for m in mats))
         blocks[start] = wwords[start:]
@@ -282,10 +311,12 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
         return dict(g_base=s.base, g_rows=s.rows, g_cols=s.cols, gy=gy, gx=gx, out_channels=s.channels)
 
     def matvec(name, mats, **fields):
-        """A mat-vec stage: packed where :func:`packs` says so, its weights laid out to match."""
+        """A mat-vec stage: straddled where :func:`straddles` says so, else packed where
+        :func:`packs` does, its weights laid out to match."""
         f = _stage(**fields)
-        f["pack"] = int(pack_lanes and packs(f, P, spikes_per_word))
-        f["w_base"] = weights(mats, bool(f["pack"]))
+        f["straddle"] = int(straddle_lanes and straddles(f, P, spikes_per_word))
+        f["pack"] = int(pack_lanes and not f["straddle"] and packs(f, P, spikes_per_word))
+        f["w_base"] = weights(mats, bool(f["pack"]), bool(f["straddle"]))
         return name, f
 
     sched = sum(1 << t for t, f in enumerate(full) if f)

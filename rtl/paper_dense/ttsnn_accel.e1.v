@@ -4,7 +4,7 @@
 module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1__addr, \port$375$0 , \port$379$0 , \port$383$0 , \port$387$0 , \port$391$0 , \port$395$0 , \port$399$0 , \port$403$0 , \port$407$0 , \port$411$0 , \port$415$0 , \port$419$0 , \port$423$0 , \port$427$0 , \port$431$0 
 , \port$435$0 , \port$439$0 , \port$443$0 , \port$447$0 , \port$451$0 , \port$455$0 , \port$459$0 , \port$463$0 , \port$467$0 , \port$471$0 , \port$475$0 , \port$479$0 , \port$483$0 , \port$487$0 , \port$491$0 , \port$495$0 , \port$499$0 , busy, weights, spike_in__data, geo
 , counts, line1__en, w1__addr, w1_consumed, in_consumed, rows_done, released, released_e1_order, in_rows, w1_chunks, desc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire [16:0] \$10 ;
   wire \$100 ;
@@ -2038,14 +2038,14 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     .shift(desc[132:127])
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     line1__en = 32'd0;
     if (\$300 ) begin
       line1__en = \$305 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$822  = cc1;
     if (\$310 ) begin
       \$822  = \$315 [15:0];
@@ -2058,7 +2058,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$823  = \$signal$3 ;
     if (\$320 ) begin
       \$823  = \$328 [15:0];
@@ -2071,7 +2071,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$824  = \$signal$2 ;
     if (\$340 ) begin
       \$824  = \$348 [15:0];
@@ -2084,7 +2084,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$825  = sb1;
     if (\$367 ) begin
       \$825  = \$374 [1:0];
@@ -2097,7 +2097,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$826  = \$signal$8 ;
     if (\$399 ) begin
       \$826  = \$405 [15:0];
@@ -2110,7 +2110,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$827  = \$signal$6 ;
     if (\$435 ) begin
       \$827  = \$440 [15:0];
@@ -2123,7 +2123,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$828  = w1__addr;
     if (issue1) begin
       (* full_case = 32'd1 *)
@@ -2141,7 +2141,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$829  = w1_consumed;
     if (issue1) begin
       if (\$441 ) begin
@@ -2158,7 +2158,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$830  = \$signal$73 ;
     if (issue1) begin
       if (\$441 ) begin
@@ -2175,7 +2175,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$831  = w1base;
     if (issue1) begin
       if (\$441 ) begin
@@ -2192,7 +2192,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$832  = pix1;
     if (issue1) begin
       if (\$517 ) begin
@@ -2207,7 +2207,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$833  = eoff1;
     if (issue1) begin
       if (\$517 ) begin
@@ -2222,7 +2222,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$834  = n1;
     if (issue1) begin
       if (\$637 ) begin
@@ -2237,7 +2237,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$835  = \$signal$75 ;
     if (issue1) begin
       if (\$637 ) begin
@@ -2252,7 +2252,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$836  = ring1_base;
     if (issue1) begin
       if (\$637 ) begin
@@ -2267,7 +2267,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$837  = need1;
     if (issue1) begin
       if (\$637 ) begin
@@ -2282,7 +2282,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$838  = in_consumed;
     if (issue1) begin
       if (\$637 ) begin
@@ -2299,7 +2299,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$839  = in_slot;
     if (issue1) begin
       if (\$637 ) begin
@@ -2316,7 +2316,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$840  = \$signal$33 ;
     if (issue1) begin
       if (\$637 ) begin
@@ -2333,7 +2333,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$841  = trw1;
     if (issue1) begin
       if (\$682 ) begin
@@ -2348,7 +2348,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$842  = qm3_1;
     if (issue1) begin
       if (\$742 ) begin
@@ -2363,7 +2363,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$843  = run;
     if (issue1) begin
       if (\$780 ) begin
@@ -2378,98 +2378,98 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$844  = zlane1;
     if (rst) begin
       \$844  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$845  = issue1;
     if (rst) begin
       \$845  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$846  = zero_row1;
     if (rst) begin
       \$846  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$847  = \$781 ;
     if (rst) begin
       \$847  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$848  = \$785 ;
     if (rst) begin
       \$848  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$849  = \$788 ;
     if (rst) begin
       \$849  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$850  = \$806 ;
     if (rst) begin
       \$850  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$851  = cc1;
     if (rst) begin
       \$851  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$852  = k1;
     if (rst) begin
       \$852  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$853  = eoff1;
     if (rst) begin
       \$853  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$854  = \$808 [5:0];
     if (rst) begin
       \$854  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$855  = \$107 [15:0];
     if (rst) begin
       \$855  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$856  = \$814 [5:0];
     if (rst) begin
       \$856  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$857  = spike_reg;
     if (\$817 ) begin
       (* full_case = 32'd1 *)
@@ -2497,70 +2497,70 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$858  = e1a_v;
     if (rst) begin
       \$858  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$859  = e1a_zero;
     if (rst) begin
       \$859  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$860  = e1a_last;
     if (rst) begin
       \$860  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$861  = e1a_rowend;
     if (rst) begin
       \$861  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$862  = \$signal$80 ;
     if (rst) begin
       \$862  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$863  = \$signal$81 ;
     if (rst) begin
       \$863  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$864  = \$signal$82 ;
     if (rst) begin
       \$864  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$865  = base1a;
     if (rst) begin
       \$865  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$866  = zlane1a;
     if (rst) begin
       \$866  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$867  = rows_done;
     if (\$820 ) begin
       \$867  = \$821 [15:0];
@@ -2739,7 +2739,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e1.cluster1 (rst, spikes, valid, weights, first, acc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [15:0] \$1 ;
   wire [7:0] \$10 ;
   wire [8:0] \$11 ;
@@ -2888,7 +2888,7 @@ module \ttsnn_accel.e1.cluster1 (rst, spikes, valid, weights, first, acc, clk);
   assign \$32  = $signed(\$16 ) + $signed(\$31 );
   assign \$33  = spikes[16] ? weights[135:128] : 8'h00;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$66  = acc;
     if (valid) begin
       \$66  = \$65 [15:0];

@@ -4,8 +4,8 @@
 module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line1_a__addr, line1_b__en, line1_b__addr, line1_c__en, line1_c__addr, w2__en, w2__addr, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, \q23_rows$155 , busy
 , row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, \port$4671$0 , \port$4711$0 , \port$4751$0 , \port$4791$0 , \port$4831$0 , \port$4871$0 , \port$4911$0 , \port$4951$0 , \port$4991$0 , \port$5031$0 , \port$5071$0 , \port$5111$0 , \port$5151$0 , \port$5191$0 , \port$5231$0 , \port$5271$0 , \port$5311$0 
 , \port$5351$0 , \port$5391$0 , \port$5431$0 , \port$5471$0 , \port$5511$0 , \port$5551$0 , \port$5591$0 , \port$5631$0 , \port$5671$0 , \port$5711$0 , \port$5751$0 , \port$5791$0 , \port$5831$0 , \port$5871$0 , \port$5911$0 , weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data
-, row2_c__data, geo, e1_rows, counts, \released$163 , released_e1_order, e4_released, \port$46786$96 , desc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+, row2_c__data, geo, e1_rows, counts, \released$163 , released_e1_order, e4_released, \port$50868$96 , desc, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [17:0] \$10 ;
   wire [16:0] \$100 ;
@@ -963,8 +963,6 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [3:0] \pack$2 ;
   output [7:0] \port$4671$0 ;
   wire [7:0] \port$4671$0 ;
-  input [47:0] \port$46786$96 ;
-  wire [47:0] \port$46786$96 ;
   output [7:0] \port$4711$0 ;
   wire [7:0] \port$4711$0 ;
   output [7:0] \port$4751$0 ;
@@ -985,6 +983,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [7:0] \port$5031$0 ;
   output [7:0] \port$5071$0 ;
   wire [7:0] \port$5071$0 ;
+  input [47:0] \port$50868$96 ;
+  wire [47:0] \port$50868$96 ;
   output [7:0] \port$5111$0 ;
   wire [7:0] \port$5111$0 ;
   output [7:0] \port$5151$0 ;
@@ -1187,9 +1187,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$16  = | desc[293:278];
   assign \$17  = ~ \$16 ;
   assign \$18  = \$17  | step[270];
-  assign \$19  = \port$46786$96 [23:0] > step[300:277];
+  assign \$19  = \port$50868$96 [23:0] > step[300:277];
   assign \$20  = ! desc[89:88];
-  assign \$21  = \port$46786$96 [47:24] > step[300:277];
+  assign \$21  = \port$50868$96 [47:24] > step[300:277];
   assign \$22  = \$20  | \$21 ;
   assign \$23  = \$19  & \$22 ;
   assign \$24  = \$18  | \$23 ;
@@ -1506,9 +1506,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$324  = | desc[293:278];
   assign \$325  = ~ \$324 ;
   assign \$326  = \$325  | step[270];
-  assign \$327  = \port$46786$96 [23:0] > step[300:277];
+  assign \$327  = \port$50868$96 [23:0] > step[300:277];
   assign \$328  = ! desc[89:88];
-  assign \$329  = \port$46786$96 [47:24] > step[300:277];
+  assign \$329  = \port$50868$96 [47:24] > step[300:277];
   assign \$330  = \$328  | \$329 ;
   assign \$331  = \$327  & \$330 ;
   assign \$332  = \$326  | \$331 ;
@@ -1650,8 +1650,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .centre(centre),
     .clk(clk),
     .pack(geo[3:0]),
-    .\port$41991$18 (a[27:18]),
-    .\port$41991$2 (a[4:2]),
+    .\port$46026$18 (a[27:18]),
+    .\port$46026$2 (a[4:2]),
     .pr__addr(step[256:254]),
     .pr__en(p_rd),
     .pw__addr(b[7:5]),
@@ -1832,11 +1832,11 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .w3__addr(\w3__addr$53 ),
     .w3__data(w3__data),
     .w3__en(\w3__en$51 ),
-    .w3_chunks(\port$46786$96 [47:24]),
+    .w3_chunks(\port$50868$96 [47:24]),
     .w3_consumed(\w3_consumed$39 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \valid$76  = cluster[0];
@@ -1845,7 +1845,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \first$78  = cluster[1];
@@ -1854,7 +1854,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \from_psum$79  = cluster[2];
@@ -1863,7 +1863,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \jl$80  = cluster[7:3];
@@ -1872,7 +1872,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \shift$81  = cluster[9:8];
@@ -1881,7 +1881,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \centre$82  = cluster[265:10];
@@ -1890,7 +1890,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \neighbour$83  = cluster[521:266];
@@ -1899,7 +1899,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \wsel$84  = cluster[526:522];
@@ -1908,7 +1908,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \weights$85  = cluster[782:527];
@@ -1917,7 +1917,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \use_spad$86  = cluster[783];
@@ -1926,7 +1926,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \w_rd$87  = cluster[784];
@@ -1935,7 +1935,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \w_addr$88  = cluster[788:785];
@@ -1944,7 +1944,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \w_wr$89  = cluster[789];
@@ -1953,7 +1953,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \w_wr_addr$90  = cluster[793:790];
@@ -1962,7 +1962,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \p_rd$91  = cluster[794];
@@ -1971,7 +1971,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \p_addr$92  = cluster[797:795];
@@ -1980,7 +1980,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     p_wr = 1'h0;
     if (\$186 ) begin
       p_wr = cluster[798];
@@ -1990,7 +1990,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     p_wr_addr = 3'h0;
     if (\$186 ) begin
       p_wr_addr = cluster[801:799];
@@ -2000,7 +2000,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$449  = need2;
     if (\$427 ) begin
       \$449  = \$440 [15:0];
@@ -2013,7 +2013,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$450  = \released$163 ;
     if (\$441 ) begin
       \$450  = \$442 [15:0];
@@ -2026,7 +2026,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$451  = released_e1_order;
     if (\$441 ) begin
       \$451  = \$446 [15:0];
@@ -2039,14 +2039,14 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$452  = line1_b__data;
     if (rst) begin
       \$452  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$453  = q2_rows;
     if (\$447 ) begin
       \$453  = \$448 [15:0];
@@ -2076,9 +2076,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \row2_c__addr$26  = row2_c__addr;
   assign \row2_c__data$28  = row2_c__data;
   assign \row2_c__en$30  = row2_c__en;
-  assign w2_chunks = \port$46786$96 [23:0];
-  assign w3_chunks = \port$46786$96 [47:24];
-  assign \w3_chunks$40  = \port$46786$96 [47:24];
+  assign w2_chunks = \port$50868$96 [23:0];
+  assign w3_chunks = \port$50868$96 [47:24];
+  assign \w3_chunks$40  = \port$50868$96 [47:24];
   assign \w3__data$55  = w3__data;
   assign w_addr = step[241:238];
   assign p_addr = step[256:254];
@@ -2694,8 +2694,8 @@ module \ttsnn_accel.e23.adder (\port$5913$0 , \port$5914$0 , \port$5915$0 , \por
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$41991$2 , ww__addr, \port$41991$18 , pw__addr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$46026$2 , ww__addr, \port$46026$18 , pw__addr, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [7:0] \$1 ;
   wire [7:0] \$10 ;
   wire [7:0] \$100 ;
@@ -4378,10 +4378,10 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [9:0] \port$41991$18 ;
-  wire [9:0] \port$41991$18 ;
-  input [2:0] \port$41991$2 ;
-  wire [2:0] \port$41991$2 ;
+  input [9:0] \port$46026$18 ;
+  wire [9:0] \port$46026$18 ;
+  input [2:0] \port$46026$2 ;
+  wire [2:0] \port$46026$2 ;
   input [2:0] pr__addr;
   wire [2:0] pr__addr;
   wire [511:0] pr__data;
@@ -4505,1450 +4505,1450 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     end
   end
   assign wr__data = _1_;
-  assign \$1027  = \port$41991$18 [0] * 4'h8;
+  assign \$1027  = \port$46026$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$1027 ;
-  assign \$1030  = \port$41991$18 [0] * 4'h8;
+  assign \$1030  = \port$46026$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$1030 ;
-  assign \$1033  = \port$41991$18 [0] * 4'h8;
+  assign \$1033  = \port$46026$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$1033 ;
-  assign \$1037  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1037  = \port$46026$18 [1:0] * 4'h8;
   assign \$6  = centre[31:0] >> \$1037 ;
-  assign \$1040  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1040  = \port$46026$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$1040 ;
-  assign \$1043  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1043  = \port$46026$18 [1:0] * 4'h8;
   assign \$8  = centre[63:32] >> \$1043 ;
-  assign \$1047  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1047  = \port$46026$18 [2:0] * 4'h8;
   assign \$10  = centre[63:0] >> \$1047 ;
-  assign \$1050  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1050  = \port$46026$18 [2:0] * 4'h8;
   assign \$11  = 1'h0 >> \$1050 ;
-  assign \$1053  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1053  = \port$46026$18 [2:0] * 4'h8;
   assign \$12  = centre[127:64] >> \$1053 ;
-  assign \$1057  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1057  = \port$46026$18 [3:0] * 4'h8;
   assign \$14  = centre[127:0] >> \$1057 ;
-  assign \$1060  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1060  = \port$46026$18 [3:0] * 4'h8;
   assign \$15  = 1'h0 >> \$1060 ;
-  assign \$1063  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1063  = \port$46026$18 [3:0] * 4'h8;
   assign \$16  = centre[255:128] >> \$1063 ;
-  assign \$1067  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1067  = \port$46026$18 [4:0] * 4'h8;
   assign \$18  = centre >> \$1067 ;
-  assign \$1070  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1070  = \port$46026$18 [4:0] * 4'h8;
   assign \$19  = 1'h0 >> \$1070 ;
-  assign \$1073  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1073  = \port$46026$18 [4:0] * 4'h8;
   assign \$20  = 1'h0 >> \$1073 ;
-  assign \$1078  = \port$41991$18 [9:5] * 4'h8;
+  assign \$1078  = \port$46026$18 [9:5] * 4'h8;
   assign \$23  = weights >> \$1078 ;
-  assign \$1081  = \port$41991$18 [8:5] * 4'h8;
+  assign \$1081  = \port$46026$18 [8:5] * 4'h8;
   assign \$24  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1081 ;
-  assign \$1084  = \port$41991$18 [7:5] * 4'h8;
+  assign \$1084  = \port$46026$18 [7:5] * 4'h8;
   assign \$25  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$1084 ;
-  assign \$1087  = \port$41991$18 [6:5] * 4'h8;
+  assign \$1087  = \port$46026$18 [6:5] * 4'h8;
   assign \$26  = { weights[199:192], weights[135:128], weights[71:64], weights[7:0] } >> \$1087 ;
-  assign \$1090  = \port$41991$18 [5] * 4'h8;
+  assign \$1090  = \port$46026$18 [5] * 4'h8;
   assign \$27  = { weights[135:128], weights[7:0] } >> \$1090 ;
-  assign \$1095  = \port$41991$18 [0] * 4'h8;
+  assign \$1095  = \port$46026$18 [0] * 4'h8;
   assign \$30  = centre[15:0] >> \$1095 ;
-  assign \$1098  = \port$41991$18 [0] * 4'h8;
+  assign \$1098  = \port$46026$18 [0] * 4'h8;
   assign \$31  = 1'h0 >> \$1098 ;
-  assign \$1101  = \port$41991$18 [0] * 4'h8;
+  assign \$1101  = \port$46026$18 [0] * 4'h8;
   assign \$32  = centre[31:16] >> \$1101 ;
-  assign \$1105  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1105  = \port$46026$18 [1:0] * 4'h8;
   assign \$34  = centre[31:0] >> \$1105 ;
-  assign \$1108  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1108  = \port$46026$18 [1:0] * 4'h8;
   assign \$35  = 1'h0 >> \$1108 ;
-  assign \$1111  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1111  = \port$46026$18 [1:0] * 4'h8;
   assign \$36  = centre[63:32] >> \$1111 ;
-  assign \$1115  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1115  = \port$46026$18 [2:0] * 4'h8;
   assign \$38  = centre[63:0] >> \$1115 ;
-  assign \$1118  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1118  = \port$46026$18 [2:0] * 4'h8;
   assign \$39  = 1'h0 >> \$1118 ;
-  assign \$1121  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1121  = \port$46026$18 [2:0] * 4'h8;
   assign \$40  = centre[127:64] >> \$1121 ;
-  assign \$1125  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1125  = \port$46026$18 [3:0] * 4'h8;
   assign \$42  = centre[127:0] >> \$1125 ;
-  assign \$1128  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1128  = \port$46026$18 [3:0] * 4'h8;
   assign \$43  = 1'h0 >> \$1128 ;
-  assign \$1131  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1131  = \port$46026$18 [3:0] * 4'h8;
   assign \$44  = centre[255:128] >> \$1131 ;
-  assign \$1135  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1135  = \port$46026$18 [4:0] * 4'h8;
   assign \$46  = centre >> \$1135 ;
-  assign \$1138  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1138  = \port$46026$18 [4:0] * 4'h8;
   assign \$47  = 1'h0 >> \$1138 ;
-  assign \$1141  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1141  = \port$46026$18 [4:0] * 4'h8;
   assign \$48  = 1'h0 >> \$1141 ;
-  assign \$1146  = \port$41991$18 [9:5] * 4'h8;
+  assign \$1146  = \port$46026$18 [9:5] * 4'h8;
   assign \$51  = weights >> \$1146 ;
-  assign \$1149  = \port$41991$18 [8:5] * 4'h8;
+  assign \$1149  = \port$46026$18 [8:5] * 4'h8;
   assign \$52  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$1149 ;
-  assign \$1152  = \port$41991$18 [7:5] * 4'h8;
+  assign \$1152  = \port$46026$18 [7:5] * 4'h8;
   assign \$53  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$1152 ;
-  assign \$1155  = \port$41991$18 [6:5] * 4'h8;
+  assign \$1155  = \port$46026$18 [6:5] * 4'h8;
   assign \$54  = { weights[207:200], weights[143:136], weights[79:72], weights[15:8] } >> \$1155 ;
-  assign \$1158  = \port$41991$18 [5] * 4'h8;
+  assign \$1158  = \port$46026$18 [5] * 4'h8;
   assign \$55  = { weights[143:136], weights[15:8] } >> \$1158 ;
-  assign \$1163  = \port$41991$18 [0] * 4'h8;
+  assign \$1163  = \port$46026$18 [0] * 4'h8;
   assign \$58  = centre[31:16] >> \$1163 ;
-  assign \$1166  = \port$41991$18 [0] * 4'h8;
+  assign \$1166  = \port$46026$18 [0] * 4'h8;
   assign \$59  = centre[15:0] >> \$1166 ;
-  assign \$1169  = \port$41991$18 [0] * 4'h8;
+  assign \$1169  = \port$46026$18 [0] * 4'h8;
   assign \$60  = centre[47:32] >> \$1169 ;
-  assign \$1173  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1173  = \port$46026$18 [1:0] * 4'h8;
   assign \$62  = centre[31:0] >> \$1173 ;
-  assign \$1176  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1176  = \port$46026$18 [1:0] * 4'h8;
   assign \$63  = 1'h0 >> \$1176 ;
-  assign \$1179  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1179  = \port$46026$18 [1:0] * 4'h8;
   assign \$64  = centre[63:32] >> \$1179 ;
-  assign \$1183  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1183  = \port$46026$18 [2:0] * 4'h8;
   assign \$66  = centre[63:0] >> \$1183 ;
-  assign \$1186  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1186  = \port$46026$18 [2:0] * 4'h8;
   assign \$67  = 1'h0 >> \$1186 ;
-  assign \$1189  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1189  = \port$46026$18 [2:0] * 4'h8;
   assign \$68  = centre[127:64] >> \$1189 ;
-  assign \$1193  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1193  = \port$46026$18 [3:0] * 4'h8;
   assign \$70  = centre[127:0] >> \$1193 ;
-  assign \$1196  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1196  = \port$46026$18 [3:0] * 4'h8;
   assign \$71  = 1'h0 >> \$1196 ;
-  assign \$1199  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1199  = \port$46026$18 [3:0] * 4'h8;
   assign \$72  = centre[255:128] >> \$1199 ;
-  assign \$1203  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1203  = \port$46026$18 [4:0] * 4'h8;
   assign \$74  = centre >> \$1203 ;
-  assign \$1206  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1206  = \port$46026$18 [4:0] * 4'h8;
   assign \$75  = 1'h0 >> \$1206 ;
-  assign \$1209  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1209  = \port$46026$18 [4:0] * 4'h8;
   assign \$76  = 1'h0 >> \$1209 ;
-  assign \$1214  = \port$41991$18 [9:5] * 4'h8;
+  assign \$1214  = \port$46026$18 [9:5] * 4'h8;
   assign \$79  = weights >> \$1214 ;
-  assign \$1217  = \port$41991$18 [8:5] * 4'h8;
+  assign \$1217  = \port$46026$18 [8:5] * 4'h8;
   assign \$80  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1217 ;
-  assign \$1220  = \port$41991$18 [7:5] * 4'h8;
+  assign \$1220  = \port$46026$18 [7:5] * 4'h8;
   assign \$81  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$1220 ;
-  assign \$1223  = \port$41991$18 [6:5] * 4'h8;
+  assign \$1223  = \port$46026$18 [6:5] * 4'h8;
   assign \$82  = { weights[215:208], weights[151:144], weights[87:80], weights[23:16] } >> \$1223 ;
-  assign \$1226  = \port$41991$18 [5] * 4'h8;
+  assign \$1226  = \port$46026$18 [5] * 4'h8;
   assign \$83  = { weights[151:144], weights[23:16] } >> \$1226 ;
-  assign \$1231  = \port$41991$18 [0] * 4'h8;
+  assign \$1231  = \port$46026$18 [0] * 4'h8;
   assign \$86  = centre[31:16] >> \$1231 ;
-  assign \$1234  = \port$41991$18 [0] * 4'h8;
+  assign \$1234  = \port$46026$18 [0] * 4'h8;
   assign \$87  = centre[15:0] >> \$1234 ;
-  assign \$1237  = \port$41991$18 [0] * 4'h8;
+  assign \$1237  = \port$46026$18 [0] * 4'h8;
   assign \$88  = centre[47:32] >> \$1237 ;
-  assign \$1241  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1241  = \port$46026$18 [1:0] * 4'h8;
   assign \$90  = centre[31:0] >> \$1241 ;
-  assign \$1244  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1244  = \port$46026$18 [1:0] * 4'h8;
   assign \$91  = 1'h0 >> \$1244 ;
-  assign \$1247  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1247  = \port$46026$18 [1:0] * 4'h8;
   assign \$92  = centre[63:32] >> \$1247 ;
-  assign \$1251  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1251  = \port$46026$18 [2:0] * 4'h8;
   assign \$94  = centre[63:0] >> \$1251 ;
-  assign \$1254  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1254  = \port$46026$18 [2:0] * 4'h8;
   assign \$95  = 1'h0 >> \$1254 ;
-  assign \$1257  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1257  = \port$46026$18 [2:0] * 4'h8;
   assign \$96  = centre[127:64] >> \$1257 ;
-  assign \$1261  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1261  = \port$46026$18 [3:0] * 4'h8;
   assign \$98  = centre[127:0] >> \$1261 ;
-  assign \$1264  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1264  = \port$46026$18 [3:0] * 4'h8;
   assign \$99  = 1'h0 >> \$1264 ;
-  assign \$1267  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1267  = \port$46026$18 [3:0] * 4'h8;
   assign \$100  = centre[255:128] >> \$1267 ;
-  assign \$1271  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1271  = \port$46026$18 [4:0] * 4'h8;
   assign \$102  = centre >> \$1271 ;
-  assign \$1274  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1274  = \port$46026$18 [4:0] * 4'h8;
   assign \$103  = 1'h0 >> \$1274 ;
-  assign \$1277  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1277  = \port$46026$18 [4:0] * 4'h8;
   assign \$104  = 1'h0 >> \$1277 ;
-  assign \$1282  = \port$41991$18 [9:5] * 4'h8;
+  assign \$1282  = \port$46026$18 [9:5] * 4'h8;
   assign \$107  = weights >> \$1282 ;
-  assign \$1285  = \port$41991$18 [8:5] * 4'h8;
+  assign \$1285  = \port$46026$18 [8:5] * 4'h8;
   assign \$108  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$1285 ;
-  assign \$1288  = \port$41991$18 [7:5] * 4'h8;
+  assign \$1288  = \port$46026$18 [7:5] * 4'h8;
   assign \$109  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$1288 ;
-  assign \$1291  = \port$41991$18 [6:5] * 4'h8;
+  assign \$1291  = \port$46026$18 [6:5] * 4'h8;
   assign \$110  = { weights[223:216], weights[159:152], weights[95:88], weights[31:24] } >> \$1291 ;
-  assign \$1294  = \port$41991$18 [5] * 4'h8;
+  assign \$1294  = \port$46026$18 [5] * 4'h8;
   assign \$111  = { weights[159:152], weights[31:24] } >> \$1294 ;
-  assign \$1299  = \port$41991$18 [0] * 4'h8;
+  assign \$1299  = \port$46026$18 [0] * 4'h8;
   assign \$114  = centre[47:32] >> \$1299 ;
-  assign \$1302  = \port$41991$18 [0] * 4'h8;
+  assign \$1302  = \port$46026$18 [0] * 4'h8;
   assign \$115  = centre[31:16] >> \$1302 ;
-  assign \$1305  = \port$41991$18 [0] * 4'h8;
+  assign \$1305  = \port$46026$18 [0] * 4'h8;
   assign \$116  = centre[63:48] >> \$1305 ;
-  assign \$1309  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1309  = \port$46026$18 [1:0] * 4'h8;
   assign \$118  = centre[63:32] >> \$1309 ;
-  assign \$1312  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1312  = \port$46026$18 [1:0] * 4'h8;
   assign \$119  = centre[31:0] >> \$1312 ;
-  assign \$1315  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1315  = \port$46026$18 [1:0] * 4'h8;
   assign \$120  = centre[95:64] >> \$1315 ;
-  assign \$1319  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1319  = \port$46026$18 [2:0] * 4'h8;
   assign \$122  = centre[63:0] >> \$1319 ;
-  assign \$1322  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1322  = \port$46026$18 [2:0] * 4'h8;
   assign \$123  = 1'h0 >> \$1322 ;
-  assign \$1325  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1325  = \port$46026$18 [2:0] * 4'h8;
   assign \$124  = centre[127:64] >> \$1325 ;
-  assign \$1329  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1329  = \port$46026$18 [3:0] * 4'h8;
   assign \$126  = centre[127:0] >> \$1329 ;
-  assign \$1332  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1332  = \port$46026$18 [3:0] * 4'h8;
   assign \$127  = 1'h0 >> \$1332 ;
-  assign \$1335  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1335  = \port$46026$18 [3:0] * 4'h8;
   assign \$128  = centre[255:128] >> \$1335 ;
-  assign \$1339  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1339  = \port$46026$18 [4:0] * 4'h8;
   assign \$130  = centre >> \$1339 ;
-  assign \$1342  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1342  = \port$46026$18 [4:0] * 4'h8;
   assign \$131  = 1'h0 >> \$1342 ;
-  assign \$1345  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1345  = \port$46026$18 [4:0] * 4'h8;
   assign \$132  = 1'h0 >> \$1345 ;
-  assign \$1350  = \port$41991$18 [9:5] * 4'h8;
+  assign \$1350  = \port$46026$18 [9:5] * 4'h8;
   assign \$135  = weights >> \$1350 ;
-  assign \$1353  = \port$41991$18 [8:5] * 4'h8;
+  assign \$1353  = \port$46026$18 [8:5] * 4'h8;
   assign \$136  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1353 ;
-  assign \$1356  = \port$41991$18 [7:5] * 4'h8;
+  assign \$1356  = \port$46026$18 [7:5] * 4'h8;
   assign \$137  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$1356 ;
-  assign \$1359  = \port$41991$18 [6:5] * 4'h8;
+  assign \$1359  = \port$46026$18 [6:5] * 4'h8;
   assign \$138  = { weights[231:224], weights[167:160], weights[103:96], weights[39:32] } >> \$1359 ;
-  assign \$1362  = \port$41991$18 [5] * 4'h8;
+  assign \$1362  = \port$46026$18 [5] * 4'h8;
   assign \$139  = { weights[167:160], weights[39:32] } >> \$1362 ;
-  assign \$1367  = \port$41991$18 [0] * 4'h8;
+  assign \$1367  = \port$46026$18 [0] * 4'h8;
   assign \$142  = centre[47:32] >> \$1367 ;
-  assign \$1370  = \port$41991$18 [0] * 4'h8;
+  assign \$1370  = \port$46026$18 [0] * 4'h8;
   assign \$143  = centre[31:16] >> \$1370 ;
-  assign \$1373  = \port$41991$18 [0] * 4'h8;
+  assign \$1373  = \port$46026$18 [0] * 4'h8;
   assign \$144  = centre[63:48] >> \$1373 ;
-  assign \$1377  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1377  = \port$46026$18 [1:0] * 4'h8;
   assign \$146  = centre[63:32] >> \$1377 ;
-  assign \$1380  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1380  = \port$46026$18 [1:0] * 4'h8;
   assign \$147  = centre[31:0] >> \$1380 ;
-  assign \$1383  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1383  = \port$46026$18 [1:0] * 4'h8;
   assign \$148  = centre[95:64] >> \$1383 ;
-  assign \$1387  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1387  = \port$46026$18 [2:0] * 4'h8;
   assign \$150  = centre[63:0] >> \$1387 ;
-  assign \$1390  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1390  = \port$46026$18 [2:0] * 4'h8;
   assign \$151  = 1'h0 >> \$1390 ;
-  assign \$1393  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1393  = \port$46026$18 [2:0] * 4'h8;
   assign \$152  = centre[127:64] >> \$1393 ;
-  assign \$1397  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1397  = \port$46026$18 [3:0] * 4'h8;
   assign \$154  = centre[127:0] >> \$1397 ;
-  assign \$1400  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1400  = \port$46026$18 [3:0] * 4'h8;
   assign \$155  = 1'h0 >> \$1400 ;
-  assign \$1403  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1403  = \port$46026$18 [3:0] * 4'h8;
   assign \$156  = centre[255:128] >> \$1403 ;
-  assign \$1407  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1407  = \port$46026$18 [4:0] * 4'h8;
   assign \$158  = centre >> \$1407 ;
-  assign \$1410  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1410  = \port$46026$18 [4:0] * 4'h8;
   assign \$159  = 1'h0 >> \$1410 ;
-  assign \$1413  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1413  = \port$46026$18 [4:0] * 4'h8;
   assign \$160  = 1'h0 >> \$1413 ;
-  assign \$1418  = \port$41991$18 [9:5] * 4'h8;
+  assign \$1418  = \port$46026$18 [9:5] * 4'h8;
   assign \$163  = weights >> \$1418 ;
-  assign \$1421  = \port$41991$18 [8:5] * 4'h8;
+  assign \$1421  = \port$46026$18 [8:5] * 4'h8;
   assign \$164  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$1421 ;
-  assign \$1424  = \port$41991$18 [7:5] * 4'h8;
+  assign \$1424  = \port$46026$18 [7:5] * 4'h8;
   assign \$165  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$1424 ;
-  assign \$1427  = \port$41991$18 [6:5] * 4'h8;
+  assign \$1427  = \port$46026$18 [6:5] * 4'h8;
   assign \$166  = { weights[239:232], weights[175:168], weights[111:104], weights[47:40] } >> \$1427 ;
-  assign \$1430  = \port$41991$18 [5] * 4'h8;
+  assign \$1430  = \port$46026$18 [5] * 4'h8;
   assign \$167  = { weights[175:168], weights[47:40] } >> \$1430 ;
-  assign \$1435  = \port$41991$18 [0] * 4'h8;
+  assign \$1435  = \port$46026$18 [0] * 4'h8;
   assign \$170  = centre[63:48] >> \$1435 ;
-  assign \$1438  = \port$41991$18 [0] * 4'h8;
+  assign \$1438  = \port$46026$18 [0] * 4'h8;
   assign \$171  = centre[47:32] >> \$1438 ;
-  assign \$1441  = \port$41991$18 [0] * 4'h8;
+  assign \$1441  = \port$46026$18 [0] * 4'h8;
   assign \$172  = centre[79:64] >> \$1441 ;
-  assign \$1445  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1445  = \port$46026$18 [1:0] * 4'h8;
   assign \$174  = centre[63:32] >> \$1445 ;
-  assign \$1448  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1448  = \port$46026$18 [1:0] * 4'h8;
   assign \$175  = centre[31:0] >> \$1448 ;
-  assign \$1451  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1451  = \port$46026$18 [1:0] * 4'h8;
   assign \$176  = centre[95:64] >> \$1451 ;
-  assign \$1455  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1455  = \port$46026$18 [2:0] * 4'h8;
   assign \$178  = centre[63:0] >> \$1455 ;
-  assign \$1458  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1458  = \port$46026$18 [2:0] * 4'h8;
   assign \$179  = 1'h0 >> \$1458 ;
-  assign \$1461  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1461  = \port$46026$18 [2:0] * 4'h8;
   assign \$180  = centre[127:64] >> \$1461 ;
-  assign \$1465  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1465  = \port$46026$18 [3:0] * 4'h8;
   assign \$182  = centre[127:0] >> \$1465 ;
-  assign \$1468  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1468  = \port$46026$18 [3:0] * 4'h8;
   assign \$183  = 1'h0 >> \$1468 ;
-  assign \$1471  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1471  = \port$46026$18 [3:0] * 4'h8;
   assign \$184  = centre[255:128] >> \$1471 ;
-  assign \$1475  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1475  = \port$46026$18 [4:0] * 4'h8;
   assign \$186  = centre >> \$1475 ;
-  assign \$1478  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1478  = \port$46026$18 [4:0] * 4'h8;
   assign \$187  = 1'h0 >> \$1478 ;
-  assign \$1481  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1481  = \port$46026$18 [4:0] * 4'h8;
   assign \$188  = 1'h0 >> \$1481 ;
-  assign \$1486  = \port$41991$18 [9:5] * 4'h8;
+  assign \$1486  = \port$46026$18 [9:5] * 4'h8;
   assign \$191  = weights >> \$1486 ;
-  assign \$1489  = \port$41991$18 [8:5] * 4'h8;
+  assign \$1489  = \port$46026$18 [8:5] * 4'h8;
   assign \$192  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1489 ;
-  assign \$1492  = \port$41991$18 [7:5] * 4'h8;
+  assign \$1492  = \port$46026$18 [7:5] * 4'h8;
   assign \$193  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$1492 ;
-  assign \$1495  = \port$41991$18 [6:5] * 4'h8;
+  assign \$1495  = \port$46026$18 [6:5] * 4'h8;
   assign \$194  = { weights[247:240], weights[183:176], weights[119:112], weights[55:48] } >> \$1495 ;
-  assign \$1498  = \port$41991$18 [5] * 4'h8;
+  assign \$1498  = \port$46026$18 [5] * 4'h8;
   assign \$195  = { weights[183:176], weights[55:48] } >> \$1498 ;
-  assign \$1503  = \port$41991$18 [0] * 4'h8;
+  assign \$1503  = \port$46026$18 [0] * 4'h8;
   assign \$198  = centre[63:48] >> \$1503 ;
-  assign \$1506  = \port$41991$18 [0] * 4'h8;
+  assign \$1506  = \port$46026$18 [0] * 4'h8;
   assign \$199  = centre[47:32] >> \$1506 ;
-  assign \$1509  = \port$41991$18 [0] * 4'h8;
+  assign \$1509  = \port$46026$18 [0] * 4'h8;
   assign \$200  = centre[79:64] >> \$1509 ;
-  assign \$1513  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1513  = \port$46026$18 [1:0] * 4'h8;
   assign \$202  = centre[63:32] >> \$1513 ;
-  assign \$1516  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1516  = \port$46026$18 [1:0] * 4'h8;
   assign \$203  = centre[31:0] >> \$1516 ;
-  assign \$1519  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1519  = \port$46026$18 [1:0] * 4'h8;
   assign \$204  = centre[95:64] >> \$1519 ;
-  assign \$1523  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1523  = \port$46026$18 [2:0] * 4'h8;
   assign \$206  = centre[63:0] >> \$1523 ;
-  assign \$1526  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1526  = \port$46026$18 [2:0] * 4'h8;
   assign \$207  = 1'h0 >> \$1526 ;
-  assign \$1529  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1529  = \port$46026$18 [2:0] * 4'h8;
   assign \$208  = centre[127:64] >> \$1529 ;
-  assign \$1533  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1533  = \port$46026$18 [3:0] * 4'h8;
   assign \$210  = centre[127:0] >> \$1533 ;
-  assign \$1536  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1536  = \port$46026$18 [3:0] * 4'h8;
   assign \$211  = 1'h0 >> \$1536 ;
-  assign \$1539  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1539  = \port$46026$18 [3:0] * 4'h8;
   assign \$212  = centre[255:128] >> \$1539 ;
-  assign \$1543  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1543  = \port$46026$18 [4:0] * 4'h8;
   assign \$214  = centre >> \$1543 ;
-  assign \$1546  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1546  = \port$46026$18 [4:0] * 4'h8;
   assign \$215  = 1'h0 >> \$1546 ;
-  assign \$1549  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1549  = \port$46026$18 [4:0] * 4'h8;
   assign \$216  = 1'h0 >> \$1549 ;
-  assign \$1554  = \port$41991$18 [9:5] * 4'h8;
+  assign \$1554  = \port$46026$18 [9:5] * 4'h8;
   assign \$219  = weights >> \$1554 ;
-  assign \$1557  = \port$41991$18 [8:5] * 4'h8;
+  assign \$1557  = \port$46026$18 [8:5] * 4'h8;
   assign \$220  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$1557 ;
-  assign \$1560  = \port$41991$18 [7:5] * 4'h8;
+  assign \$1560  = \port$46026$18 [7:5] * 4'h8;
   assign \$221  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$1560 ;
-  assign \$1563  = \port$41991$18 [6:5] * 4'h8;
+  assign \$1563  = \port$46026$18 [6:5] * 4'h8;
   assign \$222  = { weights[255:248], weights[191:184], weights[127:120], weights[63:56] } >> \$1563 ;
-  assign \$1566  = \port$41991$18 [5] * 4'h8;
+  assign \$1566  = \port$46026$18 [5] * 4'h8;
   assign \$223  = { weights[191:184], weights[63:56] } >> \$1566 ;
-  assign \$1571  = \port$41991$18 [0] * 4'h8;
+  assign \$1571  = \port$46026$18 [0] * 4'h8;
   assign \$226  = centre[79:64] >> \$1571 ;
-  assign \$1574  = \port$41991$18 [0] * 4'h8;
+  assign \$1574  = \port$46026$18 [0] * 4'h8;
   assign \$227  = centre[63:48] >> \$1574 ;
-  assign \$1577  = \port$41991$18 [0] * 4'h8;
+  assign \$1577  = \port$46026$18 [0] * 4'h8;
   assign \$228  = centre[95:80] >> \$1577 ;
-  assign \$1581  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1581  = \port$46026$18 [1:0] * 4'h8;
   assign \$230  = centre[95:64] >> \$1581 ;
-  assign \$1584  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1584  = \port$46026$18 [1:0] * 4'h8;
   assign \$231  = centre[63:32] >> \$1584 ;
-  assign \$1587  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1587  = \port$46026$18 [1:0] * 4'h8;
   assign \$232  = centre[127:96] >> \$1587 ;
-  assign \$1591  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1591  = \port$46026$18 [2:0] * 4'h8;
   assign \$234  = centre[127:64] >> \$1591 ;
-  assign \$1594  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1594  = \port$46026$18 [2:0] * 4'h8;
   assign \$235  = centre[63:0] >> \$1594 ;
-  assign \$1597  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1597  = \port$46026$18 [2:0] * 4'h8;
   assign \$236  = centre[191:128] >> \$1597 ;
-  assign \$1601  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1601  = \port$46026$18 [3:0] * 4'h8;
   assign \$238  = centre[127:0] >> \$1601 ;
-  assign \$1604  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1604  = \port$46026$18 [3:0] * 4'h8;
   assign \$239  = 1'h0 >> \$1604 ;
-  assign \$1607  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1607  = \port$46026$18 [3:0] * 4'h8;
   assign \$240  = centre[255:128] >> \$1607 ;
-  assign \$1611  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1611  = \port$46026$18 [4:0] * 4'h8;
   assign \$242  = centre >> \$1611 ;
-  assign \$1614  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1614  = \port$46026$18 [4:0] * 4'h8;
   assign \$243  = 1'h0 >> \$1614 ;
-  assign \$1617  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1617  = \port$46026$18 [4:0] * 4'h8;
   assign \$244  = 1'h0 >> \$1617 ;
-  assign \$1622  = \port$41991$18 [9:5] * 4'h8;
+  assign \$1622  = \port$46026$18 [9:5] * 4'h8;
   assign \$247  = weights >> \$1622 ;
-  assign \$1625  = \port$41991$18 [8:5] * 4'h8;
+  assign \$1625  = \port$46026$18 [8:5] * 4'h8;
   assign \$248  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1625 ;
-  assign \$1628  = \port$41991$18 [7:5] * 4'h8;
+  assign \$1628  = \port$46026$18 [7:5] * 4'h8;
   assign \$249  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$1628 ;
-  assign \$1631  = \port$41991$18 [6:5] * 4'h8;
+  assign \$1631  = \port$46026$18 [6:5] * 4'h8;
   assign \$250  = { weights[199:192], weights[135:128], weights[71:64], weights[7:0] } >> \$1631 ;
-  assign \$1634  = \port$41991$18 [5] * 4'h8;
+  assign \$1634  = \port$46026$18 [5] * 4'h8;
   assign \$251  = { weights[199:192], weights[71:64] } >> \$1634 ;
-  assign \$1639  = \port$41991$18 [0] * 4'h8;
+  assign \$1639  = \port$46026$18 [0] * 4'h8;
   assign \$254  = centre[79:64] >> \$1639 ;
-  assign \$1642  = \port$41991$18 [0] * 4'h8;
+  assign \$1642  = \port$46026$18 [0] * 4'h8;
   assign \$255  = centre[63:48] >> \$1642 ;
-  assign \$1645  = \port$41991$18 [0] * 4'h8;
+  assign \$1645  = \port$46026$18 [0] * 4'h8;
   assign \$256  = centre[95:80] >> \$1645 ;
-  assign \$1649  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1649  = \port$46026$18 [1:0] * 4'h8;
   assign \$258  = centre[95:64] >> \$1649 ;
-  assign \$1652  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1652  = \port$46026$18 [1:0] * 4'h8;
   assign \$259  = centre[63:32] >> \$1652 ;
-  assign \$1655  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1655  = \port$46026$18 [1:0] * 4'h8;
   assign \$260  = centre[127:96] >> \$1655 ;
-  assign \$1659  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1659  = \port$46026$18 [2:0] * 4'h8;
   assign \$262  = centre[127:64] >> \$1659 ;
-  assign \$1662  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1662  = \port$46026$18 [2:0] * 4'h8;
   assign \$263  = centre[63:0] >> \$1662 ;
-  assign \$1665  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1665  = \port$46026$18 [2:0] * 4'h8;
   assign \$264  = centre[191:128] >> \$1665 ;
-  assign \$1669  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1669  = \port$46026$18 [3:0] * 4'h8;
   assign \$266  = centre[127:0] >> \$1669 ;
-  assign \$1672  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1672  = \port$46026$18 [3:0] * 4'h8;
   assign \$267  = 1'h0 >> \$1672 ;
-  assign \$1675  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1675  = \port$46026$18 [3:0] * 4'h8;
   assign \$268  = centre[255:128] >> \$1675 ;
-  assign \$1679  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1679  = \port$46026$18 [4:0] * 4'h8;
   assign \$270  = centre >> \$1679 ;
-  assign \$1682  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1682  = \port$46026$18 [4:0] * 4'h8;
   assign \$271  = 1'h0 >> \$1682 ;
-  assign \$1685  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1685  = \port$46026$18 [4:0] * 4'h8;
   assign \$272  = 1'h0 >> \$1685 ;
-  assign \$1690  = \port$41991$18 [9:5] * 4'h8;
+  assign \$1690  = \port$46026$18 [9:5] * 4'h8;
   assign \$275  = weights >> \$1690 ;
-  assign \$1693  = \port$41991$18 [8:5] * 4'h8;
+  assign \$1693  = \port$46026$18 [8:5] * 4'h8;
   assign \$276  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$1693 ;
-  assign \$1696  = \port$41991$18 [7:5] * 4'h8;
+  assign \$1696  = \port$46026$18 [7:5] * 4'h8;
   assign \$277  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$1696 ;
-  assign \$1699  = \port$41991$18 [6:5] * 4'h8;
+  assign \$1699  = \port$46026$18 [6:5] * 4'h8;
   assign \$278  = { weights[207:200], weights[143:136], weights[79:72], weights[15:8] } >> \$1699 ;
-  assign \$1702  = \port$41991$18 [5] * 4'h8;
+  assign \$1702  = \port$46026$18 [5] * 4'h8;
   assign \$279  = { weights[207:200], weights[79:72] } >> \$1702 ;
-  assign \$1707  = \port$41991$18 [0] * 4'h8;
+  assign \$1707  = \port$46026$18 [0] * 4'h8;
   assign \$282  = centre[95:80] >> \$1707 ;
-  assign \$1710  = \port$41991$18 [0] * 4'h8;
+  assign \$1710  = \port$46026$18 [0] * 4'h8;
   assign \$283  = centre[79:64] >> \$1710 ;
-  assign \$1713  = \port$41991$18 [0] * 4'h8;
+  assign \$1713  = \port$46026$18 [0] * 4'h8;
   assign \$284  = centre[111:96] >> \$1713 ;
-  assign \$1717  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1717  = \port$46026$18 [1:0] * 4'h8;
   assign \$286  = centre[95:64] >> \$1717 ;
-  assign \$1720  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1720  = \port$46026$18 [1:0] * 4'h8;
   assign \$287  = centre[63:32] >> \$1720 ;
-  assign \$1723  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1723  = \port$46026$18 [1:0] * 4'h8;
   assign \$288  = centre[127:96] >> \$1723 ;
-  assign \$1727  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1727  = \port$46026$18 [2:0] * 4'h8;
   assign \$290  = centre[127:64] >> \$1727 ;
-  assign \$1730  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1730  = \port$46026$18 [2:0] * 4'h8;
   assign \$291  = centre[63:0] >> \$1730 ;
-  assign \$1733  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1733  = \port$46026$18 [2:0] * 4'h8;
   assign \$292  = centre[191:128] >> \$1733 ;
-  assign \$1737  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1737  = \port$46026$18 [3:0] * 4'h8;
   assign \$294  = centre[127:0] >> \$1737 ;
-  assign \$1740  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1740  = \port$46026$18 [3:0] * 4'h8;
   assign \$295  = 1'h0 >> \$1740 ;
-  assign \$1743  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1743  = \port$46026$18 [3:0] * 4'h8;
   assign \$296  = centre[255:128] >> \$1743 ;
-  assign \$1747  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1747  = \port$46026$18 [4:0] * 4'h8;
   assign \$298  = centre >> \$1747 ;
-  assign \$1750  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1750  = \port$46026$18 [4:0] * 4'h8;
   assign \$299  = 1'h0 >> \$1750 ;
-  assign \$1753  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1753  = \port$46026$18 [4:0] * 4'h8;
   assign \$300  = 1'h0 >> \$1753 ;
-  assign \$1758  = \port$41991$18 [9:5] * 4'h8;
+  assign \$1758  = \port$46026$18 [9:5] * 4'h8;
   assign \$303  = weights >> \$1758 ;
-  assign \$1761  = \port$41991$18 [8:5] * 4'h8;
+  assign \$1761  = \port$46026$18 [8:5] * 4'h8;
   assign \$304  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1761 ;
-  assign \$1764  = \port$41991$18 [7:5] * 4'h8;
+  assign \$1764  = \port$46026$18 [7:5] * 4'h8;
   assign \$305  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$1764 ;
-  assign \$1767  = \port$41991$18 [6:5] * 4'h8;
+  assign \$1767  = \port$46026$18 [6:5] * 4'h8;
   assign \$306  = { weights[215:208], weights[151:144], weights[87:80], weights[23:16] } >> \$1767 ;
-  assign \$1770  = \port$41991$18 [5] * 4'h8;
+  assign \$1770  = \port$46026$18 [5] * 4'h8;
   assign \$307  = { weights[215:208], weights[87:80] } >> \$1770 ;
-  assign \$1775  = \port$41991$18 [0] * 4'h8;
+  assign \$1775  = \port$46026$18 [0] * 4'h8;
   assign \$310  = centre[95:80] >> \$1775 ;
-  assign \$1778  = \port$41991$18 [0] * 4'h8;
+  assign \$1778  = \port$46026$18 [0] * 4'h8;
   assign \$311  = centre[79:64] >> \$1778 ;
-  assign \$1781  = \port$41991$18 [0] * 4'h8;
+  assign \$1781  = \port$46026$18 [0] * 4'h8;
   assign \$312  = centre[111:96] >> \$1781 ;
-  assign \$1785  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1785  = \port$46026$18 [1:0] * 4'h8;
   assign \$314  = centre[95:64] >> \$1785 ;
-  assign \$1788  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1788  = \port$46026$18 [1:0] * 4'h8;
   assign \$315  = centre[63:32] >> \$1788 ;
-  assign \$1791  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1791  = \port$46026$18 [1:0] * 4'h8;
   assign \$316  = centre[127:96] >> \$1791 ;
-  assign \$1795  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1795  = \port$46026$18 [2:0] * 4'h8;
   assign \$318  = centre[127:64] >> \$1795 ;
-  assign \$1798  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1798  = \port$46026$18 [2:0] * 4'h8;
   assign \$319  = centre[63:0] >> \$1798 ;
-  assign \$1801  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1801  = \port$46026$18 [2:0] * 4'h8;
   assign \$320  = centre[191:128] >> \$1801 ;
-  assign \$1805  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1805  = \port$46026$18 [3:0] * 4'h8;
   assign \$322  = centre[127:0] >> \$1805 ;
-  assign \$1808  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1808  = \port$46026$18 [3:0] * 4'h8;
   assign \$323  = 1'h0 >> \$1808 ;
-  assign \$1811  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1811  = \port$46026$18 [3:0] * 4'h8;
   assign \$324  = centre[255:128] >> \$1811 ;
-  assign \$1815  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1815  = \port$46026$18 [4:0] * 4'h8;
   assign \$326  = centre >> \$1815 ;
-  assign \$1818  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1818  = \port$46026$18 [4:0] * 4'h8;
   assign \$327  = 1'h0 >> \$1818 ;
-  assign \$1821  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1821  = \port$46026$18 [4:0] * 4'h8;
   assign \$328  = 1'h0 >> \$1821 ;
-  assign \$1826  = \port$41991$18 [9:5] * 4'h8;
+  assign \$1826  = \port$46026$18 [9:5] * 4'h8;
   assign \$331  = weights >> \$1826 ;
-  assign \$1829  = \port$41991$18 [8:5] * 4'h8;
+  assign \$1829  = \port$46026$18 [8:5] * 4'h8;
   assign \$332  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$1829 ;
-  assign \$1832  = \port$41991$18 [7:5] * 4'h8;
+  assign \$1832  = \port$46026$18 [7:5] * 4'h8;
   assign \$333  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$1832 ;
-  assign \$1835  = \port$41991$18 [6:5] * 4'h8;
+  assign \$1835  = \port$46026$18 [6:5] * 4'h8;
   assign \$334  = { weights[223:216], weights[159:152], weights[95:88], weights[31:24] } >> \$1835 ;
-  assign \$1838  = \port$41991$18 [5] * 4'h8;
+  assign \$1838  = \port$46026$18 [5] * 4'h8;
   assign \$335  = { weights[223:216], weights[95:88] } >> \$1838 ;
-  assign \$1843  = \port$41991$18 [0] * 4'h8;
+  assign \$1843  = \port$46026$18 [0] * 4'h8;
   assign \$338  = centre[111:96] >> \$1843 ;
-  assign \$1846  = \port$41991$18 [0] * 4'h8;
+  assign \$1846  = \port$46026$18 [0] * 4'h8;
   assign \$339  = centre[95:80] >> \$1846 ;
-  assign \$1849  = \port$41991$18 [0] * 4'h8;
+  assign \$1849  = \port$46026$18 [0] * 4'h8;
   assign \$340  = centre[127:112] >> \$1849 ;
-  assign \$1853  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1853  = \port$46026$18 [1:0] * 4'h8;
   assign \$342  = centre[127:96] >> \$1853 ;
-  assign \$1856  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1856  = \port$46026$18 [1:0] * 4'h8;
   assign \$343  = centre[95:64] >> \$1856 ;
-  assign \$1859  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1859  = \port$46026$18 [1:0] * 4'h8;
   assign \$344  = centre[159:128] >> \$1859 ;
-  assign \$1863  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1863  = \port$46026$18 [2:0] * 4'h8;
   assign \$346  = centre[127:64] >> \$1863 ;
-  assign \$1866  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1866  = \port$46026$18 [2:0] * 4'h8;
   assign \$347  = centre[63:0] >> \$1866 ;
-  assign \$1869  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1869  = \port$46026$18 [2:0] * 4'h8;
   assign \$348  = centre[191:128] >> \$1869 ;
-  assign \$1873  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1873  = \port$46026$18 [3:0] * 4'h8;
   assign \$350  = centre[127:0] >> \$1873 ;
-  assign \$1876  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1876  = \port$46026$18 [3:0] * 4'h8;
   assign \$351  = 1'h0 >> \$1876 ;
-  assign \$1879  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1879  = \port$46026$18 [3:0] * 4'h8;
   assign \$352  = centre[255:128] >> \$1879 ;
-  assign \$1883  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1883  = \port$46026$18 [4:0] * 4'h8;
   assign \$354  = centre >> \$1883 ;
-  assign \$1886  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1886  = \port$46026$18 [4:0] * 4'h8;
   assign \$355  = 1'h0 >> \$1886 ;
-  assign \$1889  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1889  = \port$46026$18 [4:0] * 4'h8;
   assign \$356  = 1'h0 >> \$1889 ;
-  assign \$1894  = \port$41991$18 [9:5] * 4'h8;
+  assign \$1894  = \port$46026$18 [9:5] * 4'h8;
   assign \$359  = weights >> \$1894 ;
-  assign \$1897  = \port$41991$18 [8:5] * 4'h8;
+  assign \$1897  = \port$46026$18 [8:5] * 4'h8;
   assign \$360  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1897 ;
-  assign \$1900  = \port$41991$18 [7:5] * 4'h8;
+  assign \$1900  = \port$46026$18 [7:5] * 4'h8;
   assign \$361  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$1900 ;
-  assign \$1903  = \port$41991$18 [6:5] * 4'h8;
+  assign \$1903  = \port$46026$18 [6:5] * 4'h8;
   assign \$362  = { weights[231:224], weights[167:160], weights[103:96], weights[39:32] } >> \$1903 ;
-  assign \$1906  = \port$41991$18 [5] * 4'h8;
+  assign \$1906  = \port$46026$18 [5] * 4'h8;
   assign \$363  = { weights[231:224], weights[103:96] } >> \$1906 ;
-  assign \$1911  = \port$41991$18 [0] * 4'h8;
+  assign \$1911  = \port$46026$18 [0] * 4'h8;
   assign \$366  = centre[111:96] >> \$1911 ;
-  assign \$1914  = \port$41991$18 [0] * 4'h8;
+  assign \$1914  = \port$46026$18 [0] * 4'h8;
   assign \$367  = centre[95:80] >> \$1914 ;
-  assign \$1917  = \port$41991$18 [0] * 4'h8;
+  assign \$1917  = \port$46026$18 [0] * 4'h8;
   assign \$368  = centre[127:112] >> \$1917 ;
-  assign \$1921  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1921  = \port$46026$18 [1:0] * 4'h8;
   assign \$370  = centre[127:96] >> \$1921 ;
-  assign \$1924  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1924  = \port$46026$18 [1:0] * 4'h8;
   assign \$371  = centre[95:64] >> \$1924 ;
-  assign \$1927  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1927  = \port$46026$18 [1:0] * 4'h8;
   assign \$372  = centre[159:128] >> \$1927 ;
-  assign \$1931  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1931  = \port$46026$18 [2:0] * 4'h8;
   assign \$374  = centre[127:64] >> \$1931 ;
-  assign \$1934  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1934  = \port$46026$18 [2:0] * 4'h8;
   assign \$375  = centre[63:0] >> \$1934 ;
-  assign \$1937  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1937  = \port$46026$18 [2:0] * 4'h8;
   assign \$376  = centre[191:128] >> \$1937 ;
-  assign \$1941  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1941  = \port$46026$18 [3:0] * 4'h8;
   assign \$378  = centre[127:0] >> \$1941 ;
-  assign \$1944  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1944  = \port$46026$18 [3:0] * 4'h8;
   assign \$379  = 1'h0 >> \$1944 ;
-  assign \$1947  = \port$41991$18 [3:0] * 4'h8;
+  assign \$1947  = \port$46026$18 [3:0] * 4'h8;
   assign \$380  = centre[255:128] >> \$1947 ;
-  assign \$1951  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1951  = \port$46026$18 [4:0] * 4'h8;
   assign \$382  = centre >> \$1951 ;
-  assign \$1954  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1954  = \port$46026$18 [4:0] * 4'h8;
   assign \$383  = 1'h0 >> \$1954 ;
-  assign \$1957  = \port$41991$18 [4:0] * 4'h8;
+  assign \$1957  = \port$46026$18 [4:0] * 4'h8;
   assign \$384  = 1'h0 >> \$1957 ;
-  assign \$1962  = \port$41991$18 [9:5] * 4'h8;
+  assign \$1962  = \port$46026$18 [9:5] * 4'h8;
   assign \$387  = weights >> \$1962 ;
-  assign \$1965  = \port$41991$18 [8:5] * 4'h8;
+  assign \$1965  = \port$46026$18 [8:5] * 4'h8;
   assign \$388  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$1965 ;
-  assign \$1968  = \port$41991$18 [7:5] * 4'h8;
+  assign \$1968  = \port$46026$18 [7:5] * 4'h8;
   assign \$389  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$1968 ;
-  assign \$1971  = \port$41991$18 [6:5] * 4'h8;
+  assign \$1971  = \port$46026$18 [6:5] * 4'h8;
   assign \$390  = { weights[239:232], weights[175:168], weights[111:104], weights[47:40] } >> \$1971 ;
-  assign \$1974  = \port$41991$18 [5] * 4'h8;
+  assign \$1974  = \port$46026$18 [5] * 4'h8;
   assign \$391  = { weights[239:232], weights[111:104] } >> \$1974 ;
-  assign \$1979  = \port$41991$18 [0] * 4'h8;
+  assign \$1979  = \port$46026$18 [0] * 4'h8;
   assign \$394  = centre[127:112] >> \$1979 ;
-  assign \$1982  = \port$41991$18 [0] * 4'h8;
+  assign \$1982  = \port$46026$18 [0] * 4'h8;
   assign \$395  = centre[111:96] >> \$1982 ;
-  assign \$1985  = \port$41991$18 [0] * 4'h8;
+  assign \$1985  = \port$46026$18 [0] * 4'h8;
   assign \$396  = centre[143:128] >> \$1985 ;
-  assign \$1989  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1989  = \port$46026$18 [1:0] * 4'h8;
   assign \$398  = centre[127:96] >> \$1989 ;
-  assign \$1992  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1992  = \port$46026$18 [1:0] * 4'h8;
   assign \$399  = centre[95:64] >> \$1992 ;
-  assign \$1995  = \port$41991$18 [1:0] * 4'h8;
+  assign \$1995  = \port$46026$18 [1:0] * 4'h8;
   assign \$400  = centre[159:128] >> \$1995 ;
-  assign \$1999  = \port$41991$18 [2:0] * 4'h8;
+  assign \$1999  = \port$46026$18 [2:0] * 4'h8;
   assign \$402  = centre[127:64] >> \$1999 ;
-  assign \$2002  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2002  = \port$46026$18 [2:0] * 4'h8;
   assign \$403  = centre[63:0] >> \$2002 ;
-  assign \$2005  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2005  = \port$46026$18 [2:0] * 4'h8;
   assign \$404  = centre[191:128] >> \$2005 ;
-  assign \$2009  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2009  = \port$46026$18 [3:0] * 4'h8;
   assign \$406  = centre[127:0] >> \$2009 ;
-  assign \$2012  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2012  = \port$46026$18 [3:0] * 4'h8;
   assign \$407  = 1'h0 >> \$2012 ;
-  assign \$2015  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2015  = \port$46026$18 [3:0] * 4'h8;
   assign \$408  = centre[255:128] >> \$2015 ;
-  assign \$2019  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2019  = \port$46026$18 [4:0] * 4'h8;
   assign \$410  = centre >> \$2019 ;
-  assign \$2022  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2022  = \port$46026$18 [4:0] * 4'h8;
   assign \$411  = 1'h0 >> \$2022 ;
-  assign \$2025  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2025  = \port$46026$18 [4:0] * 4'h8;
   assign \$412  = 1'h0 >> \$2025 ;
-  assign \$2030  = \port$41991$18 [9:5] * 4'h8;
+  assign \$2030  = \port$46026$18 [9:5] * 4'h8;
   assign \$415  = weights >> \$2030 ;
-  assign \$2033  = \port$41991$18 [8:5] * 4'h8;
+  assign \$2033  = \port$46026$18 [8:5] * 4'h8;
   assign \$416  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2033 ;
-  assign \$2036  = \port$41991$18 [7:5] * 4'h8;
+  assign \$2036  = \port$46026$18 [7:5] * 4'h8;
   assign \$417  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$2036 ;
-  assign \$2039  = \port$41991$18 [6:5] * 4'h8;
+  assign \$2039  = \port$46026$18 [6:5] * 4'h8;
   assign \$418  = { weights[247:240], weights[183:176], weights[119:112], weights[55:48] } >> \$2039 ;
-  assign \$2042  = \port$41991$18 [5] * 4'h8;
+  assign \$2042  = \port$46026$18 [5] * 4'h8;
   assign \$419  = { weights[247:240], weights[119:112] } >> \$2042 ;
-  assign \$2047  = \port$41991$18 [0] * 4'h8;
+  assign \$2047  = \port$46026$18 [0] * 4'h8;
   assign \$422  = centre[127:112] >> \$2047 ;
-  assign \$2050  = \port$41991$18 [0] * 4'h8;
+  assign \$2050  = \port$46026$18 [0] * 4'h8;
   assign \$423  = centre[111:96] >> \$2050 ;
-  assign \$2053  = \port$41991$18 [0] * 4'h8;
+  assign \$2053  = \port$46026$18 [0] * 4'h8;
   assign \$424  = centre[143:128] >> \$2053 ;
-  assign \$2057  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2057  = \port$46026$18 [1:0] * 4'h8;
   assign \$426  = centre[127:96] >> \$2057 ;
-  assign \$2060  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2060  = \port$46026$18 [1:0] * 4'h8;
   assign \$427  = centre[95:64] >> \$2060 ;
-  assign \$2063  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2063  = \port$46026$18 [1:0] * 4'h8;
   assign \$428  = centre[159:128] >> \$2063 ;
-  assign \$2067  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2067  = \port$46026$18 [2:0] * 4'h8;
   assign \$430  = centre[127:64] >> \$2067 ;
-  assign \$2070  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2070  = \port$46026$18 [2:0] * 4'h8;
   assign \$431  = centre[63:0] >> \$2070 ;
-  assign \$2073  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2073  = \port$46026$18 [2:0] * 4'h8;
   assign \$432  = centre[191:128] >> \$2073 ;
-  assign \$2077  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2077  = \port$46026$18 [3:0] * 4'h8;
   assign \$434  = centre[127:0] >> \$2077 ;
-  assign \$2080  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2080  = \port$46026$18 [3:0] * 4'h8;
   assign \$435  = 1'h0 >> \$2080 ;
-  assign \$2083  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2083  = \port$46026$18 [3:0] * 4'h8;
   assign \$436  = centre[255:128] >> \$2083 ;
-  assign \$2087  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2087  = \port$46026$18 [4:0] * 4'h8;
   assign \$438  = centre >> \$2087 ;
-  assign \$2090  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2090  = \port$46026$18 [4:0] * 4'h8;
   assign \$439  = 1'h0 >> \$2090 ;
-  assign \$2093  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2093  = \port$46026$18 [4:0] * 4'h8;
   assign \$440  = 1'h0 >> \$2093 ;
-  assign \$2098  = \port$41991$18 [9:5] * 4'h8;
+  assign \$2098  = \port$46026$18 [9:5] * 4'h8;
   assign \$443  = weights >> \$2098 ;
-  assign \$2101  = \port$41991$18 [8:5] * 4'h8;
+  assign \$2101  = \port$46026$18 [8:5] * 4'h8;
   assign \$444  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2101 ;
-  assign \$2104  = \port$41991$18 [7:5] * 4'h8;
+  assign \$2104  = \port$46026$18 [7:5] * 4'h8;
   assign \$445  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$2104 ;
-  assign \$2107  = \port$41991$18 [6:5] * 4'h8;
+  assign \$2107  = \port$46026$18 [6:5] * 4'h8;
   assign \$446  = { weights[255:248], weights[191:184], weights[127:120], weights[63:56] } >> \$2107 ;
-  assign \$2110  = \port$41991$18 [5] * 4'h8;
+  assign \$2110  = \port$46026$18 [5] * 4'h8;
   assign \$447  = { weights[255:248], weights[127:120] } >> \$2110 ;
-  assign \$2115  = \port$41991$18 [0] * 4'h8;
+  assign \$2115  = \port$46026$18 [0] * 4'h8;
   assign \$450  = centre[143:128] >> \$2115 ;
-  assign \$2118  = \port$41991$18 [0] * 4'h8;
+  assign \$2118  = \port$46026$18 [0] * 4'h8;
   assign \$451  = centre[127:112] >> \$2118 ;
-  assign \$2121  = \port$41991$18 [0] * 4'h8;
+  assign \$2121  = \port$46026$18 [0] * 4'h8;
   assign \$452  = centre[159:144] >> \$2121 ;
-  assign \$2125  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2125  = \port$46026$18 [1:0] * 4'h8;
   assign \$454  = centre[159:128] >> \$2125 ;
-  assign \$2128  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2128  = \port$46026$18 [1:0] * 4'h8;
   assign \$455  = centre[127:96] >> \$2128 ;
-  assign \$2131  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2131  = \port$46026$18 [1:0] * 4'h8;
   assign \$456  = centre[191:160] >> \$2131 ;
-  assign \$2135  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2135  = \port$46026$18 [2:0] * 4'h8;
   assign \$458  = centre[191:128] >> \$2135 ;
-  assign \$2138  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2138  = \port$46026$18 [2:0] * 4'h8;
   assign \$459  = centre[127:64] >> \$2138 ;
-  assign \$2141  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2141  = \port$46026$18 [2:0] * 4'h8;
   assign \$460  = centre[255:192] >> \$2141 ;
-  assign \$2145  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2145  = \port$46026$18 [3:0] * 4'h8;
   assign \$462  = centre[255:128] >> \$2145 ;
-  assign \$2148  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2148  = \port$46026$18 [3:0] * 4'h8;
   assign \$463  = centre[127:0] >> \$2148 ;
-  assign \$2151  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2151  = \port$46026$18 [3:0] * 4'h8;
   assign \$464  = 1'h0 >> \$2151 ;
-  assign \$2155  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2155  = \port$46026$18 [4:0] * 4'h8;
   assign \$466  = centre >> \$2155 ;
-  assign \$2158  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2158  = \port$46026$18 [4:0] * 4'h8;
   assign \$467  = 1'h0 >> \$2158 ;
-  assign \$2161  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2161  = \port$46026$18 [4:0] * 4'h8;
   assign \$468  = 1'h0 >> \$2161 ;
-  assign \$2166  = \port$41991$18 [9:5] * 4'h8;
+  assign \$2166  = \port$46026$18 [9:5] * 4'h8;
   assign \$471  = weights >> \$2166 ;
-  assign \$2169  = \port$41991$18 [8:5] * 4'h8;
+  assign \$2169  = \port$46026$18 [8:5] * 4'h8;
   assign \$472  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2169 ;
-  assign \$2172  = \port$41991$18 [7:5] * 4'h8;
+  assign \$2172  = \port$46026$18 [7:5] * 4'h8;
   assign \$473  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$2172 ;
-  assign \$2175  = \port$41991$18 [6:5] * 4'h8;
+  assign \$2175  = \port$46026$18 [6:5] * 4'h8;
   assign \$474  = { weights[199:192], weights[135:128], weights[71:64], weights[7:0] } >> \$2175 ;
-  assign \$2178  = \port$41991$18 [5] * 4'h8;
+  assign \$2178  = \port$46026$18 [5] * 4'h8;
   assign \$475  = { weights[135:128], weights[7:0] } >> \$2178 ;
-  assign \$2183  = \port$41991$18 [0] * 4'h8;
+  assign \$2183  = \port$46026$18 [0] * 4'h8;
   assign \$478  = centre[143:128] >> \$2183 ;
-  assign \$2186  = \port$41991$18 [0] * 4'h8;
+  assign \$2186  = \port$46026$18 [0] * 4'h8;
   assign \$479  = centre[127:112] >> \$2186 ;
-  assign \$2189  = \port$41991$18 [0] * 4'h8;
+  assign \$2189  = \port$46026$18 [0] * 4'h8;
   assign \$480  = centre[159:144] >> \$2189 ;
-  assign \$2193  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2193  = \port$46026$18 [1:0] * 4'h8;
   assign \$482  = centre[159:128] >> \$2193 ;
-  assign \$2196  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2196  = \port$46026$18 [1:0] * 4'h8;
   assign \$483  = centre[127:96] >> \$2196 ;
-  assign \$2199  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2199  = \port$46026$18 [1:0] * 4'h8;
   assign \$484  = centre[191:160] >> \$2199 ;
-  assign \$2203  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2203  = \port$46026$18 [2:0] * 4'h8;
   assign \$486  = centre[191:128] >> \$2203 ;
-  assign \$2206  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2206  = \port$46026$18 [2:0] * 4'h8;
   assign \$487  = centre[127:64] >> \$2206 ;
-  assign \$2209  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2209  = \port$46026$18 [2:0] * 4'h8;
   assign \$488  = centre[255:192] >> \$2209 ;
-  assign \$2213  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2213  = \port$46026$18 [3:0] * 4'h8;
   assign \$490  = centre[255:128] >> \$2213 ;
-  assign \$2216  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2216  = \port$46026$18 [3:0] * 4'h8;
   assign \$491  = centre[127:0] >> \$2216 ;
-  assign \$2219  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2219  = \port$46026$18 [3:0] * 4'h8;
   assign \$492  = 1'h0 >> \$2219 ;
-  assign \$2223  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2223  = \port$46026$18 [4:0] * 4'h8;
   assign \$494  = centre >> \$2223 ;
-  assign \$2226  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2226  = \port$46026$18 [4:0] * 4'h8;
   assign \$495  = 1'h0 >> \$2226 ;
-  assign \$2229  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2229  = \port$46026$18 [4:0] * 4'h8;
   assign \$496  = 1'h0 >> \$2229 ;
-  assign \$2234  = \port$41991$18 [9:5] * 4'h8;
+  assign \$2234  = \port$46026$18 [9:5] * 4'h8;
   assign \$499  = weights >> \$2234 ;
-  assign \$2237  = \port$41991$18 [8:5] * 4'h8;
+  assign \$2237  = \port$46026$18 [8:5] * 4'h8;
   assign \$500  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2237 ;
-  assign \$2240  = \port$41991$18 [7:5] * 4'h8;
+  assign \$2240  = \port$46026$18 [7:5] * 4'h8;
   assign \$501  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$2240 ;
-  assign \$2243  = \port$41991$18 [6:5] * 4'h8;
+  assign \$2243  = \port$46026$18 [6:5] * 4'h8;
   assign \$502  = { weights[207:200], weights[143:136], weights[79:72], weights[15:8] } >> \$2243 ;
-  assign \$2246  = \port$41991$18 [5] * 4'h8;
+  assign \$2246  = \port$46026$18 [5] * 4'h8;
   assign \$503  = { weights[143:136], weights[15:8] } >> \$2246 ;
-  assign \$2251  = \port$41991$18 [0] * 4'h8;
+  assign \$2251  = \port$46026$18 [0] * 4'h8;
   assign \$506  = centre[159:144] >> \$2251 ;
-  assign \$2254  = \port$41991$18 [0] * 4'h8;
+  assign \$2254  = \port$46026$18 [0] * 4'h8;
   assign \$507  = centre[143:128] >> \$2254 ;
-  assign \$2257  = \port$41991$18 [0] * 4'h8;
+  assign \$2257  = \port$46026$18 [0] * 4'h8;
   assign \$508  = centre[175:160] >> \$2257 ;
-  assign \$2261  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2261  = \port$46026$18 [1:0] * 4'h8;
   assign \$510  = centre[159:128] >> \$2261 ;
-  assign \$2264  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2264  = \port$46026$18 [1:0] * 4'h8;
   assign \$511  = centre[127:96] >> \$2264 ;
-  assign \$2267  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2267  = \port$46026$18 [1:0] * 4'h8;
   assign \$512  = centre[191:160] >> \$2267 ;
-  assign \$2271  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2271  = \port$46026$18 [2:0] * 4'h8;
   assign \$514  = centre[191:128] >> \$2271 ;
-  assign \$2274  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2274  = \port$46026$18 [2:0] * 4'h8;
   assign \$515  = centre[127:64] >> \$2274 ;
-  assign \$2277  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2277  = \port$46026$18 [2:0] * 4'h8;
   assign \$516  = centre[255:192] >> \$2277 ;
-  assign \$2281  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2281  = \port$46026$18 [3:0] * 4'h8;
   assign \$518  = centre[255:128] >> \$2281 ;
-  assign \$2284  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2284  = \port$46026$18 [3:0] * 4'h8;
   assign \$519  = centre[127:0] >> \$2284 ;
-  assign \$2287  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2287  = \port$46026$18 [3:0] * 4'h8;
   assign \$520  = 1'h0 >> \$2287 ;
-  assign \$2291  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2291  = \port$46026$18 [4:0] * 4'h8;
   assign \$522  = centre >> \$2291 ;
-  assign \$2294  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2294  = \port$46026$18 [4:0] * 4'h8;
   assign \$523  = 1'h0 >> \$2294 ;
-  assign \$2297  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2297  = \port$46026$18 [4:0] * 4'h8;
   assign \$524  = 1'h0 >> \$2297 ;
-  assign \$2302  = \port$41991$18 [9:5] * 4'h8;
+  assign \$2302  = \port$46026$18 [9:5] * 4'h8;
   assign \$527  = weights >> \$2302 ;
-  assign \$2305  = \port$41991$18 [8:5] * 4'h8;
+  assign \$2305  = \port$46026$18 [8:5] * 4'h8;
   assign \$528  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2305 ;
-  assign \$2308  = \port$41991$18 [7:5] * 4'h8;
+  assign \$2308  = \port$46026$18 [7:5] * 4'h8;
   assign \$529  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$2308 ;
-  assign \$2311  = \port$41991$18 [6:5] * 4'h8;
+  assign \$2311  = \port$46026$18 [6:5] * 4'h8;
   assign \$530  = { weights[215:208], weights[151:144], weights[87:80], weights[23:16] } >> \$2311 ;
-  assign \$2314  = \port$41991$18 [5] * 4'h8;
+  assign \$2314  = \port$46026$18 [5] * 4'h8;
   assign \$531  = { weights[151:144], weights[23:16] } >> \$2314 ;
-  assign \$2319  = \port$41991$18 [0] * 4'h8;
+  assign \$2319  = \port$46026$18 [0] * 4'h8;
   assign \$534  = centre[159:144] >> \$2319 ;
-  assign \$2322  = \port$41991$18 [0] * 4'h8;
+  assign \$2322  = \port$46026$18 [0] * 4'h8;
   assign \$535  = centre[143:128] >> \$2322 ;
-  assign \$2325  = \port$41991$18 [0] * 4'h8;
+  assign \$2325  = \port$46026$18 [0] * 4'h8;
   assign \$536  = centre[175:160] >> \$2325 ;
-  assign \$2329  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2329  = \port$46026$18 [1:0] * 4'h8;
   assign \$538  = centre[159:128] >> \$2329 ;
-  assign \$2332  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2332  = \port$46026$18 [1:0] * 4'h8;
   assign \$539  = centre[127:96] >> \$2332 ;
-  assign \$2335  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2335  = \port$46026$18 [1:0] * 4'h8;
   assign \$540  = centre[191:160] >> \$2335 ;
-  assign \$2339  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2339  = \port$46026$18 [2:0] * 4'h8;
   assign \$542  = centre[191:128] >> \$2339 ;
-  assign \$2342  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2342  = \port$46026$18 [2:0] * 4'h8;
   assign \$543  = centre[127:64] >> \$2342 ;
-  assign \$2345  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2345  = \port$46026$18 [2:0] * 4'h8;
   assign \$544  = centre[255:192] >> \$2345 ;
-  assign \$2349  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2349  = \port$46026$18 [3:0] * 4'h8;
   assign \$546  = centre[255:128] >> \$2349 ;
-  assign \$2352  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2352  = \port$46026$18 [3:0] * 4'h8;
   assign \$547  = centre[127:0] >> \$2352 ;
-  assign \$2355  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2355  = \port$46026$18 [3:0] * 4'h8;
   assign \$548  = 1'h0 >> \$2355 ;
-  assign \$2359  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2359  = \port$46026$18 [4:0] * 4'h8;
   assign \$550  = centre >> \$2359 ;
-  assign \$2362  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2362  = \port$46026$18 [4:0] * 4'h8;
   assign \$551  = 1'h0 >> \$2362 ;
-  assign \$2365  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2365  = \port$46026$18 [4:0] * 4'h8;
   assign \$552  = 1'h0 >> \$2365 ;
-  assign \$2370  = \port$41991$18 [9:5] * 4'h8;
+  assign \$2370  = \port$46026$18 [9:5] * 4'h8;
   assign \$555  = weights >> \$2370 ;
-  assign \$2373  = \port$41991$18 [8:5] * 4'h8;
+  assign \$2373  = \port$46026$18 [8:5] * 4'h8;
   assign \$556  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2373 ;
-  assign \$2376  = \port$41991$18 [7:5] * 4'h8;
+  assign \$2376  = \port$46026$18 [7:5] * 4'h8;
   assign \$557  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$2376 ;
-  assign \$2379  = \port$41991$18 [6:5] * 4'h8;
+  assign \$2379  = \port$46026$18 [6:5] * 4'h8;
   assign \$558  = { weights[223:216], weights[159:152], weights[95:88], weights[31:24] } >> \$2379 ;
-  assign \$2382  = \port$41991$18 [5] * 4'h8;
+  assign \$2382  = \port$46026$18 [5] * 4'h8;
   assign \$559  = { weights[159:152], weights[31:24] } >> \$2382 ;
-  assign \$2387  = \port$41991$18 [0] * 4'h8;
+  assign \$2387  = \port$46026$18 [0] * 4'h8;
   assign \$562  = centre[175:160] >> \$2387 ;
-  assign \$2390  = \port$41991$18 [0] * 4'h8;
+  assign \$2390  = \port$46026$18 [0] * 4'h8;
   assign \$563  = centre[159:144] >> \$2390 ;
-  assign \$2393  = \port$41991$18 [0] * 4'h8;
+  assign \$2393  = \port$46026$18 [0] * 4'h8;
   assign \$564  = centre[191:176] >> \$2393 ;
-  assign \$2397  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2397  = \port$46026$18 [1:0] * 4'h8;
   assign \$566  = centre[191:160] >> \$2397 ;
-  assign \$2400  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2400  = \port$46026$18 [1:0] * 4'h8;
   assign \$567  = centre[159:128] >> \$2400 ;
-  assign \$2403  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2403  = \port$46026$18 [1:0] * 4'h8;
   assign \$568  = centre[223:192] >> \$2403 ;
-  assign \$2407  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2407  = \port$46026$18 [2:0] * 4'h8;
   assign \$570  = centre[191:128] >> \$2407 ;
-  assign \$2410  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2410  = \port$46026$18 [2:0] * 4'h8;
   assign \$571  = centre[127:64] >> \$2410 ;
-  assign \$2413  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2413  = \port$46026$18 [2:0] * 4'h8;
   assign \$572  = centre[255:192] >> \$2413 ;
-  assign \$2417  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2417  = \port$46026$18 [3:0] * 4'h8;
   assign \$574  = centre[255:128] >> \$2417 ;
-  assign \$2420  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2420  = \port$46026$18 [3:0] * 4'h8;
   assign \$575  = centre[127:0] >> \$2420 ;
-  assign \$2423  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2423  = \port$46026$18 [3:0] * 4'h8;
   assign \$576  = 1'h0 >> \$2423 ;
-  assign \$2427  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2427  = \port$46026$18 [4:0] * 4'h8;
   assign \$578  = centre >> \$2427 ;
-  assign \$2430  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2430  = \port$46026$18 [4:0] * 4'h8;
   assign \$579  = 1'h0 >> \$2430 ;
-  assign \$2433  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2433  = \port$46026$18 [4:0] * 4'h8;
   assign \$580  = 1'h0 >> \$2433 ;
-  assign \$2438  = \port$41991$18 [9:5] * 4'h8;
+  assign \$2438  = \port$46026$18 [9:5] * 4'h8;
   assign \$583  = weights >> \$2438 ;
-  assign \$2441  = \port$41991$18 [8:5] * 4'h8;
+  assign \$2441  = \port$46026$18 [8:5] * 4'h8;
   assign \$584  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2441 ;
-  assign \$2444  = \port$41991$18 [7:5] * 4'h8;
+  assign \$2444  = \port$46026$18 [7:5] * 4'h8;
   assign \$585  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$2444 ;
-  assign \$2447  = \port$41991$18 [6:5] * 4'h8;
+  assign \$2447  = \port$46026$18 [6:5] * 4'h8;
   assign \$586  = { weights[231:224], weights[167:160], weights[103:96], weights[39:32] } >> \$2447 ;
-  assign \$2450  = \port$41991$18 [5] * 4'h8;
+  assign \$2450  = \port$46026$18 [5] * 4'h8;
   assign \$587  = { weights[167:160], weights[39:32] } >> \$2450 ;
-  assign \$2455  = \port$41991$18 [0] * 4'h8;
+  assign \$2455  = \port$46026$18 [0] * 4'h8;
   assign \$590  = centre[175:160] >> \$2455 ;
-  assign \$2458  = \port$41991$18 [0] * 4'h8;
+  assign \$2458  = \port$46026$18 [0] * 4'h8;
   assign \$591  = centre[159:144] >> \$2458 ;
-  assign \$2461  = \port$41991$18 [0] * 4'h8;
+  assign \$2461  = \port$46026$18 [0] * 4'h8;
   assign \$592  = centre[191:176] >> \$2461 ;
-  assign \$2465  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2465  = \port$46026$18 [1:0] * 4'h8;
   assign \$594  = centre[191:160] >> \$2465 ;
-  assign \$2468  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2468  = \port$46026$18 [1:0] * 4'h8;
   assign \$595  = centre[159:128] >> \$2468 ;
-  assign \$2471  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2471  = \port$46026$18 [1:0] * 4'h8;
   assign \$596  = centre[223:192] >> \$2471 ;
-  assign \$2475  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2475  = \port$46026$18 [2:0] * 4'h8;
   assign \$598  = centre[191:128] >> \$2475 ;
-  assign \$2478  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2478  = \port$46026$18 [2:0] * 4'h8;
   assign \$599  = centre[127:64] >> \$2478 ;
-  assign \$2481  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2481  = \port$46026$18 [2:0] * 4'h8;
   assign \$600  = centre[255:192] >> \$2481 ;
-  assign \$2485  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2485  = \port$46026$18 [3:0] * 4'h8;
   assign \$602  = centre[255:128] >> \$2485 ;
-  assign \$2488  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2488  = \port$46026$18 [3:0] * 4'h8;
   assign \$603  = centre[127:0] >> \$2488 ;
-  assign \$2491  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2491  = \port$46026$18 [3:0] * 4'h8;
   assign \$604  = 1'h0 >> \$2491 ;
-  assign \$2495  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2495  = \port$46026$18 [4:0] * 4'h8;
   assign \$606  = centre >> \$2495 ;
-  assign \$2498  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2498  = \port$46026$18 [4:0] * 4'h8;
   assign \$607  = 1'h0 >> \$2498 ;
-  assign \$2501  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2501  = \port$46026$18 [4:0] * 4'h8;
   assign \$608  = 1'h0 >> \$2501 ;
-  assign \$2506  = \port$41991$18 [9:5] * 4'h8;
+  assign \$2506  = \port$46026$18 [9:5] * 4'h8;
   assign \$611  = weights >> \$2506 ;
-  assign \$2509  = \port$41991$18 [8:5] * 4'h8;
+  assign \$2509  = \port$46026$18 [8:5] * 4'h8;
   assign \$612  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2509 ;
-  assign \$2512  = \port$41991$18 [7:5] * 4'h8;
+  assign \$2512  = \port$46026$18 [7:5] * 4'h8;
   assign \$613  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$2512 ;
-  assign \$2515  = \port$41991$18 [6:5] * 4'h8;
+  assign \$2515  = \port$46026$18 [6:5] * 4'h8;
   assign \$614  = { weights[239:232], weights[175:168], weights[111:104], weights[47:40] } >> \$2515 ;
-  assign \$2518  = \port$41991$18 [5] * 4'h8;
+  assign \$2518  = \port$46026$18 [5] * 4'h8;
   assign \$615  = { weights[175:168], weights[47:40] } >> \$2518 ;
-  assign \$2523  = \port$41991$18 [0] * 4'h8;
+  assign \$2523  = \port$46026$18 [0] * 4'h8;
   assign \$618  = centre[191:176] >> \$2523 ;
-  assign \$2526  = \port$41991$18 [0] * 4'h8;
+  assign \$2526  = \port$46026$18 [0] * 4'h8;
   assign \$619  = centre[175:160] >> \$2526 ;
-  assign \$2529  = \port$41991$18 [0] * 4'h8;
+  assign \$2529  = \port$46026$18 [0] * 4'h8;
   assign \$620  = centre[207:192] >> \$2529 ;
-  assign \$2533  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2533  = \port$46026$18 [1:0] * 4'h8;
   assign \$622  = centre[191:160] >> \$2533 ;
-  assign \$2536  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2536  = \port$46026$18 [1:0] * 4'h8;
   assign \$623  = centre[159:128] >> \$2536 ;
-  assign \$2539  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2539  = \port$46026$18 [1:0] * 4'h8;
   assign \$624  = centre[223:192] >> \$2539 ;
-  assign \$2543  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2543  = \port$46026$18 [2:0] * 4'h8;
   assign \$626  = centre[191:128] >> \$2543 ;
-  assign \$2546  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2546  = \port$46026$18 [2:0] * 4'h8;
   assign \$627  = centre[127:64] >> \$2546 ;
-  assign \$2549  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2549  = \port$46026$18 [2:0] * 4'h8;
   assign \$628  = centre[255:192] >> \$2549 ;
-  assign \$2553  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2553  = \port$46026$18 [3:0] * 4'h8;
   assign \$630  = centre[255:128] >> \$2553 ;
-  assign \$2556  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2556  = \port$46026$18 [3:0] * 4'h8;
   assign \$631  = centre[127:0] >> \$2556 ;
-  assign \$2559  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2559  = \port$46026$18 [3:0] * 4'h8;
   assign \$632  = 1'h0 >> \$2559 ;
-  assign \$2563  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2563  = \port$46026$18 [4:0] * 4'h8;
   assign \$634  = centre >> \$2563 ;
-  assign \$2566  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2566  = \port$46026$18 [4:0] * 4'h8;
   assign \$635  = 1'h0 >> \$2566 ;
-  assign \$2569  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2569  = \port$46026$18 [4:0] * 4'h8;
   assign \$636  = 1'h0 >> \$2569 ;
-  assign \$2574  = \port$41991$18 [9:5] * 4'h8;
+  assign \$2574  = \port$46026$18 [9:5] * 4'h8;
   assign \$639  = weights >> \$2574 ;
-  assign \$2577  = \port$41991$18 [8:5] * 4'h8;
+  assign \$2577  = \port$46026$18 [8:5] * 4'h8;
   assign \$640  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2577 ;
-  assign \$2580  = \port$41991$18 [7:5] * 4'h8;
+  assign \$2580  = \port$46026$18 [7:5] * 4'h8;
   assign \$641  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$2580 ;
-  assign \$2583  = \port$41991$18 [6:5] * 4'h8;
+  assign \$2583  = \port$46026$18 [6:5] * 4'h8;
   assign \$642  = { weights[247:240], weights[183:176], weights[119:112], weights[55:48] } >> \$2583 ;
-  assign \$2586  = \port$41991$18 [5] * 4'h8;
+  assign \$2586  = \port$46026$18 [5] * 4'h8;
   assign \$643  = { weights[183:176], weights[55:48] } >> \$2586 ;
-  assign \$2591  = \port$41991$18 [0] * 4'h8;
+  assign \$2591  = \port$46026$18 [0] * 4'h8;
   assign \$646  = centre[191:176] >> \$2591 ;
-  assign \$2594  = \port$41991$18 [0] * 4'h8;
+  assign \$2594  = \port$46026$18 [0] * 4'h8;
   assign \$647  = centre[175:160] >> \$2594 ;
-  assign \$2597  = \port$41991$18 [0] * 4'h8;
+  assign \$2597  = \port$46026$18 [0] * 4'h8;
   assign \$648  = centre[207:192] >> \$2597 ;
-  assign \$2601  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2601  = \port$46026$18 [1:0] * 4'h8;
   assign \$650  = centre[191:160] >> \$2601 ;
-  assign \$2604  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2604  = \port$46026$18 [1:0] * 4'h8;
   assign \$651  = centre[159:128] >> \$2604 ;
-  assign \$2607  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2607  = \port$46026$18 [1:0] * 4'h8;
   assign \$652  = centre[223:192] >> \$2607 ;
-  assign \$2611  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2611  = \port$46026$18 [2:0] * 4'h8;
   assign \$654  = centre[191:128] >> \$2611 ;
-  assign \$2614  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2614  = \port$46026$18 [2:0] * 4'h8;
   assign \$655  = centre[127:64] >> \$2614 ;
-  assign \$2617  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2617  = \port$46026$18 [2:0] * 4'h8;
   assign \$656  = centre[255:192] >> \$2617 ;
-  assign \$2621  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2621  = \port$46026$18 [3:0] * 4'h8;
   assign \$658  = centre[255:128] >> \$2621 ;
-  assign \$2624  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2624  = \port$46026$18 [3:0] * 4'h8;
   assign \$659  = centre[127:0] >> \$2624 ;
-  assign \$2627  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2627  = \port$46026$18 [3:0] * 4'h8;
   assign \$660  = 1'h0 >> \$2627 ;
-  assign \$2631  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2631  = \port$46026$18 [4:0] * 4'h8;
   assign \$662  = centre >> \$2631 ;
-  assign \$2634  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2634  = \port$46026$18 [4:0] * 4'h8;
   assign \$663  = 1'h0 >> \$2634 ;
-  assign \$2637  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2637  = \port$46026$18 [4:0] * 4'h8;
   assign \$664  = 1'h0 >> \$2637 ;
-  assign \$2642  = \port$41991$18 [9:5] * 4'h8;
+  assign \$2642  = \port$46026$18 [9:5] * 4'h8;
   assign \$667  = weights >> \$2642 ;
-  assign \$2645  = \port$41991$18 [8:5] * 4'h8;
+  assign \$2645  = \port$46026$18 [8:5] * 4'h8;
   assign \$668  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2645 ;
-  assign \$2648  = \port$41991$18 [7:5] * 4'h8;
+  assign \$2648  = \port$46026$18 [7:5] * 4'h8;
   assign \$669  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$2648 ;
-  assign \$2651  = \port$41991$18 [6:5] * 4'h8;
+  assign \$2651  = \port$46026$18 [6:5] * 4'h8;
   assign \$670  = { weights[255:248], weights[191:184], weights[127:120], weights[63:56] } >> \$2651 ;
-  assign \$2654  = \port$41991$18 [5] * 4'h8;
+  assign \$2654  = \port$46026$18 [5] * 4'h8;
   assign \$671  = { weights[191:184], weights[63:56] } >> \$2654 ;
-  assign \$2659  = \port$41991$18 [0] * 4'h8;
+  assign \$2659  = \port$46026$18 [0] * 4'h8;
   assign \$674  = centre[207:192] >> \$2659 ;
-  assign \$2662  = \port$41991$18 [0] * 4'h8;
+  assign \$2662  = \port$46026$18 [0] * 4'h8;
   assign \$675  = centre[191:176] >> \$2662 ;
-  assign \$2665  = \port$41991$18 [0] * 4'h8;
+  assign \$2665  = \port$46026$18 [0] * 4'h8;
   assign \$676  = centre[223:208] >> \$2665 ;
-  assign \$2669  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2669  = \port$46026$18 [1:0] * 4'h8;
   assign \$678  = centre[223:192] >> \$2669 ;
-  assign \$2672  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2672  = \port$46026$18 [1:0] * 4'h8;
   assign \$679  = centre[191:160] >> \$2672 ;
-  assign \$2675  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2675  = \port$46026$18 [1:0] * 4'h8;
   assign \$680  = centre[255:224] >> \$2675 ;
-  assign \$2679  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2679  = \port$46026$18 [2:0] * 4'h8;
   assign \$682  = centre[255:192] >> \$2679 ;
-  assign \$2682  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2682  = \port$46026$18 [2:0] * 4'h8;
   assign \$683  = centre[191:128] >> \$2682 ;
-  assign \$2685  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2685  = \port$46026$18 [2:0] * 4'h8;
   assign \$684  = 1'h0 >> \$2685 ;
-  assign \$2689  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2689  = \port$46026$18 [3:0] * 4'h8;
   assign \$686  = centre[255:128] >> \$2689 ;
-  assign \$2692  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2692  = \port$46026$18 [3:0] * 4'h8;
   assign \$687  = centre[127:0] >> \$2692 ;
-  assign \$2695  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2695  = \port$46026$18 [3:0] * 4'h8;
   assign \$688  = 1'h0 >> \$2695 ;
-  assign \$2699  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2699  = \port$46026$18 [4:0] * 4'h8;
   assign \$690  = centre >> \$2699 ;
-  assign \$2702  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2702  = \port$46026$18 [4:0] * 4'h8;
   assign \$691  = 1'h0 >> \$2702 ;
-  assign \$2705  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2705  = \port$46026$18 [4:0] * 4'h8;
   assign \$692  = 1'h0 >> \$2705 ;
-  assign \$2710  = \port$41991$18 [9:5] * 4'h8;
+  assign \$2710  = \port$46026$18 [9:5] * 4'h8;
   assign \$695  = weights >> \$2710 ;
-  assign \$2713  = \port$41991$18 [8:5] * 4'h8;
+  assign \$2713  = \port$46026$18 [8:5] * 4'h8;
   assign \$696  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2713 ;
-  assign \$2716  = \port$41991$18 [7:5] * 4'h8;
+  assign \$2716  = \port$46026$18 [7:5] * 4'h8;
   assign \$697  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$2716 ;
-  assign \$2719  = \port$41991$18 [6:5] * 4'h8;
+  assign \$2719  = \port$46026$18 [6:5] * 4'h8;
   assign \$698  = { weights[199:192], weights[135:128], weights[71:64], weights[7:0] } >> \$2719 ;
-  assign \$2722  = \port$41991$18 [5] * 4'h8;
+  assign \$2722  = \port$46026$18 [5] * 4'h8;
   assign \$699  = { weights[199:192], weights[71:64] } >> \$2722 ;
-  assign \$2727  = \port$41991$18 [0] * 4'h8;
+  assign \$2727  = \port$46026$18 [0] * 4'h8;
   assign \$702  = centre[207:192] >> \$2727 ;
-  assign \$2730  = \port$41991$18 [0] * 4'h8;
+  assign \$2730  = \port$46026$18 [0] * 4'h8;
   assign \$703  = centre[191:176] >> \$2730 ;
-  assign \$2733  = \port$41991$18 [0] * 4'h8;
+  assign \$2733  = \port$46026$18 [0] * 4'h8;
   assign \$704  = centre[223:208] >> \$2733 ;
-  assign \$2737  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2737  = \port$46026$18 [1:0] * 4'h8;
   assign \$706  = centre[223:192] >> \$2737 ;
-  assign \$2740  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2740  = \port$46026$18 [1:0] * 4'h8;
   assign \$707  = centre[191:160] >> \$2740 ;
-  assign \$2743  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2743  = \port$46026$18 [1:0] * 4'h8;
   assign \$708  = centre[255:224] >> \$2743 ;
-  assign \$2747  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2747  = \port$46026$18 [2:0] * 4'h8;
   assign \$710  = centre[255:192] >> \$2747 ;
-  assign \$2750  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2750  = \port$46026$18 [2:0] * 4'h8;
   assign \$711  = centre[191:128] >> \$2750 ;
-  assign \$2753  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2753  = \port$46026$18 [2:0] * 4'h8;
   assign \$712  = 1'h0 >> \$2753 ;
-  assign \$2757  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2757  = \port$46026$18 [3:0] * 4'h8;
   assign \$714  = centre[255:128] >> \$2757 ;
-  assign \$2760  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2760  = \port$46026$18 [3:0] * 4'h8;
   assign \$715  = centre[127:0] >> \$2760 ;
-  assign \$2763  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2763  = \port$46026$18 [3:0] * 4'h8;
   assign \$716  = 1'h0 >> \$2763 ;
-  assign \$2767  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2767  = \port$46026$18 [4:0] * 4'h8;
   assign \$718  = centre >> \$2767 ;
-  assign \$2770  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2770  = \port$46026$18 [4:0] * 4'h8;
   assign \$719  = 1'h0 >> \$2770 ;
-  assign \$2773  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2773  = \port$46026$18 [4:0] * 4'h8;
   assign \$720  = 1'h0 >> \$2773 ;
-  assign \$2778  = \port$41991$18 [9:5] * 4'h8;
+  assign \$2778  = \port$46026$18 [9:5] * 4'h8;
   assign \$723  = weights >> \$2778 ;
-  assign \$2781  = \port$41991$18 [8:5] * 4'h8;
+  assign \$2781  = \port$46026$18 [8:5] * 4'h8;
   assign \$724  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2781 ;
-  assign \$2784  = \port$41991$18 [7:5] * 4'h8;
+  assign \$2784  = \port$46026$18 [7:5] * 4'h8;
   assign \$725  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$2784 ;
-  assign \$2787  = \port$41991$18 [6:5] * 4'h8;
+  assign \$2787  = \port$46026$18 [6:5] * 4'h8;
   assign \$726  = { weights[207:200], weights[143:136], weights[79:72], weights[15:8] } >> \$2787 ;
-  assign \$2790  = \port$41991$18 [5] * 4'h8;
+  assign \$2790  = \port$46026$18 [5] * 4'h8;
   assign \$727  = { weights[207:200], weights[79:72] } >> \$2790 ;
-  assign \$2795  = \port$41991$18 [0] * 4'h8;
+  assign \$2795  = \port$46026$18 [0] * 4'h8;
   assign \$730  = centre[223:208] >> \$2795 ;
-  assign \$2798  = \port$41991$18 [0] * 4'h8;
+  assign \$2798  = \port$46026$18 [0] * 4'h8;
   assign \$731  = centre[207:192] >> \$2798 ;
-  assign \$2801  = \port$41991$18 [0] * 4'h8;
+  assign \$2801  = \port$46026$18 [0] * 4'h8;
   assign \$732  = centre[239:224] >> \$2801 ;
-  assign \$2805  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2805  = \port$46026$18 [1:0] * 4'h8;
   assign \$734  = centre[223:192] >> \$2805 ;
-  assign \$2808  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2808  = \port$46026$18 [1:0] * 4'h8;
   assign \$735  = centre[191:160] >> \$2808 ;
-  assign \$2811  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2811  = \port$46026$18 [1:0] * 4'h8;
   assign \$736  = centre[255:224] >> \$2811 ;
-  assign \$2815  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2815  = \port$46026$18 [2:0] * 4'h8;
   assign \$738  = centre[255:192] >> \$2815 ;
-  assign \$2818  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2818  = \port$46026$18 [2:0] * 4'h8;
   assign \$739  = centre[191:128] >> \$2818 ;
-  assign \$2821  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2821  = \port$46026$18 [2:0] * 4'h8;
   assign \$740  = 1'h0 >> \$2821 ;
-  assign \$2825  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2825  = \port$46026$18 [3:0] * 4'h8;
   assign \$742  = centre[255:128] >> \$2825 ;
-  assign \$2828  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2828  = \port$46026$18 [3:0] * 4'h8;
   assign \$743  = centre[127:0] >> \$2828 ;
-  assign \$2831  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2831  = \port$46026$18 [3:0] * 4'h8;
   assign \$744  = 1'h0 >> \$2831 ;
-  assign \$2835  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2835  = \port$46026$18 [4:0] * 4'h8;
   assign \$746  = centre >> \$2835 ;
-  assign \$2838  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2838  = \port$46026$18 [4:0] * 4'h8;
   assign \$747  = 1'h0 >> \$2838 ;
-  assign \$2841  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2841  = \port$46026$18 [4:0] * 4'h8;
   assign \$748  = 1'h0 >> \$2841 ;
-  assign \$2846  = \port$41991$18 [9:5] * 4'h8;
+  assign \$2846  = \port$46026$18 [9:5] * 4'h8;
   assign \$751  = weights >> \$2846 ;
-  assign \$2849  = \port$41991$18 [8:5] * 4'h8;
+  assign \$2849  = \port$46026$18 [8:5] * 4'h8;
   assign \$752  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2849 ;
-  assign \$2852  = \port$41991$18 [7:5] * 4'h8;
+  assign \$2852  = \port$46026$18 [7:5] * 4'h8;
   assign \$753  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$2852 ;
-  assign \$2855  = \port$41991$18 [6:5] * 4'h8;
+  assign \$2855  = \port$46026$18 [6:5] * 4'h8;
   assign \$754  = { weights[215:208], weights[151:144], weights[87:80], weights[23:16] } >> \$2855 ;
-  assign \$2858  = \port$41991$18 [5] * 4'h8;
+  assign \$2858  = \port$46026$18 [5] * 4'h8;
   assign \$755  = { weights[215:208], weights[87:80] } >> \$2858 ;
-  assign \$2863  = \port$41991$18 [0] * 4'h8;
+  assign \$2863  = \port$46026$18 [0] * 4'h8;
   assign \$758  = centre[223:208] >> \$2863 ;
-  assign \$2866  = \port$41991$18 [0] * 4'h8;
+  assign \$2866  = \port$46026$18 [0] * 4'h8;
   assign \$759  = centre[207:192] >> \$2866 ;
-  assign \$2869  = \port$41991$18 [0] * 4'h8;
+  assign \$2869  = \port$46026$18 [0] * 4'h8;
   assign \$760  = centre[239:224] >> \$2869 ;
-  assign \$2873  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2873  = \port$46026$18 [1:0] * 4'h8;
   assign \$762  = centre[223:192] >> \$2873 ;
-  assign \$2876  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2876  = \port$46026$18 [1:0] * 4'h8;
   assign \$763  = centre[191:160] >> \$2876 ;
-  assign \$2879  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2879  = \port$46026$18 [1:0] * 4'h8;
   assign \$764  = centre[255:224] >> \$2879 ;
-  assign \$2883  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2883  = \port$46026$18 [2:0] * 4'h8;
   assign \$766  = centre[255:192] >> \$2883 ;
-  assign \$2886  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2886  = \port$46026$18 [2:0] * 4'h8;
   assign \$767  = centre[191:128] >> \$2886 ;
-  assign \$2889  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2889  = \port$46026$18 [2:0] * 4'h8;
   assign \$768  = 1'h0 >> \$2889 ;
-  assign \$2893  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2893  = \port$46026$18 [3:0] * 4'h8;
   assign \$770  = centre[255:128] >> \$2893 ;
-  assign \$2896  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2896  = \port$46026$18 [3:0] * 4'h8;
   assign \$771  = centre[127:0] >> \$2896 ;
-  assign \$2899  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2899  = \port$46026$18 [3:0] * 4'h8;
   assign \$772  = 1'h0 >> \$2899 ;
-  assign \$2903  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2903  = \port$46026$18 [4:0] * 4'h8;
   assign \$774  = centre >> \$2903 ;
-  assign \$2906  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2906  = \port$46026$18 [4:0] * 4'h8;
   assign \$775  = 1'h0 >> \$2906 ;
-  assign \$2909  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2909  = \port$46026$18 [4:0] * 4'h8;
   assign \$776  = 1'h0 >> \$2909 ;
-  assign \$2914  = \port$41991$18 [9:5] * 4'h8;
+  assign \$2914  = \port$46026$18 [9:5] * 4'h8;
   assign \$779  = weights >> \$2914 ;
-  assign \$2917  = \port$41991$18 [8:5] * 4'h8;
+  assign \$2917  = \port$46026$18 [8:5] * 4'h8;
   assign \$780  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2917 ;
-  assign \$2920  = \port$41991$18 [7:5] * 4'h8;
+  assign \$2920  = \port$46026$18 [7:5] * 4'h8;
   assign \$781  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$2920 ;
-  assign \$2923  = \port$41991$18 [6:5] * 4'h8;
+  assign \$2923  = \port$46026$18 [6:5] * 4'h8;
   assign \$782  = { weights[223:216], weights[159:152], weights[95:88], weights[31:24] } >> \$2923 ;
-  assign \$2926  = \port$41991$18 [5] * 4'h8;
+  assign \$2926  = \port$46026$18 [5] * 4'h8;
   assign \$783  = { weights[223:216], weights[95:88] } >> \$2926 ;
-  assign \$2931  = \port$41991$18 [0] * 4'h8;
+  assign \$2931  = \port$46026$18 [0] * 4'h8;
   assign \$786  = centre[239:224] >> \$2931 ;
-  assign \$2934  = \port$41991$18 [0] * 4'h8;
+  assign \$2934  = \port$46026$18 [0] * 4'h8;
   assign \$787  = centre[223:208] >> \$2934 ;
-  assign \$2937  = \port$41991$18 [0] * 4'h8;
+  assign \$2937  = \port$46026$18 [0] * 4'h8;
   assign \$788  = centre[255:240] >> \$2937 ;
-  assign \$2941  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2941  = \port$46026$18 [1:0] * 4'h8;
   assign \$790  = centre[255:224] >> \$2941 ;
-  assign \$2944  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2944  = \port$46026$18 [1:0] * 4'h8;
   assign \$791  = centre[223:192] >> \$2944 ;
-  assign \$2947  = \port$41991$18 [1:0] * 4'h8;
+  assign \$2947  = \port$46026$18 [1:0] * 4'h8;
   assign \$792  = 1'h0 >> \$2947 ;
-  assign \$2951  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2951  = \port$46026$18 [2:0] * 4'h8;
   assign \$794  = centre[255:192] >> \$2951 ;
-  assign \$2954  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2954  = \port$46026$18 [2:0] * 4'h8;
   assign \$795  = centre[191:128] >> \$2954 ;
-  assign \$2957  = \port$41991$18 [2:0] * 4'h8;
+  assign \$2957  = \port$46026$18 [2:0] * 4'h8;
   assign \$796  = 1'h0 >> \$2957 ;
-  assign \$2961  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2961  = \port$46026$18 [3:0] * 4'h8;
   assign \$798  = centre[255:128] >> \$2961 ;
-  assign \$2964  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2964  = \port$46026$18 [3:0] * 4'h8;
   assign \$799  = centre[127:0] >> \$2964 ;
-  assign \$2967  = \port$41991$18 [3:0] * 4'h8;
+  assign \$2967  = \port$46026$18 [3:0] * 4'h8;
   assign \$800  = 1'h0 >> \$2967 ;
-  assign \$2971  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2971  = \port$46026$18 [4:0] * 4'h8;
   assign \$802  = centre >> \$2971 ;
-  assign \$2974  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2974  = \port$46026$18 [4:0] * 4'h8;
   assign \$803  = 1'h0 >> \$2974 ;
-  assign \$2977  = \port$41991$18 [4:0] * 4'h8;
+  assign \$2977  = \port$46026$18 [4:0] * 4'h8;
   assign \$804  = 1'h0 >> \$2977 ;
-  assign \$2982  = \port$41991$18 [9:5] * 4'h8;
+  assign \$2982  = \port$46026$18 [9:5] * 4'h8;
   assign \$807  = weights >> \$2982 ;
-  assign \$2985  = \port$41991$18 [8:5] * 4'h8;
+  assign \$2985  = \port$46026$18 [8:5] * 4'h8;
   assign \$808  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2985 ;
-  assign \$2988  = \port$41991$18 [7:5] * 4'h8;
+  assign \$2988  = \port$46026$18 [7:5] * 4'h8;
   assign \$809  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$2988 ;
-  assign \$2991  = \port$41991$18 [6:5] * 4'h8;
+  assign \$2991  = \port$46026$18 [6:5] * 4'h8;
   assign \$810  = { weights[231:224], weights[167:160], weights[103:96], weights[39:32] } >> \$2991 ;
-  assign \$2994  = \port$41991$18 [5] * 4'h8;
+  assign \$2994  = \port$46026$18 [5] * 4'h8;
   assign \$811  = { weights[231:224], weights[103:96] } >> \$2994 ;
-  assign \$2999  = \port$41991$18 [0] * 4'h8;
+  assign \$2999  = \port$46026$18 [0] * 4'h8;
   assign \$814  = centre[239:224] >> \$2999 ;
-  assign \$3002  = \port$41991$18 [0] * 4'h8;
+  assign \$3002  = \port$46026$18 [0] * 4'h8;
   assign \$815  = centre[223:208] >> \$3002 ;
-  assign \$3005  = \port$41991$18 [0] * 4'h8;
+  assign \$3005  = \port$46026$18 [0] * 4'h8;
   assign \$816  = centre[255:240] >> \$3005 ;
-  assign \$3009  = \port$41991$18 [1:0] * 4'h8;
+  assign \$3009  = \port$46026$18 [1:0] * 4'h8;
   assign \$818  = centre[255:224] >> \$3009 ;
-  assign \$3012  = \port$41991$18 [1:0] * 4'h8;
+  assign \$3012  = \port$46026$18 [1:0] * 4'h8;
   assign \$819  = centre[223:192] >> \$3012 ;
-  assign \$3015  = \port$41991$18 [1:0] * 4'h8;
+  assign \$3015  = \port$46026$18 [1:0] * 4'h8;
   assign \$820  = 1'h0 >> \$3015 ;
-  assign \$3019  = \port$41991$18 [2:0] * 4'h8;
+  assign \$3019  = \port$46026$18 [2:0] * 4'h8;
   assign \$822  = centre[255:192] >> \$3019 ;
-  assign \$3022  = \port$41991$18 [2:0] * 4'h8;
+  assign \$3022  = \port$46026$18 [2:0] * 4'h8;
   assign \$823  = centre[191:128] >> \$3022 ;
-  assign \$3025  = \port$41991$18 [2:0] * 4'h8;
+  assign \$3025  = \port$46026$18 [2:0] * 4'h8;
   assign \$824  = 1'h0 >> \$3025 ;
-  assign \$3029  = \port$41991$18 [3:0] * 4'h8;
+  assign \$3029  = \port$46026$18 [3:0] * 4'h8;
   assign \$826  = centre[255:128] >> \$3029 ;
-  assign \$3032  = \port$41991$18 [3:0] * 4'h8;
+  assign \$3032  = \port$46026$18 [3:0] * 4'h8;
   assign \$827  = centre[127:0] >> \$3032 ;
-  assign \$3035  = \port$41991$18 [3:0] * 4'h8;
+  assign \$3035  = \port$46026$18 [3:0] * 4'h8;
   assign \$828  = 1'h0 >> \$3035 ;
-  assign \$3039  = \port$41991$18 [4:0] * 4'h8;
+  assign \$3039  = \port$46026$18 [4:0] * 4'h8;
   assign \$830  = centre >> \$3039 ;
-  assign \$3042  = \port$41991$18 [4:0] * 4'h8;
+  assign \$3042  = \port$46026$18 [4:0] * 4'h8;
   assign \$831  = 1'h0 >> \$3042 ;
-  assign \$3045  = \port$41991$18 [4:0] * 4'h8;
+  assign \$3045  = \port$46026$18 [4:0] * 4'h8;
   assign \$832  = 1'h0 >> \$3045 ;
-  assign \$3050  = \port$41991$18 [9:5] * 4'h8;
+  assign \$3050  = \port$46026$18 [9:5] * 4'h8;
   assign \$835  = weights >> \$3050 ;
-  assign \$3053  = \port$41991$18 [8:5] * 4'h8;
+  assign \$3053  = \port$46026$18 [8:5] * 4'h8;
   assign \$836  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$3053 ;
-  assign \$3056  = \port$41991$18 [7:5] * 4'h8;
+  assign \$3056  = \port$46026$18 [7:5] * 4'h8;
   assign \$837  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$3056 ;
-  assign \$3059  = \port$41991$18 [6:5] * 4'h8;
+  assign \$3059  = \port$46026$18 [6:5] * 4'h8;
   assign \$838  = { weights[239:232], weights[175:168], weights[111:104], weights[47:40] } >> \$3059 ;
-  assign \$3062  = \port$41991$18 [5] * 4'h8;
+  assign \$3062  = \port$46026$18 [5] * 4'h8;
   assign \$839  = { weights[239:232], weights[111:104] } >> \$3062 ;
-  assign \$3067  = \port$41991$18 [0] * 4'h8;
+  assign \$3067  = \port$46026$18 [0] * 4'h8;
   assign \$842  = centre[255:240] >> \$3067 ;
-  assign \$3070  = \port$41991$18 [0] * 4'h8;
+  assign \$3070  = \port$46026$18 [0] * 4'h8;
   assign \$843  = centre[239:224] >> \$3070 ;
-  assign \$3073  = \port$41991$18 [0] * 4'h8;
+  assign \$3073  = \port$46026$18 [0] * 4'h8;
   assign \$844  = 1'h0 >> \$3073 ;
-  assign \$3077  = \port$41991$18 [1:0] * 4'h8;
+  assign \$3077  = \port$46026$18 [1:0] * 4'h8;
   assign \$846  = centre[255:224] >> \$3077 ;
-  assign \$3080  = \port$41991$18 [1:0] * 4'h8;
+  assign \$3080  = \port$46026$18 [1:0] * 4'h8;
   assign \$847  = centre[223:192] >> \$3080 ;
-  assign \$3083  = \port$41991$18 [1:0] * 4'h8;
+  assign \$3083  = \port$46026$18 [1:0] * 4'h8;
   assign \$848  = 1'h0 >> \$3083 ;
-  assign \$3087  = \port$41991$18 [2:0] * 4'h8;
+  assign \$3087  = \port$46026$18 [2:0] * 4'h8;
   assign \$850  = centre[255:192] >> \$3087 ;
-  assign \$3090  = \port$41991$18 [2:0] * 4'h8;
+  assign \$3090  = \port$46026$18 [2:0] * 4'h8;
   assign \$851  = centre[191:128] >> \$3090 ;
-  assign \$3093  = \port$41991$18 [2:0] * 4'h8;
+  assign \$3093  = \port$46026$18 [2:0] * 4'h8;
   assign \$852  = 1'h0 >> \$3093 ;
-  assign \$3097  = \port$41991$18 [3:0] * 4'h8;
+  assign \$3097  = \port$46026$18 [3:0] * 4'h8;
   assign \$854  = centre[255:128] >> \$3097 ;
-  assign \$3100  = \port$41991$18 [3:0] * 4'h8;
+  assign \$3100  = \port$46026$18 [3:0] * 4'h8;
   assign \$855  = centre[127:0] >> \$3100 ;
-  assign \$3103  = \port$41991$18 [3:0] * 4'h8;
+  assign \$3103  = \port$46026$18 [3:0] * 4'h8;
   assign \$856  = 1'h0 >> \$3103 ;
-  assign \$3107  = \port$41991$18 [4:0] * 4'h8;
+  assign \$3107  = \port$46026$18 [4:0] * 4'h8;
   assign \$858  = centre >> \$3107 ;
-  assign \$3110  = \port$41991$18 [4:0] * 4'h8;
+  assign \$3110  = \port$46026$18 [4:0] * 4'h8;
   assign \$859  = 1'h0 >> \$3110 ;
-  assign \$3113  = \port$41991$18 [4:0] * 4'h8;
+  assign \$3113  = \port$46026$18 [4:0] * 4'h8;
   assign \$860  = 1'h0 >> \$3113 ;
-  assign \$3118  = \port$41991$18 [9:5] * 4'h8;
+  assign \$3118  = \port$46026$18 [9:5] * 4'h8;
   assign \$863  = weights >> \$3118 ;
-  assign \$3121  = \port$41991$18 [8:5] * 4'h8;
+  assign \$3121  = \port$46026$18 [8:5] * 4'h8;
   assign \$864  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$3121 ;
-  assign \$3124  = \port$41991$18 [7:5] * 4'h8;
+  assign \$3124  = \port$46026$18 [7:5] * 4'h8;
   assign \$865  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$3124 ;
-  assign \$3127  = \port$41991$18 [6:5] * 4'h8;
+  assign \$3127  = \port$46026$18 [6:5] * 4'h8;
   assign \$866  = { weights[247:240], weights[183:176], weights[119:112], weights[55:48] } >> \$3127 ;
-  assign \$3130  = \port$41991$18 [5] * 4'h8;
+  assign \$3130  = \port$46026$18 [5] * 4'h8;
   assign \$867  = { weights[247:240], weights[119:112] } >> \$3130 ;
-  assign \$3135  = \port$41991$18 [0] * 4'h8;
+  assign \$3135  = \port$46026$18 [0] * 4'h8;
   assign \$870  = centre[255:240] >> \$3135 ;
-  assign \$3138  = \port$41991$18 [0] * 4'h8;
+  assign \$3138  = \port$46026$18 [0] * 4'h8;
   assign \$871  = centre[239:224] >> \$3138 ;
-  assign \$3141  = \port$41991$18 [0] * 4'h8;
+  assign \$3141  = \port$46026$18 [0] * 4'h8;
   assign \$872  = 1'h0 >> \$3141 ;
-  assign \$3145  = \port$41991$18 [1:0] * 4'h8;
+  assign \$3145  = \port$46026$18 [1:0] * 4'h8;
   assign \$874  = centre[255:224] >> \$3145 ;
-  assign \$3148  = \port$41991$18 [1:0] * 4'h8;
+  assign \$3148  = \port$46026$18 [1:0] * 4'h8;
   assign \$875  = centre[223:192] >> \$3148 ;
-  assign \$3151  = \port$41991$18 [1:0] * 4'h8;
+  assign \$3151  = \port$46026$18 [1:0] * 4'h8;
   assign \$876  = 1'h0 >> \$3151 ;
-  assign \$3155  = \port$41991$18 [2:0] * 4'h8;
+  assign \$3155  = \port$46026$18 [2:0] * 4'h8;
   assign \$878  = centre[255:192] >> \$3155 ;
-  assign \$3158  = \port$41991$18 [2:0] * 4'h8;
+  assign \$3158  = \port$46026$18 [2:0] * 4'h8;
   assign \$879  = centre[191:128] >> \$3158 ;
-  assign \$3161  = \port$41991$18 [2:0] * 4'h8;
+  assign \$3161  = \port$46026$18 [2:0] * 4'h8;
   assign \$880  = 1'h0 >> \$3161 ;
-  assign \$3165  = \port$41991$18 [3:0] * 4'h8;
+  assign \$3165  = \port$46026$18 [3:0] * 4'h8;
   assign \$882  = centre[255:128] >> \$3165 ;
-  assign \$3168  = \port$41991$18 [3:0] * 4'h8;
+  assign \$3168  = \port$46026$18 [3:0] * 4'h8;
   assign \$883  = centre[127:0] >> \$3168 ;
-  assign \$3171  = \port$41991$18 [3:0] * 4'h8;
+  assign \$3171  = \port$46026$18 [3:0] * 4'h8;
   assign \$884  = 1'h0 >> \$3171 ;
-  assign \$3175  = \port$41991$18 [4:0] * 4'h8;
+  assign \$3175  = \port$46026$18 [4:0] * 4'h8;
   assign \$886  = centre >> \$3175 ;
-  assign \$3178  = \port$41991$18 [4:0] * 4'h8;
+  assign \$3178  = \port$46026$18 [4:0] * 4'h8;
   assign \$887  = 1'h0 >> \$3178 ;
-  assign \$3181  = \port$41991$18 [4:0] * 4'h8;
+  assign \$3181  = \port$46026$18 [4:0] * 4'h8;
   assign \$888  = 1'h0 >> \$3181 ;
-  assign \$3186  = \port$41991$18 [9:5] * 4'h8;
+  assign \$3186  = \port$46026$18 [9:5] * 4'h8;
   assign \$891  = weights >> \$3186 ;
-  assign \$3189  = \port$41991$18 [8:5] * 4'h8;
+  assign \$3189  = \port$46026$18 [8:5] * 4'h8;
   assign \$892  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$3189 ;
-  assign \$3192  = \port$41991$18 [7:5] * 4'h8;
+  assign \$3192  = \port$46026$18 [7:5] * 4'h8;
   assign \$893  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$3192 ;
-  assign \$3195  = \port$41991$18 [6:5] * 4'h8;
+  assign \$3195  = \port$46026$18 [6:5] * 4'h8;
   assign \$894  = { weights[255:248], weights[191:184], weights[127:120], weights[63:56] } >> \$3195 ;
-  assign \$3198  = \port$41991$18 [5] * 4'h8;
+  assign \$3198  = \port$46026$18 [5] * 4'h8;
   assign \$895  = { weights[255:248], weights[127:120] } >> \$3198 ;
-  assign \$897  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$897  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product0 = $signed(\$897 [7:0]) * $signed(operand[7:0]);
-  assign \$898  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$898  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product1 = $signed(\$898 [15:8]) * $signed(operand[15:8]);
-  assign \$899  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$899  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product2 = $signed(\$899 [23:16]) * $signed(operand[23:16]);
-  assign \$900  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$900  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product3 = $signed(\$900 [31:24]) * $signed(operand[31:24]);
-  assign \$901  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$901  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product4 = $signed(\$901 [39:32]) * $signed(operand[39:32]);
-  assign \$902  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$902  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product5 = $signed(\$902 [47:40]) * $signed(operand[47:40]);
-  assign \$903  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$903  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product6 = $signed(\$903 [55:48]) * $signed(operand[55:48]);
-  assign \$904  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$904  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product7 = $signed(\$904 [63:56]) * $signed(operand[63:56]);
-  assign \$905  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$905  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product8 = $signed(\$905 [71:64]) * $signed(operand[71:64]);
-  assign \$906  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$906  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product9 = $signed(\$906 [79:72]) * $signed(operand[79:72]);
-  assign \$907  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$907  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product10 = $signed(\$907 [87:80]) * $signed(operand[87:80]);
-  assign \$908  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$908  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product11 = $signed(\$908 [95:88]) * $signed(operand[95:88]);
-  assign \$909  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$909  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product12 = $signed(\$909 [103:96]) * $signed(operand[103:96]);
-  assign \$910  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$910  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product13 = $signed(\$910 [111:104]) * $signed(operand[111:104]);
-  assign \$911  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$911  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product14 = $signed(\$911 [119:112]) * $signed(operand[119:112]);
-  assign \$912  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$912  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product15 = $signed(\$912 [127:120]) * $signed(operand[127:120]);
-  assign \$913  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$913  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product16 = $signed(\$913 [135:128]) * $signed(operand[135:128]);
-  assign \$914  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$914  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product17 = $signed(\$914 [143:136]) * $signed(operand[143:136]);
-  assign \$915  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$915  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product18 = $signed(\$915 [151:144]) * $signed(operand[151:144]);
-  assign \$916  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$916  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product19 = $signed(\$916 [159:152]) * $signed(operand[159:152]);
-  assign \$917  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$917  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product20 = $signed(\$917 [167:160]) * $signed(operand[167:160]);
-  assign \$918  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$918  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product21 = $signed(\$918 [175:168]) * $signed(operand[175:168]);
-  assign \$919  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$919  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product22 = $signed(\$919 [183:176]) * $signed(operand[183:176]);
-  assign \$920  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$920  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product23 = $signed(\$920 [191:184]) * $signed(operand[191:184]);
-  assign \$921  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$921  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product24 = $signed(\$921 [199:192]) * $signed(operand[199:192]);
-  assign \$922  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$922  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product25 = $signed(\$922 [207:200]) * $signed(operand[207:200]);
-  assign \$923  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$923  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product26 = $signed(\$923 [215:208]) * $signed(operand[215:208]);
-  assign \$924  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$924  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product27 = $signed(\$924 [223:216]) * $signed(operand[223:216]);
-  assign \$925  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$925  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product28 = $signed(\$925 [231:224]) * $signed(operand[231:224]);
-  assign \$926  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$926  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product29 = $signed(\$926 [239:232]) * $signed(operand[239:232]);
-  assign \$927  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$927  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product30 = $signed(\$927 [247:240]) * $signed(operand[247:240]);
-  assign \$928  = \port$41991$2 [2] ? wr__data : routed_w;
+  assign \$928  = \port$46026$2 [2] ? wr__data : routed_w;
   assign product31 = $signed(\$928 [255:248]) * $signed(operand[255:248]);
-  assign \$929  = \port$41991$2 [1] ? pr__data[15:0] : 16'h0000;
-  assign \$930  = \port$41991$2 [0] ? \$929  : pw__data[15:0];
+  assign \$929  = \port$46026$2 [1] ? pr__data[15:0] : 16'h0000;
+  assign \$930  = \port$46026$2 [0] ? \$929  : pw__data[15:0];
   assign \$931  = $signed(\$930 ) + $signed(product0);
-  assign \$932  = \port$41991$2 [1] ? pr__data[31:16] : 16'h0000;
-  assign \$933  = \port$41991$2 [0] ? \$932  : pw__data[31:16];
+  assign \$932  = \port$46026$2 [1] ? pr__data[31:16] : 16'h0000;
+  assign \$933  = \port$46026$2 [0] ? \$932  : pw__data[31:16];
   assign \$934  = $signed(\$933 ) + $signed(product1);
-  assign \$935  = \port$41991$2 [1] ? pr__data[47:32] : 16'h0000;
-  assign \$936  = \port$41991$2 [0] ? \$935  : pw__data[47:32];
+  assign \$935  = \port$46026$2 [1] ? pr__data[47:32] : 16'h0000;
+  assign \$936  = \port$46026$2 [0] ? \$935  : pw__data[47:32];
   assign \$937  = $signed(\$936 ) + $signed(product2);
-  assign \$938  = \port$41991$2 [1] ? pr__data[63:48] : 16'h0000;
-  assign \$939  = \port$41991$2 [0] ? \$938  : pw__data[63:48];
+  assign \$938  = \port$46026$2 [1] ? pr__data[63:48] : 16'h0000;
+  assign \$939  = \port$46026$2 [0] ? \$938  : pw__data[63:48];
   assign \$940  = $signed(\$939 ) + $signed(product3);
-  assign \$941  = \port$41991$2 [1] ? pr__data[79:64] : 16'h0000;
-  assign \$942  = \port$41991$2 [0] ? \$941  : pw__data[79:64];
+  assign \$941  = \port$46026$2 [1] ? pr__data[79:64] : 16'h0000;
+  assign \$942  = \port$46026$2 [0] ? \$941  : pw__data[79:64];
   assign \$943  = $signed(\$942 ) + $signed(product4);
-  assign \$944  = \port$41991$2 [1] ? pr__data[95:80] : 16'h0000;
-  assign \$945  = \port$41991$2 [0] ? \$944  : pw__data[95:80];
+  assign \$944  = \port$46026$2 [1] ? pr__data[95:80] : 16'h0000;
+  assign \$945  = \port$46026$2 [0] ? \$944  : pw__data[95:80];
   assign \$946  = $signed(\$945 ) + $signed(product5);
-  assign \$947  = \port$41991$2 [1] ? pr__data[111:96] : 16'h0000;
-  assign \$948  = \port$41991$2 [0] ? \$947  : pw__data[111:96];
+  assign \$947  = \port$46026$2 [1] ? pr__data[111:96] : 16'h0000;
+  assign \$948  = \port$46026$2 [0] ? \$947  : pw__data[111:96];
   assign \$949  = $signed(\$948 ) + $signed(product6);
-  assign \$950  = \port$41991$2 [1] ? pr__data[127:112] : 16'h0000;
-  assign \$951  = \port$41991$2 [0] ? \$950  : pw__data[127:112];
+  assign \$950  = \port$46026$2 [1] ? pr__data[127:112] : 16'h0000;
+  assign \$951  = \port$46026$2 [0] ? \$950  : pw__data[127:112];
   assign \$952  = $signed(\$951 ) + $signed(product7);
-  assign \$953  = \port$41991$2 [1] ? pr__data[143:128] : 16'h0000;
-  assign \$954  = \port$41991$2 [0] ? \$953  : pw__data[143:128];
+  assign \$953  = \port$46026$2 [1] ? pr__data[143:128] : 16'h0000;
+  assign \$954  = \port$46026$2 [0] ? \$953  : pw__data[143:128];
   assign \$955  = $signed(\$954 ) + $signed(product8);
-  assign \$956  = \port$41991$2 [1] ? pr__data[159:144] : 16'h0000;
-  assign \$957  = \port$41991$2 [0] ? \$956  : pw__data[159:144];
+  assign \$956  = \port$46026$2 [1] ? pr__data[159:144] : 16'h0000;
+  assign \$957  = \port$46026$2 [0] ? \$956  : pw__data[159:144];
   assign \$958  = $signed(\$957 ) + $signed(product9);
-  assign \$959  = \port$41991$2 [1] ? pr__data[175:160] : 16'h0000;
-  assign \$960  = \port$41991$2 [0] ? \$959  : pw__data[175:160];
+  assign \$959  = \port$46026$2 [1] ? pr__data[175:160] : 16'h0000;
+  assign \$960  = \port$46026$2 [0] ? \$959  : pw__data[175:160];
   assign \$961  = $signed(\$960 ) + $signed(product10);
-  assign \$962  = \port$41991$2 [1] ? pr__data[191:176] : 16'h0000;
-  assign \$963  = \port$41991$2 [0] ? \$962  : pw__data[191:176];
+  assign \$962  = \port$46026$2 [1] ? pr__data[191:176] : 16'h0000;
+  assign \$963  = \port$46026$2 [0] ? \$962  : pw__data[191:176];
   assign \$964  = $signed(\$963 ) + $signed(product11);
-  assign \$965  = \port$41991$2 [1] ? pr__data[207:192] : 16'h0000;
-  assign \$966  = \port$41991$2 [0] ? \$965  : pw__data[207:192];
+  assign \$965  = \port$46026$2 [1] ? pr__data[207:192] : 16'h0000;
+  assign \$966  = \port$46026$2 [0] ? \$965  : pw__data[207:192];
   assign \$967  = $signed(\$966 ) + $signed(product12);
-  assign \$968  = \port$41991$2 [1] ? pr__data[223:208] : 16'h0000;
-  assign \$969  = \port$41991$2 [0] ? \$968  : pw__data[223:208];
+  assign \$968  = \port$46026$2 [1] ? pr__data[223:208] : 16'h0000;
+  assign \$969  = \port$46026$2 [0] ? \$968  : pw__data[223:208];
   assign \$970  = $signed(\$969 ) + $signed(product13);
-  assign \$971  = \port$41991$2 [1] ? pr__data[239:224] : 16'h0000;
-  assign \$972  = \port$41991$2 [0] ? \$971  : pw__data[239:224];
+  assign \$971  = \port$46026$2 [1] ? pr__data[239:224] : 16'h0000;
+  assign \$972  = \port$46026$2 [0] ? \$971  : pw__data[239:224];
   assign \$973  = $signed(\$972 ) + $signed(product14);
-  assign \$974  = \port$41991$2 [1] ? pr__data[255:240] : 16'h0000;
-  assign \$975  = \port$41991$2 [0] ? \$974  : pw__data[255:240];
+  assign \$974  = \port$46026$2 [1] ? pr__data[255:240] : 16'h0000;
+  assign \$975  = \port$46026$2 [0] ? \$974  : pw__data[255:240];
   assign \$976  = $signed(\$975 ) + $signed(product15);
-  assign \$977  = \port$41991$2 [1] ? pr__data[271:256] : 16'h0000;
-  assign \$978  = \port$41991$2 [0] ? \$977  : pw__data[271:256];
+  assign \$977  = \port$46026$2 [1] ? pr__data[271:256] : 16'h0000;
+  assign \$978  = \port$46026$2 [0] ? \$977  : pw__data[271:256];
   assign \$979  = $signed(\$978 ) + $signed(product16);
-  assign \$980  = \port$41991$2 [1] ? pr__data[287:272] : 16'h0000;
-  assign \$981  = \port$41991$2 [0] ? \$980  : pw__data[287:272];
+  assign \$980  = \port$46026$2 [1] ? pr__data[287:272] : 16'h0000;
+  assign \$981  = \port$46026$2 [0] ? \$980  : pw__data[287:272];
   assign \$982  = $signed(\$981 ) + $signed(product17);
-  assign \$983  = \port$41991$2 [1] ? pr__data[303:288] : 16'h0000;
-  assign \$984  = \port$41991$2 [0] ? \$983  : pw__data[303:288];
+  assign \$983  = \port$46026$2 [1] ? pr__data[303:288] : 16'h0000;
+  assign \$984  = \port$46026$2 [0] ? \$983  : pw__data[303:288];
   assign \$985  = $signed(\$984 ) + $signed(product18);
-  assign \$986  = \port$41991$2 [1] ? pr__data[319:304] : 16'h0000;
-  assign \$987  = \port$41991$2 [0] ? \$986  : pw__data[319:304];
+  assign \$986  = \port$46026$2 [1] ? pr__data[319:304] : 16'h0000;
+  assign \$987  = \port$46026$2 [0] ? \$986  : pw__data[319:304];
   assign \$988  = $signed(\$987 ) + $signed(product19);
-  assign \$989  = \port$41991$2 [1] ? pr__data[335:320] : 16'h0000;
-  assign \$990  = \port$41991$2 [0] ? \$989  : pw__data[335:320];
+  assign \$989  = \port$46026$2 [1] ? pr__data[335:320] : 16'h0000;
+  assign \$990  = \port$46026$2 [0] ? \$989  : pw__data[335:320];
   assign \$991  = $signed(\$990 ) + $signed(product20);
-  assign \$992  = \port$41991$2 [1] ? pr__data[351:336] : 16'h0000;
-  assign \$993  = \port$41991$2 [0] ? \$992  : pw__data[351:336];
+  assign \$992  = \port$46026$2 [1] ? pr__data[351:336] : 16'h0000;
+  assign \$993  = \port$46026$2 [0] ? \$992  : pw__data[351:336];
   assign \$994  = $signed(\$993 ) + $signed(product21);
-  assign \$995  = \port$41991$2 [1] ? pr__data[367:352] : 16'h0000;
-  assign \$996  = \port$41991$2 [0] ? \$995  : pw__data[367:352];
+  assign \$995  = \port$46026$2 [1] ? pr__data[367:352] : 16'h0000;
+  assign \$996  = \port$46026$2 [0] ? \$995  : pw__data[367:352];
   assign \$997  = $signed(\$996 ) + $signed(product22);
-  assign \$998  = \port$41991$2 [1] ? pr__data[383:368] : 16'h0000;
-  assign \$999  = \port$41991$2 [0] ? \$998  : pw__data[383:368];
+  assign \$998  = \port$46026$2 [1] ? pr__data[383:368] : 16'h0000;
+  assign \$999  = \port$46026$2 [0] ? \$998  : pw__data[383:368];
   assign \$1000  = $signed(\$999 ) + $signed(product23);
-  assign \$1001  = \port$41991$2 [1] ? pr__data[399:384] : 16'h0000;
-  assign \$1002  = \port$41991$2 [0] ? \$1001  : pw__data[399:384];
+  assign \$1001  = \port$46026$2 [1] ? pr__data[399:384] : 16'h0000;
+  assign \$1002  = \port$46026$2 [0] ? \$1001  : pw__data[399:384];
   assign \$1003  = $signed(\$1002 ) + $signed(product24);
-  assign \$1004  = \port$41991$2 [1] ? pr__data[415:400] : 16'h0000;
-  assign \$1005  = \port$41991$2 [0] ? \$1004  : pw__data[415:400];
+  assign \$1004  = \port$46026$2 [1] ? pr__data[415:400] : 16'h0000;
+  assign \$1005  = \port$46026$2 [0] ? \$1004  : pw__data[415:400];
   assign \$1006  = $signed(\$1005 ) + $signed(product25);
-  assign \$1007  = \port$41991$2 [1] ? pr__data[431:416] : 16'h0000;
-  assign \$1008  = \port$41991$2 [0] ? \$1007  : pw__data[431:416];
+  assign \$1007  = \port$46026$2 [1] ? pr__data[431:416] : 16'h0000;
+  assign \$1008  = \port$46026$2 [0] ? \$1007  : pw__data[431:416];
   assign \$1009  = $signed(\$1008 ) + $signed(product26);
-  assign \$1010  = \port$41991$2 [1] ? pr__data[447:432] : 16'h0000;
-  assign \$1011  = \port$41991$2 [0] ? \$1010  : pw__data[447:432];
+  assign \$1010  = \port$46026$2 [1] ? pr__data[447:432] : 16'h0000;
+  assign \$1011  = \port$46026$2 [0] ? \$1010  : pw__data[447:432];
   assign \$1012  = $signed(\$1011 ) + $signed(product27);
-  assign \$1013  = \port$41991$2 [1] ? pr__data[463:448] : 16'h0000;
-  assign \$1014  = \port$41991$2 [0] ? \$1013  : pw__data[463:448];
+  assign \$1013  = \port$46026$2 [1] ? pr__data[463:448] : 16'h0000;
+  assign \$1014  = \port$46026$2 [0] ? \$1013  : pw__data[463:448];
   assign \$1015  = $signed(\$1014 ) + $signed(product28);
-  assign \$1016  = \port$41991$2 [1] ? pr__data[479:464] : 16'h0000;
-  assign \$1017  = \port$41991$2 [0] ? \$1016  : pw__data[479:464];
+  assign \$1016  = \port$46026$2 [1] ? pr__data[479:464] : 16'h0000;
+  assign \$1017  = \port$46026$2 [0] ? \$1016  : pw__data[479:464];
   assign \$1018  = $signed(\$1017 ) + $signed(product29);
-  assign \$1019  = \port$41991$2 [1] ? pr__data[495:480] : 16'h0000;
-  assign \$1020  = \port$41991$2 [0] ? \$1019  : pw__data[495:480];
+  assign \$1019  = \port$46026$2 [1] ? pr__data[495:480] : 16'h0000;
+  assign \$1020  = \port$46026$2 [0] ? \$1019  : pw__data[495:480];
   assign \$1021  = $signed(\$1020 ) + $signed(product30);
-  assign \$1022  = \port$41991$2 [1] ? pr__data[511:496] : 16'h0000;
-  assign \$1023  = \port$41991$2 [0] ? \$1022  : pw__data[511:496];
+  assign \$1022  = \port$46026$2 [1] ? pr__data[511:496] : 16'h0000;
+  assign \$1023  = \port$46026$2 [0] ? \$1022  : pw__data[511:496];
   assign \$1024  = $signed(\$1023 ) + $signed(product31);
   always @(posedge clk)
     pw__data <= \$1025 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$22  = 8'h00;
     casez (pack)
       4'h0:
@@ -5966,7 +5966,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$28  = 8'h00;
     casez (pack)
       4'h0:
@@ -5984,7 +5984,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$50  = 8'h00;
     casez (pack)
       4'h0:
@@ -6002,7 +6002,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$56  = 8'h00;
     casez (pack)
       4'h0:
@@ -6020,7 +6020,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$78  = 8'h00;
     casez (pack)
       4'h0:
@@ -6038,7 +6038,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$84  = 8'h00;
     casez (pack)
       4'h0:
@@ -6056,7 +6056,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$106  = 8'h00;
     casez (pack)
       4'h0:
@@ -6074,7 +6074,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$112  = 8'h00;
     casez (pack)
       4'h0:
@@ -6092,7 +6092,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$134  = 8'h00;
     casez (pack)
       4'h0:
@@ -6110,7 +6110,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$140  = 8'h00;
     casez (pack)
       4'h0:
@@ -6128,7 +6128,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$162  = 8'h00;
     casez (pack)
       4'h0:
@@ -6146,7 +6146,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$168  = 8'h00;
     casez (pack)
       4'h0:
@@ -6164,7 +6164,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$190  = 8'h00;
     casez (pack)
       4'h0:
@@ -6182,7 +6182,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$196  = 8'h00;
     casez (pack)
       4'h0:
@@ -6200,7 +6200,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$218  = 8'h00;
     casez (pack)
       4'h0:
@@ -6218,7 +6218,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$224  = 8'h00;
     casez (pack)
       4'h0:
@@ -6236,7 +6236,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$246  = 8'h00;
     casez (pack)
       4'h0:
@@ -6254,7 +6254,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$252  = 8'h00;
     casez (pack)
       4'h0:
@@ -6272,7 +6272,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$274  = 8'h00;
     casez (pack)
       4'h0:
@@ -6290,7 +6290,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$280  = 8'h00;
     casez (pack)
       4'h0:
@@ -6308,7 +6308,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$302  = 8'h00;
     casez (pack)
       4'h0:
@@ -6326,7 +6326,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$308  = 8'h00;
     casez (pack)
       4'h0:
@@ -6344,7 +6344,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$330  = 8'h00;
     casez (pack)
       4'h0:
@@ -6362,7 +6362,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$336  = 8'h00;
     casez (pack)
       4'h0:
@@ -6380,7 +6380,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$358  = 8'h00;
     casez (pack)
       4'h0:
@@ -6398,7 +6398,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$364  = 8'h00;
     casez (pack)
       4'h0:
@@ -6416,7 +6416,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$386  = 8'h00;
     casez (pack)
       4'h0:
@@ -6434,7 +6434,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$392  = 8'h00;
     casez (pack)
       4'h0:
@@ -6452,7 +6452,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$414  = 8'h00;
     casez (pack)
       4'h0:
@@ -6470,7 +6470,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$420  = 8'h00;
     casez (pack)
       4'h0:
@@ -6488,7 +6488,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$442  = 8'h00;
     casez (pack)
       4'h0:
@@ -6506,7 +6506,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$448  = 8'h00;
     casez (pack)
       4'h0:
@@ -6524,7 +6524,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$470  = 8'h00;
     casez (pack)
       4'h0:
@@ -6542,7 +6542,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$476  = 8'h00;
     casez (pack)
       4'h0:
@@ -6560,7 +6560,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$498  = 8'h00;
     casez (pack)
       4'h0:
@@ -6578,7 +6578,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$504  = 8'h00;
     casez (pack)
       4'h0:
@@ -6596,7 +6596,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$526  = 8'h00;
     casez (pack)
       4'h0:
@@ -6614,7 +6614,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$532  = 8'h00;
     casez (pack)
       4'h0:
@@ -6632,7 +6632,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$554  = 8'h00;
     casez (pack)
       4'h0:
@@ -6650,7 +6650,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$560  = 8'h00;
     casez (pack)
       4'h0:
@@ -6668,7 +6668,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$582  = 8'h00;
     casez (pack)
       4'h0:
@@ -6686,7 +6686,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$588  = 8'h00;
     casez (pack)
       4'h0:
@@ -6704,7 +6704,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$610  = 8'h00;
     casez (pack)
       4'h0:
@@ -6722,7 +6722,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$616  = 8'h00;
     casez (pack)
       4'h0:
@@ -6740,7 +6740,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$638  = 8'h00;
     casez (pack)
       4'h0:
@@ -6758,7 +6758,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$644  = 8'h00;
     casez (pack)
       4'h0:
@@ -6776,7 +6776,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$666  = 8'h00;
     casez (pack)
       4'h0:
@@ -6794,7 +6794,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$672  = 8'h00;
     casez (pack)
       4'h0:
@@ -6812,7 +6812,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$694  = 8'h00;
     casez (pack)
       4'h0:
@@ -6830,7 +6830,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$700  = 8'h00;
     casez (pack)
       4'h0:
@@ -6848,7 +6848,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$722  = 8'h00;
     casez (pack)
       4'h0:
@@ -6866,7 +6866,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$728  = 8'h00;
     casez (pack)
       4'h0:
@@ -6884,7 +6884,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$750  = 8'h00;
     casez (pack)
       4'h0:
@@ -6902,7 +6902,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$756  = 8'h00;
     casez (pack)
       4'h0:
@@ -6920,7 +6920,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$778  = 8'h00;
     casez (pack)
       4'h0:
@@ -6938,7 +6938,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$784  = 8'h00;
     casez (pack)
       4'h0:
@@ -6956,7 +6956,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$806  = 8'h00;
     casez (pack)
       4'h0:
@@ -6974,7 +6974,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$812  = 8'h00;
     casez (pack)
       4'h0:
@@ -6992,7 +6992,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$834  = 8'h00;
     casez (pack)
       4'h0:
@@ -7010,7 +7010,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$840  = 8'h00;
     casez (pack)
       4'h0:
@@ -7028,7 +7028,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$862  = 8'h00;
     casez (pack)
       4'h0:
@@ -7046,7 +7046,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$868  = 8'h00;
     casez (pack)
       4'h0:
@@ -7064,7 +7064,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$890  = 8'h00;
     casez (pack)
       4'h0:
@@ -7082,7 +7082,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$896  = 8'h00;
     casez (pack)
       4'h0:
@@ -7100,7 +7100,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$1025  = pw__data;
     if (valid) begin
       \$1025 [15:0] = \$931 [15:0];
@@ -7142,8 +7142,8 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   end
   assign shift = 2'h0;
   assign neighbour = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-  assign jl = \port$41991$18 [4:0];
-  assign wsel = \port$41991$18 [9:5];
+  assign jl = \port$46026$18 [4:0];
+  assign wsel = \port$46026$18 [9:5];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -7154,9 +7154,9 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign use_spad = \port$41991$2 [2];
-  assign first = \port$41991$2 [0];
-  assign from_psum = \port$41991$2 [1];
+  assign use_spad = \port$46026$2 [2];
+  assign first = \port$46026$2 [0];
+  assign from_psum = \port$46026$2 [1];
   assign routed_w[255:248] = \$896 ;
   assign routed_w[247:240] = \$868 ;
   assign routed_w[239:232] = \$840 ;
@@ -7418,7 +7418,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift, centre, neighbour, wsel, weights, use_spad, wr__en, wr__addr, ww__en, ww__addr, pr__en, pr__addr, pw__en, pw__addr, pw__data
 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   reg [7:0] \$1 ;
   wire [7:0] \$10 ;
   wire [7:0] \$100 ;
@@ -10674,7 +10674,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
   always @(posedge clk)
     pw__data <= \$1025 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$1  = 8'h00;
     casez (shift)
       2'h0:
@@ -10686,7 +10686,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$5  = 8'h00;
     casez (shift)
       2'h0:
@@ -10698,7 +10698,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$9  = 8'h00;
     casez (shift)
       2'h0:
@@ -10710,7 +10710,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$13  = 8'h00;
     casez (shift)
       2'h0:
@@ -10722,7 +10722,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$17  = 8'h00;
     casez (shift)
       2'h0:
@@ -10734,7 +10734,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$21  = 8'h00;
     casez (shift)
       2'h0:
@@ -10746,7 +10746,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$22  = 8'h00;
     casez (pack)
       4'h0:
@@ -10764,7 +10764,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$28  = 8'h00;
     casez (pack)
       4'h0:
@@ -10782,7 +10782,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$29  = 8'h00;
     casez (shift)
       2'h0:
@@ -10794,7 +10794,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$33  = 8'h00;
     casez (shift)
       2'h0:
@@ -10806,7 +10806,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$37  = 8'h00;
     casez (shift)
       2'h0:
@@ -10818,7 +10818,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$41  = 8'h00;
     casez (shift)
       2'h0:
@@ -10830,7 +10830,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$45  = 8'h00;
     casez (shift)
       2'h0:
@@ -10842,7 +10842,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$49  = 8'h00;
     casez (shift)
       2'h0:
@@ -10854,7 +10854,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$50  = 8'h00;
     casez (pack)
       4'h0:
@@ -10872,7 +10872,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$56  = 8'h00;
     casez (pack)
       4'h0:
@@ -10890,7 +10890,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$57  = 8'h00;
     casez (shift)
       2'h0:
@@ -10902,7 +10902,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$61  = 8'h00;
     casez (shift)
       2'h0:
@@ -10914,7 +10914,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$65  = 8'h00;
     casez (shift)
       2'h0:
@@ -10926,7 +10926,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$69  = 8'h00;
     casez (shift)
       2'h0:
@@ -10938,7 +10938,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$73  = 8'h00;
     casez (shift)
       2'h0:
@@ -10950,7 +10950,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$77  = 8'h00;
     casez (shift)
       2'h0:
@@ -10962,7 +10962,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$78  = 8'h00;
     casez (pack)
       4'h0:
@@ -10980,7 +10980,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$84  = 8'h00;
     casez (pack)
       4'h0:
@@ -10998,7 +10998,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$85  = 8'h00;
     casez (shift)
       2'h0:
@@ -11010,7 +11010,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$89  = 8'h00;
     casez (shift)
       2'h0:
@@ -11022,7 +11022,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$93  = 8'h00;
     casez (shift)
       2'h0:
@@ -11034,7 +11034,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$97  = 8'h00;
     casez (shift)
       2'h0:
@@ -11046,7 +11046,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$101  = 8'h00;
     casez (shift)
       2'h0:
@@ -11058,7 +11058,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$105  = 8'h00;
     casez (shift)
       2'h0:
@@ -11070,7 +11070,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$106  = 8'h00;
     casez (pack)
       4'h0:
@@ -11088,7 +11088,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$112  = 8'h00;
     casez (pack)
       4'h0:
@@ -11106,7 +11106,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$113  = 8'h00;
     casez (shift)
       2'h0:
@@ -11118,7 +11118,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$117  = 8'h00;
     casez (shift)
       2'h0:
@@ -11130,7 +11130,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$121  = 8'h00;
     casez (shift)
       2'h0:
@@ -11142,7 +11142,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$125  = 8'h00;
     casez (shift)
       2'h0:
@@ -11154,7 +11154,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$129  = 8'h00;
     casez (shift)
       2'h0:
@@ -11166,7 +11166,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$133  = 8'h00;
     casez (shift)
       2'h0:
@@ -11178,7 +11178,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$134  = 8'h00;
     casez (pack)
       4'h0:
@@ -11196,7 +11196,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$140  = 8'h00;
     casez (pack)
       4'h0:
@@ -11214,7 +11214,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$141  = 8'h00;
     casez (shift)
       2'h0:
@@ -11226,7 +11226,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$145  = 8'h00;
     casez (shift)
       2'h0:
@@ -11238,7 +11238,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$149  = 8'h00;
     casez (shift)
       2'h0:
@@ -11250,7 +11250,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$153  = 8'h00;
     casez (shift)
       2'h0:
@@ -11262,7 +11262,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$157  = 8'h00;
     casez (shift)
       2'h0:
@@ -11274,7 +11274,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$161  = 8'h00;
     casez (shift)
       2'h0:
@@ -11286,7 +11286,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$162  = 8'h00;
     casez (pack)
       4'h0:
@@ -11304,7 +11304,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$168  = 8'h00;
     casez (pack)
       4'h0:
@@ -11322,7 +11322,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$169  = 8'h00;
     casez (shift)
       2'h0:
@@ -11334,7 +11334,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$173  = 8'h00;
     casez (shift)
       2'h0:
@@ -11346,7 +11346,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$177  = 8'h00;
     casez (shift)
       2'h0:
@@ -11358,7 +11358,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$181  = 8'h00;
     casez (shift)
       2'h0:
@@ -11370,7 +11370,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$185  = 8'h00;
     casez (shift)
       2'h0:
@@ -11382,7 +11382,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$189  = 8'h00;
     casez (shift)
       2'h0:
@@ -11394,7 +11394,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$190  = 8'h00;
     casez (pack)
       4'h0:
@@ -11412,7 +11412,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$196  = 8'h00;
     casez (pack)
       4'h0:
@@ -11430,7 +11430,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$197  = 8'h00;
     casez (shift)
       2'h0:
@@ -11442,7 +11442,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$201  = 8'h00;
     casez (shift)
       2'h0:
@@ -11454,7 +11454,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$205  = 8'h00;
     casez (shift)
       2'h0:
@@ -11466,7 +11466,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$209  = 8'h00;
     casez (shift)
       2'h0:
@@ -11478,7 +11478,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$213  = 8'h00;
     casez (shift)
       2'h0:
@@ -11490,7 +11490,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$217  = 8'h00;
     casez (shift)
       2'h0:
@@ -11502,7 +11502,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$218  = 8'h00;
     casez (pack)
       4'h0:
@@ -11520,7 +11520,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$224  = 8'h00;
     casez (pack)
       4'h0:
@@ -11538,7 +11538,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$225  = 8'h00;
     casez (shift)
       2'h0:
@@ -11550,7 +11550,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$229  = 8'h00;
     casez (shift)
       2'h0:
@@ -11562,7 +11562,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$233  = 8'h00;
     casez (shift)
       2'h0:
@@ -11574,7 +11574,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$237  = 8'h00;
     casez (shift)
       2'h0:
@@ -11586,7 +11586,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$241  = 8'h00;
     casez (shift)
       2'h0:
@@ -11598,7 +11598,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$245  = 8'h00;
     casez (shift)
       2'h0:
@@ -11610,7 +11610,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$246  = 8'h00;
     casez (pack)
       4'h0:
@@ -11628,7 +11628,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$252  = 8'h00;
     casez (pack)
       4'h0:
@@ -11646,7 +11646,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$253  = 8'h00;
     casez (shift)
       2'h0:
@@ -11658,7 +11658,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$257  = 8'h00;
     casez (shift)
       2'h0:
@@ -11670,7 +11670,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$261  = 8'h00;
     casez (shift)
       2'h0:
@@ -11682,7 +11682,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$265  = 8'h00;
     casez (shift)
       2'h0:
@@ -11694,7 +11694,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$269  = 8'h00;
     casez (shift)
       2'h0:
@@ -11706,7 +11706,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$273  = 8'h00;
     casez (shift)
       2'h0:
@@ -11718,7 +11718,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$274  = 8'h00;
     casez (pack)
       4'h0:
@@ -11736,7 +11736,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$280  = 8'h00;
     casez (pack)
       4'h0:
@@ -11754,7 +11754,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$281  = 8'h00;
     casez (shift)
       2'h0:
@@ -11766,7 +11766,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$285  = 8'h00;
     casez (shift)
       2'h0:
@@ -11778,7 +11778,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$289  = 8'h00;
     casez (shift)
       2'h0:
@@ -11790,7 +11790,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$293  = 8'h00;
     casez (shift)
       2'h0:
@@ -11802,7 +11802,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$297  = 8'h00;
     casez (shift)
       2'h0:
@@ -11814,7 +11814,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$301  = 8'h00;
     casez (shift)
       2'h0:
@@ -11826,7 +11826,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$302  = 8'h00;
     casez (pack)
       4'h0:
@@ -11844,7 +11844,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$308  = 8'h00;
     casez (pack)
       4'h0:
@@ -11862,7 +11862,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$309  = 8'h00;
     casez (shift)
       2'h0:
@@ -11874,7 +11874,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$313  = 8'h00;
     casez (shift)
       2'h0:
@@ -11886,7 +11886,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$317  = 8'h00;
     casez (shift)
       2'h0:
@@ -11898,7 +11898,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$321  = 8'h00;
     casez (shift)
       2'h0:
@@ -11910,7 +11910,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$325  = 8'h00;
     casez (shift)
       2'h0:
@@ -11922,7 +11922,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$329  = 8'h00;
     casez (shift)
       2'h0:
@@ -11934,7 +11934,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$330  = 8'h00;
     casez (pack)
       4'h0:
@@ -11952,7 +11952,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$336  = 8'h00;
     casez (pack)
       4'h0:
@@ -11970,7 +11970,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$337  = 8'h00;
     casez (shift)
       2'h0:
@@ -11982,7 +11982,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$341  = 8'h00;
     casez (shift)
       2'h0:
@@ -11994,7 +11994,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$345  = 8'h00;
     casez (shift)
       2'h0:
@@ -12006,7 +12006,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$349  = 8'h00;
     casez (shift)
       2'h0:
@@ -12018,7 +12018,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$353  = 8'h00;
     casez (shift)
       2'h0:
@@ -12030,7 +12030,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$357  = 8'h00;
     casez (shift)
       2'h0:
@@ -12042,7 +12042,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$358  = 8'h00;
     casez (pack)
       4'h0:
@@ -12060,7 +12060,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$364  = 8'h00;
     casez (pack)
       4'h0:
@@ -12078,7 +12078,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$365  = 8'h00;
     casez (shift)
       2'h0:
@@ -12090,7 +12090,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$369  = 8'h00;
     casez (shift)
       2'h0:
@@ -12102,7 +12102,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$373  = 8'h00;
     casez (shift)
       2'h0:
@@ -12114,7 +12114,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$377  = 8'h00;
     casez (shift)
       2'h0:
@@ -12126,7 +12126,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$381  = 8'h00;
     casez (shift)
       2'h0:
@@ -12138,7 +12138,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$385  = 8'h00;
     casez (shift)
       2'h0:
@@ -12150,7 +12150,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$386  = 8'h00;
     casez (pack)
       4'h0:
@@ -12168,7 +12168,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$392  = 8'h00;
     casez (pack)
       4'h0:
@@ -12186,7 +12186,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$393  = 8'h00;
     casez (shift)
       2'h0:
@@ -12198,7 +12198,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$397  = 8'h00;
     casez (shift)
       2'h0:
@@ -12210,7 +12210,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$401  = 8'h00;
     casez (shift)
       2'h0:
@@ -12222,7 +12222,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$405  = 8'h00;
     casez (shift)
       2'h0:
@@ -12234,7 +12234,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$409  = 8'h00;
     casez (shift)
       2'h0:
@@ -12246,7 +12246,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$413  = 8'h00;
     casez (shift)
       2'h0:
@@ -12258,7 +12258,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$414  = 8'h00;
     casez (pack)
       4'h0:
@@ -12276,7 +12276,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$420  = 8'h00;
     casez (pack)
       4'h0:
@@ -12294,7 +12294,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$421  = 8'h00;
     casez (shift)
       2'h0:
@@ -12306,7 +12306,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$425  = 8'h00;
     casez (shift)
       2'h0:
@@ -12318,7 +12318,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$429  = 8'h00;
     casez (shift)
       2'h0:
@@ -12330,7 +12330,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$433  = 8'h00;
     casez (shift)
       2'h0:
@@ -12342,7 +12342,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$437  = 8'h00;
     casez (shift)
       2'h0:
@@ -12354,7 +12354,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$441  = 8'h00;
     casez (shift)
       2'h0:
@@ -12366,7 +12366,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$442  = 8'h00;
     casez (pack)
       4'h0:
@@ -12384,7 +12384,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$448  = 8'h00;
     casez (pack)
       4'h0:
@@ -12402,7 +12402,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$449  = 8'h00;
     casez (shift)
       2'h0:
@@ -12414,7 +12414,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$453  = 8'h00;
     casez (shift)
       2'h0:
@@ -12426,7 +12426,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$457  = 8'h00;
     casez (shift)
       2'h0:
@@ -12438,7 +12438,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$461  = 8'h00;
     casez (shift)
       2'h0:
@@ -12450,7 +12450,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$465  = 8'h00;
     casez (shift)
       2'h0:
@@ -12462,7 +12462,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$469  = 8'h00;
     casez (shift)
       2'h0:
@@ -12474,7 +12474,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$470  = 8'h00;
     casez (pack)
       4'h0:
@@ -12492,7 +12492,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$476  = 8'h00;
     casez (pack)
       4'h0:
@@ -12510,7 +12510,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$477  = 8'h00;
     casez (shift)
       2'h0:
@@ -12522,7 +12522,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$481  = 8'h00;
     casez (shift)
       2'h0:
@@ -12534,7 +12534,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$485  = 8'h00;
     casez (shift)
       2'h0:
@@ -12546,7 +12546,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$489  = 8'h00;
     casez (shift)
       2'h0:
@@ -12558,7 +12558,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$493  = 8'h00;
     casez (shift)
       2'h0:
@@ -12570,7 +12570,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$497  = 8'h00;
     casez (shift)
       2'h0:
@@ -12582,7 +12582,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$498  = 8'h00;
     casez (pack)
       4'h0:
@@ -12600,7 +12600,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$504  = 8'h00;
     casez (pack)
       4'h0:
@@ -12618,7 +12618,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$505  = 8'h00;
     casez (shift)
       2'h0:
@@ -12630,7 +12630,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$509  = 8'h00;
     casez (shift)
       2'h0:
@@ -12642,7 +12642,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$513  = 8'h00;
     casez (shift)
       2'h0:
@@ -12654,7 +12654,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$517  = 8'h00;
     casez (shift)
       2'h0:
@@ -12666,7 +12666,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$521  = 8'h00;
     casez (shift)
       2'h0:
@@ -12678,7 +12678,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$525  = 8'h00;
     casez (shift)
       2'h0:
@@ -12690,7 +12690,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$526  = 8'h00;
     casez (pack)
       4'h0:
@@ -12708,7 +12708,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$532  = 8'h00;
     casez (pack)
       4'h0:
@@ -12726,7 +12726,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$533  = 8'h00;
     casez (shift)
       2'h0:
@@ -12738,7 +12738,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$537  = 8'h00;
     casez (shift)
       2'h0:
@@ -12750,7 +12750,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$541  = 8'h00;
     casez (shift)
       2'h0:
@@ -12762,7 +12762,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$545  = 8'h00;
     casez (shift)
       2'h0:
@@ -12774,7 +12774,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$549  = 8'h00;
     casez (shift)
       2'h0:
@@ -12786,7 +12786,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$553  = 8'h00;
     casez (shift)
       2'h0:
@@ -12798,7 +12798,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$554  = 8'h00;
     casez (pack)
       4'h0:
@@ -12816,7 +12816,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$560  = 8'h00;
     casez (pack)
       4'h0:
@@ -12834,7 +12834,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$561  = 8'h00;
     casez (shift)
       2'h0:
@@ -12846,7 +12846,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$565  = 8'h00;
     casez (shift)
       2'h0:
@@ -12858,7 +12858,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$569  = 8'h00;
     casez (shift)
       2'h0:
@@ -12870,7 +12870,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$573  = 8'h00;
     casez (shift)
       2'h0:
@@ -12882,7 +12882,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$577  = 8'h00;
     casez (shift)
       2'h0:
@@ -12894,7 +12894,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$581  = 8'h00;
     casez (shift)
       2'h0:
@@ -12906,7 +12906,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$582  = 8'h00;
     casez (pack)
       4'h0:
@@ -12924,7 +12924,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$588  = 8'h00;
     casez (pack)
       4'h0:
@@ -12942,7 +12942,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$589  = 8'h00;
     casez (shift)
       2'h0:
@@ -12954,7 +12954,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$593  = 8'h00;
     casez (shift)
       2'h0:
@@ -12966,7 +12966,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$597  = 8'h00;
     casez (shift)
       2'h0:
@@ -12978,7 +12978,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$601  = 8'h00;
     casez (shift)
       2'h0:
@@ -12990,7 +12990,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$605  = 8'h00;
     casez (shift)
       2'h0:
@@ -13002,7 +13002,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$609  = 8'h00;
     casez (shift)
       2'h0:
@@ -13014,7 +13014,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$610  = 8'h00;
     casez (pack)
       4'h0:
@@ -13032,7 +13032,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$616  = 8'h00;
     casez (pack)
       4'h0:
@@ -13050,7 +13050,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$617  = 8'h00;
     casez (shift)
       2'h0:
@@ -13062,7 +13062,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$621  = 8'h00;
     casez (shift)
       2'h0:
@@ -13074,7 +13074,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$625  = 8'h00;
     casez (shift)
       2'h0:
@@ -13086,7 +13086,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$629  = 8'h00;
     casez (shift)
       2'h0:
@@ -13098,7 +13098,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$633  = 8'h00;
     casez (shift)
       2'h0:
@@ -13110,7 +13110,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$637  = 8'h00;
     casez (shift)
       2'h0:
@@ -13122,7 +13122,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$638  = 8'h00;
     casez (pack)
       4'h0:
@@ -13140,7 +13140,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$644  = 8'h00;
     casez (pack)
       4'h0:
@@ -13158,7 +13158,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$645  = 8'h00;
     casez (shift)
       2'h0:
@@ -13170,7 +13170,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$649  = 8'h00;
     casez (shift)
       2'h0:
@@ -13182,7 +13182,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$653  = 8'h00;
     casez (shift)
       2'h0:
@@ -13194,7 +13194,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$657  = 8'h00;
     casez (shift)
       2'h0:
@@ -13206,7 +13206,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$661  = 8'h00;
     casez (shift)
       2'h0:
@@ -13218,7 +13218,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$665  = 8'h00;
     casez (shift)
       2'h0:
@@ -13230,7 +13230,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$666  = 8'h00;
     casez (pack)
       4'h0:
@@ -13248,7 +13248,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$672  = 8'h00;
     casez (pack)
       4'h0:
@@ -13266,7 +13266,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$673  = 8'h00;
     casez (shift)
       2'h0:
@@ -13278,7 +13278,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$677  = 8'h00;
     casez (shift)
       2'h0:
@@ -13290,7 +13290,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$681  = 8'h00;
     casez (shift)
       2'h0:
@@ -13302,7 +13302,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$685  = 8'h00;
     casez (shift)
       2'h0:
@@ -13314,7 +13314,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$689  = 8'h00;
     casez (shift)
       2'h0:
@@ -13326,7 +13326,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$693  = 8'h00;
     casez (shift)
       2'h0:
@@ -13338,7 +13338,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$694  = 8'h00;
     casez (pack)
       4'h0:
@@ -13356,7 +13356,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$700  = 8'h00;
     casez (pack)
       4'h0:
@@ -13374,7 +13374,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$701  = 8'h00;
     casez (shift)
       2'h0:
@@ -13386,7 +13386,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$705  = 8'h00;
     casez (shift)
       2'h0:
@@ -13398,7 +13398,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$709  = 8'h00;
     casez (shift)
       2'h0:
@@ -13410,7 +13410,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$713  = 8'h00;
     casez (shift)
       2'h0:
@@ -13422,7 +13422,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$717  = 8'h00;
     casez (shift)
       2'h0:
@@ -13434,7 +13434,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$721  = 8'h00;
     casez (shift)
       2'h0:
@@ -13446,7 +13446,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$722  = 8'h00;
     casez (pack)
       4'h0:
@@ -13464,7 +13464,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$728  = 8'h00;
     casez (pack)
       4'h0:
@@ -13482,7 +13482,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$729  = 8'h00;
     casez (shift)
       2'h0:
@@ -13494,7 +13494,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$733  = 8'h00;
     casez (shift)
       2'h0:
@@ -13506,7 +13506,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$737  = 8'h00;
     casez (shift)
       2'h0:
@@ -13518,7 +13518,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$741  = 8'h00;
     casez (shift)
       2'h0:
@@ -13530,7 +13530,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$745  = 8'h00;
     casez (shift)
       2'h0:
@@ -13542,7 +13542,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$749  = 8'h00;
     casez (shift)
       2'h0:
@@ -13554,7 +13554,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$750  = 8'h00;
     casez (pack)
       4'h0:
@@ -13572,7 +13572,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$756  = 8'h00;
     casez (pack)
       4'h0:
@@ -13590,7 +13590,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$757  = 8'h00;
     casez (shift)
       2'h0:
@@ -13602,7 +13602,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$761  = 8'h00;
     casez (shift)
       2'h0:
@@ -13614,7 +13614,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$765  = 8'h00;
     casez (shift)
       2'h0:
@@ -13626,7 +13626,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$769  = 8'h00;
     casez (shift)
       2'h0:
@@ -13638,7 +13638,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$773  = 8'h00;
     casez (shift)
       2'h0:
@@ -13650,7 +13650,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$777  = 8'h00;
     casez (shift)
       2'h0:
@@ -13662,7 +13662,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$778  = 8'h00;
     casez (pack)
       4'h0:
@@ -13680,7 +13680,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$784  = 8'h00;
     casez (pack)
       4'h0:
@@ -13698,7 +13698,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$785  = 8'h00;
     casez (shift)
       2'h0:
@@ -13710,7 +13710,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$789  = 8'h00;
     casez (shift)
       2'h0:
@@ -13722,7 +13722,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$793  = 8'h00;
     casez (shift)
       2'h0:
@@ -13734,7 +13734,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$797  = 8'h00;
     casez (shift)
       2'h0:
@@ -13746,7 +13746,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$801  = 8'h00;
     casez (shift)
       2'h0:
@@ -13758,7 +13758,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$805  = 8'h00;
     casez (shift)
       2'h0:
@@ -13770,7 +13770,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$806  = 8'h00;
     casez (pack)
       4'h0:
@@ -13788,7 +13788,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$812  = 8'h00;
     casez (pack)
       4'h0:
@@ -13806,7 +13806,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$813  = 8'h00;
     casez (shift)
       2'h0:
@@ -13818,7 +13818,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$817  = 8'h00;
     casez (shift)
       2'h0:
@@ -13830,7 +13830,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$821  = 8'h00;
     casez (shift)
       2'h0:
@@ -13842,7 +13842,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$825  = 8'h00;
     casez (shift)
       2'h0:
@@ -13854,7 +13854,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$829  = 8'h00;
     casez (shift)
       2'h0:
@@ -13866,7 +13866,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$833  = 8'h00;
     casez (shift)
       2'h0:
@@ -13878,7 +13878,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$834  = 8'h00;
     casez (pack)
       4'h0:
@@ -13896,7 +13896,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$840  = 8'h00;
     casez (pack)
       4'h0:
@@ -13914,7 +13914,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$841  = 8'h00;
     casez (shift)
       2'h0:
@@ -13926,7 +13926,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$845  = 8'h00;
     casez (shift)
       2'h0:
@@ -13938,7 +13938,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$849  = 8'h00;
     casez (shift)
       2'h0:
@@ -13950,7 +13950,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$853  = 8'h00;
     casez (shift)
       2'h0:
@@ -13962,7 +13962,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$857  = 8'h00;
     casez (shift)
       2'h0:
@@ -13974,7 +13974,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$861  = 8'h00;
     casez (shift)
       2'h0:
@@ -13986,7 +13986,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$862  = 8'h00;
     casez (pack)
       4'h0:
@@ -14004,7 +14004,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$868  = 8'h00;
     casez (pack)
       4'h0:
@@ -14022,7 +14022,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$869  = 8'h00;
     casez (shift)
       2'h0:
@@ -14034,7 +14034,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$873  = 8'h00;
     casez (shift)
       2'h0:
@@ -14046,7 +14046,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$877  = 8'h00;
     casez (shift)
       2'h0:
@@ -14058,7 +14058,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$881  = 8'h00;
     casez (shift)
       2'h0:
@@ -14070,7 +14070,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$885  = 8'h00;
     casez (shift)
       2'h0:
@@ -14082,7 +14082,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$889  = 8'h00;
     casez (shift)
       2'h0:
@@ -14094,7 +14094,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$890  = 8'h00;
     casez (pack)
       4'h0:
@@ -14112,7 +14112,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$896  = 8'h00;
     casez (pack)
       4'h0:
@@ -14130,7 +14130,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$1025  = pw__data;
     if (valid) begin
       \$1025 [15:0] = \$931 [15:0];
@@ -14248,7 +14248,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, desc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -15164,7 +15164,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   always @(posedge clk)
     b <= \$338 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     e2_tap = 2'h0;
     casez (e2_ti)
       2'h0:
@@ -15176,7 +15176,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$307  = e2_g;
     if (issue) begin
       if (e2_copy) begin
@@ -15210,7 +15210,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$308  = e2_bc;
     if (issue) begin
       if (e2_copy) begin
@@ -15227,7 +15227,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$309  = e2_coff;
     if (issue) begin
       if (e2_copy) begin
@@ -15247,7 +15247,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$310  = e2_s;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -15266,7 +15266,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$311  = e2_b;
     if (issue) begin
       if (e2_copy) begin
@@ -15287,7 +15287,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$312  = e2_boff;
     if (issue) begin
       if (e2_copy) begin
@@ -15308,7 +15308,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$313  = e2_jb;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -15337,7 +15337,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$314  = e2_ti;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -15366,7 +15366,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$315  = e2_jl;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -15395,7 +15395,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$316  = e2_sl;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -15424,7 +15424,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$317  = e2_ck;
     if (issue) begin
       if (e2_copy) begin
@@ -15449,7 +15449,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$318  = e2_jbs;
     if (issue) begin
       if (e2_copy) begin
@@ -15474,7 +15474,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$319  = e2_tis;
     if (issue) begin
       if (e2_copy) begin
@@ -15499,7 +15499,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$320  = e2_jls;
     if (issue) begin
       if (e2_copy) begin
@@ -15524,7 +15524,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$321  = e2_sls;
     if (issue) begin
       if (e2_copy) begin
@@ -15549,7 +15549,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$322  = e2_bg;
     if (issue) begin
       if (e2_copy) begin
@@ -15578,7 +15578,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$323  = e2_goff;
     if (issue) begin
       if (e2_copy) begin
@@ -15607,7 +15607,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$324  = e2_cseq;
     if (issue) begin
       if (e2_copy) begin
@@ -15635,7 +15635,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$325  = e2_cslot;
     if (issue) begin
       if (e2_copy) begin
@@ -15663,7 +15663,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$326  = e2_gbase;
     if (issue) begin
       if (e2_copy) begin
@@ -15691,7 +15691,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$327  = e2_seq;
     if (issue) begin
       if (e2_row_end) begin
@@ -15706,7 +15706,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$328  = e2_i;
     if (issue) begin
       if (e2_row_end) begin
@@ -15726,7 +15726,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$329  = e2_o;
     if (issue) begin
       if (e2_row_end) begin
@@ -15743,7 +15743,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$330  = e2_qm3;
     if (issue) begin
       if (e2_row_end) begin
@@ -15758,7 +15758,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$331  = e2_r1base;
     if (issue) begin
       if (e2_row_end) begin
@@ -15773,7 +15773,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$332  = e2_trw;
     if (issue) begin
       if (e2_row_end) begin
@@ -15788,7 +15788,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$333  = e2_tr4;
     if (issue) begin
       if (e2_row_end) begin
@@ -15803,7 +15803,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$334  = e2_tho;
     if (issue) begin
       if (e2_row_end) begin
@@ -15818,7 +15818,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$335  = e2_l4b;
     if (issue) begin
       if (e2_row_end) begin
@@ -15835,7 +15835,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$336  = run;
     if (issue) begin
       if (e2_row_end) begin
@@ -15852,7 +15852,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$337 [0] = issue;
     \$337 [1] = e2_copy;
     \$337 [2] = e2_s_first;
@@ -15880,7 +15880,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$338 [0] = a[0];
     \$338 [1] = a[1];
     \$338 [2] = a[6];
@@ -21408,7 +21408,7 @@ endmodule
 module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, w3__en, w3__addr, line4__en, line4__addr, busy, \port$5983$0 , \port$6023$0 , \port$6063$0 , \port$6103$0 , \port$6143$0 , \port$6183$0 , \port$6223$0 , \port$6263$0 , \port$6303$0 , \port$6343$0 
 , \port$6383$0 , \port$6423$0 , \port$6463$0 , \port$6503$0 , \port$6543$0 , \port$6583$0 , \port$6623$0 , \port$6663$0 , \port$6703$0 , \port$6743$0 , \port$6783$0 , \port$6823$0 , \port$6863$0 , \port$6903$0 , \port$6943$0 , \port$6983$0 , \port$7023$0 , \port$7063$0 , \port$7103$0 , \port$7143$0 , \port$7183$0 
 , \port$7223$0 , w3__data, row2_b__data, row2_c__data, geo, q2_rows, counts, cluster, released, q23_rows, w3_consumed, e4_released, w3_chunks, desc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -21977,7 +21977,7 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
     .step(step)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$97  = released;
     if (\$93 ) begin
       \$97  = \$94 [15:0];
@@ -21990,7 +21990,7 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$98  = q23_rows;
     if (\$95 ) begin
       \$98  = \$96 [15:0];
@@ -22270,7 +22270,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run, a, b, desc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -23184,7 +23184,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   always @(posedge clk)
     b <= \$339 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     e3_tap = 2'h0;
     casez (e3_ti)
       2'h0:
@@ -23196,7 +23196,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$308  = e3_g;
     if (issue) begin
       if (e3_copy) begin
@@ -23230,7 +23230,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$309  = e3_bc;
     if (issue) begin
       if (e3_copy) begin
@@ -23247,7 +23247,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$310  = e3_coff;
     if (issue) begin
       if (e3_copy) begin
@@ -23267,7 +23267,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$311  = e3_s;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -23286,7 +23286,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$312  = e3_b;
     if (issue) begin
       if (e3_copy) begin
@@ -23307,7 +23307,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$313  = e3_boff;
     if (issue) begin
       if (e3_copy) begin
@@ -23328,7 +23328,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$314  = e3_jb;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -23357,7 +23357,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$315  = e3_ti;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -23386,7 +23386,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$316  = e3_jl;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -23415,7 +23415,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$317  = e3_sl;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -23444,7 +23444,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$318  = e3_ck;
     if (issue) begin
       if (e3_copy) begin
@@ -23469,7 +23469,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$319  = e3_jbs;
     if (issue) begin
       if (e3_copy) begin
@@ -23494,7 +23494,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$320  = e3_tis;
     if (issue) begin
       if (e3_copy) begin
@@ -23519,7 +23519,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$321  = e3_jls;
     if (issue) begin
       if (e3_copy) begin
@@ -23544,7 +23544,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$322  = e3_sls;
     if (issue) begin
       if (e3_copy) begin
@@ -23569,7 +23569,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$323  = e3_bg;
     if (issue) begin
       if (e3_copy) begin
@@ -23598,7 +23598,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$324  = e3_goff;
     if (issue) begin
       if (e3_copy) begin
@@ -23627,7 +23627,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$325  = e3_cseq;
     if (issue) begin
       if (e3_copy) begin
@@ -23655,7 +23655,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$326  = e3_cslot;
     if (issue) begin
       if (e3_copy) begin
@@ -23683,7 +23683,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$327  = e3_gbase;
     if (issue) begin
       if (e3_copy) begin
@@ -23711,7 +23711,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$328  = e3_seq;
     if (issue) begin
       if (e3_row_end) begin
@@ -23726,7 +23726,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$329  = e3_i;
     if (issue) begin
       if (e3_row_end) begin
@@ -23746,7 +23746,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$330  = e3_o;
     if (issue) begin
       if (e3_row_end) begin
@@ -23763,7 +23763,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$331  = e3_qm3;
     if (issue) begin
       if (e3_row_end) begin
@@ -23778,7 +23778,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$332  = e3_r1base;
     if (issue) begin
       if (e3_row_end) begin
@@ -23793,7 +23793,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$333  = e3_trw;
     if (issue) begin
       if (e3_row_end) begin
@@ -23808,7 +23808,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$334  = e3_tr4;
     if (issue) begin
       if (e3_row_end) begin
@@ -23823,7 +23823,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$335  = e3_tho;
     if (issue) begin
       if (e3_row_end) begin
@@ -23838,7 +23838,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$336  = e3_l4b;
     if (issue) begin
       if (e3_row_end) begin
@@ -23855,7 +23855,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$337  = run;
     if (issue) begin
       if (e3_row_end) begin
@@ -23872,7 +23872,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$338 [0] = issue;
     \$338 [1] = e3_copy;
     \$338 [2] = e3_s_first;
@@ -23900,7 +23900,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$339 [0] = a[0];
     \$339 [1] = a[1];
     \$339 [2] = a[6];

@@ -5,10 +5,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
 , \port$7434$0 , \port$7435$0 , \port$7436$0 , \port$7437$0 , \port$7438$0 , \port$7439$0 , \port$7440$0 , \port$7441$0 , \port$7442$0 , \port$7443$0 , \port$7444$0 , \port$7445$0 , \port$7446$0 , \port$7447$0 , \port$7448$0 , \port$7449$0 , \port$7450$0 , \port$7451$0 , \port$7452$0 , \port$7453$0 , \port$7454$0 
 , \port$7455$0 , \port$7456$0 , \port$7457$0 , \port$7458$0 , \port$7459$0 , \port$7460$0 , \port$7461$0 , \port$7462$0 , \port$7463$0 , \port$7464$0 , \port$7465$0 , \port$7466$0 , \port$7467$0 , \port$7468$0 , \port$7469$0 , \port$7470$0 , \port$7471$0 , \port$7472$0 , \port$7473$0 , \port$7474$0 , \port$7475$0 
 , \port$7476$0 , \port$7477$0 , \port$7478$0 , \port$7479$0 , \port$7480$0 , \port$7481$0 , \port$7482$0 , \port$7483$0 , \port$7484$0 , \port$7485$0 , \port$7486$0 , \port$7487$0 , \port$7488$0 , \port$7489$0 , \port$7490$0 , \port$7491$0 , \port$7492$0 , \port$7493$0 , busy, weights, affine__data
-, line4__data, residual__data, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$42859$0 , \port$42873$0 , \port$42887$0 , \port$42901$0 , \port$42915$0 , \port$42929$0 , \port$42943$0 , \port$42957$0 , \port$42971$0 , \port$42985$0 , \port$42999$0 
-, \port$43013$0 , \port$43027$0 , \port$43041$0 , \port$43055$0 , \port$43069$0 , \port$43083$0 , \port$43097$0 , \port$43111$0 , \port$43125$0 , \port$43139$0 , \port$43153$0 , \port$43167$0 , \port$43181$0 , \port$43195$0 , \port$43209$0 , \port$43223$0 , \port$43237$0 , \port$43251$0 , \port$43265$0 , \port$43279$0 , \port$43293$0 
-, \port$46786$24 , desc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+, line4__data, residual__data, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$46894$0 , \port$46908$0 , \port$46922$0 , \port$46936$0 , \port$46950$0 , \port$46964$0 , \port$46978$0 , \port$46992$0 , \port$47006$0 , \port$47020$0 , \port$47034$0 
+, \port$47048$0 , \port$47062$0 , \port$47076$0 , \port$47090$0 , \port$47104$0 , \port$47118$0 , \port$47132$0 , \port$47146$0 , \port$47160$0 , \port$47174$0 , \port$47188$0 , \port$47202$0 , \port$47216$0 , \port$47230$0 , \port$47244$0 , \port$47258$0 , \port$47272$0 , \port$47286$0 , \port$47300$0 , \port$47314$0 , \port$47328$0 
+, \port$50868$24 , desc, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
   wire [16:0] \$100 ;
@@ -1271,72 +1271,72 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [511:0] p = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  output [15:0] \port$42859$0 ;
-  wire [15:0] \port$42859$0 ;
-  output [15:0] \port$42873$0 ;
-  wire [15:0] \port$42873$0 ;
-  output [15:0] \port$42887$0 ;
-  wire [15:0] \port$42887$0 ;
-  output [15:0] \port$42901$0 ;
-  wire [15:0] \port$42901$0 ;
-  output [15:0] \port$42915$0 ;
-  wire [15:0] \port$42915$0 ;
-  output [15:0] \port$42929$0 ;
-  wire [15:0] \port$42929$0 ;
-  output [15:0] \port$42943$0 ;
-  wire [15:0] \port$42943$0 ;
-  output [15:0] \port$42957$0 ;
-  wire [15:0] \port$42957$0 ;
-  output [15:0] \port$42971$0 ;
-  wire [15:0] \port$42971$0 ;
-  output [15:0] \port$42985$0 ;
-  wire [15:0] \port$42985$0 ;
-  output [15:0] \port$42999$0 ;
-  wire [15:0] \port$42999$0 ;
-  output [15:0] \port$43013$0 ;
-  wire [15:0] \port$43013$0 ;
-  output [15:0] \port$43027$0 ;
-  wire [15:0] \port$43027$0 ;
-  output [15:0] \port$43041$0 ;
-  wire [15:0] \port$43041$0 ;
-  output [15:0] \port$43055$0 ;
-  wire [15:0] \port$43055$0 ;
-  output [15:0] \port$43069$0 ;
-  wire [15:0] \port$43069$0 ;
-  output [15:0] \port$43083$0 ;
-  wire [15:0] \port$43083$0 ;
-  output [15:0] \port$43097$0 ;
-  wire [15:0] \port$43097$0 ;
-  output [15:0] \port$43111$0 ;
-  wire [15:0] \port$43111$0 ;
-  output [15:0] \port$43125$0 ;
-  wire [15:0] \port$43125$0 ;
-  output [15:0] \port$43139$0 ;
-  wire [15:0] \port$43139$0 ;
-  output [15:0] \port$43153$0 ;
-  wire [15:0] \port$43153$0 ;
-  output [15:0] \port$43167$0 ;
-  wire [15:0] \port$43167$0 ;
-  output [15:0] \port$43181$0 ;
-  wire [15:0] \port$43181$0 ;
-  output [15:0] \port$43195$0 ;
-  wire [15:0] \port$43195$0 ;
-  output [15:0] \port$43209$0 ;
-  wire [15:0] \port$43209$0 ;
-  output [15:0] \port$43223$0 ;
-  wire [15:0] \port$43223$0 ;
-  output [15:0] \port$43237$0 ;
-  wire [15:0] \port$43237$0 ;
-  output [15:0] \port$43251$0 ;
-  wire [15:0] \port$43251$0 ;
-  output [15:0] \port$43265$0 ;
-  wire [15:0] \port$43265$0 ;
-  output [15:0] \port$43279$0 ;
-  wire [15:0] \port$43279$0 ;
-  output [15:0] \port$43293$0 ;
-  wire [15:0] \port$43293$0 ;
-  input [71:0] \port$46786$24 ;
-  wire [71:0] \port$46786$24 ;
+  output [15:0] \port$46894$0 ;
+  wire [15:0] \port$46894$0 ;
+  output [15:0] \port$46908$0 ;
+  wire [15:0] \port$46908$0 ;
+  output [15:0] \port$46922$0 ;
+  wire [15:0] \port$46922$0 ;
+  output [15:0] \port$46936$0 ;
+  wire [15:0] \port$46936$0 ;
+  output [15:0] \port$46950$0 ;
+  wire [15:0] \port$46950$0 ;
+  output [15:0] \port$46964$0 ;
+  wire [15:0] \port$46964$0 ;
+  output [15:0] \port$46978$0 ;
+  wire [15:0] \port$46978$0 ;
+  output [15:0] \port$46992$0 ;
+  wire [15:0] \port$46992$0 ;
+  output [15:0] \port$47006$0 ;
+  wire [15:0] \port$47006$0 ;
+  output [15:0] \port$47020$0 ;
+  wire [15:0] \port$47020$0 ;
+  output [15:0] \port$47034$0 ;
+  wire [15:0] \port$47034$0 ;
+  output [15:0] \port$47048$0 ;
+  wire [15:0] \port$47048$0 ;
+  output [15:0] \port$47062$0 ;
+  wire [15:0] \port$47062$0 ;
+  output [15:0] \port$47076$0 ;
+  wire [15:0] \port$47076$0 ;
+  output [15:0] \port$47090$0 ;
+  wire [15:0] \port$47090$0 ;
+  output [15:0] \port$47104$0 ;
+  wire [15:0] \port$47104$0 ;
+  output [15:0] \port$47118$0 ;
+  wire [15:0] \port$47118$0 ;
+  output [15:0] \port$47132$0 ;
+  wire [15:0] \port$47132$0 ;
+  output [15:0] \port$47146$0 ;
+  wire [15:0] \port$47146$0 ;
+  output [15:0] \port$47160$0 ;
+  wire [15:0] \port$47160$0 ;
+  output [15:0] \port$47174$0 ;
+  wire [15:0] \port$47174$0 ;
+  output [15:0] \port$47188$0 ;
+  wire [15:0] \port$47188$0 ;
+  output [15:0] \port$47202$0 ;
+  wire [15:0] \port$47202$0 ;
+  output [15:0] \port$47216$0 ;
+  wire [15:0] \port$47216$0 ;
+  output [15:0] \port$47230$0 ;
+  wire [15:0] \port$47230$0 ;
+  output [15:0] \port$47244$0 ;
+  wire [15:0] \port$47244$0 ;
+  output [15:0] \port$47258$0 ;
+  wire [15:0] \port$47258$0 ;
+  output [15:0] \port$47272$0 ;
+  wire [15:0] \port$47272$0 ;
+  output [15:0] \port$47286$0 ;
+  wire [15:0] \port$47286$0 ;
+  output [15:0] \port$47300$0 ;
+  wire [15:0] \port$47300$0 ;
+  output [15:0] \port$47314$0 ;
+  wire [15:0] \port$47314$0 ;
+  output [15:0] \port$47328$0 ;
+  wire [15:0] \port$47328$0 ;
+  input [71:0] \port$50868$24 ;
+  wire [71:0] \port$50868$24 ;
   output \port$7430$0 ;
   wire \port$7430$0 ;
   output [1:0] \port$7431$0 ;
@@ -1545,15 +1545,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$15  = \$12  | \$14 ;
   assign \$16  = \$10  & \$15 ;
   assign \$17  = ~ desc[207];
-  assign \$18  = \port$46786$24 [23:0] > m4;
+  assign \$18  = \port$50868$24 [23:0] > m4;
   assign \$19  = \$17  | \$18 ;
-  assign \$20  = \port$46786$24 [47:24] + desc[259:244];
+  assign \$20  = \port$50868$24 [47:24] + desc[259:244];
   assign \$21  = \$20  > m4;
   assign \$22  = \$19  & \$21 ;
   assign \$23  = \$16  & \$22 ;
   assign \$24  = | desc[277:262];
   assign \$25  = ~ \$24 ;
-  assign \$26  = \port$46786$24 [71:48] > \$signal$16 ;
+  assign \$26  = \port$50868$24 [71:48] > \$signal$16 ;
   assign \$27  = \$25  | \$26 ;
   assign issue4 = \$23  & \$27 ;
   assign \$28  = \$signal  << desc[206];
@@ -1588,9 +1588,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$57  = \$54  | \$56 ;
   assign \$58  = \$52  & \$57 ;
   assign \$59  = ~ desc[207];
-  assign \$60  = \port$46786$24 [23:0] > m4;
+  assign \$60  = \port$50868$24 [23:0] > m4;
   assign \$61  = \$59  | \$60 ;
-  assign \$62  = \port$46786$24 [47:24] + desc[259:244];
+  assign \$62  = \port$50868$24 [47:24] + desc[259:244];
   assign \$63  = \$62  > m4;
   assign \$64  = \$61  & \$63 ;
   assign \$65  = ~ \$64 ;
@@ -1611,15 +1611,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$80  = \$77  | \$79 ;
   assign \$81  = \$75  & \$80 ;
   assign \$82  = ~ desc[207];
-  assign \$83  = \port$46786$24 [23:0] > m4;
+  assign \$83  = \port$50868$24 [23:0] > m4;
   assign \$84  = \$82  | \$83 ;
-  assign \$85  = \port$46786$24 [47:24] + desc[259:244];
+  assign \$85  = \port$50868$24 [47:24] + desc[259:244];
   assign \$86  = \$85  > m4;
   assign \$87  = \$84  & \$86 ;
   assign \$88  = \$81  & \$87 ;
   assign \$89  = | desc[277:262];
   assign \$90  = ~ \$89 ;
-  assign \$91  = \port$46786$24 [71:48] > \$signal$16 ;
+  assign \$91  = \port$50868$24 [71:48] > \$signal$16 ;
   assign \$92  = \$90  | \$91 ;
   assign \$93  = ~ \$92 ;
   assign \$94  = \$88  & \$93 ;
@@ -2522,39 +2522,39 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     .m7(\$956 ),
     .m8(\$959 ),
     .m9(\$962 ),
-    .\port$42289$0 (\$901 ),
-    .\port$42307$0 (\$902 ),
-    .\port$42325$0 (\$903 ),
-    .\port$42343$0 (\$904 ),
-    .\port$42361$0 (\$905 ),
-    .\port$42379$0 (\$906 ),
-    .\port$42397$0 (\$907 ),
-    .\port$42415$0 (\$908 ),
-    .\port$42433$0 (\$909 ),
-    .\port$42451$0 (\$910 ),
-    .\port$42469$0 (\$911 ),
-    .\port$42487$0 (\$912 ),
-    .\port$42505$0 (\$913 ),
-    .\port$42523$0 (\$914 ),
-    .\port$42541$0 (\$915 ),
-    .\port$42559$0 (\$916 ),
-    .\port$42577$0 (\$917 ),
-    .\port$42595$0 (\$918 ),
-    .\port$42613$0 (\$919 ),
-    .\port$42631$0 (\$920 ),
-    .\port$42649$0 (\$921 ),
-    .\port$42667$0 (\$922 ),
-    .\port$42685$0 (\$923 ),
-    .\port$42703$0 (\$924 ),
-    .\port$42721$0 (\$925 ),
-    .\port$42739$0 (\$926 ),
-    .\port$42757$0 (\$927 ),
-    .\port$42775$0 (\$928 ),
-    .\port$42793$0 (\$929 ),
-    .\port$42811$0 (\$930 ),
-    .\port$42829$0 (\$931 ),
-    .\port$42847$0 (\$932 ),
-    .\port$46790$167 (desc[188:167]),
+    .\port$46324$0 (\$901 ),
+    .\port$46342$0 (\$902 ),
+    .\port$46360$0 (\$903 ),
+    .\port$46378$0 (\$904 ),
+    .\port$46396$0 (\$905 ),
+    .\port$46414$0 (\$906 ),
+    .\port$46432$0 (\$907 ),
+    .\port$46450$0 (\$908 ),
+    .\port$46468$0 (\$909 ),
+    .\port$46486$0 (\$910 ),
+    .\port$46504$0 (\$911 ),
+    .\port$46522$0 (\$912 ),
+    .\port$46540$0 (\$913 ),
+    .\port$46558$0 (\$914 ),
+    .\port$46576$0 (\$915 ),
+    .\port$46594$0 (\$916 ),
+    .\port$46612$0 (\$917 ),
+    .\port$46630$0 (\$918 ),
+    .\port$46648$0 (\$919 ),
+    .\port$46666$0 (\$920 ),
+    .\port$46684$0 (\$921 ),
+    .\port$46702$0 (\$922 ),
+    .\port$46720$0 (\$923 ),
+    .\port$46738$0 (\$924 ),
+    .\port$46756$0 (\$925 ),
+    .\port$46774$0 (\$926 ),
+    .\port$46792$0 (\$927 ),
+    .\port$46810$0 (\$928 ),
+    .\port$46828$0 (\$929 ),
+    .\port$46846$0 (\$930 ),
+    .\port$46864$0 (\$931 ),
+    .\port$46882$0 (\$932 ),
+    .\port$50872$167 (desc[188:167]),
     .rnd(desc[205]),
     .rst(rst),
     .s0(\$934 ),
@@ -2698,7 +2698,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     .valid(\valid$51 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$743  = k4;
     if (\$298 ) begin
       \$743  = \$302 [15:0];
@@ -2711,7 +2711,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$744  = \$signal$21 ;
     if (\$306 ) begin
       \$744  = \$311 [1:0];
@@ -2724,7 +2724,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$745  = xo4;
     if (\$319 ) begin
       \$745  = \$323 [15:0];
@@ -2737,7 +2737,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$746  = affine__addr;
     if (\$334 ) begin
       \$746  = \$338 [15:0];
@@ -2750,7 +2750,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$747  = \$signal$3 ;
     if (\$352 ) begin
       \$747  = \$357 [15:0];
@@ -2763,7 +2763,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$748  = \$signal$2 ;
     if (\$375 ) begin
       \$748  = \$380 [15:0];
@@ -2776,7 +2776,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$749  = outidx;
     if (issue4) begin
       if (\$387 ) begin
@@ -2791,7 +2791,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$750  = \$signal$27 ;
     if (issue4) begin
       if (\$387 ) begin
@@ -2806,7 +2806,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$751  = \$signal$16 ;
     if (issue4) begin
       if (\$455 ) begin
@@ -2821,7 +2821,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$752  = w4slot;
     if (issue4) begin
       if (\$455 ) begin
@@ -2836,7 +2836,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$753  = \$signal$30 ;
     if (issue4) begin
       if (\$455 ) begin
@@ -2851,7 +2851,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$754  = m4;
     if (issue4) begin
       if (\$492 ) begin
@@ -2866,7 +2866,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$755  = rows_released;
     if (issue4) begin
       if (\$492 ) begin
@@ -2881,7 +2881,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$756  = out_slot;
     if (issue4) begin
       if (\$492 ) begin
@@ -2896,7 +2896,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$757  = \$signal$111 ;
     if (issue4) begin
       if (\$492 ) begin
@@ -2911,7 +2911,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$758  = \$signal$112 ;
     if (issue4) begin
       if (\$492 ) begin
@@ -2926,7 +2926,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$759  = prev_base;
     if (issue4) begin
       if (\$492 ) begin
@@ -2941,7 +2941,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$760  = \$signal$26 ;
     if (issue4) begin
       if (\$492 ) begin
@@ -2956,7 +2956,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$761  = \$signal$9 ;
     if (issue4) begin
       if (\$492 ) begin
@@ -2973,7 +2973,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$762  = \$signal$8 ;
     if (issue4) begin
       if (\$492 ) begin
@@ -2990,7 +2990,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$763  = res_consumed;
     if (issue4) begin
       if (\$492 ) begin
@@ -3007,7 +3007,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$764  = res_slot;
     if (issue4) begin
       if (\$492 ) begin
@@ -3024,7 +3024,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$765  = \$signal$36 ;
     if (issue4) begin
       if (\$492 ) begin
@@ -3041,7 +3041,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$766  = ym3;
     if (issue4) begin
       if (\$492 ) begin
@@ -3058,7 +3058,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$767  = run;
     if (issue4) begin
       if (\$691 ) begin
@@ -3073,161 +3073,161 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$768  = issue4;
     if (rst) begin
       \$768  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$769  = \$692 ;
     if (rst) begin
       \$769  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$770  = \$695 ;
     if (rst) begin
       \$770  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$771  = \$696 ;
     if (rst) begin
       \$771  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$772  = \$703 ;
     if (rst) begin
       \$772  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$773  = \$704 ;
     if (rst) begin
       \$773  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$774  = \$717 ;
     if (rst) begin
       \$774  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$775  = \$723 [5:0];
     if (rst) begin
       \$775  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$776  = outidx;
     if (rst) begin
       \$776  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$777  = \$signal$111 ;
     if (rst) begin
       \$777  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$778  = \$729 [5:0];
     if (rst) begin
       \$778  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$779  = \$signal$21 ;
     if (rst) begin
       \$779  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$780  = valid;
     if (rst) begin
       \$780  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$781  = e4a_last;
     if (rst) begin
       \$781  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$782  = e4a_subfirst;
     if (rst) begin
       \$782  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$783  = e4a_grp;
     if (rst) begin
       \$783  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$784  = e4a_t0;
     if (rst) begin
       \$784  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$785  = e4a_rowend;
     if (rst) begin
       \$785  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$786  = \$signal$120 ;
     if (rst) begin
       \$786  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$787  = obase4a;
     if (rst) begin
       \$787  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$788  = act4a;
     if (rst) begin
       \$788  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$789  = e4a_pos;
     if (rst) begin
       \$789  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$790  = aff4b;
     if (\$730 ) begin
       \$790  = affine__data;
@@ -3237,7 +3237,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$791  = \$signal$131 ;
     if (\$730 ) begin
       \$791  = residual__data;
@@ -3247,7 +3247,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$792  = uprev4b;
     if (\$730 ) begin
       \$792  = \$731 ;
@@ -3257,308 +3257,308 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$793  = \$732 ;
     if (rst) begin
       \$793  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$794  = \$signal$135 ;
     if (rst) begin
       \$794  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$795  = \$733 ;
     if (rst) begin
       \$795  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$796  = e4b_rowend;
     if (rst) begin
       \$796  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$797  = { \$868 , \$867 , \$866 , \$865 , \$864 , \$863 , \$862 , \$861 , \$860 , \$859 , \$858 , \$857 , \$856 , \$855 , \$854 , \$853 , \$852 , \$851 , \$850 , \$849 , \$848 , \$847 , \$846 , \$845 , \$844 , \$843 , \$842 , \$841 , \$840 , \$839 , \$838 , \$837  };
     if (rst) begin
       \$797  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$798  = \$734 ;
     if (rst) begin
       \$798  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$799  = \$738 ;
     if (rst) begin
       \$799  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$800  = { aff4b[1535:1520], aff4b[1487:1472], aff4b[1439:1424], aff4b[1391:1376], aff4b[1343:1328], aff4b[1295:1280], aff4b[1247:1232], aff4b[1199:1184], aff4b[1151:1136], aff4b[1103:1088], aff4b[1055:1040], aff4b[1007:992], aff4b[959:944], aff4b[911:896], aff4b[863:848], aff4b[815:800], aff4b[767:752], aff4b[719:704], aff4b[671:656], aff4b[623:608], aff4b[575:560], aff4b[527:512], aff4b[479:464], aff4b[431:416], aff4b[383:368], aff4b[335:320], aff4b[287:272], aff4b[239:224], aff4b[191:176], aff4b[143:128], aff4b[95:80], aff4b[47:32] };
     if (rst) begin
       \$800  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$801  = \$signal$131 ;
     if (rst) begin
       \$801  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$802  = uprev4b;
     if (rst) begin
       \$802  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$803  = \$signal$126 ;
     if (rst) begin
       \$803  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$804  = obase4b;
     if (rst) begin
       \$804  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$805  = act4b;
     if (rst) begin
       \$805  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$806  = e4c_v;
     if (rst) begin
       \$806  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$807  = e4w1_v_1;
     if (rst) begin
       \$807  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$808  = e4w2_v_1;
     if (rst) begin
       \$808  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$809  = e4w3_v_1;
     if (rst) begin
       \$809  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$810  = e4w4_v_1;
     if (rst) begin
       \$810  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$811  = e4c_rowend;
     if (rst) begin
       \$811  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$812  = e4w_rowend_1;
     if (rst) begin
       \$812  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$813  = e4w_rowend_2;
     if (rst) begin
       \$813  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$814  = e4w_rowend_3;
     if (rst) begin
       \$814  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$815  = e4w_rowend_4;
     if (rst) begin
       \$815  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$816  = e4c_outidx;
     if (rst) begin
       \$816  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$817  = e4w_outidx_1;
     if (rst) begin
       \$817  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$818  = e4w_outidx_2;
     if (rst) begin
       \$818  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$819  = e4w_outidx_3;
     if (rst) begin
       \$819  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$820  = e4w_outidx_4;
     if (rst) begin
       \$820  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$821  = e4c_obase;
     if (rst) begin
       \$821  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$822  = e4w_obase_1;
     if (rst) begin
       \$822  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$823  = e4w_obase_2;
     if (rst) begin
       \$823  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$824  = e4w_obase_3;
     if (rst) begin
       \$824  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$825  = e4w_obase_4;
     if (rst) begin
       \$825  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$826  = e4c_act;
     if (rst) begin
       \$826  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$827  = e4w_act_1;
     if (rst) begin
       \$827  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$828  = e4w_act_2;
     if (rst) begin
       \$828  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$829  = e4w_act_3;
     if (rst) begin
       \$829  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$830  = e4w_act_4;
     if (rst) begin
       \$830  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$831  = e4c_arg;
     if (rst) begin
       \$831  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$832  = e4w_arg_1;
     if (rst) begin
       \$832  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$833  = e4w_arg_2;
     if (rst) begin
       \$833  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$834  = e4w_arg_3;
     if (rst) begin
       \$834  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$835  = e4w_arg_4;
     if (rst) begin
       \$835  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$836  = out_rows;
     if (\$739 ) begin
       \$836  = \$740 [23:0];
@@ -3571,9 +3571,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   assign t4 = \$1 [7:0];
-  assign res_rows = \port$46786$24 [23:0];
-  assign out_taken = \port$46786$24 [47:24];
-  assign w4_chunks = \port$46786$24 [71:48];
+  assign res_rows = \port$50868$24 [23:0];
+  assign out_taken = \port$50868$24 [47:24];
+  assign w4_chunks = \port$50868$24 [71:48];
   assign x4 = \$98 [15:0];
   assign w4__en = issue4;
   assign \$signal$33  = affine__addr;
@@ -3682,38 +3682,38 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \port$7491$0  = \$258 ;
   assign \port$7492$0  = \$259 ;
   assign \port$7493$0  = \$260 ;
-  assign \port$42859$0  = \$933 ;
-  assign \port$42873$0  = \$936 ;
-  assign \port$42887$0  = \$939 ;
-  assign \port$42901$0  = \$942 ;
-  assign \port$42915$0  = \$945 ;
-  assign \port$42929$0  = \$948 ;
-  assign \port$42943$0  = \$951 ;
-  assign \port$42957$0  = \$954 ;
-  assign \port$42971$0  = \$957 ;
-  assign \port$42985$0  = \$960 ;
-  assign \port$42999$0  = \$963 ;
-  assign \port$43013$0  = \$966 ;
-  assign \port$43027$0  = \$969 ;
-  assign \port$43041$0  = \$972 ;
-  assign \port$43055$0  = \$975 ;
-  assign \port$43069$0  = \$978 ;
-  assign \port$43083$0  = \$981 ;
-  assign \port$43097$0  = \$984 ;
-  assign \port$43111$0  = \$987 ;
-  assign \port$43125$0  = \$990 ;
-  assign \port$43139$0  = \$993 ;
-  assign \port$43153$0  = \$996 ;
-  assign \port$43167$0  = \$999 ;
-  assign \port$43181$0  = \$1002 ;
-  assign \port$43195$0  = \$1005 ;
-  assign \port$43209$0  = \$1008 ;
-  assign \port$43223$0  = \$1011 ;
-  assign \port$43237$0  = \$1014 ;
-  assign \port$43251$0  = \$1017 ;
-  assign \port$43265$0  = \$1020 ;
-  assign \port$43279$0  = \$1023 ;
-  assign \port$43293$0  = \$1026 ;
+  assign \port$46894$0  = \$933 ;
+  assign \port$46908$0  = \$936 ;
+  assign \port$46922$0  = \$939 ;
+  assign \port$46936$0  = \$942 ;
+  assign \port$46950$0  = \$945 ;
+  assign \port$46964$0  = \$948 ;
+  assign \port$46978$0  = \$951 ;
+  assign \port$46992$0  = \$954 ;
+  assign \port$47006$0  = \$957 ;
+  assign \port$47020$0  = \$960 ;
+  assign \port$47034$0  = \$963 ;
+  assign \port$47048$0  = \$966 ;
+  assign \port$47062$0  = \$969 ;
+  assign \port$47076$0  = \$972 ;
+  assign \port$47090$0  = \$975 ;
+  assign \port$47104$0  = \$978 ;
+  assign \port$47118$0  = \$981 ;
+  assign \port$47132$0  = \$984 ;
+  assign \port$47146$0  = \$987 ;
+  assign \port$47160$0  = \$990 ;
+  assign \port$47174$0  = \$993 ;
+  assign \port$47188$0  = \$996 ;
+  assign \port$47202$0  = \$999 ;
+  assign \port$47216$0  = \$1002 ;
+  assign \port$47230$0  = \$1005 ;
+  assign \port$47244$0  = \$1008 ;
+  assign \port$47258$0  = \$1011 ;
+  assign \port$47272$0  = \$1014 ;
+  assign \port$47286$0  = \$1017 ;
+  assign \port$47300$0  = \$1020 ;
+  assign \port$47314$0  = \$1023 ;
+  assign \port$47328$0  = \$1026 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -3853,7 +3853,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4.affine (rst, p, scale, bias, residual, o0, o1, o2, o3, o4, o5, o6, o7, o8, o9, o10, o11, o12, o13, o14, o15
 , o16, o17, o18, o19, o20, o21, o22, o23, o24, o25, o26, o27, o28, o29, o30, o31, shift, rnd, use_residual, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [31:0] \$1 ;
   wire [32:0] \$10 ;
   wire [5:0] \$100 ;
@@ -7010,2016 +7010,2016 @@ module \ttsnn_accel.e4.affine (rst, p, scale, bias, residual, o0, o1, o2, o3, o4
   always @(posedge clk)
     o31 <= \$1312 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1025  = \$1 ;
     if (rst) begin
       \$1025  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1026  = bias[15:0];
     if (rst) begin
       \$1026  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1027  = residual[15:0];
     if (rst) begin
       \$1027  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1028  = \$5 ;
     if (rst) begin
       \$1028  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1029  = bias0_1;
     if (rst) begin
       \$1029  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1030  = res0_1;
     if (rst) begin
       \$1030  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1031  = \$24 ;
     if (rst) begin
       \$1031  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1032  = res0_2;
     if (rst) begin
       \$1032  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1033  = \$32 ;
     if (rst) begin
       \$1033  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1034  = \$33 ;
     if (rst) begin
       \$1034  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1035  = bias[31:16];
     if (rst) begin
       \$1035  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1036  = residual[31:16];
     if (rst) begin
       \$1036  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1037  = \$37 ;
     if (rst) begin
       \$1037  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1038  = bias1_1;
     if (rst) begin
       \$1038  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1039  = res1_1;
     if (rst) begin
       \$1039  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1040  = \$56 ;
     if (rst) begin
       \$1040  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1041  = res1_2;
     if (rst) begin
       \$1041  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1042  = \$64 ;
     if (rst) begin
       \$1042  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1043  = \$65 ;
     if (rst) begin
       \$1043  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1044  = bias[47:32];
     if (rst) begin
       \$1044  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1045  = residual[47:32];
     if (rst) begin
       \$1045  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1046  = \$69 ;
     if (rst) begin
       \$1046  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1047  = bias2_1;
     if (rst) begin
       \$1047  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1048  = res2_1;
     if (rst) begin
       \$1048  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1049  = \$88 ;
     if (rst) begin
       \$1049  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1050  = res2_2;
     if (rst) begin
       \$1050  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1051  = \$96 ;
     if (rst) begin
       \$1051  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1052  = \$97 ;
     if (rst) begin
       \$1052  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1053  = bias[63:48];
     if (rst) begin
       \$1053  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1054  = residual[63:48];
     if (rst) begin
       \$1054  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1055  = \$101 ;
     if (rst) begin
       \$1055  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1056  = bias3_1;
     if (rst) begin
       \$1056  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1057  = res3_1;
     if (rst) begin
       \$1057  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1058  = \$120 ;
     if (rst) begin
       \$1058  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1059  = res3_2;
     if (rst) begin
       \$1059  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1060  = \$128 ;
     if (rst) begin
       \$1060  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1061  = \$129 ;
     if (rst) begin
       \$1061  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1062  = bias[79:64];
     if (rst) begin
       \$1062  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1063  = residual[79:64];
     if (rst) begin
       \$1063  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1064  = \$133 ;
     if (rst) begin
       \$1064  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1065  = bias4_1;
     if (rst) begin
       \$1065  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1066  = res4_1;
     if (rst) begin
       \$1066  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1067  = \$152 ;
     if (rst) begin
       \$1067  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1068  = res4_2;
     if (rst) begin
       \$1068  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1069  = \$160 ;
     if (rst) begin
       \$1069  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1070  = \$161 ;
     if (rst) begin
       \$1070  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1071  = bias[95:80];
     if (rst) begin
       \$1071  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1072  = residual[95:80];
     if (rst) begin
       \$1072  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1073  = \$165 ;
     if (rst) begin
       \$1073  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1074  = bias5_1;
     if (rst) begin
       \$1074  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1075  = res5_1;
     if (rst) begin
       \$1075  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1076  = \$184 ;
     if (rst) begin
       \$1076  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1077  = res5_2;
     if (rst) begin
       \$1077  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1078  = \$192 ;
     if (rst) begin
       \$1078  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1079  = \$193 ;
     if (rst) begin
       \$1079  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1080  = bias[111:96];
     if (rst) begin
       \$1080  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1081  = residual[111:96];
     if (rst) begin
       \$1081  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1082  = \$197 ;
     if (rst) begin
       \$1082  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1083  = bias6_1;
     if (rst) begin
       \$1083  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1084  = res6_1;
     if (rst) begin
       \$1084  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1085  = \$216 ;
     if (rst) begin
       \$1085  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1086  = res6_2;
     if (rst) begin
       \$1086  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1087  = \$224 ;
     if (rst) begin
       \$1087  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1088  = \$225 ;
     if (rst) begin
       \$1088  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1089  = bias[127:112];
     if (rst) begin
       \$1089  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1090  = residual[127:112];
     if (rst) begin
       \$1090  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1091  = \$229 ;
     if (rst) begin
       \$1091  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1092  = bias7_1;
     if (rst) begin
       \$1092  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1093  = res7_1;
     if (rst) begin
       \$1093  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1094  = \$248 ;
     if (rst) begin
       \$1094  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1095  = res7_2;
     if (rst) begin
       \$1095  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1096  = \$256 ;
     if (rst) begin
       \$1096  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1097  = \$257 ;
     if (rst) begin
       \$1097  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1098  = bias[143:128];
     if (rst) begin
       \$1098  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1099  = residual[143:128];
     if (rst) begin
       \$1099  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1100  = \$261 ;
     if (rst) begin
       \$1100  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1101  = bias8_1;
     if (rst) begin
       \$1101  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1102  = res8_1;
     if (rst) begin
       \$1102  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1103  = \$280 ;
     if (rst) begin
       \$1103  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1104  = res8_2;
     if (rst) begin
       \$1104  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1105  = \$288 ;
     if (rst) begin
       \$1105  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1106  = \$289 ;
     if (rst) begin
       \$1106  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1107  = bias[159:144];
     if (rst) begin
       \$1107  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1108  = residual[159:144];
     if (rst) begin
       \$1108  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1109  = \$293 ;
     if (rst) begin
       \$1109  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1110  = bias9_1;
     if (rst) begin
       \$1110  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1111  = res9_1;
     if (rst) begin
       \$1111  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1112  = \$312 ;
     if (rst) begin
       \$1112  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1113  = res9_2;
     if (rst) begin
       \$1113  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1114  = \$320 ;
     if (rst) begin
       \$1114  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1115  = \$321 ;
     if (rst) begin
       \$1115  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1116  = bias[175:160];
     if (rst) begin
       \$1116  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1117  = residual[175:160];
     if (rst) begin
       \$1117  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1118  = \$325 ;
     if (rst) begin
       \$1118  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1119  = bias10_1;
     if (rst) begin
       \$1119  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1120  = res10_1;
     if (rst) begin
       \$1120  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1121  = \$344 ;
     if (rst) begin
       \$1121  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1122  = res10_2;
     if (rst) begin
       \$1122  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1123  = \$352 ;
     if (rst) begin
       \$1123  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1124  = \$353 ;
     if (rst) begin
       \$1124  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1125  = bias[191:176];
     if (rst) begin
       \$1125  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1126  = residual[191:176];
     if (rst) begin
       \$1126  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1127  = \$357 ;
     if (rst) begin
       \$1127  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1128  = bias11_1;
     if (rst) begin
       \$1128  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1129  = res11_1;
     if (rst) begin
       \$1129  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1130  = \$376 ;
     if (rst) begin
       \$1130  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1131  = res11_2;
     if (rst) begin
       \$1131  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1132  = \$384 ;
     if (rst) begin
       \$1132  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1133  = \$385 ;
     if (rst) begin
       \$1133  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1134  = bias[207:192];
     if (rst) begin
       \$1134  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1135  = residual[207:192];
     if (rst) begin
       \$1135  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1136  = \$389 ;
     if (rst) begin
       \$1136  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1137  = bias12_1;
     if (rst) begin
       \$1137  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1138  = res12_1;
     if (rst) begin
       \$1138  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1139  = \$408 ;
     if (rst) begin
       \$1139  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1140  = res12_2;
     if (rst) begin
       \$1140  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1141  = \$416 ;
     if (rst) begin
       \$1141  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1142  = \$417 ;
     if (rst) begin
       \$1142  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1143  = bias[223:208];
     if (rst) begin
       \$1143  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1144  = residual[223:208];
     if (rst) begin
       \$1144  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1145  = \$421 ;
     if (rst) begin
       \$1145  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1146  = bias13_1;
     if (rst) begin
       \$1146  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1147  = res13_1;
     if (rst) begin
       \$1147  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1148  = \$440 ;
     if (rst) begin
       \$1148  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1149  = res13_2;
     if (rst) begin
       \$1149  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1150  = \$448 ;
     if (rst) begin
       \$1150  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1151  = \$449 ;
     if (rst) begin
       \$1151  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1152  = bias[239:224];
     if (rst) begin
       \$1152  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1153  = residual[239:224];
     if (rst) begin
       \$1153  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1154  = \$453 ;
     if (rst) begin
       \$1154  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1155  = bias14_1;
     if (rst) begin
       \$1155  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1156  = res14_1;
     if (rst) begin
       \$1156  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1157  = \$472 ;
     if (rst) begin
       \$1157  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1158  = res14_2;
     if (rst) begin
       \$1158  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1159  = \$480 ;
     if (rst) begin
       \$1159  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1160  = \$481 ;
     if (rst) begin
       \$1160  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1161  = bias[255:240];
     if (rst) begin
       \$1161  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1162  = residual[255:240];
     if (rst) begin
       \$1162  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1163  = \$485 ;
     if (rst) begin
       \$1163  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1164  = bias15_1;
     if (rst) begin
       \$1164  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1165  = res15_1;
     if (rst) begin
       \$1165  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1166  = \$504 ;
     if (rst) begin
       \$1166  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1167  = res15_2;
     if (rst) begin
       \$1167  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1168  = \$512 ;
     if (rst) begin
       \$1168  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1169  = \$513 ;
     if (rst) begin
       \$1169  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1170  = bias[271:256];
     if (rst) begin
       \$1170  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1171  = residual[271:256];
     if (rst) begin
       \$1171  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1172  = \$517 ;
     if (rst) begin
       \$1172  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1173  = bias16_1;
     if (rst) begin
       \$1173  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1174  = res16_1;
     if (rst) begin
       \$1174  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1175  = \$536 ;
     if (rst) begin
       \$1175  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1176  = res16_2;
     if (rst) begin
       \$1176  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1177  = \$544 ;
     if (rst) begin
       \$1177  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1178  = \$545 ;
     if (rst) begin
       \$1178  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1179  = bias[287:272];
     if (rst) begin
       \$1179  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1180  = residual[287:272];
     if (rst) begin
       \$1180  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1181  = \$549 ;
     if (rst) begin
       \$1181  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1182  = bias17_1;
     if (rst) begin
       \$1182  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1183  = res17_1;
     if (rst) begin
       \$1183  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1184  = \$568 ;
     if (rst) begin
       \$1184  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1185  = res17_2;
     if (rst) begin
       \$1185  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1186  = \$576 ;
     if (rst) begin
       \$1186  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1187  = \$577 ;
     if (rst) begin
       \$1187  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1188  = bias[303:288];
     if (rst) begin
       \$1188  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1189  = residual[303:288];
     if (rst) begin
       \$1189  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1190  = \$581 ;
     if (rst) begin
       \$1190  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1191  = bias18_1;
     if (rst) begin
       \$1191  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1192  = res18_1;
     if (rst) begin
       \$1192  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1193  = \$600 ;
     if (rst) begin
       \$1193  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1194  = res18_2;
     if (rst) begin
       \$1194  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1195  = \$608 ;
     if (rst) begin
       \$1195  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1196  = \$609 ;
     if (rst) begin
       \$1196  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1197  = bias[319:304];
     if (rst) begin
       \$1197  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1198  = residual[319:304];
     if (rst) begin
       \$1198  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1199  = \$613 ;
     if (rst) begin
       \$1199  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1200  = bias19_1;
     if (rst) begin
       \$1200  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1201  = res19_1;
     if (rst) begin
       \$1201  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1202  = \$632 ;
     if (rst) begin
       \$1202  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1203  = res19_2;
     if (rst) begin
       \$1203  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1204  = \$640 ;
     if (rst) begin
       \$1204  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1205  = \$641 ;
     if (rst) begin
       \$1205  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1206  = bias[335:320];
     if (rst) begin
       \$1206  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1207  = residual[335:320];
     if (rst) begin
       \$1207  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1208  = \$645 ;
     if (rst) begin
       \$1208  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1209  = bias20_1;
     if (rst) begin
       \$1209  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1210  = res20_1;
     if (rst) begin
       \$1210  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1211  = \$664 ;
     if (rst) begin
       \$1211  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1212  = res20_2;
     if (rst) begin
       \$1212  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1213  = \$672 ;
     if (rst) begin
       \$1213  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1214  = \$673 ;
     if (rst) begin
       \$1214  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1215  = bias[351:336];
     if (rst) begin
       \$1215  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1216  = residual[351:336];
     if (rst) begin
       \$1216  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1217  = \$677 ;
     if (rst) begin
       \$1217  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1218  = bias21_1;
     if (rst) begin
       \$1218  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1219  = res21_1;
     if (rst) begin
       \$1219  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1220  = \$696 ;
     if (rst) begin
       \$1220  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1221  = res21_2;
     if (rst) begin
       \$1221  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1222  = \$704 ;
     if (rst) begin
       \$1222  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1223  = \$705 ;
     if (rst) begin
       \$1223  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1224  = bias[367:352];
     if (rst) begin
       \$1224  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1225  = residual[367:352];
     if (rst) begin
       \$1225  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1226  = \$709 ;
     if (rst) begin
       \$1226  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1227  = bias22_1;
     if (rst) begin
       \$1227  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1228  = res22_1;
     if (rst) begin
       \$1228  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1229  = \$728 ;
     if (rst) begin
       \$1229  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1230  = res22_2;
     if (rst) begin
       \$1230  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1231  = \$736 ;
     if (rst) begin
       \$1231  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1232  = \$737 ;
     if (rst) begin
       \$1232  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1233  = bias[383:368];
     if (rst) begin
       \$1233  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1234  = residual[383:368];
     if (rst) begin
       \$1234  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1235  = \$741 ;
     if (rst) begin
       \$1235  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1236  = bias23_1;
     if (rst) begin
       \$1236  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1237  = res23_1;
     if (rst) begin
       \$1237  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1238  = \$760 ;
     if (rst) begin
       \$1238  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1239  = res23_2;
     if (rst) begin
       \$1239  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1240  = \$768 ;
     if (rst) begin
       \$1240  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1241  = \$769 ;
     if (rst) begin
       \$1241  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1242  = bias[399:384];
     if (rst) begin
       \$1242  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1243  = residual[399:384];
     if (rst) begin
       \$1243  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1244  = \$773 ;
     if (rst) begin
       \$1244  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1245  = bias24_1;
     if (rst) begin
       \$1245  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1246  = res24_1;
     if (rst) begin
       \$1246  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1247  = \$792 ;
     if (rst) begin
       \$1247  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1248  = res24_2;
     if (rst) begin
       \$1248  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1249  = \$800 ;
     if (rst) begin
       \$1249  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1250  = \$801 ;
     if (rst) begin
       \$1250  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1251  = bias[415:400];
     if (rst) begin
       \$1251  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1252  = residual[415:400];
     if (rst) begin
       \$1252  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1253  = \$805 ;
     if (rst) begin
       \$1253  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1254  = bias25_1;
     if (rst) begin
       \$1254  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1255  = res25_1;
     if (rst) begin
       \$1255  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1256  = \$824 ;
     if (rst) begin
       \$1256  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1257  = res25_2;
     if (rst) begin
       \$1257  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1258  = \$832 ;
     if (rst) begin
       \$1258  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1259  = \$833 ;
     if (rst) begin
       \$1259  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1260  = bias[431:416];
     if (rst) begin
       \$1260  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1261  = residual[431:416];
     if (rst) begin
       \$1261  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1262  = \$837 ;
     if (rst) begin
       \$1262  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1263  = bias26_1;
     if (rst) begin
       \$1263  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1264  = res26_1;
     if (rst) begin
       \$1264  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1265  = \$856 ;
     if (rst) begin
       \$1265  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1266  = res26_2;
     if (rst) begin
       \$1266  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1267  = \$864 ;
     if (rst) begin
       \$1267  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1268  = \$865 ;
     if (rst) begin
       \$1268  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1269  = bias[447:432];
     if (rst) begin
       \$1269  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1270  = residual[447:432];
     if (rst) begin
       \$1270  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1271  = \$869 ;
     if (rst) begin
       \$1271  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1272  = bias27_1;
     if (rst) begin
       \$1272  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1273  = res27_1;
     if (rst) begin
       \$1273  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1274  = \$888 ;
     if (rst) begin
       \$1274  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1275  = res27_2;
     if (rst) begin
       \$1275  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1276  = \$896 ;
     if (rst) begin
       \$1276  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1277  = \$897 ;
     if (rst) begin
       \$1277  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1278  = bias[463:448];
     if (rst) begin
       \$1278  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1279  = residual[463:448];
     if (rst) begin
       \$1279  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1280  = \$901 ;
     if (rst) begin
       \$1280  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1281  = bias28_1;
     if (rst) begin
       \$1281  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1282  = res28_1;
     if (rst) begin
       \$1282  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1283  = \$920 ;
     if (rst) begin
       \$1283  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1284  = res28_2;
     if (rst) begin
       \$1284  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1285  = \$928 ;
     if (rst) begin
       \$1285  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1286  = \$929 ;
     if (rst) begin
       \$1286  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1287  = bias[479:464];
     if (rst) begin
       \$1287  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1288  = residual[479:464];
     if (rst) begin
       \$1288  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1289  = \$933 ;
     if (rst) begin
       \$1289  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1290  = bias29_1;
     if (rst) begin
       \$1290  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1291  = res29_1;
     if (rst) begin
       \$1291  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1292  = \$952 ;
     if (rst) begin
       \$1292  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1293  = res29_2;
     if (rst) begin
       \$1293  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1294  = \$960 ;
     if (rst) begin
       \$1294  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1295  = \$961 ;
     if (rst) begin
       \$1295  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1296  = bias[495:480];
     if (rst) begin
       \$1296  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1297  = residual[495:480];
     if (rst) begin
       \$1297  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1298  = \$965 ;
     if (rst) begin
       \$1298  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1299  = bias30_1;
     if (rst) begin
       \$1299  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1300  = res30_1;
     if (rst) begin
       \$1300  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1301  = \$984 ;
     if (rst) begin
       \$1301  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1302  = res30_2;
     if (rst) begin
       \$1302  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1303  = \$992 ;
     if (rst) begin
       \$1303  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1304  = \$993 ;
     if (rst) begin
       \$1304  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1305  = bias[511:496];
     if (rst) begin
       \$1305  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1306  = residual[511:496];
     if (rst) begin
       \$1306  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1307  = \$997 ;
     if (rst) begin
       \$1307  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1308  = bias31_1;
     if (rst) begin
       \$1308  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1309  = res31_1;
     if (rst) begin
       \$1309  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1310  = \$1016 ;
     if (rst) begin
       \$1310  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1311  = res31_2;
     if (rst) begin
       \$1311  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$1312  = \$1024 ;
     if (rst) begin
       \$1312  = 16'h0000;
@@ -9126,7 +9126,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire [15:0] \$1 ;
   wire [16:0] \$10 ;
   wire [15:0] \$11 ;
@@ -9337,7 +9337,7 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
   assign \$1  = first ? 16'h0000 : acc[15:0];
   assign \$2  = $signed(\$1 ) + $signed(product0);
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$65  = acc;
     if (valid) begin
       \$65 [15:0] = \$2 [15:0];
@@ -9380,14 +9380,14 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, u_prev, \port$42289$0 , \port$42307$0 , \port$42325$0 , \port$42343$0 , \port$42361$0 , \port$42379$0 , \port$42397$0 , \port$42415$0 , \port$42433$0 , \port$42451$0 , \port$42469$0 , \port$42487$0 , \port$42505$0 , \port$42523$0 , \port$42541$0 , \port$42559$0 , \port$42577$0 , \port$42595$0 , \port$42613$0 
-, \port$42631$0 , \port$42649$0 , \port$42667$0 , \port$42685$0 , \port$42703$0 , \port$42721$0 , \port$42739$0 , \port$42757$0 , \port$42775$0 , \port$42793$0 , \port$42811$0 , \port$42829$0 , \port$42847$0 , u0, s0, m0, u1, s1, m1, u2, s2
+module \ttsnn_accel.e4.lif (rst, u_prev, \port$46324$0 , \port$46342$0 , \port$46360$0 , \port$46378$0 , \port$46396$0 , \port$46414$0 , \port$46432$0 , \port$46450$0 , \port$46468$0 , \port$46486$0 , \port$46504$0 , \port$46522$0 , \port$46540$0 , \port$46558$0 , \port$46576$0 , \port$46594$0 , \port$46612$0 , \port$46630$0 , \port$46648$0 
+, \port$46666$0 , \port$46684$0 , \port$46702$0 , \port$46720$0 , \port$46738$0 , \port$46756$0 , \port$46774$0 , \port$46792$0 , \port$46810$0 , \port$46828$0 , \port$46846$0 , \port$46864$0 , \port$46882$0 , u0, s0, m0, u1, s1, m1, u2, s2
 , m2, u3, s3, m3, u4, s4, m4, u5, s5, m5, u6, s6, m6, u7, s7, m7, u8, s8, m8, u9, s9
 , m9, u10, s10, m10, u11, s11, m11, u12, s12, m12, u13, s13, m13, u14, s14, m14, u15, s15, m15, u16, s16
 , m16, u17, s17, m17, u18, s18, m18, u19, s19, m19, u20, s20, m20, u21, s21, m21, u22, s22, m22, u23, s23
 , m23, u24, s24, m24, u25, s25, m25, u26, s26, m26, u27, s27, m27, u28, s28, m28, u29, s29, m29, u30, s30
-, m30, u31, s31, m31, leak_mul, \port$46790$167 , rnd, window_lo, window_hi, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+, m30, u31, s31, m31, leak_mul, \port$50872$167 , rnd, window_lo, window_hi, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire [25:0] \$10 ;
   wire [25:0] \$100 ;
@@ -11187,72 +11187,72 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$42289$0 , \port$42307$0 , \port$4
   reg m8 = 1'h0;
   output m9;
   reg m9 = 1'h0;
-  input [15:0] \port$42289$0 ;
-  wire [15:0] \port$42289$0 ;
-  input [15:0] \port$42307$0 ;
-  wire [15:0] \port$42307$0 ;
-  input [15:0] \port$42325$0 ;
-  wire [15:0] \port$42325$0 ;
-  input [15:0] \port$42343$0 ;
-  wire [15:0] \port$42343$0 ;
-  input [15:0] \port$42361$0 ;
-  wire [15:0] \port$42361$0 ;
-  input [15:0] \port$42379$0 ;
-  wire [15:0] \port$42379$0 ;
-  input [15:0] \port$42397$0 ;
-  wire [15:0] \port$42397$0 ;
-  input [15:0] \port$42415$0 ;
-  wire [15:0] \port$42415$0 ;
-  input [15:0] \port$42433$0 ;
-  wire [15:0] \port$42433$0 ;
-  input [15:0] \port$42451$0 ;
-  wire [15:0] \port$42451$0 ;
-  input [15:0] \port$42469$0 ;
-  wire [15:0] \port$42469$0 ;
-  input [15:0] \port$42487$0 ;
-  wire [15:0] \port$42487$0 ;
-  input [15:0] \port$42505$0 ;
-  wire [15:0] \port$42505$0 ;
-  input [15:0] \port$42523$0 ;
-  wire [15:0] \port$42523$0 ;
-  input [15:0] \port$42541$0 ;
-  wire [15:0] \port$42541$0 ;
-  input [15:0] \port$42559$0 ;
-  wire [15:0] \port$42559$0 ;
-  input [15:0] \port$42577$0 ;
-  wire [15:0] \port$42577$0 ;
-  input [15:0] \port$42595$0 ;
-  wire [15:0] \port$42595$0 ;
-  input [15:0] \port$42613$0 ;
-  wire [15:0] \port$42613$0 ;
-  input [15:0] \port$42631$0 ;
-  wire [15:0] \port$42631$0 ;
-  input [15:0] \port$42649$0 ;
-  wire [15:0] \port$42649$0 ;
-  input [15:0] \port$42667$0 ;
-  wire [15:0] \port$42667$0 ;
-  input [15:0] \port$42685$0 ;
-  wire [15:0] \port$42685$0 ;
-  input [15:0] \port$42703$0 ;
-  wire [15:0] \port$42703$0 ;
-  input [15:0] \port$42721$0 ;
-  wire [15:0] \port$42721$0 ;
-  input [15:0] \port$42739$0 ;
-  wire [15:0] \port$42739$0 ;
-  input [15:0] \port$42757$0 ;
-  wire [15:0] \port$42757$0 ;
-  input [15:0] \port$42775$0 ;
-  wire [15:0] \port$42775$0 ;
-  input [15:0] \port$42793$0 ;
-  wire [15:0] \port$42793$0 ;
-  input [15:0] \port$42811$0 ;
-  wire [15:0] \port$42811$0 ;
-  input [15:0] \port$42829$0 ;
-  wire [15:0] \port$42829$0 ;
-  input [15:0] \port$42847$0 ;
-  wire [15:0] \port$42847$0 ;
-  input [21:0] \port$46790$167 ;
-  wire [21:0] \port$46790$167 ;
+  input [15:0] \port$46324$0 ;
+  wire [15:0] \port$46324$0 ;
+  input [15:0] \port$46342$0 ;
+  wire [15:0] \port$46342$0 ;
+  input [15:0] \port$46360$0 ;
+  wire [15:0] \port$46360$0 ;
+  input [15:0] \port$46378$0 ;
+  wire [15:0] \port$46378$0 ;
+  input [15:0] \port$46396$0 ;
+  wire [15:0] \port$46396$0 ;
+  input [15:0] \port$46414$0 ;
+  wire [15:0] \port$46414$0 ;
+  input [15:0] \port$46432$0 ;
+  wire [15:0] \port$46432$0 ;
+  input [15:0] \port$46450$0 ;
+  wire [15:0] \port$46450$0 ;
+  input [15:0] \port$46468$0 ;
+  wire [15:0] \port$46468$0 ;
+  input [15:0] \port$46486$0 ;
+  wire [15:0] \port$46486$0 ;
+  input [15:0] \port$46504$0 ;
+  wire [15:0] \port$46504$0 ;
+  input [15:0] \port$46522$0 ;
+  wire [15:0] \port$46522$0 ;
+  input [15:0] \port$46540$0 ;
+  wire [15:0] \port$46540$0 ;
+  input [15:0] \port$46558$0 ;
+  wire [15:0] \port$46558$0 ;
+  input [15:0] \port$46576$0 ;
+  wire [15:0] \port$46576$0 ;
+  input [15:0] \port$46594$0 ;
+  wire [15:0] \port$46594$0 ;
+  input [15:0] \port$46612$0 ;
+  wire [15:0] \port$46612$0 ;
+  input [15:0] \port$46630$0 ;
+  wire [15:0] \port$46630$0 ;
+  input [15:0] \port$46648$0 ;
+  wire [15:0] \port$46648$0 ;
+  input [15:0] \port$46666$0 ;
+  wire [15:0] \port$46666$0 ;
+  input [15:0] \port$46684$0 ;
+  wire [15:0] \port$46684$0 ;
+  input [15:0] \port$46702$0 ;
+  wire [15:0] \port$46702$0 ;
+  input [15:0] \port$46720$0 ;
+  wire [15:0] \port$46720$0 ;
+  input [15:0] \port$46738$0 ;
+  wire [15:0] \port$46738$0 ;
+  input [15:0] \port$46756$0 ;
+  wire [15:0] \port$46756$0 ;
+  input [15:0] \port$46774$0 ;
+  wire [15:0] \port$46774$0 ;
+  input [15:0] \port$46792$0 ;
+  wire [15:0] \port$46792$0 ;
+  input [15:0] \port$46810$0 ;
+  wire [15:0] \port$46810$0 ;
+  input [15:0] \port$46828$0 ;
+  wire [15:0] \port$46828$0 ;
+  input [15:0] \port$46846$0 ;
+  wire [15:0] \port$46846$0 ;
+  input [15:0] \port$46864$0 ;
+  wire [15:0] \port$46864$0 ;
+  input [15:0] \port$46882$0 ;
+  wire [15:0] \port$46882$0 ;
+  input [21:0] \port$50872$167 ;
+  wire [21:0] \port$50872$167 ;
   input rnd;
   wire rnd;
   input rst;
@@ -11394,1346 +11394,1346 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$42289$0 , \port$42307$0 , \port$4
   wire [16:0] window_hi;
   input [16:0] window_lo;
   wire [16:0] window_lo;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$46790$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$50872$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
   assign \$3  = $signed(kept0) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$46790$167 [5:0];
-  assign \$5  = \port$46790$167 [5:0] - 1'h1;
+  assign \$4  = ! \port$50872$167 [5:0];
+  assign \$5  = \port$50872$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
-  assign \$8  = ! \port$46790$167 [5:0];
+  assign \$8  = ! \port$50872$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$42289$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$46324$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$42289$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$46324$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$42289$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$46324$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(leaked0) + $signed(\port$42289$0 );
+  assign \$19  = $signed(leaked0) + $signed(\port$46324$0 );
   assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
-  assign \$21  = $signed(leaked0) + $signed(\port$42289$0 );
+  assign \$21  = $signed(leaked0) + $signed(\port$46324$0 );
   assign \$22  = $signed(\$21 ) < $signed(16'h8000);
-  assign \$23  = $signed(leaked0) + $signed(\port$42289$0 );
+  assign \$23  = $signed(leaked0) + $signed(\port$46324$0 );
   assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
   assign \$25  = \$20  ? 16'h7fff : \$24 ;
-  assign \$26  = $signed(\$25 ) > $signed(\port$46790$167 [21:6]);
-  assign \$27  = $signed(leaked0) + $signed(\port$42289$0 );
+  assign \$26  = $signed(\$25 ) > $signed(\port$50872$167 [21:6]);
+  assign \$27  = $signed(leaked0) + $signed(\port$46324$0 );
   assign \$28  = $signed(\$27 ) > $signed(16'h7fff);
-  assign \$29  = $signed(leaked0) + $signed(\port$42289$0 );
+  assign \$29  = $signed(leaked0) + $signed(\port$46324$0 );
   assign \$30  = $signed(\$29 ) < $signed(16'h8000);
-  assign \$31  = $signed(leaked0) + $signed(\port$42289$0 );
+  assign \$31  = $signed(leaked0) + $signed(\port$46324$0 );
   assign \$32  = \$30  ? 16'h8000 : \$31 [15:0];
   assign \$33  = \$28  ? 16'h7fff : \$32 ;
   assign \$34  = $signed(\$33 ) > $signed(window_lo);
-  assign \$35  = $signed(leaked0) + $signed(\port$42289$0 );
+  assign \$35  = $signed(leaked0) + $signed(\port$46324$0 );
   assign \$36  = $signed(\$35 ) > $signed(16'h7fff);
-  assign \$37  = $signed(leaked0) + $signed(\port$42289$0 );
+  assign \$37  = $signed(leaked0) + $signed(\port$46324$0 );
   assign \$38  = $signed(\$37 ) < $signed(16'h8000);
-  assign \$39  = $signed(leaked0) + $signed(\port$42289$0 );
+  assign \$39  = $signed(leaked0) + $signed(\port$46324$0 );
   assign \$40  = \$38  ? 16'h8000 : \$39 [15:0];
   assign \$41  = \$36  ? 16'h7fff : \$40 ;
   assign \$42  = $signed(\$41 ) < $signed(window_hi);
   assign \$43  = \$34  & \$42 ;
-  assign \$44  = $signed(u_prev[31:16]) > $signed(\port$46790$167 [21:6]);
+  assign \$44  = $signed(u_prev[31:16]) > $signed(\port$50872$167 [21:6]);
   assign \$45  = \$44  ? 16'h0000 : u_prev[31:16];
   assign \$46  = $signed(kept1) * $signed({ 1'h0, leak_mul });
-  assign \$47  = ! \port$46790$167 [5:0];
-  assign \$48  = \port$46790$167 [5:0] - 1'h1;
+  assign \$47  = ! \port$50872$167 [5:0];
+  assign \$48  = \port$50872$167 [5:0] - 1'h1;
   assign \$49  = \$47  ? 6'h00 : \$48 [5:0];
   assign \$50  = $signed(leak_prod1) >>> \$49 ;
-  assign \$51  = ! \port$46790$167 [5:0];
+  assign \$51  = ! \port$50872$167 [5:0];
   assign \$52  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$54  = \$51  ? leak_partial1 : \$53 [24:0];
-  assign \$55  = $signed(leaked1) + $signed(\port$42307$0 );
+  assign \$55  = $signed(leaked1) + $signed(\port$46342$0 );
   assign \$56  = $signed(\$55 ) > $signed(16'h7fff);
-  assign \$57  = $signed(leaked1) + $signed(\port$42307$0 );
+  assign \$57  = $signed(leaked1) + $signed(\port$46342$0 );
   assign \$58  = $signed(\$57 ) < $signed(16'h8000);
-  assign \$59  = $signed(leaked1) + $signed(\port$42307$0 );
+  assign \$59  = $signed(leaked1) + $signed(\port$46342$0 );
   assign \$60  = \$58  ? 16'h8000 : \$59 [15:0];
   assign \$61  = \$56  ? 16'h7fff : \$60 ;
-  assign \$62  = $signed(leaked1) + $signed(\port$42307$0 );
+  assign \$62  = $signed(leaked1) + $signed(\port$46342$0 );
   assign \$63  = $signed(\$62 ) > $signed(16'h7fff);
-  assign \$64  = $signed(leaked1) + $signed(\port$42307$0 );
+  assign \$64  = $signed(leaked1) + $signed(\port$46342$0 );
   assign \$65  = $signed(\$64 ) < $signed(16'h8000);
-  assign \$66  = $signed(leaked1) + $signed(\port$42307$0 );
+  assign \$66  = $signed(leaked1) + $signed(\port$46342$0 );
   assign \$67  = \$65  ? 16'h8000 : \$66 [15:0];
   assign \$68  = \$63  ? 16'h7fff : \$67 ;
-  assign \$69  = $signed(\$68 ) > $signed(\port$46790$167 [21:6]);
-  assign \$70  = $signed(leaked1) + $signed(\port$42307$0 );
+  assign \$69  = $signed(\$68 ) > $signed(\port$50872$167 [21:6]);
+  assign \$70  = $signed(leaked1) + $signed(\port$46342$0 );
   assign \$71  = $signed(\$70 ) > $signed(16'h7fff);
-  assign \$72  = $signed(leaked1) + $signed(\port$42307$0 );
+  assign \$72  = $signed(leaked1) + $signed(\port$46342$0 );
   assign \$73  = $signed(\$72 ) < $signed(16'h8000);
-  assign \$74  = $signed(leaked1) + $signed(\port$42307$0 );
+  assign \$74  = $signed(leaked1) + $signed(\port$46342$0 );
   assign \$75  = \$73  ? 16'h8000 : \$74 [15:0];
   assign \$76  = \$71  ? 16'h7fff : \$75 ;
   assign \$77  = $signed(\$76 ) > $signed(window_lo);
-  assign \$78  = $signed(leaked1) + $signed(\port$42307$0 );
+  assign \$78  = $signed(leaked1) + $signed(\port$46342$0 );
   assign \$79  = $signed(\$78 ) > $signed(16'h7fff);
-  assign \$80  = $signed(leaked1) + $signed(\port$42307$0 );
+  assign \$80  = $signed(leaked1) + $signed(\port$46342$0 );
   assign \$81  = $signed(\$80 ) < $signed(16'h8000);
-  assign \$82  = $signed(leaked1) + $signed(\port$42307$0 );
+  assign \$82  = $signed(leaked1) + $signed(\port$46342$0 );
   assign \$83  = \$81  ? 16'h8000 : \$82 [15:0];
   assign \$84  = \$79  ? 16'h7fff : \$83 ;
   assign \$85  = $signed(\$84 ) < $signed(window_hi);
   assign \$86  = \$77  & \$85 ;
-  assign \$87  = $signed(u_prev[47:32]) > $signed(\port$46790$167 [21:6]);
+  assign \$87  = $signed(u_prev[47:32]) > $signed(\port$50872$167 [21:6]);
   assign \$88  = \$87  ? 16'h0000 : u_prev[47:32];
   assign \$89  = $signed(kept2) * $signed({ 1'h0, leak_mul });
-  assign \$90  = ! \port$46790$167 [5:0];
-  assign \$91  = \port$46790$167 [5:0] - 1'h1;
+  assign \$90  = ! \port$50872$167 [5:0];
+  assign \$91  = \port$50872$167 [5:0] - 1'h1;
   assign \$92  = \$90  ? 6'h00 : \$91 [5:0];
   assign \$93  = $signed(leak_prod2) >>> \$92 ;
-  assign \$94  = ! \port$46790$167 [5:0];
+  assign \$94  = ! \port$50872$167 [5:0];
   assign \$95  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$97  = \$94  ? leak_partial2 : \$96 [24:0];
-  assign \$98  = $signed(leaked2) + $signed(\port$42325$0 );
+  assign \$98  = $signed(leaked2) + $signed(\port$46360$0 );
   assign \$99  = $signed(\$98 ) > $signed(16'h7fff);
-  assign \$100  = $signed(leaked2) + $signed(\port$42325$0 );
+  assign \$100  = $signed(leaked2) + $signed(\port$46360$0 );
   assign \$101  = $signed(\$100 ) < $signed(16'h8000);
-  assign \$102  = $signed(leaked2) + $signed(\port$42325$0 );
+  assign \$102  = $signed(leaked2) + $signed(\port$46360$0 );
   assign \$103  = \$101  ? 16'h8000 : \$102 [15:0];
   assign \$104  = \$99  ? 16'h7fff : \$103 ;
-  assign \$105  = $signed(leaked2) + $signed(\port$42325$0 );
+  assign \$105  = $signed(leaked2) + $signed(\port$46360$0 );
   assign \$106  = $signed(\$105 ) > $signed(16'h7fff);
-  assign \$107  = $signed(leaked2) + $signed(\port$42325$0 );
+  assign \$107  = $signed(leaked2) + $signed(\port$46360$0 );
   assign \$108  = $signed(\$107 ) < $signed(16'h8000);
-  assign \$109  = $signed(leaked2) + $signed(\port$42325$0 );
+  assign \$109  = $signed(leaked2) + $signed(\port$46360$0 );
   assign \$110  = \$108  ? 16'h8000 : \$109 [15:0];
   assign \$111  = \$106  ? 16'h7fff : \$110 ;
-  assign \$112  = $signed(\$111 ) > $signed(\port$46790$167 [21:6]);
-  assign \$113  = $signed(leaked2) + $signed(\port$42325$0 );
+  assign \$112  = $signed(\$111 ) > $signed(\port$50872$167 [21:6]);
+  assign \$113  = $signed(leaked2) + $signed(\port$46360$0 );
   assign \$114  = $signed(\$113 ) > $signed(16'h7fff);
-  assign \$115  = $signed(leaked2) + $signed(\port$42325$0 );
+  assign \$115  = $signed(leaked2) + $signed(\port$46360$0 );
   assign \$116  = $signed(\$115 ) < $signed(16'h8000);
-  assign \$117  = $signed(leaked2) + $signed(\port$42325$0 );
+  assign \$117  = $signed(leaked2) + $signed(\port$46360$0 );
   assign \$118  = \$116  ? 16'h8000 : \$117 [15:0];
   assign \$119  = \$114  ? 16'h7fff : \$118 ;
   assign \$120  = $signed(\$119 ) > $signed(window_lo);
-  assign \$121  = $signed(leaked2) + $signed(\port$42325$0 );
+  assign \$121  = $signed(leaked2) + $signed(\port$46360$0 );
   assign \$122  = $signed(\$121 ) > $signed(16'h7fff);
-  assign \$123  = $signed(leaked2) + $signed(\port$42325$0 );
+  assign \$123  = $signed(leaked2) + $signed(\port$46360$0 );
   assign \$124  = $signed(\$123 ) < $signed(16'h8000);
-  assign \$125  = $signed(leaked2) + $signed(\port$42325$0 );
+  assign \$125  = $signed(leaked2) + $signed(\port$46360$0 );
   assign \$126  = \$124  ? 16'h8000 : \$125 [15:0];
   assign \$127  = \$122  ? 16'h7fff : \$126 ;
   assign \$128  = $signed(\$127 ) < $signed(window_hi);
   assign \$129  = \$120  & \$128 ;
-  assign \$130  = $signed(u_prev[63:48]) > $signed(\port$46790$167 [21:6]);
+  assign \$130  = $signed(u_prev[63:48]) > $signed(\port$50872$167 [21:6]);
   assign \$131  = \$130  ? 16'h0000 : u_prev[63:48];
   assign \$132  = $signed(kept3) * $signed({ 1'h0, leak_mul });
-  assign \$133  = ! \port$46790$167 [5:0];
-  assign \$134  = \port$46790$167 [5:0] - 1'h1;
+  assign \$133  = ! \port$50872$167 [5:0];
+  assign \$134  = \port$50872$167 [5:0] - 1'h1;
   assign \$135  = \$133  ? 6'h00 : \$134 [5:0];
   assign \$136  = $signed(leak_prod3) >>> \$135 ;
-  assign \$137  = ! \port$46790$167 [5:0];
+  assign \$137  = ! \port$50872$167 [5:0];
   assign \$138  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$140  = \$137  ? leak_partial3 : \$139 [24:0];
-  assign \$141  = $signed(leaked3) + $signed(\port$42343$0 );
+  assign \$141  = $signed(leaked3) + $signed(\port$46378$0 );
   assign \$142  = $signed(\$141 ) > $signed(16'h7fff);
-  assign \$143  = $signed(leaked3) + $signed(\port$42343$0 );
+  assign \$143  = $signed(leaked3) + $signed(\port$46378$0 );
   assign \$144  = $signed(\$143 ) < $signed(16'h8000);
-  assign \$145  = $signed(leaked3) + $signed(\port$42343$0 );
+  assign \$145  = $signed(leaked3) + $signed(\port$46378$0 );
   assign \$146  = \$144  ? 16'h8000 : \$145 [15:0];
   assign \$147  = \$142  ? 16'h7fff : \$146 ;
-  assign \$148  = $signed(leaked3) + $signed(\port$42343$0 );
+  assign \$148  = $signed(leaked3) + $signed(\port$46378$0 );
   assign \$149  = $signed(\$148 ) > $signed(16'h7fff);
-  assign \$150  = $signed(leaked3) + $signed(\port$42343$0 );
+  assign \$150  = $signed(leaked3) + $signed(\port$46378$0 );
   assign \$151  = $signed(\$150 ) < $signed(16'h8000);
-  assign \$152  = $signed(leaked3) + $signed(\port$42343$0 );
+  assign \$152  = $signed(leaked3) + $signed(\port$46378$0 );
   assign \$153  = \$151  ? 16'h8000 : \$152 [15:0];
   assign \$154  = \$149  ? 16'h7fff : \$153 ;
-  assign \$155  = $signed(\$154 ) > $signed(\port$46790$167 [21:6]);
-  assign \$156  = $signed(leaked3) + $signed(\port$42343$0 );
+  assign \$155  = $signed(\$154 ) > $signed(\port$50872$167 [21:6]);
+  assign \$156  = $signed(leaked3) + $signed(\port$46378$0 );
   assign \$157  = $signed(\$156 ) > $signed(16'h7fff);
-  assign \$158  = $signed(leaked3) + $signed(\port$42343$0 );
+  assign \$158  = $signed(leaked3) + $signed(\port$46378$0 );
   assign \$159  = $signed(\$158 ) < $signed(16'h8000);
-  assign \$160  = $signed(leaked3) + $signed(\port$42343$0 );
+  assign \$160  = $signed(leaked3) + $signed(\port$46378$0 );
   assign \$161  = \$159  ? 16'h8000 : \$160 [15:0];
   assign \$162  = \$157  ? 16'h7fff : \$161 ;
   assign \$163  = $signed(\$162 ) > $signed(window_lo);
-  assign \$164  = $signed(leaked3) + $signed(\port$42343$0 );
+  assign \$164  = $signed(leaked3) + $signed(\port$46378$0 );
   assign \$165  = $signed(\$164 ) > $signed(16'h7fff);
-  assign \$166  = $signed(leaked3) + $signed(\port$42343$0 );
+  assign \$166  = $signed(leaked3) + $signed(\port$46378$0 );
   assign \$167  = $signed(\$166 ) < $signed(16'h8000);
-  assign \$168  = $signed(leaked3) + $signed(\port$42343$0 );
+  assign \$168  = $signed(leaked3) + $signed(\port$46378$0 );
   assign \$169  = \$167  ? 16'h8000 : \$168 [15:0];
   assign \$170  = \$165  ? 16'h7fff : \$169 ;
   assign \$171  = $signed(\$170 ) < $signed(window_hi);
   assign \$172  = \$163  & \$171 ;
-  assign \$173  = $signed(u_prev[79:64]) > $signed(\port$46790$167 [21:6]);
+  assign \$173  = $signed(u_prev[79:64]) > $signed(\port$50872$167 [21:6]);
   assign \$174  = \$173  ? 16'h0000 : u_prev[79:64];
   assign \$175  = $signed(kept4) * $signed({ 1'h0, leak_mul });
-  assign \$176  = ! \port$46790$167 [5:0];
-  assign \$177  = \port$46790$167 [5:0] - 1'h1;
+  assign \$176  = ! \port$50872$167 [5:0];
+  assign \$177  = \port$50872$167 [5:0] - 1'h1;
   assign \$178  = \$176  ? 6'h00 : \$177 [5:0];
   assign \$179  = $signed(leak_prod4) >>> \$178 ;
-  assign \$180  = ! \port$46790$167 [5:0];
+  assign \$180  = ! \port$50872$167 [5:0];
   assign \$181  = $signed(leak_partial4) + $signed({ 1'h0, rnd });
   assign \$183  = \$180  ? leak_partial4 : \$182 [24:0];
-  assign \$184  = $signed(leaked4) + $signed(\port$42361$0 );
+  assign \$184  = $signed(leaked4) + $signed(\port$46396$0 );
   assign \$185  = $signed(\$184 ) > $signed(16'h7fff);
-  assign \$186  = $signed(leaked4) + $signed(\port$42361$0 );
+  assign \$186  = $signed(leaked4) + $signed(\port$46396$0 );
   assign \$187  = $signed(\$186 ) < $signed(16'h8000);
-  assign \$188  = $signed(leaked4) + $signed(\port$42361$0 );
+  assign \$188  = $signed(leaked4) + $signed(\port$46396$0 );
   assign \$189  = \$187  ? 16'h8000 : \$188 [15:0];
   assign \$190  = \$185  ? 16'h7fff : \$189 ;
-  assign \$191  = $signed(leaked4) + $signed(\port$42361$0 );
+  assign \$191  = $signed(leaked4) + $signed(\port$46396$0 );
   assign \$192  = $signed(\$191 ) > $signed(16'h7fff);
-  assign \$193  = $signed(leaked4) + $signed(\port$42361$0 );
+  assign \$193  = $signed(leaked4) + $signed(\port$46396$0 );
   assign \$194  = $signed(\$193 ) < $signed(16'h8000);
-  assign \$195  = $signed(leaked4) + $signed(\port$42361$0 );
+  assign \$195  = $signed(leaked4) + $signed(\port$46396$0 );
   assign \$196  = \$194  ? 16'h8000 : \$195 [15:0];
   assign \$197  = \$192  ? 16'h7fff : \$196 ;
-  assign \$198  = $signed(\$197 ) > $signed(\port$46790$167 [21:6]);
-  assign \$199  = $signed(leaked4) + $signed(\port$42361$0 );
+  assign \$198  = $signed(\$197 ) > $signed(\port$50872$167 [21:6]);
+  assign \$199  = $signed(leaked4) + $signed(\port$46396$0 );
   assign \$200  = $signed(\$199 ) > $signed(16'h7fff);
-  assign \$201  = $signed(leaked4) + $signed(\port$42361$0 );
+  assign \$201  = $signed(leaked4) + $signed(\port$46396$0 );
   assign \$202  = $signed(\$201 ) < $signed(16'h8000);
-  assign \$203  = $signed(leaked4) + $signed(\port$42361$0 );
+  assign \$203  = $signed(leaked4) + $signed(\port$46396$0 );
   assign \$204  = \$202  ? 16'h8000 : \$203 [15:0];
   assign \$205  = \$200  ? 16'h7fff : \$204 ;
   assign \$206  = $signed(\$205 ) > $signed(window_lo);
-  assign \$207  = $signed(leaked4) + $signed(\port$42361$0 );
+  assign \$207  = $signed(leaked4) + $signed(\port$46396$0 );
   assign \$208  = $signed(\$207 ) > $signed(16'h7fff);
-  assign \$209  = $signed(leaked4) + $signed(\port$42361$0 );
+  assign \$209  = $signed(leaked4) + $signed(\port$46396$0 );
   assign \$210  = $signed(\$209 ) < $signed(16'h8000);
-  assign \$211  = $signed(leaked4) + $signed(\port$42361$0 );
+  assign \$211  = $signed(leaked4) + $signed(\port$46396$0 );
   assign \$212  = \$210  ? 16'h8000 : \$211 [15:0];
   assign \$213  = \$208  ? 16'h7fff : \$212 ;
   assign \$214  = $signed(\$213 ) < $signed(window_hi);
   assign \$215  = \$206  & \$214 ;
-  assign \$216  = $signed(u_prev[95:80]) > $signed(\port$46790$167 [21:6]);
+  assign \$216  = $signed(u_prev[95:80]) > $signed(\port$50872$167 [21:6]);
   assign \$217  = \$216  ? 16'h0000 : u_prev[95:80];
   assign \$218  = $signed(kept5) * $signed({ 1'h0, leak_mul });
-  assign \$219  = ! \port$46790$167 [5:0];
-  assign \$220  = \port$46790$167 [5:0] - 1'h1;
+  assign \$219  = ! \port$50872$167 [5:0];
+  assign \$220  = \port$50872$167 [5:0] - 1'h1;
   assign \$221  = \$219  ? 6'h00 : \$220 [5:0];
   assign \$222  = $signed(leak_prod5) >>> \$221 ;
-  assign \$223  = ! \port$46790$167 [5:0];
+  assign \$223  = ! \port$50872$167 [5:0];
   assign \$224  = $signed(leak_partial5) + $signed({ 1'h0, rnd });
   assign \$226  = \$223  ? leak_partial5 : \$225 [24:0];
-  assign \$227  = $signed(leaked5) + $signed(\port$42379$0 );
+  assign \$227  = $signed(leaked5) + $signed(\port$46414$0 );
   assign \$228  = $signed(\$227 ) > $signed(16'h7fff);
-  assign \$229  = $signed(leaked5) + $signed(\port$42379$0 );
+  assign \$229  = $signed(leaked5) + $signed(\port$46414$0 );
   assign \$230  = $signed(\$229 ) < $signed(16'h8000);
-  assign \$231  = $signed(leaked5) + $signed(\port$42379$0 );
+  assign \$231  = $signed(leaked5) + $signed(\port$46414$0 );
   assign \$232  = \$230  ? 16'h8000 : \$231 [15:0];
   assign \$233  = \$228  ? 16'h7fff : \$232 ;
-  assign \$234  = $signed(leaked5) + $signed(\port$42379$0 );
+  assign \$234  = $signed(leaked5) + $signed(\port$46414$0 );
   assign \$235  = $signed(\$234 ) > $signed(16'h7fff);
-  assign \$236  = $signed(leaked5) + $signed(\port$42379$0 );
+  assign \$236  = $signed(leaked5) + $signed(\port$46414$0 );
   assign \$237  = $signed(\$236 ) < $signed(16'h8000);
-  assign \$238  = $signed(leaked5) + $signed(\port$42379$0 );
+  assign \$238  = $signed(leaked5) + $signed(\port$46414$0 );
   assign \$239  = \$237  ? 16'h8000 : \$238 [15:0];
   assign \$240  = \$235  ? 16'h7fff : \$239 ;
-  assign \$241  = $signed(\$240 ) > $signed(\port$46790$167 [21:6]);
-  assign \$242  = $signed(leaked5) + $signed(\port$42379$0 );
+  assign \$241  = $signed(\$240 ) > $signed(\port$50872$167 [21:6]);
+  assign \$242  = $signed(leaked5) + $signed(\port$46414$0 );
   assign \$243  = $signed(\$242 ) > $signed(16'h7fff);
-  assign \$244  = $signed(leaked5) + $signed(\port$42379$0 );
+  assign \$244  = $signed(leaked5) + $signed(\port$46414$0 );
   assign \$245  = $signed(\$244 ) < $signed(16'h8000);
-  assign \$246  = $signed(leaked5) + $signed(\port$42379$0 );
+  assign \$246  = $signed(leaked5) + $signed(\port$46414$0 );
   assign \$247  = \$245  ? 16'h8000 : \$246 [15:0];
   assign \$248  = \$243  ? 16'h7fff : \$247 ;
   assign \$249  = $signed(\$248 ) > $signed(window_lo);
-  assign \$250  = $signed(leaked5) + $signed(\port$42379$0 );
+  assign \$250  = $signed(leaked5) + $signed(\port$46414$0 );
   assign \$251  = $signed(\$250 ) > $signed(16'h7fff);
-  assign \$252  = $signed(leaked5) + $signed(\port$42379$0 );
+  assign \$252  = $signed(leaked5) + $signed(\port$46414$0 );
   assign \$253  = $signed(\$252 ) < $signed(16'h8000);
-  assign \$254  = $signed(leaked5) + $signed(\port$42379$0 );
+  assign \$254  = $signed(leaked5) + $signed(\port$46414$0 );
   assign \$255  = \$253  ? 16'h8000 : \$254 [15:0];
   assign \$256  = \$251  ? 16'h7fff : \$255 ;
   assign \$257  = $signed(\$256 ) < $signed(window_hi);
   assign \$258  = \$249  & \$257 ;
-  assign \$259  = $signed(u_prev[111:96]) > $signed(\port$46790$167 [21:6]);
+  assign \$259  = $signed(u_prev[111:96]) > $signed(\port$50872$167 [21:6]);
   assign \$260  = \$259  ? 16'h0000 : u_prev[111:96];
   assign \$261  = $signed(kept6) * $signed({ 1'h0, leak_mul });
-  assign \$262  = ! \port$46790$167 [5:0];
-  assign \$263  = \port$46790$167 [5:0] - 1'h1;
+  assign \$262  = ! \port$50872$167 [5:0];
+  assign \$263  = \port$50872$167 [5:0] - 1'h1;
   assign \$264  = \$262  ? 6'h00 : \$263 [5:0];
   assign \$265  = $signed(leak_prod6) >>> \$264 ;
-  assign \$266  = ! \port$46790$167 [5:0];
+  assign \$266  = ! \port$50872$167 [5:0];
   assign \$267  = $signed(leak_partial6) + $signed({ 1'h0, rnd });
   assign \$269  = \$266  ? leak_partial6 : \$268 [24:0];
-  assign \$270  = $signed(leaked6) + $signed(\port$42397$0 );
+  assign \$270  = $signed(leaked6) + $signed(\port$46432$0 );
   assign \$271  = $signed(\$270 ) > $signed(16'h7fff);
-  assign \$272  = $signed(leaked6) + $signed(\port$42397$0 );
+  assign \$272  = $signed(leaked6) + $signed(\port$46432$0 );
   assign \$273  = $signed(\$272 ) < $signed(16'h8000);
-  assign \$274  = $signed(leaked6) + $signed(\port$42397$0 );
+  assign \$274  = $signed(leaked6) + $signed(\port$46432$0 );
   assign \$275  = \$273  ? 16'h8000 : \$274 [15:0];
   assign \$276  = \$271  ? 16'h7fff : \$275 ;
-  assign \$277  = $signed(leaked6) + $signed(\port$42397$0 );
+  assign \$277  = $signed(leaked6) + $signed(\port$46432$0 );
   assign \$278  = $signed(\$277 ) > $signed(16'h7fff);
-  assign \$279  = $signed(leaked6) + $signed(\port$42397$0 );
+  assign \$279  = $signed(leaked6) + $signed(\port$46432$0 );
   assign \$280  = $signed(\$279 ) < $signed(16'h8000);
-  assign \$281  = $signed(leaked6) + $signed(\port$42397$0 );
+  assign \$281  = $signed(leaked6) + $signed(\port$46432$0 );
   assign \$282  = \$280  ? 16'h8000 : \$281 [15:0];
   assign \$283  = \$278  ? 16'h7fff : \$282 ;
-  assign \$284  = $signed(\$283 ) > $signed(\port$46790$167 [21:6]);
-  assign \$285  = $signed(leaked6) + $signed(\port$42397$0 );
+  assign \$284  = $signed(\$283 ) > $signed(\port$50872$167 [21:6]);
+  assign \$285  = $signed(leaked6) + $signed(\port$46432$0 );
   assign \$286  = $signed(\$285 ) > $signed(16'h7fff);
-  assign \$287  = $signed(leaked6) + $signed(\port$42397$0 );
+  assign \$287  = $signed(leaked6) + $signed(\port$46432$0 );
   assign \$288  = $signed(\$287 ) < $signed(16'h8000);
-  assign \$289  = $signed(leaked6) + $signed(\port$42397$0 );
+  assign \$289  = $signed(leaked6) + $signed(\port$46432$0 );
   assign \$290  = \$288  ? 16'h8000 : \$289 [15:0];
   assign \$291  = \$286  ? 16'h7fff : \$290 ;
   assign \$292  = $signed(\$291 ) > $signed(window_lo);
-  assign \$293  = $signed(leaked6) + $signed(\port$42397$0 );
+  assign \$293  = $signed(leaked6) + $signed(\port$46432$0 );
   assign \$294  = $signed(\$293 ) > $signed(16'h7fff);
-  assign \$295  = $signed(leaked6) + $signed(\port$42397$0 );
+  assign \$295  = $signed(leaked6) + $signed(\port$46432$0 );
   assign \$296  = $signed(\$295 ) < $signed(16'h8000);
-  assign \$297  = $signed(leaked6) + $signed(\port$42397$0 );
+  assign \$297  = $signed(leaked6) + $signed(\port$46432$0 );
   assign \$298  = \$296  ? 16'h8000 : \$297 [15:0];
   assign \$299  = \$294  ? 16'h7fff : \$298 ;
   assign \$300  = $signed(\$299 ) < $signed(window_hi);
   assign \$301  = \$292  & \$300 ;
-  assign \$302  = $signed(u_prev[127:112]) > $signed(\port$46790$167 [21:6]);
+  assign \$302  = $signed(u_prev[127:112]) > $signed(\port$50872$167 [21:6]);
   assign \$303  = \$302  ? 16'h0000 : u_prev[127:112];
   assign \$304  = $signed(kept7) * $signed({ 1'h0, leak_mul });
-  assign \$305  = ! \port$46790$167 [5:0];
-  assign \$306  = \port$46790$167 [5:0] - 1'h1;
+  assign \$305  = ! \port$50872$167 [5:0];
+  assign \$306  = \port$50872$167 [5:0] - 1'h1;
   assign \$307  = \$305  ? 6'h00 : \$306 [5:0];
   assign \$308  = $signed(leak_prod7) >>> \$307 ;
-  assign \$309  = ! \port$46790$167 [5:0];
+  assign \$309  = ! \port$50872$167 [5:0];
   assign \$310  = $signed(leak_partial7) + $signed({ 1'h0, rnd });
   assign \$312  = \$309  ? leak_partial7 : \$311 [24:0];
-  assign \$313  = $signed(leaked7) + $signed(\port$42415$0 );
+  assign \$313  = $signed(leaked7) + $signed(\port$46450$0 );
   assign \$314  = $signed(\$313 ) > $signed(16'h7fff);
-  assign \$315  = $signed(leaked7) + $signed(\port$42415$0 );
+  assign \$315  = $signed(leaked7) + $signed(\port$46450$0 );
   assign \$316  = $signed(\$315 ) < $signed(16'h8000);
-  assign \$317  = $signed(leaked7) + $signed(\port$42415$0 );
+  assign \$317  = $signed(leaked7) + $signed(\port$46450$0 );
   assign \$318  = \$316  ? 16'h8000 : \$317 [15:0];
   assign \$319  = \$314  ? 16'h7fff : \$318 ;
-  assign \$320  = $signed(leaked7) + $signed(\port$42415$0 );
+  assign \$320  = $signed(leaked7) + $signed(\port$46450$0 );
   assign \$321  = $signed(\$320 ) > $signed(16'h7fff);
-  assign \$322  = $signed(leaked7) + $signed(\port$42415$0 );
+  assign \$322  = $signed(leaked7) + $signed(\port$46450$0 );
   assign \$323  = $signed(\$322 ) < $signed(16'h8000);
-  assign \$324  = $signed(leaked7) + $signed(\port$42415$0 );
+  assign \$324  = $signed(leaked7) + $signed(\port$46450$0 );
   assign \$325  = \$323  ? 16'h8000 : \$324 [15:0];
   assign \$326  = \$321  ? 16'h7fff : \$325 ;
-  assign \$327  = $signed(\$326 ) > $signed(\port$46790$167 [21:6]);
-  assign \$328  = $signed(leaked7) + $signed(\port$42415$0 );
+  assign \$327  = $signed(\$326 ) > $signed(\port$50872$167 [21:6]);
+  assign \$328  = $signed(leaked7) + $signed(\port$46450$0 );
   assign \$329  = $signed(\$328 ) > $signed(16'h7fff);
-  assign \$330  = $signed(leaked7) + $signed(\port$42415$0 );
+  assign \$330  = $signed(leaked7) + $signed(\port$46450$0 );
   assign \$331  = $signed(\$330 ) < $signed(16'h8000);
-  assign \$332  = $signed(leaked7) + $signed(\port$42415$0 );
+  assign \$332  = $signed(leaked7) + $signed(\port$46450$0 );
   assign \$333  = \$331  ? 16'h8000 : \$332 [15:0];
   assign \$334  = \$329  ? 16'h7fff : \$333 ;
   assign \$335  = $signed(\$334 ) > $signed(window_lo);
-  assign \$336  = $signed(leaked7) + $signed(\port$42415$0 );
+  assign \$336  = $signed(leaked7) + $signed(\port$46450$0 );
   assign \$337  = $signed(\$336 ) > $signed(16'h7fff);
-  assign \$338  = $signed(leaked7) + $signed(\port$42415$0 );
+  assign \$338  = $signed(leaked7) + $signed(\port$46450$0 );
   assign \$339  = $signed(\$338 ) < $signed(16'h8000);
-  assign \$340  = $signed(leaked7) + $signed(\port$42415$0 );
+  assign \$340  = $signed(leaked7) + $signed(\port$46450$0 );
   assign \$341  = \$339  ? 16'h8000 : \$340 [15:0];
   assign \$342  = \$337  ? 16'h7fff : \$341 ;
   assign \$343  = $signed(\$342 ) < $signed(window_hi);
   assign \$344  = \$335  & \$343 ;
-  assign \$345  = $signed(u_prev[143:128]) > $signed(\port$46790$167 [21:6]);
+  assign \$345  = $signed(u_prev[143:128]) > $signed(\port$50872$167 [21:6]);
   assign \$346  = \$345  ? 16'h0000 : u_prev[143:128];
   assign \$347  = $signed(kept8) * $signed({ 1'h0, leak_mul });
-  assign \$348  = ! \port$46790$167 [5:0];
-  assign \$349  = \port$46790$167 [5:0] - 1'h1;
+  assign \$348  = ! \port$50872$167 [5:0];
+  assign \$349  = \port$50872$167 [5:0] - 1'h1;
   assign \$350  = \$348  ? 6'h00 : \$349 [5:0];
   assign \$351  = $signed(leak_prod8) >>> \$350 ;
-  assign \$352  = ! \port$46790$167 [5:0];
+  assign \$352  = ! \port$50872$167 [5:0];
   assign \$353  = $signed(leak_partial8) + $signed({ 1'h0, rnd });
   assign \$355  = \$352  ? leak_partial8 : \$354 [24:0];
-  assign \$356  = $signed(leaked8) + $signed(\port$42433$0 );
+  assign \$356  = $signed(leaked8) + $signed(\port$46468$0 );
   assign \$357  = $signed(\$356 ) > $signed(16'h7fff);
-  assign \$358  = $signed(leaked8) + $signed(\port$42433$0 );
+  assign \$358  = $signed(leaked8) + $signed(\port$46468$0 );
   assign \$359  = $signed(\$358 ) < $signed(16'h8000);
-  assign \$360  = $signed(leaked8) + $signed(\port$42433$0 );
+  assign \$360  = $signed(leaked8) + $signed(\port$46468$0 );
   assign \$361  = \$359  ? 16'h8000 : \$360 [15:0];
   assign \$362  = \$357  ? 16'h7fff : \$361 ;
-  assign \$363  = $signed(leaked8) + $signed(\port$42433$0 );
+  assign \$363  = $signed(leaked8) + $signed(\port$46468$0 );
   assign \$364  = $signed(\$363 ) > $signed(16'h7fff);
-  assign \$365  = $signed(leaked8) + $signed(\port$42433$0 );
+  assign \$365  = $signed(leaked8) + $signed(\port$46468$0 );
   assign \$366  = $signed(\$365 ) < $signed(16'h8000);
-  assign \$367  = $signed(leaked8) + $signed(\port$42433$0 );
+  assign \$367  = $signed(leaked8) + $signed(\port$46468$0 );
   assign \$368  = \$366  ? 16'h8000 : \$367 [15:0];
   assign \$369  = \$364  ? 16'h7fff : \$368 ;
-  assign \$370  = $signed(\$369 ) > $signed(\port$46790$167 [21:6]);
-  assign \$371  = $signed(leaked8) + $signed(\port$42433$0 );
+  assign \$370  = $signed(\$369 ) > $signed(\port$50872$167 [21:6]);
+  assign \$371  = $signed(leaked8) + $signed(\port$46468$0 );
   assign \$372  = $signed(\$371 ) > $signed(16'h7fff);
-  assign \$373  = $signed(leaked8) + $signed(\port$42433$0 );
+  assign \$373  = $signed(leaked8) + $signed(\port$46468$0 );
   assign \$374  = $signed(\$373 ) < $signed(16'h8000);
-  assign \$375  = $signed(leaked8) + $signed(\port$42433$0 );
+  assign \$375  = $signed(leaked8) + $signed(\port$46468$0 );
   assign \$376  = \$374  ? 16'h8000 : \$375 [15:0];
   assign \$377  = \$372  ? 16'h7fff : \$376 ;
   assign \$378  = $signed(\$377 ) > $signed(window_lo);
-  assign \$379  = $signed(leaked8) + $signed(\port$42433$0 );
+  assign \$379  = $signed(leaked8) + $signed(\port$46468$0 );
   assign \$380  = $signed(\$379 ) > $signed(16'h7fff);
-  assign \$381  = $signed(leaked8) + $signed(\port$42433$0 );
+  assign \$381  = $signed(leaked8) + $signed(\port$46468$0 );
   assign \$382  = $signed(\$381 ) < $signed(16'h8000);
-  assign \$383  = $signed(leaked8) + $signed(\port$42433$0 );
+  assign \$383  = $signed(leaked8) + $signed(\port$46468$0 );
   assign \$384  = \$382  ? 16'h8000 : \$383 [15:0];
   assign \$385  = \$380  ? 16'h7fff : \$384 ;
   assign \$386  = $signed(\$385 ) < $signed(window_hi);
   assign \$387  = \$378  & \$386 ;
-  assign \$388  = $signed(u_prev[159:144]) > $signed(\port$46790$167 [21:6]);
+  assign \$388  = $signed(u_prev[159:144]) > $signed(\port$50872$167 [21:6]);
   assign \$389  = \$388  ? 16'h0000 : u_prev[159:144];
   assign \$390  = $signed(kept9) * $signed({ 1'h0, leak_mul });
-  assign \$391  = ! \port$46790$167 [5:0];
-  assign \$392  = \port$46790$167 [5:0] - 1'h1;
+  assign \$391  = ! \port$50872$167 [5:0];
+  assign \$392  = \port$50872$167 [5:0] - 1'h1;
   assign \$393  = \$391  ? 6'h00 : \$392 [5:0];
   assign \$394  = $signed(leak_prod9) >>> \$393 ;
-  assign \$395  = ! \port$46790$167 [5:0];
+  assign \$395  = ! \port$50872$167 [5:0];
   assign \$396  = $signed(leak_partial9) + $signed({ 1'h0, rnd });
   assign \$398  = \$395  ? leak_partial9 : \$397 [24:0];
-  assign \$399  = $signed(leaked9) + $signed(\port$42451$0 );
+  assign \$399  = $signed(leaked9) + $signed(\port$46486$0 );
   assign \$400  = $signed(\$399 ) > $signed(16'h7fff);
-  assign \$401  = $signed(leaked9) + $signed(\port$42451$0 );
+  assign \$401  = $signed(leaked9) + $signed(\port$46486$0 );
   assign \$402  = $signed(\$401 ) < $signed(16'h8000);
-  assign \$403  = $signed(leaked9) + $signed(\port$42451$0 );
+  assign \$403  = $signed(leaked9) + $signed(\port$46486$0 );
   assign \$404  = \$402  ? 16'h8000 : \$403 [15:0];
   assign \$405  = \$400  ? 16'h7fff : \$404 ;
-  assign \$406  = $signed(leaked9) + $signed(\port$42451$0 );
+  assign \$406  = $signed(leaked9) + $signed(\port$46486$0 );
   assign \$407  = $signed(\$406 ) > $signed(16'h7fff);
-  assign \$408  = $signed(leaked9) + $signed(\port$42451$0 );
+  assign \$408  = $signed(leaked9) + $signed(\port$46486$0 );
   assign \$409  = $signed(\$408 ) < $signed(16'h8000);
-  assign \$410  = $signed(leaked9) + $signed(\port$42451$0 );
+  assign \$410  = $signed(leaked9) + $signed(\port$46486$0 );
   assign \$411  = \$409  ? 16'h8000 : \$410 [15:0];
   assign \$412  = \$407  ? 16'h7fff : \$411 ;
-  assign \$413  = $signed(\$412 ) > $signed(\port$46790$167 [21:6]);
-  assign \$414  = $signed(leaked9) + $signed(\port$42451$0 );
+  assign \$413  = $signed(\$412 ) > $signed(\port$50872$167 [21:6]);
+  assign \$414  = $signed(leaked9) + $signed(\port$46486$0 );
   assign \$415  = $signed(\$414 ) > $signed(16'h7fff);
-  assign \$416  = $signed(leaked9) + $signed(\port$42451$0 );
+  assign \$416  = $signed(leaked9) + $signed(\port$46486$0 );
   assign \$417  = $signed(\$416 ) < $signed(16'h8000);
-  assign \$418  = $signed(leaked9) + $signed(\port$42451$0 );
+  assign \$418  = $signed(leaked9) + $signed(\port$46486$0 );
   assign \$419  = \$417  ? 16'h8000 : \$418 [15:0];
   assign \$420  = \$415  ? 16'h7fff : \$419 ;
   assign \$421  = $signed(\$420 ) > $signed(window_lo);
-  assign \$422  = $signed(leaked9) + $signed(\port$42451$0 );
+  assign \$422  = $signed(leaked9) + $signed(\port$46486$0 );
   assign \$423  = $signed(\$422 ) > $signed(16'h7fff);
-  assign \$424  = $signed(leaked9) + $signed(\port$42451$0 );
+  assign \$424  = $signed(leaked9) + $signed(\port$46486$0 );
   assign \$425  = $signed(\$424 ) < $signed(16'h8000);
-  assign \$426  = $signed(leaked9) + $signed(\port$42451$0 );
+  assign \$426  = $signed(leaked9) + $signed(\port$46486$0 );
   assign \$427  = \$425  ? 16'h8000 : \$426 [15:0];
   assign \$428  = \$423  ? 16'h7fff : \$427 ;
   assign \$429  = $signed(\$428 ) < $signed(window_hi);
   assign \$430  = \$421  & \$429 ;
-  assign \$431  = $signed(u_prev[175:160]) > $signed(\port$46790$167 [21:6]);
+  assign \$431  = $signed(u_prev[175:160]) > $signed(\port$50872$167 [21:6]);
   assign \$432  = \$431  ? 16'h0000 : u_prev[175:160];
   assign \$433  = $signed(kept10) * $signed({ 1'h0, leak_mul });
-  assign \$434  = ! \port$46790$167 [5:0];
-  assign \$435  = \port$46790$167 [5:0] - 1'h1;
+  assign \$434  = ! \port$50872$167 [5:0];
+  assign \$435  = \port$50872$167 [5:0] - 1'h1;
   assign \$436  = \$434  ? 6'h00 : \$435 [5:0];
   assign \$437  = $signed(leak_prod10) >>> \$436 ;
-  assign \$438  = ! \port$46790$167 [5:0];
+  assign \$438  = ! \port$50872$167 [5:0];
   assign \$439  = $signed(leak_partial10) + $signed({ 1'h0, rnd });
   assign \$441  = \$438  ? leak_partial10 : \$440 [24:0];
-  assign \$442  = $signed(leaked10) + $signed(\port$42469$0 );
+  assign \$442  = $signed(leaked10) + $signed(\port$46504$0 );
   assign \$443  = $signed(\$442 ) > $signed(16'h7fff);
-  assign \$444  = $signed(leaked10) + $signed(\port$42469$0 );
+  assign \$444  = $signed(leaked10) + $signed(\port$46504$0 );
   assign \$445  = $signed(\$444 ) < $signed(16'h8000);
-  assign \$446  = $signed(leaked10) + $signed(\port$42469$0 );
+  assign \$446  = $signed(leaked10) + $signed(\port$46504$0 );
   assign \$447  = \$445  ? 16'h8000 : \$446 [15:0];
   assign \$448  = \$443  ? 16'h7fff : \$447 ;
-  assign \$449  = $signed(leaked10) + $signed(\port$42469$0 );
+  assign \$449  = $signed(leaked10) + $signed(\port$46504$0 );
   assign \$450  = $signed(\$449 ) > $signed(16'h7fff);
-  assign \$451  = $signed(leaked10) + $signed(\port$42469$0 );
+  assign \$451  = $signed(leaked10) + $signed(\port$46504$0 );
   assign \$452  = $signed(\$451 ) < $signed(16'h8000);
-  assign \$453  = $signed(leaked10) + $signed(\port$42469$0 );
+  assign \$453  = $signed(leaked10) + $signed(\port$46504$0 );
   assign \$454  = \$452  ? 16'h8000 : \$453 [15:0];
   assign \$455  = \$450  ? 16'h7fff : \$454 ;
-  assign \$456  = $signed(\$455 ) > $signed(\port$46790$167 [21:6]);
-  assign \$457  = $signed(leaked10) + $signed(\port$42469$0 );
+  assign \$456  = $signed(\$455 ) > $signed(\port$50872$167 [21:6]);
+  assign \$457  = $signed(leaked10) + $signed(\port$46504$0 );
   assign \$458  = $signed(\$457 ) > $signed(16'h7fff);
-  assign \$459  = $signed(leaked10) + $signed(\port$42469$0 );
+  assign \$459  = $signed(leaked10) + $signed(\port$46504$0 );
   assign \$460  = $signed(\$459 ) < $signed(16'h8000);
-  assign \$461  = $signed(leaked10) + $signed(\port$42469$0 );
+  assign \$461  = $signed(leaked10) + $signed(\port$46504$0 );
   assign \$462  = \$460  ? 16'h8000 : \$461 [15:0];
   assign \$463  = \$458  ? 16'h7fff : \$462 ;
   assign \$464  = $signed(\$463 ) > $signed(window_lo);
-  assign \$465  = $signed(leaked10) + $signed(\port$42469$0 );
+  assign \$465  = $signed(leaked10) + $signed(\port$46504$0 );
   assign \$466  = $signed(\$465 ) > $signed(16'h7fff);
-  assign \$467  = $signed(leaked10) + $signed(\port$42469$0 );
+  assign \$467  = $signed(leaked10) + $signed(\port$46504$0 );
   assign \$468  = $signed(\$467 ) < $signed(16'h8000);
-  assign \$469  = $signed(leaked10) + $signed(\port$42469$0 );
+  assign \$469  = $signed(leaked10) + $signed(\port$46504$0 );
   assign \$470  = \$468  ? 16'h8000 : \$469 [15:0];
   assign \$471  = \$466  ? 16'h7fff : \$470 ;
   assign \$472  = $signed(\$471 ) < $signed(window_hi);
   assign \$473  = \$464  & \$472 ;
-  assign \$474  = $signed(u_prev[191:176]) > $signed(\port$46790$167 [21:6]);
+  assign \$474  = $signed(u_prev[191:176]) > $signed(\port$50872$167 [21:6]);
   assign \$475  = \$474  ? 16'h0000 : u_prev[191:176];
   assign \$476  = $signed(kept11) * $signed({ 1'h0, leak_mul });
-  assign \$477  = ! \port$46790$167 [5:0];
-  assign \$478  = \port$46790$167 [5:0] - 1'h1;
+  assign \$477  = ! \port$50872$167 [5:0];
+  assign \$478  = \port$50872$167 [5:0] - 1'h1;
   assign \$479  = \$477  ? 6'h00 : \$478 [5:0];
   assign \$480  = $signed(leak_prod11) >>> \$479 ;
-  assign \$481  = ! \port$46790$167 [5:0];
+  assign \$481  = ! \port$50872$167 [5:0];
   assign \$482  = $signed(leak_partial11) + $signed({ 1'h0, rnd });
   assign \$484  = \$481  ? leak_partial11 : \$483 [24:0];
-  assign \$485  = $signed(leaked11) + $signed(\port$42487$0 );
+  assign \$485  = $signed(leaked11) + $signed(\port$46522$0 );
   assign \$486  = $signed(\$485 ) > $signed(16'h7fff);
-  assign \$487  = $signed(leaked11) + $signed(\port$42487$0 );
+  assign \$487  = $signed(leaked11) + $signed(\port$46522$0 );
   assign \$488  = $signed(\$487 ) < $signed(16'h8000);
-  assign \$489  = $signed(leaked11) + $signed(\port$42487$0 );
+  assign \$489  = $signed(leaked11) + $signed(\port$46522$0 );
   assign \$490  = \$488  ? 16'h8000 : \$489 [15:0];
   assign \$491  = \$486  ? 16'h7fff : \$490 ;
-  assign \$492  = $signed(leaked11) + $signed(\port$42487$0 );
+  assign \$492  = $signed(leaked11) + $signed(\port$46522$0 );
   assign \$493  = $signed(\$492 ) > $signed(16'h7fff);
-  assign \$494  = $signed(leaked11) + $signed(\port$42487$0 );
+  assign \$494  = $signed(leaked11) + $signed(\port$46522$0 );
   assign \$495  = $signed(\$494 ) < $signed(16'h8000);
-  assign \$496  = $signed(leaked11) + $signed(\port$42487$0 );
+  assign \$496  = $signed(leaked11) + $signed(\port$46522$0 );
   assign \$497  = \$495  ? 16'h8000 : \$496 [15:0];
   assign \$498  = \$493  ? 16'h7fff : \$497 ;
-  assign \$499  = $signed(\$498 ) > $signed(\port$46790$167 [21:6]);
-  assign \$500  = $signed(leaked11) + $signed(\port$42487$0 );
+  assign \$499  = $signed(\$498 ) > $signed(\port$50872$167 [21:6]);
+  assign \$500  = $signed(leaked11) + $signed(\port$46522$0 );
   assign \$501  = $signed(\$500 ) > $signed(16'h7fff);
-  assign \$502  = $signed(leaked11) + $signed(\port$42487$0 );
+  assign \$502  = $signed(leaked11) + $signed(\port$46522$0 );
   assign \$503  = $signed(\$502 ) < $signed(16'h8000);
-  assign \$504  = $signed(leaked11) + $signed(\port$42487$0 );
+  assign \$504  = $signed(leaked11) + $signed(\port$46522$0 );
   assign \$505  = \$503  ? 16'h8000 : \$504 [15:0];
   assign \$506  = \$501  ? 16'h7fff : \$505 ;
   assign \$507  = $signed(\$506 ) > $signed(window_lo);
-  assign \$508  = $signed(leaked11) + $signed(\port$42487$0 );
+  assign \$508  = $signed(leaked11) + $signed(\port$46522$0 );
   assign \$509  = $signed(\$508 ) > $signed(16'h7fff);
-  assign \$510  = $signed(leaked11) + $signed(\port$42487$0 );
+  assign \$510  = $signed(leaked11) + $signed(\port$46522$0 );
   assign \$511  = $signed(\$510 ) < $signed(16'h8000);
-  assign \$512  = $signed(leaked11) + $signed(\port$42487$0 );
+  assign \$512  = $signed(leaked11) + $signed(\port$46522$0 );
   assign \$513  = \$511  ? 16'h8000 : \$512 [15:0];
   assign \$514  = \$509  ? 16'h7fff : \$513 ;
   assign \$515  = $signed(\$514 ) < $signed(window_hi);
   assign \$516  = \$507  & \$515 ;
-  assign \$517  = $signed(u_prev[207:192]) > $signed(\port$46790$167 [21:6]);
+  assign \$517  = $signed(u_prev[207:192]) > $signed(\port$50872$167 [21:6]);
   assign \$518  = \$517  ? 16'h0000 : u_prev[207:192];
   assign \$519  = $signed(kept12) * $signed({ 1'h0, leak_mul });
-  assign \$520  = ! \port$46790$167 [5:0];
-  assign \$521  = \port$46790$167 [5:0] - 1'h1;
+  assign \$520  = ! \port$50872$167 [5:0];
+  assign \$521  = \port$50872$167 [5:0] - 1'h1;
   assign \$522  = \$520  ? 6'h00 : \$521 [5:0];
   assign \$523  = $signed(leak_prod12) >>> \$522 ;
-  assign \$524  = ! \port$46790$167 [5:0];
+  assign \$524  = ! \port$50872$167 [5:0];
   assign \$525  = $signed(leak_partial12) + $signed({ 1'h0, rnd });
   assign \$527  = \$524  ? leak_partial12 : \$526 [24:0];
-  assign \$528  = $signed(leaked12) + $signed(\port$42505$0 );
+  assign \$528  = $signed(leaked12) + $signed(\port$46540$0 );
   assign \$529  = $signed(\$528 ) > $signed(16'h7fff);
-  assign \$530  = $signed(leaked12) + $signed(\port$42505$0 );
+  assign \$530  = $signed(leaked12) + $signed(\port$46540$0 );
   assign \$531  = $signed(\$530 ) < $signed(16'h8000);
-  assign \$532  = $signed(leaked12) + $signed(\port$42505$0 );
+  assign \$532  = $signed(leaked12) + $signed(\port$46540$0 );
   assign \$533  = \$531  ? 16'h8000 : \$532 [15:0];
   assign \$534  = \$529  ? 16'h7fff : \$533 ;
-  assign \$535  = $signed(leaked12) + $signed(\port$42505$0 );
+  assign \$535  = $signed(leaked12) + $signed(\port$46540$0 );
   assign \$536  = $signed(\$535 ) > $signed(16'h7fff);
-  assign \$537  = $signed(leaked12) + $signed(\port$42505$0 );
+  assign \$537  = $signed(leaked12) + $signed(\port$46540$0 );
   assign \$538  = $signed(\$537 ) < $signed(16'h8000);
-  assign \$539  = $signed(leaked12) + $signed(\port$42505$0 );
+  assign \$539  = $signed(leaked12) + $signed(\port$46540$0 );
   assign \$540  = \$538  ? 16'h8000 : \$539 [15:0];
   assign \$541  = \$536  ? 16'h7fff : \$540 ;
-  assign \$542  = $signed(\$541 ) > $signed(\port$46790$167 [21:6]);
-  assign \$543  = $signed(leaked12) + $signed(\port$42505$0 );
+  assign \$542  = $signed(\$541 ) > $signed(\port$50872$167 [21:6]);
+  assign \$543  = $signed(leaked12) + $signed(\port$46540$0 );
   assign \$544  = $signed(\$543 ) > $signed(16'h7fff);
-  assign \$545  = $signed(leaked12) + $signed(\port$42505$0 );
+  assign \$545  = $signed(leaked12) + $signed(\port$46540$0 );
   assign \$546  = $signed(\$545 ) < $signed(16'h8000);
-  assign \$547  = $signed(leaked12) + $signed(\port$42505$0 );
+  assign \$547  = $signed(leaked12) + $signed(\port$46540$0 );
   assign \$548  = \$546  ? 16'h8000 : \$547 [15:0];
   assign \$549  = \$544  ? 16'h7fff : \$548 ;
   assign \$550  = $signed(\$549 ) > $signed(window_lo);
-  assign \$551  = $signed(leaked12) + $signed(\port$42505$0 );
+  assign \$551  = $signed(leaked12) + $signed(\port$46540$0 );
   assign \$552  = $signed(\$551 ) > $signed(16'h7fff);
-  assign \$553  = $signed(leaked12) + $signed(\port$42505$0 );
+  assign \$553  = $signed(leaked12) + $signed(\port$46540$0 );
   assign \$554  = $signed(\$553 ) < $signed(16'h8000);
-  assign \$555  = $signed(leaked12) + $signed(\port$42505$0 );
+  assign \$555  = $signed(leaked12) + $signed(\port$46540$0 );
   assign \$556  = \$554  ? 16'h8000 : \$555 [15:0];
   assign \$557  = \$552  ? 16'h7fff : \$556 ;
   assign \$558  = $signed(\$557 ) < $signed(window_hi);
   assign \$559  = \$550  & \$558 ;
-  assign \$560  = $signed(u_prev[223:208]) > $signed(\port$46790$167 [21:6]);
+  assign \$560  = $signed(u_prev[223:208]) > $signed(\port$50872$167 [21:6]);
   assign \$561  = \$560  ? 16'h0000 : u_prev[223:208];
   assign \$562  = $signed(kept13) * $signed({ 1'h0, leak_mul });
-  assign \$563  = ! \port$46790$167 [5:0];
-  assign \$564  = \port$46790$167 [5:0] - 1'h1;
+  assign \$563  = ! \port$50872$167 [5:0];
+  assign \$564  = \port$50872$167 [5:0] - 1'h1;
   assign \$565  = \$563  ? 6'h00 : \$564 [5:0];
   assign \$566  = $signed(leak_prod13) >>> \$565 ;
-  assign \$567  = ! \port$46790$167 [5:0];
+  assign \$567  = ! \port$50872$167 [5:0];
   assign \$568  = $signed(leak_partial13) + $signed({ 1'h0, rnd });
   assign \$570  = \$567  ? leak_partial13 : \$569 [24:0];
-  assign \$571  = $signed(leaked13) + $signed(\port$42523$0 );
+  assign \$571  = $signed(leaked13) + $signed(\port$46558$0 );
   assign \$572  = $signed(\$571 ) > $signed(16'h7fff);
-  assign \$573  = $signed(leaked13) + $signed(\port$42523$0 );
+  assign \$573  = $signed(leaked13) + $signed(\port$46558$0 );
   assign \$574  = $signed(\$573 ) < $signed(16'h8000);
-  assign \$575  = $signed(leaked13) + $signed(\port$42523$0 );
+  assign \$575  = $signed(leaked13) + $signed(\port$46558$0 );
   assign \$576  = \$574  ? 16'h8000 : \$575 [15:0];
   assign \$577  = \$572  ? 16'h7fff : \$576 ;
-  assign \$578  = $signed(leaked13) + $signed(\port$42523$0 );
+  assign \$578  = $signed(leaked13) + $signed(\port$46558$0 );
   assign \$579  = $signed(\$578 ) > $signed(16'h7fff);
-  assign \$580  = $signed(leaked13) + $signed(\port$42523$0 );
+  assign \$580  = $signed(leaked13) + $signed(\port$46558$0 );
   assign \$581  = $signed(\$580 ) < $signed(16'h8000);
-  assign \$582  = $signed(leaked13) + $signed(\port$42523$0 );
+  assign \$582  = $signed(leaked13) + $signed(\port$46558$0 );
   assign \$583  = \$581  ? 16'h8000 : \$582 [15:0];
   assign \$584  = \$579  ? 16'h7fff : \$583 ;
-  assign \$585  = $signed(\$584 ) > $signed(\port$46790$167 [21:6]);
-  assign \$586  = $signed(leaked13) + $signed(\port$42523$0 );
+  assign \$585  = $signed(\$584 ) > $signed(\port$50872$167 [21:6]);
+  assign \$586  = $signed(leaked13) + $signed(\port$46558$0 );
   assign \$587  = $signed(\$586 ) > $signed(16'h7fff);
-  assign \$588  = $signed(leaked13) + $signed(\port$42523$0 );
+  assign \$588  = $signed(leaked13) + $signed(\port$46558$0 );
   assign \$589  = $signed(\$588 ) < $signed(16'h8000);
-  assign \$590  = $signed(leaked13) + $signed(\port$42523$0 );
+  assign \$590  = $signed(leaked13) + $signed(\port$46558$0 );
   assign \$591  = \$589  ? 16'h8000 : \$590 [15:0];
   assign \$592  = \$587  ? 16'h7fff : \$591 ;
   assign \$593  = $signed(\$592 ) > $signed(window_lo);
-  assign \$594  = $signed(leaked13) + $signed(\port$42523$0 );
+  assign \$594  = $signed(leaked13) + $signed(\port$46558$0 );
   assign \$595  = $signed(\$594 ) > $signed(16'h7fff);
-  assign \$596  = $signed(leaked13) + $signed(\port$42523$0 );
+  assign \$596  = $signed(leaked13) + $signed(\port$46558$0 );
   assign \$597  = $signed(\$596 ) < $signed(16'h8000);
-  assign \$598  = $signed(leaked13) + $signed(\port$42523$0 );
+  assign \$598  = $signed(leaked13) + $signed(\port$46558$0 );
   assign \$599  = \$597  ? 16'h8000 : \$598 [15:0];
   assign \$600  = \$595  ? 16'h7fff : \$599 ;
   assign \$601  = $signed(\$600 ) < $signed(window_hi);
   assign \$602  = \$593  & \$601 ;
-  assign \$603  = $signed(u_prev[239:224]) > $signed(\port$46790$167 [21:6]);
+  assign \$603  = $signed(u_prev[239:224]) > $signed(\port$50872$167 [21:6]);
   assign \$604  = \$603  ? 16'h0000 : u_prev[239:224];
   assign \$605  = $signed(kept14) * $signed({ 1'h0, leak_mul });
-  assign \$606  = ! \port$46790$167 [5:0];
-  assign \$607  = \port$46790$167 [5:0] - 1'h1;
+  assign \$606  = ! \port$50872$167 [5:0];
+  assign \$607  = \port$50872$167 [5:0] - 1'h1;
   assign \$608  = \$606  ? 6'h00 : \$607 [5:0];
   assign \$609  = $signed(leak_prod14) >>> \$608 ;
-  assign \$610  = ! \port$46790$167 [5:0];
+  assign \$610  = ! \port$50872$167 [5:0];
   assign \$611  = $signed(leak_partial14) + $signed({ 1'h0, rnd });
   assign \$613  = \$610  ? leak_partial14 : \$612 [24:0];
-  assign \$614  = $signed(leaked14) + $signed(\port$42541$0 );
+  assign \$614  = $signed(leaked14) + $signed(\port$46576$0 );
   assign \$615  = $signed(\$614 ) > $signed(16'h7fff);
-  assign \$616  = $signed(leaked14) + $signed(\port$42541$0 );
+  assign \$616  = $signed(leaked14) + $signed(\port$46576$0 );
   assign \$617  = $signed(\$616 ) < $signed(16'h8000);
-  assign \$618  = $signed(leaked14) + $signed(\port$42541$0 );
+  assign \$618  = $signed(leaked14) + $signed(\port$46576$0 );
   assign \$619  = \$617  ? 16'h8000 : \$618 [15:0];
   assign \$620  = \$615  ? 16'h7fff : \$619 ;
-  assign \$621  = $signed(leaked14) + $signed(\port$42541$0 );
+  assign \$621  = $signed(leaked14) + $signed(\port$46576$0 );
   assign \$622  = $signed(\$621 ) > $signed(16'h7fff);
-  assign \$623  = $signed(leaked14) + $signed(\port$42541$0 );
+  assign \$623  = $signed(leaked14) + $signed(\port$46576$0 );
   assign \$624  = $signed(\$623 ) < $signed(16'h8000);
-  assign \$625  = $signed(leaked14) + $signed(\port$42541$0 );
+  assign \$625  = $signed(leaked14) + $signed(\port$46576$0 );
   assign \$626  = \$624  ? 16'h8000 : \$625 [15:0];
   assign \$627  = \$622  ? 16'h7fff : \$626 ;
-  assign \$628  = $signed(\$627 ) > $signed(\port$46790$167 [21:6]);
-  assign \$629  = $signed(leaked14) + $signed(\port$42541$0 );
+  assign \$628  = $signed(\$627 ) > $signed(\port$50872$167 [21:6]);
+  assign \$629  = $signed(leaked14) + $signed(\port$46576$0 );
   assign \$630  = $signed(\$629 ) > $signed(16'h7fff);
-  assign \$631  = $signed(leaked14) + $signed(\port$42541$0 );
+  assign \$631  = $signed(leaked14) + $signed(\port$46576$0 );
   assign \$632  = $signed(\$631 ) < $signed(16'h8000);
-  assign \$633  = $signed(leaked14) + $signed(\port$42541$0 );
+  assign \$633  = $signed(leaked14) + $signed(\port$46576$0 );
   assign \$634  = \$632  ? 16'h8000 : \$633 [15:0];
   assign \$635  = \$630  ? 16'h7fff : \$634 ;
   assign \$636  = $signed(\$635 ) > $signed(window_lo);
-  assign \$637  = $signed(leaked14) + $signed(\port$42541$0 );
+  assign \$637  = $signed(leaked14) + $signed(\port$46576$0 );
   assign \$638  = $signed(\$637 ) > $signed(16'h7fff);
-  assign \$639  = $signed(leaked14) + $signed(\port$42541$0 );
+  assign \$639  = $signed(leaked14) + $signed(\port$46576$0 );
   assign \$640  = $signed(\$639 ) < $signed(16'h8000);
-  assign \$641  = $signed(leaked14) + $signed(\port$42541$0 );
+  assign \$641  = $signed(leaked14) + $signed(\port$46576$0 );
   assign \$642  = \$640  ? 16'h8000 : \$641 [15:0];
   assign \$643  = \$638  ? 16'h7fff : \$642 ;
   assign \$644  = $signed(\$643 ) < $signed(window_hi);
   assign \$645  = \$636  & \$644 ;
-  assign \$646  = $signed(u_prev[255:240]) > $signed(\port$46790$167 [21:6]);
+  assign \$646  = $signed(u_prev[255:240]) > $signed(\port$50872$167 [21:6]);
   assign \$647  = \$646  ? 16'h0000 : u_prev[255:240];
   assign \$648  = $signed(kept15) * $signed({ 1'h0, leak_mul });
-  assign \$649  = ! \port$46790$167 [5:0];
-  assign \$650  = \port$46790$167 [5:0] - 1'h1;
+  assign \$649  = ! \port$50872$167 [5:0];
+  assign \$650  = \port$50872$167 [5:0] - 1'h1;
   assign \$651  = \$649  ? 6'h00 : \$650 [5:0];
   assign \$652  = $signed(leak_prod15) >>> \$651 ;
-  assign \$653  = ! \port$46790$167 [5:0];
+  assign \$653  = ! \port$50872$167 [5:0];
   assign \$654  = $signed(leak_partial15) + $signed({ 1'h0, rnd });
   assign \$656  = \$653  ? leak_partial15 : \$655 [24:0];
-  assign \$657  = $signed(leaked15) + $signed(\port$42559$0 );
+  assign \$657  = $signed(leaked15) + $signed(\port$46594$0 );
   assign \$658  = $signed(\$657 ) > $signed(16'h7fff);
-  assign \$659  = $signed(leaked15) + $signed(\port$42559$0 );
+  assign \$659  = $signed(leaked15) + $signed(\port$46594$0 );
   assign \$660  = $signed(\$659 ) < $signed(16'h8000);
-  assign \$661  = $signed(leaked15) + $signed(\port$42559$0 );
+  assign \$661  = $signed(leaked15) + $signed(\port$46594$0 );
   assign \$662  = \$660  ? 16'h8000 : \$661 [15:0];
   assign \$663  = \$658  ? 16'h7fff : \$662 ;
-  assign \$664  = $signed(leaked15) + $signed(\port$42559$0 );
+  assign \$664  = $signed(leaked15) + $signed(\port$46594$0 );
   assign \$665  = $signed(\$664 ) > $signed(16'h7fff);
-  assign \$666  = $signed(leaked15) + $signed(\port$42559$0 );
+  assign \$666  = $signed(leaked15) + $signed(\port$46594$0 );
   assign \$667  = $signed(\$666 ) < $signed(16'h8000);
-  assign \$668  = $signed(leaked15) + $signed(\port$42559$0 );
+  assign \$668  = $signed(leaked15) + $signed(\port$46594$0 );
   assign \$669  = \$667  ? 16'h8000 : \$668 [15:0];
   assign \$670  = \$665  ? 16'h7fff : \$669 ;
-  assign \$671  = $signed(\$670 ) > $signed(\port$46790$167 [21:6]);
-  assign \$672  = $signed(leaked15) + $signed(\port$42559$0 );
+  assign \$671  = $signed(\$670 ) > $signed(\port$50872$167 [21:6]);
+  assign \$672  = $signed(leaked15) + $signed(\port$46594$0 );
   assign \$673  = $signed(\$672 ) > $signed(16'h7fff);
-  assign \$674  = $signed(leaked15) + $signed(\port$42559$0 );
+  assign \$674  = $signed(leaked15) + $signed(\port$46594$0 );
   assign \$675  = $signed(\$674 ) < $signed(16'h8000);
-  assign \$676  = $signed(leaked15) + $signed(\port$42559$0 );
+  assign \$676  = $signed(leaked15) + $signed(\port$46594$0 );
   assign \$677  = \$675  ? 16'h8000 : \$676 [15:0];
   assign \$678  = \$673  ? 16'h7fff : \$677 ;
   assign \$679  = $signed(\$678 ) > $signed(window_lo);
-  assign \$680  = $signed(leaked15) + $signed(\port$42559$0 );
+  assign \$680  = $signed(leaked15) + $signed(\port$46594$0 );
   assign \$681  = $signed(\$680 ) > $signed(16'h7fff);
-  assign \$682  = $signed(leaked15) + $signed(\port$42559$0 );
+  assign \$682  = $signed(leaked15) + $signed(\port$46594$0 );
   assign \$683  = $signed(\$682 ) < $signed(16'h8000);
-  assign \$684  = $signed(leaked15) + $signed(\port$42559$0 );
+  assign \$684  = $signed(leaked15) + $signed(\port$46594$0 );
   assign \$685  = \$683  ? 16'h8000 : \$684 [15:0];
   assign \$686  = \$681  ? 16'h7fff : \$685 ;
   assign \$687  = $signed(\$686 ) < $signed(window_hi);
   assign \$688  = \$679  & \$687 ;
-  assign \$689  = $signed(u_prev[271:256]) > $signed(\port$46790$167 [21:6]);
+  assign \$689  = $signed(u_prev[271:256]) > $signed(\port$50872$167 [21:6]);
   assign \$690  = \$689  ? 16'h0000 : u_prev[271:256];
   assign \$691  = $signed(kept16) * $signed({ 1'h0, leak_mul });
-  assign \$692  = ! \port$46790$167 [5:0];
-  assign \$693  = \port$46790$167 [5:0] - 1'h1;
+  assign \$692  = ! \port$50872$167 [5:0];
+  assign \$693  = \port$50872$167 [5:0] - 1'h1;
   assign \$694  = \$692  ? 6'h00 : \$693 [5:0];
   assign \$695  = $signed(leak_prod16) >>> \$694 ;
-  assign \$696  = ! \port$46790$167 [5:0];
+  assign \$696  = ! \port$50872$167 [5:0];
   assign \$697  = $signed(leak_partial16) + $signed({ 1'h0, rnd });
   assign \$699  = \$696  ? leak_partial16 : \$698 [24:0];
-  assign \$700  = $signed(leaked16) + $signed(\port$42577$0 );
+  assign \$700  = $signed(leaked16) + $signed(\port$46612$0 );
   assign \$701  = $signed(\$700 ) > $signed(16'h7fff);
-  assign \$702  = $signed(leaked16) + $signed(\port$42577$0 );
+  assign \$702  = $signed(leaked16) + $signed(\port$46612$0 );
   assign \$703  = $signed(\$702 ) < $signed(16'h8000);
-  assign \$704  = $signed(leaked16) + $signed(\port$42577$0 );
+  assign \$704  = $signed(leaked16) + $signed(\port$46612$0 );
   assign \$705  = \$703  ? 16'h8000 : \$704 [15:0];
   assign \$706  = \$701  ? 16'h7fff : \$705 ;
-  assign \$707  = $signed(leaked16) + $signed(\port$42577$0 );
+  assign \$707  = $signed(leaked16) + $signed(\port$46612$0 );
   assign \$708  = $signed(\$707 ) > $signed(16'h7fff);
-  assign \$709  = $signed(leaked16) + $signed(\port$42577$0 );
+  assign \$709  = $signed(leaked16) + $signed(\port$46612$0 );
   assign \$710  = $signed(\$709 ) < $signed(16'h8000);
-  assign \$711  = $signed(leaked16) + $signed(\port$42577$0 );
+  assign \$711  = $signed(leaked16) + $signed(\port$46612$0 );
   assign \$712  = \$710  ? 16'h8000 : \$711 [15:0];
   assign \$713  = \$708  ? 16'h7fff : \$712 ;
-  assign \$714  = $signed(\$713 ) > $signed(\port$46790$167 [21:6]);
-  assign \$715  = $signed(leaked16) + $signed(\port$42577$0 );
+  assign \$714  = $signed(\$713 ) > $signed(\port$50872$167 [21:6]);
+  assign \$715  = $signed(leaked16) + $signed(\port$46612$0 );
   assign \$716  = $signed(\$715 ) > $signed(16'h7fff);
-  assign \$717  = $signed(leaked16) + $signed(\port$42577$0 );
+  assign \$717  = $signed(leaked16) + $signed(\port$46612$0 );
   assign \$718  = $signed(\$717 ) < $signed(16'h8000);
-  assign \$719  = $signed(leaked16) + $signed(\port$42577$0 );
+  assign \$719  = $signed(leaked16) + $signed(\port$46612$0 );
   assign \$720  = \$718  ? 16'h8000 : \$719 [15:0];
   assign \$721  = \$716  ? 16'h7fff : \$720 ;
   assign \$722  = $signed(\$721 ) > $signed(window_lo);
-  assign \$723  = $signed(leaked16) + $signed(\port$42577$0 );
+  assign \$723  = $signed(leaked16) + $signed(\port$46612$0 );
   assign \$724  = $signed(\$723 ) > $signed(16'h7fff);
-  assign \$725  = $signed(leaked16) + $signed(\port$42577$0 );
+  assign \$725  = $signed(leaked16) + $signed(\port$46612$0 );
   assign \$726  = $signed(\$725 ) < $signed(16'h8000);
-  assign \$727  = $signed(leaked16) + $signed(\port$42577$0 );
+  assign \$727  = $signed(leaked16) + $signed(\port$46612$0 );
   assign \$728  = \$726  ? 16'h8000 : \$727 [15:0];
   assign \$729  = \$724  ? 16'h7fff : \$728 ;
   assign \$730  = $signed(\$729 ) < $signed(window_hi);
   assign \$731  = \$722  & \$730 ;
-  assign \$732  = $signed(u_prev[287:272]) > $signed(\port$46790$167 [21:6]);
+  assign \$732  = $signed(u_prev[287:272]) > $signed(\port$50872$167 [21:6]);
   assign \$733  = \$732  ? 16'h0000 : u_prev[287:272];
   assign \$734  = $signed(kept17) * $signed({ 1'h0, leak_mul });
-  assign \$735  = ! \port$46790$167 [5:0];
-  assign \$736  = \port$46790$167 [5:0] - 1'h1;
+  assign \$735  = ! \port$50872$167 [5:0];
+  assign \$736  = \port$50872$167 [5:0] - 1'h1;
   assign \$737  = \$735  ? 6'h00 : \$736 [5:0];
   assign \$738  = $signed(leak_prod17) >>> \$737 ;
-  assign \$739  = ! \port$46790$167 [5:0];
+  assign \$739  = ! \port$50872$167 [5:0];
   assign \$740  = $signed(leak_partial17) + $signed({ 1'h0, rnd });
   assign \$742  = \$739  ? leak_partial17 : \$741 [24:0];
-  assign \$743  = $signed(leaked17) + $signed(\port$42595$0 );
+  assign \$743  = $signed(leaked17) + $signed(\port$46630$0 );
   assign \$744  = $signed(\$743 ) > $signed(16'h7fff);
-  assign \$745  = $signed(leaked17) + $signed(\port$42595$0 );
+  assign \$745  = $signed(leaked17) + $signed(\port$46630$0 );
   assign \$746  = $signed(\$745 ) < $signed(16'h8000);
-  assign \$747  = $signed(leaked17) + $signed(\port$42595$0 );
+  assign \$747  = $signed(leaked17) + $signed(\port$46630$0 );
   assign \$748  = \$746  ? 16'h8000 : \$747 [15:0];
   assign \$749  = \$744  ? 16'h7fff : \$748 ;
-  assign \$750  = $signed(leaked17) + $signed(\port$42595$0 );
+  assign \$750  = $signed(leaked17) + $signed(\port$46630$0 );
   assign \$751  = $signed(\$750 ) > $signed(16'h7fff);
-  assign \$752  = $signed(leaked17) + $signed(\port$42595$0 );
+  assign \$752  = $signed(leaked17) + $signed(\port$46630$0 );
   assign \$753  = $signed(\$752 ) < $signed(16'h8000);
-  assign \$754  = $signed(leaked17) + $signed(\port$42595$0 );
+  assign \$754  = $signed(leaked17) + $signed(\port$46630$0 );
   assign \$755  = \$753  ? 16'h8000 : \$754 [15:0];
   assign \$756  = \$751  ? 16'h7fff : \$755 ;
-  assign \$757  = $signed(\$756 ) > $signed(\port$46790$167 [21:6]);
-  assign \$758  = $signed(leaked17) + $signed(\port$42595$0 );
+  assign \$757  = $signed(\$756 ) > $signed(\port$50872$167 [21:6]);
+  assign \$758  = $signed(leaked17) + $signed(\port$46630$0 );
   assign \$759  = $signed(\$758 ) > $signed(16'h7fff);
-  assign \$760  = $signed(leaked17) + $signed(\port$42595$0 );
+  assign \$760  = $signed(leaked17) + $signed(\port$46630$0 );
   assign \$761  = $signed(\$760 ) < $signed(16'h8000);
-  assign \$762  = $signed(leaked17) + $signed(\port$42595$0 );
+  assign \$762  = $signed(leaked17) + $signed(\port$46630$0 );
   assign \$763  = \$761  ? 16'h8000 : \$762 [15:0];
   assign \$764  = \$759  ? 16'h7fff : \$763 ;
   assign \$765  = $signed(\$764 ) > $signed(window_lo);
-  assign \$766  = $signed(leaked17) + $signed(\port$42595$0 );
+  assign \$766  = $signed(leaked17) + $signed(\port$46630$0 );
   assign \$767  = $signed(\$766 ) > $signed(16'h7fff);
-  assign \$768  = $signed(leaked17) + $signed(\port$42595$0 );
+  assign \$768  = $signed(leaked17) + $signed(\port$46630$0 );
   assign \$769  = $signed(\$768 ) < $signed(16'h8000);
-  assign \$770  = $signed(leaked17) + $signed(\port$42595$0 );
+  assign \$770  = $signed(leaked17) + $signed(\port$46630$0 );
   assign \$771  = \$769  ? 16'h8000 : \$770 [15:0];
   assign \$772  = \$767  ? 16'h7fff : \$771 ;
   assign \$773  = $signed(\$772 ) < $signed(window_hi);
   assign \$774  = \$765  & \$773 ;
-  assign \$775  = $signed(u_prev[303:288]) > $signed(\port$46790$167 [21:6]);
+  assign \$775  = $signed(u_prev[303:288]) > $signed(\port$50872$167 [21:6]);
   assign \$776  = \$775  ? 16'h0000 : u_prev[303:288];
   assign \$777  = $signed(kept18) * $signed({ 1'h0, leak_mul });
-  assign \$778  = ! \port$46790$167 [5:0];
-  assign \$779  = \port$46790$167 [5:0] - 1'h1;
+  assign \$778  = ! \port$50872$167 [5:0];
+  assign \$779  = \port$50872$167 [5:0] - 1'h1;
   assign \$780  = \$778  ? 6'h00 : \$779 [5:0];
   assign \$781  = $signed(leak_prod18) >>> \$780 ;
-  assign \$782  = ! \port$46790$167 [5:0];
+  assign \$782  = ! \port$50872$167 [5:0];
   assign \$783  = $signed(leak_partial18) + $signed({ 1'h0, rnd });
   assign \$785  = \$782  ? leak_partial18 : \$784 [24:0];
-  assign \$786  = $signed(leaked18) + $signed(\port$42613$0 );
+  assign \$786  = $signed(leaked18) + $signed(\port$46648$0 );
   assign \$787  = $signed(\$786 ) > $signed(16'h7fff);
-  assign \$788  = $signed(leaked18) + $signed(\port$42613$0 );
+  assign \$788  = $signed(leaked18) + $signed(\port$46648$0 );
   assign \$789  = $signed(\$788 ) < $signed(16'h8000);
-  assign \$790  = $signed(leaked18) + $signed(\port$42613$0 );
+  assign \$790  = $signed(leaked18) + $signed(\port$46648$0 );
   assign \$791  = \$789  ? 16'h8000 : \$790 [15:0];
   assign \$792  = \$787  ? 16'h7fff : \$791 ;
-  assign \$793  = $signed(leaked18) + $signed(\port$42613$0 );
+  assign \$793  = $signed(leaked18) + $signed(\port$46648$0 );
   assign \$794  = $signed(\$793 ) > $signed(16'h7fff);
-  assign \$795  = $signed(leaked18) + $signed(\port$42613$0 );
+  assign \$795  = $signed(leaked18) + $signed(\port$46648$0 );
   assign \$796  = $signed(\$795 ) < $signed(16'h8000);
-  assign \$797  = $signed(leaked18) + $signed(\port$42613$0 );
+  assign \$797  = $signed(leaked18) + $signed(\port$46648$0 );
   assign \$798  = \$796  ? 16'h8000 : \$797 [15:0];
   assign \$799  = \$794  ? 16'h7fff : \$798 ;
-  assign \$800  = $signed(\$799 ) > $signed(\port$46790$167 [21:6]);
-  assign \$801  = $signed(leaked18) + $signed(\port$42613$0 );
+  assign \$800  = $signed(\$799 ) > $signed(\port$50872$167 [21:6]);
+  assign \$801  = $signed(leaked18) + $signed(\port$46648$0 );
   assign \$802  = $signed(\$801 ) > $signed(16'h7fff);
-  assign \$803  = $signed(leaked18) + $signed(\port$42613$0 );
+  assign \$803  = $signed(leaked18) + $signed(\port$46648$0 );
   assign \$804  = $signed(\$803 ) < $signed(16'h8000);
-  assign \$805  = $signed(leaked18) + $signed(\port$42613$0 );
+  assign \$805  = $signed(leaked18) + $signed(\port$46648$0 );
   assign \$806  = \$804  ? 16'h8000 : \$805 [15:0];
   assign \$807  = \$802  ? 16'h7fff : \$806 ;
   assign \$808  = $signed(\$807 ) > $signed(window_lo);
-  assign \$809  = $signed(leaked18) + $signed(\port$42613$0 );
+  assign \$809  = $signed(leaked18) + $signed(\port$46648$0 );
   assign \$810  = $signed(\$809 ) > $signed(16'h7fff);
-  assign \$811  = $signed(leaked18) + $signed(\port$42613$0 );
+  assign \$811  = $signed(leaked18) + $signed(\port$46648$0 );
   assign \$812  = $signed(\$811 ) < $signed(16'h8000);
-  assign \$813  = $signed(leaked18) + $signed(\port$42613$0 );
+  assign \$813  = $signed(leaked18) + $signed(\port$46648$0 );
   assign \$814  = \$812  ? 16'h8000 : \$813 [15:0];
   assign \$815  = \$810  ? 16'h7fff : \$814 ;
   assign \$816  = $signed(\$815 ) < $signed(window_hi);
   assign \$817  = \$808  & \$816 ;
-  assign \$818  = $signed(u_prev[319:304]) > $signed(\port$46790$167 [21:6]);
+  assign \$818  = $signed(u_prev[319:304]) > $signed(\port$50872$167 [21:6]);
   assign \$819  = \$818  ? 16'h0000 : u_prev[319:304];
   assign \$820  = $signed(kept19) * $signed({ 1'h0, leak_mul });
-  assign \$821  = ! \port$46790$167 [5:0];
-  assign \$822  = \port$46790$167 [5:0] - 1'h1;
+  assign \$821  = ! \port$50872$167 [5:0];
+  assign \$822  = \port$50872$167 [5:0] - 1'h1;
   assign \$823  = \$821  ? 6'h00 : \$822 [5:0];
   assign \$824  = $signed(leak_prod19) >>> \$823 ;
-  assign \$825  = ! \port$46790$167 [5:0];
+  assign \$825  = ! \port$50872$167 [5:0];
   assign \$826  = $signed(leak_partial19) + $signed({ 1'h0, rnd });
   assign \$828  = \$825  ? leak_partial19 : \$827 [24:0];
-  assign \$829  = $signed(leaked19) + $signed(\port$42631$0 );
+  assign \$829  = $signed(leaked19) + $signed(\port$46666$0 );
   assign \$830  = $signed(\$829 ) > $signed(16'h7fff);
-  assign \$831  = $signed(leaked19) + $signed(\port$42631$0 );
+  assign \$831  = $signed(leaked19) + $signed(\port$46666$0 );
   assign \$832  = $signed(\$831 ) < $signed(16'h8000);
-  assign \$833  = $signed(leaked19) + $signed(\port$42631$0 );
+  assign \$833  = $signed(leaked19) + $signed(\port$46666$0 );
   assign \$834  = \$832  ? 16'h8000 : \$833 [15:0];
   assign \$835  = \$830  ? 16'h7fff : \$834 ;
-  assign \$836  = $signed(leaked19) + $signed(\port$42631$0 );
+  assign \$836  = $signed(leaked19) + $signed(\port$46666$0 );
   assign \$837  = $signed(\$836 ) > $signed(16'h7fff);
-  assign \$838  = $signed(leaked19) + $signed(\port$42631$0 );
+  assign \$838  = $signed(leaked19) + $signed(\port$46666$0 );
   assign \$839  = $signed(\$838 ) < $signed(16'h8000);
-  assign \$840  = $signed(leaked19) + $signed(\port$42631$0 );
+  assign \$840  = $signed(leaked19) + $signed(\port$46666$0 );
   assign \$841  = \$839  ? 16'h8000 : \$840 [15:0];
   assign \$842  = \$837  ? 16'h7fff : \$841 ;
-  assign \$843  = $signed(\$842 ) > $signed(\port$46790$167 [21:6]);
-  assign \$844  = $signed(leaked19) + $signed(\port$42631$0 );
+  assign \$843  = $signed(\$842 ) > $signed(\port$50872$167 [21:6]);
+  assign \$844  = $signed(leaked19) + $signed(\port$46666$0 );
   assign \$845  = $signed(\$844 ) > $signed(16'h7fff);
-  assign \$846  = $signed(leaked19) + $signed(\port$42631$0 );
+  assign \$846  = $signed(leaked19) + $signed(\port$46666$0 );
   assign \$847  = $signed(\$846 ) < $signed(16'h8000);
-  assign \$848  = $signed(leaked19) + $signed(\port$42631$0 );
+  assign \$848  = $signed(leaked19) + $signed(\port$46666$0 );
   assign \$849  = \$847  ? 16'h8000 : \$848 [15:0];
   assign \$850  = \$845  ? 16'h7fff : \$849 ;
   assign \$851  = $signed(\$850 ) > $signed(window_lo);
-  assign \$852  = $signed(leaked19) + $signed(\port$42631$0 );
+  assign \$852  = $signed(leaked19) + $signed(\port$46666$0 );
   assign \$853  = $signed(\$852 ) > $signed(16'h7fff);
-  assign \$854  = $signed(leaked19) + $signed(\port$42631$0 );
+  assign \$854  = $signed(leaked19) + $signed(\port$46666$0 );
   assign \$855  = $signed(\$854 ) < $signed(16'h8000);
-  assign \$856  = $signed(leaked19) + $signed(\port$42631$0 );
+  assign \$856  = $signed(leaked19) + $signed(\port$46666$0 );
   assign \$857  = \$855  ? 16'h8000 : \$856 [15:0];
   assign \$858  = \$853  ? 16'h7fff : \$857 ;
   assign \$859  = $signed(\$858 ) < $signed(window_hi);
   assign \$860  = \$851  & \$859 ;
-  assign \$861  = $signed(u_prev[335:320]) > $signed(\port$46790$167 [21:6]);
+  assign \$861  = $signed(u_prev[335:320]) > $signed(\port$50872$167 [21:6]);
   assign \$862  = \$861  ? 16'h0000 : u_prev[335:320];
   assign \$863  = $signed(kept20) * $signed({ 1'h0, leak_mul });
-  assign \$864  = ! \port$46790$167 [5:0];
-  assign \$865  = \port$46790$167 [5:0] - 1'h1;
+  assign \$864  = ! \port$50872$167 [5:0];
+  assign \$865  = \port$50872$167 [5:0] - 1'h1;
   assign \$866  = \$864  ? 6'h00 : \$865 [5:0];
   assign \$867  = $signed(leak_prod20) >>> \$866 ;
-  assign \$868  = ! \port$46790$167 [5:0];
+  assign \$868  = ! \port$50872$167 [5:0];
   assign \$869  = $signed(leak_partial20) + $signed({ 1'h0, rnd });
   assign \$871  = \$868  ? leak_partial20 : \$870 [24:0];
-  assign \$872  = $signed(leaked20) + $signed(\port$42649$0 );
+  assign \$872  = $signed(leaked20) + $signed(\port$46684$0 );
   assign \$873  = $signed(\$872 ) > $signed(16'h7fff);
-  assign \$874  = $signed(leaked20) + $signed(\port$42649$0 );
+  assign \$874  = $signed(leaked20) + $signed(\port$46684$0 );
   assign \$875  = $signed(\$874 ) < $signed(16'h8000);
-  assign \$876  = $signed(leaked20) + $signed(\port$42649$0 );
+  assign \$876  = $signed(leaked20) + $signed(\port$46684$0 );
   assign \$877  = \$875  ? 16'h8000 : \$876 [15:0];
   assign \$878  = \$873  ? 16'h7fff : \$877 ;
-  assign \$879  = $signed(leaked20) + $signed(\port$42649$0 );
+  assign \$879  = $signed(leaked20) + $signed(\port$46684$0 );
   assign \$880  = $signed(\$879 ) > $signed(16'h7fff);
-  assign \$881  = $signed(leaked20) + $signed(\port$42649$0 );
+  assign \$881  = $signed(leaked20) + $signed(\port$46684$0 );
   assign \$882  = $signed(\$881 ) < $signed(16'h8000);
-  assign \$883  = $signed(leaked20) + $signed(\port$42649$0 );
+  assign \$883  = $signed(leaked20) + $signed(\port$46684$0 );
   assign \$884  = \$882  ? 16'h8000 : \$883 [15:0];
   assign \$885  = \$880  ? 16'h7fff : \$884 ;
-  assign \$886  = $signed(\$885 ) > $signed(\port$46790$167 [21:6]);
-  assign \$887  = $signed(leaked20) + $signed(\port$42649$0 );
+  assign \$886  = $signed(\$885 ) > $signed(\port$50872$167 [21:6]);
+  assign \$887  = $signed(leaked20) + $signed(\port$46684$0 );
   assign \$888  = $signed(\$887 ) > $signed(16'h7fff);
-  assign \$889  = $signed(leaked20) + $signed(\port$42649$0 );
+  assign \$889  = $signed(leaked20) + $signed(\port$46684$0 );
   assign \$890  = $signed(\$889 ) < $signed(16'h8000);
-  assign \$891  = $signed(leaked20) + $signed(\port$42649$0 );
+  assign \$891  = $signed(leaked20) + $signed(\port$46684$0 );
   assign \$892  = \$890  ? 16'h8000 : \$891 [15:0];
   assign \$893  = \$888  ? 16'h7fff : \$892 ;
   assign \$894  = $signed(\$893 ) > $signed(window_lo);
-  assign \$895  = $signed(leaked20) + $signed(\port$42649$0 );
+  assign \$895  = $signed(leaked20) + $signed(\port$46684$0 );
   assign \$896  = $signed(\$895 ) > $signed(16'h7fff);
-  assign \$897  = $signed(leaked20) + $signed(\port$42649$0 );
+  assign \$897  = $signed(leaked20) + $signed(\port$46684$0 );
   assign \$898  = $signed(\$897 ) < $signed(16'h8000);
-  assign \$899  = $signed(leaked20) + $signed(\port$42649$0 );
+  assign \$899  = $signed(leaked20) + $signed(\port$46684$0 );
   assign \$900  = \$898  ? 16'h8000 : \$899 [15:0];
   assign \$901  = \$896  ? 16'h7fff : \$900 ;
   assign \$902  = $signed(\$901 ) < $signed(window_hi);
   assign \$903  = \$894  & \$902 ;
-  assign \$904  = $signed(u_prev[351:336]) > $signed(\port$46790$167 [21:6]);
+  assign \$904  = $signed(u_prev[351:336]) > $signed(\port$50872$167 [21:6]);
   assign \$905  = \$904  ? 16'h0000 : u_prev[351:336];
   assign \$906  = $signed(kept21) * $signed({ 1'h0, leak_mul });
-  assign \$907  = ! \port$46790$167 [5:0];
-  assign \$908  = \port$46790$167 [5:0] - 1'h1;
+  assign \$907  = ! \port$50872$167 [5:0];
+  assign \$908  = \port$50872$167 [5:0] - 1'h1;
   assign \$909  = \$907  ? 6'h00 : \$908 [5:0];
   assign \$910  = $signed(leak_prod21) >>> \$909 ;
-  assign \$911  = ! \port$46790$167 [5:0];
+  assign \$911  = ! \port$50872$167 [5:0];
   assign \$912  = $signed(leak_partial21) + $signed({ 1'h0, rnd });
   assign \$914  = \$911  ? leak_partial21 : \$913 [24:0];
-  assign \$915  = $signed(leaked21) + $signed(\port$42667$0 );
+  assign \$915  = $signed(leaked21) + $signed(\port$46702$0 );
   assign \$916  = $signed(\$915 ) > $signed(16'h7fff);
-  assign \$917  = $signed(leaked21) + $signed(\port$42667$0 );
+  assign \$917  = $signed(leaked21) + $signed(\port$46702$0 );
   assign \$918  = $signed(\$917 ) < $signed(16'h8000);
-  assign \$919  = $signed(leaked21) + $signed(\port$42667$0 );
+  assign \$919  = $signed(leaked21) + $signed(\port$46702$0 );
   assign \$920  = \$918  ? 16'h8000 : \$919 [15:0];
   assign \$921  = \$916  ? 16'h7fff : \$920 ;
-  assign \$922  = $signed(leaked21) + $signed(\port$42667$0 );
+  assign \$922  = $signed(leaked21) + $signed(\port$46702$0 );
   assign \$923  = $signed(\$922 ) > $signed(16'h7fff);
-  assign \$924  = $signed(leaked21) + $signed(\port$42667$0 );
+  assign \$924  = $signed(leaked21) + $signed(\port$46702$0 );
   assign \$925  = $signed(\$924 ) < $signed(16'h8000);
-  assign \$926  = $signed(leaked21) + $signed(\port$42667$0 );
+  assign \$926  = $signed(leaked21) + $signed(\port$46702$0 );
   assign \$927  = \$925  ? 16'h8000 : \$926 [15:0];
   assign \$928  = \$923  ? 16'h7fff : \$927 ;
-  assign \$929  = $signed(\$928 ) > $signed(\port$46790$167 [21:6]);
-  assign \$930  = $signed(leaked21) + $signed(\port$42667$0 );
+  assign \$929  = $signed(\$928 ) > $signed(\port$50872$167 [21:6]);
+  assign \$930  = $signed(leaked21) + $signed(\port$46702$0 );
   assign \$931  = $signed(\$930 ) > $signed(16'h7fff);
-  assign \$932  = $signed(leaked21) + $signed(\port$42667$0 );
+  assign \$932  = $signed(leaked21) + $signed(\port$46702$0 );
   assign \$933  = $signed(\$932 ) < $signed(16'h8000);
-  assign \$934  = $signed(leaked21) + $signed(\port$42667$0 );
+  assign \$934  = $signed(leaked21) + $signed(\port$46702$0 );
   assign \$935  = \$933  ? 16'h8000 : \$934 [15:0];
   assign \$936  = \$931  ? 16'h7fff : \$935 ;
   assign \$937  = $signed(\$936 ) > $signed(window_lo);
-  assign \$938  = $signed(leaked21) + $signed(\port$42667$0 );
+  assign \$938  = $signed(leaked21) + $signed(\port$46702$0 );
   assign \$939  = $signed(\$938 ) > $signed(16'h7fff);
-  assign \$940  = $signed(leaked21) + $signed(\port$42667$0 );
+  assign \$940  = $signed(leaked21) + $signed(\port$46702$0 );
   assign \$941  = $signed(\$940 ) < $signed(16'h8000);
-  assign \$942  = $signed(leaked21) + $signed(\port$42667$0 );
+  assign \$942  = $signed(leaked21) + $signed(\port$46702$0 );
   assign \$943  = \$941  ? 16'h8000 : \$942 [15:0];
   assign \$944  = \$939  ? 16'h7fff : \$943 ;
   assign \$945  = $signed(\$944 ) < $signed(window_hi);
   assign \$946  = \$937  & \$945 ;
-  assign \$947  = $signed(u_prev[367:352]) > $signed(\port$46790$167 [21:6]);
+  assign \$947  = $signed(u_prev[367:352]) > $signed(\port$50872$167 [21:6]);
   assign \$948  = \$947  ? 16'h0000 : u_prev[367:352];
   assign \$949  = $signed(kept22) * $signed({ 1'h0, leak_mul });
-  assign \$950  = ! \port$46790$167 [5:0];
-  assign \$951  = \port$46790$167 [5:0] - 1'h1;
+  assign \$950  = ! \port$50872$167 [5:0];
+  assign \$951  = \port$50872$167 [5:0] - 1'h1;
   assign \$952  = \$950  ? 6'h00 : \$951 [5:0];
   assign \$953  = $signed(leak_prod22) >>> \$952 ;
-  assign \$954  = ! \port$46790$167 [5:0];
+  assign \$954  = ! \port$50872$167 [5:0];
   assign \$955  = $signed(leak_partial22) + $signed({ 1'h0, rnd });
   assign \$957  = \$954  ? leak_partial22 : \$956 [24:0];
-  assign \$958  = $signed(leaked22) + $signed(\port$42685$0 );
+  assign \$958  = $signed(leaked22) + $signed(\port$46720$0 );
   assign \$959  = $signed(\$958 ) > $signed(16'h7fff);
-  assign \$960  = $signed(leaked22) + $signed(\port$42685$0 );
+  assign \$960  = $signed(leaked22) + $signed(\port$46720$0 );
   assign \$961  = $signed(\$960 ) < $signed(16'h8000);
-  assign \$962  = $signed(leaked22) + $signed(\port$42685$0 );
+  assign \$962  = $signed(leaked22) + $signed(\port$46720$0 );
   assign \$963  = \$961  ? 16'h8000 : \$962 [15:0];
   assign \$964  = \$959  ? 16'h7fff : \$963 ;
-  assign \$965  = $signed(leaked22) + $signed(\port$42685$0 );
+  assign \$965  = $signed(leaked22) + $signed(\port$46720$0 );
   assign \$966  = $signed(\$965 ) > $signed(16'h7fff);
-  assign \$967  = $signed(leaked22) + $signed(\port$42685$0 );
+  assign \$967  = $signed(leaked22) + $signed(\port$46720$0 );
   assign \$968  = $signed(\$967 ) < $signed(16'h8000);
-  assign \$969  = $signed(leaked22) + $signed(\port$42685$0 );
+  assign \$969  = $signed(leaked22) + $signed(\port$46720$0 );
   assign \$970  = \$968  ? 16'h8000 : \$969 [15:0];
   assign \$971  = \$966  ? 16'h7fff : \$970 ;
-  assign \$972  = $signed(\$971 ) > $signed(\port$46790$167 [21:6]);
-  assign \$973  = $signed(leaked22) + $signed(\port$42685$0 );
+  assign \$972  = $signed(\$971 ) > $signed(\port$50872$167 [21:6]);
+  assign \$973  = $signed(leaked22) + $signed(\port$46720$0 );
   assign \$974  = $signed(\$973 ) > $signed(16'h7fff);
-  assign \$975  = $signed(leaked22) + $signed(\port$42685$0 );
+  assign \$975  = $signed(leaked22) + $signed(\port$46720$0 );
   assign \$976  = $signed(\$975 ) < $signed(16'h8000);
-  assign \$977  = $signed(leaked22) + $signed(\port$42685$0 );
+  assign \$977  = $signed(leaked22) + $signed(\port$46720$0 );
   assign \$978  = \$976  ? 16'h8000 : \$977 [15:0];
   assign \$979  = \$974  ? 16'h7fff : \$978 ;
   assign \$980  = $signed(\$979 ) > $signed(window_lo);
-  assign \$981  = $signed(leaked22) + $signed(\port$42685$0 );
+  assign \$981  = $signed(leaked22) + $signed(\port$46720$0 );
   assign \$982  = $signed(\$981 ) > $signed(16'h7fff);
-  assign \$983  = $signed(leaked22) + $signed(\port$42685$0 );
+  assign \$983  = $signed(leaked22) + $signed(\port$46720$0 );
   assign \$984  = $signed(\$983 ) < $signed(16'h8000);
-  assign \$985  = $signed(leaked22) + $signed(\port$42685$0 );
+  assign \$985  = $signed(leaked22) + $signed(\port$46720$0 );
   assign \$986  = \$984  ? 16'h8000 : \$985 [15:0];
   assign \$987  = \$982  ? 16'h7fff : \$986 ;
   assign \$988  = $signed(\$987 ) < $signed(window_hi);
   assign \$989  = \$980  & \$988 ;
-  assign \$990  = $signed(u_prev[383:368]) > $signed(\port$46790$167 [21:6]);
+  assign \$990  = $signed(u_prev[383:368]) > $signed(\port$50872$167 [21:6]);
   assign \$991  = \$990  ? 16'h0000 : u_prev[383:368];
   assign \$992  = $signed(kept23) * $signed({ 1'h0, leak_mul });
-  assign \$993  = ! \port$46790$167 [5:0];
-  assign \$994  = \port$46790$167 [5:0] - 1'h1;
+  assign \$993  = ! \port$50872$167 [5:0];
+  assign \$994  = \port$50872$167 [5:0] - 1'h1;
   assign \$995  = \$993  ? 6'h00 : \$994 [5:0];
   assign \$996  = $signed(leak_prod23) >>> \$995 ;
-  assign \$997  = ! \port$46790$167 [5:0];
+  assign \$997  = ! \port$50872$167 [5:0];
   assign \$998  = $signed(leak_partial23) + $signed({ 1'h0, rnd });
   assign \$1000  = \$997  ? leak_partial23 : \$999 [24:0];
-  assign \$1001  = $signed(leaked23) + $signed(\port$42703$0 );
+  assign \$1001  = $signed(leaked23) + $signed(\port$46738$0 );
   assign \$1002  = $signed(\$1001 ) > $signed(16'h7fff);
-  assign \$1003  = $signed(leaked23) + $signed(\port$42703$0 );
+  assign \$1003  = $signed(leaked23) + $signed(\port$46738$0 );
   assign \$1004  = $signed(\$1003 ) < $signed(16'h8000);
-  assign \$1005  = $signed(leaked23) + $signed(\port$42703$0 );
+  assign \$1005  = $signed(leaked23) + $signed(\port$46738$0 );
   assign \$1006  = \$1004  ? 16'h8000 : \$1005 [15:0];
   assign \$1007  = \$1002  ? 16'h7fff : \$1006 ;
-  assign \$1008  = $signed(leaked23) + $signed(\port$42703$0 );
+  assign \$1008  = $signed(leaked23) + $signed(\port$46738$0 );
   assign \$1009  = $signed(\$1008 ) > $signed(16'h7fff);
-  assign \$1010  = $signed(leaked23) + $signed(\port$42703$0 );
+  assign \$1010  = $signed(leaked23) + $signed(\port$46738$0 );
   assign \$1011  = $signed(\$1010 ) < $signed(16'h8000);
-  assign \$1012  = $signed(leaked23) + $signed(\port$42703$0 );
+  assign \$1012  = $signed(leaked23) + $signed(\port$46738$0 );
   assign \$1013  = \$1011  ? 16'h8000 : \$1012 [15:0];
   assign \$1014  = \$1009  ? 16'h7fff : \$1013 ;
-  assign \$1015  = $signed(\$1014 ) > $signed(\port$46790$167 [21:6]);
-  assign \$1016  = $signed(leaked23) + $signed(\port$42703$0 );
+  assign \$1015  = $signed(\$1014 ) > $signed(\port$50872$167 [21:6]);
+  assign \$1016  = $signed(leaked23) + $signed(\port$46738$0 );
   assign \$1017  = $signed(\$1016 ) > $signed(16'h7fff);
-  assign \$1018  = $signed(leaked23) + $signed(\port$42703$0 );
+  assign \$1018  = $signed(leaked23) + $signed(\port$46738$0 );
   assign \$1019  = $signed(\$1018 ) < $signed(16'h8000);
-  assign \$1020  = $signed(leaked23) + $signed(\port$42703$0 );
+  assign \$1020  = $signed(leaked23) + $signed(\port$46738$0 );
   assign \$1021  = \$1019  ? 16'h8000 : \$1020 [15:0];
   assign \$1022  = \$1017  ? 16'h7fff : \$1021 ;
   assign \$1023  = $signed(\$1022 ) > $signed(window_lo);
-  assign \$1024  = $signed(leaked23) + $signed(\port$42703$0 );
+  assign \$1024  = $signed(leaked23) + $signed(\port$46738$0 );
   assign \$1025  = $signed(\$1024 ) > $signed(16'h7fff);
-  assign \$1026  = $signed(leaked23) + $signed(\port$42703$0 );
+  assign \$1026  = $signed(leaked23) + $signed(\port$46738$0 );
   assign \$1027  = $signed(\$1026 ) < $signed(16'h8000);
-  assign \$1028  = $signed(leaked23) + $signed(\port$42703$0 );
+  assign \$1028  = $signed(leaked23) + $signed(\port$46738$0 );
   assign \$1029  = \$1027  ? 16'h8000 : \$1028 [15:0];
   assign \$1030  = \$1025  ? 16'h7fff : \$1029 ;
   assign \$1031  = $signed(\$1030 ) < $signed(window_hi);
   assign \$1032  = \$1023  & \$1031 ;
-  assign \$1033  = $signed(u_prev[399:384]) > $signed(\port$46790$167 [21:6]);
+  assign \$1033  = $signed(u_prev[399:384]) > $signed(\port$50872$167 [21:6]);
   assign \$1034  = \$1033  ? 16'h0000 : u_prev[399:384];
   assign \$1035  = $signed(kept24) * $signed({ 1'h0, leak_mul });
-  assign \$1036  = ! \port$46790$167 [5:0];
-  assign \$1037  = \port$46790$167 [5:0] - 1'h1;
+  assign \$1036  = ! \port$50872$167 [5:0];
+  assign \$1037  = \port$50872$167 [5:0] - 1'h1;
   assign \$1038  = \$1036  ? 6'h00 : \$1037 [5:0];
   assign \$1039  = $signed(leak_prod24) >>> \$1038 ;
-  assign \$1040  = ! \port$46790$167 [5:0];
+  assign \$1040  = ! \port$50872$167 [5:0];
   assign \$1041  = $signed(leak_partial24) + $signed({ 1'h0, rnd });
   assign \$1043  = \$1040  ? leak_partial24 : \$1042 [24:0];
-  assign \$1044  = $signed(leaked24) + $signed(\port$42721$0 );
+  assign \$1044  = $signed(leaked24) + $signed(\port$46756$0 );
   assign \$1045  = $signed(\$1044 ) > $signed(16'h7fff);
-  assign \$1046  = $signed(leaked24) + $signed(\port$42721$0 );
+  assign \$1046  = $signed(leaked24) + $signed(\port$46756$0 );
   assign \$1047  = $signed(\$1046 ) < $signed(16'h8000);
-  assign \$1048  = $signed(leaked24) + $signed(\port$42721$0 );
+  assign \$1048  = $signed(leaked24) + $signed(\port$46756$0 );
   assign \$1049  = \$1047  ? 16'h8000 : \$1048 [15:0];
   assign \$1050  = \$1045  ? 16'h7fff : \$1049 ;
-  assign \$1051  = $signed(leaked24) + $signed(\port$42721$0 );
+  assign \$1051  = $signed(leaked24) + $signed(\port$46756$0 );
   assign \$1052  = $signed(\$1051 ) > $signed(16'h7fff);
-  assign \$1053  = $signed(leaked24) + $signed(\port$42721$0 );
+  assign \$1053  = $signed(leaked24) + $signed(\port$46756$0 );
   assign \$1054  = $signed(\$1053 ) < $signed(16'h8000);
-  assign \$1055  = $signed(leaked24) + $signed(\port$42721$0 );
+  assign \$1055  = $signed(leaked24) + $signed(\port$46756$0 );
   assign \$1056  = \$1054  ? 16'h8000 : \$1055 [15:0];
   assign \$1057  = \$1052  ? 16'h7fff : \$1056 ;
-  assign \$1058  = $signed(\$1057 ) > $signed(\port$46790$167 [21:6]);
-  assign \$1059  = $signed(leaked24) + $signed(\port$42721$0 );
+  assign \$1058  = $signed(\$1057 ) > $signed(\port$50872$167 [21:6]);
+  assign \$1059  = $signed(leaked24) + $signed(\port$46756$0 );
   assign \$1060  = $signed(\$1059 ) > $signed(16'h7fff);
-  assign \$1061  = $signed(leaked24) + $signed(\port$42721$0 );
+  assign \$1061  = $signed(leaked24) + $signed(\port$46756$0 );
   assign \$1062  = $signed(\$1061 ) < $signed(16'h8000);
-  assign \$1063  = $signed(leaked24) + $signed(\port$42721$0 );
+  assign \$1063  = $signed(leaked24) + $signed(\port$46756$0 );
   assign \$1064  = \$1062  ? 16'h8000 : \$1063 [15:0];
   assign \$1065  = \$1060  ? 16'h7fff : \$1064 ;
   assign \$1066  = $signed(\$1065 ) > $signed(window_lo);
-  assign \$1067  = $signed(leaked24) + $signed(\port$42721$0 );
+  assign \$1067  = $signed(leaked24) + $signed(\port$46756$0 );
   assign \$1068  = $signed(\$1067 ) > $signed(16'h7fff);
-  assign \$1069  = $signed(leaked24) + $signed(\port$42721$0 );
+  assign \$1069  = $signed(leaked24) + $signed(\port$46756$0 );
   assign \$1070  = $signed(\$1069 ) < $signed(16'h8000);
-  assign \$1071  = $signed(leaked24) + $signed(\port$42721$0 );
+  assign \$1071  = $signed(leaked24) + $signed(\port$46756$0 );
   assign \$1072  = \$1070  ? 16'h8000 : \$1071 [15:0];
   assign \$1073  = \$1068  ? 16'h7fff : \$1072 ;
   assign \$1074  = $signed(\$1073 ) < $signed(window_hi);
   assign \$1075  = \$1066  & \$1074 ;
-  assign \$1076  = $signed(u_prev[415:400]) > $signed(\port$46790$167 [21:6]);
+  assign \$1076  = $signed(u_prev[415:400]) > $signed(\port$50872$167 [21:6]);
   assign \$1077  = \$1076  ? 16'h0000 : u_prev[415:400];
   assign \$1078  = $signed(kept25) * $signed({ 1'h0, leak_mul });
-  assign \$1079  = ! \port$46790$167 [5:0];
-  assign \$1080  = \port$46790$167 [5:0] - 1'h1;
+  assign \$1079  = ! \port$50872$167 [5:0];
+  assign \$1080  = \port$50872$167 [5:0] - 1'h1;
   assign \$1081  = \$1079  ? 6'h00 : \$1080 [5:0];
   assign \$1082  = $signed(leak_prod25) >>> \$1081 ;
-  assign \$1083  = ! \port$46790$167 [5:0];
+  assign \$1083  = ! \port$50872$167 [5:0];
   assign \$1084  = $signed(leak_partial25) + $signed({ 1'h0, rnd });
   assign \$1086  = \$1083  ? leak_partial25 : \$1085 [24:0];
-  assign \$1087  = $signed(leaked25) + $signed(\port$42739$0 );
+  assign \$1087  = $signed(leaked25) + $signed(\port$46774$0 );
   assign \$1088  = $signed(\$1087 ) > $signed(16'h7fff);
-  assign \$1089  = $signed(leaked25) + $signed(\port$42739$0 );
+  assign \$1089  = $signed(leaked25) + $signed(\port$46774$0 );
   assign \$1090  = $signed(\$1089 ) < $signed(16'h8000);
-  assign \$1091  = $signed(leaked25) + $signed(\port$42739$0 );
+  assign \$1091  = $signed(leaked25) + $signed(\port$46774$0 );
   assign \$1092  = \$1090  ? 16'h8000 : \$1091 [15:0];
   assign \$1093  = \$1088  ? 16'h7fff : \$1092 ;
-  assign \$1094  = $signed(leaked25) + $signed(\port$42739$0 );
+  assign \$1094  = $signed(leaked25) + $signed(\port$46774$0 );
   assign \$1095  = $signed(\$1094 ) > $signed(16'h7fff);
-  assign \$1096  = $signed(leaked25) + $signed(\port$42739$0 );
+  assign \$1096  = $signed(leaked25) + $signed(\port$46774$0 );
   assign \$1097  = $signed(\$1096 ) < $signed(16'h8000);
-  assign \$1098  = $signed(leaked25) + $signed(\port$42739$0 );
+  assign \$1098  = $signed(leaked25) + $signed(\port$46774$0 );
   assign \$1099  = \$1097  ? 16'h8000 : \$1098 [15:0];
   assign \$1100  = \$1095  ? 16'h7fff : \$1099 ;
-  assign \$1101  = $signed(\$1100 ) > $signed(\port$46790$167 [21:6]);
-  assign \$1102  = $signed(leaked25) + $signed(\port$42739$0 );
+  assign \$1101  = $signed(\$1100 ) > $signed(\port$50872$167 [21:6]);
+  assign \$1102  = $signed(leaked25) + $signed(\port$46774$0 );
   assign \$1103  = $signed(\$1102 ) > $signed(16'h7fff);
-  assign \$1104  = $signed(leaked25) + $signed(\port$42739$0 );
+  assign \$1104  = $signed(leaked25) + $signed(\port$46774$0 );
   assign \$1105  = $signed(\$1104 ) < $signed(16'h8000);
-  assign \$1106  = $signed(leaked25) + $signed(\port$42739$0 );
+  assign \$1106  = $signed(leaked25) + $signed(\port$46774$0 );
   assign \$1107  = \$1105  ? 16'h8000 : \$1106 [15:0];
   assign \$1108  = \$1103  ? 16'h7fff : \$1107 ;
   assign \$1109  = $signed(\$1108 ) > $signed(window_lo);
-  assign \$1110  = $signed(leaked25) + $signed(\port$42739$0 );
+  assign \$1110  = $signed(leaked25) + $signed(\port$46774$0 );
   assign \$1111  = $signed(\$1110 ) > $signed(16'h7fff);
-  assign \$1112  = $signed(leaked25) + $signed(\port$42739$0 );
+  assign \$1112  = $signed(leaked25) + $signed(\port$46774$0 );
   assign \$1113  = $signed(\$1112 ) < $signed(16'h8000);
-  assign \$1114  = $signed(leaked25) + $signed(\port$42739$0 );
+  assign \$1114  = $signed(leaked25) + $signed(\port$46774$0 );
   assign \$1115  = \$1113  ? 16'h8000 : \$1114 [15:0];
   assign \$1116  = \$1111  ? 16'h7fff : \$1115 ;
   assign \$1117  = $signed(\$1116 ) < $signed(window_hi);
   assign \$1118  = \$1109  & \$1117 ;
-  assign \$1119  = $signed(u_prev[431:416]) > $signed(\port$46790$167 [21:6]);
+  assign \$1119  = $signed(u_prev[431:416]) > $signed(\port$50872$167 [21:6]);
   assign \$1120  = \$1119  ? 16'h0000 : u_prev[431:416];
   assign \$1121  = $signed(kept26) * $signed({ 1'h0, leak_mul });
-  assign \$1122  = ! \port$46790$167 [5:0];
-  assign \$1123  = \port$46790$167 [5:0] - 1'h1;
+  assign \$1122  = ! \port$50872$167 [5:0];
+  assign \$1123  = \port$50872$167 [5:0] - 1'h1;
   assign \$1124  = \$1122  ? 6'h00 : \$1123 [5:0];
   assign \$1125  = $signed(leak_prod26) >>> \$1124 ;
-  assign \$1126  = ! \port$46790$167 [5:0];
+  assign \$1126  = ! \port$50872$167 [5:0];
   assign \$1127  = $signed(leak_partial26) + $signed({ 1'h0, rnd });
   assign \$1129  = \$1126  ? leak_partial26 : \$1128 [24:0];
-  assign \$1130  = $signed(leaked26) + $signed(\port$42757$0 );
+  assign \$1130  = $signed(leaked26) + $signed(\port$46792$0 );
   assign \$1131  = $signed(\$1130 ) > $signed(16'h7fff);
-  assign \$1132  = $signed(leaked26) + $signed(\port$42757$0 );
+  assign \$1132  = $signed(leaked26) + $signed(\port$46792$0 );
   assign \$1133  = $signed(\$1132 ) < $signed(16'h8000);
-  assign \$1134  = $signed(leaked26) + $signed(\port$42757$0 );
+  assign \$1134  = $signed(leaked26) + $signed(\port$46792$0 );
   assign \$1135  = \$1133  ? 16'h8000 : \$1134 [15:0];
   assign \$1136  = \$1131  ? 16'h7fff : \$1135 ;
-  assign \$1137  = $signed(leaked26) + $signed(\port$42757$0 );
+  assign \$1137  = $signed(leaked26) + $signed(\port$46792$0 );
   assign \$1138  = $signed(\$1137 ) > $signed(16'h7fff);
-  assign \$1139  = $signed(leaked26) + $signed(\port$42757$0 );
+  assign \$1139  = $signed(leaked26) + $signed(\port$46792$0 );
   assign \$1140  = $signed(\$1139 ) < $signed(16'h8000);
-  assign \$1141  = $signed(leaked26) + $signed(\port$42757$0 );
+  assign \$1141  = $signed(leaked26) + $signed(\port$46792$0 );
   assign \$1142  = \$1140  ? 16'h8000 : \$1141 [15:0];
   assign \$1143  = \$1138  ? 16'h7fff : \$1142 ;
-  assign \$1144  = $signed(\$1143 ) > $signed(\port$46790$167 [21:6]);
-  assign \$1145  = $signed(leaked26) + $signed(\port$42757$0 );
+  assign \$1144  = $signed(\$1143 ) > $signed(\port$50872$167 [21:6]);
+  assign \$1145  = $signed(leaked26) + $signed(\port$46792$0 );
   assign \$1146  = $signed(\$1145 ) > $signed(16'h7fff);
-  assign \$1147  = $signed(leaked26) + $signed(\port$42757$0 );
+  assign \$1147  = $signed(leaked26) + $signed(\port$46792$0 );
   assign \$1148  = $signed(\$1147 ) < $signed(16'h8000);
-  assign \$1149  = $signed(leaked26) + $signed(\port$42757$0 );
+  assign \$1149  = $signed(leaked26) + $signed(\port$46792$0 );
   assign \$1150  = \$1148  ? 16'h8000 : \$1149 [15:0];
   assign \$1151  = \$1146  ? 16'h7fff : \$1150 ;
   assign \$1152  = $signed(\$1151 ) > $signed(window_lo);
-  assign \$1153  = $signed(leaked26) + $signed(\port$42757$0 );
+  assign \$1153  = $signed(leaked26) + $signed(\port$46792$0 );
   assign \$1154  = $signed(\$1153 ) > $signed(16'h7fff);
-  assign \$1155  = $signed(leaked26) + $signed(\port$42757$0 );
+  assign \$1155  = $signed(leaked26) + $signed(\port$46792$0 );
   assign \$1156  = $signed(\$1155 ) < $signed(16'h8000);
-  assign \$1157  = $signed(leaked26) + $signed(\port$42757$0 );
+  assign \$1157  = $signed(leaked26) + $signed(\port$46792$0 );
   assign \$1158  = \$1156  ? 16'h8000 : \$1157 [15:0];
   assign \$1159  = \$1154  ? 16'h7fff : \$1158 ;
   assign \$1160  = $signed(\$1159 ) < $signed(window_hi);
   assign \$1161  = \$1152  & \$1160 ;
-  assign \$1162  = $signed(u_prev[447:432]) > $signed(\port$46790$167 [21:6]);
+  assign \$1162  = $signed(u_prev[447:432]) > $signed(\port$50872$167 [21:6]);
   assign \$1163  = \$1162  ? 16'h0000 : u_prev[447:432];
   assign \$1164  = $signed(kept27) * $signed({ 1'h0, leak_mul });
-  assign \$1165  = ! \port$46790$167 [5:0];
-  assign \$1166  = \port$46790$167 [5:0] - 1'h1;
+  assign \$1165  = ! \port$50872$167 [5:0];
+  assign \$1166  = \port$50872$167 [5:0] - 1'h1;
   assign \$1167  = \$1165  ? 6'h00 : \$1166 [5:0];
   assign \$1168  = $signed(leak_prod27) >>> \$1167 ;
-  assign \$1169  = ! \port$46790$167 [5:0];
+  assign \$1169  = ! \port$50872$167 [5:0];
   assign \$1170  = $signed(leak_partial27) + $signed({ 1'h0, rnd });
   assign \$1172  = \$1169  ? leak_partial27 : \$1171 [24:0];
-  assign \$1173  = $signed(leaked27) + $signed(\port$42775$0 );
+  assign \$1173  = $signed(leaked27) + $signed(\port$46810$0 );
   assign \$1174  = $signed(\$1173 ) > $signed(16'h7fff);
-  assign \$1175  = $signed(leaked27) + $signed(\port$42775$0 );
+  assign \$1175  = $signed(leaked27) + $signed(\port$46810$0 );
   assign \$1176  = $signed(\$1175 ) < $signed(16'h8000);
-  assign \$1177  = $signed(leaked27) + $signed(\port$42775$0 );
+  assign \$1177  = $signed(leaked27) + $signed(\port$46810$0 );
   assign \$1178  = \$1176  ? 16'h8000 : \$1177 [15:0];
   assign \$1179  = \$1174  ? 16'h7fff : \$1178 ;
-  assign \$1180  = $signed(leaked27) + $signed(\port$42775$0 );
+  assign \$1180  = $signed(leaked27) + $signed(\port$46810$0 );
   assign \$1181  = $signed(\$1180 ) > $signed(16'h7fff);
-  assign \$1182  = $signed(leaked27) + $signed(\port$42775$0 );
+  assign \$1182  = $signed(leaked27) + $signed(\port$46810$0 );
   assign \$1183  = $signed(\$1182 ) < $signed(16'h8000);
-  assign \$1184  = $signed(leaked27) + $signed(\port$42775$0 );
+  assign \$1184  = $signed(leaked27) + $signed(\port$46810$0 );
   assign \$1185  = \$1183  ? 16'h8000 : \$1184 [15:0];
   assign \$1186  = \$1181  ? 16'h7fff : \$1185 ;
-  assign \$1187  = $signed(\$1186 ) > $signed(\port$46790$167 [21:6]);
-  assign \$1188  = $signed(leaked27) + $signed(\port$42775$0 );
+  assign \$1187  = $signed(\$1186 ) > $signed(\port$50872$167 [21:6]);
+  assign \$1188  = $signed(leaked27) + $signed(\port$46810$0 );
   assign \$1189  = $signed(\$1188 ) > $signed(16'h7fff);
-  assign \$1190  = $signed(leaked27) + $signed(\port$42775$0 );
+  assign \$1190  = $signed(leaked27) + $signed(\port$46810$0 );
   assign \$1191  = $signed(\$1190 ) < $signed(16'h8000);
-  assign \$1192  = $signed(leaked27) + $signed(\port$42775$0 );
+  assign \$1192  = $signed(leaked27) + $signed(\port$46810$0 );
   assign \$1193  = \$1191  ? 16'h8000 : \$1192 [15:0];
   assign \$1194  = \$1189  ? 16'h7fff : \$1193 ;
   assign \$1195  = $signed(\$1194 ) > $signed(window_lo);
-  assign \$1196  = $signed(leaked27) + $signed(\port$42775$0 );
+  assign \$1196  = $signed(leaked27) + $signed(\port$46810$0 );
   assign \$1197  = $signed(\$1196 ) > $signed(16'h7fff);
-  assign \$1198  = $signed(leaked27) + $signed(\port$42775$0 );
+  assign \$1198  = $signed(leaked27) + $signed(\port$46810$0 );
   assign \$1199  = $signed(\$1198 ) < $signed(16'h8000);
-  assign \$1200  = $signed(leaked27) + $signed(\port$42775$0 );
+  assign \$1200  = $signed(leaked27) + $signed(\port$46810$0 );
   assign \$1201  = \$1199  ? 16'h8000 : \$1200 [15:0];
   assign \$1202  = \$1197  ? 16'h7fff : \$1201 ;
   assign \$1203  = $signed(\$1202 ) < $signed(window_hi);
   assign \$1204  = \$1195  & \$1203 ;
-  assign \$1205  = $signed(u_prev[463:448]) > $signed(\port$46790$167 [21:6]);
+  assign \$1205  = $signed(u_prev[463:448]) > $signed(\port$50872$167 [21:6]);
   assign \$1206  = \$1205  ? 16'h0000 : u_prev[463:448];
   assign \$1207  = $signed(kept28) * $signed({ 1'h0, leak_mul });
-  assign \$1208  = ! \port$46790$167 [5:0];
-  assign \$1209  = \port$46790$167 [5:0] - 1'h1;
+  assign \$1208  = ! \port$50872$167 [5:0];
+  assign \$1209  = \port$50872$167 [5:0] - 1'h1;
   assign \$1210  = \$1208  ? 6'h00 : \$1209 [5:0];
   assign \$1211  = $signed(leak_prod28) >>> \$1210 ;
-  assign \$1212  = ! \port$46790$167 [5:0];
+  assign \$1212  = ! \port$50872$167 [5:0];
   assign \$1213  = $signed(leak_partial28) + $signed({ 1'h0, rnd });
   assign \$1215  = \$1212  ? leak_partial28 : \$1214 [24:0];
-  assign \$1216  = $signed(leaked28) + $signed(\port$42793$0 );
+  assign \$1216  = $signed(leaked28) + $signed(\port$46828$0 );
   assign \$1217  = $signed(\$1216 ) > $signed(16'h7fff);
-  assign \$1218  = $signed(leaked28) + $signed(\port$42793$0 );
+  assign \$1218  = $signed(leaked28) + $signed(\port$46828$0 );
   assign \$1219  = $signed(\$1218 ) < $signed(16'h8000);
-  assign \$1220  = $signed(leaked28) + $signed(\port$42793$0 );
+  assign \$1220  = $signed(leaked28) + $signed(\port$46828$0 );
   assign \$1221  = \$1219  ? 16'h8000 : \$1220 [15:0];
   assign \$1222  = \$1217  ? 16'h7fff : \$1221 ;
-  assign \$1223  = $signed(leaked28) + $signed(\port$42793$0 );
+  assign \$1223  = $signed(leaked28) + $signed(\port$46828$0 );
   assign \$1224  = $signed(\$1223 ) > $signed(16'h7fff);
-  assign \$1225  = $signed(leaked28) + $signed(\port$42793$0 );
+  assign \$1225  = $signed(leaked28) + $signed(\port$46828$0 );
   assign \$1226  = $signed(\$1225 ) < $signed(16'h8000);
-  assign \$1227  = $signed(leaked28) + $signed(\port$42793$0 );
+  assign \$1227  = $signed(leaked28) + $signed(\port$46828$0 );
   assign \$1228  = \$1226  ? 16'h8000 : \$1227 [15:0];
   assign \$1229  = \$1224  ? 16'h7fff : \$1228 ;
-  assign \$1230  = $signed(\$1229 ) > $signed(\port$46790$167 [21:6]);
-  assign \$1231  = $signed(leaked28) + $signed(\port$42793$0 );
+  assign \$1230  = $signed(\$1229 ) > $signed(\port$50872$167 [21:6]);
+  assign \$1231  = $signed(leaked28) + $signed(\port$46828$0 );
   assign \$1232  = $signed(\$1231 ) > $signed(16'h7fff);
-  assign \$1233  = $signed(leaked28) + $signed(\port$42793$0 );
+  assign \$1233  = $signed(leaked28) + $signed(\port$46828$0 );
   assign \$1234  = $signed(\$1233 ) < $signed(16'h8000);
-  assign \$1235  = $signed(leaked28) + $signed(\port$42793$0 );
+  assign \$1235  = $signed(leaked28) + $signed(\port$46828$0 );
   assign \$1236  = \$1234  ? 16'h8000 : \$1235 [15:0];
   assign \$1237  = \$1232  ? 16'h7fff : \$1236 ;
   assign \$1238  = $signed(\$1237 ) > $signed(window_lo);
-  assign \$1239  = $signed(leaked28) + $signed(\port$42793$0 );
+  assign \$1239  = $signed(leaked28) + $signed(\port$46828$0 );
   assign \$1240  = $signed(\$1239 ) > $signed(16'h7fff);
-  assign \$1241  = $signed(leaked28) + $signed(\port$42793$0 );
+  assign \$1241  = $signed(leaked28) + $signed(\port$46828$0 );
   assign \$1242  = $signed(\$1241 ) < $signed(16'h8000);
-  assign \$1243  = $signed(leaked28) + $signed(\port$42793$0 );
+  assign \$1243  = $signed(leaked28) + $signed(\port$46828$0 );
   assign \$1244  = \$1242  ? 16'h8000 : \$1243 [15:0];
   assign \$1245  = \$1240  ? 16'h7fff : \$1244 ;
   assign \$1246  = $signed(\$1245 ) < $signed(window_hi);
   assign \$1247  = \$1238  & \$1246 ;
-  assign \$1248  = $signed(u_prev[479:464]) > $signed(\port$46790$167 [21:6]);
+  assign \$1248  = $signed(u_prev[479:464]) > $signed(\port$50872$167 [21:6]);
   assign \$1249  = \$1248  ? 16'h0000 : u_prev[479:464];
   assign \$1250  = $signed(kept29) * $signed({ 1'h0, leak_mul });
-  assign \$1251  = ! \port$46790$167 [5:0];
-  assign \$1252  = \port$46790$167 [5:0] - 1'h1;
+  assign \$1251  = ! \port$50872$167 [5:0];
+  assign \$1252  = \port$50872$167 [5:0] - 1'h1;
   assign \$1253  = \$1251  ? 6'h00 : \$1252 [5:0];
   assign \$1254  = $signed(leak_prod29) >>> \$1253 ;
-  assign \$1255  = ! \port$46790$167 [5:0];
+  assign \$1255  = ! \port$50872$167 [5:0];
   assign \$1256  = $signed(leak_partial29) + $signed({ 1'h0, rnd });
   assign \$1258  = \$1255  ? leak_partial29 : \$1257 [24:0];
-  assign \$1259  = $signed(leaked29) + $signed(\port$42811$0 );
+  assign \$1259  = $signed(leaked29) + $signed(\port$46846$0 );
   assign \$1260  = $signed(\$1259 ) > $signed(16'h7fff);
-  assign \$1261  = $signed(leaked29) + $signed(\port$42811$0 );
+  assign \$1261  = $signed(leaked29) + $signed(\port$46846$0 );
   assign \$1262  = $signed(\$1261 ) < $signed(16'h8000);
-  assign \$1263  = $signed(leaked29) + $signed(\port$42811$0 );
+  assign \$1263  = $signed(leaked29) + $signed(\port$46846$0 );
   assign \$1264  = \$1262  ? 16'h8000 : \$1263 [15:0];
   assign \$1265  = \$1260  ? 16'h7fff : \$1264 ;
-  assign \$1266  = $signed(leaked29) + $signed(\port$42811$0 );
+  assign \$1266  = $signed(leaked29) + $signed(\port$46846$0 );
   assign \$1267  = $signed(\$1266 ) > $signed(16'h7fff);
-  assign \$1268  = $signed(leaked29) + $signed(\port$42811$0 );
+  assign \$1268  = $signed(leaked29) + $signed(\port$46846$0 );
   assign \$1269  = $signed(\$1268 ) < $signed(16'h8000);
-  assign \$1270  = $signed(leaked29) + $signed(\port$42811$0 );
+  assign \$1270  = $signed(leaked29) + $signed(\port$46846$0 );
   assign \$1271  = \$1269  ? 16'h8000 : \$1270 [15:0];
   assign \$1272  = \$1267  ? 16'h7fff : \$1271 ;
-  assign \$1273  = $signed(\$1272 ) > $signed(\port$46790$167 [21:6]);
-  assign \$1274  = $signed(leaked29) + $signed(\port$42811$0 );
+  assign \$1273  = $signed(\$1272 ) > $signed(\port$50872$167 [21:6]);
+  assign \$1274  = $signed(leaked29) + $signed(\port$46846$0 );
   assign \$1275  = $signed(\$1274 ) > $signed(16'h7fff);
-  assign \$1276  = $signed(leaked29) + $signed(\port$42811$0 );
+  assign \$1276  = $signed(leaked29) + $signed(\port$46846$0 );
   assign \$1277  = $signed(\$1276 ) < $signed(16'h8000);
-  assign \$1278  = $signed(leaked29) + $signed(\port$42811$0 );
+  assign \$1278  = $signed(leaked29) + $signed(\port$46846$0 );
   assign \$1279  = \$1277  ? 16'h8000 : \$1278 [15:0];
   assign \$1280  = \$1275  ? 16'h7fff : \$1279 ;
   assign \$1281  = $signed(\$1280 ) > $signed(window_lo);
-  assign \$1282  = $signed(leaked29) + $signed(\port$42811$0 );
+  assign \$1282  = $signed(leaked29) + $signed(\port$46846$0 );
   assign \$1283  = $signed(\$1282 ) > $signed(16'h7fff);
-  assign \$1284  = $signed(leaked29) + $signed(\port$42811$0 );
+  assign \$1284  = $signed(leaked29) + $signed(\port$46846$0 );
   assign \$1285  = $signed(\$1284 ) < $signed(16'h8000);
-  assign \$1286  = $signed(leaked29) + $signed(\port$42811$0 );
+  assign \$1286  = $signed(leaked29) + $signed(\port$46846$0 );
   assign \$1287  = \$1285  ? 16'h8000 : \$1286 [15:0];
   assign \$1288  = \$1283  ? 16'h7fff : \$1287 ;
   assign \$1289  = $signed(\$1288 ) < $signed(window_hi);
   assign \$1290  = \$1281  & \$1289 ;
-  assign \$1291  = $signed(u_prev[495:480]) > $signed(\port$46790$167 [21:6]);
+  assign \$1291  = $signed(u_prev[495:480]) > $signed(\port$50872$167 [21:6]);
   assign \$1292  = \$1291  ? 16'h0000 : u_prev[495:480];
   assign \$1293  = $signed(kept30) * $signed({ 1'h0, leak_mul });
-  assign \$1294  = ! \port$46790$167 [5:0];
-  assign \$1295  = \port$46790$167 [5:0] - 1'h1;
+  assign \$1294  = ! \port$50872$167 [5:0];
+  assign \$1295  = \port$50872$167 [5:0] - 1'h1;
   assign \$1296  = \$1294  ? 6'h00 : \$1295 [5:0];
   assign \$1297  = $signed(leak_prod30) >>> \$1296 ;
-  assign \$1298  = ! \port$46790$167 [5:0];
+  assign \$1298  = ! \port$50872$167 [5:0];
   assign \$1299  = $signed(leak_partial30) + $signed({ 1'h0, rnd });
   assign \$1301  = \$1298  ? leak_partial30 : \$1300 [24:0];
-  assign \$1302  = $signed(leaked30) + $signed(\port$42829$0 );
+  assign \$1302  = $signed(leaked30) + $signed(\port$46864$0 );
   assign \$1303  = $signed(\$1302 ) > $signed(16'h7fff);
-  assign \$1304  = $signed(leaked30) + $signed(\port$42829$0 );
+  assign \$1304  = $signed(leaked30) + $signed(\port$46864$0 );
   assign \$1305  = $signed(\$1304 ) < $signed(16'h8000);
-  assign \$1306  = $signed(leaked30) + $signed(\port$42829$0 );
+  assign \$1306  = $signed(leaked30) + $signed(\port$46864$0 );
   assign \$1307  = \$1305  ? 16'h8000 : \$1306 [15:0];
   assign \$1308  = \$1303  ? 16'h7fff : \$1307 ;
-  assign \$1309  = $signed(leaked30) + $signed(\port$42829$0 );
+  assign \$1309  = $signed(leaked30) + $signed(\port$46864$0 );
   assign \$1310  = $signed(\$1309 ) > $signed(16'h7fff);
-  assign \$1311  = $signed(leaked30) + $signed(\port$42829$0 );
+  assign \$1311  = $signed(leaked30) + $signed(\port$46864$0 );
   assign \$1312  = $signed(\$1311 ) < $signed(16'h8000);
-  assign \$1313  = $signed(leaked30) + $signed(\port$42829$0 );
+  assign \$1313  = $signed(leaked30) + $signed(\port$46864$0 );
   assign \$1314  = \$1312  ? 16'h8000 : \$1313 [15:0];
   assign \$1315  = \$1310  ? 16'h7fff : \$1314 ;
-  assign \$1316  = $signed(\$1315 ) > $signed(\port$46790$167 [21:6]);
-  assign \$1317  = $signed(leaked30) + $signed(\port$42829$0 );
+  assign \$1316  = $signed(\$1315 ) > $signed(\port$50872$167 [21:6]);
+  assign \$1317  = $signed(leaked30) + $signed(\port$46864$0 );
   assign \$1318  = $signed(\$1317 ) > $signed(16'h7fff);
-  assign \$1319  = $signed(leaked30) + $signed(\port$42829$0 );
+  assign \$1319  = $signed(leaked30) + $signed(\port$46864$0 );
   assign \$1320  = $signed(\$1319 ) < $signed(16'h8000);
-  assign \$1321  = $signed(leaked30) + $signed(\port$42829$0 );
+  assign \$1321  = $signed(leaked30) + $signed(\port$46864$0 );
   assign \$1322  = \$1320  ? 16'h8000 : \$1321 [15:0];
   assign \$1323  = \$1318  ? 16'h7fff : \$1322 ;
   assign \$1324  = $signed(\$1323 ) > $signed(window_lo);
-  assign \$1325  = $signed(leaked30) + $signed(\port$42829$0 );
+  assign \$1325  = $signed(leaked30) + $signed(\port$46864$0 );
   assign \$1326  = $signed(\$1325 ) > $signed(16'h7fff);
-  assign \$1327  = $signed(leaked30) + $signed(\port$42829$0 );
+  assign \$1327  = $signed(leaked30) + $signed(\port$46864$0 );
   assign \$1328  = $signed(\$1327 ) < $signed(16'h8000);
-  assign \$1329  = $signed(leaked30) + $signed(\port$42829$0 );
+  assign \$1329  = $signed(leaked30) + $signed(\port$46864$0 );
   assign \$1330  = \$1328  ? 16'h8000 : \$1329 [15:0];
   assign \$1331  = \$1326  ? 16'h7fff : \$1330 ;
   assign \$1332  = $signed(\$1331 ) < $signed(window_hi);
   assign \$1333  = \$1324  & \$1332 ;
-  assign \$1334  = $signed(u_prev[511:496]) > $signed(\port$46790$167 [21:6]);
+  assign \$1334  = $signed(u_prev[511:496]) > $signed(\port$50872$167 [21:6]);
   assign \$1335  = \$1334  ? 16'h0000 : u_prev[511:496];
   assign \$1336  = $signed(kept31) * $signed({ 1'h0, leak_mul });
-  assign \$1337  = ! \port$46790$167 [5:0];
-  assign \$1338  = \port$46790$167 [5:0] - 1'h1;
+  assign \$1337  = ! \port$50872$167 [5:0];
+  assign \$1338  = \port$50872$167 [5:0] - 1'h1;
   assign \$1339  = \$1337  ? 6'h00 : \$1338 [5:0];
   assign \$1340  = $signed(leak_prod31) >>> \$1339 ;
-  assign \$1341  = ! \port$46790$167 [5:0];
+  assign \$1341  = ! \port$50872$167 [5:0];
   assign \$1342  = $signed(leak_partial31) + $signed({ 1'h0, rnd });
   assign \$1344  = \$1341  ? leak_partial31 : \$1343 [24:0];
-  assign \$1345  = $signed(leaked31) + $signed(\port$42847$0 );
+  assign \$1345  = $signed(leaked31) + $signed(\port$46882$0 );
   assign \$1346  = $signed(\$1345 ) > $signed(16'h7fff);
-  assign \$1347  = $signed(leaked31) + $signed(\port$42847$0 );
+  assign \$1347  = $signed(leaked31) + $signed(\port$46882$0 );
   assign \$1348  = $signed(\$1347 ) < $signed(16'h8000);
-  assign \$1349  = $signed(leaked31) + $signed(\port$42847$0 );
+  assign \$1349  = $signed(leaked31) + $signed(\port$46882$0 );
   assign \$1350  = \$1348  ? 16'h8000 : \$1349 [15:0];
   assign \$1351  = \$1346  ? 16'h7fff : \$1350 ;
-  assign \$1352  = $signed(leaked31) + $signed(\port$42847$0 );
+  assign \$1352  = $signed(leaked31) + $signed(\port$46882$0 );
   assign \$1353  = $signed(\$1352 ) > $signed(16'h7fff);
-  assign \$1354  = $signed(leaked31) + $signed(\port$42847$0 );
+  assign \$1354  = $signed(leaked31) + $signed(\port$46882$0 );
   assign \$1355  = $signed(\$1354 ) < $signed(16'h8000);
-  assign \$1356  = $signed(leaked31) + $signed(\port$42847$0 );
+  assign \$1356  = $signed(leaked31) + $signed(\port$46882$0 );
   assign \$1357  = \$1355  ? 16'h8000 : \$1356 [15:0];
   assign \$1358  = \$1353  ? 16'h7fff : \$1357 ;
-  assign \$1359  = $signed(\$1358 ) > $signed(\port$46790$167 [21:6]);
-  assign \$1360  = $signed(leaked31) + $signed(\port$42847$0 );
+  assign \$1359  = $signed(\$1358 ) > $signed(\port$50872$167 [21:6]);
+  assign \$1360  = $signed(leaked31) + $signed(\port$46882$0 );
   assign \$1361  = $signed(\$1360 ) > $signed(16'h7fff);
-  assign \$1362  = $signed(leaked31) + $signed(\port$42847$0 );
+  assign \$1362  = $signed(leaked31) + $signed(\port$46882$0 );
   assign \$1363  = $signed(\$1362 ) < $signed(16'h8000);
-  assign \$1364  = $signed(leaked31) + $signed(\port$42847$0 );
+  assign \$1364  = $signed(leaked31) + $signed(\port$46882$0 );
   assign \$1365  = \$1363  ? 16'h8000 : \$1364 [15:0];
   assign \$1366  = \$1361  ? 16'h7fff : \$1365 ;
   assign \$1367  = $signed(\$1366 ) > $signed(window_lo);
-  assign \$1368  = $signed(leaked31) + $signed(\port$42847$0 );
+  assign \$1368  = $signed(leaked31) + $signed(\port$46882$0 );
   assign \$1369  = $signed(\$1368 ) > $signed(16'h7fff);
-  assign \$1370  = $signed(leaked31) + $signed(\port$42847$0 );
+  assign \$1370  = $signed(leaked31) + $signed(\port$46882$0 );
   assign \$1371  = $signed(\$1370 ) < $signed(16'h8000);
-  assign \$1372  = $signed(leaked31) + $signed(\port$42847$0 );
+  assign \$1372  = $signed(leaked31) + $signed(\port$46882$0 );
   assign \$1373  = \$1371  ? 16'h8000 : \$1372 [15:0];
   assign \$1374  = \$1369  ? 16'h7fff : \$1373 ;
   assign \$1375  = $signed(\$1374 ) < $signed(window_hi);
@@ -13187,1576 +13187,1576 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$42289$0 , \port$42307$0 , \port$4
   always @(posedge clk)
     m31 <= \$1600 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1377  = \$2 ;
     if (rst) begin
       \$1377  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1378  = { \$3 [23], \$3  };
     if (rst) begin
       \$1378  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1379  = \$7 ;
     if (rst) begin
       \$1379  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1380  = \$11 ;
     if (rst) begin
       \$1380  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1381  = \$18 ;
     if (rst) begin
       \$1381  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1382  = \$26 ;
     if (rst) begin
       \$1382  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1383  = \$43 ;
     if (rst) begin
       \$1383  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1384  = \$45 ;
     if (rst) begin
       \$1384  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1385  = { \$46 [23], \$46  };
     if (rst) begin
       \$1385  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1386  = \$50 ;
     if (rst) begin
       \$1386  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1387  = \$54 ;
     if (rst) begin
       \$1387  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1388  = \$61 ;
     if (rst) begin
       \$1388  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1389  = \$69 ;
     if (rst) begin
       \$1389  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1390  = \$86 ;
     if (rst) begin
       \$1390  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1391  = \$88 ;
     if (rst) begin
       \$1391  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1392  = { \$89 [23], \$89  };
     if (rst) begin
       \$1392  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1393  = \$93 ;
     if (rst) begin
       \$1393  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1394  = \$97 ;
     if (rst) begin
       \$1394  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1395  = \$104 ;
     if (rst) begin
       \$1395  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1396  = \$112 ;
     if (rst) begin
       \$1396  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1397  = \$129 ;
     if (rst) begin
       \$1397  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1398  = \$131 ;
     if (rst) begin
       \$1398  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1399  = { \$132 [23], \$132  };
     if (rst) begin
       \$1399  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1400  = \$136 ;
     if (rst) begin
       \$1400  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1401  = \$140 ;
     if (rst) begin
       \$1401  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1402  = \$147 ;
     if (rst) begin
       \$1402  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1403  = \$155 ;
     if (rst) begin
       \$1403  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1404  = \$172 ;
     if (rst) begin
       \$1404  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1405  = \$174 ;
     if (rst) begin
       \$1405  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1406  = { \$175 [23], \$175  };
     if (rst) begin
       \$1406  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1407  = \$179 ;
     if (rst) begin
       \$1407  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1408  = \$183 ;
     if (rst) begin
       \$1408  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1409  = \$190 ;
     if (rst) begin
       \$1409  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1410  = \$198 ;
     if (rst) begin
       \$1410  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1411  = \$215 ;
     if (rst) begin
       \$1411  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1412  = \$217 ;
     if (rst) begin
       \$1412  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1413  = { \$218 [23], \$218  };
     if (rst) begin
       \$1413  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1414  = \$222 ;
     if (rst) begin
       \$1414  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1415  = \$226 ;
     if (rst) begin
       \$1415  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1416  = \$233 ;
     if (rst) begin
       \$1416  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1417  = \$241 ;
     if (rst) begin
       \$1417  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1418  = \$258 ;
     if (rst) begin
       \$1418  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1419  = \$260 ;
     if (rst) begin
       \$1419  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1420  = { \$261 [23], \$261  };
     if (rst) begin
       \$1420  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1421  = \$265 ;
     if (rst) begin
       \$1421  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1422  = \$269 ;
     if (rst) begin
       \$1422  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1423  = \$276 ;
     if (rst) begin
       \$1423  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1424  = \$284 ;
     if (rst) begin
       \$1424  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1425  = \$301 ;
     if (rst) begin
       \$1425  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1426  = \$303 ;
     if (rst) begin
       \$1426  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1427  = { \$304 [23], \$304  };
     if (rst) begin
       \$1427  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1428  = \$308 ;
     if (rst) begin
       \$1428  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1429  = \$312 ;
     if (rst) begin
       \$1429  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1430  = \$319 ;
     if (rst) begin
       \$1430  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1431  = \$327 ;
     if (rst) begin
       \$1431  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1432  = \$344 ;
     if (rst) begin
       \$1432  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1433  = \$346 ;
     if (rst) begin
       \$1433  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1434  = { \$347 [23], \$347  };
     if (rst) begin
       \$1434  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1435  = \$351 ;
     if (rst) begin
       \$1435  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1436  = \$355 ;
     if (rst) begin
       \$1436  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1437  = \$362 ;
     if (rst) begin
       \$1437  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1438  = \$370 ;
     if (rst) begin
       \$1438  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1439  = \$387 ;
     if (rst) begin
       \$1439  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1440  = \$389 ;
     if (rst) begin
       \$1440  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1441  = { \$390 [23], \$390  };
     if (rst) begin
       \$1441  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1442  = \$394 ;
     if (rst) begin
       \$1442  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1443  = \$398 ;
     if (rst) begin
       \$1443  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1444  = \$405 ;
     if (rst) begin
       \$1444  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1445  = \$413 ;
     if (rst) begin
       \$1445  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1446  = \$430 ;
     if (rst) begin
       \$1446  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1447  = \$432 ;
     if (rst) begin
       \$1447  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1448  = { \$433 [23], \$433  };
     if (rst) begin
       \$1448  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1449  = \$437 ;
     if (rst) begin
       \$1449  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1450  = \$441 ;
     if (rst) begin
       \$1450  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1451  = \$448 ;
     if (rst) begin
       \$1451  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1452  = \$456 ;
     if (rst) begin
       \$1452  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1453  = \$473 ;
     if (rst) begin
       \$1453  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1454  = \$475 ;
     if (rst) begin
       \$1454  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1455  = { \$476 [23], \$476  };
     if (rst) begin
       \$1455  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1456  = \$480 ;
     if (rst) begin
       \$1456  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1457  = \$484 ;
     if (rst) begin
       \$1457  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1458  = \$491 ;
     if (rst) begin
       \$1458  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1459  = \$499 ;
     if (rst) begin
       \$1459  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1460  = \$516 ;
     if (rst) begin
       \$1460  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1461  = \$518 ;
     if (rst) begin
       \$1461  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1462  = { \$519 [23], \$519  };
     if (rst) begin
       \$1462  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1463  = \$523 ;
     if (rst) begin
       \$1463  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1464  = \$527 ;
     if (rst) begin
       \$1464  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1465  = \$534 ;
     if (rst) begin
       \$1465  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1466  = \$542 ;
     if (rst) begin
       \$1466  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1467  = \$559 ;
     if (rst) begin
       \$1467  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1468  = \$561 ;
     if (rst) begin
       \$1468  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1469  = { \$562 [23], \$562  };
     if (rst) begin
       \$1469  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1470  = \$566 ;
     if (rst) begin
       \$1470  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1471  = \$570 ;
     if (rst) begin
       \$1471  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1472  = \$577 ;
     if (rst) begin
       \$1472  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1473  = \$585 ;
     if (rst) begin
       \$1473  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1474  = \$602 ;
     if (rst) begin
       \$1474  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1475  = \$604 ;
     if (rst) begin
       \$1475  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1476  = { \$605 [23], \$605  };
     if (rst) begin
       \$1476  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1477  = \$609 ;
     if (rst) begin
       \$1477  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1478  = \$613 ;
     if (rst) begin
       \$1478  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1479  = \$620 ;
     if (rst) begin
       \$1479  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1480  = \$628 ;
     if (rst) begin
       \$1480  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1481  = \$645 ;
     if (rst) begin
       \$1481  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1482  = \$647 ;
     if (rst) begin
       \$1482  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1483  = { \$648 [23], \$648  };
     if (rst) begin
       \$1483  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1484  = \$652 ;
     if (rst) begin
       \$1484  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1485  = \$656 ;
     if (rst) begin
       \$1485  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1486  = \$663 ;
     if (rst) begin
       \$1486  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1487  = \$671 ;
     if (rst) begin
       \$1487  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1488  = \$688 ;
     if (rst) begin
       \$1488  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1489  = \$690 ;
     if (rst) begin
       \$1489  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1490  = { \$691 [23], \$691  };
     if (rst) begin
       \$1490  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1491  = \$695 ;
     if (rst) begin
       \$1491  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1492  = \$699 ;
     if (rst) begin
       \$1492  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1493  = \$706 ;
     if (rst) begin
       \$1493  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1494  = \$714 ;
     if (rst) begin
       \$1494  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1495  = \$731 ;
     if (rst) begin
       \$1495  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1496  = \$733 ;
     if (rst) begin
       \$1496  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1497  = { \$734 [23], \$734  };
     if (rst) begin
       \$1497  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1498  = \$738 ;
     if (rst) begin
       \$1498  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1499  = \$742 ;
     if (rst) begin
       \$1499  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1500  = \$749 ;
     if (rst) begin
       \$1500  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1501  = \$757 ;
     if (rst) begin
       \$1501  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1502  = \$774 ;
     if (rst) begin
       \$1502  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1503  = \$776 ;
     if (rst) begin
       \$1503  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1504  = { \$777 [23], \$777  };
     if (rst) begin
       \$1504  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1505  = \$781 ;
     if (rst) begin
       \$1505  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1506  = \$785 ;
     if (rst) begin
       \$1506  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1507  = \$792 ;
     if (rst) begin
       \$1507  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1508  = \$800 ;
     if (rst) begin
       \$1508  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1509  = \$817 ;
     if (rst) begin
       \$1509  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1510  = \$819 ;
     if (rst) begin
       \$1510  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1511  = { \$820 [23], \$820  };
     if (rst) begin
       \$1511  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1512  = \$824 ;
     if (rst) begin
       \$1512  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1513  = \$828 ;
     if (rst) begin
       \$1513  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1514  = \$835 ;
     if (rst) begin
       \$1514  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1515  = \$843 ;
     if (rst) begin
       \$1515  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1516  = \$860 ;
     if (rst) begin
       \$1516  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1517  = \$862 ;
     if (rst) begin
       \$1517  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1518  = { \$863 [23], \$863  };
     if (rst) begin
       \$1518  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1519  = \$867 ;
     if (rst) begin
       \$1519  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1520  = \$871 ;
     if (rst) begin
       \$1520  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1521  = \$878 ;
     if (rst) begin
       \$1521  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1522  = \$886 ;
     if (rst) begin
       \$1522  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1523  = \$903 ;
     if (rst) begin
       \$1523  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1524  = \$905 ;
     if (rst) begin
       \$1524  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1525  = { \$906 [23], \$906  };
     if (rst) begin
       \$1525  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1526  = \$910 ;
     if (rst) begin
       \$1526  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1527  = \$914 ;
     if (rst) begin
       \$1527  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1528  = \$921 ;
     if (rst) begin
       \$1528  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1529  = \$929 ;
     if (rst) begin
       \$1529  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1530  = \$946 ;
     if (rst) begin
       \$1530  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1531  = \$948 ;
     if (rst) begin
       \$1531  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1532  = { \$949 [23], \$949  };
     if (rst) begin
       \$1532  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1533  = \$953 ;
     if (rst) begin
       \$1533  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1534  = \$957 ;
     if (rst) begin
       \$1534  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1535  = \$964 ;
     if (rst) begin
       \$1535  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1536  = \$972 ;
     if (rst) begin
       \$1536  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1537  = \$989 ;
     if (rst) begin
       \$1537  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1538  = \$991 ;
     if (rst) begin
       \$1538  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1539  = { \$992 [23], \$992  };
     if (rst) begin
       \$1539  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1540  = \$996 ;
     if (rst) begin
       \$1540  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1541  = \$1000 ;
     if (rst) begin
       \$1541  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1542  = \$1007 ;
     if (rst) begin
       \$1542  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1543  = \$1015 ;
     if (rst) begin
       \$1543  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1544  = \$1032 ;
     if (rst) begin
       \$1544  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1545  = \$1034 ;
     if (rst) begin
       \$1545  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1546  = { \$1035 [23], \$1035  };
     if (rst) begin
       \$1546  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1547  = \$1039 ;
     if (rst) begin
       \$1547  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1548  = \$1043 ;
     if (rst) begin
       \$1548  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1549  = \$1050 ;
     if (rst) begin
       \$1549  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1550  = \$1058 ;
     if (rst) begin
       \$1550  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1551  = \$1075 ;
     if (rst) begin
       \$1551  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1552  = \$1077 ;
     if (rst) begin
       \$1552  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1553  = { \$1078 [23], \$1078  };
     if (rst) begin
       \$1553  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1554  = \$1082 ;
     if (rst) begin
       \$1554  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1555  = \$1086 ;
     if (rst) begin
       \$1555  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1556  = \$1093 ;
     if (rst) begin
       \$1556  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1557  = \$1101 ;
     if (rst) begin
       \$1557  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1558  = \$1118 ;
     if (rst) begin
       \$1558  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1559  = \$1120 ;
     if (rst) begin
       \$1559  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1560  = { \$1121 [23], \$1121  };
     if (rst) begin
       \$1560  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1561  = \$1125 ;
     if (rst) begin
       \$1561  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1562  = \$1129 ;
     if (rst) begin
       \$1562  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1563  = \$1136 ;
     if (rst) begin
       \$1563  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1564  = \$1144 ;
     if (rst) begin
       \$1564  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1565  = \$1161 ;
     if (rst) begin
       \$1565  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1566  = \$1163 ;
     if (rst) begin
       \$1566  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1567  = { \$1164 [23], \$1164  };
     if (rst) begin
       \$1567  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1568  = \$1168 ;
     if (rst) begin
       \$1568  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1569  = \$1172 ;
     if (rst) begin
       \$1569  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1570  = \$1179 ;
     if (rst) begin
       \$1570  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1571  = \$1187 ;
     if (rst) begin
       \$1571  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1572  = \$1204 ;
     if (rst) begin
       \$1572  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1573  = \$1206 ;
     if (rst) begin
       \$1573  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1574  = { \$1207 [23], \$1207  };
     if (rst) begin
       \$1574  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1575  = \$1211 ;
     if (rst) begin
       \$1575  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1576  = \$1215 ;
     if (rst) begin
       \$1576  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1577  = \$1222 ;
     if (rst) begin
       \$1577  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1578  = \$1230 ;
     if (rst) begin
       \$1578  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1579  = \$1247 ;
     if (rst) begin
       \$1579  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1580  = \$1249 ;
     if (rst) begin
       \$1580  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1581  = { \$1250 [23], \$1250  };
     if (rst) begin
       \$1581  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1582  = \$1254 ;
     if (rst) begin
       \$1582  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1583  = \$1258 ;
     if (rst) begin
       \$1583  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1584  = \$1265 ;
     if (rst) begin
       \$1584  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1585  = \$1273 ;
     if (rst) begin
       \$1585  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1586  = \$1290 ;
     if (rst) begin
       \$1586  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1587  = \$1292 ;
     if (rst) begin
       \$1587  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1588  = { \$1293 [23], \$1293  };
     if (rst) begin
       \$1588  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1589  = \$1297 ;
     if (rst) begin
       \$1589  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1590  = \$1301 ;
     if (rst) begin
       \$1590  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1591  = \$1308 ;
     if (rst) begin
       \$1591  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1592  = \$1316 ;
     if (rst) begin
       \$1592  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1593  = \$1333 ;
     if (rst) begin
       \$1593  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1594  = \$1335 ;
     if (rst) begin
       \$1594  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1595  = { \$1336 [23], \$1336  };
     if (rst) begin
       \$1595  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1596  = \$1340 ;
     if (rst) begin
       \$1596  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1597  = \$1344 ;
     if (rst) begin
       \$1597  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1598  = \$1351 ;
     if (rst) begin
       \$1598  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1599  = \$1359 ;
     if (rst) begin
       \$1599  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$1600  = \$1376 ;
     if (rst) begin
       \$1600  = 1'h0;
     end
   end
-  assign threshold = \port$46790$167 [21:6];
-  assign leak_shift = \port$46790$167 [5:0];
-  assign cur = { \port$42847$0 , \port$42829$0 , \port$42811$0 , \port$42793$0 , \port$42775$0 , \port$42757$0 , \port$42739$0 , \port$42721$0 , \port$42703$0 , \port$42685$0 , \port$42667$0 , \port$42649$0 , \port$42631$0 , \port$42613$0 , \port$42595$0 , \port$42577$0 , \port$42559$0 , \port$42541$0 , \port$42523$0 , \port$42505$0 , \port$42487$0 , \port$42469$0 , \port$42451$0 , \port$42433$0 , \port$42415$0 , \port$42397$0 , \port$42379$0 , \port$42361$0 , \port$42343$0 , \port$42325$0 , \port$42307$0 , \port$42289$0  };
+  assign threshold = \port$50872$167 [21:6];
+  assign leak_shift = \port$50872$167 [5:0];
+  assign cur = { \port$46882$0 , \port$46864$0 , \port$46846$0 , \port$46828$0 , \port$46810$0 , \port$46792$0 , \port$46774$0 , \port$46756$0 , \port$46738$0 , \port$46720$0 , \port$46702$0 , \port$46684$0 , \port$46666$0 , \port$46648$0 , \port$46630$0 , \port$46612$0 , \port$46594$0 , \port$46576$0 , \port$46558$0 , \port$46540$0 , \port$46522$0 , \port$46504$0 , \port$46486$0 , \port$46468$0 , \port$46450$0 , \port$46432$0 , \port$46414$0 , \port$46396$0 , \port$46378$0 , \port$46360$0 , \port$46342$0 , \port$46324$0  };
   assign u = { u31, u30, u29, u28, u27, u26, u25, u24, u23, u22, u21, u20, u19, u18, u17, u16, u15, u14, u13, u12, u11, u10, u9, u8, u7, u6, u5, u4, u3, u2, u1, u0 };
   assign s = { s31, s30, s29, s28, s27, s26, s25, s24, s23, s22, s21, s20, s19, s18, s17, s16, s15, s14, s13, s12, s11, s10, s9, s8, s7, s6, s5, s4, s3, s2, s1, s0 };
   assign m = { m31, m30, m29, m28, m27, m26, m25, m24, m23, m22, m21, m20, m19, m18, m17, m16, m15, m14, m13, m12, m11, m10, m9, m8, m7, m6, m5, m4, m3, m2, m1, m0 };
@@ -14799,7 +14799,7 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$8113$0 , \port$8116$0 , \port$
 , \port$8170$0 , \port$8173$0 , \port$8176$0 , \port$8179$0 , \port$8182$0 , \port$8185$0 , \port$8188$0 , \port$8191$0 , \port$8194$0 , \port$8197$0 , \port$8200$0 , \port$8203$0 , \port$8206$0 , \port$8209$0 , \port$8212$0 , \port$8215$0 , \port$8218$0 , \port$8221$0 , \port$8224$0 , \port$8227$0 , \port$8230$0 
 , \port$8233$0 , \port$8236$0 , \port$8239$0 , \port$8242$0 , \port$8245$0 , \port$8248$0 , \port$8251$0 , \port$8254$0 , \port$8257$0 , \port$8260$0 , \port$8263$0 , \port$8266$0 , \port$8269$0 , \port$8272$0 , \port$8275$0 , \port$8278$0 , \port$8281$0 , \port$8284$0 , \port$8287$0 , \port$8290$0 , \port$8293$0 
 , \port$8296$0 , \port$8299$0 , \port$8302$0 , first, position, i, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -15335,7 +15335,7 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$8113$0 , \port$8116$0 , \port$
   always @(posedge clk)
     held_arg <= \$194 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$193  = held;
     if (valid) begin
       \$193  = { \$96 , \$93 , \$90 , \$87 , \$84 , \$81 , \$78 , \$75 , \$72 , \$69 , \$66 , \$63 , \$60 , \$57 , \$54 , \$51 , \$48 , \$45 , \$42 , \$39 , \$36 , \$33 , \$30 , \$27 , \$24 , \$21 , \$18 , \$15 , \$12 , \$9 , \$6 , \$3  };
@@ -15345,7 +15345,7 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$8113$0 , \port$8116$0 , \port$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$194  = held_arg;
     if (valid) begin
       \$194  = { \$192 , \$189 , \$186 , \$183 , \$180 , \$177 , \$174 , \$171 , \$168 , \$165 , \$162 , \$159 , \$156 , \$153 , \$150 , \$147 , \$144 , \$141 , \$138 , \$135 , \$132 , \$129 , \$126 , \$123 , \$120 , \$117 , \$114 , \$111 , \$108 , \$105 , \$102 , \$99  };

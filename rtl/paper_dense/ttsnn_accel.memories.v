@@ -12,10 +12,10 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
 , bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, \port__en$141 , bw_trace__en, bw_trace__addr, \port__en$147 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$191 , host__w2__addr, host__w2__rd_en, \wr__en$197 , host__w3__addr, host__w3__rd_en, \wr__en$203 
 , host__w4__addr, host__w4__rd_en, \wr__en$209 , host__affine__addr, host__affine__rd_en, \wr__en$215 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$221 , host__residual__addr, \wr__en$227 , host__membrane__addr, \port__en$233 , host__spikes__addr, \port__en$239 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$245 , host__trace__addr
 , host__trace__rd_en, host__trace__wr_en, host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data
-, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$171 , \port$42859$0 , \port$42873$0 , \port$42887$0 , \port$42901$0 , \port$42915$0 , \port$42929$0 , \port$42943$0 , \port$42957$0 , \port$42971$0 , \port$42985$0 , \port$42999$0 , \port$43013$0 , \port$43027$0 
-, \port$43041$0 , \port$43055$0 , \port$43069$0 , \port$43083$0 , \port$43097$0 , \port$43111$0 , \port$43125$0 , \port$43139$0 , \port$43153$0 , \port$43167$0 , \port$43181$0 , \port$43195$0 , \port$43209$0 , \port$43223$0 , \port$43237$0 , \port$43251$0 , \port$43265$0 , \port$43279$0 , \port$43293$0 , bw_weights__addr, \port$44010$0 
-, \port$46788$0 , desc, \wr__data$194 );
-  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$171 , \port$46894$0 , \port$46908$0 , \port$46922$0 , \port$46936$0 , \port$46950$0 , \port$46964$0 , \port$46978$0 , \port$46992$0 , \port$47006$0 , \port$47020$0 , \port$47034$0 , \port$47048$0 , \port$47062$0 
+, \port$47076$0 , \port$47090$0 , \port$47104$0 , \port$47118$0 , \port$47132$0 , \port$47146$0 , \port$47160$0 , \port$47174$0 , \port$47188$0 , \port$47202$0 , \port$47216$0 , \port$47230$0 , \port$47244$0 , \port$47258$0 , \port$47272$0 , \port$47286$0 , \port$47300$0 , \port$47314$0 , \port$47328$0 , bw_weights__addr, \port$48092$0 
+, \port$50870$0 , desc, \wr__data$194 );
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
   wire \$11 ;
@@ -52,56 +52,62 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire \$4 ;
   wire \$40 ;
   wire \$41 ;
-  wire [14:0] \$42 ;
-  wire \$43 ;
+  wire \$42 ;
+  wire [14:0] \$43 ;
   wire \$44 ;
-  wire [14:0] \$45 ;
-  wire \$46 ;
+  wire \$45 ;
+  wire [14:0] \$46 ;
   wire \$47 ;
-  wire [14:0] \$48 ;
+  wire \$48 ;
   wire \$49 ;
   wire [19:0] \$5 ;
-  wire \$50 ;
-  wire [14:0] \$51 ;
+  wire [14:0] \$50 ;
+  wire \$51 ;
   wire \$52 ;
-  wire [19:0] \$53 ;
+  wire [14:0] \$53 ;
   wire \$54 ;
   wire \$55 ;
   wire [19:0] \$56 ;
   wire \$57 ;
-  wire [19:0] \$58 ;
-  wire \$59 ;
+  wire \$58 ;
+  wire [19:0] \$59 ;
   wire \$6 ;
   wire \$60 ;
-  wire [19:0] \$61 ;
-  wire \$62 ;
-  wire [19:0] \$63 ;
+  wire \$61 ;
+  wire [19:0] \$62 ;
+  wire \$63 ;
   wire \$64 ;
-  wire \$65 ;
-  wire [19:0] \$66 ;
+  wire [19:0] \$65 ;
+  wire \$66 ;
   wire \$67 ;
   wire [19:0] \$68 ;
   wire \$69 ;
   wire [19:0] \$7 ;
   wire \$70 ;
   wire [19:0] \$71 ;
-  wire [15:0] \$72 ;
-  wire [15:0] \$73 ;
-  wire [15:0] \$74 ;
-  wire [15:0] \$75 ;
-  wire [15:0] \$76 ;
-  wire [15:0] \$77 ;
-  wire \$78 ;
-  wire \$79 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire [19:0] \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire [19:0] \$77 ;
+  wire [15:0] \$78 ;
+  wire [15:0] \$79 ;
   wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire [19:0] \$82 ;
+  wire [15:0] \$80 ;
+  wire [15:0] \$81 ;
+  wire [15:0] \$82 ;
   wire [15:0] \$83 ;
-  reg \$84 ;
-  reg \$85 ;
-  reg \$86 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire [19:0] \$88 ;
+  wire [15:0] \$89 ;
   wire \$9 ;
+  reg \$90 ;
+  reg \$91 ;
+  reg \$92 ;
   wire \$signal ;
   reg [9:0] \$signature__addr ;
   reg [9:0] \$signature__addr$15 ;
@@ -113,8 +119,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   reg [511:0] \$signature__data$28 ;
   reg \$signature__en ;
   reg \$signature__en$14 ;
-  reg \$signature__en$22 ;
-  reg \$signature__en$26 ;
+  reg [31:0] \$signature__en$22 ;
+  reg [31:0] \$signature__en$26 ;
   input busy;
   wire busy;
   wire [19:0] bw_affine__addr;
@@ -143,8 +149,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [19:0] bw_grad_w__addr;
   input [511:0] bw_grad_w__data;
   wire [511:0] bw_grad_w__data;
-  input bw_grad_w__en;
-  wire bw_grad_w__en;
+  input [31:0] bw_grad_w__en;
+  wire [31:0] bw_grad_w__en;
   input [19:0] bw_trace__addr;
   wire [19:0] bw_trace__addr;
   output [127:0] bw_trace__data;
@@ -398,78 +404,12 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$423$0 ;
   input [7:0] \port$427$0 ;
   wire [7:0] \port$427$0 ;
-  input [15:0] \port$42859$0 ;
-  wire [15:0] \port$42859$0 ;
-  input [15:0] \port$42873$0 ;
-  wire [15:0] \port$42873$0 ;
-  input [15:0] \port$42887$0 ;
-  wire [15:0] \port$42887$0 ;
-  input [15:0] \port$42901$0 ;
-  wire [15:0] \port$42901$0 ;
-  input [15:0] \port$42915$0 ;
-  wire [15:0] \port$42915$0 ;
-  input [15:0] \port$42929$0 ;
-  wire [15:0] \port$42929$0 ;
-  input [15:0] \port$42943$0 ;
-  wire [15:0] \port$42943$0 ;
-  input [15:0] \port$42957$0 ;
-  wire [15:0] \port$42957$0 ;
-  input [15:0] \port$42971$0 ;
-  wire [15:0] \port$42971$0 ;
-  input [15:0] \port$42985$0 ;
-  wire [15:0] \port$42985$0 ;
-  input [15:0] \port$42999$0 ;
-  wire [15:0] \port$42999$0 ;
-  input [15:0] \port$43013$0 ;
-  wire [15:0] \port$43013$0 ;
-  input [15:0] \port$43027$0 ;
-  wire [15:0] \port$43027$0 ;
-  input [15:0] \port$43041$0 ;
-  wire [15:0] \port$43041$0 ;
-  input [15:0] \port$43055$0 ;
-  wire [15:0] \port$43055$0 ;
-  input [15:0] \port$43069$0 ;
-  wire [15:0] \port$43069$0 ;
-  input [15:0] \port$43083$0 ;
-  wire [15:0] \port$43083$0 ;
-  input [15:0] \port$43097$0 ;
-  wire [15:0] \port$43097$0 ;
   input [7:0] \port$431$0 ;
   wire [7:0] \port$431$0 ;
-  input [15:0] \port$43111$0 ;
-  wire [15:0] \port$43111$0 ;
-  input [15:0] \port$43125$0 ;
-  wire [15:0] \port$43125$0 ;
-  input [15:0] \port$43139$0 ;
-  wire [15:0] \port$43139$0 ;
-  input [15:0] \port$43153$0 ;
-  wire [15:0] \port$43153$0 ;
-  input [15:0] \port$43167$0 ;
-  wire [15:0] \port$43167$0 ;
-  input [15:0] \port$43181$0 ;
-  wire [15:0] \port$43181$0 ;
-  input [15:0] \port$43195$0 ;
-  wire [15:0] \port$43195$0 ;
-  input [15:0] \port$43209$0 ;
-  wire [15:0] \port$43209$0 ;
-  input [15:0] \port$43223$0 ;
-  wire [15:0] \port$43223$0 ;
-  input [15:0] \port$43237$0 ;
-  wire [15:0] \port$43237$0 ;
-  input [15:0] \port$43251$0 ;
-  wire [15:0] \port$43251$0 ;
-  input [15:0] \port$43265$0 ;
-  wire [15:0] \port$43265$0 ;
-  input [15:0] \port$43279$0 ;
-  wire [15:0] \port$43279$0 ;
-  input [15:0] \port$43293$0 ;
-  wire [15:0] \port$43293$0 ;
   input [7:0] \port$435$0 ;
   wire [7:0] \port$435$0 ;
   input [7:0] \port$439$0 ;
   wire [7:0] \port$439$0 ;
-  input [15:0] \port$44010$0 ;
-  wire [15:0] \port$44010$0 ;
   input [7:0] \port$443$0 ;
   wire [7:0] \port$443$0 ;
   input [7:0] \port$447$0 ;
@@ -486,12 +426,74 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$467$0 ;
   input [7:0] \port$4671$0 ;
   wire [7:0] \port$4671$0 ;
-  input [1279:0] \port$46788$0 ;
-  wire [1279:0] \port$46788$0 ;
+  input [15:0] \port$46894$0 ;
+  wire [15:0] \port$46894$0 ;
+  input [15:0] \port$46908$0 ;
+  wire [15:0] \port$46908$0 ;
+  input [15:0] \port$46922$0 ;
+  wire [15:0] \port$46922$0 ;
+  input [15:0] \port$46936$0 ;
+  wire [15:0] \port$46936$0 ;
+  input [15:0] \port$46950$0 ;
+  wire [15:0] \port$46950$0 ;
+  input [15:0] \port$46964$0 ;
+  wire [15:0] \port$46964$0 ;
+  input [15:0] \port$46978$0 ;
+  wire [15:0] \port$46978$0 ;
+  input [15:0] \port$46992$0 ;
+  wire [15:0] \port$46992$0 ;
+  input [15:0] \port$47006$0 ;
+  wire [15:0] \port$47006$0 ;
+  input [15:0] \port$47020$0 ;
+  wire [15:0] \port$47020$0 ;
+  input [15:0] \port$47034$0 ;
+  wire [15:0] \port$47034$0 ;
+  input [15:0] \port$47048$0 ;
+  wire [15:0] \port$47048$0 ;
+  input [15:0] \port$47062$0 ;
+  wire [15:0] \port$47062$0 ;
+  input [15:0] \port$47076$0 ;
+  wire [15:0] \port$47076$0 ;
+  input [15:0] \port$47090$0 ;
+  wire [15:0] \port$47090$0 ;
   input [7:0] \port$471$0 ;
   wire [7:0] \port$471$0 ;
+  input [15:0] \port$47104$0 ;
+  wire [15:0] \port$47104$0 ;
   input [7:0] \port$4711$0 ;
   wire [7:0] \port$4711$0 ;
+  input [15:0] \port$47118$0 ;
+  wire [15:0] \port$47118$0 ;
+  input [15:0] \port$47132$0 ;
+  wire [15:0] \port$47132$0 ;
+  input [15:0] \port$47146$0 ;
+  wire [15:0] \port$47146$0 ;
+  input [15:0] \port$47160$0 ;
+  wire [15:0] \port$47160$0 ;
+  input [15:0] \port$47174$0 ;
+  wire [15:0] \port$47174$0 ;
+  input [15:0] \port$47188$0 ;
+  wire [15:0] \port$47188$0 ;
+  input [15:0] \port$47202$0 ;
+  wire [15:0] \port$47202$0 ;
+  input [15:0] \port$47216$0 ;
+  wire [15:0] \port$47216$0 ;
+  input [15:0] \port$47230$0 ;
+  wire [15:0] \port$47230$0 ;
+  input [15:0] \port$47244$0 ;
+  wire [15:0] \port$47244$0 ;
+  input [15:0] \port$47258$0 ;
+  wire [15:0] \port$47258$0 ;
+  input [15:0] \port$47272$0 ;
+  wire [15:0] \port$47272$0 ;
+  input [15:0] \port$47286$0 ;
+  wire [15:0] \port$47286$0 ;
+  input [15:0] \port$47300$0 ;
+  wire [15:0] \port$47300$0 ;
+  input [15:0] \port$47314$0 ;
+  wire [15:0] \port$47314$0 ;
+  input [15:0] \port$47328$0 ;
+  wire [15:0] \port$47328$0 ;
   input [7:0] \port$475$0 ;
   wire [7:0] \port$475$0 ;
   input [7:0] \port$4751$0 ;
@@ -500,6 +502,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$479$0 ;
   input [7:0] \port$4791$0 ;
   wire [7:0] \port$4791$0 ;
+  input [15:0] \port$48092$0 ;
+  wire [15:0] \port$48092$0 ;
   input [7:0] \port$483$0 ;
   wire [7:0] \port$483$0 ;
   input [7:0] \port$4831$0 ;
@@ -524,6 +528,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$5031$0 ;
   input [7:0] \port$5071$0 ;
   wire [7:0] \port$5071$0 ;
+  input [1279:0] \port$50870$0 ;
+  wire [1279:0] \port$50870$0 ;
   input [7:0] \port$5111$0 ;
   wire [7:0] \port$5111$0 ;
   input [7:0] \port$5151$0 ;
@@ -843,16 +849,16 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$46788$0  };
+      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$50870$0  };
   end
   reg [1535:0] _0_;
   reg [1535:0] _1_;
   always @(posedge clk) begin
     if (\port__en$147 ) begin
-      _0_ <= mem_affine[\port$44010$0 [3:0]];
+      _0_ <= mem_affine[\port$48092$0 [3:0]];
     end
     if (\port__en$75 ) begin
-      _1_ <= mem_affine[\$77 [3:0]];
+      _1_ <= mem_affine[\$83 [3:0]];
     end
   end
   assign bw_affine__data = _0_;
@@ -1885,8 +1891,70 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     mem_gbuf_bank0[1023] = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$22 )
-      mem_gbuf_bank0[\$signature__addr$23 ] <= \$signature__data$24 ;
+    if (\$signature__en$22 [0])
+      mem_gbuf_bank0[\$signature__addr$23 ][15:0] <= \$signature__data$24 [15:0];
+    if (\$signature__en$22 [1])
+      mem_gbuf_bank0[\$signature__addr$23 ][31:16] <= \$signature__data$24 [31:16];
+    if (\$signature__en$22 [2])
+      mem_gbuf_bank0[\$signature__addr$23 ][47:32] <= \$signature__data$24 [47:32];
+    if (\$signature__en$22 [3])
+      mem_gbuf_bank0[\$signature__addr$23 ][63:48] <= \$signature__data$24 [63:48];
+    if (\$signature__en$22 [4])
+      mem_gbuf_bank0[\$signature__addr$23 ][79:64] <= \$signature__data$24 [79:64];
+    if (\$signature__en$22 [5])
+      mem_gbuf_bank0[\$signature__addr$23 ][95:80] <= \$signature__data$24 [95:80];
+    if (\$signature__en$22 [6])
+      mem_gbuf_bank0[\$signature__addr$23 ][111:96] <= \$signature__data$24 [111:96];
+    if (\$signature__en$22 [7])
+      mem_gbuf_bank0[\$signature__addr$23 ][127:112] <= \$signature__data$24 [127:112];
+    if (\$signature__en$22 [8])
+      mem_gbuf_bank0[\$signature__addr$23 ][143:128] <= \$signature__data$24 [143:128];
+    if (\$signature__en$22 [9])
+      mem_gbuf_bank0[\$signature__addr$23 ][159:144] <= \$signature__data$24 [159:144];
+    if (\$signature__en$22 [10])
+      mem_gbuf_bank0[\$signature__addr$23 ][175:160] <= \$signature__data$24 [175:160];
+    if (\$signature__en$22 [11])
+      mem_gbuf_bank0[\$signature__addr$23 ][191:176] <= \$signature__data$24 [191:176];
+    if (\$signature__en$22 [12])
+      mem_gbuf_bank0[\$signature__addr$23 ][207:192] <= \$signature__data$24 [207:192];
+    if (\$signature__en$22 [13])
+      mem_gbuf_bank0[\$signature__addr$23 ][223:208] <= \$signature__data$24 [223:208];
+    if (\$signature__en$22 [14])
+      mem_gbuf_bank0[\$signature__addr$23 ][239:224] <= \$signature__data$24 [239:224];
+    if (\$signature__en$22 [15])
+      mem_gbuf_bank0[\$signature__addr$23 ][255:240] <= \$signature__data$24 [255:240];
+    if (\$signature__en$22 [16])
+      mem_gbuf_bank0[\$signature__addr$23 ][271:256] <= \$signature__data$24 [271:256];
+    if (\$signature__en$22 [17])
+      mem_gbuf_bank0[\$signature__addr$23 ][287:272] <= \$signature__data$24 [287:272];
+    if (\$signature__en$22 [18])
+      mem_gbuf_bank0[\$signature__addr$23 ][303:288] <= \$signature__data$24 [303:288];
+    if (\$signature__en$22 [19])
+      mem_gbuf_bank0[\$signature__addr$23 ][319:304] <= \$signature__data$24 [319:304];
+    if (\$signature__en$22 [20])
+      mem_gbuf_bank0[\$signature__addr$23 ][335:320] <= \$signature__data$24 [335:320];
+    if (\$signature__en$22 [21])
+      mem_gbuf_bank0[\$signature__addr$23 ][351:336] <= \$signature__data$24 [351:336];
+    if (\$signature__en$22 [22])
+      mem_gbuf_bank0[\$signature__addr$23 ][367:352] <= \$signature__data$24 [367:352];
+    if (\$signature__en$22 [23])
+      mem_gbuf_bank0[\$signature__addr$23 ][383:368] <= \$signature__data$24 [383:368];
+    if (\$signature__en$22 [24])
+      mem_gbuf_bank0[\$signature__addr$23 ][399:384] <= \$signature__data$24 [399:384];
+    if (\$signature__en$22 [25])
+      mem_gbuf_bank0[\$signature__addr$23 ][415:400] <= \$signature__data$24 [415:400];
+    if (\$signature__en$22 [26])
+      mem_gbuf_bank0[\$signature__addr$23 ][431:416] <= \$signature__data$24 [431:416];
+    if (\$signature__en$22 [27])
+      mem_gbuf_bank0[\$signature__addr$23 ][447:432] <= \$signature__data$24 [447:432];
+    if (\$signature__en$22 [28])
+      mem_gbuf_bank0[\$signature__addr$23 ][463:448] <= \$signature__data$24 [463:448];
+    if (\$signature__en$22 [29])
+      mem_gbuf_bank0[\$signature__addr$23 ][479:464] <= \$signature__data$24 [479:464];
+    if (\$signature__en$22 [30])
+      mem_gbuf_bank0[\$signature__addr$23 ][495:480] <= \$signature__data$24 [495:480];
+    if (\$signature__en$22 [31])
+      mem_gbuf_bank0[\$signature__addr$23 ][511:496] <= \$signature__data$24 [511:496];
   end
   reg [511:0] _2_;
   always @(posedge clk) begin
@@ -2923,8 +2991,70 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     mem_gbuf_bank1[1023] = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$26 )
-      mem_gbuf_bank1[\$signature__addr$27 ] <= \$signature__data$28 ;
+    if (\$signature__en$26 [0])
+      mem_gbuf_bank1[\$signature__addr$27 ][15:0] <= \$signature__data$28 [15:0];
+    if (\$signature__en$26 [1])
+      mem_gbuf_bank1[\$signature__addr$27 ][31:16] <= \$signature__data$28 [31:16];
+    if (\$signature__en$26 [2])
+      mem_gbuf_bank1[\$signature__addr$27 ][47:32] <= \$signature__data$28 [47:32];
+    if (\$signature__en$26 [3])
+      mem_gbuf_bank1[\$signature__addr$27 ][63:48] <= \$signature__data$28 [63:48];
+    if (\$signature__en$26 [4])
+      mem_gbuf_bank1[\$signature__addr$27 ][79:64] <= \$signature__data$28 [79:64];
+    if (\$signature__en$26 [5])
+      mem_gbuf_bank1[\$signature__addr$27 ][95:80] <= \$signature__data$28 [95:80];
+    if (\$signature__en$26 [6])
+      mem_gbuf_bank1[\$signature__addr$27 ][111:96] <= \$signature__data$28 [111:96];
+    if (\$signature__en$26 [7])
+      mem_gbuf_bank1[\$signature__addr$27 ][127:112] <= \$signature__data$28 [127:112];
+    if (\$signature__en$26 [8])
+      mem_gbuf_bank1[\$signature__addr$27 ][143:128] <= \$signature__data$28 [143:128];
+    if (\$signature__en$26 [9])
+      mem_gbuf_bank1[\$signature__addr$27 ][159:144] <= \$signature__data$28 [159:144];
+    if (\$signature__en$26 [10])
+      mem_gbuf_bank1[\$signature__addr$27 ][175:160] <= \$signature__data$28 [175:160];
+    if (\$signature__en$26 [11])
+      mem_gbuf_bank1[\$signature__addr$27 ][191:176] <= \$signature__data$28 [191:176];
+    if (\$signature__en$26 [12])
+      mem_gbuf_bank1[\$signature__addr$27 ][207:192] <= \$signature__data$28 [207:192];
+    if (\$signature__en$26 [13])
+      mem_gbuf_bank1[\$signature__addr$27 ][223:208] <= \$signature__data$28 [223:208];
+    if (\$signature__en$26 [14])
+      mem_gbuf_bank1[\$signature__addr$27 ][239:224] <= \$signature__data$28 [239:224];
+    if (\$signature__en$26 [15])
+      mem_gbuf_bank1[\$signature__addr$27 ][255:240] <= \$signature__data$28 [255:240];
+    if (\$signature__en$26 [16])
+      mem_gbuf_bank1[\$signature__addr$27 ][271:256] <= \$signature__data$28 [271:256];
+    if (\$signature__en$26 [17])
+      mem_gbuf_bank1[\$signature__addr$27 ][287:272] <= \$signature__data$28 [287:272];
+    if (\$signature__en$26 [18])
+      mem_gbuf_bank1[\$signature__addr$27 ][303:288] <= \$signature__data$28 [303:288];
+    if (\$signature__en$26 [19])
+      mem_gbuf_bank1[\$signature__addr$27 ][319:304] <= \$signature__data$28 [319:304];
+    if (\$signature__en$26 [20])
+      mem_gbuf_bank1[\$signature__addr$27 ][335:320] <= \$signature__data$28 [335:320];
+    if (\$signature__en$26 [21])
+      mem_gbuf_bank1[\$signature__addr$27 ][351:336] <= \$signature__data$28 [351:336];
+    if (\$signature__en$26 [22])
+      mem_gbuf_bank1[\$signature__addr$27 ][367:352] <= \$signature__data$28 [367:352];
+    if (\$signature__en$26 [23])
+      mem_gbuf_bank1[\$signature__addr$27 ][383:368] <= \$signature__data$28 [383:368];
+    if (\$signature__en$26 [24])
+      mem_gbuf_bank1[\$signature__addr$27 ][399:384] <= \$signature__data$28 [399:384];
+    if (\$signature__en$26 [25])
+      mem_gbuf_bank1[\$signature__addr$27 ][415:400] <= \$signature__data$28 [415:400];
+    if (\$signature__en$26 [26])
+      mem_gbuf_bank1[\$signature__addr$27 ][431:416] <= \$signature__data$28 [431:416];
+    if (\$signature__en$26 [27])
+      mem_gbuf_bank1[\$signature__addr$27 ][447:432] <= \$signature__data$28 [447:432];
+    if (\$signature__en$26 [28])
+      mem_gbuf_bank1[\$signature__addr$27 ][463:448] <= \$signature__data$28 [463:448];
+    if (\$signature__en$26 [29])
+      mem_gbuf_bank1[\$signature__addr$27 ][479:464] <= \$signature__data$28 [479:464];
+    if (\$signature__en$26 [30])
+      mem_gbuf_bank1[\$signature__addr$27 ][495:480] <= \$signature__data$28 [495:480];
+    if (\$signature__en$26 [31])
+      mem_gbuf_bank1[\$signature__addr$27 ][511:496] <= \$signature__data$28 [511:496];
   end
   reg [511:0] _3_;
   always @(posedge clk) begin
@@ -8008,7 +8138,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$171 )
-      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$43293$0 , \port$43279$0 , \port$43265$0 , \port$43251$0 , \port$43237$0 , \port$43223$0 , \port$43209$0 , \port$43195$0 , \port$43181$0 , \port$43167$0 , \port$43153$0 , \port$43139$0 , \port$43125$0 , \port$43111$0 , \port$43097$0 , \port$43083$0 , \port$43069$0 , \port$43055$0 , \port$43041$0 , \port$43027$0 , \port$43013$0 , \port$42999$0 , \port$42985$0 , \port$42971$0 , \port$42957$0 , \port$42943$0 , \port$42929$0 , \port$42915$0 , \port$42901$0 , \port$42887$0 , \port$42873$0 , \port$42859$0  };
+      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$47328$0 , \port$47314$0 , \port$47300$0 , \port$47286$0 , \port$47272$0 , \port$47258$0 , \port$47244$0 , \port$47230$0 , \port$47216$0 , \port$47202$0 , \port$47188$0 , \port$47174$0 , \port$47160$0 , \port$47146$0 , \port$47132$0 , \port$47118$0 , \port$47104$0 , \port$47090$0 , \port$47076$0 , \port$47062$0 , \port$47048$0 , \port$47034$0 , \port$47020$0 , \port$47006$0 , \port$46992$0 , \port$46978$0 , \port$46964$0 , \port$46950$0 , \port$46936$0 , \port$46922$0 , \port$46908$0 , \port$46894$0  };
   end
   reg [511:0] _9_;
   reg [511:0] _10_;
@@ -8411,7 +8541,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$227 )
-      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$46788$0 [255:0] };
+      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$50870$0 [255:0] };
   end
   reg [511:0] _11_;
   always @(posedge clk) begin
@@ -10665,7 +10795,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   reg [63:0] _14_;
   always @(posedge clk) begin
     if (port__en) begin
-      _14_ <= mem_spike_in[\$72 [10:0]];
+      _14_ <= mem_spike_in[\$78 [10:0]];
     end
   end
   assign e1_spike_in__data = _14_;
@@ -12604,12 +12734,12 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$183 )
-      mem_trace[\$83 [9:0]] <= \wr__data$188 ;
+      mem_trace[\$89 [9:0]] <= \wr__data$188 ;
   end
   reg [127:0] _16_;
   always @(posedge clk) begin
     if (\port__en$131 ) begin
-      _16_ <= mem_trace[\$82 [9:0]];
+      _16_ <= mem_trace[\$88 [9:0]];
     end
   end
   assign bw_trace__data = _16_;
@@ -13647,7 +13777,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   reg [255:0] _17_;
   always @(posedge clk) begin
     if (\port__en$43 ) begin
-      _17_ <= mem_w1[\$73 [9:0]];
+      _17_ <= mem_w1[\$79 [9:0]];
     end
   end
   assign e1_w1__data = _17_;
@@ -14261,7 +14391,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   reg [255:0] _18_;
   always @(posedge clk) begin
     if (\port__en$51 ) begin
-      _18_ <= mem_w2[\$74 [9:0]];
+      _18_ <= mem_w2[\$80 [9:0]];
     end
   end
   assign e23_w2__data = _18_;
@@ -14875,7 +15005,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   reg [255:0] _19_;
   always @(posedge clk) begin
     if (\port__en$59 ) begin
-      _19_ <= mem_w3[\$75 [9:0]];
+      _19_ <= mem_w3[\$81 [9:0]];
     end
   end
   assign e23_w3__data = _19_;
@@ -15913,10 +16043,14 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   reg [255:0] _20_;
   always @(posedge clk) begin
     if (\port__en$67 ) begin
-      _20_ <= mem_w4[\$76 [9:0]];
+      _20_ <= mem_w4[\$82 [9:0]];
     end
   end
   assign e4_w4__data = _20_;
+  assign \$8  = ~ busy;
+  assign \$9  = \$8  & host__gbuf__rd_en;
+  assign \$11  = ! \$10 ;
+  assign \$12  = \$9  & \$11 ;
   assign \$14  = ~ busy;
   assign \$15  = \$14  & host__gbuf__rd_en;
   assign \$17  = \$16  == 1'h1;
@@ -15934,62 +16068,60 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \$37  = \$36  == 1'h1;
   assign \$38  = \$35  & \$37 ;
   assign \$40  = ~ busy;
-  assign \$41  = \$40  & host__gbuf__wr_en;
-  assign \$43  = ! \$42 ;
-  assign \$44  = \$41  & \$43 ;
-  assign \$46  = ~ busy;
-  assign \$47  = \$46  & host__gbuf__wr_en;
-  assign \$49  = \$48  == 1'h1;
-  assign \$50  = \$47  & \$49 ;
-  assign \$52  = busy & bw_grad_w2__en;
-  assign \$54  = ! \$53 ;
-  assign \$55  = \$52  & \$54 ;
-  assign \$57  = busy & bw_grad_w2__en;
-  assign \$59  = \$58  == 1'h1;
-  assign \$60  = \$57  & \$59 ;
-  assign \$62  = busy & bw_grad_w__en;
-  assign \$64  = ! \$63 ;
-  assign \$65  = \$62  & \$64 ;
-  assign \$67  = busy & bw_grad_w__en;
-  assign \$69  = \$68  == 1'h1;
+  assign \$42  = \$40  & \$41 ;
+  assign \$44  = ! \$43 ;
+  assign \$45  = \$42  & \$44 ;
+  assign \$47  = ~ busy;
+  assign \$49  = \$47  & \$48 ;
+  assign \$51  = \$50  == 1'h1;
+  assign \$52  = \$49  & \$51 ;
+  assign \$55  = busy & \$54 ;
+  assign \$57  = ! \$56 ;
+  assign \$58  = \$55  & \$57 ;
+  assign \$61  = busy & \$60 ;
+  assign \$63  = \$62  == 1'h1;
+  assign \$64  = \$61  & \$63 ;
+  assign \$66  = | bw_grad_w__en;
+  assign \$67  = busy & \$66 ;
+  assign \$69  = ! \$68 ;
   assign \$70  = \$67  & \$69 ;
+  assign \$72  = | bw_grad_w__en;
+  assign \$73  = busy & \$72 ;
+  assign \$75  = \$74  == 1'h1;
+  assign \$76  = \$73  & \$75 ;
   assign port__en = busy ? e1_spike_in__en : host__spike_in__rd_en;
-  assign \$72  = busy ? e1_spike_in__addr : { 1'h0, host__spike_in__addr };
+  assign \$78  = busy ? e1_spike_in__addr : { 1'h0, host__spike_in__addr };
   assign \port__en$43  = busy ? e1_w1__en : host__w1__rd_en;
-  assign \$73  = busy ? e1_w1__addr : { 1'h0, host__w1__addr };
+  assign \$79  = busy ? e1_w1__addr : { 1'h0, host__w1__addr };
   assign \port__en$51  = busy ? e23_w2__en : host__w2__rd_en;
-  assign \$74  = busy ? e23_w2__addr : { 1'h0, host__w2__addr };
+  assign \$80  = busy ? e23_w2__addr : { 1'h0, host__w2__addr };
   assign \port__en$59  = busy ? e23_w3__en : host__w3__rd_en;
-  assign \$75  = busy ? e23_w3__addr : { 1'h0, host__w3__addr };
+  assign \$81  = busy ? e23_w3__addr : { 1'h0, host__w3__addr };
   assign \port__en$67  = busy ? e4_w4__en : host__w4__rd_en;
-  assign \$76  = busy ? e4_w4__addr : { 1'h0, host__w4__addr };
+  assign \$82  = busy ? e4_w4__addr : { 1'h0, host__w4__addr };
   assign \port__en$75  = busy ? e4_affine__en : host__affine__rd_en;
-  assign \$77  = busy ? e4_affine__addr : { 1'h0, host__affine__addr };
-  assign \$78  = desc[261:260] == 1'h1;
-  assign \$79  = busy & \$78 ;
-  assign \port__en$131  = \$79  ? bw_trace__en : host__trace__rd_en;
-  assign \$80  = desc[261:260] == 1'h1;
-  assign \$81  = busy & \$80 ;
-  assign \$82  = \$81  ? bw_trace__addr : { 5'h00, host__trace__addr };
+  assign \$83  = busy ? e4_affine__addr : { 1'h0, host__affine__addr };
+  assign \$84  = desc[261:260] == 1'h1;
+  assign \$85  = busy & \$84 ;
+  assign \port__en$131  = \$85  ? bw_trace__en : host__trace__rd_en;
+  assign \$86  = desc[261:260] == 1'h1;
+  assign \$87  = busy & \$86 ;
+  assign \$88  = \$87  ? bw_trace__addr : { 5'h00, host__trace__addr };
   assign \wr__en$183  = busy ? \wr__en$171  : host__trace__wr_en;
-  assign \$83  = busy ? e4_trace__addr : { 1'h0, host__trace__addr };
+  assign \$89  = busy ? e4_trace__addr : { 1'h0, host__trace__addr };
   assign \wr__data$188  = busy ? { \port$7493$0 , \port$7492$0 , \wr__data$181 [31], \port$7491$0 , \port$7490$0 , \wr__data$181 [30], \port$7489$0 , \port$7488$0 , \wr__data$181 [29], \port$7487$0 , \port$7486$0 , \wr__data$181 [28], \port$7485$0 , \port$7484$0 , \wr__data$181 [27], \port$7483$0 , \port$7482$0 , \wr__data$181 [26], \port$7481$0 , \port$7480$0 , \wr__data$181 [25], \port$7479$0 , \port$7478$0 , \wr__data$181 [24], \port$7477$0 , \port$7476$0 , \wr__data$181 [23], \port$7475$0 , \port$7474$0 , \wr__data$181 [22], \port$7473$0 , \port$7472$0 , \wr__data$181 [21], \port$7471$0 , \port$7470$0 , \wr__data$181 [20], \port$7469$0 , \port$7468$0 , \wr__data$181 [19], \port$7467$0 , \port$7466$0 , \wr__data$181 [18], \port$7465$0 , \port$7464$0 , \wr__data$181 [17], \port$7463$0 , \port$7462$0 , \wr__data$181 [16], \port$7461$0 , \port$7460$0 , \wr__data$181 [15], \port$7459$0 , \port$7458$0 , \wr__data$181 [14], \port$7457$0 , \port$7456$0 , \wr__data$181 [13], \port$7455$0 , \port$7454$0 , \wr__data$181 [12], \port$7453$0 , \port$7452$0 , \wr__data$181 [11], \port$7451$0 , \port$7450$0 , \wr__data$181 [10], \port$7449$0 , \port$7448$0 , \wr__data$181 [9], \port$7447$0 , \port$7446$0 , \wr__data$181 [8], \port$7445$0 , \port$7444$0 , \wr__data$181 [7], \port$7443$0 , \port$7442$0 , \wr__data$181 [6], \port$7441$0 , \port$7440$0 , \wr__data$181 [5], \port$7439$0 , \port$7438$0 , \wr__data$181 [4], \port$7437$0 , \port$7436$0 , \wr__data$181 [3], \port$7435$0 , \port$7434$0 , \wr__data$181 [2], \port$7433$0 , \port$7432$0 , \wr__data$181 [1], \port$7431$0 , \port$7430$0 , \wr__data$181 [0] } : \wr__data$194 [127:0];
   always @(posedge clk)
-    gbuf_rd_bank <= \$84 ;
+    gbuf_rd_bank <= \$90 ;
   always @(posedge clk)
-    \gbuf_rd_bank$7  <= \$85 ;
+    \gbuf_rd_bank$7  <= \$91 ;
   always @(posedge clk)
-    \gbuf_rd_bank$10  <= \$86 ;
+    \gbuf_rd_bank$10  <= \$92 ;
   assign \$1  = ~ busy;
   assign \$2  = \$1  & host__gbuf__rd_en;
   assign \$4  = busy & bw_grad_b__en;
   assign \$6  = busy & bw_grad_a__en;
-  assign \$8  = ~ busy;
-  assign \$9  = \$8  & host__gbuf__rd_en;
-  assign \$11  = ! \$10 ;
-  assign \$12  = \$9  & \$11 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     casez (gbuf_rd_bank)
       1'h0:
@@ -15999,7 +16131,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     casez (\gbuf_rd_bank$7 )
       1'h0:
@@ -16009,7 +16141,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     casez (\gbuf_rd_bank$10 )
       1'h0:
@@ -16019,37 +16151,37 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$84  = gbuf_rd_bank;
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$90  = gbuf_rd_bank;
     if (\$2 ) begin
-      \$84  = \$3 [0];
+      \$90  = \$3 [0];
     end
     if (rst) begin
-      \$84  = 1'h0;
+      \$90  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$85  = \gbuf_rd_bank$7 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$91  = \gbuf_rd_bank$7 ;
     if (\$4 ) begin
-      \$85  = \$5 [0];
+      \$91  = \$5 [0];
     end
     if (rst) begin
-      \$85  = 1'h0;
+      \$91  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$86  = \gbuf_rd_bank$10 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$92  = \gbuf_rd_bank$10 ;
     if (\$6 ) begin
-      \$86  = \$7 [0];
+      \$92  = \$7 [0];
     end
     if (rst) begin
-      \$86  = 1'h0;
+      \$92  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__en  = 1'h1;
     if (\$12 ) begin
       \$signature__en  = 1'h1;
@@ -16062,7 +16194,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__addr  = 10'h000;
     if (\$12 ) begin
       \$signature__addr  = \$13 [9:0];
@@ -16075,7 +16207,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__en$14  = 1'h1;
     if (\$18 ) begin
       \$signature__en$14  = 1'h1;
@@ -16088,7 +16220,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__addr$15  = 10'h000;
     if (\$18 ) begin
       \$signature__addr$15  = \$19 [9:0];
@@ -16101,95 +16233,95 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$signature__en$22  = 1'h0;
-    if (\$44 ) begin
-      \$signature__en$22  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$signature__en$22  = 32'd0;
+    if (\$45 ) begin
+      \$signature__en$22  = { host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en };
     end
-    if (\$55 ) begin
-      \$signature__en$22  = 1'h1;
+    if (\$58 ) begin
+      \$signature__en$22  = { bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en };
     end
-    if (\$65 ) begin
-      \$signature__en$22  = 1'h1;
+    if (\$70 ) begin
+      \$signature__en$22  = bw_grad_w__en;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__addr$23  = 10'h000;
-    if (\$44 ) begin
-      \$signature__addr$23  = \$45 [9:0];
+    if (\$45 ) begin
+      \$signature__addr$23  = \$46 [9:0];
     end
-    if (\$55 ) begin
-      \$signature__addr$23  = \$56 [9:0];
+    if (\$58 ) begin
+      \$signature__addr$23  = \$59 [9:0];
     end
-    if (\$65 ) begin
-      \$signature__addr$23  = \$66 [9:0];
+    if (\$70 ) begin
+      \$signature__addr$23  = \$71 [9:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$24  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    if (\$44 ) begin
-      \$signature__data$24  = { \wr__data$194 , \port$46788$0 [255:0] };
+    if (\$45 ) begin
+      \$signature__data$24  = { \wr__data$194 , \port$50870$0 [255:0] };
     end
-    if (\$55 ) begin
+    if (\$58 ) begin
       \$signature__data$24  = bw_grad_w2__data;
     end
-    if (\$65 ) begin
+    if (\$70 ) begin
       \$signature__data$24  = bw_grad_w__data;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$signature__en$26  = 1'h0;
-    if (\$50 ) begin
-      \$signature__en$26  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$signature__en$26  = 32'd0;
+    if (\$52 ) begin
+      \$signature__en$26  = { host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en };
     end
-    if (\$60 ) begin
-      \$signature__en$26  = 1'h1;
+    if (\$64 ) begin
+      \$signature__en$26  = { bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en };
     end
-    if (\$70 ) begin
-      \$signature__en$26  = 1'h1;
+    if (\$76 ) begin
+      \$signature__en$26  = bw_grad_w__en;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__addr$27  = 10'h000;
-    if (\$50 ) begin
-      \$signature__addr$27  = \$51 [9:0];
+    if (\$52 ) begin
+      \$signature__addr$27  = \$53 [9:0];
     end
-    if (\$60 ) begin
-      \$signature__addr$27  = \$61 [9:0];
+    if (\$64 ) begin
+      \$signature__addr$27  = \$65 [9:0];
     end
-    if (\$70 ) begin
-      \$signature__addr$27  = \$71 [9:0];
+    if (\$76 ) begin
+      \$signature__addr$27  = \$77 [9:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$28  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    if (\$50 ) begin
-      \$signature__data$28  = { \wr__data$194 , \port$46788$0 [255:0] };
+    if (\$52 ) begin
+      \$signature__data$28  = { \wr__data$194 , \port$50870$0 [255:0] };
     end
-    if (\$60 ) begin
+    if (\$64 ) begin
       \$signature__data$28  = bw_grad_w2__data;
     end
-    if (\$70 ) begin
+    if (\$76 ) begin
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$194 , \port$46788$0 [255:0] };
-  assign port__addr = \$72 [10:0];
+  assign host__gbuf__wr_data = { \wr__data$194 , \port$50870$0 [255:0] };
+  assign port__addr = \$78 [10:0];
   assign port__data = e1_spike_in__data;
-  assign \port__addr$46  = \$73 [9:0];
+  assign \port__addr$46  = \$79 [9:0];
   assign \port__data$50  = e1_w1__data;
-  assign \port__addr$54  = \$74 [9:0];
+  assign \port__addr$54  = \$80 [9:0];
   assign \port__data$58  = e23_w2__data;
-  assign \port__addr$62  = \$75 [9:0];
+  assign \port__addr$62  = \$81 [9:0];
   assign \port__data$66  = e23_w3__data;
-  assign \port__addr$70  = \$76 [9:0];
+  assign \port__addr$70  = \$82 [9:0];
   assign \port__data$74  = e4_w4__data;
-  assign \port__addr$78  = \$77 [3:0];
+  assign \port__addr$78  = \$83 [3:0];
   assign \port__data$82  = e4_affine__data;
   assign e23_line1_a__en = \port__en$83 ;
   assign \port__addr$85  = e23_line1_a__addr[9:0];
@@ -16216,14 +16348,14 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$127  = e4_membrane_in__addr[9:0];
   assign \port__data$130  = e4_membrane_in__data;
   assign \$signal  = busy;
-  assign \port__addr$136  = \$82 [9:0];
+  assign \port__addr$136  = \$88 [9:0];
   assign \port__data$140  = bw_trace__data;
   assign bw_weights__en = \port__en$141 ;
   assign \port__addr$143  = bw_weights__addr[10:0];
   assign \port__data$146  = bw_weights__data;
   assign bw_affine__en = \port__en$147 ;
-  assign \port__addr$149  = \port$44010$0 [3:0];
-  assign bw_affine__addr = { 4'h0, \port$44010$0  };
+  assign \port__addr$149  = \port$48092$0 [3:0];
+  assign bw_affine__addr = { 4'h0, \port$48092$0  };
   assign \port__data$152  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[9:0];
@@ -16238,14 +16370,14 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$169 ;
   assign e4_membrane_out__en = \wr__en$171 ;
   assign \wr__addr$173  = e4_membrane_out__addr[9:0];
-  assign \wr__data$175  = { \port$43293$0 , \port$43279$0 , \port$43265$0 , \port$43251$0 , \port$43237$0 , \port$43223$0 , \port$43209$0 , \port$43195$0 , \port$43181$0 , \port$43167$0 , \port$43153$0 , \port$43139$0 , \port$43125$0 , \port$43111$0 , \port$43097$0 , \port$43083$0 , \port$43069$0 , \port$43055$0 , \port$43041$0 , \port$43027$0 , \port$43013$0 , \port$42999$0 , \port$42985$0 , \port$42971$0 , \port$42957$0 , \port$42943$0 , \port$42929$0 , \port$42915$0 , \port$42901$0 , \port$42887$0 , \port$42873$0 , \port$42859$0  };
-  assign e4_membrane_out__data = { \port$43293$0 , \port$43279$0 , \port$43265$0 , \port$43251$0 , \port$43237$0 , \port$43223$0 , \port$43209$0 , \port$43195$0 , \port$43181$0 , \port$43167$0 , \port$43153$0 , \port$43139$0 , \port$43125$0 , \port$43111$0 , \port$43097$0 , \port$43083$0 , \port$43069$0 , \port$43055$0 , \port$43041$0 , \port$43027$0 , \port$43013$0 , \port$42999$0 , \port$42985$0 , \port$42971$0 , \port$42957$0 , \port$42943$0 , \port$42929$0 , \port$42915$0 , \port$42901$0 , \port$42887$0 , \port$42873$0 , \port$42859$0  };
+  assign \wr__data$175  = { \port$47328$0 , \port$47314$0 , \port$47300$0 , \port$47286$0 , \port$47272$0 , \port$47258$0 , \port$47244$0 , \port$47230$0 , \port$47216$0 , \port$47202$0 , \port$47188$0 , \port$47174$0 , \port$47160$0 , \port$47146$0 , \port$47132$0 , \port$47118$0 , \port$47104$0 , \port$47090$0 , \port$47076$0 , \port$47062$0 , \port$47048$0 , \port$47034$0 , \port$47020$0 , \port$47006$0 , \port$46992$0 , \port$46978$0 , \port$46964$0 , \port$46950$0 , \port$46936$0 , \port$46922$0 , \port$46908$0 , \port$46894$0  };
+  assign e4_membrane_out__data = { \port$47328$0 , \port$47314$0 , \port$47300$0 , \port$47286$0 , \port$47272$0 , \port$47258$0 , \port$47244$0 , \port$47230$0 , \port$47216$0 , \port$47202$0 , \port$47188$0 , \port$47174$0 , \port$47160$0 , \port$47146$0 , \port$47132$0 , \port$47118$0 , \port$47104$0 , \port$47090$0 , \port$47076$0 , \port$47062$0 , \port$47048$0 , \port$47034$0 , \port$47020$0 , \port$47006$0 , \port$46992$0 , \port$46978$0 , \port$46964$0 , \port$46950$0 , \port$46936$0 , \port$46922$0 , \port$46908$0 , \port$46894$0  };
   assign \wr__en$177  = \wr__en$171 ;
   assign e4_spikes__en = \wr__en$171 ;
   assign \wr__addr$179  = e4_spikes__addr[9:0];
   assign e4_spikes__data = \wr__data$181 ;
   assign e4_trace__en = \wr__en$171 ;
-  assign \wr__addr$186  = \$83 [9:0];
+  assign \wr__addr$186  = \$89 [9:0];
   assign host__trace__wr_data = \wr__data$194 [127:0];
   assign e4_trace__data = { \port$7493$0 , \port$7492$0 , \wr__data$181 [31], \port$7491$0 , \port$7490$0 , \wr__data$181 [30], \port$7489$0 , \port$7488$0 , \wr__data$181 [29], \port$7487$0 , \port$7486$0 , \wr__data$181 [28], \port$7485$0 , \port$7484$0 , \wr__data$181 [27], \port$7483$0 , \port$7482$0 , \wr__data$181 [26], \port$7481$0 , \port$7480$0 , \wr__data$181 [25], \port$7479$0 , \port$7478$0 , \wr__data$181 [24], \port$7477$0 , \port$7476$0 , \wr__data$181 [23], \port$7475$0 , \port$7474$0 , \wr__data$181 [22], \port$7473$0 , \port$7472$0 , \wr__data$181 [21], \port$7471$0 , \port$7470$0 , \wr__data$181 [20], \port$7469$0 , \port$7468$0 , \wr__data$181 [19], \port$7467$0 , \port$7466$0 , \wr__data$181 [18], \port$7465$0 , \port$7464$0 , \wr__data$181 [17], \port$7463$0 , \port$7462$0 , \wr__data$181 [16], \port$7461$0 , \port$7460$0 , \wr__data$181 [15], \port$7459$0 , \port$7458$0 , \wr__data$181 [14], \port$7457$0 , \port$7456$0 , \wr__data$181 [13], \port$7455$0 , \port$7454$0 , \wr__data$181 [12], \port$7453$0 , \port$7452$0 , \wr__data$181 [11], \port$7451$0 , \port$7450$0 , \wr__data$181 [10], \port$7449$0 , \port$7448$0 , \wr__data$181 [9], \port$7447$0 , \port$7446$0 , \wr__data$181 [8], \port$7445$0 , \port$7444$0 , \wr__data$181 [7], \port$7443$0 , \port$7442$0 , \wr__data$181 [6], \port$7441$0 , \port$7440$0 , \wr__data$181 [5], \port$7439$0 , \port$7438$0 , \wr__data$181 [4], \port$7437$0 , \port$7436$0 , \wr__data$181 [3], \port$7435$0 , \port$7434$0 , \wr__data$181 [2], \port$7433$0 , \port$7432$0 , \wr__data$181 [1], \port$7431$0 , \port$7430$0 , \wr__data$181 [0] };
   assign host__w1__wr_en = \wr__en$191 ;
@@ -16269,8 +16401,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__affine__addr[3:0];
-  assign \wr__data$218  = { \wr__data$194 , \port$46788$0  };
-  assign host__affine__wr_data = { \wr__data$194 , \port$46788$0  };
+  assign \wr__data$218  = { \wr__data$194 , \port$50870$0  };
+  assign host__affine__wr_data = { \wr__data$194 , \port$50870$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$221 ;
   assign \wr__addr$223  = host__spike_in__addr[10:0];
@@ -16279,8 +16411,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$227 ;
   assign \wr__addr$229  = host__residual__addr[8:0];
-  assign \wr__data$231  = { \wr__data$194 , \port$46788$0 [255:0] };
-  assign host__residual__wr_data = { \wr__data$194 , \port$46788$0 [255:0] };
+  assign \wr__data$231  = { \wr__data$194 , \port$50870$0 [255:0] };
+  assign host__residual__wr_data = { \wr__data$194 , \port$50870$0 [255:0] };
   assign host__membrane__rd_en = \port__en$233 ;
   assign \port__addr$235  = host__membrane__addr[9:0];
   assign \port__data$238  = host__membrane__rd_data;
@@ -16343,22 +16475,26 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \$36  = { 10'h000, bw_grad_a__addr[19:10] };
   assign \$39 [19:10] = 10'h000;
   assign \$39 [9:0] = bw_grad_a__addr[9:0];
-  assign \$42  = { 10'h000, host__gbuf__addr[14:10] };
-  assign \$45 [14:10] = 5'h00;
-  assign \$45 [9:0] = host__gbuf__addr[9:0];
-  assign \$48  = { 10'h000, host__gbuf__addr[14:10] };
-  assign \$51 [14:10] = 5'h00;
-  assign \$51 [9:0] = host__gbuf__addr[9:0];
-  assign \$53  = { 10'h000, bw_grad_w2__addr[19:10] };
-  assign \$56 [19:10] = 10'h000;
-  assign \$56 [9:0] = bw_grad_w2__addr[9:0];
-  assign \$58  = { 10'h000, bw_grad_w2__addr[19:10] };
-  assign \$61 [19:10] = 10'h000;
-  assign \$61 [9:0] = bw_grad_w2__addr[9:0];
-  assign \$63  = { 10'h000, bw_grad_w__addr[19:10] };
-  assign \$66 [19:10] = 10'h000;
-  assign \$66 [9:0] = bw_grad_w__addr[9:0];
+  assign \$41  = host__gbuf__wr_en;
+  assign \$43  = { 10'h000, host__gbuf__addr[14:10] };
+  assign \$46 [14:10] = 5'h00;
+  assign \$46 [9:0] = host__gbuf__addr[9:0];
+  assign \$48  = host__gbuf__wr_en;
+  assign \$50  = { 10'h000, host__gbuf__addr[14:10] };
+  assign \$53 [14:10] = 5'h00;
+  assign \$53 [9:0] = host__gbuf__addr[9:0];
+  assign \$54  = bw_grad_w2__en;
+  assign \$56  = { 10'h000, bw_grad_w2__addr[19:10] };
+  assign \$59 [19:10] = 10'h000;
+  assign \$59 [9:0] = bw_grad_w2__addr[9:0];
+  assign \$60  = bw_grad_w2__en;
+  assign \$62  = { 10'h000, bw_grad_w2__addr[19:10] };
+  assign \$65 [19:10] = 10'h000;
+  assign \$65 [9:0] = bw_grad_w2__addr[9:0];
   assign \$68  = { 10'h000, bw_grad_w__addr[19:10] };
   assign \$71 [19:10] = 10'h000;
   assign \$71 [9:0] = bw_grad_w__addr[9:0];
+  assign \$74  = { 10'h000, bw_grad_w__addr[19:10] };
+  assign \$77 [19:10] = 10'h000;
+  assign \$77 [9:0] = bw_grad_w__addr[9:0];
 endmodule

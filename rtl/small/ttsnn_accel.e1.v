@@ -3,7 +3,7 @@
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1__addr, \port$345$0 , \port$349$0 , \port$353$0 , \port$357$0 , busy, weights, spike_in__data, geo, counts, line1__en, w1__addr, w1_consumed, in_consumed, rows_done, released
 , released_e1_order, in_rows, w1_chunks, desc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire [16:0] \$10 ;
   wire \$100 ;
@@ -1695,14 +1695,14 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     .shift(desc[132:127])
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     line1__en = 4'h0;
     if (\$158 ) begin
       line1__en = \$163 [3:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$679  = cc1;
     if (\$168 ) begin
       \$679  = \$173 [15:0];
@@ -1715,7 +1715,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$680  = \$signal$3 ;
     if (\$178 ) begin
       \$680  = \$186 [15:0];
@@ -1728,7 +1728,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$681  = \$signal$2 ;
     if (\$198 ) begin
       \$681  = \$206 [15:0];
@@ -1741,7 +1741,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$682  = sb1;
     if (\$225 ) begin
       \$682  = \$232 [1:0];
@@ -1754,7 +1754,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$683  = \$signal$8 ;
     if (\$257 ) begin
       \$683  = \$263 [15:0];
@@ -1767,7 +1767,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$684  = \$signal$6 ;
     if (\$293 ) begin
       \$684  = \$298 [15:0];
@@ -1780,7 +1780,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$685  = w1__addr;
     if (issue1) begin
       (* full_case = 32'd1 *)
@@ -1798,7 +1798,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$686  = w1_consumed;
     if (issue1) begin
       if (\$299 ) begin
@@ -1815,7 +1815,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$687  = \$signal$73 ;
     if (issue1) begin
       if (\$299 ) begin
@@ -1832,7 +1832,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$688  = w1base;
     if (issue1) begin
       if (\$299 ) begin
@@ -1849,7 +1849,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$689  = pix1;
     if (issue1) begin
       if (\$375 ) begin
@@ -1864,7 +1864,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$690  = eoff1;
     if (issue1) begin
       if (\$375 ) begin
@@ -1879,7 +1879,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$691  = n1;
     if (issue1) begin
       if (\$495 ) begin
@@ -1894,7 +1894,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$692  = \$signal$75 ;
     if (issue1) begin
       if (\$495 ) begin
@@ -1909,7 +1909,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$693  = ring1_base;
     if (issue1) begin
       if (\$495 ) begin
@@ -1924,7 +1924,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$694  = need1;
     if (issue1) begin
       if (\$495 ) begin
@@ -1939,7 +1939,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$695  = in_consumed;
     if (issue1) begin
       if (\$495 ) begin
@@ -1956,7 +1956,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$696  = in_slot;
     if (issue1) begin
       if (\$495 ) begin
@@ -1973,7 +1973,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$697  = \$signal$33 ;
     if (issue1) begin
       if (\$495 ) begin
@@ -1990,7 +1990,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$698  = trw1;
     if (issue1) begin
       if (\$540 ) begin
@@ -2005,7 +2005,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$699  = qm3_1;
     if (issue1) begin
       if (\$600 ) begin
@@ -2020,7 +2020,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$700  = run;
     if (issue1) begin
       if (\$638 ) begin
@@ -2035,98 +2035,98 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$701  = zlane1;
     if (rst) begin
       \$701  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$702  = issue1;
     if (rst) begin
       \$702  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$703  = zero_row1;
     if (rst) begin
       \$703  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$704  = \$639 ;
     if (rst) begin
       \$704  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$705  = \$643 ;
     if (rst) begin
       \$705  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$706  = \$646 ;
     if (rst) begin
       \$706  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$707  = \$664 ;
     if (rst) begin
       \$707  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$708  = cc1;
     if (rst) begin
       \$708  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$709  = k1;
     if (rst) begin
       \$709  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$710  = eoff1;
     if (rst) begin
       \$710  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$711  = \$666 [2:0];
     if (rst) begin
       \$711  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$712  = \$107 [15:0];
     if (rst) begin
       \$712  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$713  = \$672 [2:0];
     if (rst) begin
       \$713  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$714  = spike_reg;
     if (\$675 ) begin
       \$714  = spike_in__data;
@@ -2136,70 +2136,70 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$715  = e1a_v;
     if (rst) begin
       \$715  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$716  = e1a_zero;
     if (rst) begin
       \$716  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$717  = e1a_last;
     if (rst) begin
       \$717  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$718  = e1a_rowend;
     if (rst) begin
       \$718  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$719  = \$signal$80 ;
     if (rst) begin
       \$719  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$720  = \$signal$81 ;
     if (rst) begin
       \$720  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$721  = \$signal$82 ;
     if (rst) begin
       \$721  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$722  = base1a;
     if (rst) begin
       \$722  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$723  = zlane1a;
     if (rst) begin
       \$723  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$724  = rows_done;
     if (\$677 ) begin
       \$724  = \$678 [15:0];
@@ -2348,7 +2348,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e1.cluster1 (rst, spikes, valid, weights, first, acc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [15:0] \$1 ;
   reg [15:0] \$10 ;
   wire [7:0] \$2 ;
@@ -2385,7 +2385,7 @@ module \ttsnn_accel.e1.cluster1 (rst, spikes, valid, weights, first, acc, clk);
   always @(posedge clk)
     acc <= \$10 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$10  = acc;
     if (valid) begin
       \$10  = \$9 [15:0];

@@ -3,8 +3,8 @@
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line1_a__addr, line1_b__en, line1_b__addr, line1_c__en, line1_c__addr, w2__en, w2__addr, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, \q23_rows$127 , busy
 , row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, \port$2483$0 , \port$2523$0 , \port$2563$0 , \port$2603$0 , weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data, row2_c__data, geo, e1_rows, counts, \released$135 , released_e1_order, e4_released
-, \port$22618$96 , desc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+, \port$24488$96 , desc, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [17:0] \$10 ;
   wire [16:0] \$100 ;
@@ -848,8 +848,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [2:0] \p_wr_addr$98 ;
   wire [3:0] pack;
   wire [3:0] \pack$2 ;
-  input [47:0] \port$22618$96 ;
-  wire [47:0] \port$22618$96 ;
+  input [47:0] \port$24488$96 ;
+  wire [47:0] \port$24488$96 ;
   output [7:0] \port$2483$0 ;
   wire [7:0] \port$2483$0 ;
   output [7:0] \port$2523$0 ;
@@ -990,9 +990,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$16  = | desc[293:278];
   assign \$17  = ~ \$16 ;
   assign \$18  = \$17  | step[270];
-  assign \$19  = \port$22618$96 [23:0] > step[300:277];
+  assign \$19  = \port$24488$96 [23:0] > step[300:277];
   assign \$20  = ! desc[89:88];
-  assign \$21  = \port$22618$96 [47:24] > step[300:277];
+  assign \$21  = \port$24488$96 [47:24] > step[300:277];
   assign \$22  = \$20  | \$21 ;
   assign \$23  = \$19  & \$22 ;
   assign \$24  = \$18  | \$23 ;
@@ -1309,9 +1309,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$324  = | desc[293:278];
   assign \$325  = ~ \$324 ;
   assign \$326  = \$325  | step[270];
-  assign \$327  = \port$22618$96 [23:0] > step[300:277];
+  assign \$327  = \port$24488$96 [23:0] > step[300:277];
   assign \$328  = ! desc[89:88];
-  assign \$329  = \port$22618$96 [47:24] > step[300:277];
+  assign \$329  = \port$24488$96 [47:24] > step[300:277];
   assign \$330  = \$328  | \$329 ;
   assign \$331  = \$327  & \$330 ;
   assign \$332  = \$326  | \$331 ;
@@ -1453,8 +1453,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .centre(centre),
     .clk(clk),
     .pack(geo[3:0]),
-    .\port$21127$18 (a[21:18]),
-    .\port$21127$2 (a[4:2]),
+    .\port$22950$18 (a[21:18]),
+    .\port$22950$2 (a[4:2]),
     .pr__addr(step[256:254]),
     .pr__en(p_rd),
     .pw__addr(b[7:5]),
@@ -1551,11 +1551,11 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .w3__addr(\w3__addr$53 ),
     .w3__data(w3__data),
     .w3__en(\w3__en$51 ),
-    .w3_chunks(\port$22618$96 [47:24]),
+    .w3_chunks(\port$24488$96 [47:24]),
     .w3_consumed(\w3_consumed$39 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \valid$76  = cluster[0];
@@ -1564,7 +1564,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \first$78  = cluster[1];
@@ -1573,7 +1573,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \from_psum$79  = cluster[2];
@@ -1582,7 +1582,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \jl$80  = cluster[4:3];
@@ -1591,7 +1591,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \shift$81  = cluster[6:5];
@@ -1600,7 +1600,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \centre$82  = cluster[38:7];
@@ -1609,7 +1609,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \neighbour$83  = cluster[70:39];
@@ -1618,7 +1618,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \wsel$84  = cluster[72:71];
@@ -1627,7 +1627,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \weights$85  = cluster[104:73];
@@ -1636,7 +1636,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \use_spad$86  = cluster[105];
@@ -1645,7 +1645,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \w_rd$87  = cluster[106];
@@ -1654,7 +1654,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \w_addr$88  = cluster[110:107];
@@ -1663,7 +1663,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \w_wr$89  = cluster[111];
@@ -1672,7 +1672,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \w_wr_addr$90  = cluster[115:112];
@@ -1681,7 +1681,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \p_rd$91  = cluster[116];
@@ -1690,7 +1690,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$186 ) begin
       \p_addr$92  = cluster[119:117];
@@ -1699,7 +1699,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     p_wr = 1'h0;
     if (\$186 ) begin
       p_wr = cluster[120];
@@ -1709,7 +1709,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     p_wr_addr = 3'h0;
     if (\$186 ) begin
       p_wr_addr = cluster[123:121];
@@ -1719,7 +1719,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$449  = need2;
     if (\$427 ) begin
       \$449  = \$440 [15:0];
@@ -1732,7 +1732,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$450  = \released$135 ;
     if (\$441 ) begin
       \$450  = \$442 [15:0];
@@ -1745,7 +1745,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$451  = released_e1_order;
     if (\$441 ) begin
       \$451  = \$446 [15:0];
@@ -1758,14 +1758,14 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$452  = line1_b__data;
     if (rst) begin
       \$452  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$453  = q2_rows;
     if (\$447 ) begin
       \$453  = \$448 [15:0];
@@ -1795,9 +1795,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \row2_c__addr$26  = row2_c__addr;
   assign \row2_c__data$28  = row2_c__data;
   assign \row2_c__en$30  = row2_c__en;
-  assign w2_chunks = \port$22618$96 [23:0];
-  assign w3_chunks = \port$22618$96 [47:24];
-  assign \w3_chunks$40  = \port$22618$96 [47:24];
+  assign w2_chunks = \port$24488$96 [23:0];
+  assign w3_chunks = \port$24488$96 [47:24];
+  assign \w3_chunks$40  = \port$24488$96 [47:24];
   assign \w3__data$55  = w3__data;
   assign w_addr = step[241:238];
   assign p_addr = step[256:254];
@@ -2216,8 +2216,8 @@ module \ttsnn_accel.e23.adder (\port$2605$0 , \port$2606$0 , \port$2607$0 , a, b
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$21127$2 , ww__addr, \port$21127$18 , pw__addr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$22950$2 , ww__addr, \port$22950$18 , pw__addr, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [7:0] \$1 ;
   reg [7:0] \$10 ;
   wire [4:0] \$100 ;
@@ -2336,10 +2336,10 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [3:0] \port$21127$18 ;
-  wire [3:0] \port$21127$18 ;
-  input [2:0] \port$21127$2 ;
-  wire [2:0] \port$21127$2 ;
+  input [3:0] \port$22950$18 ;
+  wire [3:0] \port$22950$18 ;
+  input [2:0] \port$22950$2 ;
+  wire [2:0] \port$22950$2 ;
   input [2:0] pr__addr;
   wire [2:0] pr__addr;
   wire [63:0] pr__data;
@@ -2435,94 +2435,94 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     end
   end
   assign wr__data = _1_;
-  assign \$100  = \port$21127$18 [0] * 4'h8;
+  assign \$100  = \port$22950$18 [0] * 4'h8;
   assign \$15  = centre[15:0] >> \$100 ;
-  assign \$103  = \port$21127$18 [0] * 4'h8;
+  assign \$103  = \port$22950$18 [0] * 4'h8;
   assign \$16  = 1'h0 >> \$103 ;
-  assign \$106  = \port$21127$18 [0] * 4'h8;
+  assign \$106  = \port$22950$18 [0] * 4'h8;
   assign \$17  = centre[31:16] >> \$106 ;
-  assign \$110  = \port$21127$18 [1:0] * 4'h8;
+  assign \$110  = \port$22950$18 [1:0] * 4'h8;
   assign \$19  = centre >> \$110 ;
-  assign \$113  = \port$21127$18 [1:0] * 4'h8;
+  assign \$113  = \port$22950$18 [1:0] * 4'h8;
   assign \$20  = 1'h0 >> \$113 ;
-  assign \$116  = \port$21127$18 [1:0] * 4'h8;
+  assign \$116  = \port$22950$18 [1:0] * 4'h8;
   assign \$21  = 1'h0 >> \$116 ;
-  assign \$121  = \port$21127$18 [3:2] * 4'h8;
+  assign \$121  = \port$22950$18 [3:2] * 4'h8;
   assign \$24  = weights >> \$121 ;
-  assign \$124  = \port$21127$18 [2] * 4'h8;
+  assign \$124  = \port$22950$18 [2] * 4'h8;
   assign \$25  = { weights[31:24], weights[15:8] } >> \$124 ;
-  assign \$129  = \port$21127$18 [0] * 4'h8;
+  assign \$129  = \port$22950$18 [0] * 4'h8;
   assign \$28  = centre[31:16] >> \$129 ;
-  assign \$132  = \port$21127$18 [0] * 4'h8;
+  assign \$132  = \port$22950$18 [0] * 4'h8;
   assign \$29  = centre[15:0] >> \$132 ;
-  assign \$135  = \port$21127$18 [0] * 4'h8;
+  assign \$135  = \port$22950$18 [0] * 4'h8;
   assign \$30  = 1'h0 >> \$135 ;
-  assign \$139  = \port$21127$18 [1:0] * 4'h8;
+  assign \$139  = \port$22950$18 [1:0] * 4'h8;
   assign \$32  = centre >> \$139 ;
-  assign \$142  = \port$21127$18 [1:0] * 4'h8;
+  assign \$142  = \port$22950$18 [1:0] * 4'h8;
   assign \$33  = 1'h0 >> \$142 ;
-  assign \$145  = \port$21127$18 [1:0] * 4'h8;
+  assign \$145  = \port$22950$18 [1:0] * 4'h8;
   assign \$34  = 1'h0 >> \$145 ;
-  assign \$150  = \port$21127$18 [3:2] * 4'h8;
+  assign \$150  = \port$22950$18 [3:2] * 4'h8;
   assign \$37  = weights >> \$150 ;
-  assign \$153  = \port$21127$18 [2] * 4'h8;
+  assign \$153  = \port$22950$18 [2] * 4'h8;
   assign \$38  = { weights[23:16], weights[7:0] } >> \$153 ;
-  assign \$158  = \port$21127$18 [0] * 4'h8;
+  assign \$158  = \port$22950$18 [0] * 4'h8;
   assign \$41  = centre[31:16] >> \$158 ;
-  assign \$161  = \port$21127$18 [0] * 4'h8;
+  assign \$161  = \port$22950$18 [0] * 4'h8;
   assign \$42  = centre[15:0] >> \$161 ;
-  assign \$164  = \port$21127$18 [0] * 4'h8;
+  assign \$164  = \port$22950$18 [0] * 4'h8;
   assign \$43  = 1'h0 >> \$164 ;
-  assign \$168  = \port$21127$18 [1:0] * 4'h8;
+  assign \$168  = \port$22950$18 [1:0] * 4'h8;
   assign \$45  = centre >> \$168 ;
-  assign \$171  = \port$21127$18 [1:0] * 4'h8;
+  assign \$171  = \port$22950$18 [1:0] * 4'h8;
   assign \$46  = 1'h0 >> \$171 ;
-  assign \$174  = \port$21127$18 [1:0] * 4'h8;
+  assign \$174  = \port$22950$18 [1:0] * 4'h8;
   assign \$47  = 1'h0 >> \$174 ;
-  assign \$179  = \port$21127$18 [3:2] * 4'h8;
+  assign \$179  = \port$22950$18 [3:2] * 4'h8;
   assign \$50  = weights >> \$179 ;
-  assign \$182  = \port$21127$18 [2] * 4'h8;
+  assign \$182  = \port$22950$18 [2] * 4'h8;
   assign \$51  = { weights[31:24], weights[15:8] } >> \$182 ;
-  assign \$53  = \port$21127$2 [2] ? wr__data : routed_w;
+  assign \$53  = \port$22950$2 [2] ? wr__data : routed_w;
   assign product0 = $signed(\$53 [7:0]) * $signed(operand[7:0]);
-  assign \$54  = \port$21127$2 [2] ? wr__data : routed_w;
+  assign \$54  = \port$22950$2 [2] ? wr__data : routed_w;
   assign product1 = $signed(\$54 [15:8]) * $signed(operand[15:8]);
-  assign \$55  = \port$21127$2 [2] ? wr__data : routed_w;
+  assign \$55  = \port$22950$2 [2] ? wr__data : routed_w;
   assign product2 = $signed(\$55 [23:16]) * $signed(operand[23:16]);
-  assign \$56  = \port$21127$2 [2] ? wr__data : routed_w;
+  assign \$56  = \port$22950$2 [2] ? wr__data : routed_w;
   assign product3 = $signed(\$56 [31:24]) * $signed(operand[31:24]);
-  assign \$57  = \port$21127$2 [1] ? pr__data[15:0] : 16'h0000;
-  assign \$58  = \port$21127$2 [0] ? \$57  : pw__data[15:0];
+  assign \$57  = \port$22950$2 [1] ? pr__data[15:0] : 16'h0000;
+  assign \$58  = \port$22950$2 [0] ? \$57  : pw__data[15:0];
   assign \$59  = $signed(\$58 ) + $signed(product0);
-  assign \$60  = \port$21127$2 [1] ? pr__data[31:16] : 16'h0000;
-  assign \$61  = \port$21127$2 [0] ? \$60  : pw__data[31:16];
+  assign \$60  = \port$22950$2 [1] ? pr__data[31:16] : 16'h0000;
+  assign \$61  = \port$22950$2 [0] ? \$60  : pw__data[31:16];
   assign \$62  = $signed(\$61 ) + $signed(product1);
-  assign \$63  = \port$21127$2 [1] ? pr__data[47:32] : 16'h0000;
-  assign \$64  = \port$21127$2 [0] ? \$63  : pw__data[47:32];
+  assign \$63  = \port$22950$2 [1] ? pr__data[47:32] : 16'h0000;
+  assign \$64  = \port$22950$2 [0] ? \$63  : pw__data[47:32];
   assign \$65  = $signed(\$64 ) + $signed(product2);
-  assign \$66  = \port$21127$2 [1] ? pr__data[63:48] : 16'h0000;
-  assign \$67  = \port$21127$2 [0] ? \$66  : pw__data[63:48];
+  assign \$66  = \port$22950$2 [1] ? pr__data[63:48] : 16'h0000;
+  assign \$67  = \port$22950$2 [0] ? \$66  : pw__data[63:48];
   assign \$68  = $signed(\$67 ) + $signed(product3);
   always @(posedge clk)
     pw__data <= \$69 ;
-  assign \$71  = \port$21127$18 [0] * 4'h8;
+  assign \$71  = \port$22950$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$71 ;
-  assign \$74  = \port$21127$18 [0] * 4'h8;
+  assign \$74  = \port$22950$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$74 ;
-  assign \$77  = \port$21127$18 [0] * 4'h8;
+  assign \$77  = \port$22950$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$77 ;
-  assign \$81  = \port$21127$18 [1:0] * 4'h8;
+  assign \$81  = \port$22950$18 [1:0] * 4'h8;
   assign \$6  = centre >> \$81 ;
-  assign \$84  = \port$21127$18 [1:0] * 4'h8;
+  assign \$84  = \port$22950$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$84 ;
-  assign \$87  = \port$21127$18 [1:0] * 4'h8;
+  assign \$87  = \port$22950$18 [1:0] * 4'h8;
   assign \$8  = 1'h0 >> \$87 ;
-  assign \$92  = \port$21127$18 [3:2] * 4'h8;
+  assign \$92  = \port$22950$18 [3:2] * 4'h8;
   assign \$11  = weights >> \$92 ;
-  assign \$95  = \port$21127$18 [2] * 4'h8;
+  assign \$95  = \port$22950$18 [2] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$23  = 8'h00;
     casez (pack)
       4'h0:
@@ -2534,7 +2534,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$26  = 8'h00;
     casez (pack)
       4'h0:
@@ -2546,7 +2546,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$36  = 8'h00;
     casez (pack)
       4'h0:
@@ -2558,7 +2558,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$39  = 8'h00;
     casez (pack)
       4'h0:
@@ -2570,7 +2570,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$49  = 8'h00;
     casez (pack)
       4'h0:
@@ -2582,7 +2582,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$52  = 8'h00;
     casez (pack)
       4'h0:
@@ -2594,7 +2594,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$69  = pw__data;
     if (valid) begin
       \$69 [15:0] = \$59 [15:0];
@@ -2607,7 +2607,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$10  = 8'h00;
     casez (pack)
       4'h0:
@@ -2619,7 +2619,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$13  = 8'h00;
     casez (pack)
       4'h0:
@@ -2632,8 +2632,8 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   end
   assign shift = 2'h0;
   assign neighbour = 32'd0;
-  assign jl = \port$21127$18 [1:0];
-  assign wsel = \port$21127$18 [3:2];
+  assign jl = \port$22950$18 [1:0];
+  assign wsel = \port$22950$18 [3:2];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -2644,9 +2644,9 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign use_spad = \port$21127$2 [2];
-  assign first = \port$21127$2 [0];
-  assign from_psum = \port$21127$2 [1];
+  assign use_spad = \port$22950$2 [2];
+  assign first = \port$22950$2 [0];
+  assign from_psum = \port$22950$2 [1];
   assign routed_w[31:24] = \$52 ;
   assign routed_w[23:16] = \$39 ;
   assign routed_w[15:8] = \$26 ;
@@ -2672,7 +2672,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift, centre, neighbour, wsel, weights, use_spad, wr__en, wr__addr, ww__en, ww__addr, pr__en, pr__addr, pw__en, pw__addr, pw__data
 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   reg [7:0] \$1 ;
   reg [7:0] \$10 ;
   wire [4:0] \$100 ;
@@ -2980,7 +2980,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
   assign \$95  = wsel[0] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$18  = 8'h00;
     casez (shift)
       2'h0:
@@ -2992,7 +2992,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$22  = 8'h00;
     casez (shift)
       2'h0:
@@ -3004,7 +3004,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$23  = 8'h00;
     casez (pack)
       4'h0:
@@ -3016,7 +3016,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$26  = 8'h00;
     casez (pack)
       4'h0:
@@ -3028,7 +3028,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$27  = 8'h00;
     casez (shift)
       2'h0:
@@ -3040,7 +3040,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$31  = 8'h00;
     casez (shift)
       2'h0:
@@ -3052,7 +3052,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$35  = 8'h00;
     casez (shift)
       2'h0:
@@ -3064,7 +3064,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$36  = 8'h00;
     casez (pack)
       4'h0:
@@ -3076,7 +3076,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$39  = 8'h00;
     casez (pack)
       4'h0:
@@ -3088,7 +3088,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$40  = 8'h00;
     casez (shift)
       2'h0:
@@ -3100,7 +3100,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$44  = 8'h00;
     casez (shift)
       2'h0:
@@ -3112,7 +3112,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$48  = 8'h00;
     casez (shift)
       2'h0:
@@ -3124,7 +3124,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$49  = 8'h00;
     casez (pack)
       4'h0:
@@ -3136,7 +3136,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$52  = 8'h00;
     casez (pack)
       4'h0:
@@ -3148,7 +3148,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$69  = pw__data;
     if (valid) begin
       \$69 [15:0] = \$59 [15:0];
@@ -3161,7 +3161,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$1  = 8'h00;
     casez (shift)
       2'h0:
@@ -3173,7 +3173,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$5  = 8'h00;
     casez (shift)
       2'h0:
@@ -3185,7 +3185,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$9  = 8'h00;
     casez (shift)
       2'h0:
@@ -3197,7 +3197,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$10  = 8'h00;
     casez (pack)
       4'h0:
@@ -3209,7 +3209,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$13  = 8'h00;
     casez (pack)
       4'h0:
@@ -3221,7 +3221,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$14  = 8'h00;
     casez (shift)
       2'h0:
@@ -3254,7 +3254,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, desc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -4170,7 +4170,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   always @(posedge clk)
     b <= \$338 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     e2_tap = 2'h0;
     casez (e2_ti)
       2'h0:
@@ -4182,7 +4182,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$307  = e2_g;
     if (issue) begin
       if (e2_copy) begin
@@ -4216,7 +4216,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$308  = e2_bc;
     if (issue) begin
       if (e2_copy) begin
@@ -4233,7 +4233,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$309  = e2_coff;
     if (issue) begin
       if (e2_copy) begin
@@ -4253,7 +4253,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$310  = e2_s;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -4272,7 +4272,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$311  = e2_b;
     if (issue) begin
       if (e2_copy) begin
@@ -4293,7 +4293,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$312  = e2_boff;
     if (issue) begin
       if (e2_copy) begin
@@ -4314,7 +4314,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$313  = e2_jb;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -4343,7 +4343,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$314  = e2_ti;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -4372,7 +4372,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$315  = e2_jl;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -4401,7 +4401,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$316  = e2_sl;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -4430,7 +4430,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$317  = e2_ck;
     if (issue) begin
       if (e2_copy) begin
@@ -4455,7 +4455,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$318  = e2_jbs;
     if (issue) begin
       if (e2_copy) begin
@@ -4480,7 +4480,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$319  = e2_tis;
     if (issue) begin
       if (e2_copy) begin
@@ -4505,7 +4505,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$320  = e2_jls;
     if (issue) begin
       if (e2_copy) begin
@@ -4530,7 +4530,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$321  = e2_sls;
     if (issue) begin
       if (e2_copy) begin
@@ -4555,7 +4555,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$322  = e2_bg;
     if (issue) begin
       if (e2_copy) begin
@@ -4584,7 +4584,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$323  = e2_goff;
     if (issue) begin
       if (e2_copy) begin
@@ -4613,7 +4613,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$324  = e2_cseq;
     if (issue) begin
       if (e2_copy) begin
@@ -4641,7 +4641,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$325  = e2_cslot;
     if (issue) begin
       if (e2_copy) begin
@@ -4669,7 +4669,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$326  = e2_gbase;
     if (issue) begin
       if (e2_copy) begin
@@ -4697,7 +4697,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$327  = e2_seq;
     if (issue) begin
       if (e2_row_end) begin
@@ -4712,7 +4712,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$328  = e2_i;
     if (issue) begin
       if (e2_row_end) begin
@@ -4732,7 +4732,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$329  = e2_o;
     if (issue) begin
       if (e2_row_end) begin
@@ -4749,7 +4749,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$330  = e2_qm3;
     if (issue) begin
       if (e2_row_end) begin
@@ -4764,7 +4764,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$331  = e2_r1base;
     if (issue) begin
       if (e2_row_end) begin
@@ -4779,7 +4779,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$332  = e2_trw;
     if (issue) begin
       if (e2_row_end) begin
@@ -4794,7 +4794,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$333  = e2_tr4;
     if (issue) begin
       if (e2_row_end) begin
@@ -4809,7 +4809,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$334  = e2_tho;
     if (issue) begin
       if (e2_row_end) begin
@@ -4824,7 +4824,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$335  = e2_l4b;
     if (issue) begin
       if (e2_row_end) begin
@@ -4841,7 +4841,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$336  = run;
     if (issue) begin
       if (e2_row_end) begin
@@ -4858,7 +4858,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$337 [0] = issue;
     \$337 [1] = e2_copy;
     \$337 [2] = e2_s_first;
@@ -4886,7 +4886,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$338 [0] = a[0];
     \$338 [1] = a[1];
     \$338 [2] = a[6];
@@ -5763,7 +5763,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, w3__en, w3__addr, line4__en, line4__addr, busy, \port$2647$0 , \port$2687$0 , \port$2727$0 , \port$2767$0 , w3__data, row2_b__data, row2_c__data, geo, q2_rows, counts
 , cluster, released, q23_rows, w3_consumed, e4_released, w3_chunks, desc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -6276,7 +6276,7 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
     .step(step)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$97  = released;
     if (\$93 ) begin
       \$97  = \$94 [15:0];
@@ -6289,7 +6289,7 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$98  = q23_rows;
     if (\$95 ) begin
       \$98  = \$96 [15:0];
@@ -6569,7 +6569,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run, a, b, desc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -7483,7 +7483,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   always @(posedge clk)
     b <= \$339 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     e3_tap = 2'h0;
     casez (e3_ti)
       2'h0:
@@ -7495,7 +7495,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$308  = e3_g;
     if (issue) begin
       if (e3_copy) begin
@@ -7529,7 +7529,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$309  = e3_bc;
     if (issue) begin
       if (e3_copy) begin
@@ -7546,7 +7546,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$310  = e3_coff;
     if (issue) begin
       if (e3_copy) begin
@@ -7566,7 +7566,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$311  = e3_s;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -7585,7 +7585,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$312  = e3_b;
     if (issue) begin
       if (e3_copy) begin
@@ -7606,7 +7606,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$313  = e3_boff;
     if (issue) begin
       if (e3_copy) begin
@@ -7627,7 +7627,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$314  = e3_jb;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -7656,7 +7656,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$315  = e3_ti;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -7685,7 +7685,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$316  = e3_jl;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -7714,7 +7714,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$317  = e3_sl;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -7743,7 +7743,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$318  = e3_ck;
     if (issue) begin
       if (e3_copy) begin
@@ -7768,7 +7768,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$319  = e3_jbs;
     if (issue) begin
       if (e3_copy) begin
@@ -7793,7 +7793,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$320  = e3_tis;
     if (issue) begin
       if (e3_copy) begin
@@ -7818,7 +7818,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$321  = e3_jls;
     if (issue) begin
       if (e3_copy) begin
@@ -7843,7 +7843,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$322  = e3_sls;
     if (issue) begin
       if (e3_copy) begin
@@ -7868,7 +7868,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$323  = e3_bg;
     if (issue) begin
       if (e3_copy) begin
@@ -7897,7 +7897,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$324  = e3_goff;
     if (issue) begin
       if (e3_copy) begin
@@ -7926,7 +7926,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$325  = e3_cseq;
     if (issue) begin
       if (e3_copy) begin
@@ -7954,7 +7954,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$326  = e3_cslot;
     if (issue) begin
       if (e3_copy) begin
@@ -7982,7 +7982,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$327  = e3_gbase;
     if (issue) begin
       if (e3_copy) begin
@@ -8010,7 +8010,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$328  = e3_seq;
     if (issue) begin
       if (e3_row_end) begin
@@ -8025,7 +8025,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$329  = e3_i;
     if (issue) begin
       if (e3_row_end) begin
@@ -8045,7 +8045,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$330  = e3_o;
     if (issue) begin
       if (e3_row_end) begin
@@ -8062,7 +8062,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$331  = e3_qm3;
     if (issue) begin
       if (e3_row_end) begin
@@ -8077,7 +8077,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$332  = e3_r1base;
     if (issue) begin
       if (e3_row_end) begin
@@ -8092,7 +8092,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$333  = e3_trw;
     if (issue) begin
       if (e3_row_end) begin
@@ -8107,7 +8107,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$334  = e3_tr4;
     if (issue) begin
       if (e3_row_end) begin
@@ -8122,7 +8122,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$335  = e3_tho;
     if (issue) begin
       if (e3_row_end) begin
@@ -8137,7 +8137,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$336  = e3_l4b;
     if (issue) begin
       if (e3_row_end) begin
@@ -8154,7 +8154,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$337  = run;
     if (issue) begin
       if (e3_row_end) begin
@@ -8171,7 +8171,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$338 [0] = issue;
     \$338 [1] = e3_copy;
     \$338 [2] = e3_s_first;
@@ -8199,7 +8199,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$339 [0] = a[0];
     \$339 [1] = a[1];
     \$339 [2] = a[6];

@@ -2,9 +2,9 @@
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, trace__addr, \port$2946$0 , \port$2947$0 , \port$2948$0 , \port$2949$0 
-, \port$2950$0 , \port$2951$0 , \port$2952$0 , \port$2953$0 , busy, weights, affine__data, line4__data, residual__data, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$21491$0 , \port$21505$0 , \port$21519$0 , \port$21533$0 
-, \port$22618$24 , desc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+, \port$2950$0 , \port$2951$0 , \port$2952$0 , \port$2953$0 , busy, weights, affine__data, line4__data, residual__data, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$23314$0 , \port$23328$0 , \port$23342$0 , \port$23356$0 
+, \port$24488$24 , desc, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
   wire [16:0] \$100 ;
@@ -987,16 +987,16 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [63:0] p = 64'h0000000000000000;
-  output [15:0] \port$21491$0 ;
-  wire [15:0] \port$21491$0 ;
-  output [15:0] \port$21505$0 ;
-  wire [15:0] \port$21505$0 ;
-  output [15:0] \port$21519$0 ;
-  wire [15:0] \port$21519$0 ;
-  output [15:0] \port$21533$0 ;
-  wire [15:0] \port$21533$0 ;
-  input [71:0] \port$22618$24 ;
-  wire [71:0] \port$22618$24 ;
+  output [15:0] \port$23314$0 ;
+  wire [15:0] \port$23314$0 ;
+  output [15:0] \port$23328$0 ;
+  wire [15:0] \port$23328$0 ;
+  output [15:0] \port$23342$0 ;
+  wire [15:0] \port$23342$0 ;
+  output [15:0] \port$23356$0 ;
+  wire [15:0] \port$23356$0 ;
+  input [71:0] \port$24488$24 ;
+  wire [71:0] \port$24488$24 ;
   output \port$2946$0 ;
   wire \port$2946$0 ;
   output [1:0] \port$2947$0 ;
@@ -1650,15 +1650,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$15  = \$12  | \$14 ;
   assign \$16  = \$10  & \$15 ;
   assign \$17  = ~ desc[207];
-  assign \$18  = \port$22618$24 [23:0] > m4;
+  assign \$18  = \port$24488$24 [23:0] > m4;
   assign \$19  = \$17  | \$18 ;
-  assign \$20  = \port$22618$24 [47:24] + desc[259:244];
+  assign \$20  = \port$24488$24 [47:24] + desc[259:244];
   assign \$21  = \$20  > m4;
   assign \$22  = \$19  & \$21 ;
   assign \$23  = \$16  & \$22 ;
   assign \$24  = | desc[277:262];
   assign \$25  = ~ \$24 ;
-  assign \$26  = \port$22618$24 [71:48] > \$signal$16 ;
+  assign \$26  = \port$24488$24 [71:48] > \$signal$16 ;
   assign \$27  = \$25  | \$26 ;
   assign issue4 = \$23  & \$27 ;
   assign \$28  = \$signal  << desc[206];
@@ -1693,9 +1693,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$57  = \$54  | \$56 ;
   assign \$58  = \$52  & \$57 ;
   assign \$59  = ~ desc[207];
-  assign \$60  = \port$22618$24 [23:0] > m4;
+  assign \$60  = \port$24488$24 [23:0] > m4;
   assign \$61  = \$59  | \$60 ;
-  assign \$62  = \port$22618$24 [47:24] + desc[259:244];
+  assign \$62  = \port$24488$24 [47:24] + desc[259:244];
   assign \$63  = \$62  > m4;
   assign \$64  = \$61  & \$63 ;
   assign \$65  = ~ \$64 ;
@@ -1716,15 +1716,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$80  = \$77  | \$79 ;
   assign \$81  = \$75  & \$80 ;
   assign \$82  = ~ desc[207];
-  assign \$83  = \port$22618$24 [23:0] > m4;
+  assign \$83  = \port$24488$24 [23:0] > m4;
   assign \$84  = \$82  | \$83 ;
-  assign \$85  = \port$22618$24 [47:24] + desc[259:244];
+  assign \$85  = \port$24488$24 [47:24] + desc[259:244];
   assign \$86  = \$85  > m4;
   assign \$87  = \$84  & \$86 ;
   assign \$88  = \$81  & \$87 ;
   assign \$89  = | desc[277:262];
   assign \$90  = ~ \$89 ;
-  assign \$91  = \port$22618$24 [71:48] > \$signal$16 ;
+  assign \$91  = \port$24488$24 [71:48] > \$signal$16 ;
   assign \$92  = \$90  | \$91 ;
   assign \$93  = ~ \$92 ;
   assign \$94  = \$88  & \$93 ;
@@ -1902,11 +1902,11 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     .m1(\$742 ),
     .m2(\$745 ),
     .m3(\$748 ),
-    .\port$21425$0 (\$733 ),
-    .\port$21443$0 (\$734 ),
-    .\port$21461$0 (\$735 ),
-    .\port$21479$0 (\$736 ),
-    .\port$22622$167 (desc[188:167]),
+    .\port$23248$0 (\$733 ),
+    .\port$23266$0 (\$734 ),
+    .\port$23284$0 (\$735 ),
+    .\port$23302$0 (\$736 ),
+    .\port$24492$167 (desc[188:167]),
     .rnd(desc[205]),
     .rst(rst),
     .s0(\$738 ),
@@ -1938,7 +1938,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     .valid(\valid$51 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$631  = k4;
     if (\$186 ) begin
       \$631  = \$190 [15:0];
@@ -1951,7 +1951,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$632  = \$signal$21 ;
     if (\$194 ) begin
       \$632  = \$199 [1:0];
@@ -1964,7 +1964,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$633  = xo4;
     if (\$207 ) begin
       \$633  = \$211 [15:0];
@@ -1977,7 +1977,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$634  = affine__addr;
     if (\$222 ) begin
       \$634  = \$226 [15:0];
@@ -1990,7 +1990,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$635  = \$signal$3 ;
     if (\$240 ) begin
       \$635  = \$245 [15:0];
@@ -2003,7 +2003,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$636  = \$signal$2 ;
     if (\$263 ) begin
       \$636  = \$268 [15:0];
@@ -2016,7 +2016,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$637  = outidx;
     if (issue4) begin
       if (\$275 ) begin
@@ -2031,7 +2031,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$638  = \$signal$27 ;
     if (issue4) begin
       if (\$275 ) begin
@@ -2046,7 +2046,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$639  = \$signal$16 ;
     if (issue4) begin
       if (\$343 ) begin
@@ -2061,7 +2061,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$640  = w4slot;
     if (issue4) begin
       if (\$343 ) begin
@@ -2076,7 +2076,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$641  = \$signal$30 ;
     if (issue4) begin
       if (\$343 ) begin
@@ -2091,7 +2091,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$642  = m4;
     if (issue4) begin
       if (\$380 ) begin
@@ -2106,7 +2106,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$643  = rows_released;
     if (issue4) begin
       if (\$380 ) begin
@@ -2121,7 +2121,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$644  = out_slot;
     if (issue4) begin
       if (\$380 ) begin
@@ -2136,7 +2136,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$645  = \$signal$111 ;
     if (issue4) begin
       if (\$380 ) begin
@@ -2151,7 +2151,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$646  = \$signal$112 ;
     if (issue4) begin
       if (\$380 ) begin
@@ -2166,7 +2166,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$647  = prev_base;
     if (issue4) begin
       if (\$380 ) begin
@@ -2181,7 +2181,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$648  = \$signal$26 ;
     if (issue4) begin
       if (\$380 ) begin
@@ -2196,7 +2196,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$649  = \$signal$9 ;
     if (issue4) begin
       if (\$380 ) begin
@@ -2213,7 +2213,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$650  = \$signal$8 ;
     if (issue4) begin
       if (\$380 ) begin
@@ -2230,7 +2230,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$651  = res_consumed;
     if (issue4) begin
       if (\$380 ) begin
@@ -2247,7 +2247,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$652  = res_slot;
     if (issue4) begin
       if (\$380 ) begin
@@ -2264,7 +2264,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$653  = \$signal$36 ;
     if (issue4) begin
       if (\$380 ) begin
@@ -2281,7 +2281,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$654  = ym3;
     if (issue4) begin
       if (\$380 ) begin
@@ -2298,7 +2298,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$655  = run;
     if (issue4) begin
       if (\$579 ) begin
@@ -2313,161 +2313,161 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$656  = issue4;
     if (rst) begin
       \$656  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$657  = \$580 ;
     if (rst) begin
       \$657  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$658  = \$583 ;
     if (rst) begin
       \$658  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$659  = \$584 ;
     if (rst) begin
       \$659  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$660  = \$591 ;
     if (rst) begin
       \$660  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$661  = \$592 ;
     if (rst) begin
       \$661  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$662  = \$605 ;
     if (rst) begin
       \$662  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$663  = \$611 [2:0];
     if (rst) begin
       \$663  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$664  = outidx;
     if (rst) begin
       \$664  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$665  = \$signal$111 ;
     if (rst) begin
       \$665  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$666  = \$617 [2:0];
     if (rst) begin
       \$666  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$667  = \$signal$21 ;
     if (rst) begin
       \$667  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$668  = valid;
     if (rst) begin
       \$668  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$669  = e4a_last;
     if (rst) begin
       \$669  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$670  = e4a_subfirst;
     if (rst) begin
       \$670  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$671  = e4a_grp;
     if (rst) begin
       \$671  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$672  = e4a_t0;
     if (rst) begin
       \$672  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$673  = e4a_rowend;
     if (rst) begin
       \$673  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$674  = \$signal$120 ;
     if (rst) begin
       \$674  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$675  = obase4a;
     if (rst) begin
       \$675  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$676  = act4a;
     if (rst) begin
       \$676  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$677  = e4a_pos;
     if (rst) begin
       \$677  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$678  = aff4b;
     if (\$618 ) begin
       \$678  = affine__data;
@@ -2477,7 +2477,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$679  = \$signal$131 ;
     if (\$618 ) begin
       \$679  = residual__data;
@@ -2487,7 +2487,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$680  = uprev4b;
     if (\$618 ) begin
       \$680  = \$619 ;
@@ -2497,308 +2497,308 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$681  = \$620 ;
     if (rst) begin
       \$681  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$682  = \$signal$135 ;
     if (rst) begin
       \$682  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$683  = \$621 ;
     if (rst) begin
       \$683  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$684  = e4b_rowend;
     if (rst) begin
       \$684  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$685  = { \$728 , \$727 , \$726 , \$725  };
     if (rst) begin
       \$685  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$686  = \$622 ;
     if (rst) begin
       \$686  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$687  = \$626 ;
     if (rst) begin
       \$687  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$688  = { aff4b[191:176], aff4b[143:128], aff4b[95:80], aff4b[47:32] };
     if (rst) begin
       \$688  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$689  = \$signal$131 ;
     if (rst) begin
       \$689  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$690  = uprev4b;
     if (rst) begin
       \$690  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$691  = \$signal$126 ;
     if (rst) begin
       \$691  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$692  = obase4b;
     if (rst) begin
       \$692  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$693  = act4b;
     if (rst) begin
       \$693  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$694  = e4c_v;
     if (rst) begin
       \$694  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$695  = e4w1_v_1;
     if (rst) begin
       \$695  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$696  = e4w2_v_1;
     if (rst) begin
       \$696  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$697  = e4w3_v_1;
     if (rst) begin
       \$697  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$698  = e4w4_v_1;
     if (rst) begin
       \$698  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$699  = e4c_rowend;
     if (rst) begin
       \$699  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$700  = e4w_rowend_1;
     if (rst) begin
       \$700  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$701  = e4w_rowend_2;
     if (rst) begin
       \$701  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$702  = e4w_rowend_3;
     if (rst) begin
       \$702  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$703  = e4w_rowend_4;
     if (rst) begin
       \$703  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$704  = e4c_outidx;
     if (rst) begin
       \$704  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$705  = e4w_outidx_1;
     if (rst) begin
       \$705  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$706  = e4w_outidx_2;
     if (rst) begin
       \$706  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$707  = e4w_outidx_3;
     if (rst) begin
       \$707  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$708  = e4w_outidx_4;
     if (rst) begin
       \$708  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$709  = e4c_obase;
     if (rst) begin
       \$709  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$710  = e4w_obase_1;
     if (rst) begin
       \$710  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$711  = e4w_obase_2;
     if (rst) begin
       \$711  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$712  = e4w_obase_3;
     if (rst) begin
       \$712  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$713  = e4w_obase_4;
     if (rst) begin
       \$713  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$714  = e4c_act;
     if (rst) begin
       \$714  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$715  = e4w_act_1;
     if (rst) begin
       \$715  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$716  = e4w_act_2;
     if (rst) begin
       \$716  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$717  = e4w_act_3;
     if (rst) begin
       \$717  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$718  = e4w_act_4;
     if (rst) begin
       \$718  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$719  = e4c_arg;
     if (rst) begin
       \$719  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$720  = e4w_arg_1;
     if (rst) begin
       \$720  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$721  = e4w_arg_2;
     if (rst) begin
       \$721  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$722  = e4w_arg_3;
     if (rst) begin
       \$722  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$723  = e4w_arg_4;
     if (rst) begin
       \$723  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$724  = out_rows;
     if (\$627 ) begin
       \$724  = \$628 [23:0];
@@ -2811,9 +2811,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   assign t4 = \$1 [7:0];
-  assign res_rows = \port$22618$24 [23:0];
-  assign out_taken = \port$22618$24 [47:24];
-  assign w4_chunks = \port$22618$24 [71:48];
+  assign res_rows = \port$24488$24 [23:0];
+  assign out_taken = \port$24488$24 [47:24];
+  assign w4_chunks = \port$24488$24 [71:48];
   assign x4 = \$98 [15:0];
   assign w4__en = issue4;
   assign \$signal$33  = affine__addr;
@@ -2866,10 +2866,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \port$2951$0  = \$174 ;
   assign \port$2952$0  = \$175 ;
   assign \port$2953$0  = \$176 ;
-  assign \port$21491$0  = \$737 ;
-  assign \port$21505$0  = \$740 ;
-  assign \port$21519$0  = \$743 ;
-  assign \port$21533$0  = \$746 ;
+  assign \port$23314$0  = \$737 ;
+  assign \port$23328$0  = \$740 ;
+  assign \port$23342$0  = \$743 ;
+  assign \port$23356$0  = \$746 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -3008,7 +3008,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4.affine (rst, p, scale, bias, residual, o0, o1, o2, o3, shift, rnd, use_residual, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [31:0] \$1 ;
   wire [32:0] \$10 ;
   wire [5:0] \$100 ;
@@ -3421,252 +3421,252 @@ module \ttsnn_accel.e4.affine (rst, p, scale, bias, residual, o0, o1, o2, o3, sh
   always @(posedge clk)
     o3 <= \$164 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$129  = \$1 ;
     if (rst) begin
       \$129  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$130  = bias[15:0];
     if (rst) begin
       \$130  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$131  = residual[15:0];
     if (rst) begin
       \$131  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$132  = \$5 ;
     if (rst) begin
       \$132  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$133  = bias0_1;
     if (rst) begin
       \$133  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$134  = res0_1;
     if (rst) begin
       \$134  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$135  = \$24 ;
     if (rst) begin
       \$135  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$136  = res0_2;
     if (rst) begin
       \$136  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$137  = \$32 ;
     if (rst) begin
       \$137  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$138  = \$33 ;
     if (rst) begin
       \$138  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$139  = bias[31:16];
     if (rst) begin
       \$139  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$140  = residual[31:16];
     if (rst) begin
       \$140  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$141  = \$37 ;
     if (rst) begin
       \$141  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$142  = bias1_1;
     if (rst) begin
       \$142  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$143  = res1_1;
     if (rst) begin
       \$143  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$144  = \$56 ;
     if (rst) begin
       \$144  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$145  = res1_2;
     if (rst) begin
       \$145  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$146  = \$64 ;
     if (rst) begin
       \$146  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$147  = \$65 ;
     if (rst) begin
       \$147  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$148  = bias[47:32];
     if (rst) begin
       \$148  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$149  = residual[47:32];
     if (rst) begin
       \$149  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$150  = \$69 ;
     if (rst) begin
       \$150  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$151  = bias2_1;
     if (rst) begin
       \$151  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$152  = res2_1;
     if (rst) begin
       \$152  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$153  = \$88 ;
     if (rst) begin
       \$153  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$154  = res2_2;
     if (rst) begin
       \$154  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$155  = \$96 ;
     if (rst) begin
       \$155  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$156  = \$97 ;
     if (rst) begin
       \$156  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$157  = bias[63:48];
     if (rst) begin
       \$157  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$158  = residual[63:48];
     if (rst) begin
       \$158  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$159  = \$101 ;
     if (rst) begin
       \$159  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$160  = bias3_1;
     if (rst) begin
       \$160  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$161  = res3_1;
     if (rst) begin
       \$161  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$162  = \$120 ;
     if (rst) begin
       \$162  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$163  = res3_2;
     if (rst) begin
       \$163  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$164  = \$128 ;
     if (rst) begin
       \$164  = 16'h0000;
@@ -3689,7 +3689,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire [15:0] \$1 ;
   wire [16:0] \$2 ;
   wire [15:0] \$3 ;
@@ -3732,7 +3732,7 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
   always @(posedge clk)
     acc <= \$9 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$9  = acc;
     if (valid) begin
       \$9 [15:0] = \$2 [15:0];
@@ -3747,9 +3747,9 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, u_prev, \port$21425$0 , \port$21443$0 , \port$21461$0 , \port$21479$0 , u0, s0, m0, u1, s1, m1, u2, s2, m2, u3, s3, m3, leak_mul, \port$22622$167 , rnd
+module \ttsnn_accel.e4.lif (rst, u_prev, \port$23248$0 , \port$23266$0 , \port$23284$0 , \port$23302$0 , u0, s0, m0, u1, s1, m1, u2, s2, m2, u3, s3, m3, leak_mul, \port$24492$167 , rnd
 , window_lo, window_hi, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire [25:0] \$10 ;
   wire [25:0] \$100 ;
@@ -3981,16 +3981,16 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$21425$0 , \port$21443$0 , \port$2
   reg m2 = 1'h0;
   output m3;
   reg m3 = 1'h0;
-  input [15:0] \port$21425$0 ;
-  wire [15:0] \port$21425$0 ;
-  input [15:0] \port$21443$0 ;
-  wire [15:0] \port$21443$0 ;
-  input [15:0] \port$21461$0 ;
-  wire [15:0] \port$21461$0 ;
-  input [15:0] \port$21479$0 ;
-  wire [15:0] \port$21479$0 ;
-  input [21:0] \port$22622$167 ;
-  wire [21:0] \port$22622$167 ;
+  input [15:0] \port$23248$0 ;
+  wire [15:0] \port$23248$0 ;
+  input [15:0] \port$23266$0 ;
+  wire [15:0] \port$23266$0 ;
+  input [15:0] \port$23284$0 ;
+  wire [15:0] \port$23284$0 ;
+  input [15:0] \port$23302$0 ;
+  wire [15:0] \port$23302$0 ;
+  input [21:0] \port$24492$167 ;
+  wire [21:0] \port$24492$167 ;
   input rnd;
   wire rnd;
   input rst;
@@ -4020,170 +4020,170 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$21425$0 , \port$21443$0 , \port$2
   wire [16:0] window_hi;
   input [16:0] window_lo;
   wire [16:0] window_lo;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$22622$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$24492$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
   assign \$3  = $signed(kept0) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$22622$167 [5:0];
-  assign \$5  = \port$22622$167 [5:0] - 1'h1;
+  assign \$4  = ! \port$24492$167 [5:0];
+  assign \$5  = \port$24492$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
-  assign \$8  = ! \port$22622$167 [5:0];
+  assign \$8  = ! \port$24492$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$21425$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$23248$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$21425$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$23248$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$21425$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$23248$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(leaked0) + $signed(\port$21425$0 );
+  assign \$19  = $signed(leaked0) + $signed(\port$23248$0 );
   assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
-  assign \$21  = $signed(leaked0) + $signed(\port$21425$0 );
+  assign \$21  = $signed(leaked0) + $signed(\port$23248$0 );
   assign \$22  = $signed(\$21 ) < $signed(16'h8000);
-  assign \$23  = $signed(leaked0) + $signed(\port$21425$0 );
+  assign \$23  = $signed(leaked0) + $signed(\port$23248$0 );
   assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
   assign \$25  = \$20  ? 16'h7fff : \$24 ;
-  assign \$26  = $signed(\$25 ) > $signed(\port$22622$167 [21:6]);
-  assign \$27  = $signed(leaked0) + $signed(\port$21425$0 );
+  assign \$26  = $signed(\$25 ) > $signed(\port$24492$167 [21:6]);
+  assign \$27  = $signed(leaked0) + $signed(\port$23248$0 );
   assign \$28  = $signed(\$27 ) > $signed(16'h7fff);
-  assign \$29  = $signed(leaked0) + $signed(\port$21425$0 );
+  assign \$29  = $signed(leaked0) + $signed(\port$23248$0 );
   assign \$30  = $signed(\$29 ) < $signed(16'h8000);
-  assign \$31  = $signed(leaked0) + $signed(\port$21425$0 );
+  assign \$31  = $signed(leaked0) + $signed(\port$23248$0 );
   assign \$32  = \$30  ? 16'h8000 : \$31 [15:0];
   assign \$33  = \$28  ? 16'h7fff : \$32 ;
   assign \$34  = $signed(\$33 ) > $signed(window_lo);
-  assign \$35  = $signed(leaked0) + $signed(\port$21425$0 );
+  assign \$35  = $signed(leaked0) + $signed(\port$23248$0 );
   assign \$36  = $signed(\$35 ) > $signed(16'h7fff);
-  assign \$37  = $signed(leaked0) + $signed(\port$21425$0 );
+  assign \$37  = $signed(leaked0) + $signed(\port$23248$0 );
   assign \$38  = $signed(\$37 ) < $signed(16'h8000);
-  assign \$39  = $signed(leaked0) + $signed(\port$21425$0 );
+  assign \$39  = $signed(leaked0) + $signed(\port$23248$0 );
   assign \$40  = \$38  ? 16'h8000 : \$39 [15:0];
   assign \$41  = \$36  ? 16'h7fff : \$40 ;
   assign \$42  = $signed(\$41 ) < $signed(window_hi);
   assign \$43  = \$34  & \$42 ;
-  assign \$44  = $signed(u_prev[31:16]) > $signed(\port$22622$167 [21:6]);
+  assign \$44  = $signed(u_prev[31:16]) > $signed(\port$24492$167 [21:6]);
   assign \$45  = \$44  ? 16'h0000 : u_prev[31:16];
   assign \$46  = $signed(kept1) * $signed({ 1'h0, leak_mul });
-  assign \$47  = ! \port$22622$167 [5:0];
-  assign \$48  = \port$22622$167 [5:0] - 1'h1;
+  assign \$47  = ! \port$24492$167 [5:0];
+  assign \$48  = \port$24492$167 [5:0] - 1'h1;
   assign \$49  = \$47  ? 6'h00 : \$48 [5:0];
   assign \$50  = $signed(leak_prod1) >>> \$49 ;
-  assign \$51  = ! \port$22622$167 [5:0];
+  assign \$51  = ! \port$24492$167 [5:0];
   assign \$52  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$54  = \$51  ? leak_partial1 : \$53 [24:0];
-  assign \$55  = $signed(leaked1) + $signed(\port$21443$0 );
+  assign \$55  = $signed(leaked1) + $signed(\port$23266$0 );
   assign \$56  = $signed(\$55 ) > $signed(16'h7fff);
-  assign \$57  = $signed(leaked1) + $signed(\port$21443$0 );
+  assign \$57  = $signed(leaked1) + $signed(\port$23266$0 );
   assign \$58  = $signed(\$57 ) < $signed(16'h8000);
-  assign \$59  = $signed(leaked1) + $signed(\port$21443$0 );
+  assign \$59  = $signed(leaked1) + $signed(\port$23266$0 );
   assign \$60  = \$58  ? 16'h8000 : \$59 [15:0];
   assign \$61  = \$56  ? 16'h7fff : \$60 ;
-  assign \$62  = $signed(leaked1) + $signed(\port$21443$0 );
+  assign \$62  = $signed(leaked1) + $signed(\port$23266$0 );
   assign \$63  = $signed(\$62 ) > $signed(16'h7fff);
-  assign \$64  = $signed(leaked1) + $signed(\port$21443$0 );
+  assign \$64  = $signed(leaked1) + $signed(\port$23266$0 );
   assign \$65  = $signed(\$64 ) < $signed(16'h8000);
-  assign \$66  = $signed(leaked1) + $signed(\port$21443$0 );
+  assign \$66  = $signed(leaked1) + $signed(\port$23266$0 );
   assign \$67  = \$65  ? 16'h8000 : \$66 [15:0];
   assign \$68  = \$63  ? 16'h7fff : \$67 ;
-  assign \$69  = $signed(\$68 ) > $signed(\port$22622$167 [21:6]);
-  assign \$70  = $signed(leaked1) + $signed(\port$21443$0 );
+  assign \$69  = $signed(\$68 ) > $signed(\port$24492$167 [21:6]);
+  assign \$70  = $signed(leaked1) + $signed(\port$23266$0 );
   assign \$71  = $signed(\$70 ) > $signed(16'h7fff);
-  assign \$72  = $signed(leaked1) + $signed(\port$21443$0 );
+  assign \$72  = $signed(leaked1) + $signed(\port$23266$0 );
   assign \$73  = $signed(\$72 ) < $signed(16'h8000);
-  assign \$74  = $signed(leaked1) + $signed(\port$21443$0 );
+  assign \$74  = $signed(leaked1) + $signed(\port$23266$0 );
   assign \$75  = \$73  ? 16'h8000 : \$74 [15:0];
   assign \$76  = \$71  ? 16'h7fff : \$75 ;
   assign \$77  = $signed(\$76 ) > $signed(window_lo);
-  assign \$78  = $signed(leaked1) + $signed(\port$21443$0 );
+  assign \$78  = $signed(leaked1) + $signed(\port$23266$0 );
   assign \$79  = $signed(\$78 ) > $signed(16'h7fff);
-  assign \$80  = $signed(leaked1) + $signed(\port$21443$0 );
+  assign \$80  = $signed(leaked1) + $signed(\port$23266$0 );
   assign \$81  = $signed(\$80 ) < $signed(16'h8000);
-  assign \$82  = $signed(leaked1) + $signed(\port$21443$0 );
+  assign \$82  = $signed(leaked1) + $signed(\port$23266$0 );
   assign \$83  = \$81  ? 16'h8000 : \$82 [15:0];
   assign \$84  = \$79  ? 16'h7fff : \$83 ;
   assign \$85  = $signed(\$84 ) < $signed(window_hi);
   assign \$86  = \$77  & \$85 ;
-  assign \$87  = $signed(u_prev[47:32]) > $signed(\port$22622$167 [21:6]);
+  assign \$87  = $signed(u_prev[47:32]) > $signed(\port$24492$167 [21:6]);
   assign \$88  = \$87  ? 16'h0000 : u_prev[47:32];
   assign \$89  = $signed(kept2) * $signed({ 1'h0, leak_mul });
-  assign \$90  = ! \port$22622$167 [5:0];
-  assign \$91  = \port$22622$167 [5:0] - 1'h1;
+  assign \$90  = ! \port$24492$167 [5:0];
+  assign \$91  = \port$24492$167 [5:0] - 1'h1;
   assign \$92  = \$90  ? 6'h00 : \$91 [5:0];
   assign \$93  = $signed(leak_prod2) >>> \$92 ;
-  assign \$94  = ! \port$22622$167 [5:0];
+  assign \$94  = ! \port$24492$167 [5:0];
   assign \$95  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$97  = \$94  ? leak_partial2 : \$96 [24:0];
-  assign \$98  = $signed(leaked2) + $signed(\port$21461$0 );
+  assign \$98  = $signed(leaked2) + $signed(\port$23284$0 );
   assign \$99  = $signed(\$98 ) > $signed(16'h7fff);
-  assign \$100  = $signed(leaked2) + $signed(\port$21461$0 );
+  assign \$100  = $signed(leaked2) + $signed(\port$23284$0 );
   assign \$101  = $signed(\$100 ) < $signed(16'h8000);
-  assign \$102  = $signed(leaked2) + $signed(\port$21461$0 );
+  assign \$102  = $signed(leaked2) + $signed(\port$23284$0 );
   assign \$103  = \$101  ? 16'h8000 : \$102 [15:0];
   assign \$104  = \$99  ? 16'h7fff : \$103 ;
-  assign \$105  = $signed(leaked2) + $signed(\port$21461$0 );
+  assign \$105  = $signed(leaked2) + $signed(\port$23284$0 );
   assign \$106  = $signed(\$105 ) > $signed(16'h7fff);
-  assign \$107  = $signed(leaked2) + $signed(\port$21461$0 );
+  assign \$107  = $signed(leaked2) + $signed(\port$23284$0 );
   assign \$108  = $signed(\$107 ) < $signed(16'h8000);
-  assign \$109  = $signed(leaked2) + $signed(\port$21461$0 );
+  assign \$109  = $signed(leaked2) + $signed(\port$23284$0 );
   assign \$110  = \$108  ? 16'h8000 : \$109 [15:0];
   assign \$111  = \$106  ? 16'h7fff : \$110 ;
-  assign \$112  = $signed(\$111 ) > $signed(\port$22622$167 [21:6]);
-  assign \$113  = $signed(leaked2) + $signed(\port$21461$0 );
+  assign \$112  = $signed(\$111 ) > $signed(\port$24492$167 [21:6]);
+  assign \$113  = $signed(leaked2) + $signed(\port$23284$0 );
   assign \$114  = $signed(\$113 ) > $signed(16'h7fff);
-  assign \$115  = $signed(leaked2) + $signed(\port$21461$0 );
+  assign \$115  = $signed(leaked2) + $signed(\port$23284$0 );
   assign \$116  = $signed(\$115 ) < $signed(16'h8000);
-  assign \$117  = $signed(leaked2) + $signed(\port$21461$0 );
+  assign \$117  = $signed(leaked2) + $signed(\port$23284$0 );
   assign \$118  = \$116  ? 16'h8000 : \$117 [15:0];
   assign \$119  = \$114  ? 16'h7fff : \$118 ;
   assign \$120  = $signed(\$119 ) > $signed(window_lo);
-  assign \$121  = $signed(leaked2) + $signed(\port$21461$0 );
+  assign \$121  = $signed(leaked2) + $signed(\port$23284$0 );
   assign \$122  = $signed(\$121 ) > $signed(16'h7fff);
-  assign \$123  = $signed(leaked2) + $signed(\port$21461$0 );
+  assign \$123  = $signed(leaked2) + $signed(\port$23284$0 );
   assign \$124  = $signed(\$123 ) < $signed(16'h8000);
-  assign \$125  = $signed(leaked2) + $signed(\port$21461$0 );
+  assign \$125  = $signed(leaked2) + $signed(\port$23284$0 );
   assign \$126  = \$124  ? 16'h8000 : \$125 [15:0];
   assign \$127  = \$122  ? 16'h7fff : \$126 ;
   assign \$128  = $signed(\$127 ) < $signed(window_hi);
   assign \$129  = \$120  & \$128 ;
-  assign \$130  = $signed(u_prev[63:48]) > $signed(\port$22622$167 [21:6]);
+  assign \$130  = $signed(u_prev[63:48]) > $signed(\port$24492$167 [21:6]);
   assign \$131  = \$130  ? 16'h0000 : u_prev[63:48];
   assign \$132  = $signed(kept3) * $signed({ 1'h0, leak_mul });
-  assign \$133  = ! \port$22622$167 [5:0];
-  assign \$134  = \port$22622$167 [5:0] - 1'h1;
+  assign \$133  = ! \port$24492$167 [5:0];
+  assign \$134  = \port$24492$167 [5:0] - 1'h1;
   assign \$135  = \$133  ? 6'h00 : \$134 [5:0];
   assign \$136  = $signed(leak_prod3) >>> \$135 ;
-  assign \$137  = ! \port$22622$167 [5:0];
+  assign \$137  = ! \port$24492$167 [5:0];
   assign \$138  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$140  = \$137  ? leak_partial3 : \$139 [24:0];
-  assign \$141  = $signed(leaked3) + $signed(\port$21479$0 );
+  assign \$141  = $signed(leaked3) + $signed(\port$23302$0 );
   assign \$142  = $signed(\$141 ) > $signed(16'h7fff);
-  assign \$143  = $signed(leaked3) + $signed(\port$21479$0 );
+  assign \$143  = $signed(leaked3) + $signed(\port$23302$0 );
   assign \$144  = $signed(\$143 ) < $signed(16'h8000);
-  assign \$145  = $signed(leaked3) + $signed(\port$21479$0 );
+  assign \$145  = $signed(leaked3) + $signed(\port$23302$0 );
   assign \$146  = \$144  ? 16'h8000 : \$145 [15:0];
   assign \$147  = \$142  ? 16'h7fff : \$146 ;
-  assign \$148  = $signed(leaked3) + $signed(\port$21479$0 );
+  assign \$148  = $signed(leaked3) + $signed(\port$23302$0 );
   assign \$149  = $signed(\$148 ) > $signed(16'h7fff);
-  assign \$150  = $signed(leaked3) + $signed(\port$21479$0 );
+  assign \$150  = $signed(leaked3) + $signed(\port$23302$0 );
   assign \$151  = $signed(\$150 ) < $signed(16'h8000);
-  assign \$152  = $signed(leaked3) + $signed(\port$21479$0 );
+  assign \$152  = $signed(leaked3) + $signed(\port$23302$0 );
   assign \$153  = \$151  ? 16'h8000 : \$152 [15:0];
   assign \$154  = \$149  ? 16'h7fff : \$153 ;
-  assign \$155  = $signed(\$154 ) > $signed(\port$22622$167 [21:6]);
-  assign \$156  = $signed(leaked3) + $signed(\port$21479$0 );
+  assign \$155  = $signed(\$154 ) > $signed(\port$24492$167 [21:6]);
+  assign \$156  = $signed(leaked3) + $signed(\port$23302$0 );
   assign \$157  = $signed(\$156 ) > $signed(16'h7fff);
-  assign \$158  = $signed(leaked3) + $signed(\port$21479$0 );
+  assign \$158  = $signed(leaked3) + $signed(\port$23302$0 );
   assign \$159  = $signed(\$158 ) < $signed(16'h8000);
-  assign \$160  = $signed(leaked3) + $signed(\port$21479$0 );
+  assign \$160  = $signed(leaked3) + $signed(\port$23302$0 );
   assign \$161  = \$159  ? 16'h8000 : \$160 [15:0];
   assign \$162  = \$157  ? 16'h7fff : \$161 ;
   assign \$163  = $signed(\$162 ) > $signed(window_lo);
-  assign \$164  = $signed(leaked3) + $signed(\port$21479$0 );
+  assign \$164  = $signed(leaked3) + $signed(\port$23302$0 );
   assign \$165  = $signed(\$164 ) > $signed(16'h7fff);
-  assign \$166  = $signed(leaked3) + $signed(\port$21479$0 );
+  assign \$166  = $signed(leaked3) + $signed(\port$23302$0 );
   assign \$167  = $signed(\$166 ) < $signed(16'h8000);
-  assign \$168  = $signed(leaked3) + $signed(\port$21479$0 );
+  assign \$168  = $signed(leaked3) + $signed(\port$23302$0 );
   assign \$169  = \$167  ? 16'h8000 : \$168 [15:0];
   assign \$170  = \$165  ? 16'h7fff : \$169 ;
   assign \$171  = $signed(\$170 ) < $signed(window_hi);
@@ -4245,204 +4245,204 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$21425$0 , \port$21443$0 , \port$2
   always @(posedge clk)
     m3 <= \$200 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$173  = \$2 ;
     if (rst) begin
       \$173  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$174  = { \$3 [23], \$3  };
     if (rst) begin
       \$174  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$175  = \$7 ;
     if (rst) begin
       \$175  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$176  = \$11 ;
     if (rst) begin
       \$176  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$177  = \$18 ;
     if (rst) begin
       \$177  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$178  = \$26 ;
     if (rst) begin
       \$178  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$179  = \$43 ;
     if (rst) begin
       \$179  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$180  = \$45 ;
     if (rst) begin
       \$180  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$181  = { \$46 [23], \$46  };
     if (rst) begin
       \$181  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$182  = \$50 ;
     if (rst) begin
       \$182  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$183  = \$54 ;
     if (rst) begin
       \$183  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$184  = \$61 ;
     if (rst) begin
       \$184  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$185  = \$69 ;
     if (rst) begin
       \$185  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$186  = \$86 ;
     if (rst) begin
       \$186  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$187  = \$88 ;
     if (rst) begin
       \$187  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$188  = { \$89 [23], \$89  };
     if (rst) begin
       \$188  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$189  = \$93 ;
     if (rst) begin
       \$189  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$190  = \$97 ;
     if (rst) begin
       \$190  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$191  = \$104 ;
     if (rst) begin
       \$191  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$192  = \$112 ;
     if (rst) begin
       \$192  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$193  = \$129 ;
     if (rst) begin
       \$193  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$194  = \$131 ;
     if (rst) begin
       \$194  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$195  = { \$132 [23], \$132  };
     if (rst) begin
       \$195  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$196  = \$136 ;
     if (rst) begin
       \$196  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$197  = \$140 ;
     if (rst) begin
       \$197  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$198  = \$147 ;
     if (rst) begin
       \$198  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$199  = \$155 ;
     if (rst) begin
       \$199  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$200  = \$172 ;
     if (rst) begin
       \$200  = 1'h0;
     end
   end
-  assign threshold = \port$22622$167 [21:6];
-  assign leak_shift = \port$22622$167 [5:0];
-  assign cur = { \port$21479$0 , \port$21461$0 , \port$21443$0 , \port$21425$0  };
+  assign threshold = \port$24492$167 [21:6];
+  assign leak_shift = \port$24492$167 [5:0];
+  assign cur = { \port$23302$0 , \port$23284$0 , \port$23266$0 , \port$23248$0  };
   assign u = { u3, u2, u1, u0 };
   assign s = { s3, s2, s1, s0 };
   assign m = { m3, m2, m1, m0 };
@@ -4454,7 +4454,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4.maxpool (rst, valid, \port$3461$0 , \port$3464$0 , \port$3467$0 , \port$3470$0 , \port$3473$0 , \port$3476$0 , \port$3479$0 , \port$3482$0 , first, position, i, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -4542,7 +4542,7 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$3461$0 , \port$3464$0 , \port$
   always @(posedge clk)
     held_arg <= \$26 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$25  = held;
     if (valid) begin
       \$25  = { \$12 , \$9 , \$6 , \$3  };
@@ -4552,7 +4552,7 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$3461$0 , \port$3464$0 , \port$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$26  = held_arg;
     if (valid) begin
       \$26  = { \$24 , \$21 , \$18 , \$15  };

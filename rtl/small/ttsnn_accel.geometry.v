@@ -2,7 +2,7 @@
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.geometry (rst, geo, desc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire [4:0] \$1 ;
   wire [31:0] \$10 ;
   wire [17:0] \$100 ;
@@ -319,7 +319,7 @@ module \ttsnn_accel.geometry (rst, geo, desc, clk);
   always @(posedge clk)
     geo <= \$126 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$126 [3:0] = desc[125:122];
     \$126 [7:4] = \$1 [3:0];
     \$126 [10:8] = \$2 [2:0];

@@ -7,8 +7,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
 , bw_trace__addr, \port__en$147 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$191 , host__w2__addr, host__w2__rd_en, \wr__en$197 , host__w3__addr, host__w3__rd_en, \wr__en$203 , host__w4__addr, host__w4__rd_en, \wr__en$209 , host__affine__addr, host__affine__rd_en, \wr__en$215 , host__spike_in__addr
 , host__spike_in__rd_en, \wr__en$221 , host__residual__addr, \wr__en$227 , host__membrane__addr, \port__en$233 , host__spikes__addr, \port__en$239 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$245 , host__trace__addr, host__trace__rd_en, host__trace__wr_en, host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data
 , e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr
-, \wr__en$171 , \port$21491$0 , \port$21505$0 , \port$21519$0 , \port$21533$0 , bw_weights__addr, \port$21914$0 , \port$22620$0 , desc, \wr__data$194 );
-  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+, \wr__en$171 , \port$23314$0 , \port$23328$0 , \port$23342$0 , \port$23356$0 , bw_weights__addr, \port$23784$0 , \port$24490$0 , desc, \wr__data$194 );
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
   wire \$11 ;
@@ -45,56 +45,62 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire \$4 ;
   wire \$40 ;
   wire \$41 ;
-  wire [14:0] \$42 ;
-  wire \$43 ;
+  wire \$42 ;
+  wire [14:0] \$43 ;
   wire \$44 ;
-  wire [14:0] \$45 ;
-  wire \$46 ;
+  wire \$45 ;
+  wire [14:0] \$46 ;
   wire \$47 ;
-  wire [14:0] \$48 ;
+  wire \$48 ;
   wire \$49 ;
   wire [19:0] \$5 ;
-  wire \$50 ;
-  wire [14:0] \$51 ;
+  wire [14:0] \$50 ;
+  wire \$51 ;
   wire \$52 ;
-  wire [19:0] \$53 ;
+  wire [14:0] \$53 ;
   wire \$54 ;
   wire \$55 ;
   wire [19:0] \$56 ;
   wire \$57 ;
-  wire [19:0] \$58 ;
-  wire \$59 ;
+  wire \$58 ;
+  wire [19:0] \$59 ;
   wire \$6 ;
   wire \$60 ;
-  wire [19:0] \$61 ;
-  wire \$62 ;
-  wire [19:0] \$63 ;
+  wire \$61 ;
+  wire [19:0] \$62 ;
+  wire \$63 ;
   wire \$64 ;
-  wire \$65 ;
-  wire [19:0] \$66 ;
+  wire [19:0] \$65 ;
+  wire \$66 ;
   wire \$67 ;
   wire [19:0] \$68 ;
   wire \$69 ;
   wire [19:0] \$7 ;
   wire \$70 ;
   wire [19:0] \$71 ;
-  wire [15:0] \$72 ;
-  wire [15:0] \$73 ;
-  wire [15:0] \$74 ;
-  wire [15:0] \$75 ;
-  wire [15:0] \$76 ;
-  wire [15:0] \$77 ;
-  wire \$78 ;
-  wire \$79 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire [19:0] \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire [19:0] \$77 ;
+  wire [15:0] \$78 ;
+  wire [15:0] \$79 ;
   wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire [19:0] \$82 ;
+  wire [15:0] \$80 ;
+  wire [15:0] \$81 ;
+  wire [15:0] \$82 ;
   wire [15:0] \$83 ;
-  reg \$84 ;
-  reg \$85 ;
-  reg \$86 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire [19:0] \$88 ;
+  wire [15:0] \$89 ;
   wire \$9 ;
+  reg \$90 ;
+  reg \$91 ;
+  reg \$92 ;
   wire \$signal ;
   reg [10:0] \$signature__addr ;
   reg [10:0] \$signature__addr$15 ;
@@ -106,8 +112,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   reg [63:0] \$signature__data$28 ;
   reg \$signature__en ;
   reg \$signature__en$14 ;
-  reg \$signature__en$22 ;
-  reg \$signature__en$26 ;
+  reg [3:0] \$signature__en$22 ;
+  reg [3:0] \$signature__en$26 ;
   input busy;
   wire busy;
   wire [19:0] bw_affine__addr;
@@ -136,8 +142,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [19:0] bw_grad_w__addr;
   input [63:0] bw_grad_w__data;
   wire [63:0] bw_grad_w__data;
-  input bw_grad_w__en;
-  wire bw_grad_w__en;
+  input [3:0] bw_grad_w__en;
+  wire [3:0] bw_grad_w__en;
   input [19:0] bw_trace__addr;
   wire [19:0] bw_trace__addr;
   output [15:0] bw_trace__data;
@@ -363,18 +369,18 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire host__w4__rd_en;
   wire [31:0] host__w4__wr_data;
   wire host__w4__wr_en;
-  input [15:0] \port$21491$0 ;
-  wire [15:0] \port$21491$0 ;
-  input [15:0] \port$21505$0 ;
-  wire [15:0] \port$21505$0 ;
-  input [15:0] \port$21519$0 ;
-  wire [15:0] \port$21519$0 ;
-  input [15:0] \port$21533$0 ;
-  wire [15:0] \port$21533$0 ;
-  input [15:0] \port$21914$0 ;
-  wire [15:0] \port$21914$0 ;
-  input [159:0] \port$22620$0 ;
-  wire [159:0] \port$22620$0 ;
+  input [15:0] \port$23314$0 ;
+  wire [15:0] \port$23314$0 ;
+  input [15:0] \port$23328$0 ;
+  wire [15:0] \port$23328$0 ;
+  input [15:0] \port$23342$0 ;
+  wire [15:0] \port$23342$0 ;
+  input [15:0] \port$23356$0 ;
+  wire [15:0] \port$23356$0 ;
+  input [15:0] \port$23784$0 ;
+  wire [15:0] \port$23784$0 ;
+  input [159:0] \port$24490$0 ;
+  wire [159:0] \port$24490$0 ;
   input [7:0] \port$2483$0 ;
   wire [7:0] \port$2483$0 ;
   input [7:0] \port$2523$0 ;
@@ -548,16 +554,16 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_affine[host__affine__addr[2:0]] <= { \wr__data$194 , \port$22620$0  };
+      mem_affine[host__affine__addr[2:0]] <= { \wr__data$194 , \port$24490$0  };
   end
   reg [191:0] _0_;
   reg [191:0] _1_;
   always @(posedge clk) begin
     if (\port__en$147 ) begin
-      _0_ <= mem_affine[\port$21914$0 [2:0]];
+      _0_ <= mem_affine[\port$23784$0 [2:0]];
     end
     if (\port__en$75 ) begin
-      _1_ <= mem_affine[\$77 [2:0]];
+      _1_ <= mem_affine[\$83 [2:0]];
     end
   end
   assign bw_affine__data = _0_;
@@ -2614,8 +2620,14 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     mem_gbuf_bank0[2047] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$22 )
-      mem_gbuf_bank0[\$signature__addr$23 ] <= \$signature__data$24 ;
+    if (\$signature__en$22 [0])
+      mem_gbuf_bank0[\$signature__addr$23 ][15:0] <= \$signature__data$24 [15:0];
+    if (\$signature__en$22 [1])
+      mem_gbuf_bank0[\$signature__addr$23 ][31:16] <= \$signature__data$24 [31:16];
+    if (\$signature__en$22 [2])
+      mem_gbuf_bank0[\$signature__addr$23 ][47:32] <= \$signature__data$24 [47:32];
+    if (\$signature__en$22 [3])
+      mem_gbuf_bank0[\$signature__addr$23 ][63:48] <= \$signature__data$24 [63:48];
   end
   reg [63:0] _2_;
   always @(posedge clk) begin
@@ -4676,8 +4688,14 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     mem_gbuf_bank1[2047] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$26 )
-      mem_gbuf_bank1[\$signature__addr$27 ] <= \$signature__data$28 ;
+    if (\$signature__en$26 [0])
+      mem_gbuf_bank1[\$signature__addr$27 ][15:0] <= \$signature__data$28 [15:0];
+    if (\$signature__en$26 [1])
+      mem_gbuf_bank1[\$signature__addr$27 ][31:16] <= \$signature__data$28 [31:16];
+    if (\$signature__en$26 [2])
+      mem_gbuf_bank1[\$signature__addr$27 ][47:32] <= \$signature__data$28 [47:32];
+    if (\$signature__en$26 [3])
+      mem_gbuf_bank1[\$signature__addr$27 ][63:48] <= \$signature__data$28 [63:48];
   end
   reg [63:0] _3_;
   always @(posedge clk) begin
@@ -7166,7 +7184,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$171 )
-      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$21533$0 , \port$21519$0 , \port$21505$0 , \port$21491$0  };
+      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$23356$0 , \port$23342$0 , \port$23328$0 , \port$23314$0  };
   end
   reg [63:0] _9_;
   reg [63:0] _10_;
@@ -7441,7 +7459,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$227 )
-      mem_residual[host__residual__addr[7:0]] <= { \wr__data$194 , \port$22620$0 [31:0] };
+      mem_residual[host__residual__addr[7:0]] <= { \wr__data$194 , \port$24490$0 [31:0] };
   end
   reg [63:0] _11_;
   always @(posedge clk) begin
@@ -7811,7 +7829,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   reg [31:0] _14_;
   always @(posedge clk) begin
     if (port__en) begin
-      _14_ <= mem_spike_in[\$72 [7:0]];
+      _14_ <= mem_spike_in[\$78 [7:0]];
     end
   end
   assign e1_spike_in__data = _14_;
@@ -9339,12 +9357,12 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$183 )
-      mem_trace[\$83 [9:0]] <= \wr__data$188 ;
+      mem_trace[\$89 [9:0]] <= \wr__data$188 ;
   end
   reg [15:0] _16_;
   always @(posedge clk) begin
     if (\port__en$131 ) begin
-      _16_ <= mem_trace[\$82 [9:0]];
+      _16_ <= mem_trace[\$88 [9:0]];
     end
   end
   assign bw_trace__data = _16_;
@@ -9422,7 +9440,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   reg [31:0] _17_;
   always @(posedge clk) begin
     if (\port__en$43 ) begin
-      _17_ <= mem_w1[\$73 [5:0]];
+      _17_ <= mem_w1[\$79 [5:0]];
     end
   end
   assign e1_w1__data = _17_;
@@ -9484,7 +9502,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   reg [31:0] _18_;
   always @(posedge clk) begin
     if (\port__en$51 ) begin
-      _18_ <= mem_w2[\$74 [5:0]];
+      _18_ <= mem_w2[\$80 [5:0]];
     end
   end
   assign e23_w2__data = _18_;
@@ -9546,7 +9564,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   reg [31:0] _19_;
   always @(posedge clk) begin
     if (\port__en$59 ) begin
-      _19_ <= mem_w3[\$75 [5:0]];
+      _19_ <= mem_w3[\$81 [5:0]];
     end
   end
   assign e23_w3__data = _19_;
@@ -9624,10 +9642,14 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   reg [31:0] _20_;
   always @(posedge clk) begin
     if (\port__en$67 ) begin
-      _20_ <= mem_w4[\$76 [5:0]];
+      _20_ <= mem_w4[\$82 [5:0]];
     end
   end
   assign e4_w4__data = _20_;
+  assign \$8  = ~ busy;
+  assign \$9  = \$8  & host__gbuf__rd_en;
+  assign \$11  = ! \$10 ;
+  assign \$12  = \$9  & \$11 ;
   assign \$14  = ~ busy;
   assign \$15  = \$14  & host__gbuf__rd_en;
   assign \$17  = \$16  == 1'h1;
@@ -9645,62 +9667,60 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \$37  = \$36  == 1'h1;
   assign \$38  = \$35  & \$37 ;
   assign \$40  = ~ busy;
-  assign \$41  = \$40  & host__gbuf__wr_en;
-  assign \$43  = ! \$42 ;
-  assign \$44  = \$41  & \$43 ;
-  assign \$46  = ~ busy;
-  assign \$47  = \$46  & host__gbuf__wr_en;
-  assign \$49  = \$48  == 1'h1;
-  assign \$50  = \$47  & \$49 ;
-  assign \$52  = busy & bw_grad_w2__en;
-  assign \$54  = ! \$53 ;
-  assign \$55  = \$52  & \$54 ;
-  assign \$57  = busy & bw_grad_w2__en;
-  assign \$59  = \$58  == 1'h1;
-  assign \$60  = \$57  & \$59 ;
-  assign \$62  = busy & bw_grad_w__en;
-  assign \$64  = ! \$63 ;
-  assign \$65  = \$62  & \$64 ;
-  assign \$67  = busy & bw_grad_w__en;
-  assign \$69  = \$68  == 1'h1;
+  assign \$42  = \$40  & \$41 ;
+  assign \$44  = ! \$43 ;
+  assign \$45  = \$42  & \$44 ;
+  assign \$47  = ~ busy;
+  assign \$49  = \$47  & \$48 ;
+  assign \$51  = \$50  == 1'h1;
+  assign \$52  = \$49  & \$51 ;
+  assign \$55  = busy & \$54 ;
+  assign \$57  = ! \$56 ;
+  assign \$58  = \$55  & \$57 ;
+  assign \$61  = busy & \$60 ;
+  assign \$63  = \$62  == 1'h1;
+  assign \$64  = \$61  & \$63 ;
+  assign \$66  = | bw_grad_w__en;
+  assign \$67  = busy & \$66 ;
+  assign \$69  = ! \$68 ;
   assign \$70  = \$67  & \$69 ;
+  assign \$72  = | bw_grad_w__en;
+  assign \$73  = busy & \$72 ;
+  assign \$75  = \$74  == 1'h1;
+  assign \$76  = \$73  & \$75 ;
   assign port__en = busy ? e1_spike_in__en : host__spike_in__rd_en;
-  assign \$72  = busy ? e1_spike_in__addr : { 1'h0, host__spike_in__addr };
+  assign \$78  = busy ? e1_spike_in__addr : { 1'h0, host__spike_in__addr };
   assign \port__en$43  = busy ? e1_w1__en : host__w1__rd_en;
-  assign \$73  = busy ? e1_w1__addr : { 1'h0, host__w1__addr };
+  assign \$79  = busy ? e1_w1__addr : { 1'h0, host__w1__addr };
   assign \port__en$51  = busy ? e23_w2__en : host__w2__rd_en;
-  assign \$74  = busy ? e23_w2__addr : { 1'h0, host__w2__addr };
+  assign \$80  = busy ? e23_w2__addr : { 1'h0, host__w2__addr };
   assign \port__en$59  = busy ? e23_w3__en : host__w3__rd_en;
-  assign \$75  = busy ? e23_w3__addr : { 1'h0, host__w3__addr };
+  assign \$81  = busy ? e23_w3__addr : { 1'h0, host__w3__addr };
   assign \port__en$67  = busy ? e4_w4__en : host__w4__rd_en;
-  assign \$76  = busy ? e4_w4__addr : { 1'h0, host__w4__addr };
+  assign \$82  = busy ? e4_w4__addr : { 1'h0, host__w4__addr };
   assign \port__en$75  = busy ? e4_affine__en : host__affine__rd_en;
-  assign \$77  = busy ? e4_affine__addr : { 1'h0, host__affine__addr };
-  assign \$78  = desc[261:260] == 1'h1;
-  assign \$79  = busy & \$78 ;
-  assign \port__en$131  = \$79  ? bw_trace__en : host__trace__rd_en;
-  assign \$80  = desc[261:260] == 1'h1;
-  assign \$81  = busy & \$80 ;
-  assign \$82  = \$81  ? bw_trace__addr : { 5'h00, host__trace__addr };
+  assign \$83  = busy ? e4_affine__addr : { 1'h0, host__affine__addr };
+  assign \$84  = desc[261:260] == 1'h1;
+  assign \$85  = busy & \$84 ;
+  assign \port__en$131  = \$85  ? bw_trace__en : host__trace__rd_en;
+  assign \$86  = desc[261:260] == 1'h1;
+  assign \$87  = busy & \$86 ;
+  assign \$88  = \$87  ? bw_trace__addr : { 5'h00, host__trace__addr };
   assign \wr__en$183  = busy ? \wr__en$171  : host__trace__wr_en;
-  assign \$83  = busy ? e4_trace__addr : { 1'h0, host__trace__addr };
+  assign \$89  = busy ? e4_trace__addr : { 1'h0, host__trace__addr };
   assign \wr__data$188  = busy ? { \port$2953$0 , \port$2952$0 , \wr__data$181 [3], \port$2951$0 , \port$2950$0 , \wr__data$181 [2], \port$2949$0 , \port$2948$0 , \wr__data$181 [1], \port$2947$0 , \port$2946$0 , \wr__data$181 [0] } : \wr__data$194 [15:0];
   always @(posedge clk)
-    gbuf_rd_bank <= \$84 ;
+    gbuf_rd_bank <= \$90 ;
   always @(posedge clk)
-    \gbuf_rd_bank$7  <= \$85 ;
+    \gbuf_rd_bank$7  <= \$91 ;
   always @(posedge clk)
-    \gbuf_rd_bank$10  <= \$86 ;
+    \gbuf_rd_bank$10  <= \$92 ;
   assign \$1  = ~ busy;
   assign \$2  = \$1  & host__gbuf__rd_en;
   assign \$4  = busy & bw_grad_b__en;
   assign \$6  = busy & bw_grad_a__en;
-  assign \$8  = ~ busy;
-  assign \$9  = \$8  & host__gbuf__rd_en;
-  assign \$11  = ! \$10 ;
-  assign \$12  = \$9  & \$11 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     casez (gbuf_rd_bank)
       1'h0:
@@ -9710,7 +9730,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     casez (\gbuf_rd_bank$7 )
       1'h0:
@@ -9720,7 +9740,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     casez (\gbuf_rd_bank$10 )
       1'h0:
@@ -9730,37 +9750,37 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$84  = gbuf_rd_bank;
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$90  = gbuf_rd_bank;
     if (\$2 ) begin
-      \$84  = \$3 [0];
+      \$90  = \$3 [0];
     end
     if (rst) begin
-      \$84  = 1'h0;
+      \$90  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$85  = \gbuf_rd_bank$7 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$91  = \gbuf_rd_bank$7 ;
     if (\$4 ) begin
-      \$85  = \$5 [0];
+      \$91  = \$5 [0];
     end
     if (rst) begin
-      \$85  = 1'h0;
+      \$91  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$86  = \gbuf_rd_bank$10 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$92  = \gbuf_rd_bank$10 ;
     if (\$6 ) begin
-      \$86  = \$7 [0];
+      \$92  = \$7 [0];
     end
     if (rst) begin
-      \$86  = 1'h0;
+      \$92  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__en  = 1'h1;
     if (\$12 ) begin
       \$signature__en  = 1'h1;
@@ -9773,7 +9793,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__addr  = 11'h000;
     if (\$12 ) begin
       \$signature__addr  = \$13 [10:0];
@@ -9786,7 +9806,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__en$14  = 1'h1;
     if (\$18 ) begin
       \$signature__en$14  = 1'h1;
@@ -9799,7 +9819,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__addr$15  = 11'h000;
     if (\$18 ) begin
       \$signature__addr$15  = \$19 [10:0];
@@ -9812,95 +9832,95 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$signature__en$22  = 1'h0;
-    if (\$44 ) begin
-      \$signature__en$22  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$signature__en$22  = 4'h0;
+    if (\$45 ) begin
+      \$signature__en$22  = { host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en };
     end
-    if (\$55 ) begin
-      \$signature__en$22  = 1'h1;
+    if (\$58 ) begin
+      \$signature__en$22  = { bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en };
     end
-    if (\$65 ) begin
-      \$signature__en$22  = 1'h1;
+    if (\$70 ) begin
+      \$signature__en$22  = bw_grad_w__en;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__addr$23  = 11'h000;
-    if (\$44 ) begin
-      \$signature__addr$23  = \$45 [10:0];
+    if (\$45 ) begin
+      \$signature__addr$23  = \$46 [10:0];
     end
-    if (\$55 ) begin
-      \$signature__addr$23  = \$56 [10:0];
+    if (\$58 ) begin
+      \$signature__addr$23  = \$59 [10:0];
     end
-    if (\$65 ) begin
-      \$signature__addr$23  = \$66 [10:0];
+    if (\$70 ) begin
+      \$signature__addr$23  = \$71 [10:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$24  = 64'h0000000000000000;
-    if (\$44 ) begin
-      \$signature__data$24  = { \wr__data$194 , \port$22620$0 [31:0] };
+    if (\$45 ) begin
+      \$signature__data$24  = { \wr__data$194 , \port$24490$0 [31:0] };
     end
-    if (\$55 ) begin
+    if (\$58 ) begin
       \$signature__data$24  = bw_grad_w2__data;
     end
-    if (\$65 ) begin
+    if (\$70 ) begin
       \$signature__data$24  = bw_grad_w__data;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$signature__en$26  = 1'h0;
-    if (\$50 ) begin
-      \$signature__en$26  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$signature__en$26  = 4'h0;
+    if (\$52 ) begin
+      \$signature__en$26  = { host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en, host__gbuf__wr_en };
     end
-    if (\$60 ) begin
-      \$signature__en$26  = 1'h1;
+    if (\$64 ) begin
+      \$signature__en$26  = { bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en, bw_grad_w2__en };
     end
-    if (\$70 ) begin
-      \$signature__en$26  = 1'h1;
+    if (\$76 ) begin
+      \$signature__en$26  = bw_grad_w__en;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__addr$27  = 11'h000;
-    if (\$50 ) begin
-      \$signature__addr$27  = \$51 [10:0];
+    if (\$52 ) begin
+      \$signature__addr$27  = \$53 [10:0];
     end
-    if (\$60 ) begin
-      \$signature__addr$27  = \$61 [10:0];
+    if (\$64 ) begin
+      \$signature__addr$27  = \$65 [10:0];
     end
-    if (\$70 ) begin
-      \$signature__addr$27  = \$71 [10:0];
+    if (\$76 ) begin
+      \$signature__addr$27  = \$77 [10:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$28  = 64'h0000000000000000;
-    if (\$50 ) begin
-      \$signature__data$28  = { \wr__data$194 , \port$22620$0 [31:0] };
+    if (\$52 ) begin
+      \$signature__data$28  = { \wr__data$194 , \port$24490$0 [31:0] };
     end
-    if (\$60 ) begin
+    if (\$64 ) begin
       \$signature__data$28  = bw_grad_w2__data;
     end
-    if (\$70 ) begin
+    if (\$76 ) begin
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$194 , \port$22620$0 [31:0] };
-  assign port__addr = \$72 [7:0];
+  assign host__gbuf__wr_data = { \wr__data$194 , \port$24490$0 [31:0] };
+  assign port__addr = \$78 [7:0];
   assign port__data = e1_spike_in__data;
-  assign \port__addr$46  = \$73 [5:0];
+  assign \port__addr$46  = \$79 [5:0];
   assign \port__data$50  = e1_w1__data;
-  assign \port__addr$54  = \$74 [5:0];
+  assign \port__addr$54  = \$80 [5:0];
   assign \port__data$58  = e23_w2__data;
-  assign \port__addr$62  = \$75 [5:0];
+  assign \port__addr$62  = \$81 [5:0];
   assign \port__data$66  = e23_w3__data;
-  assign \port__addr$70  = \$76 [5:0];
+  assign \port__addr$70  = \$82 [5:0];
   assign \port__data$74  = e4_w4__data;
-  assign \port__addr$78  = \$77 [2:0];
+  assign \port__addr$78  = \$83 [2:0];
   assign \port__data$82  = e4_affine__data;
   assign e23_line1_a__en = \port__en$83 ;
   assign \port__addr$85  = e23_line1_a__addr[8:0];
@@ -9927,14 +9947,14 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$127  = e4_membrane_in__addr[8:0];
   assign \port__data$130  = e4_membrane_in__data;
   assign \$signal  = busy;
-  assign \port__addr$136  = \$82 [9:0];
+  assign \port__addr$136  = \$88 [9:0];
   assign \port__data$140  = bw_trace__data;
   assign bw_weights__en = \port__en$141 ;
   assign \port__addr$143  = bw_weights__addr[9:0];
   assign \port__data$146  = bw_weights__data;
   assign bw_affine__en = \port__en$147 ;
-  assign \port__addr$149  = \port$21914$0 [2:0];
-  assign bw_affine__addr = { 4'h0, \port$21914$0  };
+  assign \port__addr$149  = \port$23784$0 [2:0];
+  assign bw_affine__addr = { 4'h0, \port$23784$0  };
   assign \port__data$152  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[8:0];
@@ -9949,14 +9969,14 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$169 ;
   assign e4_membrane_out__en = \wr__en$171 ;
   assign \wr__addr$173  = e4_membrane_out__addr[8:0];
-  assign \wr__data$175  = { \port$21533$0 , \port$21519$0 , \port$21505$0 , \port$21491$0  };
-  assign e4_membrane_out__data = { \port$21533$0 , \port$21519$0 , \port$21505$0 , \port$21491$0  };
+  assign \wr__data$175  = { \port$23356$0 , \port$23342$0 , \port$23328$0 , \port$23314$0  };
+  assign e4_membrane_out__data = { \port$23356$0 , \port$23342$0 , \port$23328$0 , \port$23314$0  };
   assign \wr__en$177  = \wr__en$171 ;
   assign e4_spikes__en = \wr__en$171 ;
   assign \wr__addr$179  = e4_spikes__addr[8:0];
   assign e4_spikes__data = \wr__data$181 ;
   assign e4_trace__en = \wr__en$171 ;
-  assign \wr__addr$186  = \$83 [9:0];
+  assign \wr__addr$186  = \$89 [9:0];
   assign host__trace__wr_data = \wr__data$194 [15:0];
   assign e4_trace__data = { \port$2953$0 , \port$2952$0 , \wr__data$181 [3], \port$2951$0 , \port$2950$0 , \wr__data$181 [2], \port$2949$0 , \port$2948$0 , \wr__data$181 [1], \port$2947$0 , \port$2946$0 , \wr__data$181 [0] };
   assign host__w1__wr_en = \wr__en$191 ;
@@ -9980,8 +10000,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__affine__addr[2:0];
-  assign \wr__data$218  = { \wr__data$194 , \port$22620$0  };
-  assign host__affine__wr_data = { \wr__data$194 , \port$22620$0  };
+  assign \wr__data$218  = { \wr__data$194 , \port$24490$0  };
+  assign host__affine__wr_data = { \wr__data$194 , \port$24490$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$221 ;
   assign \wr__addr$223  = host__spike_in__addr[7:0];
@@ -9990,8 +10010,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$227 ;
   assign \wr__addr$229  = host__residual__addr[7:0];
-  assign \wr__data$231  = { \wr__data$194 , \port$22620$0 [31:0] };
-  assign host__residual__wr_data = { \wr__data$194 , \port$22620$0 [31:0] };
+  assign \wr__data$231  = { \wr__data$194 , \port$24490$0 [31:0] };
+  assign host__residual__wr_data = { \wr__data$194 , \port$24490$0 [31:0] };
   assign host__membrane__rd_en = \port__en$233 ;
   assign \port__addr$235  = host__membrane__addr[8:0];
   assign \port__data$238  = host__membrane__rd_data;
@@ -10054,22 +10074,26 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \$36  = { 11'h000, bw_grad_a__addr[19:11] };
   assign \$39 [19:11] = 9'h000;
   assign \$39 [10:0] = bw_grad_a__addr[10:0];
-  assign \$42  = { 11'h000, host__gbuf__addr[14:11] };
-  assign \$45 [14:11] = 4'h0;
-  assign \$45 [10:0] = host__gbuf__addr[10:0];
-  assign \$48  = { 11'h000, host__gbuf__addr[14:11] };
-  assign \$51 [14:11] = 4'h0;
-  assign \$51 [10:0] = host__gbuf__addr[10:0];
-  assign \$53  = { 11'h000, bw_grad_w2__addr[19:11] };
-  assign \$56 [19:11] = 9'h000;
-  assign \$56 [10:0] = bw_grad_w2__addr[10:0];
-  assign \$58  = { 11'h000, bw_grad_w2__addr[19:11] };
-  assign \$61 [19:11] = 9'h000;
-  assign \$61 [10:0] = bw_grad_w2__addr[10:0];
-  assign \$63  = { 11'h000, bw_grad_w__addr[19:11] };
-  assign \$66 [19:11] = 9'h000;
-  assign \$66 [10:0] = bw_grad_w__addr[10:0];
+  assign \$41  = host__gbuf__wr_en;
+  assign \$43  = { 11'h000, host__gbuf__addr[14:11] };
+  assign \$46 [14:11] = 4'h0;
+  assign \$46 [10:0] = host__gbuf__addr[10:0];
+  assign \$48  = host__gbuf__wr_en;
+  assign \$50  = { 11'h000, host__gbuf__addr[14:11] };
+  assign \$53 [14:11] = 4'h0;
+  assign \$53 [10:0] = host__gbuf__addr[10:0];
+  assign \$54  = bw_grad_w2__en;
+  assign \$56  = { 11'h000, bw_grad_w2__addr[19:11] };
+  assign \$59 [19:11] = 9'h000;
+  assign \$59 [10:0] = bw_grad_w2__addr[10:0];
+  assign \$60  = bw_grad_w2__en;
+  assign \$62  = { 11'h000, bw_grad_w2__addr[19:11] };
+  assign \$65 [19:11] = 9'h000;
+  assign \$65 [10:0] = bw_grad_w2__addr[10:0];
   assign \$68  = { 11'h000, bw_grad_w__addr[19:11] };
   assign \$71 [19:11] = 9'h000;
   assign \$71 [10:0] = bw_grad_w__addr[10:0];
+  assign \$74  = { 11'h000, bw_grad_w__addr[19:11] };
+  assign \$77 [19:11] = 9'h000;
+  assign \$77 [10:0] = bw_grad_w__addr[10:0];
 endmodule

@@ -123,7 +123,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire bw_grad_w2__en;
   wire [19:0] bw_grad_w__addr;
   wire [63:0] bw_grad_w__data;
-  wire bw_grad_w__en;
+  wire [3:0] bw_grad_w__en;
   wire [19:0] bw_trace__addr;
   wire [15:0] bw_trace__data;
   wire bw_trace__en;
@@ -655,7 +655,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire grad_w2__en;
   wire [19:0] grad_w__addr;
   wire [63:0] grad_w__data;
-  wire grad_w__en;
+  wire [3:0] grad_w__en;
   wire [14:0] host__affine__addr;
   wire [191:0] host__affine__rd_data;
   wire host__affine__rd_en;
@@ -857,8 +857,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] spikes__addr;
   wire [3:0] spikes__data;
   wire spikes__en;
-  wire [630:0] stage;
-  wire [630:0] \stage$25 ;
+  wire [631:0] stage;
+  wire [631:0] \stage$25 ;
   wire [19:0] \stage$25.acc_base ;
   wire \stage$25.acc_clear ;
   wire \stage$25.alt_left ;
@@ -901,6 +901,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \stage$25.rows ;
   wire [31:0] \stage$25.schedule ;
   wire [5:0] \stage$25.shift ;
+  wire \stage$25.straddle ;
   wire [1:0] \stage$25.taps ;
   wire [7:0] \stage$25.timesteps ;
   wire [19:0] \stage$25.trace_base ;
@@ -949,6 +950,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \stage.rows ;
   wire [31:0] \stage.schedule ;
   wire [5:0] \stage.shift ;
+  wire \stage.straddle ;
   wire [1:0] \stage.taps ;
   wire [7:0] \stage.timesteps ;
   wire [19:0] \stage.trace_base ;
@@ -1101,10 +1103,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .grad_w__data(bw_grad_w__data),
     .grad_w__en(bw_grad_w__en),
     .inp__data(grad_a__data),
-    .\port$15848$0 (\$84 ),
-    .\port$15851$0 (\$85 ),
-    .\port$19677$0 (regions__wgrad__addr),
-    .\port$21914$0 (\$86 ),
+    .\port$17661$0 (\$84 ),
+    .\port$17664$0 (\$85 ),
+    .\port$21490$0 (regions__wgrad__addr),
+    .\port$23784$0 (\$86 ),
     .rst(rst),
     .stage(stage),
     .\start$4 (\start$361 ),
@@ -1163,7 +1165,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .line4__addr(e23_line4__addr),
     .line4__data(e23_line4__data),
     .line4__en(e23_line4__en),
-    .\port$22618$96 (stream_in[143:96]),
+    .\port$24488$96 (stream_in[143:96]),
     .\port$2483$0 (\$68 ),
     .\port$2523$0 (\$69 ),
     .\port$2563$0 (\$70 ),
@@ -1209,11 +1211,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_out__addr(e4_membrane_out__addr),
     .membrane_out__en(e4_membrane_out__en),
     .out_rows(out_rows),
-    .\port$21491$0 (\$80 ),
-    .\port$21505$0 (\$81 ),
-    .\port$21519$0 (\$82 ),
-    .\port$21533$0 (\$83 ),
-    .\port$22618$24 (stream_in[95:24]),
+    .\port$23314$0 (\$80 ),
+    .\port$23328$0 (\$81 ),
+    .\port$23342$0 (\$82 ),
+    .\port$23356$0 (\$83 ),
+    .\port$24488$24 (stream_in[95:24]),
     .\port$2946$0 (\$72 ),
     .\port$2947$0 (\$73 ),
     .\port$2948$0 (\$74 ),
@@ -1257,8 +1259,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .host_rvalid(host_rvalid),
     .host_wdata(host_wdata),
     .host_write(host_write),
-    .\port$15848$0 (\$84 ),
-    .\port$15851$0 (\$85 ),
+    .\port$17661$0 (\$84 ),
+    .\port$17664$0 (\$85 ),
     .regions__affine__addr(host__affine__addr),
     .regions__affine__rd_data(affine__data),
     .regions__affine__rd_en(host__affine__rd_en),
@@ -1402,12 +1404,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .host__w3__rd_en(host__w3__rd_en),
     .host__w4__addr(host__w4__addr),
     .host__w4__rd_en(host__w4__rd_en),
-    .\port$21491$0 (\$80 ),
-    .\port$21505$0 (\$81 ),
-    .\port$21519$0 (\$82 ),
-    .\port$21533$0 (\$83 ),
-    .\port$21914$0 (\$86 ),
-    .\port$22620$0 (\$87 ),
+    .\port$23314$0 (\$80 ),
+    .\port$23328$0 (\$81 ),
+    .\port$23342$0 (\$82 ),
+    .\port$23356$0 (\$83 ),
+    .\port$23784$0 (\$86 ),
+    .\port$24490$0 (\$87 ),
     .\port$2483$0 (\$68 ),
     .\port$2523$0 (\$69 ),
     .\port$2563$0 (\$70 ),
@@ -1828,6 +1830,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \stage.key_leak  = stage[597:566];
   assign \stage.key_affine  = stage[629:598];
   assign \stage.pack  = stage[630];
+  assign \stage.straddle  = stage[631];
   assign \stage$25.kind  = stage[1:0];
   assign \stage$25.timesteps  = stage[9:2];
   assign \stage$25.rows  = stage[25:10];
@@ -1876,6 +1879,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \stage$25.key_leak  = stage[597:566];
   assign \stage$25.key_affine  = stage[629:598];
   assign \stage$25.pack  = stage[630];
+  assign \stage$25.straddle  = stage[631];
   assign \desc$26.in_channels  = desc[15:0];
   assign \desc$26.rank  = desc[31:16];
   assign \desc$26.out_channels  = desc[47:32];

@@ -123,6 +123,25 @@ def test_a_layer_with_two_pixels_per_pass_on_the_verilog(tmp_path, mode, pool, e
     _check_layer_on_the_verilog(target, tiles, q, gold, tmp_path)
 
 
+@pytest.mark.parametrize("mode, pool, extra", [("stt", False, True), ("ptt", True, False)], ids=["stt-extra", "ptt-pool"])
+def test_a_layer_with_lanes_straddling_pixels_on_the_verilog(tmp_path, mode, pool, extra):
+    """Rank 3 on the small configuration's 4 lanes (``P/2 <= r < P``): the driver straddles
+    the mat-vec stages where that is faster (the stage field ``straddle``: a block row's
+    (pixel, channel) pairs in passes of 4, the weight words rotated per pass, each pixel's
+    lanes written with lane write enables), here ``q1`` (16 input spikes: one input word per
+    pixel). Bit-exact against the golden backward of the untiled layer in ONE simulator
+    process; each program's counters equal the cycle model."""
+    from tests.gen.test_backward_core_stages import layer_case
+
+    target = RtlTarget.for_config("small")
+    cfg = target.config
+    q, x, trace, e, g_extra, gold = layer_case(cfg, 17, mode, 2, 16, 3, 8, 4, 6, pool, extra)
+    tiles = _layer_programs(cfg, q, x, trace, e, g_extra, gold)
+    straddled = {n for t in tiles for n, f in t.program.plan.stages if f["straddle"]}
+    assert "q1" in straddled                             # the case is what it says: straddled
+    _check_layer_on_the_verilog(target, tiles, q, gold, tmp_path)
+
+
 @pytest.mark.cosim_full
 def test_paper_sized_layer_in_chunks_of_timesteps(tmp_path):
     """An 8 x 16 block of MS-ResNet18's second TT layer (64 -> 64 channels, rank 32, T = 4,

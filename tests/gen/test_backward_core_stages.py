@@ -14,7 +14,7 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from amaranth.hdl import Elaboratable, Module
+from amaranth.hdl import Cat, Elaboratable, Module
 from amaranth.lib.memory import Memory
 
 from ttsnn.gen.backward import BackwardDatapath
@@ -60,9 +60,10 @@ class Harness(Elaboratable):
         for port, mem in ports:
             rd = mem.read_port()
             m.d.comb += [rd.en.eq(port.en), rd.addr.eq(port.addr), port.data.eq(rd.data)]
-        for port in (dp.grad_w, dp.grad_w2):
-            wr = self.buffer.write_port()
-            m.d.comb += [wr.en.eq(port.en), wr.addr.eq(port.addr), wr.data.eq(port.data)]
+        for port in (dp.grad_w, dp.grad_w2):          # grad_w: an enable per lane, grad_w2 every lane
+            wr = self.buffer.write_port(granularity=GB)
+            en = port.en if len(port.en) == P else Cat(*[port.en] * P)
+            m.d.comb += [wr.en.eq(en), wr.addr.eq(port.addr), wr.data.eq(port.data)]
         return m
 
 
@@ -195,6 +196,11 @@ def test_backward_tile_matches_golden(case):
 def _check_tile_against_golden(case, pack_lanes: bool = False):
     """Run ``case``'s tile on the datapath and compare every tensor and sum with the golden
     stages; returns the program and the run's results."""
+    return _check_tile_against_golden_with(case, pack_lanes=pack_lanes)
+
+
+def _check_tile_against_golden_with(case, pack_lanes: bool = False, straddle_lanes: bool = False):
+    """:func:`_check_tile_against_golden` with the driver's lane options."""
     mode, r, cin, cout, T, H, W, pool, auto, extra = case
     q, x, trace, e, g_extra, gold = backward_case(case)
     rnd = GradRounding(CFG.gradients.rounding)
@@ -203,7 +209,7 @@ def _check_tile_against_golden(case, pack_lanes: bool = False):
     # every tensor in words of its own, so that the intermediates can be checked after the run
     # (test_overlaid_tensors_give_the_same_results checks the shared layout the driver uses)
     prog = plan_backward_tile(q, T, H, W, P, WB, gold.shifts, list(full), use_extra=extra, overlay=False,
-                              spikes_per_word=S, pack_lanes=pack_lanes)
+                              spikes_per_word=S, pack_lanes=pack_lanes, straddle_lanes=straddle_lanes)
     out = _run_tile(prog, q, x, trace, e, g_extra, [0] * prog.buffer_words)
 
     def tensor(name):
@@ -280,6 +286,73 @@ def test_packed_stages_match_golden(case):
             words = -(-f["in_channels"] // (S if f["in_spikes"] else P))
             steps = T * f["rows"] * f["cols"] // 2 * taps * (f["in_channels"] + words)
             assert out[f"cycles_{name}"] == steps + (8 if f["kind"] == 0 else 1) + 1, name
+
+
+STRADDLED_CASES = [  # P/2 <= rank < P (3 or 2 of the small configuration's 4 lanes): lanes straddle pixels
+    ("stt", 3, 4, 8, 2, 2, 4, False, True, False),
+    ("ptt", 3, 4, 6, 1, 4, 2, True, True, True),         # pooling, the shortcut's share
+    ("htt", 3, 4, 4, 3, 2, 3, False, True, False),       # reduced timesteps: q23, G2^T + G3^T copy them
+    ("htt", 3, 4, 6, 3, 2, 4, False, True, False),       # a computed timestep's last pass of 2 pixels, then a copy
+    ("stt", 3, 6, 3, 1, 2, 3, False, False, False),      # saturating shifts; G1^T (O = Cin = 6) does not
+    ("stt", 2, 4, 4, 2, 2, 3, False, True, True),        # rank P/2 on odd columns (pack needs even ones)
+]
+
+
+def _straddled_steps_by_hand(f) -> int:
+    """A straddled stage's steps per computed timestep, counted pass by pass: per block row the
+    ``cols x O`` pairs in passes of ``P``, pass ``j`` from pair ``jP`` (first channel
+    ``s = jP mod O``, ``n`` pairs) touches ``(s + n - 1) // O + 1`` pixels and takes ``I`` steps
+    plus a fetch step per input word and pixel after its first, per tap. (HTT's reduced
+    timesteps copy one pixel per step.)"""
+    taps = {0: 1, 1: 3, 2: 3, 3: 6}[f["taps"]]
+    words = -(-f["in_channels"] // (S if f["in_spikes"] else P))
+    O, pairs = f["out_channels"], f["cols"] * f["out_channels"]
+    per_row = 0
+    for k0 in range(0, pairs, P):
+        n = min(P, pairs - k0)
+        pixels = (k0 % O + n - 1) // O + 1
+        per_row += taps * (f["in_channels"] + (pixels - 1) * words)
+    return f["rows"] * per_row
+
+
+@pytest.mark.parametrize("case", STRADDLED_CASES, ids=lambda c: f"{c[0]}-r{c[1]}-T{c[4]}-{c[5]}x{c[6]}"
+                         + ("-pool" if c[7] else "") + ("" if c[8] else "-sat"))
+def test_straddled_stages_match_golden(case, monkeypatch):
+    """Lanes straddling pixels (``straddle``): the mat-vec stages with ``P/2 <= O < P`` outputs
+    run a block row's (pixel, channel) pairs in passes of ``P``, each lane its pair's pixel's
+    input and its channel's weight (the driver's word, rotated per pass), each pixel's sums
+    written rotated into its word with its lanes enabled. The tensors and sums are the golden
+    model's all the same; each straddled stage's cycles are counted here by hand (steps, the
+    mat-vec drain of seven cycles plus one per pixel of the stage's last pass after its first,
+    one for the control) and equal the cycle model's, as every other stage's do."""
+    from ttsnn.gen.backward.cyclemodel import stage_cycles
+
+    from ttsnn.gen.backward import tile_program
+
+    # every stage that can straddle does (on 4 lanes and a few input channels the fetch steps
+    # often cost what the filled lane saves, so the driver's choice alone would test little)
+    monkeypatch.setattr(tile_program, "straddles", lambda f, lanes, spw: tile_program.can_straddle(f, lanes))
+    mode, r = case[0], case[1]
+    prog, out = _check_tile_against_golden_with(case, pack_lanes=True, straddle_lanes=True)
+    straddled = {n for n, f in prog.stages if f["straddle"]}
+    want = {"stt": {"q1", "q2", "q23", "g_q23", "g_q2", "g_q1"}, "ptt": {"q1", "q23", "g_q23", "g_q1"},
+            "htt": {"q1", "q23", "g_q23", "g_q1"}}[mode]
+    assert straddled == want, straddled
+    for name, f in prog.stages:
+        assert out[f"cycles_{name}"] == stage_cycles(name, f, P, S).cycles, name
+        if f["straddle"]:
+            O, cols = f["out_channels"], f["cols"]
+            full = [not f["use_schedule"] or (f["schedule"] >> t) & 1 for t in range(f["timesteps"])]
+            last = (((cols * O - 1) // P) * P) % O                  # the last pass's first channel
+            n_last = cols * O - ((cols * O - 1) // P) * P
+            drain = 7 + ((last + n_last - 1) // O if full[-1] else 0)
+            # a computed timestep before a reduced one: its last pass's writes before the copy's
+            gaps = (last + n_last - 1) // O * sum(full[t] and not full[t + 1] for t in range(len(full) - 1))
+            steps = sum(_straddled_steps_by_hand(f) if c else f["rows"] * cols for c in full)
+            assert out[f"cycles_{name}"] == steps + gaps + drain + 1, name
+    if mode == "htt":           # the case is what it says: reduced timesteps in straddled stages
+        assert any(f["straddle"] and f["use_schedule"] for _, f in prog.stages)
+        assert not all(backward_case(case)[0].full_timesteps(case[4]))
 
 
 def test_input_spikes_over_several_words():

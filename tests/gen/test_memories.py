@@ -14,12 +14,14 @@ from ttsnn.gen.sim import run_testbench
 CFG = load_config("small")
 GBUF = CFG.backward_regions["gbuf"]
 WIDTH, DEPTH, HALF = GBUF.width_bits, GBUF.depth, GBUF.bank_depth
+P, GB = CFG.lanes, CFG.gradients.width
+ALL = (1 << P) - 1
 
 
 def _dut():
     reads = [DatapathPort("grad_a", "gbuf", stage_read_port(WIDTH), shared=True),
              DatapathPort("grad_b", "gbuf", stage_read_port(WIDTH))]
-    writes = [DatapathPort("grad_w", "gbuf", stage_write_port(WIDTH)),
+    writes = [DatapathPort("grad_w", "gbuf", stage_write_port(WIDTH, P), granularity=GB),
               DatapathPort("grad_w2", "gbuf", stage_write_port(WIDTH))]
     return BufferMemories(CFG, reads, writes, frozenset({"gbuf"}), frozenset({"gbuf"}))
 
@@ -64,7 +66,7 @@ def test_two_reads_and_two_writes_per_cycle_in_different_banks_and_the_host_whil
                 ctx.set(port.en, 1)
                 ctx.set(port.addr, addr)
             for port, addr, value in ((dut.grad_w, wa, va), (dut.grad_w2, wb, vb)):
-                ctx.set(port.en, 1)
+                ctx.set(port.en, ALL if port is dut.grad_w else 1)
                 ctx.set(port.addr, addr)
                 ctx.set(port.data, value)
             await ctx.tick()
@@ -121,3 +123,41 @@ def test_a_host_write_while_busy_does_not_reach_the_banks():
 
     _run(bench)
     assert got == [11, 22]
+
+
+def test_lane_write_enables_write_only_their_lanes():
+    """The backward datapath's write port ``grad_w`` enables ``Gb``-bit lanes one by one (a
+    straddled stage writes a pixel's lanes of a pass); ``grad_w2`` and the host write every lane.
+    Reference: a word of ``P`` lanes merged by hand."""
+    rng = random.Random(7)
+    lane_mask = lambda en: sum(((1 << GB) - 1) << (l * GB) for l in range(P) if (en >> l) & 1)  # noqa: E731
+    cases = [(a, rng.getrandbits(WIDTH), rng.getrandbits(WIDTH), rng.randrange(1 << P))
+             for a in (5, HALF + 9, 17, HALF + 1)]
+    got = []
+
+    async def bench(ctx, dut):
+        host = dut.host.gbuf
+        for a, old, _, _ in cases:                       # the host writes the old words
+            ctx.set(host.addr, a)
+            ctx.set(host.wr_data, old)
+            ctx.set(host.wr_en, 1)
+            await ctx.tick()
+        ctx.set(host.wr_en, 0)
+        ctx.set(dut.busy, 1)
+        for a, _, new, en in cases:
+            ctx.set(dut.grad_w.en, en)
+            ctx.set(dut.grad_w.addr, a)
+            ctx.set(dut.grad_w.data, new)
+            await ctx.tick()
+        ctx.set(dut.grad_w.en, 0)
+        ctx.set(dut.busy, 0)
+        for a, _, _, _ in cases:
+            ctx.set(host.addr, a)
+            ctx.set(host.rd_en, 1)
+            await ctx.tick()
+            got.append(ctx.get(host.rd_data))
+        ctx.set(host.rd_en, 0)
+
+    _run(bench)
+    assert got == [(old & ~lane_mask(en)) | (new & lane_mask(en)) for _, old, new, en in cases]
+    assert any(0 < en < ALL for _, _, _, en in cases)
