@@ -25,7 +25,7 @@ from typing import Callable, Mapping, Sequence
 from ttsnn.sw.cli_util import UserError
 
 from .config import HardwareConfig, ceil_div
-from .geometry import TAP_ORDER, TileGeometry
+from .geometry import TAP_ORDER, TileGeometry, e1_rows
 from .zero_skip import w1_row_chunks
 
 __all__ = ["TileShape", "EngineTable", "tile_counters", "tile_timing", "ideal_cycles", "estimate_cycles",
@@ -74,19 +74,6 @@ class TileShape:
     def full(self, t: int) -> bool:
         """Whether timestep ``t`` runs clusters 2/3 (always, except HTT's reduced ones)."""
         return self.mode != "htt" or bool(self.schedule[t])
-
-
-def e1_rows(height: int, timesteps: int, order: int = 0) -> list[tuple[int, int]]:
-    """Window rows ``(w, t)`` in cluster 1's order. Row outer: rows 0..2 of every timestep,
-    then row ``q + 2`` of every timestep for each output row ``q >= 1``; timestep outer: the
-    ``height + 2`` rows of timestep 0, then of timestep 1, ..."""
-    if order:
-        return [(w, t) for t in range(timesteps) for w in range(height + 2)]
-    out = []
-    for q in range(height):
-        for t in range(timesteps):
-            out += [(w, t) for w in ((0, 1, 2) if q == 0 else (q + 2,))]
-    return out
 
 
 def _rows(n_rows: int, timesteps: int, order: int) -> list[tuple[int, int]]:

@@ -18,7 +18,7 @@ from .config import HardwareConfig, ceil_div
 #: RTL (gen.top), the driver's weight layout and the cycle model all follow it.
 TAP_ORDER = (1, 0, 2)
 
-__all__ = ["TileGeometry", "TAP_ORDER", "window_pixels"]
+__all__ = ["TileGeometry", "TAP_ORDER", "window_pixels", "e1_rows"]
 
 
 def window_pixels(height: int, width: int, zero_halo: Sequence[bool]) -> tuple[int, int]:
@@ -99,3 +99,16 @@ class TileGeometry:
         return cls.of(cfg, shape.in_channels, shape.rank, shape.out_channels, shape.height,
                       shape.width, shape.pool, shape.zero_halo, shape.pack,
                       getattr(shape, "mode", "ptt"))
+
+
+def e1_rows(height: int, timesteps: int, order: int = 0) -> list[tuple[int, int]]:
+    """Window rows ``(w, t)`` in cluster 1's order. Row outer: rows 0..2 of every timestep,
+    then row ``q + 2`` of every timestep for each output row ``q >= 1``; timestep outer: the
+    ``height + 2`` rows of timestep 0, then of timestep 1, ..."""
+    if order:
+        return [(w, t) for t in range(timesteps) for w in range(height + 2)]
+    out = []
+    for q in range(height):
+        for t in range(timesteps):
+            out += [(w, t) for w in ((0, 1, 2) if q == 0 else (q + 2,))]
+    return out

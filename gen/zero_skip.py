@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .config import HardwareConfig, ceil_div
+from .geometry import e1_rows
 
 __all__ = ["w1_words_zero_skip", "w1_depth", "w1_depth_zero_skip", "w1_chunk_words", "w1_row_chunks",
            "zero_skip_row_lens",
@@ -67,11 +68,10 @@ def w1_words_zero_skip(w1: np.ndarray, pack: int, lanes: int) -> list[list[int]]
 
 
 def zero_skip_row_lens(cfg: HardwareConfig, s, window: np.ndarray) -> list[int]:
-    """Steps of each window row ``(w, t)`` in cluster 1's order (gen.cyclemodel.e1_rows) for the tile shape
+    """Steps of each window row ``(w, t)`` in cluster 1's order (gen.geometry.e1_rows) for the tile shape
     ``s`` (gen.cyclemodel.TileShape) and its input window ``[T, Cin, H+2, W+2]`` of 0/1: a row
     outside the layer one step; else, over its computed pixels (zero halo columns skipped),
     ``ceil(r / Pk)`` times the pixel's :func:`zero_skip_steps`."""
-    from .cyclemodel import e1_rows            # cyclemodel imports this module's users
     rows = e1_rows(s.height, s.timesteps, s.order)
     win = np.asarray(window) != 0
     T, cin = win.shape[0], win.shape[1]
@@ -101,13 +101,12 @@ def expected_event_steps(cin: int, density: float) -> float:
 
 
 def expected_row_lens(cfg: HardwareConfig, s, density: float) -> list[float]:
-    """Expected row lengths of the zero-skipping cluster 1 (in ``gen.cyclemodel.e1_rows``
+    """Expected row lengths of the zero-skipping cluster 1 (in ``gen.geometry.e1_rows``
     order) of the tile shape ``s`` (gen.cyclemodel.TileShape) when every input spike is 1 with
     probability ``density``, independently: per
     computed pixel and rank group, :func:`expected_event_steps` of each spike word; a row
     outside the layer one step. The cycle model schedules these expected lengths (an
     approximation of the expected cycles: the schedule is not linear in them)."""
-    from .cyclemodel import e1_rows            # cyclemodel imports this module's users
     sw = cfg.spike_word_bits
     words = [min(sw, s.in_channels - c0) for c0 in range(0, s.in_channels, sw)]
     per_px = sum(expected_event_steps(n, density) for n in words)
