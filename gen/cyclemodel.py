@@ -30,7 +30,8 @@ from .geometry import TAP_ORDER, TileGeometry
 from .zero_skip import w1_row_chunks
 
 __all__ = ["TileShape", "EngineTable", "tile_counters", "tile_timing", "ideal_cycles", "estimate_cycles",
-           "PIPE_TAIL", "E4_WRITE_LATENCY", "ROW_VISIBLE", "MAC_ROW_VISIBLE", "RELEASE_VISIBLE", "e1_rows", "TAP_ORDER", "row_accesses"]
+           "PIPE_TAIL", "E4_WRITE_LATENCY", "ROW_VISIBLE", "MAC_ROW_VISIBLE", "RELEASE_VISIBLE", "e1_rows",
+           "TAP_ORDER", "row_accesses"]
 
 #: Cycles from E4's last issue to its membrane and spike writes (issue, a: read and PE, b:
 #: pool, c: into the affine pipeline, 5 stages of affine and LIF, the write): the engine's

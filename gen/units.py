@@ -211,7 +211,8 @@ class MacCluster(wiring.Component):
                          pw.en.eq(self.p_wr), pw.addr.eq(self.p_wr_addr), pw.data.eq(self.acc)]
             weights = Mux(self.use_spad, wr.data, routed_w)
             psum = pr.data
-        valid, first, from_psum = (self._delayed(m, k, getattr(self, k)) for k in ("valid", "first", "from_psum"))
+        valid, first, from_psum = (self._delayed(m, k, getattr(self, k))
+                                   for k in ("valid", "first", "from_psum"))
         if self.pipelined:    # stage 1: the routed operands and weights
             op_r, w_r = Signal(P * qb, name="operand_r"), Signal(P * wb, name="weights_r")
             m.d.sync += [op_r.eq(operand), w_r.eq(weights)]
