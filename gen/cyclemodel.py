@@ -25,11 +25,13 @@ from typing import Callable, Mapping, Sequence
 from ttsnn.sw.cli_util import UserError
 
 from .config import HardwareConfig, ceil_div
+from .engines.macloop import MAC_LATENCY
 from .geometry import TAP_ORDER, TileGeometry, e1_rows
 from .zero_skip import w1_row_chunks
 
 __all__ = ["TileShape", "EngineTable", "tile_counters", "tile_timing", "ideal_cycles", "estimate_cycles",
-           "PIPE_TAIL", "E4_WRITE_LATENCY", "ROW_VISIBLE", "RELEASE_VISIBLE", "e1_rows", "TAP_ORDER", "row_accesses"]
+           "PIPE_TAIL", "E4_WRITE_LATENCY", "ROW_VISIBLE", "MAC_ROW_VISIBLE", "RELEASE_VISIBLE", "e1_rows",
+           "TAP_ORDER", "row_accesses"]
 
 #: Cycles from E4's last issue to its membrane and spike writes (issue, a: read and PE, b:
 #: pool, c: into the affine pipeline, 5 stages of affine and LIF, the write): the engine's
@@ -39,6 +41,9 @@ E4_WRITE_LATENCY = 8
 PIPE_TAIL = E4_WRITE_LATENCY + 2
 #: Cycles from a row's last issue until its "rows written" count is visible to the consumer.
 ROW_VISIBLE = 3
+#: The same for the clusters-2/3 engines (cluster 2's q2 rows, the q23 rows): issue, stage a,
+#: the pipelined clusters' ``MAC_LATENCY`` cycles to stage b (the write), visible a cycle later.
+MAC_ROW_VISIBLE = 2 + MAC_LATENCY
 #: Cycles from a row's last issue until its "rows released" count is visible to the producer.
 RELEASE_VISIBLE = 1
 
@@ -334,14 +339,14 @@ def _engine_tables(cfg: HardwareConfig, s: TileShape,
         if u != c3.row_first[j]:
             return c3.free(u)
         q, t = rows23[j]
-        return _latest(c3.free(u), c23.row_after(j, ROW_VISIBLE), line4_free(q, t))
+        return _latest(c3.free(u), c23.row_after(j, MAC_ROW_VISIBLE), line4_free(q, t))
 
     def ready4(u):
         yo, t, go = segs4[u]
         if go:                         # the row's later segments: no row-level dependency
             return c4.free(u)
         writer = c3 if stt else c23
-        deps = [writer.row_after(seq23[(step * yo + step - 1, t)], ROW_VISIBLE)]
+        deps = [writer.row_after(seq23[(step * yo + step - 1, t)], MAC_ROW_VISIBLE)]
         if short_rows and t > 0:       # wait until the row read back is written (+1 visible)
             deps.append(c4.after(u - back * nseg + nseg - 1, E4_WRITE_LATENCY + 1))
         return _latest(c4.free(u), *deps)

@@ -119,11 +119,31 @@ class MacCluster(wiring.Component):
 
     ``spad_weights``/``spad_psums``: entries per PE (0: no scratchpads, output-stationary).
     Reads are transparent to writes of the same cycle.
+
+    ``pipelined = True`` (:attr:`latency` 3 instead of 1): the execute cycle above is cut in
+    three, so that no path holds more than one of the block-RAM operand read with the lane
+    routing, the multiply, and the accumulate: the routed operands and weights are registered
+    (stage 1), their products registered (stage 2), the accumulate follows (stage 3);
+    ``valid``, ``first`` and ``from_psum`` travel beside them, and the partial-sum read
+    (``p_rd``, ``p_addr``) is delayed by ``latency - 1`` cycles inside the cluster, so that its
+    data meets the accumulate as before. ``acc`` holds a step's result :attr:`latency` cycles
+    after its execute cycle (``p_wr`` then, as above). Steps may come on consecutive cycles;
+    a partial sum written by ``p_wr`` is seen by a read issued (``p_rd``) in the same cycle or
+    later, as unpipelined. The sums are bit-identical, only later. Weight-scratchpad reads and
+    writes keep the execute cycle's timing.
     """
 
+    #: :attr:`latency` of a pipelined cluster
+    PIPELINED_LATENCY = 3
+
     def __init__(self, lanes: int, weight_width: int, operand_width: int, acc_width: int,
-                 spad_weights: int = 0, spad_psums: int = 0):
+                 spad_weights: int = 0, spad_psums: int = 0, pipelined: bool = False):
         self.lanes = _check(self, "lanes", lanes)
+        if not isinstance(pipelined, bool):
+            _reject(self, f"pipelined must be a bool, got {pipelined!r}")
+        self.pipelined = pipelined
+        #: cycles from a step's execute cycle to its result on ``acc``
+        self.latency = self.PIPELINED_LATENCY if pipelined else 1
         if lanes & (lanes - 1):
             _reject(self, f"lanes must be a power of two, got {lanes}")
         self.weight_width = _check(self, "weight_width", weight_width, 2)
@@ -177,6 +197,7 @@ class MacCluster(wiring.Component):
                          routed_w[l * wb:(l + 1) * wb].eq(Array(wts[l])[self.pack])]
         weights = routed_w
         psum = Const(0, P * ab)
+        p_rd, p_addr = self._delayed(m, "p_rd", self.p_rd), self._delayed(m, "p_addr", self.p_addr)
         if self.spad_weights:
             m.submodules.spad_w = spad_w = Memory(shape=unsigned(P * wb), depth=self.spad_weights, init=[])
             m.submodules.spad_p = spad_p = Memory(shape=unsigned(P * ab), depth=self.spad_psums, init=[])
@@ -186,18 +207,37 @@ class MacCluster(wiring.Component):
             pr = spad_p.read_port(transparent_for=(pw,))
             m.d.comb += [wr.en.eq(self.w_rd), wr.addr.eq(self.w_addr),
                          ww.en.eq(self.w_wr), ww.addr.eq(self.w_wr_addr), ww.data.eq(routed_w),
-                         pr.en.eq(self.p_rd), pr.addr.eq(self.p_addr),
+                         pr.en.eq(p_rd), pr.addr.eq(p_addr),
                          pw.en.eq(self.p_wr), pw.addr.eq(self.p_wr_addr), pw.data.eq(self.acc)]
             weights = Mux(self.use_spad, wr.data, routed_w)
             psum = pr.data
+        valid, first, from_psum = (self._delayed(m, k, getattr(self, k))
+                                   for k in ("valid", "first", "from_psum"))
+        if self.pipelined:    # stage 1: the routed operands and weights
+            op_r, w_r = Signal(P * qb, name="operand_r"), Signal(P * wb, name="weights_r")
+            m.d.sync += [op_r.eq(operand), w_r.eq(weights)]
+            operand, weights = op_r, w_r
         for l in range(P):
             acc = self.acc[l * ab:(l + 1) * ab]
             product = Signal(signed(wb + qb), name=f"product{l}")
-            m.d.comb += product.eq(lane(weights, l, wb) * lane(operand, l, qb))
-            base = Mux(self.first, Mux(self.from_psum, lane(psum, l, ab), 0), acc.as_signed())
-            with m.If(self.valid):
+            prod = lane(weights, l, wb) * lane(operand, l, qb)
+            if self.pipelined:    # stage 2: the product
+                m.d.sync += product.eq(prod)
+            else:
+                m.d.comb += product.eq(prod)
+            base = Mux(first, Mux(from_psum, lane(psum, l, ab), 0), acc.as_signed())
+            with m.If(valid):
                 m.d.sync += acc.eq(wrap(base + product, ab))
         return m
+
+    def _delayed(self, m, name, value):
+        """``value`` ``latency - 1`` cycles later (itself unpipelined): a control meeting the
+        accumulate stage."""
+        for k in range(self.latency - 1):
+            reg = Signal.like(value, name=f"{name}_d{k + 1}")
+            m.d.sync += reg.eq(value)
+            value = reg
+        return value
 
 
 class MacPEArray(wiring.Component):

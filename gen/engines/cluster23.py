@@ -16,7 +16,7 @@ from ..hostmap import STREAM_BITS
 from ..tilegeo import geometry_layout
 from ..units import AdderArray, MacCluster, Requantiser
 from .common import ROW_BITS, counts_layout, read_port, times3, write_port
-from .macloop import STEP_LAYOUT, MacRowLoop
+from .macloop import MAC_LATENCY, STEP_LAYOUT, MacRowLoop
 from .stt_cluster3 import SttClusterThreeEngine, line4_free, tap_shift
 
 __all__ = ["ClusterTwoThreeEngine"]
@@ -60,8 +60,10 @@ class ClusterTwoThreeEngine(wiring.Component):
     * ``busy`` (out): a loop runs or a step is in the pipeline.
     * ``counts`` (out): this cycle's increments of the counters named by its fields.
 
-    Timing: issue (addresses, scratchpad reads) -> a (operands arrive, PE update) -> b
-    (partial sums into the scratchpads, results re-quantised and written). A row issues when
+    Timing: issue (addresses, scratchpad reads) -> a (operands arrive, into the pipelined
+    clusters, :class:`gen.units.MacCluster` ``pipelined=True``) -> b,
+    :data:`gen.engines.macloop.MAC_LATENCY` cycles later (the sums on ``acc``: partial sums
+    into the scratchpads, results re-quantised and written). A row issues when
     its three q1 rows are written and its output slot (``row2`` or ``line4``) is free; a rank
     group of a MAC row with streamed G2/G3 when its chunks are written (else ``c2_w_wait``).
     """
@@ -122,8 +124,10 @@ class ClusterTwoThreeEngine(wiring.Component):
 
         line1_a, line1_b, line1_c = self.line1_a, self.line1_b, self.line1_c
         row2_b, row2_c = self.row2_b, self.row2_c
-        m.submodules.cluster2 = pe2 = MacCluster(P, wb, qb, ab, CHK if ws else 0, BLK if ws else 0)
-        m.submodules.cluster3 = pe3 = MacCluster(P, wb, qb, ab, CHK if ws else 0, BLK if ws else 0)
+        spads = (CHK, BLK) if ws else (0, 0)
+        m.submodules.cluster2 = pe2 = MacCluster(P, wb, qb, ab, *spads, pipelined=True)
+        m.submodules.cluster3 = pe3 = MacCluster(P, wb, qb, ab, *spads, pipelined=True)
+        assert pe2.latency == MAC_LATENCY
         for pe in (pe2, pe3):
             m.d.comb += pe.pack.eq(pk)
 
@@ -225,14 +229,18 @@ class ClusterTwoThreeEngine(wiring.Component):
         count("c2_spad_writes", pe2.w_wr)
         count("c3_spad_reads", Mux(is_stt, 0, pe3.w_rd + pe3.p_rd))
         count("c3_spad_writes", Mux(is_stt, 0, pe3.w_wr))
-        copy_word = Signal(P * qb)
-        m.d.sync += copy_word.eq(line1_b.data)
+        # HTT's copied word: read at issue, written at stage b (the MAC steps' pipeline)
+        copy_word = line1_b.data
+        for k in range(MAC_LATENCY):
+            reg = Signal(P * qb, name=f"copy_word{k + 1}")
+            m.d.sync += reg.eq(copy_word)
+            copy_word = reg
 
         self._psum_writes(m, pe2, pe3, B2, is_stt, count)
         self._results(m, pe2, pe3, B2, e3, copy_word, e2_done, count)
 
         m.d.comb += self.q23_rows.eq(Mux(is_stt, e3_done, e2_done))
-        m.d.comb += self.busy.eq(E2["run"] | A2["v"] | B2["v"] | e3.busy)
+        m.d.comb += self.busy.eq(E2["run"] | loop.inflight | e3.busy)
         for name, parts in amounts.items():
             m.d.comb += self.counts[name].eq(sum(parts[1:], parts[0]))
 

@@ -7,7 +7,7 @@ for PTT/HTT, HTT's copies) and STT's cluster-3 engine's (``stt_cluster3``, on th
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -16,12 +16,17 @@ from ..descriptor import DESCRIPTOR_LAYOUT
 from ..geometry import TAP_ORDER
 from ..hostmap import STREAM_BITS
 from ..tilegeo import geometry_layout
+from ..units import MacCluster
 from .common import ROW_BITS, inc3
 
-__all__ = ["MacRowLoop", "VARIANTS", "STEP_LAYOUT", "stage_a_layout", "stage_b_layout", "spad_bits"]
+__all__ = ["MacRowLoop", "VARIANTS", "STEP_LAYOUT", "stage_a_layout", "stage_b_layout", "spad_bits",
+           "MAC_LATENCY"]
 
 RB = ROW_BITS
 VARIANTS = ("cluster23", "stt_cluster3")
+#: Cycles from stage a (a step's operands at its pipelined cluster) to stage b (its sums on the
+#: cluster's ``acc``): :attr:`gen.units.MacCluster.latency` of the clusters the engines build.
+MAC_LATENCY = MacCluster.PIPELINED_LATENCY
 
 #: The issue-stage step the rest of the engine reads (addresses, handshakes, PE controls).
 STEP_LAYOUT = data.StructLayout({
@@ -53,7 +58,8 @@ def stage_a_layout(config: HardwareConfig) -> data.StructLayout:
 
 
 def stage_b_layout(config: HardwareConfig) -> data.StructLayout:
-    """The step at stage b (partial-sum write, result write); widths as in stage a."""
+    """The step at stage b (partial-sum write, result write: :data:`MAC_LATENCY` cycles after
+    stage a); widths as in stage a."""
     return data.StructLayout({
         "v": 1, "copy": 1, "final": 1, "psum_out": 1, "row_end": 1,
         "b": spad_bits(config)[1], "e": RB, "eoff": RB, "tr4": RB, "g": RB, "seq": 1, "qm3": 2,
@@ -77,7 +83,9 @@ class MacRowLoop(wiring.Component):
     STT), ``desc``, ``geo`` (in), ``ok`` (in: the engine's inputs and output slot are ready; a
     step issues when ``run & ok``), ``run``, ``issue`` (out), ``step`` (out,
     :data:`STEP_LAYOUT`: the issuing step), ``a`` (out, :func:`stage_a_layout`) and ``b`` (out,
-    :func:`stage_b_layout`): the step one and two cycles after it issued.
+    :func:`stage_b_layout`): the step one and ``1 +`` :data:`MAC_LATENCY` cycles after it
+    issued (the registers between carry ``b``'s fields); ``inflight`` (out): a step is in
+    stage a, b or between them.
     """
 
     def __init__(self, config: HardwareConfig, variant: str):
@@ -88,7 +96,7 @@ class MacRowLoop(wiring.Component):
         self.config, self.variant = config, variant
         super().__init__({
             "start": In(1), "desc": In(DESCRIPTOR_LAYOUT), "geo": In(geometry_layout(config)),
-            "ok": In(1), "run": Out(1), "issue": Out(1),
+            "ok": In(1), "run": Out(1), "issue": Out(1), "inflight": Out(1),
             "step": Out(STEP_LAYOUT), "a": Out(stage_a_layout(config)), "b": Out(stage_b_layout(config)),
         })
 
@@ -194,7 +202,7 @@ class MacRowLoop(wiring.Component):
         e["glb_rd"] = f["glb_w"] & (f["s_first"] | ((e["sl"] & (Px - 1)) == 0))
 
 
-        self._outputs(m, e, f)
+        self._outputs(m, e, f, name)
 
         # ---- start: a new tile (last, so that it wins over the updates above) ---------------
         with m.If(self.start):
@@ -259,7 +267,7 @@ class MacRowLoop(wiring.Component):
         with m.If(f["all_end"]):
             m.d.sync += e["run"].eq(0)
 
-    def _outputs(self, m, e, f):
+    def _outputs(self, m, e, f, name):
         """The issuing step (``e``: counters and derived values, ``f``: its flags) on ``step``,
         and registered into stages ``a`` and ``b``."""
         d, g = self.desc, self.geo
@@ -289,6 +297,13 @@ class MacRowLoop(wiring.Component):
                      a.wsel.eq(e["sl"] & (Px - 1)), a.e.eq(e["e"]), a.g.eq(e["g"]),
                      a.eoff.eq(e["eoff"]), a.tr4.eq(e["tr4"]),
                      a.ti.eq(e["ti"]), a.seq.eq(e["seq"]), a.qm3.eq(e["qm3"])]
-        # stage b: two cycles on
-        m.d.sync += [self.b[k].eq(a[k]) for k, _ in self.b.shape()]
+        # stage b: MAC_LATENCY cycles after a (the cluster's pipeline), b's fields carried along
+        prev, valids = a, [a.v]
+        for k in range(MAC_LATENCY - 1):
+            mid = Signal(stage_b_layout(self.config), name=f"{name}_mid{k + 1}")
+            m.d.sync += [mid[f].eq(prev[f]) for f, _ in self.b.shape()]
+            prev = mid
+            valids.append(mid.v)
+        m.d.sync += [self.b[f].eq(prev[f]) for f, _ in self.b.shape()]
+        m.d.comb += self.inflight.eq(Cat(*valids, self.b.v).any())
 

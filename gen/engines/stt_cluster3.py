@@ -67,7 +67,8 @@ class SttClusterThreeEngine(wiring.Component):
     * ``row2_b`` (centre block), ``row2_c`` (neighbouring block), ``w3``: read ports (data
       one cycle after ``en``); ``line4``: write port (data: ``result``).
     * ``cluster`` (out, :func:`cluster_controls_layout`): cluster 3's controls, operands and
-      weights; ``result`` (in): cluster 3's accumulators re-quantised by ``shift3``
+      weights (a :class:`gen.units.MacCluster` built with ``pipelined=True``); ``result``
+      (in): cluster 3's accumulators re-quantised by ``shift3``
       (combinational on the cluster's ``acc``).
     * ``released`` (out): q2 rows read to the end (their ``row2`` half is free);
       ``q23_rows`` (out): q23 rows written into ``line4``.
@@ -76,8 +77,9 @@ class SttClusterThreeEngine(wiring.Component):
     * ``run`` (out): rows left to issue; ``busy`` (out): ``run`` or a step in the pipeline.
     * ``counts`` (out): this cycle's increments of the counters named by its fields.
 
-    Timing: issue (``row2``/``w3`` addresses, scratchpad reads) -> a (operands arrive, PE
-    update) -> b (partial sums into the scratchpads, ``result`` written to ``line4``). A row
+    Timing: issue (``row2``/``w3`` addresses, scratchpad reads) -> a (operands arrive, into
+    the pipelined cluster) -> b, :data:`gen.engines.macloop.MAC_LATENCY` cycles later (the
+    sums on ``acc``: partial sums into the scratchpads, ``result`` written to ``line4``). A row
     issues when its q2 row is written (``q2_rows``) and its ``line4`` slot is free.
     """
 
@@ -151,7 +153,7 @@ class SttClusterThreeEngine(wiring.Component):
                      line4.data.eq(self.result), cnt.line4_writes.eq(line4.en)]
         with m.If(B.v & B.row_end):
             m.d.sync += done.eq(done + 1)
-        m.d.comb += self.busy.eq(loop.run | A.v | B.v)
+        m.d.comb += self.busy.eq(loop.run | loop.inflight)
 
         # ---- start: a new tile (last, so that it wins over the updates above) ---------------
         with m.If(self.start):

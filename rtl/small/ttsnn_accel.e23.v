@@ -2,8 +2,8 @@
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line1_a__addr, line1_b__en, line1_b__addr, line1_c__en, line1_c__addr, w2__en, w2__addr, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, \q23_rows$127 , busy
-, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, \port$2483$0 , \port$2523$0 , \port$2563$0 , \port$2603$0 , weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data, row2_c__data, geo, e1_rows, counts, \released$135 , released_e1_order, e4_released
-, \port$24488$96 , desc, clk);
+, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, \port$2477$0 , \port$2517$0 , \port$2557$0 , \port$2597$0 , weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data, row2_c__data, geo, e1_rows, counts, \released$136 , released_e1_order, e4_released
+, \port$24558$96 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [17:0] \$10 ;
@@ -163,17 +163,17 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$239 ;
   wire \$24 ;
   wire \$240 ;
-  wire \$241 ;
-  wire [16:0] \$242 ;
+  wire [16:0] \$241 ;
+  wire \$242 ;
   wire \$243 ;
-  wire \$244 ;
+  wire [16:0] \$244 ;
   wire [16:0] \$245 ;
-  wire [16:0] \$246 ;
-  wire [17:0] \$247 ;
-  wire [16:0] \$248 ;
-  wire [17:0] \$249 ;
+  wire [17:0] \$246 ;
+  wire [16:0] \$247 ;
+  wire [17:0] \$248 ;
+  wire [18:0] \$249 ;
   wire \$25 ;
-  wire [18:0] \$250 ;
+  wire \$250 ;
   wire \$251 ;
   wire \$252 ;
   wire \$253 ;
@@ -181,17 +181,17 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$255 ;
   wire \$256 ;
   wire \$257 ;
-  wire \$258 ;
-  wire [16:0] \$259 ;
+  wire [16:0] \$258 ;
+  wire \$259 ;
   wire \$26 ;
   wire \$260 ;
-  wire \$261 ;
+  wire [16:0] \$261 ;
   wire [16:0] \$262 ;
-  wire [16:0] \$263 ;
-  wire [17:0] \$264 ;
-  wire [16:0] \$265 ;
-  wire [17:0] \$266 ;
-  wire [18:0] \$267 ;
+  wire [17:0] \$263 ;
+  wire [16:0] \$264 ;
+  wire [17:0] \$265 ;
+  wire [18:0] \$266 ;
+  wire \$267 ;
   wire \$268 ;
   wire \$269 ;
   wire \$27 ;
@@ -209,20 +209,20 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$280 ;
   wire \$281 ;
   wire \$282 ;
-  wire \$283 ;
-  wire [1:0] \$284 ;
+  wire [1:0] \$283 ;
+  wire \$284 ;
   wire \$285 ;
-  wire \$286 ;
-  wire [16:0] \$287 ;
+  wire [16:0] \$286 ;
+  wire \$287 ;
   wire \$288 ;
-  wire \$289 ;
+  wire [16:0] \$289 ;
   wire \$29 ;
   wire [16:0] \$290 ;
-  wire [16:0] \$291 ;
-  wire [17:0] \$292 ;
-  wire [16:0] \$293 ;
-  wire [17:0] \$294 ;
-  wire [18:0] \$295 ;
+  wire [17:0] \$291 ;
+  wire [16:0] \$292 ;
+  wire [17:0] \$293 ;
+  wire [18:0] \$294 ;
+  wire \$295 ;
   wire \$296 ;
   wire \$297 ;
   wire \$298 ;
@@ -235,20 +235,20 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$303 ;
   wire \$304 ;
   wire \$305 ;
-  wire \$306 ;
-  wire [1:0] \$307 ;
+  wire [1:0] \$306 ;
+  wire \$307 ;
   wire \$308 ;
-  wire \$309 ;
+  wire [16:0] \$309 ;
   wire \$31 ;
-  wire [16:0] \$310 ;
+  wire \$310 ;
   wire \$311 ;
-  wire \$312 ;
+  wire [16:0] \$312 ;
   wire [16:0] \$313 ;
-  wire [16:0] \$314 ;
-  wire [17:0] \$315 ;
-  wire [16:0] \$316 ;
-  wire [17:0] \$317 ;
-  wire [18:0] \$318 ;
+  wire [17:0] \$314 ;
+  wire [16:0] \$315 ;
+  wire [17:0] \$316 ;
+  wire [18:0] \$317 ;
+  wire \$318 ;
   wire \$319 ;
   wire \$32 ;
   wire \$320 ;
@@ -266,9 +266,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$331 ;
   wire \$332 ;
   wire \$333 ;
-  wire \$334 ;
-  wire [1:0] \$335 ;
-  wire [2:0] \$336 ;
+  wire [1:0] \$334 ;
+  wire [2:0] \$335 ;
+  wire \$336 ;
   wire \$337 ;
   wire \$338 ;
   wire \$339 ;
@@ -278,65 +278,65 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$342 ;
   wire \$343 ;
   wire \$344 ;
-  wire \$345 ;
-  wire [1:0] \$346 ;
+  wire [1:0] \$345 ;
+  wire \$346 ;
   wire \$347 ;
-  wire \$348 ;
-  wire [16:0] \$349 ;
+  wire [16:0] \$348 ;
+  wire \$349 ;
   wire \$35 ;
-  wire \$350 ;
-  wire [2:0] \$351 ;
+  wire [2:0] \$350 ;
+  wire \$351 ;
   wire \$352 ;
-  wire \$353 ;
-  wire [16:0] \$354 ;
+  wire [16:0] \$353 ;
+  wire \$354 ;
   wire \$355 ;
-  wire \$356 ;
-  wire [2:0] \$357 ;
-  wire \$358 ;
-  wire [3:0] \$359 ;
+  wire [2:0] \$356 ;
+  wire \$357 ;
+  wire [3:0] \$358 ;
+  wire [16:0] \$359 ;
   wire \$36 ;
-  wire [16:0] \$360 ;
+  wire \$360 ;
   wire \$361 ;
   wire \$362 ;
   wire \$363 ;
   wire \$364 ;
-  wire \$365 ;
+  wire [3:0] \$365 ;
   wire [3:0] \$366 ;
   wire [3:0] \$367 ;
-  wire [3:0] \$368 ;
-  wire \$369 ;
+  wire \$368 ;
+  wire [2:0] \$369 ;
   wire [16:0] \$37 ;
-  wire [2:0] \$370 ;
-  wire [3:0] \$371 ;
+  wire [3:0] \$370 ;
+  wire [6:0] \$371 ;
   wire [6:0] \$372 ;
-  wire [6:0] \$373 ;
+  wire \$373 ;
   wire \$374 ;
   wire \$375 ;
   wire \$376 ;
   wire \$377 ;
-  wire \$378 ;
-  wire [16:0] \$379 ;
+  wire [16:0] \$378 ;
+  wire \$379 ;
   wire \$38 ;
-  wire \$380 ;
-  wire [2:0] \$381 ;
-  wire \$382 ;
-  wire [2:0] \$383 ;
+  wire [2:0] \$380 ;
+  wire \$381 ;
+  wire [2:0] \$382 ;
+  wire [5:0] \$383 ;
   wire [5:0] \$384 ;
-  wire [5:0] \$385 ;
-  wire [6:0] \$386 ;
+  wire [6:0] \$385 ;
+  wire [1:0] \$386 ;
   wire [1:0] \$387 ;
-  wire [1:0] \$388 ;
-  wire \$389 ;
+  wire \$388 ;
+  wire [1:0] \$389 ;
   wire \$39 ;
   wire [1:0] \$390 ;
-  wire [1:0] \$391 ;
-  wire [2:0] \$392 ;
+  wire [2:0] \$391 ;
+  wire \$392 ;
   wire \$393 ;
-  wire \$394 ;
-  wire [2:0] \$395 ;
+  wire [2:0] \$394 ;
+  wire \$395 ;
   wire \$396 ;
-  wire \$397 ;
-  wire [3:0] \$398 ;
+  wire [3:0] \$397 ;
+  wire \$398 ;
   wire \$399 ;
   wire \$4 ;
   wire \$40 ;
@@ -346,8 +346,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$403 ;
   wire \$404 ;
   wire \$405 ;
-  wire \$406 ;
-  wire [1:0] \$407 ;
+  wire [1:0] \$406 ;
+  wire \$407 ;
   wire \$408 ;
   wire \$409 ;
   wire \$41 ;
@@ -360,58 +360,59 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$416 ;
   wire \$417 ;
   wire \$418 ;
-  wire \$419 ;
+  wire [16:0] \$419 ;
   wire \$42 ;
-  wire [16:0] \$420 ;
-  wire \$421 ;
-  wire [2:0] \$422 ;
-  wire \$423 ;
-  wire [2:0] \$424 ;
+  wire \$420 ;
+  wire [2:0] \$421 ;
+  wire \$422 ;
+  wire [2:0] \$423 ;
+  wire [5:0] \$424 ;
   wire [5:0] \$425 ;
-  wire [5:0] \$426 ;
-  wire \$427 ;
-  wire [15:0] \$428 ;
-  wire [16:0] \$429 ;
+  wire \$426 ;
+  wire [15:0] \$427 ;
+  wire [16:0] \$428 ;
+  wire \$429 ;
   wire [16:0] \$43 ;
-  wire \$430 ;
-  wire [1:0] \$431 ;
-  wire \$432 ;
-  wire [15:0] \$433 ;
-  wire [16:0] \$434 ;
+  wire [1:0] \$430 ;
+  wire \$431 ;
+  wire [15:0] \$432 ;
+  wire [16:0] \$433 ;
+  wire \$434 ;
   wire \$435 ;
   wire \$436 ;
-  wire \$437 ;
+  wire [1:0] \$437 ;
   wire [1:0] \$438 ;
-  wire [1:0] \$439 ;
+  wire [16:0] \$439 ;
   wire \$44 ;
-  wire [16:0] \$440 ;
-  wire \$441 ;
+  wire \$440 ;
+  wire [16:0] \$441 ;
   wire [16:0] \$442 ;
-  wire [16:0] \$443 ;
-  wire \$444 ;
-  wire [1:0] \$445 ;
-  wire [16:0] \$446 ;
-  wire \$447 ;
-  wire [16:0] \$448 ;
+  wire \$443 ;
+  wire [1:0] \$444 ;
+  wire [16:0] \$445 ;
+  wire \$446 ;
+  wire [16:0] \$447 ;
+  reg [15:0] \$448 ;
   reg [15:0] \$449 ;
   wire [16:0] \$45 ;
   reg [15:0] \$450 ;
-  reg [15:0] \$451 ;
+  reg [31:0] \$451 ;
   reg [31:0] \$452 ;
-  reg [15:0] \$453 ;
-  wire [7:0] \$454 ;
+  reg [31:0] \$453 ;
+  reg [15:0] \$454 ;
   wire [7:0] \$455 ;
   wire [7:0] \$456 ;
   wire [7:0] \$457 ;
-  wire [16:0] \$458 ;
+  wire [7:0] \$458 ;
   wire [16:0] \$459 ;
   wire [17:0] \$46 ;
   wire [16:0] \$460 ;
   wire [16:0] \$461 ;
-  wire [7:0] \$462 ;
+  wire [16:0] \$462 ;
   wire [7:0] \$463 ;
   wire [7:0] \$464 ;
   wire [7:0] \$465 ;
+  wire [7:0] \$466 ;
   wire [16:0] \$47 ;
   wire [17:0] \$48 ;
   wire [2:0] \$49 ;
@@ -519,7 +520,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \b.v ;
   output busy;
   wire busy;
-  wire \busy$130 ;
+  wire \busy$131 ;
   wire [31:0] centre;
   reg [31:0] \centre$82 ;
   input clk;
@@ -543,19 +544,21 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [3:0] \cluster.w_wr_addr ;
   wire [31:0] \cluster.weights ;
   wire [1:0] \cluster.wsel ;
-  reg [31:0] copy_word = 32'd0;
+  reg [31:0] copy_word1 = 32'd0;
+  reg [31:0] copy_word2 = 32'd0;
+  reg [31:0] copy_word3 = 32'd0;
   output [41:0] counts;
   wire [41:0] counts;
-  wire [16:0] \counts$132 ;
-  wire \counts$132.c3_busy ;
-  wire [5:0] \counts$132.c3_macs ;
-  wire [1:0] \counts$132.c3_spad_reads ;
-  wire [1:0] \counts$132.c3_spad_writes ;
-  wire \counts$132.c3_stall ;
-  wire \counts$132.c3_w_wait ;
-  wire \counts$132.line4_writes ;
-  wire [1:0] \counts$132.row2_reads ;
-  wire \counts$132.w3_reads ;
+  wire [16:0] \counts$133 ;
+  wire \counts$133.c3_busy ;
+  wire [5:0] \counts$133.c3_macs ;
+  wire [1:0] \counts$133.c3_spad_reads ;
+  wire [1:0] \counts$133.c3_spad_writes ;
+  wire \counts$133.c3_stall ;
+  wire \counts$133.c3_w_wait ;
+  wire \counts$133.line4_writes ;
+  wire [1:0] \counts$133.row2_reads ;
+  wire \counts$133.w3_reads ;
   wire \counts.adder_busy ;
   wire \counts.adder_stall ;
   wire [5:0] \counts.adds ;
@@ -801,6 +804,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [15:0] \geo.wo ;
   wire [63:0] i;
   wire [67:0] \i$114 ;
+  wire inflight;
   wire issue;
   wire [1:0] jl;
   reg [1:0] \jl$80 ;
@@ -848,23 +852,23 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [2:0] \p_wr_addr$98 ;
   wire [3:0] pack;
   wire [3:0] \pack$2 ;
-  input [47:0] \port$24488$96 ;
-  wire [47:0] \port$24488$96 ;
-  output [7:0] \port$2483$0 ;
-  wire [7:0] \port$2483$0 ;
-  output [7:0] \port$2523$0 ;
-  wire [7:0] \port$2523$0 ;
-  output [7:0] \port$2563$0 ;
-  wire [7:0] \port$2563$0 ;
-  output [7:0] \port$2603$0 ;
-  wire [7:0] \port$2603$0 ;
+  input [47:0] \port$24558$96 ;
+  wire [47:0] \port$24558$96 ;
+  output [7:0] \port$2477$0 ;
+  wire [7:0] \port$2477$0 ;
+  output [7:0] \port$2517$0 ;
+  wire [7:0] \port$2517$0 ;
+  output [7:0] \port$2557$0 ;
+  wire [7:0] \port$2557$0 ;
+  output [7:0] \port$2597$0 ;
+  wire [7:0] \port$2597$0 ;
   wire [15:0] q23_rows;
   output [15:0] \q23_rows$127 ;
   wire [15:0] \q23_rows$127 ;
   reg [15:0] q2_rows = 16'h0000;
   wire [15:0] released;
-  output [15:0] \released$135 ;
-  reg [15:0] \released$135  = 16'h0000;
+  output [15:0] \released$136 ;
+  reg [15:0] \released$136  = 16'h0000;
   output [15:0] released_e1_order;
   reg [15:0] released_e1_order = 16'h0000;
   wire [31:0] result;
@@ -990,9 +994,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$16  = | desc[293:278];
   assign \$17  = ~ \$16 ;
   assign \$18  = \$17  | step[270];
-  assign \$19  = \port$24488$96 [23:0] > step[300:277];
+  assign \$19  = \port$24558$96 [23:0] > step[300:277];
   assign \$20  = ! desc[89:88];
-  assign \$21  = \port$24488$96 [47:24] > step[300:277];
+  assign \$21  = \port$24558$96 [47:24] > step[300:277];
   assign \$22  = \$20  | \$21 ;
   assign \$23  = \$19  & \$22 ;
   assign \$24  = \$18  | \$23 ;
@@ -1191,7 +1195,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$209  = \$208  + b[39:24];
   assign \$210  = \$209  + b[71:56];
   assign \$211  = ! desc[89:88];
-  assign \i$114  = \$211  ? { \b$108 [63], \b$108 [63:47], \b$108 [47:31], \b$108 [31:15], \b$108 [15:0] } : { \$461 , \$460 , \$459 , \$458  };
+  assign \i$114  = \$211  ? { \b$108 [63], \b$108 [63:47], \b$108 [47:31], \b$108 [31:15], \b$108 [15:0] } : { \$462 , \$461 , \$460 , \$459  };
   assign \$212  = ! desc[89:88];
   assign \$213  = desc[144:139] + 1'h1;
   assign \$214  = \$212  ? { 1'h0, desc[144:139] } : \$213 ;
@@ -1216,247 +1220,250 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$233  = \$223  ? { 5'h00, \line4__addr$123  } : \$232 ;
   assign \$234  = b[0] & b[1];
   assign \$235  = ! desc[89:88];
-  assign line4__data = \$234  ? copy_word : \$236 ;
+  assign line4__data = \$234  ? copy_word3 : \$236 ;
   assign \$237  = ! desc[89:88];
   assign \q23_rows$127  = \$237  ? \$signal$15  : q2_rows;
-  assign \$238  = run | a[0];
-  assign \$239  = \$238  | b[0];
-  assign busy = \$239  | \busy$130 ;
-  assign \$240  = e1_rows >= need2;
-  assign \$241  = ! desc[89:88];
-  assign \$242  = e3_rel + 1'h1;
-  assign \$243  = \$242  >= step[55:40];
-  assign \$244  = step[15:0] < 2'h3;
-  assign \$245  = step[15:0] - 2'h3;
-  assign \$246  = $signed(\$245 ) >>> desc[206];
-  assign \$247  = $signed({ 1'h0, step[121:106] }) + $signed(\$246 );
-  assign \$248  = step[137:122] + step[23:16];
-  assign \$249  = desc[126] ? \$247  : { 1'h0, \$248  };
-  assign \$250  = $signed(\$249 ) + $signed(2'h1);
-  assign \$251  = $signed({ 1'h0, e4_released }) >= $signed(\$250 );
-  assign \$252  = \$244  | \$251 ;
-  assign \$253  = \$241  ? \$243  : \$252 ;
-  assign \$254  = \$240  & \$253 ;
-  assign \$255  = ~ \$254 ;
-  assign \$256  = run & \$255 ;
-  assign \$257  = e1_rows >= need2;
-  assign \$258  = ! desc[89:88];
-  assign \$259  = e3_rel + 1'h1;
-  assign \$260  = \$259  >= step[55:40];
-  assign \$261  = step[15:0] < 2'h3;
-  assign \$262  = step[15:0] - 2'h3;
-  assign \$263  = $signed(\$262 ) >>> desc[206];
-  assign \$264  = $signed({ 1'h0, step[121:106] }) + $signed(\$263 );
-  assign \$265  = step[137:122] + step[23:16];
-  assign \$266  = desc[126] ? \$264  : { 1'h0, \$265  };
-  assign \$267  = $signed(\$266 ) + $signed(2'h1);
-  assign \$268  = $signed({ 1'h0, e4_released }) >= $signed(\$267 );
-  assign \$269  = \$261  | \$268 ;
-  assign \$270  = \$258  ? \$260  : \$269 ;
-  assign \$271  = \$257  & \$270 ;
-  assign \$272  = ~ \$271 ;
-  assign \$273  = run & \$272 ;
-  assign \$274  = ! desc[89:88];
-  assign \$275  = ~ \$274 ;
-  assign \$276  = ~ step[270];
-  assign \$277  = \$275  & \$276 ;
-  assign \$278  = \$273  & \$277 ;
-  assign \$279  = ! desc[89:88];
-  assign \$280  = ~ \$279 ;
-  assign \$281  = ~ step[270];
-  assign \$282  = \$280  & \$281 ;
-  assign \$283  = issue & \$282 ;
-  assign \$284  = \counts$132 [0] + \$283 ;
-  assign \$285  = e1_rows >= need2;
-  assign \$286  = ! desc[89:88];
-  assign \$287  = e3_rel + 1'h1;
-  assign \$288  = \$287  >= step[55:40];
-  assign \$289  = step[15:0] < 2'h3;
-  assign \$290  = step[15:0] - 2'h3;
-  assign \$291  = $signed(\$290 ) >>> desc[206];
-  assign \$292  = $signed({ 1'h0, step[121:106] }) + $signed(\$291 );
-  assign \$293  = step[137:122] + step[23:16];
-  assign \$294  = desc[126] ? \$292  : { 1'h0, \$293  };
-  assign \$295  = $signed(\$294 ) + $signed(2'h1);
-  assign \$296  = $signed({ 1'h0, e4_released }) >= $signed(\$295 );
-  assign \$297  = \$289  | \$296 ;
-  assign \$298  = \$286  ? \$288  : \$297 ;
-  assign \$299  = \$285  & \$298 ;
-  assign \$300  = ~ \$299 ;
-  assign \$301  = run & \$300 ;
-  assign \$302  = ! desc[89:88];
-  assign \$303  = ~ \$302 ;
-  assign \$304  = ~ step[270];
-  assign \$305  = \$303  & \$304 ;
-  assign \$306  = \$301  & \$305 ;
-  assign \$307  = \counts$132 [1] + \$306 ;
-  assign \$308  = e1_rows >= need2;
-  assign \$309  = ! desc[89:88];
-  assign \$310  = e3_rel + 1'h1;
-  assign \$311  = \$310  >= step[55:40];
-  assign \$312  = step[15:0] < 2'h3;
-  assign \$313  = step[15:0] - 2'h3;
-  assign \$314  = $signed(\$313 ) >>> desc[206];
-  assign \$315  = $signed({ 1'h0, step[121:106] }) + $signed(\$314 );
-  assign \$316  = step[137:122] + step[23:16];
-  assign \$317  = desc[126] ? \$315  : { 1'h0, \$316  };
-  assign \$318  = $signed(\$317 ) + $signed(2'h1);
-  assign \$319  = $signed({ 1'h0, e4_released }) >= $signed(\$318 );
-  assign \$320  = \$312  | \$319 ;
-  assign \$321  = \$309  ? \$311  : \$320 ;
-  assign \$322  = \$308  & \$321 ;
-  assign \$323  = run & \$322 ;
-  assign \$324  = | desc[293:278];
-  assign \$325  = ~ \$324 ;
-  assign \$326  = \$325  | step[270];
-  assign \$327  = \port$24488$96 [23:0] > step[300:277];
-  assign \$328  = ! desc[89:88];
-  assign \$329  = \port$24488$96 [47:24] > step[300:277];
-  assign \$330  = \$328  | \$329 ;
-  assign \$331  = \$327  & \$330 ;
-  assign \$332  = \$326  | \$331 ;
-  assign \$333  = ~ \$332 ;
-  assign \$334  = \$323  & \$333 ;
-  assign \$335  = line1_a__en + line1_b__en;
-  assign \$336  = \$335  + line1_c__en;
-  assign \$337  = ~ step[270];
-  assign \$338  = issue & \$337 ;
-  assign \$339  = \$338  & step[273];
-  assign \$340  = ~ step[270];
-  assign \$341  = issue & \$340 ;
-  assign \$342  = \$341  & step[273];
-  assign \$343  = ! desc[89:88];
-  assign \$344  = ~ \$343 ;
-  assign \$345  = \$342  & \$344 ;
-  assign \$346  = \counts$132 [5] + \$345 ;
-  assign \$347  = ~ a[1];
-  assign \$348  = a[0] & \$347 ;
-  assign \$349  = geo[29:14] - 1'h1;
-  assign \$350  = a[85:70] == \$349 ;
-  assign \$351  = \$350  ? geo[32:30] : geo[10:8];
-  assign \$352  = ! desc[89:88];
-  assign \$353  = ! a[37:22];
-  assign \$354  = geo[48:33] + 1'h1;
-  assign \$355  = a[37:22] == \$354 ;
-  assign \$356  = a[37:22] == geo[48:33];
-  assign \$357  = \$356  ? geo[374:372] : geo[13:11];
-  assign \$358  = a[37:22] == geo[48:33];
-  assign \$359  = geo[13:11] - 1'h1;
-  assign \$360  = { 1'h0, desc[79:64] } & { \$359 [3], \$359 [3], \$359 [3], \$359 [3], \$359 [3], \$359 [3], \$359 [3], \$359 [3], \$359 [3], \$359 [3], \$359 [3], \$359 [3], \$359 [3], \$359  };
-  assign \$361  = ! \$360 ;
-  assign \$362  = ~ \$361 ;
-  assign \$363  = \$358  & \$362 ;
-  assign \$364  = ~ desc[211];
-  assign \$365  = \$363  & \$364 ;
-  assign \$366  = \$357  + \$365 ;
-  assign \$367  = \$355  ? 4'h1 : \$366 ;
-  assign \$368  = \$353  ? 4'h1 : \$367 ;
-  assign \$369  = a[37:22] == geo[48:33];
-  assign \$370  = \$369  ? geo[374:372] : geo[13:11];
-  assign \$371  = \$352  ? \$368  : { 1'h0, \$370  };
-  assign \$372  = \$351  * \$371 ;
-  assign \$373  = \$348  ? \$372  : 7'h00;
-  assign \$374  = ~ a[1];
-  assign \$375  = a[0] & \$374 ;
-  assign \$376  = ! desc[89:88];
-  assign \$377  = ~ \$376 ;
-  assign \$378  = \$375  & \$377 ;
-  assign \$379  = geo[29:14] - 1'h1;
-  assign \$380  = a[85:70] == \$379 ;
-  assign \$381  = \$380  ? geo[32:30] : geo[10:8];
-  assign \$382  = a[37:22] == geo[48:33];
-  assign \$383  = \$382  ? geo[374:372] : geo[13:11];
-  assign \$384  = \$381  * \$383 ;
-  assign \$385  = \$378  ? \$384  : 6'h00;
-  assign \$386  = \counts$132 [11:6] + \$385 ;
-  assign \$387  = w_rd + p_rd;
-  assign \$388  = w_wr + \p_wr$96 ;
-  assign \$389  = ! desc[89:88];
-  assign \$390  = \w_rd$87  + \p_rd$91 ;
-  assign \$391  = \$389  ? 2'h0 : \$390 ;
-  assign \$392  = \counts$132 [13:12] + \$391 ;
-  assign \$393  = ! desc[89:88];
-  assign \$394  = \$393  ? 1'h0 : \w_wr$89 ;
-  assign \$395  = \counts$132 [15:14] + \$394 ;
-  assign \$396  = ! desc[89:88];
-  assign \$397  = \$396  ? 1'h0 : p_wr;
-  assign \$398  = \$395  + \$397 ;
-  assign \$399  = b[0] & b[2];
-  assign \$400  = ~ b[1];
-  assign \$401  = \$399  & \$400 ;
-  assign \$402  = ! desc[89:88];
-  assign \$403  = ~ \$402 ;
-  assign \$404  = \$401  & \$403 ;
-  assign \$405  = b[0] & b[1];
-  assign \$406  = \$404  | \$405 ;
-  assign \$407  = \counts$132 [16] + \$406 ;
-  assign \$408  = b[0] & b[2];
-  assign \$409  = ~ b[1];
-  assign \$410  = \$408  & \$409 ;
-  assign \$411  = ! desc[89:88];
-  assign \$412  = ~ \$411 ;
-  assign \$413  = \$410  & \$412 ;
-  assign \$414  = b[0] & b[2];
-  assign \$415  = ~ b[1];
-  assign \$416  = \$414  & \$415 ;
-  assign \$417  = ! desc[89:88];
-  assign \$418  = ~ \$417 ;
-  assign \$419  = \$416  & \$418 ;
-  assign \$420  = geo[29:14] - 1'h1;
-  assign \$421  = b[71:56] == \$420 ;
-  assign \$422  = \$421  ? geo[32:30] : geo[10:8];
-  assign \$423  = b[23:8] == geo[48:33];
-  assign \$424  = \$423  ? geo[374:372] : geo[13:11];
-  assign \$425  = \$422  * \$424 ;
-  assign \$426  = \$419  ? \$425  : 6'h00;
-  assign \$427  = issue & step[276];
-  assign \$428  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$429  = \$428  - 1'h1;
-  assign \$430  = step[39:24] == \$429 ;
-  assign \$431  = \$430  ? 2'h3 : 2'h1;
-  assign \$432  = ! step[15:0];
-  assign \$433  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$434  = \$433  - 1'h1;
-  assign \$435  = step[39:24] == \$434 ;
-  assign \$436  = ~ \$435 ;
-  assign \$437  = \$432  & \$436 ;
-  assign \$438  = \$437  ? 2'h3 : 2'h1;
-  assign \$439  = desc[126] ? \$431  : \$438 ;
-  assign \$440  = need2 + \$439 ;
-  assign \$441  = issue & step[276];
-  assign \$442  = \released$135  + 1'h1;
-  assign \$443  = desc[63:48] - 1'h1;
-  assign \$444  = step[15:0] == \$443 ;
-  assign \$445  = \$444  ? 2'h3 : 2'h1;
-  assign \$446  = released_e1_order + \$445 ;
-  assign \$447  = b[0] & b[4];
-  assign \$448  = q2_rows + 1'h1;
+  assign \$238  = run | inflight;
+  assign busy = \$238  | \busy$131 ;
+  assign \$239  = e1_rows >= need2;
+  assign \$240  = ! desc[89:88];
+  assign \$241  = e3_rel + 1'h1;
+  assign \$242  = \$241  >= step[55:40];
+  assign \$243  = step[15:0] < 2'h3;
+  assign \$244  = step[15:0] - 2'h3;
+  assign \$245  = $signed(\$244 ) >>> desc[206];
+  assign \$246  = $signed({ 1'h0, step[121:106] }) + $signed(\$245 );
+  assign \$247  = step[137:122] + step[23:16];
+  assign \$248  = desc[126] ? \$246  : { 1'h0, \$247  };
+  assign \$249  = $signed(\$248 ) + $signed(2'h1);
+  assign \$250  = $signed({ 1'h0, e4_released }) >= $signed(\$249 );
+  assign \$251  = \$243  | \$250 ;
+  assign \$252  = \$240  ? \$242  : \$251 ;
+  assign \$253  = \$239  & \$252 ;
+  assign \$254  = ~ \$253 ;
+  assign \$255  = run & \$254 ;
+  assign \$256  = e1_rows >= need2;
+  assign \$257  = ! desc[89:88];
+  assign \$258  = e3_rel + 1'h1;
+  assign \$259  = \$258  >= step[55:40];
+  assign \$260  = step[15:0] < 2'h3;
+  assign \$261  = step[15:0] - 2'h3;
+  assign \$262  = $signed(\$261 ) >>> desc[206];
+  assign \$263  = $signed({ 1'h0, step[121:106] }) + $signed(\$262 );
+  assign \$264  = step[137:122] + step[23:16];
+  assign \$265  = desc[126] ? \$263  : { 1'h0, \$264  };
+  assign \$266  = $signed(\$265 ) + $signed(2'h1);
+  assign \$267  = $signed({ 1'h0, e4_released }) >= $signed(\$266 );
+  assign \$268  = \$260  | \$267 ;
+  assign \$269  = \$257  ? \$259  : \$268 ;
+  assign \$270  = \$256  & \$269 ;
+  assign \$271  = ~ \$270 ;
+  assign \$272  = run & \$271 ;
+  assign \$273  = ! desc[89:88];
+  assign \$274  = ~ \$273 ;
+  assign \$275  = ~ step[270];
+  assign \$276  = \$274  & \$275 ;
+  assign \$277  = \$272  & \$276 ;
+  assign \$278  = ! desc[89:88];
+  assign \$279  = ~ \$278 ;
+  assign \$280  = ~ step[270];
+  assign \$281  = \$279  & \$280 ;
+  assign \$282  = issue & \$281 ;
+  assign \$283  = \counts$133 [0] + \$282 ;
+  assign \$284  = e1_rows >= need2;
+  assign \$285  = ! desc[89:88];
+  assign \$286  = e3_rel + 1'h1;
+  assign \$287  = \$286  >= step[55:40];
+  assign \$288  = step[15:0] < 2'h3;
+  assign \$289  = step[15:0] - 2'h3;
+  assign \$290  = $signed(\$289 ) >>> desc[206];
+  assign \$291  = $signed({ 1'h0, step[121:106] }) + $signed(\$290 );
+  assign \$292  = step[137:122] + step[23:16];
+  assign \$293  = desc[126] ? \$291  : { 1'h0, \$292  };
+  assign \$294  = $signed(\$293 ) + $signed(2'h1);
+  assign \$295  = $signed({ 1'h0, e4_released }) >= $signed(\$294 );
+  assign \$296  = \$288  | \$295 ;
+  assign \$297  = \$285  ? \$287  : \$296 ;
+  assign \$298  = \$284  & \$297 ;
+  assign \$299  = ~ \$298 ;
+  assign \$300  = run & \$299 ;
+  assign \$301  = ! desc[89:88];
+  assign \$302  = ~ \$301 ;
+  assign \$303  = ~ step[270];
+  assign \$304  = \$302  & \$303 ;
+  assign \$305  = \$300  & \$304 ;
+  assign \$306  = \counts$133 [1] + \$305 ;
+  assign \$307  = e1_rows >= need2;
+  assign \$308  = ! desc[89:88];
+  assign \$309  = e3_rel + 1'h1;
+  assign \$310  = \$309  >= step[55:40];
+  assign \$311  = step[15:0] < 2'h3;
+  assign \$312  = step[15:0] - 2'h3;
+  assign \$313  = $signed(\$312 ) >>> desc[206];
+  assign \$314  = $signed({ 1'h0, step[121:106] }) + $signed(\$313 );
+  assign \$315  = step[137:122] + step[23:16];
+  assign \$316  = desc[126] ? \$314  : { 1'h0, \$315  };
+  assign \$317  = $signed(\$316 ) + $signed(2'h1);
+  assign \$318  = $signed({ 1'h0, e4_released }) >= $signed(\$317 );
+  assign \$319  = \$311  | \$318 ;
+  assign \$320  = \$308  ? \$310  : \$319 ;
+  assign \$321  = \$307  & \$320 ;
+  assign \$322  = run & \$321 ;
+  assign \$323  = | desc[293:278];
+  assign \$324  = ~ \$323 ;
+  assign \$325  = \$324  | step[270];
+  assign \$326  = \port$24558$96 [23:0] > step[300:277];
+  assign \$327  = ! desc[89:88];
+  assign \$328  = \port$24558$96 [47:24] > step[300:277];
+  assign \$329  = \$327  | \$328 ;
+  assign \$330  = \$326  & \$329 ;
+  assign \$331  = \$325  | \$330 ;
+  assign \$332  = ~ \$331 ;
+  assign \$333  = \$322  & \$332 ;
+  assign \$334  = line1_a__en + line1_b__en;
+  assign \$335  = \$334  + line1_c__en;
+  assign \$336  = ~ step[270];
+  assign \$337  = issue & \$336 ;
+  assign \$338  = \$337  & step[273];
+  assign \$339  = ~ step[270];
+  assign \$340  = issue & \$339 ;
+  assign \$341  = \$340  & step[273];
+  assign \$342  = ! desc[89:88];
+  assign \$343  = ~ \$342 ;
+  assign \$344  = \$341  & \$343 ;
+  assign \$345  = \counts$133 [5] + \$344 ;
+  assign \$346  = ~ a[1];
+  assign \$347  = a[0] & \$346 ;
+  assign \$348  = geo[29:14] - 1'h1;
+  assign \$349  = a[85:70] == \$348 ;
+  assign \$350  = \$349  ? geo[32:30] : geo[10:8];
+  assign \$351  = ! desc[89:88];
+  assign \$352  = ! a[37:22];
+  assign \$353  = geo[48:33] + 1'h1;
+  assign \$354  = a[37:22] == \$353 ;
+  assign \$355  = a[37:22] == geo[48:33];
+  assign \$356  = \$355  ? geo[374:372] : geo[13:11];
+  assign \$357  = a[37:22] == geo[48:33];
+  assign \$358  = geo[13:11] - 1'h1;
+  assign \$359  = { 1'h0, desc[79:64] } & { \$358 [3], \$358 [3], \$358 [3], \$358 [3], \$358 [3], \$358 [3], \$358 [3], \$358 [3], \$358 [3], \$358 [3], \$358 [3], \$358 [3], \$358 [3], \$358  };
+  assign \$360  = ! \$359 ;
+  assign \$361  = ~ \$360 ;
+  assign \$362  = \$357  & \$361 ;
+  assign \$363  = ~ desc[211];
+  assign \$364  = \$362  & \$363 ;
+  assign \$365  = \$356  + \$364 ;
+  assign \$366  = \$354  ? 4'h1 : \$365 ;
+  assign \$367  = \$352  ? 4'h1 : \$366 ;
+  assign \$368  = a[37:22] == geo[48:33];
+  assign \$369  = \$368  ? geo[374:372] : geo[13:11];
+  assign \$370  = \$351  ? \$367  : { 1'h0, \$369  };
+  assign \$371  = \$350  * \$370 ;
+  assign \$372  = \$347  ? \$371  : 7'h00;
+  assign \$373  = ~ a[1];
+  assign \$374  = a[0] & \$373 ;
+  assign \$375  = ! desc[89:88];
+  assign \$376  = ~ \$375 ;
+  assign \$377  = \$374  & \$376 ;
+  assign \$378  = geo[29:14] - 1'h1;
+  assign \$379  = a[85:70] == \$378 ;
+  assign \$380  = \$379  ? geo[32:30] : geo[10:8];
+  assign \$381  = a[37:22] == geo[48:33];
+  assign \$382  = \$381  ? geo[374:372] : geo[13:11];
+  assign \$383  = \$380  * \$382 ;
+  assign \$384  = \$377  ? \$383  : 6'h00;
+  assign \$385  = \counts$133 [11:6] + \$384 ;
+  assign \$386  = w_rd + p_rd;
+  assign \$387  = w_wr + \p_wr$96 ;
+  assign \$388  = ! desc[89:88];
+  assign \$389  = \w_rd$87  + \p_rd$91 ;
+  assign \$390  = \$388  ? 2'h0 : \$389 ;
+  assign \$391  = \counts$133 [13:12] + \$390 ;
+  assign \$392  = ! desc[89:88];
+  assign \$393  = \$392  ? 1'h0 : \w_wr$89 ;
+  assign \$394  = \counts$133 [15:14] + \$393 ;
+  assign \$395  = ! desc[89:88];
+  assign \$396  = \$395  ? 1'h0 : p_wr;
+  assign \$397  = \$394  + \$396 ;
+  assign \$398  = b[0] & b[2];
+  assign \$399  = ~ b[1];
+  assign \$400  = \$398  & \$399 ;
+  assign \$401  = ! desc[89:88];
+  assign \$402  = ~ \$401 ;
+  assign \$403  = \$400  & \$402 ;
+  assign \$404  = b[0] & b[1];
+  assign \$405  = \$403  | \$404 ;
+  assign \$406  = \counts$133 [16] + \$405 ;
+  assign \$407  = b[0] & b[2];
+  assign \$408  = ~ b[1];
+  assign \$409  = \$407  & \$408 ;
+  assign \$410  = ! desc[89:88];
+  assign \$411  = ~ \$410 ;
+  assign \$412  = \$409  & \$411 ;
+  assign \$413  = b[0] & b[2];
+  assign \$414  = ~ b[1];
+  assign \$415  = \$413  & \$414 ;
+  assign \$416  = ! desc[89:88];
+  assign \$417  = ~ \$416 ;
+  assign \$418  = \$415  & \$417 ;
+  assign \$419  = geo[29:14] - 1'h1;
+  assign \$420  = b[71:56] == \$419 ;
+  assign \$421  = \$420  ? geo[32:30] : geo[10:8];
+  assign \$422  = b[23:8] == geo[48:33];
+  assign \$423  = \$422  ? geo[374:372] : geo[13:11];
+  assign \$424  = \$421  * \$423 ;
+  assign \$425  = \$418  ? \$424  : 6'h00;
+  assign \$426  = issue & step[276];
+  assign \$427  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$428  = \$427  - 1'h1;
+  assign \$429  = step[39:24] == \$428 ;
+  assign \$430  = \$429  ? 2'h3 : 2'h1;
+  assign \$431  = ! step[15:0];
+  assign \$432  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$433  = \$432  - 1'h1;
+  assign \$434  = step[39:24] == \$433 ;
+  assign \$435  = ~ \$434 ;
+  assign \$436  = \$431  & \$435 ;
+  assign \$437  = \$436  ? 2'h3 : 2'h1;
+  assign \$438  = desc[126] ? \$430  : \$437 ;
+  assign \$439  = need2 + \$438 ;
+  assign \$440  = issue & step[276];
+  assign \$441  = \released$136  + 1'h1;
+  assign \$442  = desc[63:48] - 1'h1;
+  assign \$443  = step[15:0] == \$442 ;
+  assign \$444  = \$443  ? 2'h3 : 2'h1;
+  assign \$445  = released_e1_order + \$444 ;
+  assign \$446  = b[0] & b[4];
+  assign \$447  = q2_rows + 1'h1;
   always @(posedge clk)
-    need2 <= \$449 ;
+    need2 <= \$448 ;
   always @(posedge clk)
-    \released$135  <= \$450 ;
+    \released$136  <= \$449 ;
   always @(posedge clk)
-    released_e1_order <= \$451 ;
+    released_e1_order <= \$450 ;
   always @(posedge clk)
-    copy_word <= \$452 ;
+    copy_word1 <= \$451 ;
   always @(posedge clk)
-    q2_rows <= \$453 ;
+    copy_word2 <= \$452 ;
+  always @(posedge clk)
+    copy_word3 <= \$453 ;
+  always @(posedge clk)
+    q2_rows <= \$454 ;
   \ttsnn_accel.e23.adder  adder (
     .a(i),
     .b(\b$108 ),
-    .\port$2604$0 (\$458 ),
-    .\port$2605$0 (\$459 ),
-    .\port$2606$0 (\$460 ),
-    .\port$2607$0 (\$461 )
+    .\port$2598$0 (\$459 ),
+    .\port$2599$0 (\$460 ),
+    .\port$2600$0 (\$461 ),
+    .\port$2601$0 (\$462 )
   );
   \ttsnn_accel.e23.cluster2  cluster2 (
     .centre(centre),
     .clk(clk),
+    .p_addr(step[256:254]),
+    .p_rd(p_rd),
     .pack(geo[3:0]),
-    .\port$22950$18 (a[21:18]),
-    .\port$22950$2 (a[4:2]),
-    .pr__addr(step[256:254]),
-    .pr__en(p_rd),
+    .\port$23012$18 (a[21:18]),
+    .\port$23012$2 (a[4:2]),
     .pw__addr(b[7:5]),
     .pw__data(i),
     .pw__en(\p_wr$96 ),
@@ -1475,9 +1482,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .from_psum(\from_psum$79 ),
     .jl(\jl$80 ),
     .neighbour(\neighbour$83 ),
+    .p_addr(\p_addr$92 ),
+    .p_rd(\p_rd$91 ),
     .pack(geo[3:0]),
-    .pr__addr(\p_addr$92 ),
-    .pr__en(\p_rd$91 ),
     .pw__addr(p_wr_addr),
     .pw__data(\b$108 ),
     .pw__en(p_wr),
@@ -1498,6 +1505,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .clk(clk),
     .desc(desc),
     .geo(geo),
+    .inflight(inflight),
     .issue(issue),
     .ok(ok),
     .rst(rst),
@@ -1507,36 +1515,36 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   );
   \ttsnn_accel.e23.requant2  requant2 (
     .i(i),
-    .\port$2483$0 (\$454 ),
-    .\port$2523$0 (\$455 ),
-    .\port$2563$0 (\$456 ),
-    .\port$2603$0 (\$457 ),
+    .\port$2477$0 (\$455 ),
+    .\port$2517$0 (\$456 ),
+    .\port$2557$0 (\$457 ),
+    .\port$2597$0 (\$458 ),
     .rnd(desc[205]),
     .shift(desc[138:133])
   );
   \ttsnn_accel.e23.requant3  requant3 (
     .i(\i$114 ),
-    .\port$2647$0 (\$462 ),
-    .\port$2687$0 (\$463 ),
-    .\port$2727$0 (\$464 ),
-    .\port$2767$0 (\$465 ),
+    .\port$2641$0 (\$463 ),
+    .\port$2681$0 (\$464 ),
+    .\port$2721$0 (\$465 ),
+    .\port$2761$0 (\$466 ),
     .rnd(desc[205]),
     .shift(\$214 [5:0])
   );
   \ttsnn_accel.e23.stt_cluster3  stt_cluster3 (
-    .busy(\busy$130 ),
+    .busy(\busy$131 ),
     .clk(clk),
     .cluster(cluster),
-    .counts(\counts$132 ),
+    .counts(\counts$133 ),
     .desc(desc),
     .e4_released(e4_released),
     .geo(geo),
     .line4__addr(\line4__addr$123 ),
     .line4__en(\line4__en$121 ),
-    .\port$2647$0 (\$462 ),
-    .\port$2687$0 (\$463 ),
-    .\port$2727$0 (\$464 ),
-    .\port$2767$0 (\$465 ),
+    .\port$2641$0 (\$463 ),
+    .\port$2681$0 (\$464 ),
+    .\port$2721$0 (\$465 ),
+    .\port$2761$0 (\$466 ),
     .q23_rows(\$signal$15 ),
     .q2_rows(q2_rows),
     .released(e3_rel),
@@ -1551,7 +1559,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .w3__addr(\w3__addr$53 ),
     .w3__data(w3__data),
     .w3__en(\w3__en$51 ),
-    .w3_chunks(\port$24488$96 [47:24]),
+    .w3_chunks(\port$24558$96 [47:24]),
     .w3_consumed(\w3_consumed$39 )
   );
   always @* begin
@@ -1720,12 +1728,25 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$449  = need2;
-    if (\$427 ) begin
-      \$449  = \$440 [15:0];
+    \$448  = need2;
+    if (\$426 ) begin
+      \$448  = \$439 [15:0];
     end
     if (start) begin
-      \$449  = 16'h0003;
+      \$448  = 16'h0003;
+    end
+    if (rst) begin
+      \$448  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$449  = \released$136 ;
+    if (\$440 ) begin
+      \$449  = \$441 [15:0];
+    end
+    if (start) begin
+      \$449  = 16'h0000;
     end
     if (rst) begin
       \$449  = 16'h0000;
@@ -1733,9 +1754,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$450  = \released$135 ;
-    if (\$441 ) begin
-      \$450  = \$442 [15:0];
+    \$450  = released_e1_order;
+    if (\$440 ) begin
+      \$450  = \$445 [15:0];
     end
     if (start) begin
       \$450  = 16'h0000;
@@ -1746,35 +1767,36 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$451  = released_e1_order;
-    if (\$441 ) begin
-      \$451  = \$446 [15:0];
-    end
-    if (start) begin
-      \$451  = 16'h0000;
-    end
+    \$451  = line1_b__data;
     if (rst) begin
-      \$451  = 16'h0000;
+      \$451  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$452  = line1_b__data;
+    \$452  = copy_word1;
     if (rst) begin
       \$452  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$453  = q2_rows;
-    if (\$447 ) begin
-      \$453  = \$448 [15:0];
+    \$453  = copy_word2;
+    if (rst) begin
+      \$453  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$454  = q2_rows;
+    if (\$446 ) begin
+      \$454  = \$447 [15:0];
     end
     if (start) begin
-      \$453  = 16'h0000;
+      \$454  = 16'h0000;
     end
     if (rst) begin
-      \$453  = 16'h0000;
+      \$454  = 16'h0000;
     end
   end
   assign pack = geo[3:0];
@@ -1795,9 +1817,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \row2_c__addr$26  = row2_c__addr;
   assign \row2_c__data$28  = row2_c__data;
   assign \row2_c__en$30  = row2_c__en;
-  assign w2_chunks = \port$24488$96 [23:0];
-  assign w3_chunks = \port$24488$96 [47:24];
-  assign \w3_chunks$40  = \port$24488$96 [47:24];
+  assign w2_chunks = \port$24558$96 [23:0];
+  assign w3_chunks = \port$24558$96 [47:24];
+  assign \w3_chunks$40  = \port$24558$96 [47:24];
   assign \w3__data$55  = w3__data;
   assign w_addr = step[241:238];
   assign p_addr = step[256:254];
@@ -1814,20 +1836,20 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign acc = i;
   assign \shift$101  = desc[138:133];
   assign rnd = desc[205];
-  assign row2__data = { \$457 , \$456 , \$455 , \$454  };
-  assign o = { \$457 , \$456 , \$455 , \$454  };
+  assign row2__data = { \$458 , \$457 , \$456 , \$455  };
+  assign o = { \$458 , \$457 , \$456 , \$455  };
   assign \a$107  = i;
   assign \acc$109  = \b$108 ;
   assign acc3_ext0 = { \b$108 [15], \b$108 [15:0] };
   assign acc3_ext1 = { \b$108 [31], \b$108 [31:16] };
   assign acc3_ext2 = { \b$108 [47], \b$108 [47:32] };
   assign acc3_ext3 = { \b$108 [63], \b$108 [63:48] };
-  assign \o$115  = { \$461 , \$460 , \$459 , \$458  };
+  assign \o$115  = { \$462 , \$461 , \$460 , \$459  };
   assign \shift$116  = \$214 [5:0];
   assign \rnd$117  = desc[205];
-  assign result = { \$465 , \$464 , \$463 , \$462  };
-  assign \o$119  = { \$465 , \$464 , \$463 , \$462  };
-  assign \line4__data$125  = { \$465 , \$464 , \$463 , \$462  };
+  assign result = { \$466 , \$465 , \$464 , \$463  };
+  assign \o$119  = { \$466 , \$465 , \$464 , \$463  };
+  assign \line4__data$125  = { \$466 , \$465 , \$464 , \$463  };
   assign line1_a__addr = \$98 [15:0];
   assign line1_b__addr = \$127 [15:0];
   assign line1_c__addr = \$165 [15:0];
@@ -1835,10 +1857,10 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign w3__addr = \$180 [15:0];
   assign row2__addr = \$210 [15:0];
   assign line4__addr = \$233 [15:0];
-  assign \port$2483$0  = \$454 ;
-  assign \port$2523$0  = \$455 ;
-  assign \port$2563$0  = \$456 ;
-  assign \port$2603$0  = \$457 ;
+  assign \port$2477$0  = \$455 ;
+  assign \port$2517$0  = \$456 ;
+  assign \port$2557$0  = \$457 ;
+  assign \port$2597$0  = \$458 ;
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -2144,35 +2166,35 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \counts.line4_writes  = counts[34];
   assign \counts.adder_busy  = counts[35];
   assign \counts.adds  = counts[41:36];
-  assign \counts$132.c3_busy  = \counts$132 [0];
-  assign \counts$132.c3_stall  = \counts$132 [1];
-  assign \counts$132.c3_w_wait  = \counts$132 [2];
-  assign \counts$132.row2_reads  = \counts$132 [4:3];
-  assign \counts$132.w3_reads  = \counts$132 [5];
-  assign \counts$132.c3_macs  = \counts$132 [11:6];
-  assign \counts$132.c3_spad_reads  = \counts$132 [13:12];
-  assign \counts$132.c3_spad_writes  = \counts$132 [15:14];
-  assign \counts$132.line4_writes  = \counts$132 [16];
-  assign counts[41:36] = \$426 ;
-  assign counts[35] = \$413 ;
-  assign counts[34] = \$407 [0];
+  assign \counts$133.c3_busy  = \counts$133 [0];
+  assign \counts$133.c3_stall  = \counts$133 [1];
+  assign \counts$133.c3_w_wait  = \counts$133 [2];
+  assign \counts$133.row2_reads  = \counts$133 [4:3];
+  assign \counts$133.w3_reads  = \counts$133 [5];
+  assign \counts$133.c3_macs  = \counts$133 [11:6];
+  assign \counts$133.c3_spad_reads  = \counts$133 [13:12];
+  assign \counts$133.c3_spad_writes  = \counts$133 [15:14];
+  assign \counts$133.line4_writes  = \counts$133 [16];
+  assign counts[41:36] = \$425 ;
+  assign counts[35] = \$412 ;
+  assign counts[34] = \$406 [0];
   assign counts[33] = row2__en;
-  assign counts[32:31] = \$398 [1:0];
-  assign counts[30:29] = \$392 [1:0];
-  assign counts[28:27] = \$388 ;
-  assign counts[26:25] = \$387 ;
-  assign counts[24:19] = \$386 [5:0];
-  assign counts[18:13] = \$373 [5:0];
-  assign counts[12] = \$346 [0];
-  assign counts[11:10] = \counts$132 [4:3];
-  assign counts[9] = \$339 ;
-  assign counts[8:7] = \$336 [1:0];
-  assign counts[6] = \counts$132 [2];
-  assign counts[5] = \$334 ;
-  assign counts[4] = \$307 [0];
-  assign counts[3] = \$284 [0];
-  assign counts[2] = \$278 ;
-  assign counts[1] = \$256 ;
+  assign counts[32:31] = \$397 [1:0];
+  assign counts[30:29] = \$391 [1:0];
+  assign counts[28:27] = \$387 ;
+  assign counts[26:25] = \$386 ;
+  assign counts[24:19] = \$385 [5:0];
+  assign counts[18:13] = \$372 [5:0];
+  assign counts[12] = \$345 [0];
+  assign counts[11:10] = \counts$133 [4:3];
+  assign counts[9] = \$338 ;
+  assign counts[8:7] = \$335 [1:0];
+  assign counts[6] = \counts$133 [2];
+  assign counts[5] = \$333 ;
+  assign counts[4] = \$306 [0];
+  assign counts[3] = \$283 [0];
+  assign counts[2] = \$277 ;
+  assign counts[1] = \$255 ;
   assign counts[0] = issue;
   assign \$63  = { geo[390:375], 1'h0 };
   assign \$68  = { geo[64:49], 1'h0 };
@@ -2182,11 +2204,11 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$120  = { geo[390:375], 1'h0 };
   assign \$155  = { geo[390:375], 1'h0 };
   assign \$226  = { geo[406:391], 1'h0 };
-  assign \$236  = { \$465 , \$464 , \$463 , \$462  };
+  assign \$236  = { \$466 , \$465 , \$464 , \$463  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.adder (\port$2605$0 , \port$2606$0 , \port$2607$0 , a, b, \port$2604$0 );
+module \ttsnn_accel.e23.adder (\port$2599$0 , \port$2600$0 , \port$2601$0 , a, b, \port$2598$0 );
   wire [16:0] \$1 ;
   wire [16:0] \$2 ;
   wire [16:0] \$3 ;
@@ -2196,63 +2218,67 @@ module \ttsnn_accel.e23.adder (\port$2605$0 , \port$2606$0 , \port$2607$0 , a, b
   input [63:0] b;
   wire [63:0] b;
   wire [67:0] o;
-  output [16:0] \port$2604$0 ;
-  wire [16:0] \port$2604$0 ;
-  output [16:0] \port$2605$0 ;
-  wire [16:0] \port$2605$0 ;
-  output [16:0] \port$2606$0 ;
-  wire [16:0] \port$2606$0 ;
-  output [16:0] \port$2607$0 ;
-  wire [16:0] \port$2607$0 ;
+  output [16:0] \port$2598$0 ;
+  wire [16:0] \port$2598$0 ;
+  output [16:0] \port$2599$0 ;
+  wire [16:0] \port$2599$0 ;
+  output [16:0] \port$2600$0 ;
+  wire [16:0] \port$2600$0 ;
+  output [16:0] \port$2601$0 ;
+  wire [16:0] \port$2601$0 ;
   assign \$1  = $signed(a[15:0]) + $signed(b[15:0]);
   assign \$2  = $signed(a[31:16]) + $signed(b[31:16]);
   assign \$3  = $signed(a[47:32]) + $signed(b[47:32]);
   assign \$4  = $signed(a[63:48]) + $signed(b[63:48]);
   assign o = { \$4 , \$3 , \$2 , \$1  };
-  assign \port$2604$0  = \$1 ;
-  assign \port$2605$0  = \$2 ;
-  assign \port$2606$0  = \$3 ;
-  assign \port$2607$0  = \$4 ;
+  assign \port$2598$0  = \$1 ;
+  assign \port$2599$0  = \$2 ;
+  assign \port$2600$0  = \$3 ;
+  assign \port$2601$0  = \$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$22950$2 , ww__addr, \port$22950$18 , pw__addr, clk);
+module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, p_addr, \port$23012$2 , ww__addr, \port$23012$18 , pw__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [7:0] \$1 ;
   reg [7:0] \$10 ;
-  wire [4:0] \$100 ;
-  wire [4:0] \$103 ;
-  wire [4:0] \$106 ;
+  wire [5:0] \$101 ;
+  wire [5:0] \$104 ;
+  wire [5:0] \$109 ;
   wire [7:0] \$11 ;
-  wire [5:0] \$110 ;
-  wire [5:0] \$113 ;
-  wire [5:0] \$116 ;
+  wire [4:0] \$112 ;
+  wire [4:0] \$117 ;
   wire [7:0] \$12 ;
-  wire [5:0] \$121 ;
-  wire [4:0] \$124 ;
-  wire [4:0] \$129 ;
+  wire [4:0] \$120 ;
+  wire [4:0] \$123 ;
+  wire [5:0] \$127 ;
   reg [7:0] \$13 ;
-  wire [4:0] \$132 ;
-  wire [4:0] \$135 ;
-  wire [5:0] \$139 ;
+  wire [5:0] \$130 ;
+  wire [5:0] \$133 ;
+  wire [5:0] \$138 ;
   wire [7:0] \$14 ;
-  wire [5:0] \$142 ;
-  wire [5:0] \$145 ;
+  wire [4:0] \$141 ;
+  wire [4:0] \$146 ;
+  wire [4:0] \$149 ;
   wire [7:0] \$15 ;
-  wire [5:0] \$150 ;
-  wire [4:0] \$153 ;
-  wire [4:0] \$158 ;
+  wire [4:0] \$152 ;
+  wire [5:0] \$156 ;
+  wire [5:0] \$159 ;
   wire [7:0] \$16 ;
-  wire [4:0] \$161 ;
-  wire [4:0] \$164 ;
-  wire [5:0] \$168 ;
+  wire [5:0] \$162 ;
+  wire [5:0] \$167 ;
   wire [7:0] \$17 ;
-  wire [5:0] \$171 ;
-  wire [5:0] \$174 ;
-  wire [5:0] \$179 ;
+  wire [4:0] \$170 ;
+  wire [4:0] \$175 ;
+  wire [4:0] \$178 ;
   wire [7:0] \$18 ;
-  wire [4:0] \$182 ;
+  wire [4:0] \$181 ;
+  wire [5:0] \$185 ;
+  wire [5:0] \$188 ;
   wire [7:0] \$19 ;
+  wire [5:0] \$191 ;
+  wire [5:0] \$196 ;
+  wire [4:0] \$199 ;
   wire [7:0] \$2 ;
   wire [7:0] \$20 ;
   wire [7:0] \$21 ;
@@ -2291,34 +2317,47 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   wire [7:0] \$51 ;
   reg [7:0] \$52 ;
   wire [31:0] \$53 ;
-  wire [31:0] \$54 ;
-  wire [31:0] \$55 ;
-  wire [31:0] \$56 ;
-  wire [15:0] \$57 ;
+  wire [15:0] \$54 ;
+  wire [15:0] \$55 ;
+  wire [15:0] \$56 ;
+  wire [16:0] \$57 ;
   wire [15:0] \$58 ;
-  wire [16:0] \$59 ;
+  wire [15:0] \$59 ;
   wire [7:0] \$6 ;
   wire [15:0] \$60 ;
-  wire [15:0] \$61 ;
-  wire [16:0] \$62 ;
+  wire [16:0] \$61 ;
+  wire [15:0] \$62 ;
   wire [15:0] \$63 ;
   wire [15:0] \$64 ;
   wire [16:0] \$65 ;
   wire [15:0] \$66 ;
   wire [15:0] \$67 ;
-  wire [16:0] \$68 ;
-  reg [63:0] \$69 ;
+  wire [15:0] \$68 ;
+  wire [16:0] \$69 ;
   wire [7:0] \$7 ;
-  wire [4:0] \$71 ;
-  wire [4:0] \$74 ;
-  wire [4:0] \$77 ;
+  reg \$70 ;
+  reg \$71 ;
+  reg [2:0] \$72 ;
+  reg [2:0] \$73 ;
+  reg \$74 ;
+  reg \$75 ;
+  reg \$76 ;
+  reg \$77 ;
+  reg \$78 ;
+  reg \$79 ;
   wire [7:0] \$8 ;
-  wire [5:0] \$81 ;
-  wire [5:0] \$84 ;
-  wire [5:0] \$87 ;
+  reg [31:0] \$80 ;
+  reg [31:0] \$81 ;
+  reg [15:0] \$82 ;
+  reg [63:0] \$83 ;
+  reg [15:0] \$84 ;
+  reg [15:0] \$85 ;
+  reg [15:0] \$86 ;
+  wire [4:0] \$88 ;
   wire [7:0] \$9 ;
-  wire [5:0] \$92 ;
-  wire [4:0] \$95 ;
+  wire [4:0] \$91 ;
+  wire [4:0] \$94 ;
+  wire [5:0] \$98 ;
   (* init = 64'h0000000000000000 *)
   wire [63:0] acc;
   input [31:0] centre;
@@ -2326,29 +2365,40 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   input clk;
   wire clk;
   wire first;
+  reg first_d1 = 1'h0;
+  reg first_d2 = 1'h0;
   wire from_psum;
+  reg from_psum_d1 = 1'h0;
+  reg from_psum_d2 = 1'h0;
   wire [1:0] jl;
   wire [31:0] neighbour;
   wire [31:0] operand;
+  reg [31:0] operand_r = 32'd0;
+  input [2:0] p_addr;
   wire [2:0] p_addr;
+  reg [2:0] p_addr_d1 = 3'h0;
+  (* init = 3'h0 *)
+  wire [2:0] p_addr_d2;
+  input p_rd;
   wire p_rd;
+  reg p_rd_d1 = 1'h0;
+  (* init = 1'h0 *)
+  wire p_rd_d2;
   wire p_wr;
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [3:0] \port$22950$18 ;
-  wire [3:0] \port$22950$18 ;
-  input [2:0] \port$22950$2 ;
-  wire [2:0] \port$22950$2 ;
-  input [2:0] pr__addr;
-  wire [2:0] pr__addr;
+  input [3:0] \port$23012$18 ;
+  wire [3:0] \port$23012$18 ;
+  input [2:0] \port$23012$2 ;
+  wire [2:0] \port$23012$2 ;
+  reg [2:0] pr__addr = 3'h0;
   wire [63:0] pr__data;
-  input pr__en;
-  wire pr__en;
-  wire [15:0] product0;
-  wire [15:0] product1;
-  wire [15:0] product2;
-  wire [15:0] product3;
+  reg pr__en = 1'h0;
+  reg [15:0] product0 = 16'h0000;
+  reg [15:0] product1 = 16'h0000;
+  reg [15:0] product2 = 16'h0000;
+  reg [15:0] product3 = 16'h0000;
   input [2:0] pw__addr;
   wire [2:0] pw__addr;
   output [63:0] pw__data;
@@ -2362,12 +2412,15 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   wire use_spad;
   input valid;
   wire valid;
+  reg valid_d1 = 1'h0;
+  reg valid_d2 = 1'h0;
   wire [3:0] w_addr;
   wire w_rd;
   wire w_wr;
   wire [3:0] w_wr_addr;
   input [31:0] weights;
   wire [31:0] weights;
+  reg [31:0] weights_r = 32'd0;
   input [3:0] wr__addr;
   wire [3:0] wr__addr;
   wire [31:0] wr__data;
@@ -2435,92 +2488,145 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     end
   end
   assign wr__data = _1_;
-  assign \$100  = \port$22950$18 [0] * 4'h8;
-  assign \$15  = centre[15:0] >> \$100 ;
-  assign \$103  = \port$22950$18 [0] * 4'h8;
-  assign \$16  = 1'h0 >> \$103 ;
-  assign \$106  = \port$22950$18 [0] * 4'h8;
-  assign \$17  = centre[31:16] >> \$106 ;
-  assign \$110  = \port$22950$18 [1:0] * 4'h8;
-  assign \$19  = centre >> \$110 ;
-  assign \$113  = \port$22950$18 [1:0] * 4'h8;
-  assign \$20  = 1'h0 >> \$113 ;
-  assign \$116  = \port$22950$18 [1:0] * 4'h8;
-  assign \$21  = 1'h0 >> \$116 ;
-  assign \$121  = \port$22950$18 [3:2] * 4'h8;
-  assign \$24  = weights >> \$121 ;
-  assign \$124  = \port$22950$18 [2] * 4'h8;
-  assign \$25  = { weights[31:24], weights[15:8] } >> \$124 ;
-  assign \$129  = \port$22950$18 [0] * 4'h8;
-  assign \$28  = centre[31:16] >> \$129 ;
-  assign \$132  = \port$22950$18 [0] * 4'h8;
-  assign \$29  = centre[15:0] >> \$132 ;
-  assign \$135  = \port$22950$18 [0] * 4'h8;
-  assign \$30  = 1'h0 >> \$135 ;
-  assign \$139  = \port$22950$18 [1:0] * 4'h8;
-  assign \$32  = centre >> \$139 ;
-  assign \$142  = \port$22950$18 [1:0] * 4'h8;
-  assign \$33  = 1'h0 >> \$142 ;
-  assign \$145  = \port$22950$18 [1:0] * 4'h8;
-  assign \$34  = 1'h0 >> \$145 ;
-  assign \$150  = \port$22950$18 [3:2] * 4'h8;
-  assign \$37  = weights >> \$150 ;
-  assign \$153  = \port$22950$18 [2] * 4'h8;
-  assign \$38  = { weights[23:16], weights[7:0] } >> \$153 ;
-  assign \$158  = \port$22950$18 [0] * 4'h8;
-  assign \$41  = centre[31:16] >> \$158 ;
-  assign \$161  = \port$22950$18 [0] * 4'h8;
-  assign \$42  = centre[15:0] >> \$161 ;
-  assign \$164  = \port$22950$18 [0] * 4'h8;
-  assign \$43  = 1'h0 >> \$164 ;
-  assign \$168  = \port$22950$18 [1:0] * 4'h8;
-  assign \$45  = centre >> \$168 ;
-  assign \$171  = \port$22950$18 [1:0] * 4'h8;
-  assign \$46  = 1'h0 >> \$171 ;
-  assign \$174  = \port$22950$18 [1:0] * 4'h8;
-  assign \$47  = 1'h0 >> \$174 ;
-  assign \$179  = \port$22950$18 [3:2] * 4'h8;
-  assign \$50  = weights >> \$179 ;
-  assign \$182  = \port$22950$18 [2] * 4'h8;
-  assign \$51  = { weights[31:24], weights[15:8] } >> \$182 ;
-  assign \$53  = \port$22950$2 [2] ? wr__data : routed_w;
-  assign product0 = $signed(\$53 [7:0]) * $signed(operand[7:0]);
-  assign \$54  = \port$22950$2 [2] ? wr__data : routed_w;
-  assign product1 = $signed(\$54 [15:8]) * $signed(operand[15:8]);
-  assign \$55  = \port$22950$2 [2] ? wr__data : routed_w;
-  assign product2 = $signed(\$55 [23:16]) * $signed(operand[23:16]);
-  assign \$56  = \port$22950$2 [2] ? wr__data : routed_w;
-  assign product3 = $signed(\$56 [31:24]) * $signed(operand[31:24]);
-  assign \$57  = \port$22950$2 [1] ? pr__data[15:0] : 16'h0000;
-  assign \$58  = \port$22950$2 [0] ? \$57  : pw__data[15:0];
-  assign \$59  = $signed(\$58 ) + $signed(product0);
-  assign \$60  = \port$22950$2 [1] ? pr__data[31:16] : 16'h0000;
-  assign \$61  = \port$22950$2 [0] ? \$60  : pw__data[31:16];
-  assign \$62  = $signed(\$61 ) + $signed(product1);
-  assign \$63  = \port$22950$2 [1] ? pr__data[47:32] : 16'h0000;
-  assign \$64  = \port$22950$2 [0] ? \$63  : pw__data[47:32];
+  assign \$6  = centre >> \$98 ;
+  assign \$101  = \port$23012$18 [1:0] * 4'h8;
+  assign \$7  = 1'h0 >> \$101 ;
+  assign \$104  = \port$23012$18 [1:0] * 4'h8;
+  assign \$8  = 1'h0 >> \$104 ;
+  assign \$109  = \port$23012$18 [3:2] * 4'h8;
+  assign \$11  = weights >> \$109 ;
+  assign \$112  = \port$23012$18 [2] * 4'h8;
+  assign \$12  = { weights[23:16], weights[7:0] } >> \$112 ;
+  assign \$117  = \port$23012$18 [0] * 4'h8;
+  assign \$15  = centre[15:0] >> \$117 ;
+  assign \$120  = \port$23012$18 [0] * 4'h8;
+  assign \$16  = 1'h0 >> \$120 ;
+  assign \$123  = \port$23012$18 [0] * 4'h8;
+  assign \$17  = centre[31:16] >> \$123 ;
+  assign \$127  = \port$23012$18 [1:0] * 4'h8;
+  assign \$19  = centre >> \$127 ;
+  assign \$130  = \port$23012$18 [1:0] * 4'h8;
+  assign \$20  = 1'h0 >> \$130 ;
+  assign \$133  = \port$23012$18 [1:0] * 4'h8;
+  assign \$21  = 1'h0 >> \$133 ;
+  assign \$138  = \port$23012$18 [3:2] * 4'h8;
+  assign \$24  = weights >> \$138 ;
+  assign \$141  = \port$23012$18 [2] * 4'h8;
+  assign \$25  = { weights[31:24], weights[15:8] } >> \$141 ;
+  assign \$146  = \port$23012$18 [0] * 4'h8;
+  assign \$28  = centre[31:16] >> \$146 ;
+  assign \$149  = \port$23012$18 [0] * 4'h8;
+  assign \$29  = centre[15:0] >> \$149 ;
+  assign \$152  = \port$23012$18 [0] * 4'h8;
+  assign \$30  = 1'h0 >> \$152 ;
+  assign \$156  = \port$23012$18 [1:0] * 4'h8;
+  assign \$32  = centre >> \$156 ;
+  assign \$159  = \port$23012$18 [1:0] * 4'h8;
+  assign \$33  = 1'h0 >> \$159 ;
+  assign \$162  = \port$23012$18 [1:0] * 4'h8;
+  assign \$34  = 1'h0 >> \$162 ;
+  assign \$167  = \port$23012$18 [3:2] * 4'h8;
+  assign \$37  = weights >> \$167 ;
+  assign \$170  = \port$23012$18 [2] * 4'h8;
+  assign \$38  = { weights[23:16], weights[7:0] } >> \$170 ;
+  assign \$175  = \port$23012$18 [0] * 4'h8;
+  assign \$41  = centre[31:16] >> \$175 ;
+  assign \$178  = \port$23012$18 [0] * 4'h8;
+  assign \$42  = centre[15:0] >> \$178 ;
+  assign \$181  = \port$23012$18 [0] * 4'h8;
+  assign \$43  = 1'h0 >> \$181 ;
+  assign \$185  = \port$23012$18 [1:0] * 4'h8;
+  assign \$45  = centre >> \$185 ;
+  assign \$188  = \port$23012$18 [1:0] * 4'h8;
+  assign \$46  = 1'h0 >> \$188 ;
+  assign \$191  = \port$23012$18 [1:0] * 4'h8;
+  assign \$47  = 1'h0 >> \$191 ;
+  assign \$196  = \port$23012$18 [3:2] * 4'h8;
+  assign \$50  = weights >> \$196 ;
+  assign \$199  = \port$23012$18 [2] * 4'h8;
+  assign \$51  = { weights[31:24], weights[15:8] } >> \$199 ;
+  assign \$53  = \port$23012$2 [2] ? wr__data : routed_w;
+  assign \$54  = $signed(weights_r[7:0]) * $signed(operand_r[7:0]);
+  assign \$55  = from_psum_d2 ? pr__data[15:0] : 16'h0000;
+  assign \$56  = first_d2 ? \$55  : pw__data[15:0];
+  assign \$57  = $signed(\$56 ) + $signed(product0);
+  assign \$58  = $signed(weights_r[15:8]) * $signed(operand_r[15:8]);
+  assign \$59  = from_psum_d2 ? pr__data[31:16] : 16'h0000;
+  assign \$60  = first_d2 ? \$59  : pw__data[31:16];
+  assign \$61  = $signed(\$60 ) + $signed(product1);
+  assign \$62  = $signed(weights_r[23:16]) * $signed(operand_r[23:16]);
+  assign \$63  = from_psum_d2 ? pr__data[47:32] : 16'h0000;
+  assign \$64  = first_d2 ? \$63  : pw__data[47:32];
   assign \$65  = $signed(\$64 ) + $signed(product2);
-  assign \$66  = \port$22950$2 [1] ? pr__data[63:48] : 16'h0000;
-  assign \$67  = \port$22950$2 [0] ? \$66  : pw__data[63:48];
-  assign \$68  = $signed(\$67 ) + $signed(product3);
+  assign \$66  = $signed(weights_r[31:24]) * $signed(operand_r[31:24]);
+  assign \$67  = from_psum_d2 ? pr__data[63:48] : 16'h0000;
+  assign \$68  = first_d2 ? \$67  : pw__data[63:48];
+  assign \$69  = $signed(\$68 ) + $signed(product3);
   always @(posedge clk)
-    pw__data <= \$69 ;
-  assign \$71  = \port$22950$18 [0] * 4'h8;
-  assign \$2  = centre[15:0] >> \$71 ;
-  assign \$74  = \port$22950$18 [0] * 4'h8;
-  assign \$3  = 1'h0 >> \$74 ;
-  assign \$77  = \port$22950$18 [0] * 4'h8;
-  assign \$4  = centre[31:16] >> \$77 ;
-  assign \$81  = \port$22950$18 [1:0] * 4'h8;
-  assign \$6  = centre >> \$81 ;
-  assign \$84  = \port$22950$18 [1:0] * 4'h8;
-  assign \$7  = 1'h0 >> \$84 ;
-  assign \$87  = \port$22950$18 [1:0] * 4'h8;
-  assign \$8  = 1'h0 >> \$87 ;
-  assign \$92  = \port$22950$18 [3:2] * 4'h8;
-  assign \$11  = weights >> \$92 ;
-  assign \$95  = \port$22950$18 [2] * 4'h8;
-  assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
+    p_rd_d1 <= \$70 ;
+  always @(posedge clk)
+    pr__en <= \$71 ;
+  always @(posedge clk)
+    p_addr_d1 <= \$72 ;
+  always @(posedge clk)
+    pr__addr <= \$73 ;
+  always @(posedge clk)
+    valid_d1 <= \$74 ;
+  always @(posedge clk)
+    valid_d2 <= \$75 ;
+  always @(posedge clk)
+    first_d1 <= \$76 ;
+  always @(posedge clk)
+    first_d2 <= \$77 ;
+  always @(posedge clk)
+    from_psum_d1 <= \$78 ;
+  always @(posedge clk)
+    from_psum_d2 <= \$79 ;
+  always @(posedge clk)
+    operand_r <= \$80 ;
+  always @(posedge clk)
+    weights_r <= \$81 ;
+  always @(posedge clk)
+    product0 <= \$82 ;
+  always @(posedge clk)
+    pw__data <= \$83 ;
+  always @(posedge clk)
+    product1 <= \$84 ;
+  always @(posedge clk)
+    product2 <= \$85 ;
+  always @(posedge clk)
+    product3 <= \$86 ;
+  assign \$88  = \port$23012$18 [0] * 4'h8;
+  assign \$2  = centre[15:0] >> \$88 ;
+  assign \$91  = \port$23012$18 [0] * 4'h8;
+  assign \$3  = 1'h0 >> \$91 ;
+  assign \$94  = \port$23012$18 [0] * 4'h8;
+  assign \$4  = centre[31:16] >> \$94 ;
+  assign \$98  = \port$23012$18 [1:0] * 4'h8;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$10  = 8'h00;
+    casez (pack)
+      4'h0:
+          \$10  = \$1 ;
+      4'h1:
+          \$10  = \$5 ;
+      4'h2:
+          \$10  = \$9 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$13  = 8'h00;
+    casez (pack)
+      4'h0:
+          \$13  = \$11 ;
+      4'h1:
+          \$13  = \$12 ;
+      4'h2:
+          \$13  = weights[7:0];
+    endcase
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$23  = 8'h00;
@@ -2595,58 +2701,146 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$69  = pw__data;
-    if (valid) begin
-      \$69 [15:0] = \$59 [15:0];
-      \$69 [31:16] = \$62 [15:0];
-      \$69 [47:32] = \$65 [15:0];
-      \$69 [63:48] = \$68 [15:0];
+    \$70  = p_rd;
+    if (rst) begin
+      \$70  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$71  = p_rd_d1;
+    if (rst) begin
+      \$71  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$72  = p_addr;
+    if (rst) begin
+      \$72  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$73  = p_addr_d1;
+    if (rst) begin
+      \$73  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$74  = valid;
+    if (rst) begin
+      \$74  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$75  = valid_d1;
+    if (rst) begin
+      \$75  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$76  = \port$23012$2 [0];
+    if (rst) begin
+      \$76  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$77  = first_d1;
+    if (rst) begin
+      \$77  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$78  = \port$23012$2 [1];
+    if (rst) begin
+      \$78  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$79  = from_psum_d1;
+    if (rst) begin
+      \$79  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$80  = operand;
+    if (rst) begin
+      \$80  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$81  = \$53 ;
+    if (rst) begin
+      \$81  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$82  = \$54 ;
+    if (rst) begin
+      \$82  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$83  = pw__data;
+    if (valid_d2) begin
+      \$83 [15:0] = \$57 [15:0];
+      \$83 [31:16] = \$61 [15:0];
+      \$83 [47:32] = \$65 [15:0];
+      \$83 [63:48] = \$69 [15:0];
     end
     if (rst) begin
-      \$69  = 64'h0000000000000000;
+      \$83  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$10  = 8'h00;
-    casez (pack)
-      4'h0:
-          \$10  = \$1 ;
-      4'h1:
-          \$10  = \$5 ;
-      4'h2:
-          \$10  = \$9 ;
-    endcase
+    \$84  = \$58 ;
+    if (rst) begin
+      \$84  = 16'h0000;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$13  = 8'h00;
-    casez (pack)
-      4'h0:
-          \$13  = \$11 ;
-      4'h1:
-          \$13  = \$12 ;
-      4'h2:
-          \$13  = weights[7:0];
-    endcase
+    \$85  = \$62 ;
+    if (rst) begin
+      \$85  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$86  = \$66 ;
+    if (rst) begin
+      \$86  = 16'h0000;
+    end
   end
   assign shift = 2'h0;
   assign neighbour = 32'd0;
-  assign jl = \port$22950$18 [1:0];
-  assign wsel = \port$22950$18 [3:2];
+  assign jl = \port$23012$18 [1:0];
+  assign wsel = \port$23012$18 [3:2];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
   assign w_wr_addr = ww__addr;
   assign ww__data = routed_w;
-  assign p_rd = pr__en;
-  assign p_addr = pr__addr;
+  assign p_rd_d2 = pr__en;
+  assign p_addr_d2 = pr__addr;
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign use_spad = \port$22950$2 [2];
-  assign first = \port$22950$2 [0];
-  assign from_psum = \port$22950$2 [1];
+  assign first = \port$23012$2 [0];
+  assign from_psum = \port$23012$2 [1];
+  assign use_spad = \port$23012$2 [2];
   assign routed_w[31:24] = \$52 ;
   assign routed_w[23:16] = \$39 ;
   assign routed_w[15:8] = \$26 ;
@@ -2670,44 +2864,48 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift, centre, neighbour, wsel, weights, use_spad, wr__en, wr__addr, ww__en, ww__addr, pr__en, pr__addr, pw__en, pw__addr, pw__data
+module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift, centre, neighbour, wsel, weights, use_spad, wr__en, wr__addr, ww__en, ww__addr, p_rd, p_addr, pw__en, pw__addr, pw__data
 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   reg [7:0] \$1 ;
   reg [7:0] \$10 ;
-  wire [4:0] \$100 ;
-  wire [4:0] \$103 ;
-  wire [4:0] \$106 ;
+  wire [5:0] \$101 ;
+  wire [5:0] \$104 ;
+  wire [5:0] \$109 ;
   wire [7:0] \$11 ;
-  wire [5:0] \$110 ;
-  wire [5:0] \$113 ;
-  wire [5:0] \$116 ;
+  wire [4:0] \$112 ;
+  wire [4:0] \$117 ;
   wire [7:0] \$12 ;
-  wire [5:0] \$121 ;
-  wire [4:0] \$124 ;
-  wire [4:0] \$129 ;
+  wire [4:0] \$120 ;
+  wire [4:0] \$123 ;
+  wire [5:0] \$127 ;
   reg [7:0] \$13 ;
-  wire [4:0] \$132 ;
-  wire [4:0] \$135 ;
-  wire [5:0] \$139 ;
+  wire [5:0] \$130 ;
+  wire [5:0] \$133 ;
+  wire [5:0] \$138 ;
   reg [7:0] \$14 ;
-  wire [5:0] \$142 ;
-  wire [5:0] \$145 ;
+  wire [4:0] \$141 ;
+  wire [4:0] \$146 ;
+  wire [4:0] \$149 ;
   wire [7:0] \$15 ;
-  wire [5:0] \$150 ;
-  wire [4:0] \$153 ;
-  wire [4:0] \$158 ;
+  wire [4:0] \$152 ;
+  wire [5:0] \$156 ;
+  wire [5:0] \$159 ;
   wire [7:0] \$16 ;
-  wire [4:0] \$161 ;
-  wire [4:0] \$164 ;
-  wire [5:0] \$168 ;
+  wire [5:0] \$162 ;
+  wire [5:0] \$167 ;
   wire [7:0] \$17 ;
-  wire [5:0] \$171 ;
-  wire [5:0] \$174 ;
-  wire [5:0] \$179 ;
+  wire [4:0] \$170 ;
+  wire [4:0] \$175 ;
+  wire [4:0] \$178 ;
   reg [7:0] \$18 ;
-  wire [4:0] \$182 ;
+  wire [4:0] \$181 ;
+  wire [5:0] \$185 ;
+  wire [5:0] \$188 ;
   wire [7:0] \$19 ;
+  wire [5:0] \$191 ;
+  wire [5:0] \$196 ;
+  wire [4:0] \$199 ;
   wire [7:0] \$2 ;
   wire [7:0] \$20 ;
   wire [7:0] \$21 ;
@@ -2746,34 +2944,47 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
   wire [7:0] \$51 ;
   reg [7:0] \$52 ;
   wire [31:0] \$53 ;
-  wire [31:0] \$54 ;
-  wire [31:0] \$55 ;
-  wire [31:0] \$56 ;
-  wire [15:0] \$57 ;
+  wire [15:0] \$54 ;
+  wire [15:0] \$55 ;
+  wire [15:0] \$56 ;
+  wire [16:0] \$57 ;
   wire [15:0] \$58 ;
-  wire [16:0] \$59 ;
+  wire [15:0] \$59 ;
   wire [7:0] \$6 ;
   wire [15:0] \$60 ;
-  wire [15:0] \$61 ;
-  wire [16:0] \$62 ;
+  wire [16:0] \$61 ;
+  wire [15:0] \$62 ;
   wire [15:0] \$63 ;
   wire [15:0] \$64 ;
   wire [16:0] \$65 ;
   wire [15:0] \$66 ;
   wire [15:0] \$67 ;
-  wire [16:0] \$68 ;
-  reg [63:0] \$69 ;
+  wire [15:0] \$68 ;
+  wire [16:0] \$69 ;
   wire [7:0] \$7 ;
-  wire [4:0] \$71 ;
-  wire [4:0] \$74 ;
-  wire [4:0] \$77 ;
+  reg \$70 ;
+  reg \$71 ;
+  reg [2:0] \$72 ;
+  reg [2:0] \$73 ;
+  reg \$74 ;
+  reg \$75 ;
+  reg \$76 ;
+  reg \$77 ;
+  reg \$78 ;
+  reg \$79 ;
   wire [7:0] \$8 ;
-  wire [5:0] \$81 ;
-  wire [5:0] \$84 ;
-  wire [5:0] \$87 ;
+  reg [31:0] \$80 ;
+  reg [31:0] \$81 ;
+  reg [15:0] \$82 ;
+  reg [63:0] \$83 ;
+  reg [15:0] \$84 ;
+  reg [15:0] \$85 ;
+  reg [15:0] \$86 ;
+  wire [4:0] \$88 ;
   reg [7:0] \$9 ;
-  wire [5:0] \$92 ;
-  wire [4:0] \$95 ;
+  wire [4:0] \$91 ;
+  wire [4:0] \$94 ;
+  wire [5:0] \$98 ;
   (* init = 64'h0000000000000000 *)
   wire [63:0] acc;
   input [31:0] centre;
@@ -2782,28 +2993,39 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
   wire clk;
   input first;
   wire first;
+  reg first_d1 = 1'h0;
+  reg first_d2 = 1'h0;
   input from_psum;
   wire from_psum;
+  reg from_psum_d1 = 1'h0;
+  reg from_psum_d2 = 1'h0;
   input [1:0] jl;
   wire [1:0] jl;
   input [31:0] neighbour;
   wire [31:0] neighbour;
   wire [31:0] operand;
+  reg [31:0] operand_r = 32'd0;
+  input [2:0] p_addr;
   wire [2:0] p_addr;
+  reg [2:0] p_addr_d1 = 3'h0;
+  (* init = 3'h0 *)
+  wire [2:0] p_addr_d2;
+  input p_rd;
   wire p_rd;
+  reg p_rd_d1 = 1'h0;
+  (* init = 1'h0 *)
+  wire p_rd_d2;
   wire p_wr;
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [2:0] pr__addr;
-  wire [2:0] pr__addr;
+  reg [2:0] pr__addr = 3'h0;
   wire [63:0] pr__data;
-  input pr__en;
-  wire pr__en;
-  wire [15:0] product0;
-  wire [15:0] product1;
-  wire [15:0] product2;
-  wire [15:0] product3;
+  reg pr__en = 1'h0;
+  reg [15:0] product0 = 16'h0000;
+  reg [15:0] product1 = 16'h0000;
+  reg [15:0] product2 = 16'h0000;
+  reg [15:0] product3 = 16'h0000;
   input [2:0] pw__addr;
   wire [2:0] pw__addr;
   output [63:0] pw__data;
@@ -2819,12 +3041,15 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
   wire use_spad;
   input valid;
   wire valid;
+  reg valid_d1 = 1'h0;
+  reg valid_d2 = 1'h0;
   wire [3:0] w_addr;
   wire w_rd;
   wire w_wr;
   wire [3:0] w_wr_addr;
   input [31:0] weights;
   wire [31:0] weights;
+  reg [31:0] weights_r = 32'd0;
   input [3:0] wr__addr;
   wire [3:0] wr__addr;
   wire [31:0] wr__data;
@@ -2893,92 +3118,169 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     end
   end
   assign wr__data = _1_;
-  assign \$100  = jl[0] * 4'h8;
-  assign \$15  = centre[15:0] >> \$100 ;
-  assign \$103  = jl[0] * 4'h8;
-  assign \$16  = neighbour[31:16] >> \$103 ;
-  assign \$106  = jl[0] * 4'h8;
-  assign \$17  = centre[31:16] >> \$106 ;
-  assign \$110  = jl * 4'h8;
-  assign \$19  = centre >> \$110 ;
-  assign \$113  = jl * 4'h8;
-  assign \$20  = neighbour >> \$113 ;
-  assign \$116  = jl * 4'h8;
-  assign \$21  = neighbour >> \$116 ;
-  assign \$121  = wsel * 4'h8;
-  assign \$24  = weights >> \$121 ;
-  assign \$124  = wsel[0] * 4'h8;
-  assign \$25  = { weights[31:24], weights[15:8] } >> \$124 ;
-  assign \$129  = jl[0] * 4'h8;
-  assign \$28  = centre[31:16] >> \$129 ;
-  assign \$132  = jl[0] * 4'h8;
-  assign \$29  = centre[15:0] >> \$132 ;
-  assign \$135  = jl[0] * 4'h8;
-  assign \$30  = neighbour[15:0] >> \$135 ;
-  assign \$139  = jl * 4'h8;
-  assign \$32  = centre >> \$139 ;
-  assign \$142  = jl * 4'h8;
-  assign \$33  = neighbour >> \$142 ;
-  assign \$145  = jl * 4'h8;
-  assign \$34  = neighbour >> \$145 ;
-  assign \$150  = wsel * 4'h8;
-  assign \$37  = weights >> \$150 ;
-  assign \$153  = wsel[0] * 4'h8;
-  assign \$38  = { weights[23:16], weights[7:0] } >> \$153 ;
-  assign \$158  = jl[0] * 4'h8;
-  assign \$41  = centre[31:16] >> \$158 ;
-  assign \$161  = jl[0] * 4'h8;
-  assign \$42  = centre[15:0] >> \$161 ;
-  assign \$164  = jl[0] * 4'h8;
-  assign \$43  = neighbour[15:0] >> \$164 ;
-  assign \$168  = jl * 4'h8;
-  assign \$45  = centre >> \$168 ;
-  assign \$171  = jl * 4'h8;
-  assign \$46  = neighbour >> \$171 ;
-  assign \$174  = jl * 4'h8;
-  assign \$47  = neighbour >> \$174 ;
-  assign \$179  = wsel * 4'h8;
-  assign \$50  = weights >> \$179 ;
-  assign \$182  = wsel[0] * 4'h8;
-  assign \$51  = { weights[31:24], weights[15:8] } >> \$182 ;
+  assign \$6  = centre >> \$98 ;
+  assign \$101  = jl * 4'h8;
+  assign \$7  = neighbour >> \$101 ;
+  assign \$104  = jl * 4'h8;
+  assign \$8  = neighbour >> \$104 ;
+  assign \$109  = wsel * 4'h8;
+  assign \$11  = weights >> \$109 ;
+  assign \$112  = wsel[0] * 4'h8;
+  assign \$12  = { weights[23:16], weights[7:0] } >> \$112 ;
+  assign \$117  = jl[0] * 4'h8;
+  assign \$15  = centre[15:0] >> \$117 ;
+  assign \$120  = jl[0] * 4'h8;
+  assign \$16  = neighbour[31:16] >> \$120 ;
+  assign \$123  = jl[0] * 4'h8;
+  assign \$17  = centre[31:16] >> \$123 ;
+  assign \$127  = jl * 4'h8;
+  assign \$19  = centre >> \$127 ;
+  assign \$130  = jl * 4'h8;
+  assign \$20  = neighbour >> \$130 ;
+  assign \$133  = jl * 4'h8;
+  assign \$21  = neighbour >> \$133 ;
+  assign \$138  = wsel * 4'h8;
+  assign \$24  = weights >> \$138 ;
+  assign \$141  = wsel[0] * 4'h8;
+  assign \$25  = { weights[31:24], weights[15:8] } >> \$141 ;
+  assign \$146  = jl[0] * 4'h8;
+  assign \$28  = centre[31:16] >> \$146 ;
+  assign \$149  = jl[0] * 4'h8;
+  assign \$29  = centre[15:0] >> \$149 ;
+  assign \$152  = jl[0] * 4'h8;
+  assign \$30  = neighbour[15:0] >> \$152 ;
+  assign \$156  = jl * 4'h8;
+  assign \$32  = centre >> \$156 ;
+  assign \$159  = jl * 4'h8;
+  assign \$33  = neighbour >> \$159 ;
+  assign \$162  = jl * 4'h8;
+  assign \$34  = neighbour >> \$162 ;
+  assign \$167  = wsel * 4'h8;
+  assign \$37  = weights >> \$167 ;
+  assign \$170  = wsel[0] * 4'h8;
+  assign \$38  = { weights[23:16], weights[7:0] } >> \$170 ;
+  assign \$175  = jl[0] * 4'h8;
+  assign \$41  = centre[31:16] >> \$175 ;
+  assign \$178  = jl[0] * 4'h8;
+  assign \$42  = centre[15:0] >> \$178 ;
+  assign \$181  = jl[0] * 4'h8;
+  assign \$43  = neighbour[15:0] >> \$181 ;
+  assign \$185  = jl * 4'h8;
+  assign \$45  = centre >> \$185 ;
+  assign \$188  = jl * 4'h8;
+  assign \$46  = neighbour >> \$188 ;
+  assign \$191  = jl * 4'h8;
+  assign \$47  = neighbour >> \$191 ;
+  assign \$196  = wsel * 4'h8;
+  assign \$50  = weights >> \$196 ;
+  assign \$199  = wsel[0] * 4'h8;
+  assign \$51  = { weights[31:24], weights[15:8] } >> \$199 ;
   assign \$53  = use_spad ? wr__data : routed_w;
-  assign product0 = $signed(\$53 [7:0]) * $signed(operand[7:0]);
-  assign \$54  = use_spad ? wr__data : routed_w;
-  assign product1 = $signed(\$54 [15:8]) * $signed(operand[15:8]);
-  assign \$55  = use_spad ? wr__data : routed_w;
-  assign product2 = $signed(\$55 [23:16]) * $signed(operand[23:16]);
-  assign \$56  = use_spad ? wr__data : routed_w;
-  assign product3 = $signed(\$56 [31:24]) * $signed(operand[31:24]);
-  assign \$57  = from_psum ? pr__data[15:0] : 16'h0000;
-  assign \$58  = first ? \$57  : pw__data[15:0];
-  assign \$59  = $signed(\$58 ) + $signed(product0);
-  assign \$60  = from_psum ? pr__data[31:16] : 16'h0000;
-  assign \$61  = first ? \$60  : pw__data[31:16];
-  assign \$62  = $signed(\$61 ) + $signed(product1);
-  assign \$63  = from_psum ? pr__data[47:32] : 16'h0000;
-  assign \$64  = first ? \$63  : pw__data[47:32];
+  assign \$54  = $signed(weights_r[7:0]) * $signed(operand_r[7:0]);
+  assign \$55  = from_psum_d2 ? pr__data[15:0] : 16'h0000;
+  assign \$56  = first_d2 ? \$55  : pw__data[15:0];
+  assign \$57  = $signed(\$56 ) + $signed(product0);
+  assign \$58  = $signed(weights_r[15:8]) * $signed(operand_r[15:8]);
+  assign \$59  = from_psum_d2 ? pr__data[31:16] : 16'h0000;
+  assign \$60  = first_d2 ? \$59  : pw__data[31:16];
+  assign \$61  = $signed(\$60 ) + $signed(product1);
+  assign \$62  = $signed(weights_r[23:16]) * $signed(operand_r[23:16]);
+  assign \$63  = from_psum_d2 ? pr__data[47:32] : 16'h0000;
+  assign \$64  = first_d2 ? \$63  : pw__data[47:32];
   assign \$65  = $signed(\$64 ) + $signed(product2);
-  assign \$66  = from_psum ? pr__data[63:48] : 16'h0000;
-  assign \$67  = first ? \$66  : pw__data[63:48];
-  assign \$68  = $signed(\$67 ) + $signed(product3);
+  assign \$66  = $signed(weights_r[31:24]) * $signed(operand_r[31:24]);
+  assign \$67  = from_psum_d2 ? pr__data[63:48] : 16'h0000;
+  assign \$68  = first_d2 ? \$67  : pw__data[63:48];
+  assign \$69  = $signed(\$68 ) + $signed(product3);
   always @(posedge clk)
-    pw__data <= \$69 ;
-  assign \$71  = jl[0] * 4'h8;
-  assign \$2  = centre[15:0] >> \$71 ;
-  assign \$74  = jl[0] * 4'h8;
-  assign \$3  = neighbour[31:16] >> \$74 ;
-  assign \$77  = jl[0] * 4'h8;
-  assign \$4  = centre[31:16] >> \$77 ;
-  assign \$81  = jl * 4'h8;
-  assign \$6  = centre >> \$81 ;
-  assign \$84  = jl * 4'h8;
-  assign \$7  = neighbour >> \$84 ;
-  assign \$87  = jl * 4'h8;
-  assign \$8  = neighbour >> \$87 ;
-  assign \$92  = wsel * 4'h8;
-  assign \$11  = weights >> \$92 ;
-  assign \$95  = wsel[0] * 4'h8;
-  assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
+    p_rd_d1 <= \$70 ;
+  always @(posedge clk)
+    pr__en <= \$71 ;
+  always @(posedge clk)
+    p_addr_d1 <= \$72 ;
+  always @(posedge clk)
+    pr__addr <= \$73 ;
+  always @(posedge clk)
+    valid_d1 <= \$74 ;
+  always @(posedge clk)
+    valid_d2 <= \$75 ;
+  always @(posedge clk)
+    first_d1 <= \$76 ;
+  always @(posedge clk)
+    first_d2 <= \$77 ;
+  always @(posedge clk)
+    from_psum_d1 <= \$78 ;
+  always @(posedge clk)
+    from_psum_d2 <= \$79 ;
+  always @(posedge clk)
+    operand_r <= \$80 ;
+  always @(posedge clk)
+    weights_r <= \$81 ;
+  always @(posedge clk)
+    product0 <= \$82 ;
+  always @(posedge clk)
+    pw__data <= \$83 ;
+  always @(posedge clk)
+    product1 <= \$84 ;
+  always @(posedge clk)
+    product2 <= \$85 ;
+  always @(posedge clk)
+    product3 <= \$86 ;
+  assign \$88  = jl[0] * 4'h8;
+  assign \$2  = centre[15:0] >> \$88 ;
+  assign \$91  = jl[0] * 4'h8;
+  assign \$3  = neighbour[31:16] >> \$91 ;
+  assign \$94  = jl[0] * 4'h8;
+  assign \$4  = centre[31:16] >> \$94 ;
+  assign \$98  = jl * 4'h8;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$9  = 8'h00;
+    casez (shift)
+      2'h0:
+          \$9  = \$6 ;
+      2'h1:
+          \$9  = \$7 ;
+      2'h2:
+          \$9  = \$8 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$10  = 8'h00;
+    casez (pack)
+      4'h0:
+          \$10  = \$1 ;
+      4'h1:
+          \$10  = \$5 ;
+      4'h2:
+          \$10  = \$9 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$13  = 8'h00;
+    casez (pack)
+      4'h0:
+          \$13  = \$11 ;
+      4'h1:
+          \$13  = \$12 ;
+      4'h2:
+          \$13  = weights[7:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$14  = 8'h00;
+    casez (shift)
+      2'h0:
+          \$14  = centre[15:8];
+      2'h1:
+          \$14  = centre[7:0];
+      2'h2:
+          \$14  = centre[23:16];
+    endcase
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$18  = 8'h00;
@@ -3149,15 +3451,127 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$69  = pw__data;
-    if (valid) begin
-      \$69 [15:0] = \$59 [15:0];
-      \$69 [31:16] = \$62 [15:0];
-      \$69 [47:32] = \$65 [15:0];
-      \$69 [63:48] = \$68 [15:0];
+    \$70  = p_rd;
+    if (rst) begin
+      \$70  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$71  = p_rd_d1;
+    if (rst) begin
+      \$71  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$72  = p_addr;
+    if (rst) begin
+      \$72  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$73  = p_addr_d1;
+    if (rst) begin
+      \$73  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$74  = valid;
+    if (rst) begin
+      \$74  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$75  = valid_d1;
+    if (rst) begin
+      \$75  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$76  = first;
+    if (rst) begin
+      \$76  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$77  = first_d1;
+    if (rst) begin
+      \$77  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$78  = from_psum;
+    if (rst) begin
+      \$78  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$79  = from_psum_d1;
+    if (rst) begin
+      \$79  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$80  = operand;
+    if (rst) begin
+      \$80  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$81  = \$53 ;
+    if (rst) begin
+      \$81  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$82  = \$54 ;
+    if (rst) begin
+      \$82  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$83  = pw__data;
+    if (valid_d2) begin
+      \$83 [15:0] = \$57 [15:0];
+      \$83 [31:16] = \$61 [15:0];
+      \$83 [47:32] = \$65 [15:0];
+      \$83 [63:48] = \$69 [15:0];
     end
     if (rst) begin
-      \$69  = 64'h0000000000000000;
+      \$83  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$84  = \$58 ;
+    if (rst) begin
+      \$84  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$85  = \$62 ;
+    if (rst) begin
+      \$85  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$86  = \$66 ;
+    if (rst) begin
+      \$86  = 16'h0000;
     end
   end
   always @* begin
@@ -3184,61 +3598,13 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
           \$5  = \$4 ;
     endcase
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$9  = 8'h00;
-    casez (shift)
-      2'h0:
-          \$9  = \$6 ;
-      2'h1:
-          \$9  = \$7 ;
-      2'h2:
-          \$9  = \$8 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$10  = 8'h00;
-    casez (pack)
-      4'h0:
-          \$10  = \$1 ;
-      4'h1:
-          \$10  = \$5 ;
-      4'h2:
-          \$10  = \$9 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$13  = 8'h00;
-    casez (pack)
-      4'h0:
-          \$13  = \$11 ;
-      4'h1:
-          \$13  = \$12 ;
-      4'h2:
-          \$13  = weights[7:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$14  = 8'h00;
-    casez (shift)
-      2'h0:
-          \$14  = centre[15:8];
-      2'h1:
-          \$14  = centre[7:0];
-      2'h2:
-          \$14  = centre[23:16];
-    endcase
-  end
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
   assign w_wr_addr = ww__addr;
   assign ww__data = routed_w;
-  assign p_rd = pr__en;
-  assign p_addr = pr__addr;
+  assign p_rd_d2 = pr__en;
+  assign p_addr_d2 = pr__addr;
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
@@ -3253,7 +3619,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, desc, clk);
+module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run, a, b, desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
@@ -3521,7 +3887,9 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   reg \$336 ;
   reg [90:0] \$337 ;
   reg [74:0] \$338 ;
+  reg [74:0] \$339 ;
   wire [16:0] \$34 ;
+  reg [74:0] \$340 ;
   wire \$35 ;
   wire \$36 ;
   wire [16:0] \$37 ;
@@ -3689,6 +4057,32 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   reg [15:0] e2_jl = 16'h0000;
   reg [15:0] e2_jls = 16'h0000;
   reg [15:0] e2_l4b = 16'h0000;
+  reg [74:0] e2_mid1 = 75'h0000000000000000000;
+  wire [2:0] \e2_mid1.b ;
+  wire \e2_mid1.copy ;
+  wire [15:0] \e2_mid1.e ;
+  wire [15:0] \e2_mid1.eoff ;
+  wire \e2_mid1.final ;
+  wire [15:0] \e2_mid1.g ;
+  wire \e2_mid1.psum_out ;
+  wire [1:0] \e2_mid1.qm3 ;
+  wire \e2_mid1.row_end ;
+  wire \e2_mid1.seq ;
+  wire [15:0] \e2_mid1.tr4 ;
+  wire \e2_mid1.v ;
+  reg [74:0] e2_mid2 = 75'h0000000000000000000;
+  wire [2:0] \e2_mid2.b ;
+  wire \e2_mid2.copy ;
+  wire [15:0] \e2_mid2.e ;
+  wire [15:0] \e2_mid2.eoff ;
+  wire \e2_mid2.final ;
+  wire [15:0] \e2_mid2.g ;
+  wire \e2_mid2.psum_out ;
+  wire [1:0] \e2_mid2.qm3 ;
+  wire \e2_mid2.row_end ;
+  wire \e2_mid2.seq ;
+  wire [15:0] \e2_mid2.tr4 ;
+  wire \e2_mid2.v ;
   reg [15:0] e2_o = 16'h0000;
   wire e2_psum_out;
   wire [15:0] e2_q;
@@ -3751,6 +4145,8 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   wire [15:0] \geo.tr1 ;
   wire [15:0] \geo.tr4 ;
   wire [15:0] \geo.wo ;
+  output inflight;
+  wire inflight;
   output issue;
   wire issue;
   input ok;
@@ -3868,6 +4264,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   assign \$63  = ! \$62 ;
   assign \$64  = e2_s_first | \$63 ;
   assign \$65  = e2_glb_w & \$64 ;
+  assign inflight = | { b[0], e2_mid2[0], e2_mid1[0], a[0] };
   assign \$66  = geo[29:14] - 1'h1;
   assign \$67  = e2_g == \$66 ;
   assign \$68  = e2_g + 1'h1;
@@ -4168,7 +4565,11 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   always @(posedge clk)
     a <= \$337 ;
   always @(posedge clk)
-    b <= \$338 ;
+    e2_mid1 <= \$338 ;
+  always @(posedge clk)
+    e2_mid2 <= \$339 ;
+  always @(posedge clk)
+    b <= \$340 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     e2_tap = 2'h0;
@@ -4903,6 +5304,42 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
       \$338  = 75'h0000000000000000000;
     end
   end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$339 [0] = e2_mid1[0];
+    \$339 [1] = e2_mid1[1];
+    \$339 [2] = e2_mid1[2];
+    \$339 [3] = e2_mid1[3];
+    \$339 [4] = e2_mid1[4];
+    \$339 [7:5] = e2_mid1[7:5];
+    \$339 [23:8] = e2_mid1[23:8];
+    \$339 [39:24] = e2_mid1[39:24];
+    \$339 [55:40] = e2_mid1[55:40];
+    \$339 [71:56] = e2_mid1[71:56];
+    \$339 [72] = e2_mid1[72];
+    \$339 [74:73] = e2_mid1[74:73];
+    if (rst) begin
+      \$339  = 75'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$340 [0] = e2_mid2[0];
+    \$340 [1] = e2_mid2[1];
+    \$340 [2] = e2_mid2[2];
+    \$340 [3] = e2_mid2[3];
+    \$340 [4] = e2_mid2[4];
+    \$340 [7:5] = e2_mid2[7:5];
+    \$340 [23:8] = e2_mid2[23:8];
+    \$340 [39:24] = e2_mid2[39:24];
+    \$340 [55:40] = e2_mid2[55:40];
+    \$340 [71:56] = e2_mid2[71:56];
+    \$340 [72] = e2_mid2[72];
+    \$340 [74:73] = e2_mid2[74:73];
+    if (rst) begin
+      \$340  = 75'h0000000000000000000;
+    end
+  end
   assign e2_t = \$1 [7:0];
   assign e2_e = \$52 [15:0];
   assign e2_eoff = \$54 [15:0];
@@ -5024,6 +5461,30 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   assign \a.ti  = a[87:86];
   assign \a.seq  = a[88];
   assign \a.qm3  = a[90:89];
+  assign \e2_mid1.v  = e2_mid1[0];
+  assign \e2_mid1.copy  = e2_mid1[1];
+  assign \e2_mid1.final  = e2_mid1[2];
+  assign \e2_mid1.psum_out  = e2_mid1[3];
+  assign \e2_mid1.row_end  = e2_mid1[4];
+  assign \e2_mid1.b  = e2_mid1[7:5];
+  assign \e2_mid1.e  = e2_mid1[23:8];
+  assign \e2_mid1.eoff  = e2_mid1[39:24];
+  assign \e2_mid1.tr4  = e2_mid1[55:40];
+  assign \e2_mid1.g  = e2_mid1[71:56];
+  assign \e2_mid1.seq  = e2_mid1[72];
+  assign \e2_mid1.qm3  = e2_mid1[74:73];
+  assign \e2_mid2.v  = e2_mid2[0];
+  assign \e2_mid2.copy  = e2_mid2[1];
+  assign \e2_mid2.final  = e2_mid2[2];
+  assign \e2_mid2.psum_out  = e2_mid2[3];
+  assign \e2_mid2.row_end  = e2_mid2[4];
+  assign \e2_mid2.b  = e2_mid2[7:5];
+  assign \e2_mid2.e  = e2_mid2[23:8];
+  assign \e2_mid2.eoff  = e2_mid2[39:24];
+  assign \e2_mid2.tr4  = e2_mid2[55:40];
+  assign \e2_mid2.g  = e2_mid2[71:56];
+  assign \e2_mid2.seq  = e2_mid2[72];
+  assign \e2_mid2.qm3  = e2_mid2[74:73];
   assign \b.v  = b[0];
   assign \b.copy  = b[1];
   assign \b.final  = b[2];
@@ -5073,7 +5534,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant2 (\port$2523$0 , \port$2563$0 , \port$2603$0 , i, shift, rnd, \port$2483$0 );
+module \ttsnn_accel.e23.requant2 (\port$2517$0 , \port$2557$0 , \port$2597$0 , i, shift, rnd, \port$2477$0 );
   wire \$1 ;
   wire [16:0] \$10 ;
   wire [6:0] \$100 ;
@@ -5237,14 +5698,14 @@ module \ttsnn_accel.e23.requant2 (\port$2523$0 , \port$2563$0 , \port$2603$0 , i
   input [63:0] i;
   wire [63:0] i;
   wire [31:0] o;
-  output [7:0] \port$2483$0 ;
-  wire [7:0] \port$2483$0 ;
-  output [7:0] \port$2523$0 ;
-  wire [7:0] \port$2523$0 ;
-  output [7:0] \port$2563$0 ;
-  wire [7:0] \port$2563$0 ;
-  output [7:0] \port$2603$0 ;
-  wire [7:0] \port$2603$0 ;
+  output [7:0] \port$2477$0 ;
+  wire [7:0] \port$2477$0 ;
+  output [7:0] \port$2517$0 ;
+  wire [7:0] \port$2517$0 ;
+  output [7:0] \port$2557$0 ;
+  wire [7:0] \port$2557$0 ;
+  output [7:0] \port$2597$0 ;
+  wire [7:0] \port$2597$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -5398,10 +5859,10 @@ module \ttsnn_accel.e23.requant2 (\port$2523$0 , \port$2563$0 , \port$2603$0 , i
   assign \$159  = \$146  ? 8'h80 : \$158 [7:0];
   assign \$160  = \$133  ? 8'h7f : \$159 ;
   assign o = { \$160 , \$120 , \$80 , \$40  };
-  assign \port$2483$0  = \$40 ;
-  assign \port$2523$0  = \$80 ;
-  assign \port$2563$0  = \$120 ;
-  assign \port$2603$0  = \$160 ;
+  assign \port$2477$0  = \$40 ;
+  assign \port$2517$0  = \$80 ;
+  assign \port$2557$0  = \$120 ;
+  assign \port$2597$0  = \$160 ;
   assign \$11  = { \$10 [16], \$10 [16:1] };
   assign \$24  = { \$23 [16], \$23 [16:1] };
   assign \$37  = { \$36 [16], \$36 [16:1] };
@@ -5417,7 +5878,7 @@ module \ttsnn_accel.e23.requant2 (\port$2523$0 , \port$2563$0 , \port$2603$0 , i
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant3 (shift, \port$2647$0 , \port$2687$0 , \port$2727$0 , \port$2767$0 , rnd, i);
+module \ttsnn_accel.e23.requant3 (shift, \port$2641$0 , \port$2681$0 , \port$2721$0 , \port$2761$0 , rnd, i);
   wire \$1 ;
   wire [17:0] \$10 ;
   wire [6:0] \$100 ;
@@ -5581,14 +6042,14 @@ module \ttsnn_accel.e23.requant3 (shift, \port$2647$0 , \port$2687$0 , \port$272
   input [67:0] i;
   wire [67:0] i;
   wire [31:0] o;
-  output [7:0] \port$2647$0 ;
-  wire [7:0] \port$2647$0 ;
-  output [7:0] \port$2687$0 ;
-  wire [7:0] \port$2687$0 ;
-  output [7:0] \port$2727$0 ;
-  wire [7:0] \port$2727$0 ;
-  output [7:0] \port$2767$0 ;
-  wire [7:0] \port$2767$0 ;
+  output [7:0] \port$2641$0 ;
+  wire [7:0] \port$2641$0 ;
+  output [7:0] \port$2681$0 ;
+  wire [7:0] \port$2681$0 ;
+  output [7:0] \port$2721$0 ;
+  wire [7:0] \port$2721$0 ;
+  output [7:0] \port$2761$0 ;
+  wire [7:0] \port$2761$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -5742,10 +6203,10 @@ module \ttsnn_accel.e23.requant3 (shift, \port$2647$0 , \port$2687$0 , \port$272
   assign \$159  = \$146  ? 8'h80 : \$158 [7:0];
   assign \$160  = \$133  ? 8'h7f : \$159 ;
   assign o = { \$160 , \$120 , \$80 , \$40  };
-  assign \port$2647$0  = \$40 ;
-  assign \port$2687$0  = \$80 ;
-  assign \port$2727$0  = \$120 ;
-  assign \port$2767$0  = \$160 ;
+  assign \port$2641$0  = \$40 ;
+  assign \port$2681$0  = \$80 ;
+  assign \port$2721$0  = \$120 ;
+  assign \port$2761$0  = \$160 ;
   assign \$11  = { \$10 [17], \$10 [17:1] };
   assign \$24  = { \$23 [17], \$23 [17:1] };
   assign \$37  = { \$36 [17], \$36 [17:1] };
@@ -5761,7 +6222,7 @@ module \ttsnn_accel.e23.requant3 (shift, \port$2647$0 , \port$2687$0 , \port$272
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, w3__en, w3__addr, line4__en, line4__addr, busy, \port$2647$0 , \port$2687$0 , \port$2727$0 , \port$2767$0 , w3__data, row2_b__data, row2_c__data, geo, q2_rows, counts
+module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, w3__en, w3__addr, line4__en, line4__addr, busy, \port$2641$0 , \port$2681$0 , \port$2721$0 , \port$2761$0 , w3__data, row2_b__data, row2_c__data, geo, q2_rows, counts
 , cluster, released, q23_rows, w3_consumed, e4_released, w3_chunks, desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [16:0] \$1 ;
@@ -5856,12 +6317,11 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   wire [19:0] \$90 ;
   wire [20:0] \$91 ;
   wire \$92 ;
-  wire \$93 ;
-  wire [16:0] \$94 ;
-  wire \$95 ;
-  wire [16:0] \$96 ;
+  wire [16:0] \$93 ;
+  wire \$94 ;
+  wire [16:0] \$95 ;
+  reg [15:0] \$96 ;
   reg [15:0] \$97 ;
-  reg [15:0] \$98 ;
   wire [90:0] a;
   wire [2:0] \a.b ;
   wire \a.copy ;
@@ -6077,6 +6537,7 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   wire [15:0] \geo.tr1 ;
   wire [15:0] \geo.tr4 ;
   wire [15:0] \geo.wo ;
+  wire inflight;
   wire issue;
   output [15:0] line4__addr;
   wire [15:0] line4__addr;
@@ -6084,14 +6545,14 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   output line4__en;
   wire line4__en;
   wire ok;
-  input [7:0] \port$2647$0 ;
-  wire [7:0] \port$2647$0 ;
-  input [7:0] \port$2687$0 ;
-  wire [7:0] \port$2687$0 ;
-  input [7:0] \port$2727$0 ;
-  wire [7:0] \port$2727$0 ;
-  input [7:0] \port$2767$0 ;
-  wire [7:0] \port$2767$0 ;
+  input [7:0] \port$2641$0 ;
+  wire [7:0] \port$2641$0 ;
+  input [7:0] \port$2681$0 ;
+  wire [7:0] \port$2681$0 ;
+  input [7:0] \port$2721$0 ;
+  wire [7:0] \port$2721$0 ;
+  input [7:0] \port$2761$0 ;
+  wire [7:0] \port$2761$0 ;
   output [15:0] q23_rows;
   reg [15:0] q23_rows = 16'h0000;
   input [15:0] q2_rows;
@@ -6157,7 +6618,6 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   wire [23:0] w3_chunks;
   output [23:0] w3_consumed;
   wire [23:0] w3_consumed;
-  assign \$2  = q2_rows >= \$1 ;
   assign \$3  = step[15:0] < 2'h3;
   assign \$4  = step[15:0] - 2'h3;
   assign \$5  = $signed(\$4 ) >>> desc[206];
@@ -6251,23 +6711,24 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \$89  = \$88  + b[39:24];
   assign \$90  = \$89  - geo[29:14];
   assign \$91  = $signed(\$90 ) + $signed({ 1'h0, b[71:56] });
-  assign \$92  = run | a[0];
-  assign busy = \$92  | b[0];
-  assign \$93  = issue & step[276];
-  assign \$94  = released + 1'h1;
-  assign \$95  = b[0] & b[4];
-  assign \$96  = q23_rows + 1'h1;
+  assign busy = run | inflight;
+  assign \$92  = issue & step[276];
+  assign \$93  = released + 1'h1;
+  assign \$94  = b[0] & b[4];
+  assign \$95  = q23_rows + 1'h1;
   always @(posedge clk)
-    released <= \$97 ;
+    released <= \$96 ;
   always @(posedge clk)
-    q23_rows <= \$98 ;
+    q23_rows <= \$97 ;
   assign \$1  = step[55:40] + 1'h1;
+  assign \$2  = q2_rows >= \$1 ;
   \ttsnn_accel.e23.stt_cluster3.loop  loop (
     .a(a),
     .b(b),
     .clk(clk),
     .desc(desc),
     .geo(geo),
+    .inflight(inflight),
     .issue(issue),
     .ok(ok),
     .rst(rst),
@@ -6277,36 +6738,36 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$97  = released;
-    if (\$93 ) begin
-      \$97  = \$94 [15:0];
+    \$96  = released;
+    if (\$92 ) begin
+      \$96  = \$93 [15:0];
     end
     if (start) begin
-      \$97  = 16'h0000;
+      \$96  = 16'h0000;
     end
     if (rst) begin
-      \$97  = 16'h0000;
+      \$96  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$98  = q23_rows;
-    if (\$95 ) begin
-      \$98  = \$96 [15:0];
+    \$97  = q23_rows;
+    if (\$94 ) begin
+      \$97  = \$95 [15:0];
     end
     if (start) begin
-      \$98  = 16'h0000;
+      \$97  = 16'h0000;
     end
     if (rst) begin
-      \$98  = 16'h0000;
+      \$97  = 16'h0000;
     end
   end
   assign \desc$1  = desc;
   assign \geo$3  = geo;
   assign \start$5  = start;
   assign \run$12  = run;
-  assign line4__data = { \port$2767$0 , \port$2727$0 , \port$2687$0 , \port$2647$0  };
-  assign result = { \port$2767$0 , \port$2727$0 , \port$2687$0 , \port$2647$0  };
+  assign line4__data = { \port$2761$0 , \port$2721$0 , \port$2681$0 , \port$2641$0  };
+  assign result = { \port$2761$0 , \port$2721$0 , \port$2681$0 , \port$2641$0  };
   assign row2_b__addr = \$52 [15:0];
   assign row2_c__addr = \$61 [15:0];
   assign w3__addr = \$63 [15:0];
@@ -6568,7 +7029,7 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run, a, b, desc, clk);
+module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo, step, run, a, b, desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
@@ -6838,6 +7299,8 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   reg [90:0] \$338 ;
   reg [74:0] \$339 ;
   wire [16:0] \$34 ;
+  reg [74:0] \$340 ;
+  reg [74:0] \$341 ;
   wire \$35 ;
   wire \$36 ;
   wire [16:0] \$37 ;
@@ -7005,6 +7468,32 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   reg [15:0] e3_jl = 16'h0000;
   reg [15:0] e3_jls = 16'h0000;
   reg [15:0] e3_l4b = 16'h0000;
+  reg [74:0] e3_mid1 = 75'h0000000000000000000;
+  wire [2:0] \e3_mid1.b ;
+  wire \e3_mid1.copy ;
+  wire [15:0] \e3_mid1.e ;
+  wire [15:0] \e3_mid1.eoff ;
+  wire \e3_mid1.final ;
+  wire [15:0] \e3_mid1.g ;
+  wire \e3_mid1.psum_out ;
+  wire [1:0] \e3_mid1.qm3 ;
+  wire \e3_mid1.row_end ;
+  wire \e3_mid1.seq ;
+  wire [15:0] \e3_mid1.tr4 ;
+  wire \e3_mid1.v ;
+  reg [74:0] e3_mid2 = 75'h0000000000000000000;
+  wire [2:0] \e3_mid2.b ;
+  wire \e3_mid2.copy ;
+  wire [15:0] \e3_mid2.e ;
+  wire [15:0] \e3_mid2.eoff ;
+  wire \e3_mid2.final ;
+  wire [15:0] \e3_mid2.g ;
+  wire \e3_mid2.psum_out ;
+  wire [1:0] \e3_mid2.qm3 ;
+  wire \e3_mid2.row_end ;
+  wire \e3_mid2.seq ;
+  wire [15:0] \e3_mid2.tr4 ;
+  wire \e3_mid2.v ;
   reg [15:0] e3_o = 16'h0000;
   wire e3_psum_out;
   wire [15:0] e3_q;
@@ -7067,6 +7556,8 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   wire [15:0] \geo.tr1 ;
   wire [15:0] \geo.tr4 ;
   wire [15:0] \geo.wo ;
+  output inflight;
+  wire inflight;
   output issue;
   wire issue;
   input ok;
@@ -7180,6 +7671,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   assign \$63  = ! \$62 ;
   assign \$64  = e3_s_first | \$63 ;
   assign \$65  = e3_glb_w & \$64 ;
+  assign inflight = | { b[0], e3_mid2[0], e3_mid1[0], a[0] };
   assign \$66  = geo[29:14] - 1'h1;
   assign \$67  = e3_g == \$66 ;
   assign \$68  = e3_g + 1'h1;
@@ -7481,7 +7973,11 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   always @(posedge clk)
     a <= \$338 ;
   always @(posedge clk)
-    b <= \$339 ;
+    e3_mid1 <= \$339 ;
+  always @(posedge clk)
+    e3_mid2 <= \$340 ;
+  always @(posedge clk)
+    b <= \$341 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     e3_tap = 2'h0;
@@ -8216,6 +8712,42 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
       \$339  = 75'h0000000000000000000;
     end
   end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$340 [0] = e3_mid1[0];
+    \$340 [1] = e3_mid1[1];
+    \$340 [2] = e3_mid1[2];
+    \$340 [3] = e3_mid1[3];
+    \$340 [4] = e3_mid1[4];
+    \$340 [7:5] = e3_mid1[7:5];
+    \$340 [23:8] = e3_mid1[23:8];
+    \$340 [39:24] = e3_mid1[39:24];
+    \$340 [55:40] = e3_mid1[55:40];
+    \$340 [71:56] = e3_mid1[71:56];
+    \$340 [72] = e3_mid1[72];
+    \$340 [74:73] = e3_mid1[74:73];
+    if (rst) begin
+      \$340  = 75'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$341 [0] = e3_mid2[0];
+    \$341 [1] = e3_mid2[1];
+    \$341 [2] = e3_mid2[2];
+    \$341 [3] = e3_mid2[3];
+    \$341 [4] = e3_mid2[4];
+    \$341 [7:5] = e3_mid2[7:5];
+    \$341 [23:8] = e3_mid2[23:8];
+    \$341 [39:24] = e3_mid2[39:24];
+    \$341 [55:40] = e3_mid2[55:40];
+    \$341 [71:56] = e3_mid2[71:56];
+    \$341 [72] = e3_mid2[72];
+    \$341 [74:73] = e3_mid2[74:73];
+    if (rst) begin
+      \$341  = 75'h0000000000000000000;
+    end
+  end
   assign e3_t = \$1 [7:0];
   assign e3_e = \$52 [15:0];
   assign e3_eoff = \$54 [15:0];
@@ -8337,6 +8869,30 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   assign \a.ti  = a[87:86];
   assign \a.seq  = a[88];
   assign \a.qm3  = a[90:89];
+  assign \e3_mid1.v  = e3_mid1[0];
+  assign \e3_mid1.copy  = e3_mid1[1];
+  assign \e3_mid1.final  = e3_mid1[2];
+  assign \e3_mid1.psum_out  = e3_mid1[3];
+  assign \e3_mid1.row_end  = e3_mid1[4];
+  assign \e3_mid1.b  = e3_mid1[7:5];
+  assign \e3_mid1.e  = e3_mid1[23:8];
+  assign \e3_mid1.eoff  = e3_mid1[39:24];
+  assign \e3_mid1.tr4  = e3_mid1[55:40];
+  assign \e3_mid1.g  = e3_mid1[71:56];
+  assign \e3_mid1.seq  = e3_mid1[72];
+  assign \e3_mid1.qm3  = e3_mid1[74:73];
+  assign \e3_mid2.v  = e3_mid2[0];
+  assign \e3_mid2.copy  = e3_mid2[1];
+  assign \e3_mid2.final  = e3_mid2[2];
+  assign \e3_mid2.psum_out  = e3_mid2[3];
+  assign \e3_mid2.row_end  = e3_mid2[4];
+  assign \e3_mid2.b  = e3_mid2[7:5];
+  assign \e3_mid2.e  = e3_mid2[23:8];
+  assign \e3_mid2.eoff  = e3_mid2[39:24];
+  assign \e3_mid2.tr4  = e3_mid2[55:40];
+  assign \e3_mid2.g  = e3_mid2[71:56];
+  assign \e3_mid2.seq  = e3_mid2[72];
+  assign \e3_mid2.qm3  = e3_mid2[74:73];
   assign \b.v  = b[0];
   assign \b.copy  = b[1];
   assign \b.final  = b[2];

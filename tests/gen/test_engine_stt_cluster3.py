@@ -53,7 +53,7 @@ class Harness(Elaboratable):
         m.d.comb += [rd.en.eq(eng.w3.en), rd.addr.eq(eng.w3.addr), eng.w3.data.eq(rd.data)]
         ws = CFG.is_weight_stationary("cluster2")
         spads = (CFG.spad_weight_entries, CFG.spad_psum_entries) if ws else (0, 0)
-        m.submodules.cluster3 = pe = MacCluster(P, WB, QB, AB, *spads)
+        m.submodules.cluster3 = pe = MacCluster(P, WB, QB, AB, *spads, pipelined=True)
         m.d.comb += [pe.pack.eq(eng.geo.pack)]
         m.d.comb += [getattr(pe, k).eq(eng.cluster[k]) for k, _ in eng.cluster.shape()]
         m.submodules.requant = rq = Requantiser(P, AB, QB)

@@ -74,13 +74,15 @@ def _random_steps(rng, n, spads=True):
     return steps
 
 
-def _simulate(steps, spads=True):
-    dut = MacCluster(P, WB, QB, AB, C if spads else 0, B if spads else 0)
+def _simulate(steps, spads=True, pipelined=False):
+    dut = MacCluster(P, WB, QB, AB, C if spads else 0, B if spads else 0, pipelined=pipelined)
+    L = dut.latency
     got = []
 
     async def bench(ctx):
-        # step i: issue (spad reads) in cycle i, execute in cycle i+1, psum write in cycle i+2
-        for i in range(len(steps) + 2):
+        # step i: issue (spad reads) in cycle i, execute in cycle i+1, its result on acc and
+        # its psum write in cycle i+1+L (L: the cluster's latency, 1 or 3)
+        for i in range(len(steps) + 1 + L):
             if i < len(steps):
                 st = steps[i]
                 ctx.set(dut.w_rd, 1); ctx.set(dut.w_addr, st["w_addr"])
@@ -98,8 +100,8 @@ def _simulate(steps, spads=True):
                 ctx.set(dut.weights, pack_lanes(st["weights"], WB))
             else:
                 ctx.set(dut.valid, 0); ctx.set(dut.w_wr, 0)
-            if 2 <= i:
-                st = steps[i - 2]
+            if 1 + L <= i:
+                st = steps[i - 1 - L]
                 got.append(unpack_lanes(ctx.get(dut.acc), P, AB))
                 ctx.set(dut.p_wr, st["p_wr"]); ctx.set(dut.p_wr_addr, st["p_wr_addr"])
             await ctx.tick()
@@ -109,13 +111,16 @@ def _simulate(steps, spads=True):
     return got
 
 
+@pytest.mark.parametrize("pipelined", [False, True], ids=["latency1", "pipelined"])
 @pytest.mark.parametrize("spads", [True, False], ids=["weight-stationary", "no-scratchpad"])
-def test_mac_cluster_matches_reference(spads):
+def test_mac_cluster_matches_reference(spads, pipelined):
+    """The same steps give the same sums unpipelined and pipelined (there ``latency`` - 1
+    cycles later), partial sums written by step i seen by step i + 2's read in both."""
     rng = np.random.default_rng(5 if spads else 6)
     steps = _random_steps(rng, 60, spads)
     ref = Reference()
     want = [ref.step(st) for st in steps]
-    assert _simulate(steps, spads) == want
+    assert _simulate(steps, spads, pipelined) == want
 
 
 def test_mac_cluster_extremes_wrap():
@@ -129,7 +134,8 @@ def test_mac_cluster_extremes_wrap():
                               p_wr=0, p_wr_addr=0))
     ref = Reference()
     want = [ref.step(st) for st in steps]
-    got = _simulate(steps, spads=False)
+    assert _simulate(steps, spads=False) == want
+    got = _simulate(steps, spads=False, pipelined=True)
     assert got == want
     assert want[5][0] == _wrap(6 * 16384)
 
@@ -139,3 +145,5 @@ def test_mac_cluster_rejects_bad_parameters():
         MacCluster(6, WB, QB, AB)
     with pytest.raises(ValueError, match="both"):
         MacCluster(P, WB, QB, AB, 4, 0)
+    with pytest.raises(ValueError, match="pipelined"):
+        MacCluster(P, WB, QB, AB, pipelined=1)
