@@ -7,7 +7,9 @@ weights out per stage (transposed, taps flipped), so one array serves all of the
 product stages (the weight gradients) multiply a held gradient word by the broadcast
 activation and add the products into a :class:`WeightGradientAccumulator`. A stage with at
 most ``P/2`` lane channels may run two pixels per pass (``pack``): the array's upper half
-computes pixel ``x + 1`` (:class:`CoreStageEngine`).
+computes pixel ``x + 1`` (:class:`CoreStageEngine`). A stage with ``P/2 <= O < P`` lane
+channels may straddle pixels (``straddle``): a block row's (pixel, channel) pairs in passes of
+``P``.
 """
 
 from __future__ import annotations

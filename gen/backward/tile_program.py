@@ -278,8 +278,9 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
     most ``P/2`` outputs, and the outer products with at most ``P/2`` gradient channels, run two
     pixels per pass where that is faster (:func:`packs`; not with stochastic rounding, whose
     per-lane index assumes one pixel per pass). ``straddle_lanes``: the mat-vec stages of
-    ``P/2 <= O < P`` outputs straddle pixels where that is faster (:func:`straddles`; not with
-    stochastic rounding either)."""
+    ``P/2 <= O < P`` outputs, and the outer products of ``P/2 <= O < P`` gradient channels,
+    straddle pixels where that is faster (:func:`straddles`; not with stochastic rounding
+    either)."""
     T, H, W, P = timesteps, height, width, lanes
     mode = qlayer.mode
     cin, r, cout = qlayer.in_channels, qlayer.rank, qlayer.out_channels
