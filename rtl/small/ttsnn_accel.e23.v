@@ -3,7 +3,7 @@
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line1_a__addr, line1_b__en, line1_b__addr, line1_c__en, line1_c__addr, w2__en, w2__addr, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, \q23_rows$127 , busy
 , row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, \port$2483$0 , \port$2523$0 , \port$2563$0 , \port$2603$0 , weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data, row2_c__data, geo, e1_rows, counts, \released$135 , released_e1_order, e4_released
-, \port$24488$96 , desc, clk);
+, \port$25063$96 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [17:0] \$10 ;
@@ -848,10 +848,10 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [2:0] \p_wr_addr$98 ;
   wire [3:0] pack;
   wire [3:0] \pack$2 ;
-  input [47:0] \port$24488$96 ;
-  wire [47:0] \port$24488$96 ;
   output [7:0] \port$2483$0 ;
   wire [7:0] \port$2483$0 ;
+  input [47:0] \port$25063$96 ;
+  wire [47:0] \port$25063$96 ;
   output [7:0] \port$2523$0 ;
   wire [7:0] \port$2523$0 ;
   output [7:0] \port$2563$0 ;
@@ -990,9 +990,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$16  = | desc[293:278];
   assign \$17  = ~ \$16 ;
   assign \$18  = \$17  | step[270];
-  assign \$19  = \port$24488$96 [23:0] > step[300:277];
+  assign \$19  = \port$25063$96 [23:0] > step[300:277];
   assign \$20  = ! desc[89:88];
-  assign \$21  = \port$24488$96 [47:24] > step[300:277];
+  assign \$21  = \port$25063$96 [47:24] > step[300:277];
   assign \$22  = \$20  | \$21 ;
   assign \$23  = \$19  & \$22 ;
   assign \$24  = \$18  | \$23 ;
@@ -1309,9 +1309,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$324  = | desc[293:278];
   assign \$325  = ~ \$324 ;
   assign \$326  = \$325  | step[270];
-  assign \$327  = \port$24488$96 [23:0] > step[300:277];
+  assign \$327  = \port$25063$96 [23:0] > step[300:277];
   assign \$328  = ! desc[89:88];
-  assign \$329  = \port$24488$96 [47:24] > step[300:277];
+  assign \$329  = \port$25063$96 [47:24] > step[300:277];
   assign \$330  = \$328  | \$329 ;
   assign \$331  = \$327  & \$330 ;
   assign \$332  = \$326  | \$331 ;
@@ -1453,8 +1453,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .centre(centre),
     .clk(clk),
     .pack(geo[3:0]),
-    .\port$22950$18 (a[21:18]),
-    .\port$22950$2 (a[4:2]),
+    .\port$23523$18 (a[21:18]),
+    .\port$23523$2 (a[4:2]),
     .pr__addr(step[256:254]),
     .pr__en(p_rd),
     .pw__addr(b[7:5]),
@@ -1551,7 +1551,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .w3__addr(\w3__addr$53 ),
     .w3__data(w3__data),
     .w3__en(\w3__en$51 ),
-    .w3_chunks(\port$24488$96 [47:24]),
+    .w3_chunks(\port$25063$96 [47:24]),
     .w3_consumed(\w3_consumed$39 )
   );
   always @* begin
@@ -1795,9 +1795,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \row2_c__addr$26  = row2_c__addr;
   assign \row2_c__data$28  = row2_c__data;
   assign \row2_c__en$30  = row2_c__en;
-  assign w2_chunks = \port$24488$96 [23:0];
-  assign w3_chunks = \port$24488$96 [47:24];
-  assign \w3_chunks$40  = \port$24488$96 [47:24];
+  assign w2_chunks = \port$25063$96 [23:0];
+  assign w3_chunks = \port$25063$96 [47:24];
+  assign \w3_chunks$40  = \port$25063$96 [47:24];
   assign \w3__data$55  = w3__data;
   assign w_addr = step[241:238];
   assign p_addr = step[256:254];
@@ -2216,7 +2216,7 @@ module \ttsnn_accel.e23.adder (\port$2605$0 , \port$2606$0 , \port$2607$0 , a, b
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$22950$2 , ww__addr, \port$22950$18 , pw__addr, clk);
+module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$23523$2 , ww__addr, \port$23523$18 , pw__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [7:0] \$1 ;
   reg [7:0] \$10 ;
@@ -2336,10 +2336,10 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [3:0] \port$22950$18 ;
-  wire [3:0] \port$22950$18 ;
-  input [2:0] \port$22950$2 ;
-  wire [2:0] \port$22950$2 ;
+  input [3:0] \port$23523$18 ;
+  wire [3:0] \port$23523$18 ;
+  input [2:0] \port$23523$2 ;
+  wire [2:0] \port$23523$2 ;
   input [2:0] pr__addr;
   wire [2:0] pr__addr;
   wire [63:0] pr__data;
@@ -2435,91 +2435,91 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     end
   end
   assign wr__data = _1_;
-  assign \$100  = \port$22950$18 [0] * 4'h8;
+  assign \$100  = \port$23523$18 [0] * 4'h8;
   assign \$15  = centre[15:0] >> \$100 ;
-  assign \$103  = \port$22950$18 [0] * 4'h8;
+  assign \$103  = \port$23523$18 [0] * 4'h8;
   assign \$16  = 1'h0 >> \$103 ;
-  assign \$106  = \port$22950$18 [0] * 4'h8;
+  assign \$106  = \port$23523$18 [0] * 4'h8;
   assign \$17  = centre[31:16] >> \$106 ;
-  assign \$110  = \port$22950$18 [1:0] * 4'h8;
+  assign \$110  = \port$23523$18 [1:0] * 4'h8;
   assign \$19  = centre >> \$110 ;
-  assign \$113  = \port$22950$18 [1:0] * 4'h8;
+  assign \$113  = \port$23523$18 [1:0] * 4'h8;
   assign \$20  = 1'h0 >> \$113 ;
-  assign \$116  = \port$22950$18 [1:0] * 4'h8;
+  assign \$116  = \port$23523$18 [1:0] * 4'h8;
   assign \$21  = 1'h0 >> \$116 ;
-  assign \$121  = \port$22950$18 [3:2] * 4'h8;
+  assign \$121  = \port$23523$18 [3:2] * 4'h8;
   assign \$24  = weights >> \$121 ;
-  assign \$124  = \port$22950$18 [2] * 4'h8;
+  assign \$124  = \port$23523$18 [2] * 4'h8;
   assign \$25  = { weights[31:24], weights[15:8] } >> \$124 ;
-  assign \$129  = \port$22950$18 [0] * 4'h8;
+  assign \$129  = \port$23523$18 [0] * 4'h8;
   assign \$28  = centre[31:16] >> \$129 ;
-  assign \$132  = \port$22950$18 [0] * 4'h8;
+  assign \$132  = \port$23523$18 [0] * 4'h8;
   assign \$29  = centre[15:0] >> \$132 ;
-  assign \$135  = \port$22950$18 [0] * 4'h8;
+  assign \$135  = \port$23523$18 [0] * 4'h8;
   assign \$30  = 1'h0 >> \$135 ;
-  assign \$139  = \port$22950$18 [1:0] * 4'h8;
+  assign \$139  = \port$23523$18 [1:0] * 4'h8;
   assign \$32  = centre >> \$139 ;
-  assign \$142  = \port$22950$18 [1:0] * 4'h8;
+  assign \$142  = \port$23523$18 [1:0] * 4'h8;
   assign \$33  = 1'h0 >> \$142 ;
-  assign \$145  = \port$22950$18 [1:0] * 4'h8;
+  assign \$145  = \port$23523$18 [1:0] * 4'h8;
   assign \$34  = 1'h0 >> \$145 ;
-  assign \$150  = \port$22950$18 [3:2] * 4'h8;
+  assign \$150  = \port$23523$18 [3:2] * 4'h8;
   assign \$37  = weights >> \$150 ;
-  assign \$153  = \port$22950$18 [2] * 4'h8;
+  assign \$153  = \port$23523$18 [2] * 4'h8;
   assign \$38  = { weights[23:16], weights[7:0] } >> \$153 ;
-  assign \$158  = \port$22950$18 [0] * 4'h8;
+  assign \$158  = \port$23523$18 [0] * 4'h8;
   assign \$41  = centre[31:16] >> \$158 ;
-  assign \$161  = \port$22950$18 [0] * 4'h8;
+  assign \$161  = \port$23523$18 [0] * 4'h8;
   assign \$42  = centre[15:0] >> \$161 ;
-  assign \$164  = \port$22950$18 [0] * 4'h8;
+  assign \$164  = \port$23523$18 [0] * 4'h8;
   assign \$43  = 1'h0 >> \$164 ;
-  assign \$168  = \port$22950$18 [1:0] * 4'h8;
+  assign \$168  = \port$23523$18 [1:0] * 4'h8;
   assign \$45  = centre >> \$168 ;
-  assign \$171  = \port$22950$18 [1:0] * 4'h8;
+  assign \$171  = \port$23523$18 [1:0] * 4'h8;
   assign \$46  = 1'h0 >> \$171 ;
-  assign \$174  = \port$22950$18 [1:0] * 4'h8;
+  assign \$174  = \port$23523$18 [1:0] * 4'h8;
   assign \$47  = 1'h0 >> \$174 ;
-  assign \$179  = \port$22950$18 [3:2] * 4'h8;
+  assign \$179  = \port$23523$18 [3:2] * 4'h8;
   assign \$50  = weights >> \$179 ;
-  assign \$182  = \port$22950$18 [2] * 4'h8;
+  assign \$182  = \port$23523$18 [2] * 4'h8;
   assign \$51  = { weights[31:24], weights[15:8] } >> \$182 ;
-  assign \$53  = \port$22950$2 [2] ? wr__data : routed_w;
+  assign \$53  = \port$23523$2 [2] ? wr__data : routed_w;
   assign product0 = $signed(\$53 [7:0]) * $signed(operand[7:0]);
-  assign \$54  = \port$22950$2 [2] ? wr__data : routed_w;
+  assign \$54  = \port$23523$2 [2] ? wr__data : routed_w;
   assign product1 = $signed(\$54 [15:8]) * $signed(operand[15:8]);
-  assign \$55  = \port$22950$2 [2] ? wr__data : routed_w;
+  assign \$55  = \port$23523$2 [2] ? wr__data : routed_w;
   assign product2 = $signed(\$55 [23:16]) * $signed(operand[23:16]);
-  assign \$56  = \port$22950$2 [2] ? wr__data : routed_w;
+  assign \$56  = \port$23523$2 [2] ? wr__data : routed_w;
   assign product3 = $signed(\$56 [31:24]) * $signed(operand[31:24]);
-  assign \$57  = \port$22950$2 [1] ? pr__data[15:0] : 16'h0000;
-  assign \$58  = \port$22950$2 [0] ? \$57  : pw__data[15:0];
+  assign \$57  = \port$23523$2 [1] ? pr__data[15:0] : 16'h0000;
+  assign \$58  = \port$23523$2 [0] ? \$57  : pw__data[15:0];
   assign \$59  = $signed(\$58 ) + $signed(product0);
-  assign \$60  = \port$22950$2 [1] ? pr__data[31:16] : 16'h0000;
-  assign \$61  = \port$22950$2 [0] ? \$60  : pw__data[31:16];
+  assign \$60  = \port$23523$2 [1] ? pr__data[31:16] : 16'h0000;
+  assign \$61  = \port$23523$2 [0] ? \$60  : pw__data[31:16];
   assign \$62  = $signed(\$61 ) + $signed(product1);
-  assign \$63  = \port$22950$2 [1] ? pr__data[47:32] : 16'h0000;
-  assign \$64  = \port$22950$2 [0] ? \$63  : pw__data[47:32];
+  assign \$63  = \port$23523$2 [1] ? pr__data[47:32] : 16'h0000;
+  assign \$64  = \port$23523$2 [0] ? \$63  : pw__data[47:32];
   assign \$65  = $signed(\$64 ) + $signed(product2);
-  assign \$66  = \port$22950$2 [1] ? pr__data[63:48] : 16'h0000;
-  assign \$67  = \port$22950$2 [0] ? \$66  : pw__data[63:48];
+  assign \$66  = \port$23523$2 [1] ? pr__data[63:48] : 16'h0000;
+  assign \$67  = \port$23523$2 [0] ? \$66  : pw__data[63:48];
   assign \$68  = $signed(\$67 ) + $signed(product3);
   always @(posedge clk)
     pw__data <= \$69 ;
-  assign \$71  = \port$22950$18 [0] * 4'h8;
+  assign \$71  = \port$23523$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$71 ;
-  assign \$74  = \port$22950$18 [0] * 4'h8;
+  assign \$74  = \port$23523$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$74 ;
-  assign \$77  = \port$22950$18 [0] * 4'h8;
+  assign \$77  = \port$23523$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$77 ;
-  assign \$81  = \port$22950$18 [1:0] * 4'h8;
+  assign \$81  = \port$23523$18 [1:0] * 4'h8;
   assign \$6  = centre >> \$81 ;
-  assign \$84  = \port$22950$18 [1:0] * 4'h8;
+  assign \$84  = \port$23523$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$84 ;
-  assign \$87  = \port$22950$18 [1:0] * 4'h8;
+  assign \$87  = \port$23523$18 [1:0] * 4'h8;
   assign \$8  = 1'h0 >> \$87 ;
-  assign \$92  = \port$22950$18 [3:2] * 4'h8;
+  assign \$92  = \port$23523$18 [3:2] * 4'h8;
   assign \$11  = weights >> \$92 ;
-  assign \$95  = \port$22950$18 [2] * 4'h8;
+  assign \$95  = \port$23523$18 [2] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
@@ -2632,8 +2632,8 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   end
   assign shift = 2'h0;
   assign neighbour = 32'd0;
-  assign jl = \port$22950$18 [1:0];
-  assign wsel = \port$22950$18 [3:2];
+  assign jl = \port$23523$18 [1:0];
+  assign wsel = \port$23523$18 [3:2];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -2644,9 +2644,9 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign use_spad = \port$22950$2 [2];
-  assign first = \port$22950$2 [0];
-  assign from_psum = \port$22950$2 [1];
+  assign use_spad = \port$23523$2 [2];
+  assign first = \port$23523$2 [0];
+  assign from_psum = \port$23523$2 [1];
   assign routed_w[31:24] = \$52 ;
   assign routed_w[23:16] = \$39 ;
   assign routed_w[15:8] = \$26 ;
