@@ -7,7 +7,9 @@ weights out per stage (transposed, taps flipped), so one array serves all of the
 product stages (the weight gradients) multiply a held gradient word by the broadcast
 activation and add the products into a :class:`WeightGradientAccumulator`. A stage with at
 most ``P/2`` lane channels may run two pixels per pass (``pack``): the array's upper half
-computes pixel ``x + 1`` (:class:`CoreStageEngine`).
+computes pixel ``x + 1`` (:class:`CoreStageEngine`). A stage with ``P/2 <= O < P`` lane
+channels may straddle pixels (``straddle``): a block row's (pixel, channel) pairs in passes of
+``P``.
 """
 
 from __future__ import annotations
@@ -150,7 +152,7 @@ class CoreStageEngine(wiring.Component):
         next_reduced = st.use_schedule & ~st.schedule.bit_select((t + 1)[:5], 1)
         with m.If(self.start):
             m.d.sync += gap.eq(0)
-        with m.Elif(issue & ends[1] & ~ends[0] & strad & next_reduced):
+        with m.Elif(issue & ends[1] & ~ends[0] & strad & next_reduced & (st.kind == StageKind.MATVEC)):
             m.d.sync += gap.eq(sp["pixels"] - 1)
         with m.Elif(gap != 0):
             m.d.sync += gap.eq(gap - 1)
@@ -197,7 +199,7 @@ class CoreStageEngine(wiring.Component):
         stage straddles; the registers in ``self._pass`` (stepped by :meth:`_step_pass`)."""
         st, P, lp = self.stage, self.config.lanes, log2(self.config.lanes)
         strad = Signal(name="straddled")
-        m.d.comb += strad.eq(st.straddle & (st.kind == StageKind.MATVEC))
+        m.d.comb += strad.eq(st.straddle & ((st.kind == StageKind.MATVEC) | (st.kind == StageKind.OUTER)))
         row_pairs = registered_product(m, [st.cols, st.out_channels], 16, "row_pairs")
         sp = {"s": Signal(range(P), name="pass_s"), "p0": Signal(16, name="pass_p0"),
               "p0_in": Signal(AB, name="pass_p0_in"), "rem": Signal(16, name="pass_rem"),
@@ -280,7 +282,7 @@ class CoreStageEngine(wiring.Component):
             out["w"].eq(stepped_address(m, ends, issue, start, st.w_base, [None, None, None, 1, tap_i, go_, None], AB,
                                         "w")),
             out["g"].eq(g_off + stepped_address(m, ends, issue, start, 0, [g_t, g_y, go_x, 1, None, None, None], AB,
-                                                "g") + Mux(c["f"], go_, 0)),
+                                                "g") + Mux(strad, sp["p0"] + c["f"], Mux(c["f"], go_, 0))),
             out["out"].eq(stepped_address(m, ends, issue, start, st.out_base,
                                           [out_t, out_y, go_x, 1, None, None, None], AB, "out")
                           + Mux(strad, sp["p0"], 0)),
@@ -316,16 +318,17 @@ class CoreStageEngine(wiring.Component):
         # the input words of pixel x (slot 0) and, packed, pixel x + 1 (slot 1): the word read
         # this step, or the one held since
         # (straddled: a third pixel's, slot 2)
-        held_in, held_in1, held_in2, held_g, held_g1 = (Signal(P * gb, name=n) for n in (
-            "held_in", "held_in1", "held_in2", "held_g", "held_g1"))
+        held_in, held_in1, held_in2, held_g, held_g1, held_g2 = (Signal(P * gb, name=n) for n in (
+            "held_in", "held_in1", "held_in2", "held_g", "held_g1", "held_g2"))
         word = Mux(a["first_word"] & (a["slot"] == 0), self.inp.data, held_in)
         word1 = Mux(a["first_word"] & (a["slot"] == 1), self.inp.data, held_in1)
         word2 = Mux(a["first_word"] & (a["slot"] == 2), self.inp.data, held_in2)
         gword = Mux(a["first_step"] & (a["slot"] == 0), self.grad.data, held_g)
         gword1 = Mux(a["first_step"] & (a["slot"] == 1), self.grad.data, held_g1)
+        gword2 = Mux(a["first_step"] & (a["slot"] == 2), self.grad.data, held_g2)
         with m.If(va):
             m.d.sync += [held_in.eq(word), held_in1.eq(word1), held_in2.eq(word2), held_g.eq(gword),
-                         held_g1.eq(gword1)]
+                         held_g1.eq(gword1), held_g2.eq(gword2)]
 
         def operand_of(w):
             lanes_op = w.word_select(sel_a[:log2(P)], gb) if P > 1 else w
@@ -386,8 +389,8 @@ class CoreStageEngine(wiring.Component):
         # ARRAY_EXTRA cycles after its stage m
         with m.If(delay(m, vm & m_["branch"], extra, "branch_x")):
             m.d.sync += part.eq(sums_a)
-        self._outer_product(m, va & outer & ~a["fetch"], a, (gword, gword1), (operand, operand1), packed,
-                            entry_a, active_a)
+        self._outer_product(m, va & outer & ~a["fetch"], a, (gword, gword1, gword2), (operand, operand1, operand2),
+                            packed, entry_a, active_a)
         m.d.comb += self.counts.stage_macs.eq(Mux(mac, active_a, 0))
         # stage b: the finished sums
         vb, reduced_b = Signal(), Signal()
@@ -485,22 +488,44 @@ class CoreStageEngine(wiring.Component):
     def _outer_product(self, m, update, a, gwords, operands, packed, entry, active):
         """Stage a of an outer product: the gradient lanes times the activation into the
         weight-gradient accumulator (``update``: this step adds; ``a``: the step's stage-a
-        flags; ``gwords``, ``operands``: pixel x's and x + 1's gradient words and activations)."""
+        flags; ``gwords``, ``operands``: the gradient words and activations of pixel slots 0-2:
+        pixels x and x + 1 packed, the pass's pixels straddled).
+
+        Straddled (``a["strad"]``, ``P/2 <= O < P``): the pass's pairs are ``s .. s + n - 1``
+        counted from its first pixel's channel 0, so accumulator lane ``c < O`` has a term from
+        slot ``k`` where ``s <= k O + c < s + n``: at most two slots, consecutive (``n <= P <=
+        2 O``). Each lane has two multipliers: the first takes the lane's first such slot
+        (slot 0's, else slot 1's), the second the one after it (slot 1's after 0, else slot
+        2's), zero where there is none; their sum is the lane's update (the entries as
+        unstraddled: lane ``c`` is channel ``c``)."""
         cfg = self.config
         P, gr, cnt = cfg.lanes, cfg.gradients, self.counts
         gb, qb = gr.width, cfg.widths.activation
         half = P // 2 if P > 1 else P
-        (gword, gword1), (operand, operand1) = gwords, operands
-        m.submodules.wgrad = acc = WeightGradientAccumulator(P, gb + qb, gr.wgrad_tile, self.acc_entries)
+        O, s, n = self.stage.out_channels, a["s"], active
+        gws, ops = gwords, [o[:qb].as_signed() for o in operands]
+        pw = gb + qb + 1                  # two products summed
+        m.submodules.wgrad = acc = WeightGradientAccumulator(P, pw, gr.wgrad_tile, self.acc_entries)
         # packed: the upper half multiplies pixel x + 1's gradient (its word's lower lanes) by its
         # activation; the host adds each entry's two halves (``unpack_wgrad``)
-        # (the operands multiplexed, one multiplier per lane)
-        upper_operand = Mux(packed, operand1, operand)[:qb].as_signed()
-        products = [Mux(a["zero"], 0, lane(gword, l, gb) * operand[:qb].as_signed()) for l in range(half)]
-        products += [Mux(a["zero"], 0, Mux(packed, lane(gword1, l - half, gb), lane(gword, l, gb)) * upper_operand)
-                     for l in range(half, P)]
+        products = []
+        for c in range(P):
+            if c < half:
+                g_plain, op_plain = lane(gws[0], c, gb), ops[0]
+            else:
+                g_plain = Mux(packed, lane(gws[1], c - half, gb), lane(gws[0], c, gb))
+                op_plain = Mux(packed, ops[1], ops[0])
+            v = [(c + k * O >= s) & (c + k * O < s + n) & (c < O) for k in range(3)]
+            g = [Mux(v[k], lane(gws[k], c, gb), 0) for k in range(3)]
+            first_g = Mux(a["strad"], Mux(v[0], g[0], g[1]), g_plain)
+            first_op = Mux(a["strad"], Mux(v[0], ops[0], ops[1]), op_plain)
+            second_g = Mux(a["strad"], Mux(v[0], g[1], g[2]), 0)
+            second_op = Mux(v[0], ops[1], ops[2])
+            p = Signal(signed(pw), name=f"wgrad_term{c}")
+            m.d.comb += p.eq(Mux(a["zero"], 0, first_g.as_signed() * first_op + second_g.as_signed() * second_op))
+            products.append(p)
         m.d.comb += [acc.valid.eq(update), acc.clear.eq(a["clear"]), acc.addr.eq(entry),
-                     acc.product.eq(Cat(*[p[:gb + qb] for p in products])),
+                     acc.product.eq(Cat(*products)),
                      acc.rd_en.eq(self.acc_rd_en), acc.rd_addr.eq(self.acc_rd_addr),
                      self.acc_rd_data.eq(acc.rd_data)]
         m.d.comb += [cnt.wgrad_updates.eq(Mux(update & ~a["zero"], active, 0)), cnt.wgrad_words.eq(update)]

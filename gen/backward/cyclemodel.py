@@ -168,6 +168,9 @@ def stage_cycles(name: str, f: Mapping[str, int], lanes: int, spikes_per_word: i
     T = f["timesteps"]
     groups = -(-f["out_channels"] // lanes)
     full = [not f["use_schedule"] or bool((f["schedule"] >> t) & 1) for t in range(T)]
+    if kind == StageKind.OUTER and f.get("straddle"):
+        check_straddle(f, lanes)
+        return _straddled_outer(name, f, lanes, spikes_per_word, full)
     if kind == StageKind.MATVEC and f.get("straddle"):
         check_straddle(f, lanes)
         in_words = -(-f["in_channels"] // (spikes_per_word if f.get("in_spikes") else lanes))
@@ -190,16 +193,53 @@ def stage_cycles(name: str, f: Mapping[str, int], lanes: int, spikes_per_word: i
     return StageCycles(name, kind, steps, macs, cycles, {**counters, "cycles": cycles})
 
 
+def _straddled_outer(name: str, f: Mapping[str, int], lanes: int, spikes_per_word: int,
+                     full: list[bool]) -> StageCycles:
+    """A straddled outer product (``straddle``): per block row and tap of a computed timestep
+    each pass takes ``I`` update steps and ``ceil(I / P)`` fetch steps (spikes: ``ceil(I / S)``)
+    per pixel it touches after its first, reading each of those pixels' input words, and, at
+    its tap 0 and input channel 0, each of those pixels' gradient words; one accumulator word
+    per update step. HTT's reduced timesteps are skipped as unstraddled (one step; before the
+    sums start one pixel of zero sums, then a zero word per step)."""
+    T, rows, cols, inner = f["timesteps"], f["rows"], f["cols"], f["in_channels"]
+    taps = _TAPS[Taps(f["taps"])]
+    in_words = -(-inner // (spikes_per_word if f.get("in_spikes") else lanes))
+    passes = straddle_passes(cols, f["out_channels"], lanes)
+    per_row = sum(taps * (inner + (px - 1) * in_words) for _, px in passes)
+    written = sum(px for _, px in passes)           # (pixel, pass) pairs of a row
+    steps, words, summed, zeroed = 0, 0, False, False
+    for t in range(T):
+        if full[t]:
+            steps += rows * per_row
+            words += rows * len(passes) * taps * inner
+            summed = True
+        else:                                   # skipped: one step, or one pixel of zero sums
+            n = taps * inner if f["acc_clear"] and not (summed or zeroed) else 1
+            zeroed = zeroed or n > 1
+            steps += n
+            words += n if f["acc_clear"] and not summed else 0
+    computed = rows * sum(full)
+    macs = computed * cols * f["out_channels"] * taps * inner
+    c = {"stage_busy": steps, "in_reads": computed * taps * in_words * written, "wgrad_updates": macs,
+         "grad_reads": computed * written, "wgrad_words": words}
+    drain = DRAIN[StageKind.OUTER]
+    if not full[-1] and not (f["acc_clear"] and not any(full)):
+        drain = 0
+    cycles = steps + drain + CONTROL_CYCLES
+    return StageCycles(name, StageKind.OUTER, steps, macs, cycles, {**c, "cycles": cycles})
+
+
 def check_straddle(f: Mapping[str, int], lanes: int, rounding: str = "nearest") -> None:
     """Refuse a stage descriptor whose ``straddle`` the core-stage engine does not build: only
-    a mat-vec stage of ``P/2 <= O < P`` lane channels (a pass touches at most three pixels, one
-    weight word per step), without ``pack`` or stochastic rounding (its dither's lane index
-    assumes one pixel per pass); HTT's reduced timesteps copy as unstraddled."""
+    a mat-vec or outer-product stage of ``P/2 <= O < P`` lane (gradient) channels (a pass
+    touches at most three pixels, one weight word or accumulator update per step), without
+    ``pack`` or stochastic rounding (its dither's lane index assumes one pixel per pass); HTT's
+    reduced timesteps copy (mat-vec) or are skipped (outer) as unstraddled."""
     if not f.get("straddle"):
         return
     why = None
-    if StageKind(f["kind"]) != StageKind.MATVEC:
-        why = "only a mat-vec stage straddles"
+    if StageKind(f["kind"]) not in (StageKind.MATVEC, StageKind.OUTER):
+        why = "only a mat-vec or outer-product stage straddles"
     elif not 2 * f["out_channels"] >= lanes > f["out_channels"]:
         why = f"it needs P/2 <= out_channels < P, got {f['out_channels']} on {lanes} lanes"
     elif f.get("pack"):

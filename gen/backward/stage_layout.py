@@ -126,13 +126,17 @@ STAGE_FIELDS = (
                 "in the pair's first two steps, pixel x + 1's terms summed in lanes P/2 + o (the "
                 "host adds the halves); HTT's reduced timesteps copy (two steps per pixel pair) or "
                 "skip as unpacked"),
-    ("straddle", 1, "mat-vec: 1 the lanes straddle pixels (P/2 <= out_channels < P, no pack, no "
+    ("straddle", 1, "mat-vec, outer: 1 the lanes straddle pixels (P/2 <= out_channels < P, no pack, no "
                     "stochastic rounding; HTT's reduced timesteps copy as unstraddled): a block row's cols x O (pixel, channel) "
                     "pairs in passes of P, lane l of a pass on pair jP + l (pixel p0 + (s + l) div O, "
                     "channel (s + l) mod O); each input word read per pixel the pass touches (one "
                     "extra step per word and pixel after the first); the driver lays each weight "
                     "word's lane l as channel l mod O; each pixel's sums written rotated into its "
-                    "word with its lanes enabled, one pixel per cycle"),
+                    "word with its lanes enabled, one pixel per cycle. Outer (P/2 <= gradient channels < P; "
+                    "HTT's reduced timesteps skipped as unstraddled): the same passes, each pixel's "
+                    "gradient word read at the pass's first tap and input channel; accumulator lane c "
+                    "adds the products of the (at most two) pixels of the pass whose pair has channel c, "
+                    "one update per step, the entries as unstraddled"),
 )
 
 #: The stage descriptor as the hardware holds it.

@@ -1,8 +1,8 @@
 """A projection, built in part: lanes over (pixel, channel) pairs that straddle pixels.
 
 Built (the stage field ``straddle``, :class:`gen.backward.CoreStageEngine`, counted exactly by
-:mod:`gen.backward.cyclemodel`): the mat-vec stages of ``P/2 <= O < P`` lane channels, pairs
-within a block row, as this module's loop nest. The rest below is a projection.
+:mod:`gen.backward.cyclemodel`): the mat-vec and outer-product stages of ``P/2 <= O < P`` lane
+channels, pairs within a block row, as this module's loop nest. The rest below is a projection.
 
 The core-stage engine puts one lane channel on each of the ``P`` lanes (two pixels per pass
 where a stage has at most ``P/2``, the stage field ``pack``), so a stage with ``O`` lane

@@ -185,14 +185,15 @@ def packs(stage: Mapping[str, int], lanes: int, spikes_per_word: int) -> bool:
 
 def can_straddle(stage: Mapping[str, int], lanes: int) -> bool:
     """Whether the core-stage engine can run a stage with its lanes straddling pixels
-    (``straddle``, :func:`gen.backward.cyclemodel.check_straddle`): a mat-vec stage of
-    ``P/2 <= O < P`` lane channels (HTT's reduced timesteps copy as unstraddled)."""
+    (``straddle``, :func:`gen.backward.cyclemodel.check_straddle`): a mat-vec or
+    outer-product stage of ``P/2 <= O < P`` lane (gradient) channels (HTT's reduced timesteps
+    copy or are skipped as unstraddled)."""
     O = stage["out_channels"]
-    return stage["kind"] == StageKind.MATVEC and 2 * O >= lanes > O
+    return stage["kind"] in (StageKind.MATVEC, StageKind.OUTER) and 2 * O >= lanes > O
 
 
 def straddles(stage: Mapping[str, int], lanes: int, spikes_per_word: int) -> bool:
-    """Whether a mat-vec stage runs with its lanes straddling pixels (``straddle``): it can
+    """Whether a mat-vec or outer-product stage runs with its lanes straddling pixels (``straddle``): it can
     (:func:`can_straddle`) and takes fewer cycles so than unpacked and packed (:func:`packs`)
     by the exact cycle model (each pass pays a fetch step per input word and pixel after its
     first: on few lanes and few input channels it often does not)."""
@@ -277,8 +278,9 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
     most ``P/2`` outputs, and the outer products with at most ``P/2`` gradient channels, run two
     pixels per pass where that is faster (:func:`packs`; not with stochastic rounding, whose
     per-lane index assumes one pixel per pass). ``straddle_lanes``: the mat-vec stages of
-    ``P/2 <= O < P`` outputs straddle pixels where that is faster (:func:`straddles`; not with
-    stochastic rounding either)."""
+    ``P/2 <= O < P`` outputs, and the outer products of ``P/2 <= O < P`` gradient channels,
+    straddle pixels where that is faster (:func:`straddles`; not with stochastic rounding
+    either)."""
     T, H, W, P = timesteps, height, width, lanes
     mode = qlayer.mode
     cin, r, cout = qlayer.in_channels, qlayer.rank, qlayer.out_channels
@@ -384,9 +386,12 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
                                  fy=1, fx=1)))
     stages.append(matvec("e_in", [w1], **bwd, **src("g_q1"), **dst("e_in"), rows=H, cols=W, taps=Taps.POINT,
                          shift=shifts["g1t"]))
-    # the outer products (no weights to lay out) packed where :func:`packs` says so
-    stages = [(n, {**f, "pack": int(pack_lanes and packs(f, P, spikes_per_word))})
-              if f["kind"] == StageKind.OUTER else (n, f) for n, f in stages]
+    # the outer products (no weights to lay out) straddled where :func:`straddles` says so, else
+    # packed where :func:`packs` does
+    def outer(f):
+        f = {**f, "straddle": int(straddle_lanes and straddles(f, P, spikes_per_word))}
+        return {**f, "pack": int(pack_lanes and not f["straddle"] and packs(f, P, spikes_per_word))}
+    stages = [(n, outer(f)) if f["kind"] == StageKind.OUTER else (n, f) for n, f in stages]
     tensors, stages, words, bank_words = _place(tensors, stages, T, overlay, bank_depth)
     stages, wwords, streamed_w = _stream_weights(stages, blocks, weight_depth)
     stages, wg, entries, streamed_s = _stream_sums(stages, wg, entries, acc_depth)

@@ -129,16 +129,20 @@ def test_a_layer_with_lanes_straddling_pixels_on_the_verilog(tmp_path, mode, poo
     the mat-vec stages where that is faster (the stage field ``straddle``: a block row's
     (pixel, channel) pairs in passes of 4, the weight words rotated per pass, each pixel's
     lanes written with lane write enables), here ``q1`` (16 input spikes: one input word per
-    pixel). Bit-exact against the golden backward of the untiled layer in ONE simulator
-    process; each program's counters equal the cycle model."""
+    pixel) and ``G4^T``, and the outer product ``dW1`` (each pass's pixels' gradient words read
+    once, each accumulator lane adding its channel's products of up to two pixels), in both of
+    the layer's two tiles. Bit-exact against the golden backward of the untiled layer in ONE
+    simulator process; each program's counters equal the cycle model."""
     from tests.gen.test_backward_core_stages import layer_case
 
     target = RtlTarget.for_config("small")
     cfg = target.config
     q, x, trace, e, g_extra, gold = layer_case(cfg, 17, mode, 2, 16, 3, 8, 4, 6, pool, extra)
     tiles = _layer_programs(cfg, q, x, trace, e, g_extra, gold)
-    straddled = {n for t in tiles for n, f in t.program.plan.stages if f["straddle"]}
-    assert "q1" in straddled                             # the case is what it says: straddled
+    assert len(tiles) > 1
+    for t in tiles:                                      # the case is what it says: straddled, tiled
+        straddled = {n for n, f in t.program.plan.stages if f["straddle"]}
+        assert {"q1", "dw1"} <= straddled, straddled
     _check_layer_on_the_verilog(target, tiles, q, gold, tmp_path)
 
 

@@ -335,12 +335,26 @@ def test_straddled_stages_match_golden(case, monkeypatch):
     mode, r = case[0], case[1]
     prog, out = _check_tile_against_golden_with(case, pack_lanes=True, straddle_lanes=True)
     straddled = {n for n, f in prog.stages if f["straddle"]}
-    want = {"stt": {"q1", "q2", "q23", "g_q23", "g_q2", "g_q1"}, "ptt": {"q1", "q23", "g_q23", "g_q1"},
-            "htt": {"q1", "q23", "g_q23", "g_q1"}}[mode]
+    want = {"stt": {"q1", "q2", "q23", "g_q23", "g_q2", "g_q1", "dw1", "dw2", "dw3"},
+            "ptt": {"q1", "q23", "g_q23", "g_q1", "dw1"}, "htt": {"q1", "q23", "g_q23", "g_q1", "dw1"}}[mode]
+    if mode != "stt":           # G2 and G3's sums in one stage or, where they do not fit, two
+        want |= {"dw23"} if "dw23" in dict(prog.stages) else {"dw2", "dw3"}
+    if 2 * case[3] >= P > case[3]:      # dW4's gradient channels are Cout's
+        want |= {"dw4"}
     assert straddled == want, straddled
     for name, f in prog.stages:
         assert out[f"cycles_{name}"] == stage_cycles(name, f, P, S).cycles, name
-        if f["straddle"]:
+        if f["straddle"] and f["kind"] == 1:
+            # an outer product: no writes; HTT's reduced timesteps skipped in one step each, the
+            # first before the sums start (acc_clear) writing zero sums over one pixel
+            full = [not f["use_schedule"] or (f["schedule"] >> t) & 1 for t in range(f["timesteps"])]
+            taps = {0: 1, 1: 3, 2: 3, 3: 6}[f["taps"]]
+            steps = 0
+            for t, c in enumerate(full):
+                zeros = f["acc_clear"] and t == 0          # (no earlier timestep: the sums not started)
+                steps += _straddled_steps_by_hand(f) if c else (taps * f["in_channels"] if zeros else 1)
+            assert out[f"cycles_{name}"] == steps + (1 if full[-1] else 0) + 1, name
+        elif f["straddle"]:
             O, cols = f["out_channels"], f["cols"]
             full = [not f["use_schedule"] or (f["schedule"] >> t) & 1 for t in range(f["timesteps"])]
             last = (((cols * O - 1) // P) * P) % O                  # the last pass's first channel

@@ -1,5 +1,5 @@
 """The straddled lane mapping of docs/architecture.md ("Straddling pixels"; built for the mat-vec
-stages of P/2 <= O < P, the rest a projection) at the lane level (gen/backward/straddle.py): the
+and outer-product stages of P/2 <= O < P, the rest a projection) at the lane level (gen/backward/straddle.py): the
 driver's weight layout with the engine's rotation, the per-slot output writes and the outer product's
 per-slot adds give the plain products; and what the engine does not build is refused."""
 
@@ -29,15 +29,17 @@ def test_straddled_stages_equal_the_plain_products(channels, pixels, inputs):
 
 
 @pytest.mark.parametrize("fields,why", [
-    (dict(kind=1), "only a mat-vec stage"), (dict(out_channels=1), "P/2 <= out_channels < P"),
+    (dict(kind=2), "only a mat-vec or outer-product stage"), (dict(out_channels=1), "P/2 <= out_channels < P"),
     (dict(out_channels=4), "P/2 <= out_channels < P"), (dict(pack=1), "pack and straddle"),
     (dict(rounding="stochastic"), "stochastic")])
 def test_what_the_engine_does_not_build_is_refused(fields, why):
-    """The built straddle (the stage field ``straddle``): mat-vec stages of ``P/2 <= O < P``
-    lane channels, without ``pack`` or stochastic rounding (HTT's reduced timesteps copy)."""
+    """The built straddle (the stage field ``straddle``): mat-vec and outer-product stages of
+    ``P/2 <= O < P`` lane channels, without ``pack`` or stochastic rounding (HTT's reduced
+    timesteps copy or are skipped); not the LIF gradient."""
     from ttsnn.gen.backward.cyclemodel import check_straddle
     f = dict(kind=0, out_channels=3, pack=0, use_schedule=1, straddle=1)
     rounding = fields.pop("rounding", "nearest")
-    check_straddle(f, 4)                       # the allowed one
+    check_straddle(f, 4)                       # the allowed ones
+    check_straddle({**f, "kind": 1}, 4)
     with pytest.raises(ValueError, match=why):
         check_straddle({**f, **fields}, 4, rounding)

@@ -259,7 +259,8 @@ def test_backward_table_is_at_or_above_its_bound():
 def test_the_driver_straddles_the_rank_channel_stages_of_a_rank_24_layer():
     """The built straddle (the stage field ``straddle``) on the paper configuration's 32 lanes:
     a rank-24 PTT tile of MS-ResNet34 (64 channels, 6 x 12 pixels, one timestep) straddles its
-    mat-vec stages of 24 lane channels (q1, q23, G4^T, G2^T + G3^T) and no other, and each
+    mat-vec stages of 24 lane channels (q1, q23, G4^T, G2^T + G3^T) and its outer products of 24
+    gradient channels (dW1, dW2 + dW3) and no other (dW4's 64, e_in's 64), and each
     takes fewer cycles so than unstraddled: a pass of 32 pairs instead of 24 costs one input
     word per pixel after its first (the cycle model, checked against the RTL on the small
     configuration)."""
@@ -281,7 +282,7 @@ def test_the_driver_straddles_the_rank_channel_stages_of_a_rank_24_layer():
     plan = plan_backward_tile(Layer, 1, 6, 12, 32, cfg.widths.weight, shifts, [True], pack_weights=False,
                               spikes_per_word=cfg.gbuf_spikes_per_word, pack_lanes=True, straddle_lanes=True)
     straddled = {n for n, f in plan.stages if f["straddle"]}
-    assert straddled == {"q1", "q23", "g_q23", "g_q1"}
+    assert straddled == {"q1", "q23", "g_q23", "g_q1", "dw1", "dw23"}
     spw = cfg.gbuf_spikes_per_word
     for n, f in plan.stages:
         if f["straddle"]:
@@ -363,10 +364,12 @@ def test_straddled_steps_counted_by_hand():
 
 
 def test_straddled_cycles_never_exceed_the_exact_model():
-    """The projection replaces only stages it makes faster: a rank-24 PTT layer of MS-ResNet34
-    is faster with its outer products straddled too (below the exact cycles, whose mat-vec
-    stages of 24 < P lane channels the built ``straddle`` runs as the projection's loop nest:
-    the mat-vec projection adds nothing) and stays above the issue's bound."""
+    """The projection replaces only stages it makes faster: on a rank-24 PTT layer of
+    MS-ResNet34 the built ``straddle`` runs the mat-vec and outer-product stages of 24 < P lane
+    channels as the projection's loop nest (those projections add nothing to the exact cycles:
+    9,282,368 before the outer products were built, the projection then 8,636,096, the exact
+    cycles now); passes across a block's rows would be faster still, and above the issue's
+    bound."""
     from ttsnn.gen.backward.perf import layer_backward_report
     from ttsnn.gen.config import load_config
     from ttsnn.sw.arch import WORKLOADS, default_schedule, network_specs, tt_layers
@@ -375,7 +378,7 @@ def test_straddled_cycles_never_exceed_the_exact_model():
                                     ranks=n.ranks, timesteps=n.timesteps))
     spec = next(s for s in specs if s.rank == 24)
     r = layer_backward_report(load_config("paper"), spec, "ptt", n.timesteps, tuple(default_schedule(n.timesteps)))
-    assert r["bound"] < r["straddled_all_cycles"] < r["straddled_matvec_cycles"] == r["cycles"]
-    assert r["bound"] < r["straddled_all_rows_cycles"] <= r["straddled_all_cycles"]
+    assert r["bound"] < r["straddled_all_rows_cycles"] < r["straddled_all_cycles"]
+    assert r["straddled_all_cycles"] == r["straddled_matvec_cycles"] == r["cycles"]
     # rank 24 < 32: every straddled stage has fewer than P lane channels
     assert r["straddled_all_rows_below_p_cycles"] == r["straddled_all_rows_cycles"]

@@ -75,9 +75,11 @@ def _program(q, x, trace, e, g_extra, gold):
                                   ("stt", 2, 4, 8, 2, 2, 2, False, False, False),
                                   ("ptt", 2, 8, 4, 2, 2, 4, True, True, True),
                                   ("htt", 2, 4, 8, 3, 2, 4, False, False, False),
-                                  ("ptt", 3, 4, 6, 2, 2, 3, False, True, False)],
+                                  ("ptt", 3, 4, 6, 2, 2, 3, False, True, False),
+                                  ("stt", 3, 8, 8, 2, 2, 4, False, True, False)],
                          ids=["ptt-pool-extra", "stt", "htt-saturating", "stt-r2-packed-saturating",
-                              "ptt-r2-packed-pool-extra", "htt-r2-packed-saturating", "ptt-odd-columns"])
+                              "ptt-r2-packed-pool-extra", "htt-r2-packed-saturating", "ptt-odd-columns",
+                              "stt-r3-straddled-dw1"])
 def test_backward_tile_on_the_accelerator(case):
     q, x, trace, e, g_extra, gold = backward_case(case)
     prog = _program(q, x, trace, e, g_extra, gold)
@@ -166,6 +168,10 @@ def test_backward_tile_on_the_accelerator(case):
     # the rank-3 cases straddle the stages where that takes fewer cycles (q1 here: its input
     # is spikes, one word per pixel, so a pass of two pixels takes one step more than one)
     assert any(f["straddle"] for _, f in prog.plan.stages) == (r == 3)
+    # ... and the outer product dW1 where its 8 input spikes (one word per pixel) cost a fetch
+    # step per extra pixel against 8 update steps saved per pass of 4 pairs instead of 3
+    assert {n for n, f in prog.plan.stages if f["straddle"] and f["kind"] == 1} == ({"dw1"} if cin == 8 and r == 3
+                                                                                   else set())
     if not case[8]:
         assert res.counters["grad_saturations"] > 0
 
