@@ -101,14 +101,10 @@ class ClusterOneEngine(wiring.Component):
     def elaborate(self, platform):  # noqa: C901 - the loop nest and its two pipeline stages
         m = Module()
         cfg = self.config
-        wd = cfg.widths
-        P, lp = cfg.lanes, log2(cfg.lanes)
-        SW = cfg.spike_word_bits
-        lspc = log2(SW // P)                        # log2 of the P-channel chunks per spike word
-        CWMAX = -(-cfg.limits.max_in_channels // SW)
-        ab, wb = wd.accumulator, wd.weight
+        P = cfg.lanes
+        lspc = log2(cfg.spike_word_bits // P)       # log2 of the P-channel chunks per spike word
         d, g = self.desc, self.geo
-        T, H, W, R, CIN = d.timesteps, d.height, d.width, d.rank, d.in_channels
+        T, H, W, R = d.timesteps, d.height, d.width, d.rank
         zt, zb, zl, zr = (d.zero_halo[i] for i in range(4))
         order = d.order
         Px, ng = g.px, g.ng
@@ -225,7 +221,34 @@ class ClusterOneEngine(wiring.Component):
                      w1_rd.en.eq(issue1 & ~zero_row1), w1_rd.addr.eq(waddr1)]
         m.d.comb += [cnt.spike_in_reads.eq(spike_rd.en), cnt.w1_reads.eq(issue1 & ~zero_row1)]
 
-        # ---- stage a: spike word and weights arrive, PE accumulate -------------------------
+        v1a, v1b = self._stage_a(m, dict(issue=issue1, zero=zero_row1, cc=cc1, unit_end=unit_end1,
+                                         from_ring=from_ring, row_end=row_end1, k=k1, eoff=eoff1,
+                                         xe=xe1, base=base1, zlane=zlane1))
+        m.d.comb += self.busy.eq(run1 | v1a | v1b)
+
+        # ---- start: a new tile (last, so that it wins over the updates above) ---------------
+        with m.If(self.start):
+            m.d.sync += [run1.eq(1), o1.eq(0), i1.eq(0), sb1.eq(0), ua1.eq(0), ub1.eq(0), cc1.eq(0),
+                         w1seq.eq(0), w1slot.eq(0), w1base.eq(0),
+                         qm3_1.eq(0), waddr1.eq(0), pix1.eq(0), in_base.eq(0), in_slot.eq(0),
+                         e1_done.eq(0), ring1.eq(0), n1.eq(0), in_seq.eq(0), ring1_base.eq(0),
+                         trw1.eq(0), need1.eq(1), eoff1.eq(g.first_eoff1)]
+        return m
+
+    def _stage_a(self, m, i):
+        """Stage a: the spike word and the G1 word arrive, the spike tree accumulates; ``i``:
+        the issuing step's values (registered here). Returns the valids of stages a and b."""
+        cfg = self.config
+        P, lp = cfg.lanes, log2(cfg.lanes)
+        SW = cfg.spike_word_bits
+        lspc = log2(SW // P)
+        CWMAX = -(-cfg.limits.max_in_channels // SW)
+        ab, wb = cfg.widths.accumulator, cfg.widths.weight
+        CIN, Px, cnt = self.desc.in_channels, self.geo.px, self.counts
+        spike_rd, w1_rd = self.spike_in, self.w1
+        issue1, zero_row1, cc1, unit_end1 = i["issue"], i["zero"], i["cc"], i["unit_end"]
+        from_ring, row_end1, k1, eoff1 = i["from_ring"], i["row_end"], i["k"], i["eoff"]
+        xe1, base1, zlane1 = i["xe"], i["base"], i["zlane"]
         v1a, zero1a, first1a, last1a, k0_1a, rowend1a = (Signal(name=f"e1a_{n}") for n in
                                                           ("v", "zero", "first", "last", "k0", "rowend"))
         cc1a, k1a, e1a, sl1a = Signal(RB), Signal(RB), Signal(RB), Signal(lp + 1)   # e1a: word offset
@@ -255,16 +278,7 @@ class ClusterOneEngine(wiring.Component):
 
         v1b = self._stage_b(m, pe1.acc, dict(v=v1a, zero=zero1a, last=last1a, rowend=rowend1a, k=k1a,
                                               e=e1a, sl=sl1a, base=base1a, zlane=zlane1a))
-        m.d.comb += self.busy.eq(run1 | v1a | v1b)
-
-        # ---- start: a new tile (last, so that it wins over the updates above) ---------------
-        with m.If(self.start):
-            m.d.sync += [run1.eq(1), o1.eq(0), i1.eq(0), sb1.eq(0), ua1.eq(0), ub1.eq(0), cc1.eq(0),
-                         w1seq.eq(0), w1slot.eq(0), w1base.eq(0),
-                         qm3_1.eq(0), waddr1.eq(0), pix1.eq(0), in_base.eq(0), in_slot.eq(0),
-                         e1_done.eq(0), ring1.eq(0), n1.eq(0), in_seq.eq(0), ring1_base.eq(0),
-                         trw1.eq(0), need1.eq(1), eoff1.eq(g.first_eoff1)]
-        return m
+        return v1a, v1b
 
     def _stage_b(self, m, acc, a):
         """Stage b: re-quantise the accumulated q1 value (``acc``) and write it into its lane
