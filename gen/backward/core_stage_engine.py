@@ -51,7 +51,8 @@ class CoreStageEngine(wiring.Component):
     group ``go`` of ``P`` channels, tap, input channel ``i``. Mat-vec: PE ``l`` accumulates
     ``w[tap, i, go*P + l] * in[t, y + dy, x + dx, i]`` over the taps and ``i``; after the last
     the sums are re-quantised (:class:`gen.backward.stage_layout.Requant`) and written as one
-    word of the output tensor. Outer: accumulator entry ``(tap, go, i)`` lane ``l`` adds
+    word of the output tensor (``out_rows x out_cols`` pixels from ``out_base``, which may be
+    larger than the block: a stage skips the tile's ring pixels outside the layer). Outer: accumulator entry ``(tap, go, i)`` lane ``l`` adds
     ``g[t, y + gy, x + gx, go*P + l] * in[t, y + dy, x + dx, i]``.
 
     Ports: ``start`` (in: reset the loops and run the stage in ``stage``, held until ``busy``
@@ -258,8 +259,9 @@ class CoreStageEngine(wiring.Component):
         g_y = RP([st.g_cols, GO], "g_y")
         g_t = RP([st.g_rows, st.g_cols, GO], "g_t")
         g_off = R(st.g_base + RP([st.gy, st.g_cols, GO], "g_off_y") + RP([st.gx, GO], "g_off_x"), "g_off")
-        out_y = RP([st.cols, GO], "out_y")
-        out_t = RP([st.rows, st.cols, GO], "out_t")
+        # the output tensor's strides (a block may be smaller: the ring pixels outside the layer)
+        out_y = RP([st.out_cols, GO], "out_y")
+        out_t = RP([st.out_rows, st.out_cols, GO], "out_t")
         tap = c["tap"]
         is_rows = (st.taps == Taps.ROWS) | ((st.taps == Taps.ROWS_COLS) & (tap < 3))
         is_cols = (st.taps == Taps.COLS) | ((st.taps == Taps.ROWS_COLS) & (tap >= 3))

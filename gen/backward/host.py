@@ -15,7 +15,7 @@ from ..descriptor import Pass
 from ..driver import affine_words
 from ..hostmap import HostMap, host_map, region_reads, region_writes
 from .cyclemodel import check_straddle
-from .tiling import TileRun, layer_runs, run_stages, skipped_ring_rows
+from .tiling import TileRun, layer_runs, ring_skips, run_stages, skipped_ring_words
 from .tile_program import (BackwardTileProgram, gbuf_need, pack_tensor, pack_trace, plan_backward_tile, unpack_tensor,
                            unpack_wgrad)
 from ttsnn.sw.cli_util import UserError
@@ -105,8 +105,8 @@ def backward_traffic(cfg: HardwareConfig, plan: BackwardTileProgram, timesteps: 
     stage weights or folded-BN words; only the last reads the sums). :func:`backward_program`
     moves exactly these (tests/gen/test_top_backward.py). Streamed stage weights and sums
     (:func:`gen.backward.tile_program._keep_or_stream`) move in every program; ``zero_words``:
-    the ``gbuf`` words of the ring rows the program skips, written as zeros
-    (:func:`gen.backward.tiling.skipped_ring_rows`)."""
+    the ``gbuf`` words of the ring pixels the program skips, written as zeros
+    (:func:`gen.backward.tiling.skipped_ring_words`)."""
     hmap = hmap or host_map(cfg)
     T, t = timesteps, plan.tensors
     inputs = [n for n in ("x", "e", "g_extra") if n in t]
@@ -125,15 +125,15 @@ def backward_traffic(cfg: HardwareConfig, plan: BackwardTileProgram, timesteps: 
 
 def dither_fields(qlayer, T: int, origin: tuple[int, int],
                   layer_hw: tuple[int, int], sample: int, seed: int, t0: int = 0,
-                 skip_top: bool = False) -> dict[str, dict[str, int]]:
+                  skips: Mapping[str, tuple[int, int, int, int]] | None = None) -> dict[str, dict[str, int]]:
     """The stochastic rounding's stage fields (``idx_*``, ``key*``) of the stages that round,
     by stage name: each stage's output block in layer coordinates (docs/numerics.md: the LIF
     stage over the pooled map with its ring, G4^T over the pre-pool pixels with their ring,
     STT's G3^T with the ring rows, G2^T/G3^T and G1^T over the tile's pixels), sample
     ``sample``, the keys ``lowbias32(16 * seed + stage)``. ``origin``: the layer row and
     column of the tile's first pre-pool pixel; ``T`` the layer's timesteps, ``t0`` the first
-    of the program's chunk; ``skip_top``: the ring-row stages start a row later
-    (:func:`gen.backward.tiling.border_rows`)."""
+    of the program's chunk; ``skips``: the ring rows and columns each ring stage skips
+    (:func:`gen.backward.tiling.ring_skips`: its block starts a row or a column later)."""
     import torch
 
     from ttsnn.sw.golden_backward import STAGE_IDS, lowbias32
@@ -152,11 +152,13 @@ def dither_fields(qlayer, T: int, origin: tuple[int, int],
 
     r, cin, cout = qlayer.rank, qlayer.in_channels, qlayer.out_channels
     pooled = (layer_hw[0] // f, layer_hw[1] // f)
+    # the first row and column of each ring stage's block (a skipped ring row or column moves it)
+    sy, sx = (lambda n: (skips or {}).get(n, (0, 0, 0, 0))[0]), (lambda n: (skips or {}).get(n, (0, 0, 0, 0))[2])
     return {
         "lif": {**block(cout, pooled, y0 // f - 1, x0 // f - 1), "key": key("height"), "key_leak": key("leak"),
                 "key_affine": key("affine")},
-        "g_q23": {**block(r, layer_hw, y0 - 1 + skip_top, x0 - 1), "key": key("g4t")},
-        "g_q2": {**block(r, layer_hw, y0 - 1 + skip_top, x0), "key": key("g3t")},
+        "g_q23": {**block(r, layer_hw, y0 - 1 + sy("g_q23"), x0 - 1 + sx("g_q23")), "key": key("g4t")},
+        "g_q2": {**block(r, layer_hw, y0 - 1 + sy("g_q2"), x0), "key": key("g3t")},
         "g_q1": {**block(r, layer_hw, y0, x0), "key": key("g23t")},
         "e_in": {**block(cin, layer_hw, y0, x0), "key": key("g1t")},
     }
@@ -192,7 +194,7 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
         raise UserError(f"timesteps {t0}..{t0 + T - 1} are not in the layer's {layer_T}")
     full = list(qlayer.full_timesteps(layer_T))[t0:t0 + T]
     run = TileRun(origin[0], origin[1], H, W, t0, T, first, last, carry_in, carry_out)
-    layer_rows = layer_hw[0] if layer_hw else None     # a tile alone: its ring may hold data
+    layer = tuple(layer_hw) if layer_hw else None     # a tile alone: its ring may hold data
     plan = plan_backward_tile(qlayer, T, H, W, P, cfg.widths.weight, shifts, full, height_mul,
                               height_shift, use_extra=g_extra is not None,
                               bank_depth=cfg.backward_regions["gbuf"].bank_depth, carry=T < layer_T,
@@ -226,19 +228,19 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
         setup += region_writes(hmap, "affine", affine_words(np.asarray(qlayer.scale), np.asarray(qlayer.bias), P,
                                                            cfg.widths.affine_scale, cfg.widths.membrane))
     # a later program adds to the sums of the layer's earlier ones; a chunk carries the LIF gradient
-    zero_rows = skipped_ring_rows(plan, run, layer_rows)
-    plan.stages = run_stages(plan, run, layer_rows)
+    zero_words = skipped_ring_words(plan, run, layer)
+    skips = ring_skips(plan, run, layer)
+    plan.stages = run_stages(plan, run, layer)
     words_in = len(setup) - 2
     if cfg.gradients.rounding == "stochastic":
-        extra = dither_fields(qlayer, layer_T, origin, layer_hw or (H, W), sample, seed, t0,
-                              skip_top=bool(zero_rows) and origin[0] == 0)
+        extra = dither_fields(qlayer, layer_T, origin, layer_hw or (H, W), sample, seed, t0, skips)
         plan.stages = [(n, {**f, **extra.get(n, {})}) for n, f in plan.stages]
-    # a streamed stage's weights are written before it, its sums read after it; the ring rows
+    # a streamed stage's weights are written before it, its sums read after it; the ring pixels
     # it skips on the layer's border are written as zeros
     stages, stage_reads = [], []
     for name, fields in plan.stages:
         at, words = plan.streamed_weights.get(name, (0, []))
-        zeros = [w for base, n in zero_rows.get(name, []) for w in region_writes(hmap, "gbuf", [0] * n, base)]
+        zeros = [w for base, n in zero_words.get(name, []) for w in region_writes(hmap, "gbuf", [0] * n, base)]
         stages.append(zeros + region_writes(hmap, "gweights", words, at)
                       + [(hmap.register(f"bw_{f}").address, v) for f, v in sorted(fields.items())])
         sums = plan.wgrads.get(plan.streamed_sums.get(name, ""))
@@ -285,8 +287,8 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
         cnt = {c.name: values[pos + 2 * i] | (values[pos + 2 * i + 1] << hb) for i, c in enumerate(counters)}
         return BackwardTileResult(tensors["e_in"], tensors["g_cur"], dw, cnt)
 
-    zero_words = sum(n for rows in zero_rows.values() for _, n in rows)
-    region_words = backward_traffic(cfg, plan, T, hmap, first, last, zero_words)[0]
+    zeros = sum(n for runs in zero_words.values() for _, n in runs)
+    region_words = backward_traffic(cfg, plan, T, hmap, first, last, zeros)[0]
     return BackwardHostProgram(plan, setup, stages, (hmap.register("ctrl").address, 1),
                                hmap.register("status").address, reads, words_in, words_out, decode,
                                region_words, stage_reads)

@@ -13,7 +13,7 @@ from .cyclemodel import tile_counters
 from .host import BackwardDoesNotFit, backward_traffic, check_fits
 from .planner import TilePlanner, backward_tile_shape, planning_layer
 from .stage_layout import StageKind
-from .tiling import border_rows, layer_runs, run_stages, skipped_ring_rows
+from .tiling import layer_runs, ring_sides, run_stages, skipped_ring_words
 from ttsnn.sw.cli_util import UserError
 
 __all__ = ["LayerBackwardCounters", "layer_backward_counters"]
@@ -101,11 +101,11 @@ def layer_backward_counters(cfg: HardwareConfig, spec, mode: str, timesteps: int
     for run in runs:
         plan = planner.plan(run.height, run.width, k, run.t0)
         key = (run.height, run.width, run.t0 if mode == "htt" else 0, run.first, run.carry_in, run.carry_out,
-               border_rows(run, H))
+               ring_sides(run, (H, W)))
         if key not in by_pass_of:
-            by_pass_of[key] = _pass_counters(run_stages(plan, run, H), P, cfg.gbuf_spikes_per_word)
+            by_pass_of[key] = _pass_counters(run_stages(plan, run, (H, W)), P, cfg.gbuf_spikes_per_word)
         # the first program writes the stage weights, the last reads the layer's sums
-        zeros = sum(n for rows in skipped_ring_rows(plan, run, H).values() for _, n in rows)
+        zeros = sum(n for runs in skipped_ring_words(plan, run, (H, W)).values() for _, n in runs)
         traffic, w_in, w_out = backward_traffic(planned, plan, k, hmap, run.first, run.last, zeros)
         words_in, words_out = words_in + w_in, words_out + w_out
         for name, (wr, rd) in traffic.items():

@@ -81,13 +81,13 @@ def layer_backward_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
         plan = planner.plan(run.height, run.width, k, run.t0)
         streamed += (sum(len(words) for _, words in plan.streamed_weights.values())
                      + sum(plan.wgrads[n].entries for n in plan.streamed_sums.values()))
-        exact = planner.run_cycles(run, H)
+        exact = planner.run_cycles(run, (H, W))
         for sc in exact:
             cycles += sc.cycles
             steps += sc.steps
             stage_totals[sc.name] = stage_totals.get(sc.name, 0) + sc.cycles
         for name, (kinds, across_rows, wide) in STRADDLE_PROJECTIONS.items():
-            straddled[name] += (straddled_cycles(run_stages(plan, run, H), exact, P, cfg.gbuf_spikes_per_word,
+            straddled[name] += (straddled_cycles(run_stages(plan, run, (H, W)), exact, P, cfg.gbuf_spikes_per_word,
                                                  kinds, across_rows, wide) if straddles
                                 else sum(sc.cycles for sc in exact))
     ops = ideal_backward_ops(q.in_channels, q.rank, q.out_channels, H, W, T, mode, full, q.pool)

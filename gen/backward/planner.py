@@ -15,7 +15,7 @@ import numpy as np
 from ..config import HardwareConfig
 from .cyclemodel import backward_cycles
 from .tile_program import gbuf_need, plan_backward_tile
-from .tiling import TileRun, border_rows, chunk_sizes, layer_runs, run_stages
+from .tiling import TileRun, chunk_sizes, layer_runs, ring_sides, run_stages
 
 __all__ = ["TilePlanner", "backward_tile_shape", "planning_layer"]
 
@@ -65,13 +65,14 @@ class TilePlanner:
                                                  straddle_lanes=cfg.gradients.rounding != "stochastic")
         return self.plans[key]
 
-    def run_cycles(self, run: TileRun, layer_rows: int | None = None) -> list:
-        """The exact cycle model's stages of one run (of a layer of ``layer_rows`` rows)."""
+    def run_cycles(self, run: TileRun, layer: tuple[int, int] | None = None) -> list:
+        """The exact cycle model's stages of one run (of a layer of ``layer`` pre-pool rows and
+        columns)."""
         key = (run.height, run.width, run.timesteps, run.t0 if self.q.mode == "htt" else 0, run.first,
-               run.carry_in, run.carry_out, border_rows(run, layer_rows))
+               run.carry_in, run.carry_out, ring_sides(run, layer))
         if key not in self.cycles:
             plan = self.plan(run.height, run.width, run.timesteps, run.t0)
-            self.cycles[key] = backward_cycles(run_stages(plan, run, layer_rows), self.cfg.lanes,
+            self.cycles[key] = backward_cycles(run_stages(plan, run, layer), self.cfg.lanes,
                                                self.cfg.gbuf_spikes_per_word)
         return self.cycles[key]
 
@@ -83,7 +84,7 @@ class TilePlanner:
 
     def layer_cycles(self, H: int, W: int, h: int, w: int, k: int) -> int:
         T = len(self.full)
-        return sum(c.cycles for run in layer_runs(H, W, T, h, w, k) for c in self.run_cycles(run, H))
+        return sum(c.cycles for run in layer_runs(H, W, T, h, w, k) for c in self.run_cycles(run, (H, W)))
 
 
 def _widest_fitting(planner: TilePlanner, H: int, W: int, k: int, s: int):

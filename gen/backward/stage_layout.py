@@ -6,7 +6,8 @@ cores G4^T, G3^T/G2^T and G1^T, and the weight-gradient outer products. Every st
 the pixels ``p = (t, y, x)`` of a ``timesteps x rows x cols`` block and reads its input tensor
 at ``p`` plus the offset of each tap. Tensors live in the gradient buffer as words of ``P``
 lanes of ``Gb`` bits: word ``((t * tensor_rows + y) * tensor_cols + x) * groups + c // P``,
-lane ``c % P`` (``groups = ceil(channels / P)``); the input spikes ``x`` one bit per channel
+lane ``c % P`` (``groups = ceil(channels / P)``), a mat-vec stage's output tensor likewise
+(``out_rows x out_cols``, the block at ``out_base``); the input spikes ``x`` one bit per channel
 (``in_spikes``: ``S`` channels per word, ``S = HardwareConfig.gbuf_spikes_per_word``).
 """
 
@@ -137,6 +138,12 @@ STAGE_FIELDS = (
                     "gradient word read at the pass's first tap and input channel; accumulator lane c "
                     "adds the products of the (at most two) pixels of the pass whose pair has channel c, "
                     "one update per step, the entries as unstraddled"),
+    # the stored output tensor (docs/architecture.md, "Ring pixels outside the layer"): a block
+    # smaller than the tensor writes into it, so that a stage can skip the tile's ring pixels
+    # that lie outside the layer
+    ("out_rows", 16, "mat-vec: rows of the stored output tensor: the block's pixel (t, y, x) is written "
+                     "at word out_base + ((t * out_rows + y) * out_cols + x) * ceil(O/P) + o // P"),
+    ("out_cols", 16, "mat-vec: columns of the stored output tensor"),
 )
 
 #: The stage descriptor as the hardware holds it.

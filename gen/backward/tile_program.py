@@ -306,7 +306,8 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
         return dict(in_base=s.base, in_rows=s.rows, in_cols=s.cols, in_channels=s.channels, in_spikes=s.spikes)
 
     def dst(name):
-        return dict(out_base=tensors[name].base, out_channels=tensors[name].channels)
+        t = tensors[name]
+        return dict(out_base=t.base, out_channels=t.channels, out_rows=t.rows, out_cols=t.cols)
 
     def grad(name, gy, gx):
         s = tensors[name]

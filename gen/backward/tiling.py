@@ -22,13 +22,15 @@ from ttsnn.sw.cli_util import UserError
 
 from .stage_layout import StageKind
 
-__all__ = ["TileRun", "layer_runs", "run_stages", "chunk_sizes", "border_rows", "skipped_ring_rows",
-           "RING_ROW_STAGES"]
+__all__ = ["TileRun", "layer_runs", "run_stages", "chunk_sizes", "ring_sides", "ring_skips",
+           "skipped_ring_words", "RING_STAGES"]
 
-#: The stages that compute a tensor over the tile's ring rows besides its own rows (the
-#: recomputed ``q1``, G4^T's ``g_q23``, STT's G3^T ``g_q2``): stage -> (input, output) tensor
-#: (by name: overlaid tensors share bases)
-RING_ROW_STAGES = {"q1": ("x", "q1"), "g_q23": ("g_a4", "g_q23"), "g_q2": ("g_q23", "g_q2")}
+#: The stages that compute a tensor over the tile's ring besides its own pixels (the recomputed
+#: ``q1``, STT's ``q2`` over the ring columns, G4^T's ``g_q23``, STT's G3^T ``g_q2`` over the
+#: ring rows): stage -> (input, output tensor (by name: overlaid tensors share bases), over the
+#: ring rows, over the ring columns). Each stage's block is its output tensor.
+RING_STAGES = {"q1": ("x", "q1", True, True), "q2": ("q1", "q2", False, True),
+               "g_q23": ("g_a4", "g_q23", True, True), "g_q2": ("g_q23", "g_q2", True, False)}
 
 
 @dataclass(frozen=True)
@@ -78,54 +80,85 @@ def layer_runs(H: int, W: int, T: int, h: int, w: int, k: int) -> list[TileRun]:
     return runs
 
 
-def border_rows(run: TileRun, layer_rows: int | None) -> tuple[int, int]:
-    """``(top, bottom)``: 1 where the ring row above / below the run's rows lies outside the
-    layer (``layer_rows`` pre-pool rows; None: unknown) and the run holds one timestep. There
-    the tensors of :data:`RING_ROW_STAGES` are zero (the layer's zero padding: no spike, no
-    gradient, and every re-quantisation maps a zero sum to zero), so the run's stages skip that
-    row and the host writes its words as zeros (:func:`skipped_ring_rows`). With one timestep a
-    tensor's rows are its only stride above the columns, so a stage's block can start a row
-    later by moving its bases alone; with more, the timestep stride would change too."""
-    if layer_rows is None or run.timesteps != 1:
-        return 0, 0
-    return int(run.row0 == 0), int(run.row0 + run.height == layer_rows)
+def ring_sides(run: TileRun, layer: tuple[int, int] | None) -> tuple[int, int, int, int]:
+    """``(top, bottom, left, right)``: 1 where the ring row above / below or the ring column
+    left / right of the run's pixels lies outside the layer (``layer``: its pre-pool rows and
+    columns; None: unknown, a tile alone whose ring may hold data)."""
+    if layer is None:
+        return 0, 0, 0, 0
+    H, W = layer
+    return (int(run.row0 == 0), int(run.row0 + run.height == H), int(run.col0 == 0),
+            int(run.col0 + run.width == W))
 
 
-def _row_words(tensor) -> int:
-    return tensor.cols * tensor.groups
-
-
-def skipped_ring_rows(plan, run: TileRun, layer_rows: int | None) -> dict[str, list[tuple[int, int]]]:
-    """Per stage of :data:`RING_ROW_STAGES` the ``(first word, words)`` of its output's ring
-    rows that ``run`` skips (:func:`border_rows`): the host writes them as zeros before it."""
-    top, bottom = border_rows(run, layer_rows)
-    out: dict[str, list[tuple[int, int]]] = {}
-    for name, _ in plan.stages:
-        if name in RING_ROW_STAGES and (top or bottom):
-            t = plan.tensors[RING_ROW_STAGES[name][1]]
-            n = _row_words(t)
-            out[name] = [(t.base, n)] * top + [(t.base + (t.rows - 1) * n, n)] * bottom
+def ring_skips(plan, run: TileRun, layer: tuple[int, int] | None) -> dict[str, tuple[int, int, int, int]]:
+    """Per stage of :data:`RING_STAGES` the ring rows and columns ``(top, bottom, left, right)``
+    it skips: those outside the layer (:func:`ring_sides`) on the sides it computes over. There
+    its output is zero (the layer's zero padding: no spike, no gradient, and every
+    re-quantisation maps a zero sum to zero), so the stage's block starts a row or column later
+    or ends one earlier, its bases moved, its output tensor's strides unchanged (the stage
+    fields ``out_rows``, ``out_cols``), and the host writes those words as zeros
+    (:func:`skipped_ring_words`). A stage with two pixels per pass (``pack``) keeps an even
+    number of columns: it skips a column only where both are outside."""
+    top, bottom, left, right = ring_sides(run, layer)
+    out = {}
+    for name, f in plan.stages:
+        if name not in RING_STAGES:
+            continue
+        _, _, rows, cols = RING_STAGES[name]
+        l, r = (left, right) if cols else (0, 0)
+        if f.get("pack") and (l + r) % 2:
+            l = r = 0
+        skip = (top, bottom, l, r) if rows else (0, 0, l, r)
+        if any(skip):
+            out[name] = skip
     return out
 
 
-def run_stages(plan, run: TileRun, layer_rows: int | None = None) -> list[tuple[str, dict]]:
+def skipped_ring_words(plan, run: TileRun, layer: tuple[int, int] | None) -> dict[str, list[tuple[int, int]]]:
+    """Per stage of :data:`RING_STAGES` the ``(first word, words)`` runs of its output that
+    ``run`` skips (:func:`ring_skips`): the host writes them as zeros before the stage."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    for name, (top, bottom, left, right) in ring_skips(plan, run, layer).items():
+        t = plan.tensors[RING_STAGES[name][1]]
+        runs: list[tuple[int, int]] = []
+        for ts in range(run.timesteps):
+            for y in range(t.rows):
+                inside = top <= y < t.rows - bottom
+                for x in range(t.cols):
+                    if inside and left <= x < t.cols - right:
+                        continue
+                    word = ((ts * t.rows + y) * t.cols + x) * t.groups + t.base
+                    if runs and runs[-1][0] + runs[-1][1] == word:
+                        runs[-1] = (runs[-1][0], runs[-1][1] + t.groups)
+                    else:
+                        runs.append((word, t.groups))
+        out[name] = runs
+    return out
+
+
+def run_stages(plan, run: TileRun, layer: tuple[int, int] | None = None) -> list[tuple[str, dict]]:
     """The stages ``run`` executes from those its plan (``BackwardTileProgram``) made (planned
     with ``carry`` when the tile is chunked): a program after the layer's first adds to the
     weight-gradient sums (``acc_clear = 0``) but for the streamed stages, whose sums the host
     reads in every program (``plan.streamed_sums``); the LIF stage loads / stores the carry only
-    where a chunk follows or precedes; on the layer's border a one-timestep run skips the
-    ring rows outside it (:func:`border_rows`; ``layer_rows``: the layer's pre-pool rows)."""
-    top, bottom = border_rows(run, layer_rows)
+    where a chunk follows or precedes; on the layer's border the ring stages skip the ring rows
+    and columns outside it (:func:`ring_skips`; ``layer``: the layer's pre-pool rows and
+    columns)."""
+    skips = ring_skips(plan, run, layer)
     out = []
     for name, f in plan.stages:
         if f["kind"] == StageKind.OUTER and not run.first and name not in plan.streamed_sums:
             f = {**f, "acc_clear": 0}
         elif f["kind"] == StageKind.LIF and run.chunked:
             f = {**f, "carry_in": int(run.carry_in), "carry_out": int(run.carry_out)}
-        elif name in RING_ROW_STAGES and (top or bottom):
-            src, dst = (plan.tensors[n] for n in RING_ROW_STAGES[name])
+        elif name in skips:
+            top, bottom, left, right = skips[name]
+            src, dst = (plan.tensors[n] for n in RING_STAGES[name][:2])
             assert (f["in_base"], f["out_base"]) == (src.base, dst.base), name
-            f = {**f, "rows": f["rows"] - top - bottom, "in_base": f["in_base"] + top * _row_words(src),
-                 "out_base": f["out_base"] + top * _row_words(dst)}
+            assert (f["out_rows"], f["out_cols"]) == (dst.rows, dst.cols), name
+            f = {**f, "rows": f["rows"] - top - bottom, "cols": f["cols"] - left - right,
+                 "in_base": f["in_base"] + (top * src.cols + left) * src.groups,
+                 "out_base": f["out_base"] + (top * dst.cols + left) * dst.groups}
         out.append((name, f))
     return out

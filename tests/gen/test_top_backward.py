@@ -352,9 +352,10 @@ def test_a_layer_whose_weights_and_sums_do_not_all_fit(mode, pool, extra, entrie
         prog = t.program
         names = {n for w in prog.plan.streamed_sums.values() for n in streamed(w, (w,))}
         assert set(res.dw or {}) == (names | ({"w1", "w2", "w3", "w4"} if t is tiles[-1] else set()))
-        # the ring rows a one-timestep program skips on the layer's border are written as zeros
-        ring = {"q1": "q1", "g_q23": "g_q23", "g_q2": "g_q2"}
-        zeros = sum((prog.plan.tensors[o].rows - f["rows"]) * prog.plan.tensors[o].cols * prog.plan.tensors[o].groups
+        # the ring pixels a program skips on the layer's border are written as zeros
+        ring = {"q1": "q1", "q2": "q2", "g_q23": "g_q23", "g_q2": "g_q2"}
+        zeros = sum((prog.plan.tensors[o].rows * prog.plan.tensors[o].cols - f["rows"] * f["cols"])
+                    * prog.plan.tensors[o].groups * (t.timesteps or 2)
                     for n, f in prog.plan.stages for o in [ring.get(n)] if o)
         _, words_in, words_out = backward_traffic(cfg, prog.plan, t.timesteps or 2, first=t is tiles[0],
                                                   last=t is tiles[-1], zero_words=zeros)
@@ -363,43 +364,66 @@ def test_a_layer_whose_weights_and_sums_do_not_all_fit(mode, pool, extra, entrie
         assert {k: res.counters[k] for k in expect} == expect
 
 
-@pytest.mark.parametrize("mode, rounding, pool", [pytest.param("stt", "stochastic", False, marks=pytest.mark.slow),
-                                                   ("htt", "nearest", True)],
-                         ids=["stt-stochastic", "htt-pool"])   # stt-stochastic (a CPU-minute): make test-slow
-def test_one_timestep_programs_skip_the_ring_rows_outside_the_layer(mode, rounding, pool):
-    """Programs of one timestep on the layer's top or bottom border: the recomputed ``q1``, G4^T
-    (and STT's G3^T) skip the ring row that lies outside the layer (zero there), the host writes
-    its words as zeros instead (gen/backward/tiling.py, ``border_rows``). A 12-row layer in
-    three or more rows of tiles of ``h`` rows: the top tiles' stages cover rows 1..h+1 of their
-    h+2-row tensors, the middle ones all, the bottom ones 0..h. Bit-exact against the golden backward of the whole layer
-    (stochastic rounding: the dither of the skipped stages starts a row later), each program's
-    counters equal the cycle model, its traffic what the plan says with those zeros."""
+@pytest.mark.parametrize("mode, rounding, pool, extra, T, r, H, W, buffer_bytes", [
+    ("stt", "nearest", False, False, 2, 4, 6, 10, 2048),
+    ("htt", "nearest", False, True, 4, 2, 4, 6, 2048),
+    ("ptt", "nearest", True, True, 4, 4, 4, 12, 3072),
+    pytest.param("stt", "stochastic", False, False, 2, 4, 12, 4, 1024, marks=pytest.mark.slow)],
+    ids=["stt-one-timestep", "htt-r2-packed-chunks-extra", "ptt-pool-chunks-extra",
+         "stt-stochastic"])   # stt-stochastic (a CPU-minute): make test-slow
+def test_programs_skip_the_ring_pixels_outside_the_layer(mode, rounding, pool, extra, T, r, H, W, buffer_bytes):
+    """Programs on the layer's border: the recomputed ``q1`` and G4^T skip the ring rows and
+    columns that lie outside the layer (zero there), STT's ``q2`` the columns and its G3^T the
+    rows; the host writes their words as zeros instead, and the stages write into their
+    tensors with the tensors' strides (stage fields ``out_rows``, ``out_cols``;
+    gen/backward/tiling.py, ``ring_skips``). Layers in tiles with one, two or no side outside,
+    of one timestep and in chunks of two; a stage with two pixels per pass (rank 2 on 4 lanes)
+    skips a column only where both are outside (it keeps an even number of columns). Each
+    stage's block counted here from the tile's place; bit-exact against the golden backward of
+    the whole layer (stochastic rounding: the dither of the skipped stages starts a row or a
+    column later), each program's counters equal the cycle model, its traffic what the plan
+    says with those zeros."""
     from dataclasses import replace
 
     from ttsnn.gen.backward.host import backward_layer_programs, combine_tiles
     from tests.gen.test_backward_core_stages import layer_case
 
-    cfg = replace(CFG, gradients=replace(CFG.gradients, buffer_bytes=1024, rounding=rounding))
-    T, seed, H, W = 2, 5, 12, 4
-    q, x, trace, e, g_extra, gold = layer_case(cfg, 13, mode, T, 4, 4, 4, H, W, pool, False,
+    cfg = replace(CFG, gradients=replace(CFG.gradients, buffer_bytes=buffer_bytes, rounding=rounding))
+    seed = 5
+    q, x, trace, e, g_extra, gold = layer_case(cfg, 13, mode, T, 4, r, 4, H, W, pool, extra,
                                                seed if rounding == "stochastic" else None)
     first = lambda t: None if t is None else t[:, 0].numpy()  # noqa: E731
     tiles = backward_layer_programs(cfg, q, first(x), first(e), first(trace.spikes), first(trace.window),
                                     first(trace.argmax), gold.shifts, first(g_extra), seed=seed)
-    assert {t.timesteps for t in tiles} == {1} and len({t.row0 for t in tiles}) >= 3   # as planned
-    ring_stages = ("q1", "g_q23", "g_q2") if mode == "stt" else ("q1", "g_q23")
+    # as planned: tiles with a side inside the layer, programs of one timestep or chunks of two
+    assert {t.timesteps for t in tiles} == ({1} if T == 2 else {2})
+    assert len({t.col0 for t in tiles}) >= 3 or len({t.row0 for t in tiles}) >= 3
+    # ring stage -> (over the ring rows, over the ring columns)
+    ring = {"q1": (True, True), "g_q23": (True, True)}
+    if mode == "stt":
+        ring.update(q2=(False, True), g_q2=(True, False))
+    packed_one_side = False
     for t in tiles:
-        stages = dict(t.program.plan.stages)
-        expect = t.height + 2 - (t.row0 == 0) - (t.row0 + t.height == H)
-        assert [stages[n]["rows"] for n in ring_stages] == [expect] * len(ring_stages), (t.row0, ring_stages)
+        plan, k = t.program.plan, t.timesteps
+        top, bottom = t.row0 == 0, t.row0 + t.height == H
+        left, right = t.col0 == 0, t.col0 + t.width == W
+        zeros = 0
+        for name, (rows, cols) in ring.items():
+            f = dict(plan.stages)[name]
+            out = plan.tensors[name]
+            skip_cols = cols and not (f["pack"] and left != right)
+            packed_one_side |= bool(cols and f["pack"] and left != right)
+            expect = (out.rows - (top + bottom if rows else 0), out.cols - (left + right if skip_cols else 0))
+            assert (f["rows"], f["cols"]) == expect, (name, t.row0, t.col0)
+            assert (f["out_rows"], f["out_cols"]) == (out.rows, out.cols)
+            zeros += (out.rows * out.cols - f["rows"] * f["cols"]) * out.groups * k
+        _, words_in, words_out = backward_traffic(cfg, plan, k, first=t is tiles[0], last=t is tiles[-1],
+                                                  zero_words=zeros)
+        assert (words_in, words_out) == (t.program.words_in, t.program.words_out)
+    assert packed_one_side == (r == 2)
     out = _run_programs(cfg, tiles)
     got = combine_tiles(tiles, out, cfg.gradients.wgrad_tile, q.pool)
     _assert_matches_golden(got, gold)
     for t, res in zip(tiles, out):
         expect = tile_counters(t.program.plan.stages, cfg.lanes, cfg.gbuf_spikes_per_word)
         assert {k: res.counters[k] for k in expect} == expect
-        plan, border = t.program.plan, (t.row0 == 0) + (t.row0 + t.height == H)
-        zeros = border * sum(plan.tensors[n].cols * plan.tensors[n].groups for n in ring_stages)
-        _, words_in, words_out = backward_traffic(cfg, plan, 1, first=t is tiles[0], last=t is tiles[-1],
-                                                  zero_words=zeros)
-        assert (words_in, words_out) == (t.program.words_in, t.program.words_out)
