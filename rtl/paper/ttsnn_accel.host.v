@@ -18,12 +18,12 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   wire \$107 ;
   wire \$108 ;
   wire [15:0] \$109 ;
-  wire [11:0] \$1092 ;
-  wire [9:0] \$1097 ;
+  wire [11:0] \$1094 ;
+  wire [9:0] \$1099 ;
   wire \$11 ;
   wire \$110 ;
-  wire [9:0] \$1100 ;
-  wire [11:0] \$1104 ;
+  wire [9:0] \$1102 ;
+  wire [11:0] \$1106 ;
   wire \$111 ;
   wire \$112 ;
   wire \$113 ;
@@ -280,8 +280,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   wire \$34 ;
   wire \$340 ;
   wire \$341 ;
-  wire [48:0] \$342 ;
-  wire [48:0] \$343 ;
+  wire \$342 ;
+  wire \$343 ;
   wire [48:0] \$344 ;
   wire [48:0] \$345 ;
   wire [48:0] \$346 ;
@@ -384,8 +384,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   wire [48:0] \$433 ;
   wire [48:0] \$434 ;
   wire [48:0] \$435 ;
-  wire \$436 ;
-  wire \$437 ;
+  wire [48:0] \$436 ;
+  wire [48:0] \$437 ;
   wire \$438 ;
   wire \$439 ;
   wire \$44 ;
@@ -400,68 +400,68 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   wire \$448 ;
   wire \$449 ;
   wire \$45 ;
-  wire [1:0] \$450 ;
+  wire \$450 ;
   wire \$451 ;
-  wire \$452 ;
+  wire [1:0] \$452 ;
   wire \$453 ;
   wire \$454 ;
   wire \$455 ;
   wire \$456 ;
   wire \$457 ;
-  wire [2:0] \$458 ;
+  wire \$458 ;
   wire \$459 ;
   wire \$46 ;
-  wire \$460 ;
+  wire [2:0] \$460 ;
   wire \$461 ;
   wire \$462 ;
   wire \$463 ;
   wire \$464 ;
   wire \$465 ;
-  wire [3:0] \$466 ;
+  wire \$466 ;
   wire \$467 ;
-  wire \$468 ;
+  wire [3:0] \$468 ;
   wire \$469 ;
   wire \$47 ;
   wire \$470 ;
   wire \$471 ;
   wire \$472 ;
-  wire [15:0] \$473 ;
+  wire \$473 ;
   wire \$474 ;
-  wire \$475 ;
-  wire [4:0] \$476 ;
+  wire [15:0] \$475 ;
+  wire \$476 ;
   wire \$477 ;
-  wire \$478 ;
+  wire [4:0] \$478 ;
   wire \$479 ;
   wire \$48 ;
   wire \$480 ;
   wire \$481 ;
   wire \$482 ;
   wire \$483 ;
-  wire [5:0] \$484 ;
+  wire \$484 ;
   wire \$485 ;
-  wire \$486 ;
+  wire [5:0] \$486 ;
   wire \$487 ;
   wire \$488 ;
   wire \$489 ;
   wire \$49 ;
-  wire [15:0] \$490 ;
+  wire \$490 ;
   wire \$491 ;
-  wire \$492 ;
-  wire [6:0] \$493 ;
+  wire [15:0] \$492 ;
+  wire \$493 ;
   wire \$494 ;
-  wire \$495 ;
+  wire [6:0] \$495 ;
   wire \$496 ;
   wire \$497 ;
   wire \$498 ;
   wire \$499 ;
   wire \$5 ;
   wire \$50 ;
-  wire [15:0] \$500 ;
+  wire \$500 ;
   wire \$501 ;
-  wire \$502 ;
-  wire [7:0] \$503 ;
+  wire [15:0] \$502 ;
+  wire \$503 ;
   wire \$504 ;
-  wire \$505 ;
+  wire [7:0] \$505 ;
   wire \$506 ;
   wire \$507 ;
   wire \$508 ;
@@ -469,20 +469,20 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   wire \$51 ;
   wire \$510 ;
   wire \$511 ;
-  wire [8:0] \$512 ;
+  wire \$512 ;
   wire \$513 ;
-  wire \$514 ;
+  wire [8:0] \$514 ;
   wire \$515 ;
   wire \$516 ;
   wire \$517 ;
   wire \$518 ;
-  wire [15:0] \$519 ;
+  wire \$519 ;
   wire \$52 ;
   wire \$520 ;
-  wire \$521 ;
-  wire [9:0] \$522 ;
+  wire [15:0] \$521 ;
+  wire \$522 ;
   wire \$523 ;
-  wire \$524 ;
+  wire [9:0] \$524 ;
   wire \$525 ;
   wire \$526 ;
   wire \$527 ;
@@ -490,9 +490,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   wire \$529 ;
   wire [15:0] \$53 ;
   wire \$530 ;
-  wire [10:0] \$531 ;
+  wire \$531 ;
   wire \$532 ;
-  wire \$533 ;
+  wire [10:0] \$533 ;
   wire \$534 ;
   wire \$535 ;
   wire \$536 ;
@@ -500,22 +500,22 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   wire \$538 ;
   wire \$539 ;
   wire \$54 ;
-  wire [11:0] \$540 ;
+  wire \$540 ;
   wire \$541 ;
-  wire \$542 ;
+  wire [11:0] \$542 ;
   wire \$543 ;
   wire \$544 ;
   wire \$545 ;
   wire \$546 ;
-  wire [15:0] \$547 ;
+  wire \$547 ;
   wire \$548 ;
-  wire \$549 ;
+  wire [15:0] \$549 ;
   wire \$55 ;
-  wire [12:0] \$550 ;
-  wire [48:0] \$551 ;
-  wire [48:0] \$552 ;
-  wire \$553 ;
-  wire \$554 ;
+  wire \$550 ;
+  wire \$551 ;
+  wire [12:0] \$552 ;
+  wire [48:0] \$553 ;
+  wire [48:0] \$554 ;
   wire \$555 ;
   wire \$556 ;
   wire \$557 ;
@@ -531,40 +531,40 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   wire \$566 ;
   wire \$567 ;
   wire \$568 ;
-  wire [1:0] \$569 ;
+  wire \$569 ;
   wire \$57 ;
   wire \$570 ;
-  wire \$571 ;
+  wire [1:0] \$571 ;
   wire \$572 ;
   wire \$573 ;
   wire \$574 ;
   wire \$575 ;
   wire \$576 ;
   wire \$577 ;
-  wire [2:0] \$578 ;
+  wire \$578 ;
   wire \$579 ;
   wire \$58 ;
-  wire \$580 ;
+  wire [2:0] \$580 ;
   wire \$581 ;
   wire \$582 ;
   wire \$583 ;
   wire \$584 ;
   wire \$585 ;
   wire \$586 ;
-  wire [3:0] \$587 ;
+  wire \$587 ;
   wire \$588 ;
-  wire \$589 ;
+  wire [3:0] \$589 ;
   wire \$59 ;
   wire \$590 ;
   wire \$591 ;
   wire \$592 ;
   wire \$593 ;
-  wire [15:0] \$594 ;
+  wire \$594 ;
   wire \$595 ;
-  wire \$596 ;
-  wire [4:0] \$597 ;
+  wire [15:0] \$596 ;
+  wire \$597 ;
   wire \$598 ;
-  wire \$599 ;
+  wire [4:0] \$599 ;
   wire \$6 ;
   wire \$60 ;
   wire \$600 ;
@@ -573,50 +573,50 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   wire \$603 ;
   wire \$604 ;
   wire \$605 ;
-  wire [5:0] \$606 ;
+  wire \$606 ;
   wire \$607 ;
-  wire \$608 ;
+  wire [5:0] \$608 ;
   wire \$609 ;
   wire \$61 ;
   wire \$610 ;
   wire \$611 ;
   wire \$612 ;
-  wire [15:0] \$613 ;
+  wire \$613 ;
   wire \$614 ;
-  wire \$615 ;
-  wire [6:0] \$616 ;
+  wire [15:0] \$615 ;
+  wire \$616 ;
   wire \$617 ;
-  wire \$618 ;
+  wire [6:0] \$618 ;
   wire \$619 ;
   wire \$62 ;
   wire \$620 ;
   wire \$621 ;
-  wire [15:0] \$622 ;
+  wire \$622 ;
   wire \$623 ;
-  wire \$624 ;
-  wire [7:0] \$625 ;
+  wire [15:0] \$624 ;
+  wire \$625 ;
   wire \$626 ;
-  wire \$627 ;
+  wire [7:0] \$627 ;
   wire \$628 ;
   wire \$629 ;
   wire [15:0] \$63 ;
   wire \$630 ;
   wire \$631 ;
   wire \$632 ;
-  wire [8:0] \$633 ;
+  wire \$633 ;
   wire \$634 ;
-  wire \$635 ;
+  wire [8:0] \$635 ;
   wire \$636 ;
   wire \$637 ;
   wire \$638 ;
   wire \$639 ;
   wire \$64 ;
-  wire [15:0] \$640 ;
+  wire \$640 ;
   wire \$641 ;
-  wire \$642 ;
-  wire [9:0] \$643 ;
+  wire [15:0] \$642 ;
+  wire \$643 ;
   wire \$644 ;
-  wire \$645 ;
+  wire [9:0] \$645 ;
   wire \$646 ;
   wire \$647 ;
   wire \$648 ;
@@ -624,29 +624,29 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   wire [15:0] \$65 ;
   wire \$650 ;
   wire \$651 ;
-  wire [10:0] \$652 ;
+  wire \$652 ;
   wire \$653 ;
-  wire \$654 ;
+  wire [10:0] \$654 ;
   wire \$655 ;
   wire \$656 ;
   wire \$657 ;
   wire \$658 ;
   wire \$659 ;
   wire \$66 ;
-  wire [11:0] \$660 ;
+  wire \$660 ;
   wire \$661 ;
-  wire \$662 ;
+  wire [11:0] \$662 ;
   wire \$663 ;
   wire \$664 ;
   wire \$665 ;
   wire \$666 ;
-  wire [15:0] \$667 ;
+  wire \$667 ;
   wire \$668 ;
-  wire \$669 ;
+  wire [15:0] \$669 ;
   wire \$67 ;
-  wire [12:0] \$670 ;
-  wire [48:0] \$671 ;
-  wire [48:0] \$672 ;
+  wire \$670 ;
+  wire \$671 ;
+  wire [12:0] \$672 ;
   wire [48:0] \$673 ;
   wire [48:0] \$674 ;
   wire [48:0] \$675 ;
@@ -681,17 +681,17 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   wire [48:0] \$700 ;
   wire [48:0] \$701 ;
   wire [48:0] \$702 ;
-  wire \$703 ;
-  wire \$704 ;
+  wire [48:0] \$703 ;
+  wire [48:0] \$704 ;
   wire \$705 ;
-  reg [167:0] \$706 ;
-  reg [1279:0] \$707 ;
-  reg [373:0] \$708 ;
-  reg [631:0] \$709 ;
+  wire \$706 ;
+  wire \$707 ;
+  reg [167:0] \$708 ;
+  reg [1279:0] \$709 ;
   wire \$71 ;
-  reg \$710 ;
-  reg \$711 ;
-  reg [47:0] \$712 ;
+  reg [373:0] \$710 ;
+  reg [663:0] \$711 ;
+  reg \$712 ;
   reg \$713 ;
   reg [47:0] \$714 ;
   reg \$715 ;
@@ -729,25 +729,25 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   reg [47:0] \$744 ;
   reg \$745 ;
   reg [47:0] \$746 ;
-  reg [6:0] \$747 ;
+  reg \$747 ;
   reg [47:0] \$748 ;
   reg [6:0] \$749 ;
   wire [15:0] \$75 ;
   reg [47:0] \$750 ;
-  reg [11:0] \$751 ;
+  reg [6:0] \$751 ;
   reg [47:0] \$752 ;
   reg [11:0] \$753 ;
   reg [47:0] \$754 ;
-  reg [6:0] \$755 ;
+  reg [11:0] \$755 ;
   reg [47:0] \$756 ;
-  reg [11:0] \$757 ;
+  reg [6:0] \$757 ;
   reg [47:0] \$758 ;
-  reg [6:0] \$759 ;
+  reg [11:0] \$759 ;
   wire \$76 ;
   reg [47:0] \$760 ;
   reg [6:0] \$761 ;
   reg [47:0] \$762 ;
-  reg \$763 ;
+  reg [6:0] \$763 ;
   reg [47:0] \$764 ;
   reg \$765 ;
   reg [47:0] \$766 ;
@@ -760,20 +760,20 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   reg [47:0] \$772 ;
   reg \$773 ;
   reg [47:0] \$774 ;
-  reg [1:0] \$775 ;
+  reg \$775 ;
   reg [47:0] \$776 ;
-  reg \$777 ;
+  reg [1:0] \$777 ;
   reg [47:0] \$778 ;
-  reg [1:0] \$779 ;
+  reg \$779 ;
   wire \$78 ;
   reg [47:0] \$780 ;
-  reg \$781 ;
+  reg [1:0] \$781 ;
   reg [47:0] \$782 ;
   reg \$783 ;
   reg [47:0] \$784 ;
   reg \$785 ;
   reg [47:0] \$786 ;
-  reg [1:0] \$787 ;
+  reg \$787 ;
   reg [47:0] \$788 ;
   reg [1:0] \$789 ;
   wire \$79 ;
@@ -782,7 +782,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   reg [47:0] \$792 ;
   reg [1:0] \$793 ;
   reg [47:0] \$794 ;
-  reg \$795 ;
+  reg [1:0] \$795 ;
   reg [47:0] \$796 ;
   reg \$797 ;
   reg [47:0] \$798 ;
@@ -794,31 +794,31 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   reg [47:0] \$802 ;
   reg \$803 ;
   reg [47:0] \$804 ;
-  reg [12:0] \$805 ;
+  reg \$805 ;
   reg [47:0] \$806 ;
   reg [12:0] \$807 ;
   reg [47:0] \$808 ;
-  reg \$809 ;
+  reg [12:0] \$809 ;
   wire \$81 ;
   reg [47:0] \$810 ;
-  reg [5:0] \$811 ;
+  reg \$811 ;
   reg [47:0] \$812 ;
-  reg [7:0] \$813 ;
+  reg [5:0] \$813 ;
   reg [47:0] \$814 ;
-  reg \$815 ;
+  reg [7:0] \$815 ;
   reg [47:0] \$816 ;
-  reg [1:0] \$817 ;
+  reg \$817 ;
   reg [47:0] \$818 ;
   reg [1:0] \$819 ;
   wire \$82 ;
   reg [47:0] \$820 ;
-  reg \$821 ;
+  reg [1:0] \$821 ;
   reg [47:0] \$822 ;
-  reg [5:0] \$823 ;
+  reg \$823 ;
   reg [47:0] \$824 ;
   reg [5:0] \$825 ;
   reg [47:0] \$826 ;
-  reg \$827 ;
+  reg [5:0] \$827 ;
   reg [47:0] \$828 ;
   reg \$829 ;
   wire \$83 ;
@@ -829,17 +829,19 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   reg [47:0] \$834 ;
   reg \$835 ;
   reg [47:0] \$836 ;
-  reg [5:0] \$837 ;
+  reg \$837 ;
   reg [47:0] \$838 ;
-  reg \$839 ;
+  reg [5:0] \$839 ;
   wire [15:0] \$84 ;
-  reg [3:0] \$840 ;
-  reg [2:0] \$841 ;
-  reg [255:0] \$842 ;
-  reg \$843 ;
+  reg [47:0] \$840 ;
+  reg \$841 ;
+  reg [3:0] \$842 ;
+  reg [2:0] \$843 ;
   reg [255:0] \$844 ;
-  reg [168:0] \$845 ;
-  reg \$846 ;
+  reg \$845 ;
+  reg [255:0] \$846 ;
+  reg [168:0] \$847 ;
+  reg \$848 ;
   wire \$85 ;
   wire [15:0] \$86 ;
   wire \$87 ;
@@ -1232,8 +1234,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   input rst;
   wire rst;
   reg [3:0] sel_now;
-  output [631:0] stage;
-  reg [631:0] stage = 632'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  output [663:0] stage;
+  reg [663:0] stage = 664'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire [19:0] \stage.acc_base ;
   wire \stage.acc_clear ;
   wire \stage.alt_left ;
@@ -1269,6 +1271,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   wire [5:0] \stage.leak_shift ;
   wire [19:0] \stage.out_base ;
   wire [15:0] \stage.out_channels ;
+  wire [15:0] \stage.out_cols ;
+  wire [15:0] \stage.out_rows ;
   wire \stage.pack ;
   wire \stage.pool ;
   wire \stage.requant ;
@@ -1307,6 +1311,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   wire [23:0] \stream_out.w2_consumed ;
   wire [23:0] \stream_out.w3_consumed ;
   wire [23:0] \stream_out.w4_consumed ;
+  assign \$119  = host_addr - 15'h4000;
   assign regions__gbuf__wr_en = \$118  & \$120 ;
   assign \$121  = host_addr - 15'h5000;
   assign \$122  = host_addr >= 15'h5000;
@@ -1392,17 +1397,17 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   assign \$200  = busy ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : regions__w2__rd_data;
   assign \$201  = busy ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : regions__w3__rd_data;
   assign \$202  = busy ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : regions__w4__rd_data;
-  assign \$1092  = rd_k * 9'h100;
-  assign \$203  = regions__affine__rd_data >> \$1092 ;
+  assign \$1094  = rd_k * 9'h100;
+  assign \$203  = regions__affine__rd_data >> \$1094 ;
   assign \$204  = busy ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : \$203 ;
   assign \$205  = busy ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : { 192'h000000000000000000000000000000000000000000000000, regions__spike_in__rd_data };
-  assign \$1097  = rd_k[0] * 9'h100;
-  assign \$206  = regions__membrane__rd_data >> \$1097 ;
-  assign \$1100  = rd_k[0] * 9'h100;
-  assign \$207  = regions__gbuf__rd_data >> \$1100 ;
+  assign \$1099  = rd_k[0] * 9'h100;
+  assign \$206  = regions__membrane__rd_data >> \$1099 ;
+  assign \$1102  = rd_k[0] * 9'h100;
+  assign \$207  = regions__gbuf__rd_data >> \$1102 ;
   assign \$208  = busy ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : \$207 ;
-  assign \$1104  = rd_k * 9'h100;
-  assign \$209  = { \port$35707$0 [639:620], \port$35704$0 [639:620], \port$35707$0 [619:600], \port$35704$0 [619:600], \port$35707$0 [599:580], \port$35704$0 [599:580], \port$35707$0 [579:560], \port$35704$0 [579:560], \port$35707$0 [559:540], \port$35704$0 [559:540], \port$35707$0 [539:520], \port$35704$0 [539:520], \port$35707$0 [519:500], \port$35704$0 [519:500], \port$35707$0 [499:480], \port$35704$0 [499:480], \port$35707$0 [479:460], \port$35704$0 [479:460], \port$35707$0 [459:440], \port$35704$0 [459:440], \port$35707$0 [439:420], \port$35704$0 [439:420], \port$35707$0 [419:400], \port$35704$0 [419:400], \port$35707$0 [399:380], \port$35704$0 [399:380], \port$35707$0 [379:360], \port$35704$0 [379:360], \port$35707$0 [359:340], \port$35704$0 [359:340], \port$35707$0 [339:320], \port$35704$0 [339:320], \port$35707$0 [319:300], \port$35704$0 [319:300], \port$35707$0 [299:280], \port$35704$0 [299:280], \port$35707$0 [279:260], \port$35704$0 [279:260], \port$35707$0 [259:240], \port$35704$0 [259:240], \port$35707$0 [239:220], \port$35704$0 [239:220], \port$35707$0 [219:200], \port$35704$0 [219:200], \port$35707$0 [199:180], \port$35704$0 [199:180], \port$35707$0 [179:160], \port$35704$0 [179:160], \port$35707$0 [159:140], \port$35704$0 [159:140], \port$35707$0 [139:120], \port$35704$0 [139:120], \port$35707$0 [119:100], \port$35704$0 [119:100], \port$35707$0 [99:80], \port$35704$0 [99:80], \port$35707$0 [79:60], \port$35704$0 [79:60], \port$35707$0 [59:40], \port$35704$0 [59:40], \port$35707$0 [39:20], \port$35704$0 [39:20], \port$35707$0 [19:0], \port$35704$0 [19:0] } >> \$1104 ;
+  assign \$1106  = rd_k * 9'h100;
+  assign \$209  = { \port$35707$0 [639:620], \port$35704$0 [639:620], \port$35707$0 [619:600], \port$35704$0 [619:600], \port$35707$0 [599:580], \port$35704$0 [599:580], \port$35707$0 [579:560], \port$35704$0 [579:560], \port$35707$0 [559:540], \port$35704$0 [559:540], \port$35707$0 [539:520], \port$35704$0 [539:520], \port$35707$0 [519:500], \port$35704$0 [519:500], \port$35707$0 [499:480], \port$35704$0 [499:480], \port$35707$0 [479:460], \port$35704$0 [479:460], \port$35707$0 [459:440], \port$35704$0 [459:440], \port$35707$0 [439:420], \port$35704$0 [439:420], \port$35707$0 [419:400], \port$35704$0 [419:400], \port$35707$0 [399:380], \port$35704$0 [399:380], \port$35707$0 [379:360], \port$35704$0 [379:360], \port$35707$0 [359:340], \port$35704$0 [359:340], \port$35707$0 [339:320], \port$35704$0 [339:320], \port$35707$0 [319:300], \port$35704$0 [319:300], \port$35707$0 [299:280], \port$35704$0 [299:280], \port$35707$0 [279:260], \port$35704$0 [279:260], \port$35707$0 [259:240], \port$35704$0 [259:240], \port$35707$0 [239:220], \port$35704$0 [239:220], \port$35707$0 [219:200], \port$35704$0 [219:200], \port$35707$0 [199:180], \port$35704$0 [199:180], \port$35707$0 [179:160], \port$35704$0 [179:160], \port$35707$0 [159:140], \port$35704$0 [159:140], \port$35707$0 [139:120], \port$35704$0 [139:120], \port$35707$0 [119:100], \port$35704$0 [119:100], \port$35707$0 [99:80], \port$35704$0 [99:80], \port$35707$0 [79:60], \port$35704$0 [79:60], \port$35707$0 [59:40], \port$35704$0 [59:40], \port$35707$0 [39:20], \port$35704$0 [39:20], \port$35707$0 [19:0], \port$35704$0 [19:0] } >> \$1106 ;
   assign \$210  = busy ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : \$209 ;
   assign \$211  = host_addr == 2'h3;
   assign \$212  = host_addr == 3'h4;
@@ -1534,611 +1539,613 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   assign \$339  = host_addr == 7'h5e;
   assign \$340  = host_addr == 7'h5f;
   assign \$341  = host_addr == 7'h60;
-  assign \$342  = cnt_cycles + inc_cycles;
-  assign \$343  = cnt_clear_d ? 49'h0000000000000 : \$342 ;
-  assign \$344  = cnt_c1_busy + inc_c1_busy;
+  assign \$342  = host_addr == 7'h61;
+  assign \$343  = host_addr == 7'h62;
+  assign \$344  = cnt_cycles + inc_cycles;
   assign \$345  = cnt_clear_d ? 49'h0000000000000 : \$344 ;
-  assign \$346  = cnt_c1_stall + inc_c1_stall;
+  assign \$346  = cnt_c1_busy + inc_c1_busy;
   assign \$347  = cnt_clear_d ? 49'h0000000000000 : \$346 ;
-  assign \$348  = cnt_c1_in_wait + inc_c1_in_wait;
+  assign \$348  = cnt_c1_stall + inc_c1_stall;
   assign \$349  = cnt_clear_d ? 49'h0000000000000 : \$348 ;
-  assign \$350  = cnt_c2_busy + inc_c2_busy;
+  assign \$350  = cnt_c1_in_wait + inc_c1_in_wait;
   assign \$351  = cnt_clear_d ? 49'h0000000000000 : \$350 ;
-  assign \$352  = cnt_c2_stall + inc_c2_stall;
+  assign \$352  = cnt_c2_busy + inc_c2_busy;
   assign \$353  = cnt_clear_d ? 49'h0000000000000 : \$352 ;
-  assign \$354  = cnt_c3_busy + inc_c3_busy;
+  assign \$354  = cnt_c2_stall + inc_c2_stall;
   assign \$355  = cnt_clear_d ? 49'h0000000000000 : \$354 ;
-  assign \$356  = cnt_c3_stall + inc_c3_stall;
+  assign \$356  = cnt_c3_busy + inc_c3_busy;
   assign \$357  = cnt_clear_d ? 49'h0000000000000 : \$356 ;
-  assign \$358  = cnt_c4_busy + inc_c4_busy;
+  assign \$358  = cnt_c3_stall + inc_c3_stall;
   assign \$359  = cnt_clear_d ? 49'h0000000000000 : \$358 ;
-  assign \$360  = cnt_c4_stall + inc_c4_stall;
+  assign \$360  = cnt_c4_busy + inc_c4_busy;
   assign \$361  = cnt_clear_d ? 49'h0000000000000 : \$360 ;
-  assign \$362  = cnt_adder_busy + inc_adder_busy;
+  assign \$362  = cnt_c4_stall + inc_c4_stall;
   assign \$363  = cnt_clear_d ? 49'h0000000000000 : \$362 ;
-  assign \$364  = cnt_adder_stall + inc_adder_stall;
+  assign \$364  = cnt_adder_busy + inc_adder_busy;
   assign \$365  = cnt_clear_d ? 49'h0000000000000 : \$364 ;
-  assign \$366  = cnt_lif_busy + inc_lif_busy;
+  assign \$366  = cnt_adder_stall + inc_adder_stall;
   assign \$367  = cnt_clear_d ? 49'h0000000000000 : \$366 ;
-  assign \$368  = cnt_lif_stall + inc_lif_stall;
+  assign \$368  = cnt_lif_busy + inc_lif_busy;
   assign \$369  = cnt_clear_d ? 49'h0000000000000 : \$368 ;
-  assign \$370  = cnt_c4_w_wait + inc_c4_w_wait;
+  assign \$370  = cnt_lif_stall + inc_lif_stall;
   assign \$371  = cnt_clear_d ? 49'h0000000000000 : \$370 ;
-  assign \$372  = cnt_c2_w_wait + inc_c2_w_wait;
+  assign \$372  = cnt_c4_w_wait + inc_c4_w_wait;
   assign \$373  = cnt_clear_d ? 49'h0000000000000 : \$372 ;
-  assign \$374  = cnt_c3_w_wait + inc_c3_w_wait;
+  assign \$374  = cnt_c2_w_wait + inc_c2_w_wait;
   assign \$375  = cnt_clear_d ? 49'h0000000000000 : \$374 ;
-  assign \$376  = cnt_c1_w_wait + inc_c1_w_wait;
+  assign \$376  = cnt_c3_w_wait + inc_c3_w_wait;
   assign \$377  = cnt_clear_d ? 49'h0000000000000 : \$376 ;
-  assign \$378  = cnt_c1_slots + inc_c1_slots;
+  assign \$378  = cnt_c1_w_wait + inc_c1_w_wait;
   assign \$379  = cnt_clear_d ? 49'h0000000000000 : \$378 ;
-  assign \$380  = cnt_c1_adds + inc_c1_adds;
+  assign \$380  = cnt_c1_slots + inc_c1_slots;
   assign \$381  = cnt_clear_d ? 49'h0000000000000 : \$380 ;
-  assign \$382  = cnt_c2_macs + inc_c2_macs;
+  assign \$382  = cnt_c1_adds + inc_c1_adds;
   assign \$383  = cnt_clear_d ? 49'h0000000000000 : \$382 ;
-  assign \$384  = cnt_c3_macs + inc_c3_macs;
+  assign \$384  = cnt_c2_macs + inc_c2_macs;
   assign \$385  = cnt_clear_d ? 49'h0000000000000 : \$384 ;
-  assign \$386  = cnt_c4_macs + inc_c4_macs;
+  assign \$386  = cnt_c3_macs + inc_c3_macs;
   assign \$387  = cnt_clear_d ? 49'h0000000000000 : \$386 ;
-  assign \$388  = cnt_adds + inc_adds;
+  assign \$388  = cnt_c4_macs + inc_c4_macs;
   assign \$389  = cnt_clear_d ? 49'h0000000000000 : \$388 ;
-  assign \$390  = cnt_lif_updates + inc_lif_updates;
+  assign \$390  = cnt_adds + inc_adds;
   assign \$391  = cnt_clear_d ? 49'h0000000000000 : \$390 ;
-  assign \$392  = cnt_spikes_out + inc_spikes_out;
+  assign \$392  = cnt_lif_updates + inc_lif_updates;
   assign \$393  = cnt_clear_d ? 49'h0000000000000 : \$392 ;
-  assign \$394  = cnt_w1_reads + inc_w1_reads;
+  assign \$394  = cnt_spikes_out + inc_spikes_out;
   assign \$395  = cnt_clear_d ? 49'h0000000000000 : \$394 ;
-  assign \$396  = cnt_w2_reads + inc_w2_reads;
+  assign \$396  = cnt_w1_reads + inc_w1_reads;
   assign \$397  = cnt_clear_d ? 49'h0000000000000 : \$396 ;
-  assign \$398  = cnt_w3_reads + inc_w3_reads;
+  assign \$398  = cnt_w2_reads + inc_w2_reads;
   assign \$399  = cnt_clear_d ? 49'h0000000000000 : \$398 ;
-  assign \$400  = cnt_w4_reads + inc_w4_reads;
+  assign \$400  = cnt_w3_reads + inc_w3_reads;
   assign \$401  = cnt_clear_d ? 49'h0000000000000 : \$400 ;
-  assign \$402  = cnt_affine_reads + inc_affine_reads;
+  assign \$402  = cnt_w4_reads + inc_w4_reads;
   assign \$403  = cnt_clear_d ? 49'h0000000000000 : \$402 ;
-  assign \$404  = cnt_spike_in_reads + inc_spike_in_reads;
+  assign \$404  = cnt_affine_reads + inc_affine_reads;
   assign \$405  = cnt_clear_d ? 49'h0000000000000 : \$404 ;
-  assign \$406  = cnt_line1_reads + inc_line1_reads;
+  assign \$406  = cnt_spike_in_reads + inc_spike_in_reads;
   assign \$407  = cnt_clear_d ? 49'h0000000000000 : \$406 ;
-  assign \$408  = cnt_line1_writes + inc_line1_writes;
+  assign \$408  = cnt_line1_reads + inc_line1_reads;
   assign \$409  = cnt_clear_d ? 49'h0000000000000 : \$408 ;
-  assign \$410  = cnt_row2_reads + inc_row2_reads;
+  assign \$410  = cnt_line1_writes + inc_line1_writes;
   assign \$411  = cnt_clear_d ? 49'h0000000000000 : \$410 ;
-  assign \$412  = cnt_row2_writes + inc_row2_writes;
+  assign \$412  = cnt_row2_reads + inc_row2_reads;
   assign \$413  = cnt_clear_d ? 49'h0000000000000 : \$412 ;
-  assign \$414  = cnt_line4_reads + inc_line4_reads;
+  assign \$414  = cnt_row2_writes + inc_row2_writes;
   assign \$415  = cnt_clear_d ? 49'h0000000000000 : \$414 ;
-  assign \$416  = cnt_line4_writes + inc_line4_writes;
+  assign \$416  = cnt_line4_reads + inc_line4_reads;
   assign \$417  = cnt_clear_d ? 49'h0000000000000 : \$416 ;
-  assign \$418  = cnt_c2_spad_reads + inc_c2_spad_reads;
+  assign \$418  = cnt_line4_writes + inc_line4_writes;
   assign \$419  = cnt_clear_d ? 49'h0000000000000 : \$418 ;
-  assign \$420  = cnt_c2_spad_writes + inc_c2_spad_writes;
+  assign \$420  = cnt_c2_spad_reads + inc_c2_spad_reads;
   assign \$421  = cnt_clear_d ? 49'h0000000000000 : \$420 ;
-  assign \$422  = cnt_c3_spad_reads + inc_c3_spad_reads;
+  assign \$422  = cnt_c2_spad_writes + inc_c2_spad_writes;
   assign \$423  = cnt_clear_d ? 49'h0000000000000 : \$422 ;
-  assign \$424  = cnt_c3_spad_writes + inc_c3_spad_writes;
+  assign \$424  = cnt_c3_spad_reads + inc_c3_spad_reads;
   assign \$425  = cnt_clear_d ? 49'h0000000000000 : \$424 ;
-  assign \$426  = cnt_residual_reads + inc_residual_reads;
+  assign \$426  = cnt_c3_spad_writes + inc_c3_spad_writes;
   assign \$427  = cnt_clear_d ? 49'h0000000000000 : \$426 ;
-  assign \$428  = cnt_membrane_reads + inc_membrane_reads;
+  assign \$428  = cnt_residual_reads + inc_residual_reads;
   assign \$429  = cnt_clear_d ? 49'h0000000000000 : \$428 ;
-  assign \$430  = cnt_membrane_writes + inc_membrane_writes;
+  assign \$430  = cnt_membrane_reads + inc_membrane_reads;
   assign \$431  = cnt_clear_d ? 49'h0000000000000 : \$430 ;
-  assign \$432  = cnt_spikes_writes + inc_spikes_writes;
+  assign \$432  = cnt_membrane_writes + inc_membrane_writes;
   assign \$433  = cnt_clear_d ? 49'h0000000000000 : \$432 ;
-  assign \$434  = cnt_trace_writes + inc_trace_writes;
+  assign \$434  = cnt_spikes_writes + inc_spikes_writes;
   assign \$435  = cnt_clear_d ? 49'h0000000000000 : \$434 ;
-  assign \$436  = host_addr >= 11'h400;
-  assign \$437  = host_addr < 12'h800;
-  assign \$438  = \$436  & \$437 ;
-  assign \$439  = host_write & \$438 ;
-  assign \$443  = host_addr >= 12'h800;
-  assign \$444  = host_addr < 12'ha58;
-  assign \$445  = \$443  & \$444 ;
-  assign \$446  = host_write & \$445 ;
-  assign \$450  = \$442  + \$449 ;
-  assign \$451  = host_addr >= 12'hc00;
-  assign \$452  = host_addr < 12'he58;
-  assign \$453  = \$451  & \$452 ;
-  assign \$454  = host_write & \$453 ;
-  assign \$458  = \$450  + \$457 ;
-  assign \$459  = host_addr >= 13'h1000;
-  assign \$460  = host_addr < 13'h1400;
-  assign \$461  = \$459  & \$460 ;
-  assign \$462  = host_write & \$461 ;
-  assign \$466  = \$458  + \$465 ;
-  assign \$467  = host_addr >= 13'h1400;
-  assign \$468  = host_addr < 13'h1480;
-  assign \$469  = \$467  & \$468 ;
-  assign \$470  = host_write & \$469 ;
-  assign \$471  = ~ busy;
-  assign \$472  = \$470  & \$471 ;
-  assign \$473  = host_addr - 13'h1400;
-  assign \$474  = \$473 [2:0] < 3'h6;
-  assign \$475  = \$472  & \$474 ;
-  assign \$476  = \$466  + \$475 ;
-  assign \$477  = host_addr >= 13'h1800;
-  assign \$478  = host_addr < 14'h2000;
-  assign \$479  = \$477  & \$478 ;
-  assign \$480  = host_write & \$479 ;
-  assign \$484  = \$476  + \$483 ;
-  assign \$485  = host_addr >= 14'h2000;
-  assign \$486  = host_addr < 14'h2300;
-  assign \$487  = \$485  & \$486 ;
-  assign \$488  = host_write & \$487 ;
-  assign \$490  = host_addr - 14'h2000;
-  assign \$491  = \$490 [0] < 2'h2;
-  assign \$492  = \$489  & \$491 ;
-  assign \$493  = \$484  + \$492 ;
-  assign \$494  = host_addr >= 14'h2800;
-  assign \$495  = host_addr < 14'h2ef8;
-  assign \$496  = \$494  & \$495 ;
-  assign \$497  = host_write & \$496 ;
-  assign \$498  = ~ busy;
-  assign \$499  = \$497  & \$498 ;
-  assign \$500  = host_addr - 14'h2800;
-  assign \$501  = \$500 [0] < 2'h2;
-  assign \$502  = \$499  & \$501 ;
-  assign \$503  = \$493  + \$502 ;
-  assign \$504  = host_addr >= 14'h3000;
-  assign \$505  = host_addr < 14'h337c;
-  assign \$506  = \$504  & \$505 ;
-  assign \$507  = host_write & \$506 ;
-  assign \$508  = ~ busy;
-  assign \$509  = \$507  & \$508 ;
-  assign \$512  = \$503  + \$511 ;
-  assign \$513  = host_addr >= 15'h4000;
-  assign \$514  = host_addr < 15'h5000;
-  assign \$515  = \$513  & \$514 ;
-  assign \$516  = host_write & \$515 ;
-  assign \$517  = ~ busy;
-  assign \$518  = \$516  & \$517 ;
-  assign \$519  = host_addr - 15'h4000;
-  assign \$520  = \$519 [0] < 2'h2;
-  assign \$521  = \$518  & \$520 ;
-  assign \$522  = \$512  + \$521 ;
-  assign \$523  = host_addr >= 15'h5000;
-  assign \$524  = host_addr < 15'h5800;
-  assign \$525  = \$523  & \$524 ;
-  assign \$526  = host_write & \$525 ;
-  assign \$527  = ~ busy;
-  assign \$528  = \$526  & \$527 ;
-  assign \$531  = \$522  + \$530 ;
-  assign \$532  = host_addr >= 15'h5800;
-  assign \$533  = host_addr < 15'h5c00;
-  assign \$534  = \$532  & \$533 ;
-  assign \$535  = host_write & \$534 ;
-  assign \$536  = ~ busy;
-  assign \$537  = \$535  & \$536 ;
-  assign \$540  = \$531  + \$539 ;
-  assign \$541  = host_addr >= 15'h6000;
-  assign \$542  = host_addr < 16'h8000;
-  assign \$543  = \$541  & \$542 ;
-  assign \$544  = host_write & \$543 ;
-  assign \$545  = ~ busy;
-  assign \$546  = \$544  & \$545 ;
-  assign \$547  = host_addr - 15'h6000;
-  assign \$548  = \$547 [2:0] < 3'h5;
-  assign \$549  = \$546  & \$548 ;
-  assign \$550  = \$540  + \$549 ;
-  assign \$551  = cnt_host_words_in + inc_host_words_in;
-  assign \$552  = cnt_clear_d ? 49'h0000000000000 : \$551 ;
-  assign \$553  = host_addr >= 11'h400;
-  assign \$554  = host_addr < 12'h800;
-  assign \$555  = \$553  & \$554 ;
-  assign \$556  = host_read & \$555 ;
-  assign \$557  = ~ busy;
-  assign \$558  = \$556  & \$557 ;
-  assign \$561  = host_addr >= 12'h800;
-  assign \$562  = host_addr < 12'ha58;
-  assign \$563  = \$561  & \$562 ;
-  assign \$564  = host_read & \$563 ;
-  assign \$565  = ~ busy;
-  assign \$566  = \$564  & \$565 ;
-  assign \$569  = \$560  + \$568 ;
-  assign \$570  = host_addr >= 12'hc00;
-  assign \$571  = host_addr < 12'he58;
-  assign \$572  = \$570  & \$571 ;
-  assign \$573  = host_read & \$572 ;
-  assign \$574  = ~ busy;
-  assign \$575  = \$573  & \$574 ;
-  assign \$578  = \$569  + \$577 ;
-  assign \$579  = host_addr >= 13'h1000;
-  assign \$580  = host_addr < 13'h1400;
-  assign \$581  = \$579  & \$580 ;
-  assign \$582  = host_read & \$581 ;
-  assign \$583  = ~ busy;
-  assign \$584  = \$582  & \$583 ;
-  assign \$587  = \$578  + \$586 ;
-  assign \$588  = host_addr >= 13'h1400;
-  assign \$589  = host_addr < 13'h1480;
-  assign \$590  = \$588  & \$589 ;
-  assign \$591  = host_read & \$590 ;
-  assign \$592  = ~ busy;
-  assign \$593  = \$591  & \$592 ;
-  assign \$594  = host_addr - 13'h1400;
-  assign \$595  = \$594 [2:0] < 3'h6;
-  assign \$596  = \$593  & \$595 ;
-  assign \$597  = \$587  + \$596 ;
-  assign \$598  = host_addr >= 13'h1800;
-  assign \$599  = host_addr < 14'h2000;
-  assign \$600  = \$598  & \$599 ;
-  assign \$601  = host_read & \$600 ;
-  assign \$602  = ~ busy;
-  assign \$603  = \$601  & \$602 ;
-  assign \$606  = \$597  + \$605 ;
-  assign \$607  = host_addr >= 14'h2000;
-  assign \$608  = host_addr < 14'h2300;
-  assign \$609  = \$607  & \$608 ;
-  assign \$610  = host_read & \$609 ;
-  assign \$611  = ~ busy;
-  assign \$612  = \$610  & \$611 ;
-  assign \$613  = host_addr - 14'h2000;
-  assign \$614  = \$613 [0] < 2'h2;
-  assign \$615  = \$612  & \$614 ;
-  assign \$616  = \$606  + \$615 ;
-  assign \$617  = host_addr >= 14'h2800;
-  assign \$618  = host_addr < 14'h2ef8;
-  assign \$619  = \$617  & \$618 ;
-  assign \$620  = host_read & \$619 ;
-  assign \$622  = host_addr - 14'h2800;
-  assign \$623  = \$622 [0] < 2'h2;
-  assign \$624  = \$621  & \$623 ;
-  assign \$625  = \$616  + \$624 ;
-  assign \$626  = host_addr >= 14'h3000;
-  assign \$627  = host_addr < 14'h337c;
-  assign \$628  = \$626  & \$627 ;
-  assign \$629  = host_read & \$628 ;
-  assign \$633  = \$625  + \$632 ;
-  assign \$634  = host_addr >= 15'h4000;
-  assign \$635  = host_addr < 15'h5000;
-  assign \$636  = \$634  & \$635 ;
-  assign \$637  = host_read & \$636 ;
-  assign \$638  = ~ busy;
-  assign \$639  = \$637  & \$638 ;
-  assign \$640  = host_addr - 15'h4000;
-  assign \$641  = \$640 [0] < 2'h2;
-  assign \$642  = \$639  & \$641 ;
-  assign \$643  = \$633  + \$642 ;
-  assign \$644  = host_addr >= 15'h5000;
-  assign \$645  = host_addr < 15'h5800;
-  assign \$646  = \$644  & \$645 ;
-  assign \$647  = host_read & \$646 ;
-  assign \$648  = ~ busy;
-  assign \$649  = \$647  & \$648 ;
-  assign \$652  = \$643  + \$651 ;
-  assign \$653  = host_addr >= 15'h5800;
-  assign \$654  = host_addr < 15'h5c00;
-  assign \$655  = \$653  & \$654 ;
-  assign \$656  = host_read & \$655 ;
-  assign \$660  = \$652  + \$659 ;
-  assign \$661  = host_addr >= 15'h6000;
-  assign \$662  = host_addr < 16'h8000;
-  assign \$663  = \$661  & \$662 ;
-  assign \$664  = host_read & \$663 ;
-  assign \$665  = ~ busy;
-  assign \$666  = \$664  & \$665 ;
-  assign \$667  = host_addr - 15'h6000;
-  assign \$668  = \$667 [2:0] < 3'h5;
-  assign \$669  = \$666  & \$668 ;
-  assign \$670  = \$660  + \$669 ;
-  assign \$671  = cnt_host_words_out + inc_host_words_out;
-  assign \$672  = cnt_clear_d ? 49'h0000000000000 : \$671 ;
-  assign \$673  = cnt_lifg_busy + inc_lifg_busy;
+  assign \$436  = cnt_trace_writes + inc_trace_writes;
+  assign \$437  = cnt_clear_d ? 49'h0000000000000 : \$436 ;
+  assign \$438  = host_addr >= 11'h400;
+  assign \$439  = host_addr < 12'h800;
+  assign \$440  = \$438  & \$439 ;
+  assign \$441  = host_write & \$440 ;
+  assign \$445  = host_addr >= 12'h800;
+  assign \$446  = host_addr < 12'ha58;
+  assign \$447  = \$445  & \$446 ;
+  assign \$448  = host_write & \$447 ;
+  assign \$452  = \$444  + \$451 ;
+  assign \$453  = host_addr >= 12'hc00;
+  assign \$454  = host_addr < 12'he58;
+  assign \$455  = \$453  & \$454 ;
+  assign \$456  = host_write & \$455 ;
+  assign \$460  = \$452  + \$459 ;
+  assign \$461  = host_addr >= 13'h1000;
+  assign \$462  = host_addr < 13'h1400;
+  assign \$463  = \$461  & \$462 ;
+  assign \$464  = host_write & \$463 ;
+  assign \$468  = \$460  + \$467 ;
+  assign \$469  = host_addr >= 13'h1400;
+  assign \$470  = host_addr < 13'h1480;
+  assign \$471  = \$469  & \$470 ;
+  assign \$472  = host_write & \$471 ;
+  assign \$473  = ~ busy;
+  assign \$474  = \$472  & \$473 ;
+  assign \$475  = host_addr - 13'h1400;
+  assign \$476  = \$475 [2:0] < 3'h6;
+  assign \$477  = \$474  & \$476 ;
+  assign \$478  = \$468  + \$477 ;
+  assign \$479  = host_addr >= 13'h1800;
+  assign \$480  = host_addr < 14'h2000;
+  assign \$481  = \$479  & \$480 ;
+  assign \$482  = host_write & \$481 ;
+  assign \$486  = \$478  + \$485 ;
+  assign \$487  = host_addr >= 14'h2000;
+  assign \$488  = host_addr < 14'h2300;
+  assign \$489  = \$487  & \$488 ;
+  assign \$490  = host_write & \$489 ;
+  assign \$492  = host_addr - 14'h2000;
+  assign \$493  = \$492 [0] < 2'h2;
+  assign \$494  = \$491  & \$493 ;
+  assign \$495  = \$486  + \$494 ;
+  assign \$496  = host_addr >= 14'h2800;
+  assign \$497  = host_addr < 14'h2ef8;
+  assign \$498  = \$496  & \$497 ;
+  assign \$499  = host_write & \$498 ;
+  assign \$500  = ~ busy;
+  assign \$501  = \$499  & \$500 ;
+  assign \$502  = host_addr - 14'h2800;
+  assign \$503  = \$502 [0] < 2'h2;
+  assign \$504  = \$501  & \$503 ;
+  assign \$505  = \$495  + \$504 ;
+  assign \$506  = host_addr >= 14'h3000;
+  assign \$507  = host_addr < 14'h337c;
+  assign \$508  = \$506  & \$507 ;
+  assign \$509  = host_write & \$508 ;
+  assign \$510  = ~ busy;
+  assign \$511  = \$509  & \$510 ;
+  assign \$514  = \$505  + \$513 ;
+  assign \$515  = host_addr >= 15'h4000;
+  assign \$516  = host_addr < 15'h5000;
+  assign \$517  = \$515  & \$516 ;
+  assign \$518  = host_write & \$517 ;
+  assign \$519  = ~ busy;
+  assign \$520  = \$518  & \$519 ;
+  assign \$521  = host_addr - 15'h4000;
+  assign \$522  = \$521 [0] < 2'h2;
+  assign \$523  = \$520  & \$522 ;
+  assign \$524  = \$514  + \$523 ;
+  assign \$525  = host_addr >= 15'h5000;
+  assign \$526  = host_addr < 15'h5800;
+  assign \$527  = \$525  & \$526 ;
+  assign \$528  = host_write & \$527 ;
+  assign \$529  = ~ busy;
+  assign \$530  = \$528  & \$529 ;
+  assign \$533  = \$524  + \$532 ;
+  assign \$534  = host_addr >= 15'h5800;
+  assign \$535  = host_addr < 15'h5c00;
+  assign \$536  = \$534  & \$535 ;
+  assign \$537  = host_write & \$536 ;
+  assign \$538  = ~ busy;
+  assign \$539  = \$537  & \$538 ;
+  assign \$542  = \$533  + \$541 ;
+  assign \$543  = host_addr >= 15'h6000;
+  assign \$544  = host_addr < 16'h8000;
+  assign \$545  = \$543  & \$544 ;
+  assign \$546  = host_write & \$545 ;
+  assign \$547  = ~ busy;
+  assign \$548  = \$546  & \$547 ;
+  assign \$549  = host_addr - 15'h6000;
+  assign \$550  = \$549 [2:0] < 3'h5;
+  assign \$551  = \$548  & \$550 ;
+  assign \$552  = \$542  + \$551 ;
+  assign \$553  = cnt_host_words_in + inc_host_words_in;
+  assign \$554  = cnt_clear_d ? 49'h0000000000000 : \$553 ;
+  assign \$555  = host_addr >= 11'h400;
+  assign \$556  = host_addr < 12'h800;
+  assign \$557  = \$555  & \$556 ;
+  assign \$558  = host_read & \$557 ;
+  assign \$559  = ~ busy;
+  assign \$560  = \$558  & \$559 ;
+  assign \$563  = host_addr >= 12'h800;
+  assign \$564  = host_addr < 12'ha58;
+  assign \$565  = \$563  & \$564 ;
+  assign \$566  = host_read & \$565 ;
+  assign \$567  = ~ busy;
+  assign \$568  = \$566  & \$567 ;
+  assign \$571  = \$562  + \$570 ;
+  assign \$572  = host_addr >= 12'hc00;
+  assign \$573  = host_addr < 12'he58;
+  assign \$574  = \$572  & \$573 ;
+  assign \$575  = host_read & \$574 ;
+  assign \$576  = ~ busy;
+  assign \$577  = \$575  & \$576 ;
+  assign \$580  = \$571  + \$579 ;
+  assign \$581  = host_addr >= 13'h1000;
+  assign \$582  = host_addr < 13'h1400;
+  assign \$583  = \$581  & \$582 ;
+  assign \$584  = host_read & \$583 ;
+  assign \$585  = ~ busy;
+  assign \$586  = \$584  & \$585 ;
+  assign \$589  = \$580  + \$588 ;
+  assign \$590  = host_addr >= 13'h1400;
+  assign \$591  = host_addr < 13'h1480;
+  assign \$592  = \$590  & \$591 ;
+  assign \$593  = host_read & \$592 ;
+  assign \$594  = ~ busy;
+  assign \$595  = \$593  & \$594 ;
+  assign \$596  = host_addr - 13'h1400;
+  assign \$597  = \$596 [2:0] < 3'h6;
+  assign \$598  = \$595  & \$597 ;
+  assign \$599  = \$589  + \$598 ;
+  assign \$600  = host_addr >= 13'h1800;
+  assign \$601  = host_addr < 14'h2000;
+  assign \$602  = \$600  & \$601 ;
+  assign \$603  = host_read & \$602 ;
+  assign \$604  = ~ busy;
+  assign \$605  = \$603  & \$604 ;
+  assign \$608  = \$599  + \$607 ;
+  assign \$609  = host_addr >= 14'h2000;
+  assign \$610  = host_addr < 14'h2300;
+  assign \$611  = \$609  & \$610 ;
+  assign \$612  = host_read & \$611 ;
+  assign \$613  = ~ busy;
+  assign \$614  = \$612  & \$613 ;
+  assign \$615  = host_addr - 14'h2000;
+  assign \$616  = \$615 [0] < 2'h2;
+  assign \$617  = \$614  & \$616 ;
+  assign \$618  = \$608  + \$617 ;
+  assign \$619  = host_addr >= 14'h2800;
+  assign \$620  = host_addr < 14'h2ef8;
+  assign \$621  = \$619  & \$620 ;
+  assign \$622  = host_read & \$621 ;
+  assign \$624  = host_addr - 14'h2800;
+  assign \$625  = \$624 [0] < 2'h2;
+  assign \$626  = \$623  & \$625 ;
+  assign \$627  = \$618  + \$626 ;
+  assign \$628  = host_addr >= 14'h3000;
+  assign \$629  = host_addr < 14'h337c;
+  assign \$630  = \$628  & \$629 ;
+  assign \$631  = host_read & \$630 ;
+  assign \$635  = \$627  + \$634 ;
+  assign \$636  = host_addr >= 15'h4000;
+  assign \$637  = host_addr < 15'h5000;
+  assign \$638  = \$636  & \$637 ;
+  assign \$639  = host_read & \$638 ;
+  assign \$640  = ~ busy;
+  assign \$641  = \$639  & \$640 ;
+  assign \$642  = host_addr - 15'h4000;
+  assign \$643  = \$642 [0] < 2'h2;
+  assign \$644  = \$641  & \$643 ;
+  assign \$645  = \$635  + \$644 ;
+  assign \$646  = host_addr >= 15'h5000;
+  assign \$647  = host_addr < 15'h5800;
+  assign \$648  = \$646  & \$647 ;
+  assign \$649  = host_read & \$648 ;
+  assign \$650  = ~ busy;
+  assign \$651  = \$649  & \$650 ;
+  assign \$654  = \$645  + \$653 ;
+  assign \$655  = host_addr >= 15'h5800;
+  assign \$656  = host_addr < 15'h5c00;
+  assign \$657  = \$655  & \$656 ;
+  assign \$658  = host_read & \$657 ;
+  assign \$662  = \$654  + \$661 ;
+  assign \$663  = host_addr >= 15'h6000;
+  assign \$664  = host_addr < 16'h8000;
+  assign \$665  = \$663  & \$664 ;
+  assign \$666  = host_read & \$665 ;
+  assign \$667  = ~ busy;
+  assign \$668  = \$666  & \$667 ;
+  assign \$669  = host_addr - 15'h6000;
+  assign \$670  = \$669 [2:0] < 3'h5;
+  assign \$671  = \$668  & \$670 ;
+  assign \$672  = \$662  + \$671 ;
+  assign \$673  = cnt_host_words_out + inc_host_words_out;
   assign \$674  = cnt_clear_d ? 49'h0000000000000 : \$673 ;
-  assign \$675  = cnt_lifg_updates + inc_lifg_updates;
+  assign \$675  = cnt_lifg_busy + inc_lifg_busy;
   assign \$676  = cnt_clear_d ? 49'h0000000000000 : \$675 ;
-  assign \$677  = cnt_lifg_saturations + inc_lifg_saturations;
+  assign \$677  = cnt_lifg_updates + inc_lifg_updates;
   assign \$678  = cnt_clear_d ? 49'h0000000000000 : \$677 ;
-  assign \$679  = cnt_trace_reads + inc_trace_reads;
+  assign \$679  = cnt_lifg_saturations + inc_lifg_saturations;
   assign \$680  = cnt_clear_d ? 49'h0000000000000 : \$679 ;
-  assign \$681  = cnt_lifg_grad_reads + inc_lifg_grad_reads;
+  assign \$681  = cnt_trace_reads + inc_trace_reads;
   assign \$682  = cnt_clear_d ? 49'h0000000000000 : \$681 ;
-  assign \$683  = cnt_lifg_grad_writes + inc_lifg_grad_writes;
+  assign \$683  = cnt_lifg_grad_reads + inc_lifg_grad_reads;
   assign \$684  = cnt_clear_d ? 49'h0000000000000 : \$683 ;
-  assign \$685  = cnt_stage_busy + inc_stage_busy;
+  assign \$685  = cnt_lifg_grad_writes + inc_lifg_grad_writes;
   assign \$686  = cnt_clear_d ? 49'h0000000000000 : \$685 ;
-  assign \$687  = cnt_stage_macs + inc_stage_macs;
+  assign \$687  = cnt_stage_busy + inc_stage_busy;
   assign \$688  = cnt_clear_d ? 49'h0000000000000 : \$687 ;
-  assign \$689  = cnt_wgrad_updates + inc_wgrad_updates;
+  assign \$689  = cnt_stage_macs + inc_stage_macs;
   assign \$690  = cnt_clear_d ? 49'h0000000000000 : \$689 ;
-  assign \$691  = cnt_wgrad_words + inc_wgrad_words;
+  assign \$691  = cnt_wgrad_updates + inc_wgrad_updates;
   assign \$692  = cnt_clear_d ? 49'h0000000000000 : \$691 ;
-  assign \$693  = cnt_in_reads + inc_in_reads;
+  assign \$693  = cnt_wgrad_words + inc_wgrad_words;
   assign \$694  = cnt_clear_d ? 49'h0000000000000 : \$693 ;
-  assign \$695  = cnt_grad_reads + inc_grad_reads;
+  assign \$695  = cnt_in_reads + inc_in_reads;
   assign \$696  = cnt_clear_d ? 49'h0000000000000 : \$695 ;
-  assign \$697  = cnt_weight_reads + inc_weight_reads;
+  assign \$697  = cnt_grad_reads + inc_grad_reads;
   assign \$698  = cnt_clear_d ? 49'h0000000000000 : \$697 ;
-  assign \$699  = cnt_grad_writes + inc_grad_writes;
+  assign \$699  = cnt_weight_reads + inc_weight_reads;
   assign \$700  = cnt_clear_d ? 49'h0000000000000 : \$699 ;
-  assign \$701  = cnt_grad_saturations + inc_grad_saturations;
+  assign \$701  = cnt_grad_writes + inc_grad_writes;
   assign \$702  = cnt_clear_d ? 49'h0000000000000 : \$701 ;
-  assign \$703  = { done, stream_out } != prev;
-  assign \$704  = host_addr == 2'h2;
-  assign \$705  = host_read & \$704 ;
+  assign \$703  = cnt_grad_saturations + inc_grad_saturations;
+  assign \$704  = cnt_clear_d ? 49'h0000000000000 : \$703 ;
+  assign \$705  = { done, stream_out } != prev;
+  assign \$706  = host_addr == 2'h2;
+  assign \$707  = host_read & \$706 ;
   always @(posedge clk)
-    stream_in <= \$706 ;
+    stream_in <= \$708 ;
   always @(posedge clk)
-    staging <= \$707 ;
+    staging <= \$709 ;
   always @(posedge clk)
-    desc <= \$708 ;
+    desc <= \$710 ;
   always @(posedge clk)
-    stage <= \$709 ;
+    stage <= \$711 ;
   always @(posedge clk)
-    cnt_clear_d <= \$710 ;
+    cnt_clear_d <= \$712 ;
   always @(posedge clk)
-    inc_cycles <= \$711 ;
+    inc_cycles <= \$713 ;
   always @(posedge clk)
-    cnt_cycles <= \$712 ;
+    cnt_cycles <= \$714 ;
   always @(posedge clk)
-    inc_c1_busy <= \$713 ;
+    inc_c1_busy <= \$715 ;
   always @(posedge clk)
-    cnt_c1_busy <= \$714 ;
+    cnt_c1_busy <= \$716 ;
   always @(posedge clk)
-    inc_c1_stall <= \$715 ;
+    inc_c1_stall <= \$717 ;
   always @(posedge clk)
-    cnt_c1_stall <= \$716 ;
+    cnt_c1_stall <= \$718 ;
   always @(posedge clk)
-    inc_c1_in_wait <= \$717 ;
+    inc_c1_in_wait <= \$719 ;
   always @(posedge clk)
-    cnt_c1_in_wait <= \$718 ;
+    cnt_c1_in_wait <= \$720 ;
   always @(posedge clk)
-    inc_c2_busy <= \$719 ;
+    inc_c2_busy <= \$721 ;
   always @(posedge clk)
-    cnt_c2_busy <= \$720 ;
+    cnt_c2_busy <= \$722 ;
   always @(posedge clk)
-    inc_c2_stall <= \$721 ;
+    inc_c2_stall <= \$723 ;
   always @(posedge clk)
-    cnt_c2_stall <= \$722 ;
+    cnt_c2_stall <= \$724 ;
   always @(posedge clk)
-    inc_c3_busy <= \$723 ;
+    inc_c3_busy <= \$725 ;
   always @(posedge clk)
-    cnt_c3_busy <= \$724 ;
+    cnt_c3_busy <= \$726 ;
   always @(posedge clk)
-    inc_c3_stall <= \$725 ;
+    inc_c3_stall <= \$727 ;
   always @(posedge clk)
-    cnt_c3_stall <= \$726 ;
+    cnt_c3_stall <= \$728 ;
   always @(posedge clk)
-    inc_c4_busy <= \$727 ;
+    inc_c4_busy <= \$729 ;
   always @(posedge clk)
-    cnt_c4_busy <= \$728 ;
+    cnt_c4_busy <= \$730 ;
   always @(posedge clk)
-    inc_c4_stall <= \$729 ;
+    inc_c4_stall <= \$731 ;
   always @(posedge clk)
-    cnt_c4_stall <= \$730 ;
+    cnt_c4_stall <= \$732 ;
   always @(posedge clk)
-    inc_adder_busy <= \$731 ;
+    inc_adder_busy <= \$733 ;
   always @(posedge clk)
-    cnt_adder_busy <= \$732 ;
+    cnt_adder_busy <= \$734 ;
   always @(posedge clk)
-    inc_adder_stall <= \$733 ;
+    inc_adder_stall <= \$735 ;
   always @(posedge clk)
-    cnt_adder_stall <= \$734 ;
+    cnt_adder_stall <= \$736 ;
   always @(posedge clk)
-    inc_lif_busy <= \$735 ;
+    inc_lif_busy <= \$737 ;
   always @(posedge clk)
-    cnt_lif_busy <= \$736 ;
+    cnt_lif_busy <= \$738 ;
   always @(posedge clk)
-    inc_lif_stall <= \$737 ;
+    inc_lif_stall <= \$739 ;
   always @(posedge clk)
-    cnt_lif_stall <= \$738 ;
+    cnt_lif_stall <= \$740 ;
   always @(posedge clk)
-    inc_c4_w_wait <= \$739 ;
+    inc_c4_w_wait <= \$741 ;
   always @(posedge clk)
-    cnt_c4_w_wait <= \$740 ;
+    cnt_c4_w_wait <= \$742 ;
   always @(posedge clk)
-    inc_c2_w_wait <= \$741 ;
+    inc_c2_w_wait <= \$743 ;
   always @(posedge clk)
-    cnt_c2_w_wait <= \$742 ;
+    cnt_c2_w_wait <= \$744 ;
   always @(posedge clk)
-    inc_c3_w_wait <= \$743 ;
+    inc_c3_w_wait <= \$745 ;
   always @(posedge clk)
-    cnt_c3_w_wait <= \$744 ;
+    cnt_c3_w_wait <= \$746 ;
   always @(posedge clk)
-    inc_c1_w_wait <= \$745 ;
+    inc_c1_w_wait <= \$747 ;
   always @(posedge clk)
-    cnt_c1_w_wait <= \$746 ;
+    cnt_c1_w_wait <= \$748 ;
   always @(posedge clk)
-    inc_c1_slots <= \$747 ;
+    inc_c1_slots <= \$749 ;
   always @(posedge clk)
-    cnt_c1_slots <= \$748 ;
+    cnt_c1_slots <= \$750 ;
   always @(posedge clk)
-    inc_c1_adds <= \$749 ;
+    inc_c1_adds <= \$751 ;
   always @(posedge clk)
-    cnt_c1_adds <= \$750 ;
+    cnt_c1_adds <= \$752 ;
   always @(posedge clk)
-    inc_c2_macs <= \$751 ;
+    inc_c2_macs <= \$753 ;
   always @(posedge clk)
-    cnt_c2_macs <= \$752 ;
+    cnt_c2_macs <= \$754 ;
   always @(posedge clk)
-    inc_c3_macs <= \$753 ;
+    inc_c3_macs <= \$755 ;
   always @(posedge clk)
-    cnt_c3_macs <= \$754 ;
+    cnt_c3_macs <= \$756 ;
   always @(posedge clk)
-    inc_c4_macs <= \$755 ;
+    inc_c4_macs <= \$757 ;
   always @(posedge clk)
-    cnt_c4_macs <= \$756 ;
+    cnt_c4_macs <= \$758 ;
   always @(posedge clk)
-    inc_adds <= \$757 ;
+    inc_adds <= \$759 ;
   always @(posedge clk)
-    cnt_adds <= \$758 ;
+    cnt_adds <= \$760 ;
   always @(posedge clk)
-    inc_lif_updates <= \$759 ;
+    inc_lif_updates <= \$761 ;
   always @(posedge clk)
-    cnt_lif_updates <= \$760 ;
+    cnt_lif_updates <= \$762 ;
   always @(posedge clk)
-    inc_spikes_out <= \$761 ;
+    inc_spikes_out <= \$763 ;
   always @(posedge clk)
-    cnt_spikes_out <= \$762 ;
+    cnt_spikes_out <= \$764 ;
   always @(posedge clk)
-    inc_w1_reads <= \$763 ;
+    inc_w1_reads <= \$765 ;
   always @(posedge clk)
-    cnt_w1_reads <= \$764 ;
+    cnt_w1_reads <= \$766 ;
   always @(posedge clk)
-    inc_w2_reads <= \$765 ;
+    inc_w2_reads <= \$767 ;
   always @(posedge clk)
-    cnt_w2_reads <= \$766 ;
+    cnt_w2_reads <= \$768 ;
   always @(posedge clk)
-    inc_w3_reads <= \$767 ;
+    inc_w3_reads <= \$769 ;
   always @(posedge clk)
-    cnt_w3_reads <= \$768 ;
+    cnt_w3_reads <= \$770 ;
   always @(posedge clk)
-    inc_w4_reads <= \$769 ;
+    inc_w4_reads <= \$771 ;
   always @(posedge clk)
-    cnt_w4_reads <= \$770 ;
+    cnt_w4_reads <= \$772 ;
   always @(posedge clk)
-    inc_affine_reads <= \$771 ;
+    inc_affine_reads <= \$773 ;
   always @(posedge clk)
-    cnt_affine_reads <= \$772 ;
+    cnt_affine_reads <= \$774 ;
   always @(posedge clk)
-    inc_spike_in_reads <= \$773 ;
+    inc_spike_in_reads <= \$775 ;
   always @(posedge clk)
-    cnt_spike_in_reads <= \$774 ;
+    cnt_spike_in_reads <= \$776 ;
   always @(posedge clk)
-    inc_line1_reads <= \$775 ;
+    inc_line1_reads <= \$777 ;
   always @(posedge clk)
-    cnt_line1_reads <= \$776 ;
+    cnt_line1_reads <= \$778 ;
   always @(posedge clk)
-    inc_line1_writes <= \$777 ;
+    inc_line1_writes <= \$779 ;
   always @(posedge clk)
-    cnt_line1_writes <= \$778 ;
+    cnt_line1_writes <= \$780 ;
   always @(posedge clk)
-    inc_row2_reads <= \$779 ;
+    inc_row2_reads <= \$781 ;
   always @(posedge clk)
-    cnt_row2_reads <= \$780 ;
+    cnt_row2_reads <= \$782 ;
   always @(posedge clk)
-    inc_row2_writes <= \$781 ;
+    inc_row2_writes <= \$783 ;
   always @(posedge clk)
-    cnt_row2_writes <= \$782 ;
+    cnt_row2_writes <= \$784 ;
   always @(posedge clk)
-    inc_line4_reads <= \$783 ;
+    inc_line4_reads <= \$785 ;
   always @(posedge clk)
-    cnt_line4_reads <= \$784 ;
+    cnt_line4_reads <= \$786 ;
   always @(posedge clk)
-    inc_line4_writes <= \$785 ;
+    inc_line4_writes <= \$787 ;
   always @(posedge clk)
-    cnt_line4_writes <= \$786 ;
+    cnt_line4_writes <= \$788 ;
   always @(posedge clk)
-    inc_c2_spad_reads <= \$787 ;
+    inc_c2_spad_reads <= \$789 ;
   always @(posedge clk)
-    cnt_c2_spad_reads <= \$788 ;
+    cnt_c2_spad_reads <= \$790 ;
   always @(posedge clk)
-    inc_c2_spad_writes <= \$789 ;
+    inc_c2_spad_writes <= \$791 ;
   always @(posedge clk)
-    cnt_c2_spad_writes <= \$790 ;
+    cnt_c2_spad_writes <= \$792 ;
   always @(posedge clk)
-    inc_c3_spad_reads <= \$791 ;
+    inc_c3_spad_reads <= \$793 ;
   always @(posedge clk)
-    cnt_c3_spad_reads <= \$792 ;
+    cnt_c3_spad_reads <= \$794 ;
   always @(posedge clk)
-    inc_c3_spad_writes <= \$793 ;
+    inc_c3_spad_writes <= \$795 ;
   always @(posedge clk)
-    cnt_c3_spad_writes <= \$794 ;
+    cnt_c3_spad_writes <= \$796 ;
   always @(posedge clk)
-    inc_residual_reads <= \$795 ;
+    inc_residual_reads <= \$797 ;
   always @(posedge clk)
-    cnt_residual_reads <= \$796 ;
+    cnt_residual_reads <= \$798 ;
   always @(posedge clk)
-    inc_membrane_reads <= \$797 ;
+    inc_membrane_reads <= \$799 ;
   always @(posedge clk)
-    cnt_membrane_reads <= \$798 ;
+    cnt_membrane_reads <= \$800 ;
   always @(posedge clk)
-    inc_membrane_writes <= \$799 ;
+    inc_membrane_writes <= \$801 ;
   always @(posedge clk)
-    cnt_membrane_writes <= \$800 ;
+    cnt_membrane_writes <= \$802 ;
   always @(posedge clk)
-    inc_spikes_writes <= \$801 ;
+    inc_spikes_writes <= \$803 ;
   always @(posedge clk)
-    cnt_spikes_writes <= \$802 ;
+    cnt_spikes_writes <= \$804 ;
   always @(posedge clk)
-    inc_trace_writes <= \$803 ;
+    inc_trace_writes <= \$805 ;
   always @(posedge clk)
-    cnt_trace_writes <= \$804 ;
+    cnt_trace_writes <= \$806 ;
   always @(posedge clk)
-    inc_host_words_in <= \$805 ;
+    inc_host_words_in <= \$807 ;
   always @(posedge clk)
-    cnt_host_words_in <= \$806 ;
+    cnt_host_words_in <= \$808 ;
   always @(posedge clk)
-    inc_host_words_out <= \$807 ;
+    inc_host_words_out <= \$809 ;
   always @(posedge clk)
-    cnt_host_words_out <= \$808 ;
+    cnt_host_words_out <= \$810 ;
   always @(posedge clk)
-    inc_lifg_busy <= \$809 ;
+    inc_lifg_busy <= \$811 ;
   always @(posedge clk)
-    cnt_lifg_busy <= \$810 ;
+    cnt_lifg_busy <= \$812 ;
   always @(posedge clk)
-    inc_lifg_updates <= \$811 ;
+    inc_lifg_updates <= \$813 ;
   always @(posedge clk)
-    cnt_lifg_updates <= \$812 ;
+    cnt_lifg_updates <= \$814 ;
   always @(posedge clk)
-    inc_lifg_saturations <= \$813 ;
+    inc_lifg_saturations <= \$815 ;
   always @(posedge clk)
-    cnt_lifg_saturations <= \$814 ;
+    cnt_lifg_saturations <= \$816 ;
   always @(posedge clk)
-    inc_trace_reads <= \$815 ;
+    inc_trace_reads <= \$817 ;
   always @(posedge clk)
-    cnt_trace_reads <= \$816 ;
+    cnt_trace_reads <= \$818 ;
   always @(posedge clk)
-    inc_lifg_grad_reads <= \$817 ;
+    inc_lifg_grad_reads <= \$819 ;
   always @(posedge clk)
-    cnt_lifg_grad_reads <= \$818 ;
+    cnt_lifg_grad_reads <= \$820 ;
   always @(posedge clk)
-    inc_lifg_grad_writes <= \$819 ;
+    inc_lifg_grad_writes <= \$821 ;
   always @(posedge clk)
-    cnt_lifg_grad_writes <= \$820 ;
+    cnt_lifg_grad_writes <= \$822 ;
   always @(posedge clk)
-    inc_stage_busy <= \$821 ;
+    inc_stage_busy <= \$823 ;
   always @(posedge clk)
-    cnt_stage_busy <= \$822 ;
+    cnt_stage_busy <= \$824 ;
   always @(posedge clk)
-    inc_stage_macs <= \$823 ;
+    inc_stage_macs <= \$825 ;
   always @(posedge clk)
-    cnt_stage_macs <= \$824 ;
+    cnt_stage_macs <= \$826 ;
   always @(posedge clk)
-    inc_wgrad_updates <= \$825 ;
+    inc_wgrad_updates <= \$827 ;
   always @(posedge clk)
-    cnt_wgrad_updates <= \$826 ;
+    cnt_wgrad_updates <= \$828 ;
   always @(posedge clk)
-    inc_wgrad_words <= \$827 ;
+    inc_wgrad_words <= \$829 ;
   always @(posedge clk)
-    cnt_wgrad_words <= \$828 ;
+    cnt_wgrad_words <= \$830 ;
   always @(posedge clk)
-    inc_in_reads <= \$829 ;
+    inc_in_reads <= \$831 ;
   always @(posedge clk)
-    cnt_in_reads <= \$830 ;
+    cnt_in_reads <= \$832 ;
   always @(posedge clk)
-    inc_grad_reads <= \$831 ;
+    inc_grad_reads <= \$833 ;
   always @(posedge clk)
-    cnt_grad_reads <= \$832 ;
+    cnt_grad_reads <= \$834 ;
   always @(posedge clk)
-    inc_weight_reads <= \$833 ;
+    inc_weight_reads <= \$835 ;
   always @(posedge clk)
-    cnt_weight_reads <= \$834 ;
+    cnt_weight_reads <= \$836 ;
   always @(posedge clk)
-    inc_grad_writes <= \$835 ;
+    inc_grad_writes <= \$837 ;
   always @(posedge clk)
-    cnt_grad_writes <= \$836 ;
+    cnt_grad_writes <= \$838 ;
   always @(posedge clk)
-    inc_grad_saturations <= \$837 ;
+    inc_grad_saturations <= \$839 ;
   always @(posedge clk)
-    cnt_grad_saturations <= \$838 ;
+    cnt_grad_saturations <= \$840 ;
   always @(posedge clk)
-    rd_valid1 <= \$839 ;
+    rd_valid1 <= \$841 ;
   always @(posedge clk)
-    rd_sel <= \$840 ;
+    rd_sel <= \$842 ;
   always @(posedge clk)
-    rd_k <= \$841 ;
+    rd_k <= \$843 ;
   always @(posedge clk)
-    rd_reg <= \$842 ;
+    rd_reg <= \$844 ;
   always @(posedge clk)
-    host_rvalid <= \$843 ;
+    host_rvalid <= \$845 ;
   always @(posedge clk)
-    host_rdata <= \$844 ;
+    host_rdata <= \$846 ;
   always @(posedge clk)
-    prev <= \$845 ;
+    prev <= \$847 ;
   always @(posedge clk)
-    \event  <= \$846 ;
+    \event  <= \$848 ;
   assign \$1  = host_addr == 1'h1;
   assign \$2  = host_write & \$1 ;
   assign \$3  = \$2  & host_wdata[0];
@@ -2153,7 +2160,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   assign desc_write = \$8  & \$9 ;
   assign \$10  = host_addr >= 6'h30;
   assign \$11  = host_write & \$10 ;
-  assign \$12  = host_addr < 7'h61;
+  assign \$12  = host_addr < 7'h63;
   assign stage_write = \$11  & \$12 ;
   assign \$13  = host_addr - 11'h400;
   assign \$14  = host_addr >= 11'h400;
@@ -2260,7 +2267,6 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   assign \$116  = host_addr < 15'h5000;
   assign \$117  = \$115  & \$116 ;
   assign \$118  = \$114  & \$117 ;
-  assign \$119  = host_addr - 15'h4000;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     reg_value = 256'h0000000000000000000000000000000000000000000000000000000000000000;
@@ -2455,6 +2461,10 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
           reg_value = { 255'h0000000000000000000000000000000000000000000000000000000000000000, stage[630] };
       15'h0060:
           reg_value = { 255'h0000000000000000000000000000000000000000000000000000000000000000, stage[631] };
+      15'h0061:
+          reg_value = { 240'h000000000000000000000000000000000000000000000000000000000000, stage[647:632] };
+      15'h0062:
+          reg_value = { 240'h000000000000000000000000000000000000000000000000000000000000, stage[663:648] };
       15'h0080:
           reg_value = { 208'h0000000000000000000000000000000000000000000000000000, cnt_cycles };
       15'h0081:
@@ -2835,381 +2845,373 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$706  = stream_in;
+    \$708  = stream_in;
     if (host_write) begin
       if (\$211 ) begin
-        \$706 [23:0] = host_wdata[23:0];
+        \$708 [23:0] = host_wdata[23:0];
       end
       if (\$212 ) begin
-        \$706 [47:24] = host_wdata[23:0];
+        \$708 [47:24] = host_wdata[23:0];
       end
       if (\$213 ) begin
-        \$706 [71:48] = host_wdata[23:0];
+        \$708 [71:48] = host_wdata[23:0];
       end
       if (\$214 ) begin
-        \$706 [95:72] = host_wdata[23:0];
+        \$708 [95:72] = host_wdata[23:0];
       end
       if (\$215 ) begin
-        \$706 [119:96] = host_wdata[23:0];
+        \$708 [119:96] = host_wdata[23:0];
       end
       if (\$216 ) begin
-        \$706 [143:120] = host_wdata[23:0];
+        \$708 [143:120] = host_wdata[23:0];
       end
       if (\$217 ) begin
-        \$706 [167:144] = host_wdata[23:0];
+        \$708 [167:144] = host_wdata[23:0];
       end
     end
     if (rst) begin
-      \$706  = 168'h000000000000000000000000000000000000000000;
+      \$708  = 168'h000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$707  = staging;
+    \$709  = staging;
     if (host_write) begin
       if (\$225 ) begin
         casez (\$226 [2:0])
           3'h0:
-              \$707 [255:0] = host_wdata;
+              \$709 [255:0] = host_wdata;
           3'h1:
-              \$707 [511:256] = host_wdata;
+              \$709 [511:256] = host_wdata;
           3'h2:
-              \$707 [767:512] = host_wdata;
+              \$709 [767:512] = host_wdata;
           3'h3:
-              \$707 [1023:768] = host_wdata;
+              \$709 [1023:768] = host_wdata;
           3'h4:
-              \$707 [1279:1024] = host_wdata;
+              \$709 [1279:1024] = host_wdata;
         endcase
       end
       if (\$233 ) begin
         (* full_case = 32'd1 *)
         casez (\$234 [0])
           1'h0:
-              \$707 [255:0] = host_wdata;
+              \$709 [255:0] = host_wdata;
           1'h1:
-              \$707 [511:256] = host_wdata;
+              \$709 [511:256] = host_wdata;
         endcase
       end
       if (\$242 ) begin
         (* full_case = 32'd1 *)
         casez (\$243 [0])
           1'h0:
-              \$707 [255:0] = host_wdata;
+              \$709 [255:0] = host_wdata;
           1'h1:
-              \$707 [511:256] = host_wdata;
+              \$709 [511:256] = host_wdata;
         endcase
       end
       if (\$251 ) begin
         (* full_case = 32'd1 *)
         casez (\$252 [0])
           1'h0:
-              \$707 [255:0] = host_wdata;
+              \$709 [255:0] = host_wdata;
           1'h1:
-              \$707 [511:256] = host_wdata;
+              \$709 [511:256] = host_wdata;
         endcase
       end
       if (\$260 ) begin
         casez (\$261 [2:0])
           3'h0:
-              \$707 [255:0] = host_wdata;
+              \$709 [255:0] = host_wdata;
           3'h1:
-              \$707 [511:256] = host_wdata;
+              \$709 [511:256] = host_wdata;
           3'h2:
-              \$707 [767:512] = host_wdata;
+              \$709 [767:512] = host_wdata;
           3'h3:
-              \$707 [1023:768] = host_wdata;
+              \$709 [1023:768] = host_wdata;
           3'h4:
-              \$707 [1279:1024] = host_wdata;
+              \$709 [1279:1024] = host_wdata;
         endcase
       end
     end
     if (rst) begin
-      \$707  = 1280'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$709  = 1280'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$708  = desc;
+    \$710  = desc;
     if (host_write) begin
       if (\$262 ) begin
         if (\$263 ) begin
-          \$708 [15:0] = host_wdata[15:0];
+          \$710 [15:0] = host_wdata[15:0];
         end
         if (\$264 ) begin
-          \$708 [31:16] = host_wdata[15:0];
+          \$710 [31:16] = host_wdata[15:0];
         end
         if (\$265 ) begin
-          \$708 [47:32] = host_wdata[15:0];
+          \$710 [47:32] = host_wdata[15:0];
         end
         if (\$266 ) begin
-          \$708 [63:48] = host_wdata[15:0];
+          \$710 [63:48] = host_wdata[15:0];
         end
         if (\$267 ) begin
-          \$708 [79:64] = host_wdata[15:0];
+          \$710 [79:64] = host_wdata[15:0];
         end
         if (\$268 ) begin
-          \$708 [87:80] = host_wdata[7:0];
+          \$710 [87:80] = host_wdata[7:0];
         end
         if (\$269 ) begin
-          \$708 [89:88] = host_wdata[1:0];
+          \$710 [89:88] = host_wdata[1:0];
         end
         if (\$270 ) begin
-          \$708 [121:90] = host_wdata[31:0];
+          \$710 [121:90] = host_wdata[31:0];
         end
         if (\$271 ) begin
-          \$708 [125:122] = host_wdata[3:0];
+          \$710 [125:122] = host_wdata[3:0];
         end
         if (\$272 ) begin
-          \$708 [126] = host_wdata[0];
+          \$710 [126] = host_wdata[0];
         end
         if (\$273 ) begin
-          \$708 [132:127] = host_wdata[5:0];
+          \$710 [132:127] = host_wdata[5:0];
         end
         if (\$274 ) begin
-          \$708 [138:133] = host_wdata[5:0];
+          \$710 [138:133] = host_wdata[5:0];
         end
         if (\$275 ) begin
-          \$708 [144:139] = host_wdata[5:0];
+          \$710 [144:139] = host_wdata[5:0];
         end
         if (\$276 ) begin
-          \$708 [150:145] = host_wdata[5:0];
+          \$710 [150:145] = host_wdata[5:0];
         end
         if (\$277 ) begin
-          \$708 [166:151] = host_wdata[15:0];
+          \$710 [166:151] = host_wdata[15:0];
         end
         if (\$278 ) begin
-          \$708 [172:167] = host_wdata[5:0];
+          \$710 [172:167] = host_wdata[5:0];
         end
         if (\$279 ) begin
-          \$708 [204:173] = host_wdata[31:0];
+          \$710 [204:173] = host_wdata[31:0];
         end
         if (\$280 ) begin
-          \$708 [205] = host_wdata[0];
+          \$710 [205] = host_wdata[0];
         end
         if (\$281 ) begin
-          \$708 [206] = host_wdata[0];
+          \$710 [206] = host_wdata[0];
         end
         if (\$282 ) begin
-          \$708 [207] = host_wdata[0];
+          \$710 [207] = host_wdata[0];
         end
         if (\$283 ) begin
-          \$708 [211:208] = host_wdata[3:0];
+          \$710 [211:208] = host_wdata[3:0];
         end
         if (\$284 ) begin
-          \$708 [227:212] = host_wdata[15:0];
+          \$710 [227:212] = host_wdata[15:0];
         end
         if (\$285 ) begin
-          \$708 [243:228] = host_wdata[15:0];
+          \$710 [243:228] = host_wdata[15:0];
         end
         if (\$286 ) begin
-          \$708 [259:244] = host_wdata[15:0];
+          \$710 [259:244] = host_wdata[15:0];
         end
         if (\$287 ) begin
-          \$708 [261:260] = host_wdata[1:0];
+          \$710 [261:260] = host_wdata[1:0];
         end
         if (\$288 ) begin
-          \$708 [277:262] = host_wdata[15:0];
+          \$710 [277:262] = host_wdata[15:0];
         end
         if (\$289 ) begin
-          \$708 [293:278] = host_wdata[15:0];
+          \$710 [293:278] = host_wdata[15:0];
         end
         if (\$290 ) begin
-          \$708 [309:294] = host_wdata[15:0];
+          \$710 [309:294] = host_wdata[15:0];
         end
         if (\$291 ) begin
-          \$708 [341:310] = host_wdata[31:0];
+          \$710 [341:310] = host_wdata[31:0];
         end
         if (\$292 ) begin
-          \$708 [373:342] = host_wdata[31:0];
+          \$710 [373:342] = host_wdata[31:0];
         end
       end
     end
     if (rst) begin
-      \$708  = 374'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$710  = 374'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$709  = stage;
+    \$711  = stage;
     if (host_write) begin
       if (\$262 ) begin
         if (\$293 ) begin
-          \$709 [1:0] = host_wdata[1:0];
+          \$711 [1:0] = host_wdata[1:0];
         end
         if (\$294 ) begin
-          \$709 [9:2] = host_wdata[7:0];
+          \$711 [9:2] = host_wdata[7:0];
         end
         if (\$295 ) begin
-          \$709 [25:10] = host_wdata[15:0];
+          \$711 [25:10] = host_wdata[15:0];
         end
         if (\$296 ) begin
-          \$709 [41:26] = host_wdata[15:0];
+          \$711 [41:26] = host_wdata[15:0];
         end
         if (\$297 ) begin
-          \$709 [57:42] = host_wdata[15:0];
+          \$711 [57:42] = host_wdata[15:0];
         end
         if (\$298 ) begin
-          \$709 [73:58] = host_wdata[15:0];
+          \$711 [73:58] = host_wdata[15:0];
         end
         if (\$299 ) begin
-          \$709 [93:74] = host_wdata[19:0];
+          \$711 [93:74] = host_wdata[19:0];
         end
         if (\$300 ) begin
-          \$709 [109:94] = host_wdata[15:0];
+          \$711 [109:94] = host_wdata[15:0];
         end
         if (\$301 ) begin
-          \$709 [125:110] = host_wdata[15:0];
+          \$711 [125:110] = host_wdata[15:0];
         end
         if (\$302 ) begin
-          \$709 [126] = host_wdata[0];
+          \$711 [126] = host_wdata[0];
         end
         if (\$303 ) begin
-          \$709 [128:127] = host_wdata[1:0];
+          \$711 [128:127] = host_wdata[1:0];
         end
         if (\$304 ) begin
-          \$709 [130:129] = host_wdata[1:0];
+          \$711 [130:129] = host_wdata[1:0];
         end
         if (\$305 ) begin
-          \$709 [132:131] = host_wdata[1:0];
+          \$711 [132:131] = host_wdata[1:0];
         end
         if (\$306 ) begin
-          \$709 [152:133] = host_wdata[19:0];
+          \$711 [152:133] = host_wdata[19:0];
         end
         if (\$307 ) begin
-          \$709 [172:153] = host_wdata[19:0];
+          \$711 [172:153] = host_wdata[19:0];
         end
         if (\$308 ) begin
-          \$709 [173] = host_wdata[0];
+          \$711 [173] = host_wdata[0];
         end
         if (\$309 ) begin
-          \$709 [179:174] = host_wdata[5:0];
+          \$711 [179:174] = host_wdata[5:0];
         end
         if (\$310 ) begin
-          \$709 [180] = host_wdata[0];
+          \$711 [180] = host_wdata[0];
         end
         if (\$311 ) begin
-          \$709 [212:181] = host_wdata[31:0];
+          \$711 [212:181] = host_wdata[31:0];
         end
         if (\$312 ) begin
-          \$709 [213] = host_wdata[0];
+          \$711 [213] = host_wdata[0];
         end
         if (\$313 ) begin
-          \$709 [219:214] = host_wdata[5:0];
+          \$711 [219:214] = host_wdata[5:0];
         end
         if (\$314 ) begin
-          \$709 [220] = host_wdata[0];
+          \$711 [220] = host_wdata[0];
         end
         if (\$315 ) begin
-          \$709 [240:221] = host_wdata[19:0];
+          \$711 [240:221] = host_wdata[19:0];
         end
         if (\$316 ) begin
-          \$709 [256:241] = host_wdata[15:0];
+          \$711 [256:241] = host_wdata[15:0];
         end
         if (\$317 ) begin
-          \$709 [272:257] = host_wdata[15:0];
+          \$711 [272:257] = host_wdata[15:0];
         end
         if (\$318 ) begin
-          \$709 [274:273] = host_wdata[1:0];
+          \$711 [274:273] = host_wdata[1:0];
         end
         if (\$319 ) begin
-          \$709 [276:275] = host_wdata[1:0];
+          \$711 [276:275] = host_wdata[1:0];
         end
         if (\$320 ) begin
-          \$709 [296:277] = host_wdata[19:0];
+          \$711 [296:277] = host_wdata[19:0];
         end
         if (\$321 ) begin
-          \$709 [297] = host_wdata[0];
+          \$711 [297] = host_wdata[0];
         end
         if (\$322 ) begin
-          \$709 [317:298] = host_wdata[19:0];
+          \$711 [317:298] = host_wdata[19:0];
         end
         if (\$323 ) begin
-          \$709 [337:318] = host_wdata[19:0];
+          \$711 [337:318] = host_wdata[19:0];
         end
         if (\$324 ) begin
-          \$709 [338] = host_wdata[0];
+          \$711 [338] = host_wdata[0];
         end
         if (\$325 ) begin
-          \$709 [339] = host_wdata[0];
+          \$711 [339] = host_wdata[0];
         end
         if (\$326 ) begin
-          \$709 [355:340] = host_wdata[15:0];
+          \$711 [355:340] = host_wdata[15:0];
         end
         if (\$327 ) begin
-          \$709 [361:356] = host_wdata[5:0];
+          \$711 [361:356] = host_wdata[5:0];
         end
         if (\$328 ) begin
-          \$709 [377:362] = host_wdata[15:0];
+          \$711 [377:362] = host_wdata[15:0];
         end
         if (\$329 ) begin
-          \$709 [383:378] = host_wdata[5:0];
+          \$711 [383:378] = host_wdata[5:0];
         end
         if (\$330 ) begin
-          \$709 [384] = host_wdata[0];
+          \$711 [384] = host_wdata[0];
         end
         if (\$331 ) begin
-          \$709 [385] = host_wdata[0];
+          \$711 [385] = host_wdata[0];
         end
         if (\$332 ) begin
-          \$709 [405:386] = host_wdata[19:0];
+          \$711 [405:386] = host_wdata[19:0];
         end
         if (\$333 ) begin
-          \$709 [437:406] = host_wdata[31:0];
+          \$711 [437:406] = host_wdata[31:0];
         end
         if (\$334 ) begin
-          \$709 [469:438] = host_wdata[31:0];
+          \$711 [469:438] = host_wdata[31:0];
         end
         if (\$335 ) begin
-          \$709 [501:470] = host_wdata[31:0];
+          \$711 [501:470] = host_wdata[31:0];
         end
         if (\$336 ) begin
-          \$709 [533:502] = host_wdata[31:0];
+          \$711 [533:502] = host_wdata[31:0];
         end
         if (\$337 ) begin
-          \$709 [565:534] = host_wdata[31:0];
+          \$711 [565:534] = host_wdata[31:0];
         end
         if (\$338 ) begin
-          \$709 [597:566] = host_wdata[31:0];
+          \$711 [597:566] = host_wdata[31:0];
         end
         if (\$339 ) begin
-          \$709 [629:598] = host_wdata[31:0];
+          \$711 [629:598] = host_wdata[31:0];
         end
         if (\$340 ) begin
-          \$709 [630] = host_wdata[0];
+          \$711 [630] = host_wdata[0];
         end
         if (\$341 ) begin
-          \$709 [631] = host_wdata[0];
+          \$711 [631] = host_wdata[0];
+        end
+        if (\$342 ) begin
+          \$711 [647:632] = host_wdata[15:0];
+        end
+        if (\$343 ) begin
+          \$711 [663:648] = host_wdata[15:0];
         end
       end
     end
     if (rst) begin
-      \$709  = 632'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$711  = 664'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$710  = clear;
+    \$712  = clear;
     if (rst) begin
-      \$710  = 1'h0;
+      \$712  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$711  = counts[0];
-    if (rst) begin
-      \$711  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$712  = \$343 [47:0];
-    if (rst) begin
-      \$712  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$713  = counts[1];
+    \$713  = counts[0];
     if (rst) begin
       \$713  = 1'h0;
     end
@@ -3223,7 +3225,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$715  = counts[2];
+    \$715  = counts[1];
     if (rst) begin
       \$715  = 1'h0;
     end
@@ -3237,7 +3239,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$717  = counts[3];
+    \$717  = counts[2];
     if (rst) begin
       \$717  = 1'h0;
     end
@@ -3251,7 +3253,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$719  = counts[22];
+    \$719  = counts[3];
     if (rst) begin
       \$719  = 1'h0;
     end
@@ -3265,7 +3267,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$721  = counts[23];
+    \$721  = counts[22];
     if (rst) begin
       \$721  = 1'h0;
     end
@@ -3279,7 +3281,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$723  = counts[25];
+    \$723  = counts[23];
     if (rst) begin
       \$723  = 1'h0;
     end
@@ -3293,7 +3295,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$725  = counts[26];
+    \$725  = counts[25];
     if (rst) begin
       \$725  = 1'h0;
     end
@@ -3307,7 +3309,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$727  = counts[82];
+    \$727  = counts[26];
     if (rst) begin
       \$727  = 1'h0;
     end
@@ -3321,7 +3323,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$729  = counts[83];
+    \$729  = counts[82];
     if (rst) begin
       \$729  = 1'h0;
     end
@@ -3335,7 +3337,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$731  = counts[69];
+    \$731  = counts[83];
     if (rst) begin
       \$731  = 1'h0;
     end
@@ -3349,7 +3351,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$733  = counts[24];
+    \$733  = counts[69];
     if (rst) begin
       \$733  = 1'h0;
     end
@@ -3363,7 +3365,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$735  = counts[101];
+    \$735  = counts[24];
     if (rst) begin
       \$735  = 1'h0;
     end
@@ -3377,7 +3379,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$737  = counts[84];
+    \$737  = counts[101];
     if (rst) begin
       \$737  = 1'h0;
     end
@@ -3391,7 +3393,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$739  = counts[85];
+    \$739  = counts[84];
     if (rst) begin
       \$739  = 1'h0;
     end
@@ -3405,7 +3407,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$741  = counts[27];
+    \$741  = counts[85];
     if (rst) begin
       \$741  = 1'h0;
     end
@@ -3419,7 +3421,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$743  = counts[28];
+    \$743  = counts[27];
     if (rst) begin
       \$743  = 1'h0;
     end
@@ -3433,7 +3435,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$745  = counts[4];
+    \$745  = counts[28];
     if (rst) begin
       \$745  = 1'h0;
     end
@@ -3447,9 +3449,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$747  = counts[13:7];
+    \$747  = counts[4];
     if (rst) begin
-      \$747  = 7'h00;
+      \$747  = 1'h0;
     end
   end
   always @* begin
@@ -3461,7 +3463,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$749  = counts[20:14];
+    \$749  = counts[13:7];
     if (rst) begin
       \$749  = 7'h00;
     end
@@ -3475,9 +3477,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$751  = counts[46:35];
+    \$751  = counts[20:14];
     if (rst) begin
-      \$751  = 12'h000;
+      \$751  = 7'h00;
     end
   end
   always @* begin
@@ -3489,7 +3491,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$753  = counts[58:47];
+    \$753  = counts[46:35];
     if (rst) begin
       \$753  = 12'h000;
     end
@@ -3503,9 +3505,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$755  = counts[97:91];
+    \$755  = counts[58:47];
     if (rst) begin
-      \$755  = 7'h00;
+      \$755  = 12'h000;
     end
   end
   always @* begin
@@ -3517,9 +3519,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$757  = counts[81:70];
+    \$757  = counts[97:91];
     if (rst) begin
-      \$757  = 12'h000;
+      \$757  = 7'h00;
     end
   end
   always @* begin
@@ -3531,9 +3533,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$759  = counts[108:102];
+    \$759  = counts[81:70];
     if (rst) begin
-      \$759  = 7'h00;
+      \$759  = 12'h000;
     end
   end
   always @* begin
@@ -3545,7 +3547,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$761  = counts[115:109];
+    \$761  = counts[108:102];
     if (rst) begin
       \$761  = 7'h00;
     end
@@ -3559,9 +3561,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$763  = counts[6];
+    \$763  = counts[115:109];
     if (rst) begin
-      \$763  = 1'h0;
+      \$763  = 7'h00;
     end
   end
   always @* begin
@@ -3573,7 +3575,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$765  = counts[31];
+    \$765  = counts[6];
     if (rst) begin
       \$765  = 1'h0;
     end
@@ -3587,7 +3589,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$767  = counts[34];
+    \$767  = counts[31];
     if (rst) begin
       \$767  = 1'h0;
     end
@@ -3601,7 +3603,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$769  = counts[87];
+    \$769  = counts[34];
     if (rst) begin
       \$769  = 1'h0;
     end
@@ -3615,7 +3617,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$771  = counts[88];
+    \$771  = counts[87];
     if (rst) begin
       \$771  = 1'h0;
     end
@@ -3629,7 +3631,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$773  = counts[5];
+    \$773  = counts[88];
     if (rst) begin
       \$773  = 1'h0;
     end
@@ -3643,9 +3645,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$775  = counts[30:29];
+    \$775  = counts[5];
     if (rst) begin
-      \$775  = 2'h0;
+      \$775  = 1'h0;
     end
   end
   always @* begin
@@ -3657,9 +3659,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$777  = counts[21];
+    \$777  = counts[30:29];
     if (rst) begin
-      \$777  = 1'h0;
+      \$777  = 2'h0;
     end
   end
   always @* begin
@@ -3671,9 +3673,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$779  = counts[33:32];
+    \$779  = counts[21];
     if (rst) begin
-      \$779  = 2'h0;
+      \$779  = 1'h0;
     end
   end
   always @* begin
@@ -3685,9 +3687,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$781  = counts[67];
+    \$781  = counts[33:32];
     if (rst) begin
-      \$781  = 1'h0;
+      \$781  = 2'h0;
     end
   end
   always @* begin
@@ -3699,7 +3701,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$783  = counts[86];
+    \$783  = counts[67];
     if (rst) begin
       \$783  = 1'h0;
     end
@@ -3713,7 +3715,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$785  = counts[68];
+    \$785  = counts[86];
     if (rst) begin
       \$785  = 1'h0;
     end
@@ -3727,9 +3729,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$787  = counts[60:59];
+    \$787  = counts[68];
     if (rst) begin
-      \$787  = 2'h0;
+      \$787  = 1'h0;
     end
   end
   always @* begin
@@ -3741,7 +3743,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$789  = counts[62:61];
+    \$789  = counts[60:59];
     if (rst) begin
       \$789  = 2'h0;
     end
@@ -3755,7 +3757,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$791  = counts[64:63];
+    \$791  = counts[62:61];
     if (rst) begin
       \$791  = 2'h0;
     end
@@ -3769,7 +3771,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$793  = counts[66:65];
+    \$793  = counts[64:63];
     if (rst) begin
       \$793  = 2'h0;
     end
@@ -3783,9 +3785,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$795  = counts[89];
+    \$795  = counts[66:65];
     if (rst) begin
-      \$795  = 1'h0;
+      \$795  = 2'h0;
     end
   end
   always @* begin
@@ -3797,7 +3799,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$797  = counts[90];
+    \$797  = counts[89];
     if (rst) begin
       \$797  = 1'h0;
     end
@@ -3811,7 +3813,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$799  = counts[98];
+    \$799  = counts[90];
     if (rst) begin
       \$799  = 1'h0;
     end
@@ -3825,7 +3827,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$801  = counts[99];
+    \$801  = counts[98];
     if (rst) begin
       \$801  = 1'h0;
     end
@@ -3839,7 +3841,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$803  = counts[100];
+    \$803  = counts[99];
     if (rst) begin
       \$803  = 1'h0;
     end
@@ -3853,37 +3855,37 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$805  = \$550 ;
+    \$805  = counts[100];
     if (rst) begin
-      \$805  = 13'h0000;
+      \$805  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$806  = \$552 [47:0];
+    \$806  = \$437 [47:0];
     if (rst) begin
       \$806  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$807  = \$670 ;
+    \$807  = \$552 ;
     if (rst) begin
       \$807  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$808  = \$672 [47:0];
+    \$808  = \$554 [47:0];
     if (rst) begin
       \$808  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$809  = counts[140];
+    \$809  = \$672 ;
     if (rst) begin
-      \$809  = 1'h0;
+      \$809  = 13'h0000;
     end
   end
   always @* begin
@@ -3895,9 +3897,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$811  = counts[146:141];
+    \$811  = counts[140];
     if (rst) begin
-      \$811  = 6'h00;
+      \$811  = 1'h0;
     end
   end
   always @* begin
@@ -3909,9 +3911,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$813  = counts[159:152];
+    \$813  = counts[146:141];
     if (rst) begin
-      \$813  = 8'h00;
+      \$813  = 6'h00;
     end
   end
   always @* begin
@@ -3923,9 +3925,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$815  = counts[147];
+    \$815  = counts[159:152];
     if (rst) begin
-      \$815  = 1'h0;
+      \$815  = 8'h00;
     end
   end
   always @* begin
@@ -3937,9 +3939,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$817  = counts[149:148];
+    \$817  = counts[147];
     if (rst) begin
-      \$817  = 2'h0;
+      \$817  = 1'h0;
     end
   end
   always @* begin
@@ -3951,7 +3953,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$819  = counts[151:150];
+    \$819  = counts[149:148];
     if (rst) begin
       \$819  = 2'h0;
     end
@@ -3965,9 +3967,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$821  = counts[116];
+    \$821  = counts[151:150];
     if (rst) begin
-      \$821  = 1'h0;
+      \$821  = 2'h0;
     end
   end
   always @* begin
@@ -3979,9 +3981,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$823  = counts[122:117];
+    \$823  = counts[116];
     if (rst) begin
-      \$823  = 6'h00;
+      \$823  = 1'h0;
     end
   end
   always @* begin
@@ -3993,7 +3995,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$825  = counts[128:123];
+    \$825  = counts[122:117];
     if (rst) begin
       \$825  = 6'h00;
     end
@@ -4007,9 +4009,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$827  = counts[133];
+    \$827  = counts[128:123];
     if (rst) begin
-      \$827  = 1'h0;
+      \$827  = 6'h00;
     end
   end
   always @* begin
@@ -4021,7 +4023,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$829  = counts[129];
+    \$829  = counts[133];
     if (rst) begin
       \$829  = 1'h0;
     end
@@ -4035,7 +4037,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$831  = counts[130];
+    \$831  = counts[129];
     if (rst) begin
       \$831  = 1'h0;
     end
@@ -4049,7 +4051,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$833  = counts[131];
+    \$833  = counts[130];
     if (rst) begin
       \$833  = 1'h0;
     end
@@ -4063,7 +4065,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$835  = counts[132];
+    \$835  = counts[131];
     if (rst) begin
       \$835  = 1'h0;
     end
@@ -4077,9 +4079,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$837  = counts[139:134];
+    \$837  = counts[132];
     if (rst) begin
-      \$837  = 6'h00;
+      \$837  = 1'h0;
     end
   end
   always @* begin
@@ -4091,63 +4093,77 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$839  = host_read;
+    \$839  = counts[139:134];
     if (rst) begin
-      \$839  = 1'h0;
+      \$839  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$840  = sel_now;
+    \$840  = \$704 [47:0];
     if (rst) begin
-      \$840  = 4'h0;
+      \$840  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$841  = k_now;
+    \$841  = host_read;
     if (rst) begin
-      \$841  = 3'h0;
+      \$841  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$842  = reg_value;
+    \$842  = sel_now;
     if (rst) begin
-      \$842  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$842  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$843  = rd_valid1;
+    \$843  = k_now;
     if (rst) begin
-      \$843  = 1'h0;
+      \$843  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$844  = out_value;
+    \$844  = reg_value;
     if (rst) begin
       \$844  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$845  = { done, stream_out };
+    \$845  = rd_valid1;
     if (rst) begin
-      \$845  = 169'h0000000000000000000000000000000000000000000;
+      \$845  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$846  = \event ;
-    if (\$703 ) begin
-      \$846  = 1'h1;
-    end else if (\$705 ) begin
-      \$846  = 1'h0;
+    \$846  = out_value;
+    if (rst) begin
+      \$846  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$847  = { done, stream_out };
+    if (rst) begin
+      \$847  = 169'h0000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$848  = \event ;
+    if (\$705 ) begin
+      \$848  = 1'h1;
+    end else if (\$707 ) begin
+      \$848  = 1'h0;
     end
     if (rst) begin
-      \$846  = 1'h0;
+      \$848  = 1'h0;
     end
   end
   assign regions__w1__wr_data = host_wdata;
@@ -4258,6 +4274,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   assign \stage.key_affine  = stage[629:598];
   assign \stage.pack  = stage[630];
   assign \stage.straddle  = stage[631];
+  assign \stage.out_rows  = stage[647:632];
+  assign \stage.out_cols  = stage[663:648];
   assign \counts.cycles  = counts[0];
   assign \counts.c1_busy  = counts[1];
   assign \counts.c1_stall  = counts[2];
@@ -4359,45 +4377,45 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$357
   assign regions__trace__wr_en = \$141 ;
   assign regions__wgrad__addr = { 3'h0, \$143 [14:3] };
   assign \$230  = \$229 ;
-  assign \$440  = \$439 ;
-  assign \$441  = 1'h1;
-  assign \$442  = \$439 ;
-  assign \$447  = \$446 ;
-  assign \$448  = 1'h1;
-  assign \$449  = \$446 ;
-  assign \$455  = \$454 ;
-  assign \$456  = 1'h1;
-  assign \$457  = \$454 ;
-  assign \$463  = \$462 ;
-  assign \$464  = 1'h1;
-  assign \$465  = \$462 ;
-  assign \$481  = \$480 ;
-  assign \$482  = 1'h1;
-  assign \$483  = \$480 ;
-  assign \$489  = \$488 ;
-  assign \$510  = 1'h1;
-  assign \$511  = \$509 ;
-  assign \$529  = 1'h1;
-  assign \$530  = \$528 ;
-  assign \$538  = 1'h1;
-  assign \$539  = \$537 ;
-  assign \$559  = 1'h1;
-  assign \$560  = \$558 ;
-  assign \$567  = 1'h1;
-  assign \$568  = \$566 ;
-  assign \$576  = 1'h1;
-  assign \$577  = \$575 ;
-  assign \$585  = 1'h1;
-  assign \$586  = \$584 ;
-  assign \$604  = 1'h1;
-  assign \$605  = \$603 ;
-  assign \$621  = \$620 ;
-  assign \$630  = \$629 ;
-  assign \$631  = 1'h1;
-  assign \$632  = \$629 ;
-  assign \$650  = 1'h1;
-  assign \$651  = \$649 ;
-  assign \$657  = \$656 ;
-  assign \$658  = 1'h1;
-  assign \$659  = \$656 ;
+  assign \$442  = \$441 ;
+  assign \$443  = 1'h1;
+  assign \$444  = \$441 ;
+  assign \$449  = \$448 ;
+  assign \$450  = 1'h1;
+  assign \$451  = \$448 ;
+  assign \$457  = \$456 ;
+  assign \$458  = 1'h1;
+  assign \$459  = \$456 ;
+  assign \$465  = \$464 ;
+  assign \$466  = 1'h1;
+  assign \$467  = \$464 ;
+  assign \$483  = \$482 ;
+  assign \$484  = 1'h1;
+  assign \$485  = \$482 ;
+  assign \$491  = \$490 ;
+  assign \$512  = 1'h1;
+  assign \$513  = \$511 ;
+  assign \$531  = 1'h1;
+  assign \$532  = \$530 ;
+  assign \$540  = 1'h1;
+  assign \$541  = \$539 ;
+  assign \$561  = 1'h1;
+  assign \$562  = \$560 ;
+  assign \$569  = 1'h1;
+  assign \$570  = \$568 ;
+  assign \$578  = 1'h1;
+  assign \$579  = \$577 ;
+  assign \$587  = 1'h1;
+  assign \$588  = \$586 ;
+  assign \$606  = 1'h1;
+  assign \$607  = \$605 ;
+  assign \$623  = \$622 ;
+  assign \$632  = \$631 ;
+  assign \$633  = 1'h1;
+  assign \$634  = \$631 ;
+  assign \$652  = 1'h1;
+  assign \$653  = \$651 ;
+  assign \$659  = \$658 ;
+  assign \$660  = 1'h1;
+  assign \$661  = \$658 ;
 endmodule

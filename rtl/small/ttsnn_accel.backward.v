@@ -2,7 +2,7 @@
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__en, \port$18228$0 , \port$18231$0 , trace__en, trace__addr, affine__en, grad_w2__en, grad_w2__addr, grad_w2__data, \port$22057$0 
-, grad__data, inp__data, affine__data, weights__data, trace__data, counts, weights__addr, \port$24429$0 , stage, clk);
+, grad__data, inp__data, affine__data, weights__data, trace__data, counts, weights__addr, \port$24437$0 , stage, clk);
   wire \$1 ;
   wire [15:0] \$10 ;
   wire \$2 ;
@@ -116,13 +116,13 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   wire [79:0] \port$18231$0 ;
   input [14:0] \port$22057$0 ;
   wire [14:0] \port$22057$0 ;
-  output [15:0] \port$24429$0 ;
-  wire [15:0] \port$24429$0 ;
+  output [15:0] \port$24437$0 ;
+  wire [15:0] \port$24437$0 ;
   input rst;
   wire rst;
-  input [631:0] stage;
-  wire [631:0] stage;
-  wire [631:0] \stage$1 ;
+  input [663:0] stage;
+  wire [663:0] stage;
+  wire [663:0] \stage$1 ;
   wire [19:0] \stage$1.acc_base ;
   wire \stage$1.acc_clear ;
   wire \stage$1.alt_left ;
@@ -158,6 +158,8 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   wire [5:0] \stage$1.leak_shift ;
   wire [19:0] \stage$1.out_base ;
   wire [15:0] \stage$1.out_channels ;
+  wire [15:0] \stage$1.out_cols ;
+  wire [15:0] \stage$1.out_rows ;
   wire \stage$1.pack ;
   wire \stage$1.pool ;
   wire \stage$1.requant ;
@@ -172,7 +174,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   wire \stage$1.use_extra ;
   wire \stage$1.use_schedule ;
   wire [19:0] \stage$1.w_base ;
-  wire [631:0] \stage$2 ;
+  wire [663:0] \stage$2 ;
   wire [19:0] \stage$2.acc_base ;
   wire \stage$2.acc_clear ;
   wire \stage$2.alt_left ;
@@ -208,6 +210,8 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   wire [5:0] \stage$2.leak_shift ;
   wire [19:0] \stage$2.out_base ;
   wire [15:0] \stage$2.out_channels ;
+  wire [15:0] \stage$2.out_cols ;
+  wire [15:0] \stage$2.out_rows ;
   wire \stage$2.pack ;
   wire \stage$2.pool ;
   wire \stage$2.requant ;
@@ -257,6 +261,8 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   wire [5:0] \stage.leak_shift ;
   wire [19:0] \stage.out_base ;
   wire [15:0] \stage.out_channels ;
+  wire [15:0] \stage.out_cols ;
+  wire [15:0] \stage.out_rows ;
   wire \stage.pack ;
   wire \stage.pool ;
   wire \stage.requant ;
@@ -389,7 +395,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   assign acc_rd_data = { \$5 [79:60], \$4 [79:60], \$5 [59:40], \$4 [59:40], \$5 [39:20], \$4 [39:20], \$5 [19:0], \$4 [19:0] };
   assign \port$18228$0  = \$4 ;
   assign \port$18231$0  = \$5 ;
-  assign \port$24429$0  = \$10 ;
+  assign \port$24437$0  = \$10 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -439,6 +445,8 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   assign \stage.key_affine  = stage[629:598];
   assign \stage.pack  = stage[630];
   assign \stage.straddle  = stage[631];
+  assign \stage.out_rows  = stage[647:632];
+  assign \stage.out_cols  = stage[663:648];
   assign \stage$1.kind  = stage[1:0];
   assign \stage$1.timesteps  = stage[9:2];
   assign \stage$1.rows  = stage[25:10];
@@ -488,6 +496,8 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   assign \stage$1.key_affine  = stage[629:598];
   assign \stage$1.pack  = stage[630];
   assign \stage$1.straddle  = stage[631];
+  assign \stage$1.out_rows  = stage[647:632];
+  assign \stage$1.out_cols  = stage[663:648];
   assign \stage$2.kind  = stage[1:0];
   assign \stage$2.timesteps  = stage[9:2];
   assign \stage$2.rows  = stage[25:10];
@@ -537,6 +547,8 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   assign \stage$2.key_affine  = stage[629:598];
   assign \stage$2.pack  = stage[630];
   assign \stage$2.straddle  = stage[631];
+  assign \stage$2.out_rows  = stage[647:632];
+  assign \stage$2.out_cols  = stage[663:648];
   assign \counts.stage_busy  = counts[0];
   assign \counts.stage_macs  = counts[3:1];
   assign \counts.wgrad_updates  = counts[6:4];
@@ -15183,8 +15195,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, 
   reg [2:0] slot_n = 3'h0;
   reg [1:0] slot_s = 2'h0;
   reg [63:0] slot_words = 64'h0000000000000000;
-  input [631:0] stage;
-  wire [631:0] stage;
+  input [663:0] stage;
+  wire [663:0] stage;
   wire [19:0] \stage.acc_base ;
   wire \stage.acc_clear ;
   wire \stage.alt_left ;
@@ -15220,6 +15232,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, 
   wire [5:0] \stage.leak_shift ;
   wire [19:0] \stage.out_base ;
   wire [15:0] \stage.out_channels ;
+  wire [15:0] \stage.out_cols ;
+  wire [15:0] \stage.out_rows ;
   wire \stage.pack ;
   wire \stage.pool ;
   wire \stage.requant ;
@@ -29629,7 +29643,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$14249  = { 4'h0, stage[41:26] };
+    \$14249  = { 4'h0, stage[663:648] };
     if (rst) begin
       \$14249  = 20'h00000;
     end
@@ -29650,14 +29664,14 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$14252  = { 4'h0, stage[25:10] };
+    \$14252  = { 4'h0, stage[647:632] };
     if (rst) begin
       \$14252  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$14253  = { 4'h0, stage[41:26] };
+    \$14253  = { 4'h0, stage[663:648] };
     if (rst) begin
       \$14253  = 20'h00000;
     end
@@ -30787,6 +30801,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, 
   assign \stage.key_affine  = stage[629:598];
   assign \stage.pack  = stage[630];
   assign \stage.straddle  = stage[631];
+  assign \stage.out_rows  = stage[647:632];
+  assign \stage.out_cols  = stage[663:648];
   assign \counts.stage_busy  = counts[0];
   assign \counts.stage_macs  = counts[3:1];
   assign \counts.wgrad_updates  = counts[6:4];
@@ -37532,8 +37548,8 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire [3:0] sat_lif;
   wire [63:0] scale;
   wire [3:0] spike;
-  input [631:0] stage;
-  wire [631:0] stage;
+  input [663:0] stage;
+  wire [663:0] stage;
   wire [19:0] \stage.acc_base ;
   wire \stage.acc_clear ;
   wire \stage.alt_left ;
@@ -37569,6 +37585,8 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire [5:0] \stage.leak_shift ;
   wire [19:0] \stage.out_base ;
   wire [15:0] \stage.out_channels ;
+  wire [15:0] \stage.out_cols ;
+  wire [15:0] \stage.out_rows ;
   wire \stage.pack ;
   wire \stage.pool ;
   wire \stage.requant ;
@@ -40379,11 +40397,11 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
     .height_mul(stage[347:340]),
     .leak_shift(stage[383:378]),
     .load(load),
-    .\port$23291$0 (trace__data[1:0]),
-    .\port$23291$12 (trace__data[13:12]),
-    .\port$23291$4 (trace__data[5:4]),
-    .\port$23291$8 (trace__data[9:8]),
-    .\port$25139$356 (stage[369:356]),
+    .\port$23299$0 (trace__data[1:0]),
+    .\port$23299$12 (trace__data[13:12]),
+    .\port$23299$4 (trace__data[5:4]),
+    .\port$23299$8 (trace__data[9:8]),
+    .\port$25147$356 (stage[369:356]),
     .restart(restart),
     .rst(rst),
     .sat_aff0(\$2606 ),
@@ -42096,6 +42114,8 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign \stage.key_affine  = stage[629:598];
   assign \stage.pack  = stage[630];
   assign \stage.straddle  = stage[631];
+  assign \stage.out_rows  = stage[647:632];
+  assign \stage.out_cols  = stage[663:648];
   assign \counts.lifg_busy  = counts[0];
   assign \counts.lifg_updates  = counts[3:1];
   assign \counts.trace_reads  = counts[4];
@@ -42249,8 +42269,8 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$23291$0 , \port$23291$4 , \port$23291$8 , \port$23291$12 , restart, load, g_p0, sat_aff0, d_out0_z3, g_cur_out0_z2, sat_lif_out0_z3, sat_cur_out0_z2, g_p1, sat_aff1, d_out1_z3, g_cur_out1_z2
-, sat_lif_out1_z3, sat_cur_out1_z2, g_p2, sat_aff2, d_out2_z3, g_cur_out2_z2, sat_lif_out2_z3, sat_cur_out2_z2, g_p3, sat_aff3, d_out3_z3, g_cur_out3_z2, sat_lif_out3_z3, sat_cur_out3_z2, affine_shift, height_mul, \port$25139$356 , leak_shift, clk);
+module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$23299$0 , \port$23299$4 , \port$23299$8 , \port$23299$12 , restart, load, g_p0, sat_aff0, d_out0_z3, g_cur_out0_z2, sat_lif_out0_z3, sat_cur_out0_z2, g_p1, sat_aff1, d_out1_z3, g_cur_out1_z2
+, sat_lif_out1_z3, sat_cur_out1_z2, g_p2, sat_aff2, d_out2_z3, g_cur_out2_z2, sat_lif_out2_z3, sat_cur_out2_z2, g_p3, sat_aff3, d_out3_z3, g_cur_out3_z2, sat_lif_out3_z3, sat_cur_out3_z2, affine_shift, height_mul, \port$25147$356 , leak_shift, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire [24:0] \$10 ;
@@ -43188,16 +43208,16 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$232
   reg load_z3 = 1'h0;
   (* init = 1'h0 *)
   wire out_valid;
-  input [1:0] \port$23291$0 ;
-  wire [1:0] \port$23291$0 ;
-  input [1:0] \port$23291$12 ;
-  wire [1:0] \port$23291$12 ;
-  input [1:0] \port$23291$4 ;
-  wire [1:0] \port$23291$4 ;
-  input [1:0] \port$23291$8 ;
-  wire [1:0] \port$23291$8 ;
-  input [13:0] \port$25139$356 ;
-  wire [13:0] \port$25139$356 ;
+  input [1:0] \port$23299$0 ;
+  wire [1:0] \port$23299$0 ;
+  input [1:0] \port$23299$12 ;
+  wire [1:0] \port$23299$12 ;
+  input [1:0] \port$23299$4 ;
+  wire [1:0] \port$23299$4 ;
+  input [1:0] \port$23299$8 ;
+  wire [1:0] \port$23299$8 ;
+  input [13:0] \port$25147$356 ;
+  wire [13:0] \port$25147$356 ;
   input restart;
   wire restart;
   reg restart_z1 = 1'h0;
@@ -43401,20 +43421,20 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$232
   assign \$275  = \$264  ? \$268  : \$274 [31:0];
   assign \$276  = $signed(\$263 ) != $signed(\$275 );
   assign \$277  = $signed(e2_z1) * $signed({ 1'h0, height_mul });
-  assign \$278  = ! \port$25139$356 [5:0];
-  assign \$279  = ! \port$25139$356 [5:0];
-  assign \$280  = \port$25139$356 [5:0] - 1'h1;
+  assign \$278  = ! \port$25147$356 [5:0];
+  assign \$279  = ! \port$25147$356 [5:0];
+  assign \$280  = \port$25147$356 [5:0] - 1'h1;
   assign \$281  = \$279  ? 6'h00 : \$280 [5:0];
   assign \$282  = $signed(height_prod2) >>> \$281 ;
-  assign \$283  = ! \port$25139$356 [5:0];
-  assign \$284  = \port$25139$356 [5:0] - 1'h1;
+  assign \$283  = ! \port$25147$356 [5:0];
+  assign \$284  = \port$25147$356 [5:0] - 1'h1;
   assign \$285  = \$283  ? 6'h00 : \$284 [5:0];
   assign \$286  = $signed(height_prod2) >>> \$285 ;
   assign \$287  = $signed(\$286 ) + $signed(2'h1);
   assign \$289  = \$278  ? \$282  : \$288 [24:0];
   assign \$290  = window2_z2 ? \$289  : 25'h0000000;
   assign \$291  = restart_z2 ? 16'h0000 : d2;
-  assign \$292  = $signed(\$291 ) * $signed({ 1'h0, \port$25139$356 [13:6] });
+  assign \$292  = $signed(\$291 ) * $signed({ 1'h0, \port$25147$356 [13:6] });
   assign \$293  = $signed(\$632 [27:1]) > $signed(16'h7fff);
   assign \$294  = $signed(\$632 [27:1]) < $signed(16'h8000);
   assign \$295  = \$294  ? 16'h8000 : \$632 [16:1];
@@ -43529,20 +43549,20 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$232
   assign \$411  = \$400  ? \$404  : \$410 [31:0];
   assign \$412  = $signed(\$399 ) != $signed(\$411 );
   assign \$413  = $signed(e3_z1) * $signed({ 1'h0, height_mul });
-  assign \$414  = ! \port$25139$356 [5:0];
-  assign \$415  = ! \port$25139$356 [5:0];
-  assign \$416  = \port$25139$356 [5:0] - 1'h1;
+  assign \$414  = ! \port$25147$356 [5:0];
+  assign \$415  = ! \port$25147$356 [5:0];
+  assign \$416  = \port$25147$356 [5:0] - 1'h1;
   assign \$417  = \$415  ? 6'h00 : \$416 [5:0];
   assign \$418  = $signed(height_prod3) >>> \$417 ;
-  assign \$419  = ! \port$25139$356 [5:0];
-  assign \$420  = \port$25139$356 [5:0] - 1'h1;
+  assign \$419  = ! \port$25147$356 [5:0];
+  assign \$420  = \port$25147$356 [5:0] - 1'h1;
   assign \$421  = \$419  ? 6'h00 : \$420 [5:0];
   assign \$422  = $signed(height_prod3) >>> \$421 ;
   assign \$423  = $signed(\$422 ) + $signed(2'h1);
   assign \$425  = \$414  ? \$418  : \$424 [24:0];
   assign \$426  = window3_z2 ? \$425  : 25'h0000000;
   assign \$427  = restart_z2 ? 16'h0000 : d3;
-  assign \$428  = $signed(\$427 ) * $signed({ 1'h0, \port$25139$356 [13:6] });
+  assign \$428  = $signed(\$427 ) * $signed({ 1'h0, \port$25147$356 [13:6] });
   assign \$429  = $signed(\$660 [27:1]) > $signed(16'h7fff);
   assign \$430  = $signed(\$660 [27:1]) < $signed(16'h8000);
   assign \$431  = \$430  ? 16'h8000 : \$660 [16:1];
@@ -44077,20 +44097,20 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$232
   assign \$3  = \$1  ? 7'h00 : \$2 ;
   assign \$4  = ! leak_shift;
   assign \$5  = $signed(e0_z1) * $signed({ 1'h0, height_mul });
-  assign \$6  = ! \port$25139$356 [5:0];
-  assign \$7  = ! \port$25139$356 [5:0];
-  assign \$8  = \port$25139$356 [5:0] - 1'h1;
+  assign \$6  = ! \port$25147$356 [5:0];
+  assign \$7  = ! \port$25147$356 [5:0];
+  assign \$8  = \port$25147$356 [5:0] - 1'h1;
   assign \$9  = \$7  ? 6'h00 : \$8 [5:0];
   assign \$10  = $signed(height_prod0) >>> \$9 ;
-  assign \$11  = ! \port$25139$356 [5:0];
-  assign \$12  = \port$25139$356 [5:0] - 1'h1;
+  assign \$11  = ! \port$25147$356 [5:0];
+  assign \$12  = \port$25147$356 [5:0] - 1'h1;
   assign \$13  = \$11  ? 6'h00 : \$12 [5:0];
   assign \$14  = $signed(height_prod0) >>> \$13 ;
   assign \$15  = $signed(\$14 ) + $signed(2'h1);
   assign \$17  = \$6  ? \$10  : \$16 [24:0];
   assign \$18  = window0_z2 ? \$17  : 25'h0000000;
   assign \$19  = restart_z2 ? 16'h0000 : d0;
-  assign \$20  = $signed(\$19 ) * $signed({ 1'h0, \port$25139$356 [13:6] });
+  assign \$20  = $signed(\$19 ) * $signed({ 1'h0, \port$25147$356 [13:6] });
   assign \$21  = $signed(\$576 [27:1]) > $signed(16'h7fff);
   assign \$22  = $signed(\$576 [27:1]) < $signed(16'h8000);
   assign \$23  = \$22  ? 16'h8000 : \$576 [16:1];
@@ -44205,20 +44225,20 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$232
   assign \$139  = \$128  ? \$132  : \$138 [31:0];
   assign \$140  = $signed(\$127 ) != $signed(\$139 );
   assign \$141  = $signed(e1_z1) * $signed({ 1'h0, height_mul });
-  assign \$142  = ! \port$25139$356 [5:0];
-  assign \$143  = ! \port$25139$356 [5:0];
-  assign \$144  = \port$25139$356 [5:0] - 1'h1;
+  assign \$142  = ! \port$25147$356 [5:0];
+  assign \$143  = ! \port$25147$356 [5:0];
+  assign \$144  = \port$25147$356 [5:0] - 1'h1;
   assign \$145  = \$143  ? 6'h00 : \$144 [5:0];
   assign \$146  = $signed(height_prod1) >>> \$145 ;
-  assign \$147  = ! \port$25139$356 [5:0];
-  assign \$148  = \port$25139$356 [5:0] - 1'h1;
+  assign \$147  = ! \port$25147$356 [5:0];
+  assign \$148  = \port$25147$356 [5:0] - 1'h1;
   assign \$149  = \$147  ? 6'h00 : \$148 [5:0];
   assign \$150  = $signed(height_prod1) >>> \$149 ;
   assign \$151  = $signed(\$150 ) + $signed(2'h1);
   assign \$153  = \$142  ? \$146  : \$152 [24:0];
   assign \$154  = window1_z2 ? \$153  : 25'h0000000;
   assign \$155  = restart_z2 ? 16'h0000 : d1;
-  assign \$156  = $signed(\$155 ) * $signed({ 1'h0, \port$25139$356 [13:6] });
+  assign \$156  = $signed(\$155 ) * $signed({ 1'h0, \port$25147$356 [13:6] });
   assign \$157  = $signed(\$604 [27:1]) > $signed(16'h7fff);
   assign \$158  = $signed(\$604 [27:1]) < $signed(16'h8000);
   assign \$159  = \$158  ? 16'h8000 : \$604 [16:1];
@@ -44361,7 +44381,7 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$232
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$678  = \port$23291$0 [1];
+    \$678  = \port$23299$0 [1];
     if (rst) begin
       \$678  = 1'h0;
     end
@@ -44375,7 +44395,7 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$232
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$680  = \port$23291$0 [0];
+    \$680  = \port$23299$0 [0];
     if (rst) begin
       \$680  = 1'h0;
     end
@@ -44623,7 +44643,7 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$232
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$715  = \port$23291$4 [1];
+    \$715  = \port$23299$4 [1];
     if (rst) begin
       \$715  = 1'h0;
     end
@@ -44637,7 +44657,7 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$232
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$717  = \port$23291$4 [0];
+    \$717  = \port$23299$4 [0];
     if (rst) begin
       \$717  = 1'h0;
     end
@@ -44885,7 +44905,7 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$232
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$752  = \port$23291$8 [1];
+    \$752  = \port$23299$8 [1];
     if (rst) begin
       \$752  = 1'h0;
     end
@@ -44899,7 +44919,7 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$232
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$754  = \port$23291$8 [0];
+    \$754  = \port$23299$8 [0];
     if (rst) begin
       \$754  = 1'h0;
     end
@@ -45147,7 +45167,7 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$232
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$789  = \port$23291$12 [1];
+    \$789  = \port$23299$12 [1];
     if (rst) begin
       \$789  = 1'h0;
     end
@@ -45161,7 +45181,7 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$232
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$791  = \port$23291$12 [0];
+    \$791  = \port$23299$12 [0];
     if (rst) begin
       \$791  = 1'h0;
     end
@@ -45386,10 +45406,10 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$232
       \$822  = 1'h0;
     end
   end
-  assign window = { \port$23291$12 [1], \port$23291$8 [1], \port$23291$4 [1], \port$23291$0 [1] };
-  assign spike = { \port$23291$12 [0], \port$23291$8 [0], \port$23291$4 [0], \port$23291$0 [0] };
-  assign height_shift = \port$25139$356 [5:0];
-  assign leak_mul = \port$25139$356 [13:6];
+  assign window = { \port$23299$12 [1], \port$23299$8 [1], \port$23299$4 [1], \port$23299$0 [1] };
+  assign spike = { \port$23299$12 [0], \port$23299$8 [0], \port$23299$4 [0], \port$23299$0 [0] };
+  assign height_shift = \port$25147$356 [5:0];
+  assign leak_mul = \port$25147$356 [13:6];
   assign v0 = \$576 [27:1];
   assign v1 = \$604 [27:1];
   assign v2 = \$632 [27:1];

@@ -857,8 +857,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] spikes__addr;
   wire [3:0] spikes__data;
   wire spikes__en;
-  wire [631:0] stage;
-  wire [631:0] \stage$25 ;
+  wire [663:0] stage;
+  wire [663:0] \stage$25 ;
   wire [19:0] \stage$25.acc_base ;
   wire \stage$25.acc_clear ;
   wire \stage$25.alt_left ;
@@ -894,6 +894,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [5:0] \stage$25.leak_shift ;
   wire [19:0] \stage$25.out_base ;
   wire [15:0] \stage$25.out_channels ;
+  wire [15:0] \stage$25.out_cols ;
+  wire [15:0] \stage$25.out_rows ;
   wire \stage$25.pack ;
   wire \stage$25.pool ;
   wire \stage$25.requant ;
@@ -943,6 +945,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [5:0] \stage.leak_shift ;
   wire [19:0] \stage.out_base ;
   wire [15:0] \stage.out_channels ;
+  wire [15:0] \stage.out_cols ;
+  wire [15:0] \stage.out_rows ;
   wire \stage.pack ;
   wire \stage.pool ;
   wire \stage.requant ;
@@ -1106,7 +1110,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .\port$18228$0 (\$84 ),
     .\port$18231$0 (\$85 ),
     .\port$22057$0 (regions__wgrad__addr),
-    .\port$24429$0 (\$86 ),
+    .\port$24437$0 (\$86 ),
     .rst(rst),
     .stage(stage),
     .\start$4 (\start$361 ),
@@ -1166,7 +1170,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .line4__data(e23_line4__data),
     .line4__en(e23_line4__en),
     .\port$2477$0 (\$68 ),
-    .\port$25133$96 (stream_in[143:96]),
+    .\port$25141$96 (stream_in[143:96]),
     .\port$2517$0 (\$69 ),
     .\port$2557$0 (\$70 ),
     .\port$2597$0 (\$71 ),
@@ -1211,11 +1215,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_out__addr(e4_membrane_out__addr),
     .membrane_out__en(e4_membrane_out__en),
     .out_rows(out_rows),
-    .\port$23957$0 (\$80 ),
-    .\port$23971$0 (\$81 ),
-    .\port$23985$0 (\$82 ),
-    .\port$23999$0 (\$83 ),
-    .\port$25133$24 (stream_in[95:24]),
+    .\port$23965$0 (\$80 ),
+    .\port$23979$0 (\$81 ),
+    .\port$23993$0 (\$82 ),
+    .\port$24007$0 (\$83 ),
+    .\port$25141$24 (stream_in[95:24]),
     .\port$2940$0 (\$72 ),
     .\port$2941$0 (\$73 ),
     .\port$2942$0 (\$74 ),
@@ -1404,13 +1408,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .host__w3__rd_en(host__w3__rd_en),
     .host__w4__addr(host__w4__addr),
     .host__w4__rd_en(host__w4__rd_en),
-    .\port$23957$0 (\$80 ),
-    .\port$23971$0 (\$81 ),
-    .\port$23985$0 (\$82 ),
-    .\port$23999$0 (\$83 ),
-    .\port$24429$0 (\$86 ),
+    .\port$23965$0 (\$80 ),
+    .\port$23979$0 (\$81 ),
+    .\port$23993$0 (\$82 ),
+    .\port$24007$0 (\$83 ),
+    .\port$24437$0 (\$86 ),
     .\port$2477$0 (\$68 ),
-    .\port$25135$0 (\$87 ),
+    .\port$25143$0 (\$87 ),
     .\port$2517$0 (\$69 ),
     .\port$2557$0 (\$70 ),
     .\port$2597$0 (\$71 ),
@@ -1831,6 +1835,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \stage.key_affine  = stage[629:598];
   assign \stage.pack  = stage[630];
   assign \stage.straddle  = stage[631];
+  assign \stage.out_rows  = stage[647:632];
+  assign \stage.out_cols  = stage[663:648];
   assign \stage$25.kind  = stage[1:0];
   assign \stage$25.timesteps  = stage[9:2];
   assign \stage$25.rows  = stage[25:10];
@@ -1880,6 +1886,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \stage$25.key_affine  = stage[629:598];
   assign \stage$25.pack  = stage[630];
   assign \stage$25.straddle  = stage[631];
+  assign \stage$25.out_rows  = stage[647:632];
+  assign \stage$25.out_cols  = stage[663:648];
   assign \desc$26.in_channels  = desc[15:0];
   assign \desc$26.rank  = desc[31:16];
   assign \desc$26.out_channels  = desc[47:32];
