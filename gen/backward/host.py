@@ -345,7 +345,8 @@ class BackwardTile:
 def backward_layer_programs(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, spikes: np.ndarray,
                             window: np.ndarray, argmax: np.ndarray | None, shifts: Mapping[str, int],
                             g_extra: np.ndarray | None = None, height_mul: int = 1, height_shift: int = 0,
-                            sample: int = 0, seed: int = 0) -> list[BackwardTile]:
+                            sample: int = 0, seed: int = 0,
+                            tile: tuple[int, int, int] | None = None) -> list[BackwardTile]:
     """A whole layer's backward pass as the largest tiles that fit the backward memories
     (docs/architecture.md, "Backward datapath"; the same choice as ``python -m gen.perf
     --backward``), each tile's timesteps in chunks where that takes fewer cycles
@@ -357,7 +358,8 @@ def backward_layer_programs(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.nd
     therefore run in order on one accelerator (the first writes the stage weights, the last
     reads the sums, a chunk leaves the LIF gradient to the next in the gradient buffer;
     :func:`combine_tiles`). ``sample``/``seed``: the stochastic rounding's sample index and
-    seed (each tile's dither is placed at its layer coordinates)."""
+    seed (each tile's dither is placed at its layer coordinates). ``tile``: ``(h, w, k)`` instead
+    of the planner's choice (a test that needs several tiles of a layer one tile would cover)."""
     from .planner import backward_tile_shape
 
     hmap = host_map(cfg)
@@ -365,7 +367,7 @@ def backward_layer_programs(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.nd
     s = 2 if qlayer.pool else 1
     # the largest tile whose tensors fit; when even the smallest does not, or the weights do not,
     # backward_program names the memory that is too small (BackwardDoesNotFit)
-    h, w, k, _ = backward_tile_shape(cfg, qlayer, T, H, W, qlayer.full_timesteps(T), g_extra is not None)
+    h, w, k = tile or backward_tile_shape(cfg, qlayer, T, H, W, qlayer.full_timesteps(T), g_extra is not None)[:3]
     pad = lambda a: None if a is None else np.pad(np.asarray(a), ((0, 0), (0, 0), (1, 1), (1, 1)))  # noqa: E731
     xp, ep, gp = pad(x), pad(e), pad(g_extra)
     sp, wp, ap = pad(spikes), pad(window), pad(argmax)

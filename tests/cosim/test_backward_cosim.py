@@ -131,15 +131,16 @@ def test_a_layer_with_lanes_straddling_pixels_on_the_verilog(tmp_path, mode, poo
     lanes written with lane write enables), here ``q1`` (16 input spikes: one input word per
     pixel) and ``G4^T``, and the outer product ``dW1`` (each pass's pixels' gradient words read
     once, each accumulator lane adding its channel's products of up to two pixels), in both of
-    the layer's two tiles. Bit-exact against the golden backward of the untiled layer in ONE
-    simulator process; each program's counters equal the cycle model."""
+    the layer's two 2 x 6 tiles (the planner would run the 4 x 6 layer as one tile, its ring all
+    outside: the tiles are given here). Bit-exact against the golden backward of the untiled
+    layer in ONE simulator process; each program's counters equal the cycle model."""
     from tests.gen.test_backward_core_stages import layer_case
 
     target = RtlTarget.for_config("small")
     cfg = target.config
     q, x, trace, e, g_extra, gold = layer_case(cfg, 17, mode, 2, 16, 3, 8, 4, 6, pool, extra)
-    tiles = _layer_programs(cfg, q, x, trace, e, g_extra, gold)
-    assert len(tiles) > 1
+    tiles = _layer_programs(cfg, q, x, trace, e, g_extra, gold, tile=(2, 6, 2))
+    assert len(tiles) == 2
     for t in tiles:                                      # the case is what it says: straddled, tiled
         straddled = {n for n, f in t.program.plan.stages if f["straddle"]}
         assert {"q1", "dw1"} <= straddled, straddled
@@ -163,13 +164,14 @@ def test_paper_sized_layer_in_chunks_of_timesteps(tmp_path):
     _check_layer_on_the_verilog(target, tiles, q, gold, tmp_path)
 
 
-def _layer_programs(cfg, q, x, trace, e, g_extra, gold):
-    """The driver's programs of a whole layer (``tests.gen.test_backward_core_stages.layer_case``)."""
+def _layer_programs(cfg, q, x, trace, e, g_extra, gold, tile=None):
+    """The driver's programs of a whole layer (``tests.gen.test_backward_core_stages.layer_case``;
+    ``tile``: ``(h, w, k)`` instead of the planner's)."""
     from ttsnn.gen.backward.host import backward_layer_programs
 
     first = lambda t: None if t is None else t[:, 0].numpy()  # noqa: E731
     return backward_layer_programs(cfg, q, first(x), first(e), first(trace.spikes), first(trace.window),
-                                   first(trace.argmax), gold.shifts, first(g_extra))
+                                   first(trace.argmax), gold.shifts, first(g_extra), tile=tile)
 
 
 def _check_layer_on_the_verilog(target, tiles, q, gold, workdir):
