@@ -30,7 +30,7 @@ from .geometry import TAP_ORDER, TileGeometry, e1_rows
 from .zero_skip import w1_row_chunks
 
 __all__ = ["TileShape", "EngineTable", "tile_counters", "tile_timing", "ideal_cycles", "estimate_cycles",
-           "PIPE_TAIL", "E4_WRITE_LATENCY", "ROW_VISIBLE", "MAC_ROW_VISIBLE", "RELEASE_VISIBLE", "e1_rows",
+           "PIPE_TAIL", "E4_WRITE_LATENCY", "ROW_VISIBLE", "MAC_ROW_VISIBLE", "LINE4_ROW_VISIBLE", "RELEASE_VISIBLE", "e1_rows",
            "TAP_ORDER", "row_accesses"]
 
 #: Cycles from E4's last issue to its membrane and spike writes (issue, a: read and PE, b:
@@ -41,9 +41,13 @@ E4_WRITE_LATENCY = 8
 PIPE_TAIL = E4_WRITE_LATENCY + 2
 #: Cycles from a row's last issue until its "rows written" count is visible to the consumer.
 ROW_VISIBLE = 3
-#: The same for the clusters-2/3 engines (cluster 2's q2 rows, the q23 rows): issue, stage a,
-#: the pipelined clusters' ``MAC_LATENCY`` cycles to stage b (the write), visible a cycle later.
+#: The same for STT's q2 rows, which cluster 2 writes into ``row2``: issue, stage a, the
+#: pipelined clusters' ``MAC_LATENCY`` cycles to stage b (the write), visible a cycle later.
 MAC_ROW_VISIBLE = 2 + MAC_LATENCY
+#: The same for the q23 rows the clusters-2/3 engines write into ``line4`` (E2's merged or
+#: copied rows, STT's cluster 3's rows): written at stage c, a cycle after stage b (the adder
+#: array's sums registered before the shift3 re-quantisation).
+LINE4_ROW_VISIBLE = MAC_ROW_VISIBLE + 1
 #: Cycles from a row's last issue until its "rows released" count is visible to the producer.
 RELEASE_VISIBLE = 1
 
@@ -346,7 +350,7 @@ def _engine_tables(cfg: HardwareConfig, s: TileShape,
         if go:                         # the row's later segments: no row-level dependency
             return c4.free(u)
         writer = c3 if stt else c23
-        deps = [writer.row_after(seq23[(step * yo + step - 1, t)], MAC_ROW_VISIBLE)]
+        deps = [writer.row_after(seq23[(step * yo + step - 1, t)], LINE4_ROW_VISIBLE)]
         if short_rows and t > 0:       # wait until the row read back is written (+1 visible)
             deps.append(c4.after(u - back * nseg + nseg - 1, E4_WRITE_LATENCY + 1))
         return _latest(c4.free(u), *deps)

@@ -427,12 +427,36 @@ class AffineLanes(wiring.Component):
             m.d.sync += [prod.eq(lane(self.p, l, ab) * lane(self.scale, l, sb)),
                          bias1.eq(lane(self.bias, l, mb)), res1.eq(lane(self.residual, l, mb)),
                          partial.eq(rshift_partial(prod, self.shift)), bias2.eq(bias1), res2.eq(res1),
-                         cur.eq(saturate(rshift_round(partial, self.shift, self.rnd) + bias2, mb)),
+                         cur.eq(saturate(self._round_add(partial, bias2), mb)),
                          res3.eq(res2),
                          o.eq(Mux(self.use_residual, saturate(cur + res3, mb), cur))]
             outs.append(o)
         m.d.comb += self.o.eq(Cat(*outs))
         return m
+
+    def _round_add(self, partial, bias):
+        """``rshift_round(partial, shift, rnd) + bias``, before the saturation to ``Mb`` bits,
+        as one narrow add. ``(v + rnd) >> 1`` is ``(v >> 1) + (rnd & v[0])``, so the
+        rounding's increment rides as the carry-in of the add with the bias (``Cat(c, a) +
+        Cat(c, b)``, bit 0 dropped); and the shifted product is first clamped to ``Mb + 2``
+        bits: past them the sum with an ``Mb``-bit bias is out of the ``Mb``-bit range on the
+        same side whether clamped or not, so the saturated result is the same. Two serial
+        adds as wide as the product were one path with the saturation (64 generic levels,
+        docs/synthesis.md)."""
+        mb = self.membrane_width
+        no_shift = self.shift == 0
+        half = Mux(no_shift, partial, partial >> 1).as_signed()
+        carry = ~no_shift & self.rnd & partial[0]
+        hb = mb + 2
+        if len(half) > hb:
+            top = half[hb - 1:]
+            fits = (top == 0) | (top == (1 << len(top)) - 1)
+            half = Mux(fits, half[:hb].as_signed(), Mux(half[-1], Const(-(1 << (hb - 1)), signed(hb)),
+                                            Const((1 << (hb - 1)) - 1, signed(hb)))).as_signed()
+        w = max(len(half), len(bias)) + 1
+        a = Cat(carry, half, *([half[-1]] * (w - len(half))))
+        b = Cat(carry, bias.as_signed(), *([bias[-1]] * (w - len(bias))))
+        return (a + b)[1:w + 1].as_signed()
 
 
 class LIFLanes(wiring.Component):

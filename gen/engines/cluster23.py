@@ -63,7 +63,9 @@ class ClusterTwoThreeEngine(wiring.Component):
     Timing: issue (addresses, scratchpad reads) -> a (operands arrive, into the pipelined
     clusters, :class:`gen.units.MacCluster` ``pipelined=True``) -> b,
     :data:`gen.engines.macloop.MAC_LATENCY` cycles later (the sums on ``acc``: partial sums
-    into the scratchpads, results re-quantised and written). A row issues when
+    into the scratchpads, STT's q2 results re-quantised and written into ``row2``, the
+    adder array's sums registered) -> c (the q23 sums re-quantised by shift3 and written
+    into ``line4``: :data:`gen.cyclemodel.LINE4_ROW_VISIBLE`). A row issues when
     its three q1 rows are written and its output slot (``row2`` or ``line4``) is free; a rank
     group of a MAC row with streamed G2/G3 when its chunks are written (else ``c2_w_wait``).
     """
@@ -229,18 +231,19 @@ class ClusterTwoThreeEngine(wiring.Component):
         count("c2_spad_writes", pe2.w_wr)
         count("c3_spad_reads", Mux(is_stt, 0, pe3.w_rd + pe3.p_rd))
         count("c3_spad_writes", Mux(is_stt, 0, pe3.w_wr))
-        # HTT's copied word: read at issue, written at stage b (the MAC steps' pipeline)
+        # HTT's copied word: read at issue, written at stage c (the MAC steps' pipeline, then
+        # the line4 write's register)
         copy_word = line1_b.data
-        for k in range(MAC_LATENCY):
+        for k in range(MAC_LATENCY + 1):
             reg = Signal(P * qb, name=f"copy_word{k + 1}")
             m.d.sync += reg.eq(copy_word)
             copy_word = reg
 
         self._psum_writes(m, pe2, pe3, B2, is_stt, count)
-        self._results(m, pe2, pe3, B2, e3, copy_word, e2_done, count)
+        write_c = self._results(m, pe2, pe3, B2, e3, copy_word, e2_done, count)
 
         m.d.comb += self.q23_rows.eq(Mux(is_stt, e3_done, e2_done))
-        m.d.comb += self.busy.eq(E2["run"] | loop.inflight | e3.busy)
+        m.d.comb += self.busy.eq(E2["run"] | loop.inflight | write_c | e3.busy)
         for name, parts in amounts.items():
             m.d.comb += self.counts[name].eq(sum(parts[1:], parts[0]))
 
@@ -315,8 +318,10 @@ class ClusterTwoThreeEngine(wiring.Component):
         return w2_rd, w3_rd
 
     def _results(self, m, pe2, pe3, B2, e3, copy_word, e2_done, count):
-        """Stage b's results: STT q2 -> row2; PTT merge / HTT copy -> line4, or STT's cluster-3
-        engine's line4 writes (re-quantised here by shift3); the rows written."""
+        """The results: at stage b STT's q2 rows -> row2; at stage c (a cycle later) PTT's
+        merged sums / HTT's copies -> line4, or STT's cluster-3 engine's line4 writes (its
+        stage c; re-quantised here by shift3 from the registered sums); the rows written.
+        Returns whether E2 writes line4 this cycle (stage c holds a step)."""
         d_, g = self.desc, self.geo
         rnd, is_stt = d_["round"], d_.mode == 0
         P, qb, ab = self.config.lanes, self.config.widths.activation, self.config.widths.accumulator
@@ -338,9 +343,15 @@ class ClusterTwoThreeEngine(wiring.Component):
             m.d.comb += ext.eq(lane(pe3.acc, l, ab))
             lanes3_ext.append(ext)
         merge = B2["v"] & B2["final"] & ~B2["copy"] & ~is_stt
+        # stage c: the line4 write one cycle after stage b. The merged sums (STT: cluster 3's
+        # own) and the requantiser's shift are registered, so that the adder array and the
+        # re-quantisation (shift, rounding, saturation) are not one path into the write
+        sum_c = Signal(P * (ab + 1), name="sum_c")
         m.submodules.requant3 = rq3 = Requantiser(P, ab + 1, qb)
-        m.d.comb += [rq3.i.eq(Mux(is_stt, Cat(*lanes3_ext), adder.o)),
-                     rq3.shift.eq(Mux(is_stt, d.shift3, d.shift3 + 1)), rq3.rnd.eq(rnd)]
+        shift3_c = Signal.like(rq3.shift, name="shift3_c")
+        m.d.sync += [sum_c.eq(Mux(is_stt, Cat(*lanes3_ext), adder.o)),
+                     shift3_c.eq(Mux(is_stt, d.shift3, d.shift3 + 1))]
+        m.d.comb += [rq3.i.eq(sum_c), rq3.shift.eq(shift3_c), rq3.rnd.eq(rnd)]
         line4_w = self.line4
 
         def base4(qm3, trw4):
@@ -348,15 +359,20 @@ class ClusterTwoThreeEngine(wiring.Component):
             return times3(qm3, TR4) + trw4
 
         w4_copy = B2["v"] & B2["copy"]
+        merge_c, copy_c, row_end_c = Signal(name="merge_c"), Signal(name="w4_copy_c"), Signal(name="e2_row_end_c")
+        addr_c = Signal.like(line4_w.addr, name="line4_addr_c")
+        m.d.sync += [merge_c.eq(merge), copy_c.eq(w4_copy), row_end_c.eq(B2["v"] & B2["row_end"]),
+                     addr_c.eq(base4(B2["qm3"], B2["tr4"]) + B2["eoff"] - ng + B2["g"])]
         m.d.comb += e3.result.eq(rq3.o)
-        m.d.comb += [line4_w.en.eq(e3.line4.en | merge | w4_copy),
-                     line4_w.addr.eq(Mux(is_stt, e3.line4.addr,
-                                         base4(B2["qm3"], B2["tr4"]) + B2["eoff"] - ng + B2["g"])),
-                     line4_w.data.eq(Mux(w4_copy, copy_word, Mux(is_stt, e3.line4.data, rq3.o)))]
-        count("line4_writes", merge | w4_copy)
+        m.d.comb += [line4_w.en.eq(e3.line4.en | merge_c | copy_c),
+                     line4_w.addr.eq(Mux(is_stt, e3.line4.addr, addr_c)),
+                     line4_w.data.eq(Mux(copy_c, copy_word, Mux(is_stt, e3.line4.data, rq3.o)))]
+        count("line4_writes", merge_c | copy_c)
         count("adder_busy", merge)
         count("adds", Mux(merge, Mux(B2["g"] == ng - 1, last_lanes, Pk)
                           * Mux(B2["e"] == nb, last_cols, Px), 0))
-        with m.If(B2["v"] & B2["row_end"]):
+        # the rows written: STT's q2 rows into row2 at stage b, the q23 rows into line4 at c
+        with m.If(Mux(is_stt, B2["v"] & B2["row_end"], row_end_c)):
             m.d.sync += e2_done.eq(e2_done + 1)
+        return merge_c | copy_c
 

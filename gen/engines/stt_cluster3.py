@@ -65,11 +65,11 @@ class SttClusterThreeEngine(wiring.Component):
     * ``q2_rows`` (in): q2 rows cluster 2 has written into ``row2``; ``e4_released`` (in):
       output rows cluster 4 has issued (their q23 rows' ``line4`` slots are free).
     * ``row2_b`` (centre block), ``row2_c`` (neighbouring block), ``w3``: read ports (data
-      one cycle after ``en``); ``line4``: write port (data: ``result``).
+      one cycle after ``en``); ``line4``: write port (data: ``result``), at stage c.
     * ``cluster`` (out, :func:`cluster_controls_layout`): cluster 3's controls, operands and
       weights (a :class:`gen.units.MacCluster` built with ``pipelined=True``); ``result``
-      (in): cluster 3's accumulators re-quantised by ``shift3``
-      (combinational on the cluster's ``acc``).
+      (in): cluster 3's accumulators of stage b re-quantised by ``shift3`` a cycle later
+      (stage c: the clusters-2/3 engine registers ``acc``, then re-quantises).
     * ``released`` (out): q2 rows read to the end (their ``row2`` half is free);
       ``q23_rows`` (out): q23 rows written into ``line4``.
     * ``w3_chunks`` (in): the host's G3 chunks in the ``w3`` ring (streamed G2/G3); its group
@@ -79,7 +79,8 @@ class SttClusterThreeEngine(wiring.Component):
 
     Timing: issue (``row2``/``w3`` addresses, scratchpad reads) -> a (operands arrive, into
     the pipelined cluster) -> b, :data:`gen.engines.macloop.MAC_LATENCY` cycles later (the
-    sums on ``acc``: partial sums into the scratchpads, ``result`` written to ``line4``). A row
+    sums on ``acc``: partial sums into the scratchpads) -> c (``result`` written to
+    ``line4``; ``q23_rows`` counts the row from the cycle after its last write). A row
     issues when its q2 row is written (``q2_rows``) and its ``line4`` slot is free.
     """
 
@@ -147,13 +148,18 @@ class SttClusterThreeEngine(wiring.Component):
         # stage b: partial sums into the scratchpads, the row's q23 words into line4
         m.d.comb += [pe.p_wr.eq(B.v & B.psum_out), pe.p_wr_addr.eq(B.b)]
         m.d.comb += [cnt.c3_spad_reads.eq(pe.w_rd + pe.p_rd), cnt.c3_spad_writes.eq(pe.w_wr + pe.p_wr)]
+        # stage c, a cycle after b: the row's q23 words into line4 (the clusters-2/3 engine
+        # registers cluster 3's sums at b and re-quantises them into ``result`` at c)
         line4 = self.line4
-        m.d.comb += [line4.en.eq(B.v & B.final),
-                     line4.addr.eq(times3(B.qm3, g.tr4) + B.tr4 + B.eoff - ng + B.g),
+        en_c, row_end_c = Signal(name="line4_en_c"), Signal(name="row_end_c")
+        addr_c = Signal.like(line4.addr, name="line4_addr_c")
+        m.d.sync += [en_c.eq(B.v & B.final), row_end_c.eq(B.v & B.row_end),
+                     addr_c.eq(times3(B.qm3, g.tr4) + B.tr4 + B.eoff - ng + B.g)]
+        m.d.comb += [line4.en.eq(en_c), line4.addr.eq(addr_c),
                      line4.data.eq(self.result), cnt.line4_writes.eq(line4.en)]
-        with m.If(B.v & B.row_end):
+        with m.If(row_end_c):
             m.d.sync += done.eq(done + 1)
-        m.d.comb += self.busy.eq(loop.run | loop.inflight)
+        m.d.comb += self.busy.eq(loop.run | loop.inflight | en_c)
 
         # ---- start: a new tile (last, so that it wins over the updates above) ---------------
         with m.If(self.start):

@@ -29,6 +29,25 @@ def test_affine_and_residual():
             sh, rnd, use = int(rng.integers(0, 32)), int(rng.integers(0, 2)), int(rng.integers(0, 2))
         cases.append((rng.integers(*lim(AB), LANES), rng.integers(*lim(SB), LANES),
                       rng.integers(*lim(MB), LANES), rng.integers(*lim(MB), LANES), sh, rnd, use))
+    # the rounding's increment (the carry-in of the add with the bias): odd and even products
+    # of both signs at shifts 0 (no rounding, rnd ignored), 1 and 2, with and without rnd
+    odd = np.array([1, 3, -1, -3])
+    for sh in (0, 1, 2):
+        for rnd in (0, 1):
+            cases.append((odd, np.array([1, 1, 1, 1]), rng.integers(*lim(MB), LANES),
+                          rng.integers(*lim(MB), LANES), sh, rnd, 0))
+            cases.append((odd + 1, np.array([1, -1, 1, -1]), np.array([0, 0, -1, 1]),
+                          np.zeros(LANES, dtype=np.int64), sh, rnd, 0))
+    # the clamp of the shifted product to Mb + 2 bits before the add with the bias: products
+    # at +-2^17 (just past it and just inside), and products past Mb bits that the bias pulls
+    # back into range
+    m16, p16 = -(1 << 15), (1 << 15) - 1
+    cases.append((np.array([-4, 4, -3, 3]), np.full(LANES, m16), np.array([m16, p16, m16, p16]),
+                  np.zeros(LANES, dtype=np.int64), 0, 0, 0))
+    cases.append((np.array([5, -5, 9, -9]), np.full(LANES, 8000), np.array([m16, p16, m16, p16]),
+                  np.zeros(LANES, dtype=np.int64), 0, 1, 0))
+    cases.append((np.array([5, -5, 9, -9]), np.full(LANES, 16000), np.array([m16, p16, m16, p16]),
+                  np.zeros(LANES, dtype=np.int64), 1, 1, 0))
     big = np.array([-(1 << 15), (1 << 15) - 1, 0, 1])
     cases.append((big, big, big, big, 0, 1, 1))            # saturates both ways
     cases.append((big, big[::-1].copy(), big, big, 31, 0, 1))

@@ -29,7 +29,8 @@ P, QB, AB, WB = CFG.lanes, CFG.widths.activation, CFG.widths.accumulator, CFG.wi
 
 class Harness(Elaboratable):
     """The engine, the geometry unit, ``row2`` (two q2 rows; the testbench writes them through
-    ``wr_*``), ``w3``, and the cluster 3 and requantiser the clusters-2/3 engine lends it."""
+    ``wr_*``), ``w3``, and the cluster 3 and requantiser the clusters-2/3 engine lends it (with
+    the register of cluster 3's sums before the requantiser: the engine writes at stage c)."""
 
     def __init__(self, row2_depth, w3):
         self.geometry = TileGeometryUnit(CFG)
@@ -56,8 +57,11 @@ class Harness(Elaboratable):
         m.submodules.cluster3 = pe = MacCluster(P, WB, QB, AB, *spads, pipelined=True)
         m.d.comb += [pe.pack.eq(eng.geo.pack)]
         m.d.comb += [getattr(pe, k).eq(eng.cluster[k]) for k, _ in eng.cluster.shape()]
+        # the lender's stage c: cluster 3's sums registered, then re-quantised into ``result``
+        acc_c = Signal.like(pe.acc)
+        m.d.sync += acc_c.eq(pe.acc)
         m.submodules.requant = rq = Requantiser(P, AB, QB)
-        m.d.comb += [rq.i.eq(pe.acc), rq.shift.eq(eng.desc.shift3), rq.rnd.eq(eng.desc["round"]),
+        m.d.comb += [rq.i.eq(acc_c), rq.shift.eq(eng.desc.shift3), rq.rnd.eq(eng.desc["round"]),
                      eng.result.eq(rq.o)]
         return m
 

@@ -166,6 +166,12 @@ def test_small_configuration_levels_per_stage(tmp_path):
     chain = {k: v["levels"] for k, v in ep.items() if v["unit"] in ("e4.affine", "e4.lif")}
     assert len(chain) >= 8 and max(chain.values()) <= 80, chain
     assert ep["host.inc_spikes_out"]["levels"] <= 80
+    # the affine's rounding and bias are one add on the product clamped to Mb + 2 bits (43
+    # levels measured; 64 as two adds as wide as the product), and the clusters-2/3 line4
+    # write is a stage of its own, after the adder array's registered sums (45-46; 64 with
+    # the adder array and the shift3 re-quantisation in one cycle)
+    assert max(v for k, v in chain.items() if k.startswith("e4.affine.cur")) <= 50, chain
+    assert ep["memories.mem_line4"]["levels"] <= 52
     # the counter bank adds registered increments: every 48-bit counter sits behind an add of
     # its own register (53 levels measured), not behind an engine's per-cycle logic as well
     # (91-102 levels before the increments were registered)
