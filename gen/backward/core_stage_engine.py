@@ -557,8 +557,14 @@ class CoreStageEngine(wiring.Component):
             first_op = Mux(a["strad"], Mux(v[0], ops[0], ops[1]), op_plain)
             second_g = Mux(a["strad"], Mux(v[0], g[1], g[2]), 0)
             second_op = Mux(v[0], ops[1], ops[2])
+            # an unpacked, unstraddled group's lanes past its channels add zero, whatever the
+            # gradient word holds there (a straddled write leaves those lanes as they were): the
+            # host adds a last group's upper half whenever a packed stage could have used it
+            # (``unpack_wgrad``), and a layer's tiles may pack it in one tile and not the next
+            idle = ~a["strad"] & ~packed & (n <= c)
             p = Signal(signed(pw), name=f"wgrad_term{c}")
-            m.d.comb += p.eq(Mux(a["zero"], 0, first_g.as_signed() * first_op + second_g.as_signed() * second_op))
+            m.d.comb += p.eq(Mux(a["zero"] | idle, 0,
+                                 first_g.as_signed() * first_op + second_g.as_signed() * second_op))
             products.append(p)
         m.d.comb += [acc.valid.eq(update), acc.clear.eq(a["clear"]), acc.addr.eq(entry),
                      acc.product.eq(Cat(*products)),

@@ -54,9 +54,6 @@ class WeightGradSpec:
     inner: int        # activation-side channels
     base: int
     lanes: int
-    #: the stage that sums them packs its last group (``pack`` on ``out > P`` channels): that
-    #: group's entries hold pixel ``x + 1``'s terms in their upper half, added by the host
-    rem_packed: bool = False
 
     @property
     def entries(self) -> int:
@@ -130,10 +127,13 @@ def unpack_wgrad(read_entry, spec: WeightGradSpec, bits: int) -> np.ndarray:
     """The sums of ``spec`` as ``[out, inner, taps]`` (``read_entry(entry) -> word``). Where
     ``out <= P/2`` the sum of output ``o`` is lane ``o`` plus lane ``P/2 + o`` (modulo
     ``2^bits``): a packed outer product (``pack``) adds pixel ``x + 1``'s terms in the upper
-    half; an unpacked one leaves it zero (its gradient's lanes beyond ``out`` are zero). Where
-    ``spec.rem_packed`` (``out > P``, the last group packed) likewise in the last group."""
+    half; an unpacked one leaves it zero (the core-stage engine adds zero in the lanes past a
+    group's channels). Where ``out > P`` likewise in the last group where its channels fit half
+    the lanes (a wide stage that packs it, ``pack``; a layer's tiles may pack it in one tile and
+    not in the next, into the same sums)."""
     out = np.zeros((spec.out, spec.inner, spec.taps), dtype=np.int64)
     groups = -(-spec.out // spec.lanes)
+    rem = spec.out - (groups - 1) * spec.lanes           # the last group's channels
     halves = 2 * spec.out <= spec.lanes
     mask = (1 << bits) - 1
     for tap in range(spec.taps):
@@ -142,7 +142,7 @@ def unpack_wgrad(read_entry, spec: WeightGradSpec, bits: int) -> np.ndarray:
                 word = read_entry(spec.base + (tap * groups + g) * spec.inner + i)
                 for l in range(min(spec.lanes, spec.out - g * spec.lanes)):
                     v = (word >> (l * bits)) & mask
-                    if halves or (spec.rem_packed and g == groups - 1):
+                    if halves or (g == groups - 1 and 2 * rem <= spec.lanes):
                         v = (v + (word >> ((spec.lanes // 2 + l) * bits))) & mask
                     out[g * spec.lanes + l, i, tap] = v - ((v >> (bits - 1)) << bits)
     return out
@@ -429,10 +429,6 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
         return {**f, "pack": int(pack_lanes and not f["straddle"] and (packs(f, P, spikes_per_word) or straddle_lanes
                                                                         and packs_remainder(f, P, spikes_per_word)))}
     stages = [(n, outer(f)) if f["kind"] == StageKind.OUTER else (n, f) for n, f in stages]
-    # the sums of an outer product that packs its last group: the host adds that group's halves
-    rem_packed = {f["acc_base"] for _, f in stages
-                  if f["kind"] == StageKind.OUTER and f["pack"] and f["out_channels"] > P}
-    wg = {k: replace(v, rem_packed=v.base in rem_packed) for k, v in wg.items()}
     tensors, stages, words, bank_words = _place(tensors, stages, T, overlay, bank_depth)
     stages, wwords, streamed_w = _stream_weights(stages, blocks, weight_depth)
     stages, wg, entries, streamed_s = _stream_sums(stages, wg, entries, acc_depth)
