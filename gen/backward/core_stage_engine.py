@@ -133,6 +133,7 @@ class CoreStageEngine(wiring.Component):
         copy = reduced & (st.kind == StageKind.MATVEC)
         skip_t = reduced & (st.kind == StageKind.OUTER)
         summed, zeroed = Signal(), Signal()
+        summed_last = Signal(name="summed_last")     # a wide stage: its last group's sums started
         idle_t = skip_t & (~st.acc_clear | summed | zeroed)
         ntaps = Mux(copy | idle_t, 1, Mux(st.taps == Taps.POINT, 1, Mux(st.taps == Taps.ROWS_COLS, 6, 3)))
         issue = Signal()
@@ -176,10 +177,14 @@ class CoreStageEngine(wiring.Component):
         # may be a reduced one, whose updates are skipped)
         with m.If(issue & ends[4] & ~skip_t):
             m.d.sync += summed.eq(1)
+        # (a wide stage's phase 0 covers the full groups' entries only: its last group's start
+        # with the first item of phase 1, so that one clears them too)
+        with m.If(issue & ends[4] & ~skip_t & ph):
+            m.d.sync += summed_last.eq(1)
         with m.If(issue & ends[4] & skip_t & ~idle_t):
             m.d.sync += zeroed.eq(1)
         with m.If(self.start):
-            m.d.sync += [run.eq(1), summed.eq(0), zeroed.eq(0)] + [s.eq(0) for s in (t, y, ph, x, go, tap, i, f)]
+            m.d.sync += [run.eq(1), summed.eq(0), summed_last.eq(0), zeroed.eq(0)] + [s.eq(0) for s in (t, y, ph, x, go, tap, i, f)]
         addr = self._addresses(m, dict(tap=tap, i=i, f=f, go=go, GO=GO, reduced=reduced, copy=copy, packed=packed,
                                        strad=strad, rem=rem_phase), ends, issue)
         outer = st.kind == StageKind.OUTER
@@ -190,7 +195,7 @@ class CoreStageEngine(wiring.Component):
                     active=Mux(strad, sp["n"], Mux(packed, o_lane << 1,
                                Mux(st.out_channels - (go << lp) >= P, P, st.out_channels - (go << lp)))),
                     s=sp["s"], strad=strad, packed=packed,
-                    clear=st.acc_clear & ~summed, sel=Mux(st.in_spikes, i[:ls], i[:lp] if lp else 0))
+                    clear=st.acc_clear & ~Mux(rem_phase, summed_last, summed), sel=Mux(st.in_spikes, i[:ls], i[:lp] if lp else 0))
         # a skipped pixel before the sums have started writes zeros (a stage whose timesteps
         # are all skipped leaves zero sums, not an earlier tile's)
         step["zero"] = step["skip"] & step["clear"]
