@@ -12,9 +12,9 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
 , bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, bw_weights__addr, \port__en$141 , bw_trace__en, bw_trace__addr, \port__en$147 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$191 , host__w2__addr, host__w2__rd_en, \wr__en$197 , host__w3__addr, host__w3__rd_en
 , \wr__en$203 , host__w4__addr, host__w4__rd_en, \wr__en$209 , host__affine__addr, host__affine__rd_en, \wr__en$215 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$221 , host__residual__addr, \wr__en$227 , host__membrane__addr, \port__en$233 , host__spikes__addr, \port__en$239 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$245 
 , host__trace__addr, host__trace__rd_en, host__trace__wr_en, host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data
-, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$171 , \port$54374$0 , \port$54388$0 , \port$54402$0 , \port$54416$0 , \port$54430$0 , \port$54444$0 , \port$54458$0 , \port$54472$0 , \port$54486$0 , \port$54500$0 , \port$54514$0 , \port$54528$0 
-, \port$54542$0 , \port$54556$0 , \port$54570$0 , \port$54584$0 , \port$54598$0 , \port$54612$0 , \port$54626$0 , \port$54640$0 , \port$54654$0 , \port$54668$0 , \port$54682$0 , \port$54696$0 , \port$54710$0 , \port$54724$0 , \port$54738$0 , \port$54752$0 , \port$54766$0 , \port$54780$0 , \port$54794$0 , \port$54808$0 , \port$55606$0 
-, \port$58384$0 , desc, \wr__data$194 );
+, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$171 , \port$54478$0 , \port$54492$0 , \port$54506$0 , \port$54520$0 , \port$54534$0 , \port$54548$0 , \port$54562$0 , \port$54576$0 , \port$54590$0 , \port$54604$0 , \port$54618$0 , \port$54632$0 
+, \port$54646$0 , \port$54660$0 , \port$54674$0 , \port$54688$0 , \port$54702$0 , \port$54716$0 , \port$54730$0 , \port$54744$0 , \port$54758$0 , \port$54772$0 , \port$54786$0 , \port$54800$0 , \port$54814$0 , \port$54828$0 , \port$54842$0 , \port$54856$0 , \port$54870$0 , \port$54884$0 , \port$54898$0 , \port$54912$0 , \port$55712$0 
+, \port$58490$0 , desc, \wr__data$194 );
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -482,80 +482,80 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$5369$0 ;
   input [7:0] \port$5409$0 ;
   wire [7:0] \port$5409$0 ;
-  input [15:0] \port$54374$0 ;
-  wire [15:0] \port$54374$0 ;
-  input [15:0] \port$54388$0 ;
-  wire [15:0] \port$54388$0 ;
-  input [15:0] \port$54402$0 ;
-  wire [15:0] \port$54402$0 ;
-  input [15:0] \port$54416$0 ;
-  wire [15:0] \port$54416$0 ;
-  input [15:0] \port$54430$0 ;
-  wire [15:0] \port$54430$0 ;
-  input [15:0] \port$54444$0 ;
-  wire [15:0] \port$54444$0 ;
-  input [15:0] \port$54458$0 ;
-  wire [15:0] \port$54458$0 ;
-  input [15:0] \port$54472$0 ;
-  wire [15:0] \port$54472$0 ;
-  input [15:0] \port$54486$0 ;
-  wire [15:0] \port$54486$0 ;
+  input [15:0] \port$54478$0 ;
+  wire [15:0] \port$54478$0 ;
   input [7:0] \port$5449$0 ;
   wire [7:0] \port$5449$0 ;
-  input [15:0] \port$54500$0 ;
-  wire [15:0] \port$54500$0 ;
-  input [15:0] \port$54514$0 ;
-  wire [15:0] \port$54514$0 ;
-  input [15:0] \port$54528$0 ;
-  wire [15:0] \port$54528$0 ;
-  input [15:0] \port$54542$0 ;
-  wire [15:0] \port$54542$0 ;
-  input [15:0] \port$54556$0 ;
-  wire [15:0] \port$54556$0 ;
-  input [15:0] \port$54570$0 ;
-  wire [15:0] \port$54570$0 ;
-  input [15:0] \port$54584$0 ;
-  wire [15:0] \port$54584$0 ;
-  input [15:0] \port$54598$0 ;
-  wire [15:0] \port$54598$0 ;
-  input [15:0] \port$54612$0 ;
-  wire [15:0] \port$54612$0 ;
-  input [15:0] \port$54626$0 ;
-  wire [15:0] \port$54626$0 ;
-  input [15:0] \port$54640$0 ;
-  wire [15:0] \port$54640$0 ;
-  input [15:0] \port$54654$0 ;
-  wire [15:0] \port$54654$0 ;
-  input [15:0] \port$54668$0 ;
-  wire [15:0] \port$54668$0 ;
-  input [15:0] \port$54682$0 ;
-  wire [15:0] \port$54682$0 ;
-  input [15:0] \port$54696$0 ;
-  wire [15:0] \port$54696$0 ;
-  input [15:0] \port$54710$0 ;
-  wire [15:0] \port$54710$0 ;
-  input [15:0] \port$54724$0 ;
-  wire [15:0] \port$54724$0 ;
-  input [15:0] \port$54738$0 ;
-  wire [15:0] \port$54738$0 ;
-  input [15:0] \port$54752$0 ;
-  wire [15:0] \port$54752$0 ;
-  input [15:0] \port$54766$0 ;
-  wire [15:0] \port$54766$0 ;
-  input [15:0] \port$54780$0 ;
-  wire [15:0] \port$54780$0 ;
-  input [15:0] \port$54794$0 ;
-  wire [15:0] \port$54794$0 ;
-  input [15:0] \port$54808$0 ;
-  wire [15:0] \port$54808$0 ;
+  input [15:0] \port$54492$0 ;
+  wire [15:0] \port$54492$0 ;
+  input [15:0] \port$54506$0 ;
+  wire [15:0] \port$54506$0 ;
+  input [15:0] \port$54520$0 ;
+  wire [15:0] \port$54520$0 ;
+  input [15:0] \port$54534$0 ;
+  wire [15:0] \port$54534$0 ;
+  input [15:0] \port$54548$0 ;
+  wire [15:0] \port$54548$0 ;
+  input [15:0] \port$54562$0 ;
+  wire [15:0] \port$54562$0 ;
+  input [15:0] \port$54576$0 ;
+  wire [15:0] \port$54576$0 ;
+  input [15:0] \port$54590$0 ;
+  wire [15:0] \port$54590$0 ;
+  input [15:0] \port$54604$0 ;
+  wire [15:0] \port$54604$0 ;
+  input [15:0] \port$54618$0 ;
+  wire [15:0] \port$54618$0 ;
+  input [15:0] \port$54632$0 ;
+  wire [15:0] \port$54632$0 ;
+  input [15:0] \port$54646$0 ;
+  wire [15:0] \port$54646$0 ;
+  input [15:0] \port$54660$0 ;
+  wire [15:0] \port$54660$0 ;
+  input [15:0] \port$54674$0 ;
+  wire [15:0] \port$54674$0 ;
+  input [15:0] \port$54688$0 ;
+  wire [15:0] \port$54688$0 ;
+  input [15:0] \port$54702$0 ;
+  wire [15:0] \port$54702$0 ;
+  input [15:0] \port$54716$0 ;
+  wire [15:0] \port$54716$0 ;
+  input [15:0] \port$54730$0 ;
+  wire [15:0] \port$54730$0 ;
+  input [15:0] \port$54744$0 ;
+  wire [15:0] \port$54744$0 ;
+  input [15:0] \port$54758$0 ;
+  wire [15:0] \port$54758$0 ;
+  input [15:0] \port$54772$0 ;
+  wire [15:0] \port$54772$0 ;
+  input [15:0] \port$54786$0 ;
+  wire [15:0] \port$54786$0 ;
+  input [15:0] \port$54800$0 ;
+  wire [15:0] \port$54800$0 ;
+  input [15:0] \port$54814$0 ;
+  wire [15:0] \port$54814$0 ;
+  input [15:0] \port$54828$0 ;
+  wire [15:0] \port$54828$0 ;
+  input [15:0] \port$54842$0 ;
+  wire [15:0] \port$54842$0 ;
+  input [15:0] \port$54856$0 ;
+  wire [15:0] \port$54856$0 ;
+  input [15:0] \port$54870$0 ;
+  wire [15:0] \port$54870$0 ;
+  input [15:0] \port$54884$0 ;
+  wire [15:0] \port$54884$0 ;
   input [7:0] \port$5489$0 ;
   wire [7:0] \port$5489$0 ;
+  input [15:0] \port$54898$0 ;
+  wire [15:0] \port$54898$0 ;
+  input [15:0] \port$54912$0 ;
+  wire [15:0] \port$54912$0 ;
   input [7:0] \port$5529$0 ;
   wire [7:0] \port$5529$0 ;
-  input [15:0] \port$55606$0 ;
-  wire [15:0] \port$55606$0 ;
   input [7:0] \port$5569$0 ;
   wire [7:0] \port$5569$0 ;
+  input [15:0] \port$55712$0 ;
+  wire [15:0] \port$55712$0 ;
   input [7:0] \port$5609$0 ;
   wire [7:0] \port$5609$0 ;
   input [7:0] \port$5649$0 ;
@@ -568,10 +568,10 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$5769$0 ;
   input [7:0] \port$5809$0 ;
   wire [7:0] \port$5809$0 ;
-  input [1279:0] \port$58384$0 ;
-  wire [1279:0] \port$58384$0 ;
   input [7:0] \port$5849$0 ;
   wire [7:0] \port$5849$0 ;
+  input [1279:0] \port$58490$0 ;
+  wire [1279:0] \port$58490$0 ;
   input \port$7368$0 ;
   wire \port$7368$0 ;
   input [1:0] \port$7369$0 ;
@@ -849,13 +849,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$58384$0  };
+      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$58490$0  };
   end
   reg [1535:0] _0_;
   reg [1535:0] _1_;
   always @(posedge clk) begin
     if (\port__en$147 ) begin
-      _0_ <= mem_affine[\port$55606$0 [3:0]];
+      _0_ <= mem_affine[\port$55712$0 [3:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$83 [3:0]];
@@ -8138,7 +8138,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$171 )
-      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$54808$0 , \port$54794$0 , \port$54780$0 , \port$54766$0 , \port$54752$0 , \port$54738$0 , \port$54724$0 , \port$54710$0 , \port$54696$0 , \port$54682$0 , \port$54668$0 , \port$54654$0 , \port$54640$0 , \port$54626$0 , \port$54612$0 , \port$54598$0 , \port$54584$0 , \port$54570$0 , \port$54556$0 , \port$54542$0 , \port$54528$0 , \port$54514$0 , \port$54500$0 , \port$54486$0 , \port$54472$0 , \port$54458$0 , \port$54444$0 , \port$54430$0 , \port$54416$0 , \port$54402$0 , \port$54388$0 , \port$54374$0  };
+      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$54912$0 , \port$54898$0 , \port$54884$0 , \port$54870$0 , \port$54856$0 , \port$54842$0 , \port$54828$0 , \port$54814$0 , \port$54800$0 , \port$54786$0 , \port$54772$0 , \port$54758$0 , \port$54744$0 , \port$54730$0 , \port$54716$0 , \port$54702$0 , \port$54688$0 , \port$54674$0 , \port$54660$0 , \port$54646$0 , \port$54632$0 , \port$54618$0 , \port$54604$0 , \port$54590$0 , \port$54576$0 , \port$54562$0 , \port$54548$0 , \port$54534$0 , \port$54520$0 , \port$54506$0 , \port$54492$0 , \port$54478$0  };
   end
   reg [511:0] _9_;
   reg [511:0] _10_;
@@ -8541,7 +8541,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$227 )
-      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$58384$0 [255:0] };
+      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$58490$0 [255:0] };
   end
   reg [511:0] _11_;
   always @(posedge clk) begin
@@ -16262,7 +16262,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$24  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$45 ) begin
-      \$signature__data$24  = { \wr__data$194 , \port$58384$0 [255:0] };
+      \$signature__data$24  = { \wr__data$194 , \port$58490$0 [255:0] };
     end
     if (\$58 ) begin
       \$signature__data$24  = bw_grad_w2__data;
@@ -16301,7 +16301,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$28  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$52 ) begin
-      \$signature__data$28  = { \wr__data$194 , \port$58384$0 [255:0] };
+      \$signature__data$28  = { \wr__data$194 , \port$58490$0 [255:0] };
     end
     if (\$64 ) begin
       \$signature__data$28  = bw_grad_w2__data;
@@ -16310,7 +16310,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$194 , \port$58384$0 [255:0] };
+  assign host__gbuf__wr_data = { \wr__data$194 , \port$58490$0 [255:0] };
   assign port__addr = \$78 [10:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$79 [9:0];
@@ -16354,8 +16354,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$143  = bw_weights__addr[10:0];
   assign \port__data$146  = bw_weights__data;
   assign bw_affine__en = \port__en$147 ;
-  assign \port__addr$149  = \port$55606$0 [3:0];
-  assign bw_affine__addr = { 4'h0, \port$55606$0  };
+  assign \port__addr$149  = \port$55712$0 [3:0];
+  assign bw_affine__addr = { 4'h0, \port$55712$0  };
   assign \port__data$152  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[9:0];
@@ -16370,8 +16370,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$169 ;
   assign e4_membrane_out__en = \wr__en$171 ;
   assign \wr__addr$173  = e4_membrane_out__addr[9:0];
-  assign \wr__data$175  = { \port$54808$0 , \port$54794$0 , \port$54780$0 , \port$54766$0 , \port$54752$0 , \port$54738$0 , \port$54724$0 , \port$54710$0 , \port$54696$0 , \port$54682$0 , \port$54668$0 , \port$54654$0 , \port$54640$0 , \port$54626$0 , \port$54612$0 , \port$54598$0 , \port$54584$0 , \port$54570$0 , \port$54556$0 , \port$54542$0 , \port$54528$0 , \port$54514$0 , \port$54500$0 , \port$54486$0 , \port$54472$0 , \port$54458$0 , \port$54444$0 , \port$54430$0 , \port$54416$0 , \port$54402$0 , \port$54388$0 , \port$54374$0  };
-  assign e4_membrane_out__data = { \port$54808$0 , \port$54794$0 , \port$54780$0 , \port$54766$0 , \port$54752$0 , \port$54738$0 , \port$54724$0 , \port$54710$0 , \port$54696$0 , \port$54682$0 , \port$54668$0 , \port$54654$0 , \port$54640$0 , \port$54626$0 , \port$54612$0 , \port$54598$0 , \port$54584$0 , \port$54570$0 , \port$54556$0 , \port$54542$0 , \port$54528$0 , \port$54514$0 , \port$54500$0 , \port$54486$0 , \port$54472$0 , \port$54458$0 , \port$54444$0 , \port$54430$0 , \port$54416$0 , \port$54402$0 , \port$54388$0 , \port$54374$0  };
+  assign \wr__data$175  = { \port$54912$0 , \port$54898$0 , \port$54884$0 , \port$54870$0 , \port$54856$0 , \port$54842$0 , \port$54828$0 , \port$54814$0 , \port$54800$0 , \port$54786$0 , \port$54772$0 , \port$54758$0 , \port$54744$0 , \port$54730$0 , \port$54716$0 , \port$54702$0 , \port$54688$0 , \port$54674$0 , \port$54660$0 , \port$54646$0 , \port$54632$0 , \port$54618$0 , \port$54604$0 , \port$54590$0 , \port$54576$0 , \port$54562$0 , \port$54548$0 , \port$54534$0 , \port$54520$0 , \port$54506$0 , \port$54492$0 , \port$54478$0  };
+  assign e4_membrane_out__data = { \port$54912$0 , \port$54898$0 , \port$54884$0 , \port$54870$0 , \port$54856$0 , \port$54842$0 , \port$54828$0 , \port$54814$0 , \port$54800$0 , \port$54786$0 , \port$54772$0 , \port$54758$0 , \port$54744$0 , \port$54730$0 , \port$54716$0 , \port$54702$0 , \port$54688$0 , \port$54674$0 , \port$54660$0 , \port$54646$0 , \port$54632$0 , \port$54618$0 , \port$54604$0 , \port$54590$0 , \port$54576$0 , \port$54562$0 , \port$54548$0 , \port$54534$0 , \port$54520$0 , \port$54506$0 , \port$54492$0 , \port$54478$0  };
   assign \wr__en$177  = \wr__en$171 ;
   assign e4_spikes__en = \wr__en$171 ;
   assign \wr__addr$179  = e4_spikes__addr[9:0];
@@ -16401,8 +16401,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__affine__addr[3:0];
-  assign \wr__data$218  = { \wr__data$194 , \port$58384$0  };
-  assign host__affine__wr_data = { \wr__data$194 , \port$58384$0  };
+  assign \wr__data$218  = { \wr__data$194 , \port$58490$0  };
+  assign host__affine__wr_data = { \wr__data$194 , \port$58490$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$221 ;
   assign \wr__addr$223  = host__spike_in__addr[10:0];
@@ -16411,8 +16411,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$227 ;
   assign \wr__addr$229  = host__residual__addr[8:0];
-  assign \wr__data$231  = { \wr__data$194 , \port$58384$0 [255:0] };
-  assign host__residual__wr_data = { \wr__data$194 , \port$58384$0 [255:0] };
+  assign \wr__data$231  = { \wr__data$194 , \port$58490$0 [255:0] };
+  assign host__residual__wr_data = { \wr__data$194 , \port$58490$0 [255:0] };
   assign host__membrane__rd_en = \port__en$233 ;
   assign \port__addr$235  = host__membrane__addr[9:0];
   assign \port__data$238  = host__membrane__rd_data;
