@@ -113,9 +113,18 @@ class CoreStageEngine(wiring.Component):
         st = self.stage
         run = Signal()
         t, y, x, go, tap, i = (Signal(16, name=n) for n in ("t", "y", "x", "go", "tap", "i"))
+        # a wide stage (``O > P`` with ``straddle`` or ``pack``): per block row phase 0 runs the
+        # full groups of every pixel unstraddled, phase 1 the last group's R channels straddled
+        # or packed, as a stage of R channels whose output group is the last
+        ph = Signal(1, name="phase")
         f = Signal(2, name="f")           # packed, straddled stages: which pixel's input word a step reads
         GO = Signal(16)
         m.d.comb += GO.eq((st.out_channels + P - 1) >> lp)
+        kinds = (st.kind == StageKind.MATVEC) | (st.kind == StageKind.OUTER)
+        wide = registered(m, (st.straddle | st.pack) & (GO > 1) & kinds, 1, "wide")
+        # the lane channels the straddle and pack logic sees: the last group's R in a wide stage
+        o_lane = registered(m, Mux(GO > 1, st.out_channels - ((GO - 1) << lp), st.out_channels), 16, "o_lane")
+        self._o = o_lane
         reduced = st.use_schedule & ~st.schedule.bit_select(t[:5], 1)
         # HTT's reduced timesteps: a mat-vec stage copies the centre input word to the output
         # word of the same channels (one step per output group), re-quantised by alt_shift; an
@@ -125,6 +134,7 @@ class CoreStageEngine(wiring.Component):
         copy = reduced & (st.kind == StageKind.MATVEC)
         skip_t = reduced & (st.kind == StageKind.OUTER)
         summed, zeroed = Signal(), Signal()
+        summed_last = Signal(name="summed_last")     # a wide stage: its last group's sums started
         idle_t = skip_t & (~st.acc_clear | summed | zeroed)
         ntaps = Mux(copy | idle_t, 1, Mux(st.taps == Taps.POINT, 1, Mux(st.taps == Taps.ROWS_COLS, 6, 3)))
         issue = Signal()
@@ -137,15 +147,18 @@ class CoreStageEngine(wiring.Component):
         # two pixels per pass (``pack``): a step that needs a new input word reads pixel x's in
         # an extra step (``fetch``, no MAC, product or copy) before the one that reads pixel
         # x + 1's; HTT's copy too, not an outer product's skipped timestep
-        packed = st.pack & ((st.kind == StageKind.MATVEC) | (st.kind == StageKind.OUTER))
+        # (a wide stage: its phase 1; its reduced timesteps run one phase, unpacked)
+        rem_phase = wide & ph
+        packed = Signal(name="packed_t")
+        m.d.comb += packed.eq(st.pack & kinds & (~wide | rem_phase))
         # a straddled stage's computed timesteps (HTT's reduced ones copy one pixel per step)
         strad = Signal(name="straddled_t")
-        m.d.comb += strad.eq(self._straddle_pass(m) & ~reduced)
+        m.d.comb += strad.eq(self._straddle_pass(m) & ~reduced & (~wide | rem_phase))
         sp = self._pass
         fetch = (packed & first_word & ~skip_t & (f == 0)) | (strad & first_word & (f != sp["pixels"] - 1))
-        ends = loops(m, [(t, st.timesteps), (y, Mux(skip_t, 1, st.rows)),
+        ends = loops(m, [(t, st.timesteps), (y, Mux(skip_t, 1, st.rows)), (ph, Mux(wide & ~reduced, 2, 1)),
                          (x, Mux(skip_t, 1, Mux(strad, sp["passes"], Mux(packed, st.cols >> 1, st.cols)))),
-                         (go, Mux(idle_t, 1, GO)), (tap, ntaps),
+                         (go, Mux(idle_t, 1, Mux(wide & ~reduced, Mux(ph, 1, GO - 1), GO))), (tap, ntaps),
                          (i, Mux(copy | idle_t, 1, st.in_channels)),
                          (f, Mux(packed & first_word & ~skip_t, 2, Mux(strad & first_word, sp["pixels"], 1)))],
                      issue)
@@ -153,31 +166,37 @@ class CoreStageEngine(wiring.Component):
         next_reduced = st.use_schedule & ~st.schedule.bit_select((t + 1)[:5], 1)
         with m.If(self.start):
             m.d.sync += gap.eq(0)
-        with m.Elif(issue & ends[1] & ~ends[0] & strad & next_reduced & (st.kind == StageKind.MATVEC)):
-            m.d.sync += gap.eq(sp["pixels"] - 1)
+        # (a wide stage's packed remainder likewise: its last pair's second word, one cycle)
+        with m.Elif(issue & ends[1] & ~ends[0] & (strad | (packed & wide)) & next_reduced
+                    & (st.kind == StageKind.MATVEC)):
+            m.d.sync += gap.eq(Mux(strad, sp["pixels"] - 1, 1))
         with m.Elif(gap != 0):
             m.d.sync += gap.eq(gap - 1)
         with m.If(issue & ends[0]):
             m.d.sync += run.eq(0)
         # the first pixel an outer-product stage does not skip starts its sums (HTT: timestep 0
         # may be a reduced one, whose updates are skipped)
-        with m.If(issue & ends[3] & ~skip_t):
+        with m.If(issue & ends[4] & ~skip_t):
             m.d.sync += summed.eq(1)
-        with m.If(issue & ends[3] & skip_t & ~idle_t):
+        # (a wide stage's phase 0 covers the full groups' entries only: its last group's start
+        # with the first item of phase 1, so that one clears them too)
+        with m.If(issue & ends[4] & ~skip_t & ph):
+            m.d.sync += summed_last.eq(1)
+        with m.If(issue & ends[4] & skip_t & ~idle_t):
             m.d.sync += zeroed.eq(1)
         with m.If(self.start):
-            m.d.sync += [run.eq(1), summed.eq(0), zeroed.eq(0)] + [s.eq(0) for s in (t, y, x, go, tap, i, f)]
+            m.d.sync += [run.eq(1), summed.eq(0), summed_last.eq(0), zeroed.eq(0)] + [s.eq(0) for s in (t, y, ph, x, go, tap, i, f)]
         addr = self._addresses(m, dict(tap=tap, i=i, f=f, go=go, GO=GO, reduced=reduced, copy=copy, packed=packed,
-                                       strad=strad), ends, issue)
+                                       strad=strad, rem=rem_phase), ends, issue)
         outer = st.kind == StageKind.OUTER
         step = dict(first_word=first_word, fetch=fetch, slot=f,
                     first_step=(tap == 0) & (i == 0),
                     branch=(st.taps == Taps.ROWS_COLS) & (tap == 3) & (i == 0) & ~reduced,
-                    last=ends[4], skip=outer & reduced, reduced=reduced, copy=copy,
-                    active=Mux(strad, sp["n"], Mux(packed, st.out_channels << 1,
+                    last=ends[5], skip=outer & reduced, reduced=reduced, copy=copy,
+                    active=Mux(strad, sp["n"], Mux(packed, o_lane << 1,
                                Mux(st.out_channels - (go << lp) >= P, P, st.out_channels - (go << lp)))),
-                    s=sp["s"], strad=strad,
-                    clear=st.acc_clear & ~summed, sel=Mux(st.in_spikes, i[:ls], i[:lp] if lp else 0))
+                    s=sp["s"], strad=strad, packed=packed,
+                    clear=st.acc_clear & ~Mux(rem_phase, summed_last, summed), sel=Mux(st.in_spikes, i[:ls], i[:lp] if lp else 0))
         # a skipped pixel before the sums have started writes zeros (a stage whose timesteps
         # are all skipped leaves zero sums, not an earlier tile's)
         step["zero"] = step["skip"] & step["clear"]
@@ -188,7 +207,7 @@ class CoreStageEngine(wiring.Component):
         cnt = self.counts
         m.d.comb += [cnt.stage_busy.eq(issue), cnt.weight_reads.eq(self.weights.en),
                      cnt.in_reads.eq(self.inp.en), cnt.grad_reads.eq(self.grad.en)]
-        busy_a = self._stage_a(m, issue, step, addr, packed)
+        busy_a = self._stage_a(m, issue, step, addr)
         m.d.comb += self.busy.eq(run | busy_a)
         return m
 
@@ -201,12 +220,13 @@ class CoreStageEngine(wiring.Component):
         st, P, lp = self.stage, self.config.lanes, log2(self.config.lanes)
         strad = Signal(name="straddled")
         m.d.comb += strad.eq(st.straddle & ((st.kind == StageKind.MATVEC) | (st.kind == StageKind.OUTER)))
-        row_pairs = registered_product(m, [st.cols, st.out_channels], 16, "row_pairs")
+        row_pairs = registered_product(m, [st.cols, self._o], 16, "row_pairs")
         sp = {"s": Signal(range(P), name="pass_s"), "p0": Signal(16, name="pass_p0"),
               "p0_in": Signal(AB, name="pass_p0_in"), "rem": Signal(16, name="pass_rem"),
+              "p0_out": Signal(AB, name="pass_p0_out"),
               "n": Signal(range(P + 1), name="pass_n"), "pixels": Signal(2, name="pass_pixels"),
               "passes": Signal(16, name="passes"), "row_pairs": row_pairs}
-        O = st.out_channels
+        O = self._o
         last = sp["s"] + sp["n"] - 1                    # the pass's last channel, counted from p0's
         m.d.comb += [sp["n"].eq(Mux(sp["rem"] >= P, P, sp["rem"])),
                      sp["pixels"].eq(1 + (last >= O) + (last >= (O << 1))),
@@ -216,27 +236,34 @@ class CoreStageEngine(wiring.Component):
 
     def _step_pass(self, m, issue, ends, strad):
         """The pass registers stepped by additions: at a pass's last step ``s + P`` less ``O``
-        once or twice (``O >= P/2``: ``s + P < 3 O``), ``p0`` up by as many pixels; at a row's
-        last step (and at ``start``) back to the row's first pair."""
+        once or twice (``O >= P/2``: ``s + P < 3 O``), ``p0`` up by as many pixels (``p0_in``,
+        ``p0_out``: by as many pixels' input and output words); at a row's (or a wide stage's
+        phase's) last step and at ``start`` back to the row's first pair. (``O``: a wide
+        stage's last group's channels.)"""
         st, P, sp = self.stage, self.config.lanes, self._pass
-        O = st.out_channels
+        O = self._o
         gi = Signal(AB, name="pass_gi")                 # input words per pixel
+        go = Signal(AB, name="pass_go")                 # output (gradient) words per pixel
         S, ls, lp = self.config.gbuf_spikes_per_word, log2(self.config.gbuf_spikes_per_word), log2(P)
-        m.d.sync += gi.eq(Mux(st.in_spikes, (st.in_channels + S - 1) >> ls, (st.in_channels + P - 1) >> lp))
+        m.d.sync += [gi.eq(Mux(st.in_spikes, (st.in_channels + S - 1) >> ls, (st.in_channels + P - 1) >> lp)),
+                     go.eq((st.out_channels + P - 1) >> lp)]
+        sp["go"] = go
         q = sp["s"] + P
         two = q >= (O << 1)
-        restart = [sp["s"].eq(0), sp["p0"].eq(0), sp["p0_in"].eq(0), sp["rem"].eq(sp["row_pairs"])]
-        with m.If(self.start | (issue & ends[2])):
+        restart = [sp["s"].eq(0), sp["p0"].eq(0), sp["p0_in"].eq(0), sp["p0_out"].eq(0),
+                   sp["rem"].eq(sp["row_pairs"])]
+        with m.If(self.start | (issue & ends[3])):
             m.d.sync += restart
-        with m.Elif(issue & ends[3] & strad):
+        with m.Elif(issue & ends[4] & strad):
             m.d.sync += [sp["s"].eq(Mux(two, q - (O << 1), q - O)), sp["p0"].eq(sp["p0"] + 1 + two),
-                         sp["p0_in"].eq(sp["p0_in"] + Mux(two, gi << 1, gi)), sp["rem"].eq(sp["rem"] - P)]
+                         sp["p0_in"].eq(sp["p0_in"] + Mux(two, gi << 1, gi)),
+                         sp["p0_out"].eq(sp["p0_out"] + Mux(two, go << 1, go)), sp["rem"].eq(sp["rem"] - P)]
 
     def _addresses(self, m, c, ends, issue):
         """Word addresses of this step's input, weight, gradient and output words, its
         accumulator entry and (stochastic rounding) its layer index: stepped by additions
         (:func:`gen.backward.stepped_address.stepped_address`) over the loop nest
-        ``t, y, x, go, tap, i, f``, the strides (products of descriptor fields) registered; the
+        ``t, y, ph, x, go, tap, i, f``, the strides (products of descriptor fields) registered; the
         input's tap offset added from registered multiples of its row and column strides, and a
         packed stage's second pixel (``f``) one pixel's words on."""
         st, P, lp = self.stage, self.config.lanes, log2(self.config.lanes)
@@ -248,8 +275,14 @@ class CoreStageEngine(wiring.Component):
         gi, go_ = R(GI, "gi"), R(GO, "go")
         packed, strad, sp = c["packed"], c["strad"], self._pass
         # (straddled: the x level steps over passes, the pixel from the pass registers)
-        gi_x = Mux(strad, 0, R(Mux(packed, GI << 1, GI), "gi_x"))
-        go_x = Mux(strad, 0, R(Mux(packed, GO << 1, GO), "go_x"))
+        # (a wide stage packs only its phase 1: the strides of both registered, chosen per step)
+        gi_x = Mux(strad, 0, Mux(packed, R(GI << 1, "gi_x"), gi))
+        go2 = R(GO << 1, "go_x")
+        go_x = Mux(strad, 0, Mux(packed, go2, go_))
+        # a wide stage's phase 1: its output group, weight word and accumulator entries the last
+        rem = c["rem"]
+        go_last = R(GO - 1, "go_last")
+        entry_last = RP([GO - 1, I], "entry_last")
         in_y = RP([st.in_cols, GI], "in_y")
         in_t = RP([st.in_rows, st.in_cols, GI], "in_t")
         # the tap offsets dy, dx in 0..3: their multiples of the row and column strides
@@ -269,9 +302,9 @@ class CoreStageEngine(wiring.Component):
         dy = Mux(c["reduced"], 1, Mux(is_rows, tap, st.fy))[:2]
         dx = Mux(c["reduced"], 1, Mux(is_cols, col_tap, st.fx))[:2]
         start = self.start
-        # loop levels: t, y, x, go, tap, i, f
-        pix_in = stepped_address(m, ends, issue, start, st.in_base, [in_t, in_y, gi_x, None, None, None, None], AB,
-                                 "pix_in")
+        # loop levels: t, y, ph (a wide stage's phase), x, go, tap, i, f
+        pix_in = stepped_address(m, ends, issue, start, st.in_base, [in_t, in_y, None, gi_x, None, None, None, None],
+                                 AB, "pix_in")
         out = {}
         for name in ("in", "w", "g", "out", "entry"):
             out[name] = Signal(AB, name=f"addr_{name}")
@@ -281,24 +314,27 @@ class CoreStageEngine(wiring.Component):
                          + Mux(dx[1], Mux(dx[0], gi_by[3], gi_by[2]), Mux(dx[0], gi_by[1], 0))
                          + Mux(c["copy"], c["go"], Mux(st.in_spikes, c["i"] >> ls, c["i"] >> lp))
                          + Mux(c["f"][1], gi_by[2], Mux(c["f"][0], gi, 0)) + Mux(strad, sp["p0_in"], 0)),
-            out["w"].eq(stepped_address(m, ends, issue, start, st.w_base, [None, None, None, 1, tap_i, go_, None], AB,
-                                        "w")),
-            out["g"].eq(g_off + stepped_address(m, ends, issue, start, 0, [g_t, g_y, go_x, 1, None, None, None], AB,
-                                                "g") + Mux(strad, sp["p0"] + c["f"], Mux(c["f"], go_, 0))),
+            out["w"].eq(stepped_address(m, ends, issue, start, st.w_base, [None, None, None, None, 1, tap_i, go_, None],
+                                        AB, "w") + Mux(rem, go_last, 0)),
+            out["g"].eq(g_off + stepped_address(m, ends, issue, start, 0, [g_t, g_y, None, go_x, 1, None, None, None],
+                                                AB, "g")
+                        + Mux(strad, sp["p0_out"] + Mux(c["f"][1], go2, Mux(c["f"][0], go_, 0)),
+                              Mux(c["f"], go_, 0)) + Mux(rem, go_last, 0)),
             out["out"].eq(stepped_address(m, ends, issue, start, st.out_base,
-                                          [out_t, out_y, go_x, 1, None, None, None], AB, "out")
-                          + Mux(strad, sp["p0"], 0)),
+                                          [out_t, out_y, None, go_x, 1, None, None, None], AB, "out")
+                          + Mux(strad, sp["p0_out"], 0) + Mux(rem, go_last, 0)),
             out["entry"].eq(stepped_address(m, ends, issue, start, st.acc_base,
-                                            [None, None, None, I, tap_i, 1, None], AB, "entry")),
+                                            [None, None, None, None, I, tap_i, 1, None], AB, "entry")
+                            + Mux(rem, entry_last, 0)),
         ]
         if self.config.gradients.rounding == "stochastic":
             # the layer index idx_base + t * idx_t + (go * P) * idx_c + y * idx_y + x, stepped
             out["idx"] = stepped_address(m, ends, issue, start, st.idx_base,
-                                         [st.idx_t, st.idx_y, 1, st.idx_c << lp, None, None, None], 32,
+                                         [st.idx_t, st.idx_y, None, 1, st.idx_c << lp, None, None, None], 32,
                                          "dither_index")
         return out
 
-    def _stage_a(self, m, issue, step, addr, packed):
+    def _stage_a(self, m, issue, step, addr):
         """Operands arrive: the product into the accumulator (outer), or the operands
         registered for the MAC in stage m (mat-vec); stages b-d re-quantise and write a finished mat-vec word (a packed stage: pixel x's
         half in d, pixel x + 1's in e). Returns the stages' busy."""
@@ -308,8 +344,9 @@ class CoreStageEngine(wiring.Component):
         st, cnt = self.stage, self.counts
         outer = st.kind == StageKind.OUTER
         va = Signal()
+        O = self._o
         a = {k: Signal(name=f"a_{k}") for k in ("first_word", "first_step", "branch", "last", "clear",
-                                                "reduced", "zero", "copy", "fetch", "strad")}
+                                                "reduced", "zero", "copy", "fetch", "strad", "packed")}
         a["slot"], a["s"] = Signal(2, name="a_slot"), Signal(range(P), name="a_s")
         sel_a = Signal(max(log2(cfg.gbuf_spikes_per_word), 1))
         active_a = Signal(range(P + 1))
@@ -349,7 +386,7 @@ class CoreStageEngine(wiring.Component):
         weights_m = Signal(P * wb)
         # each lane's operand: its pixel's (packed: the upper half pixel x + 1's; straddled:
         # lane l's pixel slot from comparing l with O - s and 2 O - s, s the pass's first channel)
-        O = st.out_channels
+        packed = a["packed"]            # (a wide stage packs its phase 1 only: the flag follows the step)
         ops = []
         for l in range(P):
             plain = operand1 if l >= half and half < P else operand
@@ -400,8 +437,11 @@ class CoreStageEngine(wiring.Component):
         active_b = Signal(range(P + 1))
         s_b, s_c, s_d = (Signal(range(P), name=f"s_{k}") for k in "bcd")
         strad_b, strad_c, strad_d = (Signal(name=f"straddled_{k}") for k in "bcd")
+        packed_m, packed_b, packed_c, packed_d = (Signal(name=f"packed_{k}") for k in "mbcd")
         m.d.sync += [s_b.eq(delay(m, s_m, extra, "s_x")), s_c.eq(s_b), s_d.eq(s_c),
-                     strad_b.eq(delay(m, strad_m, extra, "straddled_x")), strad_c.eq(strad_b), strad_d.eq(strad_c)]
+                     strad_b.eq(delay(m, strad_m, extra, "straddled_x")), strad_c.eq(strad_b), strad_d.eq(strad_c),
+                     packed_m.eq(packed), packed_b.eq(delay(m, packed_m, extra, "packed_x")), packed_c.eq(packed_b),
+                     packed_d.eq(packed_c)]
         # (stage m's values ARRAY_EXTRA cycles on, beside the array's pipeline)
         vx = [Signal(name=f"vx_{k + 1}") for k in range(extra)]
         m.d.sync += [v.eq(prev) for v, prev in zip(vx, [vm & m_["last"]] + vx)]
@@ -437,9 +477,9 @@ class CoreStageEngine(wiring.Component):
         # two steps, so d and e never write in the same cycle)
         lo_bits = half * gb
         ve, out_e, upper_e = Signal(), Signal(AB), Signal(P * gb - lo_bits)
-        m.d.sync += [ve.eq(vd & packed), out_e.eq(out_d + addr["out_pixel"]), upper_e.eq(words[lo_bits:])]
-        word_d = Mux(packed, Cat(words[:lo_bits], Const(0, P * gb - lo_bits)), words)
-        counted = [Mux(packed, st.out_channels > (l % half), active_d > l) for l in range(P)]
+        m.d.sync += [ve.eq(vd & packed_d), out_e.eq(out_d + addr["out_pixel"]), upper_e.eq(words[lo_bits:])]
+        word_d = Mux(packed_d, Cat(words[:lo_bits], Const(0, P * gb - lo_bits)), words)
+        counted = [Mux(packed_d, O > (l % half), active_d > l) for l in range(P)]
         slot_write, slot_en, slot_addr, slot_data, pending = self._straddled_writes(m, vd & strad_d, words, s_d,
                                                                                     active_d, out_d)
         m.d.comb += [self.out.en.eq(Mux(slot_write, slot_en, Cat(*[vd | ve] * P))),
@@ -454,7 +494,7 @@ class CoreStageEngine(wiring.Component):
         """A straddled pass's weight word: lane ``l`` takes lane ``s + l`` of the word beside
         the word shifted down by ``O`` lanes (the driver lays lane ``l`` out as channel
         ``l mod O``, so lane ``l`` gets channel ``(s + l) mod O``; ``O < P``)."""
-        P, wb, O = self.config.lanes, self.config.widths.weight, self.stage.out_channels
+        P, wb, O = self.config.lanes, self.config.widths.weight, self._o
         ext = Cat(word, word >> ((P - O).as_unsigned()[:log2(P) + 1] * wb))
         return (ext >> (s * wb))[:P * wb]
 
@@ -467,17 +507,18 @@ class CoreStageEngine(wiring.Component):
         has slots, so a pass's slots are written before the next pass's stage d. Returns
         whether a slot is written this cycle, its lane enables, address and data, and whether
         a later slot is pending (the engine is busy)."""
-        P, gb, O = self.config.lanes, self.config.gradients.width, self.stage.out_channels
+        P, gb, O = self.config.lanes, self.config.gradients.width, self._o
         words_w, base_w = Signal(P * gb, name="slot_words"), Signal(AB, name="slot_addr")
         s_w, n_w = Signal(range(P), name="slot_s"), Signal(range(P + 1), name="slot_n")
         ko_w, left_w = Signal(17, name="slot_ko"), Signal(2, name="slot_left")
+        step = self._pass["go"]           # a pixel's output words (a wide stage's: ceil(O / P))
         last = s + n - 1
         pixels = (last >= O).as_unsigned() + (last >= (O << 1)).as_unsigned()       # slots after the first
         with m.If(first):
-            m.d.sync += [words_w.eq(words), base_w.eq(addr + 1), s_w.eq(s), n_w.eq(n), ko_w.eq(O),
+            m.d.sync += [words_w.eq(words), base_w.eq(addr + step), s_w.eq(s), n_w.eq(n), ko_w.eq(O),
                          left_w.eq(pixels)]
         with m.Elif(left_w != 0):
-            m.d.sync += [left_w.eq(left_w - 1), base_w.eq(base_w + 1), ko_w.eq(ko_w + O)]
+            m.d.sync += [left_w.eq(left_w - 1), base_w.eq(base_w + step), ko_w.eq(ko_w + O)]
         pending = left_w != 0
         src, src_s, src_n = Mux(first, words, words_w), Mux(first, s, s_w), Mux(first, n, n_w)
         ko = Mux(first, 0, ko_w)
@@ -504,7 +545,7 @@ class CoreStageEngine(wiring.Component):
         P, gr, cnt = cfg.lanes, cfg.gradients, self.counts
         gb, qb = gr.width, cfg.widths.activation
         half = P // 2 if P > 1 else P
-        O, s, n = self.stage.out_channels, a["s"], active
+        O, s, n = self._o, a["s"], active
         gws, ops = gwords, [o[:qb].as_signed() for o in operands]
         pw = gb + qb + 1                  # two products summed
         m.submodules.wgrad = acc = WeightGradientAccumulator(P, pw, gr.wgrad_tile, self.acc_entries)
@@ -523,8 +564,14 @@ class CoreStageEngine(wiring.Component):
             first_op = Mux(a["strad"], Mux(v[0], ops[0], ops[1]), op_plain)
             second_g = Mux(a["strad"], Mux(v[0], g[1], g[2]), 0)
             second_op = Mux(v[0], ops[1], ops[2])
+            # an unpacked, unstraddled group's lanes past its channels add zero, whatever the
+            # gradient word holds there (a straddled write leaves those lanes as they were): the
+            # host adds a last group's upper half whenever a packed stage could have used it
+            # (``unpack_wgrad``), and a layer's tiles may pack it in one tile and not the next
+            idle = ~a["strad"] & ~packed & (n <= c)
             p = Signal(signed(pw), name=f"wgrad_term{c}")
-            m.d.comb += p.eq(Mux(a["zero"], 0, first_g.as_signed() * first_op + second_g.as_signed() * second_op))
+            m.d.comb += p.eq(Mux(a["zero"] | idle, 0,
+                                 first_g.as_signed() * first_op + second_g.as_signed() * second_op))
             products.append(p)
         m.d.comb += [acc.valid.eq(update), acc.clear.eq(a["clear"]), acc.addr.eq(entry),
                      acc.product.eq(Cat(*products)),

@@ -168,6 +168,10 @@ def stage_cycles(name: str, f: Mapping[str, int], lanes: int, spikes_per_word: i
     T = f["timesteps"]
     groups = -(-f["out_channels"] // lanes)
     full = [not f["use_schedule"] or bool((f["schedule"] >> t) & 1) for t in range(T)]
+    if kind in (StageKind.MATVEC, StageKind.OUTER) and f["out_channels"] > lanes and (f.get("straddle")
+                                                                                    or f.get("pack")):
+        check_straddle(f, lanes)
+        return _wide_stage(name, kind, f, lanes, spikes_per_word, full)
     if kind == StageKind.OUTER and f.get("straddle"):
         check_straddle(f, lanes)
         return _straddled_outer(name, f, lanes, spikes_per_word, full)
@@ -229,20 +233,87 @@ def _straddled_outer(name: str, f: Mapping[str, int], lanes: int, spikes_per_wor
     return StageCycles(name, StageKind.OUTER, steps, macs, cycles, {**c, "cycles": cycles})
 
 
+def _wide_stage(name: str, kind: StageKind, f: Mapping[str, int], lanes: int, spikes_per_word: int,
+                full: list[bool]) -> StageCycles:
+    """A *wide* stage (``O > P`` lane channels with ``straddle`` or ``pack``): per block row of a
+    computed timestep two phases, first the ``ceil(O/P) - 1`` full groups of every pixel as
+    unstraddled, then the last group's ``R`` channels of the row straddled (``straddle``, as a
+    stage of ``R`` channels: :func:`_straddled_counters`, :func:`_straddled_outer`) or two pixels
+    per pass (``pack``, as a packed stage of ``R`` channels). HTT's reduced timesteps copy
+    (mat-vec: one step per output word, every group) or are skipped as unstraddled; before the
+    first of them after a computed timestep a packed remainder's engine issues nothing for a
+    cycle (its last pair's second word is written before the copy's first)."""
+    T, rows, cols, inner = f["timesteps"], f["rows"], f["cols"], f["in_channels"]
+    G = -(-f["out_channels"] // lanes)
+    R = f["out_channels"] - (G - 1) * lanes
+    taps = _TAPS[Taps(f["taps"])]
+    in_words = -(-inner // (spikes_per_word if f.get("in_spikes") else lanes))
+    matvec = kind == StageKind.MATVEC
+    # the full groups' counts as a stage of (G - 1) P channels computing every timestep (the
+    # reduced ones are counted on the whole stage below)
+    head = {**f, "out_channels": (G - 1) * lanes, "pack": 0, "straddle": 0, "use_schedule": 0}
+    a = stage_cycles("", head, lanes, spikes_per_word)
+    tail = {**f, "out_channels": R, "use_schedule": 0}
+    if f.get("straddle"):
+        b = stage_cycles("", tail, lanes, spikes_per_word)
+    else:
+        b = stage_cycles("", {**tail, "pack": 1}, lanes, spikes_per_word)
+    per_t = {k: (a.counters.get(k, 0) + b.counters.get(k, 0)) // T for k in set(a.counters) | set(b.counters)
+             if k != "cycles"}
+    n_full = sum(full)
+    c = {k: v * n_full for k, v in per_t.items()}
+    whole = stage_cycles("", {**f, "pack": 0, "straddle": 0}, lanes, spikes_per_word)
+    if n_full < T:
+        # the reduced timesteps as the unstraddled stage counts them: its counts less its
+        # computed timesteps' (which are those of the head and tail's T computed ones * n_full / T)
+        plain = stage_cycles("", {**f, "pack": 0, "straddle": 0, "use_schedule": 0}, lanes, spikes_per_word)
+        for k, v in whole.counters.items():
+            if k != "cycles":
+                c[k] = c.get(k, 0) + v - plain.counters[k] // T * n_full
+    steps = c["stage_busy"]
+    macs = c["stage_macs"] if matvec else c["wgrad_updates"]
+    if matvec:
+        if f.get("straddle"):
+            last_px = straddle_passes(cols, R, lanes)[-1][1] - 1
+        else:
+            last_px = 1                        # a pair's second word
+        gaps = last_px * sum(1 for t in range(T - 1) if full[t] and not full[t + 1])
+        drain = DRAIN[kind] + gaps + (last_px if full[-1] else 0)
+    else:
+        drain = DRAIN[kind]
+        if not full[-1] and not (f["acc_clear"] and not any(full)):
+            drain = 0
+    cycles = steps + drain + CONTROL_CYCLES
+    return StageCycles(name, kind, steps, macs, cycles, {**c, "cycles": cycles})
+
+
 def check_straddle(f: Mapping[str, int], lanes: int, rounding: str = "nearest") -> None:
     """Refuse a stage descriptor whose ``straddle`` the core-stage engine does not build: only
     a mat-vec or outer-product stage of ``P/2 <= O < P`` lane (gradient) channels (a pass
     touches at most three pixels, one weight word or accumulator update per step), without
     ``pack`` or stochastic rounding (its dither's lane index assumes one pixel per pass); HTT's
-    reduced timesteps copy (mat-vec) or are skipped (outer) as unstraddled."""
-    if not f.get("straddle"):
+    reduced timesteps copy (mat-vec) or are skipped (outer) as unstraddled. A stage of
+    ``O > P`` channels with ``straddle`` or ``pack`` (a *wide* stage, :func:`_wide_stage`)
+    straddles or packs its last group's ``R = O - (ceil(O/P) - 1) P`` channels: ``P/2 <= R``
+    straddled, ``R <= P/2`` packed (even ``cols``), with at least 3 steps per pixel and group."""
+    O = f["out_channels"]
+    wide = O > lanes and (f.get("straddle") or f.get("pack"))
+    if not f.get("straddle") and not wide:
         return
+    rem = O - (-(-O // lanes) - 1) * lanes           # the last group's lane channels
     why = None
     if StageKind(f["kind"]) not in (StageKind.MATVEC, StageKind.OUTER):
         why = "only a mat-vec or outer-product stage straddles"
-    elif not 2 * f["out_channels"] >= lanes > f["out_channels"]:
-        why = f"it needs P/2 <= out_channels < P, got {f['out_channels']} on {lanes} lanes"
-    elif f.get("pack"):
+    elif wide and f.get("straddle") and not 2 * rem >= lanes > rem:
+        why = f"it needs P/2 <= the last group's {rem} channels < P, got out_channels {O} on {lanes} lanes"
+    elif wide and f.get("pack") and not (2 * rem <= lanes and f["cols"] % 2 == 0):
+        why = (f"a packed remainder needs at most P/2 channels in the last group and even cols, got "
+               f"out_channels {O}, cols {f['cols']} on {lanes} lanes")
+    elif wide and _TAPS[Taps(f["taps"])] * f["in_channels"] < 3:
+        why = "a remainder phase needs at least 3 steps per pixel and group (its writes drain behind)"
+    elif not wide and not 2 * O >= lanes > O:
+        why = f"it needs P/2 <= out_channels < P, got {O} on {lanes} lanes"
+    elif f.get("pack") and f.get("straddle"):
         why = "pack and straddle exclude each other"
     elif rounding == "stochastic":
         why = "stochastic rounding does not straddle"

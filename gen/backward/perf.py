@@ -11,10 +11,12 @@ them. Above the bound, per layer: ``ring`` (the halo ring's LIF and G4^T work an
 halo rows), ``padding`` (idle lanes when a channel count is not a multiple of ``P``, HTT's
 bypass copy) and ``pipeline`` (each stage's drain and control cycles). The exact cycles
 include the built part of lanes straddling pixels (the stage field ``straddle``: mat-vec
-and outer-product stages of ``P/2 <= O < P`` lane channels, where the driver finds it
-faster). Besides, projections of the rest (:mod:`gen.backward.straddle`: ``O > P``, passes
-across a block's rows): the ``straddled_*`` cycles and ratios, which no RTL checks beyond the
-built part.
+and outer-product stages of ``P/2 <= O < P`` lane channels; of ``O > P``, the last group's
+``R`` channels straddled where ``P/2 <= R``, or packed two pixels a pass where ``R <= P/2``
+with ``pack``; each where the driver finds it faster). Besides, projections of the rest
+(:mod:`gen.backward.straddle`: ``O > P`` with passes over all ``O`` channels, passes across a
+block's rows): the ``straddled_*`` cycles and ratios, which no RTL checks beyond the built
+part.
 """
 
 from __future__ import annotations

@@ -126,7 +126,9 @@ STAGE_FIELDS = (
                 "output words are written one cycle apart; outer: both pixels' gradient words read "
                 "in the pair's first two steps, pixel x + 1's terms summed in lanes P/2 + o (the "
                 "host adds the halves); HTT's reduced timesteps copy (two steps per pixel pair) or "
-                "skip as unpacked"),
+                "skip as unpacked. out_channels > P (a wide stage): per block row the full groups "
+                "unpacked, then the last group's R <= P/2 channels packed (the weight word's "
+                "last group likewise, the host adds its halves)"),
     ("straddle", 1, "mat-vec, outer: 1 the lanes straddle pixels (P/2 <= out_channels < P, no pack, no "
                     "stochastic rounding; HTT's reduced timesteps copy as unstraddled): a block row's cols x O (pixel, channel) "
                     "pairs in passes of P, lane l of a pass on pair jP + l (pixel p0 + (s + l) div O, "
@@ -137,7 +139,9 @@ STAGE_FIELDS = (
                     "HTT's reduced timesteps skipped as unstraddled): the same passes, each pixel's "
                     "gradient word read at the pass's first tap and input channel; accumulator lane c "
                     "adds the products of the (at most two) pixels of the pass whose pair has channel c, "
-                    "one update per step, the entries as unstraddled"),
+                    "one update per step, the entries as unstraddled. out_channels > P (a wide stage): per "
+                    "block row the full groups unstraddled, then the last group's P/2 <= R < P "
+                    "channels straddled as a stage of R channels"),
     # the stored output tensor (docs/architecture.md, "Ring pixels outside the layer"): a block
     # smaller than the tensor writes into it, so that a stage can skip the tile's ring pixels
     # that lie outside the layer

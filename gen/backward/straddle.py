@@ -2,7 +2,11 @@
 
 Built (the stage field ``straddle``, :class:`gen.backward.CoreStageEngine`, counted exactly by
 :mod:`gen.backward.cyclemodel`): the mat-vec and outer-product stages of ``P/2 <= O < P`` lane
-channels, pairs within a block row, as this module's loop nest. The rest below is a projection.
+channels, pairs within a block row, as this module's loop nest; and, for ``O > P``, only the
+last group's ``R`` channels (the full groups one pixel a pass): straddled as a stage of ``R``
+channels where ``P/2 <= R``, two pixels a pass (``pack``) where ``R <= P/2``. The rest below
+is a projection (for ``O > P``: passes of ``P`` pairs over all ``O`` channels, two weight words
+a step), counted only where it takes fewer steps than the built stage.
 
 The core-stage engine puts one lane channel on each of the ``P`` lanes (two pixels per pass
 where a stage has at most ``P/2``, the stage field ``pack``), so a stage with ``O`` lane

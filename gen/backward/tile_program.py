@@ -14,7 +14,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .cyclemodel import stage_cycles
+from .cyclemodel import check_straddle, stage_cycles
 from .stage_layout import STAGE_FIELDS, Requant, StageKind, Taps
 from ttsnn.sw.cli_util import UserError
 
@@ -127,9 +127,13 @@ def unpack_wgrad(read_entry, spec: WeightGradSpec, bits: int) -> np.ndarray:
     """The sums of ``spec`` as ``[out, inner, taps]`` (``read_entry(entry) -> word``). Where
     ``out <= P/2`` the sum of output ``o`` is lane ``o`` plus lane ``P/2 + o`` (modulo
     ``2^bits``): a packed outer product (``pack``) adds pixel ``x + 1``'s terms in the upper
-    half; an unpacked one leaves it zero (its gradient's lanes beyond ``out`` are zero)."""
+    half; an unpacked one leaves it zero (the core-stage engine adds zero in the lanes past a
+    group's channels). Where ``out > P`` likewise in the last group where its channels fit half
+    the lanes (a wide stage that packs it, ``pack``; a layer's tiles may pack it in one tile and
+    not in the next, into the same sums)."""
     out = np.zeros((spec.out, spec.inner, spec.taps), dtype=np.int64)
     groups = -(-spec.out // spec.lanes)
+    rem = spec.out - (groups - 1) * spec.lanes           # the last group's channels
     halves = 2 * spec.out <= spec.lanes
     mask = (1 << bits) - 1
     for tap in range(spec.taps):
@@ -138,7 +142,7 @@ def unpack_wgrad(read_entry, spec: WeightGradSpec, bits: int) -> np.ndarray:
                 word = read_entry(spec.base + (tap * groups + g) * spec.inner + i)
                 for l in range(min(spec.lanes, spec.out - g * spec.lanes)):
                     v = (word >> (l * bits)) & mask
-                    if halves:
+                    if halves or (g == groups - 1 and 2 * rem <= spec.lanes):
                         v = (v + (word >> ((spec.lanes // 2 + l) * bits))) & mask
                     out[g * spec.lanes + l, i, tap] = v - ((v >> (bits - 1)) << bits)
     return out
@@ -149,22 +153,27 @@ def _weight_words(mats: list[np.ndarray], lanes: int, bits: int, packed: bool = 
     """Per-tap matrices ``[I, O]`` -> words ``(tap * I + i) * ceil(O/P) + o // P``; ``packed``
     (a stage with ``pack``, ``O <= P/2``): output ``o`` in lanes ``o`` and ``P/2 + o`` (the
     two pixels of a pass), the rest zero; ``straddled`` (``straddle``, ``O < P``): lane ``l``
-    holds output ``l mod O`` (the engine rotates the word per pass)."""
+    holds output ``l mod O`` (the engine rotates the word per pass). ``O > P`` (a wide stage,
+    :func:`gen.backward.cyclemodel.check_straddle`): the full groups as unpacked, the last
+    group's ``R`` outputs as a stage of ``R`` outputs packed or straddled."""
     words = []
     for w in mats:
         I, O = w.shape
         groups = -(-O // lanes)
-        if packed and (groups != 1 or 2 * O > lanes):
-            raise ValueError(f"packed weights need O <= P/2, got O = {O}, P = {lanes}")
-        if straddled and O >= lanes:
-            raise ValueError(f"straddled weights need O < P, got O = {O}, P = {lanes}")
+        rem = O - (groups - 1) * lanes                 # the last group's outputs
+        if packed and 2 * rem > lanes:
+            raise ValueError(f"packed weights need at most P/2 outputs in the last group, got O = {O}, P = {lanes}")
+        if straddled and rem >= lanes:
+            raise ValueError(f"straddled weights need fewer than P outputs in the last group, got O = {O}, "
+                             f"P = {lanes}")
         for i in range(I):
             for g in range(groups):
-                word = 0
-                for l in range(lanes if straddled else min(lanes, O - g * lanes)):
-                    v = _signed_field(w[i, l % O if straddled else g * lanes + l], bits)
+                word, base = 0, g * lanes
+                last = g == groups - 1
+                for l in range(lanes if straddled and last else min(lanes, O - base)):
+                    v = _signed_field(w[i, base + (l % rem if straddled and last else l)], bits)
                     word |= v << (l * bits)
-                    if packed:
+                    if packed and last:
                         word |= v << ((lanes // 2 + l) * bits)
                 words.append(word)
     return words
@@ -183,13 +192,38 @@ def packs(stage: Mapping[str, int], lanes: int, spikes_per_word: int) -> bool:
     return stage_cycles("", {**stage, "pack": 1}, lanes, spikes_per_word).cycles < one
 
 
+def packs_remainder(stage: Mapping[str, int], lanes: int, spikes_per_word: int) -> bool:
+    """Whether a stage of ``O > P`` lane channels packs its last group (``pack`` on a wide
+    stage, :func:`gen.backward.cyclemodel.check_straddle`): that group's ``R <= P/2``
+    channels of two pixels per pass, the full groups as unpacked, where the exact cycle model
+    says it is faster."""
+    O = stage["out_channels"]
+    G = -(-O // lanes)
+    if stage["kind"] not in (StageKind.MATVEC, StageKind.OUTER) or G < 2 or 2 * (O - (G - 1) * lanes) > lanes:
+        return False
+    try:
+        check_straddle({**stage, "pack": 1, "straddle": 0}, lanes)
+    except ValueError:
+        return False
+    one = stage_cycles("", {**stage, "pack": 0}, lanes, spikes_per_word).cycles
+    return stage_cycles("", {**stage, "pack": 1}, lanes, spikes_per_word).cycles < one
+
+
 def can_straddle(stage: Mapping[str, int], lanes: int) -> bool:
     """Whether the core-stage engine can run a stage with its lanes straddling pixels
     (``straddle``, :func:`gen.backward.cyclemodel.check_straddle`): a mat-vec or
     outer-product stage of ``P/2 <= O < P`` lane (gradient) channels (HTT's reduced timesteps
     copy or are skipped as unstraddled)."""
     O = stage["out_channels"]
-    return stage["kind"] in (StageKind.MATVEC, StageKind.OUTER) and 2 * O >= lanes > O
+    if stage["kind"] not in (StageKind.MATVEC, StageKind.OUTER):
+        return False
+    if O > lanes:                                # a wide stage straddles its last group
+        try:
+            check_straddle({**stage, "pack": 0, "straddle": 1}, lanes)
+        except ValueError:
+            return False
+        return True
+    return 2 * O >= lanes > O
 
 
 def straddles(stage: Mapping[str, int], lanes: int, spikes_per_word: int) -> bool:
@@ -200,7 +234,8 @@ def straddles(stage: Mapping[str, int], lanes: int, spikes_per_word: int) -> boo
     if not can_straddle(stage, lanes):
         return False
     plain = {**stage, "pack": 0, "straddle": 0}
-    best = min(stage_cycles("", {**plain, "pack": int(packs(plain, lanes, spikes_per_word))}, lanes,
+    best = min(stage_cycles("", {**plain, "pack": int(packs(plain, lanes, spikes_per_word)
+                                                      or packs_remainder(plain, lanes, spikes_per_word))}, lanes,
                             spikes_per_word).cycles,
                stage_cycles("", plain, lanes, spikes_per_word).cycles)
     return stage_cycles("", {**plain, "straddle": 1}, lanes, spikes_per_word).cycles < best
@@ -318,7 +353,8 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
         :func:`packs` does, its weights laid out to match."""
         f = _stage(**fields)
         f["straddle"] = int(straddle_lanes and straddles(f, P, spikes_per_word))
-        f["pack"] = int(pack_lanes and not f["straddle"] and packs(f, P, spikes_per_word))
+        f["pack"] = int(pack_lanes and not f["straddle"] and (packs(f, P, spikes_per_word) or straddle_lanes
+                                                              and packs_remainder(f, P, spikes_per_word)))
         f["w_base"] = weights(mats, bool(f["pack"]), bool(f["straddle"]))
         return name, f
 
@@ -391,7 +427,8 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
     # packed where :func:`packs` does
     def outer(f):
         f = {**f, "straddle": int(straddle_lanes and straddles(f, P, spikes_per_word))}
-        return {**f, "pack": int(pack_lanes and not f["straddle"] and packs(f, P, spikes_per_word))}
+        return {**f, "pack": int(pack_lanes and not f["straddle"] and (packs(f, P, spikes_per_word) or straddle_lanes
+                                                                        and packs_remainder(f, P, spikes_per_word)))}
     stages = [(n, outer(f)) if f["kind"] == StageKind.OUTER else (n, f) for n, f in stages]
     tensors, stages, words, bank_words = _place(tensors, stages, T, overlay, bank_depth)
     stages, wwords, streamed_w = _stream_weights(stages, blocks, weight_depth)

@@ -147,6 +147,30 @@ def test_a_layer_with_lanes_straddling_pixels_on_the_verilog(tmp_path, mode, poo
     _check_layer_on_the_verilog(target, tiles, q, gold, tmp_path)
 
 
+@pytest.mark.parametrize("mode, r, seed, extra", [("stt", 7, 19, True), ("htt", 5, 23, False)],
+                         ids=["stt-r7-straddled-extra", "htt-r5-packed"])
+def test_a_layer_with_wide_stages_on_the_verilog(tmp_path, mode, r, seed, extra):
+    """Ranks 7 and 5 on the small configuration's 4 lanes (``O > P``: a *wide* stage): the
+    driver runs each block row's full groups one pixel a pass and then the last group's ``R``
+    channels straddled (rank 7, ``R = 3``: the stage field ``straddle``) or two pixels a pass
+    (rank 5, ``R = 1``: ``pack``) where that is faster, here ``q1``, ``G4^T`` and ``dW1`` at
+    least (HTT's reduced timesteps in the packed ``q23``, ``G2^T + G3^T``, ``dW2 + dW3`` of the
+    first tile), in both of the layer's two tiles. Bit-exact against the golden backward of the
+    untiled layer in ONE simulator process; each program's counters equal the cycle model."""
+    from tests.gen.test_backward_core_stages import layer_case
+
+    target = RtlTarget.for_config("small")
+    cfg = target.config
+    q, x, trace, e, g_extra, gold = layer_case(cfg, seed, mode, 2, 16, r, 8, 4, 6, False, extra)
+    tiles = _layer_programs(cfg, q, x, trace, e, g_extra, gold)
+    assert len(tiles) > 1
+    for t in tiles:                                      # the case is what it says: wide, tiled
+        chosen = {n for n, f in t.program.plan.stages if f["straddle" if r == 7 else "pack"]}
+        assert {"q1", "g_q23", "dw1"} <= chosen, chosen
+        assert all(f["out_channels"] > cfg.lanes for n, f in t.program.plan.stages if n in chosen)
+    _check_layer_on_the_verilog(target, tiles, q, gold, tmp_path)
+
+
 @pytest.mark.cosim_full
 def test_paper_sized_layer_in_chunks_of_timesteps(tmp_path):
     """An 8 x 16 block of MS-ResNet18's second TT layer (64 -> 64 channels, rank 32, T = 4,

@@ -298,6 +298,14 @@ STRADDLED_CASES = [  # P/2 <= rank < P (3 or 2 of the small configuration's 4 la
 ]
 
 
+def _straddles_by_hand(O: int, taps: int, inner: int) -> bool:
+    """Whether the engine straddles a stage of ``O`` lane channels: ``P/2 <= O < P``, or
+    ``O > P`` whose last group's ``R`` channels are ``P/2 <= R < P``, with at least three
+    steps per pixel and group."""
+    R = O - (-(-O // P) - 1) * P
+    return P / 2 <= O < P or (O > P and P / 2 <= R < P and taps * inner >= 3)
+
+
 def _straddled_steps_by_hand(f) -> int:
     """A straddled stage's steps per computed timestep, counted pass by pass: per block row the
     ``cols x O`` pairs in passes of ``P``, pass ``j`` from pair ``jP`` (first channel
@@ -306,8 +314,11 @@ def _straddled_steps_by_hand(f) -> int:
     timesteps copy one pixel per step.)"""
     taps = {0: 1, 1: 3, 2: 3, 3: 6}[f["taps"]]
     words = -(-f["in_channels"] // (S if f["in_spikes"] else P))
-    O, pairs = f["out_channels"], f["cols"] * f["out_channels"]
-    per_row = 0
+    O = f["out_channels"]
+    G = -(-O // P)
+    O -= (G - 1) * P                    # a wide stage straddles its last group's channels
+    pairs = f["cols"] * O
+    per_row = f["cols"] * (G - 1) * taps * f["in_channels"]       # its full groups, one pixel a pass
     for k0 in range(0, pairs, P):
         n = min(P, pairs - k0)
         pixels = (k0 % O + n - 1) // O + 1
@@ -339,8 +350,10 @@ def test_straddled_stages_match_golden(case, monkeypatch):
             "ptt": {"q1", "q23", "g_q23", "g_q1", "dw1"}, "htt": {"q1", "q23", "g_q23", "g_q1", "dw1"}}[mode]
     if mode != "stt":           # G2 and G3's sums in one stage or, where they do not fit, two
         want |= {"dw23"} if "dw23" in dict(prog.stages) else {"dw2", "dw3"}
-    if 2 * case[3] >= P > case[3]:      # dW4's gradient channels are Cout's
+    if _straddles_by_hand(case[3], 1, r):      # dW4's gradient channels are Cout's
         want |= {"dw4"}
+    if _straddles_by_hand(case[2], 1, r):      # G1^T's outputs are Cin's
+        want |= {"e_in"}
     assert straddled == want, straddled
     for name, f in prog.stages:
         assert out[f"cycles_{name}"] == stage_cycles(name, f, P, S).cycles, name
@@ -355,14 +368,15 @@ def test_straddled_stages_match_golden(case, monkeypatch):
                 steps += _straddled_steps_by_hand(f) if c else (taps * f["in_channels"] if zeros else 1)
             assert out[f"cycles_{name}"] == steps + (1 if full[-1] else 0) + 1, name
         elif f["straddle"]:
-            O, cols = f["out_channels"], f["cols"]
+            G, cols = -(-f["out_channels"] // P), f["cols"]
+            O = f["out_channels"] - (G - 1) * P             # (a wide stage: its last group's, straddled)
             full = [not f["use_schedule"] or (f["schedule"] >> t) & 1 for t in range(f["timesteps"])]
             last = (((cols * O - 1) // P) * P) % O                  # the last pass's first channel
             n_last = cols * O - ((cols * O - 1) // P) * P
             drain = 7 + ((last + n_last - 1) // O if full[-1] else 0)
             # a computed timestep before a reduced one: its last pass's writes before the copy's
             gaps = (last + n_last - 1) // O * sum(full[t] and not full[t + 1] for t in range(len(full) - 1))
-            steps = sum(_straddled_steps_by_hand(f) if c else f["rows"] * cols for c in full)
+            steps = sum(_straddled_steps_by_hand(f) if c else f["rows"] * cols * G for c in full)
             assert out[f"cycles_{name}"] == steps + gaps + drain + 1, name
     if mode == "htt":           # the case is what it says: reduced timesteps in straddled stages
         assert any(f["straddle"] and f["use_schedule"] for _, f in prog.stages)
@@ -485,3 +499,82 @@ def test_what_stays_and_what_streams_through_a_small_memory():
     assert _keep_or_stream(sizes, 1216) == (["w4", "w23", "w1"], [])          # everything fits
     assert _keep_or_stream(sizes, None) == (["w4", "w23", "w1"], [])
     assert _keep_or_stream(sizes, 511) == ([], ["w4", "w23", "w1"])           # the largest alone does not
+
+
+WIDE_CASES = [  # ranks above P (5-7 of the small configuration's 4 lanes): the last group straddled or packed
+    ("stt", 7, 4, 8, 1, 2, 4, False, True, False),       # R = 3: straddled
+    ("ptt", 6, 6, 4, 1, 2, 3, False, True, True),        # R = 2 = P/2 straddled (odd columns); G1^T's 6 too
+    ("stt", 5, 4, 4, 2, 2, 4, False, True, False),       # R = 1: packed
+    ("htt", 5, 4, 4, 3, 2, 4, False, True, False),       # a packed remainder, then a copied timestep
+    ("htt", 7, 4, 4, 3, 2, 3, False, True, False),       # a straddled remainder, then a copied timestep
+    ("ptt", 5, 4, 6, 1, 4, 2, True, False, True),        # pooling, saturating shifts; dW4's 6 straddled
+]
+
+
+def _packs_remainder_by_hand(f) -> bool:
+    """Whether the engine can pack a stage's last group: ``O > P`` lane channels whose last
+    group's ``R <= P/2``, an even number of columns, at least three steps per pixel and group."""
+    O, taps = f["out_channels"], {0: 1, 1: 3, 2: 3, 3: 6}[f["taps"]]
+    R = O - (-(-O // P) - 1) * P
+    return (f["kind"] in (0, 1) and O > P and 2 * R <= P and f["cols"] % 2 == 0
+            and taps * f["in_channels"] >= 3)
+
+
+@pytest.mark.parametrize("case", WIDE_CASES, ids=lambda c: f"{c[0]}-r{c[1]}-T{c[4]}-{c[5]}x{c[6]}"
+                         + ("-pool" if c[7] else "") + ("" if c[8] else "-sat"))
+def test_wide_stages_match_golden(case, monkeypatch):
+    """Stages of ``O > P`` lane channels (a *wide* stage): per block row the ``ceil(O/P) - 1``
+    full groups of every pixel one pixel a pass, then the last group's ``R`` channels of the
+    row straddled (``straddle``, ``P/2 <= R < P``) or two pixels per pass (``pack``,
+    ``R <= P/2``, even columns). Every stage that can does so here (the driver's choice by
+    the cycle model alone would test less on 4 lanes). The tensors and sums are the golden
+    model's; each wide stage's cycles are counted here by hand (the full groups' ``I`` steps
+    per pixel, group and tap; the remainder as a straddled stage of ``R`` channels, or
+    ``I + ceil(I / P)`` steps per pixel pair and tap packed; HTT's reduced timesteps one step
+    per output word; a mat-vec stage's drain of seven cycles plus one per pixel of its last
+    pass after the first (packed: its pair's second word), and as many idle cycles before a
+    copied timestep; one for the control) and equal the cycle model's, as every stage's do."""
+    from ttsnn.gen.backward.cyclemodel import stage_cycles
+
+    from ttsnn.gen.backward import tile_program
+
+    monkeypatch.setattr(tile_program, "straddles", lambda f, lanes, spw: tile_program.can_straddle(f, lanes))
+    monkeypatch.setattr(tile_program, "packs_remainder", lambda f, lanes, spw: _packs_remainder_by_hand(f))
+    mode, r, T = case[0], case[1], case[4]
+    prog, out = _check_tile_against_golden_with(case, pack_lanes=True, straddle_lanes=True)
+    wide = {n: f for n, f in prog.stages if f["kind"] in (0, 1) and f["out_channels"] > P}
+    taps_of = lambda f: {0: 1, 1: 3, 2: 3, 3: 6}[f["taps"]]        # noqa: E731
+    for name, f in wide.items():
+        strad = _straddles_by_hand(f["out_channels"], taps_of(f), f["in_channels"])
+        assert (f["straddle"], f["pack"]) == (int(strad), int(not strad and _packs_remainder_by_hand(f))), name
+    # the case is what it says: rank stages (q1, g_q1, dW1 ...) wide, straddled or packed as named
+    assert {"q1", "g_q23", "g_q1", "dw1"} <= {n for n, f in wide.items() if f["straddle"] or f["pack"]}
+    assert all(wide[n]["pack" if r == 5 else "straddle"] for n in ("q1", "g_q1", "dw1"))
+    for name, f in prog.stages:
+        assert out[f"cycles_{name}"] == stage_cycles(name, f, P, S).cycles, name
+        if name not in wide or not (f["straddle"] or f["pack"]):
+            continue
+        G = -(-f["out_channels"] // P)
+        R, cols, rows, taps, inner = f["out_channels"] - (G - 1) * P, f["cols"], f["rows"], taps_of(f), f["in_channels"]
+        words = -(-inner // (S if f["in_spikes"] else P))
+        full = [not f["use_schedule"] or (f["schedule"] >> t) & 1 for t in range(f["timesteps"])]
+        if f["straddle"]:
+            computed = _straddled_steps_by_hand(f)         # (its full groups counted there too)
+            k0 = ((cols * R - 1) // P) * P                 # the last pass's first pair
+            after_first = ((k0 % R) + cols * R - k0 - 1) // R
+        else:
+            computed = rows * (cols * (G - 1) * taps * inner + cols // 2 * taps * (inner + words))
+            after_first = 1
+        if f["kind"] == 1:
+            steps = 0
+            for t, c in enumerate(full):
+                zeros = f["acc_clear"] and t == 0
+                steps += computed if c else (taps * inner * G if zeros else 1)
+            assert out[f"cycles_{name}"] == steps + (1 if full[-1] else 0) + 1, name
+        else:
+            gaps = after_first * sum(full[t] and not full[t + 1] for t in range(len(full) - 1))
+            steps = sum(computed if c else rows * cols * G for c in full)
+            assert out[f"cycles_{name}"] == steps + gaps + 7 + (after_first if full[-1] else 0) + 1, name
+    if mode == "htt":           # reduced timesteps in wide stages
+        assert any((f["straddle"] or f["pack"]) and f["use_schedule"] for f in wide.values())
+        assert not all(backward_case(case)[0].full_timesteps(T))

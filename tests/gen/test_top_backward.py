@@ -76,10 +76,14 @@ def _program(q, x, trace, e, g_extra, gold):
                                   ("ptt", 2, 8, 4, 2, 2, 4, True, True, True),
                                   ("htt", 2, 4, 8, 3, 2, 4, False, False, False),
                                   ("ptt", 3, 4, 6, 2, 2, 3, False, True, False),
-                                  ("stt", 3, 8, 8, 2, 2, 4, False, True, False)],
+                                  ("stt", 3, 8, 8, 2, 2, 4, False, True, False),
+                                  ("stt", 7, 8, 8, 1, 2, 4, False, True, False),
+                                  ("ptt", 5, 8, 4, 2, 2, 4, False, True, True),
+                                  ("htt", 5, 4, 8, 3, 2, 4, False, False, False)],
                          ids=["ptt-pool-extra", "stt", "htt-saturating", "stt-r2-packed-saturating",
                               "ptt-r2-packed-pool-extra", "htt-r2-packed-saturating", "ptt-odd-columns",
-                              "stt-r3-straddled-dw1"])
+                              "stt-r3-straddled-dw1", "stt-r7-wide-straddled", "ptt-r5-wide-packed-extra",
+                              "htt-r5-wide-packed-saturating"])
 def test_backward_tile_on_the_accelerator(case):
     q, x, trace, e, g_extra, gold = backward_case(case)
     prog = _program(q, x, trace, e, g_extra, gold)
@@ -116,8 +120,10 @@ def test_backward_tile_on_the_accelerator(case):
         if f["straddle"]:
             full_steps = _straddled_steps_by_hand(f)
         elif f["pack"]:
+            # (a wide stage, O > P: its full groups one pixel a pass, its last group packed)
             words = -(-f["in_channels"] // (CFG.gbuf_spikes_per_word if f["in_spikes"] else CFG.lanes))
-            full_steps = f["rows"] * f["cols"] // 2 * taps * (f["in_channels"] + words)
+            full_steps = f["rows"] * (f["cols"] * (groups - 1) * taps * f["in_channels"]
+                                      + f["cols"] // 2 * taps * (f["in_channels"] + words))
         n, started, zeroed = 0, False, False
         for t in range(f["timesteps"]):
             reduced = f["use_schedule"] and not full[t]
@@ -132,7 +138,8 @@ def test_backward_tile_on_the_accelerator(case):
                 started = True
         return n
     # the rank-2 cases run their r-output stages two pixels per pass (2 of the 4 lanes each)
-    assert any(f["pack"] for _, f in prog.plan.stages) == (2 * r <= CFG.lanes)
+    narrow = [f for _, f in prog.plan.stages if f["out_channels"] <= CFG.lanes]
+    assert any(f["pack"] for f in narrow) == (2 * r <= CFG.lanes)
     steps = sum(stage_steps(f) for name, f in prog.plan.stages if name != "lif")
     assert res.counters["stage_busy"] == steps
     assert res.counters["grad_saturations"] == sum(v for k, v in gold.saturations.items()
@@ -158,20 +165,30 @@ def test_backward_tile_on_the_accelerator(case):
     # every mat-vec stage writes one word per pixel and output group of its block; a straddled
     # one a word per pixel each pass touches (a pixel two passes share, twice)
     def writes(f):
+        G = -(-f["out_channels"] // CFG.lanes)
         if f["straddle"]:
-            O, n = f["out_channels"], f["cols"] * f["out_channels"]
+            # (a wide stage, O > P: a word per pixel and full group, then its last group's R
+            # channels straddled)
+            O = f["out_channels"] - (G - 1) * CFG.lanes
+            n = f["cols"] * O
             per_row = sum((k0 % O + min(CFG.lanes, n - k0) - 1) // O + 1 for k0 in range(0, n, CFG.lanes))
-            return sum(f["rows"] * (per_row if full[t] or not f["use_schedule"] else f["cols"])
+            per_row += f["cols"] * (G - 1)
+            return sum(f["rows"] * (per_row if full[t] or not f["use_schedule"] else f["cols"] * G)
                        for t in range(f["timesteps"]))
         return f["timesteps"] * f["rows"] * f["cols"] * -(-f["out_channels"] // CFG.lanes)
     assert res.counters["grad_writes"] == sum(writes(f) for _, f in prog.plan.stages if f["kind"] == 0)
     # the rank-3 cases straddle the stages where that takes fewer cycles (q1 here: its input
     # is spikes, one word per pixel, so a pass of two pixels takes one step more than one)
-    assert any(f["straddle"] for _, f in prog.plan.stages) == (r == 3)
+    assert any(f["straddle"] for f in narrow) == (r == 3)
     # ... and the outer product dW1 where its 8 input spikes (one word per pixel) cost a fetch
     # step per extra pixel against 8 update steps saved per pass of 4 pairs instead of 3
-    assert {n for n, f in prog.plan.stages if f["straddle"] and f["kind"] == 1} == ({"dw1"} if cin == 8 and r == 3
-                                                                                   else set())
+    assert {n for n, f in prog.plan.stages if f["straddle"] and f["kind"] == 1
+            and f["out_channels"] < CFG.lanes} == ({"dw1"} if cin == 8 and r == 3 else set())
+    # the rank-5 and 7 cases straddle (R = 3) or pack (R = 1) the last group of their r-output
+    # stages where the model says that is faster: q1 at least (spikes, one input word a pixel)
+    wide = {n: f for n, f in prog.plan.stages if f["out_channels"] > CFG.lanes and f["kind"] in (0, 1)}
+    if r in (5, 7):
+        assert wide["q1"]["straddle" if r == 7 else "pack"]
     if not case[8]:
         assert res.counters["grad_saturations"] > 0
 
