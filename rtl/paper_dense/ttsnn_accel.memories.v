@@ -12,9 +12,9 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
 , bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, \port__en$141 , bw_trace__en, bw_trace__addr, \port__en$147 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$191 , host__w2__addr, host__w2__rd_en, \wr__en$197 , host__w3__addr, host__w3__rd_en, \wr__en$203 
 , host__w4__addr, host__w4__rd_en, \wr__en$209 , host__affine__addr, host__affine__rd_en, \wr__en$215 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$221 , host__residual__addr, \wr__en$227 , host__membrane__addr, \port__en$233 , host__spikes__addr, \port__en$239 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$245 , host__trace__addr
 , host__trace__rd_en, host__trace__wr_en, host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data
-, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$171 , \port$51541$0 , \port$51555$0 , \port$51569$0 , \port$51583$0 , \port$51597$0 , \port$51611$0 , \port$51625$0 , \port$51639$0 , \port$51653$0 , \port$51667$0 , \port$51681$0 , \port$51695$0 , \port$51709$0 
-, \port$51723$0 , \port$51737$0 , \port$51751$0 , \port$51765$0 , \port$51779$0 , \port$51793$0 , \port$51807$0 , \port$51821$0 , \port$51835$0 , \port$51849$0 , \port$51863$0 , \port$51877$0 , \port$51891$0 , \port$51905$0 , \port$51919$0 , \port$51933$0 , \port$51947$0 , \port$51961$0 , \port$51975$0 , bw_weights__addr, \port$52741$0 
-, \port$55519$0 , desc, \wr__data$194 );
+, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$171 , \port$51538$0 , \port$51552$0 , \port$51566$0 , \port$51580$0 , \port$51594$0 , \port$51608$0 , \port$51622$0 , \port$51636$0 , \port$51650$0 , \port$51664$0 , \port$51678$0 , \port$51692$0 , \port$51706$0 
+, \port$51720$0 , \port$51734$0 , \port$51748$0 , \port$51762$0 , \port$51776$0 , \port$51790$0 , \port$51804$0 , \port$51818$0 , \port$51832$0 , \port$51846$0 , \port$51860$0 , \port$51874$0 , \port$51888$0 , \port$51902$0 , \port$51916$0 , \port$51930$0 , \port$51944$0 , \port$51958$0 , \port$51972$0 , bw_weights__addr, \port$52738$0 
+, \port$55516$0 , desc, \wr__data$194 );
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -468,78 +468,78 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$5089$0 ;
   input [7:0] \port$5129$0 ;
   wire [7:0] \port$5129$0 ;
-  input [15:0] \port$51541$0 ;
-  wire [15:0] \port$51541$0 ;
-  input [15:0] \port$51555$0 ;
-  wire [15:0] \port$51555$0 ;
-  input [15:0] \port$51569$0 ;
-  wire [15:0] \port$51569$0 ;
-  input [15:0] \port$51583$0 ;
-  wire [15:0] \port$51583$0 ;
-  input [15:0] \port$51597$0 ;
-  wire [15:0] \port$51597$0 ;
-  input [15:0] \port$51611$0 ;
-  wire [15:0] \port$51611$0 ;
-  input [15:0] \port$51625$0 ;
-  wire [15:0] \port$51625$0 ;
-  input [15:0] \port$51639$0 ;
-  wire [15:0] \port$51639$0 ;
-  input [15:0] \port$51653$0 ;
-  wire [15:0] \port$51653$0 ;
-  input [15:0] \port$51667$0 ;
-  wire [15:0] \port$51667$0 ;
-  input [15:0] \port$51681$0 ;
-  wire [15:0] \port$51681$0 ;
+  input [15:0] \port$51538$0 ;
+  wire [15:0] \port$51538$0 ;
+  input [15:0] \port$51552$0 ;
+  wire [15:0] \port$51552$0 ;
+  input [15:0] \port$51566$0 ;
+  wire [15:0] \port$51566$0 ;
+  input [15:0] \port$51580$0 ;
+  wire [15:0] \port$51580$0 ;
+  input [15:0] \port$51594$0 ;
+  wire [15:0] \port$51594$0 ;
+  input [15:0] \port$51608$0 ;
+  wire [15:0] \port$51608$0 ;
+  input [15:0] \port$51622$0 ;
+  wire [15:0] \port$51622$0 ;
+  input [15:0] \port$51636$0 ;
+  wire [15:0] \port$51636$0 ;
+  input [15:0] \port$51650$0 ;
+  wire [15:0] \port$51650$0 ;
+  input [15:0] \port$51664$0 ;
+  wire [15:0] \port$51664$0 ;
+  input [15:0] \port$51678$0 ;
+  wire [15:0] \port$51678$0 ;
   input [7:0] \port$5169$0 ;
   wire [7:0] \port$5169$0 ;
-  input [15:0] \port$51695$0 ;
-  wire [15:0] \port$51695$0 ;
-  input [15:0] \port$51709$0 ;
-  wire [15:0] \port$51709$0 ;
-  input [15:0] \port$51723$0 ;
-  wire [15:0] \port$51723$0 ;
-  input [15:0] \port$51737$0 ;
-  wire [15:0] \port$51737$0 ;
-  input [15:0] \port$51751$0 ;
-  wire [15:0] \port$51751$0 ;
-  input [15:0] \port$51765$0 ;
-  wire [15:0] \port$51765$0 ;
-  input [15:0] \port$51779$0 ;
-  wire [15:0] \port$51779$0 ;
-  input [15:0] \port$51793$0 ;
-  wire [15:0] \port$51793$0 ;
-  input [15:0] \port$51807$0 ;
-  wire [15:0] \port$51807$0 ;
-  input [15:0] \port$51821$0 ;
-  wire [15:0] \port$51821$0 ;
-  input [15:0] \port$51835$0 ;
-  wire [15:0] \port$51835$0 ;
-  input [15:0] \port$51849$0 ;
-  wire [15:0] \port$51849$0 ;
-  input [15:0] \port$51863$0 ;
-  wire [15:0] \port$51863$0 ;
-  input [15:0] \port$51877$0 ;
-  wire [15:0] \port$51877$0 ;
-  input [15:0] \port$51891$0 ;
-  wire [15:0] \port$51891$0 ;
-  input [15:0] \port$51905$0 ;
-  wire [15:0] \port$51905$0 ;
-  input [15:0] \port$51919$0 ;
-  wire [15:0] \port$51919$0 ;
-  input [15:0] \port$51933$0 ;
-  wire [15:0] \port$51933$0 ;
-  input [15:0] \port$51947$0 ;
-  wire [15:0] \port$51947$0 ;
-  input [15:0] \port$51961$0 ;
-  wire [15:0] \port$51961$0 ;
-  input [15:0] \port$51975$0 ;
-  wire [15:0] \port$51975$0 ;
+  input [15:0] \port$51692$0 ;
+  wire [15:0] \port$51692$0 ;
+  input [15:0] \port$51706$0 ;
+  wire [15:0] \port$51706$0 ;
+  input [15:0] \port$51720$0 ;
+  wire [15:0] \port$51720$0 ;
+  input [15:0] \port$51734$0 ;
+  wire [15:0] \port$51734$0 ;
+  input [15:0] \port$51748$0 ;
+  wire [15:0] \port$51748$0 ;
+  input [15:0] \port$51762$0 ;
+  wire [15:0] \port$51762$0 ;
+  input [15:0] \port$51776$0 ;
+  wire [15:0] \port$51776$0 ;
+  input [15:0] \port$51790$0 ;
+  wire [15:0] \port$51790$0 ;
+  input [15:0] \port$51804$0 ;
+  wire [15:0] \port$51804$0 ;
+  input [15:0] \port$51818$0 ;
+  wire [15:0] \port$51818$0 ;
+  input [15:0] \port$51832$0 ;
+  wire [15:0] \port$51832$0 ;
+  input [15:0] \port$51846$0 ;
+  wire [15:0] \port$51846$0 ;
+  input [15:0] \port$51860$0 ;
+  wire [15:0] \port$51860$0 ;
+  input [15:0] \port$51874$0 ;
+  wire [15:0] \port$51874$0 ;
+  input [15:0] \port$51888$0 ;
+  wire [15:0] \port$51888$0 ;
+  input [15:0] \port$51902$0 ;
+  wire [15:0] \port$51902$0 ;
+  input [15:0] \port$51916$0 ;
+  wire [15:0] \port$51916$0 ;
+  input [15:0] \port$51930$0 ;
+  wire [15:0] \port$51930$0 ;
+  input [15:0] \port$51944$0 ;
+  wire [15:0] \port$51944$0 ;
+  input [15:0] \port$51958$0 ;
+  wire [15:0] \port$51958$0 ;
+  input [15:0] \port$51972$0 ;
+  wire [15:0] \port$51972$0 ;
   input [7:0] \port$5209$0 ;
   wire [7:0] \port$5209$0 ;
   input [7:0] \port$5249$0 ;
   wire [7:0] \port$5249$0 ;
-  input [15:0] \port$52741$0 ;
-  wire [15:0] \port$52741$0 ;
+  input [15:0] \port$52738$0 ;
+  wire [15:0] \port$52738$0 ;
   input [7:0] \port$5289$0 ;
   wire [7:0] \port$5289$0 ;
   input [7:0] \port$5329$0 ;
@@ -554,8 +554,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$5489$0 ;
   input [7:0] \port$5529$0 ;
   wire [7:0] \port$5529$0 ;
-  input [1279:0] \port$55519$0 ;
-  wire [1279:0] \port$55519$0 ;
+  input [1279:0] \port$55516$0 ;
+  wire [1279:0] \port$55516$0 ;
   input [7:0] \port$5569$0 ;
   wire [7:0] \port$5569$0 ;
   input [7:0] \port$5609$0 ;
@@ -849,13 +849,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$55519$0  };
+      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$55516$0  };
   end
   reg [1535:0] _0_;
   reg [1535:0] _1_;
   always @(posedge clk) begin
     if (\port__en$147 ) begin
-      _0_ <= mem_affine[\port$52741$0 [3:0]];
+      _0_ <= mem_affine[\port$52738$0 [3:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$83 [3:0]];
@@ -8138,7 +8138,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$171 )
-      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$51975$0 , \port$51961$0 , \port$51947$0 , \port$51933$0 , \port$51919$0 , \port$51905$0 , \port$51891$0 , \port$51877$0 , \port$51863$0 , \port$51849$0 , \port$51835$0 , \port$51821$0 , \port$51807$0 , \port$51793$0 , \port$51779$0 , \port$51765$0 , \port$51751$0 , \port$51737$0 , \port$51723$0 , \port$51709$0 , \port$51695$0 , \port$51681$0 , \port$51667$0 , \port$51653$0 , \port$51639$0 , \port$51625$0 , \port$51611$0 , \port$51597$0 , \port$51583$0 , \port$51569$0 , \port$51555$0 , \port$51541$0  };
+      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$51972$0 , \port$51958$0 , \port$51944$0 , \port$51930$0 , \port$51916$0 , \port$51902$0 , \port$51888$0 , \port$51874$0 , \port$51860$0 , \port$51846$0 , \port$51832$0 , \port$51818$0 , \port$51804$0 , \port$51790$0 , \port$51776$0 , \port$51762$0 , \port$51748$0 , \port$51734$0 , \port$51720$0 , \port$51706$0 , \port$51692$0 , \port$51678$0 , \port$51664$0 , \port$51650$0 , \port$51636$0 , \port$51622$0 , \port$51608$0 , \port$51594$0 , \port$51580$0 , \port$51566$0 , \port$51552$0 , \port$51538$0  };
   end
   reg [511:0] _9_;
   reg [511:0] _10_;
@@ -8541,7 +8541,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$227 )
-      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$55519$0 [255:0] };
+      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$55516$0 [255:0] };
   end
   reg [511:0] _11_;
   always @(posedge clk) begin
@@ -16262,7 +16262,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$24  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$45 ) begin
-      \$signature__data$24  = { \wr__data$194 , \port$55519$0 [255:0] };
+      \$signature__data$24  = { \wr__data$194 , \port$55516$0 [255:0] };
     end
     if (\$58 ) begin
       \$signature__data$24  = bw_grad_w2__data;
@@ -16301,7 +16301,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$28  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$52 ) begin
-      \$signature__data$28  = { \wr__data$194 , \port$55519$0 [255:0] };
+      \$signature__data$28  = { \wr__data$194 , \port$55516$0 [255:0] };
     end
     if (\$64 ) begin
       \$signature__data$28  = bw_grad_w2__data;
@@ -16310,7 +16310,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$194 , \port$55519$0 [255:0] };
+  assign host__gbuf__wr_data = { \wr__data$194 , \port$55516$0 [255:0] };
   assign port__addr = \$78 [10:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$79 [9:0];
@@ -16354,8 +16354,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$143  = bw_weights__addr[10:0];
   assign \port__data$146  = bw_weights__data;
   assign bw_affine__en = \port__en$147 ;
-  assign \port__addr$149  = \port$52741$0 [3:0];
-  assign bw_affine__addr = { 4'h0, \port$52741$0  };
+  assign \port__addr$149  = \port$52738$0 [3:0];
+  assign bw_affine__addr = { 4'h0, \port$52738$0  };
   assign \port__data$152  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[9:0];
@@ -16370,8 +16370,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$169 ;
   assign e4_membrane_out__en = \wr__en$171 ;
   assign \wr__addr$173  = e4_membrane_out__addr[9:0];
-  assign \wr__data$175  = { \port$51975$0 , \port$51961$0 , \port$51947$0 , \port$51933$0 , \port$51919$0 , \port$51905$0 , \port$51891$0 , \port$51877$0 , \port$51863$0 , \port$51849$0 , \port$51835$0 , \port$51821$0 , \port$51807$0 , \port$51793$0 , \port$51779$0 , \port$51765$0 , \port$51751$0 , \port$51737$0 , \port$51723$0 , \port$51709$0 , \port$51695$0 , \port$51681$0 , \port$51667$0 , \port$51653$0 , \port$51639$0 , \port$51625$0 , \port$51611$0 , \port$51597$0 , \port$51583$0 , \port$51569$0 , \port$51555$0 , \port$51541$0  };
-  assign e4_membrane_out__data = { \port$51975$0 , \port$51961$0 , \port$51947$0 , \port$51933$0 , \port$51919$0 , \port$51905$0 , \port$51891$0 , \port$51877$0 , \port$51863$0 , \port$51849$0 , \port$51835$0 , \port$51821$0 , \port$51807$0 , \port$51793$0 , \port$51779$0 , \port$51765$0 , \port$51751$0 , \port$51737$0 , \port$51723$0 , \port$51709$0 , \port$51695$0 , \port$51681$0 , \port$51667$0 , \port$51653$0 , \port$51639$0 , \port$51625$0 , \port$51611$0 , \port$51597$0 , \port$51583$0 , \port$51569$0 , \port$51555$0 , \port$51541$0  };
+  assign \wr__data$175  = { \port$51972$0 , \port$51958$0 , \port$51944$0 , \port$51930$0 , \port$51916$0 , \port$51902$0 , \port$51888$0 , \port$51874$0 , \port$51860$0 , \port$51846$0 , \port$51832$0 , \port$51818$0 , \port$51804$0 , \port$51790$0 , \port$51776$0 , \port$51762$0 , \port$51748$0 , \port$51734$0 , \port$51720$0 , \port$51706$0 , \port$51692$0 , \port$51678$0 , \port$51664$0 , \port$51650$0 , \port$51636$0 , \port$51622$0 , \port$51608$0 , \port$51594$0 , \port$51580$0 , \port$51566$0 , \port$51552$0 , \port$51538$0  };
+  assign e4_membrane_out__data = { \port$51972$0 , \port$51958$0 , \port$51944$0 , \port$51930$0 , \port$51916$0 , \port$51902$0 , \port$51888$0 , \port$51874$0 , \port$51860$0 , \port$51846$0 , \port$51832$0 , \port$51818$0 , \port$51804$0 , \port$51790$0 , \port$51776$0 , \port$51762$0 , \port$51748$0 , \port$51734$0 , \port$51720$0 , \port$51706$0 , \port$51692$0 , \port$51678$0 , \port$51664$0 , \port$51650$0 , \port$51636$0 , \port$51622$0 , \port$51608$0 , \port$51594$0 , \port$51580$0 , \port$51566$0 , \port$51552$0 , \port$51538$0  };
   assign \wr__en$177  = \wr__en$171 ;
   assign e4_spikes__en = \wr__en$171 ;
   assign \wr__addr$179  = e4_spikes__addr[9:0];
@@ -16401,8 +16401,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__affine__addr[3:0];
-  assign \wr__data$218  = { \wr__data$194 , \port$55519$0  };
-  assign host__affine__wr_data = { \wr__data$194 , \port$55519$0  };
+  assign \wr__data$218  = { \wr__data$194 , \port$55516$0  };
+  assign host__affine__wr_data = { \wr__data$194 , \port$55516$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$221 ;
   assign \wr__addr$223  = host__spike_in__addr[10:0];
@@ -16411,8 +16411,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$227 ;
   assign \wr__addr$229  = host__residual__addr[8:0];
-  assign \wr__data$231  = { \wr__data$194 , \port$55519$0 [255:0] };
-  assign host__residual__wr_data = { \wr__data$194 , \port$55519$0 [255:0] };
+  assign \wr__data$231  = { \wr__data$194 , \port$55516$0 [255:0] };
+  assign host__residual__wr_data = { \wr__data$194 , \port$55516$0 [255:0] };
   assign host__membrane__rd_en = \port__en$233 ;
   assign \port__addr$235  = host__membrane__addr[9:0];
   assign \port__data$238  = host__membrane__rd_data;

@@ -16,14 +16,14 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$182
   wire \$105 ;
   wire \$106 ;
   wire \$107 ;
-  wire \$108 ;
-  wire [15:0] \$109 ;
-  wire [8:0] \$1092 ;
-  wire [6:0] \$1097 ;
+  wire [15:0] \$108 ;
+  wire [8:0] \$1088 ;
+  wire \$109 ;
+  wire [6:0] \$1093 ;
+  wire [6:0] \$1096 ;
   wire \$11 ;
   wire \$110 ;
-  wire [6:0] \$1100 ;
-  wire [8:0] \$1104 ;
+  wire [8:0] \$1100 ;
   wire \$111 ;
   wire \$112 ;
   wire \$113 ;
@@ -31,11 +31,11 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$182
   wire \$115 ;
   wire \$116 ;
   wire \$117 ;
-  wire \$118 ;
-  wire [15:0] \$119 ;
+  wire [15:0] \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  wire \$120 ;
-  wire [15:0] \$121 ;
+  wire [15:0] \$120 ;
+  wire \$121 ;
   wire \$122 ;
   wire \$123 ;
   wire \$124 ;
@@ -46,8 +46,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$182
   wire \$129 ;
   wire [15:0] \$13 ;
   wire \$130 ;
-  wire \$131 ;
-  wire [15:0] \$132 ;
+  wire [15:0] \$131 ;
+  wire \$132 ;
   wire \$133 ;
   wire \$134 ;
   wire \$135 ;
@@ -58,8 +58,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$182
   wire \$14 ;
   wire \$140 ;
   wire \$141 ;
-  wire \$142 ;
-  wire [15:0] \$143 ;
+  wire [15:0] \$142 ;
+  wire \$143 ;
   wire \$144 ;
   wire \$145 ;
   wire \$146 ;
@@ -69,8 +69,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$182
   wire \$15 ;
   wire \$150 ;
   wire \$151 ;
-  wire \$152 ;
-  wire [15:0] \$153 ;
+  wire [15:0] \$152 ;
+  wire \$153 ;
   wire \$154 ;
   wire \$155 ;
   wire \$156 ;
@@ -87,28 +87,28 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$182
   wire \$166 ;
   wire \$167 ;
   wire \$168 ;
-  wire \$169 ;
+  wire [15:0] \$169 ;
   wire \$17 ;
-  wire [15:0] \$170 ;
+  wire \$170 ;
   wire \$171 ;
   wire \$172 ;
   wire \$173 ;
   wire \$174 ;
   wire \$175 ;
-  wire \$176 ;
-  wire [15:0] \$177 ;
+  wire [15:0] \$176 ;
+  wire \$177 ;
   wire \$178 ;
   wire \$179 ;
   wire \$18 ;
-  wire \$180 ;
-  wire [15:0] \$181 ;
+  wire [15:0] \$180 ;
+  wire \$181 ;
   wire \$182 ;
   wire \$183 ;
   wire \$184 ;
   wire \$185 ;
   wire \$186 ;
-  wire \$187 ;
-  wire [15:0] \$188 ;
+  wire [15:0] \$187 ;
+  wire \$188 ;
   wire \$189 ;
   wire \$19 ;
   wire \$190 ;
@@ -118,8 +118,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$182
   wire \$194 ;
   wire \$195 ;
   wire \$196 ;
-  wire \$197 ;
-  wire [15:0] \$198 ;
+  wire [15:0] \$197 ;
+  wire [31:0] \$198 ;
   wire [31:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
@@ -134,7 +134,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$182
   wire [31:0] \$208 ;
   wire [31:0] \$209 ;
   wire \$21 ;
-  wire [31:0] \$210 ;
+  wire \$210 ;
   wire \$211 ;
   wire \$212 ;
   wire \$213 ;
@@ -146,51 +146,51 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$182
   wire \$219 ;
   wire \$22 ;
   wire \$220 ;
-  wire \$221 ;
+  wire [15:0] \$221 ;
   wire \$222 ;
-  wire [15:0] \$223 ;
-  wire \$224 ;
+  wire \$223 ;
+  wire [15:0] \$224 ;
   wire \$225 ;
-  wire [15:0] \$226 ;
+  wire \$226 ;
   wire \$227 ;
   wire \$228 ;
-  wire \$229 ;
+  wire [15:0] \$229 ;
   wire [15:0] \$23 ;
   wire \$230 ;
-  wire [15:0] \$231 ;
-  wire \$232 ;
+  wire \$231 ;
+  wire [15:0] \$232 ;
   wire \$233 ;
-  wire [15:0] \$234 ;
+  wire \$234 ;
   wire \$235 ;
   wire \$236 ;
   wire \$237 ;
-  wire \$238 ;
+  wire [15:0] \$238 ;
   wire \$239 ;
   wire \$24 ;
-  wire [15:0] \$240 ;
-  wire \$241 ;
+  wire \$240 ;
+  wire [15:0] \$241 ;
   wire \$242 ;
-  wire [15:0] \$243 ;
+  wire \$243 ;
   wire \$244 ;
   wire \$245 ;
   wire \$246 ;
-  wire \$247 ;
+  wire [15:0] \$247 ;
   wire \$248 ;
-  wire [15:0] \$249 ;
+  wire \$249 ;
   wire \$25 ;
-  wire \$250 ;
+  wire [15:0] \$250 ;
   wire \$251 ;
-  wire [15:0] \$252 ;
+  wire \$252 ;
   wire \$253 ;
   wire \$254 ;
   wire \$255 ;
-  wire \$256 ;
+  wire [15:0] \$256 ;
   wire \$257 ;
-  wire [15:0] \$258 ;
-  wire \$259 ;
+  wire \$258 ;
+  wire [15:0] \$259 ;
   wire \$26 ;
   wire \$260 ;
-  wire [15:0] \$261 ;
+  wire \$261 ;
   wire \$262 ;
   wire \$263 ;
   wire \$264 ;
@@ -278,8 +278,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$182
   wire \$338 ;
   wire \$339 ;
   wire \$34 ;
-  wire \$340 ;
-  wire \$341 ;
+  wire [48:0] \$340 ;
+  wire [48:0] \$341 ;
   wire [48:0] \$342 ;
   wire [48:0] \$343 ;
   wire [48:0] \$344 ;
@@ -382,8 +382,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$182
   wire [48:0] \$431 ;
   wire [48:0] \$432 ;
   wire [48:0] \$433 ;
-  wire [48:0] \$434 ;
-  wire [48:0] \$435 ;
+  wire \$434 ;
+  wire \$435 ;
   wire \$436 ;
   wire \$437 ;
   wire \$438 ;
@@ -397,123 +397,123 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$182
   wire \$445 ;
   wire \$446 ;
   wire \$447 ;
-  wire \$448 ;
+  wire [1:0] \$448 ;
   wire \$449 ;
   wire \$45 ;
-  wire [1:0] \$450 ;
+  wire \$450 ;
   wire \$451 ;
   wire \$452 ;
   wire \$453 ;
   wire \$454 ;
   wire \$455 ;
-  wire \$456 ;
+  wire [2:0] \$456 ;
   wire \$457 ;
-  wire [2:0] \$458 ;
+  wire \$458 ;
   wire \$459 ;
   wire \$46 ;
   wire \$460 ;
   wire \$461 ;
   wire \$462 ;
   wire \$463 ;
-  wire \$464 ;
+  wire [3:0] \$464 ;
   wire \$465 ;
-  wire [3:0] \$466 ;
+  wire \$466 ;
   wire \$467 ;
   wire \$468 ;
   wire \$469 ;
   wire \$47 ;
-  wire \$470 ;
+  wire [15:0] \$470 ;
   wire \$471 ;
   wire \$472 ;
-  wire [15:0] \$473 ;
+  wire [4:0] \$473 ;
   wire \$474 ;
   wire \$475 ;
-  wire [4:0] \$476 ;
+  wire \$476 ;
   wire \$477 ;
   wire \$478 ;
   wire \$479 ;
   wire \$48 ;
   wire \$480 ;
-  wire \$481 ;
+  wire [5:0] \$481 ;
   wire \$482 ;
   wire \$483 ;
-  wire [5:0] \$484 ;
+  wire \$484 ;
   wire \$485 ;
   wire \$486 ;
-  wire \$487 ;
+  wire [15:0] \$487 ;
   wire \$488 ;
   wire \$489 ;
   wire \$49 ;
-  wire [15:0] \$490 ;
+  wire [6:0] \$490 ;
   wire \$491 ;
   wire \$492 ;
-  wire [6:0] \$493 ;
+  wire \$493 ;
   wire \$494 ;
   wire \$495 ;
   wire \$496 ;
-  wire \$497 ;
+  wire [15:0] \$497 ;
   wire \$498 ;
   wire \$499 ;
   wire \$5 ;
   wire \$50 ;
-  wire [15:0] \$500 ;
+  wire [7:0] \$500 ;
   wire \$501 ;
   wire \$502 ;
-  wire [7:0] \$503 ;
+  wire \$503 ;
   wire \$504 ;
   wire \$505 ;
   wire \$506 ;
   wire \$507 ;
   wire \$508 ;
-  wire \$509 ;
+  wire [8:0] \$509 ;
   wire \$51 ;
   wire \$510 ;
   wire \$511 ;
-  wire [8:0] \$512 ;
+  wire \$512 ;
   wire \$513 ;
   wire \$514 ;
   wire \$515 ;
-  wire \$516 ;
+  wire [15:0] \$516 ;
   wire \$517 ;
   wire \$518 ;
-  wire [15:0] \$519 ;
+  wire [9:0] \$519 ;
   wire \$52 ;
   wire \$520 ;
   wire \$521 ;
-  wire [9:0] \$522 ;
+  wire \$522 ;
   wire \$523 ;
   wire \$524 ;
   wire \$525 ;
   wire \$526 ;
   wire \$527 ;
-  wire \$528 ;
+  wire [10:0] \$528 ;
   wire \$529 ;
   wire [15:0] \$53 ;
   wire \$530 ;
-  wire [10:0] \$531 ;
+  wire \$531 ;
   wire \$532 ;
   wire \$533 ;
   wire \$534 ;
   wire \$535 ;
   wire \$536 ;
-  wire \$537 ;
+  wire [11:0] \$537 ;
   wire \$538 ;
   wire \$539 ;
   wire \$54 ;
-  wire [11:0] \$540 ;
+  wire \$540 ;
   wire \$541 ;
   wire \$542 ;
   wire \$543 ;
-  wire \$544 ;
+  wire [15:0] \$544 ;
   wire \$545 ;
   wire \$546 ;
-  wire [15:0] \$547 ;
-  wire \$548 ;
-  wire \$549 ;
+  wire [12:0] \$547 ;
+  wire [48:0] \$548 ;
+  wire [48:0] \$549 ;
   wire \$55 ;
-  wire [12:0] \$550 ;
-  wire [48:0] \$551 ;
-  wire [48:0] \$552 ;
+  wire \$550 ;
+  wire \$551 ;
+  wire \$552 ;
   wire \$553 ;
   wire \$554 ;
   wire \$555 ;
@@ -528,41 +528,41 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$182
   wire \$563 ;
   wire \$564 ;
   wire \$565 ;
-  wire \$566 ;
+  wire [1:0] \$566 ;
   wire \$567 ;
   wire \$568 ;
-  wire [1:0] \$569 ;
+  wire \$569 ;
   wire \$57 ;
   wire \$570 ;
   wire \$571 ;
   wire \$572 ;
   wire \$573 ;
   wire \$574 ;
-  wire \$575 ;
+  wire [2:0] \$575 ;
   wire \$576 ;
   wire \$577 ;
-  wire [2:0] \$578 ;
+  wire \$578 ;
   wire \$579 ;
   wire \$58 ;
   wire \$580 ;
   wire \$581 ;
   wire \$582 ;
   wire \$583 ;
-  wire \$584 ;
+  wire [3:0] \$584 ;
   wire \$585 ;
   wire \$586 ;
-  wire [3:0] \$587 ;
+  wire \$587 ;
   wire \$588 ;
   wire \$589 ;
   wire \$59 ;
   wire \$590 ;
-  wire \$591 ;
+  wire [15:0] \$591 ;
   wire \$592 ;
   wire \$593 ;
-  wire [15:0] \$594 ;
+  wire [4:0] \$594 ;
   wire \$595 ;
   wire \$596 ;
-  wire [4:0] \$597 ;
+  wire \$597 ;
   wire \$598 ;
   wire \$599 ;
   wire \$6 ;
@@ -570,81 +570,81 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$182
   wire \$600 ;
   wire \$601 ;
   wire \$602 ;
-  wire \$603 ;
+  wire [5:0] \$603 ;
   wire \$604 ;
   wire \$605 ;
-  wire [5:0] \$606 ;
+  wire \$606 ;
   wire \$607 ;
   wire \$608 ;
   wire \$609 ;
   wire \$61 ;
-  wire \$610 ;
+  wire [15:0] \$610 ;
   wire \$611 ;
   wire \$612 ;
-  wire [15:0] \$613 ;
+  wire [6:0] \$613 ;
   wire \$614 ;
   wire \$615 ;
-  wire [6:0] \$616 ;
+  wire \$616 ;
   wire \$617 ;
   wire \$618 ;
-  wire \$619 ;
-  wire \$62 ;
+  wire [15:0] \$619 ;
+  wire [15:0] \$62 ;
   wire \$620 ;
   wire \$621 ;
-  wire [15:0] \$622 ;
+  wire [7:0] \$622 ;
   wire \$623 ;
   wire \$624 ;
-  wire [7:0] \$625 ;
+  wire \$625 ;
   wire \$626 ;
   wire \$627 ;
   wire \$628 ;
   wire \$629 ;
-  wire [15:0] \$63 ;
-  wire \$630 ;
+  wire \$63 ;
+  wire [8:0] \$630 ;
   wire \$631 ;
   wire \$632 ;
-  wire [8:0] \$633 ;
+  wire \$633 ;
   wire \$634 ;
   wire \$635 ;
   wire \$636 ;
-  wire \$637 ;
+  wire [15:0] \$637 ;
   wire \$638 ;
   wire \$639 ;
-  wire \$64 ;
-  wire [15:0] \$640 ;
+  wire [15:0] \$64 ;
+  wire [9:0] \$640 ;
   wire \$641 ;
   wire \$642 ;
-  wire [9:0] \$643 ;
+  wire \$643 ;
   wire \$644 ;
   wire \$645 ;
   wire \$646 ;
   wire \$647 ;
   wire \$648 ;
-  wire \$649 ;
-  wire [15:0] \$65 ;
+  wire [10:0] \$649 ;
+  wire \$65 ;
   wire \$650 ;
   wire \$651 ;
-  wire [10:0] \$652 ;
+  wire \$652 ;
   wire \$653 ;
   wire \$654 ;
   wire \$655 ;
   wire \$656 ;
-  wire \$657 ;
+  wire [11:0] \$657 ;
   wire \$658 ;
   wire \$659 ;
   wire \$66 ;
-  wire [11:0] \$660 ;
+  wire \$660 ;
   wire \$661 ;
   wire \$662 ;
   wire \$663 ;
-  wire \$664 ;
+  wire [15:0] \$664 ;
   wire \$665 ;
   wire \$666 ;
-  wire [15:0] \$667 ;
-  wire \$668 ;
-  wire \$669 ;
+  wire [12:0] \$667 ;
+  wire [48:0] \$668 ;
+  wire [48:0] \$669 ;
   wire \$67 ;
-  wire [12:0] \$670 ;
+  wire [48:0] \$670 ;
   wire [48:0] \$671 ;
   wire [48:0] \$672 ;
   wire [48:0] \$673 ;
@@ -678,170 +678,167 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$182
   wire [48:0] \$699 ;
   wire \$7 ;
   wire \$70 ;
-  wire [48:0] \$700 ;
-  wire [48:0] \$701 ;
-  wire [48:0] \$702 ;
-  wire \$703 ;
-  wire \$704 ;
-  wire \$705 ;
-  reg [167:0] \$706 ;
-  reg [159:0] \$707 ;
-  reg [373:0] \$708 ;
-  reg [631:0] \$709 ;
+  wire \$700 ;
+  wire \$701 ;
+  wire \$702 ;
+  reg [167:0] \$703 ;
+  reg [159:0] \$704 ;
+  reg [373:0] \$705 ;
+  reg [631:0] \$706 ;
+  reg \$707 ;
+  reg \$708 ;
+  reg [47:0] \$709 ;
   wire \$71 ;
   reg \$710 ;
-  reg \$711 ;
-  reg [47:0] \$712 ;
-  reg \$713 ;
-  reg [47:0] \$714 ;
-  reg \$715 ;
-  reg [47:0] \$716 ;
-  reg \$717 ;
-  reg [47:0] \$718 ;
-  reg \$719 ;
+  reg [47:0] \$711 ;
+  reg \$712 ;
+  reg [47:0] \$713 ;
+  reg \$714 ;
+  reg [47:0] \$715 ;
+  reg \$716 ;
+  reg [47:0] \$717 ;
+  reg \$718 ;
+  reg [47:0] \$719 ;
   wire \$72 ;
-  reg [47:0] \$720 ;
-  reg \$721 ;
-  reg [47:0] \$722 ;
-  reg \$723 ;
-  reg [47:0] \$724 ;
-  reg \$725 ;
-  reg [47:0] \$726 ;
-  reg \$727 ;
-  reg [47:0] \$728 ;
-  reg \$729 ;
+  reg \$720 ;
+  reg [47:0] \$721 ;
+  reg \$722 ;
+  reg [47:0] \$723 ;
+  reg \$724 ;
+  reg [47:0] \$725 ;
+  reg \$726 ;
+  reg [47:0] \$727 ;
+  reg \$728 ;
+  reg [47:0] \$729 ;
   wire \$73 ;
-  reg [47:0] \$730 ;
-  reg \$731 ;
-  reg [47:0] \$732 ;
-  reg \$733 ;
-  reg [47:0] \$734 ;
-  reg \$735 ;
-  reg [47:0] \$736 ;
-  reg \$737 ;
-  reg [47:0] \$738 ;
-  reg \$739 ;
-  wire \$74 ;
-  reg [47:0] \$740 ;
-  reg \$741 ;
-  reg [47:0] \$742 ;
-  reg \$743 ;
-  reg [47:0] \$744 ;
-  reg \$745 ;
-  reg [47:0] \$746 ;
-  reg [3:0] \$747 ;
-  reg [47:0] \$748 ;
-  reg [3:0] \$749 ;
-  wire [15:0] \$75 ;
-  reg [47:0] \$750 ;
-  reg [5:0] \$751 ;
-  reg [47:0] \$752 ;
-  reg [5:0] \$753 ;
-  reg [47:0] \$754 ;
-  reg [3:0] \$755 ;
-  reg [47:0] \$756 ;
-  reg [5:0] \$757 ;
-  reg [47:0] \$758 ;
-  reg [3:0] \$759 ;
+  reg \$730 ;
+  reg [47:0] \$731 ;
+  reg \$732 ;
+  reg [47:0] \$733 ;
+  reg \$734 ;
+  reg [47:0] \$735 ;
+  reg \$736 ;
+  reg [47:0] \$737 ;
+  reg \$738 ;
+  reg [47:0] \$739 ;
+  wire [15:0] \$74 ;
+  reg \$740 ;
+  reg [47:0] \$741 ;
+  reg \$742 ;
+  reg [47:0] \$743 ;
+  reg [3:0] \$744 ;
+  reg [47:0] \$745 ;
+  reg [3:0] \$746 ;
+  reg [47:0] \$747 ;
+  reg [5:0] \$748 ;
+  reg [47:0] \$749 ;
+  wire \$75 ;
+  reg [5:0] \$750 ;
+  reg [47:0] \$751 ;
+  reg [3:0] \$752 ;
+  reg [47:0] \$753 ;
+  reg [5:0] \$754 ;
+  reg [47:0] \$755 ;
+  reg [3:0] \$756 ;
+  reg [47:0] \$757 ;
+  reg [3:0] \$758 ;
+  reg [47:0] \$759 ;
   wire \$76 ;
-  reg [47:0] \$760 ;
-  reg [3:0] \$761 ;
-  reg [47:0] \$762 ;
-  reg \$763 ;
-  reg [47:0] \$764 ;
-  reg \$765 ;
-  reg [47:0] \$766 ;
-  reg \$767 ;
-  reg [47:0] \$768 ;
-  reg \$769 ;
+  reg \$760 ;
+  reg [47:0] \$761 ;
+  reg \$762 ;
+  reg [47:0] \$763 ;
+  reg \$764 ;
+  reg [47:0] \$765 ;
+  reg \$766 ;
+  reg [47:0] \$767 ;
+  reg \$768 ;
+  reg [47:0] \$769 ;
   wire \$77 ;
-  reg [47:0] \$770 ;
-  reg \$771 ;
-  reg [47:0] \$772 ;
-  reg \$773 ;
-  reg [47:0] \$774 ;
-  reg [1:0] \$775 ;
-  reg [47:0] \$776 ;
-  reg \$777 ;
-  reg [47:0] \$778 ;
-  reg [1:0] \$779 ;
+  reg \$770 ;
+  reg [47:0] \$771 ;
+  reg [1:0] \$772 ;
+  reg [47:0] \$773 ;
+  reg \$774 ;
+  reg [47:0] \$775 ;
+  reg [1:0] \$776 ;
+  reg [47:0] \$777 ;
+  reg \$778 ;
+  reg [47:0] \$779 ;
   wire \$78 ;
-  reg [47:0] \$780 ;
-  reg \$781 ;
-  reg [47:0] \$782 ;
-  reg \$783 ;
-  reg [47:0] \$784 ;
-  reg \$785 ;
-  reg [47:0] \$786 ;
-  reg [1:0] \$787 ;
-  reg [47:0] \$788 ;
-  reg [1:0] \$789 ;
+  reg \$780 ;
+  reg [47:0] \$781 ;
+  reg \$782 ;
+  reg [47:0] \$783 ;
+  reg [1:0] \$784 ;
+  reg [47:0] \$785 ;
+  reg [1:0] \$786 ;
+  reg [47:0] \$787 ;
+  reg [1:0] \$788 ;
+  reg [47:0] \$789 ;
   wire \$79 ;
-  reg [47:0] \$790 ;
-  reg [1:0] \$791 ;
-  reg [47:0] \$792 ;
-  reg [1:0] \$793 ;
-  reg [47:0] \$794 ;
-  reg \$795 ;
-  reg [47:0] \$796 ;
-  reg \$797 ;
-  reg [47:0] \$798 ;
-  reg \$799 ;
+  reg [1:0] \$790 ;
+  reg [47:0] \$791 ;
+  reg \$792 ;
+  reg [47:0] \$793 ;
+  reg \$794 ;
+  reg [47:0] \$795 ;
+  reg \$796 ;
+  reg [47:0] \$797 ;
+  reg \$798 ;
+  reg [47:0] \$799 ;
   wire \$8 ;
   wire \$80 ;
-  reg [47:0] \$800 ;
-  reg \$801 ;
-  reg [47:0] \$802 ;
-  reg \$803 ;
-  reg [47:0] \$804 ;
-  reg [12:0] \$805 ;
-  reg [47:0] \$806 ;
-  reg [12:0] \$807 ;
-  reg [47:0] \$808 ;
-  reg \$809 ;
+  reg \$800 ;
+  reg [47:0] \$801 ;
+  reg [12:0] \$802 ;
+  reg [47:0] \$803 ;
+  reg [12:0] \$804 ;
+  reg [47:0] \$805 ;
+  reg \$806 ;
+  reg [47:0] \$807 ;
+  reg [2:0] \$808 ;
+  reg [47:0] \$809 ;
   wire \$81 ;
-  reg [47:0] \$810 ;
-  reg [2:0] \$811 ;
-  reg [47:0] \$812 ;
-  reg [4:0] \$813 ;
-  reg [47:0] \$814 ;
-  reg \$815 ;
-  reg [47:0] \$816 ;
-  reg [1:0] \$817 ;
-  reg [47:0] \$818 ;
-  reg [1:0] \$819 ;
+  reg [4:0] \$810 ;
+  reg [47:0] \$811 ;
+  reg \$812 ;
+  reg [47:0] \$813 ;
+  reg [1:0] \$814 ;
+  reg [47:0] \$815 ;
+  reg [1:0] \$816 ;
+  reg [47:0] \$817 ;
+  reg \$818 ;
+  reg [47:0] \$819 ;
   wire \$82 ;
-  reg [47:0] \$820 ;
-  reg \$821 ;
-  reg [47:0] \$822 ;
-  reg [2:0] \$823 ;
-  reg [47:0] \$824 ;
-  reg [2:0] \$825 ;
-  reg [47:0] \$826 ;
-  reg \$827 ;
-  reg [47:0] \$828 ;
-  reg \$829 ;
-  wire \$83 ;
-  reg [47:0] \$830 ;
-  reg \$831 ;
-  reg [47:0] \$832 ;
-  reg \$833 ;
-  reg [47:0] \$834 ;
-  reg \$835 ;
-  reg [47:0] \$836 ;
-  reg [2:0] \$837 ;
-  reg [47:0] \$838 ;
-  reg \$839 ;
-  wire [15:0] \$84 ;
-  reg [3:0] \$840 ;
-  reg [2:0] \$841 ;
-  reg [31:0] \$842 ;
+  reg [2:0] \$820 ;
+  reg [47:0] \$821 ;
+  reg [2:0] \$822 ;
+  reg [47:0] \$823 ;
+  reg \$824 ;
+  reg [47:0] \$825 ;
+  reg \$826 ;
+  reg [47:0] \$827 ;
+  reg \$828 ;
+  reg [47:0] \$829 ;
+  wire [15:0] \$83 ;
+  reg \$830 ;
+  reg [47:0] \$831 ;
+  reg \$832 ;
+  reg [47:0] \$833 ;
+  reg [2:0] \$834 ;
+  reg [47:0] \$835 ;
+  reg \$836 ;
+  reg [3:0] \$837 ;
+  reg [2:0] \$838 ;
+  reg [31:0] \$839 ;
+  wire \$84 ;
+  reg \$840 ;
+  reg [31:0] \$841 ;
+  reg [168:0] \$842 ;
   reg \$843 ;
-  reg [31:0] \$844 ;
-  reg [168:0] \$845 ;
-  reg \$846 ;
-  wire \$85 ;
-  wire [15:0] \$86 ;
+  wire [15:0] \$85 ;
+  wire \$86 ;
   wire \$87 ;
   wire \$88 ;
   wire \$89 ;
@@ -851,10 +848,10 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$182
   wire \$92 ;
   wire \$93 ;
   wire \$94 ;
-  wire \$95 ;
-  wire [15:0] \$96 ;
-  wire \$97 ;
-  wire [15:0] \$98 ;
+  wire [15:0] \$95 ;
+  wire \$96 ;
+  wire [15:0] \$97 ;
+  wire \$98 ;
   wire \$99 ;
   (* init = 1'h0 *)
   wire attention;
@@ -1307,838 +1304,831 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$182
   wire [23:0] \stream_out.w2_consumed ;
   wire [23:0] \stream_out.w3_consumed ;
   wire [23:0] \stream_out.w4_consumed ;
-  assign regions__gbuf__wr_en = \$118  & \$120 ;
-  assign \$121  = host_addr - 15'h4000;
-  assign \$122  = host_addr >= 15'h4000;
-  assign \$123  = host_addr < 15'h4400;
-  assign \$124  = \$122  & \$123 ;
-  assign regions__gweights__rd_en = host_read & \$124 ;
-  assign \$125  = ~ busy;
-  assign \$126  = host_write & \$125 ;
-  assign \$127  = host_addr >= 15'h4000;
-  assign \$128  = host_addr < 15'h4400;
-  assign \$129  = \$127  & \$128 ;
-  assign \$130  = \$126  & \$129 ;
-  assign \$132  = host_addr - 15'h4400;
-  assign \$133  = host_addr >= 15'h4400;
-  assign \$134  = host_addr < 15'h4800;
-  assign \$135  = \$133  & \$134 ;
-  assign regions__trace__rd_en = host_read & \$135 ;
-  assign \$136  = ~ busy;
-  assign \$137  = host_write & \$136 ;
-  assign \$138  = host_addr >= 15'h4400;
-  assign \$139  = host_addr < 15'h4800;
-  assign \$140  = \$138  & \$139 ;
-  assign \$141  = \$137  & \$140 ;
-  assign \$143  = host_addr - 15'h5000;
-  assign \$144  = host_addr >= 15'h5000;
-  assign \$145  = host_addr < 15'h6000;
-  assign \$146  = \$144  & \$145 ;
-  assign regions__wgrad__rd_en = host_read & \$146 ;
-  assign \$147  = ~ busy;
-  assign \$148  = host_write & \$147 ;
-  assign \$149  = host_addr >= 15'h5000;
-  assign \$150  = host_addr < 15'h6000;
-  assign \$151  = \$149  & \$150 ;
-  assign \$152  = \$148  & \$151 ;
-  assign \$153  = host_addr - 15'h5000;
-  assign \$154  = \$153 [2:0] == 3'h4;
-  assign regions__wgrad__wr_en = \$152  & \$154 ;
-  assign \$155  = host_addr >= 10'h200;
-  assign \$156  = host_addr < 10'h240;
-  assign \$157  = \$155  & \$156 ;
-  assign \$158  = host_addr >= 10'h240;
-  assign \$159  = host_addr < 10'h270;
-  assign \$160  = \$158  & \$159 ;
-  assign \$161  = host_addr >= 10'h280;
-  assign \$162  = host_addr < 10'h2b0;
-  assign \$163  = \$161  & \$162 ;
-  assign \$164  = host_addr >= 10'h2c0;
-  assign \$165  = host_addr < 10'h300;
-  assign \$166  = \$164  & \$165 ;
-  assign \$167  = host_addr >= 10'h300;
-  assign \$168  = host_addr < 10'h340;
-  assign \$169  = \$167  & \$168 ;
-  assign \$170  = host_addr - 10'h300;
-  assign \$171  = host_addr >= 11'h400;
-  assign \$172  = host_addr < 11'h500;
-  assign \$173  = \$171  & \$172 ;
-  assign \$174  = host_addr >= 11'h600;
-  assign \$175  = host_addr < 12'h800;
-  assign \$176  = \$174  & \$175 ;
-  assign \$177  = host_addr - 11'h600;
-  assign \$178  = host_addr >= 12'h800;
-  assign \$179  = host_addr < 12'hbc2;
-  assign \$180  = \$178  & \$179 ;
-  assign \$181  = host_addr - 12'h800;
-  assign \$182  = host_addr >= 12'hc00;
-  assign \$183  = host_addr < 12'hde1;
-  assign \$184  = \$182  & \$183 ;
-  assign \$185  = host_addr >= 14'h2000;
-  assign \$186  = host_addr < 15'h4000;
-  assign \$187  = \$185  & \$186 ;
-  assign \$188  = host_addr - 14'h2000;
-  assign \$189  = host_addr >= 15'h4000;
-  assign \$190  = host_addr < 15'h4400;
-  assign \$191  = \$189  & \$190 ;
-  assign \$192  = host_addr >= 15'h4400;
-  assign \$193  = host_addr < 15'h4800;
-  assign \$194  = \$192  & \$193 ;
-  assign \$195  = host_addr >= 15'h5000;
-  assign \$196  = host_addr < 15'h6000;
-  assign \$197  = \$195  & \$196 ;
-  assign \$198  = host_addr - 15'h5000;
-  assign \$199  = busy ? 32'd0 : regions__w1__rd_data;
-  assign \$200  = busy ? 32'd0 : regions__w2__rd_data;
-  assign \$201  = busy ? 32'd0 : regions__w3__rd_data;
-  assign \$202  = busy ? 32'd0 : regions__w4__rd_data;
-  assign \$1092  = rd_k * 6'h20;
-  assign \$203  = regions__affine__rd_data >> \$1092 ;
-  assign \$204  = busy ? 32'd0 : \$203 ;
-  assign \$205  = busy ? 32'd0 : regions__spike_in__rd_data;
-  assign \$1097  = rd_k[0] * 6'h20;
-  assign \$206  = regions__membrane__rd_data >> \$1097 ;
-  assign \$1100  = rd_k[0] * 6'h20;
-  assign \$207  = regions__gbuf__rd_data >> \$1100 ;
-  assign \$208  = busy ? 32'd0 : \$207 ;
-  assign \$1104  = rd_k * 6'h20;
-  assign \$209  = { \port$18231$0 [79:60], \port$18228$0 [79:60], \port$18231$0 [59:40], \port$18228$0 [59:40], \port$18231$0 [39:20], \port$18228$0 [39:20], \port$18231$0 [19:0], \port$18228$0 [19:0] } >> \$1104 ;
-  assign \$210  = busy ? 32'd0 : \$209 ;
-  assign \$211  = host_addr == 2'h3;
-  assign \$212  = host_addr == 3'h4;
-  assign \$213  = host_addr == 3'h5;
-  assign \$214  = host_addr == 4'h9;
-  assign \$215  = host_addr == 4'hb;
-  assign \$216  = host_addr == 4'hd;
-  assign \$217  = host_addr == 4'hf;
-  assign \$218  = host_addr >= 10'h300;
-  assign \$219  = host_addr < 10'h340;
-  assign \$220  = \$218  & \$219 ;
-  assign \$221  = ~ busy;
-  assign \$222  = \$220  & \$221 ;
-  assign \$223  = host_addr - 10'h300;
-  assign \$224  = \$223 [2:0] < 3'h5;
-  assign \$225  = \$222  & \$224 ;
-  assign \$226  = host_addr - 10'h300;
-  assign \$227  = host_addr >= 11'h600;
-  assign \$228  = host_addr < 12'h800;
-  assign \$229  = \$227  & \$228 ;
-  assign \$231  = host_addr - 11'h600;
-  assign \$232  = \$231 [0] < 1'h1;
-  assign \$233  = \$230  & \$232 ;
-  assign \$234  = host_addr - 11'h600;
-  assign \$235  = host_addr >= 12'h800;
-  assign \$236  = host_addr < 12'hbc2;
+  assign \$122  = host_addr < 15'h4400;
+  assign \$123  = \$121  & \$122 ;
+  assign regions__gweights__rd_en = host_read & \$123 ;
+  assign \$124  = ~ busy;
+  assign \$125  = host_write & \$124 ;
+  assign \$126  = host_addr >= 15'h4000;
+  assign \$127  = host_addr < 15'h4400;
+  assign \$128  = \$126  & \$127 ;
+  assign \$129  = \$125  & \$128 ;
+  assign \$131  = host_addr - 15'h4400;
+  assign \$132  = host_addr >= 15'h4400;
+  assign \$133  = host_addr < 15'h4800;
+  assign \$134  = \$132  & \$133 ;
+  assign regions__trace__rd_en = host_read & \$134 ;
+  assign \$135  = ~ busy;
+  assign \$136  = host_write & \$135 ;
+  assign \$137  = host_addr >= 15'h4400;
+  assign \$138  = host_addr < 15'h4800;
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = \$136  & \$139 ;
+  assign \$142  = host_addr - 15'h5000;
+  assign \$143  = host_addr >= 15'h5000;
+  assign \$144  = host_addr < 15'h6000;
+  assign \$145  = \$143  & \$144 ;
+  assign regions__wgrad__rd_en = host_read & \$145 ;
+  assign \$146  = ~ busy;
+  assign \$147  = host_write & \$146 ;
+  assign \$148  = host_addr >= 15'h5000;
+  assign \$149  = host_addr < 15'h6000;
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$147  & \$150 ;
+  assign \$152  = host_addr - 15'h5000;
+  assign \$153  = \$152 [2:0] == 3'h4;
+  assign regions__wgrad__wr_en = \$151  & \$153 ;
+  assign \$154  = host_addr >= 10'h200;
+  assign \$155  = host_addr < 10'h240;
+  assign \$156  = \$154  & \$155 ;
+  assign \$157  = host_addr >= 10'h240;
+  assign \$158  = host_addr < 10'h270;
+  assign \$159  = \$157  & \$158 ;
+  assign \$160  = host_addr >= 10'h280;
+  assign \$161  = host_addr < 10'h2b0;
+  assign \$162  = \$160  & \$161 ;
+  assign \$163  = host_addr >= 10'h2c0;
+  assign \$164  = host_addr < 10'h300;
+  assign \$165  = \$163  & \$164 ;
+  assign \$166  = host_addr >= 10'h300;
+  assign \$167  = host_addr < 10'h340;
+  assign \$168  = \$166  & \$167 ;
+  assign \$169  = host_addr - 10'h300;
+  assign \$170  = host_addr >= 11'h400;
+  assign \$171  = host_addr < 11'h500;
+  assign \$172  = \$170  & \$171 ;
+  assign \$173  = host_addr >= 11'h600;
+  assign \$174  = host_addr < 12'h800;
+  assign \$175  = \$173  & \$174 ;
+  assign \$176  = host_addr - 11'h600;
+  assign \$177  = host_addr >= 12'h800;
+  assign \$178  = host_addr < 12'hbc2;
+  assign \$179  = \$177  & \$178 ;
+  assign \$180  = host_addr - 12'h800;
+  assign \$181  = host_addr >= 12'hc00;
+  assign \$182  = host_addr < 12'hde1;
+  assign \$183  = \$181  & \$182 ;
+  assign \$184  = host_addr >= 14'h2000;
+  assign \$185  = host_addr < 15'h4000;
+  assign \$186  = \$184  & \$185 ;
+  assign \$187  = host_addr - 14'h2000;
+  assign \$188  = host_addr >= 15'h4000;
+  assign \$189  = host_addr < 15'h4400;
+  assign \$190  = \$188  & \$189 ;
+  assign \$191  = host_addr >= 15'h4400;
+  assign \$192  = host_addr < 15'h4800;
+  assign \$193  = \$191  & \$192 ;
+  assign \$194  = host_addr >= 15'h5000;
+  assign \$195  = host_addr < 15'h6000;
+  assign \$196  = \$194  & \$195 ;
+  assign \$197  = host_addr - 15'h5000;
+  assign \$198  = busy ? 32'd0 : regions__w1__rd_data;
+  assign \$199  = busy ? 32'd0 : regions__w2__rd_data;
+  assign \$200  = busy ? 32'd0 : regions__w3__rd_data;
+  assign \$201  = busy ? 32'd0 : regions__w4__rd_data;
+  assign \$1088  = rd_k * 6'h20;
+  assign \$202  = regions__affine__rd_data >> \$1088 ;
+  assign \$203  = busy ? 32'd0 : \$202 ;
+  assign \$204  = busy ? 32'd0 : regions__spike_in__rd_data;
+  assign \$1093  = rd_k[0] * 6'h20;
+  assign \$205  = regions__membrane__rd_data >> \$1093 ;
+  assign \$1096  = rd_k[0] * 6'h20;
+  assign \$206  = regions__gbuf__rd_data >> \$1096 ;
+  assign \$207  = busy ? 32'd0 : \$206 ;
+  assign \$1100  = rd_k * 6'h20;
+  assign \$208  = { \port$18231$0 [79:60], \port$18228$0 [79:60], \port$18231$0 [59:40], \port$18228$0 [59:40], \port$18231$0 [39:20], \port$18228$0 [39:20], \port$18231$0 [19:0], \port$18228$0 [19:0] } >> \$1100 ;
+  assign \$209  = busy ? 32'd0 : \$208 ;
+  assign \$210  = host_addr == 2'h3;
+  assign \$211  = host_addr == 3'h4;
+  assign \$212  = host_addr == 3'h5;
+  assign \$213  = host_addr == 4'h9;
+  assign \$214  = host_addr == 4'hb;
+  assign \$215  = host_addr == 4'hd;
+  assign \$216  = host_addr == 4'hf;
+  assign \$217  = host_addr >= 10'h300;
+  assign \$218  = host_addr < 10'h340;
+  assign \$219  = \$217  & \$218 ;
+  assign \$221  = host_addr - 10'h300;
+  assign \$222  = \$221 [2:0] < 3'h5;
+  assign \$223  = \$220  & \$222 ;
+  assign \$224  = host_addr - 10'h300;
+  assign \$225  = host_addr >= 11'h600;
+  assign \$226  = host_addr < 12'h800;
+  assign \$227  = \$225  & \$226 ;
+  assign \$229  = host_addr - 11'h600;
+  assign \$230  = \$229 [0] < 1'h1;
+  assign \$231  = \$228  & \$230 ;
+  assign \$232  = host_addr - 11'h600;
+  assign \$233  = host_addr >= 12'h800;
+  assign \$234  = host_addr < 12'hbc2;
+  assign \$235  = \$233  & \$234 ;
+  assign \$236  = ~ busy;
   assign \$237  = \$235  & \$236 ;
-  assign \$238  = ~ busy;
-  assign \$239  = \$237  & \$238 ;
-  assign \$240  = host_addr - 12'h800;
-  assign \$241  = \$240 [0] < 1'h1;
-  assign \$242  = \$239  & \$241 ;
-  assign \$243  = host_addr - 12'h800;
-  assign \$244  = host_addr >= 14'h2000;
-  assign \$245  = host_addr < 15'h4000;
+  assign \$238  = host_addr - 12'h800;
+  assign \$239  = \$238 [0] < 1'h1;
+  assign \$240  = \$237  & \$239 ;
+  assign \$241  = host_addr - 12'h800;
+  assign \$242  = host_addr >= 14'h2000;
+  assign \$243  = host_addr < 15'h4000;
+  assign \$244  = \$242  & \$243 ;
+  assign \$245  = ~ busy;
   assign \$246  = \$244  & \$245 ;
-  assign \$247  = ~ busy;
-  assign \$248  = \$246  & \$247 ;
-  assign \$249  = host_addr - 14'h2000;
-  assign \$250  = \$249 [0] < 1'h1;
-  assign \$251  = \$248  & \$250 ;
-  assign \$252  = host_addr - 14'h2000;
-  assign \$253  = host_addr >= 15'h5000;
-  assign \$254  = host_addr < 15'h6000;
+  assign \$247  = host_addr - 14'h2000;
+  assign \$248  = \$247 [0] < 1'h1;
+  assign \$249  = \$246  & \$248 ;
+  assign \$250  = host_addr - 14'h2000;
+  assign \$251  = host_addr >= 15'h5000;
+  assign \$252  = host_addr < 15'h6000;
+  assign \$253  = \$251  & \$252 ;
+  assign \$254  = ~ busy;
   assign \$255  = \$253  & \$254 ;
-  assign \$256  = ~ busy;
-  assign \$257  = \$255  & \$256 ;
-  assign \$258  = host_addr - 15'h5000;
-  assign \$259  = \$258 [2:0] < 3'h4;
-  assign \$260  = \$257  & \$259 ;
-  assign \$261  = host_addr - 15'h5000;
-  assign \$262  = ~ busy;
-  assign \$263  = host_addr == 5'h10;
-  assign \$264  = host_addr == 5'h11;
-  assign \$265  = host_addr == 5'h12;
-  assign \$266  = host_addr == 5'h13;
-  assign \$267  = host_addr == 5'h14;
-  assign \$268  = host_addr == 5'h15;
-  assign \$269  = host_addr == 5'h16;
-  assign \$270  = host_addr == 5'h17;
-  assign \$271  = host_addr == 5'h18;
-  assign \$272  = host_addr == 5'h19;
-  assign \$273  = host_addr == 5'h1a;
-  assign \$274  = host_addr == 5'h1b;
-  assign \$275  = host_addr == 5'h1c;
-  assign \$276  = host_addr == 5'h1d;
-  assign \$277  = host_addr == 5'h1e;
-  assign \$278  = host_addr == 5'h1f;
-  assign \$279  = host_addr == 6'h20;
-  assign \$280  = host_addr == 6'h21;
-  assign \$281  = host_addr == 6'h22;
-  assign \$282  = host_addr == 6'h23;
-  assign \$283  = host_addr == 6'h24;
-  assign \$284  = host_addr == 6'h25;
-  assign \$285  = host_addr == 6'h26;
-  assign \$286  = host_addr == 6'h27;
-  assign \$287  = host_addr == 6'h28;
-  assign \$288  = host_addr == 6'h29;
-  assign \$289  = host_addr == 6'h2a;
-  assign \$290  = host_addr == 6'h2b;
-  assign \$291  = host_addr == 6'h2c;
-  assign \$292  = host_addr == 6'h2d;
-  assign \$293  = host_addr == 6'h30;
-  assign \$294  = host_addr == 6'h31;
-  assign \$295  = host_addr == 6'h32;
-  assign \$296  = host_addr == 6'h33;
-  assign \$297  = host_addr == 6'h34;
-  assign \$298  = host_addr == 6'h35;
-  assign \$299  = host_addr == 6'h36;
-  assign \$300  = host_addr == 6'h37;
-  assign \$301  = host_addr == 6'h38;
-  assign \$302  = host_addr == 6'h39;
-  assign \$303  = host_addr == 6'h3a;
-  assign \$304  = host_addr == 6'h3b;
-  assign \$305  = host_addr == 6'h3c;
-  assign \$306  = host_addr == 6'h3d;
-  assign \$307  = host_addr == 6'h3e;
-  assign \$308  = host_addr == 6'h3f;
-  assign \$309  = host_addr == 7'h40;
-  assign \$310  = host_addr == 7'h41;
-  assign \$311  = host_addr == 7'h42;
-  assign \$312  = host_addr == 7'h43;
-  assign \$313  = host_addr == 7'h44;
-  assign \$314  = host_addr == 7'h45;
-  assign \$315  = host_addr == 7'h46;
-  assign \$316  = host_addr == 7'h47;
-  assign \$317  = host_addr == 7'h48;
-  assign \$318  = host_addr == 7'h49;
-  assign \$319  = host_addr == 7'h4a;
-  assign \$320  = host_addr == 7'h4b;
-  assign \$321  = host_addr == 7'h4c;
-  assign \$322  = host_addr == 7'h4d;
-  assign \$323  = host_addr == 7'h4e;
-  assign \$324  = host_addr == 7'h4f;
-  assign \$325  = host_addr == 7'h50;
-  assign \$326  = host_addr == 7'h51;
-  assign \$327  = host_addr == 7'h52;
-  assign \$328  = host_addr == 7'h53;
-  assign \$329  = host_addr == 7'h54;
-  assign \$330  = host_addr == 7'h55;
-  assign \$331  = host_addr == 7'h56;
-  assign \$332  = host_addr == 7'h57;
-  assign \$333  = host_addr == 7'h58;
-  assign \$334  = host_addr == 7'h59;
-  assign \$335  = host_addr == 7'h5a;
-  assign \$336  = host_addr == 7'h5b;
-  assign \$337  = host_addr == 7'h5c;
-  assign \$338  = host_addr == 7'h5d;
-  assign \$339  = host_addr == 7'h5e;
-  assign \$340  = host_addr == 7'h5f;
-  assign \$341  = host_addr == 7'h60;
-  assign \$342  = cnt_cycles + inc_cycles;
+  assign \$256  = host_addr - 15'h5000;
+  assign \$257  = \$256 [2:0] < 3'h4;
+  assign \$258  = \$255  & \$257 ;
+  assign \$259  = host_addr - 15'h5000;
+  assign \$260  = ~ busy;
+  assign \$261  = host_addr == 5'h10;
+  assign \$262  = host_addr == 5'h11;
+  assign \$263  = host_addr == 5'h12;
+  assign \$264  = host_addr == 5'h13;
+  assign \$265  = host_addr == 5'h14;
+  assign \$266  = host_addr == 5'h15;
+  assign \$267  = host_addr == 5'h16;
+  assign \$268  = host_addr == 5'h17;
+  assign \$269  = host_addr == 5'h18;
+  assign \$270  = host_addr == 5'h19;
+  assign \$271  = host_addr == 5'h1a;
+  assign \$272  = host_addr == 5'h1b;
+  assign \$273  = host_addr == 5'h1c;
+  assign \$274  = host_addr == 5'h1d;
+  assign \$275  = host_addr == 5'h1e;
+  assign \$276  = host_addr == 5'h1f;
+  assign \$277  = host_addr == 6'h20;
+  assign \$278  = host_addr == 6'h21;
+  assign \$279  = host_addr == 6'h22;
+  assign \$280  = host_addr == 6'h23;
+  assign \$281  = host_addr == 6'h24;
+  assign \$282  = host_addr == 6'h25;
+  assign \$283  = host_addr == 6'h26;
+  assign \$284  = host_addr == 6'h27;
+  assign \$285  = host_addr == 6'h28;
+  assign \$286  = host_addr == 6'h29;
+  assign \$287  = host_addr == 6'h2a;
+  assign \$288  = host_addr == 6'h2b;
+  assign \$289  = host_addr == 6'h2c;
+  assign \$290  = host_addr == 6'h2d;
+  assign \$291  = host_addr == 6'h30;
+  assign \$292  = host_addr == 6'h31;
+  assign \$293  = host_addr == 6'h32;
+  assign \$294  = host_addr == 6'h33;
+  assign \$295  = host_addr == 6'h34;
+  assign \$296  = host_addr == 6'h35;
+  assign \$297  = host_addr == 6'h36;
+  assign \$298  = host_addr == 6'h37;
+  assign \$299  = host_addr == 6'h38;
+  assign \$300  = host_addr == 6'h39;
+  assign \$301  = host_addr == 6'h3a;
+  assign \$302  = host_addr == 6'h3b;
+  assign \$303  = host_addr == 6'h3c;
+  assign \$304  = host_addr == 6'h3d;
+  assign \$305  = host_addr == 6'h3e;
+  assign \$306  = host_addr == 6'h3f;
+  assign \$307  = host_addr == 7'h40;
+  assign \$308  = host_addr == 7'h41;
+  assign \$309  = host_addr == 7'h42;
+  assign \$310  = host_addr == 7'h43;
+  assign \$311  = host_addr == 7'h44;
+  assign \$312  = host_addr == 7'h45;
+  assign \$313  = host_addr == 7'h46;
+  assign \$314  = host_addr == 7'h47;
+  assign \$315  = host_addr == 7'h48;
+  assign \$316  = host_addr == 7'h49;
+  assign \$317  = host_addr == 7'h4a;
+  assign \$318  = host_addr == 7'h4b;
+  assign \$319  = host_addr == 7'h4c;
+  assign \$320  = host_addr == 7'h4d;
+  assign \$321  = host_addr == 7'h4e;
+  assign \$322  = host_addr == 7'h4f;
+  assign \$323  = host_addr == 7'h50;
+  assign \$324  = host_addr == 7'h51;
+  assign \$325  = host_addr == 7'h52;
+  assign \$326  = host_addr == 7'h53;
+  assign \$327  = host_addr == 7'h54;
+  assign \$328  = host_addr == 7'h55;
+  assign \$329  = host_addr == 7'h56;
+  assign \$330  = host_addr == 7'h57;
+  assign \$331  = host_addr == 7'h58;
+  assign \$332  = host_addr == 7'h59;
+  assign \$333  = host_addr == 7'h5a;
+  assign \$334  = host_addr == 7'h5b;
+  assign \$335  = host_addr == 7'h5c;
+  assign \$336  = host_addr == 7'h5d;
+  assign \$337  = host_addr == 7'h5e;
+  assign \$338  = host_addr == 7'h5f;
+  assign \$339  = host_addr == 7'h60;
+  assign \$340  = cnt_cycles + inc_cycles;
+  assign \$341  = cnt_clear_d ? 49'h0000000000000 : \$340 ;
+  assign \$342  = cnt_c1_busy + inc_c1_busy;
   assign \$343  = cnt_clear_d ? 49'h0000000000000 : \$342 ;
-  assign \$344  = cnt_c1_busy + inc_c1_busy;
+  assign \$344  = cnt_c1_stall + inc_c1_stall;
   assign \$345  = cnt_clear_d ? 49'h0000000000000 : \$344 ;
-  assign \$346  = cnt_c1_stall + inc_c1_stall;
+  assign \$346  = cnt_c1_in_wait + inc_c1_in_wait;
   assign \$347  = cnt_clear_d ? 49'h0000000000000 : \$346 ;
-  assign \$348  = cnt_c1_in_wait + inc_c1_in_wait;
+  assign \$348  = cnt_c2_busy + inc_c2_busy;
   assign \$349  = cnt_clear_d ? 49'h0000000000000 : \$348 ;
-  assign \$350  = cnt_c2_busy + inc_c2_busy;
+  assign \$350  = cnt_c2_stall + inc_c2_stall;
   assign \$351  = cnt_clear_d ? 49'h0000000000000 : \$350 ;
-  assign \$352  = cnt_c2_stall + inc_c2_stall;
+  assign \$352  = cnt_c3_busy + inc_c3_busy;
   assign \$353  = cnt_clear_d ? 49'h0000000000000 : \$352 ;
-  assign \$354  = cnt_c3_busy + inc_c3_busy;
+  assign \$354  = cnt_c3_stall + inc_c3_stall;
   assign \$355  = cnt_clear_d ? 49'h0000000000000 : \$354 ;
-  assign \$356  = cnt_c3_stall + inc_c3_stall;
+  assign \$356  = cnt_c4_busy + inc_c4_busy;
   assign \$357  = cnt_clear_d ? 49'h0000000000000 : \$356 ;
-  assign \$358  = cnt_c4_busy + inc_c4_busy;
+  assign \$358  = cnt_c4_stall + inc_c4_stall;
   assign \$359  = cnt_clear_d ? 49'h0000000000000 : \$358 ;
-  assign \$360  = cnt_c4_stall + inc_c4_stall;
+  assign \$360  = cnt_adder_busy + inc_adder_busy;
   assign \$361  = cnt_clear_d ? 49'h0000000000000 : \$360 ;
-  assign \$362  = cnt_adder_busy + inc_adder_busy;
+  assign \$362  = cnt_adder_stall + inc_adder_stall;
   assign \$363  = cnt_clear_d ? 49'h0000000000000 : \$362 ;
-  assign \$364  = cnt_adder_stall + inc_adder_stall;
+  assign \$364  = cnt_lif_busy + inc_lif_busy;
   assign \$365  = cnt_clear_d ? 49'h0000000000000 : \$364 ;
-  assign \$366  = cnt_lif_busy + inc_lif_busy;
+  assign \$366  = cnt_lif_stall + inc_lif_stall;
   assign \$367  = cnt_clear_d ? 49'h0000000000000 : \$366 ;
-  assign \$368  = cnt_lif_stall + inc_lif_stall;
+  assign \$368  = cnt_c4_w_wait + inc_c4_w_wait;
   assign \$369  = cnt_clear_d ? 49'h0000000000000 : \$368 ;
-  assign \$370  = cnt_c4_w_wait + inc_c4_w_wait;
+  assign \$370  = cnt_c2_w_wait + inc_c2_w_wait;
   assign \$371  = cnt_clear_d ? 49'h0000000000000 : \$370 ;
-  assign \$372  = cnt_c2_w_wait + inc_c2_w_wait;
+  assign \$372  = cnt_c3_w_wait + inc_c3_w_wait;
   assign \$373  = cnt_clear_d ? 49'h0000000000000 : \$372 ;
-  assign \$374  = cnt_c3_w_wait + inc_c3_w_wait;
+  assign \$374  = cnt_c1_w_wait + inc_c1_w_wait;
   assign \$375  = cnt_clear_d ? 49'h0000000000000 : \$374 ;
-  assign \$376  = cnt_c1_w_wait + inc_c1_w_wait;
+  assign \$376  = cnt_c1_slots + inc_c1_slots;
   assign \$377  = cnt_clear_d ? 49'h0000000000000 : \$376 ;
-  assign \$378  = cnt_c1_slots + inc_c1_slots;
+  assign \$378  = cnt_c1_adds + inc_c1_adds;
   assign \$379  = cnt_clear_d ? 49'h0000000000000 : \$378 ;
-  assign \$380  = cnt_c1_adds + inc_c1_adds;
+  assign \$380  = cnt_c2_macs + inc_c2_macs;
   assign \$381  = cnt_clear_d ? 49'h0000000000000 : \$380 ;
-  assign \$382  = cnt_c2_macs + inc_c2_macs;
+  assign \$382  = cnt_c3_macs + inc_c3_macs;
   assign \$383  = cnt_clear_d ? 49'h0000000000000 : \$382 ;
-  assign \$384  = cnt_c3_macs + inc_c3_macs;
+  assign \$384  = cnt_c4_macs + inc_c4_macs;
   assign \$385  = cnt_clear_d ? 49'h0000000000000 : \$384 ;
-  assign \$386  = cnt_c4_macs + inc_c4_macs;
+  assign \$386  = cnt_adds + inc_adds;
   assign \$387  = cnt_clear_d ? 49'h0000000000000 : \$386 ;
-  assign \$388  = cnt_adds + inc_adds;
+  assign \$388  = cnt_lif_updates + inc_lif_updates;
   assign \$389  = cnt_clear_d ? 49'h0000000000000 : \$388 ;
-  assign \$390  = cnt_lif_updates + inc_lif_updates;
+  assign \$390  = cnt_spikes_out + inc_spikes_out;
   assign \$391  = cnt_clear_d ? 49'h0000000000000 : \$390 ;
-  assign \$392  = cnt_spikes_out + inc_spikes_out;
+  assign \$392  = cnt_w1_reads + inc_w1_reads;
   assign \$393  = cnt_clear_d ? 49'h0000000000000 : \$392 ;
-  assign \$394  = cnt_w1_reads + inc_w1_reads;
+  assign \$394  = cnt_w2_reads + inc_w2_reads;
   assign \$395  = cnt_clear_d ? 49'h0000000000000 : \$394 ;
-  assign \$396  = cnt_w2_reads + inc_w2_reads;
+  assign \$396  = cnt_w3_reads + inc_w3_reads;
   assign \$397  = cnt_clear_d ? 49'h0000000000000 : \$396 ;
-  assign \$398  = cnt_w3_reads + inc_w3_reads;
+  assign \$398  = cnt_w4_reads + inc_w4_reads;
   assign \$399  = cnt_clear_d ? 49'h0000000000000 : \$398 ;
-  assign \$400  = cnt_w4_reads + inc_w4_reads;
+  assign \$400  = cnt_affine_reads + inc_affine_reads;
   assign \$401  = cnt_clear_d ? 49'h0000000000000 : \$400 ;
-  assign \$402  = cnt_affine_reads + inc_affine_reads;
+  assign \$402  = cnt_spike_in_reads + inc_spike_in_reads;
   assign \$403  = cnt_clear_d ? 49'h0000000000000 : \$402 ;
-  assign \$404  = cnt_spike_in_reads + inc_spike_in_reads;
+  assign \$404  = cnt_line1_reads + inc_line1_reads;
   assign \$405  = cnt_clear_d ? 49'h0000000000000 : \$404 ;
-  assign \$406  = cnt_line1_reads + inc_line1_reads;
+  assign \$406  = cnt_line1_writes + inc_line1_writes;
   assign \$407  = cnt_clear_d ? 49'h0000000000000 : \$406 ;
-  assign \$408  = cnt_line1_writes + inc_line1_writes;
+  assign \$408  = cnt_row2_reads + inc_row2_reads;
   assign \$409  = cnt_clear_d ? 49'h0000000000000 : \$408 ;
-  assign \$410  = cnt_row2_reads + inc_row2_reads;
+  assign \$410  = cnt_row2_writes + inc_row2_writes;
   assign \$411  = cnt_clear_d ? 49'h0000000000000 : \$410 ;
-  assign \$412  = cnt_row2_writes + inc_row2_writes;
+  assign \$412  = cnt_line4_reads + inc_line4_reads;
   assign \$413  = cnt_clear_d ? 49'h0000000000000 : \$412 ;
-  assign \$414  = cnt_line4_reads + inc_line4_reads;
+  assign \$414  = cnt_line4_writes + inc_line4_writes;
   assign \$415  = cnt_clear_d ? 49'h0000000000000 : \$414 ;
-  assign \$416  = cnt_line4_writes + inc_line4_writes;
+  assign \$416  = cnt_c2_spad_reads + inc_c2_spad_reads;
   assign \$417  = cnt_clear_d ? 49'h0000000000000 : \$416 ;
-  assign \$418  = cnt_c2_spad_reads + inc_c2_spad_reads;
+  assign \$418  = cnt_c2_spad_writes + inc_c2_spad_writes;
   assign \$419  = cnt_clear_d ? 49'h0000000000000 : \$418 ;
-  assign \$420  = cnt_c2_spad_writes + inc_c2_spad_writes;
+  assign \$420  = cnt_c3_spad_reads + inc_c3_spad_reads;
   assign \$421  = cnt_clear_d ? 49'h0000000000000 : \$420 ;
-  assign \$422  = cnt_c3_spad_reads + inc_c3_spad_reads;
+  assign \$422  = cnt_c3_spad_writes + inc_c3_spad_writes;
   assign \$423  = cnt_clear_d ? 49'h0000000000000 : \$422 ;
-  assign \$424  = cnt_c3_spad_writes + inc_c3_spad_writes;
+  assign \$424  = cnt_residual_reads + inc_residual_reads;
   assign \$425  = cnt_clear_d ? 49'h0000000000000 : \$424 ;
-  assign \$426  = cnt_residual_reads + inc_residual_reads;
+  assign \$426  = cnt_membrane_reads + inc_membrane_reads;
   assign \$427  = cnt_clear_d ? 49'h0000000000000 : \$426 ;
-  assign \$428  = cnt_membrane_reads + inc_membrane_reads;
+  assign \$428  = cnt_membrane_writes + inc_membrane_writes;
   assign \$429  = cnt_clear_d ? 49'h0000000000000 : \$428 ;
-  assign \$430  = cnt_membrane_writes + inc_membrane_writes;
+  assign \$430  = cnt_spikes_writes + inc_spikes_writes;
   assign \$431  = cnt_clear_d ? 49'h0000000000000 : \$430 ;
-  assign \$432  = cnt_spikes_writes + inc_spikes_writes;
+  assign \$432  = cnt_trace_writes + inc_trace_writes;
   assign \$433  = cnt_clear_d ? 49'h0000000000000 : \$432 ;
-  assign \$434  = cnt_trace_writes + inc_trace_writes;
-  assign \$435  = cnt_clear_d ? 49'h0000000000000 : \$434 ;
-  assign \$436  = host_addr >= 10'h200;
-  assign \$437  = host_addr < 10'h240;
-  assign \$438  = \$436  & \$437 ;
-  assign \$439  = host_write & \$438 ;
-  assign \$443  = host_addr >= 10'h240;
-  assign \$444  = host_addr < 10'h270;
-  assign \$445  = \$443  & \$444 ;
-  assign \$446  = host_write & \$445 ;
-  assign \$450  = \$442  + \$449 ;
-  assign \$451  = host_addr >= 10'h280;
-  assign \$452  = host_addr < 10'h2b0;
-  assign \$453  = \$451  & \$452 ;
-  assign \$454  = host_write & \$453 ;
-  assign \$458  = \$450  + \$457 ;
-  assign \$459  = host_addr >= 10'h2c0;
-  assign \$460  = host_addr < 10'h300;
-  assign \$461  = \$459  & \$460 ;
-  assign \$462  = host_write & \$461 ;
-  assign \$466  = \$458  + \$465 ;
-  assign \$467  = host_addr >= 10'h300;
-  assign \$468  = host_addr < 10'h340;
-  assign \$469  = \$467  & \$468 ;
-  assign \$470  = host_write & \$469 ;
-  assign \$471  = ~ busy;
-  assign \$472  = \$470  & \$471 ;
-  assign \$473  = host_addr - 10'h300;
-  assign \$474  = \$473 [2:0] < 3'h6;
-  assign \$475  = \$472  & \$474 ;
-  assign \$476  = \$466  + \$475 ;
-  assign \$477  = host_addr >= 11'h400;
-  assign \$478  = host_addr < 11'h500;
-  assign \$479  = \$477  & \$478 ;
-  assign \$480  = host_write & \$479 ;
-  assign \$484  = \$476  + \$483 ;
-  assign \$485  = host_addr >= 11'h600;
-  assign \$486  = host_addr < 12'h800;
-  assign \$487  = \$485  & \$486 ;
-  assign \$488  = host_write & \$487 ;
-  assign \$490  = host_addr - 11'h600;
-  assign \$491  = \$490 [0] < 2'h2;
-  assign \$492  = \$489  & \$491 ;
-  assign \$493  = \$484  + \$492 ;
-  assign \$494  = host_addr >= 12'h800;
-  assign \$495  = host_addr < 12'hbc2;
+  assign \$434  = host_addr >= 10'h200;
+  assign \$435  = host_addr < 10'h240;
+  assign \$436  = \$434  & \$435 ;
+  assign \$437  = host_write & \$436 ;
+  assign \$441  = host_addr >= 10'h240;
+  assign \$442  = host_addr < 10'h270;
+  assign \$443  = \$441  & \$442 ;
+  assign \$444  = host_write & \$443 ;
+  assign \$448  = \$440  + \$447 ;
+  assign \$449  = host_addr >= 10'h280;
+  assign \$450  = host_addr < 10'h2b0;
+  assign \$451  = \$449  & \$450 ;
+  assign \$452  = host_write & \$451 ;
+  assign \$456  = \$448  + \$455 ;
+  assign \$457  = host_addr >= 10'h2c0;
+  assign \$458  = host_addr < 10'h300;
+  assign \$459  = \$457  & \$458 ;
+  assign \$460  = host_write & \$459 ;
+  assign \$464  = \$456  + \$463 ;
+  assign \$465  = host_addr >= 10'h300;
+  assign \$466  = host_addr < 10'h340;
+  assign \$467  = \$465  & \$466 ;
+  assign \$468  = host_write & \$467 ;
+  assign \$470  = host_addr - 10'h300;
+  assign \$471  = \$470 [2:0] < 3'h6;
+  assign \$472  = \$469  & \$471 ;
+  assign \$473  = \$464  + \$472 ;
+  assign \$474  = host_addr >= 11'h400;
+  assign \$475  = host_addr < 11'h500;
+  assign \$476  = \$474  & \$475 ;
+  assign \$477  = host_write & \$476 ;
+  assign \$481  = \$473  + \$480 ;
+  assign \$482  = host_addr >= 11'h600;
+  assign \$483  = host_addr < 12'h800;
+  assign \$484  = \$482  & \$483 ;
+  assign \$485  = host_write & \$484 ;
+  assign \$487  = host_addr - 11'h600;
+  assign \$488  = \$487 [0] < 2'h2;
+  assign \$489  = \$486  & \$488 ;
+  assign \$490  = \$481  + \$489 ;
+  assign \$491  = host_addr >= 12'h800;
+  assign \$492  = host_addr < 12'hbc2;
+  assign \$493  = \$491  & \$492 ;
+  assign \$494  = host_write & \$493 ;
+  assign \$495  = ~ busy;
   assign \$496  = \$494  & \$495 ;
-  assign \$497  = host_write & \$496 ;
-  assign \$498  = ~ busy;
-  assign \$499  = \$497  & \$498 ;
-  assign \$500  = host_addr - 12'h800;
-  assign \$501  = \$500 [0] < 2'h2;
-  assign \$502  = \$499  & \$501 ;
-  assign \$503  = \$493  + \$502 ;
-  assign \$504  = host_addr >= 12'hc00;
-  assign \$505  = host_addr < 12'hde1;
+  assign \$497  = host_addr - 12'h800;
+  assign \$498  = \$497 [0] < 2'h2;
+  assign \$499  = \$496  & \$498 ;
+  assign \$500  = \$490  + \$499 ;
+  assign \$501  = host_addr >= 12'hc00;
+  assign \$502  = host_addr < 12'hde1;
+  assign \$503  = \$501  & \$502 ;
+  assign \$504  = host_write & \$503 ;
+  assign \$505  = ~ busy;
   assign \$506  = \$504  & \$505 ;
-  assign \$507  = host_write & \$506 ;
-  assign \$508  = ~ busy;
-  assign \$509  = \$507  & \$508 ;
-  assign \$512  = \$503  + \$511 ;
-  assign \$513  = host_addr >= 14'h2000;
-  assign \$514  = host_addr < 15'h4000;
+  assign \$509  = \$500  + \$508 ;
+  assign \$510  = host_addr >= 14'h2000;
+  assign \$511  = host_addr < 15'h4000;
+  assign \$512  = \$510  & \$511 ;
+  assign \$513  = host_write & \$512 ;
+  assign \$514  = ~ busy;
   assign \$515  = \$513  & \$514 ;
-  assign \$516  = host_write & \$515 ;
-  assign \$517  = ~ busy;
-  assign \$518  = \$516  & \$517 ;
-  assign \$519  = host_addr - 14'h2000;
-  assign \$520  = \$519 [0] < 2'h2;
-  assign \$521  = \$518  & \$520 ;
-  assign \$522  = \$512  + \$521 ;
-  assign \$523  = host_addr >= 15'h4000;
-  assign \$524  = host_addr < 15'h4400;
+  assign \$516  = host_addr - 14'h2000;
+  assign \$517  = \$516 [0] < 2'h2;
+  assign \$518  = \$515  & \$517 ;
+  assign \$519  = \$509  + \$518 ;
+  assign \$520  = host_addr >= 15'h4000;
+  assign \$521  = host_addr < 15'h4400;
+  assign \$522  = \$520  & \$521 ;
+  assign \$523  = host_write & \$522 ;
+  assign \$524  = ~ busy;
   assign \$525  = \$523  & \$524 ;
-  assign \$526  = host_write & \$525 ;
-  assign \$527  = ~ busy;
-  assign \$528  = \$526  & \$527 ;
-  assign \$531  = \$522  + \$530 ;
-  assign \$532  = host_addr >= 15'h4400;
-  assign \$533  = host_addr < 15'h4800;
+  assign \$528  = \$519  + \$527 ;
+  assign \$529  = host_addr >= 15'h4400;
+  assign \$530  = host_addr < 15'h4800;
+  assign \$531  = \$529  & \$530 ;
+  assign \$532  = host_write & \$531 ;
+  assign \$533  = ~ busy;
   assign \$534  = \$532  & \$533 ;
-  assign \$535  = host_write & \$534 ;
-  assign \$536  = ~ busy;
-  assign \$537  = \$535  & \$536 ;
-  assign \$540  = \$531  + \$539 ;
-  assign \$541  = host_addr >= 15'h5000;
-  assign \$542  = host_addr < 15'h6000;
+  assign \$537  = \$528  + \$536 ;
+  assign \$538  = host_addr >= 15'h5000;
+  assign \$539  = host_addr < 15'h6000;
+  assign \$540  = \$538  & \$539 ;
+  assign \$541  = host_write & \$540 ;
+  assign \$542  = ~ busy;
   assign \$543  = \$541  & \$542 ;
-  assign \$544  = host_write & \$543 ;
-  assign \$545  = ~ busy;
-  assign \$546  = \$544  & \$545 ;
-  assign \$547  = host_addr - 15'h5000;
-  assign \$548  = \$547 [2:0] < 3'h5;
-  assign \$549  = \$546  & \$548 ;
-  assign \$550  = \$540  + \$549 ;
-  assign \$551  = cnt_host_words_in + inc_host_words_in;
-  assign \$552  = cnt_clear_d ? 49'h0000000000000 : \$551 ;
-  assign \$553  = host_addr >= 10'h200;
-  assign \$554  = host_addr < 10'h240;
+  assign \$544  = host_addr - 15'h5000;
+  assign \$545  = \$544 [2:0] < 3'h5;
+  assign \$546  = \$543  & \$545 ;
+  assign \$547  = \$537  + \$546 ;
+  assign \$548  = cnt_host_words_in + inc_host_words_in;
+  assign \$549  = cnt_clear_d ? 49'h0000000000000 : \$548 ;
+  assign \$550  = host_addr >= 10'h200;
+  assign \$551  = host_addr < 10'h240;
+  assign \$552  = \$550  & \$551 ;
+  assign \$553  = host_read & \$552 ;
+  assign \$554  = ~ busy;
   assign \$555  = \$553  & \$554 ;
-  assign \$556  = host_read & \$555 ;
-  assign \$557  = ~ busy;
-  assign \$558  = \$556  & \$557 ;
-  assign \$561  = host_addr >= 10'h240;
-  assign \$562  = host_addr < 10'h270;
+  assign \$558  = host_addr >= 10'h240;
+  assign \$559  = host_addr < 10'h270;
+  assign \$560  = \$558  & \$559 ;
+  assign \$561  = host_read & \$560 ;
+  assign \$562  = ~ busy;
   assign \$563  = \$561  & \$562 ;
-  assign \$564  = host_read & \$563 ;
-  assign \$565  = ~ busy;
-  assign \$566  = \$564  & \$565 ;
-  assign \$569  = \$560  + \$568 ;
-  assign \$570  = host_addr >= 10'h280;
-  assign \$571  = host_addr < 10'h2b0;
+  assign \$566  = \$557  + \$565 ;
+  assign \$567  = host_addr >= 10'h280;
+  assign \$568  = host_addr < 10'h2b0;
+  assign \$569  = \$567  & \$568 ;
+  assign \$570  = host_read & \$569 ;
+  assign \$571  = ~ busy;
   assign \$572  = \$570  & \$571 ;
-  assign \$573  = host_read & \$572 ;
-  assign \$574  = ~ busy;
-  assign \$575  = \$573  & \$574 ;
-  assign \$578  = \$569  + \$577 ;
-  assign \$579  = host_addr >= 10'h2c0;
-  assign \$580  = host_addr < 10'h300;
+  assign \$575  = \$566  + \$574 ;
+  assign \$576  = host_addr >= 10'h2c0;
+  assign \$577  = host_addr < 10'h300;
+  assign \$578  = \$576  & \$577 ;
+  assign \$579  = host_read & \$578 ;
+  assign \$580  = ~ busy;
   assign \$581  = \$579  & \$580 ;
-  assign \$582  = host_read & \$581 ;
-  assign \$583  = ~ busy;
-  assign \$584  = \$582  & \$583 ;
-  assign \$587  = \$578  + \$586 ;
-  assign \$588  = host_addr >= 10'h300;
-  assign \$589  = host_addr < 10'h340;
+  assign \$584  = \$575  + \$583 ;
+  assign \$585  = host_addr >= 10'h300;
+  assign \$586  = host_addr < 10'h340;
+  assign \$587  = \$585  & \$586 ;
+  assign \$588  = host_read & \$587 ;
+  assign \$589  = ~ busy;
   assign \$590  = \$588  & \$589 ;
-  assign \$591  = host_read & \$590 ;
-  assign \$592  = ~ busy;
-  assign \$593  = \$591  & \$592 ;
-  assign \$594  = host_addr - 10'h300;
-  assign \$595  = \$594 [2:0] < 3'h6;
-  assign \$596  = \$593  & \$595 ;
-  assign \$597  = \$587  + \$596 ;
-  assign \$598  = host_addr >= 11'h400;
-  assign \$599  = host_addr < 11'h500;
+  assign \$591  = host_addr - 10'h300;
+  assign \$592  = \$591 [2:0] < 3'h6;
+  assign \$593  = \$590  & \$592 ;
+  assign \$594  = \$584  + \$593 ;
+  assign \$595  = host_addr >= 11'h400;
+  assign \$596  = host_addr < 11'h500;
+  assign \$597  = \$595  & \$596 ;
+  assign \$598  = host_read & \$597 ;
+  assign \$599  = ~ busy;
   assign \$600  = \$598  & \$599 ;
-  assign \$601  = host_read & \$600 ;
-  assign \$602  = ~ busy;
-  assign \$603  = \$601  & \$602 ;
-  assign \$606  = \$597  + \$605 ;
-  assign \$607  = host_addr >= 11'h600;
-  assign \$608  = host_addr < 12'h800;
+  assign \$603  = \$594  + \$602 ;
+  assign \$604  = host_addr >= 11'h600;
+  assign \$605  = host_addr < 12'h800;
+  assign \$606  = \$604  & \$605 ;
+  assign \$607  = host_read & \$606 ;
+  assign \$608  = ~ busy;
   assign \$609  = \$607  & \$608 ;
-  assign \$610  = host_read & \$609 ;
-  assign \$611  = ~ busy;
-  assign \$612  = \$610  & \$611 ;
-  assign \$613  = host_addr - 11'h600;
-  assign \$614  = \$613 [0] < 2'h2;
-  assign \$615  = \$612  & \$614 ;
-  assign \$616  = \$606  + \$615 ;
-  assign \$617  = host_addr >= 12'h800;
-  assign \$618  = host_addr < 12'hbc2;
-  assign \$619  = \$617  & \$618 ;
-  assign \$620  = host_read & \$619 ;
-  assign \$622  = host_addr - 12'h800;
-  assign \$623  = \$622 [0] < 2'h2;
-  assign \$624  = \$621  & \$623 ;
-  assign \$625  = \$616  + \$624 ;
-  assign \$626  = host_addr >= 12'hc00;
-  assign \$627  = host_addr < 12'hde1;
-  assign \$628  = \$626  & \$627 ;
-  assign \$629  = host_read & \$628 ;
-  assign \$633  = \$625  + \$632 ;
-  assign \$634  = host_addr >= 14'h2000;
-  assign \$635  = host_addr < 15'h4000;
+  assign \$610  = host_addr - 11'h600;
+  assign \$611  = \$610 [0] < 2'h2;
+  assign \$612  = \$609  & \$611 ;
+  assign \$613  = \$603  + \$612 ;
+  assign \$614  = host_addr >= 12'h800;
+  assign \$615  = host_addr < 12'hbc2;
+  assign \$616  = \$614  & \$615 ;
+  assign \$617  = host_read & \$616 ;
+  assign \$619  = host_addr - 12'h800;
+  assign \$620  = \$619 [0] < 2'h2;
+  assign \$621  = \$618  & \$620 ;
+  assign \$622  = \$613  + \$621 ;
+  assign \$623  = host_addr >= 12'hc00;
+  assign \$624  = host_addr < 12'hde1;
+  assign \$625  = \$623  & \$624 ;
+  assign \$626  = host_read & \$625 ;
+  assign \$630  = \$622  + \$629 ;
+  assign \$631  = host_addr >= 14'h2000;
+  assign \$632  = host_addr < 15'h4000;
+  assign \$633  = \$631  & \$632 ;
+  assign \$634  = host_read & \$633 ;
+  assign \$635  = ~ busy;
   assign \$636  = \$634  & \$635 ;
-  assign \$637  = host_read & \$636 ;
-  assign \$638  = ~ busy;
-  assign \$639  = \$637  & \$638 ;
-  assign \$640  = host_addr - 14'h2000;
-  assign \$641  = \$640 [0] < 2'h2;
-  assign \$642  = \$639  & \$641 ;
-  assign \$643  = \$633  + \$642 ;
-  assign \$644  = host_addr >= 15'h4000;
-  assign \$645  = host_addr < 15'h4400;
+  assign \$637  = host_addr - 14'h2000;
+  assign \$638  = \$637 [0] < 2'h2;
+  assign \$639  = \$636  & \$638 ;
+  assign \$640  = \$630  + \$639 ;
+  assign \$641  = host_addr >= 15'h4000;
+  assign \$642  = host_addr < 15'h4400;
+  assign \$643  = \$641  & \$642 ;
+  assign \$644  = host_read & \$643 ;
+  assign \$645  = ~ busy;
   assign \$646  = \$644  & \$645 ;
-  assign \$647  = host_read & \$646 ;
-  assign \$648  = ~ busy;
-  assign \$649  = \$647  & \$648 ;
-  assign \$652  = \$643  + \$651 ;
-  assign \$653  = host_addr >= 15'h4400;
-  assign \$654  = host_addr < 15'h4800;
-  assign \$655  = \$653  & \$654 ;
-  assign \$656  = host_read & \$655 ;
-  assign \$660  = \$652  + \$659 ;
-  assign \$661  = host_addr >= 15'h5000;
-  assign \$662  = host_addr < 15'h6000;
+  assign \$649  = \$640  + \$648 ;
+  assign \$650  = host_addr >= 15'h4400;
+  assign \$651  = host_addr < 15'h4800;
+  assign \$652  = \$650  & \$651 ;
+  assign \$653  = host_read & \$652 ;
+  assign \$657  = \$649  + \$656 ;
+  assign \$658  = host_addr >= 15'h5000;
+  assign \$659  = host_addr < 15'h6000;
+  assign \$660  = \$658  & \$659 ;
+  assign \$661  = host_read & \$660 ;
+  assign \$662  = ~ busy;
   assign \$663  = \$661  & \$662 ;
-  assign \$664  = host_read & \$663 ;
-  assign \$665  = ~ busy;
-  assign \$666  = \$664  & \$665 ;
-  assign \$667  = host_addr - 15'h5000;
-  assign \$668  = \$667 [2:0] < 3'h5;
-  assign \$669  = \$666  & \$668 ;
-  assign \$670  = \$660  + \$669 ;
-  assign \$671  = cnt_host_words_out + inc_host_words_out;
-  assign \$672  = cnt_clear_d ? 49'h0000000000000 : \$671 ;
-  assign \$673  = cnt_lifg_busy + inc_lifg_busy;
-  assign \$674  = cnt_clear_d ? 49'h0000000000000 : \$673 ;
-  assign \$675  = cnt_lifg_updates + inc_lifg_updates;
-  assign \$676  = cnt_clear_d ? 49'h0000000000000 : \$675 ;
-  assign \$677  = cnt_lifg_saturations + inc_lifg_saturations;
-  assign \$678  = cnt_clear_d ? 49'h0000000000000 : \$677 ;
-  assign \$679  = cnt_trace_reads + inc_trace_reads;
-  assign \$680  = cnt_clear_d ? 49'h0000000000000 : \$679 ;
-  assign \$681  = cnt_lifg_grad_reads + inc_lifg_grad_reads;
-  assign \$682  = cnt_clear_d ? 49'h0000000000000 : \$681 ;
-  assign \$683  = cnt_lifg_grad_writes + inc_lifg_grad_writes;
-  assign \$684  = cnt_clear_d ? 49'h0000000000000 : \$683 ;
-  assign \$685  = cnt_stage_busy + inc_stage_busy;
-  assign \$686  = cnt_clear_d ? 49'h0000000000000 : \$685 ;
-  assign \$687  = cnt_stage_macs + inc_stage_macs;
-  assign \$688  = cnt_clear_d ? 49'h0000000000000 : \$687 ;
-  assign \$689  = cnt_wgrad_updates + inc_wgrad_updates;
-  assign \$690  = cnt_clear_d ? 49'h0000000000000 : \$689 ;
-  assign \$691  = cnt_wgrad_words + inc_wgrad_words;
-  assign \$692  = cnt_clear_d ? 49'h0000000000000 : \$691 ;
-  assign \$693  = cnt_in_reads + inc_in_reads;
-  assign \$694  = cnt_clear_d ? 49'h0000000000000 : \$693 ;
-  assign \$695  = cnt_grad_reads + inc_grad_reads;
-  assign \$696  = cnt_clear_d ? 49'h0000000000000 : \$695 ;
-  assign \$697  = cnt_weight_reads + inc_weight_reads;
-  assign \$698  = cnt_clear_d ? 49'h0000000000000 : \$697 ;
-  assign \$699  = cnt_grad_writes + inc_grad_writes;
-  assign \$700  = cnt_clear_d ? 49'h0000000000000 : \$699 ;
-  assign \$701  = cnt_grad_saturations + inc_grad_saturations;
-  assign \$702  = cnt_clear_d ? 49'h0000000000000 : \$701 ;
-  assign \$703  = { done, stream_out } != prev;
-  assign \$704  = host_addr == 2'h2;
-  assign \$705  = host_read & \$704 ;
+  assign \$664  = host_addr - 15'h5000;
+  assign \$665  = \$664 [2:0] < 3'h5;
+  assign \$666  = \$663  & \$665 ;
+  assign \$667  = \$657  + \$666 ;
+  assign \$668  = cnt_host_words_out + inc_host_words_out;
+  assign \$669  = cnt_clear_d ? 49'h0000000000000 : \$668 ;
+  assign \$670  = cnt_lifg_busy + inc_lifg_busy;
+  assign \$671  = cnt_clear_d ? 49'h0000000000000 : \$670 ;
+  assign \$672  = cnt_lifg_updates + inc_lifg_updates;
+  assign \$673  = cnt_clear_d ? 49'h0000000000000 : \$672 ;
+  assign \$674  = cnt_lifg_saturations + inc_lifg_saturations;
+  assign \$675  = cnt_clear_d ? 49'h0000000000000 : \$674 ;
+  assign \$676  = cnt_trace_reads + inc_trace_reads;
+  assign \$677  = cnt_clear_d ? 49'h0000000000000 : \$676 ;
+  assign \$678  = cnt_lifg_grad_reads + inc_lifg_grad_reads;
+  assign \$679  = cnt_clear_d ? 49'h0000000000000 : \$678 ;
+  assign \$680  = cnt_lifg_grad_writes + inc_lifg_grad_writes;
+  assign \$681  = cnt_clear_d ? 49'h0000000000000 : \$680 ;
+  assign \$682  = cnt_stage_busy + inc_stage_busy;
+  assign \$683  = cnt_clear_d ? 49'h0000000000000 : \$682 ;
+  assign \$684  = cnt_stage_macs + inc_stage_macs;
+  assign \$685  = cnt_clear_d ? 49'h0000000000000 : \$684 ;
+  assign \$686  = cnt_wgrad_updates + inc_wgrad_updates;
+  assign \$687  = cnt_clear_d ? 49'h0000000000000 : \$686 ;
+  assign \$688  = cnt_wgrad_words + inc_wgrad_words;
+  assign \$689  = cnt_clear_d ? 49'h0000000000000 : \$688 ;
+  assign \$690  = cnt_in_reads + inc_in_reads;
+  assign \$691  = cnt_clear_d ? 49'h0000000000000 : \$690 ;
+  assign \$692  = cnt_grad_reads + inc_grad_reads;
+  assign \$693  = cnt_clear_d ? 49'h0000000000000 : \$692 ;
+  assign \$694  = cnt_weight_reads + inc_weight_reads;
+  assign \$695  = cnt_clear_d ? 49'h0000000000000 : \$694 ;
+  assign \$696  = cnt_grad_writes + inc_grad_writes;
+  assign \$697  = cnt_clear_d ? 49'h0000000000000 : \$696 ;
+  assign \$698  = cnt_grad_saturations + inc_grad_saturations;
+  assign \$699  = cnt_clear_d ? 49'h0000000000000 : \$698 ;
+  assign \$700  = { done, stream_out } != prev;
+  assign \$701  = host_addr == 2'h2;
+  assign \$702  = host_read & \$701 ;
   always @(posedge clk)
-    stream_in <= \$706 ;
+    stream_in <= \$703 ;
   always @(posedge clk)
-    staging <= \$707 ;
+    staging <= \$704 ;
   always @(posedge clk)
-    desc <= \$708 ;
+    desc <= \$705 ;
   always @(posedge clk)
-    stage <= \$709 ;
+    stage <= \$706 ;
   always @(posedge clk)
-    cnt_clear_d <= \$710 ;
+    cnt_clear_d <= \$707 ;
   always @(posedge clk)
-    inc_cycles <= \$711 ;
+    inc_cycles <= \$708 ;
   always @(posedge clk)
-    cnt_cycles <= \$712 ;
+    cnt_cycles <= \$709 ;
   always @(posedge clk)
-    inc_c1_busy <= \$713 ;
+    inc_c1_busy <= \$710 ;
   always @(posedge clk)
-    cnt_c1_busy <= \$714 ;
+    cnt_c1_busy <= \$711 ;
   always @(posedge clk)
-    inc_c1_stall <= \$715 ;
+    inc_c1_stall <= \$712 ;
   always @(posedge clk)
-    cnt_c1_stall <= \$716 ;
+    cnt_c1_stall <= \$713 ;
   always @(posedge clk)
-    inc_c1_in_wait <= \$717 ;
+    inc_c1_in_wait <= \$714 ;
   always @(posedge clk)
-    cnt_c1_in_wait <= \$718 ;
+    cnt_c1_in_wait <= \$715 ;
   always @(posedge clk)
-    inc_c2_busy <= \$719 ;
+    inc_c2_busy <= \$716 ;
   always @(posedge clk)
-    cnt_c2_busy <= \$720 ;
+    cnt_c2_busy <= \$717 ;
   always @(posedge clk)
-    inc_c2_stall <= \$721 ;
+    inc_c2_stall <= \$718 ;
   always @(posedge clk)
-    cnt_c2_stall <= \$722 ;
+    cnt_c2_stall <= \$719 ;
   always @(posedge clk)
-    inc_c3_busy <= \$723 ;
+    inc_c3_busy <= \$720 ;
   always @(posedge clk)
-    cnt_c3_busy <= \$724 ;
+    cnt_c3_busy <= \$721 ;
   always @(posedge clk)
-    inc_c3_stall <= \$725 ;
+    inc_c3_stall <= \$722 ;
   always @(posedge clk)
-    cnt_c3_stall <= \$726 ;
+    cnt_c3_stall <= \$723 ;
   always @(posedge clk)
-    inc_c4_busy <= \$727 ;
+    inc_c4_busy <= \$724 ;
   always @(posedge clk)
-    cnt_c4_busy <= \$728 ;
+    cnt_c4_busy <= \$725 ;
   always @(posedge clk)
-    inc_c4_stall <= \$729 ;
+    inc_c4_stall <= \$726 ;
   always @(posedge clk)
-    cnt_c4_stall <= \$730 ;
+    cnt_c4_stall <= \$727 ;
   always @(posedge clk)
-    inc_adder_busy <= \$731 ;
+    inc_adder_busy <= \$728 ;
   always @(posedge clk)
-    cnt_adder_busy <= \$732 ;
+    cnt_adder_busy <= \$729 ;
   always @(posedge clk)
-    inc_adder_stall <= \$733 ;
+    inc_adder_stall <= \$730 ;
   always @(posedge clk)
-    cnt_adder_stall <= \$734 ;
+    cnt_adder_stall <= \$731 ;
   always @(posedge clk)
-    inc_lif_busy <= \$735 ;
+    inc_lif_busy <= \$732 ;
   always @(posedge clk)
-    cnt_lif_busy <= \$736 ;
+    cnt_lif_busy <= \$733 ;
   always @(posedge clk)
-    inc_lif_stall <= \$737 ;
+    inc_lif_stall <= \$734 ;
   always @(posedge clk)
-    cnt_lif_stall <= \$738 ;
+    cnt_lif_stall <= \$735 ;
   always @(posedge clk)
-    inc_c4_w_wait <= \$739 ;
+    inc_c4_w_wait <= \$736 ;
   always @(posedge clk)
-    cnt_c4_w_wait <= \$740 ;
+    cnt_c4_w_wait <= \$737 ;
   always @(posedge clk)
-    inc_c2_w_wait <= \$741 ;
+    inc_c2_w_wait <= \$738 ;
   always @(posedge clk)
-    cnt_c2_w_wait <= \$742 ;
+    cnt_c2_w_wait <= \$739 ;
   always @(posedge clk)
-    inc_c3_w_wait <= \$743 ;
+    inc_c3_w_wait <= \$740 ;
   always @(posedge clk)
-    cnt_c3_w_wait <= \$744 ;
+    cnt_c3_w_wait <= \$741 ;
   always @(posedge clk)
-    inc_c1_w_wait <= \$745 ;
+    inc_c1_w_wait <= \$742 ;
   always @(posedge clk)
-    cnt_c1_w_wait <= \$746 ;
+    cnt_c1_w_wait <= \$743 ;
   always @(posedge clk)
-    inc_c1_slots <= \$747 ;
+    inc_c1_slots <= \$744 ;
   always @(posedge clk)
-    cnt_c1_slots <= \$748 ;
+    cnt_c1_slots <= \$745 ;
   always @(posedge clk)
-    inc_c1_adds <= \$749 ;
+    inc_c1_adds <= \$746 ;
   always @(posedge clk)
-    cnt_c1_adds <= \$750 ;
+    cnt_c1_adds <= \$747 ;
   always @(posedge clk)
-    inc_c2_macs <= \$751 ;
+    inc_c2_macs <= \$748 ;
   always @(posedge clk)
-    cnt_c2_macs <= \$752 ;
+    cnt_c2_macs <= \$749 ;
   always @(posedge clk)
-    inc_c3_macs <= \$753 ;
+    inc_c3_macs <= \$750 ;
   always @(posedge clk)
-    cnt_c3_macs <= \$754 ;
+    cnt_c3_macs <= \$751 ;
   always @(posedge clk)
-    inc_c4_macs <= \$755 ;
+    inc_c4_macs <= \$752 ;
   always @(posedge clk)
-    cnt_c4_macs <= \$756 ;
+    cnt_c4_macs <= \$753 ;
   always @(posedge clk)
-    inc_adds <= \$757 ;
+    inc_adds <= \$754 ;
   always @(posedge clk)
-    cnt_adds <= \$758 ;
+    cnt_adds <= \$755 ;
   always @(posedge clk)
-    inc_lif_updates <= \$759 ;
+    inc_lif_updates <= \$756 ;
   always @(posedge clk)
-    cnt_lif_updates <= \$760 ;
+    cnt_lif_updates <= \$757 ;
   always @(posedge clk)
-    inc_spikes_out <= \$761 ;
+    inc_spikes_out <= \$758 ;
   always @(posedge clk)
-    cnt_spikes_out <= \$762 ;
+    cnt_spikes_out <= \$759 ;
   always @(posedge clk)
-    inc_w1_reads <= \$763 ;
+    inc_w1_reads <= \$760 ;
   always @(posedge clk)
-    cnt_w1_reads <= \$764 ;
+    cnt_w1_reads <= \$761 ;
   always @(posedge clk)
-    inc_w2_reads <= \$765 ;
+    inc_w2_reads <= \$762 ;
   always @(posedge clk)
-    cnt_w2_reads <= \$766 ;
+    cnt_w2_reads <= \$763 ;
   always @(posedge clk)
-    inc_w3_reads <= \$767 ;
+    inc_w3_reads <= \$764 ;
   always @(posedge clk)
-    cnt_w3_reads <= \$768 ;
+    cnt_w3_reads <= \$765 ;
   always @(posedge clk)
-    inc_w4_reads <= \$769 ;
+    inc_w4_reads <= \$766 ;
   always @(posedge clk)
-    cnt_w4_reads <= \$770 ;
+    cnt_w4_reads <= \$767 ;
   always @(posedge clk)
-    inc_affine_reads <= \$771 ;
+    inc_affine_reads <= \$768 ;
   always @(posedge clk)
-    cnt_affine_reads <= \$772 ;
+    cnt_affine_reads <= \$769 ;
   always @(posedge clk)
-    inc_spike_in_reads <= \$773 ;
+    inc_spike_in_reads <= \$770 ;
   always @(posedge clk)
-    cnt_spike_in_reads <= \$774 ;
+    cnt_spike_in_reads <= \$771 ;
   always @(posedge clk)
-    inc_line1_reads <= \$775 ;
+    inc_line1_reads <= \$772 ;
   always @(posedge clk)
-    cnt_line1_reads <= \$776 ;
+    cnt_line1_reads <= \$773 ;
   always @(posedge clk)
-    inc_line1_writes <= \$777 ;
+    inc_line1_writes <= \$774 ;
   always @(posedge clk)
-    cnt_line1_writes <= \$778 ;
+    cnt_line1_writes <= \$775 ;
   always @(posedge clk)
-    inc_row2_reads <= \$779 ;
+    inc_row2_reads <= \$776 ;
   always @(posedge clk)
-    cnt_row2_reads <= \$780 ;
+    cnt_row2_reads <= \$777 ;
   always @(posedge clk)
-    inc_row2_writes <= \$781 ;
+    inc_row2_writes <= \$778 ;
   always @(posedge clk)
-    cnt_row2_writes <= \$782 ;
+    cnt_row2_writes <= \$779 ;
   always @(posedge clk)
-    inc_line4_reads <= \$783 ;
+    inc_line4_reads <= \$780 ;
   always @(posedge clk)
-    cnt_line4_reads <= \$784 ;
+    cnt_line4_reads <= \$781 ;
   always @(posedge clk)
-    inc_line4_writes <= \$785 ;
+    inc_line4_writes <= \$782 ;
   always @(posedge clk)
-    cnt_line4_writes <= \$786 ;
+    cnt_line4_writes <= \$783 ;
   always @(posedge clk)
-    inc_c2_spad_reads <= \$787 ;
+    inc_c2_spad_reads <= \$784 ;
   always @(posedge clk)
-    cnt_c2_spad_reads <= \$788 ;
+    cnt_c2_spad_reads <= \$785 ;
   always @(posedge clk)
-    inc_c2_spad_writes <= \$789 ;
+    inc_c2_spad_writes <= \$786 ;
   always @(posedge clk)
-    cnt_c2_spad_writes <= \$790 ;
+    cnt_c2_spad_writes <= \$787 ;
   always @(posedge clk)
-    inc_c3_spad_reads <= \$791 ;
+    inc_c3_spad_reads <= \$788 ;
   always @(posedge clk)
-    cnt_c3_spad_reads <= \$792 ;
+    cnt_c3_spad_reads <= \$789 ;
   always @(posedge clk)
-    inc_c3_spad_writes <= \$793 ;
+    inc_c3_spad_writes <= \$790 ;
   always @(posedge clk)
-    cnt_c3_spad_writes <= \$794 ;
+    cnt_c3_spad_writes <= \$791 ;
   always @(posedge clk)
-    inc_residual_reads <= \$795 ;
+    inc_residual_reads <= \$792 ;
   always @(posedge clk)
-    cnt_residual_reads <= \$796 ;
+    cnt_residual_reads <= \$793 ;
   always @(posedge clk)
-    inc_membrane_reads <= \$797 ;
+    inc_membrane_reads <= \$794 ;
   always @(posedge clk)
-    cnt_membrane_reads <= \$798 ;
+    cnt_membrane_reads <= \$795 ;
   always @(posedge clk)
-    inc_membrane_writes <= \$799 ;
+    inc_membrane_writes <= \$796 ;
   always @(posedge clk)
-    cnt_membrane_writes <= \$800 ;
+    cnt_membrane_writes <= \$797 ;
   always @(posedge clk)
-    inc_spikes_writes <= \$801 ;
+    inc_spikes_writes <= \$798 ;
   always @(posedge clk)
-    cnt_spikes_writes <= \$802 ;
+    cnt_spikes_writes <= \$799 ;
   always @(posedge clk)
-    inc_trace_writes <= \$803 ;
+    inc_trace_writes <= \$800 ;
   always @(posedge clk)
-    cnt_trace_writes <= \$804 ;
+    cnt_trace_writes <= \$801 ;
   always @(posedge clk)
-    inc_host_words_in <= \$805 ;
+    inc_host_words_in <= \$802 ;
   always @(posedge clk)
-    cnt_host_words_in <= \$806 ;
+    cnt_host_words_in <= \$803 ;
   always @(posedge clk)
-    inc_host_words_out <= \$807 ;
+    inc_host_words_out <= \$804 ;
   always @(posedge clk)
-    cnt_host_words_out <= \$808 ;
+    cnt_host_words_out <= \$805 ;
   always @(posedge clk)
-    inc_lifg_busy <= \$809 ;
+    inc_lifg_busy <= \$806 ;
   always @(posedge clk)
-    cnt_lifg_busy <= \$810 ;
+    cnt_lifg_busy <= \$807 ;
   always @(posedge clk)
-    inc_lifg_updates <= \$811 ;
+    inc_lifg_updates <= \$808 ;
   always @(posedge clk)
-    cnt_lifg_updates <= \$812 ;
+    cnt_lifg_updates <= \$809 ;
   always @(posedge clk)
-    inc_lifg_saturations <= \$813 ;
+    inc_lifg_saturations <= \$810 ;
   always @(posedge clk)
-    cnt_lifg_saturations <= \$814 ;
+    cnt_lifg_saturations <= \$811 ;
   always @(posedge clk)
-    inc_trace_reads <= \$815 ;
+    inc_trace_reads <= \$812 ;
   always @(posedge clk)
-    cnt_trace_reads <= \$816 ;
+    cnt_trace_reads <= \$813 ;
   always @(posedge clk)
-    inc_lifg_grad_reads <= \$817 ;
+    inc_lifg_grad_reads <= \$814 ;
   always @(posedge clk)
-    cnt_lifg_grad_reads <= \$818 ;
+    cnt_lifg_grad_reads <= \$815 ;
   always @(posedge clk)
-    inc_lifg_grad_writes <= \$819 ;
+    inc_lifg_grad_writes <= \$816 ;
   always @(posedge clk)
-    cnt_lifg_grad_writes <= \$820 ;
+    cnt_lifg_grad_writes <= \$817 ;
   always @(posedge clk)
-    inc_stage_busy <= \$821 ;
+    inc_stage_busy <= \$818 ;
   always @(posedge clk)
-    cnt_stage_busy <= \$822 ;
+    cnt_stage_busy <= \$819 ;
   always @(posedge clk)
-    inc_stage_macs <= \$823 ;
+    inc_stage_macs <= \$820 ;
   always @(posedge clk)
-    cnt_stage_macs <= \$824 ;
+    cnt_stage_macs <= \$821 ;
   always @(posedge clk)
-    inc_wgrad_updates <= \$825 ;
+    inc_wgrad_updates <= \$822 ;
   always @(posedge clk)
-    cnt_wgrad_updates <= \$826 ;
+    cnt_wgrad_updates <= \$823 ;
   always @(posedge clk)
-    inc_wgrad_words <= \$827 ;
+    inc_wgrad_words <= \$824 ;
   always @(posedge clk)
-    cnt_wgrad_words <= \$828 ;
+    cnt_wgrad_words <= \$825 ;
   always @(posedge clk)
-    inc_in_reads <= \$829 ;
+    inc_in_reads <= \$826 ;
   always @(posedge clk)
-    cnt_in_reads <= \$830 ;
+    cnt_in_reads <= \$827 ;
   always @(posedge clk)
-    inc_grad_reads <= \$831 ;
+    inc_grad_reads <= \$828 ;
   always @(posedge clk)
-    cnt_grad_reads <= \$832 ;
+    cnt_grad_reads <= \$829 ;
   always @(posedge clk)
-    inc_weight_reads <= \$833 ;
+    inc_weight_reads <= \$830 ;
   always @(posedge clk)
-    cnt_weight_reads <= \$834 ;
+    cnt_weight_reads <= \$831 ;
   always @(posedge clk)
-    inc_grad_writes <= \$835 ;
+    inc_grad_writes <= \$832 ;
   always @(posedge clk)
-    cnt_grad_writes <= \$836 ;
+    cnt_grad_writes <= \$833 ;
   always @(posedge clk)
-    inc_grad_saturations <= \$837 ;
+    inc_grad_saturations <= \$834 ;
   always @(posedge clk)
-    cnt_grad_saturations <= \$838 ;
+    cnt_grad_saturations <= \$835 ;
   always @(posedge clk)
-    rd_valid1 <= \$839 ;
+    rd_valid1 <= \$836 ;
   always @(posedge clk)
-    rd_sel <= \$840 ;
+    rd_sel <= \$837 ;
   always @(posedge clk)
-    rd_k <= \$841 ;
+    rd_k <= \$838 ;
   always @(posedge clk)
-    rd_reg <= \$842 ;
+    rd_reg <= \$839 ;
   always @(posedge clk)
-    host_rvalid <= \$843 ;
+    host_rvalid <= \$840 ;
   always @(posedge clk)
-    host_rdata <= \$844 ;
+    host_rdata <= \$841 ;
   always @(posedge clk)
-    prev <= \$845 ;
+    prev <= \$842 ;
   always @(posedge clk)
-    \event  <= \$846 ;
+    \event  <= \$843 ;
   assign \$1  = host_addr == 1'h1;
   assign \$2  = host_write & \$1 ;
   assign \$3  = \$2  & host_wdata[0];
@@ -2196,71 +2186,72 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$182
   assign \$55  = host_addr < 10'h340;
   assign \$56  = \$54  & \$55 ;
   assign regions__affine__rd_en = host_read & \$56 ;
-  assign \$57  = ~ busy;
-  assign \$58  = host_write & \$57 ;
-  assign \$59  = host_addr >= 10'h300;
-  assign \$60  = host_addr < 10'h340;
-  assign \$61  = \$59  & \$60 ;
-  assign \$62  = \$58  & \$61 ;
-  assign \$63  = host_addr - 10'h300;
-  assign \$64  = \$63 [2:0] == 3'h5;
-  assign regions__affine__wr_en = \$62  & \$64 ;
-  assign \$65  = host_addr - 11'h400;
-  assign \$66  = host_addr >= 11'h400;
-  assign \$67  = host_addr < 11'h500;
-  assign \$68  = \$66  & \$67 ;
-  assign regions__spike_in__rd_en = host_read & \$68 ;
-  assign \$70  = host_addr >= 11'h400;
-  assign \$71  = host_addr < 11'h500;
-  assign \$72  = \$70  & \$71 ;
-  assign \$73  = \$69  & \$72 ;
-  assign \$75  = host_addr - 11'h600;
-  assign \$76  = host_addr >= 11'h600;
-  assign \$77  = host_addr < 12'h800;
-  assign \$78  = \$76  & \$77 ;
-  assign regions__residual__rd_en = host_read & \$78 ;
-  assign \$80  = host_addr >= 11'h600;
-  assign \$81  = host_addr < 12'h800;
-  assign \$82  = \$80  & \$81 ;
-  assign \$83  = \$79  & \$82 ;
-  assign \$84  = host_addr - 11'h600;
-  assign regions__residual__wr_en = \$83  & \$85 ;
-  assign \$86  = host_addr - 12'h800;
-  assign \$87  = host_addr >= 12'h800;
-  assign \$88  = host_addr < 12'hbc2;
-  assign \$89  = \$87  & \$88 ;
-  assign regions__membrane__rd_en = host_read & \$89 ;
-  assign \$90  = ~ busy;
-  assign \$91  = host_write & \$90 ;
-  assign \$92  = host_addr >= 12'h800;
-  assign \$93  = host_addr < 12'hbc2;
-  assign \$94  = \$92  & \$93 ;
-  assign \$95  = \$91  & \$94 ;
-  assign \$96  = host_addr - 12'h800;
-  assign regions__membrane__wr_en = \$95  & \$97 ;
-  assign \$98  = host_addr - 12'hc00;
-  assign \$99  = host_addr >= 12'hc00;
-  assign \$100  = host_addr < 12'hde1;
-  assign \$101  = \$99  & \$100 ;
-  assign regions__spikes__rd_en = host_read & \$101 ;
-  assign \$102  = ~ busy;
-  assign \$103  = host_write & \$102 ;
-  assign \$104  = host_addr >= 12'hc00;
-  assign \$105  = host_addr < 12'hde1;
-  assign \$106  = \$104  & \$105 ;
-  assign \$107  = \$103  & \$106 ;
-  assign \$109  = host_addr - 14'h2000;
-  assign \$110  = host_addr >= 14'h2000;
-  assign \$111  = host_addr < 15'h4000;
-  assign \$112  = \$110  & \$111 ;
-  assign regions__gbuf__rd_en = host_read & \$112 ;
-  assign \$113  = ~ busy;
-  assign \$114  = host_write & \$113 ;
-  assign \$115  = host_addr >= 14'h2000;
-  assign \$116  = host_addr < 15'h4000;
-  assign \$117  = \$115  & \$116 ;
-  assign \$118  = \$114  & \$117 ;
-  assign \$119  = host_addr - 14'h2000;
+  assign \$58  = host_addr >= 10'h300;
+  assign \$59  = host_addr < 10'h340;
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$57  & \$60 ;
+  assign \$62  = host_addr - 10'h300;
+  assign \$63  = \$62 [2:0] == 3'h5;
+  assign regions__affine__wr_en = \$61  & \$63 ;
+  assign \$64  = host_addr - 11'h400;
+  assign \$65  = host_addr >= 11'h400;
+  assign \$66  = host_addr < 11'h500;
+  assign \$67  = \$65  & \$66 ;
+  assign regions__spike_in__rd_en = host_read & \$67 ;
+  assign \$69  = host_addr >= 11'h400;
+  assign \$70  = host_addr < 11'h500;
+  assign \$71  = \$69  & \$70 ;
+  assign \$72  = \$68  & \$71 ;
+  assign \$74  = host_addr - 11'h600;
+  assign \$75  = host_addr >= 11'h600;
+  assign \$76  = host_addr < 12'h800;
+  assign \$77  = \$75  & \$76 ;
+  assign regions__residual__rd_en = host_read & \$77 ;
+  assign \$79  = host_addr >= 11'h600;
+  assign \$80  = host_addr < 12'h800;
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = \$78  & \$81 ;
+  assign \$83  = host_addr - 11'h600;
+  assign regions__residual__wr_en = \$82  & \$84 ;
+  assign \$85  = host_addr - 12'h800;
+  assign \$86  = host_addr >= 12'h800;
+  assign \$87  = host_addr < 12'hbc2;
+  assign \$88  = \$86  & \$87 ;
+  assign regions__membrane__rd_en = host_read & \$88 ;
+  assign \$89  = ~ busy;
+  assign \$90  = host_write & \$89 ;
+  assign \$91  = host_addr >= 12'h800;
+  assign \$92  = host_addr < 12'hbc2;
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = \$90  & \$93 ;
+  assign \$95  = host_addr - 12'h800;
+  assign regions__membrane__wr_en = \$94  & \$96 ;
+  assign \$97  = host_addr - 12'hc00;
+  assign \$98  = host_addr >= 12'hc00;
+  assign \$99  = host_addr < 12'hde1;
+  assign \$100  = \$98  & \$99 ;
+  assign regions__spikes__rd_en = host_read & \$100 ;
+  assign \$101  = ~ busy;
+  assign \$102  = host_write & \$101 ;
+  assign \$103  = host_addr >= 12'hc00;
+  assign \$104  = host_addr < 12'hde1;
+  assign \$105  = \$103  & \$104 ;
+  assign \$106  = \$102  & \$105 ;
+  assign \$108  = host_addr - 14'h2000;
+  assign \$109  = host_addr >= 14'h2000;
+  assign \$110  = host_addr < 15'h4000;
+  assign \$111  = \$109  & \$110 ;
+  assign regions__gbuf__rd_en = host_read & \$111 ;
+  assign \$112  = ~ busy;
+  assign \$113  = host_write & \$112 ;
+  assign \$114  = host_addr >= 14'h2000;
+  assign \$115  = host_addr < 15'h4000;
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = \$113  & \$116 ;
+  assign \$118  = host_addr - 14'h2000;
+  assign regions__gbuf__wr_en = \$117  & \$119 ;
+  assign \$120  = host_addr - 15'h4000;
+  assign \$121  = host_addr >= 15'h4000;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     reg_value = 32'd0;
@@ -2716,87 +2707,87 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$182
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     sel_now = 4'h0;
-    if (\$157 ) begin
+    if (\$156 ) begin
       sel_now = 4'h1;
     end
-    if (\$160 ) begin
+    if (\$159 ) begin
       sel_now = 4'h2;
     end
-    if (\$163 ) begin
+    if (\$162 ) begin
       sel_now = 4'h3;
     end
-    if (\$166 ) begin
+    if (\$165 ) begin
       sel_now = 4'h4;
     end
-    if (\$169 ) begin
+    if (\$168 ) begin
       sel_now = 4'h5;
     end
-    if (\$173 ) begin
+    if (\$172 ) begin
       sel_now = 4'h6;
     end
-    if (\$176 ) begin
+    if (\$175 ) begin
       sel_now = 4'h7;
     end
-    if (\$180 ) begin
+    if (\$179 ) begin
       sel_now = 4'h8;
     end
-    if (\$184 ) begin
+    if (\$183 ) begin
       sel_now = 4'h9;
     end
-    if (\$187 ) begin
+    if (\$186 ) begin
       sel_now = 4'ha;
     end
-    if (\$191 ) begin
+    if (\$190 ) begin
       sel_now = 4'hb;
     end
-    if (\$194 ) begin
+    if (\$193 ) begin
       sel_now = 4'hc;
     end
-    if (\$197 ) begin
+    if (\$196 ) begin
       sel_now = 4'hd;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     k_now = 3'h0;
-    if (\$157 ) begin
+    if (\$156 ) begin
       k_now = 3'h0;
     end
-    if (\$160 ) begin
+    if (\$159 ) begin
       k_now = 3'h0;
     end
-    if (\$163 ) begin
+    if (\$162 ) begin
       k_now = 3'h0;
     end
-    if (\$166 ) begin
+    if (\$165 ) begin
       k_now = 3'h0;
     end
-    if (\$169 ) begin
-      k_now = \$170 [2:0];
+    if (\$168 ) begin
+      k_now = \$169 [2:0];
     end
-    if (\$173 ) begin
+    if (\$172 ) begin
       k_now = 3'h0;
     end
-    if (\$176 ) begin
-      k_now = { 2'h0, \$177 [0] };
+    if (\$175 ) begin
+      k_now = { 2'h0, \$176 [0] };
     end
-    if (\$180 ) begin
-      k_now = { 2'h0, \$181 [0] };
+    if (\$179 ) begin
+      k_now = { 2'h0, \$180 [0] };
     end
-    if (\$184 ) begin
+    if (\$183 ) begin
       k_now = 3'h0;
     end
-    if (\$187 ) begin
-      k_now = { 2'h0, \$188 [0] };
+    if (\$186 ) begin
+      k_now = { 2'h0, \$187 [0] };
     end
-    if (\$191 ) begin
+    if (\$190 ) begin
       k_now = 3'h0;
     end
-    if (\$194 ) begin
+    if (\$193 ) begin
       k_now = 3'h0;
     end
-    if (\$197 ) begin
-      k_now = \$198 [2:0];
+    if (\$196 ) begin
+      k_now = \$197 [2:0];
     end
   end
   always @* begin
@@ -2806,1348 +2797,1348 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$182
       4'h0:
           out_value = rd_reg;
       4'h1:
-          out_value = \$199 ;
+          out_value = \$198 ;
       4'h2:
-          out_value = \$200 ;
+          out_value = \$199 ;
       4'h3:
-          out_value = \$201 ;
+          out_value = \$200 ;
       4'h4:
-          out_value = \$202 ;
+          out_value = \$201 ;
       4'h5:
-          out_value = \$204 ;
+          out_value = \$203 ;
       4'h6:
-          out_value = \$205 ;
+          out_value = \$204 ;
       4'h7:
           /* empty */;
       4'h8:
-          out_value = \$206 ;
+          out_value = \$205 ;
       4'h9:
           out_value = { 28'h0000000, regions__spikes__rd_data };
       4'ha:
-          out_value = \$208 ;
+          out_value = \$207 ;
       4'hb:
           /* empty */;
       4'hc:
           out_value = { 16'h0000, regions__trace__rd_data };
       4'hd:
-          out_value = \$210 ;
+          out_value = \$209 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$706  = stream_in;
+    \$703  = stream_in;
     if (host_write) begin
+      if (\$210 ) begin
+        \$703 [23:0] = host_wdata[23:0];
+      end
       if (\$211 ) begin
-        \$706 [23:0] = host_wdata[23:0];
+        \$703 [47:24] = host_wdata[23:0];
       end
       if (\$212 ) begin
-        \$706 [47:24] = host_wdata[23:0];
+        \$703 [71:48] = host_wdata[23:0];
       end
       if (\$213 ) begin
-        \$706 [71:48] = host_wdata[23:0];
+        \$703 [95:72] = host_wdata[23:0];
       end
       if (\$214 ) begin
-        \$706 [95:72] = host_wdata[23:0];
+        \$703 [119:96] = host_wdata[23:0];
       end
       if (\$215 ) begin
-        \$706 [119:96] = host_wdata[23:0];
+        \$703 [143:120] = host_wdata[23:0];
       end
       if (\$216 ) begin
-        \$706 [143:120] = host_wdata[23:0];
-      end
-      if (\$217 ) begin
-        \$706 [167:144] = host_wdata[23:0];
+        \$703 [167:144] = host_wdata[23:0];
       end
     end
     if (rst) begin
-      \$706  = 168'h000000000000000000000000000000000000000000;
+      \$703  = 168'h000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$707  = staging;
+    \$704  = staging;
     if (host_write) begin
-      if (\$225 ) begin
-        casez (\$226 [2:0])
+      if (\$223 ) begin
+        casez (\$224 [2:0])
           3'h0:
-              \$707 [31:0] = host_wdata;
+              \$704 [31:0] = host_wdata;
           3'h1:
-              \$707 [63:32] = host_wdata;
+              \$704 [63:32] = host_wdata;
           3'h2:
-              \$707 [95:64] = host_wdata;
+              \$704 [95:64] = host_wdata;
           3'h3:
-              \$707 [127:96] = host_wdata;
+              \$704 [127:96] = host_wdata;
           3'h4:
-              \$707 [159:128] = host_wdata;
+              \$704 [159:128] = host_wdata;
         endcase
       end
-      if (\$233 ) begin
+      if (\$231 ) begin
         (* full_case = 32'd1 *)
-        casez (\$234 [0])
+        casez (\$232 [0])
           1'h0:
-              \$707 [31:0] = host_wdata;
+              \$704 [31:0] = host_wdata;
           1'h1:
-              \$707 [63:32] = host_wdata;
+              \$704 [63:32] = host_wdata;
         endcase
       end
-      if (\$242 ) begin
+      if (\$240 ) begin
         (* full_case = 32'd1 *)
-        casez (\$243 [0])
+        casez (\$241 [0])
           1'h0:
-              \$707 [31:0] = host_wdata;
+              \$704 [31:0] = host_wdata;
           1'h1:
-              \$707 [63:32] = host_wdata;
+              \$704 [63:32] = host_wdata;
         endcase
       end
-      if (\$251 ) begin
+      if (\$249 ) begin
         (* full_case = 32'd1 *)
-        casez (\$252 [0])
+        casez (\$250 [0])
           1'h0:
-              \$707 [31:0] = host_wdata;
+              \$704 [31:0] = host_wdata;
           1'h1:
-              \$707 [63:32] = host_wdata;
+              \$704 [63:32] = host_wdata;
         endcase
       end
+      if (\$258 ) begin
+        casez (\$259 [2:0])
+          3'h0:
+              \$704 [31:0] = host_wdata;
+          3'h1:
+              \$704 [63:32] = host_wdata;
+          3'h2:
+              \$704 [95:64] = host_wdata;
+          3'h3:
+              \$704 [127:96] = host_wdata;
+          3'h4:
+              \$704 [159:128] = host_wdata;
+        endcase
+      end
+    end
+    if (rst) begin
+      \$704  = 160'h0000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$705  = desc;
+    if (host_write) begin
       if (\$260 ) begin
-        casez (\$261 [2:0])
-          3'h0:
-              \$707 [31:0] = host_wdata;
-          3'h1:
-              \$707 [63:32] = host_wdata;
-          3'h2:
-              \$707 [95:64] = host_wdata;
-          3'h3:
-              \$707 [127:96] = host_wdata;
-          3'h4:
-              \$707 [159:128] = host_wdata;
-        endcase
-      end
-    end
-    if (rst) begin
-      \$707  = 160'h0000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$708  = desc;
-    if (host_write) begin
-      if (\$262 ) begin
+        if (\$261 ) begin
+          \$705 [15:0] = host_wdata[15:0];
+        end
+        if (\$262 ) begin
+          \$705 [31:16] = host_wdata[15:0];
+        end
         if (\$263 ) begin
-          \$708 [15:0] = host_wdata[15:0];
+          \$705 [47:32] = host_wdata[15:0];
         end
         if (\$264 ) begin
-          \$708 [31:16] = host_wdata[15:0];
+          \$705 [63:48] = host_wdata[15:0];
         end
         if (\$265 ) begin
-          \$708 [47:32] = host_wdata[15:0];
+          \$705 [79:64] = host_wdata[15:0];
         end
         if (\$266 ) begin
-          \$708 [63:48] = host_wdata[15:0];
+          \$705 [87:80] = host_wdata[7:0];
         end
         if (\$267 ) begin
-          \$708 [79:64] = host_wdata[15:0];
+          \$705 [89:88] = host_wdata[1:0];
         end
         if (\$268 ) begin
-          \$708 [87:80] = host_wdata[7:0];
+          \$705 [121:90] = host_wdata;
         end
         if (\$269 ) begin
-          \$708 [89:88] = host_wdata[1:0];
+          \$705 [125:122] = host_wdata[3:0];
         end
         if (\$270 ) begin
-          \$708 [121:90] = host_wdata;
+          \$705 [126] = host_wdata[0];
         end
         if (\$271 ) begin
-          \$708 [125:122] = host_wdata[3:0];
+          \$705 [132:127] = host_wdata[5:0];
         end
         if (\$272 ) begin
-          \$708 [126] = host_wdata[0];
+          \$705 [138:133] = host_wdata[5:0];
         end
         if (\$273 ) begin
-          \$708 [132:127] = host_wdata[5:0];
+          \$705 [144:139] = host_wdata[5:0];
         end
         if (\$274 ) begin
-          \$708 [138:133] = host_wdata[5:0];
+          \$705 [150:145] = host_wdata[5:0];
         end
         if (\$275 ) begin
-          \$708 [144:139] = host_wdata[5:0];
+          \$705 [166:151] = host_wdata[15:0];
         end
         if (\$276 ) begin
-          \$708 [150:145] = host_wdata[5:0];
+          \$705 [172:167] = host_wdata[5:0];
         end
         if (\$277 ) begin
-          \$708 [166:151] = host_wdata[15:0];
+          \$705 [204:173] = host_wdata;
         end
         if (\$278 ) begin
-          \$708 [172:167] = host_wdata[5:0];
+          \$705 [205] = host_wdata[0];
         end
         if (\$279 ) begin
-          \$708 [204:173] = host_wdata;
+          \$705 [206] = host_wdata[0];
         end
         if (\$280 ) begin
-          \$708 [205] = host_wdata[0];
+          \$705 [207] = host_wdata[0];
         end
         if (\$281 ) begin
-          \$708 [206] = host_wdata[0];
+          \$705 [211:208] = host_wdata[3:0];
         end
         if (\$282 ) begin
-          \$708 [207] = host_wdata[0];
+          \$705 [227:212] = host_wdata[15:0];
         end
         if (\$283 ) begin
-          \$708 [211:208] = host_wdata[3:0];
+          \$705 [243:228] = host_wdata[15:0];
         end
         if (\$284 ) begin
-          \$708 [227:212] = host_wdata[15:0];
+          \$705 [259:244] = host_wdata[15:0];
         end
         if (\$285 ) begin
-          \$708 [243:228] = host_wdata[15:0];
+          \$705 [261:260] = host_wdata[1:0];
         end
         if (\$286 ) begin
-          \$708 [259:244] = host_wdata[15:0];
+          \$705 [277:262] = host_wdata[15:0];
         end
         if (\$287 ) begin
-          \$708 [261:260] = host_wdata[1:0];
+          \$705 [293:278] = host_wdata[15:0];
         end
         if (\$288 ) begin
-          \$708 [277:262] = host_wdata[15:0];
+          \$705 [309:294] = host_wdata[15:0];
         end
         if (\$289 ) begin
-          \$708 [293:278] = host_wdata[15:0];
+          \$705 [341:310] = host_wdata;
         end
         if (\$290 ) begin
-          \$708 [309:294] = host_wdata[15:0];
+          \$705 [373:342] = host_wdata;
         end
+      end
+    end
+    if (rst) begin
+      \$705  = 374'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$706  = stage;
+    if (host_write) begin
+      if (\$260 ) begin
         if (\$291 ) begin
-          \$708 [341:310] = host_wdata;
+          \$706 [1:0] = host_wdata[1:0];
         end
         if (\$292 ) begin
-          \$708 [373:342] = host_wdata;
+          \$706 [9:2] = host_wdata[7:0];
         end
-      end
-    end
-    if (rst) begin
-      \$708  = 374'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$709  = stage;
-    if (host_write) begin
-      if (\$262 ) begin
         if (\$293 ) begin
-          \$709 [1:0] = host_wdata[1:0];
+          \$706 [25:10] = host_wdata[15:0];
         end
         if (\$294 ) begin
-          \$709 [9:2] = host_wdata[7:0];
+          \$706 [41:26] = host_wdata[15:0];
         end
         if (\$295 ) begin
-          \$709 [25:10] = host_wdata[15:0];
+          \$706 [57:42] = host_wdata[15:0];
         end
         if (\$296 ) begin
-          \$709 [41:26] = host_wdata[15:0];
+          \$706 [73:58] = host_wdata[15:0];
         end
         if (\$297 ) begin
-          \$709 [57:42] = host_wdata[15:0];
+          \$706 [93:74] = host_wdata[19:0];
         end
         if (\$298 ) begin
-          \$709 [73:58] = host_wdata[15:0];
+          \$706 [109:94] = host_wdata[15:0];
         end
         if (\$299 ) begin
-          \$709 [93:74] = host_wdata[19:0];
+          \$706 [125:110] = host_wdata[15:0];
         end
         if (\$300 ) begin
-          \$709 [109:94] = host_wdata[15:0];
+          \$706 [126] = host_wdata[0];
         end
         if (\$301 ) begin
-          \$709 [125:110] = host_wdata[15:0];
+          \$706 [128:127] = host_wdata[1:0];
         end
         if (\$302 ) begin
-          \$709 [126] = host_wdata[0];
+          \$706 [130:129] = host_wdata[1:0];
         end
         if (\$303 ) begin
-          \$709 [128:127] = host_wdata[1:0];
+          \$706 [132:131] = host_wdata[1:0];
         end
         if (\$304 ) begin
-          \$709 [130:129] = host_wdata[1:0];
+          \$706 [152:133] = host_wdata[19:0];
         end
         if (\$305 ) begin
-          \$709 [132:131] = host_wdata[1:0];
+          \$706 [172:153] = host_wdata[19:0];
         end
         if (\$306 ) begin
-          \$709 [152:133] = host_wdata[19:0];
+          \$706 [173] = host_wdata[0];
         end
         if (\$307 ) begin
-          \$709 [172:153] = host_wdata[19:0];
+          \$706 [179:174] = host_wdata[5:0];
         end
         if (\$308 ) begin
-          \$709 [173] = host_wdata[0];
+          \$706 [180] = host_wdata[0];
         end
         if (\$309 ) begin
-          \$709 [179:174] = host_wdata[5:0];
+          \$706 [212:181] = host_wdata;
         end
         if (\$310 ) begin
-          \$709 [180] = host_wdata[0];
+          \$706 [213] = host_wdata[0];
         end
         if (\$311 ) begin
-          \$709 [212:181] = host_wdata;
+          \$706 [219:214] = host_wdata[5:0];
         end
         if (\$312 ) begin
-          \$709 [213] = host_wdata[0];
+          \$706 [220] = host_wdata[0];
         end
         if (\$313 ) begin
-          \$709 [219:214] = host_wdata[5:0];
+          \$706 [240:221] = host_wdata[19:0];
         end
         if (\$314 ) begin
-          \$709 [220] = host_wdata[0];
+          \$706 [256:241] = host_wdata[15:0];
         end
         if (\$315 ) begin
-          \$709 [240:221] = host_wdata[19:0];
+          \$706 [272:257] = host_wdata[15:0];
         end
         if (\$316 ) begin
-          \$709 [256:241] = host_wdata[15:0];
+          \$706 [274:273] = host_wdata[1:0];
         end
         if (\$317 ) begin
-          \$709 [272:257] = host_wdata[15:0];
+          \$706 [276:275] = host_wdata[1:0];
         end
         if (\$318 ) begin
-          \$709 [274:273] = host_wdata[1:0];
+          \$706 [296:277] = host_wdata[19:0];
         end
         if (\$319 ) begin
-          \$709 [276:275] = host_wdata[1:0];
+          \$706 [297] = host_wdata[0];
         end
         if (\$320 ) begin
-          \$709 [296:277] = host_wdata[19:0];
+          \$706 [317:298] = host_wdata[19:0];
         end
         if (\$321 ) begin
-          \$709 [297] = host_wdata[0];
+          \$706 [337:318] = host_wdata[19:0];
         end
         if (\$322 ) begin
-          \$709 [317:298] = host_wdata[19:0];
+          \$706 [338] = host_wdata[0];
         end
         if (\$323 ) begin
-          \$709 [337:318] = host_wdata[19:0];
+          \$706 [339] = host_wdata[0];
         end
         if (\$324 ) begin
-          \$709 [338] = host_wdata[0];
+          \$706 [355:340] = host_wdata[15:0];
         end
         if (\$325 ) begin
-          \$709 [339] = host_wdata[0];
+          \$706 [361:356] = host_wdata[5:0];
         end
         if (\$326 ) begin
-          \$709 [355:340] = host_wdata[15:0];
+          \$706 [377:362] = host_wdata[15:0];
         end
         if (\$327 ) begin
-          \$709 [361:356] = host_wdata[5:0];
+          \$706 [383:378] = host_wdata[5:0];
         end
         if (\$328 ) begin
-          \$709 [377:362] = host_wdata[15:0];
+          \$706 [384] = host_wdata[0];
         end
         if (\$329 ) begin
-          \$709 [383:378] = host_wdata[5:0];
+          \$706 [385] = host_wdata[0];
         end
         if (\$330 ) begin
-          \$709 [384] = host_wdata[0];
+          \$706 [405:386] = host_wdata[19:0];
         end
         if (\$331 ) begin
-          \$709 [385] = host_wdata[0];
+          \$706 [437:406] = host_wdata;
         end
         if (\$332 ) begin
-          \$709 [405:386] = host_wdata[19:0];
+          \$706 [469:438] = host_wdata;
         end
         if (\$333 ) begin
-          \$709 [437:406] = host_wdata;
+          \$706 [501:470] = host_wdata;
         end
         if (\$334 ) begin
-          \$709 [469:438] = host_wdata;
+          \$706 [533:502] = host_wdata;
         end
         if (\$335 ) begin
-          \$709 [501:470] = host_wdata;
+          \$706 [565:534] = host_wdata;
         end
         if (\$336 ) begin
-          \$709 [533:502] = host_wdata;
+          \$706 [597:566] = host_wdata;
         end
         if (\$337 ) begin
-          \$709 [565:534] = host_wdata;
+          \$706 [629:598] = host_wdata;
         end
         if (\$338 ) begin
-          \$709 [597:566] = host_wdata;
+          \$706 [630] = host_wdata[0];
         end
         if (\$339 ) begin
-          \$709 [629:598] = host_wdata;
-        end
-        if (\$340 ) begin
-          \$709 [630] = host_wdata[0];
-        end
-        if (\$341 ) begin
-          \$709 [631] = host_wdata[0];
+          \$706 [631] = host_wdata[0];
         end
       end
     end
     if (rst) begin
-      \$709  = 632'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$706  = 632'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$710  = clear;
+    \$707  = clear;
+    if (rst) begin
+      \$707  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$708  = counts[0];
+    if (rst) begin
+      \$708  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$709  = \$341 [47:0];
+    if (rst) begin
+      \$709  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$710  = counts[1];
     if (rst) begin
       \$710  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$711  = counts[0];
+    \$711  = \$343 [47:0];
     if (rst) begin
-      \$711  = 1'h0;
+      \$711  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$712  = \$343 [47:0];
+    \$712  = counts[2];
     if (rst) begin
-      \$712  = 48'h000000000000;
+      \$712  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$713  = counts[1];
+    \$713  = \$345 [47:0];
     if (rst) begin
-      \$713  = 1'h0;
+      \$713  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$714  = \$345 [47:0];
+    \$714  = counts[3];
     if (rst) begin
-      \$714  = 48'h000000000000;
+      \$714  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$715  = counts[2];
+    \$715  = \$347 [47:0];
     if (rst) begin
-      \$715  = 1'h0;
+      \$715  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$716  = \$347 [47:0];
+    \$716  = counts[16];
     if (rst) begin
-      \$716  = 48'h000000000000;
+      \$716  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$717  = counts[3];
+    \$717  = \$349 [47:0];
     if (rst) begin
-      \$717  = 1'h0;
+      \$717  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$718  = \$349 [47:0];
+    \$718  = counts[17];
     if (rst) begin
-      \$718  = 48'h000000000000;
+      \$718  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$719  = counts[16];
+    \$719  = \$351 [47:0];
     if (rst) begin
-      \$719  = 1'h0;
+      \$719  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$720  = \$351 [47:0];
+    \$720  = counts[19];
     if (rst) begin
-      \$720  = 48'h000000000000;
+      \$720  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$721  = counts[17];
+    \$721  = \$353 [47:0];
     if (rst) begin
-      \$721  = 1'h0;
+      \$721  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$722  = \$353 [47:0];
+    \$722  = counts[20];
     if (rst) begin
-      \$722  = 48'h000000000000;
+      \$722  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$723  = counts[19];
+    \$723  = \$355 [47:0];
     if (rst) begin
-      \$723  = 1'h0;
+      \$723  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$724  = \$355 [47:0];
+    \$724  = counts[58];
     if (rst) begin
-      \$724  = 48'h000000000000;
+      \$724  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$725  = counts[20];
+    \$725  = \$357 [47:0];
     if (rst) begin
-      \$725  = 1'h0;
+      \$725  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$726  = \$357 [47:0];
+    \$726  = counts[59];
     if (rst) begin
-      \$726  = 48'h000000000000;
+      \$726  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$727  = counts[58];
+    \$727  = \$359 [47:0];
     if (rst) begin
-      \$727  = 1'h0;
+      \$727  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$728  = \$359 [47:0];
+    \$728  = counts[51];
     if (rst) begin
-      \$728  = 48'h000000000000;
+      \$728  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$729  = counts[59];
+    \$729  = \$361 [47:0];
     if (rst) begin
-      \$729  = 1'h0;
+      \$729  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$730  = \$361 [47:0];
+    \$730  = counts[18];
     if (rst) begin
-      \$730  = 48'h000000000000;
+      \$730  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$731  = counts[51];
+    \$731  = \$363 [47:0];
     if (rst) begin
-      \$731  = 1'h0;
+      \$731  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$732  = \$363 [47:0];
+    \$732  = counts[74];
     if (rst) begin
-      \$732  = 48'h000000000000;
+      \$732  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$733  = counts[18];
+    \$733  = \$365 [47:0];
     if (rst) begin
-      \$733  = 1'h0;
+      \$733  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$734  = \$365 [47:0];
+    \$734  = counts[60];
     if (rst) begin
-      \$734  = 48'h000000000000;
+      \$734  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$735  = counts[74];
+    \$735  = \$367 [47:0];
     if (rst) begin
-      \$735  = 1'h0;
+      \$735  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$736  = \$367 [47:0];
+    \$736  = counts[61];
     if (rst) begin
-      \$736  = 48'h000000000000;
+      \$736  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$737  = counts[60];
+    \$737  = \$369 [47:0];
     if (rst) begin
-      \$737  = 1'h0;
+      \$737  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$738  = \$369 [47:0];
+    \$738  = counts[21];
     if (rst) begin
-      \$738  = 48'h000000000000;
+      \$738  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$739  = counts[61];
+    \$739  = \$371 [47:0];
     if (rst) begin
-      \$739  = 1'h0;
+      \$739  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$740  = \$371 [47:0];
+    \$740  = counts[22];
     if (rst) begin
-      \$740  = 48'h000000000000;
+      \$740  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$741  = counts[21];
+    \$741  = \$373 [47:0];
     if (rst) begin
-      \$741  = 1'h0;
+      \$741  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$742  = \$373 [47:0];
+    \$742  = counts[4];
     if (rst) begin
-      \$742  = 48'h000000000000;
+      \$742  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$743  = counts[22];
+    \$743  = \$375 [47:0];
     if (rst) begin
-      \$743  = 1'h0;
+      \$743  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$744  = \$375 [47:0];
+    \$744  = counts[10:7];
     if (rst) begin
-      \$744  = 48'h000000000000;
+      \$744  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$745  = counts[4];
+    \$745  = \$377 [47:0];
     if (rst) begin
-      \$745  = 1'h0;
+      \$745  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$746  = \$377 [47:0];
+    \$746  = counts[14:11];
     if (rst) begin
-      \$746  = 48'h000000000000;
+      \$746  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$747  = counts[10:7];
+    \$747  = \$379 [47:0];
     if (rst) begin
-      \$747  = 4'h0;
+      \$747  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$748  = \$379 [47:0];
+    \$748  = counts[34:29];
     if (rst) begin
-      \$748  = 48'h000000000000;
+      \$748  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$749  = counts[14:11];
+    \$749  = \$381 [47:0];
     if (rst) begin
-      \$749  = 4'h0;
+      \$749  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$750  = \$381 [47:0];
+    \$750  = counts[40:35];
     if (rst) begin
-      \$750  = 48'h000000000000;
+      \$750  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$751  = counts[34:29];
+    \$751  = \$383 [47:0];
     if (rst) begin
-      \$751  = 6'h00;
+      \$751  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$752  = \$383 [47:0];
+    \$752  = counts[70:67];
     if (rst) begin
-      \$752  = 48'h000000000000;
+      \$752  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$753  = counts[40:35];
+    \$753  = \$385 [47:0];
     if (rst) begin
-      \$753  = 6'h00;
+      \$753  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$754  = \$385 [47:0];
+    \$754  = counts[57:52];
     if (rst) begin
-      \$754  = 48'h000000000000;
+      \$754  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$755  = counts[70:67];
+    \$755  = \$387 [47:0];
     if (rst) begin
-      \$755  = 4'h0;
+      \$755  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$756  = \$387 [47:0];
+    \$756  = counts[78:75];
     if (rst) begin
-      \$756  = 48'h000000000000;
+      \$756  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$757  = counts[57:52];
+    \$757  = \$389 [47:0];
     if (rst) begin
-      \$757  = 6'h00;
+      \$757  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$758  = \$389 [47:0];
+    \$758  = counts[82:79];
     if (rst) begin
-      \$758  = 48'h000000000000;
+      \$758  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$759  = counts[78:75];
+    \$759  = \$391 [47:0];
     if (rst) begin
-      \$759  = 4'h0;
+      \$759  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$760  = \$391 [47:0];
+    \$760  = counts[6];
     if (rst) begin
-      \$760  = 48'h000000000000;
+      \$760  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$761  = counts[82:79];
+    \$761  = \$393 [47:0];
     if (rst) begin
-      \$761  = 4'h0;
+      \$761  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$762  = \$393 [47:0];
+    \$762  = counts[25];
     if (rst) begin
-      \$762  = 48'h000000000000;
+      \$762  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$763  = counts[6];
+    \$763  = \$395 [47:0];
     if (rst) begin
-      \$763  = 1'h0;
+      \$763  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$764  = \$395 [47:0];
+    \$764  = counts[28];
     if (rst) begin
-      \$764  = 48'h000000000000;
+      \$764  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$765  = counts[25];
+    \$765  = \$397 [47:0];
     if (rst) begin
-      \$765  = 1'h0;
+      \$765  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$766  = \$397 [47:0];
+    \$766  = counts[63];
     if (rst) begin
-      \$766  = 48'h000000000000;
+      \$766  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$767  = counts[28];
+    \$767  = \$399 [47:0];
     if (rst) begin
-      \$767  = 1'h0;
+      \$767  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$768  = \$399 [47:0];
+    \$768  = counts[64];
     if (rst) begin
-      \$768  = 48'h000000000000;
+      \$768  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$769  = counts[63];
+    \$769  = \$401 [47:0];
     if (rst) begin
-      \$769  = 1'h0;
+      \$769  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$770  = \$401 [47:0];
+    \$770  = counts[5];
     if (rst) begin
-      \$770  = 48'h000000000000;
+      \$770  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$771  = counts[64];
+    \$771  = \$403 [47:0];
     if (rst) begin
-      \$771  = 1'h0;
+      \$771  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$772  = \$403 [47:0];
+    \$772  = counts[24:23];
     if (rst) begin
-      \$772  = 48'h000000000000;
+      \$772  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$773  = counts[5];
+    \$773  = \$405 [47:0];
     if (rst) begin
-      \$773  = 1'h0;
+      \$773  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$774  = \$405 [47:0];
+    \$774  = counts[15];
     if (rst) begin
-      \$774  = 48'h000000000000;
+      \$774  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$775  = counts[24:23];
+    \$775  = \$407 [47:0];
     if (rst) begin
-      \$775  = 2'h0;
+      \$775  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$776  = \$407 [47:0];
+    \$776  = counts[27:26];
     if (rst) begin
-      \$776  = 48'h000000000000;
+      \$776  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$777  = counts[15];
+    \$777  = \$409 [47:0];
     if (rst) begin
-      \$777  = 1'h0;
+      \$777  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$778  = \$409 [47:0];
+    \$778  = counts[49];
     if (rst) begin
-      \$778  = 48'h000000000000;
+      \$778  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$779  = counts[27:26];
+    \$779  = \$411 [47:0];
     if (rst) begin
-      \$779  = 2'h0;
+      \$779  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$780  = \$411 [47:0];
+    \$780  = counts[62];
     if (rst) begin
-      \$780  = 48'h000000000000;
+      \$780  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$781  = counts[49];
+    \$781  = \$413 [47:0];
     if (rst) begin
-      \$781  = 1'h0;
+      \$781  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$782  = \$413 [47:0];
+    \$782  = counts[50];
     if (rst) begin
-      \$782  = 48'h000000000000;
+      \$782  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$783  = counts[62];
+    \$783  = \$415 [47:0];
     if (rst) begin
-      \$783  = 1'h0;
+      \$783  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$784  = \$415 [47:0];
+    \$784  = counts[42:41];
     if (rst) begin
-      \$784  = 48'h000000000000;
+      \$784  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$785  = counts[50];
+    \$785  = \$417 [47:0];
     if (rst) begin
-      \$785  = 1'h0;
+      \$785  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$786  = \$417 [47:0];
+    \$786  = counts[44:43];
     if (rst) begin
-      \$786  = 48'h000000000000;
+      \$786  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$787  = counts[42:41];
+    \$787  = \$419 [47:0];
     if (rst) begin
-      \$787  = 2'h0;
+      \$787  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$788  = \$419 [47:0];
+    \$788  = counts[46:45];
     if (rst) begin
-      \$788  = 48'h000000000000;
+      \$788  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$789  = counts[44:43];
+    \$789  = \$421 [47:0];
     if (rst) begin
-      \$789  = 2'h0;
+      \$789  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$790  = \$421 [47:0];
+    \$790  = counts[48:47];
     if (rst) begin
-      \$790  = 48'h000000000000;
+      \$790  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$791  = counts[46:45];
+    \$791  = \$423 [47:0];
     if (rst) begin
-      \$791  = 2'h0;
+      \$791  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$792  = \$423 [47:0];
+    \$792  = counts[65];
     if (rst) begin
-      \$792  = 48'h000000000000;
+      \$792  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$793  = counts[48:47];
+    \$793  = \$425 [47:0];
     if (rst) begin
-      \$793  = 2'h0;
+      \$793  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$794  = \$425 [47:0];
+    \$794  = counts[66];
     if (rst) begin
-      \$794  = 48'h000000000000;
+      \$794  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$795  = counts[65];
+    \$795  = \$427 [47:0];
     if (rst) begin
-      \$795  = 1'h0;
+      \$795  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$796  = \$427 [47:0];
+    \$796  = counts[71];
     if (rst) begin
-      \$796  = 48'h000000000000;
+      \$796  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$797  = counts[66];
+    \$797  = \$429 [47:0];
     if (rst) begin
-      \$797  = 1'h0;
+      \$797  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$798  = \$429 [47:0];
+    \$798  = counts[72];
     if (rst) begin
-      \$798  = 48'h000000000000;
+      \$798  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$799  = counts[71];
+    \$799  = \$431 [47:0];
     if (rst) begin
-      \$799  = 1'h0;
+      \$799  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$800  = \$431 [47:0];
+    \$800  = counts[73];
     if (rst) begin
-      \$800  = 48'h000000000000;
+      \$800  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$801  = counts[72];
+    \$801  = \$433 [47:0];
     if (rst) begin
-      \$801  = 1'h0;
+      \$801  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$802  = \$433 [47:0];
+    \$802  = \$547 ;
     if (rst) begin
-      \$802  = 48'h000000000000;
+      \$802  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$803  = counts[73];
+    \$803  = \$549 [47:0];
     if (rst) begin
-      \$803  = 1'h0;
+      \$803  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$804  = \$435 [47:0];
+    \$804  = \$667 ;
     if (rst) begin
-      \$804  = 48'h000000000000;
+      \$804  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$805  = \$550 ;
+    \$805  = \$669 [47:0];
     if (rst) begin
-      \$805  = 13'h0000;
+      \$805  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$806  = \$552 [47:0];
+    \$806  = counts[98];
     if (rst) begin
-      \$806  = 48'h000000000000;
+      \$806  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$807  = \$670 ;
+    \$807  = \$671 [47:0];
     if (rst) begin
-      \$807  = 13'h0000;
+      \$807  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$808  = \$672 [47:0];
+    \$808  = counts[101:99];
     if (rst) begin
-      \$808  = 48'h000000000000;
+      \$808  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$809  = counts[98];
+    \$809  = \$673 [47:0];
     if (rst) begin
-      \$809  = 1'h0;
+      \$809  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$810  = \$674 [47:0];
+    \$810  = counts[111:107];
     if (rst) begin
-      \$810  = 48'h000000000000;
+      \$810  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$811  = counts[101:99];
+    \$811  = \$675 [47:0];
     if (rst) begin
-      \$811  = 3'h0;
+      \$811  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$812  = \$676 [47:0];
+    \$812  = counts[102];
     if (rst) begin
-      \$812  = 48'h000000000000;
+      \$812  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$813  = counts[111:107];
+    \$813  = \$677 [47:0];
     if (rst) begin
-      \$813  = 5'h00;
+      \$813  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$814  = \$678 [47:0];
+    \$814  = counts[104:103];
     if (rst) begin
-      \$814  = 48'h000000000000;
+      \$814  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$815  = counts[102];
+    \$815  = \$679 [47:0];
     if (rst) begin
-      \$815  = 1'h0;
+      \$815  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$816  = \$680 [47:0];
+    \$816  = counts[106:105];
     if (rst) begin
-      \$816  = 48'h000000000000;
+      \$816  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$817  = counts[104:103];
+    \$817  = \$681 [47:0];
     if (rst) begin
-      \$817  = 2'h0;
+      \$817  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$818  = \$682 [47:0];
+    \$818  = counts[83];
     if (rst) begin
-      \$818  = 48'h000000000000;
+      \$818  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$819  = counts[106:105];
+    \$819  = \$683 [47:0];
     if (rst) begin
-      \$819  = 2'h0;
+      \$819  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$820  = \$684 [47:0];
+    \$820  = counts[86:84];
     if (rst) begin
-      \$820  = 48'h000000000000;
+      \$820  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$821  = counts[83];
+    \$821  = \$685 [47:0];
     if (rst) begin
-      \$821  = 1'h0;
+      \$821  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$822  = \$686 [47:0];
+    \$822  = counts[89:87];
     if (rst) begin
-      \$822  = 48'h000000000000;
+      \$822  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$823  = counts[86:84];
+    \$823  = \$687 [47:0];
     if (rst) begin
-      \$823  = 3'h0;
+      \$823  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$824  = \$688 [47:0];
+    \$824  = counts[94];
     if (rst) begin
-      \$824  = 48'h000000000000;
+      \$824  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$825  = counts[89:87];
+    \$825  = \$689 [47:0];
     if (rst) begin
-      \$825  = 3'h0;
+      \$825  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$826  = \$690 [47:0];
+    \$826  = counts[90];
     if (rst) begin
-      \$826  = 48'h000000000000;
+      \$826  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$827  = counts[94];
+    \$827  = \$691 [47:0];
     if (rst) begin
-      \$827  = 1'h0;
+      \$827  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$828  = \$692 [47:0];
+    \$828  = counts[91];
     if (rst) begin
-      \$828  = 48'h000000000000;
+      \$828  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$829  = counts[90];
+    \$829  = \$693 [47:0];
     if (rst) begin
-      \$829  = 1'h0;
+      \$829  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$830  = \$694 [47:0];
+    \$830  = counts[92];
     if (rst) begin
-      \$830  = 48'h000000000000;
+      \$830  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$831  = counts[91];
+    \$831  = \$695 [47:0];
     if (rst) begin
-      \$831  = 1'h0;
+      \$831  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$832  = \$696 [47:0];
+    \$832  = counts[93];
     if (rst) begin
-      \$832  = 48'h000000000000;
+      \$832  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$833  = counts[92];
+    \$833  = \$697 [47:0];
     if (rst) begin
-      \$833  = 1'h0;
+      \$833  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$834  = \$698 [47:0];
+    \$834  = counts[97:95];
     if (rst) begin
-      \$834  = 48'h000000000000;
+      \$834  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$835  = counts[93];
+    \$835  = \$699 [47:0];
     if (rst) begin
-      \$835  = 1'h0;
+      \$835  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$836  = \$700 [47:0];
+    \$836  = host_read;
     if (rst) begin
-      \$836  = 48'h000000000000;
+      \$836  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$837  = counts[97:95];
+    \$837  = sel_now;
     if (rst) begin
-      \$837  = 3'h0;
+      \$837  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$838  = \$702 [47:0];
+    \$838  = k_now;
     if (rst) begin
-      \$838  = 48'h000000000000;
+      \$838  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$839  = host_read;
+    \$839  = reg_value;
     if (rst) begin
-      \$839  = 1'h0;
+      \$839  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$840  = sel_now;
+    \$840  = rd_valid1;
     if (rst) begin
-      \$840  = 4'h0;
+      \$840  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$841  = k_now;
+    \$841  = out_value;
     if (rst) begin
-      \$841  = 3'h0;
+      \$841  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$842  = reg_value;
+    \$842  = { done, stream_out };
     if (rst) begin
-      \$842  = 32'd0;
+      \$842  = 169'h0000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$843  = rd_valid1;
-    if (rst) begin
+    \$843  = \event ;
+    if (\$700 ) begin
+      \$843  = 1'h1;
+    end else if (\$702 ) begin
       \$843  = 1'h0;
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$844  = out_value;
     if (rst) begin
-      \$844  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$845  = { done, stream_out };
-    if (rst) begin
-      \$845  = 169'h0000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$846  = \event ;
-    if (\$703 ) begin
-      \$846  = 1'h1;
-    end else if (\$705 ) begin
-      \$846  = 1'h0;
-    end
-    if (rst) begin
-      \$846  = 1'h0;
+      \$843  = 1'h0;
     end
   end
   assign regions__w1__wr_data = host_wdata;
@@ -4337,67 +4328,70 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, \port$182
   assign \$52  = 1'h1;
   assign regions__w4__wr_en = \$51 ;
   assign regions__affine__addr = { 3'h0, \$53 [14:3] };
-  assign regions__spike_in__addr = \$65 [14:0];
-  assign \$69  = host_write;
-  assign \$74  = 1'h1;
-  assign regions__spike_in__wr_en = \$73 ;
-  assign regions__residual__addr = { 1'h0, \$75 [14:1] };
-  assign \$79  = host_write;
-  assign \$85  = \$84 [0];
-  assign regions__membrane__addr = { 1'h0, \$86 [14:1] };
-  assign \$97  = \$96 [0];
-  assign regions__spikes__addr = \$98 [14:0];
-  assign \$108  = 1'h1;
-  assign regions__spikes__wr_en = \$107 ;
-  assign regions__gbuf__addr = { 1'h0, \$109 [14:1] };
-  assign \$120  = \$119 [0];
-  assign regions__gweights__addr = \$121 [14:0];
-  assign \$131  = 1'h1;
-  assign regions__gweights__wr_en = \$130 ;
-  assign regions__trace__addr = \$132 [14:0];
-  assign \$142  = 1'h1;
-  assign regions__trace__wr_en = \$141 ;
-  assign regions__wgrad__addr = { 3'h0, \$143 [14:3] };
-  assign \$230  = \$229 ;
-  assign \$440  = \$439 ;
-  assign \$441  = 1'h1;
-  assign \$442  = \$439 ;
-  assign \$447  = \$446 ;
-  assign \$448  = 1'h1;
-  assign \$449  = \$446 ;
-  assign \$455  = \$454 ;
-  assign \$456  = 1'h1;
-  assign \$457  = \$454 ;
-  assign \$463  = \$462 ;
-  assign \$464  = 1'h1;
-  assign \$465  = \$462 ;
-  assign \$481  = \$480 ;
-  assign \$482  = 1'h1;
-  assign \$483  = \$480 ;
-  assign \$489  = \$488 ;
-  assign \$510  = 1'h1;
-  assign \$511  = \$509 ;
-  assign \$529  = 1'h1;
-  assign \$530  = \$528 ;
-  assign \$538  = 1'h1;
-  assign \$539  = \$537 ;
-  assign \$559  = 1'h1;
-  assign \$560  = \$558 ;
-  assign \$567  = 1'h1;
-  assign \$568  = \$566 ;
-  assign \$576  = 1'h1;
-  assign \$577  = \$575 ;
-  assign \$585  = 1'h1;
-  assign \$586  = \$584 ;
-  assign \$604  = 1'h1;
-  assign \$605  = \$603 ;
-  assign \$621  = \$620 ;
-  assign \$630  = \$629 ;
-  assign \$631  = 1'h1;
-  assign \$632  = \$629 ;
-  assign \$650  = 1'h1;
-  assign \$651  = \$649 ;
-  assign \$657  = \$656 ;
-  assign \$658  = 1'h1;
-  assign \$659  = \$656 ;
+  assign \$57  = host_write;
+  assign regions__spike_in__addr = \$64 [14:0];
+  assign \$68  = host_write;
+  assign \$73  = 1'h1;
+  assign regions__spike_in__wr_en = \$72 ;
+  assign regions__residual__addr = { 1'h0, \$74 [14:1] };
+  assign \$78  = host_write;
+  assign \$84  = \$83 [0];
+  assign regions__membrane__addr = { 1'h0, \$85 [14:1] };
+  assign \$96  = \$95 [0];
+  assign regions__spikes__addr = \$97 [14:0];
+  assign \$107  = 1'h1;
+  assign regions__spikes__wr_en = \$106 ;
+  assign regions__gbuf__addr = { 1'h0, \$108 [14:1] };
+  assign \$119  = \$118 [0];
+  assign regions__gweights__addr = \$120 [14:0];
+  assign \$130  = 1'h1;
+  assign regions__gweights__wr_en = \$129 ;
+  assign regions__trace__addr = \$131 [14:0];
+  assign \$141  = 1'h1;
+  assign regions__trace__wr_en = \$140 ;
+  assign regions__wgrad__addr = { 3'h0, \$142 [14:3] };
+  assign \$220  = \$219 ;
+  assign \$228  = \$227 ;
+  assign \$438  = \$437 ;
+  assign \$439  = 1'h1;
+  assign \$440  = \$437 ;
+  assign \$445  = \$444 ;
+  assign \$446  = 1'h1;
+  assign \$447  = \$444 ;
+  assign \$453  = \$452 ;
+  assign \$454  = 1'h1;
+  assign \$455  = \$452 ;
+  assign \$461  = \$460 ;
+  assign \$462  = 1'h1;
+  assign \$463  = \$460 ;
+  assign \$469  = \$468 ;
+  assign \$478  = \$477 ;
+  assign \$479  = 1'h1;
+  assign \$480  = \$477 ;
+  assign \$486  = \$485 ;
+  assign \$507  = 1'h1;
+  assign \$508  = \$506 ;
+  assign \$526  = 1'h1;
+  assign \$527  = \$525 ;
+  assign \$535  = 1'h1;
+  assign \$536  = \$534 ;
+  assign \$556  = 1'h1;
+  assign \$557  = \$555 ;
+  assign \$564  = 1'h1;
+  assign \$565  = \$563 ;
+  assign \$573  = 1'h1;
+  assign \$574  = \$572 ;
+  assign \$582  = 1'h1;
+  assign \$583  = \$581 ;
+  assign \$601  = 1'h1;
+  assign \$602  = \$600 ;
+  assign \$618  = \$617 ;
+  assign \$627  = \$626 ;
+  assign \$628  = 1'h1;
+  assign \$629  = \$626 ;
+  assign \$647  = 1'h1;
+  assign \$648  = \$646 ;
+  assign \$654  = \$653 ;
+  assign \$655  = 1'h1;
+  assign \$656  = \$653 ;
 endmodule
