@@ -36,8 +36,8 @@ from .config import (LINE1_SLOTS_PER_T, LINE4_SLOTS_PER_T, ROW2_SLOTS, HardwareC
                      buffer_need_bytes, config_from_dict, load_config, log2)
 from .descriptor import Pass
 from .geometry import TAP_ORDER, TileGeometry
-from .host_program import (HostBus, TileProgram, TileResult, input_pixel_order, input_row_order, whole_rings,  # noqa: F401
-                           output_row_order, ring_rows, run_tile, write_all)
+from .host_program import (HostBus, TileProgram, TileResult, input_pixel_order, input_row_order,  # noqa: F401
+                           output_row_order, ring_rows, run_tile, whole_rings, write_all)
 from .hostmap import HostMap, host_map, region_reads, region_writes
 from .zero_skip import (DEFAULT_SPIKE_DENSITY, expected_row_lens, w1_chunk_words, w1_depth, w1_row_chunks,
                         w1_words_zero_skip)
@@ -69,12 +69,13 @@ class Tile:
     ``w1_ring`` for G1 (chunks of :func:`gen.zero_skip.w1_chunk_words`: the zero-skipping
     cluster 1's ``ceil(Cin/Px)`` words, one rank group of a window row each; the dense one's
     ``ceil(Cin/P)`` words, one rank of a window row each). ``early_start``: every core goes
-    through its ring and each ring holds the whole core (``w1_ring``, ``w23_ring``, ``w4_ring``
-    = the chunks of one window row / MAC row / output row), so the host writes each core once,
-    after the start, in the order the engines need it, and declares the later passes' chunks
-    present (:func:`gen.host_program.run_tile`); the engines start after the first G1 chunk
-    and input row instead of after every core (:func:`early_rings`; the planner picks it where
-    the host-rate model says it is faster).
+    through a ring after the start; a core that fits has a ring of one pass's chunks (one
+    window row's / MAC row's / output row's), which holds it whole, so the host writes it
+    once and declares the later passes' chunks present (:func:`gen.host_program.whole_rings`,
+    :func:`gen.host_program.run_tile`); a streamed core keeps its ring. The engines start
+    after the first G1 chunk and input row instead of after every core
+    (:func:`early_start_shape`; the planner takes it where the host-rate model says it is
+    faster).
     """
     index: int
     row0: int

@@ -151,7 +151,8 @@ def host_regions(cfg: HardwareConfig, s: TileShape, load_weights: bool = True
         out["w2"] = (mac_rows * g.ng * g.ns, sub["w2"])
         out["w3"] = (mac_rows * g.ng * g.ns, sub["w3"])
     rows_in = len(input_row_order(s.height, s.timesteps, s.zero_halo, s.order))
-    if s.w1_ring and not whole["w1"]:  # streamed G1: its whole core per window row sent (chunks of a rank group or a rank)
+    if s.w1_ring and not whole["w1"]:  # streamed G1: its whole core per window row sent
+        # (chunks of a rank group or a rank)
         out["w1"] = (rows_in * w1_depth(cfg, s.rank, s.in_channels, s.pack), sub["w1"])
     return _host_io(cfg, s, g, sub, out)
 

@@ -208,8 +208,10 @@ def test_planner_streams_dense_g1_only_when_it_does_not_fit():
     assert w1_ring_chunks(cfg, 32, 0) == 1
     # rank 4, 16 channels: 4 x 4 words (16 > 8): a ring of 2 chunks, at every packing
     for pack in (0, 2):
-        assert {t.w1_ring for t in plan_layer(cfg, (2, 16, 4, 4), rank=4, out_channels=4, pack=pack, early_start=False)} == {2}
-    assert {t.w1_ring for t in plan_layer(cfg, (2, 8, 4, 4), rank=4, out_channels=4, early_start=False)} == {0}   # 4 x 2 words
+        plan = plan_layer(cfg, (2, 16, 4, 4), rank=4, out_channels=4, pack=pack, early_start=False)
+        assert {t.w1_ring for t in plan} == {2}
+    plan = plan_layer(cfg, (2, 8, 4, 4), rank=4, out_channels=4, early_start=False)   # 4 x 2 words
+    assert {t.w1_ring for t in plan} == {0}
     # 36 channels: a chunk of 9 words exceeds the region: refused, the region named
     d = cfg.to_dict()
     d["limits"]["max_in_channels"] = 36
