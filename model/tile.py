@@ -144,6 +144,9 @@ def host_regions(cfg: HardwareConfig, s: TileShape, load_weights: bool = True
         out["w4"] = (g.go * s.rank, sub["w4"])
         out["affine"] = (g.go, sub["affine"])
     whole = whole_rings(cfg, g, s)     # early start: rings that hold the whole core, moved once
+    if whole["w23"] and not any(s.full(t) for t in range(s.timesteps)):
+        out.pop("w2", None)            # no MAC row: G2/G3 never sent (no chunk needs them)
+        out.pop("w3", None)
     if s.w4_ring and not whole["w4"]:
         out["w4"] = (s.timesteps * g.ho * g.go * s.rank, sub["w4"])
     if s.w23_ring and not whole["w23"]:       # streamed G2/G3: each MAC row's ng chunks of NS words
