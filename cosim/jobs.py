@@ -62,6 +62,8 @@ class TileJob:
     w3_chunks: Sequence[Sequence[tuple[int, int]]] = ()
     #: a streamed G1's chunks (``TileProgram.w1_chunks``; ring ``rings["w1"]``)
     w1_chunks: Sequence[Sequence[tuple[int, int]]] = ()
+    #: ``TileProgram.early_start`` (the rings hold whole cores; empty chunks: loaded slots)
+    early_start: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "start", tuple(int(v) for v in self.start))
@@ -84,7 +86,7 @@ class TileJob:
         return cls(prog.setup, prog.start, prog.in_rows, prog.res_rows, prog.out_rows,
                    prog.counter_reads, dict(prog.rings), dict(prog.registers), int(cycle_limit),
                    prog.tile.index, list(prog.w4_chunks), list(prog.w2_chunks), list(prog.w3_chunks),
-                   list(prog.w1_chunks))
+                   list(prog.w1_chunks), bool(getattr(prog, "early_start", False)))
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,7 @@ def write_jobs(path: str | os.PathLike, jobs: Sequence[TileJob | BackwardJob], p
         arrays[f"w3_{k}"], arrays[f"w3_len_{k}"] = _pairs(job.w3_chunks)
         arrays[f"w1_{k}"], arrays[f"w1_len_{k}"] = _pairs(job.w1_chunks)
         arrays[f"regs_{k}"] = np.array([job.registers.get(n, -1) for n in REGISTER_NAMES], dtype=np.int64)
+        arrays[f"early_{k}"] = np.array(int(job.early_start))
         arrays[f"limit_{k}"] = np.array(int(job.cycle_limit))
         arrays[f"index_{k}"] = np.array(int(job.index))
     atomic_write_npz(path, arrays)
@@ -243,7 +246,8 @@ def read_jobs(path: str | os.PathLike) -> tuple[list[TileJob | BackwardJob], flo
             w4_chunks=_split(tup(data[f"w4_{k}"]), data[f"w4_len_{k}"]) if f"w4_{k}" in data else [],
             w2_chunks=_split(tup(data[f"w2_{k}"]), data[f"w2_len_{k}"]) if f"w2_{k}" in data else [],
             w3_chunks=_split(tup(data[f"w3_{k}"]), data[f"w3_len_{k}"]) if f"w3_{k}" in data else [],
-            w1_chunks=_split(tup(data[f"w1_{k}"]), data[f"w1_len_{k}"]) if f"w1_{k}" in data else []))
+            w1_chunks=_split(tup(data[f"w1_{k}"]), data[f"w1_len_{k}"]) if f"w1_{k}" in data else [],
+            early_start=bool(int(data[f"early_{k}"])) if f"early_{k}" in data else False))
     return jobs, float(data["period_ns"]), int(data["latency"])
 
 

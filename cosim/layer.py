@@ -175,7 +175,8 @@ class LayerCase:
     (default: the planner's choice, ``Driver.plan``); ``ring_limit`` caps the rows of the
     streaming rings (``Driver.program``), so that the host has to wait for free slots.
     ``surrogate``: the bounds ``(lo, hi)`` of the trace's window bits (default
-    :func:`gen.driver.reference_window`)."""
+    :func:`gen.driver.reference_window`). ``early_start``: force or forbid the cores' early
+    start (``gen.driver.Tile.early_start``; default the planner's choice)."""
     name: str
     qlayer: QuantTTLayer
     spikes: np.ndarray
@@ -185,6 +186,7 @@ class LayerCase:
     order: int | None = None
     ring_limit: int | None = None
     surrogate: tuple[int, int] | None = None
+    early_start: bool | None = None
 
 
 @dataclass
@@ -279,7 +281,8 @@ def _prepare(driver, case: LayerCase) -> _Prepared:
     spikes = np.asarray(case.spikes)
     if spikes.ndim != 4:
         raise UserError(f"case {case.name}: spikes must be [T, Cin, H, W], got {spikes.shape}")
-    plan = driver.plan(q, spikes.shape, case.tile_hw, pack=case.pack, order=case.order)
+    plan = driver.plan(q, spikes.shape, case.tile_hw, pack=case.pack, order=case.order,
+                       early_start=case.early_start)
     programs = []
     for tile in plan:
         window = driver.window(spikes, tile)

@@ -71,6 +71,7 @@ class TileShape:
     w4_ring: int = 0               # > 0: G4 streamed through a ring of that many chunks
     w23_ring: int = 0              # > 0: G2 and G3 streamed through rings of that many chunks
     w1_ring: int = 0               # > 0: G1 streamed through a ring of that many chunks
+    early_start: bool = False      # the rings hold whole cores, loaded after the start (host only)
 
     @classmethod
     def of(cls, qlayer, tile) -> "TileShape":
@@ -78,7 +79,8 @@ class TileShape:
         return cls(tile.in_channels, tile.rank, tile.out_channels, tile.height, tile.width,
                    tile.timesteps, qlayer.mode, tuple(qlayer.full_timesteps(tile.timesteps)),
                    qlayer.pool, qlayer.residual, tuple(tile.zero_halo), tile.pack, tile.order,
-                   getattr(tile, "w4_ring", 0), getattr(tile, "w23_ring", 0), getattr(tile, "w1_ring", 0))
+                   getattr(tile, "w4_ring", 0), getattr(tile, "w23_ring", 0), getattr(tile, "w1_ring", 0),
+                   bool(getattr(tile, "early_start", False)))
 
     def full(self, t: int) -> bool:
         """Whether timestep ``t`` runs clusters 2/3 (always, except HTT's reduced ones)."""

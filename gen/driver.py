@@ -24,6 +24,7 @@ the manifest), never from constants here.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ from .config import (LINE1_SLOTS_PER_T, LINE4_SLOTS_PER_T, ROW2_SLOTS, HardwareC
 from .descriptor import Pass
 from .geometry import TAP_ORDER, TileGeometry
 from .host_program import (HostBus, TileProgram, TileResult, input_pixel_order, input_row_order,  # noqa: F401
-                           output_row_order, ring_rows, run_tile, write_all)
+                           output_row_order, ring_rows, run_tile, whole_rings, write_all)
 from .hostmap import HostMap, host_map, region_reads, region_writes
 from .zero_skip import (DEFAULT_SPIKE_DENSITY, expected_row_lens, w1_chunk_words, w1_depth, w1_row_chunks,
                         w1_words_zero_skip)
@@ -46,7 +47,7 @@ __all__ = ["Tile", "TilePlan", "TileProgram", "TileResult", "LayerOutputs", "Dri
            "plan_layer", "load_manifest_config", "tile_fit", "TileGeometry", "run_tile",
            "HostBus", "TAP_ORDER", "input_row_order", "output_row_order", "CoresDoNotFit",
            "large_weights_config", "plan_layer_any_weights", "affine_words", "streamed_cores",
-           "reference_window"]
+           "reference_window", "early_start_shape"]
 
 MODE_CODES = {"stt": 0, "ptt": 1, "htt": 2}
 
@@ -67,7 +68,14 @@ class Tile:
     for G2 and G3 (chunks of ``NS`` words, one output rank group of a MAC row each);
     ``w1_ring`` for G1 (chunks of :func:`gen.zero_skip.w1_chunk_words`: the zero-skipping
     cluster 1's ``ceil(Cin/Px)`` words, one rank group of a window row each; the dense one's
-    ``ceil(Cin/P)`` words, one rank of a window row each).
+    ``ceil(Cin/P)`` words, one rank of a window row each). ``early_start``: every core goes
+    through a ring after the start; a core that fits has a ring of one pass's chunks (one
+    window row's / MAC row's / output row's), which holds it whole, so the host writes it
+    once and declares the later passes' chunks present (:func:`gen.host_program.whole_rings`,
+    :func:`gen.host_program.run_tile`); a streamed core keeps its ring. The engines start
+    after the first G1 chunk and input row instead of after every core
+    (:func:`early_start_shape`; the planner takes it where the host-rate model says it is
+    faster).
     """
     index: int
     row0: int
@@ -87,6 +95,7 @@ class Tile:
     w4_ring: int = 0
     w23_ring: int = 0
     w1_ring: int = 0
+    early_start: bool = False
 
     @property
     def zero_halo_bits(self) -> int:
@@ -237,7 +246,8 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
                pool: bool = False, residual: bool = False,
                tile_hw: tuple[int, int] | None = None, mode: str = "ptt",
                schedule: Sequence[bool] | None = None, pack: int | None = None,
-               order: int | None = None, spike_density: float | None = None) -> TilePlan:
+               order: int | None = None, spike_density: float | None = None,
+               early_start: bool | None = None) -> TilePlan:
     """Split a layer with input ``[T, Cin, H, W]`` into tiles that fit ``cfg``.
 
     Candidates are column strips as tall as ``limits.max_tile_height`` allows (the whole
@@ -257,6 +267,12 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
     packings that leave clusters 2/3 idle. The density only chooses among tilings that all
     fit: every plan runs any spikes bit-exactly, and the cycle model stays exact for given
     spikes (``tile_timing(..., c1_lens=zero_skip_row_lens(...))``).
+
+    The chosen tiling's early-start variant (``Tile.early_start``: the resident cores loaded
+    after the start through rings that hold them whole, the streamed ones through their rings;
+    the engines start after the first G1 chunk and input row) is taken where the host-rate
+    model (:mod:`gen.hosttiming`) gives the whole plan fewer bus cycles; ``early_start`` True
+    forces it (where the variant fits), False forbids it.
     Raises ValueError naming the limit when the layer cannot run on ``cfg`` at all.
     """
     if len(in_shape) != 4:
@@ -372,13 +388,72 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
                     best, best_cycles = timed[i], cyc
     _, _, _, pk_, od, th_, tw_, cout_tile, shapes_, w4r = best
     w23r, w1r = next(iter(shapes_)).w23_ring, next(iter(shapes_)).w1_ring
+    strips = list(_strip_tiles(out_channels, hh, ww, cout_tile, th_, tw_))
+    base = next(iter(shapes_))
+    early = (_early_start_faster(cfg, strips, base, c1_lens) if early_start is None
+             else early_start and early_start_shape(cfg, base) is not None)
     tiles = []
-    for o0, r0, c0, cout_, h_, w_, halo in _strip_tiles(out_channels, hh, ww, cout_tile, th_, tw_):
+    for o0, r0, c0, cout_, h_, w_, halo in strips:
         first = r0 == 0 and c0 == 0                 # first tile of its output-channel group
+        rings = w4r, w23r, w1r
+        if early:         # each tile's rings hold its cores (G4's: its output group's)
+            e = early_start_shape(cfg, _strip_shape(base, cout_, h_, w_, halo))
+            if e is None:
+                raise AssertionError(f"early start: strip {r0},{c0} of a fitting tiling does not fit")
+            rings = e.w4_ring, e.w23_ring, e.w1_ring
         tiles.append(Tile(len(tiles), r0, c0, h_, w_, o0, cout_, cin, rank, t, pool, first, halo,
-                          pk_, od, w4r, w23r, w1r))
+                          pk_, od, *rings, bool(early)))
     return TilePlan(tuple(tiles), t, cin, out_channels, rank, hh, ww, pool, th_, tw_, cout_tile,
                     pk_, od)
+
+
+def early_start_shape(cfg: HardwareConfig, s):
+    """The early-start variant of tile shape ``s`` (``Tile.early_start``): each resident core
+    through a ring of one pass's chunks, i.e. the whole core (G1: a window row's, G2/G3: a MAC
+    row's, G4: an output row's), streamed cores through their rings as before; None when the
+    variant does not fit ``cfg``."""
+    if s.early_start:
+        return s
+    g = TileGeometry.of_shape(cfg, s)
+    e = dataclasses.replace(s, w1_ring=s.w1_ring or w1_row_chunks(cfg, s.rank, s.pack),
+                            w23_ring=s.w23_ring or g.ng, w4_ring=s.w4_ring or g.go, early_start=True)
+    if tile_fit(cfg, e.timesteps, e.in_channels, e.rank, e.out_channels, e.height, e.width, e.pool,
+                e.zero_halo, e.pack, e.mode, e.order, e.w4_ring, e.w23_ring, e.w1_ring):
+        return None
+    return e
+
+
+def _strip_shape(shape, out_channels: int, height: int, width: int, zero_halo):
+    """``shape`` (a tile shape of a plan) for another strip of it."""
+    return dataclasses.replace(shape, out_channels=out_channels, height=height, width=width,
+                               zero_halo=tuple(bool(z) for z in zero_halo))
+
+
+def _early_start_faster(cfg: HardwareConfig, strips, shape, c1_lens) -> bool:
+    """Whether the early-start variant of a plan's tiles (``strips`` of :func:`_strip_tiles`;
+    ``shape`` one of its tile shapes) fits and takes fewer bus cycles over the whole plan
+    than the resident cores in the host-rate model (:func:`gen.hosttiming.host_tile_timing`;
+    the first tile of each output-channel group loads the cores)."""
+    from .hosttiming import host_tile_timing, shape_traffic
+    cache: dict = {}
+    total = {False: 0.0, True: 0.0}
+    for _, r0, c0, cout_, h_, w_, halo in strips:
+        base = _strip_shape(shape, cout_, h_, w_, halo)
+        for early in (False, True):
+            s = early_start_shape(cfg, base) if early else base
+            if s is None:
+                return False
+            key = (s, r0 == 0 and c0 == 0)
+            if key not in cache:
+                cache[key] = host_tile_timing(cfg, s, shape_traffic(cfg, s, key[1]), c1_lens=c1_lens(s))["host_span"]
+            total[early] += cache[key]
+    return total[True] < total[False]
+
+
+def _first_pass(chunks: list, ring: int, load: bool) -> list:
+    """An early-start ring's chunks: the first ``ring`` (the whole core) written when the tile
+    loads its cores, every later one empty (its slot already holds it)."""
+    return [c if load and n < ring else [] for n, c in enumerate(chunks)]
 
 
 def _host_cycles(cfg: HardwareConfig, s, c1_lens) -> float:
@@ -581,9 +656,10 @@ class Driver:
     # ---- planning --------------------------------------------------------------------------
     def plan(self, qlayer, in_shape: Sequence[int], tile_hw: tuple[int, int] | None = None,
              pack: int | None = None, order: int | None = None,
-             spike_density: float | None = None) -> TilePlan:
+             spike_density: float | None = None, early_start: bool | None = None) -> TilePlan:
         """:func:`plan_layer` of ``qlayer`` on an input of ``in_shape`` (``spike_density``: what
-        a zero-skipping cluster 1's tiling is chosen for; any spikes run on the plan)."""
+        a zero-skipping cluster 1's tiling is chosen for; any spikes run on the plan;
+        ``early_start``: force or forbid ``Tile.early_start``, default the planner's choice)."""
         qlayer.check_fits(self.config.widths)
         if len(in_shape) != 4:
             raise UserError(f"input: expected [T, Cin, H, W], got shape {tuple(in_shape)}")
@@ -591,7 +667,7 @@ class Driver:
             raise UserError(f"input has {in_shape[1]} channels, the layer {qlayer.in_channels}")
         return plan_layer(self.config, in_shape, qlayer.rank, qlayer.out_channels, qlayer.pool,
                           qlayer.residual, tile_hw, qlayer.mode, qlayer.full_timesteps(in_shape[0]),
-                          pack, order, spike_density)
+                          pack, order, spike_density, early_start)
 
     @staticmethod
     def window(spikes: np.ndarray, tile: Tile) -> np.ndarray:
@@ -763,6 +839,12 @@ class Driver:
         streams = tile.w4_ring or tile.w23_ring or tile.w1_ring
         weights = self.weight_words(qlayer, tile) if load_weights or streams else {}
         w1_chunks = self._w1_chunks(tile, weights) if tile.w1_ring else []
+        early, whole = tile.early_start, whole_rings(cfg, geo, tile)
+        if whole["w1"]:       # the ring holds the whole core: its first pass, once
+            w1_chunks = _first_pass(w1_chunks, tile.w1_ring, load_weights)
+        if early:             # the affine words travel with G4's first chunks (read after their wait)
+            affine = self._region_words("affine", weights.pop("affine"))
+            asub = m.region("affine").subwords
         words_in = sum(len(c) for c in w1_chunks)
         w4_chunks = []
         if tile.w4_ring:       # streamed G4: chunk (output row, group) into slot n % w4_ring
@@ -770,6 +852,10 @@ class Driver:
             groups = [go for _ in range(tile.timesteps * ho) for go in range(geo.go)]
             for n, go in enumerate(groups):
                 ws = self._region_words("w4", w4[go * r:(go + 1) * r], (n % tile.w4_ring) * r)
+                if whole["w4"] and not (load_weights and n < tile.w4_ring):
+                    ws = []
+                if early and load_weights and n < geo.go:
+                    ws = ws + affine[go * asub:(go + 1) * asub]
                 words_in += len(ws)
                 w4_chunks.append(ws)
         w2_chunks, w3_chunks = [], []
@@ -781,6 +867,8 @@ class Driver:
             for n, grp in enumerate(groups):
                 for words, chunks, name in ((w2, w2_chunks, "w2"), (w3, w3_chunks, "w3")):
                     ws = self._region_words(name, words[grp * ns:(grp + 1) * ns], (n % tile.w23_ring) * ns)
+                    if whole["w23"] and not (load_weights and n < tile.w23_ring):
+                        ws = []
                     words_in += len(ws)
                     chunks.append(ws)
         if load_weights:
@@ -846,7 +934,7 @@ class Driver:
 
         return TileProgram(tile, setup, (m.register("ctrl").address, 1), in_rows, res_rows,
                            out_rows, counter_reads, rings, reg, words_in, words_out, decode, w4_chunks,
-                           w2_chunks, w3_chunks, w1_chunks)
+                           w2_chunks, w3_chunks, w1_chunks, early)
 
     def _w1_chunks(self, tile: Tile, weights: dict[str, list[int]]) -> list[list[tuple[int, int]]]:
         """A streamed G1's chunks (removed from ``weights``): for every window row the tile

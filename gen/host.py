@@ -63,10 +63,11 @@ class HostInterface(wiring.Component):
     cycle after the engines' last so that ``done`` rises with every counter final.
     """
 
-    #: regions the host may access while a tile runs: it fills the input rings (and the G4
-    #: ring of a tile that streams G4) and drains the output ring; everything else only while
-    #: idle
-    STREAM_WRITE = frozenset({"spike_in", "residual", "w1", "w4", "w2", "w3"})
+    #: regions the host may access while a tile runs: it fills the input rings (and the core
+    #: rings of a tile that streams cores; an early-start tile's affine words travel with its
+    #: G4 chunks, read only after the chunk's wait) and drains the output ring; everything
+    #: else only while idle
+    STREAM_WRITE = frozenset({"spike_in", "residual", "w1", "w4", "w2", "w3", "affine"})
     STREAM_READ = frozenset({"membrane", "spikes", "trace"})
     #: regions the host reads (while idle, or streaming): the others are write-only
     READABLE = frozenset({"spike_in", "w1", "w2", "w3", "w4", "affine", "gbuf", "membrane", "spikes", "trace",

@@ -16,7 +16,7 @@ from .config import HardwareConfig
 from .geometry import TileGeometry
 
 __all__ = ["TileResult", "HostBus", "TileProgram", "write_all", "run_tile", "input_row_order",
-           "output_row_order", "input_pixel_order", "ring_rows"]
+           "output_row_order", "input_pixel_order", "ring_rows", "whole_rings"]
 
 
 @dataclass
@@ -53,7 +53,9 @@ class TileProgram:
     the values of every output row read followed by the counter values.
     ``words_in``/``words_out`` count the buffer-region words (the DRAM traffic: the
     ``host_words_in``/``host_words_out`` counters see the same numbers). A tile that streams
-    G4 (``tile.w4_ring``) feeds ``w4_chunks`` into the ``w4`` ring like input rows.
+    G4 (``tile.w4_ring``) feeds ``w4_chunks`` into the ``w4`` ring like input rows. An empty
+    chunk (no writes) is a chunk whose ring slot already holds its words (a ring that holds the
+    whole core, written once: ``early_start``): it needs no free slot, only its count.
     """
     tile: Any                          # the gen.driver.Tile it runs (this module sits below the driver)
     setup: list[tuple[int, int]]
@@ -74,6 +76,9 @@ class TileProgram:
     w3_chunks: list[list[tuple[int, int]]] = field(default_factory=list)
     #: a streamed G1's chunks (ring ``rings["w1"]``), in the zero-skipping cluster 1's order
     w1_chunks: list[list[tuple[int, int]]] = field(default_factory=list)
+    #: early start (``Tile.early_start``): the cores come through rings that hold a whole core
+    #: each; only the first input row and G1 chunk go in before the start, G1 first after it
+    early_start: bool = False
 
     @property
     def reads(self) -> list[int]:
@@ -100,38 +105,58 @@ async def run_tile(bus: HostBus, prog: TileProgram, max_polls: int = 10_000_000)
     """Run one tile program on ``bus`` (docs/host_interface.md, "Running a tile"): set-up,
     input rows that fit the rings, start; then, until the last output row is read, fill the
     input rings as slots free up and read output rows as they complete, sleeping on the
-    ``event`` line when nothing can move. Returns the values :meth:`TileProgram.decode` takes."""
+    ``event`` line when nothing can move. Returns the values :meth:`TileProgram.decode` takes.
+
+    Early start (``prog.early_start``): before the start only the first G1 chunk and the first
+    input row (and the empty chunks that follow them: slots already loaded); after it G1's
+    chunks come first in each round, since cluster 1 needs them soonest, each counted as soon
+    as written, then the input rows (each counted), the residual, G2/G3 and G4 rows."""
     reg = prog.registers
     await write_all(bus, prog.setup)
-    n_in = n_res = n_out = 0
     rings = prog.rings
+    early = bool(getattr(prog, "early_start", False))
 
-    async def feed(rows, n, consumed, ring, count_reg):
-        moved = False
-        while n < len(rows) and n < consumed + ring:
+    async def feed(rows, n, consumed, ring, count_reg, limit=None, each=False):
+        """Write rows ``n ..`` while their ring has a free slot (an empty row needs none; at
+        most ``limit`` non-empty rows), then their count (``each``: after every non-empty
+        row as well, so that the engine may start on it); returns the new count and whether
+        it moved."""
+        moved, written, counted = False, 0, n
+        while n < len(rows) and (not rows[n] or n < consumed + ring):
+            if rows[n]:
+                if limit is not None and written == limit:
+                    break
+                written += 1
             await write_all(bus, rows[n])
             n += 1
             moved = True
-        if moved:
+            if each and rows[n - 1]:
+                await bus.write(count_reg, n)
+                counted = n
+        if moved and n != counted:
             await bus.write(count_reg, n)
         return n, moved
 
     streams_w4, streams_w23 = bool(prog.w4_chunks), bool(prog.w2_chunks)
     streams_w1 = bool(getattr(prog, "w1_chunks", ()))
-    n_in, _ = await feed(prog.in_rows, 0, 0, rings["in"], reg["in_rows"])
-    n_res, _ = await feed(prog.res_rows, 0, 0, rings["res"], reg["res_rows"])
+    first = 1 if early else None
+    n_w1 = 0
+    if streams_w1 and early:
+        n_w1, _ = await feed(prog.w1_chunks, 0, 0, rings["w1"], reg["w1_chunks"], first)
+    n_in, _ = await feed(prog.in_rows, 0, 0, rings["in"], reg["in_rows"], first)
+    n_res, _ = await feed(prog.res_rows, 0, 0, rings["res"], reg["res_rows"], 0 if early else None)
     n_w4 = n_w2 = n_w3 = 0
     if streams_w23:
-        n_w2, _ = await feed(prog.w2_chunks, 0, 0, rings["w23"], reg["w2_chunks"])
-        n_w3, _ = await feed(prog.w3_chunks, 0, 0, rings["w23"], reg["w3_chunks"])
+        n_w2, _ = await feed(prog.w2_chunks, 0, 0, rings["w23"], reg["w2_chunks"], 0 if early else None)
+        n_w3, _ = await feed(prog.w3_chunks, 0, 0, rings["w23"], reg["w3_chunks"], 0 if early else None)
     if streams_w4:
-        n_w4, _ = await feed(prog.w4_chunks, 0, 0, rings["w4"], reg["w4_chunks"])
-    n_w1 = 0
-    if streams_w1:
+        n_w4, _ = await feed(prog.w4_chunks, 0, 0, rings["w4"], reg["w4_chunks"], 0 if early else None)
+    if streams_w1 and not early:
         n_w1, _ = await feed(prog.w1_chunks, 0, 0, rings["w1"], reg["w1_chunks"])
     await bus.write(*prog.start)
     values: list[int] = []
     polls = 0
+    n_out = 0
     while True:
         polled = [reg["status"], reg["in_consumed"], reg["res_consumed"], reg["out_rows"]]
         if streams_w23:
@@ -142,7 +167,10 @@ async def run_tile(bus: HostBus, prog: TileProgram, max_polls: int = 10_000_000)
             polled.append(reg["w1_consumed"])
         status, in_c, res_c, out_r, *w_c = await bus.read(polled)
         w1_c = w_c.pop() if streams_w1 else 0
-        n_in, m1 = await feed(prog.in_rows, n_in, in_c, rings["in"], reg["in_rows"])
+        m7 = False
+        if streams_w1 and early:
+            n_w1, m7 = await feed(prog.w1_chunks, n_w1, w1_c, rings["w1"], reg["w1_chunks"], each=True)
+        n_in, m1 = await feed(prog.in_rows, n_in, in_c, rings["in"], reg["in_rows"], each=early)
         n_res, m2 = await feed(prog.res_rows, n_res, res_c, rings["res"], reg["res_rows"])
         if streams_w23:
             n_w2, m5 = await feed(prog.w2_chunks, n_w2, w_c[0], rings["w23"], reg["w2_chunks"])
@@ -151,9 +179,9 @@ async def run_tile(bus: HostBus, prog: TileProgram, max_polls: int = 10_000_000)
         if streams_w4:
             n_w4, m4 = await feed(prog.w4_chunks, n_w4, w_c[-1], rings["w4"], reg["w4_chunks"])
             m2 = m2 or m4
-        if streams_w1:
+        if streams_w1 and not early:
             n_w1, m7 = await feed(prog.w1_chunks, n_w1, w1_c, rings["w1"], reg["w1_chunks"])
-            m2 = m2 or m7
+        m2 = m2 or m7
         m3 = False
         while n_out < min(out_r, len(prog.out_rows)):
             values += await bus.read(prog.out_rows[n_out])
@@ -215,3 +243,15 @@ def ring_rows(cfg: HardwareConfig, geo: TileGeometry, order: int = 0,
     least = {"in": 1, "res": 1, "out": geo.lif_read_back_rows(order) + 1}
     return {k: max(least[k], min(v, limit or top, top)) for k, v in rings.items()}
 
+
+
+def whole_rings(cfg: HardwareConfig, geo: TileGeometry, tile) -> dict[str, bool]:
+    """Which cores of an early-start tile (``tile.early_start``; a ``gen.driver.Tile`` or a
+    ``TileShape``) go through a ring that holds the whole core, one pass of chunks (G1: a
+    window row's, G2/G3: a MAC row's, G4: an output row's): those the host writes once and
+    whose later passes it declares (empty chunks). A ring smaller than that streams as
+    usual. All False for a tile without early start."""
+    from .zero_skip import w1_row_chunks
+    early = bool(getattr(tile, "early_start", False))
+    return {"w1": early and tile.w1_ring == w1_row_chunks(cfg, tile.rank, tile.pack),
+            "w23": early and tile.w23_ring == geo.ng, "w4": early and tile.w4_ring == geo.go}

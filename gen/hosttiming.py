@@ -38,7 +38,7 @@ geometry settles, ``pending``); that is cycle 0 of :func:`gen.cyclemodel.tile_ti
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Sequence
@@ -79,6 +79,7 @@ class HostTraffic:
     w2_chunks: tuple[int, ...] = ()     # streamed G2/G3: the beats of each chunk
     w3_chunks: tuple[int, ...] = ()
     w1_chunks: tuple[int, ...] = ()     # a streamed G1: the beats of each chunk
+    early_start: bool = False           # TileProgram.early_start (chunks of 0 beats: loaded slots)
 
 
 def traffic_of_program(prog, hmap) -> HostTraffic:
@@ -89,7 +90,8 @@ def traffic_of_program(prog, hmap) -> HostTraffic:
                        tuple(len(r) for r in prog.res_rows), tuple(len(r) for r in prog.out_rows),
                        len(prog.counter_reads), tuple(sorted(prog.rings.items())),
                        tuple(len(c) for c in prog.w4_chunks), tuple(len(c) for c in prog.w2_chunks),
-                       tuple(len(c) for c in prog.w3_chunks), tuple(len(c) for c in prog.w1_chunks))
+                       tuple(len(c) for c in prog.w3_chunks), tuple(len(c) for c in prog.w1_chunks),
+                       bool(getattr(prog, "early_start", False)))
 
 
 @lru_cache(maxsize=1)
@@ -105,7 +107,7 @@ def shape_traffic(cfg: HardwareConfig, s: TileShape, load_weights: bool = True,
     the counter-clear write, the descriptor, the three streaming registers, the cores and
     affine words when ``load_weights``; input rows of the window's computed pixels, residual
     and output rows of ``widths.host_data``-bit beats."""
-    from .host_program import input_pixel_order, input_row_order, ring_rows
+    from .host_program import input_pixel_order, input_row_order, ring_rows, whole_rings
     from .geometry import TileGeometry
     from .hostmap import DESCRIPTOR_FIELDS
     from .zero_skip import w1_chunk_words, w1_depth, w1_row_chunks
@@ -117,8 +119,9 @@ def shape_traffic(cfg: HardwareConfig, s: TileShape, load_weights: bool = True,
     resident_w23 = 0 if s.w23_ring else g.ng * g.ns * (sub["w2"] + sub["w3"])
     w1_words = w1_depth(cfg, s.rank, s.in_channels, s.pack)
     resident_w1 = 0 if s.w1_ring else w1_words * sub["w1"]
+    early = bool(getattr(s, "early_start", False))     # the affine words travel with G4's chunks
     weights = (resident_w1 + resident_w23
-               + resident_w4 + g.go * sub["affine"]) if load_weights else 0
+               + resident_w4 + (0 if early else g.go * sub["affine"])) if load_weights else 0
     row_in = len(input_pixel_order(s.width, s.zero_halo)) * g.cw * sub["spike_in"]
     n_in = len(input_row_order(s.height, s.timesteps, s.zero_halo, s.order))
     n_out = s.timesteps * g.ho
@@ -132,14 +135,25 @@ def shape_traffic(cfg: HardwareConfig, s: TileShape, load_weights: bool = True,
         rings["w1"] = s.w1_ring
     w1_chunks = ((w1_chunk_words(cfg, s.in_channels, s.pack) * sub["w1"],)
                  * (n_in * w1_row_chunks(cfg, s.rank, s.pack)) if s.w1_ring else ())
+    w4_chunks = (s.rank * sub["w4"],) * (n_out * g.go) if s.w4_ring else ()
+    w2_chunks, w3_chunks = (g.ns * sub["w2"],) * n_chunks23, (g.ns * sub["w3"],) * n_chunks23
+    if early:     # a ring that holds the whole core: its first pass written once, the rest declared
+        whole = whole_rings(cfg, g, s)
+
+        def once(chunks, ring, core):
+            return tuple(0 if whole[core] and not (load_weights and i < ring) else c
+                         for i, c in enumerate(chunks))
+        w1_chunks, w4_chunks = once(w1_chunks, s.w1_ring, "w1"), once(w4_chunks, s.w4_ring, "w4")
+        w2_chunks, w3_chunks = once(w2_chunks, s.w23_ring, "w23"), once(w3_chunks, s.w23_ring, "w23")
+        if load_weights:  # the affine words with G4's first output row of chunks
+            w4_chunks = tuple(c + sub["affine"] if i < g.go else c for i, c in enumerate(w4_chunks))
     return HostTraffic(1 + n_desc + 3 + bool(s.w4_ring) + 2 * bool(s.w23_ring) + bool(s.w1_ring) + weights,
                        n_desc,
                        (row_in,) * n_in,
                        (g.out_row_words * sub["residual"],) * n_out if s.residual else (),
                        (g.out_row_words * (sub["membrane"] + sub["trace"]),) * n_out,   # membrane and trace words
                        2 * len(hmap.counters) if read_counters else 0, tuple(sorted(rings.items())),
-                       (s.rank * sub["w4"],) * (n_out * g.go) if s.w4_ring else (),
-                       (g.ns * sub["w2"],) * n_chunks23, (g.ns * sub["w3"],) * n_chunks23, w1_chunks)
+                       w4_chunks, w2_chunks, w3_chunks, w1_chunks, early)
 
 
 _MAPS: dict[int, tuple[HardwareConfig, object]] = {}
@@ -345,9 +359,10 @@ class ModelBus:
             return None
         return c4.end - 1 + PIPE_TAIL + 1
 
-    def _value(self, name: str, bus_cycle: int) -> int:
+    def _value(self, name: str, bus_cycle: int, times) -> int:
+        """Register ``name`` as read in ``bus_cycle`` (``times``: :meth:`_progress_times`)."""
         t = bus_cycle - self.origin
-        inc, res, out, w4c, w2c, w3c, w1c = self._progress_times()
+        inc, res, out, w4c, w2c, w3c, w1c = times
         if name == "status":
             done = self._done_cycle()
             return (1 if t >= 0 else 0) | (2 if done is not None and t >= done else 0)
@@ -388,12 +403,13 @@ class ModelBus:
             return []
         self._advance()
         out = []
+        times = self._progress_times()      # (the tables do not grow within one read)
         for i, a in enumerate(addrs):
             name = self.regs.name.get(a)
             if name is None:
                 out.append(0)
                 continue
-            out.append(self._value(name, self.now + i))
+            out.append(self._value(name, self.now + i, times))
             if name == "status":
                 self.last_status = self.now + i
         self.now += len(addrs) + 1
@@ -403,11 +419,22 @@ class ModelBus:
         self._advance()
         t_now = self.now - self.origin
         since = self.last_status - self.origin if self.last_status is not None else -(1 << 60)
-        for x in self._changes():
-            if x >= since:
-                self.now = max(self.now, x + 1 + self.origin)
-                return
-        raise AssertionError(f"modelled host waits for an event that never comes (cycle {t_now})")
+        x = self._next_change(since)
+        if x is None:
+            raise AssertionError(f"modelled host waits for an event that never comes (cycle {t_now})")
+        self.now = max(self.now, x + 1 + self.origin)
+
+    def _next_change(self, since: int) -> int | None:
+        """The first engine cycle ``>= since`` at which the ``event`` line sees a change (the
+        first element of :meth:`_changes` from ``since``; each progress list is in time order,
+        so a bisection per list, not a sort of all of them per wait)."""
+        found = [lst[i] for lst in self._progress_times() if (i := bisect_left(lst, since)) < len(lst)]
+        done = self._done_cycle()
+        if done is not None and done >= since:
+            found.append(done)
+        if not self.fresh and 0 >= since:
+            found.append(0)
+        return min(found, default=None)
 
 
 class _Program:
@@ -426,6 +453,7 @@ class _Program:
         self.w2_chunks = [[(_REGION, 0)] * n for n in tr.w2_chunks]
         self.w3_chunks = [[(_REGION, 0)] * n for n in tr.w3_chunks]
         self.w1_chunks = [[(_REGION, 0)] * n for n in tr.w1_chunks]
+        self.early_start = tr.early_start
         self.res_rows = [[(_REGION, 0)] * n for n in tr.res_rows]
         self.out_rows = [[_REGION] * n for n in tr.out_rows]
         self.counter_reads = [_REGION] * tr.counter_reads
@@ -454,6 +482,23 @@ def host_tile_timing(cfg: HardwareConfig, s: TileShape, traffic: HostTraffic,
     ``arrangement.cluster1 = "zero_skip"`` (ignored by the dense one) (exact: :func:`gen.zero_skip.zero_skip_row_lens` of
     the tile's window; expected: :func:`gen.zero_skip.expected_row_lens`, then the results are
     the schedule of expected lengths, not integers)."""
+    key = (id(cfg), s, traffic, fresh, None if c1_lens is None else tuple(c1_lens))
+    hit = _TIMED.get(key)
+    if hit is not None and hit[0] is cfg:
+        return dict(hit[1])
+    out = _host_tile_timing(cfg, s, traffic, fresh, c1_lens)
+    if len(_TIMED) >= 512:           # the planner and gen.perf time the same tiles: keep a few
+        _TIMED.clear()
+    _TIMED[key] = (cfg, out)
+    return dict(out)
+
+
+#: results of :func:`host_tile_timing` by (configuration, shape, traffic, fresh, row lengths)
+_TIMED: dict[tuple, tuple[HardwareConfig, dict[str, int]]] = {}
+
+
+def _host_tile_timing(cfg: HardwareConfig, s: TileShape, traffic: HostTraffic, fresh: bool,
+                      c1_lens: Sequence[float] | None) -> dict[str, int]:
     from .host_program import run_tile
     zero_skip = cfg.arrangement.cluster1 == "zero_skip"
     if zero_skip and c1_lens is None:

@@ -130,7 +130,8 @@ def layer_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
     host_cache: dict[tuple[TileShape, bool], dict[str, int]] = {}
     for t in plan:
         shape = TileShape(cin, rank, t.out_channels, t.height, t.width, timesteps, mode, sched, pool,
-                          residual, t.zero_halo, t.pack, t.order, t.w4_ring, t.w23_ring, t.w1_ring)
+                          residual, t.zero_halo, t.pack, t.order, t.w4_ring, t.w23_ring, t.w1_ring,
+                          t.early_start)
         # the zero-skipping cluster 1's rows: expected lengths at ``density`` (floats)
         lens = expected_row_lens(tcfg, shape, density) if skipping else None
         if shape not in cache:
@@ -174,12 +175,26 @@ def layer_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
         "host_c1_in_wait": host["c1_in_wait"], "host_lif_stall": host["lif_stall"],
         "host_c4_w_wait": host["c4_w_wait"],
         "host_w_wait": host["c4_w_wait"] + host["c2_w_wait"] + host["c3_w_wait"] + host["c1_w_wait"],
-        "streamed": (("w1",) * any(t.w1_ring for t in plan) + ("w2", "w3") * any(t.w23_ring for t in plan)
-                     + ("w4",) * any(t.w4_ring for t in plan)),
+        "streamed": _streamed(tcfg, plan),
+        "early_start": any(t.early_start for t in plan),
         "utilisation": {k.replace("_ops", ""): v / (p * cycles) for k, v in ideal.items() if k.endswith("_ops")},
         **streaming_need(cfg, rank, cin, cout, h, sched, mode, totals),
         **{k: v for k, v in totals.items() if k != "cycles"},
     }
+
+
+def _streamed(cfg: HardwareConfig, plan) -> tuple[str, ...]:
+    """The cores a plan streams (rings smaller than the core; an early-start tile's rings that
+    hold the whole core do not count: :func:`gen.host_program.whole_rings`)."""
+    from ttsnn.gen.geometry import TileGeometry
+    from ttsnn.gen.host_program import whole_rings
+    found: set[str] = set()
+    for t in plan:
+        whole = whole_rings(cfg, TileGeometry.of_shape(cfg, t), t)     # (go, ng: any mode's)
+        for core, ring in (("w1", t.w1_ring), ("w23", t.w23_ring), ("w4", t.w4_ring)):
+            if ring and not whole[core]:
+                found.add(core)
+    return (("w1",) * ("w1" in found) + ("w2", "w3") * ("w23" in found) + ("w4",) * ("w4" in found))
 
 
 def streaming_need(cfg: HardwareConfig, rank: int, cin: int, cout: int, height: int,
@@ -309,12 +324,15 @@ def plot_report(rows: Sequence[Mapping[str, Any]], path: str | Path) -> None:
 def _fits_text(row: Mapping[str, Any]) -> str:
     """The ``fits`` column: ``yes`` (every core resident), ``S`` and the streamed cores'
     numbers (it fits with those cores streamed through their rings: ``S4`` G4, ``S234``
-    G2, G3 and G4, ``S1234`` all four; ``w1_ring``, ``w23_ring``, ``w4_ring``), ``NO`` (timed on a copy with a weight buffer
-    large enough)."""
+    G2, G3 and G4, ``S1234`` all four; ``w1_ring``, ``w23_ring``, ``w4_ring``), ``E`` (every
+    core fits and is loaded once, after the start, through rings that hold it whole:
+    ``Tile.early_start``), ``NO`` (timed on a copy with a weight buffer large enough)."""
     if not row["fits_weight_buffer"]:
         return "NO"
     streamed = sorted({n[1] for n in row.get("streamed", ())})
-    return "S" + "".join(streamed) if streamed else "yes"
+    if streamed:
+        return "S" + "".join(streamed)
+    return "E" if row.get("early_start") else "yes"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,6 +32,7 @@ from ttsnn.gen import cyclemodel as cm
 from ttsnn.gen.config import HardwareConfig
 from ttsnn.gen.cyclemodel import TileShape
 from ttsnn.gen.driver import input_row_order
+from ttsnn.gen.host_program import whole_rings
 from ttsnn.gen.geometry import TileGeometry, window_pixels
 from ttsnn.gen.hostmap import COUNTER_NAMES, host_map
 from ttsnn.gen.zero_skip import expected_event_steps, expected_row_lens, w1_depth, zero_skip_row_lens
@@ -89,7 +90,7 @@ def tile_shape(tile, mode: str, schedule: Sequence[bool] | None = None,
                      vals["width"], t, mode, _schedule(mode, schedule, t), pool, bool(residual), zh,
                      int(getattr(tile, "pack", 0)), int(getattr(tile, "order", 0)),
                      int(getattr(tile, "w4_ring", 0)), int(getattr(tile, "w23_ring", 0)),
-                     int(getattr(tile, "w1_ring", 0)))
+                     int(getattr(tile, "w1_ring", 0)), bool(getattr(tile, "early_start", False)))
 
 
 def computed_pixels(s: TileShape) -> tuple[int, int]:
@@ -130,7 +131,9 @@ def host_regions(cfg: HardwareConfig, s: TileShape, load_weights: bool = True
     A streamed G4 (``s.w4_ring``) moves ``GO*r`` words per output row, streamed G2/G3
     (``s.w23_ring``) ``ng*NS`` words each per MAC row, a streamed G1 (``s.w1_ring``) its whole
     core (transposed for the zero-skipping cluster 1, dense for the dense one) per window row
-    sent, whether or not the tile loads its other cores."""
+    sent, whether or not the tile loads its other cores. An early-start tile (``s.early_start``)
+    moves the cores whose rings hold them whole once, like resident ones, when it loads them
+    (:func:`gen.host_program.whole_rings`)."""
     g = TileGeometry.of_shape(cfg, s)
     sub = _subwords(cfg)
     out: dict[str, tuple[int, int]] = {}
@@ -140,15 +143,26 @@ def host_regions(cfg: HardwareConfig, s: TileShape, load_weights: bool = True
         out["w3"] = (g.ng * g.ns, sub["w3"])
         out["w4"] = (g.go * s.rank, sub["w4"])
         out["affine"] = (g.go, sub["affine"])
-    if s.w4_ring:
+    whole = whole_rings(cfg, g, s)     # early start: rings that hold the whole core, moved once
+    if whole["w23"] and not any(s.full(t) for t in range(s.timesteps)):
+        out.pop("w2", None)            # no MAC row: G2/G3 never sent (no chunk needs them)
+        out.pop("w3", None)
+    if s.w4_ring and not whole["w4"]:
         out["w4"] = (s.timesteps * g.ho * g.go * s.rank, sub["w4"])
-    if s.w23_ring:       # streamed G2/G3: each MAC row's ng chunks of NS words
+    if s.w23_ring and not whole["w23"]:       # streamed G2/G3: each MAC row's ng chunks of NS words
         mac_rows = s.height * sum(1 for t in range(s.timesteps) if s.full(t))
         out["w2"] = (mac_rows * g.ng * g.ns, sub["w2"])
         out["w3"] = (mac_rows * g.ng * g.ns, sub["w3"])
     rows_in = len(input_row_order(s.height, s.timesteps, s.zero_halo, s.order))
-    if s.w1_ring:        # streamed G1: its whole core per window row sent (chunks of a rank group or a rank)
+    if s.w1_ring and not whole["w1"]:  # streamed G1: its whole core per window row sent
+        # (chunks of a rank group or a rank)
         out["w1"] = (rows_in * w1_depth(cfg, s.rank, s.in_channels, s.pack), sub["w1"])
+    return _host_io(cfg, s, g, sub, out)
+
+
+def _host_io(cfg: HardwareConfig, s: TileShape, g: TileGeometry, sub, out: dict) -> dict[str, tuple[int, int]]:
+    """:func:`host_regions`' input, residual and output rows, added to ``out``."""
+    rows_in = len(input_row_order(s.height, s.timesteps, s.zero_halo, s.order))
     out["spike_in"] = (rows_in * g.in_row_words, sub["spike_in"])
     rows_out = s.timesteps * g.ho
     if s.residual:

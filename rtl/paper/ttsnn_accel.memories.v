@@ -7,12 +7,12 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
 , e4_affine__en, \port__en$119 , e4_residual__addr, \port__en$125 , e4_membrane_in__addr, \wr__data$181 , e4_membrane_out__addr, e4_spikes__addr, e4_trace__addr, \port$8768$0 , \port$8769$0 , \port$8770$0 , \port$8771$0 , \port$8772$0 , \port$8773$0 , \port$8774$0 , \port$8775$0 , \port$8776$0 , \port$8777$0 , \port$8778$0 , \port$8779$0 
 , \port$8780$0 , \port$8781$0 , \port$8782$0 , \port$8783$0 , \port$8784$0 , \port$8785$0 , \port$8786$0 , \port$8787$0 , \port$8788$0 , \port$8789$0 , \port$8790$0 , \port$8791$0 , \port$8792$0 , \port$8793$0 , \port$8794$0 , \port$8795$0 , \port$8796$0 , \port$8797$0 , \port$8798$0 , \port$8799$0 , \port$8800$0 
 , \port$8801$0 , \port$8802$0 , \port$8803$0 , \port$8804$0 , \port$8805$0 , \port$8806$0 , \port$8807$0 , \port$8808$0 , \port$8809$0 , \port$8810$0 , \port$8811$0 , \port$8812$0 , \port$8813$0 , \port$8814$0 , \port$8815$0 , \port$8816$0 , \port$8817$0 , \port$8818$0 , \port$8819$0 , \port$8820$0 , \port$8821$0 
-, \port$8822$0 , \port$8823$0 , \port$8824$0 , \port$8825$0 , \port$8826$0 , \port$8827$0 , \port$8828$0 , \port$8829$0 , \port$8830$0 , \port$8831$0 , bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, bw_weights__addr, \port__en$141 , bw_trace__en, bw_trace__addr
-, \port__en$147 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$191 , host__w2__addr, host__w2__rd_en, \wr__en$197 , host__w3__addr, host__w3__rd_en, \wr__en$203 , host__w4__addr, host__w4__rd_en, \wr__en$209 , host__affine__addr, host__affine__rd_en, \wr__en$215 , host__spike_in__addr, host__spike_in__rd_en
-, \wr__en$221 , host__residual__addr, \wr__en$227 , host__membrane__addr, \port__en$233 , host__spikes__addr, \port__en$239 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$245 , host__trace__addr, host__trace__rd_en, host__trace__wr_en, host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data
-, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e4_affine__addr, \wr__en$171 , \port$55984$0 
-, \port$55998$0 , \port$56012$0 , \port$56026$0 , \port$56040$0 , \port$56054$0 , \port$56068$0 , \port$56082$0 , \port$56096$0 , \port$56110$0 , \port$56124$0 , \port$56138$0 , \port$56152$0 , \port$56166$0 , \port$56180$0 , \port$56194$0 , \port$56208$0 , \port$56222$0 , \port$56236$0 , \port$56250$0 , \port$56264$0 , \port$56278$0 
-, \port$56292$0 , \port$56306$0 , \port$56320$0 , \port$56334$0 , \port$56348$0 , \port$56362$0 , \port$56376$0 , \port$56390$0 , \port$56404$0 , \port$56418$0 , \port$57218$0 , \port$59996$0 , desc, \wr__data$194 );
+, \port$8822$0 , \port$8823$0 , \port$8824$0 , \port$8825$0 , \port$8826$0 , \port$8827$0 , \port$8828$0 , \port$8829$0 , \port$8830$0 , \port$8831$0 , bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, \port__en$141 , bw_trace__en, bw_trace__addr, \port__en$147 
+, bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$191 , host__w2__addr, host__w2__rd_en, \wr__en$197 , host__w3__addr, host__w3__rd_en, \wr__en$203 , host__w4__addr, host__w4__rd_en, \wr__en$209 , host__affine__addr, host__affine__rd_en, \wr__en$215 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$221 
+, host__residual__addr, \wr__en$227 , host__membrane__addr, \port__en$233 , host__spikes__addr, \port__en$239 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$245 , host__trace__addr, host__trace__rd_en, host__trace__wr_en, host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data
+, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e4_affine__addr, \wr__en$171 , \port$53044$0 , \port$53058$0 
+, \port$53072$0 , \port$53086$0 , \port$53100$0 , \port$53114$0 , \port$53128$0 , \port$53142$0 , \port$53156$0 , \port$53170$0 , \port$53184$0 , \port$53198$0 , \port$53212$0 , \port$53226$0 , \port$53240$0 , \port$53254$0 , \port$53268$0 , \port$53282$0 , \port$53296$0 , \port$53310$0 , \port$53324$0 , \port$53338$0 , \port$53352$0 
+, \port$53366$0 , \port$53380$0 , \port$53394$0 , \port$53408$0 , \port$53422$0 , \port$53436$0 , \port$53450$0 , \port$53464$0 , \port$53478$0 , bw_weights__addr, \port$54244$0 , \port$57022$0 , desc, \wr__data$194 );
   reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -374,74 +374,74 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire host__w4__rd_en;
   wire [255:0] host__w4__wr_data;
   wire host__w4__wr_en;
-  input [15:0] \port$55984$0 ;
-  wire [15:0] \port$55984$0 ;
-  input [15:0] \port$55998$0 ;
-  wire [15:0] \port$55998$0 ;
-  input [15:0] \port$56012$0 ;
-  wire [15:0] \port$56012$0 ;
-  input [15:0] \port$56026$0 ;
-  wire [15:0] \port$56026$0 ;
-  input [15:0] \port$56040$0 ;
-  wire [15:0] \port$56040$0 ;
-  input [15:0] \port$56054$0 ;
-  wire [15:0] \port$56054$0 ;
-  input [15:0] \port$56068$0 ;
-  wire [15:0] \port$56068$0 ;
-  input [15:0] \port$56082$0 ;
-  wire [15:0] \port$56082$0 ;
-  input [15:0] \port$56096$0 ;
-  wire [15:0] \port$56096$0 ;
-  input [15:0] \port$56110$0 ;
-  wire [15:0] \port$56110$0 ;
-  input [15:0] \port$56124$0 ;
-  wire [15:0] \port$56124$0 ;
-  input [15:0] \port$56138$0 ;
-  wire [15:0] \port$56138$0 ;
-  input [15:0] \port$56152$0 ;
-  wire [15:0] \port$56152$0 ;
-  input [15:0] \port$56166$0 ;
-  wire [15:0] \port$56166$0 ;
-  input [15:0] \port$56180$0 ;
-  wire [15:0] \port$56180$0 ;
-  input [15:0] \port$56194$0 ;
-  wire [15:0] \port$56194$0 ;
-  input [15:0] \port$56208$0 ;
-  wire [15:0] \port$56208$0 ;
-  input [15:0] \port$56222$0 ;
-  wire [15:0] \port$56222$0 ;
-  input [15:0] \port$56236$0 ;
-  wire [15:0] \port$56236$0 ;
-  input [15:0] \port$56250$0 ;
-  wire [15:0] \port$56250$0 ;
-  input [15:0] \port$56264$0 ;
-  wire [15:0] \port$56264$0 ;
-  input [15:0] \port$56278$0 ;
-  wire [15:0] \port$56278$0 ;
-  input [15:0] \port$56292$0 ;
-  wire [15:0] \port$56292$0 ;
-  input [15:0] \port$56306$0 ;
-  wire [15:0] \port$56306$0 ;
-  input [15:0] \port$56320$0 ;
-  wire [15:0] \port$56320$0 ;
-  input [15:0] \port$56334$0 ;
-  wire [15:0] \port$56334$0 ;
-  input [15:0] \port$56348$0 ;
-  wire [15:0] \port$56348$0 ;
-  input [15:0] \port$56362$0 ;
-  wire [15:0] \port$56362$0 ;
-  input [15:0] \port$56376$0 ;
-  wire [15:0] \port$56376$0 ;
-  input [15:0] \port$56390$0 ;
-  wire [15:0] \port$56390$0 ;
-  input [15:0] \port$56404$0 ;
-  wire [15:0] \port$56404$0 ;
-  input [15:0] \port$56418$0 ;
-  wire [15:0] \port$56418$0 ;
-  input [15:0] \port$57218$0 ;
-  wire [15:0] \port$57218$0 ;
-  input [1279:0] \port$59996$0 ;
-  wire [1279:0] \port$59996$0 ;
+  input [15:0] \port$53044$0 ;
+  wire [15:0] \port$53044$0 ;
+  input [15:0] \port$53058$0 ;
+  wire [15:0] \port$53058$0 ;
+  input [15:0] \port$53072$0 ;
+  wire [15:0] \port$53072$0 ;
+  input [15:0] \port$53086$0 ;
+  wire [15:0] \port$53086$0 ;
+  input [15:0] \port$53100$0 ;
+  wire [15:0] \port$53100$0 ;
+  input [15:0] \port$53114$0 ;
+  wire [15:0] \port$53114$0 ;
+  input [15:0] \port$53128$0 ;
+  wire [15:0] \port$53128$0 ;
+  input [15:0] \port$53142$0 ;
+  wire [15:0] \port$53142$0 ;
+  input [15:0] \port$53156$0 ;
+  wire [15:0] \port$53156$0 ;
+  input [15:0] \port$53170$0 ;
+  wire [15:0] \port$53170$0 ;
+  input [15:0] \port$53184$0 ;
+  wire [15:0] \port$53184$0 ;
+  input [15:0] \port$53198$0 ;
+  wire [15:0] \port$53198$0 ;
+  input [15:0] \port$53212$0 ;
+  wire [15:0] \port$53212$0 ;
+  input [15:0] \port$53226$0 ;
+  wire [15:0] \port$53226$0 ;
+  input [15:0] \port$53240$0 ;
+  wire [15:0] \port$53240$0 ;
+  input [15:0] \port$53254$0 ;
+  wire [15:0] \port$53254$0 ;
+  input [15:0] \port$53268$0 ;
+  wire [15:0] \port$53268$0 ;
+  input [15:0] \port$53282$0 ;
+  wire [15:0] \port$53282$0 ;
+  input [15:0] \port$53296$0 ;
+  wire [15:0] \port$53296$0 ;
+  input [15:0] \port$53310$0 ;
+  wire [15:0] \port$53310$0 ;
+  input [15:0] \port$53324$0 ;
+  wire [15:0] \port$53324$0 ;
+  input [15:0] \port$53338$0 ;
+  wire [15:0] \port$53338$0 ;
+  input [15:0] \port$53352$0 ;
+  wire [15:0] \port$53352$0 ;
+  input [15:0] \port$53366$0 ;
+  wire [15:0] \port$53366$0 ;
+  input [15:0] \port$53380$0 ;
+  wire [15:0] \port$53380$0 ;
+  input [15:0] \port$53394$0 ;
+  wire [15:0] \port$53394$0 ;
+  input [15:0] \port$53408$0 ;
+  wire [15:0] \port$53408$0 ;
+  input [15:0] \port$53422$0 ;
+  wire [15:0] \port$53422$0 ;
+  input [15:0] \port$53436$0 ;
+  wire [15:0] \port$53436$0 ;
+  input [15:0] \port$53450$0 ;
+  wire [15:0] \port$53450$0 ;
+  input [15:0] \port$53464$0 ;
+  wire [15:0] \port$53464$0 ;
+  input [15:0] \port$53478$0 ;
+  wire [15:0] \port$53478$0 ;
+  input [15:0] \port$54244$0 ;
+  wire [15:0] \port$54244$0 ;
+  input [1279:0] \port$57022$0 ;
+  wire [1279:0] \port$57022$0 ;
   input [7:0] \port$6009$0 ;
   wire [7:0] \port$6009$0 ;
   input [7:0] \port$6049$0 ;
@@ -784,13 +784,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$59996$0  };
+      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$57022$0  };
   end
   reg [1535:0] _0_;
   reg [1535:0] _1_;
   always @(posedge clk) begin
     if (\port__en$147 ) begin
-      _0_ <= mem_affine[\port$57218$0 [3:0]];
+      _0_ <= mem_affine[\port$54244$0 [3:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$83 [3:0]];
@@ -8073,7 +8073,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$171 )
-      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$56418$0 , \port$56404$0 , \port$56390$0 , \port$56376$0 , \port$56362$0 , \port$56348$0 , \port$56334$0 , \port$56320$0 , \port$56306$0 , \port$56292$0 , \port$56278$0 , \port$56264$0 , \port$56250$0 , \port$56236$0 , \port$56222$0 , \port$56208$0 , \port$56194$0 , \port$56180$0 , \port$56166$0 , \port$56152$0 , \port$56138$0 , \port$56124$0 , \port$56110$0 , \port$56096$0 , \port$56082$0 , \port$56068$0 , \port$56054$0 , \port$56040$0 , \port$56026$0 , \port$56012$0 , \port$55998$0 , \port$55984$0  };
+      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$53478$0 , \port$53464$0 , \port$53450$0 , \port$53436$0 , \port$53422$0 , \port$53408$0 , \port$53394$0 , \port$53380$0 , \port$53366$0 , \port$53352$0 , \port$53338$0 , \port$53324$0 , \port$53310$0 , \port$53296$0 , \port$53282$0 , \port$53268$0 , \port$53254$0 , \port$53240$0 , \port$53226$0 , \port$53212$0 , \port$53198$0 , \port$53184$0 , \port$53170$0 , \port$53156$0 , \port$53142$0 , \port$53128$0 , \port$53114$0 , \port$53100$0 , \port$53086$0 , \port$53072$0 , \port$53058$0 , \port$53044$0  };
   end
   reg [511:0] _9_;
   reg [511:0] _10_;
@@ -8476,7 +8476,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$227 )
-      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$59996$0 [255:0] };
+      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$57022$0 [255:0] };
   end
   reg [511:0] _11_;
   always @(posedge clk) begin
@@ -16197,7 +16197,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$signature__data$24  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$45 ) begin
-      \$signature__data$24  = { \wr__data$194 , \port$59996$0 [255:0] };
+      \$signature__data$24  = { \wr__data$194 , \port$57022$0 [255:0] };
     end
     if (\$58 ) begin
       \$signature__data$24  = bw_grad_w2__data;
@@ -16236,7 +16236,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$signature__data$28  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$52 ) begin
-      \$signature__data$28  = { \wr__data$194 , \port$59996$0 [255:0] };
+      \$signature__data$28  = { \wr__data$194 , \port$57022$0 [255:0] };
     end
     if (\$64 ) begin
       \$signature__data$28  = bw_grad_w2__data;
@@ -16245,7 +16245,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$194 , \port$59996$0 [255:0] };
+  assign host__gbuf__wr_data = { \wr__data$194 , \port$57022$0 [255:0] };
   assign port__addr = \$78 [10:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$79 [9:0];
@@ -16289,8 +16289,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$143  = bw_weights__addr[10:0];
   assign \port__data$146  = bw_weights__data;
   assign bw_affine__en = \port__en$147 ;
-  assign \port__addr$149  = \port$57218$0 [3:0];
-  assign bw_affine__addr = { 4'h0, \port$57218$0  };
+  assign \port__addr$149  = \port$54244$0 [3:0];
+  assign bw_affine__addr = { 4'h0, \port$54244$0  };
   assign \port__data$152  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[9:0];
@@ -16304,8 +16304,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$169 ;
   assign e4_membrane_out__en = \wr__en$171 ;
   assign \wr__addr$173  = e4_membrane_out__addr[9:0];
-  assign \wr__data$175  = { \port$56418$0 , \port$56404$0 , \port$56390$0 , \port$56376$0 , \port$56362$0 , \port$56348$0 , \port$56334$0 , \port$56320$0 , \port$56306$0 , \port$56292$0 , \port$56278$0 , \port$56264$0 , \port$56250$0 , \port$56236$0 , \port$56222$0 , \port$56208$0 , \port$56194$0 , \port$56180$0 , \port$56166$0 , \port$56152$0 , \port$56138$0 , \port$56124$0 , \port$56110$0 , \port$56096$0 , \port$56082$0 , \port$56068$0 , \port$56054$0 , \port$56040$0 , \port$56026$0 , \port$56012$0 , \port$55998$0 , \port$55984$0  };
-  assign e4_membrane_out__data = { \port$56418$0 , \port$56404$0 , \port$56390$0 , \port$56376$0 , \port$56362$0 , \port$56348$0 , \port$56334$0 , \port$56320$0 , \port$56306$0 , \port$56292$0 , \port$56278$0 , \port$56264$0 , \port$56250$0 , \port$56236$0 , \port$56222$0 , \port$56208$0 , \port$56194$0 , \port$56180$0 , \port$56166$0 , \port$56152$0 , \port$56138$0 , \port$56124$0 , \port$56110$0 , \port$56096$0 , \port$56082$0 , \port$56068$0 , \port$56054$0 , \port$56040$0 , \port$56026$0 , \port$56012$0 , \port$55998$0 , \port$55984$0  };
+  assign \wr__data$175  = { \port$53478$0 , \port$53464$0 , \port$53450$0 , \port$53436$0 , \port$53422$0 , \port$53408$0 , \port$53394$0 , \port$53380$0 , \port$53366$0 , \port$53352$0 , \port$53338$0 , \port$53324$0 , \port$53310$0 , \port$53296$0 , \port$53282$0 , \port$53268$0 , \port$53254$0 , \port$53240$0 , \port$53226$0 , \port$53212$0 , \port$53198$0 , \port$53184$0 , \port$53170$0 , \port$53156$0 , \port$53142$0 , \port$53128$0 , \port$53114$0 , \port$53100$0 , \port$53086$0 , \port$53072$0 , \port$53058$0 , \port$53044$0  };
+  assign e4_membrane_out__data = { \port$53478$0 , \port$53464$0 , \port$53450$0 , \port$53436$0 , \port$53422$0 , \port$53408$0 , \port$53394$0 , \port$53380$0 , \port$53366$0 , \port$53352$0 , \port$53338$0 , \port$53324$0 , \port$53310$0 , \port$53296$0 , \port$53282$0 , \port$53268$0 , \port$53254$0 , \port$53240$0 , \port$53226$0 , \port$53212$0 , \port$53198$0 , \port$53184$0 , \port$53170$0 , \port$53156$0 , \port$53142$0 , \port$53128$0 , \port$53114$0 , \port$53100$0 , \port$53086$0 , \port$53072$0 , \port$53058$0 , \port$53044$0  };
   assign \wr__en$177  = \wr__en$171 ;
   assign e4_spikes__en = \wr__en$171 ;
   assign \wr__addr$179  = e4_spikes__addr[9:0];
@@ -16335,8 +16335,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__affine__addr[3:0];
-  assign \wr__data$218  = { \wr__data$194 , \port$59996$0  };
-  assign host__affine__wr_data = { \wr__data$194 , \port$59996$0  };
+  assign \wr__data$218  = { \wr__data$194 , \port$57022$0  };
+  assign host__affine__wr_data = { \wr__data$194 , \port$57022$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$221 ;
   assign \wr__addr$223  = host__spike_in__addr[10:0];
@@ -16345,8 +16345,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$227 ;
   assign \wr__addr$229  = host__residual__addr[8:0];
-  assign \wr__data$231  = { \wr__data$194 , \port$59996$0 [255:0] };
-  assign host__residual__wr_data = { \wr__data$194 , \port$59996$0 [255:0] };
+  assign \wr__data$231  = { \wr__data$194 , \port$57022$0 [255:0] };
+  assign host__residual__wr_data = { \wr__data$194 , \port$57022$0 [255:0] };
   assign host__membrane__rd_en = \port__en$233 ;
   assign \port__addr$235  = host__membrane__addr[9:0];
   assign \port__data$238  = host__membrane__rd_data;

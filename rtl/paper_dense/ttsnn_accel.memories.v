@@ -9,12 +9,12 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
 , \port$7371$0 , \port$7372$0 , \port$7373$0 , \port$7374$0 , \port$7375$0 , \port$7376$0 , \port$7377$0 , \port$7378$0 , \port$7379$0 , \port$7380$0 , \port$7381$0 , \port$7382$0 , \port$7383$0 , \port$7384$0 , \port$7385$0 , \port$7386$0 , \port$7387$0 , \port$7388$0 , \port$7389$0 , \port$7390$0 , \port$7391$0 
 , \port$7392$0 , \port$7393$0 , \port$7394$0 , \port$7395$0 , \port$7396$0 , \port$7397$0 , \port$7398$0 , \port$7399$0 , \port$7400$0 , \port$7401$0 , \port$7402$0 , \port$7403$0 , \port$7404$0 , \port$7405$0 , \port$7406$0 , \port$7407$0 , \port$7408$0 , \port$7409$0 , \port$7410$0 , \port$7411$0 , \port$7412$0 
 , \port$7413$0 , \port$7414$0 , \port$7415$0 , \port$7416$0 , \port$7417$0 , \port$7418$0 , \port$7419$0 , \port$7420$0 , \port$7421$0 , \port$7422$0 , \port$7423$0 , \port$7424$0 , \port$7425$0 , \port$7426$0 , \port$7427$0 , \port$7428$0 , \port$7429$0 , \port$7430$0 , \port$7431$0 , bw_grad_a__en, bw_grad_a__addr
-, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, bw_weights__addr, \port__en$141 , bw_trace__en, bw_trace__addr, \port__en$147 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$191 , host__w2__addr, host__w2__rd_en, \wr__en$197 , host__w3__addr, host__w3__rd_en
-, \wr__en$203 , host__w4__addr, host__w4__rd_en, \wr__en$209 , host__affine__addr, host__affine__rd_en, \wr__en$215 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$221 , host__residual__addr, \wr__en$227 , host__membrane__addr, \port__en$233 , host__spikes__addr, \port__en$239 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$245 
-, host__trace__addr, host__trace__rd_en, host__trace__wr_en, host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data
-, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$171 , \port$54478$0 , \port$54492$0 , \port$54506$0 , \port$54520$0 , \port$54534$0 , \port$54548$0 , \port$54562$0 , \port$54576$0 , \port$54590$0 , \port$54604$0 , \port$54618$0 , \port$54632$0 
-, \port$54646$0 , \port$54660$0 , \port$54674$0 , \port$54688$0 , \port$54702$0 , \port$54716$0 , \port$54730$0 , \port$54744$0 , \port$54758$0 , \port$54772$0 , \port$54786$0 , \port$54800$0 , \port$54814$0 , \port$54828$0 , \port$54842$0 , \port$54856$0 , \port$54870$0 , \port$54884$0 , \port$54898$0 , \port$54912$0 , \port$55712$0 
-, \port$58490$0 , desc, \wr__data$194 );
+, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, \port__en$141 , bw_trace__en, bw_trace__addr, \port__en$147 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$191 , host__w2__addr, host__w2__rd_en, \wr__en$197 , host__w3__addr, host__w3__rd_en, \wr__en$203 
+, host__w4__addr, host__w4__rd_en, \wr__en$209 , host__affine__addr, host__affine__rd_en, \wr__en$215 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$221 , host__residual__addr, \wr__en$227 , host__membrane__addr, \port__en$233 , host__spikes__addr, \port__en$239 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$245 , host__trace__addr
+, host__trace__rd_en, host__trace__wr_en, host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data
+, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$171 , \port$51538$0 , \port$51552$0 , \port$51566$0 , \port$51580$0 , \port$51594$0 , \port$51608$0 , \port$51622$0 , \port$51636$0 , \port$51650$0 , \port$51664$0 , \port$51678$0 , \port$51692$0 , \port$51706$0 
+, \port$51720$0 , \port$51734$0 , \port$51748$0 , \port$51762$0 , \port$51776$0 , \port$51790$0 , \port$51804$0 , \port$51818$0 , \port$51832$0 , \port$51846$0 , \port$51860$0 , \port$51874$0 , \port$51888$0 , \port$51902$0 , \port$51916$0 , \port$51930$0 , \port$51944$0 , \port$51958$0 , \port$51972$0 , bw_weights__addr, \port$52738$0 
+, \port$55516$0 , desc, \wr__data$194 );
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -468,12 +468,78 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$5089$0 ;
   input [7:0] \port$5129$0 ;
   wire [7:0] \port$5129$0 ;
+  input [15:0] \port$51538$0 ;
+  wire [15:0] \port$51538$0 ;
+  input [15:0] \port$51552$0 ;
+  wire [15:0] \port$51552$0 ;
+  input [15:0] \port$51566$0 ;
+  wire [15:0] \port$51566$0 ;
+  input [15:0] \port$51580$0 ;
+  wire [15:0] \port$51580$0 ;
+  input [15:0] \port$51594$0 ;
+  wire [15:0] \port$51594$0 ;
+  input [15:0] \port$51608$0 ;
+  wire [15:0] \port$51608$0 ;
+  input [15:0] \port$51622$0 ;
+  wire [15:0] \port$51622$0 ;
+  input [15:0] \port$51636$0 ;
+  wire [15:0] \port$51636$0 ;
+  input [15:0] \port$51650$0 ;
+  wire [15:0] \port$51650$0 ;
+  input [15:0] \port$51664$0 ;
+  wire [15:0] \port$51664$0 ;
+  input [15:0] \port$51678$0 ;
+  wire [15:0] \port$51678$0 ;
   input [7:0] \port$5169$0 ;
   wire [7:0] \port$5169$0 ;
+  input [15:0] \port$51692$0 ;
+  wire [15:0] \port$51692$0 ;
+  input [15:0] \port$51706$0 ;
+  wire [15:0] \port$51706$0 ;
+  input [15:0] \port$51720$0 ;
+  wire [15:0] \port$51720$0 ;
+  input [15:0] \port$51734$0 ;
+  wire [15:0] \port$51734$0 ;
+  input [15:0] \port$51748$0 ;
+  wire [15:0] \port$51748$0 ;
+  input [15:0] \port$51762$0 ;
+  wire [15:0] \port$51762$0 ;
+  input [15:0] \port$51776$0 ;
+  wire [15:0] \port$51776$0 ;
+  input [15:0] \port$51790$0 ;
+  wire [15:0] \port$51790$0 ;
+  input [15:0] \port$51804$0 ;
+  wire [15:0] \port$51804$0 ;
+  input [15:0] \port$51818$0 ;
+  wire [15:0] \port$51818$0 ;
+  input [15:0] \port$51832$0 ;
+  wire [15:0] \port$51832$0 ;
+  input [15:0] \port$51846$0 ;
+  wire [15:0] \port$51846$0 ;
+  input [15:0] \port$51860$0 ;
+  wire [15:0] \port$51860$0 ;
+  input [15:0] \port$51874$0 ;
+  wire [15:0] \port$51874$0 ;
+  input [15:0] \port$51888$0 ;
+  wire [15:0] \port$51888$0 ;
+  input [15:0] \port$51902$0 ;
+  wire [15:0] \port$51902$0 ;
+  input [15:0] \port$51916$0 ;
+  wire [15:0] \port$51916$0 ;
+  input [15:0] \port$51930$0 ;
+  wire [15:0] \port$51930$0 ;
+  input [15:0] \port$51944$0 ;
+  wire [15:0] \port$51944$0 ;
+  input [15:0] \port$51958$0 ;
+  wire [15:0] \port$51958$0 ;
+  input [15:0] \port$51972$0 ;
+  wire [15:0] \port$51972$0 ;
   input [7:0] \port$5209$0 ;
   wire [7:0] \port$5209$0 ;
   input [7:0] \port$5249$0 ;
   wire [7:0] \port$5249$0 ;
+  input [15:0] \port$52738$0 ;
+  wire [15:0] \port$52738$0 ;
   input [7:0] \port$5289$0 ;
   wire [7:0] \port$5289$0 ;
   input [7:0] \port$5329$0 ;
@@ -482,80 +548,16 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$5369$0 ;
   input [7:0] \port$5409$0 ;
   wire [7:0] \port$5409$0 ;
-  input [15:0] \port$54478$0 ;
-  wire [15:0] \port$54478$0 ;
   input [7:0] \port$5449$0 ;
   wire [7:0] \port$5449$0 ;
-  input [15:0] \port$54492$0 ;
-  wire [15:0] \port$54492$0 ;
-  input [15:0] \port$54506$0 ;
-  wire [15:0] \port$54506$0 ;
-  input [15:0] \port$54520$0 ;
-  wire [15:0] \port$54520$0 ;
-  input [15:0] \port$54534$0 ;
-  wire [15:0] \port$54534$0 ;
-  input [15:0] \port$54548$0 ;
-  wire [15:0] \port$54548$0 ;
-  input [15:0] \port$54562$0 ;
-  wire [15:0] \port$54562$0 ;
-  input [15:0] \port$54576$0 ;
-  wire [15:0] \port$54576$0 ;
-  input [15:0] \port$54590$0 ;
-  wire [15:0] \port$54590$0 ;
-  input [15:0] \port$54604$0 ;
-  wire [15:0] \port$54604$0 ;
-  input [15:0] \port$54618$0 ;
-  wire [15:0] \port$54618$0 ;
-  input [15:0] \port$54632$0 ;
-  wire [15:0] \port$54632$0 ;
-  input [15:0] \port$54646$0 ;
-  wire [15:0] \port$54646$0 ;
-  input [15:0] \port$54660$0 ;
-  wire [15:0] \port$54660$0 ;
-  input [15:0] \port$54674$0 ;
-  wire [15:0] \port$54674$0 ;
-  input [15:0] \port$54688$0 ;
-  wire [15:0] \port$54688$0 ;
-  input [15:0] \port$54702$0 ;
-  wire [15:0] \port$54702$0 ;
-  input [15:0] \port$54716$0 ;
-  wire [15:0] \port$54716$0 ;
-  input [15:0] \port$54730$0 ;
-  wire [15:0] \port$54730$0 ;
-  input [15:0] \port$54744$0 ;
-  wire [15:0] \port$54744$0 ;
-  input [15:0] \port$54758$0 ;
-  wire [15:0] \port$54758$0 ;
-  input [15:0] \port$54772$0 ;
-  wire [15:0] \port$54772$0 ;
-  input [15:0] \port$54786$0 ;
-  wire [15:0] \port$54786$0 ;
-  input [15:0] \port$54800$0 ;
-  wire [15:0] \port$54800$0 ;
-  input [15:0] \port$54814$0 ;
-  wire [15:0] \port$54814$0 ;
-  input [15:0] \port$54828$0 ;
-  wire [15:0] \port$54828$0 ;
-  input [15:0] \port$54842$0 ;
-  wire [15:0] \port$54842$0 ;
-  input [15:0] \port$54856$0 ;
-  wire [15:0] \port$54856$0 ;
-  input [15:0] \port$54870$0 ;
-  wire [15:0] \port$54870$0 ;
-  input [15:0] \port$54884$0 ;
-  wire [15:0] \port$54884$0 ;
   input [7:0] \port$5489$0 ;
   wire [7:0] \port$5489$0 ;
-  input [15:0] \port$54898$0 ;
-  wire [15:0] \port$54898$0 ;
-  input [15:0] \port$54912$0 ;
-  wire [15:0] \port$54912$0 ;
   input [7:0] \port$5529$0 ;
   wire [7:0] \port$5529$0 ;
+  input [1279:0] \port$55516$0 ;
+  wire [1279:0] \port$55516$0 ;
   input [7:0] \port$5569$0 ;
   wire [7:0] \port$5569$0 ;
-  input [15:0] \port$55712$0 ;
-  wire [15:0] \port$55712$0 ;
   input [7:0] \port$5609$0 ;
   wire [7:0] \port$5609$0 ;
   input [7:0] \port$5649$0 ;
@@ -570,8 +572,6 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$5809$0 ;
   input [7:0] \port$5849$0 ;
   wire [7:0] \port$5849$0 ;
-  input [1279:0] \port$58490$0 ;
-  wire [1279:0] \port$58490$0 ;
   input \port$7368$0 ;
   wire \port$7368$0 ;
   input [1:0] \port$7369$0 ;
@@ -849,13 +849,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$58490$0  };
+      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$55516$0  };
   end
   reg [1535:0] _0_;
   reg [1535:0] _1_;
   always @(posedge clk) begin
     if (\port__en$147 ) begin
-      _0_ <= mem_affine[\port$55712$0 [3:0]];
+      _0_ <= mem_affine[\port$52738$0 [3:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$83 [3:0]];
@@ -8138,7 +8138,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$171 )
-      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$54912$0 , \port$54898$0 , \port$54884$0 , \port$54870$0 , \port$54856$0 , \port$54842$0 , \port$54828$0 , \port$54814$0 , \port$54800$0 , \port$54786$0 , \port$54772$0 , \port$54758$0 , \port$54744$0 , \port$54730$0 , \port$54716$0 , \port$54702$0 , \port$54688$0 , \port$54674$0 , \port$54660$0 , \port$54646$0 , \port$54632$0 , \port$54618$0 , \port$54604$0 , \port$54590$0 , \port$54576$0 , \port$54562$0 , \port$54548$0 , \port$54534$0 , \port$54520$0 , \port$54506$0 , \port$54492$0 , \port$54478$0  };
+      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$51972$0 , \port$51958$0 , \port$51944$0 , \port$51930$0 , \port$51916$0 , \port$51902$0 , \port$51888$0 , \port$51874$0 , \port$51860$0 , \port$51846$0 , \port$51832$0 , \port$51818$0 , \port$51804$0 , \port$51790$0 , \port$51776$0 , \port$51762$0 , \port$51748$0 , \port$51734$0 , \port$51720$0 , \port$51706$0 , \port$51692$0 , \port$51678$0 , \port$51664$0 , \port$51650$0 , \port$51636$0 , \port$51622$0 , \port$51608$0 , \port$51594$0 , \port$51580$0 , \port$51566$0 , \port$51552$0 , \port$51538$0  };
   end
   reg [511:0] _9_;
   reg [511:0] _10_;
@@ -8541,7 +8541,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$227 )
-      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$58490$0 [255:0] };
+      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$55516$0 [255:0] };
   end
   reg [511:0] _11_;
   always @(posedge clk) begin
@@ -16262,7 +16262,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$24  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$45 ) begin
-      \$signature__data$24  = { \wr__data$194 , \port$58490$0 [255:0] };
+      \$signature__data$24  = { \wr__data$194 , \port$55516$0 [255:0] };
     end
     if (\$58 ) begin
       \$signature__data$24  = bw_grad_w2__data;
@@ -16301,7 +16301,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$28  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$52 ) begin
-      \$signature__data$28  = { \wr__data$194 , \port$58490$0 [255:0] };
+      \$signature__data$28  = { \wr__data$194 , \port$55516$0 [255:0] };
     end
     if (\$64 ) begin
       \$signature__data$28  = bw_grad_w2__data;
@@ -16310,7 +16310,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$194 , \port$58490$0 [255:0] };
+  assign host__gbuf__wr_data = { \wr__data$194 , \port$55516$0 [255:0] };
   assign port__addr = \$78 [10:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$79 [9:0];
@@ -16354,8 +16354,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$143  = bw_weights__addr[10:0];
   assign \port__data$146  = bw_weights__data;
   assign bw_affine__en = \port__en$147 ;
-  assign \port__addr$149  = \port$55712$0 [3:0];
-  assign bw_affine__addr = { 4'h0, \port$55712$0  };
+  assign \port__addr$149  = \port$52738$0 [3:0];
+  assign bw_affine__addr = { 4'h0, \port$52738$0  };
   assign \port__data$152  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[9:0];
@@ -16370,8 +16370,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$169 ;
   assign e4_membrane_out__en = \wr__en$171 ;
   assign \wr__addr$173  = e4_membrane_out__addr[9:0];
-  assign \wr__data$175  = { \port$54912$0 , \port$54898$0 , \port$54884$0 , \port$54870$0 , \port$54856$0 , \port$54842$0 , \port$54828$0 , \port$54814$0 , \port$54800$0 , \port$54786$0 , \port$54772$0 , \port$54758$0 , \port$54744$0 , \port$54730$0 , \port$54716$0 , \port$54702$0 , \port$54688$0 , \port$54674$0 , \port$54660$0 , \port$54646$0 , \port$54632$0 , \port$54618$0 , \port$54604$0 , \port$54590$0 , \port$54576$0 , \port$54562$0 , \port$54548$0 , \port$54534$0 , \port$54520$0 , \port$54506$0 , \port$54492$0 , \port$54478$0  };
-  assign e4_membrane_out__data = { \port$54912$0 , \port$54898$0 , \port$54884$0 , \port$54870$0 , \port$54856$0 , \port$54842$0 , \port$54828$0 , \port$54814$0 , \port$54800$0 , \port$54786$0 , \port$54772$0 , \port$54758$0 , \port$54744$0 , \port$54730$0 , \port$54716$0 , \port$54702$0 , \port$54688$0 , \port$54674$0 , \port$54660$0 , \port$54646$0 , \port$54632$0 , \port$54618$0 , \port$54604$0 , \port$54590$0 , \port$54576$0 , \port$54562$0 , \port$54548$0 , \port$54534$0 , \port$54520$0 , \port$54506$0 , \port$54492$0 , \port$54478$0  };
+  assign \wr__data$175  = { \port$51972$0 , \port$51958$0 , \port$51944$0 , \port$51930$0 , \port$51916$0 , \port$51902$0 , \port$51888$0 , \port$51874$0 , \port$51860$0 , \port$51846$0 , \port$51832$0 , \port$51818$0 , \port$51804$0 , \port$51790$0 , \port$51776$0 , \port$51762$0 , \port$51748$0 , \port$51734$0 , \port$51720$0 , \port$51706$0 , \port$51692$0 , \port$51678$0 , \port$51664$0 , \port$51650$0 , \port$51636$0 , \port$51622$0 , \port$51608$0 , \port$51594$0 , \port$51580$0 , \port$51566$0 , \port$51552$0 , \port$51538$0  };
+  assign e4_membrane_out__data = { \port$51972$0 , \port$51958$0 , \port$51944$0 , \port$51930$0 , \port$51916$0 , \port$51902$0 , \port$51888$0 , \port$51874$0 , \port$51860$0 , \port$51846$0 , \port$51832$0 , \port$51818$0 , \port$51804$0 , \port$51790$0 , \port$51776$0 , \port$51762$0 , \port$51748$0 , \port$51734$0 , \port$51720$0 , \port$51706$0 , \port$51692$0 , \port$51678$0 , \port$51664$0 , \port$51650$0 , \port$51636$0 , \port$51622$0 , \port$51608$0 , \port$51594$0 , \port$51580$0 , \port$51566$0 , \port$51552$0 , \port$51538$0  };
   assign \wr__en$177  = \wr__en$171 ;
   assign e4_spikes__en = \wr__en$171 ;
   assign \wr__addr$179  = e4_spikes__addr[9:0];
@@ -16401,8 +16401,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__affine__addr[3:0];
-  assign \wr__data$218  = { \wr__data$194 , \port$58490$0  };
-  assign host__affine__wr_data = { \wr__data$194 , \port$58490$0  };
+  assign \wr__data$218  = { \wr__data$194 , \port$55516$0  };
+  assign host__affine__wr_data = { \wr__data$194 , \port$55516$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$221 ;
   assign \wr__addr$223  = host__spike_in__addr[10:0];
@@ -16411,8 +16411,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$227 ;
   assign \wr__addr$229  = host__residual__addr[8:0];
-  assign \wr__data$231  = { \wr__data$194 , \port$58490$0 [255:0] };
-  assign host__residual__wr_data = { \wr__data$194 , \port$58490$0 [255:0] };
+  assign \wr__data$231  = { \wr__data$194 , \port$55516$0 [255:0] };
+  assign host__residual__wr_data = { \wr__data$194 , \port$55516$0 [255:0] };
   assign host__membrane__rd_en = \port__en$233 ;
   assign \port__addr$235  = host__membrane__addr[9:0];
   assign \port__data$238  = host__membrane__rd_data;

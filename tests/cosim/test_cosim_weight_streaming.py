@@ -43,10 +43,11 @@ def small_stream_g4(tmp_path, paper_arrangement: bool = False, g23: bool = False
     return load_config(path)
 
 
-def streamed_cases(cfg, seed: int = 0, g23: bool = False) -> list[LayerCase]:
+def streamed_cases(cfg, seed: int = 0, g23: bool = False, early_start: bool = False) -> list[LayerCase]:
     """Three layers per configuration and one more whose G1 (16 input channels: the dense
     ``r * ceil(16/P)`` = 20 words at r = 5, the transposed ``ceil(r/Pk) * ceil(16/Px)`` >= 20
-    words at r = 5-6, whatever the packing) exceeds the 16-word ``w1`` and streams."""
+    words at r = 5-6, whatever the packing) exceeds the 16-word ``w1`` and streams.
+    ``early_start``: every plan with the cores' early start (else without)."""
     zero_skip = cfg.arrangement.cluster1 == "zero_skip"
     rng = np.random.default_rng(seed)
     wd = cfg.widths
@@ -58,7 +59,7 @@ def streamed_cases(cfg, seed: int = 0, g23: bool = False) -> list[LayerCase]:
         x = _spikes(rng, (t, cin, h, w), 0.4)
         res = _residual(rng, q, wd, t, h, w, False)
         q = calibrate(q, x, res, wd, rng)
-        cases.append(LayerCase(name, q, x, res, None, None, order, ring_limit))
+        cases.append(LayerCase(name, q, x, res, None, None, order, ring_limit, early_start=early_start))
 
     if g23:      # ranks above max_rank 4: G2/G3 streamed (and G4 where it exceeds 16 words)
         add("ptt-T2-g234-pool-residual", "ptt", 8, 6, 12, 2, 4, 6, pool=True, residual=True)
@@ -102,6 +103,35 @@ def test_streamed_cores_are_bit_exact(tmp_path, paper_arr, g23):
     assert any(r.tiles > 1 for r in results)
     waits = ("c2_w_wait", "c3_w_wait") if g23 else ("c4_w_wait",)
     assert any(r.counters[w] > 0 for r in results for w in waits), "no case waited for a chunk"
+    _check_host_timing(results, target.config, need_waits=False)
+    _check_all_model_counters(results, target.config)
+
+
+@pytest.mark.cosim
+@pytest.mark.parametrize("config", ["small", "stream"])
+def test_early_start_is_bit_exact(tmp_path, config):
+    """The cores' early start (``Tile.early_start``: loaded after the start through rings, the
+    rings that hold a whole core written once and their later passes declared; the affine
+    words with G4's first chunks) in the generated Verilog: bit-exact with the golden model,
+    every tile's timing counters and bus cycles equal to the host-rate model's, every counter
+    to the model's; on the small configuration (every core resident otherwise, tiles that
+    reuse the loaded cores) and on the one that streams G4 (and G1 for 16 channels)."""
+    from ttsnn.gen.geometry import TileGeometry
+    from ttsnn.gen.host_program import whole_rings
+    cfg = load_config("small") if config == "small" else small_stream_g4(tmp_path)
+    target = RtlTarget.for_config(cfg)
+    cases = streamed_cases(target.config, seed=3, early_start=True)
+    results = run_cases(target, cases, workdir=tmp_path / "run")
+    _check_results(results, target.config)
+    whole = [whole_rings(target.config, TileGeometry.of_shape(target.config, t), t)
+             for r in results for t in r.plan]
+    assert all(t.early_start for r in results for t in r.plan)
+    if config == "small":        # every core fits: every ring holds its core whole
+        assert all(all(w.values()) for w in whole)
+    else:                        # G4 exceeds its region in every case: streamed, the rest whole
+        assert not any(w["w4"] for w in whole) and all(w["w23"] for w in whole)
+        assert any(w["w1"] for w in whole) and not all(w["w1"] for w in whole)
+    assert any(not t.weights_change for r in results for t in r.plan)
     _check_host_timing(results, target.config, need_waits=False)
     _check_all_model_counters(results, target.config)
 

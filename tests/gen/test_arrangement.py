@@ -49,7 +49,7 @@ def _overlap(cfg, monkeypatch, order):
     q = make_layer(rng, "stt", r=5, cin=3, cout=2, T=T)
     x = rng.integers(0, 2, (T, 3, 1, 6))
     drv = Driver(cfg)
-    tile = next(iter(drv.plan(q, x.shape, tile_hw=(1, 6), pack=1, order=order)))
+    tile = next(iter(drv.plan(q, x.shape, tile_hw=(1, 6), pack=1, order=order, early_start=False)))
     geo = drv.geometry(q, tile)
     gold = golden.golden_tile(q, drv.window(x, tile), None, cfg, intermediates=True)
     weights = drv.weight_words(q, tile)
@@ -87,8 +87,10 @@ def test_sequential_chain_never_runs_clusters_2_and_3_at_once(monkeypatch, order
 
 
 def _run_tiles(cfg, q, x, **plan):
+    """Every tile of the plan on one simulated accelerator, the cores resident (loaded before
+    the start, so that the host keeps up and the keeps-up cycle model applies)."""
     drv = Driver(cfg)
-    tiles = list(drv.plan(q, x.shape, **plan))
+    tiles = list(drv.plan(q, x.shape, early_start=False, **plan))
     progs = [drv.program(q, t, drv.window(x, t)) for t in tiles]
     values = run_programs(Accelerator(cfg), progs)
     out = []

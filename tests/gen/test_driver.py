@@ -98,7 +98,8 @@ def test_encoding_round_trip_and_word_counts(order):
     prog = drv.program(q, t, drv.window(x, t), rng.integers(-100, 100, (2, 5, 3, 2)))
     m = drv.map
     in_region = lambda a: any(r.base <= a < r.base + r.span for r in m.regions)  # noqa: E731
-    writes = prog.setup + [w for row in prog.in_rows + prog.res_rows for w in row]
+    chunks = prog.w1_chunks + prog.w2_chunks + prog.w3_chunks + prog.w4_chunks   # cores through rings
+    writes = prog.setup + [w for row in prog.in_rows + prog.res_rows + chunks for w in row]
     assert prog.words_in == sum(1 for a, _ in writes if in_region(a))
     assert prog.words_out == sum(len(r) for r in prog.out_rows)
     # spike rows: cluster 1's row order; in a row the right halo column (window column 3)

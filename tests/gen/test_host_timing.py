@@ -54,11 +54,12 @@ class CountingBus(SimBus):
             self.cycles += 1
 
 
-def run_layer(cfg, q, x, resid, ring_limit, tile_hw=None):
+def run_layer(cfg, q, x, resid, ring_limit, tile_hw=None, early_start=None):
     """Every tile of the layer's plan on one simulated accelerator, the host at its port's
-    rate: ``(driver, plan, [(program, decoded result, bus cycles)])``."""
+    rate: ``(driver, plan, [(program, decoded result, bus cycles)])``. ``early_start``: forced
+    or forbidden (default: the planner's choice)."""
     drv = Driver(cfg)
-    plan = drv.plan(q, x.shape, tile_hw=tile_hw)
+    plan = drv.plan(q, x.shape, tile_hw=tile_hw, early_start=early_start)
     progs = [drv.program(q, t, drv.window(x, t), drv.residual_tile(resid, t) if q.residual else None,
                          ring_limit=ring_limit) for t in plan]
     out = []
@@ -111,6 +112,49 @@ def test_model_equals_rtl_with_host(host_data, ring, mode, residual, tile_hw, pa
         host_waits += rtl["c1_in_wait"] + rtl["lif_stall"]
     if ring == 1:       # one-row rings: the host sets the pace, its stalls are counted
         assert host_waits > 0
+
+
+EARLY_CASES = [  # host bits, ring rows, mode, residual, tile, paper arrangement, density
+    (256, None, "ptt", True, None, False, 0.5),       # one tile: the cores after the start
+    (32, 1, "stt", False, (4, 2), False, 0.5),        # later strips: every chunk declared, none sent
+    (64, 2, "htt", True, (4, 4), False, 0.5),
+    (128, None, "ptt", True, None, True, 0.3),        # the zero-skipping cluster 1's rank groups
+    (32, 1, "stt", True, (4, 2), True, 0.5),
+]
+
+
+@pytest.mark.parametrize("host_data,ring,mode,residual,tile_hw,paper_arr,density", EARLY_CASES,
+                         ids=[f"{c[0]}b-ring{c[1]}-{c[2]}" + ("-zero-skip" if c[5] else "") for c in EARLY_CASES])
+def test_early_start_model_equals_rtl(host_data, ring, mode, residual, tile_hw, paper_arr, density):
+    """Early start (``Tile.early_start``: the cores loaded once, after the start, through rings
+    that hold them whole; later passes' chunks declared, not sent): the outputs equal those of
+    the resident-core plan (and the golden model through it: tests/gen/test_top.py), and the
+    host-rate model's counters and bus cycles equal the RTL's on every tile."""
+    cfg = small(host_data, paper_arr)
+    rng = np.random.default_rng(host_data + 7)
+    q = make_layer(rng, mode, r=3, cin=5, cout=6, T=3, residual=residual,
+                   schedule=(True, False, True) if mode == "htt" else None)
+    x = (rng.random((3, 5, 4, 6)) < density).astype(int)
+    resid = rng.integers(-50, 50, (3, 6, 4, 6)) if residual else None
+    drv, plan, tiles = run_layer(cfg, q, x, resid, ring, tile_hw, early_start=True)
+    _, _, resident = run_layer(cfg, q, x, resid, ring, tile_hw, early_start=False)
+    assert all(t.early_start and t.w1_ring and t.w23_ring and t.w4_ring for t in plan)
+    assert any(not t.weights_change for t in plan) == (tile_hw is not None and tile_hw[1] < 6)
+    for k, ((prog, result, bus_cycles), (_, ref, _)) in enumerate(zip(tiles, resident)):
+        np.testing.assert_array_equal(result.spikes, ref.spikes)
+        np.testing.assert_array_equal(result.membrane, ref.membrane)
+        rtl = result.counters
+        shape = TileShape.of(q, prog.tile)
+        lens = zero_skip_row_lens(cfg, shape, drv.window(x, prog.tile)) if paper_arr else None
+        traffic = traffic_of_program(prog, drv.map)
+        model = host_tile_timing(cfg, shape, traffic, fresh=k == 0, c1_lens=lens)
+        diff = {c: (rtl[c], model[c]) for c in TIMING if rtl[c] != model[c]}
+        assert not diff, f"tile {k}: (rtl, model) differ: {diff}"
+        assert model["host_span"] == bus_cycles
+        if ring is None:          # (shape_traffic knows no ring limit)
+            assert shape_traffic(cfg, shape, prog.tile.weights_change, read_counters=True) == traffic
+        if not prog.tile.weights_change:      # the cores stay in their rings: no weight word sent
+            assert not any(prog.w1_chunks + prog.w2_chunks + prog.w3_chunks + prog.w4_chunks)
 
 
 @pytest.mark.parametrize("paper_arr", [False, True], ids=["ours", "paper-arrangement"])

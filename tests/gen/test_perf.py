@@ -382,3 +382,36 @@ def test_straddled_cycles_never_exceed_the_exact_model():
     assert r["straddled_all_cycles"] == r["straddled_matvec_cycles"] == r["cycles"]
     # rank 24 < 32: every straddled stage has fewer than P lane channels
     assert r["straddled_all_rows_below_p_cycles"] == r["straddled_all_rows_cycles"]
+
+
+def test_early_start_brings_the_last_stage_within_the_goal():
+    """MS-ResNet18's 4x4 layers.3.0.conv2 (512 -> 512, r = 32, T = 4, one tile) on the paper
+    chip in the generator's arrangement, PTT: with the cores loaded before the start the host
+    spends 2,628 bus cycles before it (hand count: counter clear, 30 descriptor registers, 3
+    streaming counts; G1 16 x 32 words, G2 and G3 4 x 24 words each, G4 16 x 32 words, 16
+    affine words of 6 beats; the 16 input rows of 32 beats and 6 residual rows of 128 with
+    their counts; the start), 1.22x with the host. The planner takes the cores' early start
+    (every core through a ring that holds it whole, after the start): 88 bus cycles before the
+    start (the clear, the descriptor, 3 + 4 zero counts, G1's first chunk of 16 words and the
+    first input row of 32, each with its count), within 1.15x."""
+    from ttsnn.gen.driver import plan_layer
+    from ttsnn.gen.hosttiming import host_tile_timing, shape_traffic
+    from ttsnn.gen.hostmap import DESCRIPTOR_FIELDS
+    assert len(DESCRIPTOR_FIELDS) == 30
+    spec = _spec("layers.3.0.conv2")
+    args = (PAPER_DENSE, (4, 512, 4, 4), 32, 512)
+    kw = dict(residual=True, mode="ptt")
+    for early, before_start in ((False, 1 + 30 + 3 + (512 + 2 * 96 + 512 + 16 * 6) + (16 * 32 + 1) + (6 * 128 + 1)),
+                                (True, 1 + 30 + 3 + 4 + (16 + 1) + (32 + 1))):
+        (tile,) = plan_layer(*args, early_start=early, **kw).tiles
+        assert tile.early_start == early
+        shape = TileShape(512, 32, 512, 4, 4, 4, "ptt", (True,) * 4, False, True, tile.zero_halo, tile.pack,
+                          tile.order, tile.w4_ring, tile.w23_ring, tile.w1_ring, tile.early_start)
+        host = host_tile_timing(PAPER_DENSE, shape, shape_traffic(PAPER_DENSE, shape))
+        assert host["host_setup"] == before_start + 1            # the engines' cycle 0: after the start write
+        assert host["c1_in_wait"] == host["c1_w_wait"] == host["lif_stall"] == host["c4_w_wait"] == 0
+        assert (host["host_span"] / 32768 <= GOAL) == early
+    (planned,) = plan_layer(*args, **kw).tiles
+    assert planned.early_start
+    r = layer_report(PAPER_DENSE, spec, "ptt", 4, (True,) * 4)
+    assert r["early_start"] and r["streamed"] == () and r["host_ratio"] <= GOAL

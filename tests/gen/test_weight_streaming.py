@@ -44,13 +44,13 @@ def test_planner_streams_g4_only_when_it_does_not_fit():
     cfg = small_w4()
     assert cfg.regions["w4"].depth == 16
     assert w4_ring_chunks(cfg, 4) == 4 and w4_ring_chunks(cfg, 5) == 3
-    streamed = plan_layer(cfg, (2, 8, 4, 4), rank=4, out_channels=24)      # G4: 6 x 4 words
+    streamed = plan_layer(cfg, (2, 8, 4, 4), rank=4, out_channels=24, early_start=False)      # G4: 6 x 4 words
     assert {t.w4_ring for t in streamed} == {4}
     assert streamed.tile_out_channels == 24                    # no output-channel groups
-    resident = plan_layer(cfg, (2, 8, 4, 4), rank=4, out_channels=16)      # G4: 4 x 4 words
+    resident = plan_layer(cfg, (2, 8, 4, 4), rank=4, out_channels=16, early_start=False)      # G4: 4 x 4 words
     assert {t.w4_ring for t in resident} == {0}
     # the configuration it was made for, unchanged: nothing is streamed
-    assert {t.w4_ring for t in plan_layer(load_config("small"), (2, 8, 4, 4), 4, 24)} == {0}
+    assert {t.w4_ring for t in plan_layer(load_config("small"), (2, 8, 4, 4), 4, 24, early_start=False)} == {0}
 
 
 def test_streamed_traffic_equals_the_program():
@@ -61,7 +61,7 @@ def test_streamed_traffic_equals_the_program():
     q = make_layer(rng, "ptt", r=5, cin=8, cout=20, T=2, pool=True, residual=True)
     x = rng.integers(0, 2, (2, 8, 4, 6))
     resid = rng.integers(-9, 9, (2, 20, 2, 3))
-    for t in drv.plan(q, x.shape):
+    for t in drv.plan(q, x.shape, early_start=False):
         assert t.w4_ring == 3
         prog = drv.program(q, t, drv.window(x, t), drv.residual_tile(resid, t), load_weights=True,
                            read_counters=False)
@@ -149,7 +149,7 @@ def test_g23_cases_cover_rings_of_two_and_three_chunks():
     for host_data, _ring, mode, pool, residual, r, paper_arr, max_rank in CASES:
         if max_rank is not None:
             cfg, q, x, _ = _case_layer(host_data, mode, pool, residual, r, paper_arr, max_rank)
-            rings |= {t.w23_ring for t in Driver(cfg).plan(q, x.shape)}
+            rings |= {t.w23_ring for t in Driver(cfg).plan(q, x.shape, early_start=False)}
     assert rings == {2, 3}
 
 
@@ -159,7 +159,7 @@ def test_g23_cases_cover_rings_of_two_and_three_chunks():
 def test_streamed_cores_are_bit_exact_and_modelled(host_data, ring, mode, pool, residual, r, paper_arr,
                                                    max_rank):
     cfg, q, x, resid = _case_layer(host_data, mode, pool, residual, r, paper_arr, max_rank)
-    drv, plan, tiles = run_layer(cfg, q, x, resid, ring)
+    drv, plan, tiles = run_layer(cfg, q, x, resid, ring, early_start=False)
     assert all(t.w4_ring == w4_ring_chunks(cfg, r) for t in plan)
     assert all(bool(t.w23_ring) == (max_rank is not None) for t in plan)
     waits = _check_tiles(cfg, drv, q, x, resid, plan, tiles, paper_arr)
@@ -190,12 +190,12 @@ def test_planner_streams_g1_only_when_it_does_not_fit():
     assert cfg.regions["w1"].depth == 8
     assert w1_ring_chunks(cfg, 16, 0) == 2 and w1_ring_chunks(cfg, 16, 2) == 0
     # transposed G1 of rank 4, 16 channels: 4 x 4 words at Pk = 1 (16 > 8: a ring of 2 chunks)
-    streamed = plan_layer(cfg, (2, 16, 4, 4), rank=4, out_channels=4, pack=0)
+    streamed = plan_layer(cfg, (2, 16, 4, 4), rank=4, out_channels=4, pack=0, early_start=False)
     assert {t.w1_ring for t in streamed} == {2}
     # Pk = 4: one group of 16 words, not even one chunk fits: refused, the region named
     with pytest.raises(CoresDoNotFit, match="region w1"):
-        plan_layer(cfg, (2, 16, 4, 4), rank=4, out_channels=4, pack=2)
-    resident = plan_layer(cfg, (2, 8, 4, 4), rank=2, out_channels=4, pack=0)   # 2 x 2 words
+        plan_layer(cfg, (2, 16, 4, 4), rank=4, out_channels=4, pack=2, early_start=False)
+    resident = plan_layer(cfg, (2, 8, 4, 4), rank=2, out_channels=4, pack=0, early_start=False)   # 2 x 2 words
     assert {t.w1_ring for t in resident} == {0}
 
 
@@ -208,14 +208,16 @@ def test_planner_streams_dense_g1_only_when_it_does_not_fit():
     assert w1_ring_chunks(cfg, 32, 0) == 1
     # rank 4, 16 channels: 4 x 4 words (16 > 8): a ring of 2 chunks, at every packing
     for pack in (0, 2):
-        assert {t.w1_ring for t in plan_layer(cfg, (2, 16, 4, 4), rank=4, out_channels=4, pack=pack)} == {2}
-    assert {t.w1_ring for t in plan_layer(cfg, (2, 8, 4, 4), rank=4, out_channels=4)} == {0}   # 4 x 2 words
+        plan = plan_layer(cfg, (2, 16, 4, 4), rank=4, out_channels=4, pack=pack, early_start=False)
+        assert {t.w1_ring for t in plan} == {2}
+    plan = plan_layer(cfg, (2, 8, 4, 4), rank=4, out_channels=4, early_start=False)   # 4 x 2 words
+    assert {t.w1_ring for t in plan} == {0}
     # 36 channels: a chunk of 9 words exceeds the region: refused, the region named
     d = cfg.to_dict()
     d["limits"]["max_in_channels"] = 36
     wide = config_from_dict(d, source="small, dense, 8-word w1, 36 channels")
     with pytest.raises(CoresDoNotFit, match="region w1"):
-        plan_layer(wide, (2, 36, 4, 4), rank=4, out_channels=4)
+        plan_layer(wide, (2, 36, 4, 4), rank=4, out_channels=4, early_start=False)
     assert "region w1 (G1 ring" in tile_fit(wide, 2, 36, 4, 4, 4, 4, False, (True,) * 4, 0, w1_ring=1)
 
 
@@ -228,14 +230,14 @@ def test_streamed_g1_traffic_equals_the_program():
     q = make_layer(rng, "ptt", r=5, cin=16, cout=4, T=2, pool=False, residual=True)
     x = rng.integers(0, 2, (2, 16, 4, 4))
     resid = rng.integers(-9, 9, (2, 4, 4, 4))
-    for t in drv.plan(q, x.shape, pack=0):
+    for t in drv.plan(q, x.shape, pack=0, early_start=False):
         assert t.w1_ring == 2
         prog = drv.program(q, t, drv.window(x, t), drv.residual_tile(resid, t), load_weights=True,
                            read_counters=False)
         assert len(prog.w1_chunks) == 2 * 4 * 5            # T x window rows sent x rank groups
         assert shape_traffic(cfg, TileShape.of(q, t)) == traffic_of_program(prog, drv.map)
     dense = Driver(small_w1(64, dense=True))                # dense: one chunk of 4 words per rank
-    for t in dense.plan(q, x.shape, pack=1):
+    for t in dense.plan(q, x.shape, pack=1, early_start=False):
         assert t.w1_ring == 2
         prog = dense.program(q, t, dense.window(x, t), dense.residual_tile(resid, t), load_weights=True,
                              read_counters=False)
@@ -243,7 +245,7 @@ def test_streamed_g1_traffic_equals_the_program():
         assert shape_traffic(dense.config, TileShape.of(q, t)) == traffic_of_program(prog, dense.map)
     big = Driver(load_config("paper"))
     q = make_layer(rng, "ptt", r=6, cin=64, cout=32, T=1)
-    t = big.plan(q, (1, 64, 4, 4), pack=1).tiles[0]
+    t = big.plan(q, (1, 64, 4, 4), pack=1, early_start=False).tiles[0]
     prog = big.program(q, t, np.zeros((1, 64, 6, 6), int), load_weights=True, read_counters=False)
     assert shape_traffic(big.config, TileShape.of(q, t)) == traffic_of_program(prog, big.map)
 
@@ -269,7 +271,7 @@ def test_streamed_g1_is_bit_exact_and_modelled(host_data, ring, mode, pool, resi
     cfg = small_w1(host_data, w1_words, max_rank, dense)
     rng = np.random.default_rng(host_data + r + 7)
     q, x, resid = _random_layer(rng, mode, r, 16, 8, pool, residual, 0.3)
-    drv, plan, tiles = run_layer(cfg, q, x, resid, ring)
+    drv, plan, tiles = run_layer(cfg, q, x, resid, ring, early_start=False)
     assert all(t.w1_ring > 0 for t in plan)
     assert all(bool(t.w23_ring) == (max_rank is not None) for t in plan)
     w1_waits = _check_tiles(cfg, drv, q, x, resid, plan, tiles, not dense)["c1_w_wait"]
@@ -287,3 +289,35 @@ def test_keeps_up_timing_of_streamed_g1_is_the_resident_one():
     assert tile_timing(cfg, s, lens) == tile_timing(big, replace(s, w1_ring=0), lens)
     dense, dense_big = small_w1(dense=True), small_w4(32, False)
     assert tile_timing(dense, s) == tile_timing(dense_big, replace(s, w1_ring=0))
+
+
+EARLY_STREAMED = [  # host bits, input ring rows, mode, pool, residual, rank, max_rank, w1 words, dense
+    (64, None, "ptt", False, True, 4, None, 8, True),       # G1 streamed; G2/G3, G4 whole rings
+    (32, 1, "stt", True, False, 6, 4, 8, True),             # G1-G4 all streamed
+    (128, 2, "htt", False, True, 4, None, 8, False),        # zero-skipping cluster 1, G1 streamed
+]
+
+
+@pytest.mark.parametrize("host_data,ring,mode,pool,residual,r,max_rank,w1_words,dense", EARLY_STREAMED,
+                         ids=[f"{c[0]}b-ring{c[1]}-{c[2]}-r{c[5]}" + ("-dense" if c[8] else "-zero-skip")
+                              for c in EARLY_STREAMED])
+def test_early_start_with_streamed_cores(host_data, ring, mode, pool, residual, r, max_rank, w1_words, dense):
+    """Early start on a plan that streams cores: the streamed cores keep their rings and are
+    sent every pass, the resident ones go through rings that hold them whole (sent once); the
+    outputs equal the golden layer's, every counter the cycle model's, the timing counters
+    and bus cycles the host-rate model's."""
+    from ttsnn.gen.geometry import TileGeometry
+    from ttsnn.gen.host_program import whole_rings
+    cfg = small_w1(host_data, w1_words, max_rank, dense)
+    rng = np.random.default_rng(host_data + r + 11)
+    q, x, resid = _random_layer(rng, mode, r, 16, 8, pool, residual, 0.3)
+    streamed = Driver(cfg).plan(q, x.shape, early_start=False)
+    drv, plan, tiles = run_layer(cfg, q, x, resid, ring, early_start=True)
+    for s, t in zip(streamed, plan):
+        whole = whole_rings(cfg, TileGeometry.of_shape(cfg, t), t)
+        assert t.early_start and t.w1_ring and t.w23_ring and t.w4_ring
+        for core, before, now in (("w1", s.w1_ring, t.w1_ring), ("w23", s.w23_ring, t.w23_ring),
+                                  ("w4", s.w4_ring, t.w4_ring)):
+            assert (now == before) if before else whole[core]
+    assert any(t.w1_ring and not whole_rings(cfg, TileGeometry.of_shape(cfg, t), t)["w1"] for t in plan)
+    _check_tiles(cfg, drv, q, x, resid, plan, tiles, not dense)

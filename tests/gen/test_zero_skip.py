@@ -80,7 +80,7 @@ def test_zero_skip_tiles_match_golden_and_the_cycle_model(mode, cfg, density, or
                    schedule=(True, False, True) if mode == "htt" else None)
     x = (rng.random((T, 4, 4, 4 if mode == "htt" else 5)) < density).astype(int)
     tiles = _check_tiles(cfg, q, x, order=order, pack=pack)
-    out = LayerOutputs(Driver(cfg).plan(q, x.shape, order=order, pack=pack))
+    out = LayerOutputs(Driver(cfg).plan(q, x.shape, order=order, pack=pack, early_start=False))
     for tile, _, res in tiles:
         out.add(tile, res)
     gold = golden_layer(q, x, None, cfg)
@@ -97,7 +97,7 @@ def test_plans_for_any_density_run_any_spikes(planned_for):
     T, cin = 3, 16
     q = make_layer(rng, "ptt", r=5, cin=cin, cout=4, T=T, pool=False, schedule=None)
     x = (rng.random((T, cin, 4, 5)) < 0.3).astype(int)
-    plan = Driver(ZS).plan(q, x.shape, spike_density=planned_for)
+    plan = Driver(ZS).plan(q, x.shape, spike_density=planned_for, early_start=False)
     assert (plan.pack, plan.order) == ((1, 0) if planned_for == 0.0 else (2, 1))
     tiles = _check_tiles(ZS, q, x, spike_density=planned_for)
     out = LayerOutputs(plan)

@@ -130,6 +130,8 @@ def test_layers_beyond_the_weight_buffer_are_costed_with_streamed_weights():
     (no large-buffer copy): every tile's cores come from DRAM at least once. The sixth,
     layers.3.0.conv1 (G1 fits), streams G2, G3 and G4 only."""
     from ttsnn.gen.driver import plan_layer
+    from ttsnn.gen.geometry import TileGeometry
+    from ttsnn.gen.host_program import whole_rings
     cfg = load_config("paper")
     T = 6
     specs = [s for s in network_specs("resnet34", 2, 48, 101, "ptt", "paper-ncaltech101", T)
@@ -145,7 +147,11 @@ def test_layers_beyond_the_weight_buffer_are_costed_with_streamed_weights():
         g1 = s.name != "layers.3.0.conv1"
         for c in (acc.cfg, cfg):
             plan = plan_layer(c, *args, pool=s.downsample, mode="ptt")
-            assert all(bool(t.w1_ring) == g1 and t.w23_ring and t.w4_ring for t in plan), (c.name, s.name)
+            # G1 streamed: a ring smaller than the core (an early start's ring may hold it whole)
+            streams_g1 = [bool(t.w1_ring) and not whole_rings(c, TileGeometry.of_shape(c, t), t)["w1"]
+                          for t in plan]
+            assert all(g == g1 for g in streams_g1), (c.name, s.name)
+            assert all(t.w23_ring and t.w4_ring for t in plan), (c.name, s.name)
         wbits = res.passes["forward"].counts.get("dram", "read", 1)
         # every tile streams the cores: at least the layer's weights once per tile
         assert wbits >= info["tiles"] * s.params() * cfg.widths.weight
