@@ -2,17 +2,17 @@
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w1__en, e1_w1__addr, e1_line1__addr, wr__data, \port__en$83 , e23_line1_a__addr, \port__en$89 , e23_line1_b__addr, \port__en$95 , e23_line1_c__addr, e23_w2__en, e23_w2__addr, e23_w3__en, e23_w3__addr, \wr__en$159 , e23_row2__addr, \wr__en$165 
-, e23_line4__addr, \wr__data$169 , \port__en$101 , e23_row2_b__addr, \port__en$107 , e23_row2_c__addr, \port$6009$0 , \port$6049$0 , \port$6089$0 , \port$6129$0 , \port$6169$0 , \port$6209$0 , \port$6249$0 , \port$6289$0 , \port$6329$0 , \port$6369$0 , \port$6409$0 , \port$6449$0 , \port$6489$0 , \port$6529$0 , \port$6569$0 
-, \port$6609$0 , \port$6649$0 , \port$6689$0 , \port$6729$0 , \port$6769$0 , \port$6809$0 , \port$6849$0 , \port$6889$0 , \port$6929$0 , \port$6969$0 , \port$7009$0 , \port$7049$0 , \port$7089$0 , \port$7129$0 , \port$7169$0 , \port$7209$0 , \port$7249$0 , e4_w4__en, \port__en$113 , e4_line4__addr, e4_w4__addr
-, e4_affine__en, \port__en$119 , e4_residual__addr, \port__en$125 , e4_membrane_in__addr, \wr__data$181 , e4_membrane_out__addr, e4_spikes__addr, e4_trace__addr, \port$8768$0 , \port$8769$0 , \port$8770$0 , \port$8771$0 , \port$8772$0 , \port$8773$0 , \port$8774$0 , \port$8775$0 , \port$8776$0 , \port$8777$0 , \port$8778$0 , \port$8779$0 
-, \port$8780$0 , \port$8781$0 , \port$8782$0 , \port$8783$0 , \port$8784$0 , \port$8785$0 , \port$8786$0 , \port$8787$0 , \port$8788$0 , \port$8789$0 , \port$8790$0 , \port$8791$0 , \port$8792$0 , \port$8793$0 , \port$8794$0 , \port$8795$0 , \port$8796$0 , \port$8797$0 , \port$8798$0 , \port$8799$0 , \port$8800$0 
-, \port$8801$0 , \port$8802$0 , \port$8803$0 , \port$8804$0 , \port$8805$0 , \port$8806$0 , \port$8807$0 , \port$8808$0 , \port$8809$0 , \port$8810$0 , \port$8811$0 , \port$8812$0 , \port$8813$0 , \port$8814$0 , \port$8815$0 , \port$8816$0 , \port$8817$0 , \port$8818$0 , \port$8819$0 , \port$8820$0 , \port$8821$0 
-, \port$8822$0 , \port$8823$0 , \port$8824$0 , \port$8825$0 , \port$8826$0 , \port$8827$0 , \port$8828$0 , \port$8829$0 , \port$8830$0 , \port$8831$0 , bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, \port__en$141 , bw_trace__en, bw_trace__addr, \port__en$147 
-, bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$191 , host__w2__addr, host__w2__rd_en, \wr__en$197 , host__w3__addr, host__w3__rd_en, \wr__en$203 , host__w4__addr, host__w4__rd_en, \wr__en$209 , host__affine__addr, host__affine__rd_en, \wr__en$215 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$221 
-, host__residual__addr, \wr__en$227 , host__membrane__addr, \port__en$233 , host__spikes__addr, \port__en$239 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$245 , host__trace__addr, host__trace__rd_en, host__trace__wr_en, host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data
-, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e4_affine__addr, \wr__en$171 , \port$53044$0 , \port$53058$0 
-, \port$53072$0 , \port$53086$0 , \port$53100$0 , \port$53114$0 , \port$53128$0 , \port$53142$0 , \port$53156$0 , \port$53170$0 , \port$53184$0 , \port$53198$0 , \port$53212$0 , \port$53226$0 , \port$53240$0 , \port$53254$0 , \port$53268$0 , \port$53282$0 , \port$53296$0 , \port$53310$0 , \port$53324$0 , \port$53338$0 , \port$53352$0 
-, \port$53366$0 , \port$53380$0 , \port$53394$0 , \port$53408$0 , \port$53422$0 , \port$53436$0 , \port$53450$0 , \port$53464$0 , \port$53478$0 , bw_weights__addr, \port$54244$0 , \port$57022$0 , desc, \wr__data$194 );
+, e23_line4__addr, \wr__data$169 , \port__en$101 , e23_row2_b__addr, \port__en$107 , e23_row2_c__addr, \port$6007$0 , \port$6047$0 , \port$6087$0 , \port$6127$0 , \port$6167$0 , \port$6207$0 , \port$6247$0 , \port$6287$0 , \port$6327$0 , \port$6367$0 , \port$6407$0 , \port$6447$0 , \port$6487$0 , \port$6527$0 , \port$6567$0 
+, \port$6607$0 , \port$6647$0 , \port$6687$0 , \port$6727$0 , \port$6767$0 , \port$6807$0 , \port$6847$0 , \port$6887$0 , \port$6927$0 , \port$6967$0 , \port$7007$0 , \port$7047$0 , \port$7087$0 , \port$7127$0 , \port$7167$0 , \port$7207$0 , \port$7247$0 , e4_w4__en, \port__en$113 , e4_line4__addr, e4_w4__addr
+, e4_affine__en, \port__en$119 , e4_residual__addr, \port__en$125 , e4_membrane_in__addr, \wr__data$181 , e4_membrane_out__addr, e4_spikes__addr, e4_trace__addr, \port$8766$0 , \port$8767$0 , \port$8768$0 , \port$8769$0 , \port$8770$0 , \port$8771$0 , \port$8772$0 , \port$8773$0 , \port$8774$0 , \port$8775$0 , \port$8776$0 , \port$8777$0 
+, \port$8778$0 , \port$8779$0 , \port$8780$0 , \port$8781$0 , \port$8782$0 , \port$8783$0 , \port$8784$0 , \port$8785$0 , \port$8786$0 , \port$8787$0 , \port$8788$0 , \port$8789$0 , \port$8790$0 , \port$8791$0 , \port$8792$0 , \port$8793$0 , \port$8794$0 , \port$8795$0 , \port$8796$0 , \port$8797$0 , \port$8798$0 
+, \port$8799$0 , \port$8800$0 , \port$8801$0 , \port$8802$0 , \port$8803$0 , \port$8804$0 , \port$8805$0 , \port$8806$0 , \port$8807$0 , \port$8808$0 , \port$8809$0 , \port$8810$0 , \port$8811$0 , \port$8812$0 , \port$8813$0 , \port$8814$0 , \port$8815$0 , \port$8816$0 , \port$8817$0 , \port$8818$0 , \port$8819$0 
+, \port$8820$0 , \port$8821$0 , \port$8822$0 , \port$8823$0 , \port$8824$0 , \port$8825$0 , \port$8826$0 , \port$8827$0 , \port$8828$0 , \port$8829$0 , bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, bw_weights__addr, \port__en$141 , bw_trace__en, bw_trace__addr
+, \port__en$147 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$191 , host__w2__addr, host__w2__rd_en, \wr__en$197 , host__w3__addr, host__w3__rd_en, \wr__en$203 , host__w4__addr, host__w4__rd_en, \wr__en$209 , host__affine__addr, host__affine__rd_en, \wr__en$215 , host__spike_in__addr, host__spike_in__rd_en
+, \wr__en$221 , host__residual__addr, \wr__en$227 , host__membrane__addr, \port__en$233 , host__spikes__addr, \port__en$239 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$245 , host__trace__addr, host__trace__rd_en, host__trace__wr_en, host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data
+, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e4_affine__addr, \wr__en$171 , \port$59655$0 
+, \port$59669$0 , \port$59683$0 , \port$59697$0 , \port$59711$0 , \port$59725$0 , \port$59739$0 , \port$59753$0 , \port$59767$0 , \port$59781$0 , \port$59795$0 , \port$59809$0 , \port$59823$0 , \port$59837$0 , \port$59851$0 , \port$59865$0 , \port$59879$0 , \port$59893$0 , \port$59907$0 , \port$59921$0 , \port$59935$0 , \port$59949$0 
+, \port$59963$0 , \port$59977$0 , \port$59991$0 , \port$60005$0 , \port$60019$0 , \port$60033$0 , \port$60047$0 , \port$60061$0 , \port$60075$0 , \port$60089$0 , \port$60889$0 , \port$63667$0 , desc, \wr__data$194 );
   reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -374,138 +374,142 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire host__w4__rd_en;
   wire [255:0] host__w4__wr_data;
   wire host__w4__wr_en;
-  input [15:0] \port$53044$0 ;
-  wire [15:0] \port$53044$0 ;
-  input [15:0] \port$53058$0 ;
-  wire [15:0] \port$53058$0 ;
-  input [15:0] \port$53072$0 ;
-  wire [15:0] \port$53072$0 ;
-  input [15:0] \port$53086$0 ;
-  wire [15:0] \port$53086$0 ;
-  input [15:0] \port$53100$0 ;
-  wire [15:0] \port$53100$0 ;
-  input [15:0] \port$53114$0 ;
-  wire [15:0] \port$53114$0 ;
-  input [15:0] \port$53128$0 ;
-  wire [15:0] \port$53128$0 ;
-  input [15:0] \port$53142$0 ;
-  wire [15:0] \port$53142$0 ;
-  input [15:0] \port$53156$0 ;
-  wire [15:0] \port$53156$0 ;
-  input [15:0] \port$53170$0 ;
-  wire [15:0] \port$53170$0 ;
-  input [15:0] \port$53184$0 ;
-  wire [15:0] \port$53184$0 ;
-  input [15:0] \port$53198$0 ;
-  wire [15:0] \port$53198$0 ;
-  input [15:0] \port$53212$0 ;
-  wire [15:0] \port$53212$0 ;
-  input [15:0] \port$53226$0 ;
-  wire [15:0] \port$53226$0 ;
-  input [15:0] \port$53240$0 ;
-  wire [15:0] \port$53240$0 ;
-  input [15:0] \port$53254$0 ;
-  wire [15:0] \port$53254$0 ;
-  input [15:0] \port$53268$0 ;
-  wire [15:0] \port$53268$0 ;
-  input [15:0] \port$53282$0 ;
-  wire [15:0] \port$53282$0 ;
-  input [15:0] \port$53296$0 ;
-  wire [15:0] \port$53296$0 ;
-  input [15:0] \port$53310$0 ;
-  wire [15:0] \port$53310$0 ;
-  input [15:0] \port$53324$0 ;
-  wire [15:0] \port$53324$0 ;
-  input [15:0] \port$53338$0 ;
-  wire [15:0] \port$53338$0 ;
-  input [15:0] \port$53352$0 ;
-  wire [15:0] \port$53352$0 ;
-  input [15:0] \port$53366$0 ;
-  wire [15:0] \port$53366$0 ;
-  input [15:0] \port$53380$0 ;
-  wire [15:0] \port$53380$0 ;
-  input [15:0] \port$53394$0 ;
-  wire [15:0] \port$53394$0 ;
-  input [15:0] \port$53408$0 ;
-  wire [15:0] \port$53408$0 ;
-  input [15:0] \port$53422$0 ;
-  wire [15:0] \port$53422$0 ;
-  input [15:0] \port$53436$0 ;
-  wire [15:0] \port$53436$0 ;
-  input [15:0] \port$53450$0 ;
-  wire [15:0] \port$53450$0 ;
-  input [15:0] \port$53464$0 ;
-  wire [15:0] \port$53464$0 ;
-  input [15:0] \port$53478$0 ;
-  wire [15:0] \port$53478$0 ;
-  input [15:0] \port$54244$0 ;
-  wire [15:0] \port$54244$0 ;
-  input [1279:0] \port$57022$0 ;
-  wire [1279:0] \port$57022$0 ;
-  input [7:0] \port$6009$0 ;
-  wire [7:0] \port$6009$0 ;
-  input [7:0] \port$6049$0 ;
-  wire [7:0] \port$6049$0 ;
-  input [7:0] \port$6089$0 ;
-  wire [7:0] \port$6089$0 ;
-  input [7:0] \port$6129$0 ;
-  wire [7:0] \port$6129$0 ;
-  input [7:0] \port$6169$0 ;
-  wire [7:0] \port$6169$0 ;
-  input [7:0] \port$6209$0 ;
-  wire [7:0] \port$6209$0 ;
-  input [7:0] \port$6249$0 ;
-  wire [7:0] \port$6249$0 ;
-  input [7:0] \port$6289$0 ;
-  wire [7:0] \port$6289$0 ;
-  input [7:0] \port$6329$0 ;
-  wire [7:0] \port$6329$0 ;
-  input [7:0] \port$6369$0 ;
-  wire [7:0] \port$6369$0 ;
-  input [7:0] \port$6409$0 ;
-  wire [7:0] \port$6409$0 ;
-  input [7:0] \port$6449$0 ;
-  wire [7:0] \port$6449$0 ;
-  input [7:0] \port$6489$0 ;
-  wire [7:0] \port$6489$0 ;
-  input [7:0] \port$6529$0 ;
-  wire [7:0] \port$6529$0 ;
-  input [7:0] \port$6569$0 ;
-  wire [7:0] \port$6569$0 ;
-  input [7:0] \port$6609$0 ;
-  wire [7:0] \port$6609$0 ;
-  input [7:0] \port$6649$0 ;
-  wire [7:0] \port$6649$0 ;
-  input [7:0] \port$6689$0 ;
-  wire [7:0] \port$6689$0 ;
-  input [7:0] \port$6729$0 ;
-  wire [7:0] \port$6729$0 ;
-  input [7:0] \port$6769$0 ;
-  wire [7:0] \port$6769$0 ;
-  input [7:0] \port$6809$0 ;
-  wire [7:0] \port$6809$0 ;
-  input [7:0] \port$6849$0 ;
-  wire [7:0] \port$6849$0 ;
-  input [7:0] \port$6889$0 ;
-  wire [7:0] \port$6889$0 ;
-  input [7:0] \port$6929$0 ;
-  wire [7:0] \port$6929$0 ;
-  input [7:0] \port$6969$0 ;
-  wire [7:0] \port$6969$0 ;
-  input [7:0] \port$7009$0 ;
-  wire [7:0] \port$7009$0 ;
-  input [7:0] \port$7049$0 ;
-  wire [7:0] \port$7049$0 ;
-  input [7:0] \port$7089$0 ;
-  wire [7:0] \port$7089$0 ;
-  input [7:0] \port$7129$0 ;
-  wire [7:0] \port$7129$0 ;
-  input [7:0] \port$7169$0 ;
-  wire [7:0] \port$7169$0 ;
-  input [7:0] \port$7209$0 ;
-  wire [7:0] \port$7209$0 ;
-  input [7:0] \port$7249$0 ;
-  wire [7:0] \port$7249$0 ;
+  input [15:0] \port$59655$0 ;
+  wire [15:0] \port$59655$0 ;
+  input [15:0] \port$59669$0 ;
+  wire [15:0] \port$59669$0 ;
+  input [15:0] \port$59683$0 ;
+  wire [15:0] \port$59683$0 ;
+  input [15:0] \port$59697$0 ;
+  wire [15:0] \port$59697$0 ;
+  input [15:0] \port$59711$0 ;
+  wire [15:0] \port$59711$0 ;
+  input [15:0] \port$59725$0 ;
+  wire [15:0] \port$59725$0 ;
+  input [15:0] \port$59739$0 ;
+  wire [15:0] \port$59739$0 ;
+  input [15:0] \port$59753$0 ;
+  wire [15:0] \port$59753$0 ;
+  input [15:0] \port$59767$0 ;
+  wire [15:0] \port$59767$0 ;
+  input [15:0] \port$59781$0 ;
+  wire [15:0] \port$59781$0 ;
+  input [15:0] \port$59795$0 ;
+  wire [15:0] \port$59795$0 ;
+  input [15:0] \port$59809$0 ;
+  wire [15:0] \port$59809$0 ;
+  input [15:0] \port$59823$0 ;
+  wire [15:0] \port$59823$0 ;
+  input [15:0] \port$59837$0 ;
+  wire [15:0] \port$59837$0 ;
+  input [15:0] \port$59851$0 ;
+  wire [15:0] \port$59851$0 ;
+  input [15:0] \port$59865$0 ;
+  wire [15:0] \port$59865$0 ;
+  input [15:0] \port$59879$0 ;
+  wire [15:0] \port$59879$0 ;
+  input [15:0] \port$59893$0 ;
+  wire [15:0] \port$59893$0 ;
+  input [15:0] \port$59907$0 ;
+  wire [15:0] \port$59907$0 ;
+  input [15:0] \port$59921$0 ;
+  wire [15:0] \port$59921$0 ;
+  input [15:0] \port$59935$0 ;
+  wire [15:0] \port$59935$0 ;
+  input [15:0] \port$59949$0 ;
+  wire [15:0] \port$59949$0 ;
+  input [15:0] \port$59963$0 ;
+  wire [15:0] \port$59963$0 ;
+  input [15:0] \port$59977$0 ;
+  wire [15:0] \port$59977$0 ;
+  input [15:0] \port$59991$0 ;
+  wire [15:0] \port$59991$0 ;
+  input [15:0] \port$60005$0 ;
+  wire [15:0] \port$60005$0 ;
+  input [15:0] \port$60019$0 ;
+  wire [15:0] \port$60019$0 ;
+  input [15:0] \port$60033$0 ;
+  wire [15:0] \port$60033$0 ;
+  input [15:0] \port$60047$0 ;
+  wire [15:0] \port$60047$0 ;
+  input [15:0] \port$60061$0 ;
+  wire [15:0] \port$60061$0 ;
+  input [7:0] \port$6007$0 ;
+  wire [7:0] \port$6007$0 ;
+  input [15:0] \port$60075$0 ;
+  wire [15:0] \port$60075$0 ;
+  input [15:0] \port$60089$0 ;
+  wire [15:0] \port$60089$0 ;
+  input [7:0] \port$6047$0 ;
+  wire [7:0] \port$6047$0 ;
+  input [7:0] \port$6087$0 ;
+  wire [7:0] \port$6087$0 ;
+  input [15:0] \port$60889$0 ;
+  wire [15:0] \port$60889$0 ;
+  input [7:0] \port$6127$0 ;
+  wire [7:0] \port$6127$0 ;
+  input [7:0] \port$6167$0 ;
+  wire [7:0] \port$6167$0 ;
+  input [7:0] \port$6207$0 ;
+  wire [7:0] \port$6207$0 ;
+  input [7:0] \port$6247$0 ;
+  wire [7:0] \port$6247$0 ;
+  input [7:0] \port$6287$0 ;
+  wire [7:0] \port$6287$0 ;
+  input [7:0] \port$6327$0 ;
+  wire [7:0] \port$6327$0 ;
+  input [1279:0] \port$63667$0 ;
+  wire [1279:0] \port$63667$0 ;
+  input [7:0] \port$6367$0 ;
+  wire [7:0] \port$6367$0 ;
+  input [7:0] \port$6407$0 ;
+  wire [7:0] \port$6407$0 ;
+  input [7:0] \port$6447$0 ;
+  wire [7:0] \port$6447$0 ;
+  input [7:0] \port$6487$0 ;
+  wire [7:0] \port$6487$0 ;
+  input [7:0] \port$6527$0 ;
+  wire [7:0] \port$6527$0 ;
+  input [7:0] \port$6567$0 ;
+  wire [7:0] \port$6567$0 ;
+  input [7:0] \port$6607$0 ;
+  wire [7:0] \port$6607$0 ;
+  input [7:0] \port$6647$0 ;
+  wire [7:0] \port$6647$0 ;
+  input [7:0] \port$6687$0 ;
+  wire [7:0] \port$6687$0 ;
+  input [7:0] \port$6727$0 ;
+  wire [7:0] \port$6727$0 ;
+  input [7:0] \port$6767$0 ;
+  wire [7:0] \port$6767$0 ;
+  input [7:0] \port$6807$0 ;
+  wire [7:0] \port$6807$0 ;
+  input [7:0] \port$6847$0 ;
+  wire [7:0] \port$6847$0 ;
+  input [7:0] \port$6887$0 ;
+  wire [7:0] \port$6887$0 ;
+  input [7:0] \port$6927$0 ;
+  wire [7:0] \port$6927$0 ;
+  input [7:0] \port$6967$0 ;
+  wire [7:0] \port$6967$0 ;
+  input [7:0] \port$7007$0 ;
+  wire [7:0] \port$7007$0 ;
+  input [7:0] \port$7047$0 ;
+  wire [7:0] \port$7047$0 ;
+  input [7:0] \port$7087$0 ;
+  wire [7:0] \port$7087$0 ;
+  input [7:0] \port$7127$0 ;
+  wire [7:0] \port$7127$0 ;
+  input [7:0] \port$7167$0 ;
+  wire [7:0] \port$7167$0 ;
+  input [7:0] \port$7207$0 ;
+  wire [7:0] \port$7207$0 ;
+  input [7:0] \port$7247$0 ;
+  wire [7:0] \port$7247$0 ;
+  input \port$8766$0 ;
+  wire \port$8766$0 ;
+  input [1:0] \port$8767$0 ;
+  wire [1:0] \port$8767$0 ;
   input \port$8768$0 ;
   wire \port$8768$0 ;
   input [1:0] \port$8769$0 ;
@@ -630,10 +634,6 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire \port$8828$0 ;
   input [1:0] \port$8829$0 ;
   wire [1:0] \port$8829$0 ;
-  input \port$8830$0 ;
-  wire \port$8830$0 ;
-  input [1:0] \port$8831$0 ;
-  wire [1:0] \port$8831$0 ;
   wire [10:0] port__addr;
   wire [7:0] \port__addr$103 ;
   wire [7:0] \port__addr$109 ;
@@ -784,13 +784,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$57022$0  };
+      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$63667$0  };
   end
   reg [1535:0] _0_;
   reg [1535:0] _1_;
   always @(posedge clk) begin
     if (\port__en$147 ) begin
-      _0_ <= mem_affine[\port$54244$0 [3:0]];
+      _0_ <= mem_affine[\port$60889$0 [3:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$83 [3:0]];
@@ -8073,7 +8073,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$171 )
-      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$53478$0 , \port$53464$0 , \port$53450$0 , \port$53436$0 , \port$53422$0 , \port$53408$0 , \port$53394$0 , \port$53380$0 , \port$53366$0 , \port$53352$0 , \port$53338$0 , \port$53324$0 , \port$53310$0 , \port$53296$0 , \port$53282$0 , \port$53268$0 , \port$53254$0 , \port$53240$0 , \port$53226$0 , \port$53212$0 , \port$53198$0 , \port$53184$0 , \port$53170$0 , \port$53156$0 , \port$53142$0 , \port$53128$0 , \port$53114$0 , \port$53100$0 , \port$53086$0 , \port$53072$0 , \port$53058$0 , \port$53044$0  };
+      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$60089$0 , \port$60075$0 , \port$60061$0 , \port$60047$0 , \port$60033$0 , \port$60019$0 , \port$60005$0 , \port$59991$0 , \port$59977$0 , \port$59963$0 , \port$59949$0 , \port$59935$0 , \port$59921$0 , \port$59907$0 , \port$59893$0 , \port$59879$0 , \port$59865$0 , \port$59851$0 , \port$59837$0 , \port$59823$0 , \port$59809$0 , \port$59795$0 , \port$59781$0 , \port$59767$0 , \port$59753$0 , \port$59739$0 , \port$59725$0 , \port$59711$0 , \port$59697$0 , \port$59683$0 , \port$59669$0 , \port$59655$0  };
   end
   reg [511:0] _9_;
   reg [511:0] _10_;
@@ -8476,7 +8476,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$227 )
-      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$57022$0 [255:0] };
+      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$63667$0 [255:0] };
   end
   reg [511:0] _11_;
   always @(posedge clk) begin
@@ -8658,7 +8658,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$159 )
-      mem_row2[e23_row2__addr[7:0]] <= { \port$7249$0 , \port$7209$0 , \port$7169$0 , \port$7129$0 , \port$7089$0 , \port$7049$0 , \port$7009$0 , \port$6969$0 , \port$6929$0 , \port$6889$0 , \port$6849$0 , \port$6809$0 , \port$6769$0 , \port$6729$0 , \port$6689$0 , \port$6649$0 , \port$6609$0 , \port$6569$0 , \port$6529$0 , \port$6489$0 , \port$6449$0 , \port$6409$0 , \port$6369$0 , \port$6329$0 , \port$6289$0 , \port$6249$0 , \port$6209$0 , \port$6169$0 , \port$6129$0 , \port$6089$0 , \port$6049$0 , \port$6009$0  };
+      mem_row2[e23_row2__addr[7:0]] <= { \port$7247$0 , \port$7207$0 , \port$7167$0 , \port$7127$0 , \port$7087$0 , \port$7047$0 , \port$7007$0 , \port$6967$0 , \port$6927$0 , \port$6887$0 , \port$6847$0 , \port$6807$0 , \port$6767$0 , \port$6727$0 , \port$6687$0 , \port$6647$0 , \port$6607$0 , \port$6567$0 , \port$6527$0 , \port$6487$0 , \port$6447$0 , \port$6407$0 , \port$6367$0 , \port$6327$0 , \port$6287$0 , \port$6247$0 , \port$6207$0 , \port$6167$0 , \port$6127$0 , \port$6087$0 , \port$6047$0 , \port$6007$0  };
   end
   reg [255:0] _12_;
   reg [255:0] _13_;
@@ -16044,7 +16044,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \$88  = \$87  ? bw_trace__addr : { 5'h00, host__trace__addr };
   assign \wr__en$183  = busy ? \wr__en$171  : host__trace__wr_en;
   assign \$89  = busy ? e4_trace__addr : { 1'h0, host__trace__addr };
-  assign \wr__data$188  = busy ? { \port$8831$0 , \port$8830$0 , \wr__data$181 [31], \port$8829$0 , \port$8828$0 , \wr__data$181 [30], \port$8827$0 , \port$8826$0 , \wr__data$181 [29], \port$8825$0 , \port$8824$0 , \wr__data$181 [28], \port$8823$0 , \port$8822$0 , \wr__data$181 [27], \port$8821$0 , \port$8820$0 , \wr__data$181 [26], \port$8819$0 , \port$8818$0 , \wr__data$181 [25], \port$8817$0 , \port$8816$0 , \wr__data$181 [24], \port$8815$0 , \port$8814$0 , \wr__data$181 [23], \port$8813$0 , \port$8812$0 , \wr__data$181 [22], \port$8811$0 , \port$8810$0 , \wr__data$181 [21], \port$8809$0 , \port$8808$0 , \wr__data$181 [20], \port$8807$0 , \port$8806$0 , \wr__data$181 [19], \port$8805$0 , \port$8804$0 , \wr__data$181 [18], \port$8803$0 , \port$8802$0 , \wr__data$181 [17], \port$8801$0 , \port$8800$0 , \wr__data$181 [16], \port$8799$0 , \port$8798$0 , \wr__data$181 [15], \port$8797$0 , \port$8796$0 , \wr__data$181 [14], \port$8795$0 , \port$8794$0 , \wr__data$181 [13], \port$8793$0 , \port$8792$0 , \wr__data$181 [12], \port$8791$0 , \port$8790$0 , \wr__data$181 [11], \port$8789$0 , \port$8788$0 , \wr__data$181 [10], \port$8787$0 , \port$8786$0 , \wr__data$181 [9], \port$8785$0 , \port$8784$0 , \wr__data$181 [8], \port$8783$0 , \port$8782$0 , \wr__data$181 [7], \port$8781$0 , \port$8780$0 , \wr__data$181 [6], \port$8779$0 , \port$8778$0 , \wr__data$181 [5], \port$8777$0 , \port$8776$0 , \wr__data$181 [4], \port$8775$0 , \port$8774$0 , \wr__data$181 [3], \port$8773$0 , \port$8772$0 , \wr__data$181 [2], \port$8771$0 , \port$8770$0 , \wr__data$181 [1], \port$8769$0 , \port$8768$0 , \wr__data$181 [0] } : \wr__data$194 [127:0];
+  assign \wr__data$188  = busy ? { \port$8829$0 , \port$8828$0 , \wr__data$181 [31], \port$8827$0 , \port$8826$0 , \wr__data$181 [30], \port$8825$0 , \port$8824$0 , \wr__data$181 [29], \port$8823$0 , \port$8822$0 , \wr__data$181 [28], \port$8821$0 , \port$8820$0 , \wr__data$181 [27], \port$8819$0 , \port$8818$0 , \wr__data$181 [26], \port$8817$0 , \port$8816$0 , \wr__data$181 [25], \port$8815$0 , \port$8814$0 , \wr__data$181 [24], \port$8813$0 , \port$8812$0 , \wr__data$181 [23], \port$8811$0 , \port$8810$0 , \wr__data$181 [22], \port$8809$0 , \port$8808$0 , \wr__data$181 [21], \port$8807$0 , \port$8806$0 , \wr__data$181 [20], \port$8805$0 , \port$8804$0 , \wr__data$181 [19], \port$8803$0 , \port$8802$0 , \wr__data$181 [18], \port$8801$0 , \port$8800$0 , \wr__data$181 [17], \port$8799$0 , \port$8798$0 , \wr__data$181 [16], \port$8797$0 , \port$8796$0 , \wr__data$181 [15], \port$8795$0 , \port$8794$0 , \wr__data$181 [14], \port$8793$0 , \port$8792$0 , \wr__data$181 [13], \port$8791$0 , \port$8790$0 , \wr__data$181 [12], \port$8789$0 , \port$8788$0 , \wr__data$181 [11], \port$8787$0 , \port$8786$0 , \wr__data$181 [10], \port$8785$0 , \port$8784$0 , \wr__data$181 [9], \port$8783$0 , \port$8782$0 , \wr__data$181 [8], \port$8781$0 , \port$8780$0 , \wr__data$181 [7], \port$8779$0 , \port$8778$0 , \wr__data$181 [6], \port$8777$0 , \port$8776$0 , \wr__data$181 [5], \port$8775$0 , \port$8774$0 , \wr__data$181 [4], \port$8773$0 , \port$8772$0 , \wr__data$181 [3], \port$8771$0 , \port$8770$0 , \wr__data$181 [2], \port$8769$0 , \port$8768$0 , \wr__data$181 [1], \port$8767$0 , \port$8766$0 , \wr__data$181 [0] } : \wr__data$194 [127:0];
   always @(posedge clk)
     gbuf_rd_bank <= \$90 ;
   always @(posedge clk)
@@ -16197,7 +16197,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$signature__data$24  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$45 ) begin
-      \$signature__data$24  = { \wr__data$194 , \port$57022$0 [255:0] };
+      \$signature__data$24  = { \wr__data$194 , \port$63667$0 [255:0] };
     end
     if (\$58 ) begin
       \$signature__data$24  = bw_grad_w2__data;
@@ -16236,7 +16236,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$signature__data$28  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$52 ) begin
-      \$signature__data$28  = { \wr__data$194 , \port$57022$0 [255:0] };
+      \$signature__data$28  = { \wr__data$194 , \port$63667$0 [255:0] };
     end
     if (\$64 ) begin
       \$signature__data$28  = bw_grad_w2__data;
@@ -16245,7 +16245,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$194 , \port$57022$0 [255:0] };
+  assign host__gbuf__wr_data = { \wr__data$194 , \port$63667$0 [255:0] };
   assign port__addr = \$78 [10:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$79 [9:0];
@@ -16289,23 +16289,23 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$143  = bw_weights__addr[10:0];
   assign \port__data$146  = bw_weights__data;
   assign bw_affine__en = \port__en$147 ;
-  assign \port__addr$149  = \port$54244$0 [3:0];
-  assign bw_affine__addr = { 4'h0, \port$54244$0  };
+  assign \port__addr$149  = \port$60889$0 [3:0];
+  assign bw_affine__addr = { 4'h0, \port$60889$0  };
   assign \port__data$152  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[9:0];
   assign e1_line1__data = wr__data;
   assign e23_row2__en = \wr__en$159 ;
   assign \wr__addr$161  = e23_row2__addr[7:0];
-  assign \wr__data$163  = { \port$7249$0 , \port$7209$0 , \port$7169$0 , \port$7129$0 , \port$7089$0 , \port$7049$0 , \port$7009$0 , \port$6969$0 , \port$6929$0 , \port$6889$0 , \port$6849$0 , \port$6809$0 , \port$6769$0 , \port$6729$0 , \port$6689$0 , \port$6649$0 , \port$6609$0 , \port$6569$0 , \port$6529$0 , \port$6489$0 , \port$6449$0 , \port$6409$0 , \port$6369$0 , \port$6329$0 , \port$6289$0 , \port$6249$0 , \port$6209$0 , \port$6169$0 , \port$6129$0 , \port$6089$0 , \port$6049$0 , \port$6009$0  };
-  assign e23_row2__data = { \port$7249$0 , \port$7209$0 , \port$7169$0 , \port$7129$0 , \port$7089$0 , \port$7049$0 , \port$7009$0 , \port$6969$0 , \port$6929$0 , \port$6889$0 , \port$6849$0 , \port$6809$0 , \port$6769$0 , \port$6729$0 , \port$6689$0 , \port$6649$0 , \port$6609$0 , \port$6569$0 , \port$6529$0 , \port$6489$0 , \port$6449$0 , \port$6409$0 , \port$6369$0 , \port$6329$0 , \port$6289$0 , \port$6249$0 , \port$6209$0 , \port$6169$0 , \port$6129$0 , \port$6089$0 , \port$6049$0 , \port$6009$0  };
+  assign \wr__data$163  = { \port$7247$0 , \port$7207$0 , \port$7167$0 , \port$7127$0 , \port$7087$0 , \port$7047$0 , \port$7007$0 , \port$6967$0 , \port$6927$0 , \port$6887$0 , \port$6847$0 , \port$6807$0 , \port$6767$0 , \port$6727$0 , \port$6687$0 , \port$6647$0 , \port$6607$0 , \port$6567$0 , \port$6527$0 , \port$6487$0 , \port$6447$0 , \port$6407$0 , \port$6367$0 , \port$6327$0 , \port$6287$0 , \port$6247$0 , \port$6207$0 , \port$6167$0 , \port$6127$0 , \port$6087$0 , \port$6047$0 , \port$6007$0  };
+  assign e23_row2__data = { \port$7247$0 , \port$7207$0 , \port$7167$0 , \port$7127$0 , \port$7087$0 , \port$7047$0 , \port$7007$0 , \port$6967$0 , \port$6927$0 , \port$6887$0 , \port$6847$0 , \port$6807$0 , \port$6767$0 , \port$6727$0 , \port$6687$0 , \port$6647$0 , \port$6607$0 , \port$6567$0 , \port$6527$0 , \port$6487$0 , \port$6447$0 , \port$6407$0 , \port$6367$0 , \port$6327$0 , \port$6287$0 , \port$6247$0 , \port$6207$0 , \port$6167$0 , \port$6127$0 , \port$6087$0 , \port$6047$0 , \port$6007$0  };
   assign e23_line4__en = \wr__en$165 ;
   assign \wr__addr$167  = e23_line4__addr[9:0];
   assign e23_line4__data = \wr__data$169 ;
   assign e4_membrane_out__en = \wr__en$171 ;
   assign \wr__addr$173  = e4_membrane_out__addr[9:0];
-  assign \wr__data$175  = { \port$53478$0 , \port$53464$0 , \port$53450$0 , \port$53436$0 , \port$53422$0 , \port$53408$0 , \port$53394$0 , \port$53380$0 , \port$53366$0 , \port$53352$0 , \port$53338$0 , \port$53324$0 , \port$53310$0 , \port$53296$0 , \port$53282$0 , \port$53268$0 , \port$53254$0 , \port$53240$0 , \port$53226$0 , \port$53212$0 , \port$53198$0 , \port$53184$0 , \port$53170$0 , \port$53156$0 , \port$53142$0 , \port$53128$0 , \port$53114$0 , \port$53100$0 , \port$53086$0 , \port$53072$0 , \port$53058$0 , \port$53044$0  };
-  assign e4_membrane_out__data = { \port$53478$0 , \port$53464$0 , \port$53450$0 , \port$53436$0 , \port$53422$0 , \port$53408$0 , \port$53394$0 , \port$53380$0 , \port$53366$0 , \port$53352$0 , \port$53338$0 , \port$53324$0 , \port$53310$0 , \port$53296$0 , \port$53282$0 , \port$53268$0 , \port$53254$0 , \port$53240$0 , \port$53226$0 , \port$53212$0 , \port$53198$0 , \port$53184$0 , \port$53170$0 , \port$53156$0 , \port$53142$0 , \port$53128$0 , \port$53114$0 , \port$53100$0 , \port$53086$0 , \port$53072$0 , \port$53058$0 , \port$53044$0  };
+  assign \wr__data$175  = { \port$60089$0 , \port$60075$0 , \port$60061$0 , \port$60047$0 , \port$60033$0 , \port$60019$0 , \port$60005$0 , \port$59991$0 , \port$59977$0 , \port$59963$0 , \port$59949$0 , \port$59935$0 , \port$59921$0 , \port$59907$0 , \port$59893$0 , \port$59879$0 , \port$59865$0 , \port$59851$0 , \port$59837$0 , \port$59823$0 , \port$59809$0 , \port$59795$0 , \port$59781$0 , \port$59767$0 , \port$59753$0 , \port$59739$0 , \port$59725$0 , \port$59711$0 , \port$59697$0 , \port$59683$0 , \port$59669$0 , \port$59655$0  };
+  assign e4_membrane_out__data = { \port$60089$0 , \port$60075$0 , \port$60061$0 , \port$60047$0 , \port$60033$0 , \port$60019$0 , \port$60005$0 , \port$59991$0 , \port$59977$0 , \port$59963$0 , \port$59949$0 , \port$59935$0 , \port$59921$0 , \port$59907$0 , \port$59893$0 , \port$59879$0 , \port$59865$0 , \port$59851$0 , \port$59837$0 , \port$59823$0 , \port$59809$0 , \port$59795$0 , \port$59781$0 , \port$59767$0 , \port$59753$0 , \port$59739$0 , \port$59725$0 , \port$59711$0 , \port$59697$0 , \port$59683$0 , \port$59669$0 , \port$59655$0  };
   assign \wr__en$177  = \wr__en$171 ;
   assign e4_spikes__en = \wr__en$171 ;
   assign \wr__addr$179  = e4_spikes__addr[9:0];
@@ -16313,7 +16313,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e4_trace__en = \wr__en$171 ;
   assign \wr__addr$186  = \$89 [9:0];
   assign host__trace__wr_data = \wr__data$194 [127:0];
-  assign e4_trace__data = { \port$8831$0 , \port$8830$0 , \wr__data$181 [31], \port$8829$0 , \port$8828$0 , \wr__data$181 [30], \port$8827$0 , \port$8826$0 , \wr__data$181 [29], \port$8825$0 , \port$8824$0 , \wr__data$181 [28], \port$8823$0 , \port$8822$0 , \wr__data$181 [27], \port$8821$0 , \port$8820$0 , \wr__data$181 [26], \port$8819$0 , \port$8818$0 , \wr__data$181 [25], \port$8817$0 , \port$8816$0 , \wr__data$181 [24], \port$8815$0 , \port$8814$0 , \wr__data$181 [23], \port$8813$0 , \port$8812$0 , \wr__data$181 [22], \port$8811$0 , \port$8810$0 , \wr__data$181 [21], \port$8809$0 , \port$8808$0 , \wr__data$181 [20], \port$8807$0 , \port$8806$0 , \wr__data$181 [19], \port$8805$0 , \port$8804$0 , \wr__data$181 [18], \port$8803$0 , \port$8802$0 , \wr__data$181 [17], \port$8801$0 , \port$8800$0 , \wr__data$181 [16], \port$8799$0 , \port$8798$0 , \wr__data$181 [15], \port$8797$0 , \port$8796$0 , \wr__data$181 [14], \port$8795$0 , \port$8794$0 , \wr__data$181 [13], \port$8793$0 , \port$8792$0 , \wr__data$181 [12], \port$8791$0 , \port$8790$0 , \wr__data$181 [11], \port$8789$0 , \port$8788$0 , \wr__data$181 [10], \port$8787$0 , \port$8786$0 , \wr__data$181 [9], \port$8785$0 , \port$8784$0 , \wr__data$181 [8], \port$8783$0 , \port$8782$0 , \wr__data$181 [7], \port$8781$0 , \port$8780$0 , \wr__data$181 [6], \port$8779$0 , \port$8778$0 , \wr__data$181 [5], \port$8777$0 , \port$8776$0 , \wr__data$181 [4], \port$8775$0 , \port$8774$0 , \wr__data$181 [3], \port$8773$0 , \port$8772$0 , \wr__data$181 [2], \port$8771$0 , \port$8770$0 , \wr__data$181 [1], \port$8769$0 , \port$8768$0 , \wr__data$181 [0] };
+  assign e4_trace__data = { \port$8829$0 , \port$8828$0 , \wr__data$181 [31], \port$8827$0 , \port$8826$0 , \wr__data$181 [30], \port$8825$0 , \port$8824$0 , \wr__data$181 [29], \port$8823$0 , \port$8822$0 , \wr__data$181 [28], \port$8821$0 , \port$8820$0 , \wr__data$181 [27], \port$8819$0 , \port$8818$0 , \wr__data$181 [26], \port$8817$0 , \port$8816$0 , \wr__data$181 [25], \port$8815$0 , \port$8814$0 , \wr__data$181 [24], \port$8813$0 , \port$8812$0 , \wr__data$181 [23], \port$8811$0 , \port$8810$0 , \wr__data$181 [22], \port$8809$0 , \port$8808$0 , \wr__data$181 [21], \port$8807$0 , \port$8806$0 , \wr__data$181 [20], \port$8805$0 , \port$8804$0 , \wr__data$181 [19], \port$8803$0 , \port$8802$0 , \wr__data$181 [18], \port$8801$0 , \port$8800$0 , \wr__data$181 [17], \port$8799$0 , \port$8798$0 , \wr__data$181 [16], \port$8797$0 , \port$8796$0 , \wr__data$181 [15], \port$8795$0 , \port$8794$0 , \wr__data$181 [14], \port$8793$0 , \port$8792$0 , \wr__data$181 [13], \port$8791$0 , \port$8790$0 , \wr__data$181 [12], \port$8789$0 , \port$8788$0 , \wr__data$181 [11], \port$8787$0 , \port$8786$0 , \wr__data$181 [10], \port$8785$0 , \port$8784$0 , \wr__data$181 [9], \port$8783$0 , \port$8782$0 , \wr__data$181 [8], \port$8781$0 , \port$8780$0 , \wr__data$181 [7], \port$8779$0 , \port$8778$0 , \wr__data$181 [6], \port$8777$0 , \port$8776$0 , \wr__data$181 [5], \port$8775$0 , \port$8774$0 , \wr__data$181 [4], \port$8773$0 , \port$8772$0 , \wr__data$181 [3], \port$8771$0 , \port$8770$0 , \wr__data$181 [2], \port$8769$0 , \port$8768$0 , \wr__data$181 [1], \port$8767$0 , \port$8766$0 , \wr__data$181 [0] };
   assign host__w1__wr_en = \wr__en$191 ;
   assign \wr__addr$193  = host__w1__addr[9:0];
   assign host__w1__wr_data = \wr__data$194 ;
@@ -16335,8 +16335,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__affine__addr[3:0];
-  assign \wr__data$218  = { \wr__data$194 , \port$57022$0  };
-  assign host__affine__wr_data = { \wr__data$194 , \port$57022$0  };
+  assign \wr__data$218  = { \wr__data$194 , \port$63667$0  };
+  assign host__affine__wr_data = { \wr__data$194 , \port$63667$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$221 ;
   assign \wr__addr$223  = host__spike_in__addr[10:0];
@@ -16345,8 +16345,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$227 ;
   assign \wr__addr$229  = host__residual__addr[8:0];
-  assign \wr__data$231  = { \wr__data$194 , \port$57022$0 [255:0] };
-  assign host__residual__wr_data = { \wr__data$194 , \port$57022$0 [255:0] };
+  assign \wr__data$231  = { \wr__data$194 , \port$63667$0 [255:0] };
+  assign host__residual__wr_data = { \wr__data$194 , \port$63667$0 [255:0] };
   assign host__membrane__rd_en = \port__en$233 ;
   assign \port__addr$235  = host__membrane__addr[9:0];
   assign \port__data$238  = host__membrane__rd_data;

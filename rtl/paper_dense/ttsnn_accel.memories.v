@@ -3,18 +3,18 @@
 (* generator = "Amaranth" *)
 module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w1__en, e1_line1__addr, \port$375$0 , \port$379$0 , \port$383$0 , \port$387$0 , \port$391$0 , \port$395$0 , \port$399$0 , \port$403$0 , \port$407$0 , \port$411$0 , \port$415$0 , \port$419$0 , \port$423$0 , \port$427$0 , \port$431$0 
 , \port$435$0 , \port$439$0 , \port$443$0 , \port$447$0 , \port$451$0 , \port$455$0 , \port$459$0 , \port$463$0 , \port$467$0 , \port$471$0 , \port$475$0 , \port$479$0 , \port$483$0 , \port$487$0 , \port$491$0 , \port$495$0 , \port$499$0 , \port__en$83 , e23_line1_a__addr, \port__en$89 , e23_line1_b__addr
-, \port__en$95 , e23_line1_c__addr, e23_w2__en, e23_w2__addr, e23_w3__en, e23_w3__addr, \wr__en$159 , e23_row2__addr, \wr__en$165 , e23_line4__addr, \wr__data$169 , \port__en$101 , e23_row2_b__addr, \port__en$107 , e23_row2_c__addr, \port$4609$0 , \port$4649$0 , \port$4689$0 , \port$4729$0 , \port$4769$0 , \port$4809$0 
-, \port$4849$0 , \port$4889$0 , \port$4929$0 , \port$4969$0 , \port$5009$0 , \port$5049$0 , \port$5089$0 , \port$5129$0 , \port$5169$0 , \port$5209$0 , \port$5249$0 , \port$5289$0 , \port$5329$0 , \port$5369$0 , \port$5409$0 , \port$5449$0 , \port$5489$0 , \port$5529$0 , \port$5569$0 , \port$5609$0 , \port$5649$0 
-, \port$5689$0 , \port$5729$0 , \port$5769$0 , \port$5809$0 , \port$5849$0 , e4_w4__en, \port__en$113 , e4_line4__addr, e4_w4__addr, e4_affine__en, \port__en$119 , e4_residual__addr, \port__en$125 , e4_membrane_in__addr, \wr__data$181 , e4_membrane_out__addr, e4_spikes__addr, e4_trace__addr, \port$7368$0 , \port$7369$0 , \port$7370$0 
-, \port$7371$0 , \port$7372$0 , \port$7373$0 , \port$7374$0 , \port$7375$0 , \port$7376$0 , \port$7377$0 , \port$7378$0 , \port$7379$0 , \port$7380$0 , \port$7381$0 , \port$7382$0 , \port$7383$0 , \port$7384$0 , \port$7385$0 , \port$7386$0 , \port$7387$0 , \port$7388$0 , \port$7389$0 , \port$7390$0 , \port$7391$0 
-, \port$7392$0 , \port$7393$0 , \port$7394$0 , \port$7395$0 , \port$7396$0 , \port$7397$0 , \port$7398$0 , \port$7399$0 , \port$7400$0 , \port$7401$0 , \port$7402$0 , \port$7403$0 , \port$7404$0 , \port$7405$0 , \port$7406$0 , \port$7407$0 , \port$7408$0 , \port$7409$0 , \port$7410$0 , \port$7411$0 , \port$7412$0 
-, \port$7413$0 , \port$7414$0 , \port$7415$0 , \port$7416$0 , \port$7417$0 , \port$7418$0 , \port$7419$0 , \port$7420$0 , \port$7421$0 , \port$7422$0 , \port$7423$0 , \port$7424$0 , \port$7425$0 , \port$7426$0 , \port$7427$0 , \port$7428$0 , \port$7429$0 , \port$7430$0 , \port$7431$0 , bw_grad_a__en, bw_grad_a__addr
-, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, \port__en$141 , bw_trace__en, bw_trace__addr, \port__en$147 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$191 , host__w2__addr, host__w2__rd_en, \wr__en$197 , host__w3__addr, host__w3__rd_en, \wr__en$203 
-, host__w4__addr, host__w4__rd_en, \wr__en$209 , host__affine__addr, host__affine__rd_en, \wr__en$215 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$221 , host__residual__addr, \wr__en$227 , host__membrane__addr, \port__en$233 , host__spikes__addr, \port__en$239 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$245 , host__trace__addr
-, host__trace__rd_en, host__trace__wr_en, host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data
-, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$171 , \port$51538$0 , \port$51552$0 , \port$51566$0 , \port$51580$0 , \port$51594$0 , \port$51608$0 , \port$51622$0 , \port$51636$0 , \port$51650$0 , \port$51664$0 , \port$51678$0 , \port$51692$0 , \port$51706$0 
-, \port$51720$0 , \port$51734$0 , \port$51748$0 , \port$51762$0 , \port$51776$0 , \port$51790$0 , \port$51804$0 , \port$51818$0 , \port$51832$0 , \port$51846$0 , \port$51860$0 , \port$51874$0 , \port$51888$0 , \port$51902$0 , \port$51916$0 , \port$51930$0 , \port$51944$0 , \port$51958$0 , \port$51972$0 , bw_weights__addr, \port$52738$0 
-, \port$55516$0 , desc, \wr__data$194 );
+, \port__en$95 , e23_line1_c__addr, e23_w2__en, e23_w2__addr, e23_w3__en, e23_w3__addr, \wr__en$159 , e23_row2__addr, \wr__en$165 , e23_line4__addr, \wr__data$169 , \port__en$101 , e23_row2_b__addr, \port__en$107 , e23_row2_c__addr, \port$4607$0 , \port$4647$0 , \port$4687$0 , \port$4727$0 , \port$4767$0 , \port$4807$0 
+, \port$4847$0 , \port$4887$0 , \port$4927$0 , \port$4967$0 , \port$5007$0 , \port$5047$0 , \port$5087$0 , \port$5127$0 , \port$5167$0 , \port$5207$0 , \port$5247$0 , \port$5287$0 , \port$5327$0 , \port$5367$0 , \port$5407$0 , \port$5447$0 , \port$5487$0 , \port$5527$0 , \port$5567$0 , \port$5607$0 , \port$5647$0 
+, \port$5687$0 , \port$5727$0 , \port$5767$0 , \port$5807$0 , \port$5847$0 , e4_w4__en, \port__en$113 , e4_line4__addr, e4_w4__addr, e4_affine__en, \port__en$119 , e4_residual__addr, \port__en$125 , e4_membrane_in__addr, \wr__data$181 , e4_membrane_out__addr, e4_spikes__addr, e4_trace__addr, \port$7366$0 , \port$7367$0 , \port$7368$0 
+, \port$7369$0 , \port$7370$0 , \port$7371$0 , \port$7372$0 , \port$7373$0 , \port$7374$0 , \port$7375$0 , \port$7376$0 , \port$7377$0 , \port$7378$0 , \port$7379$0 , \port$7380$0 , \port$7381$0 , \port$7382$0 , \port$7383$0 , \port$7384$0 , \port$7385$0 , \port$7386$0 , \port$7387$0 , \port$7388$0 , \port$7389$0 
+, \port$7390$0 , \port$7391$0 , \port$7392$0 , \port$7393$0 , \port$7394$0 , \port$7395$0 , \port$7396$0 , \port$7397$0 , \port$7398$0 , \port$7399$0 , \port$7400$0 , \port$7401$0 , \port$7402$0 , \port$7403$0 , \port$7404$0 , \port$7405$0 , \port$7406$0 , \port$7407$0 , \port$7408$0 , \port$7409$0 , \port$7410$0 
+, \port$7411$0 , \port$7412$0 , \port$7413$0 , \port$7414$0 , \port$7415$0 , \port$7416$0 , \port$7417$0 , \port$7418$0 , \port$7419$0 , \port$7420$0 , \port$7421$0 , \port$7422$0 , \port$7423$0 , \port$7424$0 , \port$7425$0 , \port$7426$0 , \port$7427$0 , \port$7428$0 , \port$7429$0 , bw_grad_a__en, bw_grad_a__addr
+, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, bw_weights__addr, \port__en$141 , bw_trace__en, bw_trace__addr, \port__en$147 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$191 , host__w2__addr, host__w2__rd_en, \wr__en$197 , host__w3__addr, host__w3__rd_en
+, \wr__en$203 , host__w4__addr, host__w4__rd_en, \wr__en$209 , host__affine__addr, host__affine__rd_en, \wr__en$215 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$221 , host__residual__addr, \wr__en$227 , host__membrane__addr, \port__en$233 , host__spikes__addr, \port__en$239 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$245 
+, host__trace__addr, host__trace__rd_en, host__trace__wr_en, host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data
+, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$171 , \port$58149$0 , \port$58163$0 , \port$58177$0 , \port$58191$0 , \port$58205$0 , \port$58219$0 , \port$58233$0 , \port$58247$0 , \port$58261$0 , \port$58275$0 , \port$58289$0 , \port$58303$0 
+, \port$58317$0 , \port$58331$0 , \port$58345$0 , \port$58359$0 , \port$58373$0 , \port$58387$0 , \port$58401$0 , \port$58415$0 , \port$58429$0 , \port$58443$0 , \port$58457$0 , \port$58471$0 , \port$58485$0 , \port$58499$0 , \port$58513$0 , \port$58527$0 , \port$58541$0 , \port$58555$0 , \port$58569$0 , \port$58583$0 , \port$59383$0 
+, \port$62161$0 , desc, \wr__data$194 );
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -420,158 +420,162 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$455$0 ;
   input [7:0] \port$459$0 ;
   wire [7:0] \port$459$0 ;
-  input [7:0] \port$4609$0 ;
-  wire [7:0] \port$4609$0 ;
+  input [7:0] \port$4607$0 ;
+  wire [7:0] \port$4607$0 ;
   input [7:0] \port$463$0 ;
   wire [7:0] \port$463$0 ;
-  input [7:0] \port$4649$0 ;
-  wire [7:0] \port$4649$0 ;
+  input [7:0] \port$4647$0 ;
+  wire [7:0] \port$4647$0 ;
   input [7:0] \port$467$0 ;
   wire [7:0] \port$467$0 ;
-  input [7:0] \port$4689$0 ;
-  wire [7:0] \port$4689$0 ;
+  input [7:0] \port$4687$0 ;
+  wire [7:0] \port$4687$0 ;
   input [7:0] \port$471$0 ;
   wire [7:0] \port$471$0 ;
-  input [7:0] \port$4729$0 ;
-  wire [7:0] \port$4729$0 ;
+  input [7:0] \port$4727$0 ;
+  wire [7:0] \port$4727$0 ;
   input [7:0] \port$475$0 ;
   wire [7:0] \port$475$0 ;
-  input [7:0] \port$4769$0 ;
-  wire [7:0] \port$4769$0 ;
+  input [7:0] \port$4767$0 ;
+  wire [7:0] \port$4767$0 ;
   input [7:0] \port$479$0 ;
   wire [7:0] \port$479$0 ;
-  input [7:0] \port$4809$0 ;
-  wire [7:0] \port$4809$0 ;
+  input [7:0] \port$4807$0 ;
+  wire [7:0] \port$4807$0 ;
   input [7:0] \port$483$0 ;
   wire [7:0] \port$483$0 ;
-  input [7:0] \port$4849$0 ;
-  wire [7:0] \port$4849$0 ;
+  input [7:0] \port$4847$0 ;
+  wire [7:0] \port$4847$0 ;
   input [7:0] \port$487$0 ;
   wire [7:0] \port$487$0 ;
-  input [7:0] \port$4889$0 ;
-  wire [7:0] \port$4889$0 ;
+  input [7:0] \port$4887$0 ;
+  wire [7:0] \port$4887$0 ;
   input [7:0] \port$491$0 ;
   wire [7:0] \port$491$0 ;
-  input [7:0] \port$4929$0 ;
-  wire [7:0] \port$4929$0 ;
+  input [7:0] \port$4927$0 ;
+  wire [7:0] \port$4927$0 ;
   input [7:0] \port$495$0 ;
   wire [7:0] \port$495$0 ;
-  input [7:0] \port$4969$0 ;
-  wire [7:0] \port$4969$0 ;
+  input [7:0] \port$4967$0 ;
+  wire [7:0] \port$4967$0 ;
   input [7:0] \port$499$0 ;
   wire [7:0] \port$499$0 ;
-  input [7:0] \port$5009$0 ;
-  wire [7:0] \port$5009$0 ;
-  input [7:0] \port$5049$0 ;
-  wire [7:0] \port$5049$0 ;
-  input [7:0] \port$5089$0 ;
-  wire [7:0] \port$5089$0 ;
-  input [7:0] \port$5129$0 ;
-  wire [7:0] \port$5129$0 ;
-  input [15:0] \port$51538$0 ;
-  wire [15:0] \port$51538$0 ;
-  input [15:0] \port$51552$0 ;
-  wire [15:0] \port$51552$0 ;
-  input [15:0] \port$51566$0 ;
-  wire [15:0] \port$51566$0 ;
-  input [15:0] \port$51580$0 ;
-  wire [15:0] \port$51580$0 ;
-  input [15:0] \port$51594$0 ;
-  wire [15:0] \port$51594$0 ;
-  input [15:0] \port$51608$0 ;
-  wire [15:0] \port$51608$0 ;
-  input [15:0] \port$51622$0 ;
-  wire [15:0] \port$51622$0 ;
-  input [15:0] \port$51636$0 ;
-  wire [15:0] \port$51636$0 ;
-  input [15:0] \port$51650$0 ;
-  wire [15:0] \port$51650$0 ;
-  input [15:0] \port$51664$0 ;
-  wire [15:0] \port$51664$0 ;
-  input [15:0] \port$51678$0 ;
-  wire [15:0] \port$51678$0 ;
-  input [7:0] \port$5169$0 ;
-  wire [7:0] \port$5169$0 ;
-  input [15:0] \port$51692$0 ;
-  wire [15:0] \port$51692$0 ;
-  input [15:0] \port$51706$0 ;
-  wire [15:0] \port$51706$0 ;
-  input [15:0] \port$51720$0 ;
-  wire [15:0] \port$51720$0 ;
-  input [15:0] \port$51734$0 ;
-  wire [15:0] \port$51734$0 ;
-  input [15:0] \port$51748$0 ;
-  wire [15:0] \port$51748$0 ;
-  input [15:0] \port$51762$0 ;
-  wire [15:0] \port$51762$0 ;
-  input [15:0] \port$51776$0 ;
-  wire [15:0] \port$51776$0 ;
-  input [15:0] \port$51790$0 ;
-  wire [15:0] \port$51790$0 ;
-  input [15:0] \port$51804$0 ;
-  wire [15:0] \port$51804$0 ;
-  input [15:0] \port$51818$0 ;
-  wire [15:0] \port$51818$0 ;
-  input [15:0] \port$51832$0 ;
-  wire [15:0] \port$51832$0 ;
-  input [15:0] \port$51846$0 ;
-  wire [15:0] \port$51846$0 ;
-  input [15:0] \port$51860$0 ;
-  wire [15:0] \port$51860$0 ;
-  input [15:0] \port$51874$0 ;
-  wire [15:0] \port$51874$0 ;
-  input [15:0] \port$51888$0 ;
-  wire [15:0] \port$51888$0 ;
-  input [15:0] \port$51902$0 ;
-  wire [15:0] \port$51902$0 ;
-  input [15:0] \port$51916$0 ;
-  wire [15:0] \port$51916$0 ;
-  input [15:0] \port$51930$0 ;
-  wire [15:0] \port$51930$0 ;
-  input [15:0] \port$51944$0 ;
-  wire [15:0] \port$51944$0 ;
-  input [15:0] \port$51958$0 ;
-  wire [15:0] \port$51958$0 ;
-  input [15:0] \port$51972$0 ;
-  wire [15:0] \port$51972$0 ;
-  input [7:0] \port$5209$0 ;
-  wire [7:0] \port$5209$0 ;
-  input [7:0] \port$5249$0 ;
-  wire [7:0] \port$5249$0 ;
-  input [15:0] \port$52738$0 ;
-  wire [15:0] \port$52738$0 ;
-  input [7:0] \port$5289$0 ;
-  wire [7:0] \port$5289$0 ;
-  input [7:0] \port$5329$0 ;
-  wire [7:0] \port$5329$0 ;
-  input [7:0] \port$5369$0 ;
-  wire [7:0] \port$5369$0 ;
-  input [7:0] \port$5409$0 ;
-  wire [7:0] \port$5409$0 ;
-  input [7:0] \port$5449$0 ;
-  wire [7:0] \port$5449$0 ;
-  input [7:0] \port$5489$0 ;
-  wire [7:0] \port$5489$0 ;
-  input [7:0] \port$5529$0 ;
-  wire [7:0] \port$5529$0 ;
-  input [1279:0] \port$55516$0 ;
-  wire [1279:0] \port$55516$0 ;
-  input [7:0] \port$5569$0 ;
-  wire [7:0] \port$5569$0 ;
-  input [7:0] \port$5609$0 ;
-  wire [7:0] \port$5609$0 ;
-  input [7:0] \port$5649$0 ;
-  wire [7:0] \port$5649$0 ;
-  input [7:0] \port$5689$0 ;
-  wire [7:0] \port$5689$0 ;
-  input [7:0] \port$5729$0 ;
-  wire [7:0] \port$5729$0 ;
-  input [7:0] \port$5769$0 ;
-  wire [7:0] \port$5769$0 ;
-  input [7:0] \port$5809$0 ;
-  wire [7:0] \port$5809$0 ;
-  input [7:0] \port$5849$0 ;
-  wire [7:0] \port$5849$0 ;
+  input [7:0] \port$5007$0 ;
+  wire [7:0] \port$5007$0 ;
+  input [7:0] \port$5047$0 ;
+  wire [7:0] \port$5047$0 ;
+  input [7:0] \port$5087$0 ;
+  wire [7:0] \port$5087$0 ;
+  input [7:0] \port$5127$0 ;
+  wire [7:0] \port$5127$0 ;
+  input [7:0] \port$5167$0 ;
+  wire [7:0] \port$5167$0 ;
+  input [7:0] \port$5207$0 ;
+  wire [7:0] \port$5207$0 ;
+  input [7:0] \port$5247$0 ;
+  wire [7:0] \port$5247$0 ;
+  input [7:0] \port$5287$0 ;
+  wire [7:0] \port$5287$0 ;
+  input [7:0] \port$5327$0 ;
+  wire [7:0] \port$5327$0 ;
+  input [7:0] \port$5367$0 ;
+  wire [7:0] \port$5367$0 ;
+  input [7:0] \port$5407$0 ;
+  wire [7:0] \port$5407$0 ;
+  input [7:0] \port$5447$0 ;
+  wire [7:0] \port$5447$0 ;
+  input [7:0] \port$5487$0 ;
+  wire [7:0] \port$5487$0 ;
+  input [7:0] \port$5527$0 ;
+  wire [7:0] \port$5527$0 ;
+  input [7:0] \port$5567$0 ;
+  wire [7:0] \port$5567$0 ;
+  input [7:0] \port$5607$0 ;
+  wire [7:0] \port$5607$0 ;
+  input [7:0] \port$5647$0 ;
+  wire [7:0] \port$5647$0 ;
+  input [7:0] \port$5687$0 ;
+  wire [7:0] \port$5687$0 ;
+  input [7:0] \port$5727$0 ;
+  wire [7:0] \port$5727$0 ;
+  input [7:0] \port$5767$0 ;
+  wire [7:0] \port$5767$0 ;
+  input [7:0] \port$5807$0 ;
+  wire [7:0] \port$5807$0 ;
+  input [15:0] \port$58149$0 ;
+  wire [15:0] \port$58149$0 ;
+  input [15:0] \port$58163$0 ;
+  wire [15:0] \port$58163$0 ;
+  input [15:0] \port$58177$0 ;
+  wire [15:0] \port$58177$0 ;
+  input [15:0] \port$58191$0 ;
+  wire [15:0] \port$58191$0 ;
+  input [15:0] \port$58205$0 ;
+  wire [15:0] \port$58205$0 ;
+  input [15:0] \port$58219$0 ;
+  wire [15:0] \port$58219$0 ;
+  input [15:0] \port$58233$0 ;
+  wire [15:0] \port$58233$0 ;
+  input [15:0] \port$58247$0 ;
+  wire [15:0] \port$58247$0 ;
+  input [15:0] \port$58261$0 ;
+  wire [15:0] \port$58261$0 ;
+  input [15:0] \port$58275$0 ;
+  wire [15:0] \port$58275$0 ;
+  input [15:0] \port$58289$0 ;
+  wire [15:0] \port$58289$0 ;
+  input [15:0] \port$58303$0 ;
+  wire [15:0] \port$58303$0 ;
+  input [15:0] \port$58317$0 ;
+  wire [15:0] \port$58317$0 ;
+  input [15:0] \port$58331$0 ;
+  wire [15:0] \port$58331$0 ;
+  input [15:0] \port$58345$0 ;
+  wire [15:0] \port$58345$0 ;
+  input [15:0] \port$58359$0 ;
+  wire [15:0] \port$58359$0 ;
+  input [15:0] \port$58373$0 ;
+  wire [15:0] \port$58373$0 ;
+  input [15:0] \port$58387$0 ;
+  wire [15:0] \port$58387$0 ;
+  input [15:0] \port$58401$0 ;
+  wire [15:0] \port$58401$0 ;
+  input [15:0] \port$58415$0 ;
+  wire [15:0] \port$58415$0 ;
+  input [15:0] \port$58429$0 ;
+  wire [15:0] \port$58429$0 ;
+  input [15:0] \port$58443$0 ;
+  wire [15:0] \port$58443$0 ;
+  input [15:0] \port$58457$0 ;
+  wire [15:0] \port$58457$0 ;
+  input [7:0] \port$5847$0 ;
+  wire [7:0] \port$5847$0 ;
+  input [15:0] \port$58471$0 ;
+  wire [15:0] \port$58471$0 ;
+  input [15:0] \port$58485$0 ;
+  wire [15:0] \port$58485$0 ;
+  input [15:0] \port$58499$0 ;
+  wire [15:0] \port$58499$0 ;
+  input [15:0] \port$58513$0 ;
+  wire [15:0] \port$58513$0 ;
+  input [15:0] \port$58527$0 ;
+  wire [15:0] \port$58527$0 ;
+  input [15:0] \port$58541$0 ;
+  wire [15:0] \port$58541$0 ;
+  input [15:0] \port$58555$0 ;
+  wire [15:0] \port$58555$0 ;
+  input [15:0] \port$58569$0 ;
+  wire [15:0] \port$58569$0 ;
+  input [15:0] \port$58583$0 ;
+  wire [15:0] \port$58583$0 ;
+  input [15:0] \port$59383$0 ;
+  wire [15:0] \port$59383$0 ;
+  input [1279:0] \port$62161$0 ;
+  wire [1279:0] \port$62161$0 ;
+  input \port$7366$0 ;
+  wire \port$7366$0 ;
+  input [1:0] \port$7367$0 ;
+  wire [1:0] \port$7367$0 ;
   input \port$7368$0 ;
   wire \port$7368$0 ;
   input [1:0] \port$7369$0 ;
@@ -696,10 +700,6 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire \port$7428$0 ;
   input [1:0] \port$7429$0 ;
   wire [1:0] \port$7429$0 ;
-  input \port$7430$0 ;
-  wire \port$7430$0 ;
-  input [1:0] \port$7431$0 ;
-  wire [1:0] \port$7431$0 ;
   wire [10:0] port__addr;
   wire [7:0] \port__addr$103 ;
   wire [7:0] \port__addr$109 ;
@@ -849,13 +849,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$55516$0  };
+      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$62161$0  };
   end
   reg [1535:0] _0_;
   reg [1535:0] _1_;
   always @(posedge clk) begin
     if (\port__en$147 ) begin
-      _0_ <= mem_affine[\port$52738$0 [3:0]];
+      _0_ <= mem_affine[\port$59383$0 [3:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$83 [3:0]];
@@ -8138,7 +8138,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$171 )
-      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$51972$0 , \port$51958$0 , \port$51944$0 , \port$51930$0 , \port$51916$0 , \port$51902$0 , \port$51888$0 , \port$51874$0 , \port$51860$0 , \port$51846$0 , \port$51832$0 , \port$51818$0 , \port$51804$0 , \port$51790$0 , \port$51776$0 , \port$51762$0 , \port$51748$0 , \port$51734$0 , \port$51720$0 , \port$51706$0 , \port$51692$0 , \port$51678$0 , \port$51664$0 , \port$51650$0 , \port$51636$0 , \port$51622$0 , \port$51608$0 , \port$51594$0 , \port$51580$0 , \port$51566$0 , \port$51552$0 , \port$51538$0  };
+      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$58583$0 , \port$58569$0 , \port$58555$0 , \port$58541$0 , \port$58527$0 , \port$58513$0 , \port$58499$0 , \port$58485$0 , \port$58471$0 , \port$58457$0 , \port$58443$0 , \port$58429$0 , \port$58415$0 , \port$58401$0 , \port$58387$0 , \port$58373$0 , \port$58359$0 , \port$58345$0 , \port$58331$0 , \port$58317$0 , \port$58303$0 , \port$58289$0 , \port$58275$0 , \port$58261$0 , \port$58247$0 , \port$58233$0 , \port$58219$0 , \port$58205$0 , \port$58191$0 , \port$58177$0 , \port$58163$0 , \port$58149$0  };
   end
   reg [511:0] _9_;
   reg [511:0] _10_;
@@ -8541,7 +8541,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$227 )
-      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$55516$0 [255:0] };
+      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$62161$0 [255:0] };
   end
   reg [511:0] _11_;
   always @(posedge clk) begin
@@ -8723,7 +8723,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$159 )
-      mem_row2[e23_row2__addr[7:0]] <= { \port$5849$0 , \port$5809$0 , \port$5769$0 , \port$5729$0 , \port$5689$0 , \port$5649$0 , \port$5609$0 , \port$5569$0 , \port$5529$0 , \port$5489$0 , \port$5449$0 , \port$5409$0 , \port$5369$0 , \port$5329$0 , \port$5289$0 , \port$5249$0 , \port$5209$0 , \port$5169$0 , \port$5129$0 , \port$5089$0 , \port$5049$0 , \port$5009$0 , \port$4969$0 , \port$4929$0 , \port$4889$0 , \port$4849$0 , \port$4809$0 , \port$4769$0 , \port$4729$0 , \port$4689$0 , \port$4649$0 , \port$4609$0  };
+      mem_row2[e23_row2__addr[7:0]] <= { \port$5847$0 , \port$5807$0 , \port$5767$0 , \port$5727$0 , \port$5687$0 , \port$5647$0 , \port$5607$0 , \port$5567$0 , \port$5527$0 , \port$5487$0 , \port$5447$0 , \port$5407$0 , \port$5367$0 , \port$5327$0 , \port$5287$0 , \port$5247$0 , \port$5207$0 , \port$5167$0 , \port$5127$0 , \port$5087$0 , \port$5047$0 , \port$5007$0 , \port$4967$0 , \port$4927$0 , \port$4887$0 , \port$4847$0 , \port$4807$0 , \port$4767$0 , \port$4727$0 , \port$4687$0 , \port$4647$0 , \port$4607$0  };
   end
   reg [255:0] _12_;
   reg [255:0] _13_;
@@ -16109,7 +16109,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \$88  = \$87  ? bw_trace__addr : { 5'h00, host__trace__addr };
   assign \wr__en$183  = busy ? \wr__en$171  : host__trace__wr_en;
   assign \$89  = busy ? e4_trace__addr : { 1'h0, host__trace__addr };
-  assign \wr__data$188  = busy ? { \port$7431$0 , \port$7430$0 , \wr__data$181 [31], \port$7429$0 , \port$7428$0 , \wr__data$181 [30], \port$7427$0 , \port$7426$0 , \wr__data$181 [29], \port$7425$0 , \port$7424$0 , \wr__data$181 [28], \port$7423$0 , \port$7422$0 , \wr__data$181 [27], \port$7421$0 , \port$7420$0 , \wr__data$181 [26], \port$7419$0 , \port$7418$0 , \wr__data$181 [25], \port$7417$0 , \port$7416$0 , \wr__data$181 [24], \port$7415$0 , \port$7414$0 , \wr__data$181 [23], \port$7413$0 , \port$7412$0 , \wr__data$181 [22], \port$7411$0 , \port$7410$0 , \wr__data$181 [21], \port$7409$0 , \port$7408$0 , \wr__data$181 [20], \port$7407$0 , \port$7406$0 , \wr__data$181 [19], \port$7405$0 , \port$7404$0 , \wr__data$181 [18], \port$7403$0 , \port$7402$0 , \wr__data$181 [17], \port$7401$0 , \port$7400$0 , \wr__data$181 [16], \port$7399$0 , \port$7398$0 , \wr__data$181 [15], \port$7397$0 , \port$7396$0 , \wr__data$181 [14], \port$7395$0 , \port$7394$0 , \wr__data$181 [13], \port$7393$0 , \port$7392$0 , \wr__data$181 [12], \port$7391$0 , \port$7390$0 , \wr__data$181 [11], \port$7389$0 , \port$7388$0 , \wr__data$181 [10], \port$7387$0 , \port$7386$0 , \wr__data$181 [9], \port$7385$0 , \port$7384$0 , \wr__data$181 [8], \port$7383$0 , \port$7382$0 , \wr__data$181 [7], \port$7381$0 , \port$7380$0 , \wr__data$181 [6], \port$7379$0 , \port$7378$0 , \wr__data$181 [5], \port$7377$0 , \port$7376$0 , \wr__data$181 [4], \port$7375$0 , \port$7374$0 , \wr__data$181 [3], \port$7373$0 , \port$7372$0 , \wr__data$181 [2], \port$7371$0 , \port$7370$0 , \wr__data$181 [1], \port$7369$0 , \port$7368$0 , \wr__data$181 [0] } : \wr__data$194 [127:0];
+  assign \wr__data$188  = busy ? { \port$7429$0 , \port$7428$0 , \wr__data$181 [31], \port$7427$0 , \port$7426$0 , \wr__data$181 [30], \port$7425$0 , \port$7424$0 , \wr__data$181 [29], \port$7423$0 , \port$7422$0 , \wr__data$181 [28], \port$7421$0 , \port$7420$0 , \wr__data$181 [27], \port$7419$0 , \port$7418$0 , \wr__data$181 [26], \port$7417$0 , \port$7416$0 , \wr__data$181 [25], \port$7415$0 , \port$7414$0 , \wr__data$181 [24], \port$7413$0 , \port$7412$0 , \wr__data$181 [23], \port$7411$0 , \port$7410$0 , \wr__data$181 [22], \port$7409$0 , \port$7408$0 , \wr__data$181 [21], \port$7407$0 , \port$7406$0 , \wr__data$181 [20], \port$7405$0 , \port$7404$0 , \wr__data$181 [19], \port$7403$0 , \port$7402$0 , \wr__data$181 [18], \port$7401$0 , \port$7400$0 , \wr__data$181 [17], \port$7399$0 , \port$7398$0 , \wr__data$181 [16], \port$7397$0 , \port$7396$0 , \wr__data$181 [15], \port$7395$0 , \port$7394$0 , \wr__data$181 [14], \port$7393$0 , \port$7392$0 , \wr__data$181 [13], \port$7391$0 , \port$7390$0 , \wr__data$181 [12], \port$7389$0 , \port$7388$0 , \wr__data$181 [11], \port$7387$0 , \port$7386$0 , \wr__data$181 [10], \port$7385$0 , \port$7384$0 , \wr__data$181 [9], \port$7383$0 , \port$7382$0 , \wr__data$181 [8], \port$7381$0 , \port$7380$0 , \wr__data$181 [7], \port$7379$0 , \port$7378$0 , \wr__data$181 [6], \port$7377$0 , \port$7376$0 , \wr__data$181 [5], \port$7375$0 , \port$7374$0 , \wr__data$181 [4], \port$7373$0 , \port$7372$0 , \wr__data$181 [3], \port$7371$0 , \port$7370$0 , \wr__data$181 [2], \port$7369$0 , \port$7368$0 , \wr__data$181 [1], \port$7367$0 , \port$7366$0 , \wr__data$181 [0] } : \wr__data$194 [127:0];
   always @(posedge clk)
     gbuf_rd_bank <= \$90 ;
   always @(posedge clk)
@@ -16262,7 +16262,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$24  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$45 ) begin
-      \$signature__data$24  = { \wr__data$194 , \port$55516$0 [255:0] };
+      \$signature__data$24  = { \wr__data$194 , \port$62161$0 [255:0] };
     end
     if (\$58 ) begin
       \$signature__data$24  = bw_grad_w2__data;
@@ -16301,7 +16301,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$28  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$52 ) begin
-      \$signature__data$28  = { \wr__data$194 , \port$55516$0 [255:0] };
+      \$signature__data$28  = { \wr__data$194 , \port$62161$0 [255:0] };
     end
     if (\$64 ) begin
       \$signature__data$28  = bw_grad_w2__data;
@@ -16310,7 +16310,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$194 , \port$55516$0 [255:0] };
+  assign host__gbuf__wr_data = { \wr__data$194 , \port$62161$0 [255:0] };
   assign port__addr = \$78 [10:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$79 [9:0];
@@ -16354,8 +16354,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$143  = bw_weights__addr[10:0];
   assign \port__data$146  = bw_weights__data;
   assign bw_affine__en = \port__en$147 ;
-  assign \port__addr$149  = \port$52738$0 [3:0];
-  assign bw_affine__addr = { 4'h0, \port$52738$0  };
+  assign \port__addr$149  = \port$59383$0 [3:0];
+  assign bw_affine__addr = { 4'h0, \port$59383$0  };
   assign \port__data$152  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[9:0];
@@ -16363,15 +16363,15 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e1_line1__data = { \port$499$0 , \port$495$0 , \port$491$0 , \port$487$0 , \port$483$0 , \port$479$0 , \port$475$0 , \port$471$0 , \port$467$0 , \port$463$0 , \port$459$0 , \port$455$0 , \port$451$0 , \port$447$0 , \port$443$0 , \port$439$0 , \port$435$0 , \port$431$0 , \port$427$0 , \port$423$0 , \port$419$0 , \port$415$0 , \port$411$0 , \port$407$0 , \port$403$0 , \port$399$0 , \port$395$0 , \port$391$0 , \port$387$0 , \port$383$0 , \port$379$0 , \port$375$0  };
   assign e23_row2__en = \wr__en$159 ;
   assign \wr__addr$161  = e23_row2__addr[7:0];
-  assign \wr__data$163  = { \port$5849$0 , \port$5809$0 , \port$5769$0 , \port$5729$0 , \port$5689$0 , \port$5649$0 , \port$5609$0 , \port$5569$0 , \port$5529$0 , \port$5489$0 , \port$5449$0 , \port$5409$0 , \port$5369$0 , \port$5329$0 , \port$5289$0 , \port$5249$0 , \port$5209$0 , \port$5169$0 , \port$5129$0 , \port$5089$0 , \port$5049$0 , \port$5009$0 , \port$4969$0 , \port$4929$0 , \port$4889$0 , \port$4849$0 , \port$4809$0 , \port$4769$0 , \port$4729$0 , \port$4689$0 , \port$4649$0 , \port$4609$0  };
-  assign e23_row2__data = { \port$5849$0 , \port$5809$0 , \port$5769$0 , \port$5729$0 , \port$5689$0 , \port$5649$0 , \port$5609$0 , \port$5569$0 , \port$5529$0 , \port$5489$0 , \port$5449$0 , \port$5409$0 , \port$5369$0 , \port$5329$0 , \port$5289$0 , \port$5249$0 , \port$5209$0 , \port$5169$0 , \port$5129$0 , \port$5089$0 , \port$5049$0 , \port$5009$0 , \port$4969$0 , \port$4929$0 , \port$4889$0 , \port$4849$0 , \port$4809$0 , \port$4769$0 , \port$4729$0 , \port$4689$0 , \port$4649$0 , \port$4609$0  };
+  assign \wr__data$163  = { \port$5847$0 , \port$5807$0 , \port$5767$0 , \port$5727$0 , \port$5687$0 , \port$5647$0 , \port$5607$0 , \port$5567$0 , \port$5527$0 , \port$5487$0 , \port$5447$0 , \port$5407$0 , \port$5367$0 , \port$5327$0 , \port$5287$0 , \port$5247$0 , \port$5207$0 , \port$5167$0 , \port$5127$0 , \port$5087$0 , \port$5047$0 , \port$5007$0 , \port$4967$0 , \port$4927$0 , \port$4887$0 , \port$4847$0 , \port$4807$0 , \port$4767$0 , \port$4727$0 , \port$4687$0 , \port$4647$0 , \port$4607$0  };
+  assign e23_row2__data = { \port$5847$0 , \port$5807$0 , \port$5767$0 , \port$5727$0 , \port$5687$0 , \port$5647$0 , \port$5607$0 , \port$5567$0 , \port$5527$0 , \port$5487$0 , \port$5447$0 , \port$5407$0 , \port$5367$0 , \port$5327$0 , \port$5287$0 , \port$5247$0 , \port$5207$0 , \port$5167$0 , \port$5127$0 , \port$5087$0 , \port$5047$0 , \port$5007$0 , \port$4967$0 , \port$4927$0 , \port$4887$0 , \port$4847$0 , \port$4807$0 , \port$4767$0 , \port$4727$0 , \port$4687$0 , \port$4647$0 , \port$4607$0  };
   assign e23_line4__en = \wr__en$165 ;
   assign \wr__addr$167  = e23_line4__addr[9:0];
   assign e23_line4__data = \wr__data$169 ;
   assign e4_membrane_out__en = \wr__en$171 ;
   assign \wr__addr$173  = e4_membrane_out__addr[9:0];
-  assign \wr__data$175  = { \port$51972$0 , \port$51958$0 , \port$51944$0 , \port$51930$0 , \port$51916$0 , \port$51902$0 , \port$51888$0 , \port$51874$0 , \port$51860$0 , \port$51846$0 , \port$51832$0 , \port$51818$0 , \port$51804$0 , \port$51790$0 , \port$51776$0 , \port$51762$0 , \port$51748$0 , \port$51734$0 , \port$51720$0 , \port$51706$0 , \port$51692$0 , \port$51678$0 , \port$51664$0 , \port$51650$0 , \port$51636$0 , \port$51622$0 , \port$51608$0 , \port$51594$0 , \port$51580$0 , \port$51566$0 , \port$51552$0 , \port$51538$0  };
-  assign e4_membrane_out__data = { \port$51972$0 , \port$51958$0 , \port$51944$0 , \port$51930$0 , \port$51916$0 , \port$51902$0 , \port$51888$0 , \port$51874$0 , \port$51860$0 , \port$51846$0 , \port$51832$0 , \port$51818$0 , \port$51804$0 , \port$51790$0 , \port$51776$0 , \port$51762$0 , \port$51748$0 , \port$51734$0 , \port$51720$0 , \port$51706$0 , \port$51692$0 , \port$51678$0 , \port$51664$0 , \port$51650$0 , \port$51636$0 , \port$51622$0 , \port$51608$0 , \port$51594$0 , \port$51580$0 , \port$51566$0 , \port$51552$0 , \port$51538$0  };
+  assign \wr__data$175  = { \port$58583$0 , \port$58569$0 , \port$58555$0 , \port$58541$0 , \port$58527$0 , \port$58513$0 , \port$58499$0 , \port$58485$0 , \port$58471$0 , \port$58457$0 , \port$58443$0 , \port$58429$0 , \port$58415$0 , \port$58401$0 , \port$58387$0 , \port$58373$0 , \port$58359$0 , \port$58345$0 , \port$58331$0 , \port$58317$0 , \port$58303$0 , \port$58289$0 , \port$58275$0 , \port$58261$0 , \port$58247$0 , \port$58233$0 , \port$58219$0 , \port$58205$0 , \port$58191$0 , \port$58177$0 , \port$58163$0 , \port$58149$0  };
+  assign e4_membrane_out__data = { \port$58583$0 , \port$58569$0 , \port$58555$0 , \port$58541$0 , \port$58527$0 , \port$58513$0 , \port$58499$0 , \port$58485$0 , \port$58471$0 , \port$58457$0 , \port$58443$0 , \port$58429$0 , \port$58415$0 , \port$58401$0 , \port$58387$0 , \port$58373$0 , \port$58359$0 , \port$58345$0 , \port$58331$0 , \port$58317$0 , \port$58303$0 , \port$58289$0 , \port$58275$0 , \port$58261$0 , \port$58247$0 , \port$58233$0 , \port$58219$0 , \port$58205$0 , \port$58191$0 , \port$58177$0 , \port$58163$0 , \port$58149$0  };
   assign \wr__en$177  = \wr__en$171 ;
   assign e4_spikes__en = \wr__en$171 ;
   assign \wr__addr$179  = e4_spikes__addr[9:0];
@@ -16379,7 +16379,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e4_trace__en = \wr__en$171 ;
   assign \wr__addr$186  = \$89 [9:0];
   assign host__trace__wr_data = \wr__data$194 [127:0];
-  assign e4_trace__data = { \port$7431$0 , \port$7430$0 , \wr__data$181 [31], \port$7429$0 , \port$7428$0 , \wr__data$181 [30], \port$7427$0 , \port$7426$0 , \wr__data$181 [29], \port$7425$0 , \port$7424$0 , \wr__data$181 [28], \port$7423$0 , \port$7422$0 , \wr__data$181 [27], \port$7421$0 , \port$7420$0 , \wr__data$181 [26], \port$7419$0 , \port$7418$0 , \wr__data$181 [25], \port$7417$0 , \port$7416$0 , \wr__data$181 [24], \port$7415$0 , \port$7414$0 , \wr__data$181 [23], \port$7413$0 , \port$7412$0 , \wr__data$181 [22], \port$7411$0 , \port$7410$0 , \wr__data$181 [21], \port$7409$0 , \port$7408$0 , \wr__data$181 [20], \port$7407$0 , \port$7406$0 , \wr__data$181 [19], \port$7405$0 , \port$7404$0 , \wr__data$181 [18], \port$7403$0 , \port$7402$0 , \wr__data$181 [17], \port$7401$0 , \port$7400$0 , \wr__data$181 [16], \port$7399$0 , \port$7398$0 , \wr__data$181 [15], \port$7397$0 , \port$7396$0 , \wr__data$181 [14], \port$7395$0 , \port$7394$0 , \wr__data$181 [13], \port$7393$0 , \port$7392$0 , \wr__data$181 [12], \port$7391$0 , \port$7390$0 , \wr__data$181 [11], \port$7389$0 , \port$7388$0 , \wr__data$181 [10], \port$7387$0 , \port$7386$0 , \wr__data$181 [9], \port$7385$0 , \port$7384$0 , \wr__data$181 [8], \port$7383$0 , \port$7382$0 , \wr__data$181 [7], \port$7381$0 , \port$7380$0 , \wr__data$181 [6], \port$7379$0 , \port$7378$0 , \wr__data$181 [5], \port$7377$0 , \port$7376$0 , \wr__data$181 [4], \port$7375$0 , \port$7374$0 , \wr__data$181 [3], \port$7373$0 , \port$7372$0 , \wr__data$181 [2], \port$7371$0 , \port$7370$0 , \wr__data$181 [1], \port$7369$0 , \port$7368$0 , \wr__data$181 [0] };
+  assign e4_trace__data = { \port$7429$0 , \port$7428$0 , \wr__data$181 [31], \port$7427$0 , \port$7426$0 , \wr__data$181 [30], \port$7425$0 , \port$7424$0 , \wr__data$181 [29], \port$7423$0 , \port$7422$0 , \wr__data$181 [28], \port$7421$0 , \port$7420$0 , \wr__data$181 [27], \port$7419$0 , \port$7418$0 , \wr__data$181 [26], \port$7417$0 , \port$7416$0 , \wr__data$181 [25], \port$7415$0 , \port$7414$0 , \wr__data$181 [24], \port$7413$0 , \port$7412$0 , \wr__data$181 [23], \port$7411$0 , \port$7410$0 , \wr__data$181 [22], \port$7409$0 , \port$7408$0 , \wr__data$181 [21], \port$7407$0 , \port$7406$0 , \wr__data$181 [20], \port$7405$0 , \port$7404$0 , \wr__data$181 [19], \port$7403$0 , \port$7402$0 , \wr__data$181 [18], \port$7401$0 , \port$7400$0 , \wr__data$181 [17], \port$7399$0 , \port$7398$0 , \wr__data$181 [16], \port$7397$0 , \port$7396$0 , \wr__data$181 [15], \port$7395$0 , \port$7394$0 , \wr__data$181 [14], \port$7393$0 , \port$7392$0 , \wr__data$181 [13], \port$7391$0 , \port$7390$0 , \wr__data$181 [12], \port$7389$0 , \port$7388$0 , \wr__data$181 [11], \port$7387$0 , \port$7386$0 , \wr__data$181 [10], \port$7385$0 , \port$7384$0 , \wr__data$181 [9], \port$7383$0 , \port$7382$0 , \wr__data$181 [8], \port$7381$0 , \port$7380$0 , \wr__data$181 [7], \port$7379$0 , \port$7378$0 , \wr__data$181 [6], \port$7377$0 , \port$7376$0 , \wr__data$181 [5], \port$7375$0 , \port$7374$0 , \wr__data$181 [4], \port$7373$0 , \port$7372$0 , \wr__data$181 [3], \port$7371$0 , \port$7370$0 , \wr__data$181 [2], \port$7369$0 , \port$7368$0 , \wr__data$181 [1], \port$7367$0 , \port$7366$0 , \wr__data$181 [0] };
   assign host__w1__wr_en = \wr__en$191 ;
   assign \wr__addr$193  = host__w1__addr[9:0];
   assign host__w1__wr_data = \wr__data$194 ;
@@ -16401,8 +16401,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__affine__addr[3:0];
-  assign \wr__data$218  = { \wr__data$194 , \port$55516$0  };
-  assign host__affine__wr_data = { \wr__data$194 , \port$55516$0  };
+  assign \wr__data$218  = { \wr__data$194 , \port$62161$0  };
+  assign host__affine__wr_data = { \wr__data$194 , \port$62161$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$221 ;
   assign \wr__addr$223  = host__spike_in__addr[10:0];
@@ -16411,8 +16411,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$227 ;
   assign \wr__addr$229  = host__residual__addr[8:0];
-  assign \wr__data$231  = { \wr__data$194 , \port$55516$0 [255:0] };
-  assign host__residual__wr_data = { \wr__data$194 , \port$55516$0 [255:0] };
+  assign \wr__data$231  = { \wr__data$194 , \port$62161$0 [255:0] };
+  assign host__residual__wr_data = { \wr__data$194 , \port$62161$0 [255:0] };
   assign host__membrane__rd_en = \port__en$233 ;
   assign \port__addr$235  = host__membrane__addr[9:0];
   assign \port__data$238  = host__membrane__rd_data;

@@ -857,8 +857,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] spikes__addr;
   wire [3:0] spikes__data;
   wire spikes__en;
-  wire [631:0] stage;
-  wire [631:0] \stage$25 ;
+  wire [663:0] stage;
+  wire [663:0] \stage$25 ;
   wire [19:0] \stage$25.acc_base ;
   wire \stage$25.acc_clear ;
   wire \stage$25.alt_left ;
@@ -894,6 +894,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [5:0] \stage$25.leak_shift ;
   wire [19:0] \stage$25.out_base ;
   wire [15:0] \stage$25.out_channels ;
+  wire [15:0] \stage$25.out_cols ;
+  wire [15:0] \stage$25.out_rows ;
   wire \stage$25.pack ;
   wire \stage$25.pool ;
   wire \stage$25.requant ;
@@ -943,6 +945,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [5:0] \stage.leak_shift ;
   wire [19:0] \stage.out_base ;
   wire [15:0] \stage.out_channels ;
+  wire [15:0] \stage.out_cols ;
+  wire [15:0] \stage.out_rows ;
   wire \stage.pack ;
   wire \stage.pool ;
   wire \stage.requant ;
@@ -1103,10 +1107,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .grad_w__data(bw_grad_w__data),
     .grad_w__en(bw_grad_w__en),
     .inp__data(grad_a__data),
-    .\port$18228$0 (\$84 ),
-    .\port$18231$0 (\$85 ),
-    .\port$22056$0 (regions__wgrad__addr),
-    .\port$24426$0 (\$86 ),
+    .\port$21843$0 (\$84 ),
+    .\port$21846$0 (\$85 ),
+    .\port$25671$0 (regions__wgrad__addr),
+    .\port$28103$0 (\$86 ),
     .rst(rst),
     .stage(stage),
     .\start$4 (\start$361 ),
@@ -1165,13 +1169,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .line4__addr(e23_line4__addr),
     .line4__data(e23_line4__data),
     .line4__en(e23_line4__en),
-    .\port$2477$0 (\$68 ),
-    .\port$25130$96 (stream_in[143:96]),
-    .\port$2517$0 (\$69 ),
-    .\port$2557$0 (\$70 ),
-    .\port$2597$0 (\$71 ),
-    .\q23_rows$127 (rows_written),
-    .\released$136 (released),
+    .\port$2475$0 (\$68 ),
+    .\port$2515$0 (\$69 ),
+    .\port$2555$0 (\$70 ),
+    .\port$2595$0 (\$71 ),
+    .\port$28807$96 (stream_in[143:96]),
+    .\q23_rows$131 (rows_written),
+    .\released$140 (released),
     .released_e1_order(released_e1_order),
     .row2__addr(e23_row2__addr),
     .row2__en(e23_row2__en),
@@ -1211,19 +1215,19 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_out__addr(e4_membrane_out__addr),
     .membrane_out__en(e4_membrane_out__en),
     .out_rows(out_rows),
-    .\port$23954$0 (\$80 ),
-    .\port$23968$0 (\$81 ),
-    .\port$23982$0 (\$82 ),
-    .\port$23996$0 (\$83 ),
-    .\port$25130$24 (stream_in[95:24]),
-    .\port$2940$0 (\$72 ),
-    .\port$2941$0 (\$73 ),
-    .\port$2942$0 (\$74 ),
-    .\port$2943$0 (\$75 ),
-    .\port$2944$0 (\$76 ),
-    .\port$2945$0 (\$77 ),
-    .\port$2946$0 (\$78 ),
-    .\port$2947$0 (\$79 ),
+    .\port$27597$0 (\$80 ),
+    .\port$27611$0 (\$81 ),
+    .\port$27625$0 (\$82 ),
+    .\port$27639$0 (\$83 ),
+    .\port$28807$24 (stream_in[95:24]),
+    .\port$2938$0 (\$72 ),
+    .\port$2939$0 (\$73 ),
+    .\port$2940$0 (\$74 ),
+    .\port$2941$0 (\$75 ),
+    .\port$2942$0 (\$76 ),
+    .\port$2943$0 (\$77 ),
+    .\port$2944$0 (\$78 ),
+    .\port$2945$0 (\$79 ),
     .res_consumed(res_consumed),
     .residual__addr(e4_residual__addr),
     .residual__data(residual__data),
@@ -1259,8 +1263,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .host_rvalid(host_rvalid),
     .host_wdata(host_wdata),
     .host_write(host_write),
-    .\port$18228$0 (\$84 ),
-    .\port$18231$0 (\$85 ),
+    .\port$21843$0 (\$84 ),
+    .\port$21846$0 (\$85 ),
     .regions__affine__addr(host__affine__addr),
     .regions__affine__rd_data(affine__data),
     .regions__affine__rd_en(host__affine__rd_en),
@@ -1404,24 +1408,24 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .host__w3__rd_en(host__w3__rd_en),
     .host__w4__addr(host__w4__addr),
     .host__w4__rd_en(host__w4__rd_en),
-    .\port$23954$0 (\$80 ),
-    .\port$23968$0 (\$81 ),
-    .\port$23982$0 (\$82 ),
-    .\port$23996$0 (\$83 ),
-    .\port$24426$0 (\$86 ),
-    .\port$2477$0 (\$68 ),
-    .\port$25132$0 (\$87 ),
-    .\port$2517$0 (\$69 ),
-    .\port$2557$0 (\$70 ),
-    .\port$2597$0 (\$71 ),
-    .\port$2940$0 (\$72 ),
-    .\port$2941$0 (\$73 ),
-    .\port$2942$0 (\$74 ),
-    .\port$2943$0 (\$75 ),
-    .\port$2944$0 (\$76 ),
-    .\port$2945$0 (\$77 ),
-    .\port$2946$0 (\$78 ),
-    .\port$2947$0 (\$79 ),
+    .\port$2475$0 (\$68 ),
+    .\port$2515$0 (\$69 ),
+    .\port$2555$0 (\$70 ),
+    .\port$2595$0 (\$71 ),
+    .\port$27597$0 (\$80 ),
+    .\port$27611$0 (\$81 ),
+    .\port$27625$0 (\$82 ),
+    .\port$27639$0 (\$83 ),
+    .\port$28103$0 (\$86 ),
+    .\port$28809$0 (\$87 ),
+    .\port$2938$0 (\$72 ),
+    .\port$2939$0 (\$73 ),
+    .\port$2940$0 (\$74 ),
+    .\port$2941$0 (\$75 ),
+    .\port$2942$0 (\$76 ),
+    .\port$2943$0 (\$77 ),
+    .\port$2944$0 (\$78 ),
+    .\port$2945$0 (\$79 ),
     .\port$345$0 (\$64 ),
     .\port$349$0 (\$65 ),
     .\port$353$0 (\$66 ),
@@ -1831,6 +1835,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \stage.key_affine  = stage[629:598];
   assign \stage.pack  = stage[630];
   assign \stage.straddle  = stage[631];
+  assign \stage.out_rows  = stage[647:632];
+  assign \stage.out_cols  = stage[663:648];
   assign \stage$25.kind  = stage[1:0];
   assign \stage$25.timesteps  = stage[9:2];
   assign \stage$25.rows  = stage[25:10];
@@ -1880,6 +1886,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \stage$25.key_affine  = stage[629:598];
   assign \stage$25.pack  = stage[630];
   assign \stage$25.straddle  = stage[631];
+  assign \stage$25.out_rows  = stage[647:632];
+  assign \stage$25.out_cols  = stage[663:648];
   assign \desc$26.in_channels  = desc[15:0];
   assign \desc$26.rank  = desc[31:16];
   assign \desc$26.out_channels  = desc[47:32];
