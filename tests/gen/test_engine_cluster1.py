@@ -82,7 +82,7 @@ def run_engine(q, x, tile_hw, pack, order, cfg=CFG, w1_ring=0, host_gap=0):
     host_gap`` cycles as slots free up (``w1_consumed``), in the engine's read order."""
     zero_skip = cfg.arrangement.cluster1 == "zero_skip"
     drv = Driver(cfg)
-    plan = drv.plan(q, x.shape, tile_hw=tile_hw, pack=pack, order=order)
+    plan = drv.plan(q, x.shape, tile_hw=tile_hw, pack=pack, order=order, early_start=False)
     checked = 0
     for tile in plan:
         window = drv.window(x, tile)

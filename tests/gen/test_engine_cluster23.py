@@ -94,7 +94,7 @@ def run_engine(q, x, tile_hw, pack, order, w23_ring: int = 0, host_gap: int = 0)
     totals = {}
     drv = Driver(CFG)
     rng = np.random.default_rng(3)
-    plan = drv.plan(q, x.shape, tile_hw=tile_hw, pack=pack, order=order)
+    plan = drv.plan(q, x.shape, tile_hw=tile_hw, pack=pack, order=order, early_start=False)
     for tile in plan:
         T, W = tile.timesteps, tile.width
         assert tile.height == 1                  # line1 holds the tile's 3 window rows at once

@@ -83,8 +83,8 @@ def run_engine(q, x, resid, order, w4_ring: int = 0, host_gap: int = 0):
     testbench in the engine's order (output row, group) one word per cycle once a slot is
     free, ``host_gap`` idle cycles before each chunk (a slow host: cluster 4 waits)."""
     drv = Driver(CFG)
-    tile = drv.plan(q, x.shape, order=order).tiles[0]
-    assert len(drv.plan(q, x.shape, order=order)) == 1
+    tile = drv.plan(q, x.shape, order=order, early_start=False).tiles[0]
+    assert len(drv.plan(q, x.shape, order=order, early_start=False)) == 1
     T, H, W = tile.timesteps, tile.height, tile.width
     assert H <= 3                                   # line4 holds every q23 row at once
     geo = drv.geometry(q, tile)

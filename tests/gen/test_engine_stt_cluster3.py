@@ -87,7 +87,7 @@ def _q2_row_words(q2, geo, tile, rng):
 def run_engine(q, x, tile_hw, pack, order):
     drv = Driver(CFG)
     rng = np.random.default_rng(4)
-    plan = drv.plan(q, x.shape, tile_hw=tile_hw, pack=pack, order=order)
+    plan = drv.plan(q, x.shape, tile_hw=tile_hw, pack=pack, order=order, early_start=False)
     _, w2, w3, _ = golden.core_weights(q)
     for tile in plan:
         T, W = tile.timesteps, tile.width
@@ -166,7 +166,7 @@ def test_stt_cluster3_engine_stays_idle_outside_stt():
     rng = np.random.default_rng(2)
     q = make_layer(rng, "ptt", r=4, cin=3, cout=2, T=2)
     drv = Driver(CFG)
-    tile = next(iter(drv.plan(q, (2, 3, 1, 4))))
+    tile = next(iter(drv.plan(q, (2, 3, 1, 4), early_start=False)))
     h = Harness(CFG.regions["row2"].depth, drv.weight_words(q, tile)["w3"])
     eng = h.engine
 
