@@ -242,6 +242,41 @@ class CoresDoNotFit(UserError):
     ring of one chunk)."""
 
 
+def _checked_layer(cfg: HardwareConfig, in_shape, rank: int, out_channels: int, pool: bool,
+                   mode: str, schedule, spike_density):
+    """:func:`plan_layer`'s arguments checked against ``cfg``: ``(T, Cin, H, W, schedule,
+    spike density)``, or one clear error naming what does not fit."""
+    if len(in_shape) != 4:
+        raise UserError(f"in_shape: expected (T, Cin, H, W), got {tuple(in_shape)}")
+    t, cin, hh, ww = (int(v) for v in in_shape)
+    if mode not in MODE_CODES:
+        raise UserError(f"mode must be one of {sorted(MODE_CODES)}, got {mode!r}")
+    lim = cfg.limits
+    for what, val, top in (("timesteps T", t, lim.max_timesteps), ("input channels", cin, lim.max_in_channels),
+                           ("rank", rank, lim.max_rank)):
+        if val < 1:
+            raise UserError(f"layer {what} must be >= 1, got {val}")
+        if what == "rank" and top < val <= streamed_rank_limit(cfg):
+            continue                  # its G2/G3 may stream (the tiles' fit check decides)
+        if val > top:
+            hint = ("; larger ranks need larger weight regions (limits.max_rank) or weight "
+                    "streaming, which this accelerator version does not have" if what == "rank" else "")
+            error = CoresDoNotFit if what == "rank" else UserError
+            raise error(f"layer {what} = {val} exceeds the configuration's limit {top} "
+                        f"({cfg.name}, limits section){hint}")
+    if hh < 1 or ww < 1 or out_channels < 1:
+        raise UserError(f"layer shape must be positive, got H={hh}, W={ww}, Cout={out_channels}")
+    if pool and (hh % 2 or ww % 2):
+        raise UserError(f"a pooling layer needs an even height and width, got {hh}x{ww}")
+    sched = tuple(schedule) if schedule is not None else (True,) * t
+    density = DEFAULT_SPIKE_DENSITY if spike_density is None else float(spike_density)
+    if not 0.0 <= density <= 1.0:
+        raise UserError(f"spike_density must be a fraction in [0, 1], got {density:g}")
+    if len(sched) != t:
+        raise UserError(f"schedule has {len(sched)} entries for T={t}")
+    return t, cin, hh, ww, sched, density
+
+
 def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_channels: int,
                pool: bool = False, residual: bool = False,
                tile_hw: tuple[int, int] | None = None, mode: str = "ptt",
@@ -275,39 +310,14 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
     forces it (where the variant fits), False forbids it.
     Raises ValueError naming the limit when the layer cannot run on ``cfg`` at all.
     """
-    if len(in_shape) != 4:
-        raise UserError(f"in_shape: expected (T, Cin, H, W), got {tuple(in_shape)}")
-    t, cin, hh, ww = (int(v) for v in in_shape)
-    if mode not in MODE_CODES:
-        raise UserError(f"mode must be one of {sorted(MODE_CODES)}, got {mode!r}")
+    t, cin, hh, ww, sched, density = _checked_layer(cfg, in_shape, rank, out_channels, pool, mode,
+                                                    schedule, spike_density)
     lim = cfg.limits
-    for what, val, top in (("timesteps T", t, lim.max_timesteps), ("input channels", cin, lim.max_in_channels),
-                           ("rank", rank, lim.max_rank)):
-        if val < 1:
-            raise UserError(f"layer {what} must be >= 1, got {val}")
-        if what == "rank" and top < val <= streamed_rank_limit(cfg):
-            continue                  # its G2/G3 may stream (the tiles' fit check decides)
-        if val > top:
-            hint = ("; larger ranks need larger weight regions (limits.max_rank) or weight "
-                    "streaming, which this accelerator version does not have" if what == "rank" else "")
-            error = CoresDoNotFit if what == "rank" else UserError
-            raise error(f"layer {what} = {val} exceeds the configuration's limit {top} "
-                        f"({cfg.name}, limits section){hint}")
-    if hh < 1 or ww < 1 or out_channels < 1:
-        raise UserError(f"layer shape must be positive, got H={hh}, W={ww}, Cout={out_channels}")
-    if pool and (hh % 2 or ww % 2):
-        raise UserError(f"a pooling layer needs an even height and width, got {hh}x{ww}")
-    sched = tuple(schedule) if schedule is not None else (True,) * t
-    density = DEFAULT_SPIKE_DENSITY if spike_density is None else float(spike_density)
-    if not 0.0 <= density <= 1.0:
-        raise UserError(f"spike_density must be a fraction in [0, 1], got {density:g}")
     skipping = cfg.arrangement.cluster1 == "zero_skip"
 
     def c1_lens(s):
         """The zero-skipping cluster 1's expected row lengths (None: the dense one's)."""
         return expected_row_lens(cfg, s, density) if skipping else None
-    if len(sched) != t:
-        raise UserError(f"schedule has {len(sched)} entries for T={t}")
     step = 2 if pool else 1
     p = cfg.lanes
     packs = [pack] if pack is not None else list(range(log2(p) + 1))
