@@ -259,8 +259,8 @@ def _checked_layer(cfg: HardwareConfig, in_shape, rank: int, out_channels: int, 
         if what == "rank" and top < val <= streamed_rank_limit(cfg):
             continue                  # its G2/G3 may stream (the tiles' fit check decides)
         if val > top:
-            hint = ("; larger ranks need larger weight regions (limits.max_rank) or weight "
-                    "streaming, which this accelerator version does not have" if what == "rank" else "")
+            hint = ("; larger ranks need larger weight regions (limits.max_rank): beyond the "
+                    "streamed limit not even a ring of one chunk fits" if what == "rank" else "")
             error = CoresDoNotFit if what == "rank" else UserError
             raise error(f"layer {what} = {val} exceeds the configuration's limit {top} "
                         f"({cfg.name}, limits section){hint}")

@@ -9,6 +9,7 @@ model (:mod:`gen.cyclemodel`) and the energy model (:mod:`model.tile`) use; the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 from .config import HardwareConfig, ceil_div
@@ -73,10 +74,19 @@ class TileGeometry:
     def of(cls, cfg: HardwareConfig, in_channels: int, rank: int, out_channels: int, height: int,
            width: int, pool: bool, zero_halo: Sequence[bool], pack: int,
            mode: str = "ptt") -> "TileGeometry":
-        p = cfg.lanes
+        ws = cfg.is_weight_stationary("cluster2")
+        return _geometry(cfg.lanes, cfg.spike_word_bits, cfg.spad_psum_entries if ws else 1,
+                         cfg.spad_weight_entries if ws else 1, int(in_channels), int(rank),
+                         int(out_channels), int(height), int(width), bool(pool),
+                         tuple(bool(z) for z in zero_halo), int(pack), mode)
+
+    @classmethod
+    def _of(cls, p: int, spike_word_bits: int, spad_psum: int, spad_weight: int, in_channels: int,
+            rank: int, out_channels: int, height: int, width: int, pool: bool,
+            zero_halo: tuple[bool, ...], pack: int, mode: str) -> "TileGeometry":
         pkk, px = 1 << pack, p >> pack
         ng, nb = ceil_div(rank, pkk), ceil_div(width, px)
-        cw = ceil_div(in_channels, cfg.spike_word_bits)
+        cw = ceil_div(in_channels, spike_word_bits)
         go = ceil_div(out_channels, p)
         ho, wo = (height // 2, width // 2) if pool else (height, width)
         left, right = bool(zero_halo[2]), bool(zero_halo[3])
@@ -86,11 +96,10 @@ class TileGeometry:
         if mode == "stt":
             nbe2 += int(not left) + int(not right and width % px == 0)
             cols2 += int(not left) + int(not right)
-        ws = cfg.is_weight_stationary("cluster2")
         return cls(p, pack, ng, nb, (nb + 2) * ng, nb * ng, ceil_div(in_channels, p), cw,
                    ceil_div(3 * rank, px), go, ho, wo, 4 if pool else 1, 3 * rank, n1,
                    z1, row_px * cw, wo * go, nbe2, cols2,
-                   cfg.spad_psum_entries if ws else 1, cfg.spad_weight_entries if ws else 1)
+                   spad_psum, spad_weight)
 
     @classmethod
     def of_shape(cls, cfg: HardwareConfig, shape) -> "TileGeometry":
@@ -101,14 +110,26 @@ class TileGeometry:
                       getattr(shape, "mode", "ptt"))
 
 
+@lru_cache(maxsize=8192)
+def _geometry(*args) -> TileGeometry:
+    # cached: the planner derives the geometry of every candidate tiling several times
+    return TileGeometry._of(*args)
+
+
 def e1_rows(height: int, timesteps: int, order: int = 0) -> list[tuple[int, int]]:
     """Window rows ``(w, t)`` in cluster 1's order. Row outer: rows 0..2 of every timestep,
     then row ``q + 2`` of every timestep for each output row ``q >= 1``; timestep outer: the
-    ``height + 2`` rows of timestep 0, then of timestep 1, ..."""
+    ``height + 2`` rows of timestep 0, then of timestep 1, ... (a fresh list each call)."""
+    return list(_e1_rows(int(height), int(timesteps), int(bool(order))))
+
+
+@lru_cache(maxsize=1024)
+def _e1_rows(height: int, timesteps: int, order: int) -> tuple[tuple[int, int], ...]:
+    # cached: the planner asks for the same few orders for every candidate tiling it times
     if order:
-        return [(w, t) for t in range(timesteps) for w in range(height + 2)]
+        return tuple((w, t) for t in range(timesteps) for w in range(height + 2))
     out = []
     for q in range(height):
         for t in range(timesteps):
             out += [(w, t) for w in ((0, 1, 2) if q == 0 else (q + 2,))]
-    return out
+    return tuple(out)

@@ -4,6 +4,8 @@ and the engine reads, and the data-dependent steps the cycle model counts."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from .config import HardwareConfig, ceil_div
@@ -107,11 +109,20 @@ def expected_row_lens(cfg: HardwareConfig, s, density: float) -> list[float]:
     computed pixel and rank group, :func:`expected_event_steps` of each spike word; a row
     outside the layer one step. The cycle model schedules these expected lengths (an
     approximation of the expected cycles: the schedule is not linear in them)."""
-    sw = cfg.spike_word_bits
-    words = [min(sw, s.in_channels - c0) for c0 in range(0, s.in_channels, sw)]
+    return list(_expected_row_lens(cfg.spike_word_bits, s.in_channels, s.rank, s.pack, s.height,
+                                   s.width, s.timesteps, s.order, tuple(bool(z) for z in s.zero_halo),
+                                   float(density)))
+
+
+@lru_cache(maxsize=4096)
+def _expected_row_lens(sw: int, in_channels: int, rank: int, pack: int, height: int, width: int,
+                       timesteps: int, order: int, zero_halo: tuple[bool, ...],
+                       density: float) -> tuple[float, ...]:
+    # cached: the planner's estimate asks for them once per candidate tiling
+    words = [min(sw, in_channels - c0) for c0 in range(0, in_channels, sw)]
     per_px = sum(expected_event_steps(n, density) for n in words)
-    top, bottom, left, right = s.zero_halo
-    ng = ceil_div(s.rank, 1 << s.pack)
-    row = (s.width + 2 - int(left) - int(right)) * ng * per_px
-    return [1 if (w == 0 and top) or (w == s.height + 1 and bottom) else row
-            for w, _ in e1_rows(s.height, s.timesteps, s.order)]
+    top, bottom, left, right = zero_halo
+    ng = ceil_div(rank, 1 << pack)
+    row = (width + 2 - int(left) - int(right)) * ng * per_px
+    return tuple(1 if (w == 0 and top) or (w == height + 1 and bottom) else row
+                 for w, _ in e1_rows(height, timesteps, order))

@@ -305,9 +305,10 @@ def plan_tt_layer(cfg: HardwareConfig, spec, T: int):
 
 
 def streamed_core_refetch(cfg: HardwareConfig, spec, sched):
-    """The forward traffic of a layer whose cores exceed ``cfg``'s weight regions beyond
-    loading them once per tile: the weight-streaming scheme of docs/architecture.md ("Weight
-    streaming: what it needs", not built) fetches each core larger than its region
+    """The forward traffic of a layer whose cores exceed ``cfg``'s weight regions even when
+    streamed (the generated rings of docs/architecture.md, "Weight streaming: G1, G2, G3 and
+    G4, built", cannot run it, so it is counted on a copy with larger regions), beyond loading
+    them once per tile: this estimate fetches each core larger than its region
     (:func:`gen.driver.streamed_cores`) once per output row and timestep it serves (G2/G3:
     full timesteps only), through the weight buffer. Returns ``charge(tf, rows, counts,
     memories)``, which adds a tile's re-fetches (every fetch but the tile's load, already in
