@@ -160,5 +160,22 @@ def run_stages(plan, run: TileRun, layer: tuple[int, int] | None = None) -> list
             f = {**f, "rows": f["rows"] - top - bottom, "cols": f["cols"] - left - right,
                  "in_base": f["in_base"] + (top * src.cols + left) * src.groups,
                  "out_base": f["out_base"] + (top * dst.cols + left) * dst.groups}
-        out.append((name, f))
+        out.append((name, flat_rows(f)))
     return out
+
+
+def flat_rows(f: dict) -> dict:
+    """A packed or straddled core stage whose block spans whole rows of its tensors (its
+    columns those of its input tensor and of its output or gradient tensor) run as one row of
+    ``rows x cols`` pixels: the block's pixels are consecutive words of each tensor (the
+    addresses are linear in the row and column, ``y * cols + x`` the same word), so its passes
+    of pixels span the block's rows (a row's last pass shares its lanes with the next row's
+    first pixels). Other stages unchanged."""
+    if f["kind"] not in (StageKind.MATVEC, StageKind.OUTER) or f["rows"] < 2:
+        return f
+    if not (f.get("pack") or f.get("straddle")):
+        return f
+    other = f["out_cols"] if f["kind"] == StageKind.MATVEC else f["g_cols"]
+    if not f["cols"] == f["in_cols"] == other:
+        return f
+    return {**f, "rows": 1, "cols": f["rows"] * f["cols"]}
