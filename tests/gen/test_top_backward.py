@@ -478,3 +478,23 @@ def test_a_straddled_block_of_whole_rows_runs_as_one_row():
     # dW1's block (the tile's 2 x 4 pixels) is not its input window's rows (6 columns): row by row
     d = dict(prog.plan.stages)["dw1"]
     assert (d["straddle"], d["rows"], d["cols"], d["in_cols"]) == (1, 2, 4, 6)
+
+
+def test_which_blocks_run_as_one_row():
+    """``flat_rows``: only a packed or straddled mat-vec or outer-product stage whose block
+    has its input tensor's and its output (outer: gradient) tensor's columns, and fewer than
+    2^16 (pixel, channel) pairs (the engine counts a row's pairs in 16 bits)."""
+    from ttsnn.gen.backward.tiling import flat_rows
+
+    base = dict(kind=int(StageKind.MATVEC), rows=4, cols=6, in_cols=6, out_cols=6, g_cols=0, out_channels=3,
+                pack=0, straddle=1)
+    assert (flat_rows(base)["rows"], flat_rows(base)["cols"]) == (1, 24)
+    assert flat_rows({**base, "straddle": 0, "pack": 1})["cols"] == 24
+    assert flat_rows({**base, "straddle": 0}) == {**base, "straddle": 0}          # one pixel a pass
+    assert flat_rows({**base, "in_cols": 8}) == {**base, "in_cols": 8}            # a wider input window
+    assert flat_rows({**base, "out_cols": 8}) == {**base, "out_cols": 8}          # ring columns skipped
+    assert flat_rows({**base, "kind": int(StageKind.LIF)})["rows"] == 4
+    outer = {**base, "kind": int(StageKind.OUTER), "out_cols": 0}
+    assert flat_rows(outer)["rows"] == 4 and flat_rows({**outer, "g_cols": 6})["rows"] == 1
+    big = {**base, "rows": 128, "cols": 64, "in_cols": 64, "out_cols": 64, "out_channels": 8}   # 65,536 pairs
+    assert flat_rows(big) == big and flat_rows({**big, "out_channels": 7})["cols"] == 8192
