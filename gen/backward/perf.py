@@ -13,10 +13,11 @@ bypass copy) and ``pipeline`` (each stage's drain and control cycles). The exact
 include the built part of lanes straddling pixels (the stage field ``straddle``: mat-vec
 and outer-product stages of ``P/2 <= O < P`` lane channels; of ``O > P``, the last group's
 ``R`` channels straddled where ``P/2 <= R``, or packed two pixels a pass where ``R <= P/2``
-with ``pack``; each where the driver finds it faster). Besides, projections of the rest
-(:mod:`gen.backward.straddle`: ``O > P`` with passes over all ``O`` channels, passes across a
-block's rows): the ``straddled_*`` cycles and ratios, which no RTL checks beyond the built
-part.
+with ``pack``; each where the driver finds it faster), and a packed or straddled block of
+whole tensor rows run as one row (:func:`gen.backward.tiling.flat_rows`: passes across the
+block's rows). Besides, projections of the rest (:mod:`gen.backward.straddle`: ``O > P`` with
+passes over all ``O`` channels, passes across the rows of any block): the ``straddled_*``
+cycles and ratios, which no RTL checks beyond the built part.
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ from ttsnn.sw.cli_util import UserError
 
 from .stage_layout import StageKind
 
-__all__ = ["TileRun", "layer_runs", "run_stages", "chunk_sizes", "ring_sides", "ring_skips",
-           "skipped_ring_words", "RING_STAGES"]
+__all__ = ["TileRun", "layer_runs", "run_stages", "flat_rows", "chunk_sizes", "ring_sides", "ring_skips",
+           "skipped_ring_words", "RING_STAGES", "FLAT_ROW_PAIRS"]
 
 #: The stages that compute a tensor over the tile's ring besides its own pixels (the recomputed
 #: ``q1``, STT's ``q2`` over the ring columns, G4^T's ``g_q23``, STT's G3^T ``g_q2`` over the
@@ -160,5 +160,29 @@ def run_stages(plan, run: TileRun, layer: tuple[int, int] | None = None) -> list
             f = {**f, "rows": f["rows"] - top - bottom, "cols": f["cols"] - left - right,
                  "in_base": f["in_base"] + (top * src.cols + left) * src.groups,
                  "out_base": f["out_base"] + (top * dst.cols + left) * dst.groups}
-        out.append((name, f))
+        out.append((name, flat_rows(f)))
     return out
+
+
+#: a block runs as one row only below this many (pixel, channel) pairs (of all its ``O``
+#: channels: at least the pairs of the engine's straddled or packed lane channels)
+FLAT_ROW_PAIRS = 1 << 16
+
+
+def flat_rows(f: dict) -> dict:
+    """A packed or straddled core stage whose block spans whole rows of its tensors (its
+    columns those of its input tensor and of its output or gradient tensor) run as one row of
+    ``rows x cols`` pixels: the block's pixels are consecutive words of each tensor (the
+    addresses are linear in the row and column, ``y * cols + x`` the same word), so its passes
+    of pixels span the block's rows (a row's last pass shares its lanes with the next row's
+    first pixels). Other stages unchanged, and a block whose one row would hold
+    :data:`FLAT_ROW_PAIRS` or more (pixel, channel) pairs (the core-stage engine counts a
+    row's pairs in 16 bits: ``row_pairs``, ``pass_rem``)."""
+    if f["kind"] not in (StageKind.MATVEC, StageKind.OUTER) or f["rows"] < 2:
+        return f
+    if not (f.get("pack") or f.get("straddle")):
+        return f
+    other = f["out_cols"] if f["kind"] == StageKind.MATVEC else f["g_cols"]
+    if not f["cols"] == f["in_cols"] == other or f["rows"] * f["cols"] * f["out_channels"] >= FLAT_ROW_PAIRS:
+        return f
+    return {**f, "rows": 1, "cols": f["rows"] * f["cols"]}

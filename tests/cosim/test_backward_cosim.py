@@ -173,6 +173,36 @@ def test_a_layer_with_wide_stages_on_the_verilog(tmp_path, mode, r, seed, extra)
     _check_layer_on_the_verilog(target, tiles, q, gold, tmp_path)
 
 
+# about a minute a case on the Verilog (make test-slow); make test runs the same one-row stages
+# through the accelerator in amaranth.sim (tests/gen/test_top_backward.py, its r3, r5, r7 cases)
+@pytest.mark.slow
+@pytest.mark.parametrize("mode, r, seed, extra", [("stt", 3, 17, True), ("stt", 7, 19, True), ("htt", 5, 23, False)],
+                         ids=["stt-r3-straddled-extra", "stt-r7-wide-straddled-extra", "htt-r5-wide-packed"])
+def test_passes_across_a_blocks_rows_on_the_verilog(tmp_path, mode, r, seed, extra):
+    """A packed or straddled stage whose block spans whole rows of its tensors runs as one
+    row of ``rows x cols`` pixels, its passes continuing into the next row
+    (gen/backward/tiling.py, ``flat_rows``): ranks 3 (straddled), 7 (a wide stage's last group
+    straddled) and 5 (its last group packed) on the small configuration's 4 lanes, a 2 x 6
+    layer in three 2 x 2 tiles. The middle tile skips no ring column, so its ``q1`` and G4^T
+    (and rank 7's ``q2``) run as one row of 8 pixels; the edge tiles skip a ring column and
+    run them row by row (the packed ones keep both ring columns and run as one row too).
+    Bit-exact against the golden backward of the untiled layer in ONE simulator process; each
+    program's counters equal the cycle model."""
+    from tests.gen.test_backward_core_stages import layer_case
+
+    target = RtlTarget.for_config("small")
+    cfg = target.config
+    q, x, trace, e, g_extra, gold = layer_case(cfg, seed, mode, 2, 16, r, 8, 2, 6, False, extra)
+    tiles = _layer_programs(cfg, q, x, trace, e, g_extra, gold, tile=(2, 2, 2))
+    assert len(tiles) == 3
+    flat = [{n for n, f in t.program.plan.stages if f["kind"] in (0, 1) and (f["pack"] or f["straddle"])
+             and (f["rows"], f["cols"]) == (1, 8)} for t in tiles]
+    assert {"q1", "g_q23"} <= flat[1], flat                  # the case is what it says
+    if r != 5:                                              # straddled: the edge tiles row by row
+        assert not flat[0] and not flat[2], flat
+    _check_layer_on_the_verilog(target, tiles, q, gold, tmp_path)
+
+
 @pytest.mark.cosim_full
 def test_paper_sized_layer_in_chunks_of_timesteps(tmp_path):
     """An 8 x 16 block of MS-ResNet18's second TT layer (64 -> 64 channels, rank 32, T = 4,

@@ -420,7 +420,7 @@ def test_programs_skip_the_ring_pixels_outside_the_layer(mode, rounding, pool, e
     ring = {"q1": (True, True), "g_q23": (True, True)}
     if mode == "stt":
         ring.update(q2=(False, True), g_q2=(True, False))
-    packed_one_side = False
+    packed_one_side, flattened = False, 0
     for t in tiles:
         plan, k = t.program.plan, t.timesteps
         top, bottom = t.row0 == 0, t.row0 + t.height == H
@@ -432,6 +432,11 @@ def test_programs_skip_the_ring_pixels_outside_the_layer(mode, rounding, pool, e
             skip_cols = cols and not (f["pack"] and left != right)
             packed_one_side |= bool(cols and f["pack"] and left != right)
             expect = (out.rows - (top + bottom if rows else 0), out.cols - (left + right if skip_cols else 0))
+            # a packed or straddled block that spans whole rows of its tensors runs as one row
+            # (gen/backward/tiling.py, ``flat_rows``)
+            if (f["pack"] or f["straddle"]) and expect[0] > 1 and expect[1] == f["in_cols"] == out.cols:
+                expect = (1, expect[0] * expect[1])
+                flattened += 1
             assert (f["rows"], f["cols"]) == expect, (name, t.row0, t.col0)
             assert (f["out_rows"], f["out_cols"]) == (out.rows, out.cols)
             zeros += (out.rows * out.cols - f["rows"] * f["cols"]) * out.groups * k
@@ -439,9 +444,57 @@ def test_programs_skip_the_ring_pixels_outside_the_layer(mode, rounding, pool, e
                                                   zero_words=zeros)
         assert (words_in, words_out) == (t.program.words_in, t.program.words_out)
     assert packed_one_side == (r == 2)
+    # the rank-2 layer's packed q1 and g_q23 run as one row where no ring column is skipped
+    assert (flattened > 0) == (r == 2)
     out = _run_programs(cfg, tiles)
     got = combine_tiles(tiles, out, cfg.gradients.wgrad_tile, q.pool)
     _assert_matches_golden(got, gold)
     for t, res in zip(tiles, out):
         expect = tile_counters(t.program.plan.stages, cfg.lanes, cfg.gbuf_spikes_per_word)
         assert {k: res.counters[k] for k in expect} == expect
+
+
+def test_a_straddled_block_of_whole_rows_runs_as_one_row():
+    """A straddled (or packed) stage whose block spans whole rows of its input and output
+    tensors runs as one row of ``rows x cols`` pixels (gen/backward/tiling.py, ``flat_rows``):
+    its passes continue from one row into the next instead of leaving a row's last pass partly
+    empty. The rank-3 tile on 4 lanes: the recomputed ``q1`` over the 4 x 6 window of a 2 x 4
+    tile, 8 input spikes (one word a pixel). Counted by hand: one row of 24 pixels is 72
+    (pixel, channel) pairs, 18 passes of 4, each touching 2 pixels (9 steps: 8 MACs and a
+    fetch), 162 steps per timestep; row by row, each row's 18 pairs take four passes of 2
+    pixels and one of 2 pairs on 1 pixel (44 steps), 176 per timestep. The cycle model agrees
+    (and equals the RTL's counters: ``test_backward_tile_on_the_accelerator[stt-r3-straddled-dw1]``
+    runs this program)."""
+    from ttsnn.gen.backward.cyclemodel import stage_cycles
+
+    case = ("stt", 3, 8, 8, 2, 2, 4, False, True, False)
+    q, x, trace, e, g_extra, gold = backward_case(case)
+    prog = _program(q, x, trace, e, g_extra, gold)
+    f = dict(prog.plan.stages)["q1"]
+    assert (f["straddle"], f["rows"], f["cols"], f["in_cols"], f["out_cols"]) == (1, 1, 24, 6, 6)
+    T = case[4]
+    assert stage_cycles("q1", f, CFG.lanes, CFG.gbuf_spikes_per_word).steps == T * 162
+    assert stage_cycles("q1", {**f, "rows": 4, "cols": 6}, CFG.lanes, CFG.gbuf_spikes_per_word).steps == T * 176
+    # dW1's block (the tile's 2 x 4 pixels) is not its input window's rows (6 columns): row by row
+    d = dict(prog.plan.stages)["dw1"]
+    assert (d["straddle"], d["rows"], d["cols"], d["in_cols"]) == (1, 2, 4, 6)
+
+
+def test_which_blocks_run_as_one_row():
+    """``flat_rows``: only a packed or straddled mat-vec or outer-product stage whose block
+    has its input tensor's and its output (outer: gradient) tensor's columns, and fewer than
+    2^16 (pixel, channel) pairs (the engine counts a row's pairs in 16 bits)."""
+    from ttsnn.gen.backward.tiling import flat_rows
+
+    base = dict(kind=int(StageKind.MATVEC), rows=4, cols=6, in_cols=6, out_cols=6, g_cols=0, out_channels=3,
+                pack=0, straddle=1)
+    assert (flat_rows(base)["rows"], flat_rows(base)["cols"]) == (1, 24)
+    assert flat_rows({**base, "straddle": 0, "pack": 1})["cols"] == 24
+    assert flat_rows({**base, "straddle": 0}) == {**base, "straddle": 0}          # one pixel a pass
+    assert flat_rows({**base, "in_cols": 8}) == {**base, "in_cols": 8}            # a wider input window
+    assert flat_rows({**base, "out_cols": 8}) == {**base, "out_cols": 8}          # ring columns skipped
+    assert flat_rows({**base, "kind": int(StageKind.LIF)})["rows"] == 4
+    outer = {**base, "kind": int(StageKind.OUTER), "out_cols": 0}
+    assert flat_rows(outer)["rows"] == 4 and flat_rows({**outer, "g_cols": 6})["rows"] == 1
+    big = {**base, "rows": 128, "cols": 64, "in_cols": 64, "out_cols": 64, "out_channels": 8}   # 65,536 pairs
+    assert flat_rows(big) == big and flat_rows({**big, "out_channels": 7})["cols"] == 8192
