@@ -27,7 +27,7 @@ __all__ = ["TileJob", "BackwardJob", "JobTile", "JobResult", "REGISTER_NAMES", "
 #: the order of the ``regs_<k>`` array of a job file.
 REGISTER_NAMES = ("status", "in_rows", "res_rows", "out_taken", "in_consumed", "res_consumed",
                   "out_rows", "w4_chunks", "w4_consumed", "w2_chunks", "w2_consumed", "w3_chunks",
-                  "w3_consumed", "w1_chunks", "w1_consumed")
+                  "w3_consumed", "w1_chunks", "w1_consumed", "out_groups")
 #: The rings (``TileProgram.rings``), in the order of the ``rings_<k>`` array.
 RING_NAMES = ("in", "res", "out", "w4", "w23", "w1")
 
@@ -64,10 +64,12 @@ class TileJob:
     w1_chunks: Sequence[Sequence[tuple[int, int]]] = ()
     #: ``TileProgram.early_start`` (the rings hold whole cores; empty chunks: loaded slots)
     early_start: bool = False
+    #: ``TileProgram.last_row_groups`` (positions in the last output row's reads, per group)
+    last_row_groups: Sequence[Sequence[int]] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "start", tuple(int(v) for v in self.start))
-        for name in ("w4_chunks", "w2_chunks", "w3_chunks", "w1_chunks"):        # one form, however made
+        for name in ("w4_chunks", "w2_chunks", "w3_chunks", "w1_chunks", "last_row_groups"):  # one form, however made
             object.__setattr__(self, name, [list(c) for c in getattr(self, name)])
 
     @property
@@ -86,7 +88,8 @@ class TileJob:
         return cls(prog.setup, prog.start, prog.in_rows, prog.res_rows, prog.out_rows,
                    prog.counter_reads, dict(prog.rings), dict(prog.registers), int(cycle_limit),
                    prog.tile.index, list(prog.w4_chunks), list(prog.w2_chunks), list(prog.w3_chunks),
-                   list(prog.w1_chunks), bool(getattr(prog, "early_start", False)))
+                   list(prog.w1_chunks), bool(getattr(prog, "early_start", False)),
+                   [list(g) for g in getattr(prog, "last_row_groups", ())])
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,8 @@ def write_jobs(path: str | os.PathLike, jobs: Sequence[TileJob | BackwardJob], p
         arrays[f"w1_{k}"], arrays[f"w1_len_{k}"] = _pairs(job.w1_chunks)
         arrays[f"regs_{k}"] = np.array([job.registers.get(n, -1) for n in REGISTER_NAMES], dtype=np.int64)
         arrays[f"early_{k}"] = np.array(int(job.early_start))
+        arrays[f"lrg_{k}"] = np.array([i for g in job.last_row_groups for i in g], dtype=np.int64)
+        arrays[f"lrg_len_{k}"] = np.array([len(g) for g in job.last_row_groups], dtype=np.int64)
         arrays[f"limit_{k}"] = np.array(int(job.cycle_limit))
         arrays[f"index_{k}"] = np.array(int(job.index))
     atomic_write_npz(path, arrays)
@@ -247,7 +252,8 @@ def read_jobs(path: str | os.PathLike) -> tuple[list[TileJob | BackwardJob], flo
             w2_chunks=_split(tup(data[f"w2_{k}"]), data[f"w2_len_{k}"]) if f"w2_{k}" in data else [],
             w3_chunks=_split(tup(data[f"w3_{k}"]), data[f"w3_len_{k}"]) if f"w3_{k}" in data else [],
             w1_chunks=_split(tup(data[f"w1_{k}"]), data[f"w1_len_{k}"]) if f"w1_{k}" in data else [],
-            early_start=bool(int(data[f"early_{k}"])) if f"early_{k}" in data else False))
+            early_start=bool(int(data[f"early_{k}"])) if f"early_{k}" in data else False,
+            last_row_groups=_split(data[f"lrg_{k}"].tolist(), data[f"lrg_len_{k}"]) if f"lrg_{k}" in data else []))
     return jobs, float(data["period_ns"]), int(data["latency"])
 
 

@@ -150,9 +150,22 @@ class CocotbBus:
 
     async def captured_values(self, values: list[int]) -> list[int]:
         """``run_tile``'s result with the player's captured reads in place of the
-        placeholders (every value it appended came from a played block of reads)."""
+        placeholders (every value it appended came from a played block of reads, but for a
+        last output row read a group at a time: read one by one, its values in place)."""
         if not self.captured:
             return values
+        job = self.job
+        last = job.out_rows[-1] if isinstance(job, TileJob) and job.out_rows else []
+        if last and job.last_row_groups and len(values) - self.captured == len(last):
+            # the row was read a group at a time; its values sit before the counter reads
+            k = len(values) - len(job.counter_reads) - len(last)
+            played = values[:k] + values[k + len(last):]
+            merged = await self.captured_values_of(played)
+            return merged[:k] + values[k:k + len(last)] + merged[k:]
+        return await self.captured_values_of(values)
+
+    async def captured_values_of(self, values: list[int]) -> list[int]:
+        """The player's captured reads for ``values``, the values of its played blocks."""
         if len(values) != self.captured:
             raise RuntimeError(f"tile job {self.job.index}: {len(values)} values returned, "
                                f"{self.captured} captured by the player")

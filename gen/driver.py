@@ -37,7 +37,7 @@ from .config import (LINE1_SLOTS_PER_T, LINE4_SLOTS_PER_T, ROW2_SLOTS, HardwareC
 from .descriptor import Pass
 from .geometry import TAP_ORDER, TileGeometry
 from .host_program import (HostBus, TileProgram, TileResult, input_pixel_order, input_row_order,  # noqa: F401
-                           output_row_order, ring_rows, run_tile, whole_rings, write_all)
+                           last_row_groups, output_row_order, ring_rows, run_tile, whole_rings, write_all)
 from .hostmap import HostMap, host_map, region_reads, region_writes
 from .zero_skip import (DEFAULT_SPIKE_DENSITY, expected_row_lens, w1_chunk_words, w1_depth, w1_row_chunks,
                         w1_words_zero_skip)
@@ -833,7 +833,7 @@ class Driver:
         reg = {name: m.register(name).address for name in
                ("status", "in_rows", "res_rows", "out_taken", "in_consumed", "res_consumed", "out_rows",
                 "w4_chunks", "w4_consumed", "w2_chunks", "w2_consumed", "w3_chunks", "w3_consumed",
-                "w1_chunks", "w1_consumed")}
+                "w1_chunks", "w1_consumed", "out_groups")}
         setup: list[tuple[int, int]] = [(m.register("ctrl").address, 2)]  # clear counters
         for name, value in self.descriptor(qlayer, tile, rings, surrogate).items():
             setup.append((m.register(name).address, value))
@@ -904,6 +904,7 @@ class Driver:
             out_rows.append(self._region_reads("membrane", geo.out_row_words, base)
                             + self._region_reads("trace", geo.out_row_words, base))
         words_out = sum(len(r) for r in out_rows)
+        last_groups = last_row_groups(m, geo.out_row_words, geo.go)
         counter_reads: list[int] = []
         n_cnt = 0
         if read_counters:
@@ -944,7 +945,7 @@ class Driver:
 
         return TileProgram(tile, setup, (m.register("ctrl").address, 1), in_rows, res_rows,
                            out_rows, counter_reads, rings, reg, words_in, words_out, decode, w4_chunks,
-                           w2_chunks, w3_chunks, w1_chunks, early)
+                           w2_chunks, w3_chunks, w1_chunks, early, last_groups)
 
     def _w1_chunks(self, tile: Tile, weights: dict[str, list[int]]) -> list[list[tuple[int, int]]]:
         """A streamed G1's chunks (removed from ``weights``): for every window row the tile

@@ -16,7 +16,7 @@ from .config import HardwareConfig
 from .geometry import TileGeometry
 
 __all__ = ["TileResult", "HostBus", "TileProgram", "write_all", "run_tile", "input_row_order",
-           "output_row_order", "input_pixel_order", "ring_rows", "whole_rings"]
+           "output_row_order", "input_pixel_order", "ring_rows", "whole_rings", "last_row_groups"]
 
 
 @dataclass
@@ -79,6 +79,11 @@ class TileProgram:
     #: early start (``Tile.early_start``): the cores come through rings that hold a whole core
     #: each; only the first input row and G1 chunk go in before the start, G1 first after it
     early_start: bool = False
+    #: per output group of the tile's last output row, the positions in ``out_rows[-1]`` of
+    #: its words' reads (:func:`last_row_groups`): :func:`run_tile` reads that row a group at
+    #: a time as cluster 4 writes it (``out_groups``), so that only its last group is left
+    #: after ``done``; empty: the row is read whole
+    last_row_groups: list[list[int]] = field(default_factory=list)
 
     @property
     def reads(self) -> list[int]:
@@ -89,6 +94,20 @@ class TileProgram:
         if len(values) != len(self.reads):
             raise ValueError(f"expected {len(self.reads)} read values, got {len(values)}")
         return self._decode([int(v) for v in values])
+
+
+def last_row_groups(hmap, row_words: int, groups: int) -> list[list[int]]:
+    """Per output group ``go`` of an output row (``row_words`` words ``x * groups + go``, read
+    as its ``membrane`` words, then its ``trace`` words, every region sub-word of each), the
+    positions of that group's reads in the row's list of reads; empty for a single group
+    (nothing to read early)."""
+    if groups <= 1:
+        return []
+    sub_m, sub_t = hmap.region("membrane").subwords, hmap.region("trace").subwords
+    trace0 = row_words * sub_m
+    return [[w * sub_m + k for w in range(g, row_words, groups) for k in range(sub_m)]
+            + [trace0 + w * sub_t + k for w in range(g, row_words, groups) for k in range(sub_t)]
+            for g in range(groups)]
 
 
 async def write_all(bus: HostBus, pairs: Sequence[tuple[int, int]]) -> None:
@@ -157,6 +176,17 @@ async def run_tile(bus: HostBus, prog: TileProgram, max_polls: int = 10_000_000)
     values: list[int] = []
     polls = 0
     n_out = 0
+    groups = list(getattr(prog, "last_row_groups", None) or [])
+    last = len(prog.out_rows) - 1
+    g_read = 0                          # groups of the last row read so far
+    last_vals: list[int | None] = [None] * (len(prog.out_rows[-1]) if prog.out_rows else 0)
+
+    async def read_groups(gs):
+        """Read the groups ``gs`` of the last output row into ``last_vals``."""
+        pos = [i for g in gs for i in groups[g]]
+        for i, v in zip(pos, await bus.read([prog.out_rows[last][i] for i in pos])):
+            last_vals[i] = v
+
     while True:
         polled = [reg["status"], reg["in_consumed"], reg["res_consumed"], reg["out_rows"]]
         if streams_w23:
@@ -184,13 +214,25 @@ async def run_tile(bus: HostBus, prog: TileProgram, max_polls: int = 10_000_000)
         m2 = m2 or m7
         m3 = False
         while n_out < min(out_r, len(prog.out_rows)):
-            values += await bus.read(prog.out_rows[n_out])
+            if n_out == last and g_read:          # the rest of a row read a group at a time
+                await read_groups(range(g_read, len(groups)))
+                values += last_vals
+            else:
+                values += await bus.read(prog.out_rows[n_out])
             n_out += 1
             m3 = True
         if m3:
             await bus.write(reg["out_taken"], n_out)
         if n_out == len(prog.out_rows) and status & 2:
             break
+        if not (m1 or m2 or m3) and n_out == last and g_read < len(groups) - 1:
+            # the last row: its groups as they are written (out_groups has no event: poll)
+            (done_groups,) = await bus.read([reg["out_groups"]])
+            if done_groups > g_read:
+                await read_groups(range(g_read, done_groups))
+                g_read = done_groups
+            polls += 1
+            continue
         if not (m1 or m2 or m3):
             polls += 1
             if polls > max_polls:

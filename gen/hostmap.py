@@ -50,6 +50,9 @@ STREAM_REGISTERS: tuple[tuple[str, int, str, str], ...] = (
                               "descriptor w1_ring > 0)"),
     # (0x10-0x2E: the descriptor; its last address holds the last streaming register)
     ("w1_consumed", 0x2F, "r", "G1 chunks cluster 1 has finished with (slot free)"),
+    # (0x30-: the backward stage registers)
+    ("out_groups", 0x7F, "r", "output groups of row out_rows complete in the output ring (0 again "
+                              "when the row completes; the host reads a tile's last row by groups)"),
 )
 DESCRIPTOR_BASE = 0x10
 #: The backward stage registers (``bw_<field>`` for every field of
@@ -67,6 +70,8 @@ DESCRIPTOR_FIELDS: tuple[tuple[str, int, str], ...] = tuple(
     (f.name, descriptor_bits(f.name), f.meaning) for f in DESCRIPTOR)
 if DESCRIPTOR_BASE + len(DESCRIPTOR_FIELDS) > 0x2F:  # pragma: no cover - a design-time check
     raise AssertionError("the descriptor overlaps the streaming register w1_consumed (0x2F)")
+if STAGE_BASE + len(STAGE_REGISTERS) > 0x7F:  # pragma: no cover - a design-time check
+    raise AssertionError("the stage registers overlap the streaming register out_groups (0x7F)")
 
 #: Counters: name -> exact meaning (docs/host_interface.md, section Counters, has the formulas).
 COUNTERS: tuple[tuple[str, str], ...] = (

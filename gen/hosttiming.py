@@ -80,6 +80,7 @@ class HostTraffic:
     w3_chunks: tuple[int, ...] = ()
     w1_chunks: tuple[int, ...] = ()     # a streamed G1: the beats of each chunk
     early_start: bool = False           # TileProgram.early_start (chunks of 0 beats: loaded slots)
+    last_groups: tuple[int, ...] = ()   # the last output row's reads per output group (read early)
 
 
 def traffic_of_program(prog, hmap) -> HostTraffic:
@@ -91,7 +92,8 @@ def traffic_of_program(prog, hmap) -> HostTraffic:
                        len(prog.counter_reads), tuple(sorted(prog.rings.items())),
                        tuple(len(c) for c in prog.w4_chunks), tuple(len(c) for c in prog.w2_chunks),
                        tuple(len(c) for c in prog.w3_chunks), tuple(len(c) for c in prog.w1_chunks),
-                       bool(getattr(prog, "early_start", False)))
+                       bool(getattr(prog, "early_start", False)),
+                       tuple(len(g) for g in getattr(prog, "last_row_groups", ())))
 
 
 @lru_cache(maxsize=1)
@@ -153,7 +155,8 @@ def shape_traffic(cfg: HardwareConfig, s: TileShape, load_weights: bool = True,
                        (g.out_row_words * sub["residual"],) * n_out if s.residual else (),
                        (g.out_row_words * (sub["membrane"] + sub["trace"]),) * n_out,   # membrane and trace words
                        2 * len(hmap.counters) if read_counters else 0, tuple(sorted(rings.items())),
-                       w4_chunks, w2_chunks, w3_chunks, w1_chunks, early)
+                       w4_chunks, w2_chunks, w3_chunks, w1_chunks, early,
+                       (g.wo * (sub["membrane"] + sub["trace"]),) * g.go if g.go > 1 else ())
 
 
 _MAPS: dict[int, tuple[HardwareConfig, object]] = {}
@@ -172,7 +175,7 @@ class _Registers:
     """Names of the streaming registers as :func:`gen.host_program.run_tile` addresses them."""
     NAMES = ("ctrl", "status", "in_rows", "res_rows", "out_taken", "in_consumed", "res_consumed", "out_rows",
              "w4_chunks", "w4_consumed", "w2_chunks", "w2_consumed", "w3_chunks", "w3_consumed",
-             "w1_chunks", "w1_consumed")
+             "w1_chunks", "w1_consumed", "out_groups")
 
     def __init__(self):
         self.addr = {n: -10 - i for i, n in enumerate(self.NAMES)}
@@ -216,6 +219,7 @@ class ModelBus:
         self.visible = {"in_rows": [], "res_rows": [], "out_taken": [], "w4_chunks": [], "w2_chunks": [],
                         "w3_chunks": [], "w1_chunks": []}
         self.last_status = None
+        self.last_groups: tuple[int, ...] = ()    # HostTraffic.last_groups (out_groups' groups)
         self.tables = tables = _engine_tables(cfg, s, c1_lens)
         # the zero-skipping engine counts a row consumed at its last step, one cycle after its
         # last issue (the table's row end)
@@ -368,9 +372,32 @@ class ModelBus:
             return (1 if t >= 0 else 0) | (2 if done is not None and t >= done else 0)
         if name in self.visible:
             return self._count(self.visible[name], bus_cycle)
+        if name == "out_groups":
+            return self._out_groups(self._count(out, t), t)
         return self._count({"in_consumed": inc, "res_consumed": res, "out_rows": out,
                             "w4_consumed": w4c, "w2_consumed": w2c, "w3_consumed": w3c,
                             "w1_consumed": w1c}[name], t)
+
+    def _out_groups(self, row: int, t: int) -> int:
+        """``out_groups`` at engine cycle ``t`` while ``row`` output rows are complete: the
+        groups of output row ``row`` whose last word is written (a group's last issue +
+        ``E4_WRITE_LATENCY``, seen a cycle later), but for its last group (the row then
+        counts in ``out_rows``, and ``out_groups`` is 0 again). Cluster 4 issues a row's
+        groups back to back (its one entry per row), or one entry per group (streamed G4)."""
+        c4, nseg = self.c4, self.c4.segments
+        go = len(self.last_groups) if self.last_groups else 1
+        n = 0
+        for k in range(go - 1):
+            if nseg > 1:
+                u = row * nseg + k
+                last = c4.last(u) if u < len(c4.starts) else None
+            else:
+                last = (c4.starts[row] + (k + 1) * (c4.lens[row] // go) - 1
+                        if row < len(c4.starts) else None)
+            if last is None or last + E4_WRITE_LATENCY + 1 > t:
+                break
+            n += 1
+        return n
 
     def _changes(self) -> list[int]:
         """Engine cycles at which the ``event`` line sees a change (sorted)."""
@@ -457,6 +484,8 @@ class _Program:
         self.res_rows = [[(_REGION, 0)] * n for n in tr.res_rows]
         self.out_rows = [[_REGION] * n for n in tr.out_rows]
         self.counter_reads = [_REGION] * tr.counter_reads
+        bounds = [sum(tr.last_groups[:g]) for g in range(len(tr.last_groups) + 1)]
+        self.last_row_groups = [list(range(a, b)) for a, b in zip(bounds, bounds[1:])]
         self.rings = dict(tr.rings)
         self.registers = {n: a[n] for n in _Registers.NAMES if n != "ctrl"}
         self.tile = type("T", (), {"index": -1})()
@@ -507,6 +536,7 @@ def _host_tile_timing(cfg: HardwareConfig, s: TileShape, traffic: HostTraffic, f
     regs = _Registers()
     bus = ModelBus(cfg, s, regs, fresh, c1_lens)
     bus.rings = traffic.rings
+    bus.last_groups = traffic.last_groups
     _run(run_tile(bus, _Program(traffic, regs)))
     tables = bus.tables
     _schedule(list(tables.values()))

@@ -125,7 +125,8 @@ class Accelerator(wiring.Component):
                      e4.rows_written.eq(e23.q23_rows), e4.res_rows.eq(si.res_rows),
                      e4.out_taken.eq(si.out_taken), e4.w4_chunks.eq(si.w4_chunks),
                      so.in_consumed.eq(e1.in_consumed), so.res_consumed.eq(e4.res_consumed),
-                     so.out_rows.eq(e4.out_rows), so.w4_consumed.eq(e4.w4_consumed),
+                     so.out_rows.eq(e4.out_rows), so.out_groups.eq(e4.out_groups),
+                     so.w4_consumed.eq(e4.w4_consumed),
                      e23.w2_chunks.eq(si.w2_chunks), e23.w3_chunks.eq(si.w3_chunks),
                      so.w2_consumed.eq(e23.w2_consumed), so.w3_consumed.eq(e23.w3_consumed),
                      e1.w1_chunks.eq(si.w1_chunks), so.w1_consumed.eq(e1.w1_consumed)]

@@ -58,8 +58,10 @@ class ClusterFourEngine(wiring.Component):
     * ``run`` (out): rows left to issue; ``busy`` (out): ``run`` or a step in the pipeline.
     * ``rows_released`` (out): output rows issued (their q23 rows' ``line4`` slots are free);
       ``res_consumed`` (out): residual rows finished with; ``out_rows`` (out): output rows
-      complete in the output ring; ``w4_consumed`` (out): G4 chunks finished with (their
-      ring slots are free; 0 unless G4 is streamed).
+      complete in the output ring; ``out_groups`` (out): output groups of the row after them
+      (row ``out_rows``) complete in the output ring, 0 again when that row completes (the host
+      reads a tile's last row a group at a time while it is written); ``w4_consumed`` (out):
+      G4 chunks finished with (their ring slots are free; 0 unless G4 is streamed).
     * ``counts`` (out): this cycle's increments of the counters named by its fields.
 
     Timing: issue (addresses) -> a (operands arrive, MAC) -> b (max-pool; affine, residual
@@ -107,6 +109,7 @@ class ClusterFourEngine(wiring.Component):
             "rows_released": Out(RB),
             "res_consumed": Out(STREAM_BITS),
             "out_rows": Out(STREAM_BITS),
+            "out_groups": Out(STREAM_BITS),
             "w4_consumed": Out(STREAM_BITS),
             "counts": Out(counts_layout({
                 "c4_busy": 1, "c4_stall": 1, "lif_stall": 1, "c4_w_wait": 1, "line4_reads": 1, "w4_reads": 1,
@@ -162,9 +165,8 @@ class ClusterFourEngine(wiring.Component):
         res_rd, state_rd = self.residual, self.membrane_in
 
         # ---- stage a: operands arrive, multiply-accumulate ---------------------------------
-        v4a, first4a, last4a, subfirst4a, grp4a, t0_4a, rowend4a = (Signal(name=f"e4a_{n}") for n in
-                                                                     ("v", "first", "last", "subfirst",
-                                                                      "grp", "t0", "rowend"))
+        v4a, first4a, last4a, subfirst4a, grp4a, t0_4a, rowend4a, segend4a = (
+            Signal(name=f"e4a_{n}") for n in ("v", "first", "last", "subfirst", "grp", "t0", "rowend", "segend"))
         lane4a = Signal(lp + 1)
         outidx4a, obase4a = Signal(RB), Signal(RB)
         act4a = Signal(range(P + 1))
@@ -172,7 +174,7 @@ class ClusterFourEngine(wiring.Component):
         x4 = s.x4
         m.d.sync += [v4a.eq(issue4), first4a.eq(k4 == 0), last4a.eq(sub_end4),
                      subfirst4a.eq(sub4 == 0), grp4a.eq(grp_end4), t0_4a.eq(t4 == 0),
-                     rowend4a.eq(row_end4),
+                     rowend4a.eq(row_end4), segend4a.eq(e4[3]),
                      lane4a.eq(((x4 & (Px - 1)) << pk) | (k4 & (Pk - 1))), outidx4a.eq(outidx),
                      obase4a.eq(out_base), act4a.eq(active_lanes(COUT, go4, lp)), pos4a.eq(sub4)]
         m.submodules.cluster4 = pe4 = MacPEArray(P, wb, qb, ab)
@@ -182,14 +184,14 @@ class ClusterFourEngine(wiring.Component):
         m.d.comb += cnt.c4_macs.eq(Mux(v4a, act4a, 0))
 
         # ---- stage b: max-pool; the group's affine, residual and u(t-1) words ----------------
-        v4b, last4b, subfirst4b, grp4b, t0_4b, rowend4b = (Signal(name=f"e4b_{n}") for n in
-                                                           ("v", "last", "subfirst", "grp", "t0", "rowend"))
+        v4b, last4b, subfirst4b, grp4b, t0_4b, rowend4b, segend4b = (
+            Signal(name=f"e4b_{n}") for n in ("v", "last", "subfirst", "grp", "t0", "rowend", "segend"))
         outidx4b, obase4b = Signal(RB), Signal(RB)
         act4b = Signal(range(P + 1))
         aff4b = Signal(len(aff_rd.data))
         res4b, uprev4b = Signal(P * mb), Signal(P * mb)
         m.d.sync += [v4b.eq(v4a), last4b.eq(last4a), subfirst4b.eq(subfirst4a), grp4b.eq(grp4a),
-                     t0_4b.eq(t0_4a), rowend4b.eq(rowend4a), outidx4b.eq(outidx4a),
+                     t0_4b.eq(t0_4a), rowend4b.eq(rowend4a), segend4b.eq(segend4a), outidx4b.eq(outidx4a),
                      obase4b.eq(obase4a), act4b.eq(act4a), pos4b.eq(pos4a)]
         with m.If(v4a & grp4a):
             m.d.sync += [aff4b.eq(aff_rd.data), res4b.eq(res_rd.data),
@@ -200,7 +202,7 @@ class ClusterFourEngine(wiring.Component):
 
         full4a, full4b = Signal(), Signal()      # HTT: the row's timestep is a full one
         m.d.sync += [full4a.eq(d.schedule.bit_select(t4, 1)), full4b.eq(full4a)]
-        tail = self._stage_c(m, dict(v=v4b & grp4b, rowend=rowend4b, p=mp.o, arg=Mux(pool, mp.arg, 0),
+        tail = self._stage_c(m, dict(v=v4b & grp4b, rowend=rowend4b, segend=segend4b, p=mp.o, arg=Mux(pool, mp.arg, 0),
                                      aff=aff4b, res=res4b,
                                      uprev=uprev4b, outidx=outidx4b, obase=obase4b, act=act4b,
                                      full=full4b))
@@ -208,7 +210,7 @@ class ClusterFourEngine(wiring.Component):
 
         # ---- start: a new tile (last, so that it wins over the updates above) ---------------
         with m.If(self.start):
-            m.d.sync += [run4.eq(1), e4_rel.eq(0), res_seq.eq(0), out_seq.eq(0),
+            m.d.sync += [run4.eq(1), e4_rel.eq(0), res_seq.eq(0), out_seq.eq(0), self.out_groups.eq(0),
                          o4.eq(0), i4.eq(0), xo4.eq(0), go4.eq(0), sub4.eq(0), k4.eq(0), m4.eq(0),
                          ym3.eq(0), gobase4.eq(0), outidx.eq(0), w4seq.eq(0), w4slot.eq(0),
                          out_base.eq(0), out_slot.eq(0), res_base.eq(0), res_slot.eq(0),
@@ -334,7 +336,7 @@ class ClusterFourEngine(wiring.Component):
         ab, mb, sb = wd.accumulator, wd.membrane, wd.affine_scale
         d, cnt, out_seq = self.desc, self.counts, self.out_rows
         is_htt, use_res, rnd = d.mode == 2, d.residual, d["round"]
-        vc, rowendc = Signal(name="e4c_v"), Signal(name="e4c_rowend")
+        vc, rowendc, segendc = Signal(name="e4c_v"), Signal(name="e4c_rowend"), Signal(name="e4c_segend")
         pc = Signal(P * ab, name="e4c_p")
         argc = Signal(P * 2, name="e4c_arg")      # the pooled neurons' arg-max
         scalec, biasc = Signal(P * sb, name="e4c_scale"), Signal(P * mb, name="e4c_bias")
@@ -349,7 +351,7 @@ class ClusterFourEngine(wiring.Component):
         scale0 = Cat(*[affb[l * lane_bits:l * lane_bits + sb] for l in range(P)])
         scale1 = Cat(*[affb[l * lane_bits + sb:l * lane_bits + 2 * sb] for l in range(P)])
         bias = Cat(*[affb[l * lane_bits + 2 * sb:(l + 1) * lane_bits] for l in range(P)])
-        m.d.sync += [vc.eq(b["v"]), rowendc.eq(b["rowend"]), pc.eq(b["p"]), argc.eq(b["arg"]),
+        m.d.sync += [vc.eq(b["v"]), rowendc.eq(b["rowend"]), segendc.eq(b["segend"]), pc.eq(b["p"]), argc.eq(b["arg"]),
                      scalec.eq(Mux(is_htt & ~b["full"], scale1, scale0)), biasc.eq(bias),
                      resc.eq(b["res"]), uprevc.eq(b["uprev"]), outidxc.eq(b["outidx"]),
                      obasec.eq(b["obase"]), actc.eq(b["act"])]
@@ -372,6 +374,7 @@ class ClusterFourEngine(wiring.Component):
             valids.append(delay(m, valids[-1], 1, f"e4w{k}_v"))
         vw = valids[-1]
         roww, outidxw = delay(m, rowendc, n, "e4w_rowend"), delay(m, outidxc, n, "e4w_outidx")
+        segw = delay(m, segendc, n, "e4w_segend")
         obasew, actw = delay(m, obasec, n, "e4w_obase"), delay(m, actc, n, "e4w_act")
         argw = delay(m, argc, n, "e4w_arg")
         mask = Signal(P)
@@ -385,8 +388,11 @@ class ClusterFourEngine(wiring.Component):
         m.d.comb += [mem_w.en.eq(vw), mem_w.addr.eq(obasew + outidxw), mem_w.data.eq(lif.u),
                      spk_w.en.eq(vw), spk_w.addr.eq(obasew + outidxw), spk_w.data.eq(spikes_masked),
                      trc_w.en.eq(vw), trc_w.addr.eq(obasew + outidxw), trc_w.data.eq(trace_word)]
+        # a group's last word written: the row's groups complete (the row's last: the row)
         with m.If(vw & roww):
-            m.d.sync += out_seq.eq(out_seq + 1)
+            m.d.sync += [out_seq.eq(out_seq + 1), self.out_groups.eq(0)]
+        with m.Elif(vw & segw):
+            m.d.sync += self.out_groups.eq(self.out_groups + 1)
         m.d.comb += [cnt.membrane_writes.eq(vw), cnt.spikes_writes.eq(vw), cnt.trace_writes.eq(vw),
                      cnt.lif_busy.eq(vw),
                      cnt.lif_updates.eq(Mux(vw, actw, 0)),

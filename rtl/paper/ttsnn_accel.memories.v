@@ -10,9 +10,9 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
 , \port$8820$0 , \port$8821$0 , \port$8822$0 , \port$8823$0 , \port$8824$0 , \port$8825$0 , \port$8826$0 , \port$8827$0 , \port$8828$0 , \port$8829$0 , bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, bw_weights__addr, \port__en$141 , bw_trace__en, bw_trace__addr
 , \port__en$147 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$191 , host__w2__addr, host__w2__rd_en, \wr__en$197 , host__w3__addr, host__w3__rd_en, \wr__en$203 , host__w4__addr, host__w4__rd_en, \wr__en$209 , host__affine__addr, host__affine__rd_en, \wr__en$215 , host__spike_in__addr, host__spike_in__rd_en
 , \wr__en$221 , host__residual__addr, \wr__en$227 , host__membrane__addr, \port__en$233 , host__spikes__addr, \port__en$239 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$245 , host__trace__addr, host__trace__rd_en, host__trace__wr_en, host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data
-, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e4_affine__addr, \wr__en$171 , \port$59655$0 
-, \port$59669$0 , \port$59683$0 , \port$59697$0 , \port$59711$0 , \port$59725$0 , \port$59739$0 , \port$59753$0 , \port$59767$0 , \port$59781$0 , \port$59795$0 , \port$59809$0 , \port$59823$0 , \port$59837$0 , \port$59851$0 , \port$59865$0 , \port$59879$0 , \port$59893$0 , \port$59907$0 , \port$59921$0 , \port$59935$0 , \port$59949$0 
-, \port$59963$0 , \port$59977$0 , \port$59991$0 , \port$60005$0 , \port$60019$0 , \port$60033$0 , \port$60047$0 , \port$60061$0 , \port$60075$0 , \port$60089$0 , \port$60889$0 , \port$63667$0 , desc, \wr__data$194 );
+, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e4_affine__addr, \wr__en$171 , \port$59687$0 
+, \port$59701$0 , \port$59715$0 , \port$59729$0 , \port$59743$0 , \port$59757$0 , \port$59771$0 , \port$59785$0 , \port$59799$0 , \port$59813$0 , \port$59827$0 , \port$59841$0 , \port$59855$0 , \port$59869$0 , \port$59883$0 , \port$59897$0 , \port$59911$0 , \port$59925$0 , \port$59939$0 , \port$59953$0 , \port$59967$0 , \port$59981$0 
+, \port$59995$0 , \port$60009$0 , \port$60023$0 , \port$60037$0 , \port$60051$0 , \port$60065$0 , \port$60079$0 , \port$60093$0 , \port$60107$0 , \port$60121$0 , \port$60921$0 , \port$63699$0 , desc, \wr__data$194 );
   reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -374,78 +374,78 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire host__w4__rd_en;
   wire [255:0] host__w4__wr_data;
   wire host__w4__wr_en;
-  input [15:0] \port$59655$0 ;
-  wire [15:0] \port$59655$0 ;
-  input [15:0] \port$59669$0 ;
-  wire [15:0] \port$59669$0 ;
-  input [15:0] \port$59683$0 ;
-  wire [15:0] \port$59683$0 ;
-  input [15:0] \port$59697$0 ;
-  wire [15:0] \port$59697$0 ;
-  input [15:0] \port$59711$0 ;
-  wire [15:0] \port$59711$0 ;
-  input [15:0] \port$59725$0 ;
-  wire [15:0] \port$59725$0 ;
-  input [15:0] \port$59739$0 ;
-  wire [15:0] \port$59739$0 ;
-  input [15:0] \port$59753$0 ;
-  wire [15:0] \port$59753$0 ;
-  input [15:0] \port$59767$0 ;
-  wire [15:0] \port$59767$0 ;
-  input [15:0] \port$59781$0 ;
-  wire [15:0] \port$59781$0 ;
-  input [15:0] \port$59795$0 ;
-  wire [15:0] \port$59795$0 ;
-  input [15:0] \port$59809$0 ;
-  wire [15:0] \port$59809$0 ;
-  input [15:0] \port$59823$0 ;
-  wire [15:0] \port$59823$0 ;
-  input [15:0] \port$59837$0 ;
-  wire [15:0] \port$59837$0 ;
-  input [15:0] \port$59851$0 ;
-  wire [15:0] \port$59851$0 ;
-  input [15:0] \port$59865$0 ;
-  wire [15:0] \port$59865$0 ;
-  input [15:0] \port$59879$0 ;
-  wire [15:0] \port$59879$0 ;
-  input [15:0] \port$59893$0 ;
-  wire [15:0] \port$59893$0 ;
-  input [15:0] \port$59907$0 ;
-  wire [15:0] \port$59907$0 ;
-  input [15:0] \port$59921$0 ;
-  wire [15:0] \port$59921$0 ;
-  input [15:0] \port$59935$0 ;
-  wire [15:0] \port$59935$0 ;
-  input [15:0] \port$59949$0 ;
-  wire [15:0] \port$59949$0 ;
-  input [15:0] \port$59963$0 ;
-  wire [15:0] \port$59963$0 ;
-  input [15:0] \port$59977$0 ;
-  wire [15:0] \port$59977$0 ;
-  input [15:0] \port$59991$0 ;
-  wire [15:0] \port$59991$0 ;
-  input [15:0] \port$60005$0 ;
-  wire [15:0] \port$60005$0 ;
-  input [15:0] \port$60019$0 ;
-  wire [15:0] \port$60019$0 ;
-  input [15:0] \port$60033$0 ;
-  wire [15:0] \port$60033$0 ;
-  input [15:0] \port$60047$0 ;
-  wire [15:0] \port$60047$0 ;
-  input [15:0] \port$60061$0 ;
-  wire [15:0] \port$60061$0 ;
+  input [15:0] \port$59687$0 ;
+  wire [15:0] \port$59687$0 ;
+  input [15:0] \port$59701$0 ;
+  wire [15:0] \port$59701$0 ;
+  input [15:0] \port$59715$0 ;
+  wire [15:0] \port$59715$0 ;
+  input [15:0] \port$59729$0 ;
+  wire [15:0] \port$59729$0 ;
+  input [15:0] \port$59743$0 ;
+  wire [15:0] \port$59743$0 ;
+  input [15:0] \port$59757$0 ;
+  wire [15:0] \port$59757$0 ;
+  input [15:0] \port$59771$0 ;
+  wire [15:0] \port$59771$0 ;
+  input [15:0] \port$59785$0 ;
+  wire [15:0] \port$59785$0 ;
+  input [15:0] \port$59799$0 ;
+  wire [15:0] \port$59799$0 ;
+  input [15:0] \port$59813$0 ;
+  wire [15:0] \port$59813$0 ;
+  input [15:0] \port$59827$0 ;
+  wire [15:0] \port$59827$0 ;
+  input [15:0] \port$59841$0 ;
+  wire [15:0] \port$59841$0 ;
+  input [15:0] \port$59855$0 ;
+  wire [15:0] \port$59855$0 ;
+  input [15:0] \port$59869$0 ;
+  wire [15:0] \port$59869$0 ;
+  input [15:0] \port$59883$0 ;
+  wire [15:0] \port$59883$0 ;
+  input [15:0] \port$59897$0 ;
+  wire [15:0] \port$59897$0 ;
+  input [15:0] \port$59911$0 ;
+  wire [15:0] \port$59911$0 ;
+  input [15:0] \port$59925$0 ;
+  wire [15:0] \port$59925$0 ;
+  input [15:0] \port$59939$0 ;
+  wire [15:0] \port$59939$0 ;
+  input [15:0] \port$59953$0 ;
+  wire [15:0] \port$59953$0 ;
+  input [15:0] \port$59967$0 ;
+  wire [15:0] \port$59967$0 ;
+  input [15:0] \port$59981$0 ;
+  wire [15:0] \port$59981$0 ;
+  input [15:0] \port$59995$0 ;
+  wire [15:0] \port$59995$0 ;
+  input [15:0] \port$60009$0 ;
+  wire [15:0] \port$60009$0 ;
+  input [15:0] \port$60023$0 ;
+  wire [15:0] \port$60023$0 ;
+  input [15:0] \port$60037$0 ;
+  wire [15:0] \port$60037$0 ;
+  input [15:0] \port$60051$0 ;
+  wire [15:0] \port$60051$0 ;
+  input [15:0] \port$60065$0 ;
+  wire [15:0] \port$60065$0 ;
   input [7:0] \port$6007$0 ;
   wire [7:0] \port$6007$0 ;
-  input [15:0] \port$60075$0 ;
-  wire [15:0] \port$60075$0 ;
-  input [15:0] \port$60089$0 ;
-  wire [15:0] \port$60089$0 ;
+  input [15:0] \port$60079$0 ;
+  wire [15:0] \port$60079$0 ;
+  input [15:0] \port$60093$0 ;
+  wire [15:0] \port$60093$0 ;
+  input [15:0] \port$60107$0 ;
+  wire [15:0] \port$60107$0 ;
+  input [15:0] \port$60121$0 ;
+  wire [15:0] \port$60121$0 ;
   input [7:0] \port$6047$0 ;
   wire [7:0] \port$6047$0 ;
   input [7:0] \port$6087$0 ;
   wire [7:0] \port$6087$0 ;
-  input [15:0] \port$60889$0 ;
-  wire [15:0] \port$60889$0 ;
+  input [15:0] \port$60921$0 ;
+  wire [15:0] \port$60921$0 ;
   input [7:0] \port$6127$0 ;
   wire [7:0] \port$6127$0 ;
   input [7:0] \port$6167$0 ;
@@ -458,10 +458,10 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$6287$0 ;
   input [7:0] \port$6327$0 ;
   wire [7:0] \port$6327$0 ;
-  input [1279:0] \port$63667$0 ;
-  wire [1279:0] \port$63667$0 ;
   input [7:0] \port$6367$0 ;
   wire [7:0] \port$6367$0 ;
+  input [1279:0] \port$63699$0 ;
+  wire [1279:0] \port$63699$0 ;
   input [7:0] \port$6407$0 ;
   wire [7:0] \port$6407$0 ;
   input [7:0] \port$6447$0 ;
@@ -784,13 +784,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$63667$0  };
+      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$63699$0  };
   end
   reg [1535:0] _0_;
   reg [1535:0] _1_;
   always @(posedge clk) begin
     if (\port__en$147 ) begin
-      _0_ <= mem_affine[\port$60889$0 [3:0]];
+      _0_ <= mem_affine[\port$60921$0 [3:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$83 [3:0]];
@@ -8073,7 +8073,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$171 )
-      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$60089$0 , \port$60075$0 , \port$60061$0 , \port$60047$0 , \port$60033$0 , \port$60019$0 , \port$60005$0 , \port$59991$0 , \port$59977$0 , \port$59963$0 , \port$59949$0 , \port$59935$0 , \port$59921$0 , \port$59907$0 , \port$59893$0 , \port$59879$0 , \port$59865$0 , \port$59851$0 , \port$59837$0 , \port$59823$0 , \port$59809$0 , \port$59795$0 , \port$59781$0 , \port$59767$0 , \port$59753$0 , \port$59739$0 , \port$59725$0 , \port$59711$0 , \port$59697$0 , \port$59683$0 , \port$59669$0 , \port$59655$0  };
+      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$60121$0 , \port$60107$0 , \port$60093$0 , \port$60079$0 , \port$60065$0 , \port$60051$0 , \port$60037$0 , \port$60023$0 , \port$60009$0 , \port$59995$0 , \port$59981$0 , \port$59967$0 , \port$59953$0 , \port$59939$0 , \port$59925$0 , \port$59911$0 , \port$59897$0 , \port$59883$0 , \port$59869$0 , \port$59855$0 , \port$59841$0 , \port$59827$0 , \port$59813$0 , \port$59799$0 , \port$59785$0 , \port$59771$0 , \port$59757$0 , \port$59743$0 , \port$59729$0 , \port$59715$0 , \port$59701$0 , \port$59687$0  };
   end
   reg [511:0] _9_;
   reg [511:0] _10_;
@@ -8476,7 +8476,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$227 )
-      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$63667$0 [255:0] };
+      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$63699$0 [255:0] };
   end
   reg [511:0] _11_;
   always @(posedge clk) begin
@@ -16197,7 +16197,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$signature__data$24  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$45 ) begin
-      \$signature__data$24  = { \wr__data$194 , \port$63667$0 [255:0] };
+      \$signature__data$24  = { \wr__data$194 , \port$63699$0 [255:0] };
     end
     if (\$58 ) begin
       \$signature__data$24  = bw_grad_w2__data;
@@ -16236,7 +16236,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$signature__data$28  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$52 ) begin
-      \$signature__data$28  = { \wr__data$194 , \port$63667$0 [255:0] };
+      \$signature__data$28  = { \wr__data$194 , \port$63699$0 [255:0] };
     end
     if (\$64 ) begin
       \$signature__data$28  = bw_grad_w2__data;
@@ -16245,7 +16245,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$194 , \port$63667$0 [255:0] };
+  assign host__gbuf__wr_data = { \wr__data$194 , \port$63699$0 [255:0] };
   assign port__addr = \$78 [10:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$79 [9:0];
@@ -16289,8 +16289,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$143  = bw_weights__addr[10:0];
   assign \port__data$146  = bw_weights__data;
   assign bw_affine__en = \port__en$147 ;
-  assign \port__addr$149  = \port$60889$0 [3:0];
-  assign bw_affine__addr = { 4'h0, \port$60889$0  };
+  assign \port__addr$149  = \port$60921$0 [3:0];
+  assign bw_affine__addr = { 4'h0, \port$60921$0  };
   assign \port__data$152  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[9:0];
@@ -16304,8 +16304,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$169 ;
   assign e4_membrane_out__en = \wr__en$171 ;
   assign \wr__addr$173  = e4_membrane_out__addr[9:0];
-  assign \wr__data$175  = { \port$60089$0 , \port$60075$0 , \port$60061$0 , \port$60047$0 , \port$60033$0 , \port$60019$0 , \port$60005$0 , \port$59991$0 , \port$59977$0 , \port$59963$0 , \port$59949$0 , \port$59935$0 , \port$59921$0 , \port$59907$0 , \port$59893$0 , \port$59879$0 , \port$59865$0 , \port$59851$0 , \port$59837$0 , \port$59823$0 , \port$59809$0 , \port$59795$0 , \port$59781$0 , \port$59767$0 , \port$59753$0 , \port$59739$0 , \port$59725$0 , \port$59711$0 , \port$59697$0 , \port$59683$0 , \port$59669$0 , \port$59655$0  };
-  assign e4_membrane_out__data = { \port$60089$0 , \port$60075$0 , \port$60061$0 , \port$60047$0 , \port$60033$0 , \port$60019$0 , \port$60005$0 , \port$59991$0 , \port$59977$0 , \port$59963$0 , \port$59949$0 , \port$59935$0 , \port$59921$0 , \port$59907$0 , \port$59893$0 , \port$59879$0 , \port$59865$0 , \port$59851$0 , \port$59837$0 , \port$59823$0 , \port$59809$0 , \port$59795$0 , \port$59781$0 , \port$59767$0 , \port$59753$0 , \port$59739$0 , \port$59725$0 , \port$59711$0 , \port$59697$0 , \port$59683$0 , \port$59669$0 , \port$59655$0  };
+  assign \wr__data$175  = { \port$60121$0 , \port$60107$0 , \port$60093$0 , \port$60079$0 , \port$60065$0 , \port$60051$0 , \port$60037$0 , \port$60023$0 , \port$60009$0 , \port$59995$0 , \port$59981$0 , \port$59967$0 , \port$59953$0 , \port$59939$0 , \port$59925$0 , \port$59911$0 , \port$59897$0 , \port$59883$0 , \port$59869$0 , \port$59855$0 , \port$59841$0 , \port$59827$0 , \port$59813$0 , \port$59799$0 , \port$59785$0 , \port$59771$0 , \port$59757$0 , \port$59743$0 , \port$59729$0 , \port$59715$0 , \port$59701$0 , \port$59687$0  };
+  assign e4_membrane_out__data = { \port$60121$0 , \port$60107$0 , \port$60093$0 , \port$60079$0 , \port$60065$0 , \port$60051$0 , \port$60037$0 , \port$60023$0 , \port$60009$0 , \port$59995$0 , \port$59981$0 , \port$59967$0 , \port$59953$0 , \port$59939$0 , \port$59925$0 , \port$59911$0 , \port$59897$0 , \port$59883$0 , \port$59869$0 , \port$59855$0 , \port$59841$0 , \port$59827$0 , \port$59813$0 , \port$59799$0 , \port$59785$0 , \port$59771$0 , \port$59757$0 , \port$59743$0 , \port$59729$0 , \port$59715$0 , \port$59701$0 , \port$59687$0  };
   assign \wr__en$177  = \wr__en$171 ;
   assign e4_spikes__en = \wr__en$171 ;
   assign \wr__addr$179  = e4_spikes__addr[9:0];
@@ -16335,8 +16335,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__affine__addr[3:0];
-  assign \wr__data$218  = { \wr__data$194 , \port$63667$0  };
-  assign host__affine__wr_data = { \wr__data$194 , \port$63667$0  };
+  assign \wr__data$218  = { \wr__data$194 , \port$63699$0  };
+  assign host__affine__wr_data = { \wr__data$194 , \port$63699$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$221 ;
   assign \wr__addr$223  = host__spike_in__addr[10:0];
@@ -16345,8 +16345,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$227 ;
   assign \wr__addr$229  = host__residual__addr[8:0];
-  assign \wr__data$231  = { \wr__data$194 , \port$63667$0 [255:0] };
-  assign host__residual__wr_data = { \wr__data$194 , \port$63667$0 [255:0] };
+  assign \wr__data$231  = { \wr__data$194 , \port$63699$0 [255:0] };
+  assign host__residual__wr_data = { \wr__data$194 , \port$63699$0 [255:0] };
   assign host__membrane__rd_en = \port__en$233 ;
   assign \port__addr$235  = host__membrane__addr[9:0];
   assign \port__data$238  = host__membrane__rd_data;

@@ -5,9 +5,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
 , \port$7370$0 , \port$7371$0 , \port$7372$0 , \port$7373$0 , \port$7374$0 , \port$7375$0 , \port$7376$0 , \port$7377$0 , \port$7378$0 , \port$7379$0 , \port$7380$0 , \port$7381$0 , \port$7382$0 , \port$7383$0 , \port$7384$0 , \port$7385$0 , \port$7386$0 , \port$7387$0 , \port$7388$0 , \port$7389$0 , \port$7390$0 
 , \port$7391$0 , \port$7392$0 , \port$7393$0 , \port$7394$0 , \port$7395$0 , \port$7396$0 , \port$7397$0 , \port$7398$0 , \port$7399$0 , \port$7400$0 , \port$7401$0 , \port$7402$0 , \port$7403$0 , \port$7404$0 , \port$7405$0 , \port$7406$0 , \port$7407$0 , \port$7408$0 , \port$7409$0 , \port$7410$0 , \port$7411$0 
 , \port$7412$0 , \port$7413$0 , \port$7414$0 , \port$7415$0 , \port$7416$0 , \port$7417$0 , \port$7418$0 , \port$7419$0 , \port$7420$0 , \port$7421$0 , \port$7422$0 , \port$7423$0 , \port$7424$0 , \port$7425$0 , \port$7426$0 , \port$7427$0 , \port$7428$0 , \port$7429$0 , busy, weights, affine__data
-, line4__data, residual__data, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$58149$0 , \port$58163$0 , \port$58177$0 , \port$58191$0 , \port$58205$0 , \port$58219$0 , \port$58233$0 , \port$58247$0 , \port$58261$0 , \port$58275$0 , \port$58289$0 
-, \port$58303$0 , \port$58317$0 , \port$58331$0 , \port$58345$0 , \port$58359$0 , \port$58373$0 , \port$58387$0 , \port$58401$0 , \port$58415$0 , \port$58429$0 , \port$58443$0 , \port$58457$0 , \port$58471$0 , \port$58485$0 , \port$58499$0 , \port$58513$0 , \port$58527$0 , \port$58541$0 , \port$58555$0 , \port$58569$0 , \port$58583$0 
-, \port$62159$24 , desc, clk);
+, line4__data, residual__data, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, out_groups, \port$58181$0 , \port$58195$0 , \port$58209$0 , \port$58223$0 , \port$58237$0 , \port$58251$0 , \port$58265$0 , \port$58279$0 , \port$58293$0 , \port$58307$0 
+, \port$58321$0 , \port$58335$0 , \port$58349$0 , \port$58363$0 , \port$58377$0 , \port$58391$0 , \port$58405$0 , \port$58419$0 , \port$58433$0 , \port$58447$0 , \port$58461$0 , \port$58475$0 , \port$58489$0 , \port$58503$0 , \port$58517$0 , \port$58531$0 , \port$58545$0 , \port$58559$0 , \port$58573$0 , \port$58587$0 , \port$58601$0 
+, \port$58615$0 , \port$62191$24 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
@@ -43,8 +43,29 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [15:0] \$1026 ;
   wire \$1027 ;
   wire \$1028 ;
+  wire [15:0] \$1029 ;
   wire \$103 ;
+  wire \$1030 ;
+  wire \$1031 ;
+  wire [15:0] \$1032 ;
+  wire \$1033 ;
+  wire \$1034 ;
+  wire [15:0] \$1035 ;
+  wire \$1036 ;
+  wire \$1037 ;
+  wire [15:0] \$1038 ;
+  wire \$1039 ;
   wire [2:0] \$104 ;
+  wire \$1040 ;
+  wire [15:0] \$1041 ;
+  wire \$1042 ;
+  wire \$1043 ;
+  wire [15:0] \$1044 ;
+  wire \$1045 ;
+  wire \$1046 ;
+  wire [15:0] \$1047 ;
+  wire \$1048 ;
+  wire \$1049 ;
   wire [2:0] \$105 ;
   wire [2:0] \$106 ;
   wire \$107 ;
@@ -61,10 +82,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [17:0] \$117 ;
   wire [18:0] \$118 ;
   wire \$119 ;
-  wire [9:0] \$1196 ;
   wire \$12 ;
   wire \$120 ;
   wire \$121 ;
+  wire [9:0] \$1217 ;
   wire [15:0] \$122 ;
   wire [19:0] \$123 ;
   wire [15:0] \$124 ;
@@ -726,49 +747,49 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [16:0] \$715 ;
   wire \$716 ;
   wire \$717 ;
-  wire [6:0] \$718 ;
-  wire [16:0] \$719 ;
+  wire [16:0] \$718 ;
+  wire \$719 ;
   wire [17:0] \$72 ;
-  wire [31:0] \$720 ;
-  wire [6:0] \$721 ;
-  wire [16:0] \$722 ;
-  wire [31:0] \$723 ;
-  wire [22:0] \$724 ;
-  wire [23:0] \$725 ;
+  wire \$720 ;
+  wire [2:0] \$721 ;
+  wire [3:0] \$722 ;
+  wire \$723 ;
+  wire \$724 ;
+  wire [16:0] \$725 ;
   wire \$726 ;
-  wire [22:0] \$727 ;
-  wire [23:0] \$728 ;
-  wire [15:0] \$729 ;
+  wire \$727 ;
+  wire [6:0] \$728 ;
+  wire [16:0] \$729 ;
   wire [18:0] \$73 ;
-  wire \$730 ;
-  wire [511:0] \$731 ;
-  wire \$732 ;
-  wire \$733 ;
-  wire [63:0] \$734 ;
-  wire \$735 ;
+  wire [31:0] \$730 ;
+  wire [6:0] \$731 ;
+  wire [16:0] \$732 ;
+  wire [31:0] \$733 ;
+  wire [22:0] \$734 ;
+  wire [23:0] \$735 ;
   wire \$736 ;
-  wire \$737 ;
-  wire [511:0] \$738 ;
-  wire \$739 ;
+  wire [22:0] \$737 ;
+  wire [23:0] \$738 ;
+  wire [15:0] \$739 ;
   wire \$74 ;
-  wire [24:0] \$740 ;
-  wire [16:0] \$741 ;
-  wire [7:0] \$742 ;
-  reg [15:0] \$743 ;
-  reg [1:0] \$744 ;
-  reg [15:0] \$745 ;
-  reg [15:0] \$746 ;
-  reg [15:0] \$747 ;
-  reg [15:0] \$748 ;
-  reg [15:0] \$749 ;
+  wire \$740 ;
+  wire [511:0] \$741 ;
+  wire \$742 ;
+  wire \$743 ;
+  wire [63:0] \$744 ;
+  wire \$745 ;
+  wire \$746 ;
+  wire \$747 ;
+  wire [511:0] \$748 ;
+  wire \$749 ;
   wire \$75 ;
-  reg [15:0] \$750 ;
-  reg [23:0] \$751 ;
-  reg [15:0] \$752 ;
-  reg [15:0] \$753 ;
-  reg [23:0] \$754 ;
+  wire \$750 ;
+  wire [24:0] \$751 ;
+  wire [24:0] \$752 ;
+  wire [16:0] \$753 ;
+  wire [7:0] \$754 ;
   reg [15:0] \$755 ;
-  reg [15:0] \$756 ;
+  reg [1:0] \$756 ;
   reg [15:0] \$757 ;
   reg [15:0] \$758 ;
   reg [15:0] \$759 ;
@@ -779,21 +800,21 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   reg [23:0] \$763 ;
   reg [15:0] \$764 ;
   reg [15:0] \$765 ;
-  reg [1:0] \$766 ;
-  reg \$767 ;
-  reg \$768 ;
-  reg \$769 ;
+  reg [23:0] \$766 ;
+  reg [15:0] \$767 ;
+  reg [15:0] \$768 ;
+  reg [15:0] \$769 ;
   wire \$77 ;
-  reg \$770 ;
-  reg \$771 ;
-  reg \$772 ;
-  reg \$773 ;
-  reg \$774 ;
-  reg [5:0] \$775 ;
+  reg [15:0] \$770 ;
+  reg [15:0] \$771 ;
+  reg [15:0] \$772 ;
+  reg [15:0] \$773 ;
+  reg [15:0] \$774 ;
+  reg [23:0] \$775 ;
   reg [15:0] \$776 ;
   reg [15:0] \$777 ;
-  reg [5:0] \$778 ;
-  reg [1:0] \$779 ;
+  reg [1:0] \$778 ;
+  reg \$779 ;
   wire [24:0] \$78 ;
   reg \$780 ;
   reg \$781 ;
@@ -801,86 +822,86 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   reg \$783 ;
   reg \$784 ;
   reg \$785 ;
-  reg [15:0] \$786 ;
-  reg [15:0] \$787 ;
+  reg \$786 ;
+  reg \$787 ;
   reg [5:0] \$788 ;
-  reg [1:0] \$789 ;
+  reg [15:0] \$789 ;
   wire \$79 ;
-  reg [1535:0] \$790 ;
-  reg [511:0] \$791 ;
-  reg [511:0] \$792 ;
+  reg [15:0] \$790 ;
+  reg [5:0] \$791 ;
+  reg [1:0] \$792 ;
   reg \$793 ;
   reg \$794 ;
   reg \$795 ;
   reg \$796 ;
-  reg [511:0] \$797 ;
-  reg [63:0] \$798 ;
-  reg [511:0] \$799 ;
+  reg \$797 ;
+  reg \$798 ;
+  reg \$799 ;
   wire [18:0] \$8 ;
   wire \$80 ;
-  reg [511:0] \$800 ;
-  reg [511:0] \$801 ;
-  reg [511:0] \$802 ;
-  reg [15:0] \$803 ;
-  reg [15:0] \$804 ;
-  reg [5:0] \$805 ;
-  reg \$806 ;
+  reg [15:0] \$800 ;
+  reg [15:0] \$801 ;
+  reg [5:0] \$802 ;
+  reg [1:0] \$803 ;
+  reg [1535:0] \$804 ;
+  reg [511:0] \$805 ;
+  reg [511:0] \$806 ;
   reg \$807 ;
   reg \$808 ;
   reg \$809 ;
   wire \$81 ;
   reg \$810 ;
   reg \$811 ;
-  reg \$812 ;
-  reg \$813 ;
-  reg \$814 ;
-  reg \$815 ;
-  reg [15:0] \$816 ;
-  reg [15:0] \$817 ;
+  reg [511:0] \$812 ;
+  reg [63:0] \$813 ;
+  reg [511:0] \$814 ;
+  reg [511:0] \$815 ;
+  reg [511:0] \$816 ;
+  reg [511:0] \$817 ;
   reg [15:0] \$818 ;
   reg [15:0] \$819 ;
   wire \$82 ;
-  reg [15:0] \$820 ;
-  reg [15:0] \$821 ;
-  reg [15:0] \$822 ;
-  reg [15:0] \$823 ;
-  reg [15:0] \$824 ;
-  reg [15:0] \$825 ;
-  reg [5:0] \$826 ;
-  reg [5:0] \$827 ;
-  reg [5:0] \$828 ;
-  reg [5:0] \$829 ;
+  reg [5:0] \$820 ;
+  reg \$821 ;
+  reg \$822 ;
+  reg \$823 ;
+  reg \$824 ;
+  reg \$825 ;
+  reg \$826 ;
+  reg \$827 ;
+  reg \$828 ;
+  reg \$829 ;
   wire \$83 ;
-  reg [5:0] \$830 ;
-  reg [63:0] \$831 ;
-  reg [63:0] \$832 ;
-  reg [63:0] \$833 ;
-  reg [63:0] \$834 ;
-  reg [63:0] \$835 ;
-  reg [23:0] \$836 ;
-  wire [15:0] \$837 ;
-  wire [15:0] \$838 ;
-  wire [15:0] \$839 ;
+  reg \$830 ;
+  reg [15:0] \$831 ;
+  reg [15:0] \$832 ;
+  reg [15:0] \$833 ;
+  reg [15:0] \$834 ;
+  reg [15:0] \$835 ;
+  reg \$836 ;
+  reg \$837 ;
+  reg \$838 ;
+  reg \$839 ;
   wire \$84 ;
-  wire [15:0] \$840 ;
-  wire [15:0] \$841 ;
-  wire [15:0] \$842 ;
-  wire [15:0] \$843 ;
-  wire [15:0] \$844 ;
-  wire [15:0] \$845 ;
-  wire [15:0] \$846 ;
-  wire [15:0] \$847 ;
-  wire [15:0] \$848 ;
-  wire [15:0] \$849 ;
+  reg \$840 ;
+  reg [15:0] \$841 ;
+  reg [15:0] \$842 ;
+  reg [15:0] \$843 ;
+  reg [15:0] \$844 ;
+  reg [15:0] \$845 ;
+  reg [5:0] \$846 ;
+  reg [5:0] \$847 ;
+  reg [5:0] \$848 ;
+  reg [5:0] \$849 ;
   wire [24:0] \$85 ;
-  wire [15:0] \$850 ;
-  wire [15:0] \$851 ;
-  wire [15:0] \$852 ;
-  wire [15:0] \$853 ;
-  wire [15:0] \$854 ;
-  wire [15:0] \$855 ;
-  wire [15:0] \$856 ;
-  wire [15:0] \$857 ;
+  reg [5:0] \$850 ;
+  reg [63:0] \$851 ;
+  reg [63:0] \$852 ;
+  reg [63:0] \$853 ;
+  reg [63:0] \$854 ;
+  reg [63:0] \$855 ;
+  reg [23:0] \$856 ;
+  reg [23:0] \$857 ;
   wire [15:0] \$858 ;
   wire [15:0] \$859 ;
   wire \$86 ;
@@ -893,29 +914,29 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [15:0] \$866 ;
   wire [15:0] \$867 ;
   wire [15:0] \$868 ;
-  wire [1:0] \$869 ;
+  wire [15:0] \$869 ;
   wire \$87 ;
-  wire [1:0] \$870 ;
-  wire [1:0] \$871 ;
-  wire [1:0] \$872 ;
-  wire [1:0] \$873 ;
-  wire [1:0] \$874 ;
-  wire [1:0] \$875 ;
-  wire [1:0] \$876 ;
-  wire [1:0] \$877 ;
-  wire [1:0] \$878 ;
-  wire [1:0] \$879 ;
+  wire [15:0] \$870 ;
+  wire [15:0] \$871 ;
+  wire [15:0] \$872 ;
+  wire [15:0] \$873 ;
+  wire [15:0] \$874 ;
+  wire [15:0] \$875 ;
+  wire [15:0] \$876 ;
+  wire [15:0] \$877 ;
+  wire [15:0] \$878 ;
+  wire [15:0] \$879 ;
   wire \$88 ;
-  wire [1:0] \$880 ;
-  wire [1:0] \$881 ;
-  wire [1:0] \$882 ;
-  wire [1:0] \$883 ;
-  wire [1:0] \$884 ;
-  wire [1:0] \$885 ;
-  wire [1:0] \$886 ;
-  wire [1:0] \$887 ;
-  wire [1:0] \$888 ;
-  wire [1:0] \$889 ;
+  wire [15:0] \$880 ;
+  wire [15:0] \$881 ;
+  wire [15:0] \$882 ;
+  wire [15:0] \$883 ;
+  wire [15:0] \$884 ;
+  wire [15:0] \$885 ;
+  wire [15:0] \$886 ;
+  wire [15:0] \$887 ;
+  wire [15:0] \$888 ;
+  wire [15:0] \$889 ;
   wire \$89 ;
   wire [1:0] \$890 ;
   wire [1:0] \$891 ;
@@ -930,29 +951,29 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire \$9 ;
   wire \$90 ;
   wire [1:0] \$900 ;
-  wire [15:0] \$901 ;
-  wire [15:0] \$902 ;
-  wire [15:0] \$903 ;
-  wire [15:0] \$904 ;
-  wire [15:0] \$905 ;
-  wire [15:0] \$906 ;
-  wire [15:0] \$907 ;
-  wire [15:0] \$908 ;
-  wire [15:0] \$909 ;
+  wire [1:0] \$901 ;
+  wire [1:0] \$902 ;
+  wire [1:0] \$903 ;
+  wire [1:0] \$904 ;
+  wire [1:0] \$905 ;
+  wire [1:0] \$906 ;
+  wire [1:0] \$907 ;
+  wire [1:0] \$908 ;
+  wire [1:0] \$909 ;
   wire \$91 ;
-  wire [15:0] \$910 ;
-  wire [15:0] \$911 ;
-  wire [15:0] \$912 ;
-  wire [15:0] \$913 ;
-  wire [15:0] \$914 ;
-  wire [15:0] \$915 ;
-  wire [15:0] \$916 ;
-  wire [15:0] \$917 ;
-  wire [15:0] \$918 ;
-  wire [15:0] \$919 ;
+  wire [1:0] \$910 ;
+  wire [1:0] \$911 ;
+  wire [1:0] \$912 ;
+  wire [1:0] \$913 ;
+  wire [1:0] \$914 ;
+  wire [1:0] \$915 ;
+  wire [1:0] \$916 ;
+  wire [1:0] \$917 ;
+  wire [1:0] \$918 ;
+  wire [1:0] \$919 ;
   wire \$92 ;
-  wire [15:0] \$920 ;
-  wire [15:0] \$921 ;
+  wire [1:0] \$920 ;
+  wire [1:0] \$921 ;
   wire [15:0] \$922 ;
   wire [15:0] \$923 ;
   wire [15:0] \$924 ;
@@ -966,28 +987,28 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [15:0] \$931 ;
   wire [15:0] \$932 ;
   wire [15:0] \$933 ;
-  wire \$934 ;
-  wire \$935 ;
+  wire [15:0] \$934 ;
+  wire [15:0] \$935 ;
   wire [15:0] \$936 ;
-  wire \$937 ;
-  wire \$938 ;
+  wire [15:0] \$937 ;
+  wire [15:0] \$938 ;
   wire [15:0] \$939 ;
   wire \$94 ;
-  wire \$940 ;
-  wire \$941 ;
+  wire [15:0] \$940 ;
+  wire [15:0] \$941 ;
   wire [15:0] \$942 ;
-  wire \$943 ;
-  wire \$944 ;
+  wire [15:0] \$943 ;
+  wire [15:0] \$944 ;
   wire [15:0] \$945 ;
-  wire \$946 ;
-  wire \$947 ;
+  wire [15:0] \$946 ;
+  wire [15:0] \$947 ;
   wire [15:0] \$948 ;
-  wire \$949 ;
+  wire [15:0] \$949 ;
   wire \$95 ;
-  wire \$950 ;
+  wire [15:0] \$950 ;
   wire [15:0] \$951 ;
-  wire \$952 ;
-  wire \$953 ;
+  wire [15:0] \$952 ;
+  wire [15:0] \$953 ;
   wire [15:0] \$954 ;
   wire \$955 ;
   wire \$956 ;
@@ -1041,10 +1062,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [15:0] \$signal ;
   reg [15:0] \$signal$111  = 16'h0000;
   reg [15:0] \$signal$112  = 16'h0000;
-  reg [15:0] \$signal$120  = 16'h0000;
-  reg [15:0] \$signal$126  = 16'h0000;
-  reg [511:0] \$signal$131  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  reg \$signal$135  = 1'h0;
+  reg [15:0] \$signal$121  = 16'h0000;
+  reg [15:0] \$signal$128  = 16'h0000;
+  reg [511:0] \$signal$133  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg \$signal$137  = 1'h0;
   reg [23:0] \$signal$16  = 24'h000000;
   reg [15:0] \$signal$2  = 16'h0000;
   reg [1:0] \$signal$21  = 2'h0;
@@ -1130,6 +1151,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   reg e4a_last = 1'h0;
   reg [1:0] e4a_pos = 2'h0;
   reg e4a_rowend = 1'h0;
+  reg e4a_segend = 1'h0;
   reg e4a_subfirst = 1'h0;
   reg e4a_t0 = 1'h0;
   (* init = 1'h0 *)
@@ -1139,6 +1161,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   (* init = 2'h0 *)
   wire [1:0] e4b_pos;
   reg e4b_rowend = 1'h0;
+  reg e4b_segend = 1'h0;
   (* init = 1'h0 *)
   wire e4b_subfirst;
   reg e4b_t0 = 1'h0;
@@ -1156,6 +1179,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   reg e4c_rowend = 1'h0;
   (* init = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
   wire [511:0] e4c_scale;
+  reg e4c_segend = 1'h0;
   (* init = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
   wire [511:0] e4c_uprev;
   reg e4c_v = 1'h0;
@@ -1190,6 +1214,11 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   reg e4w_rowend_3 = 1'h0;
   reg e4w_rowend_4 = 1'h0;
   reg e4w_rowend_5 = 1'h0;
+  reg e4w_segend_1 = 1'h0;
+  reg e4w_segend_2 = 1'h0;
+  reg e4w_segend_3 = 1'h0;
+  reg e4w_segend_4 = 1'h0;
+  reg e4w_segend_5 = 1'h0;
   reg first = 1'h0;
   reg \first$54  = 1'h0;
   reg full4b = 1'h0;
@@ -1261,82 +1290,84 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   output membrane_out__en;
   reg membrane_out__en = 1'h0;
   wire [511:0] o;
-  wire [511:0] \o$138 ;
+  wire [511:0] \o$141 ;
   reg [15:0] obase4a = 16'h0000;
   reg [15:0] obase4b = 16'h0000;
   wire [7:0] operand;
+  output [23:0] out_groups;
+  reg [23:0] out_groups = 24'h000000;
   output [23:0] out_rows;
   reg [23:0] out_rows = 24'h000000;
   reg [15:0] out_slot = 16'h0000;
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [511:0] p = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  output [15:0] \port$58149$0 ;
-  wire [15:0] \port$58149$0 ;
-  output [15:0] \port$58163$0 ;
-  wire [15:0] \port$58163$0 ;
-  output [15:0] \port$58177$0 ;
-  wire [15:0] \port$58177$0 ;
-  output [15:0] \port$58191$0 ;
-  wire [15:0] \port$58191$0 ;
-  output [15:0] \port$58205$0 ;
-  wire [15:0] \port$58205$0 ;
-  output [15:0] \port$58219$0 ;
-  wire [15:0] \port$58219$0 ;
-  output [15:0] \port$58233$0 ;
-  wire [15:0] \port$58233$0 ;
-  output [15:0] \port$58247$0 ;
-  wire [15:0] \port$58247$0 ;
-  output [15:0] \port$58261$0 ;
-  wire [15:0] \port$58261$0 ;
-  output [15:0] \port$58275$0 ;
-  wire [15:0] \port$58275$0 ;
-  output [15:0] \port$58289$0 ;
-  wire [15:0] \port$58289$0 ;
-  output [15:0] \port$58303$0 ;
-  wire [15:0] \port$58303$0 ;
-  output [15:0] \port$58317$0 ;
-  wire [15:0] \port$58317$0 ;
-  output [15:0] \port$58331$0 ;
-  wire [15:0] \port$58331$0 ;
-  output [15:0] \port$58345$0 ;
-  wire [15:0] \port$58345$0 ;
-  output [15:0] \port$58359$0 ;
-  wire [15:0] \port$58359$0 ;
-  output [15:0] \port$58373$0 ;
-  wire [15:0] \port$58373$0 ;
-  output [15:0] \port$58387$0 ;
-  wire [15:0] \port$58387$0 ;
-  output [15:0] \port$58401$0 ;
-  wire [15:0] \port$58401$0 ;
-  output [15:0] \port$58415$0 ;
-  wire [15:0] \port$58415$0 ;
-  output [15:0] \port$58429$0 ;
-  wire [15:0] \port$58429$0 ;
-  output [15:0] \port$58443$0 ;
-  wire [15:0] \port$58443$0 ;
-  output [15:0] \port$58457$0 ;
-  wire [15:0] \port$58457$0 ;
-  output [15:0] \port$58471$0 ;
-  wire [15:0] \port$58471$0 ;
-  output [15:0] \port$58485$0 ;
-  wire [15:0] \port$58485$0 ;
-  output [15:0] \port$58499$0 ;
-  wire [15:0] \port$58499$0 ;
-  output [15:0] \port$58513$0 ;
-  wire [15:0] \port$58513$0 ;
-  output [15:0] \port$58527$0 ;
-  wire [15:0] \port$58527$0 ;
-  output [15:0] \port$58541$0 ;
-  wire [15:0] \port$58541$0 ;
-  output [15:0] \port$58555$0 ;
-  wire [15:0] \port$58555$0 ;
-  output [15:0] \port$58569$0 ;
-  wire [15:0] \port$58569$0 ;
-  output [15:0] \port$58583$0 ;
-  wire [15:0] \port$58583$0 ;
-  input [71:0] \port$62159$24 ;
-  wire [71:0] \port$62159$24 ;
+  output [15:0] \port$58181$0 ;
+  wire [15:0] \port$58181$0 ;
+  output [15:0] \port$58195$0 ;
+  wire [15:0] \port$58195$0 ;
+  output [15:0] \port$58209$0 ;
+  wire [15:0] \port$58209$0 ;
+  output [15:0] \port$58223$0 ;
+  wire [15:0] \port$58223$0 ;
+  output [15:0] \port$58237$0 ;
+  wire [15:0] \port$58237$0 ;
+  output [15:0] \port$58251$0 ;
+  wire [15:0] \port$58251$0 ;
+  output [15:0] \port$58265$0 ;
+  wire [15:0] \port$58265$0 ;
+  output [15:0] \port$58279$0 ;
+  wire [15:0] \port$58279$0 ;
+  output [15:0] \port$58293$0 ;
+  wire [15:0] \port$58293$0 ;
+  output [15:0] \port$58307$0 ;
+  wire [15:0] \port$58307$0 ;
+  output [15:0] \port$58321$0 ;
+  wire [15:0] \port$58321$0 ;
+  output [15:0] \port$58335$0 ;
+  wire [15:0] \port$58335$0 ;
+  output [15:0] \port$58349$0 ;
+  wire [15:0] \port$58349$0 ;
+  output [15:0] \port$58363$0 ;
+  wire [15:0] \port$58363$0 ;
+  output [15:0] \port$58377$0 ;
+  wire [15:0] \port$58377$0 ;
+  output [15:0] \port$58391$0 ;
+  wire [15:0] \port$58391$0 ;
+  output [15:0] \port$58405$0 ;
+  wire [15:0] \port$58405$0 ;
+  output [15:0] \port$58419$0 ;
+  wire [15:0] \port$58419$0 ;
+  output [15:0] \port$58433$0 ;
+  wire [15:0] \port$58433$0 ;
+  output [15:0] \port$58447$0 ;
+  wire [15:0] \port$58447$0 ;
+  output [15:0] \port$58461$0 ;
+  wire [15:0] \port$58461$0 ;
+  output [15:0] \port$58475$0 ;
+  wire [15:0] \port$58475$0 ;
+  output [15:0] \port$58489$0 ;
+  wire [15:0] \port$58489$0 ;
+  output [15:0] \port$58503$0 ;
+  wire [15:0] \port$58503$0 ;
+  output [15:0] \port$58517$0 ;
+  wire [15:0] \port$58517$0 ;
+  output [15:0] \port$58531$0 ;
+  wire [15:0] \port$58531$0 ;
+  output [15:0] \port$58545$0 ;
+  wire [15:0] \port$58545$0 ;
+  output [15:0] \port$58559$0 ;
+  wire [15:0] \port$58559$0 ;
+  output [15:0] \port$58573$0 ;
+  wire [15:0] \port$58573$0 ;
+  output [15:0] \port$58587$0 ;
+  wire [15:0] \port$58587$0 ;
+  output [15:0] \port$58601$0 ;
+  wire [15:0] \port$58601$0 ;
+  output [15:0] \port$58615$0 ;
+  wire [15:0] \port$58615$0 ;
+  input [71:0] \port$62191$24 ;
+  wire [71:0] \port$62191$24 ;
   output \port$7366$0 ;
   wire \port$7366$0 ;
   output [1:0] \port$7367$0 ;
@@ -1545,15 +1576,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$15  = \$12  | \$14 ;
   assign \$16  = \$10  & \$15 ;
   assign \$17  = ~ desc[207];
-  assign \$18  = \port$62159$24 [23:0] > m4;
+  assign \$18  = \port$62191$24 [23:0] > m4;
   assign \$19  = \$17  | \$18 ;
-  assign \$20  = \port$62159$24 [47:24] + desc[259:244];
+  assign \$20  = \port$62191$24 [47:24] + desc[259:244];
   assign \$21  = \$20  > m4;
   assign \$22  = \$19  & \$21 ;
   assign \$23  = \$16  & \$22 ;
   assign \$24  = | desc[277:262];
   assign \$25  = ~ \$24 ;
-  assign \$26  = \port$62159$24 [71:48] > \$signal$16 ;
+  assign \$26  = \port$62191$24 [71:48] > \$signal$16 ;
   assign \$27  = \$25  | \$26 ;
   assign issue4 = \$23  & \$27 ;
   assign \$28  = \$signal  << desc[206];
@@ -1588,9 +1619,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$57  = \$54  | \$56 ;
   assign \$58  = \$52  & \$57 ;
   assign \$59  = ~ desc[207];
-  assign \$60  = \port$62159$24 [23:0] > m4;
+  assign \$60  = \port$62191$24 [23:0] > m4;
   assign \$61  = \$59  | \$60 ;
-  assign \$62  = \port$62159$24 [47:24] + desc[259:244];
+  assign \$62  = \port$62191$24 [47:24] + desc[259:244];
   assign \$63  = \$62  > m4;
   assign \$64  = \$61  & \$63 ;
   assign \$65  = ~ \$64 ;
@@ -1611,15 +1642,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$80  = \$77  | \$79 ;
   assign \$81  = \$75  & \$80 ;
   assign \$82  = ~ desc[207];
-  assign \$83  = \port$62159$24 [23:0] > m4;
+  assign \$83  = \port$62191$24 [23:0] > m4;
   assign \$84  = \$82  | \$83 ;
-  assign \$85  = \port$62159$24 [47:24] + desc[259:244];
+  assign \$85  = \port$62191$24 [47:24] + desc[259:244];
   assign \$86  = \$85  > m4;
   assign \$87  = \$84  & \$86 ;
   assign \$88  = \$81  & \$87 ;
   assign \$89  = | desc[277:262];
   assign \$90  = ~ \$89 ;
-  assign \$91  = \port$62159$24 [71:48] > \$signal$16 ;
+  assign \$91  = \port$62191$24 [71:48] > \$signal$16 ;
   assign \$92  = \$90  | \$91 ;
   assign \$93  = ~ \$92 ;
   assign \$94  = \$88  & \$93 ;
@@ -1688,8 +1719,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$158  = \$signal$21  == \$157 ;
   assign \$159  = \$155  & \$158 ;
   assign \$160  = issue4 & \$159 ;
-  assign \$1196  = lane4a * 4'h8;
-  assign operand = line4__data >> \$1196 ;
+  assign \$1217  = lane4a * 4'h8;
+  assign operand = line4__data >> \$1217 ;
   assign \$161  = valid ? act4a : 6'h00;
   assign \valid$51  = e4b_v & e4b_last;
   assign \$162  = e4w_act_5 > 1'h0;
@@ -1724,73 +1755,73 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$191  = e4w_act_5 > 5'h1d;
   assign \$192  = e4w_act_5 > 5'h1e;
   assign \$193  = e4w_act_5 > 5'h1f;
-  assign spikes_masked = { \$1027 , \$1024 , \$1021 , \$1018 , \$1015 , \$1012 , \$1009 , \$1006 , \$1003 , \$1000 , \$997 , \$994 , \$991 , \$988 , \$985 , \$982 , \$979 , \$976 , \$973 , \$970 , \$967 , \$964 , \$961 , \$958 , \$955 , \$952 , \$949 , \$946 , \$943 , \$940 , \$937 , \$934  } & { \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , \$179 , \$178 , \$177 , \$176 , \$175 , \$174 , \$173 , \$172 , \$171 , \$170 , \$169 , \$168 , \$167 , \$166 , \$165 , \$164 , \$163 , \$162  };
+  assign spikes_masked = { \$1048 , \$1045 , \$1042 , \$1039 , \$1036 , \$1033 , \$1030 , \$1027 , \$1024 , \$1021 , \$1018 , \$1015 , \$1012 , \$1009 , \$1006 , \$1003 , \$1000 , \$997 , \$994 , \$991 , \$988 , \$985 , \$982 , \$979 , \$976 , \$973 , \$970 , \$967 , \$964 , \$961 , \$958 , \$955  } & { \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , \$179 , \$178 , \$177 , \$176 , \$175 , \$174 , \$173 , \$172 , \$171 , \$170 , \$169 , \$168 , \$167 , \$166 , \$165 , \$164 , \$163 , \$162  };
   assign \$194  = e4w_obase_5 + e4w_outidx_5;
   assign \$195  = e4w_obase_5 + e4w_outidx_5;
   assign \$196  = e4w_obase_5 + e4w_outidx_5;
-  assign \$197  = \$935  & \$162 ;
+  assign \$197  = \$956  & \$162 ;
   assign \$198  = \$162  ? e4w_arg_5[1:0] : 2'h0;
-  assign \$199  = \$938  & \$163 ;
+  assign \$199  = \$959  & \$163 ;
   assign \$200  = \$163  ? e4w_arg_5[3:2] : 2'h0;
-  assign \$201  = \$941  & \$164 ;
+  assign \$201  = \$962  & \$164 ;
   assign \$202  = \$164  ? e4w_arg_5[5:4] : 2'h0;
-  assign \$203  = \$944  & \$165 ;
+  assign \$203  = \$965  & \$165 ;
   assign \$204  = \$165  ? e4w_arg_5[7:6] : 2'h0;
-  assign \$205  = \$947  & \$166 ;
+  assign \$205  = \$968  & \$166 ;
   assign \$206  = \$166  ? e4w_arg_5[9:8] : 2'h0;
-  assign \$207  = \$950  & \$167 ;
+  assign \$207  = \$971  & \$167 ;
   assign \$208  = \$167  ? e4w_arg_5[11:10] : 2'h0;
-  assign \$209  = \$953  & \$168 ;
+  assign \$209  = \$974  & \$168 ;
   assign \$210  = \$168  ? e4w_arg_5[13:12] : 2'h0;
-  assign \$211  = \$956  & \$169 ;
+  assign \$211  = \$977  & \$169 ;
   assign \$212  = \$169  ? e4w_arg_5[15:14] : 2'h0;
-  assign \$213  = \$959  & \$170 ;
+  assign \$213  = \$980  & \$170 ;
   assign \$214  = \$170  ? e4w_arg_5[17:16] : 2'h0;
-  assign \$215  = \$962  & \$171 ;
+  assign \$215  = \$983  & \$171 ;
   assign \$216  = \$171  ? e4w_arg_5[19:18] : 2'h0;
-  assign \$217  = \$965  & \$172 ;
+  assign \$217  = \$986  & \$172 ;
   assign \$218  = \$172  ? e4w_arg_5[21:20] : 2'h0;
-  assign \$219  = \$968  & \$173 ;
+  assign \$219  = \$989  & \$173 ;
   assign \$220  = \$173  ? e4w_arg_5[23:22] : 2'h0;
-  assign \$221  = \$971  & \$174 ;
+  assign \$221  = \$992  & \$174 ;
   assign \$222  = \$174  ? e4w_arg_5[25:24] : 2'h0;
-  assign \$223  = \$974  & \$175 ;
+  assign \$223  = \$995  & \$175 ;
   assign \$224  = \$175  ? e4w_arg_5[27:26] : 2'h0;
-  assign \$225  = \$977  & \$176 ;
+  assign \$225  = \$998  & \$176 ;
   assign \$226  = \$176  ? e4w_arg_5[29:28] : 2'h0;
-  assign \$227  = \$980  & \$177 ;
+  assign \$227  = \$1001  & \$177 ;
   assign \$228  = \$177  ? e4w_arg_5[31:30] : 2'h0;
-  assign \$229  = \$983  & \$178 ;
+  assign \$229  = \$1004  & \$178 ;
   assign \$230  = \$178  ? e4w_arg_5[33:32] : 2'h0;
-  assign \$231  = \$986  & \$179 ;
+  assign \$231  = \$1007  & \$179 ;
   assign \$232  = \$179  ? e4w_arg_5[35:34] : 2'h0;
-  assign \$233  = \$989  & \$180 ;
+  assign \$233  = \$1010  & \$180 ;
   assign \$234  = \$180  ? e4w_arg_5[37:36] : 2'h0;
-  assign \$235  = \$992  & \$181 ;
+  assign \$235  = \$1013  & \$181 ;
   assign \$236  = \$181  ? e4w_arg_5[39:38] : 2'h0;
-  assign \$237  = \$995  & \$182 ;
+  assign \$237  = \$1016  & \$182 ;
   assign \$238  = \$182  ? e4w_arg_5[41:40] : 2'h0;
-  assign \$239  = \$998  & \$183 ;
+  assign \$239  = \$1019  & \$183 ;
   assign \$240  = \$183  ? e4w_arg_5[43:42] : 2'h0;
-  assign \$241  = \$1001  & \$184 ;
+  assign \$241  = \$1022  & \$184 ;
   assign \$242  = \$184  ? e4w_arg_5[45:44] : 2'h0;
-  assign \$243  = \$1004  & \$185 ;
+  assign \$243  = \$1025  & \$185 ;
   assign \$244  = \$185  ? e4w_arg_5[47:46] : 2'h0;
-  assign \$245  = \$1007  & \$186 ;
+  assign \$245  = \$1028  & \$186 ;
   assign \$246  = \$186  ? e4w_arg_5[49:48] : 2'h0;
-  assign \$247  = \$1010  & \$187 ;
+  assign \$247  = \$1031  & \$187 ;
   assign \$248  = \$187  ? e4w_arg_5[51:50] : 2'h0;
-  assign \$249  = \$1013  & \$188 ;
+  assign \$249  = \$1034  & \$188 ;
   assign \$250  = \$188  ? e4w_arg_5[53:52] : 2'h0;
-  assign \$251  = \$1016  & \$189 ;
+  assign \$251  = \$1037  & \$189 ;
   assign \$252  = \$189  ? e4w_arg_5[55:54] : 2'h0;
-  assign \$253  = \$1019  & \$190 ;
+  assign \$253  = \$1040  & \$190 ;
   assign \$254  = \$190  ? e4w_arg_5[57:56] : 2'h0;
-  assign \$255  = \$1022  & \$191 ;
+  assign \$255  = \$1043  & \$191 ;
   assign \$256  = \$191  ? e4w_arg_5[59:58] : 2'h0;
-  assign \$257  = \$1025  & \$192 ;
+  assign \$257  = \$1046  & \$192 ;
   assign \$258  = \$192  ? e4w_arg_5[61:60] : 2'h0;
-  assign \$259  = \$1028  & \$193 ;
+  assign \$259  = \$1049  & \$193 ;
   assign \$260  = \$193  ? e4w_arg_5[63:62] : 2'h0;
   assign \$261  = membrane_out__en ? e4w_act_5 : 6'h00;
   assign \$262  = 1'h0 + spikes_masked[0];
@@ -2224,252 +2255,281 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$715  = geo[233:218] - 1'h1;
   assign \$716  = affine__addr == \$715 ;
   assign \$717  = \$714  & \$716 ;
-  assign \$718  = geo[19:14] - 1'h1;
-  assign \$719  = { 1'h0, \$98 [15:0] } & { \$718 [6], \$718 [6], \$718 [6], \$718 [6], \$718 [6], \$718 [6], \$718 [6], \$718 [6], \$718 [6], \$718 [6], \$718  };
-  assign \$720  = $signed(\$719 ) << geo[3:0];
-  assign \$721  = geo[13:8] - 1'h1;
-  assign \$722  = { 1'h0, k4 } & { \$721 [6], \$721 [6], \$721 [6], \$721 [6], \$721 [6], \$721 [6], \$721 [6], \$721 [6], \$721 [6], \$721 [6], \$721  };
-  assign \$723  = \$720  | { \$722 [16], \$722 [16], \$722 [16], \$722 [16], \$722 [16], \$722 [16], \$722 [16], \$722 [16], \$722 [16], \$722 [16], \$722 [16], \$722 [16], \$722 [16], \$722 [16], \$722 [16], \$722  };
-  assign \$725  = desc[47:32] - \$724 ;
-  assign \$726  = \$725 [15:0] >= 6'h20;
-  assign \$728  = desc[47:32] - \$727 ;
-  assign \$729  = \$726  ? 16'h0020 : \$728 [15:0];
-  assign \$730  = valid & e4a_grp;
-  assign \$731  = e4a_t0 ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : membrane_in__data;
-  assign \$732  = desc[121:90] >> \$1 [7:0];
-  assign \$733  = e4b_v & e4b_grp;
-  assign \$734  = desc[206] ? { \$900 , \$899 , \$898 , \$897 , \$896 , \$895 , \$894 , \$893 , \$892 , \$891 , \$890 , \$889 , \$888 , \$887 , \$886 , \$885 , \$884 , \$883 , \$882 , \$881 , \$880 , \$879 , \$878 , \$877 , \$876 , \$875 , \$874 , \$873 , \$872 , \$871 , \$870 , \$869  } : 64'h0000000000000000;
-  assign \$735  = desc[89:88] == 2'h2;
-  assign \$736  = ~ full4b;
-  assign \$737  = \$735  & \$736 ;
-  assign \$738  = \$737  ? { aff4b[1519:1504], aff4b[1471:1456], aff4b[1423:1408], aff4b[1375:1360], aff4b[1327:1312], aff4b[1279:1264], aff4b[1231:1216], aff4b[1183:1168], aff4b[1135:1120], aff4b[1087:1072], aff4b[1039:1024], aff4b[991:976], aff4b[943:928], aff4b[895:880], aff4b[847:832], aff4b[799:784], aff4b[751:736], aff4b[703:688], aff4b[655:640], aff4b[607:592], aff4b[559:544], aff4b[511:496], aff4b[463:448], aff4b[415:400], aff4b[367:352], aff4b[319:304], aff4b[271:256], aff4b[223:208], aff4b[175:160], aff4b[127:112], aff4b[79:64], aff4b[31:16] } : { aff4b[1503:1488], aff4b[1455:1440], aff4b[1407:1392], aff4b[1359:1344], aff4b[1311:1296], aff4b[1263:1248], aff4b[1215:1200], aff4b[1167:1152], aff4b[1119:1104], aff4b[1071:1056], aff4b[1023:1008], aff4b[975:960], aff4b[927:912], aff4b[879:864], aff4b[831:816], aff4b[783:768], aff4b[735:720], aff4b[687:672], aff4b[639:624], aff4b[591:576], aff4b[543:528], aff4b[495:480], aff4b[447:432], aff4b[399:384], aff4b[351:336], aff4b[303:288], aff4b[255:240], aff4b[207:192], aff4b[159:144], aff4b[111:96], aff4b[63:48], aff4b[15:0] };
-  assign \$739  = membrane_out__en & e4w_rowend_5;
-  assign \$740  = out_rows + 1'h1;
-  assign \$741  = desc[259:244] - geo[281:266];
-  assign \$742  = desc[206] ? desc[87:80] : 8'h00;
+  assign \$718  = desc[31:16] - 1'h1;
+  assign \$719  = k4 == \$718 ;
+  assign \$721  = desc[206] ? 3'h4 : 3'h1;
+  assign \$722  = \$721  - 1'h1;
+  assign \$723  = \$signal$21  == \$722 ;
+  assign \$724  = \$720  & \$723 ;
+  assign \$725  = geo[217:202] - 1'h1;
+  assign \$726  = xo4 == \$725 ;
+  assign \$727  = \$724  & \$726 ;
+  assign \$728  = geo[19:14] - 1'h1;
+  assign \$729  = { 1'h0, \$98 [15:0] } & { \$728 [6], \$728 [6], \$728 [6], \$728 [6], \$728 [6], \$728 [6], \$728 [6], \$728 [6], \$728 [6], \$728 [6], \$728  };
+  assign \$730  = $signed(\$729 ) << geo[3:0];
+  assign \$731  = geo[13:8] - 1'h1;
+  assign \$732  = { 1'h0, k4 } & { \$731 [6], \$731 [6], \$731 [6], \$731 [6], \$731 [6], \$731 [6], \$731 [6], \$731 [6], \$731 [6], \$731 [6], \$731  };
+  assign \$733  = \$730  | { \$732 [16], \$732 [16], \$732 [16], \$732 [16], \$732 [16], \$732 [16], \$732 [16], \$732 [16], \$732 [16], \$732 [16], \$732 [16], \$732 [16], \$732 [16], \$732 [16], \$732 [16], \$732  };
+  assign \$735  = desc[47:32] - \$734 ;
+  assign \$736  = \$735 [15:0] >= 6'h20;
+  assign \$738  = desc[47:32] - \$737 ;
+  assign \$739  = \$736  ? 16'h0020 : \$738 [15:0];
+  assign \$740  = valid & e4a_grp;
+  assign \$741  = e4a_t0 ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : membrane_in__data;
+  assign \$742  = desc[121:90] >> \$1 [7:0];
+  assign \$743  = e4b_v & e4b_grp;
+  assign \$744  = desc[206] ? { \$921 , \$920 , \$919 , \$918 , \$917 , \$916 , \$915 , \$914 , \$913 , \$912 , \$911 , \$910 , \$909 , \$908 , \$907 , \$906 , \$905 , \$904 , \$903 , \$902 , \$901 , \$900 , \$899 , \$898 , \$897 , \$896 , \$895 , \$894 , \$893 , \$892 , \$891 , \$890  } : 64'h0000000000000000;
+  assign \$745  = desc[89:88] == 2'h2;
+  assign \$746  = ~ full4b;
+  assign \$747  = \$745  & \$746 ;
+  assign \$748  = \$747  ? { aff4b[1519:1504], aff4b[1471:1456], aff4b[1423:1408], aff4b[1375:1360], aff4b[1327:1312], aff4b[1279:1264], aff4b[1231:1216], aff4b[1183:1168], aff4b[1135:1120], aff4b[1087:1072], aff4b[1039:1024], aff4b[991:976], aff4b[943:928], aff4b[895:880], aff4b[847:832], aff4b[799:784], aff4b[751:736], aff4b[703:688], aff4b[655:640], aff4b[607:592], aff4b[559:544], aff4b[511:496], aff4b[463:448], aff4b[415:400], aff4b[367:352], aff4b[319:304], aff4b[271:256], aff4b[223:208], aff4b[175:160], aff4b[127:112], aff4b[79:64], aff4b[31:16] } : { aff4b[1503:1488], aff4b[1455:1440], aff4b[1407:1392], aff4b[1359:1344], aff4b[1311:1296], aff4b[1263:1248], aff4b[1215:1200], aff4b[1167:1152], aff4b[1119:1104], aff4b[1071:1056], aff4b[1023:1008], aff4b[975:960], aff4b[927:912], aff4b[879:864], aff4b[831:816], aff4b[783:768], aff4b[735:720], aff4b[687:672], aff4b[639:624], aff4b[591:576], aff4b[543:528], aff4b[495:480], aff4b[447:432], aff4b[399:384], aff4b[351:336], aff4b[303:288], aff4b[255:240], aff4b[207:192], aff4b[159:144], aff4b[111:96], aff4b[63:48], aff4b[15:0] };
+  assign \$749  = membrane_out__en & e4w_rowend_5;
+  assign \$750  = membrane_out__en & e4w_segend_5;
+  assign \$751  = out_rows + 1'h1;
+  assign \$752  = out_groups + 1'h1;
+  assign \$753  = desc[259:244] - geo[281:266];
+  assign \$754  = desc[206] ? desc[87:80] : 8'h00;
   always @(posedge clk)
-    k4 <= \$743 ;
+    k4 <= \$755 ;
   always @(posedge clk)
-    \$signal$21  <= \$744 ;
+    \$signal$21  <= \$756 ;
   always @(posedge clk)
-    xo4 <= \$745 ;
+    xo4 <= \$757 ;
   always @(posedge clk)
-    affine__addr <= \$746 ;
+    affine__addr <= \$758 ;
   always @(posedge clk)
-    \$signal$3  <= \$747 ;
+    \$signal$3  <= \$759 ;
   always @(posedge clk)
-    \$signal$2  <= \$748 ;
+    \$signal$2  <= \$760 ;
   always @(posedge clk)
-    outidx <= \$749 ;
+    outidx <= \$761 ;
   always @(posedge clk)
-    \$signal$27  <= \$750 ;
+    \$signal$27  <= \$762 ;
   always @(posedge clk)
-    \$signal$16  <= \$751 ;
+    \$signal$16  <= \$763 ;
   always @(posedge clk)
-    w4slot <= \$752 ;
+    w4slot <= \$764 ;
   always @(posedge clk)
-    \$signal$30  <= \$753 ;
+    \$signal$30  <= \$765 ;
   always @(posedge clk)
-    m4 <= \$754 ;
+    m4 <= \$766 ;
   always @(posedge clk)
-    rows_released <= \$755 ;
+    rows_released <= \$767 ;
   always @(posedge clk)
-    out_slot <= \$756 ;
+    out_slot <= \$768 ;
   always @(posedge clk)
-    \$signal$111  <= \$757 ;
+    \$signal$111  <= \$769 ;
   always @(posedge clk)
-    \$signal$112  <= \$758 ;
+    \$signal$112  <= \$770 ;
   always @(posedge clk)
-    prev_base <= \$759 ;
+    prev_base <= \$771 ;
   always @(posedge clk)
-    \$signal$26  <= \$760 ;
+    \$signal$26  <= \$772 ;
   always @(posedge clk)
-    \$signal$9  <= \$761 ;
+    \$signal$9  <= \$773 ;
   always @(posedge clk)
-    \$signal$8  <= \$762 ;
+    \$signal$8  <= \$774 ;
   always @(posedge clk)
-    res_consumed <= \$763 ;
+    res_consumed <= \$775 ;
   always @(posedge clk)
-    res_slot <= \$764 ;
+    res_slot <= \$776 ;
   always @(posedge clk)
-    \$signal$36  <= \$765 ;
+    \$signal$36  <= \$777 ;
   always @(posedge clk)
-    ym3 <= \$766 ;
+    ym3 <= \$778 ;
   always @(posedge clk)
-    run <= \$767 ;
+    run <= \$779 ;
   always @(posedge clk)
-    valid <= \$768 ;
+    valid <= \$780 ;
   always @(posedge clk)
-    first <= \$769 ;
+    first <= \$781 ;
   always @(posedge clk)
-    e4a_last <= \$770 ;
+    e4a_last <= \$782 ;
   always @(posedge clk)
-    e4a_subfirst <= \$771 ;
+    e4a_subfirst <= \$783 ;
   always @(posedge clk)
-    e4a_grp <= \$772 ;
+    e4a_grp <= \$784 ;
   always @(posedge clk)
-    e4a_t0 <= \$773 ;
+    e4a_t0 <= \$785 ;
   always @(posedge clk)
-    e4a_rowend <= \$774 ;
+    e4a_rowend <= \$786 ;
   always @(posedge clk)
-    lane4a <= \$775 ;
+    e4a_segend <= \$787 ;
   always @(posedge clk)
-    \$signal$120  <= \$776 ;
+    lane4a <= \$788 ;
   always @(posedge clk)
-    obase4a <= \$777 ;
+    \$signal$121  <= \$789 ;
   always @(posedge clk)
-    act4a <= \$778 ;
+    obase4a <= \$790 ;
   always @(posedge clk)
-    e4a_pos <= \$779 ;
+    act4a <= \$791 ;
   always @(posedge clk)
-    e4b_v <= \$780 ;
+    e4a_pos <= \$792 ;
   always @(posedge clk)
-    e4b_last <= \$781 ;
+    e4b_v <= \$793 ;
   always @(posedge clk)
-    \first$54  <= \$782 ;
+    e4b_last <= \$794 ;
   always @(posedge clk)
-    e4b_grp <= \$783 ;
+    \first$54  <= \$795 ;
   always @(posedge clk)
-    e4b_t0 <= \$784 ;
+    e4b_grp <= \$796 ;
   always @(posedge clk)
-    e4b_rowend <= \$785 ;
+    e4b_t0 <= \$797 ;
   always @(posedge clk)
-    \$signal$126  <= \$786 ;
+    e4b_rowend <= \$798 ;
   always @(posedge clk)
-    obase4b <= \$787 ;
+    e4b_segend <= \$799 ;
   always @(posedge clk)
-    act4b <= \$788 ;
+    \$signal$128  <= \$800 ;
   always @(posedge clk)
-    position <= \$789 ;
+    obase4b <= \$801 ;
   always @(posedge clk)
-    aff4b <= \$790 ;
+    act4b <= \$802 ;
   always @(posedge clk)
-    \$signal$131  <= \$791 ;
+    position <= \$803 ;
   always @(posedge clk)
-    uprev4b <= \$792 ;
+    aff4b <= \$804 ;
   always @(posedge clk)
-    \$signal$135  <= \$793 ;
+    \$signal$133  <= \$805 ;
   always @(posedge clk)
-    full4b <= \$794 ;
+    uprev4b <= \$806 ;
   always @(posedge clk)
-    e4c_v <= \$795 ;
+    \$signal$137  <= \$807 ;
   always @(posedge clk)
-    e4c_rowend <= \$796 ;
+    full4b <= \$808 ;
   always @(posedge clk)
-    p <= \$797 ;
+    e4c_v <= \$809 ;
   always @(posedge clk)
-    e4c_arg <= \$798 ;
+    e4c_rowend <= \$810 ;
   always @(posedge clk)
-    scale <= \$799 ;
+    e4c_segend <= \$811 ;
   always @(posedge clk)
-    bias <= \$800 ;
+    p <= \$812 ;
   always @(posedge clk)
-    residual <= \$801 ;
+    e4c_arg <= \$813 ;
   always @(posedge clk)
-    u_prev <= \$802 ;
+    scale <= \$814 ;
   always @(posedge clk)
-    e4c_outidx <= \$803 ;
+    bias <= \$815 ;
   always @(posedge clk)
-    e4c_obase <= \$804 ;
+    residual <= \$816 ;
   always @(posedge clk)
-    e4c_act <= \$805 ;
+    u_prev <= \$817 ;
   always @(posedge clk)
-    e4w1_v_1 <= \$806 ;
+    e4c_outidx <= \$818 ;
   always @(posedge clk)
-    e4w2_v_1 <= \$807 ;
+    e4c_obase <= \$819 ;
   always @(posedge clk)
-    e4w3_v_1 <= \$808 ;
+    e4c_act <= \$820 ;
   always @(posedge clk)
-    e4w4_v_1 <= \$809 ;
+    e4w1_v_1 <= \$821 ;
   always @(posedge clk)
-    membrane_out__en <= \$810 ;
+    e4w2_v_1 <= \$822 ;
   always @(posedge clk)
-    e4w_rowend_1 <= \$811 ;
+    e4w3_v_1 <= \$823 ;
   always @(posedge clk)
-    e4w_rowend_2 <= \$812 ;
+    e4w4_v_1 <= \$824 ;
   always @(posedge clk)
-    e4w_rowend_3 <= \$813 ;
+    membrane_out__en <= \$825 ;
   always @(posedge clk)
-    e4w_rowend_4 <= \$814 ;
+    e4w_rowend_1 <= \$826 ;
   always @(posedge clk)
-    e4w_rowend_5 <= \$815 ;
+    e4w_rowend_2 <= \$827 ;
   always @(posedge clk)
-    e4w_outidx_1 <= \$816 ;
+    e4w_rowend_3 <= \$828 ;
   always @(posedge clk)
-    e4w_outidx_2 <= \$817 ;
+    e4w_rowend_4 <= \$829 ;
   always @(posedge clk)
-    e4w_outidx_3 <= \$818 ;
+    e4w_rowend_5 <= \$830 ;
   always @(posedge clk)
-    e4w_outidx_4 <= \$819 ;
+    e4w_outidx_1 <= \$831 ;
   always @(posedge clk)
-    e4w_outidx_5 <= \$820 ;
+    e4w_outidx_2 <= \$832 ;
   always @(posedge clk)
-    e4w_obase_1 <= \$821 ;
+    e4w_outidx_3 <= \$833 ;
   always @(posedge clk)
-    e4w_obase_2 <= \$822 ;
+    e4w_outidx_4 <= \$834 ;
   always @(posedge clk)
-    e4w_obase_3 <= \$823 ;
+    e4w_outidx_5 <= \$835 ;
   always @(posedge clk)
-    e4w_obase_4 <= \$824 ;
+    e4w_segend_1 <= \$836 ;
   always @(posedge clk)
-    e4w_obase_5 <= \$825 ;
+    e4w_segend_2 <= \$837 ;
   always @(posedge clk)
-    e4w_act_1 <= \$826 ;
+    e4w_segend_3 <= \$838 ;
   always @(posedge clk)
-    e4w_act_2 <= \$827 ;
+    e4w_segend_4 <= \$839 ;
   always @(posedge clk)
-    e4w_act_3 <= \$828 ;
+    e4w_segend_5 <= \$840 ;
   always @(posedge clk)
-    e4w_act_4 <= \$829 ;
+    e4w_obase_1 <= \$841 ;
   always @(posedge clk)
-    e4w_act_5 <= \$830 ;
+    e4w_obase_2 <= \$842 ;
   always @(posedge clk)
-    e4w_arg_1 <= \$831 ;
+    e4w_obase_3 <= \$843 ;
   always @(posedge clk)
-    e4w_arg_2 <= \$832 ;
+    e4w_obase_4 <= \$844 ;
   always @(posedge clk)
-    e4w_arg_3 <= \$833 ;
+    e4w_obase_5 <= \$845 ;
   always @(posedge clk)
-    e4w_arg_4 <= \$834 ;
+    e4w_act_1 <= \$846 ;
   always @(posedge clk)
-    e4w_arg_5 <= \$835 ;
+    e4w_act_2 <= \$847 ;
   always @(posedge clk)
-    out_rows <= \$836 ;
+    e4w_act_3 <= \$848 ;
+  always @(posedge clk)
+    e4w_act_4 <= \$849 ;
+  always @(posedge clk)
+    e4w_act_5 <= \$850 ;
+  always @(posedge clk)
+    e4w_arg_1 <= \$851 ;
+  always @(posedge clk)
+    e4w_arg_2 <= \$852 ;
+  always @(posedge clk)
+    e4w_arg_3 <= \$853 ;
+  always @(posedge clk)
+    e4w_arg_4 <= \$854 ;
+  always @(posedge clk)
+    e4w_arg_5 <= \$855 ;
+  always @(posedge clk)
+    out_rows <= \$856 ;
+  always @(posedge clk)
+    out_groups <= \$857 ;
   \ttsnn_accel.e4.affine  affine (
     .bias(bias),
     .clk(clk),
-    .o0(\$901 ),
-    .o1(\$902 ),
-    .o10(\$911 ),
-    .o11(\$912 ),
-    .o12(\$913 ),
-    .o13(\$914 ),
-    .o14(\$915 ),
-    .o15(\$916 ),
-    .o16(\$917 ),
-    .o17(\$918 ),
-    .o18(\$919 ),
-    .o19(\$920 ),
-    .o2(\$903 ),
-    .o20(\$921 ),
-    .o21(\$922 ),
-    .o22(\$923 ),
-    .o23(\$924 ),
-    .o24(\$925 ),
-    .o25(\$926 ),
-    .o26(\$927 ),
-    .o27(\$928 ),
-    .o28(\$929 ),
-    .o29(\$930 ),
-    .o3(\$904 ),
-    .o30(\$931 ),
-    .o31(\$932 ),
-    .o4(\$905 ),
-    .o5(\$906 ),
-    .o6(\$907 ),
-    .o7(\$908 ),
-    .o8(\$909 ),
-    .o9(\$910 ),
+    .o0(\$922 ),
+    .o1(\$923 ),
+    .o10(\$932 ),
+    .o11(\$933 ),
+    .o12(\$934 ),
+    .o13(\$935 ),
+    .o14(\$936 ),
+    .o15(\$937 ),
+    .o16(\$938 ),
+    .o17(\$939 ),
+    .o18(\$940 ),
+    .o19(\$941 ),
+    .o2(\$924 ),
+    .o20(\$942 ),
+    .o21(\$943 ),
+    .o22(\$944 ),
+    .o23(\$945 ),
+    .o24(\$946 ),
+    .o25(\$947 ),
+    .o26(\$948 ),
+    .o27(\$949 ),
+    .o28(\$950 ),
+    .o29(\$951 ),
+    .o3(\$925 ),
+    .o30(\$952 ),
+    .o31(\$953 ),
+    .o4(\$926 ),
+    .o5(\$927 ),
+    .o6(\$928 ),
+    .o7(\$929 ),
+    .o8(\$930 ),
+    .o9(\$931 ),
     .p(p),
     .residual(residual),
     .rnd(desc[205]),
@@ -2490,137 +2550,137 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   \ttsnn_accel.e4.lif  lif (
     .clk(clk),
     .leak_mul(desc[158:151]),
-    .m0(\$935 ),
-    .m1(\$938 ),
-    .m10(\$965 ),
-    .m11(\$968 ),
-    .m12(\$971 ),
-    .m13(\$974 ),
-    .m14(\$977 ),
-    .m15(\$980 ),
-    .m16(\$983 ),
-    .m17(\$986 ),
-    .m18(\$989 ),
-    .m19(\$992 ),
-    .m2(\$941 ),
-    .m20(\$995 ),
-    .m21(\$998 ),
-    .m22(\$1001 ),
-    .m23(\$1004 ),
-    .m24(\$1007 ),
-    .m25(\$1010 ),
-    .m26(\$1013 ),
-    .m27(\$1016 ),
-    .m28(\$1019 ),
-    .m29(\$1022 ),
-    .m3(\$944 ),
-    .m30(\$1025 ),
-    .m31(\$1028 ),
-    .m4(\$947 ),
-    .m5(\$950 ),
-    .m6(\$953 ),
-    .m7(\$956 ),
-    .m8(\$959 ),
-    .m9(\$962 ),
-    .\port$57579$0 (\$901 ),
-    .\port$57597$0 (\$902 ),
-    .\port$57615$0 (\$903 ),
-    .\port$57633$0 (\$904 ),
-    .\port$57651$0 (\$905 ),
-    .\port$57669$0 (\$906 ),
-    .\port$57687$0 (\$907 ),
-    .\port$57705$0 (\$908 ),
-    .\port$57723$0 (\$909 ),
-    .\port$57741$0 (\$910 ),
-    .\port$57759$0 (\$911 ),
-    .\port$57777$0 (\$912 ),
-    .\port$57795$0 (\$913 ),
-    .\port$57813$0 (\$914 ),
-    .\port$57831$0 (\$915 ),
-    .\port$57849$0 (\$916 ),
-    .\port$57867$0 (\$917 ),
-    .\port$57885$0 (\$918 ),
-    .\port$57903$0 (\$919 ),
-    .\port$57921$0 (\$920 ),
-    .\port$57939$0 (\$921 ),
-    .\port$57957$0 (\$922 ),
-    .\port$57975$0 (\$923 ),
-    .\port$57993$0 (\$924 ),
-    .\port$58011$0 (\$925 ),
-    .\port$58029$0 (\$926 ),
-    .\port$58047$0 (\$927 ),
-    .\port$58065$0 (\$928 ),
-    .\port$58083$0 (\$929 ),
-    .\port$58101$0 (\$930 ),
-    .\port$58119$0 (\$931 ),
-    .\port$58137$0 (\$932 ),
-    .\port$62163$167 (desc[188:167]),
+    .m0(\$956 ),
+    .m1(\$959 ),
+    .m10(\$986 ),
+    .m11(\$989 ),
+    .m12(\$992 ),
+    .m13(\$995 ),
+    .m14(\$998 ),
+    .m15(\$1001 ),
+    .m16(\$1004 ),
+    .m17(\$1007 ),
+    .m18(\$1010 ),
+    .m19(\$1013 ),
+    .m2(\$962 ),
+    .m20(\$1016 ),
+    .m21(\$1019 ),
+    .m22(\$1022 ),
+    .m23(\$1025 ),
+    .m24(\$1028 ),
+    .m25(\$1031 ),
+    .m26(\$1034 ),
+    .m27(\$1037 ),
+    .m28(\$1040 ),
+    .m29(\$1043 ),
+    .m3(\$965 ),
+    .m30(\$1046 ),
+    .m31(\$1049 ),
+    .m4(\$968 ),
+    .m5(\$971 ),
+    .m6(\$974 ),
+    .m7(\$977 ),
+    .m8(\$980 ),
+    .m9(\$983 ),
+    .\port$57611$0 (\$922 ),
+    .\port$57629$0 (\$923 ),
+    .\port$57647$0 (\$924 ),
+    .\port$57665$0 (\$925 ),
+    .\port$57683$0 (\$926 ),
+    .\port$57701$0 (\$927 ),
+    .\port$57719$0 (\$928 ),
+    .\port$57737$0 (\$929 ),
+    .\port$57755$0 (\$930 ),
+    .\port$57773$0 (\$931 ),
+    .\port$57791$0 (\$932 ),
+    .\port$57809$0 (\$933 ),
+    .\port$57827$0 (\$934 ),
+    .\port$57845$0 (\$935 ),
+    .\port$57863$0 (\$936 ),
+    .\port$57881$0 (\$937 ),
+    .\port$57899$0 (\$938 ),
+    .\port$57917$0 (\$939 ),
+    .\port$57935$0 (\$940 ),
+    .\port$57953$0 (\$941 ),
+    .\port$57971$0 (\$942 ),
+    .\port$57989$0 (\$943 ),
+    .\port$58007$0 (\$944 ),
+    .\port$58025$0 (\$945 ),
+    .\port$58043$0 (\$946 ),
+    .\port$58061$0 (\$947 ),
+    .\port$58079$0 (\$948 ),
+    .\port$58097$0 (\$949 ),
+    .\port$58115$0 (\$950 ),
+    .\port$58133$0 (\$951 ),
+    .\port$58151$0 (\$952 ),
+    .\port$58169$0 (\$953 ),
+    .\port$62195$167 (desc[188:167]),
     .rnd(desc[205]),
     .rst(rst),
-    .s0(\$934 ),
-    .s1(\$937 ),
-    .s10(\$964 ),
-    .s11(\$967 ),
-    .s12(\$970 ),
-    .s13(\$973 ),
-    .s14(\$976 ),
-    .s15(\$979 ),
-    .s16(\$982 ),
-    .s17(\$985 ),
-    .s18(\$988 ),
-    .s19(\$991 ),
-    .s2(\$940 ),
-    .s20(\$994 ),
-    .s21(\$997 ),
-    .s22(\$1000 ),
-    .s23(\$1003 ),
-    .s24(\$1006 ),
-    .s25(\$1009 ),
-    .s26(\$1012 ),
-    .s27(\$1015 ),
-    .s28(\$1018 ),
-    .s29(\$1021 ),
-    .s3(\$943 ),
-    .s30(\$1024 ),
-    .s31(\$1027 ),
-    .s4(\$946 ),
-    .s5(\$949 ),
-    .s6(\$952 ),
-    .s7(\$955 ),
-    .s8(\$958 ),
-    .s9(\$961 ),
-    .u0(\$933 ),
-    .u1(\$936 ),
-    .u10(\$963 ),
-    .u11(\$966 ),
-    .u12(\$969 ),
-    .u13(\$972 ),
-    .u14(\$975 ),
-    .u15(\$978 ),
-    .u16(\$981 ),
-    .u17(\$984 ),
-    .u18(\$987 ),
-    .u19(\$990 ),
-    .u2(\$939 ),
-    .u20(\$993 ),
-    .u21(\$996 ),
-    .u22(\$999 ),
-    .u23(\$1002 ),
-    .u24(\$1005 ),
-    .u25(\$1008 ),
-    .u26(\$1011 ),
-    .u27(\$1014 ),
-    .u28(\$1017 ),
-    .u29(\$1020 ),
-    .u3(\$942 ),
-    .u30(\$1023 ),
-    .u31(\$1026 ),
-    .u4(\$945 ),
-    .u5(\$948 ),
-    .u6(\$951 ),
-    .u7(\$954 ),
-    .u8(\$957 ),
-    .u9(\$960 ),
+    .s0(\$955 ),
+    .s1(\$958 ),
+    .s10(\$985 ),
+    .s11(\$988 ),
+    .s12(\$991 ),
+    .s13(\$994 ),
+    .s14(\$997 ),
+    .s15(\$1000 ),
+    .s16(\$1003 ),
+    .s17(\$1006 ),
+    .s18(\$1009 ),
+    .s19(\$1012 ),
+    .s2(\$961 ),
+    .s20(\$1015 ),
+    .s21(\$1018 ),
+    .s22(\$1021 ),
+    .s23(\$1024 ),
+    .s24(\$1027 ),
+    .s25(\$1030 ),
+    .s26(\$1033 ),
+    .s27(\$1036 ),
+    .s28(\$1039 ),
+    .s29(\$1042 ),
+    .s3(\$964 ),
+    .s30(\$1045 ),
+    .s31(\$1048 ),
+    .s4(\$967 ),
+    .s5(\$970 ),
+    .s6(\$973 ),
+    .s7(\$976 ),
+    .s8(\$979 ),
+    .s9(\$982 ),
+    .u0(\$954 ),
+    .u1(\$957 ),
+    .u10(\$984 ),
+    .u11(\$987 ),
+    .u12(\$990 ),
+    .u13(\$993 ),
+    .u14(\$996 ),
+    .u15(\$999 ),
+    .u16(\$1002 ),
+    .u17(\$1005 ),
+    .u18(\$1008 ),
+    .u19(\$1011 ),
+    .u2(\$960 ),
+    .u20(\$1014 ),
+    .u21(\$1017 ),
+    .u22(\$1020 ),
+    .u23(\$1023 ),
+    .u24(\$1026 ),
+    .u25(\$1029 ),
+    .u26(\$1032 ),
+    .u27(\$1035 ),
+    .u28(\$1038 ),
+    .u29(\$1041 ),
+    .u3(\$963 ),
+    .u30(\$1044 ),
+    .u31(\$1047 ),
+    .u4(\$966 ),
+    .u5(\$969 ),
+    .u6(\$972 ),
+    .u7(\$975 ),
+    .u8(\$978 ),
+    .u9(\$981 ),
     .u_prev(u_prev),
     .window_hi(desc[358:342]),
     .window_lo(desc[326:310])
@@ -2629,297 +2689,121 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     .clk(clk),
     .first(\first$54 ),
     .i(i),
-    .\port$8049$0 (\$837 ),
-    .\port$8052$0 (\$838 ),
-    .\port$8055$0 (\$839 ),
-    .\port$8058$0 (\$840 ),
-    .\port$8061$0 (\$841 ),
-    .\port$8064$0 (\$842 ),
-    .\port$8067$0 (\$843 ),
-    .\port$8070$0 (\$844 ),
-    .\port$8073$0 (\$845 ),
-    .\port$8076$0 (\$846 ),
-    .\port$8079$0 (\$847 ),
-    .\port$8082$0 (\$848 ),
-    .\port$8085$0 (\$849 ),
-    .\port$8088$0 (\$850 ),
-    .\port$8091$0 (\$851 ),
-    .\port$8094$0 (\$852 ),
-    .\port$8097$0 (\$853 ),
-    .\port$8100$0 (\$854 ),
-    .\port$8103$0 (\$855 ),
-    .\port$8106$0 (\$856 ),
-    .\port$8109$0 (\$857 ),
-    .\port$8112$0 (\$858 ),
-    .\port$8115$0 (\$859 ),
-    .\port$8118$0 (\$860 ),
-    .\port$8121$0 (\$861 ),
-    .\port$8124$0 (\$862 ),
-    .\port$8127$0 (\$863 ),
-    .\port$8130$0 (\$864 ),
-    .\port$8133$0 (\$865 ),
-    .\port$8136$0 (\$866 ),
-    .\port$8139$0 (\$867 ),
-    .\port$8142$0 (\$868 ),
-    .\port$8145$0 (\$869 ),
-    .\port$8148$0 (\$870 ),
-    .\port$8151$0 (\$871 ),
-    .\port$8154$0 (\$872 ),
-    .\port$8157$0 (\$873 ),
-    .\port$8160$0 (\$874 ),
-    .\port$8163$0 (\$875 ),
-    .\port$8166$0 (\$876 ),
-    .\port$8169$0 (\$877 ),
-    .\port$8172$0 (\$878 ),
-    .\port$8175$0 (\$879 ),
-    .\port$8178$0 (\$880 ),
-    .\port$8181$0 (\$881 ),
-    .\port$8184$0 (\$882 ),
-    .\port$8187$0 (\$883 ),
-    .\port$8190$0 (\$884 ),
-    .\port$8193$0 (\$885 ),
-    .\port$8196$0 (\$886 ),
-    .\port$8199$0 (\$887 ),
-    .\port$8202$0 (\$888 ),
-    .\port$8205$0 (\$889 ),
-    .\port$8208$0 (\$890 ),
-    .\port$8211$0 (\$891 ),
-    .\port$8214$0 (\$892 ),
-    .\port$8217$0 (\$893 ),
-    .\port$8220$0 (\$894 ),
-    .\port$8223$0 (\$895 ),
-    .\port$8226$0 (\$896 ),
-    .\port$8229$0 (\$897 ),
-    .\port$8232$0 (\$898 ),
-    .\port$8235$0 (\$899 ),
-    .\port$8238$0 (\$900 ),
+    .\port$8062$0 (\$858 ),
+    .\port$8065$0 (\$859 ),
+    .\port$8068$0 (\$860 ),
+    .\port$8071$0 (\$861 ),
+    .\port$8074$0 (\$862 ),
+    .\port$8077$0 (\$863 ),
+    .\port$8080$0 (\$864 ),
+    .\port$8083$0 (\$865 ),
+    .\port$8086$0 (\$866 ),
+    .\port$8089$0 (\$867 ),
+    .\port$8092$0 (\$868 ),
+    .\port$8095$0 (\$869 ),
+    .\port$8098$0 (\$870 ),
+    .\port$8101$0 (\$871 ),
+    .\port$8104$0 (\$872 ),
+    .\port$8107$0 (\$873 ),
+    .\port$8110$0 (\$874 ),
+    .\port$8113$0 (\$875 ),
+    .\port$8116$0 (\$876 ),
+    .\port$8119$0 (\$877 ),
+    .\port$8122$0 (\$878 ),
+    .\port$8125$0 (\$879 ),
+    .\port$8128$0 (\$880 ),
+    .\port$8131$0 (\$881 ),
+    .\port$8134$0 (\$882 ),
+    .\port$8137$0 (\$883 ),
+    .\port$8140$0 (\$884 ),
+    .\port$8143$0 (\$885 ),
+    .\port$8146$0 (\$886 ),
+    .\port$8149$0 (\$887 ),
+    .\port$8152$0 (\$888 ),
+    .\port$8155$0 (\$889 ),
+    .\port$8158$0 (\$890 ),
+    .\port$8161$0 (\$891 ),
+    .\port$8164$0 (\$892 ),
+    .\port$8167$0 (\$893 ),
+    .\port$8170$0 (\$894 ),
+    .\port$8173$0 (\$895 ),
+    .\port$8176$0 (\$896 ),
+    .\port$8179$0 (\$897 ),
+    .\port$8182$0 (\$898 ),
+    .\port$8185$0 (\$899 ),
+    .\port$8188$0 (\$900 ),
+    .\port$8191$0 (\$901 ),
+    .\port$8194$0 (\$902 ),
+    .\port$8197$0 (\$903 ),
+    .\port$8200$0 (\$904 ),
+    .\port$8203$0 (\$905 ),
+    .\port$8206$0 (\$906 ),
+    .\port$8209$0 (\$907 ),
+    .\port$8212$0 (\$908 ),
+    .\port$8215$0 (\$909 ),
+    .\port$8218$0 (\$910 ),
+    .\port$8221$0 (\$911 ),
+    .\port$8224$0 (\$912 ),
+    .\port$8227$0 (\$913 ),
+    .\port$8230$0 (\$914 ),
+    .\port$8233$0 (\$915 ),
+    .\port$8236$0 (\$916 ),
+    .\port$8239$0 (\$917 ),
+    .\port$8242$0 (\$918 ),
+    .\port$8245$0 (\$919 ),
+    .\port$8248$0 (\$920 ),
+    .\port$8251$0 (\$921 ),
     .position(position),
     .rst(rst),
     .valid(\valid$51 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$743  = k4;
+    \$755  = k4;
     if (\$298 ) begin
-      \$743  = \$302 [15:0];
+      \$755  = \$302 [15:0];
     end
     if (start) begin
-      \$743  = 16'h0000;
+      \$755  = 16'h0000;
     end
     if (rst) begin
-      \$743  = 16'h0000;
+      \$755  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$744  = \$signal$21 ;
+    \$756  = \$signal$21 ;
     if (\$306 ) begin
-      \$744  = \$311 [1:0];
+      \$756  = \$311 [1:0];
     end
     if (start) begin
-      \$744  = 2'h0;
+      \$756  = 2'h0;
     end
     if (rst) begin
-      \$744  = 2'h0;
+      \$756  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$745  = xo4;
+    \$757  = xo4;
     if (\$319 ) begin
-      \$745  = \$323 [15:0];
+      \$757  = \$323 [15:0];
     end
     if (start) begin
-      \$745  = 16'h0000;
+      \$757  = 16'h0000;
     end
     if (rst) begin
-      \$745  = 16'h0000;
+      \$757  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$746  = affine__addr;
+    \$758  = affine__addr;
     if (\$334 ) begin
-      \$746  = \$338 [15:0];
+      \$758  = \$338 [15:0];
     end
     if (start) begin
-      \$746  = 16'h0000;
-    end
-    if (rst) begin
-      \$746  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$747  = \$signal$3 ;
-    if (\$352 ) begin
-      \$747  = \$357 [15:0];
-    end
-    if (start) begin
-      \$747  = 16'h0000;
-    end
-    if (rst) begin
-      \$747  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$748  = \$signal$2 ;
-    if (\$375 ) begin
-      \$748  = \$380 [15:0];
-    end
-    if (start) begin
-      \$748  = 16'h0000;
-    end
-    if (rst) begin
-      \$748  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$749  = outidx;
-    if (issue4) begin
-      if (\$387 ) begin
-        \$749  = \$414 [15:0];
-      end
-    end
-    if (start) begin
-      \$749  = 16'h0000;
-    end
-    if (rst) begin
-      \$749  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$750  = \$signal$27 ;
-    if (issue4) begin
-      if (\$387 ) begin
-        \$750  = \$445 [15:0];
-      end
-    end
-    if (start) begin
-      \$750  = 16'h0000;
-    end
-    if (rst) begin
-      \$750  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$751  = \$signal$16 ;
-    if (issue4) begin
-      if (\$455 ) begin
-        \$751  = \$456 [23:0];
-      end
-    end
-    if (start) begin
-      \$751  = 24'h000000;
-    end
-    if (rst) begin
-      \$751  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$752  = w4slot;
-    if (issue4) begin
-      if (\$455 ) begin
-        \$752  = \$460 [15:0];
-      end
-    end
-    if (start) begin
-      \$752  = 16'h0000;
-    end
-    if (rst) begin
-      \$752  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$753  = \$signal$30 ;
-    if (issue4) begin
-      if (\$455 ) begin
-        \$753  = \$479 [15:0];
-      end
-    end
-    if (start) begin
-      \$753  = 16'h0000;
-    end
-    if (rst) begin
-      \$753  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$754  = m4;
-    if (issue4) begin
-      if (\$492 ) begin
-        \$754  = \$493 [23:0];
-      end
-    end
-    if (start) begin
-      \$754  = 24'h000000;
-    end
-    if (rst) begin
-      \$754  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$755  = rows_released;
-    if (issue4) begin
-      if (\$492 ) begin
-        \$755  = \$494 [15:0];
-      end
-    end
-    if (start) begin
-      \$755  = 16'h0000;
-    end
-    if (rst) begin
-      \$755  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$756  = out_slot;
-    if (issue4) begin
-      if (\$492 ) begin
-        \$756  = \$498 [15:0];
-      end
-    end
-    if (start) begin
-      \$756  = 16'h0000;
-    end
-    if (rst) begin
-      \$756  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$757  = \$signal$111 ;
-    if (issue4) begin
-      if (\$492 ) begin
-        \$757  = \$502 [15:0];
-      end
-    end
-    if (start) begin
-      \$757  = 16'h0000;
-    end
-    if (rst) begin
-      \$757  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$758  = \$signal$112 ;
-    if (issue4) begin
-      if (\$492 ) begin
-        \$758  = \$506 [15:0];
-      end
-    end
-    if (start) begin
-      \$758  = \$741 [15:0];
+      \$758  = 16'h0000;
     end
     if (rst) begin
       \$758  = 16'h0000;
@@ -2927,14 +2811,12 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$759  = prev_base;
-    if (issue4) begin
-      if (\$492 ) begin
-        \$759  = \$510 [15:0];
-      end
+    \$759  = \$signal$3 ;
+    if (\$352 ) begin
+      \$759  = \$357 [15:0];
     end
     if (start) begin
-      \$759  = geo[297:282];
+      \$759  = 16'h0000;
     end
     if (rst) begin
       \$759  = 16'h0000;
@@ -2942,11 +2824,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$760  = \$signal$26 ;
-    if (issue4) begin
-      if (\$492 ) begin
-        \$760  = \$549 [15:0];
-      end
+    \$760  = \$signal$2 ;
+    if (\$375 ) begin
+      \$760  = \$380 [15:0];
     end
     if (start) begin
       \$760  = 16'h0000;
@@ -2957,12 +2837,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$761  = \$signal$9 ;
+    \$761  = outidx;
     if (issue4) begin
-      if (\$492 ) begin
-        if (\$567 ) begin
-          \$761  = \$568 [15:0];
-        end
+      if (\$387 ) begin
+        \$761  = \$414 [15:0];
       end
     end
     if (start) begin
@@ -2974,16 +2852,14 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$762  = \$signal$8 ;
+    \$762  = \$signal$27 ;
     if (issue4) begin
-      if (\$492 ) begin
-        if (\$587 ) begin
-          \$762  = \$590 [15:0];
-        end
+      if (\$387 ) begin
+        \$762  = \$445 [15:0];
       end
     end
     if (start) begin
-      \$762  = { 8'h00, \$742  };
+      \$762  = 16'h0000;
     end
     if (rst) begin
       \$762  = 16'h0000;
@@ -2991,12 +2867,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$763  = res_consumed;
+    \$763  = \$signal$16 ;
     if (issue4) begin
-      if (\$492 ) begin
-        if (desc[207]) begin
-          \$763  = \$591 [23:0];
-        end
+      if (\$455 ) begin
+        \$763  = \$456 [23:0];
       end
     end
     if (start) begin
@@ -3008,12 +2882,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$764  = res_slot;
+    \$764  = w4slot;
     if (issue4) begin
-      if (\$492 ) begin
-        if (desc[207]) begin
-          \$764  = \$595 [15:0];
-        end
+      if (\$455 ) begin
+        \$764  = \$460 [15:0];
       end
     end
     if (start) begin
@@ -3025,555 +2897,814 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$765  = \$signal$36 ;
+    \$765  = \$signal$30 ;
+    if (issue4) begin
+      if (\$455 ) begin
+        \$765  = \$479 [15:0];
+      end
+    end
+    if (start) begin
+      \$765  = 16'h0000;
+    end
+    if (rst) begin
+      \$765  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$766  = m4;
+    if (issue4) begin
+      if (\$492 ) begin
+        \$766  = \$493 [23:0];
+      end
+    end
+    if (start) begin
+      \$766  = 24'h000000;
+    end
+    if (rst) begin
+      \$766  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$767  = rows_released;
+    if (issue4) begin
+      if (\$492 ) begin
+        \$767  = \$494 [15:0];
+      end
+    end
+    if (start) begin
+      \$767  = 16'h0000;
+    end
+    if (rst) begin
+      \$767  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$768  = out_slot;
+    if (issue4) begin
+      if (\$492 ) begin
+        \$768  = \$498 [15:0];
+      end
+    end
+    if (start) begin
+      \$768  = 16'h0000;
+    end
+    if (rst) begin
+      \$768  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$769  = \$signal$111 ;
+    if (issue4) begin
+      if (\$492 ) begin
+        \$769  = \$502 [15:0];
+      end
+    end
+    if (start) begin
+      \$769  = 16'h0000;
+    end
+    if (rst) begin
+      \$769  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$770  = \$signal$112 ;
+    if (issue4) begin
+      if (\$492 ) begin
+        \$770  = \$506 [15:0];
+      end
+    end
+    if (start) begin
+      \$770  = \$753 [15:0];
+    end
+    if (rst) begin
+      \$770  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$771  = prev_base;
+    if (issue4) begin
+      if (\$492 ) begin
+        \$771  = \$510 [15:0];
+      end
+    end
+    if (start) begin
+      \$771  = geo[297:282];
+    end
+    if (rst) begin
+      \$771  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$772  = \$signal$26 ;
+    if (issue4) begin
+      if (\$492 ) begin
+        \$772  = \$549 [15:0];
+      end
+    end
+    if (start) begin
+      \$772  = 16'h0000;
+    end
+    if (rst) begin
+      \$772  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$773  = \$signal$9 ;
+    if (issue4) begin
+      if (\$492 ) begin
+        if (\$567 ) begin
+          \$773  = \$568 [15:0];
+        end
+      end
+    end
+    if (start) begin
+      \$773  = 16'h0000;
+    end
+    if (rst) begin
+      \$773  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$774  = \$signal$8 ;
+    if (issue4) begin
+      if (\$492 ) begin
+        if (\$587 ) begin
+          \$774  = \$590 [15:0];
+        end
+      end
+    end
+    if (start) begin
+      \$774  = { 8'h00, \$754  };
+    end
+    if (rst) begin
+      \$774  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$775  = res_consumed;
     if (issue4) begin
       if (\$492 ) begin
         if (desc[207]) begin
-          \$765  = \$599 [15:0];
+          \$775  = \$591 [23:0];
         end
       end
     end
     if (start) begin
-      \$765  = 16'h0000;
+      \$775  = 24'h000000;
     end
     if (rst) begin
-      \$765  = 16'h0000;
+      \$775  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$766  = ym3;
+    \$776  = res_slot;
     if (issue4) begin
       if (\$492 ) begin
-        if (\$617 ) begin
-          \$766  = \$670 [1:0];
+        if (desc[207]) begin
+          \$776  = \$595 [15:0];
         end
       end
     end
     if (start) begin
-      \$766  = 2'h0;
+      \$776  = 16'h0000;
     end
-    if (rst) begin
-      \$766  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$767  = run;
-    if (issue4) begin
-      if (\$691 ) begin
-        \$767  = 1'h0;
-      end
-    end
-    if (start) begin
-      \$767  = 1'h1;
-    end
-    if (rst) begin
-      \$767  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$768  = issue4;
-    if (rst) begin
-      \$768  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$769  = \$692 ;
-    if (rst) begin
-      \$769  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$770  = \$695 ;
-    if (rst) begin
-      \$770  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$771  = \$696 ;
-    if (rst) begin
-      \$771  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$772  = \$703 ;
-    if (rst) begin
-      \$772  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$773  = \$704 ;
-    if (rst) begin
-      \$773  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$774  = \$717 ;
-    if (rst) begin
-      \$774  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$775  = \$723 [5:0];
-    if (rst) begin
-      \$775  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$776  = outidx;
     if (rst) begin
       \$776  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$777  = \$signal$111 ;
+    \$777  = \$signal$36 ;
+    if (issue4) begin
+      if (\$492 ) begin
+        if (desc[207]) begin
+          \$777  = \$599 [15:0];
+        end
+      end
+    end
+    if (start) begin
+      \$777  = 16'h0000;
+    end
     if (rst) begin
       \$777  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$778  = \$729 [5:0];
+    \$778  = ym3;
+    if (issue4) begin
+      if (\$492 ) begin
+        if (\$617 ) begin
+          \$778  = \$670 [1:0];
+        end
+      end
+    end
+    if (start) begin
+      \$778  = 2'h0;
+    end
     if (rst) begin
-      \$778  = 6'h00;
+      \$778  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$779  = \$signal$21 ;
+    \$779  = run;
+    if (issue4) begin
+      if (\$691 ) begin
+        \$779  = 1'h0;
+      end
+    end
+    if (start) begin
+      \$779  = 1'h1;
+    end
     if (rst) begin
-      \$779  = 2'h0;
+      \$779  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$780  = valid;
+    \$780  = issue4;
     if (rst) begin
       \$780  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$781  = e4a_last;
+    \$781  = \$692 ;
     if (rst) begin
       \$781  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$782  = e4a_subfirst;
+    \$782  = \$695 ;
     if (rst) begin
       \$782  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$783  = e4a_grp;
+    \$783  = \$696 ;
     if (rst) begin
       \$783  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$784  = e4a_t0;
+    \$784  = \$703 ;
     if (rst) begin
       \$784  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$785  = e4a_rowend;
+    \$785  = \$704 ;
     if (rst) begin
       \$785  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$786  = \$signal$120 ;
+    \$786  = \$717 ;
     if (rst) begin
-      \$786  = 16'h0000;
+      \$786  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$787  = obase4a;
+    \$787  = \$727 ;
     if (rst) begin
-      \$787  = 16'h0000;
+      \$787  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$788  = act4a;
+    \$788  = \$733 [5:0];
     if (rst) begin
       \$788  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$789  = e4a_pos;
+    \$789  = outidx;
     if (rst) begin
-      \$789  = 2'h0;
+      \$789  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$790  = aff4b;
-    if (\$730 ) begin
-      \$790  = affine__data;
-    end
+    \$790  = \$signal$111 ;
     if (rst) begin
-      \$790  = 1536'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$790  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$791  = \$signal$131 ;
-    if (\$730 ) begin
-      \$791  = residual__data;
-    end
+    \$791  = \$739 [5:0];
     if (rst) begin
-      \$791  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$791  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$792  = uprev4b;
-    if (\$730 ) begin
-      \$792  = \$731 ;
-    end
+    \$792  = \$signal$21 ;
     if (rst) begin
-      \$792  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$792  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$793  = \$732 ;
+    \$793  = valid;
     if (rst) begin
       \$793  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$794  = \$signal$135 ;
+    \$794  = e4a_last;
     if (rst) begin
       \$794  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$795  = \$733 ;
+    \$795  = e4a_subfirst;
     if (rst) begin
       \$795  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$796  = e4b_rowend;
+    \$796  = e4a_grp;
     if (rst) begin
       \$796  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$797  = { \$868 , \$867 , \$866 , \$865 , \$864 , \$863 , \$862 , \$861 , \$860 , \$859 , \$858 , \$857 , \$856 , \$855 , \$854 , \$853 , \$852 , \$851 , \$850 , \$849 , \$848 , \$847 , \$846 , \$845 , \$844 , \$843 , \$842 , \$841 , \$840 , \$839 , \$838 , \$837  };
+    \$797  = e4a_t0;
     if (rst) begin
-      \$797  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$797  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$798  = \$734 ;
+    \$798  = e4a_rowend;
     if (rst) begin
-      \$798  = 64'h0000000000000000;
+      \$798  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$799  = \$738 ;
+    \$799  = e4a_segend;
     if (rst) begin
-      \$799  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$799  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$800  = { aff4b[1535:1520], aff4b[1487:1472], aff4b[1439:1424], aff4b[1391:1376], aff4b[1343:1328], aff4b[1295:1280], aff4b[1247:1232], aff4b[1199:1184], aff4b[1151:1136], aff4b[1103:1088], aff4b[1055:1040], aff4b[1007:992], aff4b[959:944], aff4b[911:896], aff4b[863:848], aff4b[815:800], aff4b[767:752], aff4b[719:704], aff4b[671:656], aff4b[623:608], aff4b[575:560], aff4b[527:512], aff4b[479:464], aff4b[431:416], aff4b[383:368], aff4b[335:320], aff4b[287:272], aff4b[239:224], aff4b[191:176], aff4b[143:128], aff4b[95:80], aff4b[47:32] };
+    \$800  = \$signal$121 ;
     if (rst) begin
-      \$800  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$800  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$801  = \$signal$131 ;
+    \$801  = obase4a;
     if (rst) begin
-      \$801  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$801  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$802  = uprev4b;
+    \$802  = act4a;
     if (rst) begin
-      \$802  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$802  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$803  = \$signal$126 ;
+    \$803  = e4a_pos;
     if (rst) begin
-      \$803  = 16'h0000;
+      \$803  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$804  = obase4b;
+    \$804  = aff4b;
+    if (\$740 ) begin
+      \$804  = affine__data;
+    end
     if (rst) begin
-      \$804  = 16'h0000;
+      \$804  = 1536'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$805  = act4b;
+    \$805  = \$signal$133 ;
+    if (\$740 ) begin
+      \$805  = residual__data;
+    end
     if (rst) begin
-      \$805  = 6'h00;
+      \$805  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$806  = e4c_v;
+    \$806  = uprev4b;
+    if (\$740 ) begin
+      \$806  = \$741 ;
+    end
     if (rst) begin
-      \$806  = 1'h0;
+      \$806  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$807  = e4w1_v_1;
+    \$807  = \$742 ;
     if (rst) begin
       \$807  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$808  = e4w2_v_1;
+    \$808  = \$signal$137 ;
     if (rst) begin
       \$808  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$809  = e4w3_v_1;
+    \$809  = \$743 ;
     if (rst) begin
       \$809  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$810  = e4w4_v_1;
+    \$810  = e4b_rowend;
     if (rst) begin
       \$810  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$811  = e4c_rowend;
+    \$811  = e4b_segend;
     if (rst) begin
       \$811  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$812  = e4w_rowend_1;
+    \$812  = { \$889 , \$888 , \$887 , \$886 , \$885 , \$884 , \$883 , \$882 , \$881 , \$880 , \$879 , \$878 , \$877 , \$876 , \$875 , \$874 , \$873 , \$872 , \$871 , \$870 , \$869 , \$868 , \$867 , \$866 , \$865 , \$864 , \$863 , \$862 , \$861 , \$860 , \$859 , \$858  };
     if (rst) begin
-      \$812  = 1'h0;
+      \$812  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$813  = e4w_rowend_2;
+    \$813  = \$744 ;
     if (rst) begin
-      \$813  = 1'h0;
+      \$813  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$814  = e4w_rowend_3;
+    \$814  = \$748 ;
     if (rst) begin
-      \$814  = 1'h0;
+      \$814  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$815  = e4w_rowend_4;
+    \$815  = { aff4b[1535:1520], aff4b[1487:1472], aff4b[1439:1424], aff4b[1391:1376], aff4b[1343:1328], aff4b[1295:1280], aff4b[1247:1232], aff4b[1199:1184], aff4b[1151:1136], aff4b[1103:1088], aff4b[1055:1040], aff4b[1007:992], aff4b[959:944], aff4b[911:896], aff4b[863:848], aff4b[815:800], aff4b[767:752], aff4b[719:704], aff4b[671:656], aff4b[623:608], aff4b[575:560], aff4b[527:512], aff4b[479:464], aff4b[431:416], aff4b[383:368], aff4b[335:320], aff4b[287:272], aff4b[239:224], aff4b[191:176], aff4b[143:128], aff4b[95:80], aff4b[47:32] };
     if (rst) begin
-      \$815  = 1'h0;
+      \$815  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$816  = e4c_outidx;
+    \$816  = \$signal$133 ;
     if (rst) begin
-      \$816  = 16'h0000;
+      \$816  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$817  = e4w_outidx_1;
+    \$817  = uprev4b;
     if (rst) begin
-      \$817  = 16'h0000;
+      \$817  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$818  = e4w_outidx_2;
+    \$818  = \$signal$128 ;
     if (rst) begin
       \$818  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$819  = e4w_outidx_3;
+    \$819  = obase4b;
     if (rst) begin
       \$819  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$820  = e4w_outidx_4;
+    \$820  = act4b;
     if (rst) begin
-      \$820  = 16'h0000;
+      \$820  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$821  = e4c_obase;
+    \$821  = e4c_v;
     if (rst) begin
-      \$821  = 16'h0000;
+      \$821  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$822  = e4w_obase_1;
+    \$822  = e4w1_v_1;
     if (rst) begin
-      \$822  = 16'h0000;
+      \$822  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$823  = e4w_obase_2;
+    \$823  = e4w2_v_1;
     if (rst) begin
-      \$823  = 16'h0000;
+      \$823  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$824  = e4w_obase_3;
+    \$824  = e4w3_v_1;
     if (rst) begin
-      \$824  = 16'h0000;
+      \$824  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$825  = e4w_obase_4;
+    \$825  = e4w4_v_1;
     if (rst) begin
-      \$825  = 16'h0000;
+      \$825  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$826  = e4c_act;
+    \$826  = e4c_rowend;
     if (rst) begin
-      \$826  = 6'h00;
+      \$826  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$827  = e4w_act_1;
+    \$827  = e4w_rowend_1;
     if (rst) begin
-      \$827  = 6'h00;
+      \$827  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$828  = e4w_act_2;
+    \$828  = e4w_rowend_2;
     if (rst) begin
-      \$828  = 6'h00;
+      \$828  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$829  = e4w_act_3;
+    \$829  = e4w_rowend_3;
     if (rst) begin
-      \$829  = 6'h00;
+      \$829  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$830  = e4w_act_4;
+    \$830  = e4w_rowend_4;
     if (rst) begin
-      \$830  = 6'h00;
+      \$830  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$831  = e4c_arg;
+    \$831  = e4c_outidx;
     if (rst) begin
-      \$831  = 64'h0000000000000000;
+      \$831  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$832  = e4w_arg_1;
+    \$832  = e4w_outidx_1;
     if (rst) begin
-      \$832  = 64'h0000000000000000;
+      \$832  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$833  = e4w_arg_2;
+    \$833  = e4w_outidx_2;
     if (rst) begin
-      \$833  = 64'h0000000000000000;
+      \$833  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$834  = e4w_arg_3;
+    \$834  = e4w_outidx_3;
     if (rst) begin
-      \$834  = 64'h0000000000000000;
+      \$834  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$835  = e4w_arg_4;
+    \$835  = e4w_outidx_4;
     if (rst) begin
-      \$835  = 64'h0000000000000000;
+      \$835  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$836  = out_rows;
-    if (\$739 ) begin
-      \$836  = \$740 [23:0];
+    \$836  = e4c_segend;
+    if (rst) begin
+      \$836  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$837  = e4w_segend_1;
+    if (rst) begin
+      \$837  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$838  = e4w_segend_2;
+    if (rst) begin
+      \$838  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$839  = e4w_segend_3;
+    if (rst) begin
+      \$839  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$840  = e4w_segend_4;
+    if (rst) begin
+      \$840  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$841  = e4c_obase;
+    if (rst) begin
+      \$841  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$842  = e4w_obase_1;
+    if (rst) begin
+      \$842  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$843  = e4w_obase_2;
+    if (rst) begin
+      \$843  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$844  = e4w_obase_3;
+    if (rst) begin
+      \$844  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$845  = e4w_obase_4;
+    if (rst) begin
+      \$845  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$846  = e4c_act;
+    if (rst) begin
+      \$846  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$847  = e4w_act_1;
+    if (rst) begin
+      \$847  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$848  = e4w_act_2;
+    if (rst) begin
+      \$848  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$849  = e4w_act_3;
+    if (rst) begin
+      \$849  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$850  = e4w_act_4;
+    if (rst) begin
+      \$850  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$851  = e4c_arg;
+    if (rst) begin
+      \$851  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$852  = e4w_arg_1;
+    if (rst) begin
+      \$852  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$853  = e4w_arg_2;
+    if (rst) begin
+      \$853  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$854  = e4w_arg_3;
+    if (rst) begin
+      \$854  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$855  = e4w_arg_4;
+    if (rst) begin
+      \$855  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$856  = out_rows;
+    if (\$749 ) begin
+      \$856  = \$751 [23:0];
     end
     if (start) begin
-      \$836  = 24'h000000;
+      \$856  = 24'h000000;
     end
     if (rst) begin
-      \$836  = 24'h000000;
+      \$856  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$857  = out_groups;
+    if (\$749 ) begin
+      \$857  = 24'h000000;
+    end else if (\$750 ) begin
+      \$857  = \$752 [23:0];
+    end
+    if (start) begin
+      \$857  = 24'h000000;
+    end
+    if (rst) begin
+      \$857  = 24'h000000;
     end
   end
   assign t4 = \$1 [7:0];
-  assign res_rows = \port$62159$24 [23:0];
-  assign out_taken = \port$62159$24 [47:24];
-  assign w4_chunks = \port$62159$24 [71:48];
+  assign res_rows = \port$62191$24 [23:0];
+  assign out_taken = \port$62191$24 [47:24];
+  assign w4_chunks = \port$62191$24 [71:48];
   assign x4 = \$98 [15:0];
   assign w4__en = issue4;
   assign \$signal$33  = affine__addr;
@@ -3590,8 +3721,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign shift = desc[150:145];
   assign rnd = desc[205];
   assign use_residual = desc[207];
-  assign cur = { \$932 , \$931 , \$930 , \$929 , \$928 , \$927 , \$926 , \$925 , \$924 , \$923 , \$922 , \$921 , \$920 , \$919 , \$918 , \$917 , \$916 , \$915 , \$914 , \$913 , \$912 , \$911 , \$910 , \$909 , \$908 , \$907 , \$906 , \$905 , \$904 , \$903 , \$902 , \$901  };
-  assign o = { \$932 , \$931 , \$930 , \$929 , \$928 , \$927 , \$926 , \$925 , \$924 , \$923 , \$922 , \$921 , \$920 , \$919 , \$918 , \$917 , \$916 , \$915 , \$914 , \$913 , \$912 , \$911 , \$910 , \$909 , \$908 , \$907 , \$906 , \$905 , \$904 , \$903 , \$902 , \$901  };
+  assign cur = { \$953 , \$952 , \$951 , \$950 , \$949 , \$948 , \$947 , \$946 , \$945 , \$944 , \$943 , \$942 , \$941 , \$940 , \$939 , \$938 , \$937 , \$936 , \$935 , \$934 , \$933 , \$932 , \$931 , \$930 , \$929 , \$928 , \$927 , \$926 , \$925 , \$924 , \$923 , \$922  };
+  assign o = { \$953 , \$952 , \$951 , \$950 , \$949 , \$948 , \$947 , \$946 , \$945 , \$944 , \$943 , \$942 , \$941 , \$940 , \$939 , \$938 , \$937 , \$936 , \$935 , \$934 , \$933 , \$932 , \$931 , \$930 , \$929 , \$928 , \$927 , \$926 , \$925 , \$924 , \$923 , \$922  };
   assign e4c_uprev = u_prev;
   assign threshold = desc[188:173];
   assign leak_mul = desc[158:151];
@@ -3600,17 +3731,17 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign window_lo = desc[326:310];
   assign window_hi = desc[358:342];
   assign mask = { \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , \$179 , \$178 , \$177 , \$176 , \$175 , \$174 , \$173 , \$172 , \$171 , \$170 , \$169 , \$168 , \$167 , \$166 , \$165 , \$164 , \$163 , \$162  };
-  assign s = { \$1027 , \$1024 , \$1021 , \$1018 , \$1015 , \$1012 , \$1009 , \$1006 , \$1003 , \$1000 , \$997 , \$994 , \$991 , \$988 , \$985 , \$982 , \$979 , \$976 , \$973 , \$970 , \$967 , \$964 , \$961 , \$958 , \$955 , \$952 , \$949 , \$946 , \$943 , \$940 , \$937 , \$934  };
+  assign s = { \$1048 , \$1045 , \$1042 , \$1039 , \$1036 , \$1033 , \$1030 , \$1027 , \$1024 , \$1021 , \$1018 , \$1015 , \$1012 , \$1009 , \$1006 , \$1003 , \$1000 , \$997 , \$994 , \$991 , \$988 , \$985 , \$982 , \$979 , \$976 , \$973 , \$970 , \$967 , \$964 , \$961 , \$958 , \$955  };
   assign e4w5_v_1 = membrane_out__en;
-  assign membrane_out__data = { \$1026 , \$1023 , \$1020 , \$1017 , \$1014 , \$1011 , \$1008 , \$1005 , \$1002 , \$999 , \$996 , \$993 , \$990 , \$987 , \$984 , \$981 , \$978 , \$975 , \$972 , \$969 , \$966 , \$963 , \$960 , \$957 , \$954 , \$951 , \$948 , \$945 , \$942 , \$939 , \$936 , \$933  };
-  assign u = { \$1026 , \$1023 , \$1020 , \$1017 , \$1014 , \$1011 , \$1008 , \$1005 , \$1002 , \$999 , \$996 , \$993 , \$990 , \$987 , \$984 , \$981 , \$978 , \$975 , \$972 , \$969 , \$966 , \$963 , \$960 , \$957 , \$954 , \$951 , \$948 , \$945 , \$942 , \$939 , \$936 , \$933  };
+  assign membrane_out__data = { \$1047 , \$1044 , \$1041 , \$1038 , \$1035 , \$1032 , \$1029 , \$1026 , \$1023 , \$1020 , \$1017 , \$1014 , \$1011 , \$1008 , \$1005 , \$1002 , \$999 , \$996 , \$993 , \$990 , \$987 , \$984 , \$981 , \$978 , \$975 , \$972 , \$969 , \$966 , \$963 , \$960 , \$957 , \$954  };
+  assign u = { \$1047 , \$1044 , \$1041 , \$1038 , \$1035 , \$1032 , \$1029 , \$1026 , \$1023 , \$1020 , \$1017 , \$1014 , \$1011 , \$1008 , \$1005 , \$1002 , \$999 , \$996 , \$993 , \$990 , \$987 , \$984 , \$981 , \$978 , \$975 , \$972 , \$969 , \$966 , \$963 , \$960 , \$957 , \$954  };
   assign spikes__en = membrane_out__en;
   assign spikes__data = spikes_masked;
   assign trace__en = membrane_out__en;
   assign trace__data = { \$260 , \$259 , spikes_masked[31], \$258 , \$257 , spikes_masked[30], \$256 , \$255 , spikes_masked[29], \$254 , \$253 , spikes_masked[28], \$252 , \$251 , spikes_masked[27], \$250 , \$249 , spikes_masked[26], \$248 , \$247 , spikes_masked[25], \$246 , \$245 , spikes_masked[24], \$244 , \$243 , spikes_masked[23], \$242 , \$241 , spikes_masked[22], \$240 , \$239 , spikes_masked[21], \$238 , \$237 , spikes_masked[20], \$236 , \$235 , spikes_masked[19], \$234 , \$233 , spikes_masked[18], \$232 , \$231 , spikes_masked[17], \$230 , \$229 , spikes_masked[16], \$228 , \$227 , spikes_masked[15], \$226 , \$225 , spikes_masked[14], \$224 , \$223 , spikes_masked[13], \$222 , \$221 , spikes_masked[12], \$220 , \$219 , spikes_masked[11], \$218 , \$217 , spikes_masked[10], \$216 , \$215 , spikes_masked[9], \$214 , \$213 , spikes_masked[8], \$212 , \$211 , spikes_masked[7], \$210 , \$209 , spikes_masked[6], \$208 , \$207 , spikes_masked[5], \$206 , \$205 , spikes_masked[4], \$204 , \$203 , spikes_masked[3], \$202 , \$201 , spikes_masked[2], \$200 , \$199 , spikes_masked[1], \$198 , \$197 , spikes_masked[0] };
-  assign m = { \$1028 , \$1025 , \$1022 , \$1019 , \$1016 , \$1013 , \$1010 , \$1007 , \$1004 , \$1001 , \$998 , \$995 , \$992 , \$989 , \$986 , \$983 , \$980 , \$977 , \$974 , \$971 , \$968 , \$965 , \$962 , \$959 , \$956 , \$953 , \$950 , \$947 , \$944 , \$941 , \$938 , \$935  };
-  assign \o$138  = { \$868 , \$867 , \$866 , \$865 , \$864 , \$863 , \$862 , \$861 , \$860 , \$859 , \$858 , \$857 , \$856 , \$855 , \$854 , \$853 , \$852 , \$851 , \$850 , \$849 , \$848 , \$847 , \$846 , \$845 , \$844 , \$843 , \$842 , \$841 , \$840 , \$839 , \$838 , \$837  };
-  assign arg = { \$900 , \$899 , \$898 , \$897 , \$896 , \$895 , \$894 , \$893 , \$892 , \$891 , \$890 , \$889 , \$888 , \$887 , \$886 , \$885 , \$884 , \$883 , \$882 , \$881 , \$880 , \$879 , \$878 , \$877 , \$876 , \$875 , \$874 , \$873 , \$872 , \$871 , \$870 , \$869  };
+  assign m = { \$1049 , \$1046 , \$1043 , \$1040 , \$1037 , \$1034 , \$1031 , \$1028 , \$1025 , \$1022 , \$1019 , \$1016 , \$1013 , \$1010 , \$1007 , \$1004 , \$1001 , \$998 , \$995 , \$992 , \$989 , \$986 , \$983 , \$980 , \$977 , \$974 , \$971 , \$968 , \$965 , \$962 , \$959 , \$956  };
+  assign \o$141  = { \$889 , \$888 , \$887 , \$886 , \$885 , \$884 , \$883 , \$882 , \$881 , \$880 , \$879 , \$878 , \$877 , \$876 , \$875 , \$874 , \$873 , \$872 , \$871 , \$870 , \$869 , \$868 , \$867 , \$866 , \$865 , \$864 , \$863 , \$862 , \$861 , \$860 , \$859 , \$858  };
+  assign arg = { \$921 , \$920 , \$919 , \$918 , \$917 , \$916 , \$915 , \$914 , \$913 , \$912 , \$911 , \$910 , \$909 , \$908 , \$907 , \$906 , \$905 , \$904 , \$903 , \$902 , \$901 , \$900 , \$899 , \$898 , \$897 , \$896 , \$895 , \$894 , \$893 , \$892 , \$891 , \$890  };
   assign line4__addr = \$125 [15:0];
   assign w4__addr = \$126 [15:0];
   assign residual__addr = \$142 [15:0];
@@ -3682,38 +3813,38 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \port$7427$0  = \$258 ;
   assign \port$7428$0  = \$259 ;
   assign \port$7429$0  = \$260 ;
-  assign \port$58149$0  = \$933 ;
-  assign \port$58163$0  = \$936 ;
-  assign \port$58177$0  = \$939 ;
-  assign \port$58191$0  = \$942 ;
-  assign \port$58205$0  = \$945 ;
-  assign \port$58219$0  = \$948 ;
-  assign \port$58233$0  = \$951 ;
-  assign \port$58247$0  = \$954 ;
-  assign \port$58261$0  = \$957 ;
-  assign \port$58275$0  = \$960 ;
-  assign \port$58289$0  = \$963 ;
-  assign \port$58303$0  = \$966 ;
-  assign \port$58317$0  = \$969 ;
-  assign \port$58331$0  = \$972 ;
-  assign \port$58345$0  = \$975 ;
-  assign \port$58359$0  = \$978 ;
-  assign \port$58373$0  = \$981 ;
-  assign \port$58387$0  = \$984 ;
-  assign \port$58401$0  = \$987 ;
-  assign \port$58415$0  = \$990 ;
-  assign \port$58429$0  = \$993 ;
-  assign \port$58443$0  = \$996 ;
-  assign \port$58457$0  = \$999 ;
-  assign \port$58471$0  = \$1002 ;
-  assign \port$58485$0  = \$1005 ;
-  assign \port$58499$0  = \$1008 ;
-  assign \port$58513$0  = \$1011 ;
-  assign \port$58527$0  = \$1014 ;
-  assign \port$58541$0  = \$1017 ;
-  assign \port$58555$0  = \$1020 ;
-  assign \port$58569$0  = \$1023 ;
-  assign \port$58583$0  = \$1026 ;
+  assign \port$58181$0  = \$954 ;
+  assign \port$58195$0  = \$957 ;
+  assign \port$58209$0  = \$960 ;
+  assign \port$58223$0  = \$963 ;
+  assign \port$58237$0  = \$966 ;
+  assign \port$58251$0  = \$969 ;
+  assign \port$58265$0  = \$972 ;
+  assign \port$58279$0  = \$975 ;
+  assign \port$58293$0  = \$978 ;
+  assign \port$58307$0  = \$981 ;
+  assign \port$58321$0  = \$984 ;
+  assign \port$58335$0  = \$987 ;
+  assign \port$58349$0  = \$990 ;
+  assign \port$58363$0  = \$993 ;
+  assign \port$58377$0  = \$996 ;
+  assign \port$58391$0  = \$999 ;
+  assign \port$58405$0  = \$1002 ;
+  assign \port$58419$0  = \$1005 ;
+  assign \port$58433$0  = \$1008 ;
+  assign \port$58447$0  = \$1011 ;
+  assign \port$58461$0  = \$1014 ;
+  assign \port$58475$0  = \$1017 ;
+  assign \port$58489$0  = \$1020 ;
+  assign \port$58503$0  = \$1023 ;
+  assign \port$58517$0  = \$1026 ;
+  assign \port$58531$0  = \$1029 ;
+  assign \port$58545$0  = \$1032 ;
+  assign \port$58559$0  = \$1035 ;
+  assign \port$58573$0  = \$1038 ;
+  assign \port$58587$0  = \$1041 ;
+  assign \port$58601$0  = \$1044 ;
+  assign \port$58615$0  = \$1047 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -3846,8 +3977,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$695  = \$694 ;
   assign \$699  = \$698 ;
   assign \$707  = \$706 ;
-  assign \$724  = { 2'h0, affine__addr, 5'h00 };
-  assign \$727  = { 2'h0, affine__addr, 5'h00 };
+  assign \$720  = \$719 ;
+  assign \$734  = { 2'h0, affine__addr, 5'h00 };
+  assign \$737  = { 2'h0, affine__addr, 5'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -16676,13 +16808,13 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, u_prev, \port$57579$0 , \port$57597$0 , \port$57615$0 , \port$57633$0 , \port$57651$0 , \port$57669$0 , \port$57687$0 , \port$57705$0 , \port$57723$0 , \port$57741$0 , \port$57759$0 , \port$57777$0 , \port$57795$0 , \port$57813$0 , \port$57831$0 , \port$57849$0 , \port$57867$0 , \port$57885$0 , \port$57903$0 
-, \port$57921$0 , \port$57939$0 , \port$57957$0 , \port$57975$0 , \port$57993$0 , \port$58011$0 , \port$58029$0 , \port$58047$0 , \port$58065$0 , \port$58083$0 , \port$58101$0 , \port$58119$0 , \port$58137$0 , u0, s0, m0, u1, s1, m1, u2, s2
+module \ttsnn_accel.e4.lif (rst, u_prev, \port$57611$0 , \port$57629$0 , \port$57647$0 , \port$57665$0 , \port$57683$0 , \port$57701$0 , \port$57719$0 , \port$57737$0 , \port$57755$0 , \port$57773$0 , \port$57791$0 , \port$57809$0 , \port$57827$0 , \port$57845$0 , \port$57863$0 , \port$57881$0 , \port$57899$0 , \port$57917$0 , \port$57935$0 
+, \port$57953$0 , \port$57971$0 , \port$57989$0 , \port$58007$0 , \port$58025$0 , \port$58043$0 , \port$58061$0 , \port$58079$0 , \port$58097$0 , \port$58115$0 , \port$58133$0 , \port$58151$0 , \port$58169$0 , u0, s0, m0, u1, s1, m1, u2, s2
 , m2, u3, s3, m3, u4, s4, m4, u5, s5, m5, u6, s6, m6, u7, s7, m7, u8, s8, m8, u9, s9
 , m9, u10, s10, m10, u11, s11, m11, u12, s12, m12, u13, s13, m13, u14, s14, m14, u15, s15, m15, u16, s16
 , m16, u17, s17, m17, u18, s18, m18, u19, s19, m19, u20, s20, m20, u21, s21, m21, u22, s22, m22, u23, s23
 , m23, u24, s24, m24, u25, s25, m25, u26, s26, m26, u27, s27, m27, u28, s28, m28, u29, s29, m29, u30, s30
-, m30, u31, s31, m31, leak_mul, \port$62163$167 , rnd, window_lo, window_hi, clk);
+, m30, u31, s31, m31, leak_mul, \port$62195$167 , rnd, window_lo, window_hi, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire [25:0] \$10 ;
@@ -18483,72 +18615,72 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$57579$0 , \port$57597$0 , \port$5
   reg m8 = 1'h0;
   output m9;
   reg m9 = 1'h0;
-  input [15:0] \port$57579$0 ;
-  wire [15:0] \port$57579$0 ;
-  input [15:0] \port$57597$0 ;
-  wire [15:0] \port$57597$0 ;
-  input [15:0] \port$57615$0 ;
-  wire [15:0] \port$57615$0 ;
-  input [15:0] \port$57633$0 ;
-  wire [15:0] \port$57633$0 ;
-  input [15:0] \port$57651$0 ;
-  wire [15:0] \port$57651$0 ;
-  input [15:0] \port$57669$0 ;
-  wire [15:0] \port$57669$0 ;
-  input [15:0] \port$57687$0 ;
-  wire [15:0] \port$57687$0 ;
-  input [15:0] \port$57705$0 ;
-  wire [15:0] \port$57705$0 ;
-  input [15:0] \port$57723$0 ;
-  wire [15:0] \port$57723$0 ;
-  input [15:0] \port$57741$0 ;
-  wire [15:0] \port$57741$0 ;
-  input [15:0] \port$57759$0 ;
-  wire [15:0] \port$57759$0 ;
-  input [15:0] \port$57777$0 ;
-  wire [15:0] \port$57777$0 ;
-  input [15:0] \port$57795$0 ;
-  wire [15:0] \port$57795$0 ;
-  input [15:0] \port$57813$0 ;
-  wire [15:0] \port$57813$0 ;
-  input [15:0] \port$57831$0 ;
-  wire [15:0] \port$57831$0 ;
-  input [15:0] \port$57849$0 ;
-  wire [15:0] \port$57849$0 ;
-  input [15:0] \port$57867$0 ;
-  wire [15:0] \port$57867$0 ;
-  input [15:0] \port$57885$0 ;
-  wire [15:0] \port$57885$0 ;
-  input [15:0] \port$57903$0 ;
-  wire [15:0] \port$57903$0 ;
-  input [15:0] \port$57921$0 ;
-  wire [15:0] \port$57921$0 ;
-  input [15:0] \port$57939$0 ;
-  wire [15:0] \port$57939$0 ;
-  input [15:0] \port$57957$0 ;
-  wire [15:0] \port$57957$0 ;
-  input [15:0] \port$57975$0 ;
-  wire [15:0] \port$57975$0 ;
-  input [15:0] \port$57993$0 ;
-  wire [15:0] \port$57993$0 ;
-  input [15:0] \port$58011$0 ;
-  wire [15:0] \port$58011$0 ;
-  input [15:0] \port$58029$0 ;
-  wire [15:0] \port$58029$0 ;
-  input [15:0] \port$58047$0 ;
-  wire [15:0] \port$58047$0 ;
-  input [15:0] \port$58065$0 ;
-  wire [15:0] \port$58065$0 ;
-  input [15:0] \port$58083$0 ;
-  wire [15:0] \port$58083$0 ;
-  input [15:0] \port$58101$0 ;
-  wire [15:0] \port$58101$0 ;
-  input [15:0] \port$58119$0 ;
-  wire [15:0] \port$58119$0 ;
-  input [15:0] \port$58137$0 ;
-  wire [15:0] \port$58137$0 ;
-  input [21:0] \port$62163$167 ;
-  wire [21:0] \port$62163$167 ;
+  input [15:0] \port$57611$0 ;
+  wire [15:0] \port$57611$0 ;
+  input [15:0] \port$57629$0 ;
+  wire [15:0] \port$57629$0 ;
+  input [15:0] \port$57647$0 ;
+  wire [15:0] \port$57647$0 ;
+  input [15:0] \port$57665$0 ;
+  wire [15:0] \port$57665$0 ;
+  input [15:0] \port$57683$0 ;
+  wire [15:0] \port$57683$0 ;
+  input [15:0] \port$57701$0 ;
+  wire [15:0] \port$57701$0 ;
+  input [15:0] \port$57719$0 ;
+  wire [15:0] \port$57719$0 ;
+  input [15:0] \port$57737$0 ;
+  wire [15:0] \port$57737$0 ;
+  input [15:0] \port$57755$0 ;
+  wire [15:0] \port$57755$0 ;
+  input [15:0] \port$57773$0 ;
+  wire [15:0] \port$57773$0 ;
+  input [15:0] \port$57791$0 ;
+  wire [15:0] \port$57791$0 ;
+  input [15:0] \port$57809$0 ;
+  wire [15:0] \port$57809$0 ;
+  input [15:0] \port$57827$0 ;
+  wire [15:0] \port$57827$0 ;
+  input [15:0] \port$57845$0 ;
+  wire [15:0] \port$57845$0 ;
+  input [15:0] \port$57863$0 ;
+  wire [15:0] \port$57863$0 ;
+  input [15:0] \port$57881$0 ;
+  wire [15:0] \port$57881$0 ;
+  input [15:0] \port$57899$0 ;
+  wire [15:0] \port$57899$0 ;
+  input [15:0] \port$57917$0 ;
+  wire [15:0] \port$57917$0 ;
+  input [15:0] \port$57935$0 ;
+  wire [15:0] \port$57935$0 ;
+  input [15:0] \port$57953$0 ;
+  wire [15:0] \port$57953$0 ;
+  input [15:0] \port$57971$0 ;
+  wire [15:0] \port$57971$0 ;
+  input [15:0] \port$57989$0 ;
+  wire [15:0] \port$57989$0 ;
+  input [15:0] \port$58007$0 ;
+  wire [15:0] \port$58007$0 ;
+  input [15:0] \port$58025$0 ;
+  wire [15:0] \port$58025$0 ;
+  input [15:0] \port$58043$0 ;
+  wire [15:0] \port$58043$0 ;
+  input [15:0] \port$58061$0 ;
+  wire [15:0] \port$58061$0 ;
+  input [15:0] \port$58079$0 ;
+  wire [15:0] \port$58079$0 ;
+  input [15:0] \port$58097$0 ;
+  wire [15:0] \port$58097$0 ;
+  input [15:0] \port$58115$0 ;
+  wire [15:0] \port$58115$0 ;
+  input [15:0] \port$58133$0 ;
+  wire [15:0] \port$58133$0 ;
+  input [15:0] \port$58151$0 ;
+  wire [15:0] \port$58151$0 ;
+  input [15:0] \port$58169$0 ;
+  wire [15:0] \port$58169$0 ;
+  input [21:0] \port$62195$167 ;
+  wire [21:0] \port$62195$167 ;
   input rnd;
   wire rnd;
   input rst;
@@ -18690,1346 +18822,1346 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$57579$0 , \port$57597$0 , \port$5
   wire [16:0] window_hi;
   input [16:0] window_lo;
   wire [16:0] window_lo;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$62163$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$62195$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
   assign \$3  = $signed(kept0) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$62163$167 [5:0];
-  assign \$5  = \port$62163$167 [5:0] - 1'h1;
+  assign \$4  = ! \port$62195$167 [5:0];
+  assign \$5  = \port$62195$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
-  assign \$8  = ! \port$62163$167 [5:0];
+  assign \$8  = ! \port$62195$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$57579$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$57611$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$57579$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$57611$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$57579$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$57611$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(leaked0) + $signed(\port$57579$0 );
+  assign \$19  = $signed(leaked0) + $signed(\port$57611$0 );
   assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
-  assign \$21  = $signed(leaked0) + $signed(\port$57579$0 );
+  assign \$21  = $signed(leaked0) + $signed(\port$57611$0 );
   assign \$22  = $signed(\$21 ) < $signed(16'h8000);
-  assign \$23  = $signed(leaked0) + $signed(\port$57579$0 );
+  assign \$23  = $signed(leaked0) + $signed(\port$57611$0 );
   assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
   assign \$25  = \$20  ? 16'h7fff : \$24 ;
-  assign \$26  = $signed(\$25 ) > $signed(\port$62163$167 [21:6]);
-  assign \$27  = $signed(leaked0) + $signed(\port$57579$0 );
+  assign \$26  = $signed(\$25 ) > $signed(\port$62195$167 [21:6]);
+  assign \$27  = $signed(leaked0) + $signed(\port$57611$0 );
   assign \$28  = $signed(\$27 ) > $signed(16'h7fff);
-  assign \$29  = $signed(leaked0) + $signed(\port$57579$0 );
+  assign \$29  = $signed(leaked0) + $signed(\port$57611$0 );
   assign \$30  = $signed(\$29 ) < $signed(16'h8000);
-  assign \$31  = $signed(leaked0) + $signed(\port$57579$0 );
+  assign \$31  = $signed(leaked0) + $signed(\port$57611$0 );
   assign \$32  = \$30  ? 16'h8000 : \$31 [15:0];
   assign \$33  = \$28  ? 16'h7fff : \$32 ;
   assign \$34  = $signed(\$33 ) > $signed(window_lo);
-  assign \$35  = $signed(leaked0) + $signed(\port$57579$0 );
+  assign \$35  = $signed(leaked0) + $signed(\port$57611$0 );
   assign \$36  = $signed(\$35 ) > $signed(16'h7fff);
-  assign \$37  = $signed(leaked0) + $signed(\port$57579$0 );
+  assign \$37  = $signed(leaked0) + $signed(\port$57611$0 );
   assign \$38  = $signed(\$37 ) < $signed(16'h8000);
-  assign \$39  = $signed(leaked0) + $signed(\port$57579$0 );
+  assign \$39  = $signed(leaked0) + $signed(\port$57611$0 );
   assign \$40  = \$38  ? 16'h8000 : \$39 [15:0];
   assign \$41  = \$36  ? 16'h7fff : \$40 ;
   assign \$42  = $signed(\$41 ) < $signed(window_hi);
   assign \$43  = \$34  & \$42 ;
-  assign \$44  = $signed(u_prev[31:16]) > $signed(\port$62163$167 [21:6]);
+  assign \$44  = $signed(u_prev[31:16]) > $signed(\port$62195$167 [21:6]);
   assign \$45  = \$44  ? 16'h0000 : u_prev[31:16];
   assign \$46  = $signed(kept1) * $signed({ 1'h0, leak_mul });
-  assign \$47  = ! \port$62163$167 [5:0];
-  assign \$48  = \port$62163$167 [5:0] - 1'h1;
+  assign \$47  = ! \port$62195$167 [5:0];
+  assign \$48  = \port$62195$167 [5:0] - 1'h1;
   assign \$49  = \$47  ? 6'h00 : \$48 [5:0];
   assign \$50  = $signed(leak_prod1) >>> \$49 ;
-  assign \$51  = ! \port$62163$167 [5:0];
+  assign \$51  = ! \port$62195$167 [5:0];
   assign \$52  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$54  = \$51  ? leak_partial1 : \$53 [24:0];
-  assign \$55  = $signed(leaked1) + $signed(\port$57597$0 );
+  assign \$55  = $signed(leaked1) + $signed(\port$57629$0 );
   assign \$56  = $signed(\$55 ) > $signed(16'h7fff);
-  assign \$57  = $signed(leaked1) + $signed(\port$57597$0 );
+  assign \$57  = $signed(leaked1) + $signed(\port$57629$0 );
   assign \$58  = $signed(\$57 ) < $signed(16'h8000);
-  assign \$59  = $signed(leaked1) + $signed(\port$57597$0 );
+  assign \$59  = $signed(leaked1) + $signed(\port$57629$0 );
   assign \$60  = \$58  ? 16'h8000 : \$59 [15:0];
   assign \$61  = \$56  ? 16'h7fff : \$60 ;
-  assign \$62  = $signed(leaked1) + $signed(\port$57597$0 );
+  assign \$62  = $signed(leaked1) + $signed(\port$57629$0 );
   assign \$63  = $signed(\$62 ) > $signed(16'h7fff);
-  assign \$64  = $signed(leaked1) + $signed(\port$57597$0 );
+  assign \$64  = $signed(leaked1) + $signed(\port$57629$0 );
   assign \$65  = $signed(\$64 ) < $signed(16'h8000);
-  assign \$66  = $signed(leaked1) + $signed(\port$57597$0 );
+  assign \$66  = $signed(leaked1) + $signed(\port$57629$0 );
   assign \$67  = \$65  ? 16'h8000 : \$66 [15:0];
   assign \$68  = \$63  ? 16'h7fff : \$67 ;
-  assign \$69  = $signed(\$68 ) > $signed(\port$62163$167 [21:6]);
-  assign \$70  = $signed(leaked1) + $signed(\port$57597$0 );
+  assign \$69  = $signed(\$68 ) > $signed(\port$62195$167 [21:6]);
+  assign \$70  = $signed(leaked1) + $signed(\port$57629$0 );
   assign \$71  = $signed(\$70 ) > $signed(16'h7fff);
-  assign \$72  = $signed(leaked1) + $signed(\port$57597$0 );
+  assign \$72  = $signed(leaked1) + $signed(\port$57629$0 );
   assign \$73  = $signed(\$72 ) < $signed(16'h8000);
-  assign \$74  = $signed(leaked1) + $signed(\port$57597$0 );
+  assign \$74  = $signed(leaked1) + $signed(\port$57629$0 );
   assign \$75  = \$73  ? 16'h8000 : \$74 [15:0];
   assign \$76  = \$71  ? 16'h7fff : \$75 ;
   assign \$77  = $signed(\$76 ) > $signed(window_lo);
-  assign \$78  = $signed(leaked1) + $signed(\port$57597$0 );
+  assign \$78  = $signed(leaked1) + $signed(\port$57629$0 );
   assign \$79  = $signed(\$78 ) > $signed(16'h7fff);
-  assign \$80  = $signed(leaked1) + $signed(\port$57597$0 );
+  assign \$80  = $signed(leaked1) + $signed(\port$57629$0 );
   assign \$81  = $signed(\$80 ) < $signed(16'h8000);
-  assign \$82  = $signed(leaked1) + $signed(\port$57597$0 );
+  assign \$82  = $signed(leaked1) + $signed(\port$57629$0 );
   assign \$83  = \$81  ? 16'h8000 : \$82 [15:0];
   assign \$84  = \$79  ? 16'h7fff : \$83 ;
   assign \$85  = $signed(\$84 ) < $signed(window_hi);
   assign \$86  = \$77  & \$85 ;
-  assign \$87  = $signed(u_prev[47:32]) > $signed(\port$62163$167 [21:6]);
+  assign \$87  = $signed(u_prev[47:32]) > $signed(\port$62195$167 [21:6]);
   assign \$88  = \$87  ? 16'h0000 : u_prev[47:32];
   assign \$89  = $signed(kept2) * $signed({ 1'h0, leak_mul });
-  assign \$90  = ! \port$62163$167 [5:0];
-  assign \$91  = \port$62163$167 [5:0] - 1'h1;
+  assign \$90  = ! \port$62195$167 [5:0];
+  assign \$91  = \port$62195$167 [5:0] - 1'h1;
   assign \$92  = \$90  ? 6'h00 : \$91 [5:0];
   assign \$93  = $signed(leak_prod2) >>> \$92 ;
-  assign \$94  = ! \port$62163$167 [5:0];
+  assign \$94  = ! \port$62195$167 [5:0];
   assign \$95  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$97  = \$94  ? leak_partial2 : \$96 [24:0];
-  assign \$98  = $signed(leaked2) + $signed(\port$57615$0 );
+  assign \$98  = $signed(leaked2) + $signed(\port$57647$0 );
   assign \$99  = $signed(\$98 ) > $signed(16'h7fff);
-  assign \$100  = $signed(leaked2) + $signed(\port$57615$0 );
+  assign \$100  = $signed(leaked2) + $signed(\port$57647$0 );
   assign \$101  = $signed(\$100 ) < $signed(16'h8000);
-  assign \$102  = $signed(leaked2) + $signed(\port$57615$0 );
+  assign \$102  = $signed(leaked2) + $signed(\port$57647$0 );
   assign \$103  = \$101  ? 16'h8000 : \$102 [15:0];
   assign \$104  = \$99  ? 16'h7fff : \$103 ;
-  assign \$105  = $signed(leaked2) + $signed(\port$57615$0 );
+  assign \$105  = $signed(leaked2) + $signed(\port$57647$0 );
   assign \$106  = $signed(\$105 ) > $signed(16'h7fff);
-  assign \$107  = $signed(leaked2) + $signed(\port$57615$0 );
+  assign \$107  = $signed(leaked2) + $signed(\port$57647$0 );
   assign \$108  = $signed(\$107 ) < $signed(16'h8000);
-  assign \$109  = $signed(leaked2) + $signed(\port$57615$0 );
+  assign \$109  = $signed(leaked2) + $signed(\port$57647$0 );
   assign \$110  = \$108  ? 16'h8000 : \$109 [15:0];
   assign \$111  = \$106  ? 16'h7fff : \$110 ;
-  assign \$112  = $signed(\$111 ) > $signed(\port$62163$167 [21:6]);
-  assign \$113  = $signed(leaked2) + $signed(\port$57615$0 );
+  assign \$112  = $signed(\$111 ) > $signed(\port$62195$167 [21:6]);
+  assign \$113  = $signed(leaked2) + $signed(\port$57647$0 );
   assign \$114  = $signed(\$113 ) > $signed(16'h7fff);
-  assign \$115  = $signed(leaked2) + $signed(\port$57615$0 );
+  assign \$115  = $signed(leaked2) + $signed(\port$57647$0 );
   assign \$116  = $signed(\$115 ) < $signed(16'h8000);
-  assign \$117  = $signed(leaked2) + $signed(\port$57615$0 );
+  assign \$117  = $signed(leaked2) + $signed(\port$57647$0 );
   assign \$118  = \$116  ? 16'h8000 : \$117 [15:0];
   assign \$119  = \$114  ? 16'h7fff : \$118 ;
   assign \$120  = $signed(\$119 ) > $signed(window_lo);
-  assign \$121  = $signed(leaked2) + $signed(\port$57615$0 );
+  assign \$121  = $signed(leaked2) + $signed(\port$57647$0 );
   assign \$122  = $signed(\$121 ) > $signed(16'h7fff);
-  assign \$123  = $signed(leaked2) + $signed(\port$57615$0 );
+  assign \$123  = $signed(leaked2) + $signed(\port$57647$0 );
   assign \$124  = $signed(\$123 ) < $signed(16'h8000);
-  assign \$125  = $signed(leaked2) + $signed(\port$57615$0 );
+  assign \$125  = $signed(leaked2) + $signed(\port$57647$0 );
   assign \$126  = \$124  ? 16'h8000 : \$125 [15:0];
   assign \$127  = \$122  ? 16'h7fff : \$126 ;
   assign \$128  = $signed(\$127 ) < $signed(window_hi);
   assign \$129  = \$120  & \$128 ;
-  assign \$130  = $signed(u_prev[63:48]) > $signed(\port$62163$167 [21:6]);
+  assign \$130  = $signed(u_prev[63:48]) > $signed(\port$62195$167 [21:6]);
   assign \$131  = \$130  ? 16'h0000 : u_prev[63:48];
   assign \$132  = $signed(kept3) * $signed({ 1'h0, leak_mul });
-  assign \$133  = ! \port$62163$167 [5:0];
-  assign \$134  = \port$62163$167 [5:0] - 1'h1;
+  assign \$133  = ! \port$62195$167 [5:0];
+  assign \$134  = \port$62195$167 [5:0] - 1'h1;
   assign \$135  = \$133  ? 6'h00 : \$134 [5:0];
   assign \$136  = $signed(leak_prod3) >>> \$135 ;
-  assign \$137  = ! \port$62163$167 [5:0];
+  assign \$137  = ! \port$62195$167 [5:0];
   assign \$138  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$140  = \$137  ? leak_partial3 : \$139 [24:0];
-  assign \$141  = $signed(leaked3) + $signed(\port$57633$0 );
+  assign \$141  = $signed(leaked3) + $signed(\port$57665$0 );
   assign \$142  = $signed(\$141 ) > $signed(16'h7fff);
-  assign \$143  = $signed(leaked3) + $signed(\port$57633$0 );
+  assign \$143  = $signed(leaked3) + $signed(\port$57665$0 );
   assign \$144  = $signed(\$143 ) < $signed(16'h8000);
-  assign \$145  = $signed(leaked3) + $signed(\port$57633$0 );
+  assign \$145  = $signed(leaked3) + $signed(\port$57665$0 );
   assign \$146  = \$144  ? 16'h8000 : \$145 [15:0];
   assign \$147  = \$142  ? 16'h7fff : \$146 ;
-  assign \$148  = $signed(leaked3) + $signed(\port$57633$0 );
+  assign \$148  = $signed(leaked3) + $signed(\port$57665$0 );
   assign \$149  = $signed(\$148 ) > $signed(16'h7fff);
-  assign \$150  = $signed(leaked3) + $signed(\port$57633$0 );
+  assign \$150  = $signed(leaked3) + $signed(\port$57665$0 );
   assign \$151  = $signed(\$150 ) < $signed(16'h8000);
-  assign \$152  = $signed(leaked3) + $signed(\port$57633$0 );
+  assign \$152  = $signed(leaked3) + $signed(\port$57665$0 );
   assign \$153  = \$151  ? 16'h8000 : \$152 [15:0];
   assign \$154  = \$149  ? 16'h7fff : \$153 ;
-  assign \$155  = $signed(\$154 ) > $signed(\port$62163$167 [21:6]);
-  assign \$156  = $signed(leaked3) + $signed(\port$57633$0 );
+  assign \$155  = $signed(\$154 ) > $signed(\port$62195$167 [21:6]);
+  assign \$156  = $signed(leaked3) + $signed(\port$57665$0 );
   assign \$157  = $signed(\$156 ) > $signed(16'h7fff);
-  assign \$158  = $signed(leaked3) + $signed(\port$57633$0 );
+  assign \$158  = $signed(leaked3) + $signed(\port$57665$0 );
   assign \$159  = $signed(\$158 ) < $signed(16'h8000);
-  assign \$160  = $signed(leaked3) + $signed(\port$57633$0 );
+  assign \$160  = $signed(leaked3) + $signed(\port$57665$0 );
   assign \$161  = \$159  ? 16'h8000 : \$160 [15:0];
   assign \$162  = \$157  ? 16'h7fff : \$161 ;
   assign \$163  = $signed(\$162 ) > $signed(window_lo);
-  assign \$164  = $signed(leaked3) + $signed(\port$57633$0 );
+  assign \$164  = $signed(leaked3) + $signed(\port$57665$0 );
   assign \$165  = $signed(\$164 ) > $signed(16'h7fff);
-  assign \$166  = $signed(leaked3) + $signed(\port$57633$0 );
+  assign \$166  = $signed(leaked3) + $signed(\port$57665$0 );
   assign \$167  = $signed(\$166 ) < $signed(16'h8000);
-  assign \$168  = $signed(leaked3) + $signed(\port$57633$0 );
+  assign \$168  = $signed(leaked3) + $signed(\port$57665$0 );
   assign \$169  = \$167  ? 16'h8000 : \$168 [15:0];
   assign \$170  = \$165  ? 16'h7fff : \$169 ;
   assign \$171  = $signed(\$170 ) < $signed(window_hi);
   assign \$172  = \$163  & \$171 ;
-  assign \$173  = $signed(u_prev[79:64]) > $signed(\port$62163$167 [21:6]);
+  assign \$173  = $signed(u_prev[79:64]) > $signed(\port$62195$167 [21:6]);
   assign \$174  = \$173  ? 16'h0000 : u_prev[79:64];
   assign \$175  = $signed(kept4) * $signed({ 1'h0, leak_mul });
-  assign \$176  = ! \port$62163$167 [5:0];
-  assign \$177  = \port$62163$167 [5:0] - 1'h1;
+  assign \$176  = ! \port$62195$167 [5:0];
+  assign \$177  = \port$62195$167 [5:0] - 1'h1;
   assign \$178  = \$176  ? 6'h00 : \$177 [5:0];
   assign \$179  = $signed(leak_prod4) >>> \$178 ;
-  assign \$180  = ! \port$62163$167 [5:0];
+  assign \$180  = ! \port$62195$167 [5:0];
   assign \$181  = $signed(leak_partial4) + $signed({ 1'h0, rnd });
   assign \$183  = \$180  ? leak_partial4 : \$182 [24:0];
-  assign \$184  = $signed(leaked4) + $signed(\port$57651$0 );
+  assign \$184  = $signed(leaked4) + $signed(\port$57683$0 );
   assign \$185  = $signed(\$184 ) > $signed(16'h7fff);
-  assign \$186  = $signed(leaked4) + $signed(\port$57651$0 );
+  assign \$186  = $signed(leaked4) + $signed(\port$57683$0 );
   assign \$187  = $signed(\$186 ) < $signed(16'h8000);
-  assign \$188  = $signed(leaked4) + $signed(\port$57651$0 );
+  assign \$188  = $signed(leaked4) + $signed(\port$57683$0 );
   assign \$189  = \$187  ? 16'h8000 : \$188 [15:0];
   assign \$190  = \$185  ? 16'h7fff : \$189 ;
-  assign \$191  = $signed(leaked4) + $signed(\port$57651$0 );
+  assign \$191  = $signed(leaked4) + $signed(\port$57683$0 );
   assign \$192  = $signed(\$191 ) > $signed(16'h7fff);
-  assign \$193  = $signed(leaked4) + $signed(\port$57651$0 );
+  assign \$193  = $signed(leaked4) + $signed(\port$57683$0 );
   assign \$194  = $signed(\$193 ) < $signed(16'h8000);
-  assign \$195  = $signed(leaked4) + $signed(\port$57651$0 );
+  assign \$195  = $signed(leaked4) + $signed(\port$57683$0 );
   assign \$196  = \$194  ? 16'h8000 : \$195 [15:0];
   assign \$197  = \$192  ? 16'h7fff : \$196 ;
-  assign \$198  = $signed(\$197 ) > $signed(\port$62163$167 [21:6]);
-  assign \$199  = $signed(leaked4) + $signed(\port$57651$0 );
+  assign \$198  = $signed(\$197 ) > $signed(\port$62195$167 [21:6]);
+  assign \$199  = $signed(leaked4) + $signed(\port$57683$0 );
   assign \$200  = $signed(\$199 ) > $signed(16'h7fff);
-  assign \$201  = $signed(leaked4) + $signed(\port$57651$0 );
+  assign \$201  = $signed(leaked4) + $signed(\port$57683$0 );
   assign \$202  = $signed(\$201 ) < $signed(16'h8000);
-  assign \$203  = $signed(leaked4) + $signed(\port$57651$0 );
+  assign \$203  = $signed(leaked4) + $signed(\port$57683$0 );
   assign \$204  = \$202  ? 16'h8000 : \$203 [15:0];
   assign \$205  = \$200  ? 16'h7fff : \$204 ;
   assign \$206  = $signed(\$205 ) > $signed(window_lo);
-  assign \$207  = $signed(leaked4) + $signed(\port$57651$0 );
+  assign \$207  = $signed(leaked4) + $signed(\port$57683$0 );
   assign \$208  = $signed(\$207 ) > $signed(16'h7fff);
-  assign \$209  = $signed(leaked4) + $signed(\port$57651$0 );
+  assign \$209  = $signed(leaked4) + $signed(\port$57683$0 );
   assign \$210  = $signed(\$209 ) < $signed(16'h8000);
-  assign \$211  = $signed(leaked4) + $signed(\port$57651$0 );
+  assign \$211  = $signed(leaked4) + $signed(\port$57683$0 );
   assign \$212  = \$210  ? 16'h8000 : \$211 [15:0];
   assign \$213  = \$208  ? 16'h7fff : \$212 ;
   assign \$214  = $signed(\$213 ) < $signed(window_hi);
   assign \$215  = \$206  & \$214 ;
-  assign \$216  = $signed(u_prev[95:80]) > $signed(\port$62163$167 [21:6]);
+  assign \$216  = $signed(u_prev[95:80]) > $signed(\port$62195$167 [21:6]);
   assign \$217  = \$216  ? 16'h0000 : u_prev[95:80];
   assign \$218  = $signed(kept5) * $signed({ 1'h0, leak_mul });
-  assign \$219  = ! \port$62163$167 [5:0];
-  assign \$220  = \port$62163$167 [5:0] - 1'h1;
+  assign \$219  = ! \port$62195$167 [5:0];
+  assign \$220  = \port$62195$167 [5:0] - 1'h1;
   assign \$221  = \$219  ? 6'h00 : \$220 [5:0];
   assign \$222  = $signed(leak_prod5) >>> \$221 ;
-  assign \$223  = ! \port$62163$167 [5:0];
+  assign \$223  = ! \port$62195$167 [5:0];
   assign \$224  = $signed(leak_partial5) + $signed({ 1'h0, rnd });
   assign \$226  = \$223  ? leak_partial5 : \$225 [24:0];
-  assign \$227  = $signed(leaked5) + $signed(\port$57669$0 );
+  assign \$227  = $signed(leaked5) + $signed(\port$57701$0 );
   assign \$228  = $signed(\$227 ) > $signed(16'h7fff);
-  assign \$229  = $signed(leaked5) + $signed(\port$57669$0 );
+  assign \$229  = $signed(leaked5) + $signed(\port$57701$0 );
   assign \$230  = $signed(\$229 ) < $signed(16'h8000);
-  assign \$231  = $signed(leaked5) + $signed(\port$57669$0 );
+  assign \$231  = $signed(leaked5) + $signed(\port$57701$0 );
   assign \$232  = \$230  ? 16'h8000 : \$231 [15:0];
   assign \$233  = \$228  ? 16'h7fff : \$232 ;
-  assign \$234  = $signed(leaked5) + $signed(\port$57669$0 );
+  assign \$234  = $signed(leaked5) + $signed(\port$57701$0 );
   assign \$235  = $signed(\$234 ) > $signed(16'h7fff);
-  assign \$236  = $signed(leaked5) + $signed(\port$57669$0 );
+  assign \$236  = $signed(leaked5) + $signed(\port$57701$0 );
   assign \$237  = $signed(\$236 ) < $signed(16'h8000);
-  assign \$238  = $signed(leaked5) + $signed(\port$57669$0 );
+  assign \$238  = $signed(leaked5) + $signed(\port$57701$0 );
   assign \$239  = \$237  ? 16'h8000 : \$238 [15:0];
   assign \$240  = \$235  ? 16'h7fff : \$239 ;
-  assign \$241  = $signed(\$240 ) > $signed(\port$62163$167 [21:6]);
-  assign \$242  = $signed(leaked5) + $signed(\port$57669$0 );
+  assign \$241  = $signed(\$240 ) > $signed(\port$62195$167 [21:6]);
+  assign \$242  = $signed(leaked5) + $signed(\port$57701$0 );
   assign \$243  = $signed(\$242 ) > $signed(16'h7fff);
-  assign \$244  = $signed(leaked5) + $signed(\port$57669$0 );
+  assign \$244  = $signed(leaked5) + $signed(\port$57701$0 );
   assign \$245  = $signed(\$244 ) < $signed(16'h8000);
-  assign \$246  = $signed(leaked5) + $signed(\port$57669$0 );
+  assign \$246  = $signed(leaked5) + $signed(\port$57701$0 );
   assign \$247  = \$245  ? 16'h8000 : \$246 [15:0];
   assign \$248  = \$243  ? 16'h7fff : \$247 ;
   assign \$249  = $signed(\$248 ) > $signed(window_lo);
-  assign \$250  = $signed(leaked5) + $signed(\port$57669$0 );
+  assign \$250  = $signed(leaked5) + $signed(\port$57701$0 );
   assign \$251  = $signed(\$250 ) > $signed(16'h7fff);
-  assign \$252  = $signed(leaked5) + $signed(\port$57669$0 );
+  assign \$252  = $signed(leaked5) + $signed(\port$57701$0 );
   assign \$253  = $signed(\$252 ) < $signed(16'h8000);
-  assign \$254  = $signed(leaked5) + $signed(\port$57669$0 );
+  assign \$254  = $signed(leaked5) + $signed(\port$57701$0 );
   assign \$255  = \$253  ? 16'h8000 : \$254 [15:0];
   assign \$256  = \$251  ? 16'h7fff : \$255 ;
   assign \$257  = $signed(\$256 ) < $signed(window_hi);
   assign \$258  = \$249  & \$257 ;
-  assign \$259  = $signed(u_prev[111:96]) > $signed(\port$62163$167 [21:6]);
+  assign \$259  = $signed(u_prev[111:96]) > $signed(\port$62195$167 [21:6]);
   assign \$260  = \$259  ? 16'h0000 : u_prev[111:96];
   assign \$261  = $signed(kept6) * $signed({ 1'h0, leak_mul });
-  assign \$262  = ! \port$62163$167 [5:0];
-  assign \$263  = \port$62163$167 [5:0] - 1'h1;
+  assign \$262  = ! \port$62195$167 [5:0];
+  assign \$263  = \port$62195$167 [5:0] - 1'h1;
   assign \$264  = \$262  ? 6'h00 : \$263 [5:0];
   assign \$265  = $signed(leak_prod6) >>> \$264 ;
-  assign \$266  = ! \port$62163$167 [5:0];
+  assign \$266  = ! \port$62195$167 [5:0];
   assign \$267  = $signed(leak_partial6) + $signed({ 1'h0, rnd });
   assign \$269  = \$266  ? leak_partial6 : \$268 [24:0];
-  assign \$270  = $signed(leaked6) + $signed(\port$57687$0 );
+  assign \$270  = $signed(leaked6) + $signed(\port$57719$0 );
   assign \$271  = $signed(\$270 ) > $signed(16'h7fff);
-  assign \$272  = $signed(leaked6) + $signed(\port$57687$0 );
+  assign \$272  = $signed(leaked6) + $signed(\port$57719$0 );
   assign \$273  = $signed(\$272 ) < $signed(16'h8000);
-  assign \$274  = $signed(leaked6) + $signed(\port$57687$0 );
+  assign \$274  = $signed(leaked6) + $signed(\port$57719$0 );
   assign \$275  = \$273  ? 16'h8000 : \$274 [15:0];
   assign \$276  = \$271  ? 16'h7fff : \$275 ;
-  assign \$277  = $signed(leaked6) + $signed(\port$57687$0 );
+  assign \$277  = $signed(leaked6) + $signed(\port$57719$0 );
   assign \$278  = $signed(\$277 ) > $signed(16'h7fff);
-  assign \$279  = $signed(leaked6) + $signed(\port$57687$0 );
+  assign \$279  = $signed(leaked6) + $signed(\port$57719$0 );
   assign \$280  = $signed(\$279 ) < $signed(16'h8000);
-  assign \$281  = $signed(leaked6) + $signed(\port$57687$0 );
+  assign \$281  = $signed(leaked6) + $signed(\port$57719$0 );
   assign \$282  = \$280  ? 16'h8000 : \$281 [15:0];
   assign \$283  = \$278  ? 16'h7fff : \$282 ;
-  assign \$284  = $signed(\$283 ) > $signed(\port$62163$167 [21:6]);
-  assign \$285  = $signed(leaked6) + $signed(\port$57687$0 );
+  assign \$284  = $signed(\$283 ) > $signed(\port$62195$167 [21:6]);
+  assign \$285  = $signed(leaked6) + $signed(\port$57719$0 );
   assign \$286  = $signed(\$285 ) > $signed(16'h7fff);
-  assign \$287  = $signed(leaked6) + $signed(\port$57687$0 );
+  assign \$287  = $signed(leaked6) + $signed(\port$57719$0 );
   assign \$288  = $signed(\$287 ) < $signed(16'h8000);
-  assign \$289  = $signed(leaked6) + $signed(\port$57687$0 );
+  assign \$289  = $signed(leaked6) + $signed(\port$57719$0 );
   assign \$290  = \$288  ? 16'h8000 : \$289 [15:0];
   assign \$291  = \$286  ? 16'h7fff : \$290 ;
   assign \$292  = $signed(\$291 ) > $signed(window_lo);
-  assign \$293  = $signed(leaked6) + $signed(\port$57687$0 );
+  assign \$293  = $signed(leaked6) + $signed(\port$57719$0 );
   assign \$294  = $signed(\$293 ) > $signed(16'h7fff);
-  assign \$295  = $signed(leaked6) + $signed(\port$57687$0 );
+  assign \$295  = $signed(leaked6) + $signed(\port$57719$0 );
   assign \$296  = $signed(\$295 ) < $signed(16'h8000);
-  assign \$297  = $signed(leaked6) + $signed(\port$57687$0 );
+  assign \$297  = $signed(leaked6) + $signed(\port$57719$0 );
   assign \$298  = \$296  ? 16'h8000 : \$297 [15:0];
   assign \$299  = \$294  ? 16'h7fff : \$298 ;
   assign \$300  = $signed(\$299 ) < $signed(window_hi);
   assign \$301  = \$292  & \$300 ;
-  assign \$302  = $signed(u_prev[127:112]) > $signed(\port$62163$167 [21:6]);
+  assign \$302  = $signed(u_prev[127:112]) > $signed(\port$62195$167 [21:6]);
   assign \$303  = \$302  ? 16'h0000 : u_prev[127:112];
   assign \$304  = $signed(kept7) * $signed({ 1'h0, leak_mul });
-  assign \$305  = ! \port$62163$167 [5:0];
-  assign \$306  = \port$62163$167 [5:0] - 1'h1;
+  assign \$305  = ! \port$62195$167 [5:0];
+  assign \$306  = \port$62195$167 [5:0] - 1'h1;
   assign \$307  = \$305  ? 6'h00 : \$306 [5:0];
   assign \$308  = $signed(leak_prod7) >>> \$307 ;
-  assign \$309  = ! \port$62163$167 [5:0];
+  assign \$309  = ! \port$62195$167 [5:0];
   assign \$310  = $signed(leak_partial7) + $signed({ 1'h0, rnd });
   assign \$312  = \$309  ? leak_partial7 : \$311 [24:0];
-  assign \$313  = $signed(leaked7) + $signed(\port$57705$0 );
+  assign \$313  = $signed(leaked7) + $signed(\port$57737$0 );
   assign \$314  = $signed(\$313 ) > $signed(16'h7fff);
-  assign \$315  = $signed(leaked7) + $signed(\port$57705$0 );
+  assign \$315  = $signed(leaked7) + $signed(\port$57737$0 );
   assign \$316  = $signed(\$315 ) < $signed(16'h8000);
-  assign \$317  = $signed(leaked7) + $signed(\port$57705$0 );
+  assign \$317  = $signed(leaked7) + $signed(\port$57737$0 );
   assign \$318  = \$316  ? 16'h8000 : \$317 [15:0];
   assign \$319  = \$314  ? 16'h7fff : \$318 ;
-  assign \$320  = $signed(leaked7) + $signed(\port$57705$0 );
+  assign \$320  = $signed(leaked7) + $signed(\port$57737$0 );
   assign \$321  = $signed(\$320 ) > $signed(16'h7fff);
-  assign \$322  = $signed(leaked7) + $signed(\port$57705$0 );
+  assign \$322  = $signed(leaked7) + $signed(\port$57737$0 );
   assign \$323  = $signed(\$322 ) < $signed(16'h8000);
-  assign \$324  = $signed(leaked7) + $signed(\port$57705$0 );
+  assign \$324  = $signed(leaked7) + $signed(\port$57737$0 );
   assign \$325  = \$323  ? 16'h8000 : \$324 [15:0];
   assign \$326  = \$321  ? 16'h7fff : \$325 ;
-  assign \$327  = $signed(\$326 ) > $signed(\port$62163$167 [21:6]);
-  assign \$328  = $signed(leaked7) + $signed(\port$57705$0 );
+  assign \$327  = $signed(\$326 ) > $signed(\port$62195$167 [21:6]);
+  assign \$328  = $signed(leaked7) + $signed(\port$57737$0 );
   assign \$329  = $signed(\$328 ) > $signed(16'h7fff);
-  assign \$330  = $signed(leaked7) + $signed(\port$57705$0 );
+  assign \$330  = $signed(leaked7) + $signed(\port$57737$0 );
   assign \$331  = $signed(\$330 ) < $signed(16'h8000);
-  assign \$332  = $signed(leaked7) + $signed(\port$57705$0 );
+  assign \$332  = $signed(leaked7) + $signed(\port$57737$0 );
   assign \$333  = \$331  ? 16'h8000 : \$332 [15:0];
   assign \$334  = \$329  ? 16'h7fff : \$333 ;
   assign \$335  = $signed(\$334 ) > $signed(window_lo);
-  assign \$336  = $signed(leaked7) + $signed(\port$57705$0 );
+  assign \$336  = $signed(leaked7) + $signed(\port$57737$0 );
   assign \$337  = $signed(\$336 ) > $signed(16'h7fff);
-  assign \$338  = $signed(leaked7) + $signed(\port$57705$0 );
+  assign \$338  = $signed(leaked7) + $signed(\port$57737$0 );
   assign \$339  = $signed(\$338 ) < $signed(16'h8000);
-  assign \$340  = $signed(leaked7) + $signed(\port$57705$0 );
+  assign \$340  = $signed(leaked7) + $signed(\port$57737$0 );
   assign \$341  = \$339  ? 16'h8000 : \$340 [15:0];
   assign \$342  = \$337  ? 16'h7fff : \$341 ;
   assign \$343  = $signed(\$342 ) < $signed(window_hi);
   assign \$344  = \$335  & \$343 ;
-  assign \$345  = $signed(u_prev[143:128]) > $signed(\port$62163$167 [21:6]);
+  assign \$345  = $signed(u_prev[143:128]) > $signed(\port$62195$167 [21:6]);
   assign \$346  = \$345  ? 16'h0000 : u_prev[143:128];
   assign \$347  = $signed(kept8) * $signed({ 1'h0, leak_mul });
-  assign \$348  = ! \port$62163$167 [5:0];
-  assign \$349  = \port$62163$167 [5:0] - 1'h1;
+  assign \$348  = ! \port$62195$167 [5:0];
+  assign \$349  = \port$62195$167 [5:0] - 1'h1;
   assign \$350  = \$348  ? 6'h00 : \$349 [5:0];
   assign \$351  = $signed(leak_prod8) >>> \$350 ;
-  assign \$352  = ! \port$62163$167 [5:0];
+  assign \$352  = ! \port$62195$167 [5:0];
   assign \$353  = $signed(leak_partial8) + $signed({ 1'h0, rnd });
   assign \$355  = \$352  ? leak_partial8 : \$354 [24:0];
-  assign \$356  = $signed(leaked8) + $signed(\port$57723$0 );
+  assign \$356  = $signed(leaked8) + $signed(\port$57755$0 );
   assign \$357  = $signed(\$356 ) > $signed(16'h7fff);
-  assign \$358  = $signed(leaked8) + $signed(\port$57723$0 );
+  assign \$358  = $signed(leaked8) + $signed(\port$57755$0 );
   assign \$359  = $signed(\$358 ) < $signed(16'h8000);
-  assign \$360  = $signed(leaked8) + $signed(\port$57723$0 );
+  assign \$360  = $signed(leaked8) + $signed(\port$57755$0 );
   assign \$361  = \$359  ? 16'h8000 : \$360 [15:0];
   assign \$362  = \$357  ? 16'h7fff : \$361 ;
-  assign \$363  = $signed(leaked8) + $signed(\port$57723$0 );
+  assign \$363  = $signed(leaked8) + $signed(\port$57755$0 );
   assign \$364  = $signed(\$363 ) > $signed(16'h7fff);
-  assign \$365  = $signed(leaked8) + $signed(\port$57723$0 );
+  assign \$365  = $signed(leaked8) + $signed(\port$57755$0 );
   assign \$366  = $signed(\$365 ) < $signed(16'h8000);
-  assign \$367  = $signed(leaked8) + $signed(\port$57723$0 );
+  assign \$367  = $signed(leaked8) + $signed(\port$57755$0 );
   assign \$368  = \$366  ? 16'h8000 : \$367 [15:0];
   assign \$369  = \$364  ? 16'h7fff : \$368 ;
-  assign \$370  = $signed(\$369 ) > $signed(\port$62163$167 [21:6]);
-  assign \$371  = $signed(leaked8) + $signed(\port$57723$0 );
+  assign \$370  = $signed(\$369 ) > $signed(\port$62195$167 [21:6]);
+  assign \$371  = $signed(leaked8) + $signed(\port$57755$0 );
   assign \$372  = $signed(\$371 ) > $signed(16'h7fff);
-  assign \$373  = $signed(leaked8) + $signed(\port$57723$0 );
+  assign \$373  = $signed(leaked8) + $signed(\port$57755$0 );
   assign \$374  = $signed(\$373 ) < $signed(16'h8000);
-  assign \$375  = $signed(leaked8) + $signed(\port$57723$0 );
+  assign \$375  = $signed(leaked8) + $signed(\port$57755$0 );
   assign \$376  = \$374  ? 16'h8000 : \$375 [15:0];
   assign \$377  = \$372  ? 16'h7fff : \$376 ;
   assign \$378  = $signed(\$377 ) > $signed(window_lo);
-  assign \$379  = $signed(leaked8) + $signed(\port$57723$0 );
+  assign \$379  = $signed(leaked8) + $signed(\port$57755$0 );
   assign \$380  = $signed(\$379 ) > $signed(16'h7fff);
-  assign \$381  = $signed(leaked8) + $signed(\port$57723$0 );
+  assign \$381  = $signed(leaked8) + $signed(\port$57755$0 );
   assign \$382  = $signed(\$381 ) < $signed(16'h8000);
-  assign \$383  = $signed(leaked8) + $signed(\port$57723$0 );
+  assign \$383  = $signed(leaked8) + $signed(\port$57755$0 );
   assign \$384  = \$382  ? 16'h8000 : \$383 [15:0];
   assign \$385  = \$380  ? 16'h7fff : \$384 ;
   assign \$386  = $signed(\$385 ) < $signed(window_hi);
   assign \$387  = \$378  & \$386 ;
-  assign \$388  = $signed(u_prev[159:144]) > $signed(\port$62163$167 [21:6]);
+  assign \$388  = $signed(u_prev[159:144]) > $signed(\port$62195$167 [21:6]);
   assign \$389  = \$388  ? 16'h0000 : u_prev[159:144];
   assign \$390  = $signed(kept9) * $signed({ 1'h0, leak_mul });
-  assign \$391  = ! \port$62163$167 [5:0];
-  assign \$392  = \port$62163$167 [5:0] - 1'h1;
+  assign \$391  = ! \port$62195$167 [5:0];
+  assign \$392  = \port$62195$167 [5:0] - 1'h1;
   assign \$393  = \$391  ? 6'h00 : \$392 [5:0];
   assign \$394  = $signed(leak_prod9) >>> \$393 ;
-  assign \$395  = ! \port$62163$167 [5:0];
+  assign \$395  = ! \port$62195$167 [5:0];
   assign \$396  = $signed(leak_partial9) + $signed({ 1'h0, rnd });
   assign \$398  = \$395  ? leak_partial9 : \$397 [24:0];
-  assign \$399  = $signed(leaked9) + $signed(\port$57741$0 );
+  assign \$399  = $signed(leaked9) + $signed(\port$57773$0 );
   assign \$400  = $signed(\$399 ) > $signed(16'h7fff);
-  assign \$401  = $signed(leaked9) + $signed(\port$57741$0 );
+  assign \$401  = $signed(leaked9) + $signed(\port$57773$0 );
   assign \$402  = $signed(\$401 ) < $signed(16'h8000);
-  assign \$403  = $signed(leaked9) + $signed(\port$57741$0 );
+  assign \$403  = $signed(leaked9) + $signed(\port$57773$0 );
   assign \$404  = \$402  ? 16'h8000 : \$403 [15:0];
   assign \$405  = \$400  ? 16'h7fff : \$404 ;
-  assign \$406  = $signed(leaked9) + $signed(\port$57741$0 );
+  assign \$406  = $signed(leaked9) + $signed(\port$57773$0 );
   assign \$407  = $signed(\$406 ) > $signed(16'h7fff);
-  assign \$408  = $signed(leaked9) + $signed(\port$57741$0 );
+  assign \$408  = $signed(leaked9) + $signed(\port$57773$0 );
   assign \$409  = $signed(\$408 ) < $signed(16'h8000);
-  assign \$410  = $signed(leaked9) + $signed(\port$57741$0 );
+  assign \$410  = $signed(leaked9) + $signed(\port$57773$0 );
   assign \$411  = \$409  ? 16'h8000 : \$410 [15:0];
   assign \$412  = \$407  ? 16'h7fff : \$411 ;
-  assign \$413  = $signed(\$412 ) > $signed(\port$62163$167 [21:6]);
-  assign \$414  = $signed(leaked9) + $signed(\port$57741$0 );
+  assign \$413  = $signed(\$412 ) > $signed(\port$62195$167 [21:6]);
+  assign \$414  = $signed(leaked9) + $signed(\port$57773$0 );
   assign \$415  = $signed(\$414 ) > $signed(16'h7fff);
-  assign \$416  = $signed(leaked9) + $signed(\port$57741$0 );
+  assign \$416  = $signed(leaked9) + $signed(\port$57773$0 );
   assign \$417  = $signed(\$416 ) < $signed(16'h8000);
-  assign \$418  = $signed(leaked9) + $signed(\port$57741$0 );
+  assign \$418  = $signed(leaked9) + $signed(\port$57773$0 );
   assign \$419  = \$417  ? 16'h8000 : \$418 [15:0];
   assign \$420  = \$415  ? 16'h7fff : \$419 ;
   assign \$421  = $signed(\$420 ) > $signed(window_lo);
-  assign \$422  = $signed(leaked9) + $signed(\port$57741$0 );
+  assign \$422  = $signed(leaked9) + $signed(\port$57773$0 );
   assign \$423  = $signed(\$422 ) > $signed(16'h7fff);
-  assign \$424  = $signed(leaked9) + $signed(\port$57741$0 );
+  assign \$424  = $signed(leaked9) + $signed(\port$57773$0 );
   assign \$425  = $signed(\$424 ) < $signed(16'h8000);
-  assign \$426  = $signed(leaked9) + $signed(\port$57741$0 );
+  assign \$426  = $signed(leaked9) + $signed(\port$57773$0 );
   assign \$427  = \$425  ? 16'h8000 : \$426 [15:0];
   assign \$428  = \$423  ? 16'h7fff : \$427 ;
   assign \$429  = $signed(\$428 ) < $signed(window_hi);
   assign \$430  = \$421  & \$429 ;
-  assign \$431  = $signed(u_prev[175:160]) > $signed(\port$62163$167 [21:6]);
+  assign \$431  = $signed(u_prev[175:160]) > $signed(\port$62195$167 [21:6]);
   assign \$432  = \$431  ? 16'h0000 : u_prev[175:160];
   assign \$433  = $signed(kept10) * $signed({ 1'h0, leak_mul });
-  assign \$434  = ! \port$62163$167 [5:0];
-  assign \$435  = \port$62163$167 [5:0] - 1'h1;
+  assign \$434  = ! \port$62195$167 [5:0];
+  assign \$435  = \port$62195$167 [5:0] - 1'h1;
   assign \$436  = \$434  ? 6'h00 : \$435 [5:0];
   assign \$437  = $signed(leak_prod10) >>> \$436 ;
-  assign \$438  = ! \port$62163$167 [5:0];
+  assign \$438  = ! \port$62195$167 [5:0];
   assign \$439  = $signed(leak_partial10) + $signed({ 1'h0, rnd });
   assign \$441  = \$438  ? leak_partial10 : \$440 [24:0];
-  assign \$442  = $signed(leaked10) + $signed(\port$57759$0 );
+  assign \$442  = $signed(leaked10) + $signed(\port$57791$0 );
   assign \$443  = $signed(\$442 ) > $signed(16'h7fff);
-  assign \$444  = $signed(leaked10) + $signed(\port$57759$0 );
+  assign \$444  = $signed(leaked10) + $signed(\port$57791$0 );
   assign \$445  = $signed(\$444 ) < $signed(16'h8000);
-  assign \$446  = $signed(leaked10) + $signed(\port$57759$0 );
+  assign \$446  = $signed(leaked10) + $signed(\port$57791$0 );
   assign \$447  = \$445  ? 16'h8000 : \$446 [15:0];
   assign \$448  = \$443  ? 16'h7fff : \$447 ;
-  assign \$449  = $signed(leaked10) + $signed(\port$57759$0 );
+  assign \$449  = $signed(leaked10) + $signed(\port$57791$0 );
   assign \$450  = $signed(\$449 ) > $signed(16'h7fff);
-  assign \$451  = $signed(leaked10) + $signed(\port$57759$0 );
+  assign \$451  = $signed(leaked10) + $signed(\port$57791$0 );
   assign \$452  = $signed(\$451 ) < $signed(16'h8000);
-  assign \$453  = $signed(leaked10) + $signed(\port$57759$0 );
+  assign \$453  = $signed(leaked10) + $signed(\port$57791$0 );
   assign \$454  = \$452  ? 16'h8000 : \$453 [15:0];
   assign \$455  = \$450  ? 16'h7fff : \$454 ;
-  assign \$456  = $signed(\$455 ) > $signed(\port$62163$167 [21:6]);
-  assign \$457  = $signed(leaked10) + $signed(\port$57759$0 );
+  assign \$456  = $signed(\$455 ) > $signed(\port$62195$167 [21:6]);
+  assign \$457  = $signed(leaked10) + $signed(\port$57791$0 );
   assign \$458  = $signed(\$457 ) > $signed(16'h7fff);
-  assign \$459  = $signed(leaked10) + $signed(\port$57759$0 );
+  assign \$459  = $signed(leaked10) + $signed(\port$57791$0 );
   assign \$460  = $signed(\$459 ) < $signed(16'h8000);
-  assign \$461  = $signed(leaked10) + $signed(\port$57759$0 );
+  assign \$461  = $signed(leaked10) + $signed(\port$57791$0 );
   assign \$462  = \$460  ? 16'h8000 : \$461 [15:0];
   assign \$463  = \$458  ? 16'h7fff : \$462 ;
   assign \$464  = $signed(\$463 ) > $signed(window_lo);
-  assign \$465  = $signed(leaked10) + $signed(\port$57759$0 );
+  assign \$465  = $signed(leaked10) + $signed(\port$57791$0 );
   assign \$466  = $signed(\$465 ) > $signed(16'h7fff);
-  assign \$467  = $signed(leaked10) + $signed(\port$57759$0 );
+  assign \$467  = $signed(leaked10) + $signed(\port$57791$0 );
   assign \$468  = $signed(\$467 ) < $signed(16'h8000);
-  assign \$469  = $signed(leaked10) + $signed(\port$57759$0 );
+  assign \$469  = $signed(leaked10) + $signed(\port$57791$0 );
   assign \$470  = \$468  ? 16'h8000 : \$469 [15:0];
   assign \$471  = \$466  ? 16'h7fff : \$470 ;
   assign \$472  = $signed(\$471 ) < $signed(window_hi);
   assign \$473  = \$464  & \$472 ;
-  assign \$474  = $signed(u_prev[191:176]) > $signed(\port$62163$167 [21:6]);
+  assign \$474  = $signed(u_prev[191:176]) > $signed(\port$62195$167 [21:6]);
   assign \$475  = \$474  ? 16'h0000 : u_prev[191:176];
   assign \$476  = $signed(kept11) * $signed({ 1'h0, leak_mul });
-  assign \$477  = ! \port$62163$167 [5:0];
-  assign \$478  = \port$62163$167 [5:0] - 1'h1;
+  assign \$477  = ! \port$62195$167 [5:0];
+  assign \$478  = \port$62195$167 [5:0] - 1'h1;
   assign \$479  = \$477  ? 6'h00 : \$478 [5:0];
   assign \$480  = $signed(leak_prod11) >>> \$479 ;
-  assign \$481  = ! \port$62163$167 [5:0];
+  assign \$481  = ! \port$62195$167 [5:0];
   assign \$482  = $signed(leak_partial11) + $signed({ 1'h0, rnd });
   assign \$484  = \$481  ? leak_partial11 : \$483 [24:0];
-  assign \$485  = $signed(leaked11) + $signed(\port$57777$0 );
+  assign \$485  = $signed(leaked11) + $signed(\port$57809$0 );
   assign \$486  = $signed(\$485 ) > $signed(16'h7fff);
-  assign \$487  = $signed(leaked11) + $signed(\port$57777$0 );
+  assign \$487  = $signed(leaked11) + $signed(\port$57809$0 );
   assign \$488  = $signed(\$487 ) < $signed(16'h8000);
-  assign \$489  = $signed(leaked11) + $signed(\port$57777$0 );
+  assign \$489  = $signed(leaked11) + $signed(\port$57809$0 );
   assign \$490  = \$488  ? 16'h8000 : \$489 [15:0];
   assign \$491  = \$486  ? 16'h7fff : \$490 ;
-  assign \$492  = $signed(leaked11) + $signed(\port$57777$0 );
+  assign \$492  = $signed(leaked11) + $signed(\port$57809$0 );
   assign \$493  = $signed(\$492 ) > $signed(16'h7fff);
-  assign \$494  = $signed(leaked11) + $signed(\port$57777$0 );
+  assign \$494  = $signed(leaked11) + $signed(\port$57809$0 );
   assign \$495  = $signed(\$494 ) < $signed(16'h8000);
-  assign \$496  = $signed(leaked11) + $signed(\port$57777$0 );
+  assign \$496  = $signed(leaked11) + $signed(\port$57809$0 );
   assign \$497  = \$495  ? 16'h8000 : \$496 [15:0];
   assign \$498  = \$493  ? 16'h7fff : \$497 ;
-  assign \$499  = $signed(\$498 ) > $signed(\port$62163$167 [21:6]);
-  assign \$500  = $signed(leaked11) + $signed(\port$57777$0 );
+  assign \$499  = $signed(\$498 ) > $signed(\port$62195$167 [21:6]);
+  assign \$500  = $signed(leaked11) + $signed(\port$57809$0 );
   assign \$501  = $signed(\$500 ) > $signed(16'h7fff);
-  assign \$502  = $signed(leaked11) + $signed(\port$57777$0 );
+  assign \$502  = $signed(leaked11) + $signed(\port$57809$0 );
   assign \$503  = $signed(\$502 ) < $signed(16'h8000);
-  assign \$504  = $signed(leaked11) + $signed(\port$57777$0 );
+  assign \$504  = $signed(leaked11) + $signed(\port$57809$0 );
   assign \$505  = \$503  ? 16'h8000 : \$504 [15:0];
   assign \$506  = \$501  ? 16'h7fff : \$505 ;
   assign \$507  = $signed(\$506 ) > $signed(window_lo);
-  assign \$508  = $signed(leaked11) + $signed(\port$57777$0 );
+  assign \$508  = $signed(leaked11) + $signed(\port$57809$0 );
   assign \$509  = $signed(\$508 ) > $signed(16'h7fff);
-  assign \$510  = $signed(leaked11) + $signed(\port$57777$0 );
+  assign \$510  = $signed(leaked11) + $signed(\port$57809$0 );
   assign \$511  = $signed(\$510 ) < $signed(16'h8000);
-  assign \$512  = $signed(leaked11) + $signed(\port$57777$0 );
+  assign \$512  = $signed(leaked11) + $signed(\port$57809$0 );
   assign \$513  = \$511  ? 16'h8000 : \$512 [15:0];
   assign \$514  = \$509  ? 16'h7fff : \$513 ;
   assign \$515  = $signed(\$514 ) < $signed(window_hi);
   assign \$516  = \$507  & \$515 ;
-  assign \$517  = $signed(u_prev[207:192]) > $signed(\port$62163$167 [21:6]);
+  assign \$517  = $signed(u_prev[207:192]) > $signed(\port$62195$167 [21:6]);
   assign \$518  = \$517  ? 16'h0000 : u_prev[207:192];
   assign \$519  = $signed(kept12) * $signed({ 1'h0, leak_mul });
-  assign \$520  = ! \port$62163$167 [5:0];
-  assign \$521  = \port$62163$167 [5:0] - 1'h1;
+  assign \$520  = ! \port$62195$167 [5:0];
+  assign \$521  = \port$62195$167 [5:0] - 1'h1;
   assign \$522  = \$520  ? 6'h00 : \$521 [5:0];
   assign \$523  = $signed(leak_prod12) >>> \$522 ;
-  assign \$524  = ! \port$62163$167 [5:0];
+  assign \$524  = ! \port$62195$167 [5:0];
   assign \$525  = $signed(leak_partial12) + $signed({ 1'h0, rnd });
   assign \$527  = \$524  ? leak_partial12 : \$526 [24:0];
-  assign \$528  = $signed(leaked12) + $signed(\port$57795$0 );
+  assign \$528  = $signed(leaked12) + $signed(\port$57827$0 );
   assign \$529  = $signed(\$528 ) > $signed(16'h7fff);
-  assign \$530  = $signed(leaked12) + $signed(\port$57795$0 );
+  assign \$530  = $signed(leaked12) + $signed(\port$57827$0 );
   assign \$531  = $signed(\$530 ) < $signed(16'h8000);
-  assign \$532  = $signed(leaked12) + $signed(\port$57795$0 );
+  assign \$532  = $signed(leaked12) + $signed(\port$57827$0 );
   assign \$533  = \$531  ? 16'h8000 : \$532 [15:0];
   assign \$534  = \$529  ? 16'h7fff : \$533 ;
-  assign \$535  = $signed(leaked12) + $signed(\port$57795$0 );
+  assign \$535  = $signed(leaked12) + $signed(\port$57827$0 );
   assign \$536  = $signed(\$535 ) > $signed(16'h7fff);
-  assign \$537  = $signed(leaked12) + $signed(\port$57795$0 );
+  assign \$537  = $signed(leaked12) + $signed(\port$57827$0 );
   assign \$538  = $signed(\$537 ) < $signed(16'h8000);
-  assign \$539  = $signed(leaked12) + $signed(\port$57795$0 );
+  assign \$539  = $signed(leaked12) + $signed(\port$57827$0 );
   assign \$540  = \$538  ? 16'h8000 : \$539 [15:0];
   assign \$541  = \$536  ? 16'h7fff : \$540 ;
-  assign \$542  = $signed(\$541 ) > $signed(\port$62163$167 [21:6]);
-  assign \$543  = $signed(leaked12) + $signed(\port$57795$0 );
+  assign \$542  = $signed(\$541 ) > $signed(\port$62195$167 [21:6]);
+  assign \$543  = $signed(leaked12) + $signed(\port$57827$0 );
   assign \$544  = $signed(\$543 ) > $signed(16'h7fff);
-  assign \$545  = $signed(leaked12) + $signed(\port$57795$0 );
+  assign \$545  = $signed(leaked12) + $signed(\port$57827$0 );
   assign \$546  = $signed(\$545 ) < $signed(16'h8000);
-  assign \$547  = $signed(leaked12) + $signed(\port$57795$0 );
+  assign \$547  = $signed(leaked12) + $signed(\port$57827$0 );
   assign \$548  = \$546  ? 16'h8000 : \$547 [15:0];
   assign \$549  = \$544  ? 16'h7fff : \$548 ;
   assign \$550  = $signed(\$549 ) > $signed(window_lo);
-  assign \$551  = $signed(leaked12) + $signed(\port$57795$0 );
+  assign \$551  = $signed(leaked12) + $signed(\port$57827$0 );
   assign \$552  = $signed(\$551 ) > $signed(16'h7fff);
-  assign \$553  = $signed(leaked12) + $signed(\port$57795$0 );
+  assign \$553  = $signed(leaked12) + $signed(\port$57827$0 );
   assign \$554  = $signed(\$553 ) < $signed(16'h8000);
-  assign \$555  = $signed(leaked12) + $signed(\port$57795$0 );
+  assign \$555  = $signed(leaked12) + $signed(\port$57827$0 );
   assign \$556  = \$554  ? 16'h8000 : \$555 [15:0];
   assign \$557  = \$552  ? 16'h7fff : \$556 ;
   assign \$558  = $signed(\$557 ) < $signed(window_hi);
   assign \$559  = \$550  & \$558 ;
-  assign \$560  = $signed(u_prev[223:208]) > $signed(\port$62163$167 [21:6]);
+  assign \$560  = $signed(u_prev[223:208]) > $signed(\port$62195$167 [21:6]);
   assign \$561  = \$560  ? 16'h0000 : u_prev[223:208];
   assign \$562  = $signed(kept13) * $signed({ 1'h0, leak_mul });
-  assign \$563  = ! \port$62163$167 [5:0];
-  assign \$564  = \port$62163$167 [5:0] - 1'h1;
+  assign \$563  = ! \port$62195$167 [5:0];
+  assign \$564  = \port$62195$167 [5:0] - 1'h1;
   assign \$565  = \$563  ? 6'h00 : \$564 [5:0];
   assign \$566  = $signed(leak_prod13) >>> \$565 ;
-  assign \$567  = ! \port$62163$167 [5:0];
+  assign \$567  = ! \port$62195$167 [5:0];
   assign \$568  = $signed(leak_partial13) + $signed({ 1'h0, rnd });
   assign \$570  = \$567  ? leak_partial13 : \$569 [24:0];
-  assign \$571  = $signed(leaked13) + $signed(\port$57813$0 );
+  assign \$571  = $signed(leaked13) + $signed(\port$57845$0 );
   assign \$572  = $signed(\$571 ) > $signed(16'h7fff);
-  assign \$573  = $signed(leaked13) + $signed(\port$57813$0 );
+  assign \$573  = $signed(leaked13) + $signed(\port$57845$0 );
   assign \$574  = $signed(\$573 ) < $signed(16'h8000);
-  assign \$575  = $signed(leaked13) + $signed(\port$57813$0 );
+  assign \$575  = $signed(leaked13) + $signed(\port$57845$0 );
   assign \$576  = \$574  ? 16'h8000 : \$575 [15:0];
   assign \$577  = \$572  ? 16'h7fff : \$576 ;
-  assign \$578  = $signed(leaked13) + $signed(\port$57813$0 );
+  assign \$578  = $signed(leaked13) + $signed(\port$57845$0 );
   assign \$579  = $signed(\$578 ) > $signed(16'h7fff);
-  assign \$580  = $signed(leaked13) + $signed(\port$57813$0 );
+  assign \$580  = $signed(leaked13) + $signed(\port$57845$0 );
   assign \$581  = $signed(\$580 ) < $signed(16'h8000);
-  assign \$582  = $signed(leaked13) + $signed(\port$57813$0 );
+  assign \$582  = $signed(leaked13) + $signed(\port$57845$0 );
   assign \$583  = \$581  ? 16'h8000 : \$582 [15:0];
   assign \$584  = \$579  ? 16'h7fff : \$583 ;
-  assign \$585  = $signed(\$584 ) > $signed(\port$62163$167 [21:6]);
-  assign \$586  = $signed(leaked13) + $signed(\port$57813$0 );
+  assign \$585  = $signed(\$584 ) > $signed(\port$62195$167 [21:6]);
+  assign \$586  = $signed(leaked13) + $signed(\port$57845$0 );
   assign \$587  = $signed(\$586 ) > $signed(16'h7fff);
-  assign \$588  = $signed(leaked13) + $signed(\port$57813$0 );
+  assign \$588  = $signed(leaked13) + $signed(\port$57845$0 );
   assign \$589  = $signed(\$588 ) < $signed(16'h8000);
-  assign \$590  = $signed(leaked13) + $signed(\port$57813$0 );
+  assign \$590  = $signed(leaked13) + $signed(\port$57845$0 );
   assign \$591  = \$589  ? 16'h8000 : \$590 [15:0];
   assign \$592  = \$587  ? 16'h7fff : \$591 ;
   assign \$593  = $signed(\$592 ) > $signed(window_lo);
-  assign \$594  = $signed(leaked13) + $signed(\port$57813$0 );
+  assign \$594  = $signed(leaked13) + $signed(\port$57845$0 );
   assign \$595  = $signed(\$594 ) > $signed(16'h7fff);
-  assign \$596  = $signed(leaked13) + $signed(\port$57813$0 );
+  assign \$596  = $signed(leaked13) + $signed(\port$57845$0 );
   assign \$597  = $signed(\$596 ) < $signed(16'h8000);
-  assign \$598  = $signed(leaked13) + $signed(\port$57813$0 );
+  assign \$598  = $signed(leaked13) + $signed(\port$57845$0 );
   assign \$599  = \$597  ? 16'h8000 : \$598 [15:0];
   assign \$600  = \$595  ? 16'h7fff : \$599 ;
   assign \$601  = $signed(\$600 ) < $signed(window_hi);
   assign \$602  = \$593  & \$601 ;
-  assign \$603  = $signed(u_prev[239:224]) > $signed(\port$62163$167 [21:6]);
+  assign \$603  = $signed(u_prev[239:224]) > $signed(\port$62195$167 [21:6]);
   assign \$604  = \$603  ? 16'h0000 : u_prev[239:224];
   assign \$605  = $signed(kept14) * $signed({ 1'h0, leak_mul });
-  assign \$606  = ! \port$62163$167 [5:0];
-  assign \$607  = \port$62163$167 [5:0] - 1'h1;
+  assign \$606  = ! \port$62195$167 [5:0];
+  assign \$607  = \port$62195$167 [5:0] - 1'h1;
   assign \$608  = \$606  ? 6'h00 : \$607 [5:0];
   assign \$609  = $signed(leak_prod14) >>> \$608 ;
-  assign \$610  = ! \port$62163$167 [5:0];
+  assign \$610  = ! \port$62195$167 [5:0];
   assign \$611  = $signed(leak_partial14) + $signed({ 1'h0, rnd });
   assign \$613  = \$610  ? leak_partial14 : \$612 [24:0];
-  assign \$614  = $signed(leaked14) + $signed(\port$57831$0 );
+  assign \$614  = $signed(leaked14) + $signed(\port$57863$0 );
   assign \$615  = $signed(\$614 ) > $signed(16'h7fff);
-  assign \$616  = $signed(leaked14) + $signed(\port$57831$0 );
+  assign \$616  = $signed(leaked14) + $signed(\port$57863$0 );
   assign \$617  = $signed(\$616 ) < $signed(16'h8000);
-  assign \$618  = $signed(leaked14) + $signed(\port$57831$0 );
+  assign \$618  = $signed(leaked14) + $signed(\port$57863$0 );
   assign \$619  = \$617  ? 16'h8000 : \$618 [15:0];
   assign \$620  = \$615  ? 16'h7fff : \$619 ;
-  assign \$621  = $signed(leaked14) + $signed(\port$57831$0 );
+  assign \$621  = $signed(leaked14) + $signed(\port$57863$0 );
   assign \$622  = $signed(\$621 ) > $signed(16'h7fff);
-  assign \$623  = $signed(leaked14) + $signed(\port$57831$0 );
+  assign \$623  = $signed(leaked14) + $signed(\port$57863$0 );
   assign \$624  = $signed(\$623 ) < $signed(16'h8000);
-  assign \$625  = $signed(leaked14) + $signed(\port$57831$0 );
+  assign \$625  = $signed(leaked14) + $signed(\port$57863$0 );
   assign \$626  = \$624  ? 16'h8000 : \$625 [15:0];
   assign \$627  = \$622  ? 16'h7fff : \$626 ;
-  assign \$628  = $signed(\$627 ) > $signed(\port$62163$167 [21:6]);
-  assign \$629  = $signed(leaked14) + $signed(\port$57831$0 );
+  assign \$628  = $signed(\$627 ) > $signed(\port$62195$167 [21:6]);
+  assign \$629  = $signed(leaked14) + $signed(\port$57863$0 );
   assign \$630  = $signed(\$629 ) > $signed(16'h7fff);
-  assign \$631  = $signed(leaked14) + $signed(\port$57831$0 );
+  assign \$631  = $signed(leaked14) + $signed(\port$57863$0 );
   assign \$632  = $signed(\$631 ) < $signed(16'h8000);
-  assign \$633  = $signed(leaked14) + $signed(\port$57831$0 );
+  assign \$633  = $signed(leaked14) + $signed(\port$57863$0 );
   assign \$634  = \$632  ? 16'h8000 : \$633 [15:0];
   assign \$635  = \$630  ? 16'h7fff : \$634 ;
   assign \$636  = $signed(\$635 ) > $signed(window_lo);
-  assign \$637  = $signed(leaked14) + $signed(\port$57831$0 );
+  assign \$637  = $signed(leaked14) + $signed(\port$57863$0 );
   assign \$638  = $signed(\$637 ) > $signed(16'h7fff);
-  assign \$639  = $signed(leaked14) + $signed(\port$57831$0 );
+  assign \$639  = $signed(leaked14) + $signed(\port$57863$0 );
   assign \$640  = $signed(\$639 ) < $signed(16'h8000);
-  assign \$641  = $signed(leaked14) + $signed(\port$57831$0 );
+  assign \$641  = $signed(leaked14) + $signed(\port$57863$0 );
   assign \$642  = \$640  ? 16'h8000 : \$641 [15:0];
   assign \$643  = \$638  ? 16'h7fff : \$642 ;
   assign \$644  = $signed(\$643 ) < $signed(window_hi);
   assign \$645  = \$636  & \$644 ;
-  assign \$646  = $signed(u_prev[255:240]) > $signed(\port$62163$167 [21:6]);
+  assign \$646  = $signed(u_prev[255:240]) > $signed(\port$62195$167 [21:6]);
   assign \$647  = \$646  ? 16'h0000 : u_prev[255:240];
   assign \$648  = $signed(kept15) * $signed({ 1'h0, leak_mul });
-  assign \$649  = ! \port$62163$167 [5:0];
-  assign \$650  = \port$62163$167 [5:0] - 1'h1;
+  assign \$649  = ! \port$62195$167 [5:0];
+  assign \$650  = \port$62195$167 [5:0] - 1'h1;
   assign \$651  = \$649  ? 6'h00 : \$650 [5:0];
   assign \$652  = $signed(leak_prod15) >>> \$651 ;
-  assign \$653  = ! \port$62163$167 [5:0];
+  assign \$653  = ! \port$62195$167 [5:0];
   assign \$654  = $signed(leak_partial15) + $signed({ 1'h0, rnd });
   assign \$656  = \$653  ? leak_partial15 : \$655 [24:0];
-  assign \$657  = $signed(leaked15) + $signed(\port$57849$0 );
+  assign \$657  = $signed(leaked15) + $signed(\port$57881$0 );
   assign \$658  = $signed(\$657 ) > $signed(16'h7fff);
-  assign \$659  = $signed(leaked15) + $signed(\port$57849$0 );
+  assign \$659  = $signed(leaked15) + $signed(\port$57881$0 );
   assign \$660  = $signed(\$659 ) < $signed(16'h8000);
-  assign \$661  = $signed(leaked15) + $signed(\port$57849$0 );
+  assign \$661  = $signed(leaked15) + $signed(\port$57881$0 );
   assign \$662  = \$660  ? 16'h8000 : \$661 [15:0];
   assign \$663  = \$658  ? 16'h7fff : \$662 ;
-  assign \$664  = $signed(leaked15) + $signed(\port$57849$0 );
+  assign \$664  = $signed(leaked15) + $signed(\port$57881$0 );
   assign \$665  = $signed(\$664 ) > $signed(16'h7fff);
-  assign \$666  = $signed(leaked15) + $signed(\port$57849$0 );
+  assign \$666  = $signed(leaked15) + $signed(\port$57881$0 );
   assign \$667  = $signed(\$666 ) < $signed(16'h8000);
-  assign \$668  = $signed(leaked15) + $signed(\port$57849$0 );
+  assign \$668  = $signed(leaked15) + $signed(\port$57881$0 );
   assign \$669  = \$667  ? 16'h8000 : \$668 [15:0];
   assign \$670  = \$665  ? 16'h7fff : \$669 ;
-  assign \$671  = $signed(\$670 ) > $signed(\port$62163$167 [21:6]);
-  assign \$672  = $signed(leaked15) + $signed(\port$57849$0 );
+  assign \$671  = $signed(\$670 ) > $signed(\port$62195$167 [21:6]);
+  assign \$672  = $signed(leaked15) + $signed(\port$57881$0 );
   assign \$673  = $signed(\$672 ) > $signed(16'h7fff);
-  assign \$674  = $signed(leaked15) + $signed(\port$57849$0 );
+  assign \$674  = $signed(leaked15) + $signed(\port$57881$0 );
   assign \$675  = $signed(\$674 ) < $signed(16'h8000);
-  assign \$676  = $signed(leaked15) + $signed(\port$57849$0 );
+  assign \$676  = $signed(leaked15) + $signed(\port$57881$0 );
   assign \$677  = \$675  ? 16'h8000 : \$676 [15:0];
   assign \$678  = \$673  ? 16'h7fff : \$677 ;
   assign \$679  = $signed(\$678 ) > $signed(window_lo);
-  assign \$680  = $signed(leaked15) + $signed(\port$57849$0 );
+  assign \$680  = $signed(leaked15) + $signed(\port$57881$0 );
   assign \$681  = $signed(\$680 ) > $signed(16'h7fff);
-  assign \$682  = $signed(leaked15) + $signed(\port$57849$0 );
+  assign \$682  = $signed(leaked15) + $signed(\port$57881$0 );
   assign \$683  = $signed(\$682 ) < $signed(16'h8000);
-  assign \$684  = $signed(leaked15) + $signed(\port$57849$0 );
+  assign \$684  = $signed(leaked15) + $signed(\port$57881$0 );
   assign \$685  = \$683  ? 16'h8000 : \$684 [15:0];
   assign \$686  = \$681  ? 16'h7fff : \$685 ;
   assign \$687  = $signed(\$686 ) < $signed(window_hi);
   assign \$688  = \$679  & \$687 ;
-  assign \$689  = $signed(u_prev[271:256]) > $signed(\port$62163$167 [21:6]);
+  assign \$689  = $signed(u_prev[271:256]) > $signed(\port$62195$167 [21:6]);
   assign \$690  = \$689  ? 16'h0000 : u_prev[271:256];
   assign \$691  = $signed(kept16) * $signed({ 1'h0, leak_mul });
-  assign \$692  = ! \port$62163$167 [5:0];
-  assign \$693  = \port$62163$167 [5:0] - 1'h1;
+  assign \$692  = ! \port$62195$167 [5:0];
+  assign \$693  = \port$62195$167 [5:0] - 1'h1;
   assign \$694  = \$692  ? 6'h00 : \$693 [5:0];
   assign \$695  = $signed(leak_prod16) >>> \$694 ;
-  assign \$696  = ! \port$62163$167 [5:0];
+  assign \$696  = ! \port$62195$167 [5:0];
   assign \$697  = $signed(leak_partial16) + $signed({ 1'h0, rnd });
   assign \$699  = \$696  ? leak_partial16 : \$698 [24:0];
-  assign \$700  = $signed(leaked16) + $signed(\port$57867$0 );
+  assign \$700  = $signed(leaked16) + $signed(\port$57899$0 );
   assign \$701  = $signed(\$700 ) > $signed(16'h7fff);
-  assign \$702  = $signed(leaked16) + $signed(\port$57867$0 );
+  assign \$702  = $signed(leaked16) + $signed(\port$57899$0 );
   assign \$703  = $signed(\$702 ) < $signed(16'h8000);
-  assign \$704  = $signed(leaked16) + $signed(\port$57867$0 );
+  assign \$704  = $signed(leaked16) + $signed(\port$57899$0 );
   assign \$705  = \$703  ? 16'h8000 : \$704 [15:0];
   assign \$706  = \$701  ? 16'h7fff : \$705 ;
-  assign \$707  = $signed(leaked16) + $signed(\port$57867$0 );
+  assign \$707  = $signed(leaked16) + $signed(\port$57899$0 );
   assign \$708  = $signed(\$707 ) > $signed(16'h7fff);
-  assign \$709  = $signed(leaked16) + $signed(\port$57867$0 );
+  assign \$709  = $signed(leaked16) + $signed(\port$57899$0 );
   assign \$710  = $signed(\$709 ) < $signed(16'h8000);
-  assign \$711  = $signed(leaked16) + $signed(\port$57867$0 );
+  assign \$711  = $signed(leaked16) + $signed(\port$57899$0 );
   assign \$712  = \$710  ? 16'h8000 : \$711 [15:0];
   assign \$713  = \$708  ? 16'h7fff : \$712 ;
-  assign \$714  = $signed(\$713 ) > $signed(\port$62163$167 [21:6]);
-  assign \$715  = $signed(leaked16) + $signed(\port$57867$0 );
+  assign \$714  = $signed(\$713 ) > $signed(\port$62195$167 [21:6]);
+  assign \$715  = $signed(leaked16) + $signed(\port$57899$0 );
   assign \$716  = $signed(\$715 ) > $signed(16'h7fff);
-  assign \$717  = $signed(leaked16) + $signed(\port$57867$0 );
+  assign \$717  = $signed(leaked16) + $signed(\port$57899$0 );
   assign \$718  = $signed(\$717 ) < $signed(16'h8000);
-  assign \$719  = $signed(leaked16) + $signed(\port$57867$0 );
+  assign \$719  = $signed(leaked16) + $signed(\port$57899$0 );
   assign \$720  = \$718  ? 16'h8000 : \$719 [15:0];
   assign \$721  = \$716  ? 16'h7fff : \$720 ;
   assign \$722  = $signed(\$721 ) > $signed(window_lo);
-  assign \$723  = $signed(leaked16) + $signed(\port$57867$0 );
+  assign \$723  = $signed(leaked16) + $signed(\port$57899$0 );
   assign \$724  = $signed(\$723 ) > $signed(16'h7fff);
-  assign \$725  = $signed(leaked16) + $signed(\port$57867$0 );
+  assign \$725  = $signed(leaked16) + $signed(\port$57899$0 );
   assign \$726  = $signed(\$725 ) < $signed(16'h8000);
-  assign \$727  = $signed(leaked16) + $signed(\port$57867$0 );
+  assign \$727  = $signed(leaked16) + $signed(\port$57899$0 );
   assign \$728  = \$726  ? 16'h8000 : \$727 [15:0];
   assign \$729  = \$724  ? 16'h7fff : \$728 ;
   assign \$730  = $signed(\$729 ) < $signed(window_hi);
   assign \$731  = \$722  & \$730 ;
-  assign \$732  = $signed(u_prev[287:272]) > $signed(\port$62163$167 [21:6]);
+  assign \$732  = $signed(u_prev[287:272]) > $signed(\port$62195$167 [21:6]);
   assign \$733  = \$732  ? 16'h0000 : u_prev[287:272];
   assign \$734  = $signed(kept17) * $signed({ 1'h0, leak_mul });
-  assign \$735  = ! \port$62163$167 [5:0];
-  assign \$736  = \port$62163$167 [5:0] - 1'h1;
+  assign \$735  = ! \port$62195$167 [5:0];
+  assign \$736  = \port$62195$167 [5:0] - 1'h1;
   assign \$737  = \$735  ? 6'h00 : \$736 [5:0];
   assign \$738  = $signed(leak_prod17) >>> \$737 ;
-  assign \$739  = ! \port$62163$167 [5:0];
+  assign \$739  = ! \port$62195$167 [5:0];
   assign \$740  = $signed(leak_partial17) + $signed({ 1'h0, rnd });
   assign \$742  = \$739  ? leak_partial17 : \$741 [24:0];
-  assign \$743  = $signed(leaked17) + $signed(\port$57885$0 );
+  assign \$743  = $signed(leaked17) + $signed(\port$57917$0 );
   assign \$744  = $signed(\$743 ) > $signed(16'h7fff);
-  assign \$745  = $signed(leaked17) + $signed(\port$57885$0 );
+  assign \$745  = $signed(leaked17) + $signed(\port$57917$0 );
   assign \$746  = $signed(\$745 ) < $signed(16'h8000);
-  assign \$747  = $signed(leaked17) + $signed(\port$57885$0 );
+  assign \$747  = $signed(leaked17) + $signed(\port$57917$0 );
   assign \$748  = \$746  ? 16'h8000 : \$747 [15:0];
   assign \$749  = \$744  ? 16'h7fff : \$748 ;
-  assign \$750  = $signed(leaked17) + $signed(\port$57885$0 );
+  assign \$750  = $signed(leaked17) + $signed(\port$57917$0 );
   assign \$751  = $signed(\$750 ) > $signed(16'h7fff);
-  assign \$752  = $signed(leaked17) + $signed(\port$57885$0 );
+  assign \$752  = $signed(leaked17) + $signed(\port$57917$0 );
   assign \$753  = $signed(\$752 ) < $signed(16'h8000);
-  assign \$754  = $signed(leaked17) + $signed(\port$57885$0 );
+  assign \$754  = $signed(leaked17) + $signed(\port$57917$0 );
   assign \$755  = \$753  ? 16'h8000 : \$754 [15:0];
   assign \$756  = \$751  ? 16'h7fff : \$755 ;
-  assign \$757  = $signed(\$756 ) > $signed(\port$62163$167 [21:6]);
-  assign \$758  = $signed(leaked17) + $signed(\port$57885$0 );
+  assign \$757  = $signed(\$756 ) > $signed(\port$62195$167 [21:6]);
+  assign \$758  = $signed(leaked17) + $signed(\port$57917$0 );
   assign \$759  = $signed(\$758 ) > $signed(16'h7fff);
-  assign \$760  = $signed(leaked17) + $signed(\port$57885$0 );
+  assign \$760  = $signed(leaked17) + $signed(\port$57917$0 );
   assign \$761  = $signed(\$760 ) < $signed(16'h8000);
-  assign \$762  = $signed(leaked17) + $signed(\port$57885$0 );
+  assign \$762  = $signed(leaked17) + $signed(\port$57917$0 );
   assign \$763  = \$761  ? 16'h8000 : \$762 [15:0];
   assign \$764  = \$759  ? 16'h7fff : \$763 ;
   assign \$765  = $signed(\$764 ) > $signed(window_lo);
-  assign \$766  = $signed(leaked17) + $signed(\port$57885$0 );
+  assign \$766  = $signed(leaked17) + $signed(\port$57917$0 );
   assign \$767  = $signed(\$766 ) > $signed(16'h7fff);
-  assign \$768  = $signed(leaked17) + $signed(\port$57885$0 );
+  assign \$768  = $signed(leaked17) + $signed(\port$57917$0 );
   assign \$769  = $signed(\$768 ) < $signed(16'h8000);
-  assign \$770  = $signed(leaked17) + $signed(\port$57885$0 );
+  assign \$770  = $signed(leaked17) + $signed(\port$57917$0 );
   assign \$771  = \$769  ? 16'h8000 : \$770 [15:0];
   assign \$772  = \$767  ? 16'h7fff : \$771 ;
   assign \$773  = $signed(\$772 ) < $signed(window_hi);
   assign \$774  = \$765  & \$773 ;
-  assign \$775  = $signed(u_prev[303:288]) > $signed(\port$62163$167 [21:6]);
+  assign \$775  = $signed(u_prev[303:288]) > $signed(\port$62195$167 [21:6]);
   assign \$776  = \$775  ? 16'h0000 : u_prev[303:288];
   assign \$777  = $signed(kept18) * $signed({ 1'h0, leak_mul });
-  assign \$778  = ! \port$62163$167 [5:0];
-  assign \$779  = \port$62163$167 [5:0] - 1'h1;
+  assign \$778  = ! \port$62195$167 [5:0];
+  assign \$779  = \port$62195$167 [5:0] - 1'h1;
   assign \$780  = \$778  ? 6'h00 : \$779 [5:0];
   assign \$781  = $signed(leak_prod18) >>> \$780 ;
-  assign \$782  = ! \port$62163$167 [5:0];
+  assign \$782  = ! \port$62195$167 [5:0];
   assign \$783  = $signed(leak_partial18) + $signed({ 1'h0, rnd });
   assign \$785  = \$782  ? leak_partial18 : \$784 [24:0];
-  assign \$786  = $signed(leaked18) + $signed(\port$57903$0 );
+  assign \$786  = $signed(leaked18) + $signed(\port$57935$0 );
   assign \$787  = $signed(\$786 ) > $signed(16'h7fff);
-  assign \$788  = $signed(leaked18) + $signed(\port$57903$0 );
+  assign \$788  = $signed(leaked18) + $signed(\port$57935$0 );
   assign \$789  = $signed(\$788 ) < $signed(16'h8000);
-  assign \$790  = $signed(leaked18) + $signed(\port$57903$0 );
+  assign \$790  = $signed(leaked18) + $signed(\port$57935$0 );
   assign \$791  = \$789  ? 16'h8000 : \$790 [15:0];
   assign \$792  = \$787  ? 16'h7fff : \$791 ;
-  assign \$793  = $signed(leaked18) + $signed(\port$57903$0 );
+  assign \$793  = $signed(leaked18) + $signed(\port$57935$0 );
   assign \$794  = $signed(\$793 ) > $signed(16'h7fff);
-  assign \$795  = $signed(leaked18) + $signed(\port$57903$0 );
+  assign \$795  = $signed(leaked18) + $signed(\port$57935$0 );
   assign \$796  = $signed(\$795 ) < $signed(16'h8000);
-  assign \$797  = $signed(leaked18) + $signed(\port$57903$0 );
+  assign \$797  = $signed(leaked18) + $signed(\port$57935$0 );
   assign \$798  = \$796  ? 16'h8000 : \$797 [15:0];
   assign \$799  = \$794  ? 16'h7fff : \$798 ;
-  assign \$800  = $signed(\$799 ) > $signed(\port$62163$167 [21:6]);
-  assign \$801  = $signed(leaked18) + $signed(\port$57903$0 );
+  assign \$800  = $signed(\$799 ) > $signed(\port$62195$167 [21:6]);
+  assign \$801  = $signed(leaked18) + $signed(\port$57935$0 );
   assign \$802  = $signed(\$801 ) > $signed(16'h7fff);
-  assign \$803  = $signed(leaked18) + $signed(\port$57903$0 );
+  assign \$803  = $signed(leaked18) + $signed(\port$57935$0 );
   assign \$804  = $signed(\$803 ) < $signed(16'h8000);
-  assign \$805  = $signed(leaked18) + $signed(\port$57903$0 );
+  assign \$805  = $signed(leaked18) + $signed(\port$57935$0 );
   assign \$806  = \$804  ? 16'h8000 : \$805 [15:0];
   assign \$807  = \$802  ? 16'h7fff : \$806 ;
   assign \$808  = $signed(\$807 ) > $signed(window_lo);
-  assign \$809  = $signed(leaked18) + $signed(\port$57903$0 );
+  assign \$809  = $signed(leaked18) + $signed(\port$57935$0 );
   assign \$810  = $signed(\$809 ) > $signed(16'h7fff);
-  assign \$811  = $signed(leaked18) + $signed(\port$57903$0 );
+  assign \$811  = $signed(leaked18) + $signed(\port$57935$0 );
   assign \$812  = $signed(\$811 ) < $signed(16'h8000);
-  assign \$813  = $signed(leaked18) + $signed(\port$57903$0 );
+  assign \$813  = $signed(leaked18) + $signed(\port$57935$0 );
   assign \$814  = \$812  ? 16'h8000 : \$813 [15:0];
   assign \$815  = \$810  ? 16'h7fff : \$814 ;
   assign \$816  = $signed(\$815 ) < $signed(window_hi);
   assign \$817  = \$808  & \$816 ;
-  assign \$818  = $signed(u_prev[319:304]) > $signed(\port$62163$167 [21:6]);
+  assign \$818  = $signed(u_prev[319:304]) > $signed(\port$62195$167 [21:6]);
   assign \$819  = \$818  ? 16'h0000 : u_prev[319:304];
   assign \$820  = $signed(kept19) * $signed({ 1'h0, leak_mul });
-  assign \$821  = ! \port$62163$167 [5:0];
-  assign \$822  = \port$62163$167 [5:0] - 1'h1;
+  assign \$821  = ! \port$62195$167 [5:0];
+  assign \$822  = \port$62195$167 [5:0] - 1'h1;
   assign \$823  = \$821  ? 6'h00 : \$822 [5:0];
   assign \$824  = $signed(leak_prod19) >>> \$823 ;
-  assign \$825  = ! \port$62163$167 [5:0];
+  assign \$825  = ! \port$62195$167 [5:0];
   assign \$826  = $signed(leak_partial19) + $signed({ 1'h0, rnd });
   assign \$828  = \$825  ? leak_partial19 : \$827 [24:0];
-  assign \$829  = $signed(leaked19) + $signed(\port$57921$0 );
+  assign \$829  = $signed(leaked19) + $signed(\port$57953$0 );
   assign \$830  = $signed(\$829 ) > $signed(16'h7fff);
-  assign \$831  = $signed(leaked19) + $signed(\port$57921$0 );
+  assign \$831  = $signed(leaked19) + $signed(\port$57953$0 );
   assign \$832  = $signed(\$831 ) < $signed(16'h8000);
-  assign \$833  = $signed(leaked19) + $signed(\port$57921$0 );
+  assign \$833  = $signed(leaked19) + $signed(\port$57953$0 );
   assign \$834  = \$832  ? 16'h8000 : \$833 [15:0];
   assign \$835  = \$830  ? 16'h7fff : \$834 ;
-  assign \$836  = $signed(leaked19) + $signed(\port$57921$0 );
+  assign \$836  = $signed(leaked19) + $signed(\port$57953$0 );
   assign \$837  = $signed(\$836 ) > $signed(16'h7fff);
-  assign \$838  = $signed(leaked19) + $signed(\port$57921$0 );
+  assign \$838  = $signed(leaked19) + $signed(\port$57953$0 );
   assign \$839  = $signed(\$838 ) < $signed(16'h8000);
-  assign \$840  = $signed(leaked19) + $signed(\port$57921$0 );
+  assign \$840  = $signed(leaked19) + $signed(\port$57953$0 );
   assign \$841  = \$839  ? 16'h8000 : \$840 [15:0];
   assign \$842  = \$837  ? 16'h7fff : \$841 ;
-  assign \$843  = $signed(\$842 ) > $signed(\port$62163$167 [21:6]);
-  assign \$844  = $signed(leaked19) + $signed(\port$57921$0 );
+  assign \$843  = $signed(\$842 ) > $signed(\port$62195$167 [21:6]);
+  assign \$844  = $signed(leaked19) + $signed(\port$57953$0 );
   assign \$845  = $signed(\$844 ) > $signed(16'h7fff);
-  assign \$846  = $signed(leaked19) + $signed(\port$57921$0 );
+  assign \$846  = $signed(leaked19) + $signed(\port$57953$0 );
   assign \$847  = $signed(\$846 ) < $signed(16'h8000);
-  assign \$848  = $signed(leaked19) + $signed(\port$57921$0 );
+  assign \$848  = $signed(leaked19) + $signed(\port$57953$0 );
   assign \$849  = \$847  ? 16'h8000 : \$848 [15:0];
   assign \$850  = \$845  ? 16'h7fff : \$849 ;
   assign \$851  = $signed(\$850 ) > $signed(window_lo);
-  assign \$852  = $signed(leaked19) + $signed(\port$57921$0 );
+  assign \$852  = $signed(leaked19) + $signed(\port$57953$0 );
   assign \$853  = $signed(\$852 ) > $signed(16'h7fff);
-  assign \$854  = $signed(leaked19) + $signed(\port$57921$0 );
+  assign \$854  = $signed(leaked19) + $signed(\port$57953$0 );
   assign \$855  = $signed(\$854 ) < $signed(16'h8000);
-  assign \$856  = $signed(leaked19) + $signed(\port$57921$0 );
+  assign \$856  = $signed(leaked19) + $signed(\port$57953$0 );
   assign \$857  = \$855  ? 16'h8000 : \$856 [15:0];
   assign \$858  = \$853  ? 16'h7fff : \$857 ;
   assign \$859  = $signed(\$858 ) < $signed(window_hi);
   assign \$860  = \$851  & \$859 ;
-  assign \$861  = $signed(u_prev[335:320]) > $signed(\port$62163$167 [21:6]);
+  assign \$861  = $signed(u_prev[335:320]) > $signed(\port$62195$167 [21:6]);
   assign \$862  = \$861  ? 16'h0000 : u_prev[335:320];
   assign \$863  = $signed(kept20) * $signed({ 1'h0, leak_mul });
-  assign \$864  = ! \port$62163$167 [5:0];
-  assign \$865  = \port$62163$167 [5:0] - 1'h1;
+  assign \$864  = ! \port$62195$167 [5:0];
+  assign \$865  = \port$62195$167 [5:0] - 1'h1;
   assign \$866  = \$864  ? 6'h00 : \$865 [5:0];
   assign \$867  = $signed(leak_prod20) >>> \$866 ;
-  assign \$868  = ! \port$62163$167 [5:0];
+  assign \$868  = ! \port$62195$167 [5:0];
   assign \$869  = $signed(leak_partial20) + $signed({ 1'h0, rnd });
   assign \$871  = \$868  ? leak_partial20 : \$870 [24:0];
-  assign \$872  = $signed(leaked20) + $signed(\port$57939$0 );
+  assign \$872  = $signed(leaked20) + $signed(\port$57971$0 );
   assign \$873  = $signed(\$872 ) > $signed(16'h7fff);
-  assign \$874  = $signed(leaked20) + $signed(\port$57939$0 );
+  assign \$874  = $signed(leaked20) + $signed(\port$57971$0 );
   assign \$875  = $signed(\$874 ) < $signed(16'h8000);
-  assign \$876  = $signed(leaked20) + $signed(\port$57939$0 );
+  assign \$876  = $signed(leaked20) + $signed(\port$57971$0 );
   assign \$877  = \$875  ? 16'h8000 : \$876 [15:0];
   assign \$878  = \$873  ? 16'h7fff : \$877 ;
-  assign \$879  = $signed(leaked20) + $signed(\port$57939$0 );
+  assign \$879  = $signed(leaked20) + $signed(\port$57971$0 );
   assign \$880  = $signed(\$879 ) > $signed(16'h7fff);
-  assign \$881  = $signed(leaked20) + $signed(\port$57939$0 );
+  assign \$881  = $signed(leaked20) + $signed(\port$57971$0 );
   assign \$882  = $signed(\$881 ) < $signed(16'h8000);
-  assign \$883  = $signed(leaked20) + $signed(\port$57939$0 );
+  assign \$883  = $signed(leaked20) + $signed(\port$57971$0 );
   assign \$884  = \$882  ? 16'h8000 : \$883 [15:0];
   assign \$885  = \$880  ? 16'h7fff : \$884 ;
-  assign \$886  = $signed(\$885 ) > $signed(\port$62163$167 [21:6]);
-  assign \$887  = $signed(leaked20) + $signed(\port$57939$0 );
+  assign \$886  = $signed(\$885 ) > $signed(\port$62195$167 [21:6]);
+  assign \$887  = $signed(leaked20) + $signed(\port$57971$0 );
   assign \$888  = $signed(\$887 ) > $signed(16'h7fff);
-  assign \$889  = $signed(leaked20) + $signed(\port$57939$0 );
+  assign \$889  = $signed(leaked20) + $signed(\port$57971$0 );
   assign \$890  = $signed(\$889 ) < $signed(16'h8000);
-  assign \$891  = $signed(leaked20) + $signed(\port$57939$0 );
+  assign \$891  = $signed(leaked20) + $signed(\port$57971$0 );
   assign \$892  = \$890  ? 16'h8000 : \$891 [15:0];
   assign \$893  = \$888  ? 16'h7fff : \$892 ;
   assign \$894  = $signed(\$893 ) > $signed(window_lo);
-  assign \$895  = $signed(leaked20) + $signed(\port$57939$0 );
+  assign \$895  = $signed(leaked20) + $signed(\port$57971$0 );
   assign \$896  = $signed(\$895 ) > $signed(16'h7fff);
-  assign \$897  = $signed(leaked20) + $signed(\port$57939$0 );
+  assign \$897  = $signed(leaked20) + $signed(\port$57971$0 );
   assign \$898  = $signed(\$897 ) < $signed(16'h8000);
-  assign \$899  = $signed(leaked20) + $signed(\port$57939$0 );
+  assign \$899  = $signed(leaked20) + $signed(\port$57971$0 );
   assign \$900  = \$898  ? 16'h8000 : \$899 [15:0];
   assign \$901  = \$896  ? 16'h7fff : \$900 ;
   assign \$902  = $signed(\$901 ) < $signed(window_hi);
   assign \$903  = \$894  & \$902 ;
-  assign \$904  = $signed(u_prev[351:336]) > $signed(\port$62163$167 [21:6]);
+  assign \$904  = $signed(u_prev[351:336]) > $signed(\port$62195$167 [21:6]);
   assign \$905  = \$904  ? 16'h0000 : u_prev[351:336];
   assign \$906  = $signed(kept21) * $signed({ 1'h0, leak_mul });
-  assign \$907  = ! \port$62163$167 [5:0];
-  assign \$908  = \port$62163$167 [5:0] - 1'h1;
+  assign \$907  = ! \port$62195$167 [5:0];
+  assign \$908  = \port$62195$167 [5:0] - 1'h1;
   assign \$909  = \$907  ? 6'h00 : \$908 [5:0];
   assign \$910  = $signed(leak_prod21) >>> \$909 ;
-  assign \$911  = ! \port$62163$167 [5:0];
+  assign \$911  = ! \port$62195$167 [5:0];
   assign \$912  = $signed(leak_partial21) + $signed({ 1'h0, rnd });
   assign \$914  = \$911  ? leak_partial21 : \$913 [24:0];
-  assign \$915  = $signed(leaked21) + $signed(\port$57957$0 );
+  assign \$915  = $signed(leaked21) + $signed(\port$57989$0 );
   assign \$916  = $signed(\$915 ) > $signed(16'h7fff);
-  assign \$917  = $signed(leaked21) + $signed(\port$57957$0 );
+  assign \$917  = $signed(leaked21) + $signed(\port$57989$0 );
   assign \$918  = $signed(\$917 ) < $signed(16'h8000);
-  assign \$919  = $signed(leaked21) + $signed(\port$57957$0 );
+  assign \$919  = $signed(leaked21) + $signed(\port$57989$0 );
   assign \$920  = \$918  ? 16'h8000 : \$919 [15:0];
   assign \$921  = \$916  ? 16'h7fff : \$920 ;
-  assign \$922  = $signed(leaked21) + $signed(\port$57957$0 );
+  assign \$922  = $signed(leaked21) + $signed(\port$57989$0 );
   assign \$923  = $signed(\$922 ) > $signed(16'h7fff);
-  assign \$924  = $signed(leaked21) + $signed(\port$57957$0 );
+  assign \$924  = $signed(leaked21) + $signed(\port$57989$0 );
   assign \$925  = $signed(\$924 ) < $signed(16'h8000);
-  assign \$926  = $signed(leaked21) + $signed(\port$57957$0 );
+  assign \$926  = $signed(leaked21) + $signed(\port$57989$0 );
   assign \$927  = \$925  ? 16'h8000 : \$926 [15:0];
   assign \$928  = \$923  ? 16'h7fff : \$927 ;
-  assign \$929  = $signed(\$928 ) > $signed(\port$62163$167 [21:6]);
-  assign \$930  = $signed(leaked21) + $signed(\port$57957$0 );
+  assign \$929  = $signed(\$928 ) > $signed(\port$62195$167 [21:6]);
+  assign \$930  = $signed(leaked21) + $signed(\port$57989$0 );
   assign \$931  = $signed(\$930 ) > $signed(16'h7fff);
-  assign \$932  = $signed(leaked21) + $signed(\port$57957$0 );
+  assign \$932  = $signed(leaked21) + $signed(\port$57989$0 );
   assign \$933  = $signed(\$932 ) < $signed(16'h8000);
-  assign \$934  = $signed(leaked21) + $signed(\port$57957$0 );
+  assign \$934  = $signed(leaked21) + $signed(\port$57989$0 );
   assign \$935  = \$933  ? 16'h8000 : \$934 [15:0];
   assign \$936  = \$931  ? 16'h7fff : \$935 ;
   assign \$937  = $signed(\$936 ) > $signed(window_lo);
-  assign \$938  = $signed(leaked21) + $signed(\port$57957$0 );
+  assign \$938  = $signed(leaked21) + $signed(\port$57989$0 );
   assign \$939  = $signed(\$938 ) > $signed(16'h7fff);
-  assign \$940  = $signed(leaked21) + $signed(\port$57957$0 );
+  assign \$940  = $signed(leaked21) + $signed(\port$57989$0 );
   assign \$941  = $signed(\$940 ) < $signed(16'h8000);
-  assign \$942  = $signed(leaked21) + $signed(\port$57957$0 );
+  assign \$942  = $signed(leaked21) + $signed(\port$57989$0 );
   assign \$943  = \$941  ? 16'h8000 : \$942 [15:0];
   assign \$944  = \$939  ? 16'h7fff : \$943 ;
   assign \$945  = $signed(\$944 ) < $signed(window_hi);
   assign \$946  = \$937  & \$945 ;
-  assign \$947  = $signed(u_prev[367:352]) > $signed(\port$62163$167 [21:6]);
+  assign \$947  = $signed(u_prev[367:352]) > $signed(\port$62195$167 [21:6]);
   assign \$948  = \$947  ? 16'h0000 : u_prev[367:352];
   assign \$949  = $signed(kept22) * $signed({ 1'h0, leak_mul });
-  assign \$950  = ! \port$62163$167 [5:0];
-  assign \$951  = \port$62163$167 [5:0] - 1'h1;
+  assign \$950  = ! \port$62195$167 [5:0];
+  assign \$951  = \port$62195$167 [5:0] - 1'h1;
   assign \$952  = \$950  ? 6'h00 : \$951 [5:0];
   assign \$953  = $signed(leak_prod22) >>> \$952 ;
-  assign \$954  = ! \port$62163$167 [5:0];
+  assign \$954  = ! \port$62195$167 [5:0];
   assign \$955  = $signed(leak_partial22) + $signed({ 1'h0, rnd });
   assign \$957  = \$954  ? leak_partial22 : \$956 [24:0];
-  assign \$958  = $signed(leaked22) + $signed(\port$57975$0 );
+  assign \$958  = $signed(leaked22) + $signed(\port$58007$0 );
   assign \$959  = $signed(\$958 ) > $signed(16'h7fff);
-  assign \$960  = $signed(leaked22) + $signed(\port$57975$0 );
+  assign \$960  = $signed(leaked22) + $signed(\port$58007$0 );
   assign \$961  = $signed(\$960 ) < $signed(16'h8000);
-  assign \$962  = $signed(leaked22) + $signed(\port$57975$0 );
+  assign \$962  = $signed(leaked22) + $signed(\port$58007$0 );
   assign \$963  = \$961  ? 16'h8000 : \$962 [15:0];
   assign \$964  = \$959  ? 16'h7fff : \$963 ;
-  assign \$965  = $signed(leaked22) + $signed(\port$57975$0 );
+  assign \$965  = $signed(leaked22) + $signed(\port$58007$0 );
   assign \$966  = $signed(\$965 ) > $signed(16'h7fff);
-  assign \$967  = $signed(leaked22) + $signed(\port$57975$0 );
+  assign \$967  = $signed(leaked22) + $signed(\port$58007$0 );
   assign \$968  = $signed(\$967 ) < $signed(16'h8000);
-  assign \$969  = $signed(leaked22) + $signed(\port$57975$0 );
+  assign \$969  = $signed(leaked22) + $signed(\port$58007$0 );
   assign \$970  = \$968  ? 16'h8000 : \$969 [15:0];
   assign \$971  = \$966  ? 16'h7fff : \$970 ;
-  assign \$972  = $signed(\$971 ) > $signed(\port$62163$167 [21:6]);
-  assign \$973  = $signed(leaked22) + $signed(\port$57975$0 );
+  assign \$972  = $signed(\$971 ) > $signed(\port$62195$167 [21:6]);
+  assign \$973  = $signed(leaked22) + $signed(\port$58007$0 );
   assign \$974  = $signed(\$973 ) > $signed(16'h7fff);
-  assign \$975  = $signed(leaked22) + $signed(\port$57975$0 );
+  assign \$975  = $signed(leaked22) + $signed(\port$58007$0 );
   assign \$976  = $signed(\$975 ) < $signed(16'h8000);
-  assign \$977  = $signed(leaked22) + $signed(\port$57975$0 );
+  assign \$977  = $signed(leaked22) + $signed(\port$58007$0 );
   assign \$978  = \$976  ? 16'h8000 : \$977 [15:0];
   assign \$979  = \$974  ? 16'h7fff : \$978 ;
   assign \$980  = $signed(\$979 ) > $signed(window_lo);
-  assign \$981  = $signed(leaked22) + $signed(\port$57975$0 );
+  assign \$981  = $signed(leaked22) + $signed(\port$58007$0 );
   assign \$982  = $signed(\$981 ) > $signed(16'h7fff);
-  assign \$983  = $signed(leaked22) + $signed(\port$57975$0 );
+  assign \$983  = $signed(leaked22) + $signed(\port$58007$0 );
   assign \$984  = $signed(\$983 ) < $signed(16'h8000);
-  assign \$985  = $signed(leaked22) + $signed(\port$57975$0 );
+  assign \$985  = $signed(leaked22) + $signed(\port$58007$0 );
   assign \$986  = \$984  ? 16'h8000 : \$985 [15:0];
   assign \$987  = \$982  ? 16'h7fff : \$986 ;
   assign \$988  = $signed(\$987 ) < $signed(window_hi);
   assign \$989  = \$980  & \$988 ;
-  assign \$990  = $signed(u_prev[383:368]) > $signed(\port$62163$167 [21:6]);
+  assign \$990  = $signed(u_prev[383:368]) > $signed(\port$62195$167 [21:6]);
   assign \$991  = \$990  ? 16'h0000 : u_prev[383:368];
   assign \$992  = $signed(kept23) * $signed({ 1'h0, leak_mul });
-  assign \$993  = ! \port$62163$167 [5:0];
-  assign \$994  = \port$62163$167 [5:0] - 1'h1;
+  assign \$993  = ! \port$62195$167 [5:0];
+  assign \$994  = \port$62195$167 [5:0] - 1'h1;
   assign \$995  = \$993  ? 6'h00 : \$994 [5:0];
   assign \$996  = $signed(leak_prod23) >>> \$995 ;
-  assign \$997  = ! \port$62163$167 [5:0];
+  assign \$997  = ! \port$62195$167 [5:0];
   assign \$998  = $signed(leak_partial23) + $signed({ 1'h0, rnd });
   assign \$1000  = \$997  ? leak_partial23 : \$999 [24:0];
-  assign \$1001  = $signed(leaked23) + $signed(\port$57993$0 );
+  assign \$1001  = $signed(leaked23) + $signed(\port$58025$0 );
   assign \$1002  = $signed(\$1001 ) > $signed(16'h7fff);
-  assign \$1003  = $signed(leaked23) + $signed(\port$57993$0 );
+  assign \$1003  = $signed(leaked23) + $signed(\port$58025$0 );
   assign \$1004  = $signed(\$1003 ) < $signed(16'h8000);
-  assign \$1005  = $signed(leaked23) + $signed(\port$57993$0 );
+  assign \$1005  = $signed(leaked23) + $signed(\port$58025$0 );
   assign \$1006  = \$1004  ? 16'h8000 : \$1005 [15:0];
   assign \$1007  = \$1002  ? 16'h7fff : \$1006 ;
-  assign \$1008  = $signed(leaked23) + $signed(\port$57993$0 );
+  assign \$1008  = $signed(leaked23) + $signed(\port$58025$0 );
   assign \$1009  = $signed(\$1008 ) > $signed(16'h7fff);
-  assign \$1010  = $signed(leaked23) + $signed(\port$57993$0 );
+  assign \$1010  = $signed(leaked23) + $signed(\port$58025$0 );
   assign \$1011  = $signed(\$1010 ) < $signed(16'h8000);
-  assign \$1012  = $signed(leaked23) + $signed(\port$57993$0 );
+  assign \$1012  = $signed(leaked23) + $signed(\port$58025$0 );
   assign \$1013  = \$1011  ? 16'h8000 : \$1012 [15:0];
   assign \$1014  = \$1009  ? 16'h7fff : \$1013 ;
-  assign \$1015  = $signed(\$1014 ) > $signed(\port$62163$167 [21:6]);
-  assign \$1016  = $signed(leaked23) + $signed(\port$57993$0 );
+  assign \$1015  = $signed(\$1014 ) > $signed(\port$62195$167 [21:6]);
+  assign \$1016  = $signed(leaked23) + $signed(\port$58025$0 );
   assign \$1017  = $signed(\$1016 ) > $signed(16'h7fff);
-  assign \$1018  = $signed(leaked23) + $signed(\port$57993$0 );
+  assign \$1018  = $signed(leaked23) + $signed(\port$58025$0 );
   assign \$1019  = $signed(\$1018 ) < $signed(16'h8000);
-  assign \$1020  = $signed(leaked23) + $signed(\port$57993$0 );
+  assign \$1020  = $signed(leaked23) + $signed(\port$58025$0 );
   assign \$1021  = \$1019  ? 16'h8000 : \$1020 [15:0];
   assign \$1022  = \$1017  ? 16'h7fff : \$1021 ;
   assign \$1023  = $signed(\$1022 ) > $signed(window_lo);
-  assign \$1024  = $signed(leaked23) + $signed(\port$57993$0 );
+  assign \$1024  = $signed(leaked23) + $signed(\port$58025$0 );
   assign \$1025  = $signed(\$1024 ) > $signed(16'h7fff);
-  assign \$1026  = $signed(leaked23) + $signed(\port$57993$0 );
+  assign \$1026  = $signed(leaked23) + $signed(\port$58025$0 );
   assign \$1027  = $signed(\$1026 ) < $signed(16'h8000);
-  assign \$1028  = $signed(leaked23) + $signed(\port$57993$0 );
+  assign \$1028  = $signed(leaked23) + $signed(\port$58025$0 );
   assign \$1029  = \$1027  ? 16'h8000 : \$1028 [15:0];
   assign \$1030  = \$1025  ? 16'h7fff : \$1029 ;
   assign \$1031  = $signed(\$1030 ) < $signed(window_hi);
   assign \$1032  = \$1023  & \$1031 ;
-  assign \$1033  = $signed(u_prev[399:384]) > $signed(\port$62163$167 [21:6]);
+  assign \$1033  = $signed(u_prev[399:384]) > $signed(\port$62195$167 [21:6]);
   assign \$1034  = \$1033  ? 16'h0000 : u_prev[399:384];
   assign \$1035  = $signed(kept24) * $signed({ 1'h0, leak_mul });
-  assign \$1036  = ! \port$62163$167 [5:0];
-  assign \$1037  = \port$62163$167 [5:0] - 1'h1;
+  assign \$1036  = ! \port$62195$167 [5:0];
+  assign \$1037  = \port$62195$167 [5:0] - 1'h1;
   assign \$1038  = \$1036  ? 6'h00 : \$1037 [5:0];
   assign \$1039  = $signed(leak_prod24) >>> \$1038 ;
-  assign \$1040  = ! \port$62163$167 [5:0];
+  assign \$1040  = ! \port$62195$167 [5:0];
   assign \$1041  = $signed(leak_partial24) + $signed({ 1'h0, rnd });
   assign \$1043  = \$1040  ? leak_partial24 : \$1042 [24:0];
-  assign \$1044  = $signed(leaked24) + $signed(\port$58011$0 );
+  assign \$1044  = $signed(leaked24) + $signed(\port$58043$0 );
   assign \$1045  = $signed(\$1044 ) > $signed(16'h7fff);
-  assign \$1046  = $signed(leaked24) + $signed(\port$58011$0 );
+  assign \$1046  = $signed(leaked24) + $signed(\port$58043$0 );
   assign \$1047  = $signed(\$1046 ) < $signed(16'h8000);
-  assign \$1048  = $signed(leaked24) + $signed(\port$58011$0 );
+  assign \$1048  = $signed(leaked24) + $signed(\port$58043$0 );
   assign \$1049  = \$1047  ? 16'h8000 : \$1048 [15:0];
   assign \$1050  = \$1045  ? 16'h7fff : \$1049 ;
-  assign \$1051  = $signed(leaked24) + $signed(\port$58011$0 );
+  assign \$1051  = $signed(leaked24) + $signed(\port$58043$0 );
   assign \$1052  = $signed(\$1051 ) > $signed(16'h7fff);
-  assign \$1053  = $signed(leaked24) + $signed(\port$58011$0 );
+  assign \$1053  = $signed(leaked24) + $signed(\port$58043$0 );
   assign \$1054  = $signed(\$1053 ) < $signed(16'h8000);
-  assign \$1055  = $signed(leaked24) + $signed(\port$58011$0 );
+  assign \$1055  = $signed(leaked24) + $signed(\port$58043$0 );
   assign \$1056  = \$1054  ? 16'h8000 : \$1055 [15:0];
   assign \$1057  = \$1052  ? 16'h7fff : \$1056 ;
-  assign \$1058  = $signed(\$1057 ) > $signed(\port$62163$167 [21:6]);
-  assign \$1059  = $signed(leaked24) + $signed(\port$58011$0 );
+  assign \$1058  = $signed(\$1057 ) > $signed(\port$62195$167 [21:6]);
+  assign \$1059  = $signed(leaked24) + $signed(\port$58043$0 );
   assign \$1060  = $signed(\$1059 ) > $signed(16'h7fff);
-  assign \$1061  = $signed(leaked24) + $signed(\port$58011$0 );
+  assign \$1061  = $signed(leaked24) + $signed(\port$58043$0 );
   assign \$1062  = $signed(\$1061 ) < $signed(16'h8000);
-  assign \$1063  = $signed(leaked24) + $signed(\port$58011$0 );
+  assign \$1063  = $signed(leaked24) + $signed(\port$58043$0 );
   assign \$1064  = \$1062  ? 16'h8000 : \$1063 [15:0];
   assign \$1065  = \$1060  ? 16'h7fff : \$1064 ;
   assign \$1066  = $signed(\$1065 ) > $signed(window_lo);
-  assign \$1067  = $signed(leaked24) + $signed(\port$58011$0 );
+  assign \$1067  = $signed(leaked24) + $signed(\port$58043$0 );
   assign \$1068  = $signed(\$1067 ) > $signed(16'h7fff);
-  assign \$1069  = $signed(leaked24) + $signed(\port$58011$0 );
+  assign \$1069  = $signed(leaked24) + $signed(\port$58043$0 );
   assign \$1070  = $signed(\$1069 ) < $signed(16'h8000);
-  assign \$1071  = $signed(leaked24) + $signed(\port$58011$0 );
+  assign \$1071  = $signed(leaked24) + $signed(\port$58043$0 );
   assign \$1072  = \$1070  ? 16'h8000 : \$1071 [15:0];
   assign \$1073  = \$1068  ? 16'h7fff : \$1072 ;
   assign \$1074  = $signed(\$1073 ) < $signed(window_hi);
   assign \$1075  = \$1066  & \$1074 ;
-  assign \$1076  = $signed(u_prev[415:400]) > $signed(\port$62163$167 [21:6]);
+  assign \$1076  = $signed(u_prev[415:400]) > $signed(\port$62195$167 [21:6]);
   assign \$1077  = \$1076  ? 16'h0000 : u_prev[415:400];
   assign \$1078  = $signed(kept25) * $signed({ 1'h0, leak_mul });
-  assign \$1079  = ! \port$62163$167 [5:0];
-  assign \$1080  = \port$62163$167 [5:0] - 1'h1;
+  assign \$1079  = ! \port$62195$167 [5:0];
+  assign \$1080  = \port$62195$167 [5:0] - 1'h1;
   assign \$1081  = \$1079  ? 6'h00 : \$1080 [5:0];
   assign \$1082  = $signed(leak_prod25) >>> \$1081 ;
-  assign \$1083  = ! \port$62163$167 [5:0];
+  assign \$1083  = ! \port$62195$167 [5:0];
   assign \$1084  = $signed(leak_partial25) + $signed({ 1'h0, rnd });
   assign \$1086  = \$1083  ? leak_partial25 : \$1085 [24:0];
-  assign \$1087  = $signed(leaked25) + $signed(\port$58029$0 );
+  assign \$1087  = $signed(leaked25) + $signed(\port$58061$0 );
   assign \$1088  = $signed(\$1087 ) > $signed(16'h7fff);
-  assign \$1089  = $signed(leaked25) + $signed(\port$58029$0 );
+  assign \$1089  = $signed(leaked25) + $signed(\port$58061$0 );
   assign \$1090  = $signed(\$1089 ) < $signed(16'h8000);
-  assign \$1091  = $signed(leaked25) + $signed(\port$58029$0 );
+  assign \$1091  = $signed(leaked25) + $signed(\port$58061$0 );
   assign \$1092  = \$1090  ? 16'h8000 : \$1091 [15:0];
   assign \$1093  = \$1088  ? 16'h7fff : \$1092 ;
-  assign \$1094  = $signed(leaked25) + $signed(\port$58029$0 );
+  assign \$1094  = $signed(leaked25) + $signed(\port$58061$0 );
   assign \$1095  = $signed(\$1094 ) > $signed(16'h7fff);
-  assign \$1096  = $signed(leaked25) + $signed(\port$58029$0 );
+  assign \$1096  = $signed(leaked25) + $signed(\port$58061$0 );
   assign \$1097  = $signed(\$1096 ) < $signed(16'h8000);
-  assign \$1098  = $signed(leaked25) + $signed(\port$58029$0 );
+  assign \$1098  = $signed(leaked25) + $signed(\port$58061$0 );
   assign \$1099  = \$1097  ? 16'h8000 : \$1098 [15:0];
   assign \$1100  = \$1095  ? 16'h7fff : \$1099 ;
-  assign \$1101  = $signed(\$1100 ) > $signed(\port$62163$167 [21:6]);
-  assign \$1102  = $signed(leaked25) + $signed(\port$58029$0 );
+  assign \$1101  = $signed(\$1100 ) > $signed(\port$62195$167 [21:6]);
+  assign \$1102  = $signed(leaked25) + $signed(\port$58061$0 );
   assign \$1103  = $signed(\$1102 ) > $signed(16'h7fff);
-  assign \$1104  = $signed(leaked25) + $signed(\port$58029$0 );
+  assign \$1104  = $signed(leaked25) + $signed(\port$58061$0 );
   assign \$1105  = $signed(\$1104 ) < $signed(16'h8000);
-  assign \$1106  = $signed(leaked25) + $signed(\port$58029$0 );
+  assign \$1106  = $signed(leaked25) + $signed(\port$58061$0 );
   assign \$1107  = \$1105  ? 16'h8000 : \$1106 [15:0];
   assign \$1108  = \$1103  ? 16'h7fff : \$1107 ;
   assign \$1109  = $signed(\$1108 ) > $signed(window_lo);
-  assign \$1110  = $signed(leaked25) + $signed(\port$58029$0 );
+  assign \$1110  = $signed(leaked25) + $signed(\port$58061$0 );
   assign \$1111  = $signed(\$1110 ) > $signed(16'h7fff);
-  assign \$1112  = $signed(leaked25) + $signed(\port$58029$0 );
+  assign \$1112  = $signed(leaked25) + $signed(\port$58061$0 );
   assign \$1113  = $signed(\$1112 ) < $signed(16'h8000);
-  assign \$1114  = $signed(leaked25) + $signed(\port$58029$0 );
+  assign \$1114  = $signed(leaked25) + $signed(\port$58061$0 );
   assign \$1115  = \$1113  ? 16'h8000 : \$1114 [15:0];
   assign \$1116  = \$1111  ? 16'h7fff : \$1115 ;
   assign \$1117  = $signed(\$1116 ) < $signed(window_hi);
   assign \$1118  = \$1109  & \$1117 ;
-  assign \$1119  = $signed(u_prev[431:416]) > $signed(\port$62163$167 [21:6]);
+  assign \$1119  = $signed(u_prev[431:416]) > $signed(\port$62195$167 [21:6]);
   assign \$1120  = \$1119  ? 16'h0000 : u_prev[431:416];
   assign \$1121  = $signed(kept26) * $signed({ 1'h0, leak_mul });
-  assign \$1122  = ! \port$62163$167 [5:0];
-  assign \$1123  = \port$62163$167 [5:0] - 1'h1;
+  assign \$1122  = ! \port$62195$167 [5:0];
+  assign \$1123  = \port$62195$167 [5:0] - 1'h1;
   assign \$1124  = \$1122  ? 6'h00 : \$1123 [5:0];
   assign \$1125  = $signed(leak_prod26) >>> \$1124 ;
-  assign \$1126  = ! \port$62163$167 [5:0];
+  assign \$1126  = ! \port$62195$167 [5:0];
   assign \$1127  = $signed(leak_partial26) + $signed({ 1'h0, rnd });
   assign \$1129  = \$1126  ? leak_partial26 : \$1128 [24:0];
-  assign \$1130  = $signed(leaked26) + $signed(\port$58047$0 );
+  assign \$1130  = $signed(leaked26) + $signed(\port$58079$0 );
   assign \$1131  = $signed(\$1130 ) > $signed(16'h7fff);
-  assign \$1132  = $signed(leaked26) + $signed(\port$58047$0 );
+  assign \$1132  = $signed(leaked26) + $signed(\port$58079$0 );
   assign \$1133  = $signed(\$1132 ) < $signed(16'h8000);
-  assign \$1134  = $signed(leaked26) + $signed(\port$58047$0 );
+  assign \$1134  = $signed(leaked26) + $signed(\port$58079$0 );
   assign \$1135  = \$1133  ? 16'h8000 : \$1134 [15:0];
   assign \$1136  = \$1131  ? 16'h7fff : \$1135 ;
-  assign \$1137  = $signed(leaked26) + $signed(\port$58047$0 );
+  assign \$1137  = $signed(leaked26) + $signed(\port$58079$0 );
   assign \$1138  = $signed(\$1137 ) > $signed(16'h7fff);
-  assign \$1139  = $signed(leaked26) + $signed(\port$58047$0 );
+  assign \$1139  = $signed(leaked26) + $signed(\port$58079$0 );
   assign \$1140  = $signed(\$1139 ) < $signed(16'h8000);
-  assign \$1141  = $signed(leaked26) + $signed(\port$58047$0 );
+  assign \$1141  = $signed(leaked26) + $signed(\port$58079$0 );
   assign \$1142  = \$1140  ? 16'h8000 : \$1141 [15:0];
   assign \$1143  = \$1138  ? 16'h7fff : \$1142 ;
-  assign \$1144  = $signed(\$1143 ) > $signed(\port$62163$167 [21:6]);
-  assign \$1145  = $signed(leaked26) + $signed(\port$58047$0 );
+  assign \$1144  = $signed(\$1143 ) > $signed(\port$62195$167 [21:6]);
+  assign \$1145  = $signed(leaked26) + $signed(\port$58079$0 );
   assign \$1146  = $signed(\$1145 ) > $signed(16'h7fff);
-  assign \$1147  = $signed(leaked26) + $signed(\port$58047$0 );
+  assign \$1147  = $signed(leaked26) + $signed(\port$58079$0 );
   assign \$1148  = $signed(\$1147 ) < $signed(16'h8000);
-  assign \$1149  = $signed(leaked26) + $signed(\port$58047$0 );
+  assign \$1149  = $signed(leaked26) + $signed(\port$58079$0 );
   assign \$1150  = \$1148  ? 16'h8000 : \$1149 [15:0];
   assign \$1151  = \$1146  ? 16'h7fff : \$1150 ;
   assign \$1152  = $signed(\$1151 ) > $signed(window_lo);
-  assign \$1153  = $signed(leaked26) + $signed(\port$58047$0 );
+  assign \$1153  = $signed(leaked26) + $signed(\port$58079$0 );
   assign \$1154  = $signed(\$1153 ) > $signed(16'h7fff);
-  assign \$1155  = $signed(leaked26) + $signed(\port$58047$0 );
+  assign \$1155  = $signed(leaked26) + $signed(\port$58079$0 );
   assign \$1156  = $signed(\$1155 ) < $signed(16'h8000);
-  assign \$1157  = $signed(leaked26) + $signed(\port$58047$0 );
+  assign \$1157  = $signed(leaked26) + $signed(\port$58079$0 );
   assign \$1158  = \$1156  ? 16'h8000 : \$1157 [15:0];
   assign \$1159  = \$1154  ? 16'h7fff : \$1158 ;
   assign \$1160  = $signed(\$1159 ) < $signed(window_hi);
   assign \$1161  = \$1152  & \$1160 ;
-  assign \$1162  = $signed(u_prev[447:432]) > $signed(\port$62163$167 [21:6]);
+  assign \$1162  = $signed(u_prev[447:432]) > $signed(\port$62195$167 [21:6]);
   assign \$1163  = \$1162  ? 16'h0000 : u_prev[447:432];
   assign \$1164  = $signed(kept27) * $signed({ 1'h0, leak_mul });
-  assign \$1165  = ! \port$62163$167 [5:0];
-  assign \$1166  = \port$62163$167 [5:0] - 1'h1;
+  assign \$1165  = ! \port$62195$167 [5:0];
+  assign \$1166  = \port$62195$167 [5:0] - 1'h1;
   assign \$1167  = \$1165  ? 6'h00 : \$1166 [5:0];
   assign \$1168  = $signed(leak_prod27) >>> \$1167 ;
-  assign \$1169  = ! \port$62163$167 [5:0];
+  assign \$1169  = ! \port$62195$167 [5:0];
   assign \$1170  = $signed(leak_partial27) + $signed({ 1'h0, rnd });
   assign \$1172  = \$1169  ? leak_partial27 : \$1171 [24:0];
-  assign \$1173  = $signed(leaked27) + $signed(\port$58065$0 );
+  assign \$1173  = $signed(leaked27) + $signed(\port$58097$0 );
   assign \$1174  = $signed(\$1173 ) > $signed(16'h7fff);
-  assign \$1175  = $signed(leaked27) + $signed(\port$58065$0 );
+  assign \$1175  = $signed(leaked27) + $signed(\port$58097$0 );
   assign \$1176  = $signed(\$1175 ) < $signed(16'h8000);
-  assign \$1177  = $signed(leaked27) + $signed(\port$58065$0 );
+  assign \$1177  = $signed(leaked27) + $signed(\port$58097$0 );
   assign \$1178  = \$1176  ? 16'h8000 : \$1177 [15:0];
   assign \$1179  = \$1174  ? 16'h7fff : \$1178 ;
-  assign \$1180  = $signed(leaked27) + $signed(\port$58065$0 );
+  assign \$1180  = $signed(leaked27) + $signed(\port$58097$0 );
   assign \$1181  = $signed(\$1180 ) > $signed(16'h7fff);
-  assign \$1182  = $signed(leaked27) + $signed(\port$58065$0 );
+  assign \$1182  = $signed(leaked27) + $signed(\port$58097$0 );
   assign \$1183  = $signed(\$1182 ) < $signed(16'h8000);
-  assign \$1184  = $signed(leaked27) + $signed(\port$58065$0 );
+  assign \$1184  = $signed(leaked27) + $signed(\port$58097$0 );
   assign \$1185  = \$1183  ? 16'h8000 : \$1184 [15:0];
   assign \$1186  = \$1181  ? 16'h7fff : \$1185 ;
-  assign \$1187  = $signed(\$1186 ) > $signed(\port$62163$167 [21:6]);
-  assign \$1188  = $signed(leaked27) + $signed(\port$58065$0 );
+  assign \$1187  = $signed(\$1186 ) > $signed(\port$62195$167 [21:6]);
+  assign \$1188  = $signed(leaked27) + $signed(\port$58097$0 );
   assign \$1189  = $signed(\$1188 ) > $signed(16'h7fff);
-  assign \$1190  = $signed(leaked27) + $signed(\port$58065$0 );
+  assign \$1190  = $signed(leaked27) + $signed(\port$58097$0 );
   assign \$1191  = $signed(\$1190 ) < $signed(16'h8000);
-  assign \$1192  = $signed(leaked27) + $signed(\port$58065$0 );
+  assign \$1192  = $signed(leaked27) + $signed(\port$58097$0 );
   assign \$1193  = \$1191  ? 16'h8000 : \$1192 [15:0];
   assign \$1194  = \$1189  ? 16'h7fff : \$1193 ;
   assign \$1195  = $signed(\$1194 ) > $signed(window_lo);
-  assign \$1196  = $signed(leaked27) + $signed(\port$58065$0 );
+  assign \$1196  = $signed(leaked27) + $signed(\port$58097$0 );
   assign \$1197  = $signed(\$1196 ) > $signed(16'h7fff);
-  assign \$1198  = $signed(leaked27) + $signed(\port$58065$0 );
+  assign \$1198  = $signed(leaked27) + $signed(\port$58097$0 );
   assign \$1199  = $signed(\$1198 ) < $signed(16'h8000);
-  assign \$1200  = $signed(leaked27) + $signed(\port$58065$0 );
+  assign \$1200  = $signed(leaked27) + $signed(\port$58097$0 );
   assign \$1201  = \$1199  ? 16'h8000 : \$1200 [15:0];
   assign \$1202  = \$1197  ? 16'h7fff : \$1201 ;
   assign \$1203  = $signed(\$1202 ) < $signed(window_hi);
   assign \$1204  = \$1195  & \$1203 ;
-  assign \$1205  = $signed(u_prev[463:448]) > $signed(\port$62163$167 [21:6]);
+  assign \$1205  = $signed(u_prev[463:448]) > $signed(\port$62195$167 [21:6]);
   assign \$1206  = \$1205  ? 16'h0000 : u_prev[463:448];
   assign \$1207  = $signed(kept28) * $signed({ 1'h0, leak_mul });
-  assign \$1208  = ! \port$62163$167 [5:0];
-  assign \$1209  = \port$62163$167 [5:0] - 1'h1;
+  assign \$1208  = ! \port$62195$167 [5:0];
+  assign \$1209  = \port$62195$167 [5:0] - 1'h1;
   assign \$1210  = \$1208  ? 6'h00 : \$1209 [5:0];
   assign \$1211  = $signed(leak_prod28) >>> \$1210 ;
-  assign \$1212  = ! \port$62163$167 [5:0];
+  assign \$1212  = ! \port$62195$167 [5:0];
   assign \$1213  = $signed(leak_partial28) + $signed({ 1'h0, rnd });
   assign \$1215  = \$1212  ? leak_partial28 : \$1214 [24:0];
-  assign \$1216  = $signed(leaked28) + $signed(\port$58083$0 );
+  assign \$1216  = $signed(leaked28) + $signed(\port$58115$0 );
   assign \$1217  = $signed(\$1216 ) > $signed(16'h7fff);
-  assign \$1218  = $signed(leaked28) + $signed(\port$58083$0 );
+  assign \$1218  = $signed(leaked28) + $signed(\port$58115$0 );
   assign \$1219  = $signed(\$1218 ) < $signed(16'h8000);
-  assign \$1220  = $signed(leaked28) + $signed(\port$58083$0 );
+  assign \$1220  = $signed(leaked28) + $signed(\port$58115$0 );
   assign \$1221  = \$1219  ? 16'h8000 : \$1220 [15:0];
   assign \$1222  = \$1217  ? 16'h7fff : \$1221 ;
-  assign \$1223  = $signed(leaked28) + $signed(\port$58083$0 );
+  assign \$1223  = $signed(leaked28) + $signed(\port$58115$0 );
   assign \$1224  = $signed(\$1223 ) > $signed(16'h7fff);
-  assign \$1225  = $signed(leaked28) + $signed(\port$58083$0 );
+  assign \$1225  = $signed(leaked28) + $signed(\port$58115$0 );
   assign \$1226  = $signed(\$1225 ) < $signed(16'h8000);
-  assign \$1227  = $signed(leaked28) + $signed(\port$58083$0 );
+  assign \$1227  = $signed(leaked28) + $signed(\port$58115$0 );
   assign \$1228  = \$1226  ? 16'h8000 : \$1227 [15:0];
   assign \$1229  = \$1224  ? 16'h7fff : \$1228 ;
-  assign \$1230  = $signed(\$1229 ) > $signed(\port$62163$167 [21:6]);
-  assign \$1231  = $signed(leaked28) + $signed(\port$58083$0 );
+  assign \$1230  = $signed(\$1229 ) > $signed(\port$62195$167 [21:6]);
+  assign \$1231  = $signed(leaked28) + $signed(\port$58115$0 );
   assign \$1232  = $signed(\$1231 ) > $signed(16'h7fff);
-  assign \$1233  = $signed(leaked28) + $signed(\port$58083$0 );
+  assign \$1233  = $signed(leaked28) + $signed(\port$58115$0 );
   assign \$1234  = $signed(\$1233 ) < $signed(16'h8000);
-  assign \$1235  = $signed(leaked28) + $signed(\port$58083$0 );
+  assign \$1235  = $signed(leaked28) + $signed(\port$58115$0 );
   assign \$1236  = \$1234  ? 16'h8000 : \$1235 [15:0];
   assign \$1237  = \$1232  ? 16'h7fff : \$1236 ;
   assign \$1238  = $signed(\$1237 ) > $signed(window_lo);
-  assign \$1239  = $signed(leaked28) + $signed(\port$58083$0 );
+  assign \$1239  = $signed(leaked28) + $signed(\port$58115$0 );
   assign \$1240  = $signed(\$1239 ) > $signed(16'h7fff);
-  assign \$1241  = $signed(leaked28) + $signed(\port$58083$0 );
+  assign \$1241  = $signed(leaked28) + $signed(\port$58115$0 );
   assign \$1242  = $signed(\$1241 ) < $signed(16'h8000);
-  assign \$1243  = $signed(leaked28) + $signed(\port$58083$0 );
+  assign \$1243  = $signed(leaked28) + $signed(\port$58115$0 );
   assign \$1244  = \$1242  ? 16'h8000 : \$1243 [15:0];
   assign \$1245  = \$1240  ? 16'h7fff : \$1244 ;
   assign \$1246  = $signed(\$1245 ) < $signed(window_hi);
   assign \$1247  = \$1238  & \$1246 ;
-  assign \$1248  = $signed(u_prev[479:464]) > $signed(\port$62163$167 [21:6]);
+  assign \$1248  = $signed(u_prev[479:464]) > $signed(\port$62195$167 [21:6]);
   assign \$1249  = \$1248  ? 16'h0000 : u_prev[479:464];
   assign \$1250  = $signed(kept29) * $signed({ 1'h0, leak_mul });
-  assign \$1251  = ! \port$62163$167 [5:0];
-  assign \$1252  = \port$62163$167 [5:0] - 1'h1;
+  assign \$1251  = ! \port$62195$167 [5:0];
+  assign \$1252  = \port$62195$167 [5:0] - 1'h1;
   assign \$1253  = \$1251  ? 6'h00 : \$1252 [5:0];
   assign \$1254  = $signed(leak_prod29) >>> \$1253 ;
-  assign \$1255  = ! \port$62163$167 [5:0];
+  assign \$1255  = ! \port$62195$167 [5:0];
   assign \$1256  = $signed(leak_partial29) + $signed({ 1'h0, rnd });
   assign \$1258  = \$1255  ? leak_partial29 : \$1257 [24:0];
-  assign \$1259  = $signed(leaked29) + $signed(\port$58101$0 );
+  assign \$1259  = $signed(leaked29) + $signed(\port$58133$0 );
   assign \$1260  = $signed(\$1259 ) > $signed(16'h7fff);
-  assign \$1261  = $signed(leaked29) + $signed(\port$58101$0 );
+  assign \$1261  = $signed(leaked29) + $signed(\port$58133$0 );
   assign \$1262  = $signed(\$1261 ) < $signed(16'h8000);
-  assign \$1263  = $signed(leaked29) + $signed(\port$58101$0 );
+  assign \$1263  = $signed(leaked29) + $signed(\port$58133$0 );
   assign \$1264  = \$1262  ? 16'h8000 : \$1263 [15:0];
   assign \$1265  = \$1260  ? 16'h7fff : \$1264 ;
-  assign \$1266  = $signed(leaked29) + $signed(\port$58101$0 );
+  assign \$1266  = $signed(leaked29) + $signed(\port$58133$0 );
   assign \$1267  = $signed(\$1266 ) > $signed(16'h7fff);
-  assign \$1268  = $signed(leaked29) + $signed(\port$58101$0 );
+  assign \$1268  = $signed(leaked29) + $signed(\port$58133$0 );
   assign \$1269  = $signed(\$1268 ) < $signed(16'h8000);
-  assign \$1270  = $signed(leaked29) + $signed(\port$58101$0 );
+  assign \$1270  = $signed(leaked29) + $signed(\port$58133$0 );
   assign \$1271  = \$1269  ? 16'h8000 : \$1270 [15:0];
   assign \$1272  = \$1267  ? 16'h7fff : \$1271 ;
-  assign \$1273  = $signed(\$1272 ) > $signed(\port$62163$167 [21:6]);
-  assign \$1274  = $signed(leaked29) + $signed(\port$58101$0 );
+  assign \$1273  = $signed(\$1272 ) > $signed(\port$62195$167 [21:6]);
+  assign \$1274  = $signed(leaked29) + $signed(\port$58133$0 );
   assign \$1275  = $signed(\$1274 ) > $signed(16'h7fff);
-  assign \$1276  = $signed(leaked29) + $signed(\port$58101$0 );
+  assign \$1276  = $signed(leaked29) + $signed(\port$58133$0 );
   assign \$1277  = $signed(\$1276 ) < $signed(16'h8000);
-  assign \$1278  = $signed(leaked29) + $signed(\port$58101$0 );
+  assign \$1278  = $signed(leaked29) + $signed(\port$58133$0 );
   assign \$1279  = \$1277  ? 16'h8000 : \$1278 [15:0];
   assign \$1280  = \$1275  ? 16'h7fff : \$1279 ;
   assign \$1281  = $signed(\$1280 ) > $signed(window_lo);
-  assign \$1282  = $signed(leaked29) + $signed(\port$58101$0 );
+  assign \$1282  = $signed(leaked29) + $signed(\port$58133$0 );
   assign \$1283  = $signed(\$1282 ) > $signed(16'h7fff);
-  assign \$1284  = $signed(leaked29) + $signed(\port$58101$0 );
+  assign \$1284  = $signed(leaked29) + $signed(\port$58133$0 );
   assign \$1285  = $signed(\$1284 ) < $signed(16'h8000);
-  assign \$1286  = $signed(leaked29) + $signed(\port$58101$0 );
+  assign \$1286  = $signed(leaked29) + $signed(\port$58133$0 );
   assign \$1287  = \$1285  ? 16'h8000 : \$1286 [15:0];
   assign \$1288  = \$1283  ? 16'h7fff : \$1287 ;
   assign \$1289  = $signed(\$1288 ) < $signed(window_hi);
   assign \$1290  = \$1281  & \$1289 ;
-  assign \$1291  = $signed(u_prev[495:480]) > $signed(\port$62163$167 [21:6]);
+  assign \$1291  = $signed(u_prev[495:480]) > $signed(\port$62195$167 [21:6]);
   assign \$1292  = \$1291  ? 16'h0000 : u_prev[495:480];
   assign \$1293  = $signed(kept30) * $signed({ 1'h0, leak_mul });
-  assign \$1294  = ! \port$62163$167 [5:0];
-  assign \$1295  = \port$62163$167 [5:0] - 1'h1;
+  assign \$1294  = ! \port$62195$167 [5:0];
+  assign \$1295  = \port$62195$167 [5:0] - 1'h1;
   assign \$1296  = \$1294  ? 6'h00 : \$1295 [5:0];
   assign \$1297  = $signed(leak_prod30) >>> \$1296 ;
-  assign \$1298  = ! \port$62163$167 [5:0];
+  assign \$1298  = ! \port$62195$167 [5:0];
   assign \$1299  = $signed(leak_partial30) + $signed({ 1'h0, rnd });
   assign \$1301  = \$1298  ? leak_partial30 : \$1300 [24:0];
-  assign \$1302  = $signed(leaked30) + $signed(\port$58119$0 );
+  assign \$1302  = $signed(leaked30) + $signed(\port$58151$0 );
   assign \$1303  = $signed(\$1302 ) > $signed(16'h7fff);
-  assign \$1304  = $signed(leaked30) + $signed(\port$58119$0 );
+  assign \$1304  = $signed(leaked30) + $signed(\port$58151$0 );
   assign \$1305  = $signed(\$1304 ) < $signed(16'h8000);
-  assign \$1306  = $signed(leaked30) + $signed(\port$58119$0 );
+  assign \$1306  = $signed(leaked30) + $signed(\port$58151$0 );
   assign \$1307  = \$1305  ? 16'h8000 : \$1306 [15:0];
   assign \$1308  = \$1303  ? 16'h7fff : \$1307 ;
-  assign \$1309  = $signed(leaked30) + $signed(\port$58119$0 );
+  assign \$1309  = $signed(leaked30) + $signed(\port$58151$0 );
   assign \$1310  = $signed(\$1309 ) > $signed(16'h7fff);
-  assign \$1311  = $signed(leaked30) + $signed(\port$58119$0 );
+  assign \$1311  = $signed(leaked30) + $signed(\port$58151$0 );
   assign \$1312  = $signed(\$1311 ) < $signed(16'h8000);
-  assign \$1313  = $signed(leaked30) + $signed(\port$58119$0 );
+  assign \$1313  = $signed(leaked30) + $signed(\port$58151$0 );
   assign \$1314  = \$1312  ? 16'h8000 : \$1313 [15:0];
   assign \$1315  = \$1310  ? 16'h7fff : \$1314 ;
-  assign \$1316  = $signed(\$1315 ) > $signed(\port$62163$167 [21:6]);
-  assign \$1317  = $signed(leaked30) + $signed(\port$58119$0 );
+  assign \$1316  = $signed(\$1315 ) > $signed(\port$62195$167 [21:6]);
+  assign \$1317  = $signed(leaked30) + $signed(\port$58151$0 );
   assign \$1318  = $signed(\$1317 ) > $signed(16'h7fff);
-  assign \$1319  = $signed(leaked30) + $signed(\port$58119$0 );
+  assign \$1319  = $signed(leaked30) + $signed(\port$58151$0 );
   assign \$1320  = $signed(\$1319 ) < $signed(16'h8000);
-  assign \$1321  = $signed(leaked30) + $signed(\port$58119$0 );
+  assign \$1321  = $signed(leaked30) + $signed(\port$58151$0 );
   assign \$1322  = \$1320  ? 16'h8000 : \$1321 [15:0];
   assign \$1323  = \$1318  ? 16'h7fff : \$1322 ;
   assign \$1324  = $signed(\$1323 ) > $signed(window_lo);
-  assign \$1325  = $signed(leaked30) + $signed(\port$58119$0 );
+  assign \$1325  = $signed(leaked30) + $signed(\port$58151$0 );
   assign \$1326  = $signed(\$1325 ) > $signed(16'h7fff);
-  assign \$1327  = $signed(leaked30) + $signed(\port$58119$0 );
+  assign \$1327  = $signed(leaked30) + $signed(\port$58151$0 );
   assign \$1328  = $signed(\$1327 ) < $signed(16'h8000);
-  assign \$1329  = $signed(leaked30) + $signed(\port$58119$0 );
+  assign \$1329  = $signed(leaked30) + $signed(\port$58151$0 );
   assign \$1330  = \$1328  ? 16'h8000 : \$1329 [15:0];
   assign \$1331  = \$1326  ? 16'h7fff : \$1330 ;
   assign \$1332  = $signed(\$1331 ) < $signed(window_hi);
   assign \$1333  = \$1324  & \$1332 ;
-  assign \$1334  = $signed(u_prev[511:496]) > $signed(\port$62163$167 [21:6]);
+  assign \$1334  = $signed(u_prev[511:496]) > $signed(\port$62195$167 [21:6]);
   assign \$1335  = \$1334  ? 16'h0000 : u_prev[511:496];
   assign \$1336  = $signed(kept31) * $signed({ 1'h0, leak_mul });
-  assign \$1337  = ! \port$62163$167 [5:0];
-  assign \$1338  = \port$62163$167 [5:0] - 1'h1;
+  assign \$1337  = ! \port$62195$167 [5:0];
+  assign \$1338  = \port$62195$167 [5:0] - 1'h1;
   assign \$1339  = \$1337  ? 6'h00 : \$1338 [5:0];
   assign \$1340  = $signed(leak_prod31) >>> \$1339 ;
-  assign \$1341  = ! \port$62163$167 [5:0];
+  assign \$1341  = ! \port$62195$167 [5:0];
   assign \$1342  = $signed(leak_partial31) + $signed({ 1'h0, rnd });
   assign \$1344  = \$1341  ? leak_partial31 : \$1343 [24:0];
-  assign \$1345  = $signed(leaked31) + $signed(\port$58137$0 );
+  assign \$1345  = $signed(leaked31) + $signed(\port$58169$0 );
   assign \$1346  = $signed(\$1345 ) > $signed(16'h7fff);
-  assign \$1347  = $signed(leaked31) + $signed(\port$58137$0 );
+  assign \$1347  = $signed(leaked31) + $signed(\port$58169$0 );
   assign \$1348  = $signed(\$1347 ) < $signed(16'h8000);
-  assign \$1349  = $signed(leaked31) + $signed(\port$58137$0 );
+  assign \$1349  = $signed(leaked31) + $signed(\port$58169$0 );
   assign \$1350  = \$1348  ? 16'h8000 : \$1349 [15:0];
   assign \$1351  = \$1346  ? 16'h7fff : \$1350 ;
-  assign \$1352  = $signed(leaked31) + $signed(\port$58137$0 );
+  assign \$1352  = $signed(leaked31) + $signed(\port$58169$0 );
   assign \$1353  = $signed(\$1352 ) > $signed(16'h7fff);
-  assign \$1354  = $signed(leaked31) + $signed(\port$58137$0 );
+  assign \$1354  = $signed(leaked31) + $signed(\port$58169$0 );
   assign \$1355  = $signed(\$1354 ) < $signed(16'h8000);
-  assign \$1356  = $signed(leaked31) + $signed(\port$58137$0 );
+  assign \$1356  = $signed(leaked31) + $signed(\port$58169$0 );
   assign \$1357  = \$1355  ? 16'h8000 : \$1356 [15:0];
   assign \$1358  = \$1353  ? 16'h7fff : \$1357 ;
-  assign \$1359  = $signed(\$1358 ) > $signed(\port$62163$167 [21:6]);
-  assign \$1360  = $signed(leaked31) + $signed(\port$58137$0 );
+  assign \$1359  = $signed(\$1358 ) > $signed(\port$62195$167 [21:6]);
+  assign \$1360  = $signed(leaked31) + $signed(\port$58169$0 );
   assign \$1361  = $signed(\$1360 ) > $signed(16'h7fff);
-  assign \$1362  = $signed(leaked31) + $signed(\port$58137$0 );
+  assign \$1362  = $signed(leaked31) + $signed(\port$58169$0 );
   assign \$1363  = $signed(\$1362 ) < $signed(16'h8000);
-  assign \$1364  = $signed(leaked31) + $signed(\port$58137$0 );
+  assign \$1364  = $signed(leaked31) + $signed(\port$58169$0 );
   assign \$1365  = \$1363  ? 16'h8000 : \$1364 [15:0];
   assign \$1366  = \$1361  ? 16'h7fff : \$1365 ;
   assign \$1367  = $signed(\$1366 ) > $signed(window_lo);
-  assign \$1368  = $signed(leaked31) + $signed(\port$58137$0 );
+  assign \$1368  = $signed(leaked31) + $signed(\port$58169$0 );
   assign \$1369  = $signed(\$1368 ) > $signed(16'h7fff);
-  assign \$1370  = $signed(leaked31) + $signed(\port$58137$0 );
+  assign \$1370  = $signed(leaked31) + $signed(\port$58169$0 );
   assign \$1371  = $signed(\$1370 ) < $signed(16'h8000);
-  assign \$1372  = $signed(leaked31) + $signed(\port$58137$0 );
+  assign \$1372  = $signed(leaked31) + $signed(\port$58169$0 );
   assign \$1373  = \$1371  ? 16'h8000 : \$1372 [15:0];
   assign \$1374  = \$1369  ? 16'h7fff : \$1373 ;
   assign \$1375  = $signed(\$1374 ) < $signed(window_hi);
@@ -22050,9 +22182,9 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$57579$0 , \port$57597$0 , \port$5
       \$1600  = 1'h0;
     end
   end
-  assign threshold = \port$62163$167 [21:6];
-  assign leak_shift = \port$62163$167 [5:0];
-  assign cur = { \port$58137$0 , \port$58119$0 , \port$58101$0 , \port$58083$0 , \port$58065$0 , \port$58047$0 , \port$58029$0 , \port$58011$0 , \port$57993$0 , \port$57975$0 , \port$57957$0 , \port$57939$0 , \port$57921$0 , \port$57903$0 , \port$57885$0 , \port$57867$0 , \port$57849$0 , \port$57831$0 , \port$57813$0 , \port$57795$0 , \port$57777$0 , \port$57759$0 , \port$57741$0 , \port$57723$0 , \port$57705$0 , \port$57687$0 , \port$57669$0 , \port$57651$0 , \port$57633$0 , \port$57615$0 , \port$57597$0 , \port$57579$0  };
+  assign threshold = \port$62195$167 [21:6];
+  assign leak_shift = \port$62195$167 [5:0];
+  assign cur = { \port$58169$0 , \port$58151$0 , \port$58133$0 , \port$58115$0 , \port$58097$0 , \port$58079$0 , \port$58061$0 , \port$58043$0 , \port$58025$0 , \port$58007$0 , \port$57989$0 , \port$57971$0 , \port$57953$0 , \port$57935$0 , \port$57917$0 , \port$57899$0 , \port$57881$0 , \port$57863$0 , \port$57845$0 , \port$57827$0 , \port$57809$0 , \port$57791$0 , \port$57773$0 , \port$57755$0 , \port$57737$0 , \port$57719$0 , \port$57701$0 , \port$57683$0 , \port$57665$0 , \port$57647$0 , \port$57629$0 , \port$57611$0  };
   assign u = { u31, u30, u29, u28, u27, u26, u25, u24, u23, u22, u21, u20, u19, u18, u17, u16, u15, u14, u13, u12, u11, u10, u9, u8, u7, u6, u5, u4, u3, u2, u1, u0 };
   assign s = { s31, s30, s29, s28, s27, s26, s25, s24, s23, s22, s21, s20, s19, s18, s17, s16, s15, s14, s13, s12, s11, s10, s9, s8, s7, s6, s5, s4, s3, s2, s1, s0 };
   assign m = { m31, m30, m29, m28, m27, m26, m25, m24, m23, m22, m21, m20, m19, m18, m17, m16, m15, m14, m13, m12, m11, m10, m9, m8, m7, m6, m5, m4, m3, m2, m1, m0 };
@@ -22091,10 +22223,10 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$57579$0 , \port$57597$0 , \port$5
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.maxpool (rst, valid, \port$8049$0 , \port$8052$0 , \port$8055$0 , \port$8058$0 , \port$8061$0 , \port$8064$0 , \port$8067$0 , \port$8070$0 , \port$8073$0 , \port$8076$0 , \port$8079$0 , \port$8082$0 , \port$8085$0 , \port$8088$0 , \port$8091$0 , \port$8094$0 , \port$8097$0 , \port$8100$0 , \port$8103$0 
-, \port$8106$0 , \port$8109$0 , \port$8112$0 , \port$8115$0 , \port$8118$0 , \port$8121$0 , \port$8124$0 , \port$8127$0 , \port$8130$0 , \port$8133$0 , \port$8136$0 , \port$8139$0 , \port$8142$0 , \port$8145$0 , \port$8148$0 , \port$8151$0 , \port$8154$0 , \port$8157$0 , \port$8160$0 , \port$8163$0 , \port$8166$0 
-, \port$8169$0 , \port$8172$0 , \port$8175$0 , \port$8178$0 , \port$8181$0 , \port$8184$0 , \port$8187$0 , \port$8190$0 , \port$8193$0 , \port$8196$0 , \port$8199$0 , \port$8202$0 , \port$8205$0 , \port$8208$0 , \port$8211$0 , \port$8214$0 , \port$8217$0 , \port$8220$0 , \port$8223$0 , \port$8226$0 , \port$8229$0 
-, \port$8232$0 , \port$8235$0 , \port$8238$0 , first, position, i, clk);
+module \ttsnn_accel.e4.maxpool (rst, valid, \port$8062$0 , \port$8065$0 , \port$8068$0 , \port$8071$0 , \port$8074$0 , \port$8077$0 , \port$8080$0 , \port$8083$0 , \port$8086$0 , \port$8089$0 , \port$8092$0 , \port$8095$0 , \port$8098$0 , \port$8101$0 , \port$8104$0 , \port$8107$0 , \port$8110$0 , \port$8113$0 , \port$8116$0 
+, \port$8119$0 , \port$8122$0 , \port$8125$0 , \port$8128$0 , \port$8131$0 , \port$8134$0 , \port$8137$0 , \port$8140$0 , \port$8143$0 , \port$8146$0 , \port$8149$0 , \port$8152$0 , \port$8155$0 , \port$8158$0 , \port$8161$0 , \port$8164$0 , \port$8167$0 , \port$8170$0 , \port$8173$0 , \port$8176$0 , \port$8179$0 
+, \port$8182$0 , \port$8185$0 , \port$8188$0 , \port$8191$0 , \port$8194$0 , \port$8197$0 , \port$8200$0 , \port$8203$0 , \port$8206$0 , \port$8209$0 , \port$8212$0 , \port$8215$0 , \port$8218$0 , \port$8221$0 , \port$8224$0 , \port$8227$0 , \port$8230$0 , \port$8233$0 , \port$8236$0 , \port$8239$0 , \port$8242$0 
+, \port$8245$0 , \port$8248$0 , \port$8251$0 , first, position, i, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -22300,134 +22432,134 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$8049$0 , \port$8052$0 , \port$
   input [511:0] i;
   wire [511:0] i;
   wire [511:0] o;
-  output [15:0] \port$8049$0 ;
-  wire [15:0] \port$8049$0 ;
-  output [15:0] \port$8052$0 ;
-  wire [15:0] \port$8052$0 ;
-  output [15:0] \port$8055$0 ;
-  wire [15:0] \port$8055$0 ;
-  output [15:0] \port$8058$0 ;
-  wire [15:0] \port$8058$0 ;
-  output [15:0] \port$8061$0 ;
-  wire [15:0] \port$8061$0 ;
-  output [15:0] \port$8064$0 ;
-  wire [15:0] \port$8064$0 ;
-  output [15:0] \port$8067$0 ;
-  wire [15:0] \port$8067$0 ;
-  output [15:0] \port$8070$0 ;
-  wire [15:0] \port$8070$0 ;
-  output [15:0] \port$8073$0 ;
-  wire [15:0] \port$8073$0 ;
-  output [15:0] \port$8076$0 ;
-  wire [15:0] \port$8076$0 ;
-  output [15:0] \port$8079$0 ;
-  wire [15:0] \port$8079$0 ;
-  output [15:0] \port$8082$0 ;
-  wire [15:0] \port$8082$0 ;
-  output [15:0] \port$8085$0 ;
-  wire [15:0] \port$8085$0 ;
-  output [15:0] \port$8088$0 ;
-  wire [15:0] \port$8088$0 ;
-  output [15:0] \port$8091$0 ;
-  wire [15:0] \port$8091$0 ;
-  output [15:0] \port$8094$0 ;
-  wire [15:0] \port$8094$0 ;
-  output [15:0] \port$8097$0 ;
-  wire [15:0] \port$8097$0 ;
-  output [15:0] \port$8100$0 ;
-  wire [15:0] \port$8100$0 ;
-  output [15:0] \port$8103$0 ;
-  wire [15:0] \port$8103$0 ;
-  output [15:0] \port$8106$0 ;
-  wire [15:0] \port$8106$0 ;
-  output [15:0] \port$8109$0 ;
-  wire [15:0] \port$8109$0 ;
-  output [15:0] \port$8112$0 ;
-  wire [15:0] \port$8112$0 ;
-  output [15:0] \port$8115$0 ;
-  wire [15:0] \port$8115$0 ;
-  output [15:0] \port$8118$0 ;
-  wire [15:0] \port$8118$0 ;
-  output [15:0] \port$8121$0 ;
-  wire [15:0] \port$8121$0 ;
-  output [15:0] \port$8124$0 ;
-  wire [15:0] \port$8124$0 ;
-  output [15:0] \port$8127$0 ;
-  wire [15:0] \port$8127$0 ;
-  output [15:0] \port$8130$0 ;
-  wire [15:0] \port$8130$0 ;
-  output [15:0] \port$8133$0 ;
-  wire [15:0] \port$8133$0 ;
-  output [15:0] \port$8136$0 ;
-  wire [15:0] \port$8136$0 ;
-  output [15:0] \port$8139$0 ;
-  wire [15:0] \port$8139$0 ;
-  output [15:0] \port$8142$0 ;
-  wire [15:0] \port$8142$0 ;
-  output [1:0] \port$8145$0 ;
-  wire [1:0] \port$8145$0 ;
-  output [1:0] \port$8148$0 ;
-  wire [1:0] \port$8148$0 ;
-  output [1:0] \port$8151$0 ;
-  wire [1:0] \port$8151$0 ;
-  output [1:0] \port$8154$0 ;
-  wire [1:0] \port$8154$0 ;
-  output [1:0] \port$8157$0 ;
-  wire [1:0] \port$8157$0 ;
-  output [1:0] \port$8160$0 ;
-  wire [1:0] \port$8160$0 ;
-  output [1:0] \port$8163$0 ;
-  wire [1:0] \port$8163$0 ;
-  output [1:0] \port$8166$0 ;
-  wire [1:0] \port$8166$0 ;
-  output [1:0] \port$8169$0 ;
-  wire [1:0] \port$8169$0 ;
-  output [1:0] \port$8172$0 ;
-  wire [1:0] \port$8172$0 ;
-  output [1:0] \port$8175$0 ;
-  wire [1:0] \port$8175$0 ;
-  output [1:0] \port$8178$0 ;
-  wire [1:0] \port$8178$0 ;
-  output [1:0] \port$8181$0 ;
-  wire [1:0] \port$8181$0 ;
-  output [1:0] \port$8184$0 ;
-  wire [1:0] \port$8184$0 ;
-  output [1:0] \port$8187$0 ;
-  wire [1:0] \port$8187$0 ;
-  output [1:0] \port$8190$0 ;
-  wire [1:0] \port$8190$0 ;
-  output [1:0] \port$8193$0 ;
-  wire [1:0] \port$8193$0 ;
-  output [1:0] \port$8196$0 ;
-  wire [1:0] \port$8196$0 ;
-  output [1:0] \port$8199$0 ;
-  wire [1:0] \port$8199$0 ;
-  output [1:0] \port$8202$0 ;
-  wire [1:0] \port$8202$0 ;
-  output [1:0] \port$8205$0 ;
-  wire [1:0] \port$8205$0 ;
-  output [1:0] \port$8208$0 ;
-  wire [1:0] \port$8208$0 ;
-  output [1:0] \port$8211$0 ;
-  wire [1:0] \port$8211$0 ;
-  output [1:0] \port$8214$0 ;
-  wire [1:0] \port$8214$0 ;
-  output [1:0] \port$8217$0 ;
-  wire [1:0] \port$8217$0 ;
-  output [1:0] \port$8220$0 ;
-  wire [1:0] \port$8220$0 ;
-  output [1:0] \port$8223$0 ;
-  wire [1:0] \port$8223$0 ;
-  output [1:0] \port$8226$0 ;
-  wire [1:0] \port$8226$0 ;
-  output [1:0] \port$8229$0 ;
-  wire [1:0] \port$8229$0 ;
-  output [1:0] \port$8232$0 ;
-  wire [1:0] \port$8232$0 ;
-  output [1:0] \port$8235$0 ;
-  wire [1:0] \port$8235$0 ;
-  output [1:0] \port$8238$0 ;
-  wire [1:0] \port$8238$0 ;
+  output [15:0] \port$8062$0 ;
+  wire [15:0] \port$8062$0 ;
+  output [15:0] \port$8065$0 ;
+  wire [15:0] \port$8065$0 ;
+  output [15:0] \port$8068$0 ;
+  wire [15:0] \port$8068$0 ;
+  output [15:0] \port$8071$0 ;
+  wire [15:0] \port$8071$0 ;
+  output [15:0] \port$8074$0 ;
+  wire [15:0] \port$8074$0 ;
+  output [15:0] \port$8077$0 ;
+  wire [15:0] \port$8077$0 ;
+  output [15:0] \port$8080$0 ;
+  wire [15:0] \port$8080$0 ;
+  output [15:0] \port$8083$0 ;
+  wire [15:0] \port$8083$0 ;
+  output [15:0] \port$8086$0 ;
+  wire [15:0] \port$8086$0 ;
+  output [15:0] \port$8089$0 ;
+  wire [15:0] \port$8089$0 ;
+  output [15:0] \port$8092$0 ;
+  wire [15:0] \port$8092$0 ;
+  output [15:0] \port$8095$0 ;
+  wire [15:0] \port$8095$0 ;
+  output [15:0] \port$8098$0 ;
+  wire [15:0] \port$8098$0 ;
+  output [15:0] \port$8101$0 ;
+  wire [15:0] \port$8101$0 ;
+  output [15:0] \port$8104$0 ;
+  wire [15:0] \port$8104$0 ;
+  output [15:0] \port$8107$0 ;
+  wire [15:0] \port$8107$0 ;
+  output [15:0] \port$8110$0 ;
+  wire [15:0] \port$8110$0 ;
+  output [15:0] \port$8113$0 ;
+  wire [15:0] \port$8113$0 ;
+  output [15:0] \port$8116$0 ;
+  wire [15:0] \port$8116$0 ;
+  output [15:0] \port$8119$0 ;
+  wire [15:0] \port$8119$0 ;
+  output [15:0] \port$8122$0 ;
+  wire [15:0] \port$8122$0 ;
+  output [15:0] \port$8125$0 ;
+  wire [15:0] \port$8125$0 ;
+  output [15:0] \port$8128$0 ;
+  wire [15:0] \port$8128$0 ;
+  output [15:0] \port$8131$0 ;
+  wire [15:0] \port$8131$0 ;
+  output [15:0] \port$8134$0 ;
+  wire [15:0] \port$8134$0 ;
+  output [15:0] \port$8137$0 ;
+  wire [15:0] \port$8137$0 ;
+  output [15:0] \port$8140$0 ;
+  wire [15:0] \port$8140$0 ;
+  output [15:0] \port$8143$0 ;
+  wire [15:0] \port$8143$0 ;
+  output [15:0] \port$8146$0 ;
+  wire [15:0] \port$8146$0 ;
+  output [15:0] \port$8149$0 ;
+  wire [15:0] \port$8149$0 ;
+  output [15:0] \port$8152$0 ;
+  wire [15:0] \port$8152$0 ;
+  output [15:0] \port$8155$0 ;
+  wire [15:0] \port$8155$0 ;
+  output [1:0] \port$8158$0 ;
+  wire [1:0] \port$8158$0 ;
+  output [1:0] \port$8161$0 ;
+  wire [1:0] \port$8161$0 ;
+  output [1:0] \port$8164$0 ;
+  wire [1:0] \port$8164$0 ;
+  output [1:0] \port$8167$0 ;
+  wire [1:0] \port$8167$0 ;
+  output [1:0] \port$8170$0 ;
+  wire [1:0] \port$8170$0 ;
+  output [1:0] \port$8173$0 ;
+  wire [1:0] \port$8173$0 ;
+  output [1:0] \port$8176$0 ;
+  wire [1:0] \port$8176$0 ;
+  output [1:0] \port$8179$0 ;
+  wire [1:0] \port$8179$0 ;
+  output [1:0] \port$8182$0 ;
+  wire [1:0] \port$8182$0 ;
+  output [1:0] \port$8185$0 ;
+  wire [1:0] \port$8185$0 ;
+  output [1:0] \port$8188$0 ;
+  wire [1:0] \port$8188$0 ;
+  output [1:0] \port$8191$0 ;
+  wire [1:0] \port$8191$0 ;
+  output [1:0] \port$8194$0 ;
+  wire [1:0] \port$8194$0 ;
+  output [1:0] \port$8197$0 ;
+  wire [1:0] \port$8197$0 ;
+  output [1:0] \port$8200$0 ;
+  wire [1:0] \port$8200$0 ;
+  output [1:0] \port$8203$0 ;
+  wire [1:0] \port$8203$0 ;
+  output [1:0] \port$8206$0 ;
+  wire [1:0] \port$8206$0 ;
+  output [1:0] \port$8209$0 ;
+  wire [1:0] \port$8209$0 ;
+  output [1:0] \port$8212$0 ;
+  wire [1:0] \port$8212$0 ;
+  output [1:0] \port$8215$0 ;
+  wire [1:0] \port$8215$0 ;
+  output [1:0] \port$8218$0 ;
+  wire [1:0] \port$8218$0 ;
+  output [1:0] \port$8221$0 ;
+  wire [1:0] \port$8221$0 ;
+  output [1:0] \port$8224$0 ;
+  wire [1:0] \port$8224$0 ;
+  output [1:0] \port$8227$0 ;
+  wire [1:0] \port$8227$0 ;
+  output [1:0] \port$8230$0 ;
+  wire [1:0] \port$8230$0 ;
+  output [1:0] \port$8233$0 ;
+  wire [1:0] \port$8233$0 ;
+  output [1:0] \port$8236$0 ;
+  wire [1:0] \port$8236$0 ;
+  output [1:0] \port$8239$0 ;
+  wire [1:0] \port$8239$0 ;
+  output [1:0] \port$8242$0 ;
+  wire [1:0] \port$8242$0 ;
+  output [1:0] \port$8245$0 ;
+  wire [1:0] \port$8245$0 ;
+  output [1:0] \port$8248$0 ;
+  wire [1:0] \port$8248$0 ;
+  output [1:0] \port$8251$0 ;
+  wire [1:0] \port$8251$0 ;
   input [1:0] position;
   wire [1:0] position;
   input rst;
@@ -22652,68 +22784,68 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$8049$0 , \port$8052$0 , \port$
   end
   assign o = { \$96 , \$93 , \$90 , \$87 , \$84 , \$81 , \$78 , \$75 , \$72 , \$69 , \$66 , \$63 , \$60 , \$57 , \$54 , \$51 , \$48 , \$45 , \$42 , \$39 , \$36 , \$33 , \$30 , \$27 , \$24 , \$21 , \$18 , \$15 , \$12 , \$9 , \$6 , \$3  };
   assign arg = { \$192 , \$189 , \$186 , \$183 , \$180 , \$177 , \$174 , \$171 , \$168 , \$165 , \$162 , \$159 , \$156 , \$153 , \$150 , \$147 , \$144 , \$141 , \$138 , \$135 , \$132 , \$129 , \$126 , \$123 , \$120 , \$117 , \$114 , \$111 , \$108 , \$105 , \$102 , \$99  };
-  assign \port$8049$0  = \$3 ;
-  assign \port$8052$0  = \$6 ;
-  assign \port$8055$0  = \$9 ;
-  assign \port$8058$0  = \$12 ;
-  assign \port$8061$0  = \$15 ;
-  assign \port$8064$0  = \$18 ;
-  assign \port$8067$0  = \$21 ;
-  assign \port$8070$0  = \$24 ;
-  assign \port$8073$0  = \$27 ;
-  assign \port$8076$0  = \$30 ;
-  assign \port$8079$0  = \$33 ;
-  assign \port$8082$0  = \$36 ;
-  assign \port$8085$0  = \$39 ;
-  assign \port$8088$0  = \$42 ;
-  assign \port$8091$0  = \$45 ;
-  assign \port$8094$0  = \$48 ;
-  assign \port$8097$0  = \$51 ;
-  assign \port$8100$0  = \$54 ;
-  assign \port$8103$0  = \$57 ;
-  assign \port$8106$0  = \$60 ;
-  assign \port$8109$0  = \$63 ;
-  assign \port$8112$0  = \$66 ;
-  assign \port$8115$0  = \$69 ;
-  assign \port$8118$0  = \$72 ;
-  assign \port$8121$0  = \$75 ;
-  assign \port$8124$0  = \$78 ;
-  assign \port$8127$0  = \$81 ;
-  assign \port$8130$0  = \$84 ;
-  assign \port$8133$0  = \$87 ;
-  assign \port$8136$0  = \$90 ;
-  assign \port$8139$0  = \$93 ;
-  assign \port$8142$0  = \$96 ;
-  assign \port$8145$0  = \$99 ;
-  assign \port$8148$0  = \$102 ;
-  assign \port$8151$0  = \$105 ;
-  assign \port$8154$0  = \$108 ;
-  assign \port$8157$0  = \$111 ;
-  assign \port$8160$0  = \$114 ;
-  assign \port$8163$0  = \$117 ;
-  assign \port$8166$0  = \$120 ;
-  assign \port$8169$0  = \$123 ;
-  assign \port$8172$0  = \$126 ;
-  assign \port$8175$0  = \$129 ;
-  assign \port$8178$0  = \$132 ;
-  assign \port$8181$0  = \$135 ;
-  assign \port$8184$0  = \$138 ;
-  assign \port$8187$0  = \$141 ;
-  assign \port$8190$0  = \$144 ;
-  assign \port$8193$0  = \$147 ;
-  assign \port$8196$0  = \$150 ;
-  assign \port$8199$0  = \$153 ;
-  assign \port$8202$0  = \$156 ;
-  assign \port$8205$0  = \$159 ;
-  assign \port$8208$0  = \$162 ;
-  assign \port$8211$0  = \$165 ;
-  assign \port$8214$0  = \$168 ;
-  assign \port$8217$0  = \$171 ;
-  assign \port$8220$0  = \$174 ;
-  assign \port$8223$0  = \$177 ;
-  assign \port$8226$0  = \$180 ;
-  assign \port$8229$0  = \$183 ;
-  assign \port$8232$0  = \$186 ;
-  assign \port$8235$0  = \$189 ;
-  assign \port$8238$0  = \$192 ;
+  assign \port$8062$0  = \$3 ;
+  assign \port$8065$0  = \$6 ;
+  assign \port$8068$0  = \$9 ;
+  assign \port$8071$0  = \$12 ;
+  assign \port$8074$0  = \$15 ;
+  assign \port$8077$0  = \$18 ;
+  assign \port$8080$0  = \$21 ;
+  assign \port$8083$0  = \$24 ;
+  assign \port$8086$0  = \$27 ;
+  assign \port$8089$0  = \$30 ;
+  assign \port$8092$0  = \$33 ;
+  assign \port$8095$0  = \$36 ;
+  assign \port$8098$0  = \$39 ;
+  assign \port$8101$0  = \$42 ;
+  assign \port$8104$0  = \$45 ;
+  assign \port$8107$0  = \$48 ;
+  assign \port$8110$0  = \$51 ;
+  assign \port$8113$0  = \$54 ;
+  assign \port$8116$0  = \$57 ;
+  assign \port$8119$0  = \$60 ;
+  assign \port$8122$0  = \$63 ;
+  assign \port$8125$0  = \$66 ;
+  assign \port$8128$0  = \$69 ;
+  assign \port$8131$0  = \$72 ;
+  assign \port$8134$0  = \$75 ;
+  assign \port$8137$0  = \$78 ;
+  assign \port$8140$0  = \$81 ;
+  assign \port$8143$0  = \$84 ;
+  assign \port$8146$0  = \$87 ;
+  assign \port$8149$0  = \$90 ;
+  assign \port$8152$0  = \$93 ;
+  assign \port$8155$0  = \$96 ;
+  assign \port$8158$0  = \$99 ;
+  assign \port$8161$0  = \$102 ;
+  assign \port$8164$0  = \$105 ;
+  assign \port$8167$0  = \$108 ;
+  assign \port$8170$0  = \$111 ;
+  assign \port$8173$0  = \$114 ;
+  assign \port$8176$0  = \$117 ;
+  assign \port$8179$0  = \$120 ;
+  assign \port$8182$0  = \$123 ;
+  assign \port$8185$0  = \$126 ;
+  assign \port$8188$0  = \$129 ;
+  assign \port$8191$0  = \$132 ;
+  assign \port$8194$0  = \$135 ;
+  assign \port$8197$0  = \$138 ;
+  assign \port$8200$0  = \$141 ;
+  assign \port$8203$0  = \$144 ;
+  assign \port$8206$0  = \$147 ;
+  assign \port$8209$0  = \$150 ;
+  assign \port$8212$0  = \$153 ;
+  assign \port$8215$0  = \$156 ;
+  assign \port$8218$0  = \$159 ;
+  assign \port$8221$0  = \$162 ;
+  assign \port$8224$0  = \$165 ;
+  assign \port$8227$0  = \$168 ;
+  assign \port$8230$0  = \$171 ;
+  assign \port$8233$0  = \$174 ;
+  assign \port$8236$0  = \$177 ;
+  assign \port$8239$0  = \$180 ;
+  assign \port$8242$0  = \$183 ;
+  assign \port$8245$0  = \$186 ;
+  assign \port$8248$0  = \$189 ;
+  assign \port$8251$0  = \$192 ;
 endmodule

@@ -12,9 +12,9 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
 , bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, bw_weights__addr, \port__en$141 , bw_trace__en, bw_trace__addr, \port__en$147 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$191 , host__w2__addr, host__w2__rd_en, \wr__en$197 , host__w3__addr, host__w3__rd_en
 , \wr__en$203 , host__w4__addr, host__w4__rd_en, \wr__en$209 , host__affine__addr, host__affine__rd_en, \wr__en$215 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$221 , host__residual__addr, \wr__en$227 , host__membrane__addr, \port__en$233 , host__spikes__addr, \port__en$239 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$245 
 , host__trace__addr, host__trace__rd_en, host__trace__wr_en, host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data
-, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$171 , \port$58149$0 , \port$58163$0 , \port$58177$0 , \port$58191$0 , \port$58205$0 , \port$58219$0 , \port$58233$0 , \port$58247$0 , \port$58261$0 , \port$58275$0 , \port$58289$0 , \port$58303$0 
-, \port$58317$0 , \port$58331$0 , \port$58345$0 , \port$58359$0 , \port$58373$0 , \port$58387$0 , \port$58401$0 , \port$58415$0 , \port$58429$0 , \port$58443$0 , \port$58457$0 , \port$58471$0 , \port$58485$0 , \port$58499$0 , \port$58513$0 , \port$58527$0 , \port$58541$0 , \port$58555$0 , \port$58569$0 , \port$58583$0 , \port$59383$0 
-, \port$62161$0 , desc, \wr__data$194 );
+, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$171 , \port$58181$0 , \port$58195$0 , \port$58209$0 , \port$58223$0 , \port$58237$0 , \port$58251$0 , \port$58265$0 , \port$58279$0 , \port$58293$0 , \port$58307$0 , \port$58321$0 , \port$58335$0 
+, \port$58349$0 , \port$58363$0 , \port$58377$0 , \port$58391$0 , \port$58405$0 , \port$58419$0 , \port$58433$0 , \port$58447$0 , \port$58461$0 , \port$58475$0 , \port$58489$0 , \port$58503$0 , \port$58517$0 , \port$58531$0 , \port$58545$0 , \port$58559$0 , \port$58573$0 , \port$58587$0 , \port$58601$0 , \port$58615$0 , \port$59415$0 
+, \port$62193$0 , desc, \wr__data$194 );
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -502,76 +502,76 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$5767$0 ;
   input [7:0] \port$5807$0 ;
   wire [7:0] \port$5807$0 ;
-  input [15:0] \port$58149$0 ;
-  wire [15:0] \port$58149$0 ;
-  input [15:0] \port$58163$0 ;
-  wire [15:0] \port$58163$0 ;
-  input [15:0] \port$58177$0 ;
-  wire [15:0] \port$58177$0 ;
-  input [15:0] \port$58191$0 ;
-  wire [15:0] \port$58191$0 ;
-  input [15:0] \port$58205$0 ;
-  wire [15:0] \port$58205$0 ;
-  input [15:0] \port$58219$0 ;
-  wire [15:0] \port$58219$0 ;
-  input [15:0] \port$58233$0 ;
-  wire [15:0] \port$58233$0 ;
-  input [15:0] \port$58247$0 ;
-  wire [15:0] \port$58247$0 ;
-  input [15:0] \port$58261$0 ;
-  wire [15:0] \port$58261$0 ;
-  input [15:0] \port$58275$0 ;
-  wire [15:0] \port$58275$0 ;
-  input [15:0] \port$58289$0 ;
-  wire [15:0] \port$58289$0 ;
-  input [15:0] \port$58303$0 ;
-  wire [15:0] \port$58303$0 ;
-  input [15:0] \port$58317$0 ;
-  wire [15:0] \port$58317$0 ;
-  input [15:0] \port$58331$0 ;
-  wire [15:0] \port$58331$0 ;
-  input [15:0] \port$58345$0 ;
-  wire [15:0] \port$58345$0 ;
-  input [15:0] \port$58359$0 ;
-  wire [15:0] \port$58359$0 ;
-  input [15:0] \port$58373$0 ;
-  wire [15:0] \port$58373$0 ;
-  input [15:0] \port$58387$0 ;
-  wire [15:0] \port$58387$0 ;
-  input [15:0] \port$58401$0 ;
-  wire [15:0] \port$58401$0 ;
-  input [15:0] \port$58415$0 ;
-  wire [15:0] \port$58415$0 ;
-  input [15:0] \port$58429$0 ;
-  wire [15:0] \port$58429$0 ;
-  input [15:0] \port$58443$0 ;
-  wire [15:0] \port$58443$0 ;
-  input [15:0] \port$58457$0 ;
-  wire [15:0] \port$58457$0 ;
+  input [15:0] \port$58181$0 ;
+  wire [15:0] \port$58181$0 ;
+  input [15:0] \port$58195$0 ;
+  wire [15:0] \port$58195$0 ;
+  input [15:0] \port$58209$0 ;
+  wire [15:0] \port$58209$0 ;
+  input [15:0] \port$58223$0 ;
+  wire [15:0] \port$58223$0 ;
+  input [15:0] \port$58237$0 ;
+  wire [15:0] \port$58237$0 ;
+  input [15:0] \port$58251$0 ;
+  wire [15:0] \port$58251$0 ;
+  input [15:0] \port$58265$0 ;
+  wire [15:0] \port$58265$0 ;
+  input [15:0] \port$58279$0 ;
+  wire [15:0] \port$58279$0 ;
+  input [15:0] \port$58293$0 ;
+  wire [15:0] \port$58293$0 ;
+  input [15:0] \port$58307$0 ;
+  wire [15:0] \port$58307$0 ;
+  input [15:0] \port$58321$0 ;
+  wire [15:0] \port$58321$0 ;
+  input [15:0] \port$58335$0 ;
+  wire [15:0] \port$58335$0 ;
+  input [15:0] \port$58349$0 ;
+  wire [15:0] \port$58349$0 ;
+  input [15:0] \port$58363$0 ;
+  wire [15:0] \port$58363$0 ;
+  input [15:0] \port$58377$0 ;
+  wire [15:0] \port$58377$0 ;
+  input [15:0] \port$58391$0 ;
+  wire [15:0] \port$58391$0 ;
+  input [15:0] \port$58405$0 ;
+  wire [15:0] \port$58405$0 ;
+  input [15:0] \port$58419$0 ;
+  wire [15:0] \port$58419$0 ;
+  input [15:0] \port$58433$0 ;
+  wire [15:0] \port$58433$0 ;
+  input [15:0] \port$58447$0 ;
+  wire [15:0] \port$58447$0 ;
+  input [15:0] \port$58461$0 ;
+  wire [15:0] \port$58461$0 ;
   input [7:0] \port$5847$0 ;
   wire [7:0] \port$5847$0 ;
-  input [15:0] \port$58471$0 ;
-  wire [15:0] \port$58471$0 ;
-  input [15:0] \port$58485$0 ;
-  wire [15:0] \port$58485$0 ;
-  input [15:0] \port$58499$0 ;
-  wire [15:0] \port$58499$0 ;
-  input [15:0] \port$58513$0 ;
-  wire [15:0] \port$58513$0 ;
-  input [15:0] \port$58527$0 ;
-  wire [15:0] \port$58527$0 ;
-  input [15:0] \port$58541$0 ;
-  wire [15:0] \port$58541$0 ;
-  input [15:0] \port$58555$0 ;
-  wire [15:0] \port$58555$0 ;
-  input [15:0] \port$58569$0 ;
-  wire [15:0] \port$58569$0 ;
-  input [15:0] \port$58583$0 ;
-  wire [15:0] \port$58583$0 ;
-  input [15:0] \port$59383$0 ;
-  wire [15:0] \port$59383$0 ;
-  input [1279:0] \port$62161$0 ;
-  wire [1279:0] \port$62161$0 ;
+  input [15:0] \port$58475$0 ;
+  wire [15:0] \port$58475$0 ;
+  input [15:0] \port$58489$0 ;
+  wire [15:0] \port$58489$0 ;
+  input [15:0] \port$58503$0 ;
+  wire [15:0] \port$58503$0 ;
+  input [15:0] \port$58517$0 ;
+  wire [15:0] \port$58517$0 ;
+  input [15:0] \port$58531$0 ;
+  wire [15:0] \port$58531$0 ;
+  input [15:0] \port$58545$0 ;
+  wire [15:0] \port$58545$0 ;
+  input [15:0] \port$58559$0 ;
+  wire [15:0] \port$58559$0 ;
+  input [15:0] \port$58573$0 ;
+  wire [15:0] \port$58573$0 ;
+  input [15:0] \port$58587$0 ;
+  wire [15:0] \port$58587$0 ;
+  input [15:0] \port$58601$0 ;
+  wire [15:0] \port$58601$0 ;
+  input [15:0] \port$58615$0 ;
+  wire [15:0] \port$58615$0 ;
+  input [15:0] \port$59415$0 ;
+  wire [15:0] \port$59415$0 ;
+  input [1279:0] \port$62193$0 ;
+  wire [1279:0] \port$62193$0 ;
   input \port$7366$0 ;
   wire \port$7366$0 ;
   input [1:0] \port$7367$0 ;
@@ -849,13 +849,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$62161$0  };
+      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$62193$0  };
   end
   reg [1535:0] _0_;
   reg [1535:0] _1_;
   always @(posedge clk) begin
     if (\port__en$147 ) begin
-      _0_ <= mem_affine[\port$59383$0 [3:0]];
+      _0_ <= mem_affine[\port$59415$0 [3:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$83 [3:0]];
@@ -8138,7 +8138,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$171 )
-      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$58583$0 , \port$58569$0 , \port$58555$0 , \port$58541$0 , \port$58527$0 , \port$58513$0 , \port$58499$0 , \port$58485$0 , \port$58471$0 , \port$58457$0 , \port$58443$0 , \port$58429$0 , \port$58415$0 , \port$58401$0 , \port$58387$0 , \port$58373$0 , \port$58359$0 , \port$58345$0 , \port$58331$0 , \port$58317$0 , \port$58303$0 , \port$58289$0 , \port$58275$0 , \port$58261$0 , \port$58247$0 , \port$58233$0 , \port$58219$0 , \port$58205$0 , \port$58191$0 , \port$58177$0 , \port$58163$0 , \port$58149$0  };
+      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$58615$0 , \port$58601$0 , \port$58587$0 , \port$58573$0 , \port$58559$0 , \port$58545$0 , \port$58531$0 , \port$58517$0 , \port$58503$0 , \port$58489$0 , \port$58475$0 , \port$58461$0 , \port$58447$0 , \port$58433$0 , \port$58419$0 , \port$58405$0 , \port$58391$0 , \port$58377$0 , \port$58363$0 , \port$58349$0 , \port$58335$0 , \port$58321$0 , \port$58307$0 , \port$58293$0 , \port$58279$0 , \port$58265$0 , \port$58251$0 , \port$58237$0 , \port$58223$0 , \port$58209$0 , \port$58195$0 , \port$58181$0  };
   end
   reg [511:0] _9_;
   reg [511:0] _10_;
@@ -8541,7 +8541,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$227 )
-      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$62161$0 [255:0] };
+      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$62193$0 [255:0] };
   end
   reg [511:0] _11_;
   always @(posedge clk) begin
@@ -16262,7 +16262,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$24  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$45 ) begin
-      \$signature__data$24  = { \wr__data$194 , \port$62161$0 [255:0] };
+      \$signature__data$24  = { \wr__data$194 , \port$62193$0 [255:0] };
     end
     if (\$58 ) begin
       \$signature__data$24  = bw_grad_w2__data;
@@ -16301,7 +16301,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$28  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$52 ) begin
-      \$signature__data$28  = { \wr__data$194 , \port$62161$0 [255:0] };
+      \$signature__data$28  = { \wr__data$194 , \port$62193$0 [255:0] };
     end
     if (\$64 ) begin
       \$signature__data$28  = bw_grad_w2__data;
@@ -16310,7 +16310,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$194 , \port$62161$0 [255:0] };
+  assign host__gbuf__wr_data = { \wr__data$194 , \port$62193$0 [255:0] };
   assign port__addr = \$78 [10:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$79 [9:0];
@@ -16354,8 +16354,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$143  = bw_weights__addr[10:0];
   assign \port__data$146  = bw_weights__data;
   assign bw_affine__en = \port__en$147 ;
-  assign \port__addr$149  = \port$59383$0 [3:0];
-  assign bw_affine__addr = { 4'h0, \port$59383$0  };
+  assign \port__addr$149  = \port$59415$0 [3:0];
+  assign bw_affine__addr = { 4'h0, \port$59415$0  };
   assign \port__data$152  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[9:0];
@@ -16370,8 +16370,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$169 ;
   assign e4_membrane_out__en = \wr__en$171 ;
   assign \wr__addr$173  = e4_membrane_out__addr[9:0];
-  assign \wr__data$175  = { \port$58583$0 , \port$58569$0 , \port$58555$0 , \port$58541$0 , \port$58527$0 , \port$58513$0 , \port$58499$0 , \port$58485$0 , \port$58471$0 , \port$58457$0 , \port$58443$0 , \port$58429$0 , \port$58415$0 , \port$58401$0 , \port$58387$0 , \port$58373$0 , \port$58359$0 , \port$58345$0 , \port$58331$0 , \port$58317$0 , \port$58303$0 , \port$58289$0 , \port$58275$0 , \port$58261$0 , \port$58247$0 , \port$58233$0 , \port$58219$0 , \port$58205$0 , \port$58191$0 , \port$58177$0 , \port$58163$0 , \port$58149$0  };
-  assign e4_membrane_out__data = { \port$58583$0 , \port$58569$0 , \port$58555$0 , \port$58541$0 , \port$58527$0 , \port$58513$0 , \port$58499$0 , \port$58485$0 , \port$58471$0 , \port$58457$0 , \port$58443$0 , \port$58429$0 , \port$58415$0 , \port$58401$0 , \port$58387$0 , \port$58373$0 , \port$58359$0 , \port$58345$0 , \port$58331$0 , \port$58317$0 , \port$58303$0 , \port$58289$0 , \port$58275$0 , \port$58261$0 , \port$58247$0 , \port$58233$0 , \port$58219$0 , \port$58205$0 , \port$58191$0 , \port$58177$0 , \port$58163$0 , \port$58149$0  };
+  assign \wr__data$175  = { \port$58615$0 , \port$58601$0 , \port$58587$0 , \port$58573$0 , \port$58559$0 , \port$58545$0 , \port$58531$0 , \port$58517$0 , \port$58503$0 , \port$58489$0 , \port$58475$0 , \port$58461$0 , \port$58447$0 , \port$58433$0 , \port$58419$0 , \port$58405$0 , \port$58391$0 , \port$58377$0 , \port$58363$0 , \port$58349$0 , \port$58335$0 , \port$58321$0 , \port$58307$0 , \port$58293$0 , \port$58279$0 , \port$58265$0 , \port$58251$0 , \port$58237$0 , \port$58223$0 , \port$58209$0 , \port$58195$0 , \port$58181$0  };
+  assign e4_membrane_out__data = { \port$58615$0 , \port$58601$0 , \port$58587$0 , \port$58573$0 , \port$58559$0 , \port$58545$0 , \port$58531$0 , \port$58517$0 , \port$58503$0 , \port$58489$0 , \port$58475$0 , \port$58461$0 , \port$58447$0 , \port$58433$0 , \port$58419$0 , \port$58405$0 , \port$58391$0 , \port$58377$0 , \port$58363$0 , \port$58349$0 , \port$58335$0 , \port$58321$0 , \port$58307$0 , \port$58293$0 , \port$58279$0 , \port$58265$0 , \port$58251$0 , \port$58237$0 , \port$58223$0 , \port$58209$0 , \port$58195$0 , \port$58181$0  };
   assign \wr__en$177  = \wr__en$171 ;
   assign e4_spikes__en = \wr__en$171 ;
   assign \wr__addr$179  = e4_spikes__addr[9:0];
@@ -16401,8 +16401,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__affine__addr[3:0];
-  assign \wr__data$218  = { \wr__data$194 , \port$62161$0  };
-  assign host__affine__wr_data = { \wr__data$194 , \port$62161$0  };
+  assign \wr__data$218  = { \wr__data$194 , \port$62193$0  };
+  assign host__affine__wr_data = { \wr__data$194 , \port$62193$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$221 ;
   assign \wr__addr$223  = host__spike_in__addr[10:0];
@@ -16411,8 +16411,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$227 ;
   assign \wr__addr$229  = host__residual__addr[8:0];
-  assign \wr__data$231  = { \wr__data$194 , \port$62161$0 [255:0] };
-  assign host__residual__wr_data = { \wr__data$194 , \port$62161$0 [255:0] };
+  assign \wr__data$231  = { \wr__data$194 , \port$62193$0 [255:0] };
+  assign host__residual__wr_data = { \wr__data$194 , \port$62193$0 [255:0] };
   assign host__membrane__rd_en = \port__en$233 ;
   assign \port__addr$235  = host__membrane__addr[9:0];
   assign \port__data$238  = host__membrane__rd_data;

@@ -195,7 +195,12 @@ def test_output_names_and_read_only_outputs():
 
 
 def test_job_file_round_trip(tmp_path):
+    import dataclasses
+
     jobs, _ = make_jobs(random.Random(3), 3)
+    # a last output row read a group at a time (TileProgram.last_row_groups), and none
+    jobs[0] = dataclasses.replace(jobs[0], last_row_groups=[[0, 2], [1, 3]])
+    assert jobs[1].last_row_groups == []
     write_jobs(tmp_path / "jobs.npz", jobs, period_ns=2.5, read_latency=2)
     back, period, latency = read_jobs(tmp_path / "jobs.npz")
     assert (period, latency) == (2.5, 2)

@@ -157,6 +157,107 @@ def test_early_start_model_equals_rtl(host_data, ring, mode, residual, tile_hw, 
             assert not any(prog.w1_chunks + prog.w2_chunks + prog.w3_chunks + prog.w4_chunks)
 
 
+@pytest.mark.parametrize("streamed_w4", [False, True], ids=["resident", "early-start"])
+def test_last_row_read_by_groups(streamed_w4):
+    """The host reads a tile's last output row a group at a time as ``out_groups`` shows them
+    written (gen/host_program.py): the values equal a whole-row read's, the host sees groups
+    before the row completes, the tile ends sooner, and the model's ``out_groups`` (each
+    group's last issue + E4_WRITE_LATENCY + 1; with a streamed G4 one cluster-4 entry per
+    group) keeps its counters and bus cycles equal to the RTL's."""
+    import dataclasses
+    cfg = small(256)
+    rng = np.random.default_rng(11)
+    q = make_layer(rng, "stt", r=4, cin=5, cout=12, T=2)
+    x = (rng.random((2, 5, 4, 6)) < 0.5).astype(int)
+    drv = Driver(cfg)
+    (tile,) = list(drv.plan(q, x.shape, early_start=streamed_w4))
+    assert bool(tile.w4_ring) == streamed_w4
+    prog = drv.program(q, tile, drv.window(x, tile), None)
+    # 3 groups of 6 words, a membrane and a trace beat each (4 lanes: 64 and 16 bits)
+    assert [len(g) for g in prog.last_row_groups] == [6 * 2] * 3
+    whole = dataclasses.replace(prog, last_row_groups=[])
+    seen, runs = [], []
+    dut = Accelerator(cfg)
+
+    class GroupsBus(CountingBus):
+        async def read(self, addrs):
+            out = await super().read(addrs)
+            if list(addrs) == [prog.registers["out_groups"]]:
+                seen.append(out[0])
+            return out
+
+    async def bench(ctx):
+        for p in (prog, whole):
+            bus = GroupsBus(ctx, dut, 100_000)
+            values = await run_tile(bus, p)
+            runs.append((p.decode(values), bus.cycles))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    (by_groups, span), (ref, span_whole) = runs
+    np.testing.assert_array_equal(by_groups.spikes, ref.spikes)
+    np.testing.assert_array_equal(by_groups.membrane, ref.membrane)
+    assert max(seen) == 2 and span < span_whole
+    for k, (p, (result, bus_cycles)) in enumerate(zip((prog, whole), runs)):
+        model = host_tile_timing(cfg, TileShape.of(q, p.tile), traffic_of_program(p, drv.map), fresh=k == 0)
+        diff = {c: (result.counters[c], model[c]) for c in TIMING if result.counters[c] != model[c]}
+        assert not diff, f"(rtl, model) differ: {diff}"
+        assert model["host_span"] == bus_cycles
+
+
+def test_out_groups_register_cycle_by_cycle():
+    """``out_groups`` as the host reads it, polled every 5 bus cycles from the start to
+    ``done`` (groups of 16 cycles: every phase of a group's end is sampled), equals the
+    model's value in the same bus cycle (gen/hosttiming.py ModelBus): a group counts from
+    its last issue + E4_WRITE_LATENCY + 1, 0 again when its row completes."""
+    from ttsnn.gen.host_program import write_all
+    from ttsnn.gen.hosttiming import ModelBus, _Program, _Registers, _run
+    cfg = small(256)
+    rng = np.random.default_rng(12)
+    q = make_layer(rng, "ptt", r=4, cin=5, cout=12, T=2)
+    x = (rng.random((2, 5, 4, 4)) < 0.5).astype(int)
+    drv = Driver(cfg)
+    (tile,) = list(drv.plan(q, x.shape, early_start=False))
+    prog = drv.program(q, tile, drv.window(x, tile), None)
+    assert prog.rings["in"] >= len(prog.in_rows) and prog.rings["out"] >= len(prog.out_rows)
+
+    async def poll(bus, p, log):
+        """Set up, every input row, start; then read (out_groups, out_rows, status,
+        in_consumed: 4 reads in 5 cycles) until done."""
+        await write_all(bus, p.setup)
+        for row in p.in_rows:
+            await write_all(bus, row)
+        await bus.write(p.registers["in_rows"], len(p.in_rows))
+        await bus.write(*p.start)
+        while True:
+            names = ("out_groups", "out_rows", "status", "in_consumed")
+            log.append(tuple(await bus.read([p.registers[n] for n in names])))
+            if log[-1][2] & 2:
+                return
+
+    rtl: list = []
+    dut = Accelerator(cfg)
+
+    async def bench(ctx):
+        await poll(SimBus(ctx, dut, 100_000), prog, rtl)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    traffic = traffic_of_program(prog, drv.map)
+    regs = _Registers()
+    bus = ModelBus(cfg, TileShape.of(q, tile), regs, fresh=True)
+    bus.rings, bus.last_groups = traffic.rings, traffic.last_groups
+    model: list = []
+    _run(poll(bus, _Program(traffic, regs), model))
+    assert [v[0] for v in rtl].count(2) > 8      # groups seen before their row completes
+    done = lambda log: [(g, rows, status & 2, n) for g, rows, status, n in log]  # noqa: E731 (the model keeps no busy bit)
+    assert done(model) == done(rtl)
+
+
 @pytest.mark.parametrize("paper_arr", [False, True], ids=["ours", "paper-arrangement"])
 def test_wide_port_keeps_up(paper_arr):
     """With rings as large as the regions and a 512-bit port the host never holds the

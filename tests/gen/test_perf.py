@@ -415,3 +415,24 @@ def test_early_start_brings_the_last_stage_within_the_goal():
     assert planned.early_start
     r = layer_report(PAPER_DENSE, spec, "ptt", 4, (True,) * 4)
     assert r["early_start"] and r["streamed"] == () and r["host_ratio"] <= GOAL
+
+
+def test_last_row_read_by_groups_on_the_last_stage():
+    """The same layer in STT (no shortcut: layers.3.1.conv1): the host reads the tile's last
+    output row a group at a time as ``out_groups`` counts them (gen/host_program.py), so
+    after ``done`` only the last of its GO = 16 groups is left: against reading the row whole
+    the tile ends exactly the other 15 groups' beats sooner (hand count: 4 words of a group,
+    each 2 membrane beats of 256 bits and 1 trace beat: 15 x 12 = 180), the engines' cycles
+    unchanged."""
+    import dataclasses as dc
+    from ttsnn.gen.driver import plan_layer
+    from ttsnn.gen.hosttiming import host_tile_timing, shape_traffic
+    (tile,) = plan_layer(PAPER_DENSE, (4, 512, 4, 4), 32, 512, mode="stt").tiles
+    shape = TileShape(512, 32, 512, 4, 4, 4, "stt", (True,) * 4, False, False, tile.zero_halo, tile.pack,
+                      tile.order, tile.w4_ring, tile.w23_ring, tile.w1_ring, tile.early_start)
+    traffic = shape_traffic(PAPER_DENSE, shape)
+    assert traffic.last_groups == (4 * 3,) * 16
+    by_groups = host_tile_timing(PAPER_DENSE, shape, traffic)
+    whole = host_tile_timing(PAPER_DENSE, shape, dc.replace(traffic, last_groups=()))
+    assert by_groups["cycles"] == whole["cycles"] == tile_timing(PAPER_DENSE, shape)["cycles"]
+    assert whole["host_span"] - by_groups["host_span"] == 15 * 12
