@@ -100,8 +100,9 @@ def _run_tiles(cfg, q, x, **plan):
     return drv, out
 
 
-@pytest.mark.parametrize("order,pack,pool,hw", [(0, 1, False, (4, 5)), (1, 0, True, (4, 4)),
-                                                (0, 2, False, (3, 7))])
+@pytest.mark.parametrize("order,pack,pool,hw", [pytest.param(0, 1, False, (4, 5), marks=pytest.mark.slow),
+                                                (1, 0, True, (4, 4)),   # make test: one case (a CPU-minute each)
+                                                pytest.param(0, 2, False, (3, 7), marks=pytest.mark.slow)])
 def test_sequential_stt_tiles_match_golden_and_the_cycle_model(order, pack, pool, hw):
     rng = np.random.default_rng(30 + order + 2 * pack)
     T = 3

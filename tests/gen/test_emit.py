@@ -16,9 +16,24 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def small_out(tmp_path_factory):
+def small_whole():
+    """The small design's one-file Verilog, generated once for this module (a generation takes
+    a CPU-quarter-minute; test_generation_is_byte_identical runs a second, independent one)."""
+    from ttsnn.gen.emit import verilog_text
+    return verilog_text(load_config("small"))
+
+
+def _write_small(out: Path, whole: str) -> None:
+    """write_outputs of the small configuration, its Verilog text the module's generation."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("ttsnn.gen.emit.verilog_text", lambda _cfg: whole)
+        write_outputs(load_config("small"), out)
+
+
+@pytest.fixture(scope="module")
+def small_out(tmp_path_factory, small_whole):
     out = tmp_path_factory.mktemp("rtl_small")
-    write_outputs(load_config("small"), out)
+    _write_small(out, small_whole)
     return out
 
 
@@ -47,11 +62,10 @@ def _names(pattern: str, text: str) -> list[str]:
     return re.findall(pattern, text, re.M)
 
 
-def test_design_is_split_per_unit_and_loses_no_module(small_out):
+def test_design_is_split_per_unit_and_loses_no_module(small_out, small_whole):
     """Every module of the one-file Verilog is in exactly one unit file, unchanged, and each
     file holds one unit's hierarchy."""
-    from ttsnn.gen.emit import verilog_text
-    whole = verilog_text(load_config("small"))
+    whole = small_whole
     files = verilog_files(small_out)
     assert [f.name for f in files] == json.loads((small_out / "manifest.json").read_text())["verilog_files"]
     assert {f.name for f in files} >= {"ttsnn_accel.v", "ttsnn_accel.backward.v", "ttsnn_accel.e4.v",
@@ -86,14 +100,14 @@ def test_generation_is_byte_identical(small_out, tmp_path):
         assert (tmp_path / name).read_bytes() == (small_out / name).read_bytes()
 
 
-def test_regeneration_removes_files_the_design_no_longer_has(small_out, tmp_path):
-    write_outputs(load_config("small"), tmp_path)
+def test_regeneration_removes_files_the_design_no_longer_has(small_whole, tmp_path):
+    _write_small(tmp_path, small_whole)
     man = json.loads((tmp_path / "manifest.json").read_text())
     man["verilog_files"].append("ttsnn_accel.gone.v")       # as if an older design had a unit more
     (tmp_path / "manifest.json").write_text(json.dumps(man))
     (tmp_path / "ttsnn_accel.gone.v").write_text("module x; endmodule\n")
     (tmp_path / "notes.v").write_text("someone's file\n")
-    write_outputs(load_config("small"), tmp_path)
+    _write_small(tmp_path, small_whole)
     assert not (tmp_path / "ttsnn_accel.gone.v").exists() and (tmp_path / "notes.v").exists()
 
 

@@ -123,7 +123,17 @@ EARLY_CASES = [  # host bits, ring rows, mode, residual, tile, paper arrangement
 ]
 
 
-@pytest.mark.parametrize("host_data,ring,mode,residual,tile_hw,paper_arr,density", EARLY_CASES,
+# make test: the 64-bit ring and the zero-skipping cases; the rest (a CPU-minute each) make test-slow
+EARLY_SLOW = {(256, None, "ptt"), (32, 1, "stt", False)}
+
+
+def _early_param(c):
+    slow = c[:3] in EARLY_SLOW or (c[:3] + (c[5],)) in EARLY_SLOW
+    return pytest.param(*c, marks=pytest.mark.slow) if slow else c
+
+
+@pytest.mark.parametrize("host_data,ring,mode,residual,tile_hw,paper_arr,density",
+                         [_early_param(c) for c in EARLY_CASES],
                          ids=[f"{c[0]}b-ring{c[1]}-{c[2]}" + ("-zero-skip" if c[5] else "") for c in EARLY_CASES])
 def test_early_start_model_equals_rtl(host_data, ring, mode, residual, tile_hw, paper_arr, density):
     """Early start (``Tile.early_start``: the cores loaded once, after the start, through rings

@@ -69,17 +69,19 @@ def _program(q, x, trace, e, g_extra, gold):
                             None if g_extra is None else g_extra[:, 0].numpy())
 
 
+# make test keeps a case of each mode, of lane packing, straddling and wide stages; the
+# others (20-60 CPU-s each in amaranth.sim) run in make test-slow
 @pytest.mark.parametrize("case", [("ptt", 3, 4, 6, 1, 4, 2, True, True, True),
                                   ("stt", 4, 4, 8, 2, 2, 2, False, True, False),
                                   ("htt", 4, 8, 4, 2, 2, 2, False, False, False),
                                   ("stt", 2, 4, 8, 2, 2, 2, False, False, False),
-                                  ("ptt", 2, 8, 4, 2, 2, 4, True, True, True),
-                                  ("htt", 2, 4, 8, 3, 2, 4, False, False, False),
-                                  ("ptt", 3, 4, 6, 2, 2, 3, False, True, False),
+                                  pytest.param(("ptt", 2, 8, 4, 2, 2, 4, True, True, True), marks=pytest.mark.slow),
+                                  pytest.param(("htt", 2, 4, 8, 3, 2, 4, False, False, False), marks=pytest.mark.slow),
+                                  pytest.param(("ptt", 3, 4, 6, 2, 2, 3, False, True, False), marks=pytest.mark.slow),
                                   ("stt", 3, 8, 8, 2, 2, 4, False, True, False),
-                                  ("stt", 7, 8, 8, 1, 2, 4, False, True, False),
+                                  pytest.param(("stt", 7, 8, 8, 1, 2, 4, False, True, False), marks=pytest.mark.slow),
                                   ("ptt", 5, 8, 4, 2, 2, 4, False, True, True),
-                                  ("htt", 5, 4, 8, 3, 2, 4, False, False, False)],
+                                  pytest.param(("htt", 5, 4, 8, 3, 2, 4, False, False, False), marks=pytest.mark.slow)],
                          ids=["ptt-pool-extra", "stt", "htt-saturating", "stt-r2-packed-saturating",
                               "ptt-r2-packed-pool-extra", "htt-r2-packed-saturating", "ptt-odd-columns",
                               "stt-r3-straddled-dw1", "stt-r7-wide-straddled", "ptt-r5-wide-packed-extra",
@@ -204,7 +206,7 @@ def test_a_tile_too_large_for_the_backward_memories_is_refused():
                          trace.window[:, 0].numpy(), arg, gold.shifts)
 
 
-@pytest.mark.parametrize("case", [("stt", 4, 4, 8, 2, 2, 2, False, True, True),
+@pytest.mark.parametrize("case", [pytest.param(("stt", 4, 4, 8, 2, 2, 2, False, True, True), marks=pytest.mark.slow),
                                   ("htt", 3, 4, 4, 3, 4, 4, True, True, False)], ids=["stt-extra", "htt-pool"])
 def test_stochastic_rounding_on_the_accelerator(case):
     """``gradients.rounding = "stochastic"``: the engines hash each rounded element's layer
@@ -274,8 +276,10 @@ def test_a_layers_tiles_accumulate_their_weight_gradients_in_the_rtl():
         np.testing.assert_array_equal(got.dw[name], gold.dw[name][0].numpy(), err_msg=name)
 
 
-@pytest.mark.parametrize("mode, rounding, pool, extra", [("htt", "stochastic", True, True),
-                                                          # about a CPU-minute: make test-slow
+# both about a CPU-minute: make test-slow (make test runs timestep chunks in
+# test_programs_skip_the_ring_pixels_outside_the_layer's chunk cases)
+@pytest.mark.parametrize("mode, rounding, pool, extra", [pytest.param("htt", "stochastic", True, True,
+                                                                       marks=pytest.mark.slow),
                                                           pytest.param("stt", "nearest", False, False,
                                                                        marks=pytest.mark.slow)],
                          ids=["htt-pool-extra-stochastic", "stt"])
@@ -318,7 +322,7 @@ def test_a_layer_whose_timesteps_run_in_chunks(mode, rounding, pool, extra):
         assert {n: res.counters[n] for n in expect} == expect
 
 
-@pytest.mark.parametrize("mode, pool, extra, entries", [("ptt", True, True, 28), ("stt", False, False, 28),
+@pytest.mark.parametrize("mode, pool, extra, entries", [("ptt", True, True, 28), pytest.param("stt", False, False, 28, marks=pytest.mark.slow),
                                                          ("htt", False, True, 20)],
                          ids=["ptt-pool-extra", "stt", "htt-branch-sums"])
 def test_a_layer_whose_weights_and_sums_do_not_all_fit(mode, pool, extra, entries):
@@ -382,7 +386,7 @@ def test_a_layer_whose_weights_and_sums_do_not_all_fit(mode, pool, extra, entrie
 
 
 @pytest.mark.parametrize("mode, rounding, pool, extra, T, r, H, W, buffer_bytes", [
-    ("stt", "nearest", False, False, 2, 4, 6, 10, 2048),
+    pytest.param("stt", "nearest", False, False, 2, 4, 6, 10, 2048, marks=pytest.mark.slow),
     ("htt", "nearest", False, True, 4, 2, 4, 6, 2048),
     ("ptt", "nearest", True, True, 4, 4, 4, 12, 3072),
     pytest.param("stt", "stochastic", False, False, 2, 4, 12, 4, 1024, marks=pytest.mark.slow)],
