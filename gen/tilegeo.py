@@ -39,9 +39,9 @@ class GeoValue:
 
 
 #: Cycles from a cluster-4 step's issue until the same neuron's u(t) may be read back as
-#: u(t+1): its write comes ``ClusterFourEngine.WRITE_LATENCY`` (8) cycles after the issue and
+#: u(t+1): its write comes ``ClusterFourEngine.WRITE_LATENCY`` (9) cycles after the issue and
 #: the read port is not transparent (the engine checks that the two agree).
-MEMBRANE_READ_GAP = 9
+MEMBRANE_READ_GAP = 10
 
 
 def _sat_gap(v):
