@@ -488,8 +488,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   output \event ;
   wire \event ;
   wire \event$19 ;
-  wire [480:0] geo;
-  wire [480:0] \geo$28 ;
+  wire [686:0] geo;
+  wire [686:0] \geo$28 ;
   wire [15:0] \geo$28.cw ;
   wire [15:0] \geo$28.dist ;
   wire [1:0] \geo$28.e_lo2 ;
@@ -497,38 +497,53 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \geo$28.ew_ng ;
   wire [15:0] \geo$28.first_eoff1 ;
   wire [15:0] \geo$28.go ;
+  wire [15:0] \geo$28.h_last ;
   wire [1:0] \geo$28.halos1 ;
   wire [15:0] \geo$28.ho ;
   wire [15:0] \geo$28.in_row_words ;
+  wire [15:0] \geo$28.inner_last ;
   wire [15:0] \geo$28.last_chunk ;
+  wire [15:0] \geo$28.last_chunk_last ;
   wire [2:0] \geo$28.last_cols ;
   wire [2:0] \geo$28.last_lanes ;
+  wire [2:0] \geo$28.last_lanes_last ;
   wire [15:0] \geo$28.lastg2 ;
+  wire [15:0] \geo$28.lastg2_last ;
   wire [15:0] \geo$28.lastg3 ;
+  wire [15:0] \geo$28.lastg3_last ;
   wire \geo$28.long_rows ;
   wire [15:0] \geo$28.nb ;
+  wire [15:0] \geo$28.nb_last ;
   wire [15:0] \geo$28.nbe2 ;
   wire [15:0] \geo$28.nbg2 ;
+  wire [15:0] \geo$28.nbg2_last ;
   wire [15:0] \geo$28.nbg3 ;
+  wire [15:0] \geo$28.nbg3_last ;
   wire [15:0] \geo$28.ncc ;
   wire [15:0] \geo$28.nch ;
+  wire [15:0] \geo$28.nch_last ;
   wire [15:0] \geo$28.ng ;
+  wire [15:0] \geo$28.ng_last ;
   wire [15:0] \geo$28.ns ;
   wire [15:0] \geo$28.out_row_words ;
   wire [3:0] \geo$28.pack ;
   wire [2:0] \geo$28.pk ;
+  wire [2:0] \geo$28.pk_last ;
   wire [15:0] \geo$28.prev_init ;
   wire [2:0] \geo$28.px ;
   wire [3:0] \geo$28.pxl ;
   wire [15:0] \geo$28.r3 ;
+  wire [15:0] \geo$28.r3_last ;
+  wire [15:0] \geo$28.ring_last ;
   wire [15:0] \geo$28.rw1 ;
   wire [15:0] \geo$28.rw4 ;
   wire [7:0] \geo$28.t3 ;
   wire [15:0] \geo$28.t3r1 ;
+  wire [7:0] \geo$28.t_last ;
   wire [15:0] \geo$28.tr1 ;
   wire [15:0] \geo$28.tr4 ;
   wire [15:0] \geo$28.wo ;
-  wire [480:0] \geo$30 ;
+  wire [686:0] \geo$30 ;
   wire [15:0] \geo$30.cw ;
   wire [15:0] \geo$30.dist ;
   wire [1:0] \geo$30.e_lo2 ;
@@ -536,38 +551,53 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \geo$30.ew_ng ;
   wire [15:0] \geo$30.first_eoff1 ;
   wire [15:0] \geo$30.go ;
+  wire [15:0] \geo$30.h_last ;
   wire [1:0] \geo$30.halos1 ;
   wire [15:0] \geo$30.ho ;
   wire [15:0] \geo$30.in_row_words ;
+  wire [15:0] \geo$30.inner_last ;
   wire [15:0] \geo$30.last_chunk ;
+  wire [15:0] \geo$30.last_chunk_last ;
   wire [2:0] \geo$30.last_cols ;
   wire [2:0] \geo$30.last_lanes ;
+  wire [2:0] \geo$30.last_lanes_last ;
   wire [15:0] \geo$30.lastg2 ;
+  wire [15:0] \geo$30.lastg2_last ;
   wire [15:0] \geo$30.lastg3 ;
+  wire [15:0] \geo$30.lastg3_last ;
   wire \geo$30.long_rows ;
   wire [15:0] \geo$30.nb ;
+  wire [15:0] \geo$30.nb_last ;
   wire [15:0] \geo$30.nbe2 ;
   wire [15:0] \geo$30.nbg2 ;
+  wire [15:0] \geo$30.nbg2_last ;
   wire [15:0] \geo$30.nbg3 ;
+  wire [15:0] \geo$30.nbg3_last ;
   wire [15:0] \geo$30.ncc ;
   wire [15:0] \geo$30.nch ;
+  wire [15:0] \geo$30.nch_last ;
   wire [15:0] \geo$30.ng ;
+  wire [15:0] \geo$30.ng_last ;
   wire [15:0] \geo$30.ns ;
   wire [15:0] \geo$30.out_row_words ;
   wire [3:0] \geo$30.pack ;
   wire [2:0] \geo$30.pk ;
+  wire [2:0] \geo$30.pk_last ;
   wire [15:0] \geo$30.prev_init ;
   wire [2:0] \geo$30.px ;
   wire [3:0] \geo$30.pxl ;
   wire [15:0] \geo$30.r3 ;
+  wire [15:0] \geo$30.r3_last ;
+  wire [15:0] \geo$30.ring_last ;
   wire [15:0] \geo$30.rw1 ;
   wire [15:0] \geo$30.rw4 ;
   wire [7:0] \geo$30.t3 ;
   wire [15:0] \geo$30.t3r1 ;
+  wire [7:0] \geo$30.t_last ;
   wire [15:0] \geo$30.tr1 ;
   wire [15:0] \geo$30.tr4 ;
   wire [15:0] \geo$30.wo ;
-  wire [480:0] \geo$32 ;
+  wire [686:0] \geo$32 ;
   wire [15:0] \geo$32.cw ;
   wire [15:0] \geo$32.dist ;
   wire [1:0] \geo$32.e_lo2 ;
@@ -575,34 +605,49 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \geo$32.ew_ng ;
   wire [15:0] \geo$32.first_eoff1 ;
   wire [15:0] \geo$32.go ;
+  wire [15:0] \geo$32.h_last ;
   wire [1:0] \geo$32.halos1 ;
   wire [15:0] \geo$32.ho ;
   wire [15:0] \geo$32.in_row_words ;
+  wire [15:0] \geo$32.inner_last ;
   wire [15:0] \geo$32.last_chunk ;
+  wire [15:0] \geo$32.last_chunk_last ;
   wire [2:0] \geo$32.last_cols ;
   wire [2:0] \geo$32.last_lanes ;
+  wire [2:0] \geo$32.last_lanes_last ;
   wire [15:0] \geo$32.lastg2 ;
+  wire [15:0] \geo$32.lastg2_last ;
   wire [15:0] \geo$32.lastg3 ;
+  wire [15:0] \geo$32.lastg3_last ;
   wire \geo$32.long_rows ;
   wire [15:0] \geo$32.nb ;
+  wire [15:0] \geo$32.nb_last ;
   wire [15:0] \geo$32.nbe2 ;
   wire [15:0] \geo$32.nbg2 ;
+  wire [15:0] \geo$32.nbg2_last ;
   wire [15:0] \geo$32.nbg3 ;
+  wire [15:0] \geo$32.nbg3_last ;
   wire [15:0] \geo$32.ncc ;
   wire [15:0] \geo$32.nch ;
+  wire [15:0] \geo$32.nch_last ;
   wire [15:0] \geo$32.ng ;
+  wire [15:0] \geo$32.ng_last ;
   wire [15:0] \geo$32.ns ;
   wire [15:0] \geo$32.out_row_words ;
   wire [3:0] \geo$32.pack ;
   wire [2:0] \geo$32.pk ;
+  wire [2:0] \geo$32.pk_last ;
   wire [15:0] \geo$32.prev_init ;
   wire [2:0] \geo$32.px ;
   wire [3:0] \geo$32.pxl ;
   wire [15:0] \geo$32.r3 ;
+  wire [15:0] \geo$32.r3_last ;
+  wire [15:0] \geo$32.ring_last ;
   wire [15:0] \geo$32.rw1 ;
   wire [15:0] \geo$32.rw4 ;
   wire [7:0] \geo$32.t3 ;
   wire [15:0] \geo$32.t3r1 ;
+  wire [7:0] \geo$32.t_last ;
   wire [15:0] \geo$32.tr1 ;
   wire [15:0] \geo$32.tr4 ;
   wire [15:0] \geo$32.wo ;
@@ -613,34 +658,49 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \geo.ew_ng ;
   wire [15:0] \geo.first_eoff1 ;
   wire [15:0] \geo.go ;
+  wire [15:0] \geo.h_last ;
   wire [1:0] \geo.halos1 ;
   wire [15:0] \geo.ho ;
   wire [15:0] \geo.in_row_words ;
+  wire [15:0] \geo.inner_last ;
   wire [15:0] \geo.last_chunk ;
+  wire [15:0] \geo.last_chunk_last ;
   wire [2:0] \geo.last_cols ;
   wire [2:0] \geo.last_lanes ;
+  wire [2:0] \geo.last_lanes_last ;
   wire [15:0] \geo.lastg2 ;
+  wire [15:0] \geo.lastg2_last ;
   wire [15:0] \geo.lastg3 ;
+  wire [15:0] \geo.lastg3_last ;
   wire \geo.long_rows ;
   wire [15:0] \geo.nb ;
+  wire [15:0] \geo.nb_last ;
   wire [15:0] \geo.nbe2 ;
   wire [15:0] \geo.nbg2 ;
+  wire [15:0] \geo.nbg2_last ;
   wire [15:0] \geo.nbg3 ;
+  wire [15:0] \geo.nbg3_last ;
   wire [15:0] \geo.ncc ;
   wire [15:0] \geo.nch ;
+  wire [15:0] \geo.nch_last ;
   wire [15:0] \geo.ng ;
+  wire [15:0] \geo.ng_last ;
   wire [15:0] \geo.ns ;
   wire [15:0] \geo.out_row_words ;
   wire [3:0] \geo.pack ;
   wire [2:0] \geo.pk ;
+  wire [2:0] \geo.pk_last ;
   wire [15:0] \geo.prev_init ;
   wire [2:0] \geo.px ;
   wire [3:0] \geo.pxl ;
   wire [15:0] \geo.r3 ;
+  wire [15:0] \geo.r3_last ;
+  wire [15:0] \geo.ring_last ;
   wire [15:0] \geo.rw1 ;
   wire [15:0] \geo.rw4 ;
   wire [7:0] \geo.t3 ;
   wire [15:0] \geo.t3r1 ;
+  wire [7:0] \geo.t_last ;
   wire [15:0] \geo.tr1 ;
   wire [15:0] \geo.tr4 ;
   wire [15:0] \geo.wo ;
@@ -1107,10 +1167,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .grad_w__data(bw_grad_w__data),
     .grad_w__en(bw_grad_w__en),
     .inp__data(grad_a__data),
-    .\port$21843$0 (\$84 ),
-    .\port$21846$0 (\$85 ),
-    .\port$25671$0 (regions__wgrad__addr),
-    .\port$28103$0 (\$86 ),
+    .\port$21679$0 (\$84 ),
+    .\port$21682$0 (\$85 ),
+    .\port$25507$0 (regions__wgrad__addr),
+    .\port$27997$0 (\$86 ),
     .rst(rst),
     .stage(stage),
     .\start$4 (\start$361 ),
@@ -1131,10 +1191,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .in_rows(stream_in[23:0]),
     .line1__addr(e1_line1__addr),
     .line1__en(e1_line1__en),
-    .\port$345$0 (\$64 ),
-    .\port$349$0 (\$65 ),
-    .\port$353$0 (\$66 ),
-    .\port$357$0 (\$67 ),
+    .\port$374$0 (\$64 ),
+    .\port$378$0 (\$65 ),
+    .\port$382$0 (\$66 ),
+    .\port$386$0 (\$67 ),
     .released(released),
     .released_e1_order(released_e1_order),
     .rows_done(e1_rows),
@@ -1169,11 +1229,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .line4__addr(e23_line4__addr),
     .line4__data(e23_line4__data),
     .line4__en(e23_line4__en),
-    .\port$2475$0 (\$68 ),
-    .\port$2515$0 (\$69 ),
-    .\port$2555$0 (\$70 ),
-    .\port$2595$0 (\$71 ),
-    .\port$28807$96 (stream_in[143:96]),
+    .\port$2366$0 (\$68 ),
+    .\port$2406$0 (\$69 ),
+    .\port$2446$0 (\$70 ),
+    .\port$2486$0 (\$71 ),
+    .\port$28701$96 (stream_in[143:96]),
     .\q23_rows$131 (rows_written),
     .\released$140 (released),
     .released_e1_order(released_e1_order),
@@ -1215,19 +1275,19 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_out__addr(e4_membrane_out__addr),
     .membrane_out__en(e4_membrane_out__en),
     .out_rows(out_rows),
-    .\port$27597$0 (\$80 ),
-    .\port$27611$0 (\$81 ),
-    .\port$27625$0 (\$82 ),
-    .\port$27639$0 (\$83 ),
-    .\port$28807$24 (stream_in[95:24]),
-    .\port$2938$0 (\$72 ),
-    .\port$2939$0 (\$73 ),
-    .\port$2940$0 (\$74 ),
-    .\port$2941$0 (\$75 ),
-    .\port$2942$0 (\$76 ),
-    .\port$2943$0 (\$77 ),
-    .\port$2944$0 (\$78 ),
-    .\port$2945$0 (\$79 ),
+    .\port$27447$0 (\$80 ),
+    .\port$27463$0 (\$81 ),
+    .\port$27479$0 (\$82 ),
+    .\port$27495$0 (\$83 ),
+    .\port$2829$0 (\$72 ),
+    .\port$2830$0 (\$73 ),
+    .\port$2831$0 (\$74 ),
+    .\port$2832$0 (\$75 ),
+    .\port$2833$0 (\$76 ),
+    .\port$2834$0 (\$77 ),
+    .\port$2835$0 (\$78 ),
+    .\port$2836$0 (\$79 ),
+    .\port$28701$24 (stream_in[95:24]),
     .res_consumed(res_consumed),
     .residual__addr(e4_residual__addr),
     .residual__data(residual__data),
@@ -1263,8 +1323,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .host_rvalid(host_rvalid),
     .host_wdata(host_wdata),
     .host_write(host_write),
-    .\port$21843$0 (\$84 ),
-    .\port$21846$0 (\$85 ),
+    .\port$21679$0 (\$84 ),
+    .\port$21682$0 (\$85 ),
     .regions__affine__addr(host__affine__addr),
     .regions__affine__rd_data(affine__data),
     .regions__affine__rd_en(host__affine__rd_en),
@@ -1408,28 +1468,28 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .host__w3__rd_en(host__w3__rd_en),
     .host__w4__addr(host__w4__addr),
     .host__w4__rd_en(host__w4__rd_en),
-    .\port$2475$0 (\$68 ),
-    .\port$2515$0 (\$69 ),
-    .\port$2555$0 (\$70 ),
-    .\port$2595$0 (\$71 ),
-    .\port$27597$0 (\$80 ),
-    .\port$27611$0 (\$81 ),
-    .\port$27625$0 (\$82 ),
-    .\port$27639$0 (\$83 ),
-    .\port$28103$0 (\$86 ),
-    .\port$28809$0 (\$87 ),
-    .\port$2938$0 (\$72 ),
-    .\port$2939$0 (\$73 ),
-    .\port$2940$0 (\$74 ),
-    .\port$2941$0 (\$75 ),
-    .\port$2942$0 (\$76 ),
-    .\port$2943$0 (\$77 ),
-    .\port$2944$0 (\$78 ),
-    .\port$2945$0 (\$79 ),
-    .\port$345$0 (\$64 ),
-    .\port$349$0 (\$65 ),
-    .\port$353$0 (\$66 ),
-    .\port$357$0 (\$67 ),
+    .\port$2366$0 (\$68 ),
+    .\port$2406$0 (\$69 ),
+    .\port$2446$0 (\$70 ),
+    .\port$2486$0 (\$71 ),
+    .\port$27447$0 (\$80 ),
+    .\port$27463$0 (\$81 ),
+    .\port$27479$0 (\$82 ),
+    .\port$27495$0 (\$83 ),
+    .\port$27997$0 (\$86 ),
+    .\port$2829$0 (\$72 ),
+    .\port$2830$0 (\$73 ),
+    .\port$2831$0 (\$74 ),
+    .\port$2832$0 (\$75 ),
+    .\port$2833$0 (\$76 ),
+    .\port$2834$0 (\$77 ),
+    .\port$2835$0 (\$78 ),
+    .\port$2836$0 (\$79 ),
+    .\port$28703$0 (\$87 ),
+    .\port$374$0 (\$64 ),
+    .\port$378$0 (\$65 ),
+    .\port$382$0 (\$66 ),
+    .\port$386$0 (\$67 ),
     .\port__en$101 (e23_row2_b__en),
     .\port__en$107 (e23_row2_c__en),
     .\port__en$113 (e4_line4__en),
@@ -1956,6 +2016,21 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \geo.t3  = geo[462:455];
   assign \geo.halos1  = geo[464:463];
   assign \geo.first_eoff1  = geo[480:465];
+  assign \geo.pk_last  = geo[483:481];
+  assign \geo.ng_last  = geo[499:484];
+  assign \geo.last_lanes_last  = geo[502:500];
+  assign \geo.nb_last  = geo[518:503];
+  assign \geo.r3_last  = geo[534:519];
+  assign \geo.nch_last  = geo[550:535];
+  assign \geo.last_chunk_last  = geo[566:551];
+  assign \geo.nbg2_last  = geo[582:567];
+  assign \geo.lastg2_last  = geo[598:583];
+  assign \geo.nbg3_last  = geo[614:599];
+  assign \geo.lastg3_last  = geo[630:615];
+  assign \geo.h_last  = geo[646:631];
+  assign \geo.t_last  = geo[654:647];
+  assign \geo.inner_last  = geo[670:655];
+  assign \geo.ring_last  = geo[686:671];
   assign \geo$28.pack  = geo[3:0];
   assign \geo$28.pxl  = geo[7:4];
   assign \geo$28.pk  = geo[10:8];
@@ -1994,6 +2069,21 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \geo$28.t3  = geo[462:455];
   assign \geo$28.halos1  = geo[464:463];
   assign \geo$28.first_eoff1  = geo[480:465];
+  assign \geo$28.pk_last  = geo[483:481];
+  assign \geo$28.ng_last  = geo[499:484];
+  assign \geo$28.last_lanes_last  = geo[502:500];
+  assign \geo$28.nb_last  = geo[518:503];
+  assign \geo$28.r3_last  = geo[534:519];
+  assign \geo$28.nch_last  = geo[550:535];
+  assign \geo$28.last_chunk_last  = geo[566:551];
+  assign \geo$28.nbg2_last  = geo[582:567];
+  assign \geo$28.lastg2_last  = geo[598:583];
+  assign \geo$28.nbg3_last  = geo[614:599];
+  assign \geo$28.lastg3_last  = geo[630:615];
+  assign \geo$28.h_last  = geo[646:631];
+  assign \geo$28.t_last  = geo[654:647];
+  assign \geo$28.inner_last  = geo[670:655];
+  assign \geo$28.ring_last  = geo[686:671];
   assign \desc$29.in_channels  = desc[15:0];
   assign \desc$29.rank  = desc[31:16];
   assign \desc$29.out_channels  = desc[47:32];
@@ -2062,6 +2152,21 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \geo$30.t3  = geo[462:455];
   assign \geo$30.halos1  = geo[464:463];
   assign \geo$30.first_eoff1  = geo[480:465];
+  assign \geo$30.pk_last  = geo[483:481];
+  assign \geo$30.ng_last  = geo[499:484];
+  assign \geo$30.last_lanes_last  = geo[502:500];
+  assign \geo$30.nb_last  = geo[518:503];
+  assign \geo$30.r3_last  = geo[534:519];
+  assign \geo$30.nch_last  = geo[550:535];
+  assign \geo$30.last_chunk_last  = geo[566:551];
+  assign \geo$30.nbg2_last  = geo[582:567];
+  assign \geo$30.lastg2_last  = geo[598:583];
+  assign \geo$30.nbg3_last  = geo[614:599];
+  assign \geo$30.lastg3_last  = geo[630:615];
+  assign \geo$30.h_last  = geo[646:631];
+  assign \geo$30.t_last  = geo[654:647];
+  assign \geo$30.inner_last  = geo[670:655];
+  assign \geo$30.ring_last  = geo[686:671];
   assign \desc$31.in_channels  = desc[15:0];
   assign \desc$31.rank  = desc[31:16];
   assign \desc$31.out_channels  = desc[47:32];
@@ -2130,6 +2235,21 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \geo$32.t3  = geo[462:455];
   assign \geo$32.halos1  = geo[464:463];
   assign \geo$32.first_eoff1  = geo[480:465];
+  assign \geo$32.pk_last  = geo[483:481];
+  assign \geo$32.ng_last  = geo[499:484];
+  assign \geo$32.last_lanes_last  = geo[502:500];
+  assign \geo$32.nb_last  = geo[518:503];
+  assign \geo$32.r3_last  = geo[534:519];
+  assign \geo$32.nch_last  = geo[550:535];
+  assign \geo$32.last_chunk_last  = geo[566:551];
+  assign \geo$32.nbg2_last  = geo[582:567];
+  assign \geo$32.lastg2_last  = geo[598:583];
+  assign \geo$32.nbg3_last  = geo[614:599];
+  assign \geo$32.lastg3_last  = geo[630:615];
+  assign \geo$32.h_last  = geo[646:631];
+  assign \geo$32.t_last  = geo[654:647];
+  assign \geo$32.inner_last  = geo[670:655];
+  assign \geo$32.ring_last  = geo[686:671];
   assign \counts.cycles  = counts[0];
   assign \counts.c1_busy  = counts[1];
   assign \counts.c1_stall  = counts[2];
