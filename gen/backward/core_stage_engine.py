@@ -574,7 +574,7 @@ class CoreStageEngine(wiring.Component):
             # stage o: the lane's operands registered (a term that adds zero: its gradients
             # zero), the multiplies and their add in the next cycle (the operand selection
             # from the read data and the stage's fields, the multiplies and the add were one
-            # 72-74-level path, docs/synthesis.md)
+            # 66-74-level path, docs/synthesis.md)
             kill = a["zero"] | idle
             fg_o, sg_o = (Signal(signed(gb), name=f"wgrad_{k}_g{c}") for k in ("first", "second"))
             fop_o, sop_o = (Signal(signed(qb), name=f"wgrad_{k}_op{c}") for k in ("first", "second"))
