@@ -34,9 +34,11 @@ __all__ = ["TileShape", "EngineTable", "tile_counters", "tile_timing", "ideal_cy
            "TAP_ORDER", "row_accesses"]
 
 #: Cycles from E4's last issue to its membrane and spike writes (issue, a: read and PE, b:
-#: pool, c: into the affine pipeline, 5 stages of affine and LIF, the write): the engine's
+#: pool, c: into the affine pipeline, ``ClusterFourEngine.TAIL_STAGES`` = 6 stages of affine
+#: and LIF (the LIF's add and saturation and its compares in stages of their own since issue
+#: #24: one path of 62-64 generic levels before, docs/synthesis.md), the write): the engine's
 #: ``ClusterFourEngine.WRITE_LATENCY``, its ``out_rows`` count visible one cycle later.
-E4_WRITE_LATENCY = 8
+E4_WRITE_LATENCY = 9
 #: Cycles from E4's last issue to the end of ``busy`` (the write, then ``busy`` low, idle).
 PIPE_TAIL = E4_WRITE_LATENCY + 2
 #: Cycles from a row's last issue until its "rows written" count is visible to the consumer.

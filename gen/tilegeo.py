@@ -39,9 +39,9 @@ class GeoValue:
 
 
 #: Cycles from a cluster-4 step's issue until the same neuron's u(t) may be read back as
-#: u(t+1): its write comes ``ClusterFourEngine.WRITE_LATENCY`` (8) cycles after the issue and
+#: u(t+1): its write comes ``ClusterFourEngine.WRITE_LATENCY`` (9) cycles after the issue and
 #: the read port is not transparent (the engine checks that the two agree).
-MEMBRANE_READ_GAP = 9
+MEMBRANE_READ_GAP = 10
 
 
 def _sat_gap(v):
@@ -124,6 +124,31 @@ GEOMETRY: tuple[GeoValue, ...] = (
     _geo("first_eoff1", "row", "ew_ng ng",
          lambda d, g, p: Mux(~d.zero_halo[2], 0, Mux(~d.zero_halo[3], g["ew_ng"], g["ng"])),
          "word offset of cluster 1's first pixel in a row"),
+    # the last values of clusters 2/3's loop counters (``gen.engines.macloop``), registered here
+    # so that a counter's end test is one compare with a register: the subtractions and the
+    # choices between them were on one path with the compares into the loop's step and run
+    # (54-59 generic levels, docs/synthesis.md). Each reads no deeper value than the table's
+    # longest chain already does (the latency stays 5).
+    _geo("pk_last", "lanes", "", lambda d, g, p: (Const(1, p.lp + 1) << d.pack) - 1, "Pk - 1"),
+    _geo("ng_last", "row", "ng", lambda d, g, p: g["ng"] - 1, "ng - 1: the last rank group"),
+    _geo("last_lanes_last", "lanes", "ng pack", lambda d, g, p: d.rank - ((g["ng"] - 1) << g["pack"]) - 1,
+         "last_lanes - 1"),
+    _geo("nb_last", "row", "nb", lambda d, g, p: g["nb"] - 1, "nb - 1: the last column block"),
+    _geo("r3_last", "row", "r3", lambda d, g, p: g["r3"] - 1, "3 r - 1"),
+    _geo("nch_last", "row", "nch", lambda d, g, p: g["nch"] - 1, "the last weight chunk"),
+    _geo("last_chunk_last", "row", "r3 nch", lambda d, g, p: g["r3"] - ((g["nch"] - 1) << p.lC) - 1,
+         "last_chunk - 1"),
+    _geo("nbg2_last", "row", "nbg2", lambda d, g, p: g["nbg2"] - 1, "cluster 2's last block group"),
+    _geo("lastg2_last", "row", "nbe2 nbg2", lambda d, g, p: g["nbe2"] - ((g["nbg2"] - 1) << p.lB) - 1,
+         "lastg2 - 1"),
+    _geo("nbg3_last", "row", "nbg3", lambda d, g, p: g["nbg3"] - 1, "cluster 3's last block group"),
+    _geo("lastg3_last", "row", "nb nbg3", lambda d, g, p: g["nb"] - ((g["nbg3"] - 1) << p.lB) - 1,
+         "lastg3 - 1"),
+    _geo("h_last", "row", "", lambda d, g, p: d.height - 1, "H - 1: the last row"),
+    _geo("t_last", 8, "", lambda d, g, p: d.timesteps - 1, "T - 1: the last timestep"),
+    _geo("inner_last", "row", "", lambda d, g, p: Mux(d.order, d.height, d.timesteps) - 1,
+         "the last value of the inner (row or timestep) loop"),
+    _geo("ring_last", "row", "", lambda d, g, p: d.w23_ring - 1, "the last slot of the G2/G3 ring"),
 )
 
 

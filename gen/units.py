@@ -474,15 +474,18 @@ class LIFLanes(wiring.Component):
 
     Timing: a neuron's ``u_prev`` in cycle 0, its ``cur`` in cycle :attr:`CUR_OFFSET` (the
     leak takes that long: ``kept`` (the threshold compare), product, barrel shift, rounding,
-    one register each); ``u`` and ``s`` are registered and show the neuron in cycle
-    :attr:`LATENCY` (``m`` with them: its two compares sit beside the threshold's). A new
-    neuron every cycle. ``threshold``, ``window_lo``, ``window_hi``, ``leak_mul``,
+    one register each); the add of ``cur`` and its saturation registered (``u`` one cycle
+    on), then the threshold's compare and the window's two compares beside it: ``u``, ``s``
+    and ``m`` are registered and show the neuron in cycle :attr:`LATENCY`. A new neuron every
+    cycle. ``threshold``, ``window_lo``, ``window_hi``, ``leak_mul``,
     ``leak_shift`` and ``rnd`` are settings, held while values are in flight; registers load
     every cycle (no enable).
     """
 
-    #: cycles from ``u_prev`` to ``u``/``s``
-    LATENCY = 5
+    #: cycles from ``u_prev`` to ``u``/``s``: :attr:`CUR_OFFSET`, the add and saturation with
+    #: ``cur``, the compares (the add, the saturation and the compares were one 62-64-level
+    #: path, docs/synthesis.md)
+    LATENCY = 6
     #: cycles from ``u_prev`` to ``cur``
     CUR_OFFSET = 4
 
@@ -511,13 +514,14 @@ class LIFLanes(wiring.Component):
             prod = Signal(signed(mb + lb + 1), name=f"leak_prod{l}")
             partial = Signal(signed(mb + lb + 1), name=f"leak_partial{l}")
             leaked = Signal(signed(mb + lb + 1), name=f"leaked{l}")
+            new_u = Signal(signed(mb), name=f"new_u{l}")
             u = Signal(signed(mb), name=f"u{l}")
             s = Signal(name=f"s{l}")
             win = Signal(name=f"m{l}")
-            new_u = saturate(leaked + lane(self.cur, l, mb), mb)
             m.d.sync += [kept.eq(Mux(u_prev > thr, 0, u_prev)), prod.eq(kept * self.leak_mul),
                          partial.eq(rshift_partial(prod, self.leak_shift)),
                          leaked.eq(rshift_round(partial, self.leak_shift, self.rnd)),
+                         new_u.eq(saturate(leaked + lane(self.cur, l, mb), mb)),
                          u.eq(new_u), s.eq(new_u > thr), win.eq((new_u > lo) & (new_u < hi))]
             us.append(u)
             ss.append(s)

@@ -60,9 +60,10 @@ class CoreStageEngine(wiring.Component):
     tensor); ``out`` (write port, mat-vec); ``acc_rd_en``/``acc_rd_addr``/``acc_rd_data``
     (the host reads the weight-gradient sums while idle); ``busy``; ``counts``.
 
-    Timing: issue (addresses, stepped by additions) -> a (data; outer: the product into the
-    accumulator) -> m (mat-vec: the operand lanes and weight word registered, into the PE array's
-    pipelined MAC; :attr:`ARRAY_EXTRA` cycles more) -> b
+    Timing: issue (addresses, stepped by additions) -> a (data; outer: each lane's operands
+    chosen) -> o (outer: the operands registered, their products into the accumulator) -> m
+    (mat-vec: the operand lanes and weight word registered, into the PE array's pipelined MAC;
+    :attr:`ARRAY_EXTRA` cycles more) -> b
     (the sums wrapped, ROWS_COLS' branches added) -> c (round) -> d (saturate, write,
     saturations counted). The
     descriptor's strides are registered products of its fields, one multiply per register:
@@ -428,8 +429,8 @@ class CoreStageEngine(wiring.Component):
         # ARRAY_EXTRA cycles after its stage m
         with m.If(delay(m, vm & m_["branch"], extra, "branch_x")):
             m.d.sync += part.eq(sums_a)
-        self._outer_product(m, va & outer & ~a["fetch"], a, (gword, gword1, gword2), (operand, operand1, operand2),
-                            packed, entry_a, active_a)
+        update_o = self._outer_product(m, va & outer & ~a["fetch"], a, (gword, gword1, gword2),
+                                       (operand, operand1, operand2), packed, entry_a, active_a)
         m.d.comb += self.counts.stage_macs.eq(Mux(mac, active_a, 0))
         # stage b: the finished sums
         vb, reduced_b = Signal(), Signal()
@@ -488,7 +489,7 @@ class CoreStageEngine(wiring.Component):
                      cnt.grad_writes.eq(vd | ve | pending),
                      cnt.grad_saturations.eq(Mux(vd & (st.requant == Requant.GRADIENT),
                                                  sum(flags[l] & counted[l] for l in range(P)), 0))]
-        return va | vm | Cat(*vx).any() | vb | vc | vd | ve | pending
+        return va | update_o | vm | Cat(*vx).any() | vb | vc | vd | ve | pending
 
     def _rotated(self, word, s):
         """A straddled pass's weight word: lane ``l`` takes lane ``s + l`` of the word beside
@@ -529,8 +530,9 @@ class CoreStageEngine(wiring.Component):
         return first | pending, en, Mux(first, addr, base_w), data, pending
 
     def _outer_product(self, m, update, a, gwords, operands, packed, entry, active):
-        """Stage a of an outer product: the gradient lanes times the activation into the
-        weight-gradient accumulator (``update``: this step adds; ``a``: the step's stage-a
+        """Stages a and o of an outer product: the gradient lanes times the activation into the
+        weight-gradient accumulator, each lane's operands chosen in a and registered, multiplied
+        and added in o (returns o's valid, for the engine's ``busy``) (``update``: this step adds; ``a``: the step's stage-a
         flags; ``gwords``, ``operands``: the gradient words and activations of pixel slots 0-2:
         pixels x and x + 1 packed, the pass's pixels straddled).
 
@@ -569,15 +571,26 @@ class CoreStageEngine(wiring.Component):
             # host adds a last group's upper half whenever a packed stage could have used it
             # (``unpack_wgrad``), and a layer's tiles may pack it in one tile and not the next
             idle = ~a["strad"] & ~packed & (n <= c)
+            # stage o: the lane's operands registered (a term that adds zero: its gradients
+            # zero), the multiplies and their add in the next cycle (the operand selection
+            # from the read data and the stage's fields, the multiplies and the add were one
+            # 66-74-level path, docs/synthesis.md)
+            kill = a["zero"] | idle
+            fg_o, sg_o = (Signal(signed(gb), name=f"wgrad_{k}_g{c}") for k in ("first", "second"))
+            fop_o, sop_o = (Signal(signed(qb), name=f"wgrad_{k}_op{c}") for k in ("first", "second"))
+            m.d.sync += [fg_o.eq(Mux(kill, 0, first_g)), sg_o.eq(Mux(kill, 0, second_g)),
+                         fop_o.eq(first_op), sop_o.eq(second_op)]
             p = Signal(signed(pw), name=f"wgrad_term{c}")
-            m.d.comb += p.eq(Mux(a["zero"] | idle, 0,
-                                 first_g.as_signed() * first_op + second_g.as_signed() * second_op))
+            m.d.comb += p.eq(fg_o * fop_o + sg_o * sop_o)
             products.append(p)
-        m.d.comb += [acc.valid.eq(update), acc.clear.eq(a["clear"]), acc.addr.eq(entry),
+        update_o, clear_o, entry_o = Signal(name="wgrad_update_o"), Signal(name="wgrad_clear_o"), Signal.like(entry)
+        m.d.sync += [update_o.eq(update), clear_o.eq(a["clear"]), entry_o.eq(entry)]
+        m.d.comb += [acc.valid.eq(update_o), acc.clear.eq(clear_o), acc.addr.eq(entry_o),
                      acc.product.eq(Cat(*products)),
                      acc.rd_en.eq(self.acc_rd_en), acc.rd_addr.eq(self.acc_rd_addr),
                      self.acc_rd_data.eq(acc.rd_data)]
         m.d.comb += [cnt.wgrad_updates.eq(Mux(update & ~a["zero"], active, 0)), cnt.wgrad_words.eq(update)]
+        return update_o
 
     def _sums(self, m, acc, part, reduced):
         """Stage b: the finished sums of every lane as the re-quantisation takes them (each

@@ -17,6 +17,7 @@ from .stage_layout import StageKind, Taps
 
 __all__ = ["StageCycles", "stage_cycles", "backward_cycles", "tile_counters", "straddle_passes", "check_straddle",
            "DRAIN",
+           "outer_drain",
            "PACKED_DRAIN",
            "CONTROL_CYCLES",
            "DATA_DEPENDENT"]
@@ -25,10 +26,12 @@ __all__ = ["StageCycles", "stage_cycles", "backward_cycles", "tile_counters", "s
 #: m (the operands registered, into the MAC) -> the PE array's two more pipeline stages
 #: (``CoreStageEngine.ARRAY_EXTRA``: product, lower half; its sums after the upper half)
 #: -> b (the sums) -> c (the rounding) -> d (the
-#: saturation, the write), outer product issue -> a (the accumulator's write follows in the idle time; none
-#: when the last timestep is a skipped one), LIF issue -> a -> the LIF-gradient lanes' seven
-#: registered stages (``LIFGradientLanes.LATENCY``) -> w (the writes).
-DRAIN = {StageKind.MATVEC: 7, StageKind.OUTER: 1, StageKind.LIF: 8}
+#: saturation, the write), outer product issue -> a (the data, each lane's operands chosen) ->
+#: o (the operands registered; the products into the accumulator: the choice, the multiplies
+#: and their add were one path, docs/synthesis.md; the accumulator's writes follow in the idle
+#: time; none when the last timestep is a skipped one), LIF issue -> a -> the LIF-gradient
+#: lanes' seven registered stages (``LIFGradientLanes.LATENCY``) -> w (the writes).
+DRAIN = {StageKind.MATVEC: 7, StageKind.OUTER: 2, StageKind.LIF: 8}
 #: A packed mat-vec stage (``pack``) writes its last pixel pair's second word one cycle later.
 PACKED_DRAIN = 8
 #: Cycles of the top level's control per stage (``busy`` falls the cycle after the engines).
@@ -160,6 +163,20 @@ def _core_counters(kind: StageKind, f: Mapping[str, int], groups: int, lanes: in
     return sum(steps), macs, c
 
 
+def outer_drain(f: Mapping[str, int], full: list[bool]) -> int:
+    """Cycles after an outer-product stage's last issue until its engine is idle (``full``: its
+    computed timesteps). A step updates the accumulator if it computes (its last step never
+    only fetches) or, before the sums start (``acc_clear`` and no computed timestep yet), skips
+    writing zeros; an update keeps the engine busy in stages a and o
+    (``DRAIN[OUTER]`` cycles). The last timestep skipped in one step that updates nothing
+    (the sums started, or no ``acc_clear``): the step before it, the last of a computed
+    timestep ``T - 2``, is still in stage o one cycle on; none if ``T - 2`` was skipped too
+    (then the sums had started before it, or never clear: no update)."""
+    if full[-1] or (f["acc_clear"] and not any(full)):
+        return DRAIN[StageKind.OUTER]
+    return 1 if len(full) >= 2 and full[-2] else 0
+
+
 def stage_cycles(name: str, f: Mapping[str, int], lanes: int, spikes_per_word: int) -> StageCycles:
     """The cycles and counters of one stage descriptor ``f`` (``gen.backward.stage_layout``
     fields) on ``lanes`` PEs, ``spikes_per_word`` spikes in a gradient-buffer word
@@ -187,10 +204,8 @@ def stage_cycles(name: str, f: Mapping[str, int], lanes: int, spikes_per_word: i
     else:
         steps, macs, counters = _core_counters(kind, f, groups, lanes, spikes_per_word, full)
     drain = PACKED_DRAIN if kind == StageKind.MATVEC and f.get("pack") else DRAIN[kind]
-    if kind == StageKind.OUTER and not full[-1] and not (f["acc_clear"] and not any(full)):
-        # the last timestep is skipped in one step: nothing follows its issue (unless the sums
-        # have not started: every skip of such a stage writes zeros)
-        drain = 0
+    if kind == StageKind.OUTER:
+        drain = outer_drain(f, full)
     if kind == StageKind.LIF and not f["pool"] and f["cols"] % 2:
         drain -= 1          # the last step is the idle second column of a pair: nothing to drain
     cycles = steps + drain + CONTROL_CYCLES
@@ -226,10 +241,7 @@ def _straddled_outer(name: str, f: Mapping[str, int], lanes: int, spikes_per_wor
     macs = computed * cols * f["out_channels"] * taps * inner
     c = {"stage_busy": steps, "in_reads": computed * taps * in_words * written, "wgrad_updates": macs,
          "grad_reads": computed * written, "wgrad_words": words}
-    drain = DRAIN[StageKind.OUTER]
-    if not full[-1] and not (f["acc_clear"] and not any(full)):
-        drain = 0
-    cycles = steps + drain + CONTROL_CYCLES
+    cycles = steps + outer_drain(f, full) + CONTROL_CYCLES
     return StageCycles(name, StageKind.OUTER, steps, macs, cycles, {**c, "cycles": cycles})
 
 
@@ -280,9 +292,7 @@ def _wide_stage(name: str, kind: StageKind, f: Mapping[str, int], lanes: int, sp
         gaps = last_px * sum(1 for t in range(T - 1) if full[t] and not full[t + 1])
         drain = DRAIN[kind] + gaps + (last_px if full[-1] else 0)
     else:
-        drain = DRAIN[kind]
-        if not full[-1] and not (f["acc_clear"] and not any(full)):
-            drain = 0
+        drain = outer_drain(f, full)
     cycles = steps + drain + CONTROL_CYCLES
     return StageCycles(name, kind, steps, macs, cycles, {**c, "cycles": cycles})
 

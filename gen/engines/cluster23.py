@@ -108,7 +108,7 @@ class ClusterTwoThreeEngine(wiring.Component):
         ab, qb, wb = wd.accumulator, wd.activation, wd.weight
         d_ = {name: self.desc[name] for name, _ in self.desc.shape()}
         g = self.geo
-        T, H, W = d_["timesteps"], d_["height"], d_["width"]
+        W = d_["width"]
         pool, zr = d_["pool"], d_["zero_halo"][3]
         is_stt = d_["mode"] == 0
         order = d_["order"]
@@ -156,7 +156,7 @@ class ClusterTwoThreeEngine(wiring.Component):
         # E1 rows the current E2 row needs (E1's index of window row (q + 2, t), + 1)
         need2 = Signal(RB)
         with m.If(E2["issue"] & f2["row_end"]):
-            i_last2 = E2["i"] == Mux(order, H, T) - 1
+            i_last2 = E2["i"] == g.inner_last
             m.d.sync += need2.eq(need2 + Mux(order, Mux(i_last2, 3, 1),
                                              Mux((E2["q"] == 0) & ~i_last2, 3, 1)))
         # STT: row j's row2 half is free once cluster 3 has read row j - 2 (pipelined); the
@@ -180,7 +180,7 @@ class ClusterTwoThreeEngine(wiring.Component):
         count("c2_stall", E2["run"] & ~ok2)
         count("adder_stall", E2["run"] & ~ok2 & ptt_row2)
         with m.If(E2["issue"] & f2["row_end"]):
-            m.d.sync += [e2_rel.eq(e2_rel + 1), rel1.eq(rel1 + Mux(E2["q"] == H - 1, 3, 1))]
+            m.d.sync += [e2_rel.eq(e2_rel + 1), rel1.eq(rel1 + Mux(E2["q"] == g.h_last, 3, 1))]
 
         # cluster 3 in lock step (PTT, HTT's full timesteps); STT's engine counts its own
         count("c3_busy", E2["issue"] & ptt_row2)
@@ -267,7 +267,7 @@ class ClusterTwoThreeEngine(wiring.Component):
         """The issue stage's memory reads: line1 (E2: tap rows, centre row, cluster 3's
         neighbour block), w2; w3 for whichever drives cluster 3 (E2, or STT's engine ``e3``)."""
         d_, g = self.desc, self.geo
-        H, is_stt, order = d_.height, d_.mode == 0, d_.order
+        is_stt, order = d_.mode == 0, d_.order
         zt, zb = d_.zero_halo[0], d_.zero_halo[1]
         pxl, ng, rw1, TR1, T3R1 = g.pxl, g.ng, g.rw1, g.tr1, g.t3r1
         line1_a, line1_b, line1_c = self.line1_a, self.line1_b, self.line1_c
@@ -286,7 +286,7 @@ class ClusterTwoThreeEngine(wiring.Component):
 
         def tap_row_outside(E):
             """The step's tap row (0: window row q, 2: q + 2) lies outside the layer (zero halo)."""
-            return Mux(E["tap"] == 0, (E["q"] == 0) & zt, (E["q"] == H - 1) & zb)
+            return Mux(E["tap"] == 0, (E["q"] == 0) & zt, (E["q"] == g.h_last) & zb)
 
         def neighbour_offset(E):
             """Word offset in the row of cluster 3's operand block for E's step (tap 0: the

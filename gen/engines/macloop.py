@@ -108,15 +108,14 @@ class MacRowLoop(wiring.Component):
         CHK = cfg.spad_weight_entries if ws else 1  # reduction steps per chunk
         lB = log2(BLK)
         d, g = self.desc, self.geo
-        T, H, order = d.timesteps, d.height, d.order
+        order = d.order
         is_htt = d.mode == 2
-        Pk, Px, ng, nb = g.pk, g.px, g.ng, g.nb
-        r3, nch, last_chunk, last_lanes = g.r3, g.nch, g.last_chunk, g.last_lanes
+        Px, ng = g.px, g.ng
         name = "e2" if self.variant == "cluster23" else "e3"
         if self.variant == "cluster23":
-            e_lo, e_lo_ng, nbg, lastg, copy_allowed = g.e_lo2, g.e_lo2_ng, g.nbg2, g.lastg2, True
+            e_lo, e_lo_ng, nbg_last, lastg_last, copy_allowed = g.e_lo2, g.e_lo2_ng, g.nbg2_last, g.lastg2_last, True
         else:
-            e_lo, e_lo_ng, nbg, lastg, copy_allowed = Const(1, 2), ng, g.nbg3, g.lastg3, False
+            e_lo, e_lo_ng, nbg_last, lastg_last, copy_allowed = Const(1, 2), ng, g.nbg3_last, g.lastg3_last, False
 
         e = {k: Signal(RB, name=f"{name}_{k}") for k in
              ("o", "i", "g", "bg", "ck", "b", "s", "jb", "jl", "sl", "jbs", "jls", "sls", "gbase",
@@ -135,28 +134,31 @@ class MacRowLoop(wiring.Component):
         m.d.comb += self.issue.eq(self.run & self.ok)
         e["copy"] = Signal(name=f"{name}_copy")
         m.d.comb += e["copy"].eq(Const(copy_allowed) & is_htt & ~d.schedule.bit_select(e["t"], 1))
-        nbi = Mux(e["bg"] == nbg - 1, lastg, BLK)
-        single = Signal(name=f"{name}_single")
-        m.d.comb += single.eq(nbi == 1)
-        chunk_len = Mux(single, r3, Mux(e["ck"] == nch - 1, last_chunk, CHK))
-        jl_max = Mux(e["jb"] == ng - 1, last_lanes, Pk)
+        # each counter's last value from the geometry's registered ``*_last`` values (the
+        # block group's blocks ``nbi``, its chunk's steps, the lanes of group ``jb``), so that
+        # no subtraction sits in front of the end tests
+        bg_last, ck_last, g_last = e["bg"] == nbg_last, e["ck"] == g.nch_last, e["g"] == g.ng_last
+        single = Signal(name=f"{name}_single")                 # the block group has one block
+        m.d.comb += single.eq(Mux(bg_last, lastg_last == 0, int(BLK == 1)))
+        chunk_last = Mux(single, g.r3_last, Mux(ck_last, g.last_chunk_last, CHK - 1))
+        jl_last = Mux(e["jb"] == g.ng_last, g.last_lanes_last, g.pk_last)
         f = {k: Signal(name=f"{name}_{k}") for k in
              ("s_first", "s_last", "final", "from_psum", "psum_out", "glb_w", "spad_wr",
               "spad_rd", "row_end", "all_end")}
-        m.d.comb += [f["s_first"].eq(e["s"] == 0), f["s_last"].eq(e["s"] == chunk_len - 1),
-                     f["final"].eq(f["s_last"] & (single | (e["ck"] == nch - 1))),
+        m.d.comb += [f["s_first"].eq(e["s"] == 0), f["s_last"].eq(e["s"] == chunk_last),
+                     f["final"].eq(f["s_last"] & (single | ck_last)),
                      f["from_psum"].eq(f["s_first"] & ~single & (e["ck"] != 0)),
                      f["psum_out"].eq(f["s_last"] & ~f["final"]),
                      f["glb_w"].eq(single | (e["b"] == 0)),
                      f["spad_wr"].eq(~single & (e["b"] == 0)),
                      f["spad_rd"].eq(~single & (e["b"] != 0))]
-        blk_last = e["b"] == nbi - 1
-        copy_end = (e["bc"] == nb - 1) & (e["g"] == ng - 1)
-        mac_end = f["final"] & blk_last & (e["bg"] == nbg - 1) & (e["g"] == ng - 1)
+        blk_last = e["b"] == Mux(bg_last, lastg_last, BLK - 1)
+        copy_end = (e["bc"] == g.nb_last) & g_last
+        mac_end = f["final"] & blk_last & bg_last & g_last
         m.d.comb += f["row_end"].eq(Mux(e["copy"], copy_end, mac_end))
-        m.d.comb += f["all_end"].eq(f["row_end"] & (e["q"] == H - 1) & (e["t"] == T - 1))
+        m.d.comb += f["all_end"].eq(f["row_end"] & (e["q"] == g.h_last) & (e["t"] == g.t_last))
         # next step of the reduction: (jb, tap index, jl) with jl innermost
-        jl_wrap = e["jl"] == jl_max - 1
+        jl_wrap = e["jl"] == jl_last
         ti_wrap = e["ti"] == 2
         nxt = {"jl": Mux(jl_wrap, 0, e["jl"] + 1),
                "ti": Mux(jl_wrap, Mux(ti_wrap, 0, e["ti"] + 1), e["ti"]),
@@ -166,10 +168,10 @@ class MacRowLoop(wiring.Component):
         saved = {"jb": e["jbs"], "ti": e["tis"], "jl": e["jls"], "sl": e["sls"]}
         with m.If(e["issue"]):
             with m.If(e["copy"]):
-                m.d.sync += e["g"].eq(Mux(e["g"] == ng - 1, 0, e["g"] + 1))
-                with m.If(e["g"] == ng - 1):
-                    m.d.sync += [e["bc"].eq(Mux(e["bc"] == nb - 1, 0, e["bc"] + 1)),
-                                 e["coff"].eq(Mux(e["bc"] == nb - 1, ng, e["coff"] + ng))]
+                m.d.sync += e["g"].eq(Mux(g_last, 0, e["g"] + 1))
+                with m.If(g_last):
+                    m.d.sync += [e["bc"].eq(Mux(e["bc"] == g.nb_last, 0, e["bc"] + 1)),
+                                 e["coff"].eq(Mux(e["bc"] == g.nb_last, ng, e["coff"] + ng))]
             with m.Elif(f["s_last"]):
                 m.d.sync += e["s"].eq(0)
                 with m.If(~blk_last):
@@ -184,7 +186,7 @@ class MacRowLoop(wiring.Component):
                     with m.Else():
                         m.d.sync += e["ck"].eq(0)
                         m.d.sync += [e[k].eq(0) for k in steps] + [saved[k].eq(0) for k in steps]
-                        self._next_block_group(m, e, nbg, e_lo_ng, lB)
+                        self._next_block_group(m, e, bg_last, g_last, e_lo_ng, lB)
             with m.Else():
                 m.d.sync += e["s"].eq(e["s"] + 1)
                 m.d.sync += [e[k].eq(nxt[k]) for k in steps]
@@ -214,24 +216,24 @@ class MacRowLoop(wiring.Component):
                          self.run.eq(1 if self.variant == "cluster23" else d.mode == 0)]
         return m
 
-    def _next_block_group(self, m, e, nbg, e_lo_ng, lB):
+    def _next_block_group(self, m, e, bg_last, g_last, e_lo_ng, lB):
         """The last step of a block group's last chunk: the next block group, or at the
         row's last one the next output group and its weight chunk (the streamed ring's
         handshake: ``cseq`` chunks begun, ``cslot`` the ring slot)."""
         d, ng, ns = self.desc, self.geo.ng, self.geo.ns
         stream = d.w23_ring != 0
-        with m.If(e["bg"] != nbg - 1):
+        with m.If(~bg_last):
             m.d.sync += [e["bg"].eq(e["bg"] + 1), e["goff"].eq(e["goff"] + (ng << lB))]
         with m.Else():
             m.d.sync += [e["bg"].eq(0), e["goff"].eq(e_lo_ng)]
             # the group's chunk is used up: the next group's (resident: the
             # next NS words; streamed: the next ring slot)
-            last_slot = e["cslot"] == d.w23_ring - 1
+            last_slot = e["cslot"] == self.geo.ring_last      # (not streamed: never before the 16-bit wrap)
             m.d.sync += [e["cseq"].eq(e["cseq"] + 1),
                          e["cslot"].eq(Mux(last_slot, 0, e["cslot"] + 1))]
-            wrap = Mux(stream, last_slot, e["g"] == ng - 1)
+            wrap = Mux(stream, last_slot, g_last)
             m.d.sync += e["gbase"].eq(Mux(wrap, 0, e["gbase"] + ns))
-            with m.If(e["g"] != ng - 1):
+            with m.If(~g_last):
                 m.d.sync += e["g"].eq(e["g"] + 1)
             with m.Else():
                 m.d.sync += e["g"].eq(0)
@@ -240,14 +242,14 @@ class MacRowLoop(wiring.Component):
         """The row's last step: the next row's counters, ``q mod 3`` and the row bases kept
         by adding; the end of the tile."""
         d, g = self.desc, self.geo
-        T, H, order, pool = d.timesteps, d.height, d.order, d.pool
+        T, order, pool = d.timesteps, d.order, d.pool
         rw1, rw4, Ho, ng, T3R1 = g.rw1, g.rw4, g.ho, g.ng, g.t3r1
 
         def t_times_next(v, unit, i_last):
             """``v = t * unit`` at the end of a row (t: inner loop counter in row order)."""
             return Mux(order, Mux(i_last, v + unit, v), Mux(i_last, 0, v + unit))
 
-        i_last = e["i"] == Mux(order, H, T) - 1
+        i_last = e["i"] == g.inner_last
         m.d.sync += e["seq"].eq(e["seq"] + 1)
         with m.If(i_last):
             m.d.sync += [e["i"].eq(0), e["o"].eq(e["o"] + 1)]
@@ -271,9 +273,9 @@ class MacRowLoop(wiring.Component):
         """The issuing step (``e``: counters and derived values, ``f``: its flags) on ``step``,
         and registered into stages ``a`` and ``b``."""
         d, g = self.desc, self.geo
-        H, zt, zb, zl, zr = d.height, d.zero_halo[0], d.zero_halo[1], d.zero_halo[2], d.zero_halo[3]
+        zt, zb, zl, zr = d.zero_halo[0], d.zero_halo[1], d.zero_halo[2], d.zero_halo[3]
         Px, nb = g.px, g.nb
-        tap_outside = Mux(e["tap"] == 0, (e["q"] == 0) & zt, (e["q"] == H - 1) & zb)
+        tap_outside = Mux(e["tap"] == 0, (e["q"] == 0) & zt, (e["q"] == g.h_last) & zb)
         st = self.step
         m.d.comb += [st[k].eq(e[k]) for k in ("q", "t", "i", "seq", "qm3", "r1base", "trw", "tr4", "tho",
                                               "l4b", "tap", "ti", "e", "eoff", "jb", "g", "gbase",

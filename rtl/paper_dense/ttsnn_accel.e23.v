@@ -2,42 +2,42 @@
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line1_a__addr, line1_b__en, line1_b__addr, line1_c__en, line1_c__addr, w2__en, w2__addr, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, \q23_rows$159 , busy
-, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, \port$4607$0 , \port$4647$0 , \port$4687$0 , \port$4727$0 , \port$4767$0 , \port$4807$0 , \port$4847$0 , \port$4887$0 , \port$4927$0 , \port$4967$0 , \port$5007$0 , \port$5047$0 , \port$5087$0 , \port$5127$0 , \port$5167$0 , \port$5207$0 , \port$5247$0 
-, \port$5287$0 , \port$5327$0 , \port$5367$0 , \port$5407$0 , \port$5447$0 , \port$5487$0 , \port$5527$0 , \port$5567$0 , \port$5607$0 , \port$5647$0 , \port$5687$0 , \port$5727$0 , \port$5767$0 , \port$5807$0 , \port$5847$0 , weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data
-, row2_c__data, geo, e1_rows, counts, \released$168 , released_e1_order, e4_released, \port$62191$96 , desc, clk);
+, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, \port$4498$0 , \port$4538$0 , \port$4578$0 , \port$4618$0 , \port$4658$0 , \port$4698$0 , \port$4738$0 , \port$4778$0 , \port$4818$0 , \port$4858$0 , \port$4898$0 , \port$4938$0 , \port$4978$0 , \port$5018$0 , \port$5058$0 , \port$5098$0 , \port$5138$0 
+, \port$5178$0 , \port$5218$0 , \port$5258$0 , \port$5298$0 , \port$5338$0 , \port$5378$0 , \port$5418$0 , \port$5458$0 , \port$5498$0 , \port$5538$0 , \port$5578$0 , \port$5618$0 , \port$5658$0 , \port$5698$0 , \port$5738$0 , weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data
+, row2_c__data, geo, e1_rows, counts, \released$168 , released_e1_order, e4_released, \port$61941$96 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [17:0] \$10 ;
-  wire [16:0] \$100 ;
-  wire \$101 ;
-  wire [16:0] \$102 ;
-  wire [17:0] \$103 ;
-  wire [16:0] \$104 ;
-  wire [17:0] \$105 ;
-  wire [2:0] \$106 ;
-  wire \$107 ;
-  wire [2:0] \$108 ;
-  wire [3:0] \$109 ;
+  wire \$100 ;
+  wire [16:0] \$101 ;
+  wire [17:0] \$102 ;
+  wire [16:0] \$103 ;
+  wire [17:0] \$104 ;
+  wire [2:0] \$105 ;
+  wire \$106 ;
+  wire [2:0] \$107 ;
+  wire [3:0] \$108 ;
+  wire [2:0] \$109 ;
   wire [18:0] \$11 ;
-  wire [2:0] \$110 ;
-  wire [3:0] \$111 ;
-  wire \$112 ;
-  wire [2:0] \$113 ;
-  wire \$114 ;
-  wire [2:0] \$115 ;
-  wire [3:0] \$116 ;
-  wire [2:0] \$117 ;
-  wire [3:0] \$118 ;
-  wire \$119 ;
+  wire [3:0] \$110 ;
+  wire \$111 ;
+  wire [2:0] \$112 ;
+  wire \$113 ;
+  wire [2:0] \$114 ;
+  wire [3:0] \$115 ;
+  wire [2:0] \$116 ;
+  wire [3:0] \$117 ;
+  wire \$118 ;
+  wire [16:0] \$119 ;
   wire \$12 ;
   wire [16:0] \$120 ;
   wire [16:0] \$121 ;
-  wire [16:0] \$122 ;
-  wire [17:0] \$123 ;
-  wire [18:0] \$124 ;
-  wire [19:0] \$125 ;
-  wire [15:0] \$126 ;
-  wire [20:0] \$127 ;
+  wire [17:0] \$122 ;
+  wire [18:0] \$123 ;
+  wire [19:0] \$124 ;
+  wire [15:0] \$125 ;
+  wire [20:0] \$126 ;
+  wire \$127 ;
   wire \$128 ;
   wire \$129 ;
   wire \$13 ;
@@ -45,45 +45,45 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$131 ;
   wire \$132 ;
   wire \$133 ;
-  wire \$134 ;
-  wire [16:0] \$135 ;
-  wire \$136 ;
-  wire [16:0] \$137 ;
-  wire [17:0] \$138 ;
-  wire [16:0] \$139 ;
+  wire [16:0] \$134 ;
+  wire \$135 ;
+  wire [16:0] \$136 ;
+  wire [17:0] \$137 ;
+  wire [16:0] \$138 ;
+  wire [17:0] \$139 ;
   wire \$14 ;
-  wire [17:0] \$140 ;
-  wire [2:0] \$141 ;
-  wire \$142 ;
-  wire [2:0] \$143 ;
-  wire [3:0] \$144 ;
-  wire [2:0] \$145 ;
-  wire [3:0] \$146 ;
-  wire \$147 ;
-  wire [2:0] \$148 ;
-  wire \$149 ;
+  wire [2:0] \$140 ;
+  wire \$141 ;
+  wire [2:0] \$142 ;
+  wire [3:0] \$143 ;
+  wire [2:0] \$144 ;
+  wire [3:0] \$145 ;
+  wire \$146 ;
+  wire [2:0] \$147 ;
+  wire \$148 ;
+  wire [2:0] \$149 ;
   wire \$15 ;
-  wire [2:0] \$150 ;
-  wire [3:0] \$151 ;
-  wire [2:0] \$152 ;
-  wire [3:0] \$153 ;
-  wire \$154 ;
+  wire [3:0] \$150 ;
+  wire [2:0] \$151 ;
+  wire [3:0] \$152 ;
+  wire \$153 ;
+  wire [16:0] \$154 ;
   wire [16:0] \$155 ;
   wire [16:0] \$156 ;
-  wire [16:0] \$157 ;
-  wire [17:0] \$158 ;
-  wire [18:0] \$159 ;
+  wire [17:0] \$157 ;
+  wire [18:0] \$158 ;
+  wire \$159 ;
   wire \$16 ;
-  wire \$160 ;
+  wire [16:0] \$160 ;
   wire [16:0] \$161 ;
-  wire [16:0] \$162 ;
-  wire [17:0] \$163 ;
-  wire [19:0] \$164 ;
-  wire [20:0] \$165 ;
+  wire [17:0] \$162 ;
+  wire [19:0] \$163 ;
+  wire [20:0] \$164 ;
+  wire \$165 ;
   wire \$166 ;
-  wire \$167 ;
-  wire [15:0] \$168 ;
-  wire [16:0] \$169 ;
+  wire [15:0] \$167 ;
+  wire [16:0] \$168 ;
+  wire \$169 ;
   wire \$17 ;
   wire \$170 ;
   wire \$171 ;
@@ -92,14 +92,14 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$174 ;
   wire \$175 ;
   wire \$176 ;
-  wire \$177 ;
-  wire [15:0] \$178 ;
+  wire [15:0] \$177 ;
+  wire [16:0] \$178 ;
   wire [16:0] \$179 ;
   wire \$18 ;
-  wire [16:0] \$180 ;
+  wire \$180 ;
   wire \$181 ;
-  wire \$182 ;
-  wire [255:0] \$183 ;
+  wire [255:0] \$182 ;
+  wire \$183 ;
   wire \$184 ;
   wire \$185 ;
   wire \$186 ;
@@ -109,10 +109,10 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$19 ;
   wire \$190 ;
   wire \$191 ;
-  wire \$192 ;
+  wire [1:0] \$192 ;
   wire [1:0] \$193 ;
-  wire [1:0] \$194 ;
-  wire [255:0] \$195 ;
+  wire [255:0] \$194 ;
+  wire \$195 ;
   wire \$196 ;
   wire \$197 ;
   wire \$198 ;
@@ -126,31 +126,31 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$204 ;
   wire \$205 ;
   wire \$206 ;
-  wire \$207 ;
-  wire [15:0] \$208 ;
-  wire [16:0] \$209 ;
+  wire [15:0] \$207 ;
+  wire [16:0] \$208 ;
+  wire [17:0] \$209 ;
   wire \$21 ;
-  wire [17:0] \$210 ;
+  wire \$210 ;
   wire \$211 ;
   wire \$212 ;
-  wire \$213 ;
-  wire [255:0] \$214 ;
+  wire [255:0] \$213 ;
+  wire \$214 ;
   wire \$215 ;
   wire \$216 ;
   wire \$217 ;
   wire \$218 ;
   wire \$219 ;
   wire \$22 ;
-  wire \$220 ;
-  wire [16:0] \$221 ;
+  wire [16:0] \$220 ;
+  wire \$221 ;
   wire \$222 ;
-  wire \$223 ;
+  wire [16:0] \$223 ;
   wire [16:0] \$224 ;
-  wire [16:0] \$225 ;
-  wire [17:0] \$226 ;
-  wire [16:0] \$227 ;
-  wire [17:0] \$228 ;
-  wire [18:0] \$229 ;
+  wire [17:0] \$225 ;
+  wire [16:0] \$226 ;
+  wire [17:0] \$227 ;
+  wire [18:0] \$228 ;
+  wire \$229 ;
   wire \$23 ;
   wire \$230 ;
   wire \$231 ;
@@ -159,17 +159,17 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$234 ;
   wire \$235 ;
   wire \$236 ;
-  wire \$237 ;
-  wire [16:0] \$238 ;
+  wire [16:0] \$237 ;
+  wire \$238 ;
   wire \$239 ;
   wire \$24 ;
-  wire \$240 ;
+  wire [16:0] \$240 ;
   wire [16:0] \$241 ;
-  wire [16:0] \$242 ;
-  wire [17:0] \$243 ;
-  wire [16:0] \$244 ;
-  wire [17:0] \$245 ;
-  wire [18:0] \$246 ;
+  wire [17:0] \$242 ;
+  wire [16:0] \$243 ;
+  wire [17:0] \$244 ;
+  wire [18:0] \$245 ;
+  wire \$246 ;
   wire \$247 ;
   wire \$248 ;
   wire \$249 ;
@@ -187,20 +187,20 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$26 ;
   wire \$260 ;
   wire \$261 ;
-  wire \$262 ;
-  wire [1:0] \$263 ;
+  wire [1:0] \$262 ;
+  wire \$263 ;
   wire \$264 ;
-  wire \$265 ;
-  wire [16:0] \$266 ;
+  wire [16:0] \$265 ;
+  wire \$266 ;
   wire \$267 ;
-  wire \$268 ;
+  wire [16:0] \$268 ;
   wire [16:0] \$269 ;
   wire \$27 ;
-  wire [16:0] \$270 ;
-  wire [17:0] \$271 ;
-  wire [16:0] \$272 ;
-  wire [17:0] \$273 ;
-  wire [18:0] \$274 ;
+  wire [17:0] \$270 ;
+  wire [16:0] \$271 ;
+  wire [17:0] \$272 ;
+  wire [18:0] \$273 ;
+  wire \$274 ;
   wire \$275 ;
   wire \$276 ;
   wire \$277 ;
@@ -212,20 +212,20 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$282 ;
   wire \$283 ;
   wire \$284 ;
-  wire \$285 ;
-  wire [1:0] \$286 ;
+  wire [1:0] \$285 ;
+  wire \$286 ;
   wire \$287 ;
-  wire \$288 ;
-  wire [16:0] \$289 ;
+  wire [16:0] \$288 ;
+  wire \$289 ;
   wire \$29 ;
   wire \$290 ;
-  wire \$291 ;
+  wire [16:0] \$291 ;
   wire [16:0] \$292 ;
-  wire [16:0] \$293 ;
-  wire [17:0] \$294 ;
-  wire [16:0] \$295 ;
-  wire [17:0] \$296 ;
-  wire [18:0] \$297 ;
+  wire [17:0] \$293 ;
+  wire [16:0] \$294 ;
+  wire [17:0] \$295 ;
+  wire [18:0] \$296 ;
+  wire \$297 ;
   wire \$298 ;
   wire \$299 ;
   wire [16:0] \$3 ;
@@ -244,9 +244,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$310 ;
   wire \$311 ;
   wire \$312 ;
-  wire \$313 ;
-  wire [1:0] \$314 ;
-  wire [2:0] \$315 ;
+  wire [1:0] \$313 ;
+  wire [2:0] \$314 ;
+  wire \$315 ;
   wire \$316 ;
   wire \$317 ;
   wire \$318 ;
@@ -256,67 +256,67 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$321 ;
   wire \$322 ;
   wire \$323 ;
-  wire \$324 ;
-  wire [1:0] \$325 ;
+  wire [1:0] \$324 ;
+  wire \$325 ;
   wire \$326 ;
-  wire \$327 ;
-  wire [16:0] \$328 ;
-  wire \$329 ;
+  wire [16:0] \$327 ;
+  wire \$328 ;
+  wire [5:0] \$329 ;
   wire \$33 ;
-  wire [5:0] \$330 ;
+  wire \$330 ;
   wire \$331 ;
-  wire \$332 ;
-  wire [16:0] \$333 ;
+  wire [16:0] \$332 ;
+  wire \$333 ;
   wire \$334 ;
-  wire \$335 ;
-  wire [5:0] \$336 ;
-  wire \$337 ;
-  wire [6:0] \$338 ;
-  wire [16:0] \$339 ;
+  wire [5:0] \$335 ;
+  wire \$336 ;
+  wire [6:0] \$337 ;
+  wire [16:0] \$338 ;
+  wire \$339 ;
   wire \$34 ;
   wire \$340 ;
   wire \$341 ;
   wire \$342 ;
   wire \$343 ;
-  wire \$344 ;
+  wire [6:0] \$344 ;
   wire [6:0] \$345 ;
   wire [6:0] \$346 ;
-  wire [6:0] \$347 ;
-  wire \$348 ;
-  wire [5:0] \$349 ;
+  wire \$347 ;
+  wire [5:0] \$348 ;
+  wire [6:0] \$349 ;
   wire \$35 ;
-  wire [6:0] \$350 ;
+  wire [12:0] \$350 ;
   wire [12:0] \$351 ;
-  wire [12:0] \$352 ;
+  wire \$352 ;
   wire \$353 ;
   wire \$354 ;
   wire \$355 ;
   wire \$356 ;
-  wire \$357 ;
-  wire [16:0] \$358 ;
-  wire \$359 ;
+  wire [16:0] \$357 ;
+  wire \$358 ;
+  wire [5:0] \$359 ;
   wire \$36 ;
-  wire [5:0] \$360 ;
-  wire \$361 ;
-  wire [5:0] \$362 ;
+  wire \$360 ;
+  wire [5:0] \$361 ;
+  wire [11:0] \$362 ;
   wire [11:0] \$363 ;
-  wire [11:0] \$364 ;
-  wire [12:0] \$365 ;
+  wire [12:0] \$364 ;
+  wire [1:0] \$365 ;
   wire [1:0] \$366 ;
-  wire [1:0] \$367 ;
-  wire \$368 ;
+  wire \$367 ;
+  wire [1:0] \$368 ;
   wire [1:0] \$369 ;
-  wire [16:0] \$37 ;
-  wire [1:0] \$370 ;
-  wire [2:0] \$371 ;
+  wire \$37 ;
+  wire [2:0] \$370 ;
+  wire \$371 ;
   wire \$372 ;
-  wire \$373 ;
-  wire [2:0] \$374 ;
+  wire [2:0] \$373 ;
+  wire \$374 ;
   wire \$375 ;
-  wire \$376 ;
-  wire [3:0] \$377 ;
-  wire \$378 ;
-  wire [1:0] \$379 ;
+  wire [3:0] \$376 ;
+  wire \$377 ;
+  wire [1:0] \$378 ;
+  wire \$379 ;
   wire \$38 ;
   wire \$380 ;
   wire \$381 ;
@@ -330,83 +330,83 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$389 ;
   wire \$39 ;
   wire \$390 ;
-  wire \$391 ;
-  wire [16:0] \$392 ;
-  wire \$393 ;
-  wire [5:0] \$394 ;
-  wire \$395 ;
-  wire [5:0] \$396 ;
+  wire [16:0] \$391 ;
+  wire \$392 ;
+  wire [5:0] \$393 ;
+  wire \$394 ;
+  wire [5:0] \$395 ;
+  wire [11:0] \$396 ;
   wire [11:0] \$397 ;
-  wire [11:0] \$398 ;
+  wire \$398 ;
   wire \$399 ;
   wire \$4 ;
   wire \$40 ;
-  wire [15:0] \$400 ;
-  wire [16:0] \$401 ;
+  wire [1:0] \$400 ;
+  wire \$401 ;
   wire \$402 ;
-  wire [1:0] \$403 ;
+  wire \$403 ;
   wire \$404 ;
-  wire [15:0] \$405 ;
-  wire [16:0] \$406 ;
-  wire \$407 ;
+  wire [1:0] \$405 ;
+  wire [1:0] \$406 ;
+  wire [16:0] \$407 ;
   wire \$408 ;
-  wire \$409 ;
+  wire [16:0] \$409 ;
   wire \$41 ;
-  wire [1:0] \$410 ;
+  wire \$410 ;
   wire [1:0] \$411 ;
   wire [16:0] \$412 ;
   wire \$413 ;
-  wire [16:0] \$414 ;
-  wire [16:0] \$415 ;
-  wire \$416 ;
-  wire [1:0] \$417 ;
-  wire [16:0] \$418 ;
+  wire [543:0] \$414 ;
+  wire \$415 ;
+  wire [6:0] \$416 ;
+  wire [6:0] \$417 ;
+  wire \$418 ;
   wire \$419 ;
-  wire \$42 ;
-  wire [543:0] \$420 ;
+  wire [16:0] \$42 ;
+  wire \$420 ;
   wire \$421 ;
-  wire [6:0] \$422 ;
-  wire [6:0] \$423 ;
+  wire \$422 ;
+  wire \$423 ;
   wire \$424 ;
   wire \$425 ;
   wire \$426 ;
   wire \$427 ;
-  wire \$428 ;
-  wire \$429 ;
-  wire [16:0] \$43 ;
-  wire \$430 ;
-  wire \$431 ;
-  wire \$432 ;
-  wire \$433 ;
-  wire [16:0] \$434 ;
-  wire [16:0] \$435 ;
-  wire [16:0] \$436 ;
-  wire [17:0] \$437 ;
-  wire [18:0] \$438 ;
-  wire [19:0] \$439 ;
-  wire \$44 ;
-  wire [20:0] \$440 ;
-  wire \$441 ;
-  wire \$442 ;
-  wire \$443 ;
-  wire [16:0] \$444 ;
-  reg [15:0] \$445 ;
-  reg [15:0] \$446 ;
-  reg [15:0] \$447 ;
-  reg [255:0] \$448 ;
-  reg [255:0] \$449 ;
-  wire [16:0] \$45 ;
-  reg [255:0] \$450 ;
-  reg [255:0] \$451 ;
-  reg [543:0] \$452 ;
-  reg [5:0] \$453 ;
-  reg \$454 ;
-  reg \$455 ;
-  reg \$456 ;
-  reg [15:0] \$457 ;
-  reg [15:0] \$458 ;
+  wire [16:0] \$428 ;
+  wire [16:0] \$429 ;
+  wire \$43 ;
+  wire [16:0] \$430 ;
+  wire [17:0] \$431 ;
+  wire [18:0] \$432 ;
+  wire [19:0] \$433 ;
+  wire [20:0] \$434 ;
+  wire \$435 ;
+  wire \$436 ;
+  wire \$437 ;
+  wire [16:0] \$438 ;
+  reg [15:0] \$439 ;
+  wire [16:0] \$44 ;
+  reg [15:0] \$440 ;
+  reg [15:0] \$441 ;
+  reg [255:0] \$442 ;
+  reg [255:0] \$443 ;
+  reg [255:0] \$444 ;
+  reg [255:0] \$445 ;
+  reg [543:0] \$446 ;
+  reg [5:0] \$447 ;
+  reg \$448 ;
+  reg \$449 ;
+  wire [17:0] \$45 ;
+  reg \$450 ;
+  reg [15:0] \$451 ;
+  reg [15:0] \$452 ;
+  wire [7:0] \$453 ;
+  wire [7:0] \$454 ;
+  wire [7:0] \$455 ;
+  wire [7:0] \$456 ;
+  wire [7:0] \$457 ;
+  wire [7:0] \$458 ;
   wire [7:0] \$459 ;
-  wire [17:0] \$46 ;
+  wire [16:0] \$46 ;
   wire [7:0] \$460 ;
   wire [7:0] \$461 ;
   wire [7:0] \$462 ;
@@ -417,7 +417,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [7:0] \$467 ;
   wire [7:0] \$468 ;
   wire [7:0] \$469 ;
-  wire [16:0] \$47 ;
+  wire [17:0] \$47 ;
   wire [7:0] \$470 ;
   wire [7:0] \$471 ;
   wire [7:0] \$472 ;
@@ -428,19 +428,19 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [7:0] \$477 ;
   wire [7:0] \$478 ;
   wire [7:0] \$479 ;
-  wire [17:0] \$48 ;
+  wire [2:0] \$48 ;
   wire [7:0] \$480 ;
   wire [7:0] \$481 ;
   wire [7:0] \$482 ;
   wire [7:0] \$483 ;
   wire [7:0] \$484 ;
-  wire [7:0] \$485 ;
-  wire [7:0] \$486 ;
-  wire [7:0] \$487 ;
-  wire [7:0] \$488 ;
-  wire [7:0] \$489 ;
-  wire [2:0] \$49 ;
-  wire [7:0] \$490 ;
+  wire [16:0] \$485 ;
+  wire [16:0] \$486 ;
+  wire [16:0] \$487 ;
+  wire [16:0] \$488 ;
+  wire [16:0] \$489 ;
+  wire \$49 ;
+  wire [16:0] \$490 ;
   wire [16:0] \$491 ;
   wire [16:0] \$492 ;
   wire [16:0] \$493 ;
@@ -451,7 +451,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [16:0] \$498 ;
   wire [16:0] \$499 ;
   wire \$5 ;
-  wire \$50 ;
+  wire [2:0] \$50 ;
   wire [16:0] \$500 ;
   wire [16:0] \$501 ;
   wire [16:0] \$502 ;
@@ -462,7 +462,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [16:0] \$507 ;
   wire [16:0] \$508 ;
   wire [16:0] \$509 ;
-  wire [2:0] \$51 ;
+  wire [3:0] \$51 ;
   wire [16:0] \$510 ;
   wire [16:0] \$511 ;
   wire [16:0] \$512 ;
@@ -470,13 +470,13 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [16:0] \$514 ;
   wire [16:0] \$515 ;
   wire [16:0] \$516 ;
-  wire [16:0] \$517 ;
-  wire [16:0] \$518 ;
-  wire [16:0] \$519 ;
-  wire [3:0] \$52 ;
-  wire [16:0] \$520 ;
-  wire [16:0] \$521 ;
-  wire [16:0] \$522 ;
+  wire [7:0] \$517 ;
+  wire [7:0] \$518 ;
+  wire [7:0] \$519 ;
+  wire [2:0] \$52 ;
+  wire [7:0] \$520 ;
+  wire [7:0] \$521 ;
+  wire [7:0] \$522 ;
   wire [7:0] \$523 ;
   wire [7:0] \$524 ;
   wire [7:0] \$525 ;
@@ -484,7 +484,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [7:0] \$527 ;
   wire [7:0] \$528 ;
   wire [7:0] \$529 ;
-  wire [2:0] \$53 ;
+  wire [3:0] \$53 ;
   wire [7:0] \$530 ;
   wire [7:0] \$531 ;
   wire [7:0] \$532 ;
@@ -495,7 +495,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [7:0] \$537 ;
   wire [7:0] \$538 ;
   wire [7:0] \$539 ;
-  wire [3:0] \$54 ;
+  wire \$54 ;
   wire [7:0] \$540 ;
   wire [7:0] \$541 ;
   wire [7:0] \$542 ;
@@ -505,61 +505,55 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [7:0] \$546 ;
   wire [7:0] \$547 ;
   wire [7:0] \$548 ;
-  wire [7:0] \$549 ;
-  wire \$55 ;
-  wire [7:0] \$550 ;
-  wire [7:0] \$551 ;
-  wire [7:0] \$552 ;
-  wire [7:0] \$553 ;
-  wire [7:0] \$554 ;
-  wire [2:0] \$56 ;
-  wire \$57 ;
-  wire [2:0] \$58 ;
-  wire [3:0] \$59 ;
+  wire [2:0] \$55 ;
+  wire \$56 ;
+  wire [2:0] \$57 ;
+  wire [3:0] \$58 ;
+  wire [2:0] \$59 ;
   wire [16:0] \$6 ;
-  wire [2:0] \$60 ;
-  wire [3:0] \$61 ;
-  wire \$62 ;
+  wire [3:0] \$60 ;
+  wire \$61 ;
+  wire [16:0] \$62 ;
   wire [16:0] \$63 ;
   wire [16:0] \$64 ;
-  wire [16:0] \$65 ;
-  wire [17:0] \$66 ;
-  wire [18:0] \$67 ;
-  wire [16:0] \$68 ;
-  wire [17:0] \$69 ;
+  wire [17:0] \$65 ;
+  wire [18:0] \$66 ;
+  wire [16:0] \$67 ;
+  wire [17:0] \$68 ;
+  wire \$69 ;
   wire [16:0] \$7 ;
-  wire \$70 ;
-  wire [16:0] \$71 ;
-  wire [17:0] \$72 ;
-  wire [18:0] \$73 ;
-  wire [16:0] \$74 ;
-  wire [17:0] \$75 ;
-  wire [18:0] \$76 ;
-  wire [2:0] \$77 ;
-  wire \$78 ;
-  wire [2:0] \$79 ;
+  wire [16:0] \$70 ;
+  wire [17:0] \$71 ;
+  wire [18:0] \$72 ;
+  wire [16:0] \$73 ;
+  wire [17:0] \$74 ;
+  wire [18:0] \$75 ;
+  wire [2:0] \$76 ;
+  wire \$77 ;
+  wire [2:0] \$78 ;
+  wire [3:0] \$79 ;
   wire [17:0] \$8 ;
-  wire [3:0] \$80 ;
-  wire [2:0] \$81 ;
-  wire [3:0] \$82 ;
-  wire \$83 ;
-  wire [2:0] \$84 ;
-  wire \$85 ;
-  wire [2:0] \$86 ;
-  wire [3:0] \$87 ;
-  wire [2:0] \$88 ;
-  wire [3:0] \$89 ;
+  wire [2:0] \$80 ;
+  wire [3:0] \$81 ;
+  wire \$82 ;
+  wire [2:0] \$83 ;
+  wire \$84 ;
+  wire [2:0] \$85 ;
+  wire [3:0] \$86 ;
+  wire [2:0] \$87 ;
+  wire [3:0] \$88 ;
+  wire \$89 ;
   wire [16:0] \$9 ;
-  wire \$90 ;
+  wire [16:0] \$90 ;
   wire [16:0] \$91 ;
   wire [16:0] \$92 ;
-  wire [16:0] \$93 ;
-  wire [17:0] \$94 ;
+  wire [17:0] \$93 ;
+  wire [18:0] \$94 ;
   wire [18:0] \$95 ;
-  wire [18:0] \$96 ;
-  wire [19:0] \$97 ;
-  wire [20:0] \$98 ;
-  wire \$99 ;
+  wire [19:0] \$96 ;
+  wire [20:0] \$97 ;
+  wire \$98 ;
+  wire [16:0] \$99 ;
   (* init = 16'h0000 *)
   wire [15:0] \$signal ;
   wire [15:0] \$signal$15 ;
@@ -803,9 +797,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   reg \first$78 ;
   wire from_psum;
   reg \from_psum$79 ;
-  input [492:0] geo;
-  wire [492:0] geo;
-  wire [492:0] \geo$10 ;
+  input [704:0] geo;
+  wire [704:0] geo;
+  wire [704:0] \geo$10 ;
   wire [15:0] \geo$10.cw ;
   wire [15:0] \geo$10.dist ;
   wire [1:0] \geo$10.e_lo2 ;
@@ -813,38 +807,53 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [15:0] \geo$10.ew_ng ;
   wire [15:0] \geo$10.first_eoff1 ;
   wire [15:0] \geo$10.go ;
+  wire [15:0] \geo$10.h_last ;
   wire [1:0] \geo$10.halos1 ;
   wire [15:0] \geo$10.ho ;
   wire [15:0] \geo$10.in_row_words ;
+  wire [15:0] \geo$10.inner_last ;
   wire [15:0] \geo$10.last_chunk ;
+  wire [15:0] \geo$10.last_chunk_last ;
   wire [5:0] \geo$10.last_cols ;
   wire [5:0] \geo$10.last_lanes ;
+  wire [5:0] \geo$10.last_lanes_last ;
   wire [15:0] \geo$10.lastg2 ;
+  wire [15:0] \geo$10.lastg2_last ;
   wire [15:0] \geo$10.lastg3 ;
+  wire [15:0] \geo$10.lastg3_last ;
   wire \geo$10.long_rows ;
   wire [15:0] \geo$10.nb ;
+  wire [15:0] \geo$10.nb_last ;
   wire [15:0] \geo$10.nbe2 ;
   wire [15:0] \geo$10.nbg2 ;
+  wire [15:0] \geo$10.nbg2_last ;
   wire [15:0] \geo$10.nbg3 ;
+  wire [15:0] \geo$10.nbg3_last ;
   wire [15:0] \geo$10.ncc ;
   wire [15:0] \geo$10.nch ;
+  wire [15:0] \geo$10.nch_last ;
   wire [15:0] \geo$10.ng ;
+  wire [15:0] \geo$10.ng_last ;
   wire [15:0] \geo$10.ns ;
   wire [15:0] \geo$10.out_row_words ;
   wire [3:0] \geo$10.pack ;
   wire [5:0] \geo$10.pk ;
+  wire [5:0] \geo$10.pk_last ;
   wire [15:0] \geo$10.prev_init ;
   wire [5:0] \geo$10.px ;
   wire [3:0] \geo$10.pxl ;
   wire [15:0] \geo$10.r3 ;
+  wire [15:0] \geo$10.r3_last ;
+  wire [15:0] \geo$10.ring_last ;
   wire [15:0] \geo$10.rw1 ;
   wire [15:0] \geo$10.rw4 ;
   wire [7:0] \geo$10.t3 ;
   wire [15:0] \geo$10.t3r1 ;
+  wire [7:0] \geo$10.t_last ;
   wire [15:0] \geo$10.tr1 ;
   wire [15:0] \geo$10.tr4 ;
   wire [15:0] \geo$10.wo ;
-  wire [492:0] \geo$5 ;
+  wire [704:0] \geo$5 ;
   wire [15:0] \geo$5.cw ;
   wire [15:0] \geo$5.dist ;
   wire [1:0] \geo$5.e_lo2 ;
@@ -852,34 +861,49 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [15:0] \geo$5.ew_ng ;
   wire [15:0] \geo$5.first_eoff1 ;
   wire [15:0] \geo$5.go ;
+  wire [15:0] \geo$5.h_last ;
   wire [1:0] \geo$5.halos1 ;
   wire [15:0] \geo$5.ho ;
   wire [15:0] \geo$5.in_row_words ;
+  wire [15:0] \geo$5.inner_last ;
   wire [15:0] \geo$5.last_chunk ;
+  wire [15:0] \geo$5.last_chunk_last ;
   wire [5:0] \geo$5.last_cols ;
   wire [5:0] \geo$5.last_lanes ;
+  wire [5:0] \geo$5.last_lanes_last ;
   wire [15:0] \geo$5.lastg2 ;
+  wire [15:0] \geo$5.lastg2_last ;
   wire [15:0] \geo$5.lastg3 ;
+  wire [15:0] \geo$5.lastg3_last ;
   wire \geo$5.long_rows ;
   wire [15:0] \geo$5.nb ;
+  wire [15:0] \geo$5.nb_last ;
   wire [15:0] \geo$5.nbe2 ;
   wire [15:0] \geo$5.nbg2 ;
+  wire [15:0] \geo$5.nbg2_last ;
   wire [15:0] \geo$5.nbg3 ;
+  wire [15:0] \geo$5.nbg3_last ;
   wire [15:0] \geo$5.ncc ;
   wire [15:0] \geo$5.nch ;
+  wire [15:0] \geo$5.nch_last ;
   wire [15:0] \geo$5.ng ;
+  wire [15:0] \geo$5.ng_last ;
   wire [15:0] \geo$5.ns ;
   wire [15:0] \geo$5.out_row_words ;
   wire [3:0] \geo$5.pack ;
   wire [5:0] \geo$5.pk ;
+  wire [5:0] \geo$5.pk_last ;
   wire [15:0] \geo$5.prev_init ;
   wire [5:0] \geo$5.px ;
   wire [3:0] \geo$5.pxl ;
   wire [15:0] \geo$5.r3 ;
+  wire [15:0] \geo$5.r3_last ;
+  wire [15:0] \geo$5.ring_last ;
   wire [15:0] \geo$5.rw1 ;
   wire [15:0] \geo$5.rw4 ;
   wire [7:0] \geo$5.t3 ;
   wire [15:0] \geo$5.t3r1 ;
+  wire [7:0] \geo$5.t_last ;
   wire [15:0] \geo$5.tr1 ;
   wire [15:0] \geo$5.tr4 ;
   wire [15:0] \geo$5.wo ;
@@ -890,34 +914,49 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [15:0] \geo.ew_ng ;
   wire [15:0] \geo.first_eoff1 ;
   wire [15:0] \geo.go ;
+  wire [15:0] \geo.h_last ;
   wire [1:0] \geo.halos1 ;
   wire [15:0] \geo.ho ;
   wire [15:0] \geo.in_row_words ;
+  wire [15:0] \geo.inner_last ;
   wire [15:0] \geo.last_chunk ;
+  wire [15:0] \geo.last_chunk_last ;
   wire [5:0] \geo.last_cols ;
   wire [5:0] \geo.last_lanes ;
+  wire [5:0] \geo.last_lanes_last ;
   wire [15:0] \geo.lastg2 ;
+  wire [15:0] \geo.lastg2_last ;
   wire [15:0] \geo.lastg3 ;
+  wire [15:0] \geo.lastg3_last ;
   wire \geo.long_rows ;
   wire [15:0] \geo.nb ;
+  wire [15:0] \geo.nb_last ;
   wire [15:0] \geo.nbe2 ;
   wire [15:0] \geo.nbg2 ;
+  wire [15:0] \geo.nbg2_last ;
   wire [15:0] \geo.nbg3 ;
+  wire [15:0] \geo.nbg3_last ;
   wire [15:0] \geo.ncc ;
   wire [15:0] \geo.nch ;
+  wire [15:0] \geo.nch_last ;
   wire [15:0] \geo.ng ;
+  wire [15:0] \geo.ng_last ;
   wire [15:0] \geo.ns ;
   wire [15:0] \geo.out_row_words ;
   wire [3:0] \geo.pack ;
   wire [5:0] \geo.pk ;
+  wire [5:0] \geo.pk_last ;
   wire [15:0] \geo.prev_init ;
   wire [5:0] \geo.px ;
   wire [3:0] \geo.pxl ;
   wire [15:0] \geo.r3 ;
+  wire [15:0] \geo.r3_last ;
+  wire [15:0] \geo.ring_last ;
   wire [15:0] \geo.rw1 ;
   wire [15:0] \geo.rw4 ;
   wire [7:0] \geo.t3 ;
   wire [15:0] \geo.t3r1 ;
+  wire [7:0] \geo.t_last ;
   wire [15:0] \geo.tr1 ;
   wire [15:0] \geo.tr4 ;
   wire [15:0] \geo.wo ;
@@ -973,72 +1012,72 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [2:0] \p_wr_addr$98 ;
   wire [3:0] pack;
   wire [3:0] \pack$2 ;
-  output [7:0] \port$4607$0 ;
-  wire [7:0] \port$4607$0 ;
-  output [7:0] \port$4647$0 ;
-  wire [7:0] \port$4647$0 ;
-  output [7:0] \port$4687$0 ;
-  wire [7:0] \port$4687$0 ;
-  output [7:0] \port$4727$0 ;
-  wire [7:0] \port$4727$0 ;
-  output [7:0] \port$4767$0 ;
-  wire [7:0] \port$4767$0 ;
-  output [7:0] \port$4807$0 ;
-  wire [7:0] \port$4807$0 ;
-  output [7:0] \port$4847$0 ;
-  wire [7:0] \port$4847$0 ;
-  output [7:0] \port$4887$0 ;
-  wire [7:0] \port$4887$0 ;
-  output [7:0] \port$4927$0 ;
-  wire [7:0] \port$4927$0 ;
-  output [7:0] \port$4967$0 ;
-  wire [7:0] \port$4967$0 ;
-  output [7:0] \port$5007$0 ;
-  wire [7:0] \port$5007$0 ;
-  output [7:0] \port$5047$0 ;
-  wire [7:0] \port$5047$0 ;
-  output [7:0] \port$5087$0 ;
-  wire [7:0] \port$5087$0 ;
-  output [7:0] \port$5127$0 ;
-  wire [7:0] \port$5127$0 ;
-  output [7:0] \port$5167$0 ;
-  wire [7:0] \port$5167$0 ;
-  output [7:0] \port$5207$0 ;
-  wire [7:0] \port$5207$0 ;
-  output [7:0] \port$5247$0 ;
-  wire [7:0] \port$5247$0 ;
-  output [7:0] \port$5287$0 ;
-  wire [7:0] \port$5287$0 ;
-  output [7:0] \port$5327$0 ;
-  wire [7:0] \port$5327$0 ;
-  output [7:0] \port$5367$0 ;
-  wire [7:0] \port$5367$0 ;
-  output [7:0] \port$5407$0 ;
-  wire [7:0] \port$5407$0 ;
-  output [7:0] \port$5447$0 ;
-  wire [7:0] \port$5447$0 ;
-  output [7:0] \port$5487$0 ;
-  wire [7:0] \port$5487$0 ;
-  output [7:0] \port$5527$0 ;
-  wire [7:0] \port$5527$0 ;
-  output [7:0] \port$5567$0 ;
-  wire [7:0] \port$5567$0 ;
-  output [7:0] \port$5607$0 ;
-  wire [7:0] \port$5607$0 ;
-  output [7:0] \port$5647$0 ;
-  wire [7:0] \port$5647$0 ;
-  output [7:0] \port$5687$0 ;
-  wire [7:0] \port$5687$0 ;
-  output [7:0] \port$5727$0 ;
-  wire [7:0] \port$5727$0 ;
-  output [7:0] \port$5767$0 ;
-  wire [7:0] \port$5767$0 ;
-  output [7:0] \port$5807$0 ;
-  wire [7:0] \port$5807$0 ;
-  output [7:0] \port$5847$0 ;
-  wire [7:0] \port$5847$0 ;
-  input [47:0] \port$62191$96 ;
-  wire [47:0] \port$62191$96 ;
+  output [7:0] \port$4498$0 ;
+  wire [7:0] \port$4498$0 ;
+  output [7:0] \port$4538$0 ;
+  wire [7:0] \port$4538$0 ;
+  output [7:0] \port$4578$0 ;
+  wire [7:0] \port$4578$0 ;
+  output [7:0] \port$4618$0 ;
+  wire [7:0] \port$4618$0 ;
+  output [7:0] \port$4658$0 ;
+  wire [7:0] \port$4658$0 ;
+  output [7:0] \port$4698$0 ;
+  wire [7:0] \port$4698$0 ;
+  output [7:0] \port$4738$0 ;
+  wire [7:0] \port$4738$0 ;
+  output [7:0] \port$4778$0 ;
+  wire [7:0] \port$4778$0 ;
+  output [7:0] \port$4818$0 ;
+  wire [7:0] \port$4818$0 ;
+  output [7:0] \port$4858$0 ;
+  wire [7:0] \port$4858$0 ;
+  output [7:0] \port$4898$0 ;
+  wire [7:0] \port$4898$0 ;
+  output [7:0] \port$4938$0 ;
+  wire [7:0] \port$4938$0 ;
+  output [7:0] \port$4978$0 ;
+  wire [7:0] \port$4978$0 ;
+  output [7:0] \port$5018$0 ;
+  wire [7:0] \port$5018$0 ;
+  output [7:0] \port$5058$0 ;
+  wire [7:0] \port$5058$0 ;
+  output [7:0] \port$5098$0 ;
+  wire [7:0] \port$5098$0 ;
+  output [7:0] \port$5138$0 ;
+  wire [7:0] \port$5138$0 ;
+  output [7:0] \port$5178$0 ;
+  wire [7:0] \port$5178$0 ;
+  output [7:0] \port$5218$0 ;
+  wire [7:0] \port$5218$0 ;
+  output [7:0] \port$5258$0 ;
+  wire [7:0] \port$5258$0 ;
+  output [7:0] \port$5298$0 ;
+  wire [7:0] \port$5298$0 ;
+  output [7:0] \port$5338$0 ;
+  wire [7:0] \port$5338$0 ;
+  output [7:0] \port$5378$0 ;
+  wire [7:0] \port$5378$0 ;
+  output [7:0] \port$5418$0 ;
+  wire [7:0] \port$5418$0 ;
+  output [7:0] \port$5458$0 ;
+  wire [7:0] \port$5458$0 ;
+  output [7:0] \port$5498$0 ;
+  wire [7:0] \port$5498$0 ;
+  output [7:0] \port$5538$0 ;
+  wire [7:0] \port$5538$0 ;
+  output [7:0] \port$5578$0 ;
+  wire [7:0] \port$5578$0 ;
+  output [7:0] \port$5618$0 ;
+  wire [7:0] \port$5618$0 ;
+  output [7:0] \port$5658$0 ;
+  wire [7:0] \port$5658$0 ;
+  output [7:0] \port$5698$0 ;
+  wire [7:0] \port$5698$0 ;
+  output [7:0] \port$5738$0 ;
+  wire [7:0] \port$5738$0 ;
+  input [47:0] \port$61941$96 ;
+  wire [47:0] \port$61941$96 ;
   wire [15:0] q23_rows;
   output [15:0] \q23_rows$159 ;
   wire [15:0] \q23_rows$159 ;
@@ -1158,52 +1197,41 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   reg [255:0] \weights$85 ;
   wire [4:0] wsel;
   reg [4:0] \wsel$84 ;
-  assign \$426  = \$424  & \$425 ;
-  assign \$427  = ! desc[89:88];
-  assign \$428  = ~ \$427 ;
-  assign \$429  = \$426  & \$428 ;
-  assign \$430  = b[0] & b[1];
-  assign \$431  = b[0] & b[4];
-  assign \$432  = ! b[74:73];
-  assign \$433  = b[74:73] == 1'h1;
-  assign \$435  = \$433  ? { 1'h0, geo[418:403] } : \$434 ;
-  assign \$436  = \$432  ? 17'h00000 : \$435 ;
-  assign \$437  = \$436  + b[55:40];
-  assign \$438  = \$437  + b[39:24];
-  assign \$439  = \$438  - geo[35:20];
-  assign \$440  = $signed(\$439 ) + $signed({ 1'h0, b[71:56] });
-  assign \$441  = ! desc[89:88];
-  assign \$442  = b[0] & b[4];
-  assign \$443  = \$441  ? \$442  : e2_row_end_c;
-  assign \$444  = q2_rows + 1'h1;
+  assign \$432  = \$431  + b[39:24];
+  assign \$433  = \$432  - geo[35:20];
+  assign \$434  = $signed(\$433 ) + $signed({ 1'h0, b[71:56] });
+  assign \$435  = ! desc[89:88];
+  assign \$436  = b[0] & b[4];
+  assign \$437  = \$435  ? \$436  : e2_row_end_c;
+  assign \$438  = q2_rows + 1'h1;
   always @(posedge clk)
-    need2 <= \$445 ;
+    need2 <= \$439 ;
   always @(posedge clk)
-    \released$168  <= \$446 ;
+    \released$168  <= \$440 ;
   always @(posedge clk)
-    released_e1_order <= \$447 ;
+    released_e1_order <= \$441 ;
   always @(posedge clk)
-    copy_word1 <= \$448 ;
+    copy_word1 <= \$442 ;
   always @(posedge clk)
-    copy_word2 <= \$449 ;
+    copy_word2 <= \$443 ;
   always @(posedge clk)
-    copy_word3 <= \$450 ;
+    copy_word3 <= \$444 ;
   always @(posedge clk)
-    copy_word4 <= \$451 ;
+    copy_word4 <= \$445 ;
   always @(posedge clk)
-    \i$142  <= \$452 ;
+    \i$142  <= \$446 ;
   always @(posedge clk)
-    \shift$144  <= \$453 ;
+    \shift$144  <= \$447 ;
   always @(posedge clk)
-    merge_c <= \$454 ;
+    merge_c <= \$448 ;
   always @(posedge clk)
-    w4_copy_c <= \$455 ;
+    w4_copy_c <= \$449 ;
   always @(posedge clk)
-    e2_row_end_c <= \$456 ;
+    e2_row_end_c <= \$450 ;
   always @(posedge clk)
-    line4_addr_c <= \$457 ;
+    line4_addr_c <= \$451 ;
   always @(posedge clk)
-    q2_rows <= \$458 ;
+    q2_rows <= \$452 ;
   assign \$1  = e1_rows >= need2;
   assign \$2  = ! desc[89:88];
   assign \$3  = e3_rel + 1'h1;
@@ -1222,9 +1250,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$16  = | desc[293:278];
   assign \$17  = ~ \$16 ;
   assign \$18  = \$17  | step[270];
-  assign \$19  = \port$62191$96 [23:0] > step[300:277];
+  assign \$19  = \port$61941$96 [23:0] > step[300:277];
   assign \$20  = ! desc[89:88];
-  assign \$21  = \port$62191$96 [47:24] > step[300:277];
+  assign \$21  = \port$61941$96 [47:24] > step[300:277];
   assign \$22  = \$20  | \$21 ;
   assign \$23  = \$19  & \$22 ;
   assign \$24  = \$18  | \$23 ;
@@ -1243,439 +1271,444 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$34  = ! step[139:138];
   assign \$35  = ! step[15:0];
   assign \$36  = \$35  & desc[208];
-  assign \$37  = desc[63:48] - 1'h1;
-  assign \$38  = step[15:0] == \$37 ;
-  assign \$39  = \$38  & desc[209];
-  assign \$40  = \$34  ? \$36  : \$39 ;
-  assign \$41  = ~ \$40 ;
-  assign line1_a__en = \$33  & \$41 ;
-  assign \$42  = ! step[139:138];
-  assign \$43  = step[73:58] + 1'h0;
-  assign \$44  = \$43  >= geo[434:419];
-  assign \$45  = step[73:58] + 1'h0;
-  assign \$46  = \$45  - geo[434:419];
-  assign \$47  = step[73:58] + 1'h0;
-  assign \$48  = \$44  ? \$46  : { 1'h0, \$47  };
-  assign \$49  = step[57:56] + 1'h0;
-  assign \$50  = \$49  >= 2'h3;
-  assign \$51  = step[57:56] + 1'h0;
-  assign \$52  = \$51  - 2'h3;
-  assign \$53  = step[57:56] + 1'h0;
-  assign \$54  = \$50  ? \$52  : { 1'h0, \$53  };
-  assign \$55  = ! \$54 ;
-  assign \$56  = step[57:56] + 1'h0;
-  assign \$57  = \$56  >= 2'h3;
-  assign \$58  = step[57:56] + 1'h0;
-  assign \$59  = \$58  - 2'h3;
-  assign \$60  = step[57:56] + 1'h0;
-  assign \$61  = \$57  ? \$59  : { 1'h0, \$60  };
-  assign \$62  = \$61  == 1'h1;
-  assign \$64  = \$62  ? { 1'h0, geo[402:387] } : \$63 ;
-  assign \$65  = \$55  ? 17'h00000 : \$64 ;
-  assign \$66  = \$65  + step[89:74];
-  assign \$67  = desc[126] ? { \$48 [17], \$48  } : { 1'h0, \$66  };
-  assign \$69  = step[73:58] + \$68 ;
-  assign \$70  = \$69  >= geo[434:419];
-  assign \$72  = step[73:58] + \$71 ;
-  assign \$73  = \$72  - geo[434:419];
-  assign \$75  = step[73:58] + \$74 ;
-  assign \$76  = \$70  ? \$73  : { 1'h0, \$75  };
-  assign \$77  = step[57:56] + 2'h2;
-  assign \$78  = \$77  >= 2'h3;
-  assign \$79  = step[57:56] + 2'h2;
-  assign \$80  = \$79  - 2'h3;
-  assign \$81  = step[57:56] + 2'h2;
-  assign \$82  = \$78  ? \$80  : { 1'h0, \$81  };
-  assign \$83  = ! \$82 ;
-  assign \$84  = step[57:56] + 2'h2;
-  assign \$85  = \$84  >= 2'h3;
-  assign \$86  = step[57:56] + 2'h2;
-  assign \$87  = \$86  - 2'h3;
-  assign \$88  = step[57:56] + 2'h2;
-  assign \$89  = \$85  ? \$87  : { 1'h0, \$88  };
-  assign \$90  = \$89  == 1'h1;
-  assign \$92  = \$90  ? { 1'h0, geo[402:387] } : \$91 ;
-  assign \$93  = \$83  ? 17'h00000 : \$92 ;
-  assign \$94  = \$93  + step[89:74];
-  assign \$95  = desc[126] ? \$76  : { 1'h0, \$94  };
-  assign \$96  = \$42  ? \$67  : \$95 ;
-  assign \$97  = $signed(\$96 ) + $signed({ 1'h0, step[173:158] });
-  assign \$98  = $signed(\$97 ) + $signed({ 1'h0, step[189:174] });
-  assign \$99  = step[270] | step[272];
-  assign line1_b__en = issue & \$99 ;
-  assign \$100  = step[73:58] + geo[73:58];
-  assign \$101  = \$100  >= geo[434:419];
-  assign \$102  = step[73:58] + geo[73:58];
-  assign \$103  = \$102  - geo[434:419];
-  assign \$104  = step[73:58] + geo[73:58];
-  assign \$105  = \$101  ? \$103  : { 1'h0, \$104  };
-  assign \$106  = step[57:56] + 1'h1;
-  assign \$107  = \$106  >= 2'h3;
-  assign \$108  = step[57:56] + 1'h1;
-  assign \$109  = \$108  - 2'h3;
-  assign \$110  = step[57:56] + 1'h1;
-  assign \$111  = \$107  ? \$109  : { 1'h0, \$110  };
-  assign \$112  = ! \$111 ;
-  assign \$113  = step[57:56] + 1'h1;
-  assign \$114  = \$113  >= 2'h3;
-  assign \$115  = step[57:56] + 1'h1;
-  assign \$116  = \$115  - 2'h3;
-  assign \$117  = step[57:56] + 1'h1;
-  assign \$118  = \$114  ? \$116  : { 1'h0, \$117  };
-  assign \$119  = \$118  == 1'h1;
-  assign \$121  = \$119  ? { 1'h0, geo[402:387] } : \$120 ;
-  assign \$122  = \$112  ? 17'h00000 : \$121 ;
-  assign \$123  = \$122  + step[89:74];
-  assign \$124  = desc[126] ? { \$105 [17], \$105  } : { 1'h0, \$123  };
-  assign \$125  = $signed(\$124 ) + $signed({ 1'h0, step[173:158] });
-  assign \$126  = step[270] ? step[205:190] : step[189:174];
-  assign \$127  = $signed(\$125 ) + $signed({ 1'h0, \$126  });
-  assign \$128  = ~ step[270];
-  assign \$129  = issue & \$128 ;
-  assign \$130  = ! desc[89:88];
-  assign \$131  = ~ \$130 ;
-  assign \$132  = \$129  & \$131 ;
-  assign \$133  = | step[141:140];
-  assign \$134  = \$132  & \$133 ;
-  assign line1_c__en = \$134  & step[271];
-  assign \$135  = step[73:58] + geo[73:58];
-  assign \$136  = \$135  >= geo[434:419];
-  assign \$137  = step[73:58] + geo[73:58];
-  assign \$138  = \$137  - geo[434:419];
-  assign \$139  = step[73:58] + geo[73:58];
-  assign \$140  = \$136  ? \$138  : { 1'h0, \$139  };
-  assign \$141  = step[57:56] + 1'h1;
-  assign \$142  = \$141  >= 2'h3;
-  assign \$143  = step[57:56] + 1'h1;
-  assign \$144  = \$143  - 2'h3;
-  assign \$145  = step[57:56] + 1'h1;
-  assign \$146  = \$142  ? \$144  : { 1'h0, \$145  };
-  assign \$147  = ! \$146 ;
-  assign \$148  = step[57:56] + 1'h1;
-  assign \$149  = \$148  >= 2'h3;
-  assign \$150  = step[57:56] + 1'h1;
-  assign \$151  = \$150  - 2'h3;
-  assign \$152  = step[57:56] + 1'h1;
-  assign \$153  = \$149  ? \$151  : { 1'h0, \$152  };
-  assign \$154  = \$153  == 1'h1;
-  assign \$156  = \$154  ? { 1'h0, geo[402:387] } : \$155 ;
-  assign \$157  = \$147  ? 17'h00000 : \$156 ;
-  assign \$158  = \$157  + step[89:74];
-  assign \$159  = desc[126] ? { \$140 [17], \$140  } : { 1'h0, \$158  };
-  assign \$160  = ! step[139:138];
-  assign \$161  = step[173:158] - geo[35:20];
-  assign \$162  = step[173:158] + geo[35:20];
-  assign \$163  = \$160  ? { \$161 [16], \$161  } : { 1'h0, \$162  };
-  assign \$164  = $signed(\$159 ) + $signed(\$163 );
-  assign \$165  = $signed(\$164 ) + $signed({ 1'h0, step[189:174] });
-  assign \$166  = ~ step[270];
-  assign \$167  = issue & \$166 ;
-  assign w2__en = \$167  & step[273];
-  assign \$168  = step[237:222] >> geo[7:4];
-  assign \$169  = step[221:206] + \$168 ;
-  assign \$170  = ! desc[89:88];
-  assign \$171  = ~ step[270];
-  assign \$172  = issue & \$171 ;
-  assign \$173  = \$172  & step[273];
-  assign \$174  = ! desc[89:88];
-  assign \$175  = ~ \$174 ;
-  assign \$176  = \$173  & \$175 ;
-  assign w3__en = \$170  ? \w3__en$51  : \$176 ;
-  assign \$177  = ! desc[89:88];
-  assign \$178  = step[237:222] >> geo[7:4];
-  assign \$179  = step[221:206] + \$178 ;
-  assign \$180  = \$177  ? { 1'h0, \w3__addr$53  } : \$179 ;
+  assign \$37  = step[15:0] == geo[664:649];
+  assign \$38  = \$37  & desc[209];
+  assign \$39  = \$34  ? \$36  : \$38 ;
+  assign \$40  = ~ \$39 ;
+  assign line1_a__en = \$33  & \$40 ;
+  assign \$41  = ! step[139:138];
+  assign \$42  = step[73:58] + 1'h0;
+  assign \$43  = \$42  >= geo[434:419];
+  assign \$44  = step[73:58] + 1'h0;
+  assign \$45  = \$44  - geo[434:419];
+  assign \$46  = step[73:58] + 1'h0;
+  assign \$47  = \$43  ? \$45  : { 1'h0, \$46  };
+  assign \$48  = step[57:56] + 1'h0;
+  assign \$49  = \$48  >= 2'h3;
+  assign \$50  = step[57:56] + 1'h0;
+  assign \$51  = \$50  - 2'h3;
+  assign \$52  = step[57:56] + 1'h0;
+  assign \$53  = \$49  ? \$51  : { 1'h0, \$52  };
+  assign \$54  = ! \$53 ;
+  assign \$55  = step[57:56] + 1'h0;
+  assign \$56  = \$55  >= 2'h3;
+  assign \$57  = step[57:56] + 1'h0;
+  assign \$58  = \$57  - 2'h3;
+  assign \$59  = step[57:56] + 1'h0;
+  assign \$60  = \$56  ? \$58  : { 1'h0, \$59  };
+  assign \$61  = \$60  == 1'h1;
+  assign \$63  = \$61  ? { 1'h0, geo[402:387] } : \$62 ;
+  assign \$64  = \$54  ? 17'h00000 : \$63 ;
+  assign \$65  = \$64  + step[89:74];
+  assign \$66  = desc[126] ? { \$47 [17], \$47  } : { 1'h0, \$65  };
+  assign \$68  = step[73:58] + \$67 ;
+  assign \$69  = \$68  >= geo[434:419];
+  assign \$71  = step[73:58] + \$70 ;
+  assign \$72  = \$71  - geo[434:419];
+  assign \$74  = step[73:58] + \$73 ;
+  assign \$75  = \$69  ? \$72  : { 1'h0, \$74  };
+  assign \$76  = step[57:56] + 2'h2;
+  assign \$77  = \$76  >= 2'h3;
+  assign \$78  = step[57:56] + 2'h2;
+  assign \$79  = \$78  - 2'h3;
+  assign \$80  = step[57:56] + 2'h2;
+  assign \$81  = \$77  ? \$79  : { 1'h0, \$80  };
+  assign \$82  = ! \$81 ;
+  assign \$83  = step[57:56] + 2'h2;
+  assign \$84  = \$83  >= 2'h3;
+  assign \$85  = step[57:56] + 2'h2;
+  assign \$86  = \$85  - 2'h3;
+  assign \$87  = step[57:56] + 2'h2;
+  assign \$88  = \$84  ? \$86  : { 1'h0, \$87  };
+  assign \$89  = \$88  == 1'h1;
+  assign \$91  = \$89  ? { 1'h0, geo[402:387] } : \$90 ;
+  assign \$92  = \$82  ? 17'h00000 : \$91 ;
+  assign \$93  = \$92  + step[89:74];
+  assign \$94  = desc[126] ? \$75  : { 1'h0, \$93  };
+  assign \$95  = \$41  ? \$66  : \$94 ;
+  assign \$96  = $signed(\$95 ) + $signed({ 1'h0, step[173:158] });
+  assign \$97  = $signed(\$96 ) + $signed({ 1'h0, step[189:174] });
+  assign \$98  = step[270] | step[272];
+  assign line1_b__en = issue & \$98 ;
+  assign \$99  = step[73:58] + geo[73:58];
+  assign \$100  = \$99  >= geo[434:419];
+  assign \$101  = step[73:58] + geo[73:58];
+  assign \$102  = \$101  - geo[434:419];
+  assign \$103  = step[73:58] + geo[73:58];
+  assign \$104  = \$100  ? \$102  : { 1'h0, \$103  };
+  assign \$105  = step[57:56] + 1'h1;
+  assign \$106  = \$105  >= 2'h3;
+  assign \$107  = step[57:56] + 1'h1;
+  assign \$108  = \$107  - 2'h3;
+  assign \$109  = step[57:56] + 1'h1;
+  assign \$110  = \$106  ? \$108  : { 1'h0, \$109  };
+  assign \$111  = ! \$110 ;
+  assign \$112  = step[57:56] + 1'h1;
+  assign \$113  = \$112  >= 2'h3;
+  assign \$114  = step[57:56] + 1'h1;
+  assign \$115  = \$114  - 2'h3;
+  assign \$116  = step[57:56] + 1'h1;
+  assign \$117  = \$113  ? \$115  : { 1'h0, \$116  };
+  assign \$118  = \$117  == 1'h1;
+  assign \$120  = \$118  ? { 1'h0, geo[402:387] } : \$119 ;
+  assign \$121  = \$111  ? 17'h00000 : \$120 ;
+  assign \$122  = \$121  + step[89:74];
+  assign \$123  = desc[126] ? { \$104 [17], \$104  } : { 1'h0, \$122  };
+  assign \$124  = $signed(\$123 ) + $signed({ 1'h0, step[173:158] });
+  assign \$125  = step[270] ? step[205:190] : step[189:174];
+  assign \$126  = $signed(\$124 ) + $signed({ 1'h0, \$125  });
+  assign \$127  = ~ step[270];
+  assign \$128  = issue & \$127 ;
+  assign \$129  = ! desc[89:88];
+  assign \$130  = ~ \$129 ;
+  assign \$131  = \$128  & \$130 ;
+  assign \$132  = | step[141:140];
+  assign \$133  = \$131  & \$132 ;
+  assign line1_c__en = \$133  & step[271];
+  assign \$134  = step[73:58] + geo[73:58];
+  assign \$135  = \$134  >= geo[434:419];
+  assign \$136  = step[73:58] + geo[73:58];
+  assign \$137  = \$136  - geo[434:419];
+  assign \$138  = step[73:58] + geo[73:58];
+  assign \$139  = \$135  ? \$137  : { 1'h0, \$138  };
+  assign \$140  = step[57:56] + 1'h1;
+  assign \$141  = \$140  >= 2'h3;
+  assign \$142  = step[57:56] + 1'h1;
+  assign \$143  = \$142  - 2'h3;
+  assign \$144  = step[57:56] + 1'h1;
+  assign \$145  = \$141  ? \$143  : { 1'h0, \$144  };
+  assign \$146  = ! \$145 ;
+  assign \$147  = step[57:56] + 1'h1;
+  assign \$148  = \$147  >= 2'h3;
+  assign \$149  = step[57:56] + 1'h1;
+  assign \$150  = \$149  - 2'h3;
+  assign \$151  = step[57:56] + 1'h1;
+  assign \$152  = \$148  ? \$150  : { 1'h0, \$151  };
+  assign \$153  = \$152  == 1'h1;
+  assign \$155  = \$153  ? { 1'h0, geo[402:387] } : \$154 ;
+  assign \$156  = \$146  ? 17'h00000 : \$155 ;
+  assign \$157  = \$156  + step[89:74];
+  assign \$158  = desc[126] ? { \$139 [17], \$139  } : { 1'h0, \$157  };
+  assign \$159  = ! step[139:138];
+  assign \$160  = step[173:158] - geo[35:20];
+  assign \$161  = step[173:158] + geo[35:20];
+  assign \$162  = \$159  ? { \$160 [16], \$160  } : { 1'h0, \$161  };
+  assign \$163  = $signed(\$158 ) + $signed(\$162 );
+  assign \$164  = $signed(\$163 ) + $signed({ 1'h0, step[189:174] });
+  assign \$165  = ~ step[270];
+  assign \$166  = issue & \$165 ;
+  assign w2__en = \$166  & step[273];
+  assign \$167  = step[237:222] >> geo[7:4];
+  assign \$168  = step[221:206] + \$167 ;
+  assign \$169  = ! desc[89:88];
+  assign \$170  = ~ step[270];
+  assign \$171  = issue & \$170 ;
+  assign \$172  = \$171  & step[273];
+  assign \$173  = ! desc[89:88];
+  assign \$174  = ~ \$173 ;
+  assign \$175  = \$172  & \$174 ;
+  assign w3__en = \$169  ? \w3__en$51  : \$175 ;
+  assign \$176  = ! desc[89:88];
+  assign \$177  = step[237:222] >> geo[7:4];
+  assign \$178  = step[221:206] + \$177 ;
+  assign \$179  = \$176  ? { 1'h0, \w3__addr$53  } : \$178 ;
   assign w_rd = issue & step[274];
   assign p_rd = issue & step[275];
-  assign \$181  = ~ a[1];
-  assign valid = a[0] & \$181 ;
-  assign \$182  = ! a[93:92];
-  assign \$183  = a[10] ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : line1_a__data;
-  assign centre = \$182  ? line1_b__data : \$183 ;
-  assign \$184  = ~ a[1];
-  assign \$185  = a[0] & \$184 ;
-  assign w_wr = \$185  & a[5];
-  assign \$186  = ! desc[89:88];
-  assign \$187  = issue & step[274];
-  assign \$188  = issue & step[275];
-  assign \$189  = ~ a[1];
-  assign \$190  = a[0] & \$189 ;
-  assign \$191  = ! a[93:92];
-  assign \$192  = a[93:92] == 1'h1;
-  assign \$193  = \$192  ? 2'h1 : 2'h2;
-  assign \$194  = \$191  ? 2'h0 : \$193 ;
-  assign \$195  = a[9] ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : line1_c__data;
-  assign \$196  = ~ a[1];
-  assign \$197  = a[0] & \$196 ;
-  assign \$198  = \$197  & a[5];
-  assign \$199  = ~ b[1];
-  assign \$200  = b[0] & \$199 ;
-  assign \p_wr$96  = \$200  & b[3];
-  assign \$201  = ! desc[89:88];
-  assign \$202  = ~ \$201 ;
-  assign \$203  = ~ b[1];
-  assign \$204  = b[0] & \$203 ;
-  assign \$205  = \$204  & b[3];
-  assign \$206  = b[0] & b[2];
-  assign \$207  = ! desc[89:88];
-  assign row2__en = \$206  & \$207 ;
-  assign \$208  = b[72] ? geo[73:58] : 16'h0000;
-  assign \$209  = \$208  + b[39:24];
-  assign \$210  = \$209  + b[71:56];
-  assign \$211  = \line4__en$150  | merge_c;
-  assign line4__en = \$211  | w4_copy_c;
+  assign \$180  = ~ a[1];
+  assign valid = a[0] & \$180 ;
+  assign \$181  = ! a[93:92];
+  assign \$182  = a[10] ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : line1_a__data;
+  assign centre = \$181  ? line1_b__data : \$182 ;
+  assign \$183  = ~ a[1];
+  assign \$184  = a[0] & \$183 ;
+  assign w_wr = \$184  & a[5];
+  assign \$185  = ! desc[89:88];
+  assign \$186  = issue & step[274];
+  assign \$187  = issue & step[275];
+  assign \$188  = ~ a[1];
+  assign \$189  = a[0] & \$188 ;
+  assign \$190  = ! a[93:92];
+  assign \$191  = a[93:92] == 1'h1;
+  assign \$192  = \$191  ? 2'h1 : 2'h2;
+  assign \$193  = \$190  ? 2'h0 : \$192 ;
+  assign \$194  = a[9] ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : line1_c__data;
+  assign \$195  = ~ a[1];
+  assign \$196  = a[0] & \$195 ;
+  assign \$197  = \$196  & a[5];
+  assign \$198  = ~ b[1];
+  assign \$199  = b[0] & \$198 ;
+  assign \p_wr$96  = \$199  & b[3];
+  assign \$200  = ! desc[89:88];
+  assign \$201  = ~ \$200 ;
+  assign \$202  = ~ b[1];
+  assign \$203  = b[0] & \$202 ;
+  assign \$204  = \$203  & b[3];
+  assign \$205  = b[0] & b[2];
+  assign \$206  = ! desc[89:88];
+  assign row2__en = \$205  & \$206 ;
+  assign \$207  = b[72] ? geo[73:58] : 16'h0000;
+  assign \$208  = \$207  + b[39:24];
+  assign \$209  = \$208  + b[71:56];
+  assign \$210  = \line4__en$150  | merge_c;
+  assign line4__en = \$210  | w4_copy_c;
+  assign \$211  = ! desc[89:88];
+  assign line4__addr = \$211  ? \line4__addr$155  : line4_addr_c;
   assign \$212  = ! desc[89:88];
-  assign line4__addr = \$212  ? \line4__addr$155  : line4_addr_c;
-  assign \$213  = ! desc[89:88];
-  assign line4__data = w4_copy_c ? copy_word4 : \$214 ;
-  assign \$215  = ! desc[89:88];
-  assign \q23_rows$159  = \$215  ? \$signal$15  : q2_rows;
-  assign \$216  = run | inflight;
-  assign \$217  = merge_c | w4_copy_c;
-  assign \$218  = \$216  | \$217 ;
-  assign busy = \$218  | \busy$163 ;
-  assign \$219  = e1_rows >= need2;
-  assign \$220  = ! desc[89:88];
-  assign \$221  = e3_rel + 1'h1;
-  assign \$222  = \$221  >= step[55:40];
-  assign \$223  = step[15:0] < 2'h3;
-  assign \$224  = step[15:0] - 2'h3;
-  assign \$225  = $signed(\$224 ) >>> desc[206];
-  assign \$226  = $signed({ 1'h0, step[121:106] }) + $signed(\$225 );
-  assign \$227  = step[137:122] + step[23:16];
-  assign \$228  = desc[126] ? \$226  : { 1'h0, \$227  };
-  assign \$229  = $signed(\$228 ) + $signed(2'h1);
-  assign \$230  = $signed({ 1'h0, e4_released }) >= $signed(\$229 );
-  assign \$231  = \$223  | \$230 ;
-  assign \$232  = \$220  ? \$222  : \$231 ;
-  assign \$233  = \$219  & \$232 ;
-  assign \$234  = ~ \$233 ;
-  assign \$235  = run & \$234 ;
-  assign \$236  = e1_rows >= need2;
-  assign \$237  = ! desc[89:88];
-  assign \$238  = e3_rel + 1'h1;
-  assign \$239  = \$238  >= step[55:40];
-  assign \$240  = step[15:0] < 2'h3;
-  assign \$241  = step[15:0] - 2'h3;
-  assign \$242  = $signed(\$241 ) >>> desc[206];
-  assign \$243  = $signed({ 1'h0, step[121:106] }) + $signed(\$242 );
-  assign \$244  = step[137:122] + step[23:16];
-  assign \$245  = desc[126] ? \$243  : { 1'h0, \$244  };
-  assign \$246  = $signed(\$245 ) + $signed(2'h1);
-  assign \$247  = $signed({ 1'h0, e4_released }) >= $signed(\$246 );
-  assign \$248  = \$240  | \$247 ;
-  assign \$249  = \$237  ? \$239  : \$248 ;
-  assign \$250  = \$236  & \$249 ;
-  assign \$251  = ~ \$250 ;
-  assign \$252  = run & \$251 ;
-  assign \$253  = ! desc[89:88];
-  assign \$254  = ~ \$253 ;
-  assign \$255  = ~ step[270];
-  assign \$256  = \$254  & \$255 ;
-  assign \$257  = \$252  & \$256 ;
-  assign \$258  = ! desc[89:88];
-  assign \$259  = ~ \$258 ;
-  assign \$260  = ~ step[270];
-  assign \$261  = \$259  & \$260 ;
-  assign \$262  = issue & \$261 ;
-  assign \$263  = \counts$165 [0] + \$262 ;
-  assign \$264  = e1_rows >= need2;
-  assign \$265  = ! desc[89:88];
-  assign \$266  = e3_rel + 1'h1;
-  assign \$267  = \$266  >= step[55:40];
-  assign \$268  = step[15:0] < 2'h3;
-  assign \$269  = step[15:0] - 2'h3;
-  assign \$270  = $signed(\$269 ) >>> desc[206];
-  assign \$271  = $signed({ 1'h0, step[121:106] }) + $signed(\$270 );
-  assign \$272  = step[137:122] + step[23:16];
-  assign \$273  = desc[126] ? \$271  : { 1'h0, \$272  };
-  assign \$274  = $signed(\$273 ) + $signed(2'h1);
-  assign \$275  = $signed({ 1'h0, e4_released }) >= $signed(\$274 );
-  assign \$276  = \$268  | \$275 ;
-  assign \$277  = \$265  ? \$267  : \$276 ;
-  assign \$278  = \$264  & \$277 ;
-  assign \$279  = ~ \$278 ;
-  assign \$280  = run & \$279 ;
-  assign \$281  = ! desc[89:88];
-  assign \$282  = ~ \$281 ;
-  assign \$283  = ~ step[270];
-  assign \$284  = \$282  & \$283 ;
-  assign \$285  = \$280  & \$284 ;
-  assign \$286  = \counts$165 [1] + \$285 ;
-  assign \$287  = e1_rows >= need2;
-  assign \$288  = ! desc[89:88];
-  assign \$289  = e3_rel + 1'h1;
-  assign \$290  = \$289  >= step[55:40];
-  assign \$291  = step[15:0] < 2'h3;
-  assign \$292  = step[15:0] - 2'h3;
-  assign \$293  = $signed(\$292 ) >>> desc[206];
-  assign \$294  = $signed({ 1'h0, step[121:106] }) + $signed(\$293 );
-  assign \$295  = step[137:122] + step[23:16];
-  assign \$296  = desc[126] ? \$294  : { 1'h0, \$295  };
-  assign \$297  = $signed(\$296 ) + $signed(2'h1);
-  assign \$298  = $signed({ 1'h0, e4_released }) >= $signed(\$297 );
-  assign \$299  = \$291  | \$298 ;
-  assign \$300  = \$288  ? \$290  : \$299 ;
-  assign \$301  = \$287  & \$300 ;
-  assign \$302  = run & \$301 ;
-  assign \$303  = | desc[293:278];
-  assign \$304  = ~ \$303 ;
-  assign \$305  = \$304  | step[270];
-  assign \$306  = \port$62191$96 [23:0] > step[300:277];
-  assign \$307  = ! desc[89:88];
-  assign \$308  = \port$62191$96 [47:24] > step[300:277];
-  assign \$309  = \$307  | \$308 ;
-  assign \$310  = \$306  & \$309 ;
-  assign \$311  = \$305  | \$310 ;
-  assign \$312  = ~ \$311 ;
-  assign \$313  = \$302  & \$312 ;
-  assign \$314  = line1_a__en + line1_b__en;
-  assign \$315  = \$314  + line1_c__en;
-  assign \$316  = ~ step[270];
-  assign \$317  = issue & \$316 ;
-  assign \$318  = \$317  & step[273];
-  assign \$319  = ~ step[270];
-  assign \$320  = issue & \$319 ;
-  assign \$321  = \$320  & step[273];
-  assign \$322  = ! desc[89:88];
-  assign \$323  = ~ \$322 ;
-  assign \$324  = \$321  & \$323 ;
-  assign \$325  = \counts$165 [5] + \$324 ;
-  assign \$326  = ~ a[1];
-  assign \$327  = a[0] & \$326 ;
-  assign \$328  = geo[35:20] - 1'h1;
-  assign \$329  = a[91:76] == \$328 ;
-  assign \$330  = \$329  ? geo[41:36] : geo[13:8];
-  assign \$331  = ! desc[89:88];
-  assign \$332  = ! a[43:28];
-  assign \$333  = geo[57:42] + 1'h1;
-  assign \$334  = a[43:28] == \$333 ;
-  assign \$335  = a[43:28] == geo[57:42];
-  assign \$336  = \$335  ? geo[386:381] : geo[19:14];
-  assign \$337  = a[43:28] == geo[57:42];
-  assign \$338  = geo[19:14] - 1'h1;
-  assign \$339  = { 1'h0, desc[79:64] } & { \$338 [6], \$338 [6], \$338 [6], \$338 [6], \$338 [6], \$338 [6], \$338 [6], \$338 [6], \$338 [6], \$338 [6], \$338  };
-  assign \$340  = ! \$339 ;
-  assign \$341  = ~ \$340 ;
-  assign \$342  = \$337  & \$341 ;
-  assign \$343  = ~ desc[211];
-  assign \$344  = \$342  & \$343 ;
-  assign \$345  = \$336  + \$344 ;
-  assign \$346  = \$334  ? 7'h01 : \$345 ;
-  assign \$347  = \$332  ? 7'h01 : \$346 ;
-  assign \$348  = a[43:28] == geo[57:42];
-  assign \$349  = \$348  ? geo[386:381] : geo[19:14];
-  assign \$350  = \$331  ? \$347  : { 1'h0, \$349  };
-  assign \$351  = \$330  * \$350 ;
-  assign \$352  = \$327  ? \$351  : 13'h0000;
-  assign \$353  = ~ a[1];
-  assign \$354  = a[0] & \$353 ;
-  assign \$355  = ! desc[89:88];
-  assign \$356  = ~ \$355 ;
-  assign \$357  = \$354  & \$356 ;
-  assign \$358  = geo[35:20] - 1'h1;
-  assign \$359  = a[91:76] == \$358 ;
-  assign \$360  = \$359  ? geo[41:36] : geo[13:8];
-  assign \$361  = a[43:28] == geo[57:42];
-  assign \$362  = \$361  ? geo[386:381] : geo[19:14];
-  assign \$363  = \$360  * \$362 ;
-  assign \$364  = \$357  ? \$363  : 12'h000;
-  assign \$365  = \counts$165 [17:6] + \$364 ;
-  assign \$366  = w_rd + p_rd;
-  assign \$367  = w_wr + \p_wr$96 ;
-  assign \$368  = ! desc[89:88];
-  assign \$369  = \w_rd$87  + \p_rd$91 ;
-  assign \$370  = \$368  ? 2'h0 : \$369 ;
-  assign \$371  = \counts$165 [19:18] + \$370 ;
-  assign \$372  = ! desc[89:88];
-  assign \$373  = \$372  ? 1'h0 : \w_wr$89 ;
-  assign \$374  = \counts$165 [21:20] + \$373 ;
-  assign \$375  = ! desc[89:88];
-  assign \$376  = \$375  ? 1'h0 : p_wr;
-  assign \$377  = \$374  + \$376 ;
-  assign \$378  = merge_c | w4_copy_c;
-  assign \$379  = \counts$165 [22] + \$378 ;
-  assign \$380  = b[0] & b[2];
-  assign \$381  = ~ b[1];
-  assign \$382  = \$380  & \$381 ;
-  assign \$383  = ! desc[89:88];
-  assign \$384  = ~ \$383 ;
-  assign \$385  = \$382  & \$384 ;
-  assign \$386  = b[0] & b[2];
-  assign \$387  = ~ b[1];
-  assign \$388  = \$386  & \$387 ;
-  assign \$389  = ! desc[89:88];
-  assign \$390  = ~ \$389 ;
-  assign \$391  = \$388  & \$390 ;
-  assign \$392  = geo[35:20] - 1'h1;
-  assign \$393  = b[71:56] == \$392 ;
-  assign \$394  = \$393  ? geo[41:36] : geo[13:8];
-  assign \$395  = b[23:8] == geo[57:42];
-  assign \$396  = \$395  ? geo[386:381] : geo[19:14];
-  assign \$397  = \$394  * \$396 ;
-  assign \$398  = \$391  ? \$397  : 12'h000;
-  assign \$399  = issue & step[276];
-  assign \$400  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$401  = \$400  - 1'h1;
-  assign \$402  = step[39:24] == \$401 ;
-  assign \$403  = \$402  ? 2'h3 : 2'h1;
-  assign \$404  = ! step[15:0];
-  assign \$405  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$406  = \$405  - 1'h1;
-  assign \$407  = step[39:24] == \$406 ;
-  assign \$408  = ~ \$407 ;
-  assign \$409  = \$404  & \$408 ;
-  assign \$410  = \$409  ? 2'h3 : 2'h1;
-  assign \$411  = desc[126] ? \$403  : \$410 ;
-  assign \$412  = need2 + \$411 ;
-  assign \$413  = issue & step[276];
-  assign \$414  = \released$168  + 1'h1;
-  assign \$415  = desc[63:48] - 1'h1;
-  assign \$416  = step[15:0] == \$415 ;
-  assign \$417  = \$416  ? 2'h3 : 2'h1;
-  assign \$418  = released_e1_order + \$417 ;
-  assign \$419  = ! desc[89:88];
-  assign \$420  = \$419  ? { \b$108 [511], \b$108 [511:495], \b$108 [495:479], \b$108 [479:463], \b$108 [463:447], \b$108 [447:431], \b$108 [431:415], \b$108 [415:399], \b$108 [399:383], \b$108 [383:367], \b$108 [367:351], \b$108 [351:335], \b$108 [335:319], \b$108 [319:303], \b$108 [303:287], \b$108 [287:271], \b$108 [271:255], \b$108 [255:239], \b$108 [239:223], \b$108 [223:207], \b$108 [207:191], \b$108 [191:175], \b$108 [175:159], \b$108 [159:143], \b$108 [143:127], \b$108 [127:111], \b$108 [111:95], \b$108 [95:79], \b$108 [79:63], \b$108 [63:47], \b$108 [47:31], \b$108 [31:15], \b$108 [15:0] } : { \$522 , \$521 , \$520 , \$519 , \$518 , \$517 , \$516 , \$515 , \$514 , \$513 , \$512 , \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500 , \$499 , \$498 , \$497 , \$496 , \$495 , \$494 , \$493 , \$492 , \$491  };
+  assign line4__data = w4_copy_c ? copy_word4 : \$213 ;
+  assign \$214  = ! desc[89:88];
+  assign \q23_rows$159  = \$214  ? \$signal$15  : q2_rows;
+  assign \$215  = run | inflight;
+  assign \$216  = merge_c | w4_copy_c;
+  assign \$217  = \$215  | \$216 ;
+  assign busy = \$217  | \busy$163 ;
+  assign \$218  = e1_rows >= need2;
+  assign \$219  = ! desc[89:88];
+  assign \$220  = e3_rel + 1'h1;
+  assign \$221  = \$220  >= step[55:40];
+  assign \$222  = step[15:0] < 2'h3;
+  assign \$223  = step[15:0] - 2'h3;
+  assign \$224  = $signed(\$223 ) >>> desc[206];
+  assign \$225  = $signed({ 1'h0, step[121:106] }) + $signed(\$224 );
+  assign \$226  = step[137:122] + step[23:16];
+  assign \$227  = desc[126] ? \$225  : { 1'h0, \$226  };
+  assign \$228  = $signed(\$227 ) + $signed(2'h1);
+  assign \$229  = $signed({ 1'h0, e4_released }) >= $signed(\$228 );
+  assign \$230  = \$222  | \$229 ;
+  assign \$231  = \$219  ? \$221  : \$230 ;
+  assign \$232  = \$218  & \$231 ;
+  assign \$233  = ~ \$232 ;
+  assign \$234  = run & \$233 ;
+  assign \$235  = e1_rows >= need2;
+  assign \$236  = ! desc[89:88];
+  assign \$237  = e3_rel + 1'h1;
+  assign \$238  = \$237  >= step[55:40];
+  assign \$239  = step[15:0] < 2'h3;
+  assign \$240  = step[15:0] - 2'h3;
+  assign \$241  = $signed(\$240 ) >>> desc[206];
+  assign \$242  = $signed({ 1'h0, step[121:106] }) + $signed(\$241 );
+  assign \$243  = step[137:122] + step[23:16];
+  assign \$244  = desc[126] ? \$242  : { 1'h0, \$243  };
+  assign \$245  = $signed(\$244 ) + $signed(2'h1);
+  assign \$246  = $signed({ 1'h0, e4_released }) >= $signed(\$245 );
+  assign \$247  = \$239  | \$246 ;
+  assign \$248  = \$236  ? \$238  : \$247 ;
+  assign \$249  = \$235  & \$248 ;
+  assign \$250  = ~ \$249 ;
+  assign \$251  = run & \$250 ;
+  assign \$252  = ! desc[89:88];
+  assign \$253  = ~ \$252 ;
+  assign \$254  = ~ step[270];
+  assign \$255  = \$253  & \$254 ;
+  assign \$256  = \$251  & \$255 ;
+  assign \$257  = ! desc[89:88];
+  assign \$258  = ~ \$257 ;
+  assign \$259  = ~ step[270];
+  assign \$260  = \$258  & \$259 ;
+  assign \$261  = issue & \$260 ;
+  assign \$262  = \counts$165 [0] + \$261 ;
+  assign \$263  = e1_rows >= need2;
+  assign \$264  = ! desc[89:88];
+  assign \$265  = e3_rel + 1'h1;
+  assign \$266  = \$265  >= step[55:40];
+  assign \$267  = step[15:0] < 2'h3;
+  assign \$268  = step[15:0] - 2'h3;
+  assign \$269  = $signed(\$268 ) >>> desc[206];
+  assign \$270  = $signed({ 1'h0, step[121:106] }) + $signed(\$269 );
+  assign \$271  = step[137:122] + step[23:16];
+  assign \$272  = desc[126] ? \$270  : { 1'h0, \$271  };
+  assign \$273  = $signed(\$272 ) + $signed(2'h1);
+  assign \$274  = $signed({ 1'h0, e4_released }) >= $signed(\$273 );
+  assign \$275  = \$267  | \$274 ;
+  assign \$276  = \$264  ? \$266  : \$275 ;
+  assign \$277  = \$263  & \$276 ;
+  assign \$278  = ~ \$277 ;
+  assign \$279  = run & \$278 ;
+  assign \$280  = ! desc[89:88];
+  assign \$281  = ~ \$280 ;
+  assign \$282  = ~ step[270];
+  assign \$283  = \$281  & \$282 ;
+  assign \$284  = \$279  & \$283 ;
+  assign \$285  = \counts$165 [1] + \$284 ;
+  assign \$286  = e1_rows >= need2;
+  assign \$287  = ! desc[89:88];
+  assign \$288  = e3_rel + 1'h1;
+  assign \$289  = \$288  >= step[55:40];
+  assign \$290  = step[15:0] < 2'h3;
+  assign \$291  = step[15:0] - 2'h3;
+  assign \$292  = $signed(\$291 ) >>> desc[206];
+  assign \$293  = $signed({ 1'h0, step[121:106] }) + $signed(\$292 );
+  assign \$294  = step[137:122] + step[23:16];
+  assign \$295  = desc[126] ? \$293  : { 1'h0, \$294  };
+  assign \$296  = $signed(\$295 ) + $signed(2'h1);
+  assign \$297  = $signed({ 1'h0, e4_released }) >= $signed(\$296 );
+  assign \$298  = \$290  | \$297 ;
+  assign \$299  = \$287  ? \$289  : \$298 ;
+  assign \$300  = \$286  & \$299 ;
+  assign \$301  = run & \$300 ;
+  assign \$302  = | desc[293:278];
+  assign \$303  = ~ \$302 ;
+  assign \$304  = \$303  | step[270];
+  assign \$305  = \port$61941$96 [23:0] > step[300:277];
+  assign \$306  = ! desc[89:88];
+  assign \$307  = \port$61941$96 [47:24] > step[300:277];
+  assign \$308  = \$306  | \$307 ;
+  assign \$309  = \$305  & \$308 ;
+  assign \$310  = \$304  | \$309 ;
+  assign \$311  = ~ \$310 ;
+  assign \$312  = \$301  & \$311 ;
+  assign \$313  = line1_a__en + line1_b__en;
+  assign \$314  = \$313  + line1_c__en;
+  assign \$315  = ~ step[270];
+  assign \$316  = issue & \$315 ;
+  assign \$317  = \$316  & step[273];
+  assign \$318  = ~ step[270];
+  assign \$319  = issue & \$318 ;
+  assign \$320  = \$319  & step[273];
+  assign \$321  = ! desc[89:88];
+  assign \$322  = ~ \$321 ;
+  assign \$323  = \$320  & \$322 ;
+  assign \$324  = \counts$165 [5] + \$323 ;
+  assign \$325  = ~ a[1];
+  assign \$326  = a[0] & \$325 ;
+  assign \$327  = geo[35:20] - 1'h1;
+  assign \$328  = a[91:76] == \$327 ;
+  assign \$329  = \$328  ? geo[41:36] : geo[13:8];
+  assign \$330  = ! desc[89:88];
+  assign \$331  = ! a[43:28];
+  assign \$332  = geo[57:42] + 1'h1;
+  assign \$333  = a[43:28] == \$332 ;
+  assign \$334  = a[43:28] == geo[57:42];
+  assign \$335  = \$334  ? geo[386:381] : geo[19:14];
+  assign \$336  = a[43:28] == geo[57:42];
+  assign \$337  = geo[19:14] - 1'h1;
+  assign \$338  = { 1'h0, desc[79:64] } & { \$337 [6], \$337 [6], \$337 [6], \$337 [6], \$337 [6], \$337 [6], \$337 [6], \$337 [6], \$337 [6], \$337 [6], \$337  };
+  assign \$339  = ! \$338 ;
+  assign \$340  = ~ \$339 ;
+  assign \$341  = \$336  & \$340 ;
+  assign \$342  = ~ desc[211];
+  assign \$343  = \$341  & \$342 ;
+  assign \$344  = \$335  + \$343 ;
+  assign \$345  = \$333  ? 7'h01 : \$344 ;
+  assign \$346  = \$331  ? 7'h01 : \$345 ;
+  assign \$347  = a[43:28] == geo[57:42];
+  assign \$348  = \$347  ? geo[386:381] : geo[19:14];
+  assign \$349  = \$330  ? \$346  : { 1'h0, \$348  };
+  assign \$350  = \$329  * \$349 ;
+  assign \$351  = \$326  ? \$350  : 13'h0000;
+  assign \$352  = ~ a[1];
+  assign \$353  = a[0] & \$352 ;
+  assign \$354  = ! desc[89:88];
+  assign \$355  = ~ \$354 ;
+  assign \$356  = \$353  & \$355 ;
+  assign \$357  = geo[35:20] - 1'h1;
+  assign \$358  = a[91:76] == \$357 ;
+  assign \$359  = \$358  ? geo[41:36] : geo[13:8];
+  assign \$360  = a[43:28] == geo[57:42];
+  assign \$361  = \$360  ? geo[386:381] : geo[19:14];
+  assign \$362  = \$359  * \$361 ;
+  assign \$363  = \$356  ? \$362  : 12'h000;
+  assign \$364  = \counts$165 [17:6] + \$363 ;
+  assign \$365  = w_rd + p_rd;
+  assign \$366  = w_wr + \p_wr$96 ;
+  assign \$367  = ! desc[89:88];
+  assign \$368  = \w_rd$87  + \p_rd$91 ;
+  assign \$369  = \$367  ? 2'h0 : \$368 ;
+  assign \$370  = \counts$165 [19:18] + \$369 ;
+  assign \$371  = ! desc[89:88];
+  assign \$372  = \$371  ? 1'h0 : \w_wr$89 ;
+  assign \$373  = \counts$165 [21:20] + \$372 ;
+  assign \$374  = ! desc[89:88];
+  assign \$375  = \$374  ? 1'h0 : p_wr;
+  assign \$376  = \$373  + \$375 ;
+  assign \$377  = merge_c | w4_copy_c;
+  assign \$378  = \counts$165 [22] + \$377 ;
+  assign \$379  = b[0] & b[2];
+  assign \$380  = ~ b[1];
+  assign \$381  = \$379  & \$380 ;
+  assign \$382  = ! desc[89:88];
+  assign \$383  = ~ \$382 ;
+  assign \$384  = \$381  & \$383 ;
+  assign \$385  = b[0] & b[2];
+  assign \$386  = ~ b[1];
+  assign \$387  = \$385  & \$386 ;
+  assign \$388  = ! desc[89:88];
+  assign \$389  = ~ \$388 ;
+  assign \$390  = \$387  & \$389 ;
+  assign \$391  = geo[35:20] - 1'h1;
+  assign \$392  = b[71:56] == \$391 ;
+  assign \$393  = \$392  ? geo[41:36] : geo[13:8];
+  assign \$394  = b[23:8] == geo[57:42];
+  assign \$395  = \$394  ? geo[386:381] : geo[19:14];
+  assign \$396  = \$393  * \$395 ;
+  assign \$397  = \$390  ? \$396  : 12'h000;
+  assign \$398  = issue & step[276];
+  assign \$399  = step[39:24] == geo[688:673];
+  assign \$400  = \$399  ? 2'h3 : 2'h1;
+  assign \$401  = ! step[15:0];
+  assign \$402  = step[39:24] == geo[688:673];
+  assign \$403  = ~ \$402 ;
+  assign \$404  = \$401  & \$403 ;
+  assign \$405  = \$404  ? 2'h3 : 2'h1;
+  assign \$406  = desc[126] ? \$400  : \$405 ;
+  assign \$407  = need2 + \$406 ;
+  assign \$408  = issue & step[276];
+  assign \$409  = \released$168  + 1'h1;
+  assign \$410  = step[15:0] == geo[664:649];
+  assign \$411  = \$410  ? 2'h3 : 2'h1;
+  assign \$412  = released_e1_order + \$411 ;
+  assign \$413  = ! desc[89:88];
+  assign \$414  = \$413  ? { \b$108 [511], \b$108 [511:495], \b$108 [495:479], \b$108 [479:463], \b$108 [463:447], \b$108 [447:431], \b$108 [431:415], \b$108 [415:399], \b$108 [399:383], \b$108 [383:367], \b$108 [367:351], \b$108 [351:335], \b$108 [335:319], \b$108 [319:303], \b$108 [303:287], \b$108 [287:271], \b$108 [271:255], \b$108 [255:239], \b$108 [239:223], \b$108 [223:207], \b$108 [207:191], \b$108 [191:175], \b$108 [175:159], \b$108 [159:143], \b$108 [143:127], \b$108 [127:111], \b$108 [111:95], \b$108 [95:79], \b$108 [79:63], \b$108 [63:47], \b$108 [47:31], \b$108 [31:15], \b$108 [15:0] } : { \$516 , \$515 , \$514 , \$513 , \$512 , \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500 , \$499 , \$498 , \$497 , \$496 , \$495 , \$494 , \$493 , \$492 , \$491 , \$490 , \$489 , \$488 , \$487 , \$486 , \$485  };
+  assign \$415  = ! desc[89:88];
+  assign \$416  = desc[144:139] + 1'h1;
+  assign \$417  = \$415  ? { 1'h0, desc[144:139] } : \$416 ;
+  assign \$418  = b[0] & b[2];
+  assign \$419  = ~ b[1];
+  assign \$420  = \$418  & \$419 ;
   assign \$421  = ! desc[89:88];
-  assign \$422  = desc[144:139] + 1'h1;
-  assign \$423  = \$421  ? { 1'h0, desc[144:139] } : \$422 ;
-  assign \$424  = b[0] & b[2];
-  assign \$425  = ~ b[1];
+  assign \$422  = ~ \$421 ;
+  assign \$423  = \$420  & \$422 ;
+  assign \$424  = b[0] & b[1];
+  assign \$425  = b[0] & b[4];
+  assign \$426  = ! b[74:73];
+  assign \$427  = b[74:73] == 1'h1;
+  assign \$429  = \$427  ? { 1'h0, geo[418:403] } : \$428 ;
+  assign \$430  = \$426  ? 17'h00000 : \$429 ;
+  assign \$431  = \$430  + b[55:40];
   \ttsnn_accel.e23.adder  adder (
     .a(i),
     .b(\b$108 ),
-    .\port$5848$0 (\$491 ),
-    .\port$5849$0 (\$492 ),
-    .\port$5850$0 (\$493 ),
-    .\port$5851$0 (\$494 ),
-    .\port$5852$0 (\$495 ),
-    .\port$5853$0 (\$496 ),
-    .\port$5854$0 (\$497 ),
-    .\port$5855$0 (\$498 ),
-    .\port$5856$0 (\$499 ),
-    .\port$5857$0 (\$500 ),
-    .\port$5858$0 (\$501 ),
-    .\port$5859$0 (\$502 ),
-    .\port$5860$0 (\$503 ),
-    .\port$5861$0 (\$504 ),
-    .\port$5862$0 (\$505 ),
-    .\port$5863$0 (\$506 ),
-    .\port$5864$0 (\$507 ),
-    .\port$5865$0 (\$508 ),
-    .\port$5866$0 (\$509 ),
-    .\port$5867$0 (\$510 ),
-    .\port$5868$0 (\$511 ),
-    .\port$5869$0 (\$512 ),
-    .\port$5870$0 (\$513 ),
-    .\port$5871$0 (\$514 ),
-    .\port$5872$0 (\$515 ),
-    .\port$5873$0 (\$516 ),
-    .\port$5874$0 (\$517 ),
-    .\port$5875$0 (\$518 ),
-    .\port$5876$0 (\$519 ),
-    .\port$5877$0 (\$520 ),
-    .\port$5878$0 (\$521 ),
-    .\port$5879$0 (\$522 )
+    .\port$5739$0 (\$485 ),
+    .\port$5740$0 (\$486 ),
+    .\port$5741$0 (\$487 ),
+    .\port$5742$0 (\$488 ),
+    .\port$5743$0 (\$489 ),
+    .\port$5744$0 (\$490 ),
+    .\port$5745$0 (\$491 ),
+    .\port$5746$0 (\$492 ),
+    .\port$5747$0 (\$493 ),
+    .\port$5748$0 (\$494 ),
+    .\port$5749$0 (\$495 ),
+    .\port$5750$0 (\$496 ),
+    .\port$5751$0 (\$497 ),
+    .\port$5752$0 (\$498 ),
+    .\port$5753$0 (\$499 ),
+    .\port$5754$0 (\$500 ),
+    .\port$5755$0 (\$501 ),
+    .\port$5756$0 (\$502 ),
+    .\port$5757$0 (\$503 ),
+    .\port$5758$0 (\$504 ),
+    .\port$5759$0 (\$505 ),
+    .\port$5760$0 (\$506 ),
+    .\port$5761$0 (\$507 ),
+    .\port$5762$0 (\$508 ),
+    .\port$5763$0 (\$509 ),
+    .\port$5764$0 (\$510 ),
+    .\port$5765$0 (\$511 ),
+    .\port$5766$0 (\$512 ),
+    .\port$5767$0 (\$513 ),
+    .\port$5768$0 (\$514 ),
+    .\port$5769$0 (\$515 ),
+    .\port$5770$0 (\$516 )
   );
   \ttsnn_accel.e23.cluster2  cluster2 (
     .centre(centre),
@@ -1683,8 +1716,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .p_addr(step[256:254]),
     .p_rd(p_rd),
     .pack(geo[3:0]),
-    .\port$57281$18 (a[27:18]),
-    .\port$57281$2 (a[4:2]),
+    .\port$56711$18 (a[27:18]),
+    .\port$56711$2 (a[4:2]),
     .pw__addr(b[7:5]),
     .pw__data(i),
     .pw__en(\p_wr$96 ),
@@ -1736,75 +1769,75 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   );
   \ttsnn_accel.e23.requant2  requant2 (
     .i(i),
-    .\port$4607$0 (\$459 ),
-    .\port$4647$0 (\$460 ),
-    .\port$4687$0 (\$461 ),
-    .\port$4727$0 (\$462 ),
-    .\port$4767$0 (\$463 ),
-    .\port$4807$0 (\$464 ),
-    .\port$4847$0 (\$465 ),
-    .\port$4887$0 (\$466 ),
-    .\port$4927$0 (\$467 ),
-    .\port$4967$0 (\$468 ),
-    .\port$5007$0 (\$469 ),
-    .\port$5047$0 (\$470 ),
-    .\port$5087$0 (\$471 ),
-    .\port$5127$0 (\$472 ),
-    .\port$5167$0 (\$473 ),
-    .\port$5207$0 (\$474 ),
-    .\port$5247$0 (\$475 ),
-    .\port$5287$0 (\$476 ),
-    .\port$5327$0 (\$477 ),
-    .\port$5367$0 (\$478 ),
-    .\port$5407$0 (\$479 ),
-    .\port$5447$0 (\$480 ),
-    .\port$5487$0 (\$481 ),
-    .\port$5527$0 (\$482 ),
-    .\port$5567$0 (\$483 ),
-    .\port$5607$0 (\$484 ),
-    .\port$5647$0 (\$485 ),
-    .\port$5687$0 (\$486 ),
-    .\port$5727$0 (\$487 ),
-    .\port$5767$0 (\$488 ),
-    .\port$5807$0 (\$489 ),
-    .\port$5847$0 (\$490 ),
+    .\port$4498$0 (\$453 ),
+    .\port$4538$0 (\$454 ),
+    .\port$4578$0 (\$455 ),
+    .\port$4618$0 (\$456 ),
+    .\port$4658$0 (\$457 ),
+    .\port$4698$0 (\$458 ),
+    .\port$4738$0 (\$459 ),
+    .\port$4778$0 (\$460 ),
+    .\port$4818$0 (\$461 ),
+    .\port$4858$0 (\$462 ),
+    .\port$4898$0 (\$463 ),
+    .\port$4938$0 (\$464 ),
+    .\port$4978$0 (\$465 ),
+    .\port$5018$0 (\$466 ),
+    .\port$5058$0 (\$467 ),
+    .\port$5098$0 (\$468 ),
+    .\port$5138$0 (\$469 ),
+    .\port$5178$0 (\$470 ),
+    .\port$5218$0 (\$471 ),
+    .\port$5258$0 (\$472 ),
+    .\port$5298$0 (\$473 ),
+    .\port$5338$0 (\$474 ),
+    .\port$5378$0 (\$475 ),
+    .\port$5418$0 (\$476 ),
+    .\port$5458$0 (\$477 ),
+    .\port$5498$0 (\$478 ),
+    .\port$5538$0 (\$479 ),
+    .\port$5578$0 (\$480 ),
+    .\port$5618$0 (\$481 ),
+    .\port$5658$0 (\$482 ),
+    .\port$5698$0 (\$483 ),
+    .\port$5738$0 (\$484 ),
     .rnd(desc[205]),
     .shift(desc[138:133])
   );
   \ttsnn_accel.e23.requant3  requant3 (
     .i(\i$142 ),
-    .\port$5919$0 (\$523 ),
-    .\port$5959$0 (\$524 ),
-    .\port$5999$0 (\$525 ),
-    .\port$6039$0 (\$526 ),
-    .\port$6079$0 (\$527 ),
-    .\port$6119$0 (\$528 ),
-    .\port$6159$0 (\$529 ),
-    .\port$6199$0 (\$530 ),
-    .\port$6239$0 (\$531 ),
-    .\port$6279$0 (\$532 ),
-    .\port$6319$0 (\$533 ),
-    .\port$6359$0 (\$534 ),
-    .\port$6399$0 (\$535 ),
-    .\port$6439$0 (\$536 ),
-    .\port$6479$0 (\$537 ),
-    .\port$6519$0 (\$538 ),
-    .\port$6559$0 (\$539 ),
-    .\port$6599$0 (\$540 ),
-    .\port$6639$0 (\$541 ),
-    .\port$6679$0 (\$542 ),
-    .\port$6719$0 (\$543 ),
-    .\port$6759$0 (\$544 ),
-    .\port$6799$0 (\$545 ),
-    .\port$6839$0 (\$546 ),
-    .\port$6879$0 (\$547 ),
-    .\port$6919$0 (\$548 ),
-    .\port$6959$0 (\$549 ),
-    .\port$6999$0 (\$550 ),
-    .\port$7039$0 (\$551 ),
-    .\port$7079$0 (\$552 ),
-    .\port$7119$0 (\$553 ),
-    .\port$7159$0 (\$554 ),
+    .\port$5810$0 (\$517 ),
+    .\port$5850$0 (\$518 ),
+    .\port$5890$0 (\$519 ),
+    .\port$5930$0 (\$520 ),
+    .\port$5970$0 (\$521 ),
+    .\port$6010$0 (\$522 ),
+    .\port$6050$0 (\$523 ),
+    .\port$6090$0 (\$524 ),
+    .\port$6130$0 (\$525 ),
+    .\port$6170$0 (\$526 ),
+    .\port$6210$0 (\$527 ),
+    .\port$6250$0 (\$528 ),
+    .\port$6290$0 (\$529 ),
+    .\port$6330$0 (\$530 ),
+    .\port$6370$0 (\$531 ),
+    .\port$6410$0 (\$532 ),
+    .\port$6450$0 (\$533 ),
+    .\port$6490$0 (\$534 ),
+    .\port$6530$0 (\$535 ),
+    .\port$6570$0 (\$536 ),
+    .\port$6610$0 (\$537 ),
+    .\port$6650$0 (\$538 ),
+    .\port$6690$0 (\$539 ),
+    .\port$6730$0 (\$540 ),
+    .\port$6770$0 (\$541 ),
+    .\port$6810$0 (\$542 ),
+    .\port$6850$0 (\$543 ),
+    .\port$6890$0 (\$544 ),
+    .\port$6930$0 (\$545 ),
+    .\port$6970$0 (\$546 ),
+    .\port$7010$0 (\$547 ),
+    .\port$7050$0 (\$548 ),
     .rnd(desc[205]),
     .shift(\shift$144 )
   );
@@ -1818,38 +1851,38 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .geo(geo),
     .line4__addr(\line4__addr$155 ),
     .line4__en(\line4__en$150 ),
-    .\port$5919$0 (\$523 ),
-    .\port$5959$0 (\$524 ),
-    .\port$5999$0 (\$525 ),
-    .\port$6039$0 (\$526 ),
-    .\port$6079$0 (\$527 ),
-    .\port$6119$0 (\$528 ),
-    .\port$6159$0 (\$529 ),
-    .\port$6199$0 (\$530 ),
-    .\port$6239$0 (\$531 ),
-    .\port$6279$0 (\$532 ),
-    .\port$6319$0 (\$533 ),
-    .\port$6359$0 (\$534 ),
-    .\port$6399$0 (\$535 ),
-    .\port$6439$0 (\$536 ),
-    .\port$6479$0 (\$537 ),
-    .\port$6519$0 (\$538 ),
-    .\port$6559$0 (\$539 ),
-    .\port$6599$0 (\$540 ),
-    .\port$6639$0 (\$541 ),
-    .\port$6679$0 (\$542 ),
-    .\port$6719$0 (\$543 ),
-    .\port$6759$0 (\$544 ),
-    .\port$6799$0 (\$545 ),
-    .\port$6839$0 (\$546 ),
-    .\port$6879$0 (\$547 ),
-    .\port$6919$0 (\$548 ),
-    .\port$6959$0 (\$549 ),
-    .\port$6999$0 (\$550 ),
-    .\port$7039$0 (\$551 ),
-    .\port$7079$0 (\$552 ),
-    .\port$7119$0 (\$553 ),
-    .\port$7159$0 (\$554 ),
+    .\port$5810$0 (\$517 ),
+    .\port$5850$0 (\$518 ),
+    .\port$5890$0 (\$519 ),
+    .\port$5930$0 (\$520 ),
+    .\port$5970$0 (\$521 ),
+    .\port$6010$0 (\$522 ),
+    .\port$6050$0 (\$523 ),
+    .\port$6090$0 (\$524 ),
+    .\port$6130$0 (\$525 ),
+    .\port$6170$0 (\$526 ),
+    .\port$6210$0 (\$527 ),
+    .\port$6250$0 (\$528 ),
+    .\port$6290$0 (\$529 ),
+    .\port$6330$0 (\$530 ),
+    .\port$6370$0 (\$531 ),
+    .\port$6410$0 (\$532 ),
+    .\port$6450$0 (\$533 ),
+    .\port$6490$0 (\$534 ),
+    .\port$6530$0 (\$535 ),
+    .\port$6570$0 (\$536 ),
+    .\port$6610$0 (\$537 ),
+    .\port$6650$0 (\$538 ),
+    .\port$6690$0 (\$539 ),
+    .\port$6730$0 (\$540 ),
+    .\port$6770$0 (\$541 ),
+    .\port$6810$0 (\$542 ),
+    .\port$6850$0 (\$543 ),
+    .\port$6890$0 (\$544 ),
+    .\port$6930$0 (\$545 ),
+    .\port$6970$0 (\$546 ),
+    .\port$7010$0 (\$547 ),
+    .\port$7050$0 (\$548 ),
     .q23_rows(\$signal$15 ),
     .q2_rows(q2_rows),
     .released(e3_rel),
@@ -1864,22 +1897,22 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .w3__addr(\w3__addr$53 ),
     .w3__data(w3__data),
     .w3__en(\w3__en$51 ),
-    .w3_chunks(\port$62191$96 [47:24]),
+    .w3_chunks(\port$61941$96 [47:24]),
     .w3_consumed(\w3_consumed$39 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$186 ) begin
+    if (\$185 ) begin
       \valid$76  = cluster[0];
     end else begin
-      \valid$76  = \$190 ;
+      \valid$76  = \$189 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$186 ) begin
+    if (\$185 ) begin
       \first$78  = cluster[1];
     end else begin
       \first$78  = a[2];
@@ -1888,7 +1921,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$186 ) begin
+    if (\$185 ) begin
       \from_psum$79  = cluster[2];
     end else begin
       \from_psum$79  = a[3];
@@ -1897,7 +1930,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$186 ) begin
+    if (\$185 ) begin
       \jl$80  = cluster[7:3];
     end else begin
       \jl$80  = a[22:18];
@@ -1906,16 +1939,16 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$186 ) begin
+    if (\$185 ) begin
       \shift$81  = cluster[9:8];
     end else begin
-      \shift$81  = \$194 ;
+      \shift$81  = \$193 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$186 ) begin
+    if (\$185 ) begin
       \centre$82  = cluster[265:10];
     end else begin
       \centre$82  = line1_b__data;
@@ -1924,16 +1957,16 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$186 ) begin
+    if (\$185 ) begin
       \neighbour$83  = cluster[521:266];
     end else begin
-      \neighbour$83  = \$195 ;
+      \neighbour$83  = \$194 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$186 ) begin
+    if (\$185 ) begin
       \wsel$84  = cluster[526:522];
     end else begin
       \wsel$84  = a[27:23];
@@ -1942,7 +1975,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$186 ) begin
+    if (\$185 ) begin
       \weights$85  = cluster[782:527];
     end else begin
       \weights$85  = w3__data;
@@ -1951,7 +1984,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$186 ) begin
+    if (\$185 ) begin
       \use_spad$86  = cluster[783];
     end else begin
       \use_spad$86  = a[4];
@@ -1960,16 +1993,16 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$186 ) begin
+    if (\$185 ) begin
       \w_rd$87  = cluster[784];
     end else begin
-      \w_rd$87  = \$187 ;
+      \w_rd$87  = \$186 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$186 ) begin
+    if (\$185 ) begin
       \w_addr$88  = cluster[788:785];
     end else begin
       \w_addr$88  = step[241:238];
@@ -1978,16 +2011,16 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$186 ) begin
+    if (\$185 ) begin
       \w_wr$89  = cluster[789];
     end else begin
-      \w_wr$89  = \$198 ;
+      \w_wr$89  = \$197 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$186 ) begin
+    if (\$185 ) begin
       \w_wr_addr$90  = cluster[793:790];
     end else begin
       \w_wr_addr$90  = a[14:11];
@@ -1996,16 +2029,16 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$186 ) begin
+    if (\$185 ) begin
       \p_rd$91  = cluster[794];
     end else begin
-      \p_rd$91  = \$188 ;
+      \p_rd$91  = \$187 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$186 ) begin
+    if (\$185 ) begin
       \p_addr$92  = cluster[797:795];
     end else begin
       \p_addr$92  = step[256:254];
@@ -2014,143 +2047,143 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     p_wr = 1'h0;
-    if (\$186 ) begin
+    if (\$185 ) begin
       p_wr = cluster[798];
     end
-    if (\$202 ) begin
-      p_wr = \$205 ;
+    if (\$201 ) begin
+      p_wr = \$204 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     p_wr_addr = 3'h0;
-    if (\$186 ) begin
+    if (\$185 ) begin
       p_wr_addr = cluster[801:799];
     end
-    if (\$202 ) begin
+    if (\$201 ) begin
       p_wr_addr = b[7:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$445  = need2;
-    if (\$399 ) begin
-      \$445  = \$412 [15:0];
+    \$439  = need2;
+    if (\$398 ) begin
+      \$439  = \$407 [15:0];
     end
     if (start) begin
-      \$445  = 16'h0003;
+      \$439  = 16'h0003;
     end
     if (rst) begin
-      \$445  = 16'h0000;
+      \$439  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$446  = \released$168 ;
-    if (\$413 ) begin
-      \$446  = \$414 [15:0];
+    \$440  = \released$168 ;
+    if (\$408 ) begin
+      \$440  = \$409 [15:0];
     end
     if (start) begin
-      \$446  = 16'h0000;
+      \$440  = 16'h0000;
     end
     if (rst) begin
-      \$446  = 16'h0000;
+      \$440  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$447  = released_e1_order;
-    if (\$413 ) begin
-      \$447  = \$418 [15:0];
+    \$441  = released_e1_order;
+    if (\$408 ) begin
+      \$441  = \$412 [15:0];
     end
     if (start) begin
-      \$447  = 16'h0000;
+      \$441  = 16'h0000;
     end
     if (rst) begin
-      \$447  = 16'h0000;
+      \$441  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$448  = line1_b__data;
+    \$442  = line1_b__data;
     if (rst) begin
-      \$448  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$442  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$449  = copy_word1;
+    \$443  = copy_word1;
     if (rst) begin
-      \$449  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$443  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$450  = copy_word2;
+    \$444  = copy_word2;
     if (rst) begin
-      \$450  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$444  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$451  = copy_word3;
+    \$445  = copy_word3;
     if (rst) begin
-      \$451  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$445  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$452  = \$420 ;
+    \$446  = \$414 ;
     if (rst) begin
-      \$452  = 544'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$446  = 544'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$453  = \$423 [5:0];
+    \$447  = \$417 [5:0];
     if (rst) begin
-      \$453  = 6'h00;
+      \$447  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$454  = \$429 ;
+    \$448  = \$423 ;
     if (rst) begin
-      \$454  = 1'h0;
+      \$448  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$455  = \$430 ;
+    \$449  = \$424 ;
     if (rst) begin
-      \$455  = 1'h0;
+      \$449  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$456  = \$431 ;
+    \$450  = \$425 ;
     if (rst) begin
-      \$456  = 1'h0;
+      \$450  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$457  = \$440 [15:0];
+    \$451  = \$434 [15:0];
     if (rst) begin
-      \$457  = 16'h0000;
+      \$451  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$458  = q2_rows;
-    if (\$443 ) begin
-      \$458  = \$444 [15:0];
+    \$452  = q2_rows;
+    if (\$437 ) begin
+      \$452  = \$438 [15:0];
     end
     if (start) begin
-      \$458  = 16'h0000;
+      \$452  = 16'h0000;
     end
     if (rst) begin
-      \$458  = 16'h0000;
+      \$452  = 16'h0000;
     end
   end
   assign pack = geo[3:0];
@@ -2171,9 +2204,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \row2_c__addr$26  = row2_c__addr;
   assign \row2_c__data$28  = row2_c__data;
   assign \row2_c__en$30  = row2_c__en;
-  assign w2_chunks = \port$62191$96 [23:0];
-  assign w3_chunks = \port$62191$96 [47:24];
-  assign \w3_chunks$40  = \port$62191$96 [47:24];
+  assign w2_chunks = \port$61941$96 [23:0];
+  assign w3_chunks = \port$61941$96 [47:24];
+  assign \w3_chunks$40  = \port$61941$96 [47:24];
   assign \w3__data$55  = w3__data;
   assign w_addr = step[241:238];
   assign p_addr = step[256:254];
@@ -2190,8 +2223,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign acc = i;
   assign \shift$101  = desc[138:133];
   assign rnd = desc[205];
-  assign row2__data = { \$490 , \$489 , \$488 , \$487 , \$486 , \$485 , \$484 , \$483 , \$482 , \$481 , \$480 , \$479 , \$478 , \$477 , \$476 , \$475 , \$474 , \$473 , \$472 , \$471 , \$470 , \$469 , \$468 , \$467 , \$466 , \$465 , \$464 , \$463 , \$462 , \$461 , \$460 , \$459  };
-  assign o = { \$490 , \$489 , \$488 , \$487 , \$486 , \$485 , \$484 , \$483 , \$482 , \$481 , \$480 , \$479 , \$478 , \$477 , \$476 , \$475 , \$474 , \$473 , \$472 , \$471 , \$470 , \$469 , \$468 , \$467 , \$466 , \$465 , \$464 , \$463 , \$462 , \$461 , \$460 , \$459  };
+  assign row2__data = { \$484 , \$483 , \$482 , \$481 , \$480 , \$479 , \$478 , \$477 , \$476 , \$475 , \$474 , \$473 , \$472 , \$471 , \$470 , \$469 , \$468 , \$467 , \$466 , \$465 , \$464 , \$463 , \$462 , \$461 , \$460 , \$459 , \$458 , \$457 , \$456 , \$455 , \$454 , \$453  };
+  assign o = { \$484 , \$483 , \$482 , \$481 , \$480 , \$479 , \$478 , \$477 , \$476 , \$475 , \$474 , \$473 , \$472 , \$471 , \$470 , \$469 , \$468 , \$467 , \$466 , \$465 , \$464 , \$463 , \$462 , \$461 , \$460 , \$459 , \$458 , \$457 , \$456 , \$455 , \$454 , \$453  };
   assign \a$107  = i;
   assign \acc$109  = \b$108 ;
   assign acc3_ext0 = { \b$108 [15], \b$108 [15:0] };
@@ -2229,48 +2262,48 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign sum_c = \i$142 ;
   assign shift3_c = \shift$144 ;
   assign \rnd$146  = desc[205];
-  assign result = { \$554 , \$553 , \$552 , \$551 , \$550 , \$549 , \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523  };
-  assign \o$148  = { \$554 , \$553 , \$552 , \$551 , \$550 , \$549 , \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523  };
-  assign \line4__data$157  = { \$554 , \$553 , \$552 , \$551 , \$550 , \$549 , \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523  };
-  assign \o$173  = { \$522 , \$521 , \$520 , \$519 , \$518 , \$517 , \$516 , \$515 , \$514 , \$513 , \$512 , \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500 , \$499 , \$498 , \$497 , \$496 , \$495 , \$494 , \$493 , \$492 , \$491  };
-  assign line1_a__addr = \$98 [15:0];
-  assign line1_b__addr = \$127 [15:0];
-  assign line1_c__addr = \$165 [15:0];
-  assign w2__addr = \$169 [15:0];
-  assign w3__addr = \$180 [15:0];
-  assign row2__addr = \$210 [15:0];
-  assign \port$4607$0  = \$459 ;
-  assign \port$4647$0  = \$460 ;
-  assign \port$4687$0  = \$461 ;
-  assign \port$4727$0  = \$462 ;
-  assign \port$4767$0  = \$463 ;
-  assign \port$4807$0  = \$464 ;
-  assign \port$4847$0  = \$465 ;
-  assign \port$4887$0  = \$466 ;
-  assign \port$4927$0  = \$467 ;
-  assign \port$4967$0  = \$468 ;
-  assign \port$5007$0  = \$469 ;
-  assign \port$5047$0  = \$470 ;
-  assign \port$5087$0  = \$471 ;
-  assign \port$5127$0  = \$472 ;
-  assign \port$5167$0  = \$473 ;
-  assign \port$5207$0  = \$474 ;
-  assign \port$5247$0  = \$475 ;
-  assign \port$5287$0  = \$476 ;
-  assign \port$5327$0  = \$477 ;
-  assign \port$5367$0  = \$478 ;
-  assign \port$5407$0  = \$479 ;
-  assign \port$5447$0  = \$480 ;
-  assign \port$5487$0  = \$481 ;
-  assign \port$5527$0  = \$482 ;
-  assign \port$5567$0  = \$483 ;
-  assign \port$5607$0  = \$484 ;
-  assign \port$5647$0  = \$485 ;
-  assign \port$5687$0  = \$486 ;
-  assign \port$5727$0  = \$487 ;
-  assign \port$5767$0  = \$488 ;
-  assign \port$5807$0  = \$489 ;
-  assign \port$5847$0  = \$490 ;
+  assign result = { \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523 , \$522 , \$521 , \$520 , \$519 , \$518 , \$517  };
+  assign \o$148  = { \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523 , \$522 , \$521 , \$520 , \$519 , \$518 , \$517  };
+  assign \line4__data$157  = { \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523 , \$522 , \$521 , \$520 , \$519 , \$518 , \$517  };
+  assign \o$173  = { \$516 , \$515 , \$514 , \$513 , \$512 , \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500 , \$499 , \$498 , \$497 , \$496 , \$495 , \$494 , \$493 , \$492 , \$491 , \$490 , \$489 , \$488 , \$487 , \$486 , \$485  };
+  assign line1_a__addr = \$97 [15:0];
+  assign line1_b__addr = \$126 [15:0];
+  assign line1_c__addr = \$164 [15:0];
+  assign w2__addr = \$168 [15:0];
+  assign w3__addr = \$179 [15:0];
+  assign row2__addr = \$209 [15:0];
+  assign \port$4498$0  = \$453 ;
+  assign \port$4538$0  = \$454 ;
+  assign \port$4578$0  = \$455 ;
+  assign \port$4618$0  = \$456 ;
+  assign \port$4658$0  = \$457 ;
+  assign \port$4698$0  = \$458 ;
+  assign \port$4738$0  = \$459 ;
+  assign \port$4778$0  = \$460 ;
+  assign \port$4818$0  = \$461 ;
+  assign \port$4858$0  = \$462 ;
+  assign \port$4898$0  = \$463 ;
+  assign \port$4938$0  = \$464 ;
+  assign \port$4978$0  = \$465 ;
+  assign \port$5018$0  = \$466 ;
+  assign \port$5058$0  = \$467 ;
+  assign \port$5098$0  = \$468 ;
+  assign \port$5138$0  = \$469 ;
+  assign \port$5178$0  = \$470 ;
+  assign \port$5218$0  = \$471 ;
+  assign \port$5258$0  = \$472 ;
+  assign \port$5298$0  = \$473 ;
+  assign \port$5338$0  = \$474 ;
+  assign \port$5378$0  = \$475 ;
+  assign \port$5418$0  = \$476 ;
+  assign \port$5458$0  = \$477 ;
+  assign \port$5498$0  = \$478 ;
+  assign \port$5538$0  = \$479 ;
+  assign \port$5578$0  = \$480 ;
+  assign \port$5618$0  = \$481 ;
+  assign \port$5658$0  = \$482 ;
+  assign \port$5698$0  = \$483 ;
+  assign \port$5738$0  = \$484 ;
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[13:8];
@@ -2309,6 +2342,21 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \geo.t3  = geo[474:467];
   assign \geo.halos1  = geo[476:475];
   assign \geo.first_eoff1  = geo[492:477];
+  assign \geo.pk_last  = geo[498:493];
+  assign \geo.ng_last  = geo[514:499];
+  assign \geo.last_lanes_last  = geo[520:515];
+  assign \geo.nb_last  = geo[536:521];
+  assign \geo.r3_last  = geo[552:537];
+  assign \geo.nch_last  = geo[568:553];
+  assign \geo.last_chunk_last  = geo[584:569];
+  assign \geo.nbg2_last  = geo[600:585];
+  assign \geo.lastg2_last  = geo[616:601];
+  assign \geo.nbg3_last  = geo[632:617];
+  assign \geo.lastg3_last  = geo[648:633];
+  assign \geo.h_last  = geo[664:649];
+  assign \geo.t_last  = geo[672:665];
+  assign \geo.inner_last  = geo[688:673];
+  assign \geo.ring_last  = geo[704:689];
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -2407,6 +2455,21 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \geo$5.t3  = geo[474:467];
   assign \geo$5.halos1  = geo[476:475];
   assign \geo$5.first_eoff1  = geo[492:477];
+  assign \geo$5.pk_last  = geo[498:493];
+  assign \geo$5.ng_last  = geo[514:499];
+  assign \geo$5.last_lanes_last  = geo[520:515];
+  assign \geo$5.nb_last  = geo[536:521];
+  assign \geo$5.r3_last  = geo[552:537];
+  assign \geo$5.nch_last  = geo[568:553];
+  assign \geo$5.last_chunk_last  = geo[584:569];
+  assign \geo$5.nbg2_last  = geo[600:585];
+  assign \geo$5.lastg2_last  = geo[616:601];
+  assign \geo$5.nbg3_last  = geo[632:617];
+  assign \geo$5.lastg3_last  = geo[648:633];
+  assign \geo$5.h_last  = geo[664:649];
+  assign \geo$5.t_last  = geo[672:665];
+  assign \geo$5.inner_last  = geo[688:673];
+  assign \geo$5.ring_last  = geo[704:689];
   assign \desc$9.in_channels  = desc[15:0];
   assign \desc$9.rank  = desc[31:16];
   assign \desc$9.out_channels  = desc[47:32];
@@ -2475,6 +2538,21 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \geo$10.t3  = geo[474:467];
   assign \geo$10.halos1  = geo[476:475];
   assign \geo$10.first_eoff1  = geo[492:477];
+  assign \geo$10.pk_last  = geo[498:493];
+  assign \geo$10.ng_last  = geo[514:499];
+  assign \geo$10.last_lanes_last  = geo[520:515];
+  assign \geo$10.nb_last  = geo[536:521];
+  assign \geo$10.r3_last  = geo[552:537];
+  assign \geo$10.nch_last  = geo[568:553];
+  assign \geo$10.last_chunk_last  = geo[584:569];
+  assign \geo$10.nbg2_last  = geo[600:585];
+  assign \geo$10.lastg2_last  = geo[616:601];
+  assign \geo$10.nbg3_last  = geo[632:617];
+  assign \geo$10.lastg3_last  = geo[648:633];
+  assign \geo$10.h_last  = geo[664:649];
+  assign \geo$10.t_last  = geo[672:665];
+  assign \geo$10.inner_last  = geo[688:673];
+  assign \geo$10.ring_last  = geo[704:689];
   assign \step.q  = step[15:0];
   assign \step.t  = step[23:16];
   assign \step.i  = step[39:24];
@@ -2585,41 +2663,41 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \counts$165.c3_spad_reads  = \counts$165 [19:18];
   assign \counts$165.c3_spad_writes  = \counts$165 [21:20];
   assign \counts$165.line4_writes  = \counts$165 [22];
-  assign counts[59:48] = \$398 ;
-  assign counts[47] = \$385 ;
-  assign counts[46] = \$379 [0];
+  assign counts[59:48] = \$397 ;
+  assign counts[47] = \$384 ;
+  assign counts[46] = \$378 [0];
   assign counts[45] = row2__en;
-  assign counts[44:43] = \$377 [1:0];
-  assign counts[42:41] = \$371 [1:0];
-  assign counts[40:39] = \$367 ;
-  assign counts[38:37] = \$366 ;
-  assign counts[36:25] = \$365 [11:0];
-  assign counts[24:13] = \$352 [11:0];
-  assign counts[12] = \$325 [0];
+  assign counts[44:43] = \$376 [1:0];
+  assign counts[42:41] = \$370 [1:0];
+  assign counts[40:39] = \$366 ;
+  assign counts[38:37] = \$365 ;
+  assign counts[36:25] = \$364 [11:0];
+  assign counts[24:13] = \$351 [11:0];
+  assign counts[12] = \$324 [0];
   assign counts[11:10] = \counts$165 [4:3];
-  assign counts[9] = \$318 ;
-  assign counts[8:7] = \$315 [1:0];
+  assign counts[9] = \$317 ;
+  assign counts[8:7] = \$314 [1:0];
   assign counts[6] = \counts$165 [2];
-  assign counts[5] = \$313 ;
-  assign counts[4] = \$286 [0];
-  assign counts[3] = \$263 [0];
-  assign counts[2] = \$257 ;
-  assign counts[1] = \$235 ;
+  assign counts[5] = \$312 ;
+  assign counts[4] = \$285 [0];
+  assign counts[3] = \$262 [0];
+  assign counts[2] = \$256 ;
+  assign counts[1] = \$234 ;
   assign counts[0] = issue;
-  assign \$63  = { geo[402:387], 1'h0 };
-  assign \$68  = { geo[73:58], 1'h0 };
-  assign \$71  = { geo[73:58], 1'h0 };
-  assign \$74  = { geo[73:58], 1'h0 };
-  assign \$91  = { geo[402:387], 1'h0 };
-  assign \$120  = { geo[402:387], 1'h0 };
-  assign \$155  = { geo[402:387], 1'h0 };
-  assign \$214  = { \$554 , \$553 , \$552 , \$551 , \$550 , \$549 , \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523  };
-  assign \$434  = { geo[418:403], 1'h0 };
+  assign \$62  = { geo[402:387], 1'h0 };
+  assign \$67  = { geo[73:58], 1'h0 };
+  assign \$70  = { geo[73:58], 1'h0 };
+  assign \$73  = { geo[73:58], 1'h0 };
+  assign \$90  = { geo[402:387], 1'h0 };
+  assign \$119  = { geo[402:387], 1'h0 };
+  assign \$154  = { geo[402:387], 1'h0 };
+  assign \$213  = { \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523 , \$522 , \$521 , \$520 , \$519 , \$518 , \$517  };
+  assign \$428  = { geo[418:403], 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.adder (\port$5849$0 , \port$5850$0 , \port$5851$0 , \port$5852$0 , \port$5853$0 , \port$5854$0 , \port$5855$0 , \port$5856$0 , \port$5857$0 , \port$5858$0 , \port$5859$0 , \port$5860$0 , \port$5861$0 , \port$5862$0 , \port$5863$0 , \port$5864$0 , \port$5865$0 , \port$5866$0 , \port$5867$0 , \port$5868$0 , \port$5869$0 
-, \port$5870$0 , \port$5871$0 , \port$5872$0 , \port$5873$0 , \port$5874$0 , \port$5875$0 , \port$5876$0 , \port$5877$0 , \port$5878$0 , \port$5879$0 , a, b, \port$5848$0 );
+module \ttsnn_accel.e23.adder (\port$5740$0 , \port$5741$0 , \port$5742$0 , \port$5743$0 , \port$5744$0 , \port$5745$0 , \port$5746$0 , \port$5747$0 , \port$5748$0 , \port$5749$0 , \port$5750$0 , \port$5751$0 , \port$5752$0 , \port$5753$0 , \port$5754$0 , \port$5755$0 , \port$5756$0 , \port$5757$0 , \port$5758$0 , \port$5759$0 , \port$5760$0 
+, \port$5761$0 , \port$5762$0 , \port$5763$0 , \port$5764$0 , \port$5765$0 , \port$5766$0 , \port$5767$0 , \port$5768$0 , \port$5769$0 , \port$5770$0 , a, b, \port$5739$0 );
   wire [16:0] \$1 ;
   wire [16:0] \$10 ;
   wire [16:0] \$11 ;
@@ -2657,70 +2735,70 @@ module \ttsnn_accel.e23.adder (\port$5849$0 , \port$5850$0 , \port$5851$0 , \por
   input [511:0] b;
   wire [511:0] b;
   wire [543:0] o;
-  output [16:0] \port$5848$0 ;
-  wire [16:0] \port$5848$0 ;
-  output [16:0] \port$5849$0 ;
-  wire [16:0] \port$5849$0 ;
-  output [16:0] \port$5850$0 ;
-  wire [16:0] \port$5850$0 ;
-  output [16:0] \port$5851$0 ;
-  wire [16:0] \port$5851$0 ;
-  output [16:0] \port$5852$0 ;
-  wire [16:0] \port$5852$0 ;
-  output [16:0] \port$5853$0 ;
-  wire [16:0] \port$5853$0 ;
-  output [16:0] \port$5854$0 ;
-  wire [16:0] \port$5854$0 ;
-  output [16:0] \port$5855$0 ;
-  wire [16:0] \port$5855$0 ;
-  output [16:0] \port$5856$0 ;
-  wire [16:0] \port$5856$0 ;
-  output [16:0] \port$5857$0 ;
-  wire [16:0] \port$5857$0 ;
-  output [16:0] \port$5858$0 ;
-  wire [16:0] \port$5858$0 ;
-  output [16:0] \port$5859$0 ;
-  wire [16:0] \port$5859$0 ;
-  output [16:0] \port$5860$0 ;
-  wire [16:0] \port$5860$0 ;
-  output [16:0] \port$5861$0 ;
-  wire [16:0] \port$5861$0 ;
-  output [16:0] \port$5862$0 ;
-  wire [16:0] \port$5862$0 ;
-  output [16:0] \port$5863$0 ;
-  wire [16:0] \port$5863$0 ;
-  output [16:0] \port$5864$0 ;
-  wire [16:0] \port$5864$0 ;
-  output [16:0] \port$5865$0 ;
-  wire [16:0] \port$5865$0 ;
-  output [16:0] \port$5866$0 ;
-  wire [16:0] \port$5866$0 ;
-  output [16:0] \port$5867$0 ;
-  wire [16:0] \port$5867$0 ;
-  output [16:0] \port$5868$0 ;
-  wire [16:0] \port$5868$0 ;
-  output [16:0] \port$5869$0 ;
-  wire [16:0] \port$5869$0 ;
-  output [16:0] \port$5870$0 ;
-  wire [16:0] \port$5870$0 ;
-  output [16:0] \port$5871$0 ;
-  wire [16:0] \port$5871$0 ;
-  output [16:0] \port$5872$0 ;
-  wire [16:0] \port$5872$0 ;
-  output [16:0] \port$5873$0 ;
-  wire [16:0] \port$5873$0 ;
-  output [16:0] \port$5874$0 ;
-  wire [16:0] \port$5874$0 ;
-  output [16:0] \port$5875$0 ;
-  wire [16:0] \port$5875$0 ;
-  output [16:0] \port$5876$0 ;
-  wire [16:0] \port$5876$0 ;
-  output [16:0] \port$5877$0 ;
-  wire [16:0] \port$5877$0 ;
-  output [16:0] \port$5878$0 ;
-  wire [16:0] \port$5878$0 ;
-  output [16:0] \port$5879$0 ;
-  wire [16:0] \port$5879$0 ;
+  output [16:0] \port$5739$0 ;
+  wire [16:0] \port$5739$0 ;
+  output [16:0] \port$5740$0 ;
+  wire [16:0] \port$5740$0 ;
+  output [16:0] \port$5741$0 ;
+  wire [16:0] \port$5741$0 ;
+  output [16:0] \port$5742$0 ;
+  wire [16:0] \port$5742$0 ;
+  output [16:0] \port$5743$0 ;
+  wire [16:0] \port$5743$0 ;
+  output [16:0] \port$5744$0 ;
+  wire [16:0] \port$5744$0 ;
+  output [16:0] \port$5745$0 ;
+  wire [16:0] \port$5745$0 ;
+  output [16:0] \port$5746$0 ;
+  wire [16:0] \port$5746$0 ;
+  output [16:0] \port$5747$0 ;
+  wire [16:0] \port$5747$0 ;
+  output [16:0] \port$5748$0 ;
+  wire [16:0] \port$5748$0 ;
+  output [16:0] \port$5749$0 ;
+  wire [16:0] \port$5749$0 ;
+  output [16:0] \port$5750$0 ;
+  wire [16:0] \port$5750$0 ;
+  output [16:0] \port$5751$0 ;
+  wire [16:0] \port$5751$0 ;
+  output [16:0] \port$5752$0 ;
+  wire [16:0] \port$5752$0 ;
+  output [16:0] \port$5753$0 ;
+  wire [16:0] \port$5753$0 ;
+  output [16:0] \port$5754$0 ;
+  wire [16:0] \port$5754$0 ;
+  output [16:0] \port$5755$0 ;
+  wire [16:0] \port$5755$0 ;
+  output [16:0] \port$5756$0 ;
+  wire [16:0] \port$5756$0 ;
+  output [16:0] \port$5757$0 ;
+  wire [16:0] \port$5757$0 ;
+  output [16:0] \port$5758$0 ;
+  wire [16:0] \port$5758$0 ;
+  output [16:0] \port$5759$0 ;
+  wire [16:0] \port$5759$0 ;
+  output [16:0] \port$5760$0 ;
+  wire [16:0] \port$5760$0 ;
+  output [16:0] \port$5761$0 ;
+  wire [16:0] \port$5761$0 ;
+  output [16:0] \port$5762$0 ;
+  wire [16:0] \port$5762$0 ;
+  output [16:0] \port$5763$0 ;
+  wire [16:0] \port$5763$0 ;
+  output [16:0] \port$5764$0 ;
+  wire [16:0] \port$5764$0 ;
+  output [16:0] \port$5765$0 ;
+  wire [16:0] \port$5765$0 ;
+  output [16:0] \port$5766$0 ;
+  wire [16:0] \port$5766$0 ;
+  output [16:0] \port$5767$0 ;
+  wire [16:0] \port$5767$0 ;
+  output [16:0] \port$5768$0 ;
+  wire [16:0] \port$5768$0 ;
+  output [16:0] \port$5769$0 ;
+  wire [16:0] \port$5769$0 ;
+  output [16:0] \port$5770$0 ;
+  wire [16:0] \port$5770$0 ;
   assign \$1  = $signed(a[15:0]) + $signed(b[15:0]);
   assign \$2  = $signed(a[31:16]) + $signed(b[31:16]);
   assign \$3  = $signed(a[47:32]) + $signed(b[47:32]);
@@ -2754,42 +2832,42 @@ module \ttsnn_accel.e23.adder (\port$5849$0 , \port$5850$0 , \port$5851$0 , \por
   assign \$31  = $signed(a[495:480]) + $signed(b[495:480]);
   assign \$32  = $signed(a[511:496]) + $signed(b[511:496]);
   assign o = { \$32 , \$31 , \$30 , \$29 , \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6 , \$5 , \$4 , \$3 , \$2 , \$1  };
-  assign \port$5848$0  = \$1 ;
-  assign \port$5849$0  = \$2 ;
-  assign \port$5850$0  = \$3 ;
-  assign \port$5851$0  = \$4 ;
-  assign \port$5852$0  = \$5 ;
-  assign \port$5853$0  = \$6 ;
-  assign \port$5854$0  = \$7 ;
-  assign \port$5855$0  = \$8 ;
-  assign \port$5856$0  = \$9 ;
-  assign \port$5857$0  = \$10 ;
-  assign \port$5858$0  = \$11 ;
-  assign \port$5859$0  = \$12 ;
-  assign \port$5860$0  = \$13 ;
-  assign \port$5861$0  = \$14 ;
-  assign \port$5862$0  = \$15 ;
-  assign \port$5863$0  = \$16 ;
-  assign \port$5864$0  = \$17 ;
-  assign \port$5865$0  = \$18 ;
-  assign \port$5866$0  = \$19 ;
-  assign \port$5867$0  = \$20 ;
-  assign \port$5868$0  = \$21 ;
-  assign \port$5869$0  = \$22 ;
-  assign \port$5870$0  = \$23 ;
-  assign \port$5871$0  = \$24 ;
-  assign \port$5872$0  = \$25 ;
-  assign \port$5873$0  = \$26 ;
-  assign \port$5874$0  = \$27 ;
-  assign \port$5875$0  = \$28 ;
-  assign \port$5876$0  = \$29 ;
-  assign \port$5877$0  = \$30 ;
-  assign \port$5878$0  = \$31 ;
-  assign \port$5879$0  = \$32 ;
+  assign \port$5739$0  = \$1 ;
+  assign \port$5740$0  = \$2 ;
+  assign \port$5741$0  = \$3 ;
+  assign \port$5742$0  = \$4 ;
+  assign \port$5743$0  = \$5 ;
+  assign \port$5744$0  = \$6 ;
+  assign \port$5745$0  = \$7 ;
+  assign \port$5746$0  = \$8 ;
+  assign \port$5747$0  = \$9 ;
+  assign \port$5748$0  = \$10 ;
+  assign \port$5749$0  = \$11 ;
+  assign \port$5750$0  = \$12 ;
+  assign \port$5751$0  = \$13 ;
+  assign \port$5752$0  = \$14 ;
+  assign \port$5753$0  = \$15 ;
+  assign \port$5754$0  = \$16 ;
+  assign \port$5755$0  = \$17 ;
+  assign \port$5756$0  = \$18 ;
+  assign \port$5757$0  = \$19 ;
+  assign \port$5758$0  = \$20 ;
+  assign \port$5759$0  = \$21 ;
+  assign \port$5760$0  = \$22 ;
+  assign \port$5761$0  = \$23 ;
+  assign \port$5762$0  = \$24 ;
+  assign \port$5763$0  = \$25 ;
+  assign \port$5764$0  = \$26 ;
+  assign \port$5765$0  = \$27 ;
+  assign \port$5766$0  = \$28 ;
+  assign \port$5767$0  = \$29 ;
+  assign \port$5768$0  = \$30 ;
+  assign \port$5769$0  = \$31 ;
+  assign \port$5770$0  = \$32 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, p_addr, \port$57281$2 , ww__addr, \port$57281$18 , pw__addr, clk);
+module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, p_addr, \port$56711$2 , ww__addr, \port$56711$18 , pw__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [7:0] \$1 ;
   wire [7:0] \$10 ;
@@ -4531,10 +4609,10 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [9:0] \port$57281$18 ;
-  wire [9:0] \port$57281$18 ;
-  input [2:0] \port$57281$2 ;
-  wire [2:0] \port$57281$2 ;
+  input [9:0] \port$56711$18 ;
+  wire [9:0] \port$56711$18 ;
+  input [2:0] \port$56711$2 ;
+  wire [2:0] \port$56711$2 ;
   reg [2:0] pr__addr = 3'h0;
   wire [511:0] pr__data;
   reg pr__en = 1'h0;
@@ -4659,1287 +4737,1287 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
     end
   end
   assign wr__data = _1_;
-  assign \$1072  = \port$57281$18 [0] * 4'h8;
+  assign \$1072  = \port$56711$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$1072 ;
-  assign \$1075  = \port$57281$18 [0] * 4'h8;
+  assign \$1075  = \port$56711$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$1075 ;
-  assign \$1078  = \port$57281$18 [0] * 4'h8;
+  assign \$1078  = \port$56711$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$1078 ;
-  assign \$1082  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1082  = \port$56711$18 [1:0] * 4'h8;
   assign \$6  = centre[31:0] >> \$1082 ;
-  assign \$1085  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1085  = \port$56711$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$1085 ;
-  assign \$1088  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1088  = \port$56711$18 [1:0] * 4'h8;
   assign \$8  = centre[63:32] >> \$1088 ;
-  assign \$1092  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1092  = \port$56711$18 [2:0] * 4'h8;
   assign \$10  = centre[63:0] >> \$1092 ;
-  assign \$1095  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1095  = \port$56711$18 [2:0] * 4'h8;
   assign \$11  = 1'h0 >> \$1095 ;
-  assign \$1098  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1098  = \port$56711$18 [2:0] * 4'h8;
   assign \$12  = centre[127:64] >> \$1098 ;
-  assign \$1102  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1102  = \port$56711$18 [3:0] * 4'h8;
   assign \$14  = centre[127:0] >> \$1102 ;
-  assign \$1105  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1105  = \port$56711$18 [3:0] * 4'h8;
   assign \$15  = 1'h0 >> \$1105 ;
-  assign \$1108  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1108  = \port$56711$18 [3:0] * 4'h8;
   assign \$16  = centre[255:128] >> \$1108 ;
-  assign \$1112  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1112  = \port$56711$18 [4:0] * 4'h8;
   assign \$18  = centre >> \$1112 ;
-  assign \$1115  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1115  = \port$56711$18 [4:0] * 4'h8;
   assign \$19  = 1'h0 >> \$1115 ;
-  assign \$1118  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1118  = \port$56711$18 [4:0] * 4'h8;
   assign \$20  = 1'h0 >> \$1118 ;
-  assign \$1123  = \port$57281$18 [9:5] * 4'h8;
+  assign \$1123  = \port$56711$18 [9:5] * 4'h8;
   assign \$23  = weights >> \$1123 ;
-  assign \$1126  = \port$57281$18 [8:5] * 4'h8;
+  assign \$1126  = \port$56711$18 [8:5] * 4'h8;
   assign \$24  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1126 ;
-  assign \$1129  = \port$57281$18 [7:5] * 4'h8;
+  assign \$1129  = \port$56711$18 [7:5] * 4'h8;
   assign \$25  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$1129 ;
-  assign \$1132  = \port$57281$18 [6:5] * 4'h8;
+  assign \$1132  = \port$56711$18 [6:5] * 4'h8;
   assign \$26  = { weights[199:192], weights[135:128], weights[71:64], weights[7:0] } >> \$1132 ;
-  assign \$1135  = \port$57281$18 [5] * 4'h8;
+  assign \$1135  = \port$56711$18 [5] * 4'h8;
   assign \$27  = { weights[135:128], weights[7:0] } >> \$1135 ;
-  assign \$1140  = \port$57281$18 [0] * 4'h8;
+  assign \$1140  = \port$56711$18 [0] * 4'h8;
   assign \$30  = centre[15:0] >> \$1140 ;
-  assign \$1143  = \port$57281$18 [0] * 4'h8;
+  assign \$1143  = \port$56711$18 [0] * 4'h8;
   assign \$31  = 1'h0 >> \$1143 ;
-  assign \$1146  = \port$57281$18 [0] * 4'h8;
+  assign \$1146  = \port$56711$18 [0] * 4'h8;
   assign \$32  = centre[31:16] >> \$1146 ;
-  assign \$1150  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1150  = \port$56711$18 [1:0] * 4'h8;
   assign \$34  = centre[31:0] >> \$1150 ;
-  assign \$1153  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1153  = \port$56711$18 [1:0] * 4'h8;
   assign \$35  = 1'h0 >> \$1153 ;
-  assign \$1156  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1156  = \port$56711$18 [1:0] * 4'h8;
   assign \$36  = centre[63:32] >> \$1156 ;
-  assign \$1160  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1160  = \port$56711$18 [2:0] * 4'h8;
   assign \$38  = centre[63:0] >> \$1160 ;
-  assign \$1163  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1163  = \port$56711$18 [2:0] * 4'h8;
   assign \$39  = 1'h0 >> \$1163 ;
-  assign \$1166  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1166  = \port$56711$18 [2:0] * 4'h8;
   assign \$40  = centre[127:64] >> \$1166 ;
-  assign \$1170  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1170  = \port$56711$18 [3:0] * 4'h8;
   assign \$42  = centre[127:0] >> \$1170 ;
-  assign \$1173  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1173  = \port$56711$18 [3:0] * 4'h8;
   assign \$43  = 1'h0 >> \$1173 ;
-  assign \$1176  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1176  = \port$56711$18 [3:0] * 4'h8;
   assign \$44  = centre[255:128] >> \$1176 ;
-  assign \$1180  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1180  = \port$56711$18 [4:0] * 4'h8;
   assign \$46  = centre >> \$1180 ;
-  assign \$1183  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1183  = \port$56711$18 [4:0] * 4'h8;
   assign \$47  = 1'h0 >> \$1183 ;
-  assign \$1186  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1186  = \port$56711$18 [4:0] * 4'h8;
   assign \$48  = 1'h0 >> \$1186 ;
-  assign \$1191  = \port$57281$18 [9:5] * 4'h8;
+  assign \$1191  = \port$56711$18 [9:5] * 4'h8;
   assign \$51  = weights >> \$1191 ;
-  assign \$1194  = \port$57281$18 [8:5] * 4'h8;
+  assign \$1194  = \port$56711$18 [8:5] * 4'h8;
   assign \$52  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$1194 ;
-  assign \$1197  = \port$57281$18 [7:5] * 4'h8;
+  assign \$1197  = \port$56711$18 [7:5] * 4'h8;
   assign \$53  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$1197 ;
-  assign \$1200  = \port$57281$18 [6:5] * 4'h8;
+  assign \$1200  = \port$56711$18 [6:5] * 4'h8;
   assign \$54  = { weights[207:200], weights[143:136], weights[79:72], weights[15:8] } >> \$1200 ;
-  assign \$1203  = \port$57281$18 [5] * 4'h8;
+  assign \$1203  = \port$56711$18 [5] * 4'h8;
   assign \$55  = { weights[143:136], weights[15:8] } >> \$1203 ;
-  assign \$1208  = \port$57281$18 [0] * 4'h8;
+  assign \$1208  = \port$56711$18 [0] * 4'h8;
   assign \$58  = centre[31:16] >> \$1208 ;
-  assign \$1211  = \port$57281$18 [0] * 4'h8;
+  assign \$1211  = \port$56711$18 [0] * 4'h8;
   assign \$59  = centre[15:0] >> \$1211 ;
-  assign \$1214  = \port$57281$18 [0] * 4'h8;
+  assign \$1214  = \port$56711$18 [0] * 4'h8;
   assign \$60  = centre[47:32] >> \$1214 ;
-  assign \$1218  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1218  = \port$56711$18 [1:0] * 4'h8;
   assign \$62  = centre[31:0] >> \$1218 ;
-  assign \$1221  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1221  = \port$56711$18 [1:0] * 4'h8;
   assign \$63  = 1'h0 >> \$1221 ;
-  assign \$1224  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1224  = \port$56711$18 [1:0] * 4'h8;
   assign \$64  = centre[63:32] >> \$1224 ;
-  assign \$1228  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1228  = \port$56711$18 [2:0] * 4'h8;
   assign \$66  = centre[63:0] >> \$1228 ;
-  assign \$1231  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1231  = \port$56711$18 [2:0] * 4'h8;
   assign \$67  = 1'h0 >> \$1231 ;
-  assign \$1234  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1234  = \port$56711$18 [2:0] * 4'h8;
   assign \$68  = centre[127:64] >> \$1234 ;
-  assign \$1238  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1238  = \port$56711$18 [3:0] * 4'h8;
   assign \$70  = centre[127:0] >> \$1238 ;
-  assign \$1241  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1241  = \port$56711$18 [3:0] * 4'h8;
   assign \$71  = 1'h0 >> \$1241 ;
-  assign \$1244  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1244  = \port$56711$18 [3:0] * 4'h8;
   assign \$72  = centre[255:128] >> \$1244 ;
-  assign \$1248  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1248  = \port$56711$18 [4:0] * 4'h8;
   assign \$74  = centre >> \$1248 ;
-  assign \$1251  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1251  = \port$56711$18 [4:0] * 4'h8;
   assign \$75  = 1'h0 >> \$1251 ;
-  assign \$1254  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1254  = \port$56711$18 [4:0] * 4'h8;
   assign \$76  = 1'h0 >> \$1254 ;
-  assign \$1259  = \port$57281$18 [9:5] * 4'h8;
+  assign \$1259  = \port$56711$18 [9:5] * 4'h8;
   assign \$79  = weights >> \$1259 ;
-  assign \$1262  = \port$57281$18 [8:5] * 4'h8;
+  assign \$1262  = \port$56711$18 [8:5] * 4'h8;
   assign \$80  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1262 ;
-  assign \$1265  = \port$57281$18 [7:5] * 4'h8;
+  assign \$1265  = \port$56711$18 [7:5] * 4'h8;
   assign \$81  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$1265 ;
-  assign \$1268  = \port$57281$18 [6:5] * 4'h8;
+  assign \$1268  = \port$56711$18 [6:5] * 4'h8;
   assign \$82  = { weights[215:208], weights[151:144], weights[87:80], weights[23:16] } >> \$1268 ;
-  assign \$1271  = \port$57281$18 [5] * 4'h8;
+  assign \$1271  = \port$56711$18 [5] * 4'h8;
   assign \$83  = { weights[151:144], weights[23:16] } >> \$1271 ;
-  assign \$1276  = \port$57281$18 [0] * 4'h8;
+  assign \$1276  = \port$56711$18 [0] * 4'h8;
   assign \$86  = centre[31:16] >> \$1276 ;
-  assign \$1279  = \port$57281$18 [0] * 4'h8;
+  assign \$1279  = \port$56711$18 [0] * 4'h8;
   assign \$87  = centre[15:0] >> \$1279 ;
-  assign \$1282  = \port$57281$18 [0] * 4'h8;
+  assign \$1282  = \port$56711$18 [0] * 4'h8;
   assign \$88  = centre[47:32] >> \$1282 ;
-  assign \$1286  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1286  = \port$56711$18 [1:0] * 4'h8;
   assign \$90  = centre[31:0] >> \$1286 ;
-  assign \$1289  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1289  = \port$56711$18 [1:0] * 4'h8;
   assign \$91  = 1'h0 >> \$1289 ;
-  assign \$1292  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1292  = \port$56711$18 [1:0] * 4'h8;
   assign \$92  = centre[63:32] >> \$1292 ;
-  assign \$1296  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1296  = \port$56711$18 [2:0] * 4'h8;
   assign \$94  = centre[63:0] >> \$1296 ;
-  assign \$1299  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1299  = \port$56711$18 [2:0] * 4'h8;
   assign \$95  = 1'h0 >> \$1299 ;
-  assign \$1302  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1302  = \port$56711$18 [2:0] * 4'h8;
   assign \$96  = centre[127:64] >> \$1302 ;
-  assign \$1306  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1306  = \port$56711$18 [3:0] * 4'h8;
   assign \$98  = centre[127:0] >> \$1306 ;
-  assign \$1309  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1309  = \port$56711$18 [3:0] * 4'h8;
   assign \$99  = 1'h0 >> \$1309 ;
-  assign \$1312  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1312  = \port$56711$18 [3:0] * 4'h8;
   assign \$100  = centre[255:128] >> \$1312 ;
-  assign \$1316  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1316  = \port$56711$18 [4:0] * 4'h8;
   assign \$102  = centre >> \$1316 ;
-  assign \$1319  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1319  = \port$56711$18 [4:0] * 4'h8;
   assign \$103  = 1'h0 >> \$1319 ;
-  assign \$1322  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1322  = \port$56711$18 [4:0] * 4'h8;
   assign \$104  = 1'h0 >> \$1322 ;
-  assign \$1327  = \port$57281$18 [9:5] * 4'h8;
+  assign \$1327  = \port$56711$18 [9:5] * 4'h8;
   assign \$107  = weights >> \$1327 ;
-  assign \$1330  = \port$57281$18 [8:5] * 4'h8;
+  assign \$1330  = \port$56711$18 [8:5] * 4'h8;
   assign \$108  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$1330 ;
-  assign \$1333  = \port$57281$18 [7:5] * 4'h8;
+  assign \$1333  = \port$56711$18 [7:5] * 4'h8;
   assign \$109  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$1333 ;
-  assign \$1336  = \port$57281$18 [6:5] * 4'h8;
+  assign \$1336  = \port$56711$18 [6:5] * 4'h8;
   assign \$110  = { weights[223:216], weights[159:152], weights[95:88], weights[31:24] } >> \$1336 ;
-  assign \$1339  = \port$57281$18 [5] * 4'h8;
+  assign \$1339  = \port$56711$18 [5] * 4'h8;
   assign \$111  = { weights[159:152], weights[31:24] } >> \$1339 ;
-  assign \$1344  = \port$57281$18 [0] * 4'h8;
+  assign \$1344  = \port$56711$18 [0] * 4'h8;
   assign \$114  = centre[47:32] >> \$1344 ;
-  assign \$1347  = \port$57281$18 [0] * 4'h8;
+  assign \$1347  = \port$56711$18 [0] * 4'h8;
   assign \$115  = centre[31:16] >> \$1347 ;
-  assign \$1350  = \port$57281$18 [0] * 4'h8;
+  assign \$1350  = \port$56711$18 [0] * 4'h8;
   assign \$116  = centre[63:48] >> \$1350 ;
-  assign \$1354  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1354  = \port$56711$18 [1:0] * 4'h8;
   assign \$118  = centre[63:32] >> \$1354 ;
-  assign \$1357  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1357  = \port$56711$18 [1:0] * 4'h8;
   assign \$119  = centre[31:0] >> \$1357 ;
-  assign \$1360  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1360  = \port$56711$18 [1:0] * 4'h8;
   assign \$120  = centre[95:64] >> \$1360 ;
-  assign \$1364  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1364  = \port$56711$18 [2:0] * 4'h8;
   assign \$122  = centre[63:0] >> \$1364 ;
-  assign \$1367  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1367  = \port$56711$18 [2:0] * 4'h8;
   assign \$123  = 1'h0 >> \$1367 ;
-  assign \$1370  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1370  = \port$56711$18 [2:0] * 4'h8;
   assign \$124  = centre[127:64] >> \$1370 ;
-  assign \$1374  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1374  = \port$56711$18 [3:0] * 4'h8;
   assign \$126  = centre[127:0] >> \$1374 ;
-  assign \$1377  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1377  = \port$56711$18 [3:0] * 4'h8;
   assign \$127  = 1'h0 >> \$1377 ;
-  assign \$1380  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1380  = \port$56711$18 [3:0] * 4'h8;
   assign \$128  = centre[255:128] >> \$1380 ;
-  assign \$1384  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1384  = \port$56711$18 [4:0] * 4'h8;
   assign \$130  = centre >> \$1384 ;
-  assign \$1387  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1387  = \port$56711$18 [4:0] * 4'h8;
   assign \$131  = 1'h0 >> \$1387 ;
-  assign \$1390  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1390  = \port$56711$18 [4:0] * 4'h8;
   assign \$132  = 1'h0 >> \$1390 ;
-  assign \$1395  = \port$57281$18 [9:5] * 4'h8;
+  assign \$1395  = \port$56711$18 [9:5] * 4'h8;
   assign \$135  = weights >> \$1395 ;
-  assign \$1398  = \port$57281$18 [8:5] * 4'h8;
+  assign \$1398  = \port$56711$18 [8:5] * 4'h8;
   assign \$136  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1398 ;
-  assign \$1401  = \port$57281$18 [7:5] * 4'h8;
+  assign \$1401  = \port$56711$18 [7:5] * 4'h8;
   assign \$137  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$1401 ;
-  assign \$1404  = \port$57281$18 [6:5] * 4'h8;
+  assign \$1404  = \port$56711$18 [6:5] * 4'h8;
   assign \$138  = { weights[231:224], weights[167:160], weights[103:96], weights[39:32] } >> \$1404 ;
-  assign \$1407  = \port$57281$18 [5] * 4'h8;
+  assign \$1407  = \port$56711$18 [5] * 4'h8;
   assign \$139  = { weights[167:160], weights[39:32] } >> \$1407 ;
-  assign \$1412  = \port$57281$18 [0] * 4'h8;
+  assign \$1412  = \port$56711$18 [0] * 4'h8;
   assign \$142  = centre[47:32] >> \$1412 ;
-  assign \$1415  = \port$57281$18 [0] * 4'h8;
+  assign \$1415  = \port$56711$18 [0] * 4'h8;
   assign \$143  = centre[31:16] >> \$1415 ;
-  assign \$1418  = \port$57281$18 [0] * 4'h8;
+  assign \$1418  = \port$56711$18 [0] * 4'h8;
   assign \$144  = centre[63:48] >> \$1418 ;
-  assign \$1422  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1422  = \port$56711$18 [1:0] * 4'h8;
   assign \$146  = centre[63:32] >> \$1422 ;
-  assign \$1425  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1425  = \port$56711$18 [1:0] * 4'h8;
   assign \$147  = centre[31:0] >> \$1425 ;
-  assign \$1428  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1428  = \port$56711$18 [1:0] * 4'h8;
   assign \$148  = centre[95:64] >> \$1428 ;
-  assign \$1432  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1432  = \port$56711$18 [2:0] * 4'h8;
   assign \$150  = centre[63:0] >> \$1432 ;
-  assign \$1435  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1435  = \port$56711$18 [2:0] * 4'h8;
   assign \$151  = 1'h0 >> \$1435 ;
-  assign \$1438  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1438  = \port$56711$18 [2:0] * 4'h8;
   assign \$152  = centre[127:64] >> \$1438 ;
-  assign \$1442  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1442  = \port$56711$18 [3:0] * 4'h8;
   assign \$154  = centre[127:0] >> \$1442 ;
-  assign \$1445  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1445  = \port$56711$18 [3:0] * 4'h8;
   assign \$155  = 1'h0 >> \$1445 ;
-  assign \$1448  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1448  = \port$56711$18 [3:0] * 4'h8;
   assign \$156  = centre[255:128] >> \$1448 ;
-  assign \$1452  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1452  = \port$56711$18 [4:0] * 4'h8;
   assign \$158  = centre >> \$1452 ;
-  assign \$1455  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1455  = \port$56711$18 [4:0] * 4'h8;
   assign \$159  = 1'h0 >> \$1455 ;
-  assign \$1458  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1458  = \port$56711$18 [4:0] * 4'h8;
   assign \$160  = 1'h0 >> \$1458 ;
-  assign \$1463  = \port$57281$18 [9:5] * 4'h8;
+  assign \$1463  = \port$56711$18 [9:5] * 4'h8;
   assign \$163  = weights >> \$1463 ;
-  assign \$1466  = \port$57281$18 [8:5] * 4'h8;
+  assign \$1466  = \port$56711$18 [8:5] * 4'h8;
   assign \$164  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$1466 ;
-  assign \$1469  = \port$57281$18 [7:5] * 4'h8;
+  assign \$1469  = \port$56711$18 [7:5] * 4'h8;
   assign \$165  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$1469 ;
-  assign \$1472  = \port$57281$18 [6:5] * 4'h8;
+  assign \$1472  = \port$56711$18 [6:5] * 4'h8;
   assign \$166  = { weights[239:232], weights[175:168], weights[111:104], weights[47:40] } >> \$1472 ;
-  assign \$1475  = \port$57281$18 [5] * 4'h8;
+  assign \$1475  = \port$56711$18 [5] * 4'h8;
   assign \$167  = { weights[175:168], weights[47:40] } >> \$1475 ;
-  assign \$1480  = \port$57281$18 [0] * 4'h8;
+  assign \$1480  = \port$56711$18 [0] * 4'h8;
   assign \$170  = centre[63:48] >> \$1480 ;
-  assign \$1483  = \port$57281$18 [0] * 4'h8;
+  assign \$1483  = \port$56711$18 [0] * 4'h8;
   assign \$171  = centre[47:32] >> \$1483 ;
-  assign \$1486  = \port$57281$18 [0] * 4'h8;
+  assign \$1486  = \port$56711$18 [0] * 4'h8;
   assign \$172  = centre[79:64] >> \$1486 ;
-  assign \$1490  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1490  = \port$56711$18 [1:0] * 4'h8;
   assign \$174  = centre[63:32] >> \$1490 ;
-  assign \$1493  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1493  = \port$56711$18 [1:0] * 4'h8;
   assign \$175  = centre[31:0] >> \$1493 ;
-  assign \$1496  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1496  = \port$56711$18 [1:0] * 4'h8;
   assign \$176  = centre[95:64] >> \$1496 ;
-  assign \$1500  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1500  = \port$56711$18 [2:0] * 4'h8;
   assign \$178  = centre[63:0] >> \$1500 ;
-  assign \$1503  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1503  = \port$56711$18 [2:0] * 4'h8;
   assign \$179  = 1'h0 >> \$1503 ;
-  assign \$1506  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1506  = \port$56711$18 [2:0] * 4'h8;
   assign \$180  = centre[127:64] >> \$1506 ;
-  assign \$1510  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1510  = \port$56711$18 [3:0] * 4'h8;
   assign \$182  = centre[127:0] >> \$1510 ;
-  assign \$1513  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1513  = \port$56711$18 [3:0] * 4'h8;
   assign \$183  = 1'h0 >> \$1513 ;
-  assign \$1516  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1516  = \port$56711$18 [3:0] * 4'h8;
   assign \$184  = centre[255:128] >> \$1516 ;
-  assign \$1520  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1520  = \port$56711$18 [4:0] * 4'h8;
   assign \$186  = centre >> \$1520 ;
-  assign \$1523  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1523  = \port$56711$18 [4:0] * 4'h8;
   assign \$187  = 1'h0 >> \$1523 ;
-  assign \$1526  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1526  = \port$56711$18 [4:0] * 4'h8;
   assign \$188  = 1'h0 >> \$1526 ;
-  assign \$1531  = \port$57281$18 [9:5] * 4'h8;
+  assign \$1531  = \port$56711$18 [9:5] * 4'h8;
   assign \$191  = weights >> \$1531 ;
-  assign \$1534  = \port$57281$18 [8:5] * 4'h8;
+  assign \$1534  = \port$56711$18 [8:5] * 4'h8;
   assign \$192  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1534 ;
-  assign \$1537  = \port$57281$18 [7:5] * 4'h8;
+  assign \$1537  = \port$56711$18 [7:5] * 4'h8;
   assign \$193  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$1537 ;
-  assign \$1540  = \port$57281$18 [6:5] * 4'h8;
+  assign \$1540  = \port$56711$18 [6:5] * 4'h8;
   assign \$194  = { weights[247:240], weights[183:176], weights[119:112], weights[55:48] } >> \$1540 ;
-  assign \$1543  = \port$57281$18 [5] * 4'h8;
+  assign \$1543  = \port$56711$18 [5] * 4'h8;
   assign \$195  = { weights[183:176], weights[55:48] } >> \$1543 ;
-  assign \$1548  = \port$57281$18 [0] * 4'h8;
+  assign \$1548  = \port$56711$18 [0] * 4'h8;
   assign \$198  = centre[63:48] >> \$1548 ;
-  assign \$1551  = \port$57281$18 [0] * 4'h8;
+  assign \$1551  = \port$56711$18 [0] * 4'h8;
   assign \$199  = centre[47:32] >> \$1551 ;
-  assign \$1554  = \port$57281$18 [0] * 4'h8;
+  assign \$1554  = \port$56711$18 [0] * 4'h8;
   assign \$200  = centre[79:64] >> \$1554 ;
-  assign \$1558  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1558  = \port$56711$18 [1:0] * 4'h8;
   assign \$202  = centre[63:32] >> \$1558 ;
-  assign \$1561  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1561  = \port$56711$18 [1:0] * 4'h8;
   assign \$203  = centre[31:0] >> \$1561 ;
-  assign \$1564  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1564  = \port$56711$18 [1:0] * 4'h8;
   assign \$204  = centre[95:64] >> \$1564 ;
-  assign \$1568  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1568  = \port$56711$18 [2:0] * 4'h8;
   assign \$206  = centre[63:0] >> \$1568 ;
-  assign \$1571  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1571  = \port$56711$18 [2:0] * 4'h8;
   assign \$207  = 1'h0 >> \$1571 ;
-  assign \$1574  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1574  = \port$56711$18 [2:0] * 4'h8;
   assign \$208  = centre[127:64] >> \$1574 ;
-  assign \$1578  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1578  = \port$56711$18 [3:0] * 4'h8;
   assign \$210  = centre[127:0] >> \$1578 ;
-  assign \$1581  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1581  = \port$56711$18 [3:0] * 4'h8;
   assign \$211  = 1'h0 >> \$1581 ;
-  assign \$1584  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1584  = \port$56711$18 [3:0] * 4'h8;
   assign \$212  = centre[255:128] >> \$1584 ;
-  assign \$1588  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1588  = \port$56711$18 [4:0] * 4'h8;
   assign \$214  = centre >> \$1588 ;
-  assign \$1591  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1591  = \port$56711$18 [4:0] * 4'h8;
   assign \$215  = 1'h0 >> \$1591 ;
-  assign \$1594  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1594  = \port$56711$18 [4:0] * 4'h8;
   assign \$216  = 1'h0 >> \$1594 ;
-  assign \$1599  = \port$57281$18 [9:5] * 4'h8;
+  assign \$1599  = \port$56711$18 [9:5] * 4'h8;
   assign \$219  = weights >> \$1599 ;
-  assign \$1602  = \port$57281$18 [8:5] * 4'h8;
+  assign \$1602  = \port$56711$18 [8:5] * 4'h8;
   assign \$220  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$1602 ;
-  assign \$1605  = \port$57281$18 [7:5] * 4'h8;
+  assign \$1605  = \port$56711$18 [7:5] * 4'h8;
   assign \$221  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$1605 ;
-  assign \$1608  = \port$57281$18 [6:5] * 4'h8;
+  assign \$1608  = \port$56711$18 [6:5] * 4'h8;
   assign \$222  = { weights[255:248], weights[191:184], weights[127:120], weights[63:56] } >> \$1608 ;
-  assign \$1611  = \port$57281$18 [5] * 4'h8;
+  assign \$1611  = \port$56711$18 [5] * 4'h8;
   assign \$223  = { weights[191:184], weights[63:56] } >> \$1611 ;
-  assign \$1616  = \port$57281$18 [0] * 4'h8;
+  assign \$1616  = \port$56711$18 [0] * 4'h8;
   assign \$226  = centre[79:64] >> \$1616 ;
-  assign \$1619  = \port$57281$18 [0] * 4'h8;
+  assign \$1619  = \port$56711$18 [0] * 4'h8;
   assign \$227  = centre[63:48] >> \$1619 ;
-  assign \$1622  = \port$57281$18 [0] * 4'h8;
+  assign \$1622  = \port$56711$18 [0] * 4'h8;
   assign \$228  = centre[95:80] >> \$1622 ;
-  assign \$1626  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1626  = \port$56711$18 [1:0] * 4'h8;
   assign \$230  = centre[95:64] >> \$1626 ;
-  assign \$1629  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1629  = \port$56711$18 [1:0] * 4'h8;
   assign \$231  = centre[63:32] >> \$1629 ;
-  assign \$1632  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1632  = \port$56711$18 [1:0] * 4'h8;
   assign \$232  = centre[127:96] >> \$1632 ;
-  assign \$1636  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1636  = \port$56711$18 [2:0] * 4'h8;
   assign \$234  = centre[127:64] >> \$1636 ;
-  assign \$1639  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1639  = \port$56711$18 [2:0] * 4'h8;
   assign \$235  = centre[63:0] >> \$1639 ;
-  assign \$1642  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1642  = \port$56711$18 [2:0] * 4'h8;
   assign \$236  = centre[191:128] >> \$1642 ;
-  assign \$1646  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1646  = \port$56711$18 [3:0] * 4'h8;
   assign \$238  = centre[127:0] >> \$1646 ;
-  assign \$1649  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1649  = \port$56711$18 [3:0] * 4'h8;
   assign \$239  = 1'h0 >> \$1649 ;
-  assign \$1652  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1652  = \port$56711$18 [3:0] * 4'h8;
   assign \$240  = centre[255:128] >> \$1652 ;
-  assign \$1656  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1656  = \port$56711$18 [4:0] * 4'h8;
   assign \$242  = centre >> \$1656 ;
-  assign \$1659  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1659  = \port$56711$18 [4:0] * 4'h8;
   assign \$243  = 1'h0 >> \$1659 ;
-  assign \$1662  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1662  = \port$56711$18 [4:0] * 4'h8;
   assign \$244  = 1'h0 >> \$1662 ;
-  assign \$1667  = \port$57281$18 [9:5] * 4'h8;
+  assign \$1667  = \port$56711$18 [9:5] * 4'h8;
   assign \$247  = weights >> \$1667 ;
-  assign \$1670  = \port$57281$18 [8:5] * 4'h8;
+  assign \$1670  = \port$56711$18 [8:5] * 4'h8;
   assign \$248  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1670 ;
-  assign \$1673  = \port$57281$18 [7:5] * 4'h8;
+  assign \$1673  = \port$56711$18 [7:5] * 4'h8;
   assign \$249  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$1673 ;
-  assign \$1676  = \port$57281$18 [6:5] * 4'h8;
+  assign \$1676  = \port$56711$18 [6:5] * 4'h8;
   assign \$250  = { weights[199:192], weights[135:128], weights[71:64], weights[7:0] } >> \$1676 ;
-  assign \$1679  = \port$57281$18 [5] * 4'h8;
+  assign \$1679  = \port$56711$18 [5] * 4'h8;
   assign \$251  = { weights[199:192], weights[71:64] } >> \$1679 ;
-  assign \$1684  = \port$57281$18 [0] * 4'h8;
+  assign \$1684  = \port$56711$18 [0] * 4'h8;
   assign \$254  = centre[79:64] >> \$1684 ;
-  assign \$1687  = \port$57281$18 [0] * 4'h8;
+  assign \$1687  = \port$56711$18 [0] * 4'h8;
   assign \$255  = centre[63:48] >> \$1687 ;
-  assign \$1690  = \port$57281$18 [0] * 4'h8;
+  assign \$1690  = \port$56711$18 [0] * 4'h8;
   assign \$256  = centre[95:80] >> \$1690 ;
-  assign \$1694  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1694  = \port$56711$18 [1:0] * 4'h8;
   assign \$258  = centre[95:64] >> \$1694 ;
-  assign \$1697  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1697  = \port$56711$18 [1:0] * 4'h8;
   assign \$259  = centre[63:32] >> \$1697 ;
-  assign \$1700  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1700  = \port$56711$18 [1:0] * 4'h8;
   assign \$260  = centre[127:96] >> \$1700 ;
-  assign \$1704  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1704  = \port$56711$18 [2:0] * 4'h8;
   assign \$262  = centre[127:64] >> \$1704 ;
-  assign \$1707  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1707  = \port$56711$18 [2:0] * 4'h8;
   assign \$263  = centre[63:0] >> \$1707 ;
-  assign \$1710  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1710  = \port$56711$18 [2:0] * 4'h8;
   assign \$264  = centre[191:128] >> \$1710 ;
-  assign \$1714  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1714  = \port$56711$18 [3:0] * 4'h8;
   assign \$266  = centre[127:0] >> \$1714 ;
-  assign \$1717  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1717  = \port$56711$18 [3:0] * 4'h8;
   assign \$267  = 1'h0 >> \$1717 ;
-  assign \$1720  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1720  = \port$56711$18 [3:0] * 4'h8;
   assign \$268  = centre[255:128] >> \$1720 ;
-  assign \$1724  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1724  = \port$56711$18 [4:0] * 4'h8;
   assign \$270  = centre >> \$1724 ;
-  assign \$1727  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1727  = \port$56711$18 [4:0] * 4'h8;
   assign \$271  = 1'h0 >> \$1727 ;
-  assign \$1730  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1730  = \port$56711$18 [4:0] * 4'h8;
   assign \$272  = 1'h0 >> \$1730 ;
-  assign \$1735  = \port$57281$18 [9:5] * 4'h8;
+  assign \$1735  = \port$56711$18 [9:5] * 4'h8;
   assign \$275  = weights >> \$1735 ;
-  assign \$1738  = \port$57281$18 [8:5] * 4'h8;
+  assign \$1738  = \port$56711$18 [8:5] * 4'h8;
   assign \$276  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$1738 ;
-  assign \$1741  = \port$57281$18 [7:5] * 4'h8;
+  assign \$1741  = \port$56711$18 [7:5] * 4'h8;
   assign \$277  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$1741 ;
-  assign \$1744  = \port$57281$18 [6:5] * 4'h8;
+  assign \$1744  = \port$56711$18 [6:5] * 4'h8;
   assign \$278  = { weights[207:200], weights[143:136], weights[79:72], weights[15:8] } >> \$1744 ;
-  assign \$1747  = \port$57281$18 [5] * 4'h8;
+  assign \$1747  = \port$56711$18 [5] * 4'h8;
   assign \$279  = { weights[207:200], weights[79:72] } >> \$1747 ;
-  assign \$1752  = \port$57281$18 [0] * 4'h8;
+  assign \$1752  = \port$56711$18 [0] * 4'h8;
   assign \$282  = centre[95:80] >> \$1752 ;
-  assign \$1755  = \port$57281$18 [0] * 4'h8;
+  assign \$1755  = \port$56711$18 [0] * 4'h8;
   assign \$283  = centre[79:64] >> \$1755 ;
-  assign \$1758  = \port$57281$18 [0] * 4'h8;
+  assign \$1758  = \port$56711$18 [0] * 4'h8;
   assign \$284  = centre[111:96] >> \$1758 ;
-  assign \$1762  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1762  = \port$56711$18 [1:0] * 4'h8;
   assign \$286  = centre[95:64] >> \$1762 ;
-  assign \$1765  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1765  = \port$56711$18 [1:0] * 4'h8;
   assign \$287  = centre[63:32] >> \$1765 ;
-  assign \$1768  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1768  = \port$56711$18 [1:0] * 4'h8;
   assign \$288  = centre[127:96] >> \$1768 ;
-  assign \$1772  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1772  = \port$56711$18 [2:0] * 4'h8;
   assign \$290  = centre[127:64] >> \$1772 ;
-  assign \$1775  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1775  = \port$56711$18 [2:0] * 4'h8;
   assign \$291  = centre[63:0] >> \$1775 ;
-  assign \$1778  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1778  = \port$56711$18 [2:0] * 4'h8;
   assign \$292  = centre[191:128] >> \$1778 ;
-  assign \$1782  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1782  = \port$56711$18 [3:0] * 4'h8;
   assign \$294  = centre[127:0] >> \$1782 ;
-  assign \$1785  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1785  = \port$56711$18 [3:0] * 4'h8;
   assign \$295  = 1'h0 >> \$1785 ;
-  assign \$1788  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1788  = \port$56711$18 [3:0] * 4'h8;
   assign \$296  = centre[255:128] >> \$1788 ;
-  assign \$1792  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1792  = \port$56711$18 [4:0] * 4'h8;
   assign \$298  = centre >> \$1792 ;
-  assign \$1795  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1795  = \port$56711$18 [4:0] * 4'h8;
   assign \$299  = 1'h0 >> \$1795 ;
-  assign \$1798  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1798  = \port$56711$18 [4:0] * 4'h8;
   assign \$300  = 1'h0 >> \$1798 ;
-  assign \$1803  = \port$57281$18 [9:5] * 4'h8;
+  assign \$1803  = \port$56711$18 [9:5] * 4'h8;
   assign \$303  = weights >> \$1803 ;
-  assign \$1806  = \port$57281$18 [8:5] * 4'h8;
+  assign \$1806  = \port$56711$18 [8:5] * 4'h8;
   assign \$304  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1806 ;
-  assign \$1809  = \port$57281$18 [7:5] * 4'h8;
+  assign \$1809  = \port$56711$18 [7:5] * 4'h8;
   assign \$305  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$1809 ;
-  assign \$1812  = \port$57281$18 [6:5] * 4'h8;
+  assign \$1812  = \port$56711$18 [6:5] * 4'h8;
   assign \$306  = { weights[215:208], weights[151:144], weights[87:80], weights[23:16] } >> \$1812 ;
-  assign \$1815  = \port$57281$18 [5] * 4'h8;
+  assign \$1815  = \port$56711$18 [5] * 4'h8;
   assign \$307  = { weights[215:208], weights[87:80] } >> \$1815 ;
-  assign \$1820  = \port$57281$18 [0] * 4'h8;
+  assign \$1820  = \port$56711$18 [0] * 4'h8;
   assign \$310  = centre[95:80] >> \$1820 ;
-  assign \$1823  = \port$57281$18 [0] * 4'h8;
+  assign \$1823  = \port$56711$18 [0] * 4'h8;
   assign \$311  = centre[79:64] >> \$1823 ;
-  assign \$1826  = \port$57281$18 [0] * 4'h8;
+  assign \$1826  = \port$56711$18 [0] * 4'h8;
   assign \$312  = centre[111:96] >> \$1826 ;
-  assign \$1830  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1830  = \port$56711$18 [1:0] * 4'h8;
   assign \$314  = centre[95:64] >> \$1830 ;
-  assign \$1833  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1833  = \port$56711$18 [1:0] * 4'h8;
   assign \$315  = centre[63:32] >> \$1833 ;
-  assign \$1836  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1836  = \port$56711$18 [1:0] * 4'h8;
   assign \$316  = centre[127:96] >> \$1836 ;
-  assign \$1840  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1840  = \port$56711$18 [2:0] * 4'h8;
   assign \$318  = centre[127:64] >> \$1840 ;
-  assign \$1843  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1843  = \port$56711$18 [2:0] * 4'h8;
   assign \$319  = centre[63:0] >> \$1843 ;
-  assign \$1846  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1846  = \port$56711$18 [2:0] * 4'h8;
   assign \$320  = centre[191:128] >> \$1846 ;
-  assign \$1850  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1850  = \port$56711$18 [3:0] * 4'h8;
   assign \$322  = centre[127:0] >> \$1850 ;
-  assign \$1853  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1853  = \port$56711$18 [3:0] * 4'h8;
   assign \$323  = 1'h0 >> \$1853 ;
-  assign \$1856  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1856  = \port$56711$18 [3:0] * 4'h8;
   assign \$324  = centre[255:128] >> \$1856 ;
-  assign \$1860  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1860  = \port$56711$18 [4:0] * 4'h8;
   assign \$326  = centre >> \$1860 ;
-  assign \$1863  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1863  = \port$56711$18 [4:0] * 4'h8;
   assign \$327  = 1'h0 >> \$1863 ;
-  assign \$1866  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1866  = \port$56711$18 [4:0] * 4'h8;
   assign \$328  = 1'h0 >> \$1866 ;
-  assign \$1871  = \port$57281$18 [9:5] * 4'h8;
+  assign \$1871  = \port$56711$18 [9:5] * 4'h8;
   assign \$331  = weights >> \$1871 ;
-  assign \$1874  = \port$57281$18 [8:5] * 4'h8;
+  assign \$1874  = \port$56711$18 [8:5] * 4'h8;
   assign \$332  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$1874 ;
-  assign \$1877  = \port$57281$18 [7:5] * 4'h8;
+  assign \$1877  = \port$56711$18 [7:5] * 4'h8;
   assign \$333  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$1877 ;
-  assign \$1880  = \port$57281$18 [6:5] * 4'h8;
+  assign \$1880  = \port$56711$18 [6:5] * 4'h8;
   assign \$334  = { weights[223:216], weights[159:152], weights[95:88], weights[31:24] } >> \$1880 ;
-  assign \$1883  = \port$57281$18 [5] * 4'h8;
+  assign \$1883  = \port$56711$18 [5] * 4'h8;
   assign \$335  = { weights[223:216], weights[95:88] } >> \$1883 ;
-  assign \$1888  = \port$57281$18 [0] * 4'h8;
+  assign \$1888  = \port$56711$18 [0] * 4'h8;
   assign \$338  = centre[111:96] >> \$1888 ;
-  assign \$1891  = \port$57281$18 [0] * 4'h8;
+  assign \$1891  = \port$56711$18 [0] * 4'h8;
   assign \$339  = centre[95:80] >> \$1891 ;
-  assign \$1894  = \port$57281$18 [0] * 4'h8;
+  assign \$1894  = \port$56711$18 [0] * 4'h8;
   assign \$340  = centre[127:112] >> \$1894 ;
-  assign \$1898  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1898  = \port$56711$18 [1:0] * 4'h8;
   assign \$342  = centre[127:96] >> \$1898 ;
-  assign \$1901  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1901  = \port$56711$18 [1:0] * 4'h8;
   assign \$343  = centre[95:64] >> \$1901 ;
-  assign \$1904  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1904  = \port$56711$18 [1:0] * 4'h8;
   assign \$344  = centre[159:128] >> \$1904 ;
-  assign \$1908  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1908  = \port$56711$18 [2:0] * 4'h8;
   assign \$346  = centre[127:64] >> \$1908 ;
-  assign \$1911  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1911  = \port$56711$18 [2:0] * 4'h8;
   assign \$347  = centre[63:0] >> \$1911 ;
-  assign \$1914  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1914  = \port$56711$18 [2:0] * 4'h8;
   assign \$348  = centre[191:128] >> \$1914 ;
-  assign \$1918  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1918  = \port$56711$18 [3:0] * 4'h8;
   assign \$350  = centre[127:0] >> \$1918 ;
-  assign \$1921  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1921  = \port$56711$18 [3:0] * 4'h8;
   assign \$351  = 1'h0 >> \$1921 ;
-  assign \$1924  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1924  = \port$56711$18 [3:0] * 4'h8;
   assign \$352  = centre[255:128] >> \$1924 ;
-  assign \$1928  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1928  = \port$56711$18 [4:0] * 4'h8;
   assign \$354  = centre >> \$1928 ;
-  assign \$1931  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1931  = \port$56711$18 [4:0] * 4'h8;
   assign \$355  = 1'h0 >> \$1931 ;
-  assign \$1934  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1934  = \port$56711$18 [4:0] * 4'h8;
   assign \$356  = 1'h0 >> \$1934 ;
-  assign \$1939  = \port$57281$18 [9:5] * 4'h8;
+  assign \$1939  = \port$56711$18 [9:5] * 4'h8;
   assign \$359  = weights >> \$1939 ;
-  assign \$1942  = \port$57281$18 [8:5] * 4'h8;
+  assign \$1942  = \port$56711$18 [8:5] * 4'h8;
   assign \$360  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1942 ;
-  assign \$1945  = \port$57281$18 [7:5] * 4'h8;
+  assign \$1945  = \port$56711$18 [7:5] * 4'h8;
   assign \$361  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$1945 ;
-  assign \$1948  = \port$57281$18 [6:5] * 4'h8;
+  assign \$1948  = \port$56711$18 [6:5] * 4'h8;
   assign \$362  = { weights[231:224], weights[167:160], weights[103:96], weights[39:32] } >> \$1948 ;
-  assign \$1951  = \port$57281$18 [5] * 4'h8;
+  assign \$1951  = \port$56711$18 [5] * 4'h8;
   assign \$363  = { weights[231:224], weights[103:96] } >> \$1951 ;
-  assign \$1956  = \port$57281$18 [0] * 4'h8;
+  assign \$1956  = \port$56711$18 [0] * 4'h8;
   assign \$366  = centre[111:96] >> \$1956 ;
-  assign \$1959  = \port$57281$18 [0] * 4'h8;
+  assign \$1959  = \port$56711$18 [0] * 4'h8;
   assign \$367  = centre[95:80] >> \$1959 ;
-  assign \$1962  = \port$57281$18 [0] * 4'h8;
+  assign \$1962  = \port$56711$18 [0] * 4'h8;
   assign \$368  = centre[127:112] >> \$1962 ;
-  assign \$1966  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1966  = \port$56711$18 [1:0] * 4'h8;
   assign \$370  = centre[127:96] >> \$1966 ;
-  assign \$1969  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1969  = \port$56711$18 [1:0] * 4'h8;
   assign \$371  = centre[95:64] >> \$1969 ;
-  assign \$1972  = \port$57281$18 [1:0] * 4'h8;
+  assign \$1972  = \port$56711$18 [1:0] * 4'h8;
   assign \$372  = centre[159:128] >> \$1972 ;
-  assign \$1976  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1976  = \port$56711$18 [2:0] * 4'h8;
   assign \$374  = centre[127:64] >> \$1976 ;
-  assign \$1979  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1979  = \port$56711$18 [2:0] * 4'h8;
   assign \$375  = centre[63:0] >> \$1979 ;
-  assign \$1982  = \port$57281$18 [2:0] * 4'h8;
+  assign \$1982  = \port$56711$18 [2:0] * 4'h8;
   assign \$376  = centre[191:128] >> \$1982 ;
-  assign \$1986  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1986  = \port$56711$18 [3:0] * 4'h8;
   assign \$378  = centre[127:0] >> \$1986 ;
-  assign \$1989  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1989  = \port$56711$18 [3:0] * 4'h8;
   assign \$379  = 1'h0 >> \$1989 ;
-  assign \$1992  = \port$57281$18 [3:0] * 4'h8;
+  assign \$1992  = \port$56711$18 [3:0] * 4'h8;
   assign \$380  = centre[255:128] >> \$1992 ;
-  assign \$1996  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1996  = \port$56711$18 [4:0] * 4'h8;
   assign \$382  = centre >> \$1996 ;
-  assign \$1999  = \port$57281$18 [4:0] * 4'h8;
+  assign \$1999  = \port$56711$18 [4:0] * 4'h8;
   assign \$383  = 1'h0 >> \$1999 ;
-  assign \$2002  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2002  = \port$56711$18 [4:0] * 4'h8;
   assign \$384  = 1'h0 >> \$2002 ;
-  assign \$2007  = \port$57281$18 [9:5] * 4'h8;
+  assign \$2007  = \port$56711$18 [9:5] * 4'h8;
   assign \$387  = weights >> \$2007 ;
-  assign \$2010  = \port$57281$18 [8:5] * 4'h8;
+  assign \$2010  = \port$56711$18 [8:5] * 4'h8;
   assign \$388  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2010 ;
-  assign \$2013  = \port$57281$18 [7:5] * 4'h8;
+  assign \$2013  = \port$56711$18 [7:5] * 4'h8;
   assign \$389  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$2013 ;
-  assign \$2016  = \port$57281$18 [6:5] * 4'h8;
+  assign \$2016  = \port$56711$18 [6:5] * 4'h8;
   assign \$390  = { weights[239:232], weights[175:168], weights[111:104], weights[47:40] } >> \$2016 ;
-  assign \$2019  = \port$57281$18 [5] * 4'h8;
+  assign \$2019  = \port$56711$18 [5] * 4'h8;
   assign \$391  = { weights[239:232], weights[111:104] } >> \$2019 ;
-  assign \$2024  = \port$57281$18 [0] * 4'h8;
+  assign \$2024  = \port$56711$18 [0] * 4'h8;
   assign \$394  = centre[127:112] >> \$2024 ;
-  assign \$2027  = \port$57281$18 [0] * 4'h8;
+  assign \$2027  = \port$56711$18 [0] * 4'h8;
   assign \$395  = centre[111:96] >> \$2027 ;
-  assign \$2030  = \port$57281$18 [0] * 4'h8;
+  assign \$2030  = \port$56711$18 [0] * 4'h8;
   assign \$396  = centre[143:128] >> \$2030 ;
-  assign \$2034  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2034  = \port$56711$18 [1:0] * 4'h8;
   assign \$398  = centre[127:96] >> \$2034 ;
-  assign \$2037  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2037  = \port$56711$18 [1:0] * 4'h8;
   assign \$399  = centre[95:64] >> \$2037 ;
-  assign \$2040  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2040  = \port$56711$18 [1:0] * 4'h8;
   assign \$400  = centre[159:128] >> \$2040 ;
-  assign \$2044  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2044  = \port$56711$18 [2:0] * 4'h8;
   assign \$402  = centre[127:64] >> \$2044 ;
-  assign \$2047  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2047  = \port$56711$18 [2:0] * 4'h8;
   assign \$403  = centre[63:0] >> \$2047 ;
-  assign \$2050  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2050  = \port$56711$18 [2:0] * 4'h8;
   assign \$404  = centre[191:128] >> \$2050 ;
-  assign \$2054  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2054  = \port$56711$18 [3:0] * 4'h8;
   assign \$406  = centre[127:0] >> \$2054 ;
-  assign \$2057  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2057  = \port$56711$18 [3:0] * 4'h8;
   assign \$407  = 1'h0 >> \$2057 ;
-  assign \$2060  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2060  = \port$56711$18 [3:0] * 4'h8;
   assign \$408  = centre[255:128] >> \$2060 ;
-  assign \$2064  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2064  = \port$56711$18 [4:0] * 4'h8;
   assign \$410  = centre >> \$2064 ;
-  assign \$2067  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2067  = \port$56711$18 [4:0] * 4'h8;
   assign \$411  = 1'h0 >> \$2067 ;
-  assign \$2070  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2070  = \port$56711$18 [4:0] * 4'h8;
   assign \$412  = 1'h0 >> \$2070 ;
-  assign \$2075  = \port$57281$18 [9:5] * 4'h8;
+  assign \$2075  = \port$56711$18 [9:5] * 4'h8;
   assign \$415  = weights >> \$2075 ;
-  assign \$2078  = \port$57281$18 [8:5] * 4'h8;
+  assign \$2078  = \port$56711$18 [8:5] * 4'h8;
   assign \$416  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2078 ;
-  assign \$2081  = \port$57281$18 [7:5] * 4'h8;
+  assign \$2081  = \port$56711$18 [7:5] * 4'h8;
   assign \$417  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$2081 ;
-  assign \$2084  = \port$57281$18 [6:5] * 4'h8;
+  assign \$2084  = \port$56711$18 [6:5] * 4'h8;
   assign \$418  = { weights[247:240], weights[183:176], weights[119:112], weights[55:48] } >> \$2084 ;
-  assign \$2087  = \port$57281$18 [5] * 4'h8;
+  assign \$2087  = \port$56711$18 [5] * 4'h8;
   assign \$419  = { weights[247:240], weights[119:112] } >> \$2087 ;
-  assign \$2092  = \port$57281$18 [0] * 4'h8;
+  assign \$2092  = \port$56711$18 [0] * 4'h8;
   assign \$422  = centre[127:112] >> \$2092 ;
-  assign \$2095  = \port$57281$18 [0] * 4'h8;
+  assign \$2095  = \port$56711$18 [0] * 4'h8;
   assign \$423  = centre[111:96] >> \$2095 ;
-  assign \$2098  = \port$57281$18 [0] * 4'h8;
+  assign \$2098  = \port$56711$18 [0] * 4'h8;
   assign \$424  = centre[143:128] >> \$2098 ;
-  assign \$2102  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2102  = \port$56711$18 [1:0] * 4'h8;
   assign \$426  = centre[127:96] >> \$2102 ;
-  assign \$2105  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2105  = \port$56711$18 [1:0] * 4'h8;
   assign \$427  = centre[95:64] >> \$2105 ;
-  assign \$2108  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2108  = \port$56711$18 [1:0] * 4'h8;
   assign \$428  = centre[159:128] >> \$2108 ;
-  assign \$2112  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2112  = \port$56711$18 [2:0] * 4'h8;
   assign \$430  = centre[127:64] >> \$2112 ;
-  assign \$2115  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2115  = \port$56711$18 [2:0] * 4'h8;
   assign \$431  = centre[63:0] >> \$2115 ;
-  assign \$2118  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2118  = \port$56711$18 [2:0] * 4'h8;
   assign \$432  = centre[191:128] >> \$2118 ;
-  assign \$2122  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2122  = \port$56711$18 [3:0] * 4'h8;
   assign \$434  = centre[127:0] >> \$2122 ;
-  assign \$2125  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2125  = \port$56711$18 [3:0] * 4'h8;
   assign \$435  = 1'h0 >> \$2125 ;
-  assign \$2128  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2128  = \port$56711$18 [3:0] * 4'h8;
   assign \$436  = centre[255:128] >> \$2128 ;
-  assign \$2132  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2132  = \port$56711$18 [4:0] * 4'h8;
   assign \$438  = centre >> \$2132 ;
-  assign \$2135  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2135  = \port$56711$18 [4:0] * 4'h8;
   assign \$439  = 1'h0 >> \$2135 ;
-  assign \$2138  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2138  = \port$56711$18 [4:0] * 4'h8;
   assign \$440  = 1'h0 >> \$2138 ;
-  assign \$2143  = \port$57281$18 [9:5] * 4'h8;
+  assign \$2143  = \port$56711$18 [9:5] * 4'h8;
   assign \$443  = weights >> \$2143 ;
-  assign \$2146  = \port$57281$18 [8:5] * 4'h8;
+  assign \$2146  = \port$56711$18 [8:5] * 4'h8;
   assign \$444  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2146 ;
-  assign \$2149  = \port$57281$18 [7:5] * 4'h8;
+  assign \$2149  = \port$56711$18 [7:5] * 4'h8;
   assign \$445  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$2149 ;
-  assign \$2152  = \port$57281$18 [6:5] * 4'h8;
+  assign \$2152  = \port$56711$18 [6:5] * 4'h8;
   assign \$446  = { weights[255:248], weights[191:184], weights[127:120], weights[63:56] } >> \$2152 ;
-  assign \$2155  = \port$57281$18 [5] * 4'h8;
+  assign \$2155  = \port$56711$18 [5] * 4'h8;
   assign \$447  = { weights[255:248], weights[127:120] } >> \$2155 ;
-  assign \$2160  = \port$57281$18 [0] * 4'h8;
+  assign \$2160  = \port$56711$18 [0] * 4'h8;
   assign \$450  = centre[143:128] >> \$2160 ;
-  assign \$2163  = \port$57281$18 [0] * 4'h8;
+  assign \$2163  = \port$56711$18 [0] * 4'h8;
   assign \$451  = centre[127:112] >> \$2163 ;
-  assign \$2166  = \port$57281$18 [0] * 4'h8;
+  assign \$2166  = \port$56711$18 [0] * 4'h8;
   assign \$452  = centre[159:144] >> \$2166 ;
-  assign \$2170  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2170  = \port$56711$18 [1:0] * 4'h8;
   assign \$454  = centre[159:128] >> \$2170 ;
-  assign \$2173  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2173  = \port$56711$18 [1:0] * 4'h8;
   assign \$455  = centre[127:96] >> \$2173 ;
-  assign \$2176  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2176  = \port$56711$18 [1:0] * 4'h8;
   assign \$456  = centre[191:160] >> \$2176 ;
-  assign \$2180  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2180  = \port$56711$18 [2:0] * 4'h8;
   assign \$458  = centre[191:128] >> \$2180 ;
-  assign \$2183  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2183  = \port$56711$18 [2:0] * 4'h8;
   assign \$459  = centre[127:64] >> \$2183 ;
-  assign \$2186  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2186  = \port$56711$18 [2:0] * 4'h8;
   assign \$460  = centre[255:192] >> \$2186 ;
-  assign \$2190  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2190  = \port$56711$18 [3:0] * 4'h8;
   assign \$462  = centre[255:128] >> \$2190 ;
-  assign \$2193  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2193  = \port$56711$18 [3:0] * 4'h8;
   assign \$463  = centre[127:0] >> \$2193 ;
-  assign \$2196  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2196  = \port$56711$18 [3:0] * 4'h8;
   assign \$464  = 1'h0 >> \$2196 ;
-  assign \$2200  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2200  = \port$56711$18 [4:0] * 4'h8;
   assign \$466  = centre >> \$2200 ;
-  assign \$2203  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2203  = \port$56711$18 [4:0] * 4'h8;
   assign \$467  = 1'h0 >> \$2203 ;
-  assign \$2206  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2206  = \port$56711$18 [4:0] * 4'h8;
   assign \$468  = 1'h0 >> \$2206 ;
-  assign \$2211  = \port$57281$18 [9:5] * 4'h8;
+  assign \$2211  = \port$56711$18 [9:5] * 4'h8;
   assign \$471  = weights >> \$2211 ;
-  assign \$2214  = \port$57281$18 [8:5] * 4'h8;
+  assign \$2214  = \port$56711$18 [8:5] * 4'h8;
   assign \$472  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2214 ;
-  assign \$2217  = \port$57281$18 [7:5] * 4'h8;
+  assign \$2217  = \port$56711$18 [7:5] * 4'h8;
   assign \$473  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$2217 ;
-  assign \$2220  = \port$57281$18 [6:5] * 4'h8;
+  assign \$2220  = \port$56711$18 [6:5] * 4'h8;
   assign \$474  = { weights[199:192], weights[135:128], weights[71:64], weights[7:0] } >> \$2220 ;
-  assign \$2223  = \port$57281$18 [5] * 4'h8;
+  assign \$2223  = \port$56711$18 [5] * 4'h8;
   assign \$475  = { weights[135:128], weights[7:0] } >> \$2223 ;
-  assign \$2228  = \port$57281$18 [0] * 4'h8;
+  assign \$2228  = \port$56711$18 [0] * 4'h8;
   assign \$478  = centre[143:128] >> \$2228 ;
-  assign \$2231  = \port$57281$18 [0] * 4'h8;
+  assign \$2231  = \port$56711$18 [0] * 4'h8;
   assign \$479  = centre[127:112] >> \$2231 ;
-  assign \$2234  = \port$57281$18 [0] * 4'h8;
+  assign \$2234  = \port$56711$18 [0] * 4'h8;
   assign \$480  = centre[159:144] >> \$2234 ;
-  assign \$2238  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2238  = \port$56711$18 [1:0] * 4'h8;
   assign \$482  = centre[159:128] >> \$2238 ;
-  assign \$2241  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2241  = \port$56711$18 [1:0] * 4'h8;
   assign \$483  = centre[127:96] >> \$2241 ;
-  assign \$2244  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2244  = \port$56711$18 [1:0] * 4'h8;
   assign \$484  = centre[191:160] >> \$2244 ;
-  assign \$2248  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2248  = \port$56711$18 [2:0] * 4'h8;
   assign \$486  = centre[191:128] >> \$2248 ;
-  assign \$2251  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2251  = \port$56711$18 [2:0] * 4'h8;
   assign \$487  = centre[127:64] >> \$2251 ;
-  assign \$2254  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2254  = \port$56711$18 [2:0] * 4'h8;
   assign \$488  = centre[255:192] >> \$2254 ;
-  assign \$2258  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2258  = \port$56711$18 [3:0] * 4'h8;
   assign \$490  = centre[255:128] >> \$2258 ;
-  assign \$2261  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2261  = \port$56711$18 [3:0] * 4'h8;
   assign \$491  = centre[127:0] >> \$2261 ;
-  assign \$2264  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2264  = \port$56711$18 [3:0] * 4'h8;
   assign \$492  = 1'h0 >> \$2264 ;
-  assign \$2268  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2268  = \port$56711$18 [4:0] * 4'h8;
   assign \$494  = centre >> \$2268 ;
-  assign \$2271  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2271  = \port$56711$18 [4:0] * 4'h8;
   assign \$495  = 1'h0 >> \$2271 ;
-  assign \$2274  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2274  = \port$56711$18 [4:0] * 4'h8;
   assign \$496  = 1'h0 >> \$2274 ;
-  assign \$2279  = \port$57281$18 [9:5] * 4'h8;
+  assign \$2279  = \port$56711$18 [9:5] * 4'h8;
   assign \$499  = weights >> \$2279 ;
-  assign \$2282  = \port$57281$18 [8:5] * 4'h8;
+  assign \$2282  = \port$56711$18 [8:5] * 4'h8;
   assign \$500  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2282 ;
-  assign \$2285  = \port$57281$18 [7:5] * 4'h8;
+  assign \$2285  = \port$56711$18 [7:5] * 4'h8;
   assign \$501  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$2285 ;
-  assign \$2288  = \port$57281$18 [6:5] * 4'h8;
+  assign \$2288  = \port$56711$18 [6:5] * 4'h8;
   assign \$502  = { weights[207:200], weights[143:136], weights[79:72], weights[15:8] } >> \$2288 ;
-  assign \$2291  = \port$57281$18 [5] * 4'h8;
+  assign \$2291  = \port$56711$18 [5] * 4'h8;
   assign \$503  = { weights[143:136], weights[15:8] } >> \$2291 ;
-  assign \$2296  = \port$57281$18 [0] * 4'h8;
+  assign \$2296  = \port$56711$18 [0] * 4'h8;
   assign \$506  = centre[159:144] >> \$2296 ;
-  assign \$2299  = \port$57281$18 [0] * 4'h8;
+  assign \$2299  = \port$56711$18 [0] * 4'h8;
   assign \$507  = centre[143:128] >> \$2299 ;
-  assign \$2302  = \port$57281$18 [0] * 4'h8;
+  assign \$2302  = \port$56711$18 [0] * 4'h8;
   assign \$508  = centre[175:160] >> \$2302 ;
-  assign \$2306  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2306  = \port$56711$18 [1:0] * 4'h8;
   assign \$510  = centre[159:128] >> \$2306 ;
-  assign \$2309  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2309  = \port$56711$18 [1:0] * 4'h8;
   assign \$511  = centre[127:96] >> \$2309 ;
-  assign \$2312  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2312  = \port$56711$18 [1:0] * 4'h8;
   assign \$512  = centre[191:160] >> \$2312 ;
-  assign \$2316  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2316  = \port$56711$18 [2:0] * 4'h8;
   assign \$514  = centre[191:128] >> \$2316 ;
-  assign \$2319  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2319  = \port$56711$18 [2:0] * 4'h8;
   assign \$515  = centre[127:64] >> \$2319 ;
-  assign \$2322  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2322  = \port$56711$18 [2:0] * 4'h8;
   assign \$516  = centre[255:192] >> \$2322 ;
-  assign \$2326  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2326  = \port$56711$18 [3:0] * 4'h8;
   assign \$518  = centre[255:128] >> \$2326 ;
-  assign \$2329  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2329  = \port$56711$18 [3:0] * 4'h8;
   assign \$519  = centre[127:0] >> \$2329 ;
-  assign \$2332  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2332  = \port$56711$18 [3:0] * 4'h8;
   assign \$520  = 1'h0 >> \$2332 ;
-  assign \$2336  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2336  = \port$56711$18 [4:0] * 4'h8;
   assign \$522  = centre >> \$2336 ;
-  assign \$2339  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2339  = \port$56711$18 [4:0] * 4'h8;
   assign \$523  = 1'h0 >> \$2339 ;
-  assign \$2342  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2342  = \port$56711$18 [4:0] * 4'h8;
   assign \$524  = 1'h0 >> \$2342 ;
-  assign \$2347  = \port$57281$18 [9:5] * 4'h8;
+  assign \$2347  = \port$56711$18 [9:5] * 4'h8;
   assign \$527  = weights >> \$2347 ;
-  assign \$2350  = \port$57281$18 [8:5] * 4'h8;
+  assign \$2350  = \port$56711$18 [8:5] * 4'h8;
   assign \$528  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2350 ;
-  assign \$2353  = \port$57281$18 [7:5] * 4'h8;
+  assign \$2353  = \port$56711$18 [7:5] * 4'h8;
   assign \$529  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$2353 ;
-  assign \$2356  = \port$57281$18 [6:5] * 4'h8;
+  assign \$2356  = \port$56711$18 [6:5] * 4'h8;
   assign \$530  = { weights[215:208], weights[151:144], weights[87:80], weights[23:16] } >> \$2356 ;
-  assign \$2359  = \port$57281$18 [5] * 4'h8;
+  assign \$2359  = \port$56711$18 [5] * 4'h8;
   assign \$531  = { weights[151:144], weights[23:16] } >> \$2359 ;
-  assign \$2364  = \port$57281$18 [0] * 4'h8;
+  assign \$2364  = \port$56711$18 [0] * 4'h8;
   assign \$534  = centre[159:144] >> \$2364 ;
-  assign \$2367  = \port$57281$18 [0] * 4'h8;
+  assign \$2367  = \port$56711$18 [0] * 4'h8;
   assign \$535  = centre[143:128] >> \$2367 ;
-  assign \$2370  = \port$57281$18 [0] * 4'h8;
+  assign \$2370  = \port$56711$18 [0] * 4'h8;
   assign \$536  = centre[175:160] >> \$2370 ;
-  assign \$2374  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2374  = \port$56711$18 [1:0] * 4'h8;
   assign \$538  = centre[159:128] >> \$2374 ;
-  assign \$2377  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2377  = \port$56711$18 [1:0] * 4'h8;
   assign \$539  = centre[127:96] >> \$2377 ;
-  assign \$2380  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2380  = \port$56711$18 [1:0] * 4'h8;
   assign \$540  = centre[191:160] >> \$2380 ;
-  assign \$2384  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2384  = \port$56711$18 [2:0] * 4'h8;
   assign \$542  = centre[191:128] >> \$2384 ;
-  assign \$2387  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2387  = \port$56711$18 [2:0] * 4'h8;
   assign \$543  = centre[127:64] >> \$2387 ;
-  assign \$2390  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2390  = \port$56711$18 [2:0] * 4'h8;
   assign \$544  = centre[255:192] >> \$2390 ;
-  assign \$2394  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2394  = \port$56711$18 [3:0] * 4'h8;
   assign \$546  = centre[255:128] >> \$2394 ;
-  assign \$2397  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2397  = \port$56711$18 [3:0] * 4'h8;
   assign \$547  = centre[127:0] >> \$2397 ;
-  assign \$2400  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2400  = \port$56711$18 [3:0] * 4'h8;
   assign \$548  = 1'h0 >> \$2400 ;
-  assign \$2404  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2404  = \port$56711$18 [4:0] * 4'h8;
   assign \$550  = centre >> \$2404 ;
-  assign \$2407  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2407  = \port$56711$18 [4:0] * 4'h8;
   assign \$551  = 1'h0 >> \$2407 ;
-  assign \$2410  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2410  = \port$56711$18 [4:0] * 4'h8;
   assign \$552  = 1'h0 >> \$2410 ;
-  assign \$2415  = \port$57281$18 [9:5] * 4'h8;
+  assign \$2415  = \port$56711$18 [9:5] * 4'h8;
   assign \$555  = weights >> \$2415 ;
-  assign \$2418  = \port$57281$18 [8:5] * 4'h8;
+  assign \$2418  = \port$56711$18 [8:5] * 4'h8;
   assign \$556  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2418 ;
-  assign \$2421  = \port$57281$18 [7:5] * 4'h8;
+  assign \$2421  = \port$56711$18 [7:5] * 4'h8;
   assign \$557  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$2421 ;
-  assign \$2424  = \port$57281$18 [6:5] * 4'h8;
+  assign \$2424  = \port$56711$18 [6:5] * 4'h8;
   assign \$558  = { weights[223:216], weights[159:152], weights[95:88], weights[31:24] } >> \$2424 ;
-  assign \$2427  = \port$57281$18 [5] * 4'h8;
+  assign \$2427  = \port$56711$18 [5] * 4'h8;
   assign \$559  = { weights[159:152], weights[31:24] } >> \$2427 ;
-  assign \$2432  = \port$57281$18 [0] * 4'h8;
+  assign \$2432  = \port$56711$18 [0] * 4'h8;
   assign \$562  = centre[175:160] >> \$2432 ;
-  assign \$2435  = \port$57281$18 [0] * 4'h8;
+  assign \$2435  = \port$56711$18 [0] * 4'h8;
   assign \$563  = centre[159:144] >> \$2435 ;
-  assign \$2438  = \port$57281$18 [0] * 4'h8;
+  assign \$2438  = \port$56711$18 [0] * 4'h8;
   assign \$564  = centre[191:176] >> \$2438 ;
-  assign \$2442  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2442  = \port$56711$18 [1:0] * 4'h8;
   assign \$566  = centre[191:160] >> \$2442 ;
-  assign \$2445  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2445  = \port$56711$18 [1:0] * 4'h8;
   assign \$567  = centre[159:128] >> \$2445 ;
-  assign \$2448  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2448  = \port$56711$18 [1:0] * 4'h8;
   assign \$568  = centre[223:192] >> \$2448 ;
-  assign \$2452  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2452  = \port$56711$18 [2:0] * 4'h8;
   assign \$570  = centre[191:128] >> \$2452 ;
-  assign \$2455  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2455  = \port$56711$18 [2:0] * 4'h8;
   assign \$571  = centre[127:64] >> \$2455 ;
-  assign \$2458  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2458  = \port$56711$18 [2:0] * 4'h8;
   assign \$572  = centre[255:192] >> \$2458 ;
-  assign \$2462  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2462  = \port$56711$18 [3:0] * 4'h8;
   assign \$574  = centre[255:128] >> \$2462 ;
-  assign \$2465  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2465  = \port$56711$18 [3:0] * 4'h8;
   assign \$575  = centre[127:0] >> \$2465 ;
-  assign \$2468  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2468  = \port$56711$18 [3:0] * 4'h8;
   assign \$576  = 1'h0 >> \$2468 ;
-  assign \$2472  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2472  = \port$56711$18 [4:0] * 4'h8;
   assign \$578  = centre >> \$2472 ;
-  assign \$2475  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2475  = \port$56711$18 [4:0] * 4'h8;
   assign \$579  = 1'h0 >> \$2475 ;
-  assign \$2478  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2478  = \port$56711$18 [4:0] * 4'h8;
   assign \$580  = 1'h0 >> \$2478 ;
-  assign \$2483  = \port$57281$18 [9:5] * 4'h8;
+  assign \$2483  = \port$56711$18 [9:5] * 4'h8;
   assign \$583  = weights >> \$2483 ;
-  assign \$2486  = \port$57281$18 [8:5] * 4'h8;
+  assign \$2486  = \port$56711$18 [8:5] * 4'h8;
   assign \$584  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2486 ;
-  assign \$2489  = \port$57281$18 [7:5] * 4'h8;
+  assign \$2489  = \port$56711$18 [7:5] * 4'h8;
   assign \$585  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$2489 ;
-  assign \$2492  = \port$57281$18 [6:5] * 4'h8;
+  assign \$2492  = \port$56711$18 [6:5] * 4'h8;
   assign \$586  = { weights[231:224], weights[167:160], weights[103:96], weights[39:32] } >> \$2492 ;
-  assign \$2495  = \port$57281$18 [5] * 4'h8;
+  assign \$2495  = \port$56711$18 [5] * 4'h8;
   assign \$587  = { weights[167:160], weights[39:32] } >> \$2495 ;
-  assign \$2500  = \port$57281$18 [0] * 4'h8;
+  assign \$2500  = \port$56711$18 [0] * 4'h8;
   assign \$590  = centre[175:160] >> \$2500 ;
-  assign \$2503  = \port$57281$18 [0] * 4'h8;
+  assign \$2503  = \port$56711$18 [0] * 4'h8;
   assign \$591  = centre[159:144] >> \$2503 ;
-  assign \$2506  = \port$57281$18 [0] * 4'h8;
+  assign \$2506  = \port$56711$18 [0] * 4'h8;
   assign \$592  = centre[191:176] >> \$2506 ;
-  assign \$2510  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2510  = \port$56711$18 [1:0] * 4'h8;
   assign \$594  = centre[191:160] >> \$2510 ;
-  assign \$2513  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2513  = \port$56711$18 [1:0] * 4'h8;
   assign \$595  = centre[159:128] >> \$2513 ;
-  assign \$2516  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2516  = \port$56711$18 [1:0] * 4'h8;
   assign \$596  = centre[223:192] >> \$2516 ;
-  assign \$2520  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2520  = \port$56711$18 [2:0] * 4'h8;
   assign \$598  = centre[191:128] >> \$2520 ;
-  assign \$2523  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2523  = \port$56711$18 [2:0] * 4'h8;
   assign \$599  = centre[127:64] >> \$2523 ;
-  assign \$2526  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2526  = \port$56711$18 [2:0] * 4'h8;
   assign \$600  = centre[255:192] >> \$2526 ;
-  assign \$2530  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2530  = \port$56711$18 [3:0] * 4'h8;
   assign \$602  = centre[255:128] >> \$2530 ;
-  assign \$2533  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2533  = \port$56711$18 [3:0] * 4'h8;
   assign \$603  = centre[127:0] >> \$2533 ;
-  assign \$2536  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2536  = \port$56711$18 [3:0] * 4'h8;
   assign \$604  = 1'h0 >> \$2536 ;
-  assign \$2540  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2540  = \port$56711$18 [4:0] * 4'h8;
   assign \$606  = centre >> \$2540 ;
-  assign \$2543  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2543  = \port$56711$18 [4:0] * 4'h8;
   assign \$607  = 1'h0 >> \$2543 ;
-  assign \$2546  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2546  = \port$56711$18 [4:0] * 4'h8;
   assign \$608  = 1'h0 >> \$2546 ;
-  assign \$2551  = \port$57281$18 [9:5] * 4'h8;
+  assign \$2551  = \port$56711$18 [9:5] * 4'h8;
   assign \$611  = weights >> \$2551 ;
-  assign \$2554  = \port$57281$18 [8:5] * 4'h8;
+  assign \$2554  = \port$56711$18 [8:5] * 4'h8;
   assign \$612  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2554 ;
-  assign \$2557  = \port$57281$18 [7:5] * 4'h8;
+  assign \$2557  = \port$56711$18 [7:5] * 4'h8;
   assign \$613  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$2557 ;
-  assign \$2560  = \port$57281$18 [6:5] * 4'h8;
+  assign \$2560  = \port$56711$18 [6:5] * 4'h8;
   assign \$614  = { weights[239:232], weights[175:168], weights[111:104], weights[47:40] } >> \$2560 ;
-  assign \$2563  = \port$57281$18 [5] * 4'h8;
+  assign \$2563  = \port$56711$18 [5] * 4'h8;
   assign \$615  = { weights[175:168], weights[47:40] } >> \$2563 ;
-  assign \$2568  = \port$57281$18 [0] * 4'h8;
+  assign \$2568  = \port$56711$18 [0] * 4'h8;
   assign \$618  = centre[191:176] >> \$2568 ;
-  assign \$2571  = \port$57281$18 [0] * 4'h8;
+  assign \$2571  = \port$56711$18 [0] * 4'h8;
   assign \$619  = centre[175:160] >> \$2571 ;
-  assign \$2574  = \port$57281$18 [0] * 4'h8;
+  assign \$2574  = \port$56711$18 [0] * 4'h8;
   assign \$620  = centre[207:192] >> \$2574 ;
-  assign \$2578  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2578  = \port$56711$18 [1:0] * 4'h8;
   assign \$622  = centre[191:160] >> \$2578 ;
-  assign \$2581  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2581  = \port$56711$18 [1:0] * 4'h8;
   assign \$623  = centre[159:128] >> \$2581 ;
-  assign \$2584  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2584  = \port$56711$18 [1:0] * 4'h8;
   assign \$624  = centre[223:192] >> \$2584 ;
-  assign \$2588  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2588  = \port$56711$18 [2:0] * 4'h8;
   assign \$626  = centre[191:128] >> \$2588 ;
-  assign \$2591  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2591  = \port$56711$18 [2:0] * 4'h8;
   assign \$627  = centre[127:64] >> \$2591 ;
-  assign \$2594  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2594  = \port$56711$18 [2:0] * 4'h8;
   assign \$628  = centre[255:192] >> \$2594 ;
-  assign \$2598  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2598  = \port$56711$18 [3:0] * 4'h8;
   assign \$630  = centre[255:128] >> \$2598 ;
-  assign \$2601  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2601  = \port$56711$18 [3:0] * 4'h8;
   assign \$631  = centre[127:0] >> \$2601 ;
-  assign \$2604  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2604  = \port$56711$18 [3:0] * 4'h8;
   assign \$632  = 1'h0 >> \$2604 ;
-  assign \$2608  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2608  = \port$56711$18 [4:0] * 4'h8;
   assign \$634  = centre >> \$2608 ;
-  assign \$2611  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2611  = \port$56711$18 [4:0] * 4'h8;
   assign \$635  = 1'h0 >> \$2611 ;
-  assign \$2614  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2614  = \port$56711$18 [4:0] * 4'h8;
   assign \$636  = 1'h0 >> \$2614 ;
-  assign \$2619  = \port$57281$18 [9:5] * 4'h8;
+  assign \$2619  = \port$56711$18 [9:5] * 4'h8;
   assign \$639  = weights >> \$2619 ;
-  assign \$2622  = \port$57281$18 [8:5] * 4'h8;
+  assign \$2622  = \port$56711$18 [8:5] * 4'h8;
   assign \$640  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2622 ;
-  assign \$2625  = \port$57281$18 [7:5] * 4'h8;
+  assign \$2625  = \port$56711$18 [7:5] * 4'h8;
   assign \$641  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$2625 ;
-  assign \$2628  = \port$57281$18 [6:5] * 4'h8;
+  assign \$2628  = \port$56711$18 [6:5] * 4'h8;
   assign \$642  = { weights[247:240], weights[183:176], weights[119:112], weights[55:48] } >> \$2628 ;
-  assign \$2631  = \port$57281$18 [5] * 4'h8;
+  assign \$2631  = \port$56711$18 [5] * 4'h8;
   assign \$643  = { weights[183:176], weights[55:48] } >> \$2631 ;
-  assign \$2636  = \port$57281$18 [0] * 4'h8;
+  assign \$2636  = \port$56711$18 [0] * 4'h8;
   assign \$646  = centre[191:176] >> \$2636 ;
-  assign \$2639  = \port$57281$18 [0] * 4'h8;
+  assign \$2639  = \port$56711$18 [0] * 4'h8;
   assign \$647  = centre[175:160] >> \$2639 ;
-  assign \$2642  = \port$57281$18 [0] * 4'h8;
+  assign \$2642  = \port$56711$18 [0] * 4'h8;
   assign \$648  = centre[207:192] >> \$2642 ;
-  assign \$2646  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2646  = \port$56711$18 [1:0] * 4'h8;
   assign \$650  = centre[191:160] >> \$2646 ;
-  assign \$2649  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2649  = \port$56711$18 [1:0] * 4'h8;
   assign \$651  = centre[159:128] >> \$2649 ;
-  assign \$2652  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2652  = \port$56711$18 [1:0] * 4'h8;
   assign \$652  = centre[223:192] >> \$2652 ;
-  assign \$2656  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2656  = \port$56711$18 [2:0] * 4'h8;
   assign \$654  = centre[191:128] >> \$2656 ;
-  assign \$2659  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2659  = \port$56711$18 [2:0] * 4'h8;
   assign \$655  = centre[127:64] >> \$2659 ;
-  assign \$2662  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2662  = \port$56711$18 [2:0] * 4'h8;
   assign \$656  = centre[255:192] >> \$2662 ;
-  assign \$2666  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2666  = \port$56711$18 [3:0] * 4'h8;
   assign \$658  = centre[255:128] >> \$2666 ;
-  assign \$2669  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2669  = \port$56711$18 [3:0] * 4'h8;
   assign \$659  = centre[127:0] >> \$2669 ;
-  assign \$2672  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2672  = \port$56711$18 [3:0] * 4'h8;
   assign \$660  = 1'h0 >> \$2672 ;
-  assign \$2676  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2676  = \port$56711$18 [4:0] * 4'h8;
   assign \$662  = centre >> \$2676 ;
-  assign \$2679  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2679  = \port$56711$18 [4:0] * 4'h8;
   assign \$663  = 1'h0 >> \$2679 ;
-  assign \$2682  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2682  = \port$56711$18 [4:0] * 4'h8;
   assign \$664  = 1'h0 >> \$2682 ;
-  assign \$2687  = \port$57281$18 [9:5] * 4'h8;
+  assign \$2687  = \port$56711$18 [9:5] * 4'h8;
   assign \$667  = weights >> \$2687 ;
-  assign \$2690  = \port$57281$18 [8:5] * 4'h8;
+  assign \$2690  = \port$56711$18 [8:5] * 4'h8;
   assign \$668  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2690 ;
-  assign \$2693  = \port$57281$18 [7:5] * 4'h8;
+  assign \$2693  = \port$56711$18 [7:5] * 4'h8;
   assign \$669  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$2693 ;
-  assign \$2696  = \port$57281$18 [6:5] * 4'h8;
+  assign \$2696  = \port$56711$18 [6:5] * 4'h8;
   assign \$670  = { weights[255:248], weights[191:184], weights[127:120], weights[63:56] } >> \$2696 ;
-  assign \$2699  = \port$57281$18 [5] * 4'h8;
+  assign \$2699  = \port$56711$18 [5] * 4'h8;
   assign \$671  = { weights[191:184], weights[63:56] } >> \$2699 ;
-  assign \$2704  = \port$57281$18 [0] * 4'h8;
+  assign \$2704  = \port$56711$18 [0] * 4'h8;
   assign \$674  = centre[207:192] >> \$2704 ;
-  assign \$2707  = \port$57281$18 [0] * 4'h8;
+  assign \$2707  = \port$56711$18 [0] * 4'h8;
   assign \$675  = centre[191:176] >> \$2707 ;
-  assign \$2710  = \port$57281$18 [0] * 4'h8;
+  assign \$2710  = \port$56711$18 [0] * 4'h8;
   assign \$676  = centre[223:208] >> \$2710 ;
-  assign \$2714  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2714  = \port$56711$18 [1:0] * 4'h8;
   assign \$678  = centre[223:192] >> \$2714 ;
-  assign \$2717  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2717  = \port$56711$18 [1:0] * 4'h8;
   assign \$679  = centre[191:160] >> \$2717 ;
-  assign \$2720  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2720  = \port$56711$18 [1:0] * 4'h8;
   assign \$680  = centre[255:224] >> \$2720 ;
-  assign \$2724  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2724  = \port$56711$18 [2:0] * 4'h8;
   assign \$682  = centre[255:192] >> \$2724 ;
-  assign \$2727  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2727  = \port$56711$18 [2:0] * 4'h8;
   assign \$683  = centre[191:128] >> \$2727 ;
-  assign \$2730  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2730  = \port$56711$18 [2:0] * 4'h8;
   assign \$684  = 1'h0 >> \$2730 ;
-  assign \$2734  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2734  = \port$56711$18 [3:0] * 4'h8;
   assign \$686  = centre[255:128] >> \$2734 ;
-  assign \$2737  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2737  = \port$56711$18 [3:0] * 4'h8;
   assign \$687  = centre[127:0] >> \$2737 ;
-  assign \$2740  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2740  = \port$56711$18 [3:0] * 4'h8;
   assign \$688  = 1'h0 >> \$2740 ;
-  assign \$2744  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2744  = \port$56711$18 [4:0] * 4'h8;
   assign \$690  = centre >> \$2744 ;
-  assign \$2747  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2747  = \port$56711$18 [4:0] * 4'h8;
   assign \$691  = 1'h0 >> \$2747 ;
-  assign \$2750  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2750  = \port$56711$18 [4:0] * 4'h8;
   assign \$692  = 1'h0 >> \$2750 ;
-  assign \$2755  = \port$57281$18 [9:5] * 4'h8;
+  assign \$2755  = \port$56711$18 [9:5] * 4'h8;
   assign \$695  = weights >> \$2755 ;
-  assign \$2758  = \port$57281$18 [8:5] * 4'h8;
+  assign \$2758  = \port$56711$18 [8:5] * 4'h8;
   assign \$696  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2758 ;
-  assign \$2761  = \port$57281$18 [7:5] * 4'h8;
+  assign \$2761  = \port$56711$18 [7:5] * 4'h8;
   assign \$697  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$2761 ;
-  assign \$2764  = \port$57281$18 [6:5] * 4'h8;
+  assign \$2764  = \port$56711$18 [6:5] * 4'h8;
   assign \$698  = { weights[199:192], weights[135:128], weights[71:64], weights[7:0] } >> \$2764 ;
-  assign \$2767  = \port$57281$18 [5] * 4'h8;
+  assign \$2767  = \port$56711$18 [5] * 4'h8;
   assign \$699  = { weights[199:192], weights[71:64] } >> \$2767 ;
-  assign \$2772  = \port$57281$18 [0] * 4'h8;
+  assign \$2772  = \port$56711$18 [0] * 4'h8;
   assign \$702  = centre[207:192] >> \$2772 ;
-  assign \$2775  = \port$57281$18 [0] * 4'h8;
+  assign \$2775  = \port$56711$18 [0] * 4'h8;
   assign \$703  = centre[191:176] >> \$2775 ;
-  assign \$2778  = \port$57281$18 [0] * 4'h8;
+  assign \$2778  = \port$56711$18 [0] * 4'h8;
   assign \$704  = centre[223:208] >> \$2778 ;
-  assign \$2782  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2782  = \port$56711$18 [1:0] * 4'h8;
   assign \$706  = centre[223:192] >> \$2782 ;
-  assign \$2785  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2785  = \port$56711$18 [1:0] * 4'h8;
   assign \$707  = centre[191:160] >> \$2785 ;
-  assign \$2788  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2788  = \port$56711$18 [1:0] * 4'h8;
   assign \$708  = centre[255:224] >> \$2788 ;
-  assign \$2792  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2792  = \port$56711$18 [2:0] * 4'h8;
   assign \$710  = centre[255:192] >> \$2792 ;
-  assign \$2795  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2795  = \port$56711$18 [2:0] * 4'h8;
   assign \$711  = centre[191:128] >> \$2795 ;
-  assign \$2798  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2798  = \port$56711$18 [2:0] * 4'h8;
   assign \$712  = 1'h0 >> \$2798 ;
-  assign \$2802  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2802  = \port$56711$18 [3:0] * 4'h8;
   assign \$714  = centre[255:128] >> \$2802 ;
-  assign \$2805  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2805  = \port$56711$18 [3:0] * 4'h8;
   assign \$715  = centre[127:0] >> \$2805 ;
-  assign \$2808  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2808  = \port$56711$18 [3:0] * 4'h8;
   assign \$716  = 1'h0 >> \$2808 ;
-  assign \$2812  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2812  = \port$56711$18 [4:0] * 4'h8;
   assign \$718  = centre >> \$2812 ;
-  assign \$2815  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2815  = \port$56711$18 [4:0] * 4'h8;
   assign \$719  = 1'h0 >> \$2815 ;
-  assign \$2818  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2818  = \port$56711$18 [4:0] * 4'h8;
   assign \$720  = 1'h0 >> \$2818 ;
-  assign \$2823  = \port$57281$18 [9:5] * 4'h8;
+  assign \$2823  = \port$56711$18 [9:5] * 4'h8;
   assign \$723  = weights >> \$2823 ;
-  assign \$2826  = \port$57281$18 [8:5] * 4'h8;
+  assign \$2826  = \port$56711$18 [8:5] * 4'h8;
   assign \$724  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2826 ;
-  assign \$2829  = \port$57281$18 [7:5] * 4'h8;
+  assign \$2829  = \port$56711$18 [7:5] * 4'h8;
   assign \$725  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$2829 ;
-  assign \$2832  = \port$57281$18 [6:5] * 4'h8;
+  assign \$2832  = \port$56711$18 [6:5] * 4'h8;
   assign \$726  = { weights[207:200], weights[143:136], weights[79:72], weights[15:8] } >> \$2832 ;
-  assign \$2835  = \port$57281$18 [5] * 4'h8;
+  assign \$2835  = \port$56711$18 [5] * 4'h8;
   assign \$727  = { weights[207:200], weights[79:72] } >> \$2835 ;
-  assign \$2840  = \port$57281$18 [0] * 4'h8;
+  assign \$2840  = \port$56711$18 [0] * 4'h8;
   assign \$730  = centre[223:208] >> \$2840 ;
-  assign \$2843  = \port$57281$18 [0] * 4'h8;
+  assign \$2843  = \port$56711$18 [0] * 4'h8;
   assign \$731  = centre[207:192] >> \$2843 ;
-  assign \$2846  = \port$57281$18 [0] * 4'h8;
+  assign \$2846  = \port$56711$18 [0] * 4'h8;
   assign \$732  = centre[239:224] >> \$2846 ;
-  assign \$2850  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2850  = \port$56711$18 [1:0] * 4'h8;
   assign \$734  = centre[223:192] >> \$2850 ;
-  assign \$2853  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2853  = \port$56711$18 [1:0] * 4'h8;
   assign \$735  = centre[191:160] >> \$2853 ;
-  assign \$2856  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2856  = \port$56711$18 [1:0] * 4'h8;
   assign \$736  = centre[255:224] >> \$2856 ;
-  assign \$2860  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2860  = \port$56711$18 [2:0] * 4'h8;
   assign \$738  = centre[255:192] >> \$2860 ;
-  assign \$2863  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2863  = \port$56711$18 [2:0] * 4'h8;
   assign \$739  = centre[191:128] >> \$2863 ;
-  assign \$2866  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2866  = \port$56711$18 [2:0] * 4'h8;
   assign \$740  = 1'h0 >> \$2866 ;
-  assign \$2870  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2870  = \port$56711$18 [3:0] * 4'h8;
   assign \$742  = centre[255:128] >> \$2870 ;
-  assign \$2873  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2873  = \port$56711$18 [3:0] * 4'h8;
   assign \$743  = centre[127:0] >> \$2873 ;
-  assign \$2876  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2876  = \port$56711$18 [3:0] * 4'h8;
   assign \$744  = 1'h0 >> \$2876 ;
-  assign \$2880  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2880  = \port$56711$18 [4:0] * 4'h8;
   assign \$746  = centre >> \$2880 ;
-  assign \$2883  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2883  = \port$56711$18 [4:0] * 4'h8;
   assign \$747  = 1'h0 >> \$2883 ;
-  assign \$2886  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2886  = \port$56711$18 [4:0] * 4'h8;
   assign \$748  = 1'h0 >> \$2886 ;
-  assign \$2891  = \port$57281$18 [9:5] * 4'h8;
+  assign \$2891  = \port$56711$18 [9:5] * 4'h8;
   assign \$751  = weights >> \$2891 ;
-  assign \$2894  = \port$57281$18 [8:5] * 4'h8;
+  assign \$2894  = \port$56711$18 [8:5] * 4'h8;
   assign \$752  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2894 ;
-  assign \$2897  = \port$57281$18 [7:5] * 4'h8;
+  assign \$2897  = \port$56711$18 [7:5] * 4'h8;
   assign \$753  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$2897 ;
-  assign \$2900  = \port$57281$18 [6:5] * 4'h8;
+  assign \$2900  = \port$56711$18 [6:5] * 4'h8;
   assign \$754  = { weights[215:208], weights[151:144], weights[87:80], weights[23:16] } >> \$2900 ;
-  assign \$2903  = \port$57281$18 [5] * 4'h8;
+  assign \$2903  = \port$56711$18 [5] * 4'h8;
   assign \$755  = { weights[215:208], weights[87:80] } >> \$2903 ;
-  assign \$2908  = \port$57281$18 [0] * 4'h8;
+  assign \$2908  = \port$56711$18 [0] * 4'h8;
   assign \$758  = centre[223:208] >> \$2908 ;
-  assign \$2911  = \port$57281$18 [0] * 4'h8;
+  assign \$2911  = \port$56711$18 [0] * 4'h8;
   assign \$759  = centre[207:192] >> \$2911 ;
-  assign \$2914  = \port$57281$18 [0] * 4'h8;
+  assign \$2914  = \port$56711$18 [0] * 4'h8;
   assign \$760  = centre[239:224] >> \$2914 ;
-  assign \$2918  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2918  = \port$56711$18 [1:0] * 4'h8;
   assign \$762  = centre[223:192] >> \$2918 ;
-  assign \$2921  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2921  = \port$56711$18 [1:0] * 4'h8;
   assign \$763  = centre[191:160] >> \$2921 ;
-  assign \$2924  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2924  = \port$56711$18 [1:0] * 4'h8;
   assign \$764  = centre[255:224] >> \$2924 ;
-  assign \$2928  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2928  = \port$56711$18 [2:0] * 4'h8;
   assign \$766  = centre[255:192] >> \$2928 ;
-  assign \$2931  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2931  = \port$56711$18 [2:0] * 4'h8;
   assign \$767  = centre[191:128] >> \$2931 ;
-  assign \$2934  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2934  = \port$56711$18 [2:0] * 4'h8;
   assign \$768  = 1'h0 >> \$2934 ;
-  assign \$2938  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2938  = \port$56711$18 [3:0] * 4'h8;
   assign \$770  = centre[255:128] >> \$2938 ;
-  assign \$2941  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2941  = \port$56711$18 [3:0] * 4'h8;
   assign \$771  = centre[127:0] >> \$2941 ;
-  assign \$2944  = \port$57281$18 [3:0] * 4'h8;
+  assign \$2944  = \port$56711$18 [3:0] * 4'h8;
   assign \$772  = 1'h0 >> \$2944 ;
-  assign \$2948  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2948  = \port$56711$18 [4:0] * 4'h8;
   assign \$774  = centre >> \$2948 ;
-  assign \$2951  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2951  = \port$56711$18 [4:0] * 4'h8;
   assign \$775  = 1'h0 >> \$2951 ;
-  assign \$2954  = \port$57281$18 [4:0] * 4'h8;
+  assign \$2954  = \port$56711$18 [4:0] * 4'h8;
   assign \$776  = 1'h0 >> \$2954 ;
-  assign \$2959  = \port$57281$18 [9:5] * 4'h8;
+  assign \$2959  = \port$56711$18 [9:5] * 4'h8;
   assign \$779  = weights >> \$2959 ;
-  assign \$2962  = \port$57281$18 [8:5] * 4'h8;
+  assign \$2962  = \port$56711$18 [8:5] * 4'h8;
   assign \$780  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2962 ;
-  assign \$2965  = \port$57281$18 [7:5] * 4'h8;
+  assign \$2965  = \port$56711$18 [7:5] * 4'h8;
   assign \$781  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$2965 ;
-  assign \$2968  = \port$57281$18 [6:5] * 4'h8;
+  assign \$2968  = \port$56711$18 [6:5] * 4'h8;
   assign \$782  = { weights[223:216], weights[159:152], weights[95:88], weights[31:24] } >> \$2968 ;
-  assign \$2971  = \port$57281$18 [5] * 4'h8;
+  assign \$2971  = \port$56711$18 [5] * 4'h8;
   assign \$783  = { weights[223:216], weights[95:88] } >> \$2971 ;
-  assign \$2976  = \port$57281$18 [0] * 4'h8;
+  assign \$2976  = \port$56711$18 [0] * 4'h8;
   assign \$786  = centre[239:224] >> \$2976 ;
-  assign \$2979  = \port$57281$18 [0] * 4'h8;
+  assign \$2979  = \port$56711$18 [0] * 4'h8;
   assign \$787  = centre[223:208] >> \$2979 ;
-  assign \$2982  = \port$57281$18 [0] * 4'h8;
+  assign \$2982  = \port$56711$18 [0] * 4'h8;
   assign \$788  = centre[255:240] >> \$2982 ;
-  assign \$2986  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2986  = \port$56711$18 [1:0] * 4'h8;
   assign \$790  = centre[255:224] >> \$2986 ;
-  assign \$2989  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2989  = \port$56711$18 [1:0] * 4'h8;
   assign \$791  = centre[223:192] >> \$2989 ;
-  assign \$2992  = \port$57281$18 [1:0] * 4'h8;
+  assign \$2992  = \port$56711$18 [1:0] * 4'h8;
   assign \$792  = 1'h0 >> \$2992 ;
-  assign \$2996  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2996  = \port$56711$18 [2:0] * 4'h8;
   assign \$794  = centre[255:192] >> \$2996 ;
-  assign \$2999  = \port$57281$18 [2:0] * 4'h8;
+  assign \$2999  = \port$56711$18 [2:0] * 4'h8;
   assign \$795  = centre[191:128] >> \$2999 ;
-  assign \$3002  = \port$57281$18 [2:0] * 4'h8;
+  assign \$3002  = \port$56711$18 [2:0] * 4'h8;
   assign \$796  = 1'h0 >> \$3002 ;
-  assign \$3006  = \port$57281$18 [3:0] * 4'h8;
+  assign \$3006  = \port$56711$18 [3:0] * 4'h8;
   assign \$798  = centre[255:128] >> \$3006 ;
-  assign \$3009  = \port$57281$18 [3:0] * 4'h8;
+  assign \$3009  = \port$56711$18 [3:0] * 4'h8;
   assign \$799  = centre[127:0] >> \$3009 ;
-  assign \$3012  = \port$57281$18 [3:0] * 4'h8;
+  assign \$3012  = \port$56711$18 [3:0] * 4'h8;
   assign \$800  = 1'h0 >> \$3012 ;
-  assign \$3016  = \port$57281$18 [4:0] * 4'h8;
+  assign \$3016  = \port$56711$18 [4:0] * 4'h8;
   assign \$802  = centre >> \$3016 ;
-  assign \$3019  = \port$57281$18 [4:0] * 4'h8;
+  assign \$3019  = \port$56711$18 [4:0] * 4'h8;
   assign \$803  = 1'h0 >> \$3019 ;
-  assign \$3022  = \port$57281$18 [4:0] * 4'h8;
+  assign \$3022  = \port$56711$18 [4:0] * 4'h8;
   assign \$804  = 1'h0 >> \$3022 ;
-  assign \$3027  = \port$57281$18 [9:5] * 4'h8;
+  assign \$3027  = \port$56711$18 [9:5] * 4'h8;
   assign \$807  = weights >> \$3027 ;
-  assign \$3030  = \port$57281$18 [8:5] * 4'h8;
+  assign \$3030  = \port$56711$18 [8:5] * 4'h8;
   assign \$808  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$3030 ;
-  assign \$3033  = \port$57281$18 [7:5] * 4'h8;
+  assign \$3033  = \port$56711$18 [7:5] * 4'h8;
   assign \$809  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$3033 ;
-  assign \$3036  = \port$57281$18 [6:5] * 4'h8;
+  assign \$3036  = \port$56711$18 [6:5] * 4'h8;
   assign \$810  = { weights[231:224], weights[167:160], weights[103:96], weights[39:32] } >> \$3036 ;
-  assign \$3039  = \port$57281$18 [5] * 4'h8;
+  assign \$3039  = \port$56711$18 [5] * 4'h8;
   assign \$811  = { weights[231:224], weights[103:96] } >> \$3039 ;
-  assign \$3044  = \port$57281$18 [0] * 4'h8;
+  assign \$3044  = \port$56711$18 [0] * 4'h8;
   assign \$814  = centre[239:224] >> \$3044 ;
-  assign \$3047  = \port$57281$18 [0] * 4'h8;
+  assign \$3047  = \port$56711$18 [0] * 4'h8;
   assign \$815  = centre[223:208] >> \$3047 ;
-  assign \$3050  = \port$57281$18 [0] * 4'h8;
+  assign \$3050  = \port$56711$18 [0] * 4'h8;
   assign \$816  = centre[255:240] >> \$3050 ;
-  assign \$3054  = \port$57281$18 [1:0] * 4'h8;
+  assign \$3054  = \port$56711$18 [1:0] * 4'h8;
   assign \$818  = centre[255:224] >> \$3054 ;
-  assign \$3057  = \port$57281$18 [1:0] * 4'h8;
+  assign \$3057  = \port$56711$18 [1:0] * 4'h8;
   assign \$819  = centre[223:192] >> \$3057 ;
-  assign \$3060  = \port$57281$18 [1:0] * 4'h8;
+  assign \$3060  = \port$56711$18 [1:0] * 4'h8;
   assign \$820  = 1'h0 >> \$3060 ;
-  assign \$3064  = \port$57281$18 [2:0] * 4'h8;
+  assign \$3064  = \port$56711$18 [2:0] * 4'h8;
   assign \$822  = centre[255:192] >> \$3064 ;
-  assign \$3067  = \port$57281$18 [2:0] * 4'h8;
+  assign \$3067  = \port$56711$18 [2:0] * 4'h8;
   assign \$823  = centre[191:128] >> \$3067 ;
-  assign \$3070  = \port$57281$18 [2:0] * 4'h8;
+  assign \$3070  = \port$56711$18 [2:0] * 4'h8;
   assign \$824  = 1'h0 >> \$3070 ;
-  assign \$3074  = \port$57281$18 [3:0] * 4'h8;
+  assign \$3074  = \port$56711$18 [3:0] * 4'h8;
   assign \$826  = centre[255:128] >> \$3074 ;
-  assign \$3077  = \port$57281$18 [3:0] * 4'h8;
+  assign \$3077  = \port$56711$18 [3:0] * 4'h8;
   assign \$827  = centre[127:0] >> \$3077 ;
-  assign \$3080  = \port$57281$18 [3:0] * 4'h8;
+  assign \$3080  = \port$56711$18 [3:0] * 4'h8;
   assign \$828  = 1'h0 >> \$3080 ;
-  assign \$3084  = \port$57281$18 [4:0] * 4'h8;
+  assign \$3084  = \port$56711$18 [4:0] * 4'h8;
   assign \$830  = centre >> \$3084 ;
-  assign \$3087  = \port$57281$18 [4:0] * 4'h8;
+  assign \$3087  = \port$56711$18 [4:0] * 4'h8;
   assign \$831  = 1'h0 >> \$3087 ;
-  assign \$3090  = \port$57281$18 [4:0] * 4'h8;
+  assign \$3090  = \port$56711$18 [4:0] * 4'h8;
   assign \$832  = 1'h0 >> \$3090 ;
-  assign \$3095  = \port$57281$18 [9:5] * 4'h8;
+  assign \$3095  = \port$56711$18 [9:5] * 4'h8;
   assign \$835  = weights >> \$3095 ;
-  assign \$3098  = \port$57281$18 [8:5] * 4'h8;
+  assign \$3098  = \port$56711$18 [8:5] * 4'h8;
   assign \$836  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$3098 ;
-  assign \$3101  = \port$57281$18 [7:5] * 4'h8;
+  assign \$3101  = \port$56711$18 [7:5] * 4'h8;
   assign \$837  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$3101 ;
-  assign \$3104  = \port$57281$18 [6:5] * 4'h8;
+  assign \$3104  = \port$56711$18 [6:5] * 4'h8;
   assign \$838  = { weights[239:232], weights[175:168], weights[111:104], weights[47:40] } >> \$3104 ;
-  assign \$3107  = \port$57281$18 [5] * 4'h8;
+  assign \$3107  = \port$56711$18 [5] * 4'h8;
   assign \$839  = { weights[239:232], weights[111:104] } >> \$3107 ;
-  assign \$3112  = \port$57281$18 [0] * 4'h8;
+  assign \$3112  = \port$56711$18 [0] * 4'h8;
   assign \$842  = centre[255:240] >> \$3112 ;
-  assign \$3115  = \port$57281$18 [0] * 4'h8;
+  assign \$3115  = \port$56711$18 [0] * 4'h8;
   assign \$843  = centre[239:224] >> \$3115 ;
-  assign \$3118  = \port$57281$18 [0] * 4'h8;
+  assign \$3118  = \port$56711$18 [0] * 4'h8;
   assign \$844  = 1'h0 >> \$3118 ;
-  assign \$3122  = \port$57281$18 [1:0] * 4'h8;
+  assign \$3122  = \port$56711$18 [1:0] * 4'h8;
   assign \$846  = centre[255:224] >> \$3122 ;
-  assign \$3125  = \port$57281$18 [1:0] * 4'h8;
+  assign \$3125  = \port$56711$18 [1:0] * 4'h8;
   assign \$847  = centre[223:192] >> \$3125 ;
-  assign \$3128  = \port$57281$18 [1:0] * 4'h8;
+  assign \$3128  = \port$56711$18 [1:0] * 4'h8;
   assign \$848  = 1'h0 >> \$3128 ;
-  assign \$3132  = \port$57281$18 [2:0] * 4'h8;
+  assign \$3132  = \port$56711$18 [2:0] * 4'h8;
   assign \$850  = centre[255:192] >> \$3132 ;
-  assign \$3135  = \port$57281$18 [2:0] * 4'h8;
+  assign \$3135  = \port$56711$18 [2:0] * 4'h8;
   assign \$851  = centre[191:128] >> \$3135 ;
-  assign \$3138  = \port$57281$18 [2:0] * 4'h8;
+  assign \$3138  = \port$56711$18 [2:0] * 4'h8;
   assign \$852  = 1'h0 >> \$3138 ;
-  assign \$3142  = \port$57281$18 [3:0] * 4'h8;
+  assign \$3142  = \port$56711$18 [3:0] * 4'h8;
   assign \$854  = centre[255:128] >> \$3142 ;
-  assign \$3145  = \port$57281$18 [3:0] * 4'h8;
+  assign \$3145  = \port$56711$18 [3:0] * 4'h8;
   assign \$855  = centre[127:0] >> \$3145 ;
-  assign \$3148  = \port$57281$18 [3:0] * 4'h8;
+  assign \$3148  = \port$56711$18 [3:0] * 4'h8;
   assign \$856  = 1'h0 >> \$3148 ;
-  assign \$3152  = \port$57281$18 [4:0] * 4'h8;
+  assign \$3152  = \port$56711$18 [4:0] * 4'h8;
   assign \$858  = centre >> \$3152 ;
-  assign \$3155  = \port$57281$18 [4:0] * 4'h8;
+  assign \$3155  = \port$56711$18 [4:0] * 4'h8;
   assign \$859  = 1'h0 >> \$3155 ;
-  assign \$3158  = \port$57281$18 [4:0] * 4'h8;
+  assign \$3158  = \port$56711$18 [4:0] * 4'h8;
   assign \$860  = 1'h0 >> \$3158 ;
-  assign \$3163  = \port$57281$18 [9:5] * 4'h8;
+  assign \$3163  = \port$56711$18 [9:5] * 4'h8;
   assign \$863  = weights >> \$3163 ;
-  assign \$3166  = \port$57281$18 [8:5] * 4'h8;
+  assign \$3166  = \port$56711$18 [8:5] * 4'h8;
   assign \$864  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$3166 ;
-  assign \$3169  = \port$57281$18 [7:5] * 4'h8;
+  assign \$3169  = \port$56711$18 [7:5] * 4'h8;
   assign \$865  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$3169 ;
-  assign \$3172  = \port$57281$18 [6:5] * 4'h8;
+  assign \$3172  = \port$56711$18 [6:5] * 4'h8;
   assign \$866  = { weights[247:240], weights[183:176], weights[119:112], weights[55:48] } >> \$3172 ;
-  assign \$3175  = \port$57281$18 [5] * 4'h8;
+  assign \$3175  = \port$56711$18 [5] * 4'h8;
   assign \$867  = { weights[247:240], weights[119:112] } >> \$3175 ;
-  assign \$3180  = \port$57281$18 [0] * 4'h8;
+  assign \$3180  = \port$56711$18 [0] * 4'h8;
   assign \$870  = centre[255:240] >> \$3180 ;
-  assign \$3183  = \port$57281$18 [0] * 4'h8;
+  assign \$3183  = \port$56711$18 [0] * 4'h8;
   assign \$871  = centre[239:224] >> \$3183 ;
-  assign \$3186  = \port$57281$18 [0] * 4'h8;
+  assign \$3186  = \port$56711$18 [0] * 4'h8;
   assign \$872  = 1'h0 >> \$3186 ;
-  assign \$3190  = \port$57281$18 [1:0] * 4'h8;
+  assign \$3190  = \port$56711$18 [1:0] * 4'h8;
   assign \$874  = centre[255:224] >> \$3190 ;
-  assign \$3193  = \port$57281$18 [1:0] * 4'h8;
+  assign \$3193  = \port$56711$18 [1:0] * 4'h8;
   assign \$875  = centre[223:192] >> \$3193 ;
-  assign \$3196  = \port$57281$18 [1:0] * 4'h8;
+  assign \$3196  = \port$56711$18 [1:0] * 4'h8;
   assign \$876  = 1'h0 >> \$3196 ;
-  assign \$3200  = \port$57281$18 [2:0] * 4'h8;
+  assign \$3200  = \port$56711$18 [2:0] * 4'h8;
   assign \$878  = centre[255:192] >> \$3200 ;
-  assign \$3203  = \port$57281$18 [2:0] * 4'h8;
+  assign \$3203  = \port$56711$18 [2:0] * 4'h8;
   assign \$879  = centre[191:128] >> \$3203 ;
-  assign \$3206  = \port$57281$18 [2:0] * 4'h8;
+  assign \$3206  = \port$56711$18 [2:0] * 4'h8;
   assign \$880  = 1'h0 >> \$3206 ;
-  assign \$3210  = \port$57281$18 [3:0] * 4'h8;
+  assign \$3210  = \port$56711$18 [3:0] * 4'h8;
   assign \$882  = centre[255:128] >> \$3210 ;
-  assign \$3213  = \port$57281$18 [3:0] * 4'h8;
+  assign \$3213  = \port$56711$18 [3:0] * 4'h8;
   assign \$883  = centre[127:0] >> \$3213 ;
-  assign \$3216  = \port$57281$18 [3:0] * 4'h8;
+  assign \$3216  = \port$56711$18 [3:0] * 4'h8;
   assign \$884  = 1'h0 >> \$3216 ;
-  assign \$3220  = \port$57281$18 [4:0] * 4'h8;
+  assign \$3220  = \port$56711$18 [4:0] * 4'h8;
   assign \$886  = centre >> \$3220 ;
-  assign \$3223  = \port$57281$18 [4:0] * 4'h8;
+  assign \$3223  = \port$56711$18 [4:0] * 4'h8;
   assign \$887  = 1'h0 >> \$3223 ;
-  assign \$3226  = \port$57281$18 [4:0] * 4'h8;
+  assign \$3226  = \port$56711$18 [4:0] * 4'h8;
   assign \$888  = 1'h0 >> \$3226 ;
-  assign \$3231  = \port$57281$18 [9:5] * 4'h8;
+  assign \$3231  = \port$56711$18 [9:5] * 4'h8;
   assign \$891  = weights >> \$3231 ;
-  assign \$3234  = \port$57281$18 [8:5] * 4'h8;
+  assign \$3234  = \port$56711$18 [8:5] * 4'h8;
   assign \$892  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$3234 ;
-  assign \$3237  = \port$57281$18 [7:5] * 4'h8;
+  assign \$3237  = \port$56711$18 [7:5] * 4'h8;
   assign \$893  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$3237 ;
-  assign \$3240  = \port$57281$18 [6:5] * 4'h8;
+  assign \$3240  = \port$56711$18 [6:5] * 4'h8;
   assign \$894  = { weights[255:248], weights[191:184], weights[127:120], weights[63:56] } >> \$3240 ;
-  assign \$3243  = \port$57281$18 [5] * 4'h8;
+  assign \$3243  = \port$56711$18 [5] * 4'h8;
   assign \$895  = { weights[255:248], weights[127:120] } >> \$3243 ;
-  assign \$897  = \port$57281$2 [2] ? wr__data : routed_w;
+  assign \$897  = \port$56711$2 [2] ? wr__data : routed_w;
   assign \$898  = $signed(weights_r[7:0]) * $signed(operand_r[7:0]);
   assign \$899  = from_psum_d2 ? pr__data[15:0] : 16'h0000;
   assign \$900  = first_d2 ? \$899  : pw__data[15:0];
@@ -7354,7 +7432,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1032  = \port$57281$2 [0];
+    \$1032  = \port$56711$2 [0];
     if (rst) begin
       \$1032  = 1'h0;
     end
@@ -7368,7 +7446,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1034  = \port$57281$2 [1];
+    \$1034  = \port$56711$2 [1];
     if (rst) begin
       \$1034  = 1'h0;
     end
@@ -7661,8 +7739,8 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   end
   assign shift = 2'h0;
   assign neighbour = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-  assign jl = \port$57281$18 [4:0];
-  assign wsel = \port$57281$18 [9:5];
+  assign jl = \port$56711$18 [4:0];
+  assign wsel = \port$56711$18 [9:5];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -7673,9 +7751,9 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign first = \port$57281$2 [0];
-  assign from_psum = \port$57281$2 [1];
-  assign use_spad = \port$57281$2 [2];
+  assign first = \port$56711$2 [0];
+  assign from_psum = \port$56711$2 [1];
+  assign use_spad = \port$56711$2 [2];
   assign routed_w[255:248] = \$896 ;
   assign routed_w[247:240] = \$868 ;
   assign routed_w[239:232] = \$840 ;
@@ -15193,345 +15271,279 @@ endmodule
 module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run, a, b, desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [15:0] \$1 ;
-  wire \$10 ;
-  wire \$100 ;
-  wire [5:0] \$101 ;
-  wire [6:0] \$102 ;
-  wire \$103 ;
-  wire \$104 ;
+  wire [15:0] \$10 ;
+  wire [5:0] \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire [2:0] \$103 ;
+  wire [2:0] \$104 ;
   wire [2:0] \$105 ;
-  wire [2:0] \$106 ;
-  wire [2:0] \$107 ;
-  wire [16:0] \$108 ;
-  wire \$109 ;
-  wire [15:0] \$11 ;
-  wire [5:0] \$110 ;
-  wire [6:0] \$111 ;
+  wire \$106 ;
+  wire [5:0] \$107 ;
+  wire \$108 ;
+  wire [16:0] \$109 ;
+  wire \$11 ;
+  wire [16:0] \$110 ;
+  wire [16:0] \$111 ;
   wire \$112 ;
-  wire [16:0] \$113 ;
+  wire \$113 ;
   wire [16:0] \$114 ;
-  wire [16:0] \$115 ;
-  wire [16:0] \$116 ;
-  wire \$117 ;
-  wire [5:0] \$118 ;
-  wire [6:0] \$119 ;
-  wire [15:0] \$12 ;
-  wire \$120 ;
+  wire [18:0] \$115 ;
+  wire [19:0] \$116 ;
+  wire [24:0] \$117 ;
+  wire \$118 ;
+  wire [16:0] \$119 ;
+  wire \$12 ;
+  wire [16:0] \$120 ;
   wire \$121 ;
   wire \$122 ;
-  wire [16:0] \$123 ;
-  wire [16:0] \$124 ;
+  wire \$123 ;
+  wire \$124 ;
   wire [16:0] \$125 ;
-  wire \$126 ;
-  wire [5:0] \$127 ;
-  wire [6:0] \$128 ;
-  wire \$129 ;
-  wire [16:0] \$13 ;
-  wire \$130 ;
-  wire [2:0] \$131 ;
-  wire [2:0] \$132 ;
-  wire [2:0] \$133 ;
-  wire [16:0] \$134 ;
+  wire [16:0] \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire [16:0] \$129 ;
+  wire \$13 ;
+  wire [16:0] \$130 ;
+  wire \$131 ;
+  wire [5:0] \$132 ;
+  wire \$133 ;
+  wire \$134 ;
   wire \$135 ;
-  wire [5:0] \$136 ;
-  wire [6:0] \$137 ;
+  wire [16:0] \$136 ;
+  wire [16:0] \$137 ;
   wire \$138 ;
-  wire [16:0] \$139 ;
-  wire [16:0] \$14 ;
-  wire [16:0] \$140 ;
-  wire [16:0] \$141 ;
-  wire [16:0] \$142 ;
-  wire \$143 ;
-  wire [16:0] \$144 ;
-  wire [18:0] \$145 ;
-  wire [19:0] \$146 ;
-  wire [24:0] \$147 ;
+  wire [5:0] \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire [2:0] \$142 ;
+  wire [2:0] \$143 ;
+  wire [2:0] \$144 ;
+  wire \$145 ;
+  wire [5:0] \$146 ;
+  wire \$147 ;
   wire [16:0] \$148 ;
-  wire \$149 ;
+  wire [16:0] \$149 ;
   wire \$15 ;
   wire [16:0] \$150 ;
   wire [16:0] \$151 ;
   wire \$152 ;
   wire [16:0] \$153 ;
-  wire \$154 ;
-  wire [16:0] \$155 ;
+  wire [16:0] \$154 ;
+  wire \$155 ;
   wire \$156 ;
-  wire \$157 ;
-  wire [16:0] \$158 ;
-  wire [16:0] \$159 ;
+  wire [2:0] \$157 ;
+  wire [2:0] \$158 ;
+  wire [2:0] \$159 ;
   wire \$16 ;
-  wire [16:0] \$160 ;
+  wire \$160 ;
   wire \$161 ;
-  wire [16:0] \$162 ;
-  wire [16:0] \$163 ;
-  wire [16:0] \$164 ;
-  wire \$165 ;
-  wire [5:0] \$166 ;
-  wire [6:0] \$167 ;
-  wire \$168 ;
-  wire \$169 ;
+  wire [2:0] \$162 ;
+  wire [2:0] \$163 ;
+  wire [2:0] \$164 ;
+  wire [2:0] \$165 ;
+  wire \$166 ;
+  wire [16:0] \$167 ;
+  wire [17:0] \$168 ;
+  wire [17:0] \$169 ;
   wire \$17 ;
-  wire \$170 ;
-  wire [16:0] \$171 ;
-  wire [16:0] \$172 ;
+  wire [18:0] \$170 ;
+  wire \$171 ;
+  wire \$172 ;
   wire [16:0] \$173 ;
-  wire \$174 ;
-  wire [5:0] \$175 ;
-  wire [6:0] \$176 ;
-  wire \$177 ;
+  wire [17:0] \$174 ;
+  wire [17:0] \$175 ;
+  wire [18:0] \$176 ;
+  wire [19:0] \$177 ;
   wire \$178 ;
-  wire [2:0] \$179 ;
+  wire [16:0] \$179 ;
   wire \$18 ;
-  wire [2:0] \$180 ;
-  wire [2:0] \$181 ;
-  wire [16:0] \$182 ;
-  wire \$183 ;
-  wire [5:0] \$184 ;
-  wire [6:0] \$185 ;
-  wire \$186 ;
-  wire [16:0] \$187 ;
+  wire [17:0] \$180 ;
+  wire [17:0] \$181 ;
+  wire [18:0] \$182 ;
+  wire [19:0] \$183 ;
+  wire \$184 ;
+  wire [16:0] \$185 ;
+  wire [16:0] \$186 ;
+  wire \$187 ;
   wire [16:0] \$188 ;
   wire [16:0] \$189 ;
   wire \$19 ;
   wire [16:0] \$190 ;
-  wire [15:0] \$191 ;
+  wire \$191 ;
   wire [16:0] \$192 ;
-  wire \$193 ;
-  wire [16:0] \$194 ;
+  wire [16:0] \$193 ;
+  wire \$194 ;
   wire [16:0] \$195 ;
-  wire [15:0] \$196 ;
+  wire [16:0] \$196 ;
   wire [16:0] \$197 ;
   wire \$198 ;
-  wire \$199 ;
+  wire [16:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire [2:0] \$200 ;
-  wire [2:0] \$201 ;
-  wire [2:0] \$202 ;
-  wire [15:0] \$203 ;
+  wire [16:0] \$200 ;
+  wire \$201 ;
+  wire [16:0] \$202 ;
+  wire [16:0] \$203 ;
   wire [16:0] \$204 ;
   wire \$205 ;
   wire \$206 ;
-  wire [2:0] \$207 ;
-  wire [2:0] \$208 ;
-  wire [2:0] \$209 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire \$209 ;
   wire \$21 ;
-  wire [2:0] \$210 ;
-  wire [15:0] \$211 ;
-  wire [16:0] \$212 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire \$212 ;
   wire \$213 ;
   wire [16:0] \$214 ;
-  wire [17:0] \$215 ;
-  wire [17:0] \$216 ;
-  wire [18:0] \$217 ;
-  wire \$218 ;
-  wire [15:0] \$219 ;
+  wire \$215 ;
+  wire [16:0] \$216 ;
+  wire [16:0] \$217 ;
+  wire [17:0] \$218 ;
+  wire \$219 ;
   wire \$22 ;
-  wire [16:0] \$220 ;
+  wire \$220 ;
   wire \$221 ;
   wire [16:0] \$222 ;
-  wire [17:0] \$223 ;
+  wire [16:0] \$223 ;
   wire [17:0] \$224 ;
-  wire [18:0] \$225 ;
-  wire [19:0] \$226 ;
-  wire [15:0] \$227 ;
-  wire [16:0] \$228 ;
+  wire [16:0] \$225 ;
+  wire \$226 ;
+  wire \$227 ;
+  wire \$228 ;
   wire \$229 ;
   wire \$23 ;
-  wire [16:0] \$230 ;
-  wire [17:0] \$231 ;
-  wire [17:0] \$232 ;
-  wire [18:0] \$233 ;
-  wire [19:0] \$234 ;
-  wire [15:0] \$235 ;
-  wire [16:0] \$236 ;
+  wire \$230 ;
+  wire \$231 ;
+  wire \$232 ;
+  wire \$233 ;
+  wire \$234 ;
+  wire \$235 ;
+  wire \$236 ;
   wire \$237 ;
-  wire [16:0] \$238 ;
-  wire [16:0] \$239 ;
+  wire \$238 ;
+  wire [6:0] \$239 ;
   wire \$24 ;
-  wire [15:0] \$240 ;
-  wire [16:0] \$241 ;
-  wire \$242 ;
-  wire [16:0] \$243 ;
-  wire [16:0] \$244 ;
-  wire [16:0] \$245 ;
-  wire [15:0] \$246 ;
-  wire [16:0] \$247 ;
-  wire \$248 ;
-  wire [16:0] \$249 ;
+  wire [16:0] \$240 ;
+  reg [15:0] \$241 ;
+  reg [15:0] \$242 ;
+  reg [15:0] \$243 ;
+  reg [15:0] \$244 ;
+  reg [15:0] \$245 ;
+  reg [15:0] \$246 ;
+  reg [15:0] \$247 ;
+  reg [1:0] \$248 ;
+  reg [15:0] \$249 ;
   wire \$25 ;
-  wire [16:0] \$250 ;
-  wire [15:0] \$251 ;
-  wire [16:0] \$252 ;
-  wire \$253 ;
-  wire [16:0] \$254 ;
-  wire [16:0] \$255 ;
-  wire [16:0] \$256 ;
-  wire [15:0] \$257 ;
-  wire [16:0] \$258 ;
-  wire \$259 ;
-  wire [16:0] \$26 ;
-  wire [16:0] \$260 ;
-  wire [16:0] \$261 ;
-  wire [15:0] \$262 ;
-  wire [16:0] \$263 ;
-  wire \$264 ;
-  wire [16:0] \$265 ;
-  wire [16:0] \$266 ;
-  wire [16:0] \$267 ;
-  wire \$268 ;
-  wire [15:0] \$269 ;
+  reg [15:0] \$250 ;
+  reg [15:0] \$251 ;
+  reg [15:0] \$252 ;
+  reg [1:0] \$253 ;
+  reg [15:0] \$254 ;
+  reg [15:0] \$255 ;
+  reg [15:0] \$256 ;
+  reg [15:0] \$257 ;
+  reg [23:0] \$258 ;
+  reg [15:0] \$259 ;
+  wire [15:0] \$26 ;
+  reg [15:0] \$260 ;
+  reg [15:0] \$261 ;
+  reg [15:0] \$262 ;
+  reg [15:0] \$263 ;
+  reg [1:0] \$264 ;
+  reg [15:0] \$265 ;
+  reg [15:0] \$266 ;
+  reg [15:0] \$267 ;
+  reg [15:0] \$268 ;
+  reg [15:0] \$269 ;
   wire \$27 ;
-  wire [16:0] \$270 ;
-  wire \$271 ;
-  wire \$272 ;
-  wire \$273 ;
-  wire \$274 ;
-  wire \$275 ;
-  wire \$276 ;
-  wire \$277 ;
-  wire \$278 ;
-  wire [16:0] \$279 ;
-  wire [16:0] \$28 ;
-  wire \$280 ;
-  wire [16:0] \$281 ;
-  wire [16:0] \$282 ;
-  wire [17:0] \$283 ;
-  wire \$284 ;
-  wire \$285 ;
-  wire \$286 ;
-  wire [16:0] \$287 ;
-  wire [16:0] \$288 ;
-  wire [17:0] \$289 ;
+  reg \$270 ;
+  reg [96:0] \$271 ;
+  reg [74:0] \$272 ;
+  reg [74:0] \$273 ;
+  reg [74:0] \$274 ;
+  wire \$28 ;
   wire \$29 ;
-  wire [16:0] \$290 ;
-  wire \$291 ;
-  wire \$292 ;
-  wire \$293 ;
-  wire \$294 ;
-  wire \$295 ;
-  wire \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  wire \$299 ;
   wire \$3 ;
   wire \$30 ;
-  wire [16:0] \$300 ;
-  wire \$301 ;
-  wire \$302 ;
-  wire \$303 ;
-  wire \$304 ;
-  wire [6:0] \$305 ;
-  wire [16:0] \$306 ;
-  reg [15:0] \$307 ;
-  reg [15:0] \$308 ;
-  reg [15:0] \$309 ;
-  wire [16:0] \$31 ;
-  reg [15:0] \$310 ;
-  reg [15:0] \$311 ;
-  reg [15:0] \$312 ;
-  reg [15:0] \$313 ;
-  reg [1:0] \$314 ;
-  reg [15:0] \$315 ;
-  reg [15:0] \$316 ;
-  reg [15:0] \$317 ;
-  reg [15:0] \$318 ;
-  reg [1:0] \$319 ;
+  wire \$31 ;
   wire \$32 ;
-  reg [15:0] \$320 ;
-  reg [15:0] \$321 ;
-  reg [15:0] \$322 ;
-  reg [15:0] \$323 ;
-  reg [23:0] \$324 ;
-  reg [15:0] \$325 ;
-  reg [15:0] \$326 ;
-  reg [15:0] \$327 ;
-  reg [15:0] \$328 ;
-  reg [15:0] \$329 ;
-  wire [15:0] \$33 ;
-  reg [1:0] \$330 ;
-  reg [15:0] \$331 ;
-  reg [15:0] \$332 ;
-  reg [15:0] \$333 ;
-  reg [15:0] \$334 ;
-  reg [15:0] \$335 ;
-  reg \$336 ;
-  reg [96:0] \$337 ;
-  reg [74:0] \$338 ;
-  reg [74:0] \$339 ;
-  wire [16:0] \$34 ;
-  reg [74:0] \$340 ;
+  wire \$33 ;
+  wire \$34 ;
   wire \$35 ;
-  wire \$36 ;
-  wire [16:0] \$37 ;
-  wire \$38 ;
-  wire \$39 ;
+  wire [16:0] \$36 ;
+  wire [18:0] \$37 ;
+  wire [19:0] \$38 ;
+  wire [20:0] \$39 ;
   wire \$4 ;
-  wire [16:0] \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire [16:0] \$43 ;
+  wire [20:0] \$40 ;
+  wire [16:0] \$41 ;
+  wire [16:0] \$42 ;
+  wire \$43 ;
   wire \$44 ;
   wire \$45 ;
-  wire [8:0] \$46 ;
+  wire \$46 ;
   wire \$47 ;
-  wire [16:0] \$48 ;
-  wire [18:0] \$49 ;
+  wire \$48 ;
+  wire [6:0] \$49 ;
   wire \$5 ;
-  wire [19:0] \$50 ;
-  wire [20:0] \$51 ;
-  wire [20:0] \$52 ;
-  wire [16:0] \$53 ;
-  wire [16:0] \$54 ;
-  wire \$55 ;
-  wire \$56 ;
+  wire [16:0] \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire [16:0] \$55 ;
+  wire [16:0] \$56 ;
   wire \$57 ;
   wire \$58 ;
-  wire \$59 ;
-  wire [16:0] \$6 ;
-  wire \$60 ;
-  wire [6:0] \$61 ;
+  wire [16:0] \$59 ;
+  wire \$6 ;
+  wire [16:0] \$60 ;
+  wire \$61 ;
   wire [16:0] \$62 ;
-  wire \$63 ;
+  wire [16:0] \$63 ;
   wire \$64 ;
-  wire \$65 ;
-  wire [16:0] \$66 ;
+  wire [15:0] \$65 ;
+  wire \$66 ;
   wire \$67 ;
   wire [16:0] \$68 ;
   wire [16:0] \$69 ;
   wire \$7 ;
-  wire [16:0] \$70 ;
-  wire \$71 ;
-  wire [16:0] \$72 ;
-  wire \$73 ;
-  wire [16:0] \$74 ;
-  wire [16:0] \$75 ;
-  wire [16:0] \$76 ;
-  wire \$77 ;
+  wire \$70 ;
+  wire [16:0] \$71 ;
+  wire \$72 ;
+  wire [5:0] \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire [16:0] \$77 ;
   wire [16:0] \$78 ;
-  wire [16:0] \$79 ;
-  wire [15:0] \$8 ;
-  wire [16:0] \$80 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire [5:0] \$80 ;
   wire \$81 ;
-  wire [15:0] \$82 ;
-  wire [16:0] \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire [16:0] \$86 ;
-  wire [16:0] \$87 ;
+  wire \$82 ;
+  wire [2:0] \$83 ;
+  wire [2:0] \$84 ;
+  wire [2:0] \$85 ;
+  wire \$86 ;
+  wire [5:0] \$87 ;
   wire \$88 ;
   wire [16:0] \$89 ;
-  wire [16:0] \$9 ;
+  wire [15:0] \$9 ;
   wire [16:0] \$90 ;
-  wire \$91 ;
-  wire [5:0] \$92 ;
-  wire [6:0] \$93 ;
+  wire [16:0] \$91 ;
+  wire \$92 ;
+  wire [5:0] \$93 ;
   wire \$94 ;
   wire \$95 ;
   wire \$96 ;
   wire [16:0] \$97 ;
   wire [16:0] \$98 ;
-  wire [16:0] \$99 ;
+  wire \$99 ;
   output [96:0] a;
   reg [96:0] a = 97'h0000000000000000000000000;
   wire [2:0] \a.b ;
@@ -15676,8 +15688,8 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   reg [1:0] e2_tis = 2'h0;
   reg [15:0] e2_tr4 = 16'h0000;
   reg [15:0] e2_trw = 16'h0000;
-  input [492:0] geo;
-  wire [492:0] geo;
+  input [704:0] geo;
+  wire [704:0] geo;
   wire [15:0] \geo.cw ;
   wire [15:0] \geo.dist ;
   wire [1:0] \geo.e_lo2 ;
@@ -15685,34 +15697,49 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   wire [15:0] \geo.ew_ng ;
   wire [15:0] \geo.first_eoff1 ;
   wire [15:0] \geo.go ;
+  wire [15:0] \geo.h_last ;
   wire [1:0] \geo.halos1 ;
   wire [15:0] \geo.ho ;
   wire [15:0] \geo.in_row_words ;
+  wire [15:0] \geo.inner_last ;
   wire [15:0] \geo.last_chunk ;
+  wire [15:0] \geo.last_chunk_last ;
   wire [5:0] \geo.last_cols ;
   wire [5:0] \geo.last_lanes ;
+  wire [5:0] \geo.last_lanes_last ;
   wire [15:0] \geo.lastg2 ;
+  wire [15:0] \geo.lastg2_last ;
   wire [15:0] \geo.lastg3 ;
+  wire [15:0] \geo.lastg3_last ;
   wire \geo.long_rows ;
   wire [15:0] \geo.nb ;
+  wire [15:0] \geo.nb_last ;
   wire [15:0] \geo.nbe2 ;
   wire [15:0] \geo.nbg2 ;
+  wire [15:0] \geo.nbg2_last ;
   wire [15:0] \geo.nbg3 ;
+  wire [15:0] \geo.nbg3_last ;
   wire [15:0] \geo.ncc ;
   wire [15:0] \geo.nch ;
+  wire [15:0] \geo.nch_last ;
   wire [15:0] \geo.ng ;
+  wire [15:0] \geo.ng_last ;
   wire [15:0] \geo.ns ;
   wire [15:0] \geo.out_row_words ;
   wire [3:0] \geo.pack ;
   wire [5:0] \geo.pk ;
+  wire [5:0] \geo.pk_last ;
   wire [15:0] \geo.prev_init ;
   wire [5:0] \geo.px ;
   wire [3:0] \geo.pxl ;
   wire [15:0] \geo.r3 ;
+  wire [15:0] \geo.r3_last ;
+  wire [15:0] \geo.ring_last ;
   wire [15:0] \geo.rw1 ;
   wire [15:0] \geo.rw4 ;
   wire [7:0] \geo.t3 ;
   wire [15:0] \geo.t3r1 ;
+  wire [7:0] \geo.t_last ;
   wire [15:0] \geo.tr1 ;
   wire [15:0] \geo.tr4 ;
   wire [15:0] \geo.wo ;
@@ -15765,382 +15792,316 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   assign \$4  = desc[121:90] >> \$1 [7:0];
   assign \$5  = ~ \$4 ;
   assign e2_copy = \$3  & \$5 ;
-  assign \$6  = geo[332:317] - 1'h1;
-  assign \$7  = e2_bg == \$6 ;
-  assign \$8  = \$7  ? geo[348:333] : 16'h0008;
-  assign e2_single = \$8  == 1'h1;
+  assign \$6  = e2_bg == geo[600:585];
+  assign \$7  = ! geo[616:601];
+  assign e2_single = \$6  ? \$7  : 1'h0;
   assign e2_s_first = ! e2_s;
-  assign \$9  = geo[169:154] - 1'h1;
-  assign \$10  = e2_ck == \$9 ;
-  assign \$11  = \$10  ? geo[185:170] : 16'h0010;
-  assign \$12  = e2_single ? geo[137:122] : \$11 ;
-  assign \$13  = \$12  - 1'h1;
-  assign e2_s_last = e2_s == \$13 ;
-  assign \$14  = geo[169:154] - 1'h1;
-  assign \$15  = e2_ck == \$14 ;
-  assign \$16  = e2_single | \$15 ;
-  assign e2_final = e2_s_last & \$16 ;
-  assign \$17  = ~ e2_single;
-  assign \$18  = e2_s_first & \$17 ;
-  assign \$19  = | e2_ck;
-  assign e2_from_psum = \$18  & \$19 ;
-  assign \$20  = ~ e2_final;
-  assign e2_psum_out = e2_s_last & \$20 ;
-  assign \$21  = ! e2_b;
-  assign e2_glb_w = e2_single | \$21 ;
-  assign \$22  = ~ e2_single;
-  assign \$23  = ! e2_b;
-  assign e2_spad_wr = \$22  & \$23 ;
-  assign \$24  = ~ e2_single;
-  assign \$25  = | e2_b;
-  assign e2_spad_rd = \$24  & \$25 ;
-  assign \$26  = geo[57:42] - 1'h1;
-  assign \$27  = e2_bc == \$26 ;
-  assign \$28  = geo[35:20] - 1'h1;
-  assign \$29  = e2_g == \$28 ;
-  assign \$30  = \$27  & \$29 ;
-  assign \$31  = geo[332:317] - 1'h1;
-  assign \$32  = e2_bg == \$31 ;
-  assign \$33  = \$32  ? geo[348:333] : 16'h0008;
-  assign \$34  = \$33  - 1'h1;
-  assign \$35  = e2_b == \$34 ;
-  assign \$36  = e2_final & \$35 ;
-  assign \$37  = geo[332:317] - 1'h1;
-  assign \$38  = e2_bg == \$37 ;
-  assign \$39  = \$36  & \$38 ;
-  assign \$40  = geo[35:20] - 1'h1;
-  assign \$41  = e2_g == \$40 ;
-  assign \$42  = \$39  & \$41 ;
-  assign e2_row_end = e2_copy ? \$30  : \$42 ;
-  assign \$43  = desc[63:48] - 1'h1;
-  assign \$44  = e2_q == \$43 ;
-  assign \$45  = e2_row_end & \$44 ;
-  assign \$46  = desc[87:80] - 1'h1;
-  assign \$47  = \$1 [7:0] == \$46 ;
-  assign e2_all_end = \$45  & \$47 ;
-  assign \$48  = e2_bc + 1'h1;
-  assign \$50  = geo[300:299] + \$49 ;
-  assign \$51  = \$50  + e2_b;
-  assign \$52  = e2_copy ? { 4'h0, \$48  } : \$51 ;
-  assign \$53  = e2_goff + e2_boff;
-  assign \$54  = e2_copy ? { 1'h0, e2_coff } : \$53 ;
-  assign \$55  = ! e2_jl;
-  assign \$56  = e2_s_first | \$55 ;
-  assign \$57  = ! e2_jl;
-  assign \$58  = ! e2_ti;
-  assign \$59  = \$57  & \$58 ;
-  assign \$60  = e2_s_first | \$59 ;
-  assign \$61  = geo[19:14] - 1'h1;
-  assign \$62  = { 1'h0, e2_sl } & { \$61 [6], \$61 [6], \$61 [6], \$61 [6], \$61 [6], \$61 [6], \$61 [6], \$61 [6], \$61 [6], \$61 [6], \$61  };
-  assign \$63  = ! \$62 ;
-  assign \$64  = e2_s_first | \$63 ;
-  assign \$65  = e2_glb_w & \$64 ;
+  assign \$8  = e2_ck == geo[568:553];
+  assign \$9  = \$8  ? geo[584:569] : 16'h000f;
+  assign \$10  = e2_single ? geo[552:537] : \$9 ;
+  assign e2_s_last = e2_s == \$10 ;
+  assign \$11  = e2_ck == geo[568:553];
+  assign \$12  = e2_single | \$11 ;
+  assign e2_final = e2_s_last & \$12 ;
+  assign \$13  = ~ e2_single;
+  assign \$14  = e2_s_first & \$13 ;
+  assign \$15  = | e2_ck;
+  assign e2_from_psum = \$14  & \$15 ;
+  assign \$16  = ~ e2_final;
+  assign e2_psum_out = e2_s_last & \$16 ;
+  assign \$17  = ! e2_b;
+  assign e2_glb_w = e2_single | \$17 ;
+  assign \$18  = ~ e2_single;
+  assign \$19  = ! e2_b;
+  assign e2_spad_wr = \$18  & \$19 ;
+  assign \$20  = ~ e2_single;
+  assign \$21  = | e2_b;
+  assign e2_spad_rd = \$20  & \$21 ;
+  assign \$22  = e2_bc == geo[536:521];
+  assign \$23  = e2_g == geo[514:499];
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = e2_bg == geo[600:585];
+  assign \$26  = \$25  ? geo[616:601] : 16'h0007;
+  assign \$27  = e2_b == \$26 ;
+  assign \$28  = e2_final & \$27 ;
+  assign \$29  = e2_bg == geo[600:585];
+  assign \$30  = \$28  & \$29 ;
+  assign \$31  = e2_g == geo[514:499];
+  assign \$32  = \$30  & \$31 ;
+  assign e2_row_end = e2_copy ? \$24  : \$32 ;
+  assign \$33  = e2_q == geo[664:649];
+  assign \$34  = e2_row_end & \$33 ;
+  assign \$35  = \$1 [7:0] == geo[672:665];
+  assign e2_all_end = \$34  & \$35 ;
+  assign \$36  = e2_bc + 1'h1;
+  assign \$38  = geo[300:299] + \$37 ;
+  assign \$39  = \$38  + e2_b;
+  assign \$40  = e2_copy ? { 4'h0, \$36  } : \$39 ;
+  assign \$41  = e2_goff + e2_boff;
+  assign \$42  = e2_copy ? { 1'h0, e2_coff } : \$41 ;
+  assign \$43  = ! e2_jl;
+  assign \$44  = e2_s_first | \$43 ;
+  assign \$45  = ! e2_jl;
+  assign \$46  = ! e2_ti;
+  assign \$47  = \$45  & \$46 ;
+  assign \$48  = e2_s_first | \$47 ;
+  assign \$49  = geo[19:14] - 1'h1;
+  assign \$50  = { 1'h0, e2_sl } & { \$49 [6], \$49 [6], \$49 [6], \$49 [6], \$49 [6], \$49 [6], \$49 [6], \$49 [6], \$49 [6], \$49 [6], \$49  };
+  assign \$51  = ! \$50 ;
+  assign \$52  = e2_s_first | \$51 ;
+  assign \$53  = e2_glb_w & \$52 ;
   assign inflight = | { b[0], e2_mid2[0], e2_mid1[0], a[0] };
-  assign \$66  = geo[35:20] - 1'h1;
-  assign \$67  = e2_g == \$66 ;
-  assign \$68  = e2_g + 1'h1;
-  assign \$69  = \$67  ? 17'h00000 : \$68 ;
-  assign \$70  = geo[35:20] - 1'h1;
-  assign \$71  = e2_g == \$70 ;
-  assign \$72  = geo[57:42] - 1'h1;
-  assign \$73  = e2_bc == \$72 ;
-  assign \$74  = e2_bc + 1'h1;
-  assign \$75  = \$73  ? 17'h00000 : \$74 ;
-  assign \$76  = geo[57:42] - 1'h1;
-  assign \$77  = e2_bc == \$76 ;
-  assign \$78  = e2_coff + geo[35:20];
-  assign \$79  = \$77  ? { 1'h0, geo[35:20] } : \$78 ;
-  assign \$80  = geo[332:317] - 1'h1;
-  assign \$81  = e2_bg == \$80 ;
-  assign \$82  = \$81  ? geo[348:333] : 16'h0008;
-  assign \$83  = \$82  - 1'h1;
-  assign \$84  = e2_b == \$83 ;
-  assign \$85  = ~ \$84 ;
-  assign \$86  = e2_b + 1'h1;
-  assign \$87  = e2_boff + geo[35:20];
-  assign \$88  = ~ e2_final;
-  assign \$89  = e2_ck + 1'h1;
-  assign \$90  = geo[35:20] - 1'h1;
-  assign \$91  = e2_jb == \$90 ;
-  assign \$92  = \$91  ? geo[41:36] : geo[13:8];
-  assign \$93  = \$92  - 1'h1;
-  assign \$94  = $signed({ 1'h0, e2_jl }) == $signed(\$93 );
+  assign \$54  = e2_g == geo[514:499];
+  assign \$55  = e2_g + 1'h1;
+  assign \$56  = \$54  ? 17'h00000 : \$55 ;
+  assign \$57  = e2_g == geo[514:499];
+  assign \$58  = e2_bc == geo[536:521];
+  assign \$59  = e2_bc + 1'h1;
+  assign \$60  = \$58  ? 17'h00000 : \$59 ;
+  assign \$61  = e2_bc == geo[536:521];
+  assign \$62  = e2_coff + geo[35:20];
+  assign \$63  = \$61  ? { 1'h0, geo[35:20] } : \$62 ;
+  assign \$64  = e2_bg == geo[600:585];
+  assign \$65  = \$64  ? geo[616:601] : 16'h0007;
+  assign \$66  = e2_b == \$65 ;
+  assign \$67  = ~ \$66 ;
+  assign \$68  = e2_b + 1'h1;
+  assign \$69  = e2_boff + geo[35:20];
+  assign \$70  = ~ e2_final;
+  assign \$71  = e2_ck + 1'h1;
+  assign \$72  = e2_jb == geo[514:499];
+  assign \$73  = \$72  ? geo[520:515] : geo[498:493];
+  assign \$74  = e2_jl == \$73 ;
+  assign \$75  = e2_ti == 2'h2;
+  assign \$76  = \$74  & \$75 ;
+  assign \$77  = e2_jb + 1'h1;
+  assign \$78  = \$76  ? \$77  : { 1'h0, e2_jb };
+  assign \$79  = e2_jb == geo[514:499];
+  assign \$80  = \$79  ? geo[520:515] : geo[498:493];
+  assign \$81  = e2_jl == \$80 ;
+  assign \$82  = e2_ti == 2'h2;
+  assign \$83  = e2_ti + 1'h1;
+  assign \$84  = \$82  ? 3'h0 : \$83 ;
+  assign \$85  = \$81  ? \$84  : { 1'h0, e2_ti };
+  assign \$86  = e2_jb == geo[514:499];
+  assign \$87  = \$86  ? geo[520:515] : geo[498:493];
+  assign \$88  = e2_jl == \$87 ;
+  assign \$89  = e2_jl + 1'h1;
+  assign \$90  = \$88  ? 17'h00000 : \$89 ;
+  assign \$91  = e2_sl + 1'h1;
+  assign \$92  = e2_jb == geo[514:499];
+  assign \$93  = \$92  ? geo[520:515] : geo[498:493];
+  assign \$94  = e2_jl == \$93 ;
   assign \$95  = e2_ti == 2'h2;
   assign \$96  = \$94  & \$95 ;
   assign \$97  = e2_jb + 1'h1;
   assign \$98  = \$96  ? \$97  : { 1'h0, e2_jb };
-  assign \$99  = geo[35:20] - 1'h1;
-  assign \$100  = e2_jb == \$99 ;
-  assign \$101  = \$100  ? geo[41:36] : geo[13:8];
-  assign \$102  = \$101  - 1'h1;
-  assign \$103  = $signed({ 1'h0, e2_jl }) == $signed(\$102 );
-  assign \$104  = e2_ti == 2'h2;
-  assign \$105  = e2_ti + 1'h1;
-  assign \$106  = \$104  ? 3'h0 : \$105 ;
-  assign \$107  = \$103  ? \$106  : { 1'h0, e2_ti };
-  assign \$108  = geo[35:20] - 1'h1;
-  assign \$109  = e2_jb == \$108 ;
-  assign \$110  = \$109  ? geo[41:36] : geo[13:8];
-  assign \$111  = \$110  - 1'h1;
-  assign \$112  = $signed({ 1'h0, e2_jl }) == $signed(\$111 );
-  assign \$113  = e2_jl + 1'h1;
-  assign \$114  = \$112  ? 17'h00000 : \$113 ;
-  assign \$115  = e2_sl + 1'h1;
-  assign \$116  = geo[35:20] - 1'h1;
-  assign \$117  = e2_jb == \$116 ;
-  assign \$118  = \$117  ? geo[41:36] : geo[13:8];
-  assign \$119  = \$118  - 1'h1;
-  assign \$120  = $signed({ 1'h0, e2_jl }) == $signed(\$119 );
-  assign \$121  = e2_ti == 2'h2;
-  assign \$122  = \$120  & \$121 ;
-  assign \$123  = e2_jb + 1'h1;
-  assign \$124  = \$122  ? \$123  : { 1'h0, e2_jb };
-  assign \$125  = geo[35:20] - 1'h1;
-  assign \$126  = e2_jb == \$125 ;
-  assign \$127  = \$126  ? geo[41:36] : geo[13:8];
-  assign \$128  = \$127  - 1'h1;
-  assign \$129  = $signed({ 1'h0, e2_jl }) == $signed(\$128 );
-  assign \$130  = e2_ti == 2'h2;
-  assign \$131  = e2_ti + 1'h1;
-  assign \$132  = \$130  ? 3'h0 : \$131 ;
-  assign \$133  = \$129  ? \$132  : { 1'h0, e2_ti };
-  assign \$134  = geo[35:20] - 1'h1;
-  assign \$135  = e2_jb == \$134 ;
-  assign \$136  = \$135  ? geo[41:36] : geo[13:8];
-  assign \$137  = \$136  - 1'h1;
-  assign \$138  = $signed({ 1'h0, e2_jl }) == $signed(\$137 );
-  assign \$139  = e2_jl + 1'h1;
-  assign \$140  = \$138  ? 17'h00000 : \$139 ;
-  assign \$141  = e2_sl + 1'h1;
-  assign \$142  = geo[332:317] - 1'h1;
-  assign \$143  = e2_bg != \$142 ;
-  assign \$144  = e2_bg + 1'h1;
-  assign \$146  = e2_goff + \$145 ;
-  assign \$147  = e2_cseq + 1'h1;
-  assign \$148  = desc[293:278] - 1'h1;
-  assign \$149  = e2_cslot == \$148 ;
-  assign \$150  = e2_cslot + 1'h1;
-  assign \$151  = \$149  ? 17'h00000 : \$150 ;
-  assign \$152  = | desc[293:278];
-  assign \$153  = desc[293:278] - 1'h1;
-  assign \$154  = e2_cslot == \$153 ;
-  assign \$155  = geo[35:20] - 1'h1;
-  assign \$156  = e2_g == \$155 ;
-  assign \$157  = \$152  ? \$154  : \$156 ;
-  assign \$158  = e2_gbase + geo[153:138];
-  assign \$159  = \$157  ? 17'h00000 : \$158 ;
-  assign \$160  = geo[35:20] - 1'h1;
-  assign \$161  = e2_g != \$160 ;
-  assign \$162  = e2_g + 1'h1;
-  assign \$163  = e2_s + 1'h1;
-  assign \$164  = geo[35:20] - 1'h1;
-  assign \$165  = e2_jb == \$164 ;
-  assign \$166  = \$165  ? geo[41:36] : geo[13:8];
-  assign \$167  = \$166  - 1'h1;
-  assign \$168  = $signed({ 1'h0, e2_jl }) == $signed(\$167 );
-  assign \$169  = e2_ti == 2'h2;
-  assign \$170  = \$168  & \$169 ;
-  assign \$171  = e2_jb + 1'h1;
-  assign \$172  = \$170  ? \$171  : { 1'h0, e2_jb };
-  assign \$173  = geo[35:20] - 1'h1;
-  assign \$174  = e2_jb == \$173 ;
-  assign \$175  = \$174  ? geo[41:36] : geo[13:8];
-  assign \$176  = \$175  - 1'h1;
-  assign \$177  = $signed({ 1'h0, e2_jl }) == $signed(\$176 );
-  assign \$178  = e2_ti == 2'h2;
-  assign \$179  = e2_ti + 1'h1;
-  assign \$180  = \$178  ? 3'h0 : \$179 ;
-  assign \$181  = \$177  ? \$180  : { 1'h0, e2_ti };
-  assign \$182  = geo[35:20] - 1'h1;
-  assign \$183  = e2_jb == \$182 ;
-  assign \$184  = \$183  ? geo[41:36] : geo[13:8];
-  assign \$185  = \$184  - 1'h1;
-  assign \$186  = $signed({ 1'h0, e2_jl }) == $signed(\$185 );
-  assign \$187  = e2_jl + 1'h1;
-  assign \$188  = \$186  ? 17'h00000 : \$187 ;
-  assign \$189  = e2_sl + 1'h1;
-  assign \$190  = e2_seq + 1'h1;
-  assign \$191  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$192  = \$191  - 1'h1;
-  assign \$193  = e2_i == \$192 ;
-  assign \$194  = e2_o + 1'h1;
-  assign \$195  = e2_i + 1'h1;
-  assign \$196  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$197  = \$196  - 1'h1;
-  assign \$198  = e2_i == \$197 ;
-  assign \$199  = e2_qm3 == 2'h2;
-  assign \$200  = e2_qm3 + 1'h1;
-  assign \$201  = \$199  ? 3'h0 : \$200 ;
-  assign \$202  = \$198  ? 3'h0 : \$201 ;
-  assign \$203  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$204  = \$203  - 1'h1;
-  assign \$205  = e2_i == \$204 ;
-  assign \$206  = e2_qm3 == 2'h2;
-  assign \$207  = e2_qm3 + 1'h1;
-  assign \$208  = \$206  ? 3'h0 : \$207 ;
-  assign \$209  = \$205  ? \$208  : { 1'h0, e2_qm3 };
-  assign \$210  = desc[126] ? \$202  : \$209 ;
-  assign \$211  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$212  = \$211  - 1'h1;
-  assign \$213  = e2_i == \$212 ;
-  assign \$215  = \$214  + geo[73:58];
-  assign \$216  = \$213  ? \$215  : { 2'h0, geo[73:58] };
-  assign \$217  = e2_r1base + \$216 ;
-  assign \$218  = \$217  >= geo[434:419];
-  assign \$219  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$220  = \$219  - 1'h1;
-  assign \$221  = e2_i == \$220 ;
-  assign \$223  = \$222  + geo[73:58];
-  assign \$224  = \$221  ? \$223  : { 2'h0, geo[73:58] };
-  assign \$225  = e2_r1base + \$224 ;
-  assign \$226  = \$225  - geo[434:419];
-  assign \$227  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$228  = \$227  - 1'h1;
-  assign \$229  = e2_i == \$228 ;
-  assign \$231  = \$230  + geo[73:58];
-  assign \$232  = \$229  ? \$231  : { 2'h0, geo[73:58] };
-  assign \$233  = e2_r1base + \$232 ;
-  assign \$234  = \$218  ? \$226  : { 1'h0, \$233  };
-  assign \$235  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$236  = \$235  - 1'h1;
-  assign \$237  = e2_i == \$236 ;
-  assign \$238  = e2_trw + geo[73:58];
-  assign \$239  = \$237  ? \$238  : { 1'h0, e2_trw };
-  assign \$240  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$241  = \$240  - 1'h1;
-  assign \$242  = e2_i == \$241 ;
-  assign \$243  = e2_trw + geo[73:58];
-  assign \$244  = \$242  ? 17'h00000 : \$243 ;
-  assign \$245  = desc[126] ? \$239  : \$244 ;
-  assign \$246  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$247  = \$246  - 1'h1;
-  assign \$248  = e2_i == \$247 ;
-  assign \$249  = e2_tr4 + geo[89:74];
-  assign \$250  = \$248  ? \$249  : { 1'h0, e2_tr4 };
-  assign \$251  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$252  = \$251  - 1'h1;
-  assign \$253  = e2_i == \$252 ;
-  assign \$254  = e2_tr4 + geo[89:74];
-  assign \$255  = \$253  ? 17'h00000 : \$254 ;
-  assign \$256  = desc[126] ? \$250  : \$255 ;
-  assign \$257  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$258  = \$257  - 1'h1;
-  assign \$259  = e2_i == \$258 ;
-  assign \$260  = e2_tho + geo[201:186];
-  assign \$261  = \$259  ? \$260  : { 1'h0, e2_tho };
-  assign \$262  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$263  = \$262  - 1'h1;
-  assign \$264  = e2_i == \$263 ;
-  assign \$265  = e2_tho + geo[201:186];
-  assign \$266  = \$264  ? 17'h00000 : \$265 ;
-  assign \$267  = desc[126] ? \$261  : \$266 ;
-  assign \$268  = ~ desc[126];
-  assign \$269  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$270  = \$269  - 1'h1;
-  assign \$271  = e2_i == \$270 ;
-  assign \$272  = \$268  & \$271 ;
-  assign \$273  = e2_q >= 2'h3;
-  assign \$274  = \$272  & \$273 ;
-  assign \$275  = ~ desc[206];
-  assign \$276  = ~ e2_q[0];
-  assign \$277  = \$275  | \$276 ;
-  assign \$278  = \$274  & \$277 ;
-  assign \$279  = e2_l4b + desc[87:80];
-  assign \$280  = ! e2_tap;
-  assign \$281  = \$52 [15:0] - 1'h1;
-  assign \$282  = \$52 [15:0] + 1'h1;
-  assign \$283  = \$280  ? { \$281 [16], \$281  } : { 1'h0, \$282  };
-  assign \$284  = ! \$283 ;
-  assign \$285  = \$284  & desc[210];
-  assign \$286  = ! e2_tap;
-  assign \$287  = \$52 [15:0] - 1'h1;
-  assign \$288  = \$52 [15:0] + 1'h1;
-  assign \$289  = \$286  ? { \$287 [16], \$287  } : { 1'h0, \$288  };
-  assign \$290  = geo[57:42] + 1'h1;
-  assign \$291  = \$289  == \$290 ;
-  assign \$292  = \$291  & desc[211];
-  assign \$293  = \$285  | \$292 ;
-  assign \$294  = | e2_ti;
-  assign \$295  = \$293  & \$294 ;
-  assign \$296  = | e2_ti;
-  assign \$297  = ! e2_tap;
-  assign \$298  = ! e2_q;
-  assign \$299  = \$298  & desc[208];
-  assign \$300  = desc[63:48] - 1'h1;
-  assign \$301  = e2_q == \$300 ;
-  assign \$302  = \$301  & desc[209];
-  assign \$303  = \$297  ? \$299  : \$302 ;
-  assign \$304  = \$296  & \$303 ;
-  assign \$305  = geo[19:14] - 1'h1;
-  assign \$306  = { 1'h0, e2_sl } & { \$305 [6], \$305 [6], \$305 [6], \$305 [6], \$305 [6], \$305 [6], \$305 [6], \$305 [6], \$305 [6], \$305 [6], \$305  };
+  assign \$99  = e2_jb == geo[514:499];
+  assign \$100  = \$99  ? geo[520:515] : geo[498:493];
+  assign \$101  = e2_jl == \$100 ;
+  assign \$102  = e2_ti == 2'h2;
+  assign \$103  = e2_ti + 1'h1;
+  assign \$104  = \$102  ? 3'h0 : \$103 ;
+  assign \$105  = \$101  ? \$104  : { 1'h0, e2_ti };
+  assign \$106  = e2_jb == geo[514:499];
+  assign \$107  = \$106  ? geo[520:515] : geo[498:493];
+  assign \$108  = e2_jl == \$107 ;
+  assign \$109  = e2_jl + 1'h1;
+  assign \$110  = \$108  ? 17'h00000 : \$109 ;
+  assign \$111  = e2_sl + 1'h1;
+  assign \$112  = e2_bg == geo[600:585];
+  assign \$113  = ~ \$112 ;
+  assign \$114  = e2_bg + 1'h1;
+  assign \$116  = e2_goff + \$115 ;
+  assign \$117  = e2_cseq + 1'h1;
+  assign \$118  = e2_cslot == geo[704:689];
+  assign \$119  = e2_cslot + 1'h1;
+  assign \$120  = \$118  ? 17'h00000 : \$119 ;
+  assign \$121  = | desc[293:278];
+  assign \$122  = e2_cslot == geo[704:689];
+  assign \$123  = e2_g == geo[514:499];
+  assign \$124  = \$121  ? \$122  : \$123 ;
+  assign \$125  = e2_gbase + geo[153:138];
+  assign \$126  = \$124  ? 17'h00000 : \$125 ;
+  assign \$127  = e2_g == geo[514:499];
+  assign \$128  = ~ \$127 ;
+  assign \$129  = e2_g + 1'h1;
+  assign \$130  = e2_s + 1'h1;
+  assign \$131  = e2_jb == geo[514:499];
+  assign \$132  = \$131  ? geo[520:515] : geo[498:493];
+  assign \$133  = e2_jl == \$132 ;
+  assign \$134  = e2_ti == 2'h2;
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = e2_jb + 1'h1;
+  assign \$137  = \$135  ? \$136  : { 1'h0, e2_jb };
+  assign \$138  = e2_jb == geo[514:499];
+  assign \$139  = \$138  ? geo[520:515] : geo[498:493];
+  assign \$140  = e2_jl == \$139 ;
+  assign \$141  = e2_ti == 2'h2;
+  assign \$142  = e2_ti + 1'h1;
+  assign \$143  = \$141  ? 3'h0 : \$142 ;
+  assign \$144  = \$140  ? \$143  : { 1'h0, e2_ti };
+  assign \$145  = e2_jb == geo[514:499];
+  assign \$146  = \$145  ? geo[520:515] : geo[498:493];
+  assign \$147  = e2_jl == \$146 ;
+  assign \$148  = e2_jl + 1'h1;
+  assign \$149  = \$147  ? 17'h00000 : \$148 ;
+  assign \$150  = e2_sl + 1'h1;
+  assign \$151  = e2_seq + 1'h1;
+  assign \$152  = e2_i == geo[688:673];
+  assign \$153  = e2_o + 1'h1;
+  assign \$154  = e2_i + 1'h1;
+  assign \$155  = e2_i == geo[688:673];
+  assign \$156  = e2_qm3 == 2'h2;
+  assign \$157  = e2_qm3 + 1'h1;
+  assign \$158  = \$156  ? 3'h0 : \$157 ;
+  assign \$159  = \$155  ? 3'h0 : \$158 ;
+  assign \$160  = e2_i == geo[688:673];
+  assign \$161  = e2_qm3 == 2'h2;
+  assign \$162  = e2_qm3 + 1'h1;
+  assign \$163  = \$161  ? 3'h0 : \$162 ;
+  assign \$164  = \$160  ? \$163  : { 1'h0, e2_qm3 };
+  assign \$165  = desc[126] ? \$159  : \$164 ;
+  assign \$166  = e2_i == geo[688:673];
+  assign \$168  = \$167  + geo[73:58];
+  assign \$169  = \$166  ? \$168  : { 2'h0, geo[73:58] };
+  assign \$170  = e2_r1base + \$169 ;
+  assign \$171  = \$170  >= geo[434:419];
+  assign \$172  = e2_i == geo[688:673];
+  assign \$174  = \$173  + geo[73:58];
+  assign \$175  = \$172  ? \$174  : { 2'h0, geo[73:58] };
+  assign \$176  = e2_r1base + \$175 ;
+  assign \$177  = \$176  - geo[434:419];
+  assign \$178  = e2_i == geo[688:673];
+  assign \$180  = \$179  + geo[73:58];
+  assign \$181  = \$178  ? \$180  : { 2'h0, geo[73:58] };
+  assign \$182  = e2_r1base + \$181 ;
+  assign \$183  = \$171  ? \$177  : { 1'h0, \$182  };
+  assign \$184  = e2_i == geo[688:673];
+  assign \$185  = e2_trw + geo[73:58];
+  assign \$186  = \$184  ? \$185  : { 1'h0, e2_trw };
+  assign \$187  = e2_i == geo[688:673];
+  assign \$188  = e2_trw + geo[73:58];
+  assign \$189  = \$187  ? 17'h00000 : \$188 ;
+  assign \$190  = desc[126] ? \$186  : \$189 ;
+  assign \$191  = e2_i == geo[688:673];
+  assign \$192  = e2_tr4 + geo[89:74];
+  assign \$193  = \$191  ? \$192  : { 1'h0, e2_tr4 };
+  assign \$194  = e2_i == geo[688:673];
+  assign \$195  = e2_tr4 + geo[89:74];
+  assign \$196  = \$194  ? 17'h00000 : \$195 ;
+  assign \$197  = desc[126] ? \$193  : \$196 ;
+  assign \$198  = e2_i == geo[688:673];
+  assign \$199  = e2_tho + geo[201:186];
+  assign \$200  = \$198  ? \$199  : { 1'h0, e2_tho };
+  assign \$201  = e2_i == geo[688:673];
+  assign \$202  = e2_tho + geo[201:186];
+  assign \$203  = \$201  ? 17'h00000 : \$202 ;
+  assign \$204  = desc[126] ? \$200  : \$203 ;
+  assign \$205  = ~ desc[126];
+  assign \$206  = e2_i == geo[688:673];
+  assign \$207  = \$205  & \$206 ;
+  assign \$208  = e2_q >= 2'h3;
+  assign \$209  = \$207  & \$208 ;
+  assign \$210  = ~ desc[206];
+  assign \$211  = ~ e2_q[0];
+  assign \$212  = \$210  | \$211 ;
+  assign \$213  = \$209  & \$212 ;
+  assign \$214  = e2_l4b + desc[87:80];
+  assign \$215  = ! e2_tap;
+  assign \$216  = \$40 [15:0] - 1'h1;
+  assign \$217  = \$40 [15:0] + 1'h1;
+  assign \$218  = \$215  ? { \$216 [16], \$216  } : { 1'h0, \$217  };
+  assign \$219  = ! \$218 ;
+  assign \$220  = \$219  & desc[210];
+  assign \$221  = ! e2_tap;
+  assign \$222  = \$40 [15:0] - 1'h1;
+  assign \$223  = \$40 [15:0] + 1'h1;
+  assign \$224  = \$221  ? { \$222 [16], \$222  } : { 1'h0, \$223  };
+  assign \$225  = geo[57:42] + 1'h1;
+  assign \$226  = \$224  == \$225 ;
+  assign \$227  = \$226  & desc[211];
+  assign \$228  = \$220  | \$227 ;
+  assign \$229  = | e2_ti;
+  assign \$230  = \$228  & \$229 ;
+  assign \$231  = | e2_ti;
+  assign \$232  = ! e2_tap;
+  assign \$233  = ! e2_q;
+  assign \$234  = \$233  & desc[208];
+  assign \$235  = e2_q == geo[664:649];
+  assign \$236  = \$235  & desc[209];
+  assign \$237  = \$232  ? \$234  : \$236 ;
+  assign \$238  = \$231  & \$237 ;
+  assign \$239  = geo[19:14] - 1'h1;
+  assign \$240  = { 1'h0, e2_sl } & { \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239  };
   always @(posedge clk)
-    e2_g <= \$307 ;
+    e2_g <= \$241 ;
   always @(posedge clk)
-    e2_bc <= \$308 ;
+    e2_bc <= \$242 ;
   always @(posedge clk)
-    e2_coff <= \$309 ;
+    e2_coff <= \$243 ;
   always @(posedge clk)
-    e2_s <= \$310 ;
+    e2_s <= \$244 ;
   always @(posedge clk)
-    e2_b <= \$311 ;
+    e2_b <= \$245 ;
   always @(posedge clk)
-    e2_boff <= \$312 ;
+    e2_boff <= \$246 ;
   always @(posedge clk)
-    e2_jb <= \$313 ;
+    e2_jb <= \$247 ;
   always @(posedge clk)
-    e2_ti <= \$314 ;
+    e2_ti <= \$248 ;
   always @(posedge clk)
-    e2_jl <= \$315 ;
+    e2_jl <= \$249 ;
   always @(posedge clk)
-    e2_sl <= \$316 ;
+    e2_sl <= \$250 ;
   always @(posedge clk)
-    e2_ck <= \$317 ;
+    e2_ck <= \$251 ;
   always @(posedge clk)
-    e2_jbs <= \$318 ;
+    e2_jbs <= \$252 ;
   always @(posedge clk)
-    e2_tis <= \$319 ;
+    e2_tis <= \$253 ;
   always @(posedge clk)
-    e2_jls <= \$320 ;
+    e2_jls <= \$254 ;
   always @(posedge clk)
-    e2_sls <= \$321 ;
+    e2_sls <= \$255 ;
   always @(posedge clk)
-    e2_bg <= \$322 ;
+    e2_bg <= \$256 ;
   always @(posedge clk)
-    e2_goff <= \$323 ;
+    e2_goff <= \$257 ;
   always @(posedge clk)
-    e2_cseq <= \$324 ;
+    e2_cseq <= \$258 ;
   always @(posedge clk)
-    e2_cslot <= \$325 ;
+    e2_cslot <= \$259 ;
   always @(posedge clk)
-    e2_gbase <= \$326 ;
+    e2_gbase <= \$260 ;
   always @(posedge clk)
-    e2_seq <= \$327 ;
+    e2_seq <= \$261 ;
   always @(posedge clk)
-    e2_i <= \$328 ;
+    e2_i <= \$262 ;
   always @(posedge clk)
-    e2_o <= \$329 ;
+    e2_o <= \$263 ;
   always @(posedge clk)
-    e2_qm3 <= \$330 ;
+    e2_qm3 <= \$264 ;
   always @(posedge clk)
-    e2_r1base <= \$331 ;
+    e2_r1base <= \$265 ;
   always @(posedge clk)
-    e2_trw <= \$332 ;
+    e2_trw <= \$266 ;
   always @(posedge clk)
-    e2_tr4 <= \$333 ;
+    e2_tr4 <= \$267 ;
   always @(posedge clk)
-    e2_tho <= \$334 ;
+    e2_tho <= \$268 ;
   always @(posedge clk)
-    e2_l4b <= \$335 ;
+    e2_l4b <= \$269 ;
   always @(posedge clk)
-    run <= \$336 ;
+    run <= \$270 ;
   always @(posedge clk)
-    a <= \$337 ;
+    a <= \$271 ;
   always @(posedge clk)
-    e2_mid1 <= \$338 ;
+    e2_mid1 <= \$272 ;
   always @(posedge clk)
-    e2_mid2 <= \$339 ;
+    e2_mid2 <= \$273 ;
   always @(posedge clk)
-    b <= \$340 ;
+    b <= \$274 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     e2_tap = 2'h0;
@@ -16155,25 +16116,25 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$307  = e2_g;
+    \$241  = e2_g;
     if (issue) begin
       if (e2_copy) begin
-        \$307  = \$69 [15:0];
+        \$241  = \$56 [15:0];
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
+        if (\$67 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
+          if (\$70 ) begin
           end else begin
             (* full_case = 32'd1 *)
-            if (\$143 ) begin
+            if (\$113 ) begin
             end else begin
               (* full_case = 32'd1 *)
-              if (\$161 ) begin
-                \$307  = \$162 [15:0];
+              if (\$128 ) begin
+                \$241  = \$129 [15:0];
               end else begin
-                \$307  = 16'h0000;
+                \$241  = 16'h0000;
               end
             end
           end
@@ -16181,739 +16142,739 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
       end
     end
     if (start) begin
-      \$307  = 16'h0000;
+      \$241  = 16'h0000;
     end
     if (rst) begin
-      \$307  = 16'h0000;
+      \$241  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$308  = e2_bc;
+    \$242  = e2_bc;
     if (issue) begin
       if (e2_copy) begin
-        if (\$71 ) begin
-          \$308  = \$75 [15:0];
+        if (\$57 ) begin
+          \$242  = \$60 [15:0];
         end
       end
     end
     if (start) begin
-      \$308  = 16'h0000;
+      \$242  = 16'h0000;
     end
     if (rst) begin
-      \$308  = 16'h0000;
+      \$242  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$309  = e2_coff;
+    \$243  = e2_coff;
     if (issue) begin
       if (e2_copy) begin
-        if (\$71 ) begin
-          \$309  = \$79 [15:0];
+        if (\$57 ) begin
+          \$243  = \$63 [15:0];
         end
       end
       if (e2_row_end) begin
-        \$309  = geo[35:20];
+        \$243  = geo[35:20];
       end
     end
     if (start) begin
-      \$309  = geo[35:20];
+      \$243  = geo[35:20];
     end
     if (rst) begin
-      \$309  = 16'h0000;
+      \$243  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$310  = e2_s;
+    \$244  = e2_s;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e2_copy) begin
       end else if (e2_s_last) begin
-        \$310  = 16'h0000;
+        \$244  = 16'h0000;
       end else begin
-        \$310  = \$163 [15:0];
+        \$244  = \$130 [15:0];
       end
     end
     if (start) begin
-      \$310  = 16'h0000;
+      \$244  = 16'h0000;
     end
     if (rst) begin
-      \$310  = 16'h0000;
+      \$244  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$311  = e2_b;
+    \$245  = e2_b;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$311  = \$86 [15:0];
+        if (\$67 ) begin
+          \$245  = \$68 [15:0];
         end else begin
-          \$311  = 16'h0000;
+          \$245  = 16'h0000;
         end
       end
     end
     if (start) begin
-      \$311  = 16'h0000;
+      \$245  = 16'h0000;
     end
     if (rst) begin
-      \$311  = 16'h0000;
+      \$245  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$312  = e2_boff;
+    \$246  = e2_boff;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$312  = \$87 [15:0];
+        if (\$67 ) begin
+          \$246  = \$69 [15:0];
         end else begin
-          \$312  = 16'h0000;
+          \$246  = 16'h0000;
         end
       end
     end
     if (start) begin
-      \$312  = 16'h0000;
+      \$246  = 16'h0000;
     end
     if (rst) begin
-      \$312  = 16'h0000;
+      \$246  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$313  = e2_jb;
-    if (issue) begin
-      (* full_case = 32'd1 *)
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$313  = e2_jbs;
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$313  = \$98 [15:0];
-          end else begin
-            \$313  = 16'h0000;
-          end
-        end
-      end else begin
-        \$313  = \$172 [15:0];
-      end
-    end
-    if (start) begin
-      \$313  = 16'h0000;
-    end
-    if (rst) begin
-      \$313  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$314  = e2_ti;
+    \$247  = e2_jb;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$314  = e2_tis;
+        if (\$67 ) begin
+          \$247  = e2_jbs;
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$314  = \$107 [1:0];
+          if (\$70 ) begin
+            \$247  = \$78 [15:0];
           end else begin
-            \$314  = 2'h0;
+            \$247  = 16'h0000;
           end
         end
       end else begin
-        \$314  = \$181 [1:0];
+        \$247  = \$137 [15:0];
       end
     end
     if (start) begin
-      \$314  = 2'h0;
+      \$247  = 16'h0000;
     end
     if (rst) begin
-      \$314  = 2'h0;
+      \$247  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$315  = e2_jl;
+    \$248  = e2_ti;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$315  = e2_jls;
+        if (\$67 ) begin
+          \$248  = e2_tis;
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$315  = \$114 [15:0];
+          if (\$70 ) begin
+            \$248  = \$85 [1:0];
           end else begin
-            \$315  = 16'h0000;
+            \$248  = 2'h0;
           end
         end
       end else begin
-        \$315  = \$188 [15:0];
+        \$248  = \$144 [1:0];
       end
     end
     if (start) begin
-      \$315  = 16'h0000;
+      \$248  = 2'h0;
     end
     if (rst) begin
-      \$315  = 16'h0000;
+      \$248  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$316  = e2_sl;
+    \$249  = e2_jl;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$316  = e2_sls;
+        if (\$67 ) begin
+          \$249  = e2_jls;
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$316  = \$115 [15:0];
+          if (\$70 ) begin
+            \$249  = \$90 [15:0];
           end else begin
-            \$316  = 16'h0000;
+            \$249  = 16'h0000;
           end
         end
       end else begin
-        \$316  = \$189 [15:0];
+        \$249  = \$149 [15:0];
       end
     end
     if (start) begin
-      \$316  = 16'h0000;
+      \$249  = 16'h0000;
     end
     if (rst) begin
-      \$316  = 16'h0000;
+      \$249  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$317  = e2_ck;
+    \$250  = e2_sl;
+    if (issue) begin
+      (* full_case = 32'd1 *)
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$67 ) begin
+          \$250  = e2_sls;
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$70 ) begin
+            \$250  = \$91 [15:0];
+          end else begin
+            \$250  = 16'h0000;
+          end
+        end
+      end else begin
+        \$250  = \$150 [15:0];
+      end
+    end
+    if (start) begin
+      \$250  = 16'h0000;
+    end
+    if (rst) begin
+      \$250  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$251  = e2_ck;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
+        if (\$67 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$317  = \$89 [15:0];
+          if (\$70 ) begin
+            \$251  = \$71 [15:0];
           end else begin
-            \$317  = 16'h0000;
+            \$251  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$317  = 16'h0000;
+      \$251  = 16'h0000;
     end
     if (rst) begin
-      \$317  = 16'h0000;
+      \$251  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$318  = e2_jbs;
+    \$252  = e2_jbs;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
+        if (\$67 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$318  = \$124 [15:0];
+          if (\$70 ) begin
+            \$252  = \$98 [15:0];
           end else begin
-            \$318  = 16'h0000;
+            \$252  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$318  = 16'h0000;
+      \$252  = 16'h0000;
     end
     if (rst) begin
-      \$318  = 16'h0000;
+      \$252  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$319  = e2_tis;
+    \$253  = e2_tis;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
+        if (\$67 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$319  = \$133 [1:0];
+          if (\$70 ) begin
+            \$253  = \$105 [1:0];
           end else begin
-            \$319  = 2'h0;
+            \$253  = 2'h0;
           end
         end
       end
     end
     if (start) begin
-      \$319  = 2'h0;
+      \$253  = 2'h0;
     end
     if (rst) begin
-      \$319  = 2'h0;
+      \$253  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$320  = e2_jls;
+    \$254  = e2_jls;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
+        if (\$67 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$320  = \$140 [15:0];
+          if (\$70 ) begin
+            \$254  = \$110 [15:0];
           end else begin
-            \$320  = 16'h0000;
+            \$254  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$320  = 16'h0000;
+      \$254  = 16'h0000;
     end
     if (rst) begin
-      \$320  = 16'h0000;
+      \$254  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$321  = e2_sls;
+    \$255  = e2_sls;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
+        if (\$67 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$321  = \$141 [15:0];
+          if (\$70 ) begin
+            \$255  = \$111 [15:0];
           end else begin
-            \$321  = 16'h0000;
+            \$255  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$321  = 16'h0000;
+      \$255  = 16'h0000;
     end
     if (rst) begin
-      \$321  = 16'h0000;
+      \$255  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$322  = e2_bg;
+    \$256  = e2_bg;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
+        if (\$67 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
+          if (\$70 ) begin
           end else begin
             (* full_case = 32'd1 *)
-            if (\$143 ) begin
-              \$322  = \$144 [15:0];
+            if (\$113 ) begin
+              \$256  = \$114 [15:0];
             end else begin
-              \$322  = 16'h0000;
+              \$256  = 16'h0000;
             end
           end
         end
       end
     end
     if (start) begin
-      \$322  = 16'h0000;
+      \$256  = 16'h0000;
     end
     if (rst) begin
-      \$322  = 16'h0000;
+      \$256  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$323  = e2_goff;
+    \$257  = e2_goff;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
+        if (\$67 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
+          if (\$70 ) begin
           end else begin
             (* full_case = 32'd1 *)
-            if (\$143 ) begin
-              \$323  = \$146 [15:0];
+            if (\$113 ) begin
+              \$257  = \$116 [15:0];
             end else begin
-              \$323  = geo[466:451];
+              \$257  = geo[466:451];
             end
           end
         end
       end
     end
     if (start) begin
-      \$323  = geo[466:451];
+      \$257  = geo[466:451];
     end
     if (rst) begin
-      \$323  = 16'h0000;
+      \$257  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$324  = e2_cseq;
+    \$258  = e2_cseq;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
+        if (\$67 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
+          if (\$70 ) begin
           end else begin
             (* full_case = 32'd1 *)
-            if (\$143 ) begin
+            if (\$113 ) begin
             end else begin
-              \$324  = \$147 [23:0];
+              \$258  = \$117 [23:0];
             end
           end
         end
       end
     end
     if (start) begin
-      \$324  = 24'h000000;
+      \$258  = 24'h000000;
     end
     if (rst) begin
-      \$324  = 24'h000000;
+      \$258  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$325  = e2_cslot;
+    \$259  = e2_cslot;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
+        if (\$67 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
+          if (\$70 ) begin
           end else begin
             (* full_case = 32'd1 *)
-            if (\$143 ) begin
+            if (\$113 ) begin
             end else begin
-              \$325  = \$151 [15:0];
+              \$259  = \$120 [15:0];
             end
           end
         end
       end
     end
     if (start) begin
-      \$325  = 16'h0000;
+      \$259  = 16'h0000;
     end
     if (rst) begin
-      \$325  = 16'h0000;
+      \$259  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$326  = e2_gbase;
+    \$260  = e2_gbase;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
+        if (\$67 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
+          if (\$70 ) begin
           end else begin
             (* full_case = 32'd1 *)
-            if (\$143 ) begin
+            if (\$113 ) begin
             end else begin
-              \$326  = \$159 [15:0];
+              \$260  = \$126 [15:0];
             end
           end
         end
       end
     end
     if (start) begin
-      \$326  = 16'h0000;
+      \$260  = 16'h0000;
     end
     if (rst) begin
-      \$326  = 16'h0000;
+      \$260  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$327  = e2_seq;
+    \$261  = e2_seq;
     if (issue) begin
       if (e2_row_end) begin
-        \$327  = \$190 [15:0];
+        \$261  = \$151 [15:0];
       end
     end
     if (start) begin
-      \$327  = 16'h0000;
+      \$261  = 16'h0000;
     end
     if (rst) begin
-      \$327  = 16'h0000;
+      \$261  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$328  = e2_i;
+    \$262  = e2_i;
     if (issue) begin
       if (e2_row_end) begin
         (* full_case = 32'd1 *)
-        if (\$193 ) begin
-          \$328  = 16'h0000;
+        if (\$152 ) begin
+          \$262  = 16'h0000;
         end else begin
-          \$328  = \$195 [15:0];
+          \$262  = \$154 [15:0];
         end
       end
     end
     if (start) begin
-      \$328  = 16'h0000;
+      \$262  = 16'h0000;
     end
     if (rst) begin
-      \$328  = 16'h0000;
+      \$262  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$329  = e2_o;
+    \$263  = e2_o;
     if (issue) begin
       if (e2_row_end) begin
-        if (\$193 ) begin
-          \$329  = \$194 [15:0];
+        if (\$152 ) begin
+          \$263  = \$153 [15:0];
         end
       end
     end
     if (start) begin
-      \$329  = 16'h0000;
+      \$263  = 16'h0000;
     end
     if (rst) begin
-      \$329  = 16'h0000;
+      \$263  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$330  = e2_qm3;
+    \$264  = e2_qm3;
     if (issue) begin
       if (e2_row_end) begin
-        \$330  = \$210 [1:0];
+        \$264  = \$165 [1:0];
       end
     end
     if (start) begin
-      \$330  = 2'h0;
+      \$264  = 2'h0;
     end
     if (rst) begin
-      \$330  = 2'h0;
+      \$264  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$331  = e2_r1base;
+    \$265  = e2_r1base;
     if (issue) begin
       if (e2_row_end) begin
-        \$331  = \$234 [15:0];
+        \$265  = \$183 [15:0];
       end
     end
     if (start) begin
-      \$331  = 16'h0000;
+      \$265  = 16'h0000;
     end
     if (rst) begin
-      \$331  = 16'h0000;
+      \$265  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$332  = e2_trw;
+    \$266  = e2_trw;
     if (issue) begin
       if (e2_row_end) begin
-        \$332  = \$245 [15:0];
+        \$266  = \$190 [15:0];
       end
     end
     if (start) begin
-      \$332  = 16'h0000;
+      \$266  = 16'h0000;
     end
     if (rst) begin
-      \$332  = 16'h0000;
+      \$266  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$333  = e2_tr4;
+    \$267  = e2_tr4;
     if (issue) begin
       if (e2_row_end) begin
-        \$333  = \$256 [15:0];
+        \$267  = \$197 [15:0];
       end
     end
     if (start) begin
-      \$333  = 16'h0000;
+      \$267  = 16'h0000;
     end
     if (rst) begin
-      \$333  = 16'h0000;
+      \$267  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$334  = e2_tho;
+    \$268  = e2_tho;
     if (issue) begin
       if (e2_row_end) begin
-        \$334  = \$267 [15:0];
+        \$268  = \$204 [15:0];
       end
     end
     if (start) begin
-      \$334  = 16'h0000;
+      \$268  = 16'h0000;
     end
     if (rst) begin
-      \$334  = 16'h0000;
+      \$268  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$335  = e2_l4b;
+    \$269  = e2_l4b;
     if (issue) begin
       if (e2_row_end) begin
-        if (\$278 ) begin
-          \$335  = \$279 [15:0];
+        if (\$213 ) begin
+          \$269  = \$214 [15:0];
         end
       end
     end
     if (start) begin
-      \$335  = 16'h0000;
+      \$269  = 16'h0000;
     end
     if (rst) begin
-      \$335  = 16'h0000;
+      \$269  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$336  = run;
+    \$270  = run;
     if (issue) begin
       if (e2_row_end) begin
         if (e2_all_end) begin
-          \$336  = 1'h0;
+          \$270  = 1'h0;
         end
       end
     end
     if (start) begin
-      \$336  = 1'h1;
+      \$270  = 1'h1;
     end
     if (rst) begin
-      \$336  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$337 [0] = issue;
-    \$337 [1] = e2_copy;
-    \$337 [2] = e2_s_first;
-    \$337 [3] = e2_from_psum;
-    \$337 [4] = e2_spad_rd;
-    \$337 [5] = e2_spad_wr;
-    \$337 [6] = e2_final;
-    \$337 [7] = e2_psum_out;
-    \$337 [8] = e2_row_end;
-    \$337 [9] = \$295 ;
-    \$337 [10] = \$304 ;
-    \$337 [14:11] = e2_s[3:0];
-    \$337 [17:15] = e2_b[2:0];
-    \$337 [22:18] = e2_jl[4:0];
-    \$337 [27:23] = \$306 [4:0];
-    \$337 [43:28] = \$52 [15:0];
-    \$337 [91:76] = e2_g;
-    \$337 [59:44] = \$54 [15:0];
-    \$337 [75:60] = e2_tr4;
-    \$337 [93:92] = e2_ti;
-    \$337 [94] = e2_seq[0];
-    \$337 [96:95] = e2_qm3;
-    if (rst) begin
-      \$337  = 97'h0000000000000000000000000;
+      \$270  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$338 [0] = a[0];
-    \$338 [1] = a[1];
-    \$338 [2] = a[6];
-    \$338 [3] = a[7];
-    \$338 [4] = a[8];
-    \$338 [7:5] = a[17:15];
-    \$338 [23:8] = a[43:28];
-    \$338 [39:24] = a[59:44];
-    \$338 [55:40] = a[75:60];
-    \$338 [71:56] = a[91:76];
-    \$338 [72] = a[94];
-    \$338 [74:73] = a[96:95];
+    \$271 [0] = issue;
+    \$271 [1] = e2_copy;
+    \$271 [2] = e2_s_first;
+    \$271 [3] = e2_from_psum;
+    \$271 [4] = e2_spad_rd;
+    \$271 [5] = e2_spad_wr;
+    \$271 [6] = e2_final;
+    \$271 [7] = e2_psum_out;
+    \$271 [8] = e2_row_end;
+    \$271 [9] = \$230 ;
+    \$271 [10] = \$238 ;
+    \$271 [14:11] = e2_s[3:0];
+    \$271 [17:15] = e2_b[2:0];
+    \$271 [22:18] = e2_jl[4:0];
+    \$271 [27:23] = \$240 [4:0];
+    \$271 [43:28] = \$40 [15:0];
+    \$271 [91:76] = e2_g;
+    \$271 [59:44] = \$42 [15:0];
+    \$271 [75:60] = e2_tr4;
+    \$271 [93:92] = e2_ti;
+    \$271 [94] = e2_seq[0];
+    \$271 [96:95] = e2_qm3;
     if (rst) begin
-      \$338  = 75'h0000000000000000000;
+      \$271  = 97'h0000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$339 [0] = e2_mid1[0];
-    \$339 [1] = e2_mid1[1];
-    \$339 [2] = e2_mid1[2];
-    \$339 [3] = e2_mid1[3];
-    \$339 [4] = e2_mid1[4];
-    \$339 [7:5] = e2_mid1[7:5];
-    \$339 [23:8] = e2_mid1[23:8];
-    \$339 [39:24] = e2_mid1[39:24];
-    \$339 [55:40] = e2_mid1[55:40];
-    \$339 [71:56] = e2_mid1[71:56];
-    \$339 [72] = e2_mid1[72];
-    \$339 [74:73] = e2_mid1[74:73];
+    \$272 [0] = a[0];
+    \$272 [1] = a[1];
+    \$272 [2] = a[6];
+    \$272 [3] = a[7];
+    \$272 [4] = a[8];
+    \$272 [7:5] = a[17:15];
+    \$272 [23:8] = a[43:28];
+    \$272 [39:24] = a[59:44];
+    \$272 [55:40] = a[75:60];
+    \$272 [71:56] = a[91:76];
+    \$272 [72] = a[94];
+    \$272 [74:73] = a[96:95];
     if (rst) begin
-      \$339  = 75'h0000000000000000000;
+      \$272  = 75'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$340 [0] = e2_mid2[0];
-    \$340 [1] = e2_mid2[1];
-    \$340 [2] = e2_mid2[2];
-    \$340 [3] = e2_mid2[3];
-    \$340 [4] = e2_mid2[4];
-    \$340 [7:5] = e2_mid2[7:5];
-    \$340 [23:8] = e2_mid2[23:8];
-    \$340 [39:24] = e2_mid2[39:24];
-    \$340 [55:40] = e2_mid2[55:40];
-    \$340 [71:56] = e2_mid2[71:56];
-    \$340 [72] = e2_mid2[72];
-    \$340 [74:73] = e2_mid2[74:73];
+    \$273 [0] = e2_mid1[0];
+    \$273 [1] = e2_mid1[1];
+    \$273 [2] = e2_mid1[2];
+    \$273 [3] = e2_mid1[3];
+    \$273 [4] = e2_mid1[4];
+    \$273 [7:5] = e2_mid1[7:5];
+    \$273 [23:8] = e2_mid1[23:8];
+    \$273 [39:24] = e2_mid1[39:24];
+    \$273 [55:40] = e2_mid1[55:40];
+    \$273 [71:56] = e2_mid1[71:56];
+    \$273 [72] = e2_mid1[72];
+    \$273 [74:73] = e2_mid1[74:73];
     if (rst) begin
-      \$340  = 75'h0000000000000000000;
+      \$273  = 75'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$274 [0] = e2_mid2[0];
+    \$274 [1] = e2_mid2[1];
+    \$274 [2] = e2_mid2[2];
+    \$274 [3] = e2_mid2[3];
+    \$274 [4] = e2_mid2[4];
+    \$274 [7:5] = e2_mid2[7:5];
+    \$274 [23:8] = e2_mid2[23:8];
+    \$274 [39:24] = e2_mid2[39:24];
+    \$274 [55:40] = e2_mid2[55:40];
+    \$274 [71:56] = e2_mid2[71:56];
+    \$274 [72] = e2_mid2[72];
+    \$274 [74:73] = e2_mid2[74:73];
+    if (rst) begin
+      \$274  = 75'h0000000000000000000;
     end
   end
   assign e2_t = \$1 [7:0];
-  assign e2_e = \$52 [15:0];
-  assign e2_eoff = \$54 [15:0];
+  assign e2_e = \$40 [15:0];
+  assign e2_eoff = \$42 [15:0];
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -16982,6 +16943,21 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   assign \geo.t3  = geo[474:467];
   assign \geo.halos1  = geo[476:475];
   assign \geo.first_eoff1  = geo[492:477];
+  assign \geo.pk_last  = geo[498:493];
+  assign \geo.ng_last  = geo[514:499];
+  assign \geo.last_lanes_last  = geo[520:515];
+  assign \geo.nb_last  = geo[536:521];
+  assign \geo.r3_last  = geo[552:537];
+  assign \geo.nch_last  = geo[568:553];
+  assign \geo.last_chunk_last  = geo[584:569];
+  assign \geo.nbg2_last  = geo[600:585];
+  assign \geo.lastg2_last  = geo[616:601];
+  assign \geo.nbg3_last  = geo[632:617];
+  assign \geo.lastg3_last  = geo[648:633];
+  assign \geo.h_last  = geo[664:649];
+  assign \geo.t_last  = geo[672:665];
+  assign \geo.inner_last  = geo[688:673];
+  assign \geo.ring_last  = geo[704:689];
   assign \step.q  = step[15:0];
   assign \step.t  = step[23:16];
   assign \step.i  = step[39:24];
@@ -17072,9 +17048,9 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   assign step[275] = e2_from_psum;
   assign step[274] = e2_spad_rd;
   assign step[300:277] = e2_cseq;
-  assign step[273] = \$65 ;
-  assign step[272] = \$60 ;
-  assign step[271] = \$56 ;
+  assign step[273] = \$53 ;
+  assign step[272] = \$48 ;
+  assign step[271] = \$44 ;
   assign step[270] = e2_copy;
   assign step[269:254] = e2_b;
   assign step[253:238] = e2_s;
@@ -17082,8 +17058,8 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   assign step[221:206] = e2_gbase;
   assign step[205:190] = e2_g;
   assign step[189:174] = e2_jb;
-  assign step[173:158] = \$54 [15:0];
-  assign step[157:142] = \$52 [15:0];
+  assign step[173:158] = \$42 [15:0];
+  assign step[157:142] = \$40 [15:0];
   assign step[141:140] = e2_ti;
   assign step[139:138] = e2_tap;
   assign step[137:122] = e2_l4b;
@@ -17097,16 +17073,16 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   assign step[23:16] = \$1 [7:0];
   assign step[15:0] = e2_q;
   assign \$3  = \$2 ;
-  assign \$49  = { e2_bg, 3'h0 };
-  assign \$145  = { geo[35:20], 3'h0 };
-  assign \$214  = { geo[73:58], 1'h0 };
-  assign \$222  = { geo[73:58], 1'h0 };
-  assign \$230  = { geo[73:58], 1'h0 };
+  assign \$37  = { e2_bg, 3'h0 };
+  assign \$115  = { geo[35:20], 3'h0 };
+  assign \$167  = { geo[73:58], 1'h0 };
+  assign \$173  = { geo[73:58], 1'h0 };
+  assign \$179  = { geo[73:58], 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant2 (\port$4647$0 , \port$4687$0 , \port$4727$0 , \port$4767$0 , \port$4807$0 , \port$4847$0 , \port$4887$0 , \port$4927$0 , \port$4967$0 , \port$5007$0 , \port$5047$0 , \port$5087$0 , \port$5127$0 , \port$5167$0 , \port$5207$0 , \port$5247$0 , \port$5287$0 , \port$5327$0 , \port$5367$0 , \port$5407$0 , \port$5447$0 
-, \port$5487$0 , \port$5527$0 , \port$5567$0 , \port$5607$0 , \port$5647$0 , \port$5687$0 , \port$5727$0 , \port$5767$0 , \port$5807$0 , \port$5847$0 , i, shift, rnd, \port$4607$0 );
+module \ttsnn_accel.e23.requant2 (\port$4538$0 , \port$4578$0 , \port$4618$0 , \port$4658$0 , \port$4698$0 , \port$4738$0 , \port$4778$0 , \port$4818$0 , \port$4858$0 , \port$4898$0 , \port$4938$0 , \port$4978$0 , \port$5018$0 , \port$5058$0 , \port$5098$0 , \port$5138$0 , \port$5178$0 , \port$5218$0 , \port$5258$0 , \port$5298$0 , \port$5338$0 
+, \port$5378$0 , \port$5418$0 , \port$5458$0 , \port$5498$0 , \port$5538$0 , \port$5578$0 , \port$5618$0 , \port$5658$0 , \port$5698$0 , \port$5738$0 , i, shift, rnd, \port$4498$0 );
   wire \$1 ;
   wire [16:0] \$10 ;
   wire [6:0] \$100 ;
@@ -18390,70 +18366,70 @@ module \ttsnn_accel.e23.requant2 (\port$4647$0 , \port$4687$0 , \port$4727$0 , \
   input [511:0] i;
   wire [511:0] i;
   wire [255:0] o;
-  output [7:0] \port$4607$0 ;
-  wire [7:0] \port$4607$0 ;
-  output [7:0] \port$4647$0 ;
-  wire [7:0] \port$4647$0 ;
-  output [7:0] \port$4687$0 ;
-  wire [7:0] \port$4687$0 ;
-  output [7:0] \port$4727$0 ;
-  wire [7:0] \port$4727$0 ;
-  output [7:0] \port$4767$0 ;
-  wire [7:0] \port$4767$0 ;
-  output [7:0] \port$4807$0 ;
-  wire [7:0] \port$4807$0 ;
-  output [7:0] \port$4847$0 ;
-  wire [7:0] \port$4847$0 ;
-  output [7:0] \port$4887$0 ;
-  wire [7:0] \port$4887$0 ;
-  output [7:0] \port$4927$0 ;
-  wire [7:0] \port$4927$0 ;
-  output [7:0] \port$4967$0 ;
-  wire [7:0] \port$4967$0 ;
-  output [7:0] \port$5007$0 ;
-  wire [7:0] \port$5007$0 ;
-  output [7:0] \port$5047$0 ;
-  wire [7:0] \port$5047$0 ;
-  output [7:0] \port$5087$0 ;
-  wire [7:0] \port$5087$0 ;
-  output [7:0] \port$5127$0 ;
-  wire [7:0] \port$5127$0 ;
-  output [7:0] \port$5167$0 ;
-  wire [7:0] \port$5167$0 ;
-  output [7:0] \port$5207$0 ;
-  wire [7:0] \port$5207$0 ;
-  output [7:0] \port$5247$0 ;
-  wire [7:0] \port$5247$0 ;
-  output [7:0] \port$5287$0 ;
-  wire [7:0] \port$5287$0 ;
-  output [7:0] \port$5327$0 ;
-  wire [7:0] \port$5327$0 ;
-  output [7:0] \port$5367$0 ;
-  wire [7:0] \port$5367$0 ;
-  output [7:0] \port$5407$0 ;
-  wire [7:0] \port$5407$0 ;
-  output [7:0] \port$5447$0 ;
-  wire [7:0] \port$5447$0 ;
-  output [7:0] \port$5487$0 ;
-  wire [7:0] \port$5487$0 ;
-  output [7:0] \port$5527$0 ;
-  wire [7:0] \port$5527$0 ;
-  output [7:0] \port$5567$0 ;
-  wire [7:0] \port$5567$0 ;
-  output [7:0] \port$5607$0 ;
-  wire [7:0] \port$5607$0 ;
-  output [7:0] \port$5647$0 ;
-  wire [7:0] \port$5647$0 ;
-  output [7:0] \port$5687$0 ;
-  wire [7:0] \port$5687$0 ;
-  output [7:0] \port$5727$0 ;
-  wire [7:0] \port$5727$0 ;
-  output [7:0] \port$5767$0 ;
-  wire [7:0] \port$5767$0 ;
-  output [7:0] \port$5807$0 ;
-  wire [7:0] \port$5807$0 ;
-  output [7:0] \port$5847$0 ;
-  wire [7:0] \port$5847$0 ;
+  output [7:0] \port$4498$0 ;
+  wire [7:0] \port$4498$0 ;
+  output [7:0] \port$4538$0 ;
+  wire [7:0] \port$4538$0 ;
+  output [7:0] \port$4578$0 ;
+  wire [7:0] \port$4578$0 ;
+  output [7:0] \port$4618$0 ;
+  wire [7:0] \port$4618$0 ;
+  output [7:0] \port$4658$0 ;
+  wire [7:0] \port$4658$0 ;
+  output [7:0] \port$4698$0 ;
+  wire [7:0] \port$4698$0 ;
+  output [7:0] \port$4738$0 ;
+  wire [7:0] \port$4738$0 ;
+  output [7:0] \port$4778$0 ;
+  wire [7:0] \port$4778$0 ;
+  output [7:0] \port$4818$0 ;
+  wire [7:0] \port$4818$0 ;
+  output [7:0] \port$4858$0 ;
+  wire [7:0] \port$4858$0 ;
+  output [7:0] \port$4898$0 ;
+  wire [7:0] \port$4898$0 ;
+  output [7:0] \port$4938$0 ;
+  wire [7:0] \port$4938$0 ;
+  output [7:0] \port$4978$0 ;
+  wire [7:0] \port$4978$0 ;
+  output [7:0] \port$5018$0 ;
+  wire [7:0] \port$5018$0 ;
+  output [7:0] \port$5058$0 ;
+  wire [7:0] \port$5058$0 ;
+  output [7:0] \port$5098$0 ;
+  wire [7:0] \port$5098$0 ;
+  output [7:0] \port$5138$0 ;
+  wire [7:0] \port$5138$0 ;
+  output [7:0] \port$5178$0 ;
+  wire [7:0] \port$5178$0 ;
+  output [7:0] \port$5218$0 ;
+  wire [7:0] \port$5218$0 ;
+  output [7:0] \port$5258$0 ;
+  wire [7:0] \port$5258$0 ;
+  output [7:0] \port$5298$0 ;
+  wire [7:0] \port$5298$0 ;
+  output [7:0] \port$5338$0 ;
+  wire [7:0] \port$5338$0 ;
+  output [7:0] \port$5378$0 ;
+  wire [7:0] \port$5378$0 ;
+  output [7:0] \port$5418$0 ;
+  wire [7:0] \port$5418$0 ;
+  output [7:0] \port$5458$0 ;
+  wire [7:0] \port$5458$0 ;
+  output [7:0] \port$5498$0 ;
+  wire [7:0] \port$5498$0 ;
+  output [7:0] \port$5538$0 ;
+  wire [7:0] \port$5538$0 ;
+  output [7:0] \port$5578$0 ;
+  wire [7:0] \port$5578$0 ;
+  output [7:0] \port$5618$0 ;
+  wire [7:0] \port$5618$0 ;
+  output [7:0] \port$5658$0 ;
+  wire [7:0] \port$5658$0 ;
+  output [7:0] \port$5698$0 ;
+  wire [7:0] \port$5698$0 ;
+  output [7:0] \port$5738$0 ;
+  wire [7:0] \port$5738$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -19643,38 +19619,38 @@ module \ttsnn_accel.e23.requant2 (\port$4647$0 , \port$4687$0 , \port$4727$0 , \
   assign \$1279  = \$1266  ? 8'h80 : \$1278 [7:0];
   assign \$1280  = \$1253  ? 8'h7f : \$1279 ;
   assign o = { \$1280 , \$1240 , \$1200 , \$1160 , \$1120 , \$1080 , \$1040 , \$1000 , \$960 , \$920 , \$880 , \$840 , \$800 , \$760 , \$720 , \$680 , \$640 , \$600 , \$560 , \$520 , \$480 , \$440 , \$400 , \$360 , \$320 , \$280 , \$240 , \$200 , \$160 , \$120 , \$80 , \$40  };
-  assign \port$4607$0  = \$40 ;
-  assign \port$4647$0  = \$80 ;
-  assign \port$4687$0  = \$120 ;
-  assign \port$4727$0  = \$160 ;
-  assign \port$4767$0  = \$200 ;
-  assign \port$4807$0  = \$240 ;
-  assign \port$4847$0  = \$280 ;
-  assign \port$4887$0  = \$320 ;
-  assign \port$4927$0  = \$360 ;
-  assign \port$4967$0  = \$400 ;
-  assign \port$5007$0  = \$440 ;
-  assign \port$5047$0  = \$480 ;
-  assign \port$5087$0  = \$520 ;
-  assign \port$5127$0  = \$560 ;
-  assign \port$5167$0  = \$600 ;
-  assign \port$5207$0  = \$640 ;
-  assign \port$5247$0  = \$680 ;
-  assign \port$5287$0  = \$720 ;
-  assign \port$5327$0  = \$760 ;
-  assign \port$5367$0  = \$800 ;
-  assign \port$5407$0  = \$840 ;
-  assign \port$5447$0  = \$880 ;
-  assign \port$5487$0  = \$920 ;
-  assign \port$5527$0  = \$960 ;
-  assign \port$5567$0  = \$1000 ;
-  assign \port$5607$0  = \$1040 ;
-  assign \port$5647$0  = \$1080 ;
-  assign \port$5687$0  = \$1120 ;
-  assign \port$5727$0  = \$1160 ;
-  assign \port$5767$0  = \$1200 ;
-  assign \port$5807$0  = \$1240 ;
-  assign \port$5847$0  = \$1280 ;
+  assign \port$4498$0  = \$40 ;
+  assign \port$4538$0  = \$80 ;
+  assign \port$4578$0  = \$120 ;
+  assign \port$4618$0  = \$160 ;
+  assign \port$4658$0  = \$200 ;
+  assign \port$4698$0  = \$240 ;
+  assign \port$4738$0  = \$280 ;
+  assign \port$4778$0  = \$320 ;
+  assign \port$4818$0  = \$360 ;
+  assign \port$4858$0  = \$400 ;
+  assign \port$4898$0  = \$440 ;
+  assign \port$4938$0  = \$480 ;
+  assign \port$4978$0  = \$520 ;
+  assign \port$5018$0  = \$560 ;
+  assign \port$5058$0  = \$600 ;
+  assign \port$5098$0  = \$640 ;
+  assign \port$5138$0  = \$680 ;
+  assign \port$5178$0  = \$720 ;
+  assign \port$5218$0  = \$760 ;
+  assign \port$5258$0  = \$800 ;
+  assign \port$5298$0  = \$840 ;
+  assign \port$5338$0  = \$880 ;
+  assign \port$5378$0  = \$920 ;
+  assign \port$5418$0  = \$960 ;
+  assign \port$5458$0  = \$1000 ;
+  assign \port$5498$0  = \$1040 ;
+  assign \port$5538$0  = \$1080 ;
+  assign \port$5578$0  = \$1120 ;
+  assign \port$5618$0  = \$1160 ;
+  assign \port$5658$0  = \$1200 ;
+  assign \port$5698$0  = \$1240 ;
+  assign \port$5738$0  = \$1280 ;
   assign \$11  = { \$10 [16], \$10 [16:1] };
   assign \$24  = { \$23 [16], \$23 [16:1] };
   assign \$37  = { \$36 [16], \$36 [16:1] };
@@ -19774,8 +19750,8 @@ module \ttsnn_accel.e23.requant2 (\port$4647$0 , \port$4687$0 , \port$4727$0 , \
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant3 (\port$5959$0 , \port$5999$0 , \port$6039$0 , \port$6079$0 , \port$6119$0 , \port$6159$0 , \port$6199$0 , \port$6239$0 , \port$6279$0 , \port$6319$0 , \port$6359$0 , \port$6399$0 , \port$6439$0 , \port$6479$0 , \port$6519$0 , \port$6559$0 , \port$6599$0 , \port$6639$0 , \port$6679$0 , \port$6719$0 , \port$6759$0 
-, \port$6799$0 , \port$6839$0 , \port$6879$0 , \port$6919$0 , \port$6959$0 , \port$6999$0 , \port$7039$0 , \port$7079$0 , \port$7119$0 , \port$7159$0 , i, shift, rnd, \port$5919$0 );
+module \ttsnn_accel.e23.requant3 (\port$5850$0 , \port$5890$0 , \port$5930$0 , \port$5970$0 , \port$6010$0 , \port$6050$0 , \port$6090$0 , \port$6130$0 , \port$6170$0 , \port$6210$0 , \port$6250$0 , \port$6290$0 , \port$6330$0 , \port$6370$0 , \port$6410$0 , \port$6450$0 , \port$6490$0 , \port$6530$0 , \port$6570$0 , \port$6610$0 , \port$6650$0 
+, \port$6690$0 , \port$6730$0 , \port$6770$0 , \port$6810$0 , \port$6850$0 , \port$6890$0 , \port$6930$0 , \port$6970$0 , \port$7010$0 , \port$7050$0 , i, shift, rnd, \port$5810$0 );
   wire \$1 ;
   wire [17:0] \$10 ;
   wire [6:0] \$100 ;
@@ -21059,70 +21035,70 @@ module \ttsnn_accel.e23.requant3 (\port$5959$0 , \port$5999$0 , \port$6039$0 , \
   input [543:0] i;
   wire [543:0] i;
   wire [255:0] o;
-  output [7:0] \port$5919$0 ;
-  wire [7:0] \port$5919$0 ;
-  output [7:0] \port$5959$0 ;
-  wire [7:0] \port$5959$0 ;
-  output [7:0] \port$5999$0 ;
-  wire [7:0] \port$5999$0 ;
-  output [7:0] \port$6039$0 ;
-  wire [7:0] \port$6039$0 ;
-  output [7:0] \port$6079$0 ;
-  wire [7:0] \port$6079$0 ;
-  output [7:0] \port$6119$0 ;
-  wire [7:0] \port$6119$0 ;
-  output [7:0] \port$6159$0 ;
-  wire [7:0] \port$6159$0 ;
-  output [7:0] \port$6199$0 ;
-  wire [7:0] \port$6199$0 ;
-  output [7:0] \port$6239$0 ;
-  wire [7:0] \port$6239$0 ;
-  output [7:0] \port$6279$0 ;
-  wire [7:0] \port$6279$0 ;
-  output [7:0] \port$6319$0 ;
-  wire [7:0] \port$6319$0 ;
-  output [7:0] \port$6359$0 ;
-  wire [7:0] \port$6359$0 ;
-  output [7:0] \port$6399$0 ;
-  wire [7:0] \port$6399$0 ;
-  output [7:0] \port$6439$0 ;
-  wire [7:0] \port$6439$0 ;
-  output [7:0] \port$6479$0 ;
-  wire [7:0] \port$6479$0 ;
-  output [7:0] \port$6519$0 ;
-  wire [7:0] \port$6519$0 ;
-  output [7:0] \port$6559$0 ;
-  wire [7:0] \port$6559$0 ;
-  output [7:0] \port$6599$0 ;
-  wire [7:0] \port$6599$0 ;
-  output [7:0] \port$6639$0 ;
-  wire [7:0] \port$6639$0 ;
-  output [7:0] \port$6679$0 ;
-  wire [7:0] \port$6679$0 ;
-  output [7:0] \port$6719$0 ;
-  wire [7:0] \port$6719$0 ;
-  output [7:0] \port$6759$0 ;
-  wire [7:0] \port$6759$0 ;
-  output [7:0] \port$6799$0 ;
-  wire [7:0] \port$6799$0 ;
-  output [7:0] \port$6839$0 ;
-  wire [7:0] \port$6839$0 ;
-  output [7:0] \port$6879$0 ;
-  wire [7:0] \port$6879$0 ;
-  output [7:0] \port$6919$0 ;
-  wire [7:0] \port$6919$0 ;
-  output [7:0] \port$6959$0 ;
-  wire [7:0] \port$6959$0 ;
-  output [7:0] \port$6999$0 ;
-  wire [7:0] \port$6999$0 ;
-  output [7:0] \port$7039$0 ;
-  wire [7:0] \port$7039$0 ;
-  output [7:0] \port$7079$0 ;
-  wire [7:0] \port$7079$0 ;
-  output [7:0] \port$7119$0 ;
-  wire [7:0] \port$7119$0 ;
-  output [7:0] \port$7159$0 ;
-  wire [7:0] \port$7159$0 ;
+  output [7:0] \port$5810$0 ;
+  wire [7:0] \port$5810$0 ;
+  output [7:0] \port$5850$0 ;
+  wire [7:0] \port$5850$0 ;
+  output [7:0] \port$5890$0 ;
+  wire [7:0] \port$5890$0 ;
+  output [7:0] \port$5930$0 ;
+  wire [7:0] \port$5930$0 ;
+  output [7:0] \port$5970$0 ;
+  wire [7:0] \port$5970$0 ;
+  output [7:0] \port$6010$0 ;
+  wire [7:0] \port$6010$0 ;
+  output [7:0] \port$6050$0 ;
+  wire [7:0] \port$6050$0 ;
+  output [7:0] \port$6090$0 ;
+  wire [7:0] \port$6090$0 ;
+  output [7:0] \port$6130$0 ;
+  wire [7:0] \port$6130$0 ;
+  output [7:0] \port$6170$0 ;
+  wire [7:0] \port$6170$0 ;
+  output [7:0] \port$6210$0 ;
+  wire [7:0] \port$6210$0 ;
+  output [7:0] \port$6250$0 ;
+  wire [7:0] \port$6250$0 ;
+  output [7:0] \port$6290$0 ;
+  wire [7:0] \port$6290$0 ;
+  output [7:0] \port$6330$0 ;
+  wire [7:0] \port$6330$0 ;
+  output [7:0] \port$6370$0 ;
+  wire [7:0] \port$6370$0 ;
+  output [7:0] \port$6410$0 ;
+  wire [7:0] \port$6410$0 ;
+  output [7:0] \port$6450$0 ;
+  wire [7:0] \port$6450$0 ;
+  output [7:0] \port$6490$0 ;
+  wire [7:0] \port$6490$0 ;
+  output [7:0] \port$6530$0 ;
+  wire [7:0] \port$6530$0 ;
+  output [7:0] \port$6570$0 ;
+  wire [7:0] \port$6570$0 ;
+  output [7:0] \port$6610$0 ;
+  wire [7:0] \port$6610$0 ;
+  output [7:0] \port$6650$0 ;
+  wire [7:0] \port$6650$0 ;
+  output [7:0] \port$6690$0 ;
+  wire [7:0] \port$6690$0 ;
+  output [7:0] \port$6730$0 ;
+  wire [7:0] \port$6730$0 ;
+  output [7:0] \port$6770$0 ;
+  wire [7:0] \port$6770$0 ;
+  output [7:0] \port$6810$0 ;
+  wire [7:0] \port$6810$0 ;
+  output [7:0] \port$6850$0 ;
+  wire [7:0] \port$6850$0 ;
+  output [7:0] \port$6890$0 ;
+  wire [7:0] \port$6890$0 ;
+  output [7:0] \port$6930$0 ;
+  wire [7:0] \port$6930$0 ;
+  output [7:0] \port$6970$0 ;
+  wire [7:0] \port$6970$0 ;
+  output [7:0] \port$7010$0 ;
+  wire [7:0] \port$7010$0 ;
+  output [7:0] \port$7050$0 ;
+  wire [7:0] \port$7050$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -22312,38 +22288,38 @@ module \ttsnn_accel.e23.requant3 (\port$5959$0 , \port$5999$0 , \port$6039$0 , \
   assign \$1279  = \$1266  ? 8'h80 : \$1278 [7:0];
   assign \$1280  = \$1253  ? 8'h7f : \$1279 ;
   assign o = { \$1280 , \$1240 , \$1200 , \$1160 , \$1120 , \$1080 , \$1040 , \$1000 , \$960 , \$920 , \$880 , \$840 , \$800 , \$760 , \$720 , \$680 , \$640 , \$600 , \$560 , \$520 , \$480 , \$440 , \$400 , \$360 , \$320 , \$280 , \$240 , \$200 , \$160 , \$120 , \$80 , \$40  };
-  assign \port$5919$0  = \$40 ;
-  assign \port$5959$0  = \$80 ;
-  assign \port$5999$0  = \$120 ;
-  assign \port$6039$0  = \$160 ;
-  assign \port$6079$0  = \$200 ;
-  assign \port$6119$0  = \$240 ;
-  assign \port$6159$0  = \$280 ;
-  assign \port$6199$0  = \$320 ;
-  assign \port$6239$0  = \$360 ;
-  assign \port$6279$0  = \$400 ;
-  assign \port$6319$0  = \$440 ;
-  assign \port$6359$0  = \$480 ;
-  assign \port$6399$0  = \$520 ;
-  assign \port$6439$0  = \$560 ;
-  assign \port$6479$0  = \$600 ;
-  assign \port$6519$0  = \$640 ;
-  assign \port$6559$0  = \$680 ;
-  assign \port$6599$0  = \$720 ;
-  assign \port$6639$0  = \$760 ;
-  assign \port$6679$0  = \$800 ;
-  assign \port$6719$0  = \$840 ;
-  assign \port$6759$0  = \$880 ;
-  assign \port$6799$0  = \$920 ;
-  assign \port$6839$0  = \$960 ;
-  assign \port$6879$0  = \$1000 ;
-  assign \port$6919$0  = \$1040 ;
-  assign \port$6959$0  = \$1080 ;
-  assign \port$6999$0  = \$1120 ;
-  assign \port$7039$0  = \$1160 ;
-  assign \port$7079$0  = \$1200 ;
-  assign \port$7119$0  = \$1240 ;
-  assign \port$7159$0  = \$1280 ;
+  assign \port$5810$0  = \$40 ;
+  assign \port$5850$0  = \$80 ;
+  assign \port$5890$0  = \$120 ;
+  assign \port$5930$0  = \$160 ;
+  assign \port$5970$0  = \$200 ;
+  assign \port$6010$0  = \$240 ;
+  assign \port$6050$0  = \$280 ;
+  assign \port$6090$0  = \$320 ;
+  assign \port$6130$0  = \$360 ;
+  assign \port$6170$0  = \$400 ;
+  assign \port$6210$0  = \$440 ;
+  assign \port$6250$0  = \$480 ;
+  assign \port$6290$0  = \$520 ;
+  assign \port$6330$0  = \$560 ;
+  assign \port$6370$0  = \$600 ;
+  assign \port$6410$0  = \$640 ;
+  assign \port$6450$0  = \$680 ;
+  assign \port$6490$0  = \$720 ;
+  assign \port$6530$0  = \$760 ;
+  assign \port$6570$0  = \$800 ;
+  assign \port$6610$0  = \$840 ;
+  assign \port$6650$0  = \$880 ;
+  assign \port$6690$0  = \$920 ;
+  assign \port$6730$0  = \$960 ;
+  assign \port$6770$0  = \$1000 ;
+  assign \port$6810$0  = \$1040 ;
+  assign \port$6850$0  = \$1080 ;
+  assign \port$6890$0  = \$1120 ;
+  assign \port$6930$0  = \$1160 ;
+  assign \port$6970$0  = \$1200 ;
+  assign \port$7010$0  = \$1240 ;
+  assign \port$7050$0  = \$1280 ;
   assign \$11  = { \$10 [17], \$10 [17:1] };
   assign \$24  = { \$23 [17], \$23 [17:1] };
   assign \$37  = { \$36 [17], \$36 [17:1] };
@@ -22443,8 +22419,8 @@ module \ttsnn_accel.e23.requant3 (\port$5959$0 , \port$5999$0 , \port$6039$0 , \
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, w3__en, w3__addr, busy, \port$5919$0 , \port$5959$0 , \port$5999$0 , \port$6039$0 , \port$6079$0 , \port$6119$0 , \port$6159$0 , \port$6199$0 , \port$6239$0 , \port$6279$0 , \port$6319$0 , \port$6359$0 
-, \port$6399$0 , \port$6439$0 , \port$6479$0 , \port$6519$0 , \port$6559$0 , \port$6599$0 , \port$6639$0 , \port$6679$0 , \port$6719$0 , \port$6759$0 , \port$6799$0 , \port$6839$0 , \port$6879$0 , \port$6919$0 , \port$6959$0 , \port$6999$0 , \port$7039$0 , \port$7079$0 , \port$7119$0 , \port$7159$0 , w3__data
+module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, w3__en, w3__addr, busy, \port$5810$0 , \port$5850$0 , \port$5890$0 , \port$5930$0 , \port$5970$0 , \port$6010$0 , \port$6050$0 , \port$6090$0 , \port$6130$0 , \port$6170$0 , \port$6210$0 , \port$6250$0 
+, \port$6290$0 , \port$6330$0 , \port$6370$0 , \port$6410$0 , \port$6450$0 , \port$6490$0 , \port$6530$0 , \port$6570$0 , \port$6610$0 , \port$6650$0 , \port$6690$0 , \port$6730$0 , \port$6770$0 , \port$6810$0 , \port$6850$0 , \port$6890$0 , \port$6930$0 , \port$6970$0 , \port$7010$0 , \port$7050$0 , w3__data
 , row2_b__data, row2_c__data, geo, q2_rows, counts, cluster, released, line4__en, line4__addr, q23_rows, w3_consumed, e4_released, w3_chunks, desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [16:0] \$1 ;
@@ -22685,9 +22661,9 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   wire [3:0] \desc.zero_halo ;
   input [15:0] e4_released;
   wire [15:0] e4_released;
-  input [492:0] geo;
-  wire [492:0] geo;
-  wire [492:0] \geo$3 ;
+  input [704:0] geo;
+  wire [704:0] geo;
+  wire [704:0] \geo$3 ;
   wire [15:0] \geo$3.cw ;
   wire [15:0] \geo$3.dist ;
   wire [1:0] \geo$3.e_lo2 ;
@@ -22695,34 +22671,49 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   wire [15:0] \geo$3.ew_ng ;
   wire [15:0] \geo$3.first_eoff1 ;
   wire [15:0] \geo$3.go ;
+  wire [15:0] \geo$3.h_last ;
   wire [1:0] \geo$3.halos1 ;
   wire [15:0] \geo$3.ho ;
   wire [15:0] \geo$3.in_row_words ;
+  wire [15:0] \geo$3.inner_last ;
   wire [15:0] \geo$3.last_chunk ;
+  wire [15:0] \geo$3.last_chunk_last ;
   wire [5:0] \geo$3.last_cols ;
   wire [5:0] \geo$3.last_lanes ;
+  wire [5:0] \geo$3.last_lanes_last ;
   wire [15:0] \geo$3.lastg2 ;
+  wire [15:0] \geo$3.lastg2_last ;
   wire [15:0] \geo$3.lastg3 ;
+  wire [15:0] \geo$3.lastg3_last ;
   wire \geo$3.long_rows ;
   wire [15:0] \geo$3.nb ;
+  wire [15:0] \geo$3.nb_last ;
   wire [15:0] \geo$3.nbe2 ;
   wire [15:0] \geo$3.nbg2 ;
+  wire [15:0] \geo$3.nbg2_last ;
   wire [15:0] \geo$3.nbg3 ;
+  wire [15:0] \geo$3.nbg3_last ;
   wire [15:0] \geo$3.ncc ;
   wire [15:0] \geo$3.nch ;
+  wire [15:0] \geo$3.nch_last ;
   wire [15:0] \geo$3.ng ;
+  wire [15:0] \geo$3.ng_last ;
   wire [15:0] \geo$3.ns ;
   wire [15:0] \geo$3.out_row_words ;
   wire [3:0] \geo$3.pack ;
   wire [5:0] \geo$3.pk ;
+  wire [5:0] \geo$3.pk_last ;
   wire [15:0] \geo$3.prev_init ;
   wire [5:0] \geo$3.px ;
   wire [3:0] \geo$3.pxl ;
   wire [15:0] \geo$3.r3 ;
+  wire [15:0] \geo$3.r3_last ;
+  wire [15:0] \geo$3.ring_last ;
   wire [15:0] \geo$3.rw1 ;
   wire [15:0] \geo$3.rw4 ;
   wire [7:0] \geo$3.t3 ;
   wire [15:0] \geo$3.t3r1 ;
+  wire [7:0] \geo$3.t_last ;
   wire [15:0] \geo$3.tr1 ;
   wire [15:0] \geo$3.tr4 ;
   wire [15:0] \geo$3.wo ;
@@ -22733,34 +22724,49 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   wire [15:0] \geo.ew_ng ;
   wire [15:0] \geo.first_eoff1 ;
   wire [15:0] \geo.go ;
+  wire [15:0] \geo.h_last ;
   wire [1:0] \geo.halos1 ;
   wire [15:0] \geo.ho ;
   wire [15:0] \geo.in_row_words ;
+  wire [15:0] \geo.inner_last ;
   wire [15:0] \geo.last_chunk ;
+  wire [15:0] \geo.last_chunk_last ;
   wire [5:0] \geo.last_cols ;
   wire [5:0] \geo.last_lanes ;
+  wire [5:0] \geo.last_lanes_last ;
   wire [15:0] \geo.lastg2 ;
+  wire [15:0] \geo.lastg2_last ;
   wire [15:0] \geo.lastg3 ;
+  wire [15:0] \geo.lastg3_last ;
   wire \geo.long_rows ;
   wire [15:0] \geo.nb ;
+  wire [15:0] \geo.nb_last ;
   wire [15:0] \geo.nbe2 ;
   wire [15:0] \geo.nbg2 ;
+  wire [15:0] \geo.nbg2_last ;
   wire [15:0] \geo.nbg3 ;
+  wire [15:0] \geo.nbg3_last ;
   wire [15:0] \geo.ncc ;
   wire [15:0] \geo.nch ;
+  wire [15:0] \geo.nch_last ;
   wire [15:0] \geo.ng ;
+  wire [15:0] \geo.ng_last ;
   wire [15:0] \geo.ns ;
   wire [15:0] \geo.out_row_words ;
   wire [3:0] \geo.pack ;
   wire [5:0] \geo.pk ;
+  wire [5:0] \geo.pk_last ;
   wire [15:0] \geo.prev_init ;
   wire [5:0] \geo.px ;
   wire [3:0] \geo.pxl ;
   wire [15:0] \geo.r3 ;
+  wire [15:0] \geo.r3_last ;
+  wire [15:0] \geo.ring_last ;
   wire [15:0] \geo.rw1 ;
   wire [15:0] \geo.rw4 ;
   wire [7:0] \geo.t3 ;
   wire [15:0] \geo.t3r1 ;
+  wire [7:0] \geo.t_last ;
   wire [15:0] \geo.tr1 ;
   wire [15:0] \geo.tr4 ;
   wire [15:0] \geo.wo ;
@@ -22776,70 +22782,70 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   (* init = 1'h0 *)
   wire line4_en_c;
   wire ok;
-  input [7:0] \port$5919$0 ;
-  wire [7:0] \port$5919$0 ;
-  input [7:0] \port$5959$0 ;
-  wire [7:0] \port$5959$0 ;
-  input [7:0] \port$5999$0 ;
-  wire [7:0] \port$5999$0 ;
-  input [7:0] \port$6039$0 ;
-  wire [7:0] \port$6039$0 ;
-  input [7:0] \port$6079$0 ;
-  wire [7:0] \port$6079$0 ;
-  input [7:0] \port$6119$0 ;
-  wire [7:0] \port$6119$0 ;
-  input [7:0] \port$6159$0 ;
-  wire [7:0] \port$6159$0 ;
-  input [7:0] \port$6199$0 ;
-  wire [7:0] \port$6199$0 ;
-  input [7:0] \port$6239$0 ;
-  wire [7:0] \port$6239$0 ;
-  input [7:0] \port$6279$0 ;
-  wire [7:0] \port$6279$0 ;
-  input [7:0] \port$6319$0 ;
-  wire [7:0] \port$6319$0 ;
-  input [7:0] \port$6359$0 ;
-  wire [7:0] \port$6359$0 ;
-  input [7:0] \port$6399$0 ;
-  wire [7:0] \port$6399$0 ;
-  input [7:0] \port$6439$0 ;
-  wire [7:0] \port$6439$0 ;
-  input [7:0] \port$6479$0 ;
-  wire [7:0] \port$6479$0 ;
-  input [7:0] \port$6519$0 ;
-  wire [7:0] \port$6519$0 ;
-  input [7:0] \port$6559$0 ;
-  wire [7:0] \port$6559$0 ;
-  input [7:0] \port$6599$0 ;
-  wire [7:0] \port$6599$0 ;
-  input [7:0] \port$6639$0 ;
-  wire [7:0] \port$6639$0 ;
-  input [7:0] \port$6679$0 ;
-  wire [7:0] \port$6679$0 ;
-  input [7:0] \port$6719$0 ;
-  wire [7:0] \port$6719$0 ;
-  input [7:0] \port$6759$0 ;
-  wire [7:0] \port$6759$0 ;
-  input [7:0] \port$6799$0 ;
-  wire [7:0] \port$6799$0 ;
-  input [7:0] \port$6839$0 ;
-  wire [7:0] \port$6839$0 ;
-  input [7:0] \port$6879$0 ;
-  wire [7:0] \port$6879$0 ;
-  input [7:0] \port$6919$0 ;
-  wire [7:0] \port$6919$0 ;
-  input [7:0] \port$6959$0 ;
-  wire [7:0] \port$6959$0 ;
-  input [7:0] \port$6999$0 ;
-  wire [7:0] \port$6999$0 ;
-  input [7:0] \port$7039$0 ;
-  wire [7:0] \port$7039$0 ;
-  input [7:0] \port$7079$0 ;
-  wire [7:0] \port$7079$0 ;
-  input [7:0] \port$7119$0 ;
-  wire [7:0] \port$7119$0 ;
-  input [7:0] \port$7159$0 ;
-  wire [7:0] \port$7159$0 ;
+  input [7:0] \port$5810$0 ;
+  wire [7:0] \port$5810$0 ;
+  input [7:0] \port$5850$0 ;
+  wire [7:0] \port$5850$0 ;
+  input [7:0] \port$5890$0 ;
+  wire [7:0] \port$5890$0 ;
+  input [7:0] \port$5930$0 ;
+  wire [7:0] \port$5930$0 ;
+  input [7:0] \port$5970$0 ;
+  wire [7:0] \port$5970$0 ;
+  input [7:0] \port$6010$0 ;
+  wire [7:0] \port$6010$0 ;
+  input [7:0] \port$6050$0 ;
+  wire [7:0] \port$6050$0 ;
+  input [7:0] \port$6090$0 ;
+  wire [7:0] \port$6090$0 ;
+  input [7:0] \port$6130$0 ;
+  wire [7:0] \port$6130$0 ;
+  input [7:0] \port$6170$0 ;
+  wire [7:0] \port$6170$0 ;
+  input [7:0] \port$6210$0 ;
+  wire [7:0] \port$6210$0 ;
+  input [7:0] \port$6250$0 ;
+  wire [7:0] \port$6250$0 ;
+  input [7:0] \port$6290$0 ;
+  wire [7:0] \port$6290$0 ;
+  input [7:0] \port$6330$0 ;
+  wire [7:0] \port$6330$0 ;
+  input [7:0] \port$6370$0 ;
+  wire [7:0] \port$6370$0 ;
+  input [7:0] \port$6410$0 ;
+  wire [7:0] \port$6410$0 ;
+  input [7:0] \port$6450$0 ;
+  wire [7:0] \port$6450$0 ;
+  input [7:0] \port$6490$0 ;
+  wire [7:0] \port$6490$0 ;
+  input [7:0] \port$6530$0 ;
+  wire [7:0] \port$6530$0 ;
+  input [7:0] \port$6570$0 ;
+  wire [7:0] \port$6570$0 ;
+  input [7:0] \port$6610$0 ;
+  wire [7:0] \port$6610$0 ;
+  input [7:0] \port$6650$0 ;
+  wire [7:0] \port$6650$0 ;
+  input [7:0] \port$6690$0 ;
+  wire [7:0] \port$6690$0 ;
+  input [7:0] \port$6730$0 ;
+  wire [7:0] \port$6730$0 ;
+  input [7:0] \port$6770$0 ;
+  wire [7:0] \port$6770$0 ;
+  input [7:0] \port$6810$0 ;
+  wire [7:0] \port$6810$0 ;
+  input [7:0] \port$6850$0 ;
+  wire [7:0] \port$6850$0 ;
+  input [7:0] \port$6890$0 ;
+  wire [7:0] \port$6890$0 ;
+  input [7:0] \port$6930$0 ;
+  wire [7:0] \port$6930$0 ;
+  input [7:0] \port$6970$0 ;
+  wire [7:0] \port$6970$0 ;
+  input [7:0] \port$7010$0 ;
+  wire [7:0] \port$7010$0 ;
+  input [7:0] \port$7050$0 ;
+  wire [7:0] \port$7050$0 ;
   output [15:0] q23_rows;
   reg [15:0] q23_rows = 16'h0000;
   input [15:0] q2_rows;
@@ -23084,8 +23090,8 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \run$12  = run;
   assign line4_en_c = line4__en;
   assign line4_addr_c = line4__addr;
-  assign line4__data = { \port$7159$0 , \port$7119$0 , \port$7079$0 , \port$7039$0 , \port$6999$0 , \port$6959$0 , \port$6919$0 , \port$6879$0 , \port$6839$0 , \port$6799$0 , \port$6759$0 , \port$6719$0 , \port$6679$0 , \port$6639$0 , \port$6599$0 , \port$6559$0 , \port$6519$0 , \port$6479$0 , \port$6439$0 , \port$6399$0 , \port$6359$0 , \port$6319$0 , \port$6279$0 , \port$6239$0 , \port$6199$0 , \port$6159$0 , \port$6119$0 , \port$6079$0 , \port$6039$0 , \port$5999$0 , \port$5959$0 , \port$5919$0  };
-  assign result = { \port$7159$0 , \port$7119$0 , \port$7079$0 , \port$7039$0 , \port$6999$0 , \port$6959$0 , \port$6919$0 , \port$6879$0 , \port$6839$0 , \port$6799$0 , \port$6759$0 , \port$6719$0 , \port$6679$0 , \port$6639$0 , \port$6599$0 , \port$6559$0 , \port$6519$0 , \port$6479$0 , \port$6439$0 , \port$6399$0 , \port$6359$0 , \port$6319$0 , \port$6279$0 , \port$6239$0 , \port$6199$0 , \port$6159$0 , \port$6119$0 , \port$6079$0 , \port$6039$0 , \port$5999$0 , \port$5959$0 , \port$5919$0  };
+  assign line4__data = { \port$7050$0 , \port$7010$0 , \port$6970$0 , \port$6930$0 , \port$6890$0 , \port$6850$0 , \port$6810$0 , \port$6770$0 , \port$6730$0 , \port$6690$0 , \port$6650$0 , \port$6610$0 , \port$6570$0 , \port$6530$0 , \port$6490$0 , \port$6450$0 , \port$6410$0 , \port$6370$0 , \port$6330$0 , \port$6290$0 , \port$6250$0 , \port$6210$0 , \port$6170$0 , \port$6130$0 , \port$6090$0 , \port$6050$0 , \port$6010$0 , \port$5970$0 , \port$5930$0 , \port$5890$0 , \port$5850$0 , \port$5810$0  };
+  assign result = { \port$7050$0 , \port$7010$0 , \port$6970$0 , \port$6930$0 , \port$6890$0 , \port$6850$0 , \port$6810$0 , \port$6770$0 , \port$6730$0 , \port$6690$0 , \port$6650$0 , \port$6610$0 , \port$6570$0 , \port$6530$0 , \port$6490$0 , \port$6450$0 , \port$6410$0 , \port$6370$0 , \port$6330$0 , \port$6290$0 , \port$6250$0 , \port$6210$0 , \port$6170$0 , \port$6130$0 , \port$6090$0 , \port$6050$0 , \port$6010$0 , \port$5970$0 , \port$5930$0 , \port$5890$0 , \port$5850$0 , \port$5810$0  };
   assign row2_b__addr = \$52 [15:0];
   assign row2_c__addr = \$61 [15:0];
   assign w3__addr = \$63 [15:0];
@@ -23188,6 +23194,21 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \geo.t3  = geo[474:467];
   assign \geo.halos1  = geo[476:475];
   assign \geo.first_eoff1  = geo[492:477];
+  assign \geo.pk_last  = geo[498:493];
+  assign \geo.ng_last  = geo[514:499];
+  assign \geo.last_lanes_last  = geo[520:515];
+  assign \geo.nb_last  = geo[536:521];
+  assign \geo.r3_last  = geo[552:537];
+  assign \geo.nch_last  = geo[568:553];
+  assign \geo.last_chunk_last  = geo[584:569];
+  assign \geo.nbg2_last  = geo[600:585];
+  assign \geo.lastg2_last  = geo[616:601];
+  assign \geo.nbg3_last  = geo[632:617];
+  assign \geo.lastg3_last  = geo[648:633];
+  assign \geo.h_last  = geo[664:649];
+  assign \geo.t_last  = geo[672:665];
+  assign \geo.inner_last  = geo[688:673];
+  assign \geo.ring_last  = geo[704:689];
   assign \geo$3.pack  = geo[3:0];
   assign \geo$3.pxl  = geo[7:4];
   assign \geo$3.pk  = geo[13:8];
@@ -23226,6 +23247,21 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \geo$3.t3  = geo[474:467];
   assign \geo$3.halos1  = geo[476:475];
   assign \geo$3.first_eoff1  = geo[492:477];
+  assign \geo$3.pk_last  = geo[498:493];
+  assign \geo$3.ng_last  = geo[514:499];
+  assign \geo$3.last_lanes_last  = geo[520:515];
+  assign \geo$3.nb_last  = geo[536:521];
+  assign \geo$3.r3_last  = geo[552:537];
+  assign \geo$3.nch_last  = geo[568:553];
+  assign \geo$3.last_chunk_last  = geo[584:569];
+  assign \geo$3.nbg2_last  = geo[600:585];
+  assign \geo$3.lastg2_last  = geo[616:601];
+  assign \geo$3.nbg3_last  = geo[632:617];
+  assign \geo$3.lastg3_last  = geo[648:633];
+  assign \geo$3.h_last  = geo[664:649];
+  assign \geo$3.t_last  = geo[672:665];
+  assign \geo$3.inner_last  = geo[688:673];
+  assign \geo$3.ring_last  = geo[704:689];
   assign \step.q  = step[15:0];
   assign \step.t  = step[23:16];
   assign \step.i  = step[39:24];
@@ -23349,346 +23385,280 @@ endmodule
 module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo, step, run, a, b, desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [15:0] \$1 ;
-  wire \$10 ;
-  wire \$100 ;
-  wire [5:0] \$101 ;
-  wire [6:0] \$102 ;
-  wire \$103 ;
-  wire \$104 ;
+  wire [15:0] \$10 ;
+  wire [5:0] \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire [2:0] \$103 ;
+  wire [2:0] \$104 ;
   wire [2:0] \$105 ;
-  wire [2:0] \$106 ;
-  wire [2:0] \$107 ;
-  wire [16:0] \$108 ;
-  wire \$109 ;
-  wire [15:0] \$11 ;
-  wire [5:0] \$110 ;
-  wire [6:0] \$111 ;
+  wire \$106 ;
+  wire [5:0] \$107 ;
+  wire \$108 ;
+  wire [16:0] \$109 ;
+  wire \$11 ;
+  wire [16:0] \$110 ;
+  wire [16:0] \$111 ;
   wire \$112 ;
-  wire [16:0] \$113 ;
+  wire \$113 ;
   wire [16:0] \$114 ;
-  wire [16:0] \$115 ;
-  wire [16:0] \$116 ;
-  wire \$117 ;
-  wire [5:0] \$118 ;
-  wire [6:0] \$119 ;
-  wire [15:0] \$12 ;
-  wire \$120 ;
+  wire [18:0] \$115 ;
+  wire [19:0] \$116 ;
+  wire [24:0] \$117 ;
+  wire \$118 ;
+  wire [16:0] \$119 ;
+  wire \$12 ;
+  wire [16:0] \$120 ;
   wire \$121 ;
   wire \$122 ;
-  wire [16:0] \$123 ;
-  wire [16:0] \$124 ;
+  wire \$123 ;
+  wire \$124 ;
   wire [16:0] \$125 ;
-  wire \$126 ;
-  wire [5:0] \$127 ;
-  wire [6:0] \$128 ;
-  wire \$129 ;
-  wire [16:0] \$13 ;
-  wire \$130 ;
-  wire [2:0] \$131 ;
-  wire [2:0] \$132 ;
-  wire [2:0] \$133 ;
-  wire [16:0] \$134 ;
+  wire [16:0] \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire [16:0] \$129 ;
+  wire \$13 ;
+  wire [16:0] \$130 ;
+  wire \$131 ;
+  wire [5:0] \$132 ;
+  wire \$133 ;
+  wire \$134 ;
   wire \$135 ;
-  wire [5:0] \$136 ;
-  wire [6:0] \$137 ;
+  wire [16:0] \$136 ;
+  wire [16:0] \$137 ;
   wire \$138 ;
-  wire [16:0] \$139 ;
-  wire [16:0] \$14 ;
-  wire [16:0] \$140 ;
-  wire [16:0] \$141 ;
-  wire [16:0] \$142 ;
-  wire \$143 ;
-  wire [16:0] \$144 ;
-  wire [18:0] \$145 ;
-  wire [19:0] \$146 ;
-  wire [24:0] \$147 ;
+  wire [5:0] \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire [2:0] \$142 ;
+  wire [2:0] \$143 ;
+  wire [2:0] \$144 ;
+  wire \$145 ;
+  wire [5:0] \$146 ;
+  wire \$147 ;
   wire [16:0] \$148 ;
-  wire \$149 ;
+  wire [16:0] \$149 ;
   wire \$15 ;
   wire [16:0] \$150 ;
   wire [16:0] \$151 ;
   wire \$152 ;
   wire [16:0] \$153 ;
-  wire \$154 ;
-  wire [16:0] \$155 ;
+  wire [16:0] \$154 ;
+  wire \$155 ;
   wire \$156 ;
-  wire \$157 ;
-  wire [16:0] \$158 ;
-  wire [16:0] \$159 ;
+  wire [2:0] \$157 ;
+  wire [2:0] \$158 ;
+  wire [2:0] \$159 ;
   wire \$16 ;
-  wire [16:0] \$160 ;
+  wire \$160 ;
   wire \$161 ;
-  wire [16:0] \$162 ;
-  wire [16:0] \$163 ;
-  wire [16:0] \$164 ;
-  wire \$165 ;
-  wire [5:0] \$166 ;
-  wire [6:0] \$167 ;
-  wire \$168 ;
-  wire \$169 ;
+  wire [2:0] \$162 ;
+  wire [2:0] \$163 ;
+  wire [2:0] \$164 ;
+  wire [2:0] \$165 ;
+  wire \$166 ;
+  wire [16:0] \$167 ;
+  wire [17:0] \$168 ;
+  wire [17:0] \$169 ;
   wire \$17 ;
-  wire \$170 ;
-  wire [16:0] \$171 ;
-  wire [16:0] \$172 ;
+  wire [18:0] \$170 ;
+  wire \$171 ;
+  wire \$172 ;
   wire [16:0] \$173 ;
-  wire \$174 ;
-  wire [5:0] \$175 ;
-  wire [6:0] \$176 ;
-  wire \$177 ;
+  wire [17:0] \$174 ;
+  wire [17:0] \$175 ;
+  wire [18:0] \$176 ;
+  wire [19:0] \$177 ;
   wire \$178 ;
-  wire [2:0] \$179 ;
+  wire [16:0] \$179 ;
   wire \$18 ;
-  wire [2:0] \$180 ;
-  wire [2:0] \$181 ;
-  wire [16:0] \$182 ;
-  wire \$183 ;
-  wire [5:0] \$184 ;
-  wire [6:0] \$185 ;
-  wire \$186 ;
-  wire [16:0] \$187 ;
+  wire [17:0] \$180 ;
+  wire [17:0] \$181 ;
+  wire [18:0] \$182 ;
+  wire [19:0] \$183 ;
+  wire \$184 ;
+  wire [16:0] \$185 ;
+  wire [16:0] \$186 ;
+  wire \$187 ;
   wire [16:0] \$188 ;
   wire [16:0] \$189 ;
   wire \$19 ;
   wire [16:0] \$190 ;
-  wire [15:0] \$191 ;
+  wire \$191 ;
   wire [16:0] \$192 ;
-  wire \$193 ;
-  wire [16:0] \$194 ;
+  wire [16:0] \$193 ;
+  wire \$194 ;
   wire [16:0] \$195 ;
-  wire [15:0] \$196 ;
+  wire [16:0] \$196 ;
   wire [16:0] \$197 ;
   wire \$198 ;
-  wire \$199 ;
+  wire [16:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire [2:0] \$200 ;
-  wire [2:0] \$201 ;
-  wire [2:0] \$202 ;
-  wire [15:0] \$203 ;
+  wire [16:0] \$200 ;
+  wire \$201 ;
+  wire [16:0] \$202 ;
+  wire [16:0] \$203 ;
   wire [16:0] \$204 ;
   wire \$205 ;
   wire \$206 ;
-  wire [2:0] \$207 ;
-  wire [2:0] \$208 ;
-  wire [2:0] \$209 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire \$209 ;
   wire \$21 ;
-  wire [2:0] \$210 ;
-  wire [15:0] \$211 ;
-  wire [16:0] \$212 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire \$212 ;
   wire \$213 ;
   wire [16:0] \$214 ;
-  wire [17:0] \$215 ;
-  wire [17:0] \$216 ;
-  wire [18:0] \$217 ;
-  wire \$218 ;
-  wire [15:0] \$219 ;
+  wire \$215 ;
+  wire [16:0] \$216 ;
+  wire [16:0] \$217 ;
+  wire [17:0] \$218 ;
+  wire \$219 ;
   wire \$22 ;
-  wire [16:0] \$220 ;
+  wire \$220 ;
   wire \$221 ;
   wire [16:0] \$222 ;
-  wire [17:0] \$223 ;
+  wire [16:0] \$223 ;
   wire [17:0] \$224 ;
-  wire [18:0] \$225 ;
-  wire [19:0] \$226 ;
-  wire [15:0] \$227 ;
-  wire [16:0] \$228 ;
+  wire [16:0] \$225 ;
+  wire \$226 ;
+  wire \$227 ;
+  wire \$228 ;
   wire \$229 ;
   wire \$23 ;
-  wire [16:0] \$230 ;
-  wire [17:0] \$231 ;
-  wire [17:0] \$232 ;
-  wire [18:0] \$233 ;
-  wire [19:0] \$234 ;
-  wire [15:0] \$235 ;
-  wire [16:0] \$236 ;
+  wire \$230 ;
+  wire \$231 ;
+  wire \$232 ;
+  wire \$233 ;
+  wire \$234 ;
+  wire \$235 ;
+  wire \$236 ;
   wire \$237 ;
-  wire [16:0] \$238 ;
-  wire [16:0] \$239 ;
+  wire \$238 ;
+  wire [6:0] \$239 ;
   wire \$24 ;
-  wire [15:0] \$240 ;
-  wire [16:0] \$241 ;
-  wire \$242 ;
-  wire [16:0] \$243 ;
-  wire [16:0] \$244 ;
-  wire [16:0] \$245 ;
-  wire [15:0] \$246 ;
-  wire [16:0] \$247 ;
-  wire \$248 ;
-  wire [16:0] \$249 ;
+  wire [16:0] \$240 ;
+  wire \$241 ;
+  reg [15:0] \$242 ;
+  reg [15:0] \$243 ;
+  reg [15:0] \$244 ;
+  reg [15:0] \$245 ;
+  reg [15:0] \$246 ;
+  reg [15:0] \$247 ;
+  reg [15:0] \$248 ;
+  reg [1:0] \$249 ;
   wire \$25 ;
-  wire [16:0] \$250 ;
-  wire [15:0] \$251 ;
-  wire [16:0] \$252 ;
-  wire \$253 ;
-  wire [16:0] \$254 ;
-  wire [16:0] \$255 ;
-  wire [16:0] \$256 ;
-  wire [15:0] \$257 ;
-  wire [16:0] \$258 ;
-  wire \$259 ;
-  wire [16:0] \$26 ;
-  wire [16:0] \$260 ;
-  wire [16:0] \$261 ;
-  wire [15:0] \$262 ;
-  wire [16:0] \$263 ;
-  wire \$264 ;
-  wire [16:0] \$265 ;
-  wire [16:0] \$266 ;
-  wire [16:0] \$267 ;
-  wire \$268 ;
-  wire [15:0] \$269 ;
+  reg [15:0] \$250 ;
+  reg [15:0] \$251 ;
+  reg [15:0] \$252 ;
+  reg [15:0] \$253 ;
+  reg [1:0] \$254 ;
+  reg [15:0] \$255 ;
+  reg [15:0] \$256 ;
+  reg [15:0] \$257 ;
+  reg [15:0] \$258 ;
+  reg [23:0] \$259 ;
+  wire [15:0] \$26 ;
+  reg [15:0] \$260 ;
+  reg [15:0] \$261 ;
+  reg [15:0] \$262 ;
+  reg [15:0] \$263 ;
+  reg [15:0] \$264 ;
+  reg [1:0] \$265 ;
+  reg [15:0] \$266 ;
+  reg [15:0] \$267 ;
+  reg [15:0] \$268 ;
+  reg [15:0] \$269 ;
   wire \$27 ;
-  wire [16:0] \$270 ;
-  wire \$271 ;
-  wire \$272 ;
-  wire \$273 ;
-  wire \$274 ;
-  wire \$275 ;
-  wire \$276 ;
-  wire \$277 ;
-  wire \$278 ;
-  wire [16:0] \$279 ;
-  wire [16:0] \$28 ;
-  wire \$280 ;
-  wire [16:0] \$281 ;
-  wire [16:0] \$282 ;
-  wire [17:0] \$283 ;
-  wire \$284 ;
-  wire \$285 ;
-  wire \$286 ;
-  wire [16:0] \$287 ;
-  wire [16:0] \$288 ;
-  wire [17:0] \$289 ;
+  reg [15:0] \$270 ;
+  reg \$271 ;
+  reg [96:0] \$272 ;
+  reg [74:0] \$273 ;
+  reg [74:0] \$274 ;
+  reg [74:0] \$275 ;
+  wire \$28 ;
   wire \$29 ;
-  wire [16:0] \$290 ;
-  wire \$291 ;
-  wire \$292 ;
-  wire \$293 ;
-  wire \$294 ;
-  wire \$295 ;
-  wire \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  wire \$299 ;
   wire \$3 ;
   wire \$30 ;
-  wire [16:0] \$300 ;
-  wire \$301 ;
-  wire \$302 ;
-  wire \$303 ;
-  wire \$304 ;
-  wire [6:0] \$305 ;
-  wire [16:0] \$306 ;
-  wire \$307 ;
-  reg [15:0] \$308 ;
-  reg [15:0] \$309 ;
-  wire [16:0] \$31 ;
-  reg [15:0] \$310 ;
-  reg [15:0] \$311 ;
-  reg [15:0] \$312 ;
-  reg [15:0] \$313 ;
-  reg [15:0] \$314 ;
-  reg [1:0] \$315 ;
-  reg [15:0] \$316 ;
-  reg [15:0] \$317 ;
-  reg [15:0] \$318 ;
-  reg [15:0] \$319 ;
+  wire \$31 ;
   wire \$32 ;
-  reg [1:0] \$320 ;
-  reg [15:0] \$321 ;
-  reg [15:0] \$322 ;
-  reg [15:0] \$323 ;
-  reg [15:0] \$324 ;
-  reg [23:0] \$325 ;
-  reg [15:0] \$326 ;
-  reg [15:0] \$327 ;
-  reg [15:0] \$328 ;
-  reg [15:0] \$329 ;
-  wire [15:0] \$33 ;
-  reg [15:0] \$330 ;
-  reg [1:0] \$331 ;
-  reg [15:0] \$332 ;
-  reg [15:0] \$333 ;
-  reg [15:0] \$334 ;
-  reg [15:0] \$335 ;
-  reg [15:0] \$336 ;
-  reg \$337 ;
-  reg [96:0] \$338 ;
-  reg [74:0] \$339 ;
-  wire [16:0] \$34 ;
-  reg [74:0] \$340 ;
-  reg [74:0] \$341 ;
+  wire \$33 ;
+  wire \$34 ;
   wire \$35 ;
-  wire \$36 ;
-  wire [16:0] \$37 ;
-  wire \$38 ;
-  wire \$39 ;
+  wire [16:0] \$36 ;
+  wire [18:0] \$37 ;
+  wire [19:0] \$38 ;
+  wire [20:0] \$39 ;
   wire \$4 ;
-  wire [16:0] \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire [16:0] \$43 ;
+  wire [20:0] \$40 ;
+  wire [16:0] \$41 ;
+  wire [16:0] \$42 ;
+  wire \$43 ;
   wire \$44 ;
   wire \$45 ;
-  wire [8:0] \$46 ;
+  wire \$46 ;
   wire \$47 ;
-  wire [16:0] \$48 ;
-  wire [18:0] \$49 ;
+  wire \$48 ;
+  wire [6:0] \$49 ;
   wire \$5 ;
-  wire [19:0] \$50 ;
-  wire [20:0] \$51 ;
-  wire [20:0] \$52 ;
-  wire [16:0] \$53 ;
-  wire [16:0] \$54 ;
-  wire \$55 ;
-  wire \$56 ;
+  wire [16:0] \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire [16:0] \$55 ;
+  wire [16:0] \$56 ;
   wire \$57 ;
   wire \$58 ;
-  wire \$59 ;
-  wire [16:0] \$6 ;
-  wire \$60 ;
-  wire [6:0] \$61 ;
+  wire [16:0] \$59 ;
+  wire \$6 ;
+  wire [16:0] \$60 ;
+  wire \$61 ;
   wire [16:0] \$62 ;
-  wire \$63 ;
+  wire [16:0] \$63 ;
   wire \$64 ;
-  wire \$65 ;
-  wire [16:0] \$66 ;
+  wire [15:0] \$65 ;
+  wire \$66 ;
   wire \$67 ;
   wire [16:0] \$68 ;
   wire [16:0] \$69 ;
   wire \$7 ;
-  wire [16:0] \$70 ;
-  wire \$71 ;
-  wire [16:0] \$72 ;
-  wire \$73 ;
-  wire [16:0] \$74 ;
-  wire [16:0] \$75 ;
-  wire [16:0] \$76 ;
-  wire \$77 ;
+  wire \$70 ;
+  wire [16:0] \$71 ;
+  wire \$72 ;
+  wire [5:0] \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire [16:0] \$77 ;
   wire [16:0] \$78 ;
-  wire [16:0] \$79 ;
-  wire [15:0] \$8 ;
-  wire [16:0] \$80 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire [5:0] \$80 ;
   wire \$81 ;
-  wire [15:0] \$82 ;
-  wire [16:0] \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire [16:0] \$86 ;
-  wire [16:0] \$87 ;
+  wire \$82 ;
+  wire [2:0] \$83 ;
+  wire [2:0] \$84 ;
+  wire [2:0] \$85 ;
+  wire \$86 ;
+  wire [5:0] \$87 ;
   wire \$88 ;
   wire [16:0] \$89 ;
-  wire [16:0] \$9 ;
+  wire [15:0] \$9 ;
   wire [16:0] \$90 ;
-  wire \$91 ;
-  wire [5:0] \$92 ;
-  wire [6:0] \$93 ;
+  wire [16:0] \$91 ;
+  wire \$92 ;
+  wire [5:0] \$93 ;
   wire \$94 ;
   wire \$95 ;
   wire \$96 ;
   wire [16:0] \$97 ;
   wire [16:0] \$98 ;
-  wire [16:0] \$99 ;
+  wire \$99 ;
   output [96:0] a;
   reg [96:0] a = 97'h0000000000000000000000000;
   wire [2:0] \a.b ;
@@ -23833,8 +23803,8 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   reg [1:0] e3_tis = 2'h0;
   reg [15:0] e3_tr4 = 16'h0000;
   reg [15:0] e3_trw = 16'h0000;
-  input [492:0] geo;
-  wire [492:0] geo;
+  input [704:0] geo;
+  wire [704:0] geo;
   wire [15:0] \geo.cw ;
   wire [15:0] \geo.dist ;
   wire [1:0] \geo.e_lo2 ;
@@ -23842,34 +23812,49 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   wire [15:0] \geo.ew_ng ;
   wire [15:0] \geo.first_eoff1 ;
   wire [15:0] \geo.go ;
+  wire [15:0] \geo.h_last ;
   wire [1:0] \geo.halos1 ;
   wire [15:0] \geo.ho ;
   wire [15:0] \geo.in_row_words ;
+  wire [15:0] \geo.inner_last ;
   wire [15:0] \geo.last_chunk ;
+  wire [15:0] \geo.last_chunk_last ;
   wire [5:0] \geo.last_cols ;
   wire [5:0] \geo.last_lanes ;
+  wire [5:0] \geo.last_lanes_last ;
   wire [15:0] \geo.lastg2 ;
+  wire [15:0] \geo.lastg2_last ;
   wire [15:0] \geo.lastg3 ;
+  wire [15:0] \geo.lastg3_last ;
   wire \geo.long_rows ;
   wire [15:0] \geo.nb ;
+  wire [15:0] \geo.nb_last ;
   wire [15:0] \geo.nbe2 ;
   wire [15:0] \geo.nbg2 ;
+  wire [15:0] \geo.nbg2_last ;
   wire [15:0] \geo.nbg3 ;
+  wire [15:0] \geo.nbg3_last ;
   wire [15:0] \geo.ncc ;
   wire [15:0] \geo.nch ;
+  wire [15:0] \geo.nch_last ;
   wire [15:0] \geo.ng ;
+  wire [15:0] \geo.ng_last ;
   wire [15:0] \geo.ns ;
   wire [15:0] \geo.out_row_words ;
   wire [3:0] \geo.pack ;
   wire [5:0] \geo.pk ;
+  wire [5:0] \geo.pk_last ;
   wire [15:0] \geo.prev_init ;
   wire [5:0] \geo.px ;
   wire [3:0] \geo.pxl ;
   wire [15:0] \geo.r3 ;
+  wire [15:0] \geo.r3_last ;
+  wire [15:0] \geo.ring_last ;
   wire [15:0] \geo.rw1 ;
   wire [15:0] \geo.rw4 ;
   wire [7:0] \geo.t3 ;
   wire [15:0] \geo.t3r1 ;
+  wire [7:0] \geo.t_last ;
   wire [15:0] \geo.tr1 ;
   wire [15:0] \geo.tr4 ;
   wire [15:0] \geo.wo ;
@@ -23921,380 +23906,314 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   assign \$2  = desc[89:88] == 2'h2;
   assign \$4  = desc[121:90] >> \$1 [7:0];
   assign \$5  = ~ \$4 ;
-  assign \$6  = geo[364:349] - 1'h1;
-  assign \$7  = e3_bg == \$6 ;
-  assign \$8  = \$7  ? geo[380:365] : 16'h0008;
-  assign e3_single = \$8  == 1'h1;
+  assign \$6  = e3_bg == geo[632:617];
+  assign \$7  = ! geo[648:633];
+  assign e3_single = \$6  ? \$7  : 1'h0;
   assign e3_s_first = ! e3_s;
-  assign \$9  = geo[169:154] - 1'h1;
-  assign \$10  = e3_ck == \$9 ;
-  assign \$11  = \$10  ? geo[185:170] : 16'h0010;
-  assign \$12  = e3_single ? geo[137:122] : \$11 ;
-  assign \$13  = \$12  - 1'h1;
-  assign e3_s_last = e3_s == \$13 ;
-  assign \$14  = geo[169:154] - 1'h1;
-  assign \$15  = e3_ck == \$14 ;
-  assign \$16  = e3_single | \$15 ;
-  assign e3_final = e3_s_last & \$16 ;
-  assign \$17  = ~ e3_single;
-  assign \$18  = e3_s_first & \$17 ;
-  assign \$19  = | e3_ck;
-  assign e3_from_psum = \$18  & \$19 ;
-  assign \$20  = ~ e3_final;
-  assign e3_psum_out = e3_s_last & \$20 ;
-  assign \$21  = ! e3_b;
-  assign e3_glb_w = e3_single | \$21 ;
-  assign \$22  = ~ e3_single;
-  assign \$23  = ! e3_b;
-  assign e3_spad_wr = \$22  & \$23 ;
-  assign \$24  = ~ e3_single;
-  assign \$25  = | e3_b;
-  assign e3_spad_rd = \$24  & \$25 ;
-  assign \$26  = geo[57:42] - 1'h1;
-  assign \$27  = e3_bc == \$26 ;
-  assign \$28  = geo[35:20] - 1'h1;
-  assign \$29  = e3_g == \$28 ;
-  assign \$30  = \$27  & \$29 ;
-  assign \$31  = geo[364:349] - 1'h1;
-  assign \$32  = e3_bg == \$31 ;
-  assign \$33  = \$32  ? geo[380:365] : 16'h0008;
-  assign \$34  = \$33  - 1'h1;
-  assign \$35  = e3_b == \$34 ;
-  assign \$36  = e3_final & \$35 ;
-  assign \$37  = geo[364:349] - 1'h1;
-  assign \$38  = e3_bg == \$37 ;
-  assign \$39  = \$36  & \$38 ;
-  assign \$40  = geo[35:20] - 1'h1;
-  assign \$41  = e3_g == \$40 ;
-  assign \$42  = \$39  & \$41 ;
-  assign \$43  = desc[63:48] - 1'h1;
-  assign \$44  = e3_q == \$43 ;
-  assign \$45  = e3_row_end & \$44 ;
-  assign \$46  = desc[87:80] - 1'h1;
-  assign \$47  = \$1 [7:0] == \$46 ;
-  assign e3_all_end = \$45  & \$47 ;
-  assign \$48  = e3_bc + 1'h1;
-  assign \$50  = 1'h1 + \$49 ;
-  assign \$51  = \$50  + e3_b;
-  assign \$53  = e3_goff + e3_boff;
-  assign \$55  = ! e3_jl;
-  assign \$56  = e3_s_first | \$55 ;
-  assign \$57  = ! e3_jl;
-  assign \$58  = ! e3_ti;
-  assign \$59  = \$57  & \$58 ;
-  assign \$60  = e3_s_first | \$59 ;
-  assign \$61  = geo[19:14] - 1'h1;
-  assign \$62  = { 1'h0, e3_sl } & { \$61 [6], \$61 [6], \$61 [6], \$61 [6], \$61 [6], \$61 [6], \$61 [6], \$61 [6], \$61 [6], \$61 [6], \$61  };
-  assign \$63  = ! \$62 ;
-  assign \$64  = e3_s_first | \$63 ;
-  assign \$65  = e3_glb_w & \$64 ;
+  assign \$8  = e3_ck == geo[568:553];
+  assign \$9  = \$8  ? geo[584:569] : 16'h000f;
+  assign \$10  = e3_single ? geo[552:537] : \$9 ;
+  assign e3_s_last = e3_s == \$10 ;
+  assign \$11  = e3_ck == geo[568:553];
+  assign \$12  = e3_single | \$11 ;
+  assign e3_final = e3_s_last & \$12 ;
+  assign \$13  = ~ e3_single;
+  assign \$14  = e3_s_first & \$13 ;
+  assign \$15  = | e3_ck;
+  assign e3_from_psum = \$14  & \$15 ;
+  assign \$16  = ~ e3_final;
+  assign e3_psum_out = e3_s_last & \$16 ;
+  assign \$17  = ! e3_b;
+  assign e3_glb_w = e3_single | \$17 ;
+  assign \$18  = ~ e3_single;
+  assign \$19  = ! e3_b;
+  assign e3_spad_wr = \$18  & \$19 ;
+  assign \$20  = ~ e3_single;
+  assign \$21  = | e3_b;
+  assign e3_spad_rd = \$20  & \$21 ;
+  assign \$22  = e3_bc == geo[536:521];
+  assign \$23  = e3_g == geo[514:499];
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = e3_bg == geo[632:617];
+  assign \$26  = \$25  ? geo[648:633] : 16'h0007;
+  assign \$27  = e3_b == \$26 ;
+  assign \$28  = e3_final & \$27 ;
+  assign \$29  = e3_bg == geo[632:617];
+  assign \$30  = \$28  & \$29 ;
+  assign \$31  = e3_g == geo[514:499];
+  assign \$32  = \$30  & \$31 ;
+  assign \$33  = e3_q == geo[664:649];
+  assign \$34  = e3_row_end & \$33 ;
+  assign \$35  = \$1 [7:0] == geo[672:665];
+  assign e3_all_end = \$34  & \$35 ;
+  assign \$36  = e3_bc + 1'h1;
+  assign \$38  = 1'h1 + \$37 ;
+  assign \$39  = \$38  + e3_b;
+  assign \$41  = e3_goff + e3_boff;
+  assign \$43  = ! e3_jl;
+  assign \$44  = e3_s_first | \$43 ;
+  assign \$45  = ! e3_jl;
+  assign \$46  = ! e3_ti;
+  assign \$47  = \$45  & \$46 ;
+  assign \$48  = e3_s_first | \$47 ;
+  assign \$49  = geo[19:14] - 1'h1;
+  assign \$50  = { 1'h0, e3_sl } & { \$49 [6], \$49 [6], \$49 [6], \$49 [6], \$49 [6], \$49 [6], \$49 [6], \$49 [6], \$49 [6], \$49 [6], \$49  };
+  assign \$51  = ! \$50 ;
+  assign \$52  = e3_s_first | \$51 ;
+  assign \$53  = e3_glb_w & \$52 ;
   assign inflight = | { b[0], e3_mid2[0], e3_mid1[0], a[0] };
-  assign \$66  = geo[35:20] - 1'h1;
-  assign \$67  = e3_g == \$66 ;
-  assign \$68  = e3_g + 1'h1;
-  assign \$69  = \$67  ? 17'h00000 : \$68 ;
-  assign \$70  = geo[35:20] - 1'h1;
-  assign \$71  = e3_g == \$70 ;
-  assign \$72  = geo[57:42] - 1'h1;
-  assign \$73  = e3_bc == \$72 ;
-  assign \$74  = e3_bc + 1'h1;
-  assign \$75  = \$73  ? 17'h00000 : \$74 ;
-  assign \$76  = geo[57:42] - 1'h1;
-  assign \$77  = e3_bc == \$76 ;
-  assign \$78  = e3_coff + geo[35:20];
-  assign \$79  = \$77  ? { 1'h0, geo[35:20] } : \$78 ;
-  assign \$80  = geo[364:349] - 1'h1;
-  assign \$81  = e3_bg == \$80 ;
-  assign \$82  = \$81  ? geo[380:365] : 16'h0008;
-  assign \$83  = \$82  - 1'h1;
-  assign \$84  = e3_b == \$83 ;
-  assign \$85  = ~ \$84 ;
-  assign \$86  = e3_b + 1'h1;
-  assign \$87  = e3_boff + geo[35:20];
-  assign \$88  = ~ e3_final;
-  assign \$89  = e3_ck + 1'h1;
-  assign \$90  = geo[35:20] - 1'h1;
-  assign \$91  = e3_jb == \$90 ;
-  assign \$92  = \$91  ? geo[41:36] : geo[13:8];
-  assign \$93  = \$92  - 1'h1;
-  assign \$94  = $signed({ 1'h0, e3_jl }) == $signed(\$93 );
+  assign \$54  = e3_g == geo[514:499];
+  assign \$55  = e3_g + 1'h1;
+  assign \$56  = \$54  ? 17'h00000 : \$55 ;
+  assign \$57  = e3_g == geo[514:499];
+  assign \$58  = e3_bc == geo[536:521];
+  assign \$59  = e3_bc + 1'h1;
+  assign \$60  = \$58  ? 17'h00000 : \$59 ;
+  assign \$61  = e3_bc == geo[536:521];
+  assign \$62  = e3_coff + geo[35:20];
+  assign \$63  = \$61  ? { 1'h0, geo[35:20] } : \$62 ;
+  assign \$64  = e3_bg == geo[632:617];
+  assign \$65  = \$64  ? geo[648:633] : 16'h0007;
+  assign \$66  = e3_b == \$65 ;
+  assign \$67  = ~ \$66 ;
+  assign \$68  = e3_b + 1'h1;
+  assign \$69  = e3_boff + geo[35:20];
+  assign \$70  = ~ e3_final;
+  assign \$71  = e3_ck + 1'h1;
+  assign \$72  = e3_jb == geo[514:499];
+  assign \$73  = \$72  ? geo[520:515] : geo[498:493];
+  assign \$74  = e3_jl == \$73 ;
+  assign \$75  = e3_ti == 2'h2;
+  assign \$76  = \$74  & \$75 ;
+  assign \$77  = e3_jb + 1'h1;
+  assign \$78  = \$76  ? \$77  : { 1'h0, e3_jb };
+  assign \$79  = e3_jb == geo[514:499];
+  assign \$80  = \$79  ? geo[520:515] : geo[498:493];
+  assign \$81  = e3_jl == \$80 ;
+  assign \$82  = e3_ti == 2'h2;
+  assign \$83  = e3_ti + 1'h1;
+  assign \$84  = \$82  ? 3'h0 : \$83 ;
+  assign \$85  = \$81  ? \$84  : { 1'h0, e3_ti };
+  assign \$86  = e3_jb == geo[514:499];
+  assign \$87  = \$86  ? geo[520:515] : geo[498:493];
+  assign \$88  = e3_jl == \$87 ;
+  assign \$89  = e3_jl + 1'h1;
+  assign \$90  = \$88  ? 17'h00000 : \$89 ;
+  assign \$91  = e3_sl + 1'h1;
+  assign \$92  = e3_jb == geo[514:499];
+  assign \$93  = \$92  ? geo[520:515] : geo[498:493];
+  assign \$94  = e3_jl == \$93 ;
   assign \$95  = e3_ti == 2'h2;
   assign \$96  = \$94  & \$95 ;
   assign \$97  = e3_jb + 1'h1;
   assign \$98  = \$96  ? \$97  : { 1'h0, e3_jb };
-  assign \$99  = geo[35:20] - 1'h1;
-  assign \$100  = e3_jb == \$99 ;
-  assign \$101  = \$100  ? geo[41:36] : geo[13:8];
-  assign \$102  = \$101  - 1'h1;
-  assign \$103  = $signed({ 1'h0, e3_jl }) == $signed(\$102 );
-  assign \$104  = e3_ti == 2'h2;
-  assign \$105  = e3_ti + 1'h1;
-  assign \$106  = \$104  ? 3'h0 : \$105 ;
-  assign \$107  = \$103  ? \$106  : { 1'h0, e3_ti };
-  assign \$108  = geo[35:20] - 1'h1;
-  assign \$109  = e3_jb == \$108 ;
-  assign \$110  = \$109  ? geo[41:36] : geo[13:8];
-  assign \$111  = \$110  - 1'h1;
-  assign \$112  = $signed({ 1'h0, e3_jl }) == $signed(\$111 );
-  assign \$113  = e3_jl + 1'h1;
-  assign \$114  = \$112  ? 17'h00000 : \$113 ;
-  assign \$115  = e3_sl + 1'h1;
-  assign \$116  = geo[35:20] - 1'h1;
-  assign \$117  = e3_jb == \$116 ;
-  assign \$118  = \$117  ? geo[41:36] : geo[13:8];
-  assign \$119  = \$118  - 1'h1;
-  assign \$120  = $signed({ 1'h0, e3_jl }) == $signed(\$119 );
-  assign \$121  = e3_ti == 2'h2;
-  assign \$122  = \$120  & \$121 ;
-  assign \$123  = e3_jb + 1'h1;
-  assign \$124  = \$122  ? \$123  : { 1'h0, e3_jb };
-  assign \$125  = geo[35:20] - 1'h1;
-  assign \$126  = e3_jb == \$125 ;
-  assign \$127  = \$126  ? geo[41:36] : geo[13:8];
-  assign \$128  = \$127  - 1'h1;
-  assign \$129  = $signed({ 1'h0, e3_jl }) == $signed(\$128 );
-  assign \$130  = e3_ti == 2'h2;
-  assign \$131  = e3_ti + 1'h1;
-  assign \$132  = \$130  ? 3'h0 : \$131 ;
-  assign \$133  = \$129  ? \$132  : { 1'h0, e3_ti };
-  assign \$134  = geo[35:20] - 1'h1;
-  assign \$135  = e3_jb == \$134 ;
-  assign \$136  = \$135  ? geo[41:36] : geo[13:8];
-  assign \$137  = \$136  - 1'h1;
-  assign \$138  = $signed({ 1'h0, e3_jl }) == $signed(\$137 );
-  assign \$139  = e3_jl + 1'h1;
-  assign \$140  = \$138  ? 17'h00000 : \$139 ;
-  assign \$141  = e3_sl + 1'h1;
-  assign \$142  = geo[364:349] - 1'h1;
-  assign \$143  = e3_bg != \$142 ;
-  assign \$144  = e3_bg + 1'h1;
-  assign \$146  = e3_goff + \$145 ;
-  assign \$147  = e3_cseq + 1'h1;
-  assign \$148  = desc[293:278] - 1'h1;
-  assign \$149  = e3_cslot == \$148 ;
-  assign \$150  = e3_cslot + 1'h1;
-  assign \$151  = \$149  ? 17'h00000 : \$150 ;
-  assign \$152  = | desc[293:278];
-  assign \$153  = desc[293:278] - 1'h1;
-  assign \$154  = e3_cslot == \$153 ;
-  assign \$155  = geo[35:20] - 1'h1;
-  assign \$156  = e3_g == \$155 ;
-  assign \$157  = \$152  ? \$154  : \$156 ;
-  assign \$158  = e3_gbase + geo[153:138];
-  assign \$159  = \$157  ? 17'h00000 : \$158 ;
-  assign \$160  = geo[35:20] - 1'h1;
-  assign \$161  = e3_g != \$160 ;
-  assign \$162  = e3_g + 1'h1;
-  assign \$163  = e3_s + 1'h1;
-  assign \$164  = geo[35:20] - 1'h1;
-  assign \$165  = e3_jb == \$164 ;
-  assign \$166  = \$165  ? geo[41:36] : geo[13:8];
-  assign \$167  = \$166  - 1'h1;
-  assign \$168  = $signed({ 1'h0, e3_jl }) == $signed(\$167 );
-  assign \$169  = e3_ti == 2'h2;
-  assign \$170  = \$168  & \$169 ;
-  assign \$171  = e3_jb + 1'h1;
-  assign \$172  = \$170  ? \$171  : { 1'h0, e3_jb };
-  assign \$173  = geo[35:20] - 1'h1;
-  assign \$174  = e3_jb == \$173 ;
-  assign \$175  = \$174  ? geo[41:36] : geo[13:8];
-  assign \$176  = \$175  - 1'h1;
-  assign \$177  = $signed({ 1'h0, e3_jl }) == $signed(\$176 );
-  assign \$178  = e3_ti == 2'h2;
-  assign \$179  = e3_ti + 1'h1;
-  assign \$180  = \$178  ? 3'h0 : \$179 ;
-  assign \$181  = \$177  ? \$180  : { 1'h0, e3_ti };
-  assign \$182  = geo[35:20] - 1'h1;
-  assign \$183  = e3_jb == \$182 ;
-  assign \$184  = \$183  ? geo[41:36] : geo[13:8];
-  assign \$185  = \$184  - 1'h1;
-  assign \$186  = $signed({ 1'h0, e3_jl }) == $signed(\$185 );
-  assign \$187  = e3_jl + 1'h1;
-  assign \$188  = \$186  ? 17'h00000 : \$187 ;
-  assign \$189  = e3_sl + 1'h1;
-  assign \$190  = e3_seq + 1'h1;
-  assign \$191  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$192  = \$191  - 1'h1;
-  assign \$193  = e3_i == \$192 ;
-  assign \$194  = e3_o + 1'h1;
-  assign \$195  = e3_i + 1'h1;
-  assign \$196  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$197  = \$196  - 1'h1;
-  assign \$198  = e3_i == \$197 ;
-  assign \$199  = e3_qm3 == 2'h2;
-  assign \$200  = e3_qm3 + 1'h1;
-  assign \$201  = \$199  ? 3'h0 : \$200 ;
-  assign \$202  = \$198  ? 3'h0 : \$201 ;
-  assign \$203  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$204  = \$203  - 1'h1;
-  assign \$205  = e3_i == \$204 ;
-  assign \$206  = e3_qm3 == 2'h2;
-  assign \$207  = e3_qm3 + 1'h1;
-  assign \$208  = \$206  ? 3'h0 : \$207 ;
-  assign \$209  = \$205  ? \$208  : { 1'h0, e3_qm3 };
-  assign \$210  = desc[126] ? \$202  : \$209 ;
-  assign \$211  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$212  = \$211  - 1'h1;
-  assign \$213  = e3_i == \$212 ;
-  assign \$215  = \$214  + geo[73:58];
-  assign \$216  = \$213  ? \$215  : { 2'h0, geo[73:58] };
-  assign \$217  = e3_r1base + \$216 ;
-  assign \$218  = \$217  >= geo[434:419];
-  assign \$219  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$220  = \$219  - 1'h1;
-  assign \$221  = e3_i == \$220 ;
-  assign \$223  = \$222  + geo[73:58];
-  assign \$224  = \$221  ? \$223  : { 2'h0, geo[73:58] };
-  assign \$225  = e3_r1base + \$224 ;
-  assign \$226  = \$225  - geo[434:419];
-  assign \$227  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$228  = \$227  - 1'h1;
-  assign \$229  = e3_i == \$228 ;
-  assign \$231  = \$230  + geo[73:58];
-  assign \$232  = \$229  ? \$231  : { 2'h0, geo[73:58] };
-  assign \$233  = e3_r1base + \$232 ;
-  assign \$234  = \$218  ? \$226  : { 1'h0, \$233  };
-  assign \$235  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$236  = \$235  - 1'h1;
-  assign \$237  = e3_i == \$236 ;
-  assign \$238  = e3_trw + geo[73:58];
-  assign \$239  = \$237  ? \$238  : { 1'h0, e3_trw };
-  assign \$240  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$241  = \$240  - 1'h1;
-  assign \$242  = e3_i == \$241 ;
-  assign \$243  = e3_trw + geo[73:58];
-  assign \$244  = \$242  ? 17'h00000 : \$243 ;
-  assign \$245  = desc[126] ? \$239  : \$244 ;
-  assign \$246  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$247  = \$246  - 1'h1;
-  assign \$248  = e3_i == \$247 ;
-  assign \$249  = e3_tr4 + geo[89:74];
-  assign \$250  = \$248  ? \$249  : { 1'h0, e3_tr4 };
-  assign \$251  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$252  = \$251  - 1'h1;
-  assign \$253  = e3_i == \$252 ;
-  assign \$254  = e3_tr4 + geo[89:74];
-  assign \$255  = \$253  ? 17'h00000 : \$254 ;
-  assign \$256  = desc[126] ? \$250  : \$255 ;
-  assign \$257  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$258  = \$257  - 1'h1;
-  assign \$259  = e3_i == \$258 ;
-  assign \$260  = e3_tho + geo[201:186];
-  assign \$261  = \$259  ? \$260  : { 1'h0, e3_tho };
-  assign \$262  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$263  = \$262  - 1'h1;
-  assign \$264  = e3_i == \$263 ;
-  assign \$265  = e3_tho + geo[201:186];
-  assign \$266  = \$264  ? 17'h00000 : \$265 ;
-  assign \$267  = desc[126] ? \$261  : \$266 ;
-  assign \$268  = ~ desc[126];
-  assign \$269  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$270  = \$269  - 1'h1;
-  assign \$271  = e3_i == \$270 ;
-  assign \$272  = \$268  & \$271 ;
-  assign \$273  = e3_q >= 2'h3;
-  assign \$274  = \$272  & \$273 ;
-  assign \$275  = ~ desc[206];
-  assign \$276  = ~ e3_q[0];
-  assign \$277  = \$275  | \$276 ;
-  assign \$278  = \$274  & \$277 ;
-  assign \$279  = e3_l4b + desc[87:80];
-  assign \$280  = ! e3_tap;
-  assign \$281  = \$52 [15:0] - 1'h1;
-  assign \$282  = \$52 [15:0] + 1'h1;
-  assign \$283  = \$280  ? { \$281 [16], \$281  } : { 1'h0, \$282  };
-  assign \$284  = ! \$283 ;
-  assign \$285  = \$284  & desc[210];
-  assign \$286  = ! e3_tap;
-  assign \$287  = \$52 [15:0] - 1'h1;
-  assign \$288  = \$52 [15:0] + 1'h1;
-  assign \$289  = \$286  ? { \$287 [16], \$287  } : { 1'h0, \$288  };
-  assign \$290  = geo[57:42] + 1'h1;
-  assign \$291  = \$289  == \$290 ;
-  assign \$292  = \$291  & desc[211];
-  assign \$293  = \$285  | \$292 ;
-  assign \$294  = | e3_ti;
-  assign \$295  = \$293  & \$294 ;
-  assign \$296  = | e3_ti;
-  assign \$297  = ! e3_tap;
-  assign \$298  = ! e3_q;
-  assign \$299  = \$298  & desc[208];
-  assign \$300  = desc[63:48] - 1'h1;
-  assign \$301  = e3_q == \$300 ;
-  assign \$302  = \$301  & desc[209];
-  assign \$303  = \$297  ? \$299  : \$302 ;
-  assign \$304  = \$296  & \$303 ;
-  assign \$305  = geo[19:14] - 1'h1;
-  assign \$306  = { 1'h0, e3_sl } & { \$305 [6], \$305 [6], \$305 [6], \$305 [6], \$305 [6], \$305 [6], \$305 [6], \$305 [6], \$305 [6], \$305 [6], \$305  };
-  assign \$307  = ! desc[89:88];
+  assign \$99  = e3_jb == geo[514:499];
+  assign \$100  = \$99  ? geo[520:515] : geo[498:493];
+  assign \$101  = e3_jl == \$100 ;
+  assign \$102  = e3_ti == 2'h2;
+  assign \$103  = e3_ti + 1'h1;
+  assign \$104  = \$102  ? 3'h0 : \$103 ;
+  assign \$105  = \$101  ? \$104  : { 1'h0, e3_ti };
+  assign \$106  = e3_jb == geo[514:499];
+  assign \$107  = \$106  ? geo[520:515] : geo[498:493];
+  assign \$108  = e3_jl == \$107 ;
+  assign \$109  = e3_jl + 1'h1;
+  assign \$110  = \$108  ? 17'h00000 : \$109 ;
+  assign \$111  = e3_sl + 1'h1;
+  assign \$112  = e3_bg == geo[632:617];
+  assign \$113  = ~ \$112 ;
+  assign \$114  = e3_bg + 1'h1;
+  assign \$116  = e3_goff + \$115 ;
+  assign \$117  = e3_cseq + 1'h1;
+  assign \$118  = e3_cslot == geo[704:689];
+  assign \$119  = e3_cslot + 1'h1;
+  assign \$120  = \$118  ? 17'h00000 : \$119 ;
+  assign \$121  = | desc[293:278];
+  assign \$122  = e3_cslot == geo[704:689];
+  assign \$123  = e3_g == geo[514:499];
+  assign \$124  = \$121  ? \$122  : \$123 ;
+  assign \$125  = e3_gbase + geo[153:138];
+  assign \$126  = \$124  ? 17'h00000 : \$125 ;
+  assign \$127  = e3_g == geo[514:499];
+  assign \$128  = ~ \$127 ;
+  assign \$129  = e3_g + 1'h1;
+  assign \$130  = e3_s + 1'h1;
+  assign \$131  = e3_jb == geo[514:499];
+  assign \$132  = \$131  ? geo[520:515] : geo[498:493];
+  assign \$133  = e3_jl == \$132 ;
+  assign \$134  = e3_ti == 2'h2;
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = e3_jb + 1'h1;
+  assign \$137  = \$135  ? \$136  : { 1'h0, e3_jb };
+  assign \$138  = e3_jb == geo[514:499];
+  assign \$139  = \$138  ? geo[520:515] : geo[498:493];
+  assign \$140  = e3_jl == \$139 ;
+  assign \$141  = e3_ti == 2'h2;
+  assign \$142  = e3_ti + 1'h1;
+  assign \$143  = \$141  ? 3'h0 : \$142 ;
+  assign \$144  = \$140  ? \$143  : { 1'h0, e3_ti };
+  assign \$145  = e3_jb == geo[514:499];
+  assign \$146  = \$145  ? geo[520:515] : geo[498:493];
+  assign \$147  = e3_jl == \$146 ;
+  assign \$148  = e3_jl + 1'h1;
+  assign \$149  = \$147  ? 17'h00000 : \$148 ;
+  assign \$150  = e3_sl + 1'h1;
+  assign \$151  = e3_seq + 1'h1;
+  assign \$152  = e3_i == geo[688:673];
+  assign \$153  = e3_o + 1'h1;
+  assign \$154  = e3_i + 1'h1;
+  assign \$155  = e3_i == geo[688:673];
+  assign \$156  = e3_qm3 == 2'h2;
+  assign \$157  = e3_qm3 + 1'h1;
+  assign \$158  = \$156  ? 3'h0 : \$157 ;
+  assign \$159  = \$155  ? 3'h0 : \$158 ;
+  assign \$160  = e3_i == geo[688:673];
+  assign \$161  = e3_qm3 == 2'h2;
+  assign \$162  = e3_qm3 + 1'h1;
+  assign \$163  = \$161  ? 3'h0 : \$162 ;
+  assign \$164  = \$160  ? \$163  : { 1'h0, e3_qm3 };
+  assign \$165  = desc[126] ? \$159  : \$164 ;
+  assign \$166  = e3_i == geo[688:673];
+  assign \$168  = \$167  + geo[73:58];
+  assign \$169  = \$166  ? \$168  : { 2'h0, geo[73:58] };
+  assign \$170  = e3_r1base + \$169 ;
+  assign \$171  = \$170  >= geo[434:419];
+  assign \$172  = e3_i == geo[688:673];
+  assign \$174  = \$173  + geo[73:58];
+  assign \$175  = \$172  ? \$174  : { 2'h0, geo[73:58] };
+  assign \$176  = e3_r1base + \$175 ;
+  assign \$177  = \$176  - geo[434:419];
+  assign \$178  = e3_i == geo[688:673];
+  assign \$180  = \$179  + geo[73:58];
+  assign \$181  = \$178  ? \$180  : { 2'h0, geo[73:58] };
+  assign \$182  = e3_r1base + \$181 ;
+  assign \$183  = \$171  ? \$177  : { 1'h0, \$182  };
+  assign \$184  = e3_i == geo[688:673];
+  assign \$185  = e3_trw + geo[73:58];
+  assign \$186  = \$184  ? \$185  : { 1'h0, e3_trw };
+  assign \$187  = e3_i == geo[688:673];
+  assign \$188  = e3_trw + geo[73:58];
+  assign \$189  = \$187  ? 17'h00000 : \$188 ;
+  assign \$190  = desc[126] ? \$186  : \$189 ;
+  assign \$191  = e3_i == geo[688:673];
+  assign \$192  = e3_tr4 + geo[89:74];
+  assign \$193  = \$191  ? \$192  : { 1'h0, e3_tr4 };
+  assign \$194  = e3_i == geo[688:673];
+  assign \$195  = e3_tr4 + geo[89:74];
+  assign \$196  = \$194  ? 17'h00000 : \$195 ;
+  assign \$197  = desc[126] ? \$193  : \$196 ;
+  assign \$198  = e3_i == geo[688:673];
+  assign \$199  = e3_tho + geo[201:186];
+  assign \$200  = \$198  ? \$199  : { 1'h0, e3_tho };
+  assign \$201  = e3_i == geo[688:673];
+  assign \$202  = e3_tho + geo[201:186];
+  assign \$203  = \$201  ? 17'h00000 : \$202 ;
+  assign \$204  = desc[126] ? \$200  : \$203 ;
+  assign \$205  = ~ desc[126];
+  assign \$206  = e3_i == geo[688:673];
+  assign \$207  = \$205  & \$206 ;
+  assign \$208  = e3_q >= 2'h3;
+  assign \$209  = \$207  & \$208 ;
+  assign \$210  = ~ desc[206];
+  assign \$211  = ~ e3_q[0];
+  assign \$212  = \$210  | \$211 ;
+  assign \$213  = \$209  & \$212 ;
+  assign \$214  = e3_l4b + desc[87:80];
+  assign \$215  = ! e3_tap;
+  assign \$216  = \$40 [15:0] - 1'h1;
+  assign \$217  = \$40 [15:0] + 1'h1;
+  assign \$218  = \$215  ? { \$216 [16], \$216  } : { 1'h0, \$217  };
+  assign \$219  = ! \$218 ;
+  assign \$220  = \$219  & desc[210];
+  assign \$221  = ! e3_tap;
+  assign \$222  = \$40 [15:0] - 1'h1;
+  assign \$223  = \$40 [15:0] + 1'h1;
+  assign \$224  = \$221  ? { \$222 [16], \$222  } : { 1'h0, \$223  };
+  assign \$225  = geo[57:42] + 1'h1;
+  assign \$226  = \$224  == \$225 ;
+  assign \$227  = \$226  & desc[211];
+  assign \$228  = \$220  | \$227 ;
+  assign \$229  = | e3_ti;
+  assign \$230  = \$228  & \$229 ;
+  assign \$231  = | e3_ti;
+  assign \$232  = ! e3_tap;
+  assign \$233  = ! e3_q;
+  assign \$234  = \$233  & desc[208];
+  assign \$235  = e3_q == geo[664:649];
+  assign \$236  = \$235  & desc[209];
+  assign \$237  = \$232  ? \$234  : \$236 ;
+  assign \$238  = \$231  & \$237 ;
+  assign \$239  = geo[19:14] - 1'h1;
+  assign \$240  = { 1'h0, e3_sl } & { \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239  };
+  assign \$241  = ! desc[89:88];
   always @(posedge clk)
-    e3_g <= \$308 ;
+    e3_g <= \$242 ;
   always @(posedge clk)
-    e3_bc <= \$309 ;
+    e3_bc <= \$243 ;
   always @(posedge clk)
-    e3_coff <= \$310 ;
+    e3_coff <= \$244 ;
   always @(posedge clk)
-    e3_s <= \$311 ;
+    e3_s <= \$245 ;
   always @(posedge clk)
-    e3_b <= \$312 ;
+    e3_b <= \$246 ;
   always @(posedge clk)
-    e3_boff <= \$313 ;
+    e3_boff <= \$247 ;
   always @(posedge clk)
-    e3_jb <= \$314 ;
+    e3_jb <= \$248 ;
   always @(posedge clk)
-    e3_ti <= \$315 ;
+    e3_ti <= \$249 ;
   always @(posedge clk)
-    e3_jl <= \$316 ;
+    e3_jl <= \$250 ;
   always @(posedge clk)
-    e3_sl <= \$317 ;
+    e3_sl <= \$251 ;
   always @(posedge clk)
-    e3_ck <= \$318 ;
+    e3_ck <= \$252 ;
   always @(posedge clk)
-    e3_jbs <= \$319 ;
+    e3_jbs <= \$253 ;
   always @(posedge clk)
-    e3_tis <= \$320 ;
+    e3_tis <= \$254 ;
   always @(posedge clk)
-    e3_jls <= \$321 ;
+    e3_jls <= \$255 ;
   always @(posedge clk)
-    e3_sls <= \$322 ;
+    e3_sls <= \$256 ;
   always @(posedge clk)
-    e3_bg <= \$323 ;
+    e3_bg <= \$257 ;
   always @(posedge clk)
-    e3_goff <= \$324 ;
+    e3_goff <= \$258 ;
   always @(posedge clk)
-    e3_cseq <= \$325 ;
+    e3_cseq <= \$259 ;
   always @(posedge clk)
-    e3_cslot <= \$326 ;
+    e3_cslot <= \$260 ;
   always @(posedge clk)
-    e3_gbase <= \$327 ;
+    e3_gbase <= \$261 ;
   always @(posedge clk)
-    e3_seq <= \$328 ;
+    e3_seq <= \$262 ;
   always @(posedge clk)
-    e3_i <= \$329 ;
+    e3_i <= \$263 ;
   always @(posedge clk)
-    e3_o <= \$330 ;
+    e3_o <= \$264 ;
   always @(posedge clk)
-    e3_qm3 <= \$331 ;
+    e3_qm3 <= \$265 ;
   always @(posedge clk)
-    e3_r1base <= \$332 ;
+    e3_r1base <= \$266 ;
   always @(posedge clk)
-    e3_trw <= \$333 ;
+    e3_trw <= \$267 ;
   always @(posedge clk)
-    e3_tr4 <= \$334 ;
+    e3_tr4 <= \$268 ;
   always @(posedge clk)
-    e3_tho <= \$335 ;
+    e3_tho <= \$269 ;
   always @(posedge clk)
-    e3_l4b <= \$336 ;
+    e3_l4b <= \$270 ;
   always @(posedge clk)
-    run <= \$337 ;
+    run <= \$271 ;
   always @(posedge clk)
-    a <= \$338 ;
+    a <= \$272 ;
   always @(posedge clk)
-    e3_mid1 <= \$339 ;
+    e3_mid1 <= \$273 ;
   always @(posedge clk)
-    e3_mid2 <= \$340 ;
+    e3_mid2 <= \$274 ;
   always @(posedge clk)
-    b <= \$341 ;
+    b <= \$275 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     e3_tap = 2'h0;
@@ -24309,25 +24228,25 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$308  = e3_g;
+    \$242  = e3_g;
     if (issue) begin
       if (e3_copy) begin
-        \$308  = \$69 [15:0];
+        \$242  = \$56 [15:0];
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
+        if (\$67 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
+          if (\$70 ) begin
           end else begin
             (* full_case = 32'd1 *)
-            if (\$143 ) begin
+            if (\$113 ) begin
             end else begin
               (* full_case = 32'd1 *)
-              if (\$161 ) begin
-                \$308  = \$162 [15:0];
+              if (\$128 ) begin
+                \$242  = \$129 [15:0];
               end else begin
-                \$308  = 16'h0000;
+                \$242  = 16'h0000;
               end
             end
           end
@@ -24335,739 +24254,739 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
       end
     end
     if (start) begin
-      \$308  = 16'h0000;
+      \$242  = 16'h0000;
     end
     if (rst) begin
-      \$308  = 16'h0000;
+      \$242  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$309  = e3_bc;
+    \$243  = e3_bc;
     if (issue) begin
       if (e3_copy) begin
-        if (\$71 ) begin
-          \$309  = \$75 [15:0];
+        if (\$57 ) begin
+          \$243  = \$60 [15:0];
         end
       end
     end
     if (start) begin
-      \$309  = 16'h0000;
+      \$243  = 16'h0000;
     end
     if (rst) begin
-      \$309  = 16'h0000;
+      \$243  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$310  = e3_coff;
+    \$244  = e3_coff;
     if (issue) begin
       if (e3_copy) begin
-        if (\$71 ) begin
-          \$310  = \$79 [15:0];
+        if (\$57 ) begin
+          \$244  = \$63 [15:0];
         end
       end
       if (e3_row_end) begin
-        \$310  = geo[35:20];
+        \$244  = geo[35:20];
       end
     end
     if (start) begin
-      \$310  = geo[35:20];
+      \$244  = geo[35:20];
     end
     if (rst) begin
-      \$310  = 16'h0000;
+      \$244  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$311  = e3_s;
+    \$245  = e3_s;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e3_copy) begin
       end else if (e3_s_last) begin
-        \$311  = 16'h0000;
+        \$245  = 16'h0000;
       end else begin
-        \$311  = \$163 [15:0];
+        \$245  = \$130 [15:0];
       end
     end
     if (start) begin
-      \$311  = 16'h0000;
+      \$245  = 16'h0000;
     end
     if (rst) begin
-      \$311  = 16'h0000;
+      \$245  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$312  = e3_b;
+    \$246  = e3_b;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$312  = \$86 [15:0];
+        if (\$67 ) begin
+          \$246  = \$68 [15:0];
         end else begin
-          \$312  = 16'h0000;
+          \$246  = 16'h0000;
         end
       end
     end
     if (start) begin
-      \$312  = 16'h0000;
+      \$246  = 16'h0000;
     end
     if (rst) begin
-      \$312  = 16'h0000;
+      \$246  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$313  = e3_boff;
+    \$247  = e3_boff;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$313  = \$87 [15:0];
+        if (\$67 ) begin
+          \$247  = \$69 [15:0];
         end else begin
-          \$313  = 16'h0000;
+          \$247  = 16'h0000;
         end
       end
     end
     if (start) begin
-      \$313  = 16'h0000;
+      \$247  = 16'h0000;
     end
     if (rst) begin
-      \$313  = 16'h0000;
+      \$247  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$314  = e3_jb;
-    if (issue) begin
-      (* full_case = 32'd1 *)
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$314  = e3_jbs;
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$314  = \$98 [15:0];
-          end else begin
-            \$314  = 16'h0000;
-          end
-        end
-      end else begin
-        \$314  = \$172 [15:0];
-      end
-    end
-    if (start) begin
-      \$314  = 16'h0000;
-    end
-    if (rst) begin
-      \$314  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$315  = e3_ti;
+    \$248  = e3_jb;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$315  = e3_tis;
+        if (\$67 ) begin
+          \$248  = e3_jbs;
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$315  = \$107 [1:0];
+          if (\$70 ) begin
+            \$248  = \$78 [15:0];
           end else begin
-            \$315  = 2'h0;
+            \$248  = 16'h0000;
           end
         end
       end else begin
-        \$315  = \$181 [1:0];
+        \$248  = \$137 [15:0];
       end
     end
     if (start) begin
-      \$315  = 2'h0;
+      \$248  = 16'h0000;
     end
     if (rst) begin
-      \$315  = 2'h0;
+      \$248  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$316  = e3_jl;
+    \$249  = e3_ti;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$316  = e3_jls;
+        if (\$67 ) begin
+          \$249  = e3_tis;
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$316  = \$114 [15:0];
+          if (\$70 ) begin
+            \$249  = \$85 [1:0];
           end else begin
-            \$316  = 16'h0000;
+            \$249  = 2'h0;
           end
         end
       end else begin
-        \$316  = \$188 [15:0];
+        \$249  = \$144 [1:0];
       end
     end
     if (start) begin
-      \$316  = 16'h0000;
+      \$249  = 2'h0;
     end
     if (rst) begin
-      \$316  = 16'h0000;
+      \$249  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$317  = e3_sl;
+    \$250  = e3_jl;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$317  = e3_sls;
+        if (\$67 ) begin
+          \$250  = e3_jls;
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$317  = \$115 [15:0];
+          if (\$70 ) begin
+            \$250  = \$90 [15:0];
           end else begin
-            \$317  = 16'h0000;
+            \$250  = 16'h0000;
           end
         end
       end else begin
-        \$317  = \$189 [15:0];
+        \$250  = \$149 [15:0];
       end
     end
     if (start) begin
-      \$317  = 16'h0000;
+      \$250  = 16'h0000;
     end
     if (rst) begin
-      \$317  = 16'h0000;
+      \$250  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$318  = e3_ck;
+    \$251  = e3_sl;
+    if (issue) begin
+      (* full_case = 32'd1 *)
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$67 ) begin
+          \$251  = e3_sls;
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$70 ) begin
+            \$251  = \$91 [15:0];
+          end else begin
+            \$251  = 16'h0000;
+          end
+        end
+      end else begin
+        \$251  = \$150 [15:0];
+      end
+    end
+    if (start) begin
+      \$251  = 16'h0000;
+    end
+    if (rst) begin
+      \$251  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$252  = e3_ck;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
+        if (\$67 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$318  = \$89 [15:0];
+          if (\$70 ) begin
+            \$252  = \$71 [15:0];
           end else begin
-            \$318  = 16'h0000;
+            \$252  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$318  = 16'h0000;
+      \$252  = 16'h0000;
     end
     if (rst) begin
-      \$318  = 16'h0000;
+      \$252  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$319  = e3_jbs;
+    \$253  = e3_jbs;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
+        if (\$67 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$319  = \$124 [15:0];
+          if (\$70 ) begin
+            \$253  = \$98 [15:0];
           end else begin
-            \$319  = 16'h0000;
+            \$253  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$319  = 16'h0000;
+      \$253  = 16'h0000;
     end
     if (rst) begin
-      \$319  = 16'h0000;
+      \$253  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$320  = e3_tis;
+    \$254  = e3_tis;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
+        if (\$67 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$320  = \$133 [1:0];
+          if (\$70 ) begin
+            \$254  = \$105 [1:0];
           end else begin
-            \$320  = 2'h0;
+            \$254  = 2'h0;
           end
         end
       end
     end
     if (start) begin
-      \$320  = 2'h0;
+      \$254  = 2'h0;
     end
     if (rst) begin
-      \$320  = 2'h0;
+      \$254  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$321  = e3_jls;
+    \$255  = e3_jls;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
+        if (\$67 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$321  = \$140 [15:0];
+          if (\$70 ) begin
+            \$255  = \$110 [15:0];
           end else begin
-            \$321  = 16'h0000;
+            \$255  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$321  = 16'h0000;
+      \$255  = 16'h0000;
     end
     if (rst) begin
-      \$321  = 16'h0000;
+      \$255  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$322  = e3_sls;
+    \$256  = e3_sls;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
+        if (\$67 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
-            \$322  = \$141 [15:0];
+          if (\$70 ) begin
+            \$256  = \$111 [15:0];
           end else begin
-            \$322  = 16'h0000;
+            \$256  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$322  = 16'h0000;
+      \$256  = 16'h0000;
     end
     if (rst) begin
-      \$322  = 16'h0000;
+      \$256  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$323  = e3_bg;
+    \$257  = e3_bg;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
+        if (\$67 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
+          if (\$70 ) begin
           end else begin
             (* full_case = 32'd1 *)
-            if (\$143 ) begin
-              \$323  = \$144 [15:0];
+            if (\$113 ) begin
+              \$257  = \$114 [15:0];
             end else begin
-              \$323  = 16'h0000;
+              \$257  = 16'h0000;
             end
           end
         end
       end
     end
     if (start) begin
-      \$323  = 16'h0000;
+      \$257  = 16'h0000;
     end
     if (rst) begin
-      \$323  = 16'h0000;
+      \$257  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$324  = e3_goff;
+    \$258  = e3_goff;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
+        if (\$67 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
+          if (\$70 ) begin
           end else begin
             (* full_case = 32'd1 *)
-            if (\$143 ) begin
-              \$324  = \$146 [15:0];
+            if (\$113 ) begin
+              \$258  = \$116 [15:0];
             end else begin
-              \$324  = geo[35:20];
+              \$258  = geo[35:20];
             end
           end
         end
       end
     end
     if (start) begin
-      \$324  = geo[35:20];
+      \$258  = geo[35:20];
     end
     if (rst) begin
-      \$324  = 16'h0000;
+      \$258  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$325  = e3_cseq;
+    \$259  = e3_cseq;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
+        if (\$67 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
+          if (\$70 ) begin
           end else begin
             (* full_case = 32'd1 *)
-            if (\$143 ) begin
+            if (\$113 ) begin
             end else begin
-              \$325  = \$147 [23:0];
+              \$259  = \$117 [23:0];
             end
           end
         end
       end
     end
     if (start) begin
-      \$325  = 24'h000000;
+      \$259  = 24'h000000;
     end
     if (rst) begin
-      \$325  = 24'h000000;
+      \$259  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$326  = e3_cslot;
+    \$260  = e3_cslot;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
+        if (\$67 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
+          if (\$70 ) begin
           end else begin
             (* full_case = 32'd1 *)
-            if (\$143 ) begin
+            if (\$113 ) begin
             end else begin
-              \$326  = \$151 [15:0];
+              \$260  = \$120 [15:0];
             end
           end
         end
       end
     end
     if (start) begin
-      \$326  = 16'h0000;
+      \$260  = 16'h0000;
     end
     if (rst) begin
-      \$326  = 16'h0000;
+      \$260  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$327  = e3_gbase;
+    \$261  = e3_gbase;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
+        if (\$67 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$88 ) begin
+          if (\$70 ) begin
           end else begin
             (* full_case = 32'd1 *)
-            if (\$143 ) begin
+            if (\$113 ) begin
             end else begin
-              \$327  = \$159 [15:0];
+              \$261  = \$126 [15:0];
             end
           end
         end
       end
     end
     if (start) begin
-      \$327  = 16'h0000;
+      \$261  = 16'h0000;
     end
     if (rst) begin
-      \$327  = 16'h0000;
+      \$261  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$328  = e3_seq;
+    \$262  = e3_seq;
     if (issue) begin
       if (e3_row_end) begin
-        \$328  = \$190 [15:0];
+        \$262  = \$151 [15:0];
       end
     end
     if (start) begin
-      \$328  = 16'h0000;
+      \$262  = 16'h0000;
     end
     if (rst) begin
-      \$328  = 16'h0000;
+      \$262  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$329  = e3_i;
+    \$263  = e3_i;
     if (issue) begin
       if (e3_row_end) begin
         (* full_case = 32'd1 *)
-        if (\$193 ) begin
-          \$329  = 16'h0000;
+        if (\$152 ) begin
+          \$263  = 16'h0000;
         end else begin
-          \$329  = \$195 [15:0];
+          \$263  = \$154 [15:0];
         end
       end
     end
     if (start) begin
-      \$329  = 16'h0000;
+      \$263  = 16'h0000;
     end
     if (rst) begin
-      \$329  = 16'h0000;
+      \$263  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$330  = e3_o;
+    \$264  = e3_o;
     if (issue) begin
       if (e3_row_end) begin
-        if (\$193 ) begin
-          \$330  = \$194 [15:0];
+        if (\$152 ) begin
+          \$264  = \$153 [15:0];
         end
       end
     end
     if (start) begin
-      \$330  = 16'h0000;
+      \$264  = 16'h0000;
     end
     if (rst) begin
-      \$330  = 16'h0000;
+      \$264  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$331  = e3_qm3;
+    \$265  = e3_qm3;
     if (issue) begin
       if (e3_row_end) begin
-        \$331  = \$210 [1:0];
+        \$265  = \$165 [1:0];
       end
     end
     if (start) begin
-      \$331  = 2'h0;
+      \$265  = 2'h0;
     end
     if (rst) begin
-      \$331  = 2'h0;
+      \$265  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$332  = e3_r1base;
+    \$266  = e3_r1base;
     if (issue) begin
       if (e3_row_end) begin
-        \$332  = \$234 [15:0];
+        \$266  = \$183 [15:0];
       end
     end
     if (start) begin
-      \$332  = 16'h0000;
+      \$266  = 16'h0000;
     end
     if (rst) begin
-      \$332  = 16'h0000;
+      \$266  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$333  = e3_trw;
+    \$267  = e3_trw;
     if (issue) begin
       if (e3_row_end) begin
-        \$333  = \$245 [15:0];
+        \$267  = \$190 [15:0];
       end
     end
     if (start) begin
-      \$333  = 16'h0000;
+      \$267  = 16'h0000;
     end
     if (rst) begin
-      \$333  = 16'h0000;
+      \$267  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$334  = e3_tr4;
+    \$268  = e3_tr4;
     if (issue) begin
       if (e3_row_end) begin
-        \$334  = \$256 [15:0];
+        \$268  = \$197 [15:0];
       end
     end
     if (start) begin
-      \$334  = 16'h0000;
+      \$268  = 16'h0000;
     end
     if (rst) begin
-      \$334  = 16'h0000;
+      \$268  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$335  = e3_tho;
+    \$269  = e3_tho;
     if (issue) begin
       if (e3_row_end) begin
-        \$335  = \$267 [15:0];
+        \$269  = \$204 [15:0];
       end
     end
     if (start) begin
-      \$335  = 16'h0000;
+      \$269  = 16'h0000;
     end
     if (rst) begin
-      \$335  = 16'h0000;
+      \$269  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$336  = e3_l4b;
+    \$270  = e3_l4b;
     if (issue) begin
       if (e3_row_end) begin
-        if (\$278 ) begin
-          \$336  = \$279 [15:0];
+        if (\$213 ) begin
+          \$270  = \$214 [15:0];
         end
       end
     end
     if (start) begin
-      \$336  = 16'h0000;
+      \$270  = 16'h0000;
     end
     if (rst) begin
-      \$336  = 16'h0000;
+      \$270  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$337  = run;
+    \$271  = run;
     if (issue) begin
       if (e3_row_end) begin
         if (e3_all_end) begin
-          \$337  = 1'h0;
+          \$271  = 1'h0;
         end
       end
     end
     if (start) begin
-      \$337  = \$307 ;
+      \$271  = \$241 ;
     end
     if (rst) begin
-      \$337  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$338 [0] = issue;
-    \$338 [1] = e3_copy;
-    \$338 [2] = e3_s_first;
-    \$338 [3] = e3_from_psum;
-    \$338 [4] = e3_spad_rd;
-    \$338 [5] = e3_spad_wr;
-    \$338 [6] = e3_final;
-    \$338 [7] = e3_psum_out;
-    \$338 [8] = e3_row_end;
-    \$338 [9] = \$295 ;
-    \$338 [10] = \$304 ;
-    \$338 [14:11] = e3_s[3:0];
-    \$338 [17:15] = e3_b[2:0];
-    \$338 [22:18] = e3_jl[4:0];
-    \$338 [27:23] = \$306 [4:0];
-    \$338 [43:28] = \$52 [15:0];
-    \$338 [91:76] = e3_g;
-    \$338 [59:44] = \$54 [15:0];
-    \$338 [75:60] = e3_tr4;
-    \$338 [93:92] = e3_ti;
-    \$338 [94] = e3_seq[0];
-    \$338 [96:95] = e3_qm3;
-    if (rst) begin
-      \$338  = 97'h0000000000000000000000000;
+      \$271  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$339 [0] = a[0];
-    \$339 [1] = a[1];
-    \$339 [2] = a[6];
-    \$339 [3] = a[7];
-    \$339 [4] = a[8];
-    \$339 [7:5] = a[17:15];
-    \$339 [23:8] = a[43:28];
-    \$339 [39:24] = a[59:44];
-    \$339 [55:40] = a[75:60];
-    \$339 [71:56] = a[91:76];
-    \$339 [72] = a[94];
-    \$339 [74:73] = a[96:95];
+    \$272 [0] = issue;
+    \$272 [1] = e3_copy;
+    \$272 [2] = e3_s_first;
+    \$272 [3] = e3_from_psum;
+    \$272 [4] = e3_spad_rd;
+    \$272 [5] = e3_spad_wr;
+    \$272 [6] = e3_final;
+    \$272 [7] = e3_psum_out;
+    \$272 [8] = e3_row_end;
+    \$272 [9] = \$230 ;
+    \$272 [10] = \$238 ;
+    \$272 [14:11] = e3_s[3:0];
+    \$272 [17:15] = e3_b[2:0];
+    \$272 [22:18] = e3_jl[4:0];
+    \$272 [27:23] = \$240 [4:0];
+    \$272 [43:28] = \$40 [15:0];
+    \$272 [91:76] = e3_g;
+    \$272 [59:44] = \$42 [15:0];
+    \$272 [75:60] = e3_tr4;
+    \$272 [93:92] = e3_ti;
+    \$272 [94] = e3_seq[0];
+    \$272 [96:95] = e3_qm3;
     if (rst) begin
-      \$339  = 75'h0000000000000000000;
+      \$272  = 97'h0000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$340 [0] = e3_mid1[0];
-    \$340 [1] = e3_mid1[1];
-    \$340 [2] = e3_mid1[2];
-    \$340 [3] = e3_mid1[3];
-    \$340 [4] = e3_mid1[4];
-    \$340 [7:5] = e3_mid1[7:5];
-    \$340 [23:8] = e3_mid1[23:8];
-    \$340 [39:24] = e3_mid1[39:24];
-    \$340 [55:40] = e3_mid1[55:40];
-    \$340 [71:56] = e3_mid1[71:56];
-    \$340 [72] = e3_mid1[72];
-    \$340 [74:73] = e3_mid1[74:73];
+    \$273 [0] = a[0];
+    \$273 [1] = a[1];
+    \$273 [2] = a[6];
+    \$273 [3] = a[7];
+    \$273 [4] = a[8];
+    \$273 [7:5] = a[17:15];
+    \$273 [23:8] = a[43:28];
+    \$273 [39:24] = a[59:44];
+    \$273 [55:40] = a[75:60];
+    \$273 [71:56] = a[91:76];
+    \$273 [72] = a[94];
+    \$273 [74:73] = a[96:95];
     if (rst) begin
-      \$340  = 75'h0000000000000000000;
+      \$273  = 75'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$341 [0] = e3_mid2[0];
-    \$341 [1] = e3_mid2[1];
-    \$341 [2] = e3_mid2[2];
-    \$341 [3] = e3_mid2[3];
-    \$341 [4] = e3_mid2[4];
-    \$341 [7:5] = e3_mid2[7:5];
-    \$341 [23:8] = e3_mid2[23:8];
-    \$341 [39:24] = e3_mid2[39:24];
-    \$341 [55:40] = e3_mid2[55:40];
-    \$341 [71:56] = e3_mid2[71:56];
-    \$341 [72] = e3_mid2[72];
-    \$341 [74:73] = e3_mid2[74:73];
+    \$274 [0] = e3_mid1[0];
+    \$274 [1] = e3_mid1[1];
+    \$274 [2] = e3_mid1[2];
+    \$274 [3] = e3_mid1[3];
+    \$274 [4] = e3_mid1[4];
+    \$274 [7:5] = e3_mid1[7:5];
+    \$274 [23:8] = e3_mid1[23:8];
+    \$274 [39:24] = e3_mid1[39:24];
+    \$274 [55:40] = e3_mid1[55:40];
+    \$274 [71:56] = e3_mid1[71:56];
+    \$274 [72] = e3_mid1[72];
+    \$274 [74:73] = e3_mid1[74:73];
     if (rst) begin
-      \$341  = 75'h0000000000000000000;
+      \$274  = 75'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$275 [0] = e3_mid2[0];
+    \$275 [1] = e3_mid2[1];
+    \$275 [2] = e3_mid2[2];
+    \$275 [3] = e3_mid2[3];
+    \$275 [4] = e3_mid2[4];
+    \$275 [7:5] = e3_mid2[7:5];
+    \$275 [23:8] = e3_mid2[23:8];
+    \$275 [39:24] = e3_mid2[39:24];
+    \$275 [55:40] = e3_mid2[55:40];
+    \$275 [71:56] = e3_mid2[71:56];
+    \$275 [72] = e3_mid2[72];
+    \$275 [74:73] = e3_mid2[74:73];
+    if (rst) begin
+      \$275  = 75'h0000000000000000000;
     end
   end
   assign e3_t = \$1 [7:0];
-  assign e3_e = \$52 [15:0];
-  assign e3_eoff = \$54 [15:0];
+  assign e3_e = \$40 [15:0];
+  assign e3_eoff = \$42 [15:0];
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -25136,6 +25055,21 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   assign \geo.t3  = geo[474:467];
   assign \geo.halos1  = geo[476:475];
   assign \geo.first_eoff1  = geo[492:477];
+  assign \geo.pk_last  = geo[498:493];
+  assign \geo.ng_last  = geo[514:499];
+  assign \geo.last_lanes_last  = geo[520:515];
+  assign \geo.nb_last  = geo[536:521];
+  assign \geo.r3_last  = geo[552:537];
+  assign \geo.nch_last  = geo[568:553];
+  assign \geo.last_chunk_last  = geo[584:569];
+  assign \geo.nbg2_last  = geo[600:585];
+  assign \geo.lastg2_last  = geo[616:601];
+  assign \geo.nbg3_last  = geo[632:617];
+  assign \geo.lastg3_last  = geo[648:633];
+  assign \geo.h_last  = geo[664:649];
+  assign \geo.t_last  = geo[672:665];
+  assign \geo.inner_last  = geo[688:673];
+  assign \geo.ring_last  = geo[704:689];
   assign \step.q  = step[15:0];
   assign \step.t  = step[23:16];
   assign \step.i  = step[39:24];
@@ -25226,9 +25160,9 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   assign step[275] = e3_from_psum;
   assign step[274] = e3_spad_rd;
   assign step[300:277] = e3_cseq;
-  assign step[273] = \$65 ;
-  assign step[272] = \$60 ;
-  assign step[271] = \$56 ;
+  assign step[273] = \$53 ;
+  assign step[272] = \$48 ;
+  assign step[271] = \$44 ;
   assign step[270] = e3_copy;
   assign step[269:254] = e3_b;
   assign step[253:238] = e3_s;
@@ -25236,8 +25170,8 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   assign step[221:206] = e3_gbase;
   assign step[205:190] = e3_g;
   assign step[189:174] = e3_jb;
-  assign step[173:158] = \$54 [15:0];
-  assign step[157:142] = \$52 [15:0];
+  assign step[173:158] = \$42 [15:0];
+  assign step[157:142] = \$40 [15:0];
   assign step[141:140] = e3_ti;
   assign step[139:138] = e3_tap;
   assign step[137:122] = e3_l4b;
@@ -25252,12 +25186,12 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   assign step[15:0] = e3_q;
   assign \$3  = 1'h0;
   assign e3_copy = 1'h0;
-  assign e3_row_end = \$42 ;
-  assign \$49  = { e3_bg, 3'h0 };
-  assign \$52  = \$51 ;
-  assign \$54  = \$53 ;
-  assign \$145  = { geo[35:20], 3'h0 };
-  assign \$214  = { geo[73:58], 1'h0 };
-  assign \$222  = { geo[73:58], 1'h0 };
-  assign \$230  = { geo[73:58], 1'h0 };
+  assign e3_row_end = \$32 ;
+  assign \$37  = { e3_bg, 3'h0 };
+  assign \$40  = \$39 ;
+  assign \$42  = \$41 ;
+  assign \$115  = { geo[35:20], 3'h0 };
+  assign \$167  = { geo[73:58], 1'h0 };
+  assign \$173  = { geo[73:58], 1'h0 };
+  assign \$179  = { geo[73:58], 1'h0 };
 endmodule

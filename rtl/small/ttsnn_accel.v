@@ -94,21 +94,21 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   (* init = 1'h0 *)
   wire \$signal ;
   wire [15:0] affine__addr;
-  wire [19:0] \affine__addr$174 ;
+  wire [19:0] \affine__addr$173 ;
   wire [191:0] affine__data;
-  wire [191:0] \affine__data$175 ;
+  wire [191:0] \affine__data$174 ;
   wire affine__en;
-  wire \affine__en$178 ;
+  wire \affine__en$177 ;
   output busy;
   reg busy = 1'h0;
   (* init = 1'h0 *)
   wire \busy$20 ;
   (* init = 1'h0 *)
-  wire \busy$227 ;
+  wire \busy$226 ;
+  wire \busy$363 ;
   wire \busy$364 ;
   wire \busy$365 ;
   wire \busy$366 ;
-  wire \busy$367 ;
   wire [19:0] bw_affine__addr;
   wire [191:0] bw_affine__data;
   wire bw_affine__en;
@@ -488,8 +488,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   output \event ;
   wire \event ;
   wire \event$19 ;
-  wire [480:0] geo;
-  wire [480:0] \geo$28 ;
+  wire [686:0] geo;
+  wire [686:0] \geo$28 ;
   wire [15:0] \geo$28.cw ;
   wire [15:0] \geo$28.dist ;
   wire [1:0] \geo$28.e_lo2 ;
@@ -497,38 +497,53 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \geo$28.ew_ng ;
   wire [15:0] \geo$28.first_eoff1 ;
   wire [15:0] \geo$28.go ;
+  wire [15:0] \geo$28.h_last ;
   wire [1:0] \geo$28.halos1 ;
   wire [15:0] \geo$28.ho ;
   wire [15:0] \geo$28.in_row_words ;
+  wire [15:0] \geo$28.inner_last ;
   wire [15:0] \geo$28.last_chunk ;
+  wire [15:0] \geo$28.last_chunk_last ;
   wire [2:0] \geo$28.last_cols ;
   wire [2:0] \geo$28.last_lanes ;
+  wire [2:0] \geo$28.last_lanes_last ;
   wire [15:0] \geo$28.lastg2 ;
+  wire [15:0] \geo$28.lastg2_last ;
   wire [15:0] \geo$28.lastg3 ;
+  wire [15:0] \geo$28.lastg3_last ;
   wire \geo$28.long_rows ;
   wire [15:0] \geo$28.nb ;
+  wire [15:0] \geo$28.nb_last ;
   wire [15:0] \geo$28.nbe2 ;
   wire [15:0] \geo$28.nbg2 ;
+  wire [15:0] \geo$28.nbg2_last ;
   wire [15:0] \geo$28.nbg3 ;
+  wire [15:0] \geo$28.nbg3_last ;
   wire [15:0] \geo$28.ncc ;
   wire [15:0] \geo$28.nch ;
+  wire [15:0] \geo$28.nch_last ;
   wire [15:0] \geo$28.ng ;
+  wire [15:0] \geo$28.ng_last ;
   wire [15:0] \geo$28.ns ;
   wire [15:0] \geo$28.out_row_words ;
   wire [3:0] \geo$28.pack ;
   wire [2:0] \geo$28.pk ;
+  wire [2:0] \geo$28.pk_last ;
   wire [15:0] \geo$28.prev_init ;
   wire [2:0] \geo$28.px ;
   wire [3:0] \geo$28.pxl ;
   wire [15:0] \geo$28.r3 ;
+  wire [15:0] \geo$28.r3_last ;
+  wire [15:0] \geo$28.ring_last ;
   wire [15:0] \geo$28.rw1 ;
   wire [15:0] \geo$28.rw4 ;
   wire [7:0] \geo$28.t3 ;
   wire [15:0] \geo$28.t3r1 ;
+  wire [7:0] \geo$28.t_last ;
   wire [15:0] \geo$28.tr1 ;
   wire [15:0] \geo$28.tr4 ;
   wire [15:0] \geo$28.wo ;
-  wire [480:0] \geo$30 ;
+  wire [686:0] \geo$30 ;
   wire [15:0] \geo$30.cw ;
   wire [15:0] \geo$30.dist ;
   wire [1:0] \geo$30.e_lo2 ;
@@ -536,38 +551,53 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \geo$30.ew_ng ;
   wire [15:0] \geo$30.first_eoff1 ;
   wire [15:0] \geo$30.go ;
+  wire [15:0] \geo$30.h_last ;
   wire [1:0] \geo$30.halos1 ;
   wire [15:0] \geo$30.ho ;
   wire [15:0] \geo$30.in_row_words ;
+  wire [15:0] \geo$30.inner_last ;
   wire [15:0] \geo$30.last_chunk ;
+  wire [15:0] \geo$30.last_chunk_last ;
   wire [2:0] \geo$30.last_cols ;
   wire [2:0] \geo$30.last_lanes ;
+  wire [2:0] \geo$30.last_lanes_last ;
   wire [15:0] \geo$30.lastg2 ;
+  wire [15:0] \geo$30.lastg2_last ;
   wire [15:0] \geo$30.lastg3 ;
+  wire [15:0] \geo$30.lastg3_last ;
   wire \geo$30.long_rows ;
   wire [15:0] \geo$30.nb ;
+  wire [15:0] \geo$30.nb_last ;
   wire [15:0] \geo$30.nbe2 ;
   wire [15:0] \geo$30.nbg2 ;
+  wire [15:0] \geo$30.nbg2_last ;
   wire [15:0] \geo$30.nbg3 ;
+  wire [15:0] \geo$30.nbg3_last ;
   wire [15:0] \geo$30.ncc ;
   wire [15:0] \geo$30.nch ;
+  wire [15:0] \geo$30.nch_last ;
   wire [15:0] \geo$30.ng ;
+  wire [15:0] \geo$30.ng_last ;
   wire [15:0] \geo$30.ns ;
   wire [15:0] \geo$30.out_row_words ;
   wire [3:0] \geo$30.pack ;
   wire [2:0] \geo$30.pk ;
+  wire [2:0] \geo$30.pk_last ;
   wire [15:0] \geo$30.prev_init ;
   wire [2:0] \geo$30.px ;
   wire [3:0] \geo$30.pxl ;
   wire [15:0] \geo$30.r3 ;
+  wire [15:0] \geo$30.r3_last ;
+  wire [15:0] \geo$30.ring_last ;
   wire [15:0] \geo$30.rw1 ;
   wire [15:0] \geo$30.rw4 ;
   wire [7:0] \geo$30.t3 ;
   wire [15:0] \geo$30.t3r1 ;
+  wire [7:0] \geo$30.t_last ;
   wire [15:0] \geo$30.tr1 ;
   wire [15:0] \geo$30.tr4 ;
   wire [15:0] \geo$30.wo ;
-  wire [480:0] \geo$32 ;
+  wire [686:0] \geo$32 ;
   wire [15:0] \geo$32.cw ;
   wire [15:0] \geo$32.dist ;
   wire [1:0] \geo$32.e_lo2 ;
@@ -575,34 +605,49 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \geo$32.ew_ng ;
   wire [15:0] \geo$32.first_eoff1 ;
   wire [15:0] \geo$32.go ;
+  wire [15:0] \geo$32.h_last ;
   wire [1:0] \geo$32.halos1 ;
   wire [15:0] \geo$32.ho ;
   wire [15:0] \geo$32.in_row_words ;
+  wire [15:0] \geo$32.inner_last ;
   wire [15:0] \geo$32.last_chunk ;
+  wire [15:0] \geo$32.last_chunk_last ;
   wire [2:0] \geo$32.last_cols ;
   wire [2:0] \geo$32.last_lanes ;
+  wire [2:0] \geo$32.last_lanes_last ;
   wire [15:0] \geo$32.lastg2 ;
+  wire [15:0] \geo$32.lastg2_last ;
   wire [15:0] \geo$32.lastg3 ;
+  wire [15:0] \geo$32.lastg3_last ;
   wire \geo$32.long_rows ;
   wire [15:0] \geo$32.nb ;
+  wire [15:0] \geo$32.nb_last ;
   wire [15:0] \geo$32.nbe2 ;
   wire [15:0] \geo$32.nbg2 ;
+  wire [15:0] \geo$32.nbg2_last ;
   wire [15:0] \geo$32.nbg3 ;
+  wire [15:0] \geo$32.nbg3_last ;
   wire [15:0] \geo$32.ncc ;
   wire [15:0] \geo$32.nch ;
+  wire [15:0] \geo$32.nch_last ;
   wire [15:0] \geo$32.ng ;
+  wire [15:0] \geo$32.ng_last ;
   wire [15:0] \geo$32.ns ;
   wire [15:0] \geo$32.out_row_words ;
   wire [3:0] \geo$32.pack ;
   wire [2:0] \geo$32.pk ;
+  wire [2:0] \geo$32.pk_last ;
   wire [15:0] \geo$32.prev_init ;
   wire [2:0] \geo$32.px ;
   wire [3:0] \geo$32.pxl ;
   wire [15:0] \geo$32.r3 ;
+  wire [15:0] \geo$32.r3_last ;
+  wire [15:0] \geo$32.ring_last ;
   wire [15:0] \geo$32.rw1 ;
   wire [15:0] \geo$32.rw4 ;
   wire [7:0] \geo$32.t3 ;
   wire [15:0] \geo$32.t3r1 ;
+  wire [7:0] \geo$32.t_last ;
   wire [15:0] \geo$32.tr1 ;
   wire [15:0] \geo$32.tr4 ;
   wire [15:0] \geo$32.wo ;
@@ -613,34 +658,49 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \geo.ew_ng ;
   wire [15:0] \geo.first_eoff1 ;
   wire [15:0] \geo.go ;
+  wire [15:0] \geo.h_last ;
   wire [1:0] \geo.halos1 ;
   wire [15:0] \geo.ho ;
   wire [15:0] \geo.in_row_words ;
+  wire [15:0] \geo.inner_last ;
   wire [15:0] \geo.last_chunk ;
+  wire [15:0] \geo.last_chunk_last ;
   wire [2:0] \geo.last_cols ;
   wire [2:0] \geo.last_lanes ;
+  wire [2:0] \geo.last_lanes_last ;
   wire [15:0] \geo.lastg2 ;
+  wire [15:0] \geo.lastg2_last ;
   wire [15:0] \geo.lastg3 ;
+  wire [15:0] \geo.lastg3_last ;
   wire \geo.long_rows ;
   wire [15:0] \geo.nb ;
+  wire [15:0] \geo.nb_last ;
   wire [15:0] \geo.nbe2 ;
   wire [15:0] \geo.nbg2 ;
+  wire [15:0] \geo.nbg2_last ;
   wire [15:0] \geo.nbg3 ;
+  wire [15:0] \geo.nbg3_last ;
   wire [15:0] \geo.ncc ;
   wire [15:0] \geo.nch ;
+  wire [15:0] \geo.nch_last ;
   wire [15:0] \geo.ng ;
+  wire [15:0] \geo.ng_last ;
   wire [15:0] \geo.ns ;
   wire [15:0] \geo.out_row_words ;
   wire [3:0] \geo.pack ;
   wire [2:0] \geo.pk ;
+  wire [2:0] \geo.pk_last ;
   wire [15:0] \geo.prev_init ;
   wire [2:0] \geo.px ;
   wire [3:0] \geo.pxl ;
   wire [15:0] \geo.r3 ;
+  wire [15:0] \geo.r3_last ;
+  wire [15:0] \geo.ring_last ;
   wire [15:0] \geo.rw1 ;
   wire [15:0] \geo.rw4 ;
   wire [7:0] \geo.t3 ;
   wire [15:0] \geo.t3r1 ;
+  wire [7:0] \geo.t_last ;
   wire [15:0] \geo.tr1 ;
   wire [15:0] \geo.tr4 ;
   wire [15:0] \geo.wo ;
@@ -749,18 +809,17 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [31:0] line1_c__data;
   wire line1_c__en;
   wire [15:0] line4__addr;
-  wire [15:0] \line4__addr$192 ;
+  wire [15:0] \line4__addr$191 ;
   wire [31:0] line4__data;
-  wire [31:0] \line4__data$194 ;
+  wire [31:0] \line4__data$193 ;
   wire line4__en;
-  wire \line4__en$196 ;
+  wire \line4__en$195 ;
   wire [15:0] membrane_in__addr;
   wire [63:0] membrane_in__data;
   wire membrane_in__en;
   wire [15:0] membrane_out__addr;
   wire [63:0] membrane_out__data;
   wire membrane_out__en;
-  wire [23:0] out_groups;
   wire [23:0] out_rows;
   wire [23:0] out_taken;
   reg pending = 1'h0;
@@ -964,10 +1023,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [19:0] \stage.w_base ;
   wire stage_write;
   wire start;
-  wire \start$355 ;
+  wire \start$354 ;
+  wire \start$359 ;
   wire \start$360 ;
   wire \start$361 ;
-  wire \start$362 ;
   wire [167:0] stream_in;
   wire [23:0] \stream_in.in_rows ;
   wire [23:0] \stream_in.out_taken ;
@@ -976,9 +1035,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [23:0] \stream_in.w2_chunks ;
   wire [23:0] \stream_in.w3_chunks ;
   wire [23:0] \stream_in.w4_chunks ;
-  wire [191:0] stream_out;
+  wire [167:0] stream_out;
   wire [23:0] \stream_out.in_consumed ;
-  wire [23:0] \stream_out.out_groups ;
   wire [23:0] \stream_out.out_rows ;
   wire [23:0] \stream_out.res_consumed ;
   wire [23:0] \stream_out.w1_consumed ;
@@ -986,11 +1044,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [23:0] \stream_out.w3_consumed ;
   wire [23:0] \stream_out.w4_consumed ;
   wire [19:0] trace__addr;
-  wire [15:0] \trace__addr$210 ;
+  wire [15:0] \trace__addr$209 ;
   wire [15:0] trace__data;
-  wire [15:0] \trace__data$212 ;
+  wire [15:0] \trace__data$211 ;
   wire trace__en;
-  wire \trace__en$214 ;
+  wire \trace__en$213 ;
   wire [15:0] w1__addr;
   wire [31:0] w1__data;
   wire w1__en;
@@ -1022,23 +1080,23 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$13  = \$10  & \$12 ;
   assign \$14  = \$9  & \$13 ;
   assign \$15  = ! desc[261:260];
-  assign \start$360  = \$14  & \$15 ;
-  assign \$16  = \start$355  | pending;
+  assign \start$359  = \$14  & \$15 ;
+  assign \$16  = \start$354  | pending;
   assign \$17  = ! settle;
   assign \$18  = desc_write | stage_write;
   assign \$19  = ~ \$18 ;
   assign \$20  = \$17  & \$19 ;
   assign \$21  = \$16  & \$20 ;
   assign \$22  = ! desc[261:260];
-  assign \start$361  = \$21  & \$22 ;
-  assign \$23  = \start$355  | pending;
+  assign \start$360  = \$21  & \$22 ;
+  assign \$23  = \start$354  | pending;
   assign \$24  = ! settle;
   assign \$25  = desc_write | stage_write;
   assign \$26  = ~ \$25 ;
   assign \$27  = \$24  & \$26 ;
   assign \$28  = \$23  & \$27 ;
   assign \$29  = desc[261:260] == 1'h1;
-  assign \start$362  = \$28  & \$29 ;
+  assign \start$361  = \$28  & \$29 ;
   assign \$30  = ~ pending;
   assign \$31  = busy & \$30 ;
   assign \$32  = ~ draining;
@@ -1053,8 +1111,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$41  = ~ \$40 ;
   assign \$42  = \$39  & \$41 ;
   assign \$43  = ~ \$42 ;
-  assign \$44  = \start$355  & \$43 ;
-  assign \$45  = \start$355  | pending;
+  assign \$44  = \start$354  & \$43 ;
+  assign \$45  = \start$354  | pending;
   assign \$46  = ! settle;
   assign \$47  = desc_write | stage_write;
   assign \$48  = ~ \$47 ;
@@ -1062,10 +1120,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$50  = \$45  & \$49 ;
   assign \$51  = ~ draining;
   assign \$52  = busy & \$51 ;
-  assign \$53  = pending | \busy$364 ;
-  assign \$54  = \$53  | \busy$365 ;
-  assign \$55  = \$54  | \busy$366 ;
-  assign \$56  = \$55  | \busy$367 ;
+  assign \$53  = pending | \busy$363 ;
+  assign \$54  = \$53  | \busy$364 ;
+  assign \$55  = \$54  | \busy$365 ;
+  assign \$56  = \$55  | \busy$366 ;
   assign \$57  = ~ \$56 ;
   assign \$58  = \$52  & \$57 ;
   always @(posedge clk)
@@ -1080,7 +1138,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     draining <= \$63 ;
   assign \$1  = ~ busy;
   assign wgrad_rd_en = regions__wgrad__rd_en & \$1 ;
-  assign \$2  = \start$355  | pending;
+  assign \$2  = \start$354  | pending;
   assign \$3  = ! settle;
   assign \$4  = desc_write | stage_write;
   assign \$5  = ~ \$4 ;
@@ -1088,13 +1146,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$7  = \$2  & \$6 ;
   assign \$8  = ! desc[261:260];
   assign start = \$7  & \$8 ;
-  assign \$9  = \start$355  | pending;
+  assign \$9  = \start$354  | pending;
   assign \$10  = ! settle;
   \ttsnn_accel.backward  backward (
     .acc_rd_en(wgrad_rd_en),
-    .affine__data(\affine__data$175 ),
+    .affine__data(\affine__data$174 ),
     .affine__en(bw_affine__en),
-    .busy(\busy$364 ),
+    .busy(\busy$363 ),
     .clk(clk),
     .counts(\counts$37 ),
     .grad__data(grad_b__data),
@@ -1109,13 +1167,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .grad_w__data(bw_grad_w__data),
     .grad_w__en(bw_grad_w__en),
     .inp__data(grad_a__data),
-    .\port$21856$0 (\$84 ),
-    .\port$21859$0 (\$85 ),
-    .\port$25684$0 (regions__wgrad__addr),
-    .\port$28135$0 (\$86 ),
+    .\port$21679$0 (\$84 ),
+    .\port$21682$0 (\$85 ),
+    .\port$25507$0 (regions__wgrad__addr),
+    .\port$27997$0 (\$86 ),
     .rst(rst),
     .stage(stage),
-    .\start$4 (\start$362 ),
+    .\start$4 (\start$361 ),
     .trace__addr(bw_trace__addr),
     .trace__data(trace__data),
     .trace__en(bw_trace__en),
@@ -1124,7 +1182,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .weights__en(bw_weights__en)
   );
   \ttsnn_accel.e1  e1 (
-    .busy(\busy$365 ),
+    .busy(\busy$364 ),
     .clk(clk),
     .counts(\counts$34 ),
     .desc(desc),
@@ -1133,10 +1191,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .in_rows(stream_in[23:0]),
     .line1__addr(e1_line1__addr),
     .line1__en(e1_line1__en),
-    .\port$345$0 (\$64 ),
-    .\port$349$0 (\$65 ),
-    .\port$353$0 (\$66 ),
-    .\port$357$0 (\$67 ),
+    .\port$374$0 (\$64 ),
+    .\port$378$0 (\$65 ),
+    .\port$382$0 (\$66 ),
+    .\port$386$0 (\$67 ),
     .released(released),
     .released_e1_order(released_e1_order),
     .rows_done(e1_rows),
@@ -1152,7 +1210,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .weights(w1__data)
   );
   \ttsnn_accel.e23  e23 (
-    .busy(\busy$366 ),
+    .busy(\busy$365 ),
     .clk(clk),
     .counts(\counts$35 ),
     .desc(desc),
@@ -1171,11 +1229,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .line4__addr(e23_line4__addr),
     .line4__data(e23_line4__data),
     .line4__en(e23_line4__en),
-    .\port$2475$0 (\$68 ),
-    .\port$2515$0 (\$69 ),
-    .\port$2555$0 (\$70 ),
-    .\port$2595$0 (\$71 ),
-    .\port$28839$96 (stream_in[143:96]),
+    .\port$2366$0 (\$68 ),
+    .\port$2406$0 (\$69 ),
+    .\port$2446$0 (\$70 ),
+    .\port$2486$0 (\$71 ),
+    .\port$28701$96 (stream_in[143:96]),
     .\q23_rows$131 (rows_written),
     .\released$140 (released),
     .released_e1_order(released_e1_order),
@@ -1188,7 +1246,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .row2_c__data(row2_c__data),
     .row2_c__en(e23_row2_c__en),
     .rst(rst),
-    .start(\start$360 ),
+    .start(\start$359 ),
     .w2__addr(e23_w2__addr),
     .w2__en(e23_w2__en),
     .w2_consumed(w2_consumed),
@@ -1202,7 +1260,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .affine__addr(e4_affine__addr),
     .affine__data(affine__data),
     .affine__en(e4_affine__en),
-    .busy(\busy$367 ),
+    .busy(\busy$366 ),
     .clk(clk),
     .counts(\counts$36 ),
     .desc(desc),
@@ -1216,21 +1274,20 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_in__en(e4_membrane_in__en),
     .membrane_out__addr(e4_membrane_out__addr),
     .membrane_out__en(e4_membrane_out__en),
-    .out_groups(out_groups),
     .out_rows(out_rows),
-    .\port$27629$0 (\$80 ),
-    .\port$27643$0 (\$81 ),
-    .\port$27657$0 (\$82 ),
-    .\port$27671$0 (\$83 ),
-    .\port$28839$24 (stream_in[95:24]),
-    .\port$2938$0 (\$72 ),
-    .\port$2939$0 (\$73 ),
-    .\port$2940$0 (\$74 ),
-    .\port$2941$0 (\$75 ),
-    .\port$2942$0 (\$76 ),
-    .\port$2943$0 (\$77 ),
-    .\port$2944$0 (\$78 ),
-    .\port$2945$0 (\$79 ),
+    .\port$27447$0 (\$80 ),
+    .\port$27463$0 (\$81 ),
+    .\port$27479$0 (\$82 ),
+    .\port$27495$0 (\$83 ),
+    .\port$2829$0 (\$72 ),
+    .\port$2830$0 (\$73 ),
+    .\port$2831$0 (\$74 ),
+    .\port$2832$0 (\$75 ),
+    .\port$2833$0 (\$76 ),
+    .\port$2834$0 (\$77 ),
+    .\port$2835$0 (\$78 ),
+    .\port$2836$0 (\$79 ),
+    .\port$28701$24 (stream_in[95:24]),
     .res_consumed(res_consumed),
     .residual__addr(e4_residual__addr),
     .residual__data(residual__data),
@@ -1240,7 +1297,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .rst(rst),
     .spikes__addr(e4_spikes__addr),
     .spikes_masked(e4_spikes__data),
-    .start(\start$361 ),
+    .start(\start$360 ),
     .trace__addr(e4_trace__addr),
     .w4__addr(e4_w4__addr),
     .w4_consumed(w4_consumed),
@@ -1266,8 +1323,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .host_rvalid(host_rvalid),
     .host_wdata(host_wdata),
     .host_write(host_write),
-    .\port$21856$0 (\$84 ),
-    .\port$21859$0 (\$85 ),
+    .\port$21679$0 (\$84 ),
+    .\port$21682$0 (\$85 ),
     .regions__affine__addr(host__affine__addr),
     .regions__affine__rd_data(affine__data),
     .regions__affine__rd_en(host__affine__rd_en),
@@ -1320,13 +1377,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .stage(stage),
     .stage_write(stage_write),
     .staging(\$87 ),
-    .start(\start$355 ),
+    .start(\start$354 ),
     .stream_in(stream_in),
     .stream_out(stream_out)
   );
   \ttsnn_accel.memories  memories (
     .busy(busy),
-    .bw_affine__data(\affine__data$175 ),
+    .bw_affine__data(\affine__data$174 ),
     .bw_grad_a__addr(bw_grad_a__addr),
     .bw_grad_a__data(grad_a__data),
     .bw_grad_a__en(bw_grad_a__en),
@@ -1411,28 +1468,28 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .host__w3__rd_en(host__w3__rd_en),
     .host__w4__addr(host__w4__addr),
     .host__w4__rd_en(host__w4__rd_en),
-    .\port$2475$0 (\$68 ),
-    .\port$2515$0 (\$69 ),
-    .\port$2555$0 (\$70 ),
-    .\port$2595$0 (\$71 ),
-    .\port$27629$0 (\$80 ),
-    .\port$27643$0 (\$81 ),
-    .\port$27657$0 (\$82 ),
-    .\port$27671$0 (\$83 ),
-    .\port$28135$0 (\$86 ),
-    .\port$28841$0 (\$87 ),
-    .\port$2938$0 (\$72 ),
-    .\port$2939$0 (\$73 ),
-    .\port$2940$0 (\$74 ),
-    .\port$2941$0 (\$75 ),
-    .\port$2942$0 (\$76 ),
-    .\port$2943$0 (\$77 ),
-    .\port$2944$0 (\$78 ),
-    .\port$2945$0 (\$79 ),
-    .\port$345$0 (\$64 ),
-    .\port$349$0 (\$65 ),
-    .\port$353$0 (\$66 ),
-    .\port$357$0 (\$67 ),
+    .\port$2366$0 (\$68 ),
+    .\port$2406$0 (\$69 ),
+    .\port$2446$0 (\$70 ),
+    .\port$2486$0 (\$71 ),
+    .\port$27447$0 (\$80 ),
+    .\port$27463$0 (\$81 ),
+    .\port$27479$0 (\$82 ),
+    .\port$27495$0 (\$83 ),
+    .\port$27997$0 (\$86 ),
+    .\port$2829$0 (\$72 ),
+    .\port$2830$0 (\$73 ),
+    .\port$2831$0 (\$74 ),
+    .\port$2832$0 (\$75 ),
+    .\port$2833$0 (\$76 ),
+    .\port$2834$0 (\$77 ),
+    .\port$2835$0 (\$78 ),
+    .\port$2836$0 (\$79 ),
+    .\port$28703$0 (\$87 ),
+    .\port$374$0 (\$64 ),
+    .\port$378$0 (\$65 ),
+    .\port$382$0 (\$66 ),
+    .\port$386$0 (\$67 ),
     .\port__en$101 (e23_row2_b__en),
     .\port__en$107 (e23_row2_c__en),
     .\port__en$113 (e4_line4__en),
@@ -1611,9 +1668,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign bw_weights__data = weights__data;
   assign weights__en = bw_weights__en;
   assign bw_affine__addr = { 4'h0, \$86  };
-  assign \affine__addr$174  = { 4'h0, \$86  };
-  assign bw_affine__data = \affine__data$175 ;
-  assign \affine__en$178  = bw_affine__en;
+  assign \affine__addr$173  = { 4'h0, \$86  };
+  assign bw_affine__data = \affine__data$174 ;
+  assign \affine__en$177  = bw_affine__en;
   assign line1__addr = e1_line1__addr;
   assign e1_line1__data = { \$67 , \$66 , \$65 , \$64  };
   assign line1__data = { \$67 , \$66 , \$65 , \$64  };
@@ -1622,9 +1679,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign e23_row2__data = { \$71 , \$70 , \$69 , \$68  };
   assign row2__data = { \$71 , \$70 , \$69 , \$68  };
   assign row2__en = e23_row2__en;
-  assign \line4__addr$192  = e23_line4__addr;
-  assign \line4__data$194  = e23_line4__data;
-  assign \line4__en$196  = e23_line4__en;
+  assign \line4__addr$191  = e23_line4__addr;
+  assign \line4__data$193  = e23_line4__data;
+  assign \line4__en$195  = e23_line4__en;
   assign membrane_out__addr = e4_membrane_out__addr;
   assign e4_membrane_out__data = { \$83 , \$82 , \$81 , \$80  };
   assign membrane_out__data = { \$83 , \$82 , \$81 , \$80  };
@@ -1633,18 +1690,18 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign spikes__data = e4_spikes__data;
   assign e4_spikes__en = e4_membrane_out__en;
   assign spikes__en = e4_membrane_out__en;
-  assign \trace__addr$210  = e4_trace__addr;
+  assign \trace__addr$209  = e4_trace__addr;
   assign e4_trace__data = { \$79 , \$78 , e4_spikes__data[3], \$77 , \$76 , e4_spikes__data[2], \$75 , \$74 , e4_spikes__data[1], \$73 , \$72 , e4_spikes__data[0] };
-  assign \trace__data$212  = { \$79 , \$78 , e4_spikes__data[3], \$77 , \$76 , e4_spikes__data[2], \$75 , \$74 , e4_spikes__data[1], \$73 , \$72 , e4_spikes__data[0] };
+  assign \trace__data$211  = { \$79 , \$78 , e4_spikes__data[3], \$77 , \$76 , e4_spikes__data[2], \$75 , \$74 , e4_spikes__data[1], \$73 , \$72 , e4_spikes__data[0] };
   assign e4_trace__en = e4_membrane_out__en;
-  assign \trace__en$214  = e4_membrane_out__en;
+  assign \trace__en$213  = e4_membrane_out__en;
   assign grad_w__addr = bw_grad_w__addr;
   assign grad_w__data = bw_grad_w__data;
   assign grad_w__en = bw_grad_w__en;
   assign grad_w2__addr = bw_grad_w2__addr;
   assign grad_w2__data = bw_grad_w2__data;
   assign grad_w2__en = bw_grad_w2__en;
-  assign \busy$227  = busy;
+  assign \busy$226  = busy;
   assign regions__w1__addr = host__w1__addr;
   assign regions__w1__rd_data = w1__data;
   assign host__w1__rd_data = w1__data;
@@ -1959,6 +2016,21 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \geo.t3  = geo[462:455];
   assign \geo.halos1  = geo[464:463];
   assign \geo.first_eoff1  = geo[480:465];
+  assign \geo.pk_last  = geo[483:481];
+  assign \geo.ng_last  = geo[499:484];
+  assign \geo.last_lanes_last  = geo[502:500];
+  assign \geo.nb_last  = geo[518:503];
+  assign \geo.r3_last  = geo[534:519];
+  assign \geo.nch_last  = geo[550:535];
+  assign \geo.last_chunk_last  = geo[566:551];
+  assign \geo.nbg2_last  = geo[582:567];
+  assign \geo.lastg2_last  = geo[598:583];
+  assign \geo.nbg3_last  = geo[614:599];
+  assign \geo.lastg3_last  = geo[630:615];
+  assign \geo.h_last  = geo[646:631];
+  assign \geo.t_last  = geo[654:647];
+  assign \geo.inner_last  = geo[670:655];
+  assign \geo.ring_last  = geo[686:671];
   assign \geo$28.pack  = geo[3:0];
   assign \geo$28.pxl  = geo[7:4];
   assign \geo$28.pk  = geo[10:8];
@@ -1997,6 +2069,21 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \geo$28.t3  = geo[462:455];
   assign \geo$28.halos1  = geo[464:463];
   assign \geo$28.first_eoff1  = geo[480:465];
+  assign \geo$28.pk_last  = geo[483:481];
+  assign \geo$28.ng_last  = geo[499:484];
+  assign \geo$28.last_lanes_last  = geo[502:500];
+  assign \geo$28.nb_last  = geo[518:503];
+  assign \geo$28.r3_last  = geo[534:519];
+  assign \geo$28.nch_last  = geo[550:535];
+  assign \geo$28.last_chunk_last  = geo[566:551];
+  assign \geo$28.nbg2_last  = geo[582:567];
+  assign \geo$28.lastg2_last  = geo[598:583];
+  assign \geo$28.nbg3_last  = geo[614:599];
+  assign \geo$28.lastg3_last  = geo[630:615];
+  assign \geo$28.h_last  = geo[646:631];
+  assign \geo$28.t_last  = geo[654:647];
+  assign \geo$28.inner_last  = geo[670:655];
+  assign \geo$28.ring_last  = geo[686:671];
   assign \desc$29.in_channels  = desc[15:0];
   assign \desc$29.rank  = desc[31:16];
   assign \desc$29.out_channels  = desc[47:32];
@@ -2065,6 +2152,21 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \geo$30.t3  = geo[462:455];
   assign \geo$30.halos1  = geo[464:463];
   assign \geo$30.first_eoff1  = geo[480:465];
+  assign \geo$30.pk_last  = geo[483:481];
+  assign \geo$30.ng_last  = geo[499:484];
+  assign \geo$30.last_lanes_last  = geo[502:500];
+  assign \geo$30.nb_last  = geo[518:503];
+  assign \geo$30.r3_last  = geo[534:519];
+  assign \geo$30.nch_last  = geo[550:535];
+  assign \geo$30.last_chunk_last  = geo[566:551];
+  assign \geo$30.nbg2_last  = geo[582:567];
+  assign \geo$30.lastg2_last  = geo[598:583];
+  assign \geo$30.nbg3_last  = geo[614:599];
+  assign \geo$30.lastg3_last  = geo[630:615];
+  assign \geo$30.h_last  = geo[646:631];
+  assign \geo$30.t_last  = geo[654:647];
+  assign \geo$30.inner_last  = geo[670:655];
+  assign \geo$30.ring_last  = geo[686:671];
   assign \desc$31.in_channels  = desc[15:0];
   assign \desc$31.rank  = desc[31:16];
   assign \desc$31.out_channels  = desc[47:32];
@@ -2133,6 +2235,21 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \geo$32.t3  = geo[462:455];
   assign \geo$32.halos1  = geo[464:463];
   assign \geo$32.first_eoff1  = geo[480:465];
+  assign \geo$32.pk_last  = geo[483:481];
+  assign \geo$32.ng_last  = geo[499:484];
+  assign \geo$32.last_lanes_last  = geo[502:500];
+  assign \geo$32.nb_last  = geo[518:503];
+  assign \geo$32.r3_last  = geo[534:519];
+  assign \geo$32.nch_last  = geo[550:535];
+  assign \geo$32.last_chunk_last  = geo[566:551];
+  assign \geo$32.nbg2_last  = geo[582:567];
+  assign \geo$32.lastg2_last  = geo[598:583];
+  assign \geo$32.nbg3_last  = geo[614:599];
+  assign \geo$32.lastg3_last  = geo[630:615];
+  assign \geo$32.h_last  = geo[646:631];
+  assign \geo$32.t_last  = geo[654:647];
+  assign \geo$32.inner_last  = geo[670:655];
+  assign \geo$32.ring_last  = geo[686:671];
   assign \counts.cycles  = counts[0];
   assign \counts.c1_busy  = counts[1];
   assign \counts.c1_stall  = counts[2];
@@ -2270,12 +2387,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \stream_out.w2_consumed  = stream_out[119:96];
   assign \stream_out.w3_consumed  = stream_out[143:120];
   assign \stream_out.w1_consumed  = stream_out[167:144];
-  assign \stream_out.out_groups  = stream_out[191:168];
   assign stream_out[167:144] = w1_consumed;
   assign stream_out[143:120] = w3_consumed;
   assign stream_out[119:96] = w2_consumed;
   assign stream_out[95:72] = w4_consumed;
-  assign stream_out[191:168] = out_groups;
   assign stream_out[71:48] = out_rows;
   assign stream_out[47:24] = res_consumed;
   assign stream_out[23:0] = in_consumed;

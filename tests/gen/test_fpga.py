@@ -172,6 +172,15 @@ def test_small_configuration_levels_per_stage(tmp_path):
     # the adder array and the shift3 re-quantisation in one cycle)
     assert max(v for k, v in chain.items() if k.startswith("e4.affine.cur")) <= 50, chain
     assert ep["memories.mem_line4"]["levels"] <= 52
+    # issue #24, pipe5: the LIF's add and saturation (52 measured) and its compares (20) are
+    # stages of their own (62-64 as one); the weight-gradient product's operands are registered
+    # before the multiplies (53 into the accumulator's product register; 66-74 with the
+    # operand choice in front); the MAC loops' end tests compare with registered last values
+    # (49-52 into their counters; 54-64 with the subtractions in front)
+    assert max(v for k, v in chain.items() if k.startswith(("e4.lif.s", "e4.lif.m", "e4.lif.new_u"))) <= 58, chain
+    assert ep["backward.core.wgrad.prod1"]["levels"] <= 58
+    loops = {k: v["levels"] for k, v in ep.items() if v["unit"] in ("e23.e2_loop", "e23.stt_cluster3.loop")}
+    assert len(loops) >= 8 and max(loops.values()) <= 58, loops
     # the counter bank adds registered increments: every 48-bit counter sits behind an add of
     # its own register (53 levels measured), not behind an engine's per-cycle logic as well
     # (91-102 levels before the increments were registered)

@@ -13,9 +13,9 @@ CFG = load_config("small")     # P = 4, weight-stationary: 8 blocks share a chun
 
 # descriptors far apart in every field, so that every geometry value changes between them
 DESC_A = dict(in_channels=3, rank=5, out_channels=6, height=4, width=7, timesteps=2, mode=0,
-              pack=1, order=0, pool=0, zero_halo=0b0000, out_ring_rows=9)
+              pack=1, order=0, pool=0, zero_halo=0b0000, out_ring_rows=9, w23_ring=3)
 DESC_B = dict(in_channels=30, rank=8, out_channels=31, height=8, width=8, timesteps=7, mode=1,
-              pack=0, order=1, pool=1, zero_halo=0b1100, out_ring_rows=20)
+              pack=0, order=1, pool=1, zero_halo=0b1100, out_ring_rows=20, w23_ring=1)
 
 
 def expected(d):
@@ -36,7 +36,14 @@ def expected(d):
     dist = ho if d["order"] else 1
     nbe2 = nb + (stt and not zl) + (stt and not zr and aligned)
     r3 = 3 * d["rank"]
-    return {"ng": ng, "nb": nb, "rw1": (nb + 2) * ng, "rw4": nb * ng, "pk": pk, "px": px,
+    nch, nbg2, nbg3 = cdiv(r3, CHK), cdiv(nbe2, BLK), cdiv(nb, BLK)
+    # the loop counters' last values (each value less one)
+    last = {"pk_last": pk - 1, "ng_last": ng - 1, "last_lanes_last": d["rank"] - (ng - 1) * pk - 1,
+            "nb_last": nb - 1, "r3_last": r3 - 1, "nch_last": nch - 1, "last_chunk_last": r3 - (nch - 1) * CHK - 1,
+            "nbg2_last": nbg2 - 1, "lastg2_last": nbe2 - (nbg2 - 1) * BLK - 1, "nbg3_last": nbg3 - 1,
+            "lastg3_last": nb - (nbg3 - 1) * BLK - 1, "h_last": d["height"] - 1, "t_last": d["timesteps"] - 1,
+            "inner_last": (d["height"] if d["order"] else d["timesteps"]) - 1, "ring_last": d["w23_ring"] - 1}
+    return last | {"ng": ng, "nb": nb, "rw1": (nb + 2) * ng, "rw4": nb * ng, "pk": pk, "px": px,
             "ncc": cdiv(d["in_channels"], P), "cw": cdiv(d["in_channels"], SW), "r3": r3,
             "ns": cdiv(r3, px), "nch": cdiv(r3, CHK), "ho": ho, "wo": wo, "go": go,
             "out_row_words": wo * go, "in_row_words": (d["width"] + 2 - zl - zr) * cdiv(d["in_channels"], SW),
