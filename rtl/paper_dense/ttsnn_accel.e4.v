@@ -5,53 +5,75 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
 , \port$7261$0 , \port$7262$0 , \port$7263$0 , \port$7264$0 , \port$7265$0 , \port$7266$0 , \port$7267$0 , \port$7268$0 , \port$7269$0 , \port$7270$0 , \port$7271$0 , \port$7272$0 , \port$7273$0 , \port$7274$0 , \port$7275$0 , \port$7276$0 , \port$7277$0 , \port$7278$0 , \port$7279$0 , \port$7280$0 , \port$7281$0 
 , \port$7282$0 , \port$7283$0 , \port$7284$0 , \port$7285$0 , \port$7286$0 , \port$7287$0 , \port$7288$0 , \port$7289$0 , \port$7290$0 , \port$7291$0 , \port$7292$0 , \port$7293$0 , \port$7294$0 , \port$7295$0 , \port$7296$0 , \port$7297$0 , \port$7298$0 , \port$7299$0 , \port$7300$0 , \port$7301$0 , \port$7302$0 
 , \port$7303$0 , \port$7304$0 , \port$7305$0 , \port$7306$0 , \port$7307$0 , \port$7308$0 , \port$7309$0 , \port$7310$0 , \port$7311$0 , \port$7312$0 , \port$7313$0 , \port$7314$0 , \port$7315$0 , \port$7316$0 , \port$7317$0 , \port$7318$0 , \port$7319$0 , \port$7320$0 , busy, weights, affine__data
-, line4__data, residual__data, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$57607$0 , \port$57623$0 , \port$57639$0 , \port$57655$0 , \port$57671$0 , \port$57687$0 , \port$57703$0 , \port$57719$0 , \port$57735$0 , \port$57751$0 , \port$57767$0 
-, \port$57783$0 , \port$57799$0 , \port$57815$0 , \port$57831$0 , \port$57847$0 , \port$57863$0 , \port$57879$0 , \port$57895$0 , \port$57911$0 , \port$57927$0 , \port$57943$0 , \port$57959$0 , \port$57975$0 , \port$57991$0 , \port$58007$0 , \port$58023$0 , \port$58039$0 , \port$58055$0 , \port$58071$0 , \port$58087$0 , \port$58103$0 
-, \port$61941$24 , desc, clk);
+, line4__data, residual__data, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, out_groups, \port$57641$0 , \port$57657$0 , \port$57673$0 , \port$57689$0 , \port$57705$0 , \port$57721$0 , \port$57737$0 , \port$57753$0 , \port$57769$0 , \port$57785$0 
+, \port$57801$0 , \port$57817$0 , \port$57833$0 , \port$57849$0 , \port$57865$0 , \port$57881$0 , \port$57897$0 , \port$57913$0 , \port$57929$0 , \port$57945$0 , \port$57961$0 , \port$57977$0 , \port$57993$0 , \port$58009$0 , \port$58025$0 , \port$58041$0 , \port$58057$0 , \port$58073$0 , \port$58089$0 , \port$58105$0 , \port$58121$0 
+, \port$58137$0 , \port$61975$24 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
   wire [16:0] \$100 ;
-  wire \$1000 ;
+  wire [15:0] \$1000 ;
   wire \$1001 ;
-  wire [15:0] \$1002 ;
-  wire \$1003 ;
+  wire \$1002 ;
+  wire [15:0] \$1003 ;
   wire \$1004 ;
-  wire [15:0] \$1005 ;
-  wire \$1006 ;
+  wire \$1005 ;
+  wire [15:0] \$1006 ;
   wire \$1007 ;
-  wire [15:0] \$1008 ;
-  wire \$1009 ;
+  wire \$1008 ;
+  wire [15:0] \$1009 ;
   wire \$101 ;
   wire \$1010 ;
-  wire [15:0] \$1011 ;
-  wire \$1012 ;
+  wire \$1011 ;
+  wire [15:0] \$1012 ;
   wire \$1013 ;
-  wire [15:0] \$1014 ;
-  wire \$1015 ;
+  wire \$1014 ;
+  wire [15:0] \$1015 ;
   wire \$1016 ;
-  wire [15:0] \$1017 ;
-  wire \$1018 ;
+  wire \$1017 ;
+  wire [15:0] \$1018 ;
   wire \$1019 ;
   wire \$102 ;
-  wire [15:0] \$1020 ;
-  wire \$1021 ;
+  wire \$1020 ;
+  wire [15:0] \$1021 ;
   wire \$1022 ;
-  wire [15:0] \$1023 ;
-  wire \$1024 ;
+  wire \$1023 ;
+  wire [15:0] \$1024 ;
   wire \$1025 ;
-  wire [15:0] \$1026 ;
-  wire \$1027 ;
+  wire \$1026 ;
+  wire [15:0] \$1027 ;
   wire \$1028 ;
-  wire [15:0] \$1029 ;
+  wire \$1029 ;
   wire \$103 ;
-  wire \$1030 ;
+  wire [15:0] \$1030 ;
   wire \$1031 ;
-  wire [15:0] \$1032 ;
-  wire \$1033 ;
+  wire \$1032 ;
+  wire [15:0] \$1033 ;
   wire \$1034 ;
+  wire \$1035 ;
+  wire [15:0] \$1036 ;
+  wire \$1037 ;
+  wire \$1038 ;
+  wire [15:0] \$1039 ;
   wire [2:0] \$104 ;
+  wire \$1040 ;
+  wire \$1041 ;
+  wire [15:0] \$1042 ;
+  wire \$1043 ;
+  wire \$1044 ;
+  wire [15:0] \$1045 ;
+  wire \$1046 ;
+  wire \$1047 ;
+  wire [15:0] \$1048 ;
+  wire \$1049 ;
   wire [2:0] \$105 ;
+  wire \$1050 ;
+  wire [15:0] \$1051 ;
+  wire \$1052 ;
+  wire \$1053 ;
+  wire [15:0] \$1054 ;
+  wire \$1055 ;
+  wire \$1056 ;
   wire [2:0] \$106 ;
   wire \$107 ;
   wire \$108 ;
@@ -69,9 +91,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire \$119 ;
   wire \$12 ;
   wire \$120 ;
-  wire [9:0] \$1202 ;
   wire \$121 ;
   wire [15:0] \$122 ;
+  wire [9:0] \$1224 ;
   wire [19:0] \$123 ;
   wire [15:0] \$124 ;
   wire [20:0] \$125 ;
@@ -732,49 +754,49 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [16:0] \$715 ;
   wire \$716 ;
   wire \$717 ;
-  wire [6:0] \$718 ;
-  wire [16:0] \$719 ;
+  wire [16:0] \$718 ;
+  wire \$719 ;
   wire [17:0] \$72 ;
-  wire [31:0] \$720 ;
-  wire [6:0] \$721 ;
-  wire [16:0] \$722 ;
-  wire [31:0] \$723 ;
-  wire [22:0] \$724 ;
-  wire [23:0] \$725 ;
+  wire \$720 ;
+  wire [2:0] \$721 ;
+  wire [3:0] \$722 ;
+  wire \$723 ;
+  wire \$724 ;
+  wire [16:0] \$725 ;
   wire \$726 ;
-  wire [22:0] \$727 ;
-  wire [23:0] \$728 ;
-  wire [15:0] \$729 ;
+  wire \$727 ;
+  wire [6:0] \$728 ;
+  wire [16:0] \$729 ;
   wire [18:0] \$73 ;
-  wire \$730 ;
-  wire [511:0] \$731 ;
-  wire \$732 ;
-  wire \$733 ;
-  wire [63:0] \$734 ;
-  wire \$735 ;
+  wire [31:0] \$730 ;
+  wire [6:0] \$731 ;
+  wire [16:0] \$732 ;
+  wire [31:0] \$733 ;
+  wire [22:0] \$734 ;
+  wire [23:0] \$735 ;
   wire \$736 ;
-  wire \$737 ;
-  wire [511:0] \$738 ;
-  wire \$739 ;
+  wire [22:0] \$737 ;
+  wire [23:0] \$738 ;
+  wire [15:0] \$739 ;
   wire \$74 ;
-  wire [24:0] \$740 ;
-  wire [16:0] \$741 ;
-  wire [7:0] \$742 ;
-  reg [15:0] \$743 ;
-  reg [1:0] \$744 ;
-  reg [15:0] \$745 ;
-  reg [15:0] \$746 ;
-  reg [15:0] \$747 ;
-  reg [15:0] \$748 ;
-  reg [15:0] \$749 ;
+  wire \$740 ;
+  wire [511:0] \$741 ;
+  wire \$742 ;
+  wire \$743 ;
+  wire [63:0] \$744 ;
+  wire \$745 ;
+  wire \$746 ;
+  wire \$747 ;
+  wire [511:0] \$748 ;
+  wire \$749 ;
   wire \$75 ;
-  reg [15:0] \$750 ;
-  reg [23:0] \$751 ;
-  reg [15:0] \$752 ;
-  reg [15:0] \$753 ;
-  reg [23:0] \$754 ;
+  wire \$750 ;
+  wire [24:0] \$751 ;
+  wire [24:0] \$752 ;
+  wire [16:0] \$753 ;
+  wire [7:0] \$754 ;
   reg [15:0] \$755 ;
-  reg [15:0] \$756 ;
+  reg [1:0] \$756 ;
   reg [15:0] \$757 ;
   reg [15:0] \$758 ;
   reg [15:0] \$759 ;
@@ -785,21 +807,21 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   reg [23:0] \$763 ;
   reg [15:0] \$764 ;
   reg [15:0] \$765 ;
-  reg [1:0] \$766 ;
-  reg \$767 ;
-  reg \$768 ;
-  reg \$769 ;
+  reg [23:0] \$766 ;
+  reg [15:0] \$767 ;
+  reg [15:0] \$768 ;
+  reg [15:0] \$769 ;
   wire \$77 ;
-  reg \$770 ;
-  reg \$771 ;
-  reg \$772 ;
-  reg \$773 ;
-  reg \$774 ;
-  reg [5:0] \$775 ;
+  reg [15:0] \$770 ;
+  reg [15:0] \$771 ;
+  reg [15:0] \$772 ;
+  reg [15:0] \$773 ;
+  reg [15:0] \$774 ;
+  reg [23:0] \$775 ;
   reg [15:0] \$776 ;
   reg [15:0] \$777 ;
-  reg [5:0] \$778 ;
-  reg [1:0] \$779 ;
+  reg [1:0] \$778 ;
+  reg \$779 ;
   wire [24:0] \$78 ;
   reg \$780 ;
   reg \$781 ;
@@ -807,94 +829,94 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   reg \$783 ;
   reg \$784 ;
   reg \$785 ;
-  reg [15:0] \$786 ;
-  reg [15:0] \$787 ;
+  reg \$786 ;
+  reg \$787 ;
   reg [5:0] \$788 ;
-  reg [1:0] \$789 ;
+  reg [15:0] \$789 ;
   wire \$79 ;
-  reg [1535:0] \$790 ;
-  reg [511:0] \$791 ;
-  reg [511:0] \$792 ;
+  reg [15:0] \$790 ;
+  reg [5:0] \$791 ;
+  reg [1:0] \$792 ;
   reg \$793 ;
   reg \$794 ;
   reg \$795 ;
   reg \$796 ;
-  reg [511:0] \$797 ;
-  reg [63:0] \$798 ;
-  reg [511:0] \$799 ;
+  reg \$797 ;
+  reg \$798 ;
+  reg \$799 ;
   wire [18:0] \$8 ;
   wire \$80 ;
-  reg [511:0] \$800 ;
-  reg [511:0] \$801 ;
-  reg [511:0] \$802 ;
-  reg [15:0] \$803 ;
-  reg [15:0] \$804 ;
-  reg [5:0] \$805 ;
-  reg \$806 ;
+  reg [15:0] \$800 ;
+  reg [15:0] \$801 ;
+  reg [5:0] \$802 ;
+  reg [1:0] \$803 ;
+  reg [1535:0] \$804 ;
+  reg [511:0] \$805 ;
+  reg [511:0] \$806 ;
   reg \$807 ;
   reg \$808 ;
   reg \$809 ;
   wire \$81 ;
   reg \$810 ;
   reg \$811 ;
-  reg \$812 ;
-  reg \$813 ;
-  reg \$814 ;
-  reg \$815 ;
-  reg \$816 ;
-  reg \$817 ;
+  reg [511:0] \$812 ;
+  reg [63:0] \$813 ;
+  reg [511:0] \$814 ;
+  reg [511:0] \$815 ;
+  reg [511:0] \$816 ;
+  reg [511:0] \$817 ;
   reg [15:0] \$818 ;
   reg [15:0] \$819 ;
   wire \$82 ;
-  reg [15:0] \$820 ;
-  reg [15:0] \$821 ;
-  reg [15:0] \$822 ;
-  reg [15:0] \$823 ;
-  reg [15:0] \$824 ;
-  reg [15:0] \$825 ;
-  reg [15:0] \$826 ;
-  reg [15:0] \$827 ;
-  reg [15:0] \$828 ;
-  reg [15:0] \$829 ;
+  reg [5:0] \$820 ;
+  reg \$821 ;
+  reg \$822 ;
+  reg \$823 ;
+  reg \$824 ;
+  reg \$825 ;
+  reg \$826 ;
+  reg \$827 ;
+  reg \$828 ;
+  reg \$829 ;
   wire \$83 ;
-  reg [5:0] \$830 ;
-  reg [5:0] \$831 ;
-  reg [5:0] \$832 ;
-  reg [5:0] \$833 ;
-  reg [5:0] \$834 ;
-  reg [5:0] \$835 ;
-  reg [63:0] \$836 ;
-  reg [63:0] \$837 ;
-  reg [63:0] \$838 ;
-  reg [63:0] \$839 ;
+  reg \$830 ;
+  reg \$831 ;
+  reg \$832 ;
+  reg [15:0] \$833 ;
+  reg [15:0] \$834 ;
+  reg [15:0] \$835 ;
+  reg [15:0] \$836 ;
+  reg [15:0] \$837 ;
+  reg [15:0] \$838 ;
+  reg \$839 ;
   wire \$84 ;
-  reg [63:0] \$840 ;
-  reg [63:0] \$841 ;
-  reg [23:0] \$842 ;
-  wire [15:0] \$843 ;
-  wire [15:0] \$844 ;
-  wire [15:0] \$845 ;
-  wire [15:0] \$846 ;
-  wire [15:0] \$847 ;
-  wire [15:0] \$848 ;
-  wire [15:0] \$849 ;
+  reg \$840 ;
+  reg \$841 ;
+  reg \$842 ;
+  reg \$843 ;
+  reg \$844 ;
+  reg [15:0] \$845 ;
+  reg [15:0] \$846 ;
+  reg [15:0] \$847 ;
+  reg [15:0] \$848 ;
+  reg [15:0] \$849 ;
   wire [24:0] \$85 ;
-  wire [15:0] \$850 ;
-  wire [15:0] \$851 ;
-  wire [15:0] \$852 ;
-  wire [15:0] \$853 ;
-  wire [15:0] \$854 ;
-  wire [15:0] \$855 ;
-  wire [15:0] \$856 ;
-  wire [15:0] \$857 ;
-  wire [15:0] \$858 ;
-  wire [15:0] \$859 ;
+  reg [15:0] \$850 ;
+  reg [5:0] \$851 ;
+  reg [5:0] \$852 ;
+  reg [5:0] \$853 ;
+  reg [5:0] \$854 ;
+  reg [5:0] \$855 ;
+  reg [5:0] \$856 ;
+  reg [63:0] \$857 ;
+  reg [63:0] \$858 ;
+  reg [63:0] \$859 ;
   wire \$86 ;
-  wire [15:0] \$860 ;
-  wire [15:0] \$861 ;
-  wire [15:0] \$862 ;
-  wire [15:0] \$863 ;
-  wire [15:0] \$864 ;
+  reg [63:0] \$860 ;
+  reg [63:0] \$861 ;
+  reg [63:0] \$862 ;
+  reg [23:0] \$863 ;
+  reg [23:0] \$864 ;
   wire [15:0] \$865 ;
   wire [15:0] \$866 ;
   wire [15:0] \$867 ;
@@ -906,30 +928,30 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [15:0] \$872 ;
   wire [15:0] \$873 ;
   wire [15:0] \$874 ;
-  wire [1:0] \$875 ;
-  wire [1:0] \$876 ;
-  wire [1:0] \$877 ;
-  wire [1:0] \$878 ;
-  wire [1:0] \$879 ;
+  wire [15:0] \$875 ;
+  wire [15:0] \$876 ;
+  wire [15:0] \$877 ;
+  wire [15:0] \$878 ;
+  wire [15:0] \$879 ;
   wire \$88 ;
-  wire [1:0] \$880 ;
-  wire [1:0] \$881 ;
-  wire [1:0] \$882 ;
-  wire [1:0] \$883 ;
-  wire [1:0] \$884 ;
-  wire [1:0] \$885 ;
-  wire [1:0] \$886 ;
-  wire [1:0] \$887 ;
-  wire [1:0] \$888 ;
-  wire [1:0] \$889 ;
+  wire [15:0] \$880 ;
+  wire [15:0] \$881 ;
+  wire [15:0] \$882 ;
+  wire [15:0] \$883 ;
+  wire [15:0] \$884 ;
+  wire [15:0] \$885 ;
+  wire [15:0] \$886 ;
+  wire [15:0] \$887 ;
+  wire [15:0] \$888 ;
+  wire [15:0] \$889 ;
   wire \$89 ;
-  wire [1:0] \$890 ;
-  wire [1:0] \$891 ;
-  wire [1:0] \$892 ;
-  wire [1:0] \$893 ;
-  wire [1:0] \$894 ;
-  wire [1:0] \$895 ;
-  wire [1:0] \$896 ;
+  wire [15:0] \$890 ;
+  wire [15:0] \$891 ;
+  wire [15:0] \$892 ;
+  wire [15:0] \$893 ;
+  wire [15:0] \$894 ;
+  wire [15:0] \$895 ;
+  wire [15:0] \$896 ;
   wire [1:0] \$897 ;
   wire [1:0] \$898 ;
   wire [1:0] \$899 ;
@@ -942,30 +964,30 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [1:0] \$904 ;
   wire [1:0] \$905 ;
   wire [1:0] \$906 ;
-  wire [15:0] \$907 ;
-  wire [15:0] \$908 ;
-  wire [15:0] \$909 ;
+  wire [1:0] \$907 ;
+  wire [1:0] \$908 ;
+  wire [1:0] \$909 ;
   wire \$91 ;
-  wire [15:0] \$910 ;
-  wire [15:0] \$911 ;
-  wire [15:0] \$912 ;
-  wire [15:0] \$913 ;
-  wire [15:0] \$914 ;
-  wire [15:0] \$915 ;
-  wire [15:0] \$916 ;
-  wire [15:0] \$917 ;
-  wire [15:0] \$918 ;
-  wire [15:0] \$919 ;
+  wire [1:0] \$910 ;
+  wire [1:0] \$911 ;
+  wire [1:0] \$912 ;
+  wire [1:0] \$913 ;
+  wire [1:0] \$914 ;
+  wire [1:0] \$915 ;
+  wire [1:0] \$916 ;
+  wire [1:0] \$917 ;
+  wire [1:0] \$918 ;
+  wire [1:0] \$919 ;
   wire \$92 ;
-  wire [15:0] \$920 ;
-  wire [15:0] \$921 ;
-  wire [15:0] \$922 ;
-  wire [15:0] \$923 ;
-  wire [15:0] \$924 ;
-  wire [15:0] \$925 ;
-  wire [15:0] \$926 ;
-  wire [15:0] \$927 ;
-  wire [15:0] \$928 ;
+  wire [1:0] \$920 ;
+  wire [1:0] \$921 ;
+  wire [1:0] \$922 ;
+  wire [1:0] \$923 ;
+  wire [1:0] \$924 ;
+  wire [1:0] \$925 ;
+  wire [1:0] \$926 ;
+  wire [1:0] \$927 ;
+  wire [1:0] \$928 ;
   wire [15:0] \$929 ;
   wire \$93 ;
   wire [15:0] \$930 ;
@@ -979,78 +1001,78 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [15:0] \$938 ;
   wire [15:0] \$939 ;
   wire \$94 ;
-  wire \$940 ;
-  wire \$941 ;
+  wire [15:0] \$940 ;
+  wire [15:0] \$941 ;
   wire [15:0] \$942 ;
-  wire \$943 ;
-  wire \$944 ;
+  wire [15:0] \$943 ;
+  wire [15:0] \$944 ;
   wire [15:0] \$945 ;
-  wire \$946 ;
-  wire \$947 ;
+  wire [15:0] \$946 ;
+  wire [15:0] \$947 ;
   wire [15:0] \$948 ;
-  wire \$949 ;
+  wire [15:0] \$949 ;
   wire \$95 ;
-  wire \$950 ;
+  wire [15:0] \$950 ;
   wire [15:0] \$951 ;
-  wire \$952 ;
-  wire \$953 ;
+  wire [15:0] \$952 ;
+  wire [15:0] \$953 ;
   wire [15:0] \$954 ;
-  wire \$955 ;
-  wire \$956 ;
+  wire [15:0] \$955 ;
+  wire [15:0] \$956 ;
   wire [15:0] \$957 ;
-  wire \$958 ;
-  wire \$959 ;
+  wire [15:0] \$958 ;
+  wire [15:0] \$959 ;
   wire [16:0] \$96 ;
   wire [15:0] \$960 ;
-  wire \$961 ;
+  wire [15:0] \$961 ;
   wire \$962 ;
-  wire [15:0] \$963 ;
-  wire \$964 ;
+  wire \$963 ;
+  wire [15:0] \$964 ;
   wire \$965 ;
-  wire [15:0] \$966 ;
-  wire \$967 ;
+  wire \$966 ;
+  wire [15:0] \$967 ;
   wire \$968 ;
-  wire [15:0] \$969 ;
+  wire \$969 ;
   wire [17:0] \$97 ;
-  wire \$970 ;
+  wire [15:0] \$970 ;
   wire \$971 ;
-  wire [15:0] \$972 ;
-  wire \$973 ;
+  wire \$972 ;
+  wire [15:0] \$973 ;
   wire \$974 ;
-  wire [15:0] \$975 ;
-  wire \$976 ;
+  wire \$975 ;
+  wire [15:0] \$976 ;
   wire \$977 ;
-  wire [15:0] \$978 ;
-  wire \$979 ;
+  wire \$978 ;
+  wire [15:0] \$979 ;
   wire [17:0] \$98 ;
   wire \$980 ;
-  wire [15:0] \$981 ;
-  wire \$982 ;
+  wire \$981 ;
+  wire [15:0] \$982 ;
   wire \$983 ;
-  wire [15:0] \$984 ;
-  wire \$985 ;
+  wire \$984 ;
+  wire [15:0] \$985 ;
   wire \$986 ;
-  wire [15:0] \$987 ;
-  wire \$988 ;
+  wire \$987 ;
+  wire [15:0] \$988 ;
   wire \$989 ;
   wire [6:0] \$99 ;
-  wire [15:0] \$990 ;
-  wire \$991 ;
+  wire \$990 ;
+  wire [15:0] \$991 ;
   wire \$992 ;
-  wire [15:0] \$993 ;
-  wire \$994 ;
+  wire \$993 ;
+  wire [15:0] \$994 ;
   wire \$995 ;
-  wire [15:0] \$996 ;
-  wire \$997 ;
+  wire \$996 ;
+  wire [15:0] \$997 ;
   wire \$998 ;
-  wire [15:0] \$999 ;
+  wire \$999 ;
   wire [15:0] \$signal ;
   reg [15:0] \$signal$112  = 16'h0000;
   reg [15:0] \$signal$113  = 16'h0000;
-  reg [15:0] \$signal$121  = 16'h0000;
-  reg [15:0] \$signal$127  = 16'h0000;
-  reg [511:0] \$signal$132  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  reg \$signal$136  = 1'h0;
+  reg [15:0] \$signal$122  = 16'h0000;
+  reg [15:0] \$signal$129  = 16'h0000;
+  reg [511:0] \$signal$134  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg \$signal$138  = 1'h0;
   reg [23:0] \$signal$16  = 24'h000000;
   reg [15:0] \$signal$2  = 16'h0000;
   reg [1:0] \$signal$21  = 2'h0;
@@ -1136,6 +1158,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   reg e4a_last = 1'h0;
   reg [1:0] e4a_pos = 2'h0;
   reg e4a_rowend = 1'h0;
+  reg e4a_segend = 1'h0;
   reg e4a_subfirst = 1'h0;
   reg e4a_t0 = 1'h0;
   (* init = 1'h0 *)
@@ -1145,6 +1168,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   (* init = 2'h0 *)
   wire [1:0] e4b_pos;
   reg e4b_rowend = 1'h0;
+  reg e4b_segend = 1'h0;
   (* init = 1'h0 *)
   wire e4b_subfirst;
   reg e4b_t0 = 1'h0;
@@ -1162,6 +1186,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   reg e4c_rowend = 1'h0;
   (* init = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
   wire [511:0] e4c_scale;
+  reg e4c_segend = 1'h0;
   (* init = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
   wire [511:0] e4c_uprev;
   reg e4c_v = 1'h0;
@@ -1202,6 +1227,12 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   reg e4w_rowend_4 = 1'h0;
   reg e4w_rowend_5 = 1'h0;
   reg e4w_rowend_6 = 1'h0;
+  reg e4w_segend_1 = 1'h0;
+  reg e4w_segend_2 = 1'h0;
+  reg e4w_segend_3 = 1'h0;
+  reg e4w_segend_4 = 1'h0;
+  reg e4w_segend_5 = 1'h0;
+  reg e4w_segend_6 = 1'h0;
   reg first = 1'h0;
   reg \first$54  = 1'h0;
   reg full4b = 1'h0;
@@ -1288,82 +1319,84 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   output membrane_out__en;
   reg membrane_out__en = 1'h0;
   wire [511:0] o;
-  wire [511:0] \o$139 ;
+  wire [511:0] \o$142 ;
   reg [15:0] obase4a = 16'h0000;
   reg [15:0] obase4b = 16'h0000;
   wire [7:0] operand;
+  output [23:0] out_groups;
+  reg [23:0] out_groups = 24'h000000;
   output [23:0] out_rows;
   reg [23:0] out_rows = 24'h000000;
   reg [15:0] out_slot = 16'h0000;
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [511:0] p = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  output [15:0] \port$57607$0 ;
-  wire [15:0] \port$57607$0 ;
-  output [15:0] \port$57623$0 ;
-  wire [15:0] \port$57623$0 ;
-  output [15:0] \port$57639$0 ;
-  wire [15:0] \port$57639$0 ;
-  output [15:0] \port$57655$0 ;
-  wire [15:0] \port$57655$0 ;
-  output [15:0] \port$57671$0 ;
-  wire [15:0] \port$57671$0 ;
-  output [15:0] \port$57687$0 ;
-  wire [15:0] \port$57687$0 ;
-  output [15:0] \port$57703$0 ;
-  wire [15:0] \port$57703$0 ;
-  output [15:0] \port$57719$0 ;
-  wire [15:0] \port$57719$0 ;
-  output [15:0] \port$57735$0 ;
-  wire [15:0] \port$57735$0 ;
-  output [15:0] \port$57751$0 ;
-  wire [15:0] \port$57751$0 ;
-  output [15:0] \port$57767$0 ;
-  wire [15:0] \port$57767$0 ;
-  output [15:0] \port$57783$0 ;
-  wire [15:0] \port$57783$0 ;
-  output [15:0] \port$57799$0 ;
-  wire [15:0] \port$57799$0 ;
-  output [15:0] \port$57815$0 ;
-  wire [15:0] \port$57815$0 ;
-  output [15:0] \port$57831$0 ;
-  wire [15:0] \port$57831$0 ;
-  output [15:0] \port$57847$0 ;
-  wire [15:0] \port$57847$0 ;
-  output [15:0] \port$57863$0 ;
-  wire [15:0] \port$57863$0 ;
-  output [15:0] \port$57879$0 ;
-  wire [15:0] \port$57879$0 ;
-  output [15:0] \port$57895$0 ;
-  wire [15:0] \port$57895$0 ;
-  output [15:0] \port$57911$0 ;
-  wire [15:0] \port$57911$0 ;
-  output [15:0] \port$57927$0 ;
-  wire [15:0] \port$57927$0 ;
-  output [15:0] \port$57943$0 ;
-  wire [15:0] \port$57943$0 ;
-  output [15:0] \port$57959$0 ;
-  wire [15:0] \port$57959$0 ;
-  output [15:0] \port$57975$0 ;
-  wire [15:0] \port$57975$0 ;
-  output [15:0] \port$57991$0 ;
-  wire [15:0] \port$57991$0 ;
-  output [15:0] \port$58007$0 ;
-  wire [15:0] \port$58007$0 ;
-  output [15:0] \port$58023$0 ;
-  wire [15:0] \port$58023$0 ;
-  output [15:0] \port$58039$0 ;
-  wire [15:0] \port$58039$0 ;
-  output [15:0] \port$58055$0 ;
-  wire [15:0] \port$58055$0 ;
-  output [15:0] \port$58071$0 ;
-  wire [15:0] \port$58071$0 ;
-  output [15:0] \port$58087$0 ;
-  wire [15:0] \port$58087$0 ;
-  output [15:0] \port$58103$0 ;
-  wire [15:0] \port$58103$0 ;
-  input [71:0] \port$61941$24 ;
-  wire [71:0] \port$61941$24 ;
+  output [15:0] \port$57641$0 ;
+  wire [15:0] \port$57641$0 ;
+  output [15:0] \port$57657$0 ;
+  wire [15:0] \port$57657$0 ;
+  output [15:0] \port$57673$0 ;
+  wire [15:0] \port$57673$0 ;
+  output [15:0] \port$57689$0 ;
+  wire [15:0] \port$57689$0 ;
+  output [15:0] \port$57705$0 ;
+  wire [15:0] \port$57705$0 ;
+  output [15:0] \port$57721$0 ;
+  wire [15:0] \port$57721$0 ;
+  output [15:0] \port$57737$0 ;
+  wire [15:0] \port$57737$0 ;
+  output [15:0] \port$57753$0 ;
+  wire [15:0] \port$57753$0 ;
+  output [15:0] \port$57769$0 ;
+  wire [15:0] \port$57769$0 ;
+  output [15:0] \port$57785$0 ;
+  wire [15:0] \port$57785$0 ;
+  output [15:0] \port$57801$0 ;
+  wire [15:0] \port$57801$0 ;
+  output [15:0] \port$57817$0 ;
+  wire [15:0] \port$57817$0 ;
+  output [15:0] \port$57833$0 ;
+  wire [15:0] \port$57833$0 ;
+  output [15:0] \port$57849$0 ;
+  wire [15:0] \port$57849$0 ;
+  output [15:0] \port$57865$0 ;
+  wire [15:0] \port$57865$0 ;
+  output [15:0] \port$57881$0 ;
+  wire [15:0] \port$57881$0 ;
+  output [15:0] \port$57897$0 ;
+  wire [15:0] \port$57897$0 ;
+  output [15:0] \port$57913$0 ;
+  wire [15:0] \port$57913$0 ;
+  output [15:0] \port$57929$0 ;
+  wire [15:0] \port$57929$0 ;
+  output [15:0] \port$57945$0 ;
+  wire [15:0] \port$57945$0 ;
+  output [15:0] \port$57961$0 ;
+  wire [15:0] \port$57961$0 ;
+  output [15:0] \port$57977$0 ;
+  wire [15:0] \port$57977$0 ;
+  output [15:0] \port$57993$0 ;
+  wire [15:0] \port$57993$0 ;
+  output [15:0] \port$58009$0 ;
+  wire [15:0] \port$58009$0 ;
+  output [15:0] \port$58025$0 ;
+  wire [15:0] \port$58025$0 ;
+  output [15:0] \port$58041$0 ;
+  wire [15:0] \port$58041$0 ;
+  output [15:0] \port$58057$0 ;
+  wire [15:0] \port$58057$0 ;
+  output [15:0] \port$58073$0 ;
+  wire [15:0] \port$58073$0 ;
+  output [15:0] \port$58089$0 ;
+  wire [15:0] \port$58089$0 ;
+  output [15:0] \port$58105$0 ;
+  wire [15:0] \port$58105$0 ;
+  output [15:0] \port$58121$0 ;
+  wire [15:0] \port$58121$0 ;
+  output [15:0] \port$58137$0 ;
+  wire [15:0] \port$58137$0 ;
+  input [71:0] \port$61975$24 ;
+  wire [71:0] \port$61975$24 ;
   output \port$7257$0 ;
   wire \port$7257$0 ;
   output [1:0] \port$7258$0 ;
@@ -1572,15 +1605,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$15  = \$12  | \$14 ;
   assign \$16  = \$10  & \$15 ;
   assign \$17  = ~ desc[207];
-  assign \$18  = \port$61941$24 [23:0] > m4;
+  assign \$18  = \port$61975$24 [23:0] > m4;
   assign \$19  = \$17  | \$18 ;
-  assign \$20  = \port$61941$24 [47:24] + desc[259:244];
+  assign \$20  = \port$61975$24 [47:24] + desc[259:244];
   assign \$21  = \$20  > m4;
   assign \$22  = \$19  & \$21 ;
   assign \$23  = \$16  & \$22 ;
   assign \$24  = | desc[277:262];
   assign \$25  = ~ \$24 ;
-  assign \$26  = \port$61941$24 [71:48] > \$signal$16 ;
+  assign \$26  = \port$61975$24 [71:48] > \$signal$16 ;
   assign \$27  = \$25  | \$26 ;
   assign issue4 = \$23  & \$27 ;
   assign \$28  = \$signal  << desc[206];
@@ -1615,9 +1648,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$57  = \$54  | \$56 ;
   assign \$58  = \$52  & \$57 ;
   assign \$59  = ~ desc[207];
-  assign \$60  = \port$61941$24 [23:0] > m4;
+  assign \$60  = \port$61975$24 [23:0] > m4;
   assign \$61  = \$59  | \$60 ;
-  assign \$62  = \port$61941$24 [47:24] + desc[259:244];
+  assign \$62  = \port$61975$24 [47:24] + desc[259:244];
   assign \$63  = \$62  > m4;
   assign \$64  = \$61  & \$63 ;
   assign \$65  = ~ \$64 ;
@@ -1638,15 +1671,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$80  = \$77  | \$79 ;
   assign \$81  = \$75  & \$80 ;
   assign \$82  = ~ desc[207];
-  assign \$83  = \port$61941$24 [23:0] > m4;
+  assign \$83  = \port$61975$24 [23:0] > m4;
   assign \$84  = \$82  | \$83 ;
-  assign \$85  = \port$61941$24 [47:24] + desc[259:244];
+  assign \$85  = \port$61975$24 [47:24] + desc[259:244];
   assign \$86  = \$85  > m4;
   assign \$87  = \$84  & \$86 ;
   assign \$88  = \$81  & \$87 ;
   assign \$89  = | desc[277:262];
   assign \$90  = ~ \$89 ;
-  assign \$91  = \port$61941$24 [71:48] > \$signal$16 ;
+  assign \$91  = \port$61975$24 [71:48] > \$signal$16 ;
   assign \$92  = \$90  | \$91 ;
   assign \$93  = ~ \$92 ;
   assign \$94  = \$88  & \$93 ;
@@ -1715,8 +1748,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$158  = \$signal$21  == \$157 ;
   assign \$159  = \$155  & \$158 ;
   assign \$160  = issue4 & \$159 ;
-  assign \$1202  = lane4a * 4'h8;
-  assign operand = line4__data >> \$1202 ;
+  assign \$1224  = lane4a * 4'h8;
+  assign operand = line4__data >> \$1224 ;
   assign \$161  = valid ? act4a : 6'h00;
   assign \valid$51  = e4b_v & e4b_last;
   assign \$162  = e4w_act_6 > 1'h0;
@@ -1751,73 +1784,73 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$191  = e4w_act_6 > 5'h1d;
   assign \$192  = e4w_act_6 > 5'h1e;
   assign \$193  = e4w_act_6 > 5'h1f;
-  assign spikes_masked = { \$1033 , \$1030 , \$1027 , \$1024 , \$1021 , \$1018 , \$1015 , \$1012 , \$1009 , \$1006 , \$1003 , \$1000 , \$997 , \$994 , \$991 , \$988 , \$985 , \$982 , \$979 , \$976 , \$973 , \$970 , \$967 , \$964 , \$961 , \$958 , \$955 , \$952 , \$949 , \$946 , \$943 , \$940  } & { \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , \$179 , \$178 , \$177 , \$176 , \$175 , \$174 , \$173 , \$172 , \$171 , \$170 , \$169 , \$168 , \$167 , \$166 , \$165 , \$164 , \$163 , \$162  };
+  assign spikes_masked = { \$1055 , \$1052 , \$1049 , \$1046 , \$1043 , \$1040 , \$1037 , \$1034 , \$1031 , \$1028 , \$1025 , \$1022 , \$1019 , \$1016 , \$1013 , \$1010 , \$1007 , \$1004 , \$1001 , \$998 , \$995 , \$992 , \$989 , \$986 , \$983 , \$980 , \$977 , \$974 , \$971 , \$968 , \$965 , \$962  } & { \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , \$179 , \$178 , \$177 , \$176 , \$175 , \$174 , \$173 , \$172 , \$171 , \$170 , \$169 , \$168 , \$167 , \$166 , \$165 , \$164 , \$163 , \$162  };
   assign \$194  = e4w_obase_6 + e4w_outidx_6;
   assign \$195  = e4w_obase_6 + e4w_outidx_6;
   assign \$196  = e4w_obase_6 + e4w_outidx_6;
-  assign \$197  = \$941  & \$162 ;
+  assign \$197  = \$963  & \$162 ;
   assign \$198  = \$162  ? e4w_arg_6[1:0] : 2'h0;
-  assign \$199  = \$944  & \$163 ;
+  assign \$199  = \$966  & \$163 ;
   assign \$200  = \$163  ? e4w_arg_6[3:2] : 2'h0;
-  assign \$201  = \$947  & \$164 ;
+  assign \$201  = \$969  & \$164 ;
   assign \$202  = \$164  ? e4w_arg_6[5:4] : 2'h0;
-  assign \$203  = \$950  & \$165 ;
+  assign \$203  = \$972  & \$165 ;
   assign \$204  = \$165  ? e4w_arg_6[7:6] : 2'h0;
-  assign \$205  = \$953  & \$166 ;
+  assign \$205  = \$975  & \$166 ;
   assign \$206  = \$166  ? e4w_arg_6[9:8] : 2'h0;
-  assign \$207  = \$956  & \$167 ;
+  assign \$207  = \$978  & \$167 ;
   assign \$208  = \$167  ? e4w_arg_6[11:10] : 2'h0;
-  assign \$209  = \$959  & \$168 ;
+  assign \$209  = \$981  & \$168 ;
   assign \$210  = \$168  ? e4w_arg_6[13:12] : 2'h0;
-  assign \$211  = \$962  & \$169 ;
+  assign \$211  = \$984  & \$169 ;
   assign \$212  = \$169  ? e4w_arg_6[15:14] : 2'h0;
-  assign \$213  = \$965  & \$170 ;
+  assign \$213  = \$987  & \$170 ;
   assign \$214  = \$170  ? e4w_arg_6[17:16] : 2'h0;
-  assign \$215  = \$968  & \$171 ;
+  assign \$215  = \$990  & \$171 ;
   assign \$216  = \$171  ? e4w_arg_6[19:18] : 2'h0;
-  assign \$217  = \$971  & \$172 ;
+  assign \$217  = \$993  & \$172 ;
   assign \$218  = \$172  ? e4w_arg_6[21:20] : 2'h0;
-  assign \$219  = \$974  & \$173 ;
+  assign \$219  = \$996  & \$173 ;
   assign \$220  = \$173  ? e4w_arg_6[23:22] : 2'h0;
-  assign \$221  = \$977  & \$174 ;
+  assign \$221  = \$999  & \$174 ;
   assign \$222  = \$174  ? e4w_arg_6[25:24] : 2'h0;
-  assign \$223  = \$980  & \$175 ;
+  assign \$223  = \$1002  & \$175 ;
   assign \$224  = \$175  ? e4w_arg_6[27:26] : 2'h0;
-  assign \$225  = \$983  & \$176 ;
+  assign \$225  = \$1005  & \$176 ;
   assign \$226  = \$176  ? e4w_arg_6[29:28] : 2'h0;
-  assign \$227  = \$986  & \$177 ;
+  assign \$227  = \$1008  & \$177 ;
   assign \$228  = \$177  ? e4w_arg_6[31:30] : 2'h0;
-  assign \$229  = \$989  & \$178 ;
+  assign \$229  = \$1011  & \$178 ;
   assign \$230  = \$178  ? e4w_arg_6[33:32] : 2'h0;
-  assign \$231  = \$992  & \$179 ;
+  assign \$231  = \$1014  & \$179 ;
   assign \$232  = \$179  ? e4w_arg_6[35:34] : 2'h0;
-  assign \$233  = \$995  & \$180 ;
+  assign \$233  = \$1017  & \$180 ;
   assign \$234  = \$180  ? e4w_arg_6[37:36] : 2'h0;
-  assign \$235  = \$998  & \$181 ;
+  assign \$235  = \$1020  & \$181 ;
   assign \$236  = \$181  ? e4w_arg_6[39:38] : 2'h0;
-  assign \$237  = \$1001  & \$182 ;
+  assign \$237  = \$1023  & \$182 ;
   assign \$238  = \$182  ? e4w_arg_6[41:40] : 2'h0;
-  assign \$239  = \$1004  & \$183 ;
+  assign \$239  = \$1026  & \$183 ;
   assign \$240  = \$183  ? e4w_arg_6[43:42] : 2'h0;
-  assign \$241  = \$1007  & \$184 ;
+  assign \$241  = \$1029  & \$184 ;
   assign \$242  = \$184  ? e4w_arg_6[45:44] : 2'h0;
-  assign \$243  = \$1010  & \$185 ;
+  assign \$243  = \$1032  & \$185 ;
   assign \$244  = \$185  ? e4w_arg_6[47:46] : 2'h0;
-  assign \$245  = \$1013  & \$186 ;
+  assign \$245  = \$1035  & \$186 ;
   assign \$246  = \$186  ? e4w_arg_6[49:48] : 2'h0;
-  assign \$247  = \$1016  & \$187 ;
+  assign \$247  = \$1038  & \$187 ;
   assign \$248  = \$187  ? e4w_arg_6[51:50] : 2'h0;
-  assign \$249  = \$1019  & \$188 ;
+  assign \$249  = \$1041  & \$188 ;
   assign \$250  = \$188  ? e4w_arg_6[53:52] : 2'h0;
-  assign \$251  = \$1022  & \$189 ;
+  assign \$251  = \$1044  & \$189 ;
   assign \$252  = \$189  ? e4w_arg_6[55:54] : 2'h0;
-  assign \$253  = \$1025  & \$190 ;
+  assign \$253  = \$1047  & \$190 ;
   assign \$254  = \$190  ? e4w_arg_6[57:56] : 2'h0;
-  assign \$255  = \$1028  & \$191 ;
+  assign \$255  = \$1050  & \$191 ;
   assign \$256  = \$191  ? e4w_arg_6[59:58] : 2'h0;
-  assign \$257  = \$1031  & \$192 ;
+  assign \$257  = \$1053  & \$192 ;
   assign \$258  = \$192  ? e4w_arg_6[61:60] : 2'h0;
-  assign \$259  = \$1034  & \$193 ;
+  assign \$259  = \$1056  & \$193 ;
   assign \$260  = \$193  ? e4w_arg_6[63:62] : 2'h0;
   assign \$261  = membrane_out__en ? e4w_act_6 : 6'h00;
   assign \$262  = 1'h0 + spikes_masked[0];
@@ -2251,264 +2284,295 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$715  = geo[233:218] - 1'h1;
   assign \$716  = affine__addr == \$715 ;
   assign \$717  = \$714  & \$716 ;
-  assign \$718  = geo[19:14] - 1'h1;
-  assign \$719  = { 1'h0, \$98 [15:0] } & { \$718 [6], \$718 [6], \$718 [6], \$718 [6], \$718 [6], \$718 [6], \$718 [6], \$718 [6], \$718 [6], \$718 [6], \$718  };
-  assign \$720  = $signed(\$719 ) << geo[3:0];
-  assign \$721  = geo[13:8] - 1'h1;
-  assign \$722  = { 1'h0, k4 } & { \$721 [6], \$721 [6], \$721 [6], \$721 [6], \$721 [6], \$721 [6], \$721 [6], \$721 [6], \$721 [6], \$721 [6], \$721  };
-  assign \$723  = \$720  | { \$722 [16], \$722 [16], \$722 [16], \$722 [16], \$722 [16], \$722 [16], \$722 [16], \$722 [16], \$722 [16], \$722 [16], \$722 [16], \$722 [16], \$722 [16], \$722 [16], \$722 [16], \$722  };
-  assign \$725  = desc[47:32] - \$724 ;
-  assign \$726  = \$725 [15:0] >= 6'h20;
-  assign \$728  = desc[47:32] - \$727 ;
-  assign \$729  = \$726  ? 16'h0020 : \$728 [15:0];
-  assign \$730  = valid & e4a_grp;
-  assign \$731  = e4a_t0 ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : membrane_in__data;
-  assign \$732  = desc[121:90] >> \$1 [7:0];
-  assign \$733  = e4b_v & e4b_grp;
-  assign \$734  = desc[206] ? { \$906 , \$905 , \$904 , \$903 , \$902 , \$901 , \$900 , \$899 , \$898 , \$897 , \$896 , \$895 , \$894 , \$893 , \$892 , \$891 , \$890 , \$889 , \$888 , \$887 , \$886 , \$885 , \$884 , \$883 , \$882 , \$881 , \$880 , \$879 , \$878 , \$877 , \$876 , \$875  } : 64'h0000000000000000;
-  assign \$735  = desc[89:88] == 2'h2;
-  assign \$736  = ~ full4b;
-  assign \$737  = \$735  & \$736 ;
-  assign \$738  = \$737  ? { aff4b[1519:1504], aff4b[1471:1456], aff4b[1423:1408], aff4b[1375:1360], aff4b[1327:1312], aff4b[1279:1264], aff4b[1231:1216], aff4b[1183:1168], aff4b[1135:1120], aff4b[1087:1072], aff4b[1039:1024], aff4b[991:976], aff4b[943:928], aff4b[895:880], aff4b[847:832], aff4b[799:784], aff4b[751:736], aff4b[703:688], aff4b[655:640], aff4b[607:592], aff4b[559:544], aff4b[511:496], aff4b[463:448], aff4b[415:400], aff4b[367:352], aff4b[319:304], aff4b[271:256], aff4b[223:208], aff4b[175:160], aff4b[127:112], aff4b[79:64], aff4b[31:16] } : { aff4b[1503:1488], aff4b[1455:1440], aff4b[1407:1392], aff4b[1359:1344], aff4b[1311:1296], aff4b[1263:1248], aff4b[1215:1200], aff4b[1167:1152], aff4b[1119:1104], aff4b[1071:1056], aff4b[1023:1008], aff4b[975:960], aff4b[927:912], aff4b[879:864], aff4b[831:816], aff4b[783:768], aff4b[735:720], aff4b[687:672], aff4b[639:624], aff4b[591:576], aff4b[543:528], aff4b[495:480], aff4b[447:432], aff4b[399:384], aff4b[351:336], aff4b[303:288], aff4b[255:240], aff4b[207:192], aff4b[159:144], aff4b[111:96], aff4b[63:48], aff4b[15:0] };
-  assign \$739  = membrane_out__en & e4w_rowend_6;
-  assign \$740  = out_rows + 1'h1;
-  assign \$741  = desc[259:244] - geo[281:266];
-  assign \$742  = desc[206] ? desc[87:80] : 8'h00;
+  assign \$718  = desc[31:16] - 1'h1;
+  assign \$719  = k4 == \$718 ;
+  assign \$721  = desc[206] ? 3'h4 : 3'h1;
+  assign \$722  = \$721  - 1'h1;
+  assign \$723  = \$signal$21  == \$722 ;
+  assign \$724  = \$720  & \$723 ;
+  assign \$725  = geo[217:202] - 1'h1;
+  assign \$726  = xo4 == \$725 ;
+  assign \$727  = \$724  & \$726 ;
+  assign \$728  = geo[19:14] - 1'h1;
+  assign \$729  = { 1'h0, \$98 [15:0] } & { \$728 [6], \$728 [6], \$728 [6], \$728 [6], \$728 [6], \$728 [6], \$728 [6], \$728 [6], \$728 [6], \$728 [6], \$728  };
+  assign \$730  = $signed(\$729 ) << geo[3:0];
+  assign \$731  = geo[13:8] - 1'h1;
+  assign \$732  = { 1'h0, k4 } & { \$731 [6], \$731 [6], \$731 [6], \$731 [6], \$731 [6], \$731 [6], \$731 [6], \$731 [6], \$731 [6], \$731 [6], \$731  };
+  assign \$733  = \$730  | { \$732 [16], \$732 [16], \$732 [16], \$732 [16], \$732 [16], \$732 [16], \$732 [16], \$732 [16], \$732 [16], \$732 [16], \$732 [16], \$732 [16], \$732 [16], \$732 [16], \$732 [16], \$732  };
+  assign \$735  = desc[47:32] - \$734 ;
+  assign \$736  = \$735 [15:0] >= 6'h20;
+  assign \$738  = desc[47:32] - \$737 ;
+  assign \$739  = \$736  ? 16'h0020 : \$738 [15:0];
+  assign \$740  = valid & e4a_grp;
+  assign \$741  = e4a_t0 ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : membrane_in__data;
+  assign \$742  = desc[121:90] >> \$1 [7:0];
+  assign \$743  = e4b_v & e4b_grp;
+  assign \$744  = desc[206] ? { \$928 , \$927 , \$926 , \$925 , \$924 , \$923 , \$922 , \$921 , \$920 , \$919 , \$918 , \$917 , \$916 , \$915 , \$914 , \$913 , \$912 , \$911 , \$910 , \$909 , \$908 , \$907 , \$906 , \$905 , \$904 , \$903 , \$902 , \$901 , \$900 , \$899 , \$898 , \$897  } : 64'h0000000000000000;
+  assign \$745  = desc[89:88] == 2'h2;
+  assign \$746  = ~ full4b;
+  assign \$747  = \$745  & \$746 ;
+  assign \$748  = \$747  ? { aff4b[1519:1504], aff4b[1471:1456], aff4b[1423:1408], aff4b[1375:1360], aff4b[1327:1312], aff4b[1279:1264], aff4b[1231:1216], aff4b[1183:1168], aff4b[1135:1120], aff4b[1087:1072], aff4b[1039:1024], aff4b[991:976], aff4b[943:928], aff4b[895:880], aff4b[847:832], aff4b[799:784], aff4b[751:736], aff4b[703:688], aff4b[655:640], aff4b[607:592], aff4b[559:544], aff4b[511:496], aff4b[463:448], aff4b[415:400], aff4b[367:352], aff4b[319:304], aff4b[271:256], aff4b[223:208], aff4b[175:160], aff4b[127:112], aff4b[79:64], aff4b[31:16] } : { aff4b[1503:1488], aff4b[1455:1440], aff4b[1407:1392], aff4b[1359:1344], aff4b[1311:1296], aff4b[1263:1248], aff4b[1215:1200], aff4b[1167:1152], aff4b[1119:1104], aff4b[1071:1056], aff4b[1023:1008], aff4b[975:960], aff4b[927:912], aff4b[879:864], aff4b[831:816], aff4b[783:768], aff4b[735:720], aff4b[687:672], aff4b[639:624], aff4b[591:576], aff4b[543:528], aff4b[495:480], aff4b[447:432], aff4b[399:384], aff4b[351:336], aff4b[303:288], aff4b[255:240], aff4b[207:192], aff4b[159:144], aff4b[111:96], aff4b[63:48], aff4b[15:0] };
+  assign \$749  = membrane_out__en & e4w_rowend_6;
+  assign \$750  = membrane_out__en & e4w_segend_6;
+  assign \$751  = out_rows + 1'h1;
+  assign \$752  = out_groups + 1'h1;
+  assign \$753  = desc[259:244] - geo[281:266];
+  assign \$754  = desc[206] ? desc[87:80] : 8'h00;
   always @(posedge clk)
-    k4 <= \$743 ;
+    k4 <= \$755 ;
   always @(posedge clk)
-    \$signal$21  <= \$744 ;
+    \$signal$21  <= \$756 ;
   always @(posedge clk)
-    xo4 <= \$745 ;
+    xo4 <= \$757 ;
   always @(posedge clk)
-    affine__addr <= \$746 ;
+    affine__addr <= \$758 ;
   always @(posedge clk)
-    \$signal$3  <= \$747 ;
+    \$signal$3  <= \$759 ;
   always @(posedge clk)
-    \$signal$2  <= \$748 ;
+    \$signal$2  <= \$760 ;
   always @(posedge clk)
-    outidx <= \$749 ;
+    outidx <= \$761 ;
   always @(posedge clk)
-    \$signal$27  <= \$750 ;
+    \$signal$27  <= \$762 ;
   always @(posedge clk)
-    \$signal$16  <= \$751 ;
+    \$signal$16  <= \$763 ;
   always @(posedge clk)
-    w4slot <= \$752 ;
+    w4slot <= \$764 ;
   always @(posedge clk)
-    \$signal$30  <= \$753 ;
+    \$signal$30  <= \$765 ;
   always @(posedge clk)
-    m4 <= \$754 ;
+    m4 <= \$766 ;
   always @(posedge clk)
-    rows_released <= \$755 ;
+    rows_released <= \$767 ;
   always @(posedge clk)
-    out_slot <= \$756 ;
+    out_slot <= \$768 ;
   always @(posedge clk)
-    \$signal$112  <= \$757 ;
+    \$signal$112  <= \$769 ;
   always @(posedge clk)
-    \$signal$113  <= \$758 ;
+    \$signal$113  <= \$770 ;
   always @(posedge clk)
-    prev_base <= \$759 ;
+    prev_base <= \$771 ;
   always @(posedge clk)
-    \$signal$26  <= \$760 ;
+    \$signal$26  <= \$772 ;
   always @(posedge clk)
-    \$signal$9  <= \$761 ;
+    \$signal$9  <= \$773 ;
   always @(posedge clk)
-    \$signal$8  <= \$762 ;
+    \$signal$8  <= \$774 ;
   always @(posedge clk)
-    res_consumed <= \$763 ;
+    res_consumed <= \$775 ;
   always @(posedge clk)
-    res_slot <= \$764 ;
+    res_slot <= \$776 ;
   always @(posedge clk)
-    \$signal$36  <= \$765 ;
+    \$signal$36  <= \$777 ;
   always @(posedge clk)
-    ym3 <= \$766 ;
+    ym3 <= \$778 ;
   always @(posedge clk)
-    run <= \$767 ;
+    run <= \$779 ;
   always @(posedge clk)
-    valid <= \$768 ;
+    valid <= \$780 ;
   always @(posedge clk)
-    first <= \$769 ;
+    first <= \$781 ;
   always @(posedge clk)
-    e4a_last <= \$770 ;
+    e4a_last <= \$782 ;
   always @(posedge clk)
-    e4a_subfirst <= \$771 ;
+    e4a_subfirst <= \$783 ;
   always @(posedge clk)
-    e4a_grp <= \$772 ;
+    e4a_grp <= \$784 ;
   always @(posedge clk)
-    e4a_t0 <= \$773 ;
+    e4a_t0 <= \$785 ;
   always @(posedge clk)
-    e4a_rowend <= \$774 ;
+    e4a_rowend <= \$786 ;
   always @(posedge clk)
-    lane4a <= \$775 ;
+    e4a_segend <= \$787 ;
   always @(posedge clk)
-    \$signal$121  <= \$776 ;
+    lane4a <= \$788 ;
   always @(posedge clk)
-    obase4a <= \$777 ;
+    \$signal$122  <= \$789 ;
   always @(posedge clk)
-    act4a <= \$778 ;
+    obase4a <= \$790 ;
   always @(posedge clk)
-    e4a_pos <= \$779 ;
+    act4a <= \$791 ;
   always @(posedge clk)
-    e4b_v <= \$780 ;
+    e4a_pos <= \$792 ;
   always @(posedge clk)
-    e4b_last <= \$781 ;
+    e4b_v <= \$793 ;
   always @(posedge clk)
-    \first$54  <= \$782 ;
+    e4b_last <= \$794 ;
   always @(posedge clk)
-    e4b_grp <= \$783 ;
+    \first$54  <= \$795 ;
   always @(posedge clk)
-    e4b_t0 <= \$784 ;
+    e4b_grp <= \$796 ;
   always @(posedge clk)
-    e4b_rowend <= \$785 ;
+    e4b_t0 <= \$797 ;
   always @(posedge clk)
-    \$signal$127  <= \$786 ;
+    e4b_rowend <= \$798 ;
   always @(posedge clk)
-    obase4b <= \$787 ;
+    e4b_segend <= \$799 ;
   always @(posedge clk)
-    act4b <= \$788 ;
+    \$signal$129  <= \$800 ;
   always @(posedge clk)
-    position <= \$789 ;
+    obase4b <= \$801 ;
   always @(posedge clk)
-    aff4b <= \$790 ;
+    act4b <= \$802 ;
   always @(posedge clk)
-    \$signal$132  <= \$791 ;
+    position <= \$803 ;
   always @(posedge clk)
-    uprev4b <= \$792 ;
+    aff4b <= \$804 ;
   always @(posedge clk)
-    \$signal$136  <= \$793 ;
+    \$signal$134  <= \$805 ;
   always @(posedge clk)
-    full4b <= \$794 ;
+    uprev4b <= \$806 ;
   always @(posedge clk)
-    e4c_v <= \$795 ;
+    \$signal$138  <= \$807 ;
   always @(posedge clk)
-    e4c_rowend <= \$796 ;
+    full4b <= \$808 ;
   always @(posedge clk)
-    p <= \$797 ;
+    e4c_v <= \$809 ;
   always @(posedge clk)
-    e4c_arg <= \$798 ;
+    e4c_rowend <= \$810 ;
   always @(posedge clk)
-    scale <= \$799 ;
+    e4c_segend <= \$811 ;
   always @(posedge clk)
-    bias <= \$800 ;
+    p <= \$812 ;
   always @(posedge clk)
-    residual <= \$801 ;
+    e4c_arg <= \$813 ;
   always @(posedge clk)
-    u_prev <= \$802 ;
+    scale <= \$814 ;
   always @(posedge clk)
-    e4c_outidx <= \$803 ;
+    bias <= \$815 ;
   always @(posedge clk)
-    e4c_obase <= \$804 ;
+    residual <= \$816 ;
   always @(posedge clk)
-    e4c_act <= \$805 ;
+    u_prev <= \$817 ;
   always @(posedge clk)
-    e4w1_v_1 <= \$806 ;
+    e4c_outidx <= \$818 ;
   always @(posedge clk)
-    e4w2_v_1 <= \$807 ;
+    e4c_obase <= \$819 ;
   always @(posedge clk)
-    e4w3_v_1 <= \$808 ;
+    e4c_act <= \$820 ;
   always @(posedge clk)
-    e4w4_v_1 <= \$809 ;
+    e4w1_v_1 <= \$821 ;
   always @(posedge clk)
-    e4w5_v_1 <= \$810 ;
+    e4w2_v_1 <= \$822 ;
   always @(posedge clk)
-    membrane_out__en <= \$811 ;
+    e4w3_v_1 <= \$823 ;
   always @(posedge clk)
-    e4w_rowend_1 <= \$812 ;
+    e4w4_v_1 <= \$824 ;
   always @(posedge clk)
-    e4w_rowend_2 <= \$813 ;
+    e4w5_v_1 <= \$825 ;
   always @(posedge clk)
-    e4w_rowend_3 <= \$814 ;
+    membrane_out__en <= \$826 ;
   always @(posedge clk)
-    e4w_rowend_4 <= \$815 ;
+    e4w_rowend_1 <= \$827 ;
   always @(posedge clk)
-    e4w_rowend_5 <= \$816 ;
+    e4w_rowend_2 <= \$828 ;
   always @(posedge clk)
-    e4w_rowend_6 <= \$817 ;
+    e4w_rowend_3 <= \$829 ;
   always @(posedge clk)
-    e4w_outidx_1 <= \$818 ;
+    e4w_rowend_4 <= \$830 ;
   always @(posedge clk)
-    e4w_outidx_2 <= \$819 ;
+    e4w_rowend_5 <= \$831 ;
   always @(posedge clk)
-    e4w_outidx_3 <= \$820 ;
+    e4w_rowend_6 <= \$832 ;
   always @(posedge clk)
-    e4w_outidx_4 <= \$821 ;
+    e4w_outidx_1 <= \$833 ;
   always @(posedge clk)
-    e4w_outidx_5 <= \$822 ;
+    e4w_outidx_2 <= \$834 ;
   always @(posedge clk)
-    e4w_outidx_6 <= \$823 ;
+    e4w_outidx_3 <= \$835 ;
   always @(posedge clk)
-    e4w_obase_1 <= \$824 ;
+    e4w_outidx_4 <= \$836 ;
   always @(posedge clk)
-    e4w_obase_2 <= \$825 ;
+    e4w_outidx_5 <= \$837 ;
   always @(posedge clk)
-    e4w_obase_3 <= \$826 ;
+    e4w_outidx_6 <= \$838 ;
   always @(posedge clk)
-    e4w_obase_4 <= \$827 ;
+    e4w_segend_1 <= \$839 ;
   always @(posedge clk)
-    e4w_obase_5 <= \$828 ;
+    e4w_segend_2 <= \$840 ;
   always @(posedge clk)
-    e4w_obase_6 <= \$829 ;
+    e4w_segend_3 <= \$841 ;
   always @(posedge clk)
-    e4w_act_1 <= \$830 ;
+    e4w_segend_4 <= \$842 ;
   always @(posedge clk)
-    e4w_act_2 <= \$831 ;
+    e4w_segend_5 <= \$843 ;
   always @(posedge clk)
-    e4w_act_3 <= \$832 ;
+    e4w_segend_6 <= \$844 ;
   always @(posedge clk)
-    e4w_act_4 <= \$833 ;
+    e4w_obase_1 <= \$845 ;
   always @(posedge clk)
-    e4w_act_5 <= \$834 ;
+    e4w_obase_2 <= \$846 ;
   always @(posedge clk)
-    e4w_act_6 <= \$835 ;
+    e4w_obase_3 <= \$847 ;
   always @(posedge clk)
-    e4w_arg_1 <= \$836 ;
+    e4w_obase_4 <= \$848 ;
   always @(posedge clk)
-    e4w_arg_2 <= \$837 ;
+    e4w_obase_5 <= \$849 ;
   always @(posedge clk)
-    e4w_arg_3 <= \$838 ;
+    e4w_obase_6 <= \$850 ;
   always @(posedge clk)
-    e4w_arg_4 <= \$839 ;
+    e4w_act_1 <= \$851 ;
   always @(posedge clk)
-    e4w_arg_5 <= \$840 ;
+    e4w_act_2 <= \$852 ;
   always @(posedge clk)
-    e4w_arg_6 <= \$841 ;
+    e4w_act_3 <= \$853 ;
   always @(posedge clk)
-    out_rows <= \$842 ;
+    e4w_act_4 <= \$854 ;
+  always @(posedge clk)
+    e4w_act_5 <= \$855 ;
+  always @(posedge clk)
+    e4w_act_6 <= \$856 ;
+  always @(posedge clk)
+    e4w_arg_1 <= \$857 ;
+  always @(posedge clk)
+    e4w_arg_2 <= \$858 ;
+  always @(posedge clk)
+    e4w_arg_3 <= \$859 ;
+  always @(posedge clk)
+    e4w_arg_4 <= \$860 ;
+  always @(posedge clk)
+    e4w_arg_5 <= \$861 ;
+  always @(posedge clk)
+    e4w_arg_6 <= \$862 ;
+  always @(posedge clk)
+    out_rows <= \$863 ;
+  always @(posedge clk)
+    out_groups <= \$864 ;
   \ttsnn_accel.e4.affine  affine (
     .bias(bias),
     .clk(clk),
-    .o0(\$907 ),
-    .o1(\$908 ),
-    .o10(\$917 ),
-    .o11(\$918 ),
-    .o12(\$919 ),
-    .o13(\$920 ),
-    .o14(\$921 ),
-    .o15(\$922 ),
-    .o16(\$923 ),
-    .o17(\$924 ),
-    .o18(\$925 ),
-    .o19(\$926 ),
-    .o2(\$909 ),
-    .o20(\$927 ),
-    .o21(\$928 ),
-    .o22(\$929 ),
-    .o23(\$930 ),
-    .o24(\$931 ),
-    .o25(\$932 ),
-    .o26(\$933 ),
-    .o27(\$934 ),
-    .o28(\$935 ),
-    .o29(\$936 ),
-    .o3(\$910 ),
-    .o30(\$937 ),
-    .o31(\$938 ),
-    .o4(\$911 ),
-    .o5(\$912 ),
-    .o6(\$913 ),
-    .o7(\$914 ),
-    .o8(\$915 ),
-    .o9(\$916 ),
+    .o0(\$929 ),
+    .o1(\$930 ),
+    .o10(\$939 ),
+    .o11(\$940 ),
+    .o12(\$941 ),
+    .o13(\$942 ),
+    .o14(\$943 ),
+    .o15(\$944 ),
+    .o16(\$945 ),
+    .o17(\$946 ),
+    .o18(\$947 ),
+    .o19(\$948 ),
+    .o2(\$931 ),
+    .o20(\$949 ),
+    .o21(\$950 ),
+    .o22(\$951 ),
+    .o23(\$952 ),
+    .o24(\$953 ),
+    .o25(\$954 ),
+    .o26(\$955 ),
+    .o27(\$956 ),
+    .o28(\$957 ),
+    .o29(\$958 ),
+    .o3(\$932 ),
+    .o30(\$959 ),
+    .o31(\$960 ),
+    .o4(\$933 ),
+    .o5(\$934 ),
+    .o6(\$935 ),
+    .o7(\$936 ),
+    .o8(\$937 ),
+    .o9(\$938 ),
     .p(p),
     .residual(residual),
     .rnd(desc[205]),
@@ -2529,137 +2593,137 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   \ttsnn_accel.e4.lif  lif (
     .clk(clk),
     .leak_mul(desc[158:151]),
-    .m0(\$941 ),
-    .m1(\$944 ),
-    .m10(\$971 ),
-    .m11(\$974 ),
-    .m12(\$977 ),
-    .m13(\$980 ),
-    .m14(\$983 ),
-    .m15(\$986 ),
-    .m16(\$989 ),
-    .m17(\$992 ),
-    .m18(\$995 ),
-    .m19(\$998 ),
-    .m2(\$947 ),
-    .m20(\$1001 ),
-    .m21(\$1004 ),
-    .m22(\$1007 ),
-    .m23(\$1010 ),
-    .m24(\$1013 ),
-    .m25(\$1016 ),
-    .m26(\$1019 ),
-    .m27(\$1022 ),
-    .m28(\$1025 ),
-    .m29(\$1028 ),
-    .m3(\$950 ),
-    .m30(\$1031 ),
-    .m31(\$1034 ),
-    .m4(\$953 ),
-    .m5(\$956 ),
-    .m6(\$959 ),
-    .m7(\$962 ),
-    .m8(\$965 ),
-    .m9(\$968 ),
-    .\port$57035$0 (\$907 ),
-    .\port$57053$0 (\$908 ),
-    .\port$57071$0 (\$909 ),
-    .\port$57089$0 (\$910 ),
-    .\port$57107$0 (\$911 ),
-    .\port$57125$0 (\$912 ),
-    .\port$57143$0 (\$913 ),
-    .\port$57161$0 (\$914 ),
-    .\port$57179$0 (\$915 ),
-    .\port$57197$0 (\$916 ),
-    .\port$57215$0 (\$917 ),
-    .\port$57233$0 (\$918 ),
-    .\port$57251$0 (\$919 ),
-    .\port$57269$0 (\$920 ),
-    .\port$57287$0 (\$921 ),
-    .\port$57305$0 (\$922 ),
-    .\port$57323$0 (\$923 ),
-    .\port$57341$0 (\$924 ),
-    .\port$57359$0 (\$925 ),
-    .\port$57377$0 (\$926 ),
-    .\port$57395$0 (\$927 ),
-    .\port$57413$0 (\$928 ),
-    .\port$57431$0 (\$929 ),
-    .\port$57449$0 (\$930 ),
-    .\port$57467$0 (\$931 ),
-    .\port$57485$0 (\$932 ),
-    .\port$57503$0 (\$933 ),
-    .\port$57521$0 (\$934 ),
-    .\port$57539$0 (\$935 ),
-    .\port$57557$0 (\$936 ),
-    .\port$57575$0 (\$937 ),
-    .\port$57593$0 (\$938 ),
-    .\port$61945$167 (desc[188:167]),
+    .m0(\$963 ),
+    .m1(\$966 ),
+    .m10(\$993 ),
+    .m11(\$996 ),
+    .m12(\$999 ),
+    .m13(\$1002 ),
+    .m14(\$1005 ),
+    .m15(\$1008 ),
+    .m16(\$1011 ),
+    .m17(\$1014 ),
+    .m18(\$1017 ),
+    .m19(\$1020 ),
+    .m2(\$969 ),
+    .m20(\$1023 ),
+    .m21(\$1026 ),
+    .m22(\$1029 ),
+    .m23(\$1032 ),
+    .m24(\$1035 ),
+    .m25(\$1038 ),
+    .m26(\$1041 ),
+    .m27(\$1044 ),
+    .m28(\$1047 ),
+    .m29(\$1050 ),
+    .m3(\$972 ),
+    .m30(\$1053 ),
+    .m31(\$1056 ),
+    .m4(\$975 ),
+    .m5(\$978 ),
+    .m6(\$981 ),
+    .m7(\$984 ),
+    .m8(\$987 ),
+    .m9(\$990 ),
+    .\port$57069$0 (\$929 ),
+    .\port$57087$0 (\$930 ),
+    .\port$57105$0 (\$931 ),
+    .\port$57123$0 (\$932 ),
+    .\port$57141$0 (\$933 ),
+    .\port$57159$0 (\$934 ),
+    .\port$57177$0 (\$935 ),
+    .\port$57195$0 (\$936 ),
+    .\port$57213$0 (\$937 ),
+    .\port$57231$0 (\$938 ),
+    .\port$57249$0 (\$939 ),
+    .\port$57267$0 (\$940 ),
+    .\port$57285$0 (\$941 ),
+    .\port$57303$0 (\$942 ),
+    .\port$57321$0 (\$943 ),
+    .\port$57339$0 (\$944 ),
+    .\port$57357$0 (\$945 ),
+    .\port$57375$0 (\$946 ),
+    .\port$57393$0 (\$947 ),
+    .\port$57411$0 (\$948 ),
+    .\port$57429$0 (\$949 ),
+    .\port$57447$0 (\$950 ),
+    .\port$57465$0 (\$951 ),
+    .\port$57483$0 (\$952 ),
+    .\port$57501$0 (\$953 ),
+    .\port$57519$0 (\$954 ),
+    .\port$57537$0 (\$955 ),
+    .\port$57555$0 (\$956 ),
+    .\port$57573$0 (\$957 ),
+    .\port$57591$0 (\$958 ),
+    .\port$57609$0 (\$959 ),
+    .\port$57627$0 (\$960 ),
+    .\port$61979$167 (desc[188:167]),
     .rnd(desc[205]),
     .rst(rst),
-    .s0(\$940 ),
-    .s1(\$943 ),
-    .s10(\$970 ),
-    .s11(\$973 ),
-    .s12(\$976 ),
-    .s13(\$979 ),
-    .s14(\$982 ),
-    .s15(\$985 ),
-    .s16(\$988 ),
-    .s17(\$991 ),
-    .s18(\$994 ),
-    .s19(\$997 ),
-    .s2(\$946 ),
-    .s20(\$1000 ),
-    .s21(\$1003 ),
-    .s22(\$1006 ),
-    .s23(\$1009 ),
-    .s24(\$1012 ),
-    .s25(\$1015 ),
-    .s26(\$1018 ),
-    .s27(\$1021 ),
-    .s28(\$1024 ),
-    .s29(\$1027 ),
-    .s3(\$949 ),
-    .s30(\$1030 ),
-    .s31(\$1033 ),
-    .s4(\$952 ),
-    .s5(\$955 ),
-    .s6(\$958 ),
-    .s7(\$961 ),
-    .s8(\$964 ),
-    .s9(\$967 ),
-    .u0(\$939 ),
-    .u1(\$942 ),
-    .u10(\$969 ),
-    .u11(\$972 ),
-    .u12(\$975 ),
-    .u13(\$978 ),
-    .u14(\$981 ),
-    .u15(\$984 ),
-    .u16(\$987 ),
-    .u17(\$990 ),
-    .u18(\$993 ),
-    .u19(\$996 ),
-    .u2(\$945 ),
-    .u20(\$999 ),
-    .u21(\$1002 ),
-    .u22(\$1005 ),
-    .u23(\$1008 ),
-    .u24(\$1011 ),
-    .u25(\$1014 ),
-    .u26(\$1017 ),
-    .u27(\$1020 ),
-    .u28(\$1023 ),
-    .u29(\$1026 ),
-    .u3(\$948 ),
-    .u30(\$1029 ),
-    .u31(\$1032 ),
-    .u4(\$951 ),
-    .u5(\$954 ),
-    .u6(\$957 ),
-    .u7(\$960 ),
-    .u8(\$963 ),
-    .u9(\$966 ),
+    .s0(\$962 ),
+    .s1(\$965 ),
+    .s10(\$992 ),
+    .s11(\$995 ),
+    .s12(\$998 ),
+    .s13(\$1001 ),
+    .s14(\$1004 ),
+    .s15(\$1007 ),
+    .s16(\$1010 ),
+    .s17(\$1013 ),
+    .s18(\$1016 ),
+    .s19(\$1019 ),
+    .s2(\$968 ),
+    .s20(\$1022 ),
+    .s21(\$1025 ),
+    .s22(\$1028 ),
+    .s23(\$1031 ),
+    .s24(\$1034 ),
+    .s25(\$1037 ),
+    .s26(\$1040 ),
+    .s27(\$1043 ),
+    .s28(\$1046 ),
+    .s29(\$1049 ),
+    .s3(\$971 ),
+    .s30(\$1052 ),
+    .s31(\$1055 ),
+    .s4(\$974 ),
+    .s5(\$977 ),
+    .s6(\$980 ),
+    .s7(\$983 ),
+    .s8(\$986 ),
+    .s9(\$989 ),
+    .u0(\$961 ),
+    .u1(\$964 ),
+    .u10(\$991 ),
+    .u11(\$994 ),
+    .u12(\$997 ),
+    .u13(\$1000 ),
+    .u14(\$1003 ),
+    .u15(\$1006 ),
+    .u16(\$1009 ),
+    .u17(\$1012 ),
+    .u18(\$1015 ),
+    .u19(\$1018 ),
+    .u2(\$967 ),
+    .u20(\$1021 ),
+    .u21(\$1024 ),
+    .u22(\$1027 ),
+    .u23(\$1030 ),
+    .u24(\$1033 ),
+    .u25(\$1036 ),
+    .u26(\$1039 ),
+    .u27(\$1042 ),
+    .u28(\$1045 ),
+    .u29(\$1048 ),
+    .u3(\$970 ),
+    .u30(\$1051 ),
+    .u31(\$1054 ),
+    .u4(\$973 ),
+    .u5(\$976 ),
+    .u6(\$979 ),
+    .u7(\$982 ),
+    .u8(\$985 ),
+    .u9(\$988 ),
     .u_prev(u_prev),
     .window_hi(desc[358:342]),
     .window_lo(desc[326:310])
@@ -2668,297 +2732,121 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     .clk(clk),
     .first(\first$54 ),
     .i(i),
-    .\port$7940$0 (\$843 ),
-    .\port$7943$0 (\$844 ),
-    .\port$7946$0 (\$845 ),
-    .\port$7949$0 (\$846 ),
-    .\port$7952$0 (\$847 ),
-    .\port$7955$0 (\$848 ),
-    .\port$7958$0 (\$849 ),
-    .\port$7961$0 (\$850 ),
-    .\port$7964$0 (\$851 ),
-    .\port$7967$0 (\$852 ),
-    .\port$7970$0 (\$853 ),
-    .\port$7973$0 (\$854 ),
-    .\port$7976$0 (\$855 ),
-    .\port$7979$0 (\$856 ),
-    .\port$7982$0 (\$857 ),
-    .\port$7985$0 (\$858 ),
-    .\port$7988$0 (\$859 ),
-    .\port$7991$0 (\$860 ),
-    .\port$7994$0 (\$861 ),
-    .\port$7997$0 (\$862 ),
-    .\port$8000$0 (\$863 ),
-    .\port$8003$0 (\$864 ),
-    .\port$8006$0 (\$865 ),
-    .\port$8009$0 (\$866 ),
-    .\port$8012$0 (\$867 ),
-    .\port$8015$0 (\$868 ),
-    .\port$8018$0 (\$869 ),
-    .\port$8021$0 (\$870 ),
-    .\port$8024$0 (\$871 ),
-    .\port$8027$0 (\$872 ),
-    .\port$8030$0 (\$873 ),
-    .\port$8033$0 (\$874 ),
-    .\port$8036$0 (\$875 ),
-    .\port$8039$0 (\$876 ),
-    .\port$8042$0 (\$877 ),
-    .\port$8045$0 (\$878 ),
-    .\port$8048$0 (\$879 ),
-    .\port$8051$0 (\$880 ),
-    .\port$8054$0 (\$881 ),
-    .\port$8057$0 (\$882 ),
-    .\port$8060$0 (\$883 ),
-    .\port$8063$0 (\$884 ),
-    .\port$8066$0 (\$885 ),
-    .\port$8069$0 (\$886 ),
-    .\port$8072$0 (\$887 ),
-    .\port$8075$0 (\$888 ),
-    .\port$8078$0 (\$889 ),
-    .\port$8081$0 (\$890 ),
-    .\port$8084$0 (\$891 ),
-    .\port$8087$0 (\$892 ),
-    .\port$8090$0 (\$893 ),
-    .\port$8093$0 (\$894 ),
-    .\port$8096$0 (\$895 ),
-    .\port$8099$0 (\$896 ),
-    .\port$8102$0 (\$897 ),
-    .\port$8105$0 (\$898 ),
-    .\port$8108$0 (\$899 ),
-    .\port$8111$0 (\$900 ),
-    .\port$8114$0 (\$901 ),
-    .\port$8117$0 (\$902 ),
-    .\port$8120$0 (\$903 ),
-    .\port$8123$0 (\$904 ),
-    .\port$8126$0 (\$905 ),
-    .\port$8129$0 (\$906 ),
+    .\port$7953$0 (\$865 ),
+    .\port$7956$0 (\$866 ),
+    .\port$7959$0 (\$867 ),
+    .\port$7962$0 (\$868 ),
+    .\port$7965$0 (\$869 ),
+    .\port$7968$0 (\$870 ),
+    .\port$7971$0 (\$871 ),
+    .\port$7974$0 (\$872 ),
+    .\port$7977$0 (\$873 ),
+    .\port$7980$0 (\$874 ),
+    .\port$7983$0 (\$875 ),
+    .\port$7986$0 (\$876 ),
+    .\port$7989$0 (\$877 ),
+    .\port$7992$0 (\$878 ),
+    .\port$7995$0 (\$879 ),
+    .\port$7998$0 (\$880 ),
+    .\port$8001$0 (\$881 ),
+    .\port$8004$0 (\$882 ),
+    .\port$8007$0 (\$883 ),
+    .\port$8010$0 (\$884 ),
+    .\port$8013$0 (\$885 ),
+    .\port$8016$0 (\$886 ),
+    .\port$8019$0 (\$887 ),
+    .\port$8022$0 (\$888 ),
+    .\port$8025$0 (\$889 ),
+    .\port$8028$0 (\$890 ),
+    .\port$8031$0 (\$891 ),
+    .\port$8034$0 (\$892 ),
+    .\port$8037$0 (\$893 ),
+    .\port$8040$0 (\$894 ),
+    .\port$8043$0 (\$895 ),
+    .\port$8046$0 (\$896 ),
+    .\port$8049$0 (\$897 ),
+    .\port$8052$0 (\$898 ),
+    .\port$8055$0 (\$899 ),
+    .\port$8058$0 (\$900 ),
+    .\port$8061$0 (\$901 ),
+    .\port$8064$0 (\$902 ),
+    .\port$8067$0 (\$903 ),
+    .\port$8070$0 (\$904 ),
+    .\port$8073$0 (\$905 ),
+    .\port$8076$0 (\$906 ),
+    .\port$8079$0 (\$907 ),
+    .\port$8082$0 (\$908 ),
+    .\port$8085$0 (\$909 ),
+    .\port$8088$0 (\$910 ),
+    .\port$8091$0 (\$911 ),
+    .\port$8094$0 (\$912 ),
+    .\port$8097$0 (\$913 ),
+    .\port$8100$0 (\$914 ),
+    .\port$8103$0 (\$915 ),
+    .\port$8106$0 (\$916 ),
+    .\port$8109$0 (\$917 ),
+    .\port$8112$0 (\$918 ),
+    .\port$8115$0 (\$919 ),
+    .\port$8118$0 (\$920 ),
+    .\port$8121$0 (\$921 ),
+    .\port$8124$0 (\$922 ),
+    .\port$8127$0 (\$923 ),
+    .\port$8130$0 (\$924 ),
+    .\port$8133$0 (\$925 ),
+    .\port$8136$0 (\$926 ),
+    .\port$8139$0 (\$927 ),
+    .\port$8142$0 (\$928 ),
     .position(position),
     .rst(rst),
     .valid(\valid$51 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$743  = k4;
+    \$755  = k4;
     if (\$298 ) begin
-      \$743  = \$302 [15:0];
+      \$755  = \$302 [15:0];
     end
     if (start) begin
-      \$743  = 16'h0000;
+      \$755  = 16'h0000;
     end
     if (rst) begin
-      \$743  = 16'h0000;
+      \$755  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$744  = \$signal$21 ;
+    \$756  = \$signal$21 ;
     if (\$306 ) begin
-      \$744  = \$311 [1:0];
+      \$756  = \$311 [1:0];
     end
     if (start) begin
-      \$744  = 2'h0;
+      \$756  = 2'h0;
     end
     if (rst) begin
-      \$744  = 2'h0;
+      \$756  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$745  = xo4;
+    \$757  = xo4;
     if (\$319 ) begin
-      \$745  = \$323 [15:0];
+      \$757  = \$323 [15:0];
     end
     if (start) begin
-      \$745  = 16'h0000;
+      \$757  = 16'h0000;
     end
     if (rst) begin
-      \$745  = 16'h0000;
+      \$757  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$746  = affine__addr;
+    \$758  = affine__addr;
     if (\$334 ) begin
-      \$746  = \$338 [15:0];
+      \$758  = \$338 [15:0];
     end
     if (start) begin
-      \$746  = 16'h0000;
-    end
-    if (rst) begin
-      \$746  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$747  = \$signal$3 ;
-    if (\$352 ) begin
-      \$747  = \$357 [15:0];
-    end
-    if (start) begin
-      \$747  = 16'h0000;
-    end
-    if (rst) begin
-      \$747  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$748  = \$signal$2 ;
-    if (\$375 ) begin
-      \$748  = \$380 [15:0];
-    end
-    if (start) begin
-      \$748  = 16'h0000;
-    end
-    if (rst) begin
-      \$748  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$749  = outidx;
-    if (issue4) begin
-      if (\$387 ) begin
-        \$749  = \$414 [15:0];
-      end
-    end
-    if (start) begin
-      \$749  = 16'h0000;
-    end
-    if (rst) begin
-      \$749  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$750  = \$signal$27 ;
-    if (issue4) begin
-      if (\$387 ) begin
-        \$750  = \$445 [15:0];
-      end
-    end
-    if (start) begin
-      \$750  = 16'h0000;
-    end
-    if (rst) begin
-      \$750  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$751  = \$signal$16 ;
-    if (issue4) begin
-      if (\$455 ) begin
-        \$751  = \$456 [23:0];
-      end
-    end
-    if (start) begin
-      \$751  = 24'h000000;
-    end
-    if (rst) begin
-      \$751  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$752  = w4slot;
-    if (issue4) begin
-      if (\$455 ) begin
-        \$752  = \$460 [15:0];
-      end
-    end
-    if (start) begin
-      \$752  = 16'h0000;
-    end
-    if (rst) begin
-      \$752  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$753  = \$signal$30 ;
-    if (issue4) begin
-      if (\$455 ) begin
-        \$753  = \$479 [15:0];
-      end
-    end
-    if (start) begin
-      \$753  = 16'h0000;
-    end
-    if (rst) begin
-      \$753  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$754  = m4;
-    if (issue4) begin
-      if (\$492 ) begin
-        \$754  = \$493 [23:0];
-      end
-    end
-    if (start) begin
-      \$754  = 24'h000000;
-    end
-    if (rst) begin
-      \$754  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$755  = rows_released;
-    if (issue4) begin
-      if (\$492 ) begin
-        \$755  = \$494 [15:0];
-      end
-    end
-    if (start) begin
-      \$755  = 16'h0000;
-    end
-    if (rst) begin
-      \$755  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$756  = out_slot;
-    if (issue4) begin
-      if (\$492 ) begin
-        \$756  = \$498 [15:0];
-      end
-    end
-    if (start) begin
-      \$756  = 16'h0000;
-    end
-    if (rst) begin
-      \$756  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$757  = \$signal$112 ;
-    if (issue4) begin
-      if (\$492 ) begin
-        \$757  = \$502 [15:0];
-      end
-    end
-    if (start) begin
-      \$757  = 16'h0000;
-    end
-    if (rst) begin
-      \$757  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$758  = \$signal$113 ;
-    if (issue4) begin
-      if (\$492 ) begin
-        \$758  = \$506 [15:0];
-      end
-    end
-    if (start) begin
-      \$758  = \$741 [15:0];
+      \$758  = 16'h0000;
     end
     if (rst) begin
       \$758  = 16'h0000;
@@ -2966,14 +2854,12 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$759  = prev_base;
-    if (issue4) begin
-      if (\$492 ) begin
-        \$759  = \$510 [15:0];
-      end
+    \$759  = \$signal$3 ;
+    if (\$352 ) begin
+      \$759  = \$357 [15:0];
     end
     if (start) begin
-      \$759  = geo[297:282];
+      \$759  = 16'h0000;
     end
     if (rst) begin
       \$759  = 16'h0000;
@@ -2981,11 +2867,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$760  = \$signal$26 ;
-    if (issue4) begin
-      if (\$492 ) begin
-        \$760  = \$549 [15:0];
-      end
+    \$760  = \$signal$2 ;
+    if (\$375 ) begin
+      \$760  = \$380 [15:0];
     end
     if (start) begin
       \$760  = 16'h0000;
@@ -2996,12 +2880,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$761  = \$signal$9 ;
+    \$761  = outidx;
     if (issue4) begin
-      if (\$492 ) begin
-        if (\$567 ) begin
-          \$761  = \$568 [15:0];
-        end
+      if (\$387 ) begin
+        \$761  = \$414 [15:0];
       end
     end
     if (start) begin
@@ -3013,16 +2895,14 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$762  = \$signal$8 ;
+    \$762  = \$signal$27 ;
     if (issue4) begin
-      if (\$492 ) begin
-        if (\$587 ) begin
-          \$762  = \$590 [15:0];
-        end
+      if (\$387 ) begin
+        \$762  = \$445 [15:0];
       end
     end
     if (start) begin
-      \$762  = { 8'h00, \$742  };
+      \$762  = 16'h0000;
     end
     if (rst) begin
       \$762  = 16'h0000;
@@ -3030,12 +2910,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$763  = res_consumed;
+    \$763  = \$signal$16 ;
     if (issue4) begin
-      if (\$492 ) begin
-        if (desc[207]) begin
-          \$763  = \$591 [23:0];
-        end
+      if (\$455 ) begin
+        \$763  = \$456 [23:0];
       end
     end
     if (start) begin
@@ -3047,12 +2925,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$764  = res_slot;
+    \$764  = w4slot;
     if (issue4) begin
-      if (\$492 ) begin
-        if (desc[207]) begin
-          \$764  = \$595 [15:0];
-        end
+      if (\$455 ) begin
+        \$764  = \$460 [15:0];
       end
     end
     if (start) begin
@@ -3064,597 +2940,863 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$765  = \$signal$36 ;
+    \$765  = \$signal$30 ;
+    if (issue4) begin
+      if (\$455 ) begin
+        \$765  = \$479 [15:0];
+      end
+    end
+    if (start) begin
+      \$765  = 16'h0000;
+    end
+    if (rst) begin
+      \$765  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$766  = m4;
+    if (issue4) begin
+      if (\$492 ) begin
+        \$766  = \$493 [23:0];
+      end
+    end
+    if (start) begin
+      \$766  = 24'h000000;
+    end
+    if (rst) begin
+      \$766  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$767  = rows_released;
+    if (issue4) begin
+      if (\$492 ) begin
+        \$767  = \$494 [15:0];
+      end
+    end
+    if (start) begin
+      \$767  = 16'h0000;
+    end
+    if (rst) begin
+      \$767  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$768  = out_slot;
+    if (issue4) begin
+      if (\$492 ) begin
+        \$768  = \$498 [15:0];
+      end
+    end
+    if (start) begin
+      \$768  = 16'h0000;
+    end
+    if (rst) begin
+      \$768  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$769  = \$signal$112 ;
+    if (issue4) begin
+      if (\$492 ) begin
+        \$769  = \$502 [15:0];
+      end
+    end
+    if (start) begin
+      \$769  = 16'h0000;
+    end
+    if (rst) begin
+      \$769  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$770  = \$signal$113 ;
+    if (issue4) begin
+      if (\$492 ) begin
+        \$770  = \$506 [15:0];
+      end
+    end
+    if (start) begin
+      \$770  = \$753 [15:0];
+    end
+    if (rst) begin
+      \$770  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$771  = prev_base;
+    if (issue4) begin
+      if (\$492 ) begin
+        \$771  = \$510 [15:0];
+      end
+    end
+    if (start) begin
+      \$771  = geo[297:282];
+    end
+    if (rst) begin
+      \$771  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$772  = \$signal$26 ;
+    if (issue4) begin
+      if (\$492 ) begin
+        \$772  = \$549 [15:0];
+      end
+    end
+    if (start) begin
+      \$772  = 16'h0000;
+    end
+    if (rst) begin
+      \$772  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$773  = \$signal$9 ;
+    if (issue4) begin
+      if (\$492 ) begin
+        if (\$567 ) begin
+          \$773  = \$568 [15:0];
+        end
+      end
+    end
+    if (start) begin
+      \$773  = 16'h0000;
+    end
+    if (rst) begin
+      \$773  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$774  = \$signal$8 ;
+    if (issue4) begin
+      if (\$492 ) begin
+        if (\$587 ) begin
+          \$774  = \$590 [15:0];
+        end
+      end
+    end
+    if (start) begin
+      \$774  = { 8'h00, \$754  };
+    end
+    if (rst) begin
+      \$774  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$775  = res_consumed;
     if (issue4) begin
       if (\$492 ) begin
         if (desc[207]) begin
-          \$765  = \$599 [15:0];
+          \$775  = \$591 [23:0];
         end
       end
     end
     if (start) begin
-      \$765  = 16'h0000;
+      \$775  = 24'h000000;
     end
     if (rst) begin
-      \$765  = 16'h0000;
+      \$775  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$766  = ym3;
+    \$776  = res_slot;
     if (issue4) begin
       if (\$492 ) begin
-        if (\$617 ) begin
-          \$766  = \$670 [1:0];
+        if (desc[207]) begin
+          \$776  = \$595 [15:0];
         end
       end
     end
     if (start) begin
-      \$766  = 2'h0;
+      \$776  = 16'h0000;
     end
-    if (rst) begin
-      \$766  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$767  = run;
-    if (issue4) begin
-      if (\$691 ) begin
-        \$767  = 1'h0;
-      end
-    end
-    if (start) begin
-      \$767  = 1'h1;
-    end
-    if (rst) begin
-      \$767  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$768  = issue4;
-    if (rst) begin
-      \$768  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$769  = \$692 ;
-    if (rst) begin
-      \$769  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$770  = \$695 ;
-    if (rst) begin
-      \$770  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$771  = \$696 ;
-    if (rst) begin
-      \$771  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$772  = \$703 ;
-    if (rst) begin
-      \$772  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$773  = \$704 ;
-    if (rst) begin
-      \$773  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$774  = \$717 ;
-    if (rst) begin
-      \$774  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$775  = \$723 [5:0];
-    if (rst) begin
-      \$775  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$776  = outidx;
     if (rst) begin
       \$776  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$777  = \$signal$112 ;
+    \$777  = \$signal$36 ;
+    if (issue4) begin
+      if (\$492 ) begin
+        if (desc[207]) begin
+          \$777  = \$599 [15:0];
+        end
+      end
+    end
+    if (start) begin
+      \$777  = 16'h0000;
+    end
     if (rst) begin
       \$777  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$778  = \$729 [5:0];
+    \$778  = ym3;
+    if (issue4) begin
+      if (\$492 ) begin
+        if (\$617 ) begin
+          \$778  = \$670 [1:0];
+        end
+      end
+    end
+    if (start) begin
+      \$778  = 2'h0;
+    end
     if (rst) begin
-      \$778  = 6'h00;
+      \$778  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$779  = \$signal$21 ;
+    \$779  = run;
+    if (issue4) begin
+      if (\$691 ) begin
+        \$779  = 1'h0;
+      end
+    end
+    if (start) begin
+      \$779  = 1'h1;
+    end
     if (rst) begin
-      \$779  = 2'h0;
+      \$779  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$780  = valid;
+    \$780  = issue4;
     if (rst) begin
       \$780  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$781  = e4a_last;
+    \$781  = \$692 ;
     if (rst) begin
       \$781  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$782  = e4a_subfirst;
+    \$782  = \$695 ;
     if (rst) begin
       \$782  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$783  = e4a_grp;
+    \$783  = \$696 ;
     if (rst) begin
       \$783  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$784  = e4a_t0;
+    \$784  = \$703 ;
     if (rst) begin
       \$784  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$785  = e4a_rowend;
+    \$785  = \$704 ;
     if (rst) begin
       \$785  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$786  = \$signal$121 ;
+    \$786  = \$717 ;
     if (rst) begin
-      \$786  = 16'h0000;
+      \$786  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$787  = obase4a;
+    \$787  = \$727 ;
     if (rst) begin
-      \$787  = 16'h0000;
+      \$787  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$788  = act4a;
+    \$788  = \$733 [5:0];
     if (rst) begin
       \$788  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$789  = e4a_pos;
+    \$789  = outidx;
     if (rst) begin
-      \$789  = 2'h0;
+      \$789  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$790  = aff4b;
-    if (\$730 ) begin
-      \$790  = affine__data;
-    end
+    \$790  = \$signal$112 ;
     if (rst) begin
-      \$790  = 1536'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$790  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$791  = \$signal$132 ;
-    if (\$730 ) begin
-      \$791  = residual__data;
-    end
+    \$791  = \$739 [5:0];
     if (rst) begin
-      \$791  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$791  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$792  = uprev4b;
-    if (\$730 ) begin
-      \$792  = \$731 ;
-    end
+    \$792  = \$signal$21 ;
     if (rst) begin
-      \$792  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$792  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$793  = \$732 ;
+    \$793  = valid;
     if (rst) begin
       \$793  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$794  = \$signal$136 ;
+    \$794  = e4a_last;
     if (rst) begin
       \$794  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$795  = \$733 ;
+    \$795  = e4a_subfirst;
     if (rst) begin
       \$795  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$796  = e4b_rowend;
+    \$796  = e4a_grp;
     if (rst) begin
       \$796  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$797  = { \$874 , \$873 , \$872 , \$871 , \$870 , \$869 , \$868 , \$867 , \$866 , \$865 , \$864 , \$863 , \$862 , \$861 , \$860 , \$859 , \$858 , \$857 , \$856 , \$855 , \$854 , \$853 , \$852 , \$851 , \$850 , \$849 , \$848 , \$847 , \$846 , \$845 , \$844 , \$843  };
+    \$797  = e4a_t0;
     if (rst) begin
-      \$797  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$797  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$798  = \$734 ;
+    \$798  = e4a_rowend;
     if (rst) begin
-      \$798  = 64'h0000000000000000;
+      \$798  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$799  = \$738 ;
+    \$799  = e4a_segend;
     if (rst) begin
-      \$799  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$799  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$800  = { aff4b[1535:1520], aff4b[1487:1472], aff4b[1439:1424], aff4b[1391:1376], aff4b[1343:1328], aff4b[1295:1280], aff4b[1247:1232], aff4b[1199:1184], aff4b[1151:1136], aff4b[1103:1088], aff4b[1055:1040], aff4b[1007:992], aff4b[959:944], aff4b[911:896], aff4b[863:848], aff4b[815:800], aff4b[767:752], aff4b[719:704], aff4b[671:656], aff4b[623:608], aff4b[575:560], aff4b[527:512], aff4b[479:464], aff4b[431:416], aff4b[383:368], aff4b[335:320], aff4b[287:272], aff4b[239:224], aff4b[191:176], aff4b[143:128], aff4b[95:80], aff4b[47:32] };
+    \$800  = \$signal$122 ;
     if (rst) begin
-      \$800  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$800  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$801  = \$signal$132 ;
+    \$801  = obase4a;
     if (rst) begin
-      \$801  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$801  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$802  = uprev4b;
+    \$802  = act4a;
     if (rst) begin
-      \$802  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$802  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$803  = \$signal$127 ;
+    \$803  = e4a_pos;
     if (rst) begin
-      \$803  = 16'h0000;
+      \$803  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$804  = obase4b;
+    \$804  = aff4b;
+    if (\$740 ) begin
+      \$804  = affine__data;
+    end
     if (rst) begin
-      \$804  = 16'h0000;
+      \$804  = 1536'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$805  = act4b;
+    \$805  = \$signal$134 ;
+    if (\$740 ) begin
+      \$805  = residual__data;
+    end
     if (rst) begin
-      \$805  = 6'h00;
+      \$805  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$806  = e4c_v;
+    \$806  = uprev4b;
+    if (\$740 ) begin
+      \$806  = \$741 ;
+    end
     if (rst) begin
-      \$806  = 1'h0;
+      \$806  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$807  = e4w1_v_1;
+    \$807  = \$742 ;
     if (rst) begin
       \$807  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$808  = e4w2_v_1;
+    \$808  = \$signal$138 ;
     if (rst) begin
       \$808  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$809  = e4w3_v_1;
+    \$809  = \$743 ;
     if (rst) begin
       \$809  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$810  = e4w4_v_1;
+    \$810  = e4b_rowend;
     if (rst) begin
       \$810  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$811  = e4w5_v_1;
+    \$811  = e4b_segend;
     if (rst) begin
       \$811  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$812  = e4c_rowend;
+    \$812  = { \$896 , \$895 , \$894 , \$893 , \$892 , \$891 , \$890 , \$889 , \$888 , \$887 , \$886 , \$885 , \$884 , \$883 , \$882 , \$881 , \$880 , \$879 , \$878 , \$877 , \$876 , \$875 , \$874 , \$873 , \$872 , \$871 , \$870 , \$869 , \$868 , \$867 , \$866 , \$865  };
     if (rst) begin
-      \$812  = 1'h0;
+      \$812  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$813  = e4w_rowend_1;
+    \$813  = \$744 ;
     if (rst) begin
-      \$813  = 1'h0;
+      \$813  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$814  = e4w_rowend_2;
+    \$814  = \$748 ;
     if (rst) begin
-      \$814  = 1'h0;
+      \$814  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$815  = e4w_rowend_3;
+    \$815  = { aff4b[1535:1520], aff4b[1487:1472], aff4b[1439:1424], aff4b[1391:1376], aff4b[1343:1328], aff4b[1295:1280], aff4b[1247:1232], aff4b[1199:1184], aff4b[1151:1136], aff4b[1103:1088], aff4b[1055:1040], aff4b[1007:992], aff4b[959:944], aff4b[911:896], aff4b[863:848], aff4b[815:800], aff4b[767:752], aff4b[719:704], aff4b[671:656], aff4b[623:608], aff4b[575:560], aff4b[527:512], aff4b[479:464], aff4b[431:416], aff4b[383:368], aff4b[335:320], aff4b[287:272], aff4b[239:224], aff4b[191:176], aff4b[143:128], aff4b[95:80], aff4b[47:32] };
     if (rst) begin
-      \$815  = 1'h0;
+      \$815  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$816  = e4w_rowend_4;
+    \$816  = \$signal$134 ;
     if (rst) begin
-      \$816  = 1'h0;
+      \$816  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$817  = e4w_rowend_5;
+    \$817  = uprev4b;
     if (rst) begin
-      \$817  = 1'h0;
+      \$817  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$818  = e4c_outidx;
+    \$818  = \$signal$129 ;
     if (rst) begin
       \$818  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$819  = e4w_outidx_1;
+    \$819  = obase4b;
     if (rst) begin
       \$819  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$820  = e4w_outidx_2;
+    \$820  = act4b;
     if (rst) begin
-      \$820  = 16'h0000;
+      \$820  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$821  = e4w_outidx_3;
+    \$821  = e4c_v;
     if (rst) begin
-      \$821  = 16'h0000;
+      \$821  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$822  = e4w_outidx_4;
+    \$822  = e4w1_v_1;
     if (rst) begin
-      \$822  = 16'h0000;
+      \$822  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$823  = e4w_outidx_5;
+    \$823  = e4w2_v_1;
     if (rst) begin
-      \$823  = 16'h0000;
+      \$823  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$824  = e4c_obase;
+    \$824  = e4w3_v_1;
     if (rst) begin
-      \$824  = 16'h0000;
+      \$824  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$825  = e4w_obase_1;
+    \$825  = e4w4_v_1;
     if (rst) begin
-      \$825  = 16'h0000;
+      \$825  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$826  = e4w_obase_2;
+    \$826  = e4w5_v_1;
     if (rst) begin
-      \$826  = 16'h0000;
+      \$826  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$827  = e4w_obase_3;
+    \$827  = e4c_rowend;
     if (rst) begin
-      \$827  = 16'h0000;
+      \$827  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$828  = e4w_obase_4;
+    \$828  = e4w_rowend_1;
     if (rst) begin
-      \$828  = 16'h0000;
+      \$828  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$829  = e4w_obase_5;
+    \$829  = e4w_rowend_2;
     if (rst) begin
-      \$829  = 16'h0000;
+      \$829  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$830  = e4c_act;
+    \$830  = e4w_rowend_3;
     if (rst) begin
-      \$830  = 6'h00;
+      \$830  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$831  = e4w_act_1;
+    \$831  = e4w_rowend_4;
     if (rst) begin
-      \$831  = 6'h00;
+      \$831  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$832  = e4w_act_2;
+    \$832  = e4w_rowend_5;
     if (rst) begin
-      \$832  = 6'h00;
+      \$832  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$833  = e4w_act_3;
+    \$833  = e4c_outidx;
     if (rst) begin
-      \$833  = 6'h00;
+      \$833  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$834  = e4w_act_4;
+    \$834  = e4w_outidx_1;
     if (rst) begin
-      \$834  = 6'h00;
+      \$834  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$835  = e4w_act_5;
+    \$835  = e4w_outidx_2;
     if (rst) begin
-      \$835  = 6'h00;
+      \$835  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$836  = e4c_arg;
+    \$836  = e4w_outidx_3;
     if (rst) begin
-      \$836  = 64'h0000000000000000;
+      \$836  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$837  = e4w_arg_1;
+    \$837  = e4w_outidx_4;
     if (rst) begin
-      \$837  = 64'h0000000000000000;
+      \$837  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$838  = e4w_arg_2;
+    \$838  = e4w_outidx_5;
     if (rst) begin
-      \$838  = 64'h0000000000000000;
+      \$838  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$839  = e4w_arg_3;
+    \$839  = e4c_segend;
     if (rst) begin
-      \$839  = 64'h0000000000000000;
+      \$839  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$840  = e4w_arg_4;
+    \$840  = e4w_segend_1;
     if (rst) begin
-      \$840  = 64'h0000000000000000;
+      \$840  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$841  = e4w_arg_5;
+    \$841  = e4w_segend_2;
     if (rst) begin
-      \$841  = 64'h0000000000000000;
+      \$841  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$842  = out_rows;
-    if (\$739 ) begin
-      \$842  = \$740 [23:0];
+    \$842  = e4w_segend_3;
+    if (rst) begin
+      \$842  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$843  = e4w_segend_4;
+    if (rst) begin
+      \$843  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$844  = e4w_segend_5;
+    if (rst) begin
+      \$844  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$845  = e4c_obase;
+    if (rst) begin
+      \$845  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$846  = e4w_obase_1;
+    if (rst) begin
+      \$846  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$847  = e4w_obase_2;
+    if (rst) begin
+      \$847  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$848  = e4w_obase_3;
+    if (rst) begin
+      \$848  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$849  = e4w_obase_4;
+    if (rst) begin
+      \$849  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$850  = e4w_obase_5;
+    if (rst) begin
+      \$850  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$851  = e4c_act;
+    if (rst) begin
+      \$851  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$852  = e4w_act_1;
+    if (rst) begin
+      \$852  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$853  = e4w_act_2;
+    if (rst) begin
+      \$853  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$854  = e4w_act_3;
+    if (rst) begin
+      \$854  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$855  = e4w_act_4;
+    if (rst) begin
+      \$855  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$856  = e4w_act_5;
+    if (rst) begin
+      \$856  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$857  = e4c_arg;
+    if (rst) begin
+      \$857  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$858  = e4w_arg_1;
+    if (rst) begin
+      \$858  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$859  = e4w_arg_2;
+    if (rst) begin
+      \$859  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$860  = e4w_arg_3;
+    if (rst) begin
+      \$860  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$861  = e4w_arg_4;
+    if (rst) begin
+      \$861  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$862  = e4w_arg_5;
+    if (rst) begin
+      \$862  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$863  = out_rows;
+    if (\$749 ) begin
+      \$863  = \$751 [23:0];
     end
     if (start) begin
-      \$842  = 24'h000000;
+      \$863  = 24'h000000;
     end
     if (rst) begin
-      \$842  = 24'h000000;
+      \$863  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$864  = out_groups;
+    if (\$749 ) begin
+      \$864  = 24'h000000;
+    end else if (\$750 ) begin
+      \$864  = \$752 [23:0];
+    end
+    if (start) begin
+      \$864  = 24'h000000;
+    end
+    if (rst) begin
+      \$864  = 24'h000000;
     end
   end
   assign t4 = \$1 [7:0];
-  assign res_rows = \port$61941$24 [23:0];
-  assign out_taken = \port$61941$24 [47:24];
-  assign w4_chunks = \port$61941$24 [71:48];
+  assign res_rows = \port$61975$24 [23:0];
+  assign out_taken = \port$61975$24 [47:24];
+  assign w4_chunks = \port$61975$24 [71:48];
   assign x4 = \$98 [15:0];
   assign w4__en = issue4;
   assign \$signal$33  = affine__addr;
@@ -3671,8 +3813,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign shift = desc[150:145];
   assign rnd = desc[205];
   assign use_residual = desc[207];
-  assign cur = { \$938 , \$937 , \$936 , \$935 , \$934 , \$933 , \$932 , \$931 , \$930 , \$929 , \$928 , \$927 , \$926 , \$925 , \$924 , \$923 , \$922 , \$921 , \$920 , \$919 , \$918 , \$917 , \$916 , \$915 , \$914 , \$913 , \$912 , \$911 , \$910 , \$909 , \$908 , \$907  };
-  assign o = { \$938 , \$937 , \$936 , \$935 , \$934 , \$933 , \$932 , \$931 , \$930 , \$929 , \$928 , \$927 , \$926 , \$925 , \$924 , \$923 , \$922 , \$921 , \$920 , \$919 , \$918 , \$917 , \$916 , \$915 , \$914 , \$913 , \$912 , \$911 , \$910 , \$909 , \$908 , \$907  };
+  assign cur = { \$960 , \$959 , \$958 , \$957 , \$956 , \$955 , \$954 , \$953 , \$952 , \$951 , \$950 , \$949 , \$948 , \$947 , \$946 , \$945 , \$944 , \$943 , \$942 , \$941 , \$940 , \$939 , \$938 , \$937 , \$936 , \$935 , \$934 , \$933 , \$932 , \$931 , \$930 , \$929  };
+  assign o = { \$960 , \$959 , \$958 , \$957 , \$956 , \$955 , \$954 , \$953 , \$952 , \$951 , \$950 , \$949 , \$948 , \$947 , \$946 , \$945 , \$944 , \$943 , \$942 , \$941 , \$940 , \$939 , \$938 , \$937 , \$936 , \$935 , \$934 , \$933 , \$932 , \$931 , \$930 , \$929  };
   assign e4c_uprev = u_prev;
   assign threshold = desc[188:173];
   assign leak_mul = desc[158:151];
@@ -3681,17 +3823,17 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign window_lo = desc[326:310];
   assign window_hi = desc[358:342];
   assign mask = { \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , \$179 , \$178 , \$177 , \$176 , \$175 , \$174 , \$173 , \$172 , \$171 , \$170 , \$169 , \$168 , \$167 , \$166 , \$165 , \$164 , \$163 , \$162  };
-  assign s = { \$1033 , \$1030 , \$1027 , \$1024 , \$1021 , \$1018 , \$1015 , \$1012 , \$1009 , \$1006 , \$1003 , \$1000 , \$997 , \$994 , \$991 , \$988 , \$985 , \$982 , \$979 , \$976 , \$973 , \$970 , \$967 , \$964 , \$961 , \$958 , \$955 , \$952 , \$949 , \$946 , \$943 , \$940  };
+  assign s = { \$1055 , \$1052 , \$1049 , \$1046 , \$1043 , \$1040 , \$1037 , \$1034 , \$1031 , \$1028 , \$1025 , \$1022 , \$1019 , \$1016 , \$1013 , \$1010 , \$1007 , \$1004 , \$1001 , \$998 , \$995 , \$992 , \$989 , \$986 , \$983 , \$980 , \$977 , \$974 , \$971 , \$968 , \$965 , \$962  };
   assign e4w6_v_1 = membrane_out__en;
-  assign membrane_out__data = { \$1032 , \$1029 , \$1026 , \$1023 , \$1020 , \$1017 , \$1014 , \$1011 , \$1008 , \$1005 , \$1002 , \$999 , \$996 , \$993 , \$990 , \$987 , \$984 , \$981 , \$978 , \$975 , \$972 , \$969 , \$966 , \$963 , \$960 , \$957 , \$954 , \$951 , \$948 , \$945 , \$942 , \$939  };
-  assign u = { \$1032 , \$1029 , \$1026 , \$1023 , \$1020 , \$1017 , \$1014 , \$1011 , \$1008 , \$1005 , \$1002 , \$999 , \$996 , \$993 , \$990 , \$987 , \$984 , \$981 , \$978 , \$975 , \$972 , \$969 , \$966 , \$963 , \$960 , \$957 , \$954 , \$951 , \$948 , \$945 , \$942 , \$939  };
+  assign membrane_out__data = { \$1054 , \$1051 , \$1048 , \$1045 , \$1042 , \$1039 , \$1036 , \$1033 , \$1030 , \$1027 , \$1024 , \$1021 , \$1018 , \$1015 , \$1012 , \$1009 , \$1006 , \$1003 , \$1000 , \$997 , \$994 , \$991 , \$988 , \$985 , \$982 , \$979 , \$976 , \$973 , \$970 , \$967 , \$964 , \$961  };
+  assign u = { \$1054 , \$1051 , \$1048 , \$1045 , \$1042 , \$1039 , \$1036 , \$1033 , \$1030 , \$1027 , \$1024 , \$1021 , \$1018 , \$1015 , \$1012 , \$1009 , \$1006 , \$1003 , \$1000 , \$997 , \$994 , \$991 , \$988 , \$985 , \$982 , \$979 , \$976 , \$973 , \$970 , \$967 , \$964 , \$961  };
   assign spikes__en = membrane_out__en;
   assign spikes__data = spikes_masked;
   assign trace__en = membrane_out__en;
   assign trace__data = { \$260 , \$259 , spikes_masked[31], \$258 , \$257 , spikes_masked[30], \$256 , \$255 , spikes_masked[29], \$254 , \$253 , spikes_masked[28], \$252 , \$251 , spikes_masked[27], \$250 , \$249 , spikes_masked[26], \$248 , \$247 , spikes_masked[25], \$246 , \$245 , spikes_masked[24], \$244 , \$243 , spikes_masked[23], \$242 , \$241 , spikes_masked[22], \$240 , \$239 , spikes_masked[21], \$238 , \$237 , spikes_masked[20], \$236 , \$235 , spikes_masked[19], \$234 , \$233 , spikes_masked[18], \$232 , \$231 , spikes_masked[17], \$230 , \$229 , spikes_masked[16], \$228 , \$227 , spikes_masked[15], \$226 , \$225 , spikes_masked[14], \$224 , \$223 , spikes_masked[13], \$222 , \$221 , spikes_masked[12], \$220 , \$219 , spikes_masked[11], \$218 , \$217 , spikes_masked[10], \$216 , \$215 , spikes_masked[9], \$214 , \$213 , spikes_masked[8], \$212 , \$211 , spikes_masked[7], \$210 , \$209 , spikes_masked[6], \$208 , \$207 , spikes_masked[5], \$206 , \$205 , spikes_masked[4], \$204 , \$203 , spikes_masked[3], \$202 , \$201 , spikes_masked[2], \$200 , \$199 , spikes_masked[1], \$198 , \$197 , spikes_masked[0] };
-  assign m = { \$1034 , \$1031 , \$1028 , \$1025 , \$1022 , \$1019 , \$1016 , \$1013 , \$1010 , \$1007 , \$1004 , \$1001 , \$998 , \$995 , \$992 , \$989 , \$986 , \$983 , \$980 , \$977 , \$974 , \$971 , \$968 , \$965 , \$962 , \$959 , \$956 , \$953 , \$950 , \$947 , \$944 , \$941  };
-  assign \o$139  = { \$874 , \$873 , \$872 , \$871 , \$870 , \$869 , \$868 , \$867 , \$866 , \$865 , \$864 , \$863 , \$862 , \$861 , \$860 , \$859 , \$858 , \$857 , \$856 , \$855 , \$854 , \$853 , \$852 , \$851 , \$850 , \$849 , \$848 , \$847 , \$846 , \$845 , \$844 , \$843  };
-  assign arg = { \$906 , \$905 , \$904 , \$903 , \$902 , \$901 , \$900 , \$899 , \$898 , \$897 , \$896 , \$895 , \$894 , \$893 , \$892 , \$891 , \$890 , \$889 , \$888 , \$887 , \$886 , \$885 , \$884 , \$883 , \$882 , \$881 , \$880 , \$879 , \$878 , \$877 , \$876 , \$875  };
+  assign m = { \$1056 , \$1053 , \$1050 , \$1047 , \$1044 , \$1041 , \$1038 , \$1035 , \$1032 , \$1029 , \$1026 , \$1023 , \$1020 , \$1017 , \$1014 , \$1011 , \$1008 , \$1005 , \$1002 , \$999 , \$996 , \$993 , \$990 , \$987 , \$984 , \$981 , \$978 , \$975 , \$972 , \$969 , \$966 , \$963  };
+  assign \o$142  = { \$896 , \$895 , \$894 , \$893 , \$892 , \$891 , \$890 , \$889 , \$888 , \$887 , \$886 , \$885 , \$884 , \$883 , \$882 , \$881 , \$880 , \$879 , \$878 , \$877 , \$876 , \$875 , \$874 , \$873 , \$872 , \$871 , \$870 , \$869 , \$868 , \$867 , \$866 , \$865  };
+  assign arg = { \$928 , \$927 , \$926 , \$925 , \$924 , \$923 , \$922 , \$921 , \$920 , \$919 , \$918 , \$917 , \$916 , \$915 , \$914 , \$913 , \$912 , \$911 , \$910 , \$909 , \$908 , \$907 , \$906 , \$905 , \$904 , \$903 , \$902 , \$901 , \$900 , \$899 , \$898 , \$897  };
   assign line4__addr = \$125 [15:0];
   assign w4__addr = \$126 [15:0];
   assign residual__addr = \$142 [15:0];
@@ -3763,38 +3905,38 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \port$7318$0  = \$258 ;
   assign \port$7319$0  = \$259 ;
   assign \port$7320$0  = \$260 ;
-  assign \port$57607$0  = \$939 ;
-  assign \port$57623$0  = \$942 ;
-  assign \port$57639$0  = \$945 ;
-  assign \port$57655$0  = \$948 ;
-  assign \port$57671$0  = \$951 ;
-  assign \port$57687$0  = \$954 ;
-  assign \port$57703$0  = \$957 ;
-  assign \port$57719$0  = \$960 ;
-  assign \port$57735$0  = \$963 ;
-  assign \port$57751$0  = \$966 ;
-  assign \port$57767$0  = \$969 ;
-  assign \port$57783$0  = \$972 ;
-  assign \port$57799$0  = \$975 ;
-  assign \port$57815$0  = \$978 ;
-  assign \port$57831$0  = \$981 ;
-  assign \port$57847$0  = \$984 ;
-  assign \port$57863$0  = \$987 ;
-  assign \port$57879$0  = \$990 ;
-  assign \port$57895$0  = \$993 ;
-  assign \port$57911$0  = \$996 ;
-  assign \port$57927$0  = \$999 ;
-  assign \port$57943$0  = \$1002 ;
-  assign \port$57959$0  = \$1005 ;
-  assign \port$57975$0  = \$1008 ;
-  assign \port$57991$0  = \$1011 ;
-  assign \port$58007$0  = \$1014 ;
-  assign \port$58023$0  = \$1017 ;
-  assign \port$58039$0  = \$1020 ;
-  assign \port$58055$0  = \$1023 ;
-  assign \port$58071$0  = \$1026 ;
-  assign \port$58087$0  = \$1029 ;
-  assign \port$58103$0  = \$1032 ;
+  assign \port$57641$0  = \$961 ;
+  assign \port$57657$0  = \$964 ;
+  assign \port$57673$0  = \$967 ;
+  assign \port$57689$0  = \$970 ;
+  assign \port$57705$0  = \$973 ;
+  assign \port$57721$0  = \$976 ;
+  assign \port$57737$0  = \$979 ;
+  assign \port$57753$0  = \$982 ;
+  assign \port$57769$0  = \$985 ;
+  assign \port$57785$0  = \$988 ;
+  assign \port$57801$0  = \$991 ;
+  assign \port$57817$0  = \$994 ;
+  assign \port$57833$0  = \$997 ;
+  assign \port$57849$0  = \$1000 ;
+  assign \port$57865$0  = \$1003 ;
+  assign \port$57881$0  = \$1006 ;
+  assign \port$57897$0  = \$1009 ;
+  assign \port$57913$0  = \$1012 ;
+  assign \port$57929$0  = \$1015 ;
+  assign \port$57945$0  = \$1018 ;
+  assign \port$57961$0  = \$1021 ;
+  assign \port$57977$0  = \$1024 ;
+  assign \port$57993$0  = \$1027 ;
+  assign \port$58009$0  = \$1030 ;
+  assign \port$58025$0  = \$1033 ;
+  assign \port$58041$0  = \$1036 ;
+  assign \port$58057$0  = \$1039 ;
+  assign \port$58073$0  = \$1042 ;
+  assign \port$58089$0  = \$1045 ;
+  assign \port$58105$0  = \$1048 ;
+  assign \port$58121$0  = \$1051 ;
+  assign \port$58137$0  = \$1054 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -3942,8 +4084,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$695  = \$694 ;
   assign \$699  = \$698 ;
   assign \$707  = \$706 ;
-  assign \$724  = { 2'h0, affine__addr, 5'h00 };
-  assign \$727  = { 2'h0, affine__addr, 5'h00 };
+  assign \$720  = \$719 ;
+  assign \$734  = { 2'h0, affine__addr, 5'h00 };
+  assign \$737  = { 2'h0, affine__addr, 5'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -16772,13 +16915,13 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, u_prev, \port$57035$0 , \port$57053$0 , \port$57071$0 , \port$57089$0 , \port$57107$0 , \port$57125$0 , \port$57143$0 , \port$57161$0 , \port$57179$0 , \port$57197$0 , \port$57215$0 , \port$57233$0 , \port$57251$0 , \port$57269$0 , \port$57287$0 , \port$57305$0 , \port$57323$0 , \port$57341$0 , \port$57359$0 
-, \port$57377$0 , \port$57395$0 , \port$57413$0 , \port$57431$0 , \port$57449$0 , \port$57467$0 , \port$57485$0 , \port$57503$0 , \port$57521$0 , \port$57539$0 , \port$57557$0 , \port$57575$0 , \port$57593$0 , u0, s0, m0, u1, s1, m1, u2, s2
+module \ttsnn_accel.e4.lif (rst, u_prev, \port$57069$0 , \port$57087$0 , \port$57105$0 , \port$57123$0 , \port$57141$0 , \port$57159$0 , \port$57177$0 , \port$57195$0 , \port$57213$0 , \port$57231$0 , \port$57249$0 , \port$57267$0 , \port$57285$0 , \port$57303$0 , \port$57321$0 , \port$57339$0 , \port$57357$0 , \port$57375$0 , \port$57393$0 
+, \port$57411$0 , \port$57429$0 , \port$57447$0 , \port$57465$0 , \port$57483$0 , \port$57501$0 , \port$57519$0 , \port$57537$0 , \port$57555$0 , \port$57573$0 , \port$57591$0 , \port$57609$0 , \port$57627$0 , u0, s0, m0, u1, s1, m1, u2, s2
 , m2, u3, s3, m3, u4, s4, m4, u5, s5, m5, u6, s6, m6, u7, s7, m7, u8, s8, m8, u9, s9
 , m9, u10, s10, m10, u11, s11, m11, u12, s12, m12, u13, s13, m13, u14, s14, m14, u15, s15, m15, u16, s16
 , m16, u17, s17, m17, u18, s18, m18, u19, s19, m19, u20, s20, m20, u21, s21, m21, u22, s22, m22, u23, s23
 , m23, u24, s24, m24, u25, s25, m25, u26, s26, m26, u27, s27, m27, u28, s28, m28, u29, s29, m29, u30, s30
-, m30, u31, s31, m31, leak_mul, \port$61945$167 , rnd, window_lo, window_hi, clk);
+, m30, u31, s31, m31, leak_mul, \port$61979$167 , rnd, window_lo, window_hi, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire [25:0] \$10 ;
@@ -17971,72 +18114,72 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$57035$0 , \port$57053$0 , \port$5
   reg [15:0] new_u7 = 16'h0000;
   reg [15:0] new_u8 = 16'h0000;
   reg [15:0] new_u9 = 16'h0000;
-  input [15:0] \port$57035$0 ;
-  wire [15:0] \port$57035$0 ;
-  input [15:0] \port$57053$0 ;
-  wire [15:0] \port$57053$0 ;
-  input [15:0] \port$57071$0 ;
-  wire [15:0] \port$57071$0 ;
-  input [15:0] \port$57089$0 ;
-  wire [15:0] \port$57089$0 ;
-  input [15:0] \port$57107$0 ;
-  wire [15:0] \port$57107$0 ;
-  input [15:0] \port$57125$0 ;
-  wire [15:0] \port$57125$0 ;
-  input [15:0] \port$57143$0 ;
-  wire [15:0] \port$57143$0 ;
-  input [15:0] \port$57161$0 ;
-  wire [15:0] \port$57161$0 ;
-  input [15:0] \port$57179$0 ;
-  wire [15:0] \port$57179$0 ;
-  input [15:0] \port$57197$0 ;
-  wire [15:0] \port$57197$0 ;
-  input [15:0] \port$57215$0 ;
-  wire [15:0] \port$57215$0 ;
-  input [15:0] \port$57233$0 ;
-  wire [15:0] \port$57233$0 ;
-  input [15:0] \port$57251$0 ;
-  wire [15:0] \port$57251$0 ;
-  input [15:0] \port$57269$0 ;
-  wire [15:0] \port$57269$0 ;
-  input [15:0] \port$57287$0 ;
-  wire [15:0] \port$57287$0 ;
-  input [15:0] \port$57305$0 ;
-  wire [15:0] \port$57305$0 ;
-  input [15:0] \port$57323$0 ;
-  wire [15:0] \port$57323$0 ;
-  input [15:0] \port$57341$0 ;
-  wire [15:0] \port$57341$0 ;
-  input [15:0] \port$57359$0 ;
-  wire [15:0] \port$57359$0 ;
-  input [15:0] \port$57377$0 ;
-  wire [15:0] \port$57377$0 ;
-  input [15:0] \port$57395$0 ;
-  wire [15:0] \port$57395$0 ;
-  input [15:0] \port$57413$0 ;
-  wire [15:0] \port$57413$0 ;
-  input [15:0] \port$57431$0 ;
-  wire [15:0] \port$57431$0 ;
-  input [15:0] \port$57449$0 ;
-  wire [15:0] \port$57449$0 ;
-  input [15:0] \port$57467$0 ;
-  wire [15:0] \port$57467$0 ;
-  input [15:0] \port$57485$0 ;
-  wire [15:0] \port$57485$0 ;
-  input [15:0] \port$57503$0 ;
-  wire [15:0] \port$57503$0 ;
-  input [15:0] \port$57521$0 ;
-  wire [15:0] \port$57521$0 ;
-  input [15:0] \port$57539$0 ;
-  wire [15:0] \port$57539$0 ;
-  input [15:0] \port$57557$0 ;
-  wire [15:0] \port$57557$0 ;
-  input [15:0] \port$57575$0 ;
-  wire [15:0] \port$57575$0 ;
-  input [15:0] \port$57593$0 ;
-  wire [15:0] \port$57593$0 ;
-  input [21:0] \port$61945$167 ;
-  wire [21:0] \port$61945$167 ;
+  input [15:0] \port$57069$0 ;
+  wire [15:0] \port$57069$0 ;
+  input [15:0] \port$57087$0 ;
+  wire [15:0] \port$57087$0 ;
+  input [15:0] \port$57105$0 ;
+  wire [15:0] \port$57105$0 ;
+  input [15:0] \port$57123$0 ;
+  wire [15:0] \port$57123$0 ;
+  input [15:0] \port$57141$0 ;
+  wire [15:0] \port$57141$0 ;
+  input [15:0] \port$57159$0 ;
+  wire [15:0] \port$57159$0 ;
+  input [15:0] \port$57177$0 ;
+  wire [15:0] \port$57177$0 ;
+  input [15:0] \port$57195$0 ;
+  wire [15:0] \port$57195$0 ;
+  input [15:0] \port$57213$0 ;
+  wire [15:0] \port$57213$0 ;
+  input [15:0] \port$57231$0 ;
+  wire [15:0] \port$57231$0 ;
+  input [15:0] \port$57249$0 ;
+  wire [15:0] \port$57249$0 ;
+  input [15:0] \port$57267$0 ;
+  wire [15:0] \port$57267$0 ;
+  input [15:0] \port$57285$0 ;
+  wire [15:0] \port$57285$0 ;
+  input [15:0] \port$57303$0 ;
+  wire [15:0] \port$57303$0 ;
+  input [15:0] \port$57321$0 ;
+  wire [15:0] \port$57321$0 ;
+  input [15:0] \port$57339$0 ;
+  wire [15:0] \port$57339$0 ;
+  input [15:0] \port$57357$0 ;
+  wire [15:0] \port$57357$0 ;
+  input [15:0] \port$57375$0 ;
+  wire [15:0] \port$57375$0 ;
+  input [15:0] \port$57393$0 ;
+  wire [15:0] \port$57393$0 ;
+  input [15:0] \port$57411$0 ;
+  wire [15:0] \port$57411$0 ;
+  input [15:0] \port$57429$0 ;
+  wire [15:0] \port$57429$0 ;
+  input [15:0] \port$57447$0 ;
+  wire [15:0] \port$57447$0 ;
+  input [15:0] \port$57465$0 ;
+  wire [15:0] \port$57465$0 ;
+  input [15:0] \port$57483$0 ;
+  wire [15:0] \port$57483$0 ;
+  input [15:0] \port$57501$0 ;
+  wire [15:0] \port$57501$0 ;
+  input [15:0] \port$57519$0 ;
+  wire [15:0] \port$57519$0 ;
+  input [15:0] \port$57537$0 ;
+  wire [15:0] \port$57537$0 ;
+  input [15:0] \port$57555$0 ;
+  wire [15:0] \port$57555$0 ;
+  input [15:0] \port$57573$0 ;
+  wire [15:0] \port$57573$0 ;
+  input [15:0] \port$57591$0 ;
+  wire [15:0] \port$57591$0 ;
+  input [15:0] \port$57609$0 ;
+  wire [15:0] \port$57609$0 ;
+  input [15:0] \port$57627$0 ;
+  wire [15:0] \port$57627$0 ;
+  input [21:0] \port$61979$167 ;
+  wire [21:0] \port$61979$167 ;
   input rnd;
   wire rnd;
   input rst;
@@ -18179,637 +18322,637 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$57035$0 , \port$57053$0 , \port$5
   input [16:0] window_lo;
   wire [16:0] window_lo;
   assign \$40  = \$35  ? 16'h7fff : \$39 ;
-  assign \$41  = $signed(new_u1) > $signed(\port$61945$167 [21:6]);
+  assign \$41  = $signed(new_u1) > $signed(\port$61979$167 [21:6]);
   assign \$42  = $signed(new_u1) > $signed(window_lo);
   assign \$43  = $signed(new_u1) < $signed(window_hi);
   assign \$44  = \$42  & \$43 ;
-  assign \$45  = $signed(u_prev[47:32]) > $signed(\port$61945$167 [21:6]);
+  assign \$45  = $signed(u_prev[47:32]) > $signed(\port$61979$167 [21:6]);
   assign \$46  = \$45  ? 16'h0000 : u_prev[47:32];
   assign \$47  = $signed(kept2) * $signed({ 1'h0, leak_mul });
-  assign \$48  = ! \port$61945$167 [5:0];
-  assign \$49  = \port$61945$167 [5:0] - 1'h1;
+  assign \$48  = ! \port$61979$167 [5:0];
+  assign \$49  = \port$61979$167 [5:0] - 1'h1;
   assign \$50  = \$48  ? 6'h00 : \$49 [5:0];
   assign \$51  = $signed(leak_prod2) >>> \$50 ;
-  assign \$52  = ! \port$61945$167 [5:0];
+  assign \$52  = ! \port$61979$167 [5:0];
   assign \$53  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$55  = \$52  ? leak_partial2 : \$54 [24:0];
-  assign \$56  = $signed(leaked2) + $signed(\port$57071$0 );
+  assign \$56  = $signed(leaked2) + $signed(\port$57105$0 );
   assign \$57  = $signed(\$56 ) > $signed(16'h7fff);
-  assign \$58  = $signed(leaked2) + $signed(\port$57071$0 );
+  assign \$58  = $signed(leaked2) + $signed(\port$57105$0 );
   assign \$59  = $signed(\$58 ) < $signed(16'h8000);
-  assign \$60  = $signed(leaked2) + $signed(\port$57071$0 );
+  assign \$60  = $signed(leaked2) + $signed(\port$57105$0 );
   assign \$61  = \$59  ? 16'h8000 : \$60 [15:0];
   assign \$62  = \$57  ? 16'h7fff : \$61 ;
-  assign \$63  = $signed(new_u2) > $signed(\port$61945$167 [21:6]);
+  assign \$63  = $signed(new_u2) > $signed(\port$61979$167 [21:6]);
   assign \$64  = $signed(new_u2) > $signed(window_lo);
   assign \$65  = $signed(new_u2) < $signed(window_hi);
   assign \$66  = \$64  & \$65 ;
-  assign \$67  = $signed(u_prev[63:48]) > $signed(\port$61945$167 [21:6]);
+  assign \$67  = $signed(u_prev[63:48]) > $signed(\port$61979$167 [21:6]);
   assign \$68  = \$67  ? 16'h0000 : u_prev[63:48];
   assign \$69  = $signed(kept3) * $signed({ 1'h0, leak_mul });
-  assign \$70  = ! \port$61945$167 [5:0];
-  assign \$71  = \port$61945$167 [5:0] - 1'h1;
+  assign \$70  = ! \port$61979$167 [5:0];
+  assign \$71  = \port$61979$167 [5:0] - 1'h1;
   assign \$72  = \$70  ? 6'h00 : \$71 [5:0];
   assign \$73  = $signed(leak_prod3) >>> \$72 ;
-  assign \$74  = ! \port$61945$167 [5:0];
+  assign \$74  = ! \port$61979$167 [5:0];
   assign \$75  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$77  = \$74  ? leak_partial3 : \$76 [24:0];
-  assign \$78  = $signed(leaked3) + $signed(\port$57089$0 );
+  assign \$78  = $signed(leaked3) + $signed(\port$57123$0 );
   assign \$79  = $signed(\$78 ) > $signed(16'h7fff);
-  assign \$80  = $signed(leaked3) + $signed(\port$57089$0 );
+  assign \$80  = $signed(leaked3) + $signed(\port$57123$0 );
   assign \$81  = $signed(\$80 ) < $signed(16'h8000);
-  assign \$82  = $signed(leaked3) + $signed(\port$57089$0 );
+  assign \$82  = $signed(leaked3) + $signed(\port$57123$0 );
   assign \$83  = \$81  ? 16'h8000 : \$82 [15:0];
   assign \$84  = \$79  ? 16'h7fff : \$83 ;
-  assign \$85  = $signed(new_u3) > $signed(\port$61945$167 [21:6]);
+  assign \$85  = $signed(new_u3) > $signed(\port$61979$167 [21:6]);
   assign \$86  = $signed(new_u3) > $signed(window_lo);
   assign \$87  = $signed(new_u3) < $signed(window_hi);
   assign \$88  = \$86  & \$87 ;
-  assign \$89  = $signed(u_prev[79:64]) > $signed(\port$61945$167 [21:6]);
+  assign \$89  = $signed(u_prev[79:64]) > $signed(\port$61979$167 [21:6]);
   assign \$90  = \$89  ? 16'h0000 : u_prev[79:64];
   assign \$91  = $signed(kept4) * $signed({ 1'h0, leak_mul });
-  assign \$92  = ! \port$61945$167 [5:0];
-  assign \$93  = \port$61945$167 [5:0] - 1'h1;
+  assign \$92  = ! \port$61979$167 [5:0];
+  assign \$93  = \port$61979$167 [5:0] - 1'h1;
   assign \$94  = \$92  ? 6'h00 : \$93 [5:0];
   assign \$95  = $signed(leak_prod4) >>> \$94 ;
-  assign \$96  = ! \port$61945$167 [5:0];
+  assign \$96  = ! \port$61979$167 [5:0];
   assign \$97  = $signed(leak_partial4) + $signed({ 1'h0, rnd });
   assign \$99  = \$96  ? leak_partial4 : \$98 [24:0];
-  assign \$100  = $signed(leaked4) + $signed(\port$57107$0 );
+  assign \$100  = $signed(leaked4) + $signed(\port$57141$0 );
   assign \$101  = $signed(\$100 ) > $signed(16'h7fff);
-  assign \$102  = $signed(leaked4) + $signed(\port$57107$0 );
+  assign \$102  = $signed(leaked4) + $signed(\port$57141$0 );
   assign \$103  = $signed(\$102 ) < $signed(16'h8000);
-  assign \$104  = $signed(leaked4) + $signed(\port$57107$0 );
+  assign \$104  = $signed(leaked4) + $signed(\port$57141$0 );
   assign \$105  = \$103  ? 16'h8000 : \$104 [15:0];
   assign \$106  = \$101  ? 16'h7fff : \$105 ;
-  assign \$107  = $signed(new_u4) > $signed(\port$61945$167 [21:6]);
+  assign \$107  = $signed(new_u4) > $signed(\port$61979$167 [21:6]);
   assign \$108  = $signed(new_u4) > $signed(window_lo);
   assign \$109  = $signed(new_u4) < $signed(window_hi);
   assign \$110  = \$108  & \$109 ;
-  assign \$111  = $signed(u_prev[95:80]) > $signed(\port$61945$167 [21:6]);
+  assign \$111  = $signed(u_prev[95:80]) > $signed(\port$61979$167 [21:6]);
   assign \$112  = \$111  ? 16'h0000 : u_prev[95:80];
   assign \$113  = $signed(kept5) * $signed({ 1'h0, leak_mul });
-  assign \$114  = ! \port$61945$167 [5:0];
-  assign \$115  = \port$61945$167 [5:0] - 1'h1;
+  assign \$114  = ! \port$61979$167 [5:0];
+  assign \$115  = \port$61979$167 [5:0] - 1'h1;
   assign \$116  = \$114  ? 6'h00 : \$115 [5:0];
   assign \$117  = $signed(leak_prod5) >>> \$116 ;
-  assign \$118  = ! \port$61945$167 [5:0];
+  assign \$118  = ! \port$61979$167 [5:0];
   assign \$119  = $signed(leak_partial5) + $signed({ 1'h0, rnd });
   assign \$121  = \$118  ? leak_partial5 : \$120 [24:0];
-  assign \$122  = $signed(leaked5) + $signed(\port$57125$0 );
+  assign \$122  = $signed(leaked5) + $signed(\port$57159$0 );
   assign \$123  = $signed(\$122 ) > $signed(16'h7fff);
-  assign \$124  = $signed(leaked5) + $signed(\port$57125$0 );
+  assign \$124  = $signed(leaked5) + $signed(\port$57159$0 );
   assign \$125  = $signed(\$124 ) < $signed(16'h8000);
-  assign \$126  = $signed(leaked5) + $signed(\port$57125$0 );
+  assign \$126  = $signed(leaked5) + $signed(\port$57159$0 );
   assign \$127  = \$125  ? 16'h8000 : \$126 [15:0];
   assign \$128  = \$123  ? 16'h7fff : \$127 ;
-  assign \$129  = $signed(new_u5) > $signed(\port$61945$167 [21:6]);
+  assign \$129  = $signed(new_u5) > $signed(\port$61979$167 [21:6]);
   assign \$130  = $signed(new_u5) > $signed(window_lo);
   assign \$131  = $signed(new_u5) < $signed(window_hi);
   assign \$132  = \$130  & \$131 ;
-  assign \$133  = $signed(u_prev[111:96]) > $signed(\port$61945$167 [21:6]);
+  assign \$133  = $signed(u_prev[111:96]) > $signed(\port$61979$167 [21:6]);
   assign \$134  = \$133  ? 16'h0000 : u_prev[111:96];
   assign \$135  = $signed(kept6) * $signed({ 1'h0, leak_mul });
-  assign \$136  = ! \port$61945$167 [5:0];
-  assign \$137  = \port$61945$167 [5:0] - 1'h1;
+  assign \$136  = ! \port$61979$167 [5:0];
+  assign \$137  = \port$61979$167 [5:0] - 1'h1;
   assign \$138  = \$136  ? 6'h00 : \$137 [5:0];
   assign \$139  = $signed(leak_prod6) >>> \$138 ;
-  assign \$140  = ! \port$61945$167 [5:0];
+  assign \$140  = ! \port$61979$167 [5:0];
   assign \$141  = $signed(leak_partial6) + $signed({ 1'h0, rnd });
   assign \$143  = \$140  ? leak_partial6 : \$142 [24:0];
-  assign \$144  = $signed(leaked6) + $signed(\port$57143$0 );
+  assign \$144  = $signed(leaked6) + $signed(\port$57177$0 );
   assign \$145  = $signed(\$144 ) > $signed(16'h7fff);
-  assign \$146  = $signed(leaked6) + $signed(\port$57143$0 );
+  assign \$146  = $signed(leaked6) + $signed(\port$57177$0 );
   assign \$147  = $signed(\$146 ) < $signed(16'h8000);
-  assign \$148  = $signed(leaked6) + $signed(\port$57143$0 );
+  assign \$148  = $signed(leaked6) + $signed(\port$57177$0 );
   assign \$149  = \$147  ? 16'h8000 : \$148 [15:0];
   assign \$150  = \$145  ? 16'h7fff : \$149 ;
-  assign \$151  = $signed(new_u6) > $signed(\port$61945$167 [21:6]);
+  assign \$151  = $signed(new_u6) > $signed(\port$61979$167 [21:6]);
   assign \$152  = $signed(new_u6) > $signed(window_lo);
   assign \$153  = $signed(new_u6) < $signed(window_hi);
   assign \$154  = \$152  & \$153 ;
-  assign \$155  = $signed(u_prev[127:112]) > $signed(\port$61945$167 [21:6]);
+  assign \$155  = $signed(u_prev[127:112]) > $signed(\port$61979$167 [21:6]);
   assign \$156  = \$155  ? 16'h0000 : u_prev[127:112];
   assign \$157  = $signed(kept7) * $signed({ 1'h0, leak_mul });
-  assign \$158  = ! \port$61945$167 [5:0];
-  assign \$159  = \port$61945$167 [5:0] - 1'h1;
+  assign \$158  = ! \port$61979$167 [5:0];
+  assign \$159  = \port$61979$167 [5:0] - 1'h1;
   assign \$160  = \$158  ? 6'h00 : \$159 [5:0];
   assign \$161  = $signed(leak_prod7) >>> \$160 ;
-  assign \$162  = ! \port$61945$167 [5:0];
+  assign \$162  = ! \port$61979$167 [5:0];
   assign \$163  = $signed(leak_partial7) + $signed({ 1'h0, rnd });
   assign \$165  = \$162  ? leak_partial7 : \$164 [24:0];
-  assign \$166  = $signed(leaked7) + $signed(\port$57161$0 );
+  assign \$166  = $signed(leaked7) + $signed(\port$57195$0 );
   assign \$167  = $signed(\$166 ) > $signed(16'h7fff);
-  assign \$168  = $signed(leaked7) + $signed(\port$57161$0 );
+  assign \$168  = $signed(leaked7) + $signed(\port$57195$0 );
   assign \$169  = $signed(\$168 ) < $signed(16'h8000);
-  assign \$170  = $signed(leaked7) + $signed(\port$57161$0 );
+  assign \$170  = $signed(leaked7) + $signed(\port$57195$0 );
   assign \$171  = \$169  ? 16'h8000 : \$170 [15:0];
   assign \$172  = \$167  ? 16'h7fff : \$171 ;
-  assign \$173  = $signed(new_u7) > $signed(\port$61945$167 [21:6]);
+  assign \$173  = $signed(new_u7) > $signed(\port$61979$167 [21:6]);
   assign \$174  = $signed(new_u7) > $signed(window_lo);
   assign \$175  = $signed(new_u7) < $signed(window_hi);
   assign \$176  = \$174  & \$175 ;
-  assign \$177  = $signed(u_prev[143:128]) > $signed(\port$61945$167 [21:6]);
+  assign \$177  = $signed(u_prev[143:128]) > $signed(\port$61979$167 [21:6]);
   assign \$178  = \$177  ? 16'h0000 : u_prev[143:128];
   assign \$179  = $signed(kept8) * $signed({ 1'h0, leak_mul });
-  assign \$180  = ! \port$61945$167 [5:0];
-  assign \$181  = \port$61945$167 [5:0] - 1'h1;
+  assign \$180  = ! \port$61979$167 [5:0];
+  assign \$181  = \port$61979$167 [5:0] - 1'h1;
   assign \$182  = \$180  ? 6'h00 : \$181 [5:0];
   assign \$183  = $signed(leak_prod8) >>> \$182 ;
-  assign \$184  = ! \port$61945$167 [5:0];
+  assign \$184  = ! \port$61979$167 [5:0];
   assign \$185  = $signed(leak_partial8) + $signed({ 1'h0, rnd });
   assign \$187  = \$184  ? leak_partial8 : \$186 [24:0];
-  assign \$188  = $signed(leaked8) + $signed(\port$57179$0 );
+  assign \$188  = $signed(leaked8) + $signed(\port$57213$0 );
   assign \$189  = $signed(\$188 ) > $signed(16'h7fff);
-  assign \$190  = $signed(leaked8) + $signed(\port$57179$0 );
+  assign \$190  = $signed(leaked8) + $signed(\port$57213$0 );
   assign \$191  = $signed(\$190 ) < $signed(16'h8000);
-  assign \$192  = $signed(leaked8) + $signed(\port$57179$0 );
+  assign \$192  = $signed(leaked8) + $signed(\port$57213$0 );
   assign \$193  = \$191  ? 16'h8000 : \$192 [15:0];
   assign \$194  = \$189  ? 16'h7fff : \$193 ;
-  assign \$195  = $signed(new_u8) > $signed(\port$61945$167 [21:6]);
+  assign \$195  = $signed(new_u8) > $signed(\port$61979$167 [21:6]);
   assign \$196  = $signed(new_u8) > $signed(window_lo);
   assign \$197  = $signed(new_u8) < $signed(window_hi);
   assign \$198  = \$196  & \$197 ;
-  assign \$199  = $signed(u_prev[159:144]) > $signed(\port$61945$167 [21:6]);
+  assign \$199  = $signed(u_prev[159:144]) > $signed(\port$61979$167 [21:6]);
   assign \$200  = \$199  ? 16'h0000 : u_prev[159:144];
   assign \$201  = $signed(kept9) * $signed({ 1'h0, leak_mul });
-  assign \$202  = ! \port$61945$167 [5:0];
-  assign \$203  = \port$61945$167 [5:0] - 1'h1;
+  assign \$202  = ! \port$61979$167 [5:0];
+  assign \$203  = \port$61979$167 [5:0] - 1'h1;
   assign \$204  = \$202  ? 6'h00 : \$203 [5:0];
   assign \$205  = $signed(leak_prod9) >>> \$204 ;
-  assign \$206  = ! \port$61945$167 [5:0];
+  assign \$206  = ! \port$61979$167 [5:0];
   assign \$207  = $signed(leak_partial9) + $signed({ 1'h0, rnd });
   assign \$209  = \$206  ? leak_partial9 : \$208 [24:0];
-  assign \$210  = $signed(leaked9) + $signed(\port$57197$0 );
+  assign \$210  = $signed(leaked9) + $signed(\port$57231$0 );
   assign \$211  = $signed(\$210 ) > $signed(16'h7fff);
-  assign \$212  = $signed(leaked9) + $signed(\port$57197$0 );
+  assign \$212  = $signed(leaked9) + $signed(\port$57231$0 );
   assign \$213  = $signed(\$212 ) < $signed(16'h8000);
-  assign \$214  = $signed(leaked9) + $signed(\port$57197$0 );
+  assign \$214  = $signed(leaked9) + $signed(\port$57231$0 );
   assign \$215  = \$213  ? 16'h8000 : \$214 [15:0];
   assign \$216  = \$211  ? 16'h7fff : \$215 ;
-  assign \$217  = $signed(new_u9) > $signed(\port$61945$167 [21:6]);
+  assign \$217  = $signed(new_u9) > $signed(\port$61979$167 [21:6]);
   assign \$218  = $signed(new_u9) > $signed(window_lo);
   assign \$219  = $signed(new_u9) < $signed(window_hi);
   assign \$220  = \$218  & \$219 ;
-  assign \$221  = $signed(u_prev[175:160]) > $signed(\port$61945$167 [21:6]);
+  assign \$221  = $signed(u_prev[175:160]) > $signed(\port$61979$167 [21:6]);
   assign \$222  = \$221  ? 16'h0000 : u_prev[175:160];
   assign \$223  = $signed(kept10) * $signed({ 1'h0, leak_mul });
-  assign \$224  = ! \port$61945$167 [5:0];
-  assign \$225  = \port$61945$167 [5:0] - 1'h1;
+  assign \$224  = ! \port$61979$167 [5:0];
+  assign \$225  = \port$61979$167 [5:0] - 1'h1;
   assign \$226  = \$224  ? 6'h00 : \$225 [5:0];
   assign \$227  = $signed(leak_prod10) >>> \$226 ;
-  assign \$228  = ! \port$61945$167 [5:0];
+  assign \$228  = ! \port$61979$167 [5:0];
   assign \$229  = $signed(leak_partial10) + $signed({ 1'h0, rnd });
   assign \$231  = \$228  ? leak_partial10 : \$230 [24:0];
-  assign \$232  = $signed(leaked10) + $signed(\port$57215$0 );
+  assign \$232  = $signed(leaked10) + $signed(\port$57249$0 );
   assign \$233  = $signed(\$232 ) > $signed(16'h7fff);
-  assign \$234  = $signed(leaked10) + $signed(\port$57215$0 );
+  assign \$234  = $signed(leaked10) + $signed(\port$57249$0 );
   assign \$235  = $signed(\$234 ) < $signed(16'h8000);
-  assign \$236  = $signed(leaked10) + $signed(\port$57215$0 );
+  assign \$236  = $signed(leaked10) + $signed(\port$57249$0 );
   assign \$237  = \$235  ? 16'h8000 : \$236 [15:0];
   assign \$238  = \$233  ? 16'h7fff : \$237 ;
-  assign \$239  = $signed(new_u10) > $signed(\port$61945$167 [21:6]);
+  assign \$239  = $signed(new_u10) > $signed(\port$61979$167 [21:6]);
   assign \$240  = $signed(new_u10) > $signed(window_lo);
   assign \$241  = $signed(new_u10) < $signed(window_hi);
   assign \$242  = \$240  & \$241 ;
-  assign \$243  = $signed(u_prev[191:176]) > $signed(\port$61945$167 [21:6]);
+  assign \$243  = $signed(u_prev[191:176]) > $signed(\port$61979$167 [21:6]);
   assign \$244  = \$243  ? 16'h0000 : u_prev[191:176];
   assign \$245  = $signed(kept11) * $signed({ 1'h0, leak_mul });
-  assign \$246  = ! \port$61945$167 [5:0];
-  assign \$247  = \port$61945$167 [5:0] - 1'h1;
+  assign \$246  = ! \port$61979$167 [5:0];
+  assign \$247  = \port$61979$167 [5:0] - 1'h1;
   assign \$248  = \$246  ? 6'h00 : \$247 [5:0];
   assign \$249  = $signed(leak_prod11) >>> \$248 ;
-  assign \$250  = ! \port$61945$167 [5:0];
+  assign \$250  = ! \port$61979$167 [5:0];
   assign \$251  = $signed(leak_partial11) + $signed({ 1'h0, rnd });
   assign \$253  = \$250  ? leak_partial11 : \$252 [24:0];
-  assign \$254  = $signed(leaked11) + $signed(\port$57233$0 );
+  assign \$254  = $signed(leaked11) + $signed(\port$57267$0 );
   assign \$255  = $signed(\$254 ) > $signed(16'h7fff);
-  assign \$256  = $signed(leaked11) + $signed(\port$57233$0 );
+  assign \$256  = $signed(leaked11) + $signed(\port$57267$0 );
   assign \$257  = $signed(\$256 ) < $signed(16'h8000);
-  assign \$258  = $signed(leaked11) + $signed(\port$57233$0 );
+  assign \$258  = $signed(leaked11) + $signed(\port$57267$0 );
   assign \$259  = \$257  ? 16'h8000 : \$258 [15:0];
   assign \$260  = \$255  ? 16'h7fff : \$259 ;
-  assign \$261  = $signed(new_u11) > $signed(\port$61945$167 [21:6]);
+  assign \$261  = $signed(new_u11) > $signed(\port$61979$167 [21:6]);
   assign \$262  = $signed(new_u11) > $signed(window_lo);
   assign \$263  = $signed(new_u11) < $signed(window_hi);
   assign \$264  = \$262  & \$263 ;
-  assign \$265  = $signed(u_prev[207:192]) > $signed(\port$61945$167 [21:6]);
+  assign \$265  = $signed(u_prev[207:192]) > $signed(\port$61979$167 [21:6]);
   assign \$266  = \$265  ? 16'h0000 : u_prev[207:192];
   assign \$267  = $signed(kept12) * $signed({ 1'h0, leak_mul });
-  assign \$268  = ! \port$61945$167 [5:0];
-  assign \$269  = \port$61945$167 [5:0] - 1'h1;
+  assign \$268  = ! \port$61979$167 [5:0];
+  assign \$269  = \port$61979$167 [5:0] - 1'h1;
   assign \$270  = \$268  ? 6'h00 : \$269 [5:0];
   assign \$271  = $signed(leak_prod12) >>> \$270 ;
-  assign \$272  = ! \port$61945$167 [5:0];
+  assign \$272  = ! \port$61979$167 [5:0];
   assign \$273  = $signed(leak_partial12) + $signed({ 1'h0, rnd });
   assign \$275  = \$272  ? leak_partial12 : \$274 [24:0];
-  assign \$276  = $signed(leaked12) + $signed(\port$57251$0 );
+  assign \$276  = $signed(leaked12) + $signed(\port$57285$0 );
   assign \$277  = $signed(\$276 ) > $signed(16'h7fff);
-  assign \$278  = $signed(leaked12) + $signed(\port$57251$0 );
+  assign \$278  = $signed(leaked12) + $signed(\port$57285$0 );
   assign \$279  = $signed(\$278 ) < $signed(16'h8000);
-  assign \$280  = $signed(leaked12) + $signed(\port$57251$0 );
+  assign \$280  = $signed(leaked12) + $signed(\port$57285$0 );
   assign \$281  = \$279  ? 16'h8000 : \$280 [15:0];
   assign \$282  = \$277  ? 16'h7fff : \$281 ;
-  assign \$283  = $signed(new_u12) > $signed(\port$61945$167 [21:6]);
+  assign \$283  = $signed(new_u12) > $signed(\port$61979$167 [21:6]);
   assign \$284  = $signed(new_u12) > $signed(window_lo);
   assign \$285  = $signed(new_u12) < $signed(window_hi);
   assign \$286  = \$284  & \$285 ;
-  assign \$287  = $signed(u_prev[223:208]) > $signed(\port$61945$167 [21:6]);
+  assign \$287  = $signed(u_prev[223:208]) > $signed(\port$61979$167 [21:6]);
   assign \$288  = \$287  ? 16'h0000 : u_prev[223:208];
   assign \$289  = $signed(kept13) * $signed({ 1'h0, leak_mul });
-  assign \$290  = ! \port$61945$167 [5:0];
-  assign \$291  = \port$61945$167 [5:0] - 1'h1;
+  assign \$290  = ! \port$61979$167 [5:0];
+  assign \$291  = \port$61979$167 [5:0] - 1'h1;
   assign \$292  = \$290  ? 6'h00 : \$291 [5:0];
   assign \$293  = $signed(leak_prod13) >>> \$292 ;
-  assign \$294  = ! \port$61945$167 [5:0];
+  assign \$294  = ! \port$61979$167 [5:0];
   assign \$295  = $signed(leak_partial13) + $signed({ 1'h0, rnd });
   assign \$297  = \$294  ? leak_partial13 : \$296 [24:0];
-  assign \$298  = $signed(leaked13) + $signed(\port$57269$0 );
+  assign \$298  = $signed(leaked13) + $signed(\port$57303$0 );
   assign \$299  = $signed(\$298 ) > $signed(16'h7fff);
-  assign \$300  = $signed(leaked13) + $signed(\port$57269$0 );
+  assign \$300  = $signed(leaked13) + $signed(\port$57303$0 );
   assign \$301  = $signed(\$300 ) < $signed(16'h8000);
-  assign \$302  = $signed(leaked13) + $signed(\port$57269$0 );
+  assign \$302  = $signed(leaked13) + $signed(\port$57303$0 );
   assign \$303  = \$301  ? 16'h8000 : \$302 [15:0];
   assign \$304  = \$299  ? 16'h7fff : \$303 ;
-  assign \$305  = $signed(new_u13) > $signed(\port$61945$167 [21:6]);
+  assign \$305  = $signed(new_u13) > $signed(\port$61979$167 [21:6]);
   assign \$306  = $signed(new_u13) > $signed(window_lo);
   assign \$307  = $signed(new_u13) < $signed(window_hi);
   assign \$308  = \$306  & \$307 ;
-  assign \$309  = $signed(u_prev[239:224]) > $signed(\port$61945$167 [21:6]);
+  assign \$309  = $signed(u_prev[239:224]) > $signed(\port$61979$167 [21:6]);
   assign \$310  = \$309  ? 16'h0000 : u_prev[239:224];
   assign \$311  = $signed(kept14) * $signed({ 1'h0, leak_mul });
-  assign \$312  = ! \port$61945$167 [5:0];
-  assign \$313  = \port$61945$167 [5:0] - 1'h1;
+  assign \$312  = ! \port$61979$167 [5:0];
+  assign \$313  = \port$61979$167 [5:0] - 1'h1;
   assign \$314  = \$312  ? 6'h00 : \$313 [5:0];
   assign \$315  = $signed(leak_prod14) >>> \$314 ;
-  assign \$316  = ! \port$61945$167 [5:0];
+  assign \$316  = ! \port$61979$167 [5:0];
   assign \$317  = $signed(leak_partial14) + $signed({ 1'h0, rnd });
   assign \$319  = \$316  ? leak_partial14 : \$318 [24:0];
-  assign \$320  = $signed(leaked14) + $signed(\port$57287$0 );
+  assign \$320  = $signed(leaked14) + $signed(\port$57321$0 );
   assign \$321  = $signed(\$320 ) > $signed(16'h7fff);
-  assign \$322  = $signed(leaked14) + $signed(\port$57287$0 );
+  assign \$322  = $signed(leaked14) + $signed(\port$57321$0 );
   assign \$323  = $signed(\$322 ) < $signed(16'h8000);
-  assign \$324  = $signed(leaked14) + $signed(\port$57287$0 );
+  assign \$324  = $signed(leaked14) + $signed(\port$57321$0 );
   assign \$325  = \$323  ? 16'h8000 : \$324 [15:0];
   assign \$326  = \$321  ? 16'h7fff : \$325 ;
-  assign \$327  = $signed(new_u14) > $signed(\port$61945$167 [21:6]);
+  assign \$327  = $signed(new_u14) > $signed(\port$61979$167 [21:6]);
   assign \$328  = $signed(new_u14) > $signed(window_lo);
   assign \$329  = $signed(new_u14) < $signed(window_hi);
   assign \$330  = \$328  & \$329 ;
-  assign \$331  = $signed(u_prev[255:240]) > $signed(\port$61945$167 [21:6]);
+  assign \$331  = $signed(u_prev[255:240]) > $signed(\port$61979$167 [21:6]);
   assign \$332  = \$331  ? 16'h0000 : u_prev[255:240];
   assign \$333  = $signed(kept15) * $signed({ 1'h0, leak_mul });
-  assign \$334  = ! \port$61945$167 [5:0];
-  assign \$335  = \port$61945$167 [5:0] - 1'h1;
+  assign \$334  = ! \port$61979$167 [5:0];
+  assign \$335  = \port$61979$167 [5:0] - 1'h1;
   assign \$336  = \$334  ? 6'h00 : \$335 [5:0];
   assign \$337  = $signed(leak_prod15) >>> \$336 ;
-  assign \$338  = ! \port$61945$167 [5:0];
+  assign \$338  = ! \port$61979$167 [5:0];
   assign \$339  = $signed(leak_partial15) + $signed({ 1'h0, rnd });
   assign \$341  = \$338  ? leak_partial15 : \$340 [24:0];
-  assign \$342  = $signed(leaked15) + $signed(\port$57305$0 );
+  assign \$342  = $signed(leaked15) + $signed(\port$57339$0 );
   assign \$343  = $signed(\$342 ) > $signed(16'h7fff);
-  assign \$344  = $signed(leaked15) + $signed(\port$57305$0 );
+  assign \$344  = $signed(leaked15) + $signed(\port$57339$0 );
   assign \$345  = $signed(\$344 ) < $signed(16'h8000);
-  assign \$346  = $signed(leaked15) + $signed(\port$57305$0 );
+  assign \$346  = $signed(leaked15) + $signed(\port$57339$0 );
   assign \$347  = \$345  ? 16'h8000 : \$346 [15:0];
   assign \$348  = \$343  ? 16'h7fff : \$347 ;
-  assign \$349  = $signed(new_u15) > $signed(\port$61945$167 [21:6]);
+  assign \$349  = $signed(new_u15) > $signed(\port$61979$167 [21:6]);
   assign \$350  = $signed(new_u15) > $signed(window_lo);
   assign \$351  = $signed(new_u15) < $signed(window_hi);
   assign \$352  = \$350  & \$351 ;
-  assign \$353  = $signed(u_prev[271:256]) > $signed(\port$61945$167 [21:6]);
+  assign \$353  = $signed(u_prev[271:256]) > $signed(\port$61979$167 [21:6]);
   assign \$354  = \$353  ? 16'h0000 : u_prev[271:256];
   assign \$355  = $signed(kept16) * $signed({ 1'h0, leak_mul });
-  assign \$356  = ! \port$61945$167 [5:0];
-  assign \$357  = \port$61945$167 [5:0] - 1'h1;
+  assign \$356  = ! \port$61979$167 [5:0];
+  assign \$357  = \port$61979$167 [5:0] - 1'h1;
   assign \$358  = \$356  ? 6'h00 : \$357 [5:0];
   assign \$359  = $signed(leak_prod16) >>> \$358 ;
-  assign \$360  = ! \port$61945$167 [5:0];
+  assign \$360  = ! \port$61979$167 [5:0];
   assign \$361  = $signed(leak_partial16) + $signed({ 1'h0, rnd });
   assign \$363  = \$360  ? leak_partial16 : \$362 [24:0];
-  assign \$364  = $signed(leaked16) + $signed(\port$57323$0 );
+  assign \$364  = $signed(leaked16) + $signed(\port$57357$0 );
   assign \$365  = $signed(\$364 ) > $signed(16'h7fff);
-  assign \$366  = $signed(leaked16) + $signed(\port$57323$0 );
+  assign \$366  = $signed(leaked16) + $signed(\port$57357$0 );
   assign \$367  = $signed(\$366 ) < $signed(16'h8000);
-  assign \$368  = $signed(leaked16) + $signed(\port$57323$0 );
+  assign \$368  = $signed(leaked16) + $signed(\port$57357$0 );
   assign \$369  = \$367  ? 16'h8000 : \$368 [15:0];
   assign \$370  = \$365  ? 16'h7fff : \$369 ;
-  assign \$371  = $signed(new_u16) > $signed(\port$61945$167 [21:6]);
+  assign \$371  = $signed(new_u16) > $signed(\port$61979$167 [21:6]);
   assign \$372  = $signed(new_u16) > $signed(window_lo);
   assign \$373  = $signed(new_u16) < $signed(window_hi);
   assign \$374  = \$372  & \$373 ;
-  assign \$375  = $signed(u_prev[287:272]) > $signed(\port$61945$167 [21:6]);
+  assign \$375  = $signed(u_prev[287:272]) > $signed(\port$61979$167 [21:6]);
   assign \$376  = \$375  ? 16'h0000 : u_prev[287:272];
   assign \$377  = $signed(kept17) * $signed({ 1'h0, leak_mul });
-  assign \$378  = ! \port$61945$167 [5:0];
-  assign \$379  = \port$61945$167 [5:0] - 1'h1;
+  assign \$378  = ! \port$61979$167 [5:0];
+  assign \$379  = \port$61979$167 [5:0] - 1'h1;
   assign \$380  = \$378  ? 6'h00 : \$379 [5:0];
   assign \$381  = $signed(leak_prod17) >>> \$380 ;
-  assign \$382  = ! \port$61945$167 [5:0];
+  assign \$382  = ! \port$61979$167 [5:0];
   assign \$383  = $signed(leak_partial17) + $signed({ 1'h0, rnd });
   assign \$385  = \$382  ? leak_partial17 : \$384 [24:0];
-  assign \$386  = $signed(leaked17) + $signed(\port$57341$0 );
+  assign \$386  = $signed(leaked17) + $signed(\port$57375$0 );
   assign \$387  = $signed(\$386 ) > $signed(16'h7fff);
-  assign \$388  = $signed(leaked17) + $signed(\port$57341$0 );
+  assign \$388  = $signed(leaked17) + $signed(\port$57375$0 );
   assign \$389  = $signed(\$388 ) < $signed(16'h8000);
-  assign \$390  = $signed(leaked17) + $signed(\port$57341$0 );
+  assign \$390  = $signed(leaked17) + $signed(\port$57375$0 );
   assign \$391  = \$389  ? 16'h8000 : \$390 [15:0];
   assign \$392  = \$387  ? 16'h7fff : \$391 ;
-  assign \$393  = $signed(new_u17) > $signed(\port$61945$167 [21:6]);
+  assign \$393  = $signed(new_u17) > $signed(\port$61979$167 [21:6]);
   assign \$394  = $signed(new_u17) > $signed(window_lo);
   assign \$395  = $signed(new_u17) < $signed(window_hi);
   assign \$396  = \$394  & \$395 ;
-  assign \$397  = $signed(u_prev[303:288]) > $signed(\port$61945$167 [21:6]);
+  assign \$397  = $signed(u_prev[303:288]) > $signed(\port$61979$167 [21:6]);
   assign \$398  = \$397  ? 16'h0000 : u_prev[303:288];
   assign \$399  = $signed(kept18) * $signed({ 1'h0, leak_mul });
-  assign \$400  = ! \port$61945$167 [5:0];
-  assign \$401  = \port$61945$167 [5:0] - 1'h1;
+  assign \$400  = ! \port$61979$167 [5:0];
+  assign \$401  = \port$61979$167 [5:0] - 1'h1;
   assign \$402  = \$400  ? 6'h00 : \$401 [5:0];
   assign \$403  = $signed(leak_prod18) >>> \$402 ;
-  assign \$404  = ! \port$61945$167 [5:0];
+  assign \$404  = ! \port$61979$167 [5:0];
   assign \$405  = $signed(leak_partial18) + $signed({ 1'h0, rnd });
   assign \$407  = \$404  ? leak_partial18 : \$406 [24:0];
-  assign \$408  = $signed(leaked18) + $signed(\port$57359$0 );
+  assign \$408  = $signed(leaked18) + $signed(\port$57393$0 );
   assign \$409  = $signed(\$408 ) > $signed(16'h7fff);
-  assign \$410  = $signed(leaked18) + $signed(\port$57359$0 );
+  assign \$410  = $signed(leaked18) + $signed(\port$57393$0 );
   assign \$411  = $signed(\$410 ) < $signed(16'h8000);
-  assign \$412  = $signed(leaked18) + $signed(\port$57359$0 );
+  assign \$412  = $signed(leaked18) + $signed(\port$57393$0 );
   assign \$413  = \$411  ? 16'h8000 : \$412 [15:0];
   assign \$414  = \$409  ? 16'h7fff : \$413 ;
-  assign \$415  = $signed(new_u18) > $signed(\port$61945$167 [21:6]);
+  assign \$415  = $signed(new_u18) > $signed(\port$61979$167 [21:6]);
   assign \$416  = $signed(new_u18) > $signed(window_lo);
   assign \$417  = $signed(new_u18) < $signed(window_hi);
   assign \$418  = \$416  & \$417 ;
-  assign \$419  = $signed(u_prev[319:304]) > $signed(\port$61945$167 [21:6]);
+  assign \$419  = $signed(u_prev[319:304]) > $signed(\port$61979$167 [21:6]);
   assign \$420  = \$419  ? 16'h0000 : u_prev[319:304];
   assign \$421  = $signed(kept19) * $signed({ 1'h0, leak_mul });
-  assign \$422  = ! \port$61945$167 [5:0];
-  assign \$423  = \port$61945$167 [5:0] - 1'h1;
+  assign \$422  = ! \port$61979$167 [5:0];
+  assign \$423  = \port$61979$167 [5:0] - 1'h1;
   assign \$424  = \$422  ? 6'h00 : \$423 [5:0];
   assign \$425  = $signed(leak_prod19) >>> \$424 ;
-  assign \$426  = ! \port$61945$167 [5:0];
+  assign \$426  = ! \port$61979$167 [5:0];
   assign \$427  = $signed(leak_partial19) + $signed({ 1'h0, rnd });
   assign \$429  = \$426  ? leak_partial19 : \$428 [24:0];
-  assign \$430  = $signed(leaked19) + $signed(\port$57377$0 );
+  assign \$430  = $signed(leaked19) + $signed(\port$57411$0 );
   assign \$431  = $signed(\$430 ) > $signed(16'h7fff);
-  assign \$432  = $signed(leaked19) + $signed(\port$57377$0 );
+  assign \$432  = $signed(leaked19) + $signed(\port$57411$0 );
   assign \$433  = $signed(\$432 ) < $signed(16'h8000);
-  assign \$434  = $signed(leaked19) + $signed(\port$57377$0 );
+  assign \$434  = $signed(leaked19) + $signed(\port$57411$0 );
   assign \$435  = \$433  ? 16'h8000 : \$434 [15:0];
   assign \$436  = \$431  ? 16'h7fff : \$435 ;
-  assign \$437  = $signed(new_u19) > $signed(\port$61945$167 [21:6]);
+  assign \$437  = $signed(new_u19) > $signed(\port$61979$167 [21:6]);
   assign \$438  = $signed(new_u19) > $signed(window_lo);
   assign \$439  = $signed(new_u19) < $signed(window_hi);
   assign \$440  = \$438  & \$439 ;
-  assign \$441  = $signed(u_prev[335:320]) > $signed(\port$61945$167 [21:6]);
+  assign \$441  = $signed(u_prev[335:320]) > $signed(\port$61979$167 [21:6]);
   assign \$442  = \$441  ? 16'h0000 : u_prev[335:320];
   assign \$443  = $signed(kept20) * $signed({ 1'h0, leak_mul });
-  assign \$444  = ! \port$61945$167 [5:0];
-  assign \$445  = \port$61945$167 [5:0] - 1'h1;
+  assign \$444  = ! \port$61979$167 [5:0];
+  assign \$445  = \port$61979$167 [5:0] - 1'h1;
   assign \$446  = \$444  ? 6'h00 : \$445 [5:0];
   assign \$447  = $signed(leak_prod20) >>> \$446 ;
-  assign \$448  = ! \port$61945$167 [5:0];
+  assign \$448  = ! \port$61979$167 [5:0];
   assign \$449  = $signed(leak_partial20) + $signed({ 1'h0, rnd });
   assign \$451  = \$448  ? leak_partial20 : \$450 [24:0];
-  assign \$452  = $signed(leaked20) + $signed(\port$57395$0 );
+  assign \$452  = $signed(leaked20) + $signed(\port$57429$0 );
   assign \$453  = $signed(\$452 ) > $signed(16'h7fff);
-  assign \$454  = $signed(leaked20) + $signed(\port$57395$0 );
+  assign \$454  = $signed(leaked20) + $signed(\port$57429$0 );
   assign \$455  = $signed(\$454 ) < $signed(16'h8000);
-  assign \$456  = $signed(leaked20) + $signed(\port$57395$0 );
+  assign \$456  = $signed(leaked20) + $signed(\port$57429$0 );
   assign \$457  = \$455  ? 16'h8000 : \$456 [15:0];
   assign \$458  = \$453  ? 16'h7fff : \$457 ;
-  assign \$459  = $signed(new_u20) > $signed(\port$61945$167 [21:6]);
+  assign \$459  = $signed(new_u20) > $signed(\port$61979$167 [21:6]);
   assign \$460  = $signed(new_u20) > $signed(window_lo);
   assign \$461  = $signed(new_u20) < $signed(window_hi);
   assign \$462  = \$460  & \$461 ;
-  assign \$463  = $signed(u_prev[351:336]) > $signed(\port$61945$167 [21:6]);
+  assign \$463  = $signed(u_prev[351:336]) > $signed(\port$61979$167 [21:6]);
   assign \$464  = \$463  ? 16'h0000 : u_prev[351:336];
   assign \$465  = $signed(kept21) * $signed({ 1'h0, leak_mul });
-  assign \$466  = ! \port$61945$167 [5:0];
-  assign \$467  = \port$61945$167 [5:0] - 1'h1;
+  assign \$466  = ! \port$61979$167 [5:0];
+  assign \$467  = \port$61979$167 [5:0] - 1'h1;
   assign \$468  = \$466  ? 6'h00 : \$467 [5:0];
   assign \$469  = $signed(leak_prod21) >>> \$468 ;
-  assign \$470  = ! \port$61945$167 [5:0];
+  assign \$470  = ! \port$61979$167 [5:0];
   assign \$471  = $signed(leak_partial21) + $signed({ 1'h0, rnd });
   assign \$473  = \$470  ? leak_partial21 : \$472 [24:0];
-  assign \$474  = $signed(leaked21) + $signed(\port$57413$0 );
+  assign \$474  = $signed(leaked21) + $signed(\port$57447$0 );
   assign \$475  = $signed(\$474 ) > $signed(16'h7fff);
-  assign \$476  = $signed(leaked21) + $signed(\port$57413$0 );
+  assign \$476  = $signed(leaked21) + $signed(\port$57447$0 );
   assign \$477  = $signed(\$476 ) < $signed(16'h8000);
-  assign \$478  = $signed(leaked21) + $signed(\port$57413$0 );
+  assign \$478  = $signed(leaked21) + $signed(\port$57447$0 );
   assign \$479  = \$477  ? 16'h8000 : \$478 [15:0];
   assign \$480  = \$475  ? 16'h7fff : \$479 ;
-  assign \$481  = $signed(new_u21) > $signed(\port$61945$167 [21:6]);
+  assign \$481  = $signed(new_u21) > $signed(\port$61979$167 [21:6]);
   assign \$482  = $signed(new_u21) > $signed(window_lo);
   assign \$483  = $signed(new_u21) < $signed(window_hi);
   assign \$484  = \$482  & \$483 ;
-  assign \$485  = $signed(u_prev[367:352]) > $signed(\port$61945$167 [21:6]);
+  assign \$485  = $signed(u_prev[367:352]) > $signed(\port$61979$167 [21:6]);
   assign \$486  = \$485  ? 16'h0000 : u_prev[367:352];
   assign \$487  = $signed(kept22) * $signed({ 1'h0, leak_mul });
-  assign \$488  = ! \port$61945$167 [5:0];
-  assign \$489  = \port$61945$167 [5:0] - 1'h1;
+  assign \$488  = ! \port$61979$167 [5:0];
+  assign \$489  = \port$61979$167 [5:0] - 1'h1;
   assign \$490  = \$488  ? 6'h00 : \$489 [5:0];
   assign \$491  = $signed(leak_prod22) >>> \$490 ;
-  assign \$492  = ! \port$61945$167 [5:0];
+  assign \$492  = ! \port$61979$167 [5:0];
   assign \$493  = $signed(leak_partial22) + $signed({ 1'h0, rnd });
   assign \$495  = \$492  ? leak_partial22 : \$494 [24:0];
-  assign \$496  = $signed(leaked22) + $signed(\port$57431$0 );
+  assign \$496  = $signed(leaked22) + $signed(\port$57465$0 );
   assign \$497  = $signed(\$496 ) > $signed(16'h7fff);
-  assign \$498  = $signed(leaked22) + $signed(\port$57431$0 );
+  assign \$498  = $signed(leaked22) + $signed(\port$57465$0 );
   assign \$499  = $signed(\$498 ) < $signed(16'h8000);
-  assign \$500  = $signed(leaked22) + $signed(\port$57431$0 );
+  assign \$500  = $signed(leaked22) + $signed(\port$57465$0 );
   assign \$501  = \$499  ? 16'h8000 : \$500 [15:0];
   assign \$502  = \$497  ? 16'h7fff : \$501 ;
-  assign \$503  = $signed(new_u22) > $signed(\port$61945$167 [21:6]);
+  assign \$503  = $signed(new_u22) > $signed(\port$61979$167 [21:6]);
   assign \$504  = $signed(new_u22) > $signed(window_lo);
   assign \$505  = $signed(new_u22) < $signed(window_hi);
   assign \$506  = \$504  & \$505 ;
-  assign \$507  = $signed(u_prev[383:368]) > $signed(\port$61945$167 [21:6]);
+  assign \$507  = $signed(u_prev[383:368]) > $signed(\port$61979$167 [21:6]);
   assign \$508  = \$507  ? 16'h0000 : u_prev[383:368];
   assign \$509  = $signed(kept23) * $signed({ 1'h0, leak_mul });
-  assign \$510  = ! \port$61945$167 [5:0];
-  assign \$511  = \port$61945$167 [5:0] - 1'h1;
+  assign \$510  = ! \port$61979$167 [5:0];
+  assign \$511  = \port$61979$167 [5:0] - 1'h1;
   assign \$512  = \$510  ? 6'h00 : \$511 [5:0];
   assign \$513  = $signed(leak_prod23) >>> \$512 ;
-  assign \$514  = ! \port$61945$167 [5:0];
+  assign \$514  = ! \port$61979$167 [5:0];
   assign \$515  = $signed(leak_partial23) + $signed({ 1'h0, rnd });
   assign \$517  = \$514  ? leak_partial23 : \$516 [24:0];
-  assign \$518  = $signed(leaked23) + $signed(\port$57449$0 );
+  assign \$518  = $signed(leaked23) + $signed(\port$57483$0 );
   assign \$519  = $signed(\$518 ) > $signed(16'h7fff);
-  assign \$520  = $signed(leaked23) + $signed(\port$57449$0 );
+  assign \$520  = $signed(leaked23) + $signed(\port$57483$0 );
   assign \$521  = $signed(\$520 ) < $signed(16'h8000);
-  assign \$522  = $signed(leaked23) + $signed(\port$57449$0 );
+  assign \$522  = $signed(leaked23) + $signed(\port$57483$0 );
   assign \$523  = \$521  ? 16'h8000 : \$522 [15:0];
   assign \$524  = \$519  ? 16'h7fff : \$523 ;
-  assign \$525  = $signed(new_u23) > $signed(\port$61945$167 [21:6]);
+  assign \$525  = $signed(new_u23) > $signed(\port$61979$167 [21:6]);
   assign \$526  = $signed(new_u23) > $signed(window_lo);
   assign \$527  = $signed(new_u23) < $signed(window_hi);
   assign \$528  = \$526  & \$527 ;
-  assign \$529  = $signed(u_prev[399:384]) > $signed(\port$61945$167 [21:6]);
+  assign \$529  = $signed(u_prev[399:384]) > $signed(\port$61979$167 [21:6]);
   assign \$530  = \$529  ? 16'h0000 : u_prev[399:384];
   assign \$531  = $signed(kept24) * $signed({ 1'h0, leak_mul });
-  assign \$532  = ! \port$61945$167 [5:0];
-  assign \$533  = \port$61945$167 [5:0] - 1'h1;
+  assign \$532  = ! \port$61979$167 [5:0];
+  assign \$533  = \port$61979$167 [5:0] - 1'h1;
   assign \$534  = \$532  ? 6'h00 : \$533 [5:0];
   assign \$535  = $signed(leak_prod24) >>> \$534 ;
-  assign \$536  = ! \port$61945$167 [5:0];
+  assign \$536  = ! \port$61979$167 [5:0];
   assign \$537  = $signed(leak_partial24) + $signed({ 1'h0, rnd });
   assign \$539  = \$536  ? leak_partial24 : \$538 [24:0];
-  assign \$540  = $signed(leaked24) + $signed(\port$57467$0 );
+  assign \$540  = $signed(leaked24) + $signed(\port$57501$0 );
   assign \$541  = $signed(\$540 ) > $signed(16'h7fff);
-  assign \$542  = $signed(leaked24) + $signed(\port$57467$0 );
+  assign \$542  = $signed(leaked24) + $signed(\port$57501$0 );
   assign \$543  = $signed(\$542 ) < $signed(16'h8000);
-  assign \$544  = $signed(leaked24) + $signed(\port$57467$0 );
+  assign \$544  = $signed(leaked24) + $signed(\port$57501$0 );
   assign \$545  = \$543  ? 16'h8000 : \$544 [15:0];
   assign \$546  = \$541  ? 16'h7fff : \$545 ;
-  assign \$547  = $signed(new_u24) > $signed(\port$61945$167 [21:6]);
+  assign \$547  = $signed(new_u24) > $signed(\port$61979$167 [21:6]);
   assign \$548  = $signed(new_u24) > $signed(window_lo);
   assign \$549  = $signed(new_u24) < $signed(window_hi);
   assign \$550  = \$548  & \$549 ;
-  assign \$551  = $signed(u_prev[415:400]) > $signed(\port$61945$167 [21:6]);
+  assign \$551  = $signed(u_prev[415:400]) > $signed(\port$61979$167 [21:6]);
   assign \$552  = \$551  ? 16'h0000 : u_prev[415:400];
   assign \$553  = $signed(kept25) * $signed({ 1'h0, leak_mul });
-  assign \$554  = ! \port$61945$167 [5:0];
-  assign \$555  = \port$61945$167 [5:0] - 1'h1;
+  assign \$554  = ! \port$61979$167 [5:0];
+  assign \$555  = \port$61979$167 [5:0] - 1'h1;
   assign \$556  = \$554  ? 6'h00 : \$555 [5:0];
   assign \$557  = $signed(leak_prod25) >>> \$556 ;
-  assign \$558  = ! \port$61945$167 [5:0];
+  assign \$558  = ! \port$61979$167 [5:0];
   assign \$559  = $signed(leak_partial25) + $signed({ 1'h0, rnd });
   assign \$561  = \$558  ? leak_partial25 : \$560 [24:0];
-  assign \$562  = $signed(leaked25) + $signed(\port$57485$0 );
+  assign \$562  = $signed(leaked25) + $signed(\port$57519$0 );
   assign \$563  = $signed(\$562 ) > $signed(16'h7fff);
-  assign \$564  = $signed(leaked25) + $signed(\port$57485$0 );
+  assign \$564  = $signed(leaked25) + $signed(\port$57519$0 );
   assign \$565  = $signed(\$564 ) < $signed(16'h8000);
-  assign \$566  = $signed(leaked25) + $signed(\port$57485$0 );
+  assign \$566  = $signed(leaked25) + $signed(\port$57519$0 );
   assign \$567  = \$565  ? 16'h8000 : \$566 [15:0];
   assign \$568  = \$563  ? 16'h7fff : \$567 ;
-  assign \$569  = $signed(new_u25) > $signed(\port$61945$167 [21:6]);
+  assign \$569  = $signed(new_u25) > $signed(\port$61979$167 [21:6]);
   assign \$570  = $signed(new_u25) > $signed(window_lo);
   assign \$571  = $signed(new_u25) < $signed(window_hi);
   assign \$572  = \$570  & \$571 ;
-  assign \$573  = $signed(u_prev[431:416]) > $signed(\port$61945$167 [21:6]);
+  assign \$573  = $signed(u_prev[431:416]) > $signed(\port$61979$167 [21:6]);
   assign \$574  = \$573  ? 16'h0000 : u_prev[431:416];
   assign \$575  = $signed(kept26) * $signed({ 1'h0, leak_mul });
-  assign \$576  = ! \port$61945$167 [5:0];
-  assign \$577  = \port$61945$167 [5:0] - 1'h1;
+  assign \$576  = ! \port$61979$167 [5:0];
+  assign \$577  = \port$61979$167 [5:0] - 1'h1;
   assign \$578  = \$576  ? 6'h00 : \$577 [5:0];
   assign \$579  = $signed(leak_prod26) >>> \$578 ;
-  assign \$580  = ! \port$61945$167 [5:0];
+  assign \$580  = ! \port$61979$167 [5:0];
   assign \$581  = $signed(leak_partial26) + $signed({ 1'h0, rnd });
   assign \$583  = \$580  ? leak_partial26 : \$582 [24:0];
-  assign \$584  = $signed(leaked26) + $signed(\port$57503$0 );
+  assign \$584  = $signed(leaked26) + $signed(\port$57537$0 );
   assign \$585  = $signed(\$584 ) > $signed(16'h7fff);
-  assign \$586  = $signed(leaked26) + $signed(\port$57503$0 );
+  assign \$586  = $signed(leaked26) + $signed(\port$57537$0 );
   assign \$587  = $signed(\$586 ) < $signed(16'h8000);
-  assign \$588  = $signed(leaked26) + $signed(\port$57503$0 );
+  assign \$588  = $signed(leaked26) + $signed(\port$57537$0 );
   assign \$589  = \$587  ? 16'h8000 : \$588 [15:0];
   assign \$590  = \$585  ? 16'h7fff : \$589 ;
-  assign \$591  = $signed(new_u26) > $signed(\port$61945$167 [21:6]);
+  assign \$591  = $signed(new_u26) > $signed(\port$61979$167 [21:6]);
   assign \$592  = $signed(new_u26) > $signed(window_lo);
   assign \$593  = $signed(new_u26) < $signed(window_hi);
   assign \$594  = \$592  & \$593 ;
-  assign \$595  = $signed(u_prev[447:432]) > $signed(\port$61945$167 [21:6]);
+  assign \$595  = $signed(u_prev[447:432]) > $signed(\port$61979$167 [21:6]);
   assign \$596  = \$595  ? 16'h0000 : u_prev[447:432];
   assign \$597  = $signed(kept27) * $signed({ 1'h0, leak_mul });
-  assign \$598  = ! \port$61945$167 [5:0];
-  assign \$599  = \port$61945$167 [5:0] - 1'h1;
+  assign \$598  = ! \port$61979$167 [5:0];
+  assign \$599  = \port$61979$167 [5:0] - 1'h1;
   assign \$600  = \$598  ? 6'h00 : \$599 [5:0];
   assign \$601  = $signed(leak_prod27) >>> \$600 ;
-  assign \$602  = ! \port$61945$167 [5:0];
+  assign \$602  = ! \port$61979$167 [5:0];
   assign \$603  = $signed(leak_partial27) + $signed({ 1'h0, rnd });
   assign \$605  = \$602  ? leak_partial27 : \$604 [24:0];
-  assign \$606  = $signed(leaked27) + $signed(\port$57521$0 );
+  assign \$606  = $signed(leaked27) + $signed(\port$57555$0 );
   assign \$607  = $signed(\$606 ) > $signed(16'h7fff);
-  assign \$608  = $signed(leaked27) + $signed(\port$57521$0 );
+  assign \$608  = $signed(leaked27) + $signed(\port$57555$0 );
   assign \$609  = $signed(\$608 ) < $signed(16'h8000);
-  assign \$610  = $signed(leaked27) + $signed(\port$57521$0 );
+  assign \$610  = $signed(leaked27) + $signed(\port$57555$0 );
   assign \$611  = \$609  ? 16'h8000 : \$610 [15:0];
   assign \$612  = \$607  ? 16'h7fff : \$611 ;
-  assign \$613  = $signed(new_u27) > $signed(\port$61945$167 [21:6]);
+  assign \$613  = $signed(new_u27) > $signed(\port$61979$167 [21:6]);
   assign \$614  = $signed(new_u27) > $signed(window_lo);
   assign \$615  = $signed(new_u27) < $signed(window_hi);
   assign \$616  = \$614  & \$615 ;
-  assign \$617  = $signed(u_prev[463:448]) > $signed(\port$61945$167 [21:6]);
+  assign \$617  = $signed(u_prev[463:448]) > $signed(\port$61979$167 [21:6]);
   assign \$618  = \$617  ? 16'h0000 : u_prev[463:448];
   assign \$619  = $signed(kept28) * $signed({ 1'h0, leak_mul });
-  assign \$620  = ! \port$61945$167 [5:0];
-  assign \$621  = \port$61945$167 [5:0] - 1'h1;
+  assign \$620  = ! \port$61979$167 [5:0];
+  assign \$621  = \port$61979$167 [5:0] - 1'h1;
   assign \$622  = \$620  ? 6'h00 : \$621 [5:0];
   assign \$623  = $signed(leak_prod28) >>> \$622 ;
-  assign \$624  = ! \port$61945$167 [5:0];
+  assign \$624  = ! \port$61979$167 [5:0];
   assign \$625  = $signed(leak_partial28) + $signed({ 1'h0, rnd });
   assign \$627  = \$624  ? leak_partial28 : \$626 [24:0];
-  assign \$628  = $signed(leaked28) + $signed(\port$57539$0 );
+  assign \$628  = $signed(leaked28) + $signed(\port$57573$0 );
   assign \$629  = $signed(\$628 ) > $signed(16'h7fff);
-  assign \$630  = $signed(leaked28) + $signed(\port$57539$0 );
+  assign \$630  = $signed(leaked28) + $signed(\port$57573$0 );
   assign \$631  = $signed(\$630 ) < $signed(16'h8000);
-  assign \$632  = $signed(leaked28) + $signed(\port$57539$0 );
+  assign \$632  = $signed(leaked28) + $signed(\port$57573$0 );
   assign \$633  = \$631  ? 16'h8000 : \$632 [15:0];
   assign \$634  = \$629  ? 16'h7fff : \$633 ;
-  assign \$635  = $signed(new_u28) > $signed(\port$61945$167 [21:6]);
+  assign \$635  = $signed(new_u28) > $signed(\port$61979$167 [21:6]);
   assign \$636  = $signed(new_u28) > $signed(window_lo);
   assign \$637  = $signed(new_u28) < $signed(window_hi);
   assign \$638  = \$636  & \$637 ;
-  assign \$639  = $signed(u_prev[479:464]) > $signed(\port$61945$167 [21:6]);
+  assign \$639  = $signed(u_prev[479:464]) > $signed(\port$61979$167 [21:6]);
   assign \$640  = \$639  ? 16'h0000 : u_prev[479:464];
   assign \$641  = $signed(kept29) * $signed({ 1'h0, leak_mul });
-  assign \$642  = ! \port$61945$167 [5:0];
-  assign \$643  = \port$61945$167 [5:0] - 1'h1;
+  assign \$642  = ! \port$61979$167 [5:0];
+  assign \$643  = \port$61979$167 [5:0] - 1'h1;
   assign \$644  = \$642  ? 6'h00 : \$643 [5:0];
   assign \$645  = $signed(leak_prod29) >>> \$644 ;
-  assign \$646  = ! \port$61945$167 [5:0];
+  assign \$646  = ! \port$61979$167 [5:0];
   assign \$647  = $signed(leak_partial29) + $signed({ 1'h0, rnd });
   assign \$649  = \$646  ? leak_partial29 : \$648 [24:0];
-  assign \$650  = $signed(leaked29) + $signed(\port$57557$0 );
+  assign \$650  = $signed(leaked29) + $signed(\port$57591$0 );
   assign \$651  = $signed(\$650 ) > $signed(16'h7fff);
-  assign \$652  = $signed(leaked29) + $signed(\port$57557$0 );
+  assign \$652  = $signed(leaked29) + $signed(\port$57591$0 );
   assign \$653  = $signed(\$652 ) < $signed(16'h8000);
-  assign \$654  = $signed(leaked29) + $signed(\port$57557$0 );
+  assign \$654  = $signed(leaked29) + $signed(\port$57591$0 );
   assign \$655  = \$653  ? 16'h8000 : \$654 [15:0];
   assign \$656  = \$651  ? 16'h7fff : \$655 ;
-  assign \$657  = $signed(new_u29) > $signed(\port$61945$167 [21:6]);
+  assign \$657  = $signed(new_u29) > $signed(\port$61979$167 [21:6]);
   assign \$658  = $signed(new_u29) > $signed(window_lo);
   assign \$659  = $signed(new_u29) < $signed(window_hi);
   assign \$660  = \$658  & \$659 ;
-  assign \$661  = $signed(u_prev[495:480]) > $signed(\port$61945$167 [21:6]);
+  assign \$661  = $signed(u_prev[495:480]) > $signed(\port$61979$167 [21:6]);
   assign \$662  = \$661  ? 16'h0000 : u_prev[495:480];
   assign \$663  = $signed(kept30) * $signed({ 1'h0, leak_mul });
-  assign \$664  = ! \port$61945$167 [5:0];
-  assign \$665  = \port$61945$167 [5:0] - 1'h1;
+  assign \$664  = ! \port$61979$167 [5:0];
+  assign \$665  = \port$61979$167 [5:0] - 1'h1;
   assign \$666  = \$664  ? 6'h00 : \$665 [5:0];
   assign \$667  = $signed(leak_prod30) >>> \$666 ;
-  assign \$668  = ! \port$61945$167 [5:0];
+  assign \$668  = ! \port$61979$167 [5:0];
   assign \$669  = $signed(leak_partial30) + $signed({ 1'h0, rnd });
   assign \$671  = \$668  ? leak_partial30 : \$670 [24:0];
-  assign \$672  = $signed(leaked30) + $signed(\port$57575$0 );
+  assign \$672  = $signed(leaked30) + $signed(\port$57609$0 );
   assign \$673  = $signed(\$672 ) > $signed(16'h7fff);
-  assign \$674  = $signed(leaked30) + $signed(\port$57575$0 );
+  assign \$674  = $signed(leaked30) + $signed(\port$57609$0 );
   assign \$675  = $signed(\$674 ) < $signed(16'h8000);
-  assign \$676  = $signed(leaked30) + $signed(\port$57575$0 );
+  assign \$676  = $signed(leaked30) + $signed(\port$57609$0 );
   assign \$677  = \$675  ? 16'h8000 : \$676 [15:0];
   assign \$678  = \$673  ? 16'h7fff : \$677 ;
-  assign \$679  = $signed(new_u30) > $signed(\port$61945$167 [21:6]);
+  assign \$679  = $signed(new_u30) > $signed(\port$61979$167 [21:6]);
   assign \$680  = $signed(new_u30) > $signed(window_lo);
   assign \$681  = $signed(new_u30) < $signed(window_hi);
   assign \$682  = \$680  & \$681 ;
-  assign \$683  = $signed(u_prev[511:496]) > $signed(\port$61945$167 [21:6]);
+  assign \$683  = $signed(u_prev[511:496]) > $signed(\port$61979$167 [21:6]);
   assign \$684  = \$683  ? 16'h0000 : u_prev[511:496];
   assign \$685  = $signed(kept31) * $signed({ 1'h0, leak_mul });
-  assign \$686  = ! \port$61945$167 [5:0];
-  assign \$687  = \port$61945$167 [5:0] - 1'h1;
+  assign \$686  = ! \port$61979$167 [5:0];
+  assign \$687  = \port$61979$167 [5:0] - 1'h1;
   assign \$688  = \$686  ? 6'h00 : \$687 [5:0];
   assign \$689  = $signed(leak_prod31) >>> \$688 ;
-  assign \$690  = ! \port$61945$167 [5:0];
+  assign \$690  = ! \port$61979$167 [5:0];
   assign \$691  = $signed(leak_partial31) + $signed({ 1'h0, rnd });
   assign \$693  = \$690  ? leak_partial31 : \$692 [24:0];
-  assign \$694  = $signed(leaked31) + $signed(\port$57593$0 );
+  assign \$694  = $signed(leaked31) + $signed(\port$57627$0 );
   assign \$695  = $signed(\$694 ) > $signed(16'h7fff);
-  assign \$696  = $signed(leaked31) + $signed(\port$57593$0 );
+  assign \$696  = $signed(leaked31) + $signed(\port$57627$0 );
   assign \$697  = $signed(\$696 ) < $signed(16'h8000);
-  assign \$698  = $signed(leaked31) + $signed(\port$57593$0 );
+  assign \$698  = $signed(leaked31) + $signed(\port$57627$0 );
   assign \$699  = \$697  ? 16'h8000 : \$698 [15:0];
   assign \$700  = \$695  ? 16'h7fff : \$699 ;
-  assign \$701  = $signed(new_u31) > $signed(\port$61945$167 [21:6]);
+  assign \$701  = $signed(new_u31) > $signed(\port$61979$167 [21:6]);
   assign \$702  = $signed(new_u31) > $signed(window_lo);
   assign \$703  = $signed(new_u31) < $signed(window_hi);
   assign \$704  = \$702  & \$703 ;
@@ -19325,42 +19468,42 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$57035$0 , \port$57053$0 , \port$5
     s31 <= \$959 ;
   always @(posedge clk)
     m31 <= \$960 ;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$61945$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$61979$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
   assign \$3  = $signed(kept0) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$61945$167 [5:0];
-  assign \$5  = \port$61945$167 [5:0] - 1'h1;
+  assign \$4  = ! \port$61979$167 [5:0];
+  assign \$5  = \port$61979$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
-  assign \$8  = ! \port$61945$167 [5:0];
+  assign \$8  = ! \port$61979$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$57035$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$57069$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$57035$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$57069$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$57035$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$57069$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(new_u0) > $signed(\port$61945$167 [21:6]);
+  assign \$19  = $signed(new_u0) > $signed(\port$61979$167 [21:6]);
   assign \$20  = $signed(new_u0) > $signed(window_lo);
   assign \$21  = $signed(new_u0) < $signed(window_hi);
   assign \$22  = \$20  & \$21 ;
-  assign \$23  = $signed(u_prev[31:16]) > $signed(\port$61945$167 [21:6]);
+  assign \$23  = $signed(u_prev[31:16]) > $signed(\port$61979$167 [21:6]);
   assign \$24  = \$23  ? 16'h0000 : u_prev[31:16];
   assign \$25  = $signed(kept1) * $signed({ 1'h0, leak_mul });
-  assign \$26  = ! \port$61945$167 [5:0];
-  assign \$27  = \port$61945$167 [5:0] - 1'h1;
+  assign \$26  = ! \port$61979$167 [5:0];
+  assign \$27  = \port$61979$167 [5:0] - 1'h1;
   assign \$28  = \$26  ? 6'h00 : \$27 [5:0];
   assign \$29  = $signed(leak_prod1) >>> \$28 ;
-  assign \$30  = ! \port$61945$167 [5:0];
+  assign \$30  = ! \port$61979$167 [5:0];
   assign \$31  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$33  = \$30  ? leak_partial1 : \$32 [24:0];
-  assign \$34  = $signed(leaked1) + $signed(\port$57053$0 );
+  assign \$34  = $signed(leaked1) + $signed(\port$57087$0 );
   assign \$35  = $signed(\$34 ) > $signed(16'h7fff);
-  assign \$36  = $signed(leaked1) + $signed(\port$57053$0 );
+  assign \$36  = $signed(leaked1) + $signed(\port$57087$0 );
   assign \$37  = $signed(\$36 ) < $signed(16'h8000);
-  assign \$38  = $signed(leaked1) + $signed(\port$57053$0 );
+  assign \$38  = $signed(leaked1) + $signed(\port$57087$0 );
   assign \$39  = \$37  ? 16'h8000 : \$38 [15:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
@@ -21154,9 +21297,9 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$57035$0 , \port$57053$0 , \port$5
       \$960  = 1'h0;
     end
   end
-  assign threshold = \port$61945$167 [21:6];
-  assign leak_shift = \port$61945$167 [5:0];
-  assign cur = { \port$57593$0 , \port$57575$0 , \port$57557$0 , \port$57539$0 , \port$57521$0 , \port$57503$0 , \port$57485$0 , \port$57467$0 , \port$57449$0 , \port$57431$0 , \port$57413$0 , \port$57395$0 , \port$57377$0 , \port$57359$0 , \port$57341$0 , \port$57323$0 , \port$57305$0 , \port$57287$0 , \port$57269$0 , \port$57251$0 , \port$57233$0 , \port$57215$0 , \port$57197$0 , \port$57179$0 , \port$57161$0 , \port$57143$0 , \port$57125$0 , \port$57107$0 , \port$57089$0 , \port$57071$0 , \port$57053$0 , \port$57035$0  };
+  assign threshold = \port$61979$167 [21:6];
+  assign leak_shift = \port$61979$167 [5:0];
+  assign cur = { \port$57627$0 , \port$57609$0 , \port$57591$0 , \port$57573$0 , \port$57555$0 , \port$57537$0 , \port$57519$0 , \port$57501$0 , \port$57483$0 , \port$57465$0 , \port$57447$0 , \port$57429$0 , \port$57411$0 , \port$57393$0 , \port$57375$0 , \port$57357$0 , \port$57339$0 , \port$57321$0 , \port$57303$0 , \port$57285$0 , \port$57267$0 , \port$57249$0 , \port$57231$0 , \port$57213$0 , \port$57195$0 , \port$57177$0 , \port$57159$0 , \port$57141$0 , \port$57123$0 , \port$57105$0 , \port$57087$0 , \port$57069$0  };
   assign u = { u31, u30, u29, u28, u27, u26, u25, u24, u23, u22, u21, u20, u19, u18, u17, u16, u15, u14, u13, u12, u11, u10, u9, u8, u7, u6, u5, u4, u3, u2, u1, u0 };
   assign s = { s31, s30, s29, s28, s27, s26, s25, s24, s23, s22, s21, s20, s19, s18, s17, s16, s15, s14, s13, s12, s11, s10, s9, s8, s7, s6, s5, s4, s3, s2, s1, s0 };
   assign m = { m31, m30, m29, m28, m27, m26, m25, m24, m23, m22, m21, m20, m19, m18, m17, m16, m15, m14, m13, m12, m11, m10, m9, m8, m7, m6, m5, m4, m3, m2, m1, m0 };
@@ -21195,10 +21338,10 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$57035$0 , \port$57053$0 , \port$5
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.maxpool (rst, valid, \port$7940$0 , \port$7943$0 , \port$7946$0 , \port$7949$0 , \port$7952$0 , \port$7955$0 , \port$7958$0 , \port$7961$0 , \port$7964$0 , \port$7967$0 , \port$7970$0 , \port$7973$0 , \port$7976$0 , \port$7979$0 , \port$7982$0 , \port$7985$0 , \port$7988$0 , \port$7991$0 , \port$7994$0 
-, \port$7997$0 , \port$8000$0 , \port$8003$0 , \port$8006$0 , \port$8009$0 , \port$8012$0 , \port$8015$0 , \port$8018$0 , \port$8021$0 , \port$8024$0 , \port$8027$0 , \port$8030$0 , \port$8033$0 , \port$8036$0 , \port$8039$0 , \port$8042$0 , \port$8045$0 , \port$8048$0 , \port$8051$0 , \port$8054$0 , \port$8057$0 
-, \port$8060$0 , \port$8063$0 , \port$8066$0 , \port$8069$0 , \port$8072$0 , \port$8075$0 , \port$8078$0 , \port$8081$0 , \port$8084$0 , \port$8087$0 , \port$8090$0 , \port$8093$0 , \port$8096$0 , \port$8099$0 , \port$8102$0 , \port$8105$0 , \port$8108$0 , \port$8111$0 , \port$8114$0 , \port$8117$0 , \port$8120$0 
-, \port$8123$0 , \port$8126$0 , \port$8129$0 , first, position, i, clk);
+module \ttsnn_accel.e4.maxpool (rst, valid, \port$7953$0 , \port$7956$0 , \port$7959$0 , \port$7962$0 , \port$7965$0 , \port$7968$0 , \port$7971$0 , \port$7974$0 , \port$7977$0 , \port$7980$0 , \port$7983$0 , \port$7986$0 , \port$7989$0 , \port$7992$0 , \port$7995$0 , \port$7998$0 , \port$8001$0 , \port$8004$0 , \port$8007$0 
+, \port$8010$0 , \port$8013$0 , \port$8016$0 , \port$8019$0 , \port$8022$0 , \port$8025$0 , \port$8028$0 , \port$8031$0 , \port$8034$0 , \port$8037$0 , \port$8040$0 , \port$8043$0 , \port$8046$0 , \port$8049$0 , \port$8052$0 , \port$8055$0 , \port$8058$0 , \port$8061$0 , \port$8064$0 , \port$8067$0 , \port$8070$0 
+, \port$8073$0 , \port$8076$0 , \port$8079$0 , \port$8082$0 , \port$8085$0 , \port$8088$0 , \port$8091$0 , \port$8094$0 , \port$8097$0 , \port$8100$0 , \port$8103$0 , \port$8106$0 , \port$8109$0 , \port$8112$0 , \port$8115$0 , \port$8118$0 , \port$8121$0 , \port$8124$0 , \port$8127$0 , \port$8130$0 , \port$8133$0 
+, \port$8136$0 , \port$8139$0 , \port$8142$0 , first, position, i, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -21404,134 +21547,134 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$7940$0 , \port$7943$0 , \port$
   input [511:0] i;
   wire [511:0] i;
   wire [511:0] o;
-  output [15:0] \port$7940$0 ;
-  wire [15:0] \port$7940$0 ;
-  output [15:0] \port$7943$0 ;
-  wire [15:0] \port$7943$0 ;
-  output [15:0] \port$7946$0 ;
-  wire [15:0] \port$7946$0 ;
-  output [15:0] \port$7949$0 ;
-  wire [15:0] \port$7949$0 ;
-  output [15:0] \port$7952$0 ;
-  wire [15:0] \port$7952$0 ;
-  output [15:0] \port$7955$0 ;
-  wire [15:0] \port$7955$0 ;
-  output [15:0] \port$7958$0 ;
-  wire [15:0] \port$7958$0 ;
-  output [15:0] \port$7961$0 ;
-  wire [15:0] \port$7961$0 ;
-  output [15:0] \port$7964$0 ;
-  wire [15:0] \port$7964$0 ;
-  output [15:0] \port$7967$0 ;
-  wire [15:0] \port$7967$0 ;
-  output [15:0] \port$7970$0 ;
-  wire [15:0] \port$7970$0 ;
-  output [15:0] \port$7973$0 ;
-  wire [15:0] \port$7973$0 ;
-  output [15:0] \port$7976$0 ;
-  wire [15:0] \port$7976$0 ;
-  output [15:0] \port$7979$0 ;
-  wire [15:0] \port$7979$0 ;
-  output [15:0] \port$7982$0 ;
-  wire [15:0] \port$7982$0 ;
-  output [15:0] \port$7985$0 ;
-  wire [15:0] \port$7985$0 ;
-  output [15:0] \port$7988$0 ;
-  wire [15:0] \port$7988$0 ;
-  output [15:0] \port$7991$0 ;
-  wire [15:0] \port$7991$0 ;
-  output [15:0] \port$7994$0 ;
-  wire [15:0] \port$7994$0 ;
-  output [15:0] \port$7997$0 ;
-  wire [15:0] \port$7997$0 ;
-  output [15:0] \port$8000$0 ;
-  wire [15:0] \port$8000$0 ;
-  output [15:0] \port$8003$0 ;
-  wire [15:0] \port$8003$0 ;
-  output [15:0] \port$8006$0 ;
-  wire [15:0] \port$8006$0 ;
-  output [15:0] \port$8009$0 ;
-  wire [15:0] \port$8009$0 ;
-  output [15:0] \port$8012$0 ;
-  wire [15:0] \port$8012$0 ;
-  output [15:0] \port$8015$0 ;
-  wire [15:0] \port$8015$0 ;
-  output [15:0] \port$8018$0 ;
-  wire [15:0] \port$8018$0 ;
-  output [15:0] \port$8021$0 ;
-  wire [15:0] \port$8021$0 ;
-  output [15:0] \port$8024$0 ;
-  wire [15:0] \port$8024$0 ;
-  output [15:0] \port$8027$0 ;
-  wire [15:0] \port$8027$0 ;
-  output [15:0] \port$8030$0 ;
-  wire [15:0] \port$8030$0 ;
-  output [15:0] \port$8033$0 ;
-  wire [15:0] \port$8033$0 ;
-  output [1:0] \port$8036$0 ;
-  wire [1:0] \port$8036$0 ;
-  output [1:0] \port$8039$0 ;
-  wire [1:0] \port$8039$0 ;
-  output [1:0] \port$8042$0 ;
-  wire [1:0] \port$8042$0 ;
-  output [1:0] \port$8045$0 ;
-  wire [1:0] \port$8045$0 ;
-  output [1:0] \port$8048$0 ;
-  wire [1:0] \port$8048$0 ;
-  output [1:0] \port$8051$0 ;
-  wire [1:0] \port$8051$0 ;
-  output [1:0] \port$8054$0 ;
-  wire [1:0] \port$8054$0 ;
-  output [1:0] \port$8057$0 ;
-  wire [1:0] \port$8057$0 ;
-  output [1:0] \port$8060$0 ;
-  wire [1:0] \port$8060$0 ;
-  output [1:0] \port$8063$0 ;
-  wire [1:0] \port$8063$0 ;
-  output [1:0] \port$8066$0 ;
-  wire [1:0] \port$8066$0 ;
-  output [1:0] \port$8069$0 ;
-  wire [1:0] \port$8069$0 ;
-  output [1:0] \port$8072$0 ;
-  wire [1:0] \port$8072$0 ;
-  output [1:0] \port$8075$0 ;
-  wire [1:0] \port$8075$0 ;
-  output [1:0] \port$8078$0 ;
-  wire [1:0] \port$8078$0 ;
-  output [1:0] \port$8081$0 ;
-  wire [1:0] \port$8081$0 ;
-  output [1:0] \port$8084$0 ;
-  wire [1:0] \port$8084$0 ;
-  output [1:0] \port$8087$0 ;
-  wire [1:0] \port$8087$0 ;
-  output [1:0] \port$8090$0 ;
-  wire [1:0] \port$8090$0 ;
-  output [1:0] \port$8093$0 ;
-  wire [1:0] \port$8093$0 ;
-  output [1:0] \port$8096$0 ;
-  wire [1:0] \port$8096$0 ;
-  output [1:0] \port$8099$0 ;
-  wire [1:0] \port$8099$0 ;
-  output [1:0] \port$8102$0 ;
-  wire [1:0] \port$8102$0 ;
-  output [1:0] \port$8105$0 ;
-  wire [1:0] \port$8105$0 ;
-  output [1:0] \port$8108$0 ;
-  wire [1:0] \port$8108$0 ;
-  output [1:0] \port$8111$0 ;
-  wire [1:0] \port$8111$0 ;
-  output [1:0] \port$8114$0 ;
-  wire [1:0] \port$8114$0 ;
-  output [1:0] \port$8117$0 ;
-  wire [1:0] \port$8117$0 ;
-  output [1:0] \port$8120$0 ;
-  wire [1:0] \port$8120$0 ;
-  output [1:0] \port$8123$0 ;
-  wire [1:0] \port$8123$0 ;
-  output [1:0] \port$8126$0 ;
-  wire [1:0] \port$8126$0 ;
-  output [1:0] \port$8129$0 ;
-  wire [1:0] \port$8129$0 ;
+  output [15:0] \port$7953$0 ;
+  wire [15:0] \port$7953$0 ;
+  output [15:0] \port$7956$0 ;
+  wire [15:0] \port$7956$0 ;
+  output [15:0] \port$7959$0 ;
+  wire [15:0] \port$7959$0 ;
+  output [15:0] \port$7962$0 ;
+  wire [15:0] \port$7962$0 ;
+  output [15:0] \port$7965$0 ;
+  wire [15:0] \port$7965$0 ;
+  output [15:0] \port$7968$0 ;
+  wire [15:0] \port$7968$0 ;
+  output [15:0] \port$7971$0 ;
+  wire [15:0] \port$7971$0 ;
+  output [15:0] \port$7974$0 ;
+  wire [15:0] \port$7974$0 ;
+  output [15:0] \port$7977$0 ;
+  wire [15:0] \port$7977$0 ;
+  output [15:0] \port$7980$0 ;
+  wire [15:0] \port$7980$0 ;
+  output [15:0] \port$7983$0 ;
+  wire [15:0] \port$7983$0 ;
+  output [15:0] \port$7986$0 ;
+  wire [15:0] \port$7986$0 ;
+  output [15:0] \port$7989$0 ;
+  wire [15:0] \port$7989$0 ;
+  output [15:0] \port$7992$0 ;
+  wire [15:0] \port$7992$0 ;
+  output [15:0] \port$7995$0 ;
+  wire [15:0] \port$7995$0 ;
+  output [15:0] \port$7998$0 ;
+  wire [15:0] \port$7998$0 ;
+  output [15:0] \port$8001$0 ;
+  wire [15:0] \port$8001$0 ;
+  output [15:0] \port$8004$0 ;
+  wire [15:0] \port$8004$0 ;
+  output [15:0] \port$8007$0 ;
+  wire [15:0] \port$8007$0 ;
+  output [15:0] \port$8010$0 ;
+  wire [15:0] \port$8010$0 ;
+  output [15:0] \port$8013$0 ;
+  wire [15:0] \port$8013$0 ;
+  output [15:0] \port$8016$0 ;
+  wire [15:0] \port$8016$0 ;
+  output [15:0] \port$8019$0 ;
+  wire [15:0] \port$8019$0 ;
+  output [15:0] \port$8022$0 ;
+  wire [15:0] \port$8022$0 ;
+  output [15:0] \port$8025$0 ;
+  wire [15:0] \port$8025$0 ;
+  output [15:0] \port$8028$0 ;
+  wire [15:0] \port$8028$0 ;
+  output [15:0] \port$8031$0 ;
+  wire [15:0] \port$8031$0 ;
+  output [15:0] \port$8034$0 ;
+  wire [15:0] \port$8034$0 ;
+  output [15:0] \port$8037$0 ;
+  wire [15:0] \port$8037$0 ;
+  output [15:0] \port$8040$0 ;
+  wire [15:0] \port$8040$0 ;
+  output [15:0] \port$8043$0 ;
+  wire [15:0] \port$8043$0 ;
+  output [15:0] \port$8046$0 ;
+  wire [15:0] \port$8046$0 ;
+  output [1:0] \port$8049$0 ;
+  wire [1:0] \port$8049$0 ;
+  output [1:0] \port$8052$0 ;
+  wire [1:0] \port$8052$0 ;
+  output [1:0] \port$8055$0 ;
+  wire [1:0] \port$8055$0 ;
+  output [1:0] \port$8058$0 ;
+  wire [1:0] \port$8058$0 ;
+  output [1:0] \port$8061$0 ;
+  wire [1:0] \port$8061$0 ;
+  output [1:0] \port$8064$0 ;
+  wire [1:0] \port$8064$0 ;
+  output [1:0] \port$8067$0 ;
+  wire [1:0] \port$8067$0 ;
+  output [1:0] \port$8070$0 ;
+  wire [1:0] \port$8070$0 ;
+  output [1:0] \port$8073$0 ;
+  wire [1:0] \port$8073$0 ;
+  output [1:0] \port$8076$0 ;
+  wire [1:0] \port$8076$0 ;
+  output [1:0] \port$8079$0 ;
+  wire [1:0] \port$8079$0 ;
+  output [1:0] \port$8082$0 ;
+  wire [1:0] \port$8082$0 ;
+  output [1:0] \port$8085$0 ;
+  wire [1:0] \port$8085$0 ;
+  output [1:0] \port$8088$0 ;
+  wire [1:0] \port$8088$0 ;
+  output [1:0] \port$8091$0 ;
+  wire [1:0] \port$8091$0 ;
+  output [1:0] \port$8094$0 ;
+  wire [1:0] \port$8094$0 ;
+  output [1:0] \port$8097$0 ;
+  wire [1:0] \port$8097$0 ;
+  output [1:0] \port$8100$0 ;
+  wire [1:0] \port$8100$0 ;
+  output [1:0] \port$8103$0 ;
+  wire [1:0] \port$8103$0 ;
+  output [1:0] \port$8106$0 ;
+  wire [1:0] \port$8106$0 ;
+  output [1:0] \port$8109$0 ;
+  wire [1:0] \port$8109$0 ;
+  output [1:0] \port$8112$0 ;
+  wire [1:0] \port$8112$0 ;
+  output [1:0] \port$8115$0 ;
+  wire [1:0] \port$8115$0 ;
+  output [1:0] \port$8118$0 ;
+  wire [1:0] \port$8118$0 ;
+  output [1:0] \port$8121$0 ;
+  wire [1:0] \port$8121$0 ;
+  output [1:0] \port$8124$0 ;
+  wire [1:0] \port$8124$0 ;
+  output [1:0] \port$8127$0 ;
+  wire [1:0] \port$8127$0 ;
+  output [1:0] \port$8130$0 ;
+  wire [1:0] \port$8130$0 ;
+  output [1:0] \port$8133$0 ;
+  wire [1:0] \port$8133$0 ;
+  output [1:0] \port$8136$0 ;
+  wire [1:0] \port$8136$0 ;
+  output [1:0] \port$8139$0 ;
+  wire [1:0] \port$8139$0 ;
+  output [1:0] \port$8142$0 ;
+  wire [1:0] \port$8142$0 ;
   input [1:0] position;
   wire [1:0] position;
   input rst;
@@ -21756,68 +21899,68 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$7940$0 , \port$7943$0 , \port$
   end
   assign o = { \$96 , \$93 , \$90 , \$87 , \$84 , \$81 , \$78 , \$75 , \$72 , \$69 , \$66 , \$63 , \$60 , \$57 , \$54 , \$51 , \$48 , \$45 , \$42 , \$39 , \$36 , \$33 , \$30 , \$27 , \$24 , \$21 , \$18 , \$15 , \$12 , \$9 , \$6 , \$3  };
   assign arg = { \$192 , \$189 , \$186 , \$183 , \$180 , \$177 , \$174 , \$171 , \$168 , \$165 , \$162 , \$159 , \$156 , \$153 , \$150 , \$147 , \$144 , \$141 , \$138 , \$135 , \$132 , \$129 , \$126 , \$123 , \$120 , \$117 , \$114 , \$111 , \$108 , \$105 , \$102 , \$99  };
-  assign \port$7940$0  = \$3 ;
-  assign \port$7943$0  = \$6 ;
-  assign \port$7946$0  = \$9 ;
-  assign \port$7949$0  = \$12 ;
-  assign \port$7952$0  = \$15 ;
-  assign \port$7955$0  = \$18 ;
-  assign \port$7958$0  = \$21 ;
-  assign \port$7961$0  = \$24 ;
-  assign \port$7964$0  = \$27 ;
-  assign \port$7967$0  = \$30 ;
-  assign \port$7970$0  = \$33 ;
-  assign \port$7973$0  = \$36 ;
-  assign \port$7976$0  = \$39 ;
-  assign \port$7979$0  = \$42 ;
-  assign \port$7982$0  = \$45 ;
-  assign \port$7985$0  = \$48 ;
-  assign \port$7988$0  = \$51 ;
-  assign \port$7991$0  = \$54 ;
-  assign \port$7994$0  = \$57 ;
-  assign \port$7997$0  = \$60 ;
-  assign \port$8000$0  = \$63 ;
-  assign \port$8003$0  = \$66 ;
-  assign \port$8006$0  = \$69 ;
-  assign \port$8009$0  = \$72 ;
-  assign \port$8012$0  = \$75 ;
-  assign \port$8015$0  = \$78 ;
-  assign \port$8018$0  = \$81 ;
-  assign \port$8021$0  = \$84 ;
-  assign \port$8024$0  = \$87 ;
-  assign \port$8027$0  = \$90 ;
-  assign \port$8030$0  = \$93 ;
-  assign \port$8033$0  = \$96 ;
-  assign \port$8036$0  = \$99 ;
-  assign \port$8039$0  = \$102 ;
-  assign \port$8042$0  = \$105 ;
-  assign \port$8045$0  = \$108 ;
-  assign \port$8048$0  = \$111 ;
-  assign \port$8051$0  = \$114 ;
-  assign \port$8054$0  = \$117 ;
-  assign \port$8057$0  = \$120 ;
-  assign \port$8060$0  = \$123 ;
-  assign \port$8063$0  = \$126 ;
-  assign \port$8066$0  = \$129 ;
-  assign \port$8069$0  = \$132 ;
-  assign \port$8072$0  = \$135 ;
-  assign \port$8075$0  = \$138 ;
-  assign \port$8078$0  = \$141 ;
-  assign \port$8081$0  = \$144 ;
-  assign \port$8084$0  = \$147 ;
-  assign \port$8087$0  = \$150 ;
-  assign \port$8090$0  = \$153 ;
-  assign \port$8093$0  = \$156 ;
-  assign \port$8096$0  = \$159 ;
-  assign \port$8099$0  = \$162 ;
-  assign \port$8102$0  = \$165 ;
-  assign \port$8105$0  = \$168 ;
-  assign \port$8108$0  = \$171 ;
-  assign \port$8111$0  = \$174 ;
-  assign \port$8114$0  = \$177 ;
-  assign \port$8117$0  = \$180 ;
-  assign \port$8120$0  = \$183 ;
-  assign \port$8123$0  = \$186 ;
-  assign \port$8126$0  = \$189 ;
-  assign \port$8129$0  = \$192 ;
+  assign \port$7953$0  = \$3 ;
+  assign \port$7956$0  = \$6 ;
+  assign \port$7959$0  = \$9 ;
+  assign \port$7962$0  = \$12 ;
+  assign \port$7965$0  = \$15 ;
+  assign \port$7968$0  = \$18 ;
+  assign \port$7971$0  = \$21 ;
+  assign \port$7974$0  = \$24 ;
+  assign \port$7977$0  = \$27 ;
+  assign \port$7980$0  = \$30 ;
+  assign \port$7983$0  = \$33 ;
+  assign \port$7986$0  = \$36 ;
+  assign \port$7989$0  = \$39 ;
+  assign \port$7992$0  = \$42 ;
+  assign \port$7995$0  = \$45 ;
+  assign \port$7998$0  = \$48 ;
+  assign \port$8001$0  = \$51 ;
+  assign \port$8004$0  = \$54 ;
+  assign \port$8007$0  = \$57 ;
+  assign \port$8010$0  = \$60 ;
+  assign \port$8013$0  = \$63 ;
+  assign \port$8016$0  = \$66 ;
+  assign \port$8019$0  = \$69 ;
+  assign \port$8022$0  = \$72 ;
+  assign \port$8025$0  = \$75 ;
+  assign \port$8028$0  = \$78 ;
+  assign \port$8031$0  = \$81 ;
+  assign \port$8034$0  = \$84 ;
+  assign \port$8037$0  = \$87 ;
+  assign \port$8040$0  = \$90 ;
+  assign \port$8043$0  = \$93 ;
+  assign \port$8046$0  = \$96 ;
+  assign \port$8049$0  = \$99 ;
+  assign \port$8052$0  = \$102 ;
+  assign \port$8055$0  = \$105 ;
+  assign \port$8058$0  = \$108 ;
+  assign \port$8061$0  = \$111 ;
+  assign \port$8064$0  = \$114 ;
+  assign \port$8067$0  = \$117 ;
+  assign \port$8070$0  = \$120 ;
+  assign \port$8073$0  = \$123 ;
+  assign \port$8076$0  = \$126 ;
+  assign \port$8079$0  = \$129 ;
+  assign \port$8082$0  = \$132 ;
+  assign \port$8085$0  = \$135 ;
+  assign \port$8088$0  = \$138 ;
+  assign \port$8091$0  = \$141 ;
+  assign \port$8094$0  = \$144 ;
+  assign \port$8097$0  = \$147 ;
+  assign \port$8100$0  = \$150 ;
+  assign \port$8103$0  = \$153 ;
+  assign \port$8106$0  = \$156 ;
+  assign \port$8109$0  = \$159 ;
+  assign \port$8112$0  = \$162 ;
+  assign \port$8115$0  = \$165 ;
+  assign \port$8118$0  = \$168 ;
+  assign \port$8121$0  = \$171 ;
+  assign \port$8124$0  = \$174 ;
+  assign \port$8127$0  = \$177 ;
+  assign \port$8130$0  = \$180 ;
+  assign \port$8133$0  = \$183 ;
+  assign \port$8136$0  = \$186 ;
+  assign \port$8139$0  = \$189 ;
+  assign \port$8142$0  = \$192 ;
 endmodule

@@ -2,8 +2,8 @@
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, trace__addr, \port$2829$0 , \port$2830$0 , \port$2831$0 , \port$2832$0 
-, \port$2833$0 , \port$2834$0 , \port$2835$0 , \port$2836$0 , busy, weights, affine__data, line4__data, residual__data, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$27447$0 , \port$27463$0 , \port$27479$0 , \port$27495$0 
-, \port$28701$24 , desc, clk);
+, \port$2833$0 , \port$2834$0 , \port$2835$0 , \port$2836$0 , busy, weights, affine__data, line4__data, residual__data, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, out_groups, \port$27481$0 , \port$27497$0 , \port$27513$0 
+, \port$27529$0 , \port$28735$24 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
@@ -568,49 +568,49 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [16:0] \$603 ;
   wire \$604 ;
   wire \$605 ;
-  wire [3:0] \$606 ;
-  wire [16:0] \$607 ;
-  wire [31:0] \$608 ;
-  wire [3:0] \$609 ;
+  wire [16:0] \$606 ;
+  wire \$607 ;
+  wire \$608 ;
+  wire [2:0] \$609 ;
   wire \$61 ;
-  wire [16:0] \$610 ;
-  wire [31:0] \$611 ;
-  wire [18:0] \$612 ;
-  wire [19:0] \$613 ;
+  wire [3:0] \$610 ;
+  wire \$611 ;
+  wire \$612 ;
+  wire [16:0] \$613 ;
   wire \$614 ;
-  wire [18:0] \$615 ;
-  wire [19:0] \$616 ;
-  wire [15:0] \$617 ;
-  wire \$618 ;
-  wire [63:0] \$619 ;
+  wire \$615 ;
+  wire [3:0] \$616 ;
+  wire [16:0] \$617 ;
+  wire [31:0] \$618 ;
+  wire [3:0] \$619 ;
   wire [24:0] \$62 ;
-  wire \$620 ;
-  wire \$621 ;
-  wire [7:0] \$622 ;
-  wire \$623 ;
+  wire [16:0] \$620 ;
+  wire [31:0] \$621 ;
+  wire [18:0] \$622 ;
+  wire [19:0] \$623 ;
   wire \$624 ;
-  wire \$625 ;
-  wire [63:0] \$626 ;
-  wire \$627 ;
-  wire [24:0] \$628 ;
-  wire [16:0] \$629 ;
+  wire [18:0] \$625 ;
+  wire [19:0] \$626 ;
+  wire [15:0] \$627 ;
+  wire \$628 ;
+  wire [63:0] \$629 ;
   wire \$63 ;
-  wire [7:0] \$630 ;
-  reg [15:0] \$631 ;
-  reg [1:0] \$632 ;
-  reg [15:0] \$633 ;
-  reg [15:0] \$634 ;
-  reg [15:0] \$635 ;
-  reg [15:0] \$636 ;
-  reg [15:0] \$637 ;
-  reg [15:0] \$638 ;
-  reg [23:0] \$639 ;
+  wire \$630 ;
+  wire \$631 ;
+  wire [7:0] \$632 ;
+  wire \$633 ;
+  wire \$634 ;
+  wire \$635 ;
+  wire [63:0] \$636 ;
+  wire \$637 ;
+  wire \$638 ;
+  wire [24:0] \$639 ;
   wire \$64 ;
-  reg [15:0] \$640 ;
-  reg [15:0] \$641 ;
-  reg [23:0] \$642 ;
+  wire [24:0] \$640 ;
+  wire [16:0] \$641 ;
+  wire [7:0] \$642 ;
   reg [15:0] \$643 ;
-  reg [15:0] \$644 ;
+  reg [1:0] \$644 ;
   reg [15:0] \$645 ;
   reg [15:0] \$646 ;
   reg [15:0] \$647 ;
@@ -621,21 +621,21 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   reg [23:0] \$651 ;
   reg [15:0] \$652 ;
   reg [15:0] \$653 ;
-  reg [1:0] \$654 ;
-  reg \$655 ;
-  reg \$656 ;
-  reg \$657 ;
-  reg \$658 ;
-  reg \$659 ;
+  reg [23:0] \$654 ;
+  reg [15:0] \$655 ;
+  reg [15:0] \$656 ;
+  reg [15:0] \$657 ;
+  reg [15:0] \$658 ;
+  reg [15:0] \$659 ;
   wire \$66 ;
-  reg \$660 ;
-  reg \$661 ;
-  reg \$662 ;
-  reg [2:0] \$663 ;
+  reg [15:0] \$660 ;
+  reg [15:0] \$661 ;
+  reg [15:0] \$662 ;
+  reg [23:0] \$663 ;
   reg [15:0] \$664 ;
   reg [15:0] \$665 ;
-  reg [2:0] \$666 ;
-  reg [1:0] \$667 ;
+  reg [1:0] \$666 ;
+  reg \$667 ;
   reg \$668 ;
   reg \$669 ;
   wire [16:0] \$67 ;
@@ -643,29 +643,29 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   reg \$671 ;
   reg \$672 ;
   reg \$673 ;
-  reg [15:0] \$674 ;
-  reg [15:0] \$675 ;
+  reg \$674 ;
+  reg \$675 ;
   reg [2:0] \$676 ;
-  reg [1:0] \$677 ;
-  reg [191:0] \$678 ;
-  reg [63:0] \$679 ;
+  reg [15:0] \$677 ;
+  reg [15:0] \$678 ;
+  reg [2:0] \$679 ;
   wire [17:0] \$68 ;
-  reg [63:0] \$680 ;
+  reg [1:0] \$680 ;
   reg \$681 ;
   reg \$682 ;
   reg \$683 ;
   reg \$684 ;
-  reg [63:0] \$685 ;
-  reg [7:0] \$686 ;
-  reg [63:0] \$687 ;
-  reg [63:0] \$688 ;
-  reg [63:0] \$689 ;
+  reg \$685 ;
+  reg \$686 ;
+  reg \$687 ;
+  reg [15:0] \$688 ;
+  reg [15:0] \$689 ;
   wire [1:0] \$69 ;
-  reg [63:0] \$690 ;
-  reg [15:0] \$691 ;
-  reg [15:0] \$692 ;
-  reg [2:0] \$693 ;
-  reg \$694 ;
+  reg [2:0] \$690 ;
+  reg [1:0] \$691 ;
+  reg [191:0] \$692 ;
+  reg [63:0] \$693 ;
+  reg [63:0] \$694 ;
   reg \$695 ;
   reg \$696 ;
   reg \$697 ;
@@ -673,68 +673,90 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   reg \$699 ;
   wire [17:0] \$7 ;
   wire [18:0] \$70 ;
-  reg \$700 ;
-  reg \$701 ;
-  reg \$702 ;
-  reg \$703 ;
-  reg \$704 ;
-  reg \$705 ;
+  reg [63:0] \$700 ;
+  reg [7:0] \$701 ;
+  reg [63:0] \$702 ;
+  reg [63:0] \$703 ;
+  reg [63:0] \$704 ;
+  reg [63:0] \$705 ;
   reg [15:0] \$706 ;
   reg [15:0] \$707 ;
-  reg [15:0] \$708 ;
-  reg [15:0] \$709 ;
+  reg [2:0] \$708 ;
+  reg \$709 ;
   wire [16:0] \$71 ;
-  reg [15:0] \$710 ;
-  reg [15:0] \$711 ;
-  reg [15:0] \$712 ;
-  reg [15:0] \$713 ;
-  reg [15:0] \$714 ;
-  reg [15:0] \$715 ;
-  reg [15:0] \$716 ;
-  reg [15:0] \$717 ;
-  reg [2:0] \$718 ;
-  reg [2:0] \$719 ;
+  reg \$710 ;
+  reg \$711 ;
+  reg \$712 ;
+  reg \$713 ;
+  reg \$714 ;
+  reg \$715 ;
+  reg \$716 ;
+  reg \$717 ;
+  reg \$718 ;
+  reg \$719 ;
   wire [17:0] \$72 ;
-  reg [2:0] \$720 ;
-  reg [2:0] \$721 ;
-  reg [2:0] \$722 ;
-  reg [2:0] \$723 ;
-  reg [7:0] \$724 ;
-  reg [7:0] \$725 ;
-  reg [7:0] \$726 ;
-  reg [7:0] \$727 ;
-  reg [7:0] \$728 ;
-  reg [7:0] \$729 ;
+  reg \$720 ;
+  reg [15:0] \$721 ;
+  reg [15:0] \$722 ;
+  reg [15:0] \$723 ;
+  reg [15:0] \$724 ;
+  reg [15:0] \$725 ;
+  reg [15:0] \$726 ;
+  reg \$727 ;
+  reg \$728 ;
+  reg \$729 ;
   wire [18:0] \$73 ;
-  reg [23:0] \$730 ;
-  wire [15:0] \$731 ;
-  wire [15:0] \$732 ;
-  wire [15:0] \$733 ;
-  wire [15:0] \$734 ;
-  wire [1:0] \$735 ;
-  wire [1:0] \$736 ;
-  wire [1:0] \$737 ;
-  wire [1:0] \$738 ;
-  wire [15:0] \$739 ;
+  reg \$730 ;
+  reg \$731 ;
+  reg \$732 ;
+  reg [15:0] \$733 ;
+  reg [15:0] \$734 ;
+  reg [15:0] \$735 ;
+  reg [15:0] \$736 ;
+  reg [15:0] \$737 ;
+  reg [15:0] \$738 ;
+  reg [2:0] \$739 ;
   wire \$74 ;
-  wire [15:0] \$740 ;
-  wire [15:0] \$741 ;
-  wire [15:0] \$742 ;
-  wire [15:0] \$743 ;
-  wire \$744 ;
-  wire \$745 ;
-  wire [15:0] \$746 ;
-  wire \$747 ;
-  wire \$748 ;
-  wire [15:0] \$749 ;
+  reg [2:0] \$740 ;
+  reg [2:0] \$741 ;
+  reg [2:0] \$742 ;
+  reg [2:0] \$743 ;
+  reg [2:0] \$744 ;
+  reg [7:0] \$745 ;
+  reg [7:0] \$746 ;
+  reg [7:0] \$747 ;
+  reg [7:0] \$748 ;
+  reg [7:0] \$749 ;
   wire \$75 ;
-  wire \$750 ;
-  wire \$751 ;
-  wire [15:0] \$752 ;
-  wire \$753 ;
-  wire \$754 ;
+  reg [7:0] \$750 ;
+  reg [23:0] \$751 ;
+  reg [23:0] \$752 ;
+  wire [15:0] \$753 ;
+  wire [15:0] \$754 ;
+  wire [15:0] \$755 ;
+  wire [15:0] \$756 ;
+  wire [1:0] \$757 ;
+  wire [1:0] \$758 ;
+  wire [1:0] \$759 ;
   wire \$76 ;
+  wire [1:0] \$760 ;
+  wire [15:0] \$761 ;
+  wire [15:0] \$762 ;
+  wire [15:0] \$763 ;
+  wire [15:0] \$764 ;
+  wire [15:0] \$765 ;
+  wire \$766 ;
+  wire \$767 ;
+  wire [15:0] \$768 ;
+  wire \$769 ;
   wire \$77 ;
+  wire \$770 ;
+  wire [15:0] \$771 ;
+  wire \$772 ;
+  wire \$773 ;
+  wire [15:0] \$774 ;
+  wire \$775 ;
+  wire \$776 ;
   wire [24:0] \$78 ;
   wire \$79 ;
   wire [18:0] \$8 ;
@@ -752,9 +774,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire \$90 ;
   wire \$91 ;
   wire \$92 ;
-  wire [6:0] \$922 ;
   wire \$93 ;
   wire \$94 ;
+  wire [6:0] \$944 ;
   wire \$95 ;
   wire [16:0] \$96 ;
   wire [17:0] \$97 ;
@@ -763,10 +785,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [15:0] \$signal ;
   reg [15:0] \$signal$112  = 16'h0000;
   reg [15:0] \$signal$113  = 16'h0000;
-  reg [15:0] \$signal$121  = 16'h0000;
-  reg [15:0] \$signal$127  = 16'h0000;
-  reg [63:0] \$signal$132  = 64'h0000000000000000;
-  reg \$signal$136  = 1'h0;
+  reg [15:0] \$signal$122  = 16'h0000;
+  reg [15:0] \$signal$129  = 16'h0000;
+  reg [63:0] \$signal$134  = 64'h0000000000000000;
+  reg \$signal$138  = 1'h0;
   reg [23:0] \$signal$16  = 24'h000000;
   reg [15:0] \$signal$2  = 16'h0000;
   reg [1:0] \$signal$21  = 2'h0;
@@ -852,6 +874,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   reg e4a_last = 1'h0;
   reg [1:0] e4a_pos = 2'h0;
   reg e4a_rowend = 1'h0;
+  reg e4a_segend = 1'h0;
   reg e4a_subfirst = 1'h0;
   reg e4a_t0 = 1'h0;
   (* init = 1'h0 *)
@@ -861,6 +884,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   (* init = 2'h0 *)
   wire [1:0] e4b_pos;
   reg e4b_rowend = 1'h0;
+  reg e4b_segend = 1'h0;
   (* init = 1'h0 *)
   wire e4b_subfirst;
   reg e4b_t0 = 1'h0;
@@ -878,6 +902,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   reg e4c_rowend = 1'h0;
   (* init = 64'h0000000000000000 *)
   wire [63:0] e4c_scale;
+  reg e4c_segend = 1'h0;
   (* init = 64'h0000000000000000 *)
   wire [63:0] e4c_uprev;
   reg e4c_v = 1'h0;
@@ -918,6 +943,12 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   reg e4w_rowend_4 = 1'h0;
   reg e4w_rowend_5 = 1'h0;
   reg e4w_rowend_6 = 1'h0;
+  reg e4w_segend_1 = 1'h0;
+  reg e4w_segend_2 = 1'h0;
+  reg e4w_segend_3 = 1'h0;
+  reg e4w_segend_4 = 1'h0;
+  reg e4w_segend_5 = 1'h0;
+  reg e4w_segend_6 = 1'h0;
   reg first = 1'h0;
   reg \first$54  = 1'h0;
   reg full4b = 1'h0;
@@ -1004,24 +1035,26 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   output membrane_out__en;
   reg membrane_out__en = 1'h0;
   wire [63:0] o;
-  wire [63:0] \o$139 ;
+  wire [63:0] \o$142 ;
   reg [15:0] obase4a = 16'h0000;
   reg [15:0] obase4b = 16'h0000;
   wire [7:0] operand;
+  output [23:0] out_groups;
+  reg [23:0] out_groups = 24'h000000;
   output [23:0] out_rows;
   reg [23:0] out_rows = 24'h000000;
   reg [15:0] out_slot = 16'h0000;
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [63:0] p = 64'h0000000000000000;
-  output [15:0] \port$27447$0 ;
-  wire [15:0] \port$27447$0 ;
-  output [15:0] \port$27463$0 ;
-  wire [15:0] \port$27463$0 ;
-  output [15:0] \port$27479$0 ;
-  wire [15:0] \port$27479$0 ;
-  output [15:0] \port$27495$0 ;
-  wire [15:0] \port$27495$0 ;
+  output [15:0] \port$27481$0 ;
+  wire [15:0] \port$27481$0 ;
+  output [15:0] \port$27497$0 ;
+  wire [15:0] \port$27497$0 ;
+  output [15:0] \port$27513$0 ;
+  wire [15:0] \port$27513$0 ;
+  output [15:0] \port$27529$0 ;
+  wire [15:0] \port$27529$0 ;
   output \port$2829$0 ;
   wire \port$2829$0 ;
   output [1:0] \port$2830$0 ;
@@ -1038,8 +1071,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire \port$2835$0 ;
   output [1:0] \port$2836$0 ;
   wire [1:0] \port$2836$0 ;
-  input [71:0] \port$28701$24 ;
-  wire [71:0] \port$28701$24 ;
+  input [71:0] \port$28735$24 ;
+  wire [71:0] \port$28735$24 ;
   reg [1:0] position = 2'h0;
   reg [15:0] prev_base = 16'h0000;
   output [23:0] res_consumed;
@@ -1102,6 +1135,26 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [15:0] x4;
   reg [15:0] xo4 = 16'h0000;
   reg [1:0] ym3 = 2'h0;
+  assign \$211  = \$209  ? 17'h00000 : \$210 ;
+  assign \$212  = desc[31:16] - 1'h1;
+  assign \$213  = k4 == \$212 ;
+  assign \$215  = desc[206] ? 3'h4 : 3'h1;
+  assign \$216  = \$215  - 1'h1;
+  assign \$217  = \$signal$21  == \$216 ;
+  assign \$218  = \$214  & \$217 ;
+  assign \$219  = geo[208:193] - 1'h1;
+  assign \$220  = xo4 == \$219 ;
+  assign \$221  = \$218  & \$220 ;
+  assign \$222  = issue4 & \$221 ;
+  assign \$223  = geo[224:209] - 1'h1;
+  assign \$224  = affine__addr == \$223 ;
+  assign \$225  = affine__addr + 1'h1;
+  assign \$226  = \$224  ? 17'h00000 : \$225 ;
+  assign \$227  = desc[31:16] - 1'h1;
+  assign \$228  = k4 == \$227 ;
+  assign \$230  = desc[206] ? 3'h4 : 3'h1;
+  assign \$231  = \$230  - 1'h1;
+  assign \$232  = \$signal$21  == \$231 ;
   assign \$233  = \$229  & \$232 ;
   assign \$234  = geo[208:193] - 1'h1;
   assign \$235  = xo4 == \$234 ;
@@ -1454,229 +1507,260 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$603  = geo[224:209] - 1'h1;
   assign \$604  = affine__addr == \$603 ;
   assign \$605  = \$602  & \$604 ;
-  assign \$606  = geo[13:11] - 1'h1;
-  assign \$607  = { 1'h0, \$98 [15:0] } & { \$606 [3], \$606 [3], \$606 [3], \$606 [3], \$606 [3], \$606 [3], \$606 [3], \$606 [3], \$606 [3], \$606 [3], \$606 [3], \$606 [3], \$606 [3], \$606  };
-  assign \$608  = $signed(\$607 ) << geo[3:0];
-  assign \$609  = geo[10:8] - 1'h1;
-  assign \$610  = { 1'h0, k4 } & { \$609 [3], \$609 [3], \$609 [3], \$609 [3], \$609 [3], \$609 [3], \$609 [3], \$609 [3], \$609 [3], \$609 [3], \$609 [3], \$609 [3], \$609 [3], \$609  };
-  assign \$611  = \$608  | { \$610 [16], \$610 [16], \$610 [16], \$610 [16], \$610 [16], \$610 [16], \$610 [16], \$610 [16], \$610 [16], \$610 [16], \$610 [16], \$610 [16], \$610 [16], \$610 [16], \$610 [16], \$610  };
-  assign \$613  = desc[47:32] - \$612 ;
-  assign \$614  = \$613 [15:0] >= 3'h4;
-  assign \$616  = desc[47:32] - \$615 ;
-  assign \$617  = \$614  ? 16'h0004 : \$616 [15:0];
-  assign \$618  = valid & e4a_grp;
-  assign \$619  = e4a_t0 ? 64'h0000000000000000 : membrane_in__data;
-  assign \$620  = desc[121:90] >> \$1 [7:0];
-  assign \$621  = e4b_v & e4b_grp;
-  assign \$622  = desc[206] ? { \$738 , \$737 , \$736 , \$735  } : 8'h00;
-  assign \$623  = desc[89:88] == 2'h2;
-  assign \$624  = ~ full4b;
-  assign \$625  = \$623  & \$624 ;
-  assign \$626  = \$625  ? { aff4b[175:160], aff4b[127:112], aff4b[79:64], aff4b[31:16] } : { aff4b[159:144], aff4b[111:96], aff4b[63:48], aff4b[15:0] };
-  assign \$627  = membrane_out__en & e4w_rowend_6;
-  assign \$628  = out_rows + 1'h1;
-  assign \$629  = desc[259:244] - geo[272:257];
-  assign \$630  = desc[206] ? desc[87:80] : 8'h00;
+  assign \$606  = desc[31:16] - 1'h1;
+  assign \$607  = k4 == \$606 ;
+  assign \$609  = desc[206] ? 3'h4 : 3'h1;
+  assign \$610  = \$609  - 1'h1;
+  assign \$611  = \$signal$21  == \$610 ;
+  assign \$612  = \$608  & \$611 ;
+  assign \$613  = geo[208:193] - 1'h1;
+  assign \$614  = xo4 == \$613 ;
+  assign \$615  = \$612  & \$614 ;
+  assign \$616  = geo[13:11] - 1'h1;
+  assign \$617  = { 1'h0, \$98 [15:0] } & { \$616 [3], \$616 [3], \$616 [3], \$616 [3], \$616 [3], \$616 [3], \$616 [3], \$616 [3], \$616 [3], \$616 [3], \$616 [3], \$616 [3], \$616 [3], \$616  };
+  assign \$618  = $signed(\$617 ) << geo[3:0];
+  assign \$619  = geo[10:8] - 1'h1;
+  assign \$620  = { 1'h0, k4 } & { \$619 [3], \$619 [3], \$619 [3], \$619 [3], \$619 [3], \$619 [3], \$619 [3], \$619 [3], \$619 [3], \$619 [3], \$619 [3], \$619 [3], \$619 [3], \$619  };
+  assign \$621  = \$618  | { \$620 [16], \$620 [16], \$620 [16], \$620 [16], \$620 [16], \$620 [16], \$620 [16], \$620 [16], \$620 [16], \$620 [16], \$620 [16], \$620 [16], \$620 [16], \$620 [16], \$620 [16], \$620  };
+  assign \$623  = desc[47:32] - \$622 ;
+  assign \$624  = \$623 [15:0] >= 3'h4;
+  assign \$626  = desc[47:32] - \$625 ;
+  assign \$627  = \$624  ? 16'h0004 : \$626 [15:0];
+  assign \$628  = valid & e4a_grp;
+  assign \$629  = e4a_t0 ? 64'h0000000000000000 : membrane_in__data;
+  assign \$630  = desc[121:90] >> \$1 [7:0];
+  assign \$631  = e4b_v & e4b_grp;
+  assign \$632  = desc[206] ? { \$760 , \$759 , \$758 , \$757  } : 8'h00;
+  assign \$633  = desc[89:88] == 2'h2;
+  assign \$634  = ~ full4b;
+  assign \$635  = \$633  & \$634 ;
+  assign \$636  = \$635  ? { aff4b[175:160], aff4b[127:112], aff4b[79:64], aff4b[31:16] } : { aff4b[159:144], aff4b[111:96], aff4b[63:48], aff4b[15:0] };
+  assign \$637  = membrane_out__en & e4w_rowend_6;
+  assign \$638  = membrane_out__en & e4w_segend_6;
+  assign \$639  = out_rows + 1'h1;
+  assign \$640  = out_groups + 1'h1;
+  assign \$641  = desc[259:244] - geo[272:257];
+  assign \$642  = desc[206] ? desc[87:80] : 8'h00;
   always @(posedge clk)
-    k4 <= \$631 ;
+    k4 <= \$643 ;
   always @(posedge clk)
-    \$signal$21  <= \$632 ;
+    \$signal$21  <= \$644 ;
   always @(posedge clk)
-    xo4 <= \$633 ;
+    xo4 <= \$645 ;
   always @(posedge clk)
-    affine__addr <= \$634 ;
+    affine__addr <= \$646 ;
   always @(posedge clk)
-    \$signal$3  <= \$635 ;
+    \$signal$3  <= \$647 ;
   always @(posedge clk)
-    \$signal$2  <= \$636 ;
+    \$signal$2  <= \$648 ;
   always @(posedge clk)
-    outidx <= \$637 ;
+    outidx <= \$649 ;
   always @(posedge clk)
-    \$signal$27  <= \$638 ;
+    \$signal$27  <= \$650 ;
   always @(posedge clk)
-    \$signal$16  <= \$639 ;
+    \$signal$16  <= \$651 ;
   always @(posedge clk)
-    w4slot <= \$640 ;
+    w4slot <= \$652 ;
   always @(posedge clk)
-    \$signal$30  <= \$641 ;
+    \$signal$30  <= \$653 ;
   always @(posedge clk)
-    m4 <= \$642 ;
+    m4 <= \$654 ;
   always @(posedge clk)
-    rows_released <= \$643 ;
+    rows_released <= \$655 ;
   always @(posedge clk)
-    out_slot <= \$644 ;
+    out_slot <= \$656 ;
   always @(posedge clk)
-    \$signal$112  <= \$645 ;
+    \$signal$112  <= \$657 ;
   always @(posedge clk)
-    \$signal$113  <= \$646 ;
+    \$signal$113  <= \$658 ;
   always @(posedge clk)
-    prev_base <= \$647 ;
+    prev_base <= \$659 ;
   always @(posedge clk)
-    \$signal$26  <= \$648 ;
+    \$signal$26  <= \$660 ;
   always @(posedge clk)
-    \$signal$9  <= \$649 ;
+    \$signal$9  <= \$661 ;
   always @(posedge clk)
-    \$signal$8  <= \$650 ;
+    \$signal$8  <= \$662 ;
   always @(posedge clk)
-    res_consumed <= \$651 ;
+    res_consumed <= \$663 ;
   always @(posedge clk)
-    res_slot <= \$652 ;
+    res_slot <= \$664 ;
   always @(posedge clk)
-    \$signal$36  <= \$653 ;
+    \$signal$36  <= \$665 ;
   always @(posedge clk)
-    ym3 <= \$654 ;
+    ym3 <= \$666 ;
   always @(posedge clk)
-    run <= \$655 ;
+    run <= \$667 ;
   always @(posedge clk)
-    valid <= \$656 ;
+    valid <= \$668 ;
   always @(posedge clk)
-    first <= \$657 ;
+    first <= \$669 ;
   always @(posedge clk)
-    e4a_last <= \$658 ;
+    e4a_last <= \$670 ;
   always @(posedge clk)
-    e4a_subfirst <= \$659 ;
+    e4a_subfirst <= \$671 ;
   always @(posedge clk)
-    e4a_grp <= \$660 ;
+    e4a_grp <= \$672 ;
   always @(posedge clk)
-    e4a_t0 <= \$661 ;
+    e4a_t0 <= \$673 ;
   always @(posedge clk)
-    e4a_rowend <= \$662 ;
+    e4a_rowend <= \$674 ;
   always @(posedge clk)
-    lane4a <= \$663 ;
+    e4a_segend <= \$675 ;
   always @(posedge clk)
-    \$signal$121  <= \$664 ;
+    lane4a <= \$676 ;
   always @(posedge clk)
-    obase4a <= \$665 ;
+    \$signal$122  <= \$677 ;
   always @(posedge clk)
-    act4a <= \$666 ;
+    obase4a <= \$678 ;
   always @(posedge clk)
-    e4a_pos <= \$667 ;
+    act4a <= \$679 ;
   always @(posedge clk)
-    e4b_v <= \$668 ;
+    e4a_pos <= \$680 ;
   always @(posedge clk)
-    e4b_last <= \$669 ;
+    e4b_v <= \$681 ;
   always @(posedge clk)
-    \first$54  <= \$670 ;
+    e4b_last <= \$682 ;
   always @(posedge clk)
-    e4b_grp <= \$671 ;
+    \first$54  <= \$683 ;
   always @(posedge clk)
-    e4b_t0 <= \$672 ;
+    e4b_grp <= \$684 ;
   always @(posedge clk)
-    e4b_rowend <= \$673 ;
+    e4b_t0 <= \$685 ;
   always @(posedge clk)
-    \$signal$127  <= \$674 ;
+    e4b_rowend <= \$686 ;
   always @(posedge clk)
-    obase4b <= \$675 ;
+    e4b_segend <= \$687 ;
   always @(posedge clk)
-    act4b <= \$676 ;
+    \$signal$129  <= \$688 ;
   always @(posedge clk)
-    position <= \$677 ;
+    obase4b <= \$689 ;
   always @(posedge clk)
-    aff4b <= \$678 ;
+    act4b <= \$690 ;
   always @(posedge clk)
-    \$signal$132  <= \$679 ;
+    position <= \$691 ;
   always @(posedge clk)
-    uprev4b <= \$680 ;
+    aff4b <= \$692 ;
   always @(posedge clk)
-    \$signal$136  <= \$681 ;
+    \$signal$134  <= \$693 ;
   always @(posedge clk)
-    full4b <= \$682 ;
+    uprev4b <= \$694 ;
   always @(posedge clk)
-    e4c_v <= \$683 ;
+    \$signal$138  <= \$695 ;
   always @(posedge clk)
-    e4c_rowend <= \$684 ;
+    full4b <= \$696 ;
   always @(posedge clk)
-    p <= \$685 ;
+    e4c_v <= \$697 ;
   always @(posedge clk)
-    e4c_arg <= \$686 ;
+    e4c_rowend <= \$698 ;
   always @(posedge clk)
-    scale <= \$687 ;
+    e4c_segend <= \$699 ;
   always @(posedge clk)
-    bias <= \$688 ;
+    p <= \$700 ;
   always @(posedge clk)
-    residual <= \$689 ;
+    e4c_arg <= \$701 ;
   always @(posedge clk)
-    u_prev <= \$690 ;
+    scale <= \$702 ;
   always @(posedge clk)
-    e4c_outidx <= \$691 ;
+    bias <= \$703 ;
   always @(posedge clk)
-    e4c_obase <= \$692 ;
+    residual <= \$704 ;
   always @(posedge clk)
-    e4c_act <= \$693 ;
+    u_prev <= \$705 ;
   always @(posedge clk)
-    e4w1_v_1 <= \$694 ;
+    e4c_outidx <= \$706 ;
   always @(posedge clk)
-    e4w2_v_1 <= \$695 ;
+    e4c_obase <= \$707 ;
   always @(posedge clk)
-    e4w3_v_1 <= \$696 ;
+    e4c_act <= \$708 ;
   always @(posedge clk)
-    e4w4_v_1 <= \$697 ;
+    e4w1_v_1 <= \$709 ;
   always @(posedge clk)
-    e4w5_v_1 <= \$698 ;
+    e4w2_v_1 <= \$710 ;
   always @(posedge clk)
-    membrane_out__en <= \$699 ;
+    e4w3_v_1 <= \$711 ;
   always @(posedge clk)
-    e4w_rowend_1 <= \$700 ;
+    e4w4_v_1 <= \$712 ;
   always @(posedge clk)
-    e4w_rowend_2 <= \$701 ;
+    e4w5_v_1 <= \$713 ;
   always @(posedge clk)
-    e4w_rowend_3 <= \$702 ;
+    membrane_out__en <= \$714 ;
   always @(posedge clk)
-    e4w_rowend_4 <= \$703 ;
+    e4w_rowend_1 <= \$715 ;
   always @(posedge clk)
-    e4w_rowend_5 <= \$704 ;
+    e4w_rowend_2 <= \$716 ;
   always @(posedge clk)
-    e4w_rowend_6 <= \$705 ;
+    e4w_rowend_3 <= \$717 ;
   always @(posedge clk)
-    e4w_outidx_1 <= \$706 ;
+    e4w_rowend_4 <= \$718 ;
   always @(posedge clk)
-    e4w_outidx_2 <= \$707 ;
+    e4w_rowend_5 <= \$719 ;
   always @(posedge clk)
-    e4w_outidx_3 <= \$708 ;
+    e4w_rowend_6 <= \$720 ;
   always @(posedge clk)
-    e4w_outidx_4 <= \$709 ;
+    e4w_outidx_1 <= \$721 ;
   always @(posedge clk)
-    e4w_outidx_5 <= \$710 ;
+    e4w_outidx_2 <= \$722 ;
   always @(posedge clk)
-    e4w_outidx_6 <= \$711 ;
+    e4w_outidx_3 <= \$723 ;
   always @(posedge clk)
-    e4w_obase_1 <= \$712 ;
+    e4w_outidx_4 <= \$724 ;
   always @(posedge clk)
-    e4w_obase_2 <= \$713 ;
+    e4w_outidx_5 <= \$725 ;
   always @(posedge clk)
-    e4w_obase_3 <= \$714 ;
+    e4w_outidx_6 <= \$726 ;
   always @(posedge clk)
-    e4w_obase_4 <= \$715 ;
+    e4w_segend_1 <= \$727 ;
   always @(posedge clk)
-    e4w_obase_5 <= \$716 ;
+    e4w_segend_2 <= \$728 ;
   always @(posedge clk)
-    e4w_obase_6 <= \$717 ;
+    e4w_segend_3 <= \$729 ;
   always @(posedge clk)
-    e4w_act_1 <= \$718 ;
+    e4w_segend_4 <= \$730 ;
   always @(posedge clk)
-    e4w_act_2 <= \$719 ;
+    e4w_segend_5 <= \$731 ;
   always @(posedge clk)
-    e4w_act_3 <= \$720 ;
+    e4w_segend_6 <= \$732 ;
   always @(posedge clk)
-    e4w_act_4 <= \$721 ;
+    e4w_obase_1 <= \$733 ;
   always @(posedge clk)
-    e4w_act_5 <= \$722 ;
+    e4w_obase_2 <= \$734 ;
   always @(posedge clk)
-    e4w_act_6 <= \$723 ;
+    e4w_obase_3 <= \$735 ;
   always @(posedge clk)
-    e4w_arg_1 <= \$724 ;
+    e4w_obase_4 <= \$736 ;
   always @(posedge clk)
-    e4w_arg_2 <= \$725 ;
+    e4w_obase_5 <= \$737 ;
   always @(posedge clk)
-    e4w_arg_3 <= \$726 ;
+    e4w_obase_6 <= \$738 ;
   always @(posedge clk)
-    e4w_arg_4 <= \$727 ;
+    e4w_act_1 <= \$739 ;
   always @(posedge clk)
-    e4w_arg_5 <= \$728 ;
+    e4w_act_2 <= \$740 ;
   always @(posedge clk)
-    e4w_arg_6 <= \$729 ;
+    e4w_act_3 <= \$741 ;
   always @(posedge clk)
-    out_rows <= \$730 ;
+    e4w_act_4 <= \$742 ;
+  always @(posedge clk)
+    e4w_act_5 <= \$743 ;
+  always @(posedge clk)
+    e4w_act_6 <= \$744 ;
+  always @(posedge clk)
+    e4w_arg_1 <= \$745 ;
+  always @(posedge clk)
+    e4w_arg_2 <= \$746 ;
+  always @(posedge clk)
+    e4w_arg_3 <= \$747 ;
+  always @(posedge clk)
+    e4w_arg_4 <= \$748 ;
+  always @(posedge clk)
+    e4w_arg_5 <= \$749 ;
+  always @(posedge clk)
+    e4w_arg_6 <= \$750 ;
+  always @(posedge clk)
+    out_rows <= \$751 ;
+  always @(posedge clk)
+    out_groups <= \$752 ;
   assign \$signal  = desc[126] ? \$signal$3  : \$signal$2 ;
   assign \$1  = desc[126] ? \$signal$2  : \$signal$3 ;
   assign \$2  = \$signal  << desc[206];
@@ -1695,15 +1779,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$15  = \$12  | \$14 ;
   assign \$16  = \$10  & \$15 ;
   assign \$17  = ~ desc[207];
-  assign \$18  = \port$28701$24 [23:0] > m4;
+  assign \$18  = \port$28735$24 [23:0] > m4;
   assign \$19  = \$17  | \$18 ;
-  assign \$20  = \port$28701$24 [47:24] + desc[259:244];
+  assign \$20  = \port$28735$24 [47:24] + desc[259:244];
   assign \$21  = \$20  > m4;
   assign \$22  = \$19  & \$21 ;
   assign \$23  = \$16  & \$22 ;
   assign \$24  = | desc[277:262];
   assign \$25  = ~ \$24 ;
-  assign \$26  = \port$28701$24 [71:48] > \$signal$16 ;
+  assign \$26  = \port$28735$24 [71:48] > \$signal$16 ;
   assign \$27  = \$25  | \$26 ;
   assign issue4 = \$23  & \$27 ;
   assign \$28  = \$signal  << desc[206];
@@ -1738,9 +1822,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$57  = \$54  | \$56 ;
   assign \$58  = \$52  & \$57 ;
   assign \$59  = ~ desc[207];
-  assign \$60  = \port$28701$24 [23:0] > m4;
+  assign \$60  = \port$28735$24 [23:0] > m4;
   assign \$61  = \$59  | \$60 ;
-  assign \$62  = \port$28701$24 [47:24] + desc[259:244];
+  assign \$62  = \port$28735$24 [47:24] + desc[259:244];
   assign \$63  = \$62  > m4;
   assign \$64  = \$61  & \$63 ;
   assign \$65  = ~ \$64 ;
@@ -1761,15 +1845,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$80  = \$77  | \$79 ;
   assign \$81  = \$75  & \$80 ;
   assign \$82  = ~ desc[207];
-  assign \$83  = \port$28701$24 [23:0] > m4;
+  assign \$83  = \port$28735$24 [23:0] > m4;
   assign \$84  = \$82  | \$83 ;
-  assign \$85  = \port$28701$24 [47:24] + desc[259:244];
+  assign \$85  = \port$28735$24 [47:24] + desc[259:244];
   assign \$86  = \$85  > m4;
   assign \$87  = \$84  & \$86 ;
   assign \$88  = \$81  & \$87 ;
   assign \$89  = | desc[277:262];
   assign \$90  = ~ \$89 ;
-  assign \$91  = \port$28701$24 [71:48] > \$signal$16 ;
+  assign \$91  = \port$28735$24 [71:48] > \$signal$16 ;
   assign \$92  = \$90  | \$91 ;
   assign \$93  = ~ \$92 ;
   assign \$94  = \$88  & \$93 ;
@@ -1838,25 +1922,25 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$158  = \$signal$21  == \$157 ;
   assign \$159  = \$155  & \$158 ;
   assign \$160  = issue4 & \$159 ;
-  assign \$922  = lane4a * 4'h8;
-  assign operand = line4__data >> \$922 ;
+  assign \$944  = lane4a * 4'h8;
+  assign operand = line4__data >> \$944 ;
   assign \$161  = valid ? act4a : 3'h0;
   assign \valid$51  = e4b_v & e4b_last;
   assign \$162  = e4w_act_6 > 1'h0;
   assign \$163  = e4w_act_6 > 1'h1;
   assign \$164  = e4w_act_6 > 2'h2;
   assign \$165  = e4w_act_6 > 2'h3;
-  assign spikes_masked = { \$753 , \$750 , \$747 , \$744  } & { \$165 , \$164 , \$163 , \$162  };
+  assign spikes_masked = { \$775 , \$772 , \$769 , \$766  } & { \$165 , \$164 , \$163 , \$162  };
   assign \$166  = e4w_obase_6 + e4w_outidx_6;
   assign \$167  = e4w_obase_6 + e4w_outidx_6;
   assign \$168  = e4w_obase_6 + e4w_outidx_6;
-  assign \$169  = \$745  & \$162 ;
+  assign \$169  = \$767  & \$162 ;
   assign \$170  = \$162  ? e4w_arg_6[1:0] : 2'h0;
-  assign \$171  = \$748  & \$163 ;
+  assign \$171  = \$770  & \$163 ;
   assign \$172  = \$163  ? e4w_arg_6[3:2] : 2'h0;
-  assign \$173  = \$751  & \$164 ;
+  assign \$173  = \$773  & \$164 ;
   assign \$174  = \$164  ? e4w_arg_6[5:4] : 2'h0;
-  assign \$175  = \$754  & \$165 ;
+  assign \$175  = \$776  & \$165 ;
   assign \$176  = \$165  ? e4w_arg_6[7:6] : 2'h0;
   assign \$177  = membrane_out__en ? e4w_act_6 : 3'h0;
   assign \$178  = 1'h0 + spikes_masked[0];
@@ -1890,33 +1974,13 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$208  = geo[208:193] - 1'h1;
   assign \$209  = xo4 == \$208 ;
   assign \$210  = xo4 + 1'h1;
-  assign \$211  = \$209  ? 17'h00000 : \$210 ;
-  assign \$212  = desc[31:16] - 1'h1;
-  assign \$213  = k4 == \$212 ;
-  assign \$215  = desc[206] ? 3'h4 : 3'h1;
-  assign \$216  = \$215  - 1'h1;
-  assign \$217  = \$signal$21  == \$216 ;
-  assign \$218  = \$214  & \$217 ;
-  assign \$219  = geo[208:193] - 1'h1;
-  assign \$220  = xo4 == \$219 ;
-  assign \$221  = \$218  & \$220 ;
-  assign \$222  = issue4 & \$221 ;
-  assign \$223  = geo[224:209] - 1'h1;
-  assign \$224  = affine__addr == \$223 ;
-  assign \$225  = affine__addr + 1'h1;
-  assign \$226  = \$224  ? 17'h00000 : \$225 ;
-  assign \$227  = desc[31:16] - 1'h1;
-  assign \$228  = k4 == \$227 ;
-  assign \$230  = desc[206] ? 3'h4 : 3'h1;
-  assign \$231  = \$230  - 1'h1;
-  assign \$232  = \$signal$21  == \$231 ;
   \ttsnn_accel.e4.affine  affine (
     .bias(bias),
     .clk(clk),
-    .o0(\$739 ),
-    .o1(\$740 ),
-    .o2(\$741 ),
-    .o3(\$742 ),
+    .o0(\$761 ),
+    .o1(\$762 ),
+    .o2(\$763 ),
+    .o3(\$764 ),
     .p(p),
     .residual(residual),
     .rnd(desc[205]),
@@ -1937,25 +2001,25 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   \ttsnn_accel.e4.lif  lif (
     .clk(clk),
     .leak_mul(desc[158:151]),
-    .m0(\$745 ),
-    .m1(\$748 ),
-    .m2(\$751 ),
-    .m3(\$754 ),
-    .\port$27379$0 (\$739 ),
-    .\port$27397$0 (\$740 ),
-    .\port$27415$0 (\$741 ),
-    .\port$27433$0 (\$742 ),
-    .\port$28705$167 (desc[188:167]),
+    .m0(\$767 ),
+    .m1(\$770 ),
+    .m2(\$773 ),
+    .m3(\$776 ),
+    .\port$27413$0 (\$761 ),
+    .\port$27431$0 (\$762 ),
+    .\port$27449$0 (\$763 ),
+    .\port$27467$0 (\$764 ),
+    .\port$28739$167 (desc[188:167]),
     .rnd(desc[205]),
     .rst(rst),
-    .s0(\$744 ),
-    .s1(\$747 ),
-    .s2(\$750 ),
-    .s3(\$753 ),
-    .u0(\$743 ),
-    .u1(\$746 ),
-    .u2(\$749 ),
-    .u3(\$752 ),
+    .s0(\$766 ),
+    .s1(\$769 ),
+    .s2(\$772 ),
+    .s3(\$775 ),
+    .u0(\$765 ),
+    .u1(\$768 ),
+    .u2(\$771 ),
+    .u3(\$774 ),
     .u_prev(u_prev),
     .window_hi(desc[358:342]),
     .window_lo(desc[326:310])
@@ -1964,241 +2028,65 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     .clk(clk),
     .first(\first$54 ),
     .i(i),
-    .\port$3344$0 (\$731 ),
-    .\port$3347$0 (\$732 ),
-    .\port$3350$0 (\$733 ),
-    .\port$3353$0 (\$734 ),
-    .\port$3356$0 (\$735 ),
-    .\port$3359$0 (\$736 ),
-    .\port$3362$0 (\$737 ),
-    .\port$3365$0 (\$738 ),
+    .\port$3357$0 (\$753 ),
+    .\port$3360$0 (\$754 ),
+    .\port$3363$0 (\$755 ),
+    .\port$3366$0 (\$756 ),
+    .\port$3369$0 (\$757 ),
+    .\port$3372$0 (\$758 ),
+    .\port$3375$0 (\$759 ),
+    .\port$3378$0 (\$760 ),
     .position(position),
     .rst(rst),
     .valid(\valid$51 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$631  = k4;
+    \$643  = k4;
     if (\$186 ) begin
-      \$631  = \$190 [15:0];
+      \$643  = \$190 [15:0];
     end
     if (start) begin
-      \$631  = 16'h0000;
+      \$643  = 16'h0000;
     end
     if (rst) begin
-      \$631  = 16'h0000;
+      \$643  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$632  = \$signal$21 ;
+    \$644  = \$signal$21 ;
     if (\$194 ) begin
-      \$632  = \$199 [1:0];
+      \$644  = \$199 [1:0];
     end
     if (start) begin
-      \$632  = 2'h0;
+      \$644  = 2'h0;
     end
     if (rst) begin
-      \$632  = 2'h0;
+      \$644  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$633  = xo4;
+    \$645  = xo4;
     if (\$207 ) begin
-      \$633  = \$211 [15:0];
+      \$645  = \$211 [15:0];
     end
     if (start) begin
-      \$633  = 16'h0000;
+      \$645  = 16'h0000;
     end
     if (rst) begin
-      \$633  = 16'h0000;
+      \$645  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$634  = affine__addr;
+    \$646  = affine__addr;
     if (\$222 ) begin
-      \$634  = \$226 [15:0];
+      \$646  = \$226 [15:0];
     end
     if (start) begin
-      \$634  = 16'h0000;
-    end
-    if (rst) begin
-      \$634  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$635  = \$signal$3 ;
-    if (\$240 ) begin
-      \$635  = \$245 [15:0];
-    end
-    if (start) begin
-      \$635  = 16'h0000;
-    end
-    if (rst) begin
-      \$635  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$636  = \$signal$2 ;
-    if (\$263 ) begin
-      \$636  = \$268 [15:0];
-    end
-    if (start) begin
-      \$636  = 16'h0000;
-    end
-    if (rst) begin
-      \$636  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$637  = outidx;
-    if (issue4) begin
-      if (\$275 ) begin
-        \$637  = \$302 [15:0];
-      end
-    end
-    if (start) begin
-      \$637  = 16'h0000;
-    end
-    if (rst) begin
-      \$637  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$638  = \$signal$27 ;
-    if (issue4) begin
-      if (\$275 ) begin
-        \$638  = \$333 [15:0];
-      end
-    end
-    if (start) begin
-      \$638  = 16'h0000;
-    end
-    if (rst) begin
-      \$638  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$639  = \$signal$16 ;
-    if (issue4) begin
-      if (\$343 ) begin
-        \$639  = \$344 [23:0];
-      end
-    end
-    if (start) begin
-      \$639  = 24'h000000;
-    end
-    if (rst) begin
-      \$639  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$640  = w4slot;
-    if (issue4) begin
-      if (\$343 ) begin
-        \$640  = \$348 [15:0];
-      end
-    end
-    if (start) begin
-      \$640  = 16'h0000;
-    end
-    if (rst) begin
-      \$640  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$641  = \$signal$30 ;
-    if (issue4) begin
-      if (\$343 ) begin
-        \$641  = \$367 [15:0];
-      end
-    end
-    if (start) begin
-      \$641  = 16'h0000;
-    end
-    if (rst) begin
-      \$641  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$642  = m4;
-    if (issue4) begin
-      if (\$380 ) begin
-        \$642  = \$381 [23:0];
-      end
-    end
-    if (start) begin
-      \$642  = 24'h000000;
-    end
-    if (rst) begin
-      \$642  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$643  = rows_released;
-    if (issue4) begin
-      if (\$380 ) begin
-        \$643  = \$382 [15:0];
-      end
-    end
-    if (start) begin
-      \$643  = 16'h0000;
-    end
-    if (rst) begin
-      \$643  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$644  = out_slot;
-    if (issue4) begin
-      if (\$380 ) begin
-        \$644  = \$386 [15:0];
-      end
-    end
-    if (start) begin
-      \$644  = 16'h0000;
-    end
-    if (rst) begin
-      \$644  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$645  = \$signal$112 ;
-    if (issue4) begin
-      if (\$380 ) begin
-        \$645  = \$390 [15:0];
-      end
-    end
-    if (start) begin
-      \$645  = 16'h0000;
-    end
-    if (rst) begin
-      \$645  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$646  = \$signal$113 ;
-    if (issue4) begin
-      if (\$380 ) begin
-        \$646  = \$394 [15:0];
-      end
-    end
-    if (start) begin
-      \$646  = \$629 [15:0];
+      \$646  = 16'h0000;
     end
     if (rst) begin
       \$646  = 16'h0000;
@@ -2206,14 +2094,12 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$647  = prev_base;
-    if (issue4) begin
-      if (\$380 ) begin
-        \$647  = \$398 [15:0];
-      end
+    \$647  = \$signal$3 ;
+    if (\$240 ) begin
+      \$647  = \$245 [15:0];
     end
     if (start) begin
-      \$647  = geo[288:273];
+      \$647  = 16'h0000;
     end
     if (rst) begin
       \$647  = 16'h0000;
@@ -2221,11 +2107,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$648  = \$signal$26 ;
-    if (issue4) begin
-      if (\$380 ) begin
-        \$648  = \$437 [15:0];
-      end
+    \$648  = \$signal$2 ;
+    if (\$263 ) begin
+      \$648  = \$268 [15:0];
     end
     if (start) begin
       \$648  = 16'h0000;
@@ -2236,12 +2120,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$649  = \$signal$9 ;
+    \$649  = outidx;
     if (issue4) begin
-      if (\$380 ) begin
-        if (\$455 ) begin
-          \$649  = \$456 [15:0];
-        end
+      if (\$275 ) begin
+        \$649  = \$302 [15:0];
       end
     end
     if (start) begin
@@ -2253,16 +2135,14 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$650  = \$signal$8 ;
+    \$650  = \$signal$27 ;
     if (issue4) begin
-      if (\$380 ) begin
-        if (\$475 ) begin
-          \$650  = \$478 [15:0];
-        end
+      if (\$275 ) begin
+        \$650  = \$333 [15:0];
       end
     end
     if (start) begin
-      \$650  = { 8'h00, \$630  };
+      \$650  = 16'h0000;
     end
     if (rst) begin
       \$650  = 16'h0000;
@@ -2270,12 +2150,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$651  = res_consumed;
+    \$651  = \$signal$16 ;
     if (issue4) begin
-      if (\$380 ) begin
-        if (desc[207]) begin
-          \$651  = \$479 [23:0];
-        end
+      if (\$343 ) begin
+        \$651  = \$344 [23:0];
       end
     end
     if (start) begin
@@ -2287,12 +2165,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$652  = res_slot;
+    \$652  = w4slot;
     if (issue4) begin
-      if (\$380 ) begin
-        if (desc[207]) begin
-          \$652  = \$483 [15:0];
-        end
+      if (\$343 ) begin
+        \$652  = \$348 [15:0];
       end
     end
     if (start) begin
@@ -2304,597 +2180,863 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$653  = \$signal$36 ;
+    \$653  = \$signal$30 ;
+    if (issue4) begin
+      if (\$343 ) begin
+        \$653  = \$367 [15:0];
+      end
+    end
+    if (start) begin
+      \$653  = 16'h0000;
+    end
+    if (rst) begin
+      \$653  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$654  = m4;
+    if (issue4) begin
+      if (\$380 ) begin
+        \$654  = \$381 [23:0];
+      end
+    end
+    if (start) begin
+      \$654  = 24'h000000;
+    end
+    if (rst) begin
+      \$654  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$655  = rows_released;
+    if (issue4) begin
+      if (\$380 ) begin
+        \$655  = \$382 [15:0];
+      end
+    end
+    if (start) begin
+      \$655  = 16'h0000;
+    end
+    if (rst) begin
+      \$655  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$656  = out_slot;
+    if (issue4) begin
+      if (\$380 ) begin
+        \$656  = \$386 [15:0];
+      end
+    end
+    if (start) begin
+      \$656  = 16'h0000;
+    end
+    if (rst) begin
+      \$656  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$657  = \$signal$112 ;
+    if (issue4) begin
+      if (\$380 ) begin
+        \$657  = \$390 [15:0];
+      end
+    end
+    if (start) begin
+      \$657  = 16'h0000;
+    end
+    if (rst) begin
+      \$657  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$658  = \$signal$113 ;
+    if (issue4) begin
+      if (\$380 ) begin
+        \$658  = \$394 [15:0];
+      end
+    end
+    if (start) begin
+      \$658  = \$641 [15:0];
+    end
+    if (rst) begin
+      \$658  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$659  = prev_base;
+    if (issue4) begin
+      if (\$380 ) begin
+        \$659  = \$398 [15:0];
+      end
+    end
+    if (start) begin
+      \$659  = geo[288:273];
+    end
+    if (rst) begin
+      \$659  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$660  = \$signal$26 ;
+    if (issue4) begin
+      if (\$380 ) begin
+        \$660  = \$437 [15:0];
+      end
+    end
+    if (start) begin
+      \$660  = 16'h0000;
+    end
+    if (rst) begin
+      \$660  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$661  = \$signal$9 ;
+    if (issue4) begin
+      if (\$380 ) begin
+        if (\$455 ) begin
+          \$661  = \$456 [15:0];
+        end
+      end
+    end
+    if (start) begin
+      \$661  = 16'h0000;
+    end
+    if (rst) begin
+      \$661  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$662  = \$signal$8 ;
+    if (issue4) begin
+      if (\$380 ) begin
+        if (\$475 ) begin
+          \$662  = \$478 [15:0];
+        end
+      end
+    end
+    if (start) begin
+      \$662  = { 8'h00, \$642  };
+    end
+    if (rst) begin
+      \$662  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$663  = res_consumed;
     if (issue4) begin
       if (\$380 ) begin
         if (desc[207]) begin
-          \$653  = \$487 [15:0];
+          \$663  = \$479 [23:0];
         end
       end
     end
     if (start) begin
-      \$653  = 16'h0000;
+      \$663  = 24'h000000;
     end
     if (rst) begin
-      \$653  = 16'h0000;
+      \$663  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$654  = ym3;
+    \$664  = res_slot;
     if (issue4) begin
       if (\$380 ) begin
-        if (\$505 ) begin
-          \$654  = \$558 [1:0];
+        if (desc[207]) begin
+          \$664  = \$483 [15:0];
         end
       end
     end
     if (start) begin
-      \$654  = 2'h0;
+      \$664  = 16'h0000;
     end
-    if (rst) begin
-      \$654  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$655  = run;
-    if (issue4) begin
-      if (\$579 ) begin
-        \$655  = 1'h0;
-      end
-    end
-    if (start) begin
-      \$655  = 1'h1;
-    end
-    if (rst) begin
-      \$655  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$656  = issue4;
-    if (rst) begin
-      \$656  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$657  = \$580 ;
-    if (rst) begin
-      \$657  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$658  = \$583 ;
-    if (rst) begin
-      \$658  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$659  = \$584 ;
-    if (rst) begin
-      \$659  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$660  = \$591 ;
-    if (rst) begin
-      \$660  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$661  = \$592 ;
-    if (rst) begin
-      \$661  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$662  = \$605 ;
-    if (rst) begin
-      \$662  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$663  = \$611 [2:0];
-    if (rst) begin
-      \$663  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$664  = outidx;
     if (rst) begin
       \$664  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$665  = \$signal$112 ;
+    \$665  = \$signal$36 ;
+    if (issue4) begin
+      if (\$380 ) begin
+        if (desc[207]) begin
+          \$665  = \$487 [15:0];
+        end
+      end
+    end
+    if (start) begin
+      \$665  = 16'h0000;
+    end
     if (rst) begin
       \$665  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$666  = \$617 [2:0];
+    \$666  = ym3;
+    if (issue4) begin
+      if (\$380 ) begin
+        if (\$505 ) begin
+          \$666  = \$558 [1:0];
+        end
+      end
+    end
+    if (start) begin
+      \$666  = 2'h0;
+    end
     if (rst) begin
-      \$666  = 3'h0;
+      \$666  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$667  = \$signal$21 ;
+    \$667  = run;
+    if (issue4) begin
+      if (\$579 ) begin
+        \$667  = 1'h0;
+      end
+    end
+    if (start) begin
+      \$667  = 1'h1;
+    end
     if (rst) begin
-      \$667  = 2'h0;
+      \$667  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$668  = valid;
+    \$668  = issue4;
     if (rst) begin
       \$668  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$669  = e4a_last;
+    \$669  = \$580 ;
     if (rst) begin
       \$669  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$670  = e4a_subfirst;
+    \$670  = \$583 ;
     if (rst) begin
       \$670  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$671  = e4a_grp;
+    \$671  = \$584 ;
     if (rst) begin
       \$671  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$672  = e4a_t0;
+    \$672  = \$591 ;
     if (rst) begin
       \$672  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$673  = e4a_rowend;
+    \$673  = \$592 ;
     if (rst) begin
       \$673  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$674  = \$signal$121 ;
+    \$674  = \$605 ;
     if (rst) begin
-      \$674  = 16'h0000;
+      \$674  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$675  = obase4a;
+    \$675  = \$615 ;
     if (rst) begin
-      \$675  = 16'h0000;
+      \$675  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$676  = act4a;
+    \$676  = \$621 [2:0];
     if (rst) begin
       \$676  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$677  = e4a_pos;
+    \$677  = outidx;
     if (rst) begin
-      \$677  = 2'h0;
+      \$677  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$678  = aff4b;
-    if (\$618 ) begin
-      \$678  = affine__data;
-    end
+    \$678  = \$signal$112 ;
     if (rst) begin
-      \$678  = 192'h000000000000000000000000000000000000000000000000;
+      \$678  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$679  = \$signal$132 ;
-    if (\$618 ) begin
-      \$679  = residual__data;
-    end
+    \$679  = \$627 [2:0];
     if (rst) begin
-      \$679  = 64'h0000000000000000;
+      \$679  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$680  = uprev4b;
-    if (\$618 ) begin
-      \$680  = \$619 ;
-    end
+    \$680  = \$signal$21 ;
     if (rst) begin
-      \$680  = 64'h0000000000000000;
+      \$680  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$681  = \$620 ;
+    \$681  = valid;
     if (rst) begin
       \$681  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$682  = \$signal$136 ;
+    \$682  = e4a_last;
     if (rst) begin
       \$682  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$683  = \$621 ;
+    \$683  = e4a_subfirst;
     if (rst) begin
       \$683  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$684  = e4b_rowend;
+    \$684  = e4a_grp;
     if (rst) begin
       \$684  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$685  = { \$734 , \$733 , \$732 , \$731  };
+    \$685  = e4a_t0;
     if (rst) begin
-      \$685  = 64'h0000000000000000;
+      \$685  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$686  = \$622 ;
+    \$686  = e4a_rowend;
     if (rst) begin
-      \$686  = 8'h00;
+      \$686  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$687  = \$626 ;
+    \$687  = e4a_segend;
     if (rst) begin
-      \$687  = 64'h0000000000000000;
+      \$687  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$688  = { aff4b[191:176], aff4b[143:128], aff4b[95:80], aff4b[47:32] };
+    \$688  = \$signal$122 ;
     if (rst) begin
-      \$688  = 64'h0000000000000000;
+      \$688  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$689  = \$signal$132 ;
+    \$689  = obase4a;
     if (rst) begin
-      \$689  = 64'h0000000000000000;
+      \$689  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$690  = uprev4b;
+    \$690  = act4a;
     if (rst) begin
-      \$690  = 64'h0000000000000000;
+      \$690  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$691  = \$signal$127 ;
+    \$691  = e4a_pos;
     if (rst) begin
-      \$691  = 16'h0000;
+      \$691  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$692  = obase4b;
+    \$692  = aff4b;
+    if (\$628 ) begin
+      \$692  = affine__data;
+    end
     if (rst) begin
-      \$692  = 16'h0000;
+      \$692  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$693  = act4b;
+    \$693  = \$signal$134 ;
+    if (\$628 ) begin
+      \$693  = residual__data;
+    end
     if (rst) begin
-      \$693  = 3'h0;
+      \$693  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$694  = e4c_v;
+    \$694  = uprev4b;
+    if (\$628 ) begin
+      \$694  = \$629 ;
+    end
     if (rst) begin
-      \$694  = 1'h0;
+      \$694  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$695  = e4w1_v_1;
+    \$695  = \$630 ;
     if (rst) begin
       \$695  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$696  = e4w2_v_1;
+    \$696  = \$signal$138 ;
     if (rst) begin
       \$696  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$697  = e4w3_v_1;
+    \$697  = \$631 ;
     if (rst) begin
       \$697  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$698  = e4w4_v_1;
+    \$698  = e4b_rowend;
     if (rst) begin
       \$698  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$699  = e4w5_v_1;
+    \$699  = e4b_segend;
     if (rst) begin
       \$699  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$700  = e4c_rowend;
+    \$700  = { \$756 , \$755 , \$754 , \$753  };
     if (rst) begin
-      \$700  = 1'h0;
+      \$700  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$701  = e4w_rowend_1;
+    \$701  = \$632 ;
     if (rst) begin
-      \$701  = 1'h0;
+      \$701  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$702  = e4w_rowend_2;
+    \$702  = \$636 ;
     if (rst) begin
-      \$702  = 1'h0;
+      \$702  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$703  = e4w_rowend_3;
+    \$703  = { aff4b[191:176], aff4b[143:128], aff4b[95:80], aff4b[47:32] };
     if (rst) begin
-      \$703  = 1'h0;
+      \$703  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$704  = e4w_rowend_4;
+    \$704  = \$signal$134 ;
     if (rst) begin
-      \$704  = 1'h0;
+      \$704  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$705  = e4w_rowend_5;
+    \$705  = uprev4b;
     if (rst) begin
-      \$705  = 1'h0;
+      \$705  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$706  = e4c_outidx;
+    \$706  = \$signal$129 ;
     if (rst) begin
       \$706  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$707  = e4w_outidx_1;
+    \$707  = obase4b;
     if (rst) begin
       \$707  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$708  = e4w_outidx_2;
+    \$708  = act4b;
     if (rst) begin
-      \$708  = 16'h0000;
+      \$708  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$709  = e4w_outidx_3;
+    \$709  = e4c_v;
     if (rst) begin
-      \$709  = 16'h0000;
+      \$709  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$710  = e4w_outidx_4;
+    \$710  = e4w1_v_1;
     if (rst) begin
-      \$710  = 16'h0000;
+      \$710  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$711  = e4w_outidx_5;
+    \$711  = e4w2_v_1;
     if (rst) begin
-      \$711  = 16'h0000;
+      \$711  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$712  = e4c_obase;
+    \$712  = e4w3_v_1;
     if (rst) begin
-      \$712  = 16'h0000;
+      \$712  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$713  = e4w_obase_1;
+    \$713  = e4w4_v_1;
     if (rst) begin
-      \$713  = 16'h0000;
+      \$713  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$714  = e4w_obase_2;
+    \$714  = e4w5_v_1;
     if (rst) begin
-      \$714  = 16'h0000;
+      \$714  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$715  = e4w_obase_3;
+    \$715  = e4c_rowend;
     if (rst) begin
-      \$715  = 16'h0000;
+      \$715  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$716  = e4w_obase_4;
+    \$716  = e4w_rowend_1;
     if (rst) begin
-      \$716  = 16'h0000;
+      \$716  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$717  = e4w_obase_5;
+    \$717  = e4w_rowend_2;
     if (rst) begin
-      \$717  = 16'h0000;
+      \$717  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$718  = e4c_act;
+    \$718  = e4w_rowend_3;
     if (rst) begin
-      \$718  = 3'h0;
+      \$718  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$719  = e4w_act_1;
+    \$719  = e4w_rowend_4;
     if (rst) begin
-      \$719  = 3'h0;
+      \$719  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$720  = e4w_act_2;
+    \$720  = e4w_rowend_5;
     if (rst) begin
-      \$720  = 3'h0;
+      \$720  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$721  = e4w_act_3;
+    \$721  = e4c_outidx;
     if (rst) begin
-      \$721  = 3'h0;
+      \$721  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$722  = e4w_act_4;
+    \$722  = e4w_outidx_1;
     if (rst) begin
-      \$722  = 3'h0;
+      \$722  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$723  = e4w_act_5;
+    \$723  = e4w_outidx_2;
     if (rst) begin
-      \$723  = 3'h0;
+      \$723  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$724  = e4c_arg;
+    \$724  = e4w_outidx_3;
     if (rst) begin
-      \$724  = 8'h00;
+      \$724  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$725  = e4w_arg_1;
+    \$725  = e4w_outidx_4;
     if (rst) begin
-      \$725  = 8'h00;
+      \$725  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$726  = e4w_arg_2;
+    \$726  = e4w_outidx_5;
     if (rst) begin
-      \$726  = 8'h00;
+      \$726  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$727  = e4w_arg_3;
+    \$727  = e4c_segend;
     if (rst) begin
-      \$727  = 8'h00;
+      \$727  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$728  = e4w_arg_4;
+    \$728  = e4w_segend_1;
     if (rst) begin
-      \$728  = 8'h00;
+      \$728  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$729  = e4w_arg_5;
+    \$729  = e4w_segend_2;
     if (rst) begin
-      \$729  = 8'h00;
+      \$729  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$730  = out_rows;
-    if (\$627 ) begin
-      \$730  = \$628 [23:0];
+    \$730  = e4w_segend_3;
+    if (rst) begin
+      \$730  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$731  = e4w_segend_4;
+    if (rst) begin
+      \$731  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$732  = e4w_segend_5;
+    if (rst) begin
+      \$732  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$733  = e4c_obase;
+    if (rst) begin
+      \$733  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$734  = e4w_obase_1;
+    if (rst) begin
+      \$734  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$735  = e4w_obase_2;
+    if (rst) begin
+      \$735  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$736  = e4w_obase_3;
+    if (rst) begin
+      \$736  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$737  = e4w_obase_4;
+    if (rst) begin
+      \$737  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$738  = e4w_obase_5;
+    if (rst) begin
+      \$738  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$739  = e4c_act;
+    if (rst) begin
+      \$739  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$740  = e4w_act_1;
+    if (rst) begin
+      \$740  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$741  = e4w_act_2;
+    if (rst) begin
+      \$741  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$742  = e4w_act_3;
+    if (rst) begin
+      \$742  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$743  = e4w_act_4;
+    if (rst) begin
+      \$743  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$744  = e4w_act_5;
+    if (rst) begin
+      \$744  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$745  = e4c_arg;
+    if (rst) begin
+      \$745  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$746  = e4w_arg_1;
+    if (rst) begin
+      \$746  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$747  = e4w_arg_2;
+    if (rst) begin
+      \$747  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$748  = e4w_arg_3;
+    if (rst) begin
+      \$748  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$749  = e4w_arg_4;
+    if (rst) begin
+      \$749  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$750  = e4w_arg_5;
+    if (rst) begin
+      \$750  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$751  = out_rows;
+    if (\$637 ) begin
+      \$751  = \$639 [23:0];
     end
     if (start) begin
-      \$730  = 24'h000000;
+      \$751  = 24'h000000;
     end
     if (rst) begin
-      \$730  = 24'h000000;
+      \$751  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$752  = out_groups;
+    if (\$637 ) begin
+      \$752  = 24'h000000;
+    end else if (\$638 ) begin
+      \$752  = \$640 [23:0];
+    end
+    if (start) begin
+      \$752  = 24'h000000;
+    end
+    if (rst) begin
+      \$752  = 24'h000000;
     end
   end
   assign t4 = \$1 [7:0];
-  assign res_rows = \port$28701$24 [23:0];
-  assign out_taken = \port$28701$24 [47:24];
-  assign w4_chunks = \port$28701$24 [71:48];
+  assign res_rows = \port$28735$24 [23:0];
+  assign out_taken = \port$28735$24 [47:24];
+  assign w4_chunks = \port$28735$24 [71:48];
   assign x4 = \$98 [15:0];
   assign w4__en = issue4;
   assign \$signal$33  = affine__addr;
@@ -2911,8 +3053,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign shift = desc[150:145];
   assign rnd = desc[205];
   assign use_residual = desc[207];
-  assign cur = { \$742 , \$741 , \$740 , \$739  };
-  assign o = { \$742 , \$741 , \$740 , \$739  };
+  assign cur = { \$764 , \$763 , \$762 , \$761  };
+  assign o = { \$764 , \$763 , \$762 , \$761  };
   assign e4c_uprev = u_prev;
   assign threshold = desc[188:173];
   assign leak_mul = desc[158:151];
@@ -2921,17 +3063,17 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign window_lo = desc[326:310];
   assign window_hi = desc[358:342];
   assign mask = { \$165 , \$164 , \$163 , \$162  };
-  assign s = { \$753 , \$750 , \$747 , \$744  };
+  assign s = { \$775 , \$772 , \$769 , \$766  };
   assign e4w6_v_1 = membrane_out__en;
-  assign membrane_out__data = { \$752 , \$749 , \$746 , \$743  };
-  assign u = { \$752 , \$749 , \$746 , \$743  };
+  assign membrane_out__data = { \$774 , \$771 , \$768 , \$765  };
+  assign u = { \$774 , \$771 , \$768 , \$765  };
   assign spikes__en = membrane_out__en;
   assign spikes__data = spikes_masked;
   assign trace__en = membrane_out__en;
   assign trace__data = { \$176 , \$175 , spikes_masked[3], \$174 , \$173 , spikes_masked[2], \$172 , \$171 , spikes_masked[1], \$170 , \$169 , spikes_masked[0] };
-  assign m = { \$754 , \$751 , \$748 , \$745  };
-  assign \o$139  = { \$734 , \$733 , \$732 , \$731  };
-  assign arg = { \$738 , \$737 , \$736 , \$735  };
+  assign m = { \$776 , \$773 , \$770 , \$767  };
+  assign \o$142  = { \$756 , \$755 , \$754 , \$753  };
+  assign arg = { \$760 , \$759 , \$758 , \$757  };
   assign line4__addr = \$125 [15:0];
   assign w4__addr = \$126 [15:0];
   assign residual__addr = \$142 [15:0];
@@ -2947,10 +3089,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \port$2834$0  = \$174 ;
   assign \port$2835$0  = \$175 ;
   assign \port$2836$0  = \$176 ;
-  assign \port$27447$0  = \$743 ;
-  assign \port$27463$0  = \$746 ;
-  assign \port$27479$0  = \$749 ;
-  assign \port$27495$0  = \$752 ;
+  assign \port$27481$0  = \$765 ;
+  assign \port$27497$0  = \$768 ;
+  assign \port$27513$0  = \$771 ;
+  assign \port$27529$0  = \$774 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -3098,8 +3240,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$583  = \$582 ;
   assign \$587  = \$586 ;
   assign \$595  = \$594 ;
-  assign \$612  = { 1'h0, affine__addr, 2'h0 };
-  assign \$615  = { 1'h0, affine__addr, 2'h0 };
+  assign \$608  = \$607 ;
+  assign \$622  = { 1'h0, affine__addr, 2'h0 };
+  assign \$625  = { 1'h0, affine__addr, 2'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -4755,7 +4898,7 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, u_prev, \port$27379$0 , \port$27397$0 , \port$27415$0 , \port$27433$0 , u0, s0, m0, u1, s1, m1, u2, s2, m2, u3, s3, m3, leak_mul, \port$28705$167 , rnd
+module \ttsnn_accel.e4.lif (rst, u_prev, \port$27413$0 , \port$27431$0 , \port$27449$0 , \port$27467$0 , u0, s0, m0, u1, s1, m1, u2, s2, m2, u3, s3, m3, leak_mul, \port$28739$167 , rnd
 , window_lo, window_hi, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
@@ -4913,16 +5056,16 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$27379$0 , \port$27397$0 , \port$2
   reg [15:0] new_u1 = 16'h0000;
   reg [15:0] new_u2 = 16'h0000;
   reg [15:0] new_u3 = 16'h0000;
-  input [15:0] \port$27379$0 ;
-  wire [15:0] \port$27379$0 ;
-  input [15:0] \port$27397$0 ;
-  wire [15:0] \port$27397$0 ;
-  input [15:0] \port$27415$0 ;
-  wire [15:0] \port$27415$0 ;
-  input [15:0] \port$27433$0 ;
-  wire [15:0] \port$27433$0 ;
-  input [21:0] \port$28705$167 ;
-  wire [21:0] \port$28705$167 ;
+  input [15:0] \port$27413$0 ;
+  wire [15:0] \port$27413$0 ;
+  input [15:0] \port$27431$0 ;
+  wire [15:0] \port$27431$0 ;
+  input [15:0] \port$27449$0 ;
+  wire [15:0] \port$27449$0 ;
+  input [15:0] \port$27467$0 ;
+  wire [15:0] \port$27467$0 ;
+  input [21:0] \port$28739$167 ;
+  wire [21:0] \port$28739$167 ;
   input rnd;
   wire rnd;
   input rst;
@@ -4952,87 +5095,87 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$27379$0 , \port$27397$0 , \port$2
   wire [16:0] window_hi;
   input [16:0] window_lo;
   wire [16:0] window_lo;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$28705$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$28739$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
   assign \$3  = $signed(kept0) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$28705$167 [5:0];
-  assign \$5  = \port$28705$167 [5:0] - 1'h1;
+  assign \$4  = ! \port$28739$167 [5:0];
+  assign \$5  = \port$28739$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
-  assign \$8  = ! \port$28705$167 [5:0];
+  assign \$8  = ! \port$28739$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$27379$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$27413$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$27379$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$27413$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$27379$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$27413$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(new_u0) > $signed(\port$28705$167 [21:6]);
+  assign \$19  = $signed(new_u0) > $signed(\port$28739$167 [21:6]);
   assign \$20  = $signed(new_u0) > $signed(window_lo);
   assign \$21  = $signed(new_u0) < $signed(window_hi);
   assign \$22  = \$20  & \$21 ;
-  assign \$23  = $signed(u_prev[31:16]) > $signed(\port$28705$167 [21:6]);
+  assign \$23  = $signed(u_prev[31:16]) > $signed(\port$28739$167 [21:6]);
   assign \$24  = \$23  ? 16'h0000 : u_prev[31:16];
   assign \$25  = $signed(kept1) * $signed({ 1'h0, leak_mul });
-  assign \$26  = ! \port$28705$167 [5:0];
-  assign \$27  = \port$28705$167 [5:0] - 1'h1;
+  assign \$26  = ! \port$28739$167 [5:0];
+  assign \$27  = \port$28739$167 [5:0] - 1'h1;
   assign \$28  = \$26  ? 6'h00 : \$27 [5:0];
   assign \$29  = $signed(leak_prod1) >>> \$28 ;
-  assign \$30  = ! \port$28705$167 [5:0];
+  assign \$30  = ! \port$28739$167 [5:0];
   assign \$31  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$33  = \$30  ? leak_partial1 : \$32 [24:0];
-  assign \$34  = $signed(leaked1) + $signed(\port$27397$0 );
+  assign \$34  = $signed(leaked1) + $signed(\port$27431$0 );
   assign \$35  = $signed(\$34 ) > $signed(16'h7fff);
-  assign \$36  = $signed(leaked1) + $signed(\port$27397$0 );
+  assign \$36  = $signed(leaked1) + $signed(\port$27431$0 );
   assign \$37  = $signed(\$36 ) < $signed(16'h8000);
-  assign \$38  = $signed(leaked1) + $signed(\port$27397$0 );
+  assign \$38  = $signed(leaked1) + $signed(\port$27431$0 );
   assign \$39  = \$37  ? 16'h8000 : \$38 [15:0];
   assign \$40  = \$35  ? 16'h7fff : \$39 ;
-  assign \$41  = $signed(new_u1) > $signed(\port$28705$167 [21:6]);
+  assign \$41  = $signed(new_u1) > $signed(\port$28739$167 [21:6]);
   assign \$42  = $signed(new_u1) > $signed(window_lo);
   assign \$43  = $signed(new_u1) < $signed(window_hi);
   assign \$44  = \$42  & \$43 ;
-  assign \$45  = $signed(u_prev[47:32]) > $signed(\port$28705$167 [21:6]);
+  assign \$45  = $signed(u_prev[47:32]) > $signed(\port$28739$167 [21:6]);
   assign \$46  = \$45  ? 16'h0000 : u_prev[47:32];
   assign \$47  = $signed(kept2) * $signed({ 1'h0, leak_mul });
-  assign \$48  = ! \port$28705$167 [5:0];
-  assign \$49  = \port$28705$167 [5:0] - 1'h1;
+  assign \$48  = ! \port$28739$167 [5:0];
+  assign \$49  = \port$28739$167 [5:0] - 1'h1;
   assign \$50  = \$48  ? 6'h00 : \$49 [5:0];
   assign \$51  = $signed(leak_prod2) >>> \$50 ;
-  assign \$52  = ! \port$28705$167 [5:0];
+  assign \$52  = ! \port$28739$167 [5:0];
   assign \$53  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$55  = \$52  ? leak_partial2 : \$54 [24:0];
-  assign \$56  = $signed(leaked2) + $signed(\port$27415$0 );
+  assign \$56  = $signed(leaked2) + $signed(\port$27449$0 );
   assign \$57  = $signed(\$56 ) > $signed(16'h7fff);
-  assign \$58  = $signed(leaked2) + $signed(\port$27415$0 );
+  assign \$58  = $signed(leaked2) + $signed(\port$27449$0 );
   assign \$59  = $signed(\$58 ) < $signed(16'h8000);
-  assign \$60  = $signed(leaked2) + $signed(\port$27415$0 );
+  assign \$60  = $signed(leaked2) + $signed(\port$27449$0 );
   assign \$61  = \$59  ? 16'h8000 : \$60 [15:0];
   assign \$62  = \$57  ? 16'h7fff : \$61 ;
-  assign \$63  = $signed(new_u2) > $signed(\port$28705$167 [21:6]);
+  assign \$63  = $signed(new_u2) > $signed(\port$28739$167 [21:6]);
   assign \$64  = $signed(new_u2) > $signed(window_lo);
   assign \$65  = $signed(new_u2) < $signed(window_hi);
   assign \$66  = \$64  & \$65 ;
-  assign \$67  = $signed(u_prev[63:48]) > $signed(\port$28705$167 [21:6]);
+  assign \$67  = $signed(u_prev[63:48]) > $signed(\port$28739$167 [21:6]);
   assign \$68  = \$67  ? 16'h0000 : u_prev[63:48];
   assign \$69  = $signed(kept3) * $signed({ 1'h0, leak_mul });
-  assign \$70  = ! \port$28705$167 [5:0];
-  assign \$71  = \port$28705$167 [5:0] - 1'h1;
+  assign \$70  = ! \port$28739$167 [5:0];
+  assign \$71  = \port$28739$167 [5:0] - 1'h1;
   assign \$72  = \$70  ? 6'h00 : \$71 [5:0];
   assign \$73  = $signed(leak_prod3) >>> \$72 ;
-  assign \$74  = ! \port$28705$167 [5:0];
+  assign \$74  = ! \port$28739$167 [5:0];
   assign \$75  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$77  = \$74  ? leak_partial3 : \$76 [24:0];
-  assign \$78  = $signed(leaked3) + $signed(\port$27433$0 );
+  assign \$78  = $signed(leaked3) + $signed(\port$27467$0 );
   assign \$79  = $signed(\$78 ) > $signed(16'h7fff);
-  assign \$80  = $signed(leaked3) + $signed(\port$27433$0 );
+  assign \$80  = $signed(leaked3) + $signed(\port$27467$0 );
   assign \$81  = $signed(\$80 ) < $signed(16'h8000);
-  assign \$82  = $signed(leaked3) + $signed(\port$27433$0 );
+  assign \$82  = $signed(leaked3) + $signed(\port$27467$0 );
   assign \$83  = \$81  ? 16'h8000 : \$82 [15:0];
   assign \$84  = \$79  ? 16'h7fff : \$83 ;
-  assign \$85  = $signed(new_u3) > $signed(\port$28705$167 [21:6]);
+  assign \$85  = $signed(new_u3) > $signed(\port$28739$167 [21:6]);
   assign \$86  = $signed(new_u3) > $signed(window_lo);
   assign \$87  = $signed(new_u3) < $signed(window_hi);
   assign \$88  = \$86  & \$87 ;
@@ -5324,9 +5467,9 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$27379$0 , \port$27397$0 , \port$2
       \$120  = 1'h0;
     end
   end
-  assign threshold = \port$28705$167 [21:6];
-  assign leak_shift = \port$28705$167 [5:0];
-  assign cur = { \port$27433$0 , \port$27415$0 , \port$27397$0 , \port$27379$0  };
+  assign threshold = \port$28739$167 [21:6];
+  assign leak_shift = \port$28739$167 [5:0];
+  assign cur = { \port$27467$0 , \port$27449$0 , \port$27431$0 , \port$27413$0  };
   assign u = { u3, u2, u1, u0 };
   assign s = { s3, s2, s1, s0 };
   assign m = { m3, m2, m1, m0 };
@@ -5337,7 +5480,7 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$27379$0 , \port$27397$0 , \port$2
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.maxpool (rst, valid, \port$3344$0 , \port$3347$0 , \port$3350$0 , \port$3353$0 , \port$3356$0 , \port$3359$0 , \port$3362$0 , \port$3365$0 , first, position, i, clk);
+module \ttsnn_accel.e4.maxpool (rst, valid, \port$3357$0 , \port$3360$0 , \port$3363$0 , \port$3366$0 , \port$3369$0 , \port$3372$0 , \port$3375$0 , \port$3378$0 , first, position, i, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -5375,22 +5518,22 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$3344$0 , \port$3347$0 , \port$
   input [63:0] i;
   wire [63:0] i;
   wire [63:0] o;
-  output [15:0] \port$3344$0 ;
-  wire [15:0] \port$3344$0 ;
-  output [15:0] \port$3347$0 ;
-  wire [15:0] \port$3347$0 ;
-  output [15:0] \port$3350$0 ;
-  wire [15:0] \port$3350$0 ;
-  output [15:0] \port$3353$0 ;
-  wire [15:0] \port$3353$0 ;
-  output [1:0] \port$3356$0 ;
-  wire [1:0] \port$3356$0 ;
-  output [1:0] \port$3359$0 ;
-  wire [1:0] \port$3359$0 ;
-  output [1:0] \port$3362$0 ;
-  wire [1:0] \port$3362$0 ;
-  output [1:0] \port$3365$0 ;
-  wire [1:0] \port$3365$0 ;
+  output [15:0] \port$3357$0 ;
+  wire [15:0] \port$3357$0 ;
+  output [15:0] \port$3360$0 ;
+  wire [15:0] \port$3360$0 ;
+  output [15:0] \port$3363$0 ;
+  wire [15:0] \port$3363$0 ;
+  output [15:0] \port$3366$0 ;
+  wire [15:0] \port$3366$0 ;
+  output [1:0] \port$3369$0 ;
+  wire [1:0] \port$3369$0 ;
+  output [1:0] \port$3372$0 ;
+  wire [1:0] \port$3372$0 ;
+  output [1:0] \port$3375$0 ;
+  wire [1:0] \port$3375$0 ;
+  output [1:0] \port$3378$0 ;
+  wire [1:0] \port$3378$0 ;
   input [1:0] position;
   wire [1:0] position;
   input rst;
@@ -5447,12 +5590,12 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$3344$0 , \port$3347$0 , \port$
   end
   assign o = { \$12 , \$9 , \$6 , \$3  };
   assign arg = { \$24 , \$21 , \$18 , \$15  };
-  assign \port$3344$0  = \$3 ;
-  assign \port$3347$0  = \$6 ;
-  assign \port$3350$0  = \$9 ;
-  assign \port$3353$0  = \$12 ;
-  assign \port$3356$0  = \$15 ;
-  assign \port$3359$0  = \$18 ;
-  assign \port$3362$0  = \$21 ;
-  assign \port$3365$0  = \$24 ;
+  assign \port$3357$0  = \$3 ;
+  assign \port$3360$0  = \$6 ;
+  assign \port$3363$0  = \$9 ;
+  assign \port$3366$0  = \$12 ;
+  assign \port$3369$0  = \$15 ;
+  assign \port$3372$0  = \$18 ;
+  assign \port$3375$0  = \$21 ;
+  assign \port$3378$0  = \$24 ;
 endmodule

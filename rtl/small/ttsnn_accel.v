@@ -94,21 +94,21 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   (* init = 1'h0 *)
   wire \$signal ;
   wire [15:0] affine__addr;
-  wire [19:0] \affine__addr$173 ;
+  wire [19:0] \affine__addr$174 ;
   wire [191:0] affine__data;
-  wire [191:0] \affine__data$174 ;
+  wire [191:0] \affine__data$175 ;
   wire affine__en;
-  wire \affine__en$177 ;
+  wire \affine__en$178 ;
   output busy;
   reg busy = 1'h0;
   (* init = 1'h0 *)
   wire \busy$20 ;
   (* init = 1'h0 *)
-  wire \busy$226 ;
-  wire \busy$363 ;
+  wire \busy$227 ;
   wire \busy$364 ;
   wire \busy$365 ;
   wire \busy$366 ;
+  wire \busy$367 ;
   wire [19:0] bw_affine__addr;
   wire [191:0] bw_affine__data;
   wire bw_affine__en;
@@ -809,17 +809,18 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [31:0] line1_c__data;
   wire line1_c__en;
   wire [15:0] line4__addr;
-  wire [15:0] \line4__addr$191 ;
+  wire [15:0] \line4__addr$192 ;
   wire [31:0] line4__data;
-  wire [31:0] \line4__data$193 ;
+  wire [31:0] \line4__data$194 ;
   wire line4__en;
-  wire \line4__en$195 ;
+  wire \line4__en$196 ;
   wire [15:0] membrane_in__addr;
   wire [63:0] membrane_in__data;
   wire membrane_in__en;
   wire [15:0] membrane_out__addr;
   wire [63:0] membrane_out__data;
   wire membrane_out__en;
+  wire [23:0] out_groups;
   wire [23:0] out_rows;
   wire [23:0] out_taken;
   reg pending = 1'h0;
@@ -1023,10 +1024,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [19:0] \stage.w_base ;
   wire stage_write;
   wire start;
-  wire \start$354 ;
-  wire \start$359 ;
+  wire \start$355 ;
   wire \start$360 ;
   wire \start$361 ;
+  wire \start$362 ;
   wire [167:0] stream_in;
   wire [23:0] \stream_in.in_rows ;
   wire [23:0] \stream_in.out_taken ;
@@ -1035,8 +1036,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [23:0] \stream_in.w2_chunks ;
   wire [23:0] \stream_in.w3_chunks ;
   wire [23:0] \stream_in.w4_chunks ;
-  wire [167:0] stream_out;
+  wire [191:0] stream_out;
   wire [23:0] \stream_out.in_consumed ;
+  wire [23:0] \stream_out.out_groups ;
   wire [23:0] \stream_out.out_rows ;
   wire [23:0] \stream_out.res_consumed ;
   wire [23:0] \stream_out.w1_consumed ;
@@ -1044,11 +1046,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [23:0] \stream_out.w3_consumed ;
   wire [23:0] \stream_out.w4_consumed ;
   wire [19:0] trace__addr;
-  wire [15:0] \trace__addr$209 ;
+  wire [15:0] \trace__addr$210 ;
   wire [15:0] trace__data;
-  wire [15:0] \trace__data$211 ;
+  wire [15:0] \trace__data$212 ;
   wire trace__en;
-  wire \trace__en$213 ;
+  wire \trace__en$214 ;
   wire [15:0] w1__addr;
   wire [31:0] w1__data;
   wire w1__en;
@@ -1080,23 +1082,23 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$13  = \$10  & \$12 ;
   assign \$14  = \$9  & \$13 ;
   assign \$15  = ! desc[261:260];
-  assign \start$359  = \$14  & \$15 ;
-  assign \$16  = \start$354  | pending;
+  assign \start$360  = \$14  & \$15 ;
+  assign \$16  = \start$355  | pending;
   assign \$17  = ! settle;
   assign \$18  = desc_write | stage_write;
   assign \$19  = ~ \$18 ;
   assign \$20  = \$17  & \$19 ;
   assign \$21  = \$16  & \$20 ;
   assign \$22  = ! desc[261:260];
-  assign \start$360  = \$21  & \$22 ;
-  assign \$23  = \start$354  | pending;
+  assign \start$361  = \$21  & \$22 ;
+  assign \$23  = \start$355  | pending;
   assign \$24  = ! settle;
   assign \$25  = desc_write | stage_write;
   assign \$26  = ~ \$25 ;
   assign \$27  = \$24  & \$26 ;
   assign \$28  = \$23  & \$27 ;
   assign \$29  = desc[261:260] == 1'h1;
-  assign \start$361  = \$28  & \$29 ;
+  assign \start$362  = \$28  & \$29 ;
   assign \$30  = ~ pending;
   assign \$31  = busy & \$30 ;
   assign \$32  = ~ draining;
@@ -1111,8 +1113,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$41  = ~ \$40 ;
   assign \$42  = \$39  & \$41 ;
   assign \$43  = ~ \$42 ;
-  assign \$44  = \start$354  & \$43 ;
-  assign \$45  = \start$354  | pending;
+  assign \$44  = \start$355  & \$43 ;
+  assign \$45  = \start$355  | pending;
   assign \$46  = ! settle;
   assign \$47  = desc_write | stage_write;
   assign \$48  = ~ \$47 ;
@@ -1120,10 +1122,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$50  = \$45  & \$49 ;
   assign \$51  = ~ draining;
   assign \$52  = busy & \$51 ;
-  assign \$53  = pending | \busy$363 ;
-  assign \$54  = \$53  | \busy$364 ;
-  assign \$55  = \$54  | \busy$365 ;
-  assign \$56  = \$55  | \busy$366 ;
+  assign \$53  = pending | \busy$364 ;
+  assign \$54  = \$53  | \busy$365 ;
+  assign \$55  = \$54  | \busy$366 ;
+  assign \$56  = \$55  | \busy$367 ;
   assign \$57  = ~ \$56 ;
   assign \$58  = \$52  & \$57 ;
   always @(posedge clk)
@@ -1138,7 +1140,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     draining <= \$63 ;
   assign \$1  = ~ busy;
   assign wgrad_rd_en = regions__wgrad__rd_en & \$1 ;
-  assign \$2  = \start$354  | pending;
+  assign \$2  = \start$355  | pending;
   assign \$3  = ! settle;
   assign \$4  = desc_write | stage_write;
   assign \$5  = ~ \$4 ;
@@ -1146,13 +1148,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$7  = \$2  & \$6 ;
   assign \$8  = ! desc[261:260];
   assign start = \$7  & \$8 ;
-  assign \$9  = \start$354  | pending;
+  assign \$9  = \start$355  | pending;
   assign \$10  = ! settle;
   \ttsnn_accel.backward  backward (
     .acc_rd_en(wgrad_rd_en),
-    .affine__data(\affine__data$174 ),
+    .affine__data(\affine__data$175 ),
     .affine__en(bw_affine__en),
-    .busy(\busy$363 ),
+    .busy(\busy$364 ),
     .clk(clk),
     .counts(\counts$37 ),
     .grad__data(grad_b__data),
@@ -1167,13 +1169,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .grad_w__data(bw_grad_w__data),
     .grad_w__en(bw_grad_w__en),
     .inp__data(grad_a__data),
-    .\port$21679$0 (\$84 ),
-    .\port$21682$0 (\$85 ),
-    .\port$25507$0 (regions__wgrad__addr),
-    .\port$27997$0 (\$86 ),
+    .\port$21692$0 (\$84 ),
+    .\port$21695$0 (\$85 ),
+    .\port$25520$0 (regions__wgrad__addr),
+    .\port$28031$0 (\$86 ),
     .rst(rst),
     .stage(stage),
-    .\start$4 (\start$361 ),
+    .\start$4 (\start$362 ),
     .trace__addr(bw_trace__addr),
     .trace__data(trace__data),
     .trace__en(bw_trace__en),
@@ -1182,7 +1184,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .weights__en(bw_weights__en)
   );
   \ttsnn_accel.e1  e1 (
-    .busy(\busy$364 ),
+    .busy(\busy$365 ),
     .clk(clk),
     .counts(\counts$34 ),
     .desc(desc),
@@ -1210,7 +1212,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .weights(w1__data)
   );
   \ttsnn_accel.e23  e23 (
-    .busy(\busy$365 ),
+    .busy(\busy$366 ),
     .clk(clk),
     .counts(\counts$35 ),
     .desc(desc),
@@ -1233,7 +1235,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .\port$2406$0 (\$69 ),
     .\port$2446$0 (\$70 ),
     .\port$2486$0 (\$71 ),
-    .\port$28701$96 (stream_in[143:96]),
+    .\port$28735$96 (stream_in[143:96]),
     .\q23_rows$131 (rows_written),
     .\released$140 (released),
     .released_e1_order(released_e1_order),
@@ -1246,7 +1248,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .row2_c__data(row2_c__data),
     .row2_c__en(e23_row2_c__en),
     .rst(rst),
-    .start(\start$359 ),
+    .start(\start$360 ),
     .w2__addr(e23_w2__addr),
     .w2__en(e23_w2__en),
     .w2_consumed(w2_consumed),
@@ -1260,7 +1262,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .affine__addr(e4_affine__addr),
     .affine__data(affine__data),
     .affine__en(e4_affine__en),
-    .busy(\busy$366 ),
+    .busy(\busy$367 ),
     .clk(clk),
     .counts(\counts$36 ),
     .desc(desc),
@@ -1274,11 +1276,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_in__en(e4_membrane_in__en),
     .membrane_out__addr(e4_membrane_out__addr),
     .membrane_out__en(e4_membrane_out__en),
+    .out_groups(out_groups),
     .out_rows(out_rows),
-    .\port$27447$0 (\$80 ),
-    .\port$27463$0 (\$81 ),
-    .\port$27479$0 (\$82 ),
-    .\port$27495$0 (\$83 ),
+    .\port$27481$0 (\$80 ),
+    .\port$27497$0 (\$81 ),
+    .\port$27513$0 (\$82 ),
+    .\port$27529$0 (\$83 ),
     .\port$2829$0 (\$72 ),
     .\port$2830$0 (\$73 ),
     .\port$2831$0 (\$74 ),
@@ -1287,7 +1290,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .\port$2834$0 (\$77 ),
     .\port$2835$0 (\$78 ),
     .\port$2836$0 (\$79 ),
-    .\port$28701$24 (stream_in[95:24]),
+    .\port$28735$24 (stream_in[95:24]),
     .res_consumed(res_consumed),
     .residual__addr(e4_residual__addr),
     .residual__data(residual__data),
@@ -1297,7 +1300,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .rst(rst),
     .spikes__addr(e4_spikes__addr),
     .spikes_masked(e4_spikes__data),
-    .start(\start$360 ),
+    .start(\start$361 ),
     .trace__addr(e4_trace__addr),
     .w4__addr(e4_w4__addr),
     .w4_consumed(w4_consumed),
@@ -1323,8 +1326,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .host_rvalid(host_rvalid),
     .host_wdata(host_wdata),
     .host_write(host_write),
-    .\port$21679$0 (\$84 ),
-    .\port$21682$0 (\$85 ),
+    .\port$21692$0 (\$84 ),
+    .\port$21695$0 (\$85 ),
     .regions__affine__addr(host__affine__addr),
     .regions__affine__rd_data(affine__data),
     .regions__affine__rd_en(host__affine__rd_en),
@@ -1377,13 +1380,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .stage(stage),
     .stage_write(stage_write),
     .staging(\$87 ),
-    .start(\start$354 ),
+    .start(\start$355 ),
     .stream_in(stream_in),
     .stream_out(stream_out)
   );
   \ttsnn_accel.memories  memories (
     .busy(busy),
-    .bw_affine__data(\affine__data$174 ),
+    .bw_affine__data(\affine__data$175 ),
     .bw_grad_a__addr(bw_grad_a__addr),
     .bw_grad_a__data(grad_a__data),
     .bw_grad_a__en(bw_grad_a__en),
@@ -1472,11 +1475,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .\port$2406$0 (\$69 ),
     .\port$2446$0 (\$70 ),
     .\port$2486$0 (\$71 ),
-    .\port$27447$0 (\$80 ),
-    .\port$27463$0 (\$81 ),
-    .\port$27479$0 (\$82 ),
-    .\port$27495$0 (\$83 ),
-    .\port$27997$0 (\$86 ),
+    .\port$27481$0 (\$80 ),
+    .\port$27497$0 (\$81 ),
+    .\port$27513$0 (\$82 ),
+    .\port$27529$0 (\$83 ),
+    .\port$28031$0 (\$86 ),
     .\port$2829$0 (\$72 ),
     .\port$2830$0 (\$73 ),
     .\port$2831$0 (\$74 ),
@@ -1485,7 +1488,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .\port$2834$0 (\$77 ),
     .\port$2835$0 (\$78 ),
     .\port$2836$0 (\$79 ),
-    .\port$28703$0 (\$87 ),
+    .\port$28737$0 (\$87 ),
     .\port$374$0 (\$64 ),
     .\port$378$0 (\$65 ),
     .\port$382$0 (\$66 ),
@@ -1668,9 +1671,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign bw_weights__data = weights__data;
   assign weights__en = bw_weights__en;
   assign bw_affine__addr = { 4'h0, \$86  };
-  assign \affine__addr$173  = { 4'h0, \$86  };
-  assign bw_affine__data = \affine__data$174 ;
-  assign \affine__en$177  = bw_affine__en;
+  assign \affine__addr$174  = { 4'h0, \$86  };
+  assign bw_affine__data = \affine__data$175 ;
+  assign \affine__en$178  = bw_affine__en;
   assign line1__addr = e1_line1__addr;
   assign e1_line1__data = { \$67 , \$66 , \$65 , \$64  };
   assign line1__data = { \$67 , \$66 , \$65 , \$64  };
@@ -1679,9 +1682,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign e23_row2__data = { \$71 , \$70 , \$69 , \$68  };
   assign row2__data = { \$71 , \$70 , \$69 , \$68  };
   assign row2__en = e23_row2__en;
-  assign \line4__addr$191  = e23_line4__addr;
-  assign \line4__data$193  = e23_line4__data;
-  assign \line4__en$195  = e23_line4__en;
+  assign \line4__addr$192  = e23_line4__addr;
+  assign \line4__data$194  = e23_line4__data;
+  assign \line4__en$196  = e23_line4__en;
   assign membrane_out__addr = e4_membrane_out__addr;
   assign e4_membrane_out__data = { \$83 , \$82 , \$81 , \$80  };
   assign membrane_out__data = { \$83 , \$82 , \$81 , \$80  };
@@ -1690,18 +1693,18 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign spikes__data = e4_spikes__data;
   assign e4_spikes__en = e4_membrane_out__en;
   assign spikes__en = e4_membrane_out__en;
-  assign \trace__addr$209  = e4_trace__addr;
+  assign \trace__addr$210  = e4_trace__addr;
   assign e4_trace__data = { \$79 , \$78 , e4_spikes__data[3], \$77 , \$76 , e4_spikes__data[2], \$75 , \$74 , e4_spikes__data[1], \$73 , \$72 , e4_spikes__data[0] };
-  assign \trace__data$211  = { \$79 , \$78 , e4_spikes__data[3], \$77 , \$76 , e4_spikes__data[2], \$75 , \$74 , e4_spikes__data[1], \$73 , \$72 , e4_spikes__data[0] };
+  assign \trace__data$212  = { \$79 , \$78 , e4_spikes__data[3], \$77 , \$76 , e4_spikes__data[2], \$75 , \$74 , e4_spikes__data[1], \$73 , \$72 , e4_spikes__data[0] };
   assign e4_trace__en = e4_membrane_out__en;
-  assign \trace__en$213  = e4_membrane_out__en;
+  assign \trace__en$214  = e4_membrane_out__en;
   assign grad_w__addr = bw_grad_w__addr;
   assign grad_w__data = bw_grad_w__data;
   assign grad_w__en = bw_grad_w__en;
   assign grad_w2__addr = bw_grad_w2__addr;
   assign grad_w2__data = bw_grad_w2__data;
   assign grad_w2__en = bw_grad_w2__en;
-  assign \busy$226  = busy;
+  assign \busy$227  = busy;
   assign regions__w1__addr = host__w1__addr;
   assign regions__w1__rd_data = w1__data;
   assign host__w1__rd_data = w1__data;
@@ -2387,10 +2390,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \stream_out.w2_consumed  = stream_out[119:96];
   assign \stream_out.w3_consumed  = stream_out[143:120];
   assign \stream_out.w1_consumed  = stream_out[167:144];
+  assign \stream_out.out_groups  = stream_out[191:168];
   assign stream_out[167:144] = w1_consumed;
   assign stream_out[143:120] = w3_consumed;
   assign stream_out[119:96] = w2_consumed;
   assign stream_out[95:72] = w4_consumed;
+  assign stream_out[191:168] = out_groups;
   assign stream_out[71:48] = out_rows;
   assign stream_out[47:24] = res_consumed;
   assign stream_out[23:0] = in_consumed;
