@@ -50,7 +50,7 @@ demo: $(STAMP)
 	$(PY) -m sw demo --force
 
 test: $(STAMP) $(SCALESIM_STAMP)
-	$(PY) -m pytest -n $(JOBS) -m "not slow and not cosim_full" tests
+	$(PY) -m pytest -n $(JOBS) -m "not slow and not cosim_full" --durations=25 tests
 
 # best effort: without it the SCALE-Sim tests skip and say how to build it
 $(SCALESIM_STAMP):
