@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from amaranth.sim import Simulator
 
+from .config import HardwareConfig
 from .driver import TileProgram, run_tile
 
-__all__ = ["run_programs", "run_testbench", "pack_lanes", "unpack_lanes", "SimBus"]
+__all__ = ["run_programs", "run_accelerator", "run_testbench", "pack_lanes", "unpack_lanes", "SimBus"]
 
 
 class SimBus:
@@ -52,25 +53,93 @@ class SimBus:
                 raise TimeoutError(f"the accelerator raised no event in {self.max_wait} cycles")
 
 
-def run_programs(dut, programs: list[TileProgram], max_cycles: int = 2_000_000,
-                 vcd: str | None = None) -> list[list[int]]:
-    """Run each tile program on one simulated accelerator with the streaming host protocol
-    (:func:`gen.driver.run_tile`) and return the values read for each."""
-    results: list[list[int]] = []
+class _ResetSession:
+    """One compiled simulation of an accelerator, run again from reset for each job.
 
-    async def bench(ctx):
-        bus = SimBus(ctx, dut, max_cycles)
-        for prog in programs:
-            results.append(await run_tile(bus, prog))
+    Building a ``Simulator`` of the whole accelerator compiles it to Python (about 2.5
+    CPU-seconds for the small configuration: a third of a small tile's test); the design is a
+    function of its configuration alone, so one compiled simulation per configuration serves
+    every run. ``Simulator.reset`` returns every signal and memory to its initial value and
+    restarts the clock and the testbench, as a new ``Simulator`` starts."""
+
+    def __init__(self, config: HardwareConfig):
+        from .top import Accelerator
+        self.dut, self.job, self.fresh = Accelerator(config), None, True
+        self.sim = Simulator(self.dut)
+        self.sim.add_clock(1e-8)
+        self.sim.add_testbench(self._bench)
+
+    async def _bench(self, ctx):
+        if self.job is not None:
+            await self.job(ctx, self.dut)
+
+    def run(self, job) -> None:
+        self.job = job
+        try:
+            if not self.fresh:        # (a new simulation's testbench has not started yet)
+                self.sim.reset()
+            self.fresh = False
+            self.sim.run()
+        finally:
+            self.job = None
+
+
+#: compiled simulations by configuration (a few: each holds a whole design)
+_SESSIONS: dict[str, _ResetSession] = {}
+_MAX_SESSIONS = 2
+
+
+def _session(config: HardwareConfig) -> _ResetSession:
+    key = repr(sorted(config.to_dict().items()))
+    if key not in _SESSIONS:
+        while len(_SESSIONS) >= _MAX_SESSIONS:
+            _SESSIONS.pop(next(iter(_SESSIONS)))
+        _SESSIONS[key] = _ResetSession(config)
+    return _SESSIONS[key]
+
+
+def run_accelerator(config: HardwareConfig, bench, vcd: str | None = None, reuse: bool = True) -> None:
+    """Run ``bench(ctx, dut)`` (async) on the accelerator of ``config`` from reset, with a
+    clock. ``reuse``: on the compiled simulation of ``config`` kept from an earlier run (not
+    with a ``vcd``); ``dut`` is that simulation's accelerator. A run that raises drops it:
+    one cut short may leave it mid-cycle."""
+    if reuse and not vcd:
+        session = _session(config)
+        try:
+            session.run(bench)
+        except BaseException:
+            _SESSIONS.pop(next((k for k, v in _SESSIONS.items() if v is session), None), None)
+            raise
+        return
+    from .top import Accelerator
+    dut = Accelerator(config)
+
+    async def testbench(ctx):
+        await bench(ctx, dut)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
-    sim.add_testbench(bench)
+    sim.add_testbench(testbench)
     if vcd:
         with sim.write_vcd(vcd):
             sim.run()
     else:
         sim.run()
+
+
+def run_programs(config: HardwareConfig, programs: list[TileProgram], max_cycles: int = 2_000_000,
+                 vcd: str | None = None, reuse: bool = True) -> list[list[int]]:
+    """Run each tile program on one simulated accelerator of ``config``
+    (:func:`run_accelerator`) with the streaming host protocol (:func:`gen.driver.run_tile`)
+    and return the values read for each."""
+    results: list[list[int]] = []
+
+    async def bench(ctx, sim_dut):
+        bus = SimBus(ctx, sim_dut, max_cycles)
+        for prog in programs:
+            results.append(await run_tile(bus, prog))
+
+    run_accelerator(config, bench, vcd, reuse)
     return results
 
 

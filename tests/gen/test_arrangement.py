@@ -16,7 +16,6 @@ from ttsnn.gen.config import Arrangement, ConfigError, config_from_dict, load_co
 from ttsnn.gen.cyclemodel import TileShape, tile_counters
 from ttsnn.gen.driver import Driver
 from ttsnn.gen.sim import run_programs, run_testbench, start_engine
-from ttsnn.gen.top import Accelerator
 from ttsnn.sw import golden
 from ttsnn.sw.golden import golden_layer
 from tests.gen.test_top import TIMING, make_layer
@@ -92,7 +91,7 @@ def _run_tiles(cfg, q, x, **plan):
     drv = Driver(cfg)
     tiles = list(drv.plan(q, x.shape, early_start=False, **plan))
     progs = [drv.program(q, t, drv.window(x, t)) for t in tiles]
-    values = run_programs(Accelerator(cfg), progs)
+    values = run_programs(cfg, progs)
     out = []
     for tile, prog, vals in zip(tiles, progs, values):
         res = prog.decode(vals)

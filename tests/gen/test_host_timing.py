@@ -14,10 +14,8 @@ from ttsnn.gen.config import Arrangement, config_from_dict, load_config
 from ttsnn.gen.cyclemodel import TileShape, tile_timing
 from ttsnn.gen.driver import Driver, run_tile
 from ttsnn.gen.hosttiming import host_tile_timing, shape_traffic, traffic_of_program
-from ttsnn.gen.sim import SimBus
+from ttsnn.gen.sim import SimBus, run_accelerator
 from ttsnn.gen.zero_skip import expected_row_lens, zero_skip_row_lens
-from ttsnn.gen.top import Accelerator
-from amaranth.sim import Simulator
 
 from tests.gen.test_top import TIMING, make_layer
 
@@ -63,18 +61,14 @@ def run_layer(cfg, q, x, resid, ring_limit, tile_hw=None, early_start=None):
     progs = [drv.program(q, t, drv.window(x, t), drv.residual_tile(resid, t) if q.residual else None,
                          ring_limit=ring_limit) for t in plan]
     out = []
-    dut = Accelerator(cfg)
 
-    async def bench(ctx):
+    async def bench(ctx, dut):
         for prog in progs:
             bus = CountingBus(ctx, dut, 100_000)
             values = await run_tile(bus, prog)
             out.append((prog, prog.decode(values), bus.cycles))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_accelerator(cfg, bench)
     return drv, plan, out
 
 
@@ -187,7 +181,6 @@ def test_last_row_read_by_groups(streamed_w4):
     assert [len(g) for g in prog.last_row_groups] == [6 * 2] * 3
     whole = dataclasses.replace(prog, last_row_groups=[])
     seen, runs = [], []
-    dut = Accelerator(cfg)
 
     class GroupsBus(CountingBus):
         async def read(self, addrs):
@@ -196,16 +189,13 @@ def test_last_row_read_by_groups(streamed_w4):
                 seen.append(out[0])
             return out
 
-    async def bench(ctx):
+    async def bench(ctx, dut):
         for p in (prog, whole):
             bus = GroupsBus(ctx, dut, 100_000)
             values = await run_tile(bus, p)
             runs.append((p.decode(values), bus.cycles))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_accelerator(cfg, bench)
     (by_groups, span), (ref, span_whole) = runs
     np.testing.assert_array_equal(by_groups.spikes, ref.spikes)
     np.testing.assert_array_equal(by_groups.membrane, ref.membrane)
@@ -248,15 +238,11 @@ def test_out_groups_register_cycle_by_cycle():
                 return
 
     rtl: list = []
-    dut = Accelerator(cfg)
 
-    async def bench(ctx):
+    async def bench(ctx, dut):
         await poll(SimBus(ctx, dut, 100_000), prog, rtl)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_accelerator(cfg, bench)
     traffic = traffic_of_program(prog, drv.map)
     regs = _Registers()
     bus = ModelBus(cfg, TileShape.of(q, tile), regs, fresh=True)

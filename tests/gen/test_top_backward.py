@@ -8,49 +8,39 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from ttsnn.gen.backward.cyclemodel import DATA_DEPENDENT, backward_cycles, tile_counters
 from ttsnn.gen.backward.host import BackwardDoesNotFit, backward_program, backward_traffic, run_backward_tile
 from ttsnn.gen.backward.stage_layout import StageKind
 from ttsnn.gen.config import load_config
 from ttsnn.gen.hostmap import BACKWARD_COUNTER_NAMES
-from ttsnn.gen.sim import SimBus
-from ttsnn.gen.top import Accelerator
+from ttsnn.gen.sim import SimBus, run_accelerator
 from tests.gen.test_backward_core_stages import _straddled_steps_by_hand, backward_case
 
 CFG = load_config("small")
 
 
 def _run(prog, cfg=CFG):
-    dut = Accelerator(cfg)
     out = []
 
-    async def bench(ctx):
+    async def bench(ctx, dut):
         out.append(await run_backward_tile(SimBus(ctx, dut, 200_000), prog))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_accelerator(cfg, bench)
     return prog.decode(out[0])
 
 
 def _run_programs(cfg, tiles) -> list:
     """Run a layer's programs in order on one accelerator (the stage weights, the sums and a
     chunk's carry stay in it from one program to the next); their decoded results."""
-    dut = Accelerator(cfg)
     out = []
 
-    async def bench(ctx):
+    async def bench(ctx, dut):
         bus = SimBus(ctx, dut, 200_000)
         for t in tiles:
             out.append(t.program.decode(await run_backward_tile(bus, t.program)))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_accelerator(cfg, bench)
     return out
 
 

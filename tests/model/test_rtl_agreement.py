@@ -45,7 +45,6 @@ def test_tile_counters_equal_the_rtl(case):
     from ttsnn.gen.driver import Driver
     from ttsnn.gen.hostmap import COUNTER_NAMES
     from ttsnn.gen.sim import run_programs
-    from ttsnn.gen.top import Accelerator
 
     mode, cin, r, co, (h, w), T, pool, residual, density, tile_hw, pack, order, idx = case
     rng = np.random.default_rng(sum(map(ord, mode)) + cin * 7 + r)
@@ -61,7 +60,7 @@ def test_tile_counters_equal_the_rtl(case):
     res_in = rng.integers(-8, 8, (T, tile.out_channels, ho, wo)) if residual else None
     window = drv.window(spikes, tile)
     prog = drv.program(q, tile, window, res_in, load_weights=True)   # a fresh accelerator
-    rtl = prog.decode(run_programs(Accelerator(cfg), [prog])[0])
+    rtl = prog.decode(run_programs(cfg, [prog])[0])
     model = tile_forward_counters(cfg, tile, mode, q.full_timesteps(T), window=window,
                                   out_spikes=rtl.spikes, residual=residual, load_weights=True)
     assert set(rtl.counters) == set(COUNTER_NAMES) == set(model)
