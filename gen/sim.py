@@ -89,8 +89,7 @@ _SESSIONS: dict[str, _ResetSession] = {}
 _MAX_SESSIONS = 2
 
 
-def _session(config: HardwareConfig) -> _ResetSession:
-    key = repr(sorted(config.to_dict().items()))
+def _session(key: str, config: HardwareConfig) -> _ResetSession:
     if key not in _SESSIONS:
         while len(_SESSIONS) >= _MAX_SESSIONS:
             _SESSIONS.pop(next(iter(_SESSIONS)))
@@ -104,11 +103,11 @@ def run_accelerator(config: HardwareConfig, bench, vcd: str | None = None, reuse
     with a ``vcd``); ``dut`` is that simulation's accelerator. A run that raises drops it:
     one cut short may leave it mid-cycle."""
     if reuse and not vcd:
-        session = _session(config)
+        key = repr(sorted(config.to_dict().items()))
         try:
-            session.run(bench)
+            _session(key, config).run(bench)
         except BaseException:
-            _SESSIONS.pop(next((k for k, v in _SESSIONS.items() if v is session), None), None)
+            _SESSIONS.pop(key, None)
             raise
         return
     from .top import Accelerator
@@ -117,14 +116,7 @@ def run_accelerator(config: HardwareConfig, bench, vcd: str | None = None, reuse
     async def testbench(ctx):
         await bench(ctx, dut)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    if vcd:
-        with sim.write_vcd(vcd):
-            sim.run()
-    else:
-        sim.run()
+    run_testbench(dut, testbench, vcd=vcd)
 
 
 def run_programs(config: HardwareConfig, programs: list[TileProgram], max_cycles: int = 2_000_000,
@@ -143,13 +135,18 @@ def run_programs(config: HardwareConfig, programs: list[TileProgram], max_cycles
     return results
 
 
-def run_testbench(dut, bench, clock: bool = True) -> None:
-    """Simulate ``dut`` with one async testbench (``async def bench(ctx)``)."""
+def run_testbench(dut, bench, clock: bool = True, vcd: str | None = None) -> None:
+    """Simulate ``dut`` with one async testbench (``async def bench(ctx)``), its waveforms
+    into ``vcd`` if given."""
     sim = Simulator(dut)
     if clock:
         sim.add_clock(1e-8)
     sim.add_testbench(bench)
-    sim.run()
+    if vcd:
+        with sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
 
 
 async def start_engine(ctx, engine, desc, ready, settle: int) -> None:
