@@ -36,8 +36,9 @@ from .config import (LINE1_SLOTS_PER_T, LINE4_SLOTS_PER_T, ROW2_SLOTS, HardwareC
                      buffer_need_bytes, config_from_dict, load_config, log2)
 from .descriptor import Pass
 from .geometry import TAP_ORDER, TileGeometry
-from .host_program import (HostBus, TileProgram, TileResult, input_pixel_order, input_row_order,  # noqa: F401
-                           last_row_groups, output_row_order, ring_rows, run_tile, whole_rings, write_all)
+from .host_program import (STREAMING_REGISTERS, HostBus, TileProgram, TileResult, input_pixel_order,  # noqa: F401
+                           input_row_order, last_row_groups, output_row_order, ring_rows, run_tile,
+                           whole_rings, write_all)
 from .hostmap import HostMap, host_map, region_reads, region_writes
 from .zero_skip import (DEFAULT_SPIKE_DENSITY, expected_row_lens, w1_chunk_words, w1_depth, w1_row_chunks,
                         w1_words_zero_skip)
@@ -830,10 +831,7 @@ class Driver:
             rings["w23"] = tile.w23_ring
         if tile.w1_ring:
             rings["w1"] = tile.w1_ring
-        reg = {name: m.register(name).address for name in
-               ("status", "in_rows", "res_rows", "out_taken", "in_consumed", "res_consumed", "out_rows",
-                "w4_chunks", "w4_consumed", "w2_chunks", "w2_consumed", "w3_chunks", "w3_consumed",
-                "w1_chunks", "w1_consumed", "out_groups")}
+        reg = {name: m.register(name).address for name in STREAMING_REGISTERS}
         setup: list[tuple[int, int]] = [(m.register("ctrl").address, 2)]  # clear counters
         for name, value in self.descriptor(qlayer, tile, rings, surrogate).items():
             setup.append((m.register(name).address, value))

@@ -15,8 +15,14 @@ import numpy as np
 from .config import HardwareConfig
 from .geometry import TileGeometry
 
-__all__ = ["TileResult", "HostBus", "TileProgram", "write_all", "run_tile", "input_row_order",
+__all__ = ["TileResult", "HostBus", "TileProgram", "STREAMING_REGISTERS", "write_all", "run_tile", "input_row_order",
            "output_row_order", "input_pixel_order", "ring_rows", "whole_rings", "last_row_groups"]
+
+
+#: the host registers :func:`run_tile` addresses by name (``TileProgram.registers``)
+STREAMING_REGISTERS = ("status", "in_rows", "res_rows", "out_taken", "in_consumed", "res_consumed",
+                       "out_rows", "w4_chunks", "w4_consumed", "w2_chunks", "w2_consumed", "w3_chunks",
+                       "w3_consumed", "w1_chunks", "w1_consumed", "out_groups")
 
 
 @dataclass

@@ -46,6 +46,7 @@ from typing import Sequence
 from .config import HardwareConfig
 from .cyclemodel import (E4_WRITE_LATENCY, PIPE_TAIL, TileShape, _engine_tables, _latest, _schedule,
                          e1_rows, schedule_ready_rows, timing_counters)
+from .host_program import STREAMING_REGISTERS
 
 __all__ = ["HostTraffic", "ModelBus", "host_tile_timing", "traffic_of_program", "shape_traffic",
            "geometry_latency"]
@@ -173,9 +174,7 @@ def _host_map(cfg: HardwareConfig):
 
 class _Registers:
     """Names of the streaming registers as :func:`gen.host_program.run_tile` addresses them."""
-    NAMES = ("ctrl", "status", "in_rows", "res_rows", "out_taken", "in_consumed", "res_consumed", "out_rows",
-             "w4_chunks", "w4_consumed", "w2_chunks", "w2_consumed", "w3_chunks", "w3_consumed",
-             "w1_chunks", "w1_consumed", "out_groups")
+    NAMES = ("ctrl",) + STREAMING_REGISTERS
 
     def __init__(self):
         self.addr = {n: -10 - i for i, n in enumerate(self.NAMES)}
@@ -487,7 +486,7 @@ class _Program:
         bounds = [sum(tr.last_groups[:g]) for g in range(len(tr.last_groups) + 1)]
         self.last_row_groups = [list(range(a, b)) for a, b in zip(bounds, bounds[1:])]
         self.rings = dict(tr.rings)
-        self.registers = {n: a[n] for n in _Registers.NAMES if n != "ctrl"}
+        self.registers = {n: a[n] for n in STREAMING_REGISTERS}
         self.tile = type("T", (), {"index": -1})()
 
 
