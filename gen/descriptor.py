@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from amaranth.hdl import Shape, unsigned
 from amaranth.lib import data
 
-__all__ = ["Pass", "DescriptorField", "DESCRIPTOR", "DESCRIPTOR_LAYOUT", "descriptor_bits"]
+__all__ = ["Pass", "DescriptorField", "DESCRIPTOR", "DESCRIPTOR_LAYOUT", "descriptor_bits", "descriptor_offset",
+           "descriptor_total_bits"]
 
 
 class Pass(enum.IntEnum):
@@ -88,3 +89,13 @@ DESCRIPTOR_LAYOUT = data.StructLayout({f.name: unsigned(f.bits) for f in DESCRIP
 def descriptor_bits(name: str) -> int:
     """Width of descriptor field ``name``, read from the layout."""
     return Shape.cast(DESCRIPTOR_LAYOUT[name].shape).width
+
+
+def descriptor_offset(name: str) -> int:
+    """Bit offset of descriptor field ``name`` in the layout (the ``desc_word`` registers)."""
+    return DESCRIPTOR_LAYOUT[name].offset
+
+
+def descriptor_total_bits() -> int:
+    """Bits of the whole descriptor."""
+    return Shape.cast(DESCRIPTOR_LAYOUT).width
