@@ -1,7 +1,9 @@
 """The tile descriptor: one ``data.StructLayout`` whose fields are the descriptor registers.
 
 The host writes one register per field (address ``DESCRIPTOR_BASE + i`` for field ``i`` in the
-layout's order, :func:`gen.hostmap.host_map`) before ``start``; the hardware holds them in one
+layout's order, :func:`gen.hostmap.host_map`), or the whole layout a host word at a time
+(``desc_word<k>``: :func:`gen.hostmap.descriptor_word_values`, what the driver does), before
+``start``; the hardware holds them in one
 ``Signal(DESCRIPTOR_LAYOUT)`` and the engines read its fields by name. docs/host_interface.md's
 descriptor table names the same fields in the same order (tests/gen/test_descriptor.py).
 
