@@ -15,8 +15,9 @@ from .backward.stage_layout import STAGE_FIELDS, STAGE_LAYOUT
 from .config import HardwareConfig, log2
 from .descriptor import DESCRIPTOR_LAYOUT
 from .hostmap import (BACKWARD_COUNTER_BASE, BACKWARD_COUNTER_NAMES, COUNTER_BASE, COUNTER_BITS, COUNTER_NAMES,
-                      DESCRIPTOR_BASE, DESCRIPTOR_FIELDS, DESCRIPTOR_WORDS_BASE, ID_VALUE, REG_CTRL, REG_ID, REG_STATUS, STAGE_BASE,
-                      STAGE_REGISTERS, STREAM_BITS, STREAM_REGISTERS, descriptor_words, host_map)
+                      DESCRIPTOR_BASE, DESCRIPTOR_FIELDS, DESCRIPTOR_WORDS_BASE, ID_VALUE, REG_CTRL, REG_ID,
+                      REG_STATUS, STAGE_BASE, STAGE_REGISTERS, STREAM_BITS, STREAM_REGISTERS, descriptor_words,
+                      host_map)
 
 __all__ = ["HostInterface", "host_region_port", "HOST_COUNTED"]
 

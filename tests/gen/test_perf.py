@@ -388,8 +388,8 @@ def test_early_start_brings_the_last_stage_within_the_goal():
     """MS-ResNet18's 4x4 layers.3.0.conv2 (512 -> 512, r = 32, T = 4, one tile) on the paper
     chip in the generator's arrangement, PTT: with the cores loaded before the start the host
     spends 2,593 bus cycles before it (hand count: counter clear (which zeroes the streaming
-    counts), the 374-bit descriptor in 2 words of 256 bits; G1 16 x 32 words, G2 and G3 4 x 24 words each, G4 16 x 32 words, 16
-    affine words of 6 beats; the 16 input rows of 32 beats and 6 residual rows of 128 with
+    counts), the 374-bit descriptor in 2 words of 256 bits; G1 16 x 32 words, G2 and G3 4 x 24
+    words each, G4 16 x 32 words, 16 affine words of 6 beats; the 16 input rows of 32 beats and 6 residual rows of 128 with
     their counts; the start), 1.22x with the host. The planner takes the cores' early start
     (every core through a ring that holds it whole, after the start): 53 bus cycles before the
     start (the clear, the descriptor's 2 words, G1's first chunk of 16 words and the first
