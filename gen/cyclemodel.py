@@ -230,6 +230,12 @@ class EngineTable:
     seg_row: list | None = None
     #: per entry, the index of the weight chunk it waits for (None: none)
     chunk_of: list | None = None
+    #: ``inner(i, start)``: cycles row ``i`` stalls between its first and last issue when it
+    #: starts at ``start`` (STT's pipelined cluster 3 waits inside a row for cluster 2's rank
+    #: groups); None: rows issue without a gap
+    inner: Callable[[int, int], int] | None = None
+    #: per scheduled row, the cycles it stalled inside (``inner``)
+    extra: list = field(default_factory=list)
 
     def __post_init__(self):
         n = len(self.rows)
@@ -244,13 +250,23 @@ class EngineTable:
         """:meth:`after` of row ``j``'s last entry."""
         return self.after(self.row_last[j], latency)
 
+    def segments_per_row(self, j: int) -> int:
+        """Table entries of row ``j``."""
+        return self.row_last[j] - self.row_first[j] + 1
+
     def row_len(self, j: int) -> int:
         """Cycles of row ``j`` (all its entries)."""
         return sum(self.lens[u] for u in range(self.row_first[j], self.row_last[j] + 1))
 
     def last(self, i: int) -> int:
-        """Cycle of row ``i``'s last issue."""
-        return self.starts[i] + self.lens[i] - 1
+        """Cycle of row ``i``'s last issue (its steps, and the cycles it stalled inside)."""
+        return self.starts[i] + self.lens[i] + self.extra[i] - 1
+
+    def place(self, start: int) -> None:
+        """Schedule the next row at ``start``."""
+        i = len(self.starts)
+        self.starts.append(start)
+        self.extra.append(self.inner(i, start) if self.inner is not None else 0)
 
     def after(self, i: int, latency: int) -> int | None:
         """Cycle from which row ``i`` is visible ``latency`` cycles after its last issue; None
@@ -259,7 +275,7 @@ class EngineTable:
 
     def free(self, i: int) -> int:
         """Cycle at which row ``i`` may start, as far as this engine's own row ``i - 1`` goes."""
-        return self.starts[i - 1] + self.lens[i - 1] if i else 0
+        return self.last(i - 1) + 1 if i else 0
 
     @property
     def busy(self) -> int:
@@ -342,12 +358,43 @@ def _engine_tables(cfg: HardwareConfig, s: TileShape,
         out = (c3.row_after(j - stt_back, RELEASE_VISIBLE) if j >= stt_back else 0) if stt else line4_free(q, t)
         return _latest(c23.free(u), c1.row_after(idx1[(q + 2, t)], c1_visible), out)
 
+    # STT's pipelined cluster 3 starts a row once cluster 2 has written the row's first rank
+    # group (q2 channels 0..Pk-1) and waits inside it, at the first step of each input block
+    # ``jb = k``, for cluster 2's group k (the engine's ``q2_groups``); the sequential chain
+    # keeps the two clusters apart (a whole q2 row first)
+    early3 = stt and cfg.arrangement.stt_chain == "pipelined" and g.ng > 1
+    jb_first = _first_jb_steps(g) if early3 else ()
+
+    def q2_group_visible(j, k):
+        """Cycle from which cluster 2's rank group ``k`` of row ``j`` is seen by cluster 3."""
+        if c23.segments_per_row(j) > 1:          # streamed G2/G3: one entry per group
+            return c23.after(c23.row_first[j] + k, MAC_ROW_VISIBLE)
+        u = c23.row_first[j]
+        return c23.starts[u] + (k + 1) * (c23.lens[u] // g.ng) - 1 + MAC_ROW_VISIBLE
+
     def ready3(u):
         j = c3.seg_row[u]
         if u != c3.row_first[j]:
             return c3.free(u)
         q, t = rows23[j]
+        if early3:          # the row's later groups decide its inner stalls: all of it scheduled
+            if c23.row_last[j] >= len(c23.starts):
+                return None
+            return _latest(c3.free(u), q2_group_visible(j, 0), line4_free(q, t))
         return _latest(c3.free(u), c23.row_after(j, MAC_ROW_VISIBLE), line4_free(q, t))
+
+    def inner3(u, start):
+        """Cycles the row's first group stalls for cluster 2's later groups."""
+        j = c3.seg_row[u]
+        if u != c3.row_first[j]:
+            return 0
+        extra = 0
+        for k, p in enumerate(jb_first, start=1):
+            extra += max(0, q2_group_visible(j, k) - (start + p + extra))
+        return extra
+
+    if early3:
+        c3.inner = inner3
 
     def ready4(u):
         yo, t, go = segs4[u]
@@ -362,6 +409,24 @@ def _engine_tables(cfg: HardwareConfig, s: TileShape,
     c1.ready, c23.ready, c3.ready, c4.ready = ready1, ready23, ready3, ready4
     tables = {"cluster1": c1, "cluster23": c23, "stt_cluster3": c3, "cluster4": c4}
     return {k: v for k, v in tables.items() if v.rows}
+
+
+def _first_jb_steps(g: TileGeometry) -> tuple[int, ...]:
+    """For STT's cluster 3: the issue position, in a row's first output group, of the first
+    step of each input block ``jb = 1 .. ng - 1`` (:class:`gen.engines.macloop.MacRowLoop`'s
+    order: block groups of up to ``B`` blocks, chunks of up to ``C`` reduction steps, the
+    group's blocks, the chunk's steps; a reduction step ``s`` has ``jb = s // (3 Pk)``). The
+    first block group covers every ``jb``, so the later ones never wait."""
+    nbi = _groups(g.nb, g.chunk_blocks)[0]
+    out = []
+    for k in range(1, g.ng):
+        s = 3 * g.Pk * k
+        if nbi == 1:
+            out.append(s)
+        else:
+            ci = s // g.chunk_steps
+            out.append(ci * g.chunk_steps * nbi + s - ci * g.chunk_steps)
+    return tuple(out)
 
 
 def _c1_table(s: TileShape, rows1, lens, ng: int) -> EngineTable:
@@ -418,7 +483,7 @@ def schedule_ready_rows(tables: Sequence[EngineTable]) -> None:
                 t0 = e.ready(len(e.starts))
                 if t0 is None:
                     break
-                e.starts.append(t0)
+                e.place(t0)
                 progress = True
 
 

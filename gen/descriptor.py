@@ -1,7 +1,9 @@
 """The tile descriptor: one ``data.StructLayout`` whose fields are the descriptor registers.
 
 The host writes one register per field (address ``DESCRIPTOR_BASE + i`` for field ``i`` in the
-layout's order, :func:`gen.hostmap.host_map`) before ``start``; the hardware holds them in one
+layout's order, :func:`gen.hostmap.host_map`), or the whole layout a host word at a time
+(``desc_word<k>``: :func:`gen.hostmap.descriptor_word_values`, what the driver does), before
+``start``; the hardware holds them in one
 ``Signal(DESCRIPTOR_LAYOUT)`` and the engines read its fields by name. docs/host_interface.md's
 descriptor table names the same fields in the same order (tests/gen/test_descriptor.py).
 
@@ -18,7 +20,8 @@ from dataclasses import dataclass
 from amaranth.hdl import Shape, unsigned
 from amaranth.lib import data
 
-__all__ = ["Pass", "DescriptorField", "DESCRIPTOR", "DESCRIPTOR_LAYOUT", "descriptor_bits"]
+__all__ = ["Pass", "DescriptorField", "DESCRIPTOR", "DESCRIPTOR_LAYOUT", "descriptor_bits", "descriptor_offset",
+           "descriptor_total_bits"]
 
 
 class Pass(enum.IntEnum):
@@ -88,3 +91,13 @@ DESCRIPTOR_LAYOUT = data.StructLayout({f.name: unsigned(f.bits) for f in DESCRIP
 def descriptor_bits(name: str) -> int:
     """Width of descriptor field ``name``, read from the layout."""
     return Shape.cast(DESCRIPTOR_LAYOUT[name].shape).width
+
+
+def descriptor_offset(name: str) -> int:
+    """Bit offset of descriptor field ``name`` in the layout (the ``desc_word`` registers)."""
+    return DESCRIPTOR_LAYOUT[name].offset
+
+
+def descriptor_total_bits() -> int:
+    """Bits of the whole descriptor."""
+    return Shape.cast(DESCRIPTOR_LAYOUT).width

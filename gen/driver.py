@@ -39,7 +39,7 @@ from .geometry import TAP_ORDER, TileGeometry
 from .host_program import (STREAMING_REGISTERS, HostBus, TileProgram, TileResult, input_pixel_order,  # noqa: F401
                            input_row_order, last_row_groups, output_row_order, ring_rows, run_tile,
                            whole_rings, write_all)
-from .hostmap import HostMap, host_map, region_reads, region_writes
+from .hostmap import HostMap, descriptor_word_values, host_map, region_reads, region_writes
 from .zero_skip import (DEFAULT_SPIKE_DENSITY, expected_row_lens, w1_chunk_words, w1_depth, w1_row_chunks,
                         w1_words_zero_skip)
 from ttsnn.sw.cli_util import MissingFileError, UserError
@@ -832,16 +832,11 @@ class Driver:
         if tile.w1_ring:
             rings["w1"] = tile.w1_ring
         reg = {name: m.register(name).address for name in STREAMING_REGISTERS}
-        setup: list[tuple[int, int]] = [(m.register("ctrl").address, 2)]  # clear counters
-        for name, value in self.descriptor(qlayer, tile, rings, surrogate).items():
-            setup.append((m.register(name).address, value))
-        setup += [(reg["in_rows"], 0), (reg["res_rows"], 0), (reg["out_taken"], 0)]
-        if tile.w4_ring:
-            setup.append((reg["w4_chunks"], 0))
-        if tile.w23_ring:
-            setup += [(reg["w2_chunks"], 0), (reg["w3_chunks"], 0)]
-        if tile.w1_ring:
-            setup.append((reg["w1_chunks"], 0))
+        # clear the counters and the host's streaming counts (in_rows, ..., w1_chunks)
+        setup: list[tuple[int, int]] = [(m.register("ctrl").address, 2)]
+        # the descriptor packed into host words (desc_word<k>: 2 beats on a 256-bit port)
+        words = descriptor_word_values(self.descriptor(qlayer, tile, rings, surrogate), cfg.widths.host_data)
+        setup += [(m.register(f"desc_word{k}").address, v) for k, v in enumerate(words)]
         if load_weights is None:
             load_weights = tile.weights_change
         streams = tile.w4_ring or tile.w23_ring or tile.w1_ring

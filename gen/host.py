@@ -15,8 +15,9 @@ from .backward.stage_layout import STAGE_FIELDS, STAGE_LAYOUT
 from .config import HardwareConfig, log2
 from .descriptor import DESCRIPTOR_LAYOUT
 from .hostmap import (BACKWARD_COUNTER_BASE, BACKWARD_COUNTER_NAMES, COUNTER_BASE, COUNTER_BITS, COUNTER_NAMES,
-                      DESCRIPTOR_BASE, DESCRIPTOR_FIELDS, ID_VALUE, REG_CTRL, REG_ID, REG_STATUS, STAGE_BASE,
-                      STAGE_REGISTERS, STREAM_BITS, STREAM_REGISTERS, host_map)
+                      DESCRIPTOR_BASE, DESCRIPTOR_FIELDS, DESCRIPTOR_WORDS_BASE, ID_VALUE, REG_CTRL, REG_ID,
+                      REG_STATUS, STAGE_BASE, STAGE_REGISTERS, STREAM_BITS, STREAM_REGISTERS, descriptor_words,
+                      host_map)
 
 __all__ = ["HostInterface", "host_region_port", "HOST_COUNTED"]
 
@@ -44,10 +45,12 @@ class HostInterface(wiring.Component):
       then registered).
     * ``busy``, ``done`` (in): the tile's state (``status``; while ``busy`` the host may
       only write the input rings and read the output ring).
-    * ``start``, ``clear`` (out): ``ctrl`` bit 0 (only while idle) and bit 1, strobes.
+    * ``start``, ``clear`` (out): ``ctrl`` bit 0 (only while idle) and bit 1, strobes
+      (``clear`` zeroes the counters and the host's streaming counts).
     * ``desc`` (out, :data:`gen.descriptor.DESCRIPTOR_LAYOUT`), ``stage`` (out,
       :data:`gen.backward.stage_layout.STAGE_LAYOUT`): registers written while idle;
-      ``desc_write`` (out): a descriptor register is written this cycle.
+      ``desc_write`` (out): a descriptor register (a field, or ``desc_word<k>``: the
+      descriptor's bits a host word at a time) is written this cycle.
       ``stage_write`` (out): a backward-stage register is written this cycle.
     * ``stream_in`` (out): the host's streaming registers (``in_rows``, ``res_rows``,
       ``out_taken``); ``stream_out`` (in): the datapath's (``in_consumed``,
@@ -116,14 +119,21 @@ class HostInterface(wiring.Component):
         addr, wdata, write = self.host_addr, self.host_wdata, self.host_write
         m.d.comb += [self.start.eq(write & (addr == REG_CTRL) & wdata[0] & ~busy),
                      self.clear.eq(write & (addr == REG_CTRL) & wdata[1]),
-                     self.desc_write.eq(write & (addr >= DESCRIPTOR_BASE)
-                                        & (addr < DESCRIPTOR_BASE + len(DESCRIPTOR_FIELDS))),
+                     self.desc_write.eq(write & (((addr >= DESCRIPTOR_BASE)
+                                                  & (addr < DESCRIPTOR_BASE + len(DESCRIPTOR_FIELDS)))
+                                                 | ((addr >= DESCRIPTOR_WORDS_BASE)
+                                                    & (addr < DESCRIPTOR_WORDS_BASE + descriptor_words(hb))))),
                      self.stage_write.eq(write & (addr >= STAGE_BASE) & (addr < STAGE_BASE + len(STAGE_FIELDS)))]
         with m.If(write):
             for name, a, access, _ in STREAM_REGISTERS:
                 if access == "rw":
                     with m.If(addr == a):
                         m.d.sync += self.stream_in[name].eq(wdata[:STREAM_BITS])
+        # the counter clear also zeroes the host's streaming counts (a tile's set-up starts with
+        # it: no write per count)
+        with m.If(self.clear):
+            m.d.sync += [self.stream_in[name].eq(0) for name, _, access, _ in STREAM_REGISTERS
+                         if access == "rw"]
         max_sub = max(r.subwords for r in hmap.regions)
         staging = Signal(max((max_sub - 1) * hb, 1), name="staging")
         hits = {}
@@ -155,6 +165,11 @@ class HostInterface(wiring.Component):
                 for name, bits, _ in DESCRIPTOR_FIELDS:
                     with m.If(addr == hmap.register(name).address):
                         m.d.sync += self.desc[name].eq(wdata[:bits])
+                packed = self.desc.as_value()
+                for k in range(descriptor_words(hb)):      # the descriptor a host word at a time
+                    with m.If(addr == DESCRIPTOR_WORDS_BASE + k):
+                        part = packed[k * hb:(k + 1) * hb]
+                        m.d.sync += part.eq(wdata[:len(part)])
                 for i, (_, field, bits, _) in enumerate(STAGE_REGISTERS):
                     with m.If(addr == STAGE_BASE + i):
                         m.d.sync += self.stage[field].eq(wdata[:bits])
@@ -193,6 +208,9 @@ class HostInterface(wiring.Component):
             for name, bits, _ in DESCRIPTOR_FIELDS:
                 with m.Case(hmap.register(name).address):
                     m.d.comb += reg_value.eq(self.desc[name])
+            for k in range(descriptor_words(hb)):
+                with m.Case(DESCRIPTOR_WORDS_BASE + k):
+                    m.d.comb += reg_value.eq(self.desc.as_value()[k * hb:(k + 1) * hb])
             for i, (_, field, _, _) in enumerate(STAGE_REGISTERS):
                 with m.Case(STAGE_BASE + i):
                     m.d.comb += reg_value.eq(self.stage[field])

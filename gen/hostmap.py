@@ -12,12 +12,13 @@ from typing import Any
 
 from .config import HardwareConfig, ceil_div
 from .backward.stage_layout import STAGE_FIELDS
-from .descriptor import DESCRIPTOR, descriptor_bits
+from .descriptor import DESCRIPTOR, descriptor_bits, descriptor_offset, descriptor_total_bits
 
 __all__ = ["Register", "Counter", "RegionMap", "HostMap", "host_map", "ID_VALUE",
            "HOST_READ_LATENCY", "COUNTER_BITS", "DESCRIPTOR_FIELDS", "COUNTER_NAMES",
            "STREAM_REGISTERS", "STAGE_REGISTERS", "BACKWARD_COUNTERS", "BACKWARD_COUNTER_NAMES",
-           "STAGE_BASE", "BACKWARD_COUNTER_BASE", "region_writes", "region_reads"]
+           "STAGE_BASE", "BACKWARD_COUNTER_BASE", "region_writes", "region_reads",
+           "DESCRIPTOR_WORDS_BASE", "descriptor_words", "descriptor_word_values"]
 
 #: Value of the read-only ID register ("TTSN" v3: streaming rows, packed lanes, backward datapath).
 ID_VALUE = 0x7454_0003
@@ -55,6 +56,10 @@ STREAM_REGISTERS: tuple[tuple[str, int, str, str], ...] = (
                               "when the row completes; the host reads a tile's last row by groups)"),
 )
 DESCRIPTOR_BASE = 0x10
+#: The descriptor as whole host words (``desc_word<k>``: bits ``k * host_data ..`` of
+#: :data:`gen.descriptor.DESCRIPTOR_LAYOUT`), so that a tile's set-up writes it in
+#: ``ceil(bits / host_data)`` beats (2 on a 256-bit port) instead of one per field.
+DESCRIPTOR_WORDS_BASE = 0x70
 #: The backward stage registers (``bw_<field>`` for every field of
 #: :data:`gen.backward.stage_layout.STAGE_LAYOUT`), read by a tile whose ``pass`` is BACKWARD.
 STAGE_BASE = 0x30
@@ -70,8 +75,27 @@ DESCRIPTOR_FIELDS: tuple[tuple[str, int, str], ...] = tuple(
     (f.name, descriptor_bits(f.name), f.meaning) for f in DESCRIPTOR)
 if DESCRIPTOR_BASE + len(DESCRIPTOR_FIELDS) > 0x2F:  # pragma: no cover - a design-time check
     raise AssertionError("the descriptor overlaps the streaming register w1_consumed (0x2F)")
-if STAGE_BASE + len(STAGE_REGISTERS) > 0x7F:  # pragma: no cover - a design-time check
-    raise AssertionError("the stage registers overlap the streaming register out_groups (0x7F)")
+if STAGE_BASE + len(STAGE_REGISTERS) > DESCRIPTOR_WORDS_BASE:  # pragma: no cover - a design-time check
+    raise AssertionError("the stage registers overlap the descriptor words (0x70)")
+
+
+def descriptor_words(host_data: int) -> int:
+    """Registers ``desc_word<k>`` of a ``host_data``-bit port: the descriptor's bits in words."""
+    return ceil_div(descriptor_total_bits(), host_data)
+
+
+def descriptor_word_values(fields: dict[str, int], host_data: int) -> list[int]:
+    """The ``desc_word<k>`` values holding descriptor ``fields`` (name -> register value; each
+    field's low bits at its offset in the layout, as the per-field register keeps them)."""
+    packed = 0
+    for name, bits, _ in DESCRIPTOR_FIELDS:
+        packed |= (int(fields[name]) & ((1 << bits) - 1)) << descriptor_offset(name)
+    mask = (1 << host_data) - 1
+    return [(packed >> (k * host_data)) & mask for k in range(descriptor_words(host_data))]
+
+
+if DESCRIPTOR_WORDS_BASE + descriptor_words(32) > 0x7F:  # pragma: no cover - a design-time check
+    raise AssertionError("the descriptor words overlap the streaming register out_groups (0x7F)")
 
 #: Counters: name -> exact meaning (docs/host_interface.md, section Counters, has the formulas).
 COUNTERS: tuple[tuple[str, str], ...] = (
@@ -232,7 +256,9 @@ def host_map(cfg: HardwareConfig) -> HostMap:
     """The address map of ``cfg``'s accelerator (deterministic: same config, same map)."""
     hb = cfg.widths.host_data
     regs = [Register("id", REG_ID, 32, "r", "constant ID_VALUE"),
-            Register("ctrl", REG_CTRL, 2, "w", "bit 0: start the tile; bit 1: clear all counters"),
+            Register("ctrl", REG_CTRL, 2, "w", "bit 0: start the tile; bit 1: clear all counters and the "
+                                                "host's streaming counts (in_rows, res_rows, out_taken, "
+                                                "w*_chunks)"),
             Register("status", REG_STATUS, 2, "r", "bit 0: busy; bit 1: done (high from the end "
                                                      "of a tile until the next start)")]
     for name, addr, access, desc in STREAM_REGISTERS:
@@ -241,6 +267,11 @@ def host_map(cfg: HardwareConfig) -> HostMap:
         regs.append(Register(name, DESCRIPTOR_BASE + i, bits, "rw", desc))
     for i, (name, _, bits, desc) in enumerate(STAGE_REGISTERS):
         regs.append(Register(name, STAGE_BASE + i, bits, "rw", desc))
+    total = descriptor_total_bits()
+    for k in range(descriptor_words(hb)):
+        regs.append(Register(f"desc_word{k}", DESCRIPTOR_WORDS_BASE + k, min(hb, total - k * hb), "rw",
+                             f"descriptor bits {k * hb}..{min(total, (k + 1) * hb) - 1} (the fields "
+                             f"packed in register order, gen.descriptor.DESCRIPTOR_LAYOUT)"))
     counters = [Counter(n, COUNTER_BASE + 2 * i, d) for i, (n, d) in enumerate(COUNTERS)]
     backward = [Counter(n, BACKWARD_COUNTER_BASE + 2 * i, d) for i, (n, d) in enumerate(BACKWARD_COUNTERS)]
     top = BACKWARD_COUNTER_BASE + 2 * len(backward)

@@ -86,7 +86,8 @@ class HostTraffic:
 
 def traffic_of_program(prog, hmap) -> HostTraffic:
     """:class:`HostTraffic` of a :class:`gen.host_program.TileProgram`."""
-    desc = {r.address for r in hmap.registers if r.name in _descriptor_names()}
+    desc = {r.address for r in hmap.registers
+            if r.name in _descriptor_names() or r.name.startswith("desc_word")}
     last = max((i for i, (a, _) in enumerate(prog.setup) if a in desc), default=-1)
     return HostTraffic(len(prog.setup), last, tuple(len(r) for r in prog.in_rows),
                        tuple(len(r) for r in prog.res_rows), tuple(len(r) for r in prog.out_rows),
@@ -107,17 +108,18 @@ def shape_traffic(cfg: HardwareConfig, s: TileShape, load_weights: bool = True,
                   read_counters: bool = False) -> HostTraffic:
     """:class:`HostTraffic` of a tile shape, counted from the geometry and the address map
     (no layer, no data; equal to :func:`traffic_of_program` of the driver's program, tested):
-    the counter-clear write, the descriptor, the three streaming registers, the cores and
+    the counter-clear write (which zeroes the streaming counts too), the descriptor (its
+    ``desc_word`` registers), the cores and
     affine words when ``load_weights``; input rows of the window's computed pixels, residual
     and output rows of ``widths.host_data``-bit beats."""
     from .host_program import input_pixel_order, input_row_order, ring_rows, whole_rings
     from .geometry import TileGeometry
-    from .hostmap import DESCRIPTOR_FIELDS
+    from .hostmap import descriptor_words
     from .zero_skip import w1_chunk_words, w1_depth, w1_row_chunks
     hmap = _host_map(cfg)
     sub = {r.name: r.subwords for r in hmap.regions}
     g = TileGeometry.of_shape(cfg, s)
-    n_desc = len(DESCRIPTOR_FIELDS)
+    n_desc = descriptor_words(cfg.widths.host_data)      # the descriptor in host words
     resident_w4 = 0 if s.w4_ring else g.go * s.rank * sub["w4"]
     resident_w23 = 0 if s.w23_ring else g.ng * g.ns * (sub["w2"] + sub["w3"])
     w1_words = w1_depth(cfg, s.rank, s.in_channels, s.pack)
@@ -150,7 +152,7 @@ def shape_traffic(cfg: HardwareConfig, s: TileShape, load_weights: bool = True,
         w2_chunks, w3_chunks = once(w2_chunks, s.w23_ring, "w23"), once(w3_chunks, s.w23_ring, "w23")
         if load_weights:  # the affine words with G4's first output row of chunks
             w4_chunks = tuple(c + sub["affine"] if i < g.go else c for i, c in enumerate(w4_chunks))
-    return HostTraffic(1 + n_desc + 3 + bool(s.w4_ring) + 2 * bool(s.w23_ring) + bool(s.w1_ring) + weights,
+    return HostTraffic(1 + n_desc + weights,
                        n_desc,
                        (row_in,) * n_in,
                        (g.out_row_words * sub["residual"],) * n_out if s.residual else (),

@@ -35,7 +35,8 @@ class ClusterTwoThreeEngine(wiring.Component):
     each step of the chunk: one MAC step per cycle. PTT (and HTT's full timesteps): cluster 3
     runs in lock step with cluster 2 on the same q1 rows and the adder array merges them into
     ``line4``. STT: cluster 2 writes q2 rows into ``row2`` (double buffer) and STT's cluster-3
-    engine runs cluster 3 on them one row behind, into ``line4`` (with the paper's sequential
+    engine runs cluster 3 on them one row behind, into ``line4``, starting a row once cluster 2
+    has written its first rank group (``q2_groups``; with the paper's sequential
     chaining, ``arrangement.stt_chain``, cluster 2 starts row ``j`` only when cluster 3 has
     issued row ``j - 1``: the two alternate row by row). HTT's reduced
     timesteps copy q1 words into ``line4``, one per cycle.
@@ -143,8 +144,12 @@ class ClusterTwoThreeEngine(wiring.Component):
         A2, B2 = {k: loop.a[k] for k, _ in loop.a.shape()}, {k: loop.b[k] for k, _ in loop.b.shape()}
         f2 = E2["f"]
         m.submodules.stt_cluster3 = e3 = SttClusterThreeEngine(cfg)
+        # the q2 row cluster 2 is writing: its rank groups written into row2 (0 again when
+        # the row completes and counts in e2_done), so that STT's pipelined cluster 3 may
+        # start a row on its first group
+        q2_groups = Signal(RB, name="q2_groups")
         m.d.comb += [e3.start.eq(self.start), e3.desc.eq(self.desc), e3.geo.eq(g),
-                     e3.q2_rows.eq(e2_done), e3.e4_released.eq(e4_rel),
+                     e3.q2_rows.eq(e2_done), e3.q2_groups.eq(q2_groups), e3.e4_released.eq(e4_rel),
                      e3_done.eq(e3.q23_rows), e3_rel.eq(e3.released)]
         for port in ("row2_b", "row2_c"):
             wiring.connect(m, wiring.flipped(getattr(self, port)), getattr(e3, port))
@@ -241,6 +246,8 @@ class ClusterTwoThreeEngine(wiring.Component):
 
         self._psum_writes(m, pe2, pe3, B2, is_stt, count)
         write_c = self._results(m, pe2, pe3, B2, e3, copy_word, e2_done, count)
+        with m.If(is_stt & B2["v"] & B2["group_end"]):
+            m.d.sync += q2_groups.eq(Mux(B2["row_end"], 0, q2_groups + 1))
 
         m.d.comb += self.q23_rows.eq(Mux(is_stt, e3_done, e2_done))
         m.d.comb += self.busy.eq(E2["run"] | loop.inflight | write_c | e3.busy)
@@ -249,7 +256,7 @@ class ClusterTwoThreeEngine(wiring.Component):
 
         # ---- start: a new tile (last, so that it wins over the updates above) ---------------
         with m.If(self.start):
-            m.d.sync += [e2_done.eq(0), e2_rel.eq(0), rel1.eq(0), need2.eq(3)]
+            m.d.sync += [e2_done.eq(0), e2_rel.eq(0), rel1.eq(0), need2.eq(3), q2_groups.eq(0)]
         return m
 
     @staticmethod

@@ -51,7 +51,7 @@ def stage_a_layout(config: HardwareConfig) -> data.StructLayout:
     w_bits, p_bits = spad_bits(config)
     return data.StructLayout({
         "v": 1, "copy": 1, "first": 1, "from_psum": 1, "use_spad": 1, "w_wr": 1, "final": 1,
-        "psum_out": 1, "row_end": 1, "nb_zero": 1, "row_zero": 1,
+        "psum_out": 1, "row_end": 1, "group_end": 1, "nb_zero": 1, "row_zero": 1,
         "s": w_bits, "b": p_bits, "jl": lp, "wsel": lp, "e": RB, "eoff": RB, "tr4": RB,
         "g": RB, "ti": 2, "seq": 1, "qm3": 2,
     })
@@ -61,7 +61,7 @@ def stage_b_layout(config: HardwareConfig) -> data.StructLayout:
     """The step at stage b (partial-sum write, result write: :data:`MAC_LATENCY` cycles after
     stage a); widths as in stage a."""
     return data.StructLayout({
-        "v": 1, "copy": 1, "final": 1, "psum_out": 1, "row_end": 1,
+        "v": 1, "copy": 1, "final": 1, "psum_out": 1, "row_end": 1, "group_end": 1,
         "b": spad_bits(config)[1], "e": RB, "eoff": RB, "tr4": RB, "g": RB, "seq": 1, "qm3": 2,
     })
 
@@ -144,7 +144,7 @@ class MacRowLoop(wiring.Component):
         jl_last = Mux(e["jb"] == g.ng_last, g.last_lanes_last, g.pk_last)
         f = {k: Signal(name=f"{name}_{k}") for k in
              ("s_first", "s_last", "final", "from_psum", "psum_out", "glb_w", "spad_wr",
-              "spad_rd", "row_end", "all_end")}
+              "spad_rd", "row_end", "group_end", "all_end")}
         m.d.comb += [f["s_first"].eq(e["s"] == 0), f["s_last"].eq(e["s"] == chunk_last),
                      f["final"].eq(f["s_last"] & (single | ck_last)),
                      f["from_psum"].eq(f["s_first"] & ~single & (e["ck"] != 0)),
@@ -156,6 +156,8 @@ class MacRowLoop(wiring.Component):
         copy_end = (e["bc"] == g.nb_last) & g_last
         mac_end = f["final"] & blk_last & bg_last & g_last
         m.d.comb += f["row_end"].eq(Mux(e["copy"], copy_end, mac_end))
+        # the last step of an output rank group's last block (its words all written at b)
+        m.d.comb += f["group_end"].eq(~e["copy"] & f["final"] & blk_last & bg_last)
         m.d.comb += f["all_end"].eq(f["row_end"] & (e["q"] == g.h_last) & (e["t"] == g.t_last))
         # next step of the reduction: (jb, tap index, jl) with jl innermost
         jl_wrap = e["jl"] == jl_last
@@ -292,6 +294,7 @@ class MacRowLoop(wiring.Component):
                      a.from_psum.eq(f["from_psum"]), a.use_spad.eq(f["spad_rd"]),
                      a.w_wr.eq(f["spad_wr"]), a.final.eq(f["final"]),
                      a.psum_out.eq(f["psum_out"]), a.row_end.eq(f["row_end"]),
+                     a.group_end.eq(f["group_end"]),
                      a.nb_zero.eq(nb_zero & (e["ti"] != 0)),
                      # cluster 2's tap row outside the layer (never written by cluster 1)
                      a.row_zero.eq((e["ti"] != 0) & tap_outside),

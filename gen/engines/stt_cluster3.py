@@ -62,7 +62,10 @@ class SttClusterThreeEngine(wiring.Component):
     * ``start`` (in): reset the loop and progress registers and run a tile (STT).
     * ``desc``, ``geo`` (in): :data:`gen.descriptor.DESCRIPTOR_LAYOUT`,
       :func:`gen.tilegeo.geometry_layout`.
-    * ``q2_rows`` (in): q2 rows cluster 2 has written into ``row2``; ``e4_released`` (in):
+    * ``q2_rows`` (in): q2 rows cluster 2 has written into ``row2``; ``q2_groups`` (in): the
+      rank groups of the next q2 row (row ``q2_rows``) written so far (the pipelined chain
+      reads a step's input block ``jb`` once group ``jb`` is written; the sequential chain,
+      ``arrangement.stt_chain``, waits for whole rows); ``e4_released`` (in):
       output rows cluster 4 has issued (their q23 rows' ``line4`` slots are free).
     * ``row2_b`` (centre block), ``row2_c`` (neighbouring block), ``w3``: read ports (data
       one cycle after ``en``); ``line4``: write port (data: ``result``), at stage c.
@@ -81,7 +84,9 @@ class SttClusterThreeEngine(wiring.Component):
     the pipelined cluster) -> b, :data:`gen.engines.macloop.MAC_LATENCY` cycles later (the
     sums on ``acc``: partial sums into the scratchpads) -> c (``result`` written to
     ``line4``; ``q23_rows`` counts the row from the cycle after its last write). A row
-    issues when its q2 row is written (``q2_rows``) and its ``line4`` slot is free.
+    issues when its q2 row is written (``q2_rows``; the pipelined chain: its first rank group,
+    then each step once the group of its input block is, seen ``MAC_ROW_VISIBLE`` cycles after
+    cluster 2's last issue of that group) and its ``line4`` slot is free.
     """
 
     def __init__(self, config: HardwareConfig):
@@ -93,7 +98,7 @@ class SttClusterThreeEngine(wiring.Component):
         q_word = P * wd.activation
         super().__init__({
             "start": In(1), "desc": In(DESCRIPTOR_LAYOUT), "geo": In(geometry_layout(config)),
-            "q2_rows": In(RB), "e4_released": In(RB),
+            "q2_rows": In(RB), "q2_groups": In(RB), "e4_released": In(RB),
             "row2_b": Out(read_port(q_word)), "row2_c": Out(read_port(q_word)),
             "w3": Out(read_port(P * wd.weight)), "line4": Out(write_port(q_word)),
             "cluster": Out(cluster_controls_layout(config)), "result": In(q_word),
@@ -113,7 +118,13 @@ class SttClusterThreeEngine(wiring.Component):
         E, A, B = loop.step, loop.a, loop.b
         done, rel = self.q23_rows, self.released
 
-        ok = (self.q2_rows >= E.seq + 1) & line4_free(E, d, self.e4_released)
+        # the q2 row written; or (pipelined chain) cluster 2 still on it but done with the
+        # rank group this step reads (input block jb): a row starts on cluster 2's first group
+        # and its first output group waits at each later block for cluster 2's next group
+        q2_ok = self.q2_rows >= E.seq + 1
+        if self.config.arrangement.stt_chain == "pipelined":
+            q2_ok = q2_ok | ((self.q2_rows == E.seq) & (self.q2_groups > E.jb))
+        ok = q2_ok & line4_free(E, d, self.e4_released)
         # streamed G3 (desc.w23_ring): a group waits for its chunk after the row's conditions
         stream = d.w23_ring != 0
         w_ok = ~stream | (self.w3_chunks > E.chunk)

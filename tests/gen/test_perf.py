@@ -387,22 +387,23 @@ def test_straddled_cycles_never_exceed_the_exact_model():
 def test_early_start_brings_the_last_stage_within_the_goal():
     """MS-ResNet18's 4x4 layers.3.0.conv2 (512 -> 512, r = 32, T = 4, one tile) on the paper
     chip in the generator's arrangement, PTT: with the cores loaded before the start the host
-    spends 2,628 bus cycles before it (hand count: counter clear, 30 descriptor registers, 3
-    streaming counts; G1 16 x 32 words, G2 and G3 4 x 24 words each, G4 16 x 32 words, 16
-    affine words of 6 beats; the 16 input rows of 32 beats and 6 residual rows of 128 with
+    spends 2,593 bus cycles before it (hand count: counter clear (which zeroes the streaming
+    counts), the 374-bit descriptor in 2 words of 256 bits; G1 16 x 32 words, G2 and G3 4 x 24
+    words each, G4 16 x 32 words, 16 affine words of 6 beats; the 16 input rows of 32 beats and 6 residual rows of 128 with
     their counts; the start), 1.22x with the host. The planner takes the cores' early start
-    (every core through a ring that holds it whole, after the start): 88 bus cycles before the
-    start (the clear, the descriptor, 3 + 4 zero counts, G1's first chunk of 16 words and the
-    first input row of 32, each with its count), within 1.15x."""
+    (every core through a ring that holds it whole, after the start): 53 bus cycles before the
+    start (the clear, the descriptor's 2 words, G1's first chunk of 16 words and the first
+    input row of 32, each with its count), within 1.15x."""
     from ttsnn.gen.driver import plan_layer
     from ttsnn.gen.hosttiming import host_tile_timing, shape_traffic
-    from ttsnn.gen.hostmap import DESCRIPTOR_FIELDS
-    assert len(DESCRIPTOR_FIELDS) == 30
+    from ttsnn.gen.hostmap import DESCRIPTOR_FIELDS, descriptor_words
+    assert len(DESCRIPTOR_FIELDS) == 30 and sum(b for _, b, _ in DESCRIPTOR_FIELDS) == 374
+    assert descriptor_words(256) == 2
     spec = _spec("layers.3.0.conv2")
     args = (PAPER_DENSE, (4, 512, 4, 4), 32, 512)
     kw = dict(residual=True, mode="ptt")
-    for early, before_start in ((False, 1 + 30 + 3 + (512 + 2 * 96 + 512 + 16 * 6) + (16 * 32 + 1) + (6 * 128 + 1)),
-                                (True, 1 + 30 + 3 + 4 + (16 + 1) + (32 + 1))):
+    for early, before_start in ((False, 1 + 2 + (512 + 2 * 96 + 512 + 16 * 6) + (16 * 32 + 1) + (6 * 128 + 1)),
+                                (True, 1 + 2 + (16 + 1) + (32 + 1))):
         (tile,) = plan_layer(*args, early_start=early, **kw).tiles
         assert tile.early_start == early
         shape = TileShape(512, 32, 512, 4, 4, 4, "ptt", (True,) * 4, False, True, tile.zero_halo, tile.pack,
@@ -436,3 +437,36 @@ def test_last_row_read_by_groups_on_the_last_stage():
     whole = host_tile_timing(PAPER_DENSE, shape, dc.replace(traffic, last_groups=()))
     assert by_groups["cycles"] == whole["cycles"] == tile_timing(PAPER_DENSE, shape)["cycles"]
     assert whole["host_span"] - by_groups["host_span"] == 15 * 12
+
+
+def test_stt_last_stage_within_the_goal_by_hand():
+    """STT on the same 4x4 stage (layers.3.1.conv1, no shortcut), the planner's tile (Pk = 16:
+    2 rank groups, 2 column blocks of Px = 2, weight chunks of C = 16 steps over both blocks,
+    r3 = 96 steps per group). Cluster 4 (32,768 steps, as many as cluster 1) starts when the
+    first q23 row is written; by hand: cluster 1's window rows 0-2 (1 + 2 x 2,048 cycles, row 0
+    a zero halo), seen 3 cycles later (cluster 2 starts at 4,099); cluster 2's first rank group
+    (2 blocks x 96 = 192 steps), seen MAC_ROW_VISIBLE = 5 cycles after its last issue: STT's
+    cluster 3 starts at 4,099 + 191 + 5 = 4,295 (before, only on the whole q2 row: 4,099 + 383
+    + 5 = 4,487); its first group reaches input block jb = 1 at step 3 x 16 = 48, the 4th chunk
+    of 16, issue position 3 x 16 x 2 = 96, at 4,391, and waits for cluster 2's second group,
+    seen at 4,099 + 383 + 5 = 4,487: 96 cycles; its row ends after 2 x 192 steps + 96 at
+    4,295 + 480 - 1 = 4,774 and is seen LINE4_ROW_VISIBLE = 6 cycles later: cluster 4 starts
+    at 4,780. With the host (the 2-word descriptor, no zero counts) the tile is within 1.15x."""
+    from ttsnn.gen.cyclemodel import _engine_tables, _schedule
+    from ttsnn.gen.driver import plan_layer
+    from ttsnn.gen.hosttiming import host_tile_timing, shape_traffic
+    (tile,) = plan_layer(PAPER_DENSE, (4, 512, 4, 4), 32, 512, mode="stt").tiles
+    assert (tile.pack, tile.order, tile.early_start) == (4, 1, True)
+    shape = TileShape(512, 32, 512, 4, 4, 4, "stt", (True,) * 4, False, False, tile.zero_halo, tile.pack,
+                      tile.order, tile.w4_ring, tile.w23_ring, tile.w1_ring, tile.early_start)
+    tables = _engine_tables(PAPER_DENSE, shape)
+    _schedule(list(tables.values()))
+    c2, c3, c4 = tables["cluster23"], tables["stt_cluster3"], tables["cluster4"]
+    assert c2.starts[0] == 4099
+    assert c3.starts[0] == 4295 and c3.extra[0] == 96
+    assert c4.starts[0] == 4780
+    host = host_tile_timing(PAPER_DENSE, shape, shape_traffic(PAPER_DENSE, shape))
+    assert host["host_setup"] == 1 + 2 + (16 + 1) + (32 + 1) + 1
+    assert host["host_span"] / 32768 <= GOAL
+    r = layer_report(PAPER_DENSE, _spec("layers.3.1.conv1"), "stt", 4, (True,) * 4)
+    assert r["host_ratio"] <= GOAL

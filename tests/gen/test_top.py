@@ -11,7 +11,7 @@ import pytest
 from ttsnn.gen.config import load_config
 from ttsnn.gen.cyclemodel import TileShape, tile_counters
 from ttsnn.gen.driver import Driver, LayerOutputs
-from ttsnn.gen.hostmap import DESCRIPTOR_FIELDS, ID_VALUE
+from ttsnn.gen.hostmap import ID_VALUE
 from ttsnn.gen.sim import run_accelerator, run_programs
 from ttsnn.sw.golden import golden_layer
 from ttsnn.sw.qlayer import QuantTTLayer
@@ -309,7 +309,8 @@ def test_start_right_after_the_descriptor_waits_for_the_geometry():
     drv = Driver(CFG)
     tile = drv.plan(q, x.shape, early_start=False).tiles[0]
     prog = drv.program(q, tile, drv.window(x, tile))
-    desc = {drv.map.register(n).address for n, _, _ in DESCRIPTOR_FIELDS}
+    desc = {r.address for r in drv.map.registers if r.name.startswith("desc_word")}   # the packed descriptor
+    assert desc and all(a in desc for a, _ in prog.setup[1:1 + len(desc)])
     from ttsnn.gen.sim import SimBus
     from ttsnn.gen.driver import run_tile
     results = []
@@ -319,10 +320,8 @@ def test_start_right_after_the_descriptor_waits_for_the_geometry():
         # everything but the descriptor first (input rows included), then the descriptor,
         # then start at once
         rows = [w for row in prog.in_rows for w in row] + [(prog.registers["in_rows"], len(prog.in_rows))]
-        last = [drv.map.register(n).address for n in ("zero_halo", "rank", "pack", "width")]
         prog.setup[:] = ([w for w in prog.setup if w[0] not in desc] + rows
-                         + sorted((w for w in prog.setup if w[0] in desc),
-                                  key=lambda w: last.index(w[0]) if w[0] in last else -1))
+                         + [w for w in prog.setup if w[0] in desc])
         prog.in_rows.clear()
         results.append(await run_tile(bus, prog))
 
