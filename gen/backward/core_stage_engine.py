@@ -9,8 +9,8 @@ activation and add the products into a :class:`WeightGradientAccumulator`. A sta
 most ``P/2`` lane channels may run two pixels per pass (``pack``): the array's upper half
 computes pixel ``x + 1`` (:class:`CoreStageEngine`). A stage with ``O < P`` lane
 channels may straddle pixels (``straddle``): a block row's (pixel, channel) pairs in passes of
-``P``; a mat-vec stage down to ``P/3`` channels (a pass touching up to four pixels), an
-outer product down to ``P/2`` (each accumulator lane adding at most two pixels' products).
+``P``, down to ``P/3`` channels (a pass touching up to four pixels, an outer product's
+accumulator lane adding up to three pixels' products).
 """
 
 from __future__ import annotations
@@ -287,6 +287,7 @@ class CoreStageEngine(wiring.Component):
         # (a wide stage packs only its phase 1: the strides of both registered, chosen per step)
         gi_x = Mux(strad, 0, Mux(packed, R(GI << 1, "gi_x"), gi))
         go2 = R(GO << 1, "go_x")
+        go3 = R(GO * 3, "go_3")
         go_x = Mux(strad, 0, Mux(packed, go2, go_))
         # a wide stage's phase 1: its output group, weight word and accumulator entries the last
         rem = c["rem"]
@@ -328,7 +329,7 @@ class CoreStageEngine(wiring.Component):
                                         AB, "w") + Mux(rem, go_last, 0)),
             out["g"].eq(g_off + stepped_address(m, ends, issue, start, 0, [g_t, g_y, None, go_x, 1, None, None, None],
                                                 AB, "g")
-                        + Mux(strad, sp["p0_out"] + Mux(c["f"][1], go2, Mux(c["f"][0], go_, 0)),
+                        + Mux(strad, sp["p0_out"] + Mux(c["f"][1], Mux(c["f"][0], go3, go2), Mux(c["f"][0], go_, 0)),
                               Mux(c["f"], go_, 0)) + Mux(rem, go_last, 0)),
             out["out"].eq(stepped_address(m, ends, issue, start, st.out_base,
                                           [out_t, out_y, None, go_x, 1, None, None, None], AB, "out")
@@ -366,10 +367,9 @@ class CoreStageEngine(wiring.Component):
         m.d.sync += [a[k].eq(step[k]) for k in a]
         # the input words of pixel x (slot 0) and, packed, pixel x + 1 (slot 1): the word read
         # this step, or the one held since
-        # (straddled: a third pixel's, slot 2, and a mat-vec stage of O < P/2 a fourth's, slot 3;
-        # an outer product straddles O >= P/2 only: its gradient words in slots 0-2)
-        held_in, held_in1, held_in2, held_in3, held_g, held_g1, held_g2 = (Signal(P * gb, name=n) for n in (
-            "held_in", "held_in1", "held_in2", "held_in3", "held_g", "held_g1", "held_g2"))
+        # (straddled: a third pixel's, slot 2, and with O < P/2 a fourth's, slot 3)
+        held_in, held_in1, held_in2, held_in3, held_g, held_g1, held_g2, held_g3 = (Signal(P * gb, name=n) for n in (
+            "held_in", "held_in1", "held_in2", "held_in3", "held_g", "held_g1", "held_g2", "held_g3"))
         word = Mux(a["first_word"] & (a["slot"] == 0), self.inp.data, held_in)
         word1 = Mux(a["first_word"] & (a["slot"] == 1), self.inp.data, held_in1)
         word2 = Mux(a["first_word"] & (a["slot"] == 2), self.inp.data, held_in2)
@@ -377,8 +377,9 @@ class CoreStageEngine(wiring.Component):
         gword = Mux(a["first_step"] & (a["slot"] == 0), self.grad.data, held_g)
         gword1 = Mux(a["first_step"] & (a["slot"] == 1), self.grad.data, held_g1)
         gword2 = Mux(a["first_step"] & (a["slot"] == 2), self.grad.data, held_g2)
+        gword3 = Mux(a["first_step"] & (a["slot"] == 3), self.grad.data, held_g3)
         with m.If(va):
-            m.d.sync += [held_in.eq(word), held_in1.eq(word1), held_in2.eq(word2), held_in3.eq(word3), held_g.eq(gword),
+            m.d.sync += [held_in.eq(word), held_in1.eq(word1), held_in2.eq(word2), held_in3.eq(word3), held_g.eq(gword), held_g3.eq(gword3),
                          held_g1.eq(gword1), held_g2.eq(gword2)]
 
         def operand_of(w):
@@ -442,8 +443,8 @@ class CoreStageEngine(wiring.Component):
         # ARRAY_EXTRA cycles after its stage m
         with m.If(delay(m, vm & m_["branch"], extra, "branch_x")):
             m.d.sync += part.eq(sums_a)
-        update_o = self._outer_product(m, va & outer & ~a["fetch"], a, (gword, gword1, gword2),
-                                       (operand, operand1, operand2), packed, entry_a, active_a)
+        update_o = self._outer_product(m, va & outer & ~a["fetch"], a, (gword, gword1, gword2, gword3),
+                                       (operand, operand1, operand2, operand3), packed, entry_a, active_a)
         m.d.comb += self.counts.stage_macs.eq(Mux(mac, active_a, 0))
         # stage b: the finished sums
         vb, reduced_b = Signal(), Signal()
@@ -547,23 +548,24 @@ class CoreStageEngine(wiring.Component):
         """Stages a and o of an outer product: the gradient lanes times the activation into the
         weight-gradient accumulator, each lane's operands chosen in a and registered, multiplied
         and added in o (returns o's valid, for the engine's ``busy``) (``update``: this step adds; ``a``: the step's stage-a
-        flags; ``gwords``, ``operands``: the gradient words and activations of pixel slots 0-2:
+        flags; ``gwords``, ``operands``: the gradient words and activations of pixel slots 0-3:
         pixels x and x + 1 packed, the pass's pixels straddled).
 
-        Straddled (``a["strad"]``, ``P/2 <= O < P``): the pass's pairs are ``s .. s + n - 1``
+        Straddled (``a["strad"]``, ``P/3 <= O < P``): the pass's pairs are ``s .. s + n - 1``
         counted from its first pixel's channel 0, so accumulator lane ``c < O`` has a term from
-        slot ``k`` where ``s <= k O + c < s + n``: at most two slots, consecutive (``n <= P <=
-        2 O``). Each lane has two multipliers: the first takes the lane's first such slot
-        (slot 0's, else slot 1's), the second the one after it (slot 1's after 0, else slot
-        2's), zero where there is none; their sum is the lane's update (the entries as
-        unstraddled: lane ``c`` is channel ``c``)."""
+        slot ``k`` where ``s <= k O + c < s + n``: at most three slots, consecutive (``n <= P <=
+        3 O``), the first slot 0 or 1 (``c < O``, ``s < O``). Each lane has three multipliers:
+        the first takes the lane's first such slot (slot 0's, else slot 1's), the second and
+        third the ones after it, zero where there is none (``P/2 <= O``: the third always
+        zero); their sum is the lane's update (the entries as unstraddled: lane ``c`` is
+        channel ``c``)."""
         cfg = self.config
         P, gr, cnt = cfg.lanes, cfg.gradients, self.counts
         gb, qb = gr.width, cfg.widths.activation
         half = P // 2 if P > 1 else P
         O, s, n = self._o, a["s"], active
         gws, ops = gwords, [o[:qb].as_signed() for o in operands]
-        pw = gb + qb + 1                  # two products summed
+        pw = gb + qb + 2                  # three products summed
         m.submodules.wgrad = acc = WeightGradientAccumulator(P, pw, gr.wgrad_tile, self.acc_entries)
         # packed: the upper half multiplies pixel x + 1's gradient (its word's lower lanes) by its
         # activation; the host adds each entry's two halves (``unpack_wgrad``)
@@ -574,12 +576,14 @@ class CoreStageEngine(wiring.Component):
             else:
                 g_plain = Mux(packed, lane(gws[1], c - half, gb), lane(gws[0], c, gb))
                 op_plain = Mux(packed, ops[1], ops[0])
-            v = [(c + k * O >= s) & (c + k * O < s + n) & (c < O) for k in range(3)]
-            g = [Mux(v[k], lane(gws[k], c, gb), 0) for k in range(3)]
+            v = [(c + k * O >= s) & (c + k * O < s + n) & (c < O) for k in range(4)]
+            g = [Mux(v[k], lane(gws[k], c, gb), 0) for k in range(4)]
             first_g = Mux(a["strad"], Mux(v[0], g[0], g[1]), g_plain)
             first_op = Mux(a["strad"], Mux(v[0], ops[0], ops[1]), op_plain)
             second_g = Mux(a["strad"], Mux(v[0], g[1], g[2]), 0)
             second_op = Mux(v[0], ops[1], ops[2])
+            third_g = Mux(a["strad"], Mux(v[0], g[2], g[3]), 0)
+            third_op = Mux(v[0], ops[2], ops[3])
             # an unpacked, unstraddled group's lanes past its channels add zero, whatever the
             # gradient word holds there (a straddled write leaves those lanes as they were): the
             # host adds a last group's upper half whenever a packed stage could have used it
@@ -590,12 +594,12 @@ class CoreStageEngine(wiring.Component):
             # from the read data and the stage's fields, the multiplies and the add were one
             # 66-74-level path, docs/synthesis.md)
             kill = a["zero"] | idle
-            fg_o, sg_o = (Signal(signed(gb), name=f"wgrad_{k}_g{c}") for k in ("first", "second"))
-            fop_o, sop_o = (Signal(signed(qb), name=f"wgrad_{k}_op{c}") for k in ("first", "second"))
+            fg_o, sg_o, tg_o = (Signal(signed(gb), name=f"wgrad_{k}_g{c}") for k in ("first", "second", "third"))
+            fop_o, sop_o, top_o = (Signal(signed(qb), name=f"wgrad_{k}_op{c}") for k in ("first", "second", "third"))
             m.d.sync += [fg_o.eq(Mux(kill, 0, first_g)), sg_o.eq(Mux(kill, 0, second_g)),
-                         fop_o.eq(first_op), sop_o.eq(second_op)]
+                         tg_o.eq(Mux(kill, 0, third_g)), fop_o.eq(first_op), sop_o.eq(second_op), top_o.eq(third_op)]
             p = Signal(signed(pw), name=f"wgrad_term{c}")
-            m.d.comb += p.eq(fg_o * fop_o + sg_o * sop_o)
+            m.d.comb += p.eq(fg_o * fop_o + sg_o * sop_o + tg_o * top_o)
             products.append(p)
         update_o, clear_o, entry_o = Signal(name="wgrad_update_o"), Signal(name="wgrad_clear_o"), Signal.like(entry)
         m.d.sync += [update_o.eq(update), clear_o.eq(a["clear"]), entry_o.eq(entry)]

@@ -48,16 +48,12 @@ STRADDLE_SLOTS = 4
 
 
 def straddle_fits(kind: StageKind, channels: int, lanes: int) -> bool:
-    """Whether a stage of ``channels < lanes`` lane channels (not a wide stage) can straddle on
-    ``lanes`` PEs: a mat-vec stage where a pass touches at most :data:`STRADDLE_SLOTS` pixels
-    and the next pass starts at most three pixels on (``3 O >= P``: on 32 lanes 11-31
-    channels), an outer product where each accumulator
-    lane adds at most two pixels' products (its two multipliers: ``P/2 <= O``)."""
-    if not 0 < channels < lanes:
-        return False
-    if StageKind(kind) == StageKind.OUTER:
-        return 2 * channels >= lanes
-    return (STRADDLE_SLOTS - 1) * channels >= lanes
+    """Whether a mat-vec or outer-product stage of ``channels < lanes`` lane channels (not a
+    wide stage) can straddle on ``lanes`` PEs: where a pass touches at most
+    :data:`STRADDLE_SLOTS` pixels and the next pass starts at most three pixels on, and an
+    outer product's accumulator lane adds at most three pixels' products (its three
+    multipliers): ``3 O >= P``, on 32 lanes 11-31 channels."""
+    return 0 < channels < lanes and (STRADDLE_SLOTS - 1) * channels >= lanes
 
 
 @dataclass(frozen=True)
@@ -318,10 +314,10 @@ def _wide_stage(name: str, kind: StageKind, f: Mapping[str, int], lanes: int, sp
 
 def check_straddle(f: Mapping[str, int], lanes: int, rounding: str = "nearest") -> None:
     """Refuse a stage descriptor whose ``straddle`` the core-stage engine does not build: only
-    a mat-vec stage of ``P/3 <= O < P`` lane channels (a pass touches at most
-    :data:`STRADDLE_SLOTS` pixels, one weight word per step) or an outer-product stage of
-    ``P/2 <= O < P`` gradient channels (one accumulator update per step, each lane adding at
-    most two pixels' products) (:func:`straddle_fits`), without
+    a mat-vec or outer-product stage of ``P/3 <= O < P`` lane (gradient) channels (a pass
+    touches at most :data:`STRADDLE_SLOTS` pixels, one weight word or accumulator update per
+    step, each accumulator lane adding at most three pixels' products) (:func:`straddle_fits`),
+    without
     ``pack`` or stochastic rounding (its dither's lane index assumes one pixel per pass); HTT's
     reduced timesteps copy (mat-vec) or are skipped (outer) as unstraddled. A stage of
     ``O > P`` channels with ``straddle`` or ``pack`` (a *wide* stage, :func:`_wide_stage`)
@@ -343,8 +339,7 @@ def check_straddle(f: Mapping[str, int], lanes: int, rounding: str = "nearest") 
     elif wide and _TAPS[Taps(f["taps"])] * f["in_channels"] < 3:
         why = "a remainder phase needs at least 3 steps per pixel and group (its writes drain behind)"
     elif not wide and not straddle_fits(f["kind"], O, lanes):
-        why = (f"it needs P/2 <= out_channels < P (a mat-vec stage: P/3 <= out_channels < P), got {O} "
-               f"on {lanes} lanes")
+        why = f"it needs P/3 <= out_channels < P, got {O} on {lanes} lanes"
     elif f.get("pack") and f.get("straddle"):
         why = "pack and straddle exclude each other"
     elif rounding == "stochastic":

@@ -212,7 +212,7 @@ def packs_remainder(stage: Mapping[str, int], lanes: int, spikes_per_word: int) 
 def can_straddle(stage: Mapping[str, int], lanes: int) -> bool:
     """Whether the core-stage engine can run a stage with its lanes straddling pixels
     (``straddle``, :func:`gen.backward.cyclemodel.check_straddle`): a mat-vec stage of
-    ``P/3 <= O < P`` lane channels or an outer-product stage of ``P/2 <= O < P``
+    ``P/3 <= O < P`` lane channels or an outer-product stage of ``P/3 <= O < P``
     gradient channels (:func:`gen.backward.cyclemodel.straddle_fits`; HTT's reduced timesteps
     copy or are skipped as unstraddled)."""
     O = stage["out_channels"]
@@ -314,7 +314,7 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
     most ``P/2`` outputs, and the outer products with at most ``P/2`` gradient channels, run two
     pixels per pass where that is faster (:func:`packs`; not with stochastic rounding, whose
     per-lane index assumes one pixel per pass). ``straddle_lanes``: the mat-vec stages of
-    ``P/3 <= O < P`` outputs, and the outer products of ``P/2 <= O < P`` gradient channels,
+    ``P/3 <= O < P`` outputs, and the outer products of ``P/3 <= O < P`` gradient channels,
     straddle pixels where that is faster (:func:`straddles`; not with stochastic rounding
     either)."""
     T, H, W, P = timesteps, height, width, lanes

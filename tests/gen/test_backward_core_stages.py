@@ -300,12 +300,12 @@ STRADDLED_CASES = [  # P/2 <= rank < P (3 or 2 of the small configuration's 4 la
 
 
 def _straddles_by_hand(O: int, taps: int, inner: int, kind: int) -> bool:
-    """Whether the engine straddles a stage of ``O`` lane channels: a mat-vec stage (``kind``
-    0) ``P/3 <= O < P`` (a pass touches at most four pixels), an outer product ``P/2 <= O <
-    P`` (each accumulator lane adds at most two pixels' products); or ``O > P`` whose last
+    """Whether the engine straddles a mat-vec or outer-product (``kind``) stage of ``O`` lane
+    channels: ``P/3 <= O < P`` (a pass touches at most four pixels, an accumulator lane adds
+    at most three pixels' products); or ``O > P`` whose last
     group's ``R`` channels are ``P/2 <= R < P``, with at least three steps per pixel and group."""
     R = O - (-(-O // P) - 1) * P
-    return (P / (3 if kind == 0 else 2) <= O < P) or (O > P and P / 2 <= R < P and taps * inner >= 3)
+    return (P / 3 <= O < P) or (O > P and P / 2 <= R < P and taps * inner >= 3)
 
 
 def _straddled_steps_by_hand(f) -> int:
@@ -400,9 +400,9 @@ def _check_straddled_tile(case):
 
 #: an 8-lane variant of the small configuration: mat-vec stages of 3 lane channels (P/3 <= 3 <
 #: P/2) straddle with passes of up to four pixels (a row of 6 or 8 columns: the pass from pair 8,
-#: first channel 2, touches pixels 2-5); G1^T's 6 outputs and dW4's 5 gradient channels (P/2 <=
-#: O < P) up to three; the outer products with 3 gradient channels pack (each lane would add
-#: three pixels' products)
+#: first channel 2, touches pixels 2-5), and so do the outer products with 3 gradient channels
+#: (dW1, dW2, dW3: an accumulator lane adds up to three pixels' products); G1^T's 6 outputs and
+#: dW4's 5 and 6 gradient channels (P/2 <= O < P) up to three
 STRADDLED_CASES_8 = [
     ("stt", 3, 6, 5, 2, 2, 6, False, True, False),
     pytest.param(("htt", 3, 6, 6, 3, 4, 6, True, False, True), marks=pytest.mark.slow),  # pooling, saturating, copies
@@ -411,9 +411,10 @@ STRADDLED_CASES_8 = [
 
 @pytest.mark.parametrize("case", STRADDLED_CASES_8, ids=["stt-r3", "htt-r3-pool-sat"])
 def test_four_pixel_passes_on_eight_lanes_match_golden(case, monkeypatch):
-    """Lanes straddling pixels down to ``P/3`` lane channels (mat-vec stages): on 8 lanes rank
-    3's passes touch up to four pixels (slots 0-3: four input words held, the first pixel
-    moving on by up to three, four writes a pass). The tensors and sums are the golden
+    """Lanes straddling pixels down to ``P/3`` lane channels: on 8 lanes rank 3's passes touch
+    up to four pixels (slots 0-3: four input and gradient words held, the first pixel moving
+    on by up to three, four writes a pass; an outer product's lane adding up to three pixels'
+    products). The tensors and sums are the golden
     model's; the straddled stages are those counted by hand, and each stage's cycles are
     counted by hand and equal the cycle model's (:func:`_check_straddled_tile`)."""
     from ttsnn.gen.backward import tile_program
