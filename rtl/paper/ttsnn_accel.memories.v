@@ -10,9 +10,9 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
 , \port$8711$0 , \port$8712$0 , \port$8713$0 , \port$8714$0 , \port$8715$0 , \port$8716$0 , \port$8717$0 , \port$8718$0 , \port$8719$0 , \port$8720$0 , bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, bw_weights__addr, \port__en$141 , bw_trace__en, bw_trace__addr
 , \port__en$147 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$191 , host__w2__addr, host__w2__rd_en, \wr__en$197 , host__w3__addr, host__w3__rd_en, \wr__en$203 , host__w4__addr, host__w4__rd_en, \wr__en$209 , host__affine__addr, host__affine__rd_en, \wr__en$215 , host__spike_in__addr, host__spike_in__rd_en
 , \wr__en$221 , host__residual__addr, \wr__en$227 , host__membrane__addr, \port__en$233 , host__spikes__addr, \port__en$239 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$245 , host__trace__addr, host__trace__rd_en, host__trace__wr_en, host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data
-, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e4_affine__addr, \wr__en$171 , \port$59147$0 
-, \port$59163$0 , \port$59179$0 , \port$59195$0 , \port$59211$0 , \port$59227$0 , \port$59243$0 , \port$59259$0 , \port$59275$0 , \port$59291$0 , \port$59307$0 , \port$59323$0 , \port$59339$0 , \port$59355$0 , \port$59371$0 , \port$59387$0 , \port$59403$0 , \port$59419$0 , \port$59435$0 , \port$59451$0 , \port$59467$0 , \port$59483$0 
-, \port$59499$0 , \port$59515$0 , \port$59531$0 , \port$59547$0 , \port$59563$0 , \port$59579$0 , \port$59595$0 , \port$59611$0 , \port$59627$0 , \port$59643$0 , \port$60705$0 , \port$63483$0 , desc, \wr__data$194 );
+, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e4_affine__addr, \wr__en$171 , \port$62064$0 
+, \port$62080$0 , \port$62096$0 , \port$62112$0 , \port$62128$0 , \port$62144$0 , \port$62160$0 , \port$62176$0 , \port$62192$0 , \port$62208$0 , \port$62224$0 , \port$62240$0 , \port$62256$0 , \port$62272$0 , \port$62288$0 , \port$62304$0 , \port$62320$0 , \port$62336$0 , \port$62352$0 , \port$62368$0 , \port$62384$0 , \port$62400$0 
+, \port$62416$0 , \port$62432$0 , \port$62448$0 , \port$62464$0 , \port$62480$0 , \port$62496$0 , \port$62512$0 , \port$62528$0 , \port$62544$0 , \port$62560$0 , \port$63762$0 , \port$66540$0 , desc, \wr__data$194 );
   reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -376,96 +376,94 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire host__w4__wr_en;
   input [7:0] \port$5898$0 ;
   wire [7:0] \port$5898$0 ;
-  input [15:0] \port$59147$0 ;
-  wire [15:0] \port$59147$0 ;
-  input [15:0] \port$59163$0 ;
-  wire [15:0] \port$59163$0 ;
-  input [15:0] \port$59179$0 ;
-  wire [15:0] \port$59179$0 ;
-  input [15:0] \port$59195$0 ;
-  wire [15:0] \port$59195$0 ;
-  input [15:0] \port$59211$0 ;
-  wire [15:0] \port$59211$0 ;
-  input [15:0] \port$59227$0 ;
-  wire [15:0] \port$59227$0 ;
-  input [15:0] \port$59243$0 ;
-  wire [15:0] \port$59243$0 ;
-  input [15:0] \port$59259$0 ;
-  wire [15:0] \port$59259$0 ;
-  input [15:0] \port$59275$0 ;
-  wire [15:0] \port$59275$0 ;
-  input [15:0] \port$59291$0 ;
-  wire [15:0] \port$59291$0 ;
-  input [15:0] \port$59307$0 ;
-  wire [15:0] \port$59307$0 ;
-  input [15:0] \port$59323$0 ;
-  wire [15:0] \port$59323$0 ;
-  input [15:0] \port$59339$0 ;
-  wire [15:0] \port$59339$0 ;
-  input [15:0] \port$59355$0 ;
-  wire [15:0] \port$59355$0 ;
-  input [15:0] \port$59371$0 ;
-  wire [15:0] \port$59371$0 ;
   input [7:0] \port$5938$0 ;
   wire [7:0] \port$5938$0 ;
-  input [15:0] \port$59387$0 ;
-  wire [15:0] \port$59387$0 ;
-  input [15:0] \port$59403$0 ;
-  wire [15:0] \port$59403$0 ;
-  input [15:0] \port$59419$0 ;
-  wire [15:0] \port$59419$0 ;
-  input [15:0] \port$59435$0 ;
-  wire [15:0] \port$59435$0 ;
-  input [15:0] \port$59451$0 ;
-  wire [15:0] \port$59451$0 ;
-  input [15:0] \port$59467$0 ;
-  wire [15:0] \port$59467$0 ;
-  input [15:0] \port$59483$0 ;
-  wire [15:0] \port$59483$0 ;
-  input [15:0] \port$59499$0 ;
-  wire [15:0] \port$59499$0 ;
-  input [15:0] \port$59515$0 ;
-  wire [15:0] \port$59515$0 ;
-  input [15:0] \port$59531$0 ;
-  wire [15:0] \port$59531$0 ;
-  input [15:0] \port$59547$0 ;
-  wire [15:0] \port$59547$0 ;
-  input [15:0] \port$59563$0 ;
-  wire [15:0] \port$59563$0 ;
-  input [15:0] \port$59579$0 ;
-  wire [15:0] \port$59579$0 ;
-  input [15:0] \port$59595$0 ;
-  wire [15:0] \port$59595$0 ;
-  input [15:0] \port$59611$0 ;
-  wire [15:0] \port$59611$0 ;
-  input [15:0] \port$59627$0 ;
-  wire [15:0] \port$59627$0 ;
-  input [15:0] \port$59643$0 ;
-  wire [15:0] \port$59643$0 ;
   input [7:0] \port$5978$0 ;
   wire [7:0] \port$5978$0 ;
   input [7:0] \port$6018$0 ;
   wire [7:0] \port$6018$0 ;
   input [7:0] \port$6058$0 ;
   wire [7:0] \port$6058$0 ;
-  input [15:0] \port$60705$0 ;
-  wire [15:0] \port$60705$0 ;
   input [7:0] \port$6098$0 ;
   wire [7:0] \port$6098$0 ;
   input [7:0] \port$6138$0 ;
   wire [7:0] \port$6138$0 ;
   input [7:0] \port$6178$0 ;
   wire [7:0] \port$6178$0 ;
+  input [15:0] \port$62064$0 ;
+  wire [15:0] \port$62064$0 ;
+  input [15:0] \port$62080$0 ;
+  wire [15:0] \port$62080$0 ;
+  input [15:0] \port$62096$0 ;
+  wire [15:0] \port$62096$0 ;
+  input [15:0] \port$62112$0 ;
+  wire [15:0] \port$62112$0 ;
+  input [15:0] \port$62128$0 ;
+  wire [15:0] \port$62128$0 ;
+  input [15:0] \port$62144$0 ;
+  wire [15:0] \port$62144$0 ;
+  input [15:0] \port$62160$0 ;
+  wire [15:0] \port$62160$0 ;
+  input [15:0] \port$62176$0 ;
+  wire [15:0] \port$62176$0 ;
   input [7:0] \port$6218$0 ;
   wire [7:0] \port$6218$0 ;
+  input [15:0] \port$62192$0 ;
+  wire [15:0] \port$62192$0 ;
+  input [15:0] \port$62208$0 ;
+  wire [15:0] \port$62208$0 ;
+  input [15:0] \port$62224$0 ;
+  wire [15:0] \port$62224$0 ;
+  input [15:0] \port$62240$0 ;
+  wire [15:0] \port$62240$0 ;
+  input [15:0] \port$62256$0 ;
+  wire [15:0] \port$62256$0 ;
+  input [15:0] \port$62272$0 ;
+  wire [15:0] \port$62272$0 ;
+  input [15:0] \port$62288$0 ;
+  wire [15:0] \port$62288$0 ;
+  input [15:0] \port$62304$0 ;
+  wire [15:0] \port$62304$0 ;
+  input [15:0] \port$62320$0 ;
+  wire [15:0] \port$62320$0 ;
+  input [15:0] \port$62336$0 ;
+  wire [15:0] \port$62336$0 ;
+  input [15:0] \port$62352$0 ;
+  wire [15:0] \port$62352$0 ;
+  input [15:0] \port$62368$0 ;
+  wire [15:0] \port$62368$0 ;
+  input [15:0] \port$62384$0 ;
+  wire [15:0] \port$62384$0 ;
+  input [15:0] \port$62400$0 ;
+  wire [15:0] \port$62400$0 ;
+  input [15:0] \port$62416$0 ;
+  wire [15:0] \port$62416$0 ;
+  input [15:0] \port$62432$0 ;
+  wire [15:0] \port$62432$0 ;
+  input [15:0] \port$62448$0 ;
+  wire [15:0] \port$62448$0 ;
+  input [15:0] \port$62464$0 ;
+  wire [15:0] \port$62464$0 ;
+  input [15:0] \port$62480$0 ;
+  wire [15:0] \port$62480$0 ;
+  input [15:0] \port$62496$0 ;
+  wire [15:0] \port$62496$0 ;
+  input [15:0] \port$62512$0 ;
+  wire [15:0] \port$62512$0 ;
+  input [15:0] \port$62528$0 ;
+  wire [15:0] \port$62528$0 ;
+  input [15:0] \port$62544$0 ;
+  wire [15:0] \port$62544$0 ;
+  input [15:0] \port$62560$0 ;
+  wire [15:0] \port$62560$0 ;
   input [7:0] \port$6258$0 ;
   wire [7:0] \port$6258$0 ;
   input [7:0] \port$6298$0 ;
   wire [7:0] \port$6298$0 ;
   input [7:0] \port$6338$0 ;
   wire [7:0] \port$6338$0 ;
-  input [1279:0] \port$63483$0 ;
-  wire [1279:0] \port$63483$0 ;
+  input [15:0] \port$63762$0 ;
+  wire [15:0] \port$63762$0 ;
   input [7:0] \port$6378$0 ;
   wire [7:0] \port$6378$0 ;
   input [7:0] \port$6418$0 ;
@@ -480,6 +478,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$6578$0 ;
   input [7:0] \port$6618$0 ;
   wire [7:0] \port$6618$0 ;
+  input [1279:0] \port$66540$0 ;
+  wire [1279:0] \port$66540$0 ;
   input [7:0] \port$6658$0 ;
   wire [7:0] \port$6658$0 ;
   input [7:0] \port$6698$0 ;
@@ -784,13 +784,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$63483$0  };
+      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$66540$0  };
   end
   reg [1535:0] _0_;
   reg [1535:0] _1_;
   always @(posedge clk) begin
     if (\port__en$147 ) begin
-      _0_ <= mem_affine[\port$60705$0 [3:0]];
+      _0_ <= mem_affine[\port$63762$0 [3:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$83 [3:0]];
@@ -8073,7 +8073,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$171 )
-      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$59643$0 , \port$59627$0 , \port$59611$0 , \port$59595$0 , \port$59579$0 , \port$59563$0 , \port$59547$0 , \port$59531$0 , \port$59515$0 , \port$59499$0 , \port$59483$0 , \port$59467$0 , \port$59451$0 , \port$59435$0 , \port$59419$0 , \port$59403$0 , \port$59387$0 , \port$59371$0 , \port$59355$0 , \port$59339$0 , \port$59323$0 , \port$59307$0 , \port$59291$0 , \port$59275$0 , \port$59259$0 , \port$59243$0 , \port$59227$0 , \port$59211$0 , \port$59195$0 , \port$59179$0 , \port$59163$0 , \port$59147$0  };
+      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$62560$0 , \port$62544$0 , \port$62528$0 , \port$62512$0 , \port$62496$0 , \port$62480$0 , \port$62464$0 , \port$62448$0 , \port$62432$0 , \port$62416$0 , \port$62400$0 , \port$62384$0 , \port$62368$0 , \port$62352$0 , \port$62336$0 , \port$62320$0 , \port$62304$0 , \port$62288$0 , \port$62272$0 , \port$62256$0 , \port$62240$0 , \port$62224$0 , \port$62208$0 , \port$62192$0 , \port$62176$0 , \port$62160$0 , \port$62144$0 , \port$62128$0 , \port$62112$0 , \port$62096$0 , \port$62080$0 , \port$62064$0  };
   end
   reg [511:0] _9_;
   reg [511:0] _10_;
@@ -8476,7 +8476,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$227 )
-      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$63483$0 [255:0] };
+      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$66540$0 [255:0] };
   end
   reg [511:0] _11_;
   always @(posedge clk) begin
@@ -16197,7 +16197,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$signature__data$24  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$45 ) begin
-      \$signature__data$24  = { \wr__data$194 , \port$63483$0 [255:0] };
+      \$signature__data$24  = { \wr__data$194 , \port$66540$0 [255:0] };
     end
     if (\$58 ) begin
       \$signature__data$24  = bw_grad_w2__data;
@@ -16236,7 +16236,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$signature__data$28  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$52 ) begin
-      \$signature__data$28  = { \wr__data$194 , \port$63483$0 [255:0] };
+      \$signature__data$28  = { \wr__data$194 , \port$66540$0 [255:0] };
     end
     if (\$64 ) begin
       \$signature__data$28  = bw_grad_w2__data;
@@ -16245,7 +16245,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$194 , \port$63483$0 [255:0] };
+  assign host__gbuf__wr_data = { \wr__data$194 , \port$66540$0 [255:0] };
   assign port__addr = \$78 [10:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$79 [9:0];
@@ -16289,8 +16289,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$143  = bw_weights__addr[10:0];
   assign \port__data$146  = bw_weights__data;
   assign bw_affine__en = \port__en$147 ;
-  assign \port__addr$149  = \port$60705$0 [3:0];
-  assign bw_affine__addr = { 4'h0, \port$60705$0  };
+  assign \port__addr$149  = \port$63762$0 [3:0];
+  assign bw_affine__addr = { 4'h0, \port$63762$0  };
   assign \port__data$152  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[9:0];
@@ -16304,8 +16304,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$169 ;
   assign e4_membrane_out__en = \wr__en$171 ;
   assign \wr__addr$173  = e4_membrane_out__addr[9:0];
-  assign \wr__data$175  = { \port$59643$0 , \port$59627$0 , \port$59611$0 , \port$59595$0 , \port$59579$0 , \port$59563$0 , \port$59547$0 , \port$59531$0 , \port$59515$0 , \port$59499$0 , \port$59483$0 , \port$59467$0 , \port$59451$0 , \port$59435$0 , \port$59419$0 , \port$59403$0 , \port$59387$0 , \port$59371$0 , \port$59355$0 , \port$59339$0 , \port$59323$0 , \port$59307$0 , \port$59291$0 , \port$59275$0 , \port$59259$0 , \port$59243$0 , \port$59227$0 , \port$59211$0 , \port$59195$0 , \port$59179$0 , \port$59163$0 , \port$59147$0  };
-  assign e4_membrane_out__data = { \port$59643$0 , \port$59627$0 , \port$59611$0 , \port$59595$0 , \port$59579$0 , \port$59563$0 , \port$59547$0 , \port$59531$0 , \port$59515$0 , \port$59499$0 , \port$59483$0 , \port$59467$0 , \port$59451$0 , \port$59435$0 , \port$59419$0 , \port$59403$0 , \port$59387$0 , \port$59371$0 , \port$59355$0 , \port$59339$0 , \port$59323$0 , \port$59307$0 , \port$59291$0 , \port$59275$0 , \port$59259$0 , \port$59243$0 , \port$59227$0 , \port$59211$0 , \port$59195$0 , \port$59179$0 , \port$59163$0 , \port$59147$0  };
+  assign \wr__data$175  = { \port$62560$0 , \port$62544$0 , \port$62528$0 , \port$62512$0 , \port$62496$0 , \port$62480$0 , \port$62464$0 , \port$62448$0 , \port$62432$0 , \port$62416$0 , \port$62400$0 , \port$62384$0 , \port$62368$0 , \port$62352$0 , \port$62336$0 , \port$62320$0 , \port$62304$0 , \port$62288$0 , \port$62272$0 , \port$62256$0 , \port$62240$0 , \port$62224$0 , \port$62208$0 , \port$62192$0 , \port$62176$0 , \port$62160$0 , \port$62144$0 , \port$62128$0 , \port$62112$0 , \port$62096$0 , \port$62080$0 , \port$62064$0  };
+  assign e4_membrane_out__data = { \port$62560$0 , \port$62544$0 , \port$62528$0 , \port$62512$0 , \port$62496$0 , \port$62480$0 , \port$62464$0 , \port$62448$0 , \port$62432$0 , \port$62416$0 , \port$62400$0 , \port$62384$0 , \port$62368$0 , \port$62352$0 , \port$62336$0 , \port$62320$0 , \port$62304$0 , \port$62288$0 , \port$62272$0 , \port$62256$0 , \port$62240$0 , \port$62224$0 , \port$62208$0 , \port$62192$0 , \port$62176$0 , \port$62160$0 , \port$62144$0 , \port$62128$0 , \port$62112$0 , \port$62096$0 , \port$62080$0 , \port$62064$0  };
   assign \wr__en$177  = \wr__en$171 ;
   assign e4_spikes__en = \wr__en$171 ;
   assign \wr__addr$179  = e4_spikes__addr[9:0];
@@ -16335,8 +16335,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__affine__addr[3:0];
-  assign \wr__data$218  = { \wr__data$194 , \port$63483$0  };
-  assign host__affine__wr_data = { \wr__data$194 , \port$63483$0  };
+  assign \wr__data$218  = { \wr__data$194 , \port$66540$0  };
+  assign host__affine__wr_data = { \wr__data$194 , \port$66540$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$221 ;
   assign \wr__addr$223  = host__spike_in__addr[10:0];
@@ -16345,8 +16345,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$227 ;
   assign \wr__addr$229  = host__residual__addr[8:0];
-  assign \wr__data$231  = { \wr__data$194 , \port$63483$0 [255:0] };
-  assign host__residual__wr_data = { \wr__data$194 , \port$63483$0 [255:0] };
+  assign \wr__data$231  = { \wr__data$194 , \port$66540$0 [255:0] };
+  assign host__residual__wr_data = { \wr__data$194 , \port$66540$0 [255:0] };
   assign host__membrane__rd_en = \port__en$233 ;
   assign \port__addr$235  = host__membrane__addr[9:0];
   assign \port__data$238  = host__membrane__rd_data;

@@ -12,9 +12,9 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
 , bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, bw_weights__addr, \port__en$141 , bw_trace__en, bw_trace__addr, \port__en$147 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$191 , host__w2__addr, host__w2__rd_en, \wr__en$197 , host__w3__addr, host__w3__rd_en
 , \wr__en$203 , host__w4__addr, host__w4__rd_en, \wr__en$209 , host__affine__addr, host__affine__rd_en, \wr__en$215 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$221 , host__residual__addr, \wr__en$227 , host__membrane__addr, \port__en$233 , host__spikes__addr, \port__en$239 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$245 
 , host__trace__addr, host__trace__rd_en, host__trace__wr_en, host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data
-, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$171 , \port$57641$0 , \port$57657$0 , \port$57673$0 , \port$57689$0 , \port$57705$0 , \port$57721$0 , \port$57737$0 , \port$57753$0 , \port$57769$0 , \port$57785$0 , \port$57801$0 , \port$57817$0 
-, \port$57833$0 , \port$57849$0 , \port$57865$0 , \port$57881$0 , \port$57897$0 , \port$57913$0 , \port$57929$0 , \port$57945$0 , \port$57961$0 , \port$57977$0 , \port$57993$0 , \port$58009$0 , \port$58025$0 , \port$58041$0 , \port$58057$0 , \port$58073$0 , \port$58089$0 , \port$58105$0 , \port$58121$0 , \port$58137$0 , \port$59199$0 
-, \port$61977$0 , desc, \wr__data$194 );
+, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$171 , \port$60558$0 , \port$60574$0 , \port$60590$0 , \port$60606$0 , \port$60622$0 , \port$60638$0 , \port$60654$0 , \port$60670$0 , \port$60686$0 , \port$60702$0 , \port$60718$0 , \port$60734$0 
+, \port$60750$0 , \port$60766$0 , \port$60782$0 , \port$60798$0 , \port$60814$0 , \port$60830$0 , \port$60846$0 , \port$60862$0 , \port$60878$0 , \port$60894$0 , \port$60910$0 , \port$60926$0 , \port$60942$0 , \port$60958$0 , \port$60974$0 , \port$60990$0 , \port$61006$0 , \port$61022$0 , \port$61038$0 , \port$61054$0 , \port$62256$0 
+, \port$65034$0 , desc, \wr__data$194 );
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -504,74 +504,74 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$5698$0 ;
   input [7:0] \port$5738$0 ;
   wire [7:0] \port$5738$0 ;
-  input [15:0] \port$57641$0 ;
-  wire [15:0] \port$57641$0 ;
-  input [15:0] \port$57657$0 ;
-  wire [15:0] \port$57657$0 ;
-  input [15:0] \port$57673$0 ;
-  wire [15:0] \port$57673$0 ;
-  input [15:0] \port$57689$0 ;
-  wire [15:0] \port$57689$0 ;
-  input [15:0] \port$57705$0 ;
-  wire [15:0] \port$57705$0 ;
-  input [15:0] \port$57721$0 ;
-  wire [15:0] \port$57721$0 ;
-  input [15:0] \port$57737$0 ;
-  wire [15:0] \port$57737$0 ;
-  input [15:0] \port$57753$0 ;
-  wire [15:0] \port$57753$0 ;
-  input [15:0] \port$57769$0 ;
-  wire [15:0] \port$57769$0 ;
-  input [15:0] \port$57785$0 ;
-  wire [15:0] \port$57785$0 ;
-  input [15:0] \port$57801$0 ;
-  wire [15:0] \port$57801$0 ;
-  input [15:0] \port$57817$0 ;
-  wire [15:0] \port$57817$0 ;
-  input [15:0] \port$57833$0 ;
-  wire [15:0] \port$57833$0 ;
-  input [15:0] \port$57849$0 ;
-  wire [15:0] \port$57849$0 ;
-  input [15:0] \port$57865$0 ;
-  wire [15:0] \port$57865$0 ;
-  input [15:0] \port$57881$0 ;
-  wire [15:0] \port$57881$0 ;
-  input [15:0] \port$57897$0 ;
-  wire [15:0] \port$57897$0 ;
-  input [15:0] \port$57913$0 ;
-  wire [15:0] \port$57913$0 ;
-  input [15:0] \port$57929$0 ;
-  wire [15:0] \port$57929$0 ;
-  input [15:0] \port$57945$0 ;
-  wire [15:0] \port$57945$0 ;
-  input [15:0] \port$57961$0 ;
-  wire [15:0] \port$57961$0 ;
-  input [15:0] \port$57977$0 ;
-  wire [15:0] \port$57977$0 ;
-  input [15:0] \port$57993$0 ;
-  wire [15:0] \port$57993$0 ;
-  input [15:0] \port$58009$0 ;
-  wire [15:0] \port$58009$0 ;
-  input [15:0] \port$58025$0 ;
-  wire [15:0] \port$58025$0 ;
-  input [15:0] \port$58041$0 ;
-  wire [15:0] \port$58041$0 ;
-  input [15:0] \port$58057$0 ;
-  wire [15:0] \port$58057$0 ;
-  input [15:0] \port$58073$0 ;
-  wire [15:0] \port$58073$0 ;
-  input [15:0] \port$58089$0 ;
-  wire [15:0] \port$58089$0 ;
-  input [15:0] \port$58105$0 ;
-  wire [15:0] \port$58105$0 ;
-  input [15:0] \port$58121$0 ;
-  wire [15:0] \port$58121$0 ;
-  input [15:0] \port$58137$0 ;
-  wire [15:0] \port$58137$0 ;
-  input [15:0] \port$59199$0 ;
-  wire [15:0] \port$59199$0 ;
-  input [1279:0] \port$61977$0 ;
-  wire [1279:0] \port$61977$0 ;
+  input [15:0] \port$60558$0 ;
+  wire [15:0] \port$60558$0 ;
+  input [15:0] \port$60574$0 ;
+  wire [15:0] \port$60574$0 ;
+  input [15:0] \port$60590$0 ;
+  wire [15:0] \port$60590$0 ;
+  input [15:0] \port$60606$0 ;
+  wire [15:0] \port$60606$0 ;
+  input [15:0] \port$60622$0 ;
+  wire [15:0] \port$60622$0 ;
+  input [15:0] \port$60638$0 ;
+  wire [15:0] \port$60638$0 ;
+  input [15:0] \port$60654$0 ;
+  wire [15:0] \port$60654$0 ;
+  input [15:0] \port$60670$0 ;
+  wire [15:0] \port$60670$0 ;
+  input [15:0] \port$60686$0 ;
+  wire [15:0] \port$60686$0 ;
+  input [15:0] \port$60702$0 ;
+  wire [15:0] \port$60702$0 ;
+  input [15:0] \port$60718$0 ;
+  wire [15:0] \port$60718$0 ;
+  input [15:0] \port$60734$0 ;
+  wire [15:0] \port$60734$0 ;
+  input [15:0] \port$60750$0 ;
+  wire [15:0] \port$60750$0 ;
+  input [15:0] \port$60766$0 ;
+  wire [15:0] \port$60766$0 ;
+  input [15:0] \port$60782$0 ;
+  wire [15:0] \port$60782$0 ;
+  input [15:0] \port$60798$0 ;
+  wire [15:0] \port$60798$0 ;
+  input [15:0] \port$60814$0 ;
+  wire [15:0] \port$60814$0 ;
+  input [15:0] \port$60830$0 ;
+  wire [15:0] \port$60830$0 ;
+  input [15:0] \port$60846$0 ;
+  wire [15:0] \port$60846$0 ;
+  input [15:0] \port$60862$0 ;
+  wire [15:0] \port$60862$0 ;
+  input [15:0] \port$60878$0 ;
+  wire [15:0] \port$60878$0 ;
+  input [15:0] \port$60894$0 ;
+  wire [15:0] \port$60894$0 ;
+  input [15:0] \port$60910$0 ;
+  wire [15:0] \port$60910$0 ;
+  input [15:0] \port$60926$0 ;
+  wire [15:0] \port$60926$0 ;
+  input [15:0] \port$60942$0 ;
+  wire [15:0] \port$60942$0 ;
+  input [15:0] \port$60958$0 ;
+  wire [15:0] \port$60958$0 ;
+  input [15:0] \port$60974$0 ;
+  wire [15:0] \port$60974$0 ;
+  input [15:0] \port$60990$0 ;
+  wire [15:0] \port$60990$0 ;
+  input [15:0] \port$61006$0 ;
+  wire [15:0] \port$61006$0 ;
+  input [15:0] \port$61022$0 ;
+  wire [15:0] \port$61022$0 ;
+  input [15:0] \port$61038$0 ;
+  wire [15:0] \port$61038$0 ;
+  input [15:0] \port$61054$0 ;
+  wire [15:0] \port$61054$0 ;
+  input [15:0] \port$62256$0 ;
+  wire [15:0] \port$62256$0 ;
+  input [1279:0] \port$65034$0 ;
+  wire [1279:0] \port$65034$0 ;
   input \port$7257$0 ;
   wire \port$7257$0 ;
   input [1:0] \port$7258$0 ;
@@ -849,13 +849,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$61977$0  };
+      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$65034$0  };
   end
   reg [1535:0] _0_;
   reg [1535:0] _1_;
   always @(posedge clk) begin
     if (\port__en$147 ) begin
-      _0_ <= mem_affine[\port$59199$0 [3:0]];
+      _0_ <= mem_affine[\port$62256$0 [3:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$83 [3:0]];
@@ -8138,7 +8138,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$171 )
-      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$58137$0 , \port$58121$0 , \port$58105$0 , \port$58089$0 , \port$58073$0 , \port$58057$0 , \port$58041$0 , \port$58025$0 , \port$58009$0 , \port$57993$0 , \port$57977$0 , \port$57961$0 , \port$57945$0 , \port$57929$0 , \port$57913$0 , \port$57897$0 , \port$57881$0 , \port$57865$0 , \port$57849$0 , \port$57833$0 , \port$57817$0 , \port$57801$0 , \port$57785$0 , \port$57769$0 , \port$57753$0 , \port$57737$0 , \port$57721$0 , \port$57705$0 , \port$57689$0 , \port$57673$0 , \port$57657$0 , \port$57641$0  };
+      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$61054$0 , \port$61038$0 , \port$61022$0 , \port$61006$0 , \port$60990$0 , \port$60974$0 , \port$60958$0 , \port$60942$0 , \port$60926$0 , \port$60910$0 , \port$60894$0 , \port$60878$0 , \port$60862$0 , \port$60846$0 , \port$60830$0 , \port$60814$0 , \port$60798$0 , \port$60782$0 , \port$60766$0 , \port$60750$0 , \port$60734$0 , \port$60718$0 , \port$60702$0 , \port$60686$0 , \port$60670$0 , \port$60654$0 , \port$60638$0 , \port$60622$0 , \port$60606$0 , \port$60590$0 , \port$60574$0 , \port$60558$0  };
   end
   reg [511:0] _9_;
   reg [511:0] _10_;
@@ -8541,7 +8541,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$227 )
-      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$61977$0 [255:0] };
+      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$65034$0 [255:0] };
   end
   reg [511:0] _11_;
   always @(posedge clk) begin
@@ -16262,7 +16262,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$24  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$45 ) begin
-      \$signature__data$24  = { \wr__data$194 , \port$61977$0 [255:0] };
+      \$signature__data$24  = { \wr__data$194 , \port$65034$0 [255:0] };
     end
     if (\$58 ) begin
       \$signature__data$24  = bw_grad_w2__data;
@@ -16301,7 +16301,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$28  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$52 ) begin
-      \$signature__data$28  = { \wr__data$194 , \port$61977$0 [255:0] };
+      \$signature__data$28  = { \wr__data$194 , \port$65034$0 [255:0] };
     end
     if (\$64 ) begin
       \$signature__data$28  = bw_grad_w2__data;
@@ -16310,7 +16310,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$194 , \port$61977$0 [255:0] };
+  assign host__gbuf__wr_data = { \wr__data$194 , \port$65034$0 [255:0] };
   assign port__addr = \$78 [10:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$79 [9:0];
@@ -16354,8 +16354,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$143  = bw_weights__addr[10:0];
   assign \port__data$146  = bw_weights__data;
   assign bw_affine__en = \port__en$147 ;
-  assign \port__addr$149  = \port$59199$0 [3:0];
-  assign bw_affine__addr = { 4'h0, \port$59199$0  };
+  assign \port__addr$149  = \port$62256$0 [3:0];
+  assign bw_affine__addr = { 4'h0, \port$62256$0  };
   assign \port__data$152  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[9:0];
@@ -16370,8 +16370,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$169 ;
   assign e4_membrane_out__en = \wr__en$171 ;
   assign \wr__addr$173  = e4_membrane_out__addr[9:0];
-  assign \wr__data$175  = { \port$58137$0 , \port$58121$0 , \port$58105$0 , \port$58089$0 , \port$58073$0 , \port$58057$0 , \port$58041$0 , \port$58025$0 , \port$58009$0 , \port$57993$0 , \port$57977$0 , \port$57961$0 , \port$57945$0 , \port$57929$0 , \port$57913$0 , \port$57897$0 , \port$57881$0 , \port$57865$0 , \port$57849$0 , \port$57833$0 , \port$57817$0 , \port$57801$0 , \port$57785$0 , \port$57769$0 , \port$57753$0 , \port$57737$0 , \port$57721$0 , \port$57705$0 , \port$57689$0 , \port$57673$0 , \port$57657$0 , \port$57641$0  };
-  assign e4_membrane_out__data = { \port$58137$0 , \port$58121$0 , \port$58105$0 , \port$58089$0 , \port$58073$0 , \port$58057$0 , \port$58041$0 , \port$58025$0 , \port$58009$0 , \port$57993$0 , \port$57977$0 , \port$57961$0 , \port$57945$0 , \port$57929$0 , \port$57913$0 , \port$57897$0 , \port$57881$0 , \port$57865$0 , \port$57849$0 , \port$57833$0 , \port$57817$0 , \port$57801$0 , \port$57785$0 , \port$57769$0 , \port$57753$0 , \port$57737$0 , \port$57721$0 , \port$57705$0 , \port$57689$0 , \port$57673$0 , \port$57657$0 , \port$57641$0  };
+  assign \wr__data$175  = { \port$61054$0 , \port$61038$0 , \port$61022$0 , \port$61006$0 , \port$60990$0 , \port$60974$0 , \port$60958$0 , \port$60942$0 , \port$60926$0 , \port$60910$0 , \port$60894$0 , \port$60878$0 , \port$60862$0 , \port$60846$0 , \port$60830$0 , \port$60814$0 , \port$60798$0 , \port$60782$0 , \port$60766$0 , \port$60750$0 , \port$60734$0 , \port$60718$0 , \port$60702$0 , \port$60686$0 , \port$60670$0 , \port$60654$0 , \port$60638$0 , \port$60622$0 , \port$60606$0 , \port$60590$0 , \port$60574$0 , \port$60558$0  };
+  assign e4_membrane_out__data = { \port$61054$0 , \port$61038$0 , \port$61022$0 , \port$61006$0 , \port$60990$0 , \port$60974$0 , \port$60958$0 , \port$60942$0 , \port$60926$0 , \port$60910$0 , \port$60894$0 , \port$60878$0 , \port$60862$0 , \port$60846$0 , \port$60830$0 , \port$60814$0 , \port$60798$0 , \port$60782$0 , \port$60766$0 , \port$60750$0 , \port$60734$0 , \port$60718$0 , \port$60702$0 , \port$60686$0 , \port$60670$0 , \port$60654$0 , \port$60638$0 , \port$60622$0 , \port$60606$0 , \port$60590$0 , \port$60574$0 , \port$60558$0  };
   assign \wr__en$177  = \wr__en$171 ;
   assign e4_spikes__en = \wr__en$171 ;
   assign \wr__addr$179  = e4_spikes__addr[9:0];
@@ -16401,8 +16401,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__affine__addr[3:0];
-  assign \wr__data$218  = { \wr__data$194 , \port$61977$0  };
-  assign host__affine__wr_data = { \wr__data$194 , \port$61977$0  };
+  assign \wr__data$218  = { \wr__data$194 , \port$65034$0  };
+  assign host__affine__wr_data = { \wr__data$194 , \port$65034$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$221 ;
   assign \wr__addr$223  = host__spike_in__addr[10:0];
@@ -16411,8 +16411,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$227 ;
   assign \wr__addr$229  = host__residual__addr[8:0];
-  assign \wr__data$231  = { \wr__data$194 , \port$61977$0 [255:0] };
-  assign host__residual__wr_data = { \wr__data$194 , \port$61977$0 [255:0] };
+  assign \wr__data$231  = { \wr__data$194 , \port$65034$0 [255:0] };
+  assign host__residual__wr_data = { \wr__data$194 , \port$65034$0 [255:0] };
   assign host__membrane__rd_en = \port__en$233 ;
   assign \port__addr$235  = host__membrane__addr[9:0];
   assign \port__data$238  = host__membrane__rd_data;

@@ -3,7 +3,7 @@
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line1_a__addr, line1_b__en, line1_b__addr, line1_c__en, line1_c__addr, w2__en, w2__addr, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, \q23_rows$131 , busy
 , row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, \port$2366$0 , \port$2406$0 , \port$2446$0 , \port$2486$0 , weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data, row2_c__data, geo, e1_rows, counts, \released$140 , released_e1_order, e4_released
-, \port$28735$96 , desc, clk);
+, \port$29160$96 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [17:0] \$10 ;
@@ -907,8 +907,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [7:0] \port$2446$0 ;
   output [7:0] \port$2486$0 ;
   wire [7:0] \port$2486$0 ;
-  input [47:0] \port$28735$96 ;
-  wire [47:0] \port$28735$96 ;
+  input [47:0] \port$29160$96 ;
+  wire [47:0] \port$29160$96 ;
   wire [15:0] q23_rows;
   output [15:0] \q23_rows$131 ;
   wire [15:0] \q23_rows$131 ;
@@ -1046,9 +1046,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$16  = | desc[293:278];
   assign \$17  = ~ \$16 ;
   assign \$18  = \$17  | step[270];
-  assign \$19  = \port$28735$96 [23:0] > step[300:277];
+  assign \$19  = \port$29160$96 [23:0] > step[300:277];
   assign \$20  = ! desc[89:88];
-  assign \$21  = \port$28735$96 [47:24] > step[300:277];
+  assign \$21  = \port$29160$96 [47:24] > step[300:277];
   assign \$22  = \$20  | \$21 ;
   assign \$23  = \$19  & \$22 ;
   assign \$24  = \$18  | \$23 ;
@@ -1344,9 +1344,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$302  = | desc[293:278];
   assign \$303  = ~ \$302 ;
   assign \$304  = \$303  | step[270];
-  assign \$305  = \port$28735$96 [23:0] > step[300:277];
+  assign \$305  = \port$29160$96 [23:0] > step[300:277];
   assign \$306  = ! desc[89:88];
-  assign \$307  = \port$28735$96 [47:24] > step[300:277];
+  assign \$307  = \port$29160$96 [47:24] > step[300:277];
   assign \$308  = \$306  | \$307 ;
   assign \$309  = \$305  & \$308 ;
   assign \$310  = \$304  | \$309 ;
@@ -1519,8 +1519,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .p_addr(step[256:254]),
     .p_rd(p_rd),
     .pack(geo[3:0]),
-    .\port$27069$18 (a[21:18]),
-    .\port$27069$2 (a[4:2]),
+    .\port$27466$18 (a[21:18]),
+    .\port$27466$2 (a[4:2]),
     .pw__addr(b[7:5]),
     .pw__data(i),
     .pw__en(\p_wr$96 ),
@@ -1616,7 +1616,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .w3__addr(\w3__addr$53 ),
     .w3__data(w3__data),
     .w3__en(\w3__en$51 ),
-    .w3_chunks(\port$28735$96 [47:24]),
+    .w3_chunks(\port$29160$96 [47:24]),
     .w3_consumed(\w3_consumed$39 )
   );
   always @* begin
@@ -1923,9 +1923,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \row2_c__addr$26  = row2_c__addr;
   assign \row2_c__data$28  = row2_c__data;
   assign \row2_c__en$30  = row2_c__en;
-  assign w2_chunks = \port$28735$96 [23:0];
-  assign w3_chunks = \port$28735$96 [47:24];
-  assign \w3_chunks$40  = \port$28735$96 [47:24];
+  assign w2_chunks = \port$29160$96 [23:0];
+  assign w3_chunks = \port$29160$96 [47:24];
+  assign \w3_chunks$40  = \port$29160$96 [47:24];
   assign \w3__data$55  = w3__data;
   assign w_addr = step[241:238];
   assign p_addr = step[256:254];
@@ -2389,7 +2389,7 @@ module \ttsnn_accel.e23.adder (\port$2488$0 , \port$2489$0 , \port$2490$0 , a, b
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, p_addr, \port$27069$2 , ww__addr, \port$27069$18 , pw__addr, clk);
+module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, p_addr, \port$27466$2 , ww__addr, \port$27466$18 , pw__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [7:0] \$1 ;
   reg [7:0] \$10 ;
@@ -2539,10 +2539,10 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [3:0] \port$27069$18 ;
-  wire [3:0] \port$27069$18 ;
-  input [2:0] \port$27069$2 ;
-  wire [2:0] \port$27069$2 ;
+  input [3:0] \port$27466$18 ;
+  wire [3:0] \port$27466$18 ;
+  input [2:0] \port$27466$2 ;
+  wire [2:0] \port$27466$2 ;
   reg [2:0] pr__addr = 3'h0;
   wire [63:0] pr__data;
   reg pr__en = 1'h0;
@@ -2640,63 +2640,63 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   end
   assign wr__data = _1_;
   assign \$6  = centre >> \$98 ;
-  assign \$101  = \port$27069$18 [1:0] * 4'h8;
+  assign \$101  = \port$27466$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$101 ;
-  assign \$104  = \port$27069$18 [1:0] * 4'h8;
+  assign \$104  = \port$27466$18 [1:0] * 4'h8;
   assign \$8  = 1'h0 >> \$104 ;
-  assign \$109  = \port$27069$18 [3:2] * 4'h8;
+  assign \$109  = \port$27466$18 [3:2] * 4'h8;
   assign \$11  = weights >> \$109 ;
-  assign \$112  = \port$27069$18 [2] * 4'h8;
+  assign \$112  = \port$27466$18 [2] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$112 ;
-  assign \$117  = \port$27069$18 [0] * 4'h8;
+  assign \$117  = \port$27466$18 [0] * 4'h8;
   assign \$15  = centre[15:0] >> \$117 ;
-  assign \$120  = \port$27069$18 [0] * 4'h8;
+  assign \$120  = \port$27466$18 [0] * 4'h8;
   assign \$16  = 1'h0 >> \$120 ;
-  assign \$123  = \port$27069$18 [0] * 4'h8;
+  assign \$123  = \port$27466$18 [0] * 4'h8;
   assign \$17  = centre[31:16] >> \$123 ;
-  assign \$127  = \port$27069$18 [1:0] * 4'h8;
+  assign \$127  = \port$27466$18 [1:0] * 4'h8;
   assign \$19  = centre >> \$127 ;
-  assign \$130  = \port$27069$18 [1:0] * 4'h8;
+  assign \$130  = \port$27466$18 [1:0] * 4'h8;
   assign \$20  = 1'h0 >> \$130 ;
-  assign \$133  = \port$27069$18 [1:0] * 4'h8;
+  assign \$133  = \port$27466$18 [1:0] * 4'h8;
   assign \$21  = 1'h0 >> \$133 ;
-  assign \$138  = \port$27069$18 [3:2] * 4'h8;
+  assign \$138  = \port$27466$18 [3:2] * 4'h8;
   assign \$24  = weights >> \$138 ;
-  assign \$141  = \port$27069$18 [2] * 4'h8;
+  assign \$141  = \port$27466$18 [2] * 4'h8;
   assign \$25  = { weights[31:24], weights[15:8] } >> \$141 ;
-  assign \$146  = \port$27069$18 [0] * 4'h8;
+  assign \$146  = \port$27466$18 [0] * 4'h8;
   assign \$28  = centre[31:16] >> \$146 ;
-  assign \$149  = \port$27069$18 [0] * 4'h8;
+  assign \$149  = \port$27466$18 [0] * 4'h8;
   assign \$29  = centre[15:0] >> \$149 ;
-  assign \$152  = \port$27069$18 [0] * 4'h8;
+  assign \$152  = \port$27466$18 [0] * 4'h8;
   assign \$30  = 1'h0 >> \$152 ;
-  assign \$156  = \port$27069$18 [1:0] * 4'h8;
+  assign \$156  = \port$27466$18 [1:0] * 4'h8;
   assign \$32  = centre >> \$156 ;
-  assign \$159  = \port$27069$18 [1:0] * 4'h8;
+  assign \$159  = \port$27466$18 [1:0] * 4'h8;
   assign \$33  = 1'h0 >> \$159 ;
-  assign \$162  = \port$27069$18 [1:0] * 4'h8;
+  assign \$162  = \port$27466$18 [1:0] * 4'h8;
   assign \$34  = 1'h0 >> \$162 ;
-  assign \$167  = \port$27069$18 [3:2] * 4'h8;
+  assign \$167  = \port$27466$18 [3:2] * 4'h8;
   assign \$37  = weights >> \$167 ;
-  assign \$170  = \port$27069$18 [2] * 4'h8;
+  assign \$170  = \port$27466$18 [2] * 4'h8;
   assign \$38  = { weights[23:16], weights[7:0] } >> \$170 ;
-  assign \$175  = \port$27069$18 [0] * 4'h8;
+  assign \$175  = \port$27466$18 [0] * 4'h8;
   assign \$41  = centre[31:16] >> \$175 ;
-  assign \$178  = \port$27069$18 [0] * 4'h8;
+  assign \$178  = \port$27466$18 [0] * 4'h8;
   assign \$42  = centre[15:0] >> \$178 ;
-  assign \$181  = \port$27069$18 [0] * 4'h8;
+  assign \$181  = \port$27466$18 [0] * 4'h8;
   assign \$43  = 1'h0 >> \$181 ;
-  assign \$185  = \port$27069$18 [1:0] * 4'h8;
+  assign \$185  = \port$27466$18 [1:0] * 4'h8;
   assign \$45  = centre >> \$185 ;
-  assign \$188  = \port$27069$18 [1:0] * 4'h8;
+  assign \$188  = \port$27466$18 [1:0] * 4'h8;
   assign \$46  = 1'h0 >> \$188 ;
-  assign \$191  = \port$27069$18 [1:0] * 4'h8;
+  assign \$191  = \port$27466$18 [1:0] * 4'h8;
   assign \$47  = 1'h0 >> \$191 ;
-  assign \$196  = \port$27069$18 [3:2] * 4'h8;
+  assign \$196  = \port$27466$18 [3:2] * 4'h8;
   assign \$50  = weights >> \$196 ;
-  assign \$199  = \port$27069$18 [2] * 4'h8;
+  assign \$199  = \port$27466$18 [2] * 4'h8;
   assign \$51  = { weights[31:24], weights[15:8] } >> \$199 ;
-  assign \$53  = \port$27069$2 [2] ? wr__data : routed_w;
+  assign \$53  = \port$27466$2 [2] ? wr__data : routed_w;
   assign \$54  = $signed(weights_r[7:0]) * $signed(operand_r[7:0]);
   assign \$55  = from_psum_d2 ? pr__data[15:0] : 16'h0000;
   assign \$56  = first_d2 ? \$55  : pw__data[15:0];
@@ -2747,13 +2747,13 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
     product2 <= \$85 ;
   always @(posedge clk)
     product3 <= \$86 ;
-  assign \$88  = \port$27069$18 [0] * 4'h8;
+  assign \$88  = \port$27466$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$88 ;
-  assign \$91  = \port$27069$18 [0] * 4'h8;
+  assign \$91  = \port$27466$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$91 ;
-  assign \$94  = \port$27069$18 [0] * 4'h8;
+  assign \$94  = \port$27466$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$94 ;
-  assign \$98  = \port$27069$18 [1:0] * 4'h8;
+  assign \$98  = \port$27466$18 [1:0] * 4'h8;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$10  = 8'h00;
@@ -2894,7 +2894,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$76  = \port$27069$2 [0];
+    \$76  = \port$27466$2 [0];
     if (rst) begin
       \$76  = 1'h0;
     end
@@ -2908,7 +2908,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$78  = \port$27069$2 [1];
+    \$78  = \port$27466$2 [1];
     if (rst) begin
       \$78  = 1'h0;
     end
@@ -2977,8 +2977,8 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   end
   assign shift = 2'h0;
   assign neighbour = 32'd0;
-  assign jl = \port$27069$18 [1:0];
-  assign wsel = \port$27069$18 [3:2];
+  assign jl = \port$27466$18 [1:0];
+  assign wsel = \port$27466$18 [3:2];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -2989,9 +2989,9 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign first = \port$27069$2 [0];
-  assign from_psum = \port$27069$2 [1];
-  assign use_spad = \port$27069$2 [2];
+  assign first = \port$27466$2 [0];
+  assign from_psum = \port$27466$2 [1];
+  assign use_spad = \port$27466$2 [2];
   assign routed_w[31:24] = \$52 ;
   assign routed_w[23:16] = \$39 ;
   assign routed_w[15:8] = \$26 ;
