@@ -379,8 +379,8 @@ class CoreStageEngine(wiring.Component):
         gword2 = Mux(a["first_step"] & (a["slot"] == 2), self.grad.data, held_g2)
         gword3 = Mux(a["first_step"] & (a["slot"] == 3), self.grad.data, held_g3)
         with m.If(va):
-            m.d.sync += [held_in.eq(word), held_in1.eq(word1), held_in2.eq(word2), held_in3.eq(word3), held_g.eq(gword), held_g3.eq(gword3),
-                         held_g1.eq(gword1), held_g2.eq(gword2)]
+            m.d.sync += [held_in.eq(word), held_in1.eq(word1), held_in2.eq(word2), held_in3.eq(word3),
+                         held_g.eq(gword), held_g3.eq(gword3), held_g1.eq(gword1), held_g2.eq(gword2)]
 
         def operand_of(w):
             lanes_op = w.word_select(sel_a[:log2(P)], gb) if P > 1 else w

@@ -157,8 +157,9 @@ def test_passes_of_four_pixels_on_eight_lanes_on_the_verilog(tmp_path):
     (here ``q1``, ``G4^T`` and ``dW1`` at least), their passes of 8 (pixel, channel) pairs
     touching up to four pixels (the engine's slots 0-3; an accumulator lane adding up to three
     pixels' products), in both of the layer's two 2 x 8 tiles (rows of 24 pairs: three full
-    passes, the second touching four pixels; on 2 x 6 tiles the driver packs ``dW1``). Bit-exact against the golden backward of the untiled layer in ONE simulator
-    process; each program's counters equal the cycle model."""
+    passes, the second touching four pixels; on 2 x 6 tiles the driver packs ``dW1``).
+    Bit-exact against the golden backward of the untiled layer in ONE simulator process; each
+    program's counters equal the cycle model."""
     from ttsnn.gen.backward.cyclemodel import straddle_passes
     from ttsnn.gen.config import load_config
 

@@ -410,7 +410,7 @@ STRADDLED_CASES_8 = [
 
 
 @pytest.mark.parametrize("case", STRADDLED_CASES_8, ids=["stt-r3", "htt-r3-pool-sat"])
-def test_four_pixel_passes_on_eight_lanes_match_golden(case, monkeypatch):
+def test_four_pixel_passes_on_eight_lanes_match_golden(case, monkeypatch, tmp_path):
     """Lanes straddling pixels down to ``P/3`` lane channels: on 8 lanes rank 3's passes touch
     up to four pixels (slots 0-3: four input and gradient words held, the first pixel moving
     on by up to three, four writes a pass; an outer product's lane adding up to three pixels'
@@ -420,7 +420,7 @@ def test_four_pixel_passes_on_eight_lanes_match_golden(case, monkeypatch):
     from ttsnn.gen.backward import tile_program
     from ttsnn.gen.backward.cyclemodel import straddle_passes
 
-    cfg = load_config(_small_with_lanes(8))
+    cfg = load_config(_small_with_lanes(8, tmp_path))
     for name, v in (("CFG", cfg), ("P", cfg.lanes), ("GB", cfg.gradients.width), ("WB", cfg.widths.weight),
                     ("S", cfg.gbuf_spikes_per_word)):
         monkeypatch.setitem(globals(), name, v)       # the harness reads the module's configuration
@@ -430,17 +430,17 @@ def test_four_pixel_passes_on_eight_lanes_match_golden(case, monkeypatch):
     _check_straddled_tile(case)
 
 
-def _small_with_lanes(lanes: int, directory=None) -> str:
-    """The small configuration with ``lanes`` PEs in every cluster, as a TOML file (its path)."""
+def _small_with_lanes(lanes: int, directory) -> str:
+    """The small configuration with ``lanes`` PEs in every cluster, as a TOML file in
+    ``directory`` (its path)."""
     import pathlib
     import re
-    import tempfile
 
     text = (pathlib.Path(__file__).resolve().parents[2] / "configs" / "small.toml").read_text()
     text = text.replace('name = "small"', f'name = "small{lanes}"')
     text = re.sub(r"^(spike_pes|g2_pes|g3_pes|g4_pes|adder_lanes|lif_lanes) = 4$", rf"\1 = {lanes}", text,
                   flags=re.M)
-    path = pathlib.Path(directory or tempfile.mkdtemp()) / f"small{lanes}.toml"
+    path = pathlib.Path(directory) / f"small{lanes}.toml"
     path.write_text(text)
     return str(path)
 
