@@ -489,7 +489,7 @@ def _backward_main(cfg: HardwareConfig, args, modes: Sequence[str]) -> int:
                 proj = sum(r[f"straddled_{kind}_cycles"] for r in sel)
                 n_ok = sum(1 for r in sel if r[f"straddled_{kind}_ratio"] <= BACKWARD_GOAL)
                 print(f"  projection (gen/backward/straddle.py; built only for mat-vec and outer-product "
-                      f"stages of P/2 <= O < P and the last group of O > P, "
+                      f"stages of P/3 <= O < P and the last group of O > P, "
                       f"already in the figures above): {what} straddling pixels: cycles "
                       f"{proj}, ratio {proj / bnd if bnd else float('nan'):.3f}; {n_ok}/{len(sel)} within "
                       f"{BACKWARD_GOAL}x")

@@ -7,9 +7,10 @@ weights out per stage (transposed, taps flipped), so one array serves all of the
 product stages (the weight gradients) multiply a held gradient word by the broadcast
 activation and add the products into a :class:`WeightGradientAccumulator`. A stage with at
 most ``P/2`` lane channels may run two pixels per pass (``pack``): the array's upper half
-computes pixel ``x + 1`` (:class:`CoreStageEngine`). A stage with ``P/2 <= O < P`` lane
+computes pixel ``x + 1`` (:class:`CoreStageEngine`). A stage with ``O < P`` lane
 channels may straddle pixels (``straddle``): a block row's (pixel, channel) pairs in passes of
-``P``.
+``P``, down to ``P/3`` channels (a pass touching up to four pixels, an outer product's
+accumulator lane adding up to three pixels' products).
 """
 
 from __future__ import annotations
@@ -216,7 +217,8 @@ class CoreStageEngine(wiring.Component):
         """A straddled stage's pass registers (``straddle``): the pass's first pixel ``p0`` of
         the block row (and its input words' offset ``p0 * ceil(I / P)``), first channel ``s``
         and the pairs left in the row from it, ``rem``; from them the pass's pairs ``n`` and
-        the pixels it touches (1-3: ``O >= P/2``), and the passes per row. Returns whether the
+        the pixels it touches (1-3 where ``O >= P/2``, 1-4 where ``3 O >= P``,
+        :data:`gen.backward.cyclemodel.STRADDLE_SLOTS`), and the passes per row. Returns whether the
         stage straddles; the registers in ``self._pass`` (stepped by :meth:`_step_pass`)."""
         st, P, lp = self.stage, self.config.lanes, log2(self.config.lanes)
         strad = Signal(name="straddled")
@@ -225,19 +227,22 @@ class CoreStageEngine(wiring.Component):
         sp = {"s": Signal(range(P), name="pass_s"), "p0": Signal(16, name="pass_p0"),
               "p0_in": Signal(AB, name="pass_p0_in"), "rem": Signal(16, name="pass_rem"),
               "p0_out": Signal(AB, name="pass_p0_out"),
-              "n": Signal(range(P + 1), name="pass_n"), "pixels": Signal(2, name="pass_pixels"),
+              "n": Signal(range(P + 1), name="pass_n"), "pixels": Signal(3, name="pass_pixels"),
               "passes": Signal(16, name="passes"), "row_pairs": row_pairs}
         O = self._o
+        # 3 O for the passes of O < P/2 lane channels (a mat-vec stage), which touch up to four pixels
+        self._o3 = O3 = registered(m, (O << 1) + O, 18, "o_lane3")
         last = sp["s"] + sp["n"] - 1                    # the pass's last channel, counted from p0's
         m.d.comb += [sp["n"].eq(Mux(sp["rem"] >= P, P, sp["rem"])),
-                     sp["pixels"].eq(1 + (last >= O) + (last >= (O << 1))),
+                     sp["pixels"].eq(1 + (last >= O) + (last >= (O << 1)) + (last >= O3)),
                      sp["passes"].eq((row_pairs + P - 1) >> lp)]
         self._pass = sp
         return strad
 
     def _step_pass(self, m, issue, ends, strad):
         """The pass registers stepped by additions: at a pass's last step ``s + P`` less ``O``
-        once or twice (``O >= P/2``: ``s + P < 3 O``), ``p0`` up by as many pixels (``p0_in``,
+        once, twice or three times (``3 O >= P``: ``s + P < 4 O``), ``p0`` up by as many
+        pixels (``p0_in``,
         ``p0_out``: by as many pixels' input and output words); at a row's (or a wide stage's
         phase's) last step and at ``start`` back to the row's first pair. (``O``: a wide
         stage's last group's channels.)"""
@@ -249,16 +254,19 @@ class CoreStageEngine(wiring.Component):
         m.d.sync += [gi.eq(Mux(st.in_spikes, (st.in_channels + S - 1) >> ls, (st.in_channels + P - 1) >> lp)),
                      go.eq((st.out_channels + P - 1) >> lp)]
         sp["go"] = go
+        gi3, go3 = registered(m, (gi << 1) + gi, AB, "pass_gi3"), registered(m, (go << 1) + go, AB, "pass_go3")
         q = sp["s"] + P
-        two = q >= (O << 1)
+        two, three = q >= (O << 1), q >= self._o3
         restart = [sp["s"].eq(0), sp["p0"].eq(0), sp["p0_in"].eq(0), sp["p0_out"].eq(0),
                    sp["rem"].eq(sp["row_pairs"])]
         with m.If(self.start | (issue & ends[3])):
             m.d.sync += restart
         with m.Elif(issue & ends[4] & strad):
-            m.d.sync += [sp["s"].eq(Mux(two, q - (O << 1), q - O)), sp["p0"].eq(sp["p0"] + 1 + two),
-                         sp["p0_in"].eq(sp["p0_in"] + Mux(two, gi << 1, gi)),
-                         sp["p0_out"].eq(sp["p0_out"] + Mux(two, go << 1, go)), sp["rem"].eq(sp["rem"] - P)]
+            m.d.sync += [sp["s"].eq(Mux(three, q - self._o3, Mux(two, q - (O << 1), q - O))),
+                         sp["p0"].eq(sp["p0"] + 1 + two + three),
+                         sp["p0_in"].eq(sp["p0_in"] + Mux(three, gi3, Mux(two, gi << 1, gi))),
+                         sp["p0_out"].eq(sp["p0_out"] + Mux(three, go3, Mux(two, go << 1, go))),
+                         sp["rem"].eq(sp["rem"] - P)]
 
     def _addresses(self, m, c, ends, issue):
         """Word addresses of this step's input, weight, gradient and output words, its
@@ -279,6 +287,7 @@ class CoreStageEngine(wiring.Component):
         # (a wide stage packs only its phase 1: the strides of both registered, chosen per step)
         gi_x = Mux(strad, 0, Mux(packed, R(GI << 1, "gi_x"), gi))
         go2 = R(GO << 1, "go_x")
+        go3 = R(GO * 3, "go_3")
         go_x = Mux(strad, 0, Mux(packed, go2, go_))
         # a wide stage's phase 1: its output group, weight word and accumulator entries the last
         rem = c["rem"]
@@ -314,12 +323,13 @@ class CoreStageEngine(wiring.Component):
             out["in"].eq(pix_in + Mux(dy[1], Mux(dy[0], in_y_by[3], in_y_by[2]), Mux(dy[0], in_y_by[1], 0))
                          + Mux(dx[1], Mux(dx[0], gi_by[3], gi_by[2]), Mux(dx[0], gi_by[1], 0))
                          + Mux(c["copy"], c["go"], Mux(st.in_spikes, c["i"] >> ls, c["i"] >> lp))
-                         + Mux(c["f"][1], gi_by[2], Mux(c["f"][0], gi, 0)) + Mux(strad, sp["p0_in"], 0)),
+                         + Mux(c["f"][1], Mux(c["f"][0], gi_by[3], gi_by[2]), Mux(c["f"][0], gi, 0))
+                         + Mux(strad, sp["p0_in"], 0)),
             out["w"].eq(stepped_address(m, ends, issue, start, st.w_base, [None, None, None, None, 1, tap_i, go_, None],
                                         AB, "w") + Mux(rem, go_last, 0)),
             out["g"].eq(g_off + stepped_address(m, ends, issue, start, 0, [g_t, g_y, None, go_x, 1, None, None, None],
                                                 AB, "g")
-                        + Mux(strad, sp["p0_out"] + Mux(c["f"][1], go2, Mux(c["f"][0], go_, 0)),
+                        + Mux(strad, sp["p0_out"] + Mux(c["f"][1], Mux(c["f"][0], go3, go2), Mux(c["f"][0], go_, 0)),
                               Mux(c["f"], go_, 0)) + Mux(rem, go_last, 0)),
             out["out"].eq(stepped_address(m, ends, issue, start, st.out_base,
                                           [out_t, out_y, None, go_x, 1, None, None, None], AB, "out")
@@ -357,23 +367,25 @@ class CoreStageEngine(wiring.Component):
         m.d.sync += [a[k].eq(step[k]) for k in a]
         # the input words of pixel x (slot 0) and, packed, pixel x + 1 (slot 1): the word read
         # this step, or the one held since
-        # (straddled: a third pixel's, slot 2)
-        held_in, held_in1, held_in2, held_g, held_g1, held_g2 = (Signal(P * gb, name=n) for n in (
-            "held_in", "held_in1", "held_in2", "held_g", "held_g1", "held_g2"))
+        # (straddled: a third pixel's, slot 2, and with O < P/2 a fourth's, slot 3)
+        held_in, held_in1, held_in2, held_in3, held_g, held_g1, held_g2, held_g3 = (Signal(P * gb, name=n) for n in (
+            "held_in", "held_in1", "held_in2", "held_in3", "held_g", "held_g1", "held_g2", "held_g3"))
         word = Mux(a["first_word"] & (a["slot"] == 0), self.inp.data, held_in)
         word1 = Mux(a["first_word"] & (a["slot"] == 1), self.inp.data, held_in1)
         word2 = Mux(a["first_word"] & (a["slot"] == 2), self.inp.data, held_in2)
+        word3 = Mux(a["first_word"] & (a["slot"] == 3), self.inp.data, held_in3)
         gword = Mux(a["first_step"] & (a["slot"] == 0), self.grad.data, held_g)
         gword1 = Mux(a["first_step"] & (a["slot"] == 1), self.grad.data, held_g1)
         gword2 = Mux(a["first_step"] & (a["slot"] == 2), self.grad.data, held_g2)
+        gword3 = Mux(a["first_step"] & (a["slot"] == 3), self.grad.data, held_g3)
         with m.If(va):
-            m.d.sync += [held_in.eq(word), held_in1.eq(word1), held_in2.eq(word2), held_g.eq(gword),
-                         held_g1.eq(gword1), held_g2.eq(gword2)]
+            m.d.sync += [held_in.eq(word), held_in1.eq(word1), held_in2.eq(word2), held_in3.eq(word3),
+                         held_g.eq(gword), held_g3.eq(gword3), held_g1.eq(gword1), held_g2.eq(gword2)]
 
         def operand_of(w):
             lanes_op = w.word_select(sel_a[:log2(P)], gb) if P > 1 else w
             return Mux(st.in_spikes, w.bit_select(sel_a, 1), lanes_op)     # a spike: 0 or +1
-        operand, operand1, operand2 = operand_of(word), operand_of(word1), operand_of(word2)
+        operand, operand1, operand2, operand3 = (operand_of(w) for w in (word, word1, word2, word3))
         accw = gr.accumulator + 1
         half = P // 2 if P > 1 else P
         mac = va & ~outer & ~a["copy"] & ~a["fetch"]
@@ -386,12 +398,14 @@ class CoreStageEngine(wiring.Component):
         out_m, active_m, s_m, strad_m = Signal(AB), Signal(range(P + 1)), Signal(range(P)), Signal()
         weights_m = Signal(P * wb)
         # each lane's operand: its pixel's (packed: the upper half pixel x + 1's; straddled:
-        # lane l's pixel slot from comparing l with O - s and 2 O - s, s the pass's first channel)
+        # lane l's pixel slot from comparing l + s with O, 2 O and 3 O, s the pass's first channel)
         packed = a["packed"]            # (a wide stage packs its phase 1 only: the flag follows the step)
         ops = []
         for l in range(P):
             plain = operand1 if l >= half and half < P else operand
-            ops.append(Mux(a["strad"], Mux(l + a["s"] >= (O << 1), operand2, Mux(l + a["s"] >= O, operand1, operand)),
+            k = l + a["s"]
+            ops.append(Mux(a["strad"], Mux(k >= self._o3, operand3,
+                                           Mux(k >= (O << 1), operand2, Mux(k >= O, operand1, operand))),
                            Mux(packed, plain, operand)))
         ops_m = Signal(P * gb)
         m.d.sync += [vm.eq(va & ~outer), mac_m.eq(mac), copy_m.eq(va & a["copy"] & ~a["fetch"]),
@@ -429,8 +443,8 @@ class CoreStageEngine(wiring.Component):
         # ARRAY_EXTRA cycles after its stage m
         with m.If(delay(m, vm & m_["branch"], extra, "branch_x")):
             m.d.sync += part.eq(sums_a)
-        update_o = self._outer_product(m, va & outer & ~a["fetch"], a, (gword, gword1, gword2),
-                                       (operand, operand1, operand2), packed, entry_a, active_a)
+        update_o = self._outer_product(m, va & outer & ~a["fetch"], a, (gword, gword1, gword2, gword3),
+                                       (operand, operand1, operand2, operand3), packed, entry_a, active_a)
         m.d.comb += self.counts.stage_macs.eq(Mux(mac, active_a, 0))
         # stage b: the finished sums
         vb, reduced_b = Signal(), Signal()
@@ -502,7 +516,7 @@ class CoreStageEngine(wiring.Component):
     def _straddled_writes(self, m, first, words, s, n, addr):
         """Stage d of a straddled pass (``first``: its sums ``words`` saturated, ``n`` lanes from
         its first channel ``s``, pixel ``p0``'s word at ``addr``): one write per pixel slot,
-        slot 0 in this cycle, slots 1 and 2 in the next ones, each slot ``k``'s lanes rotated
+        slot 0 in this cycle, slots 1-3 in the next ones, each slot ``k``'s lanes rotated
         into its pixel's word (lane ``c`` <- sum ``c + k O - s``) with the lanes
         ``0 <= c + k O - s < n``, ``c < O`` enabled. A pass takes at least as many steps as it
         has slots, so a pass's slots are written before the next pass's stage d. Returns
@@ -514,7 +528,8 @@ class CoreStageEngine(wiring.Component):
         ko_w, left_w = Signal(17, name="slot_ko"), Signal(2, name="slot_left")
         step = self._pass["go"]           # a pixel's output words (a wide stage's: ceil(O / P))
         last = s + n - 1
-        pixels = (last >= O).as_unsigned() + (last >= (O << 1)).as_unsigned()       # slots after the first
+        pixels = ((last >= O).as_unsigned() + (last >= (O << 1)).as_unsigned()
+                  + (last >= self._o3).as_unsigned())                               # slots after the first
         with m.If(first):
             m.d.sync += [words_w.eq(words), base_w.eq(addr + step), s_w.eq(s), n_w.eq(n), ko_w.eq(O),
                          left_w.eq(pixels)]
@@ -533,23 +548,24 @@ class CoreStageEngine(wiring.Component):
         """Stages a and o of an outer product: the gradient lanes times the activation into the
         weight-gradient accumulator, each lane's operands chosen in a and registered, multiplied
         and added in o (returns o's valid, for the engine's ``busy``) (``update``: this step adds; ``a``: the step's stage-a
-        flags; ``gwords``, ``operands``: the gradient words and activations of pixel slots 0-2:
+        flags; ``gwords``, ``operands``: the gradient words and activations of pixel slots 0-3:
         pixels x and x + 1 packed, the pass's pixels straddled).
 
-        Straddled (``a["strad"]``, ``P/2 <= O < P``): the pass's pairs are ``s .. s + n - 1``
+        Straddled (``a["strad"]``, ``P/3 <= O < P``): the pass's pairs are ``s .. s + n - 1``
         counted from its first pixel's channel 0, so accumulator lane ``c < O`` has a term from
-        slot ``k`` where ``s <= k O + c < s + n``: at most two slots, consecutive (``n <= P <=
-        2 O``). Each lane has two multipliers: the first takes the lane's first such slot
-        (slot 0's, else slot 1's), the second the one after it (slot 1's after 0, else slot
-        2's), zero where there is none; their sum is the lane's update (the entries as
-        unstraddled: lane ``c`` is channel ``c``)."""
+        slot ``k`` where ``s <= k O + c < s + n``: at most three slots, consecutive (``n <= P <=
+        3 O``), the first slot 0 or 1 (``c < O``, ``s < O``). Each lane has three multipliers:
+        the first takes the lane's first such slot (slot 0's, else slot 1's), the second and
+        third the ones after it, zero where there is none (``P/2 <= O``: the third always
+        zero); their sum is the lane's update (the entries as unstraddled: lane ``c`` is
+        channel ``c``)."""
         cfg = self.config
         P, gr, cnt = cfg.lanes, cfg.gradients, self.counts
         gb, qb = gr.width, cfg.widths.activation
         half = P // 2 if P > 1 else P
         O, s, n = self._o, a["s"], active
         gws, ops = gwords, [o[:qb].as_signed() for o in operands]
-        pw = gb + qb + 1                  # two products summed
+        pw = gb + qb + 2                  # three products summed
         m.submodules.wgrad = acc = WeightGradientAccumulator(P, pw, gr.wgrad_tile, self.acc_entries)
         # packed: the upper half multiplies pixel x + 1's gradient (its word's lower lanes) by its
         # activation; the host adds each entry's two halves (``unpack_wgrad``)
@@ -560,12 +576,14 @@ class CoreStageEngine(wiring.Component):
             else:
                 g_plain = Mux(packed, lane(gws[1], c - half, gb), lane(gws[0], c, gb))
                 op_plain = Mux(packed, ops[1], ops[0])
-            v = [(c + k * O >= s) & (c + k * O < s + n) & (c < O) for k in range(3)]
-            g = [Mux(v[k], lane(gws[k], c, gb), 0) for k in range(3)]
+            v = [(c + k * O >= s) & (c + k * O < s + n) & (c < O) for k in range(4)]
+            g = [Mux(v[k], lane(gws[k], c, gb), 0) for k in range(4)]
             first_g = Mux(a["strad"], Mux(v[0], g[0], g[1]), g_plain)
             first_op = Mux(a["strad"], Mux(v[0], ops[0], ops[1]), op_plain)
             second_g = Mux(a["strad"], Mux(v[0], g[1], g[2]), 0)
             second_op = Mux(v[0], ops[1], ops[2])
+            third_g = Mux(a["strad"], Mux(v[0], g[2], g[3]), 0)
+            third_op = Mux(v[0], ops[2], ops[3])
             # an unpacked, unstraddled group's lanes past its channels add zero, whatever the
             # gradient word holds there (a straddled write leaves those lanes as they were): the
             # host adds a last group's upper half whenever a packed stage could have used it
@@ -576,12 +594,12 @@ class CoreStageEngine(wiring.Component):
             # from the read data and the stage's fields, the multiplies and the add were one
             # 66-74-level path, docs/synthesis.md)
             kill = a["zero"] | idle
-            fg_o, sg_o = (Signal(signed(gb), name=f"wgrad_{k}_g{c}") for k in ("first", "second"))
-            fop_o, sop_o = (Signal(signed(qb), name=f"wgrad_{k}_op{c}") for k in ("first", "second"))
+            fg_o, sg_o, tg_o = (Signal(signed(gb), name=f"wgrad_{k}_g{c}") for k in ("first", "second", "third"))
+            fop_o, sop_o, top_o = (Signal(signed(qb), name=f"wgrad_{k}_op{c}") for k in ("first", "second", "third"))
             m.d.sync += [fg_o.eq(Mux(kill, 0, first_g)), sg_o.eq(Mux(kill, 0, second_g)),
-                         fop_o.eq(first_op), sop_o.eq(second_op)]
+                         tg_o.eq(Mux(kill, 0, third_g)), fop_o.eq(first_op), sop_o.eq(second_op), top_o.eq(third_op)]
             p = Signal(signed(pw), name=f"wgrad_term{c}")
-            m.d.comb += p.eq(fg_o * fop_o + sg_o * sop_o)
+            m.d.comb += p.eq(fg_o * fop_o + sg_o * sop_o + tg_o * top_o)
             products.append(p)
         update_o, clear_o, entry_o = Signal(name="wgrad_update_o"), Signal(name="wgrad_clear_o"), Signal.like(entry)
         m.d.sync += [update_o.eq(update), clear_o.eq(a["clear"]), entry_o.eq(entry)]

@@ -20,7 +20,9 @@ __all__ = ["StageCycles", "stage_cycles", "backward_cycles", "tile_counters", "s
            "outer_drain",
            "PACKED_DRAIN",
            "CONTROL_CYCLES",
-           "DATA_DEPENDENT"]
+           "DATA_DEPENDENT",
+           "STRADDLE_SLOTS",
+           "straddle_fits"]
 
 #: Cycles after a stage's last issue until its engine is idle: mat-vec issue -> a (the data) ->
 #: m (the operands registered, into the MAC) -> the PE array's two more pipeline stages
@@ -39,6 +41,19 @@ CONTROL_CYCLES = 1
 #: Backward counters the model cannot know: they count saturated values.
 DATA_DEPENDENT = ("lifg_saturations", "grad_saturations")
 _TAPS = {Taps.POINT: 1, Taps.ROWS: 3, Taps.COLS: 3, Taps.ROWS_COLS: 6}
+#: The most pixels a straddled pass touches: the core-stage engine's pixel slots (held input
+#: words, fetch steps, writes), so a straddled mat-vec stage has at least ``P/3`` lane channels
+#: (``ceil((P - 1) / O) + 1 <= 4``, and a pass's first pixel moves on by at most three).
+STRADDLE_SLOTS = 4
+
+
+def straddle_fits(kind: StageKind, channels: int, lanes: int) -> bool:
+    """Whether a mat-vec or outer-product stage of ``channels < lanes`` lane channels (not a
+    wide stage) can straddle on ``lanes`` PEs: where a pass touches at most
+    :data:`STRADDLE_SLOTS` pixels and the next pass starts at most three pixels on, and an
+    outer product's accumulator lane adds at most three pixels' products (its three
+    multipliers): ``3 O >= P``, on 32 lanes 11-31 channels."""
+    return 0 < channels < lanes and (STRADDLE_SLOTS - 1) * channels >= lanes
 
 
 @dataclass(frozen=True)
@@ -299,8 +314,10 @@ def _wide_stage(name: str, kind: StageKind, f: Mapping[str, int], lanes: int, sp
 
 def check_straddle(f: Mapping[str, int], lanes: int, rounding: str = "nearest") -> None:
     """Refuse a stage descriptor whose ``straddle`` the core-stage engine does not build: only
-    a mat-vec or outer-product stage of ``P/2 <= O < P`` lane (gradient) channels (a pass
-    touches at most three pixels, one weight word or accumulator update per step), without
+    a mat-vec or outer-product stage of ``P/3 <= O < P`` lane (gradient) channels (a pass
+    touches at most :data:`STRADDLE_SLOTS` pixels, one weight word or accumulator update per
+    step, each accumulator lane adding at most three pixels' products) (:func:`straddle_fits`),
+    without
     ``pack`` or stochastic rounding (its dither's lane index assumes one pixel per pass); HTT's
     reduced timesteps copy (mat-vec) or are skipped (outer) as unstraddled. A stage of
     ``O > P`` channels with ``straddle`` or ``pack`` (a *wide* stage, :func:`_wide_stage`)
@@ -321,8 +338,8 @@ def check_straddle(f: Mapping[str, int], lanes: int, rounding: str = "nearest") 
                f"out_channels {O}, cols {f['cols']} on {lanes} lanes")
     elif wide and _TAPS[Taps(f["taps"])] * f["in_channels"] < 3:
         why = "a remainder phase needs at least 3 steps per pixel and group (its writes drain behind)"
-    elif not wide and not 2 * O >= lanes > O:
-        why = f"it needs P/2 <= out_channels < P, got {O} on {lanes} lanes"
+    elif not wide and not straddle_fits(f["kind"], O, lanes):
+        why = f"it needs P/3 <= out_channels < P, got {O} on {lanes} lanes"
     elif f.get("pack") and f.get("straddle"):
         why = "pack and straddle exclude each other"
     elif rounding == "stochastic":

@@ -11,7 +11,7 @@ them. Above the bound, per layer: ``ring`` (the halo ring's LIF and G4^T work an
 halo rows), ``padding`` (idle lanes when a channel count is not a multiple of ``P``, HTT's
 bypass copy) and ``pipeline`` (each stage's drain and control cycles). The exact cycles
 include the built part of lanes straddling pixels (the stage field ``straddle``: mat-vec
-and outer-product stages of ``P/2 <= O < P`` lane channels; of ``O > P``, the last group's
+and outer-product stages of ``P/3 <= O < P`` lane channels; of ``O > P``, the last group's
 ``R`` channels straddled where ``P/2 <= R``, or packed two pixels a pass where ``R <= P/2``
 with ``pack``; each where the driver finds it faster), and a packed or straddled block of
 whole tensor rows run as one row (:func:`gen.backward.tiling.flat_rows`: passes across the

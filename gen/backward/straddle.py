@@ -1,7 +1,7 @@
 """A projection, built in part: lanes over (pixel, channel) pairs that straddle pixels.
 
 Built (the stage field ``straddle``, :class:`gen.backward.CoreStageEngine`, counted exactly by
-:mod:`gen.backward.cyclemodel`): the mat-vec and outer-product stages of ``P/2 <= O < P`` lane
+:mod:`gen.backward.cyclemodel`): the mat-vec and outer-product stages of ``P/3 <= O < P`` lane
 channels, pairs within a block row, as this module's loop nest; and, for ``O > P``, only the
 last group's ``R`` channels (the full groups one pixel a pass): straddled as a stage of ``R``
 channels where ``P/2 <= R``, two pixels a pass (``pack``) where ``R <= P/2``. The rest below
@@ -89,7 +89,7 @@ def straddled_steps(f: Mapping[str, int], lanes: int, spikes_per_word: int, acro
     per_seq = taps * (-(-pairs // lanes) * inner + fetches * in_words)
     unpacked = rows * cols * groups * taps * inner       # a computed timestep's steps, one pixel per pass
     # HTT's reduced timesteps copy or skip as today (from the stage unpacked and not straddled:
-    # the built straddle, ``straddle``, runs this loop nest where P/2 <= O < P)
+    # the built straddle, ``straddle``, runs this loop nest where P/3 <= O < P)
     steps = (stage_cycles("", {**f, "pack": 0, "straddle": 0}, lanes, spikes_per_word).steps
              - sum(full) * (unpacked - seqs * per_seq))
     return steps if steps < stage_cycles("", f, lanes, spikes_per_word).steps else None

@@ -14,7 +14,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .cyclemodel import check_straddle, stage_cycles
+from .cyclemodel import check_straddle, stage_cycles, straddle_fits
 from .stage_layout import STAGE_FIELDS, Requant, StageKind, Taps
 from ttsnn.sw.cli_util import UserError
 
@@ -211,8 +211,9 @@ def packs_remainder(stage: Mapping[str, int], lanes: int, spikes_per_word: int) 
 
 def can_straddle(stage: Mapping[str, int], lanes: int) -> bool:
     """Whether the core-stage engine can run a stage with its lanes straddling pixels
-    (``straddle``, :func:`gen.backward.cyclemodel.check_straddle`): a mat-vec or
-    outer-product stage of ``P/2 <= O < P`` lane (gradient) channels (HTT's reduced timesteps
+    (``straddle``, :func:`gen.backward.cyclemodel.check_straddle`): a mat-vec stage of
+    ``P/3 <= O < P`` lane channels or an outer-product stage of ``P/3 <= O < P``
+    gradient channels (:func:`gen.backward.cyclemodel.straddle_fits`; HTT's reduced timesteps
     copy or are skipped as unstraddled)."""
     O = stage["out_channels"]
     if stage["kind"] not in (StageKind.MATVEC, StageKind.OUTER):
@@ -223,7 +224,7 @@ def can_straddle(stage: Mapping[str, int], lanes: int) -> bool:
         except ValueError:
             return False
         return True
-    return 2 * O >= lanes > O
+    return straddle_fits(stage["kind"], O, lanes)
 
 
 def straddles(stage: Mapping[str, int], lanes: int, spikes_per_word: int) -> bool:
@@ -313,7 +314,7 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
     most ``P/2`` outputs, and the outer products with at most ``P/2`` gradient channels, run two
     pixels per pass where that is faster (:func:`packs`; not with stochastic rounding, whose
     per-lane index assumes one pixel per pass). ``straddle_lanes``: the mat-vec stages of
-    ``P/2 <= O < P`` outputs, and the outer products of ``P/2 <= O < P`` gradient channels,
+    ``P/3 <= O < P`` outputs, and the outer products of ``P/3 <= O < P`` gradient channels,
     straddle pixels where that is faster (:func:`straddles`; not with stochastic rounding
     either)."""
     T, H, W, P = timesteps, height, width, lanes

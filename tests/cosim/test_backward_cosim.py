@@ -147,6 +147,37 @@ def test_a_layer_with_lanes_straddling_pixels_on_the_verilog(tmp_path, mode, poo
     _check_layer_on_the_verilog(target, tiles, q, gold, tmp_path)
 
 
+# an 8-lane design of its own (its Verilog generated and built first: minutes): make test-slow;
+# make test runs the same passes in amaranth.sim (tests/gen/test_backward_core_stages.py,
+# test_four_pixel_passes_on_eight_lanes_match_golden)
+@pytest.mark.slow
+def test_passes_of_four_pixels_on_eight_lanes_on_the_verilog(tmp_path):
+    """Rank 3 on 8 lanes (``P/3 <= r < P/2``): the driver straddles the mat-vec stages with
+    ``r`` outputs and the outer products with ``r`` gradient channels where that is faster
+    (here ``q1``, ``G4^T`` and ``dW1`` at least), their passes of 8 (pixel, channel) pairs
+    touching up to four pixels (the engine's slots 0-3; an accumulator lane adding up to three
+    pixels' products), in both of the layer's two 2 x 8 tiles (rows of 24 pairs: three full
+    passes, the second touching four pixels; on 2 x 6 tiles the driver packs ``dW1``).
+    Bit-exact against the golden backward of the untiled layer in ONE simulator process; each
+    program's counters equal the cycle model."""
+    from ttsnn.gen.backward.cyclemodel import straddle_passes
+    from ttsnn.gen.config import load_config
+
+    from tests.gen.test_backward_core_stages import _small_with_lanes, layer_case
+
+    target = RtlTarget.for_config(load_config(_small_with_lanes(8, tmp_path)))
+    cfg = target.config
+    assert cfg.lanes == 8
+    q, x, trace, e, g_extra, gold = layer_case(cfg, 29, "stt", 2, 16, 3, 8, 4, 8, False, True)
+    tiles = _layer_programs(cfg, q, x, trace, e, g_extra, gold, tile=(2, 8, 2))
+    assert len(tiles) == 2
+    for t in tiles:                                      # the case is what it says: four-pixel passes
+        stages = dict(t.program.plan.stages)
+        assert {"q1", "g_q23", "dw1"} <= {n for n, f in stages.items() if f["straddle"]}
+        assert all(max(px for _, px in straddle_passes(stages[n]["cols"], 3, 8)) == 4 for n in ("q1", "dw1"))
+    _check_layer_on_the_verilog(target, tiles, q, gold, tmp_path)
+
+
 @pytest.mark.parametrize("mode, r, seed, extra", [("stt", 7, 19, True), ("htt", 5, 23, False)],
                          ids=["stt-r7-straddled-extra", "htt-r5-packed"])
 def test_a_layer_with_wide_stages_on_the_verilog(tmp_path, mode, r, seed, extra):

@@ -299,12 +299,13 @@ STRADDLED_CASES = [  # P/2 <= rank < P (3 or 2 of the small configuration's 4 la
 ]
 
 
-def _straddles_by_hand(O: int, taps: int, inner: int) -> bool:
-    """Whether the engine straddles a stage of ``O`` lane channels: ``P/2 <= O < P``, or
-    ``O > P`` whose last group's ``R`` channels are ``P/2 <= R < P``, with at least three
-    steps per pixel and group."""
+def _straddles_by_hand(O: int, taps: int, inner: int, kind: int) -> bool:
+    """Whether the engine straddles a mat-vec or outer-product (``kind``) stage of ``O`` lane
+    channels: ``P/3 <= O < P`` (a pass touches at most four pixels, an accumulator lane adds
+    at most three pixels' products); or ``O > P`` whose last
+    group's ``R`` channels are ``P/2 <= R < P``, with at least three steps per pixel and group."""
     R = O - (-(-O // P) - 1) * P
-    return P / 2 <= O < P or (O > P and P / 2 <= R < P and taps * inner >= 3)
+    return (P / 3 <= O < P) or (O > P and P / 2 <= R < P and taps * inner >= 3)
 
 
 def _straddled_steps_by_hand(f) -> int:
@@ -337,23 +338,33 @@ def test_straddled_stages_match_golden(case, monkeypatch):
     model's all the same; each straddled stage's cycles are counted here by hand (steps, the
     mat-vec drain of seven cycles plus one per pixel of the stage's last pass after its first,
     one for the control) and equal the cycle model's, as every other stage's do."""
-    from ttsnn.gen.backward.cyclemodel import stage_cycles
-
     from ttsnn.gen.backward import tile_program
 
     # every stage that can straddle does (on 4 lanes and a few input channels the fetch steps
     # often cost what the filled lane saves, so the driver's choice alone would test little)
     monkeypatch.setattr(tile_program, "straddles", lambda f, lanes, spw: tile_program.can_straddle(f, lanes))
+    _check_straddled_tile(case)
+
+
+def _check_straddled_tile(case):
+    """:func:`test_straddled_stages_match_golden` on this module's configuration (``CFG``,
+    ``P``): the golden tensors and sums, which stages straddle, and every stage's cycles."""
+    from ttsnn.gen.backward.cyclemodel import stage_cycles
+
     mode, r = case[0], case[1]
     prog, out = _check_tile_against_golden_with(case, pack_lanes=True, straddle_lanes=True)
     straddled = {n for n, f in prog.stages if f["straddle"]}
-    want = {"stt": {"q1", "q2", "q23", "g_q23", "g_q2", "g_q1", "dw1", "dw2", "dw3"},
-            "ptt": {"q1", "q23", "g_q23", "g_q1", "dw1"}, "htt": {"q1", "q23", "g_q23", "g_q1", "dw1"}}[mode]
-    if mode != "stt":           # G2 and G3's sums in one stage or, where they do not fit, two
-        want |= {"dw23"} if "dw23" in dict(prog.stages) else {"dw2", "dw3"}
-    if _straddles_by_hand(case[3], 1, r):      # dW4's gradient channels are Cout's
+    want = set()
+    if _straddles_by_hand(r, 1, r, 0):          # the mat-vec stages with r outputs
+        want |= {"q1", "q2", "q23", "g_q23", "g_q2", "g_q1"} if mode == "stt" else {"q1", "q23", "g_q23", "g_q1"}
+    if _straddles_by_hand(r, 1, r, 1):          # the outer products with r gradient channels
+        if mode == "stt":
+            want |= {"dw1", "dw2", "dw3"}
+        else:                   # G2 and G3's sums in one stage or, where they do not fit, two
+            want |= {"dw1"} | ({"dw23"} if "dw23" in dict(prog.stages) else {"dw2", "dw3"})
+    if _straddles_by_hand(case[3], 1, r, 1):    # dW4's gradient channels are Cout's
         want |= {"dw4"}
-    if _straddles_by_hand(case[2], 1, r):      # G1^T's outputs are Cin's
+    if _straddles_by_hand(case[2], 1, r, 0):    # G1^T's outputs are Cin's
         want |= {"e_in"}
     assert straddled == want, straddled
     for name, f in prog.stages:
@@ -385,6 +396,53 @@ def test_straddled_stages_match_golden(case, monkeypatch):
     if mode == "htt":           # the case is what it says: reduced timesteps in straddled stages
         assert any(f["straddle"] and f["use_schedule"] for _, f in prog.stages)
         assert not all(backward_case(case)[0].full_timesteps(case[4]))
+
+
+#: an 8-lane variant of the small configuration: mat-vec stages of 3 lane channels (P/3 <= 3 <
+#: P/2) straddle with passes of up to four pixels (a row of 6 or 8 columns: the pass from pair 8,
+#: first channel 2, touches pixels 2-5), and so do the outer products with 3 gradient channels
+#: (dW1, dW2, dW3: an accumulator lane adds up to three pixels' products); G1^T's 6 outputs and
+#: dW4's 5 and 6 gradient channels (P/2 <= O < P) up to three
+STRADDLED_CASES_8 = [
+    ("stt", 3, 6, 5, 2, 2, 6, False, True, False),
+    pytest.param(("htt", 3, 6, 6, 3, 4, 6, True, False, True), marks=pytest.mark.slow),  # pooling, saturating, copies
+]
+
+
+@pytest.mark.parametrize("case", STRADDLED_CASES_8, ids=["stt-r3", "htt-r3-pool-sat"])
+def test_four_pixel_passes_on_eight_lanes_match_golden(case, monkeypatch, tmp_path):
+    """Lanes straddling pixels down to ``P/3`` lane channels: on 8 lanes rank 3's passes touch
+    up to four pixels (slots 0-3: four input and gradient words held, the first pixel moving
+    on by up to three, four writes a pass; an outer product's lane adding up to three pixels'
+    products). The tensors and sums are the golden
+    model's; the straddled stages are those counted by hand, and each stage's cycles are
+    counted by hand and equal the cycle model's (:func:`_check_straddled_tile`)."""
+    from ttsnn.gen.backward import tile_program
+    from ttsnn.gen.backward.cyclemodel import straddle_passes
+
+    cfg = load_config(_small_with_lanes(8, tmp_path))
+    for name, v in (("CFG", cfg), ("P", cfg.lanes), ("GB", cfg.gradients.width), ("WB", cfg.widths.weight),
+                    ("S", cfg.gbuf_spikes_per_word)):
+        monkeypatch.setitem(globals(), name, v)       # the harness reads the module's configuration
+    monkeypatch.setattr(tile_program, "straddles", lambda f, lanes, spw: tile_program.can_straddle(f, lanes))
+    # the case is what it says: a row of rank 3 on 8 lanes has a pass of four pixels
+    assert max(px for _, px in straddle_passes(case[6], 3, 8)) == 4
+    _check_straddled_tile(case)
+
+
+def _small_with_lanes(lanes: int, directory) -> str:
+    """The small configuration with ``lanes`` PEs in every cluster, as a TOML file in
+    ``directory`` (its path)."""
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[2] / "configs" / "small.toml").read_text()
+    text = text.replace('name = "small"', f'name = "small{lanes}"')
+    text = re.sub(r"^(spike_pes|g2_pes|g3_pes|g4_pes|adder_lanes|lif_lanes) = 4$", rf"\1 = {lanes}", text,
+                  flags=re.M)
+    path = pathlib.Path(directory) / f"small{lanes}.toml"
+    path.write_text(text)
+    return str(path)
 
 
 def test_input_spikes_over_several_words():
@@ -549,7 +607,7 @@ def test_wide_stages_match_golden(case, monkeypatch):
     wide = {n: f for n, f in prog.stages if f["kind"] in (0, 1) and f["out_channels"] > P}
     taps_of = lambda f: {0: 1, 1: 3, 2: 3, 3: 6}[f["taps"]]        # noqa: E731
     for name, f in wide.items():
-        strad = _straddles_by_hand(f["out_channels"], taps_of(f), f["in_channels"])
+        strad = _straddles_by_hand(f["out_channels"], taps_of(f), f["in_channels"], f["kind"])
         assert (f["straddle"], f["pack"]) == (int(strad), int(not strad and _packs_remainder_by_hand(f))), name
     # the case is what it says: rank stages (q1, g_q1, dW1 ...) wide, straddled or packed as named
     assert {"q1", "g_q23", "g_q1", "dw1"} <= {n for n, f in wide.items() if f["straddle"] or f["pack"]}
