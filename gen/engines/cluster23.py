@@ -310,7 +310,8 @@ class ClusterTwoThreeEngine(wiring.Component):
                      line1_b.addr.eq(base2_b + E2["eoff"] + Mux(E2["copy"], E2["g"], E2["jb"])),
                      line1_c.en.eq(mac2 & ~is_stt & (E2["ti"] != 0) & E2["new_op"]),
                      line1_c.addr.eq(base2_b + nboff2 + E2["jb"])]
-        count("line1_reads", line1_a.en + line1_b.en + line1_c.en)
+        for port in (line1_a, line1_b, line1_c):        # (each enable registered, summed after)
+            count("line1_reads", port.en)
         w2_rd = self.w2
         m.d.comb += [w2_rd.en.eq(mac2 & E2["glb_rd"]), w2_rd.addr.eq(E2["gbase"] + (E2["sl"] >> pxl))]
         count("w2_reads", mac2 & E2["glb_rd"])
