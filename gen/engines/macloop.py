@@ -288,8 +288,8 @@ class MacRowLoop(wiring.Component):
         Px, nb = g.px, g.nb
         tap_outside = Mux(e["tap"] == 0, (e["q"] == 0) & zt, (e["q"] == g.h_last) & zb)
         st = self.step
-        m.d.comb += [st[k].eq(e[k]) for k in ("q", "t", "i", "seq", "qm3", "r1base", "r1base1", "r1base2", "trw", "tr4", "tho",
-                                              "l4b", "tap", "ti", "e", "eoff", "jb", "g", "gbase",
+        m.d.comb += [st[k].eq(e[k]) for k in ("q", "t", "i", "seq", "qm3", "r1base", "r1base1", "r1base2", "trw",
+                                              "tr4", "tho", "l4b", "tap", "ti", "e", "eoff", "jb", "g", "gbase",
                                               "sl", "s", "b", "copy", "new_op", "new_centre", "glb_rd")]
         m.d.comb += st.chunk.eq(e["cseq"])
         m.d.comb += [st.spad_rd.eq(f["spad_rd"]), st.from_psum.eq(f["from_psum"]),
