@@ -15,7 +15,7 @@ accumulator lane adding up to three pixels' products).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -65,13 +65,14 @@ class CoreStageEngine(wiring.Component):
     chosen) -> o (outer: the operands registered, their products into the accumulator) -> m
     (mat-vec: the operand lanes and weight word registered, into the PE array's pipelined MAC;
     :attr:`ARRAY_EXTRA` cycles more) -> b
-    (the sums wrapped, ROWS_COLS' branches added) -> c (round) -> d (saturate, write,
+    (the sums wrapped, ROWS_COLS' branches added: the lower halves) -> h (the upper halves)
+    -> c (round) -> d (saturate, write,
     saturations counted). The
     descriptor's strides are registered products of its fields, one multiply per register:
     ``stage`` must hold its value from :data:`gen.backward.stepped_address.STAGE_LATENCY`
     cycles before ``start`` on. With ``gradients.rounding = "stochastic"`` a
     :class:`DitherHash` hashes each written element's layer index (the stage's ``idx_*``
-    fields) with ``key`` in stage b for the :class:`GradientRequantiser` in stage c. The input word is read once per ``P`` channels
+    fields) with ``key`` in stage h for the :class:`GradientRequantiser` in stage c. The input word is read once per ``P`` channels
     (``in_spikes``: once per ``S`` channels, the spike a bit of it), the gradient word
     once per ``(pixel, go)``; the weight word every mat-vec step.
 
@@ -127,7 +128,11 @@ class CoreStageEngine(wiring.Component):
         # the lane channels the straddle and pack logic sees: the last group's R in a wide stage
         o_lane = registered(m, Mux(GO > 1, st.out_channels - ((GO - 1) << lp), st.out_channels), 16, "o_lane")
         self._o = o_lane
-        reduced = st.use_schedule & ~st.schedule.bit_select(t[:5], 1)
+        # timestep t's schedule bit, registered as t steps (a bit select by t was in front of
+        # every address and step flag: the gradient buffer's addresses were 57 generic levels,
+        # docs/synthesis.md); ``reduced_at`` the value for a timestep index
+        reduced_at = lambda v: st.use_schedule & ~st.schedule.bit_select(v[:5], 1)   # noqa: E731
+        reduced = Signal(name="reduced_t")
         # HTT's reduced timesteps: a mat-vec stage copies the centre input word to the output
         # word of the same channels (one step per output group), re-quantised by alt_shift; an
         # outer-product stage skips them: one step, or, while its sums have not started
@@ -165,7 +170,9 @@ class CoreStageEngine(wiring.Component):
                          (f, Mux(packed & first_word & ~skip_t, 2, Mux(strad & first_word, sp["pixels"], 1)))],
                      issue)
         self._step_pass(m, issue, ends, strad)
-        next_reduced = st.use_schedule & ~st.schedule.bit_select((t + 1)[:5], 1)
+        next_reduced = reduced_at(t + 1)
+        with m.If(issue & ends[1]):
+            m.d.sync += reduced.eq(Mux(ends[0], reduced_at(Const(0, 5)), next_reduced))
         with m.If(self.start):
             m.d.sync += gap.eq(0)
         # (a wide stage's packed remainder likewise: its last pair's second word, one cycle)
@@ -187,7 +194,8 @@ class CoreStageEngine(wiring.Component):
         with m.If(issue & ends[4] & skip_t & ~idle_t):
             m.d.sync += zeroed.eq(1)
         with m.If(self.start):
-            m.d.sync += [run.eq(1), summed.eq(0), summed_last.eq(0), zeroed.eq(0)] + [s.eq(0) for s in (t, y, ph, x, go, tap, i, f)]
+            m.d.sync += [run.eq(1), summed.eq(0), summed_last.eq(0), zeroed.eq(0), reduced.eq(reduced_at(Const(0, 5)))]
+            m.d.sync += [s.eq(0) for s in (t, y, ph, x, go, tap, i, f)]
         addr = self._addresses(m, dict(tap=tap, i=i, f=f, go=go, GO=GO, reduced=reduced, copy=copy, packed=packed,
                                        strad=strad, rem=rem_phase), ends, issue)
         outer = st.kind == StageKind.OUTER
@@ -305,12 +313,23 @@ class CoreStageEngine(wiring.Component):
         # the output tensor's strides (a block may be smaller: the ring pixels outside the layer)
         out_y = RP([st.out_cols, GO], "out_y")
         out_t = RP([st.out_rows, st.out_cols, GO], "out_t")
-        tap = c["tap"]
-        is_rows = (st.taps == Taps.ROWS) | ((st.taps == Taps.ROWS_COLS) & (tap < 3))
-        is_cols = (st.taps == Taps.COLS) | ((st.taps == Taps.ROWS_COLS) & (tap >= 3))
-        col_tap = Mux(tap >= 3, tap - 3, tap)
-        dy = Mux(c["reduced"], 1, Mux(is_rows, tap, st.fy))[:2]
-        dx = Mux(c["reduced"], 1, Mux(is_cols, col_tap, st.fx))[:2]
+        # the input's tap offset dy * in_y + dx * gi of every tap value (and of a reduced
+        # timestep's centre, dy = dx = 1), each registered from the stage's fields: the step
+        # chooses one by its tap (the taps' compares, the choice of dy and dx and their
+        # multiples were in front of the address's adds, 57 generic levels, docs/synthesis.md)
+
+        def tap_offset(dy, dx):
+            return (Mux(dy[1], Mux(dy[0], in_y_by[3], in_y_by[2]), Mux(dy[0], in_y_by[1], 0))
+                    + Mux(dx[1], Mux(dx[0], gi_by[3], gi_by[2]), Mux(dx[0], gi_by[1], 0)))
+        tap_offsets = []
+        for k in range(6):
+            is_rows = (st.taps == Taps.ROWS) | ((st.taps == Taps.ROWS_COLS) & (k < 3))
+            is_cols = (st.taps == Taps.COLS) | ((st.taps == Taps.ROWS_COLS) & (k >= 3))
+            dy = Mux(is_rows, k & 3, st.fy)[:2]
+            dx = Mux(is_cols, (k - 3 if k >= 3 else k) & 3, st.fx)[:2]
+            tap_offsets.append(R(tap_offset(dy, dx), f"tap_offset{k}"))
+        centre_offset = R(in_y + gi, "tap_offset_reduced")
+        tap_off = Mux(c["reduced"], centre_offset, Array(tap_offsets + [Const(0, AB)] * 2)[c["tap"][:3]])
         start = self.start
         # loop levels: t, y, ph (a wide stage's phase), x, go, tap, i, f
         pix_in = stepped_address(m, ends, issue, start, st.in_base, [in_t, in_y, None, gi_x, None, None, None, None],
@@ -320,8 +339,7 @@ class CoreStageEngine(wiring.Component):
             out[name] = Signal(AB, name=f"addr_{name}")
         out["out_pixel"] = go_                 # a packed stage's second output word: one pixel on
         m.d.comb += [
-            out["in"].eq(pix_in + Mux(dy[1], Mux(dy[0], in_y_by[3], in_y_by[2]), Mux(dy[0], in_y_by[1], 0))
-                         + Mux(dx[1], Mux(dx[0], gi_by[3], gi_by[2]), Mux(dx[0], gi_by[1], 0))
+            out["in"].eq(pix_in + tap_off
                          + Mux(c["copy"], c["go"], Mux(st.in_spikes, c["i"] >> ls, c["i"] >> lp))
                          + Mux(c["f"][1], Mux(c["f"][0], gi_by[3], gi_by[2]), Mux(c["f"][0], gi, 0))
                          + Mux(strad, sp["p0_in"], 0)),
@@ -453,10 +471,12 @@ class CoreStageEngine(wiring.Component):
         s_b, s_c, s_d = (Signal(range(P), name=f"s_{k}") for k in "bcd")
         strad_b, strad_c, strad_d = (Signal(name=f"straddled_{k}") for k in "bcd")
         packed_m, packed_b, packed_c, packed_d = (Signal(name=f"packed_{k}") for k in "mbcd")
-        m.d.sync += [s_b.eq(delay(m, s_m, extra, "s_x")), s_c.eq(s_b), s_d.eq(s_c),
-                     strad_b.eq(delay(m, strad_m, extra, "straddled_x")), strad_c.eq(strad_b), strad_d.eq(strad_c),
-                     packed_m.eq(packed), packed_b.eq(delay(m, packed_m, extra, "packed_x")), packed_c.eq(packed_b),
-                     packed_d.eq(packed_c)]
+        # (stage c's values two cycles after stage b's: stage h in between)
+        m.d.sync += [s_b.eq(delay(m, s_m, extra, "s_x")), s_c.eq(delay(m, s_b, 1, "s_h")), s_d.eq(s_c),
+                     strad_b.eq(delay(m, strad_m, extra, "straddled_x")),
+                     strad_c.eq(delay(m, strad_b, 1, "straddled_h")), strad_d.eq(strad_c),
+                     packed_m.eq(packed), packed_b.eq(delay(m, packed_m, extra, "packed_x")),
+                     packed_c.eq(delay(m, packed_b, 1, "packed_h")), packed_d.eq(packed_c)]
         # (stage m's values ARRAY_EXTRA cycles on, beside the array's pipeline)
         vx = [Signal(name=f"vx_{k + 1}") for k in range(extra)]
         m.d.sync += [v.eq(prev) for v, prev in zip(vx, [vm & m_["last"]] + vx)]
@@ -464,19 +484,23 @@ class CoreStageEngine(wiring.Component):
                      reduced_b.eq(delay(m, m_["reduced"], extra, "reduced_x")),
                      out_b.eq(delay(m, out_m, extra, "out_x")),
                      active_b.eq(delay(m, active_m, extra, "active_x"))]
-        # stage c: the wrapped sums (and ROWS_COLS' branch sum) registered, rounded; their
-        # dither (stochastic rounding) hashed in stage b from the element's index
+        # stage h: the sums' lower halves (ROWS_COLS' branches added) and their carries
+        # registered, the upper halves added in h (the whole add was one 61-level path,
+        # docs/synthesis.md); stage c: the wrapped sums registered, rounded; their dither
+        # (stochastic rounding) hashed in stage h from the element's index
+        vh, reduced_h, out_h, active_h = Signal(), Signal(), Signal(AB), Signal(range(P + 1))
+        m.d.sync += [vh.eq(vb), reduced_h.eq(reduced_b), out_h.eq(out_b), active_h.eq(active_b)]
         vc, reduced_c, out_c, active_c = Signal(), Signal(), Signal(AB), Signal(range(P + 1))
         sums = self._sums(m, Mux(reduced_b, Cat(*lanes_ext), sums_a), part, reduced_b)
         sums_c = Signal(len(sums))
-        m.d.sync += [vc.eq(vb), reduced_c.eq(reduced_b), out_c.eq(out_b), active_c.eq(active_b), sums_c.eq(sums)]
+        m.d.sync += [vc.eq(vh), reduced_c.eq(reduced_h), out_c.eq(out_h), active_c.eq(active_h), sums_c.eq(sums)]
         dither_c = None
         if "idx" in addr:
-            idx_a, idx_m, idx_b = Signal(32), Signal(32), Signal(32)
-            m.d.sync += [idx_a.eq(addr["idx"]), idx_m.eq(idx_a), idx_b.eq(delay(m, idx_m, extra, "idx_x"))]
+            idx_a, idx_m, idx_h = Signal(32), Signal(32), Signal(32)
+            m.d.sync += [idx_a.eq(addr["idx"]), idx_m.eq(idx_a), idx_h.eq(delay(m, idx_m, extra + 1, "idx_x"))]
             m.submodules.dither = dh = DitherHash(P)
             dither_c = Signal(P * 32)
-            m.d.comb += [dh.index.eq(idx_b), dh.lane_stride.eq(st.idx_c), dh.key.eq(st.key)]
+            m.d.comb += [dh.index.eq(idx_h), dh.lane_stride.eq(st.idx_c), dh.key.eq(st.key)]
             m.d.sync += dither_c.eq(dh.dither)
         rounded, sat_fwd = self._round(m, sums_c, reduced_c, dither_c)
         # stage d: the rounded lanes registered; saturated, written and the saturations counted
@@ -503,7 +527,7 @@ class CoreStageEngine(wiring.Component):
                      cnt.grad_writes.eq(vd | ve | pending),
                      cnt.grad_saturations.eq(Mux(vd & (st.requant == Requant.GRADIENT),
                                                  sum(flags[l] & counted[l] for l in range(P)), 0))]
-        return va | update_o | vm | Cat(*vx).any() | vb | vc | vd | ve | pending
+        return va | update_o | vm | Cat(*vx).any() | vb | vh | vc | vd | ve | pending
 
     def _rotated(self, word, s):
         """A straddled pass's weight word: lane ``l`` takes lane ``s + l`` of the word beside
@@ -611,21 +635,30 @@ class CoreStageEngine(wiring.Component):
         return update_o
 
     def _sums(self, m, acc, part, reduced):
-        """Stage b: the finished sums of every lane as the re-quantisation takes them (each
-        ``GA + 1`` bits, signed): forward, wrapped at ``Ab`` (ROWS_COLS: each branch wrapped,
+        """Stages b and h: the finished sums of every lane as the re-quantisation takes them
+        (each ``GA + 1`` bits, signed; valid in stage h, one cycle after ``acc``, ``part`` and
+        ``reduced`` of stage b): forward, wrapped at ``Ab`` (ROWS_COLS: each branch wrapped,
         their sum exact in ``Ab + 1`` bits); gradient, wrapped at ``GA`` (ROWS_COLS: the
-        branches' sum wrapped at ``GA + 1``)."""
+        branches' sum wrapped at ``GA + 1``). Each is one sum ``x + y`` modulo ``2^(GA + 1)``
+        of two operands chosen in b (sign-extended branch sums, or zero), added in two
+        halves: the lower half and its carry registered in b, the upper half added in h."""
         cfg = self.config
         ab, ga = cfg.widths.accumulator, cfg.gradients.accumulator
         st, accw = self.stage, ga + 1
+        lo = (accw + 1) // 2
         both = (st.taps == Taps.ROWS_COLS) & ~reduced
+        fwd = st.requant == Requant.FORWARD
         outs = []
         for l in range(cfg.lanes):
             s, p = lane(acc, l, accw), lane(part, l, accw)
+            x, y = Signal(signed(accw), name=f"sum_x{l}"), Signal(signed(accw), name=f"sum_y{l}")
+            m.d.comb += [x.eq(Mux(both, Mux(fwd, wrap(p, ab), p), 0)),
+                         y.eq(Mux(fwd, wrap(s, ab), Mux(both, s, wrap(s, ga))))]
+            sum_lo, carry = Signal(lo, name=f"sum_lo{l}"), Signal(name=f"sum_carry{l}")
+            x_hi, y_hi = Signal(accw - lo, name=f"sum_x_hi{l}"), Signal(accw - lo, name=f"sum_y_hi{l}")
+            m.d.sync += [Cat(sum_lo, carry).eq(x[:lo] + y[:lo]), x_hi.eq(x[lo:]), y_hi.eq(y[lo:])]
             v = Signal(signed(accw), name=f"sum{l}")
-            m.d.comb += v.eq(Mux(st.requant == Requant.FORWARD,
-                                 Mux(both, wrap(p, ab) + wrap(s, ab), wrap(s, ab)),
-                                 Mux(both, wrap(p + s, ga + 1), wrap(s, ga))))
+            m.d.comb += v.eq(Cat(sum_lo, (x_hi + y_hi + carry)[:accw - lo]))
             outs.append(v)
         return Cat(*outs)
 

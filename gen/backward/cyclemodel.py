@@ -27,15 +27,16 @@ __all__ = ["StageCycles", "stage_cycles", "backward_cycles", "tile_counters", "s
 #: Cycles after a stage's last issue until its engine is idle: mat-vec issue -> a (the data) ->
 #: m (the operands registered, into the MAC) -> the PE array's two more pipeline stages
 #: (``CoreStageEngine.ARRAY_EXTRA``: product, lower half; its sums after the upper half)
-#: -> b (the sums) -> c (the rounding) -> d (the
+#: -> b (the sums' lower halves) -> h (their upper halves: one add was 61 generic levels,
+#: docs/synthesis.md) -> c (the rounding) -> d (the
 #: saturation, the write), outer product issue -> a (the data, each lane's operands chosen) ->
 #: o (the operands registered; the products into the accumulator: the choice, the multiplies
 #: and their add were one path, docs/synthesis.md; the accumulator's writes follow in the idle
 #: time; none when the last timestep is a skipped one), LIF issue -> a -> the LIF-gradient
 #: lanes' seven registered stages (``LIFGradientLanes.LATENCY``) -> w (the writes).
-DRAIN = {StageKind.MATVEC: 7, StageKind.OUTER: 2, StageKind.LIF: 8}
+DRAIN = {StageKind.MATVEC: 8, StageKind.OUTER: 2, StageKind.LIF: 8}
 #: A packed mat-vec stage (``pack``) writes its last pixel pair's second word one cycle later.
-PACKED_DRAIN = 8
+PACKED_DRAIN = 9
 #: Cycles of the top level's control per stage (``busy`` falls the cycle after the engines).
 CONTROL_CYCLES = 1
 #: Backward counters the model cannot know: they count saturated values.

@@ -5,7 +5,7 @@ it cluster 3, the ``w3`` read port, the shift3 requantiser and the ``line4`` wri
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -59,7 +59,8 @@ class ClusterTwoThreeEngine(wiring.Component):
       chunks finished with (slots free; G3's from STT's cluster-3 engine in STT; 0 unless
       streamed).
     * ``busy`` (out): a loop runs or a step is in the pipeline.
-    * ``counts`` (out): this cycle's increments of the counters named by its fields.
+    * ``counts`` (out): the increments of the counters named by its fields, each one cycle
+      after the cycle it counts (registered).
 
     Timing: issue (addresses, scratchpad reads) -> a (operands arrive, into the pipelined
     clusters, :class:`gen.units.MacCluster` ``pipelined=True``) -> b,
@@ -123,7 +124,14 @@ class ClusterTwoThreeEngine(wiring.Component):
         amounts: dict[str, list] = {name: [] for name, _ in self.counts.shape()}
 
         def count(name, amount):
-            amounts[name].append(amount)
+            # each increment registered where it arises (they came from the issue logic through
+            # the sums here and the host's into its increment registers, 54 generic levels,
+            # docs/synthesis.md): every counter gets its amounts one cycle later, final long
+            # before ``done`` (cluster 4 runs after the last row)
+            amount = Value.cast(amount)
+            reg = Signal(amount.shape(), name=f"count_{name}{len(amounts[name])}")
+            m.d.sync += reg.eq(amount)
+            amounts[name].append(reg)
 
         line1_a, line1_b, line1_c = self.line1_a, self.line1_b, self.line1_c
         row2_b, row2_c = self.row2_b, self.row2_c
@@ -276,7 +284,7 @@ class ClusterTwoThreeEngine(wiring.Component):
         d_, g = self.desc, self.geo
         is_stt, order = d_.mode == 0, d_.order
         zt, zb = d_.zero_halo[0], d_.zero_halo[1]
-        pxl, ng, rw1, TR1, T3R1 = g.pxl, g.ng, g.rw1, g.tr1, g.t3r1
+        pxl, ng, TR1 = g.pxl, g.ng, g.tr1
         line1_a, line1_b, line1_c = self.line1_a, self.line1_b, self.line1_c
 
         def slot_base(E, i):
@@ -285,8 +293,7 @@ class ClusterTwoThreeEngine(wiring.Component):
             (timestep outer); times rw1."""
             s = (E["qm3"] + i)
             s = Mux(s >= 3, s - 3, s)
-            r = E["r1base"] + (rw1 if i == 1 else (rw1 << 1) if i == 2 else 0)
-            r = Mux(r >= T3R1, r - T3R1, r)
+            r = E[("r1base", "r1base1", "r1base2")[i]]      # (r1base + i * rw1) mod T3R1, kept by the loop
             return Mux(order, r, times3(s, TR1) + E["trw"])
 
         mac2 = E2["issue"] & ~E2["copy"]
@@ -310,7 +317,8 @@ class ClusterTwoThreeEngine(wiring.Component):
                      line1_b.addr.eq(base2_b + E2["eoff"] + Mux(E2["copy"], E2["g"], E2["jb"])),
                      line1_c.en.eq(mac2 & ~is_stt & (E2["ti"] != 0) & E2["new_op"]),
                      line1_c.addr.eq(base2_b + nboff2 + E2["jb"])]
-        count("line1_reads", line1_a.en + line1_b.en + line1_c.en)
+        for port in (line1_a, line1_b, line1_c):        # (each enable registered, summed after)
+            count("line1_reads", port.en)
         w2_rd = self.w2
         m.d.comb += [w2_rd.en.eq(mac2 & E2["glb_rd"]), w2_rd.addr.eq(E2["gbase"] + (E2["sl"] >> pxl))]
         count("w2_reads", mac2 & E2["glb_rd"])

@@ -30,7 +30,8 @@ MAC_LATENCY = MacCluster.PIPELINED_LATENCY
 
 #: The issue-stage step the rest of the engine reads (addresses, handshakes, PE controls).
 STEP_LAYOUT = data.StructLayout({
-    "q": RB, "t": 8, "i": RB, "seq": RB, "qm3": 2, "r1base": RB, "trw": RB, "tr4": RB, "tho": RB,
+    "q": RB, "t": 8, "i": RB, "seq": RB, "qm3": 2, "r1base": RB, "r1base1": RB, "r1base2": RB,
+    "trw": RB, "tr4": RB, "tho": RB,
     "l4b": RB, "tap": 2, "ti": 2, "e": RB, "eoff": RB, "jb": RB, "g": RB, "gbase": RB, "sl": RB,
     "s": RB, "b": RB, "copy": 1, "new_op": 1, "new_centre": 1, "glb_rd": 1, "spad_rd": 1,
     "from_psum": 1, "row_end": 1, "chunk": STREAM_BITS,
@@ -127,7 +128,7 @@ class MacRowLoop(wiring.Component):
         e["ti"], e["tis"] = Signal(2, name=f"{name}_ti"), Signal(2, name=f"{name}_tis")
         e["qm3"] = Signal(2, name=f"{name}_qm3")
         # word offsets and bases kept by adding (no multiplier in the address path)
-        for k in ("goff", "boff", "coff", "r1base", "trw", "tr4", "tho", "l4b"):
+        for k in ("goff", "boff", "coff", "r1base", "r1base1", "r1base2", "trw", "tr4", "tho", "l4b"):
             e[k] = Signal(RB, name=f"{name}_{k}")
         e["e_lo_ng"] = e_lo_ng
         e["run"], e["issue"] = self.run, self.issue
@@ -215,6 +216,7 @@ class MacRowLoop(wiring.Component):
                                               "cseq", "cslot",
                                               "boff", "r1base", "trw", "tr4", "tho", "l4b")]
             m.d.sync += [e["goff"].eq(e_lo_ng), e["coff"].eq(ng),
+                         e["r1base1"].eq(self._ring_add(0, g.rw1)), e["r1base2"].eq(self._ring_add(0, g.rw1 << 1)),
                          self.run.eq(1 if self.variant == "cluster23" else d.mode == 0)]
         return m
 
@@ -240,12 +242,19 @@ class MacRowLoop(wiring.Component):
             with m.Else():
                 m.d.sync += e["g"].eq(0)
 
+    def _ring_add(self, base, step):
+        """``(base + step) mod T3R1`` for ``base < T3R1`` and ``step <= T3R1``: one compare
+        and subtraction (a line1 ring slot's word base stepped)."""
+        t3r1 = self.geo.t3r1
+        v = base + step
+        return Mux(v >= t3r1, v - t3r1, v)
+
     def _next_row(self, m, e, f):
         """The row's last step: the next row's counters, ``q mod 3`` and the row bases kept
         by adding; the end of the tile."""
         d, g = self.desc, self.geo
         T, order, pool = d.timesteps, d.order, d.pool
-        rw1, rw4, Ho, ng, T3R1 = g.rw1, g.rw4, g.ho, g.ng, g.t3r1
+        rw1, rw4, Ho, ng = g.rw1, g.rw4, g.ho, g.ng
 
         def t_times_next(v, unit, i_last):
             """``v = t * unit`` at the end of a row (t: inner loop counter in row order)."""
@@ -260,8 +269,10 @@ class MacRowLoop(wiring.Component):
         # q mod 3: q is the outer counter (row outer) or the inner one
         m.d.sync += e["qm3"].eq(Mux(order, Mux(i_last, 0, inc3(e["qm3"])),
                                     Mux(i_last, inc3(e["qm3"]), e["qm3"])))
-        step_b = e["r1base"] + Mux(i_last, (rw1 << 1) + rw1, rw1)
-        m.d.sync += e["r1base"].eq(Mux(step_b >= T3R1, step_b - T3R1, step_b))
+        # (the ring slots of window rows q + 1 and q + 2 kept beside it: the readers' line1
+        # addresses took them as sums and compares with T3R1, docs/synthesis.md)
+        row_step = Mux(i_last, (rw1 << 1) + rw1, rw1)
+        m.d.sync += [e[k].eq(self._ring_add(e[k], row_step)) for k in ("r1base", "r1base1", "r1base2")]
         m.d.sync += [e["trw"].eq(t_times_next(e["trw"], rw1, i_last)),
                      e["tr4"].eq(t_times_next(e["tr4"], rw4, i_last)),
                      e["tho"].eq(t_times_next(e["tho"], Ho, i_last)), e["coff"].eq(ng)]
@@ -279,8 +290,8 @@ class MacRowLoop(wiring.Component):
         Px, nb = g.px, g.nb
         tap_outside = Mux(e["tap"] == 0, (e["q"] == 0) & zt, (e["q"] == g.h_last) & zb)
         st = self.step
-        m.d.comb += [st[k].eq(e[k]) for k in ("q", "t", "i", "seq", "qm3", "r1base", "trw", "tr4", "tho",
-                                              "l4b", "tap", "ti", "e", "eoff", "jb", "g", "gbase",
+        m.d.comb += [st[k].eq(e[k]) for k in ("q", "t", "i", "seq", "qm3", "r1base", "r1base1", "r1base2", "trw",
+                                              "tr4", "tho", "l4b", "tap", "ti", "e", "eoff", "jb", "g", "gbase",
                                               "sl", "s", "b", "copy", "new_op", "new_centre", "glb_rd")]
         m.d.comb += st.chunk.eq(e["cseq"])
         m.d.comb += [st.spad_rd.eq(f["spad_rd"]), st.from_psum.eq(f["from_psum"]),

@@ -2,86 +2,86 @@
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line1_a__addr, line1_b__en, line1_b__addr, line1_c__en, line1_c__addr, w2__en, w2__addr, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, \q23_rows$159 , busy
-, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, \port$5898$0 , \port$5938$0 , \port$5978$0 , \port$6018$0 , \port$6058$0 , \port$6098$0 , \port$6138$0 , \port$6178$0 , \port$6218$0 , \port$6258$0 , \port$6298$0 , \port$6338$0 , \port$6378$0 , \port$6418$0 , \port$6458$0 , \port$6498$0 , \port$6538$0 
-, \port$6578$0 , \port$6618$0 , \port$6658$0 , \port$6698$0 , \port$6738$0 , \port$6778$0 , \port$6818$0 , \port$6858$0 , \port$6898$0 , \port$6938$0 , \port$6978$0 , \port$7018$0 , \port$7058$0 , \port$7098$0 , \port$7138$0 , weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data
-, row2_c__data, geo, e1_rows, counts, \released$168 , released_e1_order, e4_released, \port$66538$96 , desc, clk);
+, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, \port$5973$0 , \port$6013$0 , \port$6053$0 , \port$6093$0 , \port$6133$0 , \port$6173$0 , \port$6213$0 , \port$6253$0 , \port$6293$0 , \port$6333$0 , \port$6373$0 , \port$6413$0 , \port$6453$0 , \port$6493$0 , \port$6533$0 , \port$6573$0 , \port$6613$0 
+, \port$6653$0 , \port$6693$0 , \port$6733$0 , \port$6773$0 , \port$6813$0 , \port$6853$0 , \port$6893$0 , \port$6933$0 , \port$6973$0 , \port$7013$0 , \port$7053$0 , \port$7093$0 , \port$7133$0 , \port$7173$0 , \port$7213$0 , weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data
+, row2_c__data, geo, e1_rows, counts, \released$201 , released_e1_order, e4_released, \port$60505$96 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [18:0] \$10 ;
-  wire [16:0] \$100 ;
+  wire [17:0] \$100 ;
   wire [17:0] \$101 ;
-  wire [16:0] \$102 ;
-  wire [17:0] \$103 ;
-  wire [2:0] \$104 ;
+  wire [18:0] \$102 ;
+  wire [15:0] \$103 ;
+  wire [19:0] \$104 ;
   wire \$105 ;
-  wire [2:0] \$106 ;
-  wire [3:0] \$107 ;
-  wire [2:0] \$108 ;
-  wire [3:0] \$109 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
   wire \$11 ;
   wire \$110 ;
-  wire [2:0] \$111 ;
-  wire \$112 ;
-  wire [2:0] \$113 ;
-  wire [3:0] \$114 ;
-  wire [2:0] \$115 ;
-  wire [3:0] \$116 ;
-  wire \$117 ;
-  wire [16:0] \$118 ;
-  wire [16:0] \$119 ;
+  wire \$111 ;
+  wire [2:0] \$112 ;
+  wire \$113 ;
+  wire [2:0] \$114 ;
+  wire [3:0] \$115 ;
+  wire [2:0] \$116 ;
+  wire [3:0] \$117 ;
+  wire \$118 ;
+  wire [2:0] \$119 ;
   wire \$12 ;
-  wire [16:0] \$120 ;
-  wire [17:0] \$121 ;
-  wire [18:0] \$122 ;
-  wire [19:0] \$123 ;
-  wire [15:0] \$124 ;
-  wire [20:0] \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
+  wire \$120 ;
+  wire [2:0] \$121 ;
+  wire [3:0] \$122 ;
+  wire [2:0] \$123 ;
+  wire [3:0] \$124 ;
+  wire \$125 ;
+  wire [16:0] \$126 ;
+  wire [16:0] \$127 ;
+  wire [16:0] \$128 ;
+  wire [17:0] \$129 ;
   wire \$13 ;
-  wire \$130 ;
+  wire [17:0] \$130 ;
   wire \$131 ;
-  wire \$132 ;
+  wire [16:0] \$132 ;
   wire [16:0] \$133 ;
-  wire \$134 ;
-  wire [16:0] \$135 ;
-  wire [17:0] \$136 ;
-  wire [16:0] \$137 ;
-  wire [17:0] \$138 ;
-  wire [2:0] \$139 ;
+  wire [17:0] \$134 ;
+  wire [19:0] \$135 ;
+  wire [20:0] \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire [15:0] \$139 ;
   wire \$14 ;
-  wire \$140 ;
-  wire [2:0] \$141 ;
-  wire [3:0] \$142 ;
-  wire [2:0] \$143 ;
-  wire [3:0] \$144 ;
+  wire [16:0] \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
   wire \$145 ;
-  wire [2:0] \$146 ;
+  wire \$146 ;
   wire \$147 ;
-  wire [2:0] \$148 ;
-  wire [3:0] \$149 ;
+  wire \$148 ;
+  wire [15:0] \$149 ;
   wire \$15 ;
-  wire [2:0] \$150 ;
-  wire [3:0] \$151 ;
+  wire [16:0] \$150 ;
+  wire [16:0] \$151 ;
   wire \$152 ;
-  wire [16:0] \$153 ;
-  wire [16:0] \$154 ;
-  wire [16:0] \$155 ;
-  wire [17:0] \$156 ;
-  wire [18:0] \$157 ;
+  wire \$153 ;
+  wire [255:0] \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
   wire \$158 ;
-  wire [16:0] \$159 ;
+  wire \$159 ;
   wire \$16 ;
-  wire [16:0] \$160 ;
-  wire [17:0] \$161 ;
-  wire [19:0] \$162 ;
-  wire [20:0] \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire [15:0] \$166 ;
-  wire [16:0] \$167 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire [1:0] \$164 ;
+  wire [1:0] \$165 ;
+  wire [255:0] \$166 ;
+  wire \$167 ;
   wire \$168 ;
   wire \$169 ;
   wire \$17 ;
@@ -91,63 +91,63 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$173 ;
   wire \$174 ;
   wire \$175 ;
-  wire [15:0] \$176 ;
-  wire [16:0] \$177 ;
-  wire [16:0] \$178 ;
-  wire \$179 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire [15:0] \$179 ;
   wire \$18 ;
-  wire \$180 ;
-  wire [255:0] \$181 ;
+  wire [16:0] \$180 ;
+  wire [17:0] \$181 ;
   wire \$182 ;
   wire \$183 ;
   wire \$184 ;
-  wire \$185 ;
+  wire [255:0] \$185 ;
   wire \$186 ;
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
   wire \$19 ;
-  wire \$190 ;
+  wire [1:0] \$190 ;
   wire [1:0] \$191 ;
   wire [1:0] \$192 ;
-  wire [255:0] \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
+  wire [2:0] \$193 ;
+  wire [1:0] \$194 ;
+  wire [12:0] \$195 ;
+  wire [1:0] \$196 ;
+  wire [1:0] \$197 ;
+  wire [2:0] \$198 ;
+  wire [2:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire \$200 ;
-  wire \$201 ;
+  wire [3:0] \$200 ;
+  wire [1:0] \$201 ;
   wire \$202 ;
   wire \$203 ;
-  wire \$204 ;
+  wire [1:0] \$204 ;
   wire \$205 ;
-  wire [15:0] \$206 ;
-  wire [16:0] \$207 ;
-  wire [17:0] \$208 ;
-  wire \$209 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire [1:0] \$209 ;
   wire \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire [255:0] \$212 ;
+  wire [1:0] \$210 ;
+  wire [16:0] \$211 ;
+  wire \$212 ;
   wire \$213 ;
   wire \$214 ;
   wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
+  wire [16:0] \$216 ;
+  wire [16:0] \$217 ;
+  wire [17:0] \$218 ;
+  wire [16:0] \$219 ;
   wire \$22 ;
-  wire \$220 ;
-  wire [16:0] \$221 ;
-  wire [16:0] \$222 ;
-  wire [17:0] \$223 ;
-  wire [16:0] \$224 ;
-  wire [17:0] \$225 ;
-  wire [18:0] \$226 ;
+  wire [17:0] \$220 ;
+  wire [18:0] \$221 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire \$225 ;
+  wire \$226 ;
   wire \$227 ;
   wire \$228 ;
   wire \$229 ;
@@ -159,18 +159,18 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$234 ;
   wire \$235 ;
   wire \$236 ;
-  wire [16:0] \$237 ;
-  wire [16:0] \$238 ;
-  wire [17:0] \$239 ;
+  wire \$237 ;
+  wire \$238 ;
+  wire \$239 ;
   wire \$24 ;
-  wire [16:0] \$240 ;
-  wire [17:0] \$241 ;
-  wire [18:0] \$242 ;
-  wire \$243 ;
-  wire \$244 ;
-  wire \$245 ;
-  wire \$246 ;
-  wire \$247 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire [16:0] \$242 ;
+  wire [16:0] \$243 ;
+  wire [17:0] \$244 ;
+  wire [16:0] \$245 ;
+  wire [17:0] \$246 ;
+  wire [18:0] \$247 ;
   wire \$248 ;
   wire \$249 ;
   wire \$25 ;
@@ -182,19 +182,19 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$255 ;
   wire \$256 ;
   wire \$257 ;
-  wire \$258 ;
-  wire [1:0] \$259 ;
+  wire [16:0] \$258 ;
+  wire [16:0] \$259 ;
   wire \$26 ;
-  wire \$260 ;
-  wire \$261 ;
-  wire \$262 ;
-  wire \$263 ;
-  wire [16:0] \$264 ;
-  wire [16:0] \$265 ;
-  wire [17:0] \$266 ;
-  wire [16:0] \$267 ;
-  wire [17:0] \$268 ;
-  wire [18:0] \$269 ;
+  wire [17:0] \$260 ;
+  wire [16:0] \$261 ;
+  wire [17:0] \$262 ;
+  wire [18:0] \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
   wire [23:0] \$27 ;
   wire \$270 ;
   wire \$271 ;
@@ -202,27 +202,27 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$273 ;
   wire \$274 ;
   wire \$275 ;
-  wire \$276 ;
+  wire [16:0] \$276 ;
   wire \$277 ;
-  wire \$278 ;
-  wire \$279 ;
+  wire [1:0] \$278 ;
+  wire [16:0] \$279 ;
   wire \$28 ;
   wire \$280 ;
-  wire [1:0] \$281 ;
+  wire \$281 ;
   wire \$282 ;
   wire \$283 ;
   wire \$284 ;
   wire \$285 ;
-  wire [16:0] \$286 ;
-  wire [16:0] \$287 ;
-  wire [17:0] \$288 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire \$288 ;
   wire [16:0] \$289 ;
   wire \$29 ;
-  wire [17:0] \$290 ;
-  wire [18:0] \$291 ;
-  wire \$292 ;
-  wire \$293 ;
-  wire \$294 ;
+  wire [16:0] \$290 ;
+  wire [17:0] \$291 ;
+  wire [16:0] \$292 ;
+  wire [17:0] \$293 ;
+  wire [18:0] \$294 ;
   wire \$295 ;
   wire \$296 ;
   wire \$297 ;
@@ -238,8 +238,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$305 ;
   wire \$306 ;
   wire \$307 ;
-  wire [1:0] \$308 ;
-  wire [2:0] \$309 ;
+  wire \$308 ;
+  wire \$309 ;
   wire \$31 ;
   wire \$310 ;
   wire \$311 ;
@@ -248,165 +248,165 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$314 ;
   wire \$315 ;
   wire \$316 ;
-  wire \$317 ;
+  wire [16:0] \$317 ;
   wire \$318 ;
-  wire [1:0] \$319 ;
+  wire [5:0] \$319 ;
   wire \$32 ;
   wire \$320 ;
   wire \$321 ;
   wire [16:0] \$322 ;
   wire \$323 ;
-  wire [5:0] \$324 ;
-  wire \$325 ;
+  wire \$324 ;
+  wire [5:0] \$325 ;
   wire \$326 ;
-  wire [16:0] \$327 ;
-  wire \$328 ;
+  wire [6:0] \$327 ;
+  wire [16:0] \$328 ;
   wire \$329 ;
   wire \$33 ;
-  wire [5:0] \$330 ;
+  wire \$330 ;
   wire \$331 ;
-  wire [6:0] \$332 ;
-  wire [16:0] \$333 ;
-  wire \$334 ;
-  wire \$335 ;
-  wire \$336 ;
+  wire \$332 ;
+  wire \$333 ;
+  wire [6:0] \$334 ;
+  wire [6:0] \$335 ;
+  wire [6:0] \$336 ;
   wire \$337 ;
-  wire \$338 ;
+  wire [5:0] \$338 ;
   wire [6:0] \$339 ;
   wire \$34 ;
-  wire [6:0] \$340 ;
-  wire [6:0] \$341 ;
+  wire [12:0] \$340 ;
+  wire [12:0] \$341 ;
   wire \$342 ;
-  wire [5:0] \$343 ;
-  wire [6:0] \$344 ;
-  wire [12:0] \$345 ;
-  wire [12:0] \$346 ;
-  wire \$347 ;
+  wire \$343 ;
+  wire \$344 ;
+  wire \$345 ;
+  wire \$346 ;
+  wire [16:0] \$347 ;
   wire \$348 ;
-  wire \$349 ;
+  wire [5:0] \$349 ;
   wire \$35 ;
   wire \$350 ;
-  wire \$351 ;
-  wire [16:0] \$352 ;
-  wire \$353 ;
-  wire [5:0] \$354 ;
-  wire \$355 ;
-  wire [5:0] \$356 ;
-  wire [11:0] \$357 ;
-  wire [11:0] \$358 ;
-  wire [12:0] \$359 ;
+  wire [5:0] \$351 ;
+  wire [11:0] \$352 ;
+  wire [11:0] \$353 ;
+  wire \$354 ;
+  wire [1:0] \$355 ;
+  wire [1:0] \$356 ;
+  wire \$357 ;
+  wire \$358 ;
+  wire \$359 ;
   wire \$36 ;
-  wire [1:0] \$360 ;
-  wire [1:0] \$361 ;
-  wire \$362 ;
-  wire [1:0] \$363 ;
-  wire [1:0] \$364 ;
-  wire [2:0] \$365 ;
+  wire \$360 ;
+  wire \$361 ;
+  wire [543:0] \$362 ;
+  wire \$363 ;
+  wire [6:0] \$364 ;
+  wire [6:0] \$365 ;
   wire \$366 ;
   wire \$367 ;
-  wire [2:0] \$368 ;
+  wire \$368 ;
   wire \$369 ;
   wire \$37 ;
   wire \$370 ;
-  wire [3:0] \$371 ;
+  wire \$371 ;
   wire \$372 ;
-  wire [1:0] \$373 ;
+  wire \$373 ;
   wire \$374 ;
   wire \$375 ;
-  wire \$376 ;
-  wire \$377 ;
-  wire \$378 ;
-  wire \$379 ;
+  wire [16:0] \$376 ;
+  wire [16:0] \$377 ;
+  wire [16:0] \$378 ;
+  wire [17:0] \$379 ;
   wire \$38 ;
-  wire \$380 ;
-  wire \$381 ;
-  wire \$382 ;
+  wire [18:0] \$380 ;
+  wire [19:0] \$381 ;
+  wire [20:0] \$382 ;
   wire \$383 ;
   wire \$384 ;
   wire \$385 ;
-  wire [16:0] \$386 ;
+  wire \$386 ;
   wire \$387 ;
-  wire [5:0] \$388 ;
+  wire \$388 ;
   wire \$389 ;
   wire \$39 ;
-  wire [5:0] \$390 ;
-  wire [11:0] \$391 ;
-  wire [11:0] \$392 ;
+  wire \$390 ;
+  wire \$391 ;
+  wire \$392 ;
   wire \$393 ;
   wire \$394 ;
-  wire [1:0] \$395 ;
-  wire \$396 ;
+  wire \$395 ;
+  wire [16:0] \$396 ;
   wire \$397 ;
-  wire \$398 ;
+  wire [5:0] \$398 ;
   wire \$399 ;
   wire \$4 ;
   wire \$40 ;
-  wire [1:0] \$400 ;
-  wire [1:0] \$401 ;
-  wire [16:0] \$402 ;
+  wire [5:0] \$400 ;
+  wire [11:0] \$401 ;
+  wire [11:0] \$402 ;
   wire \$403 ;
-  wire [16:0] \$404 ;
+  wire \$404 ;
   wire \$405 ;
-  wire [1:0] \$406 ;
-  wire [16:0] \$407 ;
-  wire \$408 ;
-  wire [543:0] \$409 ;
-  wire [16:0] \$41 ;
-  wire \$410 ;
-  wire [6:0] \$411 ;
-  wire [6:0] \$412 ;
-  wire \$413 ;
-  wire \$414 ;
-  wire \$415 ;
-  wire \$416 ;
-  wire \$417 ;
-  wire \$418 ;
-  wire \$419 ;
+  wire [16:0] \$406 ;
+  reg \$407 ;
+  reg \$408 ;
+  reg \$409 ;
+  wire [2:0] \$41 ;
+  reg [1:0] \$410 ;
+  reg \$411 ;
+  reg [11:0] \$412 ;
+  reg [1:0] \$413 ;
+  reg [1:0] \$414 ;
+  reg \$415 ;
+  reg [15:0] \$416 ;
+  reg \$417 ;
+  reg \$418 ;
+  reg \$419 ;
   wire \$42 ;
-  wire \$420 ;
-  wire \$421 ;
-  wire \$422 ;
-  wire [16:0] \$423 ;
-  wire [16:0] \$424 ;
-  wire [16:0] \$425 ;
-  wire [17:0] \$426 ;
-  wire [18:0] \$427 ;
-  wire [19:0] \$428 ;
-  wire [20:0] \$429 ;
-  wire [16:0] \$43 ;
-  wire \$430 ;
-  wire \$431 ;
-  wire \$432 ;
-  wire [16:0] \$433 ;
-  reg [15:0] \$434 ;
-  reg [15:0] \$435 ;
-  reg [15:0] \$436 ;
+  reg \$420 ;
+  reg [15:0] \$421 ;
+  reg [15:0] \$422 ;
+  reg \$423 ;
+  reg \$424 ;
+  reg \$425 ;
+  reg \$426 ;
+  reg \$427 ;
+  reg \$428 ;
+  reg \$429 ;
+  wire [2:0] \$43 ;
+  reg [12:0] \$430 ;
+  reg [11:0] \$431 ;
+  reg \$432 ;
+  reg \$433 ;
+  reg \$434 ;
+  reg [1:0] \$435 ;
+  reg \$436 ;
   reg [255:0] \$437 ;
   reg [255:0] \$438 ;
   reg [255:0] \$439 ;
-  wire [17:0] \$44 ;
+  wire [3:0] \$44 ;
   reg [255:0] \$440 ;
-  reg [543:0] \$441 ;
-  reg [5:0] \$442 ;
+  reg \$441 ;
+  reg \$442 ;
   reg \$443 ;
-  reg \$444 ;
-  reg \$445 ;
-  reg [15:0] \$446 ;
-  reg [15:0] \$447 ;
-  wire [7:0] \$448 ;
-  wire [7:0] \$449 ;
-  wire [16:0] \$45 ;
-  wire [7:0] \$450 ;
-  wire [7:0] \$451 ;
-  wire [7:0] \$452 ;
-  wire [7:0] \$453 ;
+  reg [543:0] \$444 ;
+  reg [5:0] \$445 ;
+  reg \$446 ;
+  reg \$447 ;
+  reg \$448 ;
+  reg [15:0] \$449 ;
+  wire [2:0] \$45 ;
+  reg \$450 ;
+  reg \$451 ;
+  reg [11:0] \$452 ;
+  reg [15:0] \$453 ;
   wire [7:0] \$454 ;
   wire [7:0] \$455 ;
   wire [7:0] \$456 ;
   wire [7:0] \$457 ;
   wire [7:0] \$458 ;
   wire [7:0] \$459 ;
-  wire [17:0] \$46 ;
+  wire [3:0] \$46 ;
   wire [7:0] \$460 ;
   wire [7:0] \$461 ;
   wire [7:0] \$462 ;
@@ -417,7 +417,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [7:0] \$467 ;
   wire [7:0] \$468 ;
   wire [7:0] \$469 ;
-  wire [2:0] \$47 ;
+  wire \$47 ;
   wire [7:0] \$470 ;
   wire [7:0] \$471 ;
   wire [7:0] \$472 ;
@@ -428,18 +428,18 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [7:0] \$477 ;
   wire [7:0] \$478 ;
   wire [7:0] \$479 ;
-  wire \$48 ;
-  wire [16:0] \$480 ;
-  wire [16:0] \$481 ;
-  wire [16:0] \$482 ;
-  wire [16:0] \$483 ;
-  wire [16:0] \$484 ;
-  wire [16:0] \$485 ;
+  wire [2:0] \$48 ;
+  wire [7:0] \$480 ;
+  wire [7:0] \$481 ;
+  wire [7:0] \$482 ;
+  wire [7:0] \$483 ;
+  wire [7:0] \$484 ;
+  wire [7:0] \$485 ;
   wire [16:0] \$486 ;
   wire [16:0] \$487 ;
   wire [16:0] \$488 ;
   wire [16:0] \$489 ;
-  wire [2:0] \$49 ;
+  wire \$49 ;
   wire [16:0] \$490 ;
   wire [16:0] \$491 ;
   wire [16:0] \$492 ;
@@ -451,7 +451,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [16:0] \$498 ;
   wire [16:0] \$499 ;
   wire [16:0] \$5 ;
-  wire [3:0] \$50 ;
+  wire [2:0] \$50 ;
   wire [16:0] \$500 ;
   wire [16:0] \$501 ;
   wire [16:0] \$502 ;
@@ -462,18 +462,18 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [16:0] \$507 ;
   wire [16:0] \$508 ;
   wire [16:0] \$509 ;
-  wire [2:0] \$51 ;
+  wire [3:0] \$51 ;
   wire [16:0] \$510 ;
   wire [16:0] \$511 ;
-  wire [7:0] \$512 ;
-  wire [7:0] \$513 ;
-  wire [7:0] \$514 ;
-  wire [7:0] \$515 ;
-  wire [7:0] \$516 ;
-  wire [7:0] \$517 ;
+  wire [16:0] \$512 ;
+  wire [16:0] \$513 ;
+  wire [16:0] \$514 ;
+  wire [16:0] \$515 ;
+  wire [16:0] \$516 ;
+  wire [16:0] \$517 ;
   wire [7:0] \$518 ;
   wire [7:0] \$519 ;
-  wire [3:0] \$52 ;
+  wire [2:0] \$52 ;
   wire [7:0] \$520 ;
   wire [7:0] \$521 ;
   wire [7:0] \$522 ;
@@ -484,7 +484,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [7:0] \$527 ;
   wire [7:0] \$528 ;
   wire [7:0] \$529 ;
-  wire \$53 ;
+  wire [3:0] \$53 ;
   wire [7:0] \$530 ;
   wire [7:0] \$531 ;
   wire [7:0] \$532 ;
@@ -495,60 +495,66 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [7:0] \$537 ;
   wire [7:0] \$538 ;
   wire [7:0] \$539 ;
-  wire [2:0] \$54 ;
+  wire \$54 ;
   wire [7:0] \$540 ;
   wire [7:0] \$541 ;
   wire [7:0] \$542 ;
   wire [7:0] \$543 ;
-  wire \$55 ;
-  wire [2:0] \$56 ;
-  wire [3:0] \$57 ;
-  wire [2:0] \$58 ;
-  wire [3:0] \$59 ;
+  wire [7:0] \$544 ;
+  wire [7:0] \$545 ;
+  wire [7:0] \$546 ;
+  wire [7:0] \$547 ;
+  wire [7:0] \$548 ;
+  wire [7:0] \$549 ;
+  wire [16:0] \$55 ;
+  wire [16:0] \$56 ;
+  wire [16:0] \$57 ;
+  wire [17:0] \$58 ;
+  wire [17:0] \$59 ;
   wire [16:0] \$6 ;
-  wire \$60 ;
-  wire [16:0] \$61 ;
-  wire [16:0] \$62 ;
-  wire [16:0] \$63 ;
-  wire [17:0] \$64 ;
-  wire [18:0] \$65 ;
-  wire [16:0] \$66 ;
-  wire [17:0] \$67 ;
+  wire [2:0] \$60 ;
+  wire \$61 ;
+  wire [2:0] \$62 ;
+  wire [3:0] \$63 ;
+  wire [2:0] \$64 ;
+  wire [3:0] \$65 ;
+  wire \$66 ;
+  wire [2:0] \$67 ;
   wire \$68 ;
-  wire [16:0] \$69 ;
+  wire [2:0] \$69 ;
   wire [17:0] \$7 ;
-  wire [17:0] \$70 ;
-  wire [18:0] \$71 ;
-  wire [16:0] \$72 ;
-  wire [17:0] \$73 ;
-  wire [18:0] \$74 ;
-  wire [2:0] \$75 ;
-  wire \$76 ;
-  wire [2:0] \$77 ;
-  wire [3:0] \$78 ;
-  wire [2:0] \$79 ;
+  wire [3:0] \$70 ;
+  wire [2:0] \$71 ;
+  wire [3:0] \$72 ;
+  wire \$73 ;
+  wire [16:0] \$74 ;
+  wire [16:0] \$75 ;
+  wire [16:0] \$76 ;
+  wire [17:0] \$77 ;
+  wire [17:0] \$78 ;
+  wire [17:0] \$79 ;
   wire [16:0] \$8 ;
-  wire [3:0] \$80 ;
-  wire \$81 ;
-  wire [2:0] \$82 ;
-  wire \$83 ;
-  wire [2:0] \$84 ;
-  wire [3:0] \$85 ;
-  wire [2:0] \$86 ;
-  wire [3:0] \$87 ;
-  wire \$88 ;
-  wire [16:0] \$89 ;
+  wire [18:0] \$80 ;
+  wire [19:0] \$81 ;
+  wire \$82 ;
+  wire [2:0] \$83 ;
+  wire \$84 ;
+  wire [2:0] \$85 ;
+  wire [3:0] \$86 ;
+  wire [2:0] \$87 ;
+  wire [3:0] \$88 ;
+  wire \$89 ;
   wire [17:0] \$9 ;
-  wire [16:0] \$90 ;
-  wire [16:0] \$91 ;
-  wire [17:0] \$92 ;
-  wire [18:0] \$93 ;
-  wire [18:0] \$94 ;
-  wire [19:0] \$95 ;
-  wire [20:0] \$96 ;
-  wire \$97 ;
+  wire [2:0] \$90 ;
+  wire \$91 ;
+  wire [2:0] \$92 ;
+  wire [3:0] \$93 ;
+  wire [2:0] \$94 ;
+  wire [3:0] \$95 ;
+  wire \$96 ;
+  wire [16:0] \$97 ;
   wire [16:0] \$98 ;
-  wire \$99 ;
+  wire [16:0] \$99 ;
   (* init = 16'h0000 *)
   wire [15:0] \$signal ;
   wire [15:0] \$signal$15 ;
@@ -654,18 +660,51 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   reg [255:0] copy_word2 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
   reg [255:0] copy_word3 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
   reg [255:0] copy_word4 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+  reg count_adder_busy0 = 1'h0;
+  reg count_adder_stall0 = 1'h0;
+  reg [11:0] count_adds0 = 12'h000;
+  reg count_c2_busy0 = 1'h0;
+  reg [12:0] count_c2_macs0 = 13'h0000;
+  reg count_c2_spad_reads0 = 1'h0;
+  reg count_c2_spad_reads1 = 1'h0;
+  reg count_c2_spad_writes0 = 1'h0;
+  reg count_c2_spad_writes1 = 1'h0;
+  reg count_c2_stall0 = 1'h0;
+  reg count_c2_w_wait0 = 1'h0;
+  reg count_c3_busy0 = 1'h0;
+  reg count_c3_busy1 = 1'h0;
+  reg [11:0] count_c3_macs0 = 12'h000;
+  reg [11:0] count_c3_macs1 = 12'h000;
+  reg [1:0] count_c3_spad_reads0 = 2'h0;
+  reg [1:0] count_c3_spad_reads1 = 2'h0;
+  reg [1:0] count_c3_spad_writes0 = 2'h0;
+  reg count_c3_spad_writes1 = 1'h0;
+  reg count_c3_spad_writes2 = 1'h0;
+  reg count_c3_stall0 = 1'h0;
+  reg count_c3_stall1 = 1'h0;
+  reg count_c3_w_wait0 = 1'h0;
+  reg count_line1_reads0 = 1'h0;
+  reg count_line1_reads1 = 1'h0;
+  reg count_line1_reads2 = 1'h0;
+  reg count_line4_writes0 = 1'h0;
+  reg count_line4_writes1 = 1'h0;
+  reg [1:0] count_row2_reads0 = 2'h0;
+  reg count_row2_writes0 = 1'h0;
+  reg count_w2_reads0 = 1'h0;
+  reg count_w3_reads0 = 1'h0;
+  reg count_w3_reads1 = 1'h0;
   output [59:0] counts;
   wire [59:0] counts;
-  wire [22:0] \counts$165 ;
-  wire \counts$165.c3_busy ;
-  wire [11:0] \counts$165.c3_macs ;
-  wire [1:0] \counts$165.c3_spad_reads ;
-  wire [1:0] \counts$165.c3_spad_writes ;
-  wire \counts$165.c3_stall ;
-  wire \counts$165.c3_w_wait ;
-  wire \counts$165.line4_writes ;
-  wire [1:0] \counts$165.row2_reads ;
-  wire \counts$165.w3_reads ;
+  wire [22:0] \counts$200 ;
+  wire \counts$200.c3_busy ;
+  wire [11:0] \counts$200.c3_macs ;
+  wire [1:0] \counts$200.c3_spad_reads ;
+  wire [1:0] \counts$200.c3_spad_writes ;
+  wire \counts$200.c3_stall ;
+  wire \counts$200.c3_w_wait ;
+  wire \counts$200.line4_writes ;
+  wire [1:0] \counts$200.row2_reads ;
+  wire \counts$200.w3_reads ;
   wire \counts.adder_busy ;
   wire \counts.adder_stall ;
   wire [11:0] \counts.adds ;
@@ -995,7 +1034,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   reg [255:0] \neighbour$83 ;
   wire [255:0] o;
   wire [255:0] \o$148 ;
-  wire [543:0] \o$173 ;
+  wire [543:0] \o$206 ;
   wire ok;
   wire [2:0] p_addr;
   reg [2:0] \p_addr$92 ;
@@ -1007,79 +1046,79 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [2:0] \p_wr_addr$98 ;
   wire [3:0] pack;
   wire [3:0] \pack$2 ;
-  output [7:0] \port$5898$0 ;
-  wire [7:0] \port$5898$0 ;
-  output [7:0] \port$5938$0 ;
-  wire [7:0] \port$5938$0 ;
-  output [7:0] \port$5978$0 ;
-  wire [7:0] \port$5978$0 ;
-  output [7:0] \port$6018$0 ;
-  wire [7:0] \port$6018$0 ;
-  output [7:0] \port$6058$0 ;
-  wire [7:0] \port$6058$0 ;
-  output [7:0] \port$6098$0 ;
-  wire [7:0] \port$6098$0 ;
-  output [7:0] \port$6138$0 ;
-  wire [7:0] \port$6138$0 ;
-  output [7:0] \port$6178$0 ;
-  wire [7:0] \port$6178$0 ;
-  output [7:0] \port$6218$0 ;
-  wire [7:0] \port$6218$0 ;
-  output [7:0] \port$6258$0 ;
-  wire [7:0] \port$6258$0 ;
-  output [7:0] \port$6298$0 ;
-  wire [7:0] \port$6298$0 ;
-  output [7:0] \port$6338$0 ;
-  wire [7:0] \port$6338$0 ;
-  output [7:0] \port$6378$0 ;
-  wire [7:0] \port$6378$0 ;
-  output [7:0] \port$6418$0 ;
-  wire [7:0] \port$6418$0 ;
-  output [7:0] \port$6458$0 ;
-  wire [7:0] \port$6458$0 ;
-  output [7:0] \port$6498$0 ;
-  wire [7:0] \port$6498$0 ;
-  output [7:0] \port$6538$0 ;
-  wire [7:0] \port$6538$0 ;
-  output [7:0] \port$6578$0 ;
-  wire [7:0] \port$6578$0 ;
-  output [7:0] \port$6618$0 ;
-  wire [7:0] \port$6618$0 ;
-  input [47:0] \port$66538$96 ;
-  wire [47:0] \port$66538$96 ;
-  output [7:0] \port$6658$0 ;
-  wire [7:0] \port$6658$0 ;
-  output [7:0] \port$6698$0 ;
-  wire [7:0] \port$6698$0 ;
-  output [7:0] \port$6738$0 ;
-  wire [7:0] \port$6738$0 ;
-  output [7:0] \port$6778$0 ;
-  wire [7:0] \port$6778$0 ;
-  output [7:0] \port$6818$0 ;
-  wire [7:0] \port$6818$0 ;
-  output [7:0] \port$6858$0 ;
-  wire [7:0] \port$6858$0 ;
-  output [7:0] \port$6898$0 ;
-  wire [7:0] \port$6898$0 ;
-  output [7:0] \port$6938$0 ;
-  wire [7:0] \port$6938$0 ;
-  output [7:0] \port$6978$0 ;
-  wire [7:0] \port$6978$0 ;
-  output [7:0] \port$7018$0 ;
-  wire [7:0] \port$7018$0 ;
-  output [7:0] \port$7058$0 ;
-  wire [7:0] \port$7058$0 ;
-  output [7:0] \port$7098$0 ;
-  wire [7:0] \port$7098$0 ;
-  output [7:0] \port$7138$0 ;
-  wire [7:0] \port$7138$0 ;
+  output [7:0] \port$5973$0 ;
+  wire [7:0] \port$5973$0 ;
+  output [7:0] \port$6013$0 ;
+  wire [7:0] \port$6013$0 ;
+  input [47:0] \port$60505$96 ;
+  wire [47:0] \port$60505$96 ;
+  output [7:0] \port$6053$0 ;
+  wire [7:0] \port$6053$0 ;
+  output [7:0] \port$6093$0 ;
+  wire [7:0] \port$6093$0 ;
+  output [7:0] \port$6133$0 ;
+  wire [7:0] \port$6133$0 ;
+  output [7:0] \port$6173$0 ;
+  wire [7:0] \port$6173$0 ;
+  output [7:0] \port$6213$0 ;
+  wire [7:0] \port$6213$0 ;
+  output [7:0] \port$6253$0 ;
+  wire [7:0] \port$6253$0 ;
+  output [7:0] \port$6293$0 ;
+  wire [7:0] \port$6293$0 ;
+  output [7:0] \port$6333$0 ;
+  wire [7:0] \port$6333$0 ;
+  output [7:0] \port$6373$0 ;
+  wire [7:0] \port$6373$0 ;
+  output [7:0] \port$6413$0 ;
+  wire [7:0] \port$6413$0 ;
+  output [7:0] \port$6453$0 ;
+  wire [7:0] \port$6453$0 ;
+  output [7:0] \port$6493$0 ;
+  wire [7:0] \port$6493$0 ;
+  output [7:0] \port$6533$0 ;
+  wire [7:0] \port$6533$0 ;
+  output [7:0] \port$6573$0 ;
+  wire [7:0] \port$6573$0 ;
+  output [7:0] \port$6613$0 ;
+  wire [7:0] \port$6613$0 ;
+  output [7:0] \port$6653$0 ;
+  wire [7:0] \port$6653$0 ;
+  output [7:0] \port$6693$0 ;
+  wire [7:0] \port$6693$0 ;
+  output [7:0] \port$6733$0 ;
+  wire [7:0] \port$6733$0 ;
+  output [7:0] \port$6773$0 ;
+  wire [7:0] \port$6773$0 ;
+  output [7:0] \port$6813$0 ;
+  wire [7:0] \port$6813$0 ;
+  output [7:0] \port$6853$0 ;
+  wire [7:0] \port$6853$0 ;
+  output [7:0] \port$6893$0 ;
+  wire [7:0] \port$6893$0 ;
+  output [7:0] \port$6933$0 ;
+  wire [7:0] \port$6933$0 ;
+  output [7:0] \port$6973$0 ;
+  wire [7:0] \port$6973$0 ;
+  output [7:0] \port$7013$0 ;
+  wire [7:0] \port$7013$0 ;
+  output [7:0] \port$7053$0 ;
+  wire [7:0] \port$7053$0 ;
+  output [7:0] \port$7093$0 ;
+  wire [7:0] \port$7093$0 ;
+  output [7:0] \port$7133$0 ;
+  wire [7:0] \port$7133$0 ;
+  output [7:0] \port$7173$0 ;
+  wire [7:0] \port$7173$0 ;
+  output [7:0] \port$7213$0 ;
+  wire [7:0] \port$7213$0 ;
   wire [15:0] q23_rows;
   output [15:0] \q23_rows$159 ;
   wire [15:0] \q23_rows$159 ;
   reg [15:0] q2_rows = 16'h0000;
   wire [15:0] released;
-  output [15:0] \released$168 ;
-  reg [15:0] \released$168  = 16'h0000;
+  output [15:0] \released$201 ;
+  reg [15:0] \released$201  = 16'h0000;
   output [15:0] released_e1_order;
   reg [15:0] released_e1_order = 16'h0000;
   wire [255:0] result;
@@ -1121,7 +1160,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire start;
   wire \start$7 ;
   wire \start$8 ;
-  wire [300:0] step;
+  wire [332:0] step;
   wire [15:0] \step.b ;
   wire [23:0] \step.chunk ;
   wire \step.copy ;
@@ -1139,6 +1178,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [15:0] \step.q ;
   wire [1:0] \step.qm3 ;
   wire [15:0] \step.r1base ;
+  wire [15:0] \step.r1base1 ;
+  wire [15:0] \step.r1base2 ;
   wire \step.row_end ;
   wire [15:0] \step.s ;
   wire [15:0] \step.seq ;
@@ -1193,11 +1234,61 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [4:0] wsel;
   reg [4:0] \wsel$84 ;
   always @(posedge clk)
-    need2 <= \$434 ;
+    count_c3_w_wait0 <= \$409 ;
   always @(posedge clk)
-    \released$168  <= \$435 ;
+    count_row2_reads0 <= \$410 ;
   always @(posedge clk)
-    released_e1_order <= \$436 ;
+    count_w3_reads0 <= \$411 ;
+  always @(posedge clk)
+    count_c3_macs0 <= \$412 ;
+  always @(posedge clk)
+    count_c3_spad_reads0 <= \$413 ;
+  always @(posedge clk)
+    count_c3_spad_writes0 <= \$414 ;
+  always @(posedge clk)
+    count_line4_writes0 <= \$415 ;
+  always @(posedge clk)
+    need2 <= \$416 ;
+  always @(posedge clk)
+    count_c2_w_wait0 <= \$417 ;
+  always @(posedge clk)
+    count_c2_busy0 <= \$418 ;
+  always @(posedge clk)
+    count_c2_stall0 <= \$419 ;
+  always @(posedge clk)
+    count_adder_stall0 <= \$420 ;
+  always @(posedge clk)
+    \released$201  <= \$421 ;
+  always @(posedge clk)
+    released_e1_order <= \$422 ;
+  always @(posedge clk)
+    count_c3_busy1 <= \$423 ;
+  always @(posedge clk)
+    count_c3_stall1 <= \$424 ;
+  always @(posedge clk)
+    count_line1_reads0 <= \$425 ;
+  always @(posedge clk)
+    count_line1_reads1 <= \$426 ;
+  always @(posedge clk)
+    count_line1_reads2 <= \$427 ;
+  always @(posedge clk)
+    count_w2_reads0 <= \$428 ;
+  always @(posedge clk)
+    count_w3_reads1 <= \$429 ;
+  always @(posedge clk)
+    count_c2_macs0 <= \$430 ;
+  always @(posedge clk)
+    count_c3_macs1 <= \$431 ;
+  always @(posedge clk)
+    count_c2_spad_reads0 <= \$432 ;
+  always @(posedge clk)
+    count_c2_spad_reads1 <= \$433 ;
+  always @(posedge clk)
+    count_c2_spad_writes0 <= \$434 ;
+  always @(posedge clk)
+    count_c3_spad_reads1 <= \$435 ;
+  always @(posedge clk)
+    count_c3_spad_writes1 <= \$436 ;
   always @(posedge clk)
     copy_word1 <= \$437 ;
   always @(posedge clk)
@@ -1207,27 +1298,39 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   always @(posedge clk)
     copy_word4 <= \$440 ;
   always @(posedge clk)
-    \i$142  <= \$441 ;
+    count_c2_spad_writes1 <= \$441 ;
   always @(posedge clk)
-    \shift$144  <= \$442 ;
+    count_c3_spad_writes2 <= \$442 ;
   always @(posedge clk)
-    merge_c <= \$443 ;
+    count_row2_writes0 <= \$443 ;
   always @(posedge clk)
-    w4_copy_c <= \$444 ;
+    \i$142  <= \$444 ;
   always @(posedge clk)
-    e2_row_end_c <= \$445 ;
+    \shift$144  <= \$445 ;
   always @(posedge clk)
-    line4_addr_c <= \$446 ;
+    merge_c <= \$446 ;
   always @(posedge clk)
-    q2_rows <= \$447 ;
+    w4_copy_c <= \$447 ;
+  always @(posedge clk)
+    e2_row_end_c <= \$448 ;
+  always @(posedge clk)
+    line4_addr_c <= \$449 ;
+  always @(posedge clk)
+    count_line4_writes1 <= \$450 ;
+  always @(posedge clk)
+    count_adder_busy0 <= \$451 ;
+  always @(posedge clk)
+    count_adds0 <= \$452 ;
+  always @(posedge clk)
+    q2_rows <= \$453 ;
   assign \$1  = e1_rows >= need2;
   assign \$2  = ! desc[89:88];
   assign \$3  = e3_rel >= step[55:40];
   assign \$4  = step[15:0] < 2'h3;
   assign \$5  = step[15:0] - 2'h3;
   assign \$6  = $signed(\$5 ) >>> desc[206];
-  assign \$7  = $signed({ 1'h0, step[121:106] }) + $signed(\$6 );
-  assign \$8  = step[137:122] + step[23:16];
+  assign \$7  = $signed({ 1'h0, step[153:138] }) + $signed(\$6 );
+  assign \$8  = step[169:154] + step[23:16];
   assign \$9  = desc[126] ? \$7  : { 1'h0, \$8  };
   assign \$10  = $signed(\$9 ) + $signed(2'h1);
   assign \$11  = $signed({ 1'h0, e4_released }) >= $signed(\$10 );
@@ -1236,26 +1339,26 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$14  = \$1  & \$13 ;
   assign \$15  = | desc[293:278];
   assign \$16  = ~ \$15 ;
-  assign \$17  = \$16  | step[270];
-  assign \$18  = \port$66538$96 [23:0] > step[300:277];
+  assign \$17  = \$16  | step[302];
+  assign \$18  = \port$60505$96 [23:0] > step[332:309];
   assign \$19  = ! desc[89:88];
-  assign \$20  = \port$66538$96 [47:24] > step[300:277];
+  assign \$20  = \port$60505$96 [47:24] > step[332:309];
   assign \$21  = \$19  | \$20 ;
   assign \$22  = \$18  & \$21 ;
   assign \$23  = \$17  | \$22 ;
   assign ok = \$14  & \$23 ;
   assign \$24  = | desc[293:278];
-  assign w2_consumed = \$24  ? step[300:277] : 24'h000000;
+  assign w2_consumed = \$24  ? step[332:309] : 24'h000000;
   assign \$25  = | desc[293:278];
   assign \$26  = ! desc[89:88];
-  assign \$27  = \$26  ? \w3_consumed$39  : step[300:277];
+  assign \$27  = \$26  ? \w3_consumed$39  : step[332:309];
   assign w3_consumed = \$25  ? \$27  : 24'h000000;
-  assign \$28  = ~ step[270];
+  assign \$28  = ~ step[302];
   assign \$29  = issue & \$28 ;
-  assign \$30  = | step[141:140];
+  assign \$30  = | step[173:172];
   assign \$31  = \$29  & \$30 ;
-  assign \$32  = \$31  & step[271];
-  assign \$33  = ! step[139:138];
+  assign \$32  = \$31  & step[303];
+  assign \$33  = ! step[171:170];
   assign \$34  = ! step[15:0];
   assign \$35  = \$34  & desc[208];
   assign \$36  = step[15:0] == geo[664:649];
@@ -1263,458 +1366,438 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$38  = \$33  ? \$35  : \$37 ;
   assign \$39  = ~ \$38 ;
   assign line1_a__en = \$32  & \$39 ;
-  assign \$40  = ! step[139:138];
-  assign \$41  = step[73:58] + 1'h0;
-  assign \$42  = \$41  >= geo[434:419];
-  assign \$43  = step[73:58] + 1'h0;
-  assign \$44  = \$43  - geo[434:419];
-  assign \$45  = step[73:58] + 1'h0;
+  assign \$40  = ! step[171:170];
+  assign \$41  = step[57:56] + 1'h0;
+  assign \$42  = \$41  >= 2'h3;
+  assign \$43  = step[57:56] + 1'h0;
+  assign \$44  = \$43  - 2'h3;
+  assign \$45  = step[57:56] + 1'h0;
   assign \$46  = \$42  ? \$44  : { 1'h0, \$45  };
-  assign \$47  = step[57:56] + 1'h0;
-  assign \$48  = \$47  >= 2'h3;
-  assign \$49  = step[57:56] + 1'h0;
-  assign \$50  = \$49  - 2'h3;
-  assign \$51  = step[57:56] + 1'h0;
-  assign \$52  = \$48  ? \$50  : { 1'h0, \$51  };
-  assign \$53  = ! \$52 ;
-  assign \$54  = step[57:56] + 1'h0;
-  assign \$55  = \$54  >= 2'h3;
-  assign \$56  = step[57:56] + 1'h0;
-  assign \$57  = \$56  - 2'h3;
-  assign \$58  = step[57:56] + 1'h0;
-  assign \$59  = \$55  ? \$57  : { 1'h0, \$58  };
-  assign \$60  = \$59  == 1'h1;
-  assign \$62  = \$60  ? { 1'h0, geo[402:387] } : \$61 ;
-  assign \$63  = \$53  ? 17'h00000 : \$62 ;
-  assign \$64  = \$63  + step[89:74];
-  assign \$65  = desc[126] ? { \$46 [17], \$46  } : { 1'h0, \$64  };
-  assign \$67  = step[73:58] + \$66 ;
-  assign \$68  = \$67  >= geo[434:419];
-  assign \$70  = step[73:58] + \$69 ;
-  assign \$71  = \$70  - geo[434:419];
-  assign \$73  = step[73:58] + \$72 ;
-  assign \$74  = \$68  ? \$71  : { 1'h0, \$73  };
-  assign \$75  = step[57:56] + 2'h2;
-  assign \$76  = \$75  >= 2'h3;
-  assign \$77  = step[57:56] + 2'h2;
-  assign \$78  = \$77  - 2'h3;
-  assign \$79  = step[57:56] + 2'h2;
-  assign \$80  = \$76  ? \$78  : { 1'h0, \$79  };
-  assign \$81  = ! \$80 ;
-  assign \$82  = step[57:56] + 2'h2;
-  assign \$83  = \$82  >= 2'h3;
-  assign \$84  = step[57:56] + 2'h2;
-  assign \$85  = \$84  - 2'h3;
-  assign \$86  = step[57:56] + 2'h2;
-  assign \$87  = \$83  ? \$85  : { 1'h0, \$86  };
-  assign \$88  = \$87  == 1'h1;
-  assign \$90  = \$88  ? { 1'h0, geo[402:387] } : \$89 ;
-  assign \$91  = \$81  ? 17'h00000 : \$90 ;
-  assign \$92  = \$91  + step[89:74];
-  assign \$93  = desc[126] ? \$74  : { 1'h0, \$92  };
-  assign \$94  = \$40  ? \$65  : \$93 ;
-  assign \$95  = $signed(\$94 ) + $signed({ 1'h0, step[173:158] });
-  assign \$96  = $signed(\$95 ) + $signed({ 1'h0, step[189:174] });
-  assign \$97  = step[270] | step[272];
-  assign line1_b__en = issue & \$97 ;
-  assign \$98  = step[73:58] + geo[73:58];
-  assign \$99  = \$98  >= geo[434:419];
-  assign \$100  = step[73:58] + geo[73:58];
-  assign \$101  = \$100  - geo[434:419];
-  assign \$102  = step[73:58] + geo[73:58];
-  assign \$103  = \$99  ? \$101  : { 1'h0, \$102  };
-  assign \$104  = step[57:56] + 1'h1;
-  assign \$105  = \$104  >= 2'h3;
-  assign \$106  = step[57:56] + 1'h1;
-  assign \$107  = \$106  - 2'h3;
-  assign \$108  = step[57:56] + 1'h1;
-  assign \$109  = \$105  ? \$107  : { 1'h0, \$108  };
-  assign \$110  = ! \$109 ;
-  assign \$111  = step[57:56] + 1'h1;
-  assign \$112  = \$111  >= 2'h3;
-  assign \$113  = step[57:56] + 1'h1;
-  assign \$114  = \$113  - 2'h3;
-  assign \$115  = step[57:56] + 1'h1;
-  assign \$116  = \$112  ? \$114  : { 1'h0, \$115  };
-  assign \$117  = \$116  == 1'h1;
-  assign \$119  = \$117  ? { 1'h0, geo[402:387] } : \$118 ;
-  assign \$120  = \$110  ? 17'h00000 : \$119 ;
-  assign \$121  = \$120  + step[89:74];
-  assign \$122  = desc[126] ? { \$103 [17], \$103  } : { 1'h0, \$121  };
-  assign \$123  = $signed(\$122 ) + $signed({ 1'h0, step[173:158] });
-  assign \$124  = step[270] ? step[205:190] : step[189:174];
-  assign \$125  = $signed(\$123 ) + $signed({ 1'h0, \$124  });
-  assign \$126  = ~ step[270];
-  assign \$127  = issue & \$126 ;
-  assign \$128  = ! desc[89:88];
-  assign \$129  = ~ \$128 ;
-  assign \$130  = \$127  & \$129 ;
-  assign \$131  = | step[141:140];
-  assign \$132  = \$130  & \$131 ;
-  assign line1_c__en = \$132  & step[271];
-  assign \$133  = step[73:58] + geo[73:58];
-  assign \$134  = \$133  >= geo[434:419];
-  assign \$135  = step[73:58] + geo[73:58];
-  assign \$136  = \$135  - geo[434:419];
-  assign \$137  = step[73:58] + geo[73:58];
-  assign \$138  = \$134  ? \$136  : { 1'h0, \$137  };
-  assign \$139  = step[57:56] + 1'h1;
-  assign \$140  = \$139  >= 2'h3;
-  assign \$141  = step[57:56] + 1'h1;
-  assign \$142  = \$141  - 2'h3;
-  assign \$143  = step[57:56] + 1'h1;
-  assign \$144  = \$140  ? \$142  : { 1'h0, \$143  };
-  assign \$145  = ! \$144 ;
-  assign \$146  = step[57:56] + 1'h1;
-  assign \$147  = \$146  >= 2'h3;
-  assign \$148  = step[57:56] + 1'h1;
-  assign \$149  = \$148  - 2'h3;
-  assign \$150  = step[57:56] + 1'h1;
-  assign \$151  = \$147  ? \$149  : { 1'h0, \$150  };
-  assign \$152  = \$151  == 1'h1;
-  assign \$154  = \$152  ? { 1'h0, geo[402:387] } : \$153 ;
-  assign \$155  = \$145  ? 17'h00000 : \$154 ;
-  assign \$156  = \$155  + step[89:74];
-  assign \$157  = desc[126] ? { \$138 [17], \$138  } : { 1'h0, \$156  };
-  assign \$158  = ! step[139:138];
-  assign \$159  = step[173:158] - geo[35:20];
-  assign \$160  = step[173:158] + geo[35:20];
-  assign \$161  = \$158  ? { \$159 [16], \$159  } : { 1'h0, \$160  };
-  assign \$162  = $signed(\$157 ) + $signed(\$161 );
-  assign \$163  = $signed(\$162 ) + $signed({ 1'h0, step[189:174] });
-  assign \$164  = ~ step[270];
-  assign \$165  = issue & \$164 ;
-  assign w2__en = \$165  & step[273];
-  assign \$166  = step[237:222] >> geo[7:4];
-  assign \$167  = step[221:206] + \$166 ;
-  assign \$168  = ! desc[89:88];
-  assign \$169  = ~ step[270];
-  assign \$170  = issue & \$169 ;
-  assign \$171  = \$170  & step[273];
+  assign \$47  = ! \$46 ;
+  assign \$48  = step[57:56] + 1'h0;
+  assign \$49  = \$48  >= 2'h3;
+  assign \$50  = step[57:56] + 1'h0;
+  assign \$51  = \$50  - 2'h3;
+  assign \$52  = step[57:56] + 1'h0;
+  assign \$53  = \$49  ? \$51  : { 1'h0, \$52  };
+  assign \$54  = \$53  == 1'h1;
+  assign \$56  = \$54  ? { 1'h0, geo[402:387] } : \$55 ;
+  assign \$57  = \$47  ? 17'h00000 : \$56 ;
+  assign \$58  = \$57  + step[121:106];
+  assign \$59  = desc[126] ? { 2'h0, step[73:58] } : \$58 ;
+  assign \$60  = step[57:56] + 2'h2;
+  assign \$61  = \$60  >= 2'h3;
+  assign \$62  = step[57:56] + 2'h2;
+  assign \$63  = \$62  - 2'h3;
+  assign \$64  = step[57:56] + 2'h2;
+  assign \$65  = \$61  ? \$63  : { 1'h0, \$64  };
+  assign \$66  = ! \$65 ;
+  assign \$67  = step[57:56] + 2'h2;
+  assign \$68  = \$67  >= 2'h3;
+  assign \$69  = step[57:56] + 2'h2;
+  assign \$70  = \$69  - 2'h3;
+  assign \$71  = step[57:56] + 2'h2;
+  assign \$72  = \$68  ? \$70  : { 1'h0, \$71  };
+  assign \$73  = \$72  == 1'h1;
+  assign \$75  = \$73  ? { 1'h0, geo[402:387] } : \$74 ;
+  assign \$76  = \$66  ? 17'h00000 : \$75 ;
+  assign \$77  = \$76  + step[121:106];
+  assign \$78  = desc[126] ? { 2'h0, step[105:90] } : \$77 ;
+  assign \$79  = \$40  ? \$59  : \$78 ;
+  assign \$80  = \$79  + step[205:190];
+  assign \$81  = \$80  + step[221:206];
+  assign \$82  = step[302] | step[304];
+  assign line1_b__en = issue & \$82 ;
+  assign \$83  = step[57:56] + 1'h1;
+  assign \$84  = \$83  >= 2'h3;
+  assign \$85  = step[57:56] + 1'h1;
+  assign \$86  = \$85  - 2'h3;
+  assign \$87  = step[57:56] + 1'h1;
+  assign \$88  = \$84  ? \$86  : { 1'h0, \$87  };
+  assign \$89  = ! \$88 ;
+  assign \$90  = step[57:56] + 1'h1;
+  assign \$91  = \$90  >= 2'h3;
+  assign \$92  = step[57:56] + 1'h1;
+  assign \$93  = \$92  - 2'h3;
+  assign \$94  = step[57:56] + 1'h1;
+  assign \$95  = \$91  ? \$93  : { 1'h0, \$94  };
+  assign \$96  = \$95  == 1'h1;
+  assign \$98  = \$96  ? { 1'h0, geo[402:387] } : \$97 ;
+  assign \$99  = \$89  ? 17'h00000 : \$98 ;
+  assign \$100  = \$99  + step[121:106];
+  assign \$101  = desc[126] ? { 2'h0, step[89:74] } : \$100 ;
+  assign \$102  = \$101  + step[205:190];
+  assign \$103  = step[302] ? step[237:222] : step[221:206];
+  assign \$104  = \$102  + \$103 ;
+  assign \$105  = ~ step[302];
+  assign \$106  = issue & \$105 ;
+  assign \$107  = ! desc[89:88];
+  assign \$108  = ~ \$107 ;
+  assign \$109  = \$106  & \$108 ;
+  assign \$110  = | step[173:172];
+  assign \$111  = \$109  & \$110 ;
+  assign line1_c__en = \$111  & step[303];
+  assign \$112  = step[57:56] + 1'h1;
+  assign \$113  = \$112  >= 2'h3;
+  assign \$114  = step[57:56] + 1'h1;
+  assign \$115  = \$114  - 2'h3;
+  assign \$116  = step[57:56] + 1'h1;
+  assign \$117  = \$113  ? \$115  : { 1'h0, \$116  };
+  assign \$118  = ! \$117 ;
+  assign \$119  = step[57:56] + 1'h1;
+  assign \$120  = \$119  >= 2'h3;
+  assign \$121  = step[57:56] + 1'h1;
+  assign \$122  = \$121  - 2'h3;
+  assign \$123  = step[57:56] + 1'h1;
+  assign \$124  = \$120  ? \$122  : { 1'h0, \$123  };
+  assign \$125  = \$124  == 1'h1;
+  assign \$127  = \$125  ? { 1'h0, geo[402:387] } : \$126 ;
+  assign \$128  = \$118  ? 17'h00000 : \$127 ;
+  assign \$129  = \$128  + step[121:106];
+  assign \$130  = desc[126] ? { 2'h0, step[89:74] } : \$129 ;
+  assign \$131  = ! step[171:170];
+  assign \$132  = step[205:190] - geo[35:20];
+  assign \$133  = step[205:190] + geo[35:20];
+  assign \$134  = \$131  ? { \$132 [16], \$132  } : { 1'h0, \$133  };
+  assign \$135  = $signed({ 1'h0, \$130  }) + $signed(\$134 );
+  assign \$136  = $signed(\$135 ) + $signed({ 1'h0, step[221:206] });
+  assign \$137  = ~ step[302];
+  assign \$138  = issue & \$137 ;
+  assign w2__en = \$138  & step[305];
+  assign \$139  = step[269:254] >> geo[7:4];
+  assign \$140  = step[253:238] + \$139 ;
+  assign \$141  = ! desc[89:88];
+  assign \$142  = ~ step[302];
+  assign \$143  = issue & \$142 ;
+  assign \$144  = \$143  & step[305];
+  assign \$145  = ! desc[89:88];
+  assign \$146  = ~ \$145 ;
+  assign \$147  = \$144  & \$146 ;
+  assign w3__en = \$141  ? \w3__en$51  : \$147 ;
+  assign \$148  = ! desc[89:88];
+  assign \$149  = step[269:254] >> geo[7:4];
+  assign \$150  = step[253:238] + \$149 ;
+  assign \$151  = \$148  ? { 1'h0, \w3__addr$53  } : \$150 ;
+  assign w_rd = issue & step[306];
+  assign p_rd = issue & step[307];
+  assign \$152  = ~ a[1];
+  assign valid = a[0] & \$152 ;
+  assign \$153  = ! a[93:92];
+  assign \$154  = a[10] ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : line1_a__data;
+  assign centre = \$153  ? line1_b__data : \$154 ;
+  assign \$155  = ~ a[1];
+  assign \$156  = a[0] & \$155 ;
+  assign w_wr = \$156  & a[5];
+  assign \$157  = ! desc[89:88];
+  assign \$158  = issue & step[306];
+  assign \$159  = issue & step[307];
+  assign \$160  = ~ a[1];
+  assign \$161  = a[0] & \$160 ;
+  assign \$162  = ! a[93:92];
+  assign \$163  = a[93:92] == 1'h1;
+  assign \$164  = \$163  ? 2'h1 : 2'h2;
+  assign \$165  = \$162  ? 2'h0 : \$164 ;
+  assign \$166  = a[9] ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : line1_c__data;
+  assign \$167  = ~ a[1];
+  assign \$168  = a[0] & \$167 ;
+  assign \$169  = \$168  & a[5];
+  assign \$170  = ~ b[1];
+  assign \$171  = b[0] & \$170 ;
+  assign \p_wr$96  = \$171  & b[3];
   assign \$172  = ! desc[89:88];
   assign \$173  = ~ \$172 ;
-  assign \$174  = \$171  & \$173 ;
-  assign w3__en = \$168  ? \w3__en$51  : \$174 ;
-  assign \$175  = ! desc[89:88];
-  assign \$176  = step[237:222] >> geo[7:4];
-  assign \$177  = step[221:206] + \$176 ;
-  assign \$178  = \$175  ? { 1'h0, \w3__addr$53  } : \$177 ;
-  assign w_rd = issue & step[274];
-  assign p_rd = issue & step[275];
-  assign \$179  = ~ a[1];
-  assign valid = a[0] & \$179 ;
-  assign \$180  = ! a[93:92];
-  assign \$181  = a[10] ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : line1_a__data;
-  assign centre = \$180  ? line1_b__data : \$181 ;
-  assign \$182  = ~ a[1];
-  assign \$183  = a[0] & \$182 ;
-  assign w_wr = \$183  & a[5];
+  assign \$174  = ~ b[1];
+  assign \$175  = b[0] & \$174 ;
+  assign \$176  = \$175  & b[3];
+  assign \$177  = b[0] & b[2];
+  assign \$178  = ! desc[89:88];
+  assign row2__en = \$177  & \$178 ;
+  assign \$179  = b[72] ? geo[73:58] : 16'h0000;
+  assign \$180  = \$179  + b[39:24];
+  assign \$181  = \$180  + b[71:56];
+  assign \$182  = \line4__en$150  | merge_c;
+  assign line4__en = \$182  | w4_copy_c;
+  assign \$183  = ! desc[89:88];
+  assign line4__addr = \$183  ? \line4__addr$155  : line4_addr_c;
   assign \$184  = ! desc[89:88];
-  assign \$185  = issue & step[274];
-  assign \$186  = issue & step[275];
-  assign \$187  = ~ a[1];
-  assign \$188  = a[0] & \$187 ;
-  assign \$189  = ! a[93:92];
-  assign \$190  = a[93:92] == 1'h1;
-  assign \$191  = \$190  ? 2'h1 : 2'h2;
-  assign \$192  = \$189  ? 2'h0 : \$191 ;
-  assign \$193  = a[9] ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : line1_c__data;
-  assign \$194  = ~ a[1];
-  assign \$195  = a[0] & \$194 ;
-  assign \$196  = \$195  & a[5];
-  assign \$197  = ~ b[1];
-  assign \$198  = b[0] & \$197 ;
-  assign \p_wr$96  = \$198  & b[3];
-  assign \$199  = ! desc[89:88];
-  assign \$200  = ~ \$199 ;
-  assign \$201  = ~ b[1];
-  assign \$202  = b[0] & \$201 ;
-  assign \$203  = \$202  & b[3];
-  assign \$204  = b[0] & b[2];
-  assign \$205  = ! desc[89:88];
-  assign row2__en = \$204  & \$205 ;
-  assign \$206  = b[72] ? geo[73:58] : 16'h0000;
-  assign \$207  = \$206  + b[39:24];
-  assign \$208  = \$207  + b[71:56];
-  assign \$209  = \line4__en$150  | merge_c;
-  assign line4__en = \$209  | w4_copy_c;
-  assign \$210  = ! desc[89:88];
-  assign line4__addr = \$210  ? \line4__addr$155  : line4_addr_c;
-  assign \$211  = ! desc[89:88];
-  assign line4__data = w4_copy_c ? copy_word4 : \$212 ;
+  assign line4__data = w4_copy_c ? copy_word4 : \$185 ;
+  assign \$186  = ! desc[89:88];
+  assign \q23_rows$159  = \$186  ? \$signal$15  : q2_rows;
+  assign \$187  = run | inflight;
+  assign \$188  = merge_c | w4_copy_c;
+  assign \$189  = \$187  | \$188 ;
+  assign busy = \$189  | \busy$163 ;
+  assign \$190  = count_c3_busy0 + count_c3_busy1;
+  assign \$191  = count_c3_stall0 + count_c3_stall1;
+  assign \$192  = count_line1_reads0 + count_line1_reads1;
+  assign \$193  = \$192  + count_line1_reads2;
+  assign \$194  = count_w3_reads0 + count_w3_reads1;
+  assign \$195  = count_c3_macs0 + count_c3_macs1;
+  assign \$196  = count_c2_spad_reads0 + count_c2_spad_reads1;
+  assign \$197  = count_c2_spad_writes0 + count_c2_spad_writes1;
+  assign \$198  = count_c3_spad_reads0 + count_c3_spad_reads1;
+  assign \$199  = count_c3_spad_writes0 + count_c3_spad_writes1;
+  assign \$200  = \$199  + count_c3_spad_writes2;
+  assign \$201  = count_line4_writes0 + count_line4_writes1;
+  assign \$202  = issue & step[308];
+  assign \$203  = step[39:24] == geo[688:673];
+  assign \$204  = \$203  ? 2'h3 : 2'h1;
+  assign \$205  = ! step[15:0];
+  assign \$206  = step[39:24] == geo[688:673];
+  assign \$207  = ~ \$206 ;
+  assign \$208  = \$205  & \$207 ;
+  assign \$209  = \$208  ? 2'h3 : 2'h1;
+  assign \$210  = desc[126] ? \$204  : \$209 ;
+  assign \$211  = need2 + \$210 ;
+  assign \$212  = e1_rows >= need2;
   assign \$213  = ! desc[89:88];
-  assign \q23_rows$159  = \$213  ? \$signal$15  : q2_rows;
-  assign \$214  = run | inflight;
-  assign \$215  = merge_c | w4_copy_c;
-  assign \$216  = \$214  | \$215 ;
-  assign busy = \$216  | \busy$163 ;
-  assign \$217  = e1_rows >= need2;
-  assign \$218  = ! desc[89:88];
-  assign \$219  = e3_rel >= step[55:40];
-  assign \$220  = step[15:0] < 2'h3;
-  assign \$221  = step[15:0] - 2'h3;
-  assign \$222  = $signed(\$221 ) >>> desc[206];
-  assign \$223  = $signed({ 1'h0, step[121:106] }) + $signed(\$222 );
-  assign \$224  = step[137:122] + step[23:16];
-  assign \$225  = desc[126] ? \$223  : { 1'h0, \$224  };
-  assign \$226  = $signed(\$225 ) + $signed(2'h1);
-  assign \$227  = $signed({ 1'h0, e4_released }) >= $signed(\$226 );
-  assign \$228  = \$220  | \$227 ;
-  assign \$229  = \$218  ? \$219  : \$228 ;
-  assign \$230  = \$217  & \$229 ;
-  assign \$231  = ~ \$230 ;
-  assign \$232  = run & \$231 ;
-  assign \$233  = e1_rows >= need2;
-  assign \$234  = ! desc[89:88];
-  assign \$235  = e3_rel >= step[55:40];
-  assign \$236  = step[15:0] < 2'h3;
-  assign \$237  = step[15:0] - 2'h3;
-  assign \$238  = $signed(\$237 ) >>> desc[206];
-  assign \$239  = $signed({ 1'h0, step[121:106] }) + $signed(\$238 );
-  assign \$240  = step[137:122] + step[23:16];
-  assign \$241  = desc[126] ? \$239  : { 1'h0, \$240  };
-  assign \$242  = $signed(\$241 ) + $signed(2'h1);
-  assign \$243  = $signed({ 1'h0, e4_released }) >= $signed(\$242 );
-  assign \$244  = \$236  | \$243 ;
-  assign \$245  = \$234  ? \$235  : \$244 ;
-  assign \$246  = \$233  & \$245 ;
-  assign \$247  = ~ \$246 ;
-  assign \$248  = run & \$247 ;
-  assign \$249  = ! desc[89:88];
-  assign \$250  = ~ \$249 ;
-  assign \$251  = ~ step[270];
-  assign \$252  = \$250  & \$251 ;
-  assign \$253  = \$248  & \$252 ;
-  assign \$254  = ! desc[89:88];
-  assign \$255  = ~ \$254 ;
-  assign \$256  = ~ step[270];
-  assign \$257  = \$255  & \$256 ;
-  assign \$258  = issue & \$257 ;
-  assign \$259  = \counts$165 [0] + \$258 ;
-  assign \$260  = e1_rows >= need2;
-  assign \$261  = ! desc[89:88];
-  assign \$262  = e3_rel >= step[55:40];
-  assign \$263  = step[15:0] < 2'h3;
-  assign \$264  = step[15:0] - 2'h3;
-  assign \$265  = $signed(\$264 ) >>> desc[206];
-  assign \$266  = $signed({ 1'h0, step[121:106] }) + $signed(\$265 );
-  assign \$267  = step[137:122] + step[23:16];
-  assign \$268  = desc[126] ? \$266  : { 1'h0, \$267  };
-  assign \$269  = $signed(\$268 ) + $signed(2'h1);
-  assign \$270  = $signed({ 1'h0, e4_released }) >= $signed(\$269 );
-  assign \$271  = \$263  | \$270 ;
-  assign \$272  = \$261  ? \$262  : \$271 ;
-  assign \$273  = \$260  & \$272 ;
-  assign \$274  = ~ \$273 ;
-  assign \$275  = run & \$274 ;
-  assign \$276  = ! desc[89:88];
-  assign \$277  = ~ \$276 ;
-  assign \$278  = ~ step[270];
-  assign \$279  = \$277  & \$278 ;
-  assign \$280  = \$275  & \$279 ;
-  assign \$281  = \counts$165 [1] + \$280 ;
-  assign \$282  = e1_rows >= need2;
-  assign \$283  = ! desc[89:88];
-  assign \$284  = e3_rel >= step[55:40];
-  assign \$285  = step[15:0] < 2'h3;
-  assign \$286  = step[15:0] - 2'h3;
-  assign \$287  = $signed(\$286 ) >>> desc[206];
-  assign \$288  = $signed({ 1'h0, step[121:106] }) + $signed(\$287 );
-  assign \$289  = step[137:122] + step[23:16];
-  assign \$290  = desc[126] ? \$288  : { 1'h0, \$289  };
-  assign \$291  = $signed(\$290 ) + $signed(2'h1);
-  assign \$292  = $signed({ 1'h0, e4_released }) >= $signed(\$291 );
-  assign \$293  = \$285  | \$292 ;
-  assign \$294  = \$283  ? \$284  : \$293 ;
-  assign \$295  = \$282  & \$294 ;
-  assign \$296  = run & \$295 ;
-  assign \$297  = | desc[293:278];
-  assign \$298  = ~ \$297 ;
-  assign \$299  = \$298  | step[270];
-  assign \$300  = \port$66538$96 [23:0] > step[300:277];
+  assign \$214  = e3_rel >= step[55:40];
+  assign \$215  = step[15:0] < 2'h3;
+  assign \$216  = step[15:0] - 2'h3;
+  assign \$217  = $signed(\$216 ) >>> desc[206];
+  assign \$218  = $signed({ 1'h0, step[153:138] }) + $signed(\$217 );
+  assign \$219  = step[169:154] + step[23:16];
+  assign \$220  = desc[126] ? \$218  : { 1'h0, \$219  };
+  assign \$221  = $signed(\$220 ) + $signed(2'h1);
+  assign \$222  = $signed({ 1'h0, e4_released }) >= $signed(\$221 );
+  assign \$223  = \$215  | \$222 ;
+  assign \$224  = \$213  ? \$214  : \$223 ;
+  assign \$225  = \$212  & \$224 ;
+  assign \$226  = run & \$225 ;
+  assign \$227  = | desc[293:278];
+  assign \$228  = ~ \$227 ;
+  assign \$229  = \$228  | step[302];
+  assign \$230  = \port$60505$96 [23:0] > step[332:309];
+  assign \$231  = ! desc[89:88];
+  assign \$232  = \port$60505$96 [47:24] > step[332:309];
+  assign \$233  = \$231  | \$232 ;
+  assign \$234  = \$230  & \$233 ;
+  assign \$235  = \$229  | \$234 ;
+  assign \$236  = ~ \$235 ;
+  assign \$237  = \$226  & \$236 ;
+  assign \$238  = e1_rows >= need2;
+  assign \$239  = ! desc[89:88];
+  assign \$240  = e3_rel >= step[55:40];
+  assign \$241  = step[15:0] < 2'h3;
+  assign \$242  = step[15:0] - 2'h3;
+  assign \$243  = $signed(\$242 ) >>> desc[206];
+  assign \$244  = $signed({ 1'h0, step[153:138] }) + $signed(\$243 );
+  assign \$245  = step[169:154] + step[23:16];
+  assign \$246  = desc[126] ? \$244  : { 1'h0, \$245  };
+  assign \$247  = $signed(\$246 ) + $signed(2'h1);
+  assign \$248  = $signed({ 1'h0, e4_released }) >= $signed(\$247 );
+  assign \$249  = \$241  | \$248 ;
+  assign \$250  = \$239  ? \$240  : \$249 ;
+  assign \$251  = \$238  & \$250 ;
+  assign \$252  = ~ \$251 ;
+  assign \$253  = run & \$252 ;
+  assign \$254  = e1_rows >= need2;
+  assign \$255  = ! desc[89:88];
+  assign \$256  = e3_rel >= step[55:40];
+  assign \$257  = step[15:0] < 2'h3;
+  assign \$258  = step[15:0] - 2'h3;
+  assign \$259  = $signed(\$258 ) >>> desc[206];
+  assign \$260  = $signed({ 1'h0, step[153:138] }) + $signed(\$259 );
+  assign \$261  = step[169:154] + step[23:16];
+  assign \$262  = desc[126] ? \$260  : { 1'h0, \$261  };
+  assign \$263  = $signed(\$262 ) + $signed(2'h1);
+  assign \$264  = $signed({ 1'h0, e4_released }) >= $signed(\$263 );
+  assign \$265  = \$257  | \$264 ;
+  assign \$266  = \$255  ? \$256  : \$265 ;
+  assign \$267  = \$254  & \$266 ;
+  assign \$268  = ~ \$267 ;
+  assign \$269  = run & \$268 ;
+  assign \$270  = ! desc[89:88];
+  assign \$271  = ~ \$270 ;
+  assign \$272  = ~ step[302];
+  assign \$273  = \$271  & \$272 ;
+  assign \$274  = \$269  & \$273 ;
+  assign \$275  = issue & step[308];
+  assign \$276  = \released$201  + 1'h1;
+  assign \$277  = step[15:0] == geo[664:649];
+  assign \$278  = \$277  ? 2'h3 : 2'h1;
+  assign \$279  = released_e1_order + \$278 ;
+  assign \$280  = ! desc[89:88];
+  assign \$281  = ~ \$280 ;
+  assign \$282  = ~ step[302];
+  assign \$283  = \$281  & \$282 ;
+  assign \$284  = issue & \$283 ;
+  assign \$285  = e1_rows >= need2;
+  assign \$286  = ! desc[89:88];
+  assign \$287  = e3_rel >= step[55:40];
+  assign \$288  = step[15:0] < 2'h3;
+  assign \$289  = step[15:0] - 2'h3;
+  assign \$290  = $signed(\$289 ) >>> desc[206];
+  assign \$291  = $signed({ 1'h0, step[153:138] }) + $signed(\$290 );
+  assign \$292  = step[169:154] + step[23:16];
+  assign \$293  = desc[126] ? \$291  : { 1'h0, \$292  };
+  assign \$294  = $signed(\$293 ) + $signed(2'h1);
+  assign \$295  = $signed({ 1'h0, e4_released }) >= $signed(\$294 );
+  assign \$296  = \$288  | \$295 ;
+  assign \$297  = \$286  ? \$287  : \$296 ;
+  assign \$298  = \$285  & \$297 ;
+  assign \$299  = ~ \$298 ;
+  assign \$300  = run & \$299 ;
   assign \$301  = ! desc[89:88];
-  assign \$302  = \port$66538$96 [47:24] > step[300:277];
-  assign \$303  = \$301  | \$302 ;
-  assign \$304  = \$300  & \$303 ;
-  assign \$305  = \$299  | \$304 ;
-  assign \$306  = ~ \$305 ;
-  assign \$307  = \$296  & \$306 ;
-  assign \$308  = line1_a__en + line1_b__en;
-  assign \$309  = \$308  + line1_c__en;
-  assign \$310  = ~ step[270];
-  assign \$311  = issue & \$310 ;
-  assign \$312  = \$311  & step[273];
-  assign \$313  = ~ step[270];
-  assign \$314  = issue & \$313 ;
-  assign \$315  = \$314  & step[273];
-  assign \$316  = ! desc[89:88];
-  assign \$317  = ~ \$316 ;
-  assign \$318  = \$315  & \$317 ;
-  assign \$319  = \counts$165 [5] + \$318 ;
-  assign \$320  = ~ a[1];
-  assign \$321  = a[0] & \$320 ;
-  assign \$322  = geo[35:20] - 1'h1;
-  assign \$323  = a[91:76] == \$322 ;
-  assign \$324  = \$323  ? geo[41:36] : geo[13:8];
-  assign \$325  = ! desc[89:88];
-  assign \$326  = ! a[43:28];
-  assign \$327  = geo[57:42] + 1'h1;
-  assign \$328  = a[43:28] == \$327 ;
-  assign \$329  = a[43:28] == geo[57:42];
-  assign \$330  = \$329  ? geo[386:381] : geo[19:14];
-  assign \$331  = a[43:28] == geo[57:42];
-  assign \$332  = geo[19:14] - 1'h1;
-  assign \$333  = { 1'h0, desc[79:64] } & { \$332 [6], \$332 [6], \$332 [6], \$332 [6], \$332 [6], \$332 [6], \$332 [6], \$332 [6], \$332 [6], \$332 [6], \$332  };
-  assign \$334  = ! \$333 ;
-  assign \$335  = ~ \$334 ;
-  assign \$336  = \$331  & \$335 ;
-  assign \$337  = ~ desc[211];
-  assign \$338  = \$336  & \$337 ;
-  assign \$339  = \$330  + \$338 ;
-  assign \$340  = \$328  ? 7'h01 : \$339 ;
-  assign \$341  = \$326  ? 7'h01 : \$340 ;
-  assign \$342  = a[43:28] == geo[57:42];
-  assign \$343  = \$342  ? geo[386:381] : geo[19:14];
-  assign \$344  = \$325  ? \$341  : { 1'h0, \$343  };
-  assign \$345  = \$324  * \$344 ;
-  assign \$346  = \$321  ? \$345  : 13'h0000;
-  assign \$347  = ~ a[1];
-  assign \$348  = a[0] & \$347 ;
-  assign \$349  = ! desc[89:88];
-  assign \$350  = ~ \$349 ;
-  assign \$351  = \$348  & \$350 ;
-  assign \$352  = geo[35:20] - 1'h1;
-  assign \$353  = a[91:76] == \$352 ;
-  assign \$354  = \$353  ? geo[41:36] : geo[13:8];
-  assign \$355  = a[43:28] == geo[57:42];
-  assign \$356  = \$355  ? geo[386:381] : geo[19:14];
-  assign \$357  = \$354  * \$356 ;
-  assign \$358  = \$351  ? \$357  : 12'h000;
-  assign \$359  = \counts$165 [17:6] + \$358 ;
-  assign \$360  = w_rd + p_rd;
-  assign \$361  = w_wr + \p_wr$96 ;
-  assign \$362  = ! desc[89:88];
-  assign \$363  = \w_rd$87  + \p_rd$91 ;
-  assign \$364  = \$362  ? 2'h0 : \$363 ;
-  assign \$365  = \counts$165 [19:18] + \$364 ;
-  assign \$366  = ! desc[89:88];
-  assign \$367  = \$366  ? 1'h0 : \w_wr$89 ;
-  assign \$368  = \counts$165 [21:20] + \$367 ;
+  assign \$302  = ~ \$301 ;
+  assign \$303  = ~ step[302];
+  assign \$304  = \$302  & \$303 ;
+  assign \$305  = \$300  & \$304 ;
+  assign \$306  = ~ step[302];
+  assign \$307  = issue & \$306 ;
+  assign \$308  = \$307  & step[305];
+  assign \$309  = ~ step[302];
+  assign \$310  = issue & \$309 ;
+  assign \$311  = \$310  & step[305];
+  assign \$312  = ! desc[89:88];
+  assign \$313  = ~ \$312 ;
+  assign \$314  = \$311  & \$313 ;
+  assign \$315  = ~ a[1];
+  assign \$316  = a[0] & \$315 ;
+  assign \$317  = geo[35:20] - 1'h1;
+  assign \$318  = a[91:76] == \$317 ;
+  assign \$319  = \$318  ? geo[41:36] : geo[13:8];
+  assign \$320  = ! desc[89:88];
+  assign \$321  = ! a[43:28];
+  assign \$322  = geo[57:42] + 1'h1;
+  assign \$323  = a[43:28] == \$322 ;
+  assign \$324  = a[43:28] == geo[57:42];
+  assign \$325  = \$324  ? geo[386:381] : geo[19:14];
+  assign \$326  = a[43:28] == geo[57:42];
+  assign \$327  = geo[19:14] - 1'h1;
+  assign \$328  = { 1'h0, desc[79:64] } & { \$327 [6], \$327 [6], \$327 [6], \$327 [6], \$327 [6], \$327 [6], \$327 [6], \$327 [6], \$327 [6], \$327 [6], \$327  };
+  assign \$329  = ! \$328 ;
+  assign \$330  = ~ \$329 ;
+  assign \$331  = \$326  & \$330 ;
+  assign \$332  = ~ desc[211];
+  assign \$333  = \$331  & \$332 ;
+  assign \$334  = \$325  + \$333 ;
+  assign \$335  = \$323  ? 7'h01 : \$334 ;
+  assign \$336  = \$321  ? 7'h01 : \$335 ;
+  assign \$337  = a[43:28] == geo[57:42];
+  assign \$338  = \$337  ? geo[386:381] : geo[19:14];
+  assign \$339  = \$320  ? \$336  : { 1'h0, \$338  };
+  assign \$340  = \$319  * \$339 ;
+  assign \$341  = \$316  ? \$340  : 13'h0000;
+  assign \$342  = ~ a[1];
+  assign \$343  = a[0] & \$342 ;
+  assign \$344  = ! desc[89:88];
+  assign \$345  = ~ \$344 ;
+  assign \$346  = \$343  & \$345 ;
+  assign \$347  = geo[35:20] - 1'h1;
+  assign \$348  = a[91:76] == \$347 ;
+  assign \$349  = \$348  ? geo[41:36] : geo[13:8];
+  assign \$350  = a[43:28] == geo[57:42];
+  assign \$351  = \$350  ? geo[386:381] : geo[19:14];
+  assign \$352  = \$349  * \$351 ;
+  assign \$353  = \$346  ? \$352  : 12'h000;
+  assign \$354  = ! desc[89:88];
+  assign \$355  = \w_rd$87  + \p_rd$91 ;
+  assign \$356  = \$354  ? 2'h0 : \$355 ;
+  assign \$357  = ! desc[89:88];
+  assign \$358  = \$357  ? 1'h0 : \w_wr$89 ;
+  assign \$359  = ! desc[89:88];
+  assign \$360  = \$359  ? 1'h0 : p_wr;
+  assign \$361  = ! desc[89:88];
+  assign \$362  = \$361  ? { \b$108 [511], \b$108 [511:495], \b$108 [495:479], \b$108 [479:463], \b$108 [463:447], \b$108 [447:431], \b$108 [431:415], \b$108 [415:399], \b$108 [399:383], \b$108 [383:367], \b$108 [367:351], \b$108 [351:335], \b$108 [335:319], \b$108 [319:303], \b$108 [303:287], \b$108 [287:271], \b$108 [271:255], \b$108 [255:239], \b$108 [239:223], \b$108 [223:207], \b$108 [207:191], \b$108 [191:175], \b$108 [175:159], \b$108 [159:143], \b$108 [143:127], \b$108 [127:111], \b$108 [111:95], \b$108 [95:79], \b$108 [79:63], \b$108 [63:47], \b$108 [47:31], \b$108 [31:15], \b$108 [15:0] } : { \$517 , \$516 , \$515 , \$514 , \$513 , \$512 , \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500 , \$499 , \$498 , \$497 , \$496 , \$495 , \$494 , \$493 , \$492 , \$491 , \$490 , \$489 , \$488 , \$487 , \$486  };
+  assign \$363  = ! desc[89:88];
+  assign \$364  = desc[144:139] + 1'h1;
+  assign \$365  = \$363  ? { 1'h0, desc[144:139] } : \$364 ;
+  assign \$366  = b[0] & b[2];
+  assign \$367  = ~ b[1];
+  assign \$368  = \$366  & \$367 ;
   assign \$369  = ! desc[89:88];
-  assign \$370  = \$369  ? 1'h0 : p_wr;
-  assign \$371  = \$368  + \$370 ;
-  assign \$372  = merge_c | w4_copy_c;
-  assign \$373  = \counts$165 [22] + \$372 ;
-  assign \$374  = b[0] & b[2];
-  assign \$375  = ~ b[1];
-  assign \$376  = \$374  & \$375 ;
-  assign \$377  = ! desc[89:88];
-  assign \$378  = ~ \$377 ;
-  assign \$379  = \$376  & \$378 ;
-  assign \$380  = b[0] & b[2];
-  assign \$381  = ~ b[1];
-  assign \$382  = \$380  & \$381 ;
-  assign \$383  = ! desc[89:88];
-  assign \$384  = ~ \$383 ;
-  assign \$385  = \$382  & \$384 ;
-  assign \$386  = geo[35:20] - 1'h1;
-  assign \$387  = b[71:56] == \$386 ;
-  assign \$388  = \$387  ? geo[41:36] : geo[13:8];
-  assign \$389  = b[23:8] == geo[57:42];
-  assign \$390  = \$389  ? geo[386:381] : geo[19:14];
-  assign \$391  = \$388  * \$390 ;
-  assign \$392  = \$385  ? \$391  : 12'h000;
-  assign \$393  = issue & step[276];
-  assign \$394  = step[39:24] == geo[688:673];
-  assign \$395  = \$394  ? 2'h3 : 2'h1;
-  assign \$396  = ! step[15:0];
-  assign \$397  = step[39:24] == geo[688:673];
-  assign \$398  = ~ \$397 ;
-  assign \$399  = \$396  & \$398 ;
-  assign \$400  = \$399  ? 2'h3 : 2'h1;
-  assign \$401  = desc[126] ? \$395  : \$400 ;
-  assign \$402  = need2 + \$401 ;
-  assign \$403  = issue & step[276];
-  assign \$404  = \released$168  + 1'h1;
-  assign \$405  = step[15:0] == geo[664:649];
-  assign \$406  = \$405  ? 2'h3 : 2'h1;
-  assign \$407  = released_e1_order + \$406 ;
-  assign \$408  = ! desc[89:88];
-  assign \$409  = \$408  ? { \b$108 [511], \b$108 [511:495], \b$108 [495:479], \b$108 [479:463], \b$108 [463:447], \b$108 [447:431], \b$108 [431:415], \b$108 [415:399], \b$108 [399:383], \b$108 [383:367], \b$108 [367:351], \b$108 [351:335], \b$108 [335:319], \b$108 [319:303], \b$108 [303:287], \b$108 [287:271], \b$108 [271:255], \b$108 [255:239], \b$108 [239:223], \b$108 [223:207], \b$108 [207:191], \b$108 [191:175], \b$108 [175:159], \b$108 [159:143], \b$108 [143:127], \b$108 [127:111], \b$108 [111:95], \b$108 [95:79], \b$108 [79:63], \b$108 [63:47], \b$108 [47:31], \b$108 [31:15], \b$108 [15:0] } : { \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500 , \$499 , \$498 , \$497 , \$496 , \$495 , \$494 , \$493 , \$492 , \$491 , \$490 , \$489 , \$488 , \$487 , \$486 , \$485 , \$484 , \$483 , \$482 , \$481 , \$480  };
-  assign \$410  = ! desc[89:88];
-  assign \$411  = desc[144:139] + 1'h1;
-  assign \$412  = \$410  ? { 1'h0, desc[144:139] } : \$411 ;
-  assign \$413  = b[0] & b[2];
-  assign \$414  = ~ b[1];
-  assign \$415  = \$413  & \$414 ;
-  assign \$416  = ! desc[89:88];
-  assign \$417  = ~ \$416 ;
-  assign \$418  = \$415  & \$417 ;
-  assign \$419  = b[0] & b[1];
-  assign \$420  = b[0] & b[4];
-  assign \$421  = ! b[74:73];
-  assign \$422  = b[74:73] == 1'h1;
-  assign \$424  = \$422  ? { 1'h0, geo[418:403] } : \$423 ;
-  assign \$425  = \$421  ? 17'h00000 : \$424 ;
-  assign \$426  = \$425  + b[55:40];
-  assign \$427  = \$426  + b[39:24];
-  assign \$428  = \$427  - geo[35:20];
-  assign \$429  = $signed(\$428 ) + $signed({ 1'h0, b[71:56] });
-  assign \$430  = ! desc[89:88];
-  assign \$431  = b[0] & b[4];
-  assign \$432  = \$430  ? \$431  : e2_row_end_c;
-  assign \$433  = q2_rows + 1'h1;
+  assign \$370  = ~ \$369 ;
+  assign \$371  = \$368  & \$370 ;
+  assign \$372  = b[0] & b[1];
+  assign \$373  = b[0] & b[4];
+  assign \$374  = ! b[74:73];
+  assign \$375  = b[74:73] == 1'h1;
+  assign \$377  = \$375  ? { 1'h0, geo[418:403] } : \$376 ;
+  assign \$378  = \$374  ? 17'h00000 : \$377 ;
+  assign \$379  = \$378  + b[55:40];
+  assign \$380  = \$379  + b[39:24];
+  assign \$381  = \$380  - geo[35:20];
+  assign \$382  = $signed(\$381 ) + $signed({ 1'h0, b[71:56] });
+  assign \$383  = merge_c | w4_copy_c;
+  assign \$384  = b[0] & b[2];
+  assign \$385  = ~ b[1];
+  assign \$386  = \$384  & \$385 ;
+  assign \$387  = ! desc[89:88];
+  assign \$388  = ~ \$387 ;
+  assign \$389  = \$386  & \$388 ;
+  assign \$390  = b[0] & b[2];
+  assign \$391  = ~ b[1];
+  assign \$392  = \$390  & \$391 ;
+  assign \$393  = ! desc[89:88];
+  assign \$394  = ~ \$393 ;
+  assign \$395  = \$392  & \$394 ;
+  assign \$396  = geo[35:20] - 1'h1;
+  assign \$397  = b[71:56] == \$396 ;
+  assign \$398  = \$397  ? geo[41:36] : geo[13:8];
+  assign \$399  = b[23:8] == geo[57:42];
+  assign \$400  = \$399  ? geo[386:381] : geo[19:14];
+  assign \$401  = \$398  * \$400 ;
+  assign \$402  = \$395  ? \$401  : 12'h000;
+  assign \$403  = ! desc[89:88];
+  assign \$404  = b[0] & b[4];
+  assign \$405  = \$403  ? \$404  : e2_row_end_c;
+  assign \$406  = q2_rows + 1'h1;
+  always @(posedge clk)
+    count_c3_busy0 <= \$407 ;
+  always @(posedge clk)
+    count_c3_stall0 <= \$408 ;
   \ttsnn_accel.e23.adder  adder (
     .a(i),
     .b(\b$108 ),
-    .\port$7139$0 (\$480 ),
-    .\port$7140$0 (\$481 ),
-    .\port$7141$0 (\$482 ),
-    .\port$7142$0 (\$483 ),
-    .\port$7143$0 (\$484 ),
-    .\port$7144$0 (\$485 ),
-    .\port$7145$0 (\$486 ),
-    .\port$7146$0 (\$487 ),
-    .\port$7147$0 (\$488 ),
-    .\port$7148$0 (\$489 ),
-    .\port$7149$0 (\$490 ),
-    .\port$7150$0 (\$491 ),
-    .\port$7151$0 (\$492 ),
-    .\port$7152$0 (\$493 ),
-    .\port$7153$0 (\$494 ),
-    .\port$7154$0 (\$495 ),
-    .\port$7155$0 (\$496 ),
-    .\port$7156$0 (\$497 ),
-    .\port$7157$0 (\$498 ),
-    .\port$7158$0 (\$499 ),
-    .\port$7159$0 (\$500 ),
-    .\port$7160$0 (\$501 ),
-    .\port$7161$0 (\$502 ),
-    .\port$7162$0 (\$503 ),
-    .\port$7163$0 (\$504 ),
-    .\port$7164$0 (\$505 ),
-    .\port$7165$0 (\$506 ),
-    .\port$7166$0 (\$507 ),
-    .\port$7167$0 (\$508 ),
-    .\port$7168$0 (\$509 ),
-    .\port$7169$0 (\$510 ),
-    .\port$7170$0 (\$511 )
+    .\port$7214$0 (\$486 ),
+    .\port$7215$0 (\$487 ),
+    .\port$7216$0 (\$488 ),
+    .\port$7217$0 (\$489 ),
+    .\port$7218$0 (\$490 ),
+    .\port$7219$0 (\$491 ),
+    .\port$7220$0 (\$492 ),
+    .\port$7221$0 (\$493 ),
+    .\port$7222$0 (\$494 ),
+    .\port$7223$0 (\$495 ),
+    .\port$7224$0 (\$496 ),
+    .\port$7225$0 (\$497 ),
+    .\port$7226$0 (\$498 ),
+    .\port$7227$0 (\$499 ),
+    .\port$7228$0 (\$500 ),
+    .\port$7229$0 (\$501 ),
+    .\port$7230$0 (\$502 ),
+    .\port$7231$0 (\$503 ),
+    .\port$7232$0 (\$504 ),
+    .\port$7233$0 (\$505 ),
+    .\port$7234$0 (\$506 ),
+    .\port$7235$0 (\$507 ),
+    .\port$7236$0 (\$508 ),
+    .\port$7237$0 (\$509 ),
+    .\port$7238$0 (\$510 ),
+    .\port$7239$0 (\$511 ),
+    .\port$7240$0 (\$512 ),
+    .\port$7241$0 (\$513 ),
+    .\port$7242$0 (\$514 ),
+    .\port$7243$0 (\$515 ),
+    .\port$7244$0 (\$516 ),
+    .\port$7245$0 (\$517 )
   );
   \ttsnn_accel.e23.cluster2  cluster2 (
     .centre(centre),
     .clk(clk),
-    .p_addr(step[256:254]),
+    .p_addr(step[288:286]),
     .p_rd(p_rd),
     .pack(geo[3:0]),
-    .\port$61148$18 (a[27:18]),
-    .\port$61148$2 (a[4:2]),
+    .\port$54965$18 (a[27:18]),
+    .\port$54965$2 (a[4:2]),
     .pw__addr(b[7:5]),
     .pw__data(i),
     .pw__en(\p_wr$96 ),
     .rst(rst),
     .valid(valid),
     .weights(weights),
-    .wr__addr(step[241:238]),
+    .wr__addr(step[273:270]),
     .wr__en(w_rd),
     .ww__addr(a[14:11]),
     .ww__en(w_wr)
@@ -1759,75 +1842,75 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   );
   \ttsnn_accel.e23.requant2  requant2 (
     .i(i),
-    .\port$5898$0 (\$448 ),
-    .\port$5938$0 (\$449 ),
-    .\port$5978$0 (\$450 ),
-    .\port$6018$0 (\$451 ),
-    .\port$6058$0 (\$452 ),
-    .\port$6098$0 (\$453 ),
-    .\port$6138$0 (\$454 ),
-    .\port$6178$0 (\$455 ),
-    .\port$6218$0 (\$456 ),
-    .\port$6258$0 (\$457 ),
-    .\port$6298$0 (\$458 ),
-    .\port$6338$0 (\$459 ),
-    .\port$6378$0 (\$460 ),
-    .\port$6418$0 (\$461 ),
-    .\port$6458$0 (\$462 ),
-    .\port$6498$0 (\$463 ),
-    .\port$6538$0 (\$464 ),
-    .\port$6578$0 (\$465 ),
-    .\port$6618$0 (\$466 ),
-    .\port$6658$0 (\$467 ),
-    .\port$6698$0 (\$468 ),
-    .\port$6738$0 (\$469 ),
-    .\port$6778$0 (\$470 ),
-    .\port$6818$0 (\$471 ),
-    .\port$6858$0 (\$472 ),
-    .\port$6898$0 (\$473 ),
-    .\port$6938$0 (\$474 ),
-    .\port$6978$0 (\$475 ),
-    .\port$7018$0 (\$476 ),
-    .\port$7058$0 (\$477 ),
-    .\port$7098$0 (\$478 ),
-    .\port$7138$0 (\$479 ),
+    .\port$5973$0 (\$454 ),
+    .\port$6013$0 (\$455 ),
+    .\port$6053$0 (\$456 ),
+    .\port$6093$0 (\$457 ),
+    .\port$6133$0 (\$458 ),
+    .\port$6173$0 (\$459 ),
+    .\port$6213$0 (\$460 ),
+    .\port$6253$0 (\$461 ),
+    .\port$6293$0 (\$462 ),
+    .\port$6333$0 (\$463 ),
+    .\port$6373$0 (\$464 ),
+    .\port$6413$0 (\$465 ),
+    .\port$6453$0 (\$466 ),
+    .\port$6493$0 (\$467 ),
+    .\port$6533$0 (\$468 ),
+    .\port$6573$0 (\$469 ),
+    .\port$6613$0 (\$470 ),
+    .\port$6653$0 (\$471 ),
+    .\port$6693$0 (\$472 ),
+    .\port$6733$0 (\$473 ),
+    .\port$6773$0 (\$474 ),
+    .\port$6813$0 (\$475 ),
+    .\port$6853$0 (\$476 ),
+    .\port$6893$0 (\$477 ),
+    .\port$6933$0 (\$478 ),
+    .\port$6973$0 (\$479 ),
+    .\port$7013$0 (\$480 ),
+    .\port$7053$0 (\$481 ),
+    .\port$7093$0 (\$482 ),
+    .\port$7133$0 (\$483 ),
+    .\port$7173$0 (\$484 ),
+    .\port$7213$0 (\$485 ),
     .rnd(desc[205]),
     .shift(desc[138:133])
   );
   \ttsnn_accel.e23.requant3  requant3 (
     .i(\i$142 ),
-    .\port$7210$0 (\$512 ),
-    .\port$7250$0 (\$513 ),
-    .\port$7290$0 (\$514 ),
-    .\port$7330$0 (\$515 ),
-    .\port$7370$0 (\$516 ),
-    .\port$7410$0 (\$517 ),
-    .\port$7450$0 (\$518 ),
-    .\port$7490$0 (\$519 ),
-    .\port$7530$0 (\$520 ),
-    .\port$7570$0 (\$521 ),
-    .\port$7610$0 (\$522 ),
-    .\port$7650$0 (\$523 ),
-    .\port$7690$0 (\$524 ),
-    .\port$7730$0 (\$525 ),
-    .\port$7770$0 (\$526 ),
-    .\port$7810$0 (\$527 ),
-    .\port$7850$0 (\$528 ),
-    .\port$7890$0 (\$529 ),
-    .\port$7930$0 (\$530 ),
-    .\port$7970$0 (\$531 ),
-    .\port$8010$0 (\$532 ),
-    .\port$8050$0 (\$533 ),
-    .\port$8090$0 (\$534 ),
-    .\port$8130$0 (\$535 ),
-    .\port$8170$0 (\$536 ),
-    .\port$8210$0 (\$537 ),
-    .\port$8250$0 (\$538 ),
-    .\port$8290$0 (\$539 ),
-    .\port$8330$0 (\$540 ),
-    .\port$8370$0 (\$541 ),
-    .\port$8410$0 (\$542 ),
-    .\port$8450$0 (\$543 ),
+    .\port$7285$0 (\$518 ),
+    .\port$7325$0 (\$519 ),
+    .\port$7365$0 (\$520 ),
+    .\port$7405$0 (\$521 ),
+    .\port$7445$0 (\$522 ),
+    .\port$7485$0 (\$523 ),
+    .\port$7525$0 (\$524 ),
+    .\port$7565$0 (\$525 ),
+    .\port$7605$0 (\$526 ),
+    .\port$7645$0 (\$527 ),
+    .\port$7685$0 (\$528 ),
+    .\port$7725$0 (\$529 ),
+    .\port$7765$0 (\$530 ),
+    .\port$7805$0 (\$531 ),
+    .\port$7845$0 (\$532 ),
+    .\port$7885$0 (\$533 ),
+    .\port$7925$0 (\$534 ),
+    .\port$7965$0 (\$535 ),
+    .\port$8005$0 (\$536 ),
+    .\port$8045$0 (\$537 ),
+    .\port$8085$0 (\$538 ),
+    .\port$8125$0 (\$539 ),
+    .\port$8165$0 (\$540 ),
+    .\port$8205$0 (\$541 ),
+    .\port$8245$0 (\$542 ),
+    .\port$8285$0 (\$543 ),
+    .\port$8325$0 (\$544 ),
+    .\port$8365$0 (\$545 ),
+    .\port$8405$0 (\$546 ),
+    .\port$8445$0 (\$547 ),
+    .\port$8485$0 (\$548 ),
+    .\port$8525$0 (\$549 ),
     .rnd(desc[205]),
     .shift(\shift$144 )
   );
@@ -1835,44 +1918,44 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .busy(\busy$163 ),
     .clk(clk),
     .cluster(cluster),
-    .counts(\counts$165 ),
+    .counts(\counts$200 ),
     .desc(desc),
     .e4_released(e4_released),
     .geo(geo),
     .line4__addr(\line4__addr$155 ),
     .line4__en(\line4__en$150 ),
-    .\port$7210$0 (\$512 ),
-    .\port$7250$0 (\$513 ),
-    .\port$7290$0 (\$514 ),
-    .\port$7330$0 (\$515 ),
-    .\port$7370$0 (\$516 ),
-    .\port$7410$0 (\$517 ),
-    .\port$7450$0 (\$518 ),
-    .\port$7490$0 (\$519 ),
-    .\port$7530$0 (\$520 ),
-    .\port$7570$0 (\$521 ),
-    .\port$7610$0 (\$522 ),
-    .\port$7650$0 (\$523 ),
-    .\port$7690$0 (\$524 ),
-    .\port$7730$0 (\$525 ),
-    .\port$7770$0 (\$526 ),
-    .\port$7810$0 (\$527 ),
-    .\port$7850$0 (\$528 ),
-    .\port$7890$0 (\$529 ),
-    .\port$7930$0 (\$530 ),
-    .\port$7970$0 (\$531 ),
-    .\port$8010$0 (\$532 ),
-    .\port$8050$0 (\$533 ),
-    .\port$8090$0 (\$534 ),
-    .\port$8130$0 (\$535 ),
-    .\port$8170$0 (\$536 ),
-    .\port$8210$0 (\$537 ),
-    .\port$8250$0 (\$538 ),
-    .\port$8290$0 (\$539 ),
-    .\port$8330$0 (\$540 ),
-    .\port$8370$0 (\$541 ),
-    .\port$8410$0 (\$542 ),
-    .\port$8450$0 (\$543 ),
+    .\port$7285$0 (\$518 ),
+    .\port$7325$0 (\$519 ),
+    .\port$7365$0 (\$520 ),
+    .\port$7405$0 (\$521 ),
+    .\port$7445$0 (\$522 ),
+    .\port$7485$0 (\$523 ),
+    .\port$7525$0 (\$524 ),
+    .\port$7565$0 (\$525 ),
+    .\port$7605$0 (\$526 ),
+    .\port$7645$0 (\$527 ),
+    .\port$7685$0 (\$528 ),
+    .\port$7725$0 (\$529 ),
+    .\port$7765$0 (\$530 ),
+    .\port$7805$0 (\$531 ),
+    .\port$7845$0 (\$532 ),
+    .\port$7885$0 (\$533 ),
+    .\port$7925$0 (\$534 ),
+    .\port$7965$0 (\$535 ),
+    .\port$8005$0 (\$536 ),
+    .\port$8045$0 (\$537 ),
+    .\port$8085$0 (\$538 ),
+    .\port$8125$0 (\$539 ),
+    .\port$8165$0 (\$540 ),
+    .\port$8205$0 (\$541 ),
+    .\port$8245$0 (\$542 ),
+    .\port$8285$0 (\$543 ),
+    .\port$8325$0 (\$544 ),
+    .\port$8365$0 (\$545 ),
+    .\port$8405$0 (\$546 ),
+    .\port$8445$0 (\$547 ),
+    .\port$8485$0 (\$548 ),
+    .\port$8525$0 (\$549 ),
     .q23_rows(\$signal$15 ),
     .q2_rows(q2_rows),
     .released(e3_rel),
@@ -1887,183 +1970,214 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .w3__addr(\w3__addr$53 ),
     .w3__data(w3__data),
     .w3__en(\w3__en$51 ),
-    .w3_chunks(\port$66538$96 [47:24]),
+    .w3_chunks(\port$60505$96 [47:24]),
     .w3_consumed(\w3_consumed$39 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$184 ) begin
-      \jl$80  = cluster[7:3];
-    end else begin
-      \jl$80  = a[22:18];
+    \$410  = \counts$200 [4:3];
+    if (rst) begin
+      \$410  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$184 ) begin
-      \shift$81  = cluster[9:8];
-    end else begin
-      \shift$81  = \$192 ;
+    \$411  = \counts$200 [5];
+    if (rst) begin
+      \$411  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$184 ) begin
-      \centre$82  = cluster[265:10];
-    end else begin
-      \centre$82  = line1_b__data;
+    \$412  = \counts$200 [17:6];
+    if (rst) begin
+      \$412  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$184 ) begin
-      \neighbour$83  = cluster[521:266];
-    end else begin
-      \neighbour$83  = \$193 ;
+    \$413  = \counts$200 [19:18];
+    if (rst) begin
+      \$413  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$184 ) begin
-      \wsel$84  = cluster[526:522];
-    end else begin
-      \wsel$84  = a[27:23];
+    \$414  = \counts$200 [21:20];
+    if (rst) begin
+      \$414  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$184 ) begin
-      \weights$85  = cluster[782:527];
-    end else begin
-      \weights$85  = w3__data;
+    \$415  = \counts$200 [22];
+    if (rst) begin
+      \$415  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$184 ) begin
-      \use_spad$86  = cluster[783];
-    end else begin
-      \use_spad$86  = a[4];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$184 ) begin
-      \w_rd$87  = cluster[784];
-    end else begin
-      \w_rd$87  = \$185 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$184 ) begin
-      \w_addr$88  = cluster[788:785];
-    end else begin
-      \w_addr$88  = step[241:238];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$184 ) begin
-      \w_wr$89  = cluster[789];
-    end else begin
-      \w_wr$89  = \$196 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$184 ) begin
-      \w_wr_addr$90  = cluster[793:790];
-    end else begin
-      \w_wr_addr$90  = a[14:11];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$184 ) begin
-      \p_rd$91  = cluster[794];
-    end else begin
-      \p_rd$91  = \$186 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$184 ) begin
-      \p_addr$92  = cluster[797:795];
-    end else begin
-      \p_addr$92  = step[256:254];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    p_wr = 1'h0;
-    if (\$184 ) begin
-      p_wr = cluster[798];
-    end
-    if (\$200 ) begin
-      p_wr = \$203 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    p_wr_addr = 3'h0;
-    if (\$184 ) begin
-      p_wr_addr = cluster[801:799];
-    end
-    if (\$200 ) begin
-      p_wr_addr = b[7:5];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$434  = need2;
-    if (\$393 ) begin
-      \$434  = \$402 [15:0];
+    \$416  = need2;
+    if (\$202 ) begin
+      \$416  = \$211 [15:0];
     end
     if (start) begin
-      \$434  = 16'h0003;
+      \$416  = 16'h0003;
     end
     if (rst) begin
-      \$434  = 16'h0000;
+      \$416  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$435  = \released$168 ;
-    if (\$403 ) begin
-      \$435  = \$404 [15:0];
-    end
-    if (start) begin
-      \$435  = 16'h0000;
-    end
+    \$417  = \$237 ;
     if (rst) begin
-      \$435  = 16'h0000;
+      \$417  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$436  = released_e1_order;
-    if (\$403 ) begin
-      \$436  = \$407 [15:0];
+    \$418  = issue;
+    if (rst) begin
+      \$418  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$419  = \$253 ;
+    if (rst) begin
+      \$419  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$420  = \$274 ;
+    if (rst) begin
+      \$420  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$421  = \released$201 ;
+    if (\$275 ) begin
+      \$421  = \$276 [15:0];
     end
     if (start) begin
-      \$436  = 16'h0000;
+      \$421  = 16'h0000;
     end
     if (rst) begin
-      \$436  = 16'h0000;
+      \$421  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$422  = released_e1_order;
+    if (\$275 ) begin
+      \$422  = \$279 [15:0];
+    end
+    if (start) begin
+      \$422  = 16'h0000;
+    end
+    if (rst) begin
+      \$422  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$423  = \$284 ;
+    if (rst) begin
+      \$423  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$424  = \$305 ;
+    if (rst) begin
+      \$424  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$425  = line1_a__en;
+    if (rst) begin
+      \$425  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$426  = line1_b__en;
+    if (rst) begin
+      \$426  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$427  = line1_c__en;
+    if (rst) begin
+      \$427  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$428  = \$308 ;
+    if (rst) begin
+      \$428  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$429  = \$314 ;
+    if (rst) begin
+      \$429  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$430  = \$341 ;
+    if (rst) begin
+      \$430  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$431  = \$353 ;
+    if (rst) begin
+      \$431  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$432  = w_rd;
+    if (rst) begin
+      \$432  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$433  = p_rd;
+    if (rst) begin
+      \$433  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$434  = w_wr;
+    if (rst) begin
+      \$434  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$435  = \$356 ;
+    if (rst) begin
+      \$435  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$436  = \$358 ;
+    if (rst) begin
+      \$436  = 1'h0;
     end
   end
   always @* begin
@@ -2096,72 +2210,114 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$441  = \$409 ;
+    \$441  = \p_wr$96 ;
     if (rst) begin
-      \$441  = 544'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$441  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$442  = \$412 [5:0];
+    \$442  = \$360 ;
     if (rst) begin
-      \$442  = 6'h00;
+      \$442  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$443  = \$418 ;
+    \$443  = row2__en;
     if (rst) begin
       \$443  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$444  = \$419 ;
+    \$444  = \$362 ;
     if (rst) begin
-      \$444  = 1'h0;
+      \$444  = 544'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$445  = \$420 ;
+    \$445  = \$365 [5:0];
     if (rst) begin
-      \$445  = 1'h0;
+      \$445  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$446  = \$429 [15:0];
+    \$446  = \$371 ;
     if (rst) begin
-      \$446  = 16'h0000;
+      \$446  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$447  = q2_rows;
-    if (\$432 ) begin
-      \$447  = \$433 [15:0];
+    \$447  = \$372 ;
+    if (rst) begin
+      \$447  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$448  = \$373 ;
+    if (rst) begin
+      \$448  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$449  = \$382 [15:0];
+    if (rst) begin
+      \$449  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$450  = \$383 ;
+    if (rst) begin
+      \$450  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$451  = \$389 ;
+    if (rst) begin
+      \$451  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$452  = \$402 ;
+    if (rst) begin
+      \$452  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$453  = q2_rows;
+    if (\$405 ) begin
+      \$453  = \$406 [15:0];
     end
     if (start) begin
-      \$447  = 16'h0000;
+      \$453  = 16'h0000;
     end
     if (rst) begin
-      \$447  = 16'h0000;
+      \$453  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
-    if (\$184 ) begin
+    if (\$157 ) begin
       \valid$76  = cluster[0];
     end else begin
-      \valid$76  = \$188 ;
+      \valid$76  = \$161 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
-    if (\$184 ) begin
+    if (\$157 ) begin
       \first$78  = cluster[1];
     end else begin
       \first$78  = a[2];
@@ -2170,10 +2326,168 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
-    if (\$184 ) begin
+    if (\$157 ) begin
       \from_psum$79  = cluster[2];
     end else begin
       \from_psum$79  = a[3];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$157 ) begin
+      \jl$80  = cluster[7:3];
+    end else begin
+      \jl$80  = a[22:18];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$157 ) begin
+      \shift$81  = cluster[9:8];
+    end else begin
+      \shift$81  = \$165 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$157 ) begin
+      \centre$82  = cluster[265:10];
+    end else begin
+      \centre$82  = line1_b__data;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$157 ) begin
+      \neighbour$83  = cluster[521:266];
+    end else begin
+      \neighbour$83  = \$166 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$157 ) begin
+      \wsel$84  = cluster[526:522];
+    end else begin
+      \wsel$84  = a[27:23];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$157 ) begin
+      \weights$85  = cluster[782:527];
+    end else begin
+      \weights$85  = w3__data;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$157 ) begin
+      \use_spad$86  = cluster[783];
+    end else begin
+      \use_spad$86  = a[4];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$157 ) begin
+      \w_rd$87  = cluster[784];
+    end else begin
+      \w_rd$87  = \$158 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$157 ) begin
+      \w_addr$88  = cluster[788:785];
+    end else begin
+      \w_addr$88  = step[273:270];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$157 ) begin
+      \w_wr$89  = cluster[789];
+    end else begin
+      \w_wr$89  = \$169 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$157 ) begin
+      \w_wr_addr$90  = cluster[793:790];
+    end else begin
+      \w_wr_addr$90  = a[14:11];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$157 ) begin
+      \p_rd$91  = cluster[794];
+    end else begin
+      \p_rd$91  = \$159 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$157 ) begin
+      \p_addr$92  = cluster[797:795];
+    end else begin
+      \p_addr$92  = step[288:286];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    p_wr = 1'h0;
+    if (\$157 ) begin
+      p_wr = cluster[798];
+    end
+    if (\$173 ) begin
+      p_wr = \$176 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    p_wr_addr = 3'h0;
+    if (\$157 ) begin
+      p_wr_addr = cluster[801:799];
+    end
+    if (\$173 ) begin
+      p_wr_addr = b[7:5];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$407  = \counts$200 [0];
+    if (rst) begin
+      \$407  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$408  = \counts$200 [1];
+    if (rst) begin
+      \$408  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$409  = \counts$200 [2];
+    if (rst) begin
+      \$409  = 1'h0;
     end
   end
   assign pack = geo[3:0];
@@ -2194,12 +2508,12 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \row2_c__addr$26  = row2_c__addr;
   assign \row2_c__data$28  = row2_c__data;
   assign \row2_c__en$30  = row2_c__en;
-  assign w2_chunks = \port$66538$96 [23:0];
-  assign w3_chunks = \port$66538$96 [47:24];
-  assign \w3_chunks$40  = \port$66538$96 [47:24];
+  assign w2_chunks = \port$60505$96 [23:0];
+  assign w3_chunks = \port$60505$96 [47:24];
+  assign \w3_chunks$40  = \port$60505$96 [47:24];
   assign \w3__data$55  = w3__data;
-  assign w_addr = step[241:238];
-  assign p_addr = step[256:254];
+  assign w_addr = step[273:270];
+  assign p_addr = step[288:286];
   assign first = a[2];
   assign from_psum = a[3];
   assign jl = a[22:18];
@@ -2213,8 +2527,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign acc = i;
   assign \shift$101  = desc[138:133];
   assign rnd = desc[205];
-  assign row2__data = { \$479 , \$478 , \$477 , \$476 , \$475 , \$474 , \$473 , \$472 , \$471 , \$470 , \$469 , \$468 , \$467 , \$466 , \$465 , \$464 , \$463 , \$462 , \$461 , \$460 , \$459 , \$458 , \$457 , \$456 , \$455 , \$454 , \$453 , \$452 , \$451 , \$450 , \$449 , \$448  };
-  assign o = { \$479 , \$478 , \$477 , \$476 , \$475 , \$474 , \$473 , \$472 , \$471 , \$470 , \$469 , \$468 , \$467 , \$466 , \$465 , \$464 , \$463 , \$462 , \$461 , \$460 , \$459 , \$458 , \$457 , \$456 , \$455 , \$454 , \$453 , \$452 , \$451 , \$450 , \$449 , \$448  };
+  assign row2__data = { \$485 , \$484 , \$483 , \$482 , \$481 , \$480 , \$479 , \$478 , \$477 , \$476 , \$475 , \$474 , \$473 , \$472 , \$471 , \$470 , \$469 , \$468 , \$467 , \$466 , \$465 , \$464 , \$463 , \$462 , \$461 , \$460 , \$459 , \$458 , \$457 , \$456 , \$455 , \$454  };
+  assign o = { \$485 , \$484 , \$483 , \$482 , \$481 , \$480 , \$479 , \$478 , \$477 , \$476 , \$475 , \$474 , \$473 , \$472 , \$471 , \$470 , \$469 , \$468 , \$467 , \$466 , \$465 , \$464 , \$463 , \$462 , \$461 , \$460 , \$459 , \$458 , \$457 , \$456 , \$455 , \$454  };
   assign \a$107  = i;
   assign \acc$109  = \b$108 ;
   assign acc3_ext0 = { \b$108 [15], \b$108 [15:0] };
@@ -2252,48 +2566,48 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign sum_c = \i$142 ;
   assign shift3_c = \shift$144 ;
   assign \rnd$146  = desc[205];
-  assign result = { \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523 , \$522 , \$521 , \$520 , \$519 , \$518 , \$517 , \$516 , \$515 , \$514 , \$513 , \$512  };
-  assign \o$148  = { \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523 , \$522 , \$521 , \$520 , \$519 , \$518 , \$517 , \$516 , \$515 , \$514 , \$513 , \$512  };
-  assign \line4__data$157  = { \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523 , \$522 , \$521 , \$520 , \$519 , \$518 , \$517 , \$516 , \$515 , \$514 , \$513 , \$512  };
-  assign \o$173  = { \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500 , \$499 , \$498 , \$497 , \$496 , \$495 , \$494 , \$493 , \$492 , \$491 , \$490 , \$489 , \$488 , \$487 , \$486 , \$485 , \$484 , \$483 , \$482 , \$481 , \$480  };
-  assign line1_a__addr = \$96 [15:0];
-  assign line1_b__addr = \$125 [15:0];
-  assign line1_c__addr = \$163 [15:0];
-  assign w2__addr = \$167 [15:0];
-  assign w3__addr = \$178 [15:0];
-  assign row2__addr = \$208 [15:0];
-  assign \port$5898$0  = \$448 ;
-  assign \port$5938$0  = \$449 ;
-  assign \port$5978$0  = \$450 ;
-  assign \port$6018$0  = \$451 ;
-  assign \port$6058$0  = \$452 ;
-  assign \port$6098$0  = \$453 ;
-  assign \port$6138$0  = \$454 ;
-  assign \port$6178$0  = \$455 ;
-  assign \port$6218$0  = \$456 ;
-  assign \port$6258$0  = \$457 ;
-  assign \port$6298$0  = \$458 ;
-  assign \port$6338$0  = \$459 ;
-  assign \port$6378$0  = \$460 ;
-  assign \port$6418$0  = \$461 ;
-  assign \port$6458$0  = \$462 ;
-  assign \port$6498$0  = \$463 ;
-  assign \port$6538$0  = \$464 ;
-  assign \port$6578$0  = \$465 ;
-  assign \port$6618$0  = \$466 ;
-  assign \port$6658$0  = \$467 ;
-  assign \port$6698$0  = \$468 ;
-  assign \port$6738$0  = \$469 ;
-  assign \port$6778$0  = \$470 ;
-  assign \port$6818$0  = \$471 ;
-  assign \port$6858$0  = \$472 ;
-  assign \port$6898$0  = \$473 ;
-  assign \port$6938$0  = \$474 ;
-  assign \port$6978$0  = \$475 ;
-  assign \port$7018$0  = \$476 ;
-  assign \port$7058$0  = \$477 ;
-  assign \port$7098$0  = \$478 ;
-  assign \port$7138$0  = \$479 ;
+  assign result = { \$549 , \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523 , \$522 , \$521 , \$520 , \$519 , \$518  };
+  assign \o$148  = { \$549 , \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523 , \$522 , \$521 , \$520 , \$519 , \$518  };
+  assign \line4__data$157  = { \$549 , \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523 , \$522 , \$521 , \$520 , \$519 , \$518  };
+  assign \o$206  = { \$517 , \$516 , \$515 , \$514 , \$513 , \$512 , \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500 , \$499 , \$498 , \$497 , \$496 , \$495 , \$494 , \$493 , \$492 , \$491 , \$490 , \$489 , \$488 , \$487 , \$486  };
+  assign line1_a__addr = \$81 [15:0];
+  assign line1_b__addr = \$104 [15:0];
+  assign line1_c__addr = \$136 [15:0];
+  assign w2__addr = \$140 [15:0];
+  assign w3__addr = \$151 [15:0];
+  assign row2__addr = \$181 [15:0];
+  assign \port$5973$0  = \$454 ;
+  assign \port$6013$0  = \$455 ;
+  assign \port$6053$0  = \$456 ;
+  assign \port$6093$0  = \$457 ;
+  assign \port$6133$0  = \$458 ;
+  assign \port$6173$0  = \$459 ;
+  assign \port$6213$0  = \$460 ;
+  assign \port$6253$0  = \$461 ;
+  assign \port$6293$0  = \$462 ;
+  assign \port$6333$0  = \$463 ;
+  assign \port$6373$0  = \$464 ;
+  assign \port$6413$0  = \$465 ;
+  assign \port$6453$0  = \$466 ;
+  assign \port$6493$0  = \$467 ;
+  assign \port$6533$0  = \$468 ;
+  assign \port$6573$0  = \$469 ;
+  assign \port$6613$0  = \$470 ;
+  assign \port$6653$0  = \$471 ;
+  assign \port$6693$0  = \$472 ;
+  assign \port$6733$0  = \$473 ;
+  assign \port$6773$0  = \$474 ;
+  assign \port$6813$0  = \$475 ;
+  assign \port$6853$0  = \$476 ;
+  assign \port$6893$0  = \$477 ;
+  assign \port$6933$0  = \$478 ;
+  assign \port$6973$0  = \$479 ;
+  assign \port$7013$0  = \$480 ;
+  assign \port$7053$0  = \$481 ;
+  assign \port$7093$0  = \$482 ;
+  assign \port$7133$0  = \$483 ;
+  assign \port$7173$0  = \$484 ;
+  assign \port$7213$0  = \$485 ;
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[13:8];
@@ -2549,28 +2863,30 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \step.seq  = step[55:40];
   assign \step.qm3  = step[57:56];
   assign \step.r1base  = step[73:58];
-  assign \step.trw  = step[89:74];
-  assign \step.tr4  = step[105:90];
-  assign \step.tho  = step[121:106];
-  assign \step.l4b  = step[137:122];
-  assign \step.tap  = step[139:138];
-  assign \step.ti  = step[141:140];
-  assign \step.e  = step[157:142];
-  assign \step.eoff  = step[173:158];
-  assign \step.jb  = step[189:174];
-  assign \step.g  = step[205:190];
-  assign \step.gbase  = step[221:206];
-  assign \step.sl  = step[237:222];
-  assign \step.s  = step[253:238];
-  assign \step.b  = step[269:254];
-  assign \step.copy  = step[270];
-  assign \step.new_op  = step[271];
-  assign \step.new_centre  = step[272];
-  assign \step.glb_rd  = step[273];
-  assign \step.spad_rd  = step[274];
-  assign \step.from_psum  = step[275];
-  assign \step.row_end  = step[276];
-  assign \step.chunk  = step[300:277];
+  assign \step.r1base1  = step[89:74];
+  assign \step.r1base2  = step[105:90];
+  assign \step.trw  = step[121:106];
+  assign \step.tr4  = step[137:122];
+  assign \step.tho  = step[153:138];
+  assign \step.l4b  = step[169:154];
+  assign \step.tap  = step[171:170];
+  assign \step.ti  = step[173:172];
+  assign \step.e  = step[189:174];
+  assign \step.eoff  = step[205:190];
+  assign \step.jb  = step[221:206];
+  assign \step.g  = step[237:222];
+  assign \step.gbase  = step[253:238];
+  assign \step.sl  = step[269:254];
+  assign \step.s  = step[285:270];
+  assign \step.b  = step[301:286];
+  assign \step.copy  = step[302];
+  assign \step.new_op  = step[303];
+  assign \step.new_centre  = step[304];
+  assign \step.glb_rd  = step[305];
+  assign \step.spad_rd  = step[306];
+  assign \step.from_psum  = step[307];
+  assign \step.row_end  = step[308];
+  assign \step.chunk  = step[332:309];
   assign \a.v  = a[0];
   assign \a.copy  = a[1];
   assign \a.first  = a[2];
@@ -2644,50 +2960,47 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \counts.line4_writes  = counts[46];
   assign \counts.adder_busy  = counts[47];
   assign \counts.adds  = counts[59:48];
-  assign \counts$165.c3_busy  = \counts$165 [0];
-  assign \counts$165.c3_stall  = \counts$165 [1];
-  assign \counts$165.c3_w_wait  = \counts$165 [2];
-  assign \counts$165.row2_reads  = \counts$165 [4:3];
-  assign \counts$165.w3_reads  = \counts$165 [5];
-  assign \counts$165.c3_macs  = \counts$165 [17:6];
-  assign \counts$165.c3_spad_reads  = \counts$165 [19:18];
-  assign \counts$165.c3_spad_writes  = \counts$165 [21:20];
-  assign \counts$165.line4_writes  = \counts$165 [22];
-  assign counts[59:48] = \$392 ;
-  assign counts[47] = \$379 ;
-  assign counts[46] = \$373 [0];
-  assign counts[45] = row2__en;
-  assign counts[44:43] = \$371 [1:0];
-  assign counts[42:41] = \$365 [1:0];
-  assign counts[40:39] = \$361 ;
-  assign counts[38:37] = \$360 ;
-  assign counts[36:25] = \$359 [11:0];
-  assign counts[24:13] = \$346 [11:0];
-  assign counts[12] = \$319 [0];
-  assign counts[11:10] = \counts$165 [4:3];
-  assign counts[9] = \$312 ;
-  assign counts[8:7] = \$309 [1:0];
-  assign counts[6] = \counts$165 [2];
-  assign counts[5] = \$307 ;
-  assign counts[4] = \$281 [0];
-  assign counts[3] = \$259 [0];
-  assign counts[2] = \$253 ;
-  assign counts[1] = \$232 ;
-  assign counts[0] = issue;
-  assign \$61  = { geo[402:387], 1'h0 };
-  assign \$66  = { geo[73:58], 1'h0 };
-  assign \$69  = { geo[73:58], 1'h0 };
-  assign \$72  = { geo[73:58], 1'h0 };
-  assign \$89  = { geo[402:387], 1'h0 };
-  assign \$118  = { geo[402:387], 1'h0 };
-  assign \$153  = { geo[402:387], 1'h0 };
-  assign \$212  = { \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523 , \$522 , \$521 , \$520 , \$519 , \$518 , \$517 , \$516 , \$515 , \$514 , \$513 , \$512  };
-  assign \$423  = { geo[418:403], 1'h0 };
+  assign \counts$200.c3_busy  = \counts$200 [0];
+  assign \counts$200.c3_stall  = \counts$200 [1];
+  assign \counts$200.c3_w_wait  = \counts$200 [2];
+  assign \counts$200.row2_reads  = \counts$200 [4:3];
+  assign \counts$200.w3_reads  = \counts$200 [5];
+  assign \counts$200.c3_macs  = \counts$200 [17:6];
+  assign \counts$200.c3_spad_reads  = \counts$200 [19:18];
+  assign \counts$200.c3_spad_writes  = \counts$200 [21:20];
+  assign \counts$200.line4_writes  = \counts$200 [22];
+  assign counts[59:48] = count_adds0;
+  assign counts[47] = count_adder_busy0;
+  assign counts[46] = \$201 [0];
+  assign counts[45] = count_row2_writes0;
+  assign counts[44:43] = \$200 [1:0];
+  assign counts[42:41] = \$198 [1:0];
+  assign counts[40:39] = \$197 ;
+  assign counts[38:37] = \$196 ;
+  assign counts[36:25] = \$195 [11:0];
+  assign counts[24:13] = count_c2_macs0[11:0];
+  assign counts[12] = \$194 [0];
+  assign counts[11:10] = count_row2_reads0;
+  assign counts[9] = count_w2_reads0;
+  assign counts[8:7] = \$193 [1:0];
+  assign counts[6] = count_c3_w_wait0;
+  assign counts[5] = count_c2_w_wait0;
+  assign counts[4] = \$191 [0];
+  assign counts[3] = \$190 [0];
+  assign counts[2] = count_adder_stall0;
+  assign counts[1] = count_c2_stall0;
+  assign counts[0] = count_c2_busy0;
+  assign \$55  = { geo[402:387], 1'h0 };
+  assign \$74  = { geo[402:387], 1'h0 };
+  assign \$97  = { geo[402:387], 1'h0 };
+  assign \$126  = { geo[402:387], 1'h0 };
+  assign \$185  = { \$549 , \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523 , \$522 , \$521 , \$520 , \$519 , \$518  };
+  assign \$376  = { geo[418:403], 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.adder (\port$7140$0 , \port$7141$0 , \port$7142$0 , \port$7143$0 , \port$7144$0 , \port$7145$0 , \port$7146$0 , \port$7147$0 , \port$7148$0 , \port$7149$0 , \port$7150$0 , \port$7151$0 , \port$7152$0 , \port$7153$0 , \port$7154$0 , \port$7155$0 , \port$7156$0 , \port$7157$0 , \port$7158$0 , \port$7159$0 , \port$7160$0 
-, \port$7161$0 , \port$7162$0 , \port$7163$0 , \port$7164$0 , \port$7165$0 , \port$7166$0 , \port$7167$0 , \port$7168$0 , \port$7169$0 , \port$7170$0 , a, b, \port$7139$0 );
+module \ttsnn_accel.e23.adder (\port$7215$0 , \port$7216$0 , \port$7217$0 , \port$7218$0 , \port$7219$0 , \port$7220$0 , \port$7221$0 , \port$7222$0 , \port$7223$0 , \port$7224$0 , \port$7225$0 , \port$7226$0 , \port$7227$0 , \port$7228$0 , \port$7229$0 , \port$7230$0 , \port$7231$0 , \port$7232$0 , \port$7233$0 , \port$7234$0 , \port$7235$0 
+, \port$7236$0 , \port$7237$0 , \port$7238$0 , \port$7239$0 , \port$7240$0 , \port$7241$0 , \port$7242$0 , \port$7243$0 , \port$7244$0 , \port$7245$0 , a, b, \port$7214$0 );
   wire [16:0] \$1 ;
   wire [16:0] \$10 ;
   wire [16:0] \$11 ;
@@ -2725,70 +3038,70 @@ module \ttsnn_accel.e23.adder (\port$7140$0 , \port$7141$0 , \port$7142$0 , \por
   input [511:0] b;
   wire [511:0] b;
   wire [543:0] o;
-  output [16:0] \port$7139$0 ;
-  wire [16:0] \port$7139$0 ;
-  output [16:0] \port$7140$0 ;
-  wire [16:0] \port$7140$0 ;
-  output [16:0] \port$7141$0 ;
-  wire [16:0] \port$7141$0 ;
-  output [16:0] \port$7142$0 ;
-  wire [16:0] \port$7142$0 ;
-  output [16:0] \port$7143$0 ;
-  wire [16:0] \port$7143$0 ;
-  output [16:0] \port$7144$0 ;
-  wire [16:0] \port$7144$0 ;
-  output [16:0] \port$7145$0 ;
-  wire [16:0] \port$7145$0 ;
-  output [16:0] \port$7146$0 ;
-  wire [16:0] \port$7146$0 ;
-  output [16:0] \port$7147$0 ;
-  wire [16:0] \port$7147$0 ;
-  output [16:0] \port$7148$0 ;
-  wire [16:0] \port$7148$0 ;
-  output [16:0] \port$7149$0 ;
-  wire [16:0] \port$7149$0 ;
-  output [16:0] \port$7150$0 ;
-  wire [16:0] \port$7150$0 ;
-  output [16:0] \port$7151$0 ;
-  wire [16:0] \port$7151$0 ;
-  output [16:0] \port$7152$0 ;
-  wire [16:0] \port$7152$0 ;
-  output [16:0] \port$7153$0 ;
-  wire [16:0] \port$7153$0 ;
-  output [16:0] \port$7154$0 ;
-  wire [16:0] \port$7154$0 ;
-  output [16:0] \port$7155$0 ;
-  wire [16:0] \port$7155$0 ;
-  output [16:0] \port$7156$0 ;
-  wire [16:0] \port$7156$0 ;
-  output [16:0] \port$7157$0 ;
-  wire [16:0] \port$7157$0 ;
-  output [16:0] \port$7158$0 ;
-  wire [16:0] \port$7158$0 ;
-  output [16:0] \port$7159$0 ;
-  wire [16:0] \port$7159$0 ;
-  output [16:0] \port$7160$0 ;
-  wire [16:0] \port$7160$0 ;
-  output [16:0] \port$7161$0 ;
-  wire [16:0] \port$7161$0 ;
-  output [16:0] \port$7162$0 ;
-  wire [16:0] \port$7162$0 ;
-  output [16:0] \port$7163$0 ;
-  wire [16:0] \port$7163$0 ;
-  output [16:0] \port$7164$0 ;
-  wire [16:0] \port$7164$0 ;
-  output [16:0] \port$7165$0 ;
-  wire [16:0] \port$7165$0 ;
-  output [16:0] \port$7166$0 ;
-  wire [16:0] \port$7166$0 ;
-  output [16:0] \port$7167$0 ;
-  wire [16:0] \port$7167$0 ;
-  output [16:0] \port$7168$0 ;
-  wire [16:0] \port$7168$0 ;
-  output [16:0] \port$7169$0 ;
-  wire [16:0] \port$7169$0 ;
-  output [16:0] \port$7170$0 ;
-  wire [16:0] \port$7170$0 ;
+  output [16:0] \port$7214$0 ;
+  wire [16:0] \port$7214$0 ;
+  output [16:0] \port$7215$0 ;
+  wire [16:0] \port$7215$0 ;
+  output [16:0] \port$7216$0 ;
+  wire [16:0] \port$7216$0 ;
+  output [16:0] \port$7217$0 ;
+  wire [16:0] \port$7217$0 ;
+  output [16:0] \port$7218$0 ;
+  wire [16:0] \port$7218$0 ;
+  output [16:0] \port$7219$0 ;
+  wire [16:0] \port$7219$0 ;
+  output [16:0] \port$7220$0 ;
+  wire [16:0] \port$7220$0 ;
+  output [16:0] \port$7221$0 ;
+  wire [16:0] \port$7221$0 ;
+  output [16:0] \port$7222$0 ;
+  wire [16:0] \port$7222$0 ;
+  output [16:0] \port$7223$0 ;
+  wire [16:0] \port$7223$0 ;
+  output [16:0] \port$7224$0 ;
+  wire [16:0] \port$7224$0 ;
+  output [16:0] \port$7225$0 ;
+  wire [16:0] \port$7225$0 ;
+  output [16:0] \port$7226$0 ;
+  wire [16:0] \port$7226$0 ;
+  output [16:0] \port$7227$0 ;
+  wire [16:0] \port$7227$0 ;
+  output [16:0] \port$7228$0 ;
+  wire [16:0] \port$7228$0 ;
+  output [16:0] \port$7229$0 ;
+  wire [16:0] \port$7229$0 ;
+  output [16:0] \port$7230$0 ;
+  wire [16:0] \port$7230$0 ;
+  output [16:0] \port$7231$0 ;
+  wire [16:0] \port$7231$0 ;
+  output [16:0] \port$7232$0 ;
+  wire [16:0] \port$7232$0 ;
+  output [16:0] \port$7233$0 ;
+  wire [16:0] \port$7233$0 ;
+  output [16:0] \port$7234$0 ;
+  wire [16:0] \port$7234$0 ;
+  output [16:0] \port$7235$0 ;
+  wire [16:0] \port$7235$0 ;
+  output [16:0] \port$7236$0 ;
+  wire [16:0] \port$7236$0 ;
+  output [16:0] \port$7237$0 ;
+  wire [16:0] \port$7237$0 ;
+  output [16:0] \port$7238$0 ;
+  wire [16:0] \port$7238$0 ;
+  output [16:0] \port$7239$0 ;
+  wire [16:0] \port$7239$0 ;
+  output [16:0] \port$7240$0 ;
+  wire [16:0] \port$7240$0 ;
+  output [16:0] \port$7241$0 ;
+  wire [16:0] \port$7241$0 ;
+  output [16:0] \port$7242$0 ;
+  wire [16:0] \port$7242$0 ;
+  output [16:0] \port$7243$0 ;
+  wire [16:0] \port$7243$0 ;
+  output [16:0] \port$7244$0 ;
+  wire [16:0] \port$7244$0 ;
+  output [16:0] \port$7245$0 ;
+  wire [16:0] \port$7245$0 ;
   assign \$1  = $signed(a[15:0]) + $signed(b[15:0]);
   assign \$2  = $signed(a[31:16]) + $signed(b[31:16]);
   assign \$3  = $signed(a[47:32]) + $signed(b[47:32]);
@@ -2822,42 +3135,42 @@ module \ttsnn_accel.e23.adder (\port$7140$0 , \port$7141$0 , \port$7142$0 , \por
   assign \$31  = $signed(a[495:480]) + $signed(b[495:480]);
   assign \$32  = $signed(a[511:496]) + $signed(b[511:496]);
   assign o = { \$32 , \$31 , \$30 , \$29 , \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6 , \$5 , \$4 , \$3 , \$2 , \$1  };
-  assign \port$7139$0  = \$1 ;
-  assign \port$7140$0  = \$2 ;
-  assign \port$7141$0  = \$3 ;
-  assign \port$7142$0  = \$4 ;
-  assign \port$7143$0  = \$5 ;
-  assign \port$7144$0  = \$6 ;
-  assign \port$7145$0  = \$7 ;
-  assign \port$7146$0  = \$8 ;
-  assign \port$7147$0  = \$9 ;
-  assign \port$7148$0  = \$10 ;
-  assign \port$7149$0  = \$11 ;
-  assign \port$7150$0  = \$12 ;
-  assign \port$7151$0  = \$13 ;
-  assign \port$7152$0  = \$14 ;
-  assign \port$7153$0  = \$15 ;
-  assign \port$7154$0  = \$16 ;
-  assign \port$7155$0  = \$17 ;
-  assign \port$7156$0  = \$18 ;
-  assign \port$7157$0  = \$19 ;
-  assign \port$7158$0  = \$20 ;
-  assign \port$7159$0  = \$21 ;
-  assign \port$7160$0  = \$22 ;
-  assign \port$7161$0  = \$23 ;
-  assign \port$7162$0  = \$24 ;
-  assign \port$7163$0  = \$25 ;
-  assign \port$7164$0  = \$26 ;
-  assign \port$7165$0  = \$27 ;
-  assign \port$7166$0  = \$28 ;
-  assign \port$7167$0  = \$29 ;
-  assign \port$7168$0  = \$30 ;
-  assign \port$7169$0  = \$31 ;
-  assign \port$7170$0  = \$32 ;
+  assign \port$7214$0  = \$1 ;
+  assign \port$7215$0  = \$2 ;
+  assign \port$7216$0  = \$3 ;
+  assign \port$7217$0  = \$4 ;
+  assign \port$7218$0  = \$5 ;
+  assign \port$7219$0  = \$6 ;
+  assign \port$7220$0  = \$7 ;
+  assign \port$7221$0  = \$8 ;
+  assign \port$7222$0  = \$9 ;
+  assign \port$7223$0  = \$10 ;
+  assign \port$7224$0  = \$11 ;
+  assign \port$7225$0  = \$12 ;
+  assign \port$7226$0  = \$13 ;
+  assign \port$7227$0  = \$14 ;
+  assign \port$7228$0  = \$15 ;
+  assign \port$7229$0  = \$16 ;
+  assign \port$7230$0  = \$17 ;
+  assign \port$7231$0  = \$18 ;
+  assign \port$7232$0  = \$19 ;
+  assign \port$7233$0  = \$20 ;
+  assign \port$7234$0  = \$21 ;
+  assign \port$7235$0  = \$22 ;
+  assign \port$7236$0  = \$23 ;
+  assign \port$7237$0  = \$24 ;
+  assign \port$7238$0  = \$25 ;
+  assign \port$7239$0  = \$26 ;
+  assign \port$7240$0  = \$27 ;
+  assign \port$7241$0  = \$28 ;
+  assign \port$7242$0  = \$29 ;
+  assign \port$7243$0  = \$30 ;
+  assign \port$7244$0  = \$31 ;
+  assign \port$7245$0  = \$32 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, p_addr, \port$61148$2 , ww__addr, \port$61148$18 , pw__addr, clk);
+module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, p_addr, \port$54965$2 , ww__addr, \port$54965$18 , pw__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [7:0] \$1 ;
   wire [7:0] \$10 ;
@@ -4599,10 +4912,10 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [9:0] \port$61148$18 ;
-  wire [9:0] \port$61148$18 ;
-  input [2:0] \port$61148$2 ;
-  wire [2:0] \port$61148$2 ;
+  input [9:0] \port$54965$18 ;
+  wire [9:0] \port$54965$18 ;
+  input [2:0] \port$54965$2 ;
+  wire [2:0] \port$54965$2 ;
   reg [2:0] pr__addr = 3'h0;
   wire [511:0] pr__data;
   reg pr__en = 1'h0;
@@ -4727,1287 +5040,1287 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
     end
   end
   assign wr__data = _1_;
-  assign \$1072  = \port$61148$18 [0] * 4'h8;
+  assign \$1072  = \port$54965$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$1072 ;
-  assign \$1075  = \port$61148$18 [0] * 4'h8;
+  assign \$1075  = \port$54965$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$1075 ;
-  assign \$1078  = \port$61148$18 [0] * 4'h8;
+  assign \$1078  = \port$54965$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$1078 ;
-  assign \$1082  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1082  = \port$54965$18 [1:0] * 4'h8;
   assign \$6  = centre[31:0] >> \$1082 ;
-  assign \$1085  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1085  = \port$54965$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$1085 ;
-  assign \$1088  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1088  = \port$54965$18 [1:0] * 4'h8;
   assign \$8  = centre[63:32] >> \$1088 ;
-  assign \$1092  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1092  = \port$54965$18 [2:0] * 4'h8;
   assign \$10  = centre[63:0] >> \$1092 ;
-  assign \$1095  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1095  = \port$54965$18 [2:0] * 4'h8;
   assign \$11  = 1'h0 >> \$1095 ;
-  assign \$1098  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1098  = \port$54965$18 [2:0] * 4'h8;
   assign \$12  = centre[127:64] >> \$1098 ;
-  assign \$1102  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1102  = \port$54965$18 [3:0] * 4'h8;
   assign \$14  = centre[127:0] >> \$1102 ;
-  assign \$1105  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1105  = \port$54965$18 [3:0] * 4'h8;
   assign \$15  = 1'h0 >> \$1105 ;
-  assign \$1108  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1108  = \port$54965$18 [3:0] * 4'h8;
   assign \$16  = centre[255:128] >> \$1108 ;
-  assign \$1112  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1112  = \port$54965$18 [4:0] * 4'h8;
   assign \$18  = centre >> \$1112 ;
-  assign \$1115  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1115  = \port$54965$18 [4:0] * 4'h8;
   assign \$19  = 1'h0 >> \$1115 ;
-  assign \$1118  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1118  = \port$54965$18 [4:0] * 4'h8;
   assign \$20  = 1'h0 >> \$1118 ;
-  assign \$1123  = \port$61148$18 [9:5] * 4'h8;
+  assign \$1123  = \port$54965$18 [9:5] * 4'h8;
   assign \$23  = weights >> \$1123 ;
-  assign \$1126  = \port$61148$18 [8:5] * 4'h8;
+  assign \$1126  = \port$54965$18 [8:5] * 4'h8;
   assign \$24  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1126 ;
-  assign \$1129  = \port$61148$18 [7:5] * 4'h8;
+  assign \$1129  = \port$54965$18 [7:5] * 4'h8;
   assign \$25  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$1129 ;
-  assign \$1132  = \port$61148$18 [6:5] * 4'h8;
+  assign \$1132  = \port$54965$18 [6:5] * 4'h8;
   assign \$26  = { weights[199:192], weights[135:128], weights[71:64], weights[7:0] } >> \$1132 ;
-  assign \$1135  = \port$61148$18 [5] * 4'h8;
+  assign \$1135  = \port$54965$18 [5] * 4'h8;
   assign \$27  = { weights[135:128], weights[7:0] } >> \$1135 ;
-  assign \$1140  = \port$61148$18 [0] * 4'h8;
+  assign \$1140  = \port$54965$18 [0] * 4'h8;
   assign \$30  = centre[15:0] >> \$1140 ;
-  assign \$1143  = \port$61148$18 [0] * 4'h8;
+  assign \$1143  = \port$54965$18 [0] * 4'h8;
   assign \$31  = 1'h0 >> \$1143 ;
-  assign \$1146  = \port$61148$18 [0] * 4'h8;
+  assign \$1146  = \port$54965$18 [0] * 4'h8;
   assign \$32  = centre[31:16] >> \$1146 ;
-  assign \$1150  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1150  = \port$54965$18 [1:0] * 4'h8;
   assign \$34  = centre[31:0] >> \$1150 ;
-  assign \$1153  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1153  = \port$54965$18 [1:0] * 4'h8;
   assign \$35  = 1'h0 >> \$1153 ;
-  assign \$1156  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1156  = \port$54965$18 [1:0] * 4'h8;
   assign \$36  = centre[63:32] >> \$1156 ;
-  assign \$1160  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1160  = \port$54965$18 [2:0] * 4'h8;
   assign \$38  = centre[63:0] >> \$1160 ;
-  assign \$1163  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1163  = \port$54965$18 [2:0] * 4'h8;
   assign \$39  = 1'h0 >> \$1163 ;
-  assign \$1166  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1166  = \port$54965$18 [2:0] * 4'h8;
   assign \$40  = centre[127:64] >> \$1166 ;
-  assign \$1170  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1170  = \port$54965$18 [3:0] * 4'h8;
   assign \$42  = centre[127:0] >> \$1170 ;
-  assign \$1173  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1173  = \port$54965$18 [3:0] * 4'h8;
   assign \$43  = 1'h0 >> \$1173 ;
-  assign \$1176  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1176  = \port$54965$18 [3:0] * 4'h8;
   assign \$44  = centre[255:128] >> \$1176 ;
-  assign \$1180  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1180  = \port$54965$18 [4:0] * 4'h8;
   assign \$46  = centre >> \$1180 ;
-  assign \$1183  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1183  = \port$54965$18 [4:0] * 4'h8;
   assign \$47  = 1'h0 >> \$1183 ;
-  assign \$1186  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1186  = \port$54965$18 [4:0] * 4'h8;
   assign \$48  = 1'h0 >> \$1186 ;
-  assign \$1191  = \port$61148$18 [9:5] * 4'h8;
+  assign \$1191  = \port$54965$18 [9:5] * 4'h8;
   assign \$51  = weights >> \$1191 ;
-  assign \$1194  = \port$61148$18 [8:5] * 4'h8;
+  assign \$1194  = \port$54965$18 [8:5] * 4'h8;
   assign \$52  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$1194 ;
-  assign \$1197  = \port$61148$18 [7:5] * 4'h8;
+  assign \$1197  = \port$54965$18 [7:5] * 4'h8;
   assign \$53  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$1197 ;
-  assign \$1200  = \port$61148$18 [6:5] * 4'h8;
+  assign \$1200  = \port$54965$18 [6:5] * 4'h8;
   assign \$54  = { weights[207:200], weights[143:136], weights[79:72], weights[15:8] } >> \$1200 ;
-  assign \$1203  = \port$61148$18 [5] * 4'h8;
+  assign \$1203  = \port$54965$18 [5] * 4'h8;
   assign \$55  = { weights[143:136], weights[15:8] } >> \$1203 ;
-  assign \$1208  = \port$61148$18 [0] * 4'h8;
+  assign \$1208  = \port$54965$18 [0] * 4'h8;
   assign \$58  = centre[31:16] >> \$1208 ;
-  assign \$1211  = \port$61148$18 [0] * 4'h8;
+  assign \$1211  = \port$54965$18 [0] * 4'h8;
   assign \$59  = centre[15:0] >> \$1211 ;
-  assign \$1214  = \port$61148$18 [0] * 4'h8;
+  assign \$1214  = \port$54965$18 [0] * 4'h8;
   assign \$60  = centre[47:32] >> \$1214 ;
-  assign \$1218  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1218  = \port$54965$18 [1:0] * 4'h8;
   assign \$62  = centre[31:0] >> \$1218 ;
-  assign \$1221  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1221  = \port$54965$18 [1:0] * 4'h8;
   assign \$63  = 1'h0 >> \$1221 ;
-  assign \$1224  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1224  = \port$54965$18 [1:0] * 4'h8;
   assign \$64  = centre[63:32] >> \$1224 ;
-  assign \$1228  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1228  = \port$54965$18 [2:0] * 4'h8;
   assign \$66  = centre[63:0] >> \$1228 ;
-  assign \$1231  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1231  = \port$54965$18 [2:0] * 4'h8;
   assign \$67  = 1'h0 >> \$1231 ;
-  assign \$1234  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1234  = \port$54965$18 [2:0] * 4'h8;
   assign \$68  = centre[127:64] >> \$1234 ;
-  assign \$1238  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1238  = \port$54965$18 [3:0] * 4'h8;
   assign \$70  = centre[127:0] >> \$1238 ;
-  assign \$1241  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1241  = \port$54965$18 [3:0] * 4'h8;
   assign \$71  = 1'h0 >> \$1241 ;
-  assign \$1244  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1244  = \port$54965$18 [3:0] * 4'h8;
   assign \$72  = centre[255:128] >> \$1244 ;
-  assign \$1248  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1248  = \port$54965$18 [4:0] * 4'h8;
   assign \$74  = centre >> \$1248 ;
-  assign \$1251  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1251  = \port$54965$18 [4:0] * 4'h8;
   assign \$75  = 1'h0 >> \$1251 ;
-  assign \$1254  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1254  = \port$54965$18 [4:0] * 4'h8;
   assign \$76  = 1'h0 >> \$1254 ;
-  assign \$1259  = \port$61148$18 [9:5] * 4'h8;
+  assign \$1259  = \port$54965$18 [9:5] * 4'h8;
   assign \$79  = weights >> \$1259 ;
-  assign \$1262  = \port$61148$18 [8:5] * 4'h8;
+  assign \$1262  = \port$54965$18 [8:5] * 4'h8;
   assign \$80  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1262 ;
-  assign \$1265  = \port$61148$18 [7:5] * 4'h8;
+  assign \$1265  = \port$54965$18 [7:5] * 4'h8;
   assign \$81  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$1265 ;
-  assign \$1268  = \port$61148$18 [6:5] * 4'h8;
+  assign \$1268  = \port$54965$18 [6:5] * 4'h8;
   assign \$82  = { weights[215:208], weights[151:144], weights[87:80], weights[23:16] } >> \$1268 ;
-  assign \$1271  = \port$61148$18 [5] * 4'h8;
+  assign \$1271  = \port$54965$18 [5] * 4'h8;
   assign \$83  = { weights[151:144], weights[23:16] } >> \$1271 ;
-  assign \$1276  = \port$61148$18 [0] * 4'h8;
+  assign \$1276  = \port$54965$18 [0] * 4'h8;
   assign \$86  = centre[31:16] >> \$1276 ;
-  assign \$1279  = \port$61148$18 [0] * 4'h8;
+  assign \$1279  = \port$54965$18 [0] * 4'h8;
   assign \$87  = centre[15:0] >> \$1279 ;
-  assign \$1282  = \port$61148$18 [0] * 4'h8;
+  assign \$1282  = \port$54965$18 [0] * 4'h8;
   assign \$88  = centre[47:32] >> \$1282 ;
-  assign \$1286  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1286  = \port$54965$18 [1:0] * 4'h8;
   assign \$90  = centre[31:0] >> \$1286 ;
-  assign \$1289  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1289  = \port$54965$18 [1:0] * 4'h8;
   assign \$91  = 1'h0 >> \$1289 ;
-  assign \$1292  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1292  = \port$54965$18 [1:0] * 4'h8;
   assign \$92  = centre[63:32] >> \$1292 ;
-  assign \$1296  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1296  = \port$54965$18 [2:0] * 4'h8;
   assign \$94  = centre[63:0] >> \$1296 ;
-  assign \$1299  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1299  = \port$54965$18 [2:0] * 4'h8;
   assign \$95  = 1'h0 >> \$1299 ;
-  assign \$1302  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1302  = \port$54965$18 [2:0] * 4'h8;
   assign \$96  = centre[127:64] >> \$1302 ;
-  assign \$1306  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1306  = \port$54965$18 [3:0] * 4'h8;
   assign \$98  = centre[127:0] >> \$1306 ;
-  assign \$1309  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1309  = \port$54965$18 [3:0] * 4'h8;
   assign \$99  = 1'h0 >> \$1309 ;
-  assign \$1312  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1312  = \port$54965$18 [3:0] * 4'h8;
   assign \$100  = centre[255:128] >> \$1312 ;
-  assign \$1316  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1316  = \port$54965$18 [4:0] * 4'h8;
   assign \$102  = centre >> \$1316 ;
-  assign \$1319  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1319  = \port$54965$18 [4:0] * 4'h8;
   assign \$103  = 1'h0 >> \$1319 ;
-  assign \$1322  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1322  = \port$54965$18 [4:0] * 4'h8;
   assign \$104  = 1'h0 >> \$1322 ;
-  assign \$1327  = \port$61148$18 [9:5] * 4'h8;
+  assign \$1327  = \port$54965$18 [9:5] * 4'h8;
   assign \$107  = weights >> \$1327 ;
-  assign \$1330  = \port$61148$18 [8:5] * 4'h8;
+  assign \$1330  = \port$54965$18 [8:5] * 4'h8;
   assign \$108  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$1330 ;
-  assign \$1333  = \port$61148$18 [7:5] * 4'h8;
+  assign \$1333  = \port$54965$18 [7:5] * 4'h8;
   assign \$109  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$1333 ;
-  assign \$1336  = \port$61148$18 [6:5] * 4'h8;
+  assign \$1336  = \port$54965$18 [6:5] * 4'h8;
   assign \$110  = { weights[223:216], weights[159:152], weights[95:88], weights[31:24] } >> \$1336 ;
-  assign \$1339  = \port$61148$18 [5] * 4'h8;
+  assign \$1339  = \port$54965$18 [5] * 4'h8;
   assign \$111  = { weights[159:152], weights[31:24] } >> \$1339 ;
-  assign \$1344  = \port$61148$18 [0] * 4'h8;
+  assign \$1344  = \port$54965$18 [0] * 4'h8;
   assign \$114  = centre[47:32] >> \$1344 ;
-  assign \$1347  = \port$61148$18 [0] * 4'h8;
+  assign \$1347  = \port$54965$18 [0] * 4'h8;
   assign \$115  = centre[31:16] >> \$1347 ;
-  assign \$1350  = \port$61148$18 [0] * 4'h8;
+  assign \$1350  = \port$54965$18 [0] * 4'h8;
   assign \$116  = centre[63:48] >> \$1350 ;
-  assign \$1354  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1354  = \port$54965$18 [1:0] * 4'h8;
   assign \$118  = centre[63:32] >> \$1354 ;
-  assign \$1357  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1357  = \port$54965$18 [1:0] * 4'h8;
   assign \$119  = centre[31:0] >> \$1357 ;
-  assign \$1360  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1360  = \port$54965$18 [1:0] * 4'h8;
   assign \$120  = centre[95:64] >> \$1360 ;
-  assign \$1364  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1364  = \port$54965$18 [2:0] * 4'h8;
   assign \$122  = centre[63:0] >> \$1364 ;
-  assign \$1367  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1367  = \port$54965$18 [2:0] * 4'h8;
   assign \$123  = 1'h0 >> \$1367 ;
-  assign \$1370  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1370  = \port$54965$18 [2:0] * 4'h8;
   assign \$124  = centre[127:64] >> \$1370 ;
-  assign \$1374  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1374  = \port$54965$18 [3:0] * 4'h8;
   assign \$126  = centre[127:0] >> \$1374 ;
-  assign \$1377  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1377  = \port$54965$18 [3:0] * 4'h8;
   assign \$127  = 1'h0 >> \$1377 ;
-  assign \$1380  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1380  = \port$54965$18 [3:0] * 4'h8;
   assign \$128  = centre[255:128] >> \$1380 ;
-  assign \$1384  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1384  = \port$54965$18 [4:0] * 4'h8;
   assign \$130  = centre >> \$1384 ;
-  assign \$1387  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1387  = \port$54965$18 [4:0] * 4'h8;
   assign \$131  = 1'h0 >> \$1387 ;
-  assign \$1390  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1390  = \port$54965$18 [4:0] * 4'h8;
   assign \$132  = 1'h0 >> \$1390 ;
-  assign \$1395  = \port$61148$18 [9:5] * 4'h8;
+  assign \$1395  = \port$54965$18 [9:5] * 4'h8;
   assign \$135  = weights >> \$1395 ;
-  assign \$1398  = \port$61148$18 [8:5] * 4'h8;
+  assign \$1398  = \port$54965$18 [8:5] * 4'h8;
   assign \$136  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1398 ;
-  assign \$1401  = \port$61148$18 [7:5] * 4'h8;
+  assign \$1401  = \port$54965$18 [7:5] * 4'h8;
   assign \$137  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$1401 ;
-  assign \$1404  = \port$61148$18 [6:5] * 4'h8;
+  assign \$1404  = \port$54965$18 [6:5] * 4'h8;
   assign \$138  = { weights[231:224], weights[167:160], weights[103:96], weights[39:32] } >> \$1404 ;
-  assign \$1407  = \port$61148$18 [5] * 4'h8;
+  assign \$1407  = \port$54965$18 [5] * 4'h8;
   assign \$139  = { weights[167:160], weights[39:32] } >> \$1407 ;
-  assign \$1412  = \port$61148$18 [0] * 4'h8;
+  assign \$1412  = \port$54965$18 [0] * 4'h8;
   assign \$142  = centre[47:32] >> \$1412 ;
-  assign \$1415  = \port$61148$18 [0] * 4'h8;
+  assign \$1415  = \port$54965$18 [0] * 4'h8;
   assign \$143  = centre[31:16] >> \$1415 ;
-  assign \$1418  = \port$61148$18 [0] * 4'h8;
+  assign \$1418  = \port$54965$18 [0] * 4'h8;
   assign \$144  = centre[63:48] >> \$1418 ;
-  assign \$1422  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1422  = \port$54965$18 [1:0] * 4'h8;
   assign \$146  = centre[63:32] >> \$1422 ;
-  assign \$1425  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1425  = \port$54965$18 [1:0] * 4'h8;
   assign \$147  = centre[31:0] >> \$1425 ;
-  assign \$1428  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1428  = \port$54965$18 [1:0] * 4'h8;
   assign \$148  = centre[95:64] >> \$1428 ;
-  assign \$1432  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1432  = \port$54965$18 [2:0] * 4'h8;
   assign \$150  = centre[63:0] >> \$1432 ;
-  assign \$1435  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1435  = \port$54965$18 [2:0] * 4'h8;
   assign \$151  = 1'h0 >> \$1435 ;
-  assign \$1438  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1438  = \port$54965$18 [2:0] * 4'h8;
   assign \$152  = centre[127:64] >> \$1438 ;
-  assign \$1442  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1442  = \port$54965$18 [3:0] * 4'h8;
   assign \$154  = centre[127:0] >> \$1442 ;
-  assign \$1445  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1445  = \port$54965$18 [3:0] * 4'h8;
   assign \$155  = 1'h0 >> \$1445 ;
-  assign \$1448  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1448  = \port$54965$18 [3:0] * 4'h8;
   assign \$156  = centre[255:128] >> \$1448 ;
-  assign \$1452  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1452  = \port$54965$18 [4:0] * 4'h8;
   assign \$158  = centre >> \$1452 ;
-  assign \$1455  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1455  = \port$54965$18 [4:0] * 4'h8;
   assign \$159  = 1'h0 >> \$1455 ;
-  assign \$1458  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1458  = \port$54965$18 [4:0] * 4'h8;
   assign \$160  = 1'h0 >> \$1458 ;
-  assign \$1463  = \port$61148$18 [9:5] * 4'h8;
+  assign \$1463  = \port$54965$18 [9:5] * 4'h8;
   assign \$163  = weights >> \$1463 ;
-  assign \$1466  = \port$61148$18 [8:5] * 4'h8;
+  assign \$1466  = \port$54965$18 [8:5] * 4'h8;
   assign \$164  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$1466 ;
-  assign \$1469  = \port$61148$18 [7:5] * 4'h8;
+  assign \$1469  = \port$54965$18 [7:5] * 4'h8;
   assign \$165  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$1469 ;
-  assign \$1472  = \port$61148$18 [6:5] * 4'h8;
+  assign \$1472  = \port$54965$18 [6:5] * 4'h8;
   assign \$166  = { weights[239:232], weights[175:168], weights[111:104], weights[47:40] } >> \$1472 ;
-  assign \$1475  = \port$61148$18 [5] * 4'h8;
+  assign \$1475  = \port$54965$18 [5] * 4'h8;
   assign \$167  = { weights[175:168], weights[47:40] } >> \$1475 ;
-  assign \$1480  = \port$61148$18 [0] * 4'h8;
+  assign \$1480  = \port$54965$18 [0] * 4'h8;
   assign \$170  = centre[63:48] >> \$1480 ;
-  assign \$1483  = \port$61148$18 [0] * 4'h8;
+  assign \$1483  = \port$54965$18 [0] * 4'h8;
   assign \$171  = centre[47:32] >> \$1483 ;
-  assign \$1486  = \port$61148$18 [0] * 4'h8;
+  assign \$1486  = \port$54965$18 [0] * 4'h8;
   assign \$172  = centre[79:64] >> \$1486 ;
-  assign \$1490  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1490  = \port$54965$18 [1:0] * 4'h8;
   assign \$174  = centre[63:32] >> \$1490 ;
-  assign \$1493  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1493  = \port$54965$18 [1:0] * 4'h8;
   assign \$175  = centre[31:0] >> \$1493 ;
-  assign \$1496  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1496  = \port$54965$18 [1:0] * 4'h8;
   assign \$176  = centre[95:64] >> \$1496 ;
-  assign \$1500  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1500  = \port$54965$18 [2:0] * 4'h8;
   assign \$178  = centre[63:0] >> \$1500 ;
-  assign \$1503  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1503  = \port$54965$18 [2:0] * 4'h8;
   assign \$179  = 1'h0 >> \$1503 ;
-  assign \$1506  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1506  = \port$54965$18 [2:0] * 4'h8;
   assign \$180  = centre[127:64] >> \$1506 ;
-  assign \$1510  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1510  = \port$54965$18 [3:0] * 4'h8;
   assign \$182  = centre[127:0] >> \$1510 ;
-  assign \$1513  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1513  = \port$54965$18 [3:0] * 4'h8;
   assign \$183  = 1'h0 >> \$1513 ;
-  assign \$1516  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1516  = \port$54965$18 [3:0] * 4'h8;
   assign \$184  = centre[255:128] >> \$1516 ;
-  assign \$1520  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1520  = \port$54965$18 [4:0] * 4'h8;
   assign \$186  = centre >> \$1520 ;
-  assign \$1523  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1523  = \port$54965$18 [4:0] * 4'h8;
   assign \$187  = 1'h0 >> \$1523 ;
-  assign \$1526  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1526  = \port$54965$18 [4:0] * 4'h8;
   assign \$188  = 1'h0 >> \$1526 ;
-  assign \$1531  = \port$61148$18 [9:5] * 4'h8;
+  assign \$1531  = \port$54965$18 [9:5] * 4'h8;
   assign \$191  = weights >> \$1531 ;
-  assign \$1534  = \port$61148$18 [8:5] * 4'h8;
+  assign \$1534  = \port$54965$18 [8:5] * 4'h8;
   assign \$192  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1534 ;
-  assign \$1537  = \port$61148$18 [7:5] * 4'h8;
+  assign \$1537  = \port$54965$18 [7:5] * 4'h8;
   assign \$193  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$1537 ;
-  assign \$1540  = \port$61148$18 [6:5] * 4'h8;
+  assign \$1540  = \port$54965$18 [6:5] * 4'h8;
   assign \$194  = { weights[247:240], weights[183:176], weights[119:112], weights[55:48] } >> \$1540 ;
-  assign \$1543  = \port$61148$18 [5] * 4'h8;
+  assign \$1543  = \port$54965$18 [5] * 4'h8;
   assign \$195  = { weights[183:176], weights[55:48] } >> \$1543 ;
-  assign \$1548  = \port$61148$18 [0] * 4'h8;
+  assign \$1548  = \port$54965$18 [0] * 4'h8;
   assign \$198  = centre[63:48] >> \$1548 ;
-  assign \$1551  = \port$61148$18 [0] * 4'h8;
+  assign \$1551  = \port$54965$18 [0] * 4'h8;
   assign \$199  = centre[47:32] >> \$1551 ;
-  assign \$1554  = \port$61148$18 [0] * 4'h8;
+  assign \$1554  = \port$54965$18 [0] * 4'h8;
   assign \$200  = centre[79:64] >> \$1554 ;
-  assign \$1558  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1558  = \port$54965$18 [1:0] * 4'h8;
   assign \$202  = centre[63:32] >> \$1558 ;
-  assign \$1561  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1561  = \port$54965$18 [1:0] * 4'h8;
   assign \$203  = centre[31:0] >> \$1561 ;
-  assign \$1564  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1564  = \port$54965$18 [1:0] * 4'h8;
   assign \$204  = centre[95:64] >> \$1564 ;
-  assign \$1568  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1568  = \port$54965$18 [2:0] * 4'h8;
   assign \$206  = centre[63:0] >> \$1568 ;
-  assign \$1571  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1571  = \port$54965$18 [2:0] * 4'h8;
   assign \$207  = 1'h0 >> \$1571 ;
-  assign \$1574  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1574  = \port$54965$18 [2:0] * 4'h8;
   assign \$208  = centre[127:64] >> \$1574 ;
-  assign \$1578  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1578  = \port$54965$18 [3:0] * 4'h8;
   assign \$210  = centre[127:0] >> \$1578 ;
-  assign \$1581  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1581  = \port$54965$18 [3:0] * 4'h8;
   assign \$211  = 1'h0 >> \$1581 ;
-  assign \$1584  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1584  = \port$54965$18 [3:0] * 4'h8;
   assign \$212  = centre[255:128] >> \$1584 ;
-  assign \$1588  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1588  = \port$54965$18 [4:0] * 4'h8;
   assign \$214  = centre >> \$1588 ;
-  assign \$1591  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1591  = \port$54965$18 [4:0] * 4'h8;
   assign \$215  = 1'h0 >> \$1591 ;
-  assign \$1594  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1594  = \port$54965$18 [4:0] * 4'h8;
   assign \$216  = 1'h0 >> \$1594 ;
-  assign \$1599  = \port$61148$18 [9:5] * 4'h8;
+  assign \$1599  = \port$54965$18 [9:5] * 4'h8;
   assign \$219  = weights >> \$1599 ;
-  assign \$1602  = \port$61148$18 [8:5] * 4'h8;
+  assign \$1602  = \port$54965$18 [8:5] * 4'h8;
   assign \$220  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$1602 ;
-  assign \$1605  = \port$61148$18 [7:5] * 4'h8;
+  assign \$1605  = \port$54965$18 [7:5] * 4'h8;
   assign \$221  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$1605 ;
-  assign \$1608  = \port$61148$18 [6:5] * 4'h8;
+  assign \$1608  = \port$54965$18 [6:5] * 4'h8;
   assign \$222  = { weights[255:248], weights[191:184], weights[127:120], weights[63:56] } >> \$1608 ;
-  assign \$1611  = \port$61148$18 [5] * 4'h8;
+  assign \$1611  = \port$54965$18 [5] * 4'h8;
   assign \$223  = { weights[191:184], weights[63:56] } >> \$1611 ;
-  assign \$1616  = \port$61148$18 [0] * 4'h8;
+  assign \$1616  = \port$54965$18 [0] * 4'h8;
   assign \$226  = centre[79:64] >> \$1616 ;
-  assign \$1619  = \port$61148$18 [0] * 4'h8;
+  assign \$1619  = \port$54965$18 [0] * 4'h8;
   assign \$227  = centre[63:48] >> \$1619 ;
-  assign \$1622  = \port$61148$18 [0] * 4'h8;
+  assign \$1622  = \port$54965$18 [0] * 4'h8;
   assign \$228  = centre[95:80] >> \$1622 ;
-  assign \$1626  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1626  = \port$54965$18 [1:0] * 4'h8;
   assign \$230  = centre[95:64] >> \$1626 ;
-  assign \$1629  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1629  = \port$54965$18 [1:0] * 4'h8;
   assign \$231  = centre[63:32] >> \$1629 ;
-  assign \$1632  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1632  = \port$54965$18 [1:0] * 4'h8;
   assign \$232  = centre[127:96] >> \$1632 ;
-  assign \$1636  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1636  = \port$54965$18 [2:0] * 4'h8;
   assign \$234  = centre[127:64] >> \$1636 ;
-  assign \$1639  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1639  = \port$54965$18 [2:0] * 4'h8;
   assign \$235  = centre[63:0] >> \$1639 ;
-  assign \$1642  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1642  = \port$54965$18 [2:0] * 4'h8;
   assign \$236  = centre[191:128] >> \$1642 ;
-  assign \$1646  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1646  = \port$54965$18 [3:0] * 4'h8;
   assign \$238  = centre[127:0] >> \$1646 ;
-  assign \$1649  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1649  = \port$54965$18 [3:0] * 4'h8;
   assign \$239  = 1'h0 >> \$1649 ;
-  assign \$1652  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1652  = \port$54965$18 [3:0] * 4'h8;
   assign \$240  = centre[255:128] >> \$1652 ;
-  assign \$1656  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1656  = \port$54965$18 [4:0] * 4'h8;
   assign \$242  = centre >> \$1656 ;
-  assign \$1659  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1659  = \port$54965$18 [4:0] * 4'h8;
   assign \$243  = 1'h0 >> \$1659 ;
-  assign \$1662  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1662  = \port$54965$18 [4:0] * 4'h8;
   assign \$244  = 1'h0 >> \$1662 ;
-  assign \$1667  = \port$61148$18 [9:5] * 4'h8;
+  assign \$1667  = \port$54965$18 [9:5] * 4'h8;
   assign \$247  = weights >> \$1667 ;
-  assign \$1670  = \port$61148$18 [8:5] * 4'h8;
+  assign \$1670  = \port$54965$18 [8:5] * 4'h8;
   assign \$248  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1670 ;
-  assign \$1673  = \port$61148$18 [7:5] * 4'h8;
+  assign \$1673  = \port$54965$18 [7:5] * 4'h8;
   assign \$249  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$1673 ;
-  assign \$1676  = \port$61148$18 [6:5] * 4'h8;
+  assign \$1676  = \port$54965$18 [6:5] * 4'h8;
   assign \$250  = { weights[199:192], weights[135:128], weights[71:64], weights[7:0] } >> \$1676 ;
-  assign \$1679  = \port$61148$18 [5] * 4'h8;
+  assign \$1679  = \port$54965$18 [5] * 4'h8;
   assign \$251  = { weights[199:192], weights[71:64] } >> \$1679 ;
-  assign \$1684  = \port$61148$18 [0] * 4'h8;
+  assign \$1684  = \port$54965$18 [0] * 4'h8;
   assign \$254  = centre[79:64] >> \$1684 ;
-  assign \$1687  = \port$61148$18 [0] * 4'h8;
+  assign \$1687  = \port$54965$18 [0] * 4'h8;
   assign \$255  = centre[63:48] >> \$1687 ;
-  assign \$1690  = \port$61148$18 [0] * 4'h8;
+  assign \$1690  = \port$54965$18 [0] * 4'h8;
   assign \$256  = centre[95:80] >> \$1690 ;
-  assign \$1694  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1694  = \port$54965$18 [1:0] * 4'h8;
   assign \$258  = centre[95:64] >> \$1694 ;
-  assign \$1697  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1697  = \port$54965$18 [1:0] * 4'h8;
   assign \$259  = centre[63:32] >> \$1697 ;
-  assign \$1700  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1700  = \port$54965$18 [1:0] * 4'h8;
   assign \$260  = centre[127:96] >> \$1700 ;
-  assign \$1704  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1704  = \port$54965$18 [2:0] * 4'h8;
   assign \$262  = centre[127:64] >> \$1704 ;
-  assign \$1707  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1707  = \port$54965$18 [2:0] * 4'h8;
   assign \$263  = centre[63:0] >> \$1707 ;
-  assign \$1710  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1710  = \port$54965$18 [2:0] * 4'h8;
   assign \$264  = centre[191:128] >> \$1710 ;
-  assign \$1714  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1714  = \port$54965$18 [3:0] * 4'h8;
   assign \$266  = centre[127:0] >> \$1714 ;
-  assign \$1717  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1717  = \port$54965$18 [3:0] * 4'h8;
   assign \$267  = 1'h0 >> \$1717 ;
-  assign \$1720  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1720  = \port$54965$18 [3:0] * 4'h8;
   assign \$268  = centre[255:128] >> \$1720 ;
-  assign \$1724  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1724  = \port$54965$18 [4:0] * 4'h8;
   assign \$270  = centre >> \$1724 ;
-  assign \$1727  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1727  = \port$54965$18 [4:0] * 4'h8;
   assign \$271  = 1'h0 >> \$1727 ;
-  assign \$1730  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1730  = \port$54965$18 [4:0] * 4'h8;
   assign \$272  = 1'h0 >> \$1730 ;
-  assign \$1735  = \port$61148$18 [9:5] * 4'h8;
+  assign \$1735  = \port$54965$18 [9:5] * 4'h8;
   assign \$275  = weights >> \$1735 ;
-  assign \$1738  = \port$61148$18 [8:5] * 4'h8;
+  assign \$1738  = \port$54965$18 [8:5] * 4'h8;
   assign \$276  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$1738 ;
-  assign \$1741  = \port$61148$18 [7:5] * 4'h8;
+  assign \$1741  = \port$54965$18 [7:5] * 4'h8;
   assign \$277  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$1741 ;
-  assign \$1744  = \port$61148$18 [6:5] * 4'h8;
+  assign \$1744  = \port$54965$18 [6:5] * 4'h8;
   assign \$278  = { weights[207:200], weights[143:136], weights[79:72], weights[15:8] } >> \$1744 ;
-  assign \$1747  = \port$61148$18 [5] * 4'h8;
+  assign \$1747  = \port$54965$18 [5] * 4'h8;
   assign \$279  = { weights[207:200], weights[79:72] } >> \$1747 ;
-  assign \$1752  = \port$61148$18 [0] * 4'h8;
+  assign \$1752  = \port$54965$18 [0] * 4'h8;
   assign \$282  = centre[95:80] >> \$1752 ;
-  assign \$1755  = \port$61148$18 [0] * 4'h8;
+  assign \$1755  = \port$54965$18 [0] * 4'h8;
   assign \$283  = centre[79:64] >> \$1755 ;
-  assign \$1758  = \port$61148$18 [0] * 4'h8;
+  assign \$1758  = \port$54965$18 [0] * 4'h8;
   assign \$284  = centre[111:96] >> \$1758 ;
-  assign \$1762  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1762  = \port$54965$18 [1:0] * 4'h8;
   assign \$286  = centre[95:64] >> \$1762 ;
-  assign \$1765  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1765  = \port$54965$18 [1:0] * 4'h8;
   assign \$287  = centre[63:32] >> \$1765 ;
-  assign \$1768  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1768  = \port$54965$18 [1:0] * 4'h8;
   assign \$288  = centre[127:96] >> \$1768 ;
-  assign \$1772  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1772  = \port$54965$18 [2:0] * 4'h8;
   assign \$290  = centre[127:64] >> \$1772 ;
-  assign \$1775  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1775  = \port$54965$18 [2:0] * 4'h8;
   assign \$291  = centre[63:0] >> \$1775 ;
-  assign \$1778  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1778  = \port$54965$18 [2:0] * 4'h8;
   assign \$292  = centre[191:128] >> \$1778 ;
-  assign \$1782  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1782  = \port$54965$18 [3:0] * 4'h8;
   assign \$294  = centre[127:0] >> \$1782 ;
-  assign \$1785  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1785  = \port$54965$18 [3:0] * 4'h8;
   assign \$295  = 1'h0 >> \$1785 ;
-  assign \$1788  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1788  = \port$54965$18 [3:0] * 4'h8;
   assign \$296  = centre[255:128] >> \$1788 ;
-  assign \$1792  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1792  = \port$54965$18 [4:0] * 4'h8;
   assign \$298  = centre >> \$1792 ;
-  assign \$1795  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1795  = \port$54965$18 [4:0] * 4'h8;
   assign \$299  = 1'h0 >> \$1795 ;
-  assign \$1798  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1798  = \port$54965$18 [4:0] * 4'h8;
   assign \$300  = 1'h0 >> \$1798 ;
-  assign \$1803  = \port$61148$18 [9:5] * 4'h8;
+  assign \$1803  = \port$54965$18 [9:5] * 4'h8;
   assign \$303  = weights >> \$1803 ;
-  assign \$1806  = \port$61148$18 [8:5] * 4'h8;
+  assign \$1806  = \port$54965$18 [8:5] * 4'h8;
   assign \$304  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1806 ;
-  assign \$1809  = \port$61148$18 [7:5] * 4'h8;
+  assign \$1809  = \port$54965$18 [7:5] * 4'h8;
   assign \$305  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$1809 ;
-  assign \$1812  = \port$61148$18 [6:5] * 4'h8;
+  assign \$1812  = \port$54965$18 [6:5] * 4'h8;
   assign \$306  = { weights[215:208], weights[151:144], weights[87:80], weights[23:16] } >> \$1812 ;
-  assign \$1815  = \port$61148$18 [5] * 4'h8;
+  assign \$1815  = \port$54965$18 [5] * 4'h8;
   assign \$307  = { weights[215:208], weights[87:80] } >> \$1815 ;
-  assign \$1820  = \port$61148$18 [0] * 4'h8;
+  assign \$1820  = \port$54965$18 [0] * 4'h8;
   assign \$310  = centre[95:80] >> \$1820 ;
-  assign \$1823  = \port$61148$18 [0] * 4'h8;
+  assign \$1823  = \port$54965$18 [0] * 4'h8;
   assign \$311  = centre[79:64] >> \$1823 ;
-  assign \$1826  = \port$61148$18 [0] * 4'h8;
+  assign \$1826  = \port$54965$18 [0] * 4'h8;
   assign \$312  = centre[111:96] >> \$1826 ;
-  assign \$1830  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1830  = \port$54965$18 [1:0] * 4'h8;
   assign \$314  = centre[95:64] >> \$1830 ;
-  assign \$1833  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1833  = \port$54965$18 [1:0] * 4'h8;
   assign \$315  = centre[63:32] >> \$1833 ;
-  assign \$1836  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1836  = \port$54965$18 [1:0] * 4'h8;
   assign \$316  = centre[127:96] >> \$1836 ;
-  assign \$1840  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1840  = \port$54965$18 [2:0] * 4'h8;
   assign \$318  = centre[127:64] >> \$1840 ;
-  assign \$1843  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1843  = \port$54965$18 [2:0] * 4'h8;
   assign \$319  = centre[63:0] >> \$1843 ;
-  assign \$1846  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1846  = \port$54965$18 [2:0] * 4'h8;
   assign \$320  = centre[191:128] >> \$1846 ;
-  assign \$1850  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1850  = \port$54965$18 [3:0] * 4'h8;
   assign \$322  = centre[127:0] >> \$1850 ;
-  assign \$1853  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1853  = \port$54965$18 [3:0] * 4'h8;
   assign \$323  = 1'h0 >> \$1853 ;
-  assign \$1856  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1856  = \port$54965$18 [3:0] * 4'h8;
   assign \$324  = centre[255:128] >> \$1856 ;
-  assign \$1860  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1860  = \port$54965$18 [4:0] * 4'h8;
   assign \$326  = centre >> \$1860 ;
-  assign \$1863  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1863  = \port$54965$18 [4:0] * 4'h8;
   assign \$327  = 1'h0 >> \$1863 ;
-  assign \$1866  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1866  = \port$54965$18 [4:0] * 4'h8;
   assign \$328  = 1'h0 >> \$1866 ;
-  assign \$1871  = \port$61148$18 [9:5] * 4'h8;
+  assign \$1871  = \port$54965$18 [9:5] * 4'h8;
   assign \$331  = weights >> \$1871 ;
-  assign \$1874  = \port$61148$18 [8:5] * 4'h8;
+  assign \$1874  = \port$54965$18 [8:5] * 4'h8;
   assign \$332  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$1874 ;
-  assign \$1877  = \port$61148$18 [7:5] * 4'h8;
+  assign \$1877  = \port$54965$18 [7:5] * 4'h8;
   assign \$333  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$1877 ;
-  assign \$1880  = \port$61148$18 [6:5] * 4'h8;
+  assign \$1880  = \port$54965$18 [6:5] * 4'h8;
   assign \$334  = { weights[223:216], weights[159:152], weights[95:88], weights[31:24] } >> \$1880 ;
-  assign \$1883  = \port$61148$18 [5] * 4'h8;
+  assign \$1883  = \port$54965$18 [5] * 4'h8;
   assign \$335  = { weights[223:216], weights[95:88] } >> \$1883 ;
-  assign \$1888  = \port$61148$18 [0] * 4'h8;
+  assign \$1888  = \port$54965$18 [0] * 4'h8;
   assign \$338  = centre[111:96] >> \$1888 ;
-  assign \$1891  = \port$61148$18 [0] * 4'h8;
+  assign \$1891  = \port$54965$18 [0] * 4'h8;
   assign \$339  = centre[95:80] >> \$1891 ;
-  assign \$1894  = \port$61148$18 [0] * 4'h8;
+  assign \$1894  = \port$54965$18 [0] * 4'h8;
   assign \$340  = centre[127:112] >> \$1894 ;
-  assign \$1898  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1898  = \port$54965$18 [1:0] * 4'h8;
   assign \$342  = centre[127:96] >> \$1898 ;
-  assign \$1901  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1901  = \port$54965$18 [1:0] * 4'h8;
   assign \$343  = centre[95:64] >> \$1901 ;
-  assign \$1904  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1904  = \port$54965$18 [1:0] * 4'h8;
   assign \$344  = centre[159:128] >> \$1904 ;
-  assign \$1908  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1908  = \port$54965$18 [2:0] * 4'h8;
   assign \$346  = centre[127:64] >> \$1908 ;
-  assign \$1911  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1911  = \port$54965$18 [2:0] * 4'h8;
   assign \$347  = centre[63:0] >> \$1911 ;
-  assign \$1914  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1914  = \port$54965$18 [2:0] * 4'h8;
   assign \$348  = centre[191:128] >> \$1914 ;
-  assign \$1918  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1918  = \port$54965$18 [3:0] * 4'h8;
   assign \$350  = centre[127:0] >> \$1918 ;
-  assign \$1921  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1921  = \port$54965$18 [3:0] * 4'h8;
   assign \$351  = 1'h0 >> \$1921 ;
-  assign \$1924  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1924  = \port$54965$18 [3:0] * 4'h8;
   assign \$352  = centre[255:128] >> \$1924 ;
-  assign \$1928  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1928  = \port$54965$18 [4:0] * 4'h8;
   assign \$354  = centre >> \$1928 ;
-  assign \$1931  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1931  = \port$54965$18 [4:0] * 4'h8;
   assign \$355  = 1'h0 >> \$1931 ;
-  assign \$1934  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1934  = \port$54965$18 [4:0] * 4'h8;
   assign \$356  = 1'h0 >> \$1934 ;
-  assign \$1939  = \port$61148$18 [9:5] * 4'h8;
+  assign \$1939  = \port$54965$18 [9:5] * 4'h8;
   assign \$359  = weights >> \$1939 ;
-  assign \$1942  = \port$61148$18 [8:5] * 4'h8;
+  assign \$1942  = \port$54965$18 [8:5] * 4'h8;
   assign \$360  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1942 ;
-  assign \$1945  = \port$61148$18 [7:5] * 4'h8;
+  assign \$1945  = \port$54965$18 [7:5] * 4'h8;
   assign \$361  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$1945 ;
-  assign \$1948  = \port$61148$18 [6:5] * 4'h8;
+  assign \$1948  = \port$54965$18 [6:5] * 4'h8;
   assign \$362  = { weights[231:224], weights[167:160], weights[103:96], weights[39:32] } >> \$1948 ;
-  assign \$1951  = \port$61148$18 [5] * 4'h8;
+  assign \$1951  = \port$54965$18 [5] * 4'h8;
   assign \$363  = { weights[231:224], weights[103:96] } >> \$1951 ;
-  assign \$1956  = \port$61148$18 [0] * 4'h8;
+  assign \$1956  = \port$54965$18 [0] * 4'h8;
   assign \$366  = centre[111:96] >> \$1956 ;
-  assign \$1959  = \port$61148$18 [0] * 4'h8;
+  assign \$1959  = \port$54965$18 [0] * 4'h8;
   assign \$367  = centre[95:80] >> \$1959 ;
-  assign \$1962  = \port$61148$18 [0] * 4'h8;
+  assign \$1962  = \port$54965$18 [0] * 4'h8;
   assign \$368  = centre[127:112] >> \$1962 ;
-  assign \$1966  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1966  = \port$54965$18 [1:0] * 4'h8;
   assign \$370  = centre[127:96] >> \$1966 ;
-  assign \$1969  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1969  = \port$54965$18 [1:0] * 4'h8;
   assign \$371  = centre[95:64] >> \$1969 ;
-  assign \$1972  = \port$61148$18 [1:0] * 4'h8;
+  assign \$1972  = \port$54965$18 [1:0] * 4'h8;
   assign \$372  = centre[159:128] >> \$1972 ;
-  assign \$1976  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1976  = \port$54965$18 [2:0] * 4'h8;
   assign \$374  = centre[127:64] >> \$1976 ;
-  assign \$1979  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1979  = \port$54965$18 [2:0] * 4'h8;
   assign \$375  = centre[63:0] >> \$1979 ;
-  assign \$1982  = \port$61148$18 [2:0] * 4'h8;
+  assign \$1982  = \port$54965$18 [2:0] * 4'h8;
   assign \$376  = centre[191:128] >> \$1982 ;
-  assign \$1986  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1986  = \port$54965$18 [3:0] * 4'h8;
   assign \$378  = centre[127:0] >> \$1986 ;
-  assign \$1989  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1989  = \port$54965$18 [3:0] * 4'h8;
   assign \$379  = 1'h0 >> \$1989 ;
-  assign \$1992  = \port$61148$18 [3:0] * 4'h8;
+  assign \$1992  = \port$54965$18 [3:0] * 4'h8;
   assign \$380  = centre[255:128] >> \$1992 ;
-  assign \$1996  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1996  = \port$54965$18 [4:0] * 4'h8;
   assign \$382  = centre >> \$1996 ;
-  assign \$1999  = \port$61148$18 [4:0] * 4'h8;
+  assign \$1999  = \port$54965$18 [4:0] * 4'h8;
   assign \$383  = 1'h0 >> \$1999 ;
-  assign \$2002  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2002  = \port$54965$18 [4:0] * 4'h8;
   assign \$384  = 1'h0 >> \$2002 ;
-  assign \$2007  = \port$61148$18 [9:5] * 4'h8;
+  assign \$2007  = \port$54965$18 [9:5] * 4'h8;
   assign \$387  = weights >> \$2007 ;
-  assign \$2010  = \port$61148$18 [8:5] * 4'h8;
+  assign \$2010  = \port$54965$18 [8:5] * 4'h8;
   assign \$388  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2010 ;
-  assign \$2013  = \port$61148$18 [7:5] * 4'h8;
+  assign \$2013  = \port$54965$18 [7:5] * 4'h8;
   assign \$389  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$2013 ;
-  assign \$2016  = \port$61148$18 [6:5] * 4'h8;
+  assign \$2016  = \port$54965$18 [6:5] * 4'h8;
   assign \$390  = { weights[239:232], weights[175:168], weights[111:104], weights[47:40] } >> \$2016 ;
-  assign \$2019  = \port$61148$18 [5] * 4'h8;
+  assign \$2019  = \port$54965$18 [5] * 4'h8;
   assign \$391  = { weights[239:232], weights[111:104] } >> \$2019 ;
-  assign \$2024  = \port$61148$18 [0] * 4'h8;
+  assign \$2024  = \port$54965$18 [0] * 4'h8;
   assign \$394  = centre[127:112] >> \$2024 ;
-  assign \$2027  = \port$61148$18 [0] * 4'h8;
+  assign \$2027  = \port$54965$18 [0] * 4'h8;
   assign \$395  = centre[111:96] >> \$2027 ;
-  assign \$2030  = \port$61148$18 [0] * 4'h8;
+  assign \$2030  = \port$54965$18 [0] * 4'h8;
   assign \$396  = centre[143:128] >> \$2030 ;
-  assign \$2034  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2034  = \port$54965$18 [1:0] * 4'h8;
   assign \$398  = centre[127:96] >> \$2034 ;
-  assign \$2037  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2037  = \port$54965$18 [1:0] * 4'h8;
   assign \$399  = centre[95:64] >> \$2037 ;
-  assign \$2040  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2040  = \port$54965$18 [1:0] * 4'h8;
   assign \$400  = centre[159:128] >> \$2040 ;
-  assign \$2044  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2044  = \port$54965$18 [2:0] * 4'h8;
   assign \$402  = centre[127:64] >> \$2044 ;
-  assign \$2047  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2047  = \port$54965$18 [2:0] * 4'h8;
   assign \$403  = centre[63:0] >> \$2047 ;
-  assign \$2050  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2050  = \port$54965$18 [2:0] * 4'h8;
   assign \$404  = centre[191:128] >> \$2050 ;
-  assign \$2054  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2054  = \port$54965$18 [3:0] * 4'h8;
   assign \$406  = centre[127:0] >> \$2054 ;
-  assign \$2057  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2057  = \port$54965$18 [3:0] * 4'h8;
   assign \$407  = 1'h0 >> \$2057 ;
-  assign \$2060  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2060  = \port$54965$18 [3:0] * 4'h8;
   assign \$408  = centre[255:128] >> \$2060 ;
-  assign \$2064  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2064  = \port$54965$18 [4:0] * 4'h8;
   assign \$410  = centre >> \$2064 ;
-  assign \$2067  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2067  = \port$54965$18 [4:0] * 4'h8;
   assign \$411  = 1'h0 >> \$2067 ;
-  assign \$2070  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2070  = \port$54965$18 [4:0] * 4'h8;
   assign \$412  = 1'h0 >> \$2070 ;
-  assign \$2075  = \port$61148$18 [9:5] * 4'h8;
+  assign \$2075  = \port$54965$18 [9:5] * 4'h8;
   assign \$415  = weights >> \$2075 ;
-  assign \$2078  = \port$61148$18 [8:5] * 4'h8;
+  assign \$2078  = \port$54965$18 [8:5] * 4'h8;
   assign \$416  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2078 ;
-  assign \$2081  = \port$61148$18 [7:5] * 4'h8;
+  assign \$2081  = \port$54965$18 [7:5] * 4'h8;
   assign \$417  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$2081 ;
-  assign \$2084  = \port$61148$18 [6:5] * 4'h8;
+  assign \$2084  = \port$54965$18 [6:5] * 4'h8;
   assign \$418  = { weights[247:240], weights[183:176], weights[119:112], weights[55:48] } >> \$2084 ;
-  assign \$2087  = \port$61148$18 [5] * 4'h8;
+  assign \$2087  = \port$54965$18 [5] * 4'h8;
   assign \$419  = { weights[247:240], weights[119:112] } >> \$2087 ;
-  assign \$2092  = \port$61148$18 [0] * 4'h8;
+  assign \$2092  = \port$54965$18 [0] * 4'h8;
   assign \$422  = centre[127:112] >> \$2092 ;
-  assign \$2095  = \port$61148$18 [0] * 4'h8;
+  assign \$2095  = \port$54965$18 [0] * 4'h8;
   assign \$423  = centre[111:96] >> \$2095 ;
-  assign \$2098  = \port$61148$18 [0] * 4'h8;
+  assign \$2098  = \port$54965$18 [0] * 4'h8;
   assign \$424  = centre[143:128] >> \$2098 ;
-  assign \$2102  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2102  = \port$54965$18 [1:0] * 4'h8;
   assign \$426  = centre[127:96] >> \$2102 ;
-  assign \$2105  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2105  = \port$54965$18 [1:0] * 4'h8;
   assign \$427  = centre[95:64] >> \$2105 ;
-  assign \$2108  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2108  = \port$54965$18 [1:0] * 4'h8;
   assign \$428  = centre[159:128] >> \$2108 ;
-  assign \$2112  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2112  = \port$54965$18 [2:0] * 4'h8;
   assign \$430  = centre[127:64] >> \$2112 ;
-  assign \$2115  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2115  = \port$54965$18 [2:0] * 4'h8;
   assign \$431  = centre[63:0] >> \$2115 ;
-  assign \$2118  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2118  = \port$54965$18 [2:0] * 4'h8;
   assign \$432  = centre[191:128] >> \$2118 ;
-  assign \$2122  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2122  = \port$54965$18 [3:0] * 4'h8;
   assign \$434  = centre[127:0] >> \$2122 ;
-  assign \$2125  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2125  = \port$54965$18 [3:0] * 4'h8;
   assign \$435  = 1'h0 >> \$2125 ;
-  assign \$2128  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2128  = \port$54965$18 [3:0] * 4'h8;
   assign \$436  = centre[255:128] >> \$2128 ;
-  assign \$2132  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2132  = \port$54965$18 [4:0] * 4'h8;
   assign \$438  = centre >> \$2132 ;
-  assign \$2135  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2135  = \port$54965$18 [4:0] * 4'h8;
   assign \$439  = 1'h0 >> \$2135 ;
-  assign \$2138  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2138  = \port$54965$18 [4:0] * 4'h8;
   assign \$440  = 1'h0 >> \$2138 ;
-  assign \$2143  = \port$61148$18 [9:5] * 4'h8;
+  assign \$2143  = \port$54965$18 [9:5] * 4'h8;
   assign \$443  = weights >> \$2143 ;
-  assign \$2146  = \port$61148$18 [8:5] * 4'h8;
+  assign \$2146  = \port$54965$18 [8:5] * 4'h8;
   assign \$444  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2146 ;
-  assign \$2149  = \port$61148$18 [7:5] * 4'h8;
+  assign \$2149  = \port$54965$18 [7:5] * 4'h8;
   assign \$445  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$2149 ;
-  assign \$2152  = \port$61148$18 [6:5] * 4'h8;
+  assign \$2152  = \port$54965$18 [6:5] * 4'h8;
   assign \$446  = { weights[255:248], weights[191:184], weights[127:120], weights[63:56] } >> \$2152 ;
-  assign \$2155  = \port$61148$18 [5] * 4'h8;
+  assign \$2155  = \port$54965$18 [5] * 4'h8;
   assign \$447  = { weights[255:248], weights[127:120] } >> \$2155 ;
-  assign \$2160  = \port$61148$18 [0] * 4'h8;
+  assign \$2160  = \port$54965$18 [0] * 4'h8;
   assign \$450  = centre[143:128] >> \$2160 ;
-  assign \$2163  = \port$61148$18 [0] * 4'h8;
+  assign \$2163  = \port$54965$18 [0] * 4'h8;
   assign \$451  = centre[127:112] >> \$2163 ;
-  assign \$2166  = \port$61148$18 [0] * 4'h8;
+  assign \$2166  = \port$54965$18 [0] * 4'h8;
   assign \$452  = centre[159:144] >> \$2166 ;
-  assign \$2170  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2170  = \port$54965$18 [1:0] * 4'h8;
   assign \$454  = centre[159:128] >> \$2170 ;
-  assign \$2173  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2173  = \port$54965$18 [1:0] * 4'h8;
   assign \$455  = centre[127:96] >> \$2173 ;
-  assign \$2176  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2176  = \port$54965$18 [1:0] * 4'h8;
   assign \$456  = centre[191:160] >> \$2176 ;
-  assign \$2180  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2180  = \port$54965$18 [2:0] * 4'h8;
   assign \$458  = centre[191:128] >> \$2180 ;
-  assign \$2183  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2183  = \port$54965$18 [2:0] * 4'h8;
   assign \$459  = centre[127:64] >> \$2183 ;
-  assign \$2186  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2186  = \port$54965$18 [2:0] * 4'h8;
   assign \$460  = centre[255:192] >> \$2186 ;
-  assign \$2190  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2190  = \port$54965$18 [3:0] * 4'h8;
   assign \$462  = centre[255:128] >> \$2190 ;
-  assign \$2193  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2193  = \port$54965$18 [3:0] * 4'h8;
   assign \$463  = centre[127:0] >> \$2193 ;
-  assign \$2196  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2196  = \port$54965$18 [3:0] * 4'h8;
   assign \$464  = 1'h0 >> \$2196 ;
-  assign \$2200  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2200  = \port$54965$18 [4:0] * 4'h8;
   assign \$466  = centre >> \$2200 ;
-  assign \$2203  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2203  = \port$54965$18 [4:0] * 4'h8;
   assign \$467  = 1'h0 >> \$2203 ;
-  assign \$2206  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2206  = \port$54965$18 [4:0] * 4'h8;
   assign \$468  = 1'h0 >> \$2206 ;
-  assign \$2211  = \port$61148$18 [9:5] * 4'h8;
+  assign \$2211  = \port$54965$18 [9:5] * 4'h8;
   assign \$471  = weights >> \$2211 ;
-  assign \$2214  = \port$61148$18 [8:5] * 4'h8;
+  assign \$2214  = \port$54965$18 [8:5] * 4'h8;
   assign \$472  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2214 ;
-  assign \$2217  = \port$61148$18 [7:5] * 4'h8;
+  assign \$2217  = \port$54965$18 [7:5] * 4'h8;
   assign \$473  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$2217 ;
-  assign \$2220  = \port$61148$18 [6:5] * 4'h8;
+  assign \$2220  = \port$54965$18 [6:5] * 4'h8;
   assign \$474  = { weights[199:192], weights[135:128], weights[71:64], weights[7:0] } >> \$2220 ;
-  assign \$2223  = \port$61148$18 [5] * 4'h8;
+  assign \$2223  = \port$54965$18 [5] * 4'h8;
   assign \$475  = { weights[135:128], weights[7:0] } >> \$2223 ;
-  assign \$2228  = \port$61148$18 [0] * 4'h8;
+  assign \$2228  = \port$54965$18 [0] * 4'h8;
   assign \$478  = centre[143:128] >> \$2228 ;
-  assign \$2231  = \port$61148$18 [0] * 4'h8;
+  assign \$2231  = \port$54965$18 [0] * 4'h8;
   assign \$479  = centre[127:112] >> \$2231 ;
-  assign \$2234  = \port$61148$18 [0] * 4'h8;
+  assign \$2234  = \port$54965$18 [0] * 4'h8;
   assign \$480  = centre[159:144] >> \$2234 ;
-  assign \$2238  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2238  = \port$54965$18 [1:0] * 4'h8;
   assign \$482  = centre[159:128] >> \$2238 ;
-  assign \$2241  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2241  = \port$54965$18 [1:0] * 4'h8;
   assign \$483  = centre[127:96] >> \$2241 ;
-  assign \$2244  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2244  = \port$54965$18 [1:0] * 4'h8;
   assign \$484  = centre[191:160] >> \$2244 ;
-  assign \$2248  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2248  = \port$54965$18 [2:0] * 4'h8;
   assign \$486  = centre[191:128] >> \$2248 ;
-  assign \$2251  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2251  = \port$54965$18 [2:0] * 4'h8;
   assign \$487  = centre[127:64] >> \$2251 ;
-  assign \$2254  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2254  = \port$54965$18 [2:0] * 4'h8;
   assign \$488  = centre[255:192] >> \$2254 ;
-  assign \$2258  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2258  = \port$54965$18 [3:0] * 4'h8;
   assign \$490  = centre[255:128] >> \$2258 ;
-  assign \$2261  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2261  = \port$54965$18 [3:0] * 4'h8;
   assign \$491  = centre[127:0] >> \$2261 ;
-  assign \$2264  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2264  = \port$54965$18 [3:0] * 4'h8;
   assign \$492  = 1'h0 >> \$2264 ;
-  assign \$2268  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2268  = \port$54965$18 [4:0] * 4'h8;
   assign \$494  = centre >> \$2268 ;
-  assign \$2271  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2271  = \port$54965$18 [4:0] * 4'h8;
   assign \$495  = 1'h0 >> \$2271 ;
-  assign \$2274  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2274  = \port$54965$18 [4:0] * 4'h8;
   assign \$496  = 1'h0 >> \$2274 ;
-  assign \$2279  = \port$61148$18 [9:5] * 4'h8;
+  assign \$2279  = \port$54965$18 [9:5] * 4'h8;
   assign \$499  = weights >> \$2279 ;
-  assign \$2282  = \port$61148$18 [8:5] * 4'h8;
+  assign \$2282  = \port$54965$18 [8:5] * 4'h8;
   assign \$500  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2282 ;
-  assign \$2285  = \port$61148$18 [7:5] * 4'h8;
+  assign \$2285  = \port$54965$18 [7:5] * 4'h8;
   assign \$501  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$2285 ;
-  assign \$2288  = \port$61148$18 [6:5] * 4'h8;
+  assign \$2288  = \port$54965$18 [6:5] * 4'h8;
   assign \$502  = { weights[207:200], weights[143:136], weights[79:72], weights[15:8] } >> \$2288 ;
-  assign \$2291  = \port$61148$18 [5] * 4'h8;
+  assign \$2291  = \port$54965$18 [5] * 4'h8;
   assign \$503  = { weights[143:136], weights[15:8] } >> \$2291 ;
-  assign \$2296  = \port$61148$18 [0] * 4'h8;
+  assign \$2296  = \port$54965$18 [0] * 4'h8;
   assign \$506  = centre[159:144] >> \$2296 ;
-  assign \$2299  = \port$61148$18 [0] * 4'h8;
+  assign \$2299  = \port$54965$18 [0] * 4'h8;
   assign \$507  = centre[143:128] >> \$2299 ;
-  assign \$2302  = \port$61148$18 [0] * 4'h8;
+  assign \$2302  = \port$54965$18 [0] * 4'h8;
   assign \$508  = centre[175:160] >> \$2302 ;
-  assign \$2306  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2306  = \port$54965$18 [1:0] * 4'h8;
   assign \$510  = centre[159:128] >> \$2306 ;
-  assign \$2309  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2309  = \port$54965$18 [1:0] * 4'h8;
   assign \$511  = centre[127:96] >> \$2309 ;
-  assign \$2312  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2312  = \port$54965$18 [1:0] * 4'h8;
   assign \$512  = centre[191:160] >> \$2312 ;
-  assign \$2316  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2316  = \port$54965$18 [2:0] * 4'h8;
   assign \$514  = centre[191:128] >> \$2316 ;
-  assign \$2319  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2319  = \port$54965$18 [2:0] * 4'h8;
   assign \$515  = centre[127:64] >> \$2319 ;
-  assign \$2322  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2322  = \port$54965$18 [2:0] * 4'h8;
   assign \$516  = centre[255:192] >> \$2322 ;
-  assign \$2326  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2326  = \port$54965$18 [3:0] * 4'h8;
   assign \$518  = centre[255:128] >> \$2326 ;
-  assign \$2329  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2329  = \port$54965$18 [3:0] * 4'h8;
   assign \$519  = centre[127:0] >> \$2329 ;
-  assign \$2332  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2332  = \port$54965$18 [3:0] * 4'h8;
   assign \$520  = 1'h0 >> \$2332 ;
-  assign \$2336  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2336  = \port$54965$18 [4:0] * 4'h8;
   assign \$522  = centre >> \$2336 ;
-  assign \$2339  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2339  = \port$54965$18 [4:0] * 4'h8;
   assign \$523  = 1'h0 >> \$2339 ;
-  assign \$2342  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2342  = \port$54965$18 [4:0] * 4'h8;
   assign \$524  = 1'h0 >> \$2342 ;
-  assign \$2347  = \port$61148$18 [9:5] * 4'h8;
+  assign \$2347  = \port$54965$18 [9:5] * 4'h8;
   assign \$527  = weights >> \$2347 ;
-  assign \$2350  = \port$61148$18 [8:5] * 4'h8;
+  assign \$2350  = \port$54965$18 [8:5] * 4'h8;
   assign \$528  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2350 ;
-  assign \$2353  = \port$61148$18 [7:5] * 4'h8;
+  assign \$2353  = \port$54965$18 [7:5] * 4'h8;
   assign \$529  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$2353 ;
-  assign \$2356  = \port$61148$18 [6:5] * 4'h8;
+  assign \$2356  = \port$54965$18 [6:5] * 4'h8;
   assign \$530  = { weights[215:208], weights[151:144], weights[87:80], weights[23:16] } >> \$2356 ;
-  assign \$2359  = \port$61148$18 [5] * 4'h8;
+  assign \$2359  = \port$54965$18 [5] * 4'h8;
   assign \$531  = { weights[151:144], weights[23:16] } >> \$2359 ;
-  assign \$2364  = \port$61148$18 [0] * 4'h8;
+  assign \$2364  = \port$54965$18 [0] * 4'h8;
   assign \$534  = centre[159:144] >> \$2364 ;
-  assign \$2367  = \port$61148$18 [0] * 4'h8;
+  assign \$2367  = \port$54965$18 [0] * 4'h8;
   assign \$535  = centre[143:128] >> \$2367 ;
-  assign \$2370  = \port$61148$18 [0] * 4'h8;
+  assign \$2370  = \port$54965$18 [0] * 4'h8;
   assign \$536  = centre[175:160] >> \$2370 ;
-  assign \$2374  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2374  = \port$54965$18 [1:0] * 4'h8;
   assign \$538  = centre[159:128] >> \$2374 ;
-  assign \$2377  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2377  = \port$54965$18 [1:0] * 4'h8;
   assign \$539  = centre[127:96] >> \$2377 ;
-  assign \$2380  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2380  = \port$54965$18 [1:0] * 4'h8;
   assign \$540  = centre[191:160] >> \$2380 ;
-  assign \$2384  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2384  = \port$54965$18 [2:0] * 4'h8;
   assign \$542  = centre[191:128] >> \$2384 ;
-  assign \$2387  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2387  = \port$54965$18 [2:0] * 4'h8;
   assign \$543  = centre[127:64] >> \$2387 ;
-  assign \$2390  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2390  = \port$54965$18 [2:0] * 4'h8;
   assign \$544  = centre[255:192] >> \$2390 ;
-  assign \$2394  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2394  = \port$54965$18 [3:0] * 4'h8;
   assign \$546  = centre[255:128] >> \$2394 ;
-  assign \$2397  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2397  = \port$54965$18 [3:0] * 4'h8;
   assign \$547  = centre[127:0] >> \$2397 ;
-  assign \$2400  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2400  = \port$54965$18 [3:0] * 4'h8;
   assign \$548  = 1'h0 >> \$2400 ;
-  assign \$2404  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2404  = \port$54965$18 [4:0] * 4'h8;
   assign \$550  = centre >> \$2404 ;
-  assign \$2407  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2407  = \port$54965$18 [4:0] * 4'h8;
   assign \$551  = 1'h0 >> \$2407 ;
-  assign \$2410  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2410  = \port$54965$18 [4:0] * 4'h8;
   assign \$552  = 1'h0 >> \$2410 ;
-  assign \$2415  = \port$61148$18 [9:5] * 4'h8;
+  assign \$2415  = \port$54965$18 [9:5] * 4'h8;
   assign \$555  = weights >> \$2415 ;
-  assign \$2418  = \port$61148$18 [8:5] * 4'h8;
+  assign \$2418  = \port$54965$18 [8:5] * 4'h8;
   assign \$556  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2418 ;
-  assign \$2421  = \port$61148$18 [7:5] * 4'h8;
+  assign \$2421  = \port$54965$18 [7:5] * 4'h8;
   assign \$557  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$2421 ;
-  assign \$2424  = \port$61148$18 [6:5] * 4'h8;
+  assign \$2424  = \port$54965$18 [6:5] * 4'h8;
   assign \$558  = { weights[223:216], weights[159:152], weights[95:88], weights[31:24] } >> \$2424 ;
-  assign \$2427  = \port$61148$18 [5] * 4'h8;
+  assign \$2427  = \port$54965$18 [5] * 4'h8;
   assign \$559  = { weights[159:152], weights[31:24] } >> \$2427 ;
-  assign \$2432  = \port$61148$18 [0] * 4'h8;
+  assign \$2432  = \port$54965$18 [0] * 4'h8;
   assign \$562  = centre[175:160] >> \$2432 ;
-  assign \$2435  = \port$61148$18 [0] * 4'h8;
+  assign \$2435  = \port$54965$18 [0] * 4'h8;
   assign \$563  = centre[159:144] >> \$2435 ;
-  assign \$2438  = \port$61148$18 [0] * 4'h8;
+  assign \$2438  = \port$54965$18 [0] * 4'h8;
   assign \$564  = centre[191:176] >> \$2438 ;
-  assign \$2442  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2442  = \port$54965$18 [1:0] * 4'h8;
   assign \$566  = centre[191:160] >> \$2442 ;
-  assign \$2445  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2445  = \port$54965$18 [1:0] * 4'h8;
   assign \$567  = centre[159:128] >> \$2445 ;
-  assign \$2448  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2448  = \port$54965$18 [1:0] * 4'h8;
   assign \$568  = centre[223:192] >> \$2448 ;
-  assign \$2452  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2452  = \port$54965$18 [2:0] * 4'h8;
   assign \$570  = centre[191:128] >> \$2452 ;
-  assign \$2455  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2455  = \port$54965$18 [2:0] * 4'h8;
   assign \$571  = centre[127:64] >> \$2455 ;
-  assign \$2458  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2458  = \port$54965$18 [2:0] * 4'h8;
   assign \$572  = centre[255:192] >> \$2458 ;
-  assign \$2462  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2462  = \port$54965$18 [3:0] * 4'h8;
   assign \$574  = centre[255:128] >> \$2462 ;
-  assign \$2465  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2465  = \port$54965$18 [3:0] * 4'h8;
   assign \$575  = centre[127:0] >> \$2465 ;
-  assign \$2468  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2468  = \port$54965$18 [3:0] * 4'h8;
   assign \$576  = 1'h0 >> \$2468 ;
-  assign \$2472  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2472  = \port$54965$18 [4:0] * 4'h8;
   assign \$578  = centre >> \$2472 ;
-  assign \$2475  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2475  = \port$54965$18 [4:0] * 4'h8;
   assign \$579  = 1'h0 >> \$2475 ;
-  assign \$2478  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2478  = \port$54965$18 [4:0] * 4'h8;
   assign \$580  = 1'h0 >> \$2478 ;
-  assign \$2483  = \port$61148$18 [9:5] * 4'h8;
+  assign \$2483  = \port$54965$18 [9:5] * 4'h8;
   assign \$583  = weights >> \$2483 ;
-  assign \$2486  = \port$61148$18 [8:5] * 4'h8;
+  assign \$2486  = \port$54965$18 [8:5] * 4'h8;
   assign \$584  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2486 ;
-  assign \$2489  = \port$61148$18 [7:5] * 4'h8;
+  assign \$2489  = \port$54965$18 [7:5] * 4'h8;
   assign \$585  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$2489 ;
-  assign \$2492  = \port$61148$18 [6:5] * 4'h8;
+  assign \$2492  = \port$54965$18 [6:5] * 4'h8;
   assign \$586  = { weights[231:224], weights[167:160], weights[103:96], weights[39:32] } >> \$2492 ;
-  assign \$2495  = \port$61148$18 [5] * 4'h8;
+  assign \$2495  = \port$54965$18 [5] * 4'h8;
   assign \$587  = { weights[167:160], weights[39:32] } >> \$2495 ;
-  assign \$2500  = \port$61148$18 [0] * 4'h8;
+  assign \$2500  = \port$54965$18 [0] * 4'h8;
   assign \$590  = centre[175:160] >> \$2500 ;
-  assign \$2503  = \port$61148$18 [0] * 4'h8;
+  assign \$2503  = \port$54965$18 [0] * 4'h8;
   assign \$591  = centre[159:144] >> \$2503 ;
-  assign \$2506  = \port$61148$18 [0] * 4'h8;
+  assign \$2506  = \port$54965$18 [0] * 4'h8;
   assign \$592  = centre[191:176] >> \$2506 ;
-  assign \$2510  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2510  = \port$54965$18 [1:0] * 4'h8;
   assign \$594  = centre[191:160] >> \$2510 ;
-  assign \$2513  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2513  = \port$54965$18 [1:0] * 4'h8;
   assign \$595  = centre[159:128] >> \$2513 ;
-  assign \$2516  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2516  = \port$54965$18 [1:0] * 4'h8;
   assign \$596  = centre[223:192] >> \$2516 ;
-  assign \$2520  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2520  = \port$54965$18 [2:0] * 4'h8;
   assign \$598  = centre[191:128] >> \$2520 ;
-  assign \$2523  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2523  = \port$54965$18 [2:0] * 4'h8;
   assign \$599  = centre[127:64] >> \$2523 ;
-  assign \$2526  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2526  = \port$54965$18 [2:0] * 4'h8;
   assign \$600  = centre[255:192] >> \$2526 ;
-  assign \$2530  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2530  = \port$54965$18 [3:0] * 4'h8;
   assign \$602  = centre[255:128] >> \$2530 ;
-  assign \$2533  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2533  = \port$54965$18 [3:0] * 4'h8;
   assign \$603  = centre[127:0] >> \$2533 ;
-  assign \$2536  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2536  = \port$54965$18 [3:0] * 4'h8;
   assign \$604  = 1'h0 >> \$2536 ;
-  assign \$2540  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2540  = \port$54965$18 [4:0] * 4'h8;
   assign \$606  = centre >> \$2540 ;
-  assign \$2543  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2543  = \port$54965$18 [4:0] * 4'h8;
   assign \$607  = 1'h0 >> \$2543 ;
-  assign \$2546  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2546  = \port$54965$18 [4:0] * 4'h8;
   assign \$608  = 1'h0 >> \$2546 ;
-  assign \$2551  = \port$61148$18 [9:5] * 4'h8;
+  assign \$2551  = \port$54965$18 [9:5] * 4'h8;
   assign \$611  = weights >> \$2551 ;
-  assign \$2554  = \port$61148$18 [8:5] * 4'h8;
+  assign \$2554  = \port$54965$18 [8:5] * 4'h8;
   assign \$612  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2554 ;
-  assign \$2557  = \port$61148$18 [7:5] * 4'h8;
+  assign \$2557  = \port$54965$18 [7:5] * 4'h8;
   assign \$613  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$2557 ;
-  assign \$2560  = \port$61148$18 [6:5] * 4'h8;
+  assign \$2560  = \port$54965$18 [6:5] * 4'h8;
   assign \$614  = { weights[239:232], weights[175:168], weights[111:104], weights[47:40] } >> \$2560 ;
-  assign \$2563  = \port$61148$18 [5] * 4'h8;
+  assign \$2563  = \port$54965$18 [5] * 4'h8;
   assign \$615  = { weights[175:168], weights[47:40] } >> \$2563 ;
-  assign \$2568  = \port$61148$18 [0] * 4'h8;
+  assign \$2568  = \port$54965$18 [0] * 4'h8;
   assign \$618  = centre[191:176] >> \$2568 ;
-  assign \$2571  = \port$61148$18 [0] * 4'h8;
+  assign \$2571  = \port$54965$18 [0] * 4'h8;
   assign \$619  = centre[175:160] >> \$2571 ;
-  assign \$2574  = \port$61148$18 [0] * 4'h8;
+  assign \$2574  = \port$54965$18 [0] * 4'h8;
   assign \$620  = centre[207:192] >> \$2574 ;
-  assign \$2578  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2578  = \port$54965$18 [1:0] * 4'h8;
   assign \$622  = centre[191:160] >> \$2578 ;
-  assign \$2581  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2581  = \port$54965$18 [1:0] * 4'h8;
   assign \$623  = centre[159:128] >> \$2581 ;
-  assign \$2584  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2584  = \port$54965$18 [1:0] * 4'h8;
   assign \$624  = centre[223:192] >> \$2584 ;
-  assign \$2588  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2588  = \port$54965$18 [2:0] * 4'h8;
   assign \$626  = centre[191:128] >> \$2588 ;
-  assign \$2591  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2591  = \port$54965$18 [2:0] * 4'h8;
   assign \$627  = centre[127:64] >> \$2591 ;
-  assign \$2594  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2594  = \port$54965$18 [2:0] * 4'h8;
   assign \$628  = centre[255:192] >> \$2594 ;
-  assign \$2598  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2598  = \port$54965$18 [3:0] * 4'h8;
   assign \$630  = centre[255:128] >> \$2598 ;
-  assign \$2601  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2601  = \port$54965$18 [3:0] * 4'h8;
   assign \$631  = centre[127:0] >> \$2601 ;
-  assign \$2604  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2604  = \port$54965$18 [3:0] * 4'h8;
   assign \$632  = 1'h0 >> \$2604 ;
-  assign \$2608  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2608  = \port$54965$18 [4:0] * 4'h8;
   assign \$634  = centre >> \$2608 ;
-  assign \$2611  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2611  = \port$54965$18 [4:0] * 4'h8;
   assign \$635  = 1'h0 >> \$2611 ;
-  assign \$2614  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2614  = \port$54965$18 [4:0] * 4'h8;
   assign \$636  = 1'h0 >> \$2614 ;
-  assign \$2619  = \port$61148$18 [9:5] * 4'h8;
+  assign \$2619  = \port$54965$18 [9:5] * 4'h8;
   assign \$639  = weights >> \$2619 ;
-  assign \$2622  = \port$61148$18 [8:5] * 4'h8;
+  assign \$2622  = \port$54965$18 [8:5] * 4'h8;
   assign \$640  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2622 ;
-  assign \$2625  = \port$61148$18 [7:5] * 4'h8;
+  assign \$2625  = \port$54965$18 [7:5] * 4'h8;
   assign \$641  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$2625 ;
-  assign \$2628  = \port$61148$18 [6:5] * 4'h8;
+  assign \$2628  = \port$54965$18 [6:5] * 4'h8;
   assign \$642  = { weights[247:240], weights[183:176], weights[119:112], weights[55:48] } >> \$2628 ;
-  assign \$2631  = \port$61148$18 [5] * 4'h8;
+  assign \$2631  = \port$54965$18 [5] * 4'h8;
   assign \$643  = { weights[183:176], weights[55:48] } >> \$2631 ;
-  assign \$2636  = \port$61148$18 [0] * 4'h8;
+  assign \$2636  = \port$54965$18 [0] * 4'h8;
   assign \$646  = centre[191:176] >> \$2636 ;
-  assign \$2639  = \port$61148$18 [0] * 4'h8;
+  assign \$2639  = \port$54965$18 [0] * 4'h8;
   assign \$647  = centre[175:160] >> \$2639 ;
-  assign \$2642  = \port$61148$18 [0] * 4'h8;
+  assign \$2642  = \port$54965$18 [0] * 4'h8;
   assign \$648  = centre[207:192] >> \$2642 ;
-  assign \$2646  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2646  = \port$54965$18 [1:0] * 4'h8;
   assign \$650  = centre[191:160] >> \$2646 ;
-  assign \$2649  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2649  = \port$54965$18 [1:0] * 4'h8;
   assign \$651  = centre[159:128] >> \$2649 ;
-  assign \$2652  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2652  = \port$54965$18 [1:0] * 4'h8;
   assign \$652  = centre[223:192] >> \$2652 ;
-  assign \$2656  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2656  = \port$54965$18 [2:0] * 4'h8;
   assign \$654  = centre[191:128] >> \$2656 ;
-  assign \$2659  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2659  = \port$54965$18 [2:0] * 4'h8;
   assign \$655  = centre[127:64] >> \$2659 ;
-  assign \$2662  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2662  = \port$54965$18 [2:0] * 4'h8;
   assign \$656  = centre[255:192] >> \$2662 ;
-  assign \$2666  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2666  = \port$54965$18 [3:0] * 4'h8;
   assign \$658  = centre[255:128] >> \$2666 ;
-  assign \$2669  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2669  = \port$54965$18 [3:0] * 4'h8;
   assign \$659  = centre[127:0] >> \$2669 ;
-  assign \$2672  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2672  = \port$54965$18 [3:0] * 4'h8;
   assign \$660  = 1'h0 >> \$2672 ;
-  assign \$2676  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2676  = \port$54965$18 [4:0] * 4'h8;
   assign \$662  = centre >> \$2676 ;
-  assign \$2679  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2679  = \port$54965$18 [4:0] * 4'h8;
   assign \$663  = 1'h0 >> \$2679 ;
-  assign \$2682  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2682  = \port$54965$18 [4:0] * 4'h8;
   assign \$664  = 1'h0 >> \$2682 ;
-  assign \$2687  = \port$61148$18 [9:5] * 4'h8;
+  assign \$2687  = \port$54965$18 [9:5] * 4'h8;
   assign \$667  = weights >> \$2687 ;
-  assign \$2690  = \port$61148$18 [8:5] * 4'h8;
+  assign \$2690  = \port$54965$18 [8:5] * 4'h8;
   assign \$668  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2690 ;
-  assign \$2693  = \port$61148$18 [7:5] * 4'h8;
+  assign \$2693  = \port$54965$18 [7:5] * 4'h8;
   assign \$669  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$2693 ;
-  assign \$2696  = \port$61148$18 [6:5] * 4'h8;
+  assign \$2696  = \port$54965$18 [6:5] * 4'h8;
   assign \$670  = { weights[255:248], weights[191:184], weights[127:120], weights[63:56] } >> \$2696 ;
-  assign \$2699  = \port$61148$18 [5] * 4'h8;
+  assign \$2699  = \port$54965$18 [5] * 4'h8;
   assign \$671  = { weights[191:184], weights[63:56] } >> \$2699 ;
-  assign \$2704  = \port$61148$18 [0] * 4'h8;
+  assign \$2704  = \port$54965$18 [0] * 4'h8;
   assign \$674  = centre[207:192] >> \$2704 ;
-  assign \$2707  = \port$61148$18 [0] * 4'h8;
+  assign \$2707  = \port$54965$18 [0] * 4'h8;
   assign \$675  = centre[191:176] >> \$2707 ;
-  assign \$2710  = \port$61148$18 [0] * 4'h8;
+  assign \$2710  = \port$54965$18 [0] * 4'h8;
   assign \$676  = centre[223:208] >> \$2710 ;
-  assign \$2714  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2714  = \port$54965$18 [1:0] * 4'h8;
   assign \$678  = centre[223:192] >> \$2714 ;
-  assign \$2717  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2717  = \port$54965$18 [1:0] * 4'h8;
   assign \$679  = centre[191:160] >> \$2717 ;
-  assign \$2720  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2720  = \port$54965$18 [1:0] * 4'h8;
   assign \$680  = centre[255:224] >> \$2720 ;
-  assign \$2724  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2724  = \port$54965$18 [2:0] * 4'h8;
   assign \$682  = centre[255:192] >> \$2724 ;
-  assign \$2727  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2727  = \port$54965$18 [2:0] * 4'h8;
   assign \$683  = centre[191:128] >> \$2727 ;
-  assign \$2730  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2730  = \port$54965$18 [2:0] * 4'h8;
   assign \$684  = 1'h0 >> \$2730 ;
-  assign \$2734  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2734  = \port$54965$18 [3:0] * 4'h8;
   assign \$686  = centre[255:128] >> \$2734 ;
-  assign \$2737  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2737  = \port$54965$18 [3:0] * 4'h8;
   assign \$687  = centre[127:0] >> \$2737 ;
-  assign \$2740  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2740  = \port$54965$18 [3:0] * 4'h8;
   assign \$688  = 1'h0 >> \$2740 ;
-  assign \$2744  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2744  = \port$54965$18 [4:0] * 4'h8;
   assign \$690  = centre >> \$2744 ;
-  assign \$2747  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2747  = \port$54965$18 [4:0] * 4'h8;
   assign \$691  = 1'h0 >> \$2747 ;
-  assign \$2750  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2750  = \port$54965$18 [4:0] * 4'h8;
   assign \$692  = 1'h0 >> \$2750 ;
-  assign \$2755  = \port$61148$18 [9:5] * 4'h8;
+  assign \$2755  = \port$54965$18 [9:5] * 4'h8;
   assign \$695  = weights >> \$2755 ;
-  assign \$2758  = \port$61148$18 [8:5] * 4'h8;
+  assign \$2758  = \port$54965$18 [8:5] * 4'h8;
   assign \$696  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2758 ;
-  assign \$2761  = \port$61148$18 [7:5] * 4'h8;
+  assign \$2761  = \port$54965$18 [7:5] * 4'h8;
   assign \$697  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$2761 ;
-  assign \$2764  = \port$61148$18 [6:5] * 4'h8;
+  assign \$2764  = \port$54965$18 [6:5] * 4'h8;
   assign \$698  = { weights[199:192], weights[135:128], weights[71:64], weights[7:0] } >> \$2764 ;
-  assign \$2767  = \port$61148$18 [5] * 4'h8;
+  assign \$2767  = \port$54965$18 [5] * 4'h8;
   assign \$699  = { weights[199:192], weights[71:64] } >> \$2767 ;
-  assign \$2772  = \port$61148$18 [0] * 4'h8;
+  assign \$2772  = \port$54965$18 [0] * 4'h8;
   assign \$702  = centre[207:192] >> \$2772 ;
-  assign \$2775  = \port$61148$18 [0] * 4'h8;
+  assign \$2775  = \port$54965$18 [0] * 4'h8;
   assign \$703  = centre[191:176] >> \$2775 ;
-  assign \$2778  = \port$61148$18 [0] * 4'h8;
+  assign \$2778  = \port$54965$18 [0] * 4'h8;
   assign \$704  = centre[223:208] >> \$2778 ;
-  assign \$2782  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2782  = \port$54965$18 [1:0] * 4'h8;
   assign \$706  = centre[223:192] >> \$2782 ;
-  assign \$2785  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2785  = \port$54965$18 [1:0] * 4'h8;
   assign \$707  = centre[191:160] >> \$2785 ;
-  assign \$2788  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2788  = \port$54965$18 [1:0] * 4'h8;
   assign \$708  = centre[255:224] >> \$2788 ;
-  assign \$2792  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2792  = \port$54965$18 [2:0] * 4'h8;
   assign \$710  = centre[255:192] >> \$2792 ;
-  assign \$2795  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2795  = \port$54965$18 [2:0] * 4'h8;
   assign \$711  = centre[191:128] >> \$2795 ;
-  assign \$2798  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2798  = \port$54965$18 [2:0] * 4'h8;
   assign \$712  = 1'h0 >> \$2798 ;
-  assign \$2802  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2802  = \port$54965$18 [3:0] * 4'h8;
   assign \$714  = centre[255:128] >> \$2802 ;
-  assign \$2805  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2805  = \port$54965$18 [3:0] * 4'h8;
   assign \$715  = centre[127:0] >> \$2805 ;
-  assign \$2808  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2808  = \port$54965$18 [3:0] * 4'h8;
   assign \$716  = 1'h0 >> \$2808 ;
-  assign \$2812  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2812  = \port$54965$18 [4:0] * 4'h8;
   assign \$718  = centre >> \$2812 ;
-  assign \$2815  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2815  = \port$54965$18 [4:0] * 4'h8;
   assign \$719  = 1'h0 >> \$2815 ;
-  assign \$2818  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2818  = \port$54965$18 [4:0] * 4'h8;
   assign \$720  = 1'h0 >> \$2818 ;
-  assign \$2823  = \port$61148$18 [9:5] * 4'h8;
+  assign \$2823  = \port$54965$18 [9:5] * 4'h8;
   assign \$723  = weights >> \$2823 ;
-  assign \$2826  = \port$61148$18 [8:5] * 4'h8;
+  assign \$2826  = \port$54965$18 [8:5] * 4'h8;
   assign \$724  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2826 ;
-  assign \$2829  = \port$61148$18 [7:5] * 4'h8;
+  assign \$2829  = \port$54965$18 [7:5] * 4'h8;
   assign \$725  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$2829 ;
-  assign \$2832  = \port$61148$18 [6:5] * 4'h8;
+  assign \$2832  = \port$54965$18 [6:5] * 4'h8;
   assign \$726  = { weights[207:200], weights[143:136], weights[79:72], weights[15:8] } >> \$2832 ;
-  assign \$2835  = \port$61148$18 [5] * 4'h8;
+  assign \$2835  = \port$54965$18 [5] * 4'h8;
   assign \$727  = { weights[207:200], weights[79:72] } >> \$2835 ;
-  assign \$2840  = \port$61148$18 [0] * 4'h8;
+  assign \$2840  = \port$54965$18 [0] * 4'h8;
   assign \$730  = centre[223:208] >> \$2840 ;
-  assign \$2843  = \port$61148$18 [0] * 4'h8;
+  assign \$2843  = \port$54965$18 [0] * 4'h8;
   assign \$731  = centre[207:192] >> \$2843 ;
-  assign \$2846  = \port$61148$18 [0] * 4'h8;
+  assign \$2846  = \port$54965$18 [0] * 4'h8;
   assign \$732  = centre[239:224] >> \$2846 ;
-  assign \$2850  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2850  = \port$54965$18 [1:0] * 4'h8;
   assign \$734  = centre[223:192] >> \$2850 ;
-  assign \$2853  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2853  = \port$54965$18 [1:0] * 4'h8;
   assign \$735  = centre[191:160] >> \$2853 ;
-  assign \$2856  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2856  = \port$54965$18 [1:0] * 4'h8;
   assign \$736  = centre[255:224] >> \$2856 ;
-  assign \$2860  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2860  = \port$54965$18 [2:0] * 4'h8;
   assign \$738  = centre[255:192] >> \$2860 ;
-  assign \$2863  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2863  = \port$54965$18 [2:0] * 4'h8;
   assign \$739  = centre[191:128] >> \$2863 ;
-  assign \$2866  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2866  = \port$54965$18 [2:0] * 4'h8;
   assign \$740  = 1'h0 >> \$2866 ;
-  assign \$2870  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2870  = \port$54965$18 [3:0] * 4'h8;
   assign \$742  = centre[255:128] >> \$2870 ;
-  assign \$2873  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2873  = \port$54965$18 [3:0] * 4'h8;
   assign \$743  = centre[127:0] >> \$2873 ;
-  assign \$2876  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2876  = \port$54965$18 [3:0] * 4'h8;
   assign \$744  = 1'h0 >> \$2876 ;
-  assign \$2880  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2880  = \port$54965$18 [4:0] * 4'h8;
   assign \$746  = centre >> \$2880 ;
-  assign \$2883  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2883  = \port$54965$18 [4:0] * 4'h8;
   assign \$747  = 1'h0 >> \$2883 ;
-  assign \$2886  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2886  = \port$54965$18 [4:0] * 4'h8;
   assign \$748  = 1'h0 >> \$2886 ;
-  assign \$2891  = \port$61148$18 [9:5] * 4'h8;
+  assign \$2891  = \port$54965$18 [9:5] * 4'h8;
   assign \$751  = weights >> \$2891 ;
-  assign \$2894  = \port$61148$18 [8:5] * 4'h8;
+  assign \$2894  = \port$54965$18 [8:5] * 4'h8;
   assign \$752  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2894 ;
-  assign \$2897  = \port$61148$18 [7:5] * 4'h8;
+  assign \$2897  = \port$54965$18 [7:5] * 4'h8;
   assign \$753  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$2897 ;
-  assign \$2900  = \port$61148$18 [6:5] * 4'h8;
+  assign \$2900  = \port$54965$18 [6:5] * 4'h8;
   assign \$754  = { weights[215:208], weights[151:144], weights[87:80], weights[23:16] } >> \$2900 ;
-  assign \$2903  = \port$61148$18 [5] * 4'h8;
+  assign \$2903  = \port$54965$18 [5] * 4'h8;
   assign \$755  = { weights[215:208], weights[87:80] } >> \$2903 ;
-  assign \$2908  = \port$61148$18 [0] * 4'h8;
+  assign \$2908  = \port$54965$18 [0] * 4'h8;
   assign \$758  = centre[223:208] >> \$2908 ;
-  assign \$2911  = \port$61148$18 [0] * 4'h8;
+  assign \$2911  = \port$54965$18 [0] * 4'h8;
   assign \$759  = centre[207:192] >> \$2911 ;
-  assign \$2914  = \port$61148$18 [0] * 4'h8;
+  assign \$2914  = \port$54965$18 [0] * 4'h8;
   assign \$760  = centre[239:224] >> \$2914 ;
-  assign \$2918  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2918  = \port$54965$18 [1:0] * 4'h8;
   assign \$762  = centre[223:192] >> \$2918 ;
-  assign \$2921  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2921  = \port$54965$18 [1:0] * 4'h8;
   assign \$763  = centre[191:160] >> \$2921 ;
-  assign \$2924  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2924  = \port$54965$18 [1:0] * 4'h8;
   assign \$764  = centre[255:224] >> \$2924 ;
-  assign \$2928  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2928  = \port$54965$18 [2:0] * 4'h8;
   assign \$766  = centre[255:192] >> \$2928 ;
-  assign \$2931  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2931  = \port$54965$18 [2:0] * 4'h8;
   assign \$767  = centre[191:128] >> \$2931 ;
-  assign \$2934  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2934  = \port$54965$18 [2:0] * 4'h8;
   assign \$768  = 1'h0 >> \$2934 ;
-  assign \$2938  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2938  = \port$54965$18 [3:0] * 4'h8;
   assign \$770  = centre[255:128] >> \$2938 ;
-  assign \$2941  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2941  = \port$54965$18 [3:0] * 4'h8;
   assign \$771  = centre[127:0] >> \$2941 ;
-  assign \$2944  = \port$61148$18 [3:0] * 4'h8;
+  assign \$2944  = \port$54965$18 [3:0] * 4'h8;
   assign \$772  = 1'h0 >> \$2944 ;
-  assign \$2948  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2948  = \port$54965$18 [4:0] * 4'h8;
   assign \$774  = centre >> \$2948 ;
-  assign \$2951  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2951  = \port$54965$18 [4:0] * 4'h8;
   assign \$775  = 1'h0 >> \$2951 ;
-  assign \$2954  = \port$61148$18 [4:0] * 4'h8;
+  assign \$2954  = \port$54965$18 [4:0] * 4'h8;
   assign \$776  = 1'h0 >> \$2954 ;
-  assign \$2959  = \port$61148$18 [9:5] * 4'h8;
+  assign \$2959  = \port$54965$18 [9:5] * 4'h8;
   assign \$779  = weights >> \$2959 ;
-  assign \$2962  = \port$61148$18 [8:5] * 4'h8;
+  assign \$2962  = \port$54965$18 [8:5] * 4'h8;
   assign \$780  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2962 ;
-  assign \$2965  = \port$61148$18 [7:5] * 4'h8;
+  assign \$2965  = \port$54965$18 [7:5] * 4'h8;
   assign \$781  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$2965 ;
-  assign \$2968  = \port$61148$18 [6:5] * 4'h8;
+  assign \$2968  = \port$54965$18 [6:5] * 4'h8;
   assign \$782  = { weights[223:216], weights[159:152], weights[95:88], weights[31:24] } >> \$2968 ;
-  assign \$2971  = \port$61148$18 [5] * 4'h8;
+  assign \$2971  = \port$54965$18 [5] * 4'h8;
   assign \$783  = { weights[223:216], weights[95:88] } >> \$2971 ;
-  assign \$2976  = \port$61148$18 [0] * 4'h8;
+  assign \$2976  = \port$54965$18 [0] * 4'h8;
   assign \$786  = centre[239:224] >> \$2976 ;
-  assign \$2979  = \port$61148$18 [0] * 4'h8;
+  assign \$2979  = \port$54965$18 [0] * 4'h8;
   assign \$787  = centre[223:208] >> \$2979 ;
-  assign \$2982  = \port$61148$18 [0] * 4'h8;
+  assign \$2982  = \port$54965$18 [0] * 4'h8;
   assign \$788  = centre[255:240] >> \$2982 ;
-  assign \$2986  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2986  = \port$54965$18 [1:0] * 4'h8;
   assign \$790  = centre[255:224] >> \$2986 ;
-  assign \$2989  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2989  = \port$54965$18 [1:0] * 4'h8;
   assign \$791  = centre[223:192] >> \$2989 ;
-  assign \$2992  = \port$61148$18 [1:0] * 4'h8;
+  assign \$2992  = \port$54965$18 [1:0] * 4'h8;
   assign \$792  = 1'h0 >> \$2992 ;
-  assign \$2996  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2996  = \port$54965$18 [2:0] * 4'h8;
   assign \$794  = centre[255:192] >> \$2996 ;
-  assign \$2999  = \port$61148$18 [2:0] * 4'h8;
+  assign \$2999  = \port$54965$18 [2:0] * 4'h8;
   assign \$795  = centre[191:128] >> \$2999 ;
-  assign \$3002  = \port$61148$18 [2:0] * 4'h8;
+  assign \$3002  = \port$54965$18 [2:0] * 4'h8;
   assign \$796  = 1'h0 >> \$3002 ;
-  assign \$3006  = \port$61148$18 [3:0] * 4'h8;
+  assign \$3006  = \port$54965$18 [3:0] * 4'h8;
   assign \$798  = centre[255:128] >> \$3006 ;
-  assign \$3009  = \port$61148$18 [3:0] * 4'h8;
+  assign \$3009  = \port$54965$18 [3:0] * 4'h8;
   assign \$799  = centre[127:0] >> \$3009 ;
-  assign \$3012  = \port$61148$18 [3:0] * 4'h8;
+  assign \$3012  = \port$54965$18 [3:0] * 4'h8;
   assign \$800  = 1'h0 >> \$3012 ;
-  assign \$3016  = \port$61148$18 [4:0] * 4'h8;
+  assign \$3016  = \port$54965$18 [4:0] * 4'h8;
   assign \$802  = centre >> \$3016 ;
-  assign \$3019  = \port$61148$18 [4:0] * 4'h8;
+  assign \$3019  = \port$54965$18 [4:0] * 4'h8;
   assign \$803  = 1'h0 >> \$3019 ;
-  assign \$3022  = \port$61148$18 [4:0] * 4'h8;
+  assign \$3022  = \port$54965$18 [4:0] * 4'h8;
   assign \$804  = 1'h0 >> \$3022 ;
-  assign \$3027  = \port$61148$18 [9:5] * 4'h8;
+  assign \$3027  = \port$54965$18 [9:5] * 4'h8;
   assign \$807  = weights >> \$3027 ;
-  assign \$3030  = \port$61148$18 [8:5] * 4'h8;
+  assign \$3030  = \port$54965$18 [8:5] * 4'h8;
   assign \$808  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$3030 ;
-  assign \$3033  = \port$61148$18 [7:5] * 4'h8;
+  assign \$3033  = \port$54965$18 [7:5] * 4'h8;
   assign \$809  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$3033 ;
-  assign \$3036  = \port$61148$18 [6:5] * 4'h8;
+  assign \$3036  = \port$54965$18 [6:5] * 4'h8;
   assign \$810  = { weights[231:224], weights[167:160], weights[103:96], weights[39:32] } >> \$3036 ;
-  assign \$3039  = \port$61148$18 [5] * 4'h8;
+  assign \$3039  = \port$54965$18 [5] * 4'h8;
   assign \$811  = { weights[231:224], weights[103:96] } >> \$3039 ;
-  assign \$3044  = \port$61148$18 [0] * 4'h8;
+  assign \$3044  = \port$54965$18 [0] * 4'h8;
   assign \$814  = centre[239:224] >> \$3044 ;
-  assign \$3047  = \port$61148$18 [0] * 4'h8;
+  assign \$3047  = \port$54965$18 [0] * 4'h8;
   assign \$815  = centre[223:208] >> \$3047 ;
-  assign \$3050  = \port$61148$18 [0] * 4'h8;
+  assign \$3050  = \port$54965$18 [0] * 4'h8;
   assign \$816  = centre[255:240] >> \$3050 ;
-  assign \$3054  = \port$61148$18 [1:0] * 4'h8;
+  assign \$3054  = \port$54965$18 [1:0] * 4'h8;
   assign \$818  = centre[255:224] >> \$3054 ;
-  assign \$3057  = \port$61148$18 [1:0] * 4'h8;
+  assign \$3057  = \port$54965$18 [1:0] * 4'h8;
   assign \$819  = centre[223:192] >> \$3057 ;
-  assign \$3060  = \port$61148$18 [1:0] * 4'h8;
+  assign \$3060  = \port$54965$18 [1:0] * 4'h8;
   assign \$820  = 1'h0 >> \$3060 ;
-  assign \$3064  = \port$61148$18 [2:0] * 4'h8;
+  assign \$3064  = \port$54965$18 [2:0] * 4'h8;
   assign \$822  = centre[255:192] >> \$3064 ;
-  assign \$3067  = \port$61148$18 [2:0] * 4'h8;
+  assign \$3067  = \port$54965$18 [2:0] * 4'h8;
   assign \$823  = centre[191:128] >> \$3067 ;
-  assign \$3070  = \port$61148$18 [2:0] * 4'h8;
+  assign \$3070  = \port$54965$18 [2:0] * 4'h8;
   assign \$824  = 1'h0 >> \$3070 ;
-  assign \$3074  = \port$61148$18 [3:0] * 4'h8;
+  assign \$3074  = \port$54965$18 [3:0] * 4'h8;
   assign \$826  = centre[255:128] >> \$3074 ;
-  assign \$3077  = \port$61148$18 [3:0] * 4'h8;
+  assign \$3077  = \port$54965$18 [3:0] * 4'h8;
   assign \$827  = centre[127:0] >> \$3077 ;
-  assign \$3080  = \port$61148$18 [3:0] * 4'h8;
+  assign \$3080  = \port$54965$18 [3:0] * 4'h8;
   assign \$828  = 1'h0 >> \$3080 ;
-  assign \$3084  = \port$61148$18 [4:0] * 4'h8;
+  assign \$3084  = \port$54965$18 [4:0] * 4'h8;
   assign \$830  = centre >> \$3084 ;
-  assign \$3087  = \port$61148$18 [4:0] * 4'h8;
+  assign \$3087  = \port$54965$18 [4:0] * 4'h8;
   assign \$831  = 1'h0 >> \$3087 ;
-  assign \$3090  = \port$61148$18 [4:0] * 4'h8;
+  assign \$3090  = \port$54965$18 [4:0] * 4'h8;
   assign \$832  = 1'h0 >> \$3090 ;
-  assign \$3095  = \port$61148$18 [9:5] * 4'h8;
+  assign \$3095  = \port$54965$18 [9:5] * 4'h8;
   assign \$835  = weights >> \$3095 ;
-  assign \$3098  = \port$61148$18 [8:5] * 4'h8;
+  assign \$3098  = \port$54965$18 [8:5] * 4'h8;
   assign \$836  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$3098 ;
-  assign \$3101  = \port$61148$18 [7:5] * 4'h8;
+  assign \$3101  = \port$54965$18 [7:5] * 4'h8;
   assign \$837  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$3101 ;
-  assign \$3104  = \port$61148$18 [6:5] * 4'h8;
+  assign \$3104  = \port$54965$18 [6:5] * 4'h8;
   assign \$838  = { weights[239:232], weights[175:168], weights[111:104], weights[47:40] } >> \$3104 ;
-  assign \$3107  = \port$61148$18 [5] * 4'h8;
+  assign \$3107  = \port$54965$18 [5] * 4'h8;
   assign \$839  = { weights[239:232], weights[111:104] } >> \$3107 ;
-  assign \$3112  = \port$61148$18 [0] * 4'h8;
+  assign \$3112  = \port$54965$18 [0] * 4'h8;
   assign \$842  = centre[255:240] >> \$3112 ;
-  assign \$3115  = \port$61148$18 [0] * 4'h8;
+  assign \$3115  = \port$54965$18 [0] * 4'h8;
   assign \$843  = centre[239:224] >> \$3115 ;
-  assign \$3118  = \port$61148$18 [0] * 4'h8;
+  assign \$3118  = \port$54965$18 [0] * 4'h8;
   assign \$844  = 1'h0 >> \$3118 ;
-  assign \$3122  = \port$61148$18 [1:0] * 4'h8;
+  assign \$3122  = \port$54965$18 [1:0] * 4'h8;
   assign \$846  = centre[255:224] >> \$3122 ;
-  assign \$3125  = \port$61148$18 [1:0] * 4'h8;
+  assign \$3125  = \port$54965$18 [1:0] * 4'h8;
   assign \$847  = centre[223:192] >> \$3125 ;
-  assign \$3128  = \port$61148$18 [1:0] * 4'h8;
+  assign \$3128  = \port$54965$18 [1:0] * 4'h8;
   assign \$848  = 1'h0 >> \$3128 ;
-  assign \$3132  = \port$61148$18 [2:0] * 4'h8;
+  assign \$3132  = \port$54965$18 [2:0] * 4'h8;
   assign \$850  = centre[255:192] >> \$3132 ;
-  assign \$3135  = \port$61148$18 [2:0] * 4'h8;
+  assign \$3135  = \port$54965$18 [2:0] * 4'h8;
   assign \$851  = centre[191:128] >> \$3135 ;
-  assign \$3138  = \port$61148$18 [2:0] * 4'h8;
+  assign \$3138  = \port$54965$18 [2:0] * 4'h8;
   assign \$852  = 1'h0 >> \$3138 ;
-  assign \$3142  = \port$61148$18 [3:0] * 4'h8;
+  assign \$3142  = \port$54965$18 [3:0] * 4'h8;
   assign \$854  = centre[255:128] >> \$3142 ;
-  assign \$3145  = \port$61148$18 [3:0] * 4'h8;
+  assign \$3145  = \port$54965$18 [3:0] * 4'h8;
   assign \$855  = centre[127:0] >> \$3145 ;
-  assign \$3148  = \port$61148$18 [3:0] * 4'h8;
+  assign \$3148  = \port$54965$18 [3:0] * 4'h8;
   assign \$856  = 1'h0 >> \$3148 ;
-  assign \$3152  = \port$61148$18 [4:0] * 4'h8;
+  assign \$3152  = \port$54965$18 [4:0] * 4'h8;
   assign \$858  = centre >> \$3152 ;
-  assign \$3155  = \port$61148$18 [4:0] * 4'h8;
+  assign \$3155  = \port$54965$18 [4:0] * 4'h8;
   assign \$859  = 1'h0 >> \$3155 ;
-  assign \$3158  = \port$61148$18 [4:0] * 4'h8;
+  assign \$3158  = \port$54965$18 [4:0] * 4'h8;
   assign \$860  = 1'h0 >> \$3158 ;
-  assign \$3163  = \port$61148$18 [9:5] * 4'h8;
+  assign \$3163  = \port$54965$18 [9:5] * 4'h8;
   assign \$863  = weights >> \$3163 ;
-  assign \$3166  = \port$61148$18 [8:5] * 4'h8;
+  assign \$3166  = \port$54965$18 [8:5] * 4'h8;
   assign \$864  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$3166 ;
-  assign \$3169  = \port$61148$18 [7:5] * 4'h8;
+  assign \$3169  = \port$54965$18 [7:5] * 4'h8;
   assign \$865  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$3169 ;
-  assign \$3172  = \port$61148$18 [6:5] * 4'h8;
+  assign \$3172  = \port$54965$18 [6:5] * 4'h8;
   assign \$866  = { weights[247:240], weights[183:176], weights[119:112], weights[55:48] } >> \$3172 ;
-  assign \$3175  = \port$61148$18 [5] * 4'h8;
+  assign \$3175  = \port$54965$18 [5] * 4'h8;
   assign \$867  = { weights[247:240], weights[119:112] } >> \$3175 ;
-  assign \$3180  = \port$61148$18 [0] * 4'h8;
+  assign \$3180  = \port$54965$18 [0] * 4'h8;
   assign \$870  = centre[255:240] >> \$3180 ;
-  assign \$3183  = \port$61148$18 [0] * 4'h8;
+  assign \$3183  = \port$54965$18 [0] * 4'h8;
   assign \$871  = centre[239:224] >> \$3183 ;
-  assign \$3186  = \port$61148$18 [0] * 4'h8;
+  assign \$3186  = \port$54965$18 [0] * 4'h8;
   assign \$872  = 1'h0 >> \$3186 ;
-  assign \$3190  = \port$61148$18 [1:0] * 4'h8;
+  assign \$3190  = \port$54965$18 [1:0] * 4'h8;
   assign \$874  = centre[255:224] >> \$3190 ;
-  assign \$3193  = \port$61148$18 [1:0] * 4'h8;
+  assign \$3193  = \port$54965$18 [1:0] * 4'h8;
   assign \$875  = centre[223:192] >> \$3193 ;
-  assign \$3196  = \port$61148$18 [1:0] * 4'h8;
+  assign \$3196  = \port$54965$18 [1:0] * 4'h8;
   assign \$876  = 1'h0 >> \$3196 ;
-  assign \$3200  = \port$61148$18 [2:0] * 4'h8;
+  assign \$3200  = \port$54965$18 [2:0] * 4'h8;
   assign \$878  = centre[255:192] >> \$3200 ;
-  assign \$3203  = \port$61148$18 [2:0] * 4'h8;
+  assign \$3203  = \port$54965$18 [2:0] * 4'h8;
   assign \$879  = centre[191:128] >> \$3203 ;
-  assign \$3206  = \port$61148$18 [2:0] * 4'h8;
+  assign \$3206  = \port$54965$18 [2:0] * 4'h8;
   assign \$880  = 1'h0 >> \$3206 ;
-  assign \$3210  = \port$61148$18 [3:0] * 4'h8;
+  assign \$3210  = \port$54965$18 [3:0] * 4'h8;
   assign \$882  = centre[255:128] >> \$3210 ;
-  assign \$3213  = \port$61148$18 [3:0] * 4'h8;
+  assign \$3213  = \port$54965$18 [3:0] * 4'h8;
   assign \$883  = centre[127:0] >> \$3213 ;
-  assign \$3216  = \port$61148$18 [3:0] * 4'h8;
+  assign \$3216  = \port$54965$18 [3:0] * 4'h8;
   assign \$884  = 1'h0 >> \$3216 ;
-  assign \$3220  = \port$61148$18 [4:0] * 4'h8;
+  assign \$3220  = \port$54965$18 [4:0] * 4'h8;
   assign \$886  = centre >> \$3220 ;
-  assign \$3223  = \port$61148$18 [4:0] * 4'h8;
+  assign \$3223  = \port$54965$18 [4:0] * 4'h8;
   assign \$887  = 1'h0 >> \$3223 ;
-  assign \$3226  = \port$61148$18 [4:0] * 4'h8;
+  assign \$3226  = \port$54965$18 [4:0] * 4'h8;
   assign \$888  = 1'h0 >> \$3226 ;
-  assign \$3231  = \port$61148$18 [9:5] * 4'h8;
+  assign \$3231  = \port$54965$18 [9:5] * 4'h8;
   assign \$891  = weights >> \$3231 ;
-  assign \$3234  = \port$61148$18 [8:5] * 4'h8;
+  assign \$3234  = \port$54965$18 [8:5] * 4'h8;
   assign \$892  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$3234 ;
-  assign \$3237  = \port$61148$18 [7:5] * 4'h8;
+  assign \$3237  = \port$54965$18 [7:5] * 4'h8;
   assign \$893  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$3237 ;
-  assign \$3240  = \port$61148$18 [6:5] * 4'h8;
+  assign \$3240  = \port$54965$18 [6:5] * 4'h8;
   assign \$894  = { weights[255:248], weights[191:184], weights[127:120], weights[63:56] } >> \$3240 ;
-  assign \$3243  = \port$61148$18 [5] * 4'h8;
+  assign \$3243  = \port$54965$18 [5] * 4'h8;
   assign \$895  = { weights[255:248], weights[127:120] } >> \$3243 ;
-  assign \$897  = \port$61148$2 [2] ? wr__data : routed_w;
+  assign \$897  = \port$54965$2 [2] ? wr__data : routed_w;
   assign \$898  = $signed(weights_r[7:0]) * $signed(operand_r[7:0]);
   assign \$899  = from_psum_d2 ? pr__data[15:0] : 16'h0000;
   assign \$900  = first_d2 ? \$899  : pw__data[15:0];
@@ -7422,7 +7735,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$1032  = \port$61148$2 [0];
+    \$1032  = \port$54965$2 [0];
     if (rst) begin
       \$1032  = 1'h0;
     end
@@ -7436,7 +7749,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$1034  = \port$61148$2 [1];
+    \$1034  = \port$54965$2 [1];
     if (rst) begin
       \$1034  = 1'h0;
     end
@@ -7729,8 +8042,8 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   end
   assign shift = 2'h0;
   assign neighbour = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-  assign jl = \port$61148$18 [4:0];
-  assign wsel = \port$61148$18 [9:5];
+  assign jl = \port$54965$18 [4:0];
+  assign wsel = \port$54965$18 [9:5];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -7741,9 +8054,9 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign first = \port$61148$2 [0];
-  assign from_psum = \port$61148$2 [1];
-  assign use_spad = \port$61148$2 [2];
+  assign first = \port$54965$2 [0];
+  assign from_psum = \port$54965$2 [1];
+  assign use_spad = \port$54965$2 [2];
   assign routed_w[255:248] = \$896 ;
   assign routed_w[247:240] = \$868 ;
   assign routed_w[239:232] = \$840 ;
@@ -15356,111 +15669,164 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   wire [19:0] \$183 ;
   wire \$184 ;
   wire [16:0] \$185 ;
-  wire [16:0] \$186 ;
-  wire \$187 ;
-  wire [16:0] \$188 ;
-  wire [16:0] \$189 ;
+  wire [17:0] \$186 ;
+  wire [17:0] \$187 ;
+  wire [18:0] \$188 ;
+  wire \$189 ;
   wire \$19 ;
-  wire [16:0] \$190 ;
-  wire \$191 ;
-  wire [16:0] \$192 ;
-  wire [16:0] \$193 ;
-  wire \$194 ;
-  wire [16:0] \$195 ;
-  wire [16:0] \$196 ;
+  wire \$190 ;
+  wire [16:0] \$191 ;
+  wire [17:0] \$192 ;
+  wire [17:0] \$193 ;
+  wire [18:0] \$194 ;
+  wire [19:0] \$195 ;
+  wire \$196 ;
   wire [16:0] \$197 ;
-  wire \$198 ;
-  wire [16:0] \$199 ;
+  wire [17:0] \$198 ;
+  wire [17:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire [16:0] \$200 ;
-  wire \$201 ;
-  wire [16:0] \$202 ;
+  wire [18:0] \$200 ;
+  wire [19:0] \$201 ;
+  wire \$202 ;
   wire [16:0] \$203 ;
-  wire [16:0] \$204 ;
-  wire \$205 ;
-  wire \$206 ;
+  wire [17:0] \$204 ;
+  wire [17:0] \$205 ;
+  wire [18:0] \$206 ;
   wire \$207 ;
   wire \$208 ;
-  wire \$209 ;
+  wire [16:0] \$209 ;
   wire \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire [16:0] \$214 ;
-  wire \$215 ;
-  wire [16:0] \$216 ;
-  wire [16:0] \$217 ;
-  wire [17:0] \$218 ;
-  wire \$219 ;
+  wire [17:0] \$210 ;
+  wire [17:0] \$211 ;
+  wire [18:0] \$212 ;
+  wire [19:0] \$213 ;
+  wire \$214 ;
+  wire [16:0] \$215 ;
+  wire [17:0] \$216 ;
+  wire [17:0] \$217 ;
+  wire [18:0] \$218 ;
+  wire [19:0] \$219 ;
   wire \$22 ;
   wire \$220 ;
-  wire \$221 ;
+  wire [16:0] \$221 ;
   wire [16:0] \$222 ;
-  wire [16:0] \$223 ;
-  wire [17:0] \$224 ;
+  wire \$223 ;
+  wire [16:0] \$224 ;
   wire [16:0] \$225 ;
-  wire \$226 ;
+  wire [16:0] \$226 ;
   wire \$227 ;
-  wire \$228 ;
-  wire \$229 ;
+  wire [16:0] \$228 ;
+  wire [16:0] \$229 ;
   wire \$23 ;
   wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire \$233 ;
+  wire [16:0] \$231 ;
+  wire [16:0] \$232 ;
+  wire [16:0] \$233 ;
   wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
+  wire [16:0] \$235 ;
+  wire [16:0] \$236 ;
   wire \$237 ;
-  wire \$238 ;
-  wire [6:0] \$239 ;
+  wire [16:0] \$238 ;
+  wire [16:0] \$239 ;
   wire \$24 ;
   wire [16:0] \$240 ;
-  reg [15:0] \$241 ;
-  reg [15:0] \$242 ;
-  reg [15:0] \$243 ;
-  reg [15:0] \$244 ;
-  reg [15:0] \$245 ;
-  reg [15:0] \$246 ;
-  reg [15:0] \$247 ;
-  reg [1:0] \$248 ;
-  reg [15:0] \$249 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire \$245 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire \$248 ;
+  wire \$249 ;
   wire \$25 ;
-  reg [15:0] \$250 ;
-  reg [15:0] \$251 ;
-  reg [15:0] \$252 ;
-  reg [1:0] \$253 ;
-  reg [15:0] \$254 ;
-  reg [15:0] \$255 ;
-  reg [15:0] \$256 ;
-  reg [15:0] \$257 ;
-  reg [23:0] \$258 ;
-  reg [15:0] \$259 ;
+  wire [16:0] \$250 ;
+  wire \$251 ;
+  wire [16:0] \$252 ;
+  wire [16:0] \$253 ;
+  wire [17:0] \$254 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire \$257 ;
+  wire [16:0] \$258 ;
+  wire [16:0] \$259 ;
   wire [15:0] \$26 ;
-  reg [15:0] \$260 ;
-  reg [15:0] \$261 ;
-  reg [15:0] \$262 ;
-  reg [15:0] \$263 ;
-  reg [1:0] \$264 ;
-  reg [15:0] \$265 ;
-  reg [15:0] \$266 ;
-  reg [15:0] \$267 ;
-  reg [15:0] \$268 ;
-  reg [15:0] \$269 ;
+  wire [17:0] \$260 ;
+  wire [16:0] \$261 ;
+  wire \$262 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
   wire \$27 ;
-  reg \$270 ;
-  reg [96:0] \$271 ;
-  reg [74:0] \$272 ;
-  reg [74:0] \$273 ;
-  reg [74:0] \$274 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire [6:0] \$275 ;
+  wire [16:0] \$276 ;
+  wire [16:0] \$277 ;
+  wire \$278 ;
+  wire [16:0] \$279 ;
   wire \$28 ;
+  wire [17:0] \$280 ;
+  wire [16:0] \$281 ;
+  wire [17:0] \$282 ;
+  wire [16:0] \$283 ;
+  wire [17:0] \$284 ;
+  wire \$285 ;
+  wire [16:0] \$286 ;
+  wire [17:0] \$287 ;
+  wire [18:0] \$288 ;
+  wire [16:0] \$289 ;
   wire \$29 ;
+  wire [17:0] \$290 ;
+  wire [18:0] \$291 ;
+  reg [15:0] \$292 ;
+  reg [15:0] \$293 ;
+  reg [15:0] \$294 ;
+  reg [15:0] \$295 ;
+  reg [15:0] \$296 ;
+  reg [15:0] \$297 ;
+  reg [15:0] \$298 ;
+  reg [1:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
+  reg [15:0] \$300 ;
+  reg [15:0] \$301 ;
+  reg [15:0] \$302 ;
+  reg [15:0] \$303 ;
+  reg [1:0] \$304 ;
+  reg [15:0] \$305 ;
+  reg [15:0] \$306 ;
+  reg [15:0] \$307 ;
+  reg [15:0] \$308 ;
+  reg [23:0] \$309 ;
   wire \$31 ;
+  reg [15:0] \$310 ;
+  reg [15:0] \$311 ;
+  reg [15:0] \$312 ;
+  reg [15:0] \$313 ;
+  reg [15:0] \$314 ;
+  reg [1:0] \$315 ;
+  reg [15:0] \$316 ;
+  reg [15:0] \$317 ;
+  reg [15:0] \$318 ;
+  reg [15:0] \$319 ;
   wire \$32 ;
+  reg [15:0] \$320 ;
+  reg [15:0] \$321 ;
+  reg [15:0] \$322 ;
+  reg \$323 ;
+  reg [96:0] \$324 ;
+  reg [74:0] \$325 ;
+  reg [74:0] \$326 ;
+  reg [74:0] \$327 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
@@ -15661,6 +16027,8 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   wire [15:0] e2_q;
   reg [1:0] e2_qm3 = 2'h0;
   reg [15:0] e2_r1base = 16'h0000;
+  reg [15:0] e2_r1base1 = 16'h0000;
+  reg [15:0] e2_r1base2 = 16'h0000;
   wire e2_row_end;
   reg [15:0] e2_s = 16'h0000;
   wire e2_s_first;
@@ -15745,8 +16113,8 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   reg run = 1'h0;
   input start;
   wire start;
-  output [300:0] step;
-  wire [300:0] step;
+  output [332:0] step;
+  wire [332:0] step;
   wire [15:0] \step.b ;
   wire [23:0] \step.chunk ;
   wire \step.copy ;
@@ -15764,6 +16132,8 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   wire [15:0] \step.q ;
   wire [1:0] \step.qm3 ;
   wire [15:0] \step.r1base ;
+  wire [15:0] \step.r1base1 ;
+  wire [15:0] \step.r1base2 ;
   wire \step.row_end ;
   wire [15:0] \step.s ;
   wire [15:0] \step.seq ;
@@ -15968,130 +16338,176 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   assign \$182  = e2_r1base + \$181 ;
   assign \$183  = \$171  ? \$177  : { 1'h0, \$182  };
   assign \$184  = e2_i == geo[688:673];
-  assign \$185  = e2_trw + geo[73:58];
-  assign \$186  = \$184  ? \$185  : { 1'h0, e2_trw };
-  assign \$187  = e2_i == geo[688:673];
-  assign \$188  = e2_trw + geo[73:58];
-  assign \$189  = \$187  ? 17'h00000 : \$188 ;
-  assign \$190  = desc[126] ? \$186  : \$189 ;
-  assign \$191  = e2_i == geo[688:673];
-  assign \$192  = e2_tr4 + geo[89:74];
-  assign \$193  = \$191  ? \$192  : { 1'h0, e2_tr4 };
-  assign \$194  = e2_i == geo[688:673];
-  assign \$195  = e2_tr4 + geo[89:74];
-  assign \$196  = \$194  ? 17'h00000 : \$195 ;
-  assign \$197  = desc[126] ? \$193  : \$196 ;
-  assign \$198  = e2_i == geo[688:673];
-  assign \$199  = e2_tho + geo[201:186];
-  assign \$200  = \$198  ? \$199  : { 1'h0, e2_tho };
-  assign \$201  = e2_i == geo[688:673];
-  assign \$202  = e2_tho + geo[201:186];
-  assign \$203  = \$201  ? 17'h00000 : \$202 ;
-  assign \$204  = desc[126] ? \$200  : \$203 ;
-  assign \$205  = ~ desc[126];
-  assign \$206  = e2_i == geo[688:673];
-  assign \$207  = \$205  & \$206 ;
-  assign \$208  = e2_q >= 2'h3;
-  assign \$209  = \$207  & \$208 ;
-  assign \$210  = ~ desc[206];
-  assign \$211  = ~ e2_q[0];
-  assign \$212  = \$210  | \$211 ;
-  assign \$213  = \$209  & \$212 ;
-  assign \$214  = e2_l4b + desc[87:80];
-  assign \$215  = ! e2_tap;
-  assign \$216  = \$40 [15:0] - 1'h1;
-  assign \$217  = \$40 [15:0] + 1'h1;
-  assign \$218  = \$215  ? { \$216 [16], \$216  } : { 1'h0, \$217  };
-  assign \$219  = ! \$218 ;
-  assign \$220  = \$219  & desc[210];
-  assign \$221  = ! e2_tap;
-  assign \$222  = \$40 [15:0] - 1'h1;
-  assign \$223  = \$40 [15:0] + 1'h1;
-  assign \$224  = \$221  ? { \$222 [16], \$222  } : { 1'h0, \$223  };
-  assign \$225  = geo[57:42] + 1'h1;
-  assign \$226  = \$224  == \$225 ;
-  assign \$227  = \$226  & desc[211];
-  assign \$228  = \$220  | \$227 ;
-  assign \$229  = | e2_ti;
-  assign \$230  = \$228  & \$229 ;
-  assign \$231  = | e2_ti;
-  assign \$232  = ! e2_tap;
-  assign \$233  = ! e2_q;
-  assign \$234  = \$233  & desc[208];
-  assign \$235  = e2_q == geo[664:649];
-  assign \$236  = \$235  & desc[209];
-  assign \$237  = \$232  ? \$234  : \$236 ;
-  assign \$238  = \$231  & \$237 ;
-  assign \$239  = geo[19:14] - 1'h1;
-  assign \$240  = { 1'h0, e2_sl } & { \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239  };
+  assign \$186  = \$185  + geo[73:58];
+  assign \$187  = \$184  ? \$186  : { 2'h0, geo[73:58] };
+  assign \$188  = e2_r1base1 + \$187 ;
+  assign \$189  = \$188  >= geo[434:419];
+  assign \$190  = e2_i == geo[688:673];
+  assign \$192  = \$191  + geo[73:58];
+  assign \$193  = \$190  ? \$192  : { 2'h0, geo[73:58] };
+  assign \$194  = e2_r1base1 + \$193 ;
+  assign \$195  = \$194  - geo[434:419];
+  assign \$196  = e2_i == geo[688:673];
+  assign \$198  = \$197  + geo[73:58];
+  assign \$199  = \$196  ? \$198  : { 2'h0, geo[73:58] };
+  assign \$200  = e2_r1base1 + \$199 ;
+  assign \$201  = \$189  ? \$195  : { 1'h0, \$200  };
+  assign \$202  = e2_i == geo[688:673];
+  assign \$204  = \$203  + geo[73:58];
+  assign \$205  = \$202  ? \$204  : { 2'h0, geo[73:58] };
+  assign \$206  = e2_r1base2 + \$205 ;
+  assign \$207  = \$206  >= geo[434:419];
+  assign \$208  = e2_i == geo[688:673];
+  assign \$210  = \$209  + geo[73:58];
+  assign \$211  = \$208  ? \$210  : { 2'h0, geo[73:58] };
+  assign \$212  = e2_r1base2 + \$211 ;
+  assign \$213  = \$212  - geo[434:419];
+  assign \$214  = e2_i == geo[688:673];
+  assign \$216  = \$215  + geo[73:58];
+  assign \$217  = \$214  ? \$216  : { 2'h0, geo[73:58] };
+  assign \$218  = e2_r1base2 + \$217 ;
+  assign \$219  = \$207  ? \$213  : { 1'h0, \$218  };
+  assign \$220  = e2_i == geo[688:673];
+  assign \$221  = e2_trw + geo[73:58];
+  assign \$222  = \$220  ? \$221  : { 1'h0, e2_trw };
+  assign \$223  = e2_i == geo[688:673];
+  assign \$224  = e2_trw + geo[73:58];
+  assign \$225  = \$223  ? 17'h00000 : \$224 ;
+  assign \$226  = desc[126] ? \$222  : \$225 ;
+  assign \$227  = e2_i == geo[688:673];
+  assign \$228  = e2_tr4 + geo[89:74];
+  assign \$229  = \$227  ? \$228  : { 1'h0, e2_tr4 };
+  assign \$230  = e2_i == geo[688:673];
+  assign \$231  = e2_tr4 + geo[89:74];
+  assign \$232  = \$230  ? 17'h00000 : \$231 ;
+  assign \$233  = desc[126] ? \$229  : \$232 ;
+  assign \$234  = e2_i == geo[688:673];
+  assign \$235  = e2_tho + geo[201:186];
+  assign \$236  = \$234  ? \$235  : { 1'h0, e2_tho };
+  assign \$237  = e2_i == geo[688:673];
+  assign \$238  = e2_tho + geo[201:186];
+  assign \$239  = \$237  ? 17'h00000 : \$238 ;
+  assign \$240  = desc[126] ? \$236  : \$239 ;
+  assign \$241  = ~ desc[126];
+  assign \$242  = e2_i == geo[688:673];
+  assign \$243  = \$241  & \$242 ;
+  assign \$244  = e2_q >= 2'h3;
+  assign \$245  = \$243  & \$244 ;
+  assign \$246  = ~ desc[206];
+  assign \$247  = ~ e2_q[0];
+  assign \$248  = \$246  | \$247 ;
+  assign \$249  = \$245  & \$248 ;
+  assign \$250  = e2_l4b + desc[87:80];
+  assign \$251  = ! e2_tap;
+  assign \$252  = \$40 [15:0] - 1'h1;
+  assign \$253  = \$40 [15:0] + 1'h1;
+  assign \$254  = \$251  ? { \$252 [16], \$252  } : { 1'h0, \$253  };
+  assign \$255  = ! \$254 ;
+  assign \$256  = \$255  & desc[210];
+  assign \$257  = ! e2_tap;
+  assign \$258  = \$40 [15:0] - 1'h1;
+  assign \$259  = \$40 [15:0] + 1'h1;
+  assign \$260  = \$257  ? { \$258 [16], \$258  } : { 1'h0, \$259  };
+  assign \$261  = geo[57:42] + 1'h1;
+  assign \$262  = \$260  == \$261 ;
+  assign \$263  = \$262  & desc[211];
+  assign \$264  = \$256  | \$263 ;
+  assign \$265  = | e2_ti;
+  assign \$266  = \$264  & \$265 ;
+  assign \$267  = | e2_ti;
+  assign \$268  = ! e2_tap;
+  assign \$269  = ! e2_q;
+  assign \$270  = \$269  & desc[208];
+  assign \$271  = e2_q == geo[664:649];
+  assign \$272  = \$271  & desc[209];
+  assign \$273  = \$268  ? \$270  : \$272 ;
+  assign \$274  = \$267  & \$273 ;
+  assign \$275  = geo[19:14] - 1'h1;
+  assign \$276  = { 1'h0, e2_sl } & { \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275  };
+  assign \$277  = 1'h0 + geo[73:58];
+  assign \$278  = \$277  >= geo[434:419];
+  assign \$279  = 1'h0 + geo[73:58];
+  assign \$280  = \$279  - geo[434:419];
+  assign \$281  = 1'h0 + geo[73:58];
+  assign \$282  = \$278  ? \$280  : { 1'h0, \$281  };
+  assign \$284  = 1'h0 + \$283 ;
+  assign \$285  = \$284  >= geo[434:419];
+  assign \$287  = 1'h0 + \$286 ;
+  assign \$288  = \$287  - geo[434:419];
+  assign \$290  = 1'h0 + \$289 ;
+  assign \$291  = \$285  ? \$288  : { 1'h0, \$290  };
   always @(posedge clk)
-    e2_g <= \$241 ;
+    e2_g <= \$292 ;
   always @(posedge clk)
-    e2_bc <= \$242 ;
+    e2_bc <= \$293 ;
   always @(posedge clk)
-    e2_coff <= \$243 ;
+    e2_coff <= \$294 ;
   always @(posedge clk)
-    e2_s <= \$244 ;
+    e2_s <= \$295 ;
   always @(posedge clk)
-    e2_b <= \$245 ;
+    e2_b <= \$296 ;
   always @(posedge clk)
-    e2_boff <= \$246 ;
+    e2_boff <= \$297 ;
   always @(posedge clk)
-    e2_jb <= \$247 ;
+    e2_jb <= \$298 ;
   always @(posedge clk)
-    e2_ti <= \$248 ;
+    e2_ti <= \$299 ;
   always @(posedge clk)
-    e2_jl <= \$249 ;
+    e2_jl <= \$300 ;
   always @(posedge clk)
-    e2_sl <= \$250 ;
+    e2_sl <= \$301 ;
   always @(posedge clk)
-    e2_ck <= \$251 ;
+    e2_ck <= \$302 ;
   always @(posedge clk)
-    e2_jbs <= \$252 ;
+    e2_jbs <= \$303 ;
   always @(posedge clk)
-    e2_tis <= \$253 ;
+    e2_tis <= \$304 ;
   always @(posedge clk)
-    e2_jls <= \$254 ;
+    e2_jls <= \$305 ;
   always @(posedge clk)
-    e2_sls <= \$255 ;
+    e2_sls <= \$306 ;
   always @(posedge clk)
-    e2_bg <= \$256 ;
+    e2_bg <= \$307 ;
   always @(posedge clk)
-    e2_goff <= \$257 ;
+    e2_goff <= \$308 ;
   always @(posedge clk)
-    e2_cseq <= \$258 ;
+    e2_cseq <= \$309 ;
   always @(posedge clk)
-    e2_cslot <= \$259 ;
+    e2_cslot <= \$310 ;
   always @(posedge clk)
-    e2_gbase <= \$260 ;
+    e2_gbase <= \$311 ;
   always @(posedge clk)
-    e2_seq <= \$261 ;
+    e2_seq <= \$312 ;
   always @(posedge clk)
-    e2_i <= \$262 ;
+    e2_i <= \$313 ;
   always @(posedge clk)
-    e2_o <= \$263 ;
+    e2_o <= \$314 ;
   always @(posedge clk)
-    e2_qm3 <= \$264 ;
+    e2_qm3 <= \$315 ;
   always @(posedge clk)
-    e2_r1base <= \$265 ;
+    e2_r1base <= \$316 ;
   always @(posedge clk)
-    e2_trw <= \$266 ;
+    e2_r1base1 <= \$317 ;
   always @(posedge clk)
-    e2_tr4 <= \$267 ;
+    e2_r1base2 <= \$318 ;
   always @(posedge clk)
-    e2_tho <= \$268 ;
+    e2_trw <= \$319 ;
   always @(posedge clk)
-    e2_l4b <= \$269 ;
+    e2_tr4 <= \$320 ;
   always @(posedge clk)
-    run <= \$270 ;
+    e2_tho <= \$321 ;
   always @(posedge clk)
-    a <= \$271 ;
+    e2_l4b <= \$322 ;
   always @(posedge clk)
-    e2_mid1 <= \$272 ;
+    run <= \$323 ;
   always @(posedge clk)
-    e2_mid2 <= \$273 ;
+    a <= \$324 ;
   always @(posedge clk)
-    b <= \$274 ;
+    e2_mid1 <= \$325 ;
+  always @(posedge clk)
+    e2_mid2 <= \$326 ;
+  always @(posedge clk)
+    b <= \$327 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     e2_tap = 2'h0;
@@ -16106,10 +16522,10 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$241  = e2_g;
+    \$292  = e2_g;
     if (issue) begin
       if (e2_copy) begin
-        \$241  = \$56 [15:0];
+        \$292  = \$56 [15:0];
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
@@ -16122,9 +16538,9 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
             end else begin
               (* full_case = 32'd1 *)
               if (\$128 ) begin
-                \$241  = \$129 [15:0];
+                \$292  = \$129 [15:0];
               end else begin
-                \$241  = 16'h0000;
+                \$292  = 16'h0000;
               end
             end
           end
@@ -16132,229 +16548,229 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
       end
     end
     if (start) begin
-      \$241  = 16'h0000;
+      \$292  = 16'h0000;
     end
     if (rst) begin
-      \$241  = 16'h0000;
+      \$292  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$242  = e2_bc;
+    \$293  = e2_bc;
     if (issue) begin
       if (e2_copy) begin
         if (\$57 ) begin
-          \$242  = \$60 [15:0];
+          \$293  = \$60 [15:0];
         end
       end
     end
     if (start) begin
-      \$242  = 16'h0000;
+      \$293  = 16'h0000;
     end
     if (rst) begin
-      \$242  = 16'h0000;
+      \$293  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$243  = e2_coff;
+    \$294  = e2_coff;
     if (issue) begin
       if (e2_copy) begin
         if (\$57 ) begin
-          \$243  = \$63 [15:0];
+          \$294  = \$63 [15:0];
         end
       end
       if (e2_row_end) begin
-        \$243  = geo[35:20];
+        \$294  = geo[35:20];
       end
     end
     if (start) begin
-      \$243  = geo[35:20];
+      \$294  = geo[35:20];
     end
     if (rst) begin
-      \$243  = 16'h0000;
+      \$294  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$244  = e2_s;
+    \$295  = e2_s;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e2_copy) begin
       end else if (e2_s_last) begin
-        \$244  = 16'h0000;
+        \$295  = 16'h0000;
       end else begin
-        \$244  = \$130 [15:0];
+        \$295  = \$130 [15:0];
       end
     end
     if (start) begin
-      \$244  = 16'h0000;
+      \$295  = 16'h0000;
     end
     if (rst) begin
-      \$244  = 16'h0000;
+      \$295  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$245  = e2_b;
+    \$296  = e2_b;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$245  = \$68 [15:0];
+          \$296  = \$68 [15:0];
         end else begin
-          \$245  = 16'h0000;
+          \$296  = 16'h0000;
         end
       end
     end
     if (start) begin
-      \$245  = 16'h0000;
+      \$296  = 16'h0000;
     end
     if (rst) begin
-      \$245  = 16'h0000;
+      \$296  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$246  = e2_boff;
+    \$297  = e2_boff;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$246  = \$69 [15:0];
+          \$297  = \$69 [15:0];
         end else begin
-          \$246  = 16'h0000;
+          \$297  = 16'h0000;
         end
       end
     end
     if (start) begin
-      \$246  = 16'h0000;
+      \$297  = 16'h0000;
     end
     if (rst) begin
-      \$246  = 16'h0000;
+      \$297  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$247  = e2_jb;
-    if (issue) begin
-      (* full_case = 32'd1 *)
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$67 ) begin
-          \$247  = e2_jbs;
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$70 ) begin
-            \$247  = \$78 [15:0];
-          end else begin
-            \$247  = 16'h0000;
-          end
-        end
-      end else begin
-        \$247  = \$137 [15:0];
-      end
-    end
-    if (start) begin
-      \$247  = 16'h0000;
-    end
-    if (rst) begin
-      \$247  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$248  = e2_ti;
+    \$298  = e2_jb;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$248  = e2_tis;
+          \$298  = e2_jbs;
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$248  = \$85 [1:0];
+            \$298  = \$78 [15:0];
           end else begin
-            \$248  = 2'h0;
+            \$298  = 16'h0000;
           end
         end
       end else begin
-        \$248  = \$144 [1:0];
+        \$298  = \$137 [15:0];
       end
     end
     if (start) begin
-      \$248  = 2'h0;
+      \$298  = 16'h0000;
     end
     if (rst) begin
-      \$248  = 2'h0;
+      \$298  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$249  = e2_jl;
+    \$299  = e2_ti;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$249  = e2_jls;
+          \$299  = e2_tis;
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$249  = \$90 [15:0];
+            \$299  = \$85 [1:0];
           end else begin
-            \$249  = 16'h0000;
+            \$299  = 2'h0;
           end
         end
       end else begin
-        \$249  = \$149 [15:0];
+        \$299  = \$144 [1:0];
       end
     end
     if (start) begin
-      \$249  = 16'h0000;
+      \$299  = 2'h0;
     end
     if (rst) begin
-      \$249  = 16'h0000;
+      \$299  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$250  = e2_sl;
+    \$300  = e2_jl;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$250  = e2_sls;
+          \$300  = e2_jls;
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$250  = \$91 [15:0];
+            \$300  = \$90 [15:0];
           end else begin
-            \$250  = 16'h0000;
+            \$300  = 16'h0000;
           end
         end
       end else begin
-        \$250  = \$150 [15:0];
+        \$300  = \$149 [15:0];
       end
     end
     if (start) begin
-      \$250  = 16'h0000;
+      \$300  = 16'h0000;
     end
     if (rst) begin
-      \$250  = 16'h0000;
+      \$300  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$251  = e2_ck;
+    \$301  = e2_sl;
+    if (issue) begin
+      (* full_case = 32'd1 *)
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$67 ) begin
+          \$301  = e2_sls;
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$70 ) begin
+            \$301  = \$91 [15:0];
+          end else begin
+            \$301  = 16'h0000;
+          end
+        end
+      end else begin
+        \$301  = \$150 [15:0];
+      end
+    end
+    if (start) begin
+      \$301  = 16'h0000;
+    end
+    if (rst) begin
+      \$301  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$302  = e2_ck;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -16363,23 +16779,23 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$251  = \$71 [15:0];
+            \$302  = \$71 [15:0];
           end else begin
-            \$251  = 16'h0000;
+            \$302  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$251  = 16'h0000;
+      \$302  = 16'h0000;
     end
     if (rst) begin
-      \$251  = 16'h0000;
+      \$302  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$252  = e2_jbs;
+    \$303  = e2_jbs;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -16388,23 +16804,23 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$252  = \$98 [15:0];
+            \$303  = \$98 [15:0];
           end else begin
-            \$252  = 16'h0000;
+            \$303  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$252  = 16'h0000;
+      \$303  = 16'h0000;
     end
     if (rst) begin
-      \$252  = 16'h0000;
+      \$303  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$253  = e2_tis;
+    \$304  = e2_tis;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -16413,23 +16829,23 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$253  = \$105 [1:0];
+            \$304  = \$105 [1:0];
           end else begin
-            \$253  = 2'h0;
+            \$304  = 2'h0;
           end
         end
       end
     end
     if (start) begin
-      \$253  = 2'h0;
+      \$304  = 2'h0;
     end
     if (rst) begin
-      \$253  = 2'h0;
+      \$304  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$254  = e2_jls;
+    \$305  = e2_jls;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -16438,23 +16854,23 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$254  = \$110 [15:0];
+            \$305  = \$110 [15:0];
           end else begin
-            \$254  = 16'h0000;
+            \$305  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$254  = 16'h0000;
+      \$305  = 16'h0000;
     end
     if (rst) begin
-      \$254  = 16'h0000;
+      \$305  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$255  = e2_sls;
+    \$306  = e2_sls;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -16463,23 +16879,23 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$255  = \$111 [15:0];
+            \$306  = \$111 [15:0];
           end else begin
-            \$255  = 16'h0000;
+            \$306  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$255  = 16'h0000;
+      \$306  = 16'h0000;
     end
     if (rst) begin
-      \$255  = 16'h0000;
+      \$306  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$256  = e2_bg;
+    \$307  = e2_bg;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -16491,24 +16907,24 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
           end else begin
             (* full_case = 32'd1 *)
             if (\$113 ) begin
-              \$256  = \$114 [15:0];
+              \$307  = \$114 [15:0];
             end else begin
-              \$256  = 16'h0000;
+              \$307  = 16'h0000;
             end
           end
         end
       end
     end
     if (start) begin
-      \$256  = 16'h0000;
+      \$307  = 16'h0000;
     end
     if (rst) begin
-      \$256  = 16'h0000;
+      \$307  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$257  = e2_goff;
+    \$308  = e2_goff;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -16520,52 +16936,24 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
           end else begin
             (* full_case = 32'd1 *)
             if (\$113 ) begin
-              \$257  = \$116 [15:0];
+              \$308  = \$116 [15:0];
             end else begin
-              \$257  = geo[466:451];
+              \$308  = geo[466:451];
             end
           end
         end
       end
     end
     if (start) begin
-      \$257  = geo[466:451];
+      \$308  = geo[466:451];
     end
     if (rst) begin
-      \$257  = 16'h0000;
+      \$308  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$258  = e2_cseq;
-    if (issue) begin
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$67 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$70 ) begin
-          end else begin
-            (* full_case = 32'd1 *)
-            if (\$113 ) begin
-            end else begin
-              \$258  = \$117 [23:0];
-            end
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$258  = 24'h000000;
-    end
-    if (rst) begin
-      \$258  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$259  = e2_cslot;
+    \$309  = e2_cseq;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -16578,22 +16966,22 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
             (* full_case = 32'd1 *)
             if (\$113 ) begin
             end else begin
-              \$259  = \$120 [15:0];
+              \$309  = \$117 [23:0];
             end
           end
         end
       end
     end
     if (start) begin
-      \$259  = 16'h0000;
+      \$309  = 24'h000000;
     end
     if (rst) begin
-      \$259  = 16'h0000;
+      \$309  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$260  = e2_gbase;
+    \$310  = e2_cslot;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -16606,260 +16994,318 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
             (* full_case = 32'd1 *)
             if (\$113 ) begin
             end else begin
-              \$260  = \$126 [15:0];
+              \$310  = \$120 [15:0];
             end
           end
         end
       end
     end
     if (start) begin
-      \$260  = 16'h0000;
+      \$310  = 16'h0000;
     end
     if (rst) begin
-      \$260  = 16'h0000;
+      \$310  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$261  = e2_seq;
+    \$311  = e2_gbase;
+    if (issue) begin
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$67 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$70 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$113 ) begin
+            end else begin
+              \$311  = \$126 [15:0];
+            end
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$311  = 16'h0000;
+    end
+    if (rst) begin
+      \$311  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$312  = e2_seq;
     if (issue) begin
       if (e2_row_end) begin
-        \$261  = \$151 [15:0];
+        \$312  = \$151 [15:0];
       end
     end
     if (start) begin
-      \$261  = 16'h0000;
+      \$312  = 16'h0000;
     end
     if (rst) begin
-      \$261  = 16'h0000;
+      \$312  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$262  = e2_i;
+    \$313  = e2_i;
     if (issue) begin
       if (e2_row_end) begin
         (* full_case = 32'd1 *)
         if (\$152 ) begin
-          \$262  = 16'h0000;
+          \$313  = 16'h0000;
         end else begin
-          \$262  = \$154 [15:0];
+          \$313  = \$154 [15:0];
         end
       end
     end
     if (start) begin
-      \$262  = 16'h0000;
+      \$313  = 16'h0000;
     end
     if (rst) begin
-      \$262  = 16'h0000;
+      \$313  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$263  = e2_o;
+    \$314  = e2_o;
     if (issue) begin
       if (e2_row_end) begin
         if (\$152 ) begin
-          \$263  = \$153 [15:0];
+          \$314  = \$153 [15:0];
         end
       end
     end
     if (start) begin
-      \$263  = 16'h0000;
+      \$314  = 16'h0000;
     end
     if (rst) begin
-      \$263  = 16'h0000;
+      \$314  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$264  = e2_qm3;
+    \$315  = e2_qm3;
     if (issue) begin
       if (e2_row_end) begin
-        \$264  = \$165 [1:0];
+        \$315  = \$165 [1:0];
       end
     end
     if (start) begin
-      \$264  = 2'h0;
+      \$315  = 2'h0;
     end
     if (rst) begin
-      \$264  = 2'h0;
+      \$315  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$265  = e2_r1base;
+    \$316  = e2_r1base;
     if (issue) begin
       if (e2_row_end) begin
-        \$265  = \$183 [15:0];
+        \$316  = \$183 [15:0];
       end
     end
     if (start) begin
-      \$265  = 16'h0000;
+      \$316  = 16'h0000;
     end
     if (rst) begin
-      \$265  = 16'h0000;
+      \$316  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$266  = e2_trw;
+    \$317  = e2_r1base1;
     if (issue) begin
       if (e2_row_end) begin
-        \$266  = \$190 [15:0];
+        \$317  = \$201 [15:0];
       end
     end
     if (start) begin
-      \$266  = 16'h0000;
+      \$317  = \$282 [15:0];
     end
     if (rst) begin
-      \$266  = 16'h0000;
+      \$317  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$267  = e2_tr4;
+    \$318  = e2_r1base2;
     if (issue) begin
       if (e2_row_end) begin
-        \$267  = \$197 [15:0];
+        \$318  = \$219 [15:0];
       end
     end
     if (start) begin
-      \$267  = 16'h0000;
+      \$318  = \$291 [15:0];
     end
     if (rst) begin
-      \$267  = 16'h0000;
+      \$318  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$268  = e2_tho;
+    \$319  = e2_trw;
     if (issue) begin
       if (e2_row_end) begin
-        \$268  = \$204 [15:0];
+        \$319  = \$226 [15:0];
       end
     end
     if (start) begin
-      \$268  = 16'h0000;
+      \$319  = 16'h0000;
     end
     if (rst) begin
-      \$268  = 16'h0000;
+      \$319  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$269  = e2_l4b;
+    \$320  = e2_tr4;
     if (issue) begin
       if (e2_row_end) begin
-        if (\$213 ) begin
-          \$269  = \$214 [15:0];
+        \$320  = \$233 [15:0];
+      end
+    end
+    if (start) begin
+      \$320  = 16'h0000;
+    end
+    if (rst) begin
+      \$320  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$321  = e2_tho;
+    if (issue) begin
+      if (e2_row_end) begin
+        \$321  = \$240 [15:0];
+      end
+    end
+    if (start) begin
+      \$321  = 16'h0000;
+    end
+    if (rst) begin
+      \$321  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$322  = e2_l4b;
+    if (issue) begin
+      if (e2_row_end) begin
+        if (\$249 ) begin
+          \$322  = \$250 [15:0];
         end
       end
     end
     if (start) begin
-      \$269  = 16'h0000;
+      \$322  = 16'h0000;
     end
     if (rst) begin
-      \$269  = 16'h0000;
+      \$322  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$270  = run;
+    \$323  = run;
     if (issue) begin
       if (e2_row_end) begin
         if (e2_all_end) begin
-          \$270  = 1'h0;
+          \$323  = 1'h0;
         end
       end
     end
     if (start) begin
-      \$270  = 1'h1;
+      \$323  = 1'h1;
     end
     if (rst) begin
-      \$270  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$271 [0] = issue;
-    \$271 [1] = e2_copy;
-    \$271 [2] = e2_s_first;
-    \$271 [3] = e2_from_psum;
-    \$271 [4] = e2_spad_rd;
-    \$271 [5] = e2_spad_wr;
-    \$271 [6] = e2_final;
-    \$271 [7] = e2_psum_out;
-    \$271 [8] = e2_row_end;
-    \$271 [9] = \$230 ;
-    \$271 [10] = \$238 ;
-    \$271 [14:11] = e2_s[3:0];
-    \$271 [17:15] = e2_b[2:0];
-    \$271 [22:18] = e2_jl[4:0];
-    \$271 [27:23] = \$240 [4:0];
-    \$271 [43:28] = \$40 [15:0];
-    \$271 [91:76] = e2_g;
-    \$271 [59:44] = \$42 [15:0];
-    \$271 [75:60] = e2_tr4;
-    \$271 [93:92] = e2_ti;
-    \$271 [94] = e2_seq[0];
-    \$271 [96:95] = e2_qm3;
-    if (rst) begin
-      \$271  = 97'h0000000000000000000000000;
+      \$323  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$272 [0] = a[0];
-    \$272 [1] = a[1];
-    \$272 [2] = a[6];
-    \$272 [3] = a[7];
-    \$272 [4] = a[8];
-    \$272 [7:5] = a[17:15];
-    \$272 [23:8] = a[43:28];
-    \$272 [39:24] = a[59:44];
-    \$272 [55:40] = a[75:60];
-    \$272 [71:56] = a[91:76];
-    \$272 [72] = a[94];
-    \$272 [74:73] = a[96:95];
+    \$324 [0] = issue;
+    \$324 [1] = e2_copy;
+    \$324 [2] = e2_s_first;
+    \$324 [3] = e2_from_psum;
+    \$324 [4] = e2_spad_rd;
+    \$324 [5] = e2_spad_wr;
+    \$324 [6] = e2_final;
+    \$324 [7] = e2_psum_out;
+    \$324 [8] = e2_row_end;
+    \$324 [9] = \$266 ;
+    \$324 [10] = \$274 ;
+    \$324 [14:11] = e2_s[3:0];
+    \$324 [17:15] = e2_b[2:0];
+    \$324 [22:18] = e2_jl[4:0];
+    \$324 [27:23] = \$276 [4:0];
+    \$324 [43:28] = \$40 [15:0];
+    \$324 [91:76] = e2_g;
+    \$324 [59:44] = \$42 [15:0];
+    \$324 [75:60] = e2_tr4;
+    \$324 [93:92] = e2_ti;
+    \$324 [94] = e2_seq[0];
+    \$324 [96:95] = e2_qm3;
     if (rst) begin
-      \$272  = 75'h0000000000000000000;
+      \$324  = 97'h0000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$273 [0] = e2_mid1[0];
-    \$273 [1] = e2_mid1[1];
-    \$273 [2] = e2_mid1[2];
-    \$273 [3] = e2_mid1[3];
-    \$273 [4] = e2_mid1[4];
-    \$273 [7:5] = e2_mid1[7:5];
-    \$273 [23:8] = e2_mid1[23:8];
-    \$273 [39:24] = e2_mid1[39:24];
-    \$273 [55:40] = e2_mid1[55:40];
-    \$273 [71:56] = e2_mid1[71:56];
-    \$273 [72] = e2_mid1[72];
-    \$273 [74:73] = e2_mid1[74:73];
+    \$325 [0] = a[0];
+    \$325 [1] = a[1];
+    \$325 [2] = a[6];
+    \$325 [3] = a[7];
+    \$325 [4] = a[8];
+    \$325 [7:5] = a[17:15];
+    \$325 [23:8] = a[43:28];
+    \$325 [39:24] = a[59:44];
+    \$325 [55:40] = a[75:60];
+    \$325 [71:56] = a[91:76];
+    \$325 [72] = a[94];
+    \$325 [74:73] = a[96:95];
     if (rst) begin
-      \$273  = 75'h0000000000000000000;
+      \$325  = 75'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$274 [0] = e2_mid2[0];
-    \$274 [1] = e2_mid2[1];
-    \$274 [2] = e2_mid2[2];
-    \$274 [3] = e2_mid2[3];
-    \$274 [4] = e2_mid2[4];
-    \$274 [7:5] = e2_mid2[7:5];
-    \$274 [23:8] = e2_mid2[23:8];
-    \$274 [39:24] = e2_mid2[39:24];
-    \$274 [55:40] = e2_mid2[55:40];
-    \$274 [71:56] = e2_mid2[71:56];
-    \$274 [72] = e2_mid2[72];
-    \$274 [74:73] = e2_mid2[74:73];
+    \$326 [0] = e2_mid1[0];
+    \$326 [1] = e2_mid1[1];
+    \$326 [2] = e2_mid1[2];
+    \$326 [3] = e2_mid1[3];
+    \$326 [4] = e2_mid1[4];
+    \$326 [7:5] = e2_mid1[7:5];
+    \$326 [23:8] = e2_mid1[23:8];
+    \$326 [39:24] = e2_mid1[39:24];
+    \$326 [55:40] = e2_mid1[55:40];
+    \$326 [71:56] = e2_mid1[71:56];
+    \$326 [72] = e2_mid1[72];
+    \$326 [74:73] = e2_mid1[74:73];
     if (rst) begin
-      \$274  = 75'h0000000000000000000;
+      \$326  = 75'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$327 [0] = e2_mid2[0];
+    \$327 [1] = e2_mid2[1];
+    \$327 [2] = e2_mid2[2];
+    \$327 [3] = e2_mid2[3];
+    \$327 [4] = e2_mid2[4];
+    \$327 [7:5] = e2_mid2[7:5];
+    \$327 [23:8] = e2_mid2[23:8];
+    \$327 [39:24] = e2_mid2[39:24];
+    \$327 [55:40] = e2_mid2[55:40];
+    \$327 [71:56] = e2_mid2[71:56];
+    \$327 [72] = e2_mid2[72];
+    \$327 [74:73] = e2_mid2[74:73];
+    if (rst) begin
+      \$327  = 75'h0000000000000000000;
     end
   end
   assign e2_t = \$1 [7:0];
@@ -16954,28 +17400,30 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   assign \step.seq  = step[55:40];
   assign \step.qm3  = step[57:56];
   assign \step.r1base  = step[73:58];
-  assign \step.trw  = step[89:74];
-  assign \step.tr4  = step[105:90];
-  assign \step.tho  = step[121:106];
-  assign \step.l4b  = step[137:122];
-  assign \step.tap  = step[139:138];
-  assign \step.ti  = step[141:140];
-  assign \step.e  = step[157:142];
-  assign \step.eoff  = step[173:158];
-  assign \step.jb  = step[189:174];
-  assign \step.g  = step[205:190];
-  assign \step.gbase  = step[221:206];
-  assign \step.sl  = step[237:222];
-  assign \step.s  = step[253:238];
-  assign \step.b  = step[269:254];
-  assign \step.copy  = step[270];
-  assign \step.new_op  = step[271];
-  assign \step.new_centre  = step[272];
-  assign \step.glb_rd  = step[273];
-  assign \step.spad_rd  = step[274];
-  assign \step.from_psum  = step[275];
-  assign \step.row_end  = step[276];
-  assign \step.chunk  = step[300:277];
+  assign \step.r1base1  = step[89:74];
+  assign \step.r1base2  = step[105:90];
+  assign \step.trw  = step[121:106];
+  assign \step.tr4  = step[137:122];
+  assign \step.tho  = step[153:138];
+  assign \step.l4b  = step[169:154];
+  assign \step.tap  = step[171:170];
+  assign \step.ti  = step[173:172];
+  assign \step.e  = step[189:174];
+  assign \step.eoff  = step[205:190];
+  assign \step.jb  = step[221:206];
+  assign \step.g  = step[237:222];
+  assign \step.gbase  = step[253:238];
+  assign \step.sl  = step[269:254];
+  assign \step.s  = step[285:270];
+  assign \step.b  = step[301:286];
+  assign \step.copy  = step[302];
+  assign \step.new_op  = step[303];
+  assign \step.new_centre  = step[304];
+  assign \step.glb_rd  = step[305];
+  assign \step.spad_rd  = step[306];
+  assign \step.from_psum  = step[307];
+  assign \step.row_end  = step[308];
+  assign \step.chunk  = step[332:309];
   assign \a.v  = a[0];
   assign \a.copy  = a[1];
   assign \a.first  = a[2];
@@ -17034,28 +17482,30 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   assign \b.g  = b[71:56];
   assign \b.seq  = b[72];
   assign \b.qm3  = b[74:73];
-  assign step[276] = e2_row_end;
-  assign step[275] = e2_from_psum;
-  assign step[274] = e2_spad_rd;
-  assign step[300:277] = e2_cseq;
-  assign step[273] = \$53 ;
-  assign step[272] = \$48 ;
-  assign step[271] = \$44 ;
-  assign step[270] = e2_copy;
-  assign step[269:254] = e2_b;
-  assign step[253:238] = e2_s;
-  assign step[237:222] = e2_sl;
-  assign step[221:206] = e2_gbase;
-  assign step[205:190] = e2_g;
-  assign step[189:174] = e2_jb;
-  assign step[173:158] = \$42 [15:0];
-  assign step[157:142] = \$40 [15:0];
-  assign step[141:140] = e2_ti;
-  assign step[139:138] = e2_tap;
-  assign step[137:122] = e2_l4b;
-  assign step[121:106] = e2_tho;
-  assign step[105:90] = e2_tr4;
-  assign step[89:74] = e2_trw;
+  assign step[308] = e2_row_end;
+  assign step[307] = e2_from_psum;
+  assign step[306] = e2_spad_rd;
+  assign step[332:309] = e2_cseq;
+  assign step[305] = \$53 ;
+  assign step[304] = \$48 ;
+  assign step[303] = \$44 ;
+  assign step[302] = e2_copy;
+  assign step[301:286] = e2_b;
+  assign step[285:270] = e2_s;
+  assign step[269:254] = e2_sl;
+  assign step[253:238] = e2_gbase;
+  assign step[237:222] = e2_g;
+  assign step[221:206] = e2_jb;
+  assign step[205:190] = \$42 [15:0];
+  assign step[189:174] = \$40 [15:0];
+  assign step[173:172] = e2_ti;
+  assign step[171:170] = e2_tap;
+  assign step[169:154] = e2_l4b;
+  assign step[153:138] = e2_tho;
+  assign step[137:122] = e2_tr4;
+  assign step[121:106] = e2_trw;
+  assign step[105:90] = e2_r1base2;
+  assign step[89:74] = e2_r1base1;
   assign step[73:58] = e2_r1base;
   assign step[57:56] = e2_qm3;
   assign step[55:40] = e2_seq;
@@ -17068,11 +17518,20 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   assign \$167  = { geo[73:58], 1'h0 };
   assign \$173  = { geo[73:58], 1'h0 };
   assign \$179  = { geo[73:58], 1'h0 };
+  assign \$185  = { geo[73:58], 1'h0 };
+  assign \$191  = { geo[73:58], 1'h0 };
+  assign \$197  = { geo[73:58], 1'h0 };
+  assign \$203  = { geo[73:58], 1'h0 };
+  assign \$209  = { geo[73:58], 1'h0 };
+  assign \$215  = { geo[73:58], 1'h0 };
+  assign \$283  = { geo[73:58], 1'h0 };
+  assign \$286  = { geo[73:58], 1'h0 };
+  assign \$289  = { geo[73:58], 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant2 (\port$5938$0 , \port$5978$0 , \port$6018$0 , \port$6058$0 , \port$6098$0 , \port$6138$0 , \port$6178$0 , \port$6218$0 , \port$6258$0 , \port$6298$0 , \port$6338$0 , \port$6378$0 , \port$6418$0 , \port$6458$0 , \port$6498$0 , \port$6538$0 , \port$6578$0 , \port$6618$0 , \port$6658$0 , \port$6698$0 , \port$6738$0 
-, \port$6778$0 , \port$6818$0 , \port$6858$0 , \port$6898$0 , \port$6938$0 , \port$6978$0 , \port$7018$0 , \port$7058$0 , \port$7098$0 , \port$7138$0 , i, shift, rnd, \port$5898$0 );
+module \ttsnn_accel.e23.requant2 (\port$6013$0 , \port$6053$0 , \port$6093$0 , \port$6133$0 , \port$6173$0 , \port$6213$0 , \port$6253$0 , \port$6293$0 , \port$6333$0 , \port$6373$0 , \port$6413$0 , \port$6453$0 , \port$6493$0 , \port$6533$0 , \port$6573$0 , \port$6613$0 , \port$6653$0 , \port$6693$0 , \port$6733$0 , \port$6773$0 , \port$6813$0 
+, \port$6853$0 , \port$6893$0 , \port$6933$0 , \port$6973$0 , \port$7013$0 , \port$7053$0 , \port$7093$0 , \port$7133$0 , \port$7173$0 , \port$7213$0 , i, shift, rnd, \port$5973$0 );
   wire \$1 ;
   wire [16:0] \$10 ;
   wire [6:0] \$100 ;
@@ -18356,70 +18815,70 @@ module \ttsnn_accel.e23.requant2 (\port$5938$0 , \port$5978$0 , \port$6018$0 , \
   input [511:0] i;
   wire [511:0] i;
   wire [255:0] o;
-  output [7:0] \port$5898$0 ;
-  wire [7:0] \port$5898$0 ;
-  output [7:0] \port$5938$0 ;
-  wire [7:0] \port$5938$0 ;
-  output [7:0] \port$5978$0 ;
-  wire [7:0] \port$5978$0 ;
-  output [7:0] \port$6018$0 ;
-  wire [7:0] \port$6018$0 ;
-  output [7:0] \port$6058$0 ;
-  wire [7:0] \port$6058$0 ;
-  output [7:0] \port$6098$0 ;
-  wire [7:0] \port$6098$0 ;
-  output [7:0] \port$6138$0 ;
-  wire [7:0] \port$6138$0 ;
-  output [7:0] \port$6178$0 ;
-  wire [7:0] \port$6178$0 ;
-  output [7:0] \port$6218$0 ;
-  wire [7:0] \port$6218$0 ;
-  output [7:0] \port$6258$0 ;
-  wire [7:0] \port$6258$0 ;
-  output [7:0] \port$6298$0 ;
-  wire [7:0] \port$6298$0 ;
-  output [7:0] \port$6338$0 ;
-  wire [7:0] \port$6338$0 ;
-  output [7:0] \port$6378$0 ;
-  wire [7:0] \port$6378$0 ;
-  output [7:0] \port$6418$0 ;
-  wire [7:0] \port$6418$0 ;
-  output [7:0] \port$6458$0 ;
-  wire [7:0] \port$6458$0 ;
-  output [7:0] \port$6498$0 ;
-  wire [7:0] \port$6498$0 ;
-  output [7:0] \port$6538$0 ;
-  wire [7:0] \port$6538$0 ;
-  output [7:0] \port$6578$0 ;
-  wire [7:0] \port$6578$0 ;
-  output [7:0] \port$6618$0 ;
-  wire [7:0] \port$6618$0 ;
-  output [7:0] \port$6658$0 ;
-  wire [7:0] \port$6658$0 ;
-  output [7:0] \port$6698$0 ;
-  wire [7:0] \port$6698$0 ;
-  output [7:0] \port$6738$0 ;
-  wire [7:0] \port$6738$0 ;
-  output [7:0] \port$6778$0 ;
-  wire [7:0] \port$6778$0 ;
-  output [7:0] \port$6818$0 ;
-  wire [7:0] \port$6818$0 ;
-  output [7:0] \port$6858$0 ;
-  wire [7:0] \port$6858$0 ;
-  output [7:0] \port$6898$0 ;
-  wire [7:0] \port$6898$0 ;
-  output [7:0] \port$6938$0 ;
-  wire [7:0] \port$6938$0 ;
-  output [7:0] \port$6978$0 ;
-  wire [7:0] \port$6978$0 ;
-  output [7:0] \port$7018$0 ;
-  wire [7:0] \port$7018$0 ;
-  output [7:0] \port$7058$0 ;
-  wire [7:0] \port$7058$0 ;
-  output [7:0] \port$7098$0 ;
-  wire [7:0] \port$7098$0 ;
-  output [7:0] \port$7138$0 ;
-  wire [7:0] \port$7138$0 ;
+  output [7:0] \port$5973$0 ;
+  wire [7:0] \port$5973$0 ;
+  output [7:0] \port$6013$0 ;
+  wire [7:0] \port$6013$0 ;
+  output [7:0] \port$6053$0 ;
+  wire [7:0] \port$6053$0 ;
+  output [7:0] \port$6093$0 ;
+  wire [7:0] \port$6093$0 ;
+  output [7:0] \port$6133$0 ;
+  wire [7:0] \port$6133$0 ;
+  output [7:0] \port$6173$0 ;
+  wire [7:0] \port$6173$0 ;
+  output [7:0] \port$6213$0 ;
+  wire [7:0] \port$6213$0 ;
+  output [7:0] \port$6253$0 ;
+  wire [7:0] \port$6253$0 ;
+  output [7:0] \port$6293$0 ;
+  wire [7:0] \port$6293$0 ;
+  output [7:0] \port$6333$0 ;
+  wire [7:0] \port$6333$0 ;
+  output [7:0] \port$6373$0 ;
+  wire [7:0] \port$6373$0 ;
+  output [7:0] \port$6413$0 ;
+  wire [7:0] \port$6413$0 ;
+  output [7:0] \port$6453$0 ;
+  wire [7:0] \port$6453$0 ;
+  output [7:0] \port$6493$0 ;
+  wire [7:0] \port$6493$0 ;
+  output [7:0] \port$6533$0 ;
+  wire [7:0] \port$6533$0 ;
+  output [7:0] \port$6573$0 ;
+  wire [7:0] \port$6573$0 ;
+  output [7:0] \port$6613$0 ;
+  wire [7:0] \port$6613$0 ;
+  output [7:0] \port$6653$0 ;
+  wire [7:0] \port$6653$0 ;
+  output [7:0] \port$6693$0 ;
+  wire [7:0] \port$6693$0 ;
+  output [7:0] \port$6733$0 ;
+  wire [7:0] \port$6733$0 ;
+  output [7:0] \port$6773$0 ;
+  wire [7:0] \port$6773$0 ;
+  output [7:0] \port$6813$0 ;
+  wire [7:0] \port$6813$0 ;
+  output [7:0] \port$6853$0 ;
+  wire [7:0] \port$6853$0 ;
+  output [7:0] \port$6893$0 ;
+  wire [7:0] \port$6893$0 ;
+  output [7:0] \port$6933$0 ;
+  wire [7:0] \port$6933$0 ;
+  output [7:0] \port$6973$0 ;
+  wire [7:0] \port$6973$0 ;
+  output [7:0] \port$7013$0 ;
+  wire [7:0] \port$7013$0 ;
+  output [7:0] \port$7053$0 ;
+  wire [7:0] \port$7053$0 ;
+  output [7:0] \port$7093$0 ;
+  wire [7:0] \port$7093$0 ;
+  output [7:0] \port$7133$0 ;
+  wire [7:0] \port$7133$0 ;
+  output [7:0] \port$7173$0 ;
+  wire [7:0] \port$7173$0 ;
+  output [7:0] \port$7213$0 ;
+  wire [7:0] \port$7213$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -19609,38 +20068,38 @@ module \ttsnn_accel.e23.requant2 (\port$5938$0 , \port$5978$0 , \port$6018$0 , \
   assign \$1279  = \$1266  ? 8'h80 : \$1278 [7:0];
   assign \$1280  = \$1253  ? 8'h7f : \$1279 ;
   assign o = { \$1280 , \$1240 , \$1200 , \$1160 , \$1120 , \$1080 , \$1040 , \$1000 , \$960 , \$920 , \$880 , \$840 , \$800 , \$760 , \$720 , \$680 , \$640 , \$600 , \$560 , \$520 , \$480 , \$440 , \$400 , \$360 , \$320 , \$280 , \$240 , \$200 , \$160 , \$120 , \$80 , \$40  };
-  assign \port$5898$0  = \$40 ;
-  assign \port$5938$0  = \$80 ;
-  assign \port$5978$0  = \$120 ;
-  assign \port$6018$0  = \$160 ;
-  assign \port$6058$0  = \$200 ;
-  assign \port$6098$0  = \$240 ;
-  assign \port$6138$0  = \$280 ;
-  assign \port$6178$0  = \$320 ;
-  assign \port$6218$0  = \$360 ;
-  assign \port$6258$0  = \$400 ;
-  assign \port$6298$0  = \$440 ;
-  assign \port$6338$0  = \$480 ;
-  assign \port$6378$0  = \$520 ;
-  assign \port$6418$0  = \$560 ;
-  assign \port$6458$0  = \$600 ;
-  assign \port$6498$0  = \$640 ;
-  assign \port$6538$0  = \$680 ;
-  assign \port$6578$0  = \$720 ;
-  assign \port$6618$0  = \$760 ;
-  assign \port$6658$0  = \$800 ;
-  assign \port$6698$0  = \$840 ;
-  assign \port$6738$0  = \$880 ;
-  assign \port$6778$0  = \$920 ;
-  assign \port$6818$0  = \$960 ;
-  assign \port$6858$0  = \$1000 ;
-  assign \port$6898$0  = \$1040 ;
-  assign \port$6938$0  = \$1080 ;
-  assign \port$6978$0  = \$1120 ;
-  assign \port$7018$0  = \$1160 ;
-  assign \port$7058$0  = \$1200 ;
-  assign \port$7098$0  = \$1240 ;
-  assign \port$7138$0  = \$1280 ;
+  assign \port$5973$0  = \$40 ;
+  assign \port$6013$0  = \$80 ;
+  assign \port$6053$0  = \$120 ;
+  assign \port$6093$0  = \$160 ;
+  assign \port$6133$0  = \$200 ;
+  assign \port$6173$0  = \$240 ;
+  assign \port$6213$0  = \$280 ;
+  assign \port$6253$0  = \$320 ;
+  assign \port$6293$0  = \$360 ;
+  assign \port$6333$0  = \$400 ;
+  assign \port$6373$0  = \$440 ;
+  assign \port$6413$0  = \$480 ;
+  assign \port$6453$0  = \$520 ;
+  assign \port$6493$0  = \$560 ;
+  assign \port$6533$0  = \$600 ;
+  assign \port$6573$0  = \$640 ;
+  assign \port$6613$0  = \$680 ;
+  assign \port$6653$0  = \$720 ;
+  assign \port$6693$0  = \$760 ;
+  assign \port$6733$0  = \$800 ;
+  assign \port$6773$0  = \$840 ;
+  assign \port$6813$0  = \$880 ;
+  assign \port$6853$0  = \$920 ;
+  assign \port$6893$0  = \$960 ;
+  assign \port$6933$0  = \$1000 ;
+  assign \port$6973$0  = \$1040 ;
+  assign \port$7013$0  = \$1080 ;
+  assign \port$7053$0  = \$1120 ;
+  assign \port$7093$0  = \$1160 ;
+  assign \port$7133$0  = \$1200 ;
+  assign \port$7173$0  = \$1240 ;
+  assign \port$7213$0  = \$1280 ;
   assign \$11  = { \$10 [16], \$10 [16:1] };
   assign \$24  = { \$23 [16], \$23 [16:1] };
   assign \$37  = { \$36 [16], \$36 [16:1] };
@@ -19740,8 +20199,8 @@ module \ttsnn_accel.e23.requant2 (\port$5938$0 , \port$5978$0 , \port$6018$0 , \
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant3 (\port$7250$0 , \port$7290$0 , \port$7330$0 , \port$7370$0 , \port$7410$0 , \port$7450$0 , \port$7490$0 , \port$7530$0 , \port$7570$0 , \port$7610$0 , \port$7650$0 , \port$7690$0 , \port$7730$0 , \port$7770$0 , \port$7810$0 , \port$7850$0 , \port$7890$0 , \port$7930$0 , \port$7970$0 , \port$8010$0 , \port$8050$0 
-, \port$8090$0 , \port$8130$0 , \port$8170$0 , \port$8210$0 , \port$8250$0 , \port$8290$0 , \port$8330$0 , \port$8370$0 , \port$8410$0 , \port$8450$0 , i, shift, rnd, \port$7210$0 );
+module \ttsnn_accel.e23.requant3 (\port$7325$0 , \port$7365$0 , \port$7405$0 , \port$7445$0 , \port$7485$0 , \port$7525$0 , \port$7565$0 , \port$7605$0 , \port$7645$0 , \port$7685$0 , \port$7725$0 , \port$7765$0 , \port$7805$0 , \port$7845$0 , \port$7885$0 , \port$7925$0 , \port$7965$0 , \port$8005$0 , \port$8045$0 , \port$8085$0 , \port$8125$0 
+, \port$8165$0 , \port$8205$0 , \port$8245$0 , \port$8285$0 , \port$8325$0 , \port$8365$0 , \port$8405$0 , \port$8445$0 , \port$8485$0 , \port$8525$0 , i, shift, rnd, \port$7285$0 );
   wire \$1 ;
   wire [17:0] \$10 ;
   wire [6:0] \$100 ;
@@ -21025,70 +21484,70 @@ module \ttsnn_accel.e23.requant3 (\port$7250$0 , \port$7290$0 , \port$7330$0 , \
   input [543:0] i;
   wire [543:0] i;
   wire [255:0] o;
-  output [7:0] \port$7210$0 ;
-  wire [7:0] \port$7210$0 ;
-  output [7:0] \port$7250$0 ;
-  wire [7:0] \port$7250$0 ;
-  output [7:0] \port$7290$0 ;
-  wire [7:0] \port$7290$0 ;
-  output [7:0] \port$7330$0 ;
-  wire [7:0] \port$7330$0 ;
-  output [7:0] \port$7370$0 ;
-  wire [7:0] \port$7370$0 ;
-  output [7:0] \port$7410$0 ;
-  wire [7:0] \port$7410$0 ;
-  output [7:0] \port$7450$0 ;
-  wire [7:0] \port$7450$0 ;
-  output [7:0] \port$7490$0 ;
-  wire [7:0] \port$7490$0 ;
-  output [7:0] \port$7530$0 ;
-  wire [7:0] \port$7530$0 ;
-  output [7:0] \port$7570$0 ;
-  wire [7:0] \port$7570$0 ;
-  output [7:0] \port$7610$0 ;
-  wire [7:0] \port$7610$0 ;
-  output [7:0] \port$7650$0 ;
-  wire [7:0] \port$7650$0 ;
-  output [7:0] \port$7690$0 ;
-  wire [7:0] \port$7690$0 ;
-  output [7:0] \port$7730$0 ;
-  wire [7:0] \port$7730$0 ;
-  output [7:0] \port$7770$0 ;
-  wire [7:0] \port$7770$0 ;
-  output [7:0] \port$7810$0 ;
-  wire [7:0] \port$7810$0 ;
-  output [7:0] \port$7850$0 ;
-  wire [7:0] \port$7850$0 ;
-  output [7:0] \port$7890$0 ;
-  wire [7:0] \port$7890$0 ;
-  output [7:0] \port$7930$0 ;
-  wire [7:0] \port$7930$0 ;
-  output [7:0] \port$7970$0 ;
-  wire [7:0] \port$7970$0 ;
-  output [7:0] \port$8010$0 ;
-  wire [7:0] \port$8010$0 ;
-  output [7:0] \port$8050$0 ;
-  wire [7:0] \port$8050$0 ;
-  output [7:0] \port$8090$0 ;
-  wire [7:0] \port$8090$0 ;
-  output [7:0] \port$8130$0 ;
-  wire [7:0] \port$8130$0 ;
-  output [7:0] \port$8170$0 ;
-  wire [7:0] \port$8170$0 ;
-  output [7:0] \port$8210$0 ;
-  wire [7:0] \port$8210$0 ;
-  output [7:0] \port$8250$0 ;
-  wire [7:0] \port$8250$0 ;
-  output [7:0] \port$8290$0 ;
-  wire [7:0] \port$8290$0 ;
-  output [7:0] \port$8330$0 ;
-  wire [7:0] \port$8330$0 ;
-  output [7:0] \port$8370$0 ;
-  wire [7:0] \port$8370$0 ;
-  output [7:0] \port$8410$0 ;
-  wire [7:0] \port$8410$0 ;
-  output [7:0] \port$8450$0 ;
-  wire [7:0] \port$8450$0 ;
+  output [7:0] \port$7285$0 ;
+  wire [7:0] \port$7285$0 ;
+  output [7:0] \port$7325$0 ;
+  wire [7:0] \port$7325$0 ;
+  output [7:0] \port$7365$0 ;
+  wire [7:0] \port$7365$0 ;
+  output [7:0] \port$7405$0 ;
+  wire [7:0] \port$7405$0 ;
+  output [7:0] \port$7445$0 ;
+  wire [7:0] \port$7445$0 ;
+  output [7:0] \port$7485$0 ;
+  wire [7:0] \port$7485$0 ;
+  output [7:0] \port$7525$0 ;
+  wire [7:0] \port$7525$0 ;
+  output [7:0] \port$7565$0 ;
+  wire [7:0] \port$7565$0 ;
+  output [7:0] \port$7605$0 ;
+  wire [7:0] \port$7605$0 ;
+  output [7:0] \port$7645$0 ;
+  wire [7:0] \port$7645$0 ;
+  output [7:0] \port$7685$0 ;
+  wire [7:0] \port$7685$0 ;
+  output [7:0] \port$7725$0 ;
+  wire [7:0] \port$7725$0 ;
+  output [7:0] \port$7765$0 ;
+  wire [7:0] \port$7765$0 ;
+  output [7:0] \port$7805$0 ;
+  wire [7:0] \port$7805$0 ;
+  output [7:0] \port$7845$0 ;
+  wire [7:0] \port$7845$0 ;
+  output [7:0] \port$7885$0 ;
+  wire [7:0] \port$7885$0 ;
+  output [7:0] \port$7925$0 ;
+  wire [7:0] \port$7925$0 ;
+  output [7:0] \port$7965$0 ;
+  wire [7:0] \port$7965$0 ;
+  output [7:0] \port$8005$0 ;
+  wire [7:0] \port$8005$0 ;
+  output [7:0] \port$8045$0 ;
+  wire [7:0] \port$8045$0 ;
+  output [7:0] \port$8085$0 ;
+  wire [7:0] \port$8085$0 ;
+  output [7:0] \port$8125$0 ;
+  wire [7:0] \port$8125$0 ;
+  output [7:0] \port$8165$0 ;
+  wire [7:0] \port$8165$0 ;
+  output [7:0] \port$8205$0 ;
+  wire [7:0] \port$8205$0 ;
+  output [7:0] \port$8245$0 ;
+  wire [7:0] \port$8245$0 ;
+  output [7:0] \port$8285$0 ;
+  wire [7:0] \port$8285$0 ;
+  output [7:0] \port$8325$0 ;
+  wire [7:0] \port$8325$0 ;
+  output [7:0] \port$8365$0 ;
+  wire [7:0] \port$8365$0 ;
+  output [7:0] \port$8405$0 ;
+  wire [7:0] \port$8405$0 ;
+  output [7:0] \port$8445$0 ;
+  wire [7:0] \port$8445$0 ;
+  output [7:0] \port$8485$0 ;
+  wire [7:0] \port$8485$0 ;
+  output [7:0] \port$8525$0 ;
+  wire [7:0] \port$8525$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -22278,38 +22737,38 @@ module \ttsnn_accel.e23.requant3 (\port$7250$0 , \port$7290$0 , \port$7330$0 , \
   assign \$1279  = \$1266  ? 8'h80 : \$1278 [7:0];
   assign \$1280  = \$1253  ? 8'h7f : \$1279 ;
   assign o = { \$1280 , \$1240 , \$1200 , \$1160 , \$1120 , \$1080 , \$1040 , \$1000 , \$960 , \$920 , \$880 , \$840 , \$800 , \$760 , \$720 , \$680 , \$640 , \$600 , \$560 , \$520 , \$480 , \$440 , \$400 , \$360 , \$320 , \$280 , \$240 , \$200 , \$160 , \$120 , \$80 , \$40  };
-  assign \port$7210$0  = \$40 ;
-  assign \port$7250$0  = \$80 ;
-  assign \port$7290$0  = \$120 ;
-  assign \port$7330$0  = \$160 ;
-  assign \port$7370$0  = \$200 ;
-  assign \port$7410$0  = \$240 ;
-  assign \port$7450$0  = \$280 ;
-  assign \port$7490$0  = \$320 ;
-  assign \port$7530$0  = \$360 ;
-  assign \port$7570$0  = \$400 ;
-  assign \port$7610$0  = \$440 ;
-  assign \port$7650$0  = \$480 ;
-  assign \port$7690$0  = \$520 ;
-  assign \port$7730$0  = \$560 ;
-  assign \port$7770$0  = \$600 ;
-  assign \port$7810$0  = \$640 ;
-  assign \port$7850$0  = \$680 ;
-  assign \port$7890$0  = \$720 ;
-  assign \port$7930$0  = \$760 ;
-  assign \port$7970$0  = \$800 ;
-  assign \port$8010$0  = \$840 ;
-  assign \port$8050$0  = \$880 ;
-  assign \port$8090$0  = \$920 ;
-  assign \port$8130$0  = \$960 ;
-  assign \port$8170$0  = \$1000 ;
-  assign \port$8210$0  = \$1040 ;
-  assign \port$8250$0  = \$1080 ;
-  assign \port$8290$0  = \$1120 ;
-  assign \port$8330$0  = \$1160 ;
-  assign \port$8370$0  = \$1200 ;
-  assign \port$8410$0  = \$1240 ;
-  assign \port$8450$0  = \$1280 ;
+  assign \port$7285$0  = \$40 ;
+  assign \port$7325$0  = \$80 ;
+  assign \port$7365$0  = \$120 ;
+  assign \port$7405$0  = \$160 ;
+  assign \port$7445$0  = \$200 ;
+  assign \port$7485$0  = \$240 ;
+  assign \port$7525$0  = \$280 ;
+  assign \port$7565$0  = \$320 ;
+  assign \port$7605$0  = \$360 ;
+  assign \port$7645$0  = \$400 ;
+  assign \port$7685$0  = \$440 ;
+  assign \port$7725$0  = \$480 ;
+  assign \port$7765$0  = \$520 ;
+  assign \port$7805$0  = \$560 ;
+  assign \port$7845$0  = \$600 ;
+  assign \port$7885$0  = \$640 ;
+  assign \port$7925$0  = \$680 ;
+  assign \port$7965$0  = \$720 ;
+  assign \port$8005$0  = \$760 ;
+  assign \port$8045$0  = \$800 ;
+  assign \port$8085$0  = \$840 ;
+  assign \port$8125$0  = \$880 ;
+  assign \port$8165$0  = \$920 ;
+  assign \port$8205$0  = \$960 ;
+  assign \port$8245$0  = \$1000 ;
+  assign \port$8285$0  = \$1040 ;
+  assign \port$8325$0  = \$1080 ;
+  assign \port$8365$0  = \$1120 ;
+  assign \port$8405$0  = \$1160 ;
+  assign \port$8445$0  = \$1200 ;
+  assign \port$8485$0  = \$1240 ;
+  assign \port$8525$0  = \$1280 ;
   assign \$11  = { \$10 [17], \$10 [17:1] };
   assign \$24  = { \$23 [17], \$23 [17:1] };
   assign \$37  = { \$36 [17], \$36 [17:1] };
@@ -22409,8 +22868,8 @@ module \ttsnn_accel.e23.requant3 (\port$7250$0 , \port$7290$0 , \port$7330$0 , \
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, w3__en, w3__addr, busy, \port$7210$0 , \port$7250$0 , \port$7290$0 , \port$7330$0 , \port$7370$0 , \port$7410$0 , \port$7450$0 , \port$7490$0 , \port$7530$0 , \port$7570$0 , \port$7610$0 , \port$7650$0 
-, \port$7690$0 , \port$7730$0 , \port$7770$0 , \port$7810$0 , \port$7850$0 , \port$7890$0 , \port$7930$0 , \port$7970$0 , \port$8010$0 , \port$8050$0 , \port$8090$0 , \port$8130$0 , \port$8170$0 , \port$8210$0 , \port$8250$0 , \port$8290$0 , \port$8330$0 , \port$8370$0 , \port$8410$0 , \port$8450$0 , w3__data
+module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, w3__en, w3__addr, busy, \port$7285$0 , \port$7325$0 , \port$7365$0 , \port$7405$0 , \port$7445$0 , \port$7485$0 , \port$7525$0 , \port$7565$0 , \port$7605$0 , \port$7645$0 , \port$7685$0 , \port$7725$0 
+, \port$7765$0 , \port$7805$0 , \port$7845$0 , \port$7885$0 , \port$7925$0 , \port$7965$0 , \port$8005$0 , \port$8045$0 , \port$8085$0 , \port$8125$0 , \port$8165$0 , \port$8205$0 , \port$8245$0 , \port$8285$0 , \port$8325$0 , \port$8365$0 , \port$8405$0 , \port$8445$0 , \port$8485$0 , \port$8525$0 , w3__data
 , row2_b__data, row2_c__data, geo, q2_rows, counts, cluster, released, line4__en, line4__addr, q23_rows, w3_consumed, e4_released, w3_chunks, desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [16:0] \$1 ;
@@ -22772,70 +23231,70 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   (* init = 1'h0 *)
   wire line4_en_c;
   wire ok;
-  input [7:0] \port$7210$0 ;
-  wire [7:0] \port$7210$0 ;
-  input [7:0] \port$7250$0 ;
-  wire [7:0] \port$7250$0 ;
-  input [7:0] \port$7290$0 ;
-  wire [7:0] \port$7290$0 ;
-  input [7:0] \port$7330$0 ;
-  wire [7:0] \port$7330$0 ;
-  input [7:0] \port$7370$0 ;
-  wire [7:0] \port$7370$0 ;
-  input [7:0] \port$7410$0 ;
-  wire [7:0] \port$7410$0 ;
-  input [7:0] \port$7450$0 ;
-  wire [7:0] \port$7450$0 ;
-  input [7:0] \port$7490$0 ;
-  wire [7:0] \port$7490$0 ;
-  input [7:0] \port$7530$0 ;
-  wire [7:0] \port$7530$0 ;
-  input [7:0] \port$7570$0 ;
-  wire [7:0] \port$7570$0 ;
-  input [7:0] \port$7610$0 ;
-  wire [7:0] \port$7610$0 ;
-  input [7:0] \port$7650$0 ;
-  wire [7:0] \port$7650$0 ;
-  input [7:0] \port$7690$0 ;
-  wire [7:0] \port$7690$0 ;
-  input [7:0] \port$7730$0 ;
-  wire [7:0] \port$7730$0 ;
-  input [7:0] \port$7770$0 ;
-  wire [7:0] \port$7770$0 ;
-  input [7:0] \port$7810$0 ;
-  wire [7:0] \port$7810$0 ;
-  input [7:0] \port$7850$0 ;
-  wire [7:0] \port$7850$0 ;
-  input [7:0] \port$7890$0 ;
-  wire [7:0] \port$7890$0 ;
-  input [7:0] \port$7930$0 ;
-  wire [7:0] \port$7930$0 ;
-  input [7:0] \port$7970$0 ;
-  wire [7:0] \port$7970$0 ;
-  input [7:0] \port$8010$0 ;
-  wire [7:0] \port$8010$0 ;
-  input [7:0] \port$8050$0 ;
-  wire [7:0] \port$8050$0 ;
-  input [7:0] \port$8090$0 ;
-  wire [7:0] \port$8090$0 ;
-  input [7:0] \port$8130$0 ;
-  wire [7:0] \port$8130$0 ;
-  input [7:0] \port$8170$0 ;
-  wire [7:0] \port$8170$0 ;
-  input [7:0] \port$8210$0 ;
-  wire [7:0] \port$8210$0 ;
-  input [7:0] \port$8250$0 ;
-  wire [7:0] \port$8250$0 ;
-  input [7:0] \port$8290$0 ;
-  wire [7:0] \port$8290$0 ;
-  input [7:0] \port$8330$0 ;
-  wire [7:0] \port$8330$0 ;
-  input [7:0] \port$8370$0 ;
-  wire [7:0] \port$8370$0 ;
-  input [7:0] \port$8410$0 ;
-  wire [7:0] \port$8410$0 ;
-  input [7:0] \port$8450$0 ;
-  wire [7:0] \port$8450$0 ;
+  input [7:0] \port$7285$0 ;
+  wire [7:0] \port$7285$0 ;
+  input [7:0] \port$7325$0 ;
+  wire [7:0] \port$7325$0 ;
+  input [7:0] \port$7365$0 ;
+  wire [7:0] \port$7365$0 ;
+  input [7:0] \port$7405$0 ;
+  wire [7:0] \port$7405$0 ;
+  input [7:0] \port$7445$0 ;
+  wire [7:0] \port$7445$0 ;
+  input [7:0] \port$7485$0 ;
+  wire [7:0] \port$7485$0 ;
+  input [7:0] \port$7525$0 ;
+  wire [7:0] \port$7525$0 ;
+  input [7:0] \port$7565$0 ;
+  wire [7:0] \port$7565$0 ;
+  input [7:0] \port$7605$0 ;
+  wire [7:0] \port$7605$0 ;
+  input [7:0] \port$7645$0 ;
+  wire [7:0] \port$7645$0 ;
+  input [7:0] \port$7685$0 ;
+  wire [7:0] \port$7685$0 ;
+  input [7:0] \port$7725$0 ;
+  wire [7:0] \port$7725$0 ;
+  input [7:0] \port$7765$0 ;
+  wire [7:0] \port$7765$0 ;
+  input [7:0] \port$7805$0 ;
+  wire [7:0] \port$7805$0 ;
+  input [7:0] \port$7845$0 ;
+  wire [7:0] \port$7845$0 ;
+  input [7:0] \port$7885$0 ;
+  wire [7:0] \port$7885$0 ;
+  input [7:0] \port$7925$0 ;
+  wire [7:0] \port$7925$0 ;
+  input [7:0] \port$7965$0 ;
+  wire [7:0] \port$7965$0 ;
+  input [7:0] \port$8005$0 ;
+  wire [7:0] \port$8005$0 ;
+  input [7:0] \port$8045$0 ;
+  wire [7:0] \port$8045$0 ;
+  input [7:0] \port$8085$0 ;
+  wire [7:0] \port$8085$0 ;
+  input [7:0] \port$8125$0 ;
+  wire [7:0] \port$8125$0 ;
+  input [7:0] \port$8165$0 ;
+  wire [7:0] \port$8165$0 ;
+  input [7:0] \port$8205$0 ;
+  wire [7:0] \port$8205$0 ;
+  input [7:0] \port$8245$0 ;
+  wire [7:0] \port$8245$0 ;
+  input [7:0] \port$8285$0 ;
+  wire [7:0] \port$8285$0 ;
+  input [7:0] \port$8325$0 ;
+  wire [7:0] \port$8325$0 ;
+  input [7:0] \port$8365$0 ;
+  wire [7:0] \port$8365$0 ;
+  input [7:0] \port$8405$0 ;
+  wire [7:0] \port$8405$0 ;
+  input [7:0] \port$8445$0 ;
+  wire [7:0] \port$8445$0 ;
+  input [7:0] \port$8485$0 ;
+  wire [7:0] \port$8485$0 ;
+  input [7:0] \port$8525$0 ;
+  wire [7:0] \port$8525$0 ;
   output [15:0] q23_rows;
   reg [15:0] q23_rows = 16'h0000;
   input [15:0] q2_rows;
@@ -22863,7 +23322,7 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   input start;
   wire start;
   wire \start$5 ;
-  wire [300:0] step;
+  wire [332:0] step;
   wire [15:0] \step.b ;
   wire [23:0] \step.chunk ;
   wire \step.copy ;
@@ -22881,6 +23340,8 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   wire [15:0] \step.q ;
   wire [1:0] \step.qm3 ;
   wire [15:0] \step.r1base ;
+  wire [15:0] \step.r1base1 ;
+  wire [15:0] \step.r1base2 ;
   wire \step.row_end ;
   wire [15:0] \step.s ;
   wire [15:0] \step.seq ;
@@ -22907,8 +23368,8 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \$3  = step[15:0] < 2'h3;
   assign \$4  = step[15:0] - 2'h3;
   assign \$5  = $signed(\$4 ) >>> desc[206];
-  assign \$6  = $signed({ 1'h0, step[121:106] }) + $signed(\$5 );
-  assign \$7  = step[137:122] + step[23:16];
+  assign \$6  = $signed({ 1'h0, step[153:138] }) + $signed(\$5 );
+  assign \$7  = step[169:154] + step[23:16];
   assign \$8  = desc[126] ? \$6  : { 1'h0, \$7  };
   assign \$9  = $signed(\$8 ) + $signed(2'h1);
   assign \$10  = $signed({ 1'h0, e4_released }) >= $signed(\$9 );
@@ -22916,7 +23377,7 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \$12  = \$2  & \$11 ;
   assign \$13  = | desc[293:278];
   assign \$14  = ~ \$13 ;
-  assign \$15  = w3_chunks > step[300:277];
+  assign \$15  = w3_chunks > step[332:309];
   assign \$16  = \$14  | \$15 ;
   assign ok = \$12  & \$16 ;
   assign \$17  = step[55:40] + 1'h1;
@@ -22924,8 +23385,8 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \$19  = step[15:0] < 2'h3;
   assign \$20  = step[15:0] - 2'h3;
   assign \$21  = $signed(\$20 ) >>> desc[206];
-  assign \$22  = $signed({ 1'h0, step[121:106] }) + $signed(\$21 );
-  assign \$23  = step[137:122] + step[23:16];
+  assign \$22  = $signed({ 1'h0, step[153:138] }) + $signed(\$21 );
+  assign \$23  = step[169:154] + step[23:16];
   assign \$24  = desc[126] ? \$22  : { 1'h0, \$23  };
   assign \$25  = $signed(\$24 ) + $signed(2'h1);
   assign \$26  = $signed({ 1'h0, e4_released }) >= $signed(\$25 );
@@ -22938,8 +23399,8 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \$33  = step[15:0] < 2'h3;
   assign \$34  = step[15:0] - 2'h3;
   assign \$35  = $signed(\$34 ) >>> desc[206];
-  assign \$36  = $signed({ 1'h0, step[121:106] }) + $signed(\$35 );
-  assign \$37  = step[137:122] + step[23:16];
+  assign \$36  = $signed({ 1'h0, step[153:138] }) + $signed(\$35 );
+  assign \$37  = step[169:154] + step[23:16];
   assign \$38  = desc[126] ? \$36  : { 1'h0, \$37  };
   assign \$39  = $signed(\$38 ) + $signed(2'h1);
   assign \$40  = $signed({ 1'h0, e4_released }) >= $signed(\$39 );
@@ -22948,30 +23409,30 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \$43  = run & \$42 ;
   assign \$44  = | desc[293:278];
   assign \$45  = ~ \$44 ;
-  assign \$46  = w3_chunks > step[300:277];
+  assign \$46  = w3_chunks > step[332:309];
   assign \$47  = \$45  | \$46 ;
   assign \$48  = ~ \$47 ;
   assign \$49  = \$43  & \$48 ;
-  assign row2_b__en = issue & step[272];
+  assign row2_b__en = issue & step[304];
   assign \$50  = step[40] ? geo[73:58] : 16'h0000;
-  assign \$51  = \$50  + step[173:158];
-  assign \$52  = \$51  + step[189:174];
-  assign \$53  = | step[141:140];
+  assign \$51  = \$50  + step[205:190];
+  assign \$52  = \$51  + step[221:206];
+  assign \$53  = | step[173:172];
   assign \$54  = issue & \$53 ;
-  assign row2_c__en = \$54  & step[271];
+  assign row2_c__en = \$54  & step[303];
   assign \$55  = step[40] ? geo[73:58] : 16'h0000;
-  assign \$56  = ! step[139:138];
-  assign \$57  = step[173:158] - geo[35:20];
-  assign \$58  = step[173:158] + geo[35:20];
+  assign \$56  = ! step[171:170];
+  assign \$57  = step[205:190] - geo[35:20];
+  assign \$58  = step[205:190] + geo[35:20];
   assign \$59  = \$56  ? { \$57 [16], \$57  } : { 1'h0, \$58  };
   assign \$60  = $signed({ 1'h0, \$55  }) + $signed(\$59 );
-  assign \$61  = $signed(\$60 ) + $signed({ 1'h0, step[189:174] });
-  assign w3__en = issue & step[273];
-  assign \$62  = step[237:222] >> geo[7:4];
-  assign \$63  = step[221:206] + \$62 ;
+  assign \$61  = $signed(\$60 ) + $signed({ 1'h0, step[221:206] });
+  assign w3__en = issue & step[305];
+  assign \$62  = step[269:254] >> geo[7:4];
+  assign \$63  = step[253:238] + \$62 ;
   assign \$64  = row2_b__en + row2_c__en;
-  assign \$65  = issue & step[274];
-  assign \$66  = issue & step[275];
+  assign \$65  = issue & step[306];
+  assign \$66  = issue & step[307];
   assign \$67  = ! a[93:92];
   assign \$68  = a[93:92] == 1'h1;
   assign \$69  = \$68  ? 2'h1 : 2'h2;
@@ -22990,7 +23451,7 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \$82  = cluster[789] + cluster[798];
   assign \$83  = run | inflight;
   assign busy = \$83  | line4__en;
-  assign \$84  = issue & step[276];
+  assign \$84  = issue & step[308];
   assign \$85  = released + 1'h1;
   assign \$86  = b[0] & b[2];
   assign \$87  = b[0] & b[4];
@@ -23080,12 +23541,12 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \run$12  = run;
   assign line4_en_c = line4__en;
   assign line4_addr_c = line4__addr;
-  assign line4__data = { \port$8450$0 , \port$8410$0 , \port$8370$0 , \port$8330$0 , \port$8290$0 , \port$8250$0 , \port$8210$0 , \port$8170$0 , \port$8130$0 , \port$8090$0 , \port$8050$0 , \port$8010$0 , \port$7970$0 , \port$7930$0 , \port$7890$0 , \port$7850$0 , \port$7810$0 , \port$7770$0 , \port$7730$0 , \port$7690$0 , \port$7650$0 , \port$7610$0 , \port$7570$0 , \port$7530$0 , \port$7490$0 , \port$7450$0 , \port$7410$0 , \port$7370$0 , \port$7330$0 , \port$7290$0 , \port$7250$0 , \port$7210$0  };
-  assign result = { \port$8450$0 , \port$8410$0 , \port$8370$0 , \port$8330$0 , \port$8290$0 , \port$8250$0 , \port$8210$0 , \port$8170$0 , \port$8130$0 , \port$8090$0 , \port$8050$0 , \port$8010$0 , \port$7970$0 , \port$7930$0 , \port$7890$0 , \port$7850$0 , \port$7810$0 , \port$7770$0 , \port$7730$0 , \port$7690$0 , \port$7650$0 , \port$7610$0 , \port$7570$0 , \port$7530$0 , \port$7490$0 , \port$7450$0 , \port$7410$0 , \port$7370$0 , \port$7330$0 , \port$7290$0 , \port$7250$0 , \port$7210$0  };
+  assign line4__data = { \port$8525$0 , \port$8485$0 , \port$8445$0 , \port$8405$0 , \port$8365$0 , \port$8325$0 , \port$8285$0 , \port$8245$0 , \port$8205$0 , \port$8165$0 , \port$8125$0 , \port$8085$0 , \port$8045$0 , \port$8005$0 , \port$7965$0 , \port$7925$0 , \port$7885$0 , \port$7845$0 , \port$7805$0 , \port$7765$0 , \port$7725$0 , \port$7685$0 , \port$7645$0 , \port$7605$0 , \port$7565$0 , \port$7525$0 , \port$7485$0 , \port$7445$0 , \port$7405$0 , \port$7365$0 , \port$7325$0 , \port$7285$0  };
+  assign result = { \port$8525$0 , \port$8485$0 , \port$8445$0 , \port$8405$0 , \port$8365$0 , \port$8325$0 , \port$8285$0 , \port$8245$0 , \port$8205$0 , \port$8165$0 , \port$8125$0 , \port$8085$0 , \port$8045$0 , \port$8005$0 , \port$7965$0 , \port$7925$0 , \port$7885$0 , \port$7845$0 , \port$7805$0 , \port$7765$0 , \port$7725$0 , \port$7685$0 , \port$7645$0 , \port$7605$0 , \port$7565$0 , \port$7525$0 , \port$7485$0 , \port$7445$0 , \port$7405$0 , \port$7365$0 , \port$7325$0 , \port$7285$0  };
   assign row2_b__addr = \$52 [15:0];
   assign row2_c__addr = \$61 [15:0];
   assign w3__addr = \$63 [15:0];
-  assign w3_consumed = step[300:277];
+  assign w3_consumed = step[332:309];
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -23258,28 +23719,30 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \step.seq  = step[55:40];
   assign \step.qm3  = step[57:56];
   assign \step.r1base  = step[73:58];
-  assign \step.trw  = step[89:74];
-  assign \step.tr4  = step[105:90];
-  assign \step.tho  = step[121:106];
-  assign \step.l4b  = step[137:122];
-  assign \step.tap  = step[139:138];
-  assign \step.ti  = step[141:140];
-  assign \step.e  = step[157:142];
-  assign \step.eoff  = step[173:158];
-  assign \step.jb  = step[189:174];
-  assign \step.g  = step[205:190];
-  assign \step.gbase  = step[221:206];
-  assign \step.sl  = step[237:222];
-  assign \step.s  = step[253:238];
-  assign \step.b  = step[269:254];
-  assign \step.copy  = step[270];
-  assign \step.new_op  = step[271];
-  assign \step.new_centre  = step[272];
-  assign \step.glb_rd  = step[273];
-  assign \step.spad_rd  = step[274];
-  assign \step.from_psum  = step[275];
-  assign \step.row_end  = step[276];
-  assign \step.chunk  = step[300:277];
+  assign \step.r1base1  = step[89:74];
+  assign \step.r1base2  = step[105:90];
+  assign \step.trw  = step[121:106];
+  assign \step.tr4  = step[137:122];
+  assign \step.tho  = step[153:138];
+  assign \step.l4b  = step[169:154];
+  assign \step.tap  = step[171:170];
+  assign \step.ti  = step[173:172];
+  assign \step.e  = step[189:174];
+  assign \step.eoff  = step[205:190];
+  assign \step.jb  = step[221:206];
+  assign \step.g  = step[237:222];
+  assign \step.gbase  = step[253:238];
+  assign \step.sl  = step[269:254];
+  assign \step.s  = step[285:270];
+  assign \step.b  = step[301:286];
+  assign \step.copy  = step[302];
+  assign \step.new_op  = step[303];
+  assign \step.new_centre  = step[304];
+  assign \step.glb_rd  = step[305];
+  assign \step.spad_rd  = step[306];
+  assign \step.from_psum  = step[307];
+  assign \step.row_end  = step[308];
+  assign \step.chunk  = step[332:309];
   assign \counts.c3_busy  = counts[0];
   assign \counts.c3_stall  = counts[1];
   assign \counts.c3_w_wait  = counts[2];
@@ -23355,9 +23818,9 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign cluster[2] = a[3];
   assign cluster[1] = a[2];
   assign cluster[0] = a[0];
-  assign cluster[797:795] = step[256:254];
+  assign cluster[797:795] = step[288:286];
   assign cluster[794] = \$66 ;
-  assign cluster[788:785] = step[241:238];
+  assign cluster[788:785] = step[273:270];
   assign cluster[784] = \$65 ;
   assign counts[22] = line4__en;
   assign counts[21:20] = \$82 ;
@@ -23470,112 +23933,165 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   wire [19:0] \$183 ;
   wire \$184 ;
   wire [16:0] \$185 ;
-  wire [16:0] \$186 ;
-  wire \$187 ;
-  wire [16:0] \$188 ;
-  wire [16:0] \$189 ;
+  wire [17:0] \$186 ;
+  wire [17:0] \$187 ;
+  wire [18:0] \$188 ;
+  wire \$189 ;
   wire \$19 ;
-  wire [16:0] \$190 ;
-  wire \$191 ;
-  wire [16:0] \$192 ;
-  wire [16:0] \$193 ;
-  wire \$194 ;
-  wire [16:0] \$195 ;
-  wire [16:0] \$196 ;
+  wire \$190 ;
+  wire [16:0] \$191 ;
+  wire [17:0] \$192 ;
+  wire [17:0] \$193 ;
+  wire [18:0] \$194 ;
+  wire [19:0] \$195 ;
+  wire \$196 ;
   wire [16:0] \$197 ;
-  wire \$198 ;
-  wire [16:0] \$199 ;
+  wire [17:0] \$198 ;
+  wire [17:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire [16:0] \$200 ;
-  wire \$201 ;
-  wire [16:0] \$202 ;
+  wire [18:0] \$200 ;
+  wire [19:0] \$201 ;
+  wire \$202 ;
   wire [16:0] \$203 ;
-  wire [16:0] \$204 ;
-  wire \$205 ;
-  wire \$206 ;
+  wire [17:0] \$204 ;
+  wire [17:0] \$205 ;
+  wire [18:0] \$206 ;
   wire \$207 ;
   wire \$208 ;
-  wire \$209 ;
+  wire [16:0] \$209 ;
   wire \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire [16:0] \$214 ;
-  wire \$215 ;
-  wire [16:0] \$216 ;
-  wire [16:0] \$217 ;
-  wire [17:0] \$218 ;
-  wire \$219 ;
+  wire [17:0] \$210 ;
+  wire [17:0] \$211 ;
+  wire [18:0] \$212 ;
+  wire [19:0] \$213 ;
+  wire \$214 ;
+  wire [16:0] \$215 ;
+  wire [17:0] \$216 ;
+  wire [17:0] \$217 ;
+  wire [18:0] \$218 ;
+  wire [19:0] \$219 ;
   wire \$22 ;
   wire \$220 ;
-  wire \$221 ;
+  wire [16:0] \$221 ;
   wire [16:0] \$222 ;
-  wire [16:0] \$223 ;
-  wire [17:0] \$224 ;
+  wire \$223 ;
+  wire [16:0] \$224 ;
   wire [16:0] \$225 ;
-  wire \$226 ;
+  wire [16:0] \$226 ;
   wire \$227 ;
-  wire \$228 ;
-  wire \$229 ;
+  wire [16:0] \$228 ;
+  wire [16:0] \$229 ;
   wire \$23 ;
   wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire \$233 ;
+  wire [16:0] \$231 ;
+  wire [16:0] \$232 ;
+  wire [16:0] \$233 ;
   wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
+  wire [16:0] \$235 ;
+  wire [16:0] \$236 ;
   wire \$237 ;
-  wire \$238 ;
-  wire [6:0] \$239 ;
+  wire [16:0] \$238 ;
+  wire [16:0] \$239 ;
   wire \$24 ;
   wire [16:0] \$240 ;
   wire \$241 ;
-  reg [15:0] \$242 ;
-  reg [15:0] \$243 ;
-  reg [15:0] \$244 ;
-  reg [15:0] \$245 ;
-  reg [15:0] \$246 ;
-  reg [15:0] \$247 ;
-  reg [15:0] \$248 ;
-  reg [1:0] \$249 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire \$245 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire \$248 ;
+  wire \$249 ;
   wire \$25 ;
-  reg [15:0] \$250 ;
-  reg [15:0] \$251 ;
-  reg [15:0] \$252 ;
-  reg [15:0] \$253 ;
-  reg [1:0] \$254 ;
-  reg [15:0] \$255 ;
-  reg [15:0] \$256 ;
-  reg [15:0] \$257 ;
-  reg [15:0] \$258 ;
-  reg [23:0] \$259 ;
+  wire [16:0] \$250 ;
+  wire \$251 ;
+  wire [16:0] \$252 ;
+  wire [16:0] \$253 ;
+  wire [17:0] \$254 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire \$257 ;
+  wire [16:0] \$258 ;
+  wire [16:0] \$259 ;
   wire [15:0] \$26 ;
-  reg [15:0] \$260 ;
-  reg [15:0] \$261 ;
-  reg [15:0] \$262 ;
-  reg [15:0] \$263 ;
-  reg [15:0] \$264 ;
-  reg [1:0] \$265 ;
-  reg [15:0] \$266 ;
-  reg [15:0] \$267 ;
-  reg [15:0] \$268 ;
-  reg [15:0] \$269 ;
+  wire [17:0] \$260 ;
+  wire [16:0] \$261 ;
+  wire \$262 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
   wire \$27 ;
-  reg [15:0] \$270 ;
-  reg \$271 ;
-  reg [96:0] \$272 ;
-  reg [74:0] \$273 ;
-  reg [74:0] \$274 ;
-  reg [74:0] \$275 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire [6:0] \$275 ;
+  wire [16:0] \$276 ;
+  wire [16:0] \$277 ;
+  wire \$278 ;
+  wire [16:0] \$279 ;
   wire \$28 ;
+  wire [17:0] \$280 ;
+  wire [16:0] \$281 ;
+  wire [17:0] \$282 ;
+  wire [16:0] \$283 ;
+  wire [17:0] \$284 ;
+  wire \$285 ;
+  wire [16:0] \$286 ;
+  wire [17:0] \$287 ;
+  wire [18:0] \$288 ;
+  wire [16:0] \$289 ;
   wire \$29 ;
+  wire [17:0] \$290 ;
+  wire [18:0] \$291 ;
+  wire \$292 ;
+  reg [15:0] \$293 ;
+  reg [15:0] \$294 ;
+  reg [15:0] \$295 ;
+  reg [15:0] \$296 ;
+  reg [15:0] \$297 ;
+  reg [15:0] \$298 ;
+  reg [15:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
+  reg [1:0] \$300 ;
+  reg [15:0] \$301 ;
+  reg [15:0] \$302 ;
+  reg [15:0] \$303 ;
+  reg [15:0] \$304 ;
+  reg [1:0] \$305 ;
+  reg [15:0] \$306 ;
+  reg [15:0] \$307 ;
+  reg [15:0] \$308 ;
+  reg [15:0] \$309 ;
   wire \$31 ;
+  reg [23:0] \$310 ;
+  reg [15:0] \$311 ;
+  reg [15:0] \$312 ;
+  reg [15:0] \$313 ;
+  reg [15:0] \$314 ;
+  reg [15:0] \$315 ;
+  reg [1:0] \$316 ;
+  reg [15:0] \$317 ;
+  reg [15:0] \$318 ;
+  reg [15:0] \$319 ;
   wire \$32 ;
+  reg [15:0] \$320 ;
+  reg [15:0] \$321 ;
+  reg [15:0] \$322 ;
+  reg [15:0] \$323 ;
+  reg \$324 ;
+  reg [96:0] \$325 ;
+  reg [74:0] \$326 ;
+  reg [74:0] \$327 ;
+  reg [74:0] \$328 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
@@ -23776,6 +24292,8 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   wire [15:0] e3_q;
   reg [1:0] e3_qm3 = 2'h0;
   reg [15:0] e3_r1base = 16'h0000;
+  reg [15:0] e3_r1base1 = 16'h0000;
+  reg [15:0] e3_r1base2 = 16'h0000;
   wire e3_row_end;
   reg [15:0] e3_s = 16'h0000;
   wire e3_s_first;
@@ -23860,8 +24378,8 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   reg run = 1'h0;
   input start;
   wire start;
-  output [300:0] step;
-  wire [300:0] step;
+  output [332:0] step;
+  wire [332:0] step;
   wire [15:0] \step.b ;
   wire [23:0] \step.chunk ;
   wire \step.copy ;
@@ -23879,6 +24397,8 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   wire [15:0] \step.q ;
   wire [1:0] \step.qm3 ;
   wire [15:0] \step.r1base ;
+  wire [15:0] \step.r1base1 ;
+  wire [15:0] \step.r1base2 ;
   wire \step.row_end ;
   wire [15:0] \step.s ;
   wire [15:0] \step.seq ;
@@ -24079,131 +24599,177 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   assign \$182  = e3_r1base + \$181 ;
   assign \$183  = \$171  ? \$177  : { 1'h0, \$182  };
   assign \$184  = e3_i == geo[688:673];
-  assign \$185  = e3_trw + geo[73:58];
-  assign \$186  = \$184  ? \$185  : { 1'h0, e3_trw };
-  assign \$187  = e3_i == geo[688:673];
-  assign \$188  = e3_trw + geo[73:58];
-  assign \$189  = \$187  ? 17'h00000 : \$188 ;
-  assign \$190  = desc[126] ? \$186  : \$189 ;
-  assign \$191  = e3_i == geo[688:673];
-  assign \$192  = e3_tr4 + geo[89:74];
-  assign \$193  = \$191  ? \$192  : { 1'h0, e3_tr4 };
-  assign \$194  = e3_i == geo[688:673];
-  assign \$195  = e3_tr4 + geo[89:74];
-  assign \$196  = \$194  ? 17'h00000 : \$195 ;
-  assign \$197  = desc[126] ? \$193  : \$196 ;
-  assign \$198  = e3_i == geo[688:673];
-  assign \$199  = e3_tho + geo[201:186];
-  assign \$200  = \$198  ? \$199  : { 1'h0, e3_tho };
-  assign \$201  = e3_i == geo[688:673];
-  assign \$202  = e3_tho + geo[201:186];
-  assign \$203  = \$201  ? 17'h00000 : \$202 ;
-  assign \$204  = desc[126] ? \$200  : \$203 ;
-  assign \$205  = ~ desc[126];
-  assign \$206  = e3_i == geo[688:673];
-  assign \$207  = \$205  & \$206 ;
-  assign \$208  = e3_q >= 2'h3;
-  assign \$209  = \$207  & \$208 ;
-  assign \$210  = ~ desc[206];
-  assign \$211  = ~ e3_q[0];
-  assign \$212  = \$210  | \$211 ;
-  assign \$213  = \$209  & \$212 ;
-  assign \$214  = e3_l4b + desc[87:80];
-  assign \$215  = ! e3_tap;
-  assign \$216  = \$40 [15:0] - 1'h1;
-  assign \$217  = \$40 [15:0] + 1'h1;
-  assign \$218  = \$215  ? { \$216 [16], \$216  } : { 1'h0, \$217  };
-  assign \$219  = ! \$218 ;
-  assign \$220  = \$219  & desc[210];
-  assign \$221  = ! e3_tap;
-  assign \$222  = \$40 [15:0] - 1'h1;
-  assign \$223  = \$40 [15:0] + 1'h1;
-  assign \$224  = \$221  ? { \$222 [16], \$222  } : { 1'h0, \$223  };
-  assign \$225  = geo[57:42] + 1'h1;
-  assign \$226  = \$224  == \$225 ;
-  assign \$227  = \$226  & desc[211];
-  assign \$228  = \$220  | \$227 ;
-  assign \$229  = | e3_ti;
-  assign \$230  = \$228  & \$229 ;
-  assign \$231  = | e3_ti;
-  assign \$232  = ! e3_tap;
-  assign \$233  = ! e3_q;
-  assign \$234  = \$233  & desc[208];
-  assign \$235  = e3_q == geo[664:649];
-  assign \$236  = \$235  & desc[209];
-  assign \$237  = \$232  ? \$234  : \$236 ;
-  assign \$238  = \$231  & \$237 ;
-  assign \$239  = geo[19:14] - 1'h1;
-  assign \$240  = { 1'h0, e3_sl } & { \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239  };
-  assign \$241  = ! desc[89:88];
+  assign \$186  = \$185  + geo[73:58];
+  assign \$187  = \$184  ? \$186  : { 2'h0, geo[73:58] };
+  assign \$188  = e3_r1base1 + \$187 ;
+  assign \$189  = \$188  >= geo[434:419];
+  assign \$190  = e3_i == geo[688:673];
+  assign \$192  = \$191  + geo[73:58];
+  assign \$193  = \$190  ? \$192  : { 2'h0, geo[73:58] };
+  assign \$194  = e3_r1base1 + \$193 ;
+  assign \$195  = \$194  - geo[434:419];
+  assign \$196  = e3_i == geo[688:673];
+  assign \$198  = \$197  + geo[73:58];
+  assign \$199  = \$196  ? \$198  : { 2'h0, geo[73:58] };
+  assign \$200  = e3_r1base1 + \$199 ;
+  assign \$201  = \$189  ? \$195  : { 1'h0, \$200  };
+  assign \$202  = e3_i == geo[688:673];
+  assign \$204  = \$203  + geo[73:58];
+  assign \$205  = \$202  ? \$204  : { 2'h0, geo[73:58] };
+  assign \$206  = e3_r1base2 + \$205 ;
+  assign \$207  = \$206  >= geo[434:419];
+  assign \$208  = e3_i == geo[688:673];
+  assign \$210  = \$209  + geo[73:58];
+  assign \$211  = \$208  ? \$210  : { 2'h0, geo[73:58] };
+  assign \$212  = e3_r1base2 + \$211 ;
+  assign \$213  = \$212  - geo[434:419];
+  assign \$214  = e3_i == geo[688:673];
+  assign \$216  = \$215  + geo[73:58];
+  assign \$217  = \$214  ? \$216  : { 2'h0, geo[73:58] };
+  assign \$218  = e3_r1base2 + \$217 ;
+  assign \$219  = \$207  ? \$213  : { 1'h0, \$218  };
+  assign \$220  = e3_i == geo[688:673];
+  assign \$221  = e3_trw + geo[73:58];
+  assign \$222  = \$220  ? \$221  : { 1'h0, e3_trw };
+  assign \$223  = e3_i == geo[688:673];
+  assign \$224  = e3_trw + geo[73:58];
+  assign \$225  = \$223  ? 17'h00000 : \$224 ;
+  assign \$226  = desc[126] ? \$222  : \$225 ;
+  assign \$227  = e3_i == geo[688:673];
+  assign \$228  = e3_tr4 + geo[89:74];
+  assign \$229  = \$227  ? \$228  : { 1'h0, e3_tr4 };
+  assign \$230  = e3_i == geo[688:673];
+  assign \$231  = e3_tr4 + geo[89:74];
+  assign \$232  = \$230  ? 17'h00000 : \$231 ;
+  assign \$233  = desc[126] ? \$229  : \$232 ;
+  assign \$234  = e3_i == geo[688:673];
+  assign \$235  = e3_tho + geo[201:186];
+  assign \$236  = \$234  ? \$235  : { 1'h0, e3_tho };
+  assign \$237  = e3_i == geo[688:673];
+  assign \$238  = e3_tho + geo[201:186];
+  assign \$239  = \$237  ? 17'h00000 : \$238 ;
+  assign \$240  = desc[126] ? \$236  : \$239 ;
+  assign \$241  = ~ desc[126];
+  assign \$242  = e3_i == geo[688:673];
+  assign \$243  = \$241  & \$242 ;
+  assign \$244  = e3_q >= 2'h3;
+  assign \$245  = \$243  & \$244 ;
+  assign \$246  = ~ desc[206];
+  assign \$247  = ~ e3_q[0];
+  assign \$248  = \$246  | \$247 ;
+  assign \$249  = \$245  & \$248 ;
+  assign \$250  = e3_l4b + desc[87:80];
+  assign \$251  = ! e3_tap;
+  assign \$252  = \$40 [15:0] - 1'h1;
+  assign \$253  = \$40 [15:0] + 1'h1;
+  assign \$254  = \$251  ? { \$252 [16], \$252  } : { 1'h0, \$253  };
+  assign \$255  = ! \$254 ;
+  assign \$256  = \$255  & desc[210];
+  assign \$257  = ! e3_tap;
+  assign \$258  = \$40 [15:0] - 1'h1;
+  assign \$259  = \$40 [15:0] + 1'h1;
+  assign \$260  = \$257  ? { \$258 [16], \$258  } : { 1'h0, \$259  };
+  assign \$261  = geo[57:42] + 1'h1;
+  assign \$262  = \$260  == \$261 ;
+  assign \$263  = \$262  & desc[211];
+  assign \$264  = \$256  | \$263 ;
+  assign \$265  = | e3_ti;
+  assign \$266  = \$264  & \$265 ;
+  assign \$267  = | e3_ti;
+  assign \$268  = ! e3_tap;
+  assign \$269  = ! e3_q;
+  assign \$270  = \$269  & desc[208];
+  assign \$271  = e3_q == geo[664:649];
+  assign \$272  = \$271  & desc[209];
+  assign \$273  = \$268  ? \$270  : \$272 ;
+  assign \$274  = \$267  & \$273 ;
+  assign \$275  = geo[19:14] - 1'h1;
+  assign \$276  = { 1'h0, e3_sl } & { \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275  };
+  assign \$277  = 1'h0 + geo[73:58];
+  assign \$278  = \$277  >= geo[434:419];
+  assign \$279  = 1'h0 + geo[73:58];
+  assign \$280  = \$279  - geo[434:419];
+  assign \$281  = 1'h0 + geo[73:58];
+  assign \$282  = \$278  ? \$280  : { 1'h0, \$281  };
+  assign \$284  = 1'h0 + \$283 ;
+  assign \$285  = \$284  >= geo[434:419];
+  assign \$287  = 1'h0 + \$286 ;
+  assign \$288  = \$287  - geo[434:419];
+  assign \$290  = 1'h0 + \$289 ;
+  assign \$291  = \$285  ? \$288  : { 1'h0, \$290  };
+  assign \$292  = ! desc[89:88];
   always @(posedge clk)
-    e3_g <= \$242 ;
+    e3_g <= \$293 ;
   always @(posedge clk)
-    e3_bc <= \$243 ;
+    e3_bc <= \$294 ;
   always @(posedge clk)
-    e3_coff <= \$244 ;
+    e3_coff <= \$295 ;
   always @(posedge clk)
-    e3_s <= \$245 ;
+    e3_s <= \$296 ;
   always @(posedge clk)
-    e3_b <= \$246 ;
+    e3_b <= \$297 ;
   always @(posedge clk)
-    e3_boff <= \$247 ;
+    e3_boff <= \$298 ;
   always @(posedge clk)
-    e3_jb <= \$248 ;
+    e3_jb <= \$299 ;
   always @(posedge clk)
-    e3_ti <= \$249 ;
+    e3_ti <= \$300 ;
   always @(posedge clk)
-    e3_jl <= \$250 ;
+    e3_jl <= \$301 ;
   always @(posedge clk)
-    e3_sl <= \$251 ;
+    e3_sl <= \$302 ;
   always @(posedge clk)
-    e3_ck <= \$252 ;
+    e3_ck <= \$303 ;
   always @(posedge clk)
-    e3_jbs <= \$253 ;
+    e3_jbs <= \$304 ;
   always @(posedge clk)
-    e3_tis <= \$254 ;
+    e3_tis <= \$305 ;
   always @(posedge clk)
-    e3_jls <= \$255 ;
+    e3_jls <= \$306 ;
   always @(posedge clk)
-    e3_sls <= \$256 ;
+    e3_sls <= \$307 ;
   always @(posedge clk)
-    e3_bg <= \$257 ;
+    e3_bg <= \$308 ;
   always @(posedge clk)
-    e3_goff <= \$258 ;
+    e3_goff <= \$309 ;
   always @(posedge clk)
-    e3_cseq <= \$259 ;
+    e3_cseq <= \$310 ;
   always @(posedge clk)
-    e3_cslot <= \$260 ;
+    e3_cslot <= \$311 ;
   always @(posedge clk)
-    e3_gbase <= \$261 ;
+    e3_gbase <= \$312 ;
   always @(posedge clk)
-    e3_seq <= \$262 ;
+    e3_seq <= \$313 ;
   always @(posedge clk)
-    e3_i <= \$263 ;
+    e3_i <= \$314 ;
   always @(posedge clk)
-    e3_o <= \$264 ;
+    e3_o <= \$315 ;
   always @(posedge clk)
-    e3_qm3 <= \$265 ;
+    e3_qm3 <= \$316 ;
   always @(posedge clk)
-    e3_r1base <= \$266 ;
+    e3_r1base <= \$317 ;
   always @(posedge clk)
-    e3_trw <= \$267 ;
+    e3_r1base1 <= \$318 ;
   always @(posedge clk)
-    e3_tr4 <= \$268 ;
+    e3_r1base2 <= \$319 ;
   always @(posedge clk)
-    e3_tho <= \$269 ;
+    e3_trw <= \$320 ;
   always @(posedge clk)
-    e3_l4b <= \$270 ;
+    e3_tr4 <= \$321 ;
   always @(posedge clk)
-    run <= \$271 ;
+    e3_tho <= \$322 ;
   always @(posedge clk)
-    a <= \$272 ;
+    e3_l4b <= \$323 ;
   always @(posedge clk)
-    e3_mid1 <= \$273 ;
+    run <= \$324 ;
   always @(posedge clk)
-    e3_mid2 <= \$274 ;
+    a <= \$325 ;
   always @(posedge clk)
-    b <= \$275 ;
+    e3_mid1 <= \$326 ;
+  always @(posedge clk)
+    e3_mid2 <= \$327 ;
+  always @(posedge clk)
+    b <= \$328 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     e3_tap = 2'h0;
@@ -24218,10 +24784,10 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$242  = e3_g;
+    \$293  = e3_g;
     if (issue) begin
       if (e3_copy) begin
-        \$242  = \$56 [15:0];
+        \$293  = \$56 [15:0];
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
@@ -24234,9 +24800,9 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
             end else begin
               (* full_case = 32'd1 *)
               if (\$128 ) begin
-                \$242  = \$129 [15:0];
+                \$293  = \$129 [15:0];
               end else begin
-                \$242  = 16'h0000;
+                \$293  = 16'h0000;
               end
             end
           end
@@ -24244,229 +24810,229 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
       end
     end
     if (start) begin
-      \$242  = 16'h0000;
+      \$293  = 16'h0000;
     end
     if (rst) begin
-      \$242  = 16'h0000;
+      \$293  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$243  = e3_bc;
+    \$294  = e3_bc;
     if (issue) begin
       if (e3_copy) begin
         if (\$57 ) begin
-          \$243  = \$60 [15:0];
+          \$294  = \$60 [15:0];
         end
       end
     end
     if (start) begin
-      \$243  = 16'h0000;
+      \$294  = 16'h0000;
     end
     if (rst) begin
-      \$243  = 16'h0000;
+      \$294  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$244  = e3_coff;
+    \$295  = e3_coff;
     if (issue) begin
       if (e3_copy) begin
         if (\$57 ) begin
-          \$244  = \$63 [15:0];
+          \$295  = \$63 [15:0];
         end
       end
       if (e3_row_end) begin
-        \$244  = geo[35:20];
+        \$295  = geo[35:20];
       end
     end
     if (start) begin
-      \$244  = geo[35:20];
+      \$295  = geo[35:20];
     end
     if (rst) begin
-      \$244  = 16'h0000;
+      \$295  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$245  = e3_s;
+    \$296  = e3_s;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e3_copy) begin
       end else if (e3_s_last) begin
-        \$245  = 16'h0000;
+        \$296  = 16'h0000;
       end else begin
-        \$245  = \$130 [15:0];
+        \$296  = \$130 [15:0];
       end
     end
     if (start) begin
-      \$245  = 16'h0000;
+      \$296  = 16'h0000;
     end
     if (rst) begin
-      \$245  = 16'h0000;
+      \$296  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$246  = e3_b;
+    \$297  = e3_b;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$246  = \$68 [15:0];
+          \$297  = \$68 [15:0];
         end else begin
-          \$246  = 16'h0000;
+          \$297  = 16'h0000;
         end
       end
     end
     if (start) begin
-      \$246  = 16'h0000;
+      \$297  = 16'h0000;
     end
     if (rst) begin
-      \$246  = 16'h0000;
+      \$297  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$247  = e3_boff;
+    \$298  = e3_boff;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$247  = \$69 [15:0];
+          \$298  = \$69 [15:0];
         end else begin
-          \$247  = 16'h0000;
+          \$298  = 16'h0000;
         end
       end
     end
     if (start) begin
-      \$247  = 16'h0000;
+      \$298  = 16'h0000;
     end
     if (rst) begin
-      \$247  = 16'h0000;
+      \$298  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$248  = e3_jb;
-    if (issue) begin
-      (* full_case = 32'd1 *)
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$67 ) begin
-          \$248  = e3_jbs;
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$70 ) begin
-            \$248  = \$78 [15:0];
-          end else begin
-            \$248  = 16'h0000;
-          end
-        end
-      end else begin
-        \$248  = \$137 [15:0];
-      end
-    end
-    if (start) begin
-      \$248  = 16'h0000;
-    end
-    if (rst) begin
-      \$248  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$249  = e3_ti;
+    \$299  = e3_jb;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$249  = e3_tis;
+          \$299  = e3_jbs;
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$249  = \$85 [1:0];
+            \$299  = \$78 [15:0];
           end else begin
-            \$249  = 2'h0;
+            \$299  = 16'h0000;
           end
         end
       end else begin
-        \$249  = \$144 [1:0];
+        \$299  = \$137 [15:0];
       end
     end
     if (start) begin
-      \$249  = 2'h0;
+      \$299  = 16'h0000;
     end
     if (rst) begin
-      \$249  = 2'h0;
+      \$299  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$250  = e3_jl;
+    \$300  = e3_ti;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$250  = e3_jls;
+          \$300  = e3_tis;
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$250  = \$90 [15:0];
+            \$300  = \$85 [1:0];
           end else begin
-            \$250  = 16'h0000;
+            \$300  = 2'h0;
           end
         end
       end else begin
-        \$250  = \$149 [15:0];
+        \$300  = \$144 [1:0];
       end
     end
     if (start) begin
-      \$250  = 16'h0000;
+      \$300  = 2'h0;
     end
     if (rst) begin
-      \$250  = 16'h0000;
+      \$300  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$251  = e3_sl;
+    \$301  = e3_jl;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$251  = e3_sls;
+          \$301  = e3_jls;
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$251  = \$91 [15:0];
+            \$301  = \$90 [15:0];
           end else begin
-            \$251  = 16'h0000;
+            \$301  = 16'h0000;
           end
         end
       end else begin
-        \$251  = \$150 [15:0];
+        \$301  = \$149 [15:0];
       end
     end
     if (start) begin
-      \$251  = 16'h0000;
+      \$301  = 16'h0000;
     end
     if (rst) begin
-      \$251  = 16'h0000;
+      \$301  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$252  = e3_ck;
+    \$302  = e3_sl;
+    if (issue) begin
+      (* full_case = 32'd1 *)
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$67 ) begin
+          \$302  = e3_sls;
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$70 ) begin
+            \$302  = \$91 [15:0];
+          end else begin
+            \$302  = 16'h0000;
+          end
+        end
+      end else begin
+        \$302  = \$150 [15:0];
+      end
+    end
+    if (start) begin
+      \$302  = 16'h0000;
+    end
+    if (rst) begin
+      \$302  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$303  = e3_ck;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -24475,23 +25041,23 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$252  = \$71 [15:0];
+            \$303  = \$71 [15:0];
           end else begin
-            \$252  = 16'h0000;
+            \$303  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$252  = 16'h0000;
+      \$303  = 16'h0000;
     end
     if (rst) begin
-      \$252  = 16'h0000;
+      \$303  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$253  = e3_jbs;
+    \$304  = e3_jbs;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -24500,23 +25066,23 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$253  = \$98 [15:0];
+            \$304  = \$98 [15:0];
           end else begin
-            \$253  = 16'h0000;
+            \$304  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$253  = 16'h0000;
+      \$304  = 16'h0000;
     end
     if (rst) begin
-      \$253  = 16'h0000;
+      \$304  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$254  = e3_tis;
+    \$305  = e3_tis;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -24525,23 +25091,23 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$254  = \$105 [1:0];
+            \$305  = \$105 [1:0];
           end else begin
-            \$254  = 2'h0;
+            \$305  = 2'h0;
           end
         end
       end
     end
     if (start) begin
-      \$254  = 2'h0;
+      \$305  = 2'h0;
     end
     if (rst) begin
-      \$254  = 2'h0;
+      \$305  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$255  = e3_jls;
+    \$306  = e3_jls;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -24550,23 +25116,23 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$255  = \$110 [15:0];
+            \$306  = \$110 [15:0];
           end else begin
-            \$255  = 16'h0000;
+            \$306  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$255  = 16'h0000;
+      \$306  = 16'h0000;
     end
     if (rst) begin
-      \$255  = 16'h0000;
+      \$306  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$256  = e3_sls;
+    \$307  = e3_sls;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -24575,23 +25141,23 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$256  = \$111 [15:0];
+            \$307  = \$111 [15:0];
           end else begin
-            \$256  = 16'h0000;
+            \$307  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$256  = 16'h0000;
+      \$307  = 16'h0000;
     end
     if (rst) begin
-      \$256  = 16'h0000;
+      \$307  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$257  = e3_bg;
+    \$308  = e3_bg;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -24603,24 +25169,24 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
           end else begin
             (* full_case = 32'd1 *)
             if (\$113 ) begin
-              \$257  = \$114 [15:0];
+              \$308  = \$114 [15:0];
             end else begin
-              \$257  = 16'h0000;
+              \$308  = 16'h0000;
             end
           end
         end
       end
     end
     if (start) begin
-      \$257  = 16'h0000;
+      \$308  = 16'h0000;
     end
     if (rst) begin
-      \$257  = 16'h0000;
+      \$308  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$258  = e3_goff;
+    \$309  = e3_goff;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -24632,52 +25198,24 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
           end else begin
             (* full_case = 32'd1 *)
             if (\$113 ) begin
-              \$258  = \$116 [15:0];
+              \$309  = \$116 [15:0];
             end else begin
-              \$258  = geo[35:20];
+              \$309  = geo[35:20];
             end
           end
         end
       end
     end
     if (start) begin
-      \$258  = geo[35:20];
+      \$309  = geo[35:20];
     end
     if (rst) begin
-      \$258  = 16'h0000;
+      \$309  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$259  = e3_cseq;
-    if (issue) begin
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$67 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$70 ) begin
-          end else begin
-            (* full_case = 32'd1 *)
-            if (\$113 ) begin
-            end else begin
-              \$259  = \$117 [23:0];
-            end
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$259  = 24'h000000;
-    end
-    if (rst) begin
-      \$259  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$260  = e3_cslot;
+    \$310  = e3_cseq;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -24690,22 +25228,22 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
             (* full_case = 32'd1 *)
             if (\$113 ) begin
             end else begin
-              \$260  = \$120 [15:0];
+              \$310  = \$117 [23:0];
             end
           end
         end
       end
     end
     if (start) begin
-      \$260  = 16'h0000;
+      \$310  = 24'h000000;
     end
     if (rst) begin
-      \$260  = 16'h0000;
+      \$310  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$261  = e3_gbase;
+    \$311  = e3_cslot;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -24718,260 +25256,318 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
             (* full_case = 32'd1 *)
             if (\$113 ) begin
             end else begin
-              \$261  = \$126 [15:0];
+              \$311  = \$120 [15:0];
             end
           end
         end
       end
     end
     if (start) begin
-      \$261  = 16'h0000;
+      \$311  = 16'h0000;
     end
     if (rst) begin
-      \$261  = 16'h0000;
+      \$311  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$262  = e3_seq;
+    \$312  = e3_gbase;
+    if (issue) begin
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$67 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$70 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$113 ) begin
+            end else begin
+              \$312  = \$126 [15:0];
+            end
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$312  = 16'h0000;
+    end
+    if (rst) begin
+      \$312  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$313  = e3_seq;
     if (issue) begin
       if (e3_row_end) begin
-        \$262  = \$151 [15:0];
+        \$313  = \$151 [15:0];
       end
     end
     if (start) begin
-      \$262  = 16'h0000;
+      \$313  = 16'h0000;
     end
     if (rst) begin
-      \$262  = 16'h0000;
+      \$313  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$263  = e3_i;
+    \$314  = e3_i;
     if (issue) begin
       if (e3_row_end) begin
         (* full_case = 32'd1 *)
         if (\$152 ) begin
-          \$263  = 16'h0000;
+          \$314  = 16'h0000;
         end else begin
-          \$263  = \$154 [15:0];
+          \$314  = \$154 [15:0];
         end
       end
     end
     if (start) begin
-      \$263  = 16'h0000;
+      \$314  = 16'h0000;
     end
     if (rst) begin
-      \$263  = 16'h0000;
+      \$314  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$264  = e3_o;
+    \$315  = e3_o;
     if (issue) begin
       if (e3_row_end) begin
         if (\$152 ) begin
-          \$264  = \$153 [15:0];
+          \$315  = \$153 [15:0];
         end
       end
     end
     if (start) begin
-      \$264  = 16'h0000;
+      \$315  = 16'h0000;
     end
     if (rst) begin
-      \$264  = 16'h0000;
+      \$315  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$265  = e3_qm3;
+    \$316  = e3_qm3;
     if (issue) begin
       if (e3_row_end) begin
-        \$265  = \$165 [1:0];
+        \$316  = \$165 [1:0];
       end
     end
     if (start) begin
-      \$265  = 2'h0;
+      \$316  = 2'h0;
     end
     if (rst) begin
-      \$265  = 2'h0;
+      \$316  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$266  = e3_r1base;
+    \$317  = e3_r1base;
     if (issue) begin
       if (e3_row_end) begin
-        \$266  = \$183 [15:0];
+        \$317  = \$183 [15:0];
       end
     end
     if (start) begin
-      \$266  = 16'h0000;
+      \$317  = 16'h0000;
     end
     if (rst) begin
-      \$266  = 16'h0000;
+      \$317  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$267  = e3_trw;
+    \$318  = e3_r1base1;
     if (issue) begin
       if (e3_row_end) begin
-        \$267  = \$190 [15:0];
+        \$318  = \$201 [15:0];
       end
     end
     if (start) begin
-      \$267  = 16'h0000;
+      \$318  = \$282 [15:0];
     end
     if (rst) begin
-      \$267  = 16'h0000;
+      \$318  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$268  = e3_tr4;
+    \$319  = e3_r1base2;
     if (issue) begin
       if (e3_row_end) begin
-        \$268  = \$197 [15:0];
+        \$319  = \$219 [15:0];
       end
     end
     if (start) begin
-      \$268  = 16'h0000;
+      \$319  = \$291 [15:0];
     end
     if (rst) begin
-      \$268  = 16'h0000;
+      \$319  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$269  = e3_tho;
+    \$320  = e3_trw;
     if (issue) begin
       if (e3_row_end) begin
-        \$269  = \$204 [15:0];
+        \$320  = \$226 [15:0];
       end
     end
     if (start) begin
-      \$269  = 16'h0000;
+      \$320  = 16'h0000;
     end
     if (rst) begin
-      \$269  = 16'h0000;
+      \$320  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$270  = e3_l4b;
+    \$321  = e3_tr4;
     if (issue) begin
       if (e3_row_end) begin
-        if (\$213 ) begin
-          \$270  = \$214 [15:0];
+        \$321  = \$233 [15:0];
+      end
+    end
+    if (start) begin
+      \$321  = 16'h0000;
+    end
+    if (rst) begin
+      \$321  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$322  = e3_tho;
+    if (issue) begin
+      if (e3_row_end) begin
+        \$322  = \$240 [15:0];
+      end
+    end
+    if (start) begin
+      \$322  = 16'h0000;
+    end
+    if (rst) begin
+      \$322  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$323  = e3_l4b;
+    if (issue) begin
+      if (e3_row_end) begin
+        if (\$249 ) begin
+          \$323  = \$250 [15:0];
         end
       end
     end
     if (start) begin
-      \$270  = 16'h0000;
+      \$323  = 16'h0000;
     end
     if (rst) begin
-      \$270  = 16'h0000;
+      \$323  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$271  = run;
+    \$324  = run;
     if (issue) begin
       if (e3_row_end) begin
         if (e3_all_end) begin
-          \$271  = 1'h0;
+          \$324  = 1'h0;
         end
       end
     end
     if (start) begin
-      \$271  = \$241 ;
+      \$324  = \$292 ;
     end
     if (rst) begin
-      \$271  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$272 [0] = issue;
-    \$272 [1] = e3_copy;
-    \$272 [2] = e3_s_first;
-    \$272 [3] = e3_from_psum;
-    \$272 [4] = e3_spad_rd;
-    \$272 [5] = e3_spad_wr;
-    \$272 [6] = e3_final;
-    \$272 [7] = e3_psum_out;
-    \$272 [8] = e3_row_end;
-    \$272 [9] = \$230 ;
-    \$272 [10] = \$238 ;
-    \$272 [14:11] = e3_s[3:0];
-    \$272 [17:15] = e3_b[2:0];
-    \$272 [22:18] = e3_jl[4:0];
-    \$272 [27:23] = \$240 [4:0];
-    \$272 [43:28] = \$40 [15:0];
-    \$272 [91:76] = e3_g;
-    \$272 [59:44] = \$42 [15:0];
-    \$272 [75:60] = e3_tr4;
-    \$272 [93:92] = e3_ti;
-    \$272 [94] = e3_seq[0];
-    \$272 [96:95] = e3_qm3;
-    if (rst) begin
-      \$272  = 97'h0000000000000000000000000;
+      \$324  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$273 [0] = a[0];
-    \$273 [1] = a[1];
-    \$273 [2] = a[6];
-    \$273 [3] = a[7];
-    \$273 [4] = a[8];
-    \$273 [7:5] = a[17:15];
-    \$273 [23:8] = a[43:28];
-    \$273 [39:24] = a[59:44];
-    \$273 [55:40] = a[75:60];
-    \$273 [71:56] = a[91:76];
-    \$273 [72] = a[94];
-    \$273 [74:73] = a[96:95];
+    \$325 [0] = issue;
+    \$325 [1] = e3_copy;
+    \$325 [2] = e3_s_first;
+    \$325 [3] = e3_from_psum;
+    \$325 [4] = e3_spad_rd;
+    \$325 [5] = e3_spad_wr;
+    \$325 [6] = e3_final;
+    \$325 [7] = e3_psum_out;
+    \$325 [8] = e3_row_end;
+    \$325 [9] = \$266 ;
+    \$325 [10] = \$274 ;
+    \$325 [14:11] = e3_s[3:0];
+    \$325 [17:15] = e3_b[2:0];
+    \$325 [22:18] = e3_jl[4:0];
+    \$325 [27:23] = \$276 [4:0];
+    \$325 [43:28] = \$40 [15:0];
+    \$325 [91:76] = e3_g;
+    \$325 [59:44] = \$42 [15:0];
+    \$325 [75:60] = e3_tr4;
+    \$325 [93:92] = e3_ti;
+    \$325 [94] = e3_seq[0];
+    \$325 [96:95] = e3_qm3;
     if (rst) begin
-      \$273  = 75'h0000000000000000000;
+      \$325  = 97'h0000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$274 [0] = e3_mid1[0];
-    \$274 [1] = e3_mid1[1];
-    \$274 [2] = e3_mid1[2];
-    \$274 [3] = e3_mid1[3];
-    \$274 [4] = e3_mid1[4];
-    \$274 [7:5] = e3_mid1[7:5];
-    \$274 [23:8] = e3_mid1[23:8];
-    \$274 [39:24] = e3_mid1[39:24];
-    \$274 [55:40] = e3_mid1[55:40];
-    \$274 [71:56] = e3_mid1[71:56];
-    \$274 [72] = e3_mid1[72];
-    \$274 [74:73] = e3_mid1[74:73];
+    \$326 [0] = a[0];
+    \$326 [1] = a[1];
+    \$326 [2] = a[6];
+    \$326 [3] = a[7];
+    \$326 [4] = a[8];
+    \$326 [7:5] = a[17:15];
+    \$326 [23:8] = a[43:28];
+    \$326 [39:24] = a[59:44];
+    \$326 [55:40] = a[75:60];
+    \$326 [71:56] = a[91:76];
+    \$326 [72] = a[94];
+    \$326 [74:73] = a[96:95];
     if (rst) begin
-      \$274  = 75'h0000000000000000000;
+      \$326  = 75'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$275 [0] = e3_mid2[0];
-    \$275 [1] = e3_mid2[1];
-    \$275 [2] = e3_mid2[2];
-    \$275 [3] = e3_mid2[3];
-    \$275 [4] = e3_mid2[4];
-    \$275 [7:5] = e3_mid2[7:5];
-    \$275 [23:8] = e3_mid2[23:8];
-    \$275 [39:24] = e3_mid2[39:24];
-    \$275 [55:40] = e3_mid2[55:40];
-    \$275 [71:56] = e3_mid2[71:56];
-    \$275 [72] = e3_mid2[72];
-    \$275 [74:73] = e3_mid2[74:73];
+    \$327 [0] = e3_mid1[0];
+    \$327 [1] = e3_mid1[1];
+    \$327 [2] = e3_mid1[2];
+    \$327 [3] = e3_mid1[3];
+    \$327 [4] = e3_mid1[4];
+    \$327 [7:5] = e3_mid1[7:5];
+    \$327 [23:8] = e3_mid1[23:8];
+    \$327 [39:24] = e3_mid1[39:24];
+    \$327 [55:40] = e3_mid1[55:40];
+    \$327 [71:56] = e3_mid1[71:56];
+    \$327 [72] = e3_mid1[72];
+    \$327 [74:73] = e3_mid1[74:73];
     if (rst) begin
-      \$275  = 75'h0000000000000000000;
+      \$327  = 75'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$328 [0] = e3_mid2[0];
+    \$328 [1] = e3_mid2[1];
+    \$328 [2] = e3_mid2[2];
+    \$328 [3] = e3_mid2[3];
+    \$328 [4] = e3_mid2[4];
+    \$328 [7:5] = e3_mid2[7:5];
+    \$328 [23:8] = e3_mid2[23:8];
+    \$328 [39:24] = e3_mid2[39:24];
+    \$328 [55:40] = e3_mid2[55:40];
+    \$328 [71:56] = e3_mid2[71:56];
+    \$328 [72] = e3_mid2[72];
+    \$328 [74:73] = e3_mid2[74:73];
+    if (rst) begin
+      \$328  = 75'h0000000000000000000;
     end
   end
   assign e3_t = \$1 [7:0];
@@ -25066,28 +25662,30 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   assign \step.seq  = step[55:40];
   assign \step.qm3  = step[57:56];
   assign \step.r1base  = step[73:58];
-  assign \step.trw  = step[89:74];
-  assign \step.tr4  = step[105:90];
-  assign \step.tho  = step[121:106];
-  assign \step.l4b  = step[137:122];
-  assign \step.tap  = step[139:138];
-  assign \step.ti  = step[141:140];
-  assign \step.e  = step[157:142];
-  assign \step.eoff  = step[173:158];
-  assign \step.jb  = step[189:174];
-  assign \step.g  = step[205:190];
-  assign \step.gbase  = step[221:206];
-  assign \step.sl  = step[237:222];
-  assign \step.s  = step[253:238];
-  assign \step.b  = step[269:254];
-  assign \step.copy  = step[270];
-  assign \step.new_op  = step[271];
-  assign \step.new_centre  = step[272];
-  assign \step.glb_rd  = step[273];
-  assign \step.spad_rd  = step[274];
-  assign \step.from_psum  = step[275];
-  assign \step.row_end  = step[276];
-  assign \step.chunk  = step[300:277];
+  assign \step.r1base1  = step[89:74];
+  assign \step.r1base2  = step[105:90];
+  assign \step.trw  = step[121:106];
+  assign \step.tr4  = step[137:122];
+  assign \step.tho  = step[153:138];
+  assign \step.l4b  = step[169:154];
+  assign \step.tap  = step[171:170];
+  assign \step.ti  = step[173:172];
+  assign \step.e  = step[189:174];
+  assign \step.eoff  = step[205:190];
+  assign \step.jb  = step[221:206];
+  assign \step.g  = step[237:222];
+  assign \step.gbase  = step[253:238];
+  assign \step.sl  = step[269:254];
+  assign \step.s  = step[285:270];
+  assign \step.b  = step[301:286];
+  assign \step.copy  = step[302];
+  assign \step.new_op  = step[303];
+  assign \step.new_centre  = step[304];
+  assign \step.glb_rd  = step[305];
+  assign \step.spad_rd  = step[306];
+  assign \step.from_psum  = step[307];
+  assign \step.row_end  = step[308];
+  assign \step.chunk  = step[332:309];
   assign \a.v  = a[0];
   assign \a.copy  = a[1];
   assign \a.first  = a[2];
@@ -25146,28 +25744,30 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   assign \b.g  = b[71:56];
   assign \b.seq  = b[72];
   assign \b.qm3  = b[74:73];
-  assign step[276] = e3_row_end;
-  assign step[275] = e3_from_psum;
-  assign step[274] = e3_spad_rd;
-  assign step[300:277] = e3_cseq;
-  assign step[273] = \$53 ;
-  assign step[272] = \$48 ;
-  assign step[271] = \$44 ;
-  assign step[270] = e3_copy;
-  assign step[269:254] = e3_b;
-  assign step[253:238] = e3_s;
-  assign step[237:222] = e3_sl;
-  assign step[221:206] = e3_gbase;
-  assign step[205:190] = e3_g;
-  assign step[189:174] = e3_jb;
-  assign step[173:158] = \$42 [15:0];
-  assign step[157:142] = \$40 [15:0];
-  assign step[141:140] = e3_ti;
-  assign step[139:138] = e3_tap;
-  assign step[137:122] = e3_l4b;
-  assign step[121:106] = e3_tho;
-  assign step[105:90] = e3_tr4;
-  assign step[89:74] = e3_trw;
+  assign step[308] = e3_row_end;
+  assign step[307] = e3_from_psum;
+  assign step[306] = e3_spad_rd;
+  assign step[332:309] = e3_cseq;
+  assign step[305] = \$53 ;
+  assign step[304] = \$48 ;
+  assign step[303] = \$44 ;
+  assign step[302] = e3_copy;
+  assign step[301:286] = e3_b;
+  assign step[285:270] = e3_s;
+  assign step[269:254] = e3_sl;
+  assign step[253:238] = e3_gbase;
+  assign step[237:222] = e3_g;
+  assign step[221:206] = e3_jb;
+  assign step[205:190] = \$42 [15:0];
+  assign step[189:174] = \$40 [15:0];
+  assign step[173:172] = e3_ti;
+  assign step[171:170] = e3_tap;
+  assign step[169:154] = e3_l4b;
+  assign step[153:138] = e3_tho;
+  assign step[137:122] = e3_tr4;
+  assign step[121:106] = e3_trw;
+  assign step[105:90] = e3_r1base2;
+  assign step[89:74] = e3_r1base1;
   assign step[73:58] = e3_r1base;
   assign step[57:56] = e3_qm3;
   assign step[55:40] = e3_seq;
@@ -25184,4 +25784,13 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   assign \$167  = { geo[73:58], 1'h0 };
   assign \$173  = { geo[73:58], 1'h0 };
   assign \$179  = { geo[73:58], 1'h0 };
+  assign \$185  = { geo[73:58], 1'h0 };
+  assign \$191  = { geo[73:58], 1'h0 };
+  assign \$197  = { geo[73:58], 1'h0 };
+  assign \$203  = { geo[73:58], 1'h0 };
+  assign \$209  = { geo[73:58], 1'h0 };
+  assign \$215  = { geo[73:58], 1'h0 };
+  assign \$283  = { geo[73:58], 1'h0 };
+  assign \$286  = { geo[73:58], 1'h0 };
+  assign \$289  = { geo[73:58], 1'h0 };
 endmodule

@@ -2,87 +2,87 @@
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line1_a__addr, line1_b__en, line1_b__addr, line1_c__en, line1_c__addr, w2__en, w2__addr, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, \q23_rows$159 , busy
-, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, \port$4498$0 , \port$4538$0 , \port$4578$0 , \port$4618$0 , \port$4658$0 , \port$4698$0 , \port$4738$0 , \port$4778$0 , \port$4818$0 , \port$4858$0 , \port$4898$0 , \port$4938$0 , \port$4978$0 , \port$5018$0 , \port$5058$0 , \port$5098$0 , \port$5138$0 
-, \port$5178$0 , \port$5218$0 , \port$5258$0 , \port$5298$0 , \port$5338$0 , \port$5378$0 , \port$5418$0 , \port$5458$0 , \port$5498$0 , \port$5538$0 , \port$5578$0 , \port$5618$0 , \port$5658$0 , \port$5698$0 , \port$5738$0 , weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data
-, row2_c__data, geo, e1_rows, counts, \released$168 , released_e1_order, e4_released, \port$65032$96 , desc, clk);
+, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, \port$4573$0 , \port$4613$0 , \port$4653$0 , \port$4693$0 , \port$4733$0 , \port$4773$0 , \port$4813$0 , \port$4853$0 , \port$4893$0 , \port$4933$0 , \port$4973$0 , \port$5013$0 , \port$5053$0 , \port$5093$0 , \port$5133$0 , \port$5173$0 , \port$5213$0 
+, \port$5253$0 , \port$5293$0 , \port$5333$0 , \port$5373$0 , \port$5413$0 , \port$5453$0 , \port$5493$0 , \port$5533$0 , \port$5573$0 , \port$5613$0 , \port$5653$0 , \port$5693$0 , \port$5733$0 , \port$5773$0 , \port$5813$0 , weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data
+, row2_c__data, geo, e1_rows, counts, \released$201 , released_e1_order, e4_released, \port$58999$96 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [17:0] \$10 ;
-  wire \$100 ;
-  wire [16:0] \$101 ;
+  wire [16:0] \$100 ;
+  wire [17:0] \$101 ;
   wire [17:0] \$102 ;
-  wire [16:0] \$103 ;
-  wire [17:0] \$104 ;
-  wire [2:0] \$105 ;
+  wire [18:0] \$103 ;
+  wire [15:0] \$104 ;
+  wire [19:0] \$105 ;
   wire \$106 ;
-  wire [2:0] \$107 ;
-  wire [3:0] \$108 ;
-  wire [2:0] \$109 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
   wire [18:0] \$11 ;
-  wire [3:0] \$110 ;
+  wire \$110 ;
   wire \$111 ;
-  wire [2:0] \$112 ;
-  wire \$113 ;
-  wire [2:0] \$114 ;
-  wire [3:0] \$115 ;
-  wire [2:0] \$116 ;
-  wire [3:0] \$117 ;
-  wire \$118 ;
-  wire [16:0] \$119 ;
+  wire \$112 ;
+  wire [2:0] \$113 ;
+  wire \$114 ;
+  wire [2:0] \$115 ;
+  wire [3:0] \$116 ;
+  wire [2:0] \$117 ;
+  wire [3:0] \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  wire [16:0] \$120 ;
-  wire [16:0] \$121 ;
-  wire [17:0] \$122 ;
-  wire [18:0] \$123 ;
-  wire [19:0] \$124 ;
-  wire [15:0] \$125 ;
-  wire [20:0] \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
+  wire [2:0] \$120 ;
+  wire \$121 ;
+  wire [2:0] \$122 ;
+  wire [3:0] \$123 ;
+  wire [2:0] \$124 ;
+  wire [3:0] \$125 ;
+  wire \$126 ;
+  wire [16:0] \$127 ;
+  wire [16:0] \$128 ;
+  wire [16:0] \$129 ;
   wire \$13 ;
-  wire \$130 ;
-  wire \$131 ;
+  wire [17:0] \$130 ;
+  wire [17:0] \$131 ;
   wire \$132 ;
-  wire \$133 ;
+  wire [16:0] \$133 ;
   wire [16:0] \$134 ;
-  wire \$135 ;
-  wire [16:0] \$136 ;
-  wire [17:0] \$137 ;
-  wire [16:0] \$138 ;
-  wire [17:0] \$139 ;
+  wire [17:0] \$135 ;
+  wire [19:0] \$136 ;
+  wire [20:0] \$137 ;
+  wire \$138 ;
+  wire \$139 ;
   wire \$14 ;
-  wire [2:0] \$140 ;
-  wire \$141 ;
-  wire [2:0] \$142 ;
-  wire [3:0] \$143 ;
-  wire [2:0] \$144 ;
-  wire [3:0] \$145 ;
+  wire [15:0] \$140 ;
+  wire [16:0] \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
   wire \$146 ;
-  wire [2:0] \$147 ;
+  wire \$147 ;
   wire \$148 ;
-  wire [2:0] \$149 ;
+  wire \$149 ;
   wire \$15 ;
-  wire [3:0] \$150 ;
-  wire [2:0] \$151 ;
-  wire [3:0] \$152 ;
+  wire [15:0] \$150 ;
+  wire [16:0] \$151 ;
+  wire [16:0] \$152 ;
   wire \$153 ;
-  wire [16:0] \$154 ;
-  wire [16:0] \$155 ;
-  wire [16:0] \$156 ;
-  wire [17:0] \$157 ;
-  wire [18:0] \$158 ;
+  wire \$154 ;
+  wire [255:0] \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
   wire \$159 ;
   wire \$16 ;
-  wire [16:0] \$160 ;
-  wire [16:0] \$161 ;
-  wire [17:0] \$162 ;
-  wire [19:0] \$163 ;
-  wire [20:0] \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire [15:0] \$167 ;
-  wire [16:0] \$168 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire [1:0] \$165 ;
+  wire [1:0] \$166 ;
+  wire [255:0] \$167 ;
+  wire \$168 ;
   wire \$169 ;
   wire \$17 ;
   wire \$170 ;
@@ -92,64 +92,64 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$174 ;
   wire \$175 ;
   wire \$176 ;
-  wire [15:0] \$177 ;
-  wire [16:0] \$178 ;
-  wire [16:0] \$179 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
   wire \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire [255:0] \$182 ;
+  wire [15:0] \$180 ;
+  wire [16:0] \$181 ;
+  wire [17:0] \$182 ;
   wire \$183 ;
   wire \$184 ;
   wire \$185 ;
-  wire \$186 ;
+  wire [255:0] \$186 ;
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
   wire \$19 ;
   wire \$190 ;
-  wire \$191 ;
+  wire [1:0] \$191 ;
   wire [1:0] \$192 ;
   wire [1:0] \$193 ;
-  wire [255:0] \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
+  wire [2:0] \$194 ;
+  wire [1:0] \$195 ;
+  wire [12:0] \$196 ;
+  wire [1:0] \$197 ;
+  wire [1:0] \$198 ;
+  wire [2:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
+  wire [2:0] \$200 ;
+  wire [3:0] \$201 ;
+  wire [1:0] \$202 ;
   wire \$203 ;
   wire \$204 ;
-  wire \$205 ;
+  wire [1:0] \$205 ;
   wire \$206 ;
-  wire [15:0] \$207 ;
-  wire [16:0] \$208 ;
-  wire [17:0] \$209 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire \$209 ;
   wire \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire [255:0] \$213 ;
+  wire [1:0] \$210 ;
+  wire [1:0] \$211 ;
+  wire [16:0] \$212 ;
+  wire \$213 ;
   wire \$214 ;
-  wire \$215 ;
+  wire [16:0] \$215 ;
   wire \$216 ;
   wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
+  wire [16:0] \$218 ;
+  wire [16:0] \$219 ;
   wire \$22 ;
-  wire [16:0] \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  wire [16:0] \$223 ;
-  wire [16:0] \$224 ;
-  wire [17:0] \$225 ;
-  wire [16:0] \$226 ;
-  wire [17:0] \$227 ;
-  wire [18:0] \$228 ;
+  wire [17:0] \$220 ;
+  wire [16:0] \$221 ;
+  wire [17:0] \$222 ;
+  wire [18:0] \$223 ;
+  wire \$224 ;
+  wire \$225 ;
+  wire \$226 ;
+  wire \$227 ;
+  wire \$228 ;
   wire \$229 ;
   wire \$23 ;
   wire \$230 ;
@@ -159,22 +159,22 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$234 ;
   wire \$235 ;
   wire \$236 ;
-  wire [16:0] \$237 ;
+  wire \$237 ;
   wire \$238 ;
   wire \$239 ;
   wire \$24 ;
-  wire [16:0] \$240 ;
-  wire [16:0] \$241 ;
-  wire [17:0] \$242 ;
-  wire [16:0] \$243 ;
-  wire [17:0] \$244 ;
-  wire [18:0] \$245 ;
-  wire \$246 ;
-  wire \$247 ;
-  wire \$248 ;
-  wire \$249 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire [16:0] \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire [16:0] \$245 ;
+  wire [16:0] \$246 ;
+  wire [17:0] \$247 ;
+  wire [16:0] \$248 ;
+  wire [17:0] \$249 ;
   wire \$25 ;
-  wire \$250 ;
+  wire [18:0] \$250 ;
   wire \$251 ;
   wire \$252 ;
   wire \$253 ;
@@ -183,23 +183,23 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$256 ;
   wire \$257 ;
   wire \$258 ;
-  wire \$259 ;
+  wire [16:0] \$259 ;
   wire \$26 ;
   wire \$260 ;
   wire \$261 ;
-  wire [1:0] \$262 ;
-  wire \$263 ;
-  wire \$264 ;
+  wire [16:0] \$262 ;
+  wire [16:0] \$263 ;
+  wire [17:0] \$264 ;
   wire [16:0] \$265 ;
-  wire \$266 ;
-  wire \$267 ;
-  wire [16:0] \$268 ;
-  wire [16:0] \$269 ;
+  wire [17:0] \$266 ;
+  wire [18:0] \$267 ;
+  wire \$268 ;
+  wire \$269 ;
   wire \$27 ;
-  wire [17:0] \$270 ;
-  wire [16:0] \$271 ;
-  wire [17:0] \$272 ;
-  wire [18:0] \$273 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
   wire \$274 ;
   wire \$275 ;
   wire \$276 ;
@@ -207,27 +207,27 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$278 ;
   wire \$279 ;
   wire [23:0] \$28 ;
-  wire \$280 ;
+  wire [16:0] \$280 ;
   wire \$281 ;
-  wire \$282 ;
-  wire \$283 ;
+  wire [1:0] \$282 ;
+  wire [16:0] \$283 ;
   wire \$284 ;
-  wire [1:0] \$285 ;
+  wire \$285 ;
   wire \$286 ;
   wire \$287 ;
-  wire [16:0] \$288 ;
+  wire \$288 ;
   wire \$289 ;
   wire \$29 ;
   wire \$290 ;
   wire [16:0] \$291 ;
-  wire [16:0] \$292 ;
-  wire [17:0] \$293 ;
+  wire \$292 ;
+  wire \$293 ;
   wire [16:0] \$294 ;
-  wire [17:0] \$295 ;
-  wire [18:0] \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  wire \$299 ;
+  wire [16:0] \$295 ;
+  wire [17:0] \$296 ;
+  wire [16:0] \$297 ;
+  wire [17:0] \$298 ;
+  wire [18:0] \$299 ;
   wire [16:0] \$3 ;
   wire \$30 ;
   wire \$300 ;
@@ -244,8 +244,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$310 ;
   wire \$311 ;
   wire \$312 ;
-  wire [1:0] \$313 ;
-  wire [2:0] \$314 ;
+  wire \$313 ;
+  wire \$314 ;
   wire \$315 ;
   wire \$316 ;
   wire \$317 ;
@@ -254,159 +254,159 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$32 ;
   wire \$320 ;
   wire \$321 ;
-  wire \$322 ;
+  wire [16:0] \$322 ;
   wire \$323 ;
-  wire [1:0] \$324 ;
+  wire [5:0] \$324 ;
   wire \$325 ;
   wire \$326 ;
   wire [16:0] \$327 ;
   wire \$328 ;
-  wire [5:0] \$329 ;
+  wire \$329 ;
   wire \$33 ;
-  wire \$330 ;
+  wire [5:0] \$330 ;
   wire \$331 ;
-  wire [16:0] \$332 ;
-  wire \$333 ;
+  wire [6:0] \$332 ;
+  wire [16:0] \$333 ;
   wire \$334 ;
-  wire [5:0] \$335 ;
+  wire \$335 ;
   wire \$336 ;
-  wire [6:0] \$337 ;
-  wire [16:0] \$338 ;
-  wire \$339 ;
+  wire \$337 ;
+  wire \$338 ;
+  wire [6:0] \$339 ;
   wire \$34 ;
-  wire \$340 ;
-  wire \$341 ;
+  wire [6:0] \$340 ;
+  wire [6:0] \$341 ;
   wire \$342 ;
-  wire \$343 ;
+  wire [5:0] \$343 ;
   wire [6:0] \$344 ;
-  wire [6:0] \$345 ;
-  wire [6:0] \$346 ;
+  wire [12:0] \$345 ;
+  wire [12:0] \$346 ;
   wire \$347 ;
-  wire [5:0] \$348 ;
-  wire [6:0] \$349 ;
+  wire \$348 ;
+  wire \$349 ;
   wire \$35 ;
-  wire [12:0] \$350 ;
-  wire [12:0] \$351 ;
-  wire \$352 ;
+  wire \$350 ;
+  wire \$351 ;
+  wire [16:0] \$352 ;
   wire \$353 ;
-  wire \$354 ;
+  wire [5:0] \$354 ;
   wire \$355 ;
-  wire \$356 ;
-  wire [16:0] \$357 ;
-  wire \$358 ;
-  wire [5:0] \$359 ;
+  wire [5:0] \$356 ;
+  wire [11:0] \$357 ;
+  wire [11:0] \$358 ;
+  wire \$359 ;
   wire \$36 ;
-  wire \$360 ;
-  wire [5:0] \$361 ;
-  wire [11:0] \$362 ;
-  wire [11:0] \$363 ;
-  wire [12:0] \$364 ;
-  wire [1:0] \$365 ;
-  wire [1:0] \$366 ;
-  wire \$367 ;
-  wire [1:0] \$368 ;
-  wire [1:0] \$369 ;
+  wire [1:0] \$360 ;
+  wire [1:0] \$361 ;
+  wire \$362 ;
+  wire \$363 ;
+  wire \$364 ;
+  wire \$365 ;
+  wire \$366 ;
+  wire [543:0] \$367 ;
+  wire \$368 ;
+  wire [6:0] \$369 ;
   wire \$37 ;
-  wire [2:0] \$370 ;
+  wire [6:0] \$370 ;
   wire \$371 ;
   wire \$372 ;
-  wire [2:0] \$373 ;
+  wire \$373 ;
   wire \$374 ;
   wire \$375 ;
-  wire [3:0] \$376 ;
+  wire \$376 ;
   wire \$377 ;
-  wire [1:0] \$378 ;
+  wire \$378 ;
   wire \$379 ;
   wire \$38 ;
   wire \$380 ;
-  wire \$381 ;
-  wire \$382 ;
-  wire \$383 ;
-  wire \$384 ;
-  wire \$385 ;
-  wire \$386 ;
-  wire \$387 ;
+  wire [16:0] \$381 ;
+  wire [16:0] \$382 ;
+  wire [16:0] \$383 ;
+  wire [17:0] \$384 ;
+  wire [18:0] \$385 ;
+  wire [19:0] \$386 ;
+  wire [20:0] \$387 ;
   wire \$388 ;
   wire \$389 ;
   wire \$39 ;
   wire \$390 ;
-  wire [16:0] \$391 ;
+  wire \$391 ;
   wire \$392 ;
-  wire [5:0] \$393 ;
+  wire \$393 ;
   wire \$394 ;
-  wire [5:0] \$395 ;
-  wire [11:0] \$396 ;
-  wire [11:0] \$397 ;
+  wire \$395 ;
+  wire \$396 ;
+  wire \$397 ;
   wire \$398 ;
   wire \$399 ;
   wire \$4 ;
   wire \$40 ;
-  wire [1:0] \$400 ;
-  wire \$401 ;
+  wire \$400 ;
+  wire [16:0] \$401 ;
   wire \$402 ;
-  wire \$403 ;
+  wire [5:0] \$403 ;
   wire \$404 ;
-  wire [1:0] \$405 ;
-  wire [1:0] \$406 ;
-  wire [16:0] \$407 ;
+  wire [5:0] \$405 ;
+  wire [11:0] \$406 ;
+  wire [11:0] \$407 ;
   wire \$408 ;
-  wire [16:0] \$409 ;
+  wire \$409 ;
   wire \$41 ;
   wire \$410 ;
-  wire [1:0] \$411 ;
-  wire [16:0] \$412 ;
-  wire \$413 ;
-  wire [543:0] \$414 ;
-  wire \$415 ;
-  wire [6:0] \$416 ;
-  wire [6:0] \$417 ;
-  wire \$418 ;
-  wire \$419 ;
-  wire [16:0] \$42 ;
-  wire \$420 ;
-  wire \$421 ;
-  wire \$422 ;
-  wire \$423 ;
-  wire \$424 ;
-  wire \$425 ;
-  wire \$426 ;
-  wire \$427 ;
-  wire [16:0] \$428 ;
-  wire [16:0] \$429 ;
+  wire [16:0] \$411 ;
+  reg \$412 ;
+  reg \$413 ;
+  reg \$414 ;
+  reg [1:0] \$415 ;
+  reg \$416 ;
+  reg [11:0] \$417 ;
+  reg [1:0] \$418 ;
+  reg [1:0] \$419 ;
+  wire [2:0] \$42 ;
+  reg \$420 ;
+  reg [15:0] \$421 ;
+  reg \$422 ;
+  reg \$423 ;
+  reg \$424 ;
+  reg \$425 ;
+  reg [15:0] \$426 ;
+  reg [15:0] \$427 ;
+  reg \$428 ;
+  reg \$429 ;
   wire \$43 ;
-  wire [16:0] \$430 ;
-  wire [17:0] \$431 ;
-  wire [18:0] \$432 ;
-  wire [19:0] \$433 ;
-  wire [20:0] \$434 ;
-  wire \$435 ;
-  wire \$436 ;
-  wire \$437 ;
-  wire [16:0] \$438 ;
-  reg [15:0] \$439 ;
-  wire [16:0] \$44 ;
-  reg [15:0] \$440 ;
-  reg [15:0] \$441 ;
+  reg \$430 ;
+  reg \$431 ;
+  reg \$432 ;
+  reg \$433 ;
+  reg \$434 ;
+  reg [12:0] \$435 ;
+  reg [11:0] \$436 ;
+  reg \$437 ;
+  reg \$438 ;
+  reg \$439 ;
+  wire [2:0] \$44 ;
+  reg [1:0] \$440 ;
+  reg \$441 ;
   reg [255:0] \$442 ;
   reg [255:0] \$443 ;
   reg [255:0] \$444 ;
   reg [255:0] \$445 ;
-  reg [543:0] \$446 ;
-  reg [5:0] \$447 ;
+  reg \$446 ;
+  reg \$447 ;
   reg \$448 ;
-  reg \$449 ;
-  wire [17:0] \$45 ;
-  reg \$450 ;
-  reg [15:0] \$451 ;
-  reg [15:0] \$452 ;
-  wire [7:0] \$453 ;
-  wire [7:0] \$454 ;
-  wire [7:0] \$455 ;
-  wire [7:0] \$456 ;
-  wire [7:0] \$457 ;
-  wire [7:0] \$458 ;
+  reg [543:0] \$449 ;
+  wire [3:0] \$45 ;
+  reg [5:0] \$450 ;
+  reg \$451 ;
+  reg \$452 ;
+  reg \$453 ;
+  reg [15:0] \$454 ;
+  reg \$455 ;
+  reg \$456 ;
+  reg [11:0] \$457 ;
+  reg [15:0] \$458 ;
   wire [7:0] \$459 ;
-  wire [16:0] \$46 ;
+  wire [2:0] \$46 ;
   wire [7:0] \$460 ;
   wire [7:0] \$461 ;
   wire [7:0] \$462 ;
@@ -417,7 +417,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [7:0] \$467 ;
   wire [7:0] \$468 ;
   wire [7:0] \$469 ;
-  wire [17:0] \$47 ;
+  wire [3:0] \$47 ;
   wire [7:0] \$470 ;
   wire [7:0] \$471 ;
   wire [7:0] \$472 ;
@@ -428,19 +428,19 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [7:0] \$477 ;
   wire [7:0] \$478 ;
   wire [7:0] \$479 ;
-  wire [2:0] \$48 ;
+  wire \$48 ;
   wire [7:0] \$480 ;
   wire [7:0] \$481 ;
   wire [7:0] \$482 ;
   wire [7:0] \$483 ;
   wire [7:0] \$484 ;
-  wire [16:0] \$485 ;
-  wire [16:0] \$486 ;
-  wire [16:0] \$487 ;
-  wire [16:0] \$488 ;
-  wire [16:0] \$489 ;
-  wire \$49 ;
-  wire [16:0] \$490 ;
+  wire [7:0] \$485 ;
+  wire [7:0] \$486 ;
+  wire [7:0] \$487 ;
+  wire [7:0] \$488 ;
+  wire [7:0] \$489 ;
+  wire [2:0] \$49 ;
+  wire [7:0] \$490 ;
   wire [16:0] \$491 ;
   wire [16:0] \$492 ;
   wire [16:0] \$493 ;
@@ -451,7 +451,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [16:0] \$498 ;
   wire [16:0] \$499 ;
   wire \$5 ;
-  wire [2:0] \$50 ;
+  wire \$50 ;
   wire [16:0] \$500 ;
   wire [16:0] \$501 ;
   wire [16:0] \$502 ;
@@ -462,7 +462,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [16:0] \$507 ;
   wire [16:0] \$508 ;
   wire [16:0] \$509 ;
-  wire [3:0] \$51 ;
+  wire [2:0] \$51 ;
   wire [16:0] \$510 ;
   wire [16:0] \$511 ;
   wire [16:0] \$512 ;
@@ -470,13 +470,13 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [16:0] \$514 ;
   wire [16:0] \$515 ;
   wire [16:0] \$516 ;
-  wire [7:0] \$517 ;
-  wire [7:0] \$518 ;
-  wire [7:0] \$519 ;
-  wire [2:0] \$52 ;
-  wire [7:0] \$520 ;
-  wire [7:0] \$521 ;
-  wire [7:0] \$522 ;
+  wire [16:0] \$517 ;
+  wire [16:0] \$518 ;
+  wire [16:0] \$519 ;
+  wire [3:0] \$52 ;
+  wire [16:0] \$520 ;
+  wire [16:0] \$521 ;
+  wire [16:0] \$522 ;
   wire [7:0] \$523 ;
   wire [7:0] \$524 ;
   wire [7:0] \$525 ;
@@ -484,7 +484,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [7:0] \$527 ;
   wire [7:0] \$528 ;
   wire [7:0] \$529 ;
-  wire [3:0] \$53 ;
+  wire [2:0] \$53 ;
   wire [7:0] \$530 ;
   wire [7:0] \$531 ;
   wire [7:0] \$532 ;
@@ -495,7 +495,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [7:0] \$537 ;
   wire [7:0] \$538 ;
   wire [7:0] \$539 ;
-  wire \$54 ;
+  wire [3:0] \$54 ;
   wire [7:0] \$540 ;
   wire [7:0] \$541 ;
   wire [7:0] \$542 ;
@@ -505,54 +505,60 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [7:0] \$546 ;
   wire [7:0] \$547 ;
   wire [7:0] \$548 ;
-  wire [2:0] \$55 ;
-  wire \$56 ;
-  wire [2:0] \$57 ;
-  wire [3:0] \$58 ;
-  wire [2:0] \$59 ;
+  wire [7:0] \$549 ;
+  wire \$55 ;
+  wire [7:0] \$550 ;
+  wire [7:0] \$551 ;
+  wire [7:0] \$552 ;
+  wire [7:0] \$553 ;
+  wire [7:0] \$554 ;
+  wire [16:0] \$56 ;
+  wire [16:0] \$57 ;
+  wire [16:0] \$58 ;
+  wire [17:0] \$59 ;
   wire [16:0] \$6 ;
-  wire [3:0] \$60 ;
-  wire \$61 ;
-  wire [16:0] \$62 ;
-  wire [16:0] \$63 ;
-  wire [16:0] \$64 ;
-  wire [17:0] \$65 ;
-  wire [18:0] \$66 ;
-  wire [16:0] \$67 ;
-  wire [17:0] \$68 ;
+  wire [17:0] \$60 ;
+  wire [2:0] \$61 ;
+  wire \$62 ;
+  wire [2:0] \$63 ;
+  wire [3:0] \$64 ;
+  wire [2:0] \$65 ;
+  wire [3:0] \$66 ;
+  wire \$67 ;
+  wire [2:0] \$68 ;
   wire \$69 ;
   wire [16:0] \$7 ;
-  wire [16:0] \$70 ;
-  wire [17:0] \$71 ;
-  wire [18:0] \$72 ;
-  wire [16:0] \$73 ;
-  wire [17:0] \$74 ;
-  wire [18:0] \$75 ;
-  wire [2:0] \$76 ;
-  wire \$77 ;
-  wire [2:0] \$78 ;
-  wire [3:0] \$79 ;
+  wire [2:0] \$70 ;
+  wire [3:0] \$71 ;
+  wire [2:0] \$72 ;
+  wire [3:0] \$73 ;
+  wire \$74 ;
+  wire [16:0] \$75 ;
+  wire [16:0] \$76 ;
+  wire [16:0] \$77 ;
+  wire [17:0] \$78 ;
+  wire [17:0] \$79 ;
   wire [17:0] \$8 ;
-  wire [2:0] \$80 ;
-  wire [3:0] \$81 ;
-  wire \$82 ;
-  wire [2:0] \$83 ;
-  wire \$84 ;
-  wire [2:0] \$85 ;
-  wire [3:0] \$86 ;
-  wire [2:0] \$87 ;
-  wire [3:0] \$88 ;
-  wire \$89 ;
+  wire [17:0] \$80 ;
+  wire [18:0] \$81 ;
+  wire [19:0] \$82 ;
+  wire \$83 ;
+  wire [2:0] \$84 ;
+  wire \$85 ;
+  wire [2:0] \$86 ;
+  wire [3:0] \$87 ;
+  wire [2:0] \$88 ;
+  wire [3:0] \$89 ;
   wire [16:0] \$9 ;
-  wire [16:0] \$90 ;
-  wire [16:0] \$91 ;
-  wire [16:0] \$92 ;
-  wire [17:0] \$93 ;
-  wire [18:0] \$94 ;
-  wire [18:0] \$95 ;
-  wire [19:0] \$96 ;
-  wire [20:0] \$97 ;
-  wire \$98 ;
+  wire \$90 ;
+  wire [2:0] \$91 ;
+  wire \$92 ;
+  wire [2:0] \$93 ;
+  wire [3:0] \$94 ;
+  wire [2:0] \$95 ;
+  wire [3:0] \$96 ;
+  wire \$97 ;
+  wire [16:0] \$98 ;
   wire [16:0] \$99 ;
   (* init = 16'h0000 *)
   wire [15:0] \$signal ;
@@ -659,18 +665,51 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   reg [255:0] copy_word2 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
   reg [255:0] copy_word3 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
   reg [255:0] copy_word4 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+  reg count_adder_busy0 = 1'h0;
+  reg count_adder_stall0 = 1'h0;
+  reg [11:0] count_adds0 = 12'h000;
+  reg count_c2_busy0 = 1'h0;
+  reg [12:0] count_c2_macs0 = 13'h0000;
+  reg count_c2_spad_reads0 = 1'h0;
+  reg count_c2_spad_reads1 = 1'h0;
+  reg count_c2_spad_writes0 = 1'h0;
+  reg count_c2_spad_writes1 = 1'h0;
+  reg count_c2_stall0 = 1'h0;
+  reg count_c2_w_wait0 = 1'h0;
+  reg count_c3_busy0 = 1'h0;
+  reg count_c3_busy1 = 1'h0;
+  reg [11:0] count_c3_macs0 = 12'h000;
+  reg [11:0] count_c3_macs1 = 12'h000;
+  reg [1:0] count_c3_spad_reads0 = 2'h0;
+  reg [1:0] count_c3_spad_reads1 = 2'h0;
+  reg [1:0] count_c3_spad_writes0 = 2'h0;
+  reg count_c3_spad_writes1 = 1'h0;
+  reg count_c3_spad_writes2 = 1'h0;
+  reg count_c3_stall0 = 1'h0;
+  reg count_c3_stall1 = 1'h0;
+  reg count_c3_w_wait0 = 1'h0;
+  reg count_line1_reads0 = 1'h0;
+  reg count_line1_reads1 = 1'h0;
+  reg count_line1_reads2 = 1'h0;
+  reg count_line4_writes0 = 1'h0;
+  reg count_line4_writes1 = 1'h0;
+  reg [1:0] count_row2_reads0 = 2'h0;
+  reg count_row2_writes0 = 1'h0;
+  reg count_w2_reads0 = 1'h0;
+  reg count_w3_reads0 = 1'h0;
+  reg count_w3_reads1 = 1'h0;
   output [59:0] counts;
   wire [59:0] counts;
-  wire [22:0] \counts$165 ;
-  wire \counts$165.c3_busy ;
-  wire [11:0] \counts$165.c3_macs ;
-  wire [1:0] \counts$165.c3_spad_reads ;
-  wire [1:0] \counts$165.c3_spad_writes ;
-  wire \counts$165.c3_stall ;
-  wire \counts$165.c3_w_wait ;
-  wire \counts$165.line4_writes ;
-  wire [1:0] \counts$165.row2_reads ;
-  wire \counts$165.w3_reads ;
+  wire [22:0] \counts$200 ;
+  wire \counts$200.c3_busy ;
+  wire [11:0] \counts$200.c3_macs ;
+  wire [1:0] \counts$200.c3_spad_reads ;
+  wire [1:0] \counts$200.c3_spad_writes ;
+  wire \counts$200.c3_stall ;
+  wire \counts$200.c3_w_wait ;
+  wire \counts$200.line4_writes ;
+  wire [1:0] \counts$200.row2_reads ;
+  wire \counts$200.w3_reads ;
   wire \counts.adder_busy ;
   wire \counts.adder_stall ;
   wire [11:0] \counts.adds ;
@@ -1000,7 +1039,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   reg [255:0] \neighbour$83 ;
   wire [255:0] o;
   wire [255:0] \o$148 ;
-  wire [543:0] \o$173 ;
+  wire [543:0] \o$206 ;
   wire ok;
   wire [2:0] p_addr;
   reg [2:0] \p_addr$92 ;
@@ -1012,79 +1051,79 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [2:0] \p_wr_addr$98 ;
   wire [3:0] pack;
   wire [3:0] \pack$2 ;
-  output [7:0] \port$4498$0 ;
-  wire [7:0] \port$4498$0 ;
-  output [7:0] \port$4538$0 ;
-  wire [7:0] \port$4538$0 ;
-  output [7:0] \port$4578$0 ;
-  wire [7:0] \port$4578$0 ;
-  output [7:0] \port$4618$0 ;
-  wire [7:0] \port$4618$0 ;
-  output [7:0] \port$4658$0 ;
-  wire [7:0] \port$4658$0 ;
-  output [7:0] \port$4698$0 ;
-  wire [7:0] \port$4698$0 ;
-  output [7:0] \port$4738$0 ;
-  wire [7:0] \port$4738$0 ;
-  output [7:0] \port$4778$0 ;
-  wire [7:0] \port$4778$0 ;
-  output [7:0] \port$4818$0 ;
-  wire [7:0] \port$4818$0 ;
-  output [7:0] \port$4858$0 ;
-  wire [7:0] \port$4858$0 ;
-  output [7:0] \port$4898$0 ;
-  wire [7:0] \port$4898$0 ;
-  output [7:0] \port$4938$0 ;
-  wire [7:0] \port$4938$0 ;
-  output [7:0] \port$4978$0 ;
-  wire [7:0] \port$4978$0 ;
-  output [7:0] \port$5018$0 ;
-  wire [7:0] \port$5018$0 ;
-  output [7:0] \port$5058$0 ;
-  wire [7:0] \port$5058$0 ;
-  output [7:0] \port$5098$0 ;
-  wire [7:0] \port$5098$0 ;
-  output [7:0] \port$5138$0 ;
-  wire [7:0] \port$5138$0 ;
-  output [7:0] \port$5178$0 ;
-  wire [7:0] \port$5178$0 ;
-  output [7:0] \port$5218$0 ;
-  wire [7:0] \port$5218$0 ;
-  output [7:0] \port$5258$0 ;
-  wire [7:0] \port$5258$0 ;
-  output [7:0] \port$5298$0 ;
-  wire [7:0] \port$5298$0 ;
-  output [7:0] \port$5338$0 ;
-  wire [7:0] \port$5338$0 ;
-  output [7:0] \port$5378$0 ;
-  wire [7:0] \port$5378$0 ;
-  output [7:0] \port$5418$0 ;
-  wire [7:0] \port$5418$0 ;
-  output [7:0] \port$5458$0 ;
-  wire [7:0] \port$5458$0 ;
-  output [7:0] \port$5498$0 ;
-  wire [7:0] \port$5498$0 ;
-  output [7:0] \port$5538$0 ;
-  wire [7:0] \port$5538$0 ;
-  output [7:0] \port$5578$0 ;
-  wire [7:0] \port$5578$0 ;
-  output [7:0] \port$5618$0 ;
-  wire [7:0] \port$5618$0 ;
-  output [7:0] \port$5658$0 ;
-  wire [7:0] \port$5658$0 ;
-  output [7:0] \port$5698$0 ;
-  wire [7:0] \port$5698$0 ;
-  output [7:0] \port$5738$0 ;
-  wire [7:0] \port$5738$0 ;
-  input [47:0] \port$65032$96 ;
-  wire [47:0] \port$65032$96 ;
+  output [7:0] \port$4573$0 ;
+  wire [7:0] \port$4573$0 ;
+  output [7:0] \port$4613$0 ;
+  wire [7:0] \port$4613$0 ;
+  output [7:0] \port$4653$0 ;
+  wire [7:0] \port$4653$0 ;
+  output [7:0] \port$4693$0 ;
+  wire [7:0] \port$4693$0 ;
+  output [7:0] \port$4733$0 ;
+  wire [7:0] \port$4733$0 ;
+  output [7:0] \port$4773$0 ;
+  wire [7:0] \port$4773$0 ;
+  output [7:0] \port$4813$0 ;
+  wire [7:0] \port$4813$0 ;
+  output [7:0] \port$4853$0 ;
+  wire [7:0] \port$4853$0 ;
+  output [7:0] \port$4893$0 ;
+  wire [7:0] \port$4893$0 ;
+  output [7:0] \port$4933$0 ;
+  wire [7:0] \port$4933$0 ;
+  output [7:0] \port$4973$0 ;
+  wire [7:0] \port$4973$0 ;
+  output [7:0] \port$5013$0 ;
+  wire [7:0] \port$5013$0 ;
+  output [7:0] \port$5053$0 ;
+  wire [7:0] \port$5053$0 ;
+  output [7:0] \port$5093$0 ;
+  wire [7:0] \port$5093$0 ;
+  output [7:0] \port$5133$0 ;
+  wire [7:0] \port$5133$0 ;
+  output [7:0] \port$5173$0 ;
+  wire [7:0] \port$5173$0 ;
+  output [7:0] \port$5213$0 ;
+  wire [7:0] \port$5213$0 ;
+  output [7:0] \port$5253$0 ;
+  wire [7:0] \port$5253$0 ;
+  output [7:0] \port$5293$0 ;
+  wire [7:0] \port$5293$0 ;
+  output [7:0] \port$5333$0 ;
+  wire [7:0] \port$5333$0 ;
+  output [7:0] \port$5373$0 ;
+  wire [7:0] \port$5373$0 ;
+  output [7:0] \port$5413$0 ;
+  wire [7:0] \port$5413$0 ;
+  output [7:0] \port$5453$0 ;
+  wire [7:0] \port$5453$0 ;
+  output [7:0] \port$5493$0 ;
+  wire [7:0] \port$5493$0 ;
+  output [7:0] \port$5533$0 ;
+  wire [7:0] \port$5533$0 ;
+  output [7:0] \port$5573$0 ;
+  wire [7:0] \port$5573$0 ;
+  output [7:0] \port$5613$0 ;
+  wire [7:0] \port$5613$0 ;
+  output [7:0] \port$5653$0 ;
+  wire [7:0] \port$5653$0 ;
+  output [7:0] \port$5693$0 ;
+  wire [7:0] \port$5693$0 ;
+  output [7:0] \port$5733$0 ;
+  wire [7:0] \port$5733$0 ;
+  output [7:0] \port$5773$0 ;
+  wire [7:0] \port$5773$0 ;
+  output [7:0] \port$5813$0 ;
+  wire [7:0] \port$5813$0 ;
+  input [47:0] \port$58999$96 ;
+  wire [47:0] \port$58999$96 ;
   wire [15:0] q23_rows;
   output [15:0] \q23_rows$159 ;
   wire [15:0] \q23_rows$159 ;
   reg [15:0] q2_rows = 16'h0000;
   wire [15:0] released;
-  output [15:0] \released$168 ;
-  reg [15:0] \released$168  = 16'h0000;
+  output [15:0] \released$201 ;
+  reg [15:0] \released$201  = 16'h0000;
   output [15:0] released_e1_order;
   reg [15:0] released_e1_order = 16'h0000;
   wire [255:0] result;
@@ -1126,7 +1165,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire start;
   wire \start$7 ;
   wire \start$8 ;
-  wire [300:0] step;
+  wire [332:0] step;
   wire [15:0] \step.b ;
   wire [23:0] \step.chunk ;
   wire \step.copy ;
@@ -1144,6 +1183,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [15:0] \step.q ;
   wire [1:0] \step.qm3 ;
   wire [15:0] \step.r1base ;
+  wire [15:0] \step.r1base1 ;
+  wire [15:0] \step.r1base2 ;
   wire \step.row_end ;
   wire [15:0] \step.s ;
   wire [15:0] \step.seq ;
@@ -1197,19 +1238,66 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   reg [255:0] \weights$85 ;
   wire [4:0] wsel;
   reg [4:0] \wsel$84 ;
-  assign \$432  = \$431  + b[39:24];
-  assign \$433  = \$432  - geo[35:20];
-  assign \$434  = $signed(\$433 ) + $signed({ 1'h0, b[71:56] });
-  assign \$435  = ! desc[89:88];
-  assign \$436  = b[0] & b[4];
-  assign \$437  = \$435  ? \$436  : e2_row_end_c;
-  assign \$438  = q2_rows + 1'h1;
   always @(posedge clk)
-    need2 <= \$439 ;
+    count_c3_busy0 <= \$412 ;
   always @(posedge clk)
-    \released$168  <= \$440 ;
+    count_c3_stall0 <= \$413 ;
   always @(posedge clk)
-    released_e1_order <= \$441 ;
+    count_c3_w_wait0 <= \$414 ;
+  always @(posedge clk)
+    count_row2_reads0 <= \$415 ;
+  always @(posedge clk)
+    count_w3_reads0 <= \$416 ;
+  always @(posedge clk)
+    count_c3_macs0 <= \$417 ;
+  always @(posedge clk)
+    count_c3_spad_reads0 <= \$418 ;
+  always @(posedge clk)
+    count_c3_spad_writes0 <= \$419 ;
+  always @(posedge clk)
+    count_line4_writes0 <= \$420 ;
+  always @(posedge clk)
+    need2 <= \$421 ;
+  always @(posedge clk)
+    count_c2_w_wait0 <= \$422 ;
+  always @(posedge clk)
+    count_c2_busy0 <= \$423 ;
+  always @(posedge clk)
+    count_c2_stall0 <= \$424 ;
+  always @(posedge clk)
+    count_adder_stall0 <= \$425 ;
+  always @(posedge clk)
+    \released$201  <= \$426 ;
+  always @(posedge clk)
+    released_e1_order <= \$427 ;
+  always @(posedge clk)
+    count_c3_busy1 <= \$428 ;
+  always @(posedge clk)
+    count_c3_stall1 <= \$429 ;
+  always @(posedge clk)
+    count_line1_reads0 <= \$430 ;
+  always @(posedge clk)
+    count_line1_reads1 <= \$431 ;
+  always @(posedge clk)
+    count_line1_reads2 <= \$432 ;
+  always @(posedge clk)
+    count_w2_reads0 <= \$433 ;
+  always @(posedge clk)
+    count_w3_reads1 <= \$434 ;
+  always @(posedge clk)
+    count_c2_macs0 <= \$435 ;
+  always @(posedge clk)
+    count_c3_macs1 <= \$436 ;
+  always @(posedge clk)
+    count_c2_spad_reads0 <= \$437 ;
+  always @(posedge clk)
+    count_c2_spad_reads1 <= \$438 ;
+  always @(posedge clk)
+    count_c2_spad_writes0 <= \$439 ;
+  always @(posedge clk)
+    count_c3_spad_reads1 <= \$440 ;
+  always @(posedge clk)
+    count_c3_spad_writes1 <= \$441 ;
   always @(posedge clk)
     copy_word1 <= \$442 ;
   always @(posedge clk)
@@ -1219,19 +1307,31 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   always @(posedge clk)
     copy_word4 <= \$445 ;
   always @(posedge clk)
-    \i$142  <= \$446 ;
+    count_c2_spad_writes1 <= \$446 ;
   always @(posedge clk)
-    \shift$144  <= \$447 ;
+    count_c3_spad_writes2 <= \$447 ;
   always @(posedge clk)
-    merge_c <= \$448 ;
+    count_row2_writes0 <= \$448 ;
   always @(posedge clk)
-    w4_copy_c <= \$449 ;
+    \i$142  <= \$449 ;
   always @(posedge clk)
-    e2_row_end_c <= \$450 ;
+    \shift$144  <= \$450 ;
   always @(posedge clk)
-    line4_addr_c <= \$451 ;
+    merge_c <= \$451 ;
   always @(posedge clk)
-    q2_rows <= \$452 ;
+    w4_copy_c <= \$452 ;
+  always @(posedge clk)
+    e2_row_end_c <= \$453 ;
+  always @(posedge clk)
+    line4_addr_c <= \$454 ;
+  always @(posedge clk)
+    count_line4_writes1 <= \$455 ;
+  always @(posedge clk)
+    count_adder_busy0 <= \$456 ;
+  always @(posedge clk)
+    count_adds0 <= \$457 ;
+  always @(posedge clk)
+    q2_rows <= \$458 ;
   assign \$1  = e1_rows >= need2;
   assign \$2  = ! desc[89:88];
   assign \$3  = e3_rel + 1'h1;
@@ -1239,8 +1339,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$5  = step[15:0] < 2'h3;
   assign \$6  = step[15:0] - 2'h3;
   assign \$7  = $signed(\$6 ) >>> desc[206];
-  assign \$8  = $signed({ 1'h0, step[121:106] }) + $signed(\$7 );
-  assign \$9  = step[137:122] + step[23:16];
+  assign \$8  = $signed({ 1'h0, step[153:138] }) + $signed(\$7 );
+  assign \$9  = step[169:154] + step[23:16];
   assign \$10  = desc[126] ? \$8  : { 1'h0, \$9  };
   assign \$11  = $signed(\$10 ) + $signed(2'h1);
   assign \$12  = $signed({ 1'h0, e4_released }) >= $signed(\$11 );
@@ -1249,26 +1349,26 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$15  = \$1  & \$14 ;
   assign \$16  = | desc[293:278];
   assign \$17  = ~ \$16 ;
-  assign \$18  = \$17  | step[270];
-  assign \$19  = \port$65032$96 [23:0] > step[300:277];
+  assign \$18  = \$17  | step[302];
+  assign \$19  = \port$58999$96 [23:0] > step[332:309];
   assign \$20  = ! desc[89:88];
-  assign \$21  = \port$65032$96 [47:24] > step[300:277];
+  assign \$21  = \port$58999$96 [47:24] > step[332:309];
   assign \$22  = \$20  | \$21 ;
   assign \$23  = \$19  & \$22 ;
   assign \$24  = \$18  | \$23 ;
   assign ok = \$15  & \$24 ;
   assign \$25  = | desc[293:278];
-  assign w2_consumed = \$25  ? step[300:277] : 24'h000000;
+  assign w2_consumed = \$25  ? step[332:309] : 24'h000000;
   assign \$26  = | desc[293:278];
   assign \$27  = ! desc[89:88];
-  assign \$28  = \$27  ? \w3_consumed$39  : step[300:277];
+  assign \$28  = \$27  ? \w3_consumed$39  : step[332:309];
   assign w3_consumed = \$26  ? \$28  : 24'h000000;
-  assign \$29  = ~ step[270];
+  assign \$29  = ~ step[302];
   assign \$30  = issue & \$29 ;
-  assign \$31  = | step[141:140];
+  assign \$31  = | step[173:172];
   assign \$32  = \$30  & \$31 ;
-  assign \$33  = \$32  & step[271];
-  assign \$34  = ! step[139:138];
+  assign \$33  = \$32  & step[303];
+  assign \$34  = ! step[171:170];
   assign \$35  = ! step[15:0];
   assign \$36  = \$35  & desc[208];
   assign \$37  = step[15:0] == geo[664:649];
@@ -1276,455 +1376,438 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$39  = \$34  ? \$36  : \$38 ;
   assign \$40  = ~ \$39 ;
   assign line1_a__en = \$33  & \$40 ;
-  assign \$41  = ! step[139:138];
-  assign \$42  = step[73:58] + 1'h0;
-  assign \$43  = \$42  >= geo[434:419];
-  assign \$44  = step[73:58] + 1'h0;
-  assign \$45  = \$44  - geo[434:419];
-  assign \$46  = step[73:58] + 1'h0;
+  assign \$41  = ! step[171:170];
+  assign \$42  = step[57:56] + 1'h0;
+  assign \$43  = \$42  >= 2'h3;
+  assign \$44  = step[57:56] + 1'h0;
+  assign \$45  = \$44  - 2'h3;
+  assign \$46  = step[57:56] + 1'h0;
   assign \$47  = \$43  ? \$45  : { 1'h0, \$46  };
-  assign \$48  = step[57:56] + 1'h0;
-  assign \$49  = \$48  >= 2'h3;
-  assign \$50  = step[57:56] + 1'h0;
-  assign \$51  = \$50  - 2'h3;
-  assign \$52  = step[57:56] + 1'h0;
-  assign \$53  = \$49  ? \$51  : { 1'h0, \$52  };
-  assign \$54  = ! \$53 ;
-  assign \$55  = step[57:56] + 1'h0;
-  assign \$56  = \$55  >= 2'h3;
-  assign \$57  = step[57:56] + 1'h0;
-  assign \$58  = \$57  - 2'h3;
-  assign \$59  = step[57:56] + 1'h0;
-  assign \$60  = \$56  ? \$58  : { 1'h0, \$59  };
-  assign \$61  = \$60  == 1'h1;
-  assign \$63  = \$61  ? { 1'h0, geo[402:387] } : \$62 ;
-  assign \$64  = \$54  ? 17'h00000 : \$63 ;
-  assign \$65  = \$64  + step[89:74];
-  assign \$66  = desc[126] ? { \$47 [17], \$47  } : { 1'h0, \$65  };
-  assign \$68  = step[73:58] + \$67 ;
-  assign \$69  = \$68  >= geo[434:419];
-  assign \$71  = step[73:58] + \$70 ;
-  assign \$72  = \$71  - geo[434:419];
-  assign \$74  = step[73:58] + \$73 ;
-  assign \$75  = \$69  ? \$72  : { 1'h0, \$74  };
-  assign \$76  = step[57:56] + 2'h2;
-  assign \$77  = \$76  >= 2'h3;
-  assign \$78  = step[57:56] + 2'h2;
-  assign \$79  = \$78  - 2'h3;
-  assign \$80  = step[57:56] + 2'h2;
-  assign \$81  = \$77  ? \$79  : { 1'h0, \$80  };
-  assign \$82  = ! \$81 ;
-  assign \$83  = step[57:56] + 2'h2;
-  assign \$84  = \$83  >= 2'h3;
-  assign \$85  = step[57:56] + 2'h2;
-  assign \$86  = \$85  - 2'h3;
-  assign \$87  = step[57:56] + 2'h2;
-  assign \$88  = \$84  ? \$86  : { 1'h0, \$87  };
-  assign \$89  = \$88  == 1'h1;
-  assign \$91  = \$89  ? { 1'h0, geo[402:387] } : \$90 ;
-  assign \$92  = \$82  ? 17'h00000 : \$91 ;
-  assign \$93  = \$92  + step[89:74];
-  assign \$94  = desc[126] ? \$75  : { 1'h0, \$93  };
-  assign \$95  = \$41  ? \$66  : \$94 ;
-  assign \$96  = $signed(\$95 ) + $signed({ 1'h0, step[173:158] });
-  assign \$97  = $signed(\$96 ) + $signed({ 1'h0, step[189:174] });
-  assign \$98  = step[270] | step[272];
-  assign line1_b__en = issue & \$98 ;
-  assign \$99  = step[73:58] + geo[73:58];
-  assign \$100  = \$99  >= geo[434:419];
-  assign \$101  = step[73:58] + geo[73:58];
-  assign \$102  = \$101  - geo[434:419];
-  assign \$103  = step[73:58] + geo[73:58];
-  assign \$104  = \$100  ? \$102  : { 1'h0, \$103  };
-  assign \$105  = step[57:56] + 1'h1;
-  assign \$106  = \$105  >= 2'h3;
-  assign \$107  = step[57:56] + 1'h1;
-  assign \$108  = \$107  - 2'h3;
-  assign \$109  = step[57:56] + 1'h1;
-  assign \$110  = \$106  ? \$108  : { 1'h0, \$109  };
-  assign \$111  = ! \$110 ;
-  assign \$112  = step[57:56] + 1'h1;
-  assign \$113  = \$112  >= 2'h3;
-  assign \$114  = step[57:56] + 1'h1;
-  assign \$115  = \$114  - 2'h3;
-  assign \$116  = step[57:56] + 1'h1;
-  assign \$117  = \$113  ? \$115  : { 1'h0, \$116  };
-  assign \$118  = \$117  == 1'h1;
-  assign \$120  = \$118  ? { 1'h0, geo[402:387] } : \$119 ;
-  assign \$121  = \$111  ? 17'h00000 : \$120 ;
-  assign \$122  = \$121  + step[89:74];
-  assign \$123  = desc[126] ? { \$104 [17], \$104  } : { 1'h0, \$122  };
-  assign \$124  = $signed(\$123 ) + $signed({ 1'h0, step[173:158] });
-  assign \$125  = step[270] ? step[205:190] : step[189:174];
-  assign \$126  = $signed(\$124 ) + $signed({ 1'h0, \$125  });
-  assign \$127  = ~ step[270];
-  assign \$128  = issue & \$127 ;
-  assign \$129  = ! desc[89:88];
-  assign \$130  = ~ \$129 ;
-  assign \$131  = \$128  & \$130 ;
-  assign \$132  = | step[141:140];
-  assign \$133  = \$131  & \$132 ;
-  assign line1_c__en = \$133  & step[271];
-  assign \$134  = step[73:58] + geo[73:58];
-  assign \$135  = \$134  >= geo[434:419];
-  assign \$136  = step[73:58] + geo[73:58];
-  assign \$137  = \$136  - geo[434:419];
-  assign \$138  = step[73:58] + geo[73:58];
-  assign \$139  = \$135  ? \$137  : { 1'h0, \$138  };
-  assign \$140  = step[57:56] + 1'h1;
-  assign \$141  = \$140  >= 2'h3;
-  assign \$142  = step[57:56] + 1'h1;
-  assign \$143  = \$142  - 2'h3;
-  assign \$144  = step[57:56] + 1'h1;
-  assign \$145  = \$141  ? \$143  : { 1'h0, \$144  };
-  assign \$146  = ! \$145 ;
-  assign \$147  = step[57:56] + 1'h1;
-  assign \$148  = \$147  >= 2'h3;
-  assign \$149  = step[57:56] + 1'h1;
-  assign \$150  = \$149  - 2'h3;
-  assign \$151  = step[57:56] + 1'h1;
-  assign \$152  = \$148  ? \$150  : { 1'h0, \$151  };
-  assign \$153  = \$152  == 1'h1;
-  assign \$155  = \$153  ? { 1'h0, geo[402:387] } : \$154 ;
-  assign \$156  = \$146  ? 17'h00000 : \$155 ;
-  assign \$157  = \$156  + step[89:74];
-  assign \$158  = desc[126] ? { \$139 [17], \$139  } : { 1'h0, \$157  };
-  assign \$159  = ! step[139:138];
-  assign \$160  = step[173:158] - geo[35:20];
-  assign \$161  = step[173:158] + geo[35:20];
-  assign \$162  = \$159  ? { \$160 [16], \$160  } : { 1'h0, \$161  };
-  assign \$163  = $signed(\$158 ) + $signed(\$162 );
-  assign \$164  = $signed(\$163 ) + $signed({ 1'h0, step[189:174] });
-  assign \$165  = ~ step[270];
-  assign \$166  = issue & \$165 ;
-  assign w2__en = \$166  & step[273];
-  assign \$167  = step[237:222] >> geo[7:4];
-  assign \$168  = step[221:206] + \$167 ;
-  assign \$169  = ! desc[89:88];
-  assign \$170  = ~ step[270];
-  assign \$171  = issue & \$170 ;
-  assign \$172  = \$171  & step[273];
+  assign \$48  = ! \$47 ;
+  assign \$49  = step[57:56] + 1'h0;
+  assign \$50  = \$49  >= 2'h3;
+  assign \$51  = step[57:56] + 1'h0;
+  assign \$52  = \$51  - 2'h3;
+  assign \$53  = step[57:56] + 1'h0;
+  assign \$54  = \$50  ? \$52  : { 1'h0, \$53  };
+  assign \$55  = \$54  == 1'h1;
+  assign \$57  = \$55  ? { 1'h0, geo[402:387] } : \$56 ;
+  assign \$58  = \$48  ? 17'h00000 : \$57 ;
+  assign \$59  = \$58  + step[121:106];
+  assign \$60  = desc[126] ? { 2'h0, step[73:58] } : \$59 ;
+  assign \$61  = step[57:56] + 2'h2;
+  assign \$62  = \$61  >= 2'h3;
+  assign \$63  = step[57:56] + 2'h2;
+  assign \$64  = \$63  - 2'h3;
+  assign \$65  = step[57:56] + 2'h2;
+  assign \$66  = \$62  ? \$64  : { 1'h0, \$65  };
+  assign \$67  = ! \$66 ;
+  assign \$68  = step[57:56] + 2'h2;
+  assign \$69  = \$68  >= 2'h3;
+  assign \$70  = step[57:56] + 2'h2;
+  assign \$71  = \$70  - 2'h3;
+  assign \$72  = step[57:56] + 2'h2;
+  assign \$73  = \$69  ? \$71  : { 1'h0, \$72  };
+  assign \$74  = \$73  == 1'h1;
+  assign \$76  = \$74  ? { 1'h0, geo[402:387] } : \$75 ;
+  assign \$77  = \$67  ? 17'h00000 : \$76 ;
+  assign \$78  = \$77  + step[121:106];
+  assign \$79  = desc[126] ? { 2'h0, step[105:90] } : \$78 ;
+  assign \$80  = \$41  ? \$60  : \$79 ;
+  assign \$81  = \$80  + step[205:190];
+  assign \$82  = \$81  + step[221:206];
+  assign \$83  = step[302] | step[304];
+  assign line1_b__en = issue & \$83 ;
+  assign \$84  = step[57:56] + 1'h1;
+  assign \$85  = \$84  >= 2'h3;
+  assign \$86  = step[57:56] + 1'h1;
+  assign \$87  = \$86  - 2'h3;
+  assign \$88  = step[57:56] + 1'h1;
+  assign \$89  = \$85  ? \$87  : { 1'h0, \$88  };
+  assign \$90  = ! \$89 ;
+  assign \$91  = step[57:56] + 1'h1;
+  assign \$92  = \$91  >= 2'h3;
+  assign \$93  = step[57:56] + 1'h1;
+  assign \$94  = \$93  - 2'h3;
+  assign \$95  = step[57:56] + 1'h1;
+  assign \$96  = \$92  ? \$94  : { 1'h0, \$95  };
+  assign \$97  = \$96  == 1'h1;
+  assign \$99  = \$97  ? { 1'h0, geo[402:387] } : \$98 ;
+  assign \$100  = \$90  ? 17'h00000 : \$99 ;
+  assign \$101  = \$100  + step[121:106];
+  assign \$102  = desc[126] ? { 2'h0, step[89:74] } : \$101 ;
+  assign \$103  = \$102  + step[205:190];
+  assign \$104  = step[302] ? step[237:222] : step[221:206];
+  assign \$105  = \$103  + \$104 ;
+  assign \$106  = ~ step[302];
+  assign \$107  = issue & \$106 ;
+  assign \$108  = ! desc[89:88];
+  assign \$109  = ~ \$108 ;
+  assign \$110  = \$107  & \$109 ;
+  assign \$111  = | step[173:172];
+  assign \$112  = \$110  & \$111 ;
+  assign line1_c__en = \$112  & step[303];
+  assign \$113  = step[57:56] + 1'h1;
+  assign \$114  = \$113  >= 2'h3;
+  assign \$115  = step[57:56] + 1'h1;
+  assign \$116  = \$115  - 2'h3;
+  assign \$117  = step[57:56] + 1'h1;
+  assign \$118  = \$114  ? \$116  : { 1'h0, \$117  };
+  assign \$119  = ! \$118 ;
+  assign \$120  = step[57:56] + 1'h1;
+  assign \$121  = \$120  >= 2'h3;
+  assign \$122  = step[57:56] + 1'h1;
+  assign \$123  = \$122  - 2'h3;
+  assign \$124  = step[57:56] + 1'h1;
+  assign \$125  = \$121  ? \$123  : { 1'h0, \$124  };
+  assign \$126  = \$125  == 1'h1;
+  assign \$128  = \$126  ? { 1'h0, geo[402:387] } : \$127 ;
+  assign \$129  = \$119  ? 17'h00000 : \$128 ;
+  assign \$130  = \$129  + step[121:106];
+  assign \$131  = desc[126] ? { 2'h0, step[89:74] } : \$130 ;
+  assign \$132  = ! step[171:170];
+  assign \$133  = step[205:190] - geo[35:20];
+  assign \$134  = step[205:190] + geo[35:20];
+  assign \$135  = \$132  ? { \$133 [16], \$133  } : { 1'h0, \$134  };
+  assign \$136  = $signed({ 1'h0, \$131  }) + $signed(\$135 );
+  assign \$137  = $signed(\$136 ) + $signed({ 1'h0, step[221:206] });
+  assign \$138  = ~ step[302];
+  assign \$139  = issue & \$138 ;
+  assign w2__en = \$139  & step[305];
+  assign \$140  = step[269:254] >> geo[7:4];
+  assign \$141  = step[253:238] + \$140 ;
+  assign \$142  = ! desc[89:88];
+  assign \$143  = ~ step[302];
+  assign \$144  = issue & \$143 ;
+  assign \$145  = \$144  & step[305];
+  assign \$146  = ! desc[89:88];
+  assign \$147  = ~ \$146 ;
+  assign \$148  = \$145  & \$147 ;
+  assign w3__en = \$142  ? \w3__en$51  : \$148 ;
+  assign \$149  = ! desc[89:88];
+  assign \$150  = step[269:254] >> geo[7:4];
+  assign \$151  = step[253:238] + \$150 ;
+  assign \$152  = \$149  ? { 1'h0, \w3__addr$53  } : \$151 ;
+  assign w_rd = issue & step[306];
+  assign p_rd = issue & step[307];
+  assign \$153  = ~ a[1];
+  assign valid = a[0] & \$153 ;
+  assign \$154  = ! a[93:92];
+  assign \$155  = a[10] ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : line1_a__data;
+  assign centre = \$154  ? line1_b__data : \$155 ;
+  assign \$156  = ~ a[1];
+  assign \$157  = a[0] & \$156 ;
+  assign w_wr = \$157  & a[5];
+  assign \$158  = ! desc[89:88];
+  assign \$159  = issue & step[306];
+  assign \$160  = issue & step[307];
+  assign \$161  = ~ a[1];
+  assign \$162  = a[0] & \$161 ;
+  assign \$163  = ! a[93:92];
+  assign \$164  = a[93:92] == 1'h1;
+  assign \$165  = \$164  ? 2'h1 : 2'h2;
+  assign \$166  = \$163  ? 2'h0 : \$165 ;
+  assign \$167  = a[9] ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : line1_c__data;
+  assign \$168  = ~ a[1];
+  assign \$169  = a[0] & \$168 ;
+  assign \$170  = \$169  & a[5];
+  assign \$171  = ~ b[1];
+  assign \$172  = b[0] & \$171 ;
+  assign \p_wr$96  = \$172  & b[3];
   assign \$173  = ! desc[89:88];
   assign \$174  = ~ \$173 ;
-  assign \$175  = \$172  & \$174 ;
-  assign w3__en = \$169  ? \w3__en$51  : \$175 ;
-  assign \$176  = ! desc[89:88];
-  assign \$177  = step[237:222] >> geo[7:4];
-  assign \$178  = step[221:206] + \$177 ;
-  assign \$179  = \$176  ? { 1'h0, \w3__addr$53  } : \$178 ;
-  assign w_rd = issue & step[274];
-  assign p_rd = issue & step[275];
-  assign \$180  = ~ a[1];
-  assign valid = a[0] & \$180 ;
-  assign \$181  = ! a[93:92];
-  assign \$182  = a[10] ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : line1_a__data;
-  assign centre = \$181  ? line1_b__data : \$182 ;
-  assign \$183  = ~ a[1];
-  assign \$184  = a[0] & \$183 ;
-  assign w_wr = \$184  & a[5];
+  assign \$175  = ~ b[1];
+  assign \$176  = b[0] & \$175 ;
+  assign \$177  = \$176  & b[3];
+  assign \$178  = b[0] & b[2];
+  assign \$179  = ! desc[89:88];
+  assign row2__en = \$178  & \$179 ;
+  assign \$180  = b[72] ? geo[73:58] : 16'h0000;
+  assign \$181  = \$180  + b[39:24];
+  assign \$182  = \$181  + b[71:56];
+  assign \$183  = \line4__en$150  | merge_c;
+  assign line4__en = \$183  | w4_copy_c;
+  assign \$184  = ! desc[89:88];
+  assign line4__addr = \$184  ? \line4__addr$155  : line4_addr_c;
   assign \$185  = ! desc[89:88];
-  assign \$186  = issue & step[274];
-  assign \$187  = issue & step[275];
-  assign \$188  = ~ a[1];
-  assign \$189  = a[0] & \$188 ;
-  assign \$190  = ! a[93:92];
-  assign \$191  = a[93:92] == 1'h1;
-  assign \$192  = \$191  ? 2'h1 : 2'h2;
-  assign \$193  = \$190  ? 2'h0 : \$192 ;
-  assign \$194  = a[9] ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : line1_c__data;
-  assign \$195  = ~ a[1];
-  assign \$196  = a[0] & \$195 ;
-  assign \$197  = \$196  & a[5];
-  assign \$198  = ~ b[1];
-  assign \$199  = b[0] & \$198 ;
-  assign \p_wr$96  = \$199  & b[3];
-  assign \$200  = ! desc[89:88];
-  assign \$201  = ~ \$200 ;
-  assign \$202  = ~ b[1];
-  assign \$203  = b[0] & \$202 ;
-  assign \$204  = \$203  & b[3];
-  assign \$205  = b[0] & b[2];
-  assign \$206  = ! desc[89:88];
-  assign row2__en = \$205  & \$206 ;
-  assign \$207  = b[72] ? geo[73:58] : 16'h0000;
-  assign \$208  = \$207  + b[39:24];
-  assign \$209  = \$208  + b[71:56];
-  assign \$210  = \line4__en$150  | merge_c;
-  assign line4__en = \$210  | w4_copy_c;
-  assign \$211  = ! desc[89:88];
-  assign line4__addr = \$211  ? \line4__addr$155  : line4_addr_c;
-  assign \$212  = ! desc[89:88];
-  assign line4__data = w4_copy_c ? copy_word4 : \$213 ;
+  assign line4__data = w4_copy_c ? copy_word4 : \$186 ;
+  assign \$187  = ! desc[89:88];
+  assign \q23_rows$159  = \$187  ? \$signal$15  : q2_rows;
+  assign \$188  = run | inflight;
+  assign \$189  = merge_c | w4_copy_c;
+  assign \$190  = \$188  | \$189 ;
+  assign busy = \$190  | \busy$163 ;
+  assign \$191  = count_c3_busy0 + count_c3_busy1;
+  assign \$192  = count_c3_stall0 + count_c3_stall1;
+  assign \$193  = count_line1_reads0 + count_line1_reads1;
+  assign \$194  = \$193  + count_line1_reads2;
+  assign \$195  = count_w3_reads0 + count_w3_reads1;
+  assign \$196  = count_c3_macs0 + count_c3_macs1;
+  assign \$197  = count_c2_spad_reads0 + count_c2_spad_reads1;
+  assign \$198  = count_c2_spad_writes0 + count_c2_spad_writes1;
+  assign \$199  = count_c3_spad_reads0 + count_c3_spad_reads1;
+  assign \$200  = count_c3_spad_writes0 + count_c3_spad_writes1;
+  assign \$201  = \$200  + count_c3_spad_writes2;
+  assign \$202  = count_line4_writes0 + count_line4_writes1;
+  assign \$203  = issue & step[308];
+  assign \$204  = step[39:24] == geo[688:673];
+  assign \$205  = \$204  ? 2'h3 : 2'h1;
+  assign \$206  = ! step[15:0];
+  assign \$207  = step[39:24] == geo[688:673];
+  assign \$208  = ~ \$207 ;
+  assign \$209  = \$206  & \$208 ;
+  assign \$210  = \$209  ? 2'h3 : 2'h1;
+  assign \$211  = desc[126] ? \$205  : \$210 ;
+  assign \$212  = need2 + \$211 ;
+  assign \$213  = e1_rows >= need2;
   assign \$214  = ! desc[89:88];
-  assign \q23_rows$159  = \$214  ? \$signal$15  : q2_rows;
-  assign \$215  = run | inflight;
-  assign \$216  = merge_c | w4_copy_c;
-  assign \$217  = \$215  | \$216 ;
-  assign busy = \$217  | \busy$163 ;
-  assign \$218  = e1_rows >= need2;
-  assign \$219  = ! desc[89:88];
-  assign \$220  = e3_rel + 1'h1;
-  assign \$221  = \$220  >= step[55:40];
-  assign \$222  = step[15:0] < 2'h3;
-  assign \$223  = step[15:0] - 2'h3;
-  assign \$224  = $signed(\$223 ) >>> desc[206];
-  assign \$225  = $signed({ 1'h0, step[121:106] }) + $signed(\$224 );
-  assign \$226  = step[137:122] + step[23:16];
-  assign \$227  = desc[126] ? \$225  : { 1'h0, \$226  };
-  assign \$228  = $signed(\$227 ) + $signed(2'h1);
-  assign \$229  = $signed({ 1'h0, e4_released }) >= $signed(\$228 );
-  assign \$230  = \$222  | \$229 ;
-  assign \$231  = \$219  ? \$221  : \$230 ;
-  assign \$232  = \$218  & \$231 ;
-  assign \$233  = ~ \$232 ;
-  assign \$234  = run & \$233 ;
-  assign \$235  = e1_rows >= need2;
-  assign \$236  = ! desc[89:88];
-  assign \$237  = e3_rel + 1'h1;
-  assign \$238  = \$237  >= step[55:40];
-  assign \$239  = step[15:0] < 2'h3;
-  assign \$240  = step[15:0] - 2'h3;
-  assign \$241  = $signed(\$240 ) >>> desc[206];
-  assign \$242  = $signed({ 1'h0, step[121:106] }) + $signed(\$241 );
-  assign \$243  = step[137:122] + step[23:16];
-  assign \$244  = desc[126] ? \$242  : { 1'h0, \$243  };
-  assign \$245  = $signed(\$244 ) + $signed(2'h1);
-  assign \$246  = $signed({ 1'h0, e4_released }) >= $signed(\$245 );
-  assign \$247  = \$239  | \$246 ;
-  assign \$248  = \$236  ? \$238  : \$247 ;
-  assign \$249  = \$235  & \$248 ;
-  assign \$250  = ~ \$249 ;
-  assign \$251  = run & \$250 ;
-  assign \$252  = ! desc[89:88];
-  assign \$253  = ~ \$252 ;
-  assign \$254  = ~ step[270];
-  assign \$255  = \$253  & \$254 ;
-  assign \$256  = \$251  & \$255 ;
-  assign \$257  = ! desc[89:88];
-  assign \$258  = ~ \$257 ;
-  assign \$259  = ~ step[270];
-  assign \$260  = \$258  & \$259 ;
-  assign \$261  = issue & \$260 ;
-  assign \$262  = \counts$165 [0] + \$261 ;
-  assign \$263  = e1_rows >= need2;
-  assign \$264  = ! desc[89:88];
-  assign \$265  = e3_rel + 1'h1;
-  assign \$266  = \$265  >= step[55:40];
-  assign \$267  = step[15:0] < 2'h3;
-  assign \$268  = step[15:0] - 2'h3;
-  assign \$269  = $signed(\$268 ) >>> desc[206];
-  assign \$270  = $signed({ 1'h0, step[121:106] }) + $signed(\$269 );
-  assign \$271  = step[137:122] + step[23:16];
-  assign \$272  = desc[126] ? \$270  : { 1'h0, \$271  };
-  assign \$273  = $signed(\$272 ) + $signed(2'h1);
-  assign \$274  = $signed({ 1'h0, e4_released }) >= $signed(\$273 );
-  assign \$275  = \$267  | \$274 ;
-  assign \$276  = \$264  ? \$266  : \$275 ;
-  assign \$277  = \$263  & \$276 ;
-  assign \$278  = ~ \$277 ;
-  assign \$279  = run & \$278 ;
-  assign \$280  = ! desc[89:88];
-  assign \$281  = ~ \$280 ;
-  assign \$282  = ~ step[270];
-  assign \$283  = \$281  & \$282 ;
-  assign \$284  = \$279  & \$283 ;
-  assign \$285  = \counts$165 [1] + \$284 ;
-  assign \$286  = e1_rows >= need2;
-  assign \$287  = ! desc[89:88];
-  assign \$288  = e3_rel + 1'h1;
-  assign \$289  = \$288  >= step[55:40];
-  assign \$290  = step[15:0] < 2'h3;
-  assign \$291  = step[15:0] - 2'h3;
-  assign \$292  = $signed(\$291 ) >>> desc[206];
-  assign \$293  = $signed({ 1'h0, step[121:106] }) + $signed(\$292 );
-  assign \$294  = step[137:122] + step[23:16];
-  assign \$295  = desc[126] ? \$293  : { 1'h0, \$294  };
-  assign \$296  = $signed(\$295 ) + $signed(2'h1);
-  assign \$297  = $signed({ 1'h0, e4_released }) >= $signed(\$296 );
-  assign \$298  = \$290  | \$297 ;
-  assign \$299  = \$287  ? \$289  : \$298 ;
-  assign \$300  = \$286  & \$299 ;
-  assign \$301  = run & \$300 ;
-  assign \$302  = | desc[293:278];
-  assign \$303  = ~ \$302 ;
-  assign \$304  = \$303  | step[270];
-  assign \$305  = \port$65032$96 [23:0] > step[300:277];
+  assign \$215  = e3_rel + 1'h1;
+  assign \$216  = \$215  >= step[55:40];
+  assign \$217  = step[15:0] < 2'h3;
+  assign \$218  = step[15:0] - 2'h3;
+  assign \$219  = $signed(\$218 ) >>> desc[206];
+  assign \$220  = $signed({ 1'h0, step[153:138] }) + $signed(\$219 );
+  assign \$221  = step[169:154] + step[23:16];
+  assign \$222  = desc[126] ? \$220  : { 1'h0, \$221  };
+  assign \$223  = $signed(\$222 ) + $signed(2'h1);
+  assign \$224  = $signed({ 1'h0, e4_released }) >= $signed(\$223 );
+  assign \$225  = \$217  | \$224 ;
+  assign \$226  = \$214  ? \$216  : \$225 ;
+  assign \$227  = \$213  & \$226 ;
+  assign \$228  = run & \$227 ;
+  assign \$229  = | desc[293:278];
+  assign \$230  = ~ \$229 ;
+  assign \$231  = \$230  | step[302];
+  assign \$232  = \port$58999$96 [23:0] > step[332:309];
+  assign \$233  = ! desc[89:88];
+  assign \$234  = \port$58999$96 [47:24] > step[332:309];
+  assign \$235  = \$233  | \$234 ;
+  assign \$236  = \$232  & \$235 ;
+  assign \$237  = \$231  | \$236 ;
+  assign \$238  = ~ \$237 ;
+  assign \$239  = \$228  & \$238 ;
+  assign \$240  = e1_rows >= need2;
+  assign \$241  = ! desc[89:88];
+  assign \$242  = e3_rel + 1'h1;
+  assign \$243  = \$242  >= step[55:40];
+  assign \$244  = step[15:0] < 2'h3;
+  assign \$245  = step[15:0] - 2'h3;
+  assign \$246  = $signed(\$245 ) >>> desc[206];
+  assign \$247  = $signed({ 1'h0, step[153:138] }) + $signed(\$246 );
+  assign \$248  = step[169:154] + step[23:16];
+  assign \$249  = desc[126] ? \$247  : { 1'h0, \$248  };
+  assign \$250  = $signed(\$249 ) + $signed(2'h1);
+  assign \$251  = $signed({ 1'h0, e4_released }) >= $signed(\$250 );
+  assign \$252  = \$244  | \$251 ;
+  assign \$253  = \$241  ? \$243  : \$252 ;
+  assign \$254  = \$240  & \$253 ;
+  assign \$255  = ~ \$254 ;
+  assign \$256  = run & \$255 ;
+  assign \$257  = e1_rows >= need2;
+  assign \$258  = ! desc[89:88];
+  assign \$259  = e3_rel + 1'h1;
+  assign \$260  = \$259  >= step[55:40];
+  assign \$261  = step[15:0] < 2'h3;
+  assign \$262  = step[15:0] - 2'h3;
+  assign \$263  = $signed(\$262 ) >>> desc[206];
+  assign \$264  = $signed({ 1'h0, step[153:138] }) + $signed(\$263 );
+  assign \$265  = step[169:154] + step[23:16];
+  assign \$266  = desc[126] ? \$264  : { 1'h0, \$265  };
+  assign \$267  = $signed(\$266 ) + $signed(2'h1);
+  assign \$268  = $signed({ 1'h0, e4_released }) >= $signed(\$267 );
+  assign \$269  = \$261  | \$268 ;
+  assign \$270  = \$258  ? \$260  : \$269 ;
+  assign \$271  = \$257  & \$270 ;
+  assign \$272  = ~ \$271 ;
+  assign \$273  = run & \$272 ;
+  assign \$274  = ! desc[89:88];
+  assign \$275  = ~ \$274 ;
+  assign \$276  = ~ step[302];
+  assign \$277  = \$275  & \$276 ;
+  assign \$278  = \$273  & \$277 ;
+  assign \$279  = issue & step[308];
+  assign \$280  = \released$201  + 1'h1;
+  assign \$281  = step[15:0] == geo[664:649];
+  assign \$282  = \$281  ? 2'h3 : 2'h1;
+  assign \$283  = released_e1_order + \$282 ;
+  assign \$284  = ! desc[89:88];
+  assign \$285  = ~ \$284 ;
+  assign \$286  = ~ step[302];
+  assign \$287  = \$285  & \$286 ;
+  assign \$288  = issue & \$287 ;
+  assign \$289  = e1_rows >= need2;
+  assign \$290  = ! desc[89:88];
+  assign \$291  = e3_rel + 1'h1;
+  assign \$292  = \$291  >= step[55:40];
+  assign \$293  = step[15:0] < 2'h3;
+  assign \$294  = step[15:0] - 2'h3;
+  assign \$295  = $signed(\$294 ) >>> desc[206];
+  assign \$296  = $signed({ 1'h0, step[153:138] }) + $signed(\$295 );
+  assign \$297  = step[169:154] + step[23:16];
+  assign \$298  = desc[126] ? \$296  : { 1'h0, \$297  };
+  assign \$299  = $signed(\$298 ) + $signed(2'h1);
+  assign \$300  = $signed({ 1'h0, e4_released }) >= $signed(\$299 );
+  assign \$301  = \$293  | \$300 ;
+  assign \$302  = \$290  ? \$292  : \$301 ;
+  assign \$303  = \$289  & \$302 ;
+  assign \$304  = ~ \$303 ;
+  assign \$305  = run & \$304 ;
   assign \$306  = ! desc[89:88];
-  assign \$307  = \port$65032$96 [47:24] > step[300:277];
-  assign \$308  = \$306  | \$307 ;
-  assign \$309  = \$305  & \$308 ;
-  assign \$310  = \$304  | \$309 ;
-  assign \$311  = ~ \$310 ;
-  assign \$312  = \$301  & \$311 ;
-  assign \$313  = line1_a__en + line1_b__en;
-  assign \$314  = \$313  + line1_c__en;
-  assign \$315  = ~ step[270];
-  assign \$316  = issue & \$315 ;
-  assign \$317  = \$316  & step[273];
-  assign \$318  = ~ step[270];
-  assign \$319  = issue & \$318 ;
-  assign \$320  = \$319  & step[273];
-  assign \$321  = ! desc[89:88];
-  assign \$322  = ~ \$321 ;
-  assign \$323  = \$320  & \$322 ;
-  assign \$324  = \counts$165 [5] + \$323 ;
-  assign \$325  = ~ a[1];
-  assign \$326  = a[0] & \$325 ;
-  assign \$327  = geo[35:20] - 1'h1;
-  assign \$328  = a[91:76] == \$327 ;
-  assign \$329  = \$328  ? geo[41:36] : geo[13:8];
-  assign \$330  = ! desc[89:88];
-  assign \$331  = ! a[43:28];
-  assign \$332  = geo[57:42] + 1'h1;
-  assign \$333  = a[43:28] == \$332 ;
-  assign \$334  = a[43:28] == geo[57:42];
-  assign \$335  = \$334  ? geo[386:381] : geo[19:14];
-  assign \$336  = a[43:28] == geo[57:42];
-  assign \$337  = geo[19:14] - 1'h1;
-  assign \$338  = { 1'h0, desc[79:64] } & { \$337 [6], \$337 [6], \$337 [6], \$337 [6], \$337 [6], \$337 [6], \$337 [6], \$337 [6], \$337 [6], \$337 [6], \$337  };
-  assign \$339  = ! \$338 ;
-  assign \$340  = ~ \$339 ;
-  assign \$341  = \$336  & \$340 ;
-  assign \$342  = ~ desc[211];
-  assign \$343  = \$341  & \$342 ;
-  assign \$344  = \$335  + \$343 ;
-  assign \$345  = \$333  ? 7'h01 : \$344 ;
-  assign \$346  = \$331  ? 7'h01 : \$345 ;
-  assign \$347  = a[43:28] == geo[57:42];
-  assign \$348  = \$347  ? geo[386:381] : geo[19:14];
-  assign \$349  = \$330  ? \$346  : { 1'h0, \$348  };
-  assign \$350  = \$329  * \$349 ;
-  assign \$351  = \$326  ? \$350  : 13'h0000;
-  assign \$352  = ~ a[1];
-  assign \$353  = a[0] & \$352 ;
-  assign \$354  = ! desc[89:88];
-  assign \$355  = ~ \$354 ;
-  assign \$356  = \$353  & \$355 ;
-  assign \$357  = geo[35:20] - 1'h1;
-  assign \$358  = a[91:76] == \$357 ;
-  assign \$359  = \$358  ? geo[41:36] : geo[13:8];
-  assign \$360  = a[43:28] == geo[57:42];
-  assign \$361  = \$360  ? geo[386:381] : geo[19:14];
-  assign \$362  = \$359  * \$361 ;
-  assign \$363  = \$356  ? \$362  : 12'h000;
-  assign \$364  = \counts$165 [17:6] + \$363 ;
-  assign \$365  = w_rd + p_rd;
-  assign \$366  = w_wr + \p_wr$96 ;
-  assign \$367  = ! desc[89:88];
-  assign \$368  = \w_rd$87  + \p_rd$91 ;
-  assign \$369  = \$367  ? 2'h0 : \$368 ;
-  assign \$370  = \counts$165 [19:18] + \$369 ;
-  assign \$371  = ! desc[89:88];
-  assign \$372  = \$371  ? 1'h0 : \w_wr$89 ;
-  assign \$373  = \counts$165 [21:20] + \$372 ;
+  assign \$307  = ~ \$306 ;
+  assign \$308  = ~ step[302];
+  assign \$309  = \$307  & \$308 ;
+  assign \$310  = \$305  & \$309 ;
+  assign \$311  = ~ step[302];
+  assign \$312  = issue & \$311 ;
+  assign \$313  = \$312  & step[305];
+  assign \$314  = ~ step[302];
+  assign \$315  = issue & \$314 ;
+  assign \$316  = \$315  & step[305];
+  assign \$317  = ! desc[89:88];
+  assign \$318  = ~ \$317 ;
+  assign \$319  = \$316  & \$318 ;
+  assign \$320  = ~ a[1];
+  assign \$321  = a[0] & \$320 ;
+  assign \$322  = geo[35:20] - 1'h1;
+  assign \$323  = a[91:76] == \$322 ;
+  assign \$324  = \$323  ? geo[41:36] : geo[13:8];
+  assign \$325  = ! desc[89:88];
+  assign \$326  = ! a[43:28];
+  assign \$327  = geo[57:42] + 1'h1;
+  assign \$328  = a[43:28] == \$327 ;
+  assign \$329  = a[43:28] == geo[57:42];
+  assign \$330  = \$329  ? geo[386:381] : geo[19:14];
+  assign \$331  = a[43:28] == geo[57:42];
+  assign \$332  = geo[19:14] - 1'h1;
+  assign \$333  = { 1'h0, desc[79:64] } & { \$332 [6], \$332 [6], \$332 [6], \$332 [6], \$332 [6], \$332 [6], \$332 [6], \$332 [6], \$332 [6], \$332 [6], \$332  };
+  assign \$334  = ! \$333 ;
+  assign \$335  = ~ \$334 ;
+  assign \$336  = \$331  & \$335 ;
+  assign \$337  = ~ desc[211];
+  assign \$338  = \$336  & \$337 ;
+  assign \$339  = \$330  + \$338 ;
+  assign \$340  = \$328  ? 7'h01 : \$339 ;
+  assign \$341  = \$326  ? 7'h01 : \$340 ;
+  assign \$342  = a[43:28] == geo[57:42];
+  assign \$343  = \$342  ? geo[386:381] : geo[19:14];
+  assign \$344  = \$325  ? \$341  : { 1'h0, \$343  };
+  assign \$345  = \$324  * \$344 ;
+  assign \$346  = \$321  ? \$345  : 13'h0000;
+  assign \$347  = ~ a[1];
+  assign \$348  = a[0] & \$347 ;
+  assign \$349  = ! desc[89:88];
+  assign \$350  = ~ \$349 ;
+  assign \$351  = \$348  & \$350 ;
+  assign \$352  = geo[35:20] - 1'h1;
+  assign \$353  = a[91:76] == \$352 ;
+  assign \$354  = \$353  ? geo[41:36] : geo[13:8];
+  assign \$355  = a[43:28] == geo[57:42];
+  assign \$356  = \$355  ? geo[386:381] : geo[19:14];
+  assign \$357  = \$354  * \$356 ;
+  assign \$358  = \$351  ? \$357  : 12'h000;
+  assign \$359  = ! desc[89:88];
+  assign \$360  = \w_rd$87  + \p_rd$91 ;
+  assign \$361  = \$359  ? 2'h0 : \$360 ;
+  assign \$362  = ! desc[89:88];
+  assign \$363  = \$362  ? 1'h0 : \w_wr$89 ;
+  assign \$364  = ! desc[89:88];
+  assign \$365  = \$364  ? 1'h0 : p_wr;
+  assign \$366  = ! desc[89:88];
+  assign \$367  = \$366  ? { \b$108 [511], \b$108 [511:495], \b$108 [495:479], \b$108 [479:463], \b$108 [463:447], \b$108 [447:431], \b$108 [431:415], \b$108 [415:399], \b$108 [399:383], \b$108 [383:367], \b$108 [367:351], \b$108 [351:335], \b$108 [335:319], \b$108 [319:303], \b$108 [303:287], \b$108 [287:271], \b$108 [271:255], \b$108 [255:239], \b$108 [239:223], \b$108 [223:207], \b$108 [207:191], \b$108 [191:175], \b$108 [175:159], \b$108 [159:143], \b$108 [143:127], \b$108 [127:111], \b$108 [111:95], \b$108 [95:79], \b$108 [79:63], \b$108 [63:47], \b$108 [47:31], \b$108 [31:15], \b$108 [15:0] } : { \$522 , \$521 , \$520 , \$519 , \$518 , \$517 , \$516 , \$515 , \$514 , \$513 , \$512 , \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500 , \$499 , \$498 , \$497 , \$496 , \$495 , \$494 , \$493 , \$492 , \$491  };
+  assign \$368  = ! desc[89:88];
+  assign \$369  = desc[144:139] + 1'h1;
+  assign \$370  = \$368  ? { 1'h0, desc[144:139] } : \$369 ;
+  assign \$371  = b[0] & b[2];
+  assign \$372  = ~ b[1];
+  assign \$373  = \$371  & \$372 ;
   assign \$374  = ! desc[89:88];
-  assign \$375  = \$374  ? 1'h0 : p_wr;
-  assign \$376  = \$373  + \$375 ;
-  assign \$377  = merge_c | w4_copy_c;
-  assign \$378  = \counts$165 [22] + \$377 ;
-  assign \$379  = b[0] & b[2];
-  assign \$380  = ~ b[1];
-  assign \$381  = \$379  & \$380 ;
-  assign \$382  = ! desc[89:88];
-  assign \$383  = ~ \$382 ;
-  assign \$384  = \$381  & \$383 ;
-  assign \$385  = b[0] & b[2];
-  assign \$386  = ~ b[1];
-  assign \$387  = \$385  & \$386 ;
-  assign \$388  = ! desc[89:88];
-  assign \$389  = ~ \$388 ;
-  assign \$390  = \$387  & \$389 ;
-  assign \$391  = geo[35:20] - 1'h1;
-  assign \$392  = b[71:56] == \$391 ;
-  assign \$393  = \$392  ? geo[41:36] : geo[13:8];
-  assign \$394  = b[23:8] == geo[57:42];
-  assign \$395  = \$394  ? geo[386:381] : geo[19:14];
-  assign \$396  = \$393  * \$395 ;
-  assign \$397  = \$390  ? \$396  : 12'h000;
-  assign \$398  = issue & step[276];
-  assign \$399  = step[39:24] == geo[688:673];
-  assign \$400  = \$399  ? 2'h3 : 2'h1;
-  assign \$401  = ! step[15:0];
-  assign \$402  = step[39:24] == geo[688:673];
-  assign \$403  = ~ \$402 ;
-  assign \$404  = \$401  & \$403 ;
-  assign \$405  = \$404  ? 2'h3 : 2'h1;
-  assign \$406  = desc[126] ? \$400  : \$405 ;
-  assign \$407  = need2 + \$406 ;
-  assign \$408  = issue & step[276];
-  assign \$409  = \released$168  + 1'h1;
-  assign \$410  = step[15:0] == geo[664:649];
-  assign \$411  = \$410  ? 2'h3 : 2'h1;
-  assign \$412  = released_e1_order + \$411 ;
-  assign \$413  = ! desc[89:88];
-  assign \$414  = \$413  ? { \b$108 [511], \b$108 [511:495], \b$108 [495:479], \b$108 [479:463], \b$108 [463:447], \b$108 [447:431], \b$108 [431:415], \b$108 [415:399], \b$108 [399:383], \b$108 [383:367], \b$108 [367:351], \b$108 [351:335], \b$108 [335:319], \b$108 [319:303], \b$108 [303:287], \b$108 [287:271], \b$108 [271:255], \b$108 [255:239], \b$108 [239:223], \b$108 [223:207], \b$108 [207:191], \b$108 [191:175], \b$108 [175:159], \b$108 [159:143], \b$108 [143:127], \b$108 [127:111], \b$108 [111:95], \b$108 [95:79], \b$108 [79:63], \b$108 [63:47], \b$108 [47:31], \b$108 [31:15], \b$108 [15:0] } : { \$516 , \$515 , \$514 , \$513 , \$512 , \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500 , \$499 , \$498 , \$497 , \$496 , \$495 , \$494 , \$493 , \$492 , \$491 , \$490 , \$489 , \$488 , \$487 , \$486 , \$485  };
-  assign \$415  = ! desc[89:88];
-  assign \$416  = desc[144:139] + 1'h1;
-  assign \$417  = \$415  ? { 1'h0, desc[144:139] } : \$416 ;
-  assign \$418  = b[0] & b[2];
-  assign \$419  = ~ b[1];
-  assign \$420  = \$418  & \$419 ;
-  assign \$421  = ! desc[89:88];
-  assign \$422  = ~ \$421 ;
-  assign \$423  = \$420  & \$422 ;
-  assign \$424  = b[0] & b[1];
-  assign \$425  = b[0] & b[4];
-  assign \$426  = ! b[74:73];
-  assign \$427  = b[74:73] == 1'h1;
-  assign \$429  = \$427  ? { 1'h0, geo[418:403] } : \$428 ;
-  assign \$430  = \$426  ? 17'h00000 : \$429 ;
-  assign \$431  = \$430  + b[55:40];
+  assign \$375  = ~ \$374 ;
+  assign \$376  = \$373  & \$375 ;
+  assign \$377  = b[0] & b[1];
+  assign \$378  = b[0] & b[4];
+  assign \$379  = ! b[74:73];
+  assign \$380  = b[74:73] == 1'h1;
+  assign \$382  = \$380  ? { 1'h0, geo[418:403] } : \$381 ;
+  assign \$383  = \$379  ? 17'h00000 : \$382 ;
+  assign \$384  = \$383  + b[55:40];
+  assign \$385  = \$384  + b[39:24];
+  assign \$386  = \$385  - geo[35:20];
+  assign \$387  = $signed(\$386 ) + $signed({ 1'h0, b[71:56] });
+  assign \$388  = merge_c | w4_copy_c;
+  assign \$389  = b[0] & b[2];
+  assign \$390  = ~ b[1];
+  assign \$391  = \$389  & \$390 ;
+  assign \$392  = ! desc[89:88];
+  assign \$393  = ~ \$392 ;
+  assign \$394  = \$391  & \$393 ;
+  assign \$395  = b[0] & b[2];
+  assign \$396  = ~ b[1];
+  assign \$397  = \$395  & \$396 ;
+  assign \$398  = ! desc[89:88];
+  assign \$399  = ~ \$398 ;
+  assign \$400  = \$397  & \$399 ;
+  assign \$401  = geo[35:20] - 1'h1;
+  assign \$402  = b[71:56] == \$401 ;
+  assign \$403  = \$402  ? geo[41:36] : geo[13:8];
+  assign \$404  = b[23:8] == geo[57:42];
+  assign \$405  = \$404  ? geo[386:381] : geo[19:14];
+  assign \$406  = \$403  * \$405 ;
+  assign \$407  = \$400  ? \$406  : 12'h000;
+  assign \$408  = ! desc[89:88];
+  assign \$409  = b[0] & b[4];
+  assign \$410  = \$408  ? \$409  : e2_row_end_c;
+  assign \$411  = q2_rows + 1'h1;
   \ttsnn_accel.e23.adder  adder (
     .a(i),
     .b(\b$108 ),
-    .\port$5739$0 (\$485 ),
-    .\port$5740$0 (\$486 ),
-    .\port$5741$0 (\$487 ),
-    .\port$5742$0 (\$488 ),
-    .\port$5743$0 (\$489 ),
-    .\port$5744$0 (\$490 ),
-    .\port$5745$0 (\$491 ),
-    .\port$5746$0 (\$492 ),
-    .\port$5747$0 (\$493 ),
-    .\port$5748$0 (\$494 ),
-    .\port$5749$0 (\$495 ),
-    .\port$5750$0 (\$496 ),
-    .\port$5751$0 (\$497 ),
-    .\port$5752$0 (\$498 ),
-    .\port$5753$0 (\$499 ),
-    .\port$5754$0 (\$500 ),
-    .\port$5755$0 (\$501 ),
-    .\port$5756$0 (\$502 ),
-    .\port$5757$0 (\$503 ),
-    .\port$5758$0 (\$504 ),
-    .\port$5759$0 (\$505 ),
-    .\port$5760$0 (\$506 ),
-    .\port$5761$0 (\$507 ),
-    .\port$5762$0 (\$508 ),
-    .\port$5763$0 (\$509 ),
-    .\port$5764$0 (\$510 ),
-    .\port$5765$0 (\$511 ),
-    .\port$5766$0 (\$512 ),
-    .\port$5767$0 (\$513 ),
-    .\port$5768$0 (\$514 ),
-    .\port$5769$0 (\$515 ),
-    .\port$5770$0 (\$516 )
+    .\port$5814$0 (\$491 ),
+    .\port$5815$0 (\$492 ),
+    .\port$5816$0 (\$493 ),
+    .\port$5817$0 (\$494 ),
+    .\port$5818$0 (\$495 ),
+    .\port$5819$0 (\$496 ),
+    .\port$5820$0 (\$497 ),
+    .\port$5821$0 (\$498 ),
+    .\port$5822$0 (\$499 ),
+    .\port$5823$0 (\$500 ),
+    .\port$5824$0 (\$501 ),
+    .\port$5825$0 (\$502 ),
+    .\port$5826$0 (\$503 ),
+    .\port$5827$0 (\$504 ),
+    .\port$5828$0 (\$505 ),
+    .\port$5829$0 (\$506 ),
+    .\port$5830$0 (\$507 ),
+    .\port$5831$0 (\$508 ),
+    .\port$5832$0 (\$509 ),
+    .\port$5833$0 (\$510 ),
+    .\port$5834$0 (\$511 ),
+    .\port$5835$0 (\$512 ),
+    .\port$5836$0 (\$513 ),
+    .\port$5837$0 (\$514 ),
+    .\port$5838$0 (\$515 ),
+    .\port$5839$0 (\$516 ),
+    .\port$5840$0 (\$517 ),
+    .\port$5841$0 (\$518 ),
+    .\port$5842$0 (\$519 ),
+    .\port$5843$0 (\$520 ),
+    .\port$5844$0 (\$521 ),
+    .\port$5845$0 (\$522 )
   );
   \ttsnn_accel.e23.cluster2  cluster2 (
     .centre(centre),
     .clk(clk),
-    .p_addr(step[256:254]),
+    .p_addr(step[288:286]),
     .p_rd(p_rd),
     .pack(geo[3:0]),
-    .\port$59642$18 (a[27:18]),
-    .\port$59642$2 (a[4:2]),
+    .\port$53459$18 (a[27:18]),
+    .\port$53459$2 (a[4:2]),
     .pw__addr(b[7:5]),
     .pw__data(i),
     .pw__en(\p_wr$96 ),
     .rst(rst),
     .valid(valid),
     .weights(weights),
-    .wr__addr(step[241:238]),
+    .wr__addr(step[273:270]),
     .wr__en(w_rd),
     .ww__addr(a[14:11]),
     .ww__en(w_wr)
@@ -1769,75 +1852,75 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   );
   \ttsnn_accel.e23.requant2  requant2 (
     .i(i),
-    .\port$4498$0 (\$453 ),
-    .\port$4538$0 (\$454 ),
-    .\port$4578$0 (\$455 ),
-    .\port$4618$0 (\$456 ),
-    .\port$4658$0 (\$457 ),
-    .\port$4698$0 (\$458 ),
-    .\port$4738$0 (\$459 ),
-    .\port$4778$0 (\$460 ),
-    .\port$4818$0 (\$461 ),
-    .\port$4858$0 (\$462 ),
-    .\port$4898$0 (\$463 ),
-    .\port$4938$0 (\$464 ),
-    .\port$4978$0 (\$465 ),
-    .\port$5018$0 (\$466 ),
-    .\port$5058$0 (\$467 ),
-    .\port$5098$0 (\$468 ),
-    .\port$5138$0 (\$469 ),
-    .\port$5178$0 (\$470 ),
-    .\port$5218$0 (\$471 ),
-    .\port$5258$0 (\$472 ),
-    .\port$5298$0 (\$473 ),
-    .\port$5338$0 (\$474 ),
-    .\port$5378$0 (\$475 ),
-    .\port$5418$0 (\$476 ),
-    .\port$5458$0 (\$477 ),
-    .\port$5498$0 (\$478 ),
-    .\port$5538$0 (\$479 ),
-    .\port$5578$0 (\$480 ),
-    .\port$5618$0 (\$481 ),
-    .\port$5658$0 (\$482 ),
-    .\port$5698$0 (\$483 ),
-    .\port$5738$0 (\$484 ),
+    .\port$4573$0 (\$459 ),
+    .\port$4613$0 (\$460 ),
+    .\port$4653$0 (\$461 ),
+    .\port$4693$0 (\$462 ),
+    .\port$4733$0 (\$463 ),
+    .\port$4773$0 (\$464 ),
+    .\port$4813$0 (\$465 ),
+    .\port$4853$0 (\$466 ),
+    .\port$4893$0 (\$467 ),
+    .\port$4933$0 (\$468 ),
+    .\port$4973$0 (\$469 ),
+    .\port$5013$0 (\$470 ),
+    .\port$5053$0 (\$471 ),
+    .\port$5093$0 (\$472 ),
+    .\port$5133$0 (\$473 ),
+    .\port$5173$0 (\$474 ),
+    .\port$5213$0 (\$475 ),
+    .\port$5253$0 (\$476 ),
+    .\port$5293$0 (\$477 ),
+    .\port$5333$0 (\$478 ),
+    .\port$5373$0 (\$479 ),
+    .\port$5413$0 (\$480 ),
+    .\port$5453$0 (\$481 ),
+    .\port$5493$0 (\$482 ),
+    .\port$5533$0 (\$483 ),
+    .\port$5573$0 (\$484 ),
+    .\port$5613$0 (\$485 ),
+    .\port$5653$0 (\$486 ),
+    .\port$5693$0 (\$487 ),
+    .\port$5733$0 (\$488 ),
+    .\port$5773$0 (\$489 ),
+    .\port$5813$0 (\$490 ),
     .rnd(desc[205]),
     .shift(desc[138:133])
   );
   \ttsnn_accel.e23.requant3  requant3 (
     .i(\i$142 ),
-    .\port$5810$0 (\$517 ),
-    .\port$5850$0 (\$518 ),
-    .\port$5890$0 (\$519 ),
-    .\port$5930$0 (\$520 ),
-    .\port$5970$0 (\$521 ),
-    .\port$6010$0 (\$522 ),
-    .\port$6050$0 (\$523 ),
-    .\port$6090$0 (\$524 ),
-    .\port$6130$0 (\$525 ),
-    .\port$6170$0 (\$526 ),
-    .\port$6210$0 (\$527 ),
-    .\port$6250$0 (\$528 ),
-    .\port$6290$0 (\$529 ),
-    .\port$6330$0 (\$530 ),
-    .\port$6370$0 (\$531 ),
-    .\port$6410$0 (\$532 ),
-    .\port$6450$0 (\$533 ),
-    .\port$6490$0 (\$534 ),
-    .\port$6530$0 (\$535 ),
-    .\port$6570$0 (\$536 ),
-    .\port$6610$0 (\$537 ),
-    .\port$6650$0 (\$538 ),
-    .\port$6690$0 (\$539 ),
-    .\port$6730$0 (\$540 ),
-    .\port$6770$0 (\$541 ),
-    .\port$6810$0 (\$542 ),
-    .\port$6850$0 (\$543 ),
-    .\port$6890$0 (\$544 ),
-    .\port$6930$0 (\$545 ),
-    .\port$6970$0 (\$546 ),
-    .\port$7010$0 (\$547 ),
-    .\port$7050$0 (\$548 ),
+    .\port$5885$0 (\$523 ),
+    .\port$5925$0 (\$524 ),
+    .\port$5965$0 (\$525 ),
+    .\port$6005$0 (\$526 ),
+    .\port$6045$0 (\$527 ),
+    .\port$6085$0 (\$528 ),
+    .\port$6125$0 (\$529 ),
+    .\port$6165$0 (\$530 ),
+    .\port$6205$0 (\$531 ),
+    .\port$6245$0 (\$532 ),
+    .\port$6285$0 (\$533 ),
+    .\port$6325$0 (\$534 ),
+    .\port$6365$0 (\$535 ),
+    .\port$6405$0 (\$536 ),
+    .\port$6445$0 (\$537 ),
+    .\port$6485$0 (\$538 ),
+    .\port$6525$0 (\$539 ),
+    .\port$6565$0 (\$540 ),
+    .\port$6605$0 (\$541 ),
+    .\port$6645$0 (\$542 ),
+    .\port$6685$0 (\$543 ),
+    .\port$6725$0 (\$544 ),
+    .\port$6765$0 (\$545 ),
+    .\port$6805$0 (\$546 ),
+    .\port$6845$0 (\$547 ),
+    .\port$6885$0 (\$548 ),
+    .\port$6925$0 (\$549 ),
+    .\port$6965$0 (\$550 ),
+    .\port$7005$0 (\$551 ),
+    .\port$7045$0 (\$552 ),
+    .\port$7085$0 (\$553 ),
+    .\port$7125$0 (\$554 ),
     .rnd(desc[205]),
     .shift(\shift$144 )
   );
@@ -1845,44 +1928,44 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .busy(\busy$163 ),
     .clk(clk),
     .cluster(cluster),
-    .counts(\counts$165 ),
+    .counts(\counts$200 ),
     .desc(desc),
     .e4_released(e4_released),
     .geo(geo),
     .line4__addr(\line4__addr$155 ),
     .line4__en(\line4__en$150 ),
-    .\port$5810$0 (\$517 ),
-    .\port$5850$0 (\$518 ),
-    .\port$5890$0 (\$519 ),
-    .\port$5930$0 (\$520 ),
-    .\port$5970$0 (\$521 ),
-    .\port$6010$0 (\$522 ),
-    .\port$6050$0 (\$523 ),
-    .\port$6090$0 (\$524 ),
-    .\port$6130$0 (\$525 ),
-    .\port$6170$0 (\$526 ),
-    .\port$6210$0 (\$527 ),
-    .\port$6250$0 (\$528 ),
-    .\port$6290$0 (\$529 ),
-    .\port$6330$0 (\$530 ),
-    .\port$6370$0 (\$531 ),
-    .\port$6410$0 (\$532 ),
-    .\port$6450$0 (\$533 ),
-    .\port$6490$0 (\$534 ),
-    .\port$6530$0 (\$535 ),
-    .\port$6570$0 (\$536 ),
-    .\port$6610$0 (\$537 ),
-    .\port$6650$0 (\$538 ),
-    .\port$6690$0 (\$539 ),
-    .\port$6730$0 (\$540 ),
-    .\port$6770$0 (\$541 ),
-    .\port$6810$0 (\$542 ),
-    .\port$6850$0 (\$543 ),
-    .\port$6890$0 (\$544 ),
-    .\port$6930$0 (\$545 ),
-    .\port$6970$0 (\$546 ),
-    .\port$7010$0 (\$547 ),
-    .\port$7050$0 (\$548 ),
+    .\port$5885$0 (\$523 ),
+    .\port$5925$0 (\$524 ),
+    .\port$5965$0 (\$525 ),
+    .\port$6005$0 (\$526 ),
+    .\port$6045$0 (\$527 ),
+    .\port$6085$0 (\$528 ),
+    .\port$6125$0 (\$529 ),
+    .\port$6165$0 (\$530 ),
+    .\port$6205$0 (\$531 ),
+    .\port$6245$0 (\$532 ),
+    .\port$6285$0 (\$533 ),
+    .\port$6325$0 (\$534 ),
+    .\port$6365$0 (\$535 ),
+    .\port$6405$0 (\$536 ),
+    .\port$6445$0 (\$537 ),
+    .\port$6485$0 (\$538 ),
+    .\port$6525$0 (\$539 ),
+    .\port$6565$0 (\$540 ),
+    .\port$6605$0 (\$541 ),
+    .\port$6645$0 (\$542 ),
+    .\port$6685$0 (\$543 ),
+    .\port$6725$0 (\$544 ),
+    .\port$6765$0 (\$545 ),
+    .\port$6805$0 (\$546 ),
+    .\port$6845$0 (\$547 ),
+    .\port$6885$0 (\$548 ),
+    .\port$6925$0 (\$549 ),
+    .\port$6965$0 (\$550 ),
+    .\port$7005$0 (\$551 ),
+    .\port$7045$0 (\$552 ),
+    .\port$7085$0 (\$553 ),
+    .\port$7125$0 (\$554 ),
     .q23_rows(\$signal$15 ),
     .q2_rows(q2_rows),
     .released(e3_rel),
@@ -1897,210 +1980,273 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .w3__addr(\w3__addr$53 ),
     .w3__data(w3__data),
     .w3__en(\w3__en$51 ),
-    .w3_chunks(\port$65032$96 [47:24]),
+    .w3_chunks(\port$58999$96 [47:24]),
     .w3_consumed(\w3_consumed$39 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$185 ) begin
-      \valid$76  = cluster[0];
-    end else begin
-      \valid$76  = \$189 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$185 ) begin
-      \first$78  = cluster[1];
-    end else begin
-      \first$78  = a[2];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$185 ) begin
-      \from_psum$79  = cluster[2];
-    end else begin
-      \from_psum$79  = a[3];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$185 ) begin
-      \jl$80  = cluster[7:3];
-    end else begin
-      \jl$80  = a[22:18];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$185 ) begin
-      \shift$81  = cluster[9:8];
-    end else begin
-      \shift$81  = \$193 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$185 ) begin
-      \centre$82  = cluster[265:10];
-    end else begin
-      \centre$82  = line1_b__data;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$185 ) begin
-      \neighbour$83  = cluster[521:266];
-    end else begin
-      \neighbour$83  = \$194 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$185 ) begin
-      \wsel$84  = cluster[526:522];
-    end else begin
-      \wsel$84  = a[27:23];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$185 ) begin
-      \weights$85  = cluster[782:527];
-    end else begin
-      \weights$85  = w3__data;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$185 ) begin
-      \use_spad$86  = cluster[783];
-    end else begin
-      \use_spad$86  = a[4];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$185 ) begin
-      \w_rd$87  = cluster[784];
-    end else begin
-      \w_rd$87  = \$186 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$185 ) begin
-      \w_addr$88  = cluster[788:785];
-    end else begin
-      \w_addr$88  = step[241:238];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$185 ) begin
-      \w_wr$89  = cluster[789];
-    end else begin
-      \w_wr$89  = \$197 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$185 ) begin
-      \w_wr_addr$90  = cluster[793:790];
-    end else begin
-      \w_wr_addr$90  = a[14:11];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$185 ) begin
+    if (\$158 ) begin
       \p_rd$91  = cluster[794];
     end else begin
-      \p_rd$91  = \$187 ;
+      \p_rd$91  = \$160 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$185 ) begin
+    if (\$158 ) begin
       \p_addr$92  = cluster[797:795];
     end else begin
-      \p_addr$92  = step[256:254];
+      \p_addr$92  = step[288:286];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     p_wr = 1'h0;
-    if (\$185 ) begin
+    if (\$158 ) begin
       p_wr = cluster[798];
     end
-    if (\$201 ) begin
-      p_wr = \$204 ;
+    if (\$174 ) begin
+      p_wr = \$177 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     p_wr_addr = 3'h0;
-    if (\$185 ) begin
+    if (\$158 ) begin
       p_wr_addr = cluster[801:799];
     end
-    if (\$201 ) begin
+    if (\$174 ) begin
       p_wr_addr = b[7:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$439  = need2;
-    if (\$398 ) begin
-      \$439  = \$407 [15:0];
-    end
-    if (start) begin
-      \$439  = 16'h0003;
-    end
+    \$412  = \counts$200 [0];
     if (rst) begin
-      \$439  = 16'h0000;
+      \$412  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$440  = \released$168 ;
-    if (\$408 ) begin
-      \$440  = \$409 [15:0];
-    end
-    if (start) begin
-      \$440  = 16'h0000;
-    end
+    \$413  = \counts$200 [1];
     if (rst) begin
-      \$440  = 16'h0000;
+      \$413  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$441  = released_e1_order;
-    if (\$408 ) begin
-      \$441  = \$412 [15:0];
+    \$414  = \counts$200 [2];
+    if (rst) begin
+      \$414  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$415  = \counts$200 [4:3];
+    if (rst) begin
+      \$415  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$416  = \counts$200 [5];
+    if (rst) begin
+      \$416  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$417  = \counts$200 [17:6];
+    if (rst) begin
+      \$417  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$418  = \counts$200 [19:18];
+    if (rst) begin
+      \$418  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$419  = \counts$200 [21:20];
+    if (rst) begin
+      \$419  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$420  = \counts$200 [22];
+    if (rst) begin
+      \$420  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$421  = need2;
+    if (\$203 ) begin
+      \$421  = \$212 [15:0];
     end
     if (start) begin
-      \$441  = 16'h0000;
+      \$421  = 16'h0003;
     end
     if (rst) begin
-      \$441  = 16'h0000;
+      \$421  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$422  = \$239 ;
+    if (rst) begin
+      \$422  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$423  = issue;
+    if (rst) begin
+      \$423  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$424  = \$256 ;
+    if (rst) begin
+      \$424  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$425  = \$278 ;
+    if (rst) begin
+      \$425  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$426  = \released$201 ;
+    if (\$279 ) begin
+      \$426  = \$280 [15:0];
+    end
+    if (start) begin
+      \$426  = 16'h0000;
+    end
+    if (rst) begin
+      \$426  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$427  = released_e1_order;
+    if (\$279 ) begin
+      \$427  = \$283 [15:0];
+    end
+    if (start) begin
+      \$427  = 16'h0000;
+    end
+    if (rst) begin
+      \$427  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$428  = \$288 ;
+    if (rst) begin
+      \$428  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$429  = \$310 ;
+    if (rst) begin
+      \$429  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$430  = line1_a__en;
+    if (rst) begin
+      \$430  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$431  = line1_b__en;
+    if (rst) begin
+      \$431  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$432  = line1_c__en;
+    if (rst) begin
+      \$432  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$433  = \$313 ;
+    if (rst) begin
+      \$433  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$434  = \$319 ;
+    if (rst) begin
+      \$434  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$435  = \$346 ;
+    if (rst) begin
+      \$435  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$436  = \$358 ;
+    if (rst) begin
+      \$436  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$437  = w_rd;
+    if (rst) begin
+      \$437  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$438  = p_rd;
+    if (rst) begin
+      \$438  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$439  = w_wr;
+    if (rst) begin
+      \$439  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$440  = \$361 ;
+    if (rst) begin
+      \$440  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$441  = \$363 ;
+    if (rst) begin
+      \$441  = 1'h0;
     end
   end
   always @* begin
@@ -2133,57 +2279,225 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$446  = \$414 ;
+    \$446  = \p_wr$96 ;
     if (rst) begin
-      \$446  = 544'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$446  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$447  = \$417 [5:0];
+    \$447  = \$365 ;
     if (rst) begin
-      \$447  = 6'h00;
+      \$447  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$448  = \$423 ;
+    \$448  = row2__en;
     if (rst) begin
       \$448  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$449  = \$424 ;
+    \$449  = \$367 ;
     if (rst) begin
-      \$449  = 1'h0;
+      \$449  = 544'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$450  = \$425 ;
+    \$450  = \$370 [5:0];
     if (rst) begin
-      \$450  = 1'h0;
+      \$450  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$451  = \$434 [15:0];
+    \$451  = \$376 ;
     if (rst) begin
-      \$451  = 16'h0000;
+      \$451  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$452  = q2_rows;
-    if (\$437 ) begin
-      \$452  = \$438 [15:0];
+    \$452  = \$377 ;
+    if (rst) begin
+      \$452  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$453  = \$378 ;
+    if (rst) begin
+      \$453  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$454  = \$387 [15:0];
+    if (rst) begin
+      \$454  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$455  = \$388 ;
+    if (rst) begin
+      \$455  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$456  = \$394 ;
+    if (rst) begin
+      \$456  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$457  = \$407 ;
+    if (rst) begin
+      \$457  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$458  = q2_rows;
+    if (\$410 ) begin
+      \$458  = \$411 [15:0];
     end
     if (start) begin
-      \$452  = 16'h0000;
+      \$458  = 16'h0000;
     end
     if (rst) begin
-      \$452  = 16'h0000;
+      \$458  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$158 ) begin
+      \valid$76  = cluster[0];
+    end else begin
+      \valid$76  = \$162 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$158 ) begin
+      \first$78  = cluster[1];
+    end else begin
+      \first$78  = a[2];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$158 ) begin
+      \from_psum$79  = cluster[2];
+    end else begin
+      \from_psum$79  = a[3];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$158 ) begin
+      \jl$80  = cluster[7:3];
+    end else begin
+      \jl$80  = a[22:18];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$158 ) begin
+      \shift$81  = cluster[9:8];
+    end else begin
+      \shift$81  = \$166 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$158 ) begin
+      \centre$82  = cluster[265:10];
+    end else begin
+      \centre$82  = line1_b__data;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$158 ) begin
+      \neighbour$83  = cluster[521:266];
+    end else begin
+      \neighbour$83  = \$167 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$158 ) begin
+      \wsel$84  = cluster[526:522];
+    end else begin
+      \wsel$84  = a[27:23];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$158 ) begin
+      \weights$85  = cluster[782:527];
+    end else begin
+      \weights$85  = w3__data;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$158 ) begin
+      \use_spad$86  = cluster[783];
+    end else begin
+      \use_spad$86  = a[4];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$158 ) begin
+      \w_rd$87  = cluster[784];
+    end else begin
+      \w_rd$87  = \$159 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$158 ) begin
+      \w_addr$88  = cluster[788:785];
+    end else begin
+      \w_addr$88  = step[273:270];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$158 ) begin
+      \w_wr$89  = cluster[789];
+    end else begin
+      \w_wr$89  = \$170 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$158 ) begin
+      \w_wr_addr$90  = cluster[793:790];
+    end else begin
+      \w_wr_addr$90  = a[14:11];
     end
   end
   assign pack = geo[3:0];
@@ -2204,12 +2518,12 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \row2_c__addr$26  = row2_c__addr;
   assign \row2_c__data$28  = row2_c__data;
   assign \row2_c__en$30  = row2_c__en;
-  assign w2_chunks = \port$65032$96 [23:0];
-  assign w3_chunks = \port$65032$96 [47:24];
-  assign \w3_chunks$40  = \port$65032$96 [47:24];
+  assign w2_chunks = \port$58999$96 [23:0];
+  assign w3_chunks = \port$58999$96 [47:24];
+  assign \w3_chunks$40  = \port$58999$96 [47:24];
   assign \w3__data$55  = w3__data;
-  assign w_addr = step[241:238];
-  assign p_addr = step[256:254];
+  assign w_addr = step[273:270];
+  assign p_addr = step[288:286];
   assign first = a[2];
   assign from_psum = a[3];
   assign jl = a[22:18];
@@ -2223,8 +2537,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign acc = i;
   assign \shift$101  = desc[138:133];
   assign rnd = desc[205];
-  assign row2__data = { \$484 , \$483 , \$482 , \$481 , \$480 , \$479 , \$478 , \$477 , \$476 , \$475 , \$474 , \$473 , \$472 , \$471 , \$470 , \$469 , \$468 , \$467 , \$466 , \$465 , \$464 , \$463 , \$462 , \$461 , \$460 , \$459 , \$458 , \$457 , \$456 , \$455 , \$454 , \$453  };
-  assign o = { \$484 , \$483 , \$482 , \$481 , \$480 , \$479 , \$478 , \$477 , \$476 , \$475 , \$474 , \$473 , \$472 , \$471 , \$470 , \$469 , \$468 , \$467 , \$466 , \$465 , \$464 , \$463 , \$462 , \$461 , \$460 , \$459 , \$458 , \$457 , \$456 , \$455 , \$454 , \$453  };
+  assign row2__data = { \$490 , \$489 , \$488 , \$487 , \$486 , \$485 , \$484 , \$483 , \$482 , \$481 , \$480 , \$479 , \$478 , \$477 , \$476 , \$475 , \$474 , \$473 , \$472 , \$471 , \$470 , \$469 , \$468 , \$467 , \$466 , \$465 , \$464 , \$463 , \$462 , \$461 , \$460 , \$459  };
+  assign o = { \$490 , \$489 , \$488 , \$487 , \$486 , \$485 , \$484 , \$483 , \$482 , \$481 , \$480 , \$479 , \$478 , \$477 , \$476 , \$475 , \$474 , \$473 , \$472 , \$471 , \$470 , \$469 , \$468 , \$467 , \$466 , \$465 , \$464 , \$463 , \$462 , \$461 , \$460 , \$459  };
   assign \a$107  = i;
   assign \acc$109  = \b$108 ;
   assign acc3_ext0 = { \b$108 [15], \b$108 [15:0] };
@@ -2262,48 +2576,48 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign sum_c = \i$142 ;
   assign shift3_c = \shift$144 ;
   assign \rnd$146  = desc[205];
-  assign result = { \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523 , \$522 , \$521 , \$520 , \$519 , \$518 , \$517  };
-  assign \o$148  = { \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523 , \$522 , \$521 , \$520 , \$519 , \$518 , \$517  };
-  assign \line4__data$157  = { \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523 , \$522 , \$521 , \$520 , \$519 , \$518 , \$517  };
-  assign \o$173  = { \$516 , \$515 , \$514 , \$513 , \$512 , \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500 , \$499 , \$498 , \$497 , \$496 , \$495 , \$494 , \$493 , \$492 , \$491 , \$490 , \$489 , \$488 , \$487 , \$486 , \$485  };
-  assign line1_a__addr = \$97 [15:0];
-  assign line1_b__addr = \$126 [15:0];
-  assign line1_c__addr = \$164 [15:0];
-  assign w2__addr = \$168 [15:0];
-  assign w3__addr = \$179 [15:0];
-  assign row2__addr = \$209 [15:0];
-  assign \port$4498$0  = \$453 ;
-  assign \port$4538$0  = \$454 ;
-  assign \port$4578$0  = \$455 ;
-  assign \port$4618$0  = \$456 ;
-  assign \port$4658$0  = \$457 ;
-  assign \port$4698$0  = \$458 ;
-  assign \port$4738$0  = \$459 ;
-  assign \port$4778$0  = \$460 ;
-  assign \port$4818$0  = \$461 ;
-  assign \port$4858$0  = \$462 ;
-  assign \port$4898$0  = \$463 ;
-  assign \port$4938$0  = \$464 ;
-  assign \port$4978$0  = \$465 ;
-  assign \port$5018$0  = \$466 ;
-  assign \port$5058$0  = \$467 ;
-  assign \port$5098$0  = \$468 ;
-  assign \port$5138$0  = \$469 ;
-  assign \port$5178$0  = \$470 ;
-  assign \port$5218$0  = \$471 ;
-  assign \port$5258$0  = \$472 ;
-  assign \port$5298$0  = \$473 ;
-  assign \port$5338$0  = \$474 ;
-  assign \port$5378$0  = \$475 ;
-  assign \port$5418$0  = \$476 ;
-  assign \port$5458$0  = \$477 ;
-  assign \port$5498$0  = \$478 ;
-  assign \port$5538$0  = \$479 ;
-  assign \port$5578$0  = \$480 ;
-  assign \port$5618$0  = \$481 ;
-  assign \port$5658$0  = \$482 ;
-  assign \port$5698$0  = \$483 ;
-  assign \port$5738$0  = \$484 ;
+  assign result = { \$554 , \$553 , \$552 , \$551 , \$550 , \$549 , \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523  };
+  assign \o$148  = { \$554 , \$553 , \$552 , \$551 , \$550 , \$549 , \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523  };
+  assign \line4__data$157  = { \$554 , \$553 , \$552 , \$551 , \$550 , \$549 , \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523  };
+  assign \o$206  = { \$522 , \$521 , \$520 , \$519 , \$518 , \$517 , \$516 , \$515 , \$514 , \$513 , \$512 , \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500 , \$499 , \$498 , \$497 , \$496 , \$495 , \$494 , \$493 , \$492 , \$491  };
+  assign line1_a__addr = \$82 [15:0];
+  assign line1_b__addr = \$105 [15:0];
+  assign line1_c__addr = \$137 [15:0];
+  assign w2__addr = \$141 [15:0];
+  assign w3__addr = \$152 [15:0];
+  assign row2__addr = \$182 [15:0];
+  assign \port$4573$0  = \$459 ;
+  assign \port$4613$0  = \$460 ;
+  assign \port$4653$0  = \$461 ;
+  assign \port$4693$0  = \$462 ;
+  assign \port$4733$0  = \$463 ;
+  assign \port$4773$0  = \$464 ;
+  assign \port$4813$0  = \$465 ;
+  assign \port$4853$0  = \$466 ;
+  assign \port$4893$0  = \$467 ;
+  assign \port$4933$0  = \$468 ;
+  assign \port$4973$0  = \$469 ;
+  assign \port$5013$0  = \$470 ;
+  assign \port$5053$0  = \$471 ;
+  assign \port$5093$0  = \$472 ;
+  assign \port$5133$0  = \$473 ;
+  assign \port$5173$0  = \$474 ;
+  assign \port$5213$0  = \$475 ;
+  assign \port$5253$0  = \$476 ;
+  assign \port$5293$0  = \$477 ;
+  assign \port$5333$0  = \$478 ;
+  assign \port$5373$0  = \$479 ;
+  assign \port$5413$0  = \$480 ;
+  assign \port$5453$0  = \$481 ;
+  assign \port$5493$0  = \$482 ;
+  assign \port$5533$0  = \$483 ;
+  assign \port$5573$0  = \$484 ;
+  assign \port$5613$0  = \$485 ;
+  assign \port$5653$0  = \$486 ;
+  assign \port$5693$0  = \$487 ;
+  assign \port$5733$0  = \$488 ;
+  assign \port$5773$0  = \$489 ;
+  assign \port$5813$0  = \$490 ;
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[13:8];
@@ -2559,28 +2873,30 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \step.seq  = step[55:40];
   assign \step.qm3  = step[57:56];
   assign \step.r1base  = step[73:58];
-  assign \step.trw  = step[89:74];
-  assign \step.tr4  = step[105:90];
-  assign \step.tho  = step[121:106];
-  assign \step.l4b  = step[137:122];
-  assign \step.tap  = step[139:138];
-  assign \step.ti  = step[141:140];
-  assign \step.e  = step[157:142];
-  assign \step.eoff  = step[173:158];
-  assign \step.jb  = step[189:174];
-  assign \step.g  = step[205:190];
-  assign \step.gbase  = step[221:206];
-  assign \step.sl  = step[237:222];
-  assign \step.s  = step[253:238];
-  assign \step.b  = step[269:254];
-  assign \step.copy  = step[270];
-  assign \step.new_op  = step[271];
-  assign \step.new_centre  = step[272];
-  assign \step.glb_rd  = step[273];
-  assign \step.spad_rd  = step[274];
-  assign \step.from_psum  = step[275];
-  assign \step.row_end  = step[276];
-  assign \step.chunk  = step[300:277];
+  assign \step.r1base1  = step[89:74];
+  assign \step.r1base2  = step[105:90];
+  assign \step.trw  = step[121:106];
+  assign \step.tr4  = step[137:122];
+  assign \step.tho  = step[153:138];
+  assign \step.l4b  = step[169:154];
+  assign \step.tap  = step[171:170];
+  assign \step.ti  = step[173:172];
+  assign \step.e  = step[189:174];
+  assign \step.eoff  = step[205:190];
+  assign \step.jb  = step[221:206];
+  assign \step.g  = step[237:222];
+  assign \step.gbase  = step[253:238];
+  assign \step.sl  = step[269:254];
+  assign \step.s  = step[285:270];
+  assign \step.b  = step[301:286];
+  assign \step.copy  = step[302];
+  assign \step.new_op  = step[303];
+  assign \step.new_centre  = step[304];
+  assign \step.glb_rd  = step[305];
+  assign \step.spad_rd  = step[306];
+  assign \step.from_psum  = step[307];
+  assign \step.row_end  = step[308];
+  assign \step.chunk  = step[332:309];
   assign \a.v  = a[0];
   assign \a.copy  = a[1];
   assign \a.first  = a[2];
@@ -2654,50 +2970,47 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \counts.line4_writes  = counts[46];
   assign \counts.adder_busy  = counts[47];
   assign \counts.adds  = counts[59:48];
-  assign \counts$165.c3_busy  = \counts$165 [0];
-  assign \counts$165.c3_stall  = \counts$165 [1];
-  assign \counts$165.c3_w_wait  = \counts$165 [2];
-  assign \counts$165.row2_reads  = \counts$165 [4:3];
-  assign \counts$165.w3_reads  = \counts$165 [5];
-  assign \counts$165.c3_macs  = \counts$165 [17:6];
-  assign \counts$165.c3_spad_reads  = \counts$165 [19:18];
-  assign \counts$165.c3_spad_writes  = \counts$165 [21:20];
-  assign \counts$165.line4_writes  = \counts$165 [22];
-  assign counts[59:48] = \$397 ;
-  assign counts[47] = \$384 ;
-  assign counts[46] = \$378 [0];
-  assign counts[45] = row2__en;
-  assign counts[44:43] = \$376 [1:0];
-  assign counts[42:41] = \$370 [1:0];
-  assign counts[40:39] = \$366 ;
-  assign counts[38:37] = \$365 ;
-  assign counts[36:25] = \$364 [11:0];
-  assign counts[24:13] = \$351 [11:0];
-  assign counts[12] = \$324 [0];
-  assign counts[11:10] = \counts$165 [4:3];
-  assign counts[9] = \$317 ;
-  assign counts[8:7] = \$314 [1:0];
-  assign counts[6] = \counts$165 [2];
-  assign counts[5] = \$312 ;
-  assign counts[4] = \$285 [0];
-  assign counts[3] = \$262 [0];
-  assign counts[2] = \$256 ;
-  assign counts[1] = \$234 ;
-  assign counts[0] = issue;
-  assign \$62  = { geo[402:387], 1'h0 };
-  assign \$67  = { geo[73:58], 1'h0 };
-  assign \$70  = { geo[73:58], 1'h0 };
-  assign \$73  = { geo[73:58], 1'h0 };
-  assign \$90  = { geo[402:387], 1'h0 };
-  assign \$119  = { geo[402:387], 1'h0 };
-  assign \$154  = { geo[402:387], 1'h0 };
-  assign \$213  = { \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523 , \$522 , \$521 , \$520 , \$519 , \$518 , \$517  };
-  assign \$428  = { geo[418:403], 1'h0 };
+  assign \counts$200.c3_busy  = \counts$200 [0];
+  assign \counts$200.c3_stall  = \counts$200 [1];
+  assign \counts$200.c3_w_wait  = \counts$200 [2];
+  assign \counts$200.row2_reads  = \counts$200 [4:3];
+  assign \counts$200.w3_reads  = \counts$200 [5];
+  assign \counts$200.c3_macs  = \counts$200 [17:6];
+  assign \counts$200.c3_spad_reads  = \counts$200 [19:18];
+  assign \counts$200.c3_spad_writes  = \counts$200 [21:20];
+  assign \counts$200.line4_writes  = \counts$200 [22];
+  assign counts[59:48] = count_adds0;
+  assign counts[47] = count_adder_busy0;
+  assign counts[46] = \$202 [0];
+  assign counts[45] = count_row2_writes0;
+  assign counts[44:43] = \$201 [1:0];
+  assign counts[42:41] = \$199 [1:0];
+  assign counts[40:39] = \$198 ;
+  assign counts[38:37] = \$197 ;
+  assign counts[36:25] = \$196 [11:0];
+  assign counts[24:13] = count_c2_macs0[11:0];
+  assign counts[12] = \$195 [0];
+  assign counts[11:10] = count_row2_reads0;
+  assign counts[9] = count_w2_reads0;
+  assign counts[8:7] = \$194 [1:0];
+  assign counts[6] = count_c3_w_wait0;
+  assign counts[5] = count_c2_w_wait0;
+  assign counts[4] = \$192 [0];
+  assign counts[3] = \$191 [0];
+  assign counts[2] = count_adder_stall0;
+  assign counts[1] = count_c2_stall0;
+  assign counts[0] = count_c2_busy0;
+  assign \$56  = { geo[402:387], 1'h0 };
+  assign \$75  = { geo[402:387], 1'h0 };
+  assign \$98  = { geo[402:387], 1'h0 };
+  assign \$127  = { geo[402:387], 1'h0 };
+  assign \$186  = { \$554 , \$553 , \$552 , \$551 , \$550 , \$549 , \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524 , \$523  };
+  assign \$381  = { geo[418:403], 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.adder (\port$5740$0 , \port$5741$0 , \port$5742$0 , \port$5743$0 , \port$5744$0 , \port$5745$0 , \port$5746$0 , \port$5747$0 , \port$5748$0 , \port$5749$0 , \port$5750$0 , \port$5751$0 , \port$5752$0 , \port$5753$0 , \port$5754$0 , \port$5755$0 , \port$5756$0 , \port$5757$0 , \port$5758$0 , \port$5759$0 , \port$5760$0 
-, \port$5761$0 , \port$5762$0 , \port$5763$0 , \port$5764$0 , \port$5765$0 , \port$5766$0 , \port$5767$0 , \port$5768$0 , \port$5769$0 , \port$5770$0 , a, b, \port$5739$0 );
+module \ttsnn_accel.e23.adder (\port$5815$0 , \port$5816$0 , \port$5817$0 , \port$5818$0 , \port$5819$0 , \port$5820$0 , \port$5821$0 , \port$5822$0 , \port$5823$0 , \port$5824$0 , \port$5825$0 , \port$5826$0 , \port$5827$0 , \port$5828$0 , \port$5829$0 , \port$5830$0 , \port$5831$0 , \port$5832$0 , \port$5833$0 , \port$5834$0 , \port$5835$0 
+, \port$5836$0 , \port$5837$0 , \port$5838$0 , \port$5839$0 , \port$5840$0 , \port$5841$0 , \port$5842$0 , \port$5843$0 , \port$5844$0 , \port$5845$0 , a, b, \port$5814$0 );
   wire [16:0] \$1 ;
   wire [16:0] \$10 ;
   wire [16:0] \$11 ;
@@ -2735,70 +3048,70 @@ module \ttsnn_accel.e23.adder (\port$5740$0 , \port$5741$0 , \port$5742$0 , \por
   input [511:0] b;
   wire [511:0] b;
   wire [543:0] o;
-  output [16:0] \port$5739$0 ;
-  wire [16:0] \port$5739$0 ;
-  output [16:0] \port$5740$0 ;
-  wire [16:0] \port$5740$0 ;
-  output [16:0] \port$5741$0 ;
-  wire [16:0] \port$5741$0 ;
-  output [16:0] \port$5742$0 ;
-  wire [16:0] \port$5742$0 ;
-  output [16:0] \port$5743$0 ;
-  wire [16:0] \port$5743$0 ;
-  output [16:0] \port$5744$0 ;
-  wire [16:0] \port$5744$0 ;
-  output [16:0] \port$5745$0 ;
-  wire [16:0] \port$5745$0 ;
-  output [16:0] \port$5746$0 ;
-  wire [16:0] \port$5746$0 ;
-  output [16:0] \port$5747$0 ;
-  wire [16:0] \port$5747$0 ;
-  output [16:0] \port$5748$0 ;
-  wire [16:0] \port$5748$0 ;
-  output [16:0] \port$5749$0 ;
-  wire [16:0] \port$5749$0 ;
-  output [16:0] \port$5750$0 ;
-  wire [16:0] \port$5750$0 ;
-  output [16:0] \port$5751$0 ;
-  wire [16:0] \port$5751$0 ;
-  output [16:0] \port$5752$0 ;
-  wire [16:0] \port$5752$0 ;
-  output [16:0] \port$5753$0 ;
-  wire [16:0] \port$5753$0 ;
-  output [16:0] \port$5754$0 ;
-  wire [16:0] \port$5754$0 ;
-  output [16:0] \port$5755$0 ;
-  wire [16:0] \port$5755$0 ;
-  output [16:0] \port$5756$0 ;
-  wire [16:0] \port$5756$0 ;
-  output [16:0] \port$5757$0 ;
-  wire [16:0] \port$5757$0 ;
-  output [16:0] \port$5758$0 ;
-  wire [16:0] \port$5758$0 ;
-  output [16:0] \port$5759$0 ;
-  wire [16:0] \port$5759$0 ;
-  output [16:0] \port$5760$0 ;
-  wire [16:0] \port$5760$0 ;
-  output [16:0] \port$5761$0 ;
-  wire [16:0] \port$5761$0 ;
-  output [16:0] \port$5762$0 ;
-  wire [16:0] \port$5762$0 ;
-  output [16:0] \port$5763$0 ;
-  wire [16:0] \port$5763$0 ;
-  output [16:0] \port$5764$0 ;
-  wire [16:0] \port$5764$0 ;
-  output [16:0] \port$5765$0 ;
-  wire [16:0] \port$5765$0 ;
-  output [16:0] \port$5766$0 ;
-  wire [16:0] \port$5766$0 ;
-  output [16:0] \port$5767$0 ;
-  wire [16:0] \port$5767$0 ;
-  output [16:0] \port$5768$0 ;
-  wire [16:0] \port$5768$0 ;
-  output [16:0] \port$5769$0 ;
-  wire [16:0] \port$5769$0 ;
-  output [16:0] \port$5770$0 ;
-  wire [16:0] \port$5770$0 ;
+  output [16:0] \port$5814$0 ;
+  wire [16:0] \port$5814$0 ;
+  output [16:0] \port$5815$0 ;
+  wire [16:0] \port$5815$0 ;
+  output [16:0] \port$5816$0 ;
+  wire [16:0] \port$5816$0 ;
+  output [16:0] \port$5817$0 ;
+  wire [16:0] \port$5817$0 ;
+  output [16:0] \port$5818$0 ;
+  wire [16:0] \port$5818$0 ;
+  output [16:0] \port$5819$0 ;
+  wire [16:0] \port$5819$0 ;
+  output [16:0] \port$5820$0 ;
+  wire [16:0] \port$5820$0 ;
+  output [16:0] \port$5821$0 ;
+  wire [16:0] \port$5821$0 ;
+  output [16:0] \port$5822$0 ;
+  wire [16:0] \port$5822$0 ;
+  output [16:0] \port$5823$0 ;
+  wire [16:0] \port$5823$0 ;
+  output [16:0] \port$5824$0 ;
+  wire [16:0] \port$5824$0 ;
+  output [16:0] \port$5825$0 ;
+  wire [16:0] \port$5825$0 ;
+  output [16:0] \port$5826$0 ;
+  wire [16:0] \port$5826$0 ;
+  output [16:0] \port$5827$0 ;
+  wire [16:0] \port$5827$0 ;
+  output [16:0] \port$5828$0 ;
+  wire [16:0] \port$5828$0 ;
+  output [16:0] \port$5829$0 ;
+  wire [16:0] \port$5829$0 ;
+  output [16:0] \port$5830$0 ;
+  wire [16:0] \port$5830$0 ;
+  output [16:0] \port$5831$0 ;
+  wire [16:0] \port$5831$0 ;
+  output [16:0] \port$5832$0 ;
+  wire [16:0] \port$5832$0 ;
+  output [16:0] \port$5833$0 ;
+  wire [16:0] \port$5833$0 ;
+  output [16:0] \port$5834$0 ;
+  wire [16:0] \port$5834$0 ;
+  output [16:0] \port$5835$0 ;
+  wire [16:0] \port$5835$0 ;
+  output [16:0] \port$5836$0 ;
+  wire [16:0] \port$5836$0 ;
+  output [16:0] \port$5837$0 ;
+  wire [16:0] \port$5837$0 ;
+  output [16:0] \port$5838$0 ;
+  wire [16:0] \port$5838$0 ;
+  output [16:0] \port$5839$0 ;
+  wire [16:0] \port$5839$0 ;
+  output [16:0] \port$5840$0 ;
+  wire [16:0] \port$5840$0 ;
+  output [16:0] \port$5841$0 ;
+  wire [16:0] \port$5841$0 ;
+  output [16:0] \port$5842$0 ;
+  wire [16:0] \port$5842$0 ;
+  output [16:0] \port$5843$0 ;
+  wire [16:0] \port$5843$0 ;
+  output [16:0] \port$5844$0 ;
+  wire [16:0] \port$5844$0 ;
+  output [16:0] \port$5845$0 ;
+  wire [16:0] \port$5845$0 ;
   assign \$1  = $signed(a[15:0]) + $signed(b[15:0]);
   assign \$2  = $signed(a[31:16]) + $signed(b[31:16]);
   assign \$3  = $signed(a[47:32]) + $signed(b[47:32]);
@@ -2832,42 +3145,42 @@ module \ttsnn_accel.e23.adder (\port$5740$0 , \port$5741$0 , \port$5742$0 , \por
   assign \$31  = $signed(a[495:480]) + $signed(b[495:480]);
   assign \$32  = $signed(a[511:496]) + $signed(b[511:496]);
   assign o = { \$32 , \$31 , \$30 , \$29 , \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6 , \$5 , \$4 , \$3 , \$2 , \$1  };
-  assign \port$5739$0  = \$1 ;
-  assign \port$5740$0  = \$2 ;
-  assign \port$5741$0  = \$3 ;
-  assign \port$5742$0  = \$4 ;
-  assign \port$5743$0  = \$5 ;
-  assign \port$5744$0  = \$6 ;
-  assign \port$5745$0  = \$7 ;
-  assign \port$5746$0  = \$8 ;
-  assign \port$5747$0  = \$9 ;
-  assign \port$5748$0  = \$10 ;
-  assign \port$5749$0  = \$11 ;
-  assign \port$5750$0  = \$12 ;
-  assign \port$5751$0  = \$13 ;
-  assign \port$5752$0  = \$14 ;
-  assign \port$5753$0  = \$15 ;
-  assign \port$5754$0  = \$16 ;
-  assign \port$5755$0  = \$17 ;
-  assign \port$5756$0  = \$18 ;
-  assign \port$5757$0  = \$19 ;
-  assign \port$5758$0  = \$20 ;
-  assign \port$5759$0  = \$21 ;
-  assign \port$5760$0  = \$22 ;
-  assign \port$5761$0  = \$23 ;
-  assign \port$5762$0  = \$24 ;
-  assign \port$5763$0  = \$25 ;
-  assign \port$5764$0  = \$26 ;
-  assign \port$5765$0  = \$27 ;
-  assign \port$5766$0  = \$28 ;
-  assign \port$5767$0  = \$29 ;
-  assign \port$5768$0  = \$30 ;
-  assign \port$5769$0  = \$31 ;
-  assign \port$5770$0  = \$32 ;
+  assign \port$5814$0  = \$1 ;
+  assign \port$5815$0  = \$2 ;
+  assign \port$5816$0  = \$3 ;
+  assign \port$5817$0  = \$4 ;
+  assign \port$5818$0  = \$5 ;
+  assign \port$5819$0  = \$6 ;
+  assign \port$5820$0  = \$7 ;
+  assign \port$5821$0  = \$8 ;
+  assign \port$5822$0  = \$9 ;
+  assign \port$5823$0  = \$10 ;
+  assign \port$5824$0  = \$11 ;
+  assign \port$5825$0  = \$12 ;
+  assign \port$5826$0  = \$13 ;
+  assign \port$5827$0  = \$14 ;
+  assign \port$5828$0  = \$15 ;
+  assign \port$5829$0  = \$16 ;
+  assign \port$5830$0  = \$17 ;
+  assign \port$5831$0  = \$18 ;
+  assign \port$5832$0  = \$19 ;
+  assign \port$5833$0  = \$20 ;
+  assign \port$5834$0  = \$21 ;
+  assign \port$5835$0  = \$22 ;
+  assign \port$5836$0  = \$23 ;
+  assign \port$5837$0  = \$24 ;
+  assign \port$5838$0  = \$25 ;
+  assign \port$5839$0  = \$26 ;
+  assign \port$5840$0  = \$27 ;
+  assign \port$5841$0  = \$28 ;
+  assign \port$5842$0  = \$29 ;
+  assign \port$5843$0  = \$30 ;
+  assign \port$5844$0  = \$31 ;
+  assign \port$5845$0  = \$32 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, p_addr, \port$59642$2 , ww__addr, \port$59642$18 , pw__addr, clk);
+module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, p_addr, \port$53459$2 , ww__addr, \port$53459$18 , pw__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [7:0] \$1 ;
   wire [7:0] \$10 ;
@@ -4609,10 +4922,10 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [9:0] \port$59642$18 ;
-  wire [9:0] \port$59642$18 ;
-  input [2:0] \port$59642$2 ;
-  wire [2:0] \port$59642$2 ;
+  input [9:0] \port$53459$18 ;
+  wire [9:0] \port$53459$18 ;
+  input [2:0] \port$53459$2 ;
+  wire [2:0] \port$53459$2 ;
   reg [2:0] pr__addr = 3'h0;
   wire [511:0] pr__data;
   reg pr__en = 1'h0;
@@ -4737,1287 +5050,1287 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
     end
   end
   assign wr__data = _1_;
-  assign \$1072  = \port$59642$18 [0] * 4'h8;
+  assign \$1072  = \port$53459$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$1072 ;
-  assign \$1075  = \port$59642$18 [0] * 4'h8;
+  assign \$1075  = \port$53459$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$1075 ;
-  assign \$1078  = \port$59642$18 [0] * 4'h8;
+  assign \$1078  = \port$53459$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$1078 ;
-  assign \$1082  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1082  = \port$53459$18 [1:0] * 4'h8;
   assign \$6  = centre[31:0] >> \$1082 ;
-  assign \$1085  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1085  = \port$53459$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$1085 ;
-  assign \$1088  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1088  = \port$53459$18 [1:0] * 4'h8;
   assign \$8  = centre[63:32] >> \$1088 ;
-  assign \$1092  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1092  = \port$53459$18 [2:0] * 4'h8;
   assign \$10  = centre[63:0] >> \$1092 ;
-  assign \$1095  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1095  = \port$53459$18 [2:0] * 4'h8;
   assign \$11  = 1'h0 >> \$1095 ;
-  assign \$1098  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1098  = \port$53459$18 [2:0] * 4'h8;
   assign \$12  = centre[127:64] >> \$1098 ;
-  assign \$1102  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1102  = \port$53459$18 [3:0] * 4'h8;
   assign \$14  = centre[127:0] >> \$1102 ;
-  assign \$1105  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1105  = \port$53459$18 [3:0] * 4'h8;
   assign \$15  = 1'h0 >> \$1105 ;
-  assign \$1108  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1108  = \port$53459$18 [3:0] * 4'h8;
   assign \$16  = centre[255:128] >> \$1108 ;
-  assign \$1112  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1112  = \port$53459$18 [4:0] * 4'h8;
   assign \$18  = centre >> \$1112 ;
-  assign \$1115  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1115  = \port$53459$18 [4:0] * 4'h8;
   assign \$19  = 1'h0 >> \$1115 ;
-  assign \$1118  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1118  = \port$53459$18 [4:0] * 4'h8;
   assign \$20  = 1'h0 >> \$1118 ;
-  assign \$1123  = \port$59642$18 [9:5] * 4'h8;
+  assign \$1123  = \port$53459$18 [9:5] * 4'h8;
   assign \$23  = weights >> \$1123 ;
-  assign \$1126  = \port$59642$18 [8:5] * 4'h8;
+  assign \$1126  = \port$53459$18 [8:5] * 4'h8;
   assign \$24  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1126 ;
-  assign \$1129  = \port$59642$18 [7:5] * 4'h8;
+  assign \$1129  = \port$53459$18 [7:5] * 4'h8;
   assign \$25  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$1129 ;
-  assign \$1132  = \port$59642$18 [6:5] * 4'h8;
+  assign \$1132  = \port$53459$18 [6:5] * 4'h8;
   assign \$26  = { weights[199:192], weights[135:128], weights[71:64], weights[7:0] } >> \$1132 ;
-  assign \$1135  = \port$59642$18 [5] * 4'h8;
+  assign \$1135  = \port$53459$18 [5] * 4'h8;
   assign \$27  = { weights[135:128], weights[7:0] } >> \$1135 ;
-  assign \$1140  = \port$59642$18 [0] * 4'h8;
+  assign \$1140  = \port$53459$18 [0] * 4'h8;
   assign \$30  = centre[15:0] >> \$1140 ;
-  assign \$1143  = \port$59642$18 [0] * 4'h8;
+  assign \$1143  = \port$53459$18 [0] * 4'h8;
   assign \$31  = 1'h0 >> \$1143 ;
-  assign \$1146  = \port$59642$18 [0] * 4'h8;
+  assign \$1146  = \port$53459$18 [0] * 4'h8;
   assign \$32  = centre[31:16] >> \$1146 ;
-  assign \$1150  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1150  = \port$53459$18 [1:0] * 4'h8;
   assign \$34  = centre[31:0] >> \$1150 ;
-  assign \$1153  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1153  = \port$53459$18 [1:0] * 4'h8;
   assign \$35  = 1'h0 >> \$1153 ;
-  assign \$1156  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1156  = \port$53459$18 [1:0] * 4'h8;
   assign \$36  = centre[63:32] >> \$1156 ;
-  assign \$1160  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1160  = \port$53459$18 [2:0] * 4'h8;
   assign \$38  = centre[63:0] >> \$1160 ;
-  assign \$1163  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1163  = \port$53459$18 [2:0] * 4'h8;
   assign \$39  = 1'h0 >> \$1163 ;
-  assign \$1166  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1166  = \port$53459$18 [2:0] * 4'h8;
   assign \$40  = centre[127:64] >> \$1166 ;
-  assign \$1170  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1170  = \port$53459$18 [3:0] * 4'h8;
   assign \$42  = centre[127:0] >> \$1170 ;
-  assign \$1173  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1173  = \port$53459$18 [3:0] * 4'h8;
   assign \$43  = 1'h0 >> \$1173 ;
-  assign \$1176  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1176  = \port$53459$18 [3:0] * 4'h8;
   assign \$44  = centre[255:128] >> \$1176 ;
-  assign \$1180  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1180  = \port$53459$18 [4:0] * 4'h8;
   assign \$46  = centre >> \$1180 ;
-  assign \$1183  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1183  = \port$53459$18 [4:0] * 4'h8;
   assign \$47  = 1'h0 >> \$1183 ;
-  assign \$1186  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1186  = \port$53459$18 [4:0] * 4'h8;
   assign \$48  = 1'h0 >> \$1186 ;
-  assign \$1191  = \port$59642$18 [9:5] * 4'h8;
+  assign \$1191  = \port$53459$18 [9:5] * 4'h8;
   assign \$51  = weights >> \$1191 ;
-  assign \$1194  = \port$59642$18 [8:5] * 4'h8;
+  assign \$1194  = \port$53459$18 [8:5] * 4'h8;
   assign \$52  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$1194 ;
-  assign \$1197  = \port$59642$18 [7:5] * 4'h8;
+  assign \$1197  = \port$53459$18 [7:5] * 4'h8;
   assign \$53  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$1197 ;
-  assign \$1200  = \port$59642$18 [6:5] * 4'h8;
+  assign \$1200  = \port$53459$18 [6:5] * 4'h8;
   assign \$54  = { weights[207:200], weights[143:136], weights[79:72], weights[15:8] } >> \$1200 ;
-  assign \$1203  = \port$59642$18 [5] * 4'h8;
+  assign \$1203  = \port$53459$18 [5] * 4'h8;
   assign \$55  = { weights[143:136], weights[15:8] } >> \$1203 ;
-  assign \$1208  = \port$59642$18 [0] * 4'h8;
+  assign \$1208  = \port$53459$18 [0] * 4'h8;
   assign \$58  = centre[31:16] >> \$1208 ;
-  assign \$1211  = \port$59642$18 [0] * 4'h8;
+  assign \$1211  = \port$53459$18 [0] * 4'h8;
   assign \$59  = centre[15:0] >> \$1211 ;
-  assign \$1214  = \port$59642$18 [0] * 4'h8;
+  assign \$1214  = \port$53459$18 [0] * 4'h8;
   assign \$60  = centre[47:32] >> \$1214 ;
-  assign \$1218  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1218  = \port$53459$18 [1:0] * 4'h8;
   assign \$62  = centre[31:0] >> \$1218 ;
-  assign \$1221  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1221  = \port$53459$18 [1:0] * 4'h8;
   assign \$63  = 1'h0 >> \$1221 ;
-  assign \$1224  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1224  = \port$53459$18 [1:0] * 4'h8;
   assign \$64  = centre[63:32] >> \$1224 ;
-  assign \$1228  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1228  = \port$53459$18 [2:0] * 4'h8;
   assign \$66  = centre[63:0] >> \$1228 ;
-  assign \$1231  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1231  = \port$53459$18 [2:0] * 4'h8;
   assign \$67  = 1'h0 >> \$1231 ;
-  assign \$1234  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1234  = \port$53459$18 [2:0] * 4'h8;
   assign \$68  = centre[127:64] >> \$1234 ;
-  assign \$1238  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1238  = \port$53459$18 [3:0] * 4'h8;
   assign \$70  = centre[127:0] >> \$1238 ;
-  assign \$1241  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1241  = \port$53459$18 [3:0] * 4'h8;
   assign \$71  = 1'h0 >> \$1241 ;
-  assign \$1244  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1244  = \port$53459$18 [3:0] * 4'h8;
   assign \$72  = centre[255:128] >> \$1244 ;
-  assign \$1248  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1248  = \port$53459$18 [4:0] * 4'h8;
   assign \$74  = centre >> \$1248 ;
-  assign \$1251  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1251  = \port$53459$18 [4:0] * 4'h8;
   assign \$75  = 1'h0 >> \$1251 ;
-  assign \$1254  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1254  = \port$53459$18 [4:0] * 4'h8;
   assign \$76  = 1'h0 >> \$1254 ;
-  assign \$1259  = \port$59642$18 [9:5] * 4'h8;
+  assign \$1259  = \port$53459$18 [9:5] * 4'h8;
   assign \$79  = weights >> \$1259 ;
-  assign \$1262  = \port$59642$18 [8:5] * 4'h8;
+  assign \$1262  = \port$53459$18 [8:5] * 4'h8;
   assign \$80  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1262 ;
-  assign \$1265  = \port$59642$18 [7:5] * 4'h8;
+  assign \$1265  = \port$53459$18 [7:5] * 4'h8;
   assign \$81  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$1265 ;
-  assign \$1268  = \port$59642$18 [6:5] * 4'h8;
+  assign \$1268  = \port$53459$18 [6:5] * 4'h8;
   assign \$82  = { weights[215:208], weights[151:144], weights[87:80], weights[23:16] } >> \$1268 ;
-  assign \$1271  = \port$59642$18 [5] * 4'h8;
+  assign \$1271  = \port$53459$18 [5] * 4'h8;
   assign \$83  = { weights[151:144], weights[23:16] } >> \$1271 ;
-  assign \$1276  = \port$59642$18 [0] * 4'h8;
+  assign \$1276  = \port$53459$18 [0] * 4'h8;
   assign \$86  = centre[31:16] >> \$1276 ;
-  assign \$1279  = \port$59642$18 [0] * 4'h8;
+  assign \$1279  = \port$53459$18 [0] * 4'h8;
   assign \$87  = centre[15:0] >> \$1279 ;
-  assign \$1282  = \port$59642$18 [0] * 4'h8;
+  assign \$1282  = \port$53459$18 [0] * 4'h8;
   assign \$88  = centre[47:32] >> \$1282 ;
-  assign \$1286  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1286  = \port$53459$18 [1:0] * 4'h8;
   assign \$90  = centre[31:0] >> \$1286 ;
-  assign \$1289  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1289  = \port$53459$18 [1:0] * 4'h8;
   assign \$91  = 1'h0 >> \$1289 ;
-  assign \$1292  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1292  = \port$53459$18 [1:0] * 4'h8;
   assign \$92  = centre[63:32] >> \$1292 ;
-  assign \$1296  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1296  = \port$53459$18 [2:0] * 4'h8;
   assign \$94  = centre[63:0] >> \$1296 ;
-  assign \$1299  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1299  = \port$53459$18 [2:0] * 4'h8;
   assign \$95  = 1'h0 >> \$1299 ;
-  assign \$1302  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1302  = \port$53459$18 [2:0] * 4'h8;
   assign \$96  = centre[127:64] >> \$1302 ;
-  assign \$1306  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1306  = \port$53459$18 [3:0] * 4'h8;
   assign \$98  = centre[127:0] >> \$1306 ;
-  assign \$1309  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1309  = \port$53459$18 [3:0] * 4'h8;
   assign \$99  = 1'h0 >> \$1309 ;
-  assign \$1312  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1312  = \port$53459$18 [3:0] * 4'h8;
   assign \$100  = centre[255:128] >> \$1312 ;
-  assign \$1316  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1316  = \port$53459$18 [4:0] * 4'h8;
   assign \$102  = centre >> \$1316 ;
-  assign \$1319  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1319  = \port$53459$18 [4:0] * 4'h8;
   assign \$103  = 1'h0 >> \$1319 ;
-  assign \$1322  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1322  = \port$53459$18 [4:0] * 4'h8;
   assign \$104  = 1'h0 >> \$1322 ;
-  assign \$1327  = \port$59642$18 [9:5] * 4'h8;
+  assign \$1327  = \port$53459$18 [9:5] * 4'h8;
   assign \$107  = weights >> \$1327 ;
-  assign \$1330  = \port$59642$18 [8:5] * 4'h8;
+  assign \$1330  = \port$53459$18 [8:5] * 4'h8;
   assign \$108  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$1330 ;
-  assign \$1333  = \port$59642$18 [7:5] * 4'h8;
+  assign \$1333  = \port$53459$18 [7:5] * 4'h8;
   assign \$109  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$1333 ;
-  assign \$1336  = \port$59642$18 [6:5] * 4'h8;
+  assign \$1336  = \port$53459$18 [6:5] * 4'h8;
   assign \$110  = { weights[223:216], weights[159:152], weights[95:88], weights[31:24] } >> \$1336 ;
-  assign \$1339  = \port$59642$18 [5] * 4'h8;
+  assign \$1339  = \port$53459$18 [5] * 4'h8;
   assign \$111  = { weights[159:152], weights[31:24] } >> \$1339 ;
-  assign \$1344  = \port$59642$18 [0] * 4'h8;
+  assign \$1344  = \port$53459$18 [0] * 4'h8;
   assign \$114  = centre[47:32] >> \$1344 ;
-  assign \$1347  = \port$59642$18 [0] * 4'h8;
+  assign \$1347  = \port$53459$18 [0] * 4'h8;
   assign \$115  = centre[31:16] >> \$1347 ;
-  assign \$1350  = \port$59642$18 [0] * 4'h8;
+  assign \$1350  = \port$53459$18 [0] * 4'h8;
   assign \$116  = centre[63:48] >> \$1350 ;
-  assign \$1354  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1354  = \port$53459$18 [1:0] * 4'h8;
   assign \$118  = centre[63:32] >> \$1354 ;
-  assign \$1357  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1357  = \port$53459$18 [1:0] * 4'h8;
   assign \$119  = centre[31:0] >> \$1357 ;
-  assign \$1360  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1360  = \port$53459$18 [1:0] * 4'h8;
   assign \$120  = centre[95:64] >> \$1360 ;
-  assign \$1364  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1364  = \port$53459$18 [2:0] * 4'h8;
   assign \$122  = centre[63:0] >> \$1364 ;
-  assign \$1367  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1367  = \port$53459$18 [2:0] * 4'h8;
   assign \$123  = 1'h0 >> \$1367 ;
-  assign \$1370  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1370  = \port$53459$18 [2:0] * 4'h8;
   assign \$124  = centre[127:64] >> \$1370 ;
-  assign \$1374  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1374  = \port$53459$18 [3:0] * 4'h8;
   assign \$126  = centre[127:0] >> \$1374 ;
-  assign \$1377  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1377  = \port$53459$18 [3:0] * 4'h8;
   assign \$127  = 1'h0 >> \$1377 ;
-  assign \$1380  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1380  = \port$53459$18 [3:0] * 4'h8;
   assign \$128  = centre[255:128] >> \$1380 ;
-  assign \$1384  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1384  = \port$53459$18 [4:0] * 4'h8;
   assign \$130  = centre >> \$1384 ;
-  assign \$1387  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1387  = \port$53459$18 [4:0] * 4'h8;
   assign \$131  = 1'h0 >> \$1387 ;
-  assign \$1390  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1390  = \port$53459$18 [4:0] * 4'h8;
   assign \$132  = 1'h0 >> \$1390 ;
-  assign \$1395  = \port$59642$18 [9:5] * 4'h8;
+  assign \$1395  = \port$53459$18 [9:5] * 4'h8;
   assign \$135  = weights >> \$1395 ;
-  assign \$1398  = \port$59642$18 [8:5] * 4'h8;
+  assign \$1398  = \port$53459$18 [8:5] * 4'h8;
   assign \$136  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1398 ;
-  assign \$1401  = \port$59642$18 [7:5] * 4'h8;
+  assign \$1401  = \port$53459$18 [7:5] * 4'h8;
   assign \$137  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$1401 ;
-  assign \$1404  = \port$59642$18 [6:5] * 4'h8;
+  assign \$1404  = \port$53459$18 [6:5] * 4'h8;
   assign \$138  = { weights[231:224], weights[167:160], weights[103:96], weights[39:32] } >> \$1404 ;
-  assign \$1407  = \port$59642$18 [5] * 4'h8;
+  assign \$1407  = \port$53459$18 [5] * 4'h8;
   assign \$139  = { weights[167:160], weights[39:32] } >> \$1407 ;
-  assign \$1412  = \port$59642$18 [0] * 4'h8;
+  assign \$1412  = \port$53459$18 [0] * 4'h8;
   assign \$142  = centre[47:32] >> \$1412 ;
-  assign \$1415  = \port$59642$18 [0] * 4'h8;
+  assign \$1415  = \port$53459$18 [0] * 4'h8;
   assign \$143  = centre[31:16] >> \$1415 ;
-  assign \$1418  = \port$59642$18 [0] * 4'h8;
+  assign \$1418  = \port$53459$18 [0] * 4'h8;
   assign \$144  = centre[63:48] >> \$1418 ;
-  assign \$1422  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1422  = \port$53459$18 [1:0] * 4'h8;
   assign \$146  = centre[63:32] >> \$1422 ;
-  assign \$1425  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1425  = \port$53459$18 [1:0] * 4'h8;
   assign \$147  = centre[31:0] >> \$1425 ;
-  assign \$1428  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1428  = \port$53459$18 [1:0] * 4'h8;
   assign \$148  = centre[95:64] >> \$1428 ;
-  assign \$1432  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1432  = \port$53459$18 [2:0] * 4'h8;
   assign \$150  = centre[63:0] >> \$1432 ;
-  assign \$1435  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1435  = \port$53459$18 [2:0] * 4'h8;
   assign \$151  = 1'h0 >> \$1435 ;
-  assign \$1438  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1438  = \port$53459$18 [2:0] * 4'h8;
   assign \$152  = centre[127:64] >> \$1438 ;
-  assign \$1442  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1442  = \port$53459$18 [3:0] * 4'h8;
   assign \$154  = centre[127:0] >> \$1442 ;
-  assign \$1445  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1445  = \port$53459$18 [3:0] * 4'h8;
   assign \$155  = 1'h0 >> \$1445 ;
-  assign \$1448  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1448  = \port$53459$18 [3:0] * 4'h8;
   assign \$156  = centre[255:128] >> \$1448 ;
-  assign \$1452  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1452  = \port$53459$18 [4:0] * 4'h8;
   assign \$158  = centre >> \$1452 ;
-  assign \$1455  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1455  = \port$53459$18 [4:0] * 4'h8;
   assign \$159  = 1'h0 >> \$1455 ;
-  assign \$1458  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1458  = \port$53459$18 [4:0] * 4'h8;
   assign \$160  = 1'h0 >> \$1458 ;
-  assign \$1463  = \port$59642$18 [9:5] * 4'h8;
+  assign \$1463  = \port$53459$18 [9:5] * 4'h8;
   assign \$163  = weights >> \$1463 ;
-  assign \$1466  = \port$59642$18 [8:5] * 4'h8;
+  assign \$1466  = \port$53459$18 [8:5] * 4'h8;
   assign \$164  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$1466 ;
-  assign \$1469  = \port$59642$18 [7:5] * 4'h8;
+  assign \$1469  = \port$53459$18 [7:5] * 4'h8;
   assign \$165  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$1469 ;
-  assign \$1472  = \port$59642$18 [6:5] * 4'h8;
+  assign \$1472  = \port$53459$18 [6:5] * 4'h8;
   assign \$166  = { weights[239:232], weights[175:168], weights[111:104], weights[47:40] } >> \$1472 ;
-  assign \$1475  = \port$59642$18 [5] * 4'h8;
+  assign \$1475  = \port$53459$18 [5] * 4'h8;
   assign \$167  = { weights[175:168], weights[47:40] } >> \$1475 ;
-  assign \$1480  = \port$59642$18 [0] * 4'h8;
+  assign \$1480  = \port$53459$18 [0] * 4'h8;
   assign \$170  = centre[63:48] >> \$1480 ;
-  assign \$1483  = \port$59642$18 [0] * 4'h8;
+  assign \$1483  = \port$53459$18 [0] * 4'h8;
   assign \$171  = centre[47:32] >> \$1483 ;
-  assign \$1486  = \port$59642$18 [0] * 4'h8;
+  assign \$1486  = \port$53459$18 [0] * 4'h8;
   assign \$172  = centre[79:64] >> \$1486 ;
-  assign \$1490  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1490  = \port$53459$18 [1:0] * 4'h8;
   assign \$174  = centre[63:32] >> \$1490 ;
-  assign \$1493  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1493  = \port$53459$18 [1:0] * 4'h8;
   assign \$175  = centre[31:0] >> \$1493 ;
-  assign \$1496  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1496  = \port$53459$18 [1:0] * 4'h8;
   assign \$176  = centre[95:64] >> \$1496 ;
-  assign \$1500  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1500  = \port$53459$18 [2:0] * 4'h8;
   assign \$178  = centre[63:0] >> \$1500 ;
-  assign \$1503  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1503  = \port$53459$18 [2:0] * 4'h8;
   assign \$179  = 1'h0 >> \$1503 ;
-  assign \$1506  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1506  = \port$53459$18 [2:0] * 4'h8;
   assign \$180  = centre[127:64] >> \$1506 ;
-  assign \$1510  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1510  = \port$53459$18 [3:0] * 4'h8;
   assign \$182  = centre[127:0] >> \$1510 ;
-  assign \$1513  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1513  = \port$53459$18 [3:0] * 4'h8;
   assign \$183  = 1'h0 >> \$1513 ;
-  assign \$1516  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1516  = \port$53459$18 [3:0] * 4'h8;
   assign \$184  = centre[255:128] >> \$1516 ;
-  assign \$1520  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1520  = \port$53459$18 [4:0] * 4'h8;
   assign \$186  = centre >> \$1520 ;
-  assign \$1523  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1523  = \port$53459$18 [4:0] * 4'h8;
   assign \$187  = 1'h0 >> \$1523 ;
-  assign \$1526  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1526  = \port$53459$18 [4:0] * 4'h8;
   assign \$188  = 1'h0 >> \$1526 ;
-  assign \$1531  = \port$59642$18 [9:5] * 4'h8;
+  assign \$1531  = \port$53459$18 [9:5] * 4'h8;
   assign \$191  = weights >> \$1531 ;
-  assign \$1534  = \port$59642$18 [8:5] * 4'h8;
+  assign \$1534  = \port$53459$18 [8:5] * 4'h8;
   assign \$192  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1534 ;
-  assign \$1537  = \port$59642$18 [7:5] * 4'h8;
+  assign \$1537  = \port$53459$18 [7:5] * 4'h8;
   assign \$193  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$1537 ;
-  assign \$1540  = \port$59642$18 [6:5] * 4'h8;
+  assign \$1540  = \port$53459$18 [6:5] * 4'h8;
   assign \$194  = { weights[247:240], weights[183:176], weights[119:112], weights[55:48] } >> \$1540 ;
-  assign \$1543  = \port$59642$18 [5] * 4'h8;
+  assign \$1543  = \port$53459$18 [5] * 4'h8;
   assign \$195  = { weights[183:176], weights[55:48] } >> \$1543 ;
-  assign \$1548  = \port$59642$18 [0] * 4'h8;
+  assign \$1548  = \port$53459$18 [0] * 4'h8;
   assign \$198  = centre[63:48] >> \$1548 ;
-  assign \$1551  = \port$59642$18 [0] * 4'h8;
+  assign \$1551  = \port$53459$18 [0] * 4'h8;
   assign \$199  = centre[47:32] >> \$1551 ;
-  assign \$1554  = \port$59642$18 [0] * 4'h8;
+  assign \$1554  = \port$53459$18 [0] * 4'h8;
   assign \$200  = centre[79:64] >> \$1554 ;
-  assign \$1558  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1558  = \port$53459$18 [1:0] * 4'h8;
   assign \$202  = centre[63:32] >> \$1558 ;
-  assign \$1561  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1561  = \port$53459$18 [1:0] * 4'h8;
   assign \$203  = centre[31:0] >> \$1561 ;
-  assign \$1564  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1564  = \port$53459$18 [1:0] * 4'h8;
   assign \$204  = centre[95:64] >> \$1564 ;
-  assign \$1568  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1568  = \port$53459$18 [2:0] * 4'h8;
   assign \$206  = centre[63:0] >> \$1568 ;
-  assign \$1571  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1571  = \port$53459$18 [2:0] * 4'h8;
   assign \$207  = 1'h0 >> \$1571 ;
-  assign \$1574  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1574  = \port$53459$18 [2:0] * 4'h8;
   assign \$208  = centre[127:64] >> \$1574 ;
-  assign \$1578  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1578  = \port$53459$18 [3:0] * 4'h8;
   assign \$210  = centre[127:0] >> \$1578 ;
-  assign \$1581  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1581  = \port$53459$18 [3:0] * 4'h8;
   assign \$211  = 1'h0 >> \$1581 ;
-  assign \$1584  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1584  = \port$53459$18 [3:0] * 4'h8;
   assign \$212  = centre[255:128] >> \$1584 ;
-  assign \$1588  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1588  = \port$53459$18 [4:0] * 4'h8;
   assign \$214  = centre >> \$1588 ;
-  assign \$1591  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1591  = \port$53459$18 [4:0] * 4'h8;
   assign \$215  = 1'h0 >> \$1591 ;
-  assign \$1594  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1594  = \port$53459$18 [4:0] * 4'h8;
   assign \$216  = 1'h0 >> \$1594 ;
-  assign \$1599  = \port$59642$18 [9:5] * 4'h8;
+  assign \$1599  = \port$53459$18 [9:5] * 4'h8;
   assign \$219  = weights >> \$1599 ;
-  assign \$1602  = \port$59642$18 [8:5] * 4'h8;
+  assign \$1602  = \port$53459$18 [8:5] * 4'h8;
   assign \$220  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$1602 ;
-  assign \$1605  = \port$59642$18 [7:5] * 4'h8;
+  assign \$1605  = \port$53459$18 [7:5] * 4'h8;
   assign \$221  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$1605 ;
-  assign \$1608  = \port$59642$18 [6:5] * 4'h8;
+  assign \$1608  = \port$53459$18 [6:5] * 4'h8;
   assign \$222  = { weights[255:248], weights[191:184], weights[127:120], weights[63:56] } >> \$1608 ;
-  assign \$1611  = \port$59642$18 [5] * 4'h8;
+  assign \$1611  = \port$53459$18 [5] * 4'h8;
   assign \$223  = { weights[191:184], weights[63:56] } >> \$1611 ;
-  assign \$1616  = \port$59642$18 [0] * 4'h8;
+  assign \$1616  = \port$53459$18 [0] * 4'h8;
   assign \$226  = centre[79:64] >> \$1616 ;
-  assign \$1619  = \port$59642$18 [0] * 4'h8;
+  assign \$1619  = \port$53459$18 [0] * 4'h8;
   assign \$227  = centre[63:48] >> \$1619 ;
-  assign \$1622  = \port$59642$18 [0] * 4'h8;
+  assign \$1622  = \port$53459$18 [0] * 4'h8;
   assign \$228  = centre[95:80] >> \$1622 ;
-  assign \$1626  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1626  = \port$53459$18 [1:0] * 4'h8;
   assign \$230  = centre[95:64] >> \$1626 ;
-  assign \$1629  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1629  = \port$53459$18 [1:0] * 4'h8;
   assign \$231  = centre[63:32] >> \$1629 ;
-  assign \$1632  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1632  = \port$53459$18 [1:0] * 4'h8;
   assign \$232  = centre[127:96] >> \$1632 ;
-  assign \$1636  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1636  = \port$53459$18 [2:0] * 4'h8;
   assign \$234  = centre[127:64] >> \$1636 ;
-  assign \$1639  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1639  = \port$53459$18 [2:0] * 4'h8;
   assign \$235  = centre[63:0] >> \$1639 ;
-  assign \$1642  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1642  = \port$53459$18 [2:0] * 4'h8;
   assign \$236  = centre[191:128] >> \$1642 ;
-  assign \$1646  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1646  = \port$53459$18 [3:0] * 4'h8;
   assign \$238  = centre[127:0] >> \$1646 ;
-  assign \$1649  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1649  = \port$53459$18 [3:0] * 4'h8;
   assign \$239  = 1'h0 >> \$1649 ;
-  assign \$1652  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1652  = \port$53459$18 [3:0] * 4'h8;
   assign \$240  = centre[255:128] >> \$1652 ;
-  assign \$1656  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1656  = \port$53459$18 [4:0] * 4'h8;
   assign \$242  = centre >> \$1656 ;
-  assign \$1659  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1659  = \port$53459$18 [4:0] * 4'h8;
   assign \$243  = 1'h0 >> \$1659 ;
-  assign \$1662  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1662  = \port$53459$18 [4:0] * 4'h8;
   assign \$244  = 1'h0 >> \$1662 ;
-  assign \$1667  = \port$59642$18 [9:5] * 4'h8;
+  assign \$1667  = \port$53459$18 [9:5] * 4'h8;
   assign \$247  = weights >> \$1667 ;
-  assign \$1670  = \port$59642$18 [8:5] * 4'h8;
+  assign \$1670  = \port$53459$18 [8:5] * 4'h8;
   assign \$248  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1670 ;
-  assign \$1673  = \port$59642$18 [7:5] * 4'h8;
+  assign \$1673  = \port$53459$18 [7:5] * 4'h8;
   assign \$249  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$1673 ;
-  assign \$1676  = \port$59642$18 [6:5] * 4'h8;
+  assign \$1676  = \port$53459$18 [6:5] * 4'h8;
   assign \$250  = { weights[199:192], weights[135:128], weights[71:64], weights[7:0] } >> \$1676 ;
-  assign \$1679  = \port$59642$18 [5] * 4'h8;
+  assign \$1679  = \port$53459$18 [5] * 4'h8;
   assign \$251  = { weights[199:192], weights[71:64] } >> \$1679 ;
-  assign \$1684  = \port$59642$18 [0] * 4'h8;
+  assign \$1684  = \port$53459$18 [0] * 4'h8;
   assign \$254  = centre[79:64] >> \$1684 ;
-  assign \$1687  = \port$59642$18 [0] * 4'h8;
+  assign \$1687  = \port$53459$18 [0] * 4'h8;
   assign \$255  = centre[63:48] >> \$1687 ;
-  assign \$1690  = \port$59642$18 [0] * 4'h8;
+  assign \$1690  = \port$53459$18 [0] * 4'h8;
   assign \$256  = centre[95:80] >> \$1690 ;
-  assign \$1694  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1694  = \port$53459$18 [1:0] * 4'h8;
   assign \$258  = centre[95:64] >> \$1694 ;
-  assign \$1697  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1697  = \port$53459$18 [1:0] * 4'h8;
   assign \$259  = centre[63:32] >> \$1697 ;
-  assign \$1700  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1700  = \port$53459$18 [1:0] * 4'h8;
   assign \$260  = centre[127:96] >> \$1700 ;
-  assign \$1704  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1704  = \port$53459$18 [2:0] * 4'h8;
   assign \$262  = centre[127:64] >> \$1704 ;
-  assign \$1707  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1707  = \port$53459$18 [2:0] * 4'h8;
   assign \$263  = centre[63:0] >> \$1707 ;
-  assign \$1710  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1710  = \port$53459$18 [2:0] * 4'h8;
   assign \$264  = centre[191:128] >> \$1710 ;
-  assign \$1714  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1714  = \port$53459$18 [3:0] * 4'h8;
   assign \$266  = centre[127:0] >> \$1714 ;
-  assign \$1717  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1717  = \port$53459$18 [3:0] * 4'h8;
   assign \$267  = 1'h0 >> \$1717 ;
-  assign \$1720  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1720  = \port$53459$18 [3:0] * 4'h8;
   assign \$268  = centre[255:128] >> \$1720 ;
-  assign \$1724  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1724  = \port$53459$18 [4:0] * 4'h8;
   assign \$270  = centre >> \$1724 ;
-  assign \$1727  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1727  = \port$53459$18 [4:0] * 4'h8;
   assign \$271  = 1'h0 >> \$1727 ;
-  assign \$1730  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1730  = \port$53459$18 [4:0] * 4'h8;
   assign \$272  = 1'h0 >> \$1730 ;
-  assign \$1735  = \port$59642$18 [9:5] * 4'h8;
+  assign \$1735  = \port$53459$18 [9:5] * 4'h8;
   assign \$275  = weights >> \$1735 ;
-  assign \$1738  = \port$59642$18 [8:5] * 4'h8;
+  assign \$1738  = \port$53459$18 [8:5] * 4'h8;
   assign \$276  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$1738 ;
-  assign \$1741  = \port$59642$18 [7:5] * 4'h8;
+  assign \$1741  = \port$53459$18 [7:5] * 4'h8;
   assign \$277  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$1741 ;
-  assign \$1744  = \port$59642$18 [6:5] * 4'h8;
+  assign \$1744  = \port$53459$18 [6:5] * 4'h8;
   assign \$278  = { weights[207:200], weights[143:136], weights[79:72], weights[15:8] } >> \$1744 ;
-  assign \$1747  = \port$59642$18 [5] * 4'h8;
+  assign \$1747  = \port$53459$18 [5] * 4'h8;
   assign \$279  = { weights[207:200], weights[79:72] } >> \$1747 ;
-  assign \$1752  = \port$59642$18 [0] * 4'h8;
+  assign \$1752  = \port$53459$18 [0] * 4'h8;
   assign \$282  = centre[95:80] >> \$1752 ;
-  assign \$1755  = \port$59642$18 [0] * 4'h8;
+  assign \$1755  = \port$53459$18 [0] * 4'h8;
   assign \$283  = centre[79:64] >> \$1755 ;
-  assign \$1758  = \port$59642$18 [0] * 4'h8;
+  assign \$1758  = \port$53459$18 [0] * 4'h8;
   assign \$284  = centre[111:96] >> \$1758 ;
-  assign \$1762  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1762  = \port$53459$18 [1:0] * 4'h8;
   assign \$286  = centre[95:64] >> \$1762 ;
-  assign \$1765  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1765  = \port$53459$18 [1:0] * 4'h8;
   assign \$287  = centre[63:32] >> \$1765 ;
-  assign \$1768  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1768  = \port$53459$18 [1:0] * 4'h8;
   assign \$288  = centre[127:96] >> \$1768 ;
-  assign \$1772  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1772  = \port$53459$18 [2:0] * 4'h8;
   assign \$290  = centre[127:64] >> \$1772 ;
-  assign \$1775  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1775  = \port$53459$18 [2:0] * 4'h8;
   assign \$291  = centre[63:0] >> \$1775 ;
-  assign \$1778  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1778  = \port$53459$18 [2:0] * 4'h8;
   assign \$292  = centre[191:128] >> \$1778 ;
-  assign \$1782  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1782  = \port$53459$18 [3:0] * 4'h8;
   assign \$294  = centre[127:0] >> \$1782 ;
-  assign \$1785  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1785  = \port$53459$18 [3:0] * 4'h8;
   assign \$295  = 1'h0 >> \$1785 ;
-  assign \$1788  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1788  = \port$53459$18 [3:0] * 4'h8;
   assign \$296  = centre[255:128] >> \$1788 ;
-  assign \$1792  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1792  = \port$53459$18 [4:0] * 4'h8;
   assign \$298  = centre >> \$1792 ;
-  assign \$1795  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1795  = \port$53459$18 [4:0] * 4'h8;
   assign \$299  = 1'h0 >> \$1795 ;
-  assign \$1798  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1798  = \port$53459$18 [4:0] * 4'h8;
   assign \$300  = 1'h0 >> \$1798 ;
-  assign \$1803  = \port$59642$18 [9:5] * 4'h8;
+  assign \$1803  = \port$53459$18 [9:5] * 4'h8;
   assign \$303  = weights >> \$1803 ;
-  assign \$1806  = \port$59642$18 [8:5] * 4'h8;
+  assign \$1806  = \port$53459$18 [8:5] * 4'h8;
   assign \$304  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1806 ;
-  assign \$1809  = \port$59642$18 [7:5] * 4'h8;
+  assign \$1809  = \port$53459$18 [7:5] * 4'h8;
   assign \$305  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$1809 ;
-  assign \$1812  = \port$59642$18 [6:5] * 4'h8;
+  assign \$1812  = \port$53459$18 [6:5] * 4'h8;
   assign \$306  = { weights[215:208], weights[151:144], weights[87:80], weights[23:16] } >> \$1812 ;
-  assign \$1815  = \port$59642$18 [5] * 4'h8;
+  assign \$1815  = \port$53459$18 [5] * 4'h8;
   assign \$307  = { weights[215:208], weights[87:80] } >> \$1815 ;
-  assign \$1820  = \port$59642$18 [0] * 4'h8;
+  assign \$1820  = \port$53459$18 [0] * 4'h8;
   assign \$310  = centre[95:80] >> \$1820 ;
-  assign \$1823  = \port$59642$18 [0] * 4'h8;
+  assign \$1823  = \port$53459$18 [0] * 4'h8;
   assign \$311  = centre[79:64] >> \$1823 ;
-  assign \$1826  = \port$59642$18 [0] * 4'h8;
+  assign \$1826  = \port$53459$18 [0] * 4'h8;
   assign \$312  = centre[111:96] >> \$1826 ;
-  assign \$1830  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1830  = \port$53459$18 [1:0] * 4'h8;
   assign \$314  = centre[95:64] >> \$1830 ;
-  assign \$1833  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1833  = \port$53459$18 [1:0] * 4'h8;
   assign \$315  = centre[63:32] >> \$1833 ;
-  assign \$1836  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1836  = \port$53459$18 [1:0] * 4'h8;
   assign \$316  = centre[127:96] >> \$1836 ;
-  assign \$1840  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1840  = \port$53459$18 [2:0] * 4'h8;
   assign \$318  = centre[127:64] >> \$1840 ;
-  assign \$1843  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1843  = \port$53459$18 [2:0] * 4'h8;
   assign \$319  = centre[63:0] >> \$1843 ;
-  assign \$1846  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1846  = \port$53459$18 [2:0] * 4'h8;
   assign \$320  = centre[191:128] >> \$1846 ;
-  assign \$1850  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1850  = \port$53459$18 [3:0] * 4'h8;
   assign \$322  = centre[127:0] >> \$1850 ;
-  assign \$1853  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1853  = \port$53459$18 [3:0] * 4'h8;
   assign \$323  = 1'h0 >> \$1853 ;
-  assign \$1856  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1856  = \port$53459$18 [3:0] * 4'h8;
   assign \$324  = centre[255:128] >> \$1856 ;
-  assign \$1860  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1860  = \port$53459$18 [4:0] * 4'h8;
   assign \$326  = centre >> \$1860 ;
-  assign \$1863  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1863  = \port$53459$18 [4:0] * 4'h8;
   assign \$327  = 1'h0 >> \$1863 ;
-  assign \$1866  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1866  = \port$53459$18 [4:0] * 4'h8;
   assign \$328  = 1'h0 >> \$1866 ;
-  assign \$1871  = \port$59642$18 [9:5] * 4'h8;
+  assign \$1871  = \port$53459$18 [9:5] * 4'h8;
   assign \$331  = weights >> \$1871 ;
-  assign \$1874  = \port$59642$18 [8:5] * 4'h8;
+  assign \$1874  = \port$53459$18 [8:5] * 4'h8;
   assign \$332  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$1874 ;
-  assign \$1877  = \port$59642$18 [7:5] * 4'h8;
+  assign \$1877  = \port$53459$18 [7:5] * 4'h8;
   assign \$333  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$1877 ;
-  assign \$1880  = \port$59642$18 [6:5] * 4'h8;
+  assign \$1880  = \port$53459$18 [6:5] * 4'h8;
   assign \$334  = { weights[223:216], weights[159:152], weights[95:88], weights[31:24] } >> \$1880 ;
-  assign \$1883  = \port$59642$18 [5] * 4'h8;
+  assign \$1883  = \port$53459$18 [5] * 4'h8;
   assign \$335  = { weights[223:216], weights[95:88] } >> \$1883 ;
-  assign \$1888  = \port$59642$18 [0] * 4'h8;
+  assign \$1888  = \port$53459$18 [0] * 4'h8;
   assign \$338  = centre[111:96] >> \$1888 ;
-  assign \$1891  = \port$59642$18 [0] * 4'h8;
+  assign \$1891  = \port$53459$18 [0] * 4'h8;
   assign \$339  = centre[95:80] >> \$1891 ;
-  assign \$1894  = \port$59642$18 [0] * 4'h8;
+  assign \$1894  = \port$53459$18 [0] * 4'h8;
   assign \$340  = centre[127:112] >> \$1894 ;
-  assign \$1898  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1898  = \port$53459$18 [1:0] * 4'h8;
   assign \$342  = centre[127:96] >> \$1898 ;
-  assign \$1901  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1901  = \port$53459$18 [1:0] * 4'h8;
   assign \$343  = centre[95:64] >> \$1901 ;
-  assign \$1904  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1904  = \port$53459$18 [1:0] * 4'h8;
   assign \$344  = centre[159:128] >> \$1904 ;
-  assign \$1908  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1908  = \port$53459$18 [2:0] * 4'h8;
   assign \$346  = centre[127:64] >> \$1908 ;
-  assign \$1911  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1911  = \port$53459$18 [2:0] * 4'h8;
   assign \$347  = centre[63:0] >> \$1911 ;
-  assign \$1914  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1914  = \port$53459$18 [2:0] * 4'h8;
   assign \$348  = centre[191:128] >> \$1914 ;
-  assign \$1918  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1918  = \port$53459$18 [3:0] * 4'h8;
   assign \$350  = centre[127:0] >> \$1918 ;
-  assign \$1921  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1921  = \port$53459$18 [3:0] * 4'h8;
   assign \$351  = 1'h0 >> \$1921 ;
-  assign \$1924  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1924  = \port$53459$18 [3:0] * 4'h8;
   assign \$352  = centre[255:128] >> \$1924 ;
-  assign \$1928  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1928  = \port$53459$18 [4:0] * 4'h8;
   assign \$354  = centre >> \$1928 ;
-  assign \$1931  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1931  = \port$53459$18 [4:0] * 4'h8;
   assign \$355  = 1'h0 >> \$1931 ;
-  assign \$1934  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1934  = \port$53459$18 [4:0] * 4'h8;
   assign \$356  = 1'h0 >> \$1934 ;
-  assign \$1939  = \port$59642$18 [9:5] * 4'h8;
+  assign \$1939  = \port$53459$18 [9:5] * 4'h8;
   assign \$359  = weights >> \$1939 ;
-  assign \$1942  = \port$59642$18 [8:5] * 4'h8;
+  assign \$1942  = \port$53459$18 [8:5] * 4'h8;
   assign \$360  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$1942 ;
-  assign \$1945  = \port$59642$18 [7:5] * 4'h8;
+  assign \$1945  = \port$53459$18 [7:5] * 4'h8;
   assign \$361  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$1945 ;
-  assign \$1948  = \port$59642$18 [6:5] * 4'h8;
+  assign \$1948  = \port$53459$18 [6:5] * 4'h8;
   assign \$362  = { weights[231:224], weights[167:160], weights[103:96], weights[39:32] } >> \$1948 ;
-  assign \$1951  = \port$59642$18 [5] * 4'h8;
+  assign \$1951  = \port$53459$18 [5] * 4'h8;
   assign \$363  = { weights[231:224], weights[103:96] } >> \$1951 ;
-  assign \$1956  = \port$59642$18 [0] * 4'h8;
+  assign \$1956  = \port$53459$18 [0] * 4'h8;
   assign \$366  = centre[111:96] >> \$1956 ;
-  assign \$1959  = \port$59642$18 [0] * 4'h8;
+  assign \$1959  = \port$53459$18 [0] * 4'h8;
   assign \$367  = centre[95:80] >> \$1959 ;
-  assign \$1962  = \port$59642$18 [0] * 4'h8;
+  assign \$1962  = \port$53459$18 [0] * 4'h8;
   assign \$368  = centre[127:112] >> \$1962 ;
-  assign \$1966  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1966  = \port$53459$18 [1:0] * 4'h8;
   assign \$370  = centre[127:96] >> \$1966 ;
-  assign \$1969  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1969  = \port$53459$18 [1:0] * 4'h8;
   assign \$371  = centre[95:64] >> \$1969 ;
-  assign \$1972  = \port$59642$18 [1:0] * 4'h8;
+  assign \$1972  = \port$53459$18 [1:0] * 4'h8;
   assign \$372  = centre[159:128] >> \$1972 ;
-  assign \$1976  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1976  = \port$53459$18 [2:0] * 4'h8;
   assign \$374  = centre[127:64] >> \$1976 ;
-  assign \$1979  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1979  = \port$53459$18 [2:0] * 4'h8;
   assign \$375  = centre[63:0] >> \$1979 ;
-  assign \$1982  = \port$59642$18 [2:0] * 4'h8;
+  assign \$1982  = \port$53459$18 [2:0] * 4'h8;
   assign \$376  = centre[191:128] >> \$1982 ;
-  assign \$1986  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1986  = \port$53459$18 [3:0] * 4'h8;
   assign \$378  = centre[127:0] >> \$1986 ;
-  assign \$1989  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1989  = \port$53459$18 [3:0] * 4'h8;
   assign \$379  = 1'h0 >> \$1989 ;
-  assign \$1992  = \port$59642$18 [3:0] * 4'h8;
+  assign \$1992  = \port$53459$18 [3:0] * 4'h8;
   assign \$380  = centre[255:128] >> \$1992 ;
-  assign \$1996  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1996  = \port$53459$18 [4:0] * 4'h8;
   assign \$382  = centre >> \$1996 ;
-  assign \$1999  = \port$59642$18 [4:0] * 4'h8;
+  assign \$1999  = \port$53459$18 [4:0] * 4'h8;
   assign \$383  = 1'h0 >> \$1999 ;
-  assign \$2002  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2002  = \port$53459$18 [4:0] * 4'h8;
   assign \$384  = 1'h0 >> \$2002 ;
-  assign \$2007  = \port$59642$18 [9:5] * 4'h8;
+  assign \$2007  = \port$53459$18 [9:5] * 4'h8;
   assign \$387  = weights >> \$2007 ;
-  assign \$2010  = \port$59642$18 [8:5] * 4'h8;
+  assign \$2010  = \port$53459$18 [8:5] * 4'h8;
   assign \$388  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2010 ;
-  assign \$2013  = \port$59642$18 [7:5] * 4'h8;
+  assign \$2013  = \port$53459$18 [7:5] * 4'h8;
   assign \$389  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$2013 ;
-  assign \$2016  = \port$59642$18 [6:5] * 4'h8;
+  assign \$2016  = \port$53459$18 [6:5] * 4'h8;
   assign \$390  = { weights[239:232], weights[175:168], weights[111:104], weights[47:40] } >> \$2016 ;
-  assign \$2019  = \port$59642$18 [5] * 4'h8;
+  assign \$2019  = \port$53459$18 [5] * 4'h8;
   assign \$391  = { weights[239:232], weights[111:104] } >> \$2019 ;
-  assign \$2024  = \port$59642$18 [0] * 4'h8;
+  assign \$2024  = \port$53459$18 [0] * 4'h8;
   assign \$394  = centre[127:112] >> \$2024 ;
-  assign \$2027  = \port$59642$18 [0] * 4'h8;
+  assign \$2027  = \port$53459$18 [0] * 4'h8;
   assign \$395  = centre[111:96] >> \$2027 ;
-  assign \$2030  = \port$59642$18 [0] * 4'h8;
+  assign \$2030  = \port$53459$18 [0] * 4'h8;
   assign \$396  = centre[143:128] >> \$2030 ;
-  assign \$2034  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2034  = \port$53459$18 [1:0] * 4'h8;
   assign \$398  = centre[127:96] >> \$2034 ;
-  assign \$2037  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2037  = \port$53459$18 [1:0] * 4'h8;
   assign \$399  = centre[95:64] >> \$2037 ;
-  assign \$2040  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2040  = \port$53459$18 [1:0] * 4'h8;
   assign \$400  = centre[159:128] >> \$2040 ;
-  assign \$2044  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2044  = \port$53459$18 [2:0] * 4'h8;
   assign \$402  = centre[127:64] >> \$2044 ;
-  assign \$2047  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2047  = \port$53459$18 [2:0] * 4'h8;
   assign \$403  = centre[63:0] >> \$2047 ;
-  assign \$2050  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2050  = \port$53459$18 [2:0] * 4'h8;
   assign \$404  = centre[191:128] >> \$2050 ;
-  assign \$2054  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2054  = \port$53459$18 [3:0] * 4'h8;
   assign \$406  = centre[127:0] >> \$2054 ;
-  assign \$2057  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2057  = \port$53459$18 [3:0] * 4'h8;
   assign \$407  = 1'h0 >> \$2057 ;
-  assign \$2060  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2060  = \port$53459$18 [3:0] * 4'h8;
   assign \$408  = centre[255:128] >> \$2060 ;
-  assign \$2064  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2064  = \port$53459$18 [4:0] * 4'h8;
   assign \$410  = centre >> \$2064 ;
-  assign \$2067  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2067  = \port$53459$18 [4:0] * 4'h8;
   assign \$411  = 1'h0 >> \$2067 ;
-  assign \$2070  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2070  = \port$53459$18 [4:0] * 4'h8;
   assign \$412  = 1'h0 >> \$2070 ;
-  assign \$2075  = \port$59642$18 [9:5] * 4'h8;
+  assign \$2075  = \port$53459$18 [9:5] * 4'h8;
   assign \$415  = weights >> \$2075 ;
-  assign \$2078  = \port$59642$18 [8:5] * 4'h8;
+  assign \$2078  = \port$53459$18 [8:5] * 4'h8;
   assign \$416  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2078 ;
-  assign \$2081  = \port$59642$18 [7:5] * 4'h8;
+  assign \$2081  = \port$53459$18 [7:5] * 4'h8;
   assign \$417  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$2081 ;
-  assign \$2084  = \port$59642$18 [6:5] * 4'h8;
+  assign \$2084  = \port$53459$18 [6:5] * 4'h8;
   assign \$418  = { weights[247:240], weights[183:176], weights[119:112], weights[55:48] } >> \$2084 ;
-  assign \$2087  = \port$59642$18 [5] * 4'h8;
+  assign \$2087  = \port$53459$18 [5] * 4'h8;
   assign \$419  = { weights[247:240], weights[119:112] } >> \$2087 ;
-  assign \$2092  = \port$59642$18 [0] * 4'h8;
+  assign \$2092  = \port$53459$18 [0] * 4'h8;
   assign \$422  = centre[127:112] >> \$2092 ;
-  assign \$2095  = \port$59642$18 [0] * 4'h8;
+  assign \$2095  = \port$53459$18 [0] * 4'h8;
   assign \$423  = centre[111:96] >> \$2095 ;
-  assign \$2098  = \port$59642$18 [0] * 4'h8;
+  assign \$2098  = \port$53459$18 [0] * 4'h8;
   assign \$424  = centre[143:128] >> \$2098 ;
-  assign \$2102  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2102  = \port$53459$18 [1:0] * 4'h8;
   assign \$426  = centre[127:96] >> \$2102 ;
-  assign \$2105  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2105  = \port$53459$18 [1:0] * 4'h8;
   assign \$427  = centre[95:64] >> \$2105 ;
-  assign \$2108  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2108  = \port$53459$18 [1:0] * 4'h8;
   assign \$428  = centre[159:128] >> \$2108 ;
-  assign \$2112  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2112  = \port$53459$18 [2:0] * 4'h8;
   assign \$430  = centre[127:64] >> \$2112 ;
-  assign \$2115  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2115  = \port$53459$18 [2:0] * 4'h8;
   assign \$431  = centre[63:0] >> \$2115 ;
-  assign \$2118  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2118  = \port$53459$18 [2:0] * 4'h8;
   assign \$432  = centre[191:128] >> \$2118 ;
-  assign \$2122  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2122  = \port$53459$18 [3:0] * 4'h8;
   assign \$434  = centre[127:0] >> \$2122 ;
-  assign \$2125  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2125  = \port$53459$18 [3:0] * 4'h8;
   assign \$435  = 1'h0 >> \$2125 ;
-  assign \$2128  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2128  = \port$53459$18 [3:0] * 4'h8;
   assign \$436  = centre[255:128] >> \$2128 ;
-  assign \$2132  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2132  = \port$53459$18 [4:0] * 4'h8;
   assign \$438  = centre >> \$2132 ;
-  assign \$2135  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2135  = \port$53459$18 [4:0] * 4'h8;
   assign \$439  = 1'h0 >> \$2135 ;
-  assign \$2138  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2138  = \port$53459$18 [4:0] * 4'h8;
   assign \$440  = 1'h0 >> \$2138 ;
-  assign \$2143  = \port$59642$18 [9:5] * 4'h8;
+  assign \$2143  = \port$53459$18 [9:5] * 4'h8;
   assign \$443  = weights >> \$2143 ;
-  assign \$2146  = \port$59642$18 [8:5] * 4'h8;
+  assign \$2146  = \port$53459$18 [8:5] * 4'h8;
   assign \$444  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2146 ;
-  assign \$2149  = \port$59642$18 [7:5] * 4'h8;
+  assign \$2149  = \port$53459$18 [7:5] * 4'h8;
   assign \$445  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$2149 ;
-  assign \$2152  = \port$59642$18 [6:5] * 4'h8;
+  assign \$2152  = \port$53459$18 [6:5] * 4'h8;
   assign \$446  = { weights[255:248], weights[191:184], weights[127:120], weights[63:56] } >> \$2152 ;
-  assign \$2155  = \port$59642$18 [5] * 4'h8;
+  assign \$2155  = \port$53459$18 [5] * 4'h8;
   assign \$447  = { weights[255:248], weights[127:120] } >> \$2155 ;
-  assign \$2160  = \port$59642$18 [0] * 4'h8;
+  assign \$2160  = \port$53459$18 [0] * 4'h8;
   assign \$450  = centre[143:128] >> \$2160 ;
-  assign \$2163  = \port$59642$18 [0] * 4'h8;
+  assign \$2163  = \port$53459$18 [0] * 4'h8;
   assign \$451  = centre[127:112] >> \$2163 ;
-  assign \$2166  = \port$59642$18 [0] * 4'h8;
+  assign \$2166  = \port$53459$18 [0] * 4'h8;
   assign \$452  = centre[159:144] >> \$2166 ;
-  assign \$2170  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2170  = \port$53459$18 [1:0] * 4'h8;
   assign \$454  = centre[159:128] >> \$2170 ;
-  assign \$2173  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2173  = \port$53459$18 [1:0] * 4'h8;
   assign \$455  = centre[127:96] >> \$2173 ;
-  assign \$2176  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2176  = \port$53459$18 [1:0] * 4'h8;
   assign \$456  = centre[191:160] >> \$2176 ;
-  assign \$2180  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2180  = \port$53459$18 [2:0] * 4'h8;
   assign \$458  = centre[191:128] >> \$2180 ;
-  assign \$2183  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2183  = \port$53459$18 [2:0] * 4'h8;
   assign \$459  = centre[127:64] >> \$2183 ;
-  assign \$2186  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2186  = \port$53459$18 [2:0] * 4'h8;
   assign \$460  = centre[255:192] >> \$2186 ;
-  assign \$2190  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2190  = \port$53459$18 [3:0] * 4'h8;
   assign \$462  = centre[255:128] >> \$2190 ;
-  assign \$2193  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2193  = \port$53459$18 [3:0] * 4'h8;
   assign \$463  = centre[127:0] >> \$2193 ;
-  assign \$2196  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2196  = \port$53459$18 [3:0] * 4'h8;
   assign \$464  = 1'h0 >> \$2196 ;
-  assign \$2200  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2200  = \port$53459$18 [4:0] * 4'h8;
   assign \$466  = centre >> \$2200 ;
-  assign \$2203  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2203  = \port$53459$18 [4:0] * 4'h8;
   assign \$467  = 1'h0 >> \$2203 ;
-  assign \$2206  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2206  = \port$53459$18 [4:0] * 4'h8;
   assign \$468  = 1'h0 >> \$2206 ;
-  assign \$2211  = \port$59642$18 [9:5] * 4'h8;
+  assign \$2211  = \port$53459$18 [9:5] * 4'h8;
   assign \$471  = weights >> \$2211 ;
-  assign \$2214  = \port$59642$18 [8:5] * 4'h8;
+  assign \$2214  = \port$53459$18 [8:5] * 4'h8;
   assign \$472  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2214 ;
-  assign \$2217  = \port$59642$18 [7:5] * 4'h8;
+  assign \$2217  = \port$53459$18 [7:5] * 4'h8;
   assign \$473  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$2217 ;
-  assign \$2220  = \port$59642$18 [6:5] * 4'h8;
+  assign \$2220  = \port$53459$18 [6:5] * 4'h8;
   assign \$474  = { weights[199:192], weights[135:128], weights[71:64], weights[7:0] } >> \$2220 ;
-  assign \$2223  = \port$59642$18 [5] * 4'h8;
+  assign \$2223  = \port$53459$18 [5] * 4'h8;
   assign \$475  = { weights[135:128], weights[7:0] } >> \$2223 ;
-  assign \$2228  = \port$59642$18 [0] * 4'h8;
+  assign \$2228  = \port$53459$18 [0] * 4'h8;
   assign \$478  = centre[143:128] >> \$2228 ;
-  assign \$2231  = \port$59642$18 [0] * 4'h8;
+  assign \$2231  = \port$53459$18 [0] * 4'h8;
   assign \$479  = centre[127:112] >> \$2231 ;
-  assign \$2234  = \port$59642$18 [0] * 4'h8;
+  assign \$2234  = \port$53459$18 [0] * 4'h8;
   assign \$480  = centre[159:144] >> \$2234 ;
-  assign \$2238  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2238  = \port$53459$18 [1:0] * 4'h8;
   assign \$482  = centre[159:128] >> \$2238 ;
-  assign \$2241  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2241  = \port$53459$18 [1:0] * 4'h8;
   assign \$483  = centre[127:96] >> \$2241 ;
-  assign \$2244  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2244  = \port$53459$18 [1:0] * 4'h8;
   assign \$484  = centre[191:160] >> \$2244 ;
-  assign \$2248  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2248  = \port$53459$18 [2:0] * 4'h8;
   assign \$486  = centre[191:128] >> \$2248 ;
-  assign \$2251  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2251  = \port$53459$18 [2:0] * 4'h8;
   assign \$487  = centre[127:64] >> \$2251 ;
-  assign \$2254  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2254  = \port$53459$18 [2:0] * 4'h8;
   assign \$488  = centre[255:192] >> \$2254 ;
-  assign \$2258  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2258  = \port$53459$18 [3:0] * 4'h8;
   assign \$490  = centre[255:128] >> \$2258 ;
-  assign \$2261  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2261  = \port$53459$18 [3:0] * 4'h8;
   assign \$491  = centre[127:0] >> \$2261 ;
-  assign \$2264  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2264  = \port$53459$18 [3:0] * 4'h8;
   assign \$492  = 1'h0 >> \$2264 ;
-  assign \$2268  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2268  = \port$53459$18 [4:0] * 4'h8;
   assign \$494  = centre >> \$2268 ;
-  assign \$2271  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2271  = \port$53459$18 [4:0] * 4'h8;
   assign \$495  = 1'h0 >> \$2271 ;
-  assign \$2274  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2274  = \port$53459$18 [4:0] * 4'h8;
   assign \$496  = 1'h0 >> \$2274 ;
-  assign \$2279  = \port$59642$18 [9:5] * 4'h8;
+  assign \$2279  = \port$53459$18 [9:5] * 4'h8;
   assign \$499  = weights >> \$2279 ;
-  assign \$2282  = \port$59642$18 [8:5] * 4'h8;
+  assign \$2282  = \port$53459$18 [8:5] * 4'h8;
   assign \$500  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2282 ;
-  assign \$2285  = \port$59642$18 [7:5] * 4'h8;
+  assign \$2285  = \port$53459$18 [7:5] * 4'h8;
   assign \$501  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$2285 ;
-  assign \$2288  = \port$59642$18 [6:5] * 4'h8;
+  assign \$2288  = \port$53459$18 [6:5] * 4'h8;
   assign \$502  = { weights[207:200], weights[143:136], weights[79:72], weights[15:8] } >> \$2288 ;
-  assign \$2291  = \port$59642$18 [5] * 4'h8;
+  assign \$2291  = \port$53459$18 [5] * 4'h8;
   assign \$503  = { weights[143:136], weights[15:8] } >> \$2291 ;
-  assign \$2296  = \port$59642$18 [0] * 4'h8;
+  assign \$2296  = \port$53459$18 [0] * 4'h8;
   assign \$506  = centre[159:144] >> \$2296 ;
-  assign \$2299  = \port$59642$18 [0] * 4'h8;
+  assign \$2299  = \port$53459$18 [0] * 4'h8;
   assign \$507  = centre[143:128] >> \$2299 ;
-  assign \$2302  = \port$59642$18 [0] * 4'h8;
+  assign \$2302  = \port$53459$18 [0] * 4'h8;
   assign \$508  = centre[175:160] >> \$2302 ;
-  assign \$2306  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2306  = \port$53459$18 [1:0] * 4'h8;
   assign \$510  = centre[159:128] >> \$2306 ;
-  assign \$2309  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2309  = \port$53459$18 [1:0] * 4'h8;
   assign \$511  = centre[127:96] >> \$2309 ;
-  assign \$2312  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2312  = \port$53459$18 [1:0] * 4'h8;
   assign \$512  = centre[191:160] >> \$2312 ;
-  assign \$2316  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2316  = \port$53459$18 [2:0] * 4'h8;
   assign \$514  = centre[191:128] >> \$2316 ;
-  assign \$2319  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2319  = \port$53459$18 [2:0] * 4'h8;
   assign \$515  = centre[127:64] >> \$2319 ;
-  assign \$2322  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2322  = \port$53459$18 [2:0] * 4'h8;
   assign \$516  = centre[255:192] >> \$2322 ;
-  assign \$2326  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2326  = \port$53459$18 [3:0] * 4'h8;
   assign \$518  = centre[255:128] >> \$2326 ;
-  assign \$2329  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2329  = \port$53459$18 [3:0] * 4'h8;
   assign \$519  = centre[127:0] >> \$2329 ;
-  assign \$2332  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2332  = \port$53459$18 [3:0] * 4'h8;
   assign \$520  = 1'h0 >> \$2332 ;
-  assign \$2336  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2336  = \port$53459$18 [4:0] * 4'h8;
   assign \$522  = centre >> \$2336 ;
-  assign \$2339  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2339  = \port$53459$18 [4:0] * 4'h8;
   assign \$523  = 1'h0 >> \$2339 ;
-  assign \$2342  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2342  = \port$53459$18 [4:0] * 4'h8;
   assign \$524  = 1'h0 >> \$2342 ;
-  assign \$2347  = \port$59642$18 [9:5] * 4'h8;
+  assign \$2347  = \port$53459$18 [9:5] * 4'h8;
   assign \$527  = weights >> \$2347 ;
-  assign \$2350  = \port$59642$18 [8:5] * 4'h8;
+  assign \$2350  = \port$53459$18 [8:5] * 4'h8;
   assign \$528  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2350 ;
-  assign \$2353  = \port$59642$18 [7:5] * 4'h8;
+  assign \$2353  = \port$53459$18 [7:5] * 4'h8;
   assign \$529  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$2353 ;
-  assign \$2356  = \port$59642$18 [6:5] * 4'h8;
+  assign \$2356  = \port$53459$18 [6:5] * 4'h8;
   assign \$530  = { weights[215:208], weights[151:144], weights[87:80], weights[23:16] } >> \$2356 ;
-  assign \$2359  = \port$59642$18 [5] * 4'h8;
+  assign \$2359  = \port$53459$18 [5] * 4'h8;
   assign \$531  = { weights[151:144], weights[23:16] } >> \$2359 ;
-  assign \$2364  = \port$59642$18 [0] * 4'h8;
+  assign \$2364  = \port$53459$18 [0] * 4'h8;
   assign \$534  = centre[159:144] >> \$2364 ;
-  assign \$2367  = \port$59642$18 [0] * 4'h8;
+  assign \$2367  = \port$53459$18 [0] * 4'h8;
   assign \$535  = centre[143:128] >> \$2367 ;
-  assign \$2370  = \port$59642$18 [0] * 4'h8;
+  assign \$2370  = \port$53459$18 [0] * 4'h8;
   assign \$536  = centre[175:160] >> \$2370 ;
-  assign \$2374  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2374  = \port$53459$18 [1:0] * 4'h8;
   assign \$538  = centre[159:128] >> \$2374 ;
-  assign \$2377  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2377  = \port$53459$18 [1:0] * 4'h8;
   assign \$539  = centre[127:96] >> \$2377 ;
-  assign \$2380  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2380  = \port$53459$18 [1:0] * 4'h8;
   assign \$540  = centre[191:160] >> \$2380 ;
-  assign \$2384  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2384  = \port$53459$18 [2:0] * 4'h8;
   assign \$542  = centre[191:128] >> \$2384 ;
-  assign \$2387  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2387  = \port$53459$18 [2:0] * 4'h8;
   assign \$543  = centre[127:64] >> \$2387 ;
-  assign \$2390  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2390  = \port$53459$18 [2:0] * 4'h8;
   assign \$544  = centre[255:192] >> \$2390 ;
-  assign \$2394  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2394  = \port$53459$18 [3:0] * 4'h8;
   assign \$546  = centre[255:128] >> \$2394 ;
-  assign \$2397  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2397  = \port$53459$18 [3:0] * 4'h8;
   assign \$547  = centre[127:0] >> \$2397 ;
-  assign \$2400  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2400  = \port$53459$18 [3:0] * 4'h8;
   assign \$548  = 1'h0 >> \$2400 ;
-  assign \$2404  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2404  = \port$53459$18 [4:0] * 4'h8;
   assign \$550  = centre >> \$2404 ;
-  assign \$2407  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2407  = \port$53459$18 [4:0] * 4'h8;
   assign \$551  = 1'h0 >> \$2407 ;
-  assign \$2410  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2410  = \port$53459$18 [4:0] * 4'h8;
   assign \$552  = 1'h0 >> \$2410 ;
-  assign \$2415  = \port$59642$18 [9:5] * 4'h8;
+  assign \$2415  = \port$53459$18 [9:5] * 4'h8;
   assign \$555  = weights >> \$2415 ;
-  assign \$2418  = \port$59642$18 [8:5] * 4'h8;
+  assign \$2418  = \port$53459$18 [8:5] * 4'h8;
   assign \$556  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2418 ;
-  assign \$2421  = \port$59642$18 [7:5] * 4'h8;
+  assign \$2421  = \port$53459$18 [7:5] * 4'h8;
   assign \$557  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$2421 ;
-  assign \$2424  = \port$59642$18 [6:5] * 4'h8;
+  assign \$2424  = \port$53459$18 [6:5] * 4'h8;
   assign \$558  = { weights[223:216], weights[159:152], weights[95:88], weights[31:24] } >> \$2424 ;
-  assign \$2427  = \port$59642$18 [5] * 4'h8;
+  assign \$2427  = \port$53459$18 [5] * 4'h8;
   assign \$559  = { weights[159:152], weights[31:24] } >> \$2427 ;
-  assign \$2432  = \port$59642$18 [0] * 4'h8;
+  assign \$2432  = \port$53459$18 [0] * 4'h8;
   assign \$562  = centre[175:160] >> \$2432 ;
-  assign \$2435  = \port$59642$18 [0] * 4'h8;
+  assign \$2435  = \port$53459$18 [0] * 4'h8;
   assign \$563  = centre[159:144] >> \$2435 ;
-  assign \$2438  = \port$59642$18 [0] * 4'h8;
+  assign \$2438  = \port$53459$18 [0] * 4'h8;
   assign \$564  = centre[191:176] >> \$2438 ;
-  assign \$2442  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2442  = \port$53459$18 [1:0] * 4'h8;
   assign \$566  = centre[191:160] >> \$2442 ;
-  assign \$2445  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2445  = \port$53459$18 [1:0] * 4'h8;
   assign \$567  = centre[159:128] >> \$2445 ;
-  assign \$2448  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2448  = \port$53459$18 [1:0] * 4'h8;
   assign \$568  = centre[223:192] >> \$2448 ;
-  assign \$2452  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2452  = \port$53459$18 [2:0] * 4'h8;
   assign \$570  = centre[191:128] >> \$2452 ;
-  assign \$2455  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2455  = \port$53459$18 [2:0] * 4'h8;
   assign \$571  = centre[127:64] >> \$2455 ;
-  assign \$2458  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2458  = \port$53459$18 [2:0] * 4'h8;
   assign \$572  = centre[255:192] >> \$2458 ;
-  assign \$2462  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2462  = \port$53459$18 [3:0] * 4'h8;
   assign \$574  = centre[255:128] >> \$2462 ;
-  assign \$2465  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2465  = \port$53459$18 [3:0] * 4'h8;
   assign \$575  = centre[127:0] >> \$2465 ;
-  assign \$2468  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2468  = \port$53459$18 [3:0] * 4'h8;
   assign \$576  = 1'h0 >> \$2468 ;
-  assign \$2472  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2472  = \port$53459$18 [4:0] * 4'h8;
   assign \$578  = centre >> \$2472 ;
-  assign \$2475  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2475  = \port$53459$18 [4:0] * 4'h8;
   assign \$579  = 1'h0 >> \$2475 ;
-  assign \$2478  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2478  = \port$53459$18 [4:0] * 4'h8;
   assign \$580  = 1'h0 >> \$2478 ;
-  assign \$2483  = \port$59642$18 [9:5] * 4'h8;
+  assign \$2483  = \port$53459$18 [9:5] * 4'h8;
   assign \$583  = weights >> \$2483 ;
-  assign \$2486  = \port$59642$18 [8:5] * 4'h8;
+  assign \$2486  = \port$53459$18 [8:5] * 4'h8;
   assign \$584  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2486 ;
-  assign \$2489  = \port$59642$18 [7:5] * 4'h8;
+  assign \$2489  = \port$53459$18 [7:5] * 4'h8;
   assign \$585  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$2489 ;
-  assign \$2492  = \port$59642$18 [6:5] * 4'h8;
+  assign \$2492  = \port$53459$18 [6:5] * 4'h8;
   assign \$586  = { weights[231:224], weights[167:160], weights[103:96], weights[39:32] } >> \$2492 ;
-  assign \$2495  = \port$59642$18 [5] * 4'h8;
+  assign \$2495  = \port$53459$18 [5] * 4'h8;
   assign \$587  = { weights[167:160], weights[39:32] } >> \$2495 ;
-  assign \$2500  = \port$59642$18 [0] * 4'h8;
+  assign \$2500  = \port$53459$18 [0] * 4'h8;
   assign \$590  = centre[175:160] >> \$2500 ;
-  assign \$2503  = \port$59642$18 [0] * 4'h8;
+  assign \$2503  = \port$53459$18 [0] * 4'h8;
   assign \$591  = centre[159:144] >> \$2503 ;
-  assign \$2506  = \port$59642$18 [0] * 4'h8;
+  assign \$2506  = \port$53459$18 [0] * 4'h8;
   assign \$592  = centre[191:176] >> \$2506 ;
-  assign \$2510  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2510  = \port$53459$18 [1:0] * 4'h8;
   assign \$594  = centre[191:160] >> \$2510 ;
-  assign \$2513  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2513  = \port$53459$18 [1:0] * 4'h8;
   assign \$595  = centre[159:128] >> \$2513 ;
-  assign \$2516  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2516  = \port$53459$18 [1:0] * 4'h8;
   assign \$596  = centre[223:192] >> \$2516 ;
-  assign \$2520  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2520  = \port$53459$18 [2:0] * 4'h8;
   assign \$598  = centre[191:128] >> \$2520 ;
-  assign \$2523  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2523  = \port$53459$18 [2:0] * 4'h8;
   assign \$599  = centre[127:64] >> \$2523 ;
-  assign \$2526  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2526  = \port$53459$18 [2:0] * 4'h8;
   assign \$600  = centre[255:192] >> \$2526 ;
-  assign \$2530  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2530  = \port$53459$18 [3:0] * 4'h8;
   assign \$602  = centre[255:128] >> \$2530 ;
-  assign \$2533  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2533  = \port$53459$18 [3:0] * 4'h8;
   assign \$603  = centre[127:0] >> \$2533 ;
-  assign \$2536  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2536  = \port$53459$18 [3:0] * 4'h8;
   assign \$604  = 1'h0 >> \$2536 ;
-  assign \$2540  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2540  = \port$53459$18 [4:0] * 4'h8;
   assign \$606  = centre >> \$2540 ;
-  assign \$2543  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2543  = \port$53459$18 [4:0] * 4'h8;
   assign \$607  = 1'h0 >> \$2543 ;
-  assign \$2546  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2546  = \port$53459$18 [4:0] * 4'h8;
   assign \$608  = 1'h0 >> \$2546 ;
-  assign \$2551  = \port$59642$18 [9:5] * 4'h8;
+  assign \$2551  = \port$53459$18 [9:5] * 4'h8;
   assign \$611  = weights >> \$2551 ;
-  assign \$2554  = \port$59642$18 [8:5] * 4'h8;
+  assign \$2554  = \port$53459$18 [8:5] * 4'h8;
   assign \$612  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2554 ;
-  assign \$2557  = \port$59642$18 [7:5] * 4'h8;
+  assign \$2557  = \port$53459$18 [7:5] * 4'h8;
   assign \$613  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$2557 ;
-  assign \$2560  = \port$59642$18 [6:5] * 4'h8;
+  assign \$2560  = \port$53459$18 [6:5] * 4'h8;
   assign \$614  = { weights[239:232], weights[175:168], weights[111:104], weights[47:40] } >> \$2560 ;
-  assign \$2563  = \port$59642$18 [5] * 4'h8;
+  assign \$2563  = \port$53459$18 [5] * 4'h8;
   assign \$615  = { weights[175:168], weights[47:40] } >> \$2563 ;
-  assign \$2568  = \port$59642$18 [0] * 4'h8;
+  assign \$2568  = \port$53459$18 [0] * 4'h8;
   assign \$618  = centre[191:176] >> \$2568 ;
-  assign \$2571  = \port$59642$18 [0] * 4'h8;
+  assign \$2571  = \port$53459$18 [0] * 4'h8;
   assign \$619  = centre[175:160] >> \$2571 ;
-  assign \$2574  = \port$59642$18 [0] * 4'h8;
+  assign \$2574  = \port$53459$18 [0] * 4'h8;
   assign \$620  = centre[207:192] >> \$2574 ;
-  assign \$2578  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2578  = \port$53459$18 [1:0] * 4'h8;
   assign \$622  = centre[191:160] >> \$2578 ;
-  assign \$2581  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2581  = \port$53459$18 [1:0] * 4'h8;
   assign \$623  = centre[159:128] >> \$2581 ;
-  assign \$2584  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2584  = \port$53459$18 [1:0] * 4'h8;
   assign \$624  = centre[223:192] >> \$2584 ;
-  assign \$2588  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2588  = \port$53459$18 [2:0] * 4'h8;
   assign \$626  = centre[191:128] >> \$2588 ;
-  assign \$2591  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2591  = \port$53459$18 [2:0] * 4'h8;
   assign \$627  = centre[127:64] >> \$2591 ;
-  assign \$2594  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2594  = \port$53459$18 [2:0] * 4'h8;
   assign \$628  = centre[255:192] >> \$2594 ;
-  assign \$2598  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2598  = \port$53459$18 [3:0] * 4'h8;
   assign \$630  = centre[255:128] >> \$2598 ;
-  assign \$2601  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2601  = \port$53459$18 [3:0] * 4'h8;
   assign \$631  = centre[127:0] >> \$2601 ;
-  assign \$2604  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2604  = \port$53459$18 [3:0] * 4'h8;
   assign \$632  = 1'h0 >> \$2604 ;
-  assign \$2608  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2608  = \port$53459$18 [4:0] * 4'h8;
   assign \$634  = centre >> \$2608 ;
-  assign \$2611  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2611  = \port$53459$18 [4:0] * 4'h8;
   assign \$635  = 1'h0 >> \$2611 ;
-  assign \$2614  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2614  = \port$53459$18 [4:0] * 4'h8;
   assign \$636  = 1'h0 >> \$2614 ;
-  assign \$2619  = \port$59642$18 [9:5] * 4'h8;
+  assign \$2619  = \port$53459$18 [9:5] * 4'h8;
   assign \$639  = weights >> \$2619 ;
-  assign \$2622  = \port$59642$18 [8:5] * 4'h8;
+  assign \$2622  = \port$53459$18 [8:5] * 4'h8;
   assign \$640  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2622 ;
-  assign \$2625  = \port$59642$18 [7:5] * 4'h8;
+  assign \$2625  = \port$53459$18 [7:5] * 4'h8;
   assign \$641  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$2625 ;
-  assign \$2628  = \port$59642$18 [6:5] * 4'h8;
+  assign \$2628  = \port$53459$18 [6:5] * 4'h8;
   assign \$642  = { weights[247:240], weights[183:176], weights[119:112], weights[55:48] } >> \$2628 ;
-  assign \$2631  = \port$59642$18 [5] * 4'h8;
+  assign \$2631  = \port$53459$18 [5] * 4'h8;
   assign \$643  = { weights[183:176], weights[55:48] } >> \$2631 ;
-  assign \$2636  = \port$59642$18 [0] * 4'h8;
+  assign \$2636  = \port$53459$18 [0] * 4'h8;
   assign \$646  = centre[191:176] >> \$2636 ;
-  assign \$2639  = \port$59642$18 [0] * 4'h8;
+  assign \$2639  = \port$53459$18 [0] * 4'h8;
   assign \$647  = centre[175:160] >> \$2639 ;
-  assign \$2642  = \port$59642$18 [0] * 4'h8;
+  assign \$2642  = \port$53459$18 [0] * 4'h8;
   assign \$648  = centre[207:192] >> \$2642 ;
-  assign \$2646  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2646  = \port$53459$18 [1:0] * 4'h8;
   assign \$650  = centre[191:160] >> \$2646 ;
-  assign \$2649  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2649  = \port$53459$18 [1:0] * 4'h8;
   assign \$651  = centre[159:128] >> \$2649 ;
-  assign \$2652  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2652  = \port$53459$18 [1:0] * 4'h8;
   assign \$652  = centre[223:192] >> \$2652 ;
-  assign \$2656  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2656  = \port$53459$18 [2:0] * 4'h8;
   assign \$654  = centre[191:128] >> \$2656 ;
-  assign \$2659  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2659  = \port$53459$18 [2:0] * 4'h8;
   assign \$655  = centre[127:64] >> \$2659 ;
-  assign \$2662  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2662  = \port$53459$18 [2:0] * 4'h8;
   assign \$656  = centre[255:192] >> \$2662 ;
-  assign \$2666  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2666  = \port$53459$18 [3:0] * 4'h8;
   assign \$658  = centre[255:128] >> \$2666 ;
-  assign \$2669  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2669  = \port$53459$18 [3:0] * 4'h8;
   assign \$659  = centre[127:0] >> \$2669 ;
-  assign \$2672  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2672  = \port$53459$18 [3:0] * 4'h8;
   assign \$660  = 1'h0 >> \$2672 ;
-  assign \$2676  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2676  = \port$53459$18 [4:0] * 4'h8;
   assign \$662  = centre >> \$2676 ;
-  assign \$2679  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2679  = \port$53459$18 [4:0] * 4'h8;
   assign \$663  = 1'h0 >> \$2679 ;
-  assign \$2682  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2682  = \port$53459$18 [4:0] * 4'h8;
   assign \$664  = 1'h0 >> \$2682 ;
-  assign \$2687  = \port$59642$18 [9:5] * 4'h8;
+  assign \$2687  = \port$53459$18 [9:5] * 4'h8;
   assign \$667  = weights >> \$2687 ;
-  assign \$2690  = \port$59642$18 [8:5] * 4'h8;
+  assign \$2690  = \port$53459$18 [8:5] * 4'h8;
   assign \$668  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2690 ;
-  assign \$2693  = \port$59642$18 [7:5] * 4'h8;
+  assign \$2693  = \port$53459$18 [7:5] * 4'h8;
   assign \$669  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$2693 ;
-  assign \$2696  = \port$59642$18 [6:5] * 4'h8;
+  assign \$2696  = \port$53459$18 [6:5] * 4'h8;
   assign \$670  = { weights[255:248], weights[191:184], weights[127:120], weights[63:56] } >> \$2696 ;
-  assign \$2699  = \port$59642$18 [5] * 4'h8;
+  assign \$2699  = \port$53459$18 [5] * 4'h8;
   assign \$671  = { weights[191:184], weights[63:56] } >> \$2699 ;
-  assign \$2704  = \port$59642$18 [0] * 4'h8;
+  assign \$2704  = \port$53459$18 [0] * 4'h8;
   assign \$674  = centre[207:192] >> \$2704 ;
-  assign \$2707  = \port$59642$18 [0] * 4'h8;
+  assign \$2707  = \port$53459$18 [0] * 4'h8;
   assign \$675  = centre[191:176] >> \$2707 ;
-  assign \$2710  = \port$59642$18 [0] * 4'h8;
+  assign \$2710  = \port$53459$18 [0] * 4'h8;
   assign \$676  = centre[223:208] >> \$2710 ;
-  assign \$2714  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2714  = \port$53459$18 [1:0] * 4'h8;
   assign \$678  = centre[223:192] >> \$2714 ;
-  assign \$2717  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2717  = \port$53459$18 [1:0] * 4'h8;
   assign \$679  = centre[191:160] >> \$2717 ;
-  assign \$2720  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2720  = \port$53459$18 [1:0] * 4'h8;
   assign \$680  = centre[255:224] >> \$2720 ;
-  assign \$2724  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2724  = \port$53459$18 [2:0] * 4'h8;
   assign \$682  = centre[255:192] >> \$2724 ;
-  assign \$2727  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2727  = \port$53459$18 [2:0] * 4'h8;
   assign \$683  = centre[191:128] >> \$2727 ;
-  assign \$2730  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2730  = \port$53459$18 [2:0] * 4'h8;
   assign \$684  = 1'h0 >> \$2730 ;
-  assign \$2734  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2734  = \port$53459$18 [3:0] * 4'h8;
   assign \$686  = centre[255:128] >> \$2734 ;
-  assign \$2737  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2737  = \port$53459$18 [3:0] * 4'h8;
   assign \$687  = centre[127:0] >> \$2737 ;
-  assign \$2740  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2740  = \port$53459$18 [3:0] * 4'h8;
   assign \$688  = 1'h0 >> \$2740 ;
-  assign \$2744  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2744  = \port$53459$18 [4:0] * 4'h8;
   assign \$690  = centre >> \$2744 ;
-  assign \$2747  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2747  = \port$53459$18 [4:0] * 4'h8;
   assign \$691  = 1'h0 >> \$2747 ;
-  assign \$2750  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2750  = \port$53459$18 [4:0] * 4'h8;
   assign \$692  = 1'h0 >> \$2750 ;
-  assign \$2755  = \port$59642$18 [9:5] * 4'h8;
+  assign \$2755  = \port$53459$18 [9:5] * 4'h8;
   assign \$695  = weights >> \$2755 ;
-  assign \$2758  = \port$59642$18 [8:5] * 4'h8;
+  assign \$2758  = \port$53459$18 [8:5] * 4'h8;
   assign \$696  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2758 ;
-  assign \$2761  = \port$59642$18 [7:5] * 4'h8;
+  assign \$2761  = \port$53459$18 [7:5] * 4'h8;
   assign \$697  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$2761 ;
-  assign \$2764  = \port$59642$18 [6:5] * 4'h8;
+  assign \$2764  = \port$53459$18 [6:5] * 4'h8;
   assign \$698  = { weights[199:192], weights[135:128], weights[71:64], weights[7:0] } >> \$2764 ;
-  assign \$2767  = \port$59642$18 [5] * 4'h8;
+  assign \$2767  = \port$53459$18 [5] * 4'h8;
   assign \$699  = { weights[199:192], weights[71:64] } >> \$2767 ;
-  assign \$2772  = \port$59642$18 [0] * 4'h8;
+  assign \$2772  = \port$53459$18 [0] * 4'h8;
   assign \$702  = centre[207:192] >> \$2772 ;
-  assign \$2775  = \port$59642$18 [0] * 4'h8;
+  assign \$2775  = \port$53459$18 [0] * 4'h8;
   assign \$703  = centre[191:176] >> \$2775 ;
-  assign \$2778  = \port$59642$18 [0] * 4'h8;
+  assign \$2778  = \port$53459$18 [0] * 4'h8;
   assign \$704  = centre[223:208] >> \$2778 ;
-  assign \$2782  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2782  = \port$53459$18 [1:0] * 4'h8;
   assign \$706  = centre[223:192] >> \$2782 ;
-  assign \$2785  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2785  = \port$53459$18 [1:0] * 4'h8;
   assign \$707  = centre[191:160] >> \$2785 ;
-  assign \$2788  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2788  = \port$53459$18 [1:0] * 4'h8;
   assign \$708  = centre[255:224] >> \$2788 ;
-  assign \$2792  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2792  = \port$53459$18 [2:0] * 4'h8;
   assign \$710  = centre[255:192] >> \$2792 ;
-  assign \$2795  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2795  = \port$53459$18 [2:0] * 4'h8;
   assign \$711  = centre[191:128] >> \$2795 ;
-  assign \$2798  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2798  = \port$53459$18 [2:0] * 4'h8;
   assign \$712  = 1'h0 >> \$2798 ;
-  assign \$2802  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2802  = \port$53459$18 [3:0] * 4'h8;
   assign \$714  = centre[255:128] >> \$2802 ;
-  assign \$2805  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2805  = \port$53459$18 [3:0] * 4'h8;
   assign \$715  = centre[127:0] >> \$2805 ;
-  assign \$2808  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2808  = \port$53459$18 [3:0] * 4'h8;
   assign \$716  = 1'h0 >> \$2808 ;
-  assign \$2812  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2812  = \port$53459$18 [4:0] * 4'h8;
   assign \$718  = centre >> \$2812 ;
-  assign \$2815  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2815  = \port$53459$18 [4:0] * 4'h8;
   assign \$719  = 1'h0 >> \$2815 ;
-  assign \$2818  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2818  = \port$53459$18 [4:0] * 4'h8;
   assign \$720  = 1'h0 >> \$2818 ;
-  assign \$2823  = \port$59642$18 [9:5] * 4'h8;
+  assign \$2823  = \port$53459$18 [9:5] * 4'h8;
   assign \$723  = weights >> \$2823 ;
-  assign \$2826  = \port$59642$18 [8:5] * 4'h8;
+  assign \$2826  = \port$53459$18 [8:5] * 4'h8;
   assign \$724  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2826 ;
-  assign \$2829  = \port$59642$18 [7:5] * 4'h8;
+  assign \$2829  = \port$53459$18 [7:5] * 4'h8;
   assign \$725  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$2829 ;
-  assign \$2832  = \port$59642$18 [6:5] * 4'h8;
+  assign \$2832  = \port$53459$18 [6:5] * 4'h8;
   assign \$726  = { weights[207:200], weights[143:136], weights[79:72], weights[15:8] } >> \$2832 ;
-  assign \$2835  = \port$59642$18 [5] * 4'h8;
+  assign \$2835  = \port$53459$18 [5] * 4'h8;
   assign \$727  = { weights[207:200], weights[79:72] } >> \$2835 ;
-  assign \$2840  = \port$59642$18 [0] * 4'h8;
+  assign \$2840  = \port$53459$18 [0] * 4'h8;
   assign \$730  = centre[223:208] >> \$2840 ;
-  assign \$2843  = \port$59642$18 [0] * 4'h8;
+  assign \$2843  = \port$53459$18 [0] * 4'h8;
   assign \$731  = centre[207:192] >> \$2843 ;
-  assign \$2846  = \port$59642$18 [0] * 4'h8;
+  assign \$2846  = \port$53459$18 [0] * 4'h8;
   assign \$732  = centre[239:224] >> \$2846 ;
-  assign \$2850  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2850  = \port$53459$18 [1:0] * 4'h8;
   assign \$734  = centre[223:192] >> \$2850 ;
-  assign \$2853  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2853  = \port$53459$18 [1:0] * 4'h8;
   assign \$735  = centre[191:160] >> \$2853 ;
-  assign \$2856  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2856  = \port$53459$18 [1:0] * 4'h8;
   assign \$736  = centre[255:224] >> \$2856 ;
-  assign \$2860  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2860  = \port$53459$18 [2:0] * 4'h8;
   assign \$738  = centre[255:192] >> \$2860 ;
-  assign \$2863  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2863  = \port$53459$18 [2:0] * 4'h8;
   assign \$739  = centre[191:128] >> \$2863 ;
-  assign \$2866  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2866  = \port$53459$18 [2:0] * 4'h8;
   assign \$740  = 1'h0 >> \$2866 ;
-  assign \$2870  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2870  = \port$53459$18 [3:0] * 4'h8;
   assign \$742  = centre[255:128] >> \$2870 ;
-  assign \$2873  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2873  = \port$53459$18 [3:0] * 4'h8;
   assign \$743  = centre[127:0] >> \$2873 ;
-  assign \$2876  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2876  = \port$53459$18 [3:0] * 4'h8;
   assign \$744  = 1'h0 >> \$2876 ;
-  assign \$2880  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2880  = \port$53459$18 [4:0] * 4'h8;
   assign \$746  = centre >> \$2880 ;
-  assign \$2883  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2883  = \port$53459$18 [4:0] * 4'h8;
   assign \$747  = 1'h0 >> \$2883 ;
-  assign \$2886  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2886  = \port$53459$18 [4:0] * 4'h8;
   assign \$748  = 1'h0 >> \$2886 ;
-  assign \$2891  = \port$59642$18 [9:5] * 4'h8;
+  assign \$2891  = \port$53459$18 [9:5] * 4'h8;
   assign \$751  = weights >> \$2891 ;
-  assign \$2894  = \port$59642$18 [8:5] * 4'h8;
+  assign \$2894  = \port$53459$18 [8:5] * 4'h8;
   assign \$752  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$2894 ;
-  assign \$2897  = \port$59642$18 [7:5] * 4'h8;
+  assign \$2897  = \port$53459$18 [7:5] * 4'h8;
   assign \$753  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$2897 ;
-  assign \$2900  = \port$59642$18 [6:5] * 4'h8;
+  assign \$2900  = \port$53459$18 [6:5] * 4'h8;
   assign \$754  = { weights[215:208], weights[151:144], weights[87:80], weights[23:16] } >> \$2900 ;
-  assign \$2903  = \port$59642$18 [5] * 4'h8;
+  assign \$2903  = \port$53459$18 [5] * 4'h8;
   assign \$755  = { weights[215:208], weights[87:80] } >> \$2903 ;
-  assign \$2908  = \port$59642$18 [0] * 4'h8;
+  assign \$2908  = \port$53459$18 [0] * 4'h8;
   assign \$758  = centre[223:208] >> \$2908 ;
-  assign \$2911  = \port$59642$18 [0] * 4'h8;
+  assign \$2911  = \port$53459$18 [0] * 4'h8;
   assign \$759  = centre[207:192] >> \$2911 ;
-  assign \$2914  = \port$59642$18 [0] * 4'h8;
+  assign \$2914  = \port$53459$18 [0] * 4'h8;
   assign \$760  = centre[239:224] >> \$2914 ;
-  assign \$2918  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2918  = \port$53459$18 [1:0] * 4'h8;
   assign \$762  = centre[223:192] >> \$2918 ;
-  assign \$2921  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2921  = \port$53459$18 [1:0] * 4'h8;
   assign \$763  = centre[191:160] >> \$2921 ;
-  assign \$2924  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2924  = \port$53459$18 [1:0] * 4'h8;
   assign \$764  = centre[255:224] >> \$2924 ;
-  assign \$2928  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2928  = \port$53459$18 [2:0] * 4'h8;
   assign \$766  = centre[255:192] >> \$2928 ;
-  assign \$2931  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2931  = \port$53459$18 [2:0] * 4'h8;
   assign \$767  = centre[191:128] >> \$2931 ;
-  assign \$2934  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2934  = \port$53459$18 [2:0] * 4'h8;
   assign \$768  = 1'h0 >> \$2934 ;
-  assign \$2938  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2938  = \port$53459$18 [3:0] * 4'h8;
   assign \$770  = centre[255:128] >> \$2938 ;
-  assign \$2941  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2941  = \port$53459$18 [3:0] * 4'h8;
   assign \$771  = centre[127:0] >> \$2941 ;
-  assign \$2944  = \port$59642$18 [3:0] * 4'h8;
+  assign \$2944  = \port$53459$18 [3:0] * 4'h8;
   assign \$772  = 1'h0 >> \$2944 ;
-  assign \$2948  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2948  = \port$53459$18 [4:0] * 4'h8;
   assign \$774  = centre >> \$2948 ;
-  assign \$2951  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2951  = \port$53459$18 [4:0] * 4'h8;
   assign \$775  = 1'h0 >> \$2951 ;
-  assign \$2954  = \port$59642$18 [4:0] * 4'h8;
+  assign \$2954  = \port$53459$18 [4:0] * 4'h8;
   assign \$776  = 1'h0 >> \$2954 ;
-  assign \$2959  = \port$59642$18 [9:5] * 4'h8;
+  assign \$2959  = \port$53459$18 [9:5] * 4'h8;
   assign \$779  = weights >> \$2959 ;
-  assign \$2962  = \port$59642$18 [8:5] * 4'h8;
+  assign \$2962  = \port$53459$18 [8:5] * 4'h8;
   assign \$780  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$2962 ;
-  assign \$2965  = \port$59642$18 [7:5] * 4'h8;
+  assign \$2965  = \port$53459$18 [7:5] * 4'h8;
   assign \$781  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$2965 ;
-  assign \$2968  = \port$59642$18 [6:5] * 4'h8;
+  assign \$2968  = \port$53459$18 [6:5] * 4'h8;
   assign \$782  = { weights[223:216], weights[159:152], weights[95:88], weights[31:24] } >> \$2968 ;
-  assign \$2971  = \port$59642$18 [5] * 4'h8;
+  assign \$2971  = \port$53459$18 [5] * 4'h8;
   assign \$783  = { weights[223:216], weights[95:88] } >> \$2971 ;
-  assign \$2976  = \port$59642$18 [0] * 4'h8;
+  assign \$2976  = \port$53459$18 [0] * 4'h8;
   assign \$786  = centre[239:224] >> \$2976 ;
-  assign \$2979  = \port$59642$18 [0] * 4'h8;
+  assign \$2979  = \port$53459$18 [0] * 4'h8;
   assign \$787  = centre[223:208] >> \$2979 ;
-  assign \$2982  = \port$59642$18 [0] * 4'h8;
+  assign \$2982  = \port$53459$18 [0] * 4'h8;
   assign \$788  = centre[255:240] >> \$2982 ;
-  assign \$2986  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2986  = \port$53459$18 [1:0] * 4'h8;
   assign \$790  = centre[255:224] >> \$2986 ;
-  assign \$2989  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2989  = \port$53459$18 [1:0] * 4'h8;
   assign \$791  = centre[223:192] >> \$2989 ;
-  assign \$2992  = \port$59642$18 [1:0] * 4'h8;
+  assign \$2992  = \port$53459$18 [1:0] * 4'h8;
   assign \$792  = 1'h0 >> \$2992 ;
-  assign \$2996  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2996  = \port$53459$18 [2:0] * 4'h8;
   assign \$794  = centre[255:192] >> \$2996 ;
-  assign \$2999  = \port$59642$18 [2:0] * 4'h8;
+  assign \$2999  = \port$53459$18 [2:0] * 4'h8;
   assign \$795  = centre[191:128] >> \$2999 ;
-  assign \$3002  = \port$59642$18 [2:0] * 4'h8;
+  assign \$3002  = \port$53459$18 [2:0] * 4'h8;
   assign \$796  = 1'h0 >> \$3002 ;
-  assign \$3006  = \port$59642$18 [3:0] * 4'h8;
+  assign \$3006  = \port$53459$18 [3:0] * 4'h8;
   assign \$798  = centre[255:128] >> \$3006 ;
-  assign \$3009  = \port$59642$18 [3:0] * 4'h8;
+  assign \$3009  = \port$53459$18 [3:0] * 4'h8;
   assign \$799  = centre[127:0] >> \$3009 ;
-  assign \$3012  = \port$59642$18 [3:0] * 4'h8;
+  assign \$3012  = \port$53459$18 [3:0] * 4'h8;
   assign \$800  = 1'h0 >> \$3012 ;
-  assign \$3016  = \port$59642$18 [4:0] * 4'h8;
+  assign \$3016  = \port$53459$18 [4:0] * 4'h8;
   assign \$802  = centre >> \$3016 ;
-  assign \$3019  = \port$59642$18 [4:0] * 4'h8;
+  assign \$3019  = \port$53459$18 [4:0] * 4'h8;
   assign \$803  = 1'h0 >> \$3019 ;
-  assign \$3022  = \port$59642$18 [4:0] * 4'h8;
+  assign \$3022  = \port$53459$18 [4:0] * 4'h8;
   assign \$804  = 1'h0 >> \$3022 ;
-  assign \$3027  = \port$59642$18 [9:5] * 4'h8;
+  assign \$3027  = \port$53459$18 [9:5] * 4'h8;
   assign \$807  = weights >> \$3027 ;
-  assign \$3030  = \port$59642$18 [8:5] * 4'h8;
+  assign \$3030  = \port$53459$18 [8:5] * 4'h8;
   assign \$808  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$3030 ;
-  assign \$3033  = \port$59642$18 [7:5] * 4'h8;
+  assign \$3033  = \port$53459$18 [7:5] * 4'h8;
   assign \$809  = { weights[231:224], weights[199:192], weights[167:160], weights[135:128], weights[103:96], weights[71:64], weights[39:32], weights[7:0] } >> \$3033 ;
-  assign \$3036  = \port$59642$18 [6:5] * 4'h8;
+  assign \$3036  = \port$53459$18 [6:5] * 4'h8;
   assign \$810  = { weights[231:224], weights[167:160], weights[103:96], weights[39:32] } >> \$3036 ;
-  assign \$3039  = \port$59642$18 [5] * 4'h8;
+  assign \$3039  = \port$53459$18 [5] * 4'h8;
   assign \$811  = { weights[231:224], weights[103:96] } >> \$3039 ;
-  assign \$3044  = \port$59642$18 [0] * 4'h8;
+  assign \$3044  = \port$53459$18 [0] * 4'h8;
   assign \$814  = centre[239:224] >> \$3044 ;
-  assign \$3047  = \port$59642$18 [0] * 4'h8;
+  assign \$3047  = \port$53459$18 [0] * 4'h8;
   assign \$815  = centre[223:208] >> \$3047 ;
-  assign \$3050  = \port$59642$18 [0] * 4'h8;
+  assign \$3050  = \port$53459$18 [0] * 4'h8;
   assign \$816  = centre[255:240] >> \$3050 ;
-  assign \$3054  = \port$59642$18 [1:0] * 4'h8;
+  assign \$3054  = \port$53459$18 [1:0] * 4'h8;
   assign \$818  = centre[255:224] >> \$3054 ;
-  assign \$3057  = \port$59642$18 [1:0] * 4'h8;
+  assign \$3057  = \port$53459$18 [1:0] * 4'h8;
   assign \$819  = centre[223:192] >> \$3057 ;
-  assign \$3060  = \port$59642$18 [1:0] * 4'h8;
+  assign \$3060  = \port$53459$18 [1:0] * 4'h8;
   assign \$820  = 1'h0 >> \$3060 ;
-  assign \$3064  = \port$59642$18 [2:0] * 4'h8;
+  assign \$3064  = \port$53459$18 [2:0] * 4'h8;
   assign \$822  = centre[255:192] >> \$3064 ;
-  assign \$3067  = \port$59642$18 [2:0] * 4'h8;
+  assign \$3067  = \port$53459$18 [2:0] * 4'h8;
   assign \$823  = centre[191:128] >> \$3067 ;
-  assign \$3070  = \port$59642$18 [2:0] * 4'h8;
+  assign \$3070  = \port$53459$18 [2:0] * 4'h8;
   assign \$824  = 1'h0 >> \$3070 ;
-  assign \$3074  = \port$59642$18 [3:0] * 4'h8;
+  assign \$3074  = \port$53459$18 [3:0] * 4'h8;
   assign \$826  = centre[255:128] >> \$3074 ;
-  assign \$3077  = \port$59642$18 [3:0] * 4'h8;
+  assign \$3077  = \port$53459$18 [3:0] * 4'h8;
   assign \$827  = centre[127:0] >> \$3077 ;
-  assign \$3080  = \port$59642$18 [3:0] * 4'h8;
+  assign \$3080  = \port$53459$18 [3:0] * 4'h8;
   assign \$828  = 1'h0 >> \$3080 ;
-  assign \$3084  = \port$59642$18 [4:0] * 4'h8;
+  assign \$3084  = \port$53459$18 [4:0] * 4'h8;
   assign \$830  = centre >> \$3084 ;
-  assign \$3087  = \port$59642$18 [4:0] * 4'h8;
+  assign \$3087  = \port$53459$18 [4:0] * 4'h8;
   assign \$831  = 1'h0 >> \$3087 ;
-  assign \$3090  = \port$59642$18 [4:0] * 4'h8;
+  assign \$3090  = \port$53459$18 [4:0] * 4'h8;
   assign \$832  = 1'h0 >> \$3090 ;
-  assign \$3095  = \port$59642$18 [9:5] * 4'h8;
+  assign \$3095  = \port$53459$18 [9:5] * 4'h8;
   assign \$835  = weights >> \$3095 ;
-  assign \$3098  = \port$59642$18 [8:5] * 4'h8;
+  assign \$3098  = \port$53459$18 [8:5] * 4'h8;
   assign \$836  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$3098 ;
-  assign \$3101  = \port$59642$18 [7:5] * 4'h8;
+  assign \$3101  = \port$53459$18 [7:5] * 4'h8;
   assign \$837  = { weights[239:232], weights[207:200], weights[175:168], weights[143:136], weights[111:104], weights[79:72], weights[47:40], weights[15:8] } >> \$3101 ;
-  assign \$3104  = \port$59642$18 [6:5] * 4'h8;
+  assign \$3104  = \port$53459$18 [6:5] * 4'h8;
   assign \$838  = { weights[239:232], weights[175:168], weights[111:104], weights[47:40] } >> \$3104 ;
-  assign \$3107  = \port$59642$18 [5] * 4'h8;
+  assign \$3107  = \port$53459$18 [5] * 4'h8;
   assign \$839  = { weights[239:232], weights[111:104] } >> \$3107 ;
-  assign \$3112  = \port$59642$18 [0] * 4'h8;
+  assign \$3112  = \port$53459$18 [0] * 4'h8;
   assign \$842  = centre[255:240] >> \$3112 ;
-  assign \$3115  = \port$59642$18 [0] * 4'h8;
+  assign \$3115  = \port$53459$18 [0] * 4'h8;
   assign \$843  = centre[239:224] >> \$3115 ;
-  assign \$3118  = \port$59642$18 [0] * 4'h8;
+  assign \$3118  = \port$53459$18 [0] * 4'h8;
   assign \$844  = 1'h0 >> \$3118 ;
-  assign \$3122  = \port$59642$18 [1:0] * 4'h8;
+  assign \$3122  = \port$53459$18 [1:0] * 4'h8;
   assign \$846  = centre[255:224] >> \$3122 ;
-  assign \$3125  = \port$59642$18 [1:0] * 4'h8;
+  assign \$3125  = \port$53459$18 [1:0] * 4'h8;
   assign \$847  = centre[223:192] >> \$3125 ;
-  assign \$3128  = \port$59642$18 [1:0] * 4'h8;
+  assign \$3128  = \port$53459$18 [1:0] * 4'h8;
   assign \$848  = 1'h0 >> \$3128 ;
-  assign \$3132  = \port$59642$18 [2:0] * 4'h8;
+  assign \$3132  = \port$53459$18 [2:0] * 4'h8;
   assign \$850  = centre[255:192] >> \$3132 ;
-  assign \$3135  = \port$59642$18 [2:0] * 4'h8;
+  assign \$3135  = \port$53459$18 [2:0] * 4'h8;
   assign \$851  = centre[191:128] >> \$3135 ;
-  assign \$3138  = \port$59642$18 [2:0] * 4'h8;
+  assign \$3138  = \port$53459$18 [2:0] * 4'h8;
   assign \$852  = 1'h0 >> \$3138 ;
-  assign \$3142  = \port$59642$18 [3:0] * 4'h8;
+  assign \$3142  = \port$53459$18 [3:0] * 4'h8;
   assign \$854  = centre[255:128] >> \$3142 ;
-  assign \$3145  = \port$59642$18 [3:0] * 4'h8;
+  assign \$3145  = \port$53459$18 [3:0] * 4'h8;
   assign \$855  = centre[127:0] >> \$3145 ;
-  assign \$3148  = \port$59642$18 [3:0] * 4'h8;
+  assign \$3148  = \port$53459$18 [3:0] * 4'h8;
   assign \$856  = 1'h0 >> \$3148 ;
-  assign \$3152  = \port$59642$18 [4:0] * 4'h8;
+  assign \$3152  = \port$53459$18 [4:0] * 4'h8;
   assign \$858  = centre >> \$3152 ;
-  assign \$3155  = \port$59642$18 [4:0] * 4'h8;
+  assign \$3155  = \port$53459$18 [4:0] * 4'h8;
   assign \$859  = 1'h0 >> \$3155 ;
-  assign \$3158  = \port$59642$18 [4:0] * 4'h8;
+  assign \$3158  = \port$53459$18 [4:0] * 4'h8;
   assign \$860  = 1'h0 >> \$3158 ;
-  assign \$3163  = \port$59642$18 [9:5] * 4'h8;
+  assign \$3163  = \port$53459$18 [9:5] * 4'h8;
   assign \$863  = weights >> \$3163 ;
-  assign \$3166  = \port$59642$18 [8:5] * 4'h8;
+  assign \$3166  = \port$53459$18 [8:5] * 4'h8;
   assign \$864  = { weights[247:240], weights[231:224], weights[215:208], weights[199:192], weights[183:176], weights[167:160], weights[151:144], weights[135:128], weights[119:112], weights[103:96], weights[87:80], weights[71:64], weights[55:48], weights[39:32], weights[23:16], weights[7:0] } >> \$3166 ;
-  assign \$3169  = \port$59642$18 [7:5] * 4'h8;
+  assign \$3169  = \port$53459$18 [7:5] * 4'h8;
   assign \$865  = { weights[247:240], weights[215:208], weights[183:176], weights[151:144], weights[119:112], weights[87:80], weights[55:48], weights[23:16] } >> \$3169 ;
-  assign \$3172  = \port$59642$18 [6:5] * 4'h8;
+  assign \$3172  = \port$53459$18 [6:5] * 4'h8;
   assign \$866  = { weights[247:240], weights[183:176], weights[119:112], weights[55:48] } >> \$3172 ;
-  assign \$3175  = \port$59642$18 [5] * 4'h8;
+  assign \$3175  = \port$53459$18 [5] * 4'h8;
   assign \$867  = { weights[247:240], weights[119:112] } >> \$3175 ;
-  assign \$3180  = \port$59642$18 [0] * 4'h8;
+  assign \$3180  = \port$53459$18 [0] * 4'h8;
   assign \$870  = centre[255:240] >> \$3180 ;
-  assign \$3183  = \port$59642$18 [0] * 4'h8;
+  assign \$3183  = \port$53459$18 [0] * 4'h8;
   assign \$871  = centre[239:224] >> \$3183 ;
-  assign \$3186  = \port$59642$18 [0] * 4'h8;
+  assign \$3186  = \port$53459$18 [0] * 4'h8;
   assign \$872  = 1'h0 >> \$3186 ;
-  assign \$3190  = \port$59642$18 [1:0] * 4'h8;
+  assign \$3190  = \port$53459$18 [1:0] * 4'h8;
   assign \$874  = centre[255:224] >> \$3190 ;
-  assign \$3193  = \port$59642$18 [1:0] * 4'h8;
+  assign \$3193  = \port$53459$18 [1:0] * 4'h8;
   assign \$875  = centre[223:192] >> \$3193 ;
-  assign \$3196  = \port$59642$18 [1:0] * 4'h8;
+  assign \$3196  = \port$53459$18 [1:0] * 4'h8;
   assign \$876  = 1'h0 >> \$3196 ;
-  assign \$3200  = \port$59642$18 [2:0] * 4'h8;
+  assign \$3200  = \port$53459$18 [2:0] * 4'h8;
   assign \$878  = centre[255:192] >> \$3200 ;
-  assign \$3203  = \port$59642$18 [2:0] * 4'h8;
+  assign \$3203  = \port$53459$18 [2:0] * 4'h8;
   assign \$879  = centre[191:128] >> \$3203 ;
-  assign \$3206  = \port$59642$18 [2:0] * 4'h8;
+  assign \$3206  = \port$53459$18 [2:0] * 4'h8;
   assign \$880  = 1'h0 >> \$3206 ;
-  assign \$3210  = \port$59642$18 [3:0] * 4'h8;
+  assign \$3210  = \port$53459$18 [3:0] * 4'h8;
   assign \$882  = centre[255:128] >> \$3210 ;
-  assign \$3213  = \port$59642$18 [3:0] * 4'h8;
+  assign \$3213  = \port$53459$18 [3:0] * 4'h8;
   assign \$883  = centre[127:0] >> \$3213 ;
-  assign \$3216  = \port$59642$18 [3:0] * 4'h8;
+  assign \$3216  = \port$53459$18 [3:0] * 4'h8;
   assign \$884  = 1'h0 >> \$3216 ;
-  assign \$3220  = \port$59642$18 [4:0] * 4'h8;
+  assign \$3220  = \port$53459$18 [4:0] * 4'h8;
   assign \$886  = centre >> \$3220 ;
-  assign \$3223  = \port$59642$18 [4:0] * 4'h8;
+  assign \$3223  = \port$53459$18 [4:0] * 4'h8;
   assign \$887  = 1'h0 >> \$3223 ;
-  assign \$3226  = \port$59642$18 [4:0] * 4'h8;
+  assign \$3226  = \port$53459$18 [4:0] * 4'h8;
   assign \$888  = 1'h0 >> \$3226 ;
-  assign \$3231  = \port$59642$18 [9:5] * 4'h8;
+  assign \$3231  = \port$53459$18 [9:5] * 4'h8;
   assign \$891  = weights >> \$3231 ;
-  assign \$3234  = \port$59642$18 [8:5] * 4'h8;
+  assign \$3234  = \port$53459$18 [8:5] * 4'h8;
   assign \$892  = { weights[255:248], weights[239:232], weights[223:216], weights[207:200], weights[191:184], weights[175:168], weights[159:152], weights[143:136], weights[127:120], weights[111:104], weights[95:88], weights[79:72], weights[63:56], weights[47:40], weights[31:24], weights[15:8] } >> \$3234 ;
-  assign \$3237  = \port$59642$18 [7:5] * 4'h8;
+  assign \$3237  = \port$53459$18 [7:5] * 4'h8;
   assign \$893  = { weights[255:248], weights[223:216], weights[191:184], weights[159:152], weights[127:120], weights[95:88], weights[63:56], weights[31:24] } >> \$3237 ;
-  assign \$3240  = \port$59642$18 [6:5] * 4'h8;
+  assign \$3240  = \port$53459$18 [6:5] * 4'h8;
   assign \$894  = { weights[255:248], weights[191:184], weights[127:120], weights[63:56] } >> \$3240 ;
-  assign \$3243  = \port$59642$18 [5] * 4'h8;
+  assign \$3243  = \port$53459$18 [5] * 4'h8;
   assign \$895  = { weights[255:248], weights[127:120] } >> \$3243 ;
-  assign \$897  = \port$59642$2 [2] ? wr__data : routed_w;
+  assign \$897  = \port$53459$2 [2] ? wr__data : routed_w;
   assign \$898  = $signed(weights_r[7:0]) * $signed(operand_r[7:0]);
   assign \$899  = from_psum_d2 ? pr__data[15:0] : 16'h0000;
   assign \$900  = first_d2 ? \$899  : pw__data[15:0];
@@ -7432,7 +7745,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1032  = \port$59642$2 [0];
+    \$1032  = \port$53459$2 [0];
     if (rst) begin
       \$1032  = 1'h0;
     end
@@ -7446,7 +7759,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$1034  = \port$59642$2 [1];
+    \$1034  = \port$53459$2 [1];
     if (rst) begin
       \$1034  = 1'h0;
     end
@@ -7739,8 +8052,8 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   end
   assign shift = 2'h0;
   assign neighbour = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-  assign jl = \port$59642$18 [4:0];
-  assign wsel = \port$59642$18 [9:5];
+  assign jl = \port$53459$18 [4:0];
+  assign wsel = \port$53459$18 [9:5];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -7751,9 +8064,9 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign first = \port$59642$2 [0];
-  assign from_psum = \port$59642$2 [1];
-  assign use_spad = \port$59642$2 [2];
+  assign first = \port$53459$2 [0];
+  assign from_psum = \port$53459$2 [1];
+  assign use_spad = \port$53459$2 [2];
   assign routed_w[255:248] = \$896 ;
   assign routed_w[247:240] = \$868 ;
   assign routed_w[239:232] = \$840 ;
@@ -15366,111 +15679,164 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   wire [19:0] \$183 ;
   wire \$184 ;
   wire [16:0] \$185 ;
-  wire [16:0] \$186 ;
-  wire \$187 ;
-  wire [16:0] \$188 ;
-  wire [16:0] \$189 ;
+  wire [17:0] \$186 ;
+  wire [17:0] \$187 ;
+  wire [18:0] \$188 ;
+  wire \$189 ;
   wire \$19 ;
-  wire [16:0] \$190 ;
-  wire \$191 ;
-  wire [16:0] \$192 ;
-  wire [16:0] \$193 ;
-  wire \$194 ;
-  wire [16:0] \$195 ;
-  wire [16:0] \$196 ;
+  wire \$190 ;
+  wire [16:0] \$191 ;
+  wire [17:0] \$192 ;
+  wire [17:0] \$193 ;
+  wire [18:0] \$194 ;
+  wire [19:0] \$195 ;
+  wire \$196 ;
   wire [16:0] \$197 ;
-  wire \$198 ;
-  wire [16:0] \$199 ;
+  wire [17:0] \$198 ;
+  wire [17:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire [16:0] \$200 ;
-  wire \$201 ;
-  wire [16:0] \$202 ;
+  wire [18:0] \$200 ;
+  wire [19:0] \$201 ;
+  wire \$202 ;
   wire [16:0] \$203 ;
-  wire [16:0] \$204 ;
-  wire \$205 ;
-  wire \$206 ;
+  wire [17:0] \$204 ;
+  wire [17:0] \$205 ;
+  wire [18:0] \$206 ;
   wire \$207 ;
   wire \$208 ;
-  wire \$209 ;
+  wire [16:0] \$209 ;
   wire \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire [16:0] \$214 ;
-  wire \$215 ;
-  wire [16:0] \$216 ;
-  wire [16:0] \$217 ;
-  wire [17:0] \$218 ;
-  wire \$219 ;
+  wire [17:0] \$210 ;
+  wire [17:0] \$211 ;
+  wire [18:0] \$212 ;
+  wire [19:0] \$213 ;
+  wire \$214 ;
+  wire [16:0] \$215 ;
+  wire [17:0] \$216 ;
+  wire [17:0] \$217 ;
+  wire [18:0] \$218 ;
+  wire [19:0] \$219 ;
   wire \$22 ;
   wire \$220 ;
-  wire \$221 ;
+  wire [16:0] \$221 ;
   wire [16:0] \$222 ;
-  wire [16:0] \$223 ;
-  wire [17:0] \$224 ;
+  wire \$223 ;
+  wire [16:0] \$224 ;
   wire [16:0] \$225 ;
-  wire \$226 ;
+  wire [16:0] \$226 ;
   wire \$227 ;
-  wire \$228 ;
-  wire \$229 ;
+  wire [16:0] \$228 ;
+  wire [16:0] \$229 ;
   wire \$23 ;
   wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire \$233 ;
+  wire [16:0] \$231 ;
+  wire [16:0] \$232 ;
+  wire [16:0] \$233 ;
   wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
+  wire [16:0] \$235 ;
+  wire [16:0] \$236 ;
   wire \$237 ;
-  wire \$238 ;
-  wire [6:0] \$239 ;
+  wire [16:0] \$238 ;
+  wire [16:0] \$239 ;
   wire \$24 ;
   wire [16:0] \$240 ;
-  reg [15:0] \$241 ;
-  reg [15:0] \$242 ;
-  reg [15:0] \$243 ;
-  reg [15:0] \$244 ;
-  reg [15:0] \$245 ;
-  reg [15:0] \$246 ;
-  reg [15:0] \$247 ;
-  reg [1:0] \$248 ;
-  reg [15:0] \$249 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire \$245 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire \$248 ;
+  wire \$249 ;
   wire \$25 ;
-  reg [15:0] \$250 ;
-  reg [15:0] \$251 ;
-  reg [15:0] \$252 ;
-  reg [1:0] \$253 ;
-  reg [15:0] \$254 ;
-  reg [15:0] \$255 ;
-  reg [15:0] \$256 ;
-  reg [15:0] \$257 ;
-  reg [23:0] \$258 ;
-  reg [15:0] \$259 ;
+  wire [16:0] \$250 ;
+  wire \$251 ;
+  wire [16:0] \$252 ;
+  wire [16:0] \$253 ;
+  wire [17:0] \$254 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire \$257 ;
+  wire [16:0] \$258 ;
+  wire [16:0] \$259 ;
   wire [15:0] \$26 ;
-  reg [15:0] \$260 ;
-  reg [15:0] \$261 ;
-  reg [15:0] \$262 ;
-  reg [15:0] \$263 ;
-  reg [1:0] \$264 ;
-  reg [15:0] \$265 ;
-  reg [15:0] \$266 ;
-  reg [15:0] \$267 ;
-  reg [15:0] \$268 ;
-  reg [15:0] \$269 ;
+  wire [17:0] \$260 ;
+  wire [16:0] \$261 ;
+  wire \$262 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
   wire \$27 ;
-  reg \$270 ;
-  reg [96:0] \$271 ;
-  reg [74:0] \$272 ;
-  reg [74:0] \$273 ;
-  reg [74:0] \$274 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire [6:0] \$275 ;
+  wire [16:0] \$276 ;
+  wire [16:0] \$277 ;
+  wire \$278 ;
+  wire [16:0] \$279 ;
   wire \$28 ;
+  wire [17:0] \$280 ;
+  wire [16:0] \$281 ;
+  wire [17:0] \$282 ;
+  wire [16:0] \$283 ;
+  wire [17:0] \$284 ;
+  wire \$285 ;
+  wire [16:0] \$286 ;
+  wire [17:0] \$287 ;
+  wire [18:0] \$288 ;
+  wire [16:0] \$289 ;
   wire \$29 ;
+  wire [17:0] \$290 ;
+  wire [18:0] \$291 ;
+  reg [15:0] \$292 ;
+  reg [15:0] \$293 ;
+  reg [15:0] \$294 ;
+  reg [15:0] \$295 ;
+  reg [15:0] \$296 ;
+  reg [15:0] \$297 ;
+  reg [15:0] \$298 ;
+  reg [1:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
+  reg [15:0] \$300 ;
+  reg [15:0] \$301 ;
+  reg [15:0] \$302 ;
+  reg [15:0] \$303 ;
+  reg [1:0] \$304 ;
+  reg [15:0] \$305 ;
+  reg [15:0] \$306 ;
+  reg [15:0] \$307 ;
+  reg [15:0] \$308 ;
+  reg [23:0] \$309 ;
   wire \$31 ;
+  reg [15:0] \$310 ;
+  reg [15:0] \$311 ;
+  reg [15:0] \$312 ;
+  reg [15:0] \$313 ;
+  reg [15:0] \$314 ;
+  reg [1:0] \$315 ;
+  reg [15:0] \$316 ;
+  reg [15:0] \$317 ;
+  reg [15:0] \$318 ;
+  reg [15:0] \$319 ;
   wire \$32 ;
+  reg [15:0] \$320 ;
+  reg [15:0] \$321 ;
+  reg [15:0] \$322 ;
+  reg \$323 ;
+  reg [96:0] \$324 ;
+  reg [74:0] \$325 ;
+  reg [74:0] \$326 ;
+  reg [74:0] \$327 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
@@ -15671,6 +16037,8 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   wire [15:0] e2_q;
   reg [1:0] e2_qm3 = 2'h0;
   reg [15:0] e2_r1base = 16'h0000;
+  reg [15:0] e2_r1base1 = 16'h0000;
+  reg [15:0] e2_r1base2 = 16'h0000;
   wire e2_row_end;
   reg [15:0] e2_s = 16'h0000;
   wire e2_s_first;
@@ -15755,8 +16123,8 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   reg run = 1'h0;
   input start;
   wire start;
-  output [300:0] step;
-  wire [300:0] step;
+  output [332:0] step;
+  wire [332:0] step;
   wire [15:0] \step.b ;
   wire [23:0] \step.chunk ;
   wire \step.copy ;
@@ -15774,6 +16142,8 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   wire [15:0] \step.q ;
   wire [1:0] \step.qm3 ;
   wire [15:0] \step.r1base ;
+  wire [15:0] \step.r1base1 ;
+  wire [15:0] \step.r1base2 ;
   wire \step.row_end ;
   wire [15:0] \step.s ;
   wire [15:0] \step.seq ;
@@ -15978,130 +16348,176 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   assign \$182  = e2_r1base + \$181 ;
   assign \$183  = \$171  ? \$177  : { 1'h0, \$182  };
   assign \$184  = e2_i == geo[688:673];
-  assign \$185  = e2_trw + geo[73:58];
-  assign \$186  = \$184  ? \$185  : { 1'h0, e2_trw };
-  assign \$187  = e2_i == geo[688:673];
-  assign \$188  = e2_trw + geo[73:58];
-  assign \$189  = \$187  ? 17'h00000 : \$188 ;
-  assign \$190  = desc[126] ? \$186  : \$189 ;
-  assign \$191  = e2_i == geo[688:673];
-  assign \$192  = e2_tr4 + geo[89:74];
-  assign \$193  = \$191  ? \$192  : { 1'h0, e2_tr4 };
-  assign \$194  = e2_i == geo[688:673];
-  assign \$195  = e2_tr4 + geo[89:74];
-  assign \$196  = \$194  ? 17'h00000 : \$195 ;
-  assign \$197  = desc[126] ? \$193  : \$196 ;
-  assign \$198  = e2_i == geo[688:673];
-  assign \$199  = e2_tho + geo[201:186];
-  assign \$200  = \$198  ? \$199  : { 1'h0, e2_tho };
-  assign \$201  = e2_i == geo[688:673];
-  assign \$202  = e2_tho + geo[201:186];
-  assign \$203  = \$201  ? 17'h00000 : \$202 ;
-  assign \$204  = desc[126] ? \$200  : \$203 ;
-  assign \$205  = ~ desc[126];
-  assign \$206  = e2_i == geo[688:673];
-  assign \$207  = \$205  & \$206 ;
-  assign \$208  = e2_q >= 2'h3;
-  assign \$209  = \$207  & \$208 ;
-  assign \$210  = ~ desc[206];
-  assign \$211  = ~ e2_q[0];
-  assign \$212  = \$210  | \$211 ;
-  assign \$213  = \$209  & \$212 ;
-  assign \$214  = e2_l4b + desc[87:80];
-  assign \$215  = ! e2_tap;
-  assign \$216  = \$40 [15:0] - 1'h1;
-  assign \$217  = \$40 [15:0] + 1'h1;
-  assign \$218  = \$215  ? { \$216 [16], \$216  } : { 1'h0, \$217  };
-  assign \$219  = ! \$218 ;
-  assign \$220  = \$219  & desc[210];
-  assign \$221  = ! e2_tap;
-  assign \$222  = \$40 [15:0] - 1'h1;
-  assign \$223  = \$40 [15:0] + 1'h1;
-  assign \$224  = \$221  ? { \$222 [16], \$222  } : { 1'h0, \$223  };
-  assign \$225  = geo[57:42] + 1'h1;
-  assign \$226  = \$224  == \$225 ;
-  assign \$227  = \$226  & desc[211];
-  assign \$228  = \$220  | \$227 ;
-  assign \$229  = | e2_ti;
-  assign \$230  = \$228  & \$229 ;
-  assign \$231  = | e2_ti;
-  assign \$232  = ! e2_tap;
-  assign \$233  = ! e2_q;
-  assign \$234  = \$233  & desc[208];
-  assign \$235  = e2_q == geo[664:649];
-  assign \$236  = \$235  & desc[209];
-  assign \$237  = \$232  ? \$234  : \$236 ;
-  assign \$238  = \$231  & \$237 ;
-  assign \$239  = geo[19:14] - 1'h1;
-  assign \$240  = { 1'h0, e2_sl } & { \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239  };
+  assign \$186  = \$185  + geo[73:58];
+  assign \$187  = \$184  ? \$186  : { 2'h0, geo[73:58] };
+  assign \$188  = e2_r1base1 + \$187 ;
+  assign \$189  = \$188  >= geo[434:419];
+  assign \$190  = e2_i == geo[688:673];
+  assign \$192  = \$191  + geo[73:58];
+  assign \$193  = \$190  ? \$192  : { 2'h0, geo[73:58] };
+  assign \$194  = e2_r1base1 + \$193 ;
+  assign \$195  = \$194  - geo[434:419];
+  assign \$196  = e2_i == geo[688:673];
+  assign \$198  = \$197  + geo[73:58];
+  assign \$199  = \$196  ? \$198  : { 2'h0, geo[73:58] };
+  assign \$200  = e2_r1base1 + \$199 ;
+  assign \$201  = \$189  ? \$195  : { 1'h0, \$200  };
+  assign \$202  = e2_i == geo[688:673];
+  assign \$204  = \$203  + geo[73:58];
+  assign \$205  = \$202  ? \$204  : { 2'h0, geo[73:58] };
+  assign \$206  = e2_r1base2 + \$205 ;
+  assign \$207  = \$206  >= geo[434:419];
+  assign \$208  = e2_i == geo[688:673];
+  assign \$210  = \$209  + geo[73:58];
+  assign \$211  = \$208  ? \$210  : { 2'h0, geo[73:58] };
+  assign \$212  = e2_r1base2 + \$211 ;
+  assign \$213  = \$212  - geo[434:419];
+  assign \$214  = e2_i == geo[688:673];
+  assign \$216  = \$215  + geo[73:58];
+  assign \$217  = \$214  ? \$216  : { 2'h0, geo[73:58] };
+  assign \$218  = e2_r1base2 + \$217 ;
+  assign \$219  = \$207  ? \$213  : { 1'h0, \$218  };
+  assign \$220  = e2_i == geo[688:673];
+  assign \$221  = e2_trw + geo[73:58];
+  assign \$222  = \$220  ? \$221  : { 1'h0, e2_trw };
+  assign \$223  = e2_i == geo[688:673];
+  assign \$224  = e2_trw + geo[73:58];
+  assign \$225  = \$223  ? 17'h00000 : \$224 ;
+  assign \$226  = desc[126] ? \$222  : \$225 ;
+  assign \$227  = e2_i == geo[688:673];
+  assign \$228  = e2_tr4 + geo[89:74];
+  assign \$229  = \$227  ? \$228  : { 1'h0, e2_tr4 };
+  assign \$230  = e2_i == geo[688:673];
+  assign \$231  = e2_tr4 + geo[89:74];
+  assign \$232  = \$230  ? 17'h00000 : \$231 ;
+  assign \$233  = desc[126] ? \$229  : \$232 ;
+  assign \$234  = e2_i == geo[688:673];
+  assign \$235  = e2_tho + geo[201:186];
+  assign \$236  = \$234  ? \$235  : { 1'h0, e2_tho };
+  assign \$237  = e2_i == geo[688:673];
+  assign \$238  = e2_tho + geo[201:186];
+  assign \$239  = \$237  ? 17'h00000 : \$238 ;
+  assign \$240  = desc[126] ? \$236  : \$239 ;
+  assign \$241  = ~ desc[126];
+  assign \$242  = e2_i == geo[688:673];
+  assign \$243  = \$241  & \$242 ;
+  assign \$244  = e2_q >= 2'h3;
+  assign \$245  = \$243  & \$244 ;
+  assign \$246  = ~ desc[206];
+  assign \$247  = ~ e2_q[0];
+  assign \$248  = \$246  | \$247 ;
+  assign \$249  = \$245  & \$248 ;
+  assign \$250  = e2_l4b + desc[87:80];
+  assign \$251  = ! e2_tap;
+  assign \$252  = \$40 [15:0] - 1'h1;
+  assign \$253  = \$40 [15:0] + 1'h1;
+  assign \$254  = \$251  ? { \$252 [16], \$252  } : { 1'h0, \$253  };
+  assign \$255  = ! \$254 ;
+  assign \$256  = \$255  & desc[210];
+  assign \$257  = ! e2_tap;
+  assign \$258  = \$40 [15:0] - 1'h1;
+  assign \$259  = \$40 [15:0] + 1'h1;
+  assign \$260  = \$257  ? { \$258 [16], \$258  } : { 1'h0, \$259  };
+  assign \$261  = geo[57:42] + 1'h1;
+  assign \$262  = \$260  == \$261 ;
+  assign \$263  = \$262  & desc[211];
+  assign \$264  = \$256  | \$263 ;
+  assign \$265  = | e2_ti;
+  assign \$266  = \$264  & \$265 ;
+  assign \$267  = | e2_ti;
+  assign \$268  = ! e2_tap;
+  assign \$269  = ! e2_q;
+  assign \$270  = \$269  & desc[208];
+  assign \$271  = e2_q == geo[664:649];
+  assign \$272  = \$271  & desc[209];
+  assign \$273  = \$268  ? \$270  : \$272 ;
+  assign \$274  = \$267  & \$273 ;
+  assign \$275  = geo[19:14] - 1'h1;
+  assign \$276  = { 1'h0, e2_sl } & { \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275  };
+  assign \$277  = 1'h0 + geo[73:58];
+  assign \$278  = \$277  >= geo[434:419];
+  assign \$279  = 1'h0 + geo[73:58];
+  assign \$280  = \$279  - geo[434:419];
+  assign \$281  = 1'h0 + geo[73:58];
+  assign \$282  = \$278  ? \$280  : { 1'h0, \$281  };
+  assign \$284  = 1'h0 + \$283 ;
+  assign \$285  = \$284  >= geo[434:419];
+  assign \$287  = 1'h0 + \$286 ;
+  assign \$288  = \$287  - geo[434:419];
+  assign \$290  = 1'h0 + \$289 ;
+  assign \$291  = \$285  ? \$288  : { 1'h0, \$290  };
   always @(posedge clk)
-    e2_g <= \$241 ;
+    e2_g <= \$292 ;
   always @(posedge clk)
-    e2_bc <= \$242 ;
+    e2_bc <= \$293 ;
   always @(posedge clk)
-    e2_coff <= \$243 ;
+    e2_coff <= \$294 ;
   always @(posedge clk)
-    e2_s <= \$244 ;
+    e2_s <= \$295 ;
   always @(posedge clk)
-    e2_b <= \$245 ;
+    e2_b <= \$296 ;
   always @(posedge clk)
-    e2_boff <= \$246 ;
+    e2_boff <= \$297 ;
   always @(posedge clk)
-    e2_jb <= \$247 ;
+    e2_jb <= \$298 ;
   always @(posedge clk)
-    e2_ti <= \$248 ;
+    e2_ti <= \$299 ;
   always @(posedge clk)
-    e2_jl <= \$249 ;
+    e2_jl <= \$300 ;
   always @(posedge clk)
-    e2_sl <= \$250 ;
+    e2_sl <= \$301 ;
   always @(posedge clk)
-    e2_ck <= \$251 ;
+    e2_ck <= \$302 ;
   always @(posedge clk)
-    e2_jbs <= \$252 ;
+    e2_jbs <= \$303 ;
   always @(posedge clk)
-    e2_tis <= \$253 ;
+    e2_tis <= \$304 ;
   always @(posedge clk)
-    e2_jls <= \$254 ;
+    e2_jls <= \$305 ;
   always @(posedge clk)
-    e2_sls <= \$255 ;
+    e2_sls <= \$306 ;
   always @(posedge clk)
-    e2_bg <= \$256 ;
+    e2_bg <= \$307 ;
   always @(posedge clk)
-    e2_goff <= \$257 ;
+    e2_goff <= \$308 ;
   always @(posedge clk)
-    e2_cseq <= \$258 ;
+    e2_cseq <= \$309 ;
   always @(posedge clk)
-    e2_cslot <= \$259 ;
+    e2_cslot <= \$310 ;
   always @(posedge clk)
-    e2_gbase <= \$260 ;
+    e2_gbase <= \$311 ;
   always @(posedge clk)
-    e2_seq <= \$261 ;
+    e2_seq <= \$312 ;
   always @(posedge clk)
-    e2_i <= \$262 ;
+    e2_i <= \$313 ;
   always @(posedge clk)
-    e2_o <= \$263 ;
+    e2_o <= \$314 ;
   always @(posedge clk)
-    e2_qm3 <= \$264 ;
+    e2_qm3 <= \$315 ;
   always @(posedge clk)
-    e2_r1base <= \$265 ;
+    e2_r1base <= \$316 ;
   always @(posedge clk)
-    e2_trw <= \$266 ;
+    e2_r1base1 <= \$317 ;
   always @(posedge clk)
-    e2_tr4 <= \$267 ;
+    e2_r1base2 <= \$318 ;
   always @(posedge clk)
-    e2_tho <= \$268 ;
+    e2_trw <= \$319 ;
   always @(posedge clk)
-    e2_l4b <= \$269 ;
+    e2_tr4 <= \$320 ;
   always @(posedge clk)
-    run <= \$270 ;
+    e2_tho <= \$321 ;
   always @(posedge clk)
-    a <= \$271 ;
+    e2_l4b <= \$322 ;
   always @(posedge clk)
-    e2_mid1 <= \$272 ;
+    run <= \$323 ;
   always @(posedge clk)
-    e2_mid2 <= \$273 ;
+    a <= \$324 ;
   always @(posedge clk)
-    b <= \$274 ;
+    e2_mid1 <= \$325 ;
+  always @(posedge clk)
+    e2_mid2 <= \$326 ;
+  always @(posedge clk)
+    b <= \$327 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     e2_tap = 2'h0;
@@ -16116,10 +16532,10 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$241  = e2_g;
+    \$292  = e2_g;
     if (issue) begin
       if (e2_copy) begin
-        \$241  = \$56 [15:0];
+        \$292  = \$56 [15:0];
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
@@ -16132,9 +16548,9 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
             end else begin
               (* full_case = 32'd1 *)
               if (\$128 ) begin
-                \$241  = \$129 [15:0];
+                \$292  = \$129 [15:0];
               end else begin
-                \$241  = 16'h0000;
+                \$292  = 16'h0000;
               end
             end
           end
@@ -16142,229 +16558,229 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
       end
     end
     if (start) begin
-      \$241  = 16'h0000;
+      \$292  = 16'h0000;
     end
     if (rst) begin
-      \$241  = 16'h0000;
+      \$292  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$242  = e2_bc;
+    \$293  = e2_bc;
     if (issue) begin
       if (e2_copy) begin
         if (\$57 ) begin
-          \$242  = \$60 [15:0];
+          \$293  = \$60 [15:0];
         end
       end
     end
     if (start) begin
-      \$242  = 16'h0000;
+      \$293  = 16'h0000;
     end
     if (rst) begin
-      \$242  = 16'h0000;
+      \$293  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$243  = e2_coff;
+    \$294  = e2_coff;
     if (issue) begin
       if (e2_copy) begin
         if (\$57 ) begin
-          \$243  = \$63 [15:0];
+          \$294  = \$63 [15:0];
         end
       end
       if (e2_row_end) begin
-        \$243  = geo[35:20];
+        \$294  = geo[35:20];
       end
     end
     if (start) begin
-      \$243  = geo[35:20];
+      \$294  = geo[35:20];
     end
     if (rst) begin
-      \$243  = 16'h0000;
+      \$294  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$244  = e2_s;
+    \$295  = e2_s;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e2_copy) begin
       end else if (e2_s_last) begin
-        \$244  = 16'h0000;
+        \$295  = 16'h0000;
       end else begin
-        \$244  = \$130 [15:0];
+        \$295  = \$130 [15:0];
       end
     end
     if (start) begin
-      \$244  = 16'h0000;
+      \$295  = 16'h0000;
     end
     if (rst) begin
-      \$244  = 16'h0000;
+      \$295  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$245  = e2_b;
+    \$296  = e2_b;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$245  = \$68 [15:0];
+          \$296  = \$68 [15:0];
         end else begin
-          \$245  = 16'h0000;
+          \$296  = 16'h0000;
         end
       end
     end
     if (start) begin
-      \$245  = 16'h0000;
+      \$296  = 16'h0000;
     end
     if (rst) begin
-      \$245  = 16'h0000;
+      \$296  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$246  = e2_boff;
+    \$297  = e2_boff;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$246  = \$69 [15:0];
+          \$297  = \$69 [15:0];
         end else begin
-          \$246  = 16'h0000;
+          \$297  = 16'h0000;
         end
       end
     end
     if (start) begin
-      \$246  = 16'h0000;
+      \$297  = 16'h0000;
     end
     if (rst) begin
-      \$246  = 16'h0000;
+      \$297  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$247  = e2_jb;
-    if (issue) begin
-      (* full_case = 32'd1 *)
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$67 ) begin
-          \$247  = e2_jbs;
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$70 ) begin
-            \$247  = \$78 [15:0];
-          end else begin
-            \$247  = 16'h0000;
-          end
-        end
-      end else begin
-        \$247  = \$137 [15:0];
-      end
-    end
-    if (start) begin
-      \$247  = 16'h0000;
-    end
-    if (rst) begin
-      \$247  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$248  = e2_ti;
+    \$298  = e2_jb;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$248  = e2_tis;
+          \$298  = e2_jbs;
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$248  = \$85 [1:0];
+            \$298  = \$78 [15:0];
           end else begin
-            \$248  = 2'h0;
+            \$298  = 16'h0000;
           end
         end
       end else begin
-        \$248  = \$144 [1:0];
+        \$298  = \$137 [15:0];
       end
     end
     if (start) begin
-      \$248  = 2'h0;
+      \$298  = 16'h0000;
     end
     if (rst) begin
-      \$248  = 2'h0;
+      \$298  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$249  = e2_jl;
+    \$299  = e2_ti;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$249  = e2_jls;
+          \$299  = e2_tis;
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$249  = \$90 [15:0];
+            \$299  = \$85 [1:0];
           end else begin
-            \$249  = 16'h0000;
+            \$299  = 2'h0;
           end
         end
       end else begin
-        \$249  = \$149 [15:0];
+        \$299  = \$144 [1:0];
       end
     end
     if (start) begin
-      \$249  = 16'h0000;
+      \$299  = 2'h0;
     end
     if (rst) begin
-      \$249  = 16'h0000;
+      \$299  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$250  = e2_sl;
+    \$300  = e2_jl;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$250  = e2_sls;
+          \$300  = e2_jls;
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$250  = \$91 [15:0];
+            \$300  = \$90 [15:0];
           end else begin
-            \$250  = 16'h0000;
+            \$300  = 16'h0000;
           end
         end
       end else begin
-        \$250  = \$150 [15:0];
+        \$300  = \$149 [15:0];
       end
     end
     if (start) begin
-      \$250  = 16'h0000;
+      \$300  = 16'h0000;
     end
     if (rst) begin
-      \$250  = 16'h0000;
+      \$300  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$251  = e2_ck;
+    \$301  = e2_sl;
+    if (issue) begin
+      (* full_case = 32'd1 *)
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$67 ) begin
+          \$301  = e2_sls;
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$70 ) begin
+            \$301  = \$91 [15:0];
+          end else begin
+            \$301  = 16'h0000;
+          end
+        end
+      end else begin
+        \$301  = \$150 [15:0];
+      end
+    end
+    if (start) begin
+      \$301  = 16'h0000;
+    end
+    if (rst) begin
+      \$301  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$302  = e2_ck;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -16373,23 +16789,23 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$251  = \$71 [15:0];
+            \$302  = \$71 [15:0];
           end else begin
-            \$251  = 16'h0000;
+            \$302  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$251  = 16'h0000;
+      \$302  = 16'h0000;
     end
     if (rst) begin
-      \$251  = 16'h0000;
+      \$302  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$252  = e2_jbs;
+    \$303  = e2_jbs;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -16398,23 +16814,23 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$252  = \$98 [15:0];
+            \$303  = \$98 [15:0];
           end else begin
-            \$252  = 16'h0000;
+            \$303  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$252  = 16'h0000;
+      \$303  = 16'h0000;
     end
     if (rst) begin
-      \$252  = 16'h0000;
+      \$303  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$253  = e2_tis;
+    \$304  = e2_tis;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -16423,23 +16839,23 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$253  = \$105 [1:0];
+            \$304  = \$105 [1:0];
           end else begin
-            \$253  = 2'h0;
+            \$304  = 2'h0;
           end
         end
       end
     end
     if (start) begin
-      \$253  = 2'h0;
+      \$304  = 2'h0;
     end
     if (rst) begin
-      \$253  = 2'h0;
+      \$304  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$254  = e2_jls;
+    \$305  = e2_jls;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -16448,23 +16864,23 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$254  = \$110 [15:0];
+            \$305  = \$110 [15:0];
           end else begin
-            \$254  = 16'h0000;
+            \$305  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$254  = 16'h0000;
+      \$305  = 16'h0000;
     end
     if (rst) begin
-      \$254  = 16'h0000;
+      \$305  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$255  = e2_sls;
+    \$306  = e2_sls;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -16473,23 +16889,23 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$255  = \$111 [15:0];
+            \$306  = \$111 [15:0];
           end else begin
-            \$255  = 16'h0000;
+            \$306  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$255  = 16'h0000;
+      \$306  = 16'h0000;
     end
     if (rst) begin
-      \$255  = 16'h0000;
+      \$306  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$256  = e2_bg;
+    \$307  = e2_bg;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -16501,24 +16917,24 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
           end else begin
             (* full_case = 32'd1 *)
             if (\$113 ) begin
-              \$256  = \$114 [15:0];
+              \$307  = \$114 [15:0];
             end else begin
-              \$256  = 16'h0000;
+              \$307  = 16'h0000;
             end
           end
         end
       end
     end
     if (start) begin
-      \$256  = 16'h0000;
+      \$307  = 16'h0000;
     end
     if (rst) begin
-      \$256  = 16'h0000;
+      \$307  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$257  = e2_goff;
+    \$308  = e2_goff;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -16530,52 +16946,24 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
           end else begin
             (* full_case = 32'd1 *)
             if (\$113 ) begin
-              \$257  = \$116 [15:0];
+              \$308  = \$116 [15:0];
             end else begin
-              \$257  = geo[466:451];
+              \$308  = geo[466:451];
             end
           end
         end
       end
     end
     if (start) begin
-      \$257  = geo[466:451];
+      \$308  = geo[466:451];
     end
     if (rst) begin
-      \$257  = 16'h0000;
+      \$308  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$258  = e2_cseq;
-    if (issue) begin
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$67 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$70 ) begin
-          end else begin
-            (* full_case = 32'd1 *)
-            if (\$113 ) begin
-            end else begin
-              \$258  = \$117 [23:0];
-            end
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$258  = 24'h000000;
-    end
-    if (rst) begin
-      \$258  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$259  = e2_cslot;
+    \$309  = e2_cseq;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -16588,22 +16976,22 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
             (* full_case = 32'd1 *)
             if (\$113 ) begin
             end else begin
-              \$259  = \$120 [15:0];
+              \$309  = \$117 [23:0];
             end
           end
         end
       end
     end
     if (start) begin
-      \$259  = 16'h0000;
+      \$309  = 24'h000000;
     end
     if (rst) begin
-      \$259  = 16'h0000;
+      \$309  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$260  = e2_gbase;
+    \$310  = e2_cslot;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -16616,260 +17004,318 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
             (* full_case = 32'd1 *)
             if (\$113 ) begin
             end else begin
-              \$260  = \$126 [15:0];
+              \$310  = \$120 [15:0];
             end
           end
         end
       end
     end
     if (start) begin
-      \$260  = 16'h0000;
+      \$310  = 16'h0000;
     end
     if (rst) begin
-      \$260  = 16'h0000;
+      \$310  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$261  = e2_seq;
+    \$311  = e2_gbase;
+    if (issue) begin
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$67 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$70 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$113 ) begin
+            end else begin
+              \$311  = \$126 [15:0];
+            end
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$311  = 16'h0000;
+    end
+    if (rst) begin
+      \$311  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$312  = e2_seq;
     if (issue) begin
       if (e2_row_end) begin
-        \$261  = \$151 [15:0];
+        \$312  = \$151 [15:0];
       end
     end
     if (start) begin
-      \$261  = 16'h0000;
+      \$312  = 16'h0000;
     end
     if (rst) begin
-      \$261  = 16'h0000;
+      \$312  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$262  = e2_i;
+    \$313  = e2_i;
     if (issue) begin
       if (e2_row_end) begin
         (* full_case = 32'd1 *)
         if (\$152 ) begin
-          \$262  = 16'h0000;
+          \$313  = 16'h0000;
         end else begin
-          \$262  = \$154 [15:0];
+          \$313  = \$154 [15:0];
         end
       end
     end
     if (start) begin
-      \$262  = 16'h0000;
+      \$313  = 16'h0000;
     end
     if (rst) begin
-      \$262  = 16'h0000;
+      \$313  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$263  = e2_o;
+    \$314  = e2_o;
     if (issue) begin
       if (e2_row_end) begin
         if (\$152 ) begin
-          \$263  = \$153 [15:0];
+          \$314  = \$153 [15:0];
         end
       end
     end
     if (start) begin
-      \$263  = 16'h0000;
+      \$314  = 16'h0000;
     end
     if (rst) begin
-      \$263  = 16'h0000;
+      \$314  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$264  = e2_qm3;
+    \$315  = e2_qm3;
     if (issue) begin
       if (e2_row_end) begin
-        \$264  = \$165 [1:0];
+        \$315  = \$165 [1:0];
       end
     end
     if (start) begin
-      \$264  = 2'h0;
+      \$315  = 2'h0;
     end
     if (rst) begin
-      \$264  = 2'h0;
+      \$315  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$265  = e2_r1base;
+    \$316  = e2_r1base;
     if (issue) begin
       if (e2_row_end) begin
-        \$265  = \$183 [15:0];
+        \$316  = \$183 [15:0];
       end
     end
     if (start) begin
-      \$265  = 16'h0000;
+      \$316  = 16'h0000;
     end
     if (rst) begin
-      \$265  = 16'h0000;
+      \$316  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$266  = e2_trw;
+    \$317  = e2_r1base1;
     if (issue) begin
       if (e2_row_end) begin
-        \$266  = \$190 [15:0];
+        \$317  = \$201 [15:0];
       end
     end
     if (start) begin
-      \$266  = 16'h0000;
+      \$317  = \$282 [15:0];
     end
     if (rst) begin
-      \$266  = 16'h0000;
+      \$317  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$267  = e2_tr4;
+    \$318  = e2_r1base2;
     if (issue) begin
       if (e2_row_end) begin
-        \$267  = \$197 [15:0];
+        \$318  = \$219 [15:0];
       end
     end
     if (start) begin
-      \$267  = 16'h0000;
+      \$318  = \$291 [15:0];
     end
     if (rst) begin
-      \$267  = 16'h0000;
+      \$318  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$268  = e2_tho;
+    \$319  = e2_trw;
     if (issue) begin
       if (e2_row_end) begin
-        \$268  = \$204 [15:0];
+        \$319  = \$226 [15:0];
       end
     end
     if (start) begin
-      \$268  = 16'h0000;
+      \$319  = 16'h0000;
     end
     if (rst) begin
-      \$268  = 16'h0000;
+      \$319  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$269  = e2_l4b;
+    \$320  = e2_tr4;
     if (issue) begin
       if (e2_row_end) begin
-        if (\$213 ) begin
-          \$269  = \$214 [15:0];
+        \$320  = \$233 [15:0];
+      end
+    end
+    if (start) begin
+      \$320  = 16'h0000;
+    end
+    if (rst) begin
+      \$320  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$321  = e2_tho;
+    if (issue) begin
+      if (e2_row_end) begin
+        \$321  = \$240 [15:0];
+      end
+    end
+    if (start) begin
+      \$321  = 16'h0000;
+    end
+    if (rst) begin
+      \$321  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$322  = e2_l4b;
+    if (issue) begin
+      if (e2_row_end) begin
+        if (\$249 ) begin
+          \$322  = \$250 [15:0];
         end
       end
     end
     if (start) begin
-      \$269  = 16'h0000;
+      \$322  = 16'h0000;
     end
     if (rst) begin
-      \$269  = 16'h0000;
+      \$322  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$270  = run;
+    \$323  = run;
     if (issue) begin
       if (e2_row_end) begin
         if (e2_all_end) begin
-          \$270  = 1'h0;
+          \$323  = 1'h0;
         end
       end
     end
     if (start) begin
-      \$270  = 1'h1;
+      \$323  = 1'h1;
     end
     if (rst) begin
-      \$270  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$271 [0] = issue;
-    \$271 [1] = e2_copy;
-    \$271 [2] = e2_s_first;
-    \$271 [3] = e2_from_psum;
-    \$271 [4] = e2_spad_rd;
-    \$271 [5] = e2_spad_wr;
-    \$271 [6] = e2_final;
-    \$271 [7] = e2_psum_out;
-    \$271 [8] = e2_row_end;
-    \$271 [9] = \$230 ;
-    \$271 [10] = \$238 ;
-    \$271 [14:11] = e2_s[3:0];
-    \$271 [17:15] = e2_b[2:0];
-    \$271 [22:18] = e2_jl[4:0];
-    \$271 [27:23] = \$240 [4:0];
-    \$271 [43:28] = \$40 [15:0];
-    \$271 [91:76] = e2_g;
-    \$271 [59:44] = \$42 [15:0];
-    \$271 [75:60] = e2_tr4;
-    \$271 [93:92] = e2_ti;
-    \$271 [94] = e2_seq[0];
-    \$271 [96:95] = e2_qm3;
-    if (rst) begin
-      \$271  = 97'h0000000000000000000000000;
+      \$323  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$272 [0] = a[0];
-    \$272 [1] = a[1];
-    \$272 [2] = a[6];
-    \$272 [3] = a[7];
-    \$272 [4] = a[8];
-    \$272 [7:5] = a[17:15];
-    \$272 [23:8] = a[43:28];
-    \$272 [39:24] = a[59:44];
-    \$272 [55:40] = a[75:60];
-    \$272 [71:56] = a[91:76];
-    \$272 [72] = a[94];
-    \$272 [74:73] = a[96:95];
+    \$324 [0] = issue;
+    \$324 [1] = e2_copy;
+    \$324 [2] = e2_s_first;
+    \$324 [3] = e2_from_psum;
+    \$324 [4] = e2_spad_rd;
+    \$324 [5] = e2_spad_wr;
+    \$324 [6] = e2_final;
+    \$324 [7] = e2_psum_out;
+    \$324 [8] = e2_row_end;
+    \$324 [9] = \$266 ;
+    \$324 [10] = \$274 ;
+    \$324 [14:11] = e2_s[3:0];
+    \$324 [17:15] = e2_b[2:0];
+    \$324 [22:18] = e2_jl[4:0];
+    \$324 [27:23] = \$276 [4:0];
+    \$324 [43:28] = \$40 [15:0];
+    \$324 [91:76] = e2_g;
+    \$324 [59:44] = \$42 [15:0];
+    \$324 [75:60] = e2_tr4;
+    \$324 [93:92] = e2_ti;
+    \$324 [94] = e2_seq[0];
+    \$324 [96:95] = e2_qm3;
     if (rst) begin
-      \$272  = 75'h0000000000000000000;
+      \$324  = 97'h0000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$273 [0] = e2_mid1[0];
-    \$273 [1] = e2_mid1[1];
-    \$273 [2] = e2_mid1[2];
-    \$273 [3] = e2_mid1[3];
-    \$273 [4] = e2_mid1[4];
-    \$273 [7:5] = e2_mid1[7:5];
-    \$273 [23:8] = e2_mid1[23:8];
-    \$273 [39:24] = e2_mid1[39:24];
-    \$273 [55:40] = e2_mid1[55:40];
-    \$273 [71:56] = e2_mid1[71:56];
-    \$273 [72] = e2_mid1[72];
-    \$273 [74:73] = e2_mid1[74:73];
+    \$325 [0] = a[0];
+    \$325 [1] = a[1];
+    \$325 [2] = a[6];
+    \$325 [3] = a[7];
+    \$325 [4] = a[8];
+    \$325 [7:5] = a[17:15];
+    \$325 [23:8] = a[43:28];
+    \$325 [39:24] = a[59:44];
+    \$325 [55:40] = a[75:60];
+    \$325 [71:56] = a[91:76];
+    \$325 [72] = a[94];
+    \$325 [74:73] = a[96:95];
     if (rst) begin
-      \$273  = 75'h0000000000000000000;
+      \$325  = 75'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$274 [0] = e2_mid2[0];
-    \$274 [1] = e2_mid2[1];
-    \$274 [2] = e2_mid2[2];
-    \$274 [3] = e2_mid2[3];
-    \$274 [4] = e2_mid2[4];
-    \$274 [7:5] = e2_mid2[7:5];
-    \$274 [23:8] = e2_mid2[23:8];
-    \$274 [39:24] = e2_mid2[39:24];
-    \$274 [55:40] = e2_mid2[55:40];
-    \$274 [71:56] = e2_mid2[71:56];
-    \$274 [72] = e2_mid2[72];
-    \$274 [74:73] = e2_mid2[74:73];
+    \$326 [0] = e2_mid1[0];
+    \$326 [1] = e2_mid1[1];
+    \$326 [2] = e2_mid1[2];
+    \$326 [3] = e2_mid1[3];
+    \$326 [4] = e2_mid1[4];
+    \$326 [7:5] = e2_mid1[7:5];
+    \$326 [23:8] = e2_mid1[23:8];
+    \$326 [39:24] = e2_mid1[39:24];
+    \$326 [55:40] = e2_mid1[55:40];
+    \$326 [71:56] = e2_mid1[71:56];
+    \$326 [72] = e2_mid1[72];
+    \$326 [74:73] = e2_mid1[74:73];
     if (rst) begin
-      \$274  = 75'h0000000000000000000;
+      \$326  = 75'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$327 [0] = e2_mid2[0];
+    \$327 [1] = e2_mid2[1];
+    \$327 [2] = e2_mid2[2];
+    \$327 [3] = e2_mid2[3];
+    \$327 [4] = e2_mid2[4];
+    \$327 [7:5] = e2_mid2[7:5];
+    \$327 [23:8] = e2_mid2[23:8];
+    \$327 [39:24] = e2_mid2[39:24];
+    \$327 [55:40] = e2_mid2[55:40];
+    \$327 [71:56] = e2_mid2[71:56];
+    \$327 [72] = e2_mid2[72];
+    \$327 [74:73] = e2_mid2[74:73];
+    if (rst) begin
+      \$327  = 75'h0000000000000000000;
     end
   end
   assign e2_t = \$1 [7:0];
@@ -16964,28 +17410,30 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   assign \step.seq  = step[55:40];
   assign \step.qm3  = step[57:56];
   assign \step.r1base  = step[73:58];
-  assign \step.trw  = step[89:74];
-  assign \step.tr4  = step[105:90];
-  assign \step.tho  = step[121:106];
-  assign \step.l4b  = step[137:122];
-  assign \step.tap  = step[139:138];
-  assign \step.ti  = step[141:140];
-  assign \step.e  = step[157:142];
-  assign \step.eoff  = step[173:158];
-  assign \step.jb  = step[189:174];
-  assign \step.g  = step[205:190];
-  assign \step.gbase  = step[221:206];
-  assign \step.sl  = step[237:222];
-  assign \step.s  = step[253:238];
-  assign \step.b  = step[269:254];
-  assign \step.copy  = step[270];
-  assign \step.new_op  = step[271];
-  assign \step.new_centre  = step[272];
-  assign \step.glb_rd  = step[273];
-  assign \step.spad_rd  = step[274];
-  assign \step.from_psum  = step[275];
-  assign \step.row_end  = step[276];
-  assign \step.chunk  = step[300:277];
+  assign \step.r1base1  = step[89:74];
+  assign \step.r1base2  = step[105:90];
+  assign \step.trw  = step[121:106];
+  assign \step.tr4  = step[137:122];
+  assign \step.tho  = step[153:138];
+  assign \step.l4b  = step[169:154];
+  assign \step.tap  = step[171:170];
+  assign \step.ti  = step[173:172];
+  assign \step.e  = step[189:174];
+  assign \step.eoff  = step[205:190];
+  assign \step.jb  = step[221:206];
+  assign \step.g  = step[237:222];
+  assign \step.gbase  = step[253:238];
+  assign \step.sl  = step[269:254];
+  assign \step.s  = step[285:270];
+  assign \step.b  = step[301:286];
+  assign \step.copy  = step[302];
+  assign \step.new_op  = step[303];
+  assign \step.new_centre  = step[304];
+  assign \step.glb_rd  = step[305];
+  assign \step.spad_rd  = step[306];
+  assign \step.from_psum  = step[307];
+  assign \step.row_end  = step[308];
+  assign \step.chunk  = step[332:309];
   assign \a.v  = a[0];
   assign \a.copy  = a[1];
   assign \a.first  = a[2];
@@ -17044,28 +17492,30 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   assign \b.g  = b[71:56];
   assign \b.seq  = b[72];
   assign \b.qm3  = b[74:73];
-  assign step[276] = e2_row_end;
-  assign step[275] = e2_from_psum;
-  assign step[274] = e2_spad_rd;
-  assign step[300:277] = e2_cseq;
-  assign step[273] = \$53 ;
-  assign step[272] = \$48 ;
-  assign step[271] = \$44 ;
-  assign step[270] = e2_copy;
-  assign step[269:254] = e2_b;
-  assign step[253:238] = e2_s;
-  assign step[237:222] = e2_sl;
-  assign step[221:206] = e2_gbase;
-  assign step[205:190] = e2_g;
-  assign step[189:174] = e2_jb;
-  assign step[173:158] = \$42 [15:0];
-  assign step[157:142] = \$40 [15:0];
-  assign step[141:140] = e2_ti;
-  assign step[139:138] = e2_tap;
-  assign step[137:122] = e2_l4b;
-  assign step[121:106] = e2_tho;
-  assign step[105:90] = e2_tr4;
-  assign step[89:74] = e2_trw;
+  assign step[308] = e2_row_end;
+  assign step[307] = e2_from_psum;
+  assign step[306] = e2_spad_rd;
+  assign step[332:309] = e2_cseq;
+  assign step[305] = \$53 ;
+  assign step[304] = \$48 ;
+  assign step[303] = \$44 ;
+  assign step[302] = e2_copy;
+  assign step[301:286] = e2_b;
+  assign step[285:270] = e2_s;
+  assign step[269:254] = e2_sl;
+  assign step[253:238] = e2_gbase;
+  assign step[237:222] = e2_g;
+  assign step[221:206] = e2_jb;
+  assign step[205:190] = \$42 [15:0];
+  assign step[189:174] = \$40 [15:0];
+  assign step[173:172] = e2_ti;
+  assign step[171:170] = e2_tap;
+  assign step[169:154] = e2_l4b;
+  assign step[153:138] = e2_tho;
+  assign step[137:122] = e2_tr4;
+  assign step[121:106] = e2_trw;
+  assign step[105:90] = e2_r1base2;
+  assign step[89:74] = e2_r1base1;
   assign step[73:58] = e2_r1base;
   assign step[57:56] = e2_qm3;
   assign step[55:40] = e2_seq;
@@ -17078,11 +17528,20 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   assign \$167  = { geo[73:58], 1'h0 };
   assign \$173  = { geo[73:58], 1'h0 };
   assign \$179  = { geo[73:58], 1'h0 };
+  assign \$185  = { geo[73:58], 1'h0 };
+  assign \$191  = { geo[73:58], 1'h0 };
+  assign \$197  = { geo[73:58], 1'h0 };
+  assign \$203  = { geo[73:58], 1'h0 };
+  assign \$209  = { geo[73:58], 1'h0 };
+  assign \$215  = { geo[73:58], 1'h0 };
+  assign \$283  = { geo[73:58], 1'h0 };
+  assign \$286  = { geo[73:58], 1'h0 };
+  assign \$289  = { geo[73:58], 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant2 (\port$4538$0 , \port$4578$0 , \port$4618$0 , \port$4658$0 , \port$4698$0 , \port$4738$0 , \port$4778$0 , \port$4818$0 , \port$4858$0 , \port$4898$0 , \port$4938$0 , \port$4978$0 , \port$5018$0 , \port$5058$0 , \port$5098$0 , \port$5138$0 , \port$5178$0 , \port$5218$0 , \port$5258$0 , \port$5298$0 , \port$5338$0 
-, \port$5378$0 , \port$5418$0 , \port$5458$0 , \port$5498$0 , \port$5538$0 , \port$5578$0 , \port$5618$0 , \port$5658$0 , \port$5698$0 , \port$5738$0 , i, shift, rnd, \port$4498$0 );
+module \ttsnn_accel.e23.requant2 (\port$4613$0 , \port$4653$0 , \port$4693$0 , \port$4733$0 , \port$4773$0 , \port$4813$0 , \port$4853$0 , \port$4893$0 , \port$4933$0 , \port$4973$0 , \port$5013$0 , \port$5053$0 , \port$5093$0 , \port$5133$0 , \port$5173$0 , \port$5213$0 , \port$5253$0 , \port$5293$0 , \port$5333$0 , \port$5373$0 , \port$5413$0 
+, \port$5453$0 , \port$5493$0 , \port$5533$0 , \port$5573$0 , \port$5613$0 , \port$5653$0 , \port$5693$0 , \port$5733$0 , \port$5773$0 , \port$5813$0 , i, shift, rnd, \port$4573$0 );
   wire \$1 ;
   wire [16:0] \$10 ;
   wire [6:0] \$100 ;
@@ -18366,70 +18825,70 @@ module \ttsnn_accel.e23.requant2 (\port$4538$0 , \port$4578$0 , \port$4618$0 , \
   input [511:0] i;
   wire [511:0] i;
   wire [255:0] o;
-  output [7:0] \port$4498$0 ;
-  wire [7:0] \port$4498$0 ;
-  output [7:0] \port$4538$0 ;
-  wire [7:0] \port$4538$0 ;
-  output [7:0] \port$4578$0 ;
-  wire [7:0] \port$4578$0 ;
-  output [7:0] \port$4618$0 ;
-  wire [7:0] \port$4618$0 ;
-  output [7:0] \port$4658$0 ;
-  wire [7:0] \port$4658$0 ;
-  output [7:0] \port$4698$0 ;
-  wire [7:0] \port$4698$0 ;
-  output [7:0] \port$4738$0 ;
-  wire [7:0] \port$4738$0 ;
-  output [7:0] \port$4778$0 ;
-  wire [7:0] \port$4778$0 ;
-  output [7:0] \port$4818$0 ;
-  wire [7:0] \port$4818$0 ;
-  output [7:0] \port$4858$0 ;
-  wire [7:0] \port$4858$0 ;
-  output [7:0] \port$4898$0 ;
-  wire [7:0] \port$4898$0 ;
-  output [7:0] \port$4938$0 ;
-  wire [7:0] \port$4938$0 ;
-  output [7:0] \port$4978$0 ;
-  wire [7:0] \port$4978$0 ;
-  output [7:0] \port$5018$0 ;
-  wire [7:0] \port$5018$0 ;
-  output [7:0] \port$5058$0 ;
-  wire [7:0] \port$5058$0 ;
-  output [7:0] \port$5098$0 ;
-  wire [7:0] \port$5098$0 ;
-  output [7:0] \port$5138$0 ;
-  wire [7:0] \port$5138$0 ;
-  output [7:0] \port$5178$0 ;
-  wire [7:0] \port$5178$0 ;
-  output [7:0] \port$5218$0 ;
-  wire [7:0] \port$5218$0 ;
-  output [7:0] \port$5258$0 ;
-  wire [7:0] \port$5258$0 ;
-  output [7:0] \port$5298$0 ;
-  wire [7:0] \port$5298$0 ;
-  output [7:0] \port$5338$0 ;
-  wire [7:0] \port$5338$0 ;
-  output [7:0] \port$5378$0 ;
-  wire [7:0] \port$5378$0 ;
-  output [7:0] \port$5418$0 ;
-  wire [7:0] \port$5418$0 ;
-  output [7:0] \port$5458$0 ;
-  wire [7:0] \port$5458$0 ;
-  output [7:0] \port$5498$0 ;
-  wire [7:0] \port$5498$0 ;
-  output [7:0] \port$5538$0 ;
-  wire [7:0] \port$5538$0 ;
-  output [7:0] \port$5578$0 ;
-  wire [7:0] \port$5578$0 ;
-  output [7:0] \port$5618$0 ;
-  wire [7:0] \port$5618$0 ;
-  output [7:0] \port$5658$0 ;
-  wire [7:0] \port$5658$0 ;
-  output [7:0] \port$5698$0 ;
-  wire [7:0] \port$5698$0 ;
-  output [7:0] \port$5738$0 ;
-  wire [7:0] \port$5738$0 ;
+  output [7:0] \port$4573$0 ;
+  wire [7:0] \port$4573$0 ;
+  output [7:0] \port$4613$0 ;
+  wire [7:0] \port$4613$0 ;
+  output [7:0] \port$4653$0 ;
+  wire [7:0] \port$4653$0 ;
+  output [7:0] \port$4693$0 ;
+  wire [7:0] \port$4693$0 ;
+  output [7:0] \port$4733$0 ;
+  wire [7:0] \port$4733$0 ;
+  output [7:0] \port$4773$0 ;
+  wire [7:0] \port$4773$0 ;
+  output [7:0] \port$4813$0 ;
+  wire [7:0] \port$4813$0 ;
+  output [7:0] \port$4853$0 ;
+  wire [7:0] \port$4853$0 ;
+  output [7:0] \port$4893$0 ;
+  wire [7:0] \port$4893$0 ;
+  output [7:0] \port$4933$0 ;
+  wire [7:0] \port$4933$0 ;
+  output [7:0] \port$4973$0 ;
+  wire [7:0] \port$4973$0 ;
+  output [7:0] \port$5013$0 ;
+  wire [7:0] \port$5013$0 ;
+  output [7:0] \port$5053$0 ;
+  wire [7:0] \port$5053$0 ;
+  output [7:0] \port$5093$0 ;
+  wire [7:0] \port$5093$0 ;
+  output [7:0] \port$5133$0 ;
+  wire [7:0] \port$5133$0 ;
+  output [7:0] \port$5173$0 ;
+  wire [7:0] \port$5173$0 ;
+  output [7:0] \port$5213$0 ;
+  wire [7:0] \port$5213$0 ;
+  output [7:0] \port$5253$0 ;
+  wire [7:0] \port$5253$0 ;
+  output [7:0] \port$5293$0 ;
+  wire [7:0] \port$5293$0 ;
+  output [7:0] \port$5333$0 ;
+  wire [7:0] \port$5333$0 ;
+  output [7:0] \port$5373$0 ;
+  wire [7:0] \port$5373$0 ;
+  output [7:0] \port$5413$0 ;
+  wire [7:0] \port$5413$0 ;
+  output [7:0] \port$5453$0 ;
+  wire [7:0] \port$5453$0 ;
+  output [7:0] \port$5493$0 ;
+  wire [7:0] \port$5493$0 ;
+  output [7:0] \port$5533$0 ;
+  wire [7:0] \port$5533$0 ;
+  output [7:0] \port$5573$0 ;
+  wire [7:0] \port$5573$0 ;
+  output [7:0] \port$5613$0 ;
+  wire [7:0] \port$5613$0 ;
+  output [7:0] \port$5653$0 ;
+  wire [7:0] \port$5653$0 ;
+  output [7:0] \port$5693$0 ;
+  wire [7:0] \port$5693$0 ;
+  output [7:0] \port$5733$0 ;
+  wire [7:0] \port$5733$0 ;
+  output [7:0] \port$5773$0 ;
+  wire [7:0] \port$5773$0 ;
+  output [7:0] \port$5813$0 ;
+  wire [7:0] \port$5813$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -19619,38 +20078,38 @@ module \ttsnn_accel.e23.requant2 (\port$4538$0 , \port$4578$0 , \port$4618$0 , \
   assign \$1279  = \$1266  ? 8'h80 : \$1278 [7:0];
   assign \$1280  = \$1253  ? 8'h7f : \$1279 ;
   assign o = { \$1280 , \$1240 , \$1200 , \$1160 , \$1120 , \$1080 , \$1040 , \$1000 , \$960 , \$920 , \$880 , \$840 , \$800 , \$760 , \$720 , \$680 , \$640 , \$600 , \$560 , \$520 , \$480 , \$440 , \$400 , \$360 , \$320 , \$280 , \$240 , \$200 , \$160 , \$120 , \$80 , \$40  };
-  assign \port$4498$0  = \$40 ;
-  assign \port$4538$0  = \$80 ;
-  assign \port$4578$0  = \$120 ;
-  assign \port$4618$0  = \$160 ;
-  assign \port$4658$0  = \$200 ;
-  assign \port$4698$0  = \$240 ;
-  assign \port$4738$0  = \$280 ;
-  assign \port$4778$0  = \$320 ;
-  assign \port$4818$0  = \$360 ;
-  assign \port$4858$0  = \$400 ;
-  assign \port$4898$0  = \$440 ;
-  assign \port$4938$0  = \$480 ;
-  assign \port$4978$0  = \$520 ;
-  assign \port$5018$0  = \$560 ;
-  assign \port$5058$0  = \$600 ;
-  assign \port$5098$0  = \$640 ;
-  assign \port$5138$0  = \$680 ;
-  assign \port$5178$0  = \$720 ;
-  assign \port$5218$0  = \$760 ;
-  assign \port$5258$0  = \$800 ;
-  assign \port$5298$0  = \$840 ;
-  assign \port$5338$0  = \$880 ;
-  assign \port$5378$0  = \$920 ;
-  assign \port$5418$0  = \$960 ;
-  assign \port$5458$0  = \$1000 ;
-  assign \port$5498$0  = \$1040 ;
-  assign \port$5538$0  = \$1080 ;
-  assign \port$5578$0  = \$1120 ;
-  assign \port$5618$0  = \$1160 ;
-  assign \port$5658$0  = \$1200 ;
-  assign \port$5698$0  = \$1240 ;
-  assign \port$5738$0  = \$1280 ;
+  assign \port$4573$0  = \$40 ;
+  assign \port$4613$0  = \$80 ;
+  assign \port$4653$0  = \$120 ;
+  assign \port$4693$0  = \$160 ;
+  assign \port$4733$0  = \$200 ;
+  assign \port$4773$0  = \$240 ;
+  assign \port$4813$0  = \$280 ;
+  assign \port$4853$0  = \$320 ;
+  assign \port$4893$0  = \$360 ;
+  assign \port$4933$0  = \$400 ;
+  assign \port$4973$0  = \$440 ;
+  assign \port$5013$0  = \$480 ;
+  assign \port$5053$0  = \$520 ;
+  assign \port$5093$0  = \$560 ;
+  assign \port$5133$0  = \$600 ;
+  assign \port$5173$0  = \$640 ;
+  assign \port$5213$0  = \$680 ;
+  assign \port$5253$0  = \$720 ;
+  assign \port$5293$0  = \$760 ;
+  assign \port$5333$0  = \$800 ;
+  assign \port$5373$0  = \$840 ;
+  assign \port$5413$0  = \$880 ;
+  assign \port$5453$0  = \$920 ;
+  assign \port$5493$0  = \$960 ;
+  assign \port$5533$0  = \$1000 ;
+  assign \port$5573$0  = \$1040 ;
+  assign \port$5613$0  = \$1080 ;
+  assign \port$5653$0  = \$1120 ;
+  assign \port$5693$0  = \$1160 ;
+  assign \port$5733$0  = \$1200 ;
+  assign \port$5773$0  = \$1240 ;
+  assign \port$5813$0  = \$1280 ;
   assign \$11  = { \$10 [16], \$10 [16:1] };
   assign \$24  = { \$23 [16], \$23 [16:1] };
   assign \$37  = { \$36 [16], \$36 [16:1] };
@@ -19750,8 +20209,8 @@ module \ttsnn_accel.e23.requant2 (\port$4538$0 , \port$4578$0 , \port$4618$0 , \
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant3 (\port$5850$0 , \port$5890$0 , \port$5930$0 , \port$5970$0 , \port$6010$0 , \port$6050$0 , \port$6090$0 , \port$6130$0 , \port$6170$0 , \port$6210$0 , \port$6250$0 , \port$6290$0 , \port$6330$0 , \port$6370$0 , \port$6410$0 , \port$6450$0 , \port$6490$0 , \port$6530$0 , \port$6570$0 , \port$6610$0 , \port$6650$0 
-, \port$6690$0 , \port$6730$0 , \port$6770$0 , \port$6810$0 , \port$6850$0 , \port$6890$0 , \port$6930$0 , \port$6970$0 , \port$7010$0 , \port$7050$0 , i, shift, rnd, \port$5810$0 );
+module \ttsnn_accel.e23.requant3 (\port$5925$0 , \port$5965$0 , \port$6005$0 , \port$6045$0 , \port$6085$0 , \port$6125$0 , \port$6165$0 , \port$6205$0 , \port$6245$0 , \port$6285$0 , \port$6325$0 , \port$6365$0 , \port$6405$0 , \port$6445$0 , \port$6485$0 , \port$6525$0 , \port$6565$0 , \port$6605$0 , \port$6645$0 , \port$6685$0 , \port$6725$0 
+, \port$6765$0 , \port$6805$0 , \port$6845$0 , \port$6885$0 , \port$6925$0 , \port$6965$0 , \port$7005$0 , \port$7045$0 , \port$7085$0 , \port$7125$0 , i, shift, rnd, \port$5885$0 );
   wire \$1 ;
   wire [17:0] \$10 ;
   wire [6:0] \$100 ;
@@ -21035,70 +21494,70 @@ module \ttsnn_accel.e23.requant3 (\port$5850$0 , \port$5890$0 , \port$5930$0 , \
   input [543:0] i;
   wire [543:0] i;
   wire [255:0] o;
-  output [7:0] \port$5810$0 ;
-  wire [7:0] \port$5810$0 ;
-  output [7:0] \port$5850$0 ;
-  wire [7:0] \port$5850$0 ;
-  output [7:0] \port$5890$0 ;
-  wire [7:0] \port$5890$0 ;
-  output [7:0] \port$5930$0 ;
-  wire [7:0] \port$5930$0 ;
-  output [7:0] \port$5970$0 ;
-  wire [7:0] \port$5970$0 ;
-  output [7:0] \port$6010$0 ;
-  wire [7:0] \port$6010$0 ;
-  output [7:0] \port$6050$0 ;
-  wire [7:0] \port$6050$0 ;
-  output [7:0] \port$6090$0 ;
-  wire [7:0] \port$6090$0 ;
-  output [7:0] \port$6130$0 ;
-  wire [7:0] \port$6130$0 ;
-  output [7:0] \port$6170$0 ;
-  wire [7:0] \port$6170$0 ;
-  output [7:0] \port$6210$0 ;
-  wire [7:0] \port$6210$0 ;
-  output [7:0] \port$6250$0 ;
-  wire [7:0] \port$6250$0 ;
-  output [7:0] \port$6290$0 ;
-  wire [7:0] \port$6290$0 ;
-  output [7:0] \port$6330$0 ;
-  wire [7:0] \port$6330$0 ;
-  output [7:0] \port$6370$0 ;
-  wire [7:0] \port$6370$0 ;
-  output [7:0] \port$6410$0 ;
-  wire [7:0] \port$6410$0 ;
-  output [7:0] \port$6450$0 ;
-  wire [7:0] \port$6450$0 ;
-  output [7:0] \port$6490$0 ;
-  wire [7:0] \port$6490$0 ;
-  output [7:0] \port$6530$0 ;
-  wire [7:0] \port$6530$0 ;
-  output [7:0] \port$6570$0 ;
-  wire [7:0] \port$6570$0 ;
-  output [7:0] \port$6610$0 ;
-  wire [7:0] \port$6610$0 ;
-  output [7:0] \port$6650$0 ;
-  wire [7:0] \port$6650$0 ;
-  output [7:0] \port$6690$0 ;
-  wire [7:0] \port$6690$0 ;
-  output [7:0] \port$6730$0 ;
-  wire [7:0] \port$6730$0 ;
-  output [7:0] \port$6770$0 ;
-  wire [7:0] \port$6770$0 ;
-  output [7:0] \port$6810$0 ;
-  wire [7:0] \port$6810$0 ;
-  output [7:0] \port$6850$0 ;
-  wire [7:0] \port$6850$0 ;
-  output [7:0] \port$6890$0 ;
-  wire [7:0] \port$6890$0 ;
-  output [7:0] \port$6930$0 ;
-  wire [7:0] \port$6930$0 ;
-  output [7:0] \port$6970$0 ;
-  wire [7:0] \port$6970$0 ;
-  output [7:0] \port$7010$0 ;
-  wire [7:0] \port$7010$0 ;
-  output [7:0] \port$7050$0 ;
-  wire [7:0] \port$7050$0 ;
+  output [7:0] \port$5885$0 ;
+  wire [7:0] \port$5885$0 ;
+  output [7:0] \port$5925$0 ;
+  wire [7:0] \port$5925$0 ;
+  output [7:0] \port$5965$0 ;
+  wire [7:0] \port$5965$0 ;
+  output [7:0] \port$6005$0 ;
+  wire [7:0] \port$6005$0 ;
+  output [7:0] \port$6045$0 ;
+  wire [7:0] \port$6045$0 ;
+  output [7:0] \port$6085$0 ;
+  wire [7:0] \port$6085$0 ;
+  output [7:0] \port$6125$0 ;
+  wire [7:0] \port$6125$0 ;
+  output [7:0] \port$6165$0 ;
+  wire [7:0] \port$6165$0 ;
+  output [7:0] \port$6205$0 ;
+  wire [7:0] \port$6205$0 ;
+  output [7:0] \port$6245$0 ;
+  wire [7:0] \port$6245$0 ;
+  output [7:0] \port$6285$0 ;
+  wire [7:0] \port$6285$0 ;
+  output [7:0] \port$6325$0 ;
+  wire [7:0] \port$6325$0 ;
+  output [7:0] \port$6365$0 ;
+  wire [7:0] \port$6365$0 ;
+  output [7:0] \port$6405$0 ;
+  wire [7:0] \port$6405$0 ;
+  output [7:0] \port$6445$0 ;
+  wire [7:0] \port$6445$0 ;
+  output [7:0] \port$6485$0 ;
+  wire [7:0] \port$6485$0 ;
+  output [7:0] \port$6525$0 ;
+  wire [7:0] \port$6525$0 ;
+  output [7:0] \port$6565$0 ;
+  wire [7:0] \port$6565$0 ;
+  output [7:0] \port$6605$0 ;
+  wire [7:0] \port$6605$0 ;
+  output [7:0] \port$6645$0 ;
+  wire [7:0] \port$6645$0 ;
+  output [7:0] \port$6685$0 ;
+  wire [7:0] \port$6685$0 ;
+  output [7:0] \port$6725$0 ;
+  wire [7:0] \port$6725$0 ;
+  output [7:0] \port$6765$0 ;
+  wire [7:0] \port$6765$0 ;
+  output [7:0] \port$6805$0 ;
+  wire [7:0] \port$6805$0 ;
+  output [7:0] \port$6845$0 ;
+  wire [7:0] \port$6845$0 ;
+  output [7:0] \port$6885$0 ;
+  wire [7:0] \port$6885$0 ;
+  output [7:0] \port$6925$0 ;
+  wire [7:0] \port$6925$0 ;
+  output [7:0] \port$6965$0 ;
+  wire [7:0] \port$6965$0 ;
+  output [7:0] \port$7005$0 ;
+  wire [7:0] \port$7005$0 ;
+  output [7:0] \port$7045$0 ;
+  wire [7:0] \port$7045$0 ;
+  output [7:0] \port$7085$0 ;
+  wire [7:0] \port$7085$0 ;
+  output [7:0] \port$7125$0 ;
+  wire [7:0] \port$7125$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -22288,38 +22747,38 @@ module \ttsnn_accel.e23.requant3 (\port$5850$0 , \port$5890$0 , \port$5930$0 , \
   assign \$1279  = \$1266  ? 8'h80 : \$1278 [7:0];
   assign \$1280  = \$1253  ? 8'h7f : \$1279 ;
   assign o = { \$1280 , \$1240 , \$1200 , \$1160 , \$1120 , \$1080 , \$1040 , \$1000 , \$960 , \$920 , \$880 , \$840 , \$800 , \$760 , \$720 , \$680 , \$640 , \$600 , \$560 , \$520 , \$480 , \$440 , \$400 , \$360 , \$320 , \$280 , \$240 , \$200 , \$160 , \$120 , \$80 , \$40  };
-  assign \port$5810$0  = \$40 ;
-  assign \port$5850$0  = \$80 ;
-  assign \port$5890$0  = \$120 ;
-  assign \port$5930$0  = \$160 ;
-  assign \port$5970$0  = \$200 ;
-  assign \port$6010$0  = \$240 ;
-  assign \port$6050$0  = \$280 ;
-  assign \port$6090$0  = \$320 ;
-  assign \port$6130$0  = \$360 ;
-  assign \port$6170$0  = \$400 ;
-  assign \port$6210$0  = \$440 ;
-  assign \port$6250$0  = \$480 ;
-  assign \port$6290$0  = \$520 ;
-  assign \port$6330$0  = \$560 ;
-  assign \port$6370$0  = \$600 ;
-  assign \port$6410$0  = \$640 ;
-  assign \port$6450$0  = \$680 ;
-  assign \port$6490$0  = \$720 ;
-  assign \port$6530$0  = \$760 ;
-  assign \port$6570$0  = \$800 ;
-  assign \port$6610$0  = \$840 ;
-  assign \port$6650$0  = \$880 ;
-  assign \port$6690$0  = \$920 ;
-  assign \port$6730$0  = \$960 ;
-  assign \port$6770$0  = \$1000 ;
-  assign \port$6810$0  = \$1040 ;
-  assign \port$6850$0  = \$1080 ;
-  assign \port$6890$0  = \$1120 ;
-  assign \port$6930$0  = \$1160 ;
-  assign \port$6970$0  = \$1200 ;
-  assign \port$7010$0  = \$1240 ;
-  assign \port$7050$0  = \$1280 ;
+  assign \port$5885$0  = \$40 ;
+  assign \port$5925$0  = \$80 ;
+  assign \port$5965$0  = \$120 ;
+  assign \port$6005$0  = \$160 ;
+  assign \port$6045$0  = \$200 ;
+  assign \port$6085$0  = \$240 ;
+  assign \port$6125$0  = \$280 ;
+  assign \port$6165$0  = \$320 ;
+  assign \port$6205$0  = \$360 ;
+  assign \port$6245$0  = \$400 ;
+  assign \port$6285$0  = \$440 ;
+  assign \port$6325$0  = \$480 ;
+  assign \port$6365$0  = \$520 ;
+  assign \port$6405$0  = \$560 ;
+  assign \port$6445$0  = \$600 ;
+  assign \port$6485$0  = \$640 ;
+  assign \port$6525$0  = \$680 ;
+  assign \port$6565$0  = \$720 ;
+  assign \port$6605$0  = \$760 ;
+  assign \port$6645$0  = \$800 ;
+  assign \port$6685$0  = \$840 ;
+  assign \port$6725$0  = \$880 ;
+  assign \port$6765$0  = \$920 ;
+  assign \port$6805$0  = \$960 ;
+  assign \port$6845$0  = \$1000 ;
+  assign \port$6885$0  = \$1040 ;
+  assign \port$6925$0  = \$1080 ;
+  assign \port$6965$0  = \$1120 ;
+  assign \port$7005$0  = \$1160 ;
+  assign \port$7045$0  = \$1200 ;
+  assign \port$7085$0  = \$1240 ;
+  assign \port$7125$0  = \$1280 ;
   assign \$11  = { \$10 [17], \$10 [17:1] };
   assign \$24  = { \$23 [17], \$23 [17:1] };
   assign \$37  = { \$36 [17], \$36 [17:1] };
@@ -22419,8 +22878,8 @@ module \ttsnn_accel.e23.requant3 (\port$5850$0 , \port$5890$0 , \port$5930$0 , \
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, w3__en, w3__addr, busy, \port$5810$0 , \port$5850$0 , \port$5890$0 , \port$5930$0 , \port$5970$0 , \port$6010$0 , \port$6050$0 , \port$6090$0 , \port$6130$0 , \port$6170$0 , \port$6210$0 , \port$6250$0 
-, \port$6290$0 , \port$6330$0 , \port$6370$0 , \port$6410$0 , \port$6450$0 , \port$6490$0 , \port$6530$0 , \port$6570$0 , \port$6610$0 , \port$6650$0 , \port$6690$0 , \port$6730$0 , \port$6770$0 , \port$6810$0 , \port$6850$0 , \port$6890$0 , \port$6930$0 , \port$6970$0 , \port$7010$0 , \port$7050$0 , w3__data
+module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, w3__en, w3__addr, busy, \port$5885$0 , \port$5925$0 , \port$5965$0 , \port$6005$0 , \port$6045$0 , \port$6085$0 , \port$6125$0 , \port$6165$0 , \port$6205$0 , \port$6245$0 , \port$6285$0 , \port$6325$0 
+, \port$6365$0 , \port$6405$0 , \port$6445$0 , \port$6485$0 , \port$6525$0 , \port$6565$0 , \port$6605$0 , \port$6645$0 , \port$6685$0 , \port$6725$0 , \port$6765$0 , \port$6805$0 , \port$6845$0 , \port$6885$0 , \port$6925$0 , \port$6965$0 , \port$7005$0 , \port$7045$0 , \port$7085$0 , \port$7125$0 , w3__data
 , row2_b__data, row2_c__data, geo, q2_rows, counts, cluster, released, line4__en, line4__addr, q23_rows, w3_consumed, e4_released, w3_chunks, desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [16:0] \$1 ;
@@ -22782,70 +23241,70 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   (* init = 1'h0 *)
   wire line4_en_c;
   wire ok;
-  input [7:0] \port$5810$0 ;
-  wire [7:0] \port$5810$0 ;
-  input [7:0] \port$5850$0 ;
-  wire [7:0] \port$5850$0 ;
-  input [7:0] \port$5890$0 ;
-  wire [7:0] \port$5890$0 ;
-  input [7:0] \port$5930$0 ;
-  wire [7:0] \port$5930$0 ;
-  input [7:0] \port$5970$0 ;
-  wire [7:0] \port$5970$0 ;
-  input [7:0] \port$6010$0 ;
-  wire [7:0] \port$6010$0 ;
-  input [7:0] \port$6050$0 ;
-  wire [7:0] \port$6050$0 ;
-  input [7:0] \port$6090$0 ;
-  wire [7:0] \port$6090$0 ;
-  input [7:0] \port$6130$0 ;
-  wire [7:0] \port$6130$0 ;
-  input [7:0] \port$6170$0 ;
-  wire [7:0] \port$6170$0 ;
-  input [7:0] \port$6210$0 ;
-  wire [7:0] \port$6210$0 ;
-  input [7:0] \port$6250$0 ;
-  wire [7:0] \port$6250$0 ;
-  input [7:0] \port$6290$0 ;
-  wire [7:0] \port$6290$0 ;
-  input [7:0] \port$6330$0 ;
-  wire [7:0] \port$6330$0 ;
-  input [7:0] \port$6370$0 ;
-  wire [7:0] \port$6370$0 ;
-  input [7:0] \port$6410$0 ;
-  wire [7:0] \port$6410$0 ;
-  input [7:0] \port$6450$0 ;
-  wire [7:0] \port$6450$0 ;
-  input [7:0] \port$6490$0 ;
-  wire [7:0] \port$6490$0 ;
-  input [7:0] \port$6530$0 ;
-  wire [7:0] \port$6530$0 ;
-  input [7:0] \port$6570$0 ;
-  wire [7:0] \port$6570$0 ;
-  input [7:0] \port$6610$0 ;
-  wire [7:0] \port$6610$0 ;
-  input [7:0] \port$6650$0 ;
-  wire [7:0] \port$6650$0 ;
-  input [7:0] \port$6690$0 ;
-  wire [7:0] \port$6690$0 ;
-  input [7:0] \port$6730$0 ;
-  wire [7:0] \port$6730$0 ;
-  input [7:0] \port$6770$0 ;
-  wire [7:0] \port$6770$0 ;
-  input [7:0] \port$6810$0 ;
-  wire [7:0] \port$6810$0 ;
-  input [7:0] \port$6850$0 ;
-  wire [7:0] \port$6850$0 ;
-  input [7:0] \port$6890$0 ;
-  wire [7:0] \port$6890$0 ;
-  input [7:0] \port$6930$0 ;
-  wire [7:0] \port$6930$0 ;
-  input [7:0] \port$6970$0 ;
-  wire [7:0] \port$6970$0 ;
-  input [7:0] \port$7010$0 ;
-  wire [7:0] \port$7010$0 ;
-  input [7:0] \port$7050$0 ;
-  wire [7:0] \port$7050$0 ;
+  input [7:0] \port$5885$0 ;
+  wire [7:0] \port$5885$0 ;
+  input [7:0] \port$5925$0 ;
+  wire [7:0] \port$5925$0 ;
+  input [7:0] \port$5965$0 ;
+  wire [7:0] \port$5965$0 ;
+  input [7:0] \port$6005$0 ;
+  wire [7:0] \port$6005$0 ;
+  input [7:0] \port$6045$0 ;
+  wire [7:0] \port$6045$0 ;
+  input [7:0] \port$6085$0 ;
+  wire [7:0] \port$6085$0 ;
+  input [7:0] \port$6125$0 ;
+  wire [7:0] \port$6125$0 ;
+  input [7:0] \port$6165$0 ;
+  wire [7:0] \port$6165$0 ;
+  input [7:0] \port$6205$0 ;
+  wire [7:0] \port$6205$0 ;
+  input [7:0] \port$6245$0 ;
+  wire [7:0] \port$6245$0 ;
+  input [7:0] \port$6285$0 ;
+  wire [7:0] \port$6285$0 ;
+  input [7:0] \port$6325$0 ;
+  wire [7:0] \port$6325$0 ;
+  input [7:0] \port$6365$0 ;
+  wire [7:0] \port$6365$0 ;
+  input [7:0] \port$6405$0 ;
+  wire [7:0] \port$6405$0 ;
+  input [7:0] \port$6445$0 ;
+  wire [7:0] \port$6445$0 ;
+  input [7:0] \port$6485$0 ;
+  wire [7:0] \port$6485$0 ;
+  input [7:0] \port$6525$0 ;
+  wire [7:0] \port$6525$0 ;
+  input [7:0] \port$6565$0 ;
+  wire [7:0] \port$6565$0 ;
+  input [7:0] \port$6605$0 ;
+  wire [7:0] \port$6605$0 ;
+  input [7:0] \port$6645$0 ;
+  wire [7:0] \port$6645$0 ;
+  input [7:0] \port$6685$0 ;
+  wire [7:0] \port$6685$0 ;
+  input [7:0] \port$6725$0 ;
+  wire [7:0] \port$6725$0 ;
+  input [7:0] \port$6765$0 ;
+  wire [7:0] \port$6765$0 ;
+  input [7:0] \port$6805$0 ;
+  wire [7:0] \port$6805$0 ;
+  input [7:0] \port$6845$0 ;
+  wire [7:0] \port$6845$0 ;
+  input [7:0] \port$6885$0 ;
+  wire [7:0] \port$6885$0 ;
+  input [7:0] \port$6925$0 ;
+  wire [7:0] \port$6925$0 ;
+  input [7:0] \port$6965$0 ;
+  wire [7:0] \port$6965$0 ;
+  input [7:0] \port$7005$0 ;
+  wire [7:0] \port$7005$0 ;
+  input [7:0] \port$7045$0 ;
+  wire [7:0] \port$7045$0 ;
+  input [7:0] \port$7085$0 ;
+  wire [7:0] \port$7085$0 ;
+  input [7:0] \port$7125$0 ;
+  wire [7:0] \port$7125$0 ;
   output [15:0] q23_rows;
   reg [15:0] q23_rows = 16'h0000;
   input [15:0] q2_rows;
@@ -22873,7 +23332,7 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   input start;
   wire start;
   wire \start$5 ;
-  wire [300:0] step;
+  wire [332:0] step;
   wire [15:0] \step.b ;
   wire [23:0] \step.chunk ;
   wire \step.copy ;
@@ -22891,6 +23350,8 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   wire [15:0] \step.q ;
   wire [1:0] \step.qm3 ;
   wire [15:0] \step.r1base ;
+  wire [15:0] \step.r1base1 ;
+  wire [15:0] \step.r1base2 ;
   wire \step.row_end ;
   wire [15:0] \step.s ;
   wire [15:0] \step.seq ;
@@ -22917,8 +23378,8 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \$3  = step[15:0] < 2'h3;
   assign \$4  = step[15:0] - 2'h3;
   assign \$5  = $signed(\$4 ) >>> desc[206];
-  assign \$6  = $signed({ 1'h0, step[121:106] }) + $signed(\$5 );
-  assign \$7  = step[137:122] + step[23:16];
+  assign \$6  = $signed({ 1'h0, step[153:138] }) + $signed(\$5 );
+  assign \$7  = step[169:154] + step[23:16];
   assign \$8  = desc[126] ? \$6  : { 1'h0, \$7  };
   assign \$9  = $signed(\$8 ) + $signed(2'h1);
   assign \$10  = $signed({ 1'h0, e4_released }) >= $signed(\$9 );
@@ -22926,7 +23387,7 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \$12  = \$2  & \$11 ;
   assign \$13  = | desc[293:278];
   assign \$14  = ~ \$13 ;
-  assign \$15  = w3_chunks > step[300:277];
+  assign \$15  = w3_chunks > step[332:309];
   assign \$16  = \$14  | \$15 ;
   assign ok = \$12  & \$16 ;
   assign \$17  = step[55:40] + 1'h1;
@@ -22934,8 +23395,8 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \$19  = step[15:0] < 2'h3;
   assign \$20  = step[15:0] - 2'h3;
   assign \$21  = $signed(\$20 ) >>> desc[206];
-  assign \$22  = $signed({ 1'h0, step[121:106] }) + $signed(\$21 );
-  assign \$23  = step[137:122] + step[23:16];
+  assign \$22  = $signed({ 1'h0, step[153:138] }) + $signed(\$21 );
+  assign \$23  = step[169:154] + step[23:16];
   assign \$24  = desc[126] ? \$22  : { 1'h0, \$23  };
   assign \$25  = $signed(\$24 ) + $signed(2'h1);
   assign \$26  = $signed({ 1'h0, e4_released }) >= $signed(\$25 );
@@ -22948,8 +23409,8 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \$33  = step[15:0] < 2'h3;
   assign \$34  = step[15:0] - 2'h3;
   assign \$35  = $signed(\$34 ) >>> desc[206];
-  assign \$36  = $signed({ 1'h0, step[121:106] }) + $signed(\$35 );
-  assign \$37  = step[137:122] + step[23:16];
+  assign \$36  = $signed({ 1'h0, step[153:138] }) + $signed(\$35 );
+  assign \$37  = step[169:154] + step[23:16];
   assign \$38  = desc[126] ? \$36  : { 1'h0, \$37  };
   assign \$39  = $signed(\$38 ) + $signed(2'h1);
   assign \$40  = $signed({ 1'h0, e4_released }) >= $signed(\$39 );
@@ -22958,30 +23419,30 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \$43  = run & \$42 ;
   assign \$44  = | desc[293:278];
   assign \$45  = ~ \$44 ;
-  assign \$46  = w3_chunks > step[300:277];
+  assign \$46  = w3_chunks > step[332:309];
   assign \$47  = \$45  | \$46 ;
   assign \$48  = ~ \$47 ;
   assign \$49  = \$43  & \$48 ;
-  assign row2_b__en = issue & step[272];
+  assign row2_b__en = issue & step[304];
   assign \$50  = step[40] ? geo[73:58] : 16'h0000;
-  assign \$51  = \$50  + step[173:158];
-  assign \$52  = \$51  + step[189:174];
-  assign \$53  = | step[141:140];
+  assign \$51  = \$50  + step[205:190];
+  assign \$52  = \$51  + step[221:206];
+  assign \$53  = | step[173:172];
   assign \$54  = issue & \$53 ;
-  assign row2_c__en = \$54  & step[271];
+  assign row2_c__en = \$54  & step[303];
   assign \$55  = step[40] ? geo[73:58] : 16'h0000;
-  assign \$56  = ! step[139:138];
-  assign \$57  = step[173:158] - geo[35:20];
-  assign \$58  = step[173:158] + geo[35:20];
+  assign \$56  = ! step[171:170];
+  assign \$57  = step[205:190] - geo[35:20];
+  assign \$58  = step[205:190] + geo[35:20];
   assign \$59  = \$56  ? { \$57 [16], \$57  } : { 1'h0, \$58  };
   assign \$60  = $signed({ 1'h0, \$55  }) + $signed(\$59 );
-  assign \$61  = $signed(\$60 ) + $signed({ 1'h0, step[189:174] });
-  assign w3__en = issue & step[273];
-  assign \$62  = step[237:222] >> geo[7:4];
-  assign \$63  = step[221:206] + \$62 ;
+  assign \$61  = $signed(\$60 ) + $signed({ 1'h0, step[221:206] });
+  assign w3__en = issue & step[305];
+  assign \$62  = step[269:254] >> geo[7:4];
+  assign \$63  = step[253:238] + \$62 ;
   assign \$64  = row2_b__en + row2_c__en;
-  assign \$65  = issue & step[274];
-  assign \$66  = issue & step[275];
+  assign \$65  = issue & step[306];
+  assign \$66  = issue & step[307];
   assign \$67  = ! a[93:92];
   assign \$68  = a[93:92] == 1'h1;
   assign \$69  = \$68  ? 2'h1 : 2'h2;
@@ -23000,7 +23461,7 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \$82  = cluster[789] + cluster[798];
   assign \$83  = run | inflight;
   assign busy = \$83  | line4__en;
-  assign \$84  = issue & step[276];
+  assign \$84  = issue & step[308];
   assign \$85  = released + 1'h1;
   assign \$86  = b[0] & b[2];
   assign \$87  = b[0] & b[4];
@@ -23090,12 +23551,12 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \run$12  = run;
   assign line4_en_c = line4__en;
   assign line4_addr_c = line4__addr;
-  assign line4__data = { \port$7050$0 , \port$7010$0 , \port$6970$0 , \port$6930$0 , \port$6890$0 , \port$6850$0 , \port$6810$0 , \port$6770$0 , \port$6730$0 , \port$6690$0 , \port$6650$0 , \port$6610$0 , \port$6570$0 , \port$6530$0 , \port$6490$0 , \port$6450$0 , \port$6410$0 , \port$6370$0 , \port$6330$0 , \port$6290$0 , \port$6250$0 , \port$6210$0 , \port$6170$0 , \port$6130$0 , \port$6090$0 , \port$6050$0 , \port$6010$0 , \port$5970$0 , \port$5930$0 , \port$5890$0 , \port$5850$0 , \port$5810$0  };
-  assign result = { \port$7050$0 , \port$7010$0 , \port$6970$0 , \port$6930$0 , \port$6890$0 , \port$6850$0 , \port$6810$0 , \port$6770$0 , \port$6730$0 , \port$6690$0 , \port$6650$0 , \port$6610$0 , \port$6570$0 , \port$6530$0 , \port$6490$0 , \port$6450$0 , \port$6410$0 , \port$6370$0 , \port$6330$0 , \port$6290$0 , \port$6250$0 , \port$6210$0 , \port$6170$0 , \port$6130$0 , \port$6090$0 , \port$6050$0 , \port$6010$0 , \port$5970$0 , \port$5930$0 , \port$5890$0 , \port$5850$0 , \port$5810$0  };
+  assign line4__data = { \port$7125$0 , \port$7085$0 , \port$7045$0 , \port$7005$0 , \port$6965$0 , \port$6925$0 , \port$6885$0 , \port$6845$0 , \port$6805$0 , \port$6765$0 , \port$6725$0 , \port$6685$0 , \port$6645$0 , \port$6605$0 , \port$6565$0 , \port$6525$0 , \port$6485$0 , \port$6445$0 , \port$6405$0 , \port$6365$0 , \port$6325$0 , \port$6285$0 , \port$6245$0 , \port$6205$0 , \port$6165$0 , \port$6125$0 , \port$6085$0 , \port$6045$0 , \port$6005$0 , \port$5965$0 , \port$5925$0 , \port$5885$0  };
+  assign result = { \port$7125$0 , \port$7085$0 , \port$7045$0 , \port$7005$0 , \port$6965$0 , \port$6925$0 , \port$6885$0 , \port$6845$0 , \port$6805$0 , \port$6765$0 , \port$6725$0 , \port$6685$0 , \port$6645$0 , \port$6605$0 , \port$6565$0 , \port$6525$0 , \port$6485$0 , \port$6445$0 , \port$6405$0 , \port$6365$0 , \port$6325$0 , \port$6285$0 , \port$6245$0 , \port$6205$0 , \port$6165$0 , \port$6125$0 , \port$6085$0 , \port$6045$0 , \port$6005$0 , \port$5965$0 , \port$5925$0 , \port$5885$0  };
   assign row2_b__addr = \$52 [15:0];
   assign row2_c__addr = \$61 [15:0];
   assign w3__addr = \$63 [15:0];
-  assign w3_consumed = step[300:277];
+  assign w3_consumed = step[332:309];
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -23268,28 +23729,30 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \step.seq  = step[55:40];
   assign \step.qm3  = step[57:56];
   assign \step.r1base  = step[73:58];
-  assign \step.trw  = step[89:74];
-  assign \step.tr4  = step[105:90];
-  assign \step.tho  = step[121:106];
-  assign \step.l4b  = step[137:122];
-  assign \step.tap  = step[139:138];
-  assign \step.ti  = step[141:140];
-  assign \step.e  = step[157:142];
-  assign \step.eoff  = step[173:158];
-  assign \step.jb  = step[189:174];
-  assign \step.g  = step[205:190];
-  assign \step.gbase  = step[221:206];
-  assign \step.sl  = step[237:222];
-  assign \step.s  = step[253:238];
-  assign \step.b  = step[269:254];
-  assign \step.copy  = step[270];
-  assign \step.new_op  = step[271];
-  assign \step.new_centre  = step[272];
-  assign \step.glb_rd  = step[273];
-  assign \step.spad_rd  = step[274];
-  assign \step.from_psum  = step[275];
-  assign \step.row_end  = step[276];
-  assign \step.chunk  = step[300:277];
+  assign \step.r1base1  = step[89:74];
+  assign \step.r1base2  = step[105:90];
+  assign \step.trw  = step[121:106];
+  assign \step.tr4  = step[137:122];
+  assign \step.tho  = step[153:138];
+  assign \step.l4b  = step[169:154];
+  assign \step.tap  = step[171:170];
+  assign \step.ti  = step[173:172];
+  assign \step.e  = step[189:174];
+  assign \step.eoff  = step[205:190];
+  assign \step.jb  = step[221:206];
+  assign \step.g  = step[237:222];
+  assign \step.gbase  = step[253:238];
+  assign \step.sl  = step[269:254];
+  assign \step.s  = step[285:270];
+  assign \step.b  = step[301:286];
+  assign \step.copy  = step[302];
+  assign \step.new_op  = step[303];
+  assign \step.new_centre  = step[304];
+  assign \step.glb_rd  = step[305];
+  assign \step.spad_rd  = step[306];
+  assign \step.from_psum  = step[307];
+  assign \step.row_end  = step[308];
+  assign \step.chunk  = step[332:309];
   assign \counts.c3_busy  = counts[0];
   assign \counts.c3_stall  = counts[1];
   assign \counts.c3_w_wait  = counts[2];
@@ -23365,9 +23828,9 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign cluster[2] = a[3];
   assign cluster[1] = a[2];
   assign cluster[0] = a[0];
-  assign cluster[797:795] = step[256:254];
+  assign cluster[797:795] = step[288:286];
   assign cluster[794] = \$66 ;
-  assign cluster[788:785] = step[241:238];
+  assign cluster[788:785] = step[273:270];
   assign cluster[784] = \$65 ;
   assign counts[22] = line4__en;
   assign counts[21:20] = \$82 ;
@@ -23480,112 +23943,165 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   wire [19:0] \$183 ;
   wire \$184 ;
   wire [16:0] \$185 ;
-  wire [16:0] \$186 ;
-  wire \$187 ;
-  wire [16:0] \$188 ;
-  wire [16:0] \$189 ;
+  wire [17:0] \$186 ;
+  wire [17:0] \$187 ;
+  wire [18:0] \$188 ;
+  wire \$189 ;
   wire \$19 ;
-  wire [16:0] \$190 ;
-  wire \$191 ;
-  wire [16:0] \$192 ;
-  wire [16:0] \$193 ;
-  wire \$194 ;
-  wire [16:0] \$195 ;
-  wire [16:0] \$196 ;
+  wire \$190 ;
+  wire [16:0] \$191 ;
+  wire [17:0] \$192 ;
+  wire [17:0] \$193 ;
+  wire [18:0] \$194 ;
+  wire [19:0] \$195 ;
+  wire \$196 ;
   wire [16:0] \$197 ;
-  wire \$198 ;
-  wire [16:0] \$199 ;
+  wire [17:0] \$198 ;
+  wire [17:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire [16:0] \$200 ;
-  wire \$201 ;
-  wire [16:0] \$202 ;
+  wire [18:0] \$200 ;
+  wire [19:0] \$201 ;
+  wire \$202 ;
   wire [16:0] \$203 ;
-  wire [16:0] \$204 ;
-  wire \$205 ;
-  wire \$206 ;
+  wire [17:0] \$204 ;
+  wire [17:0] \$205 ;
+  wire [18:0] \$206 ;
   wire \$207 ;
   wire \$208 ;
-  wire \$209 ;
+  wire [16:0] \$209 ;
   wire \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire [16:0] \$214 ;
-  wire \$215 ;
-  wire [16:0] \$216 ;
-  wire [16:0] \$217 ;
-  wire [17:0] \$218 ;
-  wire \$219 ;
+  wire [17:0] \$210 ;
+  wire [17:0] \$211 ;
+  wire [18:0] \$212 ;
+  wire [19:0] \$213 ;
+  wire \$214 ;
+  wire [16:0] \$215 ;
+  wire [17:0] \$216 ;
+  wire [17:0] \$217 ;
+  wire [18:0] \$218 ;
+  wire [19:0] \$219 ;
   wire \$22 ;
   wire \$220 ;
-  wire \$221 ;
+  wire [16:0] \$221 ;
   wire [16:0] \$222 ;
-  wire [16:0] \$223 ;
-  wire [17:0] \$224 ;
+  wire \$223 ;
+  wire [16:0] \$224 ;
   wire [16:0] \$225 ;
-  wire \$226 ;
+  wire [16:0] \$226 ;
   wire \$227 ;
-  wire \$228 ;
-  wire \$229 ;
+  wire [16:0] \$228 ;
+  wire [16:0] \$229 ;
   wire \$23 ;
   wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire \$233 ;
+  wire [16:0] \$231 ;
+  wire [16:0] \$232 ;
+  wire [16:0] \$233 ;
   wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
+  wire [16:0] \$235 ;
+  wire [16:0] \$236 ;
   wire \$237 ;
-  wire \$238 ;
-  wire [6:0] \$239 ;
+  wire [16:0] \$238 ;
+  wire [16:0] \$239 ;
   wire \$24 ;
   wire [16:0] \$240 ;
   wire \$241 ;
-  reg [15:0] \$242 ;
-  reg [15:0] \$243 ;
-  reg [15:0] \$244 ;
-  reg [15:0] \$245 ;
-  reg [15:0] \$246 ;
-  reg [15:0] \$247 ;
-  reg [15:0] \$248 ;
-  reg [1:0] \$249 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire \$245 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire \$248 ;
+  wire \$249 ;
   wire \$25 ;
-  reg [15:0] \$250 ;
-  reg [15:0] \$251 ;
-  reg [15:0] \$252 ;
-  reg [15:0] \$253 ;
-  reg [1:0] \$254 ;
-  reg [15:0] \$255 ;
-  reg [15:0] \$256 ;
-  reg [15:0] \$257 ;
-  reg [15:0] \$258 ;
-  reg [23:0] \$259 ;
+  wire [16:0] \$250 ;
+  wire \$251 ;
+  wire [16:0] \$252 ;
+  wire [16:0] \$253 ;
+  wire [17:0] \$254 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire \$257 ;
+  wire [16:0] \$258 ;
+  wire [16:0] \$259 ;
   wire [15:0] \$26 ;
-  reg [15:0] \$260 ;
-  reg [15:0] \$261 ;
-  reg [15:0] \$262 ;
-  reg [15:0] \$263 ;
-  reg [15:0] \$264 ;
-  reg [1:0] \$265 ;
-  reg [15:0] \$266 ;
-  reg [15:0] \$267 ;
-  reg [15:0] \$268 ;
-  reg [15:0] \$269 ;
+  wire [17:0] \$260 ;
+  wire [16:0] \$261 ;
+  wire \$262 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
   wire \$27 ;
-  reg [15:0] \$270 ;
-  reg \$271 ;
-  reg [96:0] \$272 ;
-  reg [74:0] \$273 ;
-  reg [74:0] \$274 ;
-  reg [74:0] \$275 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire [6:0] \$275 ;
+  wire [16:0] \$276 ;
+  wire [16:0] \$277 ;
+  wire \$278 ;
+  wire [16:0] \$279 ;
   wire \$28 ;
+  wire [17:0] \$280 ;
+  wire [16:0] \$281 ;
+  wire [17:0] \$282 ;
+  wire [16:0] \$283 ;
+  wire [17:0] \$284 ;
+  wire \$285 ;
+  wire [16:0] \$286 ;
+  wire [17:0] \$287 ;
+  wire [18:0] \$288 ;
+  wire [16:0] \$289 ;
   wire \$29 ;
+  wire [17:0] \$290 ;
+  wire [18:0] \$291 ;
+  wire \$292 ;
+  reg [15:0] \$293 ;
+  reg [15:0] \$294 ;
+  reg [15:0] \$295 ;
+  reg [15:0] \$296 ;
+  reg [15:0] \$297 ;
+  reg [15:0] \$298 ;
+  reg [15:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
+  reg [1:0] \$300 ;
+  reg [15:0] \$301 ;
+  reg [15:0] \$302 ;
+  reg [15:0] \$303 ;
+  reg [15:0] \$304 ;
+  reg [1:0] \$305 ;
+  reg [15:0] \$306 ;
+  reg [15:0] \$307 ;
+  reg [15:0] \$308 ;
+  reg [15:0] \$309 ;
   wire \$31 ;
+  reg [23:0] \$310 ;
+  reg [15:0] \$311 ;
+  reg [15:0] \$312 ;
+  reg [15:0] \$313 ;
+  reg [15:0] \$314 ;
+  reg [15:0] \$315 ;
+  reg [1:0] \$316 ;
+  reg [15:0] \$317 ;
+  reg [15:0] \$318 ;
+  reg [15:0] \$319 ;
   wire \$32 ;
+  reg [15:0] \$320 ;
+  reg [15:0] \$321 ;
+  reg [15:0] \$322 ;
+  reg [15:0] \$323 ;
+  reg \$324 ;
+  reg [96:0] \$325 ;
+  reg [74:0] \$326 ;
+  reg [74:0] \$327 ;
+  reg [74:0] \$328 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
@@ -23786,6 +24302,8 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   wire [15:0] e3_q;
   reg [1:0] e3_qm3 = 2'h0;
   reg [15:0] e3_r1base = 16'h0000;
+  reg [15:0] e3_r1base1 = 16'h0000;
+  reg [15:0] e3_r1base2 = 16'h0000;
   wire e3_row_end;
   reg [15:0] e3_s = 16'h0000;
   wire e3_s_first;
@@ -23870,8 +24388,8 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   reg run = 1'h0;
   input start;
   wire start;
-  output [300:0] step;
-  wire [300:0] step;
+  output [332:0] step;
+  wire [332:0] step;
   wire [15:0] \step.b ;
   wire [23:0] \step.chunk ;
   wire \step.copy ;
@@ -23889,6 +24407,8 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   wire [15:0] \step.q ;
   wire [1:0] \step.qm3 ;
   wire [15:0] \step.r1base ;
+  wire [15:0] \step.r1base1 ;
+  wire [15:0] \step.r1base2 ;
   wire \step.row_end ;
   wire [15:0] \step.s ;
   wire [15:0] \step.seq ;
@@ -24089,131 +24609,177 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   assign \$182  = e3_r1base + \$181 ;
   assign \$183  = \$171  ? \$177  : { 1'h0, \$182  };
   assign \$184  = e3_i == geo[688:673];
-  assign \$185  = e3_trw + geo[73:58];
-  assign \$186  = \$184  ? \$185  : { 1'h0, e3_trw };
-  assign \$187  = e3_i == geo[688:673];
-  assign \$188  = e3_trw + geo[73:58];
-  assign \$189  = \$187  ? 17'h00000 : \$188 ;
-  assign \$190  = desc[126] ? \$186  : \$189 ;
-  assign \$191  = e3_i == geo[688:673];
-  assign \$192  = e3_tr4 + geo[89:74];
-  assign \$193  = \$191  ? \$192  : { 1'h0, e3_tr4 };
-  assign \$194  = e3_i == geo[688:673];
-  assign \$195  = e3_tr4 + geo[89:74];
-  assign \$196  = \$194  ? 17'h00000 : \$195 ;
-  assign \$197  = desc[126] ? \$193  : \$196 ;
-  assign \$198  = e3_i == geo[688:673];
-  assign \$199  = e3_tho + geo[201:186];
-  assign \$200  = \$198  ? \$199  : { 1'h0, e3_tho };
-  assign \$201  = e3_i == geo[688:673];
-  assign \$202  = e3_tho + geo[201:186];
-  assign \$203  = \$201  ? 17'h00000 : \$202 ;
-  assign \$204  = desc[126] ? \$200  : \$203 ;
-  assign \$205  = ~ desc[126];
-  assign \$206  = e3_i == geo[688:673];
-  assign \$207  = \$205  & \$206 ;
-  assign \$208  = e3_q >= 2'h3;
-  assign \$209  = \$207  & \$208 ;
-  assign \$210  = ~ desc[206];
-  assign \$211  = ~ e3_q[0];
-  assign \$212  = \$210  | \$211 ;
-  assign \$213  = \$209  & \$212 ;
-  assign \$214  = e3_l4b + desc[87:80];
-  assign \$215  = ! e3_tap;
-  assign \$216  = \$40 [15:0] - 1'h1;
-  assign \$217  = \$40 [15:0] + 1'h1;
-  assign \$218  = \$215  ? { \$216 [16], \$216  } : { 1'h0, \$217  };
-  assign \$219  = ! \$218 ;
-  assign \$220  = \$219  & desc[210];
-  assign \$221  = ! e3_tap;
-  assign \$222  = \$40 [15:0] - 1'h1;
-  assign \$223  = \$40 [15:0] + 1'h1;
-  assign \$224  = \$221  ? { \$222 [16], \$222  } : { 1'h0, \$223  };
-  assign \$225  = geo[57:42] + 1'h1;
-  assign \$226  = \$224  == \$225 ;
-  assign \$227  = \$226  & desc[211];
-  assign \$228  = \$220  | \$227 ;
-  assign \$229  = | e3_ti;
-  assign \$230  = \$228  & \$229 ;
-  assign \$231  = | e3_ti;
-  assign \$232  = ! e3_tap;
-  assign \$233  = ! e3_q;
-  assign \$234  = \$233  & desc[208];
-  assign \$235  = e3_q == geo[664:649];
-  assign \$236  = \$235  & desc[209];
-  assign \$237  = \$232  ? \$234  : \$236 ;
-  assign \$238  = \$231  & \$237 ;
-  assign \$239  = geo[19:14] - 1'h1;
-  assign \$240  = { 1'h0, e3_sl } & { \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239 [6], \$239  };
-  assign \$241  = ! desc[89:88];
+  assign \$186  = \$185  + geo[73:58];
+  assign \$187  = \$184  ? \$186  : { 2'h0, geo[73:58] };
+  assign \$188  = e3_r1base1 + \$187 ;
+  assign \$189  = \$188  >= geo[434:419];
+  assign \$190  = e3_i == geo[688:673];
+  assign \$192  = \$191  + geo[73:58];
+  assign \$193  = \$190  ? \$192  : { 2'h0, geo[73:58] };
+  assign \$194  = e3_r1base1 + \$193 ;
+  assign \$195  = \$194  - geo[434:419];
+  assign \$196  = e3_i == geo[688:673];
+  assign \$198  = \$197  + geo[73:58];
+  assign \$199  = \$196  ? \$198  : { 2'h0, geo[73:58] };
+  assign \$200  = e3_r1base1 + \$199 ;
+  assign \$201  = \$189  ? \$195  : { 1'h0, \$200  };
+  assign \$202  = e3_i == geo[688:673];
+  assign \$204  = \$203  + geo[73:58];
+  assign \$205  = \$202  ? \$204  : { 2'h0, geo[73:58] };
+  assign \$206  = e3_r1base2 + \$205 ;
+  assign \$207  = \$206  >= geo[434:419];
+  assign \$208  = e3_i == geo[688:673];
+  assign \$210  = \$209  + geo[73:58];
+  assign \$211  = \$208  ? \$210  : { 2'h0, geo[73:58] };
+  assign \$212  = e3_r1base2 + \$211 ;
+  assign \$213  = \$212  - geo[434:419];
+  assign \$214  = e3_i == geo[688:673];
+  assign \$216  = \$215  + geo[73:58];
+  assign \$217  = \$214  ? \$216  : { 2'h0, geo[73:58] };
+  assign \$218  = e3_r1base2 + \$217 ;
+  assign \$219  = \$207  ? \$213  : { 1'h0, \$218  };
+  assign \$220  = e3_i == geo[688:673];
+  assign \$221  = e3_trw + geo[73:58];
+  assign \$222  = \$220  ? \$221  : { 1'h0, e3_trw };
+  assign \$223  = e3_i == geo[688:673];
+  assign \$224  = e3_trw + geo[73:58];
+  assign \$225  = \$223  ? 17'h00000 : \$224 ;
+  assign \$226  = desc[126] ? \$222  : \$225 ;
+  assign \$227  = e3_i == geo[688:673];
+  assign \$228  = e3_tr4 + geo[89:74];
+  assign \$229  = \$227  ? \$228  : { 1'h0, e3_tr4 };
+  assign \$230  = e3_i == geo[688:673];
+  assign \$231  = e3_tr4 + geo[89:74];
+  assign \$232  = \$230  ? 17'h00000 : \$231 ;
+  assign \$233  = desc[126] ? \$229  : \$232 ;
+  assign \$234  = e3_i == geo[688:673];
+  assign \$235  = e3_tho + geo[201:186];
+  assign \$236  = \$234  ? \$235  : { 1'h0, e3_tho };
+  assign \$237  = e3_i == geo[688:673];
+  assign \$238  = e3_tho + geo[201:186];
+  assign \$239  = \$237  ? 17'h00000 : \$238 ;
+  assign \$240  = desc[126] ? \$236  : \$239 ;
+  assign \$241  = ~ desc[126];
+  assign \$242  = e3_i == geo[688:673];
+  assign \$243  = \$241  & \$242 ;
+  assign \$244  = e3_q >= 2'h3;
+  assign \$245  = \$243  & \$244 ;
+  assign \$246  = ~ desc[206];
+  assign \$247  = ~ e3_q[0];
+  assign \$248  = \$246  | \$247 ;
+  assign \$249  = \$245  & \$248 ;
+  assign \$250  = e3_l4b + desc[87:80];
+  assign \$251  = ! e3_tap;
+  assign \$252  = \$40 [15:0] - 1'h1;
+  assign \$253  = \$40 [15:0] + 1'h1;
+  assign \$254  = \$251  ? { \$252 [16], \$252  } : { 1'h0, \$253  };
+  assign \$255  = ! \$254 ;
+  assign \$256  = \$255  & desc[210];
+  assign \$257  = ! e3_tap;
+  assign \$258  = \$40 [15:0] - 1'h1;
+  assign \$259  = \$40 [15:0] + 1'h1;
+  assign \$260  = \$257  ? { \$258 [16], \$258  } : { 1'h0, \$259  };
+  assign \$261  = geo[57:42] + 1'h1;
+  assign \$262  = \$260  == \$261 ;
+  assign \$263  = \$262  & desc[211];
+  assign \$264  = \$256  | \$263 ;
+  assign \$265  = | e3_ti;
+  assign \$266  = \$264  & \$265 ;
+  assign \$267  = | e3_ti;
+  assign \$268  = ! e3_tap;
+  assign \$269  = ! e3_q;
+  assign \$270  = \$269  & desc[208];
+  assign \$271  = e3_q == geo[664:649];
+  assign \$272  = \$271  & desc[209];
+  assign \$273  = \$268  ? \$270  : \$272 ;
+  assign \$274  = \$267  & \$273 ;
+  assign \$275  = geo[19:14] - 1'h1;
+  assign \$276  = { 1'h0, e3_sl } & { \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275 [6], \$275  };
+  assign \$277  = 1'h0 + geo[73:58];
+  assign \$278  = \$277  >= geo[434:419];
+  assign \$279  = 1'h0 + geo[73:58];
+  assign \$280  = \$279  - geo[434:419];
+  assign \$281  = 1'h0 + geo[73:58];
+  assign \$282  = \$278  ? \$280  : { 1'h0, \$281  };
+  assign \$284  = 1'h0 + \$283 ;
+  assign \$285  = \$284  >= geo[434:419];
+  assign \$287  = 1'h0 + \$286 ;
+  assign \$288  = \$287  - geo[434:419];
+  assign \$290  = 1'h0 + \$289 ;
+  assign \$291  = \$285  ? \$288  : { 1'h0, \$290  };
+  assign \$292  = ! desc[89:88];
   always @(posedge clk)
-    e3_g <= \$242 ;
+    e3_g <= \$293 ;
   always @(posedge clk)
-    e3_bc <= \$243 ;
+    e3_bc <= \$294 ;
   always @(posedge clk)
-    e3_coff <= \$244 ;
+    e3_coff <= \$295 ;
   always @(posedge clk)
-    e3_s <= \$245 ;
+    e3_s <= \$296 ;
   always @(posedge clk)
-    e3_b <= \$246 ;
+    e3_b <= \$297 ;
   always @(posedge clk)
-    e3_boff <= \$247 ;
+    e3_boff <= \$298 ;
   always @(posedge clk)
-    e3_jb <= \$248 ;
+    e3_jb <= \$299 ;
   always @(posedge clk)
-    e3_ti <= \$249 ;
+    e3_ti <= \$300 ;
   always @(posedge clk)
-    e3_jl <= \$250 ;
+    e3_jl <= \$301 ;
   always @(posedge clk)
-    e3_sl <= \$251 ;
+    e3_sl <= \$302 ;
   always @(posedge clk)
-    e3_ck <= \$252 ;
+    e3_ck <= \$303 ;
   always @(posedge clk)
-    e3_jbs <= \$253 ;
+    e3_jbs <= \$304 ;
   always @(posedge clk)
-    e3_tis <= \$254 ;
+    e3_tis <= \$305 ;
   always @(posedge clk)
-    e3_jls <= \$255 ;
+    e3_jls <= \$306 ;
   always @(posedge clk)
-    e3_sls <= \$256 ;
+    e3_sls <= \$307 ;
   always @(posedge clk)
-    e3_bg <= \$257 ;
+    e3_bg <= \$308 ;
   always @(posedge clk)
-    e3_goff <= \$258 ;
+    e3_goff <= \$309 ;
   always @(posedge clk)
-    e3_cseq <= \$259 ;
+    e3_cseq <= \$310 ;
   always @(posedge clk)
-    e3_cslot <= \$260 ;
+    e3_cslot <= \$311 ;
   always @(posedge clk)
-    e3_gbase <= \$261 ;
+    e3_gbase <= \$312 ;
   always @(posedge clk)
-    e3_seq <= \$262 ;
+    e3_seq <= \$313 ;
   always @(posedge clk)
-    e3_i <= \$263 ;
+    e3_i <= \$314 ;
   always @(posedge clk)
-    e3_o <= \$264 ;
+    e3_o <= \$315 ;
   always @(posedge clk)
-    e3_qm3 <= \$265 ;
+    e3_qm3 <= \$316 ;
   always @(posedge clk)
-    e3_r1base <= \$266 ;
+    e3_r1base <= \$317 ;
   always @(posedge clk)
-    e3_trw <= \$267 ;
+    e3_r1base1 <= \$318 ;
   always @(posedge clk)
-    e3_tr4 <= \$268 ;
+    e3_r1base2 <= \$319 ;
   always @(posedge clk)
-    e3_tho <= \$269 ;
+    e3_trw <= \$320 ;
   always @(posedge clk)
-    e3_l4b <= \$270 ;
+    e3_tr4 <= \$321 ;
   always @(posedge clk)
-    run <= \$271 ;
+    e3_tho <= \$322 ;
   always @(posedge clk)
-    a <= \$272 ;
+    e3_l4b <= \$323 ;
   always @(posedge clk)
-    e3_mid1 <= \$273 ;
+    run <= \$324 ;
   always @(posedge clk)
-    e3_mid2 <= \$274 ;
+    a <= \$325 ;
   always @(posedge clk)
-    b <= \$275 ;
+    e3_mid1 <= \$326 ;
+  always @(posedge clk)
+    e3_mid2 <= \$327 ;
+  always @(posedge clk)
+    b <= \$328 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     e3_tap = 2'h0;
@@ -24228,10 +24794,10 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$242  = e3_g;
+    \$293  = e3_g;
     if (issue) begin
       if (e3_copy) begin
-        \$242  = \$56 [15:0];
+        \$293  = \$56 [15:0];
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
@@ -24244,9 +24810,9 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
             end else begin
               (* full_case = 32'd1 *)
               if (\$128 ) begin
-                \$242  = \$129 [15:0];
+                \$293  = \$129 [15:0];
               end else begin
-                \$242  = 16'h0000;
+                \$293  = 16'h0000;
               end
             end
           end
@@ -24254,229 +24820,229 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
       end
     end
     if (start) begin
-      \$242  = 16'h0000;
+      \$293  = 16'h0000;
     end
     if (rst) begin
-      \$242  = 16'h0000;
+      \$293  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$243  = e3_bc;
+    \$294  = e3_bc;
     if (issue) begin
       if (e3_copy) begin
         if (\$57 ) begin
-          \$243  = \$60 [15:0];
+          \$294  = \$60 [15:0];
         end
       end
     end
     if (start) begin
-      \$243  = 16'h0000;
+      \$294  = 16'h0000;
     end
     if (rst) begin
-      \$243  = 16'h0000;
+      \$294  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$244  = e3_coff;
+    \$295  = e3_coff;
     if (issue) begin
       if (e3_copy) begin
         if (\$57 ) begin
-          \$244  = \$63 [15:0];
+          \$295  = \$63 [15:0];
         end
       end
       if (e3_row_end) begin
-        \$244  = geo[35:20];
+        \$295  = geo[35:20];
       end
     end
     if (start) begin
-      \$244  = geo[35:20];
+      \$295  = geo[35:20];
     end
     if (rst) begin
-      \$244  = 16'h0000;
+      \$295  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$245  = e3_s;
+    \$296  = e3_s;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e3_copy) begin
       end else if (e3_s_last) begin
-        \$245  = 16'h0000;
+        \$296  = 16'h0000;
       end else begin
-        \$245  = \$130 [15:0];
+        \$296  = \$130 [15:0];
       end
     end
     if (start) begin
-      \$245  = 16'h0000;
+      \$296  = 16'h0000;
     end
     if (rst) begin
-      \$245  = 16'h0000;
+      \$296  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$246  = e3_b;
+    \$297  = e3_b;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$246  = \$68 [15:0];
+          \$297  = \$68 [15:0];
         end else begin
-          \$246  = 16'h0000;
+          \$297  = 16'h0000;
         end
       end
     end
     if (start) begin
-      \$246  = 16'h0000;
+      \$297  = 16'h0000;
     end
     if (rst) begin
-      \$246  = 16'h0000;
+      \$297  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$247  = e3_boff;
+    \$298  = e3_boff;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$247  = \$69 [15:0];
+          \$298  = \$69 [15:0];
         end else begin
-          \$247  = 16'h0000;
+          \$298  = 16'h0000;
         end
       end
     end
     if (start) begin
-      \$247  = 16'h0000;
+      \$298  = 16'h0000;
     end
     if (rst) begin
-      \$247  = 16'h0000;
+      \$298  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$248  = e3_jb;
-    if (issue) begin
-      (* full_case = 32'd1 *)
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$67 ) begin
-          \$248  = e3_jbs;
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$70 ) begin
-            \$248  = \$78 [15:0];
-          end else begin
-            \$248  = 16'h0000;
-          end
-        end
-      end else begin
-        \$248  = \$137 [15:0];
-      end
-    end
-    if (start) begin
-      \$248  = 16'h0000;
-    end
-    if (rst) begin
-      \$248  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$249  = e3_ti;
+    \$299  = e3_jb;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$249  = e3_tis;
+          \$299  = e3_jbs;
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$249  = \$85 [1:0];
+            \$299  = \$78 [15:0];
           end else begin
-            \$249  = 2'h0;
+            \$299  = 16'h0000;
           end
         end
       end else begin
-        \$249  = \$144 [1:0];
+        \$299  = \$137 [15:0];
       end
     end
     if (start) begin
-      \$249  = 2'h0;
+      \$299  = 16'h0000;
     end
     if (rst) begin
-      \$249  = 2'h0;
+      \$299  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$250  = e3_jl;
+    \$300  = e3_ti;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$250  = e3_jls;
+          \$300  = e3_tis;
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$250  = \$90 [15:0];
+            \$300  = \$85 [1:0];
           end else begin
-            \$250  = 16'h0000;
+            \$300  = 2'h0;
           end
         end
       end else begin
-        \$250  = \$149 [15:0];
+        \$300  = \$144 [1:0];
       end
     end
     if (start) begin
-      \$250  = 16'h0000;
+      \$300  = 2'h0;
     end
     if (rst) begin
-      \$250  = 16'h0000;
+      \$300  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$251  = e3_sl;
+    \$301  = e3_jl;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$251  = e3_sls;
+          \$301  = e3_jls;
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$251  = \$91 [15:0];
+            \$301  = \$90 [15:0];
           end else begin
-            \$251  = 16'h0000;
+            \$301  = 16'h0000;
           end
         end
       end else begin
-        \$251  = \$150 [15:0];
+        \$301  = \$149 [15:0];
       end
     end
     if (start) begin
-      \$251  = 16'h0000;
+      \$301  = 16'h0000;
     end
     if (rst) begin
-      \$251  = 16'h0000;
+      \$301  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$252  = e3_ck;
+    \$302  = e3_sl;
+    if (issue) begin
+      (* full_case = 32'd1 *)
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$67 ) begin
+          \$302  = e3_sls;
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$70 ) begin
+            \$302  = \$91 [15:0];
+          end else begin
+            \$302  = 16'h0000;
+          end
+        end
+      end else begin
+        \$302  = \$150 [15:0];
+      end
+    end
+    if (start) begin
+      \$302  = 16'h0000;
+    end
+    if (rst) begin
+      \$302  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$303  = e3_ck;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -24485,23 +25051,23 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$252  = \$71 [15:0];
+            \$303  = \$71 [15:0];
           end else begin
-            \$252  = 16'h0000;
+            \$303  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$252  = 16'h0000;
+      \$303  = 16'h0000;
     end
     if (rst) begin
-      \$252  = 16'h0000;
+      \$303  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$253  = e3_jbs;
+    \$304  = e3_jbs;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -24510,23 +25076,23 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$253  = \$98 [15:0];
+            \$304  = \$98 [15:0];
           end else begin
-            \$253  = 16'h0000;
+            \$304  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$253  = 16'h0000;
+      \$304  = 16'h0000;
     end
     if (rst) begin
-      \$253  = 16'h0000;
+      \$304  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$254  = e3_tis;
+    \$305  = e3_tis;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -24535,23 +25101,23 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$254  = \$105 [1:0];
+            \$305  = \$105 [1:0];
           end else begin
-            \$254  = 2'h0;
+            \$305  = 2'h0;
           end
         end
       end
     end
     if (start) begin
-      \$254  = 2'h0;
+      \$305  = 2'h0;
     end
     if (rst) begin
-      \$254  = 2'h0;
+      \$305  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$255  = e3_jls;
+    \$306  = e3_jls;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -24560,23 +25126,23 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$255  = \$110 [15:0];
+            \$306  = \$110 [15:0];
           end else begin
-            \$255  = 16'h0000;
+            \$306  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$255  = 16'h0000;
+      \$306  = 16'h0000;
     end
     if (rst) begin
-      \$255  = 16'h0000;
+      \$306  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$256  = e3_sls;
+    \$307  = e3_sls;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -24585,23 +25151,23 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$256  = \$111 [15:0];
+            \$307  = \$111 [15:0];
           end else begin
-            \$256  = 16'h0000;
+            \$307  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$256  = 16'h0000;
+      \$307  = 16'h0000;
     end
     if (rst) begin
-      \$256  = 16'h0000;
+      \$307  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$257  = e3_bg;
+    \$308  = e3_bg;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -24613,24 +25179,24 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
           end else begin
             (* full_case = 32'd1 *)
             if (\$113 ) begin
-              \$257  = \$114 [15:0];
+              \$308  = \$114 [15:0];
             end else begin
-              \$257  = 16'h0000;
+              \$308  = 16'h0000;
             end
           end
         end
       end
     end
     if (start) begin
-      \$257  = 16'h0000;
+      \$308  = 16'h0000;
     end
     if (rst) begin
-      \$257  = 16'h0000;
+      \$308  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$258  = e3_goff;
+    \$309  = e3_goff;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -24642,52 +25208,24 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
           end else begin
             (* full_case = 32'd1 *)
             if (\$113 ) begin
-              \$258  = \$116 [15:0];
+              \$309  = \$116 [15:0];
             end else begin
-              \$258  = geo[35:20];
+              \$309  = geo[35:20];
             end
           end
         end
       end
     end
     if (start) begin
-      \$258  = geo[35:20];
+      \$309  = geo[35:20];
     end
     if (rst) begin
-      \$258  = 16'h0000;
+      \$309  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$259  = e3_cseq;
-    if (issue) begin
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$67 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$70 ) begin
-          end else begin
-            (* full_case = 32'd1 *)
-            if (\$113 ) begin
-            end else begin
-              \$259  = \$117 [23:0];
-            end
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$259  = 24'h000000;
-    end
-    if (rst) begin
-      \$259  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$260  = e3_cslot;
+    \$310  = e3_cseq;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -24700,22 +25238,22 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
             (* full_case = 32'd1 *)
             if (\$113 ) begin
             end else begin
-              \$260  = \$120 [15:0];
+              \$310  = \$117 [23:0];
             end
           end
         end
       end
     end
     if (start) begin
-      \$260  = 16'h0000;
+      \$310  = 24'h000000;
     end
     if (rst) begin
-      \$260  = 16'h0000;
+      \$310  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$261  = e3_gbase;
+    \$311  = e3_cslot;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -24728,260 +25266,318 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
             (* full_case = 32'd1 *)
             if (\$113 ) begin
             end else begin
-              \$261  = \$126 [15:0];
+              \$311  = \$120 [15:0];
             end
           end
         end
       end
     end
     if (start) begin
-      \$261  = 16'h0000;
+      \$311  = 16'h0000;
     end
     if (rst) begin
-      \$261  = 16'h0000;
+      \$311  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$262  = e3_seq;
+    \$312  = e3_gbase;
+    if (issue) begin
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$67 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$70 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$113 ) begin
+            end else begin
+              \$312  = \$126 [15:0];
+            end
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$312  = 16'h0000;
+    end
+    if (rst) begin
+      \$312  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$313  = e3_seq;
     if (issue) begin
       if (e3_row_end) begin
-        \$262  = \$151 [15:0];
+        \$313  = \$151 [15:0];
       end
     end
     if (start) begin
-      \$262  = 16'h0000;
+      \$313  = 16'h0000;
     end
     if (rst) begin
-      \$262  = 16'h0000;
+      \$313  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$263  = e3_i;
+    \$314  = e3_i;
     if (issue) begin
       if (e3_row_end) begin
         (* full_case = 32'd1 *)
         if (\$152 ) begin
-          \$263  = 16'h0000;
+          \$314  = 16'h0000;
         end else begin
-          \$263  = \$154 [15:0];
+          \$314  = \$154 [15:0];
         end
       end
     end
     if (start) begin
-      \$263  = 16'h0000;
+      \$314  = 16'h0000;
     end
     if (rst) begin
-      \$263  = 16'h0000;
+      \$314  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$264  = e3_o;
+    \$315  = e3_o;
     if (issue) begin
       if (e3_row_end) begin
         if (\$152 ) begin
-          \$264  = \$153 [15:0];
+          \$315  = \$153 [15:0];
         end
       end
     end
     if (start) begin
-      \$264  = 16'h0000;
+      \$315  = 16'h0000;
     end
     if (rst) begin
-      \$264  = 16'h0000;
+      \$315  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$265  = e3_qm3;
+    \$316  = e3_qm3;
     if (issue) begin
       if (e3_row_end) begin
-        \$265  = \$165 [1:0];
+        \$316  = \$165 [1:0];
       end
     end
     if (start) begin
-      \$265  = 2'h0;
+      \$316  = 2'h0;
     end
     if (rst) begin
-      \$265  = 2'h0;
+      \$316  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$266  = e3_r1base;
+    \$317  = e3_r1base;
     if (issue) begin
       if (e3_row_end) begin
-        \$266  = \$183 [15:0];
+        \$317  = \$183 [15:0];
       end
     end
     if (start) begin
-      \$266  = 16'h0000;
+      \$317  = 16'h0000;
     end
     if (rst) begin
-      \$266  = 16'h0000;
+      \$317  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$267  = e3_trw;
+    \$318  = e3_r1base1;
     if (issue) begin
       if (e3_row_end) begin
-        \$267  = \$190 [15:0];
+        \$318  = \$201 [15:0];
       end
     end
     if (start) begin
-      \$267  = 16'h0000;
+      \$318  = \$282 [15:0];
     end
     if (rst) begin
-      \$267  = 16'h0000;
+      \$318  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$268  = e3_tr4;
+    \$319  = e3_r1base2;
     if (issue) begin
       if (e3_row_end) begin
-        \$268  = \$197 [15:0];
+        \$319  = \$219 [15:0];
       end
     end
     if (start) begin
-      \$268  = 16'h0000;
+      \$319  = \$291 [15:0];
     end
     if (rst) begin
-      \$268  = 16'h0000;
+      \$319  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$269  = e3_tho;
+    \$320  = e3_trw;
     if (issue) begin
       if (e3_row_end) begin
-        \$269  = \$204 [15:0];
+        \$320  = \$226 [15:0];
       end
     end
     if (start) begin
-      \$269  = 16'h0000;
+      \$320  = 16'h0000;
     end
     if (rst) begin
-      \$269  = 16'h0000;
+      \$320  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$270  = e3_l4b;
+    \$321  = e3_tr4;
     if (issue) begin
       if (e3_row_end) begin
-        if (\$213 ) begin
-          \$270  = \$214 [15:0];
+        \$321  = \$233 [15:0];
+      end
+    end
+    if (start) begin
+      \$321  = 16'h0000;
+    end
+    if (rst) begin
+      \$321  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$322  = e3_tho;
+    if (issue) begin
+      if (e3_row_end) begin
+        \$322  = \$240 [15:0];
+      end
+    end
+    if (start) begin
+      \$322  = 16'h0000;
+    end
+    if (rst) begin
+      \$322  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$323  = e3_l4b;
+    if (issue) begin
+      if (e3_row_end) begin
+        if (\$249 ) begin
+          \$323  = \$250 [15:0];
         end
       end
     end
     if (start) begin
-      \$270  = 16'h0000;
+      \$323  = 16'h0000;
     end
     if (rst) begin
-      \$270  = 16'h0000;
+      \$323  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$271  = run;
+    \$324  = run;
     if (issue) begin
       if (e3_row_end) begin
         if (e3_all_end) begin
-          \$271  = 1'h0;
+          \$324  = 1'h0;
         end
       end
     end
     if (start) begin
-      \$271  = \$241 ;
+      \$324  = \$292 ;
     end
     if (rst) begin
-      \$271  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$272 [0] = issue;
-    \$272 [1] = e3_copy;
-    \$272 [2] = e3_s_first;
-    \$272 [3] = e3_from_psum;
-    \$272 [4] = e3_spad_rd;
-    \$272 [5] = e3_spad_wr;
-    \$272 [6] = e3_final;
-    \$272 [7] = e3_psum_out;
-    \$272 [8] = e3_row_end;
-    \$272 [9] = \$230 ;
-    \$272 [10] = \$238 ;
-    \$272 [14:11] = e3_s[3:0];
-    \$272 [17:15] = e3_b[2:0];
-    \$272 [22:18] = e3_jl[4:0];
-    \$272 [27:23] = \$240 [4:0];
-    \$272 [43:28] = \$40 [15:0];
-    \$272 [91:76] = e3_g;
-    \$272 [59:44] = \$42 [15:0];
-    \$272 [75:60] = e3_tr4;
-    \$272 [93:92] = e3_ti;
-    \$272 [94] = e3_seq[0];
-    \$272 [96:95] = e3_qm3;
-    if (rst) begin
-      \$272  = 97'h0000000000000000000000000;
+      \$324  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$273 [0] = a[0];
-    \$273 [1] = a[1];
-    \$273 [2] = a[6];
-    \$273 [3] = a[7];
-    \$273 [4] = a[8];
-    \$273 [7:5] = a[17:15];
-    \$273 [23:8] = a[43:28];
-    \$273 [39:24] = a[59:44];
-    \$273 [55:40] = a[75:60];
-    \$273 [71:56] = a[91:76];
-    \$273 [72] = a[94];
-    \$273 [74:73] = a[96:95];
+    \$325 [0] = issue;
+    \$325 [1] = e3_copy;
+    \$325 [2] = e3_s_first;
+    \$325 [3] = e3_from_psum;
+    \$325 [4] = e3_spad_rd;
+    \$325 [5] = e3_spad_wr;
+    \$325 [6] = e3_final;
+    \$325 [7] = e3_psum_out;
+    \$325 [8] = e3_row_end;
+    \$325 [9] = \$266 ;
+    \$325 [10] = \$274 ;
+    \$325 [14:11] = e3_s[3:0];
+    \$325 [17:15] = e3_b[2:0];
+    \$325 [22:18] = e3_jl[4:0];
+    \$325 [27:23] = \$276 [4:0];
+    \$325 [43:28] = \$40 [15:0];
+    \$325 [91:76] = e3_g;
+    \$325 [59:44] = \$42 [15:0];
+    \$325 [75:60] = e3_tr4;
+    \$325 [93:92] = e3_ti;
+    \$325 [94] = e3_seq[0];
+    \$325 [96:95] = e3_qm3;
     if (rst) begin
-      \$273  = 75'h0000000000000000000;
+      \$325  = 97'h0000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$274 [0] = e3_mid1[0];
-    \$274 [1] = e3_mid1[1];
-    \$274 [2] = e3_mid1[2];
-    \$274 [3] = e3_mid1[3];
-    \$274 [4] = e3_mid1[4];
-    \$274 [7:5] = e3_mid1[7:5];
-    \$274 [23:8] = e3_mid1[23:8];
-    \$274 [39:24] = e3_mid1[39:24];
-    \$274 [55:40] = e3_mid1[55:40];
-    \$274 [71:56] = e3_mid1[71:56];
-    \$274 [72] = e3_mid1[72];
-    \$274 [74:73] = e3_mid1[74:73];
+    \$326 [0] = a[0];
+    \$326 [1] = a[1];
+    \$326 [2] = a[6];
+    \$326 [3] = a[7];
+    \$326 [4] = a[8];
+    \$326 [7:5] = a[17:15];
+    \$326 [23:8] = a[43:28];
+    \$326 [39:24] = a[59:44];
+    \$326 [55:40] = a[75:60];
+    \$326 [71:56] = a[91:76];
+    \$326 [72] = a[94];
+    \$326 [74:73] = a[96:95];
     if (rst) begin
-      \$274  = 75'h0000000000000000000;
+      \$326  = 75'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$275 [0] = e3_mid2[0];
-    \$275 [1] = e3_mid2[1];
-    \$275 [2] = e3_mid2[2];
-    \$275 [3] = e3_mid2[3];
-    \$275 [4] = e3_mid2[4];
-    \$275 [7:5] = e3_mid2[7:5];
-    \$275 [23:8] = e3_mid2[23:8];
-    \$275 [39:24] = e3_mid2[39:24];
-    \$275 [55:40] = e3_mid2[55:40];
-    \$275 [71:56] = e3_mid2[71:56];
-    \$275 [72] = e3_mid2[72];
-    \$275 [74:73] = e3_mid2[74:73];
+    \$327 [0] = e3_mid1[0];
+    \$327 [1] = e3_mid1[1];
+    \$327 [2] = e3_mid1[2];
+    \$327 [3] = e3_mid1[3];
+    \$327 [4] = e3_mid1[4];
+    \$327 [7:5] = e3_mid1[7:5];
+    \$327 [23:8] = e3_mid1[23:8];
+    \$327 [39:24] = e3_mid1[39:24];
+    \$327 [55:40] = e3_mid1[55:40];
+    \$327 [71:56] = e3_mid1[71:56];
+    \$327 [72] = e3_mid1[72];
+    \$327 [74:73] = e3_mid1[74:73];
     if (rst) begin
-      \$275  = 75'h0000000000000000000;
+      \$327  = 75'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$328 [0] = e3_mid2[0];
+    \$328 [1] = e3_mid2[1];
+    \$328 [2] = e3_mid2[2];
+    \$328 [3] = e3_mid2[3];
+    \$328 [4] = e3_mid2[4];
+    \$328 [7:5] = e3_mid2[7:5];
+    \$328 [23:8] = e3_mid2[23:8];
+    \$328 [39:24] = e3_mid2[39:24];
+    \$328 [55:40] = e3_mid2[55:40];
+    \$328 [71:56] = e3_mid2[71:56];
+    \$328 [72] = e3_mid2[72];
+    \$328 [74:73] = e3_mid2[74:73];
+    if (rst) begin
+      \$328  = 75'h0000000000000000000;
     end
   end
   assign e3_t = \$1 [7:0];
@@ -25076,28 +25672,30 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   assign \step.seq  = step[55:40];
   assign \step.qm3  = step[57:56];
   assign \step.r1base  = step[73:58];
-  assign \step.trw  = step[89:74];
-  assign \step.tr4  = step[105:90];
-  assign \step.tho  = step[121:106];
-  assign \step.l4b  = step[137:122];
-  assign \step.tap  = step[139:138];
-  assign \step.ti  = step[141:140];
-  assign \step.e  = step[157:142];
-  assign \step.eoff  = step[173:158];
-  assign \step.jb  = step[189:174];
-  assign \step.g  = step[205:190];
-  assign \step.gbase  = step[221:206];
-  assign \step.sl  = step[237:222];
-  assign \step.s  = step[253:238];
-  assign \step.b  = step[269:254];
-  assign \step.copy  = step[270];
-  assign \step.new_op  = step[271];
-  assign \step.new_centre  = step[272];
-  assign \step.glb_rd  = step[273];
-  assign \step.spad_rd  = step[274];
-  assign \step.from_psum  = step[275];
-  assign \step.row_end  = step[276];
-  assign \step.chunk  = step[300:277];
+  assign \step.r1base1  = step[89:74];
+  assign \step.r1base2  = step[105:90];
+  assign \step.trw  = step[121:106];
+  assign \step.tr4  = step[137:122];
+  assign \step.tho  = step[153:138];
+  assign \step.l4b  = step[169:154];
+  assign \step.tap  = step[171:170];
+  assign \step.ti  = step[173:172];
+  assign \step.e  = step[189:174];
+  assign \step.eoff  = step[205:190];
+  assign \step.jb  = step[221:206];
+  assign \step.g  = step[237:222];
+  assign \step.gbase  = step[253:238];
+  assign \step.sl  = step[269:254];
+  assign \step.s  = step[285:270];
+  assign \step.b  = step[301:286];
+  assign \step.copy  = step[302];
+  assign \step.new_op  = step[303];
+  assign \step.new_centre  = step[304];
+  assign \step.glb_rd  = step[305];
+  assign \step.spad_rd  = step[306];
+  assign \step.from_psum  = step[307];
+  assign \step.row_end  = step[308];
+  assign \step.chunk  = step[332:309];
   assign \a.v  = a[0];
   assign \a.copy  = a[1];
   assign \a.first  = a[2];
@@ -25156,28 +25754,30 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   assign \b.g  = b[71:56];
   assign \b.seq  = b[72];
   assign \b.qm3  = b[74:73];
-  assign step[276] = e3_row_end;
-  assign step[275] = e3_from_psum;
-  assign step[274] = e3_spad_rd;
-  assign step[300:277] = e3_cseq;
-  assign step[273] = \$53 ;
-  assign step[272] = \$48 ;
-  assign step[271] = \$44 ;
-  assign step[270] = e3_copy;
-  assign step[269:254] = e3_b;
-  assign step[253:238] = e3_s;
-  assign step[237:222] = e3_sl;
-  assign step[221:206] = e3_gbase;
-  assign step[205:190] = e3_g;
-  assign step[189:174] = e3_jb;
-  assign step[173:158] = \$42 [15:0];
-  assign step[157:142] = \$40 [15:0];
-  assign step[141:140] = e3_ti;
-  assign step[139:138] = e3_tap;
-  assign step[137:122] = e3_l4b;
-  assign step[121:106] = e3_tho;
-  assign step[105:90] = e3_tr4;
-  assign step[89:74] = e3_trw;
+  assign step[308] = e3_row_end;
+  assign step[307] = e3_from_psum;
+  assign step[306] = e3_spad_rd;
+  assign step[332:309] = e3_cseq;
+  assign step[305] = \$53 ;
+  assign step[304] = \$48 ;
+  assign step[303] = \$44 ;
+  assign step[302] = e3_copy;
+  assign step[301:286] = e3_b;
+  assign step[285:270] = e3_s;
+  assign step[269:254] = e3_sl;
+  assign step[253:238] = e3_gbase;
+  assign step[237:222] = e3_g;
+  assign step[221:206] = e3_jb;
+  assign step[205:190] = \$42 [15:0];
+  assign step[189:174] = \$40 [15:0];
+  assign step[173:172] = e3_ti;
+  assign step[171:170] = e3_tap;
+  assign step[169:154] = e3_l4b;
+  assign step[153:138] = e3_tho;
+  assign step[137:122] = e3_tr4;
+  assign step[121:106] = e3_trw;
+  assign step[105:90] = e3_r1base2;
+  assign step[89:74] = e3_r1base1;
   assign step[73:58] = e3_r1base;
   assign step[57:56] = e3_qm3;
   assign step[55:40] = e3_seq;
@@ -25194,4 +25794,13 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   assign \$167  = { geo[73:58], 1'h0 };
   assign \$173  = { geo[73:58], 1'h0 };
   assign \$179  = { geo[73:58], 1'h0 };
+  assign \$185  = { geo[73:58], 1'h0 };
+  assign \$191  = { geo[73:58], 1'h0 };
+  assign \$197  = { geo[73:58], 1'h0 };
+  assign \$203  = { geo[73:58], 1'h0 };
+  assign \$209  = { geo[73:58], 1'h0 };
+  assign \$215  = { geo[73:58], 1'h0 };
+  assign \$283  = { geo[73:58], 1'h0 };
+  assign \$286  = { geo[73:58], 1'h0 };
+  assign \$289  = { geo[73:58], 1'h0 };
 endmodule

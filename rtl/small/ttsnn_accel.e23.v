@@ -2,86 +2,86 @@
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line1_a__addr, line1_b__en, line1_b__addr, line1_c__en, line1_c__addr, w2__en, w2__addr, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, \q23_rows$131 , busy
-, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, \port$2366$0 , \port$2406$0 , \port$2446$0 , \port$2486$0 , weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data, row2_c__data, geo, e1_rows, counts, \released$140 , released_e1_order, e4_released
-, \port$29160$96 , desc, clk);
+, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, \port$2441$0 , \port$2481$0 , \port$2521$0 , \port$2561$0 , weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data, row2_c__data, geo, e1_rows, counts, \released$173 , released_e1_order, e4_released
+, \port$25479$96 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [17:0] \$10 ;
-  wire \$100 ;
-  wire [16:0] \$101 ;
+  wire [16:0] \$100 ;
+  wire [17:0] \$101 ;
   wire [17:0] \$102 ;
-  wire [16:0] \$103 ;
-  wire [17:0] \$104 ;
-  wire [2:0] \$105 ;
+  wire [18:0] \$103 ;
+  wire [15:0] \$104 ;
+  wire [19:0] \$105 ;
   wire \$106 ;
-  wire [2:0] \$107 ;
-  wire [3:0] \$108 ;
-  wire [2:0] \$109 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
   wire [18:0] \$11 ;
-  wire [3:0] \$110 ;
+  wire \$110 ;
   wire \$111 ;
-  wire [2:0] \$112 ;
-  wire \$113 ;
-  wire [2:0] \$114 ;
-  wire [3:0] \$115 ;
-  wire [2:0] \$116 ;
-  wire [3:0] \$117 ;
-  wire \$118 ;
-  wire [16:0] \$119 ;
+  wire \$112 ;
+  wire [2:0] \$113 ;
+  wire \$114 ;
+  wire [2:0] \$115 ;
+  wire [3:0] \$116 ;
+  wire [2:0] \$117 ;
+  wire [3:0] \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  wire [16:0] \$120 ;
-  wire [16:0] \$121 ;
-  wire [17:0] \$122 ;
-  wire [18:0] \$123 ;
-  wire [19:0] \$124 ;
-  wire [15:0] \$125 ;
-  wire [20:0] \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
+  wire [2:0] \$120 ;
+  wire \$121 ;
+  wire [2:0] \$122 ;
+  wire [3:0] \$123 ;
+  wire [2:0] \$124 ;
+  wire [3:0] \$125 ;
+  wire \$126 ;
+  wire [16:0] \$127 ;
+  wire [16:0] \$128 ;
+  wire [16:0] \$129 ;
   wire \$13 ;
-  wire \$130 ;
-  wire \$131 ;
+  wire [17:0] \$130 ;
+  wire [17:0] \$131 ;
   wire \$132 ;
-  wire \$133 ;
+  wire [16:0] \$133 ;
   wire [16:0] \$134 ;
-  wire \$135 ;
-  wire [16:0] \$136 ;
-  wire [17:0] \$137 ;
-  wire [16:0] \$138 ;
-  wire [17:0] \$139 ;
+  wire [17:0] \$135 ;
+  wire [19:0] \$136 ;
+  wire [20:0] \$137 ;
+  wire \$138 ;
+  wire \$139 ;
   wire \$14 ;
-  wire [2:0] \$140 ;
-  wire \$141 ;
-  wire [2:0] \$142 ;
-  wire [3:0] \$143 ;
-  wire [2:0] \$144 ;
-  wire [3:0] \$145 ;
+  wire [15:0] \$140 ;
+  wire [16:0] \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
   wire \$146 ;
-  wire [2:0] \$147 ;
+  wire \$147 ;
   wire \$148 ;
-  wire [2:0] \$149 ;
+  wire \$149 ;
   wire \$15 ;
-  wire [3:0] \$150 ;
-  wire [2:0] \$151 ;
-  wire [3:0] \$152 ;
+  wire [15:0] \$150 ;
+  wire [16:0] \$151 ;
+  wire [16:0] \$152 ;
   wire \$153 ;
-  wire [16:0] \$154 ;
-  wire [16:0] \$155 ;
-  wire [16:0] \$156 ;
-  wire [17:0] \$157 ;
-  wire [18:0] \$158 ;
+  wire \$154 ;
+  wire [31:0] \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
   wire \$159 ;
   wire \$16 ;
-  wire [16:0] \$160 ;
-  wire [16:0] \$161 ;
-  wire [17:0] \$162 ;
-  wire [19:0] \$163 ;
-  wire [20:0] \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire [15:0] \$167 ;
-  wire [16:0] \$168 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire [1:0] \$165 ;
+  wire [1:0] \$166 ;
+  wire [31:0] \$167 ;
+  wire \$168 ;
   wire \$169 ;
   wire \$17 ;
   wire \$170 ;
@@ -91,64 +91,64 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$174 ;
   wire \$175 ;
   wire \$176 ;
-  wire [15:0] \$177 ;
-  wire [16:0] \$178 ;
-  wire [16:0] \$179 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
   wire \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire [31:0] \$182 ;
+  wire [15:0] \$180 ;
+  wire [16:0] \$181 ;
+  wire [17:0] \$182 ;
   wire \$183 ;
   wire \$184 ;
   wire \$185 ;
-  wire \$186 ;
+  wire [31:0] \$186 ;
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
   wire \$19 ;
   wire \$190 ;
-  wire \$191 ;
+  wire [1:0] \$191 ;
   wire [1:0] \$192 ;
   wire [1:0] \$193 ;
-  wire [31:0] \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
+  wire [2:0] \$194 ;
+  wire [1:0] \$195 ;
+  wire [6:0] \$196 ;
+  wire [1:0] \$197 ;
+  wire [1:0] \$198 ;
+  wire [2:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
+  wire [2:0] \$200 ;
+  wire [3:0] \$201 ;
+  wire [1:0] \$202 ;
   wire \$203 ;
   wire \$204 ;
-  wire \$205 ;
+  wire [1:0] \$205 ;
   wire \$206 ;
-  wire [15:0] \$207 ;
-  wire [16:0] \$208 ;
-  wire [17:0] \$209 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire \$209 ;
   wire \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire [31:0] \$213 ;
+  wire [1:0] \$210 ;
+  wire [1:0] \$211 ;
+  wire [16:0] \$212 ;
+  wire \$213 ;
   wire \$214 ;
-  wire \$215 ;
+  wire [16:0] \$215 ;
   wire \$216 ;
   wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
+  wire [16:0] \$218 ;
+  wire [16:0] \$219 ;
   wire \$22 ;
-  wire [16:0] \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  wire [16:0] \$223 ;
-  wire [16:0] \$224 ;
-  wire [17:0] \$225 ;
-  wire [16:0] \$226 ;
-  wire [17:0] \$227 ;
-  wire [18:0] \$228 ;
+  wire [17:0] \$220 ;
+  wire [16:0] \$221 ;
+  wire [17:0] \$222 ;
+  wire [18:0] \$223 ;
+  wire \$224 ;
+  wire \$225 ;
+  wire \$226 ;
+  wire \$227 ;
+  wire \$228 ;
   wire \$229 ;
   wire \$23 ;
   wire \$230 ;
@@ -158,22 +158,22 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$234 ;
   wire \$235 ;
   wire \$236 ;
-  wire [16:0] \$237 ;
+  wire \$237 ;
   wire \$238 ;
   wire \$239 ;
   wire \$24 ;
-  wire [16:0] \$240 ;
-  wire [16:0] \$241 ;
-  wire [17:0] \$242 ;
-  wire [16:0] \$243 ;
-  wire [17:0] \$244 ;
-  wire [18:0] \$245 ;
-  wire \$246 ;
-  wire \$247 ;
-  wire \$248 ;
-  wire \$249 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire [16:0] \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire [16:0] \$245 ;
+  wire [16:0] \$246 ;
+  wire [17:0] \$247 ;
+  wire [16:0] \$248 ;
+  wire [17:0] \$249 ;
   wire \$25 ;
-  wire \$250 ;
+  wire [18:0] \$250 ;
   wire \$251 ;
   wire \$252 ;
   wire \$253 ;
@@ -182,23 +182,23 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$256 ;
   wire \$257 ;
   wire \$258 ;
-  wire \$259 ;
+  wire [16:0] \$259 ;
   wire \$26 ;
   wire \$260 ;
   wire \$261 ;
-  wire [1:0] \$262 ;
-  wire \$263 ;
-  wire \$264 ;
+  wire [16:0] \$262 ;
+  wire [16:0] \$263 ;
+  wire [17:0] \$264 ;
   wire [16:0] \$265 ;
-  wire \$266 ;
-  wire \$267 ;
-  wire [16:0] \$268 ;
-  wire [16:0] \$269 ;
+  wire [17:0] \$266 ;
+  wire [18:0] \$267 ;
+  wire \$268 ;
+  wire \$269 ;
   wire \$27 ;
-  wire [17:0] \$270 ;
-  wire [16:0] \$271 ;
-  wire [17:0] \$272 ;
-  wire [18:0] \$273 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
   wire \$274 ;
   wire \$275 ;
   wire \$276 ;
@@ -206,27 +206,27 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$278 ;
   wire \$279 ;
   wire [23:0] \$28 ;
-  wire \$280 ;
+  wire [16:0] \$280 ;
   wire \$281 ;
-  wire \$282 ;
-  wire \$283 ;
+  wire [1:0] \$282 ;
+  wire [16:0] \$283 ;
   wire \$284 ;
-  wire [1:0] \$285 ;
+  wire \$285 ;
   wire \$286 ;
   wire \$287 ;
-  wire [16:0] \$288 ;
+  wire \$288 ;
   wire \$289 ;
   wire \$29 ;
   wire \$290 ;
   wire [16:0] \$291 ;
-  wire [16:0] \$292 ;
-  wire [17:0] \$293 ;
+  wire \$292 ;
+  wire \$293 ;
   wire [16:0] \$294 ;
-  wire [17:0] \$295 ;
-  wire [18:0] \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  wire \$299 ;
+  wire [16:0] \$295 ;
+  wire [17:0] \$296 ;
+  wire [16:0] \$297 ;
+  wire [17:0] \$298 ;
+  wire [18:0] \$299 ;
   wire [16:0] \$3 ;
   wire \$30 ;
   wire \$300 ;
@@ -243,8 +243,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$310 ;
   wire \$311 ;
   wire \$312 ;
-  wire [1:0] \$313 ;
-  wire [2:0] \$314 ;
+  wire \$313 ;
+  wire \$314 ;
   wire \$315 ;
   wire \$316 ;
   wire \$317 ;
@@ -253,221 +253,227 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire \$32 ;
   wire \$320 ;
   wire \$321 ;
-  wire \$322 ;
+  wire [16:0] \$322 ;
   wire \$323 ;
-  wire [1:0] \$324 ;
+  wire [2:0] \$324 ;
   wire \$325 ;
   wire \$326 ;
   wire [16:0] \$327 ;
   wire \$328 ;
-  wire [2:0] \$329 ;
+  wire \$329 ;
   wire \$33 ;
-  wire \$330 ;
+  wire [2:0] \$330 ;
   wire \$331 ;
-  wire [16:0] \$332 ;
-  wire \$333 ;
+  wire [3:0] \$332 ;
+  wire [16:0] \$333 ;
   wire \$334 ;
-  wire [2:0] \$335 ;
+  wire \$335 ;
   wire \$336 ;
-  wire [3:0] \$337 ;
-  wire [16:0] \$338 ;
-  wire \$339 ;
+  wire \$337 ;
+  wire \$338 ;
+  wire [3:0] \$339 ;
   wire \$34 ;
-  wire \$340 ;
-  wire \$341 ;
+  wire [3:0] \$340 ;
+  wire [3:0] \$341 ;
   wire \$342 ;
-  wire \$343 ;
+  wire [2:0] \$343 ;
   wire [3:0] \$344 ;
-  wire [3:0] \$345 ;
-  wire [3:0] \$346 ;
+  wire [6:0] \$345 ;
+  wire [6:0] \$346 ;
   wire \$347 ;
-  wire [2:0] \$348 ;
-  wire [3:0] \$349 ;
+  wire \$348 ;
+  wire \$349 ;
   wire \$35 ;
-  wire [6:0] \$350 ;
-  wire [6:0] \$351 ;
-  wire \$352 ;
+  wire \$350 ;
+  wire \$351 ;
+  wire [16:0] \$352 ;
   wire \$353 ;
-  wire \$354 ;
+  wire [2:0] \$354 ;
   wire \$355 ;
-  wire \$356 ;
-  wire [16:0] \$357 ;
-  wire \$358 ;
-  wire [2:0] \$359 ;
+  wire [2:0] \$356 ;
+  wire [5:0] \$357 ;
+  wire [5:0] \$358 ;
+  wire \$359 ;
   wire \$36 ;
-  wire \$360 ;
-  wire [2:0] \$361 ;
-  wire [5:0] \$362 ;
-  wire [5:0] \$363 ;
-  wire [6:0] \$364 ;
-  wire [1:0] \$365 ;
-  wire [1:0] \$366 ;
-  wire \$367 ;
-  wire [1:0] \$368 ;
-  wire [1:0] \$369 ;
+  wire [1:0] \$360 ;
+  wire [1:0] \$361 ;
+  wire \$362 ;
+  wire \$363 ;
+  wire \$364 ;
+  wire \$365 ;
+  wire \$366 ;
+  wire [67:0] \$367 ;
+  wire \$368 ;
+  wire [6:0] \$369 ;
   wire \$37 ;
-  wire [2:0] \$370 ;
+  wire [6:0] \$370 ;
   wire \$371 ;
   wire \$372 ;
-  wire [2:0] \$373 ;
+  wire \$373 ;
   wire \$374 ;
   wire \$375 ;
-  wire [3:0] \$376 ;
+  wire \$376 ;
   wire \$377 ;
-  wire [1:0] \$378 ;
+  wire \$378 ;
   wire \$379 ;
   wire \$38 ;
   wire \$380 ;
-  wire \$381 ;
-  wire \$382 ;
-  wire \$383 ;
-  wire \$384 ;
-  wire \$385 ;
-  wire \$386 ;
-  wire \$387 ;
+  wire [16:0] \$381 ;
+  wire [16:0] \$382 ;
+  wire [16:0] \$383 ;
+  wire [17:0] \$384 ;
+  wire [18:0] \$385 ;
+  wire [19:0] \$386 ;
+  wire [20:0] \$387 ;
   wire \$388 ;
   wire \$389 ;
   wire \$39 ;
   wire \$390 ;
-  wire [16:0] \$391 ;
+  wire \$391 ;
   wire \$392 ;
-  wire [2:0] \$393 ;
+  wire \$393 ;
   wire \$394 ;
-  wire [2:0] \$395 ;
-  wire [5:0] \$396 ;
-  wire [5:0] \$397 ;
+  wire \$395 ;
+  wire \$396 ;
+  wire \$397 ;
   wire \$398 ;
   wire \$399 ;
   wire \$4 ;
   wire \$40 ;
-  wire [1:0] \$400 ;
-  wire \$401 ;
+  wire \$400 ;
+  wire [16:0] \$401 ;
   wire \$402 ;
-  wire \$403 ;
+  wire [2:0] \$403 ;
   wire \$404 ;
-  wire [1:0] \$405 ;
-  wire [1:0] \$406 ;
-  wire [16:0] \$407 ;
+  wire [2:0] \$405 ;
+  wire [5:0] \$406 ;
+  wire [5:0] \$407 ;
   wire \$408 ;
-  wire [16:0] \$409 ;
+  wire \$409 ;
   wire \$41 ;
   wire \$410 ;
-  wire [1:0] \$411 ;
-  wire [16:0] \$412 ;
-  wire \$413 ;
-  wire [67:0] \$414 ;
-  wire \$415 ;
-  wire [6:0] \$416 ;
-  wire [6:0] \$417 ;
-  wire \$418 ;
-  wire \$419 ;
-  wire [16:0] \$42 ;
-  wire \$420 ;
-  wire \$421 ;
-  wire \$422 ;
-  wire \$423 ;
-  wire \$424 ;
-  wire \$425 ;
-  wire \$426 ;
-  wire \$427 ;
-  wire [16:0] \$428 ;
-  wire [16:0] \$429 ;
+  wire [16:0] \$411 ;
+  reg \$412 ;
+  reg \$413 ;
+  reg \$414 ;
+  reg [1:0] \$415 ;
+  reg \$416 ;
+  reg [5:0] \$417 ;
+  reg [1:0] \$418 ;
+  reg [1:0] \$419 ;
+  wire [2:0] \$42 ;
+  reg \$420 ;
+  reg [15:0] \$421 ;
+  reg \$422 ;
+  reg \$423 ;
+  reg \$424 ;
+  reg \$425 ;
+  reg [15:0] \$426 ;
+  reg [15:0] \$427 ;
+  reg \$428 ;
+  reg \$429 ;
   wire \$43 ;
-  wire [16:0] \$430 ;
-  wire [17:0] \$431 ;
-  wire [18:0] \$432 ;
-  wire [19:0] \$433 ;
-  wire [20:0] \$434 ;
-  wire \$435 ;
-  wire \$436 ;
-  wire \$437 ;
-  wire [16:0] \$438 ;
-  reg [15:0] \$439 ;
-  wire [16:0] \$44 ;
-  reg [15:0] \$440 ;
-  reg [15:0] \$441 ;
+  reg \$430 ;
+  reg \$431 ;
+  reg \$432 ;
+  reg \$433 ;
+  reg \$434 ;
+  reg [6:0] \$435 ;
+  reg [5:0] \$436 ;
+  reg \$437 ;
+  reg \$438 ;
+  reg \$439 ;
+  wire [2:0] \$44 ;
+  reg [1:0] \$440 ;
+  reg \$441 ;
   reg [31:0] \$442 ;
   reg [31:0] \$443 ;
   reg [31:0] \$444 ;
   reg [31:0] \$445 ;
-  reg [67:0] \$446 ;
-  reg [5:0] \$447 ;
+  reg \$446 ;
+  reg \$447 ;
   reg \$448 ;
-  reg \$449 ;
-  wire [17:0] \$45 ;
-  reg \$450 ;
-  reg [15:0] \$451 ;
-  reg [15:0] \$452 ;
-  wire [7:0] \$453 ;
-  wire [7:0] \$454 ;
-  wire [7:0] \$455 ;
-  wire [7:0] \$456 ;
-  wire [16:0] \$457 ;
-  wire [16:0] \$458 ;
-  wire [16:0] \$459 ;
-  wire [16:0] \$46 ;
-  wire [16:0] \$460 ;
+  reg [67:0] \$449 ;
+  wire [3:0] \$45 ;
+  reg [5:0] \$450 ;
+  reg \$451 ;
+  reg \$452 ;
+  reg \$453 ;
+  reg [15:0] \$454 ;
+  reg \$455 ;
+  reg \$456 ;
+  reg [5:0] \$457 ;
+  reg [15:0] \$458 ;
+  wire [7:0] \$459 ;
+  wire [2:0] \$46 ;
+  wire [7:0] \$460 ;
   wire [7:0] \$461 ;
   wire [7:0] \$462 ;
-  wire [7:0] \$463 ;
-  wire [7:0] \$464 ;
-  wire [17:0] \$47 ;
-  wire [2:0] \$48 ;
-  wire \$49 ;
+  wire [16:0] \$463 ;
+  wire [16:0] \$464 ;
+  wire [16:0] \$465 ;
+  wire [16:0] \$466 ;
+  wire [7:0] \$467 ;
+  wire [7:0] \$468 ;
+  wire [7:0] \$469 ;
+  wire [3:0] \$47 ;
+  wire [7:0] \$470 ;
+  wire \$48 ;
+  wire [2:0] \$49 ;
   wire \$5 ;
-  wire [2:0] \$50 ;
-  wire [3:0] \$51 ;
-  wire [2:0] \$52 ;
-  wire [3:0] \$53 ;
-  wire \$54 ;
-  wire [2:0] \$55 ;
-  wire \$56 ;
-  wire [2:0] \$57 ;
-  wire [3:0] \$58 ;
-  wire [2:0] \$59 ;
+  wire \$50 ;
+  wire [2:0] \$51 ;
+  wire [3:0] \$52 ;
+  wire [2:0] \$53 ;
+  wire [3:0] \$54 ;
+  wire \$55 ;
+  wire [16:0] \$56 ;
+  wire [16:0] \$57 ;
+  wire [16:0] \$58 ;
+  wire [17:0] \$59 ;
   wire [16:0] \$6 ;
-  wire [3:0] \$60 ;
-  wire \$61 ;
-  wire [16:0] \$62 ;
-  wire [16:0] \$63 ;
-  wire [16:0] \$64 ;
-  wire [17:0] \$65 ;
-  wire [18:0] \$66 ;
-  wire [16:0] \$67 ;
-  wire [17:0] \$68 ;
+  wire [17:0] \$60 ;
+  wire [2:0] \$61 ;
+  wire \$62 ;
+  wire [2:0] \$63 ;
+  wire [3:0] \$64 ;
+  wire [2:0] \$65 ;
+  wire [3:0] \$66 ;
+  wire \$67 ;
+  wire [2:0] \$68 ;
   wire \$69 ;
   wire [16:0] \$7 ;
-  wire [16:0] \$70 ;
-  wire [17:0] \$71 ;
-  wire [18:0] \$72 ;
-  wire [16:0] \$73 ;
-  wire [17:0] \$74 ;
-  wire [18:0] \$75 ;
-  wire [2:0] \$76 ;
-  wire \$77 ;
-  wire [2:0] \$78 ;
-  wire [3:0] \$79 ;
+  wire [2:0] \$70 ;
+  wire [3:0] \$71 ;
+  wire [2:0] \$72 ;
+  wire [3:0] \$73 ;
+  wire \$74 ;
+  wire [16:0] \$75 ;
+  wire [16:0] \$76 ;
+  wire [16:0] \$77 ;
+  wire [17:0] \$78 ;
+  wire [17:0] \$79 ;
   wire [17:0] \$8 ;
-  wire [2:0] \$80 ;
-  wire [3:0] \$81 ;
-  wire \$82 ;
-  wire [2:0] \$83 ;
-  wire \$84 ;
-  wire [2:0] \$85 ;
-  wire [3:0] \$86 ;
-  wire [2:0] \$87 ;
-  wire [3:0] \$88 ;
-  wire \$89 ;
+  wire [17:0] \$80 ;
+  wire [18:0] \$81 ;
+  wire [19:0] \$82 ;
+  wire \$83 ;
+  wire [2:0] \$84 ;
+  wire \$85 ;
+  wire [2:0] \$86 ;
+  wire [3:0] \$87 ;
+  wire [2:0] \$88 ;
+  wire [3:0] \$89 ;
   wire [16:0] \$9 ;
-  wire [16:0] \$90 ;
-  wire [16:0] \$91 ;
-  wire [16:0] \$92 ;
-  wire [17:0] \$93 ;
-  wire [18:0] \$94 ;
-  wire [18:0] \$95 ;
-  wire [19:0] \$96 ;
-  wire [20:0] \$97 ;
-  wire \$98 ;
+  wire \$90 ;
+  wire [2:0] \$91 ;
+  wire \$92 ;
+  wire [2:0] \$93 ;
+  wire [3:0] \$94 ;
+  wire [2:0] \$95 ;
+  wire [3:0] \$96 ;
+  wire \$97 ;
+  wire [16:0] \$98 ;
   wire [16:0] \$99 ;
   (* init = 16'h0000 *)
   wire [15:0] \$signal ;
@@ -546,18 +552,51 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   reg [31:0] copy_word2 = 32'd0;
   reg [31:0] copy_word3 = 32'd0;
   reg [31:0] copy_word4 = 32'd0;
+  reg count_adder_busy0 = 1'h0;
+  reg count_adder_stall0 = 1'h0;
+  reg [5:0] count_adds0 = 6'h00;
+  reg count_c2_busy0 = 1'h0;
+  reg [6:0] count_c2_macs0 = 7'h00;
+  reg count_c2_spad_reads0 = 1'h0;
+  reg count_c2_spad_reads1 = 1'h0;
+  reg count_c2_spad_writes0 = 1'h0;
+  reg count_c2_spad_writes1 = 1'h0;
+  reg count_c2_stall0 = 1'h0;
+  reg count_c2_w_wait0 = 1'h0;
+  reg count_c3_busy0 = 1'h0;
+  reg count_c3_busy1 = 1'h0;
+  reg [5:0] count_c3_macs0 = 6'h00;
+  reg [5:0] count_c3_macs1 = 6'h00;
+  reg [1:0] count_c3_spad_reads0 = 2'h0;
+  reg [1:0] count_c3_spad_reads1 = 2'h0;
+  reg [1:0] count_c3_spad_writes0 = 2'h0;
+  reg count_c3_spad_writes1 = 1'h0;
+  reg count_c3_spad_writes2 = 1'h0;
+  reg count_c3_stall0 = 1'h0;
+  reg count_c3_stall1 = 1'h0;
+  reg count_c3_w_wait0 = 1'h0;
+  reg count_line1_reads0 = 1'h0;
+  reg count_line1_reads1 = 1'h0;
+  reg count_line1_reads2 = 1'h0;
+  reg count_line4_writes0 = 1'h0;
+  reg count_line4_writes1 = 1'h0;
+  reg [1:0] count_row2_reads0 = 2'h0;
+  reg count_row2_writes0 = 1'h0;
+  reg count_w2_reads0 = 1'h0;
+  reg count_w3_reads0 = 1'h0;
+  reg count_w3_reads1 = 1'h0;
   output [41:0] counts;
   wire [41:0] counts;
-  wire [16:0] \counts$137 ;
-  wire \counts$137.c3_busy ;
-  wire [5:0] \counts$137.c3_macs ;
-  wire [1:0] \counts$137.c3_spad_reads ;
-  wire [1:0] \counts$137.c3_spad_writes ;
-  wire \counts$137.c3_stall ;
-  wire \counts$137.c3_w_wait ;
-  wire \counts$137.line4_writes ;
-  wire [1:0] \counts$137.row2_reads ;
-  wire \counts$137.w3_reads ;
+  wire [16:0] \counts$172 ;
+  wire \counts$172.c3_busy ;
+  wire [5:0] \counts$172.c3_macs ;
+  wire [1:0] \counts$172.c3_spad_reads ;
+  wire [1:0] \counts$172.c3_spad_writes ;
+  wire \counts$172.c3_stall ;
+  wire \counts$172.c3_w_wait ;
+  wire \counts$172.line4_writes ;
+  wire [1:0] \counts$172.row2_reads ;
+  wire \counts$172.w3_reads ;
   wire \counts.adder_busy ;
   wire \counts.adder_stall ;
   wire [5:0] \counts.adds ;
@@ -887,7 +926,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   reg [31:0] \neighbour$83 ;
   wire [31:0] o;
   wire [31:0] \o$120 ;
-  wire [67:0] \o$145 ;
+  wire [67:0] \o$178 ;
   wire ok;
   wire [2:0] p_addr;
   reg [2:0] \p_addr$92 ;
@@ -899,23 +938,23 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [2:0] \p_wr_addr$98 ;
   wire [3:0] pack;
   wire [3:0] \pack$2 ;
-  output [7:0] \port$2366$0 ;
-  wire [7:0] \port$2366$0 ;
-  output [7:0] \port$2406$0 ;
-  wire [7:0] \port$2406$0 ;
-  output [7:0] \port$2446$0 ;
-  wire [7:0] \port$2446$0 ;
-  output [7:0] \port$2486$0 ;
-  wire [7:0] \port$2486$0 ;
-  input [47:0] \port$29160$96 ;
-  wire [47:0] \port$29160$96 ;
+  output [7:0] \port$2441$0 ;
+  wire [7:0] \port$2441$0 ;
+  output [7:0] \port$2481$0 ;
+  wire [7:0] \port$2481$0 ;
+  output [7:0] \port$2521$0 ;
+  wire [7:0] \port$2521$0 ;
+  input [47:0] \port$25479$96 ;
+  wire [47:0] \port$25479$96 ;
+  output [7:0] \port$2561$0 ;
+  wire [7:0] \port$2561$0 ;
   wire [15:0] q23_rows;
   output [15:0] \q23_rows$131 ;
   wire [15:0] \q23_rows$131 ;
   reg [15:0] q2_rows = 16'h0000;
   wire [15:0] released;
-  output [15:0] \released$140 ;
-  reg [15:0] \released$140  = 16'h0000;
+  output [15:0] \released$173 ;
+  reg [15:0] \released$173  = 16'h0000;
   output [15:0] released_e1_order;
   reg [15:0] released_e1_order = 16'h0000;
   wire [31:0] result;
@@ -957,7 +996,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire start;
   wire \start$7 ;
   wire \start$8 ;
-  wire [300:0] step;
+  wire [332:0] step;
   wire [15:0] \step.b ;
   wire [23:0] \step.chunk ;
   wire \step.copy ;
@@ -975,6 +1014,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [15:0] \step.q ;
   wire [1:0] \step.qm3 ;
   wire [15:0] \step.r1base ;
+  wire [15:0] \step.r1base1 ;
+  wire [15:0] \step.r1base2 ;
   wire \step.row_end ;
   wire [15:0] \step.s ;
   wire [15:0] \step.seq ;
@@ -1028,6 +1069,22 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   reg [31:0] \weights$85 ;
   wire [1:0] wsel;
   reg [1:0] \wsel$84 ;
+  always @(posedge clk)
+    merge_c <= \$451 ;
+  always @(posedge clk)
+    w4_copy_c <= \$452 ;
+  always @(posedge clk)
+    e2_row_end_c <= \$453 ;
+  always @(posedge clk)
+    line4_addr_c <= \$454 ;
+  always @(posedge clk)
+    count_line4_writes1 <= \$455 ;
+  always @(posedge clk)
+    count_adder_busy0 <= \$456 ;
+  always @(posedge clk)
+    count_adds0 <= \$457 ;
+  always @(posedge clk)
+    q2_rows <= \$458 ;
   assign \$1  = e1_rows >= need2;
   assign \$2  = ! desc[89:88];
   assign \$3  = e3_rel + 1'h1;
@@ -1035,8 +1092,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$5  = step[15:0] < 2'h3;
   assign \$6  = step[15:0] - 2'h3;
   assign \$7  = $signed(\$6 ) >>> desc[206];
-  assign \$8  = $signed({ 1'h0, step[121:106] }) + $signed(\$7 );
-  assign \$9  = step[137:122] + step[23:16];
+  assign \$8  = $signed({ 1'h0, step[153:138] }) + $signed(\$7 );
+  assign \$9  = step[169:154] + step[23:16];
   assign \$10  = desc[126] ? \$8  : { 1'h0, \$9  };
   assign \$11  = $signed(\$10 ) + $signed(2'h1);
   assign \$12  = $signed({ 1'h0, e4_released }) >= $signed(\$11 );
@@ -1045,26 +1102,26 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$15  = \$1  & \$14 ;
   assign \$16  = | desc[293:278];
   assign \$17  = ~ \$16 ;
-  assign \$18  = \$17  | step[270];
-  assign \$19  = \port$29160$96 [23:0] > step[300:277];
+  assign \$18  = \$17  | step[302];
+  assign \$19  = \port$25479$96 [23:0] > step[332:309];
   assign \$20  = ! desc[89:88];
-  assign \$21  = \port$29160$96 [47:24] > step[300:277];
+  assign \$21  = \port$25479$96 [47:24] > step[332:309];
   assign \$22  = \$20  | \$21 ;
   assign \$23  = \$19  & \$22 ;
   assign \$24  = \$18  | \$23 ;
   assign ok = \$15  & \$24 ;
   assign \$25  = | desc[293:278];
-  assign w2_consumed = \$25  ? step[300:277] : 24'h000000;
+  assign w2_consumed = \$25  ? step[332:309] : 24'h000000;
   assign \$26  = | desc[293:278];
   assign \$27  = ! desc[89:88];
-  assign \$28  = \$27  ? \w3_consumed$39  : step[300:277];
+  assign \$28  = \$27  ? \w3_consumed$39  : step[332:309];
   assign w3_consumed = \$26  ? \$28  : 24'h000000;
-  assign \$29  = ~ step[270];
+  assign \$29  = ~ step[302];
   assign \$30  = issue & \$29 ;
-  assign \$31  = | step[141:140];
+  assign \$31  = | step[173:172];
   assign \$32  = \$30  & \$31 ;
-  assign \$33  = \$32  & step[271];
-  assign \$34  = ! step[139:138];
+  assign \$33  = \$32  & step[303];
+  assign \$34  = ! step[171:170];
   assign \$35  = ! step[15:0];
   assign \$36  = \$35  & desc[208];
   assign \$37  = step[15:0] == geo[646:631];
@@ -1072,417 +1129,447 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$39  = \$34  ? \$36  : \$38 ;
   assign \$40  = ~ \$39 ;
   assign line1_a__en = \$33  & \$40 ;
-  assign \$41  = ! step[139:138];
-  assign \$42  = step[73:58] + 1'h0;
-  assign \$43  = \$42  >= geo[422:407];
-  assign \$44  = step[73:58] + 1'h0;
-  assign \$45  = \$44  - geo[422:407];
-  assign \$46  = step[73:58] + 1'h0;
+  assign \$41  = ! step[171:170];
+  assign \$42  = step[57:56] + 1'h0;
+  assign \$43  = \$42  >= 2'h3;
+  assign \$44  = step[57:56] + 1'h0;
+  assign \$45  = \$44  - 2'h3;
+  assign \$46  = step[57:56] + 1'h0;
   assign \$47  = \$43  ? \$45  : { 1'h0, \$46  };
-  assign \$48  = step[57:56] + 1'h0;
-  assign \$49  = \$48  >= 2'h3;
-  assign \$50  = step[57:56] + 1'h0;
-  assign \$51  = \$50  - 2'h3;
-  assign \$52  = step[57:56] + 1'h0;
-  assign \$53  = \$49  ? \$51  : { 1'h0, \$52  };
-  assign \$54  = ! \$53 ;
-  assign \$55  = step[57:56] + 1'h0;
-  assign \$56  = \$55  >= 2'h3;
-  assign \$57  = step[57:56] + 1'h0;
-  assign \$58  = \$57  - 2'h3;
-  assign \$59  = step[57:56] + 1'h0;
-  assign \$60  = \$56  ? \$58  : { 1'h0, \$59  };
-  assign \$61  = \$60  == 1'h1;
-  assign \$63  = \$61  ? { 1'h0, geo[390:375] } : \$62 ;
-  assign \$64  = \$54  ? 17'h00000 : \$63 ;
-  assign \$65  = \$64  + step[89:74];
-  assign \$66  = desc[126] ? { \$47 [17], \$47  } : { 1'h0, \$65  };
-  assign \$68  = step[73:58] + \$67 ;
-  assign \$69  = \$68  >= geo[422:407];
-  assign \$71  = step[73:58] + \$70 ;
-  assign \$72  = \$71  - geo[422:407];
-  assign \$74  = step[73:58] + \$73 ;
-  assign \$75  = \$69  ? \$72  : { 1'h0, \$74  };
-  assign \$76  = step[57:56] + 2'h2;
-  assign \$77  = \$76  >= 2'h3;
-  assign \$78  = step[57:56] + 2'h2;
-  assign \$79  = \$78  - 2'h3;
-  assign \$80  = step[57:56] + 2'h2;
-  assign \$81  = \$77  ? \$79  : { 1'h0, \$80  };
-  assign \$82  = ! \$81 ;
-  assign \$83  = step[57:56] + 2'h2;
-  assign \$84  = \$83  >= 2'h3;
-  assign \$85  = step[57:56] + 2'h2;
-  assign \$86  = \$85  - 2'h3;
-  assign \$87  = step[57:56] + 2'h2;
-  assign \$88  = \$84  ? \$86  : { 1'h0, \$87  };
-  assign \$89  = \$88  == 1'h1;
-  assign \$91  = \$89  ? { 1'h0, geo[390:375] } : \$90 ;
-  assign \$92  = \$82  ? 17'h00000 : \$91 ;
-  assign \$93  = \$92  + step[89:74];
-  assign \$94  = desc[126] ? \$75  : { 1'h0, \$93  };
-  assign \$95  = \$41  ? \$66  : \$94 ;
-  assign \$96  = $signed(\$95 ) + $signed({ 1'h0, step[173:158] });
-  assign \$97  = $signed(\$96 ) + $signed({ 1'h0, step[189:174] });
-  assign \$98  = step[270] | step[272];
-  assign line1_b__en = issue & \$98 ;
-  assign \$99  = step[73:58] + geo[64:49];
-  assign \$100  = \$99  >= geo[422:407];
-  assign \$101  = step[73:58] + geo[64:49];
-  assign \$102  = \$101  - geo[422:407];
-  assign \$103  = step[73:58] + geo[64:49];
-  assign \$104  = \$100  ? \$102  : { 1'h0, \$103  };
-  assign \$105  = step[57:56] + 1'h1;
-  assign \$106  = \$105  >= 2'h3;
-  assign \$107  = step[57:56] + 1'h1;
-  assign \$108  = \$107  - 2'h3;
-  assign \$109  = step[57:56] + 1'h1;
-  assign \$110  = \$106  ? \$108  : { 1'h0, \$109  };
-  assign \$111  = ! \$110 ;
-  assign \$112  = step[57:56] + 1'h1;
-  assign \$113  = \$112  >= 2'h3;
-  assign \$114  = step[57:56] + 1'h1;
-  assign \$115  = \$114  - 2'h3;
-  assign \$116  = step[57:56] + 1'h1;
-  assign \$117  = \$113  ? \$115  : { 1'h0, \$116  };
-  assign \$118  = \$117  == 1'h1;
-  assign \$120  = \$118  ? { 1'h0, geo[390:375] } : \$119 ;
-  assign \$121  = \$111  ? 17'h00000 : \$120 ;
-  assign \$122  = \$121  + step[89:74];
-  assign \$123  = desc[126] ? { \$104 [17], \$104  } : { 1'h0, \$122  };
-  assign \$124  = $signed(\$123 ) + $signed({ 1'h0, step[173:158] });
-  assign \$125  = step[270] ? step[205:190] : step[189:174];
-  assign \$126  = $signed(\$124 ) + $signed({ 1'h0, \$125  });
-  assign \$127  = ~ step[270];
-  assign \$128  = issue & \$127 ;
-  assign \$129  = ! desc[89:88];
-  assign \$130  = ~ \$129 ;
-  assign \$131  = \$128  & \$130 ;
-  assign \$132  = | step[141:140];
-  assign \$133  = \$131  & \$132 ;
-  assign line1_c__en = \$133  & step[271];
-  assign \$134  = step[73:58] + geo[64:49];
-  assign \$135  = \$134  >= geo[422:407];
-  assign \$136  = step[73:58] + geo[64:49];
-  assign \$137  = \$136  - geo[422:407];
-  assign \$138  = step[73:58] + geo[64:49];
-  assign \$139  = \$135  ? \$137  : { 1'h0, \$138  };
-  assign \$140  = step[57:56] + 1'h1;
-  assign \$141  = \$140  >= 2'h3;
-  assign \$142  = step[57:56] + 1'h1;
-  assign \$143  = \$142  - 2'h3;
-  assign \$144  = step[57:56] + 1'h1;
-  assign \$145  = \$141  ? \$143  : { 1'h0, \$144  };
-  assign \$146  = ! \$145 ;
-  assign \$147  = step[57:56] + 1'h1;
-  assign \$148  = \$147  >= 2'h3;
-  assign \$149  = step[57:56] + 1'h1;
-  assign \$150  = \$149  - 2'h3;
-  assign \$151  = step[57:56] + 1'h1;
-  assign \$152  = \$148  ? \$150  : { 1'h0, \$151  };
-  assign \$153  = \$152  == 1'h1;
-  assign \$155  = \$153  ? { 1'h0, geo[390:375] } : \$154 ;
-  assign \$156  = \$146  ? 17'h00000 : \$155 ;
-  assign \$157  = \$156  + step[89:74];
-  assign \$158  = desc[126] ? { \$139 [17], \$139  } : { 1'h0, \$157  };
-  assign \$159  = ! step[139:138];
-  assign \$160  = step[173:158] - geo[29:14];
-  assign \$161  = step[173:158] + geo[29:14];
-  assign \$162  = \$159  ? { \$160 [16], \$160  } : { 1'h0, \$161  };
-  assign \$163  = $signed(\$158 ) + $signed(\$162 );
-  assign \$164  = $signed(\$163 ) + $signed({ 1'h0, step[189:174] });
-  assign \$165  = ~ step[270];
-  assign \$166  = issue & \$165 ;
-  assign w2__en = \$166  & step[273];
-  assign \$167  = step[237:222] >> geo[7:4];
-  assign \$168  = step[221:206] + \$167 ;
-  assign \$169  = ! desc[89:88];
-  assign \$170  = ~ step[270];
-  assign \$171  = issue & \$170 ;
-  assign \$172  = \$171  & step[273];
+  assign \$48  = ! \$47 ;
+  assign \$49  = step[57:56] + 1'h0;
+  assign \$50  = \$49  >= 2'h3;
+  assign \$51  = step[57:56] + 1'h0;
+  assign \$52  = \$51  - 2'h3;
+  assign \$53  = step[57:56] + 1'h0;
+  assign \$54  = \$50  ? \$52  : { 1'h0, \$53  };
+  assign \$55  = \$54  == 1'h1;
+  assign \$57  = \$55  ? { 1'h0, geo[390:375] } : \$56 ;
+  assign \$58  = \$48  ? 17'h00000 : \$57 ;
+  assign \$59  = \$58  + step[121:106];
+  assign \$60  = desc[126] ? { 2'h0, step[73:58] } : \$59 ;
+  assign \$61  = step[57:56] + 2'h2;
+  assign \$62  = \$61  >= 2'h3;
+  assign \$63  = step[57:56] + 2'h2;
+  assign \$64  = \$63  - 2'h3;
+  assign \$65  = step[57:56] + 2'h2;
+  assign \$66  = \$62  ? \$64  : { 1'h0, \$65  };
+  assign \$67  = ! \$66 ;
+  assign \$68  = step[57:56] + 2'h2;
+  assign \$69  = \$68  >= 2'h3;
+  assign \$70  = step[57:56] + 2'h2;
+  assign \$71  = \$70  - 2'h3;
+  assign \$72  = step[57:56] + 2'h2;
+  assign \$73  = \$69  ? \$71  : { 1'h0, \$72  };
+  assign \$74  = \$73  == 1'h1;
+  assign \$76  = \$74  ? { 1'h0, geo[390:375] } : \$75 ;
+  assign \$77  = \$67  ? 17'h00000 : \$76 ;
+  assign \$78  = \$77  + step[121:106];
+  assign \$79  = desc[126] ? { 2'h0, step[105:90] } : \$78 ;
+  assign \$80  = \$41  ? \$60  : \$79 ;
+  assign \$81  = \$80  + step[205:190];
+  assign \$82  = \$81  + step[221:206];
+  assign \$83  = step[302] | step[304];
+  assign line1_b__en = issue & \$83 ;
+  assign \$84  = step[57:56] + 1'h1;
+  assign \$85  = \$84  >= 2'h3;
+  assign \$86  = step[57:56] + 1'h1;
+  assign \$87  = \$86  - 2'h3;
+  assign \$88  = step[57:56] + 1'h1;
+  assign \$89  = \$85  ? \$87  : { 1'h0, \$88  };
+  assign \$90  = ! \$89 ;
+  assign \$91  = step[57:56] + 1'h1;
+  assign \$92  = \$91  >= 2'h3;
+  assign \$93  = step[57:56] + 1'h1;
+  assign \$94  = \$93  - 2'h3;
+  assign \$95  = step[57:56] + 1'h1;
+  assign \$96  = \$92  ? \$94  : { 1'h0, \$95  };
+  assign \$97  = \$96  == 1'h1;
+  assign \$99  = \$97  ? { 1'h0, geo[390:375] } : \$98 ;
+  assign \$100  = \$90  ? 17'h00000 : \$99 ;
+  assign \$101  = \$100  + step[121:106];
+  assign \$102  = desc[126] ? { 2'h0, step[89:74] } : \$101 ;
+  assign \$103  = \$102  + step[205:190];
+  assign \$104  = step[302] ? step[237:222] : step[221:206];
+  assign \$105  = \$103  + \$104 ;
+  assign \$106  = ~ step[302];
+  assign \$107  = issue & \$106 ;
+  assign \$108  = ! desc[89:88];
+  assign \$109  = ~ \$108 ;
+  assign \$110  = \$107  & \$109 ;
+  assign \$111  = | step[173:172];
+  assign \$112  = \$110  & \$111 ;
+  assign line1_c__en = \$112  & step[303];
+  assign \$113  = step[57:56] + 1'h1;
+  assign \$114  = \$113  >= 2'h3;
+  assign \$115  = step[57:56] + 1'h1;
+  assign \$116  = \$115  - 2'h3;
+  assign \$117  = step[57:56] + 1'h1;
+  assign \$118  = \$114  ? \$116  : { 1'h0, \$117  };
+  assign \$119  = ! \$118 ;
+  assign \$120  = step[57:56] + 1'h1;
+  assign \$121  = \$120  >= 2'h3;
+  assign \$122  = step[57:56] + 1'h1;
+  assign \$123  = \$122  - 2'h3;
+  assign \$124  = step[57:56] + 1'h1;
+  assign \$125  = \$121  ? \$123  : { 1'h0, \$124  };
+  assign \$126  = \$125  == 1'h1;
+  assign \$128  = \$126  ? { 1'h0, geo[390:375] } : \$127 ;
+  assign \$129  = \$119  ? 17'h00000 : \$128 ;
+  assign \$130  = \$129  + step[121:106];
+  assign \$131  = desc[126] ? { 2'h0, step[89:74] } : \$130 ;
+  assign \$132  = ! step[171:170];
+  assign \$133  = step[205:190] - geo[29:14];
+  assign \$134  = step[205:190] + geo[29:14];
+  assign \$135  = \$132  ? { \$133 [16], \$133  } : { 1'h0, \$134  };
+  assign \$136  = $signed({ 1'h0, \$131  }) + $signed(\$135 );
+  assign \$137  = $signed(\$136 ) + $signed({ 1'h0, step[221:206] });
+  assign \$138  = ~ step[302];
+  assign \$139  = issue & \$138 ;
+  assign w2__en = \$139  & step[305];
+  assign \$140  = step[269:254] >> geo[7:4];
+  assign \$141  = step[253:238] + \$140 ;
+  assign \$142  = ! desc[89:88];
+  assign \$143  = ~ step[302];
+  assign \$144  = issue & \$143 ;
+  assign \$145  = \$144  & step[305];
+  assign \$146  = ! desc[89:88];
+  assign \$147  = ~ \$146 ;
+  assign \$148  = \$145  & \$147 ;
+  assign w3__en = \$142  ? \w3__en$51  : \$148 ;
+  assign \$149  = ! desc[89:88];
+  assign \$150  = step[269:254] >> geo[7:4];
+  assign \$151  = step[253:238] + \$150 ;
+  assign \$152  = \$149  ? { 1'h0, \w3__addr$53  } : \$151 ;
+  assign w_rd = issue & step[306];
+  assign p_rd = issue & step[307];
+  assign \$153  = ~ a[1];
+  assign valid = a[0] & \$153 ;
+  assign \$154  = ! a[87:86];
+  assign \$155  = a[10] ? 32'd0 : line1_a__data;
+  assign centre = \$154  ? line1_b__data : \$155 ;
+  assign \$156  = ~ a[1];
+  assign \$157  = a[0] & \$156 ;
+  assign w_wr = \$157  & a[5];
+  assign \$158  = ! desc[89:88];
+  assign \$159  = issue & step[306];
+  assign \$160  = issue & step[307];
+  assign \$161  = ~ a[1];
+  assign \$162  = a[0] & \$161 ;
+  assign \$163  = ! a[87:86];
+  assign \$164  = a[87:86] == 1'h1;
+  assign \$165  = \$164  ? 2'h1 : 2'h2;
+  assign \$166  = \$163  ? 2'h0 : \$165 ;
+  assign \$167  = a[9] ? 32'd0 : line1_c__data;
+  assign \$168  = ~ a[1];
+  assign \$169  = a[0] & \$168 ;
+  assign \$170  = \$169  & a[5];
+  assign \$171  = ~ b[1];
+  assign \$172  = b[0] & \$171 ;
+  assign \p_wr$96  = \$172  & b[3];
   assign \$173  = ! desc[89:88];
   assign \$174  = ~ \$173 ;
-  assign \$175  = \$172  & \$174 ;
-  assign w3__en = \$169  ? \w3__en$51  : \$175 ;
-  assign \$176  = ! desc[89:88];
-  assign \$177  = step[237:222] >> geo[7:4];
-  assign \$178  = step[221:206] + \$177 ;
-  assign \$179  = \$176  ? { 1'h0, \w3__addr$53  } : \$178 ;
-  assign w_rd = issue & step[274];
-  assign p_rd = issue & step[275];
-  assign \$180  = ~ a[1];
-  assign valid = a[0] & \$180 ;
-  assign \$181  = ! a[87:86];
-  assign \$182  = a[10] ? 32'd0 : line1_a__data;
-  assign centre = \$181  ? line1_b__data : \$182 ;
-  assign \$183  = ~ a[1];
-  assign \$184  = a[0] & \$183 ;
-  assign w_wr = \$184  & a[5];
+  assign \$175  = ~ b[1];
+  assign \$176  = b[0] & \$175 ;
+  assign \$177  = \$176  & b[3];
+  assign \$178  = b[0] & b[2];
+  assign \$179  = ! desc[89:88];
+  assign row2__en = \$178  & \$179 ;
+  assign \$180  = b[72] ? geo[64:49] : 16'h0000;
+  assign \$181  = \$180  + b[39:24];
+  assign \$182  = \$181  + b[71:56];
+  assign \$183  = \line4__en$122  | merge_c;
+  assign line4__en = \$183  | w4_copy_c;
+  assign \$184  = ! desc[89:88];
+  assign line4__addr = \$184  ? \line4__addr$127  : line4_addr_c;
   assign \$185  = ! desc[89:88];
-  assign \$186  = issue & step[274];
-  assign \$187  = issue & step[275];
-  assign \$188  = ~ a[1];
-  assign \$189  = a[0] & \$188 ;
-  assign \$190  = ! a[87:86];
-  assign \$191  = a[87:86] == 1'h1;
-  assign \$192  = \$191  ? 2'h1 : 2'h2;
-  assign \$193  = \$190  ? 2'h0 : \$192 ;
-  assign \$194  = a[9] ? 32'd0 : line1_c__data;
-  assign \$195  = ~ a[1];
-  assign \$196  = a[0] & \$195 ;
-  assign \$197  = \$196  & a[5];
-  assign \$198  = ~ b[1];
-  assign \$199  = b[0] & \$198 ;
-  assign \p_wr$96  = \$199  & b[3];
-  assign \$200  = ! desc[89:88];
-  assign \$201  = ~ \$200 ;
-  assign \$202  = ~ b[1];
-  assign \$203  = b[0] & \$202 ;
-  assign \$204  = \$203  & b[3];
-  assign \$205  = b[0] & b[2];
-  assign \$206  = ! desc[89:88];
-  assign row2__en = \$205  & \$206 ;
-  assign \$207  = b[72] ? geo[64:49] : 16'h0000;
-  assign \$208  = \$207  + b[39:24];
-  assign \$209  = \$208  + b[71:56];
-  assign \$210  = \line4__en$122  | merge_c;
-  assign line4__en = \$210  | w4_copy_c;
-  assign \$211  = ! desc[89:88];
-  assign line4__addr = \$211  ? \line4__addr$127  : line4_addr_c;
-  assign \$212  = ! desc[89:88];
-  assign line4__data = w4_copy_c ? copy_word4 : \$213 ;
+  assign line4__data = w4_copy_c ? copy_word4 : \$186 ;
+  assign \$187  = ! desc[89:88];
+  assign \q23_rows$131  = \$187  ? \$signal$15  : q2_rows;
+  assign \$188  = run | inflight;
+  assign \$189  = merge_c | w4_copy_c;
+  assign \$190  = \$188  | \$189 ;
+  assign busy = \$190  | \busy$135 ;
+  assign \$191  = count_c3_busy0 + count_c3_busy1;
+  assign \$192  = count_c3_stall0 + count_c3_stall1;
+  assign \$193  = count_line1_reads0 + count_line1_reads1;
+  assign \$194  = \$193  + count_line1_reads2;
+  assign \$195  = count_w3_reads0 + count_w3_reads1;
+  assign \$196  = count_c3_macs0 + count_c3_macs1;
+  assign \$197  = count_c2_spad_reads0 + count_c2_spad_reads1;
+  assign \$198  = count_c2_spad_writes0 + count_c2_spad_writes1;
+  assign \$199  = count_c3_spad_reads0 + count_c3_spad_reads1;
+  assign \$200  = count_c3_spad_writes0 + count_c3_spad_writes1;
+  assign \$201  = \$200  + count_c3_spad_writes2;
+  assign \$202  = count_line4_writes0 + count_line4_writes1;
+  assign \$203  = issue & step[308];
+  assign \$204  = step[39:24] == geo[670:655];
+  assign \$205  = \$204  ? 2'h3 : 2'h1;
+  assign \$206  = ! step[15:0];
+  assign \$207  = step[39:24] == geo[670:655];
+  assign \$208  = ~ \$207 ;
+  assign \$209  = \$206  & \$208 ;
+  assign \$210  = \$209  ? 2'h3 : 2'h1;
+  assign \$211  = desc[126] ? \$205  : \$210 ;
+  assign \$212  = need2 + \$211 ;
+  assign \$213  = e1_rows >= need2;
   assign \$214  = ! desc[89:88];
-  assign \q23_rows$131  = \$214  ? \$signal$15  : q2_rows;
-  assign \$215  = run | inflight;
-  assign \$216  = merge_c | w4_copy_c;
-  assign \$217  = \$215  | \$216 ;
-  assign busy = \$217  | \busy$135 ;
-  assign \$218  = e1_rows >= need2;
-  assign \$219  = ! desc[89:88];
-  assign \$220  = e3_rel + 1'h1;
-  assign \$221  = \$220  >= step[55:40];
-  assign \$222  = step[15:0] < 2'h3;
-  assign \$223  = step[15:0] - 2'h3;
-  assign \$224  = $signed(\$223 ) >>> desc[206];
-  assign \$225  = $signed({ 1'h0, step[121:106] }) + $signed(\$224 );
-  assign \$226  = step[137:122] + step[23:16];
-  assign \$227  = desc[126] ? \$225  : { 1'h0, \$226  };
-  assign \$228  = $signed(\$227 ) + $signed(2'h1);
-  assign \$229  = $signed({ 1'h0, e4_released }) >= $signed(\$228 );
-  assign \$230  = \$222  | \$229 ;
-  assign \$231  = \$219  ? \$221  : \$230 ;
-  assign \$232  = \$218  & \$231 ;
-  assign \$233  = ~ \$232 ;
-  assign \$234  = run & \$233 ;
-  assign \$235  = e1_rows >= need2;
-  assign \$236  = ! desc[89:88];
-  assign \$237  = e3_rel + 1'h1;
-  assign \$238  = \$237  >= step[55:40];
-  assign \$239  = step[15:0] < 2'h3;
-  assign \$240  = step[15:0] - 2'h3;
-  assign \$241  = $signed(\$240 ) >>> desc[206];
-  assign \$242  = $signed({ 1'h0, step[121:106] }) + $signed(\$241 );
-  assign \$243  = step[137:122] + step[23:16];
-  assign \$244  = desc[126] ? \$242  : { 1'h0, \$243  };
-  assign \$245  = $signed(\$244 ) + $signed(2'h1);
-  assign \$246  = $signed({ 1'h0, e4_released }) >= $signed(\$245 );
-  assign \$247  = \$239  | \$246 ;
-  assign \$248  = \$236  ? \$238  : \$247 ;
-  assign \$249  = \$235  & \$248 ;
-  assign \$250  = ~ \$249 ;
-  assign \$251  = run & \$250 ;
-  assign \$252  = ! desc[89:88];
-  assign \$253  = ~ \$252 ;
-  assign \$254  = ~ step[270];
-  assign \$255  = \$253  & \$254 ;
-  assign \$256  = \$251  & \$255 ;
-  assign \$257  = ! desc[89:88];
-  assign \$258  = ~ \$257 ;
-  assign \$259  = ~ step[270];
-  assign \$260  = \$258  & \$259 ;
-  assign \$261  = issue & \$260 ;
-  assign \$262  = \counts$137 [0] + \$261 ;
-  assign \$263  = e1_rows >= need2;
-  assign \$264  = ! desc[89:88];
-  assign \$265  = e3_rel + 1'h1;
-  assign \$266  = \$265  >= step[55:40];
-  assign \$267  = step[15:0] < 2'h3;
-  assign \$268  = step[15:0] - 2'h3;
-  assign \$269  = $signed(\$268 ) >>> desc[206];
-  assign \$270  = $signed({ 1'h0, step[121:106] }) + $signed(\$269 );
-  assign \$271  = step[137:122] + step[23:16];
-  assign \$272  = desc[126] ? \$270  : { 1'h0, \$271  };
-  assign \$273  = $signed(\$272 ) + $signed(2'h1);
-  assign \$274  = $signed({ 1'h0, e4_released }) >= $signed(\$273 );
-  assign \$275  = \$267  | \$274 ;
-  assign \$276  = \$264  ? \$266  : \$275 ;
-  assign \$277  = \$263  & \$276 ;
-  assign \$278  = ~ \$277 ;
-  assign \$279  = run & \$278 ;
-  assign \$280  = ! desc[89:88];
-  assign \$281  = ~ \$280 ;
-  assign \$282  = ~ step[270];
-  assign \$283  = \$281  & \$282 ;
-  assign \$284  = \$279  & \$283 ;
-  assign \$285  = \counts$137 [1] + \$284 ;
-  assign \$286  = e1_rows >= need2;
-  assign \$287  = ! desc[89:88];
-  assign \$288  = e3_rel + 1'h1;
-  assign \$289  = \$288  >= step[55:40];
-  assign \$290  = step[15:0] < 2'h3;
-  assign \$291  = step[15:0] - 2'h3;
-  assign \$292  = $signed(\$291 ) >>> desc[206];
-  assign \$293  = $signed({ 1'h0, step[121:106] }) + $signed(\$292 );
-  assign \$294  = step[137:122] + step[23:16];
-  assign \$295  = desc[126] ? \$293  : { 1'h0, \$294  };
-  assign \$296  = $signed(\$295 ) + $signed(2'h1);
-  assign \$297  = $signed({ 1'h0, e4_released }) >= $signed(\$296 );
-  assign \$298  = \$290  | \$297 ;
-  assign \$299  = \$287  ? \$289  : \$298 ;
-  assign \$300  = \$286  & \$299 ;
-  assign \$301  = run & \$300 ;
-  assign \$302  = | desc[293:278];
-  assign \$303  = ~ \$302 ;
-  assign \$304  = \$303  | step[270];
-  assign \$305  = \port$29160$96 [23:0] > step[300:277];
+  assign \$215  = e3_rel + 1'h1;
+  assign \$216  = \$215  >= step[55:40];
+  assign \$217  = step[15:0] < 2'h3;
+  assign \$218  = step[15:0] - 2'h3;
+  assign \$219  = $signed(\$218 ) >>> desc[206];
+  assign \$220  = $signed({ 1'h0, step[153:138] }) + $signed(\$219 );
+  assign \$221  = step[169:154] + step[23:16];
+  assign \$222  = desc[126] ? \$220  : { 1'h0, \$221  };
+  assign \$223  = $signed(\$222 ) + $signed(2'h1);
+  assign \$224  = $signed({ 1'h0, e4_released }) >= $signed(\$223 );
+  assign \$225  = \$217  | \$224 ;
+  assign \$226  = \$214  ? \$216  : \$225 ;
+  assign \$227  = \$213  & \$226 ;
+  assign \$228  = run & \$227 ;
+  assign \$229  = | desc[293:278];
+  assign \$230  = ~ \$229 ;
+  assign \$231  = \$230  | step[302];
+  assign \$232  = \port$25479$96 [23:0] > step[332:309];
+  assign \$233  = ! desc[89:88];
+  assign \$234  = \port$25479$96 [47:24] > step[332:309];
+  assign \$235  = \$233  | \$234 ;
+  assign \$236  = \$232  & \$235 ;
+  assign \$237  = \$231  | \$236 ;
+  assign \$238  = ~ \$237 ;
+  assign \$239  = \$228  & \$238 ;
+  assign \$240  = e1_rows >= need2;
+  assign \$241  = ! desc[89:88];
+  assign \$242  = e3_rel + 1'h1;
+  assign \$243  = \$242  >= step[55:40];
+  assign \$244  = step[15:0] < 2'h3;
+  assign \$245  = step[15:0] - 2'h3;
+  assign \$246  = $signed(\$245 ) >>> desc[206];
+  assign \$247  = $signed({ 1'h0, step[153:138] }) + $signed(\$246 );
+  assign \$248  = step[169:154] + step[23:16];
+  assign \$249  = desc[126] ? \$247  : { 1'h0, \$248  };
+  assign \$250  = $signed(\$249 ) + $signed(2'h1);
+  assign \$251  = $signed({ 1'h0, e4_released }) >= $signed(\$250 );
+  assign \$252  = \$244  | \$251 ;
+  assign \$253  = \$241  ? \$243  : \$252 ;
+  assign \$254  = \$240  & \$253 ;
+  assign \$255  = ~ \$254 ;
+  assign \$256  = run & \$255 ;
+  assign \$257  = e1_rows >= need2;
+  assign \$258  = ! desc[89:88];
+  assign \$259  = e3_rel + 1'h1;
+  assign \$260  = \$259  >= step[55:40];
+  assign \$261  = step[15:0] < 2'h3;
+  assign \$262  = step[15:0] - 2'h3;
+  assign \$263  = $signed(\$262 ) >>> desc[206];
+  assign \$264  = $signed({ 1'h0, step[153:138] }) + $signed(\$263 );
+  assign \$265  = step[169:154] + step[23:16];
+  assign \$266  = desc[126] ? \$264  : { 1'h0, \$265  };
+  assign \$267  = $signed(\$266 ) + $signed(2'h1);
+  assign \$268  = $signed({ 1'h0, e4_released }) >= $signed(\$267 );
+  assign \$269  = \$261  | \$268 ;
+  assign \$270  = \$258  ? \$260  : \$269 ;
+  assign \$271  = \$257  & \$270 ;
+  assign \$272  = ~ \$271 ;
+  assign \$273  = run & \$272 ;
+  assign \$274  = ! desc[89:88];
+  assign \$275  = ~ \$274 ;
+  assign \$276  = ~ step[302];
+  assign \$277  = \$275  & \$276 ;
+  assign \$278  = \$273  & \$277 ;
+  assign \$279  = issue & step[308];
+  assign \$280  = \released$173  + 1'h1;
+  assign \$281  = step[15:0] == geo[646:631];
+  assign \$282  = \$281  ? 2'h3 : 2'h1;
+  assign \$283  = released_e1_order + \$282 ;
+  assign \$284  = ! desc[89:88];
+  assign \$285  = ~ \$284 ;
+  assign \$286  = ~ step[302];
+  assign \$287  = \$285  & \$286 ;
+  assign \$288  = issue & \$287 ;
+  assign \$289  = e1_rows >= need2;
+  assign \$290  = ! desc[89:88];
+  assign \$291  = e3_rel + 1'h1;
+  assign \$292  = \$291  >= step[55:40];
+  assign \$293  = step[15:0] < 2'h3;
+  assign \$294  = step[15:0] - 2'h3;
+  assign \$295  = $signed(\$294 ) >>> desc[206];
+  assign \$296  = $signed({ 1'h0, step[153:138] }) + $signed(\$295 );
+  assign \$297  = step[169:154] + step[23:16];
+  assign \$298  = desc[126] ? \$296  : { 1'h0, \$297  };
+  assign \$299  = $signed(\$298 ) + $signed(2'h1);
+  assign \$300  = $signed({ 1'h0, e4_released }) >= $signed(\$299 );
+  assign \$301  = \$293  | \$300 ;
+  assign \$302  = \$290  ? \$292  : \$301 ;
+  assign \$303  = \$289  & \$302 ;
+  assign \$304  = ~ \$303 ;
+  assign \$305  = run & \$304 ;
   assign \$306  = ! desc[89:88];
-  assign \$307  = \port$29160$96 [47:24] > step[300:277];
-  assign \$308  = \$306  | \$307 ;
-  assign \$309  = \$305  & \$308 ;
-  assign \$310  = \$304  | \$309 ;
-  assign \$311  = ~ \$310 ;
-  assign \$312  = \$301  & \$311 ;
-  assign \$313  = line1_a__en + line1_b__en;
-  assign \$314  = \$313  + line1_c__en;
-  assign \$315  = ~ step[270];
-  assign \$316  = issue & \$315 ;
-  assign \$317  = \$316  & step[273];
-  assign \$318  = ~ step[270];
-  assign \$319  = issue & \$318 ;
-  assign \$320  = \$319  & step[273];
-  assign \$321  = ! desc[89:88];
-  assign \$322  = ~ \$321 ;
-  assign \$323  = \$320  & \$322 ;
-  assign \$324  = \counts$137 [5] + \$323 ;
-  assign \$325  = ~ a[1];
-  assign \$326  = a[0] & \$325 ;
-  assign \$327  = geo[29:14] - 1'h1;
-  assign \$328  = a[85:70] == \$327 ;
-  assign \$329  = \$328  ? geo[32:30] : geo[10:8];
-  assign \$330  = ! desc[89:88];
-  assign \$331  = ! a[37:22];
-  assign \$332  = geo[48:33] + 1'h1;
-  assign \$333  = a[37:22] == \$332 ;
-  assign \$334  = a[37:22] == geo[48:33];
-  assign \$335  = \$334  ? geo[374:372] : geo[13:11];
-  assign \$336  = a[37:22] == geo[48:33];
-  assign \$337  = geo[13:11] - 1'h1;
-  assign \$338  = { 1'h0, desc[79:64] } & { \$337 [3], \$337 [3], \$337 [3], \$337 [3], \$337 [3], \$337 [3], \$337 [3], \$337 [3], \$337 [3], \$337 [3], \$337 [3], \$337 [3], \$337 [3], \$337  };
-  assign \$339  = ! \$338 ;
-  assign \$340  = ~ \$339 ;
-  assign \$341  = \$336  & \$340 ;
-  assign \$342  = ~ desc[211];
-  assign \$343  = \$341  & \$342 ;
-  assign \$344  = \$335  + \$343 ;
-  assign \$345  = \$333  ? 4'h1 : \$344 ;
-  assign \$346  = \$331  ? 4'h1 : \$345 ;
-  assign \$347  = a[37:22] == geo[48:33];
-  assign \$348  = \$347  ? geo[374:372] : geo[13:11];
-  assign \$349  = \$330  ? \$346  : { 1'h0, \$348  };
-  assign \$350  = \$329  * \$349 ;
-  assign \$351  = \$326  ? \$350  : 7'h00;
-  assign \$352  = ~ a[1];
-  assign \$353  = a[0] & \$352 ;
-  assign \$354  = ! desc[89:88];
-  assign \$355  = ~ \$354 ;
-  assign \$356  = \$353  & \$355 ;
-  assign \$357  = geo[29:14] - 1'h1;
-  assign \$358  = a[85:70] == \$357 ;
-  assign \$359  = \$358  ? geo[32:30] : geo[10:8];
-  assign \$360  = a[37:22] == geo[48:33];
-  assign \$361  = \$360  ? geo[374:372] : geo[13:11];
-  assign \$362  = \$359  * \$361 ;
-  assign \$363  = \$356  ? \$362  : 6'h00;
-  assign \$364  = \counts$137 [11:6] + \$363 ;
-  assign \$365  = w_rd + p_rd;
-  assign \$366  = w_wr + \p_wr$96 ;
-  assign \$367  = ! desc[89:88];
-  assign \$368  = \w_rd$87  + \p_rd$91 ;
-  assign \$369  = \$367  ? 2'h0 : \$368 ;
-  assign \$370  = \counts$137 [13:12] + \$369 ;
-  assign \$371  = ! desc[89:88];
-  assign \$372  = \$371  ? 1'h0 : \w_wr$89 ;
-  assign \$373  = \counts$137 [15:14] + \$372 ;
+  assign \$307  = ~ \$306 ;
+  assign \$308  = ~ step[302];
+  assign \$309  = \$307  & \$308 ;
+  assign \$310  = \$305  & \$309 ;
+  assign \$311  = ~ step[302];
+  assign \$312  = issue & \$311 ;
+  assign \$313  = \$312  & step[305];
+  assign \$314  = ~ step[302];
+  assign \$315  = issue & \$314 ;
+  assign \$316  = \$315  & step[305];
+  assign \$317  = ! desc[89:88];
+  assign \$318  = ~ \$317 ;
+  assign \$319  = \$316  & \$318 ;
+  assign \$320  = ~ a[1];
+  assign \$321  = a[0] & \$320 ;
+  assign \$322  = geo[29:14] - 1'h1;
+  assign \$323  = a[85:70] == \$322 ;
+  assign \$324  = \$323  ? geo[32:30] : geo[10:8];
+  assign \$325  = ! desc[89:88];
+  assign \$326  = ! a[37:22];
+  assign \$327  = geo[48:33] + 1'h1;
+  assign \$328  = a[37:22] == \$327 ;
+  assign \$329  = a[37:22] == geo[48:33];
+  assign \$330  = \$329  ? geo[374:372] : geo[13:11];
+  assign \$331  = a[37:22] == geo[48:33];
+  assign \$332  = geo[13:11] - 1'h1;
+  assign \$333  = { 1'h0, desc[79:64] } & { \$332 [3], \$332 [3], \$332 [3], \$332 [3], \$332 [3], \$332 [3], \$332 [3], \$332 [3], \$332 [3], \$332 [3], \$332 [3], \$332 [3], \$332 [3], \$332  };
+  assign \$334  = ! \$333 ;
+  assign \$335  = ~ \$334 ;
+  assign \$336  = \$331  & \$335 ;
+  assign \$337  = ~ desc[211];
+  assign \$338  = \$336  & \$337 ;
+  assign \$339  = \$330  + \$338 ;
+  assign \$340  = \$328  ? 4'h1 : \$339 ;
+  assign \$341  = \$326  ? 4'h1 : \$340 ;
+  assign \$342  = a[37:22] == geo[48:33];
+  assign \$343  = \$342  ? geo[374:372] : geo[13:11];
+  assign \$344  = \$325  ? \$341  : { 1'h0, \$343  };
+  assign \$345  = \$324  * \$344 ;
+  assign \$346  = \$321  ? \$345  : 7'h00;
+  assign \$347  = ~ a[1];
+  assign \$348  = a[0] & \$347 ;
+  assign \$349  = ! desc[89:88];
+  assign \$350  = ~ \$349 ;
+  assign \$351  = \$348  & \$350 ;
+  assign \$352  = geo[29:14] - 1'h1;
+  assign \$353  = a[85:70] == \$352 ;
+  assign \$354  = \$353  ? geo[32:30] : geo[10:8];
+  assign \$355  = a[37:22] == geo[48:33];
+  assign \$356  = \$355  ? geo[374:372] : geo[13:11];
+  assign \$357  = \$354  * \$356 ;
+  assign \$358  = \$351  ? \$357  : 6'h00;
+  assign \$359  = ! desc[89:88];
+  assign \$360  = \w_rd$87  + \p_rd$91 ;
+  assign \$361  = \$359  ? 2'h0 : \$360 ;
+  assign \$362  = ! desc[89:88];
+  assign \$363  = \$362  ? 1'h0 : \w_wr$89 ;
+  assign \$364  = ! desc[89:88];
+  assign \$365  = \$364  ? 1'h0 : p_wr;
+  assign \$366  = ! desc[89:88];
+  assign \$367  = \$366  ? { \b$108 [63], \b$108 [63:47], \b$108 [47:31], \b$108 [31:15], \b$108 [15:0] } : { \$466 , \$465 , \$464 , \$463  };
+  assign \$368  = ! desc[89:88];
+  assign \$369  = desc[144:139] + 1'h1;
+  assign \$370  = \$368  ? { 1'h0, desc[144:139] } : \$369 ;
+  assign \$371  = b[0] & b[2];
+  assign \$372  = ~ b[1];
+  assign \$373  = \$371  & \$372 ;
   assign \$374  = ! desc[89:88];
-  assign \$375  = \$374  ? 1'h0 : p_wr;
-  assign \$376  = \$373  + \$375 ;
-  assign \$377  = merge_c | w4_copy_c;
-  assign \$378  = \counts$137 [16] + \$377 ;
-  assign \$379  = b[0] & b[2];
-  assign \$380  = ~ b[1];
-  assign \$381  = \$379  & \$380 ;
-  assign \$382  = ! desc[89:88];
-  assign \$383  = ~ \$382 ;
-  assign \$384  = \$381  & \$383 ;
-  assign \$385  = b[0] & b[2];
-  assign \$386  = ~ b[1];
-  assign \$387  = \$385  & \$386 ;
-  assign \$388  = ! desc[89:88];
-  assign \$389  = ~ \$388 ;
-  assign \$390  = \$387  & \$389 ;
-  assign \$391  = geo[29:14] - 1'h1;
-  assign \$392  = b[71:56] == \$391 ;
-  assign \$393  = \$392  ? geo[32:30] : geo[10:8];
-  assign \$394  = b[23:8] == geo[48:33];
-  assign \$395  = \$394  ? geo[374:372] : geo[13:11];
-  assign \$396  = \$393  * \$395 ;
-  assign \$397  = \$390  ? \$396  : 6'h00;
-  assign \$398  = issue & step[276];
-  assign \$399  = step[39:24] == geo[670:655];
-  assign \$400  = \$399  ? 2'h3 : 2'h1;
-  assign \$401  = ! step[15:0];
-  assign \$402  = step[39:24] == geo[670:655];
-  assign \$403  = ~ \$402 ;
-  assign \$404  = \$401  & \$403 ;
-  assign \$405  = \$404  ? 2'h3 : 2'h1;
-  assign \$406  = desc[126] ? \$400  : \$405 ;
-  assign \$407  = need2 + \$406 ;
-  assign \$408  = issue & step[276];
-  assign \$409  = \released$140  + 1'h1;
-  assign \$410  = step[15:0] == geo[646:631];
-  assign \$411  = \$410  ? 2'h3 : 2'h1;
-  assign \$412  = released_e1_order + \$411 ;
-  assign \$413  = ! desc[89:88];
-  assign \$414  = \$413  ? { \b$108 [63], \b$108 [63:47], \b$108 [47:31], \b$108 [31:15], \b$108 [15:0] } : { \$460 , \$459 , \$458 , \$457  };
-  assign \$415  = ! desc[89:88];
-  assign \$416  = desc[144:139] + 1'h1;
-  assign \$417  = \$415  ? { 1'h0, desc[144:139] } : \$416 ;
-  assign \$418  = b[0] & b[2];
-  assign \$419  = ~ b[1];
-  assign \$420  = \$418  & \$419 ;
-  assign \$421  = ! desc[89:88];
-  assign \$422  = ~ \$421 ;
-  assign \$423  = \$420  & \$422 ;
-  assign \$424  = b[0] & b[1];
-  assign \$425  = b[0] & b[4];
-  assign \$426  = ! b[74:73];
-  assign \$427  = b[74:73] == 1'h1;
-  assign \$429  = \$427  ? { 1'h0, geo[406:391] } : \$428 ;
-  assign \$430  = \$426  ? 17'h00000 : \$429 ;
-  assign \$431  = \$430  + b[55:40];
-  assign \$432  = \$431  + b[39:24];
-  assign \$433  = \$432  - geo[29:14];
-  assign \$434  = $signed(\$433 ) + $signed({ 1'h0, b[71:56] });
-  assign \$435  = ! desc[89:88];
-  assign \$436  = b[0] & b[4];
-  assign \$437  = \$435  ? \$436  : e2_row_end_c;
-  assign \$438  = q2_rows + 1'h1;
+  assign \$375  = ~ \$374 ;
+  assign \$376  = \$373  & \$375 ;
+  assign \$377  = b[0] & b[1];
+  assign \$378  = b[0] & b[4];
+  assign \$379  = ! b[74:73];
+  assign \$380  = b[74:73] == 1'h1;
+  assign \$382  = \$380  ? { 1'h0, geo[406:391] } : \$381 ;
+  assign \$383  = \$379  ? 17'h00000 : \$382 ;
+  assign \$384  = \$383  + b[55:40];
+  assign \$385  = \$384  + b[39:24];
+  assign \$386  = \$385  - geo[29:14];
+  assign \$387  = $signed(\$386 ) + $signed({ 1'h0, b[71:56] });
+  assign \$388  = merge_c | w4_copy_c;
+  assign \$389  = b[0] & b[2];
+  assign \$390  = ~ b[1];
+  assign \$391  = \$389  & \$390 ;
+  assign \$392  = ! desc[89:88];
+  assign \$393  = ~ \$392 ;
+  assign \$394  = \$391  & \$393 ;
+  assign \$395  = b[0] & b[2];
+  assign \$396  = ~ b[1];
+  assign \$397  = \$395  & \$396 ;
+  assign \$398  = ! desc[89:88];
+  assign \$399  = ~ \$398 ;
+  assign \$400  = \$397  & \$399 ;
+  assign \$401  = geo[29:14] - 1'h1;
+  assign \$402  = b[71:56] == \$401 ;
+  assign \$403  = \$402  ? geo[32:30] : geo[10:8];
+  assign \$404  = b[23:8] == geo[48:33];
+  assign \$405  = \$404  ? geo[374:372] : geo[13:11];
+  assign \$406  = \$403  * \$405 ;
+  assign \$407  = \$400  ? \$406  : 6'h00;
+  assign \$408  = ! desc[89:88];
+  assign \$409  = b[0] & b[4];
+  assign \$410  = \$408  ? \$409  : e2_row_end_c;
+  assign \$411  = q2_rows + 1'h1;
   always @(posedge clk)
-    need2 <= \$439 ;
+    count_c3_busy0 <= \$412 ;
   always @(posedge clk)
-    \released$140  <= \$440 ;
+    count_c3_stall0 <= \$413 ;
   always @(posedge clk)
-    released_e1_order <= \$441 ;
+    count_c3_w_wait0 <= \$414 ;
+  always @(posedge clk)
+    count_row2_reads0 <= \$415 ;
+  always @(posedge clk)
+    count_w3_reads0 <= \$416 ;
+  always @(posedge clk)
+    count_c3_macs0 <= \$417 ;
+  always @(posedge clk)
+    count_c3_spad_reads0 <= \$418 ;
+  always @(posedge clk)
+    count_c3_spad_writes0 <= \$419 ;
+  always @(posedge clk)
+    count_line4_writes0 <= \$420 ;
+  always @(posedge clk)
+    need2 <= \$421 ;
+  always @(posedge clk)
+    count_c2_w_wait0 <= \$422 ;
+  always @(posedge clk)
+    count_c2_busy0 <= \$423 ;
+  always @(posedge clk)
+    count_c2_stall0 <= \$424 ;
+  always @(posedge clk)
+    count_adder_stall0 <= \$425 ;
+  always @(posedge clk)
+    \released$173  <= \$426 ;
+  always @(posedge clk)
+    released_e1_order <= \$427 ;
+  always @(posedge clk)
+    count_c3_busy1 <= \$428 ;
+  always @(posedge clk)
+    count_c3_stall1 <= \$429 ;
+  always @(posedge clk)
+    count_line1_reads0 <= \$430 ;
+  always @(posedge clk)
+    count_line1_reads1 <= \$431 ;
+  always @(posedge clk)
+    count_line1_reads2 <= \$432 ;
+  always @(posedge clk)
+    count_w2_reads0 <= \$433 ;
+  always @(posedge clk)
+    count_w3_reads1 <= \$434 ;
+  always @(posedge clk)
+    count_c2_macs0 <= \$435 ;
+  always @(posedge clk)
+    count_c3_macs1 <= \$436 ;
+  always @(posedge clk)
+    count_c2_spad_reads0 <= \$437 ;
+  always @(posedge clk)
+    count_c2_spad_reads1 <= \$438 ;
+  always @(posedge clk)
+    count_c2_spad_writes0 <= \$439 ;
+  always @(posedge clk)
+    count_c3_spad_reads1 <= \$440 ;
+  always @(posedge clk)
+    count_c3_spad_writes1 <= \$441 ;
   always @(posedge clk)
     copy_word1 <= \$442 ;
   always @(posedge clk)
@@ -1492,42 +1579,38 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   always @(posedge clk)
     copy_word4 <= \$445 ;
   always @(posedge clk)
-    \i$114  <= \$446 ;
+    count_c2_spad_writes1 <= \$446 ;
   always @(posedge clk)
-    \shift$116  <= \$447 ;
+    count_c3_spad_writes2 <= \$447 ;
   always @(posedge clk)
-    merge_c <= \$448 ;
+    count_row2_writes0 <= \$448 ;
   always @(posedge clk)
-    w4_copy_c <= \$449 ;
+    \i$114  <= \$449 ;
   always @(posedge clk)
-    e2_row_end_c <= \$450 ;
-  always @(posedge clk)
-    line4_addr_c <= \$451 ;
-  always @(posedge clk)
-    q2_rows <= \$452 ;
+    \shift$116  <= \$450 ;
   \ttsnn_accel.e23.adder  adder (
     .a(i),
     .b(\b$108 ),
-    .\port$2487$0 (\$457 ),
-    .\port$2488$0 (\$458 ),
-    .\port$2489$0 (\$459 ),
-    .\port$2490$0 (\$460 )
+    .\port$2562$0 (\$463 ),
+    .\port$2563$0 (\$464 ),
+    .\port$2564$0 (\$465 ),
+    .\port$2565$0 (\$466 )
   );
   \ttsnn_accel.e23.cluster2  cluster2 (
     .centre(centre),
     .clk(clk),
-    .p_addr(step[256:254]),
+    .p_addr(step[288:286]),
     .p_rd(p_rd),
     .pack(geo[3:0]),
-    .\port$27466$18 (a[21:18]),
-    .\port$27466$2 (a[4:2]),
+    .\port$23747$18 (a[21:18]),
+    .\port$23747$2 (a[4:2]),
     .pw__addr(b[7:5]),
     .pw__data(i),
     .pw__en(\p_wr$96 ),
     .rst(rst),
     .valid(valid),
     .weights(weights),
-    .wr__addr(step[241:238]),
+    .wr__addr(step[273:270]),
     .wr__en(w_rd),
     .ww__addr(a[14:11]),
     .ww__en(w_wr)
@@ -1572,19 +1655,19 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   );
   \ttsnn_accel.e23.requant2  requant2 (
     .i(i),
-    .\port$2366$0 (\$453 ),
-    .\port$2406$0 (\$454 ),
-    .\port$2446$0 (\$455 ),
-    .\port$2486$0 (\$456 ),
+    .\port$2441$0 (\$459 ),
+    .\port$2481$0 (\$460 ),
+    .\port$2521$0 (\$461 ),
+    .\port$2561$0 (\$462 ),
     .rnd(desc[205]),
     .shift(desc[138:133])
   );
   \ttsnn_accel.e23.requant3  requant3 (
     .i(\i$114 ),
-    .\port$2530$0 (\$461 ),
-    .\port$2570$0 (\$462 ),
-    .\port$2610$0 (\$463 ),
-    .\port$2650$0 (\$464 ),
+    .\port$2605$0 (\$467 ),
+    .\port$2645$0 (\$468 ),
+    .\port$2685$0 (\$469 ),
+    .\port$2725$0 (\$470 ),
     .rnd(desc[205]),
     .shift(\shift$116 )
   );
@@ -1592,16 +1675,16 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .busy(\busy$135 ),
     .clk(clk),
     .cluster(cluster),
-    .counts(\counts$137 ),
+    .counts(\counts$172 ),
     .desc(desc),
     .e4_released(e4_released),
     .geo(geo),
     .line4__addr(\line4__addr$127 ),
     .line4__en(\line4__en$122 ),
-    .\port$2530$0 (\$461 ),
-    .\port$2570$0 (\$462 ),
-    .\port$2610$0 (\$463 ),
-    .\port$2650$0 (\$464 ),
+    .\port$2605$0 (\$467 ),
+    .\port$2645$0 (\$468 ),
+    .\port$2685$0 (\$469 ),
+    .\port$2725$0 (\$470 ),
     .q23_rows(\$signal$15 ),
     .q2_rows(q2_rows),
     .released(e3_rel),
@@ -1616,22 +1699,77 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .w3__addr(\w3__addr$53 ),
     .w3__data(w3__data),
     .w3__en(\w3__en$51 ),
-    .w3_chunks(\port$29160$96 [47:24]),
+    .w3_chunks(\port$25479$96 [47:24]),
     .w3_consumed(\w3_consumed$39 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$185 ) begin
-      \valid$76  = cluster[0];
-    end else begin
-      \valid$76  = \$189 ;
+    \$452  = \$377 ;
+    if (rst) begin
+      \$452  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$453  = \$378 ;
+    if (rst) begin
+      \$453  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$454  = \$387 [15:0];
+    if (rst) begin
+      \$454  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$455  = \$388 ;
+    if (rst) begin
+      \$455  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$456  = \$394 ;
+    if (rst) begin
+      \$456  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$457  = \$407 ;
+    if (rst) begin
+      \$457  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$458  = q2_rows;
+    if (\$410 ) begin
+      \$458  = \$411 [15:0];
+    end
+    if (start) begin
+      \$458  = 16'h0000;
+    end
+    if (rst) begin
+      \$458  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$185 ) begin
+    if (\$158 ) begin
+      \valid$76  = cluster[0];
+    end else begin
+      \valid$76  = \$162 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$158 ) begin
       \first$78  = cluster[1];
     end else begin
       \first$78  = a[2];
@@ -1640,7 +1778,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$185 ) begin
+    if (\$158 ) begin
       \from_psum$79  = cluster[2];
     end else begin
       \from_psum$79  = a[3];
@@ -1649,7 +1787,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$185 ) begin
+    if (\$158 ) begin
       \jl$80  = cluster[4:3];
     end else begin
       \jl$80  = a[19:18];
@@ -1658,16 +1796,16 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$185 ) begin
+    if (\$158 ) begin
       \shift$81  = cluster[6:5];
     end else begin
-      \shift$81  = \$193 ;
+      \shift$81  = \$166 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$185 ) begin
+    if (\$158 ) begin
       \centre$82  = cluster[38:7];
     end else begin
       \centre$82  = line1_b__data;
@@ -1676,16 +1814,16 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$185 ) begin
+    if (\$158 ) begin
       \neighbour$83  = cluster[70:39];
     end else begin
-      \neighbour$83  = \$194 ;
+      \neighbour$83  = \$167 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$185 ) begin
+    if (\$158 ) begin
       \wsel$84  = cluster[72:71];
     end else begin
       \wsel$84  = a[21:20];
@@ -1694,7 +1832,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$185 ) begin
+    if (\$158 ) begin
       \weights$85  = cluster[104:73];
     end else begin
       \weights$85  = w3__data;
@@ -1703,7 +1841,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$185 ) begin
+    if (\$158 ) begin
       \use_spad$86  = cluster[105];
     end else begin
       \use_spad$86  = a[4];
@@ -1712,34 +1850,34 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$185 ) begin
+    if (\$158 ) begin
       \w_rd$87  = cluster[106];
     end else begin
-      \w_rd$87  = \$186 ;
+      \w_rd$87  = \$159 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$185 ) begin
+    if (\$158 ) begin
       \w_addr$88  = cluster[110:107];
     end else begin
-      \w_addr$88  = step[241:238];
+      \w_addr$88  = step[273:270];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$185 ) begin
+    if (\$158 ) begin
       \w_wr$89  = cluster[111];
     end else begin
-      \w_wr$89  = \$197 ;
+      \w_wr$89  = \$170 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$185 ) begin
+    if (\$158 ) begin
       \w_wr_addr$90  = cluster[115:112];
     end else begin
       \w_wr_addr$90  = a[14:11];
@@ -1748,78 +1886,267 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$185 ) begin
+    if (\$158 ) begin
       \p_rd$91  = cluster[116];
     end else begin
-      \p_rd$91  = \$187 ;
+      \p_rd$91  = \$160 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    if (\$185 ) begin
+    if (\$158 ) begin
       \p_addr$92  = cluster[119:117];
     end else begin
-      \p_addr$92  = step[256:254];
+      \p_addr$92  = step[288:286];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     p_wr = 1'h0;
-    if (\$185 ) begin
+    if (\$158 ) begin
       p_wr = cluster[120];
     end
-    if (\$201 ) begin
-      p_wr = \$204 ;
+    if (\$174 ) begin
+      p_wr = \$177 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     p_wr_addr = 3'h0;
-    if (\$185 ) begin
+    if (\$158 ) begin
       p_wr_addr = cluster[123:121];
     end
-    if (\$201 ) begin
+    if (\$174 ) begin
       p_wr_addr = b[7:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$439  = need2;
-    if (\$398 ) begin
-      \$439  = \$407 [15:0];
-    end
-    if (start) begin
-      \$439  = 16'h0003;
-    end
+    \$412  = \counts$172 [0];
     if (rst) begin
-      \$439  = 16'h0000;
+      \$412  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$440  = \released$140 ;
-    if (\$408 ) begin
-      \$440  = \$409 [15:0];
-    end
-    if (start) begin
-      \$440  = 16'h0000;
-    end
+    \$413  = \counts$172 [1];
     if (rst) begin
-      \$440  = 16'h0000;
+      \$413  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$441  = released_e1_order;
-    if (\$408 ) begin
-      \$441  = \$412 [15:0];
+    \$414  = \counts$172 [2];
+    if (rst) begin
+      \$414  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$415  = \counts$172 [4:3];
+    if (rst) begin
+      \$415  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$416  = \counts$172 [5];
+    if (rst) begin
+      \$416  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$417  = \counts$172 [11:6];
+    if (rst) begin
+      \$417  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$418  = \counts$172 [13:12];
+    if (rst) begin
+      \$418  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$419  = \counts$172 [15:14];
+    if (rst) begin
+      \$419  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$420  = \counts$172 [16];
+    if (rst) begin
+      \$420  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$421  = need2;
+    if (\$203 ) begin
+      \$421  = \$212 [15:0];
     end
     if (start) begin
-      \$441  = 16'h0000;
+      \$421  = 16'h0003;
     end
     if (rst) begin
-      \$441  = 16'h0000;
+      \$421  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$422  = \$239 ;
+    if (rst) begin
+      \$422  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$423  = issue;
+    if (rst) begin
+      \$423  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$424  = \$256 ;
+    if (rst) begin
+      \$424  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$425  = \$278 ;
+    if (rst) begin
+      \$425  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$426  = \released$173 ;
+    if (\$279 ) begin
+      \$426  = \$280 [15:0];
+    end
+    if (start) begin
+      \$426  = 16'h0000;
+    end
+    if (rst) begin
+      \$426  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$427  = released_e1_order;
+    if (\$279 ) begin
+      \$427  = \$283 [15:0];
+    end
+    if (start) begin
+      \$427  = 16'h0000;
+    end
+    if (rst) begin
+      \$427  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$428  = \$288 ;
+    if (rst) begin
+      \$428  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$429  = \$310 ;
+    if (rst) begin
+      \$429  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$430  = line1_a__en;
+    if (rst) begin
+      \$430  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$431  = line1_b__en;
+    if (rst) begin
+      \$431  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$432  = line1_c__en;
+    if (rst) begin
+      \$432  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$433  = \$313 ;
+    if (rst) begin
+      \$433  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$434  = \$319 ;
+    if (rst) begin
+      \$434  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$435  = \$346 ;
+    if (rst) begin
+      \$435  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$436  = \$358 ;
+    if (rst) begin
+      \$436  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$437  = w_rd;
+    if (rst) begin
+      \$437  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$438  = p_rd;
+    if (rst) begin
+      \$438  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$439  = w_wr;
+    if (rst) begin
+      \$439  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$440  = \$361 ;
+    if (rst) begin
+      \$440  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$441  = \$363 ;
+    if (rst) begin
+      \$441  = 1'h0;
     end
   end
   always @* begin
@@ -1852,57 +2179,44 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$446  = \$414 ;
+    \$446  = \p_wr$96 ;
     if (rst) begin
-      \$446  = 68'h00000000000000000;
+      \$446  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$447  = \$417 [5:0];
+    \$447  = \$365 ;
     if (rst) begin
-      \$447  = 6'h00;
+      \$447  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$448  = \$423 ;
+    \$448  = row2__en;
     if (rst) begin
       \$448  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$449  = \$424 ;
+    \$449  = \$367 ;
     if (rst) begin
-      \$449  = 1'h0;
+      \$449  = 68'h00000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$450  = \$425 ;
+    \$450  = \$370 [5:0];
     if (rst) begin
-      \$450  = 1'h0;
+      \$450  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$451  = \$434 [15:0];
+    \$451  = \$376 ;
     if (rst) begin
-      \$451  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$452  = q2_rows;
-    if (\$437 ) begin
-      \$452  = \$438 [15:0];
-    end
-    if (start) begin
-      \$452  = 16'h0000;
-    end
-    if (rst) begin
-      \$452  = 16'h0000;
+      \$451  = 1'h0;
     end
   end
   assign pack = geo[3:0];
@@ -1923,12 +2237,12 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \row2_c__addr$26  = row2_c__addr;
   assign \row2_c__data$28  = row2_c__data;
   assign \row2_c__en$30  = row2_c__en;
-  assign w2_chunks = \port$29160$96 [23:0];
-  assign w3_chunks = \port$29160$96 [47:24];
-  assign \w3_chunks$40  = \port$29160$96 [47:24];
+  assign w2_chunks = \port$25479$96 [23:0];
+  assign w3_chunks = \port$25479$96 [47:24];
+  assign \w3_chunks$40  = \port$25479$96 [47:24];
   assign \w3__data$55  = w3__data;
-  assign w_addr = step[241:238];
-  assign p_addr = step[256:254];
+  assign w_addr = step[273:270];
+  assign p_addr = step[288:286];
   assign first = a[2];
   assign from_psum = a[3];
   assign jl = a[19:18];
@@ -1942,8 +2256,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign acc = i;
   assign \shift$101  = desc[138:133];
   assign rnd = desc[205];
-  assign row2__data = { \$456 , \$455 , \$454 , \$453  };
-  assign o = { \$456 , \$455 , \$454 , \$453  };
+  assign row2__data = { \$462 , \$461 , \$460 , \$459  };
+  assign o = { \$462 , \$461 , \$460 , \$459  };
   assign \a$107  = i;
   assign \acc$109  = \b$108 ;
   assign acc3_ext0 = { \b$108 [15], \b$108 [15:0] };
@@ -1953,20 +2267,20 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign sum_c = \i$114 ;
   assign shift3_c = \shift$116 ;
   assign \rnd$118  = desc[205];
-  assign result = { \$464 , \$463 , \$462 , \$461  };
-  assign \o$120  = { \$464 , \$463 , \$462 , \$461  };
-  assign \line4__data$129  = { \$464 , \$463 , \$462 , \$461  };
-  assign \o$145  = { \$460 , \$459 , \$458 , \$457  };
-  assign line1_a__addr = \$97 [15:0];
-  assign line1_b__addr = \$126 [15:0];
-  assign line1_c__addr = \$164 [15:0];
-  assign w2__addr = \$168 [15:0];
-  assign w3__addr = \$179 [15:0];
-  assign row2__addr = \$209 [15:0];
-  assign \port$2366$0  = \$453 ;
-  assign \port$2406$0  = \$454 ;
-  assign \port$2446$0  = \$455 ;
-  assign \port$2486$0  = \$456 ;
+  assign result = { \$470 , \$469 , \$468 , \$467  };
+  assign \o$120  = { \$470 , \$469 , \$468 , \$467  };
+  assign \line4__data$129  = { \$470 , \$469 , \$468 , \$467  };
+  assign \o$178  = { \$466 , \$465 , \$464 , \$463  };
+  assign line1_a__addr = \$82 [15:0];
+  assign line1_b__addr = \$105 [15:0];
+  assign line1_c__addr = \$137 [15:0];
+  assign w2__addr = \$141 [15:0];
+  assign w3__addr = \$152 [15:0];
+  assign row2__addr = \$182 [15:0];
+  assign \port$2441$0  = \$459 ;
+  assign \port$2481$0  = \$460 ;
+  assign \port$2521$0  = \$461 ;
+  assign \port$2561$0  = \$462 ;
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -2222,28 +2536,30 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \step.seq  = step[55:40];
   assign \step.qm3  = step[57:56];
   assign \step.r1base  = step[73:58];
-  assign \step.trw  = step[89:74];
-  assign \step.tr4  = step[105:90];
-  assign \step.tho  = step[121:106];
-  assign \step.l4b  = step[137:122];
-  assign \step.tap  = step[139:138];
-  assign \step.ti  = step[141:140];
-  assign \step.e  = step[157:142];
-  assign \step.eoff  = step[173:158];
-  assign \step.jb  = step[189:174];
-  assign \step.g  = step[205:190];
-  assign \step.gbase  = step[221:206];
-  assign \step.sl  = step[237:222];
-  assign \step.s  = step[253:238];
-  assign \step.b  = step[269:254];
-  assign \step.copy  = step[270];
-  assign \step.new_op  = step[271];
-  assign \step.new_centre  = step[272];
-  assign \step.glb_rd  = step[273];
-  assign \step.spad_rd  = step[274];
-  assign \step.from_psum  = step[275];
-  assign \step.row_end  = step[276];
-  assign \step.chunk  = step[300:277];
+  assign \step.r1base1  = step[89:74];
+  assign \step.r1base2  = step[105:90];
+  assign \step.trw  = step[121:106];
+  assign \step.tr4  = step[137:122];
+  assign \step.tho  = step[153:138];
+  assign \step.l4b  = step[169:154];
+  assign \step.tap  = step[171:170];
+  assign \step.ti  = step[173:172];
+  assign \step.e  = step[189:174];
+  assign \step.eoff  = step[205:190];
+  assign \step.jb  = step[221:206];
+  assign \step.g  = step[237:222];
+  assign \step.gbase  = step[253:238];
+  assign \step.sl  = step[269:254];
+  assign \step.s  = step[285:270];
+  assign \step.b  = step[301:286];
+  assign \step.copy  = step[302];
+  assign \step.new_op  = step[303];
+  assign \step.new_centre  = step[304];
+  assign \step.glb_rd  = step[305];
+  assign \step.spad_rd  = step[306];
+  assign \step.from_psum  = step[307];
+  assign \step.row_end  = step[308];
+  assign \step.chunk  = step[332:309];
   assign \a.v  = a[0];
   assign \a.copy  = a[1];
   assign \a.first  = a[2];
@@ -2317,49 +2633,46 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \counts.line4_writes  = counts[34];
   assign \counts.adder_busy  = counts[35];
   assign \counts.adds  = counts[41:36];
-  assign \counts$137.c3_busy  = \counts$137 [0];
-  assign \counts$137.c3_stall  = \counts$137 [1];
-  assign \counts$137.c3_w_wait  = \counts$137 [2];
-  assign \counts$137.row2_reads  = \counts$137 [4:3];
-  assign \counts$137.w3_reads  = \counts$137 [5];
-  assign \counts$137.c3_macs  = \counts$137 [11:6];
-  assign \counts$137.c3_spad_reads  = \counts$137 [13:12];
-  assign \counts$137.c3_spad_writes  = \counts$137 [15:14];
-  assign \counts$137.line4_writes  = \counts$137 [16];
-  assign counts[41:36] = \$397 ;
-  assign counts[35] = \$384 ;
-  assign counts[34] = \$378 [0];
-  assign counts[33] = row2__en;
-  assign counts[32:31] = \$376 [1:0];
-  assign counts[30:29] = \$370 [1:0];
-  assign counts[28:27] = \$366 ;
-  assign counts[26:25] = \$365 ;
-  assign counts[24:19] = \$364 [5:0];
-  assign counts[18:13] = \$351 [5:0];
-  assign counts[12] = \$324 [0];
-  assign counts[11:10] = \counts$137 [4:3];
-  assign counts[9] = \$317 ;
-  assign counts[8:7] = \$314 [1:0];
-  assign counts[6] = \counts$137 [2];
-  assign counts[5] = \$312 ;
-  assign counts[4] = \$285 [0];
-  assign counts[3] = \$262 [0];
-  assign counts[2] = \$256 ;
-  assign counts[1] = \$234 ;
-  assign counts[0] = issue;
-  assign \$62  = { geo[390:375], 1'h0 };
-  assign \$67  = { geo[64:49], 1'h0 };
-  assign \$70  = { geo[64:49], 1'h0 };
-  assign \$73  = { geo[64:49], 1'h0 };
-  assign \$90  = { geo[390:375], 1'h0 };
-  assign \$119  = { geo[390:375], 1'h0 };
-  assign \$154  = { geo[390:375], 1'h0 };
-  assign \$213  = { \$464 , \$463 , \$462 , \$461  };
-  assign \$428  = { geo[406:391], 1'h0 };
+  assign \counts$172.c3_busy  = \counts$172 [0];
+  assign \counts$172.c3_stall  = \counts$172 [1];
+  assign \counts$172.c3_w_wait  = \counts$172 [2];
+  assign \counts$172.row2_reads  = \counts$172 [4:3];
+  assign \counts$172.w3_reads  = \counts$172 [5];
+  assign \counts$172.c3_macs  = \counts$172 [11:6];
+  assign \counts$172.c3_spad_reads  = \counts$172 [13:12];
+  assign \counts$172.c3_spad_writes  = \counts$172 [15:14];
+  assign \counts$172.line4_writes  = \counts$172 [16];
+  assign counts[41:36] = count_adds0;
+  assign counts[35] = count_adder_busy0;
+  assign counts[34] = \$202 [0];
+  assign counts[33] = count_row2_writes0;
+  assign counts[32:31] = \$201 [1:0];
+  assign counts[30:29] = \$199 [1:0];
+  assign counts[28:27] = \$198 ;
+  assign counts[26:25] = \$197 ;
+  assign counts[24:19] = \$196 [5:0];
+  assign counts[18:13] = count_c2_macs0[5:0];
+  assign counts[12] = \$195 [0];
+  assign counts[11:10] = count_row2_reads0;
+  assign counts[9] = count_w2_reads0;
+  assign counts[8:7] = \$194 [1:0];
+  assign counts[6] = count_c3_w_wait0;
+  assign counts[5] = count_c2_w_wait0;
+  assign counts[4] = \$192 [0];
+  assign counts[3] = \$191 [0];
+  assign counts[2] = count_adder_stall0;
+  assign counts[1] = count_c2_stall0;
+  assign counts[0] = count_c2_busy0;
+  assign \$56  = { geo[390:375], 1'h0 };
+  assign \$75  = { geo[390:375], 1'h0 };
+  assign \$98  = { geo[390:375], 1'h0 };
+  assign \$127  = { geo[390:375], 1'h0 };
+  assign \$186  = { \$470 , \$469 , \$468 , \$467  };
+  assign \$381  = { geo[406:391], 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.adder (\port$2488$0 , \port$2489$0 , \port$2490$0 , a, b, \port$2487$0 );
+module \ttsnn_accel.e23.adder (\port$2563$0 , \port$2564$0 , \port$2565$0 , a, b, \port$2562$0 );
   wire [16:0] \$1 ;
   wire [16:0] \$2 ;
   wire [16:0] \$3 ;
@@ -2369,27 +2682,27 @@ module \ttsnn_accel.e23.adder (\port$2488$0 , \port$2489$0 , \port$2490$0 , a, b
   input [63:0] b;
   wire [63:0] b;
   wire [67:0] o;
-  output [16:0] \port$2487$0 ;
-  wire [16:0] \port$2487$0 ;
-  output [16:0] \port$2488$0 ;
-  wire [16:0] \port$2488$0 ;
-  output [16:0] \port$2489$0 ;
-  wire [16:0] \port$2489$0 ;
-  output [16:0] \port$2490$0 ;
-  wire [16:0] \port$2490$0 ;
+  output [16:0] \port$2562$0 ;
+  wire [16:0] \port$2562$0 ;
+  output [16:0] \port$2563$0 ;
+  wire [16:0] \port$2563$0 ;
+  output [16:0] \port$2564$0 ;
+  wire [16:0] \port$2564$0 ;
+  output [16:0] \port$2565$0 ;
+  wire [16:0] \port$2565$0 ;
   assign \$1  = $signed(a[15:0]) + $signed(b[15:0]);
   assign \$2  = $signed(a[31:16]) + $signed(b[31:16]);
   assign \$3  = $signed(a[47:32]) + $signed(b[47:32]);
   assign \$4  = $signed(a[63:48]) + $signed(b[63:48]);
   assign o = { \$4 , \$3 , \$2 , \$1  };
-  assign \port$2487$0  = \$1 ;
-  assign \port$2488$0  = \$2 ;
-  assign \port$2489$0  = \$3 ;
-  assign \port$2490$0  = \$4 ;
+  assign \port$2562$0  = \$1 ;
+  assign \port$2563$0  = \$2 ;
+  assign \port$2564$0  = \$3 ;
+  assign \port$2565$0  = \$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, p_addr, \port$27466$2 , ww__addr, \port$27466$18 , pw__addr, clk);
+module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, p_addr, \port$23747$2 , ww__addr, \port$23747$18 , pw__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [7:0] \$1 ;
   reg [7:0] \$10 ;
@@ -2539,10 +2852,10 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [3:0] \port$27466$18 ;
-  wire [3:0] \port$27466$18 ;
-  input [2:0] \port$27466$2 ;
-  wire [2:0] \port$27466$2 ;
+  input [3:0] \port$23747$18 ;
+  wire [3:0] \port$23747$18 ;
+  input [2:0] \port$23747$2 ;
+  wire [2:0] \port$23747$2 ;
   reg [2:0] pr__addr = 3'h0;
   wire [63:0] pr__data;
   reg pr__en = 1'h0;
@@ -2640,63 +2953,63 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   end
   assign wr__data = _1_;
   assign \$6  = centre >> \$98 ;
-  assign \$101  = \port$27466$18 [1:0] * 4'h8;
+  assign \$101  = \port$23747$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$101 ;
-  assign \$104  = \port$27466$18 [1:0] * 4'h8;
+  assign \$104  = \port$23747$18 [1:0] * 4'h8;
   assign \$8  = 1'h0 >> \$104 ;
-  assign \$109  = \port$27466$18 [3:2] * 4'h8;
+  assign \$109  = \port$23747$18 [3:2] * 4'h8;
   assign \$11  = weights >> \$109 ;
-  assign \$112  = \port$27466$18 [2] * 4'h8;
+  assign \$112  = \port$23747$18 [2] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$112 ;
-  assign \$117  = \port$27466$18 [0] * 4'h8;
+  assign \$117  = \port$23747$18 [0] * 4'h8;
   assign \$15  = centre[15:0] >> \$117 ;
-  assign \$120  = \port$27466$18 [0] * 4'h8;
+  assign \$120  = \port$23747$18 [0] * 4'h8;
   assign \$16  = 1'h0 >> \$120 ;
-  assign \$123  = \port$27466$18 [0] * 4'h8;
+  assign \$123  = \port$23747$18 [0] * 4'h8;
   assign \$17  = centre[31:16] >> \$123 ;
-  assign \$127  = \port$27466$18 [1:0] * 4'h8;
+  assign \$127  = \port$23747$18 [1:0] * 4'h8;
   assign \$19  = centre >> \$127 ;
-  assign \$130  = \port$27466$18 [1:0] * 4'h8;
+  assign \$130  = \port$23747$18 [1:0] * 4'h8;
   assign \$20  = 1'h0 >> \$130 ;
-  assign \$133  = \port$27466$18 [1:0] * 4'h8;
+  assign \$133  = \port$23747$18 [1:0] * 4'h8;
   assign \$21  = 1'h0 >> \$133 ;
-  assign \$138  = \port$27466$18 [3:2] * 4'h8;
+  assign \$138  = \port$23747$18 [3:2] * 4'h8;
   assign \$24  = weights >> \$138 ;
-  assign \$141  = \port$27466$18 [2] * 4'h8;
+  assign \$141  = \port$23747$18 [2] * 4'h8;
   assign \$25  = { weights[31:24], weights[15:8] } >> \$141 ;
-  assign \$146  = \port$27466$18 [0] * 4'h8;
+  assign \$146  = \port$23747$18 [0] * 4'h8;
   assign \$28  = centre[31:16] >> \$146 ;
-  assign \$149  = \port$27466$18 [0] * 4'h8;
+  assign \$149  = \port$23747$18 [0] * 4'h8;
   assign \$29  = centre[15:0] >> \$149 ;
-  assign \$152  = \port$27466$18 [0] * 4'h8;
+  assign \$152  = \port$23747$18 [0] * 4'h8;
   assign \$30  = 1'h0 >> \$152 ;
-  assign \$156  = \port$27466$18 [1:0] * 4'h8;
+  assign \$156  = \port$23747$18 [1:0] * 4'h8;
   assign \$32  = centre >> \$156 ;
-  assign \$159  = \port$27466$18 [1:0] * 4'h8;
+  assign \$159  = \port$23747$18 [1:0] * 4'h8;
   assign \$33  = 1'h0 >> \$159 ;
-  assign \$162  = \port$27466$18 [1:0] * 4'h8;
+  assign \$162  = \port$23747$18 [1:0] * 4'h8;
   assign \$34  = 1'h0 >> \$162 ;
-  assign \$167  = \port$27466$18 [3:2] * 4'h8;
+  assign \$167  = \port$23747$18 [3:2] * 4'h8;
   assign \$37  = weights >> \$167 ;
-  assign \$170  = \port$27466$18 [2] * 4'h8;
+  assign \$170  = \port$23747$18 [2] * 4'h8;
   assign \$38  = { weights[23:16], weights[7:0] } >> \$170 ;
-  assign \$175  = \port$27466$18 [0] * 4'h8;
+  assign \$175  = \port$23747$18 [0] * 4'h8;
   assign \$41  = centre[31:16] >> \$175 ;
-  assign \$178  = \port$27466$18 [0] * 4'h8;
+  assign \$178  = \port$23747$18 [0] * 4'h8;
   assign \$42  = centre[15:0] >> \$178 ;
-  assign \$181  = \port$27466$18 [0] * 4'h8;
+  assign \$181  = \port$23747$18 [0] * 4'h8;
   assign \$43  = 1'h0 >> \$181 ;
-  assign \$185  = \port$27466$18 [1:0] * 4'h8;
+  assign \$185  = \port$23747$18 [1:0] * 4'h8;
   assign \$45  = centre >> \$185 ;
-  assign \$188  = \port$27466$18 [1:0] * 4'h8;
+  assign \$188  = \port$23747$18 [1:0] * 4'h8;
   assign \$46  = 1'h0 >> \$188 ;
-  assign \$191  = \port$27466$18 [1:0] * 4'h8;
+  assign \$191  = \port$23747$18 [1:0] * 4'h8;
   assign \$47  = 1'h0 >> \$191 ;
-  assign \$196  = \port$27466$18 [3:2] * 4'h8;
+  assign \$196  = \port$23747$18 [3:2] * 4'h8;
   assign \$50  = weights >> \$196 ;
-  assign \$199  = \port$27466$18 [2] * 4'h8;
+  assign \$199  = \port$23747$18 [2] * 4'h8;
   assign \$51  = { weights[31:24], weights[15:8] } >> \$199 ;
-  assign \$53  = \port$27466$2 [2] ? wr__data : routed_w;
+  assign \$53  = \port$23747$2 [2] ? wr__data : routed_w;
   assign \$54  = $signed(weights_r[7:0]) * $signed(operand_r[7:0]);
   assign \$55  = from_psum_d2 ? pr__data[15:0] : 16'h0000;
   assign \$56  = first_d2 ? \$55  : pw__data[15:0];
@@ -2747,13 +3060,13 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
     product2 <= \$85 ;
   always @(posedge clk)
     product3 <= \$86 ;
-  assign \$88  = \port$27466$18 [0] * 4'h8;
+  assign \$88  = \port$23747$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$88 ;
-  assign \$91  = \port$27466$18 [0] * 4'h8;
+  assign \$91  = \port$23747$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$91 ;
-  assign \$94  = \port$27466$18 [0] * 4'h8;
+  assign \$94  = \port$23747$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$94 ;
-  assign \$98  = \port$27466$18 [1:0] * 4'h8;
+  assign \$98  = \port$23747$18 [1:0] * 4'h8;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$10  = 8'h00;
@@ -2894,7 +3207,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$76  = \port$27466$2 [0];
+    \$76  = \port$23747$2 [0];
     if (rst) begin
       \$76  = 1'h0;
     end
@@ -2908,7 +3221,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$78  = \port$27466$2 [1];
+    \$78  = \port$23747$2 [1];
     if (rst) begin
       \$78  = 1'h0;
     end
@@ -2977,8 +3290,8 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   end
   assign shift = 2'h0;
   assign neighbour = 32'd0;
-  assign jl = \port$27466$18 [1:0];
-  assign wsel = \port$27466$18 [3:2];
+  assign jl = \port$23747$18 [1:0];
+  assign wsel = \port$23747$18 [3:2];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -2989,9 +3302,9 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign first = \port$27466$2 [0];
-  assign from_psum = \port$27466$2 [1];
-  assign use_spad = \port$27466$2 [2];
+  assign first = \port$23747$2 [0];
+  assign from_psum = \port$23747$2 [1];
+  assign use_spad = \port$23747$2 [2];
   assign routed_w[31:24] = \$52 ;
   assign routed_w[23:16] = \$39 ;
   assign routed_w[15:8] = \$26 ;
@@ -3868,111 +4181,164 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   wire [19:0] \$183 ;
   wire \$184 ;
   wire [16:0] \$185 ;
-  wire [16:0] \$186 ;
-  wire \$187 ;
-  wire [16:0] \$188 ;
-  wire [16:0] \$189 ;
+  wire [17:0] \$186 ;
+  wire [17:0] \$187 ;
+  wire [18:0] \$188 ;
+  wire \$189 ;
   wire \$19 ;
-  wire [16:0] \$190 ;
-  wire \$191 ;
-  wire [16:0] \$192 ;
-  wire [16:0] \$193 ;
-  wire \$194 ;
-  wire [16:0] \$195 ;
-  wire [16:0] \$196 ;
+  wire \$190 ;
+  wire [16:0] \$191 ;
+  wire [17:0] \$192 ;
+  wire [17:0] \$193 ;
+  wire [18:0] \$194 ;
+  wire [19:0] \$195 ;
+  wire \$196 ;
   wire [16:0] \$197 ;
-  wire \$198 ;
-  wire [16:0] \$199 ;
+  wire [17:0] \$198 ;
+  wire [17:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire [16:0] \$200 ;
-  wire \$201 ;
-  wire [16:0] \$202 ;
+  wire [18:0] \$200 ;
+  wire [19:0] \$201 ;
+  wire \$202 ;
   wire [16:0] \$203 ;
-  wire [16:0] \$204 ;
-  wire \$205 ;
-  wire \$206 ;
+  wire [17:0] \$204 ;
+  wire [17:0] \$205 ;
+  wire [18:0] \$206 ;
   wire \$207 ;
   wire \$208 ;
-  wire \$209 ;
+  wire [16:0] \$209 ;
   wire \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire [16:0] \$214 ;
-  wire \$215 ;
-  wire [16:0] \$216 ;
-  wire [16:0] \$217 ;
-  wire [17:0] \$218 ;
-  wire \$219 ;
+  wire [17:0] \$210 ;
+  wire [17:0] \$211 ;
+  wire [18:0] \$212 ;
+  wire [19:0] \$213 ;
+  wire \$214 ;
+  wire [16:0] \$215 ;
+  wire [17:0] \$216 ;
+  wire [17:0] \$217 ;
+  wire [18:0] \$218 ;
+  wire [19:0] \$219 ;
   wire \$22 ;
   wire \$220 ;
-  wire \$221 ;
+  wire [16:0] \$221 ;
   wire [16:0] \$222 ;
-  wire [16:0] \$223 ;
-  wire [17:0] \$224 ;
+  wire \$223 ;
+  wire [16:0] \$224 ;
   wire [16:0] \$225 ;
-  wire \$226 ;
+  wire [16:0] \$226 ;
   wire \$227 ;
-  wire \$228 ;
-  wire \$229 ;
+  wire [16:0] \$228 ;
+  wire [16:0] \$229 ;
   wire \$23 ;
   wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire \$233 ;
+  wire [16:0] \$231 ;
+  wire [16:0] \$232 ;
+  wire [16:0] \$233 ;
   wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
+  wire [16:0] \$235 ;
+  wire [16:0] \$236 ;
   wire \$237 ;
-  wire \$238 ;
-  wire [3:0] \$239 ;
+  wire [16:0] \$238 ;
+  wire [16:0] \$239 ;
   wire \$24 ;
   wire [16:0] \$240 ;
-  reg [15:0] \$241 ;
-  reg [15:0] \$242 ;
-  reg [15:0] \$243 ;
-  reg [15:0] \$244 ;
-  reg [15:0] \$245 ;
-  reg [15:0] \$246 ;
-  reg [15:0] \$247 ;
-  reg [1:0] \$248 ;
-  reg [15:0] \$249 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire \$245 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire \$248 ;
+  wire \$249 ;
   wire \$25 ;
-  reg [15:0] \$250 ;
-  reg [15:0] \$251 ;
-  reg [15:0] \$252 ;
-  reg [1:0] \$253 ;
-  reg [15:0] \$254 ;
-  reg [15:0] \$255 ;
-  reg [15:0] \$256 ;
-  reg [15:0] \$257 ;
-  reg [23:0] \$258 ;
-  reg [15:0] \$259 ;
+  wire [16:0] \$250 ;
+  wire \$251 ;
+  wire [16:0] \$252 ;
+  wire [16:0] \$253 ;
+  wire [17:0] \$254 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire \$257 ;
+  wire [16:0] \$258 ;
+  wire [16:0] \$259 ;
   wire [15:0] \$26 ;
-  reg [15:0] \$260 ;
-  reg [15:0] \$261 ;
-  reg [15:0] \$262 ;
-  reg [15:0] \$263 ;
-  reg [1:0] \$264 ;
-  reg [15:0] \$265 ;
-  reg [15:0] \$266 ;
-  reg [15:0] \$267 ;
-  reg [15:0] \$268 ;
-  reg [15:0] \$269 ;
+  wire [17:0] \$260 ;
+  wire [16:0] \$261 ;
+  wire \$262 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
   wire \$27 ;
-  reg \$270 ;
-  reg [90:0] \$271 ;
-  reg [74:0] \$272 ;
-  reg [74:0] \$273 ;
-  reg [74:0] \$274 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire [3:0] \$275 ;
+  wire [16:0] \$276 ;
+  wire [16:0] \$277 ;
+  wire \$278 ;
+  wire [16:0] \$279 ;
   wire \$28 ;
+  wire [17:0] \$280 ;
+  wire [16:0] \$281 ;
+  wire [17:0] \$282 ;
+  wire [16:0] \$283 ;
+  wire [17:0] \$284 ;
+  wire \$285 ;
+  wire [16:0] \$286 ;
+  wire [17:0] \$287 ;
+  wire [18:0] \$288 ;
+  wire [16:0] \$289 ;
   wire \$29 ;
+  wire [17:0] \$290 ;
+  wire [18:0] \$291 ;
+  reg [15:0] \$292 ;
+  reg [15:0] \$293 ;
+  reg [15:0] \$294 ;
+  reg [15:0] \$295 ;
+  reg [15:0] \$296 ;
+  reg [15:0] \$297 ;
+  reg [15:0] \$298 ;
+  reg [1:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
+  reg [15:0] \$300 ;
+  reg [15:0] \$301 ;
+  reg [15:0] \$302 ;
+  reg [15:0] \$303 ;
+  reg [1:0] \$304 ;
+  reg [15:0] \$305 ;
+  reg [15:0] \$306 ;
+  reg [15:0] \$307 ;
+  reg [15:0] \$308 ;
+  reg [23:0] \$309 ;
   wire \$31 ;
+  reg [15:0] \$310 ;
+  reg [15:0] \$311 ;
+  reg [15:0] \$312 ;
+  reg [15:0] \$313 ;
+  reg [15:0] \$314 ;
+  reg [1:0] \$315 ;
+  reg [15:0] \$316 ;
+  reg [15:0] \$317 ;
+  reg [15:0] \$318 ;
+  reg [15:0] \$319 ;
   wire \$32 ;
+  reg [15:0] \$320 ;
+  reg [15:0] \$321 ;
+  reg [15:0] \$322 ;
+  reg \$323 ;
+  reg [90:0] \$324 ;
+  reg [74:0] \$325 ;
+  reg [74:0] \$326 ;
+  reg [74:0] \$327 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
@@ -4173,6 +4539,8 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   wire [15:0] e2_q;
   reg [1:0] e2_qm3 = 2'h0;
   reg [15:0] e2_r1base = 16'h0000;
+  reg [15:0] e2_r1base1 = 16'h0000;
+  reg [15:0] e2_r1base2 = 16'h0000;
   wire e2_row_end;
   reg [15:0] e2_s = 16'h0000;
   wire e2_s_first;
@@ -4257,8 +4625,8 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   reg run = 1'h0;
   input start;
   wire start;
-  output [300:0] step;
-  wire [300:0] step;
+  output [332:0] step;
+  wire [332:0] step;
   wire [15:0] \step.b ;
   wire [23:0] \step.chunk ;
   wire \step.copy ;
@@ -4276,6 +4644,8 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   wire [15:0] \step.q ;
   wire [1:0] \step.qm3 ;
   wire [15:0] \step.r1base ;
+  wire [15:0] \step.r1base1 ;
+  wire [15:0] \step.r1base2 ;
   wire \step.row_end ;
   wire [15:0] \step.s ;
   wire [15:0] \step.seq ;
@@ -4480,130 +4850,176 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   assign \$182  = e2_r1base + \$181 ;
   assign \$183  = \$171  ? \$177  : { 1'h0, \$182  };
   assign \$184  = e2_i == geo[670:655];
-  assign \$185  = e2_trw + geo[64:49];
-  assign \$186  = \$184  ? \$185  : { 1'h0, e2_trw };
-  assign \$187  = e2_i == geo[670:655];
-  assign \$188  = e2_trw + geo[64:49];
-  assign \$189  = \$187  ? 17'h00000 : \$188 ;
-  assign \$190  = desc[126] ? \$186  : \$189 ;
-  assign \$191  = e2_i == geo[670:655];
-  assign \$192  = e2_tr4 + geo[80:65];
-  assign \$193  = \$191  ? \$192  : { 1'h0, e2_tr4 };
-  assign \$194  = e2_i == geo[670:655];
-  assign \$195  = e2_tr4 + geo[80:65];
-  assign \$196  = \$194  ? 17'h00000 : \$195 ;
-  assign \$197  = desc[126] ? \$193  : \$196 ;
-  assign \$198  = e2_i == geo[670:655];
-  assign \$199  = e2_tho + geo[192:177];
-  assign \$200  = \$198  ? \$199  : { 1'h0, e2_tho };
-  assign \$201  = e2_i == geo[670:655];
-  assign \$202  = e2_tho + geo[192:177];
-  assign \$203  = \$201  ? 17'h00000 : \$202 ;
-  assign \$204  = desc[126] ? \$200  : \$203 ;
-  assign \$205  = ~ desc[126];
-  assign \$206  = e2_i == geo[670:655];
-  assign \$207  = \$205  & \$206 ;
-  assign \$208  = e2_q >= 2'h3;
-  assign \$209  = \$207  & \$208 ;
-  assign \$210  = ~ desc[206];
-  assign \$211  = ~ e2_q[0];
-  assign \$212  = \$210  | \$211 ;
-  assign \$213  = \$209  & \$212 ;
-  assign \$214  = e2_l4b + desc[87:80];
-  assign \$215  = ! e2_tap;
-  assign \$216  = \$40 [15:0] - 1'h1;
-  assign \$217  = \$40 [15:0] + 1'h1;
-  assign \$218  = \$215  ? { \$216 [16], \$216  } : { 1'h0, \$217  };
-  assign \$219  = ! \$218 ;
-  assign \$220  = \$219  & desc[210];
-  assign \$221  = ! e2_tap;
-  assign \$222  = \$40 [15:0] - 1'h1;
-  assign \$223  = \$40 [15:0] + 1'h1;
-  assign \$224  = \$221  ? { \$222 [16], \$222  } : { 1'h0, \$223  };
-  assign \$225  = geo[48:33] + 1'h1;
-  assign \$226  = \$224  == \$225 ;
-  assign \$227  = \$226  & desc[211];
-  assign \$228  = \$220  | \$227 ;
-  assign \$229  = | e2_ti;
-  assign \$230  = \$228  & \$229 ;
-  assign \$231  = | e2_ti;
-  assign \$232  = ! e2_tap;
-  assign \$233  = ! e2_q;
-  assign \$234  = \$233  & desc[208];
-  assign \$235  = e2_q == geo[646:631];
-  assign \$236  = \$235  & desc[209];
-  assign \$237  = \$232  ? \$234  : \$236 ;
-  assign \$238  = \$231  & \$237 ;
-  assign \$239  = geo[13:11] - 1'h1;
-  assign \$240  = { 1'h0, e2_sl } & { \$239 [3], \$239 [3], \$239 [3], \$239 [3], \$239 [3], \$239 [3], \$239 [3], \$239 [3], \$239 [3], \$239 [3], \$239 [3], \$239 [3], \$239 [3], \$239  };
+  assign \$186  = \$185  + geo[64:49];
+  assign \$187  = \$184  ? \$186  : { 2'h0, geo[64:49] };
+  assign \$188  = e2_r1base1 + \$187 ;
+  assign \$189  = \$188  >= geo[422:407];
+  assign \$190  = e2_i == geo[670:655];
+  assign \$192  = \$191  + geo[64:49];
+  assign \$193  = \$190  ? \$192  : { 2'h0, geo[64:49] };
+  assign \$194  = e2_r1base1 + \$193 ;
+  assign \$195  = \$194  - geo[422:407];
+  assign \$196  = e2_i == geo[670:655];
+  assign \$198  = \$197  + geo[64:49];
+  assign \$199  = \$196  ? \$198  : { 2'h0, geo[64:49] };
+  assign \$200  = e2_r1base1 + \$199 ;
+  assign \$201  = \$189  ? \$195  : { 1'h0, \$200  };
+  assign \$202  = e2_i == geo[670:655];
+  assign \$204  = \$203  + geo[64:49];
+  assign \$205  = \$202  ? \$204  : { 2'h0, geo[64:49] };
+  assign \$206  = e2_r1base2 + \$205 ;
+  assign \$207  = \$206  >= geo[422:407];
+  assign \$208  = e2_i == geo[670:655];
+  assign \$210  = \$209  + geo[64:49];
+  assign \$211  = \$208  ? \$210  : { 2'h0, geo[64:49] };
+  assign \$212  = e2_r1base2 + \$211 ;
+  assign \$213  = \$212  - geo[422:407];
+  assign \$214  = e2_i == geo[670:655];
+  assign \$216  = \$215  + geo[64:49];
+  assign \$217  = \$214  ? \$216  : { 2'h0, geo[64:49] };
+  assign \$218  = e2_r1base2 + \$217 ;
+  assign \$219  = \$207  ? \$213  : { 1'h0, \$218  };
+  assign \$220  = e2_i == geo[670:655];
+  assign \$221  = e2_trw + geo[64:49];
+  assign \$222  = \$220  ? \$221  : { 1'h0, e2_trw };
+  assign \$223  = e2_i == geo[670:655];
+  assign \$224  = e2_trw + geo[64:49];
+  assign \$225  = \$223  ? 17'h00000 : \$224 ;
+  assign \$226  = desc[126] ? \$222  : \$225 ;
+  assign \$227  = e2_i == geo[670:655];
+  assign \$228  = e2_tr4 + geo[80:65];
+  assign \$229  = \$227  ? \$228  : { 1'h0, e2_tr4 };
+  assign \$230  = e2_i == geo[670:655];
+  assign \$231  = e2_tr4 + geo[80:65];
+  assign \$232  = \$230  ? 17'h00000 : \$231 ;
+  assign \$233  = desc[126] ? \$229  : \$232 ;
+  assign \$234  = e2_i == geo[670:655];
+  assign \$235  = e2_tho + geo[192:177];
+  assign \$236  = \$234  ? \$235  : { 1'h0, e2_tho };
+  assign \$237  = e2_i == geo[670:655];
+  assign \$238  = e2_tho + geo[192:177];
+  assign \$239  = \$237  ? 17'h00000 : \$238 ;
+  assign \$240  = desc[126] ? \$236  : \$239 ;
+  assign \$241  = ~ desc[126];
+  assign \$242  = e2_i == geo[670:655];
+  assign \$243  = \$241  & \$242 ;
+  assign \$244  = e2_q >= 2'h3;
+  assign \$245  = \$243  & \$244 ;
+  assign \$246  = ~ desc[206];
+  assign \$247  = ~ e2_q[0];
+  assign \$248  = \$246  | \$247 ;
+  assign \$249  = \$245  & \$248 ;
+  assign \$250  = e2_l4b + desc[87:80];
+  assign \$251  = ! e2_tap;
+  assign \$252  = \$40 [15:0] - 1'h1;
+  assign \$253  = \$40 [15:0] + 1'h1;
+  assign \$254  = \$251  ? { \$252 [16], \$252  } : { 1'h0, \$253  };
+  assign \$255  = ! \$254 ;
+  assign \$256  = \$255  & desc[210];
+  assign \$257  = ! e2_tap;
+  assign \$258  = \$40 [15:0] - 1'h1;
+  assign \$259  = \$40 [15:0] + 1'h1;
+  assign \$260  = \$257  ? { \$258 [16], \$258  } : { 1'h0, \$259  };
+  assign \$261  = geo[48:33] + 1'h1;
+  assign \$262  = \$260  == \$261 ;
+  assign \$263  = \$262  & desc[211];
+  assign \$264  = \$256  | \$263 ;
+  assign \$265  = | e2_ti;
+  assign \$266  = \$264  & \$265 ;
+  assign \$267  = | e2_ti;
+  assign \$268  = ! e2_tap;
+  assign \$269  = ! e2_q;
+  assign \$270  = \$269  & desc[208];
+  assign \$271  = e2_q == geo[646:631];
+  assign \$272  = \$271  & desc[209];
+  assign \$273  = \$268  ? \$270  : \$272 ;
+  assign \$274  = \$267  & \$273 ;
+  assign \$275  = geo[13:11] - 1'h1;
+  assign \$276  = { 1'h0, e2_sl } & { \$275 [3], \$275 [3], \$275 [3], \$275 [3], \$275 [3], \$275 [3], \$275 [3], \$275 [3], \$275 [3], \$275 [3], \$275 [3], \$275 [3], \$275 [3], \$275  };
+  assign \$277  = 1'h0 + geo[64:49];
+  assign \$278  = \$277  >= geo[422:407];
+  assign \$279  = 1'h0 + geo[64:49];
+  assign \$280  = \$279  - geo[422:407];
+  assign \$281  = 1'h0 + geo[64:49];
+  assign \$282  = \$278  ? \$280  : { 1'h0, \$281  };
+  assign \$284  = 1'h0 + \$283 ;
+  assign \$285  = \$284  >= geo[422:407];
+  assign \$287  = 1'h0 + \$286 ;
+  assign \$288  = \$287  - geo[422:407];
+  assign \$290  = 1'h0 + \$289 ;
+  assign \$291  = \$285  ? \$288  : { 1'h0, \$290  };
   always @(posedge clk)
-    e2_g <= \$241 ;
+    e2_g <= \$292 ;
   always @(posedge clk)
-    e2_bc <= \$242 ;
+    e2_bc <= \$293 ;
   always @(posedge clk)
-    e2_coff <= \$243 ;
+    e2_coff <= \$294 ;
   always @(posedge clk)
-    e2_s <= \$244 ;
+    e2_s <= \$295 ;
   always @(posedge clk)
-    e2_b <= \$245 ;
+    e2_b <= \$296 ;
   always @(posedge clk)
-    e2_boff <= \$246 ;
+    e2_boff <= \$297 ;
   always @(posedge clk)
-    e2_jb <= \$247 ;
+    e2_jb <= \$298 ;
   always @(posedge clk)
-    e2_ti <= \$248 ;
+    e2_ti <= \$299 ;
   always @(posedge clk)
-    e2_jl <= \$249 ;
+    e2_jl <= \$300 ;
   always @(posedge clk)
-    e2_sl <= \$250 ;
+    e2_sl <= \$301 ;
   always @(posedge clk)
-    e2_ck <= \$251 ;
+    e2_ck <= \$302 ;
   always @(posedge clk)
-    e2_jbs <= \$252 ;
+    e2_jbs <= \$303 ;
   always @(posedge clk)
-    e2_tis <= \$253 ;
+    e2_tis <= \$304 ;
   always @(posedge clk)
-    e2_jls <= \$254 ;
+    e2_jls <= \$305 ;
   always @(posedge clk)
-    e2_sls <= \$255 ;
+    e2_sls <= \$306 ;
   always @(posedge clk)
-    e2_bg <= \$256 ;
+    e2_bg <= \$307 ;
   always @(posedge clk)
-    e2_goff <= \$257 ;
+    e2_goff <= \$308 ;
   always @(posedge clk)
-    e2_cseq <= \$258 ;
+    e2_cseq <= \$309 ;
   always @(posedge clk)
-    e2_cslot <= \$259 ;
+    e2_cslot <= \$310 ;
   always @(posedge clk)
-    e2_gbase <= \$260 ;
+    e2_gbase <= \$311 ;
   always @(posedge clk)
-    e2_seq <= \$261 ;
+    e2_seq <= \$312 ;
   always @(posedge clk)
-    e2_i <= \$262 ;
+    e2_i <= \$313 ;
   always @(posedge clk)
-    e2_o <= \$263 ;
+    e2_o <= \$314 ;
   always @(posedge clk)
-    e2_qm3 <= \$264 ;
+    e2_qm3 <= \$315 ;
   always @(posedge clk)
-    e2_r1base <= \$265 ;
+    e2_r1base <= \$316 ;
   always @(posedge clk)
-    e2_trw <= \$266 ;
+    e2_r1base1 <= \$317 ;
   always @(posedge clk)
-    e2_tr4 <= \$267 ;
+    e2_r1base2 <= \$318 ;
   always @(posedge clk)
-    e2_tho <= \$268 ;
+    e2_trw <= \$319 ;
   always @(posedge clk)
-    e2_l4b <= \$269 ;
+    e2_tr4 <= \$320 ;
   always @(posedge clk)
-    run <= \$270 ;
+    e2_tho <= \$321 ;
   always @(posedge clk)
-    a <= \$271 ;
+    e2_l4b <= \$322 ;
   always @(posedge clk)
-    e2_mid1 <= \$272 ;
+    run <= \$323 ;
   always @(posedge clk)
-    e2_mid2 <= \$273 ;
+    a <= \$324 ;
   always @(posedge clk)
-    b <= \$274 ;
+    e2_mid1 <= \$325 ;
+  always @(posedge clk)
+    e2_mid2 <= \$326 ;
+  always @(posedge clk)
+    b <= \$327 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     e2_tap = 2'h0;
@@ -4618,10 +5034,10 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$241  = e2_g;
+    \$292  = e2_g;
     if (issue) begin
       if (e2_copy) begin
-        \$241  = \$56 [15:0];
+        \$292  = \$56 [15:0];
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
@@ -4634,9 +5050,9 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
             end else begin
               (* full_case = 32'd1 *)
               if (\$128 ) begin
-                \$241  = \$129 [15:0];
+                \$292  = \$129 [15:0];
               end else begin
-                \$241  = 16'h0000;
+                \$292  = 16'h0000;
               end
             end
           end
@@ -4644,229 +5060,229 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
       end
     end
     if (start) begin
-      \$241  = 16'h0000;
+      \$292  = 16'h0000;
     end
     if (rst) begin
-      \$241  = 16'h0000;
+      \$292  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$242  = e2_bc;
+    \$293  = e2_bc;
     if (issue) begin
       if (e2_copy) begin
         if (\$57 ) begin
-          \$242  = \$60 [15:0];
+          \$293  = \$60 [15:0];
         end
       end
     end
     if (start) begin
-      \$242  = 16'h0000;
+      \$293  = 16'h0000;
     end
     if (rst) begin
-      \$242  = 16'h0000;
+      \$293  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$243  = e2_coff;
+    \$294  = e2_coff;
     if (issue) begin
       if (e2_copy) begin
         if (\$57 ) begin
-          \$243  = \$63 [15:0];
+          \$294  = \$63 [15:0];
         end
       end
       if (e2_row_end) begin
-        \$243  = geo[29:14];
+        \$294  = geo[29:14];
       end
     end
     if (start) begin
-      \$243  = geo[29:14];
+      \$294  = geo[29:14];
     end
     if (rst) begin
-      \$243  = 16'h0000;
+      \$294  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$244  = e2_s;
+    \$295  = e2_s;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e2_copy) begin
       end else if (e2_s_last) begin
-        \$244  = 16'h0000;
+        \$295  = 16'h0000;
       end else begin
-        \$244  = \$130 [15:0];
+        \$295  = \$130 [15:0];
       end
     end
     if (start) begin
-      \$244  = 16'h0000;
+      \$295  = 16'h0000;
     end
     if (rst) begin
-      \$244  = 16'h0000;
+      \$295  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$245  = e2_b;
+    \$296  = e2_b;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$245  = \$68 [15:0];
+          \$296  = \$68 [15:0];
         end else begin
-          \$245  = 16'h0000;
+          \$296  = 16'h0000;
         end
       end
     end
     if (start) begin
-      \$245  = 16'h0000;
+      \$296  = 16'h0000;
     end
     if (rst) begin
-      \$245  = 16'h0000;
+      \$296  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$246  = e2_boff;
+    \$297  = e2_boff;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$246  = \$69 [15:0];
+          \$297  = \$69 [15:0];
         end else begin
-          \$246  = 16'h0000;
+          \$297  = 16'h0000;
         end
       end
     end
     if (start) begin
-      \$246  = 16'h0000;
+      \$297  = 16'h0000;
     end
     if (rst) begin
-      \$246  = 16'h0000;
+      \$297  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$247  = e2_jb;
-    if (issue) begin
-      (* full_case = 32'd1 *)
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$67 ) begin
-          \$247  = e2_jbs;
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$70 ) begin
-            \$247  = \$78 [15:0];
-          end else begin
-            \$247  = 16'h0000;
-          end
-        end
-      end else begin
-        \$247  = \$137 [15:0];
-      end
-    end
-    if (start) begin
-      \$247  = 16'h0000;
-    end
-    if (rst) begin
-      \$247  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$248  = e2_ti;
+    \$298  = e2_jb;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$248  = e2_tis;
+          \$298  = e2_jbs;
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$248  = \$85 [1:0];
+            \$298  = \$78 [15:0];
           end else begin
-            \$248  = 2'h0;
+            \$298  = 16'h0000;
           end
         end
       end else begin
-        \$248  = \$144 [1:0];
+        \$298  = \$137 [15:0];
       end
     end
     if (start) begin
-      \$248  = 2'h0;
+      \$298  = 16'h0000;
     end
     if (rst) begin
-      \$248  = 2'h0;
+      \$298  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$249  = e2_jl;
+    \$299  = e2_ti;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$249  = e2_jls;
+          \$299  = e2_tis;
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$249  = \$90 [15:0];
+            \$299  = \$85 [1:0];
           end else begin
-            \$249  = 16'h0000;
+            \$299  = 2'h0;
           end
         end
       end else begin
-        \$249  = \$149 [15:0];
+        \$299  = \$144 [1:0];
       end
     end
     if (start) begin
-      \$249  = 16'h0000;
+      \$299  = 2'h0;
     end
     if (rst) begin
-      \$249  = 16'h0000;
+      \$299  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$250  = e2_sl;
+    \$300  = e2_jl;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$250  = e2_sls;
+          \$300  = e2_jls;
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$250  = \$91 [15:0];
+            \$300  = \$90 [15:0];
           end else begin
-            \$250  = 16'h0000;
+            \$300  = 16'h0000;
           end
         end
       end else begin
-        \$250  = \$150 [15:0];
+        \$300  = \$149 [15:0];
       end
     end
     if (start) begin
-      \$250  = 16'h0000;
+      \$300  = 16'h0000;
     end
     if (rst) begin
-      \$250  = 16'h0000;
+      \$300  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$251  = e2_ck;
+    \$301  = e2_sl;
+    if (issue) begin
+      (* full_case = 32'd1 *)
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$67 ) begin
+          \$301  = e2_sls;
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$70 ) begin
+            \$301  = \$91 [15:0];
+          end else begin
+            \$301  = 16'h0000;
+          end
+        end
+      end else begin
+        \$301  = \$150 [15:0];
+      end
+    end
+    if (start) begin
+      \$301  = 16'h0000;
+    end
+    if (rst) begin
+      \$301  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$302  = e2_ck;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -4875,23 +5291,23 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$251  = \$71 [15:0];
+            \$302  = \$71 [15:0];
           end else begin
-            \$251  = 16'h0000;
+            \$302  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$251  = 16'h0000;
+      \$302  = 16'h0000;
     end
     if (rst) begin
-      \$251  = 16'h0000;
+      \$302  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$252  = e2_jbs;
+    \$303  = e2_jbs;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -4900,23 +5316,23 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$252  = \$98 [15:0];
+            \$303  = \$98 [15:0];
           end else begin
-            \$252  = 16'h0000;
+            \$303  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$252  = 16'h0000;
+      \$303  = 16'h0000;
     end
     if (rst) begin
-      \$252  = 16'h0000;
+      \$303  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$253  = e2_tis;
+    \$304  = e2_tis;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -4925,23 +5341,23 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$253  = \$105 [1:0];
+            \$304  = \$105 [1:0];
           end else begin
-            \$253  = 2'h0;
+            \$304  = 2'h0;
           end
         end
       end
     end
     if (start) begin
-      \$253  = 2'h0;
+      \$304  = 2'h0;
     end
     if (rst) begin
-      \$253  = 2'h0;
+      \$304  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$254  = e2_jls;
+    \$305  = e2_jls;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -4950,23 +5366,23 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$254  = \$110 [15:0];
+            \$305  = \$110 [15:0];
           end else begin
-            \$254  = 16'h0000;
+            \$305  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$254  = 16'h0000;
+      \$305  = 16'h0000;
     end
     if (rst) begin
-      \$254  = 16'h0000;
+      \$305  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$255  = e2_sls;
+    \$306  = e2_sls;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -4975,23 +5391,23 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$255  = \$111 [15:0];
+            \$306  = \$111 [15:0];
           end else begin
-            \$255  = 16'h0000;
+            \$306  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$255  = 16'h0000;
+      \$306  = 16'h0000;
     end
     if (rst) begin
-      \$255  = 16'h0000;
+      \$306  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$256  = e2_bg;
+    \$307  = e2_bg;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -5003,24 +5419,24 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
           end else begin
             (* full_case = 32'd1 *)
             if (\$113 ) begin
-              \$256  = \$114 [15:0];
+              \$307  = \$114 [15:0];
             end else begin
-              \$256  = 16'h0000;
+              \$307  = 16'h0000;
             end
           end
         end
       end
     end
     if (start) begin
-      \$256  = 16'h0000;
+      \$307  = 16'h0000;
     end
     if (rst) begin
-      \$256  = 16'h0000;
+      \$307  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$257  = e2_goff;
+    \$308  = e2_goff;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -5032,52 +5448,24 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
           end else begin
             (* full_case = 32'd1 *)
             if (\$113 ) begin
-              \$257  = \$116 [15:0];
+              \$308  = \$116 [15:0];
             end else begin
-              \$257  = geo[454:439];
+              \$308  = geo[454:439];
             end
           end
         end
       end
     end
     if (start) begin
-      \$257  = geo[454:439];
+      \$308  = geo[454:439];
     end
     if (rst) begin
-      \$257  = 16'h0000;
+      \$308  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$258  = e2_cseq;
-    if (issue) begin
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$67 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$70 ) begin
-          end else begin
-            (* full_case = 32'd1 *)
-            if (\$113 ) begin
-            end else begin
-              \$258  = \$117 [23:0];
-            end
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$258  = 24'h000000;
-    end
-    if (rst) begin
-      \$258  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$259  = e2_cslot;
+    \$309  = e2_cseq;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -5090,22 +5478,22 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
             (* full_case = 32'd1 *)
             if (\$113 ) begin
             end else begin
-              \$259  = \$120 [15:0];
+              \$309  = \$117 [23:0];
             end
           end
         end
       end
     end
     if (start) begin
-      \$259  = 16'h0000;
+      \$309  = 24'h000000;
     end
     if (rst) begin
-      \$259  = 16'h0000;
+      \$309  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$260  = e2_gbase;
+    \$310  = e2_cslot;
     if (issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -5118,260 +5506,318 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
             (* full_case = 32'd1 *)
             if (\$113 ) begin
             end else begin
-              \$260  = \$126 [15:0];
+              \$310  = \$120 [15:0];
             end
           end
         end
       end
     end
     if (start) begin
-      \$260  = 16'h0000;
+      \$310  = 16'h0000;
     end
     if (rst) begin
-      \$260  = 16'h0000;
+      \$310  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$261  = e2_seq;
+    \$311  = e2_gbase;
+    if (issue) begin
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$67 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$70 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$113 ) begin
+            end else begin
+              \$311  = \$126 [15:0];
+            end
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$311  = 16'h0000;
+    end
+    if (rst) begin
+      \$311  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$312  = e2_seq;
     if (issue) begin
       if (e2_row_end) begin
-        \$261  = \$151 [15:0];
+        \$312  = \$151 [15:0];
       end
     end
     if (start) begin
-      \$261  = 16'h0000;
+      \$312  = 16'h0000;
     end
     if (rst) begin
-      \$261  = 16'h0000;
+      \$312  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$262  = e2_i;
+    \$313  = e2_i;
     if (issue) begin
       if (e2_row_end) begin
         (* full_case = 32'd1 *)
         if (\$152 ) begin
-          \$262  = 16'h0000;
+          \$313  = 16'h0000;
         end else begin
-          \$262  = \$154 [15:0];
+          \$313  = \$154 [15:0];
         end
       end
     end
     if (start) begin
-      \$262  = 16'h0000;
+      \$313  = 16'h0000;
     end
     if (rst) begin
-      \$262  = 16'h0000;
+      \$313  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$263  = e2_o;
+    \$314  = e2_o;
     if (issue) begin
       if (e2_row_end) begin
         if (\$152 ) begin
-          \$263  = \$153 [15:0];
+          \$314  = \$153 [15:0];
         end
       end
     end
     if (start) begin
-      \$263  = 16'h0000;
+      \$314  = 16'h0000;
     end
     if (rst) begin
-      \$263  = 16'h0000;
+      \$314  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$264  = e2_qm3;
+    \$315  = e2_qm3;
     if (issue) begin
       if (e2_row_end) begin
-        \$264  = \$165 [1:0];
+        \$315  = \$165 [1:0];
       end
     end
     if (start) begin
-      \$264  = 2'h0;
+      \$315  = 2'h0;
     end
     if (rst) begin
-      \$264  = 2'h0;
+      \$315  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$265  = e2_r1base;
+    \$316  = e2_r1base;
     if (issue) begin
       if (e2_row_end) begin
-        \$265  = \$183 [15:0];
+        \$316  = \$183 [15:0];
       end
     end
     if (start) begin
-      \$265  = 16'h0000;
+      \$316  = 16'h0000;
     end
     if (rst) begin
-      \$265  = 16'h0000;
+      \$316  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$266  = e2_trw;
+    \$317  = e2_r1base1;
     if (issue) begin
       if (e2_row_end) begin
-        \$266  = \$190 [15:0];
+        \$317  = \$201 [15:0];
       end
     end
     if (start) begin
-      \$266  = 16'h0000;
+      \$317  = \$282 [15:0];
     end
     if (rst) begin
-      \$266  = 16'h0000;
+      \$317  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$267  = e2_tr4;
+    \$318  = e2_r1base2;
     if (issue) begin
       if (e2_row_end) begin
-        \$267  = \$197 [15:0];
+        \$318  = \$219 [15:0];
       end
     end
     if (start) begin
-      \$267  = 16'h0000;
+      \$318  = \$291 [15:0];
     end
     if (rst) begin
-      \$267  = 16'h0000;
+      \$318  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$268  = e2_tho;
+    \$319  = e2_trw;
     if (issue) begin
       if (e2_row_end) begin
-        \$268  = \$204 [15:0];
+        \$319  = \$226 [15:0];
       end
     end
     if (start) begin
-      \$268  = 16'h0000;
+      \$319  = 16'h0000;
     end
     if (rst) begin
-      \$268  = 16'h0000;
+      \$319  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$269  = e2_l4b;
+    \$320  = e2_tr4;
     if (issue) begin
       if (e2_row_end) begin
-        if (\$213 ) begin
-          \$269  = \$214 [15:0];
+        \$320  = \$233 [15:0];
+      end
+    end
+    if (start) begin
+      \$320  = 16'h0000;
+    end
+    if (rst) begin
+      \$320  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$321  = e2_tho;
+    if (issue) begin
+      if (e2_row_end) begin
+        \$321  = \$240 [15:0];
+      end
+    end
+    if (start) begin
+      \$321  = 16'h0000;
+    end
+    if (rst) begin
+      \$321  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$322  = e2_l4b;
+    if (issue) begin
+      if (e2_row_end) begin
+        if (\$249 ) begin
+          \$322  = \$250 [15:0];
         end
       end
     end
     if (start) begin
-      \$269  = 16'h0000;
+      \$322  = 16'h0000;
     end
     if (rst) begin
-      \$269  = 16'h0000;
+      \$322  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$270  = run;
+    \$323  = run;
     if (issue) begin
       if (e2_row_end) begin
         if (e2_all_end) begin
-          \$270  = 1'h0;
+          \$323  = 1'h0;
         end
       end
     end
     if (start) begin
-      \$270  = 1'h1;
+      \$323  = 1'h1;
     end
     if (rst) begin
-      \$270  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$271 [0] = issue;
-    \$271 [1] = e2_copy;
-    \$271 [2] = e2_s_first;
-    \$271 [3] = e2_from_psum;
-    \$271 [4] = e2_spad_rd;
-    \$271 [5] = e2_spad_wr;
-    \$271 [6] = e2_final;
-    \$271 [7] = e2_psum_out;
-    \$271 [8] = e2_row_end;
-    \$271 [9] = \$230 ;
-    \$271 [10] = \$238 ;
-    \$271 [14:11] = e2_s[3:0];
-    \$271 [17:15] = e2_b[2:0];
-    \$271 [19:18] = e2_jl[1:0];
-    \$271 [21:20] = \$240 [1:0];
-    \$271 [37:22] = \$40 [15:0];
-    \$271 [85:70] = e2_g;
-    \$271 [53:38] = \$42 [15:0];
-    \$271 [69:54] = e2_tr4;
-    \$271 [87:86] = e2_ti;
-    \$271 [88] = e2_seq[0];
-    \$271 [90:89] = e2_qm3;
-    if (rst) begin
-      \$271  = 91'h00000000000000000000000;
+      \$323  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$272 [0] = a[0];
-    \$272 [1] = a[1];
-    \$272 [2] = a[6];
-    \$272 [3] = a[7];
-    \$272 [4] = a[8];
-    \$272 [7:5] = a[17:15];
-    \$272 [23:8] = a[37:22];
-    \$272 [39:24] = a[53:38];
-    \$272 [55:40] = a[69:54];
-    \$272 [71:56] = a[85:70];
-    \$272 [72] = a[88];
-    \$272 [74:73] = a[90:89];
+    \$324 [0] = issue;
+    \$324 [1] = e2_copy;
+    \$324 [2] = e2_s_first;
+    \$324 [3] = e2_from_psum;
+    \$324 [4] = e2_spad_rd;
+    \$324 [5] = e2_spad_wr;
+    \$324 [6] = e2_final;
+    \$324 [7] = e2_psum_out;
+    \$324 [8] = e2_row_end;
+    \$324 [9] = \$266 ;
+    \$324 [10] = \$274 ;
+    \$324 [14:11] = e2_s[3:0];
+    \$324 [17:15] = e2_b[2:0];
+    \$324 [19:18] = e2_jl[1:0];
+    \$324 [21:20] = \$276 [1:0];
+    \$324 [37:22] = \$40 [15:0];
+    \$324 [85:70] = e2_g;
+    \$324 [53:38] = \$42 [15:0];
+    \$324 [69:54] = e2_tr4;
+    \$324 [87:86] = e2_ti;
+    \$324 [88] = e2_seq[0];
+    \$324 [90:89] = e2_qm3;
     if (rst) begin
-      \$272  = 75'h0000000000000000000;
+      \$324  = 91'h00000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$273 [0] = e2_mid1[0];
-    \$273 [1] = e2_mid1[1];
-    \$273 [2] = e2_mid1[2];
-    \$273 [3] = e2_mid1[3];
-    \$273 [4] = e2_mid1[4];
-    \$273 [7:5] = e2_mid1[7:5];
-    \$273 [23:8] = e2_mid1[23:8];
-    \$273 [39:24] = e2_mid1[39:24];
-    \$273 [55:40] = e2_mid1[55:40];
-    \$273 [71:56] = e2_mid1[71:56];
-    \$273 [72] = e2_mid1[72];
-    \$273 [74:73] = e2_mid1[74:73];
+    \$325 [0] = a[0];
+    \$325 [1] = a[1];
+    \$325 [2] = a[6];
+    \$325 [3] = a[7];
+    \$325 [4] = a[8];
+    \$325 [7:5] = a[17:15];
+    \$325 [23:8] = a[37:22];
+    \$325 [39:24] = a[53:38];
+    \$325 [55:40] = a[69:54];
+    \$325 [71:56] = a[85:70];
+    \$325 [72] = a[88];
+    \$325 [74:73] = a[90:89];
     if (rst) begin
-      \$273  = 75'h0000000000000000000;
+      \$325  = 75'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$274 [0] = e2_mid2[0];
-    \$274 [1] = e2_mid2[1];
-    \$274 [2] = e2_mid2[2];
-    \$274 [3] = e2_mid2[3];
-    \$274 [4] = e2_mid2[4];
-    \$274 [7:5] = e2_mid2[7:5];
-    \$274 [23:8] = e2_mid2[23:8];
-    \$274 [39:24] = e2_mid2[39:24];
-    \$274 [55:40] = e2_mid2[55:40];
-    \$274 [71:56] = e2_mid2[71:56];
-    \$274 [72] = e2_mid2[72];
-    \$274 [74:73] = e2_mid2[74:73];
+    \$326 [0] = e2_mid1[0];
+    \$326 [1] = e2_mid1[1];
+    \$326 [2] = e2_mid1[2];
+    \$326 [3] = e2_mid1[3];
+    \$326 [4] = e2_mid1[4];
+    \$326 [7:5] = e2_mid1[7:5];
+    \$326 [23:8] = e2_mid1[23:8];
+    \$326 [39:24] = e2_mid1[39:24];
+    \$326 [55:40] = e2_mid1[55:40];
+    \$326 [71:56] = e2_mid1[71:56];
+    \$326 [72] = e2_mid1[72];
+    \$326 [74:73] = e2_mid1[74:73];
     if (rst) begin
-      \$274  = 75'h0000000000000000000;
+      \$326  = 75'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$327 [0] = e2_mid2[0];
+    \$327 [1] = e2_mid2[1];
+    \$327 [2] = e2_mid2[2];
+    \$327 [3] = e2_mid2[3];
+    \$327 [4] = e2_mid2[4];
+    \$327 [7:5] = e2_mid2[7:5];
+    \$327 [23:8] = e2_mid2[23:8];
+    \$327 [39:24] = e2_mid2[39:24];
+    \$327 [55:40] = e2_mid2[55:40];
+    \$327 [71:56] = e2_mid2[71:56];
+    \$327 [72] = e2_mid2[72];
+    \$327 [74:73] = e2_mid2[74:73];
+    if (rst) begin
+      \$327  = 75'h0000000000000000000;
     end
   end
   assign e2_t = \$1 [7:0];
@@ -5466,28 +5912,30 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   assign \step.seq  = step[55:40];
   assign \step.qm3  = step[57:56];
   assign \step.r1base  = step[73:58];
-  assign \step.trw  = step[89:74];
-  assign \step.tr4  = step[105:90];
-  assign \step.tho  = step[121:106];
-  assign \step.l4b  = step[137:122];
-  assign \step.tap  = step[139:138];
-  assign \step.ti  = step[141:140];
-  assign \step.e  = step[157:142];
-  assign \step.eoff  = step[173:158];
-  assign \step.jb  = step[189:174];
-  assign \step.g  = step[205:190];
-  assign \step.gbase  = step[221:206];
-  assign \step.sl  = step[237:222];
-  assign \step.s  = step[253:238];
-  assign \step.b  = step[269:254];
-  assign \step.copy  = step[270];
-  assign \step.new_op  = step[271];
-  assign \step.new_centre  = step[272];
-  assign \step.glb_rd  = step[273];
-  assign \step.spad_rd  = step[274];
-  assign \step.from_psum  = step[275];
-  assign \step.row_end  = step[276];
-  assign \step.chunk  = step[300:277];
+  assign \step.r1base1  = step[89:74];
+  assign \step.r1base2  = step[105:90];
+  assign \step.trw  = step[121:106];
+  assign \step.tr4  = step[137:122];
+  assign \step.tho  = step[153:138];
+  assign \step.l4b  = step[169:154];
+  assign \step.tap  = step[171:170];
+  assign \step.ti  = step[173:172];
+  assign \step.e  = step[189:174];
+  assign \step.eoff  = step[205:190];
+  assign \step.jb  = step[221:206];
+  assign \step.g  = step[237:222];
+  assign \step.gbase  = step[253:238];
+  assign \step.sl  = step[269:254];
+  assign \step.s  = step[285:270];
+  assign \step.b  = step[301:286];
+  assign \step.copy  = step[302];
+  assign \step.new_op  = step[303];
+  assign \step.new_centre  = step[304];
+  assign \step.glb_rd  = step[305];
+  assign \step.spad_rd  = step[306];
+  assign \step.from_psum  = step[307];
+  assign \step.row_end  = step[308];
+  assign \step.chunk  = step[332:309];
   assign \a.v  = a[0];
   assign \a.copy  = a[1];
   assign \a.first  = a[2];
@@ -5546,28 +5994,30 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   assign \b.g  = b[71:56];
   assign \b.seq  = b[72];
   assign \b.qm3  = b[74:73];
-  assign step[276] = e2_row_end;
-  assign step[275] = e2_from_psum;
-  assign step[274] = e2_spad_rd;
-  assign step[300:277] = e2_cseq;
-  assign step[273] = \$53 ;
-  assign step[272] = \$48 ;
-  assign step[271] = \$44 ;
-  assign step[270] = e2_copy;
-  assign step[269:254] = e2_b;
-  assign step[253:238] = e2_s;
-  assign step[237:222] = e2_sl;
-  assign step[221:206] = e2_gbase;
-  assign step[205:190] = e2_g;
-  assign step[189:174] = e2_jb;
-  assign step[173:158] = \$42 [15:0];
-  assign step[157:142] = \$40 [15:0];
-  assign step[141:140] = e2_ti;
-  assign step[139:138] = e2_tap;
-  assign step[137:122] = e2_l4b;
-  assign step[121:106] = e2_tho;
-  assign step[105:90] = e2_tr4;
-  assign step[89:74] = e2_trw;
+  assign step[308] = e2_row_end;
+  assign step[307] = e2_from_psum;
+  assign step[306] = e2_spad_rd;
+  assign step[332:309] = e2_cseq;
+  assign step[305] = \$53 ;
+  assign step[304] = \$48 ;
+  assign step[303] = \$44 ;
+  assign step[302] = e2_copy;
+  assign step[301:286] = e2_b;
+  assign step[285:270] = e2_s;
+  assign step[269:254] = e2_sl;
+  assign step[253:238] = e2_gbase;
+  assign step[237:222] = e2_g;
+  assign step[221:206] = e2_jb;
+  assign step[205:190] = \$42 [15:0];
+  assign step[189:174] = \$40 [15:0];
+  assign step[173:172] = e2_ti;
+  assign step[171:170] = e2_tap;
+  assign step[169:154] = e2_l4b;
+  assign step[153:138] = e2_tho;
+  assign step[137:122] = e2_tr4;
+  assign step[121:106] = e2_trw;
+  assign step[105:90] = e2_r1base2;
+  assign step[89:74] = e2_r1base1;
   assign step[73:58] = e2_r1base;
   assign step[57:56] = e2_qm3;
   assign step[55:40] = e2_seq;
@@ -5580,10 +6030,19 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, inflight, geo, step, run
   assign \$167  = { geo[64:49], 1'h0 };
   assign \$173  = { geo[64:49], 1'h0 };
   assign \$179  = { geo[64:49], 1'h0 };
+  assign \$185  = { geo[64:49], 1'h0 };
+  assign \$191  = { geo[64:49], 1'h0 };
+  assign \$197  = { geo[64:49], 1'h0 };
+  assign \$203  = { geo[64:49], 1'h0 };
+  assign \$209  = { geo[64:49], 1'h0 };
+  assign \$215  = { geo[64:49], 1'h0 };
+  assign \$283  = { geo[64:49], 1'h0 };
+  assign \$286  = { geo[64:49], 1'h0 };
+  assign \$289  = { geo[64:49], 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant2 (\port$2406$0 , \port$2446$0 , \port$2486$0 , i, shift, rnd, \port$2366$0 );
+module \ttsnn_accel.e23.requant2 (\port$2481$0 , \port$2521$0 , \port$2561$0 , i, shift, rnd, \port$2441$0 );
   wire \$1 ;
   wire [16:0] \$10 ;
   wire [6:0] \$100 ;
@@ -5747,14 +6206,14 @@ module \ttsnn_accel.e23.requant2 (\port$2406$0 , \port$2446$0 , \port$2486$0 , i
   input [63:0] i;
   wire [63:0] i;
   wire [31:0] o;
-  output [7:0] \port$2366$0 ;
-  wire [7:0] \port$2366$0 ;
-  output [7:0] \port$2406$0 ;
-  wire [7:0] \port$2406$0 ;
-  output [7:0] \port$2446$0 ;
-  wire [7:0] \port$2446$0 ;
-  output [7:0] \port$2486$0 ;
-  wire [7:0] \port$2486$0 ;
+  output [7:0] \port$2441$0 ;
+  wire [7:0] \port$2441$0 ;
+  output [7:0] \port$2481$0 ;
+  wire [7:0] \port$2481$0 ;
+  output [7:0] \port$2521$0 ;
+  wire [7:0] \port$2521$0 ;
+  output [7:0] \port$2561$0 ;
+  wire [7:0] \port$2561$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -5908,10 +6367,10 @@ module \ttsnn_accel.e23.requant2 (\port$2406$0 , \port$2446$0 , \port$2486$0 , i
   assign \$159  = \$146  ? 8'h80 : \$158 [7:0];
   assign \$160  = \$133  ? 8'h7f : \$159 ;
   assign o = { \$160 , \$120 , \$80 , \$40  };
-  assign \port$2366$0  = \$40 ;
-  assign \port$2406$0  = \$80 ;
-  assign \port$2446$0  = \$120 ;
-  assign \port$2486$0  = \$160 ;
+  assign \port$2441$0  = \$40 ;
+  assign \port$2481$0  = \$80 ;
+  assign \port$2521$0  = \$120 ;
+  assign \port$2561$0  = \$160 ;
   assign \$11  = { \$10 [16], \$10 [16:1] };
   assign \$24  = { \$23 [16], \$23 [16:1] };
   assign \$37  = { \$36 [16], \$36 [16:1] };
@@ -5927,7 +6386,7 @@ module \ttsnn_accel.e23.requant2 (\port$2406$0 , \port$2446$0 , \port$2486$0 , i
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant3 (\port$2570$0 , \port$2610$0 , \port$2650$0 , i, shift, rnd, \port$2530$0 );
+module \ttsnn_accel.e23.requant3 (\port$2645$0 , \port$2685$0 , \port$2725$0 , i, shift, rnd, \port$2605$0 );
   wire \$1 ;
   wire [17:0] \$10 ;
   wire [6:0] \$100 ;
@@ -6091,14 +6550,14 @@ module \ttsnn_accel.e23.requant3 (\port$2570$0 , \port$2610$0 , \port$2650$0 , i
   input [67:0] i;
   wire [67:0] i;
   wire [31:0] o;
-  output [7:0] \port$2530$0 ;
-  wire [7:0] \port$2530$0 ;
-  output [7:0] \port$2570$0 ;
-  wire [7:0] \port$2570$0 ;
-  output [7:0] \port$2610$0 ;
-  wire [7:0] \port$2610$0 ;
-  output [7:0] \port$2650$0 ;
-  wire [7:0] \port$2650$0 ;
+  output [7:0] \port$2605$0 ;
+  wire [7:0] \port$2605$0 ;
+  output [7:0] \port$2645$0 ;
+  wire [7:0] \port$2645$0 ;
+  output [7:0] \port$2685$0 ;
+  wire [7:0] \port$2685$0 ;
+  output [7:0] \port$2725$0 ;
+  wire [7:0] \port$2725$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -6252,10 +6711,10 @@ module \ttsnn_accel.e23.requant3 (\port$2570$0 , \port$2610$0 , \port$2650$0 , i
   assign \$159  = \$146  ? 8'h80 : \$158 [7:0];
   assign \$160  = \$133  ? 8'h7f : \$159 ;
   assign o = { \$160 , \$120 , \$80 , \$40  };
-  assign \port$2530$0  = \$40 ;
-  assign \port$2570$0  = \$80 ;
-  assign \port$2610$0  = \$120 ;
-  assign \port$2650$0  = \$160 ;
+  assign \port$2605$0  = \$40 ;
+  assign \port$2645$0  = \$80 ;
+  assign \port$2685$0  = \$120 ;
+  assign \port$2725$0  = \$160 ;
   assign \$11  = { \$10 [17], \$10 [17:1] };
   assign \$24  = { \$23 [17], \$23 [17:1] };
   assign \$37  = { \$36 [17], \$36 [17:1] };
@@ -6271,7 +6730,7 @@ module \ttsnn_accel.e23.requant3 (\port$2570$0 , \port$2610$0 , \port$2650$0 , i
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, w3__en, w3__addr, busy, \port$2530$0 , \port$2570$0 , \port$2610$0 , \port$2650$0 , w3__data, row2_b__data, row2_c__data, geo, q2_rows, counts, cluster, released
+module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, w3__en, w3__addr, busy, \port$2605$0 , \port$2645$0 , \port$2685$0 , \port$2725$0 , w3__data, row2_b__data, row2_c__data, geo, q2_rows, counts, cluster, released
 , line4__en, line4__addr, q23_rows, w3_consumed, e4_released, w3_chunks, desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [16:0] \$1 ;
@@ -6633,14 +7092,14 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   (* init = 1'h0 *)
   wire line4_en_c;
   wire ok;
-  input [7:0] \port$2530$0 ;
-  wire [7:0] \port$2530$0 ;
-  input [7:0] \port$2570$0 ;
-  wire [7:0] \port$2570$0 ;
-  input [7:0] \port$2610$0 ;
-  wire [7:0] \port$2610$0 ;
-  input [7:0] \port$2650$0 ;
-  wire [7:0] \port$2650$0 ;
+  input [7:0] \port$2605$0 ;
+  wire [7:0] \port$2605$0 ;
+  input [7:0] \port$2645$0 ;
+  wire [7:0] \port$2645$0 ;
+  input [7:0] \port$2685$0 ;
+  wire [7:0] \port$2685$0 ;
+  input [7:0] \port$2725$0 ;
+  wire [7:0] \port$2725$0 ;
   output [15:0] q23_rows;
   reg [15:0] q23_rows = 16'h0000;
   input [15:0] q2_rows;
@@ -6668,7 +7127,7 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   input start;
   wire start;
   wire \start$5 ;
-  wire [300:0] step;
+  wire [332:0] step;
   wire [15:0] \step.b ;
   wire [23:0] \step.chunk ;
   wire \step.copy ;
@@ -6686,6 +7145,8 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   wire [15:0] \step.q ;
   wire [1:0] \step.qm3 ;
   wire [15:0] \step.r1base ;
+  wire [15:0] \step.r1base1 ;
+  wire [15:0] \step.r1base2 ;
   wire \step.row_end ;
   wire [15:0] \step.s ;
   wire [15:0] \step.seq ;
@@ -6712,8 +7173,8 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \$3  = step[15:0] < 2'h3;
   assign \$4  = step[15:0] - 2'h3;
   assign \$5  = $signed(\$4 ) >>> desc[206];
-  assign \$6  = $signed({ 1'h0, step[121:106] }) + $signed(\$5 );
-  assign \$7  = step[137:122] + step[23:16];
+  assign \$6  = $signed({ 1'h0, step[153:138] }) + $signed(\$5 );
+  assign \$7  = step[169:154] + step[23:16];
   assign \$8  = desc[126] ? \$6  : { 1'h0, \$7  };
   assign \$9  = $signed(\$8 ) + $signed(2'h1);
   assign \$10  = $signed({ 1'h0, e4_released }) >= $signed(\$9 );
@@ -6721,7 +7182,7 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \$12  = \$2  & \$11 ;
   assign \$13  = | desc[293:278];
   assign \$14  = ~ \$13 ;
-  assign \$15  = w3_chunks > step[300:277];
+  assign \$15  = w3_chunks > step[332:309];
   assign \$16  = \$14  | \$15 ;
   assign ok = \$12  & \$16 ;
   assign \$17  = step[55:40] + 1'h1;
@@ -6729,8 +7190,8 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \$19  = step[15:0] < 2'h3;
   assign \$20  = step[15:0] - 2'h3;
   assign \$21  = $signed(\$20 ) >>> desc[206];
-  assign \$22  = $signed({ 1'h0, step[121:106] }) + $signed(\$21 );
-  assign \$23  = step[137:122] + step[23:16];
+  assign \$22  = $signed({ 1'h0, step[153:138] }) + $signed(\$21 );
+  assign \$23  = step[169:154] + step[23:16];
   assign \$24  = desc[126] ? \$22  : { 1'h0, \$23  };
   assign \$25  = $signed(\$24 ) + $signed(2'h1);
   assign \$26  = $signed({ 1'h0, e4_released }) >= $signed(\$25 );
@@ -6743,8 +7204,8 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \$33  = step[15:0] < 2'h3;
   assign \$34  = step[15:0] - 2'h3;
   assign \$35  = $signed(\$34 ) >>> desc[206];
-  assign \$36  = $signed({ 1'h0, step[121:106] }) + $signed(\$35 );
-  assign \$37  = step[137:122] + step[23:16];
+  assign \$36  = $signed({ 1'h0, step[153:138] }) + $signed(\$35 );
+  assign \$37  = step[169:154] + step[23:16];
   assign \$38  = desc[126] ? \$36  : { 1'h0, \$37  };
   assign \$39  = $signed(\$38 ) + $signed(2'h1);
   assign \$40  = $signed({ 1'h0, e4_released }) >= $signed(\$39 );
@@ -6753,30 +7214,30 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \$43  = run & \$42 ;
   assign \$44  = | desc[293:278];
   assign \$45  = ~ \$44 ;
-  assign \$46  = w3_chunks > step[300:277];
+  assign \$46  = w3_chunks > step[332:309];
   assign \$47  = \$45  | \$46 ;
   assign \$48  = ~ \$47 ;
   assign \$49  = \$43  & \$48 ;
-  assign row2_b__en = issue & step[272];
+  assign row2_b__en = issue & step[304];
   assign \$50  = step[40] ? geo[64:49] : 16'h0000;
-  assign \$51  = \$50  + step[173:158];
-  assign \$52  = \$51  + step[189:174];
-  assign \$53  = | step[141:140];
+  assign \$51  = \$50  + step[205:190];
+  assign \$52  = \$51  + step[221:206];
+  assign \$53  = | step[173:172];
   assign \$54  = issue & \$53 ;
-  assign row2_c__en = \$54  & step[271];
+  assign row2_c__en = \$54  & step[303];
   assign \$55  = step[40] ? geo[64:49] : 16'h0000;
-  assign \$56  = ! step[139:138];
-  assign \$57  = step[173:158] - geo[29:14];
-  assign \$58  = step[173:158] + geo[29:14];
+  assign \$56  = ! step[171:170];
+  assign \$57  = step[205:190] - geo[29:14];
+  assign \$58  = step[205:190] + geo[29:14];
   assign \$59  = \$56  ? { \$57 [16], \$57  } : { 1'h0, \$58  };
   assign \$60  = $signed({ 1'h0, \$55  }) + $signed(\$59 );
-  assign \$61  = $signed(\$60 ) + $signed({ 1'h0, step[189:174] });
-  assign w3__en = issue & step[273];
-  assign \$62  = step[237:222] >> geo[7:4];
-  assign \$63  = step[221:206] + \$62 ;
+  assign \$61  = $signed(\$60 ) + $signed({ 1'h0, step[221:206] });
+  assign w3__en = issue & step[305];
+  assign \$62  = step[269:254] >> geo[7:4];
+  assign \$63  = step[253:238] + \$62 ;
   assign \$64  = row2_b__en + row2_c__en;
-  assign \$65  = issue & step[274];
-  assign \$66  = issue & step[275];
+  assign \$65  = issue & step[306];
+  assign \$66  = issue & step[307];
   assign \$67  = ! a[87:86];
   assign \$68  = a[87:86] == 1'h1;
   assign \$69  = \$68  ? 2'h1 : 2'h2;
@@ -6795,7 +7256,7 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \$82  = cluster[111] + cluster[120];
   assign \$83  = run | inflight;
   assign busy = \$83  | line4__en;
-  assign \$84  = issue & step[276];
+  assign \$84  = issue & step[308];
   assign \$85  = released + 1'h1;
   assign \$86  = b[0] & b[2];
   assign \$87  = b[0] & b[4];
@@ -6885,12 +7346,12 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \run$12  = run;
   assign line4_en_c = line4__en;
   assign line4_addr_c = line4__addr;
-  assign line4__data = { \port$2650$0 , \port$2610$0 , \port$2570$0 , \port$2530$0  };
-  assign result = { \port$2650$0 , \port$2610$0 , \port$2570$0 , \port$2530$0  };
+  assign line4__data = { \port$2725$0 , \port$2685$0 , \port$2645$0 , \port$2605$0  };
+  assign result = { \port$2725$0 , \port$2685$0 , \port$2645$0 , \port$2605$0  };
   assign row2_b__addr = \$52 [15:0];
   assign row2_c__addr = \$61 [15:0];
   assign w3__addr = \$63 [15:0];
-  assign w3_consumed = step[300:277];
+  assign w3_consumed = step[332:309];
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -7063,28 +7524,30 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \step.seq  = step[55:40];
   assign \step.qm3  = step[57:56];
   assign \step.r1base  = step[73:58];
-  assign \step.trw  = step[89:74];
-  assign \step.tr4  = step[105:90];
-  assign \step.tho  = step[121:106];
-  assign \step.l4b  = step[137:122];
-  assign \step.tap  = step[139:138];
-  assign \step.ti  = step[141:140];
-  assign \step.e  = step[157:142];
-  assign \step.eoff  = step[173:158];
-  assign \step.jb  = step[189:174];
-  assign \step.g  = step[205:190];
-  assign \step.gbase  = step[221:206];
-  assign \step.sl  = step[237:222];
-  assign \step.s  = step[253:238];
-  assign \step.b  = step[269:254];
-  assign \step.copy  = step[270];
-  assign \step.new_op  = step[271];
-  assign \step.new_centre  = step[272];
-  assign \step.glb_rd  = step[273];
-  assign \step.spad_rd  = step[274];
-  assign \step.from_psum  = step[275];
-  assign \step.row_end  = step[276];
-  assign \step.chunk  = step[300:277];
+  assign \step.r1base1  = step[89:74];
+  assign \step.r1base2  = step[105:90];
+  assign \step.trw  = step[121:106];
+  assign \step.tr4  = step[137:122];
+  assign \step.tho  = step[153:138];
+  assign \step.l4b  = step[169:154];
+  assign \step.tap  = step[171:170];
+  assign \step.ti  = step[173:172];
+  assign \step.e  = step[189:174];
+  assign \step.eoff  = step[205:190];
+  assign \step.jb  = step[221:206];
+  assign \step.g  = step[237:222];
+  assign \step.gbase  = step[253:238];
+  assign \step.sl  = step[269:254];
+  assign \step.s  = step[285:270];
+  assign \step.b  = step[301:286];
+  assign \step.copy  = step[302];
+  assign \step.new_op  = step[303];
+  assign \step.new_centre  = step[304];
+  assign \step.glb_rd  = step[305];
+  assign \step.spad_rd  = step[306];
+  assign \step.from_psum  = step[307];
+  assign \step.row_end  = step[308];
+  assign \step.chunk  = step[332:309];
   assign \counts.c3_busy  = counts[0];
   assign \counts.c3_stall  = counts[1];
   assign \counts.c3_w_wait  = counts[2];
@@ -7160,9 +7623,9 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign cluster[2] = a[3];
   assign cluster[1] = a[2];
   assign cluster[0] = a[0];
-  assign cluster[119:117] = step[256:254];
+  assign cluster[119:117] = step[288:286];
   assign cluster[116] = \$66 ;
-  assign cluster[110:107] = step[241:238];
+  assign cluster[110:107] = step[273:270];
   assign cluster[106] = \$65 ;
   assign counts[16] = line4__en;
   assign counts[15:14] = \$82 ;
@@ -7275,112 +7738,165 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   wire [19:0] \$183 ;
   wire \$184 ;
   wire [16:0] \$185 ;
-  wire [16:0] \$186 ;
-  wire \$187 ;
-  wire [16:0] \$188 ;
-  wire [16:0] \$189 ;
+  wire [17:0] \$186 ;
+  wire [17:0] \$187 ;
+  wire [18:0] \$188 ;
+  wire \$189 ;
   wire \$19 ;
-  wire [16:0] \$190 ;
-  wire \$191 ;
-  wire [16:0] \$192 ;
-  wire [16:0] \$193 ;
-  wire \$194 ;
-  wire [16:0] \$195 ;
-  wire [16:0] \$196 ;
+  wire \$190 ;
+  wire [16:0] \$191 ;
+  wire [17:0] \$192 ;
+  wire [17:0] \$193 ;
+  wire [18:0] \$194 ;
+  wire [19:0] \$195 ;
+  wire \$196 ;
   wire [16:0] \$197 ;
-  wire \$198 ;
-  wire [16:0] \$199 ;
+  wire [17:0] \$198 ;
+  wire [17:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire [16:0] \$200 ;
-  wire \$201 ;
-  wire [16:0] \$202 ;
+  wire [18:0] \$200 ;
+  wire [19:0] \$201 ;
+  wire \$202 ;
   wire [16:0] \$203 ;
-  wire [16:0] \$204 ;
-  wire \$205 ;
-  wire \$206 ;
+  wire [17:0] \$204 ;
+  wire [17:0] \$205 ;
+  wire [18:0] \$206 ;
   wire \$207 ;
   wire \$208 ;
-  wire \$209 ;
+  wire [16:0] \$209 ;
   wire \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire [16:0] \$214 ;
-  wire \$215 ;
-  wire [16:0] \$216 ;
-  wire [16:0] \$217 ;
-  wire [17:0] \$218 ;
-  wire \$219 ;
+  wire [17:0] \$210 ;
+  wire [17:0] \$211 ;
+  wire [18:0] \$212 ;
+  wire [19:0] \$213 ;
+  wire \$214 ;
+  wire [16:0] \$215 ;
+  wire [17:0] \$216 ;
+  wire [17:0] \$217 ;
+  wire [18:0] \$218 ;
+  wire [19:0] \$219 ;
   wire \$22 ;
   wire \$220 ;
-  wire \$221 ;
+  wire [16:0] \$221 ;
   wire [16:0] \$222 ;
-  wire [16:0] \$223 ;
-  wire [17:0] \$224 ;
+  wire \$223 ;
+  wire [16:0] \$224 ;
   wire [16:0] \$225 ;
-  wire \$226 ;
+  wire [16:0] \$226 ;
   wire \$227 ;
-  wire \$228 ;
-  wire \$229 ;
+  wire [16:0] \$228 ;
+  wire [16:0] \$229 ;
   wire \$23 ;
   wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire \$233 ;
+  wire [16:0] \$231 ;
+  wire [16:0] \$232 ;
+  wire [16:0] \$233 ;
   wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
+  wire [16:0] \$235 ;
+  wire [16:0] \$236 ;
   wire \$237 ;
-  wire \$238 ;
-  wire [3:0] \$239 ;
+  wire [16:0] \$238 ;
+  wire [16:0] \$239 ;
   wire \$24 ;
   wire [16:0] \$240 ;
   wire \$241 ;
-  reg [15:0] \$242 ;
-  reg [15:0] \$243 ;
-  reg [15:0] \$244 ;
-  reg [15:0] \$245 ;
-  reg [15:0] \$246 ;
-  reg [15:0] \$247 ;
-  reg [15:0] \$248 ;
-  reg [1:0] \$249 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire \$245 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire \$248 ;
+  wire \$249 ;
   wire \$25 ;
-  reg [15:0] \$250 ;
-  reg [15:0] \$251 ;
-  reg [15:0] \$252 ;
-  reg [15:0] \$253 ;
-  reg [1:0] \$254 ;
-  reg [15:0] \$255 ;
-  reg [15:0] \$256 ;
-  reg [15:0] \$257 ;
-  reg [15:0] \$258 ;
-  reg [23:0] \$259 ;
+  wire [16:0] \$250 ;
+  wire \$251 ;
+  wire [16:0] \$252 ;
+  wire [16:0] \$253 ;
+  wire [17:0] \$254 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire \$257 ;
+  wire [16:0] \$258 ;
+  wire [16:0] \$259 ;
   wire [15:0] \$26 ;
-  reg [15:0] \$260 ;
-  reg [15:0] \$261 ;
-  reg [15:0] \$262 ;
-  reg [15:0] \$263 ;
-  reg [15:0] \$264 ;
-  reg [1:0] \$265 ;
-  reg [15:0] \$266 ;
-  reg [15:0] \$267 ;
-  reg [15:0] \$268 ;
-  reg [15:0] \$269 ;
+  wire [17:0] \$260 ;
+  wire [16:0] \$261 ;
+  wire \$262 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
   wire \$27 ;
-  reg [15:0] \$270 ;
-  reg \$271 ;
-  reg [90:0] \$272 ;
-  reg [74:0] \$273 ;
-  reg [74:0] \$274 ;
-  reg [74:0] \$275 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire [3:0] \$275 ;
+  wire [16:0] \$276 ;
+  wire [16:0] \$277 ;
+  wire \$278 ;
+  wire [16:0] \$279 ;
   wire \$28 ;
+  wire [17:0] \$280 ;
+  wire [16:0] \$281 ;
+  wire [17:0] \$282 ;
+  wire [16:0] \$283 ;
+  wire [17:0] \$284 ;
+  wire \$285 ;
+  wire [16:0] \$286 ;
+  wire [17:0] \$287 ;
+  wire [18:0] \$288 ;
+  wire [16:0] \$289 ;
   wire \$29 ;
+  wire [17:0] \$290 ;
+  wire [18:0] \$291 ;
+  wire \$292 ;
+  reg [15:0] \$293 ;
+  reg [15:0] \$294 ;
+  reg [15:0] \$295 ;
+  reg [15:0] \$296 ;
+  reg [15:0] \$297 ;
+  reg [15:0] \$298 ;
+  reg [15:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
+  reg [1:0] \$300 ;
+  reg [15:0] \$301 ;
+  reg [15:0] \$302 ;
+  reg [15:0] \$303 ;
+  reg [15:0] \$304 ;
+  reg [1:0] \$305 ;
+  reg [15:0] \$306 ;
+  reg [15:0] \$307 ;
+  reg [15:0] \$308 ;
+  reg [15:0] \$309 ;
   wire \$31 ;
+  reg [23:0] \$310 ;
+  reg [15:0] \$311 ;
+  reg [15:0] \$312 ;
+  reg [15:0] \$313 ;
+  reg [15:0] \$314 ;
+  reg [15:0] \$315 ;
+  reg [1:0] \$316 ;
+  reg [15:0] \$317 ;
+  reg [15:0] \$318 ;
+  reg [15:0] \$319 ;
   wire \$32 ;
+  reg [15:0] \$320 ;
+  reg [15:0] \$321 ;
+  reg [15:0] \$322 ;
+  reg [15:0] \$323 ;
+  reg \$324 ;
+  reg [90:0] \$325 ;
+  reg [74:0] \$326 ;
+  reg [74:0] \$327 ;
+  reg [74:0] \$328 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
@@ -7581,6 +8097,8 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   wire [15:0] e3_q;
   reg [1:0] e3_qm3 = 2'h0;
   reg [15:0] e3_r1base = 16'h0000;
+  reg [15:0] e3_r1base1 = 16'h0000;
+  reg [15:0] e3_r1base2 = 16'h0000;
   wire e3_row_end;
   reg [15:0] e3_s = 16'h0000;
   wire e3_s_first;
@@ -7665,8 +8183,8 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   reg run = 1'h0;
   input start;
   wire start;
-  output [300:0] step;
-  wire [300:0] step;
+  output [332:0] step;
+  wire [332:0] step;
   wire [15:0] \step.b ;
   wire [23:0] \step.chunk ;
   wire \step.copy ;
@@ -7684,6 +8202,8 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   wire [15:0] \step.q ;
   wire [1:0] \step.qm3 ;
   wire [15:0] \step.r1base ;
+  wire [15:0] \step.r1base1 ;
+  wire [15:0] \step.r1base2 ;
   wire \step.row_end ;
   wire [15:0] \step.s ;
   wire [15:0] \step.seq ;
@@ -7884,131 +8404,177 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   assign \$182  = e3_r1base + \$181 ;
   assign \$183  = \$171  ? \$177  : { 1'h0, \$182  };
   assign \$184  = e3_i == geo[670:655];
-  assign \$185  = e3_trw + geo[64:49];
-  assign \$186  = \$184  ? \$185  : { 1'h0, e3_trw };
-  assign \$187  = e3_i == geo[670:655];
-  assign \$188  = e3_trw + geo[64:49];
-  assign \$189  = \$187  ? 17'h00000 : \$188 ;
-  assign \$190  = desc[126] ? \$186  : \$189 ;
-  assign \$191  = e3_i == geo[670:655];
-  assign \$192  = e3_tr4 + geo[80:65];
-  assign \$193  = \$191  ? \$192  : { 1'h0, e3_tr4 };
-  assign \$194  = e3_i == geo[670:655];
-  assign \$195  = e3_tr4 + geo[80:65];
-  assign \$196  = \$194  ? 17'h00000 : \$195 ;
-  assign \$197  = desc[126] ? \$193  : \$196 ;
-  assign \$198  = e3_i == geo[670:655];
-  assign \$199  = e3_tho + geo[192:177];
-  assign \$200  = \$198  ? \$199  : { 1'h0, e3_tho };
-  assign \$201  = e3_i == geo[670:655];
-  assign \$202  = e3_tho + geo[192:177];
-  assign \$203  = \$201  ? 17'h00000 : \$202 ;
-  assign \$204  = desc[126] ? \$200  : \$203 ;
-  assign \$205  = ~ desc[126];
-  assign \$206  = e3_i == geo[670:655];
-  assign \$207  = \$205  & \$206 ;
-  assign \$208  = e3_q >= 2'h3;
-  assign \$209  = \$207  & \$208 ;
-  assign \$210  = ~ desc[206];
-  assign \$211  = ~ e3_q[0];
-  assign \$212  = \$210  | \$211 ;
-  assign \$213  = \$209  & \$212 ;
-  assign \$214  = e3_l4b + desc[87:80];
-  assign \$215  = ! e3_tap;
-  assign \$216  = \$40 [15:0] - 1'h1;
-  assign \$217  = \$40 [15:0] + 1'h1;
-  assign \$218  = \$215  ? { \$216 [16], \$216  } : { 1'h0, \$217  };
-  assign \$219  = ! \$218 ;
-  assign \$220  = \$219  & desc[210];
-  assign \$221  = ! e3_tap;
-  assign \$222  = \$40 [15:0] - 1'h1;
-  assign \$223  = \$40 [15:0] + 1'h1;
-  assign \$224  = \$221  ? { \$222 [16], \$222  } : { 1'h0, \$223  };
-  assign \$225  = geo[48:33] + 1'h1;
-  assign \$226  = \$224  == \$225 ;
-  assign \$227  = \$226  & desc[211];
-  assign \$228  = \$220  | \$227 ;
-  assign \$229  = | e3_ti;
-  assign \$230  = \$228  & \$229 ;
-  assign \$231  = | e3_ti;
-  assign \$232  = ! e3_tap;
-  assign \$233  = ! e3_q;
-  assign \$234  = \$233  & desc[208];
-  assign \$235  = e3_q == geo[646:631];
-  assign \$236  = \$235  & desc[209];
-  assign \$237  = \$232  ? \$234  : \$236 ;
-  assign \$238  = \$231  & \$237 ;
-  assign \$239  = geo[13:11] - 1'h1;
-  assign \$240  = { 1'h0, e3_sl } & { \$239 [3], \$239 [3], \$239 [3], \$239 [3], \$239 [3], \$239 [3], \$239 [3], \$239 [3], \$239 [3], \$239 [3], \$239 [3], \$239 [3], \$239 [3], \$239  };
-  assign \$241  = ! desc[89:88];
+  assign \$186  = \$185  + geo[64:49];
+  assign \$187  = \$184  ? \$186  : { 2'h0, geo[64:49] };
+  assign \$188  = e3_r1base1 + \$187 ;
+  assign \$189  = \$188  >= geo[422:407];
+  assign \$190  = e3_i == geo[670:655];
+  assign \$192  = \$191  + geo[64:49];
+  assign \$193  = \$190  ? \$192  : { 2'h0, geo[64:49] };
+  assign \$194  = e3_r1base1 + \$193 ;
+  assign \$195  = \$194  - geo[422:407];
+  assign \$196  = e3_i == geo[670:655];
+  assign \$198  = \$197  + geo[64:49];
+  assign \$199  = \$196  ? \$198  : { 2'h0, geo[64:49] };
+  assign \$200  = e3_r1base1 + \$199 ;
+  assign \$201  = \$189  ? \$195  : { 1'h0, \$200  };
+  assign \$202  = e3_i == geo[670:655];
+  assign \$204  = \$203  + geo[64:49];
+  assign \$205  = \$202  ? \$204  : { 2'h0, geo[64:49] };
+  assign \$206  = e3_r1base2 + \$205 ;
+  assign \$207  = \$206  >= geo[422:407];
+  assign \$208  = e3_i == geo[670:655];
+  assign \$210  = \$209  + geo[64:49];
+  assign \$211  = \$208  ? \$210  : { 2'h0, geo[64:49] };
+  assign \$212  = e3_r1base2 + \$211 ;
+  assign \$213  = \$212  - geo[422:407];
+  assign \$214  = e3_i == geo[670:655];
+  assign \$216  = \$215  + geo[64:49];
+  assign \$217  = \$214  ? \$216  : { 2'h0, geo[64:49] };
+  assign \$218  = e3_r1base2 + \$217 ;
+  assign \$219  = \$207  ? \$213  : { 1'h0, \$218  };
+  assign \$220  = e3_i == geo[670:655];
+  assign \$221  = e3_trw + geo[64:49];
+  assign \$222  = \$220  ? \$221  : { 1'h0, e3_trw };
+  assign \$223  = e3_i == geo[670:655];
+  assign \$224  = e3_trw + geo[64:49];
+  assign \$225  = \$223  ? 17'h00000 : \$224 ;
+  assign \$226  = desc[126] ? \$222  : \$225 ;
+  assign \$227  = e3_i == geo[670:655];
+  assign \$228  = e3_tr4 + geo[80:65];
+  assign \$229  = \$227  ? \$228  : { 1'h0, e3_tr4 };
+  assign \$230  = e3_i == geo[670:655];
+  assign \$231  = e3_tr4 + geo[80:65];
+  assign \$232  = \$230  ? 17'h00000 : \$231 ;
+  assign \$233  = desc[126] ? \$229  : \$232 ;
+  assign \$234  = e3_i == geo[670:655];
+  assign \$235  = e3_tho + geo[192:177];
+  assign \$236  = \$234  ? \$235  : { 1'h0, e3_tho };
+  assign \$237  = e3_i == geo[670:655];
+  assign \$238  = e3_tho + geo[192:177];
+  assign \$239  = \$237  ? 17'h00000 : \$238 ;
+  assign \$240  = desc[126] ? \$236  : \$239 ;
+  assign \$241  = ~ desc[126];
+  assign \$242  = e3_i == geo[670:655];
+  assign \$243  = \$241  & \$242 ;
+  assign \$244  = e3_q >= 2'h3;
+  assign \$245  = \$243  & \$244 ;
+  assign \$246  = ~ desc[206];
+  assign \$247  = ~ e3_q[0];
+  assign \$248  = \$246  | \$247 ;
+  assign \$249  = \$245  & \$248 ;
+  assign \$250  = e3_l4b + desc[87:80];
+  assign \$251  = ! e3_tap;
+  assign \$252  = \$40 [15:0] - 1'h1;
+  assign \$253  = \$40 [15:0] + 1'h1;
+  assign \$254  = \$251  ? { \$252 [16], \$252  } : { 1'h0, \$253  };
+  assign \$255  = ! \$254 ;
+  assign \$256  = \$255  & desc[210];
+  assign \$257  = ! e3_tap;
+  assign \$258  = \$40 [15:0] - 1'h1;
+  assign \$259  = \$40 [15:0] + 1'h1;
+  assign \$260  = \$257  ? { \$258 [16], \$258  } : { 1'h0, \$259  };
+  assign \$261  = geo[48:33] + 1'h1;
+  assign \$262  = \$260  == \$261 ;
+  assign \$263  = \$262  & desc[211];
+  assign \$264  = \$256  | \$263 ;
+  assign \$265  = | e3_ti;
+  assign \$266  = \$264  & \$265 ;
+  assign \$267  = | e3_ti;
+  assign \$268  = ! e3_tap;
+  assign \$269  = ! e3_q;
+  assign \$270  = \$269  & desc[208];
+  assign \$271  = e3_q == geo[646:631];
+  assign \$272  = \$271  & desc[209];
+  assign \$273  = \$268  ? \$270  : \$272 ;
+  assign \$274  = \$267  & \$273 ;
+  assign \$275  = geo[13:11] - 1'h1;
+  assign \$276  = { 1'h0, e3_sl } & { \$275 [3], \$275 [3], \$275 [3], \$275 [3], \$275 [3], \$275 [3], \$275 [3], \$275 [3], \$275 [3], \$275 [3], \$275 [3], \$275 [3], \$275 [3], \$275  };
+  assign \$277  = 1'h0 + geo[64:49];
+  assign \$278  = \$277  >= geo[422:407];
+  assign \$279  = 1'h0 + geo[64:49];
+  assign \$280  = \$279  - geo[422:407];
+  assign \$281  = 1'h0 + geo[64:49];
+  assign \$282  = \$278  ? \$280  : { 1'h0, \$281  };
+  assign \$284  = 1'h0 + \$283 ;
+  assign \$285  = \$284  >= geo[422:407];
+  assign \$287  = 1'h0 + \$286 ;
+  assign \$288  = \$287  - geo[422:407];
+  assign \$290  = 1'h0 + \$289 ;
+  assign \$291  = \$285  ? \$288  : { 1'h0, \$290  };
+  assign \$292  = ! desc[89:88];
   always @(posedge clk)
-    e3_g <= \$242 ;
+    e3_g <= \$293 ;
   always @(posedge clk)
-    e3_bc <= \$243 ;
+    e3_bc <= \$294 ;
   always @(posedge clk)
-    e3_coff <= \$244 ;
+    e3_coff <= \$295 ;
   always @(posedge clk)
-    e3_s <= \$245 ;
+    e3_s <= \$296 ;
   always @(posedge clk)
-    e3_b <= \$246 ;
+    e3_b <= \$297 ;
   always @(posedge clk)
-    e3_boff <= \$247 ;
+    e3_boff <= \$298 ;
   always @(posedge clk)
-    e3_jb <= \$248 ;
+    e3_jb <= \$299 ;
   always @(posedge clk)
-    e3_ti <= \$249 ;
+    e3_ti <= \$300 ;
   always @(posedge clk)
-    e3_jl <= \$250 ;
+    e3_jl <= \$301 ;
   always @(posedge clk)
-    e3_sl <= \$251 ;
+    e3_sl <= \$302 ;
   always @(posedge clk)
-    e3_ck <= \$252 ;
+    e3_ck <= \$303 ;
   always @(posedge clk)
-    e3_jbs <= \$253 ;
+    e3_jbs <= \$304 ;
   always @(posedge clk)
-    e3_tis <= \$254 ;
+    e3_tis <= \$305 ;
   always @(posedge clk)
-    e3_jls <= \$255 ;
+    e3_jls <= \$306 ;
   always @(posedge clk)
-    e3_sls <= \$256 ;
+    e3_sls <= \$307 ;
   always @(posedge clk)
-    e3_bg <= \$257 ;
+    e3_bg <= \$308 ;
   always @(posedge clk)
-    e3_goff <= \$258 ;
+    e3_goff <= \$309 ;
   always @(posedge clk)
-    e3_cseq <= \$259 ;
+    e3_cseq <= \$310 ;
   always @(posedge clk)
-    e3_cslot <= \$260 ;
+    e3_cslot <= \$311 ;
   always @(posedge clk)
-    e3_gbase <= \$261 ;
+    e3_gbase <= \$312 ;
   always @(posedge clk)
-    e3_seq <= \$262 ;
+    e3_seq <= \$313 ;
   always @(posedge clk)
-    e3_i <= \$263 ;
+    e3_i <= \$314 ;
   always @(posedge clk)
-    e3_o <= \$264 ;
+    e3_o <= \$315 ;
   always @(posedge clk)
-    e3_qm3 <= \$265 ;
+    e3_qm3 <= \$316 ;
   always @(posedge clk)
-    e3_r1base <= \$266 ;
+    e3_r1base <= \$317 ;
   always @(posedge clk)
-    e3_trw <= \$267 ;
+    e3_r1base1 <= \$318 ;
   always @(posedge clk)
-    e3_tr4 <= \$268 ;
+    e3_r1base2 <= \$319 ;
   always @(posedge clk)
-    e3_tho <= \$269 ;
+    e3_trw <= \$320 ;
   always @(posedge clk)
-    e3_l4b <= \$270 ;
+    e3_tr4 <= \$321 ;
   always @(posedge clk)
-    run <= \$271 ;
+    e3_tho <= \$322 ;
   always @(posedge clk)
-    a <= \$272 ;
+    e3_l4b <= \$323 ;
   always @(posedge clk)
-    e3_mid1 <= \$273 ;
+    run <= \$324 ;
   always @(posedge clk)
-    e3_mid2 <= \$274 ;
+    a <= \$325 ;
   always @(posedge clk)
-    b <= \$275 ;
+    e3_mid1 <= \$326 ;
+  always @(posedge clk)
+    e3_mid2 <= \$327 ;
+  always @(posedge clk)
+    b <= \$328 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     e3_tap = 2'h0;
@@ -8023,10 +8589,10 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$242  = e3_g;
+    \$293  = e3_g;
     if (issue) begin
       if (e3_copy) begin
-        \$242  = \$56 [15:0];
+        \$293  = \$56 [15:0];
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
@@ -8039,9 +8605,9 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
             end else begin
               (* full_case = 32'd1 *)
               if (\$128 ) begin
-                \$242  = \$129 [15:0];
+                \$293  = \$129 [15:0];
               end else begin
-                \$242  = 16'h0000;
+                \$293  = 16'h0000;
               end
             end
           end
@@ -8049,229 +8615,229 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
       end
     end
     if (start) begin
-      \$242  = 16'h0000;
+      \$293  = 16'h0000;
     end
     if (rst) begin
-      \$242  = 16'h0000;
+      \$293  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$243  = e3_bc;
+    \$294  = e3_bc;
     if (issue) begin
       if (e3_copy) begin
         if (\$57 ) begin
-          \$243  = \$60 [15:0];
+          \$294  = \$60 [15:0];
         end
       end
     end
     if (start) begin
-      \$243  = 16'h0000;
+      \$294  = 16'h0000;
     end
     if (rst) begin
-      \$243  = 16'h0000;
+      \$294  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$244  = e3_coff;
+    \$295  = e3_coff;
     if (issue) begin
       if (e3_copy) begin
         if (\$57 ) begin
-          \$244  = \$63 [15:0];
+          \$295  = \$63 [15:0];
         end
       end
       if (e3_row_end) begin
-        \$244  = geo[29:14];
+        \$295  = geo[29:14];
       end
     end
     if (start) begin
-      \$244  = geo[29:14];
+      \$295  = geo[29:14];
     end
     if (rst) begin
-      \$244  = 16'h0000;
+      \$295  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$245  = e3_s;
+    \$296  = e3_s;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e3_copy) begin
       end else if (e3_s_last) begin
-        \$245  = 16'h0000;
+        \$296  = 16'h0000;
       end else begin
-        \$245  = \$130 [15:0];
+        \$296  = \$130 [15:0];
       end
     end
     if (start) begin
-      \$245  = 16'h0000;
+      \$296  = 16'h0000;
     end
     if (rst) begin
-      \$245  = 16'h0000;
+      \$296  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$246  = e3_b;
+    \$297  = e3_b;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$246  = \$68 [15:0];
+          \$297  = \$68 [15:0];
         end else begin
-          \$246  = 16'h0000;
+          \$297  = 16'h0000;
         end
       end
     end
     if (start) begin
-      \$246  = 16'h0000;
+      \$297  = 16'h0000;
     end
     if (rst) begin
-      \$246  = 16'h0000;
+      \$297  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$247  = e3_boff;
+    \$298  = e3_boff;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$247  = \$69 [15:0];
+          \$298  = \$69 [15:0];
         end else begin
-          \$247  = 16'h0000;
+          \$298  = 16'h0000;
         end
       end
     end
     if (start) begin
-      \$247  = 16'h0000;
+      \$298  = 16'h0000;
     end
     if (rst) begin
-      \$247  = 16'h0000;
+      \$298  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$248  = e3_jb;
-    if (issue) begin
-      (* full_case = 32'd1 *)
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$67 ) begin
-          \$248  = e3_jbs;
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$70 ) begin
-            \$248  = \$78 [15:0];
-          end else begin
-            \$248  = 16'h0000;
-          end
-        end
-      end else begin
-        \$248  = \$137 [15:0];
-      end
-    end
-    if (start) begin
-      \$248  = 16'h0000;
-    end
-    if (rst) begin
-      \$248  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$249  = e3_ti;
+    \$299  = e3_jb;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$249  = e3_tis;
+          \$299  = e3_jbs;
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$249  = \$85 [1:0];
+            \$299  = \$78 [15:0];
           end else begin
-            \$249  = 2'h0;
+            \$299  = 16'h0000;
           end
         end
       end else begin
-        \$249  = \$144 [1:0];
+        \$299  = \$137 [15:0];
       end
     end
     if (start) begin
-      \$249  = 2'h0;
+      \$299  = 16'h0000;
     end
     if (rst) begin
-      \$249  = 2'h0;
+      \$299  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$250  = e3_jl;
+    \$300  = e3_ti;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$250  = e3_jls;
+          \$300  = e3_tis;
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$250  = \$90 [15:0];
+            \$300  = \$85 [1:0];
           end else begin
-            \$250  = 16'h0000;
+            \$300  = 2'h0;
           end
         end
       end else begin
-        \$250  = \$149 [15:0];
+        \$300  = \$144 [1:0];
       end
     end
     if (start) begin
-      \$250  = 16'h0000;
+      \$300  = 2'h0;
     end
     if (rst) begin
-      \$250  = 16'h0000;
+      \$300  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$251  = e3_sl;
+    \$301  = e3_jl;
     if (issue) begin
       (* full_case = 32'd1 *)
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$67 ) begin
-          \$251  = e3_sls;
+          \$301  = e3_jls;
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$251  = \$91 [15:0];
+            \$301  = \$90 [15:0];
           end else begin
-            \$251  = 16'h0000;
+            \$301  = 16'h0000;
           end
         end
       end else begin
-        \$251  = \$150 [15:0];
+        \$301  = \$149 [15:0];
       end
     end
     if (start) begin
-      \$251  = 16'h0000;
+      \$301  = 16'h0000;
     end
     if (rst) begin
-      \$251  = 16'h0000;
+      \$301  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$252  = e3_ck;
+    \$302  = e3_sl;
+    if (issue) begin
+      (* full_case = 32'd1 *)
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$67 ) begin
+          \$302  = e3_sls;
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$70 ) begin
+            \$302  = \$91 [15:0];
+          end else begin
+            \$302  = 16'h0000;
+          end
+        end
+      end else begin
+        \$302  = \$150 [15:0];
+      end
+    end
+    if (start) begin
+      \$302  = 16'h0000;
+    end
+    if (rst) begin
+      \$302  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$303  = e3_ck;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -8280,23 +8846,23 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$252  = \$71 [15:0];
+            \$303  = \$71 [15:0];
           end else begin
-            \$252  = 16'h0000;
+            \$303  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$252  = 16'h0000;
+      \$303  = 16'h0000;
     end
     if (rst) begin
-      \$252  = 16'h0000;
+      \$303  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$253  = e3_jbs;
+    \$304  = e3_jbs;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -8305,23 +8871,23 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$253  = \$98 [15:0];
+            \$304  = \$98 [15:0];
           end else begin
-            \$253  = 16'h0000;
+            \$304  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$253  = 16'h0000;
+      \$304  = 16'h0000;
     end
     if (rst) begin
-      \$253  = 16'h0000;
+      \$304  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$254  = e3_tis;
+    \$305  = e3_tis;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -8330,23 +8896,23 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$254  = \$105 [1:0];
+            \$305  = \$105 [1:0];
           end else begin
-            \$254  = 2'h0;
+            \$305  = 2'h0;
           end
         end
       end
     end
     if (start) begin
-      \$254  = 2'h0;
+      \$305  = 2'h0;
     end
     if (rst) begin
-      \$254  = 2'h0;
+      \$305  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$255  = e3_jls;
+    \$306  = e3_jls;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -8355,23 +8921,23 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$255  = \$110 [15:0];
+            \$306  = \$110 [15:0];
           end else begin
-            \$255  = 16'h0000;
+            \$306  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$255  = 16'h0000;
+      \$306  = 16'h0000;
     end
     if (rst) begin
-      \$255  = 16'h0000;
+      \$306  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$256  = e3_sls;
+    \$307  = e3_sls;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -8380,23 +8946,23 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
         end else begin
           (* full_case = 32'd1 *)
           if (\$70 ) begin
-            \$256  = \$111 [15:0];
+            \$307  = \$111 [15:0];
           end else begin
-            \$256  = 16'h0000;
+            \$307  = 16'h0000;
           end
         end
       end
     end
     if (start) begin
-      \$256  = 16'h0000;
+      \$307  = 16'h0000;
     end
     if (rst) begin
-      \$256  = 16'h0000;
+      \$307  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$257  = e3_bg;
+    \$308  = e3_bg;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -8408,24 +8974,24 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
           end else begin
             (* full_case = 32'd1 *)
             if (\$113 ) begin
-              \$257  = \$114 [15:0];
+              \$308  = \$114 [15:0];
             end else begin
-              \$257  = 16'h0000;
+              \$308  = 16'h0000;
             end
           end
         end
       end
     end
     if (start) begin
-      \$257  = 16'h0000;
+      \$308  = 16'h0000;
     end
     if (rst) begin
-      \$257  = 16'h0000;
+      \$308  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$258  = e3_goff;
+    \$309  = e3_goff;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -8437,52 +9003,24 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
           end else begin
             (* full_case = 32'd1 *)
             if (\$113 ) begin
-              \$258  = \$116 [15:0];
+              \$309  = \$116 [15:0];
             end else begin
-              \$258  = geo[29:14];
+              \$309  = geo[29:14];
             end
           end
         end
       end
     end
     if (start) begin
-      \$258  = geo[29:14];
+      \$309  = geo[29:14];
     end
     if (rst) begin
-      \$258  = 16'h0000;
+      \$309  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$259  = e3_cseq;
-    if (issue) begin
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$67 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$70 ) begin
-          end else begin
-            (* full_case = 32'd1 *)
-            if (\$113 ) begin
-            end else begin
-              \$259  = \$117 [23:0];
-            end
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$259  = 24'h000000;
-    end
-    if (rst) begin
-      \$259  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$260  = e3_cslot;
+    \$310  = e3_cseq;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -8495,22 +9033,22 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
             (* full_case = 32'd1 *)
             if (\$113 ) begin
             end else begin
-              \$260  = \$120 [15:0];
+              \$310  = \$117 [23:0];
             end
           end
         end
       end
     end
     if (start) begin
-      \$260  = 16'h0000;
+      \$310  = 24'h000000;
     end
     if (rst) begin
-      \$260  = 16'h0000;
+      \$310  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$261  = e3_gbase;
+    \$311  = e3_cslot;
     if (issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -8523,260 +9061,318 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
             (* full_case = 32'd1 *)
             if (\$113 ) begin
             end else begin
-              \$261  = \$126 [15:0];
+              \$311  = \$120 [15:0];
             end
           end
         end
       end
     end
     if (start) begin
-      \$261  = 16'h0000;
+      \$311  = 16'h0000;
     end
     if (rst) begin
-      \$261  = 16'h0000;
+      \$311  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$262  = e3_seq;
+    \$312  = e3_gbase;
+    if (issue) begin
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$67 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$70 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$113 ) begin
+            end else begin
+              \$312  = \$126 [15:0];
+            end
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$312  = 16'h0000;
+    end
+    if (rst) begin
+      \$312  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$313  = e3_seq;
     if (issue) begin
       if (e3_row_end) begin
-        \$262  = \$151 [15:0];
+        \$313  = \$151 [15:0];
       end
     end
     if (start) begin
-      \$262  = 16'h0000;
+      \$313  = 16'h0000;
     end
     if (rst) begin
-      \$262  = 16'h0000;
+      \$313  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$263  = e3_i;
+    \$314  = e3_i;
     if (issue) begin
       if (e3_row_end) begin
         (* full_case = 32'd1 *)
         if (\$152 ) begin
-          \$263  = 16'h0000;
+          \$314  = 16'h0000;
         end else begin
-          \$263  = \$154 [15:0];
+          \$314  = \$154 [15:0];
         end
       end
     end
     if (start) begin
-      \$263  = 16'h0000;
+      \$314  = 16'h0000;
     end
     if (rst) begin
-      \$263  = 16'h0000;
+      \$314  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$264  = e3_o;
+    \$315  = e3_o;
     if (issue) begin
       if (e3_row_end) begin
         if (\$152 ) begin
-          \$264  = \$153 [15:0];
+          \$315  = \$153 [15:0];
         end
       end
     end
     if (start) begin
-      \$264  = 16'h0000;
+      \$315  = 16'h0000;
     end
     if (rst) begin
-      \$264  = 16'h0000;
+      \$315  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$265  = e3_qm3;
+    \$316  = e3_qm3;
     if (issue) begin
       if (e3_row_end) begin
-        \$265  = \$165 [1:0];
+        \$316  = \$165 [1:0];
       end
     end
     if (start) begin
-      \$265  = 2'h0;
+      \$316  = 2'h0;
     end
     if (rst) begin
-      \$265  = 2'h0;
+      \$316  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$266  = e3_r1base;
+    \$317  = e3_r1base;
     if (issue) begin
       if (e3_row_end) begin
-        \$266  = \$183 [15:0];
+        \$317  = \$183 [15:0];
       end
     end
     if (start) begin
-      \$266  = 16'h0000;
+      \$317  = 16'h0000;
     end
     if (rst) begin
-      \$266  = 16'h0000;
+      \$317  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$267  = e3_trw;
+    \$318  = e3_r1base1;
     if (issue) begin
       if (e3_row_end) begin
-        \$267  = \$190 [15:0];
+        \$318  = \$201 [15:0];
       end
     end
     if (start) begin
-      \$267  = 16'h0000;
+      \$318  = \$282 [15:0];
     end
     if (rst) begin
-      \$267  = 16'h0000;
+      \$318  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$268  = e3_tr4;
+    \$319  = e3_r1base2;
     if (issue) begin
       if (e3_row_end) begin
-        \$268  = \$197 [15:0];
+        \$319  = \$219 [15:0];
       end
     end
     if (start) begin
-      \$268  = 16'h0000;
+      \$319  = \$291 [15:0];
     end
     if (rst) begin
-      \$268  = 16'h0000;
+      \$319  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$269  = e3_tho;
+    \$320  = e3_trw;
     if (issue) begin
       if (e3_row_end) begin
-        \$269  = \$204 [15:0];
+        \$320  = \$226 [15:0];
       end
     end
     if (start) begin
-      \$269  = 16'h0000;
+      \$320  = 16'h0000;
     end
     if (rst) begin
-      \$269  = 16'h0000;
+      \$320  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$270  = e3_l4b;
+    \$321  = e3_tr4;
     if (issue) begin
       if (e3_row_end) begin
-        if (\$213 ) begin
-          \$270  = \$214 [15:0];
+        \$321  = \$233 [15:0];
+      end
+    end
+    if (start) begin
+      \$321  = 16'h0000;
+    end
+    if (rst) begin
+      \$321  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$322  = e3_tho;
+    if (issue) begin
+      if (e3_row_end) begin
+        \$322  = \$240 [15:0];
+      end
+    end
+    if (start) begin
+      \$322  = 16'h0000;
+    end
+    if (rst) begin
+      \$322  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$323  = e3_l4b;
+    if (issue) begin
+      if (e3_row_end) begin
+        if (\$249 ) begin
+          \$323  = \$250 [15:0];
         end
       end
     end
     if (start) begin
-      \$270  = 16'h0000;
+      \$323  = 16'h0000;
     end
     if (rst) begin
-      \$270  = 16'h0000;
+      \$323  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$271  = run;
+    \$324  = run;
     if (issue) begin
       if (e3_row_end) begin
         if (e3_all_end) begin
-          \$271  = 1'h0;
+          \$324  = 1'h0;
         end
       end
     end
     if (start) begin
-      \$271  = \$241 ;
+      \$324  = \$292 ;
     end
     if (rst) begin
-      \$271  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$272 [0] = issue;
-    \$272 [1] = e3_copy;
-    \$272 [2] = e3_s_first;
-    \$272 [3] = e3_from_psum;
-    \$272 [4] = e3_spad_rd;
-    \$272 [5] = e3_spad_wr;
-    \$272 [6] = e3_final;
-    \$272 [7] = e3_psum_out;
-    \$272 [8] = e3_row_end;
-    \$272 [9] = \$230 ;
-    \$272 [10] = \$238 ;
-    \$272 [14:11] = e3_s[3:0];
-    \$272 [17:15] = e3_b[2:0];
-    \$272 [19:18] = e3_jl[1:0];
-    \$272 [21:20] = \$240 [1:0];
-    \$272 [37:22] = \$40 [15:0];
-    \$272 [85:70] = e3_g;
-    \$272 [53:38] = \$42 [15:0];
-    \$272 [69:54] = e3_tr4;
-    \$272 [87:86] = e3_ti;
-    \$272 [88] = e3_seq[0];
-    \$272 [90:89] = e3_qm3;
-    if (rst) begin
-      \$272  = 91'h00000000000000000000000;
+      \$324  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$273 [0] = a[0];
-    \$273 [1] = a[1];
-    \$273 [2] = a[6];
-    \$273 [3] = a[7];
-    \$273 [4] = a[8];
-    \$273 [7:5] = a[17:15];
-    \$273 [23:8] = a[37:22];
-    \$273 [39:24] = a[53:38];
-    \$273 [55:40] = a[69:54];
-    \$273 [71:56] = a[85:70];
-    \$273 [72] = a[88];
-    \$273 [74:73] = a[90:89];
+    \$325 [0] = issue;
+    \$325 [1] = e3_copy;
+    \$325 [2] = e3_s_first;
+    \$325 [3] = e3_from_psum;
+    \$325 [4] = e3_spad_rd;
+    \$325 [5] = e3_spad_wr;
+    \$325 [6] = e3_final;
+    \$325 [7] = e3_psum_out;
+    \$325 [8] = e3_row_end;
+    \$325 [9] = \$266 ;
+    \$325 [10] = \$274 ;
+    \$325 [14:11] = e3_s[3:0];
+    \$325 [17:15] = e3_b[2:0];
+    \$325 [19:18] = e3_jl[1:0];
+    \$325 [21:20] = \$276 [1:0];
+    \$325 [37:22] = \$40 [15:0];
+    \$325 [85:70] = e3_g;
+    \$325 [53:38] = \$42 [15:0];
+    \$325 [69:54] = e3_tr4;
+    \$325 [87:86] = e3_ti;
+    \$325 [88] = e3_seq[0];
+    \$325 [90:89] = e3_qm3;
     if (rst) begin
-      \$273  = 75'h0000000000000000000;
+      \$325  = 91'h00000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$274 [0] = e3_mid1[0];
-    \$274 [1] = e3_mid1[1];
-    \$274 [2] = e3_mid1[2];
-    \$274 [3] = e3_mid1[3];
-    \$274 [4] = e3_mid1[4];
-    \$274 [7:5] = e3_mid1[7:5];
-    \$274 [23:8] = e3_mid1[23:8];
-    \$274 [39:24] = e3_mid1[39:24];
-    \$274 [55:40] = e3_mid1[55:40];
-    \$274 [71:56] = e3_mid1[71:56];
-    \$274 [72] = e3_mid1[72];
-    \$274 [74:73] = e3_mid1[74:73];
+    \$326 [0] = a[0];
+    \$326 [1] = a[1];
+    \$326 [2] = a[6];
+    \$326 [3] = a[7];
+    \$326 [4] = a[8];
+    \$326 [7:5] = a[17:15];
+    \$326 [23:8] = a[37:22];
+    \$326 [39:24] = a[53:38];
+    \$326 [55:40] = a[69:54];
+    \$326 [71:56] = a[85:70];
+    \$326 [72] = a[88];
+    \$326 [74:73] = a[90:89];
     if (rst) begin
-      \$274  = 75'h0000000000000000000;
+      \$326  = 75'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$275 [0] = e3_mid2[0];
-    \$275 [1] = e3_mid2[1];
-    \$275 [2] = e3_mid2[2];
-    \$275 [3] = e3_mid2[3];
-    \$275 [4] = e3_mid2[4];
-    \$275 [7:5] = e3_mid2[7:5];
-    \$275 [23:8] = e3_mid2[23:8];
-    \$275 [39:24] = e3_mid2[39:24];
-    \$275 [55:40] = e3_mid2[55:40];
-    \$275 [71:56] = e3_mid2[71:56];
-    \$275 [72] = e3_mid2[72];
-    \$275 [74:73] = e3_mid2[74:73];
+    \$327 [0] = e3_mid1[0];
+    \$327 [1] = e3_mid1[1];
+    \$327 [2] = e3_mid1[2];
+    \$327 [3] = e3_mid1[3];
+    \$327 [4] = e3_mid1[4];
+    \$327 [7:5] = e3_mid1[7:5];
+    \$327 [23:8] = e3_mid1[23:8];
+    \$327 [39:24] = e3_mid1[39:24];
+    \$327 [55:40] = e3_mid1[55:40];
+    \$327 [71:56] = e3_mid1[71:56];
+    \$327 [72] = e3_mid1[72];
+    \$327 [74:73] = e3_mid1[74:73];
     if (rst) begin
-      \$275  = 75'h0000000000000000000;
+      \$327  = 75'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$328 [0] = e3_mid2[0];
+    \$328 [1] = e3_mid2[1];
+    \$328 [2] = e3_mid2[2];
+    \$328 [3] = e3_mid2[3];
+    \$328 [4] = e3_mid2[4];
+    \$328 [7:5] = e3_mid2[7:5];
+    \$328 [23:8] = e3_mid2[23:8];
+    \$328 [39:24] = e3_mid2[39:24];
+    \$328 [55:40] = e3_mid2[55:40];
+    \$328 [71:56] = e3_mid2[71:56];
+    \$328 [72] = e3_mid2[72];
+    \$328 [74:73] = e3_mid2[74:73];
+    if (rst) begin
+      \$328  = 75'h0000000000000000000;
     end
   end
   assign e3_t = \$1 [7:0];
@@ -8871,28 +9467,30 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   assign \step.seq  = step[55:40];
   assign \step.qm3  = step[57:56];
   assign \step.r1base  = step[73:58];
-  assign \step.trw  = step[89:74];
-  assign \step.tr4  = step[105:90];
-  assign \step.tho  = step[121:106];
-  assign \step.l4b  = step[137:122];
-  assign \step.tap  = step[139:138];
-  assign \step.ti  = step[141:140];
-  assign \step.e  = step[157:142];
-  assign \step.eoff  = step[173:158];
-  assign \step.jb  = step[189:174];
-  assign \step.g  = step[205:190];
-  assign \step.gbase  = step[221:206];
-  assign \step.sl  = step[237:222];
-  assign \step.s  = step[253:238];
-  assign \step.b  = step[269:254];
-  assign \step.copy  = step[270];
-  assign \step.new_op  = step[271];
-  assign \step.new_centre  = step[272];
-  assign \step.glb_rd  = step[273];
-  assign \step.spad_rd  = step[274];
-  assign \step.from_psum  = step[275];
-  assign \step.row_end  = step[276];
-  assign \step.chunk  = step[300:277];
+  assign \step.r1base1  = step[89:74];
+  assign \step.r1base2  = step[105:90];
+  assign \step.trw  = step[121:106];
+  assign \step.tr4  = step[137:122];
+  assign \step.tho  = step[153:138];
+  assign \step.l4b  = step[169:154];
+  assign \step.tap  = step[171:170];
+  assign \step.ti  = step[173:172];
+  assign \step.e  = step[189:174];
+  assign \step.eoff  = step[205:190];
+  assign \step.jb  = step[221:206];
+  assign \step.g  = step[237:222];
+  assign \step.gbase  = step[253:238];
+  assign \step.sl  = step[269:254];
+  assign \step.s  = step[285:270];
+  assign \step.b  = step[301:286];
+  assign \step.copy  = step[302];
+  assign \step.new_op  = step[303];
+  assign \step.new_centre  = step[304];
+  assign \step.glb_rd  = step[305];
+  assign \step.spad_rd  = step[306];
+  assign \step.from_psum  = step[307];
+  assign \step.row_end  = step[308];
+  assign \step.chunk  = step[332:309];
   assign \a.v  = a[0];
   assign \a.copy  = a[1];
   assign \a.first  = a[2];
@@ -8951,28 +9549,30 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   assign \b.g  = b[71:56];
   assign \b.seq  = b[72];
   assign \b.qm3  = b[74:73];
-  assign step[276] = e3_row_end;
-  assign step[275] = e3_from_psum;
-  assign step[274] = e3_spad_rd;
-  assign step[300:277] = e3_cseq;
-  assign step[273] = \$53 ;
-  assign step[272] = \$48 ;
-  assign step[271] = \$44 ;
-  assign step[270] = e3_copy;
-  assign step[269:254] = e3_b;
-  assign step[253:238] = e3_s;
-  assign step[237:222] = e3_sl;
-  assign step[221:206] = e3_gbase;
-  assign step[205:190] = e3_g;
-  assign step[189:174] = e3_jb;
-  assign step[173:158] = \$42 [15:0];
-  assign step[157:142] = \$40 [15:0];
-  assign step[141:140] = e3_ti;
-  assign step[139:138] = e3_tap;
-  assign step[137:122] = e3_l4b;
-  assign step[121:106] = e3_tho;
-  assign step[105:90] = e3_tr4;
-  assign step[89:74] = e3_trw;
+  assign step[308] = e3_row_end;
+  assign step[307] = e3_from_psum;
+  assign step[306] = e3_spad_rd;
+  assign step[332:309] = e3_cseq;
+  assign step[305] = \$53 ;
+  assign step[304] = \$48 ;
+  assign step[303] = \$44 ;
+  assign step[302] = e3_copy;
+  assign step[301:286] = e3_b;
+  assign step[285:270] = e3_s;
+  assign step[269:254] = e3_sl;
+  assign step[253:238] = e3_gbase;
+  assign step[237:222] = e3_g;
+  assign step[221:206] = e3_jb;
+  assign step[205:190] = \$42 [15:0];
+  assign step[189:174] = \$40 [15:0];
+  assign step[173:172] = e3_ti;
+  assign step[171:170] = e3_tap;
+  assign step[169:154] = e3_l4b;
+  assign step[153:138] = e3_tho;
+  assign step[137:122] = e3_tr4;
+  assign step[121:106] = e3_trw;
+  assign step[105:90] = e3_r1base2;
+  assign step[89:74] = e3_r1base1;
   assign step[73:58] = e3_r1base;
   assign step[57:56] = e3_qm3;
   assign step[55:40] = e3_seq;
@@ -8989,4 +9589,13 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, inflight, geo,
   assign \$167  = { geo[64:49], 1'h0 };
   assign \$173  = { geo[64:49], 1'h0 };
   assign \$179  = { geo[64:49], 1'h0 };
+  assign \$185  = { geo[64:49], 1'h0 };
+  assign \$191  = { geo[64:49], 1'h0 };
+  assign \$197  = { geo[64:49], 1'h0 };
+  assign \$203  = { geo[64:49], 1'h0 };
+  assign \$209  = { geo[64:49], 1'h0 };
+  assign \$215  = { geo[64:49], 1'h0 };
+  assign \$283  = { geo[64:49], 1'h0 };
+  assign \$286  = { geo[64:49], 1'h0 };
+  assign \$289  = { geo[64:49], 1'h0 };
 endmodule

@@ -268,7 +268,7 @@ def test_packed_stages_match_golden(case):
     upper half of each sum (the host adds the halves). The tensors and sums are the golden
     model's all the same, and each stage's cycles are counted here by hand: a packed stage
     takes ``I + ceil(I / P)`` steps per pixel pair and tap (spikes: ``ceil(I / S)``; the first
-    pixel's input word read in a step of its own), a mat-vec stage's pipeline drains in eight
+    pixel's input word read in a step of its own), a mat-vec stage's pipeline drains in nine
     cycles (the second word written one cycle after the first), an outer product's in two (the
     data, then the registered operands into the accumulator), one more for the control; and
     equal the cycle model's."""
@@ -286,7 +286,7 @@ def test_packed_stages_match_golden(case):
             taps = {0: 1, 1: 3, 2: 3, 3: 6}[f["taps"]]
             words = -(-f["in_channels"] // (S if f["in_spikes"] else P))
             steps = T * f["rows"] * f["cols"] // 2 * taps * (f["in_channels"] + words)
-            assert out[f"cycles_{name}"] == steps + (8 if f["kind"] == 0 else 2) + 1, name
+            assert out[f"cycles_{name}"] == steps + (9 if f["kind"] == 0 else 2) + 1, name
 
 
 STRADDLED_CASES = [  # P/2 <= rank < P (3 or 2 of the small configuration's 4 lanes): lanes straddle pixels
@@ -336,7 +336,7 @@ def test_straddled_stages_match_golden(case, monkeypatch):
     input and its channel's weight (the driver's word, rotated per pass), each pixel's sums
     written rotated into its word with its lanes enabled. The tensors and sums are the golden
     model's all the same; each straddled stage's cycles are counted here by hand (steps, the
-    mat-vec drain of seven cycles plus one per pixel of the stage's last pass after its first,
+    mat-vec drain of eight cycles plus one per pixel of the stage's last pass after its first,
     one for the control) and equal the cycle model's, as every other stage's do."""
     from ttsnn.gen.backward import tile_program
 
@@ -388,7 +388,7 @@ def _check_straddled_tile(case):
             full = [not f["use_schedule"] or (f["schedule"] >> t) & 1 for t in range(f["timesteps"])]
             last = (((cols * O - 1) // P) * P) % O                  # the last pass's first channel
             n_last = cols * O - ((cols * O - 1) // P) * P
-            drain = 7 + ((last + n_last - 1) // O if full[-1] else 0)
+            drain = 8 + ((last + n_last - 1) // O if full[-1] else 0)
             # a computed timestep before a reduced one: its last pass's writes before the copy's
             gaps = (last + n_last - 1) // O * sum(full[t] and not full[t + 1] for t in range(len(full) - 1))
             steps = sum(_straddled_steps_by_hand(f) if c else f["rows"] * cols * G for c in full)
@@ -593,7 +593,7 @@ def test_wide_stages_match_golden(case, monkeypatch):
     model's; each wide stage's cycles are counted here by hand (the full groups' ``I`` steps
     per pixel, group and tap; the remainder as a straddled stage of ``R`` channels, or
     ``I + ceil(I / P)`` steps per pixel pair and tap packed; HTT's reduced timesteps one step
-    per output word; a mat-vec stage's drain of seven cycles plus one per pixel of its last
+    per output word; a mat-vec stage's drain of eight cycles plus one per pixel of its last
     pass after the first (packed: its pair's second word), and as many idle cycles before a
     copied timestep; one for the control) and equal the cycle model's, as every stage's do."""
     from ttsnn.gen.backward.cyclemodel import stage_cycles
@@ -639,7 +639,7 @@ def test_wide_stages_match_golden(case, monkeypatch):
         else:
             gaps = after_first * sum(full[t] and not full[t + 1] for t in range(len(full) - 1))
             steps = sum(computed if c else rows * cols * G for c in full)
-            assert out[f"cycles_{name}"] == steps + gaps + 7 + (after_first if full[-1] else 0) + 1, name
+            assert out[f"cycles_{name}"] == steps + gaps + 8 + (after_first if full[-1] else 0) + 1, name
     if mode == "htt":           # reduced timesteps in wide stages
         assert any((f["straddle"] or f["pack"]) and f["use_schedule"] for f in wide.values())
         assert not all(backward_case(case)[0].full_timesteps(T))

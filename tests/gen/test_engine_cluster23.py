@@ -147,6 +147,9 @@ def run_engine(q, x, tile_hw, pack, order, w23_ring: int = 0, host_gap: int = 0)
                 await ctx.tick()
                 if not ctx.get(eng.busy):
                     break
+            # the counts are registered: the last busy cycle's come one cycle after it
+            for name, _ in eng.counts.shape():
+                totals[name] = totals.get(name, 0) + ctx.get(eng.counts[name])
             assert ctx.get(eng.q23_rows) == T
 
         run_testbench(h, bench)

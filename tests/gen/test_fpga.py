@@ -192,8 +192,9 @@ def test_small_configuration_levels_per_stage(tmp_path):
     lanes = {k: v["levels"] for k, v in ep.items() if v["unit"] == "backward.lif.lanes"}
     assert len(lanes) >= 8 and max(lanes.values()) <= 120, lanes
     assert ep["host.inc_lifg_saturations"]["levels"] <= 30
-    # the core-stage engine's re-quantisation is three stages (sums, rounding, saturation
-    # and write: 61, 33, 53 measured; 118-130 as one or two) and its strides are products
+    # the core-stage engine's re-quantisation is four stages (the sums' two halves,
+    # rounding, saturation and write: 42, 36, 31, 27 measured in pipe6; 61, 33, 53 with the
+    # sums one add; 118-130 as one or two) and its strides are products
     # with one multiply per register (a chain of three multipliers before)
     core = {k: v["levels"] for k, v in ep.items() if v["unit"] == "backward.core"}
     assert len(core) >= 8 and max(core.values()) <= 80, core
@@ -202,4 +203,17 @@ def test_small_configuration_levels_per_stage(tmp_path):
     array = {k: v["levels"] for k, v in ep.items() if v["unit"] in ("backward.core.array", "backward.core.array_hi")}
     assert len(array) >= 8 and max(array.values()) <= 56, array
     assert max(lanes.values()) <= 70, lanes
+    # issue #24, pipe6: the core-stage sums are added in two halves (36 into sums_c, 42 into
+    # the lower halves' carries; 61 as one add); the input address takes a registered tap
+    # offset and schedule bit (55 into the gradient buffer's banks; 57 with the taps'
+    # compares in front); the clusters-2/3 counts are registered where they arise (host.inc_*
+    # at most a few levels; 54 with the engine's logic in front), and line1's ring slots are
+    # kept by the loop (51 into line1; 54 with the adds and compares per step)
+    assert ep["backward.core.sums_c"]["levels"] <= 48
+    assert max(v for k, v in core.items() if "sum_carry" in k) <= 48, core
+    assert max(ep[f"memories.mem_gbuf_bank{b}"]["levels"] for b in (0, 1)) <= 56
+    e23_inc = {k: v["levels"] for k, v in ep.items()
+               if k.startswith(tuple(f"host.inc_{n}" for n in ("c2_", "c3_", "line1_reads", "w2_", "w3_", "row2_")))}
+    assert len(e23_inc) >= 10 and max(e23_inc.values()) <= 20, e23_inc
+    assert ep["memories.mem_line1"]["levels"] <= 52
     json.dumps(lv)      # the report is plain JSON
