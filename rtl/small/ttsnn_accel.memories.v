@@ -2,12 +2,12 @@
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w1__en, e1_line1__addr, \port$374$0 , \port$378$0 , \port$382$0 , \port$386$0 , \port__en$83 , e23_line1_a__addr, \port__en$89 , e23_line1_b__addr, \port__en$95 , e23_line1_c__addr, e23_w2__en, e23_w2__addr, e23_w3__en, e23_w3__addr, \wr__en$159 
-, e23_row2__addr, \wr__en$165 , e23_line4__addr, \wr__data$169 , \port__en$101 , e23_row2_b__addr, \port__en$107 , e23_row2_c__addr, \port$2441$0 , \port$2481$0 , \port$2521$0 , \port$2561$0 , e4_w4__en, \port__en$113 , e4_line4__addr, e4_w4__addr, e4_affine__en, \port__en$119 , e4_residual__addr, \port__en$125 , e4_membrane_in__addr
-, \wr__data$181 , e4_membrane_out__addr, e4_spikes__addr, e4_trace__addr, \port$2904$0 , \port$2905$0 , \port$2906$0 , \port$2907$0 , \port$2908$0 , \port$2909$0 , \port$2910$0 , \port$2911$0 , bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, bw_weights__addr, \port__en$141 
+, e23_row2__addr, \wr__en$165 , e23_line4__addr, \wr__data$169 , \port__en$101 , e23_row2_b__addr, \port__en$107 , e23_row2_c__addr, \port$2476$0 , \port$2516$0 , \port$2556$0 , \port$2596$0 , e4_w4__en, \port__en$113 , e4_line4__addr, e4_w4__addr, e4_affine__en, \port__en$119 , e4_residual__addr, \port__en$125 , e4_membrane_in__addr
+, \wr__data$181 , e4_membrane_out__addr, e4_spikes__addr, e4_trace__addr, \port$2939$0 , \port$2940$0 , \port$2941$0 , \port$2942$0 , \port$2943$0 , \port$2944$0 , \port$2945$0 , \port$2946$0 , bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, bw_weights__addr, \port__en$141 
 , bw_trace__en, bw_trace__addr, \port__en$147 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$191 , host__w2__addr, host__w2__rd_en, \wr__en$197 , host__w3__addr, host__w3__rd_en, \wr__en$203 , host__w4__addr, host__w4__rd_en, \wr__en$209 , host__affine__addr, host__affine__rd_en, \wr__en$215 
 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$221 , host__residual__addr, \wr__en$227 , host__membrane__addr, \port__en$233 , host__spikes__addr, \port__en$239 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$245 , host__trace__addr, host__trace__rd_en, host__trace__wr_en, host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data
 , e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr
-, e4_affine__addr, \wr__en$171 , \port$24163$0 , \port$24179$0 , \port$24195$0 , \port$24211$0 , \port$24775$0 , \port$25481$0 , desc, \wr__data$194 );
+, e4_affine__addr, \wr__en$171 , \port$24651$0 , \port$24667$0 , \port$24683$0 , \port$24699$0 , \port$25291$0 , \port$25997$0 , desc, \wr__data$194 );
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -369,42 +369,42 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire host__w4__rd_en;
   wire [31:0] host__w4__wr_data;
   wire host__w4__wr_en;
-  input [15:0] \port$24163$0 ;
-  wire [15:0] \port$24163$0 ;
-  input [15:0] \port$24179$0 ;
-  wire [15:0] \port$24179$0 ;
-  input [15:0] \port$24195$0 ;
-  wire [15:0] \port$24195$0 ;
-  input [15:0] \port$24211$0 ;
-  wire [15:0] \port$24211$0 ;
-  input [7:0] \port$2441$0 ;
-  wire [7:0] \port$2441$0 ;
-  input [15:0] \port$24775$0 ;
-  wire [15:0] \port$24775$0 ;
-  input [7:0] \port$2481$0 ;
-  wire [7:0] \port$2481$0 ;
-  input [7:0] \port$2521$0 ;
-  wire [7:0] \port$2521$0 ;
-  input [159:0] \port$25481$0 ;
-  wire [159:0] \port$25481$0 ;
-  input [7:0] \port$2561$0 ;
-  wire [7:0] \port$2561$0 ;
-  input \port$2904$0 ;
-  wire \port$2904$0 ;
-  input [1:0] \port$2905$0 ;
-  wire [1:0] \port$2905$0 ;
-  input \port$2906$0 ;
-  wire \port$2906$0 ;
-  input [1:0] \port$2907$0 ;
-  wire [1:0] \port$2907$0 ;
-  input \port$2908$0 ;
-  wire \port$2908$0 ;
-  input [1:0] \port$2909$0 ;
-  wire [1:0] \port$2909$0 ;
-  input \port$2910$0 ;
-  wire \port$2910$0 ;
-  input [1:0] \port$2911$0 ;
-  wire [1:0] \port$2911$0 ;
+  input [15:0] \port$24651$0 ;
+  wire [15:0] \port$24651$0 ;
+  input [15:0] \port$24667$0 ;
+  wire [15:0] \port$24667$0 ;
+  input [15:0] \port$24683$0 ;
+  wire [15:0] \port$24683$0 ;
+  input [15:0] \port$24699$0 ;
+  wire [15:0] \port$24699$0 ;
+  input [7:0] \port$2476$0 ;
+  wire [7:0] \port$2476$0 ;
+  input [7:0] \port$2516$0 ;
+  wire [7:0] \port$2516$0 ;
+  input [15:0] \port$25291$0 ;
+  wire [15:0] \port$25291$0 ;
+  input [7:0] \port$2556$0 ;
+  wire [7:0] \port$2556$0 ;
+  input [7:0] \port$2596$0 ;
+  wire [7:0] \port$2596$0 ;
+  input [159:0] \port$25997$0 ;
+  wire [159:0] \port$25997$0 ;
+  input \port$2939$0 ;
+  wire \port$2939$0 ;
+  input [1:0] \port$2940$0 ;
+  wire [1:0] \port$2940$0 ;
+  input \port$2941$0 ;
+  wire \port$2941$0 ;
+  input [1:0] \port$2942$0 ;
+  wire [1:0] \port$2942$0 ;
+  input \port$2943$0 ;
+  wire \port$2943$0 ;
+  input [1:0] \port$2944$0 ;
+  wire [1:0] \port$2944$0 ;
+  input \port$2945$0 ;
+  wire \port$2945$0 ;
+  input [1:0] \port$2946$0 ;
+  wire [1:0] \port$2946$0 ;
   input [7:0] \port$374$0 ;
   wire [7:0] \port$374$0 ;
   input [7:0] \port$378$0 ;
@@ -554,13 +554,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_affine[host__affine__addr[2:0]] <= { \wr__data$194 , \port$25481$0  };
+      mem_affine[host__affine__addr[2:0]] <= { \wr__data$194 , \port$25997$0  };
   end
   reg [191:0] _0_;
   reg [191:0] _1_;
   always @(posedge clk) begin
     if (\port__en$147 ) begin
-      _0_ <= mem_affine[\port$24775$0 [2:0]];
+      _0_ <= mem_affine[\port$25291$0 [2:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$83 [2:0]];
@@ -7184,7 +7184,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$171 )
-      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$24211$0 , \port$24195$0 , \port$24179$0 , \port$24163$0  };
+      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$24699$0 , \port$24683$0 , \port$24667$0 , \port$24651$0  };
   end
   reg [63:0] _9_;
   reg [63:0] _10_;
@@ -7459,7 +7459,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$227 )
-      mem_residual[host__residual__addr[7:0]] <= { \wr__data$194 , \port$25481$0 [31:0] };
+      mem_residual[host__residual__addr[7:0]] <= { \wr__data$194 , \port$25997$0 [31:0] };
   end
   reg [63:0] _11_;
   always @(posedge clk) begin
@@ -7549,7 +7549,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$159 )
-      mem_row2[e23_row2__addr[6:0]] <= { \port$2561$0 , \port$2521$0 , \port$2481$0 , \port$2441$0  };
+      mem_row2[e23_row2__addr[6:0]] <= { \port$2596$0 , \port$2556$0 , \port$2516$0 , \port$2476$0  };
   end
   reg [31:0] _12_;
   reg [31:0] _13_;
@@ -9708,7 +9708,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \$88  = \$87  ? bw_trace__addr : { 5'h00, host__trace__addr };
   assign \wr__en$183  = busy ? \wr__en$171  : host__trace__wr_en;
   assign \$89  = busy ? e4_trace__addr : { 1'h0, host__trace__addr };
-  assign \wr__data$188  = busy ? { \port$2911$0 , \port$2910$0 , \wr__data$181 [3], \port$2909$0 , \port$2908$0 , \wr__data$181 [2], \port$2907$0 , \port$2906$0 , \wr__data$181 [1], \port$2905$0 , \port$2904$0 , \wr__data$181 [0] } : \wr__data$194 [15:0];
+  assign \wr__data$188  = busy ? { \port$2946$0 , \port$2945$0 , \wr__data$181 [3], \port$2944$0 , \port$2943$0 , \wr__data$181 [2], \port$2942$0 , \port$2941$0 , \wr__data$181 [1], \port$2940$0 , \port$2939$0 , \wr__data$181 [0] } : \wr__data$194 [15:0];
   always @(posedge clk)
     gbuf_rd_bank <= \$90 ;
   always @(posedge clk)
@@ -9861,7 +9861,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$24  = 64'h0000000000000000;
     if (\$45 ) begin
-      \$signature__data$24  = { \wr__data$194 , \port$25481$0 [31:0] };
+      \$signature__data$24  = { \wr__data$194 , \port$25997$0 [31:0] };
     end
     if (\$58 ) begin
       \$signature__data$24  = bw_grad_w2__data;
@@ -9900,7 +9900,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$28  = 64'h0000000000000000;
     if (\$52 ) begin
-      \$signature__data$28  = { \wr__data$194 , \port$25481$0 [31:0] };
+      \$signature__data$28  = { \wr__data$194 , \port$25997$0 [31:0] };
     end
     if (\$64 ) begin
       \$signature__data$28  = bw_grad_w2__data;
@@ -9909,7 +9909,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$194 , \port$25481$0 [31:0] };
+  assign host__gbuf__wr_data = { \wr__data$194 , \port$25997$0 [31:0] };
   assign port__addr = \$78 [7:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$79 [5:0];
@@ -9953,8 +9953,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$143  = bw_weights__addr[9:0];
   assign \port__data$146  = bw_weights__data;
   assign bw_affine__en = \port__en$147 ;
-  assign \port__addr$149  = \port$24775$0 [2:0];
-  assign bw_affine__addr = { 4'h0, \port$24775$0  };
+  assign \port__addr$149  = \port$25291$0 [2:0];
+  assign bw_affine__addr = { 4'h0, \port$25291$0  };
   assign \port__data$152  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[8:0];
@@ -9962,15 +9962,15 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e1_line1__data = { \port$386$0 , \port$382$0 , \port$378$0 , \port$374$0  };
   assign e23_row2__en = \wr__en$159 ;
   assign \wr__addr$161  = e23_row2__addr[6:0];
-  assign \wr__data$163  = { \port$2561$0 , \port$2521$0 , \port$2481$0 , \port$2441$0  };
-  assign e23_row2__data = { \port$2561$0 , \port$2521$0 , \port$2481$0 , \port$2441$0  };
+  assign \wr__data$163  = { \port$2596$0 , \port$2556$0 , \port$2516$0 , \port$2476$0  };
+  assign e23_row2__data = { \port$2596$0 , \port$2556$0 , \port$2516$0 , \port$2476$0  };
   assign e23_line4__en = \wr__en$165 ;
   assign \wr__addr$167  = e23_line4__addr[8:0];
   assign e23_line4__data = \wr__data$169 ;
   assign e4_membrane_out__en = \wr__en$171 ;
   assign \wr__addr$173  = e4_membrane_out__addr[8:0];
-  assign \wr__data$175  = { \port$24211$0 , \port$24195$0 , \port$24179$0 , \port$24163$0  };
-  assign e4_membrane_out__data = { \port$24211$0 , \port$24195$0 , \port$24179$0 , \port$24163$0  };
+  assign \wr__data$175  = { \port$24699$0 , \port$24683$0 , \port$24667$0 , \port$24651$0  };
+  assign e4_membrane_out__data = { \port$24699$0 , \port$24683$0 , \port$24667$0 , \port$24651$0  };
   assign \wr__en$177  = \wr__en$171 ;
   assign e4_spikes__en = \wr__en$171 ;
   assign \wr__addr$179  = e4_spikes__addr[8:0];
@@ -9978,7 +9978,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e4_trace__en = \wr__en$171 ;
   assign \wr__addr$186  = \$89 [9:0];
   assign host__trace__wr_data = \wr__data$194 [15:0];
-  assign e4_trace__data = { \port$2911$0 , \port$2910$0 , \wr__data$181 [3], \port$2909$0 , \port$2908$0 , \wr__data$181 [2], \port$2907$0 , \port$2906$0 , \wr__data$181 [1], \port$2905$0 , \port$2904$0 , \wr__data$181 [0] };
+  assign e4_trace__data = { \port$2946$0 , \port$2945$0 , \wr__data$181 [3], \port$2944$0 , \port$2943$0 , \wr__data$181 [2], \port$2942$0 , \port$2941$0 , \wr__data$181 [1], \port$2940$0 , \port$2939$0 , \wr__data$181 [0] };
   assign host__w1__wr_en = \wr__en$191 ;
   assign \wr__addr$193  = host__w1__addr[5:0];
   assign host__w1__wr_data = \wr__data$194 ;
@@ -10000,8 +10000,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__affine__addr[2:0];
-  assign \wr__data$218  = { \wr__data$194 , \port$25481$0  };
-  assign host__affine__wr_data = { \wr__data$194 , \port$25481$0  };
+  assign \wr__data$218  = { \wr__data$194 , \port$25997$0  };
+  assign host__affine__wr_data = { \wr__data$194 , \port$25997$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$221 ;
   assign \wr__addr$223  = host__spike_in__addr[7:0];
@@ -10010,8 +10010,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$227 ;
   assign \wr__addr$229  = host__residual__addr[7:0];
-  assign \wr__data$231  = { \wr__data$194 , \port$25481$0 [31:0] };
-  assign host__residual__wr_data = { \wr__data$194 , \port$25481$0 [31:0] };
+  assign \wr__data$231  = { \wr__data$194 , \port$25997$0 [31:0] };
+  assign host__residual__wr_data = { \wr__data$194 , \port$25997$0 [31:0] };
   assign host__membrane__rd_en = \port__en$233 ;
   assign \port__addr$235  = host__membrane__addr[8:0];
   assign \port__data$238  = host__membrane__rd_data;
