@@ -295,7 +295,7 @@ class CoreStageEngine(wiring.Component):
         # (a wide stage packs only its phase 1: the strides of both registered, chosen per step)
         gi_x = Mux(strad, 0, Mux(packed, R(GI << 1, "gi_x"), gi))
         go2 = R(GO << 1, "go_x")
-        go3 = R(GO * 3, "go_3")
+        go3 = R((GO << 1) + GO, "go_3")
         go_x = Mux(strad, 0, Mux(packed, go2, go_))
         # a wide stage's phase 1: its output group, weight word and accumulator entries the last
         rem = c["rem"]
@@ -304,8 +304,8 @@ class CoreStageEngine(wiring.Component):
         in_y = RP([st.in_cols, GI], "in_y")
         in_t = RP([st.in_rows, st.in_cols, GI], "in_t")
         # the tap offsets dy, dx in 0..3: their multiples of the row and column strides
-        in_y_by = [0, in_y, R(in_y << 1, "in_y2"), R(in_y * 3, "in_y3")]
-        gi_by = [0, gi, R(GI << 1, "gi2"), R(GI * 3, "gi3")]
+        in_y_by = [0, in_y, R(in_y << 1, "in_y2"), R((in_y << 1) + in_y, "in_y3")]
+        gi_by = [0, gi, R(GI << 1, "gi2"), R((GI << 1) + GI, "gi3")]
         tap_i = RP([I, GO], "tap_i")
         g_y = RP([st.g_cols, GO], "g_y")
         g_t = RP([st.g_rows, st.g_cols, GO], "g_t")
