@@ -2424,38 +2424,38 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, w1__ad
     .\port$2532$0 (\$1033 ),
     .\port$2572$0 (\$1034 ),
     .\port$2612$0 (\$1035 ),
-    .\port$57463$0 (acc0),
-    .\port$57465$0 (acc1),
-    .\port$57467$0 (acc2),
-    .\port$57469$0 (acc3),
-    .\port$57471$0 (acc4),
-    .\port$57473$0 (acc5),
-    .\port$57475$0 (acc6),
-    .\port$57477$0 (acc7),
-    .\port$57479$0 (acc8),
-    .\port$57481$0 (acc9),
-    .\port$57483$0 (acc10),
-    .\port$57485$0 (acc11),
-    .\port$57487$0 (acc12),
-    .\port$57489$0 (acc13),
-    .\port$57491$0 (acc14),
-    .\port$57493$0 (acc15),
-    .\port$57495$0 (acc16),
-    .\port$57497$0 (acc17),
-    .\port$57499$0 (acc18),
-    .\port$57501$0 (acc19),
-    .\port$57503$0 (acc20),
-    .\port$57505$0 (acc21),
-    .\port$57507$0 (acc22),
-    .\port$57509$0 (acc23),
-    .\port$57511$0 (acc24),
-    .\port$57513$0 (acc25),
-    .\port$57515$0 (acc26),
-    .\port$57517$0 (acc27),
-    .\port$57519$0 (acc28),
-    .\port$57521$0 (acc29),
-    .\port$57523$0 (acc30),
-    .\port$57525$0 (acc31),
+    .\port$57473$0 (acc0),
+    .\port$57475$0 (acc1),
+    .\port$57477$0 (acc2),
+    .\port$57479$0 (acc3),
+    .\port$57481$0 (acc4),
+    .\port$57483$0 (acc5),
+    .\port$57485$0 (acc6),
+    .\port$57487$0 (acc7),
+    .\port$57489$0 (acc8),
+    .\port$57491$0 (acc9),
+    .\port$57493$0 (acc10),
+    .\port$57495$0 (acc11),
+    .\port$57497$0 (acc12),
+    .\port$57499$0 (acc13),
+    .\port$57501$0 (acc14),
+    .\port$57503$0 (acc15),
+    .\port$57505$0 (acc16),
+    .\port$57507$0 (acc17),
+    .\port$57509$0 (acc18),
+    .\port$57511$0 (acc19),
+    .\port$57513$0 (acc20),
+    .\port$57515$0 (acc21),
+    .\port$57517$0 (acc22),
+    .\port$57519$0 (acc23),
+    .\port$57521$0 (acc24),
+    .\port$57523$0 (acc25),
+    .\port$57525$0 (acc26),
+    .\port$57527$0 (acc27),
+    .\port$57529$0 (acc28),
+    .\port$57531$0 (acc29),
+    .\port$57533$0 (acc30),
+    .\port$57535$0 (acc31),
     .rnd(desc[205]),
     .shift(desc[132:127])
   );
@@ -3904,8 +3904,8 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \port$1532$0 , \port$1572$0 , \port$1612$0 , \port$1652$0 , \port$1692$0 , \port$1732$0 , \port$1772$0 , \port$1812$0 , \port$1852$0 , \port$1892$0 , \port$1932$0 , \port$1972$0 , \port$2012$0 , \port$2052$0 , \port$2092$0 , \port$2132$0 , \port$2172$0 , \port$2212$0 
-, \port$2252$0 , \port$2292$0 , \port$2332$0 , \port$2372$0 , \port$2412$0 , \port$2452$0 , \port$2492$0 , \port$2532$0 , \port$2572$0 , \port$2612$0 , \port$57463$0 , \port$57465$0 , \port$57467$0 , \port$57469$0 , \port$57471$0 , \port$57473$0 , \port$57475$0 , \port$57477$0 , \port$57479$0 , \port$57481$0 , \port$57483$0 
-, \port$57485$0 , \port$57487$0 , \port$57489$0 , \port$57491$0 , \port$57493$0 , \port$57495$0 , \port$57497$0 , \port$57499$0 , \port$57501$0 , \port$57503$0 , \port$57505$0 , \port$57507$0 , \port$57509$0 , \port$57511$0 , \port$57513$0 , \port$57515$0 , \port$57517$0 , \port$57519$0 , \port$57521$0 , \port$57523$0 , \port$57525$0 
+, \port$2252$0 , \port$2292$0 , \port$2332$0 , \port$2372$0 , \port$2412$0 , \port$2452$0 , \port$2492$0 , \port$2532$0 , \port$2572$0 , \port$2612$0 , \port$57473$0 , \port$57475$0 , \port$57477$0 , \port$57479$0 , \port$57481$0 , \port$57483$0 , \port$57485$0 , \port$57487$0 , \port$57489$0 , \port$57491$0 , \port$57493$0 
+, \port$57495$0 , \port$57497$0 , \port$57499$0 , \port$57501$0 , \port$57503$0 , \port$57505$0 , \port$57507$0 , \port$57509$0 , \port$57511$0 , \port$57513$0 , \port$57515$0 , \port$57517$0 , \port$57519$0 , \port$57521$0 , \port$57523$0 , \port$57525$0 , \port$57527$0 , \port$57529$0 , \port$57531$0 , \port$57533$0 , \port$57535$0 
 , shift, rnd, \port$1372$0 );
   wire \$1 ;
   wire [16:0] \$10 ;
@@ -5253,16 +5253,6 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   wire [7:0] \port$2572$0 ;
   output [7:0] \port$2612$0 ;
   wire [7:0] \port$2612$0 ;
-  input [15:0] \port$57463$0 ;
-  wire [15:0] \port$57463$0 ;
-  input [15:0] \port$57465$0 ;
-  wire [15:0] \port$57465$0 ;
-  input [15:0] \port$57467$0 ;
-  wire [15:0] \port$57467$0 ;
-  input [15:0] \port$57469$0 ;
-  wire [15:0] \port$57469$0 ;
-  input [15:0] \port$57471$0 ;
-  wire [15:0] \port$57471$0 ;
   input [15:0] \port$57473$0 ;
   wire [15:0] \port$57473$0 ;
   input [15:0] \port$57475$0 ;
@@ -5317,6 +5307,16 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   wire [15:0] \port$57523$0 ;
   input [15:0] \port$57525$0 ;
   wire [15:0] \port$57525$0 ;
+  input [15:0] \port$57527$0 ;
+  wire [15:0] \port$57527$0 ;
+  input [15:0] \port$57529$0 ;
+  wire [15:0] \port$57529$0 ;
+  input [15:0] \port$57531$0 ;
+  wire [15:0] \port$57531$0 ;
+  input [15:0] \port$57533$0 ;
+  wire [15:0] \port$57533$0 ;
+  input [15:0] \port$57535$0 ;
+  wire [15:0] \port$57535$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -5325,11 +5325,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$2  = ! shift;
   assign \$3  = shift - 1'h1;
   assign \$4  = \$2  ? 6'h00 : \$3 [5:0];
-  assign \$5  = $signed(\port$57463$0 ) >>> \$4 ;
+  assign \$5  = $signed(\port$57473$0 ) >>> \$4 ;
   assign \$6  = ! shift;
   assign \$7  = shift - 1'h1;
   assign \$8  = \$6  ? 6'h00 : \$7 [5:0];
-  assign \$9  = $signed(\port$57463$0 ) >>> \$8 ;
+  assign \$9  = $signed(\port$57473$0 ) >>> \$8 ;
   assign \$10  = $signed(\$9 ) + $signed({ 1'h0, rnd });
   assign \$12  = \$1  ? \$5  : \$11 [15:0];
   assign \$13  = $signed(\$12 ) > $signed(8'h7f);
@@ -5337,11 +5337,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$15  = ! shift;
   assign \$16  = shift - 1'h1;
   assign \$17  = \$15  ? 6'h00 : \$16 [5:0];
-  assign \$18  = $signed(\port$57463$0 ) >>> \$17 ;
+  assign \$18  = $signed(\port$57473$0 ) >>> \$17 ;
   assign \$19  = ! shift;
   assign \$20  = shift - 1'h1;
   assign \$21  = \$19  ? 6'h00 : \$20 [5:0];
-  assign \$22  = $signed(\port$57463$0 ) >>> \$21 ;
+  assign \$22  = $signed(\port$57473$0 ) >>> \$21 ;
   assign \$23  = $signed(\$22 ) + $signed({ 1'h0, rnd });
   assign \$25  = \$14  ? \$18  : \$24 [15:0];
   assign \$26  = $signed(\$25 ) < $signed(8'h80);
@@ -5349,11 +5349,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$28  = ! shift;
   assign \$29  = shift - 1'h1;
   assign \$30  = \$28  ? 6'h00 : \$29 [5:0];
-  assign \$31  = $signed(\port$57463$0 ) >>> \$30 ;
+  assign \$31  = $signed(\port$57473$0 ) >>> \$30 ;
   assign \$32  = ! shift;
   assign \$33  = shift - 1'h1;
   assign \$34  = \$32  ? 6'h00 : \$33 [5:0];
-  assign \$35  = $signed(\port$57463$0 ) >>> \$34 ;
+  assign \$35  = $signed(\port$57473$0 ) >>> \$34 ;
   assign \$36  = $signed(\$35 ) + $signed({ 1'h0, rnd });
   assign \$38  = \$27  ? \$31  : \$37 [15:0];
   assign \$39  = \$26  ? 8'h80 : \$38 [7:0];
@@ -5362,11 +5362,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$42  = ! shift;
   assign \$43  = shift - 1'h1;
   assign \$44  = \$42  ? 6'h00 : \$43 [5:0];
-  assign \$45  = $signed(\port$57465$0 ) >>> \$44 ;
+  assign \$45  = $signed(\port$57475$0 ) >>> \$44 ;
   assign \$46  = ! shift;
   assign \$47  = shift - 1'h1;
   assign \$48  = \$46  ? 6'h00 : \$47 [5:0];
-  assign \$49  = $signed(\port$57465$0 ) >>> \$48 ;
+  assign \$49  = $signed(\port$57475$0 ) >>> \$48 ;
   assign \$50  = $signed(\$49 ) + $signed({ 1'h0, rnd });
   assign \$52  = \$41  ? \$45  : \$51 [15:0];
   assign \$53  = $signed(\$52 ) > $signed(8'h7f);
@@ -5374,11 +5374,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$55  = ! shift;
   assign \$56  = shift - 1'h1;
   assign \$57  = \$55  ? 6'h00 : \$56 [5:0];
-  assign \$58  = $signed(\port$57465$0 ) >>> \$57 ;
+  assign \$58  = $signed(\port$57475$0 ) >>> \$57 ;
   assign \$59  = ! shift;
   assign \$60  = shift - 1'h1;
   assign \$61  = \$59  ? 6'h00 : \$60 [5:0];
-  assign \$62  = $signed(\port$57465$0 ) >>> \$61 ;
+  assign \$62  = $signed(\port$57475$0 ) >>> \$61 ;
   assign \$63  = $signed(\$62 ) + $signed({ 1'h0, rnd });
   assign \$65  = \$54  ? \$58  : \$64 [15:0];
   assign \$66  = $signed(\$65 ) < $signed(8'h80);
@@ -5386,11 +5386,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$68  = ! shift;
   assign \$69  = shift - 1'h1;
   assign \$70  = \$68  ? 6'h00 : \$69 [5:0];
-  assign \$71  = $signed(\port$57465$0 ) >>> \$70 ;
+  assign \$71  = $signed(\port$57475$0 ) >>> \$70 ;
   assign \$72  = ! shift;
   assign \$73  = shift - 1'h1;
   assign \$74  = \$72  ? 6'h00 : \$73 [5:0];
-  assign \$75  = $signed(\port$57465$0 ) >>> \$74 ;
+  assign \$75  = $signed(\port$57475$0 ) >>> \$74 ;
   assign \$76  = $signed(\$75 ) + $signed({ 1'h0, rnd });
   assign \$78  = \$67  ? \$71  : \$77 [15:0];
   assign \$79  = \$66  ? 8'h80 : \$78 [7:0];
@@ -5399,11 +5399,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$82  = ! shift;
   assign \$83  = shift - 1'h1;
   assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
-  assign \$85  = $signed(\port$57467$0 ) >>> \$84 ;
+  assign \$85  = $signed(\port$57477$0 ) >>> \$84 ;
   assign \$86  = ! shift;
   assign \$87  = shift - 1'h1;
   assign \$88  = \$86  ? 6'h00 : \$87 [5:0];
-  assign \$89  = $signed(\port$57467$0 ) >>> \$88 ;
+  assign \$89  = $signed(\port$57477$0 ) >>> \$88 ;
   assign \$90  = $signed(\$89 ) + $signed({ 1'h0, rnd });
   assign \$92  = \$81  ? \$85  : \$91 [15:0];
   assign \$93  = $signed(\$92 ) > $signed(8'h7f);
@@ -5411,11 +5411,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$95  = ! shift;
   assign \$96  = shift - 1'h1;
   assign \$97  = \$95  ? 6'h00 : \$96 [5:0];
-  assign \$98  = $signed(\port$57467$0 ) >>> \$97 ;
+  assign \$98  = $signed(\port$57477$0 ) >>> \$97 ;
   assign \$99  = ! shift;
   assign \$100  = shift - 1'h1;
   assign \$101  = \$99  ? 6'h00 : \$100 [5:0];
-  assign \$102  = $signed(\port$57467$0 ) >>> \$101 ;
+  assign \$102  = $signed(\port$57477$0 ) >>> \$101 ;
   assign \$103  = $signed(\$102 ) + $signed({ 1'h0, rnd });
   assign \$105  = \$94  ? \$98  : \$104 [15:0];
   assign \$106  = $signed(\$105 ) < $signed(8'h80);
@@ -5423,11 +5423,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$108  = ! shift;
   assign \$109  = shift - 1'h1;
   assign \$110  = \$108  ? 6'h00 : \$109 [5:0];
-  assign \$111  = $signed(\port$57467$0 ) >>> \$110 ;
+  assign \$111  = $signed(\port$57477$0 ) >>> \$110 ;
   assign \$112  = ! shift;
   assign \$113  = shift - 1'h1;
   assign \$114  = \$112  ? 6'h00 : \$113 [5:0];
-  assign \$115  = $signed(\port$57467$0 ) >>> \$114 ;
+  assign \$115  = $signed(\port$57477$0 ) >>> \$114 ;
   assign \$116  = $signed(\$115 ) + $signed({ 1'h0, rnd });
   assign \$118  = \$107  ? \$111  : \$117 [15:0];
   assign \$119  = \$106  ? 8'h80 : \$118 [7:0];
@@ -5436,11 +5436,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$122  = ! shift;
   assign \$123  = shift - 1'h1;
   assign \$124  = \$122  ? 6'h00 : \$123 [5:0];
-  assign \$125  = $signed(\port$57469$0 ) >>> \$124 ;
+  assign \$125  = $signed(\port$57479$0 ) >>> \$124 ;
   assign \$126  = ! shift;
   assign \$127  = shift - 1'h1;
   assign \$128  = \$126  ? 6'h00 : \$127 [5:0];
-  assign \$129  = $signed(\port$57469$0 ) >>> \$128 ;
+  assign \$129  = $signed(\port$57479$0 ) >>> \$128 ;
   assign \$130  = $signed(\$129 ) + $signed({ 1'h0, rnd });
   assign \$132  = \$121  ? \$125  : \$131 [15:0];
   assign \$133  = $signed(\$132 ) > $signed(8'h7f);
@@ -5448,11 +5448,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$135  = ! shift;
   assign \$136  = shift - 1'h1;
   assign \$137  = \$135  ? 6'h00 : \$136 [5:0];
-  assign \$138  = $signed(\port$57469$0 ) >>> \$137 ;
+  assign \$138  = $signed(\port$57479$0 ) >>> \$137 ;
   assign \$139  = ! shift;
   assign \$140  = shift - 1'h1;
   assign \$141  = \$139  ? 6'h00 : \$140 [5:0];
-  assign \$142  = $signed(\port$57469$0 ) >>> \$141 ;
+  assign \$142  = $signed(\port$57479$0 ) >>> \$141 ;
   assign \$143  = $signed(\$142 ) + $signed({ 1'h0, rnd });
   assign \$145  = \$134  ? \$138  : \$144 [15:0];
   assign \$146  = $signed(\$145 ) < $signed(8'h80);
@@ -5460,11 +5460,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$148  = ! shift;
   assign \$149  = shift - 1'h1;
   assign \$150  = \$148  ? 6'h00 : \$149 [5:0];
-  assign \$151  = $signed(\port$57469$0 ) >>> \$150 ;
+  assign \$151  = $signed(\port$57479$0 ) >>> \$150 ;
   assign \$152  = ! shift;
   assign \$153  = shift - 1'h1;
   assign \$154  = \$152  ? 6'h00 : \$153 [5:0];
-  assign \$155  = $signed(\port$57469$0 ) >>> \$154 ;
+  assign \$155  = $signed(\port$57479$0 ) >>> \$154 ;
   assign \$156  = $signed(\$155 ) + $signed({ 1'h0, rnd });
   assign \$158  = \$147  ? \$151  : \$157 [15:0];
   assign \$159  = \$146  ? 8'h80 : \$158 [7:0];
@@ -5473,11 +5473,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$162  = ! shift;
   assign \$163  = shift - 1'h1;
   assign \$164  = \$162  ? 6'h00 : \$163 [5:0];
-  assign \$165  = $signed(\port$57471$0 ) >>> \$164 ;
+  assign \$165  = $signed(\port$57481$0 ) >>> \$164 ;
   assign \$166  = ! shift;
   assign \$167  = shift - 1'h1;
   assign \$168  = \$166  ? 6'h00 : \$167 [5:0];
-  assign \$169  = $signed(\port$57471$0 ) >>> \$168 ;
+  assign \$169  = $signed(\port$57481$0 ) >>> \$168 ;
   assign \$170  = $signed(\$169 ) + $signed({ 1'h0, rnd });
   assign \$172  = \$161  ? \$165  : \$171 [15:0];
   assign \$173  = $signed(\$172 ) > $signed(8'h7f);
@@ -5485,11 +5485,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$175  = ! shift;
   assign \$176  = shift - 1'h1;
   assign \$177  = \$175  ? 6'h00 : \$176 [5:0];
-  assign \$178  = $signed(\port$57471$0 ) >>> \$177 ;
+  assign \$178  = $signed(\port$57481$0 ) >>> \$177 ;
   assign \$179  = ! shift;
   assign \$180  = shift - 1'h1;
   assign \$181  = \$179  ? 6'h00 : \$180 [5:0];
-  assign \$182  = $signed(\port$57471$0 ) >>> \$181 ;
+  assign \$182  = $signed(\port$57481$0 ) >>> \$181 ;
   assign \$183  = $signed(\$182 ) + $signed({ 1'h0, rnd });
   assign \$185  = \$174  ? \$178  : \$184 [15:0];
   assign \$186  = $signed(\$185 ) < $signed(8'h80);
@@ -5497,11 +5497,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$188  = ! shift;
   assign \$189  = shift - 1'h1;
   assign \$190  = \$188  ? 6'h00 : \$189 [5:0];
-  assign \$191  = $signed(\port$57471$0 ) >>> \$190 ;
+  assign \$191  = $signed(\port$57481$0 ) >>> \$190 ;
   assign \$192  = ! shift;
   assign \$193  = shift - 1'h1;
   assign \$194  = \$192  ? 6'h00 : \$193 [5:0];
-  assign \$195  = $signed(\port$57471$0 ) >>> \$194 ;
+  assign \$195  = $signed(\port$57481$0 ) >>> \$194 ;
   assign \$196  = $signed(\$195 ) + $signed({ 1'h0, rnd });
   assign \$198  = \$187  ? \$191  : \$197 [15:0];
   assign \$199  = \$186  ? 8'h80 : \$198 [7:0];
@@ -5510,11 +5510,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$202  = ! shift;
   assign \$203  = shift - 1'h1;
   assign \$204  = \$202  ? 6'h00 : \$203 [5:0];
-  assign \$205  = $signed(\port$57473$0 ) >>> \$204 ;
+  assign \$205  = $signed(\port$57483$0 ) >>> \$204 ;
   assign \$206  = ! shift;
   assign \$207  = shift - 1'h1;
   assign \$208  = \$206  ? 6'h00 : \$207 [5:0];
-  assign \$209  = $signed(\port$57473$0 ) >>> \$208 ;
+  assign \$209  = $signed(\port$57483$0 ) >>> \$208 ;
   assign \$210  = $signed(\$209 ) + $signed({ 1'h0, rnd });
   assign \$212  = \$201  ? \$205  : \$211 [15:0];
   assign \$213  = $signed(\$212 ) > $signed(8'h7f);
@@ -5522,11 +5522,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$215  = ! shift;
   assign \$216  = shift - 1'h1;
   assign \$217  = \$215  ? 6'h00 : \$216 [5:0];
-  assign \$218  = $signed(\port$57473$0 ) >>> \$217 ;
+  assign \$218  = $signed(\port$57483$0 ) >>> \$217 ;
   assign \$219  = ! shift;
   assign \$220  = shift - 1'h1;
   assign \$221  = \$219  ? 6'h00 : \$220 [5:0];
-  assign \$222  = $signed(\port$57473$0 ) >>> \$221 ;
+  assign \$222  = $signed(\port$57483$0 ) >>> \$221 ;
   assign \$223  = $signed(\$222 ) + $signed({ 1'h0, rnd });
   assign \$225  = \$214  ? \$218  : \$224 [15:0];
   assign \$226  = $signed(\$225 ) < $signed(8'h80);
@@ -5534,11 +5534,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$228  = ! shift;
   assign \$229  = shift - 1'h1;
   assign \$230  = \$228  ? 6'h00 : \$229 [5:0];
-  assign \$231  = $signed(\port$57473$0 ) >>> \$230 ;
+  assign \$231  = $signed(\port$57483$0 ) >>> \$230 ;
   assign \$232  = ! shift;
   assign \$233  = shift - 1'h1;
   assign \$234  = \$232  ? 6'h00 : \$233 [5:0];
-  assign \$235  = $signed(\port$57473$0 ) >>> \$234 ;
+  assign \$235  = $signed(\port$57483$0 ) >>> \$234 ;
   assign \$236  = $signed(\$235 ) + $signed({ 1'h0, rnd });
   assign \$238  = \$227  ? \$231  : \$237 [15:0];
   assign \$239  = \$226  ? 8'h80 : \$238 [7:0];
@@ -5547,11 +5547,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$242  = ! shift;
   assign \$243  = shift - 1'h1;
   assign \$244  = \$242  ? 6'h00 : \$243 [5:0];
-  assign \$245  = $signed(\port$57475$0 ) >>> \$244 ;
+  assign \$245  = $signed(\port$57485$0 ) >>> \$244 ;
   assign \$246  = ! shift;
   assign \$247  = shift - 1'h1;
   assign \$248  = \$246  ? 6'h00 : \$247 [5:0];
-  assign \$249  = $signed(\port$57475$0 ) >>> \$248 ;
+  assign \$249  = $signed(\port$57485$0 ) >>> \$248 ;
   assign \$250  = $signed(\$249 ) + $signed({ 1'h0, rnd });
   assign \$252  = \$241  ? \$245  : \$251 [15:0];
   assign \$253  = $signed(\$252 ) > $signed(8'h7f);
@@ -5559,11 +5559,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$255  = ! shift;
   assign \$256  = shift - 1'h1;
   assign \$257  = \$255  ? 6'h00 : \$256 [5:0];
-  assign \$258  = $signed(\port$57475$0 ) >>> \$257 ;
+  assign \$258  = $signed(\port$57485$0 ) >>> \$257 ;
   assign \$259  = ! shift;
   assign \$260  = shift - 1'h1;
   assign \$261  = \$259  ? 6'h00 : \$260 [5:0];
-  assign \$262  = $signed(\port$57475$0 ) >>> \$261 ;
+  assign \$262  = $signed(\port$57485$0 ) >>> \$261 ;
   assign \$263  = $signed(\$262 ) + $signed({ 1'h0, rnd });
   assign \$265  = \$254  ? \$258  : \$264 [15:0];
   assign \$266  = $signed(\$265 ) < $signed(8'h80);
@@ -5571,11 +5571,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$268  = ! shift;
   assign \$269  = shift - 1'h1;
   assign \$270  = \$268  ? 6'h00 : \$269 [5:0];
-  assign \$271  = $signed(\port$57475$0 ) >>> \$270 ;
+  assign \$271  = $signed(\port$57485$0 ) >>> \$270 ;
   assign \$272  = ! shift;
   assign \$273  = shift - 1'h1;
   assign \$274  = \$272  ? 6'h00 : \$273 [5:0];
-  assign \$275  = $signed(\port$57475$0 ) >>> \$274 ;
+  assign \$275  = $signed(\port$57485$0 ) >>> \$274 ;
   assign \$276  = $signed(\$275 ) + $signed({ 1'h0, rnd });
   assign \$278  = \$267  ? \$271  : \$277 [15:0];
   assign \$279  = \$266  ? 8'h80 : \$278 [7:0];
@@ -5584,11 +5584,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$282  = ! shift;
   assign \$283  = shift - 1'h1;
   assign \$284  = \$282  ? 6'h00 : \$283 [5:0];
-  assign \$285  = $signed(\port$57477$0 ) >>> \$284 ;
+  assign \$285  = $signed(\port$57487$0 ) >>> \$284 ;
   assign \$286  = ! shift;
   assign \$287  = shift - 1'h1;
   assign \$288  = \$286  ? 6'h00 : \$287 [5:0];
-  assign \$289  = $signed(\port$57477$0 ) >>> \$288 ;
+  assign \$289  = $signed(\port$57487$0 ) >>> \$288 ;
   assign \$290  = $signed(\$289 ) + $signed({ 1'h0, rnd });
   assign \$292  = \$281  ? \$285  : \$291 [15:0];
   assign \$293  = $signed(\$292 ) > $signed(8'h7f);
@@ -5596,11 +5596,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$295  = ! shift;
   assign \$296  = shift - 1'h1;
   assign \$297  = \$295  ? 6'h00 : \$296 [5:0];
-  assign \$298  = $signed(\port$57477$0 ) >>> \$297 ;
+  assign \$298  = $signed(\port$57487$0 ) >>> \$297 ;
   assign \$299  = ! shift;
   assign \$300  = shift - 1'h1;
   assign \$301  = \$299  ? 6'h00 : \$300 [5:0];
-  assign \$302  = $signed(\port$57477$0 ) >>> \$301 ;
+  assign \$302  = $signed(\port$57487$0 ) >>> \$301 ;
   assign \$303  = $signed(\$302 ) + $signed({ 1'h0, rnd });
   assign \$305  = \$294  ? \$298  : \$304 [15:0];
   assign \$306  = $signed(\$305 ) < $signed(8'h80);
@@ -5608,11 +5608,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$308  = ! shift;
   assign \$309  = shift - 1'h1;
   assign \$310  = \$308  ? 6'h00 : \$309 [5:0];
-  assign \$311  = $signed(\port$57477$0 ) >>> \$310 ;
+  assign \$311  = $signed(\port$57487$0 ) >>> \$310 ;
   assign \$312  = ! shift;
   assign \$313  = shift - 1'h1;
   assign \$314  = \$312  ? 6'h00 : \$313 [5:0];
-  assign \$315  = $signed(\port$57477$0 ) >>> \$314 ;
+  assign \$315  = $signed(\port$57487$0 ) >>> \$314 ;
   assign \$316  = $signed(\$315 ) + $signed({ 1'h0, rnd });
   assign \$318  = \$307  ? \$311  : \$317 [15:0];
   assign \$319  = \$306  ? 8'h80 : \$318 [7:0];
@@ -5621,11 +5621,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$322  = ! shift;
   assign \$323  = shift - 1'h1;
   assign \$324  = \$322  ? 6'h00 : \$323 [5:0];
-  assign \$325  = $signed(\port$57479$0 ) >>> \$324 ;
+  assign \$325  = $signed(\port$57489$0 ) >>> \$324 ;
   assign \$326  = ! shift;
   assign \$327  = shift - 1'h1;
   assign \$328  = \$326  ? 6'h00 : \$327 [5:0];
-  assign \$329  = $signed(\port$57479$0 ) >>> \$328 ;
+  assign \$329  = $signed(\port$57489$0 ) >>> \$328 ;
   assign \$330  = $signed(\$329 ) + $signed({ 1'h0, rnd });
   assign \$332  = \$321  ? \$325  : \$331 [15:0];
   assign \$333  = $signed(\$332 ) > $signed(8'h7f);
@@ -5633,11 +5633,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$335  = ! shift;
   assign \$336  = shift - 1'h1;
   assign \$337  = \$335  ? 6'h00 : \$336 [5:0];
-  assign \$338  = $signed(\port$57479$0 ) >>> \$337 ;
+  assign \$338  = $signed(\port$57489$0 ) >>> \$337 ;
   assign \$339  = ! shift;
   assign \$340  = shift - 1'h1;
   assign \$341  = \$339  ? 6'h00 : \$340 [5:0];
-  assign \$342  = $signed(\port$57479$0 ) >>> \$341 ;
+  assign \$342  = $signed(\port$57489$0 ) >>> \$341 ;
   assign \$343  = $signed(\$342 ) + $signed({ 1'h0, rnd });
   assign \$345  = \$334  ? \$338  : \$344 [15:0];
   assign \$346  = $signed(\$345 ) < $signed(8'h80);
@@ -5645,11 +5645,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$348  = ! shift;
   assign \$349  = shift - 1'h1;
   assign \$350  = \$348  ? 6'h00 : \$349 [5:0];
-  assign \$351  = $signed(\port$57479$0 ) >>> \$350 ;
+  assign \$351  = $signed(\port$57489$0 ) >>> \$350 ;
   assign \$352  = ! shift;
   assign \$353  = shift - 1'h1;
   assign \$354  = \$352  ? 6'h00 : \$353 [5:0];
-  assign \$355  = $signed(\port$57479$0 ) >>> \$354 ;
+  assign \$355  = $signed(\port$57489$0 ) >>> \$354 ;
   assign \$356  = $signed(\$355 ) + $signed({ 1'h0, rnd });
   assign \$358  = \$347  ? \$351  : \$357 [15:0];
   assign \$359  = \$346  ? 8'h80 : \$358 [7:0];
@@ -5658,11 +5658,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$362  = ! shift;
   assign \$363  = shift - 1'h1;
   assign \$364  = \$362  ? 6'h00 : \$363 [5:0];
-  assign \$365  = $signed(\port$57481$0 ) >>> \$364 ;
+  assign \$365  = $signed(\port$57491$0 ) >>> \$364 ;
   assign \$366  = ! shift;
   assign \$367  = shift - 1'h1;
   assign \$368  = \$366  ? 6'h00 : \$367 [5:0];
-  assign \$369  = $signed(\port$57481$0 ) >>> \$368 ;
+  assign \$369  = $signed(\port$57491$0 ) >>> \$368 ;
   assign \$370  = $signed(\$369 ) + $signed({ 1'h0, rnd });
   assign \$372  = \$361  ? \$365  : \$371 [15:0];
   assign \$373  = $signed(\$372 ) > $signed(8'h7f);
@@ -5670,11 +5670,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$375  = ! shift;
   assign \$376  = shift - 1'h1;
   assign \$377  = \$375  ? 6'h00 : \$376 [5:0];
-  assign \$378  = $signed(\port$57481$0 ) >>> \$377 ;
+  assign \$378  = $signed(\port$57491$0 ) >>> \$377 ;
   assign \$379  = ! shift;
   assign \$380  = shift - 1'h1;
   assign \$381  = \$379  ? 6'h00 : \$380 [5:0];
-  assign \$382  = $signed(\port$57481$0 ) >>> \$381 ;
+  assign \$382  = $signed(\port$57491$0 ) >>> \$381 ;
   assign \$383  = $signed(\$382 ) + $signed({ 1'h0, rnd });
   assign \$385  = \$374  ? \$378  : \$384 [15:0];
   assign \$386  = $signed(\$385 ) < $signed(8'h80);
@@ -5682,11 +5682,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$388  = ! shift;
   assign \$389  = shift - 1'h1;
   assign \$390  = \$388  ? 6'h00 : \$389 [5:0];
-  assign \$391  = $signed(\port$57481$0 ) >>> \$390 ;
+  assign \$391  = $signed(\port$57491$0 ) >>> \$390 ;
   assign \$392  = ! shift;
   assign \$393  = shift - 1'h1;
   assign \$394  = \$392  ? 6'h00 : \$393 [5:0];
-  assign \$395  = $signed(\port$57481$0 ) >>> \$394 ;
+  assign \$395  = $signed(\port$57491$0 ) >>> \$394 ;
   assign \$396  = $signed(\$395 ) + $signed({ 1'h0, rnd });
   assign \$398  = \$387  ? \$391  : \$397 [15:0];
   assign \$399  = \$386  ? 8'h80 : \$398 [7:0];
@@ -5695,11 +5695,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$402  = ! shift;
   assign \$403  = shift - 1'h1;
   assign \$404  = \$402  ? 6'h00 : \$403 [5:0];
-  assign \$405  = $signed(\port$57483$0 ) >>> \$404 ;
+  assign \$405  = $signed(\port$57493$0 ) >>> \$404 ;
   assign \$406  = ! shift;
   assign \$407  = shift - 1'h1;
   assign \$408  = \$406  ? 6'h00 : \$407 [5:0];
-  assign \$409  = $signed(\port$57483$0 ) >>> \$408 ;
+  assign \$409  = $signed(\port$57493$0 ) >>> \$408 ;
   assign \$410  = $signed(\$409 ) + $signed({ 1'h0, rnd });
   assign \$412  = \$401  ? \$405  : \$411 [15:0];
   assign \$413  = $signed(\$412 ) > $signed(8'h7f);
@@ -5707,11 +5707,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$415  = ! shift;
   assign \$416  = shift - 1'h1;
   assign \$417  = \$415  ? 6'h00 : \$416 [5:0];
-  assign \$418  = $signed(\port$57483$0 ) >>> \$417 ;
+  assign \$418  = $signed(\port$57493$0 ) >>> \$417 ;
   assign \$419  = ! shift;
   assign \$420  = shift - 1'h1;
   assign \$421  = \$419  ? 6'h00 : \$420 [5:0];
-  assign \$422  = $signed(\port$57483$0 ) >>> \$421 ;
+  assign \$422  = $signed(\port$57493$0 ) >>> \$421 ;
   assign \$423  = $signed(\$422 ) + $signed({ 1'h0, rnd });
   assign \$425  = \$414  ? \$418  : \$424 [15:0];
   assign \$426  = $signed(\$425 ) < $signed(8'h80);
@@ -5719,11 +5719,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$428  = ! shift;
   assign \$429  = shift - 1'h1;
   assign \$430  = \$428  ? 6'h00 : \$429 [5:0];
-  assign \$431  = $signed(\port$57483$0 ) >>> \$430 ;
+  assign \$431  = $signed(\port$57493$0 ) >>> \$430 ;
   assign \$432  = ! shift;
   assign \$433  = shift - 1'h1;
   assign \$434  = \$432  ? 6'h00 : \$433 [5:0];
-  assign \$435  = $signed(\port$57483$0 ) >>> \$434 ;
+  assign \$435  = $signed(\port$57493$0 ) >>> \$434 ;
   assign \$436  = $signed(\$435 ) + $signed({ 1'h0, rnd });
   assign \$438  = \$427  ? \$431  : \$437 [15:0];
   assign \$439  = \$426  ? 8'h80 : \$438 [7:0];
@@ -5732,11 +5732,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$442  = ! shift;
   assign \$443  = shift - 1'h1;
   assign \$444  = \$442  ? 6'h00 : \$443 [5:0];
-  assign \$445  = $signed(\port$57485$0 ) >>> \$444 ;
+  assign \$445  = $signed(\port$57495$0 ) >>> \$444 ;
   assign \$446  = ! shift;
   assign \$447  = shift - 1'h1;
   assign \$448  = \$446  ? 6'h00 : \$447 [5:0];
-  assign \$449  = $signed(\port$57485$0 ) >>> \$448 ;
+  assign \$449  = $signed(\port$57495$0 ) >>> \$448 ;
   assign \$450  = $signed(\$449 ) + $signed({ 1'h0, rnd });
   assign \$452  = \$441  ? \$445  : \$451 [15:0];
   assign \$453  = $signed(\$452 ) > $signed(8'h7f);
@@ -5744,11 +5744,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$455  = ! shift;
   assign \$456  = shift - 1'h1;
   assign \$457  = \$455  ? 6'h00 : \$456 [5:0];
-  assign \$458  = $signed(\port$57485$0 ) >>> \$457 ;
+  assign \$458  = $signed(\port$57495$0 ) >>> \$457 ;
   assign \$459  = ! shift;
   assign \$460  = shift - 1'h1;
   assign \$461  = \$459  ? 6'h00 : \$460 [5:0];
-  assign \$462  = $signed(\port$57485$0 ) >>> \$461 ;
+  assign \$462  = $signed(\port$57495$0 ) >>> \$461 ;
   assign \$463  = $signed(\$462 ) + $signed({ 1'h0, rnd });
   assign \$465  = \$454  ? \$458  : \$464 [15:0];
   assign \$466  = $signed(\$465 ) < $signed(8'h80);
@@ -5756,11 +5756,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$468  = ! shift;
   assign \$469  = shift - 1'h1;
   assign \$470  = \$468  ? 6'h00 : \$469 [5:0];
-  assign \$471  = $signed(\port$57485$0 ) >>> \$470 ;
+  assign \$471  = $signed(\port$57495$0 ) >>> \$470 ;
   assign \$472  = ! shift;
   assign \$473  = shift - 1'h1;
   assign \$474  = \$472  ? 6'h00 : \$473 [5:0];
-  assign \$475  = $signed(\port$57485$0 ) >>> \$474 ;
+  assign \$475  = $signed(\port$57495$0 ) >>> \$474 ;
   assign \$476  = $signed(\$475 ) + $signed({ 1'h0, rnd });
   assign \$478  = \$467  ? \$471  : \$477 [15:0];
   assign \$479  = \$466  ? 8'h80 : \$478 [7:0];
@@ -5769,11 +5769,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$482  = ! shift;
   assign \$483  = shift - 1'h1;
   assign \$484  = \$482  ? 6'h00 : \$483 [5:0];
-  assign \$485  = $signed(\port$57487$0 ) >>> \$484 ;
+  assign \$485  = $signed(\port$57497$0 ) >>> \$484 ;
   assign \$486  = ! shift;
   assign \$487  = shift - 1'h1;
   assign \$488  = \$486  ? 6'h00 : \$487 [5:0];
-  assign \$489  = $signed(\port$57487$0 ) >>> \$488 ;
+  assign \$489  = $signed(\port$57497$0 ) >>> \$488 ;
   assign \$490  = $signed(\$489 ) + $signed({ 1'h0, rnd });
   assign \$492  = \$481  ? \$485  : \$491 [15:0];
   assign \$493  = $signed(\$492 ) > $signed(8'h7f);
@@ -5781,11 +5781,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$495  = ! shift;
   assign \$496  = shift - 1'h1;
   assign \$497  = \$495  ? 6'h00 : \$496 [5:0];
-  assign \$498  = $signed(\port$57487$0 ) >>> \$497 ;
+  assign \$498  = $signed(\port$57497$0 ) >>> \$497 ;
   assign \$499  = ! shift;
   assign \$500  = shift - 1'h1;
   assign \$501  = \$499  ? 6'h00 : \$500 [5:0];
-  assign \$502  = $signed(\port$57487$0 ) >>> \$501 ;
+  assign \$502  = $signed(\port$57497$0 ) >>> \$501 ;
   assign \$503  = $signed(\$502 ) + $signed({ 1'h0, rnd });
   assign \$505  = \$494  ? \$498  : \$504 [15:0];
   assign \$506  = $signed(\$505 ) < $signed(8'h80);
@@ -5793,11 +5793,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$508  = ! shift;
   assign \$509  = shift - 1'h1;
   assign \$510  = \$508  ? 6'h00 : \$509 [5:0];
-  assign \$511  = $signed(\port$57487$0 ) >>> \$510 ;
+  assign \$511  = $signed(\port$57497$0 ) >>> \$510 ;
   assign \$512  = ! shift;
   assign \$513  = shift - 1'h1;
   assign \$514  = \$512  ? 6'h00 : \$513 [5:0];
-  assign \$515  = $signed(\port$57487$0 ) >>> \$514 ;
+  assign \$515  = $signed(\port$57497$0 ) >>> \$514 ;
   assign \$516  = $signed(\$515 ) + $signed({ 1'h0, rnd });
   assign \$518  = \$507  ? \$511  : \$517 [15:0];
   assign \$519  = \$506  ? 8'h80 : \$518 [7:0];
@@ -5806,11 +5806,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$522  = ! shift;
   assign \$523  = shift - 1'h1;
   assign \$524  = \$522  ? 6'h00 : \$523 [5:0];
-  assign \$525  = $signed(\port$57489$0 ) >>> \$524 ;
+  assign \$525  = $signed(\port$57499$0 ) >>> \$524 ;
   assign \$526  = ! shift;
   assign \$527  = shift - 1'h1;
   assign \$528  = \$526  ? 6'h00 : \$527 [5:0];
-  assign \$529  = $signed(\port$57489$0 ) >>> \$528 ;
+  assign \$529  = $signed(\port$57499$0 ) >>> \$528 ;
   assign \$530  = $signed(\$529 ) + $signed({ 1'h0, rnd });
   assign \$532  = \$521  ? \$525  : \$531 [15:0];
   assign \$533  = $signed(\$532 ) > $signed(8'h7f);
@@ -5818,11 +5818,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$535  = ! shift;
   assign \$536  = shift - 1'h1;
   assign \$537  = \$535  ? 6'h00 : \$536 [5:0];
-  assign \$538  = $signed(\port$57489$0 ) >>> \$537 ;
+  assign \$538  = $signed(\port$57499$0 ) >>> \$537 ;
   assign \$539  = ! shift;
   assign \$540  = shift - 1'h1;
   assign \$541  = \$539  ? 6'h00 : \$540 [5:0];
-  assign \$542  = $signed(\port$57489$0 ) >>> \$541 ;
+  assign \$542  = $signed(\port$57499$0 ) >>> \$541 ;
   assign \$543  = $signed(\$542 ) + $signed({ 1'h0, rnd });
   assign \$545  = \$534  ? \$538  : \$544 [15:0];
   assign \$546  = $signed(\$545 ) < $signed(8'h80);
@@ -5830,11 +5830,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$548  = ! shift;
   assign \$549  = shift - 1'h1;
   assign \$550  = \$548  ? 6'h00 : \$549 [5:0];
-  assign \$551  = $signed(\port$57489$0 ) >>> \$550 ;
+  assign \$551  = $signed(\port$57499$0 ) >>> \$550 ;
   assign \$552  = ! shift;
   assign \$553  = shift - 1'h1;
   assign \$554  = \$552  ? 6'h00 : \$553 [5:0];
-  assign \$555  = $signed(\port$57489$0 ) >>> \$554 ;
+  assign \$555  = $signed(\port$57499$0 ) >>> \$554 ;
   assign \$556  = $signed(\$555 ) + $signed({ 1'h0, rnd });
   assign \$558  = \$547  ? \$551  : \$557 [15:0];
   assign \$559  = \$546  ? 8'h80 : \$558 [7:0];
@@ -5843,11 +5843,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$562  = ! shift;
   assign \$563  = shift - 1'h1;
   assign \$564  = \$562  ? 6'h00 : \$563 [5:0];
-  assign \$565  = $signed(\port$57491$0 ) >>> \$564 ;
+  assign \$565  = $signed(\port$57501$0 ) >>> \$564 ;
   assign \$566  = ! shift;
   assign \$567  = shift - 1'h1;
   assign \$568  = \$566  ? 6'h00 : \$567 [5:0];
-  assign \$569  = $signed(\port$57491$0 ) >>> \$568 ;
+  assign \$569  = $signed(\port$57501$0 ) >>> \$568 ;
   assign \$570  = $signed(\$569 ) + $signed({ 1'h0, rnd });
   assign \$572  = \$561  ? \$565  : \$571 [15:0];
   assign \$573  = $signed(\$572 ) > $signed(8'h7f);
@@ -5855,11 +5855,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$575  = ! shift;
   assign \$576  = shift - 1'h1;
   assign \$577  = \$575  ? 6'h00 : \$576 [5:0];
-  assign \$578  = $signed(\port$57491$0 ) >>> \$577 ;
+  assign \$578  = $signed(\port$57501$0 ) >>> \$577 ;
   assign \$579  = ! shift;
   assign \$580  = shift - 1'h1;
   assign \$581  = \$579  ? 6'h00 : \$580 [5:0];
-  assign \$582  = $signed(\port$57491$0 ) >>> \$581 ;
+  assign \$582  = $signed(\port$57501$0 ) >>> \$581 ;
   assign \$583  = $signed(\$582 ) + $signed({ 1'h0, rnd });
   assign \$585  = \$574  ? \$578  : \$584 [15:0];
   assign \$586  = $signed(\$585 ) < $signed(8'h80);
@@ -5867,11 +5867,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$588  = ! shift;
   assign \$589  = shift - 1'h1;
   assign \$590  = \$588  ? 6'h00 : \$589 [5:0];
-  assign \$591  = $signed(\port$57491$0 ) >>> \$590 ;
+  assign \$591  = $signed(\port$57501$0 ) >>> \$590 ;
   assign \$592  = ! shift;
   assign \$593  = shift - 1'h1;
   assign \$594  = \$592  ? 6'h00 : \$593 [5:0];
-  assign \$595  = $signed(\port$57491$0 ) >>> \$594 ;
+  assign \$595  = $signed(\port$57501$0 ) >>> \$594 ;
   assign \$596  = $signed(\$595 ) + $signed({ 1'h0, rnd });
   assign \$598  = \$587  ? \$591  : \$597 [15:0];
   assign \$599  = \$586  ? 8'h80 : \$598 [7:0];
@@ -5880,11 +5880,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$602  = ! shift;
   assign \$603  = shift - 1'h1;
   assign \$604  = \$602  ? 6'h00 : \$603 [5:0];
-  assign \$605  = $signed(\port$57493$0 ) >>> \$604 ;
+  assign \$605  = $signed(\port$57503$0 ) >>> \$604 ;
   assign \$606  = ! shift;
   assign \$607  = shift - 1'h1;
   assign \$608  = \$606  ? 6'h00 : \$607 [5:0];
-  assign \$609  = $signed(\port$57493$0 ) >>> \$608 ;
+  assign \$609  = $signed(\port$57503$0 ) >>> \$608 ;
   assign \$610  = $signed(\$609 ) + $signed({ 1'h0, rnd });
   assign \$612  = \$601  ? \$605  : \$611 [15:0];
   assign \$613  = $signed(\$612 ) > $signed(8'h7f);
@@ -5892,11 +5892,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$615  = ! shift;
   assign \$616  = shift - 1'h1;
   assign \$617  = \$615  ? 6'h00 : \$616 [5:0];
-  assign \$618  = $signed(\port$57493$0 ) >>> \$617 ;
+  assign \$618  = $signed(\port$57503$0 ) >>> \$617 ;
   assign \$619  = ! shift;
   assign \$620  = shift - 1'h1;
   assign \$621  = \$619  ? 6'h00 : \$620 [5:0];
-  assign \$622  = $signed(\port$57493$0 ) >>> \$621 ;
+  assign \$622  = $signed(\port$57503$0 ) >>> \$621 ;
   assign \$623  = $signed(\$622 ) + $signed({ 1'h0, rnd });
   assign \$625  = \$614  ? \$618  : \$624 [15:0];
   assign \$626  = $signed(\$625 ) < $signed(8'h80);
@@ -5904,11 +5904,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$628  = ! shift;
   assign \$629  = shift - 1'h1;
   assign \$630  = \$628  ? 6'h00 : \$629 [5:0];
-  assign \$631  = $signed(\port$57493$0 ) >>> \$630 ;
+  assign \$631  = $signed(\port$57503$0 ) >>> \$630 ;
   assign \$632  = ! shift;
   assign \$633  = shift - 1'h1;
   assign \$634  = \$632  ? 6'h00 : \$633 [5:0];
-  assign \$635  = $signed(\port$57493$0 ) >>> \$634 ;
+  assign \$635  = $signed(\port$57503$0 ) >>> \$634 ;
   assign \$636  = $signed(\$635 ) + $signed({ 1'h0, rnd });
   assign \$638  = \$627  ? \$631  : \$637 [15:0];
   assign \$639  = \$626  ? 8'h80 : \$638 [7:0];
@@ -5917,11 +5917,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$642  = ! shift;
   assign \$643  = shift - 1'h1;
   assign \$644  = \$642  ? 6'h00 : \$643 [5:0];
-  assign \$645  = $signed(\port$57495$0 ) >>> \$644 ;
+  assign \$645  = $signed(\port$57505$0 ) >>> \$644 ;
   assign \$646  = ! shift;
   assign \$647  = shift - 1'h1;
   assign \$648  = \$646  ? 6'h00 : \$647 [5:0];
-  assign \$649  = $signed(\port$57495$0 ) >>> \$648 ;
+  assign \$649  = $signed(\port$57505$0 ) >>> \$648 ;
   assign \$650  = $signed(\$649 ) + $signed({ 1'h0, rnd });
   assign \$652  = \$641  ? \$645  : \$651 [15:0];
   assign \$653  = $signed(\$652 ) > $signed(8'h7f);
@@ -5929,11 +5929,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$655  = ! shift;
   assign \$656  = shift - 1'h1;
   assign \$657  = \$655  ? 6'h00 : \$656 [5:0];
-  assign \$658  = $signed(\port$57495$0 ) >>> \$657 ;
+  assign \$658  = $signed(\port$57505$0 ) >>> \$657 ;
   assign \$659  = ! shift;
   assign \$660  = shift - 1'h1;
   assign \$661  = \$659  ? 6'h00 : \$660 [5:0];
-  assign \$662  = $signed(\port$57495$0 ) >>> \$661 ;
+  assign \$662  = $signed(\port$57505$0 ) >>> \$661 ;
   assign \$663  = $signed(\$662 ) + $signed({ 1'h0, rnd });
   assign \$665  = \$654  ? \$658  : \$664 [15:0];
   assign \$666  = $signed(\$665 ) < $signed(8'h80);
@@ -5941,11 +5941,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$668  = ! shift;
   assign \$669  = shift - 1'h1;
   assign \$670  = \$668  ? 6'h00 : \$669 [5:0];
-  assign \$671  = $signed(\port$57495$0 ) >>> \$670 ;
+  assign \$671  = $signed(\port$57505$0 ) >>> \$670 ;
   assign \$672  = ! shift;
   assign \$673  = shift - 1'h1;
   assign \$674  = \$672  ? 6'h00 : \$673 [5:0];
-  assign \$675  = $signed(\port$57495$0 ) >>> \$674 ;
+  assign \$675  = $signed(\port$57505$0 ) >>> \$674 ;
   assign \$676  = $signed(\$675 ) + $signed({ 1'h0, rnd });
   assign \$678  = \$667  ? \$671  : \$677 [15:0];
   assign \$679  = \$666  ? 8'h80 : \$678 [7:0];
@@ -5954,11 +5954,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$682  = ! shift;
   assign \$683  = shift - 1'h1;
   assign \$684  = \$682  ? 6'h00 : \$683 [5:0];
-  assign \$685  = $signed(\port$57497$0 ) >>> \$684 ;
+  assign \$685  = $signed(\port$57507$0 ) >>> \$684 ;
   assign \$686  = ! shift;
   assign \$687  = shift - 1'h1;
   assign \$688  = \$686  ? 6'h00 : \$687 [5:0];
-  assign \$689  = $signed(\port$57497$0 ) >>> \$688 ;
+  assign \$689  = $signed(\port$57507$0 ) >>> \$688 ;
   assign \$690  = $signed(\$689 ) + $signed({ 1'h0, rnd });
   assign \$692  = \$681  ? \$685  : \$691 [15:0];
   assign \$693  = $signed(\$692 ) > $signed(8'h7f);
@@ -5966,11 +5966,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$695  = ! shift;
   assign \$696  = shift - 1'h1;
   assign \$697  = \$695  ? 6'h00 : \$696 [5:0];
-  assign \$698  = $signed(\port$57497$0 ) >>> \$697 ;
+  assign \$698  = $signed(\port$57507$0 ) >>> \$697 ;
   assign \$699  = ! shift;
   assign \$700  = shift - 1'h1;
   assign \$701  = \$699  ? 6'h00 : \$700 [5:0];
-  assign \$702  = $signed(\port$57497$0 ) >>> \$701 ;
+  assign \$702  = $signed(\port$57507$0 ) >>> \$701 ;
   assign \$703  = $signed(\$702 ) + $signed({ 1'h0, rnd });
   assign \$705  = \$694  ? \$698  : \$704 [15:0];
   assign \$706  = $signed(\$705 ) < $signed(8'h80);
@@ -5978,11 +5978,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$708  = ! shift;
   assign \$709  = shift - 1'h1;
   assign \$710  = \$708  ? 6'h00 : \$709 [5:0];
-  assign \$711  = $signed(\port$57497$0 ) >>> \$710 ;
+  assign \$711  = $signed(\port$57507$0 ) >>> \$710 ;
   assign \$712  = ! shift;
   assign \$713  = shift - 1'h1;
   assign \$714  = \$712  ? 6'h00 : \$713 [5:0];
-  assign \$715  = $signed(\port$57497$0 ) >>> \$714 ;
+  assign \$715  = $signed(\port$57507$0 ) >>> \$714 ;
   assign \$716  = $signed(\$715 ) + $signed({ 1'h0, rnd });
   assign \$718  = \$707  ? \$711  : \$717 [15:0];
   assign \$719  = \$706  ? 8'h80 : \$718 [7:0];
@@ -5991,11 +5991,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$722  = ! shift;
   assign \$723  = shift - 1'h1;
   assign \$724  = \$722  ? 6'h00 : \$723 [5:0];
-  assign \$725  = $signed(\port$57499$0 ) >>> \$724 ;
+  assign \$725  = $signed(\port$57509$0 ) >>> \$724 ;
   assign \$726  = ! shift;
   assign \$727  = shift - 1'h1;
   assign \$728  = \$726  ? 6'h00 : \$727 [5:0];
-  assign \$729  = $signed(\port$57499$0 ) >>> \$728 ;
+  assign \$729  = $signed(\port$57509$0 ) >>> \$728 ;
   assign \$730  = $signed(\$729 ) + $signed({ 1'h0, rnd });
   assign \$732  = \$721  ? \$725  : \$731 [15:0];
   assign \$733  = $signed(\$732 ) > $signed(8'h7f);
@@ -6003,11 +6003,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$735  = ! shift;
   assign \$736  = shift - 1'h1;
   assign \$737  = \$735  ? 6'h00 : \$736 [5:0];
-  assign \$738  = $signed(\port$57499$0 ) >>> \$737 ;
+  assign \$738  = $signed(\port$57509$0 ) >>> \$737 ;
   assign \$739  = ! shift;
   assign \$740  = shift - 1'h1;
   assign \$741  = \$739  ? 6'h00 : \$740 [5:0];
-  assign \$742  = $signed(\port$57499$0 ) >>> \$741 ;
+  assign \$742  = $signed(\port$57509$0 ) >>> \$741 ;
   assign \$743  = $signed(\$742 ) + $signed({ 1'h0, rnd });
   assign \$745  = \$734  ? \$738  : \$744 [15:0];
   assign \$746  = $signed(\$745 ) < $signed(8'h80);
@@ -6015,11 +6015,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$748  = ! shift;
   assign \$749  = shift - 1'h1;
   assign \$750  = \$748  ? 6'h00 : \$749 [5:0];
-  assign \$751  = $signed(\port$57499$0 ) >>> \$750 ;
+  assign \$751  = $signed(\port$57509$0 ) >>> \$750 ;
   assign \$752  = ! shift;
   assign \$753  = shift - 1'h1;
   assign \$754  = \$752  ? 6'h00 : \$753 [5:0];
-  assign \$755  = $signed(\port$57499$0 ) >>> \$754 ;
+  assign \$755  = $signed(\port$57509$0 ) >>> \$754 ;
   assign \$756  = $signed(\$755 ) + $signed({ 1'h0, rnd });
   assign \$758  = \$747  ? \$751  : \$757 [15:0];
   assign \$759  = \$746  ? 8'h80 : \$758 [7:0];
@@ -6028,11 +6028,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$762  = ! shift;
   assign \$763  = shift - 1'h1;
   assign \$764  = \$762  ? 6'h00 : \$763 [5:0];
-  assign \$765  = $signed(\port$57501$0 ) >>> \$764 ;
+  assign \$765  = $signed(\port$57511$0 ) >>> \$764 ;
   assign \$766  = ! shift;
   assign \$767  = shift - 1'h1;
   assign \$768  = \$766  ? 6'h00 : \$767 [5:0];
-  assign \$769  = $signed(\port$57501$0 ) >>> \$768 ;
+  assign \$769  = $signed(\port$57511$0 ) >>> \$768 ;
   assign \$770  = $signed(\$769 ) + $signed({ 1'h0, rnd });
   assign \$772  = \$761  ? \$765  : \$771 [15:0];
   assign \$773  = $signed(\$772 ) > $signed(8'h7f);
@@ -6040,11 +6040,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$775  = ! shift;
   assign \$776  = shift - 1'h1;
   assign \$777  = \$775  ? 6'h00 : \$776 [5:0];
-  assign \$778  = $signed(\port$57501$0 ) >>> \$777 ;
+  assign \$778  = $signed(\port$57511$0 ) >>> \$777 ;
   assign \$779  = ! shift;
   assign \$780  = shift - 1'h1;
   assign \$781  = \$779  ? 6'h00 : \$780 [5:0];
-  assign \$782  = $signed(\port$57501$0 ) >>> \$781 ;
+  assign \$782  = $signed(\port$57511$0 ) >>> \$781 ;
   assign \$783  = $signed(\$782 ) + $signed({ 1'h0, rnd });
   assign \$785  = \$774  ? \$778  : \$784 [15:0];
   assign \$786  = $signed(\$785 ) < $signed(8'h80);
@@ -6052,11 +6052,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$788  = ! shift;
   assign \$789  = shift - 1'h1;
   assign \$790  = \$788  ? 6'h00 : \$789 [5:0];
-  assign \$791  = $signed(\port$57501$0 ) >>> \$790 ;
+  assign \$791  = $signed(\port$57511$0 ) >>> \$790 ;
   assign \$792  = ! shift;
   assign \$793  = shift - 1'h1;
   assign \$794  = \$792  ? 6'h00 : \$793 [5:0];
-  assign \$795  = $signed(\port$57501$0 ) >>> \$794 ;
+  assign \$795  = $signed(\port$57511$0 ) >>> \$794 ;
   assign \$796  = $signed(\$795 ) + $signed({ 1'h0, rnd });
   assign \$798  = \$787  ? \$791  : \$797 [15:0];
   assign \$799  = \$786  ? 8'h80 : \$798 [7:0];
@@ -6065,11 +6065,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$802  = ! shift;
   assign \$803  = shift - 1'h1;
   assign \$804  = \$802  ? 6'h00 : \$803 [5:0];
-  assign \$805  = $signed(\port$57503$0 ) >>> \$804 ;
+  assign \$805  = $signed(\port$57513$0 ) >>> \$804 ;
   assign \$806  = ! shift;
   assign \$807  = shift - 1'h1;
   assign \$808  = \$806  ? 6'h00 : \$807 [5:0];
-  assign \$809  = $signed(\port$57503$0 ) >>> \$808 ;
+  assign \$809  = $signed(\port$57513$0 ) >>> \$808 ;
   assign \$810  = $signed(\$809 ) + $signed({ 1'h0, rnd });
   assign \$812  = \$801  ? \$805  : \$811 [15:0];
   assign \$813  = $signed(\$812 ) > $signed(8'h7f);
@@ -6077,11 +6077,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$815  = ! shift;
   assign \$816  = shift - 1'h1;
   assign \$817  = \$815  ? 6'h00 : \$816 [5:0];
-  assign \$818  = $signed(\port$57503$0 ) >>> \$817 ;
+  assign \$818  = $signed(\port$57513$0 ) >>> \$817 ;
   assign \$819  = ! shift;
   assign \$820  = shift - 1'h1;
   assign \$821  = \$819  ? 6'h00 : \$820 [5:0];
-  assign \$822  = $signed(\port$57503$0 ) >>> \$821 ;
+  assign \$822  = $signed(\port$57513$0 ) >>> \$821 ;
   assign \$823  = $signed(\$822 ) + $signed({ 1'h0, rnd });
   assign \$825  = \$814  ? \$818  : \$824 [15:0];
   assign \$826  = $signed(\$825 ) < $signed(8'h80);
@@ -6089,11 +6089,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$828  = ! shift;
   assign \$829  = shift - 1'h1;
   assign \$830  = \$828  ? 6'h00 : \$829 [5:0];
-  assign \$831  = $signed(\port$57503$0 ) >>> \$830 ;
+  assign \$831  = $signed(\port$57513$0 ) >>> \$830 ;
   assign \$832  = ! shift;
   assign \$833  = shift - 1'h1;
   assign \$834  = \$832  ? 6'h00 : \$833 [5:0];
-  assign \$835  = $signed(\port$57503$0 ) >>> \$834 ;
+  assign \$835  = $signed(\port$57513$0 ) >>> \$834 ;
   assign \$836  = $signed(\$835 ) + $signed({ 1'h0, rnd });
   assign \$838  = \$827  ? \$831  : \$837 [15:0];
   assign \$839  = \$826  ? 8'h80 : \$838 [7:0];
@@ -6102,11 +6102,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$842  = ! shift;
   assign \$843  = shift - 1'h1;
   assign \$844  = \$842  ? 6'h00 : \$843 [5:0];
-  assign \$845  = $signed(\port$57505$0 ) >>> \$844 ;
+  assign \$845  = $signed(\port$57515$0 ) >>> \$844 ;
   assign \$846  = ! shift;
   assign \$847  = shift - 1'h1;
   assign \$848  = \$846  ? 6'h00 : \$847 [5:0];
-  assign \$849  = $signed(\port$57505$0 ) >>> \$848 ;
+  assign \$849  = $signed(\port$57515$0 ) >>> \$848 ;
   assign \$850  = $signed(\$849 ) + $signed({ 1'h0, rnd });
   assign \$852  = \$841  ? \$845  : \$851 [15:0];
   assign \$853  = $signed(\$852 ) > $signed(8'h7f);
@@ -6114,11 +6114,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$855  = ! shift;
   assign \$856  = shift - 1'h1;
   assign \$857  = \$855  ? 6'h00 : \$856 [5:0];
-  assign \$858  = $signed(\port$57505$0 ) >>> \$857 ;
+  assign \$858  = $signed(\port$57515$0 ) >>> \$857 ;
   assign \$859  = ! shift;
   assign \$860  = shift - 1'h1;
   assign \$861  = \$859  ? 6'h00 : \$860 [5:0];
-  assign \$862  = $signed(\port$57505$0 ) >>> \$861 ;
+  assign \$862  = $signed(\port$57515$0 ) >>> \$861 ;
   assign \$863  = $signed(\$862 ) + $signed({ 1'h0, rnd });
   assign \$865  = \$854  ? \$858  : \$864 [15:0];
   assign \$866  = $signed(\$865 ) < $signed(8'h80);
@@ -6126,11 +6126,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$868  = ! shift;
   assign \$869  = shift - 1'h1;
   assign \$870  = \$868  ? 6'h00 : \$869 [5:0];
-  assign \$871  = $signed(\port$57505$0 ) >>> \$870 ;
+  assign \$871  = $signed(\port$57515$0 ) >>> \$870 ;
   assign \$872  = ! shift;
   assign \$873  = shift - 1'h1;
   assign \$874  = \$872  ? 6'h00 : \$873 [5:0];
-  assign \$875  = $signed(\port$57505$0 ) >>> \$874 ;
+  assign \$875  = $signed(\port$57515$0 ) >>> \$874 ;
   assign \$876  = $signed(\$875 ) + $signed({ 1'h0, rnd });
   assign \$878  = \$867  ? \$871  : \$877 [15:0];
   assign \$879  = \$866  ? 8'h80 : \$878 [7:0];
@@ -6139,11 +6139,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$882  = ! shift;
   assign \$883  = shift - 1'h1;
   assign \$884  = \$882  ? 6'h00 : \$883 [5:0];
-  assign \$885  = $signed(\port$57507$0 ) >>> \$884 ;
+  assign \$885  = $signed(\port$57517$0 ) >>> \$884 ;
   assign \$886  = ! shift;
   assign \$887  = shift - 1'h1;
   assign \$888  = \$886  ? 6'h00 : \$887 [5:0];
-  assign \$889  = $signed(\port$57507$0 ) >>> \$888 ;
+  assign \$889  = $signed(\port$57517$0 ) >>> \$888 ;
   assign \$890  = $signed(\$889 ) + $signed({ 1'h0, rnd });
   assign \$892  = \$881  ? \$885  : \$891 [15:0];
   assign \$893  = $signed(\$892 ) > $signed(8'h7f);
@@ -6151,11 +6151,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$895  = ! shift;
   assign \$896  = shift - 1'h1;
   assign \$897  = \$895  ? 6'h00 : \$896 [5:0];
-  assign \$898  = $signed(\port$57507$0 ) >>> \$897 ;
+  assign \$898  = $signed(\port$57517$0 ) >>> \$897 ;
   assign \$899  = ! shift;
   assign \$900  = shift - 1'h1;
   assign \$901  = \$899  ? 6'h00 : \$900 [5:0];
-  assign \$902  = $signed(\port$57507$0 ) >>> \$901 ;
+  assign \$902  = $signed(\port$57517$0 ) >>> \$901 ;
   assign \$903  = $signed(\$902 ) + $signed({ 1'h0, rnd });
   assign \$905  = \$894  ? \$898  : \$904 [15:0];
   assign \$906  = $signed(\$905 ) < $signed(8'h80);
@@ -6163,11 +6163,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$908  = ! shift;
   assign \$909  = shift - 1'h1;
   assign \$910  = \$908  ? 6'h00 : \$909 [5:0];
-  assign \$911  = $signed(\port$57507$0 ) >>> \$910 ;
+  assign \$911  = $signed(\port$57517$0 ) >>> \$910 ;
   assign \$912  = ! shift;
   assign \$913  = shift - 1'h1;
   assign \$914  = \$912  ? 6'h00 : \$913 [5:0];
-  assign \$915  = $signed(\port$57507$0 ) >>> \$914 ;
+  assign \$915  = $signed(\port$57517$0 ) >>> \$914 ;
   assign \$916  = $signed(\$915 ) + $signed({ 1'h0, rnd });
   assign \$918  = \$907  ? \$911  : \$917 [15:0];
   assign \$919  = \$906  ? 8'h80 : \$918 [7:0];
@@ -6176,11 +6176,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$922  = ! shift;
   assign \$923  = shift - 1'h1;
   assign \$924  = \$922  ? 6'h00 : \$923 [5:0];
-  assign \$925  = $signed(\port$57509$0 ) >>> \$924 ;
+  assign \$925  = $signed(\port$57519$0 ) >>> \$924 ;
   assign \$926  = ! shift;
   assign \$927  = shift - 1'h1;
   assign \$928  = \$926  ? 6'h00 : \$927 [5:0];
-  assign \$929  = $signed(\port$57509$0 ) >>> \$928 ;
+  assign \$929  = $signed(\port$57519$0 ) >>> \$928 ;
   assign \$930  = $signed(\$929 ) + $signed({ 1'h0, rnd });
   assign \$932  = \$921  ? \$925  : \$931 [15:0];
   assign \$933  = $signed(\$932 ) > $signed(8'h7f);
@@ -6188,11 +6188,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$935  = ! shift;
   assign \$936  = shift - 1'h1;
   assign \$937  = \$935  ? 6'h00 : \$936 [5:0];
-  assign \$938  = $signed(\port$57509$0 ) >>> \$937 ;
+  assign \$938  = $signed(\port$57519$0 ) >>> \$937 ;
   assign \$939  = ! shift;
   assign \$940  = shift - 1'h1;
   assign \$941  = \$939  ? 6'h00 : \$940 [5:0];
-  assign \$942  = $signed(\port$57509$0 ) >>> \$941 ;
+  assign \$942  = $signed(\port$57519$0 ) >>> \$941 ;
   assign \$943  = $signed(\$942 ) + $signed({ 1'h0, rnd });
   assign \$945  = \$934  ? \$938  : \$944 [15:0];
   assign \$946  = $signed(\$945 ) < $signed(8'h80);
@@ -6200,11 +6200,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$948  = ! shift;
   assign \$949  = shift - 1'h1;
   assign \$950  = \$948  ? 6'h00 : \$949 [5:0];
-  assign \$951  = $signed(\port$57509$0 ) >>> \$950 ;
+  assign \$951  = $signed(\port$57519$0 ) >>> \$950 ;
   assign \$952  = ! shift;
   assign \$953  = shift - 1'h1;
   assign \$954  = \$952  ? 6'h00 : \$953 [5:0];
-  assign \$955  = $signed(\port$57509$0 ) >>> \$954 ;
+  assign \$955  = $signed(\port$57519$0 ) >>> \$954 ;
   assign \$956  = $signed(\$955 ) + $signed({ 1'h0, rnd });
   assign \$958  = \$947  ? \$951  : \$957 [15:0];
   assign \$959  = \$946  ? 8'h80 : \$958 [7:0];
@@ -6213,11 +6213,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$962  = ! shift;
   assign \$963  = shift - 1'h1;
   assign \$964  = \$962  ? 6'h00 : \$963 [5:0];
-  assign \$965  = $signed(\port$57511$0 ) >>> \$964 ;
+  assign \$965  = $signed(\port$57521$0 ) >>> \$964 ;
   assign \$966  = ! shift;
   assign \$967  = shift - 1'h1;
   assign \$968  = \$966  ? 6'h00 : \$967 [5:0];
-  assign \$969  = $signed(\port$57511$0 ) >>> \$968 ;
+  assign \$969  = $signed(\port$57521$0 ) >>> \$968 ;
   assign \$970  = $signed(\$969 ) + $signed({ 1'h0, rnd });
   assign \$972  = \$961  ? \$965  : \$971 [15:0];
   assign \$973  = $signed(\$972 ) > $signed(8'h7f);
@@ -6225,11 +6225,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$975  = ! shift;
   assign \$976  = shift - 1'h1;
   assign \$977  = \$975  ? 6'h00 : \$976 [5:0];
-  assign \$978  = $signed(\port$57511$0 ) >>> \$977 ;
+  assign \$978  = $signed(\port$57521$0 ) >>> \$977 ;
   assign \$979  = ! shift;
   assign \$980  = shift - 1'h1;
   assign \$981  = \$979  ? 6'h00 : \$980 [5:0];
-  assign \$982  = $signed(\port$57511$0 ) >>> \$981 ;
+  assign \$982  = $signed(\port$57521$0 ) >>> \$981 ;
   assign \$983  = $signed(\$982 ) + $signed({ 1'h0, rnd });
   assign \$985  = \$974  ? \$978  : \$984 [15:0];
   assign \$986  = $signed(\$985 ) < $signed(8'h80);
@@ -6237,11 +6237,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$988  = ! shift;
   assign \$989  = shift - 1'h1;
   assign \$990  = \$988  ? 6'h00 : \$989 [5:0];
-  assign \$991  = $signed(\port$57511$0 ) >>> \$990 ;
+  assign \$991  = $signed(\port$57521$0 ) >>> \$990 ;
   assign \$992  = ! shift;
   assign \$993  = shift - 1'h1;
   assign \$994  = \$992  ? 6'h00 : \$993 [5:0];
-  assign \$995  = $signed(\port$57511$0 ) >>> \$994 ;
+  assign \$995  = $signed(\port$57521$0 ) >>> \$994 ;
   assign \$996  = $signed(\$995 ) + $signed({ 1'h0, rnd });
   assign \$998  = \$987  ? \$991  : \$997 [15:0];
   assign \$999  = \$986  ? 8'h80 : \$998 [7:0];
@@ -6250,11 +6250,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$1002  = ! shift;
   assign \$1003  = shift - 1'h1;
   assign \$1004  = \$1002  ? 6'h00 : \$1003 [5:0];
-  assign \$1005  = $signed(\port$57513$0 ) >>> \$1004 ;
+  assign \$1005  = $signed(\port$57523$0 ) >>> \$1004 ;
   assign \$1006  = ! shift;
   assign \$1007  = shift - 1'h1;
   assign \$1008  = \$1006  ? 6'h00 : \$1007 [5:0];
-  assign \$1009  = $signed(\port$57513$0 ) >>> \$1008 ;
+  assign \$1009  = $signed(\port$57523$0 ) >>> \$1008 ;
   assign \$1010  = $signed(\$1009 ) + $signed({ 1'h0, rnd });
   assign \$1012  = \$1001  ? \$1005  : \$1011 [15:0];
   assign \$1013  = $signed(\$1012 ) > $signed(8'h7f);
@@ -6262,11 +6262,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$1015  = ! shift;
   assign \$1016  = shift - 1'h1;
   assign \$1017  = \$1015  ? 6'h00 : \$1016 [5:0];
-  assign \$1018  = $signed(\port$57513$0 ) >>> \$1017 ;
+  assign \$1018  = $signed(\port$57523$0 ) >>> \$1017 ;
   assign \$1019  = ! shift;
   assign \$1020  = shift - 1'h1;
   assign \$1021  = \$1019  ? 6'h00 : \$1020 [5:0];
-  assign \$1022  = $signed(\port$57513$0 ) >>> \$1021 ;
+  assign \$1022  = $signed(\port$57523$0 ) >>> \$1021 ;
   assign \$1023  = $signed(\$1022 ) + $signed({ 1'h0, rnd });
   assign \$1025  = \$1014  ? \$1018  : \$1024 [15:0];
   assign \$1026  = $signed(\$1025 ) < $signed(8'h80);
@@ -6274,11 +6274,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$1028  = ! shift;
   assign \$1029  = shift - 1'h1;
   assign \$1030  = \$1028  ? 6'h00 : \$1029 [5:0];
-  assign \$1031  = $signed(\port$57513$0 ) >>> \$1030 ;
+  assign \$1031  = $signed(\port$57523$0 ) >>> \$1030 ;
   assign \$1032  = ! shift;
   assign \$1033  = shift - 1'h1;
   assign \$1034  = \$1032  ? 6'h00 : \$1033 [5:0];
-  assign \$1035  = $signed(\port$57513$0 ) >>> \$1034 ;
+  assign \$1035  = $signed(\port$57523$0 ) >>> \$1034 ;
   assign \$1036  = $signed(\$1035 ) + $signed({ 1'h0, rnd });
   assign \$1038  = \$1027  ? \$1031  : \$1037 [15:0];
   assign \$1039  = \$1026  ? 8'h80 : \$1038 [7:0];
@@ -6287,11 +6287,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$1042  = ! shift;
   assign \$1043  = shift - 1'h1;
   assign \$1044  = \$1042  ? 6'h00 : \$1043 [5:0];
-  assign \$1045  = $signed(\port$57515$0 ) >>> \$1044 ;
+  assign \$1045  = $signed(\port$57525$0 ) >>> \$1044 ;
   assign \$1046  = ! shift;
   assign \$1047  = shift - 1'h1;
   assign \$1048  = \$1046  ? 6'h00 : \$1047 [5:0];
-  assign \$1049  = $signed(\port$57515$0 ) >>> \$1048 ;
+  assign \$1049  = $signed(\port$57525$0 ) >>> \$1048 ;
   assign \$1050  = $signed(\$1049 ) + $signed({ 1'h0, rnd });
   assign \$1052  = \$1041  ? \$1045  : \$1051 [15:0];
   assign \$1053  = $signed(\$1052 ) > $signed(8'h7f);
@@ -6299,11 +6299,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$1055  = ! shift;
   assign \$1056  = shift - 1'h1;
   assign \$1057  = \$1055  ? 6'h00 : \$1056 [5:0];
-  assign \$1058  = $signed(\port$57515$0 ) >>> \$1057 ;
+  assign \$1058  = $signed(\port$57525$0 ) >>> \$1057 ;
   assign \$1059  = ! shift;
   assign \$1060  = shift - 1'h1;
   assign \$1061  = \$1059  ? 6'h00 : \$1060 [5:0];
-  assign \$1062  = $signed(\port$57515$0 ) >>> \$1061 ;
+  assign \$1062  = $signed(\port$57525$0 ) >>> \$1061 ;
   assign \$1063  = $signed(\$1062 ) + $signed({ 1'h0, rnd });
   assign \$1065  = \$1054  ? \$1058  : \$1064 [15:0];
   assign \$1066  = $signed(\$1065 ) < $signed(8'h80);
@@ -6311,11 +6311,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$1068  = ! shift;
   assign \$1069  = shift - 1'h1;
   assign \$1070  = \$1068  ? 6'h00 : \$1069 [5:0];
-  assign \$1071  = $signed(\port$57515$0 ) >>> \$1070 ;
+  assign \$1071  = $signed(\port$57525$0 ) >>> \$1070 ;
   assign \$1072  = ! shift;
   assign \$1073  = shift - 1'h1;
   assign \$1074  = \$1072  ? 6'h00 : \$1073 [5:0];
-  assign \$1075  = $signed(\port$57515$0 ) >>> \$1074 ;
+  assign \$1075  = $signed(\port$57525$0 ) >>> \$1074 ;
   assign \$1076  = $signed(\$1075 ) + $signed({ 1'h0, rnd });
   assign \$1078  = \$1067  ? \$1071  : \$1077 [15:0];
   assign \$1079  = \$1066  ? 8'h80 : \$1078 [7:0];
@@ -6324,11 +6324,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$1082  = ! shift;
   assign \$1083  = shift - 1'h1;
   assign \$1084  = \$1082  ? 6'h00 : \$1083 [5:0];
-  assign \$1085  = $signed(\port$57517$0 ) >>> \$1084 ;
+  assign \$1085  = $signed(\port$57527$0 ) >>> \$1084 ;
   assign \$1086  = ! shift;
   assign \$1087  = shift - 1'h1;
   assign \$1088  = \$1086  ? 6'h00 : \$1087 [5:0];
-  assign \$1089  = $signed(\port$57517$0 ) >>> \$1088 ;
+  assign \$1089  = $signed(\port$57527$0 ) >>> \$1088 ;
   assign \$1090  = $signed(\$1089 ) + $signed({ 1'h0, rnd });
   assign \$1092  = \$1081  ? \$1085  : \$1091 [15:0];
   assign \$1093  = $signed(\$1092 ) > $signed(8'h7f);
@@ -6336,11 +6336,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$1095  = ! shift;
   assign \$1096  = shift - 1'h1;
   assign \$1097  = \$1095  ? 6'h00 : \$1096 [5:0];
-  assign \$1098  = $signed(\port$57517$0 ) >>> \$1097 ;
+  assign \$1098  = $signed(\port$57527$0 ) >>> \$1097 ;
   assign \$1099  = ! shift;
   assign \$1100  = shift - 1'h1;
   assign \$1101  = \$1099  ? 6'h00 : \$1100 [5:0];
-  assign \$1102  = $signed(\port$57517$0 ) >>> \$1101 ;
+  assign \$1102  = $signed(\port$57527$0 ) >>> \$1101 ;
   assign \$1103  = $signed(\$1102 ) + $signed({ 1'h0, rnd });
   assign \$1105  = \$1094  ? \$1098  : \$1104 [15:0];
   assign \$1106  = $signed(\$1105 ) < $signed(8'h80);
@@ -6348,11 +6348,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$1108  = ! shift;
   assign \$1109  = shift - 1'h1;
   assign \$1110  = \$1108  ? 6'h00 : \$1109 [5:0];
-  assign \$1111  = $signed(\port$57517$0 ) >>> \$1110 ;
+  assign \$1111  = $signed(\port$57527$0 ) >>> \$1110 ;
   assign \$1112  = ! shift;
   assign \$1113  = shift - 1'h1;
   assign \$1114  = \$1112  ? 6'h00 : \$1113 [5:0];
-  assign \$1115  = $signed(\port$57517$0 ) >>> \$1114 ;
+  assign \$1115  = $signed(\port$57527$0 ) >>> \$1114 ;
   assign \$1116  = $signed(\$1115 ) + $signed({ 1'h0, rnd });
   assign \$1118  = \$1107  ? \$1111  : \$1117 [15:0];
   assign \$1119  = \$1106  ? 8'h80 : \$1118 [7:0];
@@ -6361,11 +6361,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$1122  = ! shift;
   assign \$1123  = shift - 1'h1;
   assign \$1124  = \$1122  ? 6'h00 : \$1123 [5:0];
-  assign \$1125  = $signed(\port$57519$0 ) >>> \$1124 ;
+  assign \$1125  = $signed(\port$57529$0 ) >>> \$1124 ;
   assign \$1126  = ! shift;
   assign \$1127  = shift - 1'h1;
   assign \$1128  = \$1126  ? 6'h00 : \$1127 [5:0];
-  assign \$1129  = $signed(\port$57519$0 ) >>> \$1128 ;
+  assign \$1129  = $signed(\port$57529$0 ) >>> \$1128 ;
   assign \$1130  = $signed(\$1129 ) + $signed({ 1'h0, rnd });
   assign \$1132  = \$1121  ? \$1125  : \$1131 [15:0];
   assign \$1133  = $signed(\$1132 ) > $signed(8'h7f);
@@ -6373,11 +6373,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$1135  = ! shift;
   assign \$1136  = shift - 1'h1;
   assign \$1137  = \$1135  ? 6'h00 : \$1136 [5:0];
-  assign \$1138  = $signed(\port$57519$0 ) >>> \$1137 ;
+  assign \$1138  = $signed(\port$57529$0 ) >>> \$1137 ;
   assign \$1139  = ! shift;
   assign \$1140  = shift - 1'h1;
   assign \$1141  = \$1139  ? 6'h00 : \$1140 [5:0];
-  assign \$1142  = $signed(\port$57519$0 ) >>> \$1141 ;
+  assign \$1142  = $signed(\port$57529$0 ) >>> \$1141 ;
   assign \$1143  = $signed(\$1142 ) + $signed({ 1'h0, rnd });
   assign \$1145  = \$1134  ? \$1138  : \$1144 [15:0];
   assign \$1146  = $signed(\$1145 ) < $signed(8'h80);
@@ -6385,11 +6385,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$1148  = ! shift;
   assign \$1149  = shift - 1'h1;
   assign \$1150  = \$1148  ? 6'h00 : \$1149 [5:0];
-  assign \$1151  = $signed(\port$57519$0 ) >>> \$1150 ;
+  assign \$1151  = $signed(\port$57529$0 ) >>> \$1150 ;
   assign \$1152  = ! shift;
   assign \$1153  = shift - 1'h1;
   assign \$1154  = \$1152  ? 6'h00 : \$1153 [5:0];
-  assign \$1155  = $signed(\port$57519$0 ) >>> \$1154 ;
+  assign \$1155  = $signed(\port$57529$0 ) >>> \$1154 ;
   assign \$1156  = $signed(\$1155 ) + $signed({ 1'h0, rnd });
   assign \$1158  = \$1147  ? \$1151  : \$1157 [15:0];
   assign \$1159  = \$1146  ? 8'h80 : \$1158 [7:0];
@@ -6398,11 +6398,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$1162  = ! shift;
   assign \$1163  = shift - 1'h1;
   assign \$1164  = \$1162  ? 6'h00 : \$1163 [5:0];
-  assign \$1165  = $signed(\port$57521$0 ) >>> \$1164 ;
+  assign \$1165  = $signed(\port$57531$0 ) >>> \$1164 ;
   assign \$1166  = ! shift;
   assign \$1167  = shift - 1'h1;
   assign \$1168  = \$1166  ? 6'h00 : \$1167 [5:0];
-  assign \$1169  = $signed(\port$57521$0 ) >>> \$1168 ;
+  assign \$1169  = $signed(\port$57531$0 ) >>> \$1168 ;
   assign \$1170  = $signed(\$1169 ) + $signed({ 1'h0, rnd });
   assign \$1172  = \$1161  ? \$1165  : \$1171 [15:0];
   assign \$1173  = $signed(\$1172 ) > $signed(8'h7f);
@@ -6410,11 +6410,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$1175  = ! shift;
   assign \$1176  = shift - 1'h1;
   assign \$1177  = \$1175  ? 6'h00 : \$1176 [5:0];
-  assign \$1178  = $signed(\port$57521$0 ) >>> \$1177 ;
+  assign \$1178  = $signed(\port$57531$0 ) >>> \$1177 ;
   assign \$1179  = ! shift;
   assign \$1180  = shift - 1'h1;
   assign \$1181  = \$1179  ? 6'h00 : \$1180 [5:0];
-  assign \$1182  = $signed(\port$57521$0 ) >>> \$1181 ;
+  assign \$1182  = $signed(\port$57531$0 ) >>> \$1181 ;
   assign \$1183  = $signed(\$1182 ) + $signed({ 1'h0, rnd });
   assign \$1185  = \$1174  ? \$1178  : \$1184 [15:0];
   assign \$1186  = $signed(\$1185 ) < $signed(8'h80);
@@ -6422,11 +6422,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$1188  = ! shift;
   assign \$1189  = shift - 1'h1;
   assign \$1190  = \$1188  ? 6'h00 : \$1189 [5:0];
-  assign \$1191  = $signed(\port$57521$0 ) >>> \$1190 ;
+  assign \$1191  = $signed(\port$57531$0 ) >>> \$1190 ;
   assign \$1192  = ! shift;
   assign \$1193  = shift - 1'h1;
   assign \$1194  = \$1192  ? 6'h00 : \$1193 [5:0];
-  assign \$1195  = $signed(\port$57521$0 ) >>> \$1194 ;
+  assign \$1195  = $signed(\port$57531$0 ) >>> \$1194 ;
   assign \$1196  = $signed(\$1195 ) + $signed({ 1'h0, rnd });
   assign \$1198  = \$1187  ? \$1191  : \$1197 [15:0];
   assign \$1199  = \$1186  ? 8'h80 : \$1198 [7:0];
@@ -6435,11 +6435,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$1202  = ! shift;
   assign \$1203  = shift - 1'h1;
   assign \$1204  = \$1202  ? 6'h00 : \$1203 [5:0];
-  assign \$1205  = $signed(\port$57523$0 ) >>> \$1204 ;
+  assign \$1205  = $signed(\port$57533$0 ) >>> \$1204 ;
   assign \$1206  = ! shift;
   assign \$1207  = shift - 1'h1;
   assign \$1208  = \$1206  ? 6'h00 : \$1207 [5:0];
-  assign \$1209  = $signed(\port$57523$0 ) >>> \$1208 ;
+  assign \$1209  = $signed(\port$57533$0 ) >>> \$1208 ;
   assign \$1210  = $signed(\$1209 ) + $signed({ 1'h0, rnd });
   assign \$1212  = \$1201  ? \$1205  : \$1211 [15:0];
   assign \$1213  = $signed(\$1212 ) > $signed(8'h7f);
@@ -6447,11 +6447,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$1215  = ! shift;
   assign \$1216  = shift - 1'h1;
   assign \$1217  = \$1215  ? 6'h00 : \$1216 [5:0];
-  assign \$1218  = $signed(\port$57523$0 ) >>> \$1217 ;
+  assign \$1218  = $signed(\port$57533$0 ) >>> \$1217 ;
   assign \$1219  = ! shift;
   assign \$1220  = shift - 1'h1;
   assign \$1221  = \$1219  ? 6'h00 : \$1220 [5:0];
-  assign \$1222  = $signed(\port$57523$0 ) >>> \$1221 ;
+  assign \$1222  = $signed(\port$57533$0 ) >>> \$1221 ;
   assign \$1223  = $signed(\$1222 ) + $signed({ 1'h0, rnd });
   assign \$1225  = \$1214  ? \$1218  : \$1224 [15:0];
   assign \$1226  = $signed(\$1225 ) < $signed(8'h80);
@@ -6459,11 +6459,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$1228  = ! shift;
   assign \$1229  = shift - 1'h1;
   assign \$1230  = \$1228  ? 6'h00 : \$1229 [5:0];
-  assign \$1231  = $signed(\port$57523$0 ) >>> \$1230 ;
+  assign \$1231  = $signed(\port$57533$0 ) >>> \$1230 ;
   assign \$1232  = ! shift;
   assign \$1233  = shift - 1'h1;
   assign \$1234  = \$1232  ? 6'h00 : \$1233 [5:0];
-  assign \$1235  = $signed(\port$57523$0 ) >>> \$1234 ;
+  assign \$1235  = $signed(\port$57533$0 ) >>> \$1234 ;
   assign \$1236  = $signed(\$1235 ) + $signed({ 1'h0, rnd });
   assign \$1238  = \$1227  ? \$1231  : \$1237 [15:0];
   assign \$1239  = \$1226  ? 8'h80 : \$1238 [7:0];
@@ -6472,11 +6472,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$1242  = ! shift;
   assign \$1243  = shift - 1'h1;
   assign \$1244  = \$1242  ? 6'h00 : \$1243 [5:0];
-  assign \$1245  = $signed(\port$57525$0 ) >>> \$1244 ;
+  assign \$1245  = $signed(\port$57535$0 ) >>> \$1244 ;
   assign \$1246  = ! shift;
   assign \$1247  = shift - 1'h1;
   assign \$1248  = \$1246  ? 6'h00 : \$1247 [5:0];
-  assign \$1249  = $signed(\port$57525$0 ) >>> \$1248 ;
+  assign \$1249  = $signed(\port$57535$0 ) >>> \$1248 ;
   assign \$1250  = $signed(\$1249 ) + $signed({ 1'h0, rnd });
   assign \$1252  = \$1241  ? \$1245  : \$1251 [15:0];
   assign \$1253  = $signed(\$1252 ) > $signed(8'h7f);
@@ -6484,11 +6484,11 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$1255  = ! shift;
   assign \$1256  = shift - 1'h1;
   assign \$1257  = \$1255  ? 6'h00 : \$1256 [5:0];
-  assign \$1258  = $signed(\port$57525$0 ) >>> \$1257 ;
+  assign \$1258  = $signed(\port$57535$0 ) >>> \$1257 ;
   assign \$1259  = ! shift;
   assign \$1260  = shift - 1'h1;
   assign \$1261  = \$1259  ? 6'h00 : \$1260 [5:0];
-  assign \$1262  = $signed(\port$57525$0 ) >>> \$1261 ;
+  assign \$1262  = $signed(\port$57535$0 ) >>> \$1261 ;
   assign \$1263  = $signed(\$1262 ) + $signed({ 1'h0, rnd });
   assign \$1265  = \$1254  ? \$1258  : \$1264 [15:0];
   assign \$1266  = $signed(\$1265 ) < $signed(8'h80);
@@ -6496,17 +6496,17 @@ module \ttsnn_accel.e1.requant1 (\port$1412$0 , \port$1452$0 , \port$1492$0 , \p
   assign \$1268  = ! shift;
   assign \$1269  = shift - 1'h1;
   assign \$1270  = \$1268  ? 6'h00 : \$1269 [5:0];
-  assign \$1271  = $signed(\port$57525$0 ) >>> \$1270 ;
+  assign \$1271  = $signed(\port$57535$0 ) >>> \$1270 ;
   assign \$1272  = ! shift;
   assign \$1273  = shift - 1'h1;
   assign \$1274  = \$1272  ? 6'h00 : \$1273 [5:0];
-  assign \$1275  = $signed(\port$57525$0 ) >>> \$1274 ;
+  assign \$1275  = $signed(\port$57535$0 ) >>> \$1274 ;
   assign \$1276  = $signed(\$1275 ) + $signed({ 1'h0, rnd });
   assign \$1278  = \$1267  ? \$1271  : \$1277 [15:0];
   assign \$1279  = \$1266  ? 8'h80 : \$1278 [7:0];
   assign \$1280  = \$1253  ? 8'h7f : \$1279 ;
   assign o = { \$1280 , \$1240 , \$1200 , \$1160 , \$1120 , \$1080 , \$1040 , \$1000 , \$960 , \$920 , \$880 , \$840 , \$800 , \$760 , \$720 , \$680 , \$640 , \$600 , \$560 , \$520 , \$480 , \$440 , \$400 , \$360 , \$320 , \$280 , \$240 , \$200 , \$160 , \$120 , \$80 , \$40  };
-  assign i = { \port$57525$0 , \port$57523$0 , \port$57521$0 , \port$57519$0 , \port$57517$0 , \port$57515$0 , \port$57513$0 , \port$57511$0 , \port$57509$0 , \port$57507$0 , \port$57505$0 , \port$57503$0 , \port$57501$0 , \port$57499$0 , \port$57497$0 , \port$57495$0 , \port$57493$0 , \port$57491$0 , \port$57489$0 , \port$57487$0 , \port$57485$0 , \port$57483$0 , \port$57481$0 , \port$57479$0 , \port$57477$0 , \port$57475$0 , \port$57473$0 , \port$57471$0 , \port$57469$0 , \port$57467$0 , \port$57465$0 , \port$57463$0  };
+  assign i = { \port$57535$0 , \port$57533$0 , \port$57531$0 , \port$57529$0 , \port$57527$0 , \port$57525$0 , \port$57523$0 , \port$57521$0 , \port$57519$0 , \port$57517$0 , \port$57515$0 , \port$57513$0 , \port$57511$0 , \port$57509$0 , \port$57507$0 , \port$57505$0 , \port$57503$0 , \port$57501$0 , \port$57499$0 , \port$57497$0 , \port$57495$0 , \port$57493$0 , \port$57491$0 , \port$57489$0 , \port$57487$0 , \port$57485$0 , \port$57483$0 , \port$57481$0 , \port$57479$0 , \port$57477$0 , \port$57475$0 , \port$57473$0  };
   assign \port$1372$0  = \$40 ;
   assign \port$1412$0  = \$80 ;
   assign \port$1452$0  = \$120 ;

@@ -10,9 +10,9 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
 , \port$8809$0 , \port$8810$0 , \port$8811$0 , \port$8812$0 , \port$8813$0 , \port$8814$0 , \port$8815$0 , \port$8816$0 , \port$8817$0 , \port$8818$0 , bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, bw_weights__addr, \port__en$141 , bw_trace__en, bw_trace__addr
 , \port__en$147 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$191 , host__w2__addr, host__w2__rd_en, \wr__en$197 , host__w3__addr, host__w3__rd_en, \wr__en$203 , host__w4__addr, host__w4__rd_en, \wr__en$209 , host__affine__addr, host__affine__rd_en, \wr__en$215 , host__spike_in__addr, host__spike_in__rd_en
 , \wr__en$221 , host__residual__addr, \wr__en$227 , host__membrane__addr, \port__en$233 , host__spikes__addr, \port__en$239 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$245 , host__trace__addr, host__trace__rd_en, host__trace__wr_en, host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data
-, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e4_affine__addr, \wr__en$171 , \port$58841$0 
-, \port$58857$0 , \port$58873$0 , \port$58889$0 , \port$58905$0 , \port$58921$0 , \port$58937$0 , \port$58953$0 , \port$58969$0 , \port$58985$0 , \port$59001$0 , \port$59017$0 , \port$59033$0 , \port$59049$0 , \port$59065$0 , \port$59081$0 , \port$59097$0 , \port$59113$0 , \port$59129$0 , \port$59145$0 , \port$59161$0 , \port$59177$0 
-, \port$59193$0 , \port$59209$0 , \port$59225$0 , \port$59241$0 , \port$59257$0 , \port$59273$0 , \port$59289$0 , \port$59305$0 , \port$59321$0 , \port$59337$0 , \port$60825$0 , \port$63603$0 , desc, \wr__data$194 );
+, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e4_affine__addr, \wr__en$171 , \port$58851$0 
+, \port$58867$0 , \port$58883$0 , \port$58899$0 , \port$58915$0 , \port$58931$0 , \port$58947$0 , \port$58963$0 , \port$58979$0 , \port$58995$0 , \port$59011$0 , \port$59027$0 , \port$59043$0 , \port$59059$0 , \port$59075$0 , \port$59091$0 , \port$59107$0 , \port$59123$0 , \port$59139$0 , \port$59155$0 , \port$59171$0 , \port$59187$0 
+, \port$59203$0 , \port$59219$0 , \port$59235$0 , \port$59251$0 , \port$59267$0 , \port$59283$0 , \port$59299$0 , \port$59315$0 , \port$59331$0 , \port$59347$0 , \port$60835$0 , \port$63613$0 , desc, \wr__data$194 );
   reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -374,78 +374,78 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire host__w4__rd_en;
   wire [255:0] host__w4__wr_data;
   wire host__w4__wr_en;
-  input [15:0] \port$58841$0 ;
-  wire [15:0] \port$58841$0 ;
-  input [15:0] \port$58857$0 ;
-  wire [15:0] \port$58857$0 ;
-  input [15:0] \port$58873$0 ;
-  wire [15:0] \port$58873$0 ;
-  input [15:0] \port$58889$0 ;
-  wire [15:0] \port$58889$0 ;
-  input [15:0] \port$58905$0 ;
-  wire [15:0] \port$58905$0 ;
-  input [15:0] \port$58921$0 ;
-  wire [15:0] \port$58921$0 ;
-  input [15:0] \port$58937$0 ;
-  wire [15:0] \port$58937$0 ;
-  input [15:0] \port$58953$0 ;
-  wire [15:0] \port$58953$0 ;
-  input [15:0] \port$58969$0 ;
-  wire [15:0] \port$58969$0 ;
-  input [15:0] \port$58985$0 ;
-  wire [15:0] \port$58985$0 ;
-  input [15:0] \port$59001$0 ;
-  wire [15:0] \port$59001$0 ;
-  input [15:0] \port$59017$0 ;
-  wire [15:0] \port$59017$0 ;
-  input [15:0] \port$59033$0 ;
-  wire [15:0] \port$59033$0 ;
-  input [15:0] \port$59049$0 ;
-  wire [15:0] \port$59049$0 ;
-  input [15:0] \port$59065$0 ;
-  wire [15:0] \port$59065$0 ;
-  input [15:0] \port$59081$0 ;
-  wire [15:0] \port$59081$0 ;
-  input [15:0] \port$59097$0 ;
-  wire [15:0] \port$59097$0 ;
-  input [15:0] \port$59113$0 ;
-  wire [15:0] \port$59113$0 ;
-  input [15:0] \port$59129$0 ;
-  wire [15:0] \port$59129$0 ;
-  input [15:0] \port$59145$0 ;
-  wire [15:0] \port$59145$0 ;
-  input [15:0] \port$59161$0 ;
-  wire [15:0] \port$59161$0 ;
-  input [15:0] \port$59177$0 ;
-  wire [15:0] \port$59177$0 ;
-  input [15:0] \port$59193$0 ;
-  wire [15:0] \port$59193$0 ;
-  input [15:0] \port$59209$0 ;
-  wire [15:0] \port$59209$0 ;
-  input [15:0] \port$59225$0 ;
-  wire [15:0] \port$59225$0 ;
-  input [15:0] \port$59241$0 ;
-  wire [15:0] \port$59241$0 ;
-  input [15:0] \port$59257$0 ;
-  wire [15:0] \port$59257$0 ;
-  input [15:0] \port$59273$0 ;
-  wire [15:0] \port$59273$0 ;
-  input [15:0] \port$59289$0 ;
-  wire [15:0] \port$59289$0 ;
-  input [15:0] \port$59305$0 ;
-  wire [15:0] \port$59305$0 ;
-  input [15:0] \port$59321$0 ;
-  wire [15:0] \port$59321$0 ;
-  input [15:0] \port$59337$0 ;
-  wire [15:0] \port$59337$0 ;
+  input [15:0] \port$58851$0 ;
+  wire [15:0] \port$58851$0 ;
+  input [15:0] \port$58867$0 ;
+  wire [15:0] \port$58867$0 ;
+  input [15:0] \port$58883$0 ;
+  wire [15:0] \port$58883$0 ;
+  input [15:0] \port$58899$0 ;
+  wire [15:0] \port$58899$0 ;
+  input [15:0] \port$58915$0 ;
+  wire [15:0] \port$58915$0 ;
+  input [15:0] \port$58931$0 ;
+  wire [15:0] \port$58931$0 ;
+  input [15:0] \port$58947$0 ;
+  wire [15:0] \port$58947$0 ;
+  input [15:0] \port$58963$0 ;
+  wire [15:0] \port$58963$0 ;
+  input [15:0] \port$58979$0 ;
+  wire [15:0] \port$58979$0 ;
+  input [15:0] \port$58995$0 ;
+  wire [15:0] \port$58995$0 ;
+  input [15:0] \port$59011$0 ;
+  wire [15:0] \port$59011$0 ;
+  input [15:0] \port$59027$0 ;
+  wire [15:0] \port$59027$0 ;
+  input [15:0] \port$59043$0 ;
+  wire [15:0] \port$59043$0 ;
+  input [15:0] \port$59059$0 ;
+  wire [15:0] \port$59059$0 ;
+  input [15:0] \port$59075$0 ;
+  wire [15:0] \port$59075$0 ;
+  input [15:0] \port$59091$0 ;
+  wire [15:0] \port$59091$0 ;
+  input [15:0] \port$59107$0 ;
+  wire [15:0] \port$59107$0 ;
+  input [15:0] \port$59123$0 ;
+  wire [15:0] \port$59123$0 ;
+  input [15:0] \port$59139$0 ;
+  wire [15:0] \port$59139$0 ;
+  input [15:0] \port$59155$0 ;
+  wire [15:0] \port$59155$0 ;
+  input [15:0] \port$59171$0 ;
+  wire [15:0] \port$59171$0 ;
+  input [15:0] \port$59187$0 ;
+  wire [15:0] \port$59187$0 ;
+  input [15:0] \port$59203$0 ;
+  wire [15:0] \port$59203$0 ;
+  input [15:0] \port$59219$0 ;
+  wire [15:0] \port$59219$0 ;
+  input [15:0] \port$59235$0 ;
+  wire [15:0] \port$59235$0 ;
+  input [15:0] \port$59251$0 ;
+  wire [15:0] \port$59251$0 ;
+  input [15:0] \port$59267$0 ;
+  wire [15:0] \port$59267$0 ;
+  input [15:0] \port$59283$0 ;
+  wire [15:0] \port$59283$0 ;
+  input [15:0] \port$59299$0 ;
+  wire [15:0] \port$59299$0 ;
+  input [15:0] \port$59315$0 ;
+  wire [15:0] \port$59315$0 ;
+  input [15:0] \port$59331$0 ;
+  wire [15:0] \port$59331$0 ;
+  input [15:0] \port$59347$0 ;
+  wire [15:0] \port$59347$0 ;
   input [7:0] \port$5996$0 ;
   wire [7:0] \port$5996$0 ;
   input [7:0] \port$6036$0 ;
   wire [7:0] \port$6036$0 ;
   input [7:0] \port$6076$0 ;
   wire [7:0] \port$6076$0 ;
-  input [15:0] \port$60825$0 ;
-  wire [15:0] \port$60825$0 ;
+  input [15:0] \port$60835$0 ;
+  wire [15:0] \port$60835$0 ;
   input [7:0] \port$6116$0 ;
   wire [7:0] \port$6116$0 ;
   input [7:0] \port$6156$0 ;
@@ -460,8 +460,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$6316$0 ;
   input [7:0] \port$6356$0 ;
   wire [7:0] \port$6356$0 ;
-  input [1279:0] \port$63603$0 ;
-  wire [1279:0] \port$63603$0 ;
+  input [1279:0] \port$63613$0 ;
+  wire [1279:0] \port$63613$0 ;
   input [7:0] \port$6396$0 ;
   wire [7:0] \port$6396$0 ;
   input [7:0] \port$6436$0 ;
@@ -784,13 +784,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$63603$0  };
+      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$63613$0  };
   end
   reg [1535:0] _0_;
   reg [1535:0] _1_;
   always @(posedge clk) begin
     if (\port__en$147 ) begin
-      _0_ <= mem_affine[\port$60825$0 [3:0]];
+      _0_ <= mem_affine[\port$60835$0 [3:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$83 [3:0]];
@@ -8073,7 +8073,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$171 )
-      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$59337$0 , \port$59321$0 , \port$59305$0 , \port$59289$0 , \port$59273$0 , \port$59257$0 , \port$59241$0 , \port$59225$0 , \port$59209$0 , \port$59193$0 , \port$59177$0 , \port$59161$0 , \port$59145$0 , \port$59129$0 , \port$59113$0 , \port$59097$0 , \port$59081$0 , \port$59065$0 , \port$59049$0 , \port$59033$0 , \port$59017$0 , \port$59001$0 , \port$58985$0 , \port$58969$0 , \port$58953$0 , \port$58937$0 , \port$58921$0 , \port$58905$0 , \port$58889$0 , \port$58873$0 , \port$58857$0 , \port$58841$0  };
+      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$59347$0 , \port$59331$0 , \port$59315$0 , \port$59299$0 , \port$59283$0 , \port$59267$0 , \port$59251$0 , \port$59235$0 , \port$59219$0 , \port$59203$0 , \port$59187$0 , \port$59171$0 , \port$59155$0 , \port$59139$0 , \port$59123$0 , \port$59107$0 , \port$59091$0 , \port$59075$0 , \port$59059$0 , \port$59043$0 , \port$59027$0 , \port$59011$0 , \port$58995$0 , \port$58979$0 , \port$58963$0 , \port$58947$0 , \port$58931$0 , \port$58915$0 , \port$58899$0 , \port$58883$0 , \port$58867$0 , \port$58851$0  };
   end
   reg [511:0] _9_;
   reg [511:0] _10_;
@@ -8476,7 +8476,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$227 )
-      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$63603$0 [255:0] };
+      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$63613$0 [255:0] };
   end
   reg [511:0] _11_;
   always @(posedge clk) begin
@@ -16197,7 +16197,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$signature__data$24  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$45 ) begin
-      \$signature__data$24  = { \wr__data$194 , \port$63603$0 [255:0] };
+      \$signature__data$24  = { \wr__data$194 , \port$63613$0 [255:0] };
     end
     if (\$58 ) begin
       \$signature__data$24  = bw_grad_w2__data;
@@ -16236,7 +16236,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$signature__data$28  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$52 ) begin
-      \$signature__data$28  = { \wr__data$194 , \port$63603$0 [255:0] };
+      \$signature__data$28  = { \wr__data$194 , \port$63613$0 [255:0] };
     end
     if (\$64 ) begin
       \$signature__data$28  = bw_grad_w2__data;
@@ -16245,7 +16245,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$194 , \port$63603$0 [255:0] };
+  assign host__gbuf__wr_data = { \wr__data$194 , \port$63613$0 [255:0] };
   assign port__addr = \$78 [10:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$79 [9:0];
@@ -16289,8 +16289,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$143  = bw_weights__addr[10:0];
   assign \port__data$146  = bw_weights__data;
   assign bw_affine__en = \port__en$147 ;
-  assign \port__addr$149  = \port$60825$0 [3:0];
-  assign bw_affine__addr = { 4'h0, \port$60825$0  };
+  assign \port__addr$149  = \port$60835$0 [3:0];
+  assign bw_affine__addr = { 4'h0, \port$60835$0  };
   assign \port__data$152  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[9:0];
@@ -16304,8 +16304,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$169 ;
   assign e4_membrane_out__en = \wr__en$171 ;
   assign \wr__addr$173  = e4_membrane_out__addr[9:0];
-  assign \wr__data$175  = { \port$59337$0 , \port$59321$0 , \port$59305$0 , \port$59289$0 , \port$59273$0 , \port$59257$0 , \port$59241$0 , \port$59225$0 , \port$59209$0 , \port$59193$0 , \port$59177$0 , \port$59161$0 , \port$59145$0 , \port$59129$0 , \port$59113$0 , \port$59097$0 , \port$59081$0 , \port$59065$0 , \port$59049$0 , \port$59033$0 , \port$59017$0 , \port$59001$0 , \port$58985$0 , \port$58969$0 , \port$58953$0 , \port$58937$0 , \port$58921$0 , \port$58905$0 , \port$58889$0 , \port$58873$0 , \port$58857$0 , \port$58841$0  };
-  assign e4_membrane_out__data = { \port$59337$0 , \port$59321$0 , \port$59305$0 , \port$59289$0 , \port$59273$0 , \port$59257$0 , \port$59241$0 , \port$59225$0 , \port$59209$0 , \port$59193$0 , \port$59177$0 , \port$59161$0 , \port$59145$0 , \port$59129$0 , \port$59113$0 , \port$59097$0 , \port$59081$0 , \port$59065$0 , \port$59049$0 , \port$59033$0 , \port$59017$0 , \port$59001$0 , \port$58985$0 , \port$58969$0 , \port$58953$0 , \port$58937$0 , \port$58921$0 , \port$58905$0 , \port$58889$0 , \port$58873$0 , \port$58857$0 , \port$58841$0  };
+  assign \wr__data$175  = { \port$59347$0 , \port$59331$0 , \port$59315$0 , \port$59299$0 , \port$59283$0 , \port$59267$0 , \port$59251$0 , \port$59235$0 , \port$59219$0 , \port$59203$0 , \port$59187$0 , \port$59171$0 , \port$59155$0 , \port$59139$0 , \port$59123$0 , \port$59107$0 , \port$59091$0 , \port$59075$0 , \port$59059$0 , \port$59043$0 , \port$59027$0 , \port$59011$0 , \port$58995$0 , \port$58979$0 , \port$58963$0 , \port$58947$0 , \port$58931$0 , \port$58915$0 , \port$58899$0 , \port$58883$0 , \port$58867$0 , \port$58851$0  };
+  assign e4_membrane_out__data = { \port$59347$0 , \port$59331$0 , \port$59315$0 , \port$59299$0 , \port$59283$0 , \port$59267$0 , \port$59251$0 , \port$59235$0 , \port$59219$0 , \port$59203$0 , \port$59187$0 , \port$59171$0 , \port$59155$0 , \port$59139$0 , \port$59123$0 , \port$59107$0 , \port$59091$0 , \port$59075$0 , \port$59059$0 , \port$59043$0 , \port$59027$0 , \port$59011$0 , \port$58995$0 , \port$58979$0 , \port$58963$0 , \port$58947$0 , \port$58931$0 , \port$58915$0 , \port$58899$0 , \port$58883$0 , \port$58867$0 , \port$58851$0  };
   assign \wr__en$177  = \wr__en$171 ;
   assign e4_spikes__en = \wr__en$171 ;
   assign \wr__addr$179  = e4_spikes__addr[9:0];
@@ -16335,8 +16335,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__affine__addr[3:0];
-  assign \wr__data$218  = { \wr__data$194 , \port$63603$0  };
-  assign host__affine__wr_data = { \wr__data$194 , \port$63603$0  };
+  assign \wr__data$218  = { \wr__data$194 , \port$63613$0  };
+  assign host__affine__wr_data = { \wr__data$194 , \port$63613$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$221 ;
   assign \wr__addr$223  = host__spike_in__addr[10:0];
@@ -16345,8 +16345,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$227 ;
   assign \wr__addr$229  = host__residual__addr[8:0];
-  assign \wr__data$231  = { \wr__data$194 , \port$63603$0 [255:0] };
-  assign host__residual__wr_data = { \wr__data$194 , \port$63603$0 [255:0] };
+  assign \wr__data$231  = { \wr__data$194 , \port$63613$0 [255:0] };
+  assign host__residual__wr_data = { \wr__data$194 , \port$63613$0 [255:0] };
   assign host__membrane__rd_en = \port__en$233 ;
   assign \port__addr$235  = host__membrane__addr[9:0];
   assign \port__data$238  = host__membrane__rd_data;

@@ -12,9 +12,9 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
 , bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, bw_weights__addr, \port__en$141 , bw_trace__en, bw_trace__addr, \port__en$147 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$191 , host__w2__addr, host__w2__rd_en, \wr__en$197 , host__w3__addr, host__w3__rd_en
 , \wr__en$203 , host__w4__addr, host__w4__rd_en, \wr__en$209 , host__affine__addr, host__affine__rd_en, \wr__en$215 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$221 , host__residual__addr, \wr__en$227 , host__membrane__addr, \port__en$233 , host__spikes__addr, \port__en$239 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$245 
 , host__trace__addr, host__trace__rd_en, host__trace__wr_en, host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data
-, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$171 , \port$57347$0 , \port$57363$0 , \port$57379$0 , \port$57395$0 , \port$57411$0 , \port$57427$0 , \port$57443$0 , \port$57459$0 , \port$57475$0 , \port$57491$0 , \port$57507$0 , \port$57523$0 
-, \port$57539$0 , \port$57555$0 , \port$57571$0 , \port$57587$0 , \port$57603$0 , \port$57619$0 , \port$57635$0 , \port$57651$0 , \port$57667$0 , \port$57683$0 , \port$57699$0 , \port$57715$0 , \port$57731$0 , \port$57747$0 , \port$57763$0 , \port$57779$0 , \port$57795$0 , \port$57811$0 , \port$57827$0 , \port$57843$0 , \port$59331$0 
-, \port$62109$0 , desc, \wr__data$194 );
+, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$171 , \port$57357$0 , \port$57373$0 , \port$57389$0 , \port$57405$0 , \port$57421$0 , \port$57437$0 , \port$57453$0 , \port$57469$0 , \port$57485$0 , \port$57501$0 , \port$57517$0 , \port$57533$0 
+, \port$57549$0 , \port$57565$0 , \port$57581$0 , \port$57597$0 , \port$57613$0 , \port$57629$0 , \port$57645$0 , \port$57661$0 , \port$57677$0 , \port$57693$0 , \port$57709$0 , \port$57725$0 , \port$57741$0 , \port$57757$0 , \port$57773$0 , \port$57789$0 , \port$57805$0 , \port$57821$0 , \port$57837$0 , \port$57853$0 , \port$59341$0 
+, \port$62119$0 , desc, \wr__data$194 );
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -498,80 +498,80 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$5688$0 ;
   input [7:0] \port$5728$0 ;
   wire [7:0] \port$5728$0 ;
-  input [15:0] \port$57347$0 ;
-  wire [15:0] \port$57347$0 ;
-  input [15:0] \port$57363$0 ;
-  wire [15:0] \port$57363$0 ;
-  input [15:0] \port$57379$0 ;
-  wire [15:0] \port$57379$0 ;
-  input [15:0] \port$57395$0 ;
-  wire [15:0] \port$57395$0 ;
-  input [15:0] \port$57411$0 ;
-  wire [15:0] \port$57411$0 ;
-  input [15:0] \port$57427$0 ;
-  wire [15:0] \port$57427$0 ;
-  input [15:0] \port$57443$0 ;
-  wire [15:0] \port$57443$0 ;
-  input [15:0] \port$57459$0 ;
-  wire [15:0] \port$57459$0 ;
-  input [15:0] \port$57475$0 ;
-  wire [15:0] \port$57475$0 ;
-  input [15:0] \port$57491$0 ;
-  wire [15:0] \port$57491$0 ;
-  input [15:0] \port$57507$0 ;
-  wire [15:0] \port$57507$0 ;
-  input [15:0] \port$57523$0 ;
-  wire [15:0] \port$57523$0 ;
-  input [15:0] \port$57539$0 ;
-  wire [15:0] \port$57539$0 ;
-  input [15:0] \port$57555$0 ;
-  wire [15:0] \port$57555$0 ;
-  input [15:0] \port$57571$0 ;
-  wire [15:0] \port$57571$0 ;
-  input [15:0] \port$57587$0 ;
-  wire [15:0] \port$57587$0 ;
-  input [15:0] \port$57603$0 ;
-  wire [15:0] \port$57603$0 ;
-  input [15:0] \port$57619$0 ;
-  wire [15:0] \port$57619$0 ;
-  input [15:0] \port$57635$0 ;
-  wire [15:0] \port$57635$0 ;
-  input [15:0] \port$57651$0 ;
-  wire [15:0] \port$57651$0 ;
-  input [15:0] \port$57667$0 ;
-  wire [15:0] \port$57667$0 ;
+  input [15:0] \port$57357$0 ;
+  wire [15:0] \port$57357$0 ;
+  input [15:0] \port$57373$0 ;
+  wire [15:0] \port$57373$0 ;
+  input [15:0] \port$57389$0 ;
+  wire [15:0] \port$57389$0 ;
+  input [15:0] \port$57405$0 ;
+  wire [15:0] \port$57405$0 ;
+  input [15:0] \port$57421$0 ;
+  wire [15:0] \port$57421$0 ;
+  input [15:0] \port$57437$0 ;
+  wire [15:0] \port$57437$0 ;
+  input [15:0] \port$57453$0 ;
+  wire [15:0] \port$57453$0 ;
+  input [15:0] \port$57469$0 ;
+  wire [15:0] \port$57469$0 ;
+  input [15:0] \port$57485$0 ;
+  wire [15:0] \port$57485$0 ;
+  input [15:0] \port$57501$0 ;
+  wire [15:0] \port$57501$0 ;
+  input [15:0] \port$57517$0 ;
+  wire [15:0] \port$57517$0 ;
+  input [15:0] \port$57533$0 ;
+  wire [15:0] \port$57533$0 ;
+  input [15:0] \port$57549$0 ;
+  wire [15:0] \port$57549$0 ;
+  input [15:0] \port$57565$0 ;
+  wire [15:0] \port$57565$0 ;
+  input [15:0] \port$57581$0 ;
+  wire [15:0] \port$57581$0 ;
+  input [15:0] \port$57597$0 ;
+  wire [15:0] \port$57597$0 ;
+  input [15:0] \port$57613$0 ;
+  wire [15:0] \port$57613$0 ;
+  input [15:0] \port$57629$0 ;
+  wire [15:0] \port$57629$0 ;
+  input [15:0] \port$57645$0 ;
+  wire [15:0] \port$57645$0 ;
+  input [15:0] \port$57661$0 ;
+  wire [15:0] \port$57661$0 ;
+  input [15:0] \port$57677$0 ;
+  wire [15:0] \port$57677$0 ;
   input [7:0] \port$5768$0 ;
   wire [7:0] \port$5768$0 ;
-  input [15:0] \port$57683$0 ;
-  wire [15:0] \port$57683$0 ;
-  input [15:0] \port$57699$0 ;
-  wire [15:0] \port$57699$0 ;
-  input [15:0] \port$57715$0 ;
-  wire [15:0] \port$57715$0 ;
-  input [15:0] \port$57731$0 ;
-  wire [15:0] \port$57731$0 ;
-  input [15:0] \port$57747$0 ;
-  wire [15:0] \port$57747$0 ;
-  input [15:0] \port$57763$0 ;
-  wire [15:0] \port$57763$0 ;
-  input [15:0] \port$57779$0 ;
-  wire [15:0] \port$57779$0 ;
-  input [15:0] \port$57795$0 ;
-  wire [15:0] \port$57795$0 ;
-  input [15:0] \port$57811$0 ;
-  wire [15:0] \port$57811$0 ;
-  input [15:0] \port$57827$0 ;
-  wire [15:0] \port$57827$0 ;
-  input [15:0] \port$57843$0 ;
-  wire [15:0] \port$57843$0 ;
+  input [15:0] \port$57693$0 ;
+  wire [15:0] \port$57693$0 ;
+  input [15:0] \port$57709$0 ;
+  wire [15:0] \port$57709$0 ;
+  input [15:0] \port$57725$0 ;
+  wire [15:0] \port$57725$0 ;
+  input [15:0] \port$57741$0 ;
+  wire [15:0] \port$57741$0 ;
+  input [15:0] \port$57757$0 ;
+  wire [15:0] \port$57757$0 ;
+  input [15:0] \port$57773$0 ;
+  wire [15:0] \port$57773$0 ;
+  input [15:0] \port$57789$0 ;
+  wire [15:0] \port$57789$0 ;
+  input [15:0] \port$57805$0 ;
+  wire [15:0] \port$57805$0 ;
+  input [15:0] \port$57821$0 ;
+  wire [15:0] \port$57821$0 ;
+  input [15:0] \port$57837$0 ;
+  wire [15:0] \port$57837$0 ;
+  input [15:0] \port$57853$0 ;
+  wire [15:0] \port$57853$0 ;
   input [7:0] \port$5808$0 ;
   wire [7:0] \port$5808$0 ;
   input [7:0] \port$5848$0 ;
   wire [7:0] \port$5848$0 ;
-  input [15:0] \port$59331$0 ;
-  wire [15:0] \port$59331$0 ;
-  input [1279:0] \port$62109$0 ;
-  wire [1279:0] \port$62109$0 ;
+  input [15:0] \port$59341$0 ;
+  wire [15:0] \port$59341$0 ;
+  input [1279:0] \port$62119$0 ;
+  wire [1279:0] \port$62119$0 ;
   input \port$7367$0 ;
   wire \port$7367$0 ;
   input [1:0] \port$7368$0 ;
@@ -849,13 +849,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$62109$0  };
+      mem_affine[host__affine__addr[3:0]] <= { \wr__data$194 , \port$62119$0  };
   end
   reg [1535:0] _0_;
   reg [1535:0] _1_;
   always @(posedge clk) begin
     if (\port__en$147 ) begin
-      _0_ <= mem_affine[\port$59331$0 [3:0]];
+      _0_ <= mem_affine[\port$59341$0 [3:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$83 [3:0]];
@@ -8138,7 +8138,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$171 )
-      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$57843$0 , \port$57827$0 , \port$57811$0 , \port$57795$0 , \port$57779$0 , \port$57763$0 , \port$57747$0 , \port$57731$0 , \port$57715$0 , \port$57699$0 , \port$57683$0 , \port$57667$0 , \port$57651$0 , \port$57635$0 , \port$57619$0 , \port$57603$0 , \port$57587$0 , \port$57571$0 , \port$57555$0 , \port$57539$0 , \port$57523$0 , \port$57507$0 , \port$57491$0 , \port$57475$0 , \port$57459$0 , \port$57443$0 , \port$57427$0 , \port$57411$0 , \port$57395$0 , \port$57379$0 , \port$57363$0 , \port$57347$0  };
+      mem_membrane[e4_membrane_out__addr[9:0]] <= { \port$57853$0 , \port$57837$0 , \port$57821$0 , \port$57805$0 , \port$57789$0 , \port$57773$0 , \port$57757$0 , \port$57741$0 , \port$57725$0 , \port$57709$0 , \port$57693$0 , \port$57677$0 , \port$57661$0 , \port$57645$0 , \port$57629$0 , \port$57613$0 , \port$57597$0 , \port$57581$0 , \port$57565$0 , \port$57549$0 , \port$57533$0 , \port$57517$0 , \port$57501$0 , \port$57485$0 , \port$57469$0 , \port$57453$0 , \port$57437$0 , \port$57421$0 , \port$57405$0 , \port$57389$0 , \port$57373$0 , \port$57357$0  };
   end
   reg [511:0] _9_;
   reg [511:0] _10_;
@@ -8541,7 +8541,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$227 )
-      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$62109$0 [255:0] };
+      mem_residual[host__residual__addr[8:0]] <= { \wr__data$194 , \port$62119$0 [255:0] };
   end
   reg [511:0] _11_;
   always @(posedge clk) begin
@@ -16262,7 +16262,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$24  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$45 ) begin
-      \$signature__data$24  = { \wr__data$194 , \port$62109$0 [255:0] };
+      \$signature__data$24  = { \wr__data$194 , \port$62119$0 [255:0] };
     end
     if (\$58 ) begin
       \$signature__data$24  = bw_grad_w2__data;
@@ -16301,7 +16301,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$28  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     if (\$52 ) begin
-      \$signature__data$28  = { \wr__data$194 , \port$62109$0 [255:0] };
+      \$signature__data$28  = { \wr__data$194 , \port$62119$0 [255:0] };
     end
     if (\$64 ) begin
       \$signature__data$28  = bw_grad_w2__data;
@@ -16310,7 +16310,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$194 , \port$62109$0 [255:0] };
+  assign host__gbuf__wr_data = { \wr__data$194 , \port$62119$0 [255:0] };
   assign port__addr = \$78 [10:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$79 [9:0];
@@ -16354,8 +16354,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$143  = bw_weights__addr[10:0];
   assign \port__data$146  = bw_weights__data;
   assign bw_affine__en = \port__en$147 ;
-  assign \port__addr$149  = \port$59331$0 [3:0];
-  assign bw_affine__addr = { 4'h0, \port$59331$0  };
+  assign \port__addr$149  = \port$59341$0 [3:0];
+  assign bw_affine__addr = { 4'h0, \port$59341$0  };
   assign \port__data$152  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[9:0];
@@ -16370,8 +16370,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$169 ;
   assign e4_membrane_out__en = \wr__en$171 ;
   assign \wr__addr$173  = e4_membrane_out__addr[9:0];
-  assign \wr__data$175  = { \port$57843$0 , \port$57827$0 , \port$57811$0 , \port$57795$0 , \port$57779$0 , \port$57763$0 , \port$57747$0 , \port$57731$0 , \port$57715$0 , \port$57699$0 , \port$57683$0 , \port$57667$0 , \port$57651$0 , \port$57635$0 , \port$57619$0 , \port$57603$0 , \port$57587$0 , \port$57571$0 , \port$57555$0 , \port$57539$0 , \port$57523$0 , \port$57507$0 , \port$57491$0 , \port$57475$0 , \port$57459$0 , \port$57443$0 , \port$57427$0 , \port$57411$0 , \port$57395$0 , \port$57379$0 , \port$57363$0 , \port$57347$0  };
-  assign e4_membrane_out__data = { \port$57843$0 , \port$57827$0 , \port$57811$0 , \port$57795$0 , \port$57779$0 , \port$57763$0 , \port$57747$0 , \port$57731$0 , \port$57715$0 , \port$57699$0 , \port$57683$0 , \port$57667$0 , \port$57651$0 , \port$57635$0 , \port$57619$0 , \port$57603$0 , \port$57587$0 , \port$57571$0 , \port$57555$0 , \port$57539$0 , \port$57523$0 , \port$57507$0 , \port$57491$0 , \port$57475$0 , \port$57459$0 , \port$57443$0 , \port$57427$0 , \port$57411$0 , \port$57395$0 , \port$57379$0 , \port$57363$0 , \port$57347$0  };
+  assign \wr__data$175  = { \port$57853$0 , \port$57837$0 , \port$57821$0 , \port$57805$0 , \port$57789$0 , \port$57773$0 , \port$57757$0 , \port$57741$0 , \port$57725$0 , \port$57709$0 , \port$57693$0 , \port$57677$0 , \port$57661$0 , \port$57645$0 , \port$57629$0 , \port$57613$0 , \port$57597$0 , \port$57581$0 , \port$57565$0 , \port$57549$0 , \port$57533$0 , \port$57517$0 , \port$57501$0 , \port$57485$0 , \port$57469$0 , \port$57453$0 , \port$57437$0 , \port$57421$0 , \port$57405$0 , \port$57389$0 , \port$57373$0 , \port$57357$0  };
+  assign e4_membrane_out__data = { \port$57853$0 , \port$57837$0 , \port$57821$0 , \port$57805$0 , \port$57789$0 , \port$57773$0 , \port$57757$0 , \port$57741$0 , \port$57725$0 , \port$57709$0 , \port$57693$0 , \port$57677$0 , \port$57661$0 , \port$57645$0 , \port$57629$0 , \port$57613$0 , \port$57597$0 , \port$57581$0 , \port$57565$0 , \port$57549$0 , \port$57533$0 , \port$57517$0 , \port$57501$0 , \port$57485$0 , \port$57469$0 , \port$57453$0 , \port$57437$0 , \port$57421$0 , \port$57405$0 , \port$57389$0 , \port$57373$0 , \port$57357$0  };
   assign \wr__en$177  = \wr__en$171 ;
   assign e4_spikes__en = \wr__en$171 ;
   assign \wr__addr$179  = e4_spikes__addr[9:0];
@@ -16401,8 +16401,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__affine__addr[3:0];
-  assign \wr__data$218  = { \wr__data$194 , \port$62109$0  };
-  assign host__affine__wr_data = { \wr__data$194 , \port$62109$0  };
+  assign \wr__data$218  = { \wr__data$194 , \port$62119$0  };
+  assign host__affine__wr_data = { \wr__data$194 , \port$62119$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$221 ;
   assign \wr__addr$223  = host__spike_in__addr[10:0];
@@ -16411,8 +16411,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$227 ;
   assign \wr__addr$229  = host__residual__addr[8:0];
-  assign \wr__data$231  = { \wr__data$194 , \port$62109$0 [255:0] };
-  assign host__residual__wr_data = { \wr__data$194 , \port$62109$0 [255:0] };
+  assign \wr__data$231  = { \wr__data$194 , \port$62119$0 [255:0] };
+  assign host__residual__wr_data = { \wr__data$194 , \port$62119$0 [255:0] };
   assign host__membrane__rd_en = \port__en$233 ;
   assign \port__addr$235  = host__membrane__addr[9:0];
   assign \port__data$238  = host__membrane__rd_data;

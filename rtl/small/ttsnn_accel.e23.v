@@ -3,7 +3,7 @@
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line1_a__addr, line1_b__en, line1_b__addr, line1_c__en, line1_c__addr, w2__en, w2__addr, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, \q23_rows$133 , busy
 , row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, \port$2476$0 , \port$2516$0 , \port$2556$0 , \port$2596$0 , weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data, row2_c__data, geo, e1_rows, counts, \released$175 , released_e1_order, e4_released
-, \port$25995$96 , desc, clk);
+, \port$26005$96 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [17:0] \$10 ;
@@ -954,8 +954,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   wire [7:0] \port$2556$0 ;
   output [7:0] \port$2596$0 ;
   wire [7:0] \port$2596$0 ;
-  input [47:0] \port$25995$96 ;
-  wire [47:0] \port$25995$96 ;
+  input [47:0] \port$26005$96 ;
+  wire [47:0] \port$26005$96 ;
   wire [15:0] q23_rows;
   output [15:0] \q23_rows$133 ;
   wire [15:0] \q23_rows$133 ;
@@ -1126,9 +1126,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$16  = | desc[293:278];
   assign \$17  = ~ \$16 ;
   assign \$18  = \$17  | step[302];
-  assign \$19  = \port$25995$96 [23:0] > step[332:309];
+  assign \$19  = \port$26005$96 [23:0] > step[332:309];
   assign \$20  = ! desc[89:88];
-  assign \$21  = \port$25995$96 [47:24] > step[332:309];
+  assign \$21  = \port$26005$96 [47:24] > step[332:309];
   assign \$22  = \$20  | \$21 ;
   assign \$23  = \$19  & \$22 ;
   assign \$24  = \$18  | \$23 ;
@@ -1354,9 +1354,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \$229  = | desc[293:278];
   assign \$230  = ~ \$229 ;
   assign \$231  = \$230  | step[302];
-  assign \$232  = \port$25995$96 [23:0] > step[332:309];
+  assign \$232  = \port$26005$96 [23:0] > step[332:309];
   assign \$233  = ! desc[89:88];
-  assign \$234  = \port$25995$96 [47:24] > step[332:309];
+  assign \$234  = \port$26005$96 [47:24] > step[332:309];
   assign \$235  = \$233  | \$234 ;
   assign \$236  = \$232  & \$235 ;
   assign \$237  = \$231  | \$236 ;
@@ -1620,8 +1620,8 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .p_addr(step[288:286]),
     .p_rd(p_rd),
     .pack(geo[3:0]),
-    .\port$24235$19 (a[22:19]),
-    .\port$24235$2 (a[4:2]),
+    .\port$24245$19 (a[22:19]),
+    .\port$24245$2 (a[4:2]),
     .pw__addr(b[8:6]),
     .pw__data(i),
     .pw__en(\p_wr$98 ),
@@ -1718,7 +1718,7 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
     .w3__addr(\w3__addr$55 ),
     .w3__data(w3__data),
     .w3__en(\w3__en$53 ),
-    .w3_chunks(\port$25995$96 [47:24]),
+    .w3_chunks(\port$26005$96 [47:24]),
     .w3_consumed(\w3_consumed$41 )
   );
   always @* begin
@@ -2270,9 +2270,9 @@ module \ttsnn_accel.e23 (rst, start, w2_consumed, w3_consumed, line1_a__en, line
   assign \row2_c__addr$28  = row2_c__addr;
   assign \row2_c__data$30  = row2_c__data;
   assign \row2_c__en$32  = row2_c__en;
-  assign w2_chunks = \port$25995$96 [23:0];
-  assign w3_chunks = \port$25995$96 [47:24];
-  assign \w3_chunks$42  = \port$25995$96 [47:24];
+  assign w2_chunks = \port$26005$96 [23:0];
+  assign w3_chunks = \port$26005$96 [47:24];
+  assign \w3_chunks$42  = \port$26005$96 [47:24];
   assign \w3__data$57  = w3__data;
   assign w_addr = step[273:270];
   assign p_addr = step[288:286];
@@ -2737,7 +2737,7 @@ module \ttsnn_accel.e23.adder (\port$2598$0 , \port$2599$0 , \port$2600$0 , a, b
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, p_addr, \port$24235$2 , ww__addr, \port$24235$19 , pw__addr, clk);
+module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, p_addr, \port$24245$2 , ww__addr, \port$24245$19 , pw__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [7:0] \$1 ;
   reg [7:0] \$10 ;
@@ -2887,10 +2887,10 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [3:0] \port$24235$19 ;
-  wire [3:0] \port$24235$19 ;
-  input [2:0] \port$24235$2 ;
-  wire [2:0] \port$24235$2 ;
+  input [3:0] \port$24245$19 ;
+  wire [3:0] \port$24245$19 ;
+  input [2:0] \port$24245$2 ;
+  wire [2:0] \port$24245$2 ;
   reg [2:0] pr__addr = 3'h0;
   wire [63:0] pr__data;
   reg pr__en = 1'h0;
@@ -2988,63 +2988,63 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   end
   assign wr__data = _1_;
   assign \$6  = centre >> \$98 ;
-  assign \$101  = \port$24235$19 [1:0] * 4'h8;
+  assign \$101  = \port$24245$19 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$101 ;
-  assign \$104  = \port$24235$19 [1:0] * 4'h8;
+  assign \$104  = \port$24245$19 [1:0] * 4'h8;
   assign \$8  = 1'h0 >> \$104 ;
-  assign \$109  = \port$24235$19 [3:2] * 4'h8;
+  assign \$109  = \port$24245$19 [3:2] * 4'h8;
   assign \$11  = weights >> \$109 ;
-  assign \$112  = \port$24235$19 [2] * 4'h8;
+  assign \$112  = \port$24245$19 [2] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$112 ;
-  assign \$117  = \port$24235$19 [0] * 4'h8;
+  assign \$117  = \port$24245$19 [0] * 4'h8;
   assign \$15  = centre[15:0] >> \$117 ;
-  assign \$120  = \port$24235$19 [0] * 4'h8;
+  assign \$120  = \port$24245$19 [0] * 4'h8;
   assign \$16  = 1'h0 >> \$120 ;
-  assign \$123  = \port$24235$19 [0] * 4'h8;
+  assign \$123  = \port$24245$19 [0] * 4'h8;
   assign \$17  = centre[31:16] >> \$123 ;
-  assign \$127  = \port$24235$19 [1:0] * 4'h8;
+  assign \$127  = \port$24245$19 [1:0] * 4'h8;
   assign \$19  = centre >> \$127 ;
-  assign \$130  = \port$24235$19 [1:0] * 4'h8;
+  assign \$130  = \port$24245$19 [1:0] * 4'h8;
   assign \$20  = 1'h0 >> \$130 ;
-  assign \$133  = \port$24235$19 [1:0] * 4'h8;
+  assign \$133  = \port$24245$19 [1:0] * 4'h8;
   assign \$21  = 1'h0 >> \$133 ;
-  assign \$138  = \port$24235$19 [3:2] * 4'h8;
+  assign \$138  = \port$24245$19 [3:2] * 4'h8;
   assign \$24  = weights >> \$138 ;
-  assign \$141  = \port$24235$19 [2] * 4'h8;
+  assign \$141  = \port$24245$19 [2] * 4'h8;
   assign \$25  = { weights[31:24], weights[15:8] } >> \$141 ;
-  assign \$146  = \port$24235$19 [0] * 4'h8;
+  assign \$146  = \port$24245$19 [0] * 4'h8;
   assign \$28  = centre[31:16] >> \$146 ;
-  assign \$149  = \port$24235$19 [0] * 4'h8;
+  assign \$149  = \port$24245$19 [0] * 4'h8;
   assign \$29  = centre[15:0] >> \$149 ;
-  assign \$152  = \port$24235$19 [0] * 4'h8;
+  assign \$152  = \port$24245$19 [0] * 4'h8;
   assign \$30  = 1'h0 >> \$152 ;
-  assign \$156  = \port$24235$19 [1:0] * 4'h8;
+  assign \$156  = \port$24245$19 [1:0] * 4'h8;
   assign \$32  = centre >> \$156 ;
-  assign \$159  = \port$24235$19 [1:0] * 4'h8;
+  assign \$159  = \port$24245$19 [1:0] * 4'h8;
   assign \$33  = 1'h0 >> \$159 ;
-  assign \$162  = \port$24235$19 [1:0] * 4'h8;
+  assign \$162  = \port$24245$19 [1:0] * 4'h8;
   assign \$34  = 1'h0 >> \$162 ;
-  assign \$167  = \port$24235$19 [3:2] * 4'h8;
+  assign \$167  = \port$24245$19 [3:2] * 4'h8;
   assign \$37  = weights >> \$167 ;
-  assign \$170  = \port$24235$19 [2] * 4'h8;
+  assign \$170  = \port$24245$19 [2] * 4'h8;
   assign \$38  = { weights[23:16], weights[7:0] } >> \$170 ;
-  assign \$175  = \port$24235$19 [0] * 4'h8;
+  assign \$175  = \port$24245$19 [0] * 4'h8;
   assign \$41  = centre[31:16] >> \$175 ;
-  assign \$178  = \port$24235$19 [0] * 4'h8;
+  assign \$178  = \port$24245$19 [0] * 4'h8;
   assign \$42  = centre[15:0] >> \$178 ;
-  assign \$181  = \port$24235$19 [0] * 4'h8;
+  assign \$181  = \port$24245$19 [0] * 4'h8;
   assign \$43  = 1'h0 >> \$181 ;
-  assign \$185  = \port$24235$19 [1:0] * 4'h8;
+  assign \$185  = \port$24245$19 [1:0] * 4'h8;
   assign \$45  = centre >> \$185 ;
-  assign \$188  = \port$24235$19 [1:0] * 4'h8;
+  assign \$188  = \port$24245$19 [1:0] * 4'h8;
   assign \$46  = 1'h0 >> \$188 ;
-  assign \$191  = \port$24235$19 [1:0] * 4'h8;
+  assign \$191  = \port$24245$19 [1:0] * 4'h8;
   assign \$47  = 1'h0 >> \$191 ;
-  assign \$196  = \port$24235$19 [3:2] * 4'h8;
+  assign \$196  = \port$24245$19 [3:2] * 4'h8;
   assign \$50  = weights >> \$196 ;
-  assign \$199  = \port$24235$19 [2] * 4'h8;
+  assign \$199  = \port$24245$19 [2] * 4'h8;
   assign \$51  = { weights[31:24], weights[15:8] } >> \$199 ;
-  assign \$53  = \port$24235$2 [2] ? wr__data : routed_w;
+  assign \$53  = \port$24245$2 [2] ? wr__data : routed_w;
   assign \$54  = $signed(weights_r[7:0]) * $signed(operand_r[7:0]);
   assign \$55  = from_psum_d2 ? pr__data[15:0] : 16'h0000;
   assign \$56  = first_d2 ? \$55  : pw__data[15:0];
@@ -3095,13 +3095,13 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
     product2 <= \$85 ;
   always @(posedge clk)
     product3 <= \$86 ;
-  assign \$88  = \port$24235$19 [0] * 4'h8;
+  assign \$88  = \port$24245$19 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$88 ;
-  assign \$91  = \port$24235$19 [0] * 4'h8;
+  assign \$91  = \port$24245$19 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$91 ;
-  assign \$94  = \port$24235$19 [0] * 4'h8;
+  assign \$94  = \port$24245$19 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$94 ;
-  assign \$98  = \port$24235$19 [1:0] * 4'h8;
+  assign \$98  = \port$24245$19 [1:0] * 4'h8;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$10  = 8'h00;
@@ -3242,7 +3242,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$76  = \port$24235$2 [0];
+    \$76  = \port$24245$2 [0];
     if (rst) begin
       \$76  = 1'h0;
     end
@@ -3256,7 +3256,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$78  = \port$24235$2 [1];
+    \$78  = \port$24245$2 [1];
     if (rst) begin
       \$78  = 1'h0;
     end
@@ -3325,8 +3325,8 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   end
   assign shift = 2'h0;
   assign neighbour = 32'd0;
-  assign jl = \port$24235$19 [1:0];
-  assign wsel = \port$24235$19 [3:2];
+  assign jl = \port$24245$19 [1:0];
+  assign wsel = \port$24245$19 [3:2];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -3337,9 +3337,9 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, p_rd, valid, centre, ww__en, pw__
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign first = \port$24235$2 [0];
-  assign from_psum = \port$24235$2 [1];
-  assign use_spad = \port$24235$2 [2];
+  assign first = \port$24245$2 [0];
+  assign from_psum = \port$24245$2 [1];
+  assign use_spad = \port$24245$2 [2];
   assign routed_w[31:24] = \$52 ;
   assign routed_w[23:16] = \$39 ;
   assign routed_w[15:8] = \$26 ;

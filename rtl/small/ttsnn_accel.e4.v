@@ -2,8 +2,8 @@
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, trace__addr, \port$2939$0 , \port$2940$0 , \port$2941$0 , \port$2942$0 
-, \port$2943$0 , \port$2944$0 , \port$2945$0 , \port$2946$0 , busy, weights, affine__data, line4__data, residual__data, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, out_groups, \port$24651$0 , \port$24667$0 , \port$24683$0 
-, \port$24699$0 , \port$25995$24 , desc, clk);
+, \port$2943$0 , \port$2944$0 , \port$2945$0 , \port$2946$0 , busy, weights, affine__data, line4__data, residual__data, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, out_groups, \port$24661$0 , \port$24677$0 , \port$24693$0 
+, \port$24709$0 , \port$26005$24 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
@@ -1047,16 +1047,16 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [63:0] p = 64'h0000000000000000;
-  output [15:0] \port$24651$0 ;
-  wire [15:0] \port$24651$0 ;
-  output [15:0] \port$24667$0 ;
-  wire [15:0] \port$24667$0 ;
-  output [15:0] \port$24683$0 ;
-  wire [15:0] \port$24683$0 ;
-  output [15:0] \port$24699$0 ;
-  wire [15:0] \port$24699$0 ;
-  input [71:0] \port$25995$24 ;
-  wire [71:0] \port$25995$24 ;
+  output [15:0] \port$24661$0 ;
+  wire [15:0] \port$24661$0 ;
+  output [15:0] \port$24677$0 ;
+  wire [15:0] \port$24677$0 ;
+  output [15:0] \port$24693$0 ;
+  wire [15:0] \port$24693$0 ;
+  output [15:0] \port$24709$0 ;
+  wire [15:0] \port$24709$0 ;
+  input [71:0] \port$26005$24 ;
+  wire [71:0] \port$26005$24 ;
   output \port$2939$0 ;
   wire \port$2939$0 ;
   output [1:0] \port$2940$0 ;
@@ -1779,15 +1779,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$15  = \$12  | \$14 ;
   assign \$16  = \$10  & \$15 ;
   assign \$17  = ~ desc[207];
-  assign \$18  = \port$25995$24 [23:0] > m4;
+  assign \$18  = \port$26005$24 [23:0] > m4;
   assign \$19  = \$17  | \$18 ;
-  assign \$20  = \port$25995$24 [47:24] + desc[259:244];
+  assign \$20  = \port$26005$24 [47:24] + desc[259:244];
   assign \$21  = \$20  > m4;
   assign \$22  = \$19  & \$21 ;
   assign \$23  = \$16  & \$22 ;
   assign \$24  = | desc[277:262];
   assign \$25  = ~ \$24 ;
-  assign \$26  = \port$25995$24 [71:48] > \$signal$16 ;
+  assign \$26  = \port$26005$24 [71:48] > \$signal$16 ;
   assign \$27  = \$25  | \$26 ;
   assign issue4 = \$23  & \$27 ;
   assign \$28  = \$signal  << desc[206];
@@ -1822,9 +1822,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$57  = \$54  | \$56 ;
   assign \$58  = \$52  & \$57 ;
   assign \$59  = ~ desc[207];
-  assign \$60  = \port$25995$24 [23:0] > m4;
+  assign \$60  = \port$26005$24 [23:0] > m4;
   assign \$61  = \$59  | \$60 ;
-  assign \$62  = \port$25995$24 [47:24] + desc[259:244];
+  assign \$62  = \port$26005$24 [47:24] + desc[259:244];
   assign \$63  = \$62  > m4;
   assign \$64  = \$61  & \$63 ;
   assign \$65  = ~ \$64 ;
@@ -1845,15 +1845,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \$80  = \$77  | \$79 ;
   assign \$81  = \$75  & \$80 ;
   assign \$82  = ~ desc[207];
-  assign \$83  = \port$25995$24 [23:0] > m4;
+  assign \$83  = \port$26005$24 [23:0] > m4;
   assign \$84  = \$82  | \$83 ;
-  assign \$85  = \port$25995$24 [47:24] + desc[259:244];
+  assign \$85  = \port$26005$24 [47:24] + desc[259:244];
   assign \$86  = \$85  > m4;
   assign \$87  = \$84  & \$86 ;
   assign \$88  = \$81  & \$87 ;
   assign \$89  = | desc[277:262];
   assign \$90  = ~ \$89 ;
-  assign \$91  = \port$25995$24 [71:48] > \$signal$16 ;
+  assign \$91  = \port$26005$24 [71:48] > \$signal$16 ;
   assign \$92  = \$90  | \$91 ;
   assign \$93  = ~ \$92 ;
   assign \$94  = \$88  & \$93 ;
@@ -2005,11 +2005,11 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     .m1(\$770 ),
     .m2(\$773 ),
     .m3(\$776 ),
-    .\port$24583$0 (\$761 ),
-    .\port$24601$0 (\$762 ),
-    .\port$24619$0 (\$763 ),
-    .\port$24637$0 (\$764 ),
-    .\port$25999$167 (desc[188:167]),
+    .\port$24593$0 (\$761 ),
+    .\port$24611$0 (\$762 ),
+    .\port$24629$0 (\$763 ),
+    .\port$24647$0 (\$764 ),
+    .\port$26009$167 (desc[188:167]),
     .rnd(desc[205]),
     .rst(rst),
     .s0(\$766 ),
@@ -3034,9 +3034,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
     end
   end
   assign t4 = \$1 [7:0];
-  assign res_rows = \port$25995$24 [23:0];
-  assign out_taken = \port$25995$24 [47:24];
-  assign w4_chunks = \port$25995$24 [71:48];
+  assign res_rows = \port$26005$24 [23:0];
+  assign out_taken = \port$26005$24 [47:24];
+  assign w4_chunks = \port$26005$24 [71:48];
   assign x4 = \$98 [15:0];
   assign w4__en = issue4;
   assign \$signal$33  = affine__addr;
@@ -3089,10 +3089,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en
   assign \port$2944$0  = \$174 ;
   assign \port$2945$0  = \$175 ;
   assign \port$2946$0  = \$176 ;
-  assign \port$24651$0  = \$765 ;
-  assign \port$24667$0  = \$768 ;
-  assign \port$24683$0  = \$771 ;
-  assign \port$24699$0  = \$774 ;
+  assign \port$24661$0  = \$765 ;
+  assign \port$24677$0  = \$768 ;
+  assign \port$24693$0  = \$771 ;
+  assign \port$24709$0  = \$774 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -4898,7 +4898,7 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, u_prev, \port$24583$0 , \port$24601$0 , \port$24619$0 , \port$24637$0 , u0, s0, m0, u1, s1, m1, u2, s2, m2, u3, s3, m3, leak_mul, \port$25999$167 , rnd
+module \ttsnn_accel.e4.lif (rst, u_prev, \port$24593$0 , \port$24611$0 , \port$24629$0 , \port$24647$0 , u0, s0, m0, u1, s1, m1, u2, s2, m2, u3, s3, m3, leak_mul, \port$26009$167 , rnd
 , window_lo, window_hi, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
@@ -5056,16 +5056,16 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$24583$0 , \port$24601$0 , \port$2
   reg [15:0] new_u1 = 16'h0000;
   reg [15:0] new_u2 = 16'h0000;
   reg [15:0] new_u3 = 16'h0000;
-  input [15:0] \port$24583$0 ;
-  wire [15:0] \port$24583$0 ;
-  input [15:0] \port$24601$0 ;
-  wire [15:0] \port$24601$0 ;
-  input [15:0] \port$24619$0 ;
-  wire [15:0] \port$24619$0 ;
-  input [15:0] \port$24637$0 ;
-  wire [15:0] \port$24637$0 ;
-  input [21:0] \port$25999$167 ;
-  wire [21:0] \port$25999$167 ;
+  input [15:0] \port$24593$0 ;
+  wire [15:0] \port$24593$0 ;
+  input [15:0] \port$24611$0 ;
+  wire [15:0] \port$24611$0 ;
+  input [15:0] \port$24629$0 ;
+  wire [15:0] \port$24629$0 ;
+  input [15:0] \port$24647$0 ;
+  wire [15:0] \port$24647$0 ;
+  input [21:0] \port$26009$167 ;
+  wire [21:0] \port$26009$167 ;
   input rnd;
   wire rnd;
   input rst;
@@ -5095,87 +5095,87 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$24583$0 , \port$24601$0 , \port$2
   wire [16:0] window_hi;
   input [16:0] window_lo;
   wire [16:0] window_lo;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$25999$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$26009$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
   assign \$3  = $signed(kept0) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$25999$167 [5:0];
-  assign \$5  = \port$25999$167 [5:0] - 1'h1;
+  assign \$4  = ! \port$26009$167 [5:0];
+  assign \$5  = \port$26009$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
-  assign \$8  = ! \port$25999$167 [5:0];
+  assign \$8  = ! \port$26009$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$24583$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$24593$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$24583$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$24593$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$24583$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$24593$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(new_u0) > $signed(\port$25999$167 [21:6]);
+  assign \$19  = $signed(new_u0) > $signed(\port$26009$167 [21:6]);
   assign \$20  = $signed(new_u0) > $signed(window_lo);
   assign \$21  = $signed(new_u0) < $signed(window_hi);
   assign \$22  = \$20  & \$21 ;
-  assign \$23  = $signed(u_prev[31:16]) > $signed(\port$25999$167 [21:6]);
+  assign \$23  = $signed(u_prev[31:16]) > $signed(\port$26009$167 [21:6]);
   assign \$24  = \$23  ? 16'h0000 : u_prev[31:16];
   assign \$25  = $signed(kept1) * $signed({ 1'h0, leak_mul });
-  assign \$26  = ! \port$25999$167 [5:0];
-  assign \$27  = \port$25999$167 [5:0] - 1'h1;
+  assign \$26  = ! \port$26009$167 [5:0];
+  assign \$27  = \port$26009$167 [5:0] - 1'h1;
   assign \$28  = \$26  ? 6'h00 : \$27 [5:0];
   assign \$29  = $signed(leak_prod1) >>> \$28 ;
-  assign \$30  = ! \port$25999$167 [5:0];
+  assign \$30  = ! \port$26009$167 [5:0];
   assign \$31  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$33  = \$30  ? leak_partial1 : \$32 [24:0];
-  assign \$34  = $signed(leaked1) + $signed(\port$24601$0 );
+  assign \$34  = $signed(leaked1) + $signed(\port$24611$0 );
   assign \$35  = $signed(\$34 ) > $signed(16'h7fff);
-  assign \$36  = $signed(leaked1) + $signed(\port$24601$0 );
+  assign \$36  = $signed(leaked1) + $signed(\port$24611$0 );
   assign \$37  = $signed(\$36 ) < $signed(16'h8000);
-  assign \$38  = $signed(leaked1) + $signed(\port$24601$0 );
+  assign \$38  = $signed(leaked1) + $signed(\port$24611$0 );
   assign \$39  = \$37  ? 16'h8000 : \$38 [15:0];
   assign \$40  = \$35  ? 16'h7fff : \$39 ;
-  assign \$41  = $signed(new_u1) > $signed(\port$25999$167 [21:6]);
+  assign \$41  = $signed(new_u1) > $signed(\port$26009$167 [21:6]);
   assign \$42  = $signed(new_u1) > $signed(window_lo);
   assign \$43  = $signed(new_u1) < $signed(window_hi);
   assign \$44  = \$42  & \$43 ;
-  assign \$45  = $signed(u_prev[47:32]) > $signed(\port$25999$167 [21:6]);
+  assign \$45  = $signed(u_prev[47:32]) > $signed(\port$26009$167 [21:6]);
   assign \$46  = \$45  ? 16'h0000 : u_prev[47:32];
   assign \$47  = $signed(kept2) * $signed({ 1'h0, leak_mul });
-  assign \$48  = ! \port$25999$167 [5:0];
-  assign \$49  = \port$25999$167 [5:0] - 1'h1;
+  assign \$48  = ! \port$26009$167 [5:0];
+  assign \$49  = \port$26009$167 [5:0] - 1'h1;
   assign \$50  = \$48  ? 6'h00 : \$49 [5:0];
   assign \$51  = $signed(leak_prod2) >>> \$50 ;
-  assign \$52  = ! \port$25999$167 [5:0];
+  assign \$52  = ! \port$26009$167 [5:0];
   assign \$53  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$55  = \$52  ? leak_partial2 : \$54 [24:0];
-  assign \$56  = $signed(leaked2) + $signed(\port$24619$0 );
+  assign \$56  = $signed(leaked2) + $signed(\port$24629$0 );
   assign \$57  = $signed(\$56 ) > $signed(16'h7fff);
-  assign \$58  = $signed(leaked2) + $signed(\port$24619$0 );
+  assign \$58  = $signed(leaked2) + $signed(\port$24629$0 );
   assign \$59  = $signed(\$58 ) < $signed(16'h8000);
-  assign \$60  = $signed(leaked2) + $signed(\port$24619$0 );
+  assign \$60  = $signed(leaked2) + $signed(\port$24629$0 );
   assign \$61  = \$59  ? 16'h8000 : \$60 [15:0];
   assign \$62  = \$57  ? 16'h7fff : \$61 ;
-  assign \$63  = $signed(new_u2) > $signed(\port$25999$167 [21:6]);
+  assign \$63  = $signed(new_u2) > $signed(\port$26009$167 [21:6]);
   assign \$64  = $signed(new_u2) > $signed(window_lo);
   assign \$65  = $signed(new_u2) < $signed(window_hi);
   assign \$66  = \$64  & \$65 ;
-  assign \$67  = $signed(u_prev[63:48]) > $signed(\port$25999$167 [21:6]);
+  assign \$67  = $signed(u_prev[63:48]) > $signed(\port$26009$167 [21:6]);
   assign \$68  = \$67  ? 16'h0000 : u_prev[63:48];
   assign \$69  = $signed(kept3) * $signed({ 1'h0, leak_mul });
-  assign \$70  = ! \port$25999$167 [5:0];
-  assign \$71  = \port$25999$167 [5:0] - 1'h1;
+  assign \$70  = ! \port$26009$167 [5:0];
+  assign \$71  = \port$26009$167 [5:0] - 1'h1;
   assign \$72  = \$70  ? 6'h00 : \$71 [5:0];
   assign \$73  = $signed(leak_prod3) >>> \$72 ;
-  assign \$74  = ! \port$25999$167 [5:0];
+  assign \$74  = ! \port$26009$167 [5:0];
   assign \$75  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$77  = \$74  ? leak_partial3 : \$76 [24:0];
-  assign \$78  = $signed(leaked3) + $signed(\port$24637$0 );
+  assign \$78  = $signed(leaked3) + $signed(\port$24647$0 );
   assign \$79  = $signed(\$78 ) > $signed(16'h7fff);
-  assign \$80  = $signed(leaked3) + $signed(\port$24637$0 );
+  assign \$80  = $signed(leaked3) + $signed(\port$24647$0 );
   assign \$81  = $signed(\$80 ) < $signed(16'h8000);
-  assign \$82  = $signed(leaked3) + $signed(\port$24637$0 );
+  assign \$82  = $signed(leaked3) + $signed(\port$24647$0 );
   assign \$83  = \$81  ? 16'h8000 : \$82 [15:0];
   assign \$84  = \$79  ? 16'h7fff : \$83 ;
-  assign \$85  = $signed(new_u3) > $signed(\port$25999$167 [21:6]);
+  assign \$85  = $signed(new_u3) > $signed(\port$26009$167 [21:6]);
   assign \$86  = $signed(new_u3) > $signed(window_lo);
   assign \$87  = $signed(new_u3) < $signed(window_hi);
   assign \$88  = \$86  & \$87 ;
@@ -5467,9 +5467,9 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$24583$0 , \port$24601$0 , \port$2
       \$120  = 1'h0;
     end
   end
-  assign threshold = \port$25999$167 [21:6];
-  assign leak_shift = \port$25999$167 [5:0];
-  assign cur = { \port$24637$0 , \port$24619$0 , \port$24601$0 , \port$24583$0  };
+  assign threshold = \port$26009$167 [21:6];
+  assign leak_shift = \port$26009$167 [5:0];
+  assign cur = { \port$24647$0 , \port$24629$0 , \port$24611$0 , \port$24593$0  };
   assign u = { u3, u2, u1, u0 };
   assign s = { s3, s2, s1, s0 };
   assign m = { m3, m2, m1, m0 };

@@ -7,7 +7,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
 , bw_trace__en, bw_trace__addr, \port__en$147 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$191 , host__w2__addr, host__w2__rd_en, \wr__en$197 , host__w3__addr, host__w3__rd_en, \wr__en$203 , host__w4__addr, host__w4__rd_en, \wr__en$209 , host__affine__addr, host__affine__rd_en, \wr__en$215 
 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$221 , host__residual__addr, \wr__en$227 , host__membrane__addr, \port__en$233 , host__spikes__addr, \port__en$239 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$245 , host__trace__addr, host__trace__rd_en, host__trace__wr_en, host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data
 , e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr
-, e4_affine__addr, \wr__en$171 , \port$24651$0 , \port$24667$0 , \port$24683$0 , \port$24699$0 , \port$25291$0 , \port$25997$0 , desc, \wr__data$194 );
+, e4_affine__addr, \wr__en$171 , \port$24661$0 , \port$24677$0 , \port$24693$0 , \port$24709$0 , \port$25301$0 , \port$26007$0 , desc, \wr__data$194 );
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -369,26 +369,26 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire host__w4__rd_en;
   wire [31:0] host__w4__wr_data;
   wire host__w4__wr_en;
-  input [15:0] \port$24651$0 ;
-  wire [15:0] \port$24651$0 ;
-  input [15:0] \port$24667$0 ;
-  wire [15:0] \port$24667$0 ;
-  input [15:0] \port$24683$0 ;
-  wire [15:0] \port$24683$0 ;
-  input [15:0] \port$24699$0 ;
-  wire [15:0] \port$24699$0 ;
+  input [15:0] \port$24661$0 ;
+  wire [15:0] \port$24661$0 ;
+  input [15:0] \port$24677$0 ;
+  wire [15:0] \port$24677$0 ;
+  input [15:0] \port$24693$0 ;
+  wire [15:0] \port$24693$0 ;
+  input [15:0] \port$24709$0 ;
+  wire [15:0] \port$24709$0 ;
   input [7:0] \port$2476$0 ;
   wire [7:0] \port$2476$0 ;
   input [7:0] \port$2516$0 ;
   wire [7:0] \port$2516$0 ;
-  input [15:0] \port$25291$0 ;
-  wire [15:0] \port$25291$0 ;
+  input [15:0] \port$25301$0 ;
+  wire [15:0] \port$25301$0 ;
   input [7:0] \port$2556$0 ;
   wire [7:0] \port$2556$0 ;
   input [7:0] \port$2596$0 ;
   wire [7:0] \port$2596$0 ;
-  input [159:0] \port$25997$0 ;
-  wire [159:0] \port$25997$0 ;
+  input [159:0] \port$26007$0 ;
+  wire [159:0] \port$26007$0 ;
   input \port$2939$0 ;
   wire \port$2939$0 ;
   input [1:0] \port$2940$0 ;
@@ -554,13 +554,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_affine[host__affine__addr[2:0]] <= { \wr__data$194 , \port$25997$0  };
+      mem_affine[host__affine__addr[2:0]] <= { \wr__data$194 , \port$26007$0  };
   end
   reg [191:0] _0_;
   reg [191:0] _1_;
   always @(posedge clk) begin
     if (\port__en$147 ) begin
-      _0_ <= mem_affine[\port$25291$0 [2:0]];
+      _0_ <= mem_affine[\port$25301$0 [2:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$83 [2:0]];
@@ -7184,7 +7184,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$171 )
-      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$24699$0 , \port$24683$0 , \port$24667$0 , \port$24651$0  };
+      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$24709$0 , \port$24693$0 , \port$24677$0 , \port$24661$0  };
   end
   reg [63:0] _9_;
   reg [63:0] _10_;
@@ -7459,7 +7459,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$227 )
-      mem_residual[host__residual__addr[7:0]] <= { \wr__data$194 , \port$25997$0 [31:0] };
+      mem_residual[host__residual__addr[7:0]] <= { \wr__data$194 , \port$26007$0 [31:0] };
   end
   reg [63:0] _11_;
   always @(posedge clk) begin
@@ -9861,7 +9861,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$24  = 64'h0000000000000000;
     if (\$45 ) begin
-      \$signature__data$24  = { \wr__data$194 , \port$25997$0 [31:0] };
+      \$signature__data$24  = { \wr__data$194 , \port$26007$0 [31:0] };
     end
     if (\$58 ) begin
       \$signature__data$24  = bw_grad_w2__data;
@@ -9900,7 +9900,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$28  = 64'h0000000000000000;
     if (\$52 ) begin
-      \$signature__data$28  = { \wr__data$194 , \port$25997$0 [31:0] };
+      \$signature__data$28  = { \wr__data$194 , \port$26007$0 [31:0] };
     end
     if (\$64 ) begin
       \$signature__data$28  = bw_grad_w2__data;
@@ -9909,7 +9909,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$194 , \port$25997$0 [31:0] };
+  assign host__gbuf__wr_data = { \wr__data$194 , \port$26007$0 [31:0] };
   assign port__addr = \$78 [7:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$79 [5:0];
@@ -9953,8 +9953,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$143  = bw_weights__addr[9:0];
   assign \port__data$146  = bw_weights__data;
   assign bw_affine__en = \port__en$147 ;
-  assign \port__addr$149  = \port$25291$0 [2:0];
-  assign bw_affine__addr = { 4'h0, \port$25291$0  };
+  assign \port__addr$149  = \port$25301$0 [2:0];
+  assign bw_affine__addr = { 4'h0, \port$25301$0  };
   assign \port__data$152  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[8:0];
@@ -9969,8 +9969,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$169 ;
   assign e4_membrane_out__en = \wr__en$171 ;
   assign \wr__addr$173  = e4_membrane_out__addr[8:0];
-  assign \wr__data$175  = { \port$24699$0 , \port$24683$0 , \port$24667$0 , \port$24651$0  };
-  assign e4_membrane_out__data = { \port$24699$0 , \port$24683$0 , \port$24667$0 , \port$24651$0  };
+  assign \wr__data$175  = { \port$24709$0 , \port$24693$0 , \port$24677$0 , \port$24661$0  };
+  assign e4_membrane_out__data = { \port$24709$0 , \port$24693$0 , \port$24677$0 , \port$24661$0  };
   assign \wr__en$177  = \wr__en$171 ;
   assign e4_spikes__en = \wr__en$171 ;
   assign \wr__addr$179  = e4_spikes__addr[8:0];
@@ -10000,8 +10000,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__affine__addr[2:0];
-  assign \wr__data$218  = { \wr__data$194 , \port$25997$0  };
-  assign host__affine__wr_data = { \wr__data$194 , \port$25997$0  };
+  assign \wr__data$218  = { \wr__data$194 , \port$26007$0  };
+  assign host__affine__wr_data = { \wr__data$194 , \port$26007$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$221 ;
   assign \wr__addr$223  = host__spike_in__addr[7:0];
@@ -10010,8 +10010,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$227 ;
   assign \wr__addr$229  = host__residual__addr[7:0];
-  assign \wr__data$231  = { \wr__data$194 , \port$25997$0 [31:0] };
-  assign host__residual__wr_data = { \wr__data$194 , \port$25997$0 [31:0] };
+  assign \wr__data$231  = { \wr__data$194 , \port$26007$0 [31:0] };
+  assign host__residual__wr_data = { \wr__data$194 , \port$26007$0 [31:0] };
   assign host__membrane__rd_en = \port__en$233 ;
   assign \port__addr$235  = host__membrane__addr[8:0];
   assign \port__data$238  = host__membrane__rd_data;
