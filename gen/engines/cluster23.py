@@ -113,7 +113,6 @@ class ClusterTwoThreeEngine(wiring.Component):
         W = d_["width"]
         pool, zr = d_["pool"], d_["zero_halo"][3]
         is_stt = d_["mode"] == 0
-        order = d_["order"]
         pk, Pk, Px = g.pack, g.pk, g.px
         ng, last_lanes, nb = g.ng, g.last_lanes, g.nb
         w_aligned = (W & (Px - 1)) == 0
@@ -150,7 +149,6 @@ class ClusterTwoThreeEngine(wiring.Component):
         E2.update(issue=loop.issue, run=loop.run, loop=loop,
                   f={k: loop.step[k] for k in ("row_end", "spad_rd", "from_psum")})
         A2, B2 = {k: loop.a[k] for k, _ in loop.a.shape()}, {k: loop.b[k] for k, _ in loop.b.shape()}
-        f2 = E2["f"]
         m.submodules.stt_cluster3 = e3 = SttClusterThreeEngine(cfg)
         # the q2 row cluster 2 is writing: its rank groups written into row2 (0 again when
         # the row completes and counts in e2_done), so that STT's pipelined cluster 3 may
@@ -165,35 +163,7 @@ class ClusterTwoThreeEngine(wiring.Component):
             count(name, e3.counts[name])
         ptt_row2 = ~is_stt & ~E2["copy"]        # a merging row (PTT or HTT full timestep)
 
-        # E2 readiness: its three q1 rows written; its output slot (row2 or line4) free
-        # E1 rows the current E2 row needs (E1's index of window row (q + 2, t), + 1)
-        need2 = Signal(RB)
-        with m.If(E2["issue"] & f2["row_end"]):
-            i_last2 = E2["i"] == g.inner_last
-            m.d.sync += need2.eq(need2 + Mux(order, Mux(i_last2, 3, 1),
-                                             Mux((E2["q"] == 0) & ~i_last2, 3, 1)))
-        # STT: row j's row2 half is free once cluster 3 has read row j - 2 (pipelined); the
-        # paper's sequential chaining also waits for cluster 3 to finish row j - 1, so that
-        # clusters 2 and 3 never run at once (gen.config.Arrangement)
-        sequential = cfg.arrangement.stt_chain == "sequential"
-        stt_ok2 = e3_rel >= E2["seq"] if sequential else e3_rel + 1 >= E2["seq"]
-        out_ok2 = Mux(is_stt, stt_ok2, line4_free(E2, self.desc, e4_rel))
-        ok2 = (e1_done >= need2) & out_ok2
-        # streamed G2/G3 (desc.w23_ring): a MAC row's group waits for its chunk of G2 (and of G3
-        # when cluster 3 runs in lock step), after the row's own conditions (c2_w_wait)
-        stream = d_["w23_ring"] != 0
-        chunk2 = E2["chunk"]
-        w_ok2 = ~stream | E2["copy"] | ((self.w2_chunks > chunk2) & (is_stt | (self.w3_chunks > chunk2)))
-        m.d.comb += E2["loop"].ok.eq(ok2 & w_ok2)
-        m.d.comb += [self.w2_consumed.eq(Mux(stream, chunk2, 0)),
-                     self.w3_consumed.eq(Mux(stream, Mux(is_stt, e3.w3_consumed, chunk2), 0)),
-                     e3.w3_chunks.eq(self.w3_chunks)]
-        count("c2_w_wait", E2["run"] & ok2 & ~w_ok2)
-        count("c2_busy", E2["issue"])
-        count("c2_stall", E2["run"] & ~ok2)
-        count("adder_stall", E2["run"] & ~ok2 & ptt_row2)
-        with m.If(E2["issue"] & f2["row_end"]):
-            m.d.sync += [e2_rel.eq(e2_rel + 1), rel1.eq(rel1 + Mux(E2["q"] == g.h_last, 3, 1))]
+        need2, ok2 = self._gate_loop(m, E2, e3, count, is_stt, ptt_row2, (e1_done, e4_rel, e2_rel, rel1, e3_rel))
 
         # cluster 3 in lock step (PTT, HTT's full timesteps); STT's engine counts its own
         count("c3_busy", E2["issue"] & ptt_row2)
@@ -266,6 +236,45 @@ class ClusterTwoThreeEngine(wiring.Component):
         with m.If(self.start):
             m.d.sync += [e2_done.eq(0), e2_rel.eq(0), rel1.eq(0), need2.eq(3), q2_groups.eq(0)]
         return m
+
+    def _gate_loop(self, m, E2, e3, count, is_stt, ptt_row2, progress):
+        """When the E2 loop may issue: its three q1 rows written by cluster 1, its output slot
+        (row2 or line4) free, its streamed G2/G3 chunk arrived; counts its waits and stalls and
+        the rows it releases. Returns ``need2`` (reset by the tile's start) and ``ok2``."""
+        e1_done, e4_rel, e2_rel, rel1, e3_rel = progress
+        cfg, g = self.config, self.geo
+        d_ = {name: self.desc[name] for name, _ in self.desc.shape()}
+        order, f2 = d_["order"], E2["f"]
+        # E2 readiness: its three q1 rows written; its output slot (row2 or line4) free
+        # E1 rows the current E2 row needs (E1's index of window row (q + 2, t), + 1)
+        need2 = Signal(RB)
+        with m.If(E2["issue"] & f2["row_end"]):
+            i_last2 = E2["i"] == g.inner_last
+            m.d.sync += need2.eq(need2 + Mux(order, Mux(i_last2, 3, 1),
+                                             Mux((E2["q"] == 0) & ~i_last2, 3, 1)))
+        # STT: row j's row2 half is free once cluster 3 has read row j - 2 (pipelined); the
+        # paper's sequential chaining also waits for cluster 3 to finish row j - 1, so that
+        # clusters 2 and 3 never run at once (gen.config.Arrangement)
+        sequential = cfg.arrangement.stt_chain == "sequential"
+        stt_ok2 = e3_rel >= E2["seq"] if sequential else e3_rel + 1 >= E2["seq"]
+        out_ok2 = Mux(is_stt, stt_ok2, line4_free(E2, self.desc, e4_rel))
+        ok2 = (e1_done >= need2) & out_ok2
+        # streamed G2/G3 (desc.w23_ring): a MAC row's group waits for its chunk of G2 (and of G3
+        # when cluster 3 runs in lock step), after the row's own conditions (c2_w_wait)
+        stream = d_["w23_ring"] != 0
+        chunk2 = E2["chunk"]
+        w_ok2 = ~stream | E2["copy"] | ((self.w2_chunks > chunk2) & (is_stt | (self.w3_chunks > chunk2)))
+        m.d.comb += E2["loop"].ok.eq(ok2 & w_ok2)
+        m.d.comb += [self.w2_consumed.eq(Mux(stream, chunk2, 0)),
+                     self.w3_consumed.eq(Mux(stream, Mux(is_stt, e3.w3_consumed, chunk2), 0)),
+                     e3.w3_chunks.eq(self.w3_chunks)]
+        count("c2_w_wait", E2["run"] & ok2 & ~w_ok2)
+        count("c2_busy", E2["issue"])
+        count("c2_stall", E2["run"] & ~ok2)
+        count("adder_stall", E2["run"] & ~ok2 & ptt_row2)
+        with m.If(E2["issue"] & f2["row_end"]):
+            m.d.sync += [e2_rel.eq(e2_rel + 1), rel1.eq(rel1 + Mux(E2["q"] == g.h_last, 3, 1))]
+        return need2, ok2
 
     @staticmethod
     def _psum_writes(m, pe2, pe3, B2, is_stt, count):
